@@ -1,0 +1,1 @@
+from morphospace.cli import main

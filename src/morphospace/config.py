@@ -1,0 +1,297 @@
+"""Run configuration: a TOML file validated on load.
+
+The configuration is a tree of dataclasses. Loading a TOML file checks every
+key against it: an unknown key or a value of the wrong type is a one-line
+:class:`~morphospace.errors.UserError` naming the key. Command-line options are
+applied on top with :func:`apply_overrides` (``section.key=value`` strings), and
+the resolved configuration is written into the run directory with
+:func:`dump_config`, so any stage can be re-run from it.
+
+Examples
+--------
+>>> cfg = load_config(None)                 # all defaults
+>>> cfg = apply_overrides(cfg, ["preprocess.size=128"])
+>>> cfg.preprocess.size
+128
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+
+@dataclass
+class VoteThresholds:
+    """Cuts on Kaggle Galaxy Zoo 2 vote fractions (see docs: the Kaggle layout).
+
+    A galaxy is ``smooth`` if Class1.1 > smooth, ``edge_on`` if Class2.1 > edge_on,
+    ``spiral`` if Class4.1 > spiral, ``barred`` if Class3.1 > barred; otherwise
+    ``uncertain``. The first passing cut in that order wins.
+    """
+
+    smooth: float = 0.5
+    edge_on: float = 0.5
+    spiral: float = 0.5
+    barred: float = 0.5
+
+
+@dataclass
+class DataConfig:
+    """Where the survey is and how to read it."""
+
+    path: str = ""  # empty: the built-in synthetic survey
+    layout: str = "auto"  # auto | folder | sdss-gz1 | kaggle-gz2 | galaxy10 | fits | synthetic
+    catalogue: str = ""  # folder layout: CSV with an id column, a file column and labels
+    id_column: str = ""
+    file_column: str = ""
+    label_columns: list[str] = field(default_factory=list)
+    truth_label: str = ""  # the label column comparisons treat as "the" truth; empty: guess
+    synth_n: int = 2000
+    synth_seed: int = 0
+    vote_thresholds: VoteThresholds = field(default_factory=VoteThresholds)
+
+
+@dataclass
+class PreprocessConfig:
+    """Image preprocessing; ``preset = "astrovader"`` reproduces the published recipe."""
+
+    preset: str = "default"  # default | astrovader
+    crop: float = 0.5  # centre-crop fraction of the frame side
+    size: int = 64  # output side in pixels (64 or 128)
+    colour: str = "rgb"  # rgb | grey
+    normalise: str = "asinh"  # asinh | minmax
+    asinh_softening: float = 0.1  # in units of the robust peak; smaller = harder stretch
+
+
+@dataclass
+class IngestConfig:
+    """Reading and quality control."""
+
+    workers: int = 2
+    strict: bool = False
+    chunk_size: int = 64
+    blank_std: float = 1e-3  # images whose pixel std is below this are flagged blank
+
+
+@dataclass
+class ModelConfig:
+    """The representation learner of ``morphospace train``."""
+
+    kind: str = "vade"  # vade | pca
+    preset: str = "default"  # default | astrovader
+    latent_dim: int = 16
+    n_components: int = 0  # 0: choose from the data (BIC of the latent mixture)
+    pca_components: int = 32
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and hardware."""
+
+    seed: int = 0
+    epochs: int = 30
+    pretrain_epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    accelerator: str = "cpu"
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    num_threads: int = 0  # 0: torch default
+
+
+@dataclass
+class ClusterConfig:
+    """Clusterings run by ``morphospace cluster``."""
+
+    kmeans_k: list[int] = field(default_factory=lambda: [3, 4, 5, 6, 7, 8])
+    methods: list[str] = field(default_factory=lambda: ["kmeans"])
+    representations: list[str] = field(default_factory=lambda: ["embedding"])
+    seed: int = 0
+
+
+@dataclass
+class StudyConfig:
+    """The CNN feature study."""
+
+    backbone: str = "efficientnet-lite0"
+    labels: str = ""
+    mode: str = "finetune"  # finetune | frozen
+    epochs: int = 5
+    weights: str = ""  # a weights file for backbones without packaged weights
+
+
+@dataclass
+class ReportConfig:
+    """The HTML report."""
+
+    thumb_size: int = 48
+    max_points: int = 20000
+    gallery_size: int = 16
+
+
+@dataclass
+class Config:
+    """The whole run configuration."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+
+
+# --- validation ---------------------------------------------------------------------------
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against annotation ``tp``; ints are accepted where floats are."""
+    origin = typing.get_origin(tp)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise UserError(f"config: {key} must be a list of {_type_name(item_tp)}, got {type(value).__name__}")
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        for alt in typing.get_args(tp):
+            try:
+                return _coerce(value, alt, key)
+            except UserError:
+                continue
+        raise UserError(f"config: {key} has the wrong type ({type(value).__name__})")
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is bool and not isinstance(value, bool):
+        raise UserError(f"config: {key} must be true or false, got {value!r}")
+    if tp in (int, float) and isinstance(value, bool):
+        raise UserError(f"config: {key} must be {_type_name(tp)}, got a boolean")
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise UserError(f"config: {key} must be {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _build(cls: type, table: dict, prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in table.items():
+        full = f"{prefix}{key}"
+        if key not in known:
+            raise UserError(f"config: unknown key '{full}' (known here: {', '.join(sorted(known))})")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                raise UserError(f"config: '{full}' must be a table")
+            kwargs[key] = _build(tp, value, f"{full}.")
+        else:
+            kwargs[key] = _coerce(value, tp, full)
+    return cls(**kwargs)
+
+
+def config_from_dict(table: dict) -> Config:
+    """Validate a plain nested dict (as parsed from TOML) into a :class:`Config`."""
+    return _build(Config, table, "")
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Load and validate a TOML configuration; ``None`` gives the defaults."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        table = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"config: {path} is not valid TOML: {exc}") from None
+    return config_from_dict(table)
+
+
+def _parse_scalar(text: str) -> Any:
+    """Parse the right-hand side of ``key=value`` as a TOML value, else a bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | dict[str, Any]) -> Config:
+    """Return a copy of ``cfg`` with dotted-key overrides applied and validated.
+
+    ``overrides`` is a list of ``"section.key=value"`` strings (values parsed as
+    TOML, falling back to a plain string) or a dict of dotted keys to values.
+    """
+    table = to_dict(cfg)
+    items = overrides.items() if isinstance(overrides, dict) else [_split(o) for o in overrides]
+    for dotted, value in items:
+        if isinstance(value, str) and not isinstance(overrides, dict):
+            value = _parse_scalar(value)
+        parts = dotted.split(".")
+        node = table
+        for part in parts[:-1]:
+            if part not in node or not isinstance(node[part], dict):
+                raise UserError(f"config: unknown key '{dotted}'")
+            node = node[part]
+        if parts[-1] not in node:
+            raise UserError(f"config: unknown key '{dotted}'")
+        node[parts[-1]] = value
+    return config_from_dict(table)
+
+
+def _split(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise UserError(f"--set expects section.key=value, got {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip(), value.strip()
+
+
+def to_dict(cfg: Any) -> dict:
+    """The configuration as a plain nested dict."""
+    return dataclasses.asdict(cfg)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def dumps_config(cfg: Config) -> str:
+    """Serialise a configuration to TOML text (round-trips through :func:`load_config`)."""
+    lines: list[str] = []
+
+    def emit(table: dict, name: str) -> None:
+        scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
+        tables = {k: v for k, v in table.items() if isinstance(v, dict)}
+        if name:
+            lines.append(f"[{name}]")
+        for k, v in scalars.items():
+            lines.append(f"{k} = {_toml_value(v)}")
+        lines.append("")
+        for k, v in tables.items():
+            emit(v, f"{name}.{k}" if name else k)
+
+    emit(to_dict(cfg), "")
+    return "\n".join(lines).strip() + "\n"

@@ -1,0 +1,17 @@
+"""Errors that reach the user as one clear line.
+
+Anything the user can fix (a missing folder, an unknown config key, a file in a
+format we do not read) raises :class:`UserError`; the command line prints its
+message on one line and exits with status 2. Everything else is a bug and keeps
+its traceback.
+"""
+
+
+class UserError(Exception):
+    """A mistake in the user's input: printed as one line, exit status 2."""
+
+    exit_code = 2
+
+
+class NotAvailableError(UserError):
+    """A stage or backend that is not installed or not built yet."""
