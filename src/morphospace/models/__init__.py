@@ -1,0 +1,1 @@
+"""Neural network models: the VaDE and the published AstroVaDEr network."""

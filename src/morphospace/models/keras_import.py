@@ -1,0 +1,191 @@
+"""Import the published AstroVaDEr Keras weights (``saved_weights.h5``) into PyTorch.
+
+The file is a Keras 2.3 ``save_weights`` HDF5: one group per layer, datasets
+``<layer>/<layer>/kernel:0`` and ``bias:0``, and the mixture layer ``latentGMM_Layer``
+with ``theta_p:0`` (12,), ``u_p:0`` (20, 12) and ``lambda_p:0`` (20, 12).
+
+Layout conversions:
+
+* convolution kernels (kh, kw, in, out) -> torch (out, in, kh, kw);
+* dense kernels (in, out) -> torch (out, in). The Keras Flatten / Reshape (H, W, C)
+  order needs no weight permutation because :mod:`.astrovader_net` flattens and reshapes
+  in that order itself.
+
+The published mixture weights ``theta`` were never normalised (they drift to about 2.3
+each); our prior is normalised, so ``logits = log(theta / sum(theta))``. The raw
+``theta`` is kept as well.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+from .astrovader_net import AstroVaDErDecoder, AstroVaDErEncoder
+
+__all__ = ["ENCODER_LAYERS", "DECODER_LAYERS", "GMM_LAYER", "load_astrovader_h5", "build_astrovader"]
+
+# Keras layer name -> torch module name
+ENCODER_LAYERS = {
+    "Conv1": "conv1",
+    "Conv2": "conv2",
+    "Conv3": "conv3",
+    "Conv4": "conv4",
+    "Conv5": "conv5",
+    "Conv6": "conv6",
+    "latentmean": "mean",
+    "latentlog_var": "log_var",
+}
+DECODER_LAYERS = {
+    "FC3": "fc",
+    "Conv7": "conv7",
+    "Conv8": "conv8",
+    "Conv9": "conv9",
+    "Conv10": "conv10",
+    "Conv11": "conv11",
+    "Conv12": "conv12",
+    "Output": "output_conv",
+}
+GMM_LAYER = "latentGMM_Layer"
+
+
+def _dataset(group: Any, layer: str, weight: str, path: Path) -> np.ndarray:
+    import h5py
+
+    if layer not in group:
+        raise UserError(f"{path}: no layer {layer!r}; not the published AstroVaDEr weights")
+    g = group[layer]
+    # Keras 2.3 nests the weights as <layer>/<layer>/<weight>; accept the flat form too
+    for key in (f"{layer}/{weight}", weight):
+        if key in g and isinstance(g[key], h5py.Dataset):
+            return np.asarray(g[key][()], dtype=np.float32)
+    raise UserError(f"{path}: layer {layer!r} has no weight {weight!r}")
+
+
+def _convert(kernel: np.ndarray, bias: np.ndarray) -> dict[str, torch.Tensor]:
+    if kernel.ndim == 4:  # (kh, kw, in, out) -> (out, in, kh, kw)
+        weight = kernel.transpose(3, 2, 0, 1)
+    elif kernel.ndim == 2:  # (in, out) -> (out, in)
+        weight = kernel.T
+    else:
+        raise ValueError(f"unexpected kernel rank {kernel.ndim}")
+    return {
+        "weight": torch.from_numpy(np.ascontiguousarray(weight)),
+        "bias": torch.from_numpy(np.ascontiguousarray(bias)),
+    }
+
+
+def load_astrovader_h5(path: str | Path) -> dict[str, Any]:
+    """Read the published AstroVaDEr Keras weights into torch tensors.
+
+    Parameters
+    ----------
+    path : str or Path
+        The released ``saved_weights.h5``.
+
+    Returns
+    -------
+    dict
+        ``encoder`` and ``decoder``: state dicts for :class:`AstroVaDErEncoder` and
+        :class:`AstroVaDErDecoder`; ``prior``: ``logits`` (K,) = log of the normalised
+        theta, ``means`` (K, D), ``log_vars`` (K, D); ``theta_raw`` (K,): the stored,
+        unnormalised mixture weights; ``latent_dim``, ``n_components``, ``image_size``,
+        ``channels``; ``keras_version`` and ``backend`` as recorded in the file.
+
+    Raises
+    ------
+    UserError
+        If the file is missing, is not HDF5, or lacks a layer of the published model.
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no such weights file: {path}")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise UserError(f"{path} is not an HDF5 file ({exc})") from None
+    with f:
+        # full-model saves put the weights under model_weights/
+        root = f["model_weights"] if "model_weights" in f else f
+        encoder: dict[str, torch.Tensor] = {}
+        for keras_name, torch_name in ENCODER_LAYERS.items():
+            conv = _convert(
+                _dataset(root, keras_name, "kernel:0", path), _dataset(root, keras_name, "bias:0", path)
+            )
+            encoder.update({f"{torch_name}.{k}": v for k, v in conv.items()})
+        decoder: dict[str, torch.Tensor] = {}
+        for keras_name, torch_name in DECODER_LAYERS.items():
+            conv = _convert(
+                _dataset(root, keras_name, "kernel:0", path), _dataset(root, keras_name, "bias:0", path)
+            )
+            decoder.update({f"{torch_name}.{k}": v for k, v in conv.items()})
+        theta = _dataset(root, GMM_LAYER, "theta_p:0", path)
+        mu = _dataset(root, GMM_LAYER, "u_p:0", path)  # (D, K)
+        lam = _dataset(root, GMM_LAYER, "lambda_p:0", path)  # (D, K), variances
+        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in root.attrs.items()}
+
+    if theta.ndim != 1 or mu.shape != lam.shape or mu.shape[1] != theta.shape[0]:
+        raise UserError(
+            f"{path}: inconsistent mixture shapes theta {theta.shape}, mu {mu.shape}, lambda {lam.shape}"
+        )
+    if np.any(theta <= 0) or np.any(lam <= 0):
+        raise UserError(f"{path}: mixture weights and variances must be positive")
+    theta_t = torch.from_numpy(theta.astype(np.float64))
+    prior = {
+        "logits": torch.log(theta_t / theta_t.sum()).to(torch.float32),
+        "means": torch.from_numpy(np.ascontiguousarray(mu.T)),
+        "log_vars": torch.from_numpy(np.ascontiguousarray(np.log(lam.T))),
+    }
+    conv1 = encoder["conv1.weight"]
+    fc = decoder["fc.weight"]  # (16 * s * s, D)
+    bottleneck = int(round((fc.shape[0] / 16) ** 0.5))
+    return {
+        "encoder": encoder,
+        "decoder": decoder,
+        "prior": prior,
+        "theta_raw": torch.from_numpy(theta.copy()),
+        "latent_dim": int(mu.shape[0]),
+        "n_components": int(theta.shape[0]),
+        "image_size": bottleneck * 8,
+        "channels": int(conv1.shape[1]),
+        "keras_version": str(attrs.get("keras_version", "")),
+        "backend": str(attrs.get("backend", "")),
+    }
+
+
+def build_astrovader(
+    path: str | Path,
+) -> tuple[AstroVaDErEncoder, AstroVaDErDecoder, dict[str, torch.Tensor]]:
+    """Build the published AstroVaDEr encoder, decoder and mixture prior from its weights.
+
+    Parameters
+    ----------
+    path : str or Path
+        The released ``saved_weights.h5``.
+
+    Returns
+    -------
+    encoder : AstroVaDErEncoder
+    decoder : AstroVaDErDecoder
+        Both loaded (strictly) and in eval mode.
+    prior_params : dict of torch.Tensor
+        ``logits`` (K,), ``means`` (K, D), ``log_vars`` (K, D): the published mixture, with
+        the weights normalised (see :func:`load_astrovader_h5` for the raw theta).
+    """
+    w = load_astrovader_h5(path)
+    kwargs = dict(latent_dim=w["latent_dim"], image_size=w["image_size"], channels=w["channels"])
+    encoder = AstroVaDErEncoder(**kwargs)
+    decoder = AstroVaDErDecoder(**kwargs)
+    try:
+        encoder.load_state_dict(w["encoder"], strict=True)
+        decoder.load_state_dict(w["decoder"], strict=True)
+    except RuntimeError as exc:
+        msg = " ".join(str(exc).split())
+        raise UserError(f"{path}: weights do not fit the AstroVaDEr network: {msg}") from None
+    return encoder.eval(), decoder.eval(), dict(w["prior"])

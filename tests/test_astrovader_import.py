@@ -1,0 +1,129 @@
+"""The published AstroVaDEr network and the import of its Keras weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from morphospace.errors import UserError
+from morphospace.models.astrovader_net import (
+    AstroVaDErDecoder,
+    AstroVaDErEncoder,
+    LegacyBilinearUpsample,
+    legacy_bilinear_matrix,
+)
+from morphospace.models.keras_import import build_astrovader, load_astrovader_h5
+
+PEER = Path(__file__).resolve().parents[2] / "shared" / "peers" / "astrovader"
+WEIGHTS = PEER / "saved_weights.h5"
+REFERENCE = PEER / "reference.npz"
+TOL = 1e-4
+
+needs_peer = pytest.mark.skipif(
+    not (WEIGHTS.is_file() and REFERENCE.is_file()),
+    reason=f"published AstroVaDEr weights/reference not found under {PEER}",
+)
+
+
+def test_legacy_bilinear_2x2_to_4x4_by_hand():
+    # TF1 resize_bilinear, align_corners=False, no half-pixel centres: source = dst / 2,
+    # the last row/column clamps to the edge
+    x = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).reshape(1, 1, 2, 2)
+    expected = torch.tensor(
+        [
+            [1.0, 1.5, 2.0, 2.0],
+            [2.0, 2.5, 3.0, 3.0],
+            [3.0, 3.5, 4.0, 4.0],
+            [3.0, 3.5, 4.0, 4.0],
+        ]
+    )
+    y = LegacyBilinearUpsample(2)(x)
+    assert y.shape == (1, 1, 4, 4)
+    torch.testing.assert_close(y[0, 0], expected, rtol=0, atol=1e-7)
+    # and it is not torch's half-pixel convention
+    torch_y = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    assert (torch_y[0, 0] - expected).abs().max() > 0.2
+
+
+def test_legacy_bilinear_matrix_non_integer_ratio():
+    # 3 -> 5: sources 0, 0.6, 1.2, 1.8, 2.4 (clamped at index 2)
+    a = legacy_bilinear_matrix(3, 5, dtype=torch.float64)
+    expected = torch.tensor(
+        [
+            [1.0, 0.0, 0.0],
+            [0.4, 0.6, 0.0],
+            [0.0, 0.8, 0.2],
+            [0.0, 0.2, 0.8],
+            [0.0, 0.0, 1.0],
+        ],
+        dtype=torch.float64,
+    )
+    torch.testing.assert_close(a, expected, rtol=0, atol=1e-12)
+
+
+def test_parameter_count_is_published():
+    enc, dec = AstroVaDErEncoder(), AstroVaDErDecoder()
+    k, d = 12, 20
+    prior = k + k * d + k * d  # weights, means, variances
+    n = sum(p.numel() for p in enc.parameters()) + sum(p.numel() for p in dec.parameters())
+    assert n + prior == 871_381
+
+
+def test_shapes_small_image():
+    enc = AstroVaDErEncoder(latent_dim=5, image_size=16, channels=3)
+    dec = AstroVaDErDecoder(latent_dim=5, image_size=16, channels=3)
+    mean, log_var = enc(torch.rand(2, 3, 16, 16))
+    assert mean.shape == log_var.shape == (2, 5)
+    y = dec(mean)
+    assert y.shape == (2, 3, 16, 16) and (y >= 0).all()
+    with pytest.raises(ValueError):
+        enc(torch.rand(2, 1, 16, 16))
+    with pytest.raises(ValueError):
+        AstroVaDErEncoder(image_size=100)
+
+
+def test_missing_or_bad_file_is_a_user_error(tmp_path):
+    with pytest.raises(UserError):
+        load_astrovader_h5(tmp_path / "nope.h5")
+    bad = tmp_path / "bad.h5"
+    bad.write_text("not hdf5")
+    with pytest.raises(UserError):
+        build_astrovader(bad)
+
+
+@needs_peer
+def test_mixture_parameters_imported():
+    ref = np.load(REFERENCE)
+    w = load_astrovader_h5(WEIGHTS)
+    theta = ref["gmm_theta"]
+    np.testing.assert_array_equal(w["theta_raw"].numpy(), theta)
+    logits = w["prior"]["logits"].double()
+    np.testing.assert_allclose(logits.exp().sum().item(), 1.0, atol=1e-6)
+    np.testing.assert_allclose(logits.exp().numpy(), theta / theta.sum(), rtol=1e-5)
+    np.testing.assert_array_equal(w["prior"]["means"].numpy(), ref["gmm_mu"].T)
+    np.testing.assert_allclose(w["prior"]["log_vars"].exp().numpy(), ref["gmm_lambda"].T, rtol=1e-5)
+    assert (w["n_components"], w["latent_dim"], w["image_size"], w["channels"]) == (12, 20, 128, 1)
+
+
+@needs_peer
+def test_reproduces_published_keras_outputs():
+    torch.set_num_threads(1)
+    ref = np.load(REFERENCE)
+    enc, dec, prior = build_astrovader(WEIGHTS)
+    assert prior["means"].shape == prior["log_vars"].shape == (12, 20)
+    x = torch.from_numpy(ref["x"])[:, None]
+    with torch.no_grad():
+        mean, log_var = enc(x)
+        decoded = dec(torch.from_numpy(ref["z_mean"]))[:, 0]
+    errors = {
+        "z_mean": np.abs(mean.numpy() - ref["z_mean"]).max(),
+        "z_log_var": np.abs(log_var.numpy() - ref["z_log_var"]).max(),
+        "decoded_from_mean": np.abs(decoded.numpy() - ref["decoded_from_mean"]).max(),
+    }
+    print("max abs error vs Keras:", {k: f"{v:.2e}" for k, v in errors.items()})
+    for name, err in errors.items():
+        assert err < TOL, f"{name}: max abs error {err:.3g} >= {TOL}"
