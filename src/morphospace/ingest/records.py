@@ -1,0 +1,70 @@
+"""What the ingest reads: one :class:`Record` per galaxy, before any pixel is decoded.
+
+A layout (see :mod:`morphospace.ingest.layouts`) turns a survey on disk into a
+list of records and a table of label columns. Problems visible from the listing
+alone (a catalogue row without an image, an image without a row, a repeated id)
+are flagged here; problems with pixels are flagged when the record is decoded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Every quality flag the ingest can raise, with the words used in the summary.
+# ``EXCLUDING`` flags keep a galaxy out of the cube; the others are warnings.
+FLAG_DESCRIPTIONS = {
+    "empty_file": "zero-byte file",
+    "not_image": "not an image file",
+    "truncated": "truncated image file",
+    "unreadable": "file could not be read",
+    "blank": "blank or near-constant image",
+    "not_galaxy": "frame is not a galaxy (flat frame with text or graphics, e.g. a service error page)",
+    "nonfinite": "NaN or inf pixels (replaced by the sky level)",
+    "duplicate_id": "id seen before (first occurrence kept)",
+    "missing_image": "catalogue row without an image",
+    "no_catalogue_row": "image without a catalogue row (kept, no labels)",
+}
+EXCLUDING = frozenset(
+    {"empty_file", "not_image", "truncated", "unreadable", "blank", "not_galaxy", "duplicate_id", "missing_image"}
+)
+
+
+@dataclass
+class Record:
+    """One galaxy to ingest.
+
+    Parameters
+    ----------
+    id : str
+        The galaxy id (always a string, as in the catalogue).
+    source : str
+        Where the pixels are: a file path, or ``path#index`` for a row of an HDF5 set.
+    kind : str
+        ``"image"`` (Pillow), ``"fits"`` (astropy) or ``"hdf5"`` (h5py).
+    index : int
+        Row in an HDF5 dataset (``kind == "hdf5"``), else -1.
+    labels : dict
+        Label and truth columns for this galaxy.
+    flags : set of str
+        Flags raised before decoding (missing image, duplicate id, ...).
+    """
+
+    id: str
+    source: str
+    kind: str = "image"
+    index: int = -1
+    labels: dict = field(default_factory=dict)
+    flags: set = field(default_factory=set)
+
+    @property
+    def decodable(self) -> bool:
+        return not (self.flags & EXCLUDING)
+
+
+def flag_duplicates(records: list[Record]) -> None:
+    """Flag every record whose id was already seen (the first occurrence is kept)."""
+    seen: set[str] = set()
+    for rec in records:
+        if rec.id in seen:
+            rec.flags.add("duplicate_id")
+        seen.add(rec.id)
