@@ -117,6 +117,18 @@ class ClusterConfig:
     methods: list[str] = field(default_factory=lambda: ["kmeans"])
     representations: list[str] = field(default_factory=lambda: ["embedding"])
     seed: int = 0
+    # --- analysis layer (reduce.py / cluster.py / compare.py / nuisance.py) ---
+    # methods: kmeans | dbscan | hdbscan | gmm; representations: ids, or all | embeddings | reductions
+    reductions: list[str] = field(default_factory=lambda: ["pca", "tsne", "umap", "lda"])
+    n_jobs: int = 1  # threads of t-SNE / UMAP (UMAP with a seed is single-threaded)
+    tsne_perplexity: float = 30.0
+    umap_n_neighbors: int = 15
+    gmm_k: list[int] = field(default_factory=list)  # empty: same as kmeans_k; BIC picks one
+    gmm_covariance: str = "diag"  # diag | full | spherical | tied
+    dbscan_min_samples: int = 0  # 0: 2 x dimensions, within [4, 100]; eps from the k-distance knee
+    hdbscan_min_cluster_size: int = 0  # 0: 1% of the rows, at least 5
+    silhouette_sample: int = 5000  # rows used to estimate the (O(n^2)) silhouette
+    nuisance_columns: list[str] = field(default_factory=list)  # catalogue columns to audit; empty: auto
 
 
 @dataclass

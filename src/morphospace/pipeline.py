@@ -1,0 +1,134 @@
+"""The stages of a run, in data-flow order, each reading what the previous wrote.
+
+ingest -> cube + catalogue -> model (train) -> embedding (embed) -> reductions ->
+clusterings -> comparisons (+ nuisance audit) -> report
+
+Every stage takes a :class:`~morphospace.rundir.RunDir` and a resolved
+:class:`~morphospace.config.Config`, so any stage can be re-run alone on an existing
+run. :func:`run_all` runs them in order (``morphospace run``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from .config import Config, dumps_config
+from .errors import UserError
+from .progress import Timer
+from .rundir import RunDir, write_text
+
+log = logging.getLogger("morphospace")
+
+
+def default_survey_dir(cfg: Config) -> Path:
+    """Where the built-in synthetic survey for ``cfg`` is cached (re-used across runs)."""
+    from . import synth
+
+    base = Path(os.environ.get("MORPHOSPACE_CACHE", Path.home() / ".cache" / "morphospace"))
+    return base / f"synth-v{synth.VERSION}-n{cfg.data.synth_n}-seed{cfg.data.synth_seed}"
+
+
+def stage_synth(out: Path, n: int, seed: int, workers: int, size: int | None = None) -> Path:
+    from .synth import make_survey
+
+    kwargs = {"size": size} if size else {}
+    with Timer(f"rendering {n} synthetic galaxies"):
+        return Path(make_survey(out, n=n, seed=seed, workers=workers, **kwargs))
+
+
+def ensure_survey(cfg: Config) -> Path:
+    """The data path of a run: the user's, or the built-in synthetic survey (made once)."""
+    if cfg.data.path:
+        return Path(cfg.data.path)
+    out = default_survey_dir(cfg)
+    if not (out / "catalogue.csv").is_file():
+        log.info("no data given: using the built-in synthetic survey (%d galaxies, seed %d) in %s",
+                 cfg.data.synth_n, cfg.data.synth_seed, out)
+        stage_synth(out, cfg.data.synth_n, cfg.data.synth_seed, cfg.ingest.workers)
+    return out
+
+
+def save_config(run: RunDir, cfg: Config) -> None:
+    write_text(run.config, dumps_config(cfg))
+
+
+def stage_ingest(run: RunDir, cfg: Config) -> dict:
+    from .ingest import ingest
+
+    data = ensure_survey(cfg)
+    with Timer("ingest"):
+        return ingest(data, run, cfg)
+
+
+def stage_train(run: RunDir, cfg: Config, resume: bool = False) -> None:
+    if cfg.model.kind == "pca":
+        log.info("model.kind = pca: no network to train (the pixel-PCA baseline is the embedding)")
+        return
+    from .train import train_run
+
+    train_run(run, cfg, resume=resume)
+
+
+def stage_embed(run: RunDir, cfg: Config) -> None:
+    from .baseline import pixel_pca_run
+
+    pixel_pca_run(run, cfg.model.pca_components)
+    if cfg.model.kind == "vade":
+        from .embed import embed_run
+
+        embed_run(run, cfg)
+
+
+def primary_embedding(run: RunDir, cfg: Config) -> str:
+    """The embedding a run is about: CNN features, else the VaDE latent space, else pixels."""
+    available = run.embeddings()
+    for name in ("features", "vade", "pixels_pca"):
+        if name in available:
+            return name
+    raise UserError(f"no embedding in {run.path}: run `morphospace embed` (or `study`) first")
+
+
+def stage_reduce(run: RunDir, cfg: Config, embedding: str | None = None) -> None:
+    from .reduce import reduce_run
+
+    embedding = embedding or primary_embedding(run, cfg)
+    with Timer(f"reductions of '{embedding}'"):
+        reduce_run(run, cfg, embedding=embedding)
+
+
+def stage_cluster(run: RunDir, cfg: Config) -> None:
+    from .cluster import cluster_run
+
+    with Timer("clusterings"):
+        cluster_run(run, cfg)
+
+
+def stage_compare(run: RunDir, cfg: Config) -> None:
+    from .compare import compare_run
+    from .nuisance import audit_run
+
+    with Timer("comparisons"):
+        compare_run(run, cfg)
+    with Timer("nuisance audit"):
+        audit_run(run, cfg)
+
+
+def stage_report(run: RunDir, cfg: Config) -> Path:
+    from .report import build_report
+
+    with Timer("report"):
+        return build_report(run, cfg)
+
+
+def run_all(run: RunDir, cfg: Config) -> Path:
+    """Every stage in order; returns the path of the report."""
+    save_config(run, cfg)
+    stage_ingest(run, cfg)
+    stage_train(run, cfg)
+    stage_embed(run, cfg)
+    stage_reduce(run, cfg)
+    stage_cluster(run, cfg)
+    stage_compare(run, cfg)
+    return stage_report(run, cfg)
