@@ -81,5 +81,6 @@ def _to_fits(table: pd.DataFrame, path: Path) -> None:
         elif pd.api.types.is_float_dtype(s):
             t[col] = s.to_numpy(dtype=np.float64)
         else:
-            t[col] = MaskedColumn(s.fillna("").astype(str).to_numpy(), mask=mask)
+            text = np.array(s.fillna("").astype(str).tolist() or [""], dtype=str)[: len(s)]
+            t[col] = MaskedColumn(text, mask=mask)
     t.write(path, format="fits", overwrite=True)
