@@ -1,0 +1,193 @@
+"""Reducers (PCA, LDA, t-SNE, UMAP) and the reduce stage on a tiny fake run."""
+
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from morphospace.config import Config
+from morphospace.errors import UserError
+from morphospace.reduce import (
+    REDUCERS,
+    LDAReducer,
+    PCAReducer,
+    TSNEReducer,
+    UMAPReducer,
+    make_reducer,
+    reduce_run,
+    representation_id,
+)
+from morphospace.rundir import RunDir, write_npy, write_table
+
+
+def blobs(n_per=40, k=3, d=12, spread=8.0, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(k, d)) * spread
+    y = np.repeat(np.arange(k), n_per)
+    return centres[y] + rng.normal(size=(k * n_per, d)), y
+
+
+def nearest_centroid_accuracy(Z, y):
+    """How well classes separate in a map: accuracy of the nearest class mean."""
+    means = np.stack([Z[y == c].mean(axis=0) for c in np.unique(y)])
+    pred = np.argmin(((Z[:, None, :] - means[None]) ** 2).sum(-1), axis=1)
+    return float(np.mean(np.unique(y)[pred] == y))
+
+
+def test_pca_reducer_keeps_leading_variance():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(200, 6)) * np.array([10, 5, 1, 1, 1, 1])
+    pca = PCAReducer(n_components=2).fit(X)
+    Z = pca.transform(X)
+    assert Z.shape == (200, 2)
+    assert pca.explained_variance_ratio_.sum() > 0.9
+    np.testing.assert_allclose(PCAReducer(2).fit_transform(X), Z, atol=1e-8)
+
+
+def test_lda_finds_the_low_variance_axis_that_pca_misses():
+    rng = np.random.default_rng(2)
+    n = 300
+    y = rng.integers(0, 3, n)
+    X = rng.normal(size=(n, 5))
+    X[:, 0] *= 30.0  # a big nuisance axis with no class information
+    X[:, 1] *= 15.0
+    X[:, 4] = y * 3.0 + rng.normal(scale=0.5, size=n)  # the classes live on a quiet axis
+    Z_lda = LDAReducer(2).fit_transform(X, y)
+    Z_pca = PCAReducer(2).fit_transform(X)
+    assert Z_lda.shape == (n, 2)
+    assert nearest_centroid_accuracy(Z_lda, y) > 0.95
+    assert nearest_centroid_accuracy(Z_pca, y) < 0.7
+
+
+def test_lda_needs_labels_and_two_classes():
+    X, y = blobs()
+    with pytest.raises(UserError, match="needs labels"):
+        LDAReducer().fit(X)
+    with pytest.raises(UserError, match="at least 2"):
+        LDAReducer().fit(X, np.zeros(len(X), dtype=int))
+    only_one = np.array(["a"] * 5 + [None] * (len(X) - 5), dtype=object)
+    with pytest.raises(UserError, match="at least 2"):
+        LDAReducer().fit(X, only_one)
+
+
+def test_lda_ignores_missing_labels_when_fitting_and_transforms_all_rows():
+    X, y = blobs()
+    labels = y.astype(object)
+    labels[::4] = None
+    labels[1::9] = np.nan
+    labels[2::11] = ""
+    known = np.array([v is not None and v == v and v != "" for v in labels])
+    Z = LDAReducer(2).fit_transform(X, labels)
+    assert Z.shape == (len(X), 2)
+    Z_sub = LDAReducer(2).fit(X[known], y[known].astype(str)).transform(X)
+    np.testing.assert_allclose(np.abs(Z), np.abs(Z_sub), atol=1e-8)
+
+
+def test_lda_with_two_classes_pads_with_within_class_pca():
+    X, y = blobs(k=2)
+    lda = LDAReducer(2).fit(X, y)
+    Z = lda.transform(X)
+    assert lda.n_discriminants_ == 1
+    assert Z.shape == (len(X), 2)
+    assert np.std(Z[:, 1]) > 0
+
+
+def test_tsne_separates_blobs_after_pca_to_fewer_dims():
+    X, y = blobs(n_per=50, d=30)
+    tsne = TSNEReducer(pca_dims=10, n_jobs=1, random_state=0)
+    Z = tsne.fit_transform(X)
+    assert Z.shape == (150, 2)
+    assert tsne.pca_ is not None and tsne.pca_.n_components_ == 10
+    assert nearest_centroid_accuracy(Z, y) == 1.0
+    assert tsne.transform(X[:5]).shape == (5, 2)
+
+
+def test_tsne_is_reproducible_with_a_seed():
+    X, _ = blobs(n_per=20)
+    a = TSNEReducer(random_state=3).fit_transform(X)
+    b = TSNEReducer(random_state=3).fit_transform(X)
+    np.testing.assert_allclose(a, b)
+
+
+def test_umap_separates_blobs():
+    X, y = blobs(n_per=40, d=8)
+    Z = UMAPReducer(n_neighbors=10, random_state=0).fit_transform(X)
+    assert Z.shape == (120, 2)
+    assert nearest_centroid_accuracy(Z, y) == 1.0
+
+
+def test_registry_and_factory():
+    assert set(REDUCERS) == {"pca", "lda", "tsne", "umap"}
+    r = make_reducer("TSNE", n_jobs=2, perplexity=12, n_neighbors=99, random_state=5)
+    assert isinstance(r, TSNEReducer) and r.n_jobs == 2 and r.perplexity == 12 and r.random_state == 5
+    with pytest.raises(UserError, match="unknown reduction"):
+        make_reducer("isomap")
+
+
+def test_representation_ids():
+    assert representation_id("features", "tsne") == "tsne"
+    assert representation_id("vade", "tsne") == "vade_tsne"
+    assert representation_id("pixels_pca", "pca") == "pixels_pca_pca"
+
+
+def fake_run(tmp_path, with_labels=True, n=45, seed=0):
+    """A run directory with a catalogue (cube order shuffled), a cube and two embeddings."""
+    rng = np.random.default_rng(seed)
+    run = RunDir(tmp_path / "run", create=True)
+    morph = np.array(["elliptical", "spiral", "edge_on"])[np.arange(n) % 3]
+    cube_index = rng.permutation(n)
+    cat = pd.DataFrame({"id": [f"g{i:03d}" for i in range(n)], "source": "x",
+                        "flag_blank": np.zeros(n, dtype=bool), "cube_index": cube_index})
+    if with_labels:
+        cat["morphology"] = pd.Series(morph, dtype="string")
+    # one galaxy not in the cube
+    cat = pd.concat([cat, pd.DataFrame({"id": ["gone"], "source": "x", "flag_blank": [True],
+                                        "cube_index": [-1]})], ignore_index=True)
+    write_table(run.catalogue, cat)
+    order = np.argsort(cube_index)  # catalogue row of each cube row
+    centres = rng.normal(size=(3, 20)) * 6
+    codes = np.arange(n)[order] % 3
+    feats = centres[codes] + rng.normal(size=(n, 20))
+    write_npy(run.embedding_path("features"), feats.astype(np.float32))
+    write_npy(run.embedding_path("vade"), feats[:, :8].astype(np.float32))
+    write_npy(run.cube, rng.random((n, 1, 8, 8), dtype=np.float32))
+    return run, codes
+
+
+def test_reduce_run_writes_every_map(tmp_path):
+    run, codes = fake_run(tmp_path)
+    cfg = Config()
+    out = reduce_run(run, cfg, embedding="features")
+    assert set(out) == {"pca", "tsne", "umap", "lda"}
+    for rid in out:
+        Z = run.read_reduction(rid)
+        assert Z.shape == (45, 2) and Z.dtype == np.float32
+        meta = json.loads(run.reduction_path(rid).with_suffix(".json").read_text())
+        assert meta["embedding"] == "features" and meta["reduction"] == rid
+    meta = json.loads(run.reduction_path("lda").with_suffix(".json").read_text())
+    assert meta["labels"] == "morphology" and meta["n_discriminants"] == 2
+    # LDA used the catalogue labels in cube order: classes separate on its map
+    assert nearest_centroid_accuracy(run.read_reduction("lda"), codes) == 1.0
+
+
+def test_reduce_run_names_other_embeddings_and_follows_config(tmp_path):
+    run, _ = fake_run(tmp_path)
+    cfg = Config()
+    cfg.cluster.reductions = ["pca"]
+    out = reduce_run(run, cfg, embedding="vade")
+    assert list(out) == ["vade_pca"]
+    assert run.reductions() == ["vade_pca"]
+
+
+def test_reduce_run_skips_lda_without_labels(tmp_path, caplog):
+    run, _ = fake_run(tmp_path, with_labels=False)
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        out = reduce_run(run, Config(), reductions=["pca", "lda"])
+    assert list(out) == ["pca"]
+    assert "LDA skipped" in caplog.text
+    with pytest.raises(UserError, match="not in the catalogue"):
+        reduce_run(run, Config(), reductions=["lda"], labels="morphology")
+    with pytest.raises(UserError, match="unknown reduction"):
+        reduce_run(run, Config(), reductions=["pca", "mds"])
