@@ -1,0 +1,179 @@
+"""Clusterers (K-Means selection, DBSCAN at the knee, HDBSCAN, GMM by BIC) and the cluster stage."""
+
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from morphospace.cluster import (
+    DBSCANAuto,
+    GMMSelect,
+    HDBSCANClusterer,
+    KMeansSelect,
+    cluster_run,
+    k_distances,
+    knee_index,
+    resolve_representations,
+)
+from morphospace.config import Config
+from morphospace.errors import UserError
+from morphospace.rundir import RunDir, write_npy, write_table
+
+
+def blobs(k=4, n_per=60, d=2, spread=10.0, scale=1.0, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(-spread, spread, size=(k, d))
+    # keep the blobs well apart so the true k is unambiguous
+    while min(np.linalg.norm(a - b) for i, a in enumerate(centres) for b in centres[i + 1:]) < 6 * scale:
+        centres = rng.uniform(-spread, spread, size=(k, d))
+    y = np.repeat(np.arange(k), n_per)
+    return centres[y] + rng.normal(scale=scale, size=(k * n_per, d)), y
+
+
+def test_kmeans_select_finds_the_true_k():
+    X, y = blobs(k=5)
+    km = KMeansSelect(k_range=range(3, 9), random_state=0).fit(X)
+    assert km.best_k_ == 5
+    assert list(km.scores_["k"]) == [3, 4, 5, 6, 7, 8]
+    assert {"silhouette", "calinski_harabasz", "davies_bouldin", "inertia"} <= set(km.scores_.columns)
+    assert km.scores_["inertia"].is_monotonic_decreasing
+    assert adjusted_rand_score(y, km.labels_) == pytest.approx(1.0)
+    assert set(km.labels_by_k_) == set(range(3, 9))
+    assert np.array_equal(km.predict(X), km.labels_)
+
+
+def test_kmeans_select_skips_impossible_k_and_rejects_k_below_2():
+    X, _ = blobs(k=2, n_per=3)
+    km = KMeansSelect(k_range=[2, 3, 10]).fit(X)
+    assert list(km.scores_["k"]) == [2, 3]
+    with pytest.raises(UserError, match=">= 2"):
+        KMeansSelect(k_range=[1, 2]).fit(X)
+
+
+def test_knee_of_a_flat_then_steep_curve():
+    curve = np.concatenate([np.linspace(0.0, 1.0, 90), np.linspace(1.5, 20.0, 10)])
+    assert knee_index(curve) == 89
+    assert knee_index(np.full(10, 3.0)) == 5  # no knee: the middle
+
+
+def test_k_distances_count_the_row_itself():
+    X = np.array([[0.0], [1.0], [3.0]])
+    np.testing.assert_allclose(k_distances(X, 2), [1.0, 1.0, 2.0])
+
+
+def test_dbscan_knee_finds_blobs_and_marks_scattered_rows_as_noise():
+    X, y = blobs(k=3, n_per=100, scale=0.6)
+    rng = np.random.default_rng(5)
+    noise = rng.uniform(X.min(0) - 4, X.max(0) + 4, size=(30, 2))
+    db = DBSCANAuto().fit(np.vstack([X, noise]))
+    assert db.min_samples_ == 4
+    assert db.n_clusters_ == 3
+    blob_labels, noise_labels = db.labels_[: len(X)], db.labels_[len(X):]
+    assert np.mean(noise_labels == -1) > 0.7
+    assert 0 < db.noise_fraction_ < 0.2
+    kept = blob_labels >= 0
+    assert kept.mean() > 0.9
+    assert adjusted_rand_score(y[kept], blob_labels[kept]) == pytest.approx(1.0)
+    assert db.eps_ == pytest.approx(db.k_distances_[db.knee_index_])
+
+
+def test_dbscan_warns_on_wide_input(caplog):
+    X, _ = blobs(k=2, n_per=20, d=12)
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        DBSCANAuto(min_samples=5).fit(X)
+    assert "12 dimensions" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        DBSCANAuto(min_samples=5).fit(X[:, :2])
+    assert caplog.text == ""
+
+
+def test_hdbscan_finds_blobs():
+    X, y = blobs(k=3, n_per=80, scale=0.7)
+    hd = HDBSCANClusterer().fit(X)
+    assert hd.min_cluster_size_ == 5
+    assert hd.n_clusters_ == 3
+    kept = hd.labels_ >= 0
+    assert adjusted_rand_score(y[kept], hd.labels_[kept]) == pytest.approx(1.0)
+    assert np.all(hd.probabilities_[~kept] == 0)
+
+
+def test_gmm_select_picks_k_by_bic_and_gives_probabilities():
+    X, y = blobs(k=4, d=3)
+    gm = GMMSelect(k_range=range(2, 8), random_state=0).fit(X)
+    assert gm.best_k_ == 4
+    assert gm.scores_.loc[gm.scores_["bic"].idxmin(), "k"] == 4
+    P = gm.predict_proba(X)
+    assert P.shape == (len(X), 4)
+    np.testing.assert_allclose(P.sum(axis=1), 1.0)
+    assert adjusted_rand_score(y, gm.labels_) == pytest.approx(1.0)
+    assert np.array_equal(gm.predict(X), gm.labels_)
+    with pytest.raises(UserError, match="covariance"):
+        GMMSelect(covariance_type="banana").fit(X)
+
+
+def fake_run(tmp_path, n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    run = RunDir(tmp_path / "run", create=True)
+    cube_index = rng.permutation(n)
+    cat = pd.DataFrame({"id": [f"g{i:03d}" for i in range(n)], "source": "x",
+                        "morphology": pd.Series(np.array(["a", "b", "c"])[np.arange(n) % 3], dtype="string"),
+                        "cube_index": cube_index})
+    write_table(run.catalogue, cat)
+    X, _ = blobs(k=3, n_per=n // 3, d=2, seed=seed)
+    write_npy(run.reduction_path("pca"), X.astype(np.float32))
+    write_npy(run.reduction_path("tsne"), X[::-1].astype(np.float32))
+    write_npy(run.embedding_path("features"), np.hstack([X, rng.normal(size=(n, 3))]).astype(np.float32))
+    return run
+
+
+def test_resolve_representations(tmp_path):
+    run = fake_run(tmp_path)
+    assert resolve_representations(run, ["all"]) == ["features", "pca", "tsne"]
+    assert resolve_representations(run, ["embedding"]) == ["features"]
+    assert resolve_representations(run, ["reductions", "pca"]) == ["pca", "tsne"]
+    with pytest.raises(UserError, match="umap"):
+        resolve_representations(run, ["umap"])
+
+
+def test_cluster_run_writes_every_method(tmp_path):
+    run = fake_run(tmp_path)
+    cfg = Config()
+    cfg.cluster.kmeans_k = [2, 3, 4]
+    cfg.cluster.methods = ["kmeans", "dbscan", "hdbscan", "gmm"]
+    names = cluster_run(run, cfg, representations=["pca", "features"])
+    gmm = [n for n in names if n.startswith("gmm") and n.endswith("_pca")]
+    assert gmm == ["gmm3_pca"]  # BIC picks the three blobs
+    assert set(names) == {"kmeans2_pca", "kmeans3_pca", "kmeans4_pca", "dbscan_pca", "hdbscan_pca", "gmm3_pca",
+                          "kmeans2_features", "kmeans3_features", "kmeans4_features", "dbscan_features",
+                          "hdbscan_features"} | {n for n in names if n.startswith("gmm") and n.endswith("_features")}
+    ids = run.cube_ids()
+    for name in names:
+        t = run.read_clustering(name)
+        assert list(t["id"]) == list(ids)
+    assert [c for c in run.read_clustering("gmm3_pca").columns if c.startswith("prob_")] == ["prob_0", "prob_1", "prob_2"]
+    assert "membership" in run.read_clustering("hdbscan_pca").columns
+    meta = json.loads(run.clustering_path("dbscan_pca").with_suffix(".json").read_text())
+    assert meta["method"] == "dbscan" and meta["eps"] > 0 and meta["representation"] == "pca"
+    sel = pd.read_csv(run.path / "comparisons" / "k_selection_pca.csv")
+    assert set(sel["method"]) == {"kmeans", "dbscan", "hdbscan", "gmm"}
+    assert sel.loc[sel["method"] == "kmeans", "k"].tolist() == [2, 3, 4]
+    assert sel.loc[(sel["method"] == "kmeans") & sel["selected"], "k"].tolist() == [3]
+    # a second run with fewer k removes the clusterings it no longer makes
+    cfg.cluster.kmeans_k = [3]
+    cfg.cluster.methods = ["kmeans"]
+    assert cluster_run(run, cfg, representations=["pca"]) == ["kmeans3_pca"]
+    assert "kmeans2_pca" not in run.clusterings() and "kmeans2_features" in run.clusterings()
+
+
+def test_cluster_run_rejects_bad_input(tmp_path):
+    run = fake_run(tmp_path)
+    cfg = Config()
+    with pytest.raises(UserError, match="unknown clustering method"):
+        cluster_run(run, cfg, methods=["spectral"])
+    write_npy(run.reduction_path("umap"), np.zeros((7, 2), dtype=np.float32))
+    with pytest.raises(UserError, match="7 rows"):
+        cluster_run(run, cfg, representations=["umap"])
