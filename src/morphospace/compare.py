@@ -1,0 +1,422 @@
+"""Agreement between clusterings, and between clusterings and labels.
+
+:func:`score_pair` scores two labellings of the same galaxies by the adjusted
+Rand index (ARI), adjusted / normalised mutual information (AMI, NMI),
+V-measure, Fowlkes-Mallows, the Hungarian-matched accuracy (the best
+one-to-one mapping of clusters onto classes, rectangular allowed) and purity.
+Missing labels (None, NaN, "") are always dropped; noise (label ``-1``) is
+either its own cluster (``noise="own"``) or dropped (``noise="exclude"``).
+
+:func:`compare_run` scores every clustering of a run against every other and
+against each categorical label column of the catalogue, and draws the ARI and
+AMI matrices.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import linear_sum_assignment
+from sklearn.metrics import (
+    adjusted_mutual_info_score,
+    adjusted_rand_score,
+    fowlkes_mallows_score,
+    normalized_mutual_info_score,
+    v_measure_score,
+)
+
+from .errors import UserError
+from .progress import Timer, progress
+from .rundir import RunDir, atomic_path, write_table
+
+log = logging.getLogger("morphospace")
+
+__all__ = [
+    "METRICS",
+    "NOISE_MODES",
+    "score_pair",
+    "contingency_table",
+    "hungarian_accuracy",
+    "purity",
+    "missing_mask",
+    "is_nuisance_column",
+    "label_columns",
+    "truth_column",
+    "labels_in_cube_order",
+    "clustering_in_cube_order",
+    "plot_heatmap",
+    "compare_run",
+]
+
+METRICS = ("ari", "ami", "nmi", "v_measure", "fowlkes_mallows", "hungarian_accuracy", "purity", "inverse_purity")
+NOISE_MODES = ("own", "exclude")
+
+# catalogue columns that describe how a galaxy is seen, not what it is: audited by
+# morphospace.nuisance, never treated as a label (matched on the lower-cased name's start)
+NUISANCE_PREFIXES = ("position_angle", "pa_", "winding", "handed", "chirality", "n_compan", "companion",
+                     "psf", "seeing", "size", "r_half", "half_light", "hlr", "sky", "noise", "snr")
+# catalogue columns that are bookkeeping, never labels
+RESERVED = {"id", "source", "cube_index", "file", "path", "filename", "objid"}
+MAX_LABEL_CLASSES = 50
+
+
+# --- label hygiene ----------------------------------------------------------------------
+
+def missing_mask(values: Any) -> np.ndarray:
+    """True where a label is missing: None, NaN, pandas NA or an empty string."""
+    arr = np.asarray(values, dtype=object)
+    return np.fromiter((_is_missing(v) for v in arr), dtype=bool, count=arr.shape[0])
+
+
+def _is_missing(v: Any) -> bool:
+    if v is None:
+        return True
+    if isinstance(v, str):
+        return v.strip() == ""
+    try:
+        return bool(v != v)  # NaN, NaT
+    except TypeError:  # pd.NA refuses to be a bool
+        return True
+
+
+def _noise_mask(values: np.ndarray) -> np.ndarray:
+    out = np.zeros(values.shape[0], dtype=bool)
+    for i, v in enumerate(values):
+        if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
+            out[i] = v == -1
+    return out
+
+
+def _codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes and the class values (as strings, so 1 and '1' of one column agree)."""
+    keys = np.array([_key(v) for v in values], dtype=object)
+    codes, uniques = pd.factorize(keys, sort=True)
+    return codes.astype(np.int64), np.asarray(uniques, dtype=object)
+
+
+def _key(v: Any) -> str:
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return str(int(v))
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    return str(v)
+
+
+def _prepare(a: Any, b: Any, noise: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    if noise not in NOISE_MODES:
+        raise UserError(f"noise must be one of {', '.join(NOISE_MODES)}, got '{noise}'")
+    a = np.asarray(a, dtype=object).ravel()
+    b = np.asarray(b, dtype=object).ravel()
+    if a.shape != b.shape:
+        raise UserError(f"labellings differ in length: {a.shape[0]} vs {b.shape[0]}")
+    keep = ~missing_mask(a) & ~missing_mask(b)
+    if noise == "exclude":
+        keep &= ~_noise_mask(a) & ~_noise_mask(b)
+    ca, ua = _codes(a[keep])
+    cb, ub = _codes(b[keep])
+    return ca, cb, ua, ub
+
+
+def _contingency(ca: np.ndarray, cb: np.ndarray) -> np.ndarray:
+    ka = int(ca.max()) + 1 if ca.size else 0
+    kb = int(cb.max()) + 1 if cb.size else 0
+    return np.bincount(ca * kb + cb, minlength=ka * kb).reshape(ka, kb)
+
+
+def hungarian_accuracy(table: np.ndarray) -> float:
+    """Fraction of rows on the best one-to-one matching of rows to columns of a contingency table.
+
+    Rectangular tables are allowed: the surplus clusters (or classes) match nothing.
+    """
+    table = np.asarray(table)
+    n = table.sum()
+    if n == 0:
+        return float("nan")
+    r, c = linear_sum_assignment(-table)
+    return float(table[r, c].sum() / n)
+
+
+def purity(table: np.ndarray) -> float:
+    """Fraction of rows in their cluster's majority class (rows of ``table`` are clusters)."""
+    table = np.asarray(table)
+    n = table.sum()
+    return float(table.max(axis=1).sum() / n) if n else float("nan")
+
+
+def contingency_table(a: Any, b: Any, noise: str = "own") -> pd.DataFrame:
+    """Counts of rows per (a, b) value pair; index = values of a, columns = values of b."""
+    ca, cb, ua, ub = _prepare(a, b, noise)
+    table = pd.DataFrame(_contingency(ca, cb), index=pd.Index(ua, name="a"), columns=pd.Index(ub, name="b"))
+    # cluster numbers in numeric order (the codes sort them as text: 10 before 2)
+    return table.loc[_natural(table.index), _natural(table.columns)]
+
+
+def _natural(keys: pd.Index) -> list:
+    try:
+        return sorted(keys, key=lambda k: float(k))
+    except (TypeError, ValueError):
+        return list(keys)
+
+
+def score_pair(a: Any, b: Any, noise: str = "own") -> dict[str, float]:
+    """Agreement between two labellings of the same rows.
+
+    Parameters
+    ----------
+    a, b : array-like
+        Labellings (ints, strings, ...); a clustering's noise is -1.
+    noise : {"own", "exclude"}
+        ``own``: -1 is one more cluster; ``exclude``: rows where either side
+        is -1 are dropped. Missing labels are dropped in both modes.
+
+    Returns
+    -------
+    dict
+        ``n`` (rows scored) and the :data:`METRICS`: ari, ami, nmi, v_measure,
+        fowlkes_mallows, hungarian_accuracy, purity (``a``'s clusters against
+        ``b``'s classes) and inverse_purity (the other way round). NaN when
+        fewer than 2 rows remain.
+
+    Examples
+    --------
+    >>> score_pair([0, 0, 1, 1], [1, 1, 0, 0])["ari"]
+    1.0
+    """
+    ca, cb, _, _ = _prepare(a, b, noise)
+    n = int(ca.size)
+    if n < 2:
+        return {"n": n, **{m: float("nan") for m in METRICS}}
+    table = _contingency(ca, cb)
+    return {
+        "n": n,
+        "ari": float(adjusted_rand_score(ca, cb)),
+        "ami": float(adjusted_mutual_info_score(ca, cb)),
+        "nmi": float(normalized_mutual_info_score(ca, cb)),
+        "v_measure": float(v_measure_score(ca, cb)),
+        "fowlkes_mallows": float(fowlkes_mallows_score(ca, cb)),
+        "hungarian_accuracy": hungarian_accuracy(table),
+        "purity": purity(table),
+        "inverse_purity": purity(table.T),
+    }
+
+
+# --- labels of a run ------------------------------------------------------------------
+
+def is_nuisance_column(name: str) -> bool:
+    """Whether a catalogue column describes viewing conditions (audited, not compared)."""
+    low = name.lower()
+    return low in ("pa", "pa_deg") or low.startswith(NUISANCE_PREFIXES)
+
+
+def label_columns(catalogue: pd.DataFrame, cfg: Any = None) -> list[str]:
+    """Categorical label columns of a catalogue, the truth label first.
+
+    A label column is any column but bookkeeping (id, source, cube_index, ...),
+    ``flag_*`` and nuisance columns, that is not floating point (vote fractions
+    and measurements are continuous), holding 2 to 50 distinct values. Columns
+    that split the galaxies exactly like an earlier one (``gz1_class`` and
+    ``gz1_name``) are kept once, the text one preferred.
+    """
+    cands = []
+    for col in catalogue.columns:
+        low = col.lower()
+        if low in RESERVED or low.startswith("flag_") or is_nuisance_column(col):
+            continue
+        s = catalogue[col]
+        if pd.api.types.is_float_dtype(s) or pd.api.types.is_bool_dtype(s):
+            continue
+        n_unique = s[~missing_mask(s.to_numpy(dtype=object))].nunique()
+        if 2 <= n_unique <= MAX_LABEL_CLASSES:
+            cands.append(col)
+    # text columns before their integer twins, then drop duplicated partitions
+    cands.sort(key=lambda c: 0 if not pd.api.types.is_integer_dtype(catalogue[c]) else 1)
+    kept: list[str] = []
+    for col in cands:
+        if not any(_same_partition(catalogue[col], catalogue[k]) for k in kept):
+            kept.append(col)
+    truth = truth_column(catalogue, cfg, candidates=kept)
+    if truth is not None:
+        kept = [truth] + [c for c in kept if c != truth]
+    return kept
+
+
+def _same_partition(a: pd.Series, b: pd.Series) -> bool:
+    ma, mb = missing_mask(a.to_numpy(dtype=object)), missing_mask(b.to_numpy(dtype=object))
+    if not np.array_equal(ma, mb):
+        return False
+    ca, _ = _codes(a.to_numpy(dtype=object)[~ma])
+    cb, _ = _codes(b.to_numpy(dtype=object)[~mb])
+    table = _contingency(ca, cb)
+    return bool(((table > 0).sum(axis=0) == 1).all() and ((table > 0).sum(axis=1) == 1).all())
+
+
+def truth_column(catalogue: pd.DataFrame, cfg: Any = None, candidates: Sequence[str] | None = None) -> str | None:
+    """The label column treated as the truth: ``data.truth_label``, else morph3, morphology,
+    else the first categorical label column, else None."""
+    wanted = getattr(getattr(cfg, "data", None), "truth_label", "") if cfg is not None else ""
+    if wanted:
+        if wanted not in catalogue.columns:
+            raise UserError(f"data.truth_label '{wanted}' is not a catalogue column "
+                            f"(columns: {', '.join(map(str, catalogue.columns))})")
+        return wanted
+    for name in ("morph3", "morphology"):
+        if name in catalogue.columns:
+            return name
+    if candidates is None:
+        candidates = label_columns(catalogue, None)
+    return candidates[0] if candidates else None
+
+
+def _cube_order(run: RunDir, catalogue: pd.DataFrame | None = None) -> pd.DataFrame:
+    cat = run.read_catalogue() if catalogue is None else catalogue
+    return cat[cat["cube_index"] >= 0].sort_values("cube_index")
+
+
+def labels_in_cube_order(run: RunDir, column: str, catalogue: pd.DataFrame | None = None) -> np.ndarray:
+    """A catalogue column for the galaxies of the cube, in cube order (missing -> None)."""
+    inside = _cube_order(run, catalogue)
+    if column not in inside.columns:
+        raise UserError(f"label column '{column}' is not in the catalogue")
+    values = inside[column].to_numpy(dtype=object)
+    return np.array([None if _is_missing(v) else v for v in values], dtype=object)
+
+
+def clustering_in_cube_order(run: RunDir, name: str, ids: np.ndarray) -> np.ndarray:
+    """A clustering's labels aligned to ``ids`` (galaxies it does not cover -> None)."""
+    table = run.read_clustering(name)
+    s = pd.Series(table["label"].to_numpy(), index=table["id"].astype(str).to_numpy())
+    s = s[~s.index.duplicated()]
+    aligned = s.reindex(pd.Index(np.asarray(ids).astype(str)))
+    return np.array([None if _is_missing(v) else int(v) for v in aligned.to_numpy(dtype=object)], dtype=object)
+
+
+# --- figures -------------------------------------------------------------------------
+
+def plot_heatmap(matrix: pd.DataFrame, path: str | Path, title: str, vmin: float | None = None,
+                 vmax: float = 1.0, split_rows: int | None = None, split_cols: int | None = None,
+                 cmap: str = "viridis") -> Path:
+    """An annotated heatmap of a score matrix, sized so 20+ rows stay readable.
+
+    ``split_rows`` / ``split_cols`` draw a line after that many rows / columns
+    (between clusterings and label columns).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    values = matrix.to_numpy(dtype=float)
+    nr, nc = values.shape
+    cell = 0.42 if max(nr, nc) <= 30 else 0.32
+    longest = max([len(str(x)) for x in list(matrix.index) + list(matrix.columns)] + [4])
+    margin = 0.3 + 0.075 * longest
+    fig = Figure(figsize=(nc * cell + margin + 1.6, nr * cell + margin + 0.8), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes([margin / (nc * cell + margin + 1.6), margin / (nr * cell + margin + 0.8),
+                       nc * cell / (nc * cell + margin + 1.6), nr * cell / (nr * cell + margin + 0.8)])
+    finite = values[np.isfinite(values)]
+    lo = vmin if vmin is not None else min(0.0, float(finite.min()) if finite.size else 0.0)
+    im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=lo, vmax=vmax, aspect="auto",
+                   interpolation="nearest")
+    font = max(4.5, min(8.0, 150.0 / max(nr, nc)))
+    norm = im.norm
+    cm = im.get_cmap()
+    for i in range(nr):
+        for j in range(nc):
+            v = values[i, j]
+            if not np.isfinite(v):
+                continue
+            r, g, b, _ = cm(norm(v))
+            ink = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
+            ax.text(j, i, f"{v:.2f}".replace("0.", ".", 1) if abs(v) < 1 else f"{v:.1f}",
+                    ha="center", va="center", fontsize=font, color=ink)
+    ax.set_xticks(range(nc))
+    ax.set_yticks(range(nr))
+    ax.set_xticklabels([str(c) for c in matrix.columns], rotation=60, ha="right", fontsize=font + 1)
+    ax.set_yticklabels([str(r) for r in matrix.index], fontsize=font + 1)
+    if split_rows is not None and 0 < split_rows < nr:
+        ax.axhline(split_rows - 0.5, color="white", lw=2.5)
+    if split_cols is not None and 0 < split_cols < nc:
+        ax.axvline(split_cols - 0.5, color="white", lw=2.5)
+    ax.set_title(title, fontsize=10)
+    cax = fig.add_axes([1 - 1.1 / (nc * cell + margin + 1.6), 0.25, 0.2 / (nc * cell + margin + 1.6), 0.5])
+    fig.colorbar(im, cax=cax)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path
+
+
+# --- the run stage ----------------------------------------------------------------------
+
+def compare_run(run: RunDir, cfg: Any) -> dict[str, Path]:
+    """Score every clustering of a run against every other and against the label columns.
+
+    Writes ``comparisons/scores_long.csv`` (columns a, b, kind_a, kind_b, noise,
+    metric, value, n: one row per unordered pair, metric and noise mode),
+    ``comparisons/ari.csv`` and ``comparisons/ami.csv`` (square matrices with
+    noise as its own cluster; clusterings then labels on both axes; first
+    column ``name``), ``comparisons/contingency_<clustering>__<truth>.csv``
+    (rows: cluster labels, -1 = noise; columns: truth classes) and the figures
+    ``figures/ari_matrix.png`` and ``figures/ami_matrix.png``.
+
+    Returns
+    -------
+    dict
+        Output name -> path.
+    """
+    clusterings = run.clusterings()
+    if not clusterings:
+        raise UserError(f"no clusterings in {run.path}: run `morphospace cluster` first")
+    catalogue = run.read_catalogue()
+    ids = run.cube_ids()
+    labels = label_columns(catalogue, cfg)
+    truth = truth_column(catalogue, cfg, candidates=labels)
+    items: dict[str, np.ndarray] = {}
+    kinds: dict[str, str] = {}
+    for name in clusterings:
+        items[name] = clustering_in_cube_order(run, name, ids)
+        kinds[name] = "clustering"
+    for col in labels:
+        if col in items:  # a label column named like a clustering: keep the clustering
+            log.warning("label column '%s' has the name of a clustering; left out of the comparison", col)
+            continue
+        items[col] = labels_in_cube_order(run, col, catalogue)
+        kinds[col] = "label"
+    names = list(items)
+    comp = run.sub("comparisons")
+    out: dict[str, Path] = {}
+
+    rows = []
+    matrices = {m: pd.DataFrame(np.eye(len(names)), index=names, columns=names) for m in ("ari", "ami")}
+    pairs = [(i, j) for i in range(len(names)) for j in range(i + 1, len(names))]
+    with Timer(f"comparing {len(clusterings)} clusterings and {len(names) - len(clusterings)} labels"):
+        for i, j in progress(pairs, desc="compare", unit="pair"):
+            a, b = names[i], names[j]
+            for mode in NOISE_MODES:
+                s = score_pair(items[a], items[b], noise=mode)
+                for metric in METRICS:
+                    rows.append((a, b, kinds[a], kinds[b], mode, metric, s[metric], s["n"]))
+                if mode == "own":
+                    for m in ("ari", "ami"):
+                        matrices[m].iloc[i, j] = matrices[m].iloc[j, i] = s[m]
+    long = pd.DataFrame(rows, columns=["a", "b", "kind_a", "kind_b", "noise", "metric", "value", "n"])
+    write_table(comp / "scores_long.csv", long)
+    out["scores_long"] = comp / "scores_long.csv"
+    n_clust = sum(1 for k in kinds.values() if k == "clustering")
+    for m, title in (("ari", "Adjusted Rand index"), ("ami", "Adjusted mutual information")):
+        write_table(comp / f"{m}.csv", matrices[m].rename_axis("name").reset_index())
+        out[m] = comp / f"{m}.csv"
+        out[f"{m}_figure"] = plot_heatmap(matrices[m], run.figure_path(f"{m}_matrix"),
+                                          f"{title} (noise = own cluster)", split_rows=n_clust,
+                                          split_cols=n_clust)
+    if truth is not None and truth in items:
+        for name in clusterings:
+            table = contingency_table(items[name], items[truth], noise="own")
+            table.index = table.index.astype(str)
+            path = comp / f"contingency_{name}__{truth}.csv"
+            write_table(path, table.rename_axis(index="cluster", columns=None).reset_index())
+            out[f"contingency_{name}"] = path
+    return out

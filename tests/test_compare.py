@@ -1,0 +1,197 @@
+"""Agreement scores, label-column discovery and the compare stage."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.image import imread
+from sklearn import metrics as skm
+
+from morphospace.compare import (
+    METRICS,
+    compare_run,
+    contingency_table,
+    hungarian_accuracy,
+    label_columns,
+    plot_heatmap,
+    score_pair,
+    truth_column,
+)
+from morphospace.config import Config
+from morphospace.errors import UserError
+from morphospace.rundir import RunDir, write_table
+
+
+def test_a_permuted_labelling_agrees_perfectly():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 5, 200)
+    perm = np.array([3, 0, 4, 1, 2])
+    s = score_pair(a, perm[a])
+    for m in METRICS:
+        assert s[m] == pytest.approx(1.0), m
+    assert s["n"] == 200
+
+
+def test_hand_computed_two_by_two_case():
+    a = [0, 0, 0, 1, 1, 1]
+    b = ["x", "x", "y", "y", "y", "y"]
+    s = score_pair(a, b)
+    # contingency [[2, 1], [0, 3]]: pairs together in both 1 + 3 = 4, rows 3 + 3 = 6, columns 1 + 6 = 7
+    expected = 6 * 7 / 15
+    assert s["ari"] == pytest.approx((4 - expected) / ((6 + 7) / 2 - expected))
+    assert s["purity"] == pytest.approx(5 / 6)
+    assert s["inverse_purity"] == pytest.approx(5 / 6)
+    assert s["hungarian_accuracy"] == pytest.approx(5 / 6)
+
+
+def test_rectangular_tables():
+    a = [0, 0, 1, 1, 2, 2]
+    b = [0, 0, 1, 1, 1, 1]
+    s = score_pair(a, b)
+    assert s["purity"] == pytest.approx(1.0)  # every cluster is pure
+    assert s["inverse_purity"] == pytest.approx(4 / 6)
+    assert s["hungarian_accuracy"] == pytest.approx(4 / 6)  # one cluster matches nothing
+    assert hungarian_accuracy(np.array([[5, 0, 1], [0, 4, 0]])) == pytest.approx(9 / 10)
+
+
+def test_matches_scikit_learn_on_random_labellings():
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 6, 500)
+    b = np.where(rng.random(500) < 0.6, a, rng.integers(0, 4, 500))
+    names = np.array(list("pqrstu"))[b]
+    s = score_pair(a, names)
+    assert s["ari"] == pytest.approx(skm.adjusted_rand_score(a, b))
+    assert s["ami"] == pytest.approx(skm.adjusted_mutual_info_score(a, b))
+    assert s["nmi"] == pytest.approx(skm.normalized_mutual_info_score(a, b))
+    assert s["v_measure"] == pytest.approx(skm.v_measure_score(a, b))
+    assert s["fowlkes_mallows"] == pytest.approx(skm.fowlkes_mallows_score(a, b))
+
+
+def test_noise_modes_differ_as_expected():
+    a = [0, 0, -1, 1, 1, -1]
+    b = [0, 0, 1, 1, 1, 0]
+    own = score_pair(a, b, noise="own")
+    excl = score_pair(a, b, noise="exclude")
+    assert excl["n"] == 4 and own["n"] == 6
+    assert excl["ari"] == pytest.approx(1.0)
+    assert own["ari"] < 0.5
+    # noise as its own cluster: -1 is one more row of the contingency table
+    t = contingency_table(a, b, noise="own")
+    assert list(t.index) == ["-1", "0", "1"]
+    with pytest.raises(UserError, match="noise"):
+        score_pair(a, b, noise="ignore")
+
+
+def test_missing_labels_are_dropped():
+    a = np.array([0, 0, 1, 1, 2, 2, 0, 1])
+    b = np.array(["e", "e", "s", "s", None, np.nan, "", "s"], dtype=object)
+    s = score_pair(a, b)
+    assert s["n"] == 5
+    ref = score_pair(a[[0, 1, 2, 3, 7]], b[[0, 1, 2, 3, 7]])
+    assert s == ref
+    assert score_pair(a, b)["ari"] == pytest.approx(1.0)
+    empty = score_pair([0, 1], [None, None])
+    assert empty["n"] == 0 and np.isnan(empty["ari"])
+    with pytest.raises(UserError, match="length"):
+        score_pair([0, 1, 2], [0, 1])
+
+
+def test_contingency_orders_clusters_numerically():
+    a = list(range(12))
+    t = contingency_table(a, ["x"] * 12)
+    assert list(t.index) == [str(i) for i in range(12)]
+
+
+def gz1_like_catalogue(n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    cls = rng.integers(0, 6, n)
+    names = np.array(["elliptical", "spiral_cw", "spiral_acw", "edge_on", "dont_know", "merger"])[cls]
+    morph3 = np.array(["elliptical", "spiral", "spiral", "edge_on", None, None], dtype=object)[cls]
+    return pd.DataFrame({
+        "id": [f"g{i}" for i in range(n)],
+        "source": "x",
+        "objid": np.arange(n) + 10**15,
+        "gz1_class": pd.array(cls, dtype="Int64"),
+        "gz1_name": pd.array(names, dtype="string"),
+        "morph3": pd.array(morph3, dtype="string"),
+        "position_angle": rng.uniform(0, 180, n),
+        "n_companions": rng.integers(0, 3, n),
+        "Class1.1": rng.random(n),
+        "flag_blank": np.zeros(n, dtype=bool),
+        "cube_index": rng.permutation(n),
+    })
+
+
+def test_label_columns_skip_duplicates_nuisances_and_continuous_columns():
+    cat = gz1_like_catalogue()
+    assert label_columns(cat) == ["morph3", "gz1_name"]
+    cfg = Config()
+    cfg.data.truth_label = "gz1_name"
+    assert label_columns(cat, cfg) == ["gz1_name", "morph3"]
+    assert truth_column(cat.drop(columns=["morph3"])) == "gz1_name"
+    cfg.data.truth_label = "votes"
+    with pytest.raises(UserError, match="votes"):
+        truth_column(cat, cfg)
+
+
+def test_heatmap_stays_readable_with_many_rows(tmp_path):
+    names = [f"kmeans{k}_representation{i}" for i in range(6) for k in range(3, 7)]
+    rng = np.random.default_rng(0)
+    m = pd.DataFrame(rng.random((24, 24)), index=names, columns=names)
+    small = plot_heatmap(m.iloc[:4, :4], tmp_path / "small.png", "small")
+    big = plot_heatmap(m, tmp_path / "big.png", "big", split_rows=20, split_cols=20)
+    hs, ws = imread(small).shape[:2]
+    hb, wb = imread(big).shape[:2]
+    assert wb > 3 * ws / 2 and hb > 3 * hs / 2  # the figure grows with the matrix
+    assert wb / 24 > 35  # at least ~35 px per cell
+
+
+def fake_run(tmp_path, n=60):
+    run = RunDir(tmp_path / "run", create=True)
+    cat = gz1_like_catalogue(n)
+    write_table(run.catalogue, cat)
+    inside = cat.sort_values("cube_index")
+    ids = inside["id"].to_numpy()
+    truth = inside["gz1_class"].to_numpy(dtype=int)
+    run.write_clustering("kmeans6_pca", ids, truth)  # perfect on gz1 classes
+    noisy = truth.copy()
+    noisy[::5] = -1
+    run.write_clustering("dbscan_tsne", ids, noisy)
+    run.write_clustering("kmeans2_umap", ids, np.arange(n) % 2)
+    return run, cat
+
+
+def test_compare_run_writes_scores_matrices_contingencies_and_figures(tmp_path):
+    run, cat = fake_run(tmp_path)
+    out = compare_run(run, Config())
+    comp = run.path / "comparisons"
+    items = ["dbscan_tsne", "kmeans2_umap", "kmeans6_pca", "morph3", "gz1_name"]
+    for m in ("ari", "ami"):
+        mat = pd.read_csv(comp / f"{m}.csv")
+        assert list(mat["name"]) == items and list(mat.columns[1:]) == items
+        vals = mat.drop(columns="name").to_numpy()
+        np.testing.assert_allclose(vals, vals.T)
+        np.testing.assert_allclose(np.diag(vals), 1.0)
+        assert (run.path / "figures" / f"{m}_matrix.png").stat().st_size > 1000
+    ari = pd.read_csv(comp / "ari.csv").set_index("name")
+    assert ari.loc["kmeans6_pca", "gz1_name"] == pytest.approx(1.0)
+    long = pd.read_csv(comp / "scores_long.csv")
+    assert len(long) == 10 * 2 * len(METRICS)  # 5 items: 10 pairs, 2 noise modes
+    sel = long[(long.a == "dbscan_tsne") & (long.b == "kmeans6_pca") & (long.metric == "ari")]
+    by_mode = sel.set_index("noise")["value"]
+    assert by_mode["exclude"] == pytest.approx(1.0) and by_mode["own"] < 1.0
+    assert set(sel["n"]) == {60, 48}
+    # morph3 is missing for dont_know and merger: fewer rows scored against it
+    n_morph3 = int(cat["morph3"].notna().sum())
+    assert set(long.loc[(long.b == "morph3") & (long.noise == "own"), "n"]) == {n_morph3}
+    cont = pd.read_csv(comp / "contingency_dbscan_tsne__morph3.csv")
+    assert list(cont.columns) == ["cluster", "edge_on", "elliptical", "spiral"]
+    assert cont["cluster"].tolist()[0] == -1
+    assert cont.drop(columns="cluster").to_numpy().sum() == n_morph3
+    assert {k for k in out if k.startswith("contingency_")} == {
+        "contingency_dbscan_tsne", "contingency_kmeans2_umap", "contingency_kmeans6_pca"}
+
+
+def test_compare_run_needs_clusterings(tmp_path):
+    run = RunDir(tmp_path / "empty", create=True)
+    with pytest.raises(UserError, match="morphospace cluster"):
+        compare_run(run, Config())
