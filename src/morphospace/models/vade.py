@@ -1,0 +1,465 @@
+"""VaDE: a variational autoencoder with a Gaussian-mixture prior (Jiang et al. 2017).
+
+Generative model: ``c ~ Cat(pi)``, ``z | c ~ N(mu_c, diag var_c)``, ``x | z ~ p_theta(x | z)``.
+Inference: ``q(z, c | x) = q(z | x) q(c | x)`` with ``q(z | x) = N(mu(x), diag sigma^2(x))``
+from the encoder and ``q(c | x)`` the responsibilities below. The negative ELBO of one image is
+
+.. math::
+
+    -\\mathcal{L}(x) = -E_q[\\log p(x|z)] + \\mathrm{KL}\\big(q(z,c|x) \\,\\|\\, p(z,c)\\big)
+
+and the KL term, written out (every expectation in closed form, ``gamma_c = q(c|x)``):
+
+.. math::
+
+    \\mathrm{KL} = -\\sum_c \\gamma_c E_q[\\log N(z|\\mu_c, \\sigma^2_c)]
+                   - \\sum_c \\gamma_c (\\log \\pi_c - \\log \\gamma_c)
+                   + E_q[\\log q(z|x)]
+
+    E_q[\\log N(z|\\mu_c,\\sigma^2_c)] = -\\tfrac12 \\sum_d [\\log 2\\pi + \\log \\sigma^2_{cd}
+                   + (\\sigma^2_d + (\\mu_d - \\mu_{cd})^2) / \\sigma^2_{cd}]
+
+    E_q[\\log q(z|x)] = -\\tfrac12 \\sum_d [\\log 2\\pi + 1 + \\log \\sigma^2_d]
+
+The responsibilities are the ``q(c|x)`` that minimise that KL for the given ``q(z|x)``:
+``log gamma_c = log_softmax_c(log pi_c + E_q[log N(z | mu_c, var_c)])``. They are computed from
+the encoder's mean and variance (never from a sampled ``z``, no batch-dependent temperature), so a
+galaxy's probabilities do not depend on the batch it is in or on random draws, and the loss is
+defined for any batch size. With that choice the KL collapses to
+``E_q[log q(z|x)] - logsumexp_c(log pi_c + E_q[log N(z|mu_c, var_c)])`` (tested).
+
+This module is framework code (torch); it knows nothing about Lightning or run directories.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+__all__ = [
+    "ENCODER_LOG_VAR_RANGE",
+    "PRIOR_LOG_VAR_RANGE",
+    "LOG_2PI",
+    "MixturePrior",
+    "VaDE",
+    "LossTerms",
+    "gaussian_expected_log_prob",
+    "gaussian_neg_entropy",
+    "standard_normal_kl",
+    "vade_kl_terms",
+    "radial_weight",
+    "dihedral",
+    "canonical_angle",
+    "rotate",
+]
+
+LOG_2PI = math.log(2.0 * math.pi)
+# log-variances are clamped so that exp() can neither overflow nor make a zero variance;
+# the latent codes live at scale ~1, so these ranges are far from any useful value
+ENCODER_LOG_VAR_RANGE = (-12.0, 8.0)
+PRIOR_LOG_VAR_RANGE = (-10.0, 6.0)
+
+
+# --- closed-form Gaussian terms -----------------------------------------------------------
+
+def gaussian_expected_log_prob(mu: torch.Tensor, log_var: torch.Tensor,
+                               means: torch.Tensor, log_vars: torch.Tensor) -> torch.Tensor:
+    """``E_{z ~ N(mu, diag exp(log_var))}[log N(z | means_c, diag exp(log_vars_c))]``.
+
+    Parameters
+    ----------
+    mu, log_var : Tensor (N, D)
+        The encoder's Gaussian.
+    means, log_vars : Tensor (K, D)
+        The K diagonal Gaussians of the prior.
+
+    Returns
+    -------
+    Tensor (N, K)
+    """
+    var = log_var.exp().unsqueeze(1)                      # N,1,D
+    diff2 = (mu.unsqueeze(1) - means.unsqueeze(0)) ** 2   # N,K,D
+    inv = torch.exp(-log_vars).unsqueeze(0)               # 1,K,D
+    return -0.5 * (LOG_2PI + log_vars.unsqueeze(0) + (var + diff2) * inv).sum(-1)
+
+
+def gaussian_neg_entropy(log_var: torch.Tensor) -> torch.Tensor:
+    """``E_q[log q(z|x)] = -1/2 sum_d (log 2 pi + 1 + log sigma_d^2)``, shape (N,)."""
+    return -0.5 * (LOG_2PI + 1.0 + log_var).sum(-1)
+
+
+def standard_normal_kl(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """``KL(N(mu, diag sigma^2) || N(0, I))`` per row (the plain VAE warm-up term), shape (N,)."""
+    return 0.5 * (mu.pow(2) + log_var.exp() - 1.0 - log_var).sum(-1)
+
+
+# --- the mixture prior ---------------------------------------------------------------------
+
+class MixturePrior(nn.Module):
+    """A mixture of K diagonal Gaussians in D dimensions with learned weights.
+
+    The weights are ``softmax(logits)`` (always normalised, unlike the published code), the
+    variances are stored as log-variances clamped to :data:`PRIOR_LOG_VAR_RANGE`.
+
+    ``max_components`` slots are allocated; only the first ``n_active`` take part (the
+    others have weight exactly zero). This lets the number of components be chosen from the
+    data after pretraining (BIC) without changing parameter shapes mid-training, which
+    optimisers, checkpoints and DDP all rely on.
+
+    Parameters
+    ----------
+    n_components : int
+        Number of slots (the largest K that can be used).
+    latent_dim : int
+        Dimension D of the latent space.
+    """
+
+    def __init__(self, n_components: int, latent_dim: int):
+        super().__init__()
+        if n_components < 1 or latent_dim < 1:
+            raise ValueError("n_components and latent_dim must be positive")
+        self.max_components = int(n_components)
+        self.latent_dim = int(latent_dim)
+        self.logits = nn.Parameter(torch.zeros(n_components))
+        # spread the initial means so that an un-initialised prior is still well defined
+        g = torch.Generator().manual_seed(0)
+        self.means = nn.Parameter(torch.randn(n_components, latent_dim, generator=g))
+        self.raw_log_vars = nn.Parameter(torch.zeros(n_components, latent_dim))
+        self.register_buffer("n_active", torch.tensor(n_components, dtype=torch.long))
+
+    # parameters ----------------------------------------------------------------------
+    @property
+    def n_components(self) -> int:
+        """The number of active components K."""
+        return int(self.n_active)
+
+    def _mask(self) -> torch.Tensor:
+        return torch.arange(self.max_components, device=self.logits.device) < self.n_active
+
+    @property
+    def log_weights(self) -> torch.Tensor:
+        """``log pi`` over all slots (``-inf`` on inactive ones), shape (max_components,)."""
+        logits = self.logits.masked_fill(~self._mask(), float("-inf"))
+        return torch.log_softmax(logits, dim=0)
+
+    @property
+    def log_vars(self) -> torch.Tensor:
+        lo, hi = PRIOR_LOG_VAR_RANGE
+        return self.raw_log_vars.clamp(lo, hi)
+
+    def active(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(log_weights, means, log_vars)`` of the K active components."""
+        k = self.n_components
+        return self.log_weights[:k], self.means[:k], self.log_vars[:k]
+
+    @torch.no_grad()
+    def set_parameters(self, weights: np.ndarray, means: np.ndarray, variances: np.ndarray) -> None:
+        """Load a fitted mixture (e.g. scikit-learn's diagonal ``GaussianMixture``).
+
+        ``weights`` (K,), ``means`` (K, D), ``variances`` (K, D) with ``K <= max_components``;
+        the remaining slots are deactivated.
+        """
+        weights = np.asarray(weights, dtype=np.float64)
+        k = len(weights)
+        if not 1 <= k <= self.max_components:
+            raise ValueError(f"{k} components do not fit in {self.max_components} slots")
+        dev = self.logits.device
+        self.n_active.fill_(k)
+        self.logits.zero_()
+        self.logits[:k] = torch.as_tensor(np.log(np.clip(weights / weights.sum(), 1e-12, None)),
+                                          dtype=self.logits.dtype, device=dev)
+        self.means.zero_()
+        self.means[:k] = torch.as_tensor(means, dtype=self.means.dtype, device=dev)
+        lo, hi = PRIOR_LOG_VAR_RANGE
+        lv = np.clip(np.log(np.clip(np.asarray(variances, dtype=np.float64), 1e-300, None)), lo, hi)
+        self.raw_log_vars.zero_()
+        self.raw_log_vars[:k] = torch.as_tensor(lv, dtype=self.raw_log_vars.dtype, device=dev)
+
+    # densities -----------------------------------------------------------------------
+    def expected_log_prob(self, mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+        """``E_q[log N(z | mu_c, var_c)]`` for each active component, (N, K)."""
+        _, means, log_vars = self.active()
+        return gaussian_expected_log_prob(mu, log_var, means, log_vars)
+
+    def log_responsibilities(self, mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+        """``log q(c | x)`` over the active components, (N, K), from the encoder's Gaussian."""
+        log_pi, _, _ = self.active()
+        return torch.log_softmax(log_pi + self.expected_log_prob(mu, log_var), dim=1)
+
+    def component_log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """``log pi_c + log N(z | mu_c, var_c)`` at points ``z``, (N, K)."""
+        log_pi, means, log_vars = self.active()
+        diff2 = (z.unsqueeze(1) - means.unsqueeze(0)) ** 2
+        log_n = -0.5 * (LOG_2PI + log_vars.unsqueeze(0) + diff2 * torch.exp(-log_vars).unsqueeze(0)).sum(-1)
+        return log_pi + log_n
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """``log p(z)`` under the mixture, (N,)."""
+        return torch.logsumexp(self.component_log_prob(z), dim=1)
+
+    def posterior(self, z: torch.Tensor) -> torch.Tensor:
+        """``p(c | z)`` at points ``z`` (Bayes' rule), (N, K)."""
+        return torch.softmax(self.component_log_prob(z), dim=1)
+
+    def sample(self, component: int, n: int, temperature: float = 0.5,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` draws from ``N(mu_k, temperature * var_k)``, (n, D)."""
+        if not 0 <= component < self.n_components:
+            raise ValueError(f"component must be in [0, {self.n_components}), got {component}")
+        mean = self.means[component]
+        std = torch.exp(0.5 * self.log_vars[component]) * math.sqrt(temperature)
+        eps = torch.randn(n, self.latent_dim, generator=generator, dtype=mean.dtype).to(mean.device)
+        return mean + std * eps
+
+
+@dataclass
+class LossTerms:
+    """Per-image terms of one loss evaluation (each a Tensor of shape (N,))."""
+
+    reconstruction: torch.Tensor
+    kl: torch.Tensor
+    expected_log_pz_c: torch.Tensor | None = None
+    expected_log_pc: torch.Tensor | None = None
+    entropy_c: torch.Tensor | None = None
+    neg_entropy_z: torch.Tensor | None = None
+    log_gamma: torch.Tensor | None = None
+
+
+def vade_kl_terms(mu: torch.Tensor, log_var: torch.Tensor, prior: MixturePrior) -> dict[str, torch.Tensor]:
+    """The pieces of ``KL(q(z, c | x) || p(z, c))`` for each image.
+
+    Returns
+    -------
+    dict
+        ``log_gamma`` (N, K); per image (N,): ``expected_log_pz_c`` =
+        ``sum_c gamma_c E_q[log p(z|c)]``, ``expected_log_pc`` = ``sum_c gamma_c log pi_c``,
+        ``entropy_c`` = ``-sum_c gamma_c log gamma_c``, ``neg_entropy_z`` = ``E_q[log q(z|x)]``
+        and ``kl`` = ``neg_entropy_z - expected_log_pz_c - expected_log_pc - entropy_c``.
+    """
+    log_pi, _, _ = prior.active()
+    e_log_n = prior.expected_log_prob(mu, log_var)                # N,K
+    log_gamma = torch.log_softmax(log_pi + e_log_n, dim=1)
+    gamma = log_gamma.exp()
+    expected_log_pz_c = (gamma * e_log_n).sum(1)
+    # 0 * -inf never happens: log_pi and log_gamma are finite on active components
+    expected_log_pc = (gamma * log_pi).sum(1)
+    entropy_c = -(gamma * log_gamma).sum(1)
+    neg_entropy_z = gaussian_neg_entropy(log_var)
+    kl = neg_entropy_z - expected_log_pz_c - expected_log_pc - entropy_c
+    return {
+        "log_gamma": log_gamma,
+        "expected_log_pz_c": expected_log_pz_c,
+        "expected_log_pc": expected_log_pc,
+        "entropy_c": entropy_c,
+        "neg_entropy_z": neg_entropy_z,
+        "kl": kl,
+    }
+
+
+# --- geometry: radial weights, dihedral transforms, canonical orientation ------------------
+
+def radial_weight(size: int, inner: float, width: float) -> torch.Tensor:
+    """A (size, size) pixel weight: 1 inside radius ``inner``, Gaussian fall-off outside.
+
+    Radii are in units of the half-side of the frame (1 = the middle of an edge). The
+    weight multiplies the per-pixel reconstruction error, i.e. it inflates the noise assumed
+    in the outskirts, so that neighbours near the edge of the frame cost the latent code
+    little. ``inner <= 0`` or ``width <= 0`` gives uniform weights.
+    """
+    if inner <= 0 or width <= 0:
+        return torch.ones(size, size)
+    c = (size - 1) / 2.0
+    yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64),
+                            indexing="ij")
+    r = torch.sqrt((xx - c) ** 2 + (yy - c) ** 2) / (size / 2.0)
+    w = torch.exp(-0.5 * (torch.clamp(r - inner, min=0.0) / width) ** 2)
+    return w.to(torch.float32)
+
+
+def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th of the 8 dihedral transforms of images ``x`` (..., H, W); k = 0 is the identity.
+
+    k in 0..3 rotates by k * 90 degrees; k in 4..7 does the same after a left-right flip.
+    The subgroup {0, 2, 4, 6} = {identity, 180 degrees, left-right flip, up-down flip} is
+    what is left of orientation once the major axis has been made horizontal.
+    """
+    if k >= 4:
+        x = torch.flip(x, dims=(-1,))
+    return torch.rot90(x, k % 4, dims=(-2, -1))
+
+
+FLIP_GROUP = (0, 2, 4, 6)  # identity, 180 degrees, left-right, up-down (the group D2)
+
+
+def canonical_angle(x: torch.Tensor, window: float = 0.35) -> torch.Tensor:
+    """Position angle (radians) of the major axis of each image, from windowed second moments.
+
+    The flux (channel mean, negatives clipped) is weighted by a central Gaussian window of
+    ``window`` times the frame side so that neighbours near the edge hardly move it.
+    Returns (N,) angles of the major axis measured from the x axis.
+    """
+    n, _, h, w = x.shape
+    lum = x.float().mean(1).clamp(min=0.0)
+    yy = torch.arange(h, dtype=torch.float32, device=x.device) - (h - 1) / 2
+    xx = torch.arange(w, dtype=torch.float32, device=x.device) - (w - 1) / 2
+    yy, xx = torch.meshgrid(yy, xx, indexing="ij")
+    s = window * max(h, w)
+    lum = lum * torch.exp(-(xx**2 + yy**2) / (2 * s * s))
+    f = lum.sum((1, 2)).clamp(min=1e-8)
+    mx = (lum * xx).sum((1, 2)) / f
+    my = (lum * yy).sum((1, 2)) / f
+    dx = xx - mx[:, None, None]
+    dy = yy - my[:, None, None]
+    qxx = (lum * dx * dx).sum((1, 2)) / f
+    qyy = (lum * dy * dy).sum((1, 2)) / f
+    qxy = (lum * dx * dy).sum((1, 2)) / f
+    return 0.5 * torch.atan2(2 * qxy, qxx - qyy)
+
+
+def rotate(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """Rotate images ``x`` (N, C, H, W) by ``angle`` (N,) radians about the centre (bilinear, zero fill).
+
+    Angles are measured like :func:`canonical_angle` (from the x axis towards the y axis, in
+    array coordinates): an object at angle ``a`` is at ``a + angle`` afterwards, so
+    ``canonical_angle(rotate(x, -canonical_angle(x)))`` is ~0.
+    """
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    # affine_grid maps output coordinates to input coordinates: the inverse rotation
+    theta = torch.zeros(x.shape[0], 2, 3, dtype=x.dtype, device=x.device)
+    theta[:, 0, 0] = cos
+    theta[:, 0, 1] = sin
+    theta[:, 1, 0] = -sin
+    theta[:, 1, 1] = cos
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+# --- the model ------------------------------------------------------------------------------
+
+class VaDE(nn.Module):
+    """Encoder + decoder + Gaussian-mixture prior, with the VaDE loss.
+
+    Parameters
+    ----------
+    encoder : nn.Module
+        Maps images (N, C, H, W) to ``(mu, log_var)``, each (N, D).
+    decoder : nn.Module
+        Maps latent codes (N, D) to images (N, C, H, W).
+    n_components : int
+        Number of mixture slots (see :class:`MixturePrior`).
+    latent_dim : int
+        D.
+    image_size : int
+        H = W (for the radial weight).
+    recon_sigma : float
+        Reconstruction likelihood ``N(x | decoder(z), recon_sigma^2 / w)`` per pixel, with ``w``
+        the radial weight; the reconstruction term is ``sum w (x - x_hat)^2 / (2 sigma^2)``
+        (constants dropped). ``sigma = 1/sqrt(2)`` is the plain per-image sum of squares.
+    radial_inner, radial_width : float
+        The radial weight (:func:`radial_weight`); ``radial_inner = 0`` switches it off.
+    canonicalise : bool
+        Rotate every input so its major axis is horizontal (:func:`canonical_angle`) before
+        encoding; the decoder then works in that frame and the reconstruction target is the
+        rotated image. Makes the code blind to position angle by construction.
+    flip_invariant : bool
+        Average the encoder's ``(mu, log_var)`` over the four flips of :data:`FLIP_GROUP`, so
+        that the code is exactly invariant to them (handedness, and the 180-degree ambiguity of
+        the canonical frame); the reconstruction error is then the smallest over the four flips
+        of the target (the decoder cannot know which flip it was shown).
+    """
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, n_components: int, latent_dim: int,
+                 image_size: int, recon_sigma: float = 2 ** -0.5, radial_inner: float = 0.0,
+                 radial_width: float = 0.0, canonicalise: bool = False, flip_invariant: bool = False):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.prior = MixturePrior(n_components, latent_dim)
+        self.latent_dim = int(latent_dim)
+        self.image_size = int(image_size)
+        self.recon_sigma = float(recon_sigma)
+        self.canonicalise = bool(canonicalise)
+        self.flip_invariant = bool(flip_invariant)
+        self.register_buffer("pixel_weight", radial_weight(image_size, radial_inner, radial_width))
+
+    # encoding ------------------------------------------------------------------------
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """The image as the encoder sees it and the decoder should reproduce it."""
+        if self.canonicalise:
+            x = rotate(x, -canonical_angle(x))
+        return x
+
+    def _encode_prepared(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.flip_invariant:
+            n = x.shape[0]
+            stacked = torch.cat([dihedral(x, k) for k in FLIP_GROUP], 0)
+            mu, log_var = self.encoder(stacked)
+            mu = mu.reshape(len(FLIP_GROUP), n, -1).mean(0)
+            log_var = log_var.reshape(len(FLIP_GROUP), n, -1).mean(0)
+        else:
+            mu, log_var = self.encoder(x)
+        lo, hi = ENCODER_LOG_VAR_RANGE
+        return mu, log_var.clamp(lo, hi)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mu, log_var)`` of q(z | x) for raw (un-canonicalised) images."""
+        return self._encode_prepared(self.prepare(x))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    @staticmethod
+    def reparameterise(mu: torch.Tensor, log_var: torch.Tensor,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)
+        return mu + torch.exp(0.5 * log_var) * eps
+
+    # loss ----------------------------------------------------------------------------
+    def reconstruction_error(self, target: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+        """Per-image ``sum w (x - x_hat)^2 / (2 sigma^2)``, the smallest over flips if flip-invariant."""
+        w = self.pixel_weight
+        scale = 0.5 / self.recon_sigma**2
+        if not self.flip_invariant:
+            return scale * (w * (target - x_hat) ** 2).sum((1, 2, 3))
+        errs = torch.stack([(w * (dihedral(target, k) - x_hat) ** 2).sum((1, 2, 3)) for k in FLIP_GROUP], 1)
+        return scale * errs.min(1).values
+
+    def loss_terms(self, x: torch.Tensor, mode: str = "vade",
+                   generator: torch.Generator | None = None) -> LossTerms:
+        """Per-image loss terms.
+
+        Parameters
+        ----------
+        x : Tensor (N, C, H, W)
+            Raw images (any batch size).
+        mode : {"vade", "vae", "ae"}
+            ``vade``: KL to the mixture prior; ``vae``: KL to N(0, I) (warm-up);
+            ``ae``: deterministic autoencoder (``z = mu``, no KL).
+        generator : torch.Generator, optional
+            For the reparameterisation noise (reproducible training).
+        """
+        target = self.prepare(x)
+        mu, log_var = self._encode_prepared(target)
+        z = mu if mode == "ae" else self.reparameterise(mu, log_var, generator)
+        recon = self.reconstruction_error(target, self.decode(z))
+        if mode == "ae":
+            return LossTerms(reconstruction=recon, kl=torch.zeros_like(recon))
+        if mode == "vae":
+            return LossTerms(reconstruction=recon, kl=standard_normal_kl(mu, log_var))
+        if mode != "vade":
+            raise ValueError(f"unknown loss mode {mode!r}")
+        t = vade_kl_terms(mu, log_var, self.prior)
+        return LossTerms(reconstruction=recon, kl=t["kl"], expected_log_pz_c=t["expected_log_pz_c"],
+                         expected_log_pc=t["expected_log_pc"], entropy_c=t["entropy_c"],
+                         neg_entropy_z=t["neg_entropy_z"], log_gamma=t["log_gamma"])
+
+    # inference -----------------------------------------------------------------------
+    @torch.no_grad()
+    def predict_log_proba(self, x: torch.Tensor) -> torch.Tensor:
+        mu, log_var = self.encode(x)
+        return self.prior.log_responsibilities(mu, log_var)

@@ -1,0 +1,203 @@
+"""The VaDE ELBO: closed forms against Monte Carlo, responsibilities against Bayes' rule, stability."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from sklearn.mixture import GaussianMixture
+
+from morphospace.models.networks import build_vade
+from morphospace.models.vade import (
+    MixturePrior,
+    canonical_angle,
+    dihedral,
+    gaussian_expected_log_prob,
+    gaussian_neg_entropy,
+    radial_weight,
+    rotate,
+    standard_normal_kl,
+    vade_kl_terms,
+)
+
+N_MC = 200_000
+
+
+def _prior(k=3, d=4, seed=0) -> MixturePrior:
+    g = torch.Generator().manual_seed(seed)
+    p = MixturePrior(k, d).double()
+    with torch.no_grad():
+        p.logits.copy_(torch.randn(k, generator=g, dtype=torch.float64))
+        p.means.copy_(2 * torch.randn(k, d, generator=g, dtype=torch.float64))
+        p.raw_log_vars.copy_(0.5 * torch.randn(k, d, generator=g, dtype=torch.float64))
+    return p
+
+
+def _mc_check(samples: torch.Tensor, value: torch.Tensor, n_se: float = 5.0) -> None:
+    """``value`` within ``n_se`` standard errors of the mean of ``samples`` (along dim 0)."""
+    mean = samples.mean(0)
+    se = samples.std(0) / math.sqrt(samples.shape[0])
+    assert torch.all((mean - value).abs() <= n_se * se + 1e-9), (mean, value, se)
+
+
+def test_expected_log_prob_matches_monte_carlo():
+    torch.manual_seed(1)
+    p = _prior()
+    mu = torch.tensor([[0.3, -1.0, 2.0, 0.5]], dtype=torch.float64)
+    log_var = torch.tensor([[-0.5, 0.2, -1.5, 0.0]], dtype=torch.float64)
+    _, means, log_vars = p.active()
+    closed = gaussian_expected_log_prob(mu, log_var, means, log_vars)[0]       # K
+    z = mu + torch.exp(0.5 * log_var) * torch.randn(N_MC, 4, dtype=torch.float64)
+    log_n = torch.stack([torch.distributions.Normal(means[c], torch.exp(0.5 * log_vars[c])).log_prob(z).sum(1)
+                         for c in range(3)], 1)                                   # N_MC, K
+    _mc_check(log_n, closed)
+
+
+def test_neg_entropy_and_standard_kl_match_monte_carlo():
+    torch.manual_seed(2)
+    mu = torch.tensor([[1.0, -0.5, 0.0]], dtype=torch.float64)
+    log_var = torch.tensor([[0.3, -2.0, 1.0]], dtype=torch.float64)
+    q = torch.distributions.Normal(mu[0], torch.exp(0.5 * log_var[0]))
+    z = q.sample((N_MC,))
+    log_q = q.log_prob(z).sum(1)
+    _mc_check(log_q, gaussian_neg_entropy(log_var)[0])
+    log_p = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(1)
+    _mc_check(log_q - log_p, standard_normal_kl(mu, log_var)[0])
+
+
+def test_vade_kl_matches_monte_carlo_and_its_collapsed_form():
+    torch.manual_seed(3)
+    p = _prior(k=4, d=3, seed=5)
+    mu = torch.tensor([[0.5, -0.2, 1.0], [3.0, 1.0, -2.0]], dtype=torch.float64)
+    log_var = torch.tensor([[-1.0, 0.0, -0.5], [0.5, -2.0, 0.0]], dtype=torch.float64)
+    t = vade_kl_terms(mu, log_var, p)
+    log_pi, means, log_vars = p.active()
+    for i in range(2):
+        # KL(q(z)q(c) || p(z, c)) = E_{z ~ q} sum_c gamma_c [log q(z) + log gamma_c - log pi_c - log N(z|c)]
+        q = torch.distributions.Normal(mu[i], torch.exp(0.5 * log_var[i]))
+        z = q.sample((N_MC,))
+        log_n = torch.stack([torch.distributions.Normal(means[c], torch.exp(0.5 * log_vars[c])).log_prob(z).sum(1)
+                             for c in range(4)], 1)
+        gamma = t["log_gamma"][i].exp()
+        integrand = q.log_prob(z).sum(1) + (gamma * (t["log_gamma"][i] - log_pi - log_n)).sum(1)
+        _mc_check(integrand, t["kl"][i])
+        # and it bounds KL(q(z) || p(z)) from above (q(c|x) ignores z)
+        kl_marginal = (q.log_prob(z).sum(1) - torch.logsumexp(log_pi + log_n, 1)).mean()
+        assert t["kl"][i] >= kl_marginal - 0.05
+    collapsed = t["neg_entropy_z"] - torch.logsumexp(log_pi + p.expected_log_prob(mu, log_var), 1)
+    torch.testing.assert_close(t["kl"], collapsed)
+    assert torch.all(t["kl"] > 0)
+
+
+def test_responsibilities_sum_to_one_and_follow_bayes_rule():
+    # hand-made 1-d case, two components
+    weights, means, variances = np.array([0.3, 0.7]), np.array([0.0, 2.0]), np.array([1.0, 0.5])
+    p = MixturePrior(3, 1).double()   # one spare slot: must get zero weight
+    p.set_parameters(weights, means[:, None], variances[:, None])
+    assert p.n_components == 2
+    mu, s2 = 1.2, 0.04
+    log_gamma = p.log_responsibilities(torch.tensor([[mu]], dtype=torch.float64),
+                                       torch.tensor([[math.log(s2)]], dtype=torch.float64))[0].detach().numpy()
+    # by hand: log pi_c + log N(mu | m_c, v_c) - s2 / (2 v_c), normalised
+    score = np.log(weights) + stats.norm.logpdf(mu, means, np.sqrt(variances)) - s2 / (2 * variances)
+    expected = np.exp(score - score.max())
+    expected /= expected.sum()
+    np.testing.assert_allclose(np.exp(log_gamma), expected, rtol=1e-10)
+    assert np.exp(log_gamma).sum() == pytest.approx(1.0, abs=1e-12)
+    # vanishing encoder variance: exactly Bayes' rule p(c | z = mu)
+    tiny = p.log_responsibilities(torch.tensor([[mu]], dtype=torch.float64),
+                                  torch.tensor([[-11.5]], dtype=torch.float64))[0].exp().detach().numpy()
+    joint = weights * stats.norm.pdf(mu, means, np.sqrt(variances))
+    np.testing.assert_allclose(tiny, joint / joint.sum(), rtol=1e-4)
+    # many random points: rows sum to one
+    p2 = _prior(k=5, d=6)
+    mu2 = torch.randn(64, 6, dtype=torch.float64) * 3
+    lg = p2.log_responsibilities(mu2, torch.randn(64, 6, dtype=torch.float64))
+    torch.testing.assert_close(lg.exp().sum(1), torch.ones(64, dtype=torch.float64))
+
+
+def test_responsibilities_do_not_depend_on_the_batch():
+    p = _prior(k=4, d=3)
+    mu = torch.randn(10, 3, dtype=torch.float64)
+    lv = torch.randn(10, 3, dtype=torch.float64)
+    whole = p.log_responsibilities(mu, lv)
+    for i in range(10):
+        torch.testing.assert_close(p.log_responsibilities(mu[i:i + 1], lv[i:i + 1])[0], whole[i])
+
+
+def test_mixture_log_prob_equals_scikit_learn():
+    rng = np.random.default_rng(0)
+    x = np.r_[rng.normal(0, 1, (200, 3)), rng.normal(4, 0.5, (200, 3))]
+    gm = GaussianMixture(2, covariance_type="diag", random_state=0).fit(x)
+    p = MixturePrior(4, 3).double()
+    p.set_parameters(gm.weights_, gm.means_, gm.covariances_)
+    z = torch.as_tensor(x[:20])
+    np.testing.assert_allclose(p.log_prob(z).detach().numpy(), gm.score_samples(x[:20]), rtol=1e-8)
+    np.testing.assert_allclose(p.posterior(z).detach().numpy(), gm.predict_proba(x[:20]), atol=1e-8)
+    assert torch.all(torch.isinf(p.log_weights[2:]))
+
+
+def test_prior_samples_have_the_tempered_component_moments():
+    p = _prior(k=2, d=3)
+    g = torch.Generator().manual_seed(0)
+    s = p.sample(1, 50_000, temperature=0.5, generator=g)
+    torch.testing.assert_close(s.mean(0), p.means[1], atol=0.03, rtol=0)
+    torch.testing.assert_close(s.var(0), 0.5 * p.log_vars[1].exp(), rtol=0.05, atol=0)
+    with pytest.raises(ValueError):
+        p.sample(2, 4)
+
+
+def test_canonical_rotation_and_dihedral_group():
+    yy, xx = torch.meshgrid(torch.arange(32.0) - 15.5, torch.arange(32.0) - 15.5, indexing="ij")
+    a = math.radians(30)
+    u, v = xx * math.cos(a) + yy * math.sin(a), -xx * math.sin(a) + yy * math.cos(a)
+    img = torch.exp(-(u**2 / 40 + v**2 / 5))[None, None].repeat(1, 3, 1, 1)
+    ang = canonical_angle(img)
+    assert float(ang) == pytest.approx(a, abs=0.02)
+    assert float(canonical_angle(rotate(img, -ang))) == pytest.approx(0.0, abs=0.02)
+    x = torch.randn(2, 1, 5, 5)
+    for k in range(8):   # each element is a bijection and 180-degree rotation squares to identity
+        assert torch.equal(dihedral(x, k).flatten().sort().values, x.flatten().sort().values)
+    assert torch.equal(dihedral(dihedral(x, 2), 2), x)
+    assert torch.equal(dihedral(dihedral(x, 6), 6), x)
+    w = radial_weight(16, 0.5, 0.2)
+    assert w[8, 8] == 1.0 and w[0, 0] < 0.01 and torch.all(radial_weight(16, 0, 0) == 1)
+
+
+def test_flip_invariant_model_code_is_exactly_invariant():
+    torch.manual_seed(0)
+    m = build_vade("default", 2, 16, 3, 4, widths=(4, 8), canonicalise=True, flip_invariant=True).double()
+    x = torch.rand(3, 2, 16, 16, dtype=torch.float64)
+    mu, lv = m.encode(x)
+    for k in (2, 4, 6):
+        mu_k, lv_k = m.encode(dihedral(x, k))
+        torch.testing.assert_close(mu_k, mu, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("kind,invariant,steps", [("random", False, 2000), ("constant", False, 2000),
+                                                  ("constant", True, 400)])
+def test_no_nan_over_2000_steps(kind, invariant, steps):
+    """Random images, and constant ones (half zeros: a blank frame has no orientation)."""
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    model = build_vade("default", 1, 8, 2, 3, widths=(4,), radial_inner=0.5, radial_width=0.3,
+                       canonicalise=invariant, flip_invariant=invariant)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    constant = torch.cat([torch.full((4, 1, 8, 8), 0.7), torch.zeros(4, 1, 8, 8)])
+    for step in range(steps):
+        x = torch.rand(8, 1, 8, 8, generator=g) * 1.2 - 0.1 if kind == "random" else constant
+        mode = "vae" if step < steps // 10 else "vade"
+        t = model.loss_terms(x, mode=mode, generator=g)
+        loss = (t.reconstruction + t.kl).mean()
+        assert torch.isfinite(loss), f"step {step}: loss {loss}"
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    lg = model.predict_log_proba(x)
+    assert torch.isfinite(lg).all()
+    torch.testing.assert_close(lg.exp().sum(1), torch.ones(len(x)))
