@@ -1,0 +1,152 @@
+"""Position angle, companions and the nuisance audit."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from morphospace.compare import score_pair
+from morphospace.config import Config
+from morphospace.errors import UserError
+from morphospace.nuisance import (
+    _bin_column,
+    audit_run,
+    brightest_companion,
+    measure_nuisance,
+    position_angle,
+)
+from morphospace.rundir import RunDir, write_npy, write_table
+
+SIZE = 48
+
+
+def gaussian(pa_deg=0.0, q=1.0, sigma=5.0, row=None, col=None, amp=1.0, size=SIZE):
+    """An elliptical Gaussian; pa counter-clockwise from +x with y up the displayed image."""
+    rows, cols = np.indices((size, size), dtype=float)
+    cy = (size - 1) / 2 if row is None else row
+    cx = (size - 1) / 2 if col is None else col
+    x, y = cols - cx, -(rows - cy)
+    t = np.radians(pa_deg)
+    u = x * np.cos(t) + y * np.sin(t)
+    v = -x * np.sin(t) + y * np.cos(t)
+    return amp * np.exp(-0.5 * (u**2 / sigma**2 + v**2 / (q * sigma) ** 2))
+
+
+@pytest.mark.parametrize("pa, expected", [(10, "0-45"), (60, "45-90"), (100, "90-135"), (160, "135-180")])
+def test_position_angle_of_an_elongated_gaussian(pa, expected):
+    rng = np.random.default_rng(pa)
+    img = gaussian(pa, q=0.4) + rng.normal(scale=0.01, size=(SIZE, SIZE))
+    t = position_angle(img[None, None])
+    assert t["pa_bin"].iloc[0] == expected
+    assert abs((t["pa_deg"].iloc[0] - pa + 90) % 180 - 90) < 3
+    assert t["ellipticity"].iloc[0] == pytest.approx(0.6, abs=0.1)
+
+
+def test_a_round_galaxy_has_no_angle_bin_and_a_blank_one_none():
+    images = np.stack([gaussian(30, q=1.0), np.zeros((SIZE, SIZE))])[:, None]
+    t = position_angle(images)
+    assert t["pa_bin"].iloc[0] == "round"
+    assert t["ellipticity"].iloc[0] < 0.1
+    assert pd.isna(t["pa_bin"].iloc[1]) and np.isnan(t["pa_deg"].iloc[1])
+
+
+@pytest.mark.parametrize("row, col, quadrant", [(8, 8, "TL"), (8, 40, "TR"), (40, 6, "BL"), (39, 41, "BR")])
+def test_companion_quadrant_of_a_point_source(row, col, quadrant):
+    img = gaussian(45, q=0.5, sigma=4) + gaussian(sigma=1.2, row=row, col=col, amp=0.6)
+    rgb = np.repeat(img[None, None], 3, axis=1)  # channels are averaged to grey
+    t = brightest_companion(rgb)
+    assert bool(t["companion"].iloc[0])
+    assert t["companion_quadrant"].iloc[0] == quadrant
+    assert t["companion_x"].iloc[0] == pytest.approx(col, abs=0.5)
+    assert t["companion_y"].iloc[0] == pytest.approx(row, abs=0.5)
+
+
+def test_the_brightest_of_two_companions_wins_and_a_lone_galaxy_has_none():
+    two = gaussian(0, q=0.6) + gaussian(sigma=1.2, row=6, col=6, amp=0.3) + gaussian(sigma=1.5, row=40, col=40, amp=0.8)
+    t = brightest_companion(np.stack([two, gaussian(0, q=0.6)]))
+    assert t["companion_quadrant"].tolist() == ["BR", "none"]
+    assert t["companion"].tolist() == [True, False]
+
+
+def test_binning_of_catalogue_nuisance_columns():
+    rng = np.random.default_rng(0)
+    deg = pd.Series(rng.uniform(0, 360, 200))
+    rad = pd.Series(np.radians(deg))
+    b_deg, b_rad = _bin_column("position_angle", deg), _bin_column("position_angle", rad)
+    assert set(b_deg) == {"0-45", "45-90", "90-135", "135-180"}
+    assert b_deg.tolist() == b_rad.tolist()
+    size = _bin_column("size_arcsec", pd.Series(rng.random(200)))
+    assert sorted(size.unique()) == ["Q1", "Q2", "Q3", "Q4"]
+    assert _bin_column("n_companions", pd.Series([0, 1, 2, 0] * 5)).tolist() == [0, 1, 2, 0] * 5
+    assert _bin_column("winding", pd.Series(["cw"] * 4)) is None  # one value: nothing to audit
+
+
+def fake_run(tmp_path, n=40, seed=0):
+    """A run whose cube holds elongated galaxies at random angles, half with a companion."""
+    rng = np.random.default_rng(seed)
+    run = RunDir(tmp_path / "run", create=True)
+    pa = rng.uniform(0, 180, n)
+    comp = np.arange(n) % 2 == 1
+    cube = []
+    for i in range(n):
+        img = gaussian(pa[i], q=0.4) + rng.normal(scale=0.01, size=(SIZE, SIZE))
+        if comp[i]:
+            img += gaussian(sigma=1.2, row=8, col=40, amp=0.5)
+        cube.append(img)
+    cube_index = rng.permutation(n)
+    cat = pd.DataFrame({
+        "id": [f"g{i:02d}" for i in range(n)], "source": "x",
+        "morphology": pd.array(np.array(["elliptical", "spiral"])[np.arange(n) % 2], dtype="string"),
+        "position_angle": pa, "n_companions": comp.astype(int),
+        "flag_low_snr": np.arange(n) % 4 == 0, "flag_blank": np.zeros(n, dtype=bool),
+        "cube_index": cube_index,
+    })
+    write_table(run.catalogue, cat)
+    order = np.argsort(cube_index)
+    write_npy(run.cube, np.stack(cube)[order][:, None].astype(np.float32))
+    ids = cat["id"].to_numpy()[order]
+    bins = (pa[order] // 45).astype(int)
+    run.write_clustering("kmeans4_pa", ids, bins)  # follows orientation
+    run.write_clustering("kmeans2_comp", ids, comp[order].astype(int))  # follows the neighbour
+    return run, pa[order], comp[order]
+
+
+def test_audit_run_flags_clusterings_that_follow_nuisances(tmp_path):
+    run, pa, comp = fake_run(tmp_path)
+    audit = audit_run(run, Config())
+    assert list(audit.columns) == ["clustering", "pa_bin", "companion", "companion_quadrant",
+                                   "flag_low_snr", "position_angle", "n_companions"]
+    assert list(audit["clustering"]) == ["kmeans2_comp", "kmeans4_pa", "morphology"]
+    a = audit.set_index("clustering")
+    assert a.loc["kmeans4_pa", "position_angle"] == pytest.approx(1.0)
+    assert a.loc["kmeans4_pa", "pa_bin"] > 0.8
+    assert a.loc["kmeans2_comp", "companion"] == pytest.approx(1.0)
+    assert a.loc["kmeans2_comp", "companion_quadrant"] == pytest.approx(1.0)
+    assert a.loc["kmeans4_pa", "companion"] < 0.2
+    measured = pd.read_parquet(run.path / "nuisance.parquet")
+    assert list(measured["id"]) == list(run.cube_ids())
+    assert {"id", "pa_deg", "pa_bin", "ellipticity", "companion", "companion_quadrant"} <= set(measured.columns)
+    assert measured["companion"].tolist() == comp.tolist()
+    assert score_pair(measured["pa_bin"], (pa // 45).astype(int))["ami"] > 0.8
+    assert (run.path / "comparisons" / "nuisance_audit.csv").is_file()
+    assert (run.path / "figures" / "nuisance_audit.png").stat().st_size > 1000
+    # the measurements are reused while the cube's ids match
+    stamp = (run.path / "nuisance.parquet").stat().st_mtime_ns
+    audit_run(run, Config())
+    assert (run.path / "nuisance.parquet").stat().st_mtime_ns == stamp
+
+
+def test_audit_run_named_nuisance_columns(tmp_path):
+    run, _, _ = fake_run(tmp_path)
+    cfg = Config()
+    cfg.cluster.nuisance_columns = ["n_companions"]
+    audit = audit_run(run, cfg)
+    assert list(audit.columns)[-1] == "n_companions" and "position_angle" not in audit.columns
+    cfg.cluster.nuisance_columns = ["seeing"]
+    with pytest.raises(UserError, match="seeing"):
+        audit_run(run, cfg)
+
+
+def test_measure_nuisance_ids_and_columns():
+    t = measure_nuisance(np.stack([gaussian(20, q=0.5)] * 3), ids=["a", "b", "c"])
+    assert t["id"].tolist() == ["a", "b", "c"]
+    assert t["pa_bin"].tolist() == ["0-45"] * 3
