@@ -33,6 +33,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
+from .compare import labels_in_cube_order, missing_mask, truth_column
 from .errors import UserError
 from .progress import Timer
 from .rundir import RunDir, write_json, write_npy
@@ -48,7 +49,6 @@ __all__ = [
     "make_reducer",
     "representation_id",
     "reduce_run",
-    "missing_label_mask",
 ]
 
 
@@ -61,21 +61,6 @@ def _as_2d_float(X: Any) -> np.ndarray:
     if not np.all(np.isfinite(X)):
         raise UserError("the embedding contains NaN or infinite values")
     return X
-
-
-def missing_label_mask(y: Any) -> np.ndarray:
-    """Boolean mask of missing labels: None, NaN, pandas NA and the empty string."""
-    arr = np.asarray(y, dtype=object)
-    out = np.zeros(arr.shape[0], dtype=bool)
-    for i, v in enumerate(arr):
-        if v is None or (isinstance(v, str) and v.strip() == ""):
-            out[i] = True
-        else:
-            try:
-                out[i] = bool(v != v)  # NaN and pd.NA are the values not equal to themselves
-            except TypeError:  # pd.NA's comparison is ambiguous
-                out[i] = True
-    return out
 
 
 def _pre_pca(X: np.ndarray, dims: int | None, random_state: Any) -> PCA | None:
@@ -154,7 +139,7 @@ class LDAReducer(TransformerMixin, BaseEstimator):
         y = np.asarray(y, dtype=object)
         if y.shape[0] != X.shape[0]:
             raise UserError(f"LDA: {y.shape[0]} labels for {X.shape[0]} rows")
-        keep = ~missing_label_mask(y)
+        keep = ~missing_mask(y)
         yk = np.array([str(v) for v in y[keep]])
         classes = np.unique(yk)
         if classes.size < 2:
@@ -376,8 +361,6 @@ def reduce_run(run: RunDir, cfg: Any, embedding: str = "features",
         each says what produced it (reducer, parameters, seconds, and for PCA
         the explained variance ratio).
     """
-    from .compare import labels_in_cube_order, truth_column
-
     ccfg = cfg.cluster
     names = list(reductions) if reductions is not None else list(ccfg.reductions)
     for name in names:
