@@ -1,0 +1,226 @@
+"""The built-in synthetic survey: layout, determinism, truth columns and what they mean."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from morphospace import synth
+from morphospace.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def survey60(tmp_path_factory):
+    """One balanced survey of 60 galaxies (10 per class), rendered once for the module."""
+    out = tmp_path_factory.mktemp("synth") / "s60"
+    synth.make_survey(out, n=60, seed=7, size=96, workers=1, progress=False)
+    return out
+
+
+def _catalogue(path):
+    return pd.read_csv(path / synth.CATALOGUE_NAME)
+
+
+# --- layout and catalogue -----------------------------------------------------------------------
+
+def test_layout_marker_and_images(survey60):
+    cat = _catalogue(survey60)
+    assert list(cat.columns[:3]) == ["id", "file", "morphology"]
+    assert len(cat) == 60 and cat["id"].is_unique
+    marker = json.loads((survey60 / synth.MARKER_NAME).read_text())
+    assert marker["n"] == 60 and marker["seed"] == 7 and marker["size"] == 96
+    assert marker["version"] == synth.GENERATOR_VERSION
+    assert set(cat.columns) <= set(marker["columns"])  # every column is documented
+    pngs = sorted((survey60 / "images").glob("*.png"))
+    assert len(pngs) == 60
+    for rel in cat["file"].iloc[:12]:
+        with Image.open(survey60 / rel) as im:
+            assert im.format == "PNG" and im.mode == "RGB" and im.size == (96, 96)
+
+
+def test_balanced_classes(survey60):
+    counts = _catalogue(survey60)["morphology"].value_counts()
+    assert set(counts.index) == set(synth.MORPHOLOGIES)
+    assert (counts == 10).all()
+
+
+def test_truth_value_ranges(survey60):
+    cat = _catalogue(survey60)
+    assert cat["position_angle"].between(0, 180).all()
+    assert cat["inclination"].between(0, 90).all()
+    assert cat["axis_ratio"].between(0.02, 1.0).all()
+    spiral = cat["morphology"].isin(["spiral", "barred_spiral"])
+    assert set(cat.loc[spiral, "winding"]) <= {-1, 1} and (cat.loc[~spiral, "winding"] == 0).all()
+    assert cat.loc[spiral, "n_arms"].between(2, 4).all() and (cat.loc[~spiral, "n_arms"] == 0).all()
+    assert (cat.loc[cat.morphology == "barred_spiral", "bar_fraction"] > 0).all()
+    assert (cat.loc[cat.morphology != "barred_spiral", "bar_fraction"] == 0).all()
+    assert (cat.loc[cat.morphology == "edge_on", "inclination"] >= 80).all()
+    assert (cat.loc[cat.morphology == "edge_on", "axis_ratio"] < 0.4).all()
+    assert set(cat.loc[cat.morphology == "irregular", "irregular_kind"]) <= {"merger", "clumpy"}
+    assert cat.loc[cat.morphology != "irregular", "irregular_kind"].isna().all()
+    for col in ("size_px", "flux", "psf_fwhm_px", "sky_noise"):
+        assert (cat[col] > 0).all(), col
+    # the galaxy sits well inside the central half that the default preprocessing keeps
+    assert (cat["r90_px"] < 96 / 4).all()
+    assert cat["n_companions"].between(0, synth.MAX_COMPANIONS).all()
+    assert cat["n_companions"].nunique() > 1
+
+
+def test_companions_recorded_inside_frame_and_visible(survey60):
+    cat = _catalogue(survey60)
+    seen = 0
+    for _, row in cat.iterrows():
+        img = np.asarray(Image.open(survey60 / row["file"]), dtype=float).sum(axis=2)
+        sky = np.median(img)
+        noise = 1.4826 * np.median(np.abs(img - sky))
+        for k in range(1, synth.MAX_COMPANIONS + 1):
+            present = k <= row["n_companions"]
+            assert pd.notna(row[f"comp{k}_x"]) == present
+            assert (row[f"comp{k}_kind"] in ("star", "galaxy")) if present else pd.isna(row[f"comp{k}_kind"])
+            if present:
+                x, y = row[f"comp{k}_x"], row[f"comp{k}_y"]
+                assert 0 <= x <= 95 and 0 <= y <= 95
+                # a recorded neighbour is a real source at that pixel (x = column, y = row)
+                assert img[int(round(y)), int(round(x))] > sky + 5 * noise
+                seen += 1
+    assert seen >= 10
+
+
+# --- determinism --------------------------------------------------------------------------------
+
+def test_same_seed_same_bytes_any_worker_count(tmp_path):
+    a = synth.make_survey(tmp_path / "a", n=12, seed=3, size=64, workers=1, progress=False)
+    b = synth.make_survey(tmp_path / "b", n=12, seed=3, size=64, workers=2, progress=False)
+    c = synth.make_survey(tmp_path / "c", n=12, seed=4, size=64, workers=1, progress=False)
+    assert synth.survey_digest(a) == synth.survey_digest(b)
+    assert synth.survey_digest(a) != synth.survey_digest(c)
+    for name in ("synth_000000.png", "synth_000011.png"):
+        assert (a / "images" / name).read_bytes() != (c / "images" / name).read_bytes()
+
+
+def test_prefix_of_a_larger_survey_is_the_same(tmp_path):
+    small = synth.make_survey(tmp_path / "s", n=6, seed=5, size=64, workers=1, progress=False)
+    large = synth.make_survey(tmp_path / "l", n=9, seed=5, size=64, workers=1, progress=False)
+    for i in range(6):
+        name = f"images/synth_{i:06d}.png"
+        assert (small / name).read_bytes() == (large / name).read_bytes()
+
+
+def test_reuse_overwrite_and_refusals(tmp_path):
+    out = synth.make_survey(tmp_path / "s", n=6, seed=1, size=64, workers=1, progress=False)
+    stamp = (out / synth.MARKER_NAME).stat().st_mtime_ns
+    assert synth.make_survey(out, n=6, seed=1, size=64, workers=1, progress=False) == out
+    assert (out / synth.MARKER_NAME).stat().st_mtime_ns == stamp  # reused, not re-rendered
+    with pytest.raises(UserError, match="different synthetic survey"):
+        synth.make_survey(out, n=7, seed=1, size=64, workers=1, progress=False)
+    synth.make_survey(out, n=7, seed=1, size=64, workers=1, progress=False, overwrite=True)
+    assert len(list((out / "images").glob("*.png"))) == 7 and synth.read_marker(out)["n"] == 7
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="not empty"):
+        synth.make_survey(other, n=6, progress=False, workers=1, overwrite=True)
+    assert (other / "notes.txt").read_text() == "mine"
+    for bad in ({"n": 0}, {"seed": -1}, {"size": 8}, {"workers": 0}, {"morphologies": ["blob"]}):
+        with pytest.raises(UserError):
+            synth.make_survey(tmp_path / "bad", progress=False, **{"n": 6, **bad})
+
+
+def test_subset_of_morphologies(tmp_path):
+    out = synth.make_survey(tmp_path / "s", n=8, seed=2, size=64, workers=1, progress=False,
+                            morphologies=["elliptical", "edge_on"])
+    assert (_catalogue(out)["morphology"].value_counts() == 4).all()
+
+
+# --- the truth means what it says ---------------------------------------------------------------
+
+def _face_on_spiral(winding: int, size: int = 128) -> np.ndarray:
+    """Noiseless r band of one face-on 2-armed spiral, no neighbours, arms starting at 90 deg."""
+    p = synth.sample_params(11, 0, size, morphology="spiral")
+    p.update(winding=winding, inclination=0.0, position_angle=0.0, arm_phase=math.pi / 2, n_arms=2,
+             pitch_angle=20.0, arm_fraction=0.6, n_knots=0, companions=[], field=[])
+    return synth.render_bands(p, noise=False)[1]
+
+
+def _arm_slope(img: np.ndarray, m: int = 2) -> float:
+    """d(arm angle)/d(ln r) of the m-armed pattern, angles counter-clockwise as displayed."""
+    size = img.shape[0]
+    c = (size - 1) / 2.0
+    rows, cols = np.mgrid[0:size, 0:size]
+    x, y = cols - c, -(rows - c)  # screen y points up: row 0 is the top of the image
+    r, theta = np.hypot(x, y), np.arctan2(y, x)
+    radii = np.linspace(5.0, 16.0, 12)
+    phases = []
+    for r0 in radii:
+        ring = np.abs(r - r0) < 0.5
+        phases.append(np.angle(np.sum(img[ring] * np.exp(-1j * m * theta[ring]))))
+    # for light ~ cos(m (theta - arm)), the m-th azimuthal mode has phase -m * arm
+    arm_angle = -np.unwrap(phases) / m
+    return float(np.polyfit(np.log(radii), arm_angle, 1)[0])
+
+
+def test_winding_is_the_displayed_handedness():
+    plus, minus = _face_on_spiral(+1), _face_on_spiral(-1)
+    # +1: the arms turn clockwise (angle decreasing) when followed outward on the screen
+    assert _arm_slope(plus) < -0.5 and _arm_slope(minus) > 0.5
+    # a mirror image has the other handedness
+    assert _arm_slope(np.fliplr(plus)) > 0.5
+
+
+def test_winding_flip_is_a_mirror_image():
+    plus, minus = _face_on_spiral(+1), _face_on_spiral(-1)
+
+    def corr(a, b):
+        return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+    def arms(a):  # the non-axisymmetric light: the image minus its azimuthal mean profile
+        rows, cols = np.mgrid[0:a.shape[0], 0:a.shape[1]]
+        ring = np.hypot(rows - 63.5, cols - 63.5).astype(int)
+        return a - (np.bincount(ring.ravel(), a.ravel()) / np.bincount(ring.ravel()))[ring]
+
+    mirrored = np.flipud(plus)  # mirror about the horizontal axis (the arm phase is 90 deg)
+    assert corr(mirrored, minus) > 0.999
+    assert corr(arms(mirrored), arms(minus)) > corr(arms(plus), arms(minus)) + 0.3
+
+
+def test_inclination_and_position_angle_shape_the_image():
+    def moments_of(**kw):
+        p = synth.sample_params(4, 0, 128, morphology="lenticular")
+        p.update(companions=[], field=[], bulge_fraction=0.2, **kw)
+        img = synth.render_bands(p, noise=False)[1]
+        img = np.where(img > 1e-3 * img.max(), img, 0.0)  # the galaxy, not its faintest wings
+        rows, cols = np.mgrid[0:128, 0:128]
+        x, y = cols - 63.5, -(rows - 63.5)
+        w = img / img.sum()
+        cxx, cyy, cxy = (w * x * x).sum(), (w * y * y).sum(), (w * x * y).sum()
+        evals, evecs = np.linalg.eigh([[cxx, cxy], [cxy, cyy]])
+        angle = math.degrees(math.atan2(evecs[1, 1], evecs[0, 1])) % 180
+        return math.sqrt(evals[0] / evals[1]), angle
+
+    q_face, _ = moments_of(inclination=5.0)
+    q_incl, angle = moments_of(inclination=70.0, position_angle=30.0)
+    assert q_face > 0.9 and q_incl < 0.7
+    assert abs(angle - 30.0) < 3.0  # counter-clockwise from +x as displayed
+
+
+def test_colours_follow_the_populations():
+    """Ellipticals are redder (g-r) than the star-forming disks of spirals, as in the images."""
+    def rgb_ratio(morph):
+        vals = []
+        for i in range(6):
+            rgb, _ = synth.render_galaxy(9, i, 96, morphology=morph, companions=[], field=[])
+            core = rgb[36:60, 36:60].reshape(-1, 3).astype(float)
+            vals.append(core[:, 0].sum() / core[:, 2].sum())  # R / B
+        return float(np.median(vals))
+
+    assert rgb_ratio("elliptical") > rgb_ratio("spiral") + 0.15
+
+
+def test_unknown_override_is_refused():
+    with pytest.raises(UserError, match="unknown galaxy parameter"):
+        synth.render_galaxy(0, 0, 64, windings=1)
