@@ -177,3 +177,15 @@ def test_cluster_run_rejects_bad_input(tmp_path):
     write_npy(run.reduction_path("umap"), np.zeros((7, 2), dtype=np.float32))
     with pytest.raises(UserError, match="7 rows"):
         cluster_run(run, cfg, representations=["umap"])
+
+
+def test_density_methods_skip_wide_representations(tmp_path):
+    run = fake_run(tmp_path)
+    write_npy(run.embedding_path("wide"), np.random.default_rng(0).normal(size=(60, 12)).astype(np.float32))
+    cfg = Config()
+    cfg.cluster.kmeans_k = [3]
+    names = cluster_run(run, cfg, representations=["wide", "pca"], methods=["dbscan", "hdbscan"])
+    assert names == ["dbscan_pca", "hdbscan_pca"]
+    cfg.cluster.density_max_dims = 0
+    names = cluster_run(run, cfg, representations=["wide"], methods=["dbscan"])
+    assert names == ["dbscan_wide"]

@@ -403,8 +403,9 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
     cfg : Config
         Uses ``cluster.methods``, ``cluster.representations``, ``cluster.kmeans_k``,
         ``cluster.gmm_k``, ``cluster.gmm_covariance``, ``cluster.dbscan_min_samples``,
-        ``cluster.hdbscan_min_cluster_size``, ``cluster.silhouette_sample`` and
-        ``cluster.seed``.
+        ``cluster.hdbscan_min_cluster_size``, ``cluster.density_max_dims`` (DBSCAN
+        and HDBSCAN skip wider representations), ``cluster.silhouette_sample``
+        and ``cluster.seed``.
     representations, methods : sequence of str or None
         Override the configuration's lists.
 
@@ -436,6 +437,11 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
                             "re-run the stage that made it")
         base = {"representation": rep, "shape": list(X.shape)}
         selection: list[pd.DataFrame] = []
+        max_dims = getattr(c, "density_max_dims", DENSITY_MAX_DIMS)
+        density = not max_dims or X.shape[1] <= max_dims
+        if not density and {"dbscan", "hdbscan"} & set(methods):
+            log.info("DBSCAN/HDBSCAN skipped on %s: %d dimensions > cluster.density_max_dims = %d "
+                     "(they are slow and unreliable there; cluster its 2-D maps)", rep, X.shape[1], max_dims)
         if "kmeans" in methods:
             with Timer(f"K-Means k={list(c.kmeans_k)} on {rep}") as t:
                 km = KMeansSelect(c.kmeans_k, random_state=c.seed, silhouette_sample=c.silhouette_sample).fit(X)
@@ -449,7 +455,7 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
             _drop_stale(run, rf"kmeans\d+_{re.escape(rep)}", names)
             written += sorted(names, key=lambda s: int(re.match(r"kmeans(\d+)", s).group(1)))
             selection.append(km.scores_.assign(method="kmeans", selected=km.scores_["k"] == km.best_k_))
-        if "dbscan" in methods:
+        if "dbscan" in methods and density:
             with Timer(f"DBSCAN on {rep}") as t:
                 db = DBSCANAuto(min_samples=c.dbscan_min_samples or None).fit(X)
             name = f"dbscan_{rep}"
@@ -462,7 +468,7 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
                 "method": "dbscan", "k": db.n_clusters_, "eps": db.eps_, "min_samples": db.min_samples_,
                 "noise_fraction": db.noise_fraction_, "selected": True,
                 **internal_scores(X, db.labels_, c.silhouette_sample, c.seed)}]))
-        if "hdbscan" in methods:
+        if "hdbscan" in methods and density:
             with Timer(f"HDBSCAN on {rep}") as t:
                 hd = HDBSCANClusterer(min_cluster_size=c.hdbscan_min_cluster_size or None).fit(X)
             name = f"hdbscan_{rep}"

@@ -127,6 +127,7 @@ class ClusterConfig:
     gmm_covariance: str = "diag"  # diag | full | spherical | tied
     dbscan_min_samples: int = 0  # 0: 2 x dimensions, within [4, 100]; eps from the k-distance knee
     hdbscan_min_cluster_size: int = 0  # 0: 1% of the rows, at least 5
+    density_max_dims: int = 10  # DBSCAN/HDBSCAN skip wider representations (slow, unreliable); 0: no limit
     silhouette_sample: int = 5000  # rows used to estimate the (O(n^2)) silhouette
     nuisance_columns: list[str] = field(default_factory=list)  # catalogue columns to audit; empty: auto
 
