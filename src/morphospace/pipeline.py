@@ -27,7 +27,7 @@ def default_survey_dir(cfg: Config) -> Path:
     from . import synth
 
     base = Path(os.environ.get("MORPHOSPACE_CACHE", Path.home() / ".cache" / "morphospace"))
-    return base / f"synth-v{synth.VERSION}-n{cfg.data.synth_n}-seed{cfg.data.synth_seed}"
+    return base / f"synth-v{synth.GENERATOR_VERSION}-n{cfg.data.synth_n}-seed{cfg.data.synth_seed}"
 
 
 def stage_synth(out: Path, n: int, seed: int, workers: int, size: int | None = None) -> Path:
