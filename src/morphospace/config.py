@@ -90,6 +90,16 @@ class ModelConfig:
     latent_dim: int = 16
     n_components: int = 0  # 0: choose from the data (BIC of the latent mixture)
     pca_components: int = 32
+    # VaDE (morphospace.models.vade / train): see the docstrings there
+    k_min: int = 2  # K range searched by the BIC when n_components = 0
+    k_max: int = 12
+    min_weight: float = 0.01  # mixture weight under which a component is re-seeded
+    recon_sigma: float = 0.1  # pixel noise of the Gaussian reconstruction likelihood
+    radial_inner: float = 0.5  # reconstruction weight 1 inside this radius (1 = frame half-side) ...
+    radial_width: float = 0.25  # ... Gaussian fall-off outside; 0 = uniform weight
+    canonicalise: bool = True  # rotate each image to put its major axis horizontal before encoding
+    flip_invariant: bool = True  # code averaged over the 4 flips (exactly flip/handedness invariant)
+    widths: list[int] = field(default_factory=lambda: [32, 64, 128, 256])  # default preset conv widths
 
 
 @dataclass
@@ -107,6 +117,10 @@ class TrainConfig:
     strategy: str = "auto"
     precision: str = "32-true"
     num_threads: int = 0  # 0: torch default
+    final_lr_fraction: float = 0.05  # cosine decay of the learning rate to lr * this
+    weight_decay: float = 0.0
+    grad_clip: float = 0.0  # gradient-norm clipping; 0 = off
+    augment: str = "flips"  # none | flips | dihedral | rotate (random angle + flips)
 
 
 @dataclass
@@ -141,6 +155,11 @@ class StudyConfig:
     mode: str = "finetune"  # finetune | frozen
     epochs: int = 5
     weights: str = ""  # a weights file for backbones without packaged weights
+    # --- fine-tuning (morphospace.finetune / features) ---
+    input_size: int = 0  # side images are resized to; 0: the backbone's default (112 for ImageNet nets)
+    batch_size: int = 64
+    lr: float = 1e-3  # head; a pretrained backbone gets 0.3 x this
+    patience: int = 2  # early stopping: epochs without a lower validation loss; 0 = off
 
 
 @dataclass
@@ -150,6 +169,11 @@ class ReportConfig:
     thumb_size: int = 48
     max_points: int = 20000
     gallery_size: int = 16
+    thumb_format: str = "webp"  # webp | jpeg: the sprite sheets of thumbnails
+    thumb_quality: int = 80
+    inline_limit_mb: float = 8.0  # sprite sheets up to this size go inside report.html, larger ones beside it
+    neighbours: int = 8  # "more like this": nearest neighbours in the latent space
+    seed: int = 0  # random mosaic, subsample of the map (when over max_points)
 
 
 @dataclass

@@ -1,0 +1,204 @@
+"""The report: one HTML page of a run, with an interactive explorer of every galaxy.
+
+:func:`build_report` reads whatever the run directory holds and writes
+``RUN/report.html``. Each section appears only when its inputs exist (the
+stages fill a run over time): the data (counts, quality flags, labels, a random
+mosaic), the model (training curves, reconstructions), the clusters of the
+primary clustering (sizes, exemplars, label mix, anomaly), the comparisons
+(ARI / AMI, contingency tables, the nuisance audit), the strangest galaxies,
+and any other figure of ``RUN/figures``. Every figure is also saved as a PNG
+under ``RUN/figures/`` (``report_*.png``).
+
+The explorer is a WebGL map (Canvas 2D where WebGL is unavailable) of every
+galaxy on each 2-D reduction, coloured by clustering, label or anomaly score;
+hovering shows the galaxy's thumbnail and catalogue row, clicking its nearest
+neighbours in the latent space, and a box or lasso selection downloads as a
+CSV of ids. Thumbnails are packed in sprite sheets, inlined when small enough
+(``report.inline_limit_mb``), else written beside the page in
+``RUN/report_files/``. Nothing on the page reaches the network.
+
+Examples
+--------
+>>> from morphospace.config import Config
+>>> from morphospace.rundir import RunDir
+>>> build_report(RunDir("runs/demo"), Config())  # doctest: +SKIP
+PosixPath('runs/demo/report.html')
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..config import Config
+from ..errors import UserError
+from ..progress import Timer
+from ..rundir import RunDir, write_text
+from .collect import RunContents
+from .explorer import choose_points, explorer_payload
+from .html import page, section
+from .sections import (PREFIX, ReportContext, SpriteBook, cluster_section, comparison_section, data_section,
+                       model_section, other_figures, strangest_section)
+from .sprites import SpriteSheets, thumbnails
+
+__all__ = ["build_report"]
+
+log = logging.getLogger("morphospace")
+
+ASSET_DIR = "report_files"  # sprite sheets too large to inline live here, beside report.html
+
+
+def build_report(run: RunDir | str | Path, cfg: Config | None = None) -> Path:
+    """Write ``RUN/report.html`` from whatever the run holds; return its path.
+
+    Parameters
+    ----------
+    run : RunDir or path
+        The run directory. It must hold at least the cube and the catalogue
+        (``morphospace ingest``).
+    cfg : Config, optional
+        Uses ``report.thumb_size``, ``report.max_points``, ``report.gallery_size``,
+        ``report.thumb_format``, ``report.thumb_quality``, ``report.inline_limit_mb``,
+        ``report.neighbours``, ``report.seed`` and ``data.truth_label``.
+
+    Returns
+    -------
+    Path
+        ``RUN/report.html``.
+    """
+    run = run if isinstance(run, RunDir) else RunDir(run)
+    cfg = cfg or Config()
+    rc = cfg.report
+    if rc.thumb_size < 8 or rc.thumb_size > 256:
+        raise UserError(f"report.thumb_size must be between 8 and 256 pixels, got {rc.thumb_size}")
+    if rc.thumb_format not in ("webp", "jpeg"):
+        raise UserError(f"report.thumb_format must be webp or jpeg, got {rc.thumb_format!r}")
+    contents = RunContents(run, cfg.data.truth_label)
+    if contents.cube is None or contents.catalogue is None:
+        raise UserError(f"nothing to report in {run.path}: no cube and catalogue (run `morphospace ingest` first)")
+    if contents.n == 0:
+        raise UserError(f"nothing to report in {run.path}: the cube is empty (every galaxy was flagged at ingest)")
+
+    t0 = time.perf_counter()
+    points = choose_points(contents.n, rc.max_points, rc.seed)
+    book = SpriteBook(points)
+    ctx = ReportContext(run=run, contents=contents, book=book, cfg=cfg, seed=rc.seed)
+
+    with Timer("report: explorer data"):
+        explorer = explorer_payload(contents, points, k=rc.neighbours, seed=rc.seed)
+    built = []
+    for builder in (data_section, model_section, cluster_section, comparison_section, strangest_section):
+        with Timer(f"report: {builder.__name__.replace('_section', '')}"):
+            out = builder(ctx)
+        if out is not None:
+            built.append(out)
+    other = other_figures(ctx)
+    if other is not None:
+        built.append(other)
+
+    with Timer(f"report: {len(book.rows)} thumbnails"):
+        thumbs = thumbnails(contents.cube, book.rows, rc.thumb_size)
+        sheets = SpriteSheets(tile=rc.thumb_size, fmt=rc.thumb_format, quality=rc.thumb_quality).fit(thumbs)
+    asset_dir = run.path / ASSET_DIR
+    if sheets.nbytes <= rc.inline_limit_mb * 1e6:
+        urls = [s.data_uri() for s in sheets.sheets_]
+        if asset_dir.exists():
+            shutil.rmtree(asset_dir)  # a previous, larger report's sheets
+    else:
+        if asset_dir.exists():
+            shutil.rmtree(asset_dir)
+        paths = sheets.write(asset_dir)
+        urls = [f"{ASSET_DIR}/{p.name}" for p in paths]
+        log.info("report: %d sprite sheets (%.1f MB) written beside the page in %s", len(paths),
+                 sheets.nbytes / 1e6, asset_dir)
+
+    _remove_stale_figures(run, ctx.made)
+    nav = [("explorer", "Explorer")] + [(_anchor(html_), label) for label, html_ in built]
+    body = explorer_section(explorer, contents) + "".join(h for _, h in built)
+    data = {"explorer": explorer, "sprites": sheets.describe(urls)}
+    summary = contents.summary or {}
+    n_clusters = (sum(1 for k in contents.primary.clusters if k >= 0) if contents.primary else None)
+    subtitle = " · ".join(filter(None, [
+        f"run {run.path.resolve().name}",
+        f"{contents.n:,} galaxies",
+        summary.get("layout") and f"{summary['layout']} survey",
+        n_clusters and f"{n_clusters} clusters ({contents.primary.name})",
+        time.strftime("%Y-%m-%d %H:%M"),
+    ]))
+    text = page("Galaxy morphospace", subtitle, nav, body, data)
+    write_text(run.report, text)
+    log.info("report: %s (%.1f MB) in %.1f s", run.report, len(text.encode("utf-8")) / 1e6,
+             time.perf_counter() - t0)
+    return run.report
+
+
+def _anchor(section_html: str) -> str:
+    start = section_html.index('id="') + 4
+    return section_html[start:section_html.index('"', start)]
+
+
+def _remove_stale_figures(run: RunDir, made: set[str]) -> None:
+    """Drop ``report_*.png`` figures an earlier report made that this one did not (e.g. a removed cluster)."""
+    for p in (run.path / "figures").glob(f"{PREFIX}*.png"):
+        if p.name not in made:
+            p.unlink(missing_ok=True)
+
+
+def explorer_section(explorer: dict, contents: RunContents) -> str:
+    """The explorer's markup; ``explorer.js`` fills it from the embedded data."""
+    n, total = explorer["n"], explorer["nTotal"]
+    subset = (f" A random {n:,} of the {total:,} galaxies are shown (report.max_points)." if n < total else "")
+    lead = ("Every galaxy of the run on a 2-D map of its latent space. Hover a point to see the galaxy, click it for "
+            "<b>more like this</b> (its nearest neighbours in the latent space), drag with <b>Box</b> or <b>Lasso</b> "
+            "to select galaxies and download their ids. Scroll to zoom, drag to pan, double-click to reset."
+            + subset)
+    markup = """
+<div class="explorer" id="explorer-root">
+  <div class="ex-toolbar">
+    <label>map <select id="ex-map"></select></label>
+    <label>colour <select id="ex-colour"></select></label>
+    <div class="ex-modes" role="group" aria-label="drag mode">
+      <button type="button" data-mode="pan" class="on" title="drag to pan (P)">Pan</button>
+      <button type="button" data-mode="box" title="drag a box to select (B, or shift-drag)">Box</button>
+      <button type="button" data-mode="lasso" title="draw around galaxies to select (L)">Lasso</button>
+    </div>
+    <span class="ex-status" id="ex-status"></span>
+  </div>
+  <div class="ex-body">
+    <div class="ex-stage" id="ex-stage">
+      <canvas id="ex-gl"></canvas>
+      <canvas id="ex-overlay"></canvas>
+      <div class="ex-tooltip" id="ex-tooltip" hidden>
+        <div class="thumb big"><span class="img"></span></div>
+        <div class="tt-body"><div class="tt-id"></div><dl class="tt-rows"></dl></div>
+      </div>
+      <div class="ex-notice" id="ex-notice" hidden></div>
+    </div>
+    <aside class="ex-side">
+      <div class="ex-panel">
+        <h4 id="ex-legend-title">legend</h4>
+        <div id="ex-legend" class="ex-legend"></div>
+      </div>
+      <div class="ex-panel" id="ex-selection">
+        <h4>selection</h4>
+        <p class="ex-muted" id="ex-sel-text">Nothing selected. Use Box or Lasso, or click a legend entry.</p>
+        <div class="ex-row">
+          <button type="button" id="ex-download" disabled>Download CSV</button>
+          <button type="button" id="ex-clear" disabled>Clear</button>
+        </div>
+      </div>
+      <div class="ex-panel" id="ex-neighbours">
+        <h4>more like this</h4>
+        <p class="ex-muted" id="ex-nn-text">Click a galaxy on the map.</p>
+        <div class="ex-focus" id="ex-focus"></div>
+        <div class="ex-nn" id="ex-nn"></div>
+      </div>
+    </aside>
+  </div>
+</div>
+"""
+    return section("explorer", "Explorer", lead, markup, cls="dark-section")

@@ -1,0 +1,232 @@
+"""The data of the interactive explorer: maps, colourings, neighbours and tooltip rows.
+
+:func:`explorer_payload` gathers, for the galaxies shown on the map (every
+galaxy of the cube, or a random ``max_points`` of them):
+
+- ``maps``: every 2-D reduction of the run (a PCA of the latent space or of
+  the pixels when the run has none, so the explorer always exists),
+  centred and scaled into [-1, 1];
+- ``colourings``: each clustering, each categorical label column and the
+  anomaly score;
+- ``neighbours``: the k nearest neighbours of every galaxy in the latent space
+  (scikit-learn ``NearestNeighbors``), the "more like this" of a click;
+- ``columns``: the catalogue row shown when hovering a galaxy.
+
+Numeric arrays travel as base64 of little-endian typed arrays (Float32,
+Int16/Int32), which the page decodes without parsing numbers one by one.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.decomposition import PCA
+from sklearn.neighbors import NearestNeighbors
+
+from ..progress import Timer
+from .collect import MISSING, Clustering, RunContents
+from .figures import GREY, colormap_lut, colour
+
+log = logging.getLogger("morphospace")
+
+MAX_TOOLTIP_COLUMNS = 14
+
+
+def b64(array: np.ndarray, dtype: str) -> str:
+    """Base64 of ``array`` as little-endian ``dtype`` (the bytes of a JS typed array)."""
+    return base64.b64encode(np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("<")).tobytes()).decode("ascii")
+
+
+def choose_points(n: int, max_points: int, seed: int = 0) -> np.ndarray:
+    """Cube rows shown on the map: all of them, or a sorted random ``max_points``."""
+    if max_points <= 0 or n <= max_points:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, size=max_points, replace=False))
+
+
+def normalise_xy(xy: np.ndarray) -> np.ndarray:
+    """Centre a 2-D map and scale it uniformly (aspect kept) into [-1, 1]."""
+    xy = np.asarray(xy, dtype=np.float64)
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    half = float(np.max(hi - lo)) / 2 or 1.0
+    return ((xy - (lo + hi) / 2) / half).astype(np.float32)
+
+
+def pixel_features(cube: np.ndarray, rows: np.ndarray, side: int = 16, chunk: int = 1024) -> np.ndarray:
+    """Block-averaged ``side`` x ``side`` copies of cube rows, flattened (a cheap image space)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    n, c, h, w = cube.shape
+    fy, fx = max(1, h // side), max(1, w // side)
+    hh, ww = h // fy, w // fx
+    out = np.empty((len(rows), c * hh * ww), dtype=np.float32)
+    order = np.argsort(rows, kind="stable")  # read the memory-mapped cube front to back
+    for start in range(0, len(rows), chunk):
+        sel = order[start:start + chunk]
+        block = np.asarray(cube[rows[sel]], dtype=np.float32)[:, :, : hh * fy, : ww * fx]
+        block = block.reshape(len(sel), c, hh, fy, ww, fx).mean(axis=(3, 5))
+        out[sel] = np.nan_to_num(block.reshape(len(sel), -1))
+    return out
+
+
+def latent_space(contents: RunContents, points: np.ndarray, seed: int = 0) -> tuple[str, np.ndarray]:
+    """(description, rows) of the space the neighbours are found in."""
+    name = contents.neighbour_embedding
+    if name is not None:
+        return name, contents.embedding(name)[points]
+    feats = pixel_features(contents.cube, points)
+    k = int(min(32, feats.shape[1], max(1, len(points) - 1)))
+    return "pixels (PCA of 16 px images)", PCA(n_components=k, random_state=seed).fit_transform(feats).astype(np.float32)
+
+
+def nearest_neighbours(X: np.ndarray, k: int = 8) -> np.ndarray:
+    """N x k indices of each row's nearest other rows (Euclidean), nearest first.
+
+    A row is never its own neighbour, even when exact duplicates tie with it.
+    With fewer than k + 1 rows the missing neighbours are -1.
+    """
+    n = len(X)
+    kk = min(k + 1, n)
+    nn = NearestNeighbors(n_neighbors=kk, n_jobs=1).fit(X)
+    _, idx = nn.kneighbors(X)
+    out = np.full((n, k), -1, dtype=np.int32)
+    for i in range(n):
+        row = idx[i][idx[i] != i][:k]
+        out[i, :len(row)] = row
+    return out
+
+
+def _categorical(name: str, kind: str, values: np.ndarray, order: list | None = None,
+                 colours: dict | None = None, missing: str = "(missing)") -> dict:
+    """A categorical colouring: category names, colours and one int16 code per point."""
+    vals = pd.Series(values, dtype=object)
+    miss = vals.isna() | vals.map(lambda v: isinstance(v, str) and v.strip() == "")
+    present = vals[~miss]
+    if order is None:
+        order = _natural_order(present.unique())
+    cats = [str(c) for c in order]
+    index = {str(c): k for k, c in enumerate(order)}
+    codes = np.array([index.get(str(v), -1) if not m else -1 for v, m in zip(vals, miss)], dtype=np.int16)
+    cols = [colours.get(c, colour(k)) if colours else colour(k) for k, c in enumerate(order)]
+    if (codes < 0).any():
+        codes[codes < 0] = len(cats)
+        cats.append(missing)
+        cols.append(GREY)
+    counts = np.bincount(codes, minlength=len(cats)).tolist()
+    return {"name": name, "kind": kind, "type": "categorical", "categories": cats, "colours": cols,
+            "counts": counts, "codes": b64(codes, "int16")}
+
+
+def _natural_order(values) -> list:
+    def key(v):
+        try:
+            return (0, float(v), "")
+        except (TypeError, ValueError):
+            return (1, 0.0, str(v))
+
+    return sorted(values, key=key)
+
+
+def clustering_colouring(c: Clustering, points: np.ndarray) -> dict:
+    labels = c.labels[points]
+    clusters = [k for k in c.clusters]
+    names = {k: ("noise" if k < 0 else str(k)) for k in clusters}
+    values = np.array([names.get(int(v)) if v != MISSING else None for v in labels], dtype=object)
+    order = [names[k] for k in clusters]
+    colours = {names[k]: colour(k) for k in clusters}
+    return _categorical(c.name, "clustering", values, order, colours, missing="(not clustered)")
+
+
+def anomaly_colouring(what: str, score: np.ndarray, points: np.ndarray) -> dict:
+    s = score[points].astype(np.float32)
+    finite = s[np.isfinite(s)]
+    lo, hi = (np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0))
+    return {"name": what, "kind": "score", "type": "continuous", "values": b64(s, "float32"),
+            "lo": float(lo), "hi": float(hi if hi > lo else lo + 1), "lut": colormap_lut("magma")}
+
+
+def encode_column(values: pd.Series) -> dict:
+    """A tooltip column: floats as float32, everything else as (dictionary-coded) text."""
+    if pd.api.types.is_float_dtype(values):
+        return {"type": "num", "values": b64(values.to_numpy(dtype=np.float32, na_value=np.nan), "float32")}
+    text = [None if (v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA) else str(v)
+            for v in values.to_numpy(dtype=object)]
+    uniq = pd.unique(pd.Series([t for t in text if t is not None], dtype=object))
+    if len(uniq) <= max(64, len(text) // 4):
+        index = {u: k for k, u in enumerate(uniq)}
+        codes = np.array([index[t] if t is not None else -1 for t in text], dtype=np.int32)
+        return {"type": "cat", "categories": [str(u) for u in uniq], "codes": b64(codes, "int32")}
+    present = [t for t in text if t is not None]
+    prefix = os.path.commonprefix(present) if len(present) > 1 else ""
+    # a shared folder is printed once, not 20,000 times (file paths of one survey)
+    prefix = prefix[: prefix.rfind("/") + 1] if "/" in prefix else ""
+    return {"type": "str", "prefix": prefix,
+            "values": [t[len(prefix):] if t is not None else None for t in text]}
+
+
+def tooltip_columns(contents: RunContents, points: np.ndarray) -> list[dict]:
+    """Catalogue columns shown on hover (bookkeeping and flags folded into one line)."""
+    inside = contents.inside.iloc[points].reset_index(drop=True)
+    skip = {"id", "cube_index"}
+    cols = [c for c in inside.columns if c not in skip and not str(c).startswith("flag_")]
+    # labels first, then the rest in catalogue order
+    labels = [c for c in contents.label_columns if c in cols]
+    cols = labels + [c for c in cols if c not in labels]
+    out = []
+    flags = [c for c in inside.columns if str(c).startswith("flag_")]
+    if flags:
+        raised = inside[flags].fillna(False).astype(bool).to_numpy()
+        text = pd.Series([", ".join(f[5:] for f, r in zip(flags, row) if r) or None for row in raised],
+                         dtype=object)
+        if text.notna().any():
+            out.append({"name": "flags", **encode_column(text)})
+    for c in cols[:MAX_TOOLTIP_COLUMNS]:
+        out.append({"name": str(c), **encode_column(inside[c])})
+    return out
+
+
+def explorer_payload(contents: RunContents, points: np.ndarray, k: int = 8, seed: int = 0) -> dict[str, Any]:
+    """Everything the explorer script reads (see the module docstring)."""
+    n = len(points)
+    with Timer(f"explorer: neighbours of {n} galaxies"):
+        space, X = latent_space(contents, points, seed)
+        neighbours = nearest_neighbours(X, k)
+    maps = []
+    for name, xy in contents.maps:
+        xy = xy[points]
+        if not np.isfinite(xy).all():
+            log.warning("report: reduction %s has non-finite coordinates: left out of the explorer", name)
+            continue
+        maps.append({"name": name, "xy": b64(normalise_xy(xy), "float32")})
+    if not maps:
+        maps.append({"name": f"PCA of {space} (computed for the report)",
+                     "xy": b64(normalise_xy(PCA(n_components=2, random_state=seed).fit_transform(X)
+                                            if X.shape[1] >= 2 and n > 2 else np.c_[X[:, :1], np.zeros(n)]),
+                               "float32")})
+
+    colourings = []
+    primary = contents.primary
+    ordered = ([primary] if primary else []) + [c for c in contents.clusterings if c is not primary]
+    cl = [clustering_colouring(c, points) for c in ordered]
+    labs = [_categorical(col, "label", contents.labels(col)[points]) for col in contents.label_columns]
+    anomaly = contents.anomaly
+    an = [anomaly_colouring(anomaly[0], anomaly[1], points)] if anomaly else []
+    # the primary clustering, the truth, the anomaly score, then the rest
+    colourings = cl[:1] + labs[:1] + an + cl[1:] + labs[1:]
+    if not colourings:
+        colourings = [_categorical("galaxies", "none", np.array(["galaxy"] * n, dtype=object))]
+    return {
+        "n": n,
+        "nTotal": contents.n,
+        "ids": [str(i) for i in contents.ids[points]],
+        "maps": maps,
+        "colourings": colourings,
+        "primary": primary.name if primary else None,
+        "neighbours": {"k": k, "space": space, "idx": b64(neighbours, "int32")},
+        "columns": tooltip_columns(contents, points),
+    }

@@ -1,0 +1,199 @@
+"""Thumbnails of the cube packed into a few sprite sheets.
+
+The explorer and the galleries of the report show thousands of small images. One
+file (or one data URI) per galaxy would make 20,000 requests or a page that
+parses 20,000 URIs, so the thumbnails are tiled into grids ("sprite sheets") and
+each thumbnail is a window into a sheet (CSS ``background-position``).
+
+:func:`to_uint8` turns cube rows (float, roughly in [0, 1]) into 8-bit images,
+:func:`thumbnails` resizes them, and :class:`SpriteSheets` tiles them into
+WebP (or JPEG) sheets. Tile sides that are multiples of 16 keep the codecs'
+blocks inside one tile, so a thumbnail never bleeds into its neighbour.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..progress import progress
+from ..rundir import atomic_path
+
+FORMATS = {"webp": ("WEBP", "image/webp"), "jpeg": ("JPEG", "image/jpeg")}
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """N x H x W x C uint8 (C = 1 or 3) from N x C x H x W floats in ~[0, 1].
+
+    Values outside [0, 1] are clipped and NaN becomes 0: the cube is already
+    stretched for display (asinh or min-max), so no further scaling is applied.
+    """
+    arr = np.asarray(images, dtype=np.float32)
+    if arr.ndim == 3:  # N x H x W
+        arr = arr[:, None]
+    if arr.ndim != 4:
+        raise ValueError(f"expected N x C x H x W images, got shape {arr.shape}")
+    if arr.shape[1] not in (1, 3):
+        # more or fewer bands than a display has: show their mean as grey
+        arr = arr.mean(axis=1, keepdims=True)
+    arr = np.nan_to_num(arr, nan=0.0, posinf=1.0, neginf=0.0)
+    out = np.clip(arr * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(out.transpose(0, 2, 3, 1))
+
+
+def thumbnails(cube: np.ndarray, rows: Sequence[int], size: int, chunk: int = 512,
+               desc: str = "thumbnails") -> np.ndarray:
+    """``len(rows)`` x size x size x C uint8 thumbnails of the given cube rows.
+
+    Reads the (memory-mapped) cube in sorted chunks so a random subset costs
+    one pass over the file, and resizes with a box filter (an area average:
+    no ringing around bright cores).
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    channels = 3 if cube.shape[1] == 3 else 1
+    out = np.empty((len(rows), size, size, channels), dtype=np.uint8)
+    order = np.argsort(rows, kind="stable")
+    starts = range(0, len(rows), chunk)
+    if len(rows) > chunk:  # no bar for a gallery's dozen images
+        starts = progress(starts, total=len(starts), desc=desc, unit="chunk")
+    for start in starts:
+        sel = order[start:start + chunk]
+        block = to_uint8(np.asarray(cube[rows[sel]]))
+        for j, img in zip(sel, block):
+            pil = Image.fromarray(img[..., 0] if channels == 1 else img, "L" if channels == 1 else "RGB")
+            if pil.size != (size, size):
+                pil = pil.resize((size, size), Image.Resampling.BOX if pil.size[0] > size
+                                 else Image.Resampling.BICUBIC)
+            arr = np.asarray(pil)
+            out[j] = arr[..., None] if channels == 1 else arr
+    return out
+
+
+@dataclass
+class Sheet:
+    """One encoded sprite sheet."""
+
+    data: bytes
+    mime: str
+    extension: str
+    cols: int
+    rows: int
+
+    def data_uri(self) -> str:
+        return f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}"
+
+
+@dataclass
+class SpriteSheets:
+    """Thumbnails tiled into grids of ``cols`` x ``rows_per_sheet`` tiles.
+
+    Parameters
+    ----------
+    tile : int
+        Side of one thumbnail in pixels.
+    cols, rows_per_sheet : int
+        Grid of one sheet (64 x 64 tiles of 48 px is a 3072 px square, within
+        every browser's and WebP's 16383 px limit).
+    fmt : {"webp", "jpeg"}
+    quality : int
+        Encoder quality (0-100).
+
+    Attributes
+    ----------
+    sheets_ : list of Sheet
+        The encoded sheets; thumbnail ``i`` is in sheet ``i // per_sheet`` at
+        tile ``i % per_sheet`` (row-major).
+    n_ : int
+        Number of thumbnails.
+    """
+
+    tile: int = 48
+    cols: int = 64
+    rows_per_sheet: int = 64
+    fmt: str = "webp"
+    quality: int = 80
+    sheets_: list[Sheet] = field(default_factory=list, init=False)
+    n_: int = field(default=0, init=False)
+
+    @property
+    def per_sheet(self) -> int:
+        return self.cols * self.rows_per_sheet
+
+    def fit(self, thumbs: np.ndarray) -> "SpriteSheets":
+        """Tile and encode ``thumbs`` (N x tile x tile x C uint8)."""
+        if self.fmt not in FORMATS:
+            raise ValueError(f"unknown sprite format {self.fmt!r} (known: {', '.join(FORMATS)})")
+        thumbs = np.asarray(thumbs)
+        if thumbs.ndim != 4 or thumbs.shape[1] != self.tile or thumbs.shape[2] != self.tile:
+            raise ValueError(f"expected N x {self.tile} x {self.tile} x C thumbnails, got {thumbs.shape}")
+        codec, mime = FORMATS[self.fmt]
+        channels = thumbs.shape[3]
+        self.sheets_ = []
+        self.n_ = len(thumbs)
+        for start in range(0, len(thumbs), self.per_sheet):
+            block = thumbs[start:start + self.per_sheet]
+            cols = min(self.cols, len(block))
+            rows = (len(block) + cols - 1) // cols
+            grid = np.zeros((rows * self.tile, cols * self.tile, channels), dtype=np.uint8)
+            for k, img in enumerate(block):
+                r, c = divmod(k, cols)
+                grid[r * self.tile:(r + 1) * self.tile, c * self.tile:(c + 1) * self.tile] = img
+            pil = Image.fromarray(grid[..., 0] if channels == 1 else grid, "L" if channels == 1 else "RGB")
+            buf = io.BytesIO()
+            kwargs = {"quality": self.quality}
+            if self.fmt == "webp":
+                kwargs["method"] = 4
+            else:
+                kwargs["optimize"] = True
+            pil.save(buf, codec, **kwargs)
+            self.sheets_.append(Sheet(buf.getvalue(), mime, self.fmt, cols, rows))
+        return self
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(s.data) for s in self.sheets_)
+
+    def write(self, folder: Path, stem: str = "thumbs") -> list[Path]:
+        """Write each sheet as ``folder/<stem>_<k>.<ext>`` (atomically); return the paths."""
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for k, sheet in enumerate(self.sheets_):
+            path = folder / f"{stem}_{k}.{sheet.extension}"
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(sheet.data)
+            paths.append(path)
+        return paths
+
+    def describe(self, urls: list[str]) -> dict:
+        """The JSON description the page's scripts read: tile, grid and one URL per sheet."""
+        return {
+            "tile": self.tile,
+            "perSheet": self.per_sheet,
+            "n": self.n_,
+            "sheets": [{"url": url, "cols": s.cols, "rows": s.rows} for url, s in zip(urls, self.sheets_)],
+        }
+
+
+def image_file_thumbnail(path: str | Path, size: int = 96) -> bytes | None:
+    """A small JPEG of an image file, or None when the file cannot be read as an image.
+
+    Used for galaxies that never reached the cube (flagged at ingest): showing
+    what the file holds (an error page, a blank frame) explains the flag.
+    """
+    try:
+        with Image.open(path) as im:
+            if im.format == "JPEG":
+                im.draft("RGB", (size * 2, size * 2))  # decode at reduced scale: much faster
+            im = im.convert("RGB")
+            im.thumbnail((size, size), Image.Resampling.LANCZOS)
+            buf = io.BytesIO()
+            im.save(buf, "JPEG", quality=85)
+            return buf.getvalue()
+    except Exception:  # any unreadable file: the flag itself is the explanation
+        return None

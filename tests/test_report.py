@@ -1,0 +1,218 @@
+"""The report: sections from whatever a run holds, figures, sprites, neighbours, escaping."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from morphospace.config import Config, apply_overrides
+from morphospace.errors import UserError
+from morphospace.report import build_report
+from morphospace.report.explorer import nearest_neighbours, normalise_xy
+from morphospace.report.html import json_for_script
+from morphospace.report.sprites import SpriteSheets, to_uint8
+from morphospace.rundir import RunDir, write_table
+
+from report_fakerun import HOSTILE_ID, HOSTILE_LABEL, make_fake_run
+
+
+def payload(html: str) -> dict:
+    m = re.search(r'<script type="application/json" id="morphospace-data">(.*?)</script>', html, re.S)
+    assert m, "the embedded data block is missing"
+    return json.loads(m.group(1))
+
+
+def section_ids(html: str) -> list[str]:
+    return re.findall(r'<section id="([^"]+)"', html)
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    run = make_fake_run(tmp_path_factory.mktemp("full") / "run", n=60, size=32)
+    path = build_report(run, Config())
+    return run, path.read_text(encoding="utf-8")
+
+
+def test_every_section_of_a_full_run(full_run):
+    run, html = full_run
+    assert section_ids(html) == ["explorer", "data", "model", "clusters", "comparisons", "strangest", "other-figures"]
+    figs = {p.name for p in (run.path / "figures").glob("*.png")}
+    for name in ("flags", "labels", "mosaic", "training_vade", "cluster_sizes", "cluster_label_mix",
+                 "cluster_anomaly", "cluster_gallery", "ari", "ami", "nuisance_audit", "anomaly_histogram",
+                 "strangest"):
+        assert f"report_{name}.png" in figs, name
+    # every embedded figure is a PNG that decodes
+    uris = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert len(uris) >= 10
+    for u in uris:
+        Image.open(io.BytesIO(base64.b64decode(u))).verify()
+    # the figure no section places is shown under "other figures"
+    other = html[html.index('id="other-figures"'):]
+    assert "someone_elses_plot.png" in other
+    # the nav links exactly the sections present
+    assert re.findall(r'<a href="#([^"]+)">', html) == section_ids(html)
+
+
+def test_explorer_payload_of_a_full_run(full_run):
+    run, html = full_run
+    data = payload(html)
+    ex = data["explorer"]
+    assert ex["n"] == ex["nTotal"] == 60
+    assert ex["ids"] == list(run.cube_ids())
+    assert [m["name"] for m in ex["maps"]] == ["vade_tsne", "vade_pca (1, 2)"]
+    xy = np.frombuffer(base64.b64decode(ex["maps"][0]["xy"]), "<f4").reshape(-1, 2)
+    assert xy.shape == (60, 2) and np.abs(xy).max() == pytest.approx(1.0)
+    names = [c["name"] for c in ex["colourings"]]
+    assert names[:3] == ["vade", "morphology", "anomaly score"]
+    assert "kmeans4_vade" in names and ex["primary"] == "vade"
+    # neighbours: k = 8 per galaxy, never itself, nearest in the vade embedding first
+    nn = np.frombuffer(base64.b64decode(ex["neighbours"]["idx"]), "<i4").reshape(60, 8)
+    z = run.read_embedding("vade")
+    d = ((z[:, None] - z[None]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    assert ex["neighbours"]["space"] == "vade"
+    assert (nn != np.arange(60)[:, None]).all()
+    np.testing.assert_array_equal(nn[:, 0], d.argmin(1))
+    # thumbnails: one sprite per galaxy (plus any gallery extra), inlined at this size
+    sp = data["sprites"]
+    assert sp["n"] >= 60 and sp["tile"] == 48 and sp["sheets"][0]["url"].startswith("data:image/webp;base64,")
+
+
+def test_hostile_strings_are_escaped(full_run):
+    _, html = full_run
+    for raw in (HOSTILE_ID, HOSTILE_LABEL, "<img src=x", "<script>alert"):
+        assert raw not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html  # shown as text in the galleries
+    block = re.search(r'id="morphospace-data">(.*?)</script>', html, re.S).group(1)
+    assert "<" not in block and ">" not in block
+    assert "\\u003cimg src=x onerror=alert(1)\\u003e" in block
+    data = payload(html)
+    assert data["explorer"]["ids"][0] == HOSTILE_ID
+    morph = next(c for c in data["explorer"]["colourings"] if c["name"] == "morphology")
+    assert HOSTILE_LABEL in morph["categories"]
+    # only the report's own scripts may run: the CSP lists one hash per inline script
+    csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html).group(1)
+    assert csp.count("&#x27;sha256-") == len(re.findall(r"<script>", html)) == 2
+    assert "default-src &#x27;none&#x27;" in csp and "connect-src &#x27;none&#x27;" in csp
+
+
+def test_json_for_script_escapes_markup():
+    text = json_for_script({"a": "</script><b>&amp;\u2028"})
+    assert "<" not in text and ">" not in text and "&" not in text
+    assert json.loads(text) == {"a": "</script><b>&amp;\u2028"}
+
+
+def test_minimal_run_still_has_an_explorer(tmp_path):
+    run = make_fake_run(tmp_path / "run", n=40, size=32, everything=False)
+    html = build_report(run, Config()).read_text()
+    assert section_ids(html) == ["explorer", "data"]
+    ex = payload(html)["explorer"]
+    assert len(ex["maps"]) == 1 and ex["maps"][0]["name"].startswith("PCA of pixels")
+    assert ex["neighbours"]["space"].startswith("pixels")
+    assert [c["name"] for c in ex["colourings"]] == ["morphology"]
+
+
+def test_primary_is_the_selected_kmeans_without_vade(tmp_path):
+    run = make_fake_run(tmp_path / "run", n=40, size=32)
+    run.clustering_path("vade").unlink()
+    run.write_clustering("kmeans3_vade", run.cube_ids(), np.arange(40) % 3)
+    (run.path / "clusterings" / "kmeans3_vade.json").write_text(json.dumps({"k": 3, "best_k": 4, "representation": "vade"}))
+    html = build_report(run, Config()).read_text()
+    assert payload(html)["explorer"]["primary"] == "kmeans4_vade"
+    assert "Clustering <code>kmeans4_vade</code>" in html
+    # without probabilities, exemplars are the members nearest the centre in the clustering's representation
+    assert "members nearest the cluster centre" in html
+
+
+def test_subsample_above_max_points(tmp_path):
+    run = make_fake_run(tmp_path / "run", n=60, size=32)
+    cfg = apply_overrides(Config(), ["report.max_points=25"])
+    ex = payload(build_report(run, cfg).read_text())["explorer"]
+    assert ex["n"] == 25 and ex["nTotal"] == 60
+    assert set(ex["ids"]) <= set(run.cube_ids())
+    nn = np.frombuffer(base64.b64decode(ex["neighbours"]["idx"]), "<i4")
+    assert nn.min() >= 0 and nn.max() < 25
+
+
+def test_large_sprite_sheets_go_beside_the_page(tmp_path):
+    run = make_fake_run(tmp_path / "run", n=40, size=32)
+    cfg = apply_overrides(Config(), ["report.inline_limit_mb=0", "report.thumb_format='jpeg'", "report.thumb_size=32"])
+    html = build_report(run, cfg).read_text()
+    sheets = payload(html)["sprites"]["sheets"]
+    assert [s["url"] for s in sheets] == ["report_files/thumbs_0.jpeg"]
+    sheet = Image.open(run.path / "report_files" / "thumbs_0.jpeg")
+    assert sheet.format == "JPEG" and sheet.size == (sheets[0]["cols"] * 32, sheets[0]["rows"] * 32)
+    assert "data:image/jpeg;base64" not in html.split('id="morphospace-data"')[1]
+    # rebuilt small again: the sheets move back inside and the folder goes
+    build_report(run, Config())
+    assert not (run.path / "report_files").exists()
+
+
+def test_sprite_tiles_hold_their_thumbnails():
+    rng = np.random.default_rng(0)
+    colours = rng.integers(0, 256, (11, 3)).astype(np.uint8)
+    thumbs = np.broadcast_to(colours[:, None, None, :], (11, 16, 16, 3)).copy()
+    sheets = SpriteSheets(tile=16, cols=3, rows_per_sheet=2, fmt="webp", quality=95).fit(thumbs)
+    assert len(sheets.sheets_) == 2 and sheets.per_sheet == 6
+    for i in range(11):
+        s = sheets.sheets_[i // 6]
+        img = np.asarray(Image.open(io.BytesIO(s.data)).convert("RGB"))
+        r, c = divmod(i % 6, s.cols)
+        tile = img[r * 16 + 4:(r + 1) * 16 - 4, c * 16 + 4:(c + 1) * 16 - 4].reshape(-1, 3).mean(0)
+        assert np.abs(tile - colours[i]).max() < 12, i
+
+
+def test_to_uint8_clips_and_handles_grey():
+    cube = np.array([[[[-0.5, 0.5], [1.0, np.nan]]]], dtype=np.float32)  # 1 x 1 x 2 x 2
+    out = to_uint8(cube)
+    assert out.shape == (1, 2, 2, 1)
+    assert out[0, :, :, 0].tolist() == [[0, 128], [255, 0]]
+
+
+def test_neighbours_never_include_self_even_with_duplicates():
+    X = np.array([[0.0, 0], [0, 0], [0, 0], [5, 5], [5, 6]])
+    nn = nearest_neighbours(X, k=3)
+    assert (nn != np.arange(5)[:, None]).all()
+    assert set(nn[0]) == {1, 2, 3}
+    assert nearest_neighbours(X[:2], k=3).tolist() == [[1, -1, -1], [0, -1, -1]]
+
+
+def test_normalise_keeps_aspect():
+    xy = normalise_xy(np.array([[0.0, 0], [10, 2], [4, 1]]))
+    assert xy[:, 0].min() == -1 and xy[:, 0].max() == 1
+    assert xy[:, 1].max() - xy[:, 1].min() == pytest.approx(0.4)
+
+
+def test_flagged_examples_show_their_source_image(tmp_path):
+    run = make_fake_run(tmp_path / "run", n=30, size=32, everything=False)
+    cat = run.read_catalogue()
+    img = tmp_path / "bad.png"
+    Image.new("RGB", (120, 90), (250, 10, 10)).save(img)
+    cat.loc[cat["id"] == "BAD000", "source"] = str(img)
+    write_table(run.catalogue, cat)
+    html = build_report(run, Config()).read_text()
+    flags = html[html.index('class="flags"'):]
+    assert flags.count("data:image/jpeg;base64,") == 1  # BAD000's file; BAD001/2 have none
+    assert flags.count("no image") == 2
+
+
+def test_stale_report_figures_are_removed(tmp_path):
+    run = make_fake_run(tmp_path / "run", n=30, size=32)
+    build_report(run, Config())
+    assert run.figure_path("report_strangest").exists()
+    (run.path / "vade_galaxies.parquet").unlink()
+    html = build_report(run, Config()).read_text()
+    assert 'id="strangest"' not in html
+    assert not run.figure_path("report_strangest").exists()
+    assert run.figure_path("someone_elses_plot").exists()  # never touches other stages' figures
+
+
+def test_nothing_to_report_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="ingest"):
+        build_report(RunDir(tmp_path, create=True), Config())
