@@ -120,6 +120,12 @@ def test_reuse_overwrite_and_refusals(tmp_path):
         synth.make_survey(out, n=7, seed=1, size=64, workers=1, progress=False)
     synth.make_survey(out, n=7, seed=1, size=64, workers=1, progress=False, overwrite=True)
     assert len(list((out / "images").glob("*.png"))) == 7 and synth.read_marker(out)["n"] == 7
+    # an interrupted run (images, no marker) is rendered again without asking
+    (out / synth.MARKER_NAME).unlink()
+    (out / "images" / "synth_000003.png").write_bytes(b"half a file")
+    synth.make_survey(out, n=7, seed=1, size=64, workers=1, progress=False)
+    with Image.open(out / "images" / "synth_000003.png") as im:
+        assert im.size == (64, 64)
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")

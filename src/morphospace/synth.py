@@ -894,7 +894,7 @@ def make_survey(out_dir: str | Path, n: int = 2000, seed: int = 0, size: int = 1
     out_dir : str or Path
         Folder to write (created). It must be empty or absent, or already hold a synthetic
         survey: one with the same parameters is reused as is; a different one needs
-        ``overwrite=True``.
+        ``overwrite=True``; an interrupted one (images but no marker) is rendered again.
     n : int
         Number of galaxies.
     seed : int
@@ -932,10 +932,11 @@ def make_survey(out_dir: str | Path, n: int = 2000, seed: int = 0, size: int = 1
                 raise UserError(f"synth: {out} holds a different synthetic survey (n={have.get('n')}, "
                                 f"seed={have.get('seed')}): choose another folder or overwrite it")
             _remove_survey(out)
-        elif not overwrite or not _looks_like_partial_survey(out):
-            raise UserError(f"synth: {out} is not empty and is not a synthetic survey: choose an empty folder")
-        else:
+        elif _looks_like_partial_survey(out):
+            log.info("%s holds an interrupted synthetic survey (no marker): rendering it again", out)
             _remove_survey(out)
+        else:
+            raise UserError(f"synth: {out} is not empty and is not a synthetic survey: choose an empty folder")
     (out / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
 
     jobs = [(seed, i, n, size, morphologies, str(out)) for i in range(n)]
