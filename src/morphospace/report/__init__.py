@@ -183,6 +183,12 @@ def explorer_section(explorer: dict, contents: RunContents) -> str:
         <h4 id="ex-legend-title">legend</h4>
         <div id="ex-legend" class="ex-legend"></div>
       </div>
+      <div class="ex-panel" id="ex-neighbours">
+        <h4>more like this</h4>
+        <p class="ex-muted" id="ex-nn-text">Click a galaxy on the map.</p>
+        <div class="ex-focus" id="ex-focus"></div>
+        <div class="ex-nn" id="ex-nn"></div>
+      </div>
       <div class="ex-panel" id="ex-selection">
         <h4>selection</h4>
         <p class="ex-muted" id="ex-sel-text">Nothing selected. Use Box or Lasso, or click a legend entry.</p>
@@ -190,12 +196,6 @@ def explorer_section(explorer: dict, contents: RunContents) -> str:
           <button type="button" id="ex-download" disabled>Download CSV</button>
           <button type="button" id="ex-clear" disabled>Clear</button>
         </div>
-      </div>
-      <div class="ex-panel" id="ex-neighbours">
-        <h4>more like this</h4>
-        <p class="ex-muted" id="ex-nn-text">Click a galaxy on the map.</p>
-        <div class="ex-focus" id="ex-focus"></div>
-        <div class="ex-nn" id="ex-nn"></div>
       </div>
     </aside>
   </div>

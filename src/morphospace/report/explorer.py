@@ -147,7 +147,7 @@ def anomaly_colouring(what: str, score: np.ndarray, points: np.ndarray) -> dict:
     finite = s[np.isfinite(s)]
     lo, hi = (np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0))
     return {"name": what, "kind": "score", "type": "continuous", "values": b64(s, "float32"),
-            "lo": float(lo), "hi": float(hi if hi > lo else lo + 1), "lut": colormap_lut("magma")}
+            "lo": float(lo), "hi": float(hi if hi > lo else lo + 1), "lut": colormap_lut("magma", lo=0.28)}
 
 
 def encode_column(values: pd.Series) -> dict:

@@ -68,8 +68,8 @@ def figure(path: Path, caption: str = "", alt: str = "", wide: bool = False) -> 
     """A PNG figure inlined as a data URI, with its file name (where it is saved) in the caption."""
     name = Path(path).name
     cap = f"{esc(caption)} " if caption else ""
-    return (f'<figure class="fig{" wide" if wide else ""}"><img src="{png_uri(path)}" alt="{esc(alt or caption or name)}" '
-            f'decoding="async"><figcaption>{cap}<span class="file">figures/{esc(name)}</span>'
+    return (f'<figure class="fig{" wide" if wide else ""}"><img src="{png_uri(path)}" alt="{esc(alt or caption or name)}">'
+            f'<figcaption>{cap}<span class="file">figures/{esc(name)}</span>'
             f"</figcaption></figure>")
 
 

@@ -29,7 +29,16 @@
   for (var i = 0; i < N; i++) if (!indexOfId.has(ids[i])) indexOfId.set(ids[i], i);
   var MISSING_RGB = [139, 147, 161];
 
-  var maps = E.maps.map(function (m) { return { name: m.name, xy: f32(m.xy), grid: null }; });
+  var maps = E.maps.map(function (m) {
+    var xy = f32(m.xy), x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+    for (var i = 0; i < xy.length; i += 2) {
+      if (xy[i] < x0) x0 = xy[i]; if (xy[i] > x1) x1 = xy[i];
+      if (xy[i + 1] < y0) y0 = xy[i + 1]; if (xy[i + 1] > y1) y1 = xy[i + 1];
+    }
+    if (!(x1 >= x0)) { x0 = y0 = -1; x1 = y1 = 1; }
+    return { name: m.name, xy: xy, grid: null,
+             box: { cx: (x0 + x1) / 2, cy: (y0 + y1) / 2, w: Math.max(x1 - x0, 1e-3), h: Math.max(y1 - y0, 1e-3) } };
+  });
   var colourings = E.colourings.map(function (c) {
     var o = { name: c.name, kind: c.kind, type: c.type };
     if (c.type === 'categorical') {
@@ -54,7 +63,9 @@
   function columnText(c, i) {
     if (c.type === 'num') { var v = c.values[i]; return isFinite(v) ? fmtNum(v) : null; }
     if (c.type === 'cat') { var k = c.codes[i]; return k >= 0 ? c.categories[k] : null; }
-    var s = c.values[i]; return s === null || s === undefined ? null : c.prefix + s;
+    var s = c.values[i];
+    if (s === null || s === undefined) return null;
+    return c.prefix ? '\u2026/' + s : s;   // the folder every row shares is left out
   }
   function fmtNum(v) {
     if (!isFinite(v)) return '\u2013';
@@ -96,7 +107,9 @@
   var selBuf = new Uint8Array(N);
 
   /* ---------- geometry ---------- */
-  function scale() { return state.view.zoom * Math.min(state.W, state.H) / 2 * 0.92; }
+  // zoom 1 fits the map's bounding box to the stage, whatever their aspects
+  function scale() { var b = maps[state.map].box; return state.view.zoom * 0.92 * Math.min(state.W / b.w, state.H / b.h); }
+  function homeView() { var b = maps[state.map].box; return { cx: b.cx, cy: b.cy, zoom: 1 }; }
   function toScreen(x, y) {
     var s = scale();
     return [state.W / 2 + (x - state.view.cx) * s, state.H / 2 - (y - state.view.cy) * s];
@@ -106,7 +119,7 @@
     return [state.view.cx + (px - state.W / 2) / s, state.view.cy - (py - state.H / 2) / s];
   }
   function pointSize() {
-    var base = Math.max(2.4, Math.min(9, 34 / Math.pow(Math.max(N, 1), 0.25)));
+    var base = Math.max(2.6, Math.min(9, 40 / Math.pow(Math.max(N, 1), 0.25)));
     return base * Math.min(3, Math.sqrt(state.view.zoom));
   }
 
@@ -411,7 +424,7 @@
     var meta = el('div', 'meta');
     meta.appendChild(el('div', 'tt-id', ids[i]));
     var dl = el('dl', 'tt-rows');
-    fillRows(dl, i, 4);
+    fillRows(dl, i, 3);
     meta.appendChild(dl);
     focusBox.appendChild(meta);
     var count = 0;
@@ -577,7 +590,7 @@
   function setMap(k) {
     state.map = k; selMap.value = String(k);
     renderer.setPositions(maps[k].xy);
-    state.view = { cx: 0, cy: 0, zoom: 1 };
+    state.view = homeView();
     state.hover = -1; tooltip.hidden = true;
     requestDraw();
   }
@@ -670,7 +683,7 @@
     tooltip.hidden = true;
     requestDraw();
   }, { passive: false });
-  overlay.addEventListener('dblclick', function () { state.view = { cx: 0, cy: 0, zoom: 1 }; requestDraw(); });
+  overlay.addEventListener('dblclick', function () { state.view = homeView(); requestDraw(); });
   root.addEventListener('keydown', function (ev) {
     if (ev.target === search) return;
     if (ev.key === 'Escape') { setSelection([], false); focus(-1); }
@@ -716,11 +729,13 @@
     selectionCSV: selectionCSV,
     setMode: setMode,
     view: function () { return { cx: state.view.cx, cy: state.view.cy, zoom: state.view.zoom }; },
+    setView: function (v) { state.view = { cx: +v.cx, cy: +v.cy, zoom: +v.zoom }; drawNow(); },
     redraw: drawNow
   };
   requestAnimationFrame(function () {
     drawNow();
-    window.morphospaceReadyMs = performance.now() - t0;
+    window.morphospaceReadyMs = performance.now() - t0;   // since this script started
+    window.morphospaceReadyAt = performance.now();        // since navigation started
     window.morphospaceReady = true;
     root.setAttribute('data-ready', 'true');
     root.setAttribute('data-points', String(state.drawn));

@@ -1,0 +1,302 @@
+"""The report in a real browser: headless Chromium drives the page as a person would.
+
+Needs Debian's ``chromium`` at /usr/bin/chromium (``.ci/install-browser.sh``) and
+the Python ``playwright`` package; skipped, saying which is missing, otherwise.
+Screenshots are kept in ``tests/artifacts/`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from morphospace.config import Config, apply_overrides
+from morphospace.report import build_report
+
+from report_fakerun import HOSTILE_ID, HOSTILE_LABEL, make_fake_run
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip("headless browser tests need Debian's chromium at /usr/bin/chromium "
+                "(run .ci/install-browser.sh)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need the playwright package")
+
+pytestmark = pytest.mark.browser
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        # WebGL on the CPU (SwiftShader), so the WebGL path is what gets tested
+        "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+N = 300
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    run = make_fake_run(tmp_path_factory.mktemp("browser") / "run", n=N, size=32)
+    return build_report(run, Config())
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    with sync_api.sync_playwright() as p:
+        yield p
+
+
+class Page:
+    """One page of one browser, with everything it logged and requested recorded."""
+
+    def __init__(self, playwright, extra_args=(), viewport=(1400, 900)):
+        self.browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS + list(extra_args))
+        self.context = self.browser.new_context(viewport={"width": viewport[0], "height": viewport[1]},
+                                                accept_downloads=True)
+        self.page = self.context.new_page()
+        self.errors, self.requests, self.failed, self.dialogs = [], [], [], []
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.context.on("request", lambda r: self.requests.append(r.url))
+        self.page.on("requestfailed", lambda r: self.failed.append(r.url))
+        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+
+    def open(self, path: Path):
+        self.page.goto(path.resolve().as_uri())
+        self.page.wait_for_function("window.morphospaceReady === true", timeout=60_000)
+        # the whole map in view, without the page's smooth scrolling
+        self.page.evaluate("document.getElementById('ex-stage').scrollIntoView({block: 'center', behavior: 'instant'})")
+        box = self.page.locator("#ex-stage").bounding_box()
+        assert box["y"] >= 0 and box["y"] + box["height"] <= self.page.viewport_size["height"], box
+        return self.page
+
+    def shot(self, tmp_path: Path, name: str, full_page: bool = False) -> Path:
+        out = tmp_path / f"{name}.png"
+        self.page.screenshot(path=str(out), full_page=full_page)
+        ARTIFACTS.mkdir(exist_ok=True)
+        shutil.copy(out, ARTIFACTS / out.name)
+        return out
+
+    def close(self):
+        self.browser.close()
+
+
+@pytest.fixture
+def browser(playwright):
+    pages = []
+
+    def make(extra_args=(), **kw):
+        pages.append(Page(playwright, extra_args, **kw))
+        return pages[-1]
+
+    yield make
+    for p in pages:
+        p.close()
+
+
+def visible_point(page, candidates):
+    """A point whose screen position picks itself (not hidden under another point)."""
+    for i in candidates:
+        pos = page.evaluate(f"morphospaceExplorer.screenPosition({i})")
+        if page.evaluate(f"morphospaceExplorer.pick({pos['x']}, {pos['y']})") == i:
+            return i, pos
+    raise AssertionError("no candidate point is visible on its own")
+
+
+def hover(page, i):
+    pos = page.evaluate(f"morphospaceExplorer.screenPosition({i})")
+    page.mouse.move(pos["x"] + 25, pos["y"] + 25)
+    page.mouse.move(pos["x"], pos["y"], steps=3)
+    page.wait_for_selector("#ex-tooltip:not([hidden])")
+    return pos
+
+
+def only_local(requests, run_dir: Path) -> list[str]:
+    """Requests that are neither data: URIs nor files of the run directory."""
+    base = run_dir.resolve().as_uri() + "/"
+    return [u for u in requests if not (u.startswith("data:") or u.startswith("blob:") or u.startswith(base))]
+
+
+def test_page_loads_offline_with_every_point(report, browser, tmp_path):
+    b = browser()
+    page = b.open(report)
+    assert page.evaluate("morphospaceExplorer.renderer()") == "webgl", "WebGL should work with SwiftShader"
+    assert page.evaluate("morphospaceExplorer.pointCount()") == N
+    assert page.get_attribute("#explorer-root", "data-points") == str(N)
+    b.shot(tmp_path, "report_explorer")
+    b.shot(tmp_path, "report_full_page", full_page=True)
+    assert b.errors == []
+    assert only_local(b.requests, report.parent) == []
+    assert b.failed == []
+    # the map really drew points: coloured pixels where the points are
+    from PIL import Image
+    img = Image.open(tmp_path / "report_explorer.png").convert("RGB")
+    i, pos = visible_point(page, range(0, N, 7))
+    r, g, bl = img.getpixel((round(pos["x"]), round(pos["y"])))
+    assert max(r, g, bl) > 90, (r, g, bl)  # the background is near-black (11, 14, 22)
+    # every section's thumbnails got their sprite
+    unsprited = page.evaluate("[...document.querySelectorAll('.thumb[data-s] .img')]"
+                              ".filter(e => ![...e.classList].some(c => c.startsWith('sp-'))).length")
+    assert unsprited == 0
+
+
+def test_hover_shows_the_galaxy(report, browser, tmp_path):
+    b = browser()
+    page = b.open(report)
+    ids = page.evaluate("morphospaceExplorer.ids()")
+    i, pos = visible_point(page, range(5, N, 11))
+    hover(page, i)
+    assert page.text_content("#ex-tooltip .tt-id") == ids[i]
+    assert page.evaluate("morphospaceExplorer.hovered()") == i
+    # the thumbnail is the galaxy's tile of the sprite sheet
+    bg = page.evaluate("(() => { const e = document.querySelector('#ex-tooltip .img'); const s = getComputedStyle(e);"
+                       " return [s.backgroundImage.slice(0, 25), s.backgroundPosition, e.offsetWidth]; })()")
+    assert bg[0].startswith('url("data:image/webp') and bg[2] > 40
+    sheet = page.evaluate("morphospaceSprites.info.sheets[0]")
+    col, row = i % sheet["cols"], i // sheet["cols"]
+    want_x = 100 * col / (sheet["cols"] - 1)
+    assert float(bg[1].split("%")[0]) == pytest.approx(want_x, abs=1e-3)
+    assert page.text_content("#ex-tooltip .tt-rows").count("morphology") == 1
+    b.shot(tmp_path, "report_hover")
+    assert b.errors == []
+
+
+def test_click_shows_eight_neighbours(report, browser, tmp_path):
+    b = browser()
+    page = b.open(report)
+    ids = page.evaluate("morphospaceExplorer.ids()")
+    i, pos = visible_point(page, range(3, N, 13))
+    page.mouse.click(pos["x"], pos["y"])
+    page.wait_for_function(f"morphospaceExplorer.focused() === {i}")
+    thumbs = page.locator("#ex-nn .thumb")
+    assert thumbs.count() == 8
+    want = page.evaluate(f"morphospaceExplorer.neighbours({i})")
+    assert [thumbs.nth(k).get_attribute("title") for k in range(8)] == [ids[j] for j in want]
+    assert page.text_content("#ex-focus .tt-id") == ids[i]
+    b.shot(tmp_path, "report_neighbours")
+    # clicking a neighbour walks to it
+    thumbs.nth(0).click()
+    page.wait_for_function(f"morphospaceExplorer.focused() === {want[0]}")
+    assert b.errors == []
+
+
+def test_hostile_id_renders_as_text(report, browser, tmp_path):
+    b = browser()
+    page = b.open(report)
+    assert page.evaluate("morphospaceExplorer.indexOf(%r)" % HOSTILE_ID) == 0
+    page.evaluate("morphospaceExplorer.focus(0, {centre: true})")
+    page.wait_for_timeout(100)
+    assert page.text_content("#ex-focus .tt-id") == HOSTILE_ID
+    pos = page.evaluate("morphospaceExplorer.screenPosition(0)")
+    if page.evaluate(f"morphospaceExplorer.pick({pos['x']}, {pos['y']})") == 0:  # not under another point
+        hover(page, 0)
+        assert page.text_content("#ex-tooltip .tt-id") == HOSTILE_ID
+    # the hostile label value is text in the legend of the label colouring
+    page.select_option("#ex-colour", label="morphology (label)")
+    assert HOSTILE_LABEL in page.inner_text("#ex-legend")
+    # nowhere in the page did the hostile strings become elements
+    assert page.evaluate("document.querySelectorAll('img[src=\"x\"], img[onerror]').length") == 0
+    assert page.evaluate("[...document.scripts].filter(s => s.textContent.includes('alert(')).length") == 1  # the JSON
+    assert HOSTILE_ID in page.inner_text("body")
+    b.shot(tmp_path, "report_hostile")
+    page.wait_for_timeout(200)
+    assert b.dialogs == [], "a script from the data ran"
+    assert b.errors == []
+
+
+def test_box_selection_downloads_ids(report, browser, tmp_path):
+    b = browser()
+    page = b.open(report)
+    ids = page.evaluate("morphospaceExplorer.ids()")
+    page.click(".ex-modes button[data-mode=box]")
+    box = page.locator("#ex-overlay").bounding_box()
+    # (12 px in: the stage has rounded corners, outside which a press misses the map)
+    page.mouse.move(box["x"] + 12, box["y"] + 12)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] - 12, box["y"] + box["height"] - 12, steps=8)
+    page.mouse.up()
+    assert page.evaluate("morphospaceExplorer.selection().length") == N
+    assert "300 galaxies selected" in page.text_content("#ex-sel-text")
+    with page.expect_download() as info:
+        page.click("#ex-download")
+    path = tmp_path / "selection.csv"
+    info.value.save_as(path)
+    lines = path.read_text().splitlines()
+    assert lines[0] == "id,vade"
+    assert sorted(line.rsplit(",", 1)[0] for line in lines[1:]) == sorted(ids)
+    # a box over the left half selects exactly the points drawn there
+    page.click("#ex-clear")
+    page.mouse.move(box["x"] + 12, box["y"] + 12)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] - 12, steps=5)
+    page.mouse.up()
+    want = page.evaluate(f"[...Array({N}).keys()].filter(i => morphospaceExplorer.screenPosition(i).x < {box['x'] + box['width'] / 2})")
+    assert sorted(page.evaluate("morphospaceExplorer.selection()")) == sorted(want)
+    b.shot(tmp_path, "report_box_selection")
+    assert only_local(b.requests, report.parent) == []
+    assert b.errors == []
+
+
+def test_lasso_selection(report, browser):
+    b = browser()
+    page = b.open(report)
+    page.click(".ex-modes button[data-mode=lasso]")
+    box = page.locator("#ex-overlay").bounding_box()
+    # a triangle: top-left corner, top-right corner, bottom-left corner
+    x0, y0, x1, y1 = box["x"] + 12, box["y"] + 12, box["x"] + box["width"] - 12, box["y"] + box["height"] - 12
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x1, y0, steps=20)
+    page.mouse.move(x0, y1, steps=20)
+    page.mouse.move(x0, y0 + 5, steps=20)
+    page.mouse.up()
+    got = sorted(page.evaluate("morphospaceExplorer.selection()"))
+    pos = page.evaluate(f"[...Array({N}).keys()].map(i => morphospaceExplorer.screenPosition(i))")
+    # inside the triangle: below the top edge and left of the diagonal from (x1, y0) to (x0, y1)
+    want = [i for i, p in enumerate(pos)
+            if (p["x"] - x0) / (x1 - x0) + (p["y"] - y0) / (y1 - y0) < 1]
+    near = [i for i, p in enumerate(pos) if abs((p["x"] - x0) / (x1 - x0) + (p["y"] - y0) / (y1 - y0) - 1) < 0.02]
+    assert 0 < len(got) < N
+    assert set(got) ^ set(want) <= set(near)  # only points on the drawn edge may differ
+    assert b.errors == []
+
+
+def test_canvas2d_fallback_without_webgl(report, browser, tmp_path):
+    b = browser(["--disable-3d-apis", "--disable-webgl"])
+    page = b.open(report)
+    assert page.evaluate("morphospaceExplorer.renderer()") == "canvas2d"
+    assert "WebGL is unavailable" in page.text_content("#ex-notice")
+    assert page.is_visible("#ex-notice")
+    assert page.evaluate("morphospaceExplorer.pointCount()") == N
+    ids = page.evaluate("morphospaceExplorer.ids()")
+    i, pos = visible_point(page, range(1, N, 17))
+    hover(page, i)
+    assert page.text_content("#ex-tooltip .tt-id") == ids[i]
+    out = b.shot(tmp_path, "report_canvas2d")
+    from PIL import Image
+    r, g, bl = Image.open(out).convert("RGB").getpixel((round(pos["x"]), round(pos["y"])))
+    assert max(r, g, bl) > 90
+    assert b.errors == []
+
+
+def test_sprites_beside_the_page(tmp_path, browser):
+    run = make_fake_run(tmp_path / "run", n=80, size=32)
+    report = build_report(run, apply_overrides(Config(), ["report.inline_limit_mb=0"]))
+    b = browser()
+    page = b.open(report)
+    i, _ = visible_point(page, range(0, 80, 3))
+    hover(page, i)
+    page.wait_for_timeout(200)
+    sheet = (run.path / "report_files" / "thumbs_0.webp").resolve().as_uri()
+    assert sheet in b.requests
+    assert b.failed == [] and b.errors == []
+    assert only_local(b.requests, run.path) == []
+
+
+def test_time_to_interactive_is_short(report, browser):
+    b = browser()
+    t = time.perf_counter()
+    page = b.open(report)
+    wall = time.perf_counter() - t
+    ready_ms = page.evaluate("window.morphospaceReadyMs")
+    assert ready_ms < 3000 and wall < 15, (ready_ms, wall)
