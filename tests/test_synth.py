@@ -230,3 +230,11 @@ def test_colours_follow_the_populations():
 def test_unknown_override_is_refused():
     with pytest.raises(UserError, match="unknown galaxy parameter"):
         synth.render_galaxy(0, 0, 64, windings=1)
+
+
+def test_forcing_a_class_keeps_the_frame_and_neighbours():
+    a = synth.sample_params(3, 5, 128, morphology="spiral")
+    b = synth.sample_params(3, 5, 128, morphology="elliptical")
+    for key in ("psf_fwhm_px", "sky_noise", "flux", "r90_px", "position_angle", "noise_seed", "companions", "field"):
+        assert a[key] == b[key], key
+    assert a["n_arms"] > 0 and b["n_arms"] == 0

@@ -184,9 +184,10 @@ def sample_params(seed: int, index: int, size: int = 128, morphology: str | None
         morphology = morphology_of(seed, index, morphologies)
     if morphology not in MORPHOLOGIES:
         raise UserError(f"unknown morphology '{morphology}' (known: {', '.join(MORPHOLOGIES)})")
-    rng = _rng(seed, index)
+    # Three independent streams: the frame (seeing, noise, size, flux, orientation), the galaxy's
+    # structure, and its neighbours; forcing another class keeps the same frame and neighbours.
+    rng = _rng(seed, index, 1)
     p: dict[str, Any] = {"seed": int(seed), "index": int(index), "size": int(size), "morphology": morphology}
-    # Frame-level nuisances first, so they do not depend on the class.
     # on a 0.05 px grid (of a 128 frame) so that each worker computes each PSF transform once
     p["psf_fwhm_px"] = float(round(rng.uniform(2.0, 4.5) / 0.05) * 0.05 * size / 128.0)
     p["sky_noise"] = float(np.exp(rng.normal(math.log(1.35), 0.2)))
@@ -197,6 +198,7 @@ def sample_params(seed: int, index: int, size: int = 128, morphology: str | None
     p["knot_seed"] = int(rng.integers(1, 2**31 - 1))
 
     # Class-specific structure. Defaults describe "no such feature".
+    rng = _rng(seed, index, 2)
     p.update(winding=0, n_arms=0, pitch_angle=0.0, arm_fraction=0.0, arm_phase=0.0, arm_sharpness=0.0,
              n_knots=0, bar_fraction=0.0, bar_length=0.0, bar_q=1.0, bar_angle=0.0,
              irregular_kind="", bulge_q0=1.0, disk_q0=1.0, scale_h_over_r=0.0, bulge_size=0.0)
@@ -278,6 +280,7 @@ def sample_params(seed: int, index: int, size: int = 128, morphology: str | None
             p["distortion_angle"] = float(rng.uniform(0.0, 180.0))
 
     # Bright neighbours (recorded) and faint field sources (counted).
+    rng = _rng(seed, index, 3)
     n_comp = int(rng.choice([0, 1, 2], p=[0.35, 0.40, 0.25]))
     comps = []
     for _ in range(n_comp):
