@@ -1,0 +1,107 @@
+"""Backbones: packaged ImageNet weights offline, feature shapes, input handling, weights files."""
+
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+import pytest
+import torch
+
+from morphospace.backbones import (BACKBONES, check_hub_hash, efficientnet_lite0_weights_path, make_backbone)
+from morphospace.errors import NotAvailableError, UserError
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    torch.manual_seed(0)
+    return make_backbone("efficientnet-lite0", input_size=64)
+
+
+def test_efficientnet_lite0_loads_the_packaged_imagenet_weights(lite0):
+    net, dim, spec = lite0
+    assert dim == 1280 and spec.size == 64 and spec.native_size == 224
+    assert spec.mean == (0.485, 0.456, 0.406)
+    shipped = torch.load(efficientnet_lite0_weights_path(), map_location="cpu", weights_only=True)
+    mine = net.trunk.net.state_dict()
+    compared = [k for k in shipped if not k.startswith("_fc.")]
+    assert len(compared) > 200
+    for key in compared:
+        assert torch.equal(mine[key], shipped[key]), key
+    fresh, _, _ = make_backbone("efficientnet-lite0", pretrained=False, input_size=64)
+    assert not torch.equal(fresh.trunk.net._conv_stem.weight, shipped["_conv_stem.weight"])
+    assert "ImageNet" in net.weights_source
+
+
+def test_efficientnet_lite0_gives_1280_features_for_rgb_and_grey(lite0):
+    net, _, _ = lite0
+    net.eval()
+    rgb = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        out = net(rgb)
+        grey = net(rgb[:, :1])
+        grey_as_rgb = net(rgb[:, :1].repeat(1, 3, 1, 1))
+    assert out.shape == (3, 1280) and torch.isfinite(out).all()
+    assert torch.allclose(grey, grey_as_rgb)  # C = 1 is the grey image on all three channels
+    assert not torch.allclose(out[0], out[1])
+
+
+def test_input_is_resized_inside_the_wrapper():
+    net, _, spec = make_backbone("small", input_size=48)
+    seen = []
+    net.trunk.register_forward_pre_hook(lambda m, args: seen.append(tuple(args[0].shape)))
+    net.eval()(torch.rand(2, 3, 32, 32))
+    net(torch.rand(2, 1, 96, 96))
+    assert seen == [(2, 3, 48, 48), (2, 3, 48, 48)]
+    assert make_backbone("efficientnet-lite0", pretrained=False)[2].size == BACKBONES["efficientnet-lite0"].default_size
+
+
+def test_missing_torchvision_is_a_one_line_not_available_error(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_torchvision(name, *args, **kwargs):
+        if name == "torchvision" or name.startswith("torchvision."):
+            raise ImportError("No module named 'torchvision'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torchvision)
+    with pytest.raises(NotAvailableError) as err:
+        make_backbone("resnet34")
+    assert str(err.value) == "resnet34 needs torchvision: pip install 'morphospace[torchvision]'"
+    assert isinstance(err.value, UserError)
+
+
+def test_unknown_backbone_and_bad_sizes_are_user_errors():
+    with pytest.raises(UserError, match="unknown backbone 'vgg16'"):
+        make_backbone("vgg16")
+    with pytest.raises(UserError, match="input_size"):
+        make_backbone("small", input_size=8)
+    net, _, _ = make_backbone("small", input_size=32)
+    with pytest.raises(UserError, match="1- or 3-channel"):
+        net(torch.rand(1, 5, 32, 32))
+
+
+def test_weights_file_round_trip_and_mismatch(tmp_path):
+    torch.manual_seed(1)
+    net, _, _ = make_backbone("small", input_size=32)
+    path = tmp_path / "small.pt"
+    torch.save(net.state_dict(), path)
+    again, _, _ = make_backbone("small", weights=path, input_size=32)
+    x = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(net.eval()(x), again.eval()(x))
+    with pytest.raises(UserError, match="do not fit this backbone"):
+        make_backbone("small", weights=efficientnet_lite0_weights_path())
+    with pytest.raises(UserError, match="weights file not found"):
+        make_backbone("small", weights=tmp_path / "nope.pt")
+
+
+def test_hub_hash_check_catches_a_corrupt_file(tmp_path):
+    bad = tmp_path / "efficientnet-lite0-57934424.pth"
+    bad.write_bytes(b"not the weights")
+    with pytest.raises(UserError, match="corrupt"):
+        check_hub_hash(bad)
+    check_hub_hash(efficientnet_lite0_weights_path())  # the packaged file passes
+    other = tmp_path / "weights.pth"
+    other.write_bytes(b"anything")
+    check_hub_hash(other)  # no hash in the name: nothing to check

@@ -1,0 +1,214 @@
+"""FineTuner and the study's feature stage on tiny data.
+
+The toy problem: 40 images of a noisy Gaussian blob, compact (sigma 2 px) or extended
+(sigma 6 px), at a random small offset. Blob size survives the rotations and flips of the
+augmentation, so it is learnable; a stripe orientation would not be.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from morphospace.backbones import efficientnet_lite0_weights_path, make_backbone
+from morphospace.config import Config, apply_overrides
+from morphospace.errors import UserError
+from morphospace.features import extract_features, study_features_run
+from morphospace.finetune import FineTuner, augment
+from morphospace.progress import set_quiet
+from morphospace.rundir import RunDir, write_npy, write_table
+
+FAST = dict(input_size=32, batch_size=8, lr=3e-3, patience=0, num_threads=1, verbose=False)
+
+
+@pytest.fixture(autouse=True)
+def quiet():
+    set_quiet(True)
+    yield
+    set_quiet(False)
+
+
+def blobs(n=40, size=32, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
+    X = np.empty((n, 3, size, size), np.float32)
+    extent = np.where(y == 0, 2.0, 6.0) * rng.uniform(0.9, 1.1, n)
+    for i in range(n):
+        cx, cy = rng.uniform(-3, 3, 2)
+        X[i] = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * extent[i] ** 2)) + rng.normal(0, 0.05, (3, size, size))
+    return X, np.where(y == 0, "compact", "extended"), extent
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return blobs()
+
+
+@pytest.fixture(scope="module")
+def fitted(toy):
+    X, y, _ = toy
+    return FineTuner("small", epochs=4, random_state=0, **FAST).fit(X, y)
+
+
+def test_small_cnn_learns_a_separable_toy_problem(toy, fitted):
+    X, y, _ = toy
+    ft = fitted
+    assert ft.task_ == "classification" and list(ft.classes_) == ["compact", "extended"]
+    assert len(ft.val_index_) == 8 and len(ft.train_index_) == 32
+    assert set(ft.val_index_).isdisjoint(ft.train_index_)
+    # stratified: 4 of each class held out
+    assert (y[ft.val_index_] == "compact").sum() == 4
+    assert ft.val_accuracy_ >= 0.875
+    assert len(ft.history_) == 4 and {"train_loss", "val_loss", "val_accuracy"} <= set(ft.history_[0])
+    assert ft.history_[-1]["train_loss"] < ft.history_[0]["train_loss"]
+    assert ft.confusion_matrix_.shape == (2, 2) and ft.confusion_matrix_.sum() == 8
+    assert np.trace(ft.confusion_matrix_) == round(ft.val_accuracy_ * 8)
+    assert set(ft.classification_report_["compact"]) >= {"precision", "recall"}
+    assert (ft.predict(X[ft.val_index_]) == y[ft.val_index_]).mean() == ft.val_accuracy_
+    proba = ft.predict_proba(X[:5])
+    assert proba.shape == (5, 2) and np.allclose(proba.sum(1), 1, atol=1e-5)
+    assert ft.transform(X).shape == (40, 256)
+
+
+def test_same_seed_same_model_other_seed_other_model(toy, fitted):
+    X, y, _ = toy
+    again = FineTuner("small", epochs=4, random_state=0, **FAST).fit(X, y)
+    assert np.array_equal(again.transform(X), fitted.transform(X))
+    assert [h["train_loss"] for h in again.history_] == [h["train_loss"] for h in fitted.history_]
+    other = FineTuner("small", epochs=1, random_state=1, **FAST).fit(X, y)
+    first = FineTuner("small", epochs=1, random_state=0, **FAST).fit(X, y)
+    assert not np.array_equal(other.val_index_, first.val_index_)
+    assert not np.allclose(other.transform(X[:4]), first.transform(X[:4]))
+
+
+def test_frozen_mode_trains_nothing_and_uses_no_labels(toy):
+    X, _, _ = toy
+    ft = FineTuner("efficientnet-lite0", mode="frozen", input_size=32, num_threads=1).fit(X)
+    assert ft.history_ == [] and ft.head_ is None
+    shipped = torch.load(efficientnet_lite0_weights_path(), map_location="cpu", weights_only=True)
+    state = ft.model_.trunk.net.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in shipped.items() if not k.startswith("_fc."))
+    feats = ft.transform(X)
+    assert feats.shape == (40, 1280) and np.isfinite(feats).all()
+    assert np.array_equal(feats, ft.transform(X))  # eval mode: no batch-norm updates, no drop-connect
+    with pytest.raises(UserError, match="frozen backbone has no classifier"):
+        ft.predict(X)
+    with pytest.raises(UserError, match="frozen mode needs trained weights"):
+        FineTuner("small", mode="frozen").fit(X)
+
+
+def test_vote_fraction_regression_reports_rmse(toy):
+    X, _, extent = toy
+    p = np.clip((extent - 1.5) / 5.5, 0, 1)  # "fraction of votes for extended"
+    votes = np.stack([1 - p, p], axis=1).astype(np.float32)
+    ft = FineTuner("small", epochs=4, random_state=0, **FAST).fit(X, votes)
+    assert ft.task_ == "regression" and ft.classes_ is None and ft.confusion_matrix_ is None
+    assert "val_rmse" in ft.history_[0]
+    baseline = float(np.sqrt(((votes[ft.val_index_] - votes[ft.train_index_].mean(0)) ** 2).mean()))
+    assert 0 <= ft.val_rmse_ < 0.6 * baseline
+    pred = ft.predict(X)
+    assert pred.shape == (40, 2) and pred.min() >= 0 and pred.max() <= 1
+    assert ft.score(X[ft.val_index_], votes[ft.val_index_]) == pytest.approx(-ft.val_rmse_, abs=1e-5)
+
+
+def test_user_errors(toy):
+    X, y, _ = toy
+    with pytest.raises(UserError, match="at least 2 classes"):
+        FineTuner("small", **FAST).fit(X, np.array(["a"] * 40))
+    with pytest.raises(UserError, match="missing values"):
+        FineTuner("small", **FAST).fit(X, np.array(["a", None] * 20, dtype=object))
+    with pytest.raises(UserError, match="study.mode"):
+        FineTuner("small", mode="thaw").fit(X, y)
+    with pytest.raises(UserError, match="40 images but 39 labels"):
+        FineTuner("small", **FAST).fit(X, y[:39])
+    with pytest.raises(UserError, match="N x C x H x W"):
+        FineTuner("small", **FAST).fit(X[0], y)
+
+
+def test_save_and_load_give_the_same_predictions(tmp_path, toy, fitted):
+    X, _, _ = toy
+    fitted.save(tmp_path / "m")
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert metrics["val_accuracy"] == fitted.val_accuracy_ and metrics["classes"] == ["compact", "extended"]
+    back = FineTuner.load(tmp_path / "m")
+    assert np.array_equal(back.predict(X), fitted.predict(X))
+    assert np.allclose(back.transform(X), fitted.transform(X))
+
+
+def test_augment_is_a_dihedral_transform_without_small_rotations():
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).view(2, 1, 4, 4)
+    out = augment(x, torch.Generator().manual_seed(0), max_angle=0)
+    for i in range(2):
+        variants = [torch.rot90(x[i], k, dims=(1, 2)) for k in range(4)]
+        variants += [v.flip(2) for v in variants]
+        assert any(torch.equal(out[i], v) for v in variants)
+    rotated = augment(x, torch.Generator().manual_seed(0), max_angle=15)
+    assert rotated.shape == x.shape and torch.isfinite(rotated).all()
+
+
+def test_extract_features_streams_a_memmap(tmp_path, toy):
+    X, _, _ = toy
+    np.save(tmp_path / "cube.npy", X)
+    cube = np.load(tmp_path / "cube.npy", mmap_mode="r")
+    torch.manual_seed(0)
+    net, _, _ = make_backbone("small", input_size=32)
+    streamed = extract_features(net, cube, batch_size=7)
+    with torch.no_grad():
+        direct = net.eval()(torch.from_numpy(X)).numpy()
+    assert streamed.shape == (40, 256) and np.allclose(streamed, direct, atol=1e-5)
+
+
+def _tiny_run(tmp_path, toy) -> RunDir:
+    X, y, _ = toy
+    run = RunDir(tmp_path / "run", create=True)
+    write_npy(run.cube, X)
+    labels = pd.array(list(y), dtype="string")
+    labels[[3, 17]] = pd.NA  # two galaxies without a label: features, but no training
+    cat = pd.DataFrame({"id": [f"g{i}" for i in range(40)], "source": "toy", "shape": labels,
+                        "flag_blank": False, "cube_index": np.arange(40)})
+    write_table(run.catalogue, cat)
+    return run
+
+
+def test_study_features_run_writes_features_metrics_and_figures(tmp_path, toy):
+    run = _tiny_run(tmp_path, toy)
+    cfg = apply_overrides(Config(), ["study.backbone=small", "study.labels=shape", "study.epochs=2",
+                                     "study.input_size=32", "study.batch_size=8", "train.num_threads=1"])
+    metrics = study_features_run(run, cfg)
+    feats = run.read_embedding("features")
+    assert feats.shape == (40, 256) and np.isfinite(feats).all()
+    info = json.loads(run.embedding_path("features").with_suffix(".json").read_text())
+    assert info["backbone"] == "small" and info["mode"] == "finetune" and info["input_size"] == 32
+    assert metrics["n_labelled"] == 38 and metrics["n_unlabelled"] == 2
+    assert metrics["n_train"] + metrics["n_val"] == 38
+    split = pd.read_parquet(run.path / "models" / "small" / "split.parquet")
+    assert split.set_index("id").loc[["g3", "g17"], "split"].tolist() == ["", ""]
+    saved = json.loads((run.path / "comparisons" / "finetune_metrics.json").read_text())
+    assert saved["val_accuracy"] == metrics["val_accuracy"] and len(saved["history"]) == 2
+    cm = pd.read_csv(run.path / "comparisons" / "confusion_matrix.csv")
+    assert list(cm.columns) == ["true", "compact", "extended"] and cm[["compact", "extended"]].to_numpy().sum() == 8
+    for fig in ("confusion_matrix", "finetune_curves"):
+        assert run.figure_path(fig).stat().st_size > 1000
+    assert (run.path / "models" / "small" / "model.pt").is_file()
+
+    # A frozen re-run replaces the features and removes the fine-tune-only outputs.
+    frozen = apply_overrides(cfg, ["study.backbone=efficientnet-lite0", "study.mode=frozen"])
+    metrics = study_features_run(run, frozen)
+    assert run.read_embedding("features").shape == (40, 1280) and metrics["mode"] == "frozen"
+    assert not (run.path / "comparisons" / "confusion_matrix.csv").exists()
+    assert not run.figure_path("finetune_curves").exists()
+
+
+def test_study_features_run_label_errors(tmp_path, toy):
+    run = _tiny_run(tmp_path, toy)
+    cfg = apply_overrides(Config(), ["study.backbone=small", "study.labels=colour", "study.input_size=32"])
+    with pytest.raises(UserError, match="no column 'colour'.*shape"):
+        study_features_run(run, cfg)
+    cfg = apply_overrides(cfg, ["study.labels=Class*"])
+    with pytest.raises(UserError, match="matches no catalogue column"):
+        study_features_run(run, cfg)
