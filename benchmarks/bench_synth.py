@@ -10,7 +10,10 @@ Usage::
     .venv/bin/python benchmarks/bench_synth.py --n 200 --workers 1
 
 Timings depend on the machine and its load (the 1-minute load average is printed beside
-them); the script writes nothing outside a temporary directory.
+them). To tell load from cost, a second, in-process pass over ``--cpu-sample`` galaxies
+measures the CPU time per galaxy (``time.process_time``, which other processes do not
+inflate much), and the script prints the wall time that cost implies on ``workers`` idle
+cores. It writes nothing outside a temporary directory.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cpu-sample", type=int, default=200, help="galaxies of the in-process CPU-time pass (0: skip)")
     args = ap.parse_args()
 
     from morphospace import synth
@@ -43,6 +47,15 @@ def main() -> None:
     print(f"synth: n={args.n} size={args.size} workers={args.workers} seed={args.seed} "
           f"(cpus={os.cpu_count()}, load before={load:.2f}, after={os.getloadavg()[0]:.2f})")
     print(f"  total {elapsed:.2f} s, {args.n / elapsed:.1f} images/s, {n_files} PNG files, {megabytes:.1f} MB")
+    if args.cpu_sample > 0:
+        with tempfile.TemporaryDirectory(prefix="bench_synth_cpu_") as tmp:
+            k = args.cpu_sample
+            synth.make_survey(Path(tmp) / "warm", n=12, seed=args.seed + 1, size=args.size, workers=1, progress=False)
+            c0 = time.process_time()
+            synth.make_survey(Path(tmp) / "cpu", n=k, seed=args.seed, size=args.size, workers=1, progress=False)
+            per = (time.process_time() - c0) / k
+        print(f"  CPU per galaxy (in-process pass of {k}): {per * 1e3:.1f} ms -> "
+              f"{args.n * per / args.workers:.1f} s of rendering for n={args.n} on {args.workers} idle cores")
 
 
 if __name__ == "__main__":
