@@ -30,17 +30,22 @@ from .errors import UserError
 
 @dataclass
 class VoteThresholds:
-    """Cuts on Kaggle Galaxy Zoo 2 vote fractions (see docs: the Kaggle layout).
+    """Cuts on Kaggle Galaxy Zoo 2 vote fractions (layout ``kaggle-gz2``).
 
-    A galaxy is ``smooth`` if Class1.1 > smooth, ``edge_on`` if Class2.1 > edge_on,
-    ``spiral`` if Class4.1 > spiral, ``barred`` if Class3.1 > barred; otherwise
-    ``uncertain``. The first passing cut in that order wins.
+    The cuts apply to the fractions as the Kaggle file gives them (later answers
+    already multiplied by the fraction of volunteers who reached the question). The
+    first passing rule wins: ``artifact`` if Class1.3 > artifact, ``merger`` if
+    Class8.6 > merger, ``smooth`` if Class1.1 > smooth, ``edge_on`` if Class2.1 >
+    edge_on, ``barred_spiral`` if Class3.1 > barred, ``spiral`` if Class4.1 > spiral,
+    else ``uncertain`` (see ``morphospace.ingest.layouts.derive_gz2_class``).
     """
 
     smooth: float = 0.5
     edge_on: float = 0.5
     spiral: float = 0.5
     barred: float = 0.5
+    artifact: float = 0.5
+    merger: float = 0.5
 
 
 @dataclass
@@ -63,7 +68,9 @@ class DataConfig:
 class PreprocessConfig:
     """Image preprocessing; ``preset = "astrovader"`` reproduces the published recipe."""
 
-    preset: str = "default"  # default | astrovader
+    # default | astrovader (crop 0.75, 128 px, grey, min-max, bilinear, full-resolution decode;
+    # it replaces the *default* values of crop/size/colour/normalise, other values are kept)
+    preset: str = "default"
     crop: float = 0.5  # centre-crop fraction of the frame side
     size: int = 64  # output side in pixels (64 or 128)
     colour: str = "rgb"  # rgb | grey
@@ -78,7 +85,9 @@ class IngestConfig:
     workers: int = 2
     strict: bool = False
     chunk_size: int = 64
-    blank_std: float = 1e-3  # images whose pixel std is below this are flagged blank
+    blank_std: float = 1e-3  # flux data (FITS): std below this fraction of the peak -> blank
+    blank_contrast: float = 0.05  # rendered images: 0.5-99.5 percentile span below this -> blank
+    flat_fraction: float = 0.5  # one exact non-black level over this fraction of a frame -> not_galaxy
 
 
 @dataclass

@@ -5,21 +5,33 @@ Examples
 >>> from morphospace.config import Config
 >>> from morphospace.rundir import RunDir
 >>> summary = ingest("path/to/survey", RunDir("run", create=True), Config())  # doctest: +SKIP
+>>> summary["n_in_cube"], summary["flags"].keys()  # doctest: +SKIP
 
 The stages:
 
 1. :func:`~morphospace.ingest.layouts.read_survey` lists the records (no pixels yet)
    and flags catalogue-level problems (missing images, duplicate ids, ...);
 2. a process pool decodes and preprocesses chunks of records
-   (:mod:`~morphospace.ingest.decode`, :mod:`~morphospace.ingest.preprocess`);
-3. the parent appends good rows to the cube in input order
+   (:mod:`~morphospace.ingest.decode`, :mod:`~morphospace.ingest.preprocess`), a few
+   chunks in flight at a time, so memory stays flat however large the survey;
+3. the parent appends each chunk's good rows to ``cube.npy.partial`` in input order
    (:class:`~morphospace.ingest.cube.CubeWriter`) and collects the flags;
-4. the catalogue and the ingest summary are written last, atomically.
+4. the cube is finished, the catalogue and summary written to temporary names, and
+   all three renamed into place (the catalogue last). A killed ingest leaves only
+   ``.partial`` files; the next run starts clean.
+
+Bad input never stops the run: every problem is a flag in the catalogue and a line
+of the summary (count, meaning, example ids and what was wrong), and the good
+galaxies go on. ``strict=True`` makes any flag an error (one line, nothing written).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import signal
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -30,42 +42,172 @@ import pandas as pd
 from ..config import Config
 from ..errors import UserError
 from ..progress import progress
-from ..rundir import RunDir, write_json, write_table
-from .cube import CubeWriter
-from .decode import BadImage, decode, draft_side
+from ..rundir import RunDir, atomic_path
+from .cube import CubeWriter, partial_path
+from .decode import BadImage, decode, frame_from_array, read_hdf5_rows
 from .layouts import LAYOUTS, Survey, detect_layout, read_survey
-from .preprocess import PreprocessSpec, preprocess
+from .preprocess import PreprocessSpec, preprocess_many
 from .records import EXCLUDING, FLAG_DESCRIPTIONS, Record
 
-__all__ = ["ingest", "read_survey", "detect_layout", "LAYOUTS", "FLAG_DESCRIPTIONS", "PreprocessSpec"]
+__all__ = ["ingest", "read_survey", "detect_layout", "LAYOUTS", "FLAG_DESCRIPTIONS", "EXCLUDING",
+           "PreprocessSpec", "build_catalogue"]
 
 log = logging.getLogger("morphospace")
+
+RESERVED = ("id", "source", "cube_index")
+N_EXAMPLES = 5
 
 # Worker-process state: open HDF5 files are reused across chunks.
 _H5_CACHE: dict = {}
 
 
-def _process_chunk(records: list[Record], spec: PreprocessSpec) -> list[tuple[np.ndarray | None, set[str]]]:
-    """Decode and preprocess a chunk of records (runs in a worker process)."""
-    out = []
-    side = draft_side(spec.crop, spec.size)
-    for rec in records:
-        if not rec.decodable:
-            out.append((None, set()))
+# --- worker side ---------------------------------------------------------------------------
+
+def _worker_init(parent_pid: int) -> None:
+    """Ctrl-C is the parent's to handle; a worker whose parent died exits (no orphans)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    start_ppid = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != start_ppid or not _alive(parent_pid):
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watchdog").start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _decode_all(items: list, spec: PreprocessSpec) -> list:
+    """Frames (or BadImage) for a chunk's items; HDF5 rows are read as one slice."""
+    frames: list = [None] * len(items)
+    h5 = [j for j, it in enumerate(items) if it is not None and it[1] == "hdf5"]
+    if h5:
+        path = items[h5[0]][0]
+        try:
+            arrays = read_hdf5_rows(path, [items[j][2] for j in h5], _H5_CACHE)
+            for j, arr in zip(h5, arrays):
+                frames[j] = arr
+        except BadImage:
+            for j in h5:  # a damaged chunk of the file: find the rows that are really lost
+                try:
+                    frames[j] = read_hdf5_rows(path, [items[j][2]], _H5_CACHE)[0]
+                except BadImage as exc:
+                    frames[j] = exc
+    min_side = spec.min_side()
+    for j, it in enumerate(items):
+        if it is None or it[1] == "hdf5":
             continue
         try:
-            raw = decode(rec, min_side=side, h5_cache=_H5_CACHE)
-            row, flags = preprocess(raw, spec)
+            frames[j] = decode(Record(id="", source=it[0], kind=it[1], index=it[2]), min_side=min_side)
         except BadImage as exc:
-            out.append((None, {exc.flag}))
-            continue
-        out.append((row, flags))
-    return out
+            frames[j] = exc
+        except Exception as exc:  # noqa: BLE001 - a hostile file must not stop a survey
+            frames[j] = BadImage("unreadable", f"{type(exc).__name__}: {exc}")
+    return frames
 
 
-def _chunks(records: list[Record], size: int):
-    for start in range(0, len(records), size):
-        yield records[start: start + size]
+def _process_chunk(start: int, items: list, spec: PreprocessSpec) -> tuple[int, np.ndarray, list]:
+    """Decode and preprocess one chunk (runs in a worker process).
+
+    ``items`` holds ``(source, kind, index)`` per record, or None for records that are
+    not to be decoded. Returns ``(start, rows, results)``: the good rows stacked
+    (k x C x S x S) and per item ``(in_cube, flags, detail)``.
+    """
+    frames = _decode_all(items, spec)
+    results: list = [None] * len(items)
+    todo = []
+    for j, (item, frame) in enumerate(zip(items, frames)):
+        if item is None:
+            results[j] = (False, (), "")
+        elif isinstance(frame, BadImage):
+            results[j] = (False, (frame.flag,), frame.detail)
+        else:
+            todo.append((j, frame_from_array(frame) if isinstance(frame, np.ndarray) else frame))
+    try:
+        done = preprocess_many([f for _, f in todo], spec)
+    except Exception:  # noqa: BLE001 - one bad frame must not sink its chunk: redo one by one
+        done = [_preprocess_one(f, spec) for _, f in todo]
+    rows = []
+    for (j, _), out in zip(todo, done):
+        if isinstance(out, BadImage):
+            results[j] = (False, (out.flag,), out.detail)
+        else:
+            rows.append(out[0])
+            results[j] = (True, tuple(sorted(out[1])), "")
+    shape = (spec.channels, spec.size, spec.size)
+    block = np.stack(rows) if rows else np.empty((0, *shape), dtype=np.float32)
+    return start, block, results
+
+
+def _preprocess_one(frame, spec: PreprocessSpec):
+    try:
+        return preprocess_many([frame], spec)[0]
+    except Exception as exc:  # noqa: BLE001 - flagged with its reason rather than a traceback
+        return BadImage("unreadable", f"{type(exc).__name__}: {exc}")
+
+
+# --- parent side ---------------------------------------------------------------------------
+
+def _items(records: list[Record]) -> list:
+    return [(r.source, r.kind, r.index) if r.decodable else None for r in records]
+
+
+def _run_pool(survey: Survey, spec: PreprocessSpec, workers: int, chunk: int):
+    """Yield ``(start, rows, results)`` per chunk, in input order."""
+    records = survey.records
+    starts = range(0, len(records), chunk)
+    if workers <= 1:
+        try:
+            for s in starts:
+                yield _process_chunk(s, _items(records[s:s + chunk]), spec)
+        finally:
+            _close_h5()
+        return
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(os.getpid(),))
+    try:
+        # At most a few chunks in flight: memory stays flat as N grows.
+        pending = []
+        it = iter(starts)
+        for s in it:
+            pending.append(pool.submit(_process_chunk, s, _items(records[s:s + chunk]), spec))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            done = pending.pop(0)
+            s = next(it, None)
+            if s is not None:
+                pending.append(pool.submit(_process_chunk, s, _items(records[s:s + chunk]), spec))
+            yield done.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _close_h5() -> None:
+    for f in _H5_CACHE.values():
+        try:
+            f.close()
+        except Exception:  # noqa: BLE001
+            pass
+    _H5_CACHE.clear()
+
+
+def _clean(run: RunDir) -> None:
+    """Remove the outputs of an earlier ingest, and partial files of a killed one."""
+    for path in (run.catalogue, run.ingest_summary, run.cube, partial_path(run.cube)):
+        path.unlink(missing_ok=True)
+    for name in (run.catalogue.name, run.ingest_summary.name):
+        for stale in run.path.glob(f".{name}.*.partial"):
+            stale.unlink(missing_ok=True)
 
 
 def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = None) -> dict:
@@ -81,106 +223,112 @@ def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = Non
         Uses ``cfg.data``, ``cfg.preprocess`` and ``cfg.ingest``.
     strict : bool, optional
         Turn every quality flag into an error (default ``cfg.ingest.strict``).
+
+    Returns
+    -------
+    dict
+        The summary also written to ``ingest_summary.json``: layout, counts, cube
+        shape, label columns, the preprocessing, and per raised flag its count,
+        meaning, whether it excludes the galaxy, example ids and what was wrong.
     """
     strict = cfg.ingest.strict if strict is None else strict
+    workers, chunk = int(cfg.ingest.workers), int(cfg.ingest.chunk_size)
+    if workers < 1:
+        raise UserError(f"ingest.workers must be at least 1, got {workers}")
+    if chunk < 1:
+        raise UserError(f"ingest.chunk_size must be at least 1, got {chunk}")
     t0 = time.perf_counter()
     survey = read_survey(data, cfg.data)
-    spec = PreprocessSpec.from_config(cfg.preprocess, survey.n_bands, cfg.ingest.blank_std)
-    log.info("ingest: %d records, layout %s, %s -> %dx%dx%d, %d workers",
-             len(survey), survey.layout, data, spec.channels, spec.size, spec.size, cfg.ingest.workers)
+    spec = PreprocessSpec.from_config(cfg.preprocess, survey.n_bands, cfg.ingest)
+    log.info("ingest: %d records, layout %s, %s -> %dx%dx%d, %d worker(s)",
+             len(survey), survey.layout, data, spec.channels, spec.size, spec.size, workers)
     if strict:
-        _raise_if_flagged(survey.records, "catalogue")
+        _raise_if_flagged(survey, {}, "catalogue")
 
-    # Start clean: an old cube or catalogue must never pair with a new one.
-    for stale in (run.catalogue, run.ingest_summary, run.cube):
-        stale.unlink(missing_ok=True)
+    _clean(run)  # an old cube or catalogue must never pair with a new one
     writer = CubeWriter(run.cube, len(survey), (spec.channels, spec.size, spec.size))
     cube_index = np.full(len(survey), -1, dtype=np.int64)
+    details: dict[str, dict[str, str]] = {}
     try:
-        results = _run_pool(survey, spec, cfg.ingest.workers, cfg.ingest.chunk_size)
-        for i, (row, flags) in enumerate(progress(results, total=len(survey), desc="ingest", unit="img")):
-            rec = survey.records[i]
-            rec.flags |= flags
-            if strict and rec.flags:
-                raise UserError(f"--strict: galaxy {rec.id} flagged {', '.join(sorted(rec.flags))}")
-            if row is not None:
-                cube_index[i] = writer.append(row)
+        bar = progress(_run_pool(survey, spec, min(workers, max(1, len(survey) // chunk + 1)), chunk),
+                       total=(len(survey) + chunk - 1) // chunk, desc="ingest", unit="chunk")
+        for start, rows, results in bar:
+            first = writer.append_rows(rows)
+            k = 0
+            for j, (in_cube, flags, detail) in enumerate(results):
+                rec = survey.records[start + j]
+                if in_cube:
+                    cube_index[start + j] = first + k
+                    k += 1
+                for flag in flags:
+                    rec.flags.add(flag)
+                    ex = details.setdefault(flag, {})
+                    if len(ex) < N_EXAMPLES:
+                        ex[rec.id] = detail
+        if strict:
+            _raise_if_flagged(survey, details, "image")
         if writer.rows == 0:
-            raise UserError(f"no usable galaxy in {data}: every image was flagged (see the log)")
-        writer.commit()
+            raise UserError(f"no usable galaxy in {data}: all {len(survey)} were flagged "
+                            f"({_flag_counts_line(survey)})")
+        writer.finish()
+        catalogue = build_catalogue(survey, cube_index)
+        summary = summarise(survey, catalogue, spec, details, time.perf_counter() - t0, workers)
+        # Everything is written under temporary names first, then renamed: cube, summary, catalogue.
+        with atomic_path(run.catalogue) as cat_tmp:
+            catalogue.to_parquet(cat_tmp, index=False)
+            with atomic_path(run.ingest_summary) as sum_tmp:
+                sum_tmp.write_text(json.dumps(summary, indent=2) + "\n")
+                writer.publish()
     except BaseException:
         writer.abort()
         raise
-    catalogue = build_catalogue(survey, cube_index)
-    summary = summarise(survey, catalogue, spec, time.perf_counter() - t0)
-    write_table(run.catalogue, catalogue)
-    write_json(run.ingest_summary, summary)
     _log_summary(summary)
     return summary
 
 
-def _run_pool(survey: Survey, spec: PreprocessSpec, workers: int, chunk: int):
-    """Yield (row, flags) per record in input order, decoding on ``workers`` processes."""
-    chunks = list(_chunks(survey.records, max(1, chunk)))
-    if workers <= 1:
-        for c in chunks:
-            yield from _process_chunk(c, spec)
-        return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        # Keep at most a few chunks in flight so memory stays flat as N grows.
-        pending = []
-        it = iter(chunks)
-        for c in it:
-            pending.append(pool.submit(_process_chunk, c, spec))
-            if len(pending) >= 2 * workers:
-                break
-        while pending:
-            done = pending.pop(0)
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append(pool.submit(_process_chunk, nxt, spec))
-            yield from done.result()
-
-
 def build_catalogue(survey: Survey, cube_index: np.ndarray) -> pd.DataFrame:
-    """One row per record: id, source, labels, flag_<reason> booleans, cube_index."""
+    """One row per record: id, source, labels, ``flag_<reason>`` booleans, cube_index."""
     recs = survey.records
-    table = pd.DataFrame({"id": [r.id for r in recs], "source": [r.source if r.kind != "hdf5" else f"{r.source}#{r.index}" for r in recs]})
-    for col in survey.label_columns:
-        values = [r.labels.get(col) for r in recs]
-        table[col] = pd.Series(values, dtype=_label_dtype(values))
+    table = pd.DataFrame({"id": pd.array([r.id for r in recs], dtype=object),
+                          "source": pd.array([r.where for r in recs], dtype=object)})
+    labels = survey.labels.reset_index(drop=True)
+    for col in labels.columns:
+        name = str(col)
+        if name in RESERVED or name.startswith("flag_"):
+            name = f"catalogue_{name}"  # a catalogue column named like ours is kept, renamed
+        table[name] = labels[col].array
     for flag in FLAG_DESCRIPTIONS:
-        table[f"flag_{flag}"] = np.array([flag in r.flags for r in recs], dtype=bool)
+        table[f"flag_{flag}"] = np.fromiter((flag in r.flags for r in recs), dtype=bool, count=len(recs))
     table["cube_index"] = cube_index
     return table
 
 
-def _label_dtype(values: list) -> str:
-    present = [v for v in values if v is not None]
-    if present and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in present):
-        return "Int64"
-    if present and all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in present):
-        return "float64"
-    return "string"
-
-
-def summarise(survey: Survey, catalogue: pd.DataFrame, spec: PreprocessSpec, seconds: float) -> dict:
+def summarise(survey: Survey, catalogue: pd.DataFrame, spec: PreprocessSpec, details: dict,
+              seconds: float, workers: int = 1) -> dict:
+    """The ingest summary (also written as ``ingest_summary.json``)."""
     flags = {}
     for flag, words in FLAG_DESCRIPTIONS.items():
         hit = catalogue.loc[catalogue[f"flag_{flag}"], "id"]
         if len(hit):
+            examples = [str(x) for x in hit.head(N_EXAMPLES)]
+            known = details.get(flag, {})
             flags[flag] = {"count": int(len(hit)), "meaning": words, "excluded": flag in EXCLUDING,
-                           "examples": hit.head(5).tolist()}
+                           "examples": examples,
+                           "details": {gid: known[gid] for gid in examples if known.get(gid)}}
+    n_in = int((catalogue["cube_index"] >= 0).sum())
     return {
         "layout": survey.layout,
         "source": str(survey.root),
         "n_records": int(len(catalogue)),
-        "n_in_cube": int((catalogue["cube_index"] >= 0).sum()),
-        "cube_shape": [int((catalogue["cube_index"] >= 0).sum()), spec.channels, spec.size, spec.size],
+        "n_in_cube": n_in,
+        "n_flagged": int(catalogue[[f"flag_{f}" for f in FLAG_DESCRIPTIONS]].any(axis=1).sum()),
+        "cube_shape": [n_in, spec.channels, spec.size, spec.size],
         "label_columns": survey.label_columns,
         "preprocess": {"crop": spec.crop, "size": spec.size, "channels": spec.channels,
-                       "normalise": spec.normalise, "softening": spec.softening},
+                       "normalise": spec.normalise, "softening": spec.softening, "resample": spec.resample,
+                       "exact": spec.exact, "jpeg_draft": spec.draft},
         "flags": flags,
+        "workers": workers,
         "seconds": round(seconds, 3),
     }
 
@@ -189,12 +337,25 @@ def _log_summary(summary: dict) -> None:
     log.info("ingest: %d of %d galaxies in the cube %s (%.1f s)", summary["n_in_cube"], summary["n_records"],
              "x".join(map(str, summary["cube_shape"])), summary["seconds"])
     for flag, info in summary["flags"].items():
-        log.warning("  flagged %-17s %5d  (%s; %s) e.g. %s", flag, info["count"], info["meaning"],
+        log.warning("  flagged %-17s %6d  (%s; %s) e.g. %s", flag, info["count"], info["meaning"],
                     "excluded" if info["excluded"] else "kept", ", ".join(map(str, info["examples"][:3])))
 
 
-def _raise_if_flagged(records: list[Record], where: str) -> None:
-    bad = [r for r in records if r.flags]
-    if bad:
-        r = bad[0]
-        raise UserError(f"--strict: {len(bad)} {where} problem(s), e.g. galaxy {r.id}: {', '.join(sorted(r.flags))}")
+def _flag_counts_line(survey: Survey, details: dict | None = None) -> str:
+    counts: dict[str, list[str]] = {}
+    for r in survey.records:
+        for f in r.flags:
+            counts.setdefault(f, []).append(r.id)
+    parts = []
+    for flag in FLAG_DESCRIPTIONS:
+        if flag in counts:
+            ids = counts[flag]
+            parts.append(f"{len(ids)} {flag} (e.g. {', '.join(ids[:2])})")
+    return "; ".join(parts)
+
+
+def _raise_if_flagged(survey: Survey, details: dict, where: str) -> None:
+    n = sum(1 for r in survey.records if r.flags)
+    if n:
+        raise UserError(f"--strict: {n} {where} problem(s): {_flag_counts_line(survey)}; "
+                        "run without --strict to ingest the good galaxies and flag the rest")

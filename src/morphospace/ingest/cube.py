@@ -1,10 +1,12 @@
 """An on-disk image cube written row by row, in the ``.npy`` format.
 
 Rows are appended with plain file writes (not a memory map) so the writer's memory
-stays flat however many galaxies there are. The file is created under a temporary
-name with room for the maximum row count; :meth:`CubeWriter.commit` shrinks the
-header to the rows actually written, truncates the file and renames it into place,
-so a killed ingest never leaves a ``cube.npy`` that looks complete.
+stays flat however many galaxies there are. The file is written under the name
+``cube.npy.partial`` with a header sized for the maximum row count;
+:meth:`CubeWriter.finish` rewrites the header for the rows actually written,
+truncates and syncs the file, and :meth:`CubeWriter.publish` renames it into place.
+A killed ingest therefore never leaves a ``cube.npy`` that looks complete: only a
+``.partial``, which the next ingest replaces.
 """
 
 from __future__ import annotations
@@ -29,8 +31,12 @@ def _header(shape: tuple[int, ...], length: int | None = None) -> bytes:
     return b"\x93NUMPY\x01\x00" + (len(body)).to_bytes(2, "little") + body
 
 
+def partial_path(path: Path) -> Path:
+    return Path(path).with_name(Path(path).name + ".partial")
+
+
 class CubeWriter:
-    """Append C x H x W float32 rows to ``path`` (atomically on :meth:`commit`).
+    """Append C x H x W float32 rows to ``path`` (atomically on :meth:`publish`).
 
     Parameters
     ----------
@@ -44,23 +50,31 @@ class CubeWriter:
 
     def __init__(self, path: Path, max_rows: int, row_shape: tuple[int, int, int]):
         self.path = Path(path)
-        self.tmp = self.path.with_name(self.path.name + ".partial")
-        self.row_shape = tuple(row_shape)
+        self.tmp = partial_path(self.path)
+        self.row_shape = tuple(int(s) for s in row_shape)
         self.rows = 0
-        self._header_len = len(_header((max_rows, *self.row_shape)))
-        self._fh = open(self.tmp, "wb")
-        self._fh.write(_header((max_rows, *self.row_shape)))
+        self._finished = False
+        first = _header((max_rows, *self.row_shape))
+        self._header_len = len(first)
+        self._fh = open(self.tmp, "wb")  # "wb": a stale .partial of a killed run is replaced
+        self._fh.write(first)
 
     def append(self, row: np.ndarray) -> int:
         """Write one row; return its index."""
-        if row.shape != self.row_shape:
-            raise ValueError(f"row shape {row.shape} != cube row shape {self.row_shape}")
-        self._fh.write(np.ascontiguousarray(row, dtype="<f4").tobytes())
-        self.rows += 1
-        return self.rows - 1
+        return self.append_rows(row[None])
 
-    def commit(self) -> Path:
-        """Fix the header to the written row count and rename into place."""
+    def append_rows(self, rows: np.ndarray) -> int:
+        """Write a block of rows (k x C x H x W); return the index of the first."""
+        if rows.shape[1:] != self.row_shape:
+            raise ValueError(f"row shape {rows.shape[1:]} != cube row shape {self.row_shape}")
+        first = self.rows
+        if len(rows):
+            self._fh.write(memoryview(np.ascontiguousarray(rows, dtype="<f4")).cast("B"))
+            self.rows += len(rows)
+        return first
+
+    def finish(self) -> None:
+        """Fix the header to the written row count, truncate and sync (still under ``.partial``)."""
         self._fh.flush()
         self._fh.seek(0)
         self._fh.write(_header((self.rows, *self.row_shape), self._header_len))
@@ -68,10 +82,22 @@ class CubeWriter:
         self._fh.flush()
         os.fsync(self._fh.fileno())
         self._fh.close()
+        self._finished = True
+
+    def publish(self) -> Path:
+        """Rename the finished cube into place."""
+        if not self._finished:
+            self.finish()
         os.replace(self.tmp, self.path)
         return self.path
 
+    def commit(self) -> Path:
+        """:meth:`finish` and :meth:`publish`."""
+        self.finish()
+        return self.publish()
+
     def abort(self) -> None:
+        """Close and remove the partial file."""
         if not self._fh.closed:
             self._fh.close()
         self.tmp.unlink(missing_ok=True)

@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 
 # Every quality flag the ingest can raise, with the words used in the summary.
 # ``EXCLUDING`` flags keep a galaxy out of the cube; the others are warnings.
+# The catalogue always has one boolean ``flag_<name>`` column per entry, in this order.
 FLAG_DESCRIPTIONS = {
     "empty_file": "zero-byte file",
     "not_image": "not an image file",
     "truncated": "truncated image file",
     "unreadable": "file could not be read",
+    "too_small": "image smaller than 8 pixels on a side",
     "blank": "blank or near-constant image",
     "not_galaxy": "frame is not a galaxy (flat frame with text or graphics, e.g. a service error page)",
     "nonfinite": "NaN or inf pixels (replaced by the sky level)",
@@ -25,11 +27,12 @@ FLAG_DESCRIPTIONS = {
     "no_catalogue_row": "image without a catalogue row (kept, no labels)",
 }
 EXCLUDING = frozenset(
-    {"empty_file", "not_image", "truncated", "unreadable", "blank", "not_galaxy", "duplicate_id", "missing_image"}
+    {"empty_file", "not_image", "truncated", "unreadable", "too_small", "blank", "not_galaxy",
+     "duplicate_id", "missing_image"}
 )
 
 
-@dataclass
+@dataclass(slots=True)  # slots: tens of thousands of these live in the parent at once
 class Record:
     """One galaxy to ingest.
 
@@ -38,7 +41,7 @@ class Record:
     id : str
         The galaxy id (always a string, as in the catalogue).
     source : str
-        Where the pixels are: a file path, or ``path#index`` for a row of an HDF5 set.
+        Where the pixels are: a file path, or the HDF5 file for a row of a Galaxy10 set.
     kind : str
         ``"image"`` (Pillow), ``"fits"`` (astropy) or ``"hdf5"`` (h5py).
     index : int
@@ -46,7 +49,7 @@ class Record:
     labels : dict
         Label and truth columns for this galaxy.
     flags : set of str
-        Flags raised before decoding (missing image, duplicate id, ...).
+        Flags raised so far (before decoding: missing image, duplicate id, ...).
     """
 
     id: str
@@ -59,6 +62,11 @@ class Record:
     @property
     def decodable(self) -> bool:
         return not (self.flags & EXCLUDING)
+
+    @property
+    def where(self) -> str:
+        """The source as written in the catalogue (``file#row`` for an HDF5 row)."""
+        return f"{self.source}#{self.index}" if self.kind == "hdf5" else self.source
 
 
 def flag_duplicates(records: list[Record]) -> None:

@@ -1,0 +1,236 @@
+"""Benchmark of the survey ingest: throughput against a naive loop, and peak memory against N.
+
+1. Throughput. Ingests ``../shared/data/sdss-gz1`` (3,359 JPEGs, 423 x 423) to 64 x 64
+   colour with ``--workers`` processes (default 2), end to end (listing, decoding,
+   checks, cube and catalogue writing), and times in the same run a naive
+   one-file-at-a-time Pillow loop doing the least a model needs: open, convert to
+   RGB, crop the centre half, resize to 64 x 64, to float32. Each is timed
+   ``--repeats`` times, alternately, and the best of each is kept (the machine is
+   shared, so the best is the least disturbed); the ratio is naive / ingest time.
+2. Memory. Renders a folder of small JPEGs once (``--n-large`` files, default 20,000,
+   under ``--scratch``, default /tmp/morphospace_bench_ingest), then ingests its first
+   2,000 and all of it in a child process, sampling the resident memory (RSS) of the
+   child and its worker processes together every 20 ms from /proc; prints the peak of
+   the sum, the peak of the parent alone, and the largest worker's peak
+   (``ru_maxrss`` of the children). Streaming means the peaks must not grow with N.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_ingest.py               # both parts
+    .venv/bin/python benchmarks/bench_ingest.py --skip-memory
+    .venv/bin/python benchmarks/bench_ingest.py --n-large 5000 --repeats 1
+
+Timings depend on the machine and its load (the 1-minute load average is printed).
+The script writes only under ``--scratch`` and a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data" / "sdss-gz1"
+
+
+# --- throughput -----------------------------------------------------------------------------
+
+def naive_loop(paths: list[Path], size: int = 64, crop: float = 0.5) -> np.ndarray:
+    """Open, convert, crop, resize: one file at a time, in this process."""
+    from PIL import Image
+
+    out = np.empty((len(paths), 3, size, size), dtype=np.float32)
+    for i, p in enumerate(paths):
+        with Image.open(p) as img:
+            img = img.convert("RGB")
+            w, h = img.size
+            side = int(round(min(w, h) * crop))
+            left, top = (w - side) // 2, (h - side) // 2
+            img = img.crop((left, top, left + side, top + side)).resize((size, size))
+            out[i] = np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0
+    return out
+
+
+def time_ingest(data: Path, workers: int, tmp: Path) -> tuple[float, dict]:
+    from morphospace.config import Config, apply_overrides
+    from morphospace.ingest import ingest
+    from morphospace.progress import set_quiet
+    from morphospace.rundir import RunDir
+
+    set_quiet(True)
+    cfg = apply_overrides(Config(), {"ingest.workers": workers, "preprocess.size": 64})
+    run = RunDir(tmp / f"run_{time.monotonic_ns()}", create=True)
+    t0 = time.perf_counter()
+    summary = ingest(data, run, cfg)
+    elapsed = time.perf_counter() - t0
+    shutil.rmtree(run.path)
+    return elapsed, summary
+
+
+def throughput(workers: int, repeats: int) -> None:
+    if not (SHARED / "images").is_dir():
+        print(f"throughput: skipped ({SHARED} not found)")
+        return
+    paths = sorted((SHARED / "images").iterdir())
+    n = len(paths)
+    best_ingest, best_naive = float("inf"), float("inf")
+    with tempfile.TemporaryDirectory(prefix="bench_ingest_") as tmp:
+        for r in range(repeats):
+            t, summary = time_ingest(SHARED, workers, Path(tmp))
+            best_ingest = min(best_ingest, t)
+            t0 = time.perf_counter()
+            naive_loop(paths)
+            t1 = time.perf_counter() - t0
+            best_naive = min(best_naive, t1)
+            print(f"  round {r + 1}: ingest {t:.2f} s ({n / t:.0f} img/s), naive {t1:.2f} s ({n / t1:.0f} img/s), "
+                  f"ratio {t1 / t:.2f}  [load {os.getloadavg()[0]:.2f}]")
+    print(f"throughput: sdss-gz1 {n} JPEGs -> {summary['cube_shape']} ({summary['n_in_cube']} in the cube), "
+          f"{workers} workers")
+    print(f"  ingest best {best_ingest:.2f} s = {n / best_ingest:.0f} img/s; naive Pillow loop best "
+          f"{best_naive:.2f} s = {n / best_naive:.0f} img/s; ratio {best_naive / best_ingest:.2f}x")
+
+
+# --- memory ----------------------------------------------------------------------------------
+
+def make_folder(folder: Path, n: int, side: int = 128) -> Path:
+    """``n`` small galaxy-like JPEGs (64 distinct renderings, copied), made once."""
+    from PIL import Image
+
+    marker = folder / f".complete_{n}_{side}"
+    if marker.exists():
+        return folder
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:side, :side] - side / 2
+    protos = []
+    for k in range(64):
+        q, theta = rng.uniform(0.3, 1), rng.uniform(0, np.pi)
+        u = xx * np.cos(theta) + yy * np.sin(theta)
+        v = (-xx * np.sin(theta) + yy * np.cos(theta)) / q
+        r = np.hypot(u, v) / rng.uniform(4, 12)
+        light = np.exp(-r) * rng.uniform(150, 240)
+        rgb = light[..., None] * np.array([1.0, 0.85, 0.7]) + rng.normal(6, 3, (side, side, 3))
+        path = folder / f"proto_{k}.jpg"
+        Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(path, quality=90)
+        protos.append(path.read_bytes())
+        path.unlink()
+    for i in range(n):
+        (folder / f"g{i:06d}.jpg").write_bytes(protos[i % len(protos)])
+    marker.touch()
+    return folder
+
+
+def _tree_rss(root: int) -> tuple[int, int]:
+    """(RSS of ``root`` and all its descendants, RSS of ``root``) in bytes, from /proc."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{d}/statm") as fh:
+                rss[int(d)] = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(d))
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack.extend(children.get(pid, []))
+    return total, rss.get(root, 0)
+
+
+CHILD = """
+import json, resource, sys
+from morphospace.config import Config, apply_overrides
+from morphospace.ingest import ingest
+from morphospace.progress import set_quiet
+from morphospace.rundir import RunDir
+set_quiet(True)
+data, out, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
+s = ingest(data, RunDir(out, create=True), apply_overrides(Config(), {"ingest.workers": workers}))
+print(json.dumps({"n": s["n_in_cube"], "seconds": s["seconds"],
+                  "children_maxrss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+                  "self_maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+
+def peak_memory(data: Path, out: Path, workers: int) -> dict:
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(data), str(out), str(workers)],
+                            stdout=subprocess.PIPE, text=True)
+    peak = {"tree": 0, "parent": 0}
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            tree, parent = _tree_rss(proc.pid)
+            peak["tree"] = max(peak["tree"], tree)
+            peak["parent"] = max(peak["parent"], parent)
+            time.sleep(0.02)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    stdout, _ = proc.communicate()
+    done.set()
+    t.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"ingest child failed with status {proc.returncode}")
+    info = json.loads(stdout.strip().splitlines()[-1])
+    return {**info, **peak}
+
+
+def memory(scratch: Path, n_large: int, n_small: int, workers: int) -> None:
+    t0 = time.perf_counter()
+    big = make_folder(scratch / f"folder_{n_large}", n_large)
+    small = scratch / f"folder_{n_small}"
+    if not (small / f".complete_{n_small}").exists():
+        if small.exists():
+            shutil.rmtree(small)
+        small.mkdir(parents=True)
+        for p in sorted(big.glob("g*.jpg"))[:n_small]:
+            os.link(p, small / p.name)
+        (small / f".complete_{n_small}").touch()
+    print(f"memory: folders of {n_small} and {n_large} JPEGs (128 x 128) under {scratch} "
+          f"({time.perf_counter() - t0:.1f} s to prepare), {workers} workers")
+    with tempfile.TemporaryDirectory(prefix="bench_ingest_mem_") as tmp:
+        for n, folder in ((n_small, small), (n_large, big)):
+            r = peak_memory(folder, Path(tmp) / f"run{n}", workers)
+            print(f"  N={n:6d}: {r['n']} in the cube in {r['seconds']:.1f} s; peak RSS parent+workers "
+                  f"{r['tree'] / 2**20:.0f} MiB, parent {r['parent'] / 2**20:.0f} MiB, "
+                  f"largest worker (ru_maxrss) {r['children_maxrss_kb'] / 1024:.0f} MiB")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--n-large", type=int, default=20000)
+    ap.add_argument("--n-small", type=int, default=2000)
+    ap.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()) / "morphospace_bench_ingest")
+    ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--skip-throughput", action="store_true")
+    args = ap.parse_args()
+    print(f"bench_ingest: cpus={os.cpu_count()}, load {os.getloadavg()[0]:.2f}")
+    if not args.skip_throughput:
+        throughput(args.workers, args.repeats)
+    if not args.skip_memory:
+        memory(args.scratch, args.n_large, args.n_small, args.workers)
+
+
+if __name__ == "__main__":
+    main()

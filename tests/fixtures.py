@@ -1,0 +1,241 @@
+"""Tiny surveys on disk, in every layout the ingest reads, for tests.
+
+Plain functions (import them: ``from fixtures import tiny_folder_survey``); the
+pytest fixtures of ``conftest.py`` wrap a few of them. Every image is rendered
+here (a noisy exponential galaxy on a dark sky, like a small SDSS cutout), so the
+tests need no data from outside the repository.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+KAGGLE_VOTE_COLUMNS = [f"Class{q}.{a}" for q, n in
+                       [(1, 3), (2, 2), (3, 2), (4, 2), (5, 4), (6, 2), (7, 3), (8, 7), (9, 3), (10, 3), (11, 6)]
+                       for a in range(1, n + 1)]
+MORPHOLOGIES = ["elliptical", "lenticular", "spiral", "barred_spiral", "edge_on", "irregular"]
+
+
+def galaxy_light(size: int = 96, seed: int = 0, q: float | None = None, angle: float | None = None,
+                 scale: float | None = None) -> np.ndarray:
+    """A noiseless exponential disk centred in a ``size`` frame, peak 1 (float H x W)."""
+    rng = np.random.default_rng(seed)
+    q = rng.uniform(0.3, 1.0) if q is None else q
+    angle = rng.uniform(0, np.pi) if angle is None else angle
+    scale = size * rng.uniform(0.04, 0.08) if scale is None else scale
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
+    u = xx * np.cos(angle) + yy * np.sin(angle)
+    v = (-xx * np.sin(angle) + yy * np.cos(angle)) / q
+    return np.exp(-np.hypot(u, v) / scale)
+
+
+def galaxy_rgb(size: int = 96, seed: int = 0, peak: float = 200.0, sky: float = 8.0, noise: float = 3.0,
+               star: tuple[int, int] | None = None, star_peak: float = 255.0, **shape) -> np.ndarray:
+    """An 8-bit RGB cutout: galaxy + dark noisy sky (+ an optional bright star at (row, col))."""
+    rng = np.random.default_rng(seed + 1000)
+    light = peak * galaxy_light(size, seed, **shape)
+    if star is not None:
+        yy, xx = np.mgrid[:size, :size]
+        light = light + star_peak * 4 * np.exp(-((yy - star[0]) ** 2 + (xx - star[1]) ** 2) / (2 * 1.5 ** 2))
+    rgb = light[..., None] * np.array([1.0, 0.85, 0.7]) + sky + rng.normal(0, noise, (size, size, 3))
+    return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+
+
+def galaxy_flux(size: int = 64, seed: int = 0, bands: int = 1, peak: float = 1000.0, sky: float = 100.0,
+                noise: float = 5.0) -> np.ndarray:
+    """A float32 FITS-like cutout in flux units: 2-D, or bands x H x W."""
+    rng = np.random.default_rng(seed + 2000)
+    light = peak * galaxy_light(size, seed)
+    if bands == 1:
+        return (light + sky + rng.normal(0, noise, (size, size))).astype(np.float32)
+    return np.stack([light * (0.6 + 0.2 * b) + sky + rng.normal(0, noise, (size, size))
+                     for b in range(bands)]).astype(np.float32)
+
+
+def save_image(path: Path, arr: np.ndarray, **kwargs) -> Path:
+    """Save an 8-bit array by extension (JPEG, PNG, TIFF, ...)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.fromarray(arr)
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        kwargs.setdefault("quality", 92)
+    img.save(path, **kwargs)
+    return path
+
+
+def error_page(size: int = 96, background: int | tuple = 255, ink: int | tuple = 0,
+               lines: tuple[str, ...] = ("Image not", "available", "for this", "position")) -> np.ndarray:
+    """A rendered "image not available" frame: flat background with text lines (8-bit RGB)."""
+    bg = background if isinstance(background, tuple) else (background,) * 3
+    fg = ink if isinstance(ink, tuple) else (ink,) * 3
+    img = Image.new("RGB", (size, size), bg)
+    draw = ImageDraw.Draw(img)
+    step = size // (len(lines) + 1)
+    for k, text in enumerate(lines):
+        draw.text((size // 10, step * (k + 0.6)), text, fill=fg)
+    return np.asarray(img)
+
+
+def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [",".join(header)] + [",".join("" if v is None else str(v) for v in row) for row in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# --- layouts -------------------------------------------------------------------------------
+
+def tiny_folder_survey(root: Path, n: int = 6, catalogue: bool = True, formats=("png", "jpg", "tif"),
+                       size: int = 96, images_subdir: bool = False) -> Path:
+    """A folder of images (mixed formats) named ``g<i>.<ext>``, optionally with ``catalogue.csv``
+    (columns id, file, morphology, redshift)."""
+    root = Path(root)
+    img_dir = root / "images" if images_subdir else root
+    rows = []
+    for i in range(n):
+        ext = formats[i % len(formats)]
+        name = f"g{i}.{ext}"
+        save_image(img_dir / name, galaxy_rgb(size, seed=i))
+        rel = f"images/{name}" if images_subdir else name
+        rows.append([f"g{i}", rel, MORPHOLOGIES[i % len(MORPHOLOGIES)], round(0.01 * (i + 1), 3)])
+    if catalogue:
+        write_csv(root / "catalogue.csv", ["id", "file", "morphology", "redshift"], rows)
+    return root
+
+
+def tiny_sdss_gz1(root: Path, n: int = 6, size: int = 96) -> Path:
+    """The sdss-gz1 layout: ``images/<objid>.jpeg`` + ``labels.csv`` (objid, gz1_class, gz1_name)."""
+    root = Path(root)
+    names = ["elliptical", "spiral_cw", "spiral_acw", "edge_on", "dont_know", "merger"]
+    rows = []
+    for i in range(n):
+        objid = 587722952767439450 + 17 * i
+        save_image(root / "images" / f"{objid}.jpeg", galaxy_rgb(size, seed=i))
+        rows.append([objid, i % 6, names[i % 6]])
+    write_csv(root / "labels.csv", ["objid", "gz1_class", "gz1_name"], rows)
+    return root
+
+
+def kaggle_votes(kind: str) -> dict[str, float]:
+    """A plausible row of the 37 Kaggle vote fractions for a galaxy of ``kind``."""
+    v = dict.fromkeys(KAGGLE_VOTE_COLUMNS, 0.0)
+    if kind == "smooth":
+        v.update({"Class1.1": 0.8, "Class1.2": 0.18, "Class1.3": 0.02, "Class7.1": 0.5, "Class7.2": 0.3})
+    elif kind == "edge_on":
+        v.update({"Class1.1": 0.1, "Class1.2": 0.88, "Class1.3": 0.02, "Class2.1": 0.7, "Class2.2": 0.18})
+    elif kind == "barred_spiral":
+        v.update({"Class1.1": 0.05, "Class1.2": 0.93, "Class1.3": 0.02, "Class2.1": 0.03, "Class2.2": 0.9,
+                  "Class3.1": 0.6, "Class3.2": 0.3, "Class4.1": 0.8, "Class4.2": 0.1})
+    elif kind == "spiral":
+        v.update({"Class1.1": 0.1, "Class1.2": 0.88, "Class1.3": 0.02, "Class2.1": 0.05, "Class2.2": 0.83,
+                  "Class3.1": 0.1, "Class3.2": 0.73, "Class4.1": 0.7, "Class4.2": 0.13})
+    elif kind == "merger":
+        v.update({"Class1.1": 0.5, "Class1.2": 0.45, "Class1.3": 0.05, "Class6.1": 0.9, "Class6.2": 0.1,
+                  "Class8.6": 0.7})
+    elif kind == "artifact":
+        v.update({"Class1.1": 0.2, "Class1.2": 0.1, "Class1.3": 0.7})
+    elif kind == "uncertain":
+        v.update({"Class1.1": 0.45, "Class1.2": 0.5, "Class1.3": 0.05, "Class2.1": 0.2, "Class2.2": 0.3,
+                  "Class4.1": 0.2})
+    return v
+
+
+KAGGLE_KINDS = ["smooth", "edge_on", "barred_spiral", "spiral", "merger", "artifact", "uncertain"]
+
+
+def tiny_kaggle(root: Path, kinds: list[str] | None = None, size: int = 96) -> Path:
+    """Kaggle "Galaxy Zoo - The Galaxy Challenge": ``images_training_rev1/<GalaxyID>.jpg`` +
+    ``training_solutions_rev1.csv`` with GalaxyID and all 37 vote-fraction columns."""
+    root = Path(root)
+    kinds = kinds or KAGGLE_KINDS
+    rows = []
+    for i, kind in enumerate(kinds):
+        gid = 100008 + 15 * i
+        save_image(root / "images_training_rev1" / f"{gid}.jpg", galaxy_rgb(size, seed=i))
+        votes = kaggle_votes(kind)
+        rows.append([gid] + [votes[c] for c in KAGGLE_VOTE_COLUMNS])
+    write_csv(root / "training_solutions_rev1.csv", ["GalaxyID"] + KAGGLE_VOTE_COLUMNS, rows)
+    return root
+
+
+def tiny_galaxy10(path: Path, n: int = 6, kind: str = "sdss", extra: bool = False) -> Path:
+    """A Galaxy10 HDF5 file: ``images`` (N x H x W x 3 uint8; 69 px for SDSS, 256 for DECaLS), ``ans``."""
+    import h5py
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    side = 69 if kind == "sdss" else 256
+    images = np.stack([galaxy_rgb(side, seed=i) for i in range(n)])
+    with h5py.File(path, "w") as f:
+        f.create_dataset("images", data=images, chunks=(min(n, 4), side, side, 3), compression="gzip")
+        f.create_dataset("ans", data=np.arange(n, dtype=np.uint8) % 10)
+        if extra:
+            f.create_dataset("redshift", data=np.linspace(0.01, 0.1, n))
+            f.create_dataset("ra", data=np.linspace(150, 151, n))
+    return path
+
+
+def tiny_fits_folder(root: Path, n: int = 4, bands: int = 1, size: int = 64, catalogue: bool = False) -> Path:
+    """A folder of FITS cutouts ``f<i>.fits`` (2-D, or a band cube), optionally with a catalogue."""
+    from astropy.io import fits
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        fits.PrimaryHDU(galaxy_flux(size, seed=i, bands=bands)).writeto(root / f"f{i}.fits", overwrite=True)
+    if catalogue:
+        write_csv(root / "cat.csv", ["id", "mag"], [[f"f{i}", 17 + i] for i in range(n)])
+    return root
+
+
+def tiny_synthetic(root: Path, n: int = 6, size: int = 96) -> Path:
+    """The shape of ``morphospace synth`` output: marker + catalogue.csv (id, file, morphology, truth) + images/."""
+    root = Path(root)
+    rows = []
+    for i in range(n):
+        gid = f"synth_{i:06d}"
+        save_image(root / "images" / f"{gid}.png", galaxy_rgb(size, seed=i))
+        rows.append([gid, f"images/{gid}.png", MORPHOLOGIES[i % 6], round(10.0 * i, 1), 1 if i % 2 else -1])
+    write_csv(root / "catalogue.csv", ["id", "file", "morphology", "position_angle", "winding"], rows)
+    (root / "morphospace_synth.json").write_text(json.dumps({
+        "generator": "morphospace.synth", "n": n, "seed": 0, "size": size, "catalogue": "catalogue.csv",
+        "images": "images", "id_column": "id", "file_column": "file", "truth_label": "morphology"}))
+    return root
+
+
+def many_jpegs(folder: Path, n: int, size: int = 48) -> Path:
+    """``n`` small JPEGs (8 renderings, copied) named ``g<i>.jpg``: for streaming and kill tests."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    protos = []
+    for k in range(8):
+        p = save_image(folder / "proto.jpg", galaxy_rgb(size, seed=k))
+        protos.append(p.read_bytes())
+    (folder / "proto.jpg").unlink()
+    for i in range(n):
+        (folder / f"g{i:05d}.jpg").write_bytes(protos[i % len(protos)])
+    return folder
+
+
+def ingest_to(data: Path, run_dir: Path, strict: bool | None = None, **overrides):
+    """Ingest ``data`` into ``run_dir`` with dotted-key config overrides (workers default 1).
+
+    Returns (summary, catalogue DataFrame, cube array, RunDir).
+    """
+    from morphospace.config import Config, apply_overrides
+    from morphospace.ingest import ingest
+    from morphospace.progress import set_quiet
+    from morphospace.rundir import RunDir
+
+    set_quiet(True)
+    values = {"ingest.workers": 1}
+    values.update({k.replace("__", "."): v for k, v in overrides.items()})
+    cfg = apply_overrides(Config(), values)
+    run = RunDir(run_dir, create=True)
+    summary = ingest(data, run, cfg, strict=strict)
+    return summary, run.read_catalogue(), run.read_cube(), run

@@ -1,0 +1,207 @@
+"""Ingest: every survey layout is detected, read and ingested (tiny fixtures built here)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from fixtures import (KAGGLE_KINDS, KAGGLE_VOTE_COLUMNS, galaxy_rgb, ingest_to, kaggle_votes, save_image,
+                      tiny_fits_folder, tiny_folder_survey, tiny_galaxy10, write_csv)
+from PIL import Image
+
+from morphospace.config import DataConfig, VoteThresholds
+from morphospace.errors import UserError
+from morphospace.ingest import LAYOUTS, detect_layout, read_survey
+from morphospace.ingest.layouts import derive_gz2_class
+
+
+def test_detects_every_layout(tmp_path, tiny_folder_survey, tiny_sdss_gz1, tiny_kaggle, tiny_synthetic):
+    assert detect_layout(tiny_folder_survey) == "folder"
+    assert detect_layout(tiny_sdss_gz1) == "sdss-gz1"
+    assert detect_layout(tiny_kaggle) == "kaggle-gz2"
+    assert detect_layout(tiny_synthetic) == "synthetic"
+    assert detect_layout(tiny_fits_folder(tmp_path / "fits")) == "fits"
+    h5 = tiny_galaxy10(tmp_path / "g10" / "Galaxy10.h5", n=3)
+    assert detect_layout(h5) == "galaxy10"
+    assert detect_layout(h5.parent) == "galaxy10"
+    # images/ + a labels.csv that is not Galaxy Zoo's: a plain folder with a catalogue
+    other = tiny_folder_survey.parent / "other"
+    save_image(other / "images" / "a.png", galaxy_rgb(32))
+    write_csv(other / "labels.csv", ["id", "kind"], [["a", "x"]])
+    assert detect_layout(other) == "folder"
+
+
+def test_unknown_layout_is_one_line_listing_the_known_ones(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a survey")
+    with pytest.raises(UserError) as exc:
+        detect_layout(tmp_path)
+    msg = str(exc.value)
+    assert "\n" not in msg
+    for layout in LAYOUTS:
+        assert layout in msg
+    with pytest.raises(UserError, match="known layouts"):
+        detect_layout(tmp_path / "notes.txt")  # a file that is not a Galaxy10 .h5
+    with pytest.raises(UserError, match="data not found"):
+        detect_layout(tmp_path / "missing")
+
+
+def test_folder_with_catalogue_jpeg_png_tiff(tiny_folder_survey, tmp_path):
+    summary, cat, cube, run = ingest_to(tiny_folder_survey, tmp_path / "run")
+    assert summary["layout"] == "folder" and summary["n_in_cube"] == 6 and not summary["flags"]
+    assert cube.shape == (6, 3, 64, 64) and cube.dtype == np.float32
+    assert {"png", "jpg", "tif"} == {s.rsplit(".", 1)[1] for s in cat["source"]}
+    assert list(cat["id"]) == [f"g{i}" for i in range(6)]
+    assert list(cat["morphology"])[:3] == ["elliptical", "lenticular", "spiral"]
+    assert cat["redshift"].dtype == np.float64 and cat["redshift"].iloc[0] == pytest.approx(0.01)
+    assert list(cat["cube_index"]) == list(range(6))
+    assert list(run.cube_ids()) == list(cat["id"])
+    assert all(f"flag_{f}" in cat for f in ("blank", "not_galaxy", "duplicate_id", "missing_image"))
+
+
+def test_folder_without_catalogue_and_with_images_subfolder(tmp_path):
+    bare = tiny_folder_survey(tmp_path / "bare", n=4, catalogue=False)
+    summary, cat, cube, _ = ingest_to(bare, tmp_path / "run1")
+    assert sorted(cat["id"]) == ["g0", "g1", "g2", "g3"] and cube.shape[0] == 4
+    assert summary["label_columns"] == []
+
+    sub = tiny_folder_survey(tmp_path / "sub", n=4, images_subdir=True)
+    summary, cat, cube, _ = ingest_to(sub, tmp_path / "run2")
+    assert summary["n_in_cube"] == 4 and not summary["flags"]
+    assert all("/images/" in s for s in cat["source"])
+
+
+def test_catalogue_columns_named_in_the_config(tmp_path):
+    root = tmp_path / "named"
+    for i in range(3):
+        save_image(root / "pix" / f"obj_{i}.png", galaxy_rgb(48, seed=i))
+    write_csv(root / "my_table.csv", ["objname", "img", "class", "junk"],
+              [[f"N{i}", f"pix/obj_{i}.png", f"c{i}", i] for i in range(3)])
+    summary, cat, cube, _ = ingest_to(root, tmp_path / "run", data__id_column="objname", data__file_column="img",
+                                      data__label_columns=["class"], data__layout="folder")
+    assert list(cat["id"]) == ["N0", "N1", "N2"] and cube.shape[0] == 3
+    assert "class" in cat and "junk" not in cat
+    assert summary["label_columns"] == ["class"]
+
+
+def test_image_modes_all_become_the_requested_channels(tmp_path):
+    root = tmp_path / "modes"
+    rgb = galaxy_rgb(64)
+    grey = rgb[..., 1]
+    Image.fromarray(grey).save(root.mkdir() or root / "grey.png")
+    Image.fromarray(rgb).convert("RGBA").save(root / "rgba.png")
+    Image.fromarray(rgb).convert("P").save(root / "palette.png")
+    Image.fromarray(grey.astype(np.uint16) * 257).save(root / "sixteen.png")
+    Image.fromarray(grey.astype(np.float32) * 3.5, mode="F").save(root / "float.tif")
+    summary, cat, cube, _ = ingest_to(root, tmp_path / "run")
+    assert summary["n_in_cube"] == 5, summary["flags"]
+    assert cube.shape == (5, 3, 64, 64) and np.isfinite(cube).all()
+    _, _, grey_cube, _ = ingest_to(root, tmp_path / "run_grey", preprocess__colour="grey")
+    assert grey_cube.shape == (5, 1, 64, 64)
+
+
+def test_sdss_gz1_layout_and_morph3(tiny_sdss_gz1, tmp_path):
+    summary, cat, cube, _ = ingest_to(tiny_sdss_gz1, tmp_path / "run")
+    assert summary["layout"] == "sdss-gz1" and cube.shape == (6, 3, 64, 64)
+    assert cat["id"].iloc[0] == "587722952767439450"  # ids stay exact strings
+    assert str(cat["gz1_class"].dtype) == "Int64"
+    assert list(cat["gz1_name"]) == ["elliptical", "spiral_cw", "spiral_acw", "edge_on", "dont_know", "merger"]
+    morph3 = cat["morph3"].astype(object).where(cat["morph3"].notna(), None).tolist()
+    assert morph3 == ["elliptical", "spiral", "spiral", "edge_on", None, None]
+
+
+def test_kaggle_layout_keeps_all_37_vote_columns_and_derives_classes(tiny_kaggle, tmp_path):
+    summary, cat, cube, _ = ingest_to(tiny_kaggle, tmp_path / "run")
+    assert summary["layout"] == "kaggle-gz2" and cube.shape[0] == len(KAGGLE_KINDS)
+    assert len(KAGGLE_VOTE_COLUMNS) == 37
+    for col in KAGGLE_VOTE_COLUMNS:
+        assert cat[col].dtype == np.float64, col
+    assert list(cat["gz2_class"]) == KAGGLE_KINDS  # the fixture's rows are one of each kind
+    morph3 = dict(zip(cat["gz2_class"], cat["morph3"].astype(object).where(cat["morph3"].notna(), None)))
+    assert morph3 == {"smooth": "elliptical", "edge_on": "edge_on", "barred_spiral": "spiral", "spiral": "spiral",
+                      "merger": None, "artifact": None, "uncertain": None}
+    assert cat.loc[0, "id"] == "100008"
+
+
+def test_kaggle_thresholds_come_from_the_config(tiny_kaggle, tmp_path):
+    _, cat, _, _ = ingest_to(tiny_kaggle, tmp_path / "run", data__vote_thresholds__smooth=0.9,
+                             data__vote_thresholds__barred=0.7)
+    classes = dict(zip(KAGGLE_KINDS, cat["gz2_class"]))
+    assert classes["smooth"] == "uncertain"  # Class1.1 = 0.8 no longer passes
+    assert classes["barred_spiral"] == "spiral"  # Class3.1 = 0.6 fails, Class4.1 = 0.8 passes
+
+
+def test_derive_gz2_class_rule_order():
+    votes = pd.DataFrame([kaggle_votes(k) for k in KAGGLE_KINDS])
+    assert list(derive_gz2_class(votes, VoteThresholds())) == KAGGLE_KINDS
+    # a galaxy passing several cuts takes the first rule: artifact before smooth
+    both = kaggle_votes("smooth") | {"Class1.3": 0.6}
+    assert derive_gz2_class(pd.DataFrame([both]), VoteThresholds()).iloc[0] == "artifact"
+    lenient = VoteThresholds(artifact=0.99, merger=0.99, smooth=0.99, edge_on=0.99, barred=0.99, spiral=0.05)
+    assert derive_gz2_class(pd.DataFrame([kaggle_votes("edge_on")]), lenient).iloc[0] == "uncertain"
+
+
+def test_kaggle_csv_without_vote_columns_is_a_user_error(tmp_path):
+    root = tmp_path / "k"
+    save_image(root / "images_training_rev1" / "1.jpg", galaxy_rgb(32))
+    write_csv(root / "training_solutions_rev1.csv", ["GalaxyID", "Class1.1"], [[1, 0.5]])
+    with pytest.raises(UserError, match="Class1.3"):
+        read_survey(root, DataConfig())
+
+
+@pytest.mark.parametrize("kind,side", [("sdss", 69), ("decals", 256)])
+def test_galaxy10_hdf5(tmp_path, kind, side):
+    h5 = tiny_galaxy10(tmp_path / f"Galaxy10_{kind}.h5", n=6, kind=kind, extra=True)
+    summary, cat, cube, _ = ingest_to(h5, tmp_path / "run", ingest__chunk_size=4)
+    assert summary["layout"] == "galaxy10" and cube.shape == (6, 3, 64, 64) and not summary["flags"]
+    assert list(cat["id"]) == [str(i) for i in range(6)]
+    assert cat["source"].iloc[2].endswith(f"{h5.name}#2")
+    assert list(cat["galaxy10_class"]) == list(range(6))
+    names = {"sdss": "smooth_completely_round", "decals": "merging"}
+    assert cat["galaxy10_name"].iloc[1] == names[kind]
+    assert cat["redshift"].iloc[-1] == pytest.approx(0.1) and "ra" in cat
+    # the rows are the right images, in order: compare with the first one preprocessed alone
+    _, _, single, _ = ingest_to(h5, tmp_path / "run_workers", ingest__workers=2, ingest__chunk_size=2)
+    np.testing.assert_array_equal(single, cube)
+
+
+def test_hdf5_that_is_not_galaxy10_is_a_user_error(tmp_path):
+    import h5py
+
+    with h5py.File(tmp_path / "x.h5", "w") as f:
+        f.create_dataset("pixels", data=np.zeros((2, 4, 4, 3), np.uint8))
+    with pytest.raises(UserError, match="not a Galaxy10 file"):
+        read_survey(tmp_path / "x.h5", DataConfig())
+    (tmp_path / "broken.h5").write_bytes(b"not hdf5 at all")
+    with pytest.raises(UserError, match="cannot read HDF5"):
+        read_survey(tmp_path / "broken.h5", DataConfig())
+
+
+def test_fits_2d_and_band_cubes(tmp_path):
+    two_d = tiny_fits_folder(tmp_path / "f2", n=3, catalogue=True)
+    summary, cat, cube, _ = ingest_to(two_d, tmp_path / "r2")
+    assert summary["layout"] == "fits" and cube.shape == (3, 1, 64, 64)  # one band: grey
+    assert list(cat["mag"]) == [17, 18, 19]
+    three = tiny_fits_folder(tmp_path / "f3", n=3, bands=3)
+    _, _, cube3, _ = ingest_to(three, tmp_path / "r3")
+    assert cube3.shape == (3, 3, 64, 64)
+    five = tiny_fits_folder(tmp_path / "f5", n=2, bands=5)
+    _, _, cube5, _ = ingest_to(five, tmp_path / "r5", preprocess__colour="grey", preprocess__size=32)
+    assert cube5.shape == (2, 1, 32, 32)
+    # the galaxy is in the middle: the centre is the brightest part of the row
+    row = cube[0, 0]
+    assert row[28:36, 28:36].mean() > row[:8].mean() + 0.5
+
+
+def test_synthetic_layout(tiny_synthetic, tmp_path):
+    summary, cat, cube, _ = ingest_to(tiny_synthetic, tmp_path / "run")
+    assert summary["layout"] == "synthetic" and cube.shape == (6, 3, 64, 64) and not summary["flags"]
+    assert list(cat["id"]) == [f"synth_{i:06d}" for i in range(6)]
+    assert cat["morphology"].iloc[4] == "edge_on"
+    assert cat["position_angle"].dtype == np.float64 and str(cat["winding"].dtype) == "Int64"
+    assert "file" not in cat  # the file column is the source, not a label
+
+
+def test_forced_layout_and_unknown_layout(tiny_folder_survey):
+    assert read_survey(tiny_folder_survey, DataConfig(layout="folder")).layout == "folder"
+    with pytest.raises(UserError, match="unknown layout 'zip'.*known layouts"):
+        read_survey(tiny_folder_survey, DataConfig(layout="zip"))
