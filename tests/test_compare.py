@@ -134,6 +134,11 @@ def gz1_like_catalogue(n=60, seed=0):
 def test_label_columns_skip_duplicates_nuisances_and_continuous_columns():
     cat = gz1_like_catalogue()
     assert label_columns(cat) == ["morph3", "gz1_name"]
+    # synthetic-survey truth columns that describe the frame, not the galaxy
+    synth = cat.assign(winding=np.arange(len(cat)) % 3 - 1, n_field=np.arange(len(cat)) % 9,
+                       comp0_kind=pd.array(np.where(np.arange(len(cat)) % 2, "star", None), dtype="string"),
+                       psf_fwhm_px=np.linspace(2, 4, len(cat)))
+    assert label_columns(synth) == ["morph3", "gz1_name"]
     cfg = Config()
     cfg.data.truth_label = "gz1_name"
     assert label_columns(cat, cfg) == ["gz1_name", "morph3"]

@@ -78,6 +78,8 @@ def test_binning_of_catalogue_nuisance_columns():
     assert sorted(size.unique()) == ["Q1", "Q2", "Q3", "Q4"]
     assert _bin_column("n_companions", pd.Series([0, 1, 2, 0] * 5)).tolist() == [0, 1, 2, 0] * 5
     assert _bin_column("winding", pd.Series(["cw"] * 4)) is None  # one value: nothing to audit
+    # winding 0 (no arms) is not a hand: missing, so only spirals are scored
+    assert _bin_column("winding", pd.Series([1, -1, 0, 1])).tolist() == [1, -1, None, 1]
 
 
 def fake_run(tmp_path, n=40, seed=0):

@@ -15,6 +15,7 @@ AMI matrices.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
@@ -54,7 +55,9 @@ NOISE_MODES = ("own", "exclude")
 # catalogue columns that describe how a galaxy is seen, not what it is: audited by
 # morphospace.nuisance, never treated as a label (matched on the lower-cased name's start)
 NUISANCE_PREFIXES = ("position_angle", "pa_", "winding", "handed", "chirality", "n_compan", "companion",
-                     "psf", "seeing", "size", "r_half", "half_light", "hlr", "sky", "noise", "snr")
+                     "n_field", "psf", "seeing", "size", "r_half", "half_light", "hlr", "sky", "noise", "snr")
+# per-companion truth of the synthetic survey (comp0_x, comp1_kind, ...): nuisance detail, not labels
+_COMPANION_DETAIL = re.compile(r"comp\d+_")
 # catalogue columns that are bookkeeping, never labels
 RESERVED = {"id", "source", "cube_index", "file", "path", "filename", "objid"}
 MAX_LABEL_CLASSES = 50
@@ -272,7 +275,7 @@ def _table_scores(table: np.ndarray) -> dict[str, float]:
 def is_nuisance_column(name: str) -> bool:
     """Whether a catalogue column describes viewing conditions (audited, not compared)."""
     low = name.lower()
-    return low in ("pa", "pa_deg") or low.startswith(NUISANCE_PREFIXES)
+    return low in ("pa", "pa_deg") or low.startswith(NUISANCE_PREFIXES) or bool(_COMPANION_DETAIL.match(low))
 
 
 def label_columns(catalogue: pd.DataFrame, cfg: Any = None) -> list[str]:

@@ -23,6 +23,7 @@ Angle convention: degrees in [0, 180), counter-clockwise from the +x axis
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import numpy as np
@@ -246,6 +247,9 @@ def _bin_column(name: str, s: pd.Series) -> pd.Series | None:
     continuous values in quartiles. None if it cannot be binned."""
     values = s.to_numpy(dtype=object)
     miss = missing_mask(values)
+    if name.lower().startswith("winding") and pd.api.types.is_numeric_dtype(s):
+        # winding 0 = no arms: handedness is undefined there, not a third hand
+        miss = miss | (s.fillna(0).to_numpy(dtype=float) == 0)
     if miss.all():
         return None
     out = pd.Series([None] * len(s), dtype=object, index=s.index)
@@ -305,7 +309,8 @@ def nuisance_table(run: RunDir, cfg: Any, measured: pd.DataFrame) -> pd.DataFram
     for col in wanted:
         if col not in inside.columns:
             raise UserError(f"cluster.nuisance_columns: '{col}' is not a catalogue column")
-    cols = wanted or [c for c in inside.columns if is_nuisance_column(c) and not c.startswith("flag_")]
+    cols = wanted or [c for c in inside.columns if is_nuisance_column(c) and not c.startswith("flag_")
+                      and not re.match(r"comp\d+_", c.lower())]  # per-companion positions: too fine to bin
     for col in cols:
         binned = _bin_column(col, inside[col])
         if binned is None:
