@@ -130,7 +130,7 @@ def _process_chunk(start: int, items: list, spec: PreprocessSpec) -> tuple[int, 
         if item is None:
             results[j] = (False, (), "")
         elif isinstance(frame, BadImage):
-            results[j] = (False, (frame.flag,), frame.detail)
+            results[j] = (False, frame.flags, frame.detail)
         else:
             todo.append((j, frame_from_array(frame) if isinstance(frame, np.ndarray) else frame))
     try:
@@ -140,7 +140,7 @@ def _process_chunk(start: int, items: list, spec: PreprocessSpec) -> tuple[int, 
     rows = []
     for (j, _), out in zip(todo, done):
         if isinstance(out, BadImage):
-            results[j] = (False, (out.flag,), out.detail)
+            results[j] = (False, out.flags, out.detail)
         else:
             rows.append(out[0])
             results[j] = (True, tuple(sorted(out[1])), "")
@@ -183,11 +183,11 @@ def _run_pool(survey: Survey, spec: PreprocessSpec, workers: int, chunk: int):
             if len(pending) >= 2 * workers:
                 break
         while pending:
-            done = pending.pop(0)
+            result = pending.pop(0).result()
             s = next(it, None)
             if s is not None:
                 pending.append(pool.submit(_process_chunk, s, _items(records[s:s + chunk]), spec))
-            yield done.result()
+            yield result
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

@@ -25,12 +25,21 @@ MIN_SIDE = 8  # smaller frames are flagged too_small
 
 
 class BadImage(Exception):
-    """A record whose pixels cannot be used; ``flag`` names the reason, ``detail`` says more."""
+    """A record whose pixels cannot be used; ``flag`` names the reason, ``detail`` says more.
 
-    def __init__(self, flag: str, detail: str = ""):
+    ``also`` names further flags that hold (e.g. ``nonfinite`` beside ``blank`` for a
+    frame that is mostly NaN).
+    """
+
+    def __init__(self, flag: str, detail: str = "", also: tuple[str, ...] = ()):
         super().__init__(detail or flag)
         self.flag = flag
         self.detail = detail
+        self.also = tuple(also)
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        return (self.flag, *self.also)
 
 
 @dataclass

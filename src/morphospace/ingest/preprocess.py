@@ -549,8 +549,12 @@ def _row_float(arr: np.ndarray, display: bool, spec: PreprocessSpec) -> tuple[np
         flags.add("nonfinite")
         fraction = float(bad.any(axis=-1).mean())
         if fraction > 0.5:
-            raise BadImage("blank", f"{fraction:.0%} of the pixels are NaN or inf")
-    judge(stats_float(arr), display, spec)
+            raise BadImage("blank", f"{fraction:.0%} of the pixels are NaN or inf", also=("nonfinite",))
+    try:
+        judge(stats_float(arr), display, spec)
+    except BadImage as exc:
+        exc.also = tuple(flags)
+        raise
     arr, _ = repair_nonfinite(arr)
     sky = np.median(border_ring(arr), axis=0).astype(np.float32)  # whole frame: more sky than the crop
     arr = to_channels(arr, spec.channels)

@@ -1,0 +1,171 @@
+"""Ingest atomicity and streaming: a killed ingest never leaves a cube that looks complete."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fixtures import galaxy_rgb, ingest_to, many_jpegs, save_image
+
+import morphospace.ingest as ingest_module
+from morphospace.ingest.cube import CubeWriter
+
+KILLABLE = """
+import sys
+from morphospace.config import Config, apply_overrides
+from morphospace.ingest import ingest
+from morphospace.progress import set_quiet
+from morphospace.rundir import RunDir
+set_quiet(True)
+cfg = apply_overrides(Config(), {"ingest.workers": 2, "ingest.chunk_size": 8})
+ingest(sys.argv[1], RunDir(sys.argv[2], create=True), cfg)
+"""
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as fh:
+                    if int(fh.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(d))
+            except (OSError, ValueError, IndexError):
+                pass
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_sigkill_mid_ingest_leaves_only_a_partial_and_a_rerun_completes(tmp_path):
+    n = 500
+    data = many_jpegs(tmp_path / "data", n, size=96)
+    run = tmp_path / "run"
+    partial = run / "cube.npy.partial"
+    row_bytes = 3 * 64 * 64 * 4
+    proc = subprocess.Popen([sys.executable, "-c", KILLABLE, str(data), str(run)], start_new_session=True)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if partial.exists() and partial.stat().st_size > 16 * row_bytes:  # some chunks written
+                break
+            if proc.poll() is not None:
+                pytest.fail("the ingest finished before it could be killed")
+            time.sleep(0.002)
+        workers = _children(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        written = partial.stat().st_size
+        assert 16 * row_bytes < written < n * row_bytes  # really killed mid-way
+        for name in ("cube.npy", "catalogue.parquet", "ingest_summary.json"):
+            assert not (run / name).exists(), name
+        assert partial.exists()
+        # the orphaned workers notice and exit by themselves (no stray processes)
+        deadline = time.monotonic() + 10
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert workers and not any(_alive(w) for w in workers)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    summary, cat, cube, _ = ingest_to(data, run, ingest__workers=2)
+    assert summary["n_in_cube"] == n and cube.shape == (n, 3, 64, 64) and len(cat) == n
+    assert not partial.exists()
+
+
+def test_a_rerun_replaces_everything_and_stale_partials_go(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    for i in range(4):
+        save_image(first / f"x{i}.png", galaxy_rgb(48, seed=i))
+    for i in range(2):
+        save_image(second / f"y{i}.png", galaxy_rgb(48, seed=10 + i))
+    _, _, cube, run = ingest_to(first, tmp_path / "run")
+    assert cube.shape[0] == 4
+    (run.path / "cube.npy.partial").write_bytes(b"left by a killed run")
+    (run.path / ".catalogue.parquet.abc123.partial").write_bytes(b"left by a killed run")
+    _, cat, cube, _ = ingest_to(second, tmp_path / "run")
+    assert cube.shape[0] == 2 and list(cat["id"]) == ["y0", "y1"]
+    assert not list(run.path.glob("*.partial")) and not list(run.path.glob(".*.partial"))
+
+
+def test_a_failed_rerun_leaves_no_old_cube_behind(tmp_path):
+    good = tmp_path / "good"
+    save_image(good / "a.png", galaxy_rgb(48))
+    _, _, _, run = ingest_to(good, tmp_path / "run")
+    bad = tmp_path / "bad"
+    save_image(bad / "b.png", np.zeros((48, 48, 3), np.uint8))
+    with pytest.raises(Exception, match="no usable galaxy"):
+        ingest_to(bad, tmp_path / "run")
+    # the old cube must not pair with anything new: nothing of the earlier ingest is left
+    assert not any((run.path / n).exists() for n in ("cube.npy", "catalogue.parquet", "ingest_summary.json",
+                                                      "cube.npy.partial"))
+
+
+def test_cube_writer(tmp_path):
+    path = tmp_path / "cube.npy"
+    w = CubeWriter(path, max_rows=1000, row_shape=(2, 4, 4))
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(5, 2, 4, 4)).astype(np.float32)
+    assert w.append_rows(rows[:3]) == 0 and w.append(rows[3]) == 3 and w.append_rows(rows[4:]) == 4
+    assert w.append_rows(rows[:0]) == 5
+    assert not path.exists()
+    w.finish()
+    assert not path.exists()  # finished but not published
+    w.publish()
+    got = np.load(path, mmap_mode="r")
+    assert got.shape == (5, 2, 4, 4)
+    np.testing.assert_array_equal(got, rows)
+    with pytest.raises(ValueError):
+        CubeWriter(tmp_path / "c2.npy", 3, (1, 2, 2)).append(np.zeros((1, 3, 3), np.float32))
+    w2 = CubeWriter(tmp_path / "c3.npy", 3, (1, 2, 2))
+    w2.append(np.zeros((1, 2, 2), np.float32))
+    w2.abort()
+    assert not list(tmp_path.glob("c3*"))
+
+
+def test_pool_keeps_only_a_few_chunks_in_flight(tmp_path, monkeypatch):
+    """Streaming: however many galaxies, at most 2 x workers chunks are submitted and not yet consumed."""
+    data = many_jpegs(tmp_path / "data", 120, size=32)
+    state = {"outstanding": 0, "peak": 0}
+
+    class Counting(ingest_module.ProcessPoolExecutor):
+        def submit(self, *args, **kwargs):
+            state["outstanding"] += 1
+            state["peak"] = max(state["peak"], state["outstanding"])
+            fut = super().submit(*args, **kwargs)
+            original = fut.result
+
+            def result(*a, **k):
+                state["outstanding"] -= 1
+                return original(*a, **k)
+
+            fut.result = result
+            return fut
+
+    monkeypatch.setattr(ingest_module, "ProcessPoolExecutor", Counting)
+    summary, _, cube, _ = ingest_to(data, tmp_path / "run", ingest__workers=2, ingest__chunk_size=4)
+    assert cube.shape[0] == 120 and summary["n_in_cube"] == 120
+    assert state["peak"] == 4  # 30 chunks, never more than 2 x 2 in flight
+
+
+def test_workers_give_the_same_cube_as_one_process(tmp_path):
+    data = many_jpegs(tmp_path / "data", 40, size=64)
+    _, cat1, one, _ = ingest_to(data, tmp_path / "r1", ingest__workers=1)
+    _, cat2, two, _ = ingest_to(data, tmp_path / "r2", ingest__workers=2, ingest__chunk_size=3)
+    np.testing.assert_array_equal(one, two)
+    assert list(cat1["id"]) == list(cat2["id"])

@@ -1,0 +1,260 @@
+"""Ingest quality control: bad input is flagged, reported and never lost; --strict; CLI errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fixtures import error_page, galaxy_flux, galaxy_rgb, ingest_to, save_image, write_csv
+from PIL import Image
+
+from morphospace.cli import main
+from morphospace.errors import UserError
+from morphospace.ingest import EXCLUDING, FLAG_DESCRIPTIONS
+
+# id -> the flags it must raise (an id listed twice in the catalogue is checked row by row below)
+EXPECTED = {
+    "trunc": {"truncated"}, "empty": {"empty_file"}, "corrupt": {"unreadable"}, "link": {"unreadable"},
+    "html": {"not_image"}, "rand": {"not_image"}, "black": {"blank"}, "flatgrey": {"blank"},
+    "white_page": {"not_galaxy"}, "white_page_jpg": {"not_galaxy"}, "grey_page": {"not_galaxy"},
+    "grey_page_white": {"not_galaxy"}, "black_page": {"not_galaxy"}, "tiny": {"too_small"},
+    "ghost": {"missing_image"}, "extra": {"no_catalogue_row"},
+}
+GOOD = ["g0", "g1", "g2", "g3", "extra"]
+
+
+def messy_survey(root: Path) -> Path:
+    """A folder survey with every kind of bad input, beside five good galaxies."""
+    img = root / "images"
+    for i in range(4):
+        save_image(img / f"g{i}.{'jpg' if i % 2 else 'png'}", galaxy_rgb(96, seed=i))
+    save_image(img / "extra.png", galaxy_rgb(96, seed=9))  # an image without a catalogue row
+    good_jpg = (img / "g1.jpg").read_bytes()
+    (img / "trunc.jpg").write_bytes(good_jpg[: len(good_jpg) // 2])
+    (img / "empty.png").write_bytes(b"")
+    png = bytearray((img / "g0.png").read_bytes())
+    png[200:260] = bytes(60)
+    (img / "corrupt.png").write_bytes(bytes(png))
+    os.symlink(img / "gone.jpg", img / "link.jpg")  # a dangling link
+    (img / "html.jpg").write_text("<html><body><h1>503 Service Unavailable</h1></body></html>")
+    (img / "rand.dat").write_bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    save_image(img / "black.png", np.zeros((96, 96, 3), np.uint8))
+    grey = np.clip(128 + np.random.default_rng(1).normal(0, 1.5, (96, 96, 3)), 0, 255).astype(np.uint8)
+    save_image(img / "flatgrey.jpg", grey)
+    save_image(img / "white_page.png", error_page(96, 255, 0))
+    save_image(img / "white_page_jpg.jpg", error_page(128, 255, 0))
+    save_image(img / "grey_page.jpg", error_page(96, 128, 0))
+    save_image(img / "grey_page_white.png", error_page(96, 128, 255))
+    save_image(img / "black_page.png", error_page(96, 0, 255))
+    save_image(img / "tiny.png", galaxy_rgb(4))
+    save_image(img / "g3.tif", galaxy_rgb(96, seed=3))  # same stem as g3.png, in no row
+    names = {p.name for p in img.iterdir()} - {"extra.png", "g3.tif"}
+    rows = [[n.split(".")[0], f"images/{n}", "e"] for n in sorted(names)]
+    rows.insert(2, ["g1", "images/g1.jpg", "repeat"])  # the same id twice
+    rows.append(["ghost", "images/ghost.jpg", "s"])  # a row without an image
+    write_csv(root / "catalogue.csv", ["id", "file", "morphology"], rows)
+    return root
+
+
+@pytest.fixture
+def messy(tmp_path):
+    return messy_survey(tmp_path / "messy")
+
+
+def flagged(cat, flag: str) -> list[str]:
+    return sorted(cat.loc[cat[f"flag_{flag}"], "id"])
+
+
+def test_every_bad_input_is_flagged_reported_and_the_good_ones_ingested(messy, tmp_path):
+    summary, cat, cube, run = ingest_to(messy, tmp_path / "run", ingest__workers=2, ingest__chunk_size=4)
+    # never lost: one catalogue row per catalogue row and per file
+    n_files = len(os.listdir(messy / "images"))
+    assert len(cat) == summary["n_records"] == n_files + 2  # + the repeated row and the ghost row
+    for gid, flags in {**EXPECTED, "g0": set(), "g2": set()}.items():
+        raised = {f for f in FLAG_DESCRIPTIONS if cat.loc[cat["id"] == gid, f"flag_{f}"].any()}
+        assert raised == flags, (gid, raised)
+    # the repeated id: the first row is kept, the second flagged; the stray g3.tif is both
+    g1 = cat[cat["id"] == "g1"]
+    assert list(g1["flag_duplicate_id"]) == [False, True] and list(g1["cube_index"] >= 0) == [True, False]
+    g3 = cat[cat["id"] == "g3"]
+    assert list(g3["flag_duplicate_id"]) == [False, True] and g3["source"].iloc[1].endswith("g3.tif")
+    assert g3["flag_no_catalogue_row"].iloc[1]
+    # the good galaxies (and the image without a row) carry on into the cube, in order
+    inside = cat[cat["cube_index"] >= 0].sort_values("cube_index")
+    assert sorted(inside["id"]) == sorted(GOOD) and cube.shape == (5, 3, 64, 64)
+    assert list(run.cube_ids()) == list(inside["id"])
+    assert np.isfinite(cube).all()
+    # excluding flags keep a galaxy out of the cube; warnings do not
+    for flag in FLAG_DESCRIPTIONS:
+        hit = cat[f"flag_{flag}"] & ~cat["flag_duplicate_id"]
+        if hit.any():
+            assert ((cat.loc[hit, "cube_index"] < 0).all()) == (flag in EXCLUDING), flag
+    # one summary line per raised flag: count, meaning, examples, what was wrong
+    for flag in set().union(*EXPECTED.values()) | {"duplicate_id"}:
+        info = summary["flags"][flag]
+        assert info["count"] == int(cat[f"flag_{flag}"].sum()) and info["meaning"] == FLAG_DESCRIPTIONS[flag]
+        assert set(info["examples"]) <= set(cat.loc[cat[f"flag_{flag}"], "id"]) and info["examples"]
+        assert info["excluded"] == (flag in EXCLUDING)
+    assert "truncated" in summary["flags"]["truncated"]["details"]["trunc"]
+    assert summary["n_in_cube"] == 5 and summary["n_flagged"] == int(cat.filter(like="flag_").any(axis=1).sum())
+    assert not list(run.path.glob("*.partial")) and not list(run.path.glob(".*.partial"))
+
+
+def test_strict_turns_flags_into_one_line_errors_and_writes_nothing(messy, tmp_path):
+    with pytest.raises(UserError) as exc:
+        ingest_to(messy, tmp_path / "run", strict=True)
+    msg = str(exc.value)
+    assert "\n" not in msg and msg.startswith("--strict:")
+    assert "missing_image" in msg and "duplicate_id" in msg  # catalogue problems: found before decoding
+    assert not [p for p in (tmp_path / "run").iterdir() if p.name != "log.txt"]
+    # pixel problems only: strict finishes the pass, then fails listing them
+    clean = tmp_path / "pix"
+    save_image(clean / "a.png", galaxy_rgb(64))
+    save_image(clean / "b.png", np.zeros((64, 64, 3), np.uint8))
+    with pytest.raises(UserError, match=r"--strict: 1 image problem\(s\): 1 blank \(e.g. b\)"):
+        ingest_to(clean, tmp_path / "run2", ingest__strict=True)
+    assert not list((tmp_path / "run2").iterdir())
+
+
+def test_duplicate_file_stems_without_a_catalogue_are_both_kept(tmp_path):
+    save_image(tmp_path / "d" / "a.png", galaxy_rgb(48, seed=1))
+    save_image(tmp_path / "d" / "a.jpg", galaxy_rgb(48, seed=2))
+    save_image(tmp_path / "d" / "b.png", galaxy_rgb(48, seed=3))
+    summary, cat, cube, _ = ingest_to(tmp_path / "d", tmp_path / "run")
+    assert list(cat["id"]) == ["a", "a", "b"]
+    assert list(cat["flag_duplicate_id"]) == [False, True, False]
+    assert cube.shape[0] == 2 and summary["flags"]["duplicate_id"]["count"] == 1
+
+
+def test_nan_and_inf_pixels_are_repaired_and_flagged(tmp_path):
+    from astropy.io import fits
+
+    root = tmp_path / "fits"
+    root.mkdir()
+    ok = galaxy_flux(64, seed=0)
+    holes = galaxy_flux(64, seed=1)
+    holes[5:9, 5:30] = np.nan
+    holes[50, 50] = np.inf
+    holes[51, 51] = -np.inf
+    mostly_nan = galaxy_flux(64, seed=2)
+    mostly_nan[:40] = np.nan
+    cube3 = galaxy_flux(64, seed=3, bands=3)
+    cube3[1, 10:12, 10:12] = np.nan
+    for name, data in (("ok", ok), ("holes", holes), ("mostly_nan", mostly_nan)):
+        fits.PrimaryHDU(data).writeto(root / f"{name}.fits")
+    summary, cat, cube, _ = ingest_to(root, tmp_path / "run")
+    row = dict(zip(cat["id"], cat.index))
+    assert cat.loc[row["holes"], "flag_nonfinite"] and cat.loc[row["holes"], "cube_index"] >= 0
+    assert cat.loc[row["mostly_nan"], "flag_blank"] and cat.loc[row["mostly_nan"], "flag_nonfinite"]
+    assert cat.loc[row["mostly_nan"], "cube_index"] == -1
+    assert not cat.loc[row["ok"], "flag_nonfinite"]
+    assert np.isfinite(cube).all() and summary["flags"]["nonfinite"]["count"] == 2
+    assert not summary["flags"]["nonfinite"]["excluded"]
+    # a band cube with a NaN in one band
+    root3 = tmp_path / "fits3"
+    root3.mkdir()
+    fits.PrimaryHDU(cube3).writeto(root3 / "c.fits")
+    fits.PrimaryHDU(galaxy_flux(64, seed=4, bands=3)).writeto(root3 / "d.fits")
+    _, cat3, c3, _ = ingest_to(root3, tmp_path / "run3")
+    assert list(cat3["flag_nonfinite"]) == [True, False] and c3.shape == (2, 3, 64, 64) and np.isfinite(c3).all()
+
+
+def test_flat_fits_frames(tmp_path):
+    from astropy.io import fits
+
+    root = tmp_path / "f"
+    root.mkdir()
+    fits.PrimaryHDU(np.full((64, 64), 100.0, np.float32)).writeto(root / "constant.fits")
+    padded = galaxy_flux(64)
+    padded[:, :40] = 0.0  # most of the cutout outside the survey footprint, zero-filled
+    fits.PrimaryHDU(padded).writeto(root / "padded.fits")
+    fits.PrimaryHDU(galaxy_flux(64, seed=5)).writeto(root / "good.fits")
+    (root / "notfits.fits").write_text("SIMPLE  = this is not FITS")
+    _, cat, cube, _ = ingest_to(root, tmp_path / "run")
+    flags = {gid: {f for f in FLAG_DESCRIPTIONS if cat.loc[i, f"flag_{f}"]} for i, gid in enumerate(cat["id"])}
+    assert flags == {"constant": {"blank"}, "padded": {"not_galaxy"}, "good": set(), "notfits": {"not_image"}}
+    assert cube.shape[0] == 1
+
+
+def test_every_image_flagged_is_a_user_error(tmp_path):
+    save_image(tmp_path / "d" / "a.png", np.zeros((32, 32, 3), np.uint8))
+    with pytest.raises(UserError, match="no usable galaxy.*1 blank"):
+        ingest_to(tmp_path / "d", tmp_path / "run")
+
+
+# --- the command line ----------------------------------------------------------------------
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-m", "morphospace", *args], capture_output=True, text=True,
+                          timeout=120, env=env)
+
+
+def _one_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_cli_strict_exit_2_one_line(messy, tmp_path):
+    r = _cli("ingest", str(messy), "--out", str(tmp_path / "run"), "--strict", "--quiet")
+    assert r.returncode == 2
+    assert _one_line(r.stderr).startswith("morphospace: error: --strict:")
+    assert not (tmp_path / "run" / "cube.npy").exists() and not (tmp_path / "run" / "catalogue.parquet").exists()
+
+
+def test_cli_user_mistakes_exit_2_one_line(tmp_path, capsys):
+    cases = []
+    cases.append((["ingest", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r1")], "data not found"))
+    (tmp_path / "table.csv").write_text("id,x\n1,2\n")
+    cases.append((["ingest", str(tmp_path / "table.csv"), "--out", str(tmp_path / "r2")], "known layouts"))
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "readme.md").write_text("hello")
+    cases.append((["ingest", str(tmp_path / "docs"), "--out", str(tmp_path / "r3")], "no known survey layout"))
+    good = tmp_path / "good"
+    save_image(good / "a.png", galaxy_rgb(48))
+    cases.append((["ingest", str(good), "--out", str(tmp_path / "r4"), "--set", "ingest.workerz=2"],
+                  "unknown key 'ingest.workerz'"))
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[preprocess]\nsise = 64\n")
+    cases.append((["ingest", str(good), "--out", str(tmp_path / "r5"), "--config", str(cfg)],
+                  "unknown key 'preprocess.sise'"))
+    cases.append((["ingest", str(good), "--out", str(tmp_path / "r6"), "--catalogue", str(tmp_path / "no.csv")],
+                  "catalogue not found"))
+    cases.append((["ingest", str(good), "--out", str(tmp_path / "r7"), "--layout", "kaggle-gz2"],
+                  "training_solutions_rev1.csv"))
+    for argv, words in cases:
+        code = main([*argv, "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2, argv
+        line = _one_line(err)
+        assert line.startswith("morphospace: error:") and words in line, (argv, line)
+
+
+def test_cli_reports_flags_and_carries_on(messy, tmp_path, capsys):
+    assert main(["ingest", str(messy), "--out", str(tmp_path / "run"), "--workers", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert "ingested 5 of" in out
+    for flag in ("truncated", "empty_file", "not_image", "blank", "not_galaxy", "duplicate_id", "missing_image"):
+        assert f"flagged {flag}" in err
+
+
+def test_no_real_galaxy_is_flagged(sdss_gz1_path, tmp_path):
+    """The whole sdss-gz1 set (3,359 real SDSS frames): nothing is blank or not a galaxy."""
+    summary, cat, cube, _ = ingest_to(sdss_gz1_path, tmp_path / "run", ingest__workers=2)
+    assert summary["n_records"] == 3359 and summary["n_in_cube"] == 3359, summary["flags"]
+    assert not cat["flag_blank"].any() and not cat["flag_not_galaxy"].any()
+    assert cube.shape == (3359, 3, 64, 64) and np.isfinite(cube).all()
+    # a real frame rendered as a service page would be caught by the same checks
+    page = Image.fromarray(error_page(423, 255, 0)).convert("RGB")
+    from morphospace.ingest.decode import BadImage, Frame
+    from morphospace.ingest.preprocess import PreprocessSpec, preprocess
+
+    with pytest.raises(BadImage) as exc:
+        preprocess(Frame(page, display=True), PreprocessSpec())
+    assert exc.value.flag in ("not_galaxy", "blank")
