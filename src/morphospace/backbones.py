@@ -109,7 +109,8 @@ class FeatureNet(nn.Module):
         return (x - self.mean) / self.std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.trunk(self.prepare(x))
+        # channels-last: oneDNN's CPU convolutions (depthwise ones above all) run ~30% faster
+        return self.trunk(self.prepare(x).contiguous(memory_format=torch.channels_last))
 
 
 # --- trunks ---------------------------------------------------------------------------------
@@ -378,7 +379,7 @@ def make_backbone(name: str, pretrained: bool = True, weights: str | Path | None
         raise UserError(f"study.input_size must be at least 32 pixels, got {size}")
     trunk, source = info.build(pretrained, str(weights) if weights else None, size)
     spec = InputSpec(size=size, mean=info.mean, std=info.std, native_size=info.native_size)
-    net = FeatureNet(trunk, info.feature_dim, spec)
+    net = FeatureNet(trunk, info.feature_dim, spec).to(memory_format=torch.channels_last)
     net.weights_source = source
     log.info("backbone %s (%d features, input %d px): %s", name, info.feature_dim, size, source)
     return net, info.feature_dim, spec
