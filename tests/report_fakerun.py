@@ -20,6 +20,7 @@ from morphospace.rundir import RunDir, write_json, write_npy, write_table
 
 HOSTILE_ID = "<img src=x onerror=alert(1)>"
 HOSTILE_LABEL = "<script>alert(2)</script>"
+HOSTILE_FIGURE = 'odd<b onmouseover=alert(3)>"name"'
 FORMS = ("elliptical", "spiral", "edge_on")
 
 
@@ -44,7 +45,9 @@ def _galaxies(forms: np.ndarray, angles: np.ndarray, size: int, rng: np.random.G
     light = light / light.max(axis=(1, 2), keepdims=True)
     tint = np.stack([np.where(forms == 0, 1.0, 0.75), np.full(n, 0.85), np.where(forms == 0, 0.6, 1.0)], 1)
     img = light[:, None] * tint[:, :, None, None].astype(np.float32)
-    img += rng.normal(0, 0.03, img.shape).astype(np.float32)
+    # sky noise like an asinh-stretched SDSS cutout (corner mean ~0.06, std ~0.15), so the
+    # thumbnails compress like real ones and the benchmark's sizes mean something
+    img = 0.85 * img + rng.normal(0.06, 0.15, img.shape).astype(np.float32)
     return np.clip(img, 0, 1).astype(np.float32)
 
 
@@ -135,5 +138,6 @@ def make_fake_run(path: str | Path, n: int = 60, size: int = 32, seed: int = 0, 
     # a figure from another stage that no section places: must land in "other figures"
     from PIL import Image
     Image.new("RGB", (40, 30), (200, 80, 80)).save(run.figure_path("someone_elses_plot"))
+    Image.new("RGB", (30, 30), (80, 80, 200)).save(run.figure_path(HOSTILE_FIGURE))  # a hostile file name
     (run.path / "models" / "vade" / "meta.json").write_text(json.dumps({"latent_dim": 16}))
     return run

@@ -19,7 +19,7 @@ from morphospace.report.html import json_for_script
 from morphospace.report.sprites import SpriteSheets, to_uint8
 from morphospace.rundir import RunDir, write_table
 
-from report_fakerun import HOSTILE_ID, HOSTILE_LABEL, make_fake_run
+from report_fakerun import HOSTILE_FIGURE, HOSTILE_ID, HOSTILE_LABEL, make_fake_run
 
 
 def payload(html: str) -> dict:
@@ -86,8 +86,9 @@ def test_explorer_payload_of_a_full_run(full_run):
 
 def test_hostile_strings_are_escaped(full_run):
     _, html = full_run
-    for raw in (HOSTILE_ID, HOSTILE_LABEL, "<img src=x", "<script>alert"):
+    for raw in (HOSTILE_ID, HOSTILE_LABEL, HOSTILE_FIGURE, "<img src=x", "<script>alert", "<b onmouseover"):
         assert raw not in html
+    assert "odd&lt;b onmouseover=alert(3)&gt;&quot;name&quot;.png" in html  # the file name, as text
     assert "&lt;img src=x onerror=alert(1)&gt;" in html  # shown as text in the galleries
     block = re.search(r'id="morphospace-data">(.*?)</script>', html, re.S).group(1)
     assert "<" not in block and ">" not in block
@@ -108,9 +109,16 @@ def test_json_for_script_escapes_markup():
     assert json.loads(text) == {"a": "</script><b>&amp;\u2028"}
 
 
-def test_minimal_run_still_has_an_explorer(tmp_path):
-    run = make_fake_run(tmp_path / "run", n=40, size=32, everything=False)
+def test_minimal_grey_run_still_has_an_explorer(tmp_path):
+    run = make_fake_run(tmp_path / "run", n=40, size=40, everything=False)
+    grey = np.load(run.cube).mean(axis=1, keepdims=True)  # 40 x 1 x 40 x 40, like the astrovader preset
+    np.save(run.cube, grey)
     html = build_report(run, Config()).read_text()
+    sheet = payload(html)["sprites"]["sheets"][0]
+    img = Image.open(io.BytesIO(base64.b64decode(sheet["url"].split(",", 1)[1])))
+    assert img.size == (sheet["cols"] * 48, sheet["rows"] * 48)
+    rgb = np.asarray(img.convert("RGB")).astype(int)  # WebP has no grey mode: three equal channels
+    assert np.abs(rgb[..., 0] - rgb[..., 1]).max() <= 2 and rgb.max() > 100
     assert section_ids(html) == ["explorer", "data"]
     ex = payload(html)["explorer"]
     assert len(ex["maps"]) == 1 and ex["maps"][0]["name"].startswith("PCA of pixels")
@@ -118,9 +126,13 @@ def test_minimal_run_still_has_an_explorer(tmp_path):
     assert [c["name"] for c in ex["colourings"]] == ["morphology"]
 
 
-def test_primary_is_the_selected_kmeans_without_vade(tmp_path):
+def test_primary_is_the_selected_kmeans_without_vade_and_stale_figures_go(tmp_path):
     run = make_fake_run(tmp_path / "run", n=40, size=32)
+    build_report(run, Config())
+    assert run.figure_path("report_strangest").exists()
+    # the VaDE's clustering and scores are gone: k-means at its selected k takes over
     run.clustering_path("vade").unlink()
+    (run.path / "vade_galaxies.parquet").unlink()
     run.write_clustering("kmeans3_vade", run.cube_ids(), np.arange(40) % 3)
     (run.path / "clusterings" / "kmeans3_vade.json").write_text(json.dumps({"k": 3, "best_k": 4, "representation": "vade"}))
     html = build_report(run, Config()).read_text()
@@ -128,22 +140,23 @@ def test_primary_is_the_selected_kmeans_without_vade(tmp_path):
     assert "Clustering <code>kmeans4_vade</code>" in html
     # without probabilities, exemplars are the members nearest the centre in the clustering's representation
     assert "members nearest the cluster centre" in html
+    # figures of sections that are gone are removed; other stages' figures never are
+    assert 'id="strangest"' not in html
+    assert not run.figure_path("report_strangest").exists()
+    assert not run.figure_path("report_cluster_anomaly").exists()
+    assert run.figure_path("someone_elses_plot").exists()
 
 
-def test_subsample_above_max_points(tmp_path):
+def test_subsample_and_sprite_sheets_beside_the_page(tmp_path):
     run = make_fake_run(tmp_path / "run", n=60, size=32)
-    cfg = apply_overrides(Config(), ["report.max_points=25"])
-    ex = payload(build_report(run, cfg).read_text())["explorer"]
+    cfg = apply_overrides(Config(), ["report.max_points=25", "report.inline_limit_mb=0",
+                                     "report.thumb_format='jpeg'", "report.thumb_size=32"])
+    html = build_report(run, cfg).read_text()
+    ex = payload(html)["explorer"]
     assert ex["n"] == 25 and ex["nTotal"] == 60
     assert set(ex["ids"]) <= set(run.cube_ids())
     nn = np.frombuffer(base64.b64decode(ex["neighbours"]["idx"]), "<i4")
     assert nn.min() >= 0 and nn.max() < 25
-
-
-def test_large_sprite_sheets_go_beside_the_page(tmp_path):
-    run = make_fake_run(tmp_path / "run", n=40, size=32)
-    cfg = apply_overrides(Config(), ["report.inline_limit_mb=0", "report.thumb_format='jpeg'", "report.thumb_size=32"])
-    html = build_report(run, cfg).read_text()
     sheets = payload(html)["sprites"]["sheets"]
     assert [s["url"] for s in sheets] == ["report_files/thumbs_0.jpeg"]
     sheet = Image.open(run.path / "report_files" / "thumbs_0.jpeg")
@@ -166,6 +179,22 @@ def test_sprite_tiles_hold_their_thumbnails():
         r, c = divmod(i % 6, s.cols)
         tile = img[r * 16 + 4:(r + 1) * 16 - 4, c * 16 + 4:(c + 1) * 16 - 4].reshape(-1, 3).mean(0)
         assert np.abs(tile - colours[i]).max() < 12, i
+
+
+def test_thumbnails_are_area_averages():
+    from morphospace.report.sprites import area_matrix, thumbnails
+
+    a = area_matrix(4, 3)
+    np.testing.assert_allclose(a.sum(axis=1), 1.0)
+    np.testing.assert_allclose(a[0], [0.75, 0.25, 0, 0])
+    cube = np.zeros((2, 3, 4, 4), np.float32)
+    cube[1, :, :, 1] = 0.8  # a bright column
+    cube[1, 0, 0, 0] = 5.0  # beyond the display range: clipped before averaging
+    th = thumbnails(cube, [1, 0], 3)
+    assert th.shape == (2, 3, 3, 3) and th[1].max() == 0
+    # output column 0 covers input columns [0, 4/3): a quarter of it is the bright column
+    assert th[0, 1, 0, 1] == round(0.25 * 0.8 * 255)
+    assert th[0, 0, 0, 0] == round((0.75 * (0.75 * 1.0 + 0.25 * 0.8) + 0.25 * 0.25 * 0.8) * 255)
 
 
 def test_to_uint8_clips_and_handles_grey():
@@ -200,17 +229,6 @@ def test_flagged_examples_show_their_source_image(tmp_path):
     flags = html[html.index('class="flags"'):]
     assert flags.count("data:image/jpeg;base64,") == 1  # BAD000's file; BAD001/2 have none
     assert flags.count("no image") == 2
-
-
-def test_stale_report_figures_are_removed(tmp_path):
-    run = make_fake_run(tmp_path / "run", n=30, size=32)
-    build_report(run, Config())
-    assert run.figure_path("report_strangest").exists()
-    (run.path / "vade_galaxies.parquet").unlink()
-    html = build_report(run, Config()).read_text()
-    assert 'id="strangest"' not in html
-    assert not run.figure_path("report_strangest").exists()
-    assert run.figure_path("someone_elses_plot").exists()  # never touches other stages' figures
 
 
 def test_nothing_to_report_is_a_user_error(tmp_path):

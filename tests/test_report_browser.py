@@ -47,12 +47,11 @@ def playwright():
 
 
 class Page:
-    """One page of one browser, with everything it logged and requested recorded."""
+    """One page in a fresh browser context, with everything it logged and requested recorded."""
 
-    def __init__(self, playwright, extra_args=(), viewport=(1400, 900)):
-        self.browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS + list(extra_args))
-        self.context = self.browser.new_context(viewport={"width": viewport[0], "height": viewport[1]},
-                                                accept_downloads=True)
+    def __init__(self, browser, viewport=(1400, 900)):
+        self.context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]},
+                                           accept_downloads=True)
         self.page = self.context.new_page()
         self.errors, self.requests, self.failed, self.dialogs = [], [], [], []
         self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
@@ -78,20 +77,34 @@ class Page:
         return out
 
     def close(self):
-        self.browser.close()
+        self.context.close()
+
+
+@pytest.fixture(scope="module")
+def chromium(playwright):
+    """One Chromium for the module (WebGL through SwiftShader); each test gets its own context."""
+    b = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+    yield b
+    b.close()
 
 
 @pytest.fixture
-def browser(playwright):
-    pages = []
+def browser(playwright, chromium):
+    pages, own = [], []
 
     def make(extra_args=(), **kw):
-        pages.append(Page(playwright, extra_args, **kw))
+        b = chromium
+        if extra_args:  # other flags need another browser process
+            b = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS + list(extra_args))
+            own.append(b)
+        pages.append(Page(b, **kw))
         return pages[-1]
 
     yield make
     for p in pages:
         p.close()
+    for b in own:
+        b.close()
 
 
 def visible_point(page, candidates):
@@ -195,7 +208,8 @@ def test_hostile_id_renders_as_text(report, browser, tmp_path):
     page.select_option("#ex-colour", label="morphology (label)")
     assert HOSTILE_LABEL in page.inner_text("#ex-legend")
     # nowhere in the page did the hostile strings become elements
-    assert page.evaluate("document.querySelectorAll('img[src=\"x\"], img[onerror]').length") == 0
+    assert page.evaluate("document.querySelectorAll('img[src=\"x\"], [onerror], [onmouseover]').length") == 0
+    assert 'odd<b onmouseover=alert(3)>"name".png' in page.inner_text("#other-figures")  # a file name, as text
     assert page.evaluate("[...document.scripts].filter(s => s.textContent.includes('alert(')).length") == 1  # the JSON
     assert HOSTILE_ID in page.inner_text("body")
     b.shot(tmp_path, "report_hostile")
@@ -246,9 +260,9 @@ def test_lasso_selection(report, browser):
     x0, y0, x1, y1 = box["x"] + 12, box["y"] + 12, box["x"] + box["width"] - 12, box["y"] + box["height"] - 12
     page.mouse.move(x0, y0)
     page.mouse.down()
-    page.mouse.move(x1, y0, steps=20)
-    page.mouse.move(x0, y1, steps=20)
-    page.mouse.move(x0, y0 + 5, steps=20)
+    page.mouse.move(x1, y0, steps=6)
+    page.mouse.move(x0, y1, steps=6)
+    page.mouse.move(x0, y0 + 5, steps=6)
     page.mouse.up()
     got = sorted(page.evaluate("morphospaceExplorer.selection()"))
     pos = page.evaluate(f"[...Array({N}).keys()].map(i => morphospaceExplorer.screenPosition(i))")

@@ -75,6 +75,8 @@ def build_report(run: RunDir | str | Path, cfg: Config | None = None) -> Path:
     rc = cfg.report
     if rc.thumb_size < 8 or rc.thumb_size > 256:
         raise UserError(f"report.thumb_size must be between 8 and 256 pixels, got {rc.thumb_size}")
+    if not 1 <= rc.thumb_quality <= 100:
+        raise UserError(f"report.thumb_quality must be between 1 and 100, got {rc.thumb_quality}")
     if rc.thumb_format not in ("webp", "jpeg"):
         raise UserError(f"report.thumb_format must be webp or jpeg, got {rc.thumb_format!r}")
     contents = RunContents(run, cfg.data.truth_label)

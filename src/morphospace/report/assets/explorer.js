@@ -299,13 +299,21 @@
   }
 
   /* ---------- drawing ---------- */
-  var pending = false;
-  function requestDraw() {
+  // Hover rings, neighbour lines and the selection outline live on a 2D overlay, so moving the
+  // mouse redraws only that; the points are redrawn when the view, colours or selection change.
+  var pending = false, pointsDirty = true;
+  function requestDraw(overlayOnly) {
+    if (!overlayOnly) pointsDirty = true;
     if (pending) return;
     pending = true;
-    requestAnimationFrame(function () { pending = false; drawNow(); });
+    requestAnimationFrame(function () {
+      pending = false;
+      if (pointsDirty) { pointsDirty = false; state.drawn = renderer.draw(); }
+      drawOverlay();
+    });
   }
   function drawNow() {
+    pointsDirty = false;
     state.drawn = renderer.draw();
     drawOverlay();
   }
@@ -416,7 +424,7 @@
     if (i < 0 || i >= N) {
       state.focus = -1;
       nnText.textContent = 'Click a galaxy on the map.';
-      requestDraw();
+      requestDraw(true);
       return;
     }
     var big = SPR.thumb(i, ids[i], { tag: 'div' });
@@ -438,15 +446,17 @@
       count++;
     }
     nnText.textContent = count + ' nearest neighbours in ' + E.neighbours.space + ':';
+    var moved = false;
     if (opts.centre) {
       var xy = maps[state.map].xy, p = toScreen(xy[2 * i], xy[2 * i + 1]);
       if (p[0] < 40 || p[1] < 40 || p[0] > state.W - 40 || p[1] > state.H - 40 || opts.scroll) {
         state.view.cx = xy[2 * i]; state.view.cy = xy[2 * i + 1];
         state.view.zoom = Math.max(state.view.zoom, 2.5);
+        moved = true;
       }
     }
     if (opts.scroll) root.scrollIntoView({ behavior: 'smooth', block: 'start' });
-    requestDraw();
+    requestDraw(!moved);
   }
 
   /* ---------- selection ---------- */
@@ -648,11 +658,11 @@
         var last = d.path[d.path.length - 1];
         if (Math.abs(last[0] - p[0]) + Math.abs(last[1] - p[1]) > 3) d.path.push(p);
       }
-      requestDraw();
+      requestDraw(d.kind !== 'pan');
       return;
     }
     var i = pick(p[0], p[1]);
-    if (i !== state.hover) { state.hover = i; requestDraw(); }
+    if (i !== state.hover) { state.hover = i; requestDraw(true); }
     showTooltip(i, p[0], p[1]);
   });
   function endDrag(ev) {
@@ -666,12 +676,12 @@
     } else if (d.kind === 'box' || (d.kind === 'lasso' && d.path.length > 2)) {
       finishSelection(d, d.add);
     }
-    requestDraw();
+    requestDraw(true);
   }
   overlay.addEventListener('pointerup', endDrag);
-  overlay.addEventListener('pointercancel', function () { state.drag = null; stage.classList.remove('dragging'); requestDraw(); });
+  overlay.addEventListener('pointercancel', function () { state.drag = null; stage.classList.remove('dragging'); requestDraw(true); });
   overlay.addEventListener('pointerleave', function () {
-    if (!state.drag) { state.hover = -1; tooltip.hidden = true; requestDraw(); }
+    if (!state.drag) { state.hover = -1; tooltip.hidden = true; requestDraw(true); }
   });
   overlay.addEventListener('wheel', function (ev) {
     ev.preventDefault();
