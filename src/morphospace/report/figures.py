@@ -247,7 +247,7 @@ def training_figure(logs: list[tuple[str, pd.DataFrame]], path: Path, max_panels
 
 def cluster_sizes_figure(names: Sequence[str], sizes: Sequence[int], colours: Sequence[str], path: Path,
                          title: str) -> Path:
-    fig, ctx = _figure(max(5.0, 0.55 * len(names) + 1.5), 3.0)
+    fig, ctx = _figure(max(5.0, 0.55 * len(names) + 1.5), 3.2)
     ax = fig.add_subplot()
     pos = np.arange(len(names))
     bars = ax.bar(pos, sizes, color=colours, width=0.7)
@@ -265,7 +265,7 @@ def cluster_sizes_figure(names: Sequence[str], sizes: Sequence[int], colours: Se
 def label_mix_figure(table: pd.DataFrame, path: Path, title: str) -> Path:
     """Stacked horizontal bars: for each cluster (row), the fraction of each label (column)."""
     frac = table.div(table.sum(axis=1).replace(0, np.nan), axis=0).fillna(0.0)
-    fig, ctx = _figure(7.6, 0.9 + 0.34 * len(frac))
+    fig, ctx = _figure(5.0, 1.5 + 0.34 * len(frac) + 0.22 * ((len(frac.columns) + 2) // 3))
     ax = fig.add_subplot()
     left = np.zeros(len(frac))
     pos = np.arange(len(frac))[::-1]
@@ -279,7 +279,8 @@ def label_mix_figure(table: pd.DataFrame, path: Path, title: str) -> Path:
     ax.set_xlabel("fraction of the cluster")
     ax.grid(axis="y", visible=False)
     ax.set_title(title)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    # legend under the bars: the figure stays narrow enough to sit beside the others
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, fontsize=8)
     return _save(fig, ctx, path)
 
 
