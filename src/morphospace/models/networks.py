@@ -27,7 +27,7 @@ from torch import nn
 
 from .vade import VaDE
 
-__all__ = ["DefaultEncoder", "DefaultDecoder", "build_vade", "PRESETS"]
+__all__ = ["DefaultEncoder", "DefaultDecoder", "build_vade", "build_model", "max_components", "PRESETS"]
 
 PRESETS = ("default", "astrovader")
 
@@ -60,9 +60,8 @@ class DefaultEncoder(nn.Module):
         n_down = len(widths)
         if image_size % (2**n_down) or image_size < 2**n_down:
             raise ValueError(f"image_size must be a multiple of {2**n_down}, got {image_size}")
-        layers: list[nn.Module] = [nn.Conv2d(channels, widths[0], 3, 1, 1), nn.GroupNorm(_groups(widths[0]), widths[0]),
-                                   nn.SiLU()]
-        c = widths[0]
+        layers: list[nn.Module] = []
+        c = channels
         for w in widths:
             layers += [nn.Conv2d(c, w, 4, 2, 1), nn.GroupNorm(_groups(w), w), nn.SiLU()]
             c = w
@@ -123,6 +122,20 @@ def build_vade(preset: str, channels: int, image_size: int, latent_dim: int, n_c
     else:
         raise ValueError(f"unknown model preset {preset!r} (known: {', '.join(PRESETS)})")
     return VaDE(enc, dec, n_components=n_components, latent_dim=latent_dim, image_size=image_size, **options)
+
+
+def max_components(hp: dict[str, Any]) -> int:
+    """Mixture slots to allocate: K, or the largest K the BIC may pick (``n_components = 0``)."""
+    return hp["n_components"] if hp["n_components"] > 0 else hp["k_max"]
+
+
+def build_model(hp: dict[str, Any]) -> VaDE:
+    """The :class:`VaDE` described by a hyper-parameter dict (``morphospace.train.resolve_hparams``)."""
+    opts = dict(recon_sigma=hp["recon_sigma"], radial_inner=hp["radial_inner"], radial_width=hp["radial_width"],
+                canonicalise=hp["canonicalise"], flip_invariant=hp["flip_invariant"])
+    if hp["preset"] == "default":
+        opts["widths"] = tuple(hp["widths"])
+    return build_vade(hp["preset"], hp["channels"], hp["image_size"], hp["latent_dim"], max_components(hp), **opts)
 
 
 # --- the published network (lives in astrovader_net.py, written separately) ----------------

@@ -458,6 +458,17 @@ class VaDE(nn.Module):
                          expected_log_pc=t["expected_log_pc"], entropy_c=t["entropy_c"],
                          neg_entropy_z=t["neg_entropy_z"], log_gamma=t["log_gamma"])
 
+    def aligned_target(self, target: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+        """The flip of each (prepared) target that the reconstruction matches best (identity
+        unless flip-invariant): what the reconstruction should be compared with."""
+        if not self.flip_invariant:
+            return target
+        w = self.pixel_weight
+        cands = torch.stack([dihedral(target, k) for k in FLIP_GROUP], 1)          # N,4,C,H,W
+        errs = (w * (cands - x_hat.unsqueeze(1)) ** 2).sum((2, 3, 4))
+        best = errs.argmin(1)
+        return cands[torch.arange(len(target)), best]
+
     # inference -----------------------------------------------------------------------
     @torch.no_grad()
     def predict_log_proba(self, x: torch.Tensor) -> torch.Tensor:

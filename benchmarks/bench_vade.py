@@ -1,0 +1,292 @@
+"""Benchmark of the VaDE on real galaxies (SDSS, Galaxy Zoo 1): clusters vs morphology and vs orientation.
+
+No label is used in training. Scored afterwards:
+
+* AMI and ARI of the VaDE clusters against three classes, elliptical (gz1_class 0) / spiral
+  (1 + 2) / edge-on (3) (``morph3``; dont_know and merger left out);
+* AMI of the clusters against the position angle (4 bins from windowed second moments of the
+  image), over all galaxies and over the elongated ones (axis ratio < 0.7): should be ~0;
+* the same for raw pixels + PCA + K-Means (K = 3 and K = the VaDE's K), the baseline;
+* over several seeds: mean and spread, and the ARI between the seeds' clusterings;
+* training throughput (images/s), model FLOPs per training image (``FlopCounterMode``), the
+  FLOP/s that a large matmul reaches in the same process, and the fraction of it the training
+  reaches; wall time of the whole training.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_vade.py --threads 2 --seeds 0 1 2
+    .venv/bin/python benchmarks/bench_vade.py --variants plain canonical default --seeds 0   # ablation
+
+Results go to ``--out`` (``results.json``, ``results.md``) and are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "sdss-gz1"
+
+# named sets of config overrides: the ablation of the default design
+VARIANTS = {
+    # the default configuration (canonical orientation, flip-invariant code, radial weight)
+    "default": [],
+    # none of the invariance devices
+    "plain": ["model.canonicalise=false", "model.flip_invariant=false", "model.radial_inner=0",
+              "train.augment=none"],
+    # published-style flips augmentation only
+    "flips": ["model.canonicalise=false", "model.flip_invariant=false", "model.radial_inner=0",
+              "train.augment=flips"],
+    # random rotations (any angle) + flips augmentation, no canonical frame
+    "rotate": ["model.canonicalise=false", "model.flip_invariant=false", "model.radial_inner=0",
+               "train.augment=rotate"],
+    # canonical rotation only
+    "canonical": ["model.flip_invariant=false", "model.radial_inner=0"],
+    # canonical rotation + flip-invariant code, no radial weight
+    "canonical_flipinv": ["model.radial_inner=0"],
+    # default without the flip-invariant code (flips augmentation instead)
+    "no_flipinv": ["model.flip_invariant=false"],
+}
+
+
+def build_run(workdir: Path, workers: int):
+    """Ingest sdss-gz1 (default preprocessing: 64 x 64 rgb, asinh) once into ``workdir/run``."""
+    from morphospace.config import apply_overrides, load_config
+    from morphospace.ingest import ingest
+    from morphospace.rundir import RunDir
+
+    run_path = workdir / "run"
+    if (run_path / "cube.npy").is_file() and (run_path / "catalogue.parquet").is_file():
+        return RunDir(run_path)
+    run = RunDir(run_path, create=True)
+    cfg = apply_overrides(load_config(None), [f"ingest.workers={workers}"])
+    ingest(DATA, run, cfg)
+    return run
+
+
+def position_angle_bins(cube: np.ndarray, n_bins: int = 4, window: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """PA bins (0..n_bins-1) and axis ratios from Gaussian-windowed second moments (window * side)."""
+    n, _, h, w = cube.shape
+    yy, xx = np.mgrid[:h, :w].astype(np.float64)
+    yy -= (h - 1) / 2
+    xx -= (w - 1) / 2
+    win = np.exp(-(xx**2 + yy**2) / (2 * (window * h) ** 2))
+    pa = np.empty(n)
+    q = np.empty(n)
+    for s in range(0, n, 512):
+        lum = np.clip(np.asarray(cube[s:s + 512]).mean(1), 0, None) * win
+        f = lum.sum((1, 2)) + 1e-12
+        mx = (lum * xx).sum((1, 2)) / f
+        my = (lum * yy).sum((1, 2)) / f
+        dx = xx - mx[:, None, None]
+        dy = yy - my[:, None, None]
+        qxx = (lum * dx * dx).sum((1, 2)) / f
+        qyy = (lum * dy * dy).sum((1, 2)) / f
+        qxy = (lum * dx * dy).sum((1, 2)) / f
+        pa[s:s + 512] = 0.5 * np.arctan2(2 * qxy, qxx - qyy)
+        det = np.sqrt((qxx - qyy) ** 2 + 4 * qxy**2)
+        q[s:s + 512] = np.sqrt(np.clip((qxx + qyy - det) / (qxx + qyy + det), 0, None))
+    bins = np.floor(((pa + np.pi / 2) % np.pi) / (np.pi / n_bins)).astype(int).clip(0, n_bins - 1)
+    return bins, q
+
+
+def scores(labels: np.ndarray, truth: np.ndarray, keep: np.ndarray, pa_bins: np.ndarray, elongated: np.ndarray) -> dict:
+    from sklearn.metrics import adjusted_mutual_info_score as ami
+    from sklearn.metrics import adjusted_rand_score as ari
+
+    return {
+        "ami_morph3": float(ami(truth[keep], labels[keep])),
+        "ari_morph3": float(ari(truth[keep], labels[keep])),
+        "ami_pa": float(ami(pa_bins, labels)),
+        "ami_pa_elongated": float(ami(pa_bins[elongated], labels[elongated])),
+        "k": int(len(np.unique(labels))),
+    }
+
+
+def matmul_flops(seconds: float = 3.0, n: int = 2048) -> float:
+    """FLOP/s of a large float32 matmul in this process (same threads)."""
+    import torch
+
+    a = torch.randn(n, n)
+    b = torch.randn(n, n)
+    a @ b
+    t0 = time.perf_counter()
+    reps = 0
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        reps += 1
+    return 2 * n**3 * reps / (time.perf_counter() - t0)
+
+
+def training_flops_per_image(hp: dict, batch: int = 32) -> float:
+    """FLOPs of one training step (forward + backward of the joint loss) per image."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from morphospace.models.networks import build_model
+
+    model = build_model(hp)
+    x = torch.rand(batch, hp["channels"], hp["image_size"], hp["image_size"])
+    with FlopCounterMode(display=False) as fc:
+        t = model.loss_terms(x, mode="vade")
+        (t.reconstruction + t.kl).mean().backward()
+    return fc.get_total_flops() / batch
+
+
+def train_and_score(run_dir: Path, base_run, overrides: list[str], seed: int, truth, keep, pa_bins, elongated) -> dict:
+    from morphospace.api import load_vade, model_dir
+    from morphospace.config import apply_overrides, load_config
+    from morphospace.embed import encode_cube
+    from morphospace.rundir import RunDir
+    from morphospace.train import train_run
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for f in ("cube.npy", "catalogue.parquet"):
+        if not (run_dir / f).exists():
+            os.symlink(base_run.path.resolve() / f, run_dir / f)
+    run = RunDir(run_dir)
+    cfg = apply_overrides(load_config(None), overrides + [f"train.seed={seed}"])
+    t0 = time.perf_counter()
+    result = train_run(run, cfg)
+    wall = time.perf_counter() - t0
+    model, hp, _ = load_vade(model_dir(run) / "model.pt")
+    enc = encode_cube(model, run.read_cube())
+    labels = enc["proba"].argmax(1)
+    out = scores(labels, truth, keep, pa_bins, elongated)
+    n = len(labels)
+    out.update({"seed": seed, "train_seconds": result.seconds, "wall_seconds": wall,
+                "images_per_second": hp["epochs"] * n / result.seconds, "sizes": np.bincount(labels).tolist(),
+                "guard_events": len(result.events), "labels": labels.tolist(), "hparams": hp})
+    return out
+
+
+def baseline(cube: np.ndarray, ks: list[int], seeds: list[int], truth, keep, pa_bins, elongated) -> dict:
+    """Raw pixels (2x2 pooled) + PCA(32) + K-Means."""
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+
+    x = np.asarray(cube, dtype=np.float32)
+    n, c, h, w = x.shape
+    x = x.reshape(n, c, h // 2, 2, w // 2, 2).mean((3, 5)).reshape(n, -1)
+    out = {}
+    for k in ks:
+        rows = []
+        for seed in seeds:
+            p = PCA(32, random_state=seed).fit_transform(x)
+            labels = KMeans(k, n_init=10, random_state=seed).fit_predict(p)
+            rows.append({**scores(labels, truth, keep, pa_bins, elongated), "labels": labels})
+        out[f"pixels_pca_kmeans{k}"] = summarise(rows)
+    return out
+
+
+def summarise(rows: list[dict]) -> dict:
+    from sklearn.metrics import adjusted_rand_score as ari
+
+    keys = ["ami_morph3", "ari_morph3", "ami_pa", "ami_pa_elongated", "k"]
+    s = {k: {"mean": float(np.mean([r[k] for r in rows])), "std": float(np.std([r[k] for r in rows])),
+             "values": [r[k] for r in rows]} for k in keys}
+    labs = [np.asarray(r["labels"]) for r in rows]
+    pairs = [ari(labs[i], labs[j]) for i in range(len(labs)) for j in range(i + 1, len(labs))]
+    s["ari_between_seeds"] = {"mean": float(np.mean(pairs)) if pairs else None, "values": pairs}
+    for extra in ("train_seconds", "images_per_second"):
+        if extra in rows[0]:
+            s[extra] = {"mean": float(np.mean([r[extra] for r in rows])), "values": [r[extra] for r in rows]}
+    return s
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="/tmp/morphospace-bench/vade", help="work and results folder")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--variants", nargs="+", default=["default"], choices=sorted(VARIANTS))
+    ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra config override")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=2, help="ingest workers")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    from morphospace.progress import set_quiet
+
+    set_quiet(True)
+    if not DATA.is_dir():
+        print(f"sdss-gz1 not found at {DATA}", file=sys.stderr)
+        return 1
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    base = build_run(out, args.workers)
+    cube = base.read_cube()
+    cat = base.read_catalogue().sort_values("cube_index")
+    cat = cat[cat["cube_index"] >= 0]
+    truth = cat["morph3"].astype("string").fillna("").to_numpy()
+    keep = truth != ""
+    pa_bins, q = position_angle_bins(cube)
+    elongated = q < 0.7
+    print(f"{len(cube)} galaxies, {keep.sum()} with a 3-class label "
+          f"({pd.Series(truth[keep]).value_counts().to_dict()}), {elongated.sum()} elongated (q < 0.7)")
+
+    results: dict = {"n_galaxies": int(len(cube)), "threads": args.threads, "variants": {}}
+    results["matmul_flops_per_s"] = matmul_flops()
+    for variant in args.variants:
+        overrides = VARIANTS[variant] + [f"train.num_threads={args.threads}"] + args.overrides
+        rows = []
+        for seed in args.seeds:
+            r = train_and_score(out / f"{variant}_s{seed}", base, overrides, seed, truth, keep, pa_bins, elongated)
+            print(json.dumps({k: v for k, v in r.items() if k not in ("labels", "hparams")}))
+            rows.append(r)
+        summary = summarise(rows)
+        hp = rows[0]["hparams"]
+        flops = training_flops_per_image(hp)
+        summary["train_flops_per_image"] = flops
+        summary["fraction_of_matmul"] = flops * summary["images_per_second"]["mean"] / results["matmul_flops_per_s"]
+        summary["overrides"] = overrides
+        summary["epochs"] = hp["epochs"]
+        results["variants"][variant] = summary
+        (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
+    ks = sorted({3} | {int(round(s["k"]["mean"])) for s in results["variants"].values()})
+    results["baseline"] = baseline(cube, ks, args.seeds, truth, keep, pa_bins, elongated)
+    results["matmul_flops_per_s_end"] = matmul_flops()
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
+    md = to_markdown(results)
+    (out / "results.md").write_text(md)
+    print(md)
+    return 0
+
+
+def to_markdown(results: dict) -> str:
+    def fmt(s):
+        return f"{s['mean']:.3f} ± {s['std']:.3f}"
+
+    lines = ["| representation | K | AMI morph3 | ARI morph3 | AMI PA (all) | AMI PA (q<0.7) | ARI between seeds |",
+             "|---|---|---|---|---|---|---|"]
+    for name, s in list(results["variants"].items()) + list(results.get("baseline", {}).items()):
+        seeds_ari = s["ari_between_seeds"]["mean"]
+        lines.append(f"| {name} | {fmt(s['k'])} | {fmt(s['ami_morph3'])} | {fmt(s['ari_morph3'])} | "
+                     f"{fmt(s['ami_pa'])} | {fmt(s['ami_pa_elongated'])} | "
+                     f"{'-' if seeds_ari is None else f'{seeds_ari:.3f}'} |")
+    lines.append("")
+    lines.append(f"matmul: {results['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s at the start, "
+                 f"{results.get('matmul_flops_per_s_end', float('nan')) / 1e9:.1f} at the end ({results['threads']} threads)")
+    for name, s in results["variants"].items():
+        lines.append(f"{name}: {s['epochs']} epochs, {s['train_seconds']['mean']:.0f} s per training, "
+                     f"{s['images_per_second']['mean']:.0f} images/s, "
+                     f"{s['train_flops_per_image'] / 1e6:.0f} MFLOP per training image, "
+                     f"{100 * s['fraction_of_matmul']:.1f}% of the matmul FLOP/s")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,361 @@
+"""VaDE training with Lightning: phases, guards, determinism, resume, DDP, outputs, API."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from morphospace.config import apply_overrides, load_config
+from morphospace.errors import UserError
+from morphospace.rundir import RunDir, write_npy, write_table
+
+N_GAL = 48
+SIDE = 16
+
+TINY = ["model.widths=[4, 8]", "model.latent_dim=3", "model.n_components=2", "train.epochs=3",
+        "train.pretrain_epochs=1", "train.batch_size=16", "train.num_threads=1", "train.lr=0.003"]
+
+
+def make_run(path: Path, n: int = N_GAL, side: int = SIDE, channels: int = 2, seed: int = 0) -> RunDir:
+    """A run with a tiny cube: round blobs and elongated bars at random angles, plus noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:side, :side] - (side - 1) / 2
+    cube = np.empty((n, channels, side, side), np.float32)
+    kinds = np.arange(n) % 2
+    for i in range(n):
+        a = rng.uniform(0, np.pi)
+        u, v = xx * np.cos(a) + yy * np.sin(a), -xx * np.sin(a) + yy * np.cos(a)
+        q = 1.0 if kinds[i] == 0 else 0.3
+        r2 = u**2 + (v / q) ** 2
+        img = np.exp(-r2 / (2 * (side / 8) ** 2))
+        cube[i] = img[None] * rng.uniform(0.7, 1.0, (channels, 1, 1)) + rng.normal(0, 0.03, (channels, side, side))
+    run = RunDir(path, create=True)
+    cat = pd.DataFrame({"id": [f"g{i:03d}" for i in range(n)], "source": "test",
+                        "shape": np.where(kinds == 0, "round", "bar"), "cube_index": np.arange(n)})
+    write_table(run.catalogue, cat)
+    write_npy(run.cube, cube)
+    return run
+
+
+def cfg_for(*extra: str):
+    return apply_overrides(load_config(None), TINY + list(extra))
+
+
+def final_state(run: RunDir) -> dict:
+    return torch.load(run.path / "models/vade/model.pt", weights_only=False)["state_dict"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from morphospace.train import train_run
+
+    run = make_run(tmp_path_factory.mktemp("trained"))
+    result = train_run(run, cfg_for())
+    return run, result
+
+
+# --- framework-free pieces ----------------------------------------------------------------------
+
+def test_bic_picks_the_number_of_separated_groups():
+    from morphospace.train import fit_mixture, select_k
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[0, 0, 0], [6, 0, 0], [0, 6, 0]])
+    z = np.concatenate([c + rng.normal(0, 0.5, (100, 3)) for c in centres])
+    k, bic = select_k(z, 1, 6, seed=0)
+    assert k == 3 and set(bic) == set(range(1, 7))
+    fit = fit_mixture(z, 3, seed=0)
+    assert np.allclose(np.sort(fit["weights"]), 1 / 3, atol=0.01)
+    assert np.allclose(np.sort(fit["means"][:, 0]), [0, 0, 6], atol=0.2)
+
+
+def test_schedules():
+    from morphospace.train import latent_weight, lr_factor, resolve_hparams
+
+    cfg = apply_overrides(load_config(None), ["model.preset=astrovader"])
+    hp = resolve_hparams(cfg, 1, 128)
+    assert (hp["epochs"], hp["pretrain_epochs"], hp["latent_dim"], hp["n_components"], hp["batch_size"]) == \
+        (350, 100, 20, 12, 190)
+    assert latent_weight(hp, 0) == pytest.approx(0.3)
+    assert latent_weight(hp, 12.5) == pytest.approx(0.3 * (0.5**3 + 1))
+    assert latent_weight(hp, 30) == pytest.approx(0.6)
+    assert latent_weight(hp, 50) == pytest.approx(0.3)   # next cycle
+    assert lr_factor(hp, 0) == 1.0 and hp["lr"] * lr_factor(hp, 350) == pytest.approx(1e-6)
+    # user-set fields win over the published ones
+    hp2 = resolve_hparams(apply_overrides(cfg, ["train.epochs=2", "train.pretrain_epochs=1"]), 1, 128)
+    assert (hp2["epochs"], hp2["pretrain_epochs"]) == (2, 1)
+    hpd = resolve_hparams(load_config(None), 3, 64)
+    assert latent_weight(hpd, 3) == 1.0
+    assert hpd["lr"] * lr_factor(hpd, hpd["epochs"]) == pytest.approx(hpd["final_lr"])
+
+
+def test_bad_configuration_is_a_user_error(tmp_path):
+    from morphospace.train import train_run
+
+    run = make_run(tmp_path)
+    with pytest.raises(UserError, match="must exceed"):
+        train_run(run, cfg_for("train.epochs=1", "train.pretrain_epochs=1"))
+    with pytest.raises(UserError, match="augment"):
+        train_run(run, cfg_for("train.augment=spin"))
+    with pytest.raises(UserError, match="nothing to resume"):
+        train_run(run, cfg_for(), resume=True)
+
+
+# --- training ----------------------------------------------------------------------------------
+
+def test_training_writes_checkpoint_logs_and_model(trained):
+    run, result = trained
+    mdir = run.path / "models/vade"
+    assert (mdir / "last.ckpt").is_file() and (mdir / "model.pt").is_file()
+    assert result.n_components == 2 and result.global_rank == 0
+    metrics = pd.read_csv(next((mdir / "logs/csv").glob("v*/metrics.csv")))
+    per_epoch = metrics.groupby("epoch").last()
+    assert list(per_epoch.index) == [0, 1, 2]
+    for col in ("loss", "reconstruction", "kl", "expected_log_pz_c", "expected_log_pc", "entropy_c",
+                "neg_entropy_z", "lr"):
+        assert col in metrics, col
+    assert per_epoch["phase"].tolist() == [0.0, 1.0, 1.0]
+    assert np.isfinite(per_epoch["loss"]).all()
+    assert list((mdir / "logs/tensorboard").glob("v*/events.out.tfevents*"))
+    info = json.loads((mdir / "training.json").read_text())
+    assert info["init"]["k"] == 2 and info["init"]["epoch"] == 1
+
+
+def test_mixture_initialisation_is_applied(tmp_path):
+    """At the first joint step the prior holds K-Means -> diagonal GMM fitted on z_mean."""
+    import lightning.pytorch as pl
+
+    from morphospace.train import fit_mixture, train_run
+
+    captured = {}
+
+    class Capture(pl.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            if trainer.current_epoch == 1 and batch_idx == 0:
+                prior = module.model.prior
+                captured["z"], captured["z_var"] = module.encode_dataset()
+                captured["means"] = prior.means[: prior.n_components].detach().clone().numpy()
+                captured["weights"] = prior.log_weights[: prior.n_components].exp().detach().numpy()
+                captured["variances"] = prior.log_vars[: prior.n_components].exp().detach().numpy()
+
+    run = make_run(tmp_path)
+    train_run(run, cfg_for("train.epochs=2"), callbacks=[Capture()])
+    fit = fit_mixture(captured["z"], 2, seed=0, posterior_var=captured["z_var"])
+    np.testing.assert_allclose(captured["means"], fit["means"], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(captured["variances"], fit["variances"], rtol=1e-4)
+    np.testing.assert_allclose(captured["weights"], fit["weights"], rtol=1e-4, atol=1e-6)
+
+
+def test_bic_chooses_k_when_n_components_is_zero(tmp_path):
+    from morphospace.train import train_run
+
+    run = make_run(tmp_path)
+    result = train_run(run, cfg_for("model.n_components=0", "model.k_min=1", "model.k_max=3", "train.epochs=2"))
+    info = json.loads((run.path / "models/vade/training.json").read_text())
+    assert set(info["init"]["bic"]) == {"1", "2", "3"}
+    best = min(info["init"]["bic"], key=info["init"]["bic"].get)
+    assert result.n_components == int(best) == info["init"]["k"]
+
+
+def test_guard_reseeds_a_starved_component(tmp_path, caplog):
+    import lightning.pytorch as pl
+
+    from morphospace.train import train_run
+
+    class Starve(pl.Callback):
+        def on_train_epoch_start(self, trainer, module):
+            if trainer.current_epoch == 2:   # the mixture exists from epoch 1
+                with torch.no_grad():
+                    module.model.prior.logits[1] = -30.0
+
+    run = make_run(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        result = train_run(run, cfg_for("train.epochs=4", "model.n_components=3"), callbacks=[Starve()])
+    events = [e for e in result.events if e["event"] == "reinitialised" and e["epoch"] == 2]
+    assert any(e["component"] == 1 for e in events)
+    assert any("re-seeded" in r.message for r in caplog.records)
+    weights = torch.softmax(final_state(run)["prior.logits"][:3], 0)
+    assert weights[1] > 0.01
+
+
+def test_same_seed_same_labels_and_resume_equals_uninterrupted(tmp_path, trained):
+    import lightning.pytorch as pl
+
+    from morphospace.embed import encode_cube
+    from morphospace.api import load_vade
+    from morphospace.train import train_run
+
+    run_a, _ = trained
+    run_b = make_run(tmp_path / "b")
+    train_run(run_b, cfg_for())
+    sa, sb = final_state(run_a), final_state(run_b)
+    assert all(torch.equal(sa[k], sb[k]) for k in sa), "same seed, different weights"
+
+    def labels(run):
+        model = load_vade(run.path / "models/vade/model.pt")[0]
+        return encode_cube(model, run.read_cube())["proba"].argmax(1)
+
+    assert np.array_equal(labels(run_a), labels(run_b))
+    # another seed gives another model
+    run_c = make_run(tmp_path / "c")
+    train_run(run_c, cfg_for("train.seed=1"))
+    assert not torch.equal(final_state(run_c)["prior.means"], sa["prior.means"])
+
+    class Kill(pl.Callback):
+        def on_train_epoch_start(self, trainer, module):
+            if trainer.current_epoch == 2:
+                raise KeyboardInterrupt("simulated kill")
+
+    run_d = make_run(tmp_path / "d")
+    with pytest.raises(BaseException):
+        train_run(run_d, cfg_for(), callbacks=[Kill()])
+    assert not (run_d.path / "models/vade/model.pt").exists()
+    ckpt = torch.load(run_d.path / "models/vade/last.ckpt", weights_only=False)
+    assert ckpt["epoch"] == 1 and "rng" in ckpt["morphospace"] and ckpt["state_dict"]["mixture_ready"] == 1
+    with pytest.raises(UserError, match="configuration changed"):
+        train_run(run_d, cfg_for("model.latent_dim=4"), resume=True)
+    train_run(run_d, cfg_for(), resume=True)
+    sd = final_state(run_d)
+    assert all(torch.equal(sa[k], sd[k]) for k in sa), "resumed run differs from the uninterrupted one"
+    assert np.array_equal(labels(run_a), labels(run_d))
+
+
+def test_astrovader_preset_runs_one_tiny_epoch(tmp_path):
+    pytest.importorskip("morphospace.models.astrovader_net")
+    from morphospace.api import load_model
+    from morphospace.train import train_run
+
+    run = make_run(tmp_path, n=6, side=128, channels=1)
+    cfg = apply_overrides(load_config(None), ["model.preset=astrovader", "train.epochs=1", "train.pretrain_epochs=0",
+                                              "train.batch_size=4", "train.num_threads=2", "model.n_components=2"])
+    result = train_run(run, cfg)
+    hp = json.loads((run.path / "models/vade/hparams.json").read_text())
+    assert hp["schedule"] == "astrovader" and hp["latent_dim"] == 20 and hp["weight_decay"] == 0.02
+    model = load_model(run)
+    assert type(model.vade.encoder).__name__ == "AstroVaDErEncoder"
+    assert result.n_components == 2
+    p = model.predict_proba(run.read_cube()[:3])
+    np.testing.assert_allclose(p.sum(1), 1, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(tmp_path):
+    """strategy=ddp, accelerator=cpu, devices=2 (gloo): a tiny run completes and writes its model."""
+    run = make_run(tmp_path / "run")
+    script = tmp_path / "ddp_train.py"
+    script.write_text(textwrap.dedent(f"""
+        from morphospace.config import apply_overrides, load_config
+        from morphospace.rundir import RunDir
+        from morphospace.train import train_run
+        cfg = apply_overrides(load_config(None), {TINY!r} + ["train.strategy=ddp", "train.devices=2",
+                                                             "train.epochs=2"])
+        r = train_run(RunDir({str(run.path)!r}), cfg)
+        print("RANK", r.global_rank, "K", r.n_components)
+    """))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "RANK 0 K 2" in proc.stdout and "RANK 1 K 2" in proc.stdout, proc.stdout
+    assert (run.path / "models/vade/model.pt").is_file()
+    metrics = pd.read_csv(next((run.path / "models/vade/logs/csv").glob("v*/metrics.csv")))
+    assert metrics["epoch"].max() == 1
+
+
+# --- outputs and the Python API -------------------------------------------------------------------
+
+def test_embed_run_writes_table_embedding_clustering_figures(trained):
+    from morphospace.embed import TABLE_NAME, embed_run
+
+    run, result = trained
+    table = embed_run(run, cfg_for())
+    saved = pd.read_parquet(run.path / TABLE_NAME)
+    assert list(saved["id"]) == list(run.cube_ids())
+    for col in ["z_mean_0", "z_mean_2", "z_log_var_2", "prob_0", "prob_1", "label", "label_prob", "recon_error",
+                "log_likelihood", "anomaly"]:
+        assert col in saved, col
+    probs = saved[["prob_0", "prob_1"]].to_numpy()
+    np.testing.assert_allclose(probs.sum(1), 1, rtol=1e-5)
+    assert np.array_equal(saved["label"], probs.argmax(1))
+    assert np.allclose(saved["anomaly"], -saved["log_likelihood"])
+    assert (saved["recon_error"] > 0).all()
+    z = run.read_embedding("vade")
+    assert z.shape == (N_GAL, 3) and np.allclose(z, saved[["z_mean_0", "z_mean_1", "z_mean_2"]].to_numpy())
+    clus = run.read_clustering("vade")
+    assert np.array_equal(clus["label"], saved["label"])
+    for name in ["vade_reconstructions", "vade_clusters", "vade_component_means", "vade_generated",
+                 "vade_interpolation", "vade_training_curves"]:
+        assert run.figure_path(name).stat().st_size > 1000, name
+    assert len(table) == N_GAL
+
+
+def test_api_numpy_in_numpy_out(trained):
+    from morphospace.api import load_model
+
+    run, _ = trained
+    model = load_model(run)
+    x = np.asarray(run.read_cube()[:5])
+    mu, lv = model.encode(x)
+    assert mu.shape == (5, 3) and lv.shape == (5, 3) and isinstance(mu, np.ndarray)
+    imgs = model.decode(mu)
+    assert imgs.shape == (5, 2, SIDE, SIDE)
+    p = model.predict_proba(x)
+    assert p.shape == (5, 2)
+    np.testing.assert_allclose(p.sum(1), 1, rtol=1e-5)
+    assert np.array_equal(model.predict(x), p.argmax(1))
+    # one galaxy at a time gives the same probabilities (no batch dependence)
+    np.testing.assert_allclose(model.predict_proba(x[2:3])[0], p[2], rtol=1e-5)
+    s = model.sample(1, 4, temperature=0.5)
+    assert s.shape == (4, 2, SIDE, SIDE)
+    with pytest.raises(UserError):
+        model.encode(np.zeros((2, 3, SIDE, SIDE)))
+    with pytest.raises(UserError):
+        model.sample(5, 2)
+
+
+def test_generate_with_rejection_and_write(trained, tmp_path):
+    from astropy.io import fits
+    from PIL import Image
+
+    from morphospace.api import load_model
+    from morphospace.embed import generate, write_generated
+
+    run, _ = trained
+    model = load_model(run)
+    # plain draws: decode(N(mu_k, t var_k)) from the seeded generator
+    z_draws = model.vade.prior.sample(0, 16, 0.5, torch.Generator().manual_seed(3))
+    assert np.array_equal(generate(run, 0, 16, seed=3), model.decode(z_draws.detach().numpy()))
+    vade = model.vade
+    with torch.no_grad():   # two components on top of each other: p(k|z) = 1/2 everywhere
+        vade.prior.means[1] = vade.prior.means[0]
+        vade.prior.raw_log_vars[1] = vade.prior.raw_log_vars[0]
+        vade.prior.logits[1] = vade.prior.logits[0]
+    assert np.array_equal(generate(vade, 0, 16, reject_below=0.4, seed=3), generate(vade, 0, 16, seed=3))
+    with pytest.raises(UserError, match="p\\(k\\|z\\)"):
+        generate(vade, 0, 4, reject_below=0.6, max_tries=3)
+    with torch.no_grad():   # far apart: the rejection keeps what it should and still returns n
+        vade.prior.means[1] = vade.prior.means[0] + 1.0
+        vade.prior.raw_log_vars[:2] = 0.0
+    imgs = generate(vade, 0, 6, temperature=1.0, reject_below=0.6, seed=1)
+    assert imgs.shape == (6, 2, SIDE, SIDE)
+    g = torch.Generator().manual_seed(1)
+    z = vade.prior.sample(0, 16, 1.0, g)
+    post = vade.prior.posterior(z)[:, 0]
+    assert 0 < int((post < 0.6).sum()) < 16    # some draws really are rejected
+    expected = vade.decode(z[post >= 0.6][:6]).detach().numpy()
+    np.testing.assert_array_equal(imgs, expected)
+    with pytest.raises(UserError):
+        generate(run, 7, 4)
+    paths = write_generated(imgs, tmp_path / "gen")
+    assert len(paths) == 12
+    with fits.open(tmp_path / "gen" / "generated_0000.fits") as hdul:
+        np.testing.assert_allclose(hdul[0].data, imgs[0], rtol=1e-6)
+    assert Image.open(tmp_path / "gen" / "generated_0005.png").size == (SIDE, SIDE)
