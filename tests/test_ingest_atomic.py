@@ -7,13 +7,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 from fixtures import galaxy_rgb, ingest_to, many_jpegs, save_image
 
 import morphospace.ingest as ingest_module
+from morphospace.errors import UserError
 from morphospace.ingest.cube import CubeWriter
 
 KILLABLE = """
@@ -169,3 +169,21 @@ def test_workers_give_the_same_cube_as_one_process(tmp_path):
     _, cat2, two, _ = ingest_to(data, tmp_path / "r2", ingest__workers=2, ingest__chunk_size=3)
     np.testing.assert_array_equal(one, two)
     assert list(cat1["id"]) == list(cat2["id"])
+
+
+_ORIGINAL_CHUNK = ingest_module._process_chunk
+
+
+def _dying_chunk(start, items, spec):
+    """A worker that dies mid-ingest, as on a decoder crash or the OOM killer (module level: picklable)."""
+    if start >= 40:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _ORIGINAL_CHUNK(start, items, spec)
+
+
+def test_a_dying_worker_is_one_clear_error_and_nothing_is_written(tmp_path, monkeypatch):
+    data = many_jpegs(tmp_path / "data", 120, size=48)
+    monkeypatch.setattr(ingest_module, "_process_chunk", _dying_chunk)
+    with pytest.raises(UserError, match="worker process died"):
+        ingest_to(data, tmp_path / "run", ingest__workers=2, ingest__chunk_size=8)
+    assert not list((tmp_path / "run").iterdir())

@@ -205,3 +205,14 @@ def test_forced_layout_and_unknown_layout(tiny_folder_survey):
     assert read_survey(tiny_folder_survey, DataConfig(layout="folder")).layout == "folder"
     with pytest.raises(UserError, match="unknown layout 'zip'.*known layouts"):
         read_survey(tiny_folder_survey, DataConfig(layout="zip"))
+
+
+def test_spreadsheet_catalogue_and_odd_file_names(tmp_path):
+    root = tmp_path / "odd"
+    save_image(root / "a b.png", galaxy_rgb(48, seed=1))
+    # a file name that is not valid UTF-8 (kept by Python as surrogates)
+    save_image(root / b"gal\xff.png".decode("utf-8", "surrogateescape"), galaxy_rgb(48, seed=2))
+    (root / "cat.csv").write_text("id,kind\n a b ,spiral\n", encoding="utf-8-sig")  # with a byte-order mark
+    summary, cat, cube, _ = ingest_to(root, tmp_path / "run")
+    assert cube.shape[0] == 2 and cat.loc[0, "id"] == "a b" and cat.loc[0, "kind"] == "spiral"
+    assert cat.loc[1, "id"].startswith("gal") and cat.loc[1, "flag_no_catalogue_row"]

@@ -34,6 +34,7 @@ import signal
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -243,16 +244,19 @@ def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = Non
     log.info("ingest: %d records, layout %s, %s -> %dx%dx%d, %d worker(s)",
              len(survey), survey.layout, data, spec.channels, spec.size, spec.size, workers)
     if strict:
-        _raise_if_flagged(survey, {}, "catalogue")
+        _raise_if_flagged(survey, "catalogue")
 
     _clean(run)  # an old cube or catalogue must never pair with a new one
-    writer = CubeWriter(run.cube, len(survey), (spec.channels, spec.size, spec.size))
+    try:
+        writer = CubeWriter(run.cube, len(survey), (spec.channels, spec.size, spec.size))
+    except OSError as exc:
+        raise UserError(f"cannot write in {run.path}: {exc.strerror or exc}") from None
     cube_index = np.full(len(survey), -1, dtype=np.int64)
     details: dict[str, dict[str, str]] = {}
+    chunks = _run_pool(survey, spec, min(workers, max(1, len(survey) // chunk + 1)), chunk)
     try:
-        bar = progress(_run_pool(survey, spec, min(workers, max(1, len(survey) // chunk + 1)), chunk),
-                       total=(len(survey) + chunk - 1) // chunk, desc="ingest", unit="chunk")
-        for start, rows, results in bar:
+        for start, rows, results in progress(chunks, total=(len(survey) + chunk - 1) // chunk,
+                                             desc="ingest", unit="chunk"):
             first = writer.append_rows(rows)
             k = 0
             for j, (in_cube, flags, detail) in enumerate(results):
@@ -265,8 +269,9 @@ def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = Non
                     ex = details.setdefault(flag, {})
                     if len(ex) < N_EXAMPLES:
                         ex[rec.id] = detail
+        chunks.close()  # the pool is shut down before the outputs are written
         if strict:
-            _raise_if_flagged(survey, details, "image")
+            _raise_if_flagged(survey, "image")
         if writer.rows == 0:
             raise UserError(f"no usable galaxy in {data}: all {len(survey)} were flagged "
                             f"({_flag_counts_line(survey)})")
@@ -279,9 +284,18 @@ def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = Non
             with atomic_path(run.ingest_summary) as sum_tmp:
                 sum_tmp.write_text(json.dumps(summary, indent=2) + "\n")
                 writer.publish()
+    except BrokenProcessPool:
+        writer.abort()
+        raise UserError("an ingest worker process died (killed, out of memory, or a decoder crash); "
+                        "nothing was written: re-run to start again") from None
+    except OSError as exc:  # disk full, permissions: the user's to fix, in one line
+        writer.abort()
+        raise UserError(f"cannot write in {run.path}: {exc.strerror or exc}") from None
     except BaseException:
         writer.abort()
         raise
+    finally:
+        chunks.close()
     _log_summary(summary)
     return summary
 
@@ -289,8 +303,8 @@ def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = Non
 def build_catalogue(survey: Survey, cube_index: np.ndarray) -> pd.DataFrame:
     """One row per record: id, source, labels, ``flag_<reason>`` booleans, cube_index."""
     recs = survey.records
-    table = pd.DataFrame({"id": pd.array([r.id for r in recs], dtype=object),
-                          "source": pd.array([r.where for r in recs], dtype=object)})
+    table = pd.DataFrame({"id": pd.array(_storable([r.id for r in recs]), dtype=object),
+                          "source": pd.array(_storable([r.where for r in recs]), dtype=object)})
     labels = survey.labels.reset_index(drop=True)
     for col in labels.columns:
         name = str(col)
@@ -301,6 +315,15 @@ def build_catalogue(survey: Survey, cube_index: np.ndarray) -> pd.DataFrame:
         table[f"flag_{flag}"] = np.fromiter((flag in r.flags for r in recs), dtype=bool, count=len(recs))
     table["cube_index"] = cube_index
     return table
+
+
+def _storable(texts: list[str]) -> list[str]:
+    """File names that are not valid UTF-8 (kept by Python as surrogates) made writable to Parquet."""
+    try:
+        "\n".join(texts).encode("utf-8")
+        return texts
+    except UnicodeEncodeError:
+        return [t.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for t in texts]
 
 
 def summarise(survey: Survey, catalogue: pd.DataFrame, spec: PreprocessSpec, details: dict,
@@ -341,7 +364,7 @@ def _log_summary(summary: dict) -> None:
                     "excluded" if info["excluded"] else "kept", ", ".join(map(str, info["examples"][:3])))
 
 
-def _flag_counts_line(survey: Survey, details: dict | None = None) -> str:
+def _flag_counts_line(survey: Survey) -> str:
     counts: dict[str, list[str]] = {}
     for r in survey.records:
         for f in r.flags:
@@ -354,7 +377,7 @@ def _flag_counts_line(survey: Survey, details: dict | None = None) -> str:
     return "; ".join(parts)
 
 
-def _raise_if_flagged(survey: Survey, details: dict, where: str) -> None:
+def _raise_if_flagged(survey: Survey, where: str) -> None:
     n = sum(1 for r in survey.records if r.flags)
     if n:
         raise UserError(f"--strict: {n} {where} problem(s): {_flag_counts_line(survey)}; "

@@ -218,7 +218,8 @@ def _read_table(path: Path) -> pd.DataFrame:
         if path.suffix.lower() == ".parquet":
             table = pd.read_parquet(path)
             return table.astype(str).where(table.notna(), "")
-        return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        # utf-8-sig: a spreadsheet's byte-order mark must not become part of the first column name
+        return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError, ValueError, OSError) as exc:
         raise UserError(f"cannot read catalogue {path}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
     except Exception as exc:  # noqa: BLE001 - pyarrow raises its own types
