@@ -61,7 +61,13 @@ def naive_loop(paths: list[Path], size: int = 64, crop: float = 0.5) -> np.ndarr
     return out
 
 
-def time_ingest(data: Path, workers: int, tmp: Path) -> tuple[float, dict]:
+def _cpu() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def time_ingest(data: Path, workers: int, tmp: Path) -> tuple[float, float, dict]:
+    """(wall seconds, CPU seconds of this process and its workers, summary) of one ingest."""
     from morphospace.config import Config, apply_overrides
     from morphospace.ingest import ingest
     from morphospace.progress import set_quiet
@@ -70,11 +76,11 @@ def time_ingest(data: Path, workers: int, tmp: Path) -> tuple[float, dict]:
     set_quiet(True)
     cfg = apply_overrides(Config(), {"ingest.workers": workers, "preprocess.size": 64})
     run = RunDir(tmp / f"run_{time.monotonic_ns()}", create=True)
-    t0 = time.perf_counter()
+    c0, t0 = _cpu(), time.perf_counter()
     summary = ingest(data, run, cfg)
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, _cpu() - c0
     shutil.rmtree(run.path)
-    return elapsed, summary
+    return elapsed, cpu, summary
 
 
 def throughput(workers: int, repeats: int) -> None:
@@ -83,21 +89,25 @@ def throughput(workers: int, repeats: int) -> None:
         return
     paths = sorted((SHARED / "images").iterdir())
     n = len(paths)
-    best_ingest, best_naive = float("inf"), float("inf")
+    best_ingest, best_naive = (float("inf"), 0.0), (float("inf"), 0.0)
     with tempfile.TemporaryDirectory(prefix="bench_ingest_") as tmp:
         for r in range(repeats):
-            t, summary = time_ingest(SHARED, workers, Path(tmp))
-            best_ingest = min(best_ingest, t)
-            t0 = time.perf_counter()
+            t, cpu, summary = time_ingest(SHARED, workers, Path(tmp))
+            best_ingest = min(best_ingest, (t, cpu))
+            c0, t0 = _cpu(), time.perf_counter()
             naive_loop(paths)
-            t1 = time.perf_counter() - t0
-            best_naive = min(best_naive, t1)
-            print(f"  round {r + 1}: ingest {t:.2f} s ({n / t:.0f} img/s), naive {t1:.2f} s ({n / t1:.0f} img/s), "
-                  f"ratio {t1 / t:.2f}  [load {os.getloadavg()[0]:.2f}]")
+            t1, cpu1 = time.perf_counter() - t0, _cpu() - c0
+            best_naive = min(best_naive, (t1, cpu1))
+            print(f"  round {r + 1}: ingest {t:.2f} s ({n / t:.0f} img/s, CPU {1e3 * cpu / n:.2f} ms/img), "
+                  f"naive {t1:.2f} s ({n / t1:.0f} img/s, CPU {1e3 * cpu1 / n:.2f} ms/img), ratio {t1 / t:.2f}  "
+                  f"[load {os.getloadavg()[0]:.2f}]")
+    (ti, ci), (tn, cn) = best_ingest, best_naive
     print(f"throughput: sdss-gz1 {n} JPEGs -> {summary['cube_shape']} ({summary['n_in_cube']} in the cube), "
           f"{workers} workers")
-    print(f"  ingest best {best_ingest:.2f} s = {n / best_ingest:.0f} img/s; naive Pillow loop best "
-          f"{best_naive:.2f} s = {n / best_naive:.0f} img/s; ratio {best_naive / best_ingest:.2f}x")
+    print(f"  ingest best {ti:.2f} s = {n / ti:.0f} img/s; naive Pillow loop best {tn:.2f} s = {n / tn:.0f} img/s; "
+          f"ratio {tn / ti:.2f}x")
+    print(f"  CPU per image (all processes): ingest {1e3 * ci / n:.2f} ms, naive {1e3 * cn / n:.2f} ms "
+          f"(with {workers} free cores the ratio would approach {workers * cn / ci:.1f}x)")
 
 
 # --- memory ----------------------------------------------------------------------------------
