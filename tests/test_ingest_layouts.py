@@ -216,3 +216,12 @@ def test_spreadsheet_catalogue_and_odd_file_names(tmp_path):
     summary, cat, cube, _ = ingest_to(root, tmp_path / "run")
     assert cube.shape[0] == 2 and cat.loc[0, "id"] == "a b" and cat.loc[0, "kind"] == "spiral"
     assert cat.loc[1, "id"].startswith("gal") and cat.loc[1, "flag_no_catalogue_row"]
+
+
+def test_a_catalogue_that_matches_no_image_is_a_user_error(tmp_path):
+    root = tmp_path / "mismatch"
+    for i in range(2):
+        save_image(root / f"gal_{i:03d}.png", galaxy_rgb(32, seed=i))
+    write_csv(root / "catalogue.csv", ["id", "kind"], [[1, "a"], [2, "b"]])
+    with pytest.raises(UserError, match="none of the 2 catalogue rows matches an image"):
+        read_survey(root, DataConfig())

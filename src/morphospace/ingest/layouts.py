@@ -324,6 +324,10 @@ def _join(image_dir: Path, root: Path, ids: list[str], files_col: list[str] | No
         if full.parent == image_dir:
             used.add(full.name)
         records.append(Record(id=gid, source=str(full), kind=_kind(full.name)))
+    if ids and files and not any(r.source and "missing_image" not in r.flags for r in records):
+        raise UserError(f"none of the {len(ids)} catalogue rows matches an image in {image_dir} (e.g. id "
+                        f"'{ids[0]}', file '{files[0][1]}'): name the id or file column with --id-column or "
+                        "--file-column")
     rows = list(range(len(ids)))
     for stem, name in files:
         if name not in used:
