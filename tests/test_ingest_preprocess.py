@@ -31,7 +31,8 @@ def test_shapes_for_size_and_colour(tmp_path):
              (("preprocess.colour", "grey"),): (3, 1, 64, 64),
              (("preprocess.colour", "grey"), ("preprocess.size", 128)): (3, 1, 128, 128)}
     for k, (over, shape) in enumerate(cases.items()):
-        summary, _, cube, _ = ingest_to(tmp_path / "data", tmp_path / f"run{k}", **{a.replace(".", "__"): b for a, b in over})
+        overrides = {a.replace(".", "__"): b for a, b in over}
+        summary, _, cube, _ = ingest_to(tmp_path / "data", tmp_path / f"run{k}", **overrides)
         assert cube.shape == shape, over
         assert summary["cube_shape"] == list(shape)
 

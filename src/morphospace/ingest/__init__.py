@@ -265,7 +265,7 @@ def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = Non
                     cube_index[start + j] = first + k
                     k += 1
                 for flag in flags:
-                    rec.flags.add(flag)
+                    rec.flag(flag)
                     ex = details.setdefault(flag, {})
                     if len(ex) < N_EXAMPLES:
                         ex[rec.id] = detail

@@ -83,7 +83,7 @@ def decode(rec: Record, min_side: int = 0, h5_cache: dict | None = None) -> Fram
     try:
         size = os.path.getsize(rec.source)
     except OSError as exc:
-        raise BadImage("unreadable", _first_line(exc)) from None
+        raise BadImage("unreadable", first_line(exc)) from None
     if size == 0:
         raise BadImage("empty_file")
     if rec.kind == "fits" or _has_fits_magic(rec.source):
@@ -96,7 +96,7 @@ def decode(rec: Record, min_side: int = 0, h5_cache: dict | None = None) -> Fram
     return frame
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -140,13 +140,13 @@ def _decode_pillow(path: str, min_side: int) -> Frame:
     except (OSError, EOFError, SyntaxError, ValueError) as exc:
         # Pillow reports damaged files with all of these, depending on the format.
         flag = "truncated" if isinstance(exc, EOFError) or _truncation(str(exc)) else "unreadable"
-        raise BadImage(flag, _first_line(exc)) from None
+        raise BadImage(flag, first_line(exc)) from None
     except Image.DecompressionBombError as exc:
-        raise BadImage("unreadable", _first_line(exc)) from None
+        raise BadImage("unreadable", first_line(exc)) from None
     except MemoryError:
         raise BadImage("unreadable", "too large to decode") from None
     except Exception as exc:  # noqa: BLE001 - a hostile file must not stop a survey
-        raise BadImage("unreadable", f"{type(exc).__name__}: {_first_line(exc)}") from None
+        raise BadImage("unreadable", f"{type(exc).__name__}: {first_line(exc)}") from None
 
 
 def _decode_fits(path: str) -> Frame:
@@ -165,12 +165,12 @@ def _decode_fits(path: str) -> Frame:
     except OSError as exc:
         msg = str(exc).lower()
         flag = "truncated" if _truncation(msg) or "empty or corrupt" in msg else "not_image"
-        raise BadImage(flag, _first_line(exc)) from None
+        raise BadImage(flag, first_line(exc)) from None
     except MemoryError:
         raise BadImage("unreadable", "too large to decode") from None
     except Exception as exc:  # noqa: BLE001 - astropy raises many types for damaged files
         flag = "truncated" if _truncation(str(exc)) else "unreadable"
-        raise BadImage(flag, f"{type(exc).__name__}: {_first_line(exc)}") from None
+        raise BadImage(flag, f"{type(exc).__name__}: {first_line(exc)}") from None
     if data is None:
         raise BadImage("not_image", "FITS file without an image HDU")
     while data.ndim > 3 and data.shape[0] == 1:  # (1, 1, H, W) and the like
@@ -207,14 +207,14 @@ def read_hdf5_rows(path: str, indices: list[int], cache: dict) -> list[np.ndarra
         try:
             f = cache[path] = h5py.File(path, "r")
         except Exception as exc:  # noqa: BLE001
-            raise BadImage("unreadable", _first_line(exc)) from None
+            raise BadImage("unreadable", first_line(exc)) from None
     try:
         ds = f["images"]
         lo, hi = min(indices), max(indices) + 1
         block = ds[lo:hi]
         return [np.asarray(block[i - lo]) for i in indices]
     except Exception as exc:  # noqa: BLE001 - a damaged chunk flags its rows, not the run
-        raise BadImage("unreadable", _first_line(exc)) from None
+        raise BadImage("unreadable", first_line(exc)) from None
 
 
 def draft_side(crop: float, size: int) -> int:

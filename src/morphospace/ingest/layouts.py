@@ -48,6 +48,7 @@ import pandas as pd
 
 from ..config import DataConfig, VoteThresholds
 from ..errors import UserError
+from .decode import first_line
 from .records import Record, flag_duplicates
 
 log = logging.getLogger("morphospace")
@@ -221,7 +222,7 @@ def _read_table(path: Path) -> pd.DataFrame:
         # utf-8-sig: a spreadsheet's byte-order mark must not become part of the first column name
         return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError, ValueError, OSError) as exc:
-        raise UserError(f"cannot read catalogue {path}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
+        raise UserError(f"cannot read catalogue {path}: {first_line(exc)}") from None
     except Exception as exc:  # noqa: BLE001 - pyarrow raises its own types
         raise UserError(f"cannot read catalogue {path}: {type(exc).__name__}") from None
 
@@ -312,14 +313,14 @@ def _join(image_dir: Path, root: Path, ids: list[str], files_col: list[str] | No
                 if full is None:
                     full = next((c for c in candidates if os.path.lexists(c)), None)
                 if full is None:
-                    rec = Record(id=gid, source=str(candidates[0]), kind=_kind(name), flags={"missing_image"})
-                    records.append(rec)
+                    records.append(Record(id=gid, source=str(candidates[0]), kind=_kind(name),
+                                          flags=frozenset({"missing_image"})))
                     continue
         else:
             name = first_by_stem.get(gid)
             full = image_dir / name if name else None
         if full is None:
-            records.append(Record(id=gid, source="", flags={"missing_image"}))
+            records.append(Record(id=gid, source="", flags=frozenset({"missing_image"})))
             continue
         if full.parent == image_dir:
             used.add(full.name)
@@ -332,7 +333,7 @@ def _join(image_dir: Path, root: Path, ids: list[str], files_col: list[str] | No
     for stem, name in files:
         if name not in used:
             records.append(Record(id=stem, source=str(image_dir / name), kind=_kind(name),
-                                  flags={"no_catalogue_row"}))
+                                  flags=frozenset({"no_catalogue_row"})))
             rows.append(-1)
     labels = table.reindex(rows).reset_index(drop=True) if len(table.columns) else pd.DataFrame(index=range(len(rows)))
     return records, labels
@@ -506,7 +507,7 @@ def _read_galaxy10(path: Path, cfg: DataConfig) -> Survey:
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001 - h5py raises OSError, KeyError, ... for damaged files
-        raise UserError(f"cannot read HDF5 file {path}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
+        raise UserError(f"cannot read HDF5 file {path}: {first_line(exc)}") from None
     if len(shape) not in (3, 4) or shape[0] != len(ans):
         raise UserError(f"{path.name}: 'images' must be N x H x W x 3 with one 'ans' per image "
                         f"(got {shape}, {len(ans)} answers)")

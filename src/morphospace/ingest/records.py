@@ -8,7 +8,7 @@ are flagged here; problems with pixels are flagged when the record is decoded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 # Every quality flag the ingest can raise, with the words used in the summary.
 # ``EXCLUDING`` flags keep a galaxy out of the cube; the others are warnings.
@@ -46,18 +46,20 @@ class Record:
         ``"image"`` (Pillow), ``"fits"`` (astropy) or ``"hdf5"`` (h5py).
     index : int
         Row in an HDF5 dataset (``kind == "hdf5"``), else -1.
-    labels : dict
-        Label and truth columns for this galaxy.
-    flags : set of str
-        Flags raised so far (before decoding: missing image, duplicate id, ...).
+    flags : frozenset of str
+        Flags raised so far (before decoding: missing image, duplicate id, ...); add
+        with :meth:`flag`. (Labels live in the survey's table, not in records.)
     """
 
     id: str
     source: str
     kind: str = "image"
     index: int = -1
-    labels: dict = field(default_factory=dict)
-    flags: set = field(default_factory=set)
+    flags: frozenset = frozenset()  # shared while empty: most records never get a flag
+
+    def flag(self, name: str) -> None:
+        """Raise flag ``name``."""
+        self.flags = self.flags | {name}
 
     @property
     def decodable(self) -> bool:
@@ -74,5 +76,5 @@ def flag_duplicates(records: list[Record]) -> None:
     seen: set[str] = set()
     for rec in records:
         if rec.id in seen:
-            rec.flags.add("duplicate_id")
+            rec.flag("duplicate_id")
         seen.add(rec.id)
