@@ -137,8 +137,8 @@ class ClusterConfig:
     """Clusterings run by ``morphospace cluster``."""
 
     kmeans_k: list[int] = field(default_factory=lambda: [3, 4, 5, 6, 7, 8])
-    methods: list[str] = field(default_factory=lambda: ["kmeans"])
-    representations: list[str] = field(default_factory=lambda: ["embedding"])
+    methods: list[str] = field(default_factory=lambda: ["kmeans", "dbscan", "hdbscan", "gmm"])
+    representations: list[str] = field(default_factory=lambda: ["all"])
     seed: int = 0
     # --- analysis layer (reduce.py / cluster.py / compare.py / nuisance.py) ---
     # methods: kmeans | dbscan | hdbscan | gmm; representations: ids, or all | embeddings | reductions

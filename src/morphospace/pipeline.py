@@ -14,7 +14,7 @@ import logging
 import os
 from pathlib import Path
 
-from .config import Config, dumps_config
+from .config import Config, apply_overrides, dumps_config
 from .errors import UserError
 from .progress import Timer
 from .rundir import RunDir, write_text
@@ -129,6 +129,41 @@ def run_all(run: RunDir, cfg: Config) -> Path:
     stage_train(run, cfg)
     stage_embed(run, cfg)
     stage_reduce(run, cfg)
+    stage_cluster(run, cfg)
+    stage_compare(run, cfg)
+    return stage_report(run, cfg)
+
+
+def stage_generate(run: RunDir, cfg: Config, component: int, n: int, out: Path, temperature: float = 0.5,
+                   reject_below: float | None = None, seed: int = 0) -> Path:
+    """Sample ``n`` galaxies of mixture component ``component``; write PNG + FITS into ``out``."""
+    from .embed import generate, write_generated
+
+    images = generate(run, component, n, temperature=temperature, reject_below=reject_below, seed=seed)
+    write_generated(images, out, prefix=f"component{component}")
+    return out
+
+
+def stage_import_astrovader(run: RunDir, cfg: Config, weights: Path) -> Path:
+    """Build the published AstroVaDEr as this run's model (use with the ``astrovader`` preset)."""
+    from .api import import_astrovader
+
+    if not weights.is_file():
+        raise UserError(f"weights file not found: {weights}")
+    cfg = apply_overrides(cfg, {"preprocess.preset": "astrovader", "model.preset": "astrovader"})
+    save_config(run, cfg)
+    return import_astrovader(run, weights)
+
+
+def run_study(run: RunDir, cfg: Config) -> Path:
+    """The CNN feature study: ingest, fine-tune, features, reductions, clusterings, comparisons, report."""
+    from .features import study_features_run
+
+    save_config(run, cfg)
+    stage_ingest(run, cfg)
+    with Timer(f"features of {cfg.study.backbone} ({cfg.study.mode})"):
+        study_features_run(run, cfg)
+    stage_reduce(run, cfg, embedding="features")
     stage_cluster(run, cfg)
     stage_compare(run, cfg)
     return stage_report(run, cfg)
