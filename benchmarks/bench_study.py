@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     truth = cat["morph3"].to_numpy(dtype=object)
     labelled = ~cat["morph3"].isna().to_numpy()
     truth = np.where(labelled, truth, "").astype(str)
-    counts = {k: int(v) for k, v in zip(*np.unique(truth[labelled], return_counts=True))}
+    counts = {str(k): int(v) for k, v in zip(*np.unique(truth[labelled], return_counts=True))}
     print(f"classes (morph3): {counts}; {int((~labelled).sum())} without (dont_know, merger)")
 
     if args.probe_sizes:
