@@ -148,11 +148,37 @@ def test_mixture_initialisation_is_applied(tmp_path):
                 captured["variances"] = prior.log_vars[: prior.n_components].exp().detach().numpy()
 
     run = make_run(tmp_path)
-    train_run(run, cfg_for("train.epochs=2"), callbacks=[Capture()])
+    train_run(run, cfg_for("train.epochs=2", "model.align_latent=false"), callbacks=[Capture()])
     fit = fit_mixture(captured["z"], 2, seed=0, posterior_var=captured["z_var"])
     np.testing.assert_allclose(captured["means"], fit["means"], rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(captured["variances"], fit["variances"], rtol=1e-4)
     np.testing.assert_allclose(captured["weights"], fit["weights"], rtol=1e-4, atol=1e-6)
+
+
+def test_latent_axes_are_aligned_before_the_mixture_is_fitted(tmp_path):
+    import lightning.pytorch as pl
+
+    from morphospace.train import train_run
+
+    captured = {}
+
+    class Capture(pl.Callback):
+        def on_train_epoch_start(self, trainer, module):
+            captured.setdefault(trainer.current_epoch, module.encode_dataset()[0])
+
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            if trainer.current_epoch == 1 and batch_idx == 0:
+                captured["after"] = module.encode_dataset()[0]
+
+    run = make_run(tmp_path)
+    train_run(run, cfg_for("train.epochs=2"), callbacks=[Capture()])
+    before, after = captured[1], captured["after"]   # same weights, before and after the init
+    cov = np.cov(after.T)
+    off = np.abs(cov - np.diag(np.diag(cov))).max()
+    assert off < 1e-3 * np.diag(cov).max()                     # decorrelated
+    assert np.all(np.diff(np.diag(cov)) <= 1e-9)              # largest variance first
+    assert abs(np.cov(before.T) - np.diag(np.diag(np.cov(before.T)))).max() > 10 * off
+    np.testing.assert_allclose(np.linalg.norm(after, axis=1), np.linalg.norm(before, axis=1), rtol=1e-4)
 
 
 def test_bic_chooses_k_when_n_components_is_zero(tmp_path):

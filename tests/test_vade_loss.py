@@ -184,6 +184,20 @@ def test_flip_invariant_model_code_is_exactly_invariant():
     assert not torch.allclose(plain.encode(dihedral(x, 4))[0], plain.encode(x)[0], atol=1e-3)
 
 
+def test_rotating_the_latent_space_keeps_the_decoded_images():
+    torch.manual_seed(0)
+    m = build_vade("default", 2, 16, 4, 3, widths=(4, 8)).double().eval()
+    x = torch.rand(5, 2, 16, 16, dtype=torch.float64)
+    mu, lv = m.encode(x)
+    before = m.decode(mu)
+    r, _ = torch.linalg.qr(torch.randn(4, 4, dtype=torch.float64))
+    m.rotate_latent(r)
+    mu2, lv2 = m.encode(x)
+    torch.testing.assert_close(mu2, mu @ r.T)
+    torch.testing.assert_close(m.decode(mu2), before)
+    torch.testing.assert_close(lv2, lv)
+
+
 @pytest.mark.parametrize("kind,invariant,steps", [("random", False, 2000), ("constant", False, 2000),
                                                   ("constant", True, 400)])
 def test_no_nan_over_2000_steps(kind, invariant, steps):

@@ -109,6 +109,7 @@ class ModelConfig:
     canonicalise: bool = True  # rotate each image to put its major axis horizontal before encoding
     flip_invariant: bool = True  # code averaged over the 4 flips (exactly flip/handedness invariant)
     widths: list[int] = field(default_factory=lambda: [32, 64, 128, 256])  # default preset conv widths
+    align_latent: bool = True  # turn the latent axes to the principal axes before fitting the mixture
 
 
 @dataclass

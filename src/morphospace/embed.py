@@ -60,7 +60,7 @@ def encode_cube(model, cube: np.ndarray, batch_size: int = 256, desc: str = "VaD
     starts = range(0, len(cube), batch_size)
     with torch.no_grad():
         for s in progress(starts, total=len(starts), desc=desc, unit="batch"):
-            x = torch.from_numpy(np.asarray(cube[s:s + batch_size], dtype=np.float32))
+            x = torch.from_numpy(np.array(cube[s:s + batch_size], dtype=np.float32))  # a copy: memmaps are read-only
             target = model.prepare(x)
             mu, log_var = model._encode_prepared(target)
             x_hat = model.decode(mu)

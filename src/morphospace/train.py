@@ -5,7 +5,9 @@ Phases
 1. **Pretraining** (epochs ``[0, pretrain_epochs)``): a plain VAE (reconstruction + KL to
    N(0, I)); the mixture is not used.
 2. **Mixture initialisation** (start of epoch ``pretrain_epochs``): every galaxy is encoded to
-   ``z_mean``; if ``model.n_components = 0`` the number of components K is chosen from the data
+   ``z_mean``; with ``model.align_latent`` the latent axes are turned to the principal axes of
+   ``z_mean`` (:meth:`VaDE.rotate_latent`: decoded images unchanged) so that a diagonal mixture
+   fits the correlated VAE latent; if ``model.n_components = 0`` the number of components K is chosen from the data
    alone by the BIC of diagonal Gaussian mixtures for K in ``[model.k_min, model.k_max]``; then
    K-Means(K) and a diagonal GaussianMixture started at the K-Means centres, whose weights, means
    and variances are loaded into the prior (actually applied, unlike the published code). The
@@ -117,6 +119,7 @@ ASTROVADER_RECIPE = {
     "cycle_ramp": 25,
     "cycle_hold": 25,
     "cycle_base": 0.3,
+    "align_latent": False,
 }
 
 
@@ -139,6 +142,7 @@ def resolve_hparams(cfg: Config, channels: int, image_size: int) -> dict[str, An
         "batch_size": t.batch_size, "lr": t.lr, "final_lr": t.lr * t.final_lr_fraction,
         "weight_decay": t.weight_decay, "grad_clip": t.grad_clip, "augment": t.augment, "seed": t.seed,
         "schedule": "default", "cycle_ramp": 0, "cycle_hold": 0, "cycle_base": 1.0,
+        "align_latent": m.align_latent,
     }
     if m.preset == "astrovader":
         dm, dt = ModelConfig(), TrainConfig()
@@ -147,7 +151,7 @@ def resolve_hparams(cfg: Config, channels: int, image_size: int) -> dict[str, An
             default = getattr(dm, key, getattr(dt, key, None))
             # user-set fields win; fields at their default (or not in the config) are published
             hp[key] = value if (user is None or user == default) else user
-        for key in ("recon_sigma", "radial_inner", "radial_width", "canonicalise", "flip_invariant",
+        for key in ("recon_sigma", "radial_inner", "radial_width", "canonicalise", "flip_invariant", "align_latent",
                     "weight_decay", "grad_clip", "augment", "cycle_ramp", "cycle_hold", "cycle_base"):
             hp[key] = ASTROVADER_RECIPE[key]
         hp["final_lr"] = ASTROVADER_RECIPE["final_lr"]
@@ -225,6 +229,18 @@ def select_k(z: np.ndarray, k_min: int, k_max: int, seed: int) -> tuple[int, dic
         bic[k] = float(gm.bic(z))
     best = min(bic, key=bic.get)
     return best, bic
+
+
+def principal_axes(z: np.ndarray) -> np.ndarray:
+    """Orthogonal D x D matrix whose rows are the principal axes of ``z`` (largest variance first).
+
+    Signs are fixed (largest loading positive) so the result is deterministic.
+    """
+    cov = np.cov(np.asarray(z, dtype=np.float64).T)
+    vals, vecs = np.linalg.eigh(cov)
+    vecs = vecs[:, np.argsort(-vals)].T
+    signs = np.sign(vecs[np.arange(len(vecs)), np.abs(vecs).argmax(1)])
+    return vecs * signs[:, None]
 
 
 def fit_mixture(z: np.ndarray, k: int, seed: int, posterior_var: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -382,6 +398,10 @@ class VaDEModule(pl.LightningModule):
         z, z_var = self.encode_dataset()
         info: dict[str, Any] = {"epoch": int(self.current_epoch)}
         if self.trainer.is_global_zero:
+            rotation = None
+            if self.hp["align_latent"]:
+                rotation = principal_axes(z)
+                z, z_var = z @ rotation.T, z_var @ (rotation**2).T   # diag of R diag(v) R^T
             if self.hp["n_components"] > 0:
                 k = self.hp["n_components"]
             else:
@@ -390,11 +410,13 @@ class VaDEModule(pl.LightningModule):
                 log.info("mixture: K = %d chosen by BIC over K in [%d, %d]", k, min(bic), max(bic))
             fit = fit_mixture(z, k, self.hp["seed"], posterior_var=z_var)
             info.update({"k": k, "weights": fit["weights"].tolist()})
-            payload = (fit, info)
+            payload = (fit, info, rotation)
         else:
             payload = None
-        # every rank loads rank 0's mixture
-        fit, info = self.trainer.strategy.broadcast(payload, src=0)
+        # every rank applies rank 0's rotation and mixture
+        fit, info, rotation = self.trainer.strategy.broadcast(payload, src=0)
+        if rotation is not None:
+            self.model.rotate_latent(torch.as_tensor(rotation, dtype=torch.float32))
         self.model.prior.set_parameters(fit["weights"], fit["means"], fit["variances"])
         self.mixture_ready.fill_(1)
         self.init_info = info

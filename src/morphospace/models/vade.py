@@ -458,6 +458,29 @@ class VaDE(nn.Module):
                          expected_log_pc=t["expected_log_pc"], entropy_c=t["entropy_c"],
                          neg_entropy_z=t["neg_entropy_z"], log_gamma=t["log_gamma"])
 
+    @torch.no_grad()
+    def rotate_latent(self, rotation: torch.Tensor) -> None:
+        """Re-express the latent space in rotated axes ``z' = R z`` (R orthogonal, D x D).
+
+        The encoder's mean head becomes ``R W, R b`` and the decoder's first layer ``W R^T``, so
+        the decoded image of every galaxy is unchanged, as is the KL to N(0, I) (isotropic). A
+        VAE's latent axes are arbitrary (that KL is rotation-invariant) and come out strongly
+        correlated; turning them to the principal axes of the data before fitting a *diagonal*
+        mixture lets each component describe a group with D variances instead of needing many
+        components per correlated group. The log-variance head is kept (the encoder variances
+        are small and nearly isotropic after warm-up; training adapts them).
+        Needs ``encoder.mean`` and ``decoder.fc`` to be ``nn.Linear`` (true of both presets).
+        """
+        mean, fc = getattr(self.encoder, "mean", None), getattr(self.decoder, "fc", None)
+        if not isinstance(mean, nn.Linear) or not isinstance(fc, nn.Linear):
+            raise TypeError("rotate_latent needs encoder.mean and decoder.fc to be nn.Linear")
+        r = rotation.to(mean.weight)
+        if r.shape != (self.latent_dim, self.latent_dim):
+            raise ValueError(f"rotation must be {self.latent_dim} x {self.latent_dim}, got {tuple(r.shape)}")
+        mean.weight.copy_(r @ mean.weight)
+        mean.bias.copy_(r @ mean.bias)
+        fc.weight.copy_(fc.weight @ r.T)
+
     def aligned_target(self, target: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
         """The flip of each (prepared) target that the reconstruction matches best (identity
         unless flip-invariant): what the reconstruction should be compared with."""
