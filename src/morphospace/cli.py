@@ -195,9 +195,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _open_run(path: str, create: bool = False) -> RunDir:
-    run = RunDir(path, create=create)
-    return run
+def _new_run(args, out: str) -> tuple[RunDir, Config]:
+    """Create the run directory of a stage that starts a run, with its log and config."""
+    run = RunDir(out, create=True)
+    _setup_logging(args.quiet, run)
+    return run, _config_for(args, None)
 
 
 def _dispatch(args) -> int | None:
@@ -212,9 +214,7 @@ def _dispatch(args) -> int | None:
         print(f"synthetic survey: {out}")
         return 0
     if cmd == "run":
-        run = _open_run(args.out, create=True)
-        _setup_logging(args.quiet, run)
-        cfg = _config_for(args, None)
+        run, cfg = _new_run(args, args.out)
         cfg = _set(cfg, data__path=args.data, model__kind=args.model, train__epochs=args.epochs,
                    train__seed=args.seed, ingest__workers=args.workers)
         if args.seed is not None:
@@ -223,9 +223,7 @@ def _dispatch(args) -> int | None:
         print(f"report: {Path(report).resolve()}")
         return 0
     if cmd == "ingest":
-        run = _open_run(args.out, create=True)
-        _setup_logging(args.quiet, run)
-        cfg = _config_for(args, None)
+        run, cfg = _new_run(args, args.out)
         cfg = _set(cfg, data__path=str(args.data), data__layout=args.layout, data__catalogue=args.catalogue,
                    data__id_column=args.id_column, data__file_column=args.file_column,
                    ingest__workers=args.workers, preprocess__preset=args.preset, preprocess__size=args.size,
@@ -235,23 +233,19 @@ def _dispatch(args) -> int | None:
         print(f"ingested {summary['n_in_cube']} of {summary['n_records']} galaxies into {run.path}")
         return 0
     if cmd == "study":
-        run = _open_run(args.out, create=True)
-        _setup_logging(args.quiet, run)
-        cfg = _config_for(args, None)
+        run, cfg = _new_run(args, args.out)
         cfg = _set(cfg, data__path=args.data, study__backbone=args.backbone, study__labels=args.labels,
                    study__mode=args.mode, study__epochs=args.epochs)
         report = pipeline.run_study(run, cfg)
         print(f"report: {Path(report).resolve()}")
         return 0
     if cmd == "import-astrovader":
-        run = _open_run(args.out, create=True)
-        _setup_logging(args.quiet, run)
-        cfg = _config_for(args, None)
+        run, cfg = _new_run(args, args.out)
         pipeline.stage_import_astrovader(run, cfg, Path(args.weights))
         print(f"imported the published AstroVaDEr model into {run.path}")
         return 0
 
-    run = _open_run(args.run)
+    run = RunDir(args.run)
     _setup_logging(args.quiet, run)
     if cmd == "export":
         from .export import export
