@@ -344,23 +344,37 @@ def fig_generated(model, n: int = 8, temperature: float = 0.5, seed: int = 0, **
     return fig
 
 
+def _typical_member(model, enc: dict[str, np.ndarray], c: int) -> int:
+    """The member of component c nearest its mean (Mahalanobis distance under the component)."""
+    labels = enc["proba"].argmax(1)
+    members = np.where(labels == c)[0]
+    mean = model.prior.means[c].detach().numpy()
+    var = model.prior.log_vars[c].exp().detach().numpy()
+    d2 = (((enc["z_mean"][members] - mean) ** 2) / var).sum(1)
+    return int(members[np.argmin(d2)])
+
+
 def fig_interpolation(model, cube, enc, steps: int = 10, **_):
-    """Decoded straight line in z between the most typical galaxies of the two largest clusters."""
+    """Decoded straight line in z between typical members of two well-populated, distant components."""
     proba = enc["proba"]
-    labels = proba.argmax(1)
-    sizes = np.bincount(labels, minlength=proba.shape[1])
-    order = np.argsort(-sizes)
-    if len(order) < 2 or sizes[order[1]] == 0:
+    k = proba.shape[1]
+    sizes = np.bincount(proba.argmax(1), minlength=k)
+    big = [c for c in range(k) if sizes[c] >= max(1, 0.05 * len(proba))] or [int(np.argmax(sizes))]
+    if len(big) < 2:
         a, b = int(np.argmin(enc["log_likelihood"])), int(np.argmax(enc["log_likelihood"]))
     else:
-        a = int(np.argmax(np.where(labels == order[0], proba[:, order[0]], -1)))
-        b = int(np.argmax(np.where(labels == order[1], proba[:, order[1]], -1)))
+        means = model.prior.means[:k].detach().numpy()
+        first = max(big, key=lambda c: sizes[c])
+        second = max((c for c in big if c != first), key=lambda c: np.linalg.norm(means[c] - means[first]))
+        a, b = _typical_member(model, enc, first), _typical_member(model, enc, second)
     za, zb = enc["z_mean"][a], enc["z_mean"][b]
     t = np.linspace(0, 1, steps)[:, None]
     z = torch.from_numpy(((1 - t) * za + t * zb).astype(np.float32))
     with torch.no_grad():
         imgs = model.decode(z).numpy()
-        ends = model.prepare(torch.from_numpy(np.asarray(cube[[a, b]], dtype=np.float32))).numpy()
+        ends = model.prepare(torch.from_numpy(np.asarray(cube[sorted([a, b])], dtype=np.float32))).numpy()
+    if a > b:
+        ends = ends[::-1]
     fig, axes = _grid(1, steps + 2)
     _show(axes[0, 0], ends[0])
     axes[0, 0].set_title(f"galaxy {a}", fontsize=7)
@@ -368,7 +382,8 @@ def fig_interpolation(model, cube, enc, steps: int = 10, **_):
         _show(axes[0, j + 1], imgs[j])
     _show(axes[0, -1], ends[1])
     axes[0, -1].set_title(f"galaxy {b}", fontsize=7)
-    fig.suptitle("interpolation in the latent space", fontsize=10)
+    fig.suptitle("interpolation in the latent space (decoded), between typical members of two components",
+                 fontsize=10)
     return fig
 
 
@@ -386,28 +401,34 @@ def read_curves(run: RunDir) -> pd.DataFrame:
 
 
 def fig_training_curves(run: RunDir, **_):
-    import matplotlib.pyplot as plt  # noqa: F401 - backend set by _grid
+    """Per-epoch loss terms (from the CSV logs); the dashed line is the mixture initialisation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
     df = read_curves(run)
-    fig, axes = _grid(1, 3, size=3.2)
-    for ax in axes.ravel():
-        ax.tick_params(labelsize=7)
-        for s in ax.spines.values():
-            s.set_visible(True)
-    panels = [("loss", ["loss", "neg_elbo"]), ("terms", ["reconstruction", "kl"]),
-              ("VaDE KL pieces", ["expected_log_pz_c", "expected_log_pc", "entropy_c", "neg_entropy_z"])]
-    joint = df.loc[df.get("phase", pd.Series(dtype=float)) > 0.5, "epoch"] if "phase" in df else pd.Series(dtype=float)
-    for ax, (title, cols) in zip(axes[0], panels):
+    panels = [("loss (negative ELBO as optimised)", ["loss", "neg_elbo"], True),
+              ("reconstruction", ["reconstruction"], True),
+              ("KL(q(z,c|x) || p(z,c))", ["kl"], False),
+              ("pieces of the VaDE KL", ["expected_log_pz_c", "expected_log_pc", "entropy_c", "neg_entropy_z"], False),
+              ("clusters", ["largest_fraction", "n_empty", "latent_weight"], False)]
+    panels = [p for p in panels if any(c in df and df[c].notna().any() for c in p[1])]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 2.9), squeeze=False)
+    joint = df.loc[df["phase"] > 0.5, "epoch"] if "phase" in df else pd.Series(dtype=float)
+    for ax, (title, cols, logy) in zip(axes[0], panels):
         for c in cols:
             if c in df and df[c].notna().any():
-                ax.plot(df["epoch"], df[c], marker=".", label=c)
+                ax.plot(df["epoch"], df[c], marker=".", ms=3, lw=1, label=c)
         if len(joint):
             ax.axvline(joint.min() - 0.5, color="grey", ls="--", lw=0.8)
+        if logy and (df[cols[0]].dropna() > 0).all():
+            ax.set_yscale("log")
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
-        ax.legend(fontsize=6)
-        ax.set_xticks(ax.get_xticks())
-    if "loss" in df and (df["loss"] > 0).all():
-        axes[0, 0].set_yscale("log")
-    fig.suptitle("VaDE training (dashed: mixture initialised, joint training starts)", fontsize=10)
+        ax.tick_params(labelsize=7)
+        if len(cols) > 1:
+            ax.legend(fontsize=6)
+    fig.suptitle("VaDE training (dashed: mixture initialised, joint training from there)", fontsize=10)
+    fig.tight_layout()
     return fig
