@@ -417,6 +417,7 @@ class VaDEModule(pl.LightningModule):
         fit, info, rotation = self.trainer.strategy.broadcast(payload, src=0)
         if rotation is not None:
             self.model.rotate_latent(torch.as_tensor(rotation, dtype=torch.float32))
+            self._rotate_optimiser_state(torch.as_tensor(rotation, dtype=torch.float32))
         self.model.prior.set_parameters(fit["weights"], fit["means"], fit["variances"])
         self.mixture_ready.fill_(1)
         self.init_info = info
@@ -430,6 +431,25 @@ class VaDEModule(pl.LightningModule):
                     opt.state.pop(p, None)
         log.info("mixture initialised from z_mean: K = %d, weights %s", info["k"],
                  np.array2string(np.asarray(info["weights"]), precision=3))
+
+    @torch.no_grad()
+    def _rotate_optimiser_state(self, r: torch.Tensor) -> None:
+        """Turn Adam's moments of the rotated layers with them (the first moment exactly, the
+        second by the squared rotation): dropping them instead would restart those layers with
+        full-size Adam steps, a jolt to every code."""
+        mean, fc = self.model.encoder.mean, self.model.decoder.fc
+        for opt in self.trainer.optimizers:
+            for p, left in ((mean.weight, True), (mean.bias, True), (fc.weight, False)):
+                state = opt.state.get(p)
+                if not state or "exp_avg" not in state:
+                    continue
+                rr = r.to(state["exp_avg"])
+                if left:
+                    state["exp_avg"].copy_(rr @ state["exp_avg"])
+                    state["exp_avg_sq"].copy_((rr**2) @ state["exp_avg_sq"])
+                else:
+                    state["exp_avg"].copy_(state["exp_avg"] @ rr.T)
+                    state["exp_avg_sq"].copy_(state["exp_avg_sq"] @ (rr**2).T)
 
     # training ------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
