@@ -18,9 +18,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## demo: the whole pipeline on the built-in synthetic survey; prints where the report is
+## demo: the whole pipeline on the built-in synthetic survey; prints where the report is.
+## A shorter schedule than the default (12 epochs, 4 of them pretraining) keeps it to minutes
+## on a 2-core laptop; `morphospace run` alone trains the full default schedule.
+DEMO_OPTS ?= --set train.epochs=12 --set train.pretrain_epochs=4
 demo: $(STAMP)
-	$(BIN)/morphospace run --out $(RUN)
+	$(BIN)/morphospace run --out $(RUN) $(DEMO_OPTS)
 
 ## test: the test suite
 test: $(STAMP)
