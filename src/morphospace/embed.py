@@ -265,6 +265,19 @@ def write_figures(run: RunDir, model, cube: np.ndarray, enc: dict[str, np.ndarra
             log.warning("figure %s skipped: %s", name, exc)
             continue
         _save(fig, run.figure_path(name))
+    write_generated_strips(run, model)
+
+
+def write_generated_strips(run: RunDir, model, n: int = 8, temperature: float = 0.5, seed: int = 0) -> None:
+    """One strip of generated galaxies per component, ``vade_generated_<k>.png``, for the report's cluster cards."""
+    for old in run.sub("figures").glob("vade_generated_*.png"):
+        old.unlink()  # a re-embed with another K must not leave strips of components that are gone
+    for c in range(model.prior.n_components):
+        imgs = generate(model, c, n, temperature=temperature, seed=seed + c)
+        fig, axes = _grid(1, n)
+        for j in range(n):
+            _show(axes[0, j], imgs[j])
+        _save(fig, run.figure_path(f"vade_generated_{c}"))
 
 
 def fig_reconstructions(model, cube, enc, n: int = 8, seed: int = 0, **_):
