@@ -6,7 +6,11 @@ No label is used in training. Scored afterwards:
   (1 + 2) / edge-on (3) (``morph3``; dont_know and merger left out);
 * AMI of the clusters against the position angle (4 bins from windowed second moments of the
   image), over all galaxies and over the elongated ones (axis ratio < 0.7): should be ~0;
-* the same for raw pixels + PCA + K-Means (K = 3 and K = the VaDE's K), the baseline;
+* AMI of the clusters against the quadrant of the brightest companion (``sep``, on the raw
+  cube; ``none`` when there is none): the published system's defect, should be ~0;
+* the same for raw pixels + PCA + K-Means (K = 3 and K = the VaDE's K), the baseline, and for
+  the published AstroVaDEr imported from ``../shared/peers/astrovader/saved_weights.h5``
+  (its own preprocessing: 128 px grey min-max; its 12 clusters);
 * over several seeds: mean and spread, and the ARI between the seeds' clusterings;
 * training throughput (images/s), model FLOPs per training image (``FlopCounterMode``), the
   FLOP/s that a large matmul reaches in the same process, and the fraction of it the training
@@ -38,11 +42,14 @@ DATA = ROOT.parent / "shared" / "data" / "sdss-gz1"
 
 # named sets of config overrides: the ablation of the default design
 VARIANTS = {
-    # the default configuration (canonical orientation, flip-invariant code, radial weight)
+    # the default configuration (neighbours masked, canonical orientation, flip-invariant code,
+    # radial weight)
     "default": [],
+    # the default with the neighbours left in
+    "no_mask": ["model.mask_neighbours=false"],
     # none of the invariance devices
-    "plain": ["model.canonicalise=false", "model.flip_invariant=false", "model.radial_inner=0",
-              "train.augment=none"],
+    "plain": ["model.mask_neighbours=false", "model.canonicalise=false", "model.flip_invariant=false",
+              "model.radial_inner=0", "train.augment=none"],
     # published-style flips augmentation only
     "flips": ["model.canonicalise=false", "model.flip_invariant=false", "model.radial_inner=0",
               "train.augment=flips"],
@@ -99,17 +106,54 @@ def position_angle_bins(cube: np.ndarray, n_bins: int = 4, window: float = 0.2) 
     return bins, q
 
 
+COMPANION = None  # quadrant of the brightest companion per cube row (set in main)
+
+
 def scores(labels: np.ndarray, truth: np.ndarray, keep: np.ndarray, pa_bins: np.ndarray, elongated: np.ndarray) -> dict:
     from sklearn.metrics import adjusted_mutual_info_score as ami
     from sklearn.metrics import adjusted_rand_score as ari
 
-    return {
+    out = {
         "ami_morph3": float(ami(truth[keep], labels[keep])),
         "ari_morph3": float(ari(truth[keep], labels[keep])),
         "ami_pa": float(ami(pa_bins, labels)),
         "ami_pa_elongated": float(ami(pa_bins[elongated], labels[elongated])),
         "k": int(len(np.unique(labels))),
     }
+    if COMPANION is not None:
+        out["ami_companion"] = float(ami(COMPANION, labels))
+    return out
+
+
+def published(out_dir: Path, base_run, workers: int, truth, keep, pa_bins, elongated) -> dict | None:
+    """The published AstroVaDEr (imported weights) on its own preprocessing of the same galaxies."""
+    from morphospace.api import import_astrovader, load_vade
+    from morphospace.config import apply_overrides, load_config
+    from morphospace.embed import encode_cube
+    from morphospace.ingest import ingest
+    from morphospace.rundir import RunDir
+
+    weights = ROOT.parent / "shared" / "peers" / "astrovader" / "saved_weights.h5"
+    if not weights.is_file():
+        print(f"published weights not found at {weights}: skipped", file=sys.stderr)
+        return None
+    path = out_dir / "published"
+    if not ((path / "cube.npy").is_file() and (path / "catalogue.parquet").is_file()):
+        run = RunDir(path, create=True)
+        ingest(DATA, run, apply_overrides(load_config(None), ["preprocess.preset=astrovader",
+                                                              f"ingest.workers={workers}"]))
+    run = RunDir(path)
+    t0 = time.perf_counter()
+    model, _, _ = load_vade(import_astrovader(run, weights))
+    enc = encode_cube(model, run.read_cube())
+    seconds = time.perf_counter() - t0
+    labels = pd.Series(enc["proba"].argmax(1), index=run.cube_ids().astype(str))
+    ids = base_run.cube_ids().astype(str)
+    if len(labels) != len(ids) or not labels.index.isin(ids).all():
+        raise RuntimeError("the published model's ingest holds other galaxies than the default one")
+    labels = labels.loc[ids].to_numpy()
+    row = {**scores(labels, truth, keep, pa_bins, elongated), "labels": labels, "encode_seconds": seconds}
+    return summarise([row])
 
 
 def matmul_flops(seconds: float = 3.0, n: int = 2048) -> float:
@@ -191,7 +235,8 @@ def baseline(cube: np.ndarray, ks: list[int], seeds: list[int], truth, keep, pa_
 def summarise(rows: list[dict]) -> dict:
     from sklearn.metrics import adjusted_rand_score as ari
 
-    keys = ["ami_morph3", "ari_morph3", "ami_pa", "ami_pa_elongated", "k"]
+    keys = [k for k in ("ami_morph3", "ari_morph3", "ami_pa", "ami_pa_elongated", "ami_companion", "k")
+            if k in rows[0]]
     s = {k: {"mean": float(np.mean([r[k] for r in rows])), "std": float(np.std([r[k] for r in rows])),
              "values": [r[k] for r in rows]} for k in keys}
     labs = [np.asarray(r["labels"]) for r in rows]
@@ -235,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     keep = truth != ""
     pa_bins, q = position_angle_bins(cube)
     elongated = q < 0.7
+    from morphospace.nuisance import measure_nuisance
+
+    global COMPANION
+    COMPANION = measure_nuisance(cube, desc="companions")["companion_quadrant"].astype(str).to_numpy()
     print(f"{len(cube)} galaxies, {keep.sum()} with a 3-class label "
           f"({pd.Series(truth[keep]).value_counts().to_dict()}), {elongated.sum()} elongated (q < 0.7)")
 
@@ -258,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
         (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
     ks = sorted({3} | {int(round(s["k"]["mean"])) for s in results["variants"].values()})
     results["baseline"] = baseline(cube, ks, args.seeds, truth, keep, pa_bins, elongated)
+    pub = published(out, base, args.workers, truth, keep, pa_bins, elongated)
+    if pub is not None:
+        results["baseline"]["published_astrovader"] = pub
     results["matmul_flops_per_s_end"] = matmul_flops()
     (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
     md = to_markdown(results)
@@ -270,12 +322,13 @@ def to_markdown(results: dict) -> str:
     def fmt(s):
         return f"{s['mean']:.3f} ± {s['std']:.3f}"
 
-    lines = ["| representation | K | AMI morph3 | ARI morph3 | AMI PA (all) | AMI PA (q<0.7) | ARI between seeds |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| representation | K | AMI morph3 | ARI morph3 | AMI PA (all) | AMI PA (q<0.7) | AMI companion | "
+             "ARI between seeds |", "|---|---|---|---|---|---|---|---|"]
     for name, s in list(results["variants"].items()) + list(results.get("baseline", {}).items()):
         seeds_ari = s["ari_between_seeds"]["mean"]
         lines.append(f"| {name} | {fmt(s['k'])} | {fmt(s['ami_morph3'])} | {fmt(s['ari_morph3'])} | "
                      f"{fmt(s['ami_pa'])} | {fmt(s['ami_pa_elongated'])} | "
+                     f"{fmt(s['ami_companion']) if 'ami_companion' in s else '-'} | "
                      f"{'-' if seeds_ari is None else f'{seeds_ari:.3f}'} |")
     lines.append("")
     lines.append(f"matmul: {results['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s at the start, "

@@ -71,3 +71,23 @@ def test_run_with_vade_model(tmp_path):
     assert main(["generate", str(run), "--component", "1", "--n", "3", "--out", str(gen), "--quiet"]) == 0
     assert len(list(gen.glob("*.png"))) == 3 and len(list(gen.glob("*.fits"))) == 3
     assert main(["generate", str(run), "--component", "7", "--n", "3", "--out", str(gen), "--quiet"]) == 2
+    # the VaDE saw the cube with neighbours masked, and says how much it masked
+    masked = pd.read_parquet(run / "cube_masked.parquet")
+    assert len(masked) == 24 and {"n_masked", "masked_fraction"} <= set(masked.columns)
+
+
+@pytest.mark.slow
+def test_study_of_the_vade_encoder(tmp_path):
+    survey = tmp_path / "survey"
+    assert main(["synth", "--n", "24", "--seed", "3", "--out", str(survey), "--size", "64", "--quiet"]) == 0
+    run = tmp_path / "study"
+    code = main(["study", "--data", str(survey), "--backbone", "vade", "--out", str(run), "--quiet",
+                 "--set", "train.epochs=2", "--set", "train.pretrain_epochs=1", "--set", "train.batch_size=12",
+                 "--set", "model.widths=[8, 16, 16, 16]", "--set", "model.n_components=3",
+                 "--set", "cluster.reductions=['pca', 'lda']", "--set", "cluster.kmeans_k=[3]"])
+    assert code == 0
+    ami = pd.read_csv(run / "comparisons" / "ami.csv")
+    names = set(ami["name"])
+    assert {"vade", "kmeans3_vade", "kmeans3_vade_pca", "kmeans3_vade_lda"} <= names
+    assert not (run / "embeddings" / "features.npy").exists()
+    assert (run / "report.html").exists()

@@ -92,6 +92,12 @@ class VaDEModel:
             x = x[None]
         if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
             raise UserError(f"expected images N x {' x '.join(map(str, self.image_shape))}, got shape {x.shape}")
+        if self.hparams.get("mask_neighbours", False):
+            # the model was trained on cutouts with their neighbours masked: same input transform
+            # (deterministic per image: the same cube gives exactly what `morphospace embed` saw)
+            from .neighbours import mask_images
+
+            x, _ = mask_images(x, desc="")
         return x
 
     def _batches(self, x: np.ndarray, fn):
@@ -171,6 +177,7 @@ def import_astrovader(run: RunDir, weights: str | Path) -> Path:
         "preset": "astrovader", "channels": encoder.channels, "image_size": encoder.image_size, "latent_dim": d,
         "n_components": k, "k_min": k, "k_max": k, "min_weight": 0.0, "recon_sigma": 2 ** -0.5,
         "radial_inner": 0.0, "radial_width": 0.0, "canonicalise": False, "flip_invariant": False, "widths": [],
+        "mask_neighbours": False,
         "imported_from": str(weights),
     }
     model = build_model(hp)

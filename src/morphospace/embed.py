@@ -93,12 +93,21 @@ def galaxy_table(ids: np.ndarray, enc: dict[str, np.ndarray]) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
+def model_input(run: RunDir, hp: dict[str, Any]) -> np.ndarray:
+    """The images the VaDE takes: the cube, with neighbours masked if it was trained so."""
+    if hp.get("mask_neighbours", False):
+        from .neighbours import masked_cube
+
+        return masked_cube(run)
+    return run.read_cube()
+
+
 def embed_run(run: RunDir, cfg) -> pd.DataFrame:
     """Encode every galaxy of a run with its trained VaDE; write the table, embedding, clustering, figures."""
     if cfg.train.num_threads > 0:
         torch.set_num_threads(cfg.train.num_threads)
     model, hp, extra = load_vade(model_dir(run) / MODEL_FILE)
-    cube = run.read_cube()
+    cube = model_input(run, hp)
     ids = run.cube_ids()
     if len(ids) != len(cube):
         raise UserError(f"catalogue lists {len(ids)} galaxies in the cube but cube.npy has {len(cube)} rows")

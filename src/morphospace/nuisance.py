@@ -33,6 +33,8 @@ from .compare import is_nuisance_column, missing_mask, plot_heatmap, score_pair,
 from .errors import UserError
 from .progress import Timer, progress
 from .rundir import RunDir, write_table
+from .sources import central_index as _central_index
+from .sources import detect as _detect
 
 log = logging.getLogger("morphospace")
 
@@ -64,47 +66,6 @@ def to_grey(images: Any) -> np.ndarray:
     elif arr.ndim != 3:
         raise UserError(f"expected images N x C x H x W or N x H x W, got shape {arr.shape}")
     return arr
-
-
-def _background(img: np.ndarray) -> tuple[float, float]:
-    """Sky level and noise from the stamp's border (the galaxy is in the middle)."""
-    h, w = img.shape
-    bw = max(2, min(h, w) // 10)
-    border = np.concatenate([img[:bw].ravel(), img[-bw:].ravel(), img[:, :bw].ravel(), img[:, -bw:].ravel()])
-    level = float(np.median(border))
-    sigma = 1.4826 * float(np.median(np.abs(border - level)))
-    # noiseless (synthetic or clipped) stamps: a floor relative to the peak keeps sep working
-    floor = max(1e-3 * float(img.max() - level), 1e-6)
-    return level, max(sigma, floor)
-
-
-def _detect(img: np.ndarray, thresh: float, minarea: int, deblend_cont: float):
-    """sep objects and segmentation map of one grey stamp (background-subtracted)."""
-    import sep
-
-    level, sigma = _background(img)
-    data = np.ascontiguousarray(img - level, dtype=np.float32)
-    try:
-        objects, seg = sep.extract(data, thresh, err=sigma, minarea=minarea,
-                                   deblend_cont=deblend_cont, segmentation_map=True)
-    except Exception as exc:  # sep raises plain Exceptions on pathological stamps (buffer overflows)
-        log.debug("sep failed on a stamp: %s", exc)
-        return data, np.zeros(0), np.zeros(data.shape, dtype=np.int32)
-    return data, objects, seg
-
-
-def _central_index(objects, seg: np.ndarray) -> int | None:
-    """The object covering the stamp's centre, else the nearest one within 10% of the side."""
-    if len(objects) == 0:
-        return None
-    h, w = seg.shape
-    label = int(seg[h // 2, w // 2])
-    if label > 0:
-        return label - 1
-    cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
-    d = np.hypot(objects["x"] - cx, objects["y"] - cy)
-    i = int(np.argmin(d))
-    return i if d[i] <= 0.1 * max(h, w) else None
 
 
 def _moments(data: np.ndarray, mask: np.ndarray) -> tuple[float, float]:

@@ -156,14 +156,32 @@ def stage_import_astrovader(run: RunDir, cfg: Config, weights: Path) -> Path:
 
 
 def run_study(run: RunDir, cfg: Config) -> Path:
-    """The CNN feature study: ingest, fine-tune, features, reductions, clusterings, comparisons, report."""
-    from .features import study_features_run
+    """The CNN feature study: ingest, fine-tune, features, reductions, clusterings, comparisons, report.
+
+    ``study.backbone = "vade"`` puts the VaDE encoder's ``z_mean`` through the same study: the
+    run's trained VaDE if it has one, otherwise one trained here from the ``model`` and
+    ``train`` settings (no labels used); its own clusters are compared too.
+    """
+    from .api import MODEL_FILE, model_dir
 
     save_config(run, cfg)
     stage_ingest(run, cfg)
-    with Timer(f"features of {cfg.study.backbone} ({cfg.study.mode})"):
-        study_features_run(run, cfg)
-    stage_reduce(run, cfg, embedding="features")
+    if cfg.study.backbone == "vade":
+        if (model_dir(run) / MODEL_FILE).is_file():
+            log.info("study of the VaDE encoder: using the trained model in %s", model_dir(run))
+        else:
+            stage_train(run, apply_overrides(cfg, {"model.kind": "vade"}))
+        from .embed import embed_run
+
+        embed_run(run, cfg)
+        embedding = "vade"
+    else:
+        from .features import study_features_run
+
+        with Timer(f"features of {cfg.study.backbone} ({cfg.study.mode})"):
+            study_features_run(run, cfg)
+        embedding = "features"
+    stage_reduce(run, cfg, embedding=embedding)
     stage_cluster(run, cfg)
     stage_compare(run, cfg)
     return stage_report(run, cfg)

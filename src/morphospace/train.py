@@ -120,6 +120,7 @@ ASTROVADER_RECIPE = {
     "cycle_hold": 25,
     "cycle_base": 0.3,
     "align_latent": False,
+    "mask_neighbours": False,
 }
 
 
@@ -142,7 +143,7 @@ def resolve_hparams(cfg: Config, channels: int, image_size: int) -> dict[str, An
         "batch_size": t.batch_size, "lr": t.lr, "final_lr": t.lr * t.final_lr_fraction,
         "weight_decay": t.weight_decay, "grad_clip": t.grad_clip, "augment": t.augment, "seed": t.seed,
         "schedule": "default", "cycle_ramp": 0, "cycle_hold": 0, "cycle_base": 1.0,
-        "align_latent": m.align_latent,
+        "align_latent": m.align_latent, "mask_neighbours": m.mask_neighbours,
     }
     if m.preset == "astrovader":
         dm, dt = ModelConfig(), TrainConfig()
@@ -152,7 +153,8 @@ def resolve_hparams(cfg: Config, channels: int, image_size: int) -> dict[str, An
             # user-set fields win; fields at their default (or not in the config) are published
             hp[key] = value if (user is None or user == default) else user
         for key in ("recon_sigma", "radial_inner", "radial_width", "canonicalise", "flip_invariant", "align_latent",
-                    "weight_decay", "grad_clip", "augment", "cycle_ramp", "cycle_hold", "cycle_base"):
+                    "weight_decay", "grad_clip", "augment", "cycle_ramp", "cycle_hold", "cycle_base",
+                    "mask_neighbours"):
             hp[key] = ASTROVADER_RECIPE[key]
         hp["final_lr"] = ASTROVADER_RECIPE["final_lr"]
         hp["schedule"] = "astrovader"
@@ -614,6 +616,16 @@ def _comparable(hp: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in hp.items() if k not in ("epochs",)}
 
 
+def model_input_path(run: RunDir, hp: dict[str, Any]) -> Path:
+    """The cube the VaDE reads: ``cube.npy``, or its neighbour-masked copy (built if needed)."""
+    if hp.get("mask_neighbours", False):
+        from .neighbours import MASKED_CUBE, masked_cube
+
+        masked_cube(run)
+        return run.path / MASKED_CUBE
+    return run.cube
+
+
 def train_run(run: RunDir, cfg: Config, resume: bool = False, callbacks: list | None = None) -> TrainResult:
     """Train the VaDE of a run; writes ``RUN/models/vade/`` (checkpoints, logs, ``model.pt``).
 
@@ -656,7 +668,7 @@ def train_run(run: RunDir, cfg: Config, resume: bool = False, callbacks: list | 
     write_json(mdir / "hparams.json", hp)
 
     module = VaDEModule(**hp)
-    data = CubeDataModule(run.cube, hp["batch_size"], hp["seed"])
+    data = CubeDataModule(model_input_path(run, hp), hp["batch_size"], hp["seed"])
     logs = mdir / "logs"
     version = f"v{len(list((logs / 'csv').glob('v*')))}" if (logs / "csv").is_dir() else "v0"
     loggers = [CSVLogger(str(logs), name="csv", version=version),

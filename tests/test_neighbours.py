@@ -1,0 +1,111 @@
+"""Neighbour masking: companions hidden, the central galaxy kept, deterministic, cached per run."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from morphospace.neighbours import MASKED_CUBE, MASKED_TABLE, mask_images, mask_neighbours, masked_cube
+from morphospace.rundir import RunDir, write_npy, write_table
+
+SIDE = 48
+
+
+def blob(row, col, sigma, amp):
+    yy, xx = np.mgrid[:SIDE, :SIDE]
+    return amp * np.exp(-((yy - row) ** 2 + (xx - col) ** 2) / (2 * sigma**2))
+
+
+def stamp(companion: bool, seed: int = 0, channels: int = 3) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = blob(23.5, 23.5, 4.0, 1.0)
+    if companion:
+        img = img + blob(8, 40, 1.5, 0.8)
+    return (img[None] * np.ones((channels, 1, 1)) + rng.normal(0, 0.02, (channels, SIDE, SIDE))).astype(np.float32)
+
+
+def test_a_companion_is_replaced_by_sky_and_the_galaxy_is_kept():
+    img = stamp(companion=True)
+    out, n, frac = mask_neighbours(img)
+    assert n == 1 and 0 < frac < 0.1
+    # the companion's peak is now sky (noise of the border, ~0.02), it was 0.8
+    assert np.abs(out[:, 6:11, 38:43]).max() < 0.15
+    assert img[:, 8, 40].min() > 0.7
+    # the central galaxy's pixels are untouched
+    np.testing.assert_array_equal(out[:, 18:30, 18:30], img[:, 18:30, 18:30])
+    # the input is not modified
+    np.testing.assert_array_equal(img, stamp(companion=True))
+
+
+def test_a_lone_galaxy_is_returned_unchanged():
+    img = stamp(companion=False)
+    out, n, frac = mask_neighbours(img)
+    assert n == 0 and frac == 0.0
+    np.testing.assert_array_equal(out, img)
+
+
+def test_a_companion_on_the_halo_takes_the_halo_of_the_other_side():
+    # a star on the galaxy's wing: its pixels take their point-symmetric twins' values
+    galaxy = blob(23.5, 23.5, 6.0, 1.0)
+    img = (galaxy + blob(23.5, 36, 1.0, 1.0))[None].astype(np.float32)
+    img = img + np.random.default_rng(1).normal(0, 0.01, img.shape).astype(np.float32)
+    out, n, _ = mask_neighbours(img)
+    assert n == 1
+    assert np.abs(img[0, 22:25, 35:38] - galaxy[22:25, 35:38]).max() > 0.5  # the star was there
+    assert np.abs(out[0, 22:25, 35:38] - galaxy[22:25, 35:38]).max() < 0.05  # now the halo is
+
+
+def test_same_image_same_output_wherever_it_sits():
+    a, b = stamp(True, seed=1), stamp(True, seed=2)
+    batch, table = mask_images(np.stack([a, b]), desc="")
+    alone, _ = mask_images(b[None], desc="")
+    np.testing.assert_array_equal(batch[1], alone[0])
+    assert list(table.columns) == ["n_masked", "masked_fraction"] and table["n_masked"].tolist() == [1, 1]
+
+
+def make_run(path, n=6):
+    run = RunDir(path, create=True)
+    write_npy(run.cube, np.stack([stamp(i % 2 == 1, seed=i) for i in range(n)]))
+    write_table(run.catalogue, pd.DataFrame({"id": [f"g{i}" for i in range(n)], "source": "x",
+                                             "cube_index": np.arange(n)}))
+    return run
+
+
+def test_masked_cube_is_built_once_and_rebuilt_when_the_cube_changes(tmp_path):
+    run = make_run(tmp_path / "run")
+    m = masked_cube(run)
+    assert m.shape == run.read_cube().shape
+    table = pd.read_parquet(run.path / MASKED_TABLE)
+    assert table["id"].tolist() == [f"g{i}" for i in range(6)]
+    assert table["n_masked"].tolist() == [0, 1, 0, 1, 0, 1]
+    first = (run.path / MASKED_CUBE).stat().st_mtime_ns
+    masked_cube(run)
+    assert (run.path / MASKED_CUBE).stat().st_mtime_ns == first  # cached
+    cube = np.asarray(run.read_cube()).copy()
+    cube[0] = stamp(True, seed=9)
+    write_npy(run.cube, cube)
+    os.utime(run.cube, ns=(first + 10**9, first + 10**9))
+    assert float(np.asarray(masked_cube(run))[0, :, 8, 40].max()) < 0.15  # rebuilt: g0 now has a companion
+
+
+@pytest.mark.parametrize("mask", [True, False])
+def test_the_api_applies_the_models_input_transform(tmp_path, mask):
+    import torch
+
+    from morphospace.api import VaDEModel
+    from morphospace.models.networks import build_model
+
+    hp = {"preset": "default", "channels": 3, "image_size": SIDE, "latent_dim": 3, "n_components": 2,
+          "k_min": 2, "k_max": 2, "recon_sigma": 0.1, "radial_inner": 0.0, "radial_width": 0.0,
+          "canonicalise": False, "flip_invariant": False, "widths": [4, 8], "mask_neighbours": mask}
+    torch.manual_seed(0)
+    model = VaDEModel(build_model(hp), hp)
+    x = np.stack([stamp(True, seed=3), stamp(False, seed=4)])
+    mu, _ = model.encode(x)
+    with torch.no_grad():
+        seen = mask_images(x, desc="")[0] if mask else x
+        expect = model.vade.encode(torch.from_numpy(seen))[0].numpy()
+    np.testing.assert_allclose(mu, expect, rtol=1e-5, atol=1e-6)
