@@ -146,7 +146,10 @@ class LDAReducer(TransformerMixin, BaseEstimator):
             raise UserError(f"LDA needs at least 2 label classes, found {classes.size}")
         Xk = X[keep]
         n_disc = min(self.n_components, classes.size - 1, X.shape[1])
-        self.lda_ = LinearDiscriminantAnalysis(n_components=n_disc, solver="svd").fit(Xk, yk)
+        # Ledoit-Wolf shrinkage of the within-class covariance: on 1,280 frozen ImageNet features
+        # of 3,269 SDSS galaxies the unregularised (svd) LDA flung a few galaxies thousands of
+        # units out and K-Means(3) on it scored AMI 0.00 against the classes; shrunk, 0.53
+        self.lda_ = LinearDiscriminantAnalysis(n_components=n_disc, solver="eigen", shrinkage="auto").fit(Xk, yk)
         self.classes_ = classes
         self.n_discriminants_ = n_disc
         n_pad = min(self.n_components, X.shape[1]) - n_disc
