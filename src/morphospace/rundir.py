@@ -9,6 +9,7 @@ Layout (also documented in the README)::
       ingest_summary.json      counts and example ids per quality flag
       cube.npy                 preprocessed images, float32 N x C x H x W (memory-mapped);
                                row i is the galaxy whose cube_index == i
+      cube_masked.npy          the cube with neighbours masked (morphospace.neighbours)
       models/<name>/           trained models (checkpoints, hyper-parameters)
       embeddings/<name>.npy    one row per cube row (float32)
       embeddings/<name>.json   what produced it
