@@ -27,6 +27,7 @@ galaxies go on. ``strict=True`` makes any flag an error (one line, nothing writt
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -47,7 +48,7 @@ from ..rundir import RunDir, atomic_path
 from .cube import CubeWriter, partial_path
 from .decode import BadImage, decode, frame_from_array, read_hdf5_rows
 from .layouts import LAYOUTS, Survey, detect_layout, read_survey
-from .preprocess import PreprocessSpec, preprocess_many
+from .preprocess import PreprocessSpec, RowBlock, preprocess_block
 from .records import EXCLUDING, FLAG_DESCRIPTIONS, Record
 
 __all__ = ["ingest", "read_survey", "detect_layout", "LAYOUTS", "FLAG_DESCRIPTIONS", "EXCLUDING",
@@ -65,7 +66,13 @@ _H5_CACHE: dict = {}
 # --- worker side ---------------------------------------------------------------------------
 
 def _worker_init(parent_pid: int) -> None:
-    """Ctrl-C is the parent's to handle; a worker whose parent died exits (no orphans)."""
+    """Ctrl-C is the parent's to handle; a worker whose parent died exits (no orphans).
+
+    The objects inherited from the parent (modules, the survey...) are frozen out of the
+    garbage collector: its full passes then neither walk them nor write to their pages
+    (which a forked worker would otherwise copy, page by page).
+    """
+    gc.freeze()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     start_ppid = os.getppid()
 
@@ -88,73 +95,90 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _decode_all(items: list, spec: PreprocessSpec) -> list:
-    """Frames (or BadImage) for a chunk's items; HDF5 rows are read as one slice."""
-    frames: list = [None] * len(items)
+def _read_hdf5(items: list) -> dict:
+    """HDF5 rows of a chunk's items, read as one slice: item index -> array or BadImage."""
     h5 = [j for j, it in enumerate(items) if it is not None and it[1] == "hdf5"]
+    out: dict = {}
     if h5:
         path = items[h5[0]][0]
         try:
-            arrays = read_hdf5_rows(path, [items[j][2] for j in h5], _H5_CACHE)
-            for j, arr in zip(h5, arrays):
-                frames[j] = arr
+            for j, arr in zip(h5, read_hdf5_rows(path, [items[j][2] for j in h5], _H5_CACHE)):
+                out[j] = arr
         except BadImage:
             for j in h5:  # a damaged chunk of the file: find the rows that are really lost
                 try:
-                    frames[j] = read_hdf5_rows(path, [items[j][2]], _H5_CACHE)[0]
+                    out[j] = read_hdf5_rows(path, [items[j][2]], _H5_CACHE)[0]
                 except BadImage as exc:
-                    frames[j] = exc
-    min_side = spec.min_side()
-    for j, it in enumerate(items):
-        if it is None or it[1] == "hdf5":
-            continue
-        try:
-            frames[j] = decode(Record(id="", source=it[0], kind=it[1], index=it[2]), min_side=min_side)
-        except BadImage as exc:
-            frames[j] = exc
-        except Exception as exc:  # noqa: BLE001 - a hostile file must not stop a survey
-            frames[j] = BadImage("unreadable", f"{type(exc).__name__}: {exc}")
-    return frames
+                    out[j] = exc
+    return out
 
 
-def _process_chunk(start: int, items: list, spec: PreprocessSpec) -> tuple[int, np.ndarray, list]:
+def _decode_one(item, min_side: int, h5_rows: dict, j: int):
+    """The frame of one item (or the BadImage that says why there is none)."""
+    if item[1] == "hdf5":
+        frame = h5_rows[j]
+        return frame_from_array(frame) if isinstance(frame, np.ndarray) else frame
+    try:
+        return decode(Record(id="", source=item[0], kind=item[1], index=item[2]), min_side=min_side)
+    except BadImage as exc:
+        return exc
+    except Exception as exc:  # noqa: BLE001 - a hostile file must not stop a survey
+        return BadImage("unreadable", f"{type(exc).__name__}: {exc}")
+
+
+def _process_chunk(start: int, items: list, spec: PreprocessSpec) -> tuple[int, RowBlock, list]:
     """Decode and preprocess one chunk (runs in a worker process).
 
     ``items`` holds ``(source, kind, index)`` per record, or None for records that are
-    not to be decoded. Returns ``(start, rows, results)``: the good rows stacked
-    (k x C x S x S) and per item ``(in_cube, flags, detail)``.
+    not to be decoded. Returns ``(start, rows, results)``: the good rows as a
+    :class:`~morphospace.ingest.preprocess.RowBlock` (compact: 8-bit levels and lookup
+    tables where it can) and per item ``(in_cube, flags, detail)``. Frames are decoded
+    one at a time as the preprocessing asks for them, so a chunk holds one decoded
+    frame at a time.
     """
-    frames = _decode_all(items, spec)
+    h5_rows, min_side = _read_hdf5(items), spec.min_side()
+    shape = (spec.channels, spec.size, spec.size)
+
+    def frames(results: list, todo: list):
+        for j, item in enumerate(items):
+            if item is None:
+                results[j] = (False, (), "")
+                continue
+            frame = _decode_one(item, min_side, h5_rows, j)
+            if isinstance(frame, BadImage):
+                results[j] = (False, frame.flags, frame.detail)
+                continue
+            todo.append(j)
+            yield frame
+            frame = None  # noqa: F841 - not kept while the next frame is decoded
+
     results: list = [None] * len(items)
-    todo = []
-    for j, (item, frame) in enumerate(zip(items, frames)):
-        if item is None:
-            results[j] = (False, (), "")
-        elif isinstance(frame, BadImage):
-            results[j] = (False, frame.flags, frame.detail)
-        else:
-            todo.append((j, frame_from_array(frame) if isinstance(frame, np.ndarray) else frame))
+    todo: list = []
     try:
-        done = preprocess_many([f for _, f in todo], spec)
+        block, done = preprocess_block(frames(results, todo), spec)
     except Exception:  # noqa: BLE001 - one bad frame must not sink its chunk: redo one by one
-        done = [_preprocess_one(f, spec) for _, f in todo]
-    rows = []
-    for (j, _), out in zip(todo, done):
+        results, todo = [None] * len(items), []
+        blocks, done = [], []
+        for frame in frames(results, todo):
+            b, d = _preprocess_one(frame, spec)
+            blocks.append(b)
+            done.append(d)
+        block = RowBlock.concat(blocks, shape)
+    for j, out in zip(todo, done):
         if isinstance(out, BadImage):
             results[j] = (False, out.flags, out.detail)
         else:
-            rows.append(out[0])
-            results[j] = (True, tuple(sorted(out[1])), "")
-    shape = (spec.channels, spec.size, spec.size)
-    block = np.stack(rows) if rows else np.empty((0, *shape), dtype=np.float32)
+            results[j] = (True, tuple(sorted(out)), "")
     return start, block, results
 
 
-def _preprocess_one(frame, spec: PreprocessSpec):
+def _preprocess_one(frame, spec: PreprocessSpec) -> tuple[RowBlock, "set[str] | BadImage"]:
     try:
-        return preprocess_many([frame], spec)[0]
+        block, done = preprocess_block([frame], spec)
+        return block, done[0]
     except Exception as exc:  # noqa: BLE001 - flagged with its reason rather than a traceback
-        return BadImage("unreadable", f"{type(exc).__name__}: {exc}")
+        return RowBlock.empty((spec.channels, spec.size, spec.size)), \
+            BadImage("unreadable", f"{type(exc).__name__}: {exc}")
 
 
 # --- parent side ---------------------------------------------------------------------------
@@ -254,10 +278,11 @@ def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = Non
     cube_index = np.full(len(survey), -1, dtype=np.int64)
     details: dict[str, dict[str, str]] = {}
     chunks = _run_pool(survey, spec, min(workers, max(1, len(survey) // chunk + 1)), chunk)
+    buffer = np.empty((min(chunk, len(survey)), spec.channels, spec.size, spec.size), dtype=np.float32)
     try:
-        for start, rows, results in progress(chunks, total=(len(survey) + chunk - 1) // chunk,
-                                             desc="ingest", unit="chunk"):
-            first = writer.append_rows(rows)
+        for start, block, results in progress(chunks, total=(len(survey) + chunk - 1) // chunk,
+                                              desc="ingest", unit="chunk"):
+            first = writer.append_rows(block.to_array(out=buffer))
             k = 0
             for j, (in_cube, flags, detail) in enumerate(results):
                 rec = survey.records[start + j]
@@ -311,8 +336,11 @@ def build_catalogue(survey: Survey, cube_index: np.ndarray) -> pd.DataFrame:
         if name in RESERVED or name.startswith("flag_"):
             name = f"catalogue_{name}"  # a catalogue column named like ours is kept, renamed
         table[name] = labels[col].array
+    flagged = [(i, r.flags) for i, r in enumerate(recs) if r.flags]  # one pass: most records have none
     for flag in FLAG_DESCRIPTIONS:
-        table[f"flag_{flag}"] = np.fromiter((flag in r.flags for r in recs), dtype=bool, count=len(recs))
+        column = np.zeros(len(recs), dtype=bool)
+        column[[i for i, flags in flagged if flag in flags]] = True
+        table[f"flag_{flag}"] = column
     table["cube_index"] = cube_index
     return table
 

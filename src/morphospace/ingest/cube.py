@@ -7,11 +7,16 @@ stays flat however many galaxies there are. The file is written under the name
 truncates and syncs the file, and :meth:`CubeWriter.publish` renames it into place.
 A killed ingest therefore never leaves a ``cube.npy`` that looks complete: only a
 ``.partial``, which the next ingest replaces.
+
+While rows are appended, every ``SYNC_EVERY`` bytes a background thread syncs what is
+written so far (``fdatasync``), so the disk writes overlap the decoding and the final
+sync waits for the last stretch only, not the whole cube.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -48,12 +53,16 @@ class CubeWriter:
         (C, H, W).
     """
 
+    SYNC_EVERY = 32 * 2**20
+
     def __init__(self, path: Path, max_rows: int, row_shape: tuple[int, int, int]):
         self.path = Path(path)
         self.tmp = partial_path(self.path)
         self.row_shape = tuple(int(s) for s in row_shape)
         self.rows = 0
         self._finished = False
+        self._unsynced = 0
+        self._syncer: threading.Thread | None = None
         first = _header((max_rows, *self.row_shape))
         self._header_len = len(first)
         self._fh = open(self.tmp, "wb")  # "wb": a stale .partial of a killed run is replaced
@@ -69,12 +78,30 @@ class CubeWriter:
             raise ValueError(f"row shape {rows.shape[1:]} != cube row shape {self.row_shape}")
         first = self.rows
         if len(rows):
-            self._fh.write(memoryview(np.ascontiguousarray(rows, dtype="<f4")).cast("B"))
+            data = memoryview(np.ascontiguousarray(rows, dtype="<f4")).cast("B")
+            self._fh.write(data)
             self.rows += len(rows)
+            self._unsynced += data.nbytes
+            if self._unsynced >= self.SYNC_EVERY and not (self._syncer and self._syncer.is_alive()):
+                self._sync_in_background()
         return first
+
+    def _sync_in_background(self) -> None:
+        """Start syncing what is written so far, in a thread (the disk works while we decode)."""
+        self._fh.flush()
+        self._unsynced = 0
+        self._syncer = threading.Thread(target=_sync_quietly, args=(self._fh.fileno(),), daemon=True,
+                                        name="cube-sync")
+        self._syncer.start()
+
+    def _join_syncer(self) -> None:
+        if self._syncer is not None:
+            self._syncer.join()
+            self._syncer = None
 
     def finish(self) -> None:
         """Fix the header to the written row count, truncate and sync (still under ``.partial``)."""
+        self._join_syncer()
         self._fh.flush()
         self._fh.seek(0)
         self._fh.write(_header((self.rows, *self.row_shape), self._header_len))
@@ -98,6 +125,15 @@ class CubeWriter:
 
     def abort(self) -> None:
         """Close and remove the partial file."""
+        self._join_syncer()  # the file descriptor stays valid until its sync is done
         if not self._fh.closed:
             self._fh.close()
         self.tmp.unlink(missing_ok=True)
+
+
+def _sync_quietly(fd: int) -> None:
+    """``fdatasync`` (``fsync`` where there is none); errors are left to the final, checked sync."""
+    try:
+        getattr(os, "fdatasync", os.fsync)(fd)
+    except OSError:
+        pass

@@ -135,9 +135,12 @@ def _kind(name: str) -> str:
     return "fits" if _is_fits(name) else "image"
 
 
+_EXTENSIONS_LONGEST_FIRST = tuple(sorted(IMAGE_EXTENSIONS + FITS_EXTENSIONS, key=len, reverse=True))
+
+
 def _stem(name: str) -> str:
     lower = name.lower()
-    for ext in sorted(IMAGE_EXTENSIONS + FITS_EXTENSIONS, key=len, reverse=True):
+    for ext in _EXTENSIONS_LONGEST_FIRST:
         if lower.endswith(ext):
             return name[: -len(ext)]
     return os.path.splitext(name)[0]
@@ -301,24 +304,29 @@ def _join(image_dir: Path, root: Path, ids: list[str], files_col: list[str] | No
     listed = {name for _, name in files}
     records: list[Record] = []
     used: set[str] = set()
+    in_dir = _in_dir(image_dir)
     for i, gid in enumerate(ids):
-        if files_col is not None:
-            name = files_col[i]
-            if not name:
-                full = None
-            else:
-                p = Path(name)
-                candidates = [p] if p.is_absolute() else [root / p, image_dir / p]
-                full = next((c for c in candidates if c.parent == image_dir and c.name in listed), None)
-                if full is None:
-                    full = next((c for c in candidates if os.path.lexists(c)), None)
-                if full is None:
-                    records.append(Record(id=gid, source=str(candidates[0]), kind=_kind(name),
-                                          flags=frozenset({"missing_image"})))
-                    continue
-        else:
+        if files_col is None:  # a listed file name: plain string work (pathlib costs more than the rest)
             name = first_by_stem.get(gid)
-            full = image_dir / name if name else None
+            if name:
+                used.add(name)
+                records.append(Record(id=gid, source=in_dir(name), kind=_kind(name)))
+            else:
+                records.append(Record(id=gid, source="", flags=frozenset({"missing_image"})))
+            continue
+        name = files_col[i]
+        if not name:
+            full = None
+        else:
+            p = Path(name)
+            candidates = [p] if p.is_absolute() else [root / p, image_dir / p]
+            full = next((c for c in candidates if c.parent == image_dir and c.name in listed), None)
+            if full is None:
+                full = next((c for c in candidates if os.path.lexists(c)), None)
+            if full is None:
+                records.append(Record(id=gid, source=str(candidates[0]), kind=_kind(name),
+                                      flags=frozenset({"missing_image"})))
+                continue
         if full is None:
             records.append(Record(id=gid, source="", flags=frozenset({"missing_image"})))
             continue
@@ -332,11 +340,19 @@ def _join(image_dir: Path, root: Path, ids: list[str], files_col: list[str] | No
     rows = list(range(len(ids)))
     for stem, name in files:
         if name not in used:
-            records.append(Record(id=stem, source=str(image_dir / name), kind=_kind(name),
+            records.append(Record(id=stem, source=in_dir(name), kind=_kind(name),
                                   flags=frozenset({"no_catalogue_row"})))
             rows.append(-1)
     labels = table.reindex(rows).reset_index(drop=True) if len(table.columns) else pd.DataFrame(index=range(len(rows)))
     return records, labels
+
+
+def _in_dir(folder: Path):
+    """``lambda name: str(folder / name)`` for plain file names, without building a Path each time."""
+    base = str(folder)
+    if base == ".":
+        return lambda name: name
+    return lambda name: os.path.join(base, name)
 
 
 def _fits_bands(paths: list[Path]) -> int:

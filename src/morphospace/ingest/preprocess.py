@@ -307,38 +307,122 @@ def _first_at_least(cum: np.ndarray, fraction: float) -> np.ndarray:
     return (cum < fraction * cum[:, -1:]).sum(axis=1)
 
 
+@dataclass
+class Stats8:
+    """Statistics of a batch of 8-bit frames, as arrays (levels 0-255), and the per-band sky (0-1).
+
+    Everything :func:`judge` needs, except that the ring and centre medians of the grey
+    levels are first known only as bounds (``ring_max`` >= the ring median, ``centre_min``
+    <= the centre median), from the histograms every frame needs anyway: enough to clear
+    a real galaxy (sky ring, bright centre). :meth:`frame_stats` computes them exactly for
+    the few frames :meth:`suspects` names.
+    """
+
+    lo: np.ndarray
+    hi: np.ndarray
+    vmin: np.ndarray
+    vmax: np.ndarray
+    mode: np.ndarray
+    mode_fraction: np.ndarray
+    ring_max: np.ndarray
+    centre_min: np.ndarray
+    greys: list
+    skies: list
+
+    def frame_stats(self, i: int) -> FrameStats:
+        """The exact :class:`FrameStats` of frame ``i``."""
+        g = self.greys[i]
+        w, h = g.size
+        medians = _first_at_least(np.cumsum(np.array(
+            [g.histogram(_ring_image(w, h)), g.crop(_centre(h, w)).histogram()], dtype=np.int64), axis=1), 0.5)
+        return FrameStats(lo=self.lo[i] / 255, hi=self.hi[i] / 255, vmin=self.vmin[i] / 255,
+                          vmax=self.vmax[i] / 255, std=float("nan"),
+                          mode_fraction=float(self.mode_fraction[i]), mode_level=self.mode[i] / 255,
+                          ring_median=medians[0] / 255, centre_median=medians[1] / 255,
+                          grey=g, unit=1 / 255)
+
+    def suspects(self, spec: PreprocessSpec) -> np.ndarray:
+        """Frames that :func:`judge` might flag (a superset, with a margin): the others pass it.
+
+        Lets a batch skip the per-frame :class:`FrameStats` and :func:`judge` calls (and
+        the ring and centre histograms of the grey levels) for the frames that are plainly
+        galaxies.
+        """
+        eps = 1e-9
+        rng = (self.vmax - self.vmin) / 255
+        return ((rng < spec.blank_contrast + eps)
+                | (self.mode_fraction >= min(spec.flat_fraction, FLAT_WITH_EDGES) - eps)
+                | ((self.hi - self.lo) / 255 < spec.blank_contrast + eps)
+                | ((self.ring_max - self.centre_min) / 255 > 0.5 * rng - eps))
+
+
+def histograms_8bit(sample: Image.Image) -> tuple[Image.Image, list, list]:
+    """The C histograms every 8-bit frame needs, of its sample (:func:`sample_8bit`).
+
+    Returns the grey image, its histogram (256 counts) and the per-band histogram of
+    the ring (256 x bands counts, bands concatenated).
+    """
+    grey = sample if sample.mode == "L" else sample.convert("L")
+    return grey, grey.histogram(), sample.histogram(_ring_image(*sample.size))
+
+
+def _ring_medians(sky_hists: list) -> tuple[list, np.ndarray]:
+    """Per image, the per-band medians (0-1, float32) of its ring histogram (256 x bands counts),
+    and a bound (level) on the median of the ring's grey levels: no grey level exceeds
+    its pixel's brightest band (Pillow's grey weights sum to one), so at most
+    sum_b #(band b > t) grey levels exceed t."""
+    skies: list = [None] * len(sky_hists)
+    ring_max = np.zeros(len(sky_hists), dtype=np.int64)
+    by_bands: dict[int, list[int]] = {}
+    for i, h in enumerate(sky_hists):
+        by_bands.setdefault(len(h) // 256, []).append(i)
+    for bands, idx in by_bands.items():  # batched by band count
+        cum = np.cumsum(np.array([sky_hists[i] for i in idx], dtype=np.int64).reshape(len(idx), bands, 256), axis=2)
+        med = _first_at_least(cum.reshape(len(idx) * bands, 256), 0.5)
+        sky = (med / 255).astype(np.float32).reshape(len(idx), bands)
+        for j, i in enumerate(idx):
+            skies[i] = sky[j]
+        n = cum[:, 0, -1:]
+        at_most = cum.sum(axis=1) - (bands - 1) * n  # <= #(grey <= t) in the ring
+        ring_max[idx] = (at_most < 0.5 * n).sum(axis=1)
+    return skies, ring_max
+
+
+def _stats8(greys: list, hists: list, sky_hists: list) -> Stats8:
+    """:class:`Stats8` from the outputs of :func:`histograms_8bit`, batched."""
+    hist = np.array(hists, dtype=np.int64).reshape(len(greys), 256)
+    full = np.cumsum(hist, axis=1)
+    skies, ring_max = _ring_medians(sky_hists)
+    centre_pixels = np.array([(r - l) * (b - t) for l, t, r, b in (_centre(g.size[1], g.size[0]) for g in greys)])
+    return Stats8(lo=_first_at_least(full, 0.005), hi=_first_at_least(full, 0.995),
+                  vmin=(full == 0).sum(axis=1), vmax=255 - (np.cumsum(hist[:, ::-1], axis=1) == 0).sum(axis=1),
+                  mode=hist.argmax(axis=1), mode_fraction=hist.max(axis=1) / full[:, -1],
+                  ring_max=ring_max,
+                  # the centre is part of the frame: its median is at least the level below which
+                  # the whole frame has fewer than half the centre's pixel count
+                  centre_min=(full < 0.5 * centre_pixels[:, None]).sum(axis=1),
+                  greys=greys, skies=skies)
+
+
+def stats_8bit_arrays(samples: list[Image.Image]) -> Stats8:
+    """Frame statistics and the per-band sky of 8-bit Pillow images (see :func:`stats_8bit_many`)."""
+    greys, hists, sky_hists = [], [], []
+    for sample in samples:
+        grey, h, sky = histograms_8bit(sample)
+        greys.append(grey)
+        hists.append(h)
+        sky_hists.append(sky)
+    return _stats8(greys, hists, sky_hists)
+
+
 def stats_8bit_many(samples: list[Image.Image]) -> tuple[list[FrameStats], list[np.ndarray]]:
     """Frame statistics and the per-band sky (0-1) of 8-bit Pillow images.
 
     Pillow computes the histograms in C; numpy then works on k x 256 arrays, once for
     the whole batch (per-image numpy calls on 256-bin arrays cost more than the maths).
     """
-    greys = [im if im.mode == "L" else im.convert("L") for im in samples]
-    hist = np.array([g.histogram() for g in greys], dtype=np.int64)
-    ring = np.array([g.histogram(_ring_image(*g.size)) for g in greys], dtype=np.int64)
-    centre = np.array([g.crop(_centre(g.size[1], g.size[0])).histogram() for g in greys], dtype=np.int64)
-    cum = np.cumsum(hist, axis=1)
-    lo, hi = _first_at_least(cum, 0.005), _first_at_least(cum, 0.995)
-    vmin = (cum == 0).sum(axis=1)
-    vmax = 255 - (np.cumsum(hist[:, ::-1], axis=1) == 0).sum(axis=1)
-    mode = hist.argmax(axis=1)
-    mode_fraction = hist.max(axis=1) / cum[:, -1]
-    ring_med = _first_at_least(np.cumsum(ring, axis=1), 0.5)
-    centre_med = _first_at_least(np.cumsum(centre, axis=1), 0.5)
-    stats = [FrameStats(lo=lo[i] / 255, hi=hi[i] / 255, vmin=vmin[i] / 255, vmax=vmax[i] / 255,
-                        std=float("nan"), mode_fraction=float(mode_fraction[i]), mode_level=mode[i] / 255,
-                        ring_median=ring_med[i] / 255, centre_median=centre_med[i] / 255,
-                        grey=greys[i], unit=1 / 255)
-             for i in range(len(greys))]
-    skies: list = [None] * len(samples)
-    for bands in (1, 3):  # per-band medians of the ring, batched by band count
-        idx = [i for i, im in enumerate(samples) if len(im.getbands()) == bands]
-        if idx:
-            h = np.array([samples[i].histogram(_ring_image(*samples[i].size)) for i in idx], dtype=np.int64)
-            med = _first_at_least(np.cumsum(h.reshape(len(idx) * bands, 256), axis=1), 0.5)
-            for j, i in enumerate(idx):
-                skies[i] = (med[j * bands:(j + 1) * bands] / 255).astype(np.float32)
-    return stats, skies
+    st = stats_8bit_arrays(samples)
+    return [st.frame_stats(i) for i in range(len(samples))], st.skies
 
 
 def stats_8bit(img: Image.Image) -> FrameStats:
@@ -415,9 +499,9 @@ def _percentile(v: np.ndarray, q: float) -> float:
     v = np.ravel(v)
     k = (v.size - 1) * q / 100.0
     i = int(k)
-    j = min(i + 1, v.size - 1)
-    part = np.partition(v, (i, j))
-    return float(part[i] + (part[j] - part[i]) * (k - i))
+    part = np.partition(v, i)  # one kth: numpy's fast (SIMD) selection; the next value is the least above
+    hi = part[i + 1:].min() if i + 1 < v.size else part[i]
+    return float(part[i] + (hi - part[i]) * (k - i))
 
 
 def _asinh_scale(spec: PreprocessSpec, centre_minus_sky: np.ndarray, x_for_fallback) -> float:
@@ -452,6 +536,46 @@ def normalise(arr: np.ndarray, spec: PreprocessSpec, sky: np.ndarray | None = No
 _LEVELS = np.arange(256, dtype=np.float32) * np.float32(1 / 255)
 
 
+def level_luts(levels: np.ndarray, skies: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """The normalisation of a batch of 8-bit rows as lookup tables over their 256 levels.
+
+    ``levels`` is n x S x S x B uint8 (cropped and resized), ``skies`` n x B (0-1).
+    Returns n x B x 256 float32: band ``b`` of row ``i`` normalised is
+    ``luts[i, b][levels[i, ..., b]]``, the values of converting to float and calling
+    :func:`normalise` (to float32 rounding). The robust peaks of the whole batch are
+    found by one partition.
+    """
+    n, s, _, bands = levels.shape
+    skies = np.asarray(skies, dtype=np.float32).reshape(n, bands)
+    if spec.normalise == "minmax":
+        flat = levels.reshape(n, -1)
+        lo, hi = flat.min(axis=1), flat.max(axis=1)
+        luts = np.zeros((n, bands, 256), dtype=np.float32)
+        for i in np.flatnonzero(hi > lo):
+            luts[i] = np.clip((_LEVELS - _LEVELS[lo[i]]) / (_LEVELS[hi[i]] - _LEVELS[lo[i]]), 0.0, 1.0)
+        return luts
+    q = s // 4
+    # level * float32(1/255): the values of _LEVELS, without a gather
+    centre = np.multiply(levels[:, q: 3 * q, q: 3 * q], np.float32(1 / 255), dtype=np.float32)
+    centre -= skies[:, None, None, :]
+    centre = centre.reshape(n, -1)
+    # The 99th percentile of each centre, as _percentile computes it (linear interpolation).
+    k = (centre.shape[1] - 1) * 99.0 / 100.0
+    i = int(k)
+    centre.partition(i, axis=1)  # in place, one kth: numpy's fast (SIMD) selection
+    lo = centre[:, i]
+    hi = centre[:, i + 1:].min(axis=1) if i + 1 < centre.shape[1] else lo  # the next value up
+    peaks = (lo + (hi - lo) * (k - i)).astype(np.float64)
+    for r in np.flatnonzero(~(peaks > 0)):  # no galaxy light in the centre: the brightest pixel
+        peaks[r] = float(np.abs(_LEVELS[levels[r]] - skies[r]).max()) or 1.0
+    inv = (1.0 / (spec.softening * peaks)).astype(np.float32)
+    luts = _LEVELS[None, None, :] - skies[:, :, None]
+    luts *= inv[:, None, None]
+    np.arcsinh(luts, out=luts)
+    luts *= np.float32(1.0 / np.arcsinh(1.0 / spec.softening))
+    return np.clip(luts, -0.2, 1.5, out=luts)
+
+
 def normalise_levels(a: np.ndarray, spec: PreprocessSpec, sky: np.ndarray, channels: int) -> np.ndarray:
     """:func:`normalise` of an 8-bit S x S x B image, as a lookup table over its 256 levels per band.
 
@@ -460,28 +584,80 @@ def normalise_levels(a: np.ndarray, spec: PreprocessSpec, sky: np.ndarray, chann
     and the pixels are looked up. Returns channels x S x S float32 (``channels`` 3 from
     one band repeats it).
     """
-    s, bands = a.shape[0], a.shape[2]
-    sky = np.asarray(sky, dtype=np.float32)[:bands]
-    if spec.normalise == "minmax":
-        lo, hi = int(a.min()), int(a.max())
-        lut = np.zeros((bands, 256), dtype=np.float32)
-        if hi > lo:
-            lut[:] = np.clip((_LEVELS - _LEVELS[lo]) / (_LEVELS[hi] - _LEVELS[lo]), 0.0, 1.0)
-    else:
-        q = s // 4
-        centre = a[q: 3 * q, q: 3 * q].astype(np.float32)
-        centre *= np.float32(1 / 255)
-        centre -= sky
-        scale = _asinh_scale(spec, centre, lambda: _LEVELS[a] - sky)
-        lut = (_LEVELS[None, :] - sky[:, None]) * np.float32(1.0 / scale)
-        np.arcsinh(lut, out=lut)
-        lut *= np.float32(1.0 / np.arcsinh(1.0 / spec.softening))
-        np.clip(lut, -0.2, 1.5, out=lut)
-    out = np.empty((channels, s, a.shape[1]), dtype=np.float32)
+    bands = a.shape[2]
+    lut = level_luts(a[None], np.asarray(sky, dtype=np.float32)[:bands][None], spec)[0]
+    out = np.empty((channels, a.shape[0], a.shape[1]), dtype=np.float32)
     for c in range(channels):
         b = min(c, bands - 1)
         np.take(lut[b], a[..., b], out=out[c])
     return out
+
+
+# --- rows in transit -----------------------------------------------------------------------
+
+@dataclass
+class RowBlock:
+    """The good rows of a batch, in input order, in the compact form a worker sends back.
+
+    Rows of 8-bit frames (the common case) travel as their resized 8-bit levels and
+    one normalisation lookup table per channel: 12 KB + 3 KB for a 64 x 64 colour row
+    instead of 48 KB of float32, so less to copy between processes. The float32 row is
+    ``luts[i, c][levels[i, ..., c]]``, evaluated by :meth:`to_array` where the cube is
+    written. Rows of other frames travel as float32.
+
+    Attributes
+    ----------
+    shape : tuple
+        (C, S, S) of a row.
+    lookup : numpy.ndarray
+        bool per row: True for a row held as levels + tables, False for a float32 row.
+    levels : numpy.ndarray
+        n_lookup x S x S x C uint8.
+    luts : numpy.ndarray
+        n_lookup x C x 256 float32.
+    floats : numpy.ndarray
+        n_float x C x S x S float32.
+    """
+
+    shape: tuple
+    lookup: np.ndarray
+    levels: np.ndarray
+    luts: np.ndarray
+    floats: np.ndarray
+
+    @classmethod
+    def empty(cls, shape: tuple) -> "RowBlock":
+        c, s = shape[0], shape[1]
+        return cls(tuple(shape), np.zeros(0, dtype=bool), np.empty((0, s, s, c), dtype=np.uint8),
+                   np.empty((0, c, 256), dtype=np.float32), np.empty((0, *shape), dtype=np.float32))
+
+    def __len__(self) -> int:
+        return len(self.lookup)
+
+    def to_array(self, out: np.ndarray | None = None) -> np.ndarray:
+        """The rows as n x C x S x S float32 (into ``out``, of at least n rows, when given)."""
+        n, channels = len(self), self.shape[0]
+        out = np.empty((n, *self.shape), dtype=np.float32) if out is None else out[:n]
+        li = fi = 0
+        levels, luts = self.levels, self.luts
+        for r in range(n):
+            if self.lookup[r]:
+                for c in range(channels):  # the method: no Python wrapper per call
+                    luts[li, c].take(levels[li, ..., c], out=out[r, c])
+                li += 1
+            else:
+                out[r] = self.floats[fi]
+                fi += 1
+        return out
+
+    @classmethod
+    def concat(cls, blocks: list["RowBlock"], shape: tuple) -> "RowBlock":
+        if not blocks:
+            return cls.empty(shape)
+        if len(blocks) == 1:
+            return blocks[0]
+        return cls(tuple(shape), *(np.concatenate([getattr(b, f) for b in blocks])
+                                   for f in ("lookup", "levels", "luts", "floats")))
 
 
 # --- the recipe ----------------------------------------------------------------------------
@@ -499,30 +675,100 @@ def preprocess(frame: Frame | np.ndarray, spec: PreprocessSpec) -> tuple[np.ndar
 
 
 def preprocess_many(frames: list, spec: PreprocessSpec) -> list:
-    """Preprocess a batch of frames: per frame ``(row, flags)`` or the :class:`BadImage` raised.
+    """Preprocess a batch of frames: per frame ``(row, flags)`` or the :class:`BadImage` raised."""
+    block, results = preprocess_block(frames, spec)
+    rows = block.to_array()
+    out, r = [], 0
+    for res in results:
+        if isinstance(res, BadImage):
+            out.append(res)
+        else:
+            out.append((rows[r], res))
+            r += 1
+    return out
 
-    8-bit frames take the fast path: statistics from sampled C histograms (batched),
-    crop and resize in 8 bits by Pillow, normalisation by lookup table.
+
+def preprocess_block(frames, spec: PreprocessSpec) -> tuple[RowBlock, list]:
+    """Preprocess a batch of frames: the good rows as a :class:`RowBlock`, and per frame
+    its warning flags (a set; the frame has a row) or the :class:`BadImage` raised.
+
+    ``frames`` may be any iterable (a generator that decodes on demand): each frame is
+    reduced to what the rest needs as soon as it comes and then let go, so a batch
+    never holds more than one decoded frame (less memory, and the next frame is decoded
+    into memory that is already mapped and in cache). 8-bit frames take the fast path:
+    sampled C histograms, crop and resize in 8 bits by Pillow; then, for the whole batch
+    at once, the statistics, the quality checks and the normalisation as lookup tables.
     """
-    frames = [Frame(f.astype(np.float32, copy=False), display=False) if isinstance(f, np.ndarray) else f
-              for f in frames]
-    results: list = [None] * len(frames)
-    eight = [i for i, f in enumerate(frames) if isinstance(f.pixels, Image.Image)]
-    if eight:
-        stats, skies = stats_8bit_many([sample_8bit(frames[i].pixels) for i in eight])
-        for i, st, sky in zip(eight, stats, skies):
-            try:
-                judge(st, True, spec)
-                results[i] = (_row_8bit(frames[i].pixels, sky, spec), set())
-            except BadImage as exc:
-                results[i] = exc
+    shape = (spec.channels, spec.size, spec.size)
+    size = (spec.size, spec.size)
+    results: list = []
+    eight: list[int] = []  # indices of the 8-bit frames, and per 8-bit frame:
+    greys, hists, sky_hists = [], [], []  # its grey sample, histograms and ring histogram per band
+    fast: dict[int, bytes] = {}  # its resized 8-bit levels (fast path), or
+    floats: dict[int, np.ndarray] = {}  # its float32 row (other paths, and frames that are not 8-bit)
     for i, f in enumerate(frames):
-        if not isinstance(f.pixels, Image.Image):
+        if isinstance(f, np.ndarray):
+            f = Frame(f.astype(np.float32, copy=False), display=False)
+        results.append(set())
+        if isinstance(f.pixels, Image.Image):
+            img = f.pixels
+            grey, h, sky_h = histograms_8bit(sample_8bit(img))
+            eight.append(i)
+            greys.append(grey)
+            hists.append(h)
+            sky_hists.append(sky_h)
+            w, hh = img.size
+            box = crop_box(hh, w, spec.crop)
+            if spec.exact or (spec.channels == 1 and len(img.getbands()) > 1):
+                floats[i] = _row_8bit(img, _ring_medians([sky_h])[0][0], spec)
+            else:  # crop + resize in C on 8 bits: the rounding is below the JPEG's own
+                fast[i] = img.resize(size, _resample(spec, box[2] - box[0]), box=box).tobytes()
+        else:
             try:
-                results[i] = _row_float(f.pixels, f.display, spec)
+                floats[i], results[i] = _row_float(f.pixels, f.display, spec)
             except BadImage as exc:
                 results[i] = exc
-    return results
+        f = img = None  # let the decoded frame go before the next one is decoded
+    rows: list = []  # (frame index, resized levels, sky) of the good fast-path rows
+    if eight:
+        st = _stats8(greys, hists, sky_hists)
+        suspect = st.suspects(spec)
+        for k, i in enumerate(eight):
+            if suspect[k]:  # the others pass every check (see Stats8.suspects)
+                try:
+                    judge(st.frame_stats(k), True, spec)
+                except BadImage as exc:
+                    results[i] = exc
+                    fast.pop(i, None)
+                    floats.pop(i, None)
+                    continue
+            if i in fast:
+                rows.append((i, fast[i], st.skies[k]))
+    good = [i for i, res in enumerate(results) if not isinstance(res, BadImage)]
+    levels, luts = _level_rows(rows, spec)
+    block = RowBlock(shape, np.array([i in fast for i in good], dtype=bool), levels, luts,
+                     np.stack([floats[i] for i in sorted(floats)]) if floats
+                     else np.empty((0, *shape), dtype=np.float32))
+    return block, results
+
+
+def _level_rows(rows: list, spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(n x S x S x C uint8 levels, n x C x 256 float32 tables) of the fast-path rows
+    ``(frame index, resized levels as bytes, sky)``."""
+    s, channels, n = spec.size, spec.channels, len(rows)
+    groups: dict[int, list[int]] = {}
+    for m, (_, _, sky) in enumerate(rows):
+        groups.setdefault(len(sky), []).append(m)
+    levels = np.empty((n, s, s, channels), dtype=np.uint8)
+    luts = np.empty((n, channels, 256), dtype=np.float32)
+    for bands, sel in groups.items():
+        lv = np.frombuffer(b"".join(rows[m][1] for m in sel), dtype=np.uint8).reshape(len(sel), s, s, bands)
+        lt = level_luts(lv, np.stack([rows[m][2] for m in sel]), spec)
+        if len(sel) == n and bands == channels:
+            return lv, lt  # the usual case: no copy
+        levels[sel] = lv  # a grey frame in a colour cube: its one band in every channel
+        luts[sel] = lt
+    return levels, luts
 
 
 def _row_8bit(img: Image.Image, sky: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
