@@ -300,7 +300,7 @@ def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = Non
         if writer.rows == 0:
             raise UserError(f"no usable galaxy in {data}: all {len(survey)} were flagged "
                             f"({_flag_counts_line(survey)})")
-        writer.finish()
+        writer.finish(background=True)  # synced while the catalogue is built; published once synced
         catalogue = build_catalogue(survey, cube_index)
         summary = summarise(survey, catalogue, spec, details, time.perf_counter() - t0, workers)
         # Everything is written under temporary names first, then renamed: cube, summary, catalogue.

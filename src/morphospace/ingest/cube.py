@@ -63,6 +63,7 @@ class CubeWriter:
         self._finished = False
         self._unsynced = 0
         self._syncer: threading.Thread | None = None
+        self._final_sync: _Sync | None = None
         first = _header((max_rows, *self.row_shape))
         self._header_len = len(first)
         self._fh = open(self.tmp, "wb")  # "wb": a stale .partial of a killed run is replaced
@@ -99,22 +100,39 @@ class CubeWriter:
             self._syncer.join()
             self._syncer = None
 
-    def finish(self) -> None:
-        """Fix the header to the written row count, truncate and sync (still under ``.partial``)."""
+    def finish(self, background: bool = False) -> None:
+        """Fix the header to the written row count, truncate and sync (still under ``.partial``).
+
+        With ``background=True`` the final sync runs in a thread while the caller goes on
+        (the catalogue is built meanwhile); :meth:`publish` waits for it and raises its
+        error, if any, before the cube is renamed into place.
+        """
         self._join_syncer()
         self._fh.flush()
         self._fh.seek(0)
         self._fh.write(_header((self.rows, *self.row_shape), self._header_len))
         self._fh.truncate(self._header_len + self.rows * int(np.prod(self.row_shape)) * 4)
         self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
+        if background:
+            self._final_sync = _Sync(self._fh.fileno())
+        else:
+            os.fsync(self._fh.fileno())
+            self._fh.close()
         self._finished = True
 
+    def _wait_final_sync(self) -> None:
+        sync, self._final_sync = self._final_sync, None
+        if sync is not None:
+            try:
+                sync.wait()
+            finally:
+                self._fh.close()
+
     def publish(self) -> Path:
-        """Rename the finished cube into place."""
+        """Rename the finished cube into place (once it is synced)."""
         if not self._finished:
             self.finish()
+        self._wait_final_sync()
         os.replace(self.tmp, self.path)
         return self.path
 
@@ -126,9 +144,33 @@ class CubeWriter:
     def abort(self) -> None:
         """Close and remove the partial file."""
         self._join_syncer()  # the file descriptor stays valid until its sync is done
+        try:
+            self._wait_final_sync()
+        except OSError:
+            pass
         if not self._fh.closed:
             self._fh.close()
         self.tmp.unlink(missing_ok=True)
+
+
+class _Sync:
+    """``os.fsync(fd)`` in a thread; :meth:`wait` joins it and raises its error."""
+
+    def __init__(self, fd: int):
+        self.error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, args=(fd,), daemon=True, name="cube-final-sync")
+        self._thread.start()
+
+    def _run(self, fd: int) -> None:
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            self.error = exc
+
+    def wait(self) -> None:
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 def _sync_quietly(fd: int) -> None:
