@@ -311,6 +311,10 @@ def main(argv: list[str] | None = None) -> int:
     if pub is not None:
         results["baseline"]["published_astrovader"] = pub
     results["matmul_flops_per_s_end"] = matmul_flops()
+    # the machine's matmul rate is the higher of the two (a figure taken while another job ran is low)
+    peak = max(results["matmul_flops_per_s"], results["matmul_flops_per_s_end"])
+    for s in results["variants"].values():
+        s["fraction_of_matmul"] = s["train_flops_per_image"] * s["images_per_second"]["mean"] / peak
     (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
     md = to_markdown(results)
     (out / "results.md").write_text(md)
@@ -337,7 +341,7 @@ def to_markdown(results: dict) -> str:
         lines.append(f"{name}: {s['epochs']} epochs, {s['train_seconds']['mean']:.0f} s per training, "
                      f"{s['images_per_second']['mean']:.0f} images/s, "
                      f"{s['train_flops_per_image'] / 1e6:.0f} MFLOP per training image, "
-                     f"{100 * s['fraction_of_matmul']:.1f}% of the matmul FLOP/s")
+                     f"{100 * s['fraction_of_matmul']:.1f}% of the higher matmul FLOP/s")
     return "\n".join(lines) + "\n"
 
 
