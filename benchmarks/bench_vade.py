@@ -189,7 +189,7 @@ def training_flops_per_image(hp: dict, batch: int = 32) -> float:
 def train_and_score(run_dir: Path, base_run, overrides: list[str], seed: int, truth, keep, pa_bins, elongated) -> dict:
     from morphospace.api import load_vade, model_dir
     from morphospace.config import apply_overrides, load_config
-    from morphospace.embed import encode_cube
+    from morphospace.embed import encode_cube, model_input
     from morphospace.rundir import RunDir
     from morphospace.train import train_run
 
@@ -203,7 +203,7 @@ def train_and_score(run_dir: Path, base_run, overrides: list[str], seed: int, tr
     result = train_run(run, cfg)
     wall = time.perf_counter() - t0
     model, hp, _ = load_vade(model_dir(run) / "model.pt")
-    enc = encode_cube(model, run.read_cube())
+    enc = encode_cube(model, model_input(run, hp))  # what the model was trained on (neighbours masked or not)
     labels = enc["proba"].argmax(1)
     out = scores(labels, truth, keep, pa_bins, elongated)
     n = len(labels)
