@@ -386,3 +386,46 @@ def test_generate_with_rejection_and_write(trained, tmp_path):
     with fits.open(tmp_path / "gen" / "generated_0000.fits") as hdul:
         np.testing.assert_allclose(hdul[0].data, imgs[0], rtol=1e-6)
     assert Image.open(tmp_path / "gen" / "generated_0005.png").size == (SIDE, SIDE)
+
+
+@pytest.mark.slow
+def test_resume_after_a_real_sigkill_equals_uninterrupted(tmp_path, trained):
+    """The process is killed with SIGKILL at the start of epoch 2 (after epoch 1's checkpoint)."""
+    import signal
+
+    from morphospace.train import train_run
+
+    run_a, _ = trained
+    run_k = make_run(tmp_path / "k")
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import lightning.pytorch as pl
+        from morphospace.progress import set_quiet
+        from morphospace.rundir import RunDir
+        from morphospace.train import train_run
+        from test_train import cfg_for
+
+        class Stall(pl.Callback):  # holds the run still so the test can kill it there
+            def on_train_epoch_start(self, trainer, module):
+                if trainer.current_epoch == 2:
+                    print("READY", flush=True)
+                    time.sleep(120)
+
+        set_quiet(True)
+        train_run(RunDir({str(run_k.path)!r}), cfg_for(), callbacks=[Stall()])
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    try:
+        line = proc.stdout.readline()
+        assert "READY" in line, f"the training process ended before epoch 2 (rc {proc.poll()})"
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not (run_k.path / "models/vade/model.pt").exists()  # nothing that looks finished
+    train_run(run_k, cfg_for(), resume=True)
+    sa, sk = final_state(run_a), final_state(run_k)
+    assert all(torch.equal(sa[k], sk[k]) for k in sa), "resumed run differs from the uninterrupted one"
