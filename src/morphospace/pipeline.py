@@ -113,6 +113,10 @@ def stage_compare(run: RunDir, cfg: Config) -> None:
         compare_run(run, cfg)
     with Timer("nuisance audit"):
         audit_run(run, cfg)
+    from .study_figures import write_study_figures
+
+    with Timer("maps, k-selection curves and cluster galleries"):
+        write_study_figures(run, cfg)
 
 
 def stage_report(run: RunDir, cfg: Config) -> Path:
