@@ -104,7 +104,7 @@ class VaDEModel:
         outs = []
         with torch.no_grad():
             for s in range(0, len(x), self.batch_size):
-                outs.append(fn(torch.from_numpy(np.ascontiguousarray(x[s:s + self.batch_size]))))
+                outs.append(fn(torch.from_numpy(np.array(x[s:s + self.batch_size], dtype=np.float32))))  # a writable copy
         if not outs:
             return None
         if isinstance(outs[0], tuple):
