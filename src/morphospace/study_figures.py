@@ -107,7 +107,7 @@ def k_selection_figure(table: pd.DataFrame, path: Path, title: str) -> Path | No
             ax.legend(fontsize=7, frameon=False)
         ax.set_xlabel("k")
         ax.set_title(name, fontsize=8)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title, fontsize=10, y=1.03)
     return _save(fig, path)
 
 
@@ -140,7 +140,7 @@ def gallery_figure(cube: np.ndarray, labels: np.ndarray, path: Path, title: str,
             if c == 0:
                 ax.text(-0.15, 0.5, f"{'noise' if k == -1 else k}\nn={len(members)}", transform=ax.transAxes,
                         ha="right", va="center", fontsize=7)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title, fontsize=10, y=1.03)
     return _save(fig, path)
 
 
