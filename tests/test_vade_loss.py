@@ -222,3 +222,20 @@ def test_no_nan_over_2000_steps(kind, invariant, steps):
     lg = model.predict_log_proba(x)
     assert torch.isfinite(lg).all()
     torch.testing.assert_close(lg.exp().sum(1), torch.ones(len(x)))
+
+
+def test_colour_weight_scales_only_the_colour_part_of_the_error():
+    torch.manual_seed(0)
+    target = torch.rand(2, 3, 16, 16)
+    grey = torch.full((2, 1, 16, 16), 0.1).expand(2, 3, 16, 16)  # the same error in every band
+    colour = torch.tensor([0.1, -0.1, 0.0]).view(1, 3, 1, 1).expand(2, 3, 16, 16)  # sums to zero
+    plain = build_vade("default", 3, 16, 3, 2, widths=(4, 8), recon_sigma=2 ** -0.5)
+    heavy = build_vade("default", 3, 16, 3, 2, widths=(4, 8), recon_sigma=2 ** -0.5, colour_weight=2.0)
+    for d in (grey, colour):
+        torch.testing.assert_close(plain.reconstruction_error(target, target - d), (d**2).sum((1, 2, 3)))
+    torch.testing.assert_close(heavy.reconstruction_error(target, target - grey), (grey**2).sum((1, 2, 3)))
+    torch.testing.assert_close(heavy.reconstruction_error(target, target - colour), 4 * (colour**2).sum((1, 2, 3)))
+    # one band: nothing to weight
+    one = build_vade("default", 1, 16, 3, 2, widths=(4, 8), recon_sigma=2 ** -0.5, colour_weight=2.0)
+    x = torch.rand(2, 1, 16, 16)
+    torch.testing.assert_close(one.reconstruction_error(x, x - 0.1), torch.full((2,), 0.01 * 256))

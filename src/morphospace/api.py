@@ -177,7 +177,7 @@ def import_astrovader(run: RunDir, weights: str | Path) -> Path:
         "preset": "astrovader", "channels": encoder.channels, "image_size": encoder.image_size, "latent_dim": d,
         "n_components": k, "k_min": k, "k_max": k, "min_weight": 0.0, "recon_sigma": 2 ** -0.5,
         "radial_inner": 0.0, "radial_width": 0.0, "canonicalise": False, "flip_invariant": False, "widths": [],
-        "mask_neighbours": False,
+        "mask_neighbours": False, "colour_weight": 1.0,
         "imported_from": str(weights),
     }
     model = build_model(hp)

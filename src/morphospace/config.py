@@ -108,6 +108,7 @@ class ModelConfig:
     radial_width: float = 0.25  # ... Gaussian fall-off outside; 0 = uniform weight
     canonicalise: bool = True  # rotate each image to put its major axis horizontal before encoding
     flip_invariant: bool = True  # code averaged over the 4 flips (exactly flip/handedness invariant)
+    colour_weight: float = 1.0  # weight of colour (vs grey) in the reconstruction error of rgb cubes
     mask_neighbours: bool = True  # hide every source but the central galaxy (morphospace.neighbours)
     widths: list[int] = field(default_factory=lambda: [32, 64, 128, 256])  # default preset conv widths
     align_latent: bool = True  # turn the latent axes to the principal axes before fitting the mixture

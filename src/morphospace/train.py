@@ -121,6 +121,7 @@ ASTROVADER_RECIPE = {
     "cycle_base": 0.3,
     "align_latent": False,
     "mask_neighbours": False,
+    "colour_weight": 1.0,
 }
 
 
@@ -144,6 +145,7 @@ def resolve_hparams(cfg: Config, channels: int, image_size: int) -> dict[str, An
         "weight_decay": t.weight_decay, "grad_clip": t.grad_clip, "augment": t.augment, "seed": t.seed,
         "schedule": "default", "cycle_ramp": 0, "cycle_hold": 0, "cycle_base": 1.0,
         "align_latent": m.align_latent, "mask_neighbours": m.mask_neighbours,
+        "colour_weight": m.colour_weight,
     }
     if m.preset == "astrovader":
         dm, dt = ModelConfig(), TrainConfig()
@@ -154,7 +156,7 @@ def resolve_hparams(cfg: Config, channels: int, image_size: int) -> dict[str, An
             hp[key] = value if (user is None or user == default) else user
         for key in ("recon_sigma", "radial_inner", "radial_width", "canonicalise", "flip_invariant", "align_latent",
                     "weight_decay", "grad_clip", "augment", "cycle_ramp", "cycle_hold", "cycle_base",
-                    "mask_neighbours"):
+                    "mask_neighbours", "colour_weight"):
             hp[key] = ASTROVADER_RECIPE[key]
         hp["final_lr"] = ASTROVADER_RECIPE["final_lr"]
         hp["schedule"] = "astrovader"
@@ -181,6 +183,8 @@ def _check_hparams(hp: dict[str, Any]) -> None:
         raise UserError("train.batch_size must be >= 1")
     if hp["recon_sigma"] <= 0:
         raise UserError("model.recon_sigma must be > 0")
+    if hp.get("colour_weight", 1.0) <= 0:
+        raise UserError("model.colour_weight must be > 0")
     side = 2 ** (len(hp["widths"]) if hp["preset"] == "default" else 3)
     if hp["image_size"] % side:
         raise UserError(f"the cube's images ({hp['image_size']} px) must be a multiple of {side} px "

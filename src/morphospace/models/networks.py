@@ -132,7 +132,8 @@ def max_components(hp: dict[str, Any]) -> int:
 def build_model(hp: dict[str, Any]) -> VaDE:
     """The :class:`VaDE` described by a hyper-parameter dict (``morphospace.train.resolve_hparams``)."""
     opts = dict(recon_sigma=hp["recon_sigma"], radial_inner=hp["radial_inner"], radial_width=hp["radial_width"],
-                canonicalise=hp["canonicalise"], flip_invariant=hp["flip_invariant"])
+                canonicalise=hp["canonicalise"], flip_invariant=hp["flip_invariant"],
+                colour_weight=hp.get("colour_weight", 1.0))
     if hp["preset"] == "default":
         opts["widths"] = tuple(hp["widths"])
     return build_vade(hp["preset"], hp["channels"], hp["image_size"], hp["latent_dim"], max_components(hp), **opts)

@@ -366,6 +366,10 @@ class VaDE(nn.Module):
         Rotate every input so its major axis is horizontal (:func:`canonical_angle`) before
         encoding; the decoder then works in that frame and the reconstruction target is the
         rotated image. Makes the code blind to position angle by construction.
+    colour_weight : float
+        Weight of colour in the reconstruction error of 3-band images: the error is split into
+        its grey part (the same in every band) and the rest (colour), and the colour part's
+        squared error is multiplied by ``colour_weight ** 2``. 1 is the plain error.
     flip_invariant : bool
         Average the encoder's ``(mu, log_var)`` over the four flips of :data:`FLIP_GROUP`, so
         that the code is exactly invariant to them (handedness, and the 180-degree ambiguity of
@@ -375,7 +379,8 @@ class VaDE(nn.Module):
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, n_components: int, latent_dim: int,
                  image_size: int, recon_sigma: float = 2 ** -0.5, radial_inner: float = 0.0,
-                 radial_width: float = 0.0, canonicalise: bool = False, flip_invariant: bool = False):
+                 radial_width: float = 0.0, canonicalise: bool = False, flip_invariant: bool = False,
+                 colour_weight: float = 1.0):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
@@ -385,6 +390,7 @@ class VaDE(nn.Module):
         self.recon_sigma = float(recon_sigma)
         self.canonicalise = bool(canonicalise)
         self.flip_invariant = bool(flip_invariant)
+        self.colour_weight = float(colour_weight)
         self.register_buffer("pixel_weight", radial_weight(image_size, radial_inner, radial_width))
 
     # encoding ------------------------------------------------------------------------
@@ -420,13 +426,23 @@ class VaDE(nn.Module):
         return mu + torch.exp(0.5 * log_var) * eps
 
     # loss ----------------------------------------------------------------------------
+    def _weighted_sq_error(self, target: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+        """Per-image ``sum w |x - x_hat|^2`` with the colour part weighted (see ``colour_weight``)."""
+        d = target - x_hat
+        sq = d**2
+        if self.colour_weight != 1.0 and d.shape[1] == 3:
+            grey = d.mean(1, keepdim=True)
+            # per pixel, |d|^2 = 3 grey^2 + |d - grey|^2 (an orthogonal split): the grey term is
+            # broadcast over the 3 bands, the colour part is up-weighted
+            sq = grey**2 + self.colour_weight**2 * (d - grey) ** 2
+        return (self.pixel_weight * sq).sum(tuple(range(1, d.dim())))
+
     def reconstruction_error(self, target: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
         """Per-image ``sum w (x - x_hat)^2 / (2 sigma^2)``, the smallest over flips if flip-invariant."""
-        w = self.pixel_weight
         scale = 0.5 / self.recon_sigma**2
         if not self.flip_invariant:
-            return scale * (w * (target - x_hat) ** 2).sum((1, 2, 3))
-        errs = torch.stack([(w * (dihedral(target, k) - x_hat) ** 2).sum((1, 2, 3)) for k in FLIP_GROUP], 1)
+            return scale * self._weighted_sq_error(target, x_hat)
+        errs = torch.stack([self._weighted_sq_error(dihedral(target, k), x_hat) for k in FLIP_GROUP], 1)
         return scale * errs.min(1).values
 
     def loss_terms(self, x: torch.Tensor, mode: str = "vade",
@@ -486,9 +502,8 @@ class VaDE(nn.Module):
         unless flip-invariant): what the reconstruction should be compared with."""
         if not self.flip_invariant:
             return target
-        w = self.pixel_weight
         cands = torch.stack([dihedral(target, k) for k in FLIP_GROUP], 1)          # N,4,C,H,W
-        errs = (w * (cands - x_hat.unsqueeze(1)) ** 2).sum((2, 3, 4))
+        errs = torch.stack([self._weighted_sq_error(cands[:, i], x_hat) for i in range(len(FLIP_GROUP))], 1)
         best = errs.argmin(1)
         return cands[torch.arange(len(target)), best]
 
