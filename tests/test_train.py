@@ -181,15 +181,19 @@ def test_latent_axes_are_aligned_before_the_mixture_is_fitted(tmp_path):
     np.testing.assert_allclose(np.linalg.norm(after, axis=1), np.linalg.norm(before, axis=1), rtol=1e-4)
 
 
-def test_bic_chooses_k_when_n_components_is_zero(tmp_path):
+def test_bic_chooses_k_when_n_components_is_zero(tmp_path, caplog):
     from morphospace.train import train_run
 
     run = make_run(tmp_path)
-    result = train_run(run, cfg_for("model.n_components=0", "model.k_min=1", "model.k_max=3", "train.epochs=2"))
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        result = train_run(run, cfg_for("model.n_components=0", "model.k_min=1", "model.k_max=3", "train.epochs=2"))
     info = json.loads((run.path / "models/vade/training.json").read_text())
     assert set(info["init"]["bic"]) == {"1", "2", "3"}
     best = min(info["init"]["bic"], key=info["init"]["bic"].get)
     assert result.n_components == int(best) == info["init"]["k"]
+    # a K at the top of the searched range is said to be the cap's choice, not the data's
+    capped = any("largest tried" in r.getMessage() for r in caplog.records)
+    assert capped == (int(best) == 3)
 
 
 def test_guard_reseeds_a_starved_component(tmp_path, caplog):

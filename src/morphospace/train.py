@@ -414,6 +414,10 @@ class VaDEModule(pl.LightningModule):
                 k, bic = select_k(z, self.hp["k_min"], self.hp["k_max"], self.hp["seed"])
                 info["bic"] = {str(kk): v for kk, v in bic.items()}
                 log.info("mixture: K = %d chosen by BIC over K in [%d, %d]", k, min(bic), max(bic))
+                if k == max(bic) and len(bic) > 1:
+                    # the BIC still falls at the top of the range: the data did not choose K, the cap did
+                    log.warning("mixture: the BIC chose K = %d, the largest tried; raise model.k_max to search "
+                                "further, or set model.n_components", k)
             fit = fit_mixture(z, k, self.hp["seed"], posterior_var=z_var)
             info.update({"k": k, "weights": fit["weights"].tolist()})
             payload = (fit, info, rotation)
