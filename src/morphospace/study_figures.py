@@ -41,9 +41,9 @@ def _palette(n: int) -> np.ndarray:
     return np.array([cmap(i % cmap.N) for i in range(max(n, 1))])
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, path: Path, dpi: int = 100) -> Path:
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
     return path
 
 
@@ -80,7 +80,7 @@ def map_figure(xy: np.ndarray, panels: list[tuple[str, np.ndarray]], path: Path,
     for i, (name, labels) in enumerate(panels):
         _scatter(fig.add_subplot(rows, cols, i + 1), xy, labels, name, size)
     fig.suptitle(title, fontsize=11)
-    return _save(fig, path)
+    return _save(fig, path, dpi=80)
 
 
 def k_selection_figure(table: pd.DataFrame, path: Path, title: str) -> Path | None:
@@ -141,7 +141,7 @@ def gallery_figure(cube: np.ndarray, labels: np.ndarray, path: Path, title: str,
                 ax.text(-0.15, 0.5, f"{'noise' if k == -1 else k}\nn={len(members)}", transform=ax.transAxes,
                         ha="right", va="center", fontsize=7)
     fig.suptitle(title, fontsize=10, y=1.03)
-    return _save(fig, path)
+    return _save(fig, path, dpi=72)  # about one screen pixel per image pixel: noisy cutouts compress badly
 
 
 def _labels_by_id(run: RunDir, name: str, ids: np.ndarray) -> np.ndarray:
