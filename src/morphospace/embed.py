@@ -33,6 +33,7 @@ import torch
 import pandas as pd
 
 from .api import MODEL_FILE, load_vade, model_dir
+from .display import display_image
 from .errors import UserError
 from .progress import Timer, progress
 from .rundir import RunDir, atomic_path, write_json, write_npy, write_table
@@ -94,12 +95,10 @@ def galaxy_table(ids: np.ndarray, enc: dict[str, np.ndarray]) -> pd.DataFrame:
 
 
 def model_input(run: RunDir, hp: dict[str, Any]) -> np.ndarray:
-    """The images the VaDE takes: the cube, with neighbours masked if it was trained so."""
-    if hp.get("mask_neighbours", False):
-        from .neighbours import masked_cube
+    """The images the VaDE takes (memory-mapped): the cube, with neighbours masked if it was trained so."""
+    from .neighbours import model_input_path
 
-        return masked_cube(run)
-    return run.read_cube()
+    return np.load(model_input_path(run, hp), mmap_mode="r")
 
 
 def embed_run(run: RunDir, cfg) -> pd.DataFrame:
@@ -197,13 +196,6 @@ def generate(run_or_model, component: int, n: int, temperature: float = 0.5, rej
     return torch.cat(kept).numpy().astype(np.float32)
 
 
-def _to_uint8(img: np.ndarray) -> np.ndarray:
-    """(C, H, W) in ~[0, 1] -> H x W x 3 (three channels) or H x W (otherwise: their mean) uint8 for display."""
-    a = np.clip(img, 0.0, 1.0)
-    a = np.moveaxis(a, 0, -1) if a.shape[0] == 3 else a.mean(0)
-    return (a * 255 + 0.5).astype(np.uint8)
-
-
 def write_generated(images: np.ndarray, out_dir: str | Path, prefix: str = "generated") -> list[Path]:
     """Write each image (N, C, H, W) as ``<prefix>_<i>.png`` (display, clipped to [0, 1]) and ``.fits`` (float values).
 
@@ -220,7 +212,7 @@ def write_generated(images: np.ndarray, out_dir: str | Path, prefix: str = "gene
         stem = f"{prefix}_{i:0{width}d}"
         png = out / f"{stem}.png"
         with atomic_path(png) as tmp:
-            Image.fromarray(_to_uint8(img)).save(tmp, format="PNG")
+            Image.fromarray(display_image(img)).save(tmp, format="PNG")
         fts = out / f"{stem}.fits"
         with atomic_path(fts) as tmp:
             hdu = fits.PrimaryHDU(img[0] if img.shape[0] == 1 else img)
@@ -234,7 +226,7 @@ def write_generated(images: np.ndarray, out_dir: str | Path, prefix: str = "gene
 # --- figures --------------------------------------------------------------------------------
 
 def _show(ax, img: np.ndarray) -> None:
-    ax.imshow(_to_uint8(img), cmap="gray" if img.shape[0] != 3 else None, vmin=0, vmax=255,
+    ax.imshow(display_image(img), cmap="gray" if img.shape[0] != 3 else None, vmin=0, vmax=255,
               interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])

@@ -42,7 +42,7 @@ from .sources import central_index, detect
 
 log = logging.getLogger("morphospace")
 
-__all__ = ["MaskParams", "mask_neighbours", "mask_images", "masked_cube"]
+__all__ = ["MaskParams", "mask_neighbours", "mask_images", "masked_cube", "model_input_path"]
 
 MASKED_CUBE = "cube_masked.npy"
 MASKED_TABLE = "cube_masked.parquet"
@@ -174,3 +174,12 @@ def masked_cube(run: RunDir, params: MaskParams = MaskParams()) -> np.ndarray:
     log.info("neighbours masked in %d of %d images (%.1f%% of the pixels)", int((table["n_masked"] > 0).sum()),
              len(table), 100 * float(table["masked_fraction"].mean()) if len(table) else 0.0)
     return np.load(path, mmap_mode="r")
+
+
+def model_input_path(run: RunDir, hp: dict) -> Path:
+    """The cube a VaDE with hyper-parameters ``hp`` reads: ``cube.npy``, or its neighbour-masked
+    copy (built if needed) when it was trained with ``mask_neighbours``."""
+    if hp.get("mask_neighbours", False):
+        masked_cube(run)
+        return run.path / MASKED_CUBE
+    return run.cube

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .compare import missing_mask, truth_column
+from .display import display_image
 from .rundir import RunDir, atomic_path
 
 log = logging.getLogger("morphospace")
@@ -111,13 +112,6 @@ def k_selection_figure(table: pd.DataFrame, path: Path, title: str) -> Path | No
     return _save(fig, path)
 
 
-def _display(img: np.ndarray) -> np.ndarray:
-    """C x H x W preprocessed image -> H x W x 3 in [0, 1] for imshow."""
-    img = np.asarray(img, dtype=np.float32)
-    img = np.repeat(img, 3, axis=0) if img.shape[0] == 1 else img[:3]
-    return np.clip(np.transpose(img, (1, 2, 0)), 0.0, 1.0)
-
-
 def gallery_figure(cube: np.ndarray, labels: np.ndarray, path: Path, title: str, seed: int = 0) -> Path:
     """Rows of random members of each cluster (the largest clusters first; noise last)."""
     from matplotlib.figure import Figure
@@ -136,7 +130,9 @@ def gallery_figure(cube: np.ndarray, labels: np.ndarray, path: Path, title: str,
             ax = fig.add_subplot(len(order), GALLERY_COLUMNS, r * GALLERY_COLUMNS + c + 1)
             ax.axis("off")
             if c < len(pick):
-                ax.imshow(_display(cube[pick[c]]), interpolation="nearest")
+                img = cube[pick[c]]
+                ax.imshow(display_image(img), cmap=None if img.shape[0] == 3 else "gray", vmin=0, vmax=255,
+                          interpolation="nearest")
             if c == 0:
                 ax.text(-0.15, 0.5, f"{'noise' if k == -1 else k}\nn={len(members)}", transform=ax.transAxes,
                         ha="right", va="center", fontsize=7)
@@ -158,6 +154,13 @@ def write_study_figures(run: RunDir, cfg=None) -> list[Path]:
     if not reductions and not clusterings:
         return written
     ids = run.cube_ids().astype(str)
+    read: dict[str, np.ndarray] = {}  # a clustering drawn on its map and in a gallery is read once
+
+    def labels_of(name: str) -> np.ndarray:
+        if name not in read:
+            read[name] = _labels_by_id(run, name, ids)
+        return read[name]
+
     cat = run.read_catalogue()
     truth = truth_column(cat, cfg)
     truth_values = None
@@ -170,7 +173,7 @@ def write_study_figures(run: RunDir, cfg=None) -> list[Path]:
             continue
         on_map = [c for c in clusterings if c.endswith("_" + red)]
         panels = ([(f"true distribution ({truth})", truth_values)] if truth_values is not None else [])
-        panels += [(c, _labels_by_id(run, c, ids)) for c in on_map]
+        panels += [(c, labels_of(c)) for c in on_map]
         if panels:
             written.append(map_figure(xy[:, :2], panels[:MAX_PANELS], run.figure_path(f"map_{red}"),
                                       f"{red}: coloured by the labels and by each clustering on it"))
@@ -188,7 +191,7 @@ def write_study_figures(run: RunDir, cfg=None) -> list[Path]:
     if wanted:
         cube = run.read_cube()
         for c in wanted:
-            written.append(gallery_figure(cube, _labels_by_id(run, c, ids), run.figure_path(f"gallery_{c}"),
+            written.append(gallery_figure(cube, labels_of(c), run.figure_path(f"gallery_{c}"),
                                           f"{c}: random members of each cluster"))
     log.info("study figures: %d written (maps, k-selection curves, galleries)", len(written))
     return written

@@ -77,6 +77,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader, DistributedSampler
 
 from .api import MODEL_FILE, MODEL_NAME, model_dir, save_model
+from .neighbours import model_input_path
 from .config import Config, ModelConfig, TrainConfig
 from .errors import UserError
 from .models.networks import build_model
@@ -183,7 +184,7 @@ def _check_hparams(hp: dict[str, Any]) -> None:
         raise UserError("train.batch_size must be >= 1")
     if hp["recon_sigma"] <= 0:
         raise UserError("model.recon_sigma must be > 0")
-    if hp.get("colour_weight", 1.0) <= 0:
+    if hp["colour_weight"] <= 0:
         raise UserError("model.colour_weight must be > 0")
     side = 2 ** (len(hp["widths"]) if hp["preset"] == "default" else 3)
     if hp["image_size"] % side:
@@ -624,16 +625,6 @@ def _comparable(hp: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in hp.items() if k not in ("epochs",)}
 
 
-def model_input_path(run: RunDir, hp: dict[str, Any]) -> Path:
-    """The cube the VaDE reads: ``cube.npy``, or its neighbour-masked copy (built if needed)."""
-    if hp.get("mask_neighbours", False):
-        from .neighbours import MASKED_CUBE, masked_cube
-
-        masked_cube(run)
-        return run.path / MASKED_CUBE
-    return run.cube
-
-
 def train_run(run: RunDir, cfg: Config, resume: bool = False, callbacks: list | None = None) -> TrainResult:
     """Train the VaDE of a run; writes ``RUN/models/vade/`` (checkpoints, logs, ``model.pt``).
 
@@ -676,7 +667,7 @@ def train_run(run: RunDir, cfg: Config, resume: bool = False, callbacks: list | 
     write_json(mdir / "hparams.json", hp)
 
     module = VaDEModule(**hp)
-    data = CubeDataModule(model_input_path(run, hp), hp["batch_size"], hp["seed"])
+    data = CubeDataModule(model_input_path(run, hp), hp["batch_size"], hp["seed"])  # neighbours masked or not
     logs = mdir / "logs"
     version = f"v{len(list((logs / 'csv').glob('v*')))}" if (logs / "csv").is_dir() else "v0"
     loggers = [CSVLogger(str(logs), name="csv", version=version),

@@ -1,0 +1,14 @@
+"""Images as the eye sees them: the one display conversion of the figures (framework-free)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["display_image"]
+
+
+def display_image(img: np.ndarray) -> np.ndarray:
+    """(C, H, W) in ~[0, 1] -> H x W x 3 (three channels) or H x W (otherwise: their mean) uint8."""
+    a = np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)
+    a = np.moveaxis(a, 0, -1) if a.shape[0] == 3 else a.mean(0)
+    return (a * 255 + 0.5).astype(np.uint8)
