@@ -62,7 +62,7 @@ class CubeWriter:
         self.rows = 0
         self._finished = False
         self._unsynced = 0
-        self._syncer: threading.Thread | None = None
+        self._syncer: _Sync | None = None
         self._final_sync: _Sync | None = None
         first = _header((max_rows, *self.row_shape))
         self._header_len = len(first)
@@ -83,21 +83,16 @@ class CubeWriter:
             self._fh.write(data)
             self.rows += len(rows)
             self._unsynced += data.nbytes
-            if self._unsynced >= self.SYNC_EVERY and not (self._syncer and self._syncer.is_alive()):
-                self._sync_in_background()
+            if self._unsynced >= self.SYNC_EVERY and not (self._syncer and self._syncer.running()):
+                # sync what is written so far while we decode; its errors are left to the final sync
+                self._fh.flush()
+                self._unsynced = 0
+                self._syncer = _Sync(self._fh.fileno(), getattr(os, "fdatasync", os.fsync))
         return first
-
-    def _sync_in_background(self) -> None:
-        """Start syncing what is written so far, in a thread (the disk works while we decode)."""
-        self._fh.flush()
-        self._unsynced = 0
-        self._syncer = threading.Thread(target=_sync_quietly, args=(self._fh.fileno(),), daemon=True,
-                                        name="cube-sync")
-        self._syncer.start()
 
     def _join_syncer(self) -> None:
         if self._syncer is not None:
-            self._syncer.join()
+            self._syncer.wait(check=False)
             self._syncer = None
 
     def finish(self, background: bool = False) -> None:
@@ -114,7 +109,7 @@ class CubeWriter:
         self._fh.truncate(self._header_len + self.rows * int(np.prod(self.row_shape)) * 4)
         self._fh.flush()
         if background:
-            self._final_sync = _Sync(self._fh.fileno())
+            self._final_sync = _Sync(self._fh.fileno(), os.fsync)
         else:
             os.fsync(self._fh.fileno())
             self._fh.close()
@@ -154,28 +149,24 @@ class CubeWriter:
 
 
 class _Sync:
-    """``os.fsync(fd)`` in a thread; :meth:`wait` joins it and raises its error."""
+    """``sync(fd)`` (``os.fsync`` or ``os.fdatasync``) in a thread; :meth:`wait` joins it and
+    raises its error (``check=True``)."""
 
-    def __init__(self, fd: int):
+    def __init__(self, fd: int, sync):
         self.error: OSError | None = None
-        self._thread = threading.Thread(target=self._run, args=(fd,), daemon=True, name="cube-final-sync")
+        self._thread = threading.Thread(target=self._run, args=(sync, fd), daemon=True, name="cube-sync")
         self._thread.start()
 
-    def _run(self, fd: int) -> None:
+    def _run(self, sync, fd: int) -> None:
         try:
-            os.fsync(fd)
+            sync(fd)
         except OSError as exc:
             self.error = exc
 
-    def wait(self) -> None:
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def wait(self, check: bool = True) -> None:
         self._thread.join()
-        if self.error is not None:
+        if check and self.error is not None:
             raise self.error
-
-
-def _sync_quietly(fd: int) -> None:
-    """``fdatasync`` (``fsync`` where there is none); errors are left to the final, checked sync."""
-    try:
-        getattr(os, "fdatasync", os.fsync)(fd)
-    except OSError:
-        pass

@@ -306,29 +306,22 @@ def _join(image_dir: Path, root: Path, ids: list[str], files_col: list[str] | No
     used: set[str] = set()
     in_dir = _in_dir(image_dir)
     for i, gid in enumerate(ids):
-        if files_col is None:  # a listed file name: plain string work (pathlib costs more than the rest)
-            name = first_by_stem.get(gid)
-            if name:
-                used.add(name)
-                records.append(Record(id=gid, source=in_dir(name), kind=_kind(name)))
-            else:
-                records.append(Record(id=gid, source="", flags=frozenset({"missing_image"})))
-            continue
-        name = files_col[i]
+        name = first_by_stem.get(gid) if files_col is None else files_col[i]
         if not name:
-            full = None
-        else:
-            p = Path(name)
-            candidates = [p] if p.is_absolute() else [root / p, image_dir / p]
-            full = next((c for c in candidates if c.parent == image_dir and c.name in listed), None)
-            if full is None:
-                full = next((c for c in candidates if os.path.lexists(c)), None)
-            if full is None:
-                records.append(Record(id=gid, source=str(candidates[0]), kind=_kind(name),
-                                      flags=frozenset({"missing_image"})))
-                continue
-        if full is None:
             records.append(Record(id=gid, source="", flags=frozenset({"missing_image"})))
+            continue
+        if files_col is None:  # a file of the folder, matched by stem: plain string work (pathlib costs more)
+            used.add(name)
+            records.append(Record(id=gid, source=in_dir(name), kind=_kind(name)))
+            continue
+        p = Path(name)
+        candidates = [p] if p.is_absolute() else [root / p, image_dir / p]
+        full = next((c for c in candidates if c.parent == image_dir and c.name in listed), None)
+        if full is None:
+            full = next((c for c in candidates if os.path.lexists(c)), None)
+        if full is None:
+            records.append(Record(id=gid, source=str(candidates[0]), kind=_kind(name),
+                                  flags=frozenset({"missing_image"})))
             continue
         if full.parent == image_dir:
             used.add(full.name)

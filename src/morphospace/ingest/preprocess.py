@@ -494,14 +494,20 @@ def check_content(frame: Frame | np.ndarray, spec: PreprocessSpec) -> None:
 
 # --- normalisation -------------------------------------------------------------------------
 
-def _percentile(v: np.ndarray, q: float) -> float:
-    """``np.percentile(v, q)`` (linear interpolation) by one partition: less overhead on small arrays."""
-    v = np.ravel(v)
-    k = (v.size - 1) * q / 100.0
+def _percentile_rows(v: np.ndarray, q: float) -> np.ndarray:
+    """``np.percentile(row, q)`` (linear interpolation) of each row of ``v`` (k x n), by one
+    partition: less overhead on small arrays. Partitions ``v`` in place."""
+    k = (v.shape[1] - 1) * q / 100.0
     i = int(k)
-    part = np.partition(v, i)  # one kth: numpy's fast (SIMD) selection; the next value is the least above
-    hi = part[i + 1:].min() if i + 1 < v.size else part[i]
-    return float(part[i] + (hi - part[i]) * (k - i))
+    v.partition(i, axis=1)  # one kth: numpy's fast (SIMD) selection; the next value is the least above
+    lo = v[:, i]
+    hi = v[:, i + 1:].min(axis=1) if i + 1 < v.shape[1] else lo
+    return lo + (hi - lo) * (k - i)
+
+
+def _percentile(v: np.ndarray, q: float) -> float:
+    """``np.percentile(v, q)`` (linear interpolation), see :func:`_percentile_rows`."""
+    return float(_percentile_rows(np.array(v).reshape(1, -1), q)[0])
 
 
 def _asinh_scale(spec: PreprocessSpec, centre_minus_sky: np.ndarray, x_for_fallback) -> float:
@@ -558,14 +564,7 @@ def level_luts(levels: np.ndarray, skies: np.ndarray, spec: PreprocessSpec) -> n
     # level * float32(1/255): the values of _LEVELS, without a gather
     centre = np.multiply(levels[:, q: 3 * q, q: 3 * q], np.float32(1 / 255), dtype=np.float32)
     centre -= skies[:, None, None, :]
-    centre = centre.reshape(n, -1)
-    # The 99th percentile of each centre, as _percentile computes it (linear interpolation).
-    k = (centre.shape[1] - 1) * 99.0 / 100.0
-    i = int(k)
-    centre.partition(i, axis=1)  # in place, one kth: numpy's fast (SIMD) selection
-    lo = centre[:, i]
-    hi = centre[:, i + 1:].min(axis=1) if i + 1 < centre.shape[1] else lo  # the next value up
-    peaks = (lo + (hi - lo) * (k - i)).astype(np.float64)
+    peaks = _percentile_rows(centre.reshape(n, -1), 99.0).astype(np.float64)  # as _asinh_scale
     for r in np.flatnonzero(~(peaks > 0)):  # no galaxy light in the centre: the brightest pixel
         peaks[r] = float(np.abs(_LEVELS[levels[r]] - skies[r]).max()) or 1.0
     inv = (1.0 / (spec.softening * peaks)).astype(np.float32)
@@ -700,7 +699,6 @@ def preprocess_block(frames, spec: PreprocessSpec) -> tuple[RowBlock, list]:
     at once, the statistics, the quality checks and the normalisation as lookup tables.
     """
     shape = (spec.channels, spec.size, spec.size)
-    size = (spec.size, spec.size)
     results: list = []
     eight: list[int] = []  # indices of the 8-bit frames, and per 8-bit frame:
     greys, hists, sky_hists = [], [], []  # its grey sample, histograms and ring histogram per band
@@ -717,19 +715,17 @@ def preprocess_block(frames, spec: PreprocessSpec) -> tuple[RowBlock, list]:
             greys.append(grey)
             hists.append(h)
             sky_hists.append(sky_h)
-            w, hh = img.size
-            box = crop_box(hh, w, spec.crop)
-            if spec.exact or (spec.channels == 1 and len(img.getbands()) > 1):
+            if _by_lookup(spec, len(img.getbands())):
+                fast[i] = _resized_8bit(img, spec).tobytes()
+            else:
                 floats[i] = _row_8bit(img, _ring_medians([sky_h])[0][0], spec)
-            else:  # crop + resize in C on 8 bits: the rounding is below the JPEG's own
-                fast[i] = img.resize(size, _resample(spec, box[2] - box[0]), box=box).tobytes()
         else:
             try:
                 floats[i], results[i] = _row_float(f.pixels, f.display, spec)
             except BadImage as exc:
                 results[i] = exc
         f = img = None  # let the decoded frame go before the next one is decoded
-    rows: list = []  # (frame index, resized levels, sky) of the good fast-path rows
+    rows: list = []  # (resized levels, sky) of the good fast-path rows
     if eight:
         st = _stats8(greys, hists, sky_hists)
         suspect = st.suspects(spec)
@@ -743,27 +739,27 @@ def preprocess_block(frames, spec: PreprocessSpec) -> tuple[RowBlock, list]:
                     floats.pop(i, None)
                     continue
             if i in fast:
-                rows.append((i, fast[i], st.skies[k]))
-    good = [i for i, res in enumerate(results) if not isinstance(res, BadImage)]
+                rows.append((fast[i], st.skies[k]))
+    lookup = [i in fast for i, res in enumerate(results) if not isinstance(res, BadImage)]
     levels, luts = _level_rows(rows, spec)
-    block = RowBlock(shape, np.array([i in fast for i in good], dtype=bool), levels, luts,
-                     np.stack([floats[i] for i in sorted(floats)]) if floats
+    block = RowBlock(shape, np.array(lookup, dtype=bool), levels, luts,
+                     np.stack(list(floats.values())) if floats  # in frame order: filled in that order
                      else np.empty((0, *shape), dtype=np.float32))
     return block, results
 
 
 def _level_rows(rows: list, spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
     """(n x S x S x C uint8 levels, n x C x 256 float32 tables) of the fast-path rows
-    ``(frame index, resized levels as bytes, sky)``."""
+    ``(resized levels as bytes, sky)``."""
     s, channels, n = spec.size, spec.channels, len(rows)
     groups: dict[int, list[int]] = {}
-    for m, (_, _, sky) in enumerate(rows):
+    for m, (_, sky) in enumerate(rows):
         groups.setdefault(len(sky), []).append(m)
     levels = np.empty((n, s, s, channels), dtype=np.uint8)
     luts = np.empty((n, channels, 256), dtype=np.float32)
     for bands, sel in groups.items():
-        lv = np.frombuffer(b"".join(rows[m][1] for m in sel), dtype=np.uint8).reshape(len(sel), s, s, bands)
-        lt = level_luts(lv, np.stack([rows[m][2] for m in sel]), spec)
+        lv = np.frombuffer(b"".join(rows[m][0] for m in sel), dtype=np.uint8).reshape(len(sel), s, s, bands)
+        lt = level_luts(lv, np.stack([rows[m][1] for m in sel]), spec)
         if len(sel) == n and bands == channels:
             return lv, lt  # the usual case: no copy
         levels[sel] = lv  # a grey frame in a colour cube: its one band in every channel
@@ -771,19 +767,31 @@ def _level_rows(rows: list, spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarra
     return levels, luts
 
 
+def _by_lookup(spec: PreprocessSpec, bands: int) -> bool:
+    """Whether the row of an 8-bit frame with ``bands`` bands is its resized levels looked up
+    in per-band tables (else float32 arithmetic: the exact recipe, or colour to grey)."""
+    return not spec.exact and (spec.channels == 3 or bands == 1)
+
+
+def _resized_8bit(img: Image.Image, spec: PreprocessSpec) -> Image.Image:
+    """Crop + resize in C on 8 bits: the rounding is below the JPEG's own."""
+    w, h = img.size
+    box = crop_box(h, w, spec.crop)
+    return img.resize((spec.size, spec.size), _resample(spec, box[2] - box[0]), box=box)
+
+
 def _row_8bit(img: Image.Image, sky: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """Crop, resize and normalise an 8-bit image into a C x S x S row."""
-    w, h = img.size
     bands = len(img.getbands())
-    box = crop_box(h, w, spec.crop)
-    side = box[2] - box[0]
     if spec.exact:  # float32 all the way (the published recipe, bit for bit)
+        w, h = img.size
+        box = crop_box(h, w, spec.crop)
+        side = box[2] - box[0]
         arr = np.asarray(img, dtype=np.float32)[box[1]:box[3], box[0]:box[2]].reshape(side, side, bands)
         arr = resize(to_channels(arr * np.float32(1 / 255), spec.channels), spec.size, _resample(spec, side))
-    else:  # crop + resize in C on 8 bits: the rounding is below the JPEG's own
-        small = img.resize((spec.size, spec.size), _resample(spec, side), box=box)
-        a = np.frombuffer(small.tobytes(), dtype=np.uint8).reshape(spec.size, spec.size, bands)
-        if spec.channels == 3 or bands == 1:
+    else:
+        a = np.frombuffer(_resized_8bit(img, spec).tobytes(), dtype=np.uint8).reshape(spec.size, spec.size, bands)
+        if _by_lookup(spec, bands):
             return normalise_levels(a, spec, sky, spec.channels)
         arr = to_channels(a.astype(np.float32) * np.float32(1 / 255), spec.channels)
     sky = to_channels(sky[None, None, :], spec.channels)[0, 0]
