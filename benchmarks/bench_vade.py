@@ -42,26 +42,34 @@ DATA = ROOT.parent / "shared" / "data" / "sdss-gz1"
 
 # named sets of config overrides: the ablation of the default design
 VARIANTS = {
-    # the default configuration (neighbours masked, canonical orientation, flip-invariant code,
-    # radial weight)
+    # the default: the form-first VaDE (ImageNet trunk, dihedral average, SSL head, VaDE on it)
     "default": [],
-    # the default with the neighbours left in
-    "no_mask": ["model.mask_neighbours=false"],
+    # form-first with VICReg instead of NT-Xent
+    "form_vicreg": ["form.loss=vicreg"],
+    # form-first without the self-supervised head's nuisance views (dihedral views only)
+    "form_no_aug": ["form.aug_views=0"],
+    # form-first from scratch: the small CNN trained by the SSL objective on the images
+    "form_scratch": ["form.backbone=small", "form.input_size=64", "form.train_trunk=true", "form.ssl_epochs=15"],
+    # the pixel VaDE (the previous default: neighbours masked, canonical orientation,
+    # flip-invariant code, radial weight)
+    "pixel": ["model.preset=default"],
+    # the pixel VaDE with the neighbours left in
+    "no_mask": ["model.preset=default", "model.mask_neighbours=false"],
     # none of the invariance devices
-    "plain": ["model.mask_neighbours=false", "model.canonicalise=false", "model.flip_invariant=false",
+    "plain": ["model.preset=default", "model.mask_neighbours=false", "model.canonicalise=false", "model.flip_invariant=false",
               "model.radial_inner=0", "train.augment=none"],
     # published-style flips augmentation only
-    "flips": ["model.canonicalise=false", "model.flip_invariant=false", "model.radial_inner=0",
+    "flips": ["model.preset=default", "model.canonicalise=false", "model.flip_invariant=false", "model.radial_inner=0",
               "train.augment=flips"],
     # random rotations (any angle) + flips augmentation, no canonical frame
-    "rotate": ["model.canonicalise=false", "model.flip_invariant=false", "model.radial_inner=0",
+    "rotate": ["model.preset=default", "model.canonicalise=false", "model.flip_invariant=false", "model.radial_inner=0",
                "train.augment=rotate"],
     # canonical rotation only
-    "canonical": ["model.flip_invariant=false", "model.radial_inner=0"],
+    "canonical": ["model.preset=default", "model.flip_invariant=false", "model.radial_inner=0"],
     # canonical rotation + flip-invariant code, no radial weight
-    "canonical_flipinv": ["model.radial_inner=0"],
+    "canonical_flipinv": ["model.preset=default", "model.radial_inner=0"],
     # default without the flip-invariant code (flips augmentation instead)
-    "no_flipinv": ["model.flip_invariant=false"],
+    "no_flipinv": ["model.preset=default", "model.flip_invariant=false"],
 }
 
 
@@ -178,12 +186,36 @@ def training_flops_per_image(hp: dict, batch: int = 32) -> float:
 
     from morphospace.models.networks import build_model
 
-    model = build_model(hp)
     x = torch.rand(batch, hp["channels"], hp["image_size"], hp["image_size"])
+    if hp["preset"] == "form":
+        return form_flops_per_image(hp, x)
+    model = build_model(hp)
     with FlopCounterMode(display=False) as fc:
         t = model.loss_terms(x, mode="vade")
         (t.reconstruction + t.kl).mean().backward()
     return fc.get_total_flops() / batch
+
+
+def form_flops_per_image(hp: dict, x) -> float:
+    """FLOPs per galaxy of the form model's training: the trunk over every view of the bank,
+    plus the image decoder's forward and backward in each of its epochs (the head and the core
+    VaDE on 64-d vectors are negligible)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from morphospace.form.embedder import build_trunk
+    from morphospace.models.networks import DefaultDecoder
+
+    f = hp["form"]
+    trunk = build_trunk(f["backbone"], f["input_size"]).eval()
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        trunk(x)
+    per_view = fc.get_total_flops() / len(x)
+    dec = DefaultDecoder(hp["channels"], hp["image_size"], hp["latent_dim"], tuple(hp["widths"]))
+    with FlopCounterMode(display=False) as fc:
+        (dec(torch.randn(len(x), hp["latent_dim"])) ** 2).mean().backward()
+    per_decoder = fc.get_total_flops() / len(x)
+    return per_view * (8 + f["aug_views"]) + per_decoder * f["decoder_epochs"]
 
 
 def train_and_score(run_dir: Path, base_run, overrides: list[str], seed: int, truth, keep, pa_bins, elongated) -> dict:
@@ -203,14 +235,40 @@ def train_and_score(run_dir: Path, base_run, overrides: list[str], seed: int, tr
     result = train_run(run, cfg)
     wall = time.perf_counter() - t0
     model, hp, _ = load_vade(model_dir(run) / "model.pt")
-    enc = encode_cube(model, model_input(run, hp))  # what the model was trained on (neighbours masked or not)
+    form = model_dir(run) / "form_embedding.npy"
+    form = np.load(form) if hp["preset"] == "form" and form.is_file() else None
+    # what the model was trained on (neighbours masked or not); the form embedding from training
+    enc = encode_cube(model, model_input(run, hp), embedding=form)
     labels = enc["proba"].argmax(1)
     out = scores(labels, truth, keep, pa_bins, elongated)
+    # K-Means(3) and a 10% linear probe on each embedding the model gives
+    for name, x in (("z", enc["z_mean"]), ("form", form)):
+        if x is None:
+            continue
+        km = kmeans3(x, seed)
+        out[f"kmeans3_{name}"] = scores(km, truth, keep, pa_bins, elongated)
+        out[f"probe10_{name}"] = probe10(x, truth, keep)
     n = len(labels)
     out.update({"seed": seed, "train_seconds": result.seconds, "wall_seconds": wall,
                 "images_per_second": hp["epochs"] * n / result.seconds, "sizes": np.bincount(labels).tolist(),
                 "guard_events": len(result.events), "labels": labels.tolist(), "hparams": hp})
     return out
+
+
+def kmeans3(x: np.ndarray, seed: int) -> np.ndarray:
+    """K-Means(3) on the standardised embedding."""
+    from sklearn.cluster import KMeans
+    from sklearn.preprocessing import StandardScaler
+
+    return KMeans(3, n_init=10, random_state=seed).fit_predict(StandardScaler().fit_transform(x))
+
+
+def probe10(x: np.ndarray, truth: np.ndarray, keep: np.ndarray) -> float:
+    """Balanced accuracy of a logistic regression on 10% of the labelled galaxies (5 draws)."""
+    from morphospace.probe import linear_probe
+
+    t = linear_probe(x[keep], truth[keep], fractions=(0.1,), repeats=5)
+    return float(t["balanced_accuracy"].iloc[0])
 
 
 def baseline(cube: np.ndarray, ks: list[int], seeds: list[int], truth, keep, pa_bins, elongated) -> dict:
@@ -242,6 +300,13 @@ def summarise(rows: list[dict]) -> dict:
     labs = [np.asarray(r["labels"]) for r in rows]
     pairs = [ari(labs[i], labs[j]) for i in range(len(labs)) for j in range(i + 1, len(labs))]
     s["ari_between_seeds"] = {"mean": float(np.mean(pairs)) if pairs else None, "values": pairs}
+    for emb in ("z", "form"):
+        if f"kmeans3_{emb}" in rows[0]:
+            km = [r[f"kmeans3_{emb}"] for r in rows]
+            s[f"kmeans3_{emb}"] = {k: {"mean": float(np.mean([m[k] for m in km])), "std": float(np.std([m[k] for m in km]))}
+                                   for k in ("ami_morph3", "ami_pa_elongated", "ami_companion") if k in km[0]}
+            pr = [r[f"probe10_{emb}"] for r in rows]
+            s[f"probe10_{emb}"] = {"mean": float(np.mean(pr)), "std": float(np.std(pr))}
     for extra in ("train_seconds", "images_per_second"):
         if extra in rows[0]:
             s[extra] = {"mean": float(np.mean([r[extra] for r in rows])), "values": [r[extra] for r in rows]}
@@ -300,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
         hp = rows[0]["hparams"]
         flops = training_flops_per_image(hp)
         summary["train_flops_per_image"] = flops
+        if hp["preset"] == "form":  # throughput per galaxy of the whole training, not per epoch
+            summary["images_per_second"]["mean"] = float(np.mean([len(cube) / r["train_seconds"] for r in rows]))
         summary["fraction_of_matmul"] = flops * summary["images_per_second"]["mean"] / results["matmul_flops_per_s"]
         summary["overrides"] = overrides
         summary["epochs"] = hp["epochs"]
@@ -337,6 +404,15 @@ def to_markdown(results: dict) -> str:
     lines.append("")
     lines.append(f"matmul: {results['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s at the start, "
                  f"{results.get('matmul_flops_per_s_end', float('nan')) / 1e9:.1f} at the end ({results['threads']} threads)")
+    lines.append("")
+    lines.append("| variant | K-Means(3) on z: AMI morph3 | on form embedding | 10% probe on z | on form |")
+    lines.append("|---|---|---|---|---|")
+    for name, s in results["variants"].items():
+        if "kmeans3_z" in s:
+            lines.append(f"| {name} | {fmt(s['kmeans3_z']['ami_morph3'])} | "
+                         f"{fmt(s['kmeans3_form']['ami_morph3']) if 'kmeans3_form' in s else '-'} | "
+                         f"{fmt(s['probe10_z'])} | {fmt(s['probe10_form']) if 'probe10_form' in s else '-'} |")
+    lines.append("")
     for name, s in results["variants"].items():
         lines.append(f"{name}: {s['epochs']} epochs, {s['train_seconds']['mean']:.0f} s per training, "
                      f"{s['images_per_second']['mean']:.0f} images/s, "

@@ -21,7 +21,7 @@ from morphospace.rundir import RunDir, write_npy, write_table
 N_GAL = 48
 SIDE = 16
 
-TINY = ["model.widths=[4, 8]", "model.latent_dim=3", "model.n_components=2", "train.epochs=3",
+TINY = ["model.preset=default", "model.widths=[4, 8]", "model.latent_dim=3", "model.n_components=2", "train.epochs=3",
         "train.pretrain_epochs=1", "train.batch_size=16", "train.num_threads=1", "train.lr=0.003"]
 
 

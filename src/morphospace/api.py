@@ -52,7 +52,12 @@ def load_vade(path: str | Path):
     if not path.is_file():
         raise UserError(f"no trained VaDE at {path}: run `morphospace train` first")
     blob = torch.load(path, map_location="cpu", weights_only=False)
-    model = build_model(blob["hparams"])
+    if blob["hparams"]["preset"] == "form":
+        from .form.model import build_form_vade  # the form-first VaDE: embedder + core + image decoder
+
+        model = build_form_vade(blob["hparams"])
+    else:
+        model = build_model(blob["hparams"])
     model.load_state_dict(blob["state_dict"])
     model.eval()
     return model, blob["hparams"], blob.get("extra", {})

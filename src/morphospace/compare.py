@@ -486,4 +486,12 @@ def compare_run(run: RunDir, cfg: Any) -> dict[str, Path]:
             path = comp / f"contingency_{name}__{truth}.csv"
             write_table(path, table.rename_axis(index="cluster", columns=None).reset_index())
             out[f"contingency_{name}"] = path
+    if truth is not None and run.embeddings():
+        from .probe import probe_run
+
+        with Timer(f"linear probes of {len(run.embeddings())} embeddings against '{truth}'"):
+            probe = probe_run(run, truth, catalogue, random_state=int(getattr(cfg.cluster, "seed", 0)))
+        if len(probe):
+            write_table(comp / "linear_probe.csv", probe)
+            out["linear_probe"] = comp / "linear_probe.csv"
     return out

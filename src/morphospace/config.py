@@ -95,7 +95,7 @@ class ModelConfig:
     """The representation learner of ``morphospace train``."""
 
     kind: str = "vade"  # vade | pca
-    preset: str = "default"  # default | astrovader
+    preset: str = "form"  # form (VaDE over the form embedding) | default (pixel VaDE) | astrovader
     latent_dim: int = 16
     n_components: int = 0  # 0: choose from the data (BIC of the latent mixture)
     pca_components: int = 32
@@ -112,6 +112,22 @@ class ModelConfig:
     mask_neighbours: bool = True  # hide every source but the central galaxy (morphospace.neighbours)
     widths: list[int] = field(default_factory=lambda: [32, 64, 128, 256])  # default preset conv widths
     align_latent: bool = True  # turn the latent axes to the principal axes before fitting the mixture
+
+
+@dataclass
+class FormConfig:
+    """The form embedding under ``model.preset = "form"`` (morphospace.form)."""
+
+    backbone: str = "efficientnet-lite0"  # efficientnet-lite0 (ImageNet start) | small (from scratch)
+    input_size: int = 112  # side the cube is resized to for the trunk
+    dim: int = 64  # length of the form embedding
+    aug_views: int = 2  # nuisance views per galaxy in the view bank (besides the 8 dihedral views)
+    ssl_epochs: int = 60  # epochs of the self-supervised head over the view bank
+    loss: str = "nt_xent"  # nt_xent | vicreg
+    temperature: float = 0.2  # NT-Xent temperature
+    train_trunk: bool = False  # train the CNN too (needs a GPU for any real survey)
+    recon_sigma: float = 0.3  # noise of the VaDE's Gaussian likelihood of the standardised embedding
+    decoder_epochs: int = 12  # epochs of the image decoder (reconstructions, synthetic galaxies)
 
 
 @dataclass
@@ -196,6 +212,7 @@ class Config:
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    form: FormConfig = field(default_factory=FormConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     study: StudyConfig = field(default_factory=StudyConfig)

@@ -45,8 +45,12 @@ TABLE_NAME = "vade_galaxies.parquet"
 
 # --- encoding -------------------------------------------------------------------------------
 
-def encode_cube(model, cube: np.ndarray, batch_size: int = 256, desc: str = "VaDE encode") -> dict[str, np.ndarray]:
+def encode_cube(model, cube: np.ndarray, batch_size: int = 256, desc: str = "VaDE encode",
+                embedding: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Run a VaDE over a cube (N, C, H, W) in batches.
+
+    ``embedding``: for the ``form`` preset, the galaxies' form embedding already computed in
+    training (row for row with ``cube``), which spares the CNN a second pass.
 
     Returns
     -------
@@ -62,8 +66,8 @@ def encode_cube(model, cube: np.ndarray, batch_size: int = 256, desc: str = "VaD
     with torch.no_grad():
         for s in progress(starts, total=len(starts), desc=desc, unit="batch"):
             x = torch.from_numpy(np.array(cube[s:s + batch_size], dtype=np.float32))  # a copy: memmaps are read-only
-            target = model.prepare(x)
-            mu, log_var = model._encode_prepared(target)
+            e = None if embedding is None else torch.from_numpy(np.array(embedding[s:s + batch_size], dtype=np.float32))
+            target, mu, log_var = model.encode_with_target(x, e)
             x_hat = model.decode(mu)
             # the model's own error, back in plain units: weighted mean of (x - x_hat)^2
             err = model.reconstruction_error(target, x_hat) * (2 * model.recon_sigma**2) / w_total
@@ -113,8 +117,14 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
     if tuple(cube.shape[1:]) != (hp["channels"], hp["image_size"], hp["image_size"]):
         raise UserError(f"the trained VaDE expects {hp['channels']} x {hp['image_size']} x {hp['image_size']} "
                         f"images, the cube has {tuple(cube.shape[1:])}: retrain (`morphospace train`)")
+    embedding = None
+    cached = model_dir(run) / "form_embedding.npy"
+    if hp["preset"] == "form" and cached.is_file():
+        embedding = np.load(cached, mmap_mode="r")  # computed in training: no second pass through the CNN
+        if len(embedding) != len(cube):
+            embedding = None
     with Timer(f"VaDE embedding of {len(cube)} galaxies"):
-        enc = encode_cube(model, cube)
+        enc = encode_cube(model, cube, embedding=embedding)
     table = galaxy_table(ids, enc)
     write_table(run.path / TABLE_NAME, table)
     write_npy(run.embedding_path("vade"), enc["z_mean"].astype(np.float32))
@@ -122,6 +132,12 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
                {"name": "vade", "what": "VaDE z_mean (mean of q(z|x))", "preset": hp["preset"],
                 "latent_dim": hp["latent_dim"], "n_components": int(enc["proba"].shape[1]),
                 "model": str(model_dir(run) / MODEL_FILE)})
+    if embedding is not None:
+        write_npy(run.embedding_path("form"), np.asarray(embedding, dtype=np.float32))
+        write_json(run.embedding_path("form").with_suffix(".json"),
+                   {"name": "form", "what": "form embedding (self-supervised head on the CNN trunk, averaged over "
+                    "the 8 dihedral views) that the VaDE clusters", "dim": int(embedding.shape[1]),
+                    "trunk": hp["form"]["backbone"]})
     run.write_clustering("vade", ids, table["label"].to_numpy(), enc["proba"])
     counts = np.bincount(table["label"], minlength=enc["proba"].shape[1])
     log.info("VaDE clusters (K = %d): sizes %s", enc["proba"].shape[1], counts.tolist())
@@ -133,9 +149,9 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
 # --- generation --------------------------------------------------------------------------------
 
 def _as_model(run_or_model):
-    from .models.vade import VaDE
+    from torch import nn
 
-    if isinstance(run_or_model, VaDE):
+    if isinstance(run_or_model, nn.Module):  # a VaDE or a FormVaDE
         return run_or_model
     if hasattr(run_or_model, "vade"):  # api.VaDEModel
         return run_or_model.vade
@@ -287,8 +303,7 @@ def fig_reconstructions(model, cube, enc, n: int = 8, seed: int = 0, **_):
     idx = np.sort(rng.choice(len(cube), size=min(n, len(cube)), replace=False))
     x = torch.from_numpy(np.asarray(cube[idx], dtype=np.float32))
     with torch.no_grad():
-        target = model.prepare(x)
-        mu, _ = model._encode_prepared(target)
+        target, mu, _ = model.encode_with_target(x)
         x_hat = model.decode(mu)
         target = model.aligned_target(target, x_hat)
     target, x_hat = target.numpy(), x_hat.numpy()

@@ -86,7 +86,7 @@ from .progress import is_quiet
 from .rundir import RunDir, write_json
 
 __all__ = ["train_run", "TrainResult", "VaDEModule", "CubeDataModule", "resolve_hparams", "latent_weight",
-           "lr_factor", "select_k", "fit_mixture", "augment", "ASTROVADER_RECIPE"]
+           "lr_factor", "select_k", "fit_mixture", "augment", "fit_vade", "ASTROVADER_RECIPE"]
 
 log = logging.getLogger("morphospace")
 
@@ -162,8 +162,17 @@ def resolve_hparams(cfg: Config, channels: int, image_size: int) -> dict[str, An
         hp["final_lr"] = ASTROVADER_RECIPE["final_lr"]
         hp["schedule"] = "astrovader"
         hp["widths"] = []
+    elif m.preset == "form":
+        # the core VaDE reads the form embedding (a vector): no image options apply to it
+        f = cfg.form
+        hp.update({"recon_sigma": f.recon_sigma, "radial_inner": 0.0, "radial_width": 0.0, "canonicalise": False,
+                   "flip_invariant": False, "augment": "none", "mask_neighbours": True, "colour_weight": 1.0,
+                   "form": {"backbone": f.backbone, "input_size": f.input_size, "dim": f.dim,
+                            "aug_views": f.aug_views, "ssl_epochs": f.ssl_epochs, "loss": f.loss,
+                            "temperature": f.temperature, "train_trunk": f.train_trunk,
+                            "decoder_epochs": f.decoder_epochs, "image_recon_sigma": m.recon_sigma}})
     elif m.preset != "default":
-        raise UserError(f"unknown model.preset '{m.preset}' (known: default, astrovader)")
+        raise UserError(f"unknown model.preset '{m.preset}' (known: form, default, astrovader)")
     _check_hparams(hp)
     return hp
 
@@ -182,14 +191,33 @@ def _check_hparams(hp: dict[str, Any]) -> None:
         raise UserError("model.latent_dim must be >= 1")
     if hp["batch_size"] < 1:
         raise UserError("train.batch_size must be >= 1")
-    if hp["recon_sigma"] <= 0:
-        raise UserError("model.recon_sigma must be > 0")
+    if not (math.isfinite(hp["recon_sigma"]) and hp["recon_sigma"] > 0):
+        raise UserError("model.recon_sigma (form.recon_sigma for the form preset) must be a positive number")
     if hp["colour_weight"] <= 0:
         raise UserError("model.colour_weight must be > 0")
-    side = 2 ** (len(hp["widths"]) if hp["preset"] == "default" else 3)
+    if hp["preset"] == "form":
+        _check_form(hp["form"])
+    side = 2 ** (len(hp["widths"]) if hp["preset"] in ("default", "form") else 3)
     if hp["image_size"] % side:
         raise UserError(f"the cube's images ({hp['image_size']} px) must be a multiple of {side} px "
                         f"for model.preset '{hp['preset']}'")
+
+
+def _check_form(f: dict[str, Any]) -> None:
+    from .backbones import BACKBONES
+    from .form.losses import LOSSES
+
+    if f["backbone"] not in BACKBONES:
+        raise UserError(f"form.backbone must be one of {', '.join(BACKBONES)}, got '{f['backbone']}'")
+    if f["loss"] not in LOSSES:
+        raise UserError(f"form.loss must be one of {', '.join(LOSSES)}, got '{f['loss']}'")
+    for key, low in (("input_size", 32), ("dim", 2), ("aug_views", 0), ("ssl_epochs", 1), ("decoder_epochs", 1)):
+        if not isinstance(f[key], int) or f[key] < low:
+            raise UserError(f"form.{key} must be an integer >= {low}, got {f[key]!r}")
+    if not (math.isfinite(f["temperature"]) and f["temperature"] > 0):
+        raise UserError(f"form.temperature must be a positive number, got {f['temperature']!r}")
+    if not (math.isfinite(f["image_recon_sigma"]) and f["image_recon_sigma"] > 0):
+        raise UserError("model.recon_sigma must be a positive number")
 
 
 # --- schedules (framework-free) --------------------------------------------------------------
@@ -617,12 +645,32 @@ class TrainResult:
 def _clear_previous(mdir: Path) -> None:
     for p in list(mdir.glob("*.ckpt")) + [mdir / MODEL_FILE, mdir / "hparams.json", mdir / "training.json"]:
         p.unlink(missing_ok=True)
-    shutil.rmtree(mdir / "logs", ignore_errors=True)
+    for sub in ("logs", "ssl"):
+        shutil.rmtree(mdir / sub, ignore_errors=True)
 
 
 def _comparable(hp: dict[str, Any]) -> dict[str, Any]:
     # fields that may change on resume without changing the model
     return {k: v for k, v in hp.items() if k not in ("epochs",)}
+
+
+def prepare_model_dir(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool) -> Path:
+    """``RUN/models/vade/``: checked against ``hp`` for a resume, else cleared; ``hparams.json`` written."""
+    mdir = model_dir(run)
+    last = mdir / LAST_CHECKPOINT
+    if resume:
+        if not last.is_file():
+            raise UserError(f"nothing to resume: {last} not found (train without --resume first)")
+        saved = json.loads((mdir / "hparams.json").read_text()) if (mdir / "hparams.json").is_file() else None
+        if saved is not None and _comparable(saved) != _comparable(hp):
+            diff = sorted(k for k in set(saved) | set(hp) if k != "epochs" and saved.get(k) != hp.get(k))
+            raise UserError(f"cannot resume: the configuration changed ({', '.join(diff)})")
+    else:
+        _clear_previous(mdir)
+    if cfg.train.num_threads > 0:
+        torch.set_num_threads(cfg.train.num_threads)
+    write_json(mdir / "hparams.json", hp)
+    return mdir
 
 
 def train_run(run: RunDir, cfg: Config, resume: bool = False, callbacks: list | None = None) -> TrainResult:
@@ -650,24 +698,41 @@ def train_run(run: RunDir, cfg: Config, resume: bool = False, callbacks: list | 
     if len(cube) < 2:
         raise UserError("the cube holds fewer than two galaxies: nothing to train on")
     hp = resolve_hparams(cfg, cube.shape[1], cube.shape[2])
-    mdir = model_dir(run)
-    last = mdir / LAST_CHECKPOINT
-    if resume:
-        if not last.is_file():
-            raise UserError(f"nothing to resume: {last} not found (train without --resume first)")
-        saved = json.loads((mdir / "hparams.json").read_text()) if (mdir / "hparams.json").is_file() else None
-        if saved is not None and _comparable(saved) != _comparable(hp):
-            diff = sorted(k for k in set(saved) | set(hp) if k != "epochs" and saved.get(k) != hp.get(k))
-            raise UserError(f"cannot resume: the configuration changed ({', '.join(diff)})")
-    else:
-        _clear_previous(mdir)
-    if cfg.train.num_threads > 0:
-        torch.set_num_threads(cfg.train.num_threads)
-    pl.seed_everything(hp["seed"], workers=True, verbose=False)
-    write_json(mdir / "hparams.json", hp)
+    if hp["preset"] == "form":
+        from .form.train import train_form_run  # the form-first VaDE wraps this module's training
 
+        return train_form_run(run, cfg, hp, resume=resume, callbacks=callbacks)
+    mdir = prepare_model_dir(run, cfg, hp, resume)
+    log.info("training the VaDE (%s preset) on %d galaxies: %d epochs (%d pretraining), %s x %d device(s) x %d node(s)",
+             hp["preset"], len(cube), hp["epochs"], hp["pretrain_epochs"], cfg.train.accelerator,
+             cfg.train.devices, cfg.train.num_nodes)
+    # neighbours masked or not
+    module, trainer, seconds = fit_vade(hp, model_input_path(run, hp), mdir, cfg, resume, callbacks)
+    result = TrainResult(model_path=mdir / MODEL_FILE, global_rank=trainer.global_rank, epochs=hp["epochs"],
+                         n_components=module.model.prior.n_components, events=module.events, seconds=seconds)
+    if trainer.is_global_zero:
+        save_model(module.model, hp, mdir / MODEL_FILE, extra={"init": module.init_info, "events": module.events})
+        write_training_summary(mdir, module, hp, seconds, len(cube))
+    return result
+
+
+def write_training_summary(mdir: Path, module: VaDEModule, hp: dict[str, Any], seconds: float, n_images: int,
+                           **more: Any) -> None:
+    """``training.json`` beside the model, and one log line."""
+    k = module.model.prior.n_components
+    write_json(mdir / "training.json", {"seconds": seconds, "epochs": hp["epochs"], "n_components": k,
+                                        "init": module.init_info, "events": module.events, "n_images": n_images,
+                                        **more})
+    log.info("VaDE trained: %d epochs, K = %d, %.1f s; model in %s", hp["epochs"], k, seconds, mdir)
+
+
+def fit_vade(hp: dict[str, Any], input_path: Path, mdir: Path, cfg: Config, resume: bool = False,
+             callbacks: list | None = None) -> tuple[VaDEModule, pl.Trainer, float]:
+    """Fit a :class:`VaDEModule` to the rows of ``input_path`` (an .npy): checkpoints and logs in ``mdir``."""
+    pl.seed_everything(hp["seed"], workers=True, verbose=False)
+    last = mdir / LAST_CHECKPOINT
     module = VaDEModule(**hp)
-    data = CubeDataModule(model_input_path(run, hp), hp["batch_size"], hp["seed"])  # neighbours masked or not
+    data = CubeDataModule(input_path, hp["batch_size"], hp["seed"])
     logs = mdir / "logs"
     version = f"v{len(list((logs / 'csv').glob('v*')))}" if (logs / "csv").is_dir() else "v0"
     loggers = [CSVLogger(str(logs), name="csv", version=version),
@@ -676,9 +741,6 @@ def train_run(run: RunDir, cfg: Config, resume: bool = False, callbacks: list | 
     ckpt = ModelCheckpoint(dirpath=str(mdir), filename="epoch{epoch:03d}", auto_insert_metric_name=False,
                            save_top_k=1, save_last="link", every_n_epochs=1, save_on_train_epoch_end=True,
                            enable_version_counter=False)
-    log.info("training the VaDE (%s preset) on %d galaxies: %d epochs (%d pretraining), %s x %d device(s) x %d node(s)",
-             hp["preset"], len(cube), hp["epochs"], hp["pretrain_epochs"], cfg.train.accelerator,
-             cfg.train.devices, cfg.train.num_nodes)
     t0 = time.perf_counter()
     with _quiet_lightning():
         trainer = pl.Trainer(
@@ -690,27 +752,18 @@ def train_run(run: RunDir, cfg: Config, resume: bool = False, callbacks: list | 
             log_every_n_steps=1, num_sanity_val_steps=0,
         )
         trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
-    seconds = time.perf_counter() - t0
-    result = TrainResult(model_path=mdir / MODEL_FILE, global_rank=trainer.global_rank, epochs=hp["epochs"],
-                         n_components=module.model.prior.n_components, events=module.events, seconds=seconds)
-    if trainer.is_global_zero:
-        save_model(module.model, hp, mdir / MODEL_FILE, extra={"init": module.init_info, "events": module.events})
-        write_json(mdir / "training.json", {"seconds": seconds, "epochs": hp["epochs"],
-                                            "n_components": result.n_components, "init": module.init_info,
-                                            "events": module.events, "n_images": len(cube)})
-        log.info("VaDE trained: %d epochs, K = %d, %.1f s; model in %s", hp["epochs"], result.n_components,
-                 seconds, mdir)
-    return result
+    return module, trainer, time.perf_counter() - t0
 
 
 class _quiet_lightning:
     """Lightning's info lines (tips, device summaries) down to warnings while fitting."""
 
-    NAMES = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
+    NAMES = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.callbacks.model_checkpoint", "lightning.pytorch.accelerators.cuda",
              "lightning.fabric.utilities.seed", "lightning.pytorch.utilities.seed")
 
     WARNINGS = (r"Checkpoint directory .* exists and is not empty",  # hparams.json and logs live there
-                r".*isinstance\(treespec, LeafSpec\).*")  # inside Lightning, not ours
+                r".*isinstance\(treespec, LeafSpec\).*",  # inside Lightning, not ours
+                r".*litlogger.*")
 
     def __enter__(self):
         self.levels = {n: logging.getLogger(n).level for n in self.NAMES}

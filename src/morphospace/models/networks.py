@@ -14,6 +14,12 @@ transposed convolutions. About 0.4 GFLOP per training image: ~200 images/s on tw
   are; a linear output is the natural mean of the Gaussian likelihood used for the
   reconstruction term (figures clip to [0, 1] for display).
 
+``form``: the VaDE over a galaxy's *form embedding* (:mod:`morphospace.form`) rather than its
+pixels: a two-layer MLP from the standardised embedding (N, F) to ``(mu, log_var)`` and its
+mirror back to the embedding. The mixture prior then groups galaxies by what the embedding
+holds (form, invariant to orientation, handedness, seeing and brightness by construction), and
+a separate image decoder (:mod:`morphospace.form.generator`) turns latent codes into images.
+
 ``astrovader``: the published network (:mod:`morphospace.models.astrovader_net`), imported
 lazily so that the default preset never depends on it.
 """
@@ -27,9 +33,10 @@ from torch import nn
 
 from .vade import VaDE
 
-__all__ = ["DefaultEncoder", "DefaultDecoder", "build_vade", "build_model", "max_components", "PRESETS"]
+__all__ = ["DefaultEncoder", "DefaultDecoder", "MLPEncoder", "MLPDecoder", "build_vade", "build_model",
+           "max_components", "PRESETS"]
 
-PRESETS = ("default", "astrovader")
+PRESETS = ("default", "astrovader", "form")
 
 
 def _groups(channels: int) -> int:
@@ -101,14 +108,44 @@ class DefaultDecoder(nn.Module):
         return self.body(h)
 
 
+class MLPEncoder(nn.Module):
+    """Vector (N, F) -> ``(mu, log_var)`` (N, D): Linear-LayerNorm-SiLU, twice, then linear heads."""
+
+    def __init__(self, in_dim: int, latent_dim: int, hidden: int = 256):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(in_dim, hidden), nn.LayerNorm(hidden), nn.SiLU(),
+                                  nn.Linear(hidden, hidden), nn.LayerNorm(hidden), nn.SiLU())
+        self.mean = nn.Linear(hidden, latent_dim)
+        self.log_var = nn.Linear(hidden, latent_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.body(x)
+        return self.mean(h), self.log_var(h)
+
+
+class MLPDecoder(nn.Module):
+    """Latent (N, D) -> vector (N, F), the mirror of :class:`MLPEncoder` (``fc`` first, for
+    :meth:`VaDE.rotate_latent`)."""
+
+    def __init__(self, out_dim: int, latent_dim: int, hidden: int = 256):
+        super().__init__()
+        self.fc = nn.Linear(latent_dim, hidden)
+        self.body = nn.Sequential(nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.LayerNorm(hidden),
+                                  nn.SiLU(), nn.Linear(hidden, out_dim))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.body(self.fc(z))
+
+
 def build_vade(preset: str, channels: int, image_size: int, latent_dim: int, n_components: int,
                **options: Any) -> VaDE:
     """Assemble a :class:`VaDE` for a preset.
 
     Parameters
     ----------
-    preset : {"default", "astrovader"}
+    preset : {"default", "astrovader", "form"}
     channels, image_size, latent_dim, n_components : int
+        For ``form``, ``channels`` is the embedding's length F and ``image_size`` is 0.
     **options
         Passed to :class:`VaDE` (``recon_sigma``, ``radial_inner``, ``radial_width``,
         ``canonicalise``, ``flip_invariant``) and, for ``default``, ``widths``.
@@ -119,6 +156,8 @@ def build_vade(preset: str, channels: int, image_size: int, latent_dim: int, n_c
         dec = DefaultDecoder(channels, image_size, latent_dim, widths)
     elif preset == "astrovader":
         enc, dec = _astrovader_networks(channels, image_size, latent_dim)
+    elif preset == "form":
+        enc, dec = MLPEncoder(channels, latent_dim), MLPDecoder(channels, latent_dim)
     else:
         raise ValueError(f"unknown model preset {preset!r} (known: {', '.join(PRESETS)})")
     return VaDE(enc, dec, n_components=n_components, latent_dim=latent_dim, image_size=image_size, **options)

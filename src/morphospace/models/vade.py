@@ -391,7 +391,9 @@ class VaDE(nn.Module):
         self.canonicalise = bool(canonicalise)
         self.flip_invariant = bool(flip_invariant)
         self.colour_weight = float(colour_weight)
-        self.register_buffer("pixel_weight", radial_weight(image_size, radial_inner, radial_width))
+        # image_size 0: the input is a vector (the ``form`` preset), weighted uniformly
+        weight = radial_weight(image_size, radial_inner, radial_width) if image_size else torch.ones(())
+        self.register_buffer("pixel_weight", weight)
 
     # encoding ------------------------------------------------------------------------
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
@@ -418,6 +420,13 @@ class VaDE(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
+
+    def encode_with_target(self, x: torch.Tensor, embedding: torch.Tensor | None = None):
+        """``(target, mu, log_var)``: the image as the decoder should redraw it, and its code.
+        (``embedding`` is for models that encode a precomputed vector; unused here.)"""
+        target = self.prepare(x)
+        mu, log_var = self._encode_prepared(target)
+        return target, mu, log_var
 
     @staticmethod
     def reparameterise(mu: torch.Tensor, log_var: torch.Tensor,

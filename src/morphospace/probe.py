@@ -1,0 +1,115 @@
+"""Linear-probe evaluation of an embedding: how much of the labels a straight line can read.
+
+The field's standard measure of a learned representation (e.g. Hayat et al. 2021; Walmsley
+et al. 2022): a logistic regression on a small labelled fraction of the galaxies, scored on
+the rest by balanced accuracy (the mean recall over classes, so that a majority class - the
+ellipticals of Galaxy Zoo - cannot carry the score). Each fraction is drawn ``repeats`` times
+(stratified, seeded); 100% means 5-fold stratified cross-validation over every labelled
+galaxy. The labels are used here to *score*, never to train or choose anything upstream.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["linear_probe", "probe_run", "FRACTIONS"]
+
+log = logging.getLogger("morphospace")
+
+FRACTIONS = (0.01, 0.1, 1.0)
+
+
+def _fit_score(x_train, y_train, x_test, y_test) -> float:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(x_train, y_train)
+    return float(balanced_accuracy_score(y_test, clf.predict(x_test)))
+
+
+def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int = 5,
+                 random_state: int = 0) -> pd.DataFrame:
+    """Balanced accuracy of a logistic regression trained on fractions of the labelled rows.
+
+    Parameters
+    ----------
+    x : ndarray (N, D)
+    y : array (N,)
+        Class labels; missing values (None, NaN, empty) are left out.
+    fractions : sequence of float
+        Fractions of the labelled rows to train on; 1.0 means 5-fold cross-validation.
+    repeats : int
+        Random stratified draws per fraction below 1.
+    random_state : int
+
+    Returns
+    -------
+    DataFrame
+        One row per fraction: ``fraction``, ``n_train`` (per draw), ``balanced_accuracy``
+        (mean), ``std``, ``repeats``, ``chance`` (1 / classes). A fraction too small to hold
+        two galaxies of every class is skipped, with a log line saying so.
+    """
+    from sklearn.model_selection import StratifiedKFold, train_test_split
+
+    x = np.asarray(x, dtype=np.float64)
+    y = pd.Series(np.asarray(y, dtype=object))
+    keep = (~y.isna() & (y.astype(str).str.strip() != "")).to_numpy()
+    x, y = x[keep], y[keep].astype(str).to_numpy()
+    classes, counts = np.unique(y, return_counts=True)
+    if len(classes) < 2:
+        raise ValueError("a linear probe needs at least two classes among the labelled rows")
+    rows = []
+    for frac in fractions:
+        if not 0 < frac <= 1:
+            raise ValueError(f"fractions must be in (0, 1], got {frac}")
+        scores, n_train = [], 0
+        if frac >= 1.0:
+            folds = min(5, int(counts.min()))
+            if folds < 2:
+                log.info("linear probe: a class has one galaxy; 100%% skipped")
+                continue
+            for tr, te in StratifiedKFold(folds, shuffle=True, random_state=random_state).split(x, y):
+                scores.append(_fit_score(x[tr], y[tr], x[te], y[te]))
+                n_train = len(tr)
+        else:
+            n_train = int(round(frac * len(y)))
+            if n_train < 2 * len(classes) or len(y) - n_train < len(classes) or (counts < 2).any():
+                log.info("linear probe: %.0f%% of %d labelled galaxies is too few for %d classes; skipped",
+                         100 * frac, len(y), len(classes))
+                continue
+            for r in range(repeats):
+                tr, te = train_test_split(np.arange(len(y)), train_size=n_train, stratify=y,
+                                          random_state=random_state + r)
+                scores.append(_fit_score(x[tr], y[tr], x[te], y[te]))
+        rows.append({"fraction": frac, "n_train": n_train, "balanced_accuracy": float(np.mean(scores)),
+                     "std": float(np.std(scores)), "repeats": len(scores), "chance": 1.0 / len(classes)})
+    return pd.DataFrame(rows)
+
+
+def probe_run(run, truth: str, catalogue: pd.DataFrame | None = None, repeats: int = 5,
+              random_state: int = 0) -> pd.DataFrame:
+    """:func:`linear_probe` of every embedding of a run against the label column ``truth``."""
+    from .compare import labels_in_cube_order
+
+    y = labels_in_cube_order(run, truth, catalogue)
+    tables = []
+    for name in run.embeddings():
+        x = run.read_embedding(name)
+        if len(x) != len(y):
+            log.warning("linear probe: embedding %s has %d rows, the cube %d; skipped", name, len(x), len(y))
+            continue
+        t = linear_probe(x, y, repeats=repeats, random_state=random_state)
+        t.insert(0, "embedding", name)
+        t.insert(1, "label", truth)
+        tables.append(t)
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()

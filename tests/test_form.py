@@ -1,0 +1,250 @@
+"""The form-first VaDE: SSL losses against their definitions, augmentations, invariance of the
+embedding, the view bank, training end to end on a tiny run, and the linear probe."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from morphospace.form.augment import NuisanceAugment
+from morphospace.form.embedder import FormEmbedder, FormHead, build_trunk
+from morphospace.form.losses import nt_xent, vicreg
+from morphospace.models.vade import dihedral
+from morphospace.probe import linear_probe
+
+
+# --- losses ------------------------------------------------------------------------------------
+
+def _nt_xent_by_definition(z1, z2, t):
+    """SimCLR eq. 1, one anchor at a time."""
+    z = torch.cat([z1, z2]).double()
+    n2 = len(z)
+    total = 0.0
+    for i in range(n2):
+        j = (i + n2 // 2) % n2
+        sims = [F.cosine_similarity(z[i], z[k], dim=0) / t for k in range(n2)]
+        num = math.exp(sims[j])
+        den = sum(math.exp(sims[k]) for k in range(n2) if k != i)
+        total += -math.log(num / den)
+    return total / n2
+
+
+def test_nt_xent_equals_its_definition():
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(5, 4, generator=g), torch.randn(5, 4, generator=g)
+    for t in (0.2, 0.5, 1.0):
+        assert float(nt_xent(z1, z2, temperature=t)) == pytest.approx(_nt_xent_by_definition(z1, z2, t), rel=1e-5)
+
+
+def test_nt_xent_is_low_when_twins_match_and_high_when_shuffled():
+    z = torch.randn(64, 16, generator=torch.Generator().manual_seed(1))
+    matched = nt_xent(z, z + 0.01 * torch.randn_like(z))
+    shuffled = nt_xent(z, z[torch.randperm(64)])
+    assert matched < 0.3 * shuffled
+
+
+def test_vicreg_terms_follow_the_paper():
+    g = torch.Generator().manual_seed(2)
+    z1, z2 = torch.randn(32, 6, generator=g), torch.randn(32, 6, generator=g)
+    inv = F.mse_loss(z1, z2)
+
+    def var_cov(z):
+        std = torch.sqrt(z.var(0) + 1e-4)
+        c = torch.cov(z.T)
+        return torch.relu(1 - std).mean(), (c - torch.diag(torch.diag(c))).pow(2).sum() / z.shape[1]
+
+    v1, c1 = var_cov(z1)
+    v2, c2 = var_cov(z2)
+    expected = 25 * inv + 25 * (v1 + v2) + (c1 + c2)
+    assert float(vicreg(z1, z2)) == pytest.approx(float(expected), rel=1e-5)
+    # only the invariance term: unit-variance inputs, weights (1, 0, 0)
+    assert float(vicreg(z1, z2, 1.0, 0.0, 0.0)) == pytest.approx(float(inv), rel=1e-6)
+    # collapsed codes pay the variance hinge in full: std 0 -> 1 per dimension per branch
+    flat = torch.zeros(8, 3)
+    assert float(vicreg(flat, flat, 0.0, 1.0, 0.0)) == pytest.approx(2 * (1 - math.sqrt(1e-4)), rel=1e-6)
+
+
+def test_losses_reject_mismatched_batches():
+    with pytest.raises(ValueError):
+        nt_xent(torch.zeros(4, 3), torch.zeros(5, 3))
+    with pytest.raises(ValueError):
+        vicreg(torch.zeros(4, 3), torch.zeros(4))
+
+
+# --- augmentations -------------------------------------------------------------------------------
+
+def _blob(n=4, side=32, q=0.4):
+    yy, xx = torch.meshgrid(torch.arange(side) - (side - 1) / 2, torch.arange(side) - (side - 1) / 2, indexing="ij")
+    img = torch.exp(-(xx**2 + (yy / q) ** 2) / (2 * (side / 10) ** 2))
+    return img.expand(n, 3, side, side).clone()
+
+
+def test_nuisance_augment_is_a_function_of_its_seed():
+    x = _blob()
+    aug = NuisanceAugment()
+    assert torch.equal(aug(x, 7), aug(x, 7))
+    assert not torch.allclose(aug(x, 7), aug(x, 8))
+    assert aug(x, 7).shape == x.shape
+
+
+def test_nuisance_augment_keeps_the_galaxy_and_moves_its_angle():
+    """Rotation changes the position angle; flux stays within the brightness range."""
+    x = _blob(n=64)
+    y = NuisanceAugment(noise=0.0, p_blur=0.0)(x, 3)
+    ratio = (y.sum((1, 2, 3)) / x.sum((1, 2, 3))).numpy()
+    assert ratio.min() > 0.8 * 0.9**2 * 0.95 and ratio.max() < 1.2 * 1.1**2 * 1.05
+    from morphospace.models.vade import canonical_angle
+
+    angles = canonical_angle(y).numpy()
+    assert np.ptp(angles) > 2.0  # spread over most of (-pi/2, pi/2]
+
+
+# --- the embedder ---------------------------------------------------------------------------------
+
+def _embedder(views=8):
+    torch.manual_seed(0)
+    trunk = build_trunk("small", 32)
+    return FormEmbedder(trunk, FormHead(trunk.dim, dim=8), views=views).eval()
+
+
+def test_form_embedding_is_exactly_dihedral_invariant():
+    x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    emb = _embedder()
+    with torch.no_grad():
+        ref = emb(x)
+        for k in range(8):
+            assert torch.allclose(emb(dihedral(x, k)), ref, atol=1e-5)
+        # the trunk alone is not: the invariance comes from the average
+        f0, f1 = emb.trunk(x), emb.trunk(dihedral(x, 1))
+        assert (f0 - f1).abs().max() > 1e-3 * f0.abs().max()
+
+
+def test_efficientnet_trunk_taps_two_layers():
+    trunk = build_trunk("efficientnet-lite0", 64)
+    assert trunk.dim == 320 + 1280
+    with torch.no_grad():
+        assert trunk.eval()(torch.rand(2, 3, 32, 32)).shape == (2, 1600)
+
+
+def test_fit_embedder_frozen_trunk_is_deterministic(tmp_path):
+    from morphospace.form.ssl import fit_embedder
+
+    cube = _blob(n=24).numpy() + np.random.default_rng(0).normal(0, 0.05, (24, 3, 32, 32)).astype(np.float32)
+    runs = []
+    for i in range(2):
+        trunk = build_trunk("small", 32)
+        torch.manual_seed(0)
+        trunk = build_trunk("small", 32)
+        emb, e, info = fit_embedder(trunk, cube, tmp_path / f"r{i}", dim=8, aug_views=1, epochs=2, batch_size=8,
+                                    seed=3, trainer_kwargs={"enable_progress_bar": False})
+        runs.append(e)
+        bank = np.load(tmp_path / f"r{i}" / "view_bank.npy")
+        assert bank.shape == (9, 24, trunk.dim)
+        # the embedding is the head's output averaged over the 8 dihedral views of the bank
+        with torch.no_grad():
+            direct = emb(torch.from_numpy(cube)).numpy()
+        np.testing.assert_allclose(direct, e, atol=1e-4)
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert runs[0].shape == (24, 8) and np.isfinite(runs[0]).all()
+
+
+# --- the whole model on a tiny run ----------------------------------------------------------------
+
+FORM_TINY = ["model.preset=form", "form.backbone=small", "form.input_size=32", "form.dim=8", "form.aug_views=1",
+             "form.ssl_epochs=2", "form.decoder_epochs=1", "model.widths=[4, 8]", "model.latent_dim=3",
+             "model.n_components=2", "train.epochs=3", "train.pretrain_epochs=1", "train.batch_size=16",
+             "train.num_threads=1"]
+
+
+@pytest.fixture(scope="module")
+def form_run(tmp_path_factory):
+    from test_train import make_run
+
+    from morphospace.config import apply_overrides, load_config
+    from morphospace.embed import embed_run
+    from morphospace.progress import set_quiet
+    from morphospace.train import train_run
+
+    set_quiet(True)
+    run = make_run(tmp_path_factory.mktemp("form") / "run", n=40, side=32, channels=3)
+    cfg = apply_overrides(load_config(None), FORM_TINY)
+    result = train_run(run, cfg)
+    table = embed_run(run, cfg)
+    return run, cfg, result, table
+
+
+def test_form_model_trains_embeds_and_generates(form_run):
+    from morphospace.api import load_model
+
+    run, cfg, result, table = form_run
+    assert result.n_components == 2
+    assert len(table) == 40 and set(table["label"]) <= {0, 1}
+    assert np.allclose(table[["prob_0", "prob_1"]].sum(1), 1, atol=1e-5)
+    form = run.read_embedding("form")
+    assert form.shape == (40, 8)
+    model = load_model(run)
+    cube = np.load(run.path / "cube_masked.npy")
+    mu, _ = model.encode(run.read_cube()[:5])  # the API masks neighbours itself
+    np.testing.assert_allclose(mu, table[[f"z_mean_{i}" for i in range(3)]].to_numpy()[:5], atol=1e-4)
+    fakes = model.sample(component=1, n=3)
+    assert fakes.shape == (3, 3, 32, 32) and np.isfinite(fakes).all()
+    assert cube.shape == run.read_cube().shape
+    # the cluster probabilities are invariant to the dihedral views of the input
+    p = model.predict_proba(run.read_cube()[:4])
+    p_rot = model.predict_proba(np.rot90(run.read_cube()[:4], 1, axes=(2, 3)).copy())
+    np.testing.assert_allclose(p, p_rot, atol=1e-3)
+
+
+def test_form_training_resumes(form_run, tmp_path):
+    import shutil
+
+    from morphospace.train import train_run
+
+    run, cfg, _, _ = form_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run.path, copy)
+    from morphospace.config import apply_overrides
+    from morphospace.rundir import RunDir
+
+    result = train_run(RunDir(copy), apply_overrides(cfg, ["train.epochs=4"]), resume=True)
+    assert result.epochs == 4 and (copy / "models/vade/model.pt").is_file()
+
+
+def test_form_preset_rejects_a_bad_loss(tmp_path):
+    from morphospace.config import apply_overrides, load_config
+    from morphospace.errors import UserError
+    from morphospace.train import resolve_hparams
+
+    with pytest.raises(UserError, match="form.loss"):
+        resolve_hparams(apply_overrides(load_config(None), ["form.loss=triplet"]), 3, 64)
+
+
+# --- the linear probe ------------------------------------------------------------------------------
+
+def test_linear_probe_reads_separable_classes_and_not_noise():
+    rng = np.random.default_rng(0)
+    y = np.repeat(["a", "b", "c"], 200)
+    centres = {"a": (0, 0), "b": (6, 0), "c": (0, 6)}
+    x = np.array([centres[v] for v in y]) + rng.normal(0, 1, (600, 2))
+    t = linear_probe(x, y, repeats=3)
+    assert list(t["fraction"]) == [0.01, 0.1, 1.0]
+    assert (t["balanced_accuracy"] > 0.9).all()
+    noise = linear_probe(rng.normal(size=(600, 2)), y, fractions=(0.1, 1.0), repeats=3)
+    assert (noise["balanced_accuracy"] < 0.5).all()
+    assert np.allclose(noise["chance"], 1 / 3)
+
+
+def test_linear_probe_drops_missing_labels_and_skips_tiny_fractions():
+    rng = np.random.default_rng(1)
+    y = np.array(["a", "b"] * 50, dtype=object)
+    y[:10] = None
+    x = rng.normal(size=(100, 3))
+    t = linear_probe(x, y, fractions=(0.01, 1.0))
+    assert list(t["fraction"]) == [1.0]  # 1% of 90 is too few for two classes
+    with pytest.raises(ValueError):
+        linear_probe(x, np.array(["a"] * 100))
