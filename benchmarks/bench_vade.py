@@ -239,8 +239,14 @@ def train_and_score(run_dir: Path, base_run, overrides: list[str], seed: int, tr
     form = np.load(form) if hp["preset"] == "form" and form.is_file() else None
     # what the model was trained on (neighbours masked or not); the form embedding from training
     enc = encode_cube(model, model_input(run, hp), embedding=form)
-    labels = enc["proba"].argmax(1)
+    # the model's own clusters: mixture components merged by entropy (as `morphospace embed` does)
+    from morphospace.merge import ComponentMerger
+
+    components = enc["proba"].argmax(1)
+    labels = ComponentMerger().fit_predict(enc["proba"]) if enc["proba"].shape[1] > 2 else components
     out = scores(labels, truth, keep, pa_bins, elongated)
+    out["components"] = scores(components, truth, keep, pa_bins, elongated)
+    out["n_components"] = int(enc["proba"].shape[1])
     # K-Means(3) and a 10% linear probe on each embedding the model gives
     for name, x in (("z", enc["z_mean"]), ("form", form)):
         if x is None:
@@ -300,6 +306,10 @@ def summarise(rows: list[dict]) -> dict:
     labs = [np.asarray(r["labels"]) for r in rows]
     pairs = [ari(labs[i], labs[j]) for i in range(len(labs)) for j in range(i + 1, len(labs))]
     s["ari_between_seeds"] = {"mean": float(np.mean(pairs)) if pairs else None, "values": pairs}
+    if "components" in rows[0]:
+        s["components"] = {k: {"mean": float(np.mean([r["components"][k] for r in rows])),
+                               "std": float(np.std([r["components"][k] for r in rows]))}
+                           for k in ("ami_morph3", "ami_pa_elongated", "ami_companion", "k") if k in rows[0]["components"]}
     for emb in ("z", "form"):
         if f"kmeans3_{emb}" in rows[0]:
             km = [r[f"kmeans3_{emb}"] for r in rows]
@@ -393,7 +403,7 @@ def to_markdown(results: dict) -> str:
     def fmt(s):
         return f"{s['mean']:.3f} ± {s['std']:.3f}"
 
-    lines = ["| representation | K | AMI morph3 | ARI morph3 | AMI PA (all) | AMI PA (q<0.7) | AMI companion | "
+    lines = ["| representation (own clusters: merged components) | K | AMI morph3 | ARI morph3 | AMI PA (all) | AMI PA (q<0.7) | AMI companion | "
              "ARI between seeds |", "|---|---|---|---|---|---|---|---|"]
     for name, s in list(results["variants"].items()) + list(results.get("baseline", {}).items()):
         seeds_ari = s["ari_between_seeds"]["mean"]
@@ -405,11 +415,14 @@ def to_markdown(results: dict) -> str:
     lines.append(f"matmul: {results['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s at the start, "
                  f"{results.get('matmul_flops_per_s_end', float('nan')) / 1e9:.1f} at the end ({results['threads']} threads)")
     lines.append("")
-    lines.append("| variant | K-Means(3) on z: AMI morph3 | on form embedding | 10% probe on z | on form |")
-    lines.append("|---|---|---|---|---|")
+    lines.append("| variant | components K | components AMI morph3 | K-Means(3) on z: AMI morph3 | on form embedding "
+                 "| 10% probe on z | on form |")
+    lines.append("|---|---|---|---|---|---|---|")
     for name, s in results["variants"].items():
         if "kmeans3_z" in s:
-            lines.append(f"| {name} | {fmt(s['kmeans3_z']['ami_morph3'])} | "
+            comp = s.get("components", {})
+            lines.append(f"| {name} | {fmt(comp['k']) if comp else '-'} | {fmt(comp['ami_morph3']) if comp else '-'} | "
+                         f"{fmt(s['kmeans3_z']['ami_morph3'])} | "
                          f"{fmt(s['kmeans3_form']['ami_morph3']) if 'kmeans3_form' in s else '-'} | "
                          f"{fmt(s['probe10_z'])} | {fmt(s['probe10_form']) if 'probe10_form' in s else '-'} |")
     lines.append("")

@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
                "morphospace study --data ../shared/data/sdss-gz1 --backbone efficientnet-lite0 --labels morph3", run_arg=False)
     p.add_argument("--data", metavar="PATH", help="survey (default: the built-in synthetic survey)")
     p.add_argument("--out", metavar="RUN", default="runs/study")
-    p.add_argument("--backbone", help="efficientnet-lite0 (default), resnet18, resnet34, small, or vade (the VaDE encoder)")
+    p.add_argument("--backbone", help="efficientnet-lite0 (default), resnet18, resnet34, small, vade (the VaDE encoder) or ssl (the self-supervised form embedding)")
     p.add_argument("--labels", help="catalogue label column to fine-tune on")
     p.add_argument("--mode", choices=["finetune", "frozen"])
     p.add_argument("--epochs", type=int)

@@ -112,6 +112,7 @@ class ModelConfig:
     mask_neighbours: bool = True  # hide every source but the central galaxy (morphospace.neighbours)
     widths: list[int] = field(default_factory=lambda: [32, 64, 128, 256])  # default preset conv widths
     align_latent: bool = True  # turn the latent axes to the principal axes before fitting the mixture
+    merge_components: bool = True  # the VaDE's clusters: components merged by entropy (morphospace.merge)
 
 
 @dataclass
@@ -120,14 +121,15 @@ class FormConfig:
 
     backbone: str = "efficientnet-lite0"  # efficientnet-lite0 (ImageNet start) | small (from scratch)
     input_size: int = 112  # side the cube is resized to for the trunk
+    precision: str = "auto"  # of the frozen trunk's inference: auto (bf16 where the CPU has it natively) | 32 | bf16
     dim: int = 64  # length of the form embedding
-    aug_views: int = 2  # nuisance views per galaxy in the view bank (besides the 8 dihedral views)
+    aug_views: int = 4  # nuisance views per galaxy in the view bank (besides the 8 dihedral views)
     ssl_epochs: int = 60  # epochs of the self-supervised head over the view bank
     loss: str = "nt_xent"  # nt_xent | vicreg
     temperature: float = 0.2  # NT-Xent temperature
     train_trunk: bool = False  # train the CNN too (needs a GPU for any real survey)
     recon_sigma: float = 0.3  # noise of the VaDE's Gaussian likelihood of the standardised embedding
-    decoder_epochs: int = 12  # epochs of the image decoder (reconstructions, synthetic galaxies)
+    decoder_epochs: int = 8  # epochs of the image decoder (reconstructions, synthetic galaxies)
 
 
 @dataclass

@@ -126,6 +126,21 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
     with Timer(f"VaDE embedding of {len(cube)} galaxies"):
         enc = encode_cube(model, cube, embedding=embedding)
     table = galaxy_table(ids, enc)
+    cluster_proba = enc["proba"]
+    if getattr(cfg.model, "merge_components", True) and enc["proba"].shape[1] > 2:
+        from .merge import ComponentMerger
+
+        merger = ComponentMerger().fit(enc["proba"])
+        cluster_proba = merger.transform(enc["proba"])
+        enc["groups"] = merger.groups_
+        write_json(model_dir(run) / "clusters.json",
+                   {"what": "mixture components merged into clusters by entropy (Baudry et al. 2010)",
+                    "n_clusters": merger.n_clusters_, "groups": merger.groups_,
+                    "entropy_path": merger.entropy_path_})
+        log.info("VaDE: %d mixture components merged into %d clusters by entropy: %s", enc["proba"].shape[1],
+                 merger.n_clusters_, merger.groups_)
+    table["cluster"] = cluster_proba.argmax(1).astype(np.int64)
+    table["cluster_prob"] = cluster_proba.max(1).astype(np.float32)
     write_table(run.path / TABLE_NAME, table)
     write_npy(run.embedding_path("vade"), enc["z_mean"].astype(np.float32))
     write_json(run.embedding_path("vade").with_suffix(".json"),
@@ -138,9 +153,14 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
                    {"name": "form", "what": "form embedding (self-supervised head on the CNN trunk, averaged over "
                     "the 8 dihedral views) that the VaDE clusters", "dim": int(embedding.shape[1]),
                     "trunk": hp["form"]["backbone"]})
-    run.write_clustering("vade", ids, table["label"].to_numpy(), enc["proba"])
-    counts = np.bincount(table["label"], minlength=enc["proba"].shape[1])
-    log.info("VaDE clusters (K = %d): sizes %s", enc["proba"].shape[1], counts.tolist())
+    run.write_clustering("vade", ids, table["cluster"].to_numpy(), cluster_proba)
+    if cluster_proba is not enc["proba"]:
+        run.write_clustering("vade_components", ids, table["label"].to_numpy(), enc["proba"])
+    else:
+        (run.path / "clusterings" / "vade_components.parquet").unlink(missing_ok=True)
+    counts = np.bincount(table["cluster"], minlength=cluster_proba.shape[1])
+    log.info("VaDE clusters (%d, from K = %d components): sizes %s", cluster_proba.shape[1], enc["proba"].shape[1],
+             counts.tolist())
     with Timer("VaDE figures"):
         write_figures(run, model, cube, enc, cfg)
     return table
@@ -282,15 +302,24 @@ def write_figures(run: RunDir, model, cube: np.ndarray, enc: dict[str, np.ndarra
             log.warning("figure %s skipped: %s", name, exc)
             continue
         _save(fig, run.figure_path(name))
-    write_generated_strips(run, model)
+    write_generated_strips(run, model, groups=enc.get("groups"))
 
 
-def write_generated_strips(run: RunDir, model, n: int = 8, temperature: float = 0.5, seed: int = 0) -> None:
-    """One strip of generated galaxies per component, ``vade_generated_<k>.png``, for the report's cluster cards."""
+def write_generated_strips(run: RunDir, model, n: int = 8, temperature: float = 0.5, seed: int = 0,
+                           groups: list[list[int]] | None = None) -> None:
+    """One strip of generated galaxies per cluster of the ``vade`` clustering, ``vade_generated_<k>.png``,
+    for the report's cluster cards. With ``groups`` (merged components) a cluster's galaxies are
+    drawn from its components in proportion to their weights; without, a cluster is a component."""
     for old in run.sub("figures").glob("vade_generated_*.png"):
         old.unlink()  # a re-embed with another K must not leave strips of components that are gone
-    for c in range(model.prior.n_components):
-        imgs = generate(model, c, n, temperature=temperature, seed=seed + c)
+    groups = groups or [[c] for c in range(model.prior.n_components)]
+    weights = model.prior.log_weights.detach().exp().numpy()
+    for c, members in enumerate(groups):
+        rng = np.random.default_rng(seed + c)
+        w = weights[members] / weights[members].sum()
+        counts = np.bincount(rng.choice(len(members), size=n, p=w), minlength=len(members))
+        imgs = np.concatenate([generate(model, m, int(k), temperature=temperature, seed=seed + 100 * c + m)
+                               for m, k in zip(members, counts) if k > 0])
         fig, axes = _grid(1, n)
         for j in range(n):
             _show(axes[0, j], imgs[j])

@@ -82,9 +82,9 @@ def stage_embed(run: RunDir, cfg: Config) -> None:
 
 
 def primary_embedding(run: RunDir, cfg: Config) -> str:
-    """The embedding a run is about: CNN features, else the VaDE latent space, else pixels."""
+    """The embedding a run is about: CNN features, else the form embedding, else the VaDE latent space, else pixels."""
     available = run.embeddings()
-    for name in ("features", "vade", "pixels_pca"):
+    for name in ("features", "form", "vade", "pixels_pca"):
         if name in available:
             return name
     raise UserError(f"no embedding in {run.path}: run `morphospace embed` (or `study`) first")
@@ -159,26 +159,38 @@ def stage_import_astrovader(run: RunDir, cfg: Config, weights: Path) -> Path:
     return import_astrovader(run, weights)
 
 
+def _trained_preset(path: Path) -> str:
+    import json
+
+    hp = path.parent / "hparams.json"
+    return json.loads(hp.read_text()).get("preset", "") if hp.is_file() else ""
+
+
 def run_study(run: RunDir, cfg: Config) -> Path:
     """The CNN feature study: ingest, fine-tune, features, reductions, clusterings, comparisons, report.
 
     ``study.backbone = "vade"`` puts the VaDE encoder's ``z_mean`` through the same study: the
     run's trained VaDE if it has one, otherwise one trained here from the ``model`` and
     ``train`` settings (no labels used); its own clusters are compared too.
+    ``study.backbone = "ssl"`` does the same with the self-supervised form embedding (the
+    form-first VaDE's input, trained here if the run has none).
     """
     from .api import MODEL_FILE, model_dir
 
     save_config(run, cfg)
     stage_ingest(run, cfg)
-    if cfg.study.backbone == "vade":
-        if (model_dir(run) / MODEL_FILE).is_file():
-            log.info("study of the VaDE encoder: using the trained model in %s", model_dir(run))
+    if cfg.study.backbone in ("vade", "ssl"):
+        if cfg.study.backbone == "ssl":  # the self-supervised encoder is the form-first VaDE's
+            cfg = apply_overrides(cfg, {"model.preset": "form"})
+        trained = model_dir(run) / MODEL_FILE
+        if trained.is_file() and (cfg.study.backbone == "vade" or _trained_preset(trained) == "form"):
+            log.info("study of the %s encoder: using the trained model in %s", cfg.study.backbone, model_dir(run))
         else:
             stage_train(run, apply_overrides(cfg, {"model.kind": "vade"}))
         from .embed import embed_run
 
         embed_run(run, cfg)
-        embedding = "vade"
+        embedding = "vade" if cfg.study.backbone == "vade" else "form"
     else:
         from .features import study_features_run
 

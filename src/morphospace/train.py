@@ -168,6 +168,7 @@ def resolve_hparams(cfg: Config, channels: int, image_size: int) -> dict[str, An
         hp.update({"recon_sigma": f.recon_sigma, "radial_inner": 0.0, "radial_width": 0.0, "canonicalise": False,
                    "flip_invariant": False, "augment": "none", "mask_neighbours": True, "colour_weight": 1.0,
                    "form": {"backbone": f.backbone, "input_size": f.input_size, "dim": f.dim,
+                            "precision": _form_precision(f.precision),
                             "aug_views": f.aug_views, "ssl_epochs": f.ssl_epochs, "loss": f.loss,
                             "temperature": f.temperature, "train_trunk": f.train_trunk,
                             "decoder_epochs": f.decoder_epochs, "image_recon_sigma": m.recon_sigma}})
@@ -201,6 +202,14 @@ def _check_hparams(hp: dict[str, Any]) -> None:
     if hp["image_size"] % side:
         raise UserError(f"the cube's images ({hp['image_size']} px) must be a multiple of {side} px "
                         f"for model.preset '{hp['preset']}'")
+
+
+def _form_precision(precision: str) -> str:
+    if precision not in ("auto", "32", "bf16"):
+        raise UserError(f"form.precision must be auto, 32 or bf16, got '{precision}'")
+    from .form.embedder import resolve_precision
+
+    return resolve_precision(precision)
 
 
 def _check_form(f: dict[str, Any]) -> None:

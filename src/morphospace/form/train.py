@@ -56,7 +56,7 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
     t0 = time.perf_counter()
     log.info("form embedding: %s trunk at %d px, %d dihedral + %d nuisance views, %d SSL epochs (%s)",
              f["backbone"], f["input_size"], 8, f["aug_views"], f["ssl_epochs"], f["loss"])
-    trunk = build_trunk(f["backbone"], f["input_size"])
+    trunk = build_trunk(f["backbone"], f["input_size"], precision=f["precision"])
     embedder, emb, info = fit_embedder(
         trunk, cube, mdir / "ssl", dim=f["dim"], aug_views=f["aug_views"], epochs=f["ssl_epochs"], loss=f["loss"],
         temperature=f["temperature"], seed=hp["seed"], train_trunk=f["train_trunk"],

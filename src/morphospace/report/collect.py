@@ -26,7 +26,7 @@ log = logging.getLogger("morphospace")
 
 MISSING = -2  # code of a galaxy a clustering does not cover (-1 is noise)
 # representation preference for "the" latent space: the VaDE's own, then CNN features, then pixels
-EMBEDDING_PREFERENCE = ("vade", "features", "pixels_pca")
+EMBEDDING_PREFERENCE = ("form", "vade", "features", "pixels_pca")
 
 
 @dataclass
