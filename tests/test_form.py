@@ -184,7 +184,7 @@ def test_form_model_trains_embeds_and_generates(form_run):
     run, cfg, result, table = form_run
     assert result.n_components == 2
     assert len(table) == 40 and set(table["label"]) <= {0, 1}
-    assert np.allclose(table[["prob_0", "prob_1"]].sum(1), 1, atol=1e-5)
+    assert np.allclose(table[["prob_0", "prob_1"]].sum(axis=1), 1, atol=1e-5)
     form = run.read_embedding("form")
     assert form.shape == (40, 8)
     model = load_model(run)
