@@ -55,9 +55,9 @@ def view_bank(trunk: TrunkTaps, cube, aug_views: int, seed: int, batch_size: int
               augment: NuisanceAugment = NuisanceAugment(), out: np.ndarray | None = None) -> np.ndarray:
     """Trunk features of every galaxy's 8 dihedral views, then ``aug_views`` nuisance views.
 
-    Returns a ``(8 + aug_views, N, F)`` float32 array (``out`` if given, e.g. a memmap). The mean
-    over the first 8 is what :class:`FormEmbedder` computes from the images. A nuisance view
-    depends only on ``(seed, view, first row of its batch)``.
+    Returns a ``(8 + aug_views, N, F)`` float32 array (``out`` if given, e.g. a memmap). The
+    head's output averaged over the first 8 is what :class:`FormEmbedder` computes from the
+    images. A nuisance view depends only on ``(seed, view, first row of its batch)``.
     """
     n = len(cube)
     v_total = N_DIHEDRAL + int(aug_views)
