@@ -138,6 +138,6 @@ def make_fake_run(path: str | Path, n: int = 60, size: int = 32, seed: int = 0, 
     # a figure from another stage that no section places: must land in "other figures"
     from PIL import Image
     Image.new("RGB", (40, 30), (200, 80, 80)).save(run.figure_path("someone_elses_plot"))
-    Image.new("RGB", (30, 30), (80, 80, 200)).save(run.figure_path(HOSTILE_FIGURE))  # a hostile file name
+    Image.new("RGB", (30, 30), (80, 80, 200)).save(run.sub("figures") / f"{HOSTILE_FIGURE}.png")  # a hostile file name (put there by hand: figure_path would make it safe)
     (run.path / "models" / "vade" / "meta.json").write_text(json.dumps({"latent_dim": 16}))
     return run

@@ -51,14 +51,23 @@ def load_vade(path: str | Path):
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no trained VaDE at {path}: run `morphospace train` first")
-    blob = torch.load(path, map_location="cpu", weights_only=False)
-    if blob["hparams"]["preset"] == "form":
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+        hp, state = blob["hparams"], blob["state_dict"]
+    except Exception as exc:  # truncated or not a model: pickle, zip and key errors
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path} is damaged ({reason}): re-run `morphospace train`") from None
+    if hp["preset"] == "form":
         from .form.model import build_form_vade  # the form-first VaDE: embedder + core + image decoder
 
-        model = build_form_vade(blob["hparams"])
+        model = build_form_vade(hp)
     else:
-        model = build_model(blob["hparams"])
-    model.load_state_dict(blob["state_dict"])
+        model = build_model(hp)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise UserError(f"{path} does not fit its own hyper-parameters ({str(exc).splitlines()[0][:160]}): "
+                        "re-run `morphospace train`") from None
     model.eval()
     return model, blob["hparams"], blob.get("extra", {})
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from . import __version__
 from .config import Config, apply_overrides, load_config
 from .errors import UserError
 from .progress import set_quiet
-from .rundir import RunDir
+from .rundir import RunDir, release_locks
 
 log = logging.getLogger("morphospace")
 
@@ -186,17 +187,71 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     set_quiet(args.quiet)
     try:
-        return _dispatch(args) or 0
+        with _quiet_warnings(args.quiet):
+            return _dispatch(args) or 0
     except UserError as exc:
-        print(f"morphospace: error: {exc}", file=sys.stderr)
+        print(f"morphospace: error: {printable(str(exc))}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # the file system said no: a full disk, a read-only folder, a path that is a file
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"morphospace: error: cannot use{printable(where)}: {printable(exc.strerror or str(exc))}",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("morphospace: interrupted", file=sys.stderr)
         return 130
+    finally:
+        release_locks()
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (newlines, terminal escape codes) shown escaped, so a
+    user-supplied string can neither break the one-line error nor drive the terminal."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+class _quiet_warnings:
+    """Under --quiet, Python warnings from libraries (e.g. Pillow's DecompressionBombWarning) stay
+    off stderr; they are still written to the run's log."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+
+    def __enter__(self):
+        import warnings
+
+        self.catch = warnings.catch_warnings()
+        self.catch.__enter__()
+        self.saved = None
+        if self.quiet:
+            logging.captureWarnings(True)  # to the `py.warnings` logger, which writes the run's log only
+            pw = logging.getLogger("py.warnings")
+            self.saved = (pw.handlers[:], pw.propagate)
+            files = [h for h in logging.getLogger("morphospace").handlers if isinstance(h, logging.FileHandler)]
+            pw.handlers = files or [logging.NullHandler()]
+            pw.propagate = False
+        return self
+
+    def __exit__(self, *exc):
+        logging.captureWarnings(False)
+        if self.saved is not None:
+            pw = logging.getLogger("py.warnings")
+            pw.handlers, pw.propagate = self.saved
+        self.catch.__exit__(*exc)
+
+
+def _check_out(out: str | None, what: str = "--out") -> Path:
+    if out is None or not str(out).strip():
+        raise UserError(f"{what} must name a folder, got an empty path")
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{what} {printable(str(path))} is a file, not a folder: choose a folder for the run")
+    return path
 
 
 def _new_run(args, out: str) -> tuple[RunDir, Config]:
     """Create the run directory of a stage that starts a run, with its log and config."""
+    _check_out(out)
     run = RunDir(out, create=True)
     _setup_logging(args.quiet, run)
     return run, _config_for(args, None)
@@ -215,6 +270,7 @@ def _dispatch(args) -> int | None:
         return 0
     if cmd == "run":
         run, cfg = _new_run(args, args.out)
+        run.acquire_lock()
         cfg = _set(cfg, data__path=args.data, model__kind=args.model, train__epochs=args.epochs,
                    train__seed=args.seed, ingest__workers=args.workers)
         if args.seed is not None:
@@ -224,6 +280,7 @@ def _dispatch(args) -> int | None:
         return 0
     if cmd == "ingest":
         run, cfg = _new_run(args, args.out)
+        run.acquire_lock()
         cfg = _set(cfg, data__path=str(args.data), data__layout=args.layout, data__catalogue=args.catalogue,
                    data__id_column=args.id_column, data__file_column=args.file_column,
                    ingest__workers=args.workers, preprocess__preset=args.preset, preprocess__size=args.size,
@@ -234,6 +291,7 @@ def _dispatch(args) -> int | None:
         return 0
     if cmd == "study":
         run, cfg = _new_run(args, args.out)
+        run.acquire_lock()
         cfg = _set(cfg, data__path=args.data, study__backbone=args.backbone, study__labels=args.labels,
                    study__mode=args.mode, study__epochs=args.epochs)
         report = pipeline.run_study(run, cfg)
@@ -241,11 +299,14 @@ def _dispatch(args) -> int | None:
         return 0
     if cmd == "import-astrovader":
         run, cfg = _new_run(args, args.out)
+        run.acquire_lock()
         pipeline.stage_import_astrovader(run, cfg, Path(args.weights))
         print(f"imported the published AstroVaDEr model into {run.path}")
         return 0
 
     run = RunDir(args.run)
+    if cmd not in ("export",):  # export only reads the run
+        run.acquire_lock()
     _setup_logging(args.quiet, run)
     if cmd == "export":
         from .export import export
@@ -258,6 +319,10 @@ def _dispatch(args) -> int | None:
         cfg = _set(cfg, train__epochs=args.epochs, train__seed=args.seed, train__devices=args.devices,
                    train__num_nodes=args.num_nodes, train__strategy=args.strategy,
                    train__accelerator=args.accelerator, train__precision=args.precision)
+        if cfg.model.kind == "vade":
+            from .train import check_against_cube
+
+            check_against_cube(cfg, run.read_cube())  # before the config is saved
         pipeline.save_config(run, cfg)
         pipeline.stage_train(run, cfg, resume=args.resume)
     elif cmd == "embed":
@@ -269,6 +334,9 @@ def _dispatch(args) -> int | None:
     elif cmd == "compare":
         pipeline.stage_compare(run, cfg)
     elif cmd == "generate":
+        if not (math.isfinite(args.temperature) and args.temperature > 0):
+            raise UserError(f"--temperature must be a positive number, got {args.temperature}")
+        _check_out(args.out)
         out = pipeline.stage_generate(run, cfg, args.component, args.n, Path(args.out), args.temperature,
                                       args.reject_below, args.seed)
         print(f"generated galaxies: {out}")

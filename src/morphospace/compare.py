@@ -26,7 +26,7 @@ from sklearn.metrics import adjusted_mutual_info_score
 
 from .errors import UserError
 from .progress import Timer, progress
-from .rundir import RunDir, atomic_path, write_table
+from .rundir import RunDir, atomic_path, safe_name, write_table
 
 log = logging.getLogger("morphospace")
 
@@ -107,15 +107,20 @@ def encode(values: Any) -> Encoded:
 
 
 def missing_mask(values: Any) -> np.ndarray:
-    """True where a label is missing: None, NaN, pandas NA or an empty string."""
+    """True where a label is missing: None, NaN, pandas NA, or text such as "", "NaN", "null",
+    "None", "N/A" (:data:`MISSING_MARKERS`)."""
     return encode(values).missing
+
+
+# text that means "no value" in catalogues written by pandas, astropy, databases and people
+MISSING_MARKERS = frozenset({"", "nan", "none", "null", "na", "n/a", "<na>", "nat"})
 
 
 def _is_missing(v: Any) -> bool:
     if v is None:
         return True
     if isinstance(v, str):
-        return v.strip() == ""
+        return v.strip().lower() in MISSING_MARKERS
     try:
         return bool(v != v)  # NaN, NaT
     except TypeError:  # pd.NA refuses to be a bool
@@ -283,7 +288,8 @@ def label_columns(catalogue: pd.DataFrame, cfg: Any = None) -> list[str]:
 
     A label column is any column but bookkeeping (id, source, cube_index, ...),
     ``flag_*`` and nuisance columns, that is not floating point (vote fractions
-    and measurements are continuous), holding 2 to 50 distinct values. Columns
+    and measurements are continuous), holding 2 to 50 distinct values with on average
+    at least two galaxies each (free text is one value per galaxy). Columns
     that split the galaxies exactly like an earlier one (``gz1_class`` and
     ``gz1_name``) are kept once, the text one preferred.
     """
@@ -295,8 +301,12 @@ def label_columns(catalogue: pd.DataFrame, cfg: Any = None) -> list[str]:
         s = catalogue[col]
         if pd.api.types.is_float_dtype(s) or pd.api.types.is_bool_dtype(s):
             continue
-        n_unique = int(np.unique(encode(s).codes[~missing_mask(s)]).size)
-        if 2 <= n_unique <= MAX_LABEL_CLASSES:
+        enc = encode(s)
+        known = enc.codes[~enc.missing]
+        n_unique = int(np.unique(known).size)
+        # a class column: 2..50 classes, on average at least two galaxies per class (free text,
+        # names and comments are one value per galaxy)
+        if 2 <= n_unique <= MAX_LABEL_CLASSES and n_unique <= len(known) / 2:
             cands.append(col)
     # text columns before their integer twins, then drop duplicated partitions
     cands.sort(key=lambda c: 0 if not pd.api.types.is_integer_dtype(catalogue[c]) else 1)
@@ -483,7 +493,7 @@ def compare_run(run: RunDir, cfg: Any) -> dict[str, Path]:
     if truth is not None and truth in items:
         for name in clusterings:
             table = contingency_table(encoded[name], encoded[truth], noise="own")
-            path = comp / f"contingency_{name}__{truth}.csv"
+            path = comp / f"contingency_{safe_name(name)}__{safe_name(truth)}.csv"
             write_table(path, table.rename_axis(index="cluster", columns=None).reset_index())
             out[f"contingency_{name}"] = path
     if truth is not None and run.embeddings():

@@ -18,6 +18,7 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -271,9 +272,83 @@ def _build(cls: type, table: dict, prefix: str) -> Any:
     return cls(**kwargs)
 
 
+# Allowed ranges (inclusive; None = open) of numeric settings and allowed values of string
+# settings, checked when a configuration is loaded, before any stage runs or writes it.
+RANGES: dict[str, tuple[float | None, float | None]] = {
+    "data.synth_n": (1, 10_000_000), "preprocess.crop": (0.05, 1.0), "preprocess.size": (16, 1024),
+    "preprocess.asinh_softening": (1e-6, 100.0), "ingest.workers": (1, 256), "ingest.chunk_size": (1, 100_000),
+    "ingest.blank_std": (0.0, 1.0), "ingest.blank_contrast": (0.0, 1.0), "ingest.flat_fraction": (0.0, 1.0),
+    "model.latent_dim": (1, 1024), "model.n_components": (0, 1000), "model.pca_components": (1, 4096),
+    "model.k_min": (1, 1000), "model.k_max": (1, 1000), "model.min_weight": (0.0, 1.0),
+    "model.recon_sigma": (1e-6, 1e6), "model.radial_inner": (0.0, 10.0), "model.radial_width": (0.0, 10.0),
+    "model.colour_weight": (1e-6, 1e6), "form.input_size": (32, 1024), "form.dim": (2, 4096),
+    "form.aug_views": (0, 64), "form.ssl_epochs": (1, 100_000), "form.temperature": (1e-4, 100.0),
+    "form.recon_sigma": (1e-6, 1e6), "form.decoder_epochs": (1, 100_000), "train.epochs": (1, 1_000_000),
+    "train.pretrain_epochs": (0, 1_000_000), "train.batch_size": (1, 1_000_000), "train.lr": (1e-12, 10.0),
+    "train.devices": (1, 4096), "train.num_nodes": (1, 100_000), "train.num_threads": (0, 4096),
+    "train.final_lr_fraction": (0.0, 1.0), "train.weight_decay": (0.0, 100.0), "train.grad_clip": (0.0, 1e9),
+    "cluster.n_jobs": (-1, 4096), "cluster.tsne_perplexity": (1.0, 10_000.0), "cluster.umap_n_neighbors": (2, 10_000),
+    "cluster.dbscan_min_samples": (0, 100_000), "cluster.hdbscan_min_cluster_size": (0, 10_000_000),
+    "cluster.density_max_dims": (0, 100_000), "cluster.silhouette_sample": (10, 10_000_000),
+    "study.epochs": (1, 100_000), "study.input_size": (0, 1024), "study.batch_size": (1, 1_000_000),
+    "study.lr": (1e-12, 10.0), "study.patience": (0, 100_000), "report.thumb_size": (8, 512),
+    "report.max_points": (1, 100_000_000), "report.gallery_size": (1, 1000), "report.thumb_quality": (1, 100),
+    "report.inline_limit_mb": (0.0, 10_000.0), "report.neighbours": (1, 1000),
+}
+CHOICES: dict[str, tuple[str, ...]] = {
+    "data.layout": ("auto", "folder", "sdss-gz1", "kaggle-gz2", "galaxy10", "fits", "synthetic"),
+    "preprocess.preset": ("default", "astrovader"), "preprocess.colour": ("rgb", "grey"),
+    "preprocess.normalise": ("asinh", "minmax"), "model.kind": ("vade", "pca"),
+    "model.preset": ("form", "default", "astrovader"), "form.loss": ("nt_xent", "vicreg"),
+    "form.precision": ("auto", "32", "bf16"), "train.augment": ("none", "flips", "dihedral", "rotate"),
+    "cluster.gmm_covariance": ("diag", "full", "spherical", "tied"), "study.mode": ("finetune", "frozen"),
+    "report.thumb_format": ("webp", "jpeg"),
+}
+
+
+def _walk(obj: Any, prefix: str = ""):
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _walk(value, f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", value
+
+
+def _validate(cfg: Config) -> Config:
+    """Every value in range, finite, free of control characters; one line naming the key if not."""
+    for key, value in _walk(cfg):
+        items = value if isinstance(value, list) else [value]
+        for v in items:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise UserError(f"config: {key} must be a finite number, got {v!r}")
+            if isinstance(v, str) and any(ord(ch) < 32 or ord(ch) == 127 for ch in v):
+                raise UserError(f"config: {key} must not contain control characters (newline, tab, escape), "
+                                f"got {v!r}")
+        if key in RANGES and not isinstance(value, (list, bool)):
+            lo, hi = RANGES[key]
+            if (lo is not None and value < lo) or (hi is not None and value > hi):
+                raise UserError(f"config: {key} must be in [{lo}, {hi}], got {value!r}")
+        if key in CHOICES and value not in CHOICES[key]:
+            raise UserError(f"config: {key} must be one of {', '.join(CHOICES[key])}, got {value!r}")
+    if cfg.model.k_min > cfg.model.k_max:
+        raise UserError(f"config: model.k_min ({cfg.model.k_min}) must not exceed model.k_max ({cfg.model.k_max})")
+    if cfg.train.pretrain_epochs >= cfg.train.epochs and cfg.model.kind == "vade":
+        raise UserError(f"config: train.epochs ({cfg.train.epochs}) must exceed train.pretrain_epochs "
+                        f"({cfg.train.pretrain_epochs})")
+    for key in ("cluster.kmeans_k", "cluster.gmm_k"):
+        section, name = key.split(".")
+        if any(not 1 <= k <= 1000 for k in getattr(getattr(cfg, section), name)):
+            raise UserError(f"config: {key} values must be in [1, 1000]")
+    if any(not 1 <= w <= 4096 for w in cfg.model.widths) or not cfg.model.widths:
+        raise UserError("config: model.widths must be a non-empty list of integers in [1, 4096]")
+    return cfg
+
+
 def config_from_dict(table: dict) -> Config:
-    """Validate a plain nested dict (as parsed from TOML) into a :class:`Config`."""
-    return _build(Config, table, "")
+    """Validate a plain nested dict (as parsed from TOML) into a :class:`Config`: types, ranges
+    (:data:`RANGES`), allowed values (:data:`CHOICES`), finiteness and control characters."""
+    return _validate(_build(Config, table, ""))
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -284,9 +359,13 @@ def load_config(path: str | Path | None) -> Config:
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
     try:
-        table = tomllib.loads(path.read_text())
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"config: {path} is not a text file (not UTF-8): give a TOML file") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"config: {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise UserError(f"config: cannot read {path}: {exc.strerror or exc}") from None
     return config_from_dict(table)
 
 

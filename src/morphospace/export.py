@@ -50,9 +50,24 @@ def results_table(run: RunDir) -> pd.DataFrame:
     return table
 
 
+# files a run keeps at its top level (see morphospace.rundir)
+RUN_FILES = {"config.toml", "catalogue.parquet", "ingest_summary.json", "cube.npy", "cube_masked.npy",
+             "cube_masked.parquet", "cube_masked.json", "vade_galaxies.parquet", "report.html", "log.txt"}
+
+
 def export(run: RunDir, out: str | Path) -> Path:
     """Write the results catalogue of ``run`` to ``out`` (.csv, .parquet or .fits)."""
+    if not str(out).strip():
+        raise UserError("--out must name a file, got an empty path")
     out = Path(out)
+    run_root = run.path.resolve()
+    target = out.resolve()
+    if target.is_relative_to(run_root) and (target.parent != run_root or target.name in RUN_FILES
+                                            or target.name.startswith(".")):
+        raise UserError(f"--out {out} would overwrite the run's own files: write the results catalogue "
+                        f"outside {run.path}, or beside them under a new name")
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder: name a file (.csv, .parquet or .fits)")
     suffix = out.suffix.lower()
     if suffix not in FORMATS:
         raise UserError(f"cannot export to '{out.name}': use one of {', '.join(FORMATS)}")

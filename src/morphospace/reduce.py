@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
@@ -336,6 +337,21 @@ def representation_id(embedding: str, reduction: str) -> str:
     return reduction if embedding == "features" else f"{embedding}_{reduction}"
 
 
+def _lda_unfittable(y: np.ndarray, n_features: int) -> str | None:
+    """Why LDA cannot be fitted on labels ``y`` (missing values left out), or None."""
+    from .compare import missing_mask
+
+    known = pd.Series(np.asarray(y, dtype=object))[~missing_mask(y)].astype(str)
+    counts = known.value_counts()
+    if len(counts) < 2:
+        return f"the labels have {len(counts)} class(es); LDA needs at least 2"
+    if len(known) <= len(counts):
+        return f"{len(known)} labelled galaxies for {len(counts)} classes; LDA needs more galaxies than classes"
+    if (counts < 2).all():
+        return "every class has a single galaxy"
+    return None
+
+
 def reduce_run(run: RunDir, cfg: Any, embedding: str = "features",
                reductions: Sequence[str] | None = None,
                labels: Any = None) -> dict[str, Path]:
@@ -398,6 +414,10 @@ def reduce_run(run: RunDir, cfg: Any, embedding: str = "features",
                 y = np.asarray(labels, dtype=object)
             if len(y) != n:
                 raise UserError(f"LDA: {len(y)} labels for {n} rows of embedding '{embedding}'")
+            why = _lda_unfittable(y, X.shape[1])
+            if why:
+                log.warning("LDA skipped: %s", why)
+                continue
         rid = representation_id(embedding, name)
         reducer = make_reducer(name, **options)
         with Timer(f"{name} of {embedding} ({n} x {X.shape[1]})") as t:

@@ -670,6 +670,11 @@ def prepare_model_dir(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool
     if resume:
         if not last.is_file():
             raise UserError(f"nothing to resume: {last} not found (train without --resume first)")
+        try:
+            torch.load(last, map_location="cpu", weights_only=False)
+        except Exception as exc:  # a checkpoint cut short by a full disk or a kill mid-write
+            reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"{last} is damaged ({reason}): train again without --resume") from None
         saved = json.loads((mdir / "hparams.json").read_text()) if (mdir / "hparams.json").is_file() else None
         if saved is not None and _comparable(saved) != _comparable(hp):
             diff = sorted(k for k in set(saved) | set(hp) if k != "epochs" and saved.get(k) != hp.get(k))
@@ -680,6 +685,19 @@ def prepare_model_dir(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool
         torch.set_num_threads(cfg.train.num_threads)
     write_json(mdir / "hparams.json", hp)
     return mdir
+
+
+def check_against_cube(cfg: Config, cube: np.ndarray) -> dict[str, Any]:
+    """The hyper-parameters for ``cube``, checked against its size (the CLI calls this before it
+    saves the configuration, so a rejected value never reaches ``RUN/config.toml``)."""
+    if cube.ndim != 4 or cube.shape[2] != cube.shape[3]:
+        raise UserError(f"cube.npy must be N x C x S x S, got shape {cube.shape}")
+    if len(cube) < 2:
+        raise UserError("the cube holds fewer than two galaxies: nothing to train on")
+    hp = resolve_hparams(cfg, cube.shape[1], cube.shape[2])
+    if hp["n_components"] > len(cube):
+        raise UserError(f"model.n_components ({hp['n_components']}) exceeds the number of galaxies ({len(cube)})")
+    return hp
 
 
 def train_run(run: RunDir, cfg: Config, resume: bool = False, callbacks: list | None = None) -> TrainResult:
@@ -702,11 +720,7 @@ def train_run(run: RunDir, cfg: Config, resume: bool = False, callbacks: list | 
     TrainResult
     """
     cube = run.read_cube()
-    if cube.ndim != 4 or cube.shape[2] != cube.shape[3]:
-        raise UserError(f"cube.npy must be N x C x S x S, got shape {cube.shape}")
-    if len(cube) < 2:
-        raise UserError("the cube holds fewer than two galaxies: nothing to train on")
-    hp = resolve_hparams(cfg, cube.shape[1], cube.shape[2])
+    hp = check_against_cube(cfg, cube)
     if hp["preset"] == "form":
         from .form.train import train_form_run  # the form-first VaDE wraps this module's training
 

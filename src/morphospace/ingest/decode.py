@@ -16,7 +16,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .records import Record
 
@@ -118,6 +118,9 @@ def _truncation(msg: str) -> bool:
                                   "buffer is not large enough", "not enough data"))
 
 
+EXIF_ORIENTATION = 0x0112
+
+
 def _decode_pillow(path: str, min_side: int) -> Frame:
     try:
         with Image.open(path) as img:
@@ -125,6 +128,9 @@ def _decode_pillow(path: str, min_side: int) -> Frame:
                 # DCT-domain downscaling: far less work than decoding the full frame.
                 img.draft("RGB" if img.mode != "L" else "L", (min_side, min_side))
             img.load()
+            if img.getexif().get(EXIF_ORIENTATION, 1) != 1:
+                # a camera-style orientation tag: show the image the way its writer meant it
+                img = ImageOps.exif_transpose(img)
             if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
                 arr = np.asarray(img, dtype=np.float32) / 65535.0
                 return Frame(arr[..., None], display=True)

@@ -73,8 +73,11 @@ class Record:
 
 def flag_duplicates(records: list[Record]) -> None:
     """Flag every record whose id was already seen (the first occurrence is kept)."""
-    seen: set[str] = set()
+    seen: set[bytes] = set()
     for rec in records:
-        if rec.id in seen:
+        # compared as they will be written: file names that are not UTF-8 decode to lone
+        # surrogates, which the catalogue stores as U+FFFD, so two such ids can become one
+        key = str(rec.id).encode("utf-8", "replace")
+        if key in seen:
             rec.flag("duplicate_id")
-        seen.add(rec.id)
+        seen.add(key)

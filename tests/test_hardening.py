@@ -1,0 +1,347 @@
+"""Hardening: nothing written outside the run, one writer at a time, one clear line (exit 2)
+for every damaged file, out-of-range setting and file-system mistake (one test per point of
+the hardening issue), and a seeded property test over random names, ids and settings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from fixtures import galaxy_rgb, save_image, tiny_folder_survey, write_csv
+from morphospace.cli import main, printable
+from morphospace.rundir import RunDir, safe_name
+
+
+def one_line_error(capsys, code: int) -> str:
+    """The stderr of a failed command: exactly one line, no traceback; returns it."""
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def files_under(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def pca_run(tmp_path_factory):
+    """A tiny finished pixel-PCA run of a folder survey (fast: no network to train)."""
+    base = tmp_path_factory.mktemp("hard")
+    data = tiny_folder_survey(base / "data", n=12)
+    run = base / "run"
+    assert main(["run", "--data", str(data), "--out", str(run), "--model", "pca", "--quiet",
+                 "--set", "cluster.reductions=['pca']", "--set", "cluster.kmeans_k=[3]",
+                 "--set", "cluster.methods=['kmeans']"]) == 0
+    return run
+
+
+# 1. nothing outside the run ----------------------------------------------------------------------
+
+def test_a_column_name_cannot_write_outside_the_run(tmp_path, capsys):
+    data = tmp_path / "data"
+    rows = []
+    for i in range(12):
+        save_image(data / f"g{i}.png", galaxy_rgb(64, seed=i))
+        rows.append([f"g{i}", f"g{i}.png", ["a", "b", "c"][i % 3]])
+    write_csv(data / "catalogue.csv", ["id", "file", "x/../../../../somewhere/pwn"], rows)
+    before = files_under(tmp_path)
+    run = tmp_path / "deep" / "er" / "run"
+    code = main(["run", "--data", str(data), "--out", str(run), "--model", "pca", "--quiet",
+                 "--set", "cluster.reductions=['pca']", "--set", "cluster.kmeans_k=[3]",
+                 "--set", "cluster.methods=['kmeans']"])
+    assert code == 0, capsys.readouterr().err
+    new = files_under(tmp_path) - before
+    outside = [p for p in new if not p.resolve().is_relative_to(run.resolve())]
+    assert not outside, outside
+    assert any("pwn" in p.name for p in (run / "comparisons").glob("contingency_*.csv"))
+
+
+def test_safe_name_keeps_every_name_one_file_in_its_folder():
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        raw = "".join(chr(int(c)) for c in rng.integers(0, 0x250, rng.integers(0, 40)))
+        name = safe_name(raw)
+        assert name and not name.startswith(".") and "/" not in name and "\\" not in name and len(name) <= 120
+        assert (Path("/r") / f"{name}.npy").parent == Path("/r")
+    assert safe_name("../../x") == "_.._x"
+
+
+def test_reduce_of_an_unknown_embedding_is_one_line(pca_run, capsys):
+    code = main(["reduce", str(pca_run), "--embedding", "../../x", "--quiet"])
+    assert "no embedding '../../x'" in one_line_error(capsys, code)
+
+
+# 2. one writer, and files that belong together -----------------------------------------------------
+
+def test_a_second_writer_gets_one_line(pca_run, capsys):
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from morphospace.rundir import RunDir
+        RunDir({str(pca_run)!r}).acquire_lock()
+        print("locked", flush=True)
+        time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        code = main(["cluster", str(pca_run), "--quiet"])
+        line = one_line_error(capsys, code)
+        assert "in use by morphospace process" in line and str(holder.pid) in line
+        assert main(["export", str(pca_run), "--out", str(pca_run.parent / "r.csv"), "--quiet"]) == 0  # readers may
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main(["cluster", str(pca_run), "--quiet"]) == 0  # the lock dies with its holder
+
+
+def test_a_cube_and_catalogue_that_do_not_belong_together(pca_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "mixed"
+    shutil.copytree(pca_run, run)
+    cube = np.load(run / "cube.npy")
+    np.save(run / "cube.npy", np.concatenate([cube, cube[:3]]))
+    code = main(["embed", str(run), "--quiet"])
+    assert "do not belong together" in one_line_error(capsys, code)
+
+
+# 3. damaged run files ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,damage,stage", [
+    ("cube.npy", "truncate", "embed"), ("cube.npy", "garbage", "embed"),
+    ("catalogue.parquet", "garbage", "embed"), ("clusterings/kmeans3_pixels_pca_pca.parquet", "garbage", "compare"),
+    ("embeddings/pixels_pca.npy", "truncate", "reduce"),
+])
+def test_a_damaged_run_file_is_one_line_naming_it(pca_run, tmp_path, capsys, name, damage, stage):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(pca_run, run)
+    path = run / name
+    assert path.is_file(), sorted(p.name for p in path.parent.iterdir())
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3] if damage == "truncate" else os.urandom(len(data)))
+    code = main([stage, str(run), "--quiet"])
+    line = one_line_error(capsys, code)
+    assert Path(name).name in line and "re-run" in line
+
+
+def test_a_cut_short_model_is_one_line(tmp_path, capsys):
+    from morphospace.api import load_vade
+    from morphospace.errors import UserError
+
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"PK\x03\x04 not really a model")
+    with pytest.raises(UserError, match="model.pt is damaged"):
+        load_vade(path)
+
+
+# 4. out-of-range settings ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("setting", ["preprocess.size=100000", "train.lr=nan", "train.lr=-1",
+                                     "model.recon_sigma=nan", "form.temperature=inf", "model.kind=vadee",
+                                     "cluster.kmeans_k=[0]", 'data.path="a\\nb"'])
+def test_an_out_of_range_setting_is_rejected_before_it_is_saved(pca_run, capsys, setting):
+    saved = (pca_run / "config.toml").read_text()
+    code = main(["cluster", str(pca_run), "--quiet", "--set", setting])
+    line = one_line_error(capsys, code)
+    assert setting.split("=")[0] in line
+    assert (pca_run / "config.toml").read_text() == saved
+
+
+def test_more_components_than_galaxies_is_rejected_before_it_is_saved(pca_run, capsys):
+    saved = (pca_run / "config.toml").read_text()
+    code = main(["train", str(pca_run), "--quiet", "--set", "model.kind=vade", "--set", "model.n_components=500",
+                 "--set", "model.preset=default"])
+    assert "exceeds the number of galaxies" in one_line_error(capsys, code)
+    assert (pca_run / "config.toml").read_text() == saved
+
+
+def test_generate_rejects_a_nan_temperature(pca_run, tmp_path, capsys):
+    code = main(["generate", str(pca_run), "--component", "0", "--temperature", "nan", "--out",
+                 str(tmp_path / "g"), "--quiet"])
+    assert "--temperature" in one_line_error(capsys, code)
+
+
+# 5. file-system mistakes -----------------------------------------------------------------------------
+
+def test_out_naming_a_file_or_nothing(tmp_path, capsys):
+    data = tiny_folder_survey(tmp_path / "data", n=3)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    code = main(["ingest", str(data), "--out", str(afile), "--quiet"])
+    assert "is a file" in one_line_error(capsys, code)
+    code = main(["ingest", str(data), "--out", "", "--quiet"])
+    assert "empty path" in one_line_error(capsys, code)
+    code = main(["ingest", str(data), "--out", str(afile / "sub"), "--quiet"])  # a folder inside a file
+    assert "cannot use" in one_line_error(capsys, code)
+
+
+def test_a_binary_config_file(tmp_path, capsys):
+    data = tiny_folder_survey(tmp_path / "data", n=3)
+    cfg = tmp_path / "c.toml"
+    cfg.write_bytes(os.urandom(200) + b"\xff\xfe")
+    code = main(["ingest", str(data), "--out", str(tmp_path / "run"), "--config", str(cfg), "--quiet"])
+    assert "not a text file" in one_line_error(capsys, code)
+
+
+def test_export_refuses_the_runs_own_files(pca_run, capsys):
+    before = (pca_run / "catalogue.parquet").read_bytes()
+    for target in ("catalogue.parquet", "report.html", "clusterings/x.csv", "models/m.csv", ".lock"):
+        code = main(["export", str(pca_run), "--out", str(pca_run / target), "--quiet"])
+        assert "run's own files" in one_line_error(capsys, code)
+    assert (pca_run / "catalogue.parquet").read_bytes() == before
+    assert main(["export", str(pca_run), "--out", str(pca_run / "results.csv"), "--quiet"]) == 0
+    code = main(["export", str(pca_run), "--out", "", "--quiet"])
+    assert "empty path" in one_line_error(capsys, code)
+
+
+# 6. control characters ---------------------------------------------------------------------------------
+
+def test_user_strings_are_printed_escaped(tmp_path, capsys):
+    code = main(["embed", str(tmp_path / "no\x1b[31mred\nrun"), "--quiet"])
+    line = one_line_error(capsys, code)
+    assert "\x1b" not in line and "\\x1b" in line and "\\n" in line
+    assert printable("a\tb\x07") == "a\\tb\\x07"
+
+
+# 7. label columns -------------------------------------------------------------------------------------
+
+def test_free_text_is_no_truth_label_and_missing_markers_are_missing():
+    from morphospace.compare import label_columns, missing_mask, truth_column
+
+    cat = pd.DataFrame({"id": [f"g{i}" for i in range(8)], "cube_index": range(8),
+                        "comment": [f"looks odd {i}" for i in range(8)],
+                        "kind": ["a", "b", "NaN", "null", "None", "a", "b", ""]})
+    assert truth_column(cat, None, candidates=label_columns(cat)) == "kind"
+    assert "comment" not in label_columns(cat)
+    assert missing_mask(cat["kind"]).tolist() == [False, False, True, True, True, False, False, True]
+
+
+def test_lda_is_skipped_saying_why_when_it_cannot_be_fitted(pca_run, caplog, tmp_path):
+    import shutil
+
+    from morphospace.config import Config, apply_overrides
+    from morphospace.reduce import reduce_run
+
+    run = tmp_path / "run"
+    shutil.copytree(pca_run, run)
+    one_each = np.array([f"c{i}" for i in range(12)], dtype=object)
+    with caplog.at_level("WARNING", logger="morphospace"):
+        out = reduce_run(RunDir(run), apply_overrides(Config(), ["cluster.reductions=['lda']"]),
+                         embedding="pixels_pca", labels=one_each)
+    assert out == {} and "LDA skipped" in caplog.text
+
+
+# 8. the smaller points -----------------------------------------------------------------------------
+
+def test_non_utf8_names_that_become_one_id_are_flagged(tmp_path):
+    from fixtures import ingest_to
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i, raw in enumerate((b"g\xff.png", b"g\xfe.png", b"ok.png")):
+        save_image(data / "tmp.png", galaxy_rgb(64, seed=i))
+        os.rename(os.fsencode(data / "tmp.png"), os.fsencode(data) + b"/" + raw)
+    summary, cat, cube, _ = ingest_to(data, tmp_path / "run")
+    assert int(cat["flag_duplicate_id"].sum()) == 1 and len(cube) == 2
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    from fixtures import ingest_to
+
+    data = tmp_path / "data"
+    data.mkdir()
+    img = np.zeros((64, 96, 3), np.uint8)
+    img[20:44, 10:40] = 255  # a bright block on the left of a landscape frame
+    plain = Image.fromarray(img)
+    plain.save(data / "a.jpg", quality=95)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to view"
+    plain.save(data / "b.jpg", quality=95, exif=exif)
+    _, cat, cube, _ = ingest_to(data, tmp_path / "run", preprocess__crop=1.0, preprocess__normalise="minmax")
+    a, b = (np.asarray(cube[int(cat.loc[cat["id"] == i, "cube_index"].iloc[0])]).mean(0) for i in ("a", "b"))
+    # the tagged copy is the plain one turned by 90 degrees (the frames differ in shape, so not equal)
+    assert np.abs(np.rot90(a, -1) - b).mean() < np.abs(a - b).mean()
+
+
+def test_written_files_follow_the_umask(pca_run):
+    mask = os.umask(0)
+    os.umask(mask)
+    for p in (pca_run / "catalogue.parquet", pca_run / "cube.npy", pca_run / "config.toml"):
+        assert p.stat().st_mode & 0o777 == 0o666 & ~mask, p
+
+
+# the property test ------------------------------------------------------------------------------------
+
+def _random_text(rng, alphabet: str, n: int) -> str:
+    return "".join(rng.choice(list(alphabet)) for _ in range(n))
+
+
+def test_random_names_ids_and_settings_stay_inside_the_run(tmp_path, capsys):
+    """Seeded random column names, ids and settings through ingest -> export: every file written is
+    under RUN (or is the export), and every failure is exit 2 with one line."""
+    rng = np.random.default_rng(12345)
+    alphabet = "abcXYZ019 ./\\<>\"'$;:*?|-_~\u00e9\u2028"
+    settings = ["preprocess.size=32", "preprocess.size=0", "preprocess.crop=2", "preprocess.crop=0.5",
+                "preprocess.colour=grey", "preprocess.colour=purple", "ingest.workers=1", "ingest.workers=-3",
+                "data.truth_label=\"nope\"", "train.lr=1e-3"]
+    for trial in range(6):
+        root = tmp_path / f"t{trial}"
+        data = root / "data"
+        cols = ["id", "file"] + [_random_text(rng, alphabet, int(rng.integers(1, 12))) for _ in range(2)]
+        if len(set(cols)) < len(cols):
+            continue
+        rows = []
+        for i in range(6):
+            gid = _random_text(rng, alphabet.replace("/", "").replace("\\", ""), int(rng.integers(1, 10))) + str(i)
+            name = f"f{i}.png"
+            save_image(data / name, galaxy_rgb(48, seed=i))
+            rows.append([gid, name, ["x", "y"][i % 2], _random_text(rng, alphabet, 4)])
+        write_csv(data / "catalogue.csv", cols, rows)
+        before = files_under(tmp_path)
+        run = root / "runs" / "r"
+        chosen = list(rng.choice(settings, size=2, replace=False))
+        args = ["ingest", str(data), "--out", str(run), "--quiet", "--workers", "1"]
+        for s in chosen:
+            args += ["--set", s]
+        code = main(args)
+        if code != 0:
+            one_line_error(capsys, code)
+        else:
+            out = root / "export.csv"
+            code = main(["export", str(run), "--out", str(out), "--quiet"])
+            assert code == 0, capsys.readouterr().err
+            assert len(pd.read_csv(out)) == 6
+        capsys.readouterr()
+        new = files_under(tmp_path) - before
+        allowed = (run.resolve(), (root / "export.csv").resolve())
+        stray = [p for p in new if not (p.resolve().is_relative_to(allowed[0]) or p.resolve() == allowed[1])]
+        assert not stray, (chosen, stray)
+
+
+def test_quiet_keeps_library_warnings_off_the_console(tmp_path, capsys, monkeypatch):
+    """Pillow's DecompressionBombWarning (and any library warning) is not printed under --quiet."""
+    import warnings
+
+    from morphospace import cli
+
+    def noisy(args):
+        warnings.warn("Image size (1 pixels) exceeds limit", Image.DecompressionBombWarning)
+        return 0
+
+    monkeypatch.setattr(cli, "_dispatch", noisy)
+    assert main(["embed", str(tmp_path), "--quiet"]) == 0
+    assert "exceeds limit" not in capsys.readouterr().err
+    with pytest.warns(Image.DecompressionBombWarning):  # without --quiet it is a warning as usual
+        assert main(["embed", str(tmp_path)]) == 0
