@@ -8,6 +8,7 @@ import json
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -234,3 +235,22 @@ def test_flagged_examples_show_their_source_image(tmp_path):
 def test_nothing_to_report_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="ingest"):
         build_report(RunDir(tmp_path, create=True), Config())
+
+
+def test_linear_probes_are_shown(tmp_path):
+    from morphospace.probe import linear_probe
+    from morphospace.rundir import write_table
+
+    run = make_fake_run(tmp_path / "run", n=60, size=32, everything=False)
+    rng = np.random.default_rng(0)
+    y = np.repeat(["a", "b", "c"], 40)
+    good = linear_probe(np.eye(3)[np.searchsorted(["a", "b", "c"], y)] * 5 + rng.normal(size=(120, 3)), y, repeats=2)
+    bad = linear_probe(rng.normal(size=(120, 3)), y, repeats=2)
+    table = pd.concat([good.assign(embedding="good", label="kind"), bad.assign(embedding="noise", label="kind")])
+    write_table(run.path / "comparisons" / "linear_probe.csv", table)
+    html = build_report(run, Config()).read_text(encoding="utf-8")
+    card = html[html.index("Linear probes"):]
+    card = card[: card.index("</table>")]
+    assert "<code>kind</code>" in card and "10% of labels" in card
+    assert card.index(">good<") < card.index(">noise<")  # best first
+    assert f"{good['balanced_accuracy'].iloc[1]:.3f}" in card

@@ -384,6 +384,28 @@ def _read_matrix(path: Path) -> pd.DataFrame | None:
     return t.set_index(t.columns[0])
 
 
+def probe_card(path: Path | None) -> str:
+    """The linear probes of the run's embeddings: balanced accuracy by labelled fraction."""
+    if path is None:
+        return ""
+    try:
+        t = pd.read_csv(path)
+        wide = t.pivot_table(index="embedding", columns="fraction", values="balanced_accuracy")
+    except (OSError, ValueError, KeyError, pd.errors.ParserError):
+        return ""
+    if wide.empty:
+        return ""
+    wide.columns = [f"{100 * f:g}% of labels" for f in wide.columns]
+    wide = wide.sort_values(wide.columns[min(1, len(wide.columns) - 1)], ascending=False).reset_index()
+    chance = float(t["chance"].iloc[0]) if "chance" in t else float("nan")
+    label = str(t["label"].iloc[0]) if "label" in t else "the labels"
+    return card("Linear probes", f'<p class="muted small">How much of <code>{esc(label)}</code> a straight line can '
+                "read from each embedding: a logistic regression trained on a small labelled fraction of the "
+                "galaxies, balanced accuracy on the rest (the mean recall over classes; chance "
+                f"{_fmt(chance)}). The field's standard measure of a representation; the labels score it, they "
+                "train nothing upstream.</p>" + table(wide, heat=True, heat_range=(chance if np.isfinite(chance) else 0.0, 1.0)))
+
+
 def comparison_section(ctx: ReportContext) -> tuple[str, str] | None:
     c = ctx.contents
     parts = []
@@ -420,6 +442,10 @@ def comparison_section(ctx: ReportContext) -> tuple[str, str] | None:
         blocks.append(card("Agreement matrices", f'<div class="figrow">{"".join(parts)}</div>'))
     if truth_table:
         blocks.append(truth_table)
+
+    probe = probe_card(c.comparison("linear_probe.csv"))
+    if probe:
+        blocks.append(probe)
 
     conts = sorted((c.path / "comparisons").glob("contingency_*.csv")) if (c.path / "comparisons").is_dir() else []
     if conts:
