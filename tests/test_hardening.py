@@ -345,3 +345,12 @@ def test_quiet_keeps_library_warnings_off_the_console(tmp_path, capsys, monkeypa
     assert "exceeds limit" not in capsys.readouterr().err
     with pytest.warns(Image.DecompressionBombWarning):  # without --quiet it is a warning as usual
         assert main(["embed", str(tmp_path)]) == 0
+
+
+def test_an_error_is_one_line_even_without_quiet(tmp_path):
+    """The stage's start line goes to the run's log, not above the error on the console."""
+    r = subprocess.run([sys.executable, "-m", "morphospace", "run", "--data", str(tmp_path / "nope"), "--out",
+                        str(tmp_path / "run")], capture_output=True, text=True, timeout=120)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and "data not found" in lines[0]
+    assert "===> ingest" in (tmp_path / "run" / "log.txt").read_text()

@@ -154,6 +154,7 @@ def _setup_logging(quiet: bool, run: RunDir | None) -> None:
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.WARNING if quiet else logging.INFO)
     console.setFormatter(logging.Formatter("%(message)s"))
+    console.addFilter(lambda record: not getattr(record, "banner", False))
     root.addHandler(console)
     if run is not None:
         fh = logging.FileHandler(run.log)

@@ -61,7 +61,9 @@ class Timer:
 
     def __enter__(self) -> "Timer":
         self._start = time.perf_counter()
-        log.info("===> %s ...", self.message)
+        # the start line goes to the run's log only (extra "banner"): on the console a failing step
+        # would otherwise print it above its one-line error; the "done" line and the bars show progress
+        log.info("===> %s ...", self.message, extra={"banner": True})
         return self
 
     def __exit__(self, *exc) -> None:
