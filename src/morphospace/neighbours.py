@@ -3,7 +3,7 @@
 Why: a survey cutout centred on one galaxy also holds neighbours, stars and fragments at
 random places. A model that reconstructs pixels spends latent capacity on them, and a
 clustering of that latent space then follows *where a neighbour sits*: the published
-AstroVaDEr gave half of its 12 clusters to companion positions (``docs/astrovader.md``).
+AstroVaDEr gave half of its 12 clusters to companion positions (``../shared/docs/astrovader.md``).
 On SDSS Galaxy Zoo 1 cutouts, 60% of the frames hold a companion that ``sep`` detects.
 
 How, per image (framework-free: numpy, scipy and sep):

@@ -1,7 +1,7 @@
 """The nuisance audit: do clusters follow how a galaxy is seen rather than what it is?
 
 AstroVaDEr's clusters followed orientation and the position of a neighbour
-(see ``docs/astrovader.md``). This module measures, for every galaxy of a run's
+(see ``../shared/docs/astrovader.md``). This module measures, for every galaxy of a run's
 cube:
 
 - its **position angle** from the second moments of the central galaxy's light

@@ -98,7 +98,7 @@ EPOCH_TERMS = ("loss", "reconstruction", "kl", "neg_elbo", "latent_weight",
                "expected_log_pz_c", "expected_log_pc", "entropy_c", "neg_entropy_z")
 REG_COVAR = 1e-3  # variance floor of the initial mixture (latent codes are at scale ~1)
 
-# the published AstroVaDEr recipe (docs/astrovader.md); config fields left at their defaults
+# the published AstroVaDEr recipe (../shared/docs/astrovader.md); config fields left at their defaults
 # take these values under model.preset = "astrovader"
 ASTROVADER_RECIPE = {
     "latent_dim": 20,

@@ -1,6 +1,6 @@
 """The published AstroVaDEr encoder and decoder (Spindler, Geach & Smith 2021) in PyTorch.
 
-The layers follow the released Keras model exactly (see ``docs/astrovader.md``), so that
+The layers follow the released Keras model exactly (see ``../shared/docs/astrovader.md``), so that
 the published weights can be loaded with :mod:`morphospace.models.keras_import` and
 reproduce the Keras outputs. Two Keras conventions are kept on purpose:
 
@@ -13,7 +13,7 @@ reproduce the Keras outputs. Two Keras conventions are kept on purpose:
   convention; :class:`LegacyBilinearUpsample` implements it.
 
 The Keras model's training-only GaussianNoise layer on the input is not reproduced: it is
-the identity at inference and the recipe in ``docs/astrovader.md`` does not use it.
+the identity at inference and the recipe in ``../shared/docs/astrovader.md`` does not use it.
 """
 
 from __future__ import annotations
