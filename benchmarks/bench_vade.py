@@ -49,7 +49,7 @@ VARIANTS = {
     # form-first without the self-supervised head's nuisance views (dihedral views only)
     "form_no_aug": ["form.aug_views=0"],
     # form-first from scratch: the small CNN trained by the SSL objective on the images
-    "form_scratch": ["form.backbone=small", "form.input_size=64", "form.train_trunk=true", "form.ssl_epochs=15"],
+    "form_scratch": ["form.backbone=small", "form.input_size=64", "form.train_trunk=true", "form.ssl_epochs=6"],
     # the pixel VaDE (the previous default: neighbours masked, canonical orientation,
     # flip-invariant code, radial weight)
     "pixel": ["model.preset=default"],
