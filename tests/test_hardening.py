@@ -354,3 +354,16 @@ def test_an_error_is_one_line_even_without_quiet(tmp_path):
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert r.returncode == 2 and len(lines) == 1 and "data not found" in lines[0]
     assert "===> ingest" in (tmp_path / "run" / "log.txt").read_text()
+
+
+def test_a_damaged_checkpoint_to_resume_is_one_line(pca_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(pca_run, run)
+    ckpt = run / "models" / "vade" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    ckpt.write_bytes(b"PK\x03\x04" + os.urandom(300))  # a zip header, then nothing that follows
+    code = main(["train", str(run), "--resume", "--quiet", "--set", "model.kind=vade", "--set", "model.preset=default"])
+    line = one_line_error(capsys, code)
+    assert "last.ckpt is damaged" in line and "without --resume" in line
