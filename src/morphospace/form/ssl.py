@@ -23,6 +23,7 @@ The objective is NT-Xent (SimCLR) at temperature ``form.temperature`` or VICReg
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -200,7 +201,8 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
         shape = (N_DIHEDRAL + aug_views, len(cube), trunk.dim)
         bank = np.load(bank_path, mmap_mode="r") if resume and bank_path.is_file() else None
         if bank is None or bank.shape != shape:
-            tmp = bank_path.with_suffix(".partial.npy")
+            # one temporary file per process: under DDP every rank builds the same bank
+            tmp = bank_path.with_suffix(f".{os.getpid()}.partial.npy")
             mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
             view_bank(trunk, cube, aug_views, seed, out=mm)
             mm.flush()
