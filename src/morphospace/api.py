@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import UserError
+from .errors import UserError, first_line
 from .rundir import RunDir, atomic_path
 
 __all__ = ["VaDEModel", "load_model", "import_astrovader", "save_model", "load_vade", "model_dir",
@@ -55,8 +55,7 @@ def load_vade(path: str | Path):
         blob = torch.load(path, map_location="cpu", weights_only=False)
         hp, state = blob["hparams"], blob["state_dict"]
     except Exception as exc:  # truncated or not a model: pickle, zip and key errors
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path} is damaged ({reason}): re-run `morphospace train`") from None
+        raise UserError(f"{path} is damaged ({first_line(exc)[:160]}): re-run `morphospace train`") from None
     if hp["preset"] == "form":
         from .form.model import build_form_vade  # the form-first VaDE: embedder + core + image decoder
 
@@ -66,7 +65,7 @@ def load_vade(path: str | Path):
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise UserError(f"{path} does not fit its own hyper-parameters ({str(exc).splitlines()[0][:160]}): "
+        raise UserError(f"{path} does not fit its own hyper-parameters ({first_line(exc)[:160]}): "
                         "re-run `morphospace train`") from None
     model.eval()
     return model, blob["hparams"], blob.get("extra", {})

@@ -41,6 +41,7 @@ from .rundir import RunDir, atomic_path, write_json, write_npy, write_table
 log = logging.getLogger("morphospace")
 
 TABLE_NAME = "vade_galaxies.parquet"
+FORM_EMBEDDING = "form_embedding.npy"  # written by form.train beside the model: every galaxy's form embedding
 
 
 # --- encoding -------------------------------------------------------------------------------
@@ -118,7 +119,7 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
         raise UserError(f"the trained VaDE expects {hp['channels']} x {hp['image_size']} x {hp['image_size']} "
                         f"images, the cube has {tuple(cube.shape[1:])}: retrain (`morphospace train`)")
     embedding = None
-    cached = model_dir(run) / "form_embedding.npy"
+    cached = model_dir(run) / FORM_EMBEDDING
     if hp["preset"] == "form" and cached.is_file():
         embedding = np.load(cached, mmap_mode="r")  # computed in training: no second pass through the CNN
         if len(embedding) != len(cube):
@@ -127,7 +128,7 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
         enc = encode_cube(model, cube, embedding=embedding)
     table = galaxy_table(ids, enc)
     cluster_proba = enc["proba"]
-    if getattr(cfg.model, "merge_components", True) and enc["proba"].shape[1] > 2:
+    if cfg.model.merge_components and enc["proba"].shape[1] > 2:
         from .merge import ComponentMerger
 
         merger = ComponentMerger().fit(enc["proba"])

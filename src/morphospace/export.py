@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import UserError
-from .rundir import RunDir, atomic_path
+from .rundir import RUN_FILES, RunDir, atomic_path
 
 FORMATS = (".csv", ".parquet", ".fits")
 
@@ -48,11 +48,6 @@ def results_table(run: RunDir) -> pd.DataFrame:
                 values[in_cube >= 0] = per[col].to_numpy()[in_cube[in_cube >= 0]]
                 table[f"vade_{col}"] = values
     return table
-
-
-# files a run keeps at its top level (see morphospace.rundir)
-RUN_FILES = {"config.toml", "catalogue.parquet", "ingest_summary.json", "cube.npy", "cube_masked.npy",
-             "cube_masked.parquet", "cube_masked.json", "vade_galaxies.parquet", "report.html", "log.txt"}
 
 
 def export(run: RunDir, out: str | Path) -> Path:

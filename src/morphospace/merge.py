@@ -21,6 +21,7 @@ fitted state in ``groups_``, ``n_clusters_``, ``entropy_path_``; ``transform`` s
 from __future__ import annotations
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
 __all__ = ["ComponentMerger", "entropy", "elbow"]
 
@@ -59,7 +60,7 @@ def elbow(n_clusters: np.ndarray, values: np.ndarray, min_k: int = 2) -> int:
     return best
 
 
-class ComponentMerger:
+class ComponentMerger(BaseEstimator):
     """Merge mixture components into clusters by entropy (see the module docstring).
 
     Parameters
@@ -73,16 +74,6 @@ class ComponentMerger:
     def __init__(self, n_clusters: int | None = None, min_clusters: int = 2):
         self.n_clusters = n_clusters
         self.min_clusters = min_clusters
-
-    def get_params(self, deep: bool = True) -> dict:
-        return {"n_clusters": self.n_clusters, "min_clusters": self.min_clusters}
-
-    def set_params(self, **params) -> "ComponentMerger":
-        for key, value in params.items():
-            if key not in self.get_params():
-                raise ValueError(f"invalid parameter {key!r} for ComponentMerger")
-            setattr(self, key, value)
-        return self
 
     def fit(self, proba: np.ndarray) -> "ComponentMerger":
         p = np.asarray(proba, dtype=np.float64)

@@ -37,7 +37,7 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
-from .errors import UserError
+from .errors import UserError, first_line
 
 
 def _umask() -> int:
@@ -102,6 +102,10 @@ def write_table(path: str | Path, table: pd.DataFrame) -> None:
         else:
             raise ValueError(f"unknown table extension: {path.suffix}")
 
+
+# files a run keeps at its top level (the layout above); export refuses to overwrite them
+RUN_FILES = frozenset({"config.toml", "catalogue.parquet", "ingest_summary.json", "cube.npy", "cube_masked.npy",
+                       "cube_masked.parquet", "cube_masked.json", "vade_galaxies.parquet", "report.html", "log.txt"})
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 
@@ -230,7 +234,7 @@ class RunDir:
 
     def damaged(self, path: Path, stage: str, why: Any) -> UserError:
         """The one-line error for a run file that exists but cannot be read."""
-        reason = str(why).strip().splitlines()[0] if str(why).strip() else type(why).__name__
+        reason = first_line(why) if isinstance(why, BaseException) else str(why)
         return UserError(f"{path} is damaged ({reason[:160]}): re-run `morphospace {stage}` to rewrite it")
 
     def load_npy(self, path: Path, stage: str, mmap: bool = True) -> np.ndarray:
@@ -244,11 +248,11 @@ class RunDir:
             raise self.damaged(path, stage, "not a numeric array")
         return arr
 
-    def read_table(self, path: Path, stage: str) -> pd.DataFrame:
+    def read_table(self, path: Path, stage: str, columns: list[str] | None = None) -> pd.DataFrame:
         """A parquet table of the run, or a one-line error naming it and the stage that writes it."""
         self._require(path, stage)
         try:
-            return pd.read_parquet(path)
+            return pd.read_parquet(path, columns=columns)
         except Exception as exc:  # pyarrow raises many types for a damaged file
             raise self.damaged(path, stage, exc) from None
 
@@ -269,7 +273,7 @@ class RunDir:
         if cube.ndim != 4:
             raise self.damaged(self.cube, "ingest", f"shape {cube.shape}, expected N x C x H x W")
         if self.catalogue.exists():
-            n_cat = int((self.read_catalogue()["cube_index"] >= 0).sum())
+            n_cat = int((self.read_table(self.catalogue, "ingest", columns=["cube_index"])["cube_index"] >= 0).sum())
             if n_cat != len(cube):
                 raise UserError(f"{self.catalogue.name} lists {n_cat} galaxies in the cube but {self.cube.name} has "
                                 f"{len(cube)} rows: they do not belong together; re-run `morphospace ingest`")

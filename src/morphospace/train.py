@@ -79,7 +79,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from .api import MODEL_FILE, MODEL_NAME, model_dir, save_model
 from .neighbours import model_input_path
 from .config import Config, ModelConfig, TrainConfig
-from .errors import UserError
+from .errors import UserError, first_line
 from .models.networks import build_model
 from .models.vade import PRIOR_LOG_VAR_RANGE, rotate
 from .progress import is_quiet
@@ -163,12 +163,14 @@ def resolve_hparams(cfg: Config, channels: int, image_size: int) -> dict[str, An
         hp["schedule"] = "astrovader"
         hp["widths"] = []
     elif m.preset == "form":
+        from .form.embedder import resolve_precision
+
         # the core VaDE reads the form embedding (a vector): no image options apply to it
         f = cfg.form
         hp.update({"recon_sigma": f.recon_sigma, "radial_inner": 0.0, "radial_width": 0.0, "canonicalise": False,
                    "flip_invariant": False, "augment": "none", "mask_neighbours": True, "colour_weight": 1.0,
                    "form": {"backbone": f.backbone, "input_size": f.input_size, "dim": f.dim,
-                            "precision": _form_precision(f.precision),
+                            "precision": resolve_precision(f.precision),
                             "aug_views": f.aug_views, "ssl_epochs": f.ssl_epochs, "loss": f.loss,
                             "temperature": f.temperature, "train_trunk": f.train_trunk,
                             "decoder_epochs": f.decoder_epochs, "image_recon_sigma": m.recon_sigma}})
@@ -204,29 +206,13 @@ def _check_hparams(hp: dict[str, Any]) -> None:
                         f"for model.preset '{hp['preset']}'")
 
 
-def _form_precision(precision: str) -> str:
-    if precision not in ("auto", "32", "bf16"):
-        raise UserError(f"form.precision must be auto, 32 or bf16, got '{precision}'")
-    from .form.embedder import resolve_precision
-
-    return resolve_precision(precision)
-
-
 def _check_form(f: dict[str, Any]) -> None:
+    # ranges and allowed values are checked when the configuration loads (config.RANGES,
+    # CHOICES); the backbone registry lives with the backbones
     from .backbones import BACKBONES
-    from .form.losses import LOSSES
 
     if f["backbone"] not in BACKBONES:
         raise UserError(f"form.backbone must be one of {', '.join(BACKBONES)}, got '{f['backbone']}'")
-    if f["loss"] not in LOSSES:
-        raise UserError(f"form.loss must be one of {', '.join(LOSSES)}, got '{f['loss']}'")
-    for key, low in (("input_size", 32), ("dim", 2), ("aug_views", 0), ("ssl_epochs", 1), ("decoder_epochs", 1)):
-        if not isinstance(f[key], int) or f[key] < low:
-            raise UserError(f"form.{key} must be an integer >= {low}, got {f[key]!r}")
-    if not (math.isfinite(f["temperature"]) and f["temperature"] > 0):
-        raise UserError(f"form.temperature must be a positive number, got {f['temperature']!r}")
-    if not (math.isfinite(f["image_recon_sigma"]) and f["image_recon_sigma"] > 0):
-        raise UserError("model.recon_sigma must be a positive number")
 
 
 # --- schedules (framework-free) --------------------------------------------------------------
@@ -673,8 +659,7 @@ def prepare_model_dir(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool
         try:
             torch.load(last, map_location="cpu", weights_only=False)
         except Exception as exc:  # a checkpoint cut short by a full disk or a kill mid-write
-            reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-            raise UserError(f"{last} is damaged ({reason}): train again without --resume") from None
+            raise UserError(f"{last} is damaged ({first_line(exc)[:160]}): train again without --resume") from None
         saved = json.loads((mdir / "hparams.json").read_text()) if (mdir / "hparams.json").is_file() else None
         if saved is not None and _comparable(saved) != _comparable(hp):
             diff = sorted(k for k in set(saved) | set(hp) if k != "epochs" and saved.get(k) != hp.get(k))

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ..models.networks import DefaultDecoder
-from ..models.vade import canonical_angle, radial_weight, rotate
+from ..models.vade import canonical_frame, radial_weight
 from ..progress import is_quiet
 from .model import flip_min_sq_error
 
@@ -56,7 +56,7 @@ class ImageDecoderModule(pl.LightningModule):
         g = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, self.global_step, self.global_rank])
                                               .generate_state(1)[0]))
         z = mu + torch.exp(0.5 * log_var) * torch.randn(mu.shape, generator=g).to(mu)
-        target = rotate(x, -canonical_angle(x))
+        target = canonical_frame(x)
         loss = flip_min_sq_error(target, self.decoder(z), self.weight).mean() / target[0].numel()
         self.log("decoder_mse", loss.detach(), on_step=False, on_epoch=True, prog_bar=True)
         return loss

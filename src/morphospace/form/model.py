@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..models.networks import DefaultDecoder
-from ..models.vade import FLIP_GROUP, VaDE, canonical_angle, dihedral, radial_weight, rotate
+from ..models.vade import VaDE, best_flip, canonical_frame, flip_errors, radial_weight
 from .embedder import FormEmbedder
 
 __all__ = ["FormVaDE", "flip_min_sq_error"]
@@ -27,8 +27,7 @@ __all__ = ["FormVaDE", "flip_min_sq_error"]
 
 def flip_min_sq_error(target: torch.Tensor, x_hat: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Per-image ``sum w (x - x_hat)^2``, the smallest over the four flips of the target."""
-    errs = torch.stack([(weight * (dihedral(target, k) - x_hat) ** 2).sum((1, 2, 3)) for k in FLIP_GROUP], 1)
-    return errs.min(1).values
+    return flip_errors(target, x_hat, lambda t, xh: (weight * (t - xh) ** 2).sum((1, 2, 3))).min(1).values
 
 
 class FormVaDE(nn.Module):
@@ -71,7 +70,7 @@ class FormVaDE(nn.Module):
     # images <-> codes ---------------------------------------------------------------------
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """The image in the frame the image decoder draws (major axis horizontal)."""
-        return rotate(x, -canonical_angle(x))
+        return canonical_frame(x)
 
     def standardise(self, embedding: torch.Tensor) -> torch.Tensor:
         return (embedding - self.emb_mean) / self.emb_std
@@ -96,10 +95,8 @@ class FormVaDE(nn.Module):
         return 0.5 / self.recon_sigma**2 * flip_min_sq_error(target, x_hat, self.pixel_weight)
 
     def aligned_target(self, target: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-        cands = torch.stack([dihedral(target, k) for k in FLIP_GROUP], 1)
-        errs = torch.stack([(self.pixel_weight * (cands[:, i] - x_hat) ** 2).sum((1, 2, 3))
-                            for i in range(len(FLIP_GROUP))], 1)
-        return cands[torch.arange(len(target)), errs.argmin(1)]
+        w = self.pixel_weight
+        return best_flip(target, flip_errors(target, x_hat, lambda t, xh: (w * (t - xh) ** 2).sum((1, 2, 3))))
 
     @torch.no_grad()
     def predict_log_proba(self, x: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,7 @@ import torch
 
 from ..api import MODEL_FILE, save_model
 from ..config import Config
+from ..embed import FORM_EMBEDDING
 from ..neighbours import masked_cube
 from ..rundir import RunDir, write_npy
 from .embedder import build_trunk
@@ -36,7 +37,6 @@ __all__ = ["train_form_run", "FORM_EMBEDDING", "FORM_INPUT"]
 
 log = logging.getLogger("morphospace")
 
-FORM_EMBEDDING = "form_embedding.npy"  # raw embedding, one row per cube row
 FORM_INPUT = "form_input.npy"  # standardised: what the core VaDE reads
 
 
@@ -63,14 +63,15 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
         trainer_kwargs=_trainer_kwargs(cfg), resume=resume)
     t_embed = time.perf_counter() - t0
     mean, std = emb.mean(0), emb.std(0) + 1e-6
+    standardised = ((emb - mean) / std).astype(np.float32)
     write_npy(mdir / FORM_EMBEDDING, emb)
-    write_npy(mdir / FORM_INPUT, ((emb - mean) / std).astype(np.float32))
+    write_npy(mdir / FORM_INPUT, standardised)
 
     chp = core_hparams(hp)
     module, trainer, t_core = fit_vade(chp, mdir / FORM_INPUT, mdir, cfg, resume, callbacks)
     core = module.model.eval()
     with torch.no_grad():
-        mu, log_var = core.encode(torch.from_numpy(np.load(mdir / FORM_INPUT)))
+        mu, log_var = core.encode(torch.from_numpy(standardised))
     t1 = time.perf_counter()
     decoder = fit_image_decoder(mu.numpy(), log_var.numpy(), cube, widths=tuple(hp["widths"]),
                                 epochs=f["decoder_epochs"], seed=hp["seed"], radial_inner=cfg.model.radial_inner,

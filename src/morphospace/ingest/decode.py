@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..errors import first_line
 from .records import Record
 
 FITS_MAGIC = b"SIMPLE  ="
@@ -94,11 +95,6 @@ def decode(rec: Record, min_side: int = 0, h5_cache: dict | None = None) -> Fram
     if min(h, w) < MIN_SIDE:
         raise BadImage("too_small", f"{w}x{h} pixels")
     return frame
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _has_fits_magic(path: str) -> bool:

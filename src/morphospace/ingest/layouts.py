@@ -47,8 +47,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import DataConfig, VoteThresholds
-from ..errors import UserError
-from .decode import first_line
+from ..errors import UserError, first_line
 from .records import Record, flag_duplicates
 
 log = logging.getLogger("morphospace")

@@ -296,6 +296,17 @@ def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
 FLIP_GROUP = (0, 2, 4, 6)  # identity, 180 degrees, left-right, up-down (the group D2)
 
 
+def flip_errors(target: torch.Tensor, x_hat: torch.Tensor, error) -> torch.Tensor:
+    """``error(flip_k(target), x_hat)`` for each flip k of :data:`FLIP_GROUP`: (N, 4) per-image errors."""
+    return torch.stack([error(dihedral(target, k), x_hat) for k in FLIP_GROUP], 1)
+
+
+def best_flip(target: torch.Tensor, errors: torch.Tensor) -> torch.Tensor:
+    """Each image of ``target`` under the flip with the smallest of its ``errors`` (N, 4)."""
+    cands = torch.stack([dihedral(target, k) for k in FLIP_GROUP], 1)
+    return cands[torch.arange(len(target)), errors.argmin(1)]
+
+
 def canonical_angle(x: torch.Tensor, window: float = 0.35) -> torch.Tensor:
     """Position angle (radians) of the major axis of each image, from windowed second moments.
 
@@ -319,6 +330,11 @@ def canonical_angle(x: torch.Tensor, window: float = 0.35) -> torch.Tensor:
     qyy = (lum * dy * dy).sum((1, 2)) / f
     qxy = (lum * dx * dy).sum((1, 2)) / f
     return 0.5 * torch.atan2(2 * qxy, qxx - qyy)
+
+
+def canonical_frame(x: torch.Tensor) -> torch.Tensor:
+    """Images turned so that the major axis of each is horizontal."""
+    return rotate(x, -canonical_angle(x))
 
 
 def rotate(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
@@ -398,9 +414,7 @@ class VaDE(nn.Module):
     # encoding ------------------------------------------------------------------------
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """The image as the encoder sees it and the decoder should reproduce it."""
-        if self.canonicalise:
-            x = rotate(x, -canonical_angle(x))
-        return x
+        return canonical_frame(x) if self.canonicalise else x
 
     def _encode_prepared(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.flip_invariant:
@@ -451,8 +465,7 @@ class VaDE(nn.Module):
         scale = 0.5 / self.recon_sigma**2
         if not self.flip_invariant:
             return scale * self._weighted_sq_error(target, x_hat)
-        errs = torch.stack([self._weighted_sq_error(dihedral(target, k), x_hat) for k in FLIP_GROUP], 1)
-        return scale * errs.min(1).values
+        return scale * flip_errors(target, x_hat, self._weighted_sq_error).min(1).values
 
     def loss_terms(self, x: torch.Tensor, mode: str = "vade",
                    generator: torch.Generator | None = None) -> LossTerms:
@@ -511,10 +524,7 @@ class VaDE(nn.Module):
         unless flip-invariant): what the reconstruction should be compared with."""
         if not self.flip_invariant:
             return target
-        cands = torch.stack([dihedral(target, k) for k in FLIP_GROUP], 1)          # N,4,C,H,W
-        errs = torch.stack([self._weighted_sq_error(cands[:, i], x_hat) for i in range(len(FLIP_GROUP))], 1)
-        best = errs.argmin(1)
-        return cands[torch.arange(len(target)), best]
+        return best_flip(target, flip_errors(target, x_hat, self._weighted_sq_error))
 
     # inference -----------------------------------------------------------------------
     @torch.no_grad()
