@@ -76,12 +76,12 @@ def part_b(n: int, d: int, n_jobs: int) -> None:
     import numpy as np
     import pandas as pd
 
-    from morphospace.cluster import cluster_run
-    from morphospace.compare import compare_run
+    from morphospace.analysis.cluster import cluster_run
+    from morphospace.analysis.compare import compare_run
     from morphospace.config import Config
     from morphospace.progress import set_quiet
-    from morphospace.reduce import reduce_run
-    from morphospace.rundir import RunDir, write_npy, write_table
+    from morphospace.analysis.reduce import reduce_run
+    from morphospace.run import RunDir, write_npy, write_table
 
     set_quiet(True)
     X, y = mixture(n, d, seed=2, relu=True)

@@ -69,9 +69,9 @@ def _cpu() -> float:
 def time_ingest(data: Path, workers: int, tmp: Path) -> tuple[float, float, dict]:
     """(wall seconds, CPU seconds of this process and its workers, summary) of one ingest."""
     from morphospace.config import Config, apply_overrides
-    from morphospace.ingest import ingest
+    from morphospace.data.ingest import ingest
     from morphospace.progress import set_quiet
-    from morphospace.rundir import RunDir
+    from morphospace.run import RunDir
 
     set_quiet(True)
     cfg = apply_overrides(Config(), {"ingest.workers": workers, "preprocess.size": 64})
@@ -168,9 +168,9 @@ def _tree_rss(root: int) -> tuple[int, int]:
 CHILD = """
 import json, resource, sys
 from morphospace.config import Config, apply_overrides
-from morphospace.ingest import ingest
+from morphospace.data.ingest import ingest
 from morphospace.progress import set_quiet
-from morphospace.rundir import RunDir
+from morphospace.run import RunDir
 set_quiet(True)
 data, out, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
 s = ingest(data, RunDir(out, create=True), apply_overrides(Config(), {"ingest.workers": workers}))

@@ -6,7 +6,7 @@ edge-on (3), the catalogue column ``morph3``; dont_know (4) and merger (5) have 
 
 1. ingest ``--data`` with the project's ingest (64 x 64 rgb cube, the default preset);
 2. fine-tune ``--backbone`` (efficientnet-lite0) on ``morph3`` with
-   :func:`morphospace.features.study_features_run`: validation accuracy, balanced
+   :func:`morphospace.study.features.study_features_run`: validation accuracy, balanced
    accuracy, per-class precision / recall, confusion matrix, wall and CPU time;
 3. the same backbone frozen (ImageNet features, no training, no labels);
 4. for both feature sets: K-Means (k = 3) on the study's 2-D PCA map (the ``kmeans3_pca``
@@ -58,7 +58,7 @@ def cluster_scores(features, truth, labelled, seed: int = 0) -> dict:
     from sklearn.decomposition import PCA
     from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
 
-    from morphospace.reduce import PCAReducer
+    from morphospace.analysis.reduce import PCAReducer
 
     out = {}
     for name, reduced in (("pca2", PCAReducer(n_components=2, random_state=seed).fit_transform(features)),
@@ -77,8 +77,8 @@ def probe_sizes(run, sizes: list[int], backbone: str, n: int, seed: int) -> list
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from morphospace.backbones import make_backbone
-    from morphospace.features import extract_features
+    from morphospace.nets.backbones import make_backbone
+    from morphospace.study.features import extract_features
 
     cube = run.read_cube()
     cat = run.read_catalogue().sort_values("cube_index")
@@ -128,10 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from morphospace.config import Config, apply_overrides
-    from morphospace.features import study_features_run
-    from morphospace.ingest import ingest
+    from morphospace.study.features import study_features_run
+    from morphospace.data.ingest import ingest
     from morphospace.progress import set_quiet
-    from morphospace.rundir import RunDir
+    from morphospace.run import RunDir
 
     torch.set_num_threads(args.threads)
     set_quiet(True)

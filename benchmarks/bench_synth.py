@@ -1,6 +1,6 @@
 """Benchmark of the built-in synthetic survey: render n galaxies with a process pool.
 
-Times :func:`morphospace.synth.make_survey` end to end (worker start-up, rendering, PNG
+Times :func:`morphospace.data.synth.make_survey` end to end (worker start-up, rendering, PNG
 writing, catalogue and marker) into a temporary directory and prints the total seconds
 and images per second. The target is 2,000 galaxies at 128 x 128 in under 30 s on 2 cores.
 
@@ -34,7 +34,7 @@ def main() -> None:
     ap.add_argument("--cpu-sample", type=int, default=200, help="galaxies of the in-process CPU-time pass (0: skip)")
     args = ap.parse_args()
 
-    from morphospace import synth
+    from morphospace.data import synth
 
     with tempfile.TemporaryDirectory(prefix="bench_synth_") as tmp:
         out = Path(tmp) / "survey"

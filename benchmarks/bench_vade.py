@@ -76,8 +76,8 @@ VARIANTS = {
 def build_run(workdir: Path, workers: int):
     """Ingest sdss-gz1 (default preprocessing: 64 x 64 rgb, asinh) once into ``workdir/run``."""
     from morphospace.config import apply_overrides, load_config
-    from morphospace.ingest import ingest
-    from morphospace.rundir import RunDir
+    from morphospace.data.ingest import ingest
+    from morphospace.run import RunDir
 
     run_path = workdir / "run"
     if (run_path / "cube.npy").is_file() and (run_path / "catalogue.parquet").is_file():
@@ -137,9 +137,9 @@ def published(out_dir: Path, base_run, workers: int, truth, keep, pa_bins, elong
     """The published AstroVaDEr (imported weights) on its own preprocessing of the same galaxies."""
     from morphospace.api import import_astrovader, load_vade
     from morphospace.config import apply_overrides, load_config
-    from morphospace.embed import encode_cube
-    from morphospace.ingest import ingest
-    from morphospace.rundir import RunDir
+    from morphospace.vade.embed import encode_cube
+    from morphospace.data.ingest import ingest
+    from morphospace.run import RunDir
 
     weights = ROOT.parent / "shared" / "peers" / "astrovader" / "saved_weights.h5"
     if not weights.is_file():
@@ -184,7 +184,7 @@ def training_flops_per_image(hp: dict, batch: int = 32) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from morphospace.models.networks import build_model
+    from morphospace.vade.networks import build_model
 
     x = torch.rand(batch, hp["channels"], hp["image_size"], hp["image_size"])
     if hp["preset"] == "form":
@@ -203,8 +203,8 @@ def form_flops_per_image(hp: dict, x) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from morphospace.form.embedder import build_trunk
-    from morphospace.models.networks import DefaultDecoder
+    from morphospace.ssl.embedder import build_trunk
+    from morphospace.vade.networks import DefaultDecoder
 
     f = hp["form"]
     trunk = build_trunk(f["backbone"], f["input_size"]).eval()
@@ -221,9 +221,9 @@ def form_flops_per_image(hp: dict, x) -> float:
 def train_and_score(run_dir: Path, base_run, overrides: list[str], seed: int, truth, keep, pa_bins, elongated) -> dict:
     from morphospace.api import load_vade, model_dir
     from morphospace.config import apply_overrides, load_config
-    from morphospace.embed import encode_cube, model_input
-    from morphospace.rundir import RunDir
-    from morphospace.train import train_run
+    from morphospace.vade.embed import encode_cube, model_input
+    from morphospace.run import RunDir
+    from morphospace.vade.train import train_run
 
     run_dir.mkdir(parents=True, exist_ok=True)
     for f in ("cube.npy", "catalogue.parquet"):
@@ -240,7 +240,7 @@ def train_and_score(run_dir: Path, base_run, overrides: list[str], seed: int, tr
     # what the model was trained on (neighbours masked or not); the form embedding from training
     enc = encode_cube(model, model_input(run, hp), embedding=form)
     # the model's own clusters: mixture components merged by entropy (as `morphospace embed` does)
-    from morphospace.merge import ComponentMerger
+    from morphospace.vade.merge import ComponentMerger
 
     components = enc["proba"].argmax(1)
     labels = ComponentMerger().fit_predict(enc["proba"]) if enc["proba"].shape[1] > 2 else components
@@ -271,7 +271,7 @@ def kmeans3(x: np.ndarray, seed: int) -> np.ndarray:
 
 def probe10(x: np.ndarray, truth: np.ndarray, keep: np.ndarray) -> float:
     """Balanced accuracy of a logistic regression on 10% of the labelled galaxies (5 draws)."""
-    from morphospace.probe import linear_probe
+    from morphospace.analysis.probe import linear_probe
 
     t = linear_probe(x[keep], truth[keep], fractions=(0.1,), repeats=5)
     return float(t["balanced_accuracy"].iloc[0])
@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     keep = truth != ""
     pa_bins, q = position_angle_bins(cube)
     elongated = q < 0.7
-    from morphospace.nuisance import measure_nuisance
+    from morphospace.analysis.nuisance import measure_nuisance
 
     global COMPANION
     COMPANION = measure_nuisance(cube, desc="companions")["companion_quadrant"].astype(str).to_numpy()

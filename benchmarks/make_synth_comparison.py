@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from morphospace import synth
+from morphospace.data import synth
 
 ROOT = Path(__file__).resolve().parents[1]
 SDSS = ROOT.parent / "shared" / "data" / "sdss-gz1"

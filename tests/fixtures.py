@@ -228,9 +228,9 @@ def ingest_to(data: Path, run_dir: Path, strict: bool | None = None, **overrides
     Returns (summary, catalogue DataFrame, cube array, RunDir).
     """
     from morphospace.config import Config, apply_overrides
-    from morphospace.ingest import ingest
+    from morphospace.data.ingest import ingest
     from morphospace.progress import set_quiet
-    from morphospace.rundir import RunDir
+    from morphospace.run import RunDir
 
     set_quiet(True)
     values = {"ingest.workers": 1}

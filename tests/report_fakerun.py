@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from morphospace.rundir import RunDir, write_json, write_npy, write_table
+from morphospace.run import RunDir, write_json, write_npy, write_table
 
 HOSTILE_ID = "<img src=x onerror=alert(1)>"
 HOSTILE_LABEL = "<script>alert(2)</script>"

@@ -10,13 +10,13 @@ import torch
 import torch.nn.functional as F
 
 from morphospace.errors import UserError
-from morphospace.models.astrovader_net import (
+from morphospace.vade.astrovader_net import (
     AstroVaDErDecoder,
     AstroVaDErEncoder,
     LegacyBilinearUpsample,
     legacy_bilinear_matrix,
 )
-from morphospace.models.keras_import import build_astrovader, load_astrovader_h5
+from morphospace.vade.keras_import import build_astrovader, load_astrovader_h5
 
 PEER = Path(__file__).resolve().parents[2] / "shared" / "peers" / "astrovader"
 WEIGHTS = PEER / "saved_weights.h5"

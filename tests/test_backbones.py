@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from morphospace.backbones import (BACKBONES, check_hub_hash, efficientnet_lite0_weights_path, make_backbone)
+from morphospace.nets.backbones import (BACKBONES, check_hub_hash, efficientnet_lite0_weights_path, make_backbone)
 from morphospace.errors import NotAvailableError, UserError
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from morphospace.cluster import (
+from morphospace.analysis.cluster import (
     DBSCANAuto,
     GMMSelect,
     HDBSCANClusterer,
@@ -20,7 +20,7 @@ from morphospace.cluster import (
 )
 from morphospace.config import Config
 from morphospace.errors import UserError
-from morphospace.rundir import RunDir, write_npy, write_table
+from morphospace.run import RunDir, write_npy, write_table
 
 
 def blobs(k=4, n_per=60, d=2, spread=10.0, scale=1.0, seed=0):

@@ -6,7 +6,7 @@ import pytest
 from matplotlib.image import imread
 from sklearn import metrics as skm
 
-from morphospace.compare import (
+from morphospace.analysis.compare import (
     METRICS,
     compare_run,
     contingency_table,
@@ -18,7 +18,7 @@ from morphospace.compare import (
 )
 from morphospace.config import Config
 from morphospace.errors import UserError
-from morphospace.rundir import RunDir, write_table
+from morphospace.run import RunDir, write_table
 
 
 def test_a_permuted_labelling_agrees_perfectly():

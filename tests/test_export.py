@@ -8,7 +8,7 @@ from astropy.table import Table
 from morphospace.cli import main
 from morphospace.errors import UserError
 from morphospace.export import export, results_table
-from morphospace.rundir import RunDir, write_npy, write_table
+from morphospace.run import RunDir, write_npy, write_table
 
 
 @pytest.fixture

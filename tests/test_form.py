@@ -11,11 +11,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from morphospace.form.augment import NuisanceAugment
-from morphospace.form.embedder import FormEmbedder, FormHead, build_trunk
-from morphospace.form.losses import nt_xent, vicreg
-from morphospace.models.vade import dihedral
-from morphospace.probe import linear_probe
+from morphospace.ssl.augment import NuisanceAugment
+from morphospace.ssl.embedder import FormEmbedder, FormHead, build_trunk
+from morphospace.ssl.losses import nt_xent, vicreg
+from morphospace.vade.model import dihedral
+from morphospace.analysis.probe import linear_probe
 
 
 # --- losses ------------------------------------------------------------------------------------
@@ -98,7 +98,7 @@ def test_nuisance_augment_keeps_the_galaxy_and_moves_its_angle():
     y = NuisanceAugment(noise=0.0, p_blur=0.0)(x, 3)
     ratio = (y.sum((1, 2, 3)) / x.sum((1, 2, 3))).numpy()
     assert ratio.min() > 0.8 * 0.9**2 * 0.95 and ratio.max() < 1.2 * 1.1**2 * 1.05
-    from morphospace.models.vade import canonical_angle
+    from morphospace.vade.model import canonical_angle
 
     angles = canonical_angle(y).numpy()
     assert np.ptp(angles) > 2.0  # spread over most of (-pi/2, pi/2]
@@ -132,7 +132,7 @@ def test_efficientnet_trunk_taps_two_layers():
 
 
 def test_fit_embedder_frozen_trunk_is_deterministic(tmp_path):
-    from morphospace.form.ssl import fit_embedder
+    from morphospace.ssl.training import fit_embedder
 
     cube = _blob(n=24).numpy() + np.random.default_rng(0).normal(0, 0.05, (24, 3, 32, 32)).astype(np.float32)
     runs = []
@@ -166,9 +166,9 @@ def form_run(tmp_path_factory):
     from test_train import make_run
 
     from morphospace.config import apply_overrides, load_config
-    from morphospace.embed import embed_run
+    from morphospace.vade.embed import embed_run
     from morphospace.progress import set_quiet
-    from morphospace.train import train_run
+    from morphospace.vade.train import train_run
 
     set_quiet(True)
     run = make_run(tmp_path_factory.mktemp("form") / "run", n=40, side=32, channels=3)
@@ -203,13 +203,13 @@ def test_form_model_trains_embeds_and_generates(form_run):
 def test_form_training_resumes(form_run, tmp_path):
     import shutil
 
-    from morphospace.train import train_run
+    from morphospace.vade.train import train_run
 
     run, cfg, _, _ = form_run
     copy = tmp_path / "copy"
     shutil.copytree(run.path, copy)
     from morphospace.config import apply_overrides
-    from morphospace.rundir import RunDir
+    from morphospace.run import RunDir
 
     result = train_run(RunDir(copy), apply_overrides(cfg, ["train.epochs=4"]), resume=True)
     assert result.epochs == 4 and (copy / "models/vade/model.pt").is_file()
@@ -218,7 +218,7 @@ def test_form_training_resumes(form_run, tmp_path):
 def test_form_preset_rejects_a_bad_loss(tmp_path):
     from morphospace.config import apply_overrides, load_config
     from morphospace.errors import UserError
-    from morphospace.train import resolve_hparams
+    from morphospace.vade.train import resolve_hparams
 
     with pytest.raises(UserError, match="form.loss"):
         resolve_hparams(apply_overrides(load_config(None), ["form.loss=triplet"]), 3, 64)

@@ -17,7 +17,7 @@ from PIL import Image
 
 from fixtures import galaxy_rgb, save_image, tiny_folder_survey, write_csv
 from morphospace.cli import main, printable
-from morphospace.rundir import RunDir, safe_name
+from morphospace.run import RunDir, safe_name
 
 
 def one_line_error(capsys, code: int) -> str:
@@ -87,7 +87,7 @@ def test_reduce_of_an_unknown_embedding_is_one_line(pca_run, capsys):
 def test_a_second_writer_gets_one_line(pca_run, capsys):
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
-        from morphospace.rundir import RunDir
+        from morphospace.run import RunDir
         RunDir({str(pca_run)!r}).acquire_lock()
         print("locked", flush=True)
         time.sleep(60)
@@ -218,7 +218,7 @@ def test_user_strings_are_printed_escaped(tmp_path, capsys):
 # 7. label columns -------------------------------------------------------------------------------------
 
 def test_free_text_is_no_truth_label_and_missing_markers_are_missing():
-    from morphospace.compare import label_columns, missing_mask, truth_column
+    from morphospace.analysis.compare import label_columns, missing_mask, truth_column
 
     cat = pd.DataFrame({"id": [f"g{i}" for i in range(8)], "cube_index": range(8),
                         "comment": [f"looks odd {i}" for i in range(8)],
@@ -232,7 +232,7 @@ def test_lda_is_skipped_saying_why_when_it_cannot_be_fitted(pca_run, caplog, tmp
     import shutil
 
     from morphospace.config import Config, apply_overrides
-    from morphospace.reduce import reduce_run
+    from morphospace.analysis.reduce import reduce_run
 
     run = tmp_path / "run"
     shutil.copytree(pca_run, run)

@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 from fixtures import galaxy_rgb, ingest_to, many_jpegs, save_image
 
-import morphospace.ingest as ingest_module
+import morphospace.data.ingest as ingest_module
 from morphospace.errors import UserError
-from morphospace.ingest.cube import CubeWriter
+from morphospace.data.ingest.cube import CubeWriter
 
 KILLABLE = """
 import sys
 from morphospace.config import Config, apply_overrides
-from morphospace.ingest import ingest
+from morphospace.data.ingest import ingest
 from morphospace.progress import set_quiet
-from morphospace.rundir import RunDir
+from morphospace.run import RunDir
 set_quiet(True)
 cfg = apply_overrides(Config(), {"ingest.workers": 2, "ingest.chunk_size": 8})
 ingest(sys.argv[1], RunDir(sys.argv[2], create=True), cfg)

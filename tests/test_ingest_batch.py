@@ -7,9 +7,9 @@ import pytest
 from fixtures import error_page, galaxy_flux, galaxy_rgb
 from PIL import Image
 
-from morphospace.ingest.cube import CubeWriter
-from morphospace.ingest.decode import BadImage, Frame
-from morphospace.ingest.preprocess import (PreprocessSpec, RowBlock, _row_8bit, judge, level_luts, normalise_levels,
+from morphospace.data.ingest.cube import CubeWriter
+from morphospace.data.ingest.decode import BadImage, Frame
+from morphospace.data.ingest.preprocess import (PreprocessSpec, RowBlock, _row_8bit, judge, level_luts, normalise_levels,
                                            preprocess, preprocess_block, sample_8bit, stats_8bit,
                                            stats_8bit_arrays, stats_8bit_many)
 

@@ -11,10 +11,10 @@ from PIL import Image
 
 from morphospace.config import PreprocessConfig
 from morphospace.errors import UserError
-from morphospace.ingest import PreprocessSpec
-from morphospace.ingest.decode import Frame, decode
-from morphospace.ingest.preprocess import LUMINANCE, crop_box, normalise, normalise_levels, preprocess
-from morphospace.ingest.records import Record
+from morphospace.data.ingest import PreprocessSpec
+from morphospace.data.ingest.decode import Frame, decode
+from morphospace.data.ingest.preprocess import LUMINANCE, crop_box, normalise, normalise_levels, preprocess
+from morphospace.data.ingest.records import Record
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 from morphospace.cli import main
 from morphospace.errors import UserError
-from morphospace.ingest import EXCLUDING, FLAG_DESCRIPTIONS
+from morphospace.data.ingest import EXCLUDING, FLAG_DESCRIPTIONS
 
 # id -> the flags it must raise (an id listed twice in the catalogue is checked row by row below)
 EXPECTED = {
@@ -252,8 +252,8 @@ def test_no_real_galaxy_is_flagged(sdss_gz1_path, tmp_path):
     assert cube.shape == (3359, 3, 64, 64) and np.isfinite(cube).all()
     # a real frame rendered as a service page would be caught by the same checks
     page = Image.fromarray(error_page(423, 255, 0)).convert("RGB")
-    from morphospace.ingest.decode import BadImage, Frame
-    from morphospace.ingest.preprocess import PreprocessSpec, preprocess
+    from morphospace.data.ingest.decode import BadImage, Frame
+    from morphospace.data.ingest.preprocess import PreprocessSpec, preprocess
 
     with pytest.raises(BadImage) as exc:
         preprocess(Frame(page, display=True), PreprocessSpec())

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from morphospace.neighbours import MASKED_CUBE, MASKED_TABLE, mask_images, mask_neighbours, masked_cube
-from morphospace.rundir import RunDir, write_npy, write_table
+from morphospace.image.masking import MASKED_CUBE, MASKED_TABLE, mask_images, mask_neighbours, masked_cube
+from morphospace.run import RunDir, write_npy, write_table
 
 SIDE = 48
 
@@ -96,7 +96,7 @@ def test_the_api_applies_the_models_input_transform(tmp_path, mask):
     import torch
 
     from morphospace.api import VaDEModel
-    from morphospace.models.networks import build_model
+    from morphospace.vade.networks import build_model
 
     hp = {"preset": "default", "channels": 3, "image_size": SIDE, "latent_dim": 3, "n_components": 2,
           "k_min": 2, "k_max": 2, "recon_sigma": 0.1, "radial_inner": 0.0, "radial_width": 0.0,

@@ -4,17 +4,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from morphospace.compare import score_pair
+from morphospace.analysis.compare import score_pair
 from morphospace.config import Config
 from morphospace.errors import UserError
-from morphospace.nuisance import (
+from morphospace.analysis.nuisance import (
     _bin_column,
     audit_run,
     brightest_companion,
     measure_nuisance,
     position_angle,
 )
-from morphospace.rundir import RunDir, write_npy, write_table
+from morphospace.run import RunDir, write_npy, write_table
 
 SIZE = 48
 

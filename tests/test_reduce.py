@@ -9,7 +9,7 @@ import pytest
 
 from morphospace.config import Config
 from morphospace.errors import UserError
-from morphospace.reduce import (
+from morphospace.analysis.reduce import (
     REDUCERS,
     LDAReducer,
     PCAReducer,
@@ -19,7 +19,7 @@ from morphospace.reduce import (
     reduce_run,
     representation_id,
 )
-from morphospace.rundir import RunDir, write_npy, write_table
+from morphospace.run import RunDir, write_npy, write_table
 
 
 def blobs(n_per=40, k=3, d=12, spread=8.0, seed=0):

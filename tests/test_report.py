@@ -18,7 +18,7 @@ from morphospace.report import build_report
 from morphospace.report.explorer import nearest_neighbours, normalise_xy
 from morphospace.report.html import json_for_script
 from morphospace.report.sprites import SpriteSheets, to_uint8
-from morphospace.rundir import RunDir, write_table
+from morphospace.run import RunDir, write_table
 
 from report_fakerun import HOSTILE_FIGURE, HOSTILE_ID, HOSTILE_LABEL, make_fake_run
 
@@ -238,8 +238,8 @@ def test_nothing_to_report_is_a_user_error(tmp_path):
 
 
 def test_linear_probes_are_shown(tmp_path):
-    from morphospace.probe import linear_probe
-    from morphospace.rundir import write_table
+    from morphospace.analysis.probe import linear_probe
+    from morphospace.run import write_table
 
     run = make_fake_run(tmp_path / "run", n=60, size=32, everything=False)
     rng = np.random.default_rng(0)

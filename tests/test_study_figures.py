@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from morphospace.rundir import RunDir, write_npy, write_table
-from morphospace.study_figures import write_study_figures
+from morphospace.run import RunDir, write_npy, write_table
+from morphospace.study.figures import write_study_figures
 
 
 def fake_run(path, n=60):

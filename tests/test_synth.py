@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from morphospace import synth
+from morphospace.data import synth
 from morphospace.errors import UserError
 
 

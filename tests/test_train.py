@@ -16,7 +16,7 @@ import torch
 
 from morphospace.config import apply_overrides, load_config
 from morphospace.errors import UserError
-from morphospace.rundir import RunDir, write_npy, write_table
+from morphospace.run import RunDir, write_npy, write_table
 
 N_GAL = 48
 SIDE = 16
@@ -56,7 +56,7 @@ def final_state(run: RunDir) -> dict:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from morphospace.train import train_run
+    from morphospace.vade.train import train_run
 
     run = make_run(tmp_path_factory.mktemp("trained"))
     result = train_run(run, cfg_for())
@@ -66,7 +66,7 @@ def trained(tmp_path_factory):
 # --- framework-free pieces ----------------------------------------------------------------------
 
 def test_bic_picks_the_number_of_separated_groups():
-    from morphospace.train import fit_mixture, select_k
+    from morphospace.vade.train import fit_mixture, select_k
 
     rng = np.random.default_rng(0)
     centres = np.array([[0, 0, 0], [6, 0, 0], [0, 6, 0]])
@@ -79,7 +79,7 @@ def test_bic_picks_the_number_of_separated_groups():
 
 
 def test_schedules():
-    from morphospace.train import latent_weight, lr_factor, resolve_hparams
+    from morphospace.vade.train import latent_weight, lr_factor, resolve_hparams
 
     cfg = apply_overrides(load_config(None), ["model.preset=astrovader"])
     hp = resolve_hparams(cfg, 1, 128)
@@ -99,7 +99,7 @@ def test_schedules():
 
 
 def test_bad_configuration_is_a_user_error(tmp_path):
-    from morphospace.train import train_run
+    from morphospace.vade.train import train_run
 
     run = make_run(tmp_path)
     with pytest.raises(UserError, match="must exceed"):
@@ -134,7 +134,7 @@ def test_mixture_initialisation_is_applied(tmp_path):
     """At the first joint step the prior holds K-Means -> diagonal GMM fitted on z_mean."""
     import lightning.pytorch as pl
 
-    from morphospace.train import fit_mixture, train_run
+    from morphospace.vade.train import fit_mixture, train_run
 
     captured = {}
 
@@ -158,7 +158,7 @@ def test_mixture_initialisation_is_applied(tmp_path):
 def test_latent_axes_are_aligned_before_the_mixture_is_fitted(tmp_path):
     import lightning.pytorch as pl
 
-    from morphospace.train import train_run
+    from morphospace.vade.train import train_run
 
     captured = {}
 
@@ -182,7 +182,7 @@ def test_latent_axes_are_aligned_before_the_mixture_is_fitted(tmp_path):
 
 
 def test_bic_chooses_k_when_n_components_is_zero(tmp_path, caplog):
-    from morphospace.train import train_run
+    from morphospace.vade.train import train_run
 
     run = make_run(tmp_path)
     with caplog.at_level(logging.WARNING, logger="morphospace"):
@@ -199,7 +199,7 @@ def test_bic_chooses_k_when_n_components_is_zero(tmp_path, caplog):
 def test_guard_reseeds_a_starved_component(tmp_path, caplog):
     import lightning.pytorch as pl
 
-    from morphospace.train import train_run
+    from morphospace.vade.train import train_run
 
     class Starve(pl.Callback):
         def on_train_epoch_start(self, trainer, module):
@@ -220,9 +220,9 @@ def test_guard_reseeds_a_starved_component(tmp_path, caplog):
 def test_same_seed_same_labels_and_resume_equals_uninterrupted(tmp_path, trained):
     import lightning.pytorch as pl
 
-    from morphospace.embed import encode_cube
+    from morphospace.vade.embed import encode_cube
     from morphospace.api import load_vade
-    from morphospace.train import train_run
+    from morphospace.vade.train import train_run
 
     run_a, _ = trained
     run_b = make_run(tmp_path / "b")
@@ -260,9 +260,9 @@ def test_same_seed_same_labels_and_resume_equals_uninterrupted(tmp_path, trained
 
 
 def test_astrovader_preset_runs_one_tiny_epoch(tmp_path):
-    pytest.importorskip("morphospace.models.astrovader_net")
+    pytest.importorskip("morphospace.vade.astrovader_net")
     from morphospace.api import load_model
-    from morphospace.train import train_run
+    from morphospace.vade.train import train_run
 
     run = make_run(tmp_path, n=6, side=128, channels=1)
     cfg = apply_overrides(load_config(None), ["model.preset=astrovader", "train.epochs=1", "train.pretrain_epochs=0",
@@ -284,8 +284,8 @@ def test_ddp_two_cpu_processes(tmp_path):
     script = tmp_path / "ddp_train.py"
     script.write_text(textwrap.dedent(f"""
         from morphospace.config import apply_overrides, load_config
-        from morphospace.rundir import RunDir
-        from morphospace.train import train_run
+        from morphospace.run import RunDir
+        from morphospace.vade.train import train_run
         cfg = apply_overrides(load_config(None), {TINY!r} + ["train.strategy=ddp", "train.devices=2",
                                                              "train.epochs=2"])
         r = train_run(RunDir({str(run.path)!r}), cfg)
@@ -304,7 +304,7 @@ def test_ddp_two_cpu_processes(tmp_path):
 # --- outputs and the Python API -------------------------------------------------------------------
 
 def test_embed_run_writes_table_embedding_clustering_figures(trained):
-    from morphospace.embed import TABLE_NAME, embed_run
+    from morphospace.vade.embed import TABLE_NAME, embed_run
 
     run, result = trained
     table = embed_run(run, cfg_for())
@@ -357,7 +357,7 @@ def test_generate_with_rejection_and_write(trained, tmp_path):
     from PIL import Image
 
     from morphospace.api import load_model
-    from morphospace.embed import generate, write_generated
+    from morphospace.vade.embed import generate, write_generated
 
     run, _ = trained
     model = load_model(run)
@@ -397,7 +397,7 @@ def test_resume_after_a_real_sigkill_equals_uninterrupted(tmp_path, trained):
     """The process is killed with SIGKILL at the start of epoch 2 (after epoch 1's checkpoint)."""
     import signal
 
-    from morphospace.train import train_run
+    from morphospace.vade.train import train_run
 
     run_a, _ = trained
     run_k = make_run(tmp_path / "k")
@@ -406,8 +406,8 @@ def test_resume_after_a_real_sigkill_equals_uninterrupted(tmp_path, trained):
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         import lightning.pytorch as pl
         from morphospace.progress import set_quiet
-        from morphospace.rundir import RunDir
-        from morphospace.train import train_run
+        from morphospace.run import RunDir
+        from morphospace.vade.train import train_run
         from test_train import cfg_for
 
         class Stall(pl.Callback):  # holds the run still so the test can kill it there

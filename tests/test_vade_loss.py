@@ -10,8 +10,8 @@ import torch
 from scipy import stats
 from sklearn.mixture import GaussianMixture
 
-from morphospace.models.networks import build_vade
-from morphospace.models.vade import (
+from morphospace.vade.networks import build_vade
+from morphospace.vade.model import (
     MixturePrior,
     canonical_angle,
     dihedral,

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .errors import UserError, first_line
-from .rundir import RunDir, atomic_path
+from .run import RunDir, atomic_path
 
 __all__ = ["VaDEModel", "load_model", "import_astrovader", "save_model", "load_vade", "model_dir",
            "MODEL_NAME", "MODEL_FILE"]
@@ -46,7 +46,7 @@ def save_model(model, hp: dict[str, Any], path: Path, extra: dict | None = None)
 
 def load_vade(path: str | Path):
     """``(vade, hparams, extra)`` from a file written by :func:`save_model` (CPU, eval mode)."""
-    from .models.networks import build_model
+    from .vade.networks import build_model
 
     path = Path(path)
     if not path.is_file():
@@ -57,7 +57,7 @@ def load_vade(path: str | Path):
     except Exception as exc:  # truncated or not a model: pickle, zip and key errors
         raise UserError(f"{path} is damaged ({first_line(exc)[:160]}): re-run `morphospace train`") from None
     if hp["preset"] == "form":
-        from .form.model import build_form_vade  # the form-first VaDE: embedder + core + image decoder
+        from .vade.form_model import build_form_vade  # the form-first VaDE: embedder + core + image decoder
 
         model = build_form_vade(hp)
     else:
@@ -76,7 +76,7 @@ class VaDEModel:
 
     Attributes
     ----------
-    vade : morphospace.models.vade.VaDE
+    vade : morphospace.vade.model.VaDE
         The torch module (CPU, eval mode).
     hparams : dict
         How it was built and trained.
@@ -108,7 +108,7 @@ class VaDEModel:
         if self.hparams.get("mask_neighbours", False):
             # the model was trained on cutouts with their neighbours masked: same input transform
             # (deterministic per image: the same cube gives exactly what `morphospace embed` saw)
-            from .neighbours import mask_images
+            from .image.masking import mask_images
 
             x, _ = mask_images(x, desc="")
         return x
@@ -154,8 +154,8 @@ class VaDEModel:
 
     def sample(self, component: int, n: int, temperature: float = 0.5, reject_below: float | None = None,
                seed: int = 0) -> np.ndarray:
-        """``n`` synthetic galaxies of one component (see :func:`morphospace.embed.generate`)."""
-        from .embed import generate
+        """``n`` synthetic galaxies of one component (see :func:`morphospace.vade.embed.generate`)."""
+        from .vade.embed import generate
 
         return generate(self.vade, component, n, temperature=temperature, reject_below=reject_below, seed=seed)
 
@@ -181,8 +181,8 @@ def import_astrovader(run: RunDir, weights: str | Path) -> Path:
     The result lives where ``morphospace train`` puts a trained model, so ``embed``,
     ``generate`` and :func:`load_model` work on it unchanged.
     """
-    from .models.keras_import import build_astrovader  # the published network: imported lazily
-    from .models.networks import build_model
+    from .vade.keras_import import build_astrovader  # the published network: imported lazily
+    from .vade.networks import build_model
 
     encoder, decoder, prior = build_astrovader(weights)
     k, d = prior["means"].shape

@@ -38,7 +38,7 @@ class VoteThresholds:
     first passing rule wins: ``artifact`` if Class1.3 > artifact, ``merger`` if
     Class8.6 > merger, ``smooth`` if Class1.1 > smooth, ``edge_on`` if Class2.1 >
     edge_on, ``barred_spiral`` if Class3.1 > barred, ``spiral`` if Class4.1 > spiral,
-    else ``uncertain`` (see ``morphospace.ingest.layouts.derive_gz2_class``).
+    else ``uncertain`` (see ``morphospace.data.ingest.layouts.derive_gz2_class``).
     """
 
     smooth: float = 0.5
@@ -100,7 +100,7 @@ class ModelConfig:
     latent_dim: int = 16
     n_components: int = 0  # 0: choose from the data (BIC of the latent mixture)
     pca_components: int = 32
-    # VaDE (morphospace.models.vade / train): see the docstrings there
+    # VaDE (morphospace.vade.model / train): see the docstrings there
     k_min: int = 2  # K range searched by the BIC when n_components = 0
     k_max: int = 12
     min_weight: float = 0.01  # mixture weight under which a component is re-seeded
@@ -110,15 +110,15 @@ class ModelConfig:
     canonicalise: bool = True  # rotate each image to put its major axis horizontal before encoding
     flip_invariant: bool = True  # code averaged over the 4 flips (exactly flip/handedness invariant)
     colour_weight: float = 1.0  # weight of colour (vs grey) in the reconstruction error of rgb cubes
-    mask_neighbours: bool = True  # hide every source but the central galaxy (morphospace.neighbours)
+    mask_neighbours: bool = True  # hide every source but the central galaxy (morphospace.image.masking)
     widths: list[int] = field(default_factory=lambda: [32, 64, 128, 256])  # default preset conv widths
     align_latent: bool = True  # turn the latent axes to the principal axes before fitting the mixture
-    merge_components: bool = True  # the VaDE's clusters: components merged by entropy (morphospace.merge)
+    merge_components: bool = True  # the VaDE's clusters: components merged by entropy (morphospace.vade.merge)
 
 
 @dataclass
 class FormConfig:
-    """The form embedding under ``model.preset = "form"`` (morphospace.form)."""
+    """The form embedding under ``model.preset = "form"`` (morphospace.ssl)."""
 
     backbone: str = "efficientnet-lite0"  # efficientnet-lite0 (ImageNet start) | small (from scratch)
     input_size: int = 112  # side the cube is resized to for the trunk
@@ -186,7 +186,7 @@ class StudyConfig:
     mode: str = "finetune"  # finetune | frozen
     epochs: int = 5
     weights: str = ""  # a weights file for backbones without packaged weights
-    # --- fine-tuning (morphospace.finetune / features) ---
+    # --- fine-tuning (morphospace.study.finetune / features) ---
     input_size: int = 0  # side images are resized to; 0: the backbone's default (112 for ImageNet nets)
     batch_size: int = 64
     lr: float = 1e-3  # head; a pretrained backbone gets 0.3 x this

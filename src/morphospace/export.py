@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import UserError
-from .rundir import RUN_FILES, RunDir, atomic_path
+from .run import RUN_FILES, RunDir, atomic_path
 
 FORMATS = (".csv", ".parquet", ".fits")
 

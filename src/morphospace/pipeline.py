@@ -3,7 +3,7 @@
 ingest -> cube + catalogue -> model (train) -> embedding (embed) -> reductions ->
 clusterings -> comparisons (+ nuisance audit) -> report
 
-Every stage takes a :class:`~morphospace.rundir.RunDir` and a resolved
+Every stage takes a :class:`~morphospace.run.RunDir` and a resolved
 :class:`~morphospace.config.Config`, so any stage can be re-run alone on an existing
 run. :func:`run_all` runs them in order (``morphospace run``).
 """
@@ -17,21 +17,21 @@ from pathlib import Path
 from .config import Config, apply_overrides, dumps_config
 from .errors import UserError
 from .progress import Timer
-from .rundir import RunDir, write_text
+from .run import RunDir, write_text
 
 log = logging.getLogger("morphospace")
 
 
 def default_survey_dir(cfg: Config) -> Path:
     """Where the built-in synthetic survey for ``cfg`` is cached (re-used across runs)."""
-    from . import synth
+    from .data import synth
 
     base = Path(os.environ.get("MORPHOSPACE_CACHE", Path.home() / ".cache" / "morphospace"))
     return base / f"synth-v{synth.GENERATOR_VERSION}-n{cfg.data.synth_n}-seed{cfg.data.synth_seed}"
 
 
 def stage_synth(out: Path, n: int, seed: int, workers: int, size: int | None = None) -> Path:
-    from .synth import make_survey
+    from .data.synth import make_survey
 
     kwargs = {"size": size} if size else {}
     with Timer(f"rendering {n} synthetic galaxies"):
@@ -55,7 +55,7 @@ def save_config(run: RunDir, cfg: Config) -> None:
 
 
 def stage_ingest(run: RunDir, cfg: Config) -> dict:
-    from .ingest import ingest
+    from .data.ingest import ingest
 
     data = ensure_survey(cfg)
     with Timer("ingest"):
@@ -66,17 +66,17 @@ def stage_train(run: RunDir, cfg: Config, resume: bool = False) -> None:
     if cfg.model.kind == "pca":
         log.info("model.kind = pca: no network to train (the pixel-PCA baseline is the embedding)")
         return
-    from .train import train_run
+    from .vade.train import train_run
 
     train_run(run, cfg, resume=resume)
 
 
 def stage_embed(run: RunDir, cfg: Config) -> None:
-    from .baseline import pixel_pca_run
+    from .analysis.pixels import pixel_pca_run
 
     pixel_pca_run(run, cfg.model.pca_components)
     if cfg.model.kind == "vade":
-        from .embed import embed_run
+        from .vade.embed import embed_run
 
         embed_run(run, cfg)
 
@@ -91,7 +91,7 @@ def primary_embedding(run: RunDir, cfg: Config) -> str:
 
 
 def stage_reduce(run: RunDir, cfg: Config, embedding: str | None = None) -> None:
-    from .reduce import reduce_run
+    from .analysis.reduce import reduce_run
 
     embedding = embedding or primary_embedding(run, cfg)
     with Timer(f"reductions of '{embedding}'"):
@@ -99,21 +99,21 @@ def stage_reduce(run: RunDir, cfg: Config, embedding: str | None = None) -> None
 
 
 def stage_cluster(run: RunDir, cfg: Config) -> None:
-    from .cluster import cluster_run
+    from .analysis.cluster import cluster_run
 
     with Timer("clusterings"):
         cluster_run(run, cfg)
 
 
 def stage_compare(run: RunDir, cfg: Config) -> None:
-    from .compare import compare_run
-    from .nuisance import audit_run
+    from .analysis.compare import compare_run
+    from .analysis.nuisance import audit_run
 
     with Timer("comparisons"):
         compare_run(run, cfg)
     with Timer("nuisance audit"):
         audit_run(run, cfg)
-    from .study_figures import write_study_figures
+    from .study.figures import write_study_figures
 
     with Timer("maps, k-selection curves and cluster galleries"):
         write_study_figures(run, cfg)
@@ -141,7 +141,7 @@ def run_all(run: RunDir, cfg: Config) -> Path:
 def stage_generate(run: RunDir, cfg: Config, component: int, n: int, out: Path, temperature: float = 0.5,
                    reject_below: float | None = None, seed: int = 0) -> Path:
     """Sample ``n`` galaxies of mixture component ``component``; write PNG + FITS into ``out``."""
-    from .embed import generate, write_generated
+    from .vade.embed import generate, write_generated
 
     images = generate(run, component, n, temperature=temperature, reject_below=reject_below, seed=seed)
     write_generated(images, out, prefix=f"component{component}")
@@ -187,12 +187,12 @@ def run_study(run: RunDir, cfg: Config) -> Path:
             log.info("study of the %s encoder: using the trained model in %s", cfg.study.backbone, model_dir(run))
         else:
             stage_train(run, apply_overrides(cfg, {"model.kind": "vade"}))
-        from .embed import embed_run
+        from .vade.embed import embed_run
 
         embed_run(run, cfg)
         embedding = "vade" if cfg.study.backbone == "vade" else "form"
     else:
-        from .features import study_features_run
+        from .study.features import study_features_run
 
         with Timer(f"features of {cfg.study.backbone} ({cfg.study.mode})"):
             study_features_run(run, cfg)

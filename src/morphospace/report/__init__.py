@@ -20,7 +20,7 @@ CSV of ids. Thumbnails are packed in sprite sheets, inlined when small enough
 Examples
 --------
 >>> from morphospace.config import Config
->>> from morphospace.rundir import RunDir
+>>> from morphospace.run import RunDir
 >>> build_report(RunDir("runs/demo"), Config())  # doctest: +SKIP
 PosixPath('runs/demo/report.html')
 """
@@ -37,7 +37,7 @@ import numpy as np
 from ..config import Config
 from ..errors import UserError
 from ..progress import Timer
-from ..rundir import RunDir, write_text
+from ..run import RunDir, write_text
 from .collect import RunContents
 from .explorer import choose_points, explorer_payload
 from .html import page, section

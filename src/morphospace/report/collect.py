@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from ..rundir import RunDir
+from ..run import RunDir
 
 log = logging.getLogger("morphospace")
 
@@ -132,7 +132,7 @@ class RunContents:
         """Categorical label columns of the catalogue, the truth first (see ``compare.label_columns``)."""
         if self.catalogue is None:
             return []
-        from ..compare import label_columns  # one definition of "a label" for the whole toolkit
+        from ..analysis.compare import label_columns  # one definition of "a label" for the whole toolkit
 
         cfg = _TruthCfg(self.truth_label_wanted)
         try:
@@ -146,7 +146,7 @@ class RunContents:
         cols = self.label_columns
         if not cols:
             return None
-        from ..compare import truth_column
+        from ..analysis.compare import truth_column
 
         try:
             t = truth_column(self.catalogue, _TruthCfg(self.truth_label_wanted), candidates=cols)
@@ -156,7 +156,7 @@ class RunContents:
 
     def labels(self, column: str) -> np.ndarray:
         """A catalogue column in cube order as an object array (missing -> None)."""
-        from ..compare import labels_in_cube_order
+        from ..analysis.compare import labels_in_cube_order
 
         return labels_in_cube_order(self.run, column, self.catalogue)
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from ..rundir import atomic_path
+from ..run import atomic_path
 
 PALETTE = ["#4e9df5", "#f5a623", "#e5484d", "#30c48d", "#a07cf0", "#ff7fbf", "#38c5d8", "#c7d93a",
            "#f07a3a", "#7a8cff", "#2fb37a", "#d65db1", "#8fd0ff", "#ffcf70", "#b5e48c", "#ff9f9f",
@@ -319,6 +319,6 @@ def anomaly_histogram(scores: np.ndarray, threshold: float, path: Path, what: st
 
 def heatmap_figure(matrix: pd.DataFrame, path: Path, title: str, vmin: float | None = None) -> Path:
     """A score matrix drawn like the comparison stage draws it (``compare.plot_heatmap``)."""
-    from ..compare import plot_heatmap
+    from ..analysis.compare import plot_heatmap
 
     return plot_heatmap(matrix, path, title, vmin=vmin)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..rundir import RunDir
+from ..run import RunDir
 from . import figures as F
 from .collect import MISSING, Clustering, RunContents
 from .html import (card, category_colours, data_uri, esc, figure, image_thumb, mix_bar, section, stat, table,

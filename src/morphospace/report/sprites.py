@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from ..progress import progress
-from ..rundir import atomic_path
+from ..run import atomic_path
 
 FORMATS = {"webp": ("WEBP", "image/webp"), "jpeg": ("JPEG", "image/jpeg")}
 

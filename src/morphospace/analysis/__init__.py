@@ -1,0 +1,1 @@
+"""Reductions, clusterings, comparisons, probes and the nuisance audit."""

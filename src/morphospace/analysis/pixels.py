@@ -1,0 +1,87 @@
+"""The baseline representation: principal components of the pixels.
+
+Every run computes it, cheaply, so that any learned representation is always shown
+beside "raw pixels + PCA" (the floor a morphology model has to beat).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from sklearn.decomposition import IncrementalPCA
+
+from ..progress import Timer, progress
+from ..run import RunDir, write_json, write_npy
+
+
+def _pool(batch: np.ndarray, factor: int) -> np.ndarray:
+    """Average-pool N x C x H x W by ``factor`` and flatten to N x D."""
+    n, c, h, w = batch.shape
+    if factor > 1:
+        batch = batch[:, :, : h - h % factor, : w - w % factor]
+        batch = batch.reshape(n, c, h // factor, factor, w // factor, factor).mean(axis=(3, 5))
+    return batch.reshape(n, -1)
+
+
+class PixelPCA:
+    """Incremental PCA of (average-pooled) pixels, streamed over a memory-mapped cube.
+
+    Parameters
+    ----------
+    n_components : int
+        Number of principal components kept.
+    pool : int
+        Average-pooling factor applied first (2: 64x64 -> 32x32), which removes pixel
+        noise and keeps the fit cheap.
+    batch_size : int
+        Images per incremental step; memory is bounded by it, not by N.
+
+    Attributes
+    ----------
+    pca_ : sklearn.decomposition.IncrementalPCA
+    explained_variance_ratio_ : ndarray
+    """
+
+    def __init__(self, n_components: int = 32, pool: int = 2, batch_size: int = 1024):
+        self.n_components = n_components
+        self.pool = pool
+        self.batch_size = batch_size
+
+    def fit(self, cube: np.ndarray) -> "PixelPCA":
+        n = len(cube)
+        k = min(self.n_components, n, int(np.prod(cube.shape[1:])) // (self.pool ** 2))
+        # IncrementalPCA needs every batch to hold at least n_components rows.
+        bs = max(self.batch_size, k)
+        self.pca_ = IncrementalPCA(n_components=k)
+        starts = list(range(0, n, bs))
+        if len(starts) > 1 and n - starts[-1] < k:
+            starts.pop()  # fold a too-small tail into the previous batch
+        for i, s in enumerate(progress(starts, desc="pixel PCA", unit="batch")):
+            e = starts[i + 1] if i + 1 < len(starts) else n
+            self.pca_.partial_fit(_pool(np.asarray(cube[s:e], dtype=np.float32), self.pool))
+        self.explained_variance_ratio_ = self.pca_.explained_variance_ratio_
+        return self
+
+    def transform(self, cube: np.ndarray) -> np.ndarray:
+        out = [self.pca_.transform(_pool(np.asarray(cube[s: s + self.batch_size], dtype=np.float32), self.pool))
+               for s in range(0, len(cube), self.batch_size)]
+        return np.concatenate(out).astype(np.float32)
+
+    def fit_transform(self, cube: np.ndarray) -> np.ndarray:
+        return self.fit(cube).transform(cube)
+
+
+def pixel_pca_run(run: RunDir, n_components: int = 32) -> np.ndarray:
+    """Write the ``pixels_pca`` embedding of the run's cube."""
+    cube = run.read_cube()
+    with Timer(f"pixel PCA ({len(cube)} images, {n_components} components)"):
+        model = PixelPCA(n_components=n_components)
+        z = model.fit_transform(cube)
+    write_npy(run.embedding_path("pixels_pca"), z)
+    write_json(run.embedding_path("pixels_pca").with_suffix(".json"), {
+        "name": "pixels_pca", "method": "IncrementalPCA of 2x average-pooled pixels",
+        "n_components": int(z.shape[1]),
+        "explained_variance": float(np.sum(model.explained_variance_ratio_)),
+    })
+    return z

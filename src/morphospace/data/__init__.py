@@ -1,0 +1,1 @@
+"""Surveys in, cube + catalogue out: ``ingest`` and the synthetic survey ``synth``."""

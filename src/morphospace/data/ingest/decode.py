@@ -1,0 +1,224 @@
+"""Decoding one galaxy's file into pixels, with the failures a survey really has.
+
+:func:`decode` returns a :class:`Frame` or raises :class:`BadImage` naming the
+quality flag. An 8-bit image stays a Pillow image (the preprocessing crops and
+resizes it in C before any float conversion); anything else becomes a float32
+H x W x B array: 16-bit images scaled to [0, 1], FITS and float data in their own
+units. JPEGs are decoded at reduced scale (Pillow's draft mode: the DCT does the
+downscaling) when the preprocessing will downsample anyway.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ...errors import first_line
+from .records import Record
+
+FITS_MAGIC = b"SIMPLE  ="
+MIN_SIDE = 8  # smaller frames are flagged too_small
+
+
+class BadImage(Exception):
+    """A record whose pixels cannot be used; ``flag`` names the reason, ``detail`` says more.
+
+    ``also`` names further flags that hold (e.g. ``nonfinite`` beside ``blank`` for a
+    frame that is mostly NaN).
+    """
+
+    def __init__(self, flag: str, detail: str = "", also: tuple[str, ...] = ()):
+        super().__init__(detail or flag)
+        self.flag = flag
+        self.detail = detail
+        self.also = tuple(also)
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        return (self.flag, *self.also)
+
+
+@dataclass
+class Frame:
+    """Decoded pixels.
+
+    Attributes
+    ----------
+    pixels : PIL.Image.Image or numpy.ndarray
+        An 8-bit Pillow image (mode ``RGB`` or ``L``), or a float32 H x W x B array.
+    display : bool
+        The values are display levels on a known scale (8/16-bit rendered images:
+        0 is black, 1 is white), so absolute thresholds such as "a white page" mean
+        something. False for FITS and float data (flux units).
+    """
+
+    pixels: "Image.Image | np.ndarray"
+    display: bool
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        if isinstance(self.pixels, Image.Image):
+            return self.pixels.size[1], self.pixels.size[0]
+        return self.pixels.shape[0], self.pixels.shape[1]
+
+
+def decode(rec: Record, min_side: int = 0, h5_cache: dict | None = None) -> Frame:
+    """Decode a record.
+
+    Parameters
+    ----------
+    rec : Record
+    min_side : int
+        The decoded image may be reduced (JPEG draft mode) as long as its sides stay
+        at least this long; 0 decodes at full size.
+    h5_cache : dict, optional
+        Open HDF5 files keyed by path, reused across calls in one worker.
+    """
+    if rec.kind == "hdf5":
+        return frame_from_array(read_hdf5_rows(rec.source, [rec.index], h5_cache if h5_cache is not None else {})[0])
+    try:
+        size = os.path.getsize(rec.source)
+    except OSError as exc:
+        raise BadImage("unreadable", first_line(exc)) from None
+    if size == 0:
+        raise BadImage("empty_file")
+    if rec.kind == "fits" or _has_fits_magic(rec.source):
+        frame = _decode_fits(rec.source)
+    else:
+        frame = _decode_pillow(rec.source, min_side)
+    h, w = frame.shape
+    if min(h, w) < MIN_SIDE:
+        raise BadImage("too_small", f"{w}x{h} pixels")
+    return frame
+
+
+def _has_fits_magic(path: str) -> bool:
+    """FITS files without a FITS extension are recognised by their first card."""
+    if path.lower().endswith((".jpg", ".jpeg", ".png", ".tif", ".tiff")):
+        return False
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(FITS_MAGIC)) == FITS_MAGIC
+    except OSError:
+        return False
+
+
+def _truncation(msg: str) -> bool:
+    msg = msg.lower()
+    return any(s in msg for s in ("truncated", "broken data stream", "premature end", "unexpected end",
+                                  "buffer is not large enough", "not enough data"))
+
+
+EXIF_ORIENTATION = 0x0112
+
+
+def _decode_pillow(path: str, min_side: int) -> Frame:
+    try:
+        with Image.open(path) as img:
+            if img.format == "JPEG" and min_side > 0:
+                # DCT-domain downscaling: far less work than decoding the full frame.
+                img.draft("RGB" if img.mode != "L" else "L", (min_side, min_side))
+            img.load()
+            if img.getexif().get(EXIF_ORIENTATION, 1) != 1:
+                # a camera-style orientation tag: show the image the way its writer meant it
+                img = ImageOps.exif_transpose(img)
+            if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+                arr = np.asarray(img, dtype=np.float32) / 65535.0
+                return Frame(arr[..., None], display=True)
+            if img.mode in ("I", "F"):
+                arr = np.asarray(img, dtype=np.float32)
+                return Frame(arr[..., None], display=False)
+            if img.mode not in ("RGB", "L"):
+                # Palette, alpha, CMYK, 1-bit...: shown as RGB (alpha dropped).
+                img = img.convert("RGB")
+            return Frame(img, display=True)
+    except UnidentifiedImageError:
+        raise BadImage("not_image", "not a format Pillow reads") from None
+    except (OSError, EOFError, SyntaxError, ValueError) as exc:
+        # Pillow reports damaged files with all of these, depending on the format.
+        flag = "truncated" if isinstance(exc, EOFError) or _truncation(str(exc)) else "unreadable"
+        raise BadImage(flag, first_line(exc)) from None
+    except Image.DecompressionBombError as exc:
+        raise BadImage("unreadable", first_line(exc)) from None
+    except MemoryError:
+        raise BadImage("unreadable", "too large to decode") from None
+    except Exception as exc:  # noqa: BLE001 - a hostile file must not stop a survey
+        raise BadImage("unreadable", f"{type(exc).__name__}: {first_line(exc)}") from None
+
+
+def _decode_fits(path: str) -> Frame:
+    from astropy.io import fits
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with fits.open(path, memmap=False) as hdul:
+                data = None
+                for hdu in hdul:
+                    d = getattr(hdu, "data", None)
+                    if d is not None and np.ndim(d) >= 2:
+                        data = np.asarray(d, dtype=np.float32)
+                        break
+    except OSError as exc:
+        msg = str(exc).lower()
+        flag = "truncated" if _truncation(msg) or "empty or corrupt" in msg else "not_image"
+        raise BadImage(flag, first_line(exc)) from None
+    except MemoryError:
+        raise BadImage("unreadable", "too large to decode") from None
+    except Exception as exc:  # noqa: BLE001 - astropy raises many types for damaged files
+        flag = "truncated" if _truncation(str(exc)) else "unreadable"
+        raise BadImage(flag, f"{type(exc).__name__}: {first_line(exc)}") from None
+    if data is None:
+        raise BadImage("not_image", "FITS file without an image HDU")
+    while data.ndim > 3 and data.shape[0] == 1:  # (1, 1, H, W) and the like
+        data = data[0]
+    if data.ndim == 2:
+        return Frame(data[..., None], display=False)
+    if data.ndim == 3:  # a band cube: bands first in FITS (numpy) order
+        return Frame(np.ascontiguousarray(np.moveaxis(data, 0, -1)), display=False)
+    raise BadImage("not_image", f"{data.ndim}-d FITS data")
+
+
+def frame_from_array(arr: np.ndarray) -> Frame:
+    """A Frame from an H x W x B (or H x W) array as stored in an HDF5 set."""
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.dtype == np.uint8 and arr.shape[-1] in (1, 3):
+        return Frame(Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else np.ascontiguousarray(arr)), display=True)
+    if np.issubdtype(arr.dtype, np.integer):
+        full = float(np.iinfo(arr.dtype).max)
+        return Frame(arr.astype(np.float32) / full, display=True)
+    return Frame(arr.astype(np.float32), display=False)
+
+
+def read_hdf5_rows(path: str, indices: list[int], cache: dict) -> list[np.ndarray]:
+    """Rows ``indices`` of the ``images`` dataset of ``path``, read as one slice.
+
+    Galaxy10 files are chunked and compressed: one slice read decompresses each
+    chunk once, where row-by-row reads would decompress it once per row.
+    """
+    import h5py
+
+    f = cache.get(path)
+    if f is None:
+        try:
+            f = cache[path] = h5py.File(path, "r")
+        except Exception as exc:  # noqa: BLE001
+            raise BadImage("unreadable", first_line(exc)) from None
+    try:
+        ds = f["images"]
+        lo, hi = min(indices), max(indices) + 1
+        block = ds[lo:hi]
+        return [np.asarray(block[i - lo]) for i in indices]
+    except Exception as exc:  # noqa: BLE001 - a damaged chunk flags its rows, not the run
+        raise BadImage("unreadable", first_line(exc)) from None
+
+
+def draft_side(crop: float, size: int) -> int:
+    """The smallest frame side that still gives ``size`` pixels after a ``crop`` fraction."""
+    return int(math.ceil(size / max(crop, 1e-6)))

@@ -1,0 +1,83 @@
+"""What the ingest reads: one :class:`Record` per galaxy, before any pixel is decoded.
+
+A layout (see :mod:`morphospace.data.ingest.layouts`) turns a survey on disk into a
+list of records and a table of label columns. Problems visible from the listing
+alone (a catalogue row without an image, an image without a row, a repeated id)
+are flagged here; problems with pixels are flagged when the record is decoded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Every quality flag the ingest can raise, with the words used in the summary.
+# ``EXCLUDING`` flags keep a galaxy out of the cube; the others are warnings.
+# The catalogue always has one boolean ``flag_<name>`` column per entry, in this order.
+FLAG_DESCRIPTIONS = {
+    "empty_file": "zero-byte file",
+    "not_image": "not an image file",
+    "truncated": "truncated image file",
+    "unreadable": "file could not be read",
+    "too_small": "image smaller than 8 pixels on a side",
+    "blank": "blank or near-constant image",
+    "not_galaxy": "frame is not a galaxy (flat frame with text or graphics, e.g. a service error page)",
+    "nonfinite": "NaN or inf pixels (replaced by the sky level)",
+    "duplicate_id": "id seen before (first occurrence kept)",
+    "missing_image": "catalogue row without an image",
+    "no_catalogue_row": "image without a catalogue row (kept, no labels)",
+}
+EXCLUDING = frozenset(
+    {"empty_file", "not_image", "truncated", "unreadable", "too_small", "blank", "not_galaxy",
+     "duplicate_id", "missing_image"}
+)
+
+
+@dataclass(slots=True)  # slots: tens of thousands of these live in the parent at once
+class Record:
+    """One galaxy to ingest.
+
+    Parameters
+    ----------
+    id : str
+        The galaxy id (always a string, as in the catalogue).
+    source : str
+        Where the pixels are: a file path, or the HDF5 file for a row of a Galaxy10 set.
+    kind : str
+        ``"image"`` (Pillow), ``"fits"`` (astropy) or ``"hdf5"`` (h5py).
+    index : int
+        Row in an HDF5 dataset (``kind == "hdf5"``), else -1.
+    flags : frozenset of str
+        Flags raised so far (before decoding: missing image, duplicate id, ...); add
+        with :meth:`flag`. (Labels live in the survey's table, not in records.)
+    """
+
+    id: str
+    source: str
+    kind: str = "image"
+    index: int = -1
+    flags: frozenset = frozenset()  # shared while empty: most records never get a flag
+
+    def flag(self, name: str) -> None:
+        """Raise flag ``name``."""
+        self.flags = self.flags | {name}
+
+    @property
+    def decodable(self) -> bool:
+        return not (self.flags & EXCLUDING)
+
+    @property
+    def where(self) -> str:
+        """The source as written in the catalogue (``file#row`` for an HDF5 row)."""
+        return f"{self.source}#{self.index}" if self.kind == "hdf5" else self.source
+
+
+def flag_duplicates(records: list[Record]) -> None:
+    """Flag every record whose id was already seen (the first occurrence is kept)."""
+    seen: set[bytes] = set()
+    for rec in records:
+        # compared as they will be written: file names that are not UTF-8 decode to lone
+        # surrogates, which the catalogue stores as U+FFFD, so two such ids can become one
+        key = str(rec.id).encode("utf-8", "replace")
+        if key in seen:
+            rec.flag("duplicate_id")
+        seen.add(key)

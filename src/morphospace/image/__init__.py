@@ -1,0 +1,1 @@
+"""Pixel-level helpers shared by the stages: source detection, neighbour masking, display."""

@@ -1,0 +1,1 @@
+"""Neural-network plumbing shared by the model layers: the CNN backbones."""

@@ -1,0 +1,327 @@
+"""The run directory: one folder per run, the contract between stages.
+
+Layout (also documented in the README)::
+
+    RUN/
+      config.toml              resolved configuration of the run
+      catalogue.parquet        one row per input galaxy: id, source, label columns,
+                               flag_<reason> booleans, cube_index (-1: not in the cube)
+      ingest_summary.json      counts and example ids per quality flag
+      cube.npy                 preprocessed images, float32 N x C x H x W (memory-mapped);
+                               row i is the galaxy whose cube_index == i
+      cube_masked.npy          the cube with neighbours masked (morphospace.image.masking)
+      models/<name>/           trained models (checkpoints, hyper-parameters)
+      embeddings/<name>.npy    one row per cube row (float32)
+      embeddings/<name>.json   what produced it
+      reductions/<name>.npy    2-D or low-dimensional reductions of an embedding
+      clusterings/<name>.parquet   id, label (and prob_<k> columns when soft)
+      comparisons/*.csv        score matrices and contingency tables
+      figures/*.png            every figure of the report
+      report.html              the report
+      log.txt                  the log of every stage run here
+
+Every file is written atomically (to a temporary name, then renamed), so a killed
+stage never leaves a file that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+
+from ..errors import UserError, first_line
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+
+    On an exception the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600: give the file the user's usual mode
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def write_npy(path: str | Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.ascontiguousarray(array))
+
+
+def write_table(path: str | Path, table: pd.DataFrame) -> None:
+    """Write a DataFrame by extension (.parquet or .csv), atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        if path.suffix == ".parquet":
+            table.to_parquet(tmp, index=False)
+        elif path.suffix == ".csv":
+            table.to_csv(tmp, index=False)
+        else:
+            raise ValueError(f"unknown table extension: {path.suffix}")
+
+
+# files a run keeps at its top level (the layout above); export refuses to overwrite them
+RUN_FILES = frozenset({"config.toml", "catalogue.parquet", "ingest_summary.json", "cube.npy", "cube_masked.npy",
+                       "cube_masked.parquet", "cube_masked.json", "vade_galaxies.parquet", "report.html", "log.txt"})
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
+
+
+def safe_name(name: Any) -> str:
+    """A name that can only ever be one file name inside its folder: every character but
+    letters, digits and ``. _ + -`` becomes ``_``, leading dots go (no ``..``, no hidden
+    files), at most 120 characters. Every name that reaches a path passes through here
+    (column names of a user's catalogue become clustering and comparison file names)."""
+    text = _UNSAFE.sub("_", str(name)).lstrip(".")
+    return text[:120] or "_"
+
+
+LOCK_FILE = ".lock"
+_HELD_LOCKS: dict[Path, Any] = {}  # run path -> open lock file, held by this process
+
+
+def release_locks() -> None:
+    """Release every run lock this process holds (the command line does so when a command ends)."""
+    while _HELD_LOCKS:
+        _, fh = _HELD_LOCKS.popitem()
+        fh.close()
+
+
+class RunDir:
+    """Paths and readers for one run directory.
+
+    Parameters
+    ----------
+    path : str or Path
+        The run directory. ``create=True`` makes it; otherwise it must exist.
+    """
+
+    def __init__(self, path: str | Path, create: bool = False):
+        self.path = Path(path)
+        if create:
+            self.path.mkdir(parents=True, exist_ok=True)
+        elif not self.path.is_dir():
+            raise UserError(f"run directory not found: {self.path}")
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    # one writer -------------------------------------------------------------------------
+    def acquire_lock(self) -> None:
+        """Hold ``RUN/.lock`` (an exclusive ``flock``) until this process ends.
+
+        A second process that tries to write the same run gets a one-line :class:`UserError`
+        instead of interleaving its files with the first one's. The lock is released by
+        :func:`release_locks`, or by the operating system when the holder exits, killed or
+        not, so a stale lock never blocks.
+        """
+        import fcntl
+
+        key = self.path.resolve()
+        if key in _HELD_LOCKS:
+            return
+        fh = open(self.path / LOCK_FILE, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise UserError(f"run {self.path} is in use by {holder}: wait for it to finish "
+                            f"(one morphospace process writes a run at a time)") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"morphospace process {os.getpid()}")
+        fh.flush()
+        _HELD_LOCKS[key] = fh
+
+    # paths ----------------------------------------------------------------------------
+    @property
+    def config(self) -> Path:
+        return self.path / "config.toml"
+
+    @property
+    def catalogue(self) -> Path:
+        return self.path / "catalogue.parquet"
+
+    @property
+    def ingest_summary(self) -> Path:
+        return self.path / "ingest_summary.json"
+
+    @property
+    def cube(self) -> Path:
+        return self.path / "cube.npy"
+
+    @property
+    def log(self) -> Path:
+        return self.path / "log.txt"
+
+    @property
+    def report(self) -> Path:
+        return self.path / "report.html"
+
+    def sub(self, name: str) -> Path:
+        """A sub-folder (models, embeddings, reductions, clusterings, comparisons, figures), created."""
+        p = self.path / name
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def model_dir(self, name: str) -> Path:
+        p = self.sub("models") / safe_name(name)
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def embedding_path(self, name: str) -> Path:
+        return self.path / "embeddings" / f"{safe_name(name)}.npy"
+
+    def reduction_path(self, name: str) -> Path:
+        return self.path / "reductions" / f"{safe_name(name)}.npy"
+
+    def clustering_path(self, name: str) -> Path:
+        return self.path / "clusterings" / f"{safe_name(name)}.parquet"
+
+    def figure_path(self, name: str) -> Path:
+        return self.sub("figures") / f"{safe_name(name)}.png"
+
+    # readers --------------------------------------------------------------------------
+    def _require(self, path: Path, stage: str) -> Path:
+        if not path.exists():
+            raise UserError(f"{path.name} not found in {self.path}: run `morphospace {stage}` first")
+        return path
+
+    def damaged(self, path: Path, stage: str, why: Any) -> UserError:
+        """The one-line error for a run file that exists but cannot be read."""
+        reason = first_line(why) if isinstance(why, BaseException) else str(why)
+        return UserError(f"{path} is damaged ({reason[:160]}): re-run `morphospace {stage}` to rewrite it")
+
+    def load_npy(self, path: Path, stage: str, mmap: bool = True) -> np.ndarray:
+        """An ``.npy`` of the run, or a one-line error naming it and the stage that writes it."""
+        self._require(path, stage)
+        try:
+            arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:  # truncated, garbage, not an npy
+            raise self.damaged(path, stage, exc) from None
+        if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiu":
+            raise self.damaged(path, stage, "not a numeric array")
+        return arr
+
+    def read_table(self, path: Path, stage: str, columns: list[str] | None = None) -> pd.DataFrame:
+        """A parquet table of the run, or a one-line error naming it and the stage that writes it."""
+        self._require(path, stage)
+        try:
+            return pd.read_parquet(path, columns=columns)
+        except Exception as exc:  # pyarrow raises many types for a damaged file
+            raise self.damaged(path, stage, exc) from None
+
+    def read_catalogue(self) -> pd.DataFrame:
+        cat = self.read_table(self.catalogue, "ingest")
+        missing = {"id", "cube_index"} - set(cat.columns)
+        if missing:
+            raise self.damaged(self.catalogue, "ingest", f"no column {', '.join(sorted(missing))}")
+        return cat
+
+    def read_cube(self, mmap: bool = True) -> np.ndarray:
+        """The preprocessed image cube, N x C x H x W float32 (memory-mapped by default).
+
+        Checked against the catalogue: a cube and a catalogue of different runs (or of an ingest
+        that another process interrupted) are a one-line error, not a failure deep in a stage.
+        """
+        cube = self.load_npy(self.cube, "ingest", mmap=mmap)
+        if cube.ndim != 4:
+            raise self.damaged(self.cube, "ingest", f"shape {cube.shape}, expected N x C x H x W")
+        if self.catalogue.exists():
+            n_cat = int((self.read_table(self.catalogue, "ingest", columns=["cube_index"])["cube_index"] >= 0).sum())
+            if n_cat != len(cube):
+                raise UserError(f"{self.catalogue.name} lists {n_cat} galaxies in the cube but {self.cube.name} has "
+                                f"{len(cube)} rows: they do not belong together; re-run `morphospace ingest`")
+        return cube
+
+    def cube_ids(self) -> np.ndarray:
+        """Galaxy ids in cube order (row i of the cube is ``cube_ids()[i]``)."""
+        cat = self.read_catalogue()
+        inside = cat[cat["cube_index"] >= 0].sort_values("cube_index")
+        return inside["id"].to_numpy()
+
+    def read_embedding(self, name: str) -> np.ndarray:
+        known = self.embeddings()
+        if name not in known:
+            raise UserError(f"no embedding '{name}' in {self.path} (it has: {', '.join(known) or 'none'}): "
+                            f"run `morphospace embed` first, or name one of those")
+        return self.load_npy(self.embedding_path(name), "embed", mmap=False)
+
+    def embeddings(self) -> list[str]:
+        d = self.path / "embeddings"
+        return sorted(p.stem for p in d.glob("*.npy")) if d.is_dir() else []
+
+    def reductions(self) -> list[str]:
+        d = self.path / "reductions"
+        return sorted(p.stem for p in d.glob("*.npy")) if d.is_dir() else []
+
+    def read_reduction(self, name: str) -> np.ndarray:
+        return self.load_npy(self.reduction_path(name), "reduce", mmap=False)
+
+    def clusterings(self) -> list[str]:
+        d = self.path / "clusterings"
+        return sorted(p.stem for p in d.glob("*.parquet")) if d.is_dir() else []
+
+    def read_clustering(self, name: str) -> pd.DataFrame:
+        table = self.read_table(self.clustering_path(name), "cluster")
+        if not {"id", "label"} <= set(table.columns):
+            raise self.damaged(self.clustering_path(name), "cluster", "no id and label columns")
+        return table
+
+    def write_clustering(self, name: str, ids: np.ndarray, labels: np.ndarray,
+                         probabilities: np.ndarray | None = None, extra: dict | None = None) -> Path:
+        """Store a clustering keyed by galaxy id (label -1 = noise)."""
+        table = pd.DataFrame({"id": np.asarray(ids), "label": np.asarray(labels, dtype=np.int64)})
+        if probabilities is not None:
+            for k in range(probabilities.shape[1]):
+                table[f"prob_{k}"] = probabilities[:, k].astype(np.float32)
+        for key, value in (extra or {}).items():
+            table[key] = value
+        path = self.clustering_path(name)
+        write_table(path, table)
+        return path

@@ -1,0 +1,239 @@
+"""Self-supervised training of the form embedding, with Lightning.
+
+Two regimes, one :class:`SSLModule`:
+
+``frozen trunk`` (the default, and what a CPU affords)
+    Every galaxy is put through the trunk once per *view*: its eight dihedral views and
+    ``aug_views`` random nuisance views (:class:`~morphospace.ssl.augment.NuisanceAugment`).
+    That *view bank* (V x N x F) is the training set: each step draws two different views of
+    each galaxy in the batch and trains the head (and its projector) to match them. An epoch
+    costs milliseconds, so the head sees hundreds of view pairs per galaxy for the price of
+    V trunk passes.
+``train_trunk``
+    The trunk is trained too, on views drawn afresh every step from the images (two
+    augmentations per galaxy): in-domain adaptation of the ImageNet weights, or a ``small``
+    CNN from scratch. Needs a GPU for surveys of any size (10^5 galaxies); on two CPU cores
+    it is a smoke test.
+
+The objective is NT-Xent (SimCLR) at temperature ``form.temperature`` or VICReg
+(:mod:`morphospace.ssl.losses`). All randomness of a step comes from
+``(seed, global step, rank)``, so ``--resume`` continues a killed run exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from ..vade.model import dihedral
+from ..progress import is_quiet, progress
+from .augment import NuisanceAugment
+from .embedder import FormEmbedder, FormHead, TrunkTaps
+from .losses import LOSSES
+
+__all__ = ["view_bank", "SSLModule", "ViewBankDataModule", "fit_embedder", "N_DIHEDRAL"]
+
+log = logging.getLogger("morphospace")
+
+N_DIHEDRAL = 8
+
+
+def _seed(*parts: int) -> int:
+    state = np.random.SeedSequence([int(p) for p in parts]).generate_state(2, dtype=np.uint32)
+    return int(state[0]) << 31 | int(state[1]) >> 1
+
+
+@torch.no_grad()
+def view_bank(trunk: TrunkTaps, cube, aug_views: int, seed: int, batch_size: int = 256,
+              augment: NuisanceAugment = NuisanceAugment(), out: np.ndarray | None = None) -> np.ndarray:
+    """Trunk features of every galaxy's 8 dihedral views, then ``aug_views`` nuisance views.
+
+    Returns a ``(8 + aug_views, N, F)`` float32 array (``out`` if given, e.g. a memmap). The
+    head's output averaged over the first 8 is what :class:`FormEmbedder` computes from the
+    images. A nuisance view depends only on ``(seed, view, first row of its batch)``.
+    """
+    n = len(cube)
+    v_total = N_DIHEDRAL + int(aug_views)
+    if out is None:
+        out = np.empty((v_total, n, trunk.dim), dtype=np.float32)
+    was = trunk.training
+    trunk.eval()
+    starts = range(0, n, batch_size)
+    try:
+        for s in progress(starts, total=len(starts), desc="form features", unit="batch"):
+            x = torch.from_numpy(np.array(cube[s:s + batch_size], dtype=np.float32))
+            for v in range(v_total):
+                xv = dihedral(x, v) if v < N_DIHEDRAL else augment(x, seed=_seed(seed, v, s))
+                out[v, s:s + len(x)] = trunk(xv).numpy()
+    finally:
+        trunk.train(was)
+    return out
+
+
+class _Rows:
+    """Row i of a (V, N, F) bank as a (V, F) tensor; or image i of a cube."""
+
+    def __init__(self, data: np.ndarray, axis: int):
+        self.data, self.axis = data, axis
+
+    def __len__(self) -> int:
+        return self.data.shape[self.axis]
+
+    def __getitem__(self, i: int):
+        row = self.data[:, i] if self.axis == 1 else self.data[i]
+        return torch.from_numpy(np.array(row, dtype=np.float32))
+
+
+class ViewBankDataModule(pl.LightningDataModule):
+    """Galaxies of a view bank (``axis=1``) or of an image cube (``axis=0``), shuffled by a seeded sampler."""
+
+    def __init__(self, data: np.ndarray, batch_size: int, seed: int, axis: int = 1):
+        super().__init__()
+        self.dataset = _Rows(data, axis)
+        self.batch_size, self.seed = int(batch_size), int(seed)
+
+    def train_dataloader(self):
+        t = self.trainer
+        sampler = DistributedSampler(self.dataset, num_replicas=t.world_size if t else 1, rank=t.global_rank if t else 0,
+                                     shuffle=True, seed=self.seed, drop_last=True)
+        # drop_last: a batch of one has no negatives and no batch statistics
+        return DataLoader(self.dataset, batch_size=self.batch_size, sampler=sampler, num_workers=0,
+                          drop_last=len(self.dataset) > self.batch_size)
+
+
+class SSLModule(pl.LightningModule):
+    """The form head (and, with ``train_trunk``, the trunk) trained on pairs of views.
+
+    Parameters
+    ----------
+    head : FormHead
+    trunk : TrunkTaps, optional
+        Needed only with ``train_trunk`` (batches are then images).
+    loss : {"nt_xent", "vicreg"}
+    temperature : float
+        NT-Xent's temperature.
+    lr, weight_decay : float
+        AdamW, cosine-decayed over ``epochs``.
+    epochs, seed : int
+    proj_dim : int
+        Width of the projector the loss is computed on (discarded after training).
+    """
+
+    def __init__(self, head: FormHead, trunk: TrunkTaps | None = None, loss: str = "nt_xent",
+                 temperature: float = 0.2, lr: float = 1e-3, weight_decay: float = 1e-4, epochs: int = 60,
+                 seed: int = 0, proj_dim: int = 256, augment: NuisanceAugment = NuisanceAugment()):
+        super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r} (known: {', '.join(LOSSES)})")
+        self.head, self.trunk = head, trunk
+        self.projector = nn.Sequential(nn.BatchNorm1d(head.dim), nn.ReLU(), nn.Linear(head.dim, proj_dim),
+                                       nn.BatchNorm1d(proj_dim), nn.ReLU(), nn.Linear(proj_dim, proj_dim))
+        self.loss_name, self.temperature = loss, float(temperature)
+        self.lr, self.weight_decay, self.epochs, self.seed = float(lr), float(weight_decay), int(epochs), int(seed)
+        self.augment = augment
+
+    def _loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        if self.loss_name == "nt_xent":
+            return LOSSES["nt_xent"](z1, z2, temperature=self.temperature)
+        return LOSSES[self.loss_name](z1, z2)
+
+    def two_views(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Trunk features of two different views of each galaxy in the batch."""
+        g = torch.Generator().manual_seed(_seed(self.seed, self.global_step, self.global_rank))
+        if batch.ndim == 3:  # a view bank: (B, V, F)
+            b, v = batch.shape[:2]
+            a = torch.randint(0, v, (b,), generator=g)
+            c = (a + torch.randint(1, v, (b,), generator=g)) % v
+            rows = torch.arange(b)
+            return batch[rows, a.to(batch.device)], batch[rows, c.to(batch.device)]
+        if self.trunk is None:
+            raise ValueError("image batches need a trunk")
+        s1, s2 = torch.randint(0, 2**62, (2,), generator=g).tolist()
+        return self.trunk(self.augment(batch, s1)), self.trunk(self.augment(batch, s2))
+
+    def training_step(self, batch, batch_idx):
+        f1, f2 = self.two_views(batch)
+        loss = self._loss(self.projector(self.head(f1)), self.projector(self.head(f2)))
+        self.log("ssl_loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.epochs), eta_min=self.lr * 0.05)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
+def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_views: int = 2, epochs: int = 60,
+                 batch_size: int = 256, loss: str = "nt_xent", temperature: float = 0.2, lr: float = 1e-3,
+                 seed: int = 0, train_trunk: bool = False, trainer_kwargs: dict | None = None,
+                 resume: bool = False) -> tuple[FormEmbedder, np.ndarray, dict]:
+    """Train a form embedder on a cube; returns it, the embedding of every galaxy and a summary.
+
+    With a frozen trunk the view bank is kept as ``out_dir/view_bank.npy`` (a memmap) so a
+    resumed run does not recompute it; Lightning writes ``out_dir/last.ckpt`` after every epoch.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(seed, workers=True, verbose=False)
+    head = FormHead(trunk.dim, dim=dim)
+    info: dict = {"trunk": trunk.backbone, "trunk_dim": trunk.dim, "input_size": trunk.spec.size, "dim": dim,
+                  "aug_views": aug_views, "epochs": epochs, "loss": loss, "temperature": temperature,
+                  "train_trunk": train_trunk, "seed": seed}
+    if train_trunk:
+        data = ViewBankDataModule(cube, batch_size, seed, axis=0)
+        with torch.no_grad():
+            sample = np.array(cube[: min(len(cube), 512)], dtype=np.float32)
+            head.set_scaling(trunk.eval()(torch.from_numpy(sample)).numpy())
+        trunk.train()
+    else:
+        for p in trunk.parameters():
+            p.requires_grad_(False)
+        bank_path = out_dir / "view_bank.npy"
+        shape = (N_DIHEDRAL + aug_views, len(cube), trunk.dim)
+        bank = np.load(bank_path, mmap_mode="r") if resume and bank_path.is_file() else None
+        if bank is None or bank.shape != shape:
+            # one temporary file per process: under DDP every rank builds the same bank
+            tmp = bank_path.with_suffix(f".{os.getpid()}.partial.npy")
+            mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+            view_bank(trunk, cube, aug_views, seed, out=mm)
+            mm.flush()
+            del mm
+            tmp.replace(bank_path)
+            bank = np.load(bank_path, mmap_mode="r")
+        head.set_scaling(np.asarray(bank[:, :: max(1, len(cube) // 20000)]))
+        data = ViewBankDataModule(bank, batch_size, seed, axis=1)
+    module = SSLModule(head, trunk if train_trunk else None, loss=loss, temperature=temperature, lr=lr,
+                       epochs=epochs, seed=seed)
+    ckpt = ModelCheckpoint(dirpath=str(out_dir), filename="ssl", save_last=True, every_n_epochs=1,
+                           save_on_train_epoch_end=True, enable_version_counter=False)
+    last = out_dir / "last.ckpt"
+    kw = dict(max_epochs=epochs, logger=False, callbacks=[ckpt], enable_progress_bar=not is_quiet(),
+              enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False,
+              default_root_dir=str(out_dir), deterministic=True)
+    kw.update(trainer_kwargs or {})
+    from ..vade.train import _quiet_lightning  # lazy: train imports this package
+
+    with _quiet_lightning():
+        pl.Trainer(**kw).fit(module, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None)
+    embedder = FormEmbedder(trunk, head.eval()).eval()
+    with torch.no_grad():
+        if train_trunk:
+            emb = np.concatenate([embedder(torch.from_numpy(np.array(cube[s:s + batch_size], dtype=np.float32))).numpy()
+                                  for s in range(0, len(cube), batch_size)])
+        else:
+            emb = np.concatenate([
+                torch.stack([head(torch.from_numpy(np.array(bank[v, s:s + 4096]))) for v in range(N_DIHEDRAL)]).mean(0).numpy()
+                for s in range(0, len(cube), 4096)])
+    for p in trunk.parameters():
+        p.requires_grad_(True)
+    info["final_loss"] = float(module.trainer.callback_metrics.get("ssl_loss", float("nan")))
+    return embedder, emb.astype(np.float32), info

@@ -1,0 +1,1 @@
+"""The CNN feature study: fine-tuning, features and the study's figures."""

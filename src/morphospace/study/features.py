@@ -1,0 +1,307 @@
+"""CNN features of a run: fine-tune (or freeze) a backbone, then embed every cube row.
+
+:func:`study_features_run` is the first half of ``morphospace study``: it reads the cube
+and the catalogue, fine-tunes the configured backbone on the configured label column
+(rows without a label are left out of training but still get features), and writes
+
+* ``embeddings/features.npy`` (one row per cube row) and ``embeddings/features.json``;
+* ``models/<backbone>/model.pt`` and ``metrics.json`` (fine-tune mode);
+* ``comparisons/finetune_metrics.json``, ``comparisons/confusion_matrix.csv``;
+* ``figures/confusion_matrix.png``, ``figures/finetune_curves.png``.
+
+The reductions, clusterings and comparisons of the study then read ``features`` like
+any other embedding.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ..config import Config
+from ..errors import UserError
+from ..progress import Timer, progress
+from ..run import RunDir, atomic_path, write_json, write_npy, write_table
+
+log = logging.getLogger("morphospace")
+
+EMBEDDING = "features"
+
+
+@torch.no_grad()
+def extract_features(module: nn.Module, cube, batch_size: int = 256, desc: str = "features") -> np.ndarray:
+    """Run ``module`` over every row of ``cube`` in batches; returns ``(N, D)`` float32.
+
+    Parameters
+    ----------
+    module : nn.Module
+        Maps ``n x C x H x W`` float tensors to ``n x D`` (a :class:`~morphospace.nets.backbones.FeatureNet`).
+    cube : array (N, C, H, W)
+        Read ``batch_size`` rows at a time, so a memory-mapped cube never sits in memory whole.
+    batch_size : int
+    """
+    n = cube.shape[0]
+    was_training = module.training
+    module.eval()
+    out = None
+    try:
+        for start in progress(range(0, n, batch_size), total=-(-n // batch_size), desc=desc, unit="batch"):
+            block = torch.from_numpy(np.array(cube[start:start + batch_size], dtype=np.float32))  # a copy: memmaps are read-only
+            feats = module(block).numpy()
+            if out is None:
+                out = np.empty((n, feats.shape[1]), dtype=np.float32)
+            out[start:start + len(feats)] = feats
+    finally:
+        module.train(was_training)
+    if out is None:
+        raise UserError("the cube is empty: no images to extract features from")
+    return out
+
+
+# --- labels ------------------------------------------------------------------------------------
+
+def _label_like(cat: pd.DataFrame) -> list[str]:
+    skip = {"id", "source", "cube_index", "file", "path"}
+    return [c for c in cat.columns if c not in skip and not c.startswith("flag_")]
+
+
+def resolve_labels(cat: pd.DataFrame, spec: str) -> tuple[np.ndarray, np.ndarray, str, list[str]]:
+    """Targets from catalogue column(s).
+
+    Parameters
+    ----------
+    cat : DataFrame
+        Catalogue rows in cube order.
+    spec : str
+        One column (classes; or a float column of fractions in [0, 1]), or several vote
+        fraction columns as a glob (``Class*``) or a comma-separated list (regression).
+
+    Returns
+    -------
+    y : array
+        Targets of the labelled rows: class labels (N_l,) or fractions (N_l, K).
+    labelled : bool array (N,)
+        Which rows have a label.
+    task : {"classification", "regression"}
+    columns : list of str
+    """
+    known = list(cat.columns)
+    if any(ch in spec for ch in "*?[") or "," in spec:
+        patterns = [p.strip() for p in spec.split(",") if p.strip()]
+        columns = [c for c in known if any(fnmatch.fnmatchcase(c, p) for p in patterns)]
+        if not columns:
+            raise UserError(f"study.labels = '{spec}' matches no catalogue column "
+                            f"(label columns: {', '.join(_label_like(cat)) or 'none'})")
+        table = cat[columns]
+        if not all(pd.api.types.is_numeric_dtype(table[c]) for c in columns):
+            raise UserError(f"study.labels = '{spec}': several columns are vote fractions and must be numeric")
+        values = table.to_numpy(dtype=np.float64, na_value=np.nan)
+        labelled = np.isfinite(values).all(axis=1)
+        return values[labelled].astype(np.float32), labelled, "regression", columns
+    if spec not in known:
+        raise UserError(f"study.labels: no column '{spec}' in the catalogue "
+                        f"(label columns: {', '.join(_label_like(cat)) or 'none'})")
+    col = cat[spec]
+    labelled = ~col.isna().to_numpy()
+    values = col[labelled]
+    if pd.api.types.is_float_dtype(values) and not np.allclose(values, np.round(values)):
+        v = values.to_numpy(dtype=np.float32)
+        if v.min() < 0 or v.max() > 1:
+            raise UserError(f"study.labels: column '{spec}' is continuous but not a fraction in [0, 1]")
+        return v[:, None], labelled, "regression", [spec]
+    if pd.api.types.is_numeric_dtype(values):
+        y = values.to_numpy(dtype=np.int64)
+    else:
+        y = values.astype(str).to_numpy(dtype=object)
+    return y, labelled, "classification", [spec]
+
+
+def default_label_column(cat: pd.DataFrame, cfg: Config) -> str:
+    """``study.labels``, else ``data.truth_label``, else morph3 / morphology if present, else ''."""
+    if cfg.study.labels:
+        return cfg.study.labels
+    if cfg.data.truth_label:
+        return cfg.data.truth_label
+    for name in ("morph3", "morphology"):
+        if name in cat.columns:
+            return name
+    return ""
+
+
+# --- figures -----------------------------------------------------------------------------------
+
+def plot_confusion_matrix(matrix: np.ndarray, classes: list, path) -> None:
+    """Row-normalised confusion matrix (colour) with the counts written in each cell."""
+    from matplotlib.figure import Figure
+
+    matrix = np.asarray(matrix)
+    k = len(classes)
+    rows = matrix.sum(axis=1, keepdims=True)
+    frac = np.divide(matrix, rows, out=np.zeros(matrix.shape, dtype=float), where=rows > 0)
+    side = 2.2 + 0.7 * k
+    fig = Figure(figsize=(side + 1.0, side))
+    ax = fig.add_subplot()
+    im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, f"{matrix[i, j]}\n{frac[i, j]:.0%}", ha="center", va="center", fontsize=8,
+                    color="white" if frac[i, j] > 0.6 else "black")
+    names = [str(c) for c in classes]
+    ax.set_xticks(range(k), names, rotation=30, ha="right")
+    ax.set_yticks(range(k), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true (validation split)")
+    ax.set_title("fine-tuned CNN: confusion matrix")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+
+
+def plot_curves(history: list[dict], best_epoch: int, path) -> None:
+    """Training and validation loss per epoch, and validation accuracy (or RMSE)."""
+    from matplotlib.figure import Figure
+
+    epochs = [h["epoch"] for h in history]
+    fig = Figure(figsize=(8.5, 3.4))
+    ax1, ax2 = fig.subplots(1, 2)
+    ax1.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
+    ax1.plot(epochs, [h["val_loss"] for h in history], "s-", label="validation")
+    metric = "val_accuracy" if "val_accuracy" in history[0] else "val_rmse"
+    ax2.plot(epochs, [h[metric] for h in history], "s-", color="tab:green")
+    for ax in (ax1, ax2):
+        if best_epoch:
+            ax.axvline(best_epoch, color="grey", ls=":", lw=1, label="kept")
+        ax.set_xlabel("epoch")
+        ax.set_xticks(epochs)
+    ax1.set_ylabel("loss")
+    ax1.legend(frameon=False)
+    ax2.set_ylabel("validation accuracy" if metric == "val_accuracy" else "validation RMSE")
+    fig.suptitle("fine-tuning")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+
+
+# --- the run stage -----------------------------------------------------------------------------
+
+_FINETUNE_OUTPUTS = (("comparisons", "confusion_matrix.csv"), ("figures", "confusion_matrix.png"),
+                     ("figures", "finetune_curves.png"))
+
+
+def study_features_run(run: RunDir, cfg: Config) -> dict:
+    """Fine-tune (or freeze) ``cfg.study.backbone`` and write the ``features`` embedding.
+
+    Parameters
+    ----------
+    run : RunDir
+        A run with a cube and a catalogue (after ``ingest``).
+    cfg : Config
+        Uses ``study`` (backbone, labels, mode, epochs, weights, input_size, batch_size, lr,
+        patience) and ``train`` (seed, num_threads).
+
+    Returns
+    -------
+    dict
+        The content of ``comparisons/finetune_metrics.json``.
+    """
+    from .finetune import FineTuner
+
+    st = cfg.study
+    cube = run.read_cube()
+    cat = run.read_catalogue()
+    inside = cat[cat["cube_index"] >= 0].sort_values("cube_index").reset_index(drop=True)
+    if len(inside) != cube.shape[0] or not np.array_equal(inside["cube_index"].to_numpy(), np.arange(len(inside))):
+        raise UserError(f"catalogue and cube of {run.path} disagree ({len(inside)} rows vs {cube.shape[0]} images): "
+                        "re-run `morphospace ingest`")
+    ft = FineTuner(backbone=st.backbone, mode=st.mode, epochs=st.epochs, batch_size=st.batch_size, lr=st.lr,
+                   patience=st.patience, input_size=st.input_size or None, weights=st.weights or None,
+                   num_threads=cfg.train.num_threads or None, random_state=cfg.train.seed)
+    ft._check_params()  # a bad backbone / mode fails before any label work
+    label_info: dict = {"labels": None}
+    t0 = time.perf_counter()
+    if st.mode == "frozen":
+        with Timer(f"loading {st.backbone} (frozen, no training)"):
+            ft.fit(cube)
+    else:
+        spec = default_label_column(inside, cfg)
+        if not spec:
+            raise UserError("study.labels: name a catalogue label column to fine-tune on "
+                            f"(label columns: {', '.join(_label_like(inside)) or 'none'}), or set study.mode = frozen")
+        y, labelled, task, columns = resolve_labels(inside, spec)
+        ft.task = task
+        rows = np.flatnonzero(labelled)
+        label_info = {"labels": spec, "label_columns": columns, "n_labelled": int(len(rows)),
+                      "n_unlabelled": int(len(inside) - len(rows))}
+        if len(rows) < len(inside):
+            log.info("fine-tuning on %d labelled galaxies (%d without '%s' get features only)",
+                     len(rows), len(inside) - len(rows), spec)
+        images = cube if len(rows) == len(inside) else _RowView(cube, rows)
+        with Timer(f"fine-tuning {st.backbone} on '{spec}' ({task}, {len(rows)} galaxies)"):
+            ft.fit(images, y)
+        ft.train_index_, ft.val_index_ = rows[ft.train_index_], rows[ft.val_index_]  # as cube rows
+    fit_seconds = time.perf_counter() - t0
+    with Timer(f"features of {cube.shape[0]} galaxies") as timer:
+        features = ft.transform(cube)
+    write_npy(run.embedding_path(EMBEDDING), features)
+
+    metrics = ft.metrics()
+    metrics.update(label_info)
+    metrics["extract_seconds"] = timer.elapsed
+    metrics["total_seconds"] = fit_seconds + timer.elapsed
+    model_dir = None
+    if st.mode == "finetune":
+        model_dir = ft.save(run.model_dir(st.backbone))
+        split = np.full(len(inside), "", dtype=object)
+        split[ft.train_index_] = "train"
+        split[ft.val_index_] = "validation"
+        write_table(model_dir / "split.parquet", pd.DataFrame({"id": inside["id"].astype(str), "split": split}))
+    write_json(run.embedding_path(EMBEDDING).with_suffix(".json"), {
+        "name": EMBEDDING, "kind": "cnn_features", "backbone": st.backbone, "mode": st.mode,
+        "input_size": ft.input_spec_.size, "input_spec": ft.input_spec_.to_dict(), "feature_dim": ft.feature_dim_,
+        "weights_source": ft.weights_source_, "task": metrics.get("task"), **label_info,
+        "model_dir": None if model_dir is None else str(model_dir.relative_to(run.path)),
+        "n_rows": int(features.shape[0]), "seconds": metrics["total_seconds"],
+    })
+    write_json(run.sub("comparisons") / "finetune_metrics.json", metrics)
+
+    for sub, name in _FINETUNE_OUTPUTS:  # never leave a previous fine-tune's figures beside frozen features
+        (run.path / sub / name).unlink(missing_ok=True)
+    if getattr(ft, "confusion_matrix_", None) is not None:
+        classes = [str(c) for c in ft.classes_]
+        table = pd.DataFrame(ft.confusion_matrix_, columns=classes)
+        table.insert(0, "true", classes)
+        write_table(run.sub("comparisons") / "confusion_matrix.csv", table)
+        plot_confusion_matrix(ft.confusion_matrix_, classes, run.figure_path("confusion_matrix"))
+    if ft.history_:
+        plot_curves(ft.history_, ft.best_epoch_, run.figure_path("finetune_curves"))
+    if st.mode == "finetune":
+        if ft.task_ == "classification":
+            log.info("fine-tuned %s: validation accuracy %.3f (balanced %.3f) on %d galaxies",
+                     st.backbone, ft.val_accuracy_, ft.val_balanced_accuracy_, len(ft.val_index_))
+        else:
+            log.info("fine-tuned %s: validation RMSE %.4f on %d galaxies", st.backbone, ft.val_rmse_,
+                     len(ft.val_index_))
+    return metrics
+
+
+class _RowView:
+    """Rows ``rows`` of a (memory-mapped) cube, indexable like an array without copying it."""
+
+    def __init__(self, cube, rows: np.ndarray):
+        self.cube = cube
+        self.rows = np.asarray(rows)
+        self.shape = (len(self.rows),) + tuple(cube.shape[1:])
+        self.dtype = cube.dtype
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        return self.cube[self.rows[index]]

@@ -1,0 +1,197 @@
+"""The feature study's static figures: maps, k-selection curves and cluster galleries.
+
+What the seed study drew, for papers (every file also shows in the report's "Other figures"):
+
+- ``map_<reduction>.png``: the 2-D map coloured by the truth label ("true distribution") and,
+  one panel each, by every clustering computed on that map (so DBSCAN on t-SNE, K-Means 8 on
+  PCA and K-Means 8 on LDA are all there); noise points (label -1) in grey;
+- ``k_selection_<representation>.png``: silhouette and Calinski-Harabasz of K-Means against
+  k, and the BIC of the Gaussian mixtures, the selected k marked;
+- ``gallery_<clustering>.png``: random members of every cluster, for the seed study's
+  clusterings (K-Means 8 on PCA and on LDA, DBSCAN on t-SNE) and the VaDE's.
+
+Reads only the run directory (framework-free: numpy, pandas, matplotlib).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..analysis.compare import missing_mask, truth_column
+from ..image.display import display_image
+from ..run import RunDir, atomic_path
+
+log = logging.getLogger("morphospace")
+
+__all__ = ["write_study_figures", "map_figure", "k_selection_figure", "gallery_figure"]
+
+GALLERY_MAPS = {"kmeans8": ("pca", "lda"), "dbscan": ("tsne",)}  # the seed study's clusterings
+MAX_PANELS = 16
+GALLERY_COLUMNS = 10
+GALLERY_ROWS = 12
+
+
+def _palette(n: int) -> np.ndarray:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab20" if n > 10 else "tab10"]
+    return np.array([cmap(i % cmap.N) for i in range(max(n, 1))])
+
+
+def _save(fig, path: Path, dpi: int = 100) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+    return path
+
+
+def _scatter(ax, xy: np.ndarray, labels: np.ndarray, title: str, size: float) -> None:
+    """Categorical scatter; label -1 (noise) and missing (None) in light grey, drawn first."""
+    labels = np.asarray(labels, dtype=object)
+    missing = missing_mask(labels)
+    noise = np.array([not m and str(v) == "-1" for v, m in zip(labels, missing)])
+    grey = missing | noise
+    if grey.any():
+        ax.scatter(xy[grey, 0], xy[grey, 1], s=size, c="#c8c8c8", linewidths=0, rasterized=True)
+    cats = sorted({str(v) for v in labels[~grey]}, key=lambda s: (len(s), s))
+    colours = _palette(len(cats))
+    for i, c in enumerate(cats):
+        sel = ~grey & (labels.astype(str) == c)
+        ax.scatter(xy[sel, 0], xy[sel, 1], s=size, color=colours[i], linewidths=0, rasterized=True,
+                   label=c if len(cats) <= 12 else None)
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if 0 < len(cats) <= 12:
+        ax.legend(fontsize=6, markerscale=3, loc="best", frameon=False, handletextpad=0.2)
+
+
+def map_figure(xy: np.ndarray, panels: list[tuple[str, np.ndarray]], path: Path, title: str) -> Path:
+    """One panel per (title, labels) on the same 2-D map."""
+    from matplotlib.figure import Figure
+
+    n = len(panels)
+    cols = min(4, n)
+    rows = -(-n // cols)
+    fig = Figure(figsize=(3.2 * cols, 3.1 * rows))
+    size = 4.0 if len(xy) < 2000 else (1.5 if len(xy) < 10000 else 0.6)
+    for i, (name, labels) in enumerate(panels):
+        _scatter(fig.add_subplot(rows, cols, i + 1), xy, labels, name, size)
+    fig.suptitle(title, fontsize=11)
+    return _save(fig, path, dpi=80)
+
+
+def k_selection_figure(table: pd.DataFrame, path: Path, title: str) -> Path | None:
+    """Silhouette / Calinski-Harabasz (K-Means) and BIC (GMM) against k; selected k marked."""
+    from matplotlib.figure import Figure
+
+    curves = []
+    km = table[table["method"] == "kmeans"].sort_values("k") if "method" in table else table.iloc[0:0]
+    gm = table[table["method"] == "gmm"].sort_values("k") if "method" in table else table.iloc[0:0]
+    for frame, col, name in ((km, "silhouette", "K-Means: silhouette (higher is better)"),
+                             (km, "calinski_harabasz", "K-Means: Calinski-Harabasz (higher is better)"),
+                             (gm, "bic", "GMM: BIC (lower is better)")):
+        if len(frame) and col in frame and frame[col].notna().any():
+            curves.append((frame, col, name))
+    if not curves:
+        return None
+    fig = Figure(figsize=(3.6 * len(curves), 2.9))
+    for i, (frame, col, name) in enumerate(curves):
+        ax = fig.add_subplot(1, len(curves), i + 1)
+        ax.plot(frame["k"], frame[col], "o-", color="#3b6ea8")
+        chosen = frame[frame["selected"].astype(bool)] if "selected" in frame else frame.iloc[0:0]
+        if len(chosen):
+            ax.plot(chosen["k"], chosen[col], "o", ms=11, mfc="none", mec="#d1495b", mew=2, label="selected")
+            ax.legend(fontsize=7, frameon=False)
+        ax.set_xlabel("k")
+        ax.set_title(name, fontsize=8)
+    fig.suptitle(title, fontsize=10, y=1.03)
+    return _save(fig, path)
+
+
+def gallery_figure(cube: np.ndarray, labels: np.ndarray, path: Path, title: str, seed: int = 0) -> Path:
+    """Rows of random members of each cluster (the largest clusters first; noise last)."""
+    from matplotlib.figure import Figure
+
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    ks, counts = np.unique(labels, return_counts=True)
+    order = [k for _, k in sorted(zip(-counts, ks)) if k != -1][:GALLERY_ROWS]
+    if -1 in ks and len(order) < GALLERY_ROWS:
+        order.append(-1)
+    fig = Figure(figsize=(GALLERY_COLUMNS * 0.9 + 1.2, len(order) * 0.95 + 0.5))
+    for r, k in enumerate(order):
+        members = np.flatnonzero(labels == k)
+        pick = np.sort(rng.choice(members, size=min(GALLERY_COLUMNS, len(members)), replace=False))
+        for c in range(GALLERY_COLUMNS):
+            ax = fig.add_subplot(len(order), GALLERY_COLUMNS, r * GALLERY_COLUMNS + c + 1)
+            ax.axis("off")
+            if c < len(pick):
+                img = cube[pick[c]]
+                ax.imshow(display_image(img), cmap=None if img.shape[0] == 3 else "gray", vmin=0, vmax=255,
+                          interpolation="nearest")
+            if c == 0:
+                ax.text(-0.15, 0.5, f"{'noise' if k == -1 else k}\nn={len(members)}", transform=ax.transAxes,
+                        ha="right", va="center", fontsize=7)
+    fig.suptitle(title, fontsize=10, y=1.03)
+    return _save(fig, path, dpi=72)  # about one screen pixel per image pixel: noisy cutouts compress badly
+
+
+def _labels_by_id(run: RunDir, name: str, ids: np.ndarray) -> np.ndarray:
+    t = run.read_clustering(name)
+    s = pd.Series(t["label"].to_numpy(), index=t["id"].astype(str))
+    return s.reindex(ids).fillna(-1).astype(int).to_numpy()
+
+
+def write_study_figures(run: RunDir, cfg=None) -> list[Path]:
+    """Every figure of this module that the run's reductions and clusterings allow."""
+    written: list[Path] = []
+    reductions = run.reductions()
+    clusterings = run.clusterings()
+    if not reductions and not clusterings:
+        return written
+    ids = run.cube_ids().astype(str)
+    read: dict[str, np.ndarray] = {}  # a clustering drawn on its map and in a gallery is read once
+
+    def labels_of(name: str) -> np.ndarray:
+        if name not in read:
+            read[name] = _labels_by_id(run, name, ids)
+        return read[name]
+
+    cat = run.read_catalogue()
+    truth = truth_column(cat, cfg)
+    truth_values = None
+    if truth is not None:
+        inside = cat[cat["cube_index"] >= 0].sort_values("cube_index")
+        truth_values = inside[truth].astype(object).where(inside[truth].notna(), None).to_numpy()
+    for red in reductions:
+        xy = run.read_reduction(red)
+        if xy.ndim != 2 or xy.shape[1] < 2 or len(xy) != len(ids):
+            continue
+        on_map = [c for c in clusterings if c.endswith("_" + red)]
+        panels = ([(f"true distribution ({truth})", truth_values)] if truth_values is not None else [])
+        panels += [(c, labels_of(c)) for c in on_map]
+        if panels:
+            written.append(map_figure(xy[:, :2], panels[:MAX_PANELS], run.figure_path(f"map_{red}"),
+                                      f"{red}: coloured by the labels and by each clustering on it"))
+    comp = run.path / "comparisons"
+    for csv in sorted(comp.glob("k_selection_*.csv")) if comp.is_dir() else []:
+        rep = csv.stem[len("k_selection_"):]
+        p = k_selection_figure(pd.read_csv(csv), run.figure_path(f"k_selection_{rep}"), f"choosing k on {rep}")
+        if p is not None:
+            written.append(p)
+    def seed_study(name: str) -> bool:  # kmeans8_pca, kmeans8_vade_lda, dbscan_tsne, ...
+        method, _, rest = name.partition("_")
+        return rest.rsplit("_", 1)[-1] in GALLERY_MAPS.get(method, ())
+
+    wanted = [c for c in clusterings if c == "vade" or seed_study(c)]
+    if wanted:
+        cube = run.read_cube()
+        for c in wanted:
+            written.append(gallery_figure(cube, labels_of(c), run.figure_path(f"gallery_{c}"),
+                                          f"{c}: random members of each cluster"))
+    log.info("study figures: %d written (maps, k-selection curves, galleries)", len(written))
+    return written

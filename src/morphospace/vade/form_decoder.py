@@ -1,0 +1,88 @@
+"""The image decoder of the form-first VaDE: latent codes -> galaxies, trained with Lightning.
+
+The core VaDE's latent space is shaped by the form embedding alone. The image decoder is
+fitted afterwards, with that space held fixed: each step draws ``z ~ q(z | x)`` for a batch
+of galaxies (so that the decoder also knows the neighbourhood of every code, which is
+where samples from a mixture component land) and redraws the galaxy in its canonical frame
+(major axis horizontal), scored by the radially weighted squared error, the smallest over
+the four flips (the code does not know which flip it saw).
+"""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from .networks import DefaultDecoder
+from .model import canonical_frame, radial_weight
+from ..progress import is_quiet
+from .form_model import flip_min_sq_error
+
+__all__ = ["ImageDecoderModule", "CodesAndImages", "fit_image_decoder"]
+
+
+class CodesAndImages:
+    """Row i: ``(mu_i, log_var_i, image_i)`` (the cube may be a memmap)."""
+
+    def __init__(self, mu: np.ndarray, log_var: np.ndarray, cube):
+        if not len(mu) == len(log_var) == len(cube):
+            raise ValueError("codes and images must have one row per galaxy")
+        self.mu, self.log_var, self.cube = mu, log_var, cube
+
+    def __len__(self) -> int:
+        return len(self.mu)
+
+    def __getitem__(self, i: int):
+        return (torch.from_numpy(np.asarray(self.mu[i], dtype=np.float32)),
+                torch.from_numpy(np.asarray(self.log_var[i], dtype=np.float32)),
+                torch.from_numpy(np.array(self.cube[i], dtype=np.float32)))
+
+
+class ImageDecoderModule(pl.LightningModule):
+    """Trains a :class:`DefaultDecoder` on fixed codes (see the module docstring)."""
+
+    def __init__(self, channels: int, image_size: int, latent_dim: int, widths=(32, 64, 128, 256),
+                 lr: float = 1e-3, epochs: int = 12, seed: int = 0, radial_inner: float = 0.5,
+                 radial_width: float = 0.25):
+        super().__init__()
+        self.decoder = DefaultDecoder(channels, image_size, latent_dim, tuple(widths))
+        self.register_buffer("weight", radial_weight(image_size, radial_inner, radial_width))
+        self.lr, self.epochs, self.seed = float(lr), int(epochs), int(seed)
+
+    def training_step(self, batch, batch_idx):
+        mu, log_var, x = batch
+        g = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, self.global_step, self.global_rank])
+                                              .generate_state(1)[0]))
+        z = mu + torch.exp(0.5 * log_var) * torch.randn(mu.shape, generator=g).to(mu)
+        target = canonical_frame(x)
+        loss = flip_min_sq_error(target, self.decoder(z), self.weight).mean() / target[0].numel()
+        self.log("decoder_mse", loss.detach(), on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def configure_optimizers(self):
+        opt = torch.optim.Adam(self.decoder.parameters(), lr=self.lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.epochs), eta_min=self.lr * 0.05)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
+def fit_image_decoder(mu: np.ndarray, log_var: np.ndarray, cube, *, widths=(32, 64, 128, 256), epochs: int = 12,
+                      batch_size: int = 128, lr: float = 1e-3, seed: int = 0, radial_inner: float = 0.5,
+                      radial_width: float = 0.25, out_dir=None, trainer_kwargs: dict | None = None) -> DefaultDecoder:
+    """Fit the image decoder to ``(mu, log_var)`` codes of the galaxies in ``cube``; returns it (eval mode)."""
+    pl.seed_everything(seed, workers=True, verbose=False)
+    data = CodesAndImages(mu, log_var, cube)
+    module = ImageDecoderModule(cube.shape[1], cube.shape[2], mu.shape[1], widths, lr=lr, epochs=epochs, seed=seed,
+                                radial_inner=radial_inner, radial_width=radial_width)
+    sampler = DistributedSampler(data, num_replicas=1, rank=0, shuffle=True, seed=seed, drop_last=False)
+    loader = DataLoader(data, batch_size=batch_size, sampler=sampler, num_workers=0)
+    kw = dict(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=not is_quiet(),
+              enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False,
+              default_root_dir=str(out_dir) if out_dir else None, deterministic=True)
+    kw.update(trainer_kwargs or {})
+    from .train import _quiet_lightning  # lazy: train imports this package
+
+    with _quiet_lightning():
+        pl.Trainer(**kw).fit(module, train_dataloaders=loader)
+    return module.decoder.eval()

@@ -1,0 +1,122 @@
+"""The form-first VaDE: a Gaussian-mixture VAE over the form embedding, with an image decoder.
+
+:class:`FormVaDE` chains three trained parts and behaves like a
+:class:`~morphospace.vade.model.VaDE` on images:
+
+``embedder``  images -> form embedding (:mod:`morphospace.ssl.embedder`), standardised;
+``core``      a VaDE (``form`` preset: MLPs) whose mixture prior clusters the embedding; its
+              per-galaxy ``(mu, log_var)``, cluster probabilities and log-likelihood are the
+              model's;
+``image_decoder``  latent code -> image in the canonical frame (major axis horizontal),
+              trained after the core on its codes (:mod:`morphospace.vade.form_decoder`), so
+              that reconstructions and synthetic galaxies exist without the pixels ever
+              pulling the latent space back towards size, brightness and orientation.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .networks import DefaultDecoder
+from .model import VaDE, best_flip, canonical_frame, flip_errors, radial_weight
+from ..ssl.embedder import FormEmbedder
+
+__all__ = ["FormVaDE", "flip_min_sq_error"]
+
+
+def flip_min_sq_error(target: torch.Tensor, x_hat: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Per-image ``sum w (x - x_hat)^2``, the smallest over the four flips of the target."""
+    return flip_errors(target, x_hat, lambda t, xh: (weight * (t - xh) ** 2).sum((1, 2, 3))).min(1).values
+
+
+class FormVaDE(nn.Module):
+    """Images -> embedding -> mixture latent; latent -> image. See the module docstring.
+
+    Parameters
+    ----------
+    embedder : FormEmbedder
+    core : VaDE
+        Over the standardised embedding (``emb_mean``, ``emb_std`` buffers).
+    image_decoder : DefaultDecoder
+    image_size : int
+    recon_sigma : float
+        Pixel noise of the image decoder's Gaussian likelihood (for the reconstruction error).
+    radial_inner, radial_width : float
+        Weight of the image reconstruction error towards the frame edge.
+    """
+
+    canonicalise = True
+    flip_invariant = True
+
+    def __init__(self, embedder: FormEmbedder, core: VaDE, image_decoder: DefaultDecoder, image_size: int,
+                 recon_sigma: float = 0.1, radial_inner: float = 0.5, radial_width: float = 0.25):
+        super().__init__()
+        self.embedder, self.core, self.image_decoder = embedder, core, image_decoder
+        self.register_buffer("emb_mean", torch.zeros(embedder.head.dim))
+        self.register_buffer("emb_std", torch.ones(embedder.head.dim))
+        self.register_buffer("pixel_weight", radial_weight(image_size, radial_inner, radial_width))
+        self.image_size = int(image_size)
+        self.recon_sigma = float(recon_sigma)
+
+    @property
+    def prior(self):
+        return self.core.prior
+
+    @property
+    def latent_dim(self) -> int:
+        return self.core.latent_dim
+
+    # images <-> codes ---------------------------------------------------------------------
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """The image in the frame the image decoder draws (major axis horizontal)."""
+        return canonical_frame(x)
+
+    def standardise(self, embedding: torch.Tensor) -> torch.Tensor:
+        return (embedding - self.emb_mean) / self.emb_std
+
+    def encode_embedding(self, embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mu, log_var)`` from a precomputed (raw) form embedding."""
+        return self.core.encode(self.standardise(embedding))
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mu, log_var)`` of q(z | x) for images."""
+        return self.encode_embedding(self.embedder(x))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.image_decoder(z)
+
+    def encode_with_target(self, x: torch.Tensor, embedding: torch.Tensor | None = None):
+        """``(target, mu, log_var)``: what the decoder should redraw, and the code."""
+        mu, log_var = self.encode_embedding(embedding) if embedding is not None else self.encode(x)
+        return self.prepare(x), mu, log_var
+
+    def reconstruction_error(self, target: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+        return 0.5 / self.recon_sigma**2 * flip_min_sq_error(target, x_hat, self.pixel_weight)
+
+    def aligned_target(self, target: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+        w = self.pixel_weight
+        return best_flip(target, flip_errors(target, x_hat, lambda t, xh: (w * (t - xh) ** 2).sum((1, 2, 3))))
+
+    @torch.no_grad()
+    def predict_log_proba(self, x: torch.Tensor) -> torch.Tensor:
+        mu, log_var = self.encode(x)
+        return self.prior.log_responsibilities(mu, log_var)
+
+
+def core_hparams(hp: dict) -> dict:
+    """The hyper-parameters of the core VaDE of a ``form`` model: it reads vectors of length ``dim``."""
+    return {**hp, "channels": int(hp["form"]["dim"]), "image_size": 0}
+
+
+def build_form_vade(hp: dict) -> FormVaDE:
+    """An untrained :class:`FormVaDE` shaped by ``hp`` (to load a saved state into)."""
+    from .networks import build_model
+    from ..ssl.embedder import FormHead, TrunkTaps
+
+    f = hp["form"]
+    trunk = TrunkTaps(f["backbone"], input_size=f["input_size"], pretrained=False, precision=f.get("precision", "32"))
+    embedder = FormEmbedder(trunk, FormHead(trunk.dim, dim=f["dim"]))
+    core = build_model(core_hparams(hp))
+    decoder = DefaultDecoder(hp["channels"], hp["image_size"], hp["latent_dim"], tuple(hp["widths"]))
+    return FormVaDE(embedder, core, decoder, hp["image_size"], recon_sigma=f["image_recon_sigma"])

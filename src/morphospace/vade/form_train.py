@@ -1,0 +1,92 @@
+"""Training the form-first VaDE of a run: embedding, mixture, image decoder.
+
+1. **Form embedding** (:func:`morphospace.ssl.training.fit_embedder`): the neighbour-masked cube
+   through the CNN trunk, the self-supervised head trained on the view bank;
+2. **the VaDE core** (:func:`morphospace.vade.train.fit_vade`, the same Lightning loop, phases,
+   guards, checkpoints and DDP as the pixel VaDE) on the standardised embedding;
+3. **the image decoder** (:func:`morphospace.vade.form_decoder.fit_image_decoder`) on the core's
+   codes.
+
+The three are saved together as one :class:`~morphospace.vade.form_model.FormVaDE` in
+``RUN/models/vade/model.pt``; ``form_embedding.npy`` beside it holds every galaxy's
+embedding so that ``morphospace embed`` does not put the cube through the CNN again.
+``--resume`` continues the head and the core from their last checkpoints (the view bank is
+kept) and refits the decoder.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..api import MODEL_FILE, save_model
+from ..config import Config
+from .embed import FORM_EMBEDDING
+from ..image.masking import masked_cube
+from ..run import RunDir, write_npy
+from ..ssl.embedder import build_trunk
+from .form_decoder import fit_image_decoder
+from .form_model import FormVaDE, core_hparams
+from ..ssl.training import fit_embedder
+
+__all__ = ["train_form_run", "FORM_EMBEDDING", "FORM_INPUT"]
+
+log = logging.getLogger("morphospace")
+
+FORM_INPUT = "form_input.npy"  # standardised: what the core VaDE reads
+
+
+def _trainer_kwargs(cfg: Config) -> dict[str, Any]:
+    t = cfg.train
+    return dict(accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+                precision=t.precision)
+
+
+def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = False, callbacks: list | None = None):
+    """Train the form-first VaDE of ``run`` with hyper-parameters ``hp`` (``resolve_hparams``)."""
+    from .train import TrainResult, fit_vade, prepare_model_dir, write_training_summary
+
+    mdir = prepare_model_dir(run, cfg, hp, resume)
+    f = hp["form"]
+    cube = masked_cube(run)  # the form model always reads neighbour-masked cutouts
+    t0 = time.perf_counter()
+    log.info("form embedding: %s trunk at %d px, %d dihedral + %d nuisance views, %d SSL epochs (%s)",
+             f["backbone"], f["input_size"], 8, f["aug_views"], f["ssl_epochs"], f["loss"])
+    trunk = build_trunk(f["backbone"], f["input_size"], precision=f["precision"])
+    embedder, emb, info = fit_embedder(
+        trunk, cube, mdir / "ssl", dim=f["dim"], aug_views=f["aug_views"], epochs=f["ssl_epochs"], loss=f["loss"],
+        temperature=f["temperature"], seed=hp["seed"], train_trunk=f["train_trunk"],
+        trainer_kwargs=_trainer_kwargs(cfg), resume=resume)
+    t_embed = time.perf_counter() - t0
+    mean, std = emb.mean(0), emb.std(0) + 1e-6
+    standardised = ((emb - mean) / std).astype(np.float32)
+    write_npy(mdir / FORM_EMBEDDING, emb)
+    write_npy(mdir / FORM_INPUT, standardised)
+
+    chp = core_hparams(hp)
+    module, trainer, t_core = fit_vade(chp, mdir / FORM_INPUT, mdir, cfg, resume, callbacks)
+    core = module.model.eval()
+    with torch.no_grad():
+        mu, log_var = core.encode(torch.from_numpy(standardised))
+    t1 = time.perf_counter()
+    decoder = fit_image_decoder(mu.numpy(), log_var.numpy(), cube, widths=tuple(hp["widths"]),
+                                epochs=f["decoder_epochs"], seed=hp["seed"], radial_inner=cfg.model.radial_inner,
+                                radial_width=cfg.model.radial_width, trainer_kwargs=_trainer_kwargs(cfg))
+    t_dec = time.perf_counter() - t1
+    model = FormVaDE(embedder, core, decoder, hp["image_size"], recon_sigma=f["image_recon_sigma"],
+                     radial_inner=cfg.model.radial_inner, radial_width=cfg.model.radial_width)
+    model.emb_mean.copy_(torch.from_numpy(mean))
+    model.emb_std.copy_(torch.from_numpy(std))
+    seconds = time.perf_counter() - t0
+    result = TrainResult(model_path=mdir / MODEL_FILE, global_rank=trainer.global_rank, epochs=hp["epochs"],
+                         n_components=core.prior.n_components, events=module.events, seconds=seconds)
+    if trainer.is_global_zero:
+        save_model(model, hp, mdir / MODEL_FILE, extra={"init": module.init_info, "events": module.events,
+                                                         "form": info})
+        write_training_summary(mdir, module, hp, seconds, len(cube), form=info,
+                               seconds_by_part={"embedding": t_embed, "vade": t_core, "image_decoder": t_dec})
+    return result
