@@ -78,9 +78,9 @@ def part_b(n: int, d: int, n_jobs: int) -> None:
 
     from morphospace.analysis.cluster import cluster_run
     from morphospace.analysis.compare import compare_run
+    from morphospace.analysis.reduce import reduce_run
     from morphospace.config import Config
     from morphospace.progress import set_quiet
-    from morphospace.analysis.reduce import reduce_run
     from morphospace.run import RunDir, write_npy, write_table
 
     set_quiet(True)

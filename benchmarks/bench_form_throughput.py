@@ -50,10 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=4)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    from morphospace.image.geometry import radial_weight
     from morphospace.ssl.embedder import build_trunk, resolve_precision
     from morphospace.vade.form_model import flip_min_sq_error
     from morphospace.vade.networks import DefaultDecoder
-    from morphospace.vade.model import radial_weight
 
     peak_start = matmul_flops()
     x = torch.rand(args.batch, 3, 64, 64)

@@ -78,10 +78,10 @@ def probe_sizes(run, sizes: list[int], backbone: str, n: int, seed: int) -> list
     from sklearn.preprocessing import StandardScaler
 
     from morphospace.nets.backbones import make_backbone
-    from morphospace.study.features import extract_features
+    from morphospace.nets.batches import extract_features
 
     cube = run.read_cube()
-    cat = run.read_catalogue().sort_values("cube_index")
+    cat = run.cube_catalogue()
     ok = np.flatnonzero(~cat["morph3"].isna().to_numpy())
     rows = np.sort(np.random.default_rng(seed).choice(ok, min(n, len(ok)), replace=False))
     X = np.asarray(cube[rows])
@@ -128,10 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from morphospace.config import Config, apply_overrides
-    from morphospace.study.features import study_features_run
     from morphospace.data.ingest import ingest
     from morphospace.progress import set_quiet
     from morphospace.run import RunDir
+    from morphospace.study.features import study_features_run
 
     torch.set_num_threads(args.threads)
     set_quiet(True)
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     info = ingest(args.data, run, cfg)
     summary["ingest_seconds"] = time.perf_counter() - t
     print(f"ingest: {info['n_in_cube']} galaxies -> {run.cube} in {summary['ingest_seconds']:.1f} s ({_load()})")
-    cat = run.read_catalogue().sort_values("cube_index")
+    cat = run.cube_catalogue()
     truth = cat["morph3"].to_numpy(dtype=object)
     labelled = ~cat["morph3"].isna().to_numpy()
     truth = np.where(labelled, truth, "").astype(str)

@@ -135,11 +135,12 @@ def scores(labels: np.ndarray, truth: np.ndarray, keep: np.ndarray, pa_bins: np.
 
 def published(out_dir: Path, base_run, workers: int, truth, keep, pa_bins, elongated) -> dict | None:
     """The published AstroVaDEr (imported weights) on its own preprocessing of the same galaxies."""
-    from morphospace.api import import_astrovader, load_vade
+    from morphospace.api import import_astrovader
     from morphospace.config import apply_overrides, load_config
-    from morphospace.vade.embed import encode_cube
     from morphospace.data.ingest import ingest
     from morphospace.run import RunDir
+    from morphospace.vade.embed import encode_cube
+    from morphospace.vade.io import load_vade
 
     weights = ROOT.parent / "shared" / "peers" / "astrovader" / "saved_weights.h5"
     if not weights.is_file():
@@ -219,10 +220,10 @@ def form_flops_per_image(hp: dict, x) -> float:
 
 
 def train_and_score(run_dir: Path, base_run, overrides: list[str], seed: int, truth, keep, pa_bins, elongated) -> dict:
-    from morphospace.api import load_vade, model_dir
     from morphospace.config import apply_overrides, load_config
-    from morphospace.vade.embed import encode_cube, model_input
     from morphospace.run import RunDir
+    from morphospace.vade.embed import encode_cube, model_input
+    from morphospace.vade.io import load_vade, model_dir
     from morphospace.vade.train import train_run
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -349,8 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     base = build_run(out, args.workers)
     cube = base.read_cube()
-    cat = base.read_catalogue().sort_values("cube_index")
-    cat = cat[cat["cube_index"] >= 0]
+    cat = base.cube_catalogue()
     truth = cat["morph3"].astype("string").fillna("").to_numpy()
     keep = truth != ""
     pa_bins, q = position_angle_bins(cube)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import builtins
 
-import numpy as np
 import pytest
 import torch
 
-from morphospace.nets.backbones import (BACKBONES, check_hub_hash, efficientnet_lite0_weights_path, make_backbone)
 from morphospace.errors import NotAvailableError, UserError
+from morphospace.nets.backbones import (BACKBONES, check_hub_hash, efficientnet_lite0_weights_path, make_backbone)
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,10 @@ from morphospace.analysis.compare import (
     compare_run,
     contingency_table,
     hungarian_accuracy,
-    label_columns,
     plot_heatmap,
     score_pair,
-    truth_column,
 )
+from morphospace.analysis.labels import label_columns, truth_column
 from morphospace.config import Config
 from morphospace.errors import UserError
 from morphospace.run import RunDir, write_table

@@ -14,13 +14,14 @@ import pandas as pd
 import pytest
 import torch
 
-from morphospace.nets.backbones import efficientnet_lite0_weights_path, make_backbone
 from morphospace.config import Config, apply_overrides
 from morphospace.errors import UserError
-from morphospace.study.features import extract_features, study_features_run
-from morphospace.study.finetune import FineTuner, augment
+from morphospace.nets.backbones import efficientnet_lite0_weights_path, make_backbone
+from morphospace.nets.batches import extract_features
 from morphospace.progress import set_quiet
 from morphospace.run import RunDir, write_npy, write_table
+from morphospace.study.features import study_features_run
+from morphospace.study.finetune import FineTuner, augment
 
 FAST = dict(input_size=32, batch_size=8, lr=3e-3, patience=0, num_threads=1, verbose=False)
 

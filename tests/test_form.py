@@ -6,16 +6,15 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 
+from morphospace.analysis.probe import linear_probe
+from morphospace.image.geometry import dihedral
 from morphospace.ssl.augment import NuisanceAugment
 from morphospace.ssl.embedder import FormEmbedder, FormHead, build_trunk
 from morphospace.ssl.losses import nt_xent, vicreg
-from morphospace.vade.model import dihedral
-from morphospace.analysis.probe import linear_probe
 
 
 # --- losses ------------------------------------------------------------------------------------
@@ -98,7 +97,7 @@ def test_nuisance_augment_keeps_the_galaxy_and_moves_its_angle():
     y = NuisanceAugment(noise=0.0, p_blur=0.0)(x, 3)
     ratio = (y.sum((1, 2, 3)) / x.sum((1, 2, 3))).numpy()
     assert ratio.min() > 0.8 * 0.9**2 * 0.95 and ratio.max() < 1.2 * 1.1**2 * 1.05
-    from morphospace.vade.model import canonical_angle
+    from morphospace.image.geometry import canonical_angle
 
     angles = canonical_angle(y).numpy()
     assert np.ptp(angles) > 2.0  # spread over most of (-pi/2, pi/2]
@@ -166,8 +165,8 @@ def form_run(tmp_path_factory):
     from test_train import make_run
 
     from morphospace.config import apply_overrides, load_config
-    from morphospace.vade.embed import embed_run
     from morphospace.progress import set_quiet
+    from morphospace.vade.embed import embed_run
     from morphospace.vade.train import train_run
 
     set_quiet(True)
@@ -218,7 +217,7 @@ def test_form_training_resumes(form_run, tmp_path):
 def test_form_preset_rejects_a_bad_loss(tmp_path):
     from morphospace.config import apply_overrides, load_config
     from morphospace.errors import UserError
-    from morphospace.vade.train import resolve_hparams
+    from morphospace.vade.hparams import resolve_hparams
 
     with pytest.raises(UserError, match="form.loss"):
         resolve_hparams(apply_overrides(load_config(None), ["form.loss=triplet"]), 3, 64)

@@ -137,8 +137,8 @@ def test_a_damaged_run_file_is_one_line_naming_it(pca_run, tmp_path, capsys, nam
 
 
 def test_a_cut_short_model_is_one_line(tmp_path, capsys):
-    from morphospace.api import load_vade
     from morphospace.errors import UserError
+    from morphospace.vade.io import load_vade
 
     path = tmp_path / "model.pt"
     path.write_bytes(b"PK\x03\x04 not really a model")
@@ -218,7 +218,7 @@ def test_user_strings_are_printed_escaped(tmp_path, capsys):
 # 7. label columns -------------------------------------------------------------------------------------
 
 def test_free_text_is_no_truth_label_and_missing_markers_are_missing():
-    from morphospace.analysis.compare import label_columns, missing_mask, truth_column
+    from morphospace.analysis.labels import label_columns, missing_mask, truth_column
 
     cat = pd.DataFrame({"id": [f"g{i}" for i in range(8)], "cube_index": range(8),
                         "comment": [f"looks odd {i}" for i in range(8)],
@@ -231,8 +231,8 @@ def test_free_text_is_no_truth_label_and_missing_markers_are_missing():
 def test_lda_is_skipped_saying_why_when_it_cannot_be_fitted(pca_run, caplog, tmp_path):
     import shutil
 
-    from morphospace.config import Config, apply_overrides
     from morphospace.analysis.reduce import reduce_run
+    from morphospace.config import Config, apply_overrides
 
     run = tmp_path / "run"
     shutil.copytree(pca_run, run)

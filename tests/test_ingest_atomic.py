@@ -13,8 +13,8 @@ import pytest
 from fixtures import galaxy_rgb, ingest_to, many_jpegs, save_image
 
 import morphospace.data.ingest as ingest_module
-from morphospace.errors import UserError
 from morphospace.data.ingest.cube import CubeWriter
+from morphospace.errors import UserError
 
 KILLABLE = """
 import sys

@@ -10,9 +10,9 @@ from fixtures import (KAGGLE_KINDS, KAGGLE_VOTE_COLUMNS, galaxy_rgb, ingest_to, 
 from PIL import Image
 
 from morphospace.config import DataConfig, VoteThresholds
-from morphospace.errors import UserError
 from morphospace.data.ingest import LAYOUTS, detect_layout, read_survey
 from morphospace.data.ingest.layouts import derive_gz2_class
+from morphospace.errors import UserError
 
 
 def test_detects_every_layout(tmp_path, tiny_folder_survey, tiny_sdss_gz1, tiny_kaggle, tiny_synthetic):

@@ -10,11 +10,11 @@ from fixtures import galaxy_flux, galaxy_rgb, ingest_to, save_image
 from PIL import Image
 
 from morphospace.config import PreprocessConfig
-from morphospace.errors import UserError
 from morphospace.data.ingest import PreprocessSpec
 from morphospace.data.ingest.decode import Frame, decode
 from morphospace.data.ingest.preprocess import LUMINANCE, crop_box, normalise, normalise_levels, preprocess
 from morphospace.data.ingest.records import Record
+from morphospace.errors import UserError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

@@ -13,8 +13,8 @@ from fixtures import error_page, galaxy_flux, galaxy_rgb, ingest_to, save_image,
 from PIL import Image
 
 from morphospace.cli import main
-from morphospace.errors import UserError
 from morphospace.data.ingest import EXCLUDING, FLAG_DESCRIPTIONS
+from morphospace.errors import UserError
 
 # id -> the flags it must raise (an id listed twice in the catalogue is checked row by row below)
 EXPECTED = {

@@ -5,8 +5,6 @@ import pandas as pd
 import pytest
 
 from morphospace.analysis.compare import score_pair
-from morphospace.config import Config
-from morphospace.errors import UserError
 from morphospace.analysis.nuisance import (
     _bin_column,
     audit_run,
@@ -14,6 +12,8 @@ from morphospace.analysis.nuisance import (
     measure_nuisance,
     position_angle,
 )
+from morphospace.config import Config
+from morphospace.errors import UserError
 from morphospace.run import RunDir, write_npy, write_table
 
 SIZE = 48

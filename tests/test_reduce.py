@@ -7,8 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from morphospace.config import Config
-from morphospace.errors import UserError
 from morphospace.analysis.reduce import (
     REDUCERS,
     LDAReducer,
@@ -19,6 +17,8 @@ from morphospace.analysis.reduce import (
     reduce_run,
     representation_id,
 )
+from morphospace.config import Config
+from morphospace.errors import UserError
 from morphospace.run import RunDir, write_npy, write_table
 
 

@@ -66,7 +66,7 @@ def trained(tmp_path_factory):
 # --- framework-free pieces ----------------------------------------------------------------------
 
 def test_bic_picks_the_number_of_separated_groups():
-    from morphospace.vade.train import fit_mixture, select_k
+    from morphospace.vade.mixture import fit_mixture, select_k
 
     rng = np.random.default_rng(0)
     centres = np.array([[0, 0, 0], [6, 0, 0], [0, 6, 0]])
@@ -79,7 +79,7 @@ def test_bic_picks_the_number_of_separated_groups():
 
 
 def test_schedules():
-    from morphospace.vade.train import latent_weight, lr_factor, resolve_hparams
+    from morphospace.vade.hparams import latent_weight, lr_factor, resolve_hparams
 
     cfg = apply_overrides(load_config(None), ["model.preset=astrovader"])
     hp = resolve_hparams(cfg, 1, 128)
@@ -134,7 +134,8 @@ def test_mixture_initialisation_is_applied(tmp_path):
     """At the first joint step the prior holds K-Means -> diagonal GMM fitted on z_mean."""
     import lightning.pytorch as pl
 
-    from morphospace.vade.train import fit_mixture, train_run
+    from morphospace.vade.mixture import fit_mixture
+    from morphospace.vade.train import train_run
 
     captured = {}
 
@@ -221,7 +222,7 @@ def test_same_seed_same_labels_and_resume_equals_uninterrupted(tmp_path, trained
     import lightning.pytorch as pl
 
     from morphospace.vade.embed import encode_cube
-    from morphospace.api import load_vade
+    from morphospace.vade.io import load_vade
     from morphospace.vade.train import train_run
 
     run_a, _ = trained

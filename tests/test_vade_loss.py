@@ -10,18 +10,15 @@ import torch
 from scipy import stats
 from sklearn.mixture import GaussianMixture
 
-from morphospace.vade.networks import build_vade
+from morphospace.image.geometry import canonical_angle, dihedral, radial_weight, rotate
 from morphospace.vade.model import (
     MixturePrior,
-    canonical_angle,
-    dihedral,
     gaussian_expected_log_prob,
     gaussian_neg_entropy,
-    radial_weight,
-    rotate,
     standard_normal_kl,
     vade_kl_terms,
 )
+from morphospace.vade.networks import build_vade
 
 N_MC = 200_000
 

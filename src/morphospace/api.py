@@ -22,53 +22,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import UserError, first_line
-from .run import RunDir, atomic_path
+from .errors import UserError
+from .nets.batches import forward_in_batches
+from .run import RunDir
+from .vade.io import MODEL_FILE, MODEL_NAME, load_vade, model_dir, save_model
 
 __all__ = ["VaDEModel", "load_model", "import_astrovader", "save_model", "load_vade", "model_dir",
            "MODEL_NAME", "MODEL_FILE"]
-
-MODEL_NAME = "vade"  # RUN/models/vade/
-MODEL_FILE = "model.pt"  # the final model: weights + hyper-parameters, loadable without Lightning
-
-
-def model_dir(run: RunDir) -> Path:
-    """``RUN/models/vade/`` (created)."""
-    return run.model_dir(MODEL_NAME)
-
-
-def save_model(model, hp: dict[str, Any], path: Path, extra: dict | None = None) -> None:
-    """Write a VaDE's weights and hyper-parameters (atomically), loadable by :func:`load_vade`."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        torch.save({"hparams": hp, "state_dict": state, "extra": extra or {}}, tmp)
-
-
-def load_vade(path: str | Path):
-    """``(vade, hparams, extra)`` from a file written by :func:`save_model` (CPU, eval mode)."""
-    from .vade.networks import build_model
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"no trained VaDE at {path}: run `morphospace train` first")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=False)
-        hp, state = blob["hparams"], blob["state_dict"]
-    except Exception as exc:  # truncated or not a model: pickle, zip and key errors
-        raise UserError(f"{path} is damaged ({first_line(exc)[:160]}): re-run `morphospace train`") from None
-    if hp["preset"] == "form":
-        from .vade.form_model import build_form_vade  # the form-first VaDE: embedder + core + image decoder
-
-        model = build_form_vade(hp)
-    else:
-        model = build_model(hp)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise UserError(f"{path} does not fit its own hyper-parameters ({first_line(exc)[:160]}): "
-                        "re-run `morphospace train`") from None
-    model.eval()
-    return model, blob["hparams"], blob.get("extra", {})
 
 
 class VaDEModel:
@@ -113,21 +73,10 @@ class VaDEModel:
             x, _ = mask_images(x, desc="")
         return x
 
-    def _batches(self, x: np.ndarray, fn):
-        outs = []
-        with torch.no_grad():
-            for s in range(0, len(x), self.batch_size):
-                outs.append(fn(torch.from_numpy(np.array(x[s:s + self.batch_size], dtype=np.float32))))  # a writable copy
-        if not outs:
-            return None
-        if isinstance(outs[0], tuple):
-            return tuple(np.concatenate([o[i].numpy() for o in outs]) for i in range(len(outs[0])))
-        return np.concatenate([o.numpy() for o in outs])
-
     # the API ----------------------------------------------------------------------------
     def encode(self, x) -> tuple[np.ndarray, np.ndarray]:
         """``(z_mean, z_log_var)`` of q(z | x), each (N, D)."""
-        return self._batches(self._images(x), self.vade.encode)
+        return forward_in_batches(self.vade.encode, self._images(x), self.batch_size)
 
     def decode(self, z) -> np.ndarray:
         """Images (N, C, H, W) from latent codes (N, D)."""
@@ -136,11 +85,11 @@ class VaDEModel:
             z = z[None]
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise UserError(f"expected latent codes N x {self.latent_dim}, got shape {z.shape}")
-        return self._batches(z, self.vade.decode)
+        return forward_in_batches(self.vade.decode, z, self.batch_size)
 
     def predict_proba(self, x) -> np.ndarray:
         """Cluster probabilities q(c | x), (N, K) (closed form from the encoder's Gaussian)."""
-        return np.exp(self._batches(self._images(x), self.vade.predict_log_proba))
+        return np.exp(forward_in_batches(self.vade.predict_log_proba, self._images(x), self.batch_size))
 
     def predict(self, x) -> np.ndarray:
         """Most probable cluster of each image, (N,)."""
@@ -154,10 +103,8 @@ class VaDEModel:
 
     def sample(self, component: int, n: int, temperature: float = 0.5, reject_below: float | None = None,
                seed: int = 0) -> np.ndarray:
-        """``n`` synthetic galaxies of one component (see :func:`morphospace.vade.embed.generate`)."""
-        from .vade.embed import generate
-
-        return generate(self.vade, component, n, temperature=temperature, reject_below=reject_below, seed=seed)
+        """``n`` synthetic galaxies of one component (see :meth:`morphospace.vade.generate.Generative.generate`)."""
+        return self.vade.generate(component, n, temperature=temperature, reject_below=reject_below, seed=seed)
 
 
 def _model_file(run) -> Path:

@@ -321,7 +321,7 @@ def _dispatch(args) -> int | None:
                    train__num_nodes=args.num_nodes, train__strategy=args.strategy,
                    train__accelerator=args.accelerator, train__precision=args.precision)
         if cfg.model.kind == "vade":
-            from .vade.train import check_against_cube
+            from .vade.hparams import check_against_cube
 
             check_against_cube(cfg, run.read_cube())  # before the config is saved
         pipeline.save_config(run, cfg)

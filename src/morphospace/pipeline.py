@@ -175,7 +175,7 @@ def run_study(run: RunDir, cfg: Config) -> Path:
     ``study.backbone = "ssl"`` does the same with the self-supervised form embedding (the
     form-first VaDE's input, trained here if the run has none).
     """
-    from .api import MODEL_FILE, model_dir
+    from .vade.io import MODEL_FILE, model_dir
 
     save_config(run, cfg)
     stage_ingest(run, cfg)

@@ -1,7 +1,8 @@
 """Progress lines and timers shared by every stage.
 
 All long loops go through :func:`progress` so that ``--quiet`` silences them in
-one place; :class:`Timer` prints an openTSNE-style "===> step ... done in 1.2 s".
+one place; :class:`Timer` prints an openTSNE-style "===> step ... done in 1.2 s";
+:class:`quiet_lightning` keeps Lightning's own chatter off the console while a model fits.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from contextlib import contextmanager
+import warnings
 from typing import Iterable, Iterator, TypeVar
 
 from tqdm.auto import tqdm
@@ -72,8 +73,26 @@ class Timer:
             log.info("     %s done in %.2f s", self.message, self.elapsed)
 
 
-@contextmanager
-def timed(message: str):
-    """Functional spelling of :class:`Timer`."""
-    with Timer(message) as t:
-        yield t
+class quiet_lightning:
+    """Lightning's info lines (tips, device summaries) down to warnings while fitting."""
+
+    NAMES = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.callbacks.model_checkpoint", "lightning.pytorch.accelerators.cuda",
+             "lightning.fabric.utilities.seed", "lightning.pytorch.utilities.seed")
+
+    WARNINGS = (r"Checkpoint directory .* exists and is not empty",  # hparams.json and logs live there
+                r".*isinstance\(treespec, LeafSpec\).*",  # inside Lightning, not ours
+                r".*litlogger.*")
+
+    def __enter__(self):
+        self.levels = {n: logging.getLogger(n).level for n in self.NAMES}
+        for n in self.NAMES:
+            logging.getLogger(n).setLevel(logging.WARNING)
+        self.catch = warnings.catch_warnings()
+        self.catch.__enter__()
+        for message in self.WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+
+    def __exit__(self, *exc):
+        self.catch.__exit__(*exc)
+        for n, level in self.levels.items():
+            logging.getLogger(n).setLevel(level)

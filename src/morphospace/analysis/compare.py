@@ -6,6 +6,8 @@ V-measure, Fowlkes-Mallows, the Hungarian-matched accuracy (the best
 one-to-one mapping of clusters onto classes, rectangular allowed) and purity.
 Missing labels (None, NaN, "") are always dropped; noise (label ``-1``) is
 either its own cluster (``noise="own"``) or dropped (``noise="exclude"``).
+What counts as missing, and which catalogue columns are labels, is
+:mod:`morphospace.analysis.labels`.
 
 :func:`compare_run` scores every clustering of a run against every other and
 against each categorical label column of the catalogue, and draws the ARI and
@@ -15,9 +17,8 @@ AMI matrices.
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,9 @@ from sklearn.metrics import adjusted_mutual_info_score
 from ..errors import UserError
 from ..progress import Timer, progress
 from ..run import RunDir, atomic_path, safe_name, write_table
+from .labels import (Encoded, clustering_in_cube_order, contingency_counts, encode, label_columns,
+                     labels_in_cube_order, truth_column)
+from .probe import probe_run
 
 log = logging.getLogger("morphospace")
 
@@ -34,17 +38,9 @@ __all__ = [
     "METRICS",
     "NOISE_MODES",
     "score_pair",
-    "encode",
-    "Encoded",
     "contingency_table",
     "hungarian_accuracy",
     "purity",
-    "missing_mask",
-    "is_nuisance_column",
-    "label_columns",
-    "truth_column",
-    "labels_in_cube_order",
-    "clustering_in_cube_order",
     "plot_heatmap",
     "compare_run",
 ]
@@ -52,84 +48,8 @@ __all__ = [
 METRICS = ("ari", "ami", "nmi", "v_measure", "fowlkes_mallows", "hungarian_accuracy", "purity", "inverse_purity")
 NOISE_MODES = ("own", "exclude")
 
-# catalogue columns that describe how a galaxy is seen, not what it is: audited by
-# morphospace.analysis.nuisance, never treated as a label (matched on the lower-cased name's start)
-NUISANCE_PREFIXES = ("position_angle", "pa_", "winding", "handed", "chirality", "n_compan", "companion",
-                     "n_field", "psf", "seeing", "size", "r_half", "half_light", "hlr", "sky", "noise", "snr")
-# per-companion truth of the synthetic survey (comp0_x, comp1_kind, ...): nuisance detail, not labels
-_COMPANION_DETAIL = re.compile(r"comp\d+_")
-# catalogue columns that are bookkeeping, never labels
-RESERVED = {"id", "source", "cube_index", "file", "path", "filename", "objid"}
-MAX_LABEL_CLASSES = 50
 
-
-# --- label hygiene ----------------------------------------------------------------------
-
-class Encoded(NamedTuple):
-    """A labelling as integer codes, encoded once and scored against many others.
-
-    ``codes`` index ``uniques`` (-1 where missing); ``missing`` marks None, NaN,
-    pandas NA and blank strings; ``noise`` marks the numeric label -1.
-    """
-
-    codes: np.ndarray
-    missing: np.ndarray
-    noise: np.ndarray
-    uniques: np.ndarray
-
-
-def encode(values: Any) -> Encoded:
-    """Encode a labelling (ints, floats with NaN, strings with None/"", ...) for scoring."""
-    if isinstance(values, Encoded):
-        return values
-    if isinstance(values, (pd.Series, pd.Index)):
-        values = values.to_numpy(dtype=object)
-    arr = np.asarray(values)
-    if arr.ndim != 1:
-        arr = arr.ravel()
-    if arr.dtype.kind not in "biuf":
-        arr = arr.astype(object)
-    try:
-        codes, uniques = pd.factorize(arr, sort=True)  # None / NaN / NA -> code -1
-    except TypeError:  # mixed types cannot be sorted
-        codes, uniques = pd.factorize(arr, sort=False)
-    codes = np.asarray(codes, dtype=np.int64)
-    uniques = np.asarray(uniques, dtype=object)
-    # per distinct value, not per row: blank strings are missing, numeric -1 is noise
-    blank = np.array([_is_missing(u) for u in uniques], dtype=bool)
-    is_noise = np.array([_is_noise(u) for u in uniques], dtype=bool)
-    has = codes >= 0
-    safe = np.where(has, codes, 0)
-    missing = ~has | (blank[safe] if uniques.size else True)
-    noise = has & (is_noise[safe] if uniques.size else False)
-    return Encoded(np.where(missing, -1, codes), np.asarray(missing, dtype=bool), np.asarray(noise, dtype=bool),
-                   uniques)
-
-
-def missing_mask(values: Any) -> np.ndarray:
-    """True where a label is missing: None, NaN, pandas NA, or text such as "", "NaN", "null",
-    "None", "N/A" (:data:`MISSING_MARKERS`)."""
-    return encode(values).missing
-
-
-# text that means "no value" in catalogues written by pandas, astropy, databases and people
-MISSING_MARKERS = frozenset({"", "nan", "none", "null", "na", "n/a", "<na>", "nat"})
-
-
-def _is_missing(v: Any) -> bool:
-    if v is None:
-        return True
-    if isinstance(v, str):
-        return v.strip().lower() in MISSING_MARKERS
-    try:
-        return bool(v != v)  # NaN, NaT
-    except TypeError:  # pd.NA refuses to be a bool
-        return True
-
-
-def _is_noise(v: Any) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) and v == -1
-
+# --- scores ---------------------------------------------------------------------------
 
 def _key(v: Any) -> str:
     """A class value as text for tables: 3.0 -> '3'."""
@@ -149,12 +69,6 @@ def _prepare(a: Any, b: Any, noise: str) -> tuple[np.ndarray, np.ndarray, Encode
     if noise == "exclude":
         keep &= ~ea.noise & ~eb.noise
     return ea.codes[keep], eb.codes[keep], ea, eb
-
-
-def _contingency(ca: np.ndarray, cb: np.ndarray, ka: int | None = None, kb: int | None = None) -> np.ndarray:
-    ka = (int(ca.max()) + 1 if ca.size else 0) if ka is None else ka
-    kb = (int(cb.max()) + 1 if cb.size else 0) if kb is None else kb
-    return np.bincount(ca * kb + cb, minlength=ka * kb).reshape(ka, kb)
 
 
 def hungarian_accuracy(table: np.ndarray) -> float:
@@ -180,7 +94,7 @@ def purity(table: np.ndarray) -> float:
 def contingency_table(a: Any, b: Any, noise: str = "own") -> pd.DataFrame:
     """Counts of rows per (a, b) value pair; index = values of a, columns = values of b (as text)."""
     ca, cb, ea, eb = _prepare(a, b, noise)
-    full = _contingency(ca, cb, ea.uniques.size, eb.uniques.size)
+    full = contingency_counts(ca, cb, ea.uniques.size, eb.uniques.size)
     rows, cols = full.sum(axis=1) > 0, full.sum(axis=0) > 0  # values seen only on dropped rows go
     table = pd.DataFrame(full[rows][:, cols], index=pd.Index([_key(u) for u in ea.uniques[rows]], name="a"),
                          columns=pd.Index([_key(u) for u in eb.uniques[cols]], name="b"))
@@ -224,7 +138,7 @@ def score_pair(a: Any, b: Any, noise: str = "own") -> dict[str, float]:
     n = int(ca.size)
     if n < 2:
         return {"n": n, **{m: float("nan") for m in METRICS}}
-    table = _contingency(ca, cb, ea.uniques.size, eb.uniques.size)
+    table = contingency_counts(ca, cb, ea.uniques.size, eb.uniques.size)
     table = table[table.sum(axis=1) > 0][:, table.sum(axis=0) > 0]
     return {
         "n": n,
@@ -273,102 +187,6 @@ def _table_scores(table: np.ndarray) -> dict[str, float]:
     pk, qk = (a**2).sum() - n, (b**2).sum() - n
     fm = float(np.sqrt(tk / pk) * np.sqrt(tk / qk)) if tk != 0 else 0.0
     return {"ari": float(ari), "nmi": float(nmi), "v_measure": float(v), "fowlkes_mallows": fm}
-
-
-# --- labels of a run ------------------------------------------------------------------
-
-def is_nuisance_column(name: str) -> bool:
-    """Whether a catalogue column describes viewing conditions (audited, not compared)."""
-    low = name.lower()
-    return low in ("pa", "pa_deg") or low.startswith(NUISANCE_PREFIXES) or bool(_COMPANION_DETAIL.match(low))
-
-
-def label_columns(catalogue: pd.DataFrame, cfg: Any = None) -> list[str]:
-    """Categorical label columns of a catalogue, the truth label first.
-
-    A label column is any column but bookkeeping (id, source, cube_index, ...),
-    ``flag_*`` and nuisance columns, that is not floating point (vote fractions
-    and measurements are continuous), holding 2 to 50 distinct values with on average
-    at least two galaxies each (free text is one value per galaxy). Columns
-    that split the galaxies exactly like an earlier one (``gz1_class`` and
-    ``gz1_name``) are kept once, the text one preferred.
-    """
-    cands = []
-    for col in catalogue.columns:
-        low = col.lower()
-        if low in RESERVED or low.startswith("flag_") or is_nuisance_column(col):
-            continue
-        s = catalogue[col]
-        if pd.api.types.is_float_dtype(s) or pd.api.types.is_bool_dtype(s):
-            continue
-        enc = encode(s)
-        known = enc.codes[~enc.missing]
-        n_unique = int(np.unique(known).size)
-        # a class column: 2..50 classes, on average at least two galaxies per class (free text,
-        # names and comments are one value per galaxy)
-        if 2 <= n_unique <= MAX_LABEL_CLASSES and n_unique <= len(known) / 2:
-            cands.append(col)
-    # text columns before their integer twins, then drop duplicated partitions
-    cands.sort(key=lambda c: 0 if not pd.api.types.is_integer_dtype(catalogue[c]) else 1)
-    kept: list[str] = []
-    for col in cands:
-        if not any(_same_partition(catalogue[col], catalogue[k]) for k in kept):
-            kept.append(col)
-    truth = truth_column(catalogue, cfg, candidates=kept)
-    if truth is not None:
-        kept = [truth] + [c for c in kept if c != truth]
-    return kept
-
-
-def _same_partition(a: pd.Series, b: pd.Series) -> bool:
-    ea, eb = encode(a), encode(b)
-    if not np.array_equal(ea.missing, eb.missing):
-        return False
-    keep = ~ea.missing
-    table = _contingency(ea.codes[keep], eb.codes[keep])
-    table = table[table.sum(axis=1) > 0][:, table.sum(axis=0) > 0]
-    return bool(((table > 0).sum(axis=0) == 1).all() and ((table > 0).sum(axis=1) == 1).all())
-
-
-def truth_column(catalogue: pd.DataFrame, cfg: Any = None, candidates: Sequence[str] | None = None) -> str | None:
-    """The label column treated as the truth: ``data.truth_label``, else morph3, morphology,
-    else the first categorical label column, else None."""
-    wanted = getattr(getattr(cfg, "data", None), "truth_label", "") if cfg is not None else ""
-    if wanted:
-        if wanted not in catalogue.columns:
-            raise UserError(f"data.truth_label '{wanted}' is not a catalogue column "
-                            f"(columns: {', '.join(map(str, catalogue.columns))})")
-        return wanted
-    for name in ("morph3", "morphology"):
-        if name in catalogue.columns:
-            return name
-    if candidates is None:
-        candidates = label_columns(catalogue, None)
-    return candidates[0] if candidates else None
-
-
-def _cube_order(run: RunDir, catalogue: pd.DataFrame | None = None) -> pd.DataFrame:
-    cat = run.read_catalogue() if catalogue is None else catalogue
-    return cat[cat["cube_index"] >= 0].sort_values("cube_index")
-
-
-def labels_in_cube_order(run: RunDir, column: str, catalogue: pd.DataFrame | None = None) -> np.ndarray:
-    """A catalogue column for the galaxies of the cube, in cube order (missing -> None)."""
-    inside = _cube_order(run, catalogue)
-    if column not in inside.columns:
-        raise UserError(f"label column '{column}' is not in the catalogue")
-    values = inside[column].to_numpy(dtype=object)
-    values[missing_mask(values)] = None
-    return values
-
-
-def clustering_in_cube_order(run: RunDir, name: str, ids: np.ndarray) -> np.ndarray:
-    """A clustering's labels aligned to ``ids`` as floats (galaxies it does not cover -> NaN)."""
-    table = run.read_clustering(name)
-    s = pd.Series(table["label"].to_numpy(), index=table["id"].astype(str).to_numpy())
-    s = s[~s.index.duplicated()]
-    aligned = s.reindex(pd.Index(np.asarray(ids).astype(str)))
-    return aligned.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 # --- figures -------------------------------------------------------------------------
@@ -497,8 +315,6 @@ def compare_run(run: RunDir, cfg: Any) -> dict[str, Path]:
             write_table(path, table.rename_axis(index="cluster", columns=None).reset_index())
             out[f"contingency_{name}"] = path
     if truth is not None and run.embeddings():
-        from .probe import probe_run
-
         with Timer(f"linear probes of {len(run.embeddings())} embeddings against '{truth}'"):
             probe = probe_run(run, truth, catalogue, random_state=int(getattr(cfg.cluster, "seed", 0)))
         if len(probe):

@@ -1,7 +1,8 @@
 """The nuisance audit: do clusters follow how a galaxy is seen rather than what it is?
 
 AstroVaDEr's clusters followed orientation and the position of a neighbour
-(see ``../shared/docs/astrovader.md``). This module measures, for every galaxy of a run's
+(Spindler, Geach & Smith 2021, MNRAS 502, 985: axis ratio, surface-brightness profile,
+orientation and the presence of companions). This module measures, for every galaxy of a run's
 cube:
 
 - its **position angle** from the second moments of the central galaxy's light
@@ -29,12 +30,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .compare import is_nuisance_column, missing_mask, plot_heatmap, score_pair, truth_column
 from ..errors import UserError
-from ..progress import Timer, progress
-from ..run import RunDir, write_table
 from ..image.sources import central_index as _central_index
 from ..image.sources import detect as _detect
+from ..progress import Timer, progress
+from ..run import RunDir, write_table
+from .compare import plot_heatmap, score_pair
+from .labels import clustering_in_cube_order, is_nuisance_column, labels_in_cube_order, missing_mask, truth_column
 
 log = logging.getLogger("morphospace")
 
@@ -248,8 +250,7 @@ def nuisance_table(run: RunDir, cfg: Any, measured: pd.DataFrame) -> pd.DataFram
     recognised by name: position_angle, winding, n_companions, psf*, size*, ...),
     binned.
     """
-    cat = run.read_catalogue()
-    inside = cat[cat["cube_index"] >= 0].sort_values("cube_index").reset_index(drop=True)
+    inside = run.cube_catalogue()
     m = measured.set_index(measured["id"].astype(str)).reindex(inside["id"].astype(str))
     table = pd.DataFrame({
         "pa_bin": m["pa_bin"].to_numpy(dtype=object),
@@ -311,7 +312,6 @@ def audit_run(run: RunDir, cfg: Any, recompute: bool = False, round_threshold: f
         write_table(path, measured)
     table = nuisance_table(run, cfg, measured)
     nuisances = [c for c in table.columns if c != "id"]
-    from .compare import clustering_in_cube_order, labels_in_cube_order
 
     rows = []
     for name in clusterings:

@@ -6,8 +6,6 @@ beside "raw pixels + PCA" (the floor a morphology model has to beat).
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 from sklearn.decomposition import IncrementalPCA
 

@@ -16,6 +16,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from .labels import labels_in_cube_order
+
 __all__ = ["linear_probe", "probe_run", "FRACTIONS"]
 
 log = logging.getLogger("morphospace")
@@ -99,8 +101,6 @@ def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int
 def probe_run(run, truth: str, catalogue: pd.DataFrame | None = None, repeats: int = 5,
               random_state: int = 0) -> pd.DataFrame:
     """:func:`linear_probe` of every embedding of a run against the label column ``truth``."""
-    from .compare import labels_in_cube_order
-
     y = labels_in_cube_order(run, truth, catalogue)
     tables = []
     for name in run.embeddings():

@@ -34,10 +34,10 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
-from .compare import labels_in_cube_order, missing_mask, truth_column
 from ..errors import UserError
 from ..progress import Timer
 from ..run import RunDir, write_json, write_npy
+from .labels import labels_in_cube_order, missing_mask, truth_column
 
 log = logging.getLogger("morphospace")
 
@@ -339,8 +339,6 @@ def representation_id(embedding: str, reduction: str) -> str:
 
 def _lda_unfittable(y: np.ndarray, n_features: int) -> str | None:
     """Why LDA cannot be fitted on labels ``y`` (missing values left out), or None."""
-    from .compare import missing_mask
-
     known = pd.Series(np.asarray(y, dtype=object))[~missing_mask(y)].astype(str)
     counts = known.value_counts()
     if len(counts) < 2:

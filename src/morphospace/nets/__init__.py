@@ -1,1 +1,7 @@
-"""Neural-network plumbing shared by the model layers: the CNN backbones."""
+"""Neural-network plumbing shared by the model layers above it.
+
+``backbones``  CNN backbones (EfficientNet-Lite0, ResNets, a small CNN) with their input
+               handling: the trunk of the form encoder (:mod:`morphospace.ssl`) and of the
+               feature study (:mod:`morphospace.study`);
+``batches``    a network over a whole (memory-mapped) cube in batches, without gradients.
+"""

@@ -32,8 +32,6 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
-
 from ..config import Config
 from ..errors import UserError
 from ..progress import Timer

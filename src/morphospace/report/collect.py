@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..analysis.labels import label_columns, labels_in_cube_order, truth_column  # one definition of "a label"
 from ..errors import UserError
-from ..run import RunDir
+from ..run import RunDir, in_cube_order
 
 log = logging.getLogger("morphospace")
 
@@ -102,7 +103,7 @@ class RunContents:
         n = 0 if self.cube is None else len(self.cube)
         if cat is None or "cube_index" not in cat.columns:
             return pd.DataFrame({"id": [str(i) for i in range(n)]})
-        inside = cat[cat["cube_index"] >= 0].sort_values("cube_index").reset_index(drop=True)
+        inside = in_cube_order(cat)
         if len(inside) != n:
             raise UserError(f"the catalogue lists {len(inside)} galaxies in the cube but cube.npy has {n} rows: "
                             "re-run `morphospace ingest`")
@@ -129,11 +130,9 @@ class RunContents:
     # labels ---------------------------------------------------------------------------
     @cached_property
     def label_columns(self) -> list[str]:
-        """Categorical label columns of the catalogue, the truth first (see ``compare.label_columns``)."""
+        """Categorical label columns of the catalogue, the truth first (see ``analysis.labels.label_columns``)."""
         if self.catalogue is None:
             return []
-        from ..analysis.compare import label_columns  # one definition of "a label" for the whole toolkit
-
         cfg = _TruthCfg(self.truth_label_wanted)
         try:
             return label_columns(self.catalogue, cfg)
@@ -146,8 +145,6 @@ class RunContents:
         cols = self.label_columns
         if not cols:
             return None
-        from ..analysis.compare import truth_column
-
         try:
             t = truth_column(self.catalogue, _TruthCfg(self.truth_label_wanted), candidates=cols)
         except UserError:
@@ -156,8 +153,6 @@ class RunContents:
 
     def labels(self, column: str) -> np.ndarray:
         """A catalogue column in cube order as an object array (missing -> None)."""
-        from ..analysis.compare import labels_in_cube_order
-
         return labels_in_cube_order(self.run, column, self.catalogue)
 
     @cached_property

@@ -1,7 +1,11 @@
-"""The run directory: one folder per run, the contract between stages (:mod:`.rundir`)."""
+"""The run directory: one folder per run, the contract between stages (:mod:`.rundir`).
 
-from .rundir import (LOCK_FILE, RUN_FILES, RunDir, atomic_path, release_locks, safe_name, write_json, write_npy,
-                     write_table, write_text)
+Every stage reads and writes a run through :class:`RunDir` and the atomic writers here;
+:func:`in_cube_order` is the one alignment of the catalogue with the cube's rows.
+"""
 
-__all__ = ["RunDir", "RUN_FILES", "LOCK_FILE", "atomic_path", "release_locks", "safe_name", "write_json",
-           "write_npy", "write_table", "write_text"]
+from .rundir import (LOCK_FILE, RUN_FILES, RunDir, atomic_path, in_cube_order, release_locks, safe_name, write_json,
+                     write_npy, write_table, write_text)
+
+__all__ = ["RunDir", "RUN_FILES", "LOCK_FILE", "atomic_path", "in_cube_order", "release_locks", "safe_name",
+           "write_json", "write_npy", "write_table", "write_text"]

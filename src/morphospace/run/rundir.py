@@ -119,6 +119,13 @@ def safe_name(name: Any) -> str:
     return text[:120] or "_"
 
 
+def in_cube_order(catalogue: pd.DataFrame) -> pd.DataFrame:
+    """The catalogue rows of the galaxies in the cube, in cube order: row ``i`` describes cube row
+    ``i`` (``cube_index == i``); rows left out of the cube (``cube_index`` -1) are dropped and the
+    index is reset. The one place that aligns a catalogue with the cube."""
+    return catalogue[catalogue["cube_index"] >= 0].sort_values("cube_index").reset_index(drop=True)
+
+
 LOCK_FILE = ".lock"
 _HELD_LOCKS: dict[Path, Any] = {}  # run path -> open lock file, held by this process
 
@@ -279,11 +286,13 @@ class RunDir:
                                 f"{len(cube)} rows: they do not belong together; re-run `morphospace ingest`")
         return cube
 
+    def cube_catalogue(self) -> pd.DataFrame:
+        """The catalogue rows of the cube's galaxies, in cube order (:func:`in_cube_order`)."""
+        return in_cube_order(self.read_catalogue())
+
     def cube_ids(self) -> np.ndarray:
         """Galaxy ids in cube order (row i of the cube is ``cube_ids()[i]``)."""
-        cat = self.read_catalogue()
-        inside = cat[cat["cube_index"] >= 0].sort_values("cube_index")
-        return inside["id"].to_numpy()
+        return self.cube_catalogue()["id"].to_numpy()
 
     def read_embedding(self, name: str) -> np.ndarray:
         known = self.embeddings()

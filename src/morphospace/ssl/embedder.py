@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..image.geometry import dihedral
 from ..nets.backbones import make_backbone
-from ..vade.model import dihedral
 
 __all__ = ["FormHead", "FormEmbedder", "TrunkTaps", "build_trunk", "resolve_precision"]
 

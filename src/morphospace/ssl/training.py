@@ -33,8 +33,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from ..vade.model import dihedral
-from ..progress import is_quiet, progress
+from ..image.geometry import dihedral
+from ..nets.batches import forward_in_batches
+from ..progress import is_quiet, progress, quiet_lightning
 from .augment import NuisanceAugment
 from .embedder import FormEmbedder, FormHead, TrunkTaps
 from .losses import LOSSES
@@ -220,16 +221,13 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
               enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False,
               default_root_dir=str(out_dir), deterministic=True)
     kw.update(trainer_kwargs or {})
-    from ..vade.train import _quiet_lightning  # lazy: train imports this package
-
-    with _quiet_lightning():
+    with quiet_lightning():
         pl.Trainer(**kw).fit(module, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None)
     embedder = FormEmbedder(trunk, head.eval()).eval()
-    with torch.no_grad():
-        if train_trunk:
-            emb = np.concatenate([embedder(torch.from_numpy(np.array(cube[s:s + batch_size], dtype=np.float32))).numpy()
-                                  for s in range(0, len(cube), batch_size)])
-        else:
+    if train_trunk:
+        emb = forward_in_batches(embedder, cube, batch_size)
+    else:
+        with torch.no_grad():
             emb = np.concatenate([
                 torch.stack([head(torch.from_numpy(np.array(bank[v, s:s + 4096]))) for v in range(N_DIHEDRAL)]).mean(0).numpy()
                 for s in range(0, len(cube), 4096)])

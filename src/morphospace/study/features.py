@@ -21,47 +21,17 @@ import time
 
 import numpy as np
 import pandas as pd
-import torch
-from torch import nn
 
 from ..config import Config
 from ..errors import UserError
-from ..progress import Timer, progress
+from ..nets.batches import RowView
+from ..progress import Timer
 from ..run import RunDir, atomic_path, write_json, write_npy, write_table
+from .finetune import FineTuner
 
 log = logging.getLogger("morphospace")
 
 EMBEDDING = "features"
-
-
-@torch.no_grad()
-def extract_features(module: nn.Module, cube, batch_size: int = 256, desc: str = "features") -> np.ndarray:
-    """Run ``module`` over every row of ``cube`` in batches; returns ``(N, D)`` float32.
-
-    Parameters
-    ----------
-    module : nn.Module
-        Maps ``n x C x H x W`` float tensors to ``n x D`` (a :class:`~morphospace.nets.backbones.FeatureNet`).
-    cube : array (N, C, H, W)
-        Read ``batch_size`` rows at a time, so a memory-mapped cube never sits in memory whole.
-    batch_size : int
-    """
-    n = cube.shape[0]
-    was_training = module.training
-    module.eval()
-    out = None
-    try:
-        for start in progress(range(0, n, batch_size), total=-(-n // batch_size), desc=desc, unit="batch"):
-            block = torch.from_numpy(np.array(cube[start:start + batch_size], dtype=np.float32))  # a copy: memmaps are read-only
-            feats = module(block).numpy()
-            if out is None:
-                out = np.empty((n, feats.shape[1]), dtype=np.float32)
-            out[start:start + len(feats)] = feats
-    finally:
-        module.train(was_training)
-    if out is None:
-        raise UserError("the cube is empty: no images to extract features from")
-    return out
 
 
 # --- labels ------------------------------------------------------------------------------------
@@ -211,12 +181,9 @@ def study_features_run(run: RunDir, cfg: Config) -> dict:
     dict
         The content of ``comparisons/finetune_metrics.json``.
     """
-    from .finetune import FineTuner
-
     st = cfg.study
     cube = run.read_cube()
-    cat = run.read_catalogue()
-    inside = cat[cat["cube_index"] >= 0].sort_values("cube_index").reset_index(drop=True)
+    inside = run.cube_catalogue()
     if len(inside) != cube.shape[0] or not np.array_equal(inside["cube_index"].to_numpy(), np.arange(len(inside))):
         raise UserError(f"catalogue and cube of {run.path} disagree ({len(inside)} rows vs {cube.shape[0]} images): "
                         "re-run `morphospace ingest`")
@@ -242,7 +209,7 @@ def study_features_run(run: RunDir, cfg: Config) -> dict:
         if len(rows) < len(inside):
             log.info("fine-tuning on %d labelled galaxies (%d without '%s' get features only)",
                      len(rows), len(inside) - len(rows), spec)
-        images = cube if len(rows) == len(inside) else _RowView(cube, rows)
+        images = cube if len(rows) == len(inside) else RowView(cube, rows)
         with Timer(f"fine-tuning {st.backbone} on '{spec}' ({task}, {len(rows)} galaxies)"):
             ft.fit(images, y)
         ft.train_index_, ft.val_index_ = rows[ft.train_index_], rows[ft.val_index_]  # as cube rows
@@ -289,19 +256,3 @@ def study_features_run(run: RunDir, cfg: Config) -> dict:
             log.info("fine-tuned %s: validation RMSE %.4f on %d galaxies", st.backbone, ft.val_rmse_,
                      len(ft.val_index_))
     return metrics
-
-
-class _RowView:
-    """Rows ``rows`` of a (memory-mapped) cube, indexable like an array without copying it."""
-
-    def __init__(self, cube, rows: np.ndarray):
-        self.cube = cube
-        self.rows = np.asarray(rows)
-        self.shape = (len(self.rows),) + tuple(cube.shape[1:])
-        self.dtype = cube.dtype
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, index):
-        return self.cube[self.rows[index]]

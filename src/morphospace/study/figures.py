@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..analysis.compare import missing_mask, truth_column
+from ..analysis.labels import missing_mask, truth_column
 from ..image.display import display_image
-from ..run import RunDir, atomic_path
+from ..run import RunDir, atomic_path, in_cube_order
 
 log = logging.getLogger("morphospace")
 
@@ -165,7 +165,7 @@ def write_study_figures(run: RunDir, cfg=None) -> list[Path]:
     truth = truth_column(cat, cfg)
     truth_values = None
     if truth is not None:
-        inside = cat[cat["cube_index"] >= 0].sort_values("cube_index")
+        inside = in_cube_order(cat)
         truth_values = inside[truth].astype(object).where(inside[truth].notna(), None).to_numpy()
     for red in reductions:
         xy = run.read_reduction(red)

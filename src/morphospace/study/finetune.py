@@ -34,8 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..nets.backbones import BACKBONES, FeatureNet, make_backbone
 from ..errors import UserError
+from ..nets.backbones import BACKBONES, make_backbone
+from ..nets.batches import RowView, extract_features, forward_in_batches
 from ..progress import progress
 from ..run import atomic_path, write_json
 
@@ -393,15 +394,13 @@ class FineTuner:
             self.val_rmse_ = _rmse(torch.sigmoid(out).numpy(), truth)
 
     # --- inference -----------------------------------------------------------------------------
-    @torch.no_grad()
     def _outputs(self, X, index: np.ndarray | None = None, batch_size: int = 256) -> torch.Tensor:
         """Head outputs (logits) for rows ``index`` of X, in eval mode."""
         self.model_.eval()
         self.head_.eval()
         index = np.arange(X.shape[0]) if index is None else index
-        chunks = [self.head_(self.model_(_rows(X, index[i:i + batch_size])))
-                  for i in range(0, len(index), batch_size)]
-        return torch.cat(chunks) if chunks else torch.zeros(0, self.head_.out_features)
+        out = forward_in_batches(lambda xb: self.head_(self.model_(xb)), RowView(X, index), batch_size)
+        return torch.zeros(0, self.head_.out_features) if out is None else torch.from_numpy(out)
 
     def _check_fitted(self, need_head: bool = False) -> None:
         if not hasattr(self, "model_"):
@@ -411,8 +410,6 @@ class FineTuner:
 
     def transform(self, X, batch_size: int = 256) -> np.ndarray:
         """Penultimate features, ``(N, feature_dim_)`` float32, streamed batch by batch."""
-        from .features import extract_features
-
         self._check_fitted()
         self._check_X(X)
         with _threads(self.num_threads):

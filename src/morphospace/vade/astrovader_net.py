@@ -1,6 +1,7 @@
-"""The published AstroVaDEr encoder and decoder (Spindler, Geach & Smith 2021) in PyTorch.
+"""The published AstroVaDEr encoder and decoder (Spindler, Geach & Smith 2021, MNRAS 502, 985) in PyTorch.
 
-The layers follow the released Keras model exactly (see ``../shared/docs/astrovader.md``), so that
+The layers follow the released Keras model exactly (the paper's architecture, checked layer by
+layer against the released weights ``saved_weights.h5``: 871,381 parameters), so that
 the published weights can be loaded with :mod:`morphospace.vade.keras_import` and
 reproduce the Keras outputs. Two Keras conventions are kept on purpose:
 
@@ -13,7 +14,8 @@ reproduce the Keras outputs. Two Keras conventions are kept on purpose:
   convention; :class:`LegacyBilinearUpsample` implements it.
 
 The Keras model's training-only GaussianNoise layer on the input is not reproduced: it is
-the identity at inference and the recipe in ``../shared/docs/astrovader.md`` does not use it.
+the identity at inference and the published recipe as reproduced here
+(:data:`morphospace.vade.hparams.ASTROVADER_RECIPE`) does not use it.
 """
 
 from __future__ import annotations

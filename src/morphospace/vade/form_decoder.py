@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from .networks import DefaultDecoder
-from .model import canonical_frame, radial_weight
-from ..progress import is_quiet
+from ..image.geometry import canonical_frame, radial_weight
+from ..progress import is_quiet, quiet_lightning
 from .form_model import flip_min_sq_error
+from .networks import DefaultDecoder
 
 __all__ = ["ImageDecoderModule", "CodesAndImages", "fit_image_decoder"]
 
@@ -81,8 +81,6 @@ def fit_image_decoder(mu: np.ndarray, log_var: np.ndarray, cube, *, widths=(32, 
               enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False,
               default_root_dir=str(out_dir) if out_dir else None, deterministic=True)
     kw.update(trainer_kwargs or {})
-    from .train import _quiet_lightning  # lazy: train imports this package
-
-    with _quiet_lightning():
+    with quiet_lightning():
         pl.Trainer(**kw).fit(module, train_dataloaders=loader)
     return module.decoder.eval()

@@ -18,9 +18,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .networks import DefaultDecoder
-from .model import VaDE, best_flip, canonical_frame, flip_errors, radial_weight
+from ..image.geometry import best_flip, canonical_frame, flip_errors, radial_weight
 from ..ssl.embedder import FormEmbedder
+from .generate import Generative
+from .model import VaDE
+from .networks import DefaultDecoder
 
 __all__ = ["FormVaDE", "flip_min_sq_error"]
 
@@ -30,7 +32,7 @@ def flip_min_sq_error(target: torch.Tensor, x_hat: torch.Tensor, weight: torch.T
     return flip_errors(target, x_hat, lambda t, xh: (weight * (t - xh) ** 2).sum((1, 2, 3))).min(1).values
 
 
-class FormVaDE(nn.Module):
+class FormVaDE(Generative, nn.Module):
     """Images -> embedding -> mixture latent; latent -> image. See the module docstring.
 
     Parameters
@@ -111,8 +113,8 @@ def core_hparams(hp: dict) -> dict:
 
 def build_form_vade(hp: dict) -> FormVaDE:
     """An untrained :class:`FormVaDE` shaped by ``hp`` (to load a saved state into)."""
-    from .networks import build_model
     from ..ssl.embedder import FormHead, TrunkTaps
+    from .networks import build_model
 
     f = hp["form"]
     trunk = TrunkTaps(f["backbone"], input_size=f["input_size"], pretrained=False, precision=f.get("precision", "32"))

@@ -2,7 +2,7 @@
 
 1. **Form embedding** (:func:`morphospace.ssl.training.fit_embedder`): the neighbour-masked cube
    through the CNN trunk, the self-supervised head trained on the view bank;
-2. **the VaDE core** (:func:`morphospace.vade.train.fit_vade`, the same Lightning loop, phases,
+2. **the VaDE core** (:func:`morphospace.vade.fitting.fit_vade`, the same Lightning loop, phases,
    guards, checkpoints and DDP as the pixel VaDE) on the standardised embedding;
 3. **the image decoder** (:func:`morphospace.vade.form_decoder.fit_image_decoder`) on the core's
    codes.
@@ -23,15 +23,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..api import MODEL_FILE, save_model
 from ..config import Config
-from .embed import FORM_EMBEDDING
 from ..image.masking import masked_cube
 from ..run import RunDir, write_npy
 from ..ssl.embedder import build_trunk
+from ..ssl.training import fit_embedder
+from .embed import FORM_EMBEDDING
+from .fitting import TrainResult, fit_vade, prepare_model_dir, write_training_summary
 from .form_decoder import fit_image_decoder
 from .form_model import FormVaDE, core_hparams
-from ..ssl.training import fit_embedder
+from .io import MODEL_FILE, save_model
 
 __all__ = ["train_form_run", "FORM_EMBEDDING", "FORM_INPUT"]
 
@@ -48,8 +49,6 @@ def _trainer_kwargs(cfg: Config) -> dict[str, Any]:
 
 def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = False, callbacks: list | None = None):
     """Train the form-first VaDE of ``run`` with hyper-parameters ``hp`` (``resolve_hparams``)."""
-    from .train import TrainResult, fit_vade, prepare_model_dir, write_training_summary
-
     mdir = prepare_model_dir(run, cfg, hp, resume)
     f = hp["form"]
     cube = masked_cube(run)  # the form model always reads neighbour-masked cutouts

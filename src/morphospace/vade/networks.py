@@ -1,4 +1,4 @@
-"""Encoder and decoder networks, and the presets that assemble a :class:`~.vade.VaDE`.
+"""Encoder and decoder networks, and the presets that assemble a :class:`~.model.VaDE`.
 
 ``default``: a small convolutional VAE for a CPU laptop (64 x 64 input, C channels). Four
 stride-2 convolutions (widths 32-64-128-256 by default) with GroupNorm and SiLU down to a
@@ -169,7 +169,7 @@ def max_components(hp: dict[str, Any]) -> int:
 
 
 def build_model(hp: dict[str, Any]) -> VaDE:
-    """The :class:`VaDE` described by a hyper-parameter dict (``morphospace.vade.train.resolve_hparams``)."""
+    """The :class:`VaDE` described by a hyper-parameter dict (``morphospace.vade.hparams.resolve_hparams``)."""
     opts = dict(recon_sigma=hp["recon_sigma"], radial_inner=hp["radial_inner"], radial_width=hp["radial_width"],
                 canonicalise=hp["canonicalise"], flip_invariant=hp["flip_invariant"],
                 colour_weight=hp.get("colour_weight", 1.0))

@@ -482,16 +482,6 @@ def judge(stats: FrameStats, display: bool, spec: PreprocessSpec) -> None:
         raise BadImage("not_galaxy", "bright frame with a dark centre")
 
 
-def check_content(frame: Frame | np.ndarray, spec: PreprocessSpec) -> None:
-    """Run the quality checks alone on a frame (raises :class:`BadImage`)."""
-    if isinstance(frame, np.ndarray):
-        frame = Frame(frame, display=False)
-    if isinstance(frame.pixels, Image.Image):
-        judge(stats_8bit(sample_8bit(frame.pixels)), True, spec)
-    else:
-        judge(stats_float(frame.pixels), frame.display, spec)
-
-
 # --- normalisation -------------------------------------------------------------------------
 
 def _percentile_rows(v: np.ndarray, q: float) -> np.ndarray:

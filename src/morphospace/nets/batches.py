@@ -1,0 +1,99 @@
+"""A network over an array: one forward pass in batches, without gradients.
+
+Cubes are memory-mapped and may not fit in memory: :func:`forward_in_batches` reads
+``batch_size`` rows at a time (as a writable float32 copy), runs a network, or any function
+of a tensor, on them under ``torch.no_grad`` and stacks the outputs. Every "encode / embed /
+extract the whole cube" of the toolkit goes through it. :func:`extract_features` is the
+same for a feature network (eval mode, progress bar); :class:`RowView` selects rows of a
+cube without copying it.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import UserError
+from ..progress import progress
+
+__all__ = ["forward_in_batches", "extract_features", "RowView"]
+
+
+def _rows(x, s: int, batch_size: int) -> torch.Tensor:
+    return torch.from_numpy(np.array(x[s:s + batch_size], dtype=np.float32))  # a copy: memmaps are read-only
+
+
+@torch.no_grad()
+def forward_in_batches(fn: Callable, x, batch_size: int = 256, desc: str = "", extra=None):
+    """``fn`` over the rows of ``x``, ``batch_size`` at a time; the outputs concatenated.
+
+    Parameters
+    ----------
+    fn : callable
+        Maps a float32 tensor ``(n, ...)`` to a tensor ``(n, ...)`` or a tuple of them; with
+        ``extra``, it takes the two batches.
+    x : array-like (N, ...)
+        Anything with ``len`` and row slicing: an array, a memmap, a :class:`RowView`.
+    batch_size : int
+    desc : str
+        Label of a progress bar ("": no bar).
+    extra : array-like (N, ...), optional
+        A second array read alongside ``x``, row for row.
+
+    Returns
+    -------
+    ndarray, tuple of ndarray, or None
+        A tuple when ``fn`` returns one; None when ``x`` has no rows.
+    """
+    starts = range(0, len(x), batch_size)
+    batches = progress(starts, total=len(starts), desc=desc, unit="batch") if desc else starts
+    outs = []
+    for s in batches:
+        y = fn(_rows(x, s, batch_size)) if extra is None else fn(_rows(x, s, batch_size), _rows(extra, s, batch_size))
+        outs.append(tuple(t.numpy() for t in y) if isinstance(y, tuple) else y.numpy())
+    if not outs:
+        return None
+    if isinstance(outs[0], tuple):
+        return tuple(np.concatenate([o[i] for o in outs]) for i in range(len(outs[0])))
+    return np.concatenate(outs)
+
+
+def extract_features(module: nn.Module, cube, batch_size: int = 256, desc: str = "features") -> np.ndarray:
+    """Run ``module`` (in eval mode) over every row of ``cube`` in batches; returns ``(N, D)`` float32.
+
+    Parameters
+    ----------
+    module : nn.Module
+        Maps ``n x C x H x W`` float tensors to ``n x D`` (a :class:`~morphospace.nets.backbones.FeatureNet`).
+    cube : array (N, C, H, W)
+        Read ``batch_size`` rows at a time, so a memory-mapped cube never sits in memory whole.
+    batch_size : int
+    """
+    was_training = module.training
+    module.eval()
+    try:
+        out = forward_in_batches(module, cube, batch_size, desc=desc)
+    finally:
+        module.train(was_training)
+    if out is None:
+        raise UserError("the cube is empty: no images to extract features from")
+    return out.astype(np.float32, copy=False)
+
+
+class RowView:
+    """Rows ``rows`` of a (memory-mapped) cube, indexable like an array without copying it."""
+
+    def __init__(self, cube, rows: np.ndarray):
+        self.cube = cube
+        self.rows = np.asarray(rows)
+        self.shape = (len(self.rows),) + tuple(cube.shape[1:])
+        self.dtype = cube.dtype
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        return self.cube[self.rows[index]]

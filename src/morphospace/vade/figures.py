@@ -1,0 +1,254 @@
+"""The figures of a trained VaDE (``RUN/figures/vade_*.png``), drawn by :func:`write_figures`.
+
+``vade_reconstructions``, ``vade_clusters``, ``vade_component_means``, ``vade_generated``,
+``vade_interpolation``, ``vade_training_curves``, and one strip of generated galaxies per
+cluster (``vade_generated_<k>``) for the report's cluster cards. Each figure function takes
+the model, the cube it encoded and :func:`~morphospace.vade.embed.encode_cube`'s output.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..errors import UserError
+from ..image.display import display_image
+from ..run import RunDir, atomic_path
+from .io import model_dir
+
+log = logging.getLogger("morphospace")
+
+
+def _show(ax, img: np.ndarray) -> None:
+    ax.imshow(display_image(img), cmap="gray" if img.shape[0] != 3 else None, vmin=0, vmax=255,
+              interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _grid(rows: int, cols: int, size: float = 1.1):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * size + 1.0, rows * size + 0.4), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for s in ax.spines.values():
+            s.set_visible(False)
+    return fig, axes
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    plt.close(fig)
+
+
+def write_figures(run: RunDir, model, cube: np.ndarray, enc: dict[str, np.ndarray], cfg) -> None:
+    """All VaDE figures of a run (each is skipped, with a warning, if it fails)."""
+    for name, fn in [("vade_reconstructions", fig_reconstructions), ("vade_clusters", fig_clusters),
+                     ("vade_component_means", fig_component_means), ("vade_generated", fig_generated),
+                     ("vade_interpolation", fig_interpolation), ("vade_training_curves", fig_training_curves)]:
+        try:
+            fig = fn(run=run, model=model, cube=cube, enc=enc, cfg=cfg)
+        except UserError as exc:
+            log.warning("figure %s skipped: %s", name, exc)
+            continue
+        _save(fig, run.figure_path(name))
+    write_generated_strips(run, model, groups=enc.get("groups"))
+
+
+def write_generated_strips(run: RunDir, model, n: int = 8, temperature: float = 0.5, seed: int = 0,
+                           groups: list[list[int]] | None = None) -> None:
+    """One strip of generated galaxies per cluster of the ``vade`` clustering, ``vade_generated_<k>.png``,
+    for the report's cluster cards. With ``groups`` (merged components) a cluster's galaxies are
+    drawn from its components in proportion to their weights; without, a cluster is a component."""
+    for old in run.sub("figures").glob("vade_generated_*.png"):
+        old.unlink()  # a re-embed with another K must not leave strips of components that are gone
+    groups = groups or [[c] for c in range(model.prior.n_components)]
+    weights = model.prior.log_weights.detach().exp().numpy()
+    for c, members in enumerate(groups):
+        rng = np.random.default_rng(seed + c)
+        w = weights[members] / weights[members].sum()
+        counts = np.bincount(rng.choice(len(members), size=n, p=w), minlength=len(members))
+        imgs = np.concatenate([model.generate(m, int(k), temperature=temperature, seed=seed + 100 * c + m)
+                               for m, k in zip(members, counts) if k > 0])
+        fig, axes = _grid(1, n)
+        for j in range(n):
+            _show(axes[0, j], imgs[j])
+        _save(fig, run.figure_path(f"vade_generated_{c}"))
+
+
+def fig_reconstructions(model, cube, enc, n: int = 8, seed: int = 0, **_):
+    """Originals (as the model sees them) / reconstructions / residuals (diverging, colour bar)."""
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(cube), size=min(n, len(cube)), replace=False))
+    x = torch.from_numpy(np.asarray(cube[idx], dtype=np.float32))
+    with torch.no_grad():
+        target, mu, _ = model.encode_with_target(x)
+        x_hat = model.decode(mu)
+        target = model.aligned_target(target, x_hat)
+    target, x_hat = target.numpy(), x_hat.numpy()
+    resid = (target - x_hat).mean(1)
+    lim = float(np.percentile(np.abs(resid), 99.5)) or 1e-3
+    fig, axes = _grid(3, len(idx))
+    for j in range(len(idx)):
+        _show(axes[0, j], target[j])
+        _show(axes[1, j], x_hat[j])
+        im = axes[2, j].imshow(resid[j], cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+    for i, name in enumerate(["original", "reconstruction", "residual"]):
+        axes[i, 0].set_ylabel(name, fontsize=8)
+    fig.colorbar(im, ax=axes[2, :].tolist(), fraction=0.02, pad=0.01, label="original - reconstruction")
+    fig.suptitle("VaDE reconstructions" + (" (canonical orientation)" if model.canonicalise else ""), fontsize=10)
+    return fig
+
+
+def fig_clusters(model, cube, enc, cfg=None, per_row: int | None = None, **_):
+    """A row per component: its most probable members (label = k, sorted by q(k|x))."""
+    per_row = per_row or (min(12, cfg.report.gallery_size) if cfg is not None else 10)
+    proba = enc["proba"]
+    k = proba.shape[1]
+    labels = proba.argmax(1)
+    fig, axes = _grid(k, per_row)
+    for c in range(k):
+        members = np.where(labels == c)[0]
+        members = members[np.argsort(-proba[members, c])][:per_row]
+        if len(members):
+            sel = np.sort(members)  # sorted rows read a memory-mapped cube efficiently
+            with torch.no_grad():
+                shown = model.prepare(torch.from_numpy(np.asarray(cube[sel], dtype=np.float32))).numpy()
+            row = {m: i for i, m in enumerate(sel)}
+            for j, m in enumerate(members):
+                _show(axes[c, j], shown[row[m]])
+        axes[c, 0].set_ylabel(f"{c}\n n={int((labels == c).sum())}", fontsize=8, rotation=0, ha="right", va="center")
+    fig.suptitle("VaDE clusters: most probable members", fontsize=10)
+    return fig
+
+
+def fig_component_means(model, **_):
+    """Decoded component means ``decode(mu_k)``."""
+    k = model.prior.n_components
+    with torch.no_grad():
+        imgs = model.decode(model.prior.means[:k]).numpy()
+        w = model.prior.log_weights[:k].exp().numpy()
+    cols = min(k, 8)
+    rows = int(np.ceil(k / cols))
+    fig, axes = _grid(rows, cols, size=1.4)
+    for c in range(k):
+        ax = axes[c // cols, c % cols]
+        _show(ax, imgs[c])
+        ax.set_title(f"{c}: pi={w[c]:.2f}", fontsize=7)
+    fig.suptitle("decoded component means", fontsize=10)
+    return fig
+
+
+def fig_generated(model, n: int = 8, temperature: float = 0.5, seed: int = 0, **_):
+    """Per component, ``n`` decoded samples of ``N(mu_k, t var_k)``."""
+    k = model.prior.n_components
+    fig, axes = _grid(k, n)
+    for c in range(k):
+        imgs = model.generate(c, n, temperature=temperature, seed=seed + c)
+        for j in range(n):
+            _show(axes[c, j], imgs[j])
+        axes[c, 0].set_ylabel(str(c), fontsize=8, rotation=0, ha="right", va="center")
+    fig.suptitle(f"generated galaxies per component (t = {temperature})", fontsize=10)
+    return fig
+
+
+def _typical_member(model, enc: dict[str, np.ndarray], c: int) -> int:
+    """The member of component c nearest its mean (Mahalanobis distance under the component)."""
+    labels = enc["proba"].argmax(1)
+    members = np.where(labels == c)[0]
+    mean = model.prior.means[c].detach().numpy()
+    var = model.prior.log_vars[c].exp().detach().numpy()
+    d2 = (((enc["z_mean"][members] - mean) ** 2) / var).sum(1)
+    return int(members[np.argmin(d2)])
+
+
+def fig_interpolation(model, cube, enc, steps: int = 10, **_):
+    """Decoded straight line in z between typical members of two well-populated, distant components."""
+    proba = enc["proba"]
+    k = proba.shape[1]
+    sizes = np.bincount(proba.argmax(1), minlength=k)
+    big = [c for c in range(k) if sizes[c] >= max(1, 0.05 * len(proba))] or [int(np.argmax(sizes))]
+    if len(big) < 2:
+        a, b = int(np.argmin(enc["log_likelihood"])), int(np.argmax(enc["log_likelihood"]))
+    else:
+        means = model.prior.means[:k].detach().numpy()
+        first = max(big, key=lambda c: sizes[c])
+        second = max((c for c in big if c != first), key=lambda c: np.linalg.norm(means[c] - means[first]))
+        a, b = _typical_member(model, enc, first), _typical_member(model, enc, second)
+    za, zb = enc["z_mean"][a], enc["z_mean"][b]
+    t = np.linspace(0, 1, steps)[:, None]
+    z = torch.from_numpy(((1 - t) * za + t * zb).astype(np.float32))
+    with torch.no_grad():
+        imgs = model.decode(z).numpy()
+        ends = model.prepare(torch.from_numpy(np.asarray(cube[sorted([a, b])], dtype=np.float32))).numpy()
+    if a > b:
+        ends = ends[::-1]
+    fig, axes = _grid(1, steps + 2)
+    _show(axes[0, 0], ends[0])
+    axes[0, 0].set_title(f"galaxy {a}", fontsize=7)
+    for j in range(steps):
+        _show(axes[0, j + 1], imgs[j])
+    _show(axes[0, -1], ends[1])
+    axes[0, -1].set_title(f"galaxy {b}", fontsize=7)
+    fig.suptitle("interpolation in the latent space (decoded), between typical members of two components",
+                 fontsize=10)
+    return fig
+
+
+def read_curves(run: RunDir) -> pd.DataFrame:
+    """Per-epoch training metrics from every (re)start of the CSV logger, last value per epoch."""
+    files = sorted((model_dir(run) / "logs" / "csv").glob("v*/metrics.csv"),
+                   key=lambda p: int(p.parent.name[1:]))
+    if not files:
+        raise UserError("no training logs (RUN/models/vade/logs/csv): was the model trained here?")
+    frames = [pd.read_csv(f) for f in files]
+    df = pd.concat(frames, ignore_index=True)
+    df = df[df["epoch"].notna()]
+    df = df.groupby("epoch", as_index=False).last()
+    return df.sort_values("epoch")
+
+
+def fig_training_curves(run: RunDir, **_):
+    """Per-epoch loss terms (from the CSV logs); the dashed line is the mixture initialisation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    df = read_curves(run)
+    panels = [("loss (negative ELBO as optimised)", ["loss", "neg_elbo"], True),
+              ("reconstruction", ["reconstruction"], True),
+              ("KL(q(z,c|x) || p(z,c))", ["kl"], False),
+              ("pieces of the VaDE KL", ["expected_log_pz_c", "expected_log_pc", "entropy_c", "neg_entropy_z"], False),
+              ("clusters", ["largest_fraction", "n_empty", "latent_weight"], False)]
+    panels = [p for p in panels if any(c in df and df[c].notna().any() for c in p[1])]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 2.9), squeeze=False)
+    joint = df.loc[df["phase"] > 0.5, "epoch"] if "phase" in df else pd.Series(dtype=float)
+    for ax, (title, cols, logy) in zip(axes[0], panels):
+        for c in cols:
+            if c in df and df[c].notna().any():
+                ax.plot(df["epoch"], df[c], marker=".", ms=3, lw=1, label=c)
+        if len(joint):
+            ax.axvline(joint.min() - 0.5, color="grey", ls="--", lw=0.8)
+        if logy and (df[cols[0]].dropna() > 0).all():
+            ax.set_yscale("log")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.tick_params(labelsize=7)
+        if len(cols) > 1:
+            ax.legend(fontsize=6)
+    fig.suptitle("VaDE training (dashed: mixture initialised, joint training from there)", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,183 @@
+"""Hyper-parameters of a VaDE training: resolved from the configuration, checked, scheduled.
+
+:func:`resolve_hparams` flattens the ``model``, ``train`` (and ``form``) settings into the one
+JSON-able dict that defines a training run (saved as ``hparams.json`` and inside ``model.pt``);
+under ``model.preset = "astrovader"`` the published recipe (:data:`ASTROVADER_RECIPE`) fills in
+the fields left at their defaults. :func:`check_against_cube` checks them against the cube;
+:func:`latent_weight` and :func:`lr_factor` are the schedules of the KL weight and the learning
+rate (framework-free).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..config import Config, ModelConfig, TrainConfig
+from ..errors import UserError
+
+__all__ = ["ASTROVADER_RECIPE", "AUGMENTATIONS", "resolve_hparams", "check_against_cube", "latent_weight",
+           "lr_factor"]
+
+AUGMENTATIONS = ("none", "flips", "dihedral", "rotate")
+
+# the published AstroVaDEr recipe (Spindler et al. 2021, MNRAS 502, 985); config fields left at their defaults
+# take these values under model.preset = "astrovader"
+ASTROVADER_RECIPE = {
+    "latent_dim": 20,
+    "n_components": 12,
+    "epochs": 350,
+    "pretrain_epochs": 100,
+    "batch_size": 190,
+    "lr": 3e-4,
+    "final_lr": 1e-6,
+    # Keras l2(0.01) adds 0.01 * w^2 to the loss: gradient 0.02 w, i.e. Adam weight_decay 0.02
+    "weight_decay": 0.02,
+    "grad_clip": 1.0,
+    "augment": "flips",
+    "recon_sigma": 2 ** -0.5,   # per-image sum of squared errors
+    "radial_inner": 0.0,
+    "radial_width": 0.0,
+    "canonicalise": False,
+    "flip_invariant": False,
+    "cycle_ramp": 25,
+    "cycle_hold": 25,
+    "cycle_base": 0.3,
+    "align_latent": False,
+    "mask_neighbours": False,
+    "colour_weight": 1.0,
+}
+
+
+# --- hyper-parameters ------------------------------------------------------------------------
+
+def resolve_hparams(cfg: Config, channels: int, image_size: int) -> dict[str, Any]:
+    """Everything that defines a training run, as a flat JSON-able dict.
+
+    Under ``model.preset = "astrovader"`` a field left at its default value takes the published
+    value from :data:`ASTROVADER_RECIPE` (so ``--epochs 2`` still works for a smoke test); the
+    network, loss and schedule are always the published ones.
+    """
+    m, t = cfg.model, cfg.train
+    hp: dict[str, Any] = {
+        "preset": m.preset, "channels": int(channels), "image_size": int(image_size),
+        "latent_dim": m.latent_dim, "n_components": m.n_components, "k_min": m.k_min, "k_max": m.k_max,
+        "min_weight": m.min_weight, "recon_sigma": m.recon_sigma, "radial_inner": m.radial_inner,
+        "radial_width": m.radial_width, "canonicalise": m.canonicalise, "flip_invariant": m.flip_invariant,
+        "widths": list(m.widths), "epochs": t.epochs, "pretrain_epochs": t.pretrain_epochs,
+        "batch_size": t.batch_size, "lr": t.lr, "final_lr": t.lr * t.final_lr_fraction,
+        "weight_decay": t.weight_decay, "grad_clip": t.grad_clip, "augment": t.augment, "seed": t.seed,
+        "schedule": "default", "cycle_ramp": 0, "cycle_hold": 0, "cycle_base": 1.0,
+        "align_latent": m.align_latent, "mask_neighbours": m.mask_neighbours,
+        "colour_weight": m.colour_weight,
+    }
+    if m.preset == "astrovader":
+        dm, dt = ModelConfig(), TrainConfig()
+        for key, value in ASTROVADER_RECIPE.items():
+            user = getattr(m, key, getattr(t, key, None))
+            default = getattr(dm, key, getattr(dt, key, None))
+            # user-set fields win; fields at their default (or not in the config) are published
+            hp[key] = value if (user is None or user == default) else user
+        for key in ("recon_sigma", "radial_inner", "radial_width", "canonicalise", "flip_invariant", "align_latent",
+                    "weight_decay", "grad_clip", "augment", "cycle_ramp", "cycle_hold", "cycle_base",
+                    "mask_neighbours", "colour_weight"):
+            hp[key] = ASTROVADER_RECIPE[key]
+        hp["final_lr"] = ASTROVADER_RECIPE["final_lr"]
+        hp["schedule"] = "astrovader"
+        hp["widths"] = []
+    elif m.preset == "form":
+        from ..ssl.embedder import resolve_precision
+
+        # the core VaDE reads the form embedding (a vector): no image options apply to it
+        f = cfg.form
+        hp.update({"recon_sigma": f.recon_sigma, "radial_inner": 0.0, "radial_width": 0.0, "canonicalise": False,
+                   "flip_invariant": False, "augment": "none", "mask_neighbours": True, "colour_weight": 1.0,
+                   "form": {"backbone": f.backbone, "input_size": f.input_size, "dim": f.dim,
+                            "precision": resolve_precision(f.precision),
+                            "aug_views": f.aug_views, "ssl_epochs": f.ssl_epochs, "loss": f.loss,
+                            "temperature": f.temperature, "train_trunk": f.train_trunk,
+                            "decoder_epochs": f.decoder_epochs, "image_recon_sigma": m.recon_sigma}})
+    elif m.preset != "default":
+        raise UserError(f"unknown model.preset '{m.preset}' (known: form, default, astrovader)")
+    _check_hparams(hp)
+    return hp
+
+
+def _check_hparams(hp: dict[str, Any]) -> None:
+    if hp["epochs"] <= hp["pretrain_epochs"]:
+        raise UserError(f"train.epochs ({hp['epochs']}) must exceed train.pretrain_epochs "
+                        f"({hp['pretrain_epochs']}): the mixture is fitted after pretraining")
+    if hp["pretrain_epochs"] < 0:
+        raise UserError("train.pretrain_epochs must be >= 0")
+    if hp["augment"] not in AUGMENTATIONS:
+        raise UserError(f"train.augment must be one of {', '.join(AUGMENTATIONS)}, got '{hp['augment']}'")
+    if hp["n_components"] < 0 or (hp["n_components"] == 0 and not 1 <= hp["k_min"] <= hp["k_max"]):
+        raise UserError("model.n_components must be >= 0 (0: choose K in [model.k_min, model.k_max], k_min <= k_max)")
+    if hp["latent_dim"] < 1:
+        raise UserError("model.latent_dim must be >= 1")
+    if hp["batch_size"] < 1:
+        raise UserError("train.batch_size must be >= 1")
+    if not (math.isfinite(hp["recon_sigma"]) and hp["recon_sigma"] > 0):
+        raise UserError("model.recon_sigma (form.recon_sigma for the form preset) must be a positive number")
+    if hp["colour_weight"] <= 0:
+        raise UserError("model.colour_weight must be > 0")
+    if hp["preset"] == "form":
+        _check_form(hp["form"])
+    side = 2 ** (len(hp["widths"]) if hp["preset"] in ("default", "form") else 3)
+    if hp["image_size"] % side:
+        raise UserError(f"the cube's images ({hp['image_size']} px) must be a multiple of {side} px "
+                        f"for model.preset '{hp['preset']}'")
+
+
+def _check_form(f: dict[str, Any]) -> None:
+    # ranges and allowed values are checked when the configuration loads (config.RANGES,
+    # CHOICES); the backbone registry lives with the backbones
+    from ..nets.backbones import BACKBONES
+
+    if f["backbone"] not in BACKBONES:
+        raise UserError(f"form.backbone must be one of {', '.join(BACKBONES)}, got '{f['backbone']}'")
+
+
+# --- schedules (framework-free) --------------------------------------------------------------
+
+def latent_weight(hp: dict[str, Any], epoch: float) -> float:
+    """Weight w of the KL term at (fractional) ``epoch`` of the joint phase (0 = its start).
+
+    ``astrovader``: ``w = base * (a^3 + 1)``, ``a`` ramping 0 -> 1 over ``cycle_ramp`` epochs,
+    then held ``cycle_hold`` epochs, repeating; ``default``: 1.
+    """
+    if hp["schedule"] != "astrovader":
+        return 1.0
+    period = hp["cycle_ramp"] + hp["cycle_hold"]
+    pos = epoch % period
+    a = min(1.0, pos / hp["cycle_ramp"]) if hp["cycle_ramp"] > 0 else 1.0
+    return hp["cycle_base"] * (a**3 + 1.0)
+
+
+def lr_factor(hp: dict[str, Any], epoch: int) -> float:
+    """Learning rate at ``epoch`` divided by ``lr``.
+
+    ``astrovader``: exponential decay to ``final_lr`` at the last epoch (3e-4 -> 1e-6 over
+    350 epochs); ``default``: cosine from ``lr`` to ``final_lr`` over the run.
+    """
+    total = max(1, hp["epochs"])
+    ratio = hp["final_lr"] / hp["lr"]
+    frac = min(1.0, epoch / total)
+    if hp["schedule"] == "astrovader":
+        return ratio**frac
+    return ratio + (1.0 - ratio) * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+
+def check_against_cube(cfg: Config, cube: np.ndarray) -> dict[str, Any]:
+    """The hyper-parameters for ``cube``, checked against its size (the CLI calls this before it
+    saves the configuration, so a rejected value never reaches ``RUN/config.toml``)."""
+    if cube.ndim != 4 or cube.shape[2] != cube.shape[3]:
+        raise UserError(f"cube.npy must be N x C x S x S, got shape {cube.shape}")
+    if len(cube) < 2:
+        raise UserError("the cube holds fewer than two galaxies: nothing to train on")
+    hp = resolve_hparams(cfg, cube.shape[1], cube.shape[2])
+    if hp["n_components"] > len(cube):
+        raise UserError(f"model.n_components ({hp['n_components']}) exceeds the number of galaxies ({len(cube)})")
+    return hp

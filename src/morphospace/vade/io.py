@@ -1,0 +1,60 @@
+"""A trained VaDE on disk: where a run keeps it, how it is written and read back.
+
+``RUN/models/vade/model.pt`` holds the weights and the hyper-parameters (plus free-form
+``extra``), loadable without Lightning. :func:`load_vade` rebuilds the model from its
+hyper-parameters (any preset: ``default``, ``astrovader`` or the form-first ``form``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import UserError, first_line
+from ..run import RunDir, atomic_path
+
+__all__ = ["MODEL_NAME", "MODEL_FILE", "model_dir", "save_model", "load_vade"]
+
+MODEL_NAME = "vade"  # RUN/models/vade/
+MODEL_FILE = "model.pt"  # the final model: weights + hyper-parameters, loadable without Lightning
+
+
+def model_dir(run: RunDir) -> Path:
+    """``RUN/models/vade/`` (created)."""
+    return run.model_dir(MODEL_NAME)
+
+
+def save_model(model, hp: dict[str, Any], path: Path, extra: dict | None = None) -> None:
+    """Write a VaDE's weights and hyper-parameters (atomically), loadable by :func:`load_vade`."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        torch.save({"hparams": hp, "state_dict": state, "extra": extra or {}}, tmp)
+
+
+def load_vade(path: str | Path):
+    """``(vade, hparams, extra)`` from a file written by :func:`save_model` (CPU, eval mode)."""
+    from .networks import build_model
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no trained VaDE at {path}: run `morphospace train` first")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+        hp, state = blob["hparams"], blob["state_dict"]
+    except Exception as exc:  # truncated or not a model: pickle, zip and key errors
+        raise UserError(f"{path} is damaged ({first_line(exc)[:160]}): re-run `morphospace train`") from None
+    if hp["preset"] == "form":
+        from .form_model import build_form_vade  # the form-first VaDE: embedder + core + image decoder
+
+        model = build_form_vade(hp)
+    else:
+        model = build_model(hp)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise UserError(f"{path} does not fit its own hyper-parameters ({first_line(exc)[:160]}): "
+                        "re-run `morphospace train`") from None
+    model.eval()
+    return model, blob["hparams"], blob.get("extra", {})
