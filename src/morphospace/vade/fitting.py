@@ -395,10 +395,14 @@ def _comparable(hp: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in hp.items() if k not in ("epochs",)}
 
 
-def prepare_model_dir(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool) -> Path:
-    """``RUN/models/vade/``: checked against ``hp`` for a resume, else cleared; ``hparams.json`` written."""
+def prepare_model_dir(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool,
+                      checkpoint: str = LAST_CHECKPOINT) -> Path:
+    """``RUN/models/vade/``: checked against ``hp`` for a resume, else cleared; ``hparams.json`` written.
+
+    ``checkpoint`` (relative to the model directory) is the one a resume continues from.
+    """
     mdir = model_dir(run)
-    last = mdir / LAST_CHECKPOINT
+    last = mdir / checkpoint
     if resume:
         if not last.is_file():
             raise UserError(f"nothing to resume: {last} not found (train without --resume first)")

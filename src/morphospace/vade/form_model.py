@@ -4,7 +4,8 @@
 :class:`~morphospace.vade.model.VaDE` on images:
 
 ``embedder``  images -> form embedding (:mod:`morphospace.ssl.embedder`), standardised;
-``core``      a VaDE (``form`` preset: MLPs) whose mixture prior clusters the embedding; its
+``core``      a VaDE over the embedding whose mixture prior clusters it (``form.core``: the linear
+              core of :mod:`morphospace.vade.linear_core` by default, or an MLP VaDE); its
               per-galaxy ``(mu, log_var)``, cluster probabilities and log-likelihood are the
               model's;
 ``image_decoder``  latent code -> image in the canonical frame (major axis horizontal),
@@ -38,7 +39,7 @@ class FormVaDE(Generative, nn.Module):
     Parameters
     ----------
     embedder : FormEmbedder
-    core : VaDE
+    core : LinearCore or VaDE
         Over the standardised embedding (``emb_mean``, ``emb_std`` buffers).
     image_decoder : DefaultDecoder
     image_size : int
@@ -114,11 +115,15 @@ def core_hparams(hp: dict) -> dict:
 def build_form_vade(hp: dict) -> FormVaDE:
     """An untrained :class:`FormVaDE` shaped by ``hp`` (to load a saved state into)."""
     from ..ssl.embedder import FormHead, TrunkTaps
+    from .linear_core import LinearCore
     from .networks import build_model
 
     f = hp["form"]
     trunk = TrunkTaps(f["backbone"], input_size=f["input_size"], pretrained=False, precision=f.get("precision", "32"))
     embedder = FormEmbedder(trunk, FormHead(trunk.dim, dim=f["dim"]))
-    core = build_model(core_hparams(hp))
+    if f.get("core", "mlp") == "linear":
+        core = LinearCore(f["dim"], hp["latent_dim"], f["n_components"])
+    else:
+        core = build_model(core_hparams(hp))
     decoder = DefaultDecoder(hp["channels"], hp["image_size"], hp["latent_dim"], tuple(hp["widths"]))
     return FormVaDE(embedder, core, decoder, hp["image_size"], recon_sigma=f["image_recon_sigma"])

@@ -2,16 +2,19 @@
 
 1. **Form embedding** (:func:`morphospace.ssl.training.fit_embedder`): the neighbour-masked cube
    through the CNN trunk, the self-supervised head trained on the view bank;
-2. **the VaDE core** (:func:`morphospace.vade.fitting.fit_vade`, the same Lightning loop, phases,
-   guards, checkpoints and DDP as the pixel VaDE) on the standardised embedding;
+2. **the VaDE core** on the standardised embedding: by default (``form.core = "linear"``) the
+   linear core of :mod:`morphospace.vade.linear_core` (probabilistic PCA and a full-covariance
+   mixture prior by EM: the closed-form optimum of a linear VaDE, stable across seeds); with
+   ``form.core = "mlp"`` an MLP VaDE (:func:`morphospace.vade.fitting.fit_vade`, the same
+   Lightning loop, phases, guards, checkpoints and DDP as the pixel VaDE);
 3. **the image decoder** (:func:`morphospace.vade.form_decoder.fit_image_decoder`) on the core's
    codes.
 
 The three are saved together as one :class:`~morphospace.vade.form_model.FormVaDE` in
 ``RUN/models/vade/model.pt``; ``form_embedding.npy`` beside it holds every galaxy's
 embedding so that ``morphospace embed`` does not put the cube through the CNN again.
-``--resume`` continues the head and the core from their last checkpoints (the view bank is
-kept) and refits the decoder.
+``--resume`` continues the head (and an MLP core) from their last checkpoints (the view bank
+is kept) and refits the linear core and the decoder.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 
 from ..config import Config
 from ..image.masking import masked_cube
-from ..run import RunDir, write_npy
+from ..run import RunDir, write_json, write_npy
 from ..ssl.embedder import build_trunk
 from ..ssl.training import fit_embedder
 from .embed import FORM_EMBEDDING
@@ -33,6 +37,7 @@ from .fitting import TrainResult, fit_vade, prepare_model_dir, write_training_su
 from .form_decoder import fit_image_decoder
 from .form_model import FormVaDE, core_hparams
 from .io import MODEL_FILE, save_model
+from .linear_core import fit_linear_core
 
 __all__ = ["train_form_run", "FORM_EMBEDDING", "FORM_INPUT"]
 
@@ -49,8 +54,9 @@ def _trainer_kwargs(cfg: Config) -> dict[str, Any]:
 
 def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = False, callbacks: list | None = None):
     """Train the form-first VaDE of ``run`` with hyper-parameters ``hp`` (``resolve_hparams``)."""
-    mdir = prepare_model_dir(run, cfg, hp, resume)
     f = hp["form"]
+    # a linear core has no checkpoint of its own (it is refitted): a resume continues the SSL head
+    mdir = prepare_model_dir(run, cfg, hp, resume, checkpoint="ssl/last.ckpt" if f["core"] == "linear" else "last.ckpt")
     cube = masked_cube(run)  # the form model always reads neighbour-masked cutouts
     t0 = time.perf_counter()
     log.info("form embedding: %s trunk at %d px, %d dihedral + %d nuisance views, %d SSL epochs (%s)",
@@ -66,26 +72,42 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
     write_npy(mdir / FORM_EMBEDDING, emb)
     write_npy(mdir / FORM_INPUT, standardised)
 
-    chp = core_hparams(hp)
-    module, trainer, t_core = fit_vade(chp, mdir / FORM_INPUT, mdir, cfg, resume, callbacks)
-    core = module.model.eval()
+    if f["core"] == "linear":
+        t1 = time.perf_counter()
+        core, core_info = fit_linear_core(standardised, hp["latent_dim"], hp["k_min"], hp["k_max"], hp["seed"],
+                                          n_components=hp["n_components"])
+        t_core, module, events, init = time.perf_counter() - t1, None, [], {"linear": core_info}
+        hp = {**hp, "form": {**f, "n_components": core_info["n_components"]}}  # shapes the saved model
+        log.info("linear core: %d principal axes (%.0f%% of the variance), K = %d by BIC",
+                 hp["latent_dim"], 100 * core_info["explained_variance"], core_info["n_components"])
+    else:
+        module, trainer, t_core = fit_vade(core_hparams(hp), mdir / FORM_INPUT, mdir, cfg, resume, callbacks)
+        core, events, init = module.model, module.events, module.init_info
+    core.eval()
     with torch.no_grad():
         mu, log_var = core.encode(torch.from_numpy(standardised))
     t1 = time.perf_counter()
     decoder = fit_image_decoder(mu.numpy(), log_var.numpy(), cube, widths=tuple(hp["widths"]),
                                 epochs=f["decoder_epochs"], seed=hp["seed"], radial_inner=cfg.model.radial_inner,
                                 radial_width=cfg.model.radial_width, trainer_kwargs=_trainer_kwargs(cfg))
+    rank = rank_zero_only.rank  # set by Lightning's strategy: only rank 0 writes
     t_dec = time.perf_counter() - t1
     model = FormVaDE(embedder, core, decoder, hp["image_size"], recon_sigma=f["image_recon_sigma"],
                      radial_inner=cfg.model.radial_inner, radial_width=cfg.model.radial_width)
     model.emb_mean.copy_(torch.from_numpy(mean))
     model.emb_std.copy_(torch.from_numpy(std))
     seconds = time.perf_counter() - t0
-    result = TrainResult(model_path=mdir / MODEL_FILE, global_rank=trainer.global_rank, epochs=hp["epochs"],
-                         n_components=core.prior.n_components, events=module.events, seconds=seconds)
-    if trainer.is_global_zero:
-        save_model(model, hp, mdir / MODEL_FILE, extra={"init": module.init_info, "events": module.events,
-                                                         "form": info})
-        write_training_summary(mdir, module, hp, seconds, len(cube), form=info,
-                               seconds_by_part={"embedding": t_embed, "vade": t_core, "image_decoder": t_dec})
+    k = core.prior.n_components
+    result = TrainResult(model_path=mdir / MODEL_FILE, global_rank=rank, epochs=hp["epochs"],
+                         n_components=k, events=events, seconds=seconds)
+    if rank == 0:
+        save_model(model, hp, mdir / MODEL_FILE, extra={"init": init, "events": events, "form": info})
+        parts = {"embedding": t_embed, "vade": t_core, "image_decoder": t_dec}
+        if module is not None:
+            write_training_summary(mdir, module, hp, seconds, len(cube), form=info, seconds_by_part=parts)
+        else:
+            write_json(mdir / "training.json", {"seconds": seconds, "epochs": hp["epochs"], "n_components": k,
+                                                "init": init, "events": events, "n_images": len(cube),
+                                                "form": info, "seconds_by_part": parts})
+            log.info("form VaDE trained (linear core): K = %d, %.1f s; model in %s", k, seconds, mdir)
     return result

@@ -98,6 +98,7 @@ def resolve_hparams(cfg: Config, channels: int, image_size: int) -> dict[str, An
                             "precision": resolve_precision(f.precision),
                             "aug_views": f.aug_views, "ssl_epochs": f.ssl_epochs, "loss": f.loss,
                             "temperature": f.temperature, "train_trunk": f.train_trunk,
+                            "core": getattr(f, "core", "linear"),
                             "decoder_epochs": f.decoder_epochs, "image_recon_sigma": m.recon_sigma}})
     elif m.preset != "default":
         raise UserError(f"unknown model.preset '{m.preset}' (known: form, default, astrovader)")

@@ -1,0 +1,95 @@
+"""The linear VaDE core: PCA encoder, full-covariance mixture prior, BIC, stability."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import multivariate_normal
+
+from morphospace.vade.linear_core import FullMixturePrior, LinearCore, fit_linear_core
+
+
+def _prior(seed=0, k=3, d=4):
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(k, d, d))
+    cov = a @ a.transpose(0, 2, 1) + 0.5 * np.eye(d)
+    w = rng.dirichlet(np.ones(k))
+    means = rng.normal(0, 3, (k, d))
+    p = FullMixturePrior(k, d).double()
+    p.set_parameters(w, means, cov)
+    return p, w, means, cov
+
+
+def test_full_mixture_density_matches_scipy():
+    p, w, means, cov = _prior()
+    z = np.random.default_rng(1).normal(0, 3, (50, 4))
+    want = np.log(sum(w[c] * multivariate_normal(means[c], cov[c]).pdf(z) for c in range(3)))
+    got = p.log_prob(torch.from_numpy(z)).numpy()
+    assert np.allclose(got, want, atol=1e-8)
+    post = p.posterior(torch.from_numpy(z)).numpy()
+    comp = np.stack([w[c] * multivariate_normal(means[c], cov[c]).pdf(z) for c in range(3)], 1)
+    assert np.allclose(post, comp / comp.sum(1, keepdims=True), atol=1e-8)
+
+
+def test_responsibilities_add_the_vade_trace_term():
+    p, w, means, cov = _prior()
+    mu = torch.from_numpy(np.random.default_rng(2).normal(0, 3, (20, 4)))
+    var = np.full((20, 4), 0.7)
+    got = p.log_responsibilities(mu, torch.from_numpy(np.log(var))).exp().numpy()
+    # E_q log N(z; m, S) = log N(mu; m, S) - 0.5 tr(S^-1 diag(var))
+    logs = np.stack([np.log(w[c]) + multivariate_normal(means[c], cov[c]).logpdf(mu.numpy())
+                     - 0.5 * var @ np.diag(np.linalg.inv(cov[c])) for c in range(3)], 1)
+    want = np.exp(logs - logs.max(1, keepdims=True))
+    assert np.allclose(got, want / want.sum(1, keepdims=True), atol=1e-8)
+
+
+def test_samples_follow_the_component_covariance():
+    p, _, means, cov = _prior()
+    z = p.sample(1, 20000, temperature=0.5, generator=torch.Generator().manual_seed(0)).numpy()
+    assert np.allclose(z.mean(0), means[1], atol=0.1)
+    assert np.allclose(np.cov(z.T), 0.5 * cov[1], atol=0.15 * np.abs(cov[1]).max())
+    with pytest.raises(ValueError):
+        p.sample(3, 1)
+
+
+def _blobs(seed, n=300, f=10):
+    rng = np.random.default_rng(seed)
+    centres = np.zeros((3, f))
+    centres[0, 0], centres[1, 1], centres[2, :2] = 8, 8, -8
+    y = rng.integers(0, 3, n)
+    return centres[y] + rng.normal(size=(n, f)), y
+
+
+def test_fit_finds_the_groups_and_encodes_by_pca():
+    from sklearn.decomposition import PCA
+    from sklearn.metrics import adjusted_rand_score
+
+    x, y = _blobs(0)
+    core, info = fit_linear_core(x, latent_dim=3, k_min=1, k_max=6, seed=0)
+    assert info["n_components"] == 3 and set(info["bic"]) == set(range(1, 7))
+    mu, log_var = core.encode(torch.from_numpy(x).float())
+    proba = core.prior.log_responsibilities(mu, log_var).exp().numpy()
+    assert adjusted_rand_score(y, proba.argmax(1)) > 0.95
+    ref = PCA(3).fit_transform(x)
+    # the same projection up to the sign of each axis
+    assert np.allclose(np.abs(mu.numpy()), np.abs(ref), atol=1e-3)
+    # decode(encode(x)) is the projection onto the principal subspace
+    back = core.decode(mu).numpy()
+    assert np.abs(back - x).mean() < np.abs(x - x.mean(0)).mean()
+    assert torch.allclose(log_var, torch.full_like(log_var, np.log(info["noise_var"])))
+
+
+def test_fit_is_deterministic_and_saves():
+    x, _ = _blobs(1)
+    a, _ = fit_linear_core(x, 3, 1, 4, seed=5)
+    b, _ = fit_linear_core(x, 3, 1, 4, seed=5)
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k]), k
+    c = LinearCore(10, 3, a.prior.n_components)
+    c.load_state_dict(a.state_dict())
+    z = torch.from_numpy(x[:5]).float()
+    assert torch.equal(c.prior.log_prob(c.encode(z)[0]), a.prior.log_prob(a.encode(z)[0]))
+
+
+def test_fit_rejects_a_latent_dim_above_the_rank():
+    with pytest.raises(ValueError, match="latent_dim"):
+        fit_linear_core(np.zeros((5, 3)), 4, 1, 2, seed=0)
