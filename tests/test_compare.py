@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib import colormaps
 from matplotlib.image import imread
 from sklearn import metrics as skm
 
@@ -10,6 +11,7 @@ from morphospace.analysis.compare import (
     METRICS,
     compare_run,
     contingency_table,
+    draw_heatmap,
     hungarian_accuracy,
     plot_heatmap,
     score_pair,
@@ -18,6 +20,8 @@ from morphospace.analysis.labels import label_columns, truth_column
 from morphospace.config import Config
 from morphospace.errors import UserError
 from morphospace.run import RunDir, write_table
+
+viridis = colormaps["viridis"]
 
 
 def test_a_permuted_labelling_agrees_perfectly():
@@ -65,14 +69,42 @@ def _cases():
 
 @pytest.mark.parametrize("case", range(5))
 def test_matches_scikit_learn(case):
+    """The scores are scikit-learn's, to the last bit (b taken as the classes)."""
     a, b = list(_cases())[case]
     names = np.array([f"class_{v}" for v in b])
     s = score_pair(a, names)
-    assert s["ari"] == pytest.approx(skm.adjusted_rand_score(a, b), abs=1e-12)
-    assert s["ami"] == pytest.approx(skm.adjusted_mutual_info_score(a, b), abs=1e-12)
-    assert s["nmi"] == pytest.approx(skm.normalized_mutual_info_score(a, b), abs=1e-12)
-    assert s["v_measure"] == pytest.approx(skm.v_measure_score(b, a), abs=1e-12)
-    assert s["fowlkes_mallows"] == pytest.approx(skm.fowlkes_mallows_score(a, b), abs=1e-12)
+    assert s["ari"] == skm.adjusted_rand_score(a, b)
+    assert s["ami"] == skm.adjusted_mutual_info_score(a, b)
+    assert s["nmi"] == skm.normalized_mutual_info_score(a, b)
+    assert s["v_measure"] == skm.v_measure_score(b, a)
+    assert s["fowlkes_mallows"] == skm.fowlkes_mallows_score(a, b)
+    table = contingency_table(a, names)
+    assert table.to_numpy().tolist() == skm.cluster.contingency_matrix(a, b).tolist()
+    assert list(table.index) == [str(v) for v in np.unique(a)]
+
+
+def test_matches_the_hand_written_scores_it_replaced():
+    """The closed forms the module used before scikit-learn: the same numbers (to rounding)."""
+    a = np.array([0, 0, 0, 1, 1, 1, 2, 2, -1, -1])
+    b = np.array(["x", "x", "y", "y", "y", "y", "z", "z", "z", "x"])
+    t = np.array([[1.0, 0, 1], [2, 1, 0], [0, 3, 0], [0, 0, 2]])  # rows -1, 0, 1, 2; columns x, y, z
+    n, ra, cb = t.sum(), t.sum(1), t.sum(0)
+    comb = lambda x: x * (x - 1) / 2  # noqa: E731
+    expected = comb(ra).sum() * comb(cb).sum() / comb(n)
+    ari = (comb(t).sum() - expected) / ((comb(ra).sum() + comb(cb).sum()) / 2 - expected)
+    nz = t > 0
+    mi = (t[nz] / n * np.log(n * t[nz] / np.outer(ra, cb)[nz])).sum()
+    h = lambda c: -(c / n * np.log(c / n)).sum()  # noqa: E731
+    tk = (t ** 2).sum() - n
+    fm = np.sqrt(tk / ((ra ** 2).sum() - n)) * np.sqrt(tk / ((cb ** 2).sum() - n))
+    s = score_pair(a, b)
+    assert contingency_table(a, b).to_numpy().tolist() == t.astype(int).tolist()
+    assert s["ari"] == pytest.approx(ari, abs=1e-14)
+    assert s["nmi"] == pytest.approx(mi / ((h(ra) + h(cb)) / 2), abs=1e-14)
+    hom, com = mi / h(cb), mi / h(ra)
+    assert s["v_measure"] == pytest.approx(2 * hom * com / (hom + com), abs=1e-14)
+    assert s["fowlkes_mallows"] == pytest.approx(fm, abs=1e-14)
+    assert s["purity"] == pytest.approx(8 / 10) and s["inverse_purity"] == pytest.approx(7 / 10)
 
 
 def test_noise_modes_differ_as_expected():
@@ -159,6 +191,33 @@ def test_heatmap_stays_readable_with_many_rows(tmp_path):
     assert wb / 24 > 35  # at least ~35 px per cell
 
 
+def _has_colour(img, rgb, tol=0.02, min_pixels=20):
+    return int((np.abs(img[..., :3] - np.asarray(rgb)).max(axis=-1) < tol).sum()) >= min_pixels
+
+
+def _rendered(fig):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3] / 255.0
+
+
+def test_heatmap_shows_each_score_in_its_colour_and_leaves_nan_blank():
+    m = pd.DataFrame([[1.0, 0.25, np.nan], [0.25, 1.0, 0.6]], index=["a", "b"], columns=["a", "b", "c"])
+    fig = draw_heatmap(m, "scores", vmin=0.0)
+    assert len(fig.axes) == 2  # the matrix and its colour bar
+    ax = fig.axes[0]
+    assert sorted(t.get_text() for t in ax.texts) == [".25", ".25", ".60", "1.0", "1.0"]  # NaN: no number
+    img = _rendered(fig)
+    h = img.shape[0]
+    for (i, j), v in np.ndenumerate(m.to_numpy()):
+        x, y = ax.transData.transform((j - 0.3, i - 0.3))  # a corner of the cell, away from its number
+        got = img[int(round(h - y)), int(round(x))]
+        want = (1.0, 1.0, 1.0) if np.isnan(v) else viridis(v)[:3]
+        np.testing.assert_allclose(got, want, atol=0.02, err_msg=f"cell {i}, {j}")
+
+
 def fake_run(tmp_path, n=60):
     run = RunDir(tmp_path / "run", create=True)
     cat = gz1_like_catalogue(n)
@@ -185,7 +244,10 @@ def test_compare_run_writes_scores_matrices_contingencies_and_figures(tmp_path):
         vals = mat.drop(columns="name").to_numpy()
         np.testing.assert_allclose(vals, vals.T)
         np.testing.assert_allclose(np.diag(vals), 1.0)
-        assert (run.path / "figures" / f"{m}_matrix.png").stat().st_size > 1000
+        # the figure shows the matrix: the diagonal's 1.0 in viridis' yellow, on a white page
+        img = imread(run.path / "figures" / f"{m}_matrix.png")[..., :3]
+        assert img.std() > 0.1
+        assert _has_colour(img, viridis(1.0)[:3])
     ari = pd.read_csv(comp / "ari.csv").set_index("name")
     assert ari.loc["kmeans6_pca", "gz1_name"] == pytest.approx(1.0)
     long = pd.read_csv(comp / "scores_long.csv")

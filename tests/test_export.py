@@ -1,5 +1,7 @@
 """`morphospace export`: one row per input galaxy, stable column names, three formats."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -70,3 +72,48 @@ def test_export_mismatched_clustering_is_an_error(run):
 def test_export_cli(run, tmp_path, capsys):
     assert main(["export", str(run.path), "--out", str(tmp_path / "r.csv"), "--quiet"]) == 0
     assert (tmp_path / "r.csv").exists()
+
+
+def test_fits_keeps_column_names_types_and_missing_values(run, tmp_path):
+    from astropy.io import fits
+
+    out = export(run, tmp_path / "results.fits")
+    want = results_table(run)
+    with fits.open(out) as hdus:
+        hdu = hdus[1]
+        names = [hdu.header[f"TTYPE{k}"] for k in range(1, hdu.header["TFIELDS"] + 1)]
+        forms = {n: hdu.header[f"TFORM{k}"] for k, n in enumerate(names, 1)}
+    assert names == list(want.columns)  # the same columns, in the same order
+    assert forms["id"].endswith("A") and forms["morph3"].endswith("A")  # text
+    assert forms["flag_duplicate_id"] == forms["flag_missing_image"] == "L"  # logical
+    assert forms["cluster_vade"] == forms["cluster_kmeans3_pca"] == "K"  # 64-bit integers
+    assert forms["prob_vade_0"] == forms["prob_vade_1"] == "D"  # float32 in memory, float64 on disk
+    back = Table.read(out)
+    assert back["cluster_kmeans3_pca"].mask.tolist() == [False, False, False, True, True]
+    assert back["cluster_kmeans3_pca"][2] == -1  # noise is a value, not a missing one
+    assert back["morph3"].mask.tolist() == [False, False, True, True, False]
+    assert [str(v) for v in back["morph3"][[0, 1, 4]]] == ["spiral", "elliptical", "edge_on"]
+    assert back["flag_duplicate_id"].tolist() == [False, False, False, True, False]
+    np.testing.assert_allclose(np.ma.filled(back["prob_vade_1"], np.nan)[:3], [0.9, 0.2, 0.7], rtol=1e-6)
+    assert np.isnan(np.ma.filled(back["prob_vade_1"], np.nan)[3:]).all()
+
+
+@pytest.mark.parametrize("ext", [".csv", ".parquet", ".fits"])
+def test_export_is_atomic(run, tmp_path, monkeypatch, ext):
+    """A write that fails half-way leaves the previous file as it was and no temporary file behind."""
+    from astropy.table import Table as AstropyTable
+
+    out = tmp_path / f"results{ext}"
+    out.write_bytes(b"the previous export")
+
+    def half_then_fail(self_or_table, path, *args, **kwargs):
+        Path(path).write_bytes(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_fail)
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", half_then_fail)
+    monkeypatch.setattr(AstropyTable, "write", half_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        export(run, out)
+    assert out.read_bytes() == b"the previous export"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

@@ -4,12 +4,21 @@ Columns (a stable contract): ``id``, the input label columns, the boolean
 ``flag_<reason>`` quality columns, then for every clustering ``cluster_<name>``
 (missing for galaxies not in the cube, -1 for noise) and ``prob_<name>_<k>`` where the
 clustering is soft, then per-galaxy scores (e.g. ``vade_anomaly``) where a model wrote them.
-Written as CSV, Parquet or FITS by the output file's extension.
+Written as CSV, Parquet or FITS (an :class:`astropy.table.Table`) by the output file's
+extension, always atomically (a temporary name beside the target, then a rename).
+
+Examples
+--------
+>>> from morphospace.run import RunDir
+>>> table = results_table(RunDir("runs/gz1"))  # doctest: +SKIP
+>>> export(RunDir("runs/gz1"), "results.fits")  # doctest: +SKIP
+PosixPath('results.fits')
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -17,11 +26,37 @@ import pandas as pd
 from .errors import UserError
 from .run import RUN_FILES, RunDir, atomic_path
 
+if TYPE_CHECKING:
+    from astropy.table import Table
+
+__all__ = ["FORMATS", "results_table", "export", "fits_table"]
+
 FORMATS = (".csv", ".parquet", ".fits")
 
 
 def results_table(run: RunDir) -> pd.DataFrame:
-    """Build the results catalogue of ``run`` (see the module docstring)."""
+    """Build the results catalogue of ``run``: one row per input galaxy.
+
+    Parameters
+    ----------
+    run : RunDir
+        A run with a catalogue and a cube; every clustering of the run must
+        cover exactly the cube's galaxies.
+
+    Returns
+    -------
+    DataFrame
+        ``id``, the label columns and ``flag_<reason>`` columns of the
+        catalogue, ``cluster_<name>`` (nullable Int64: missing for galaxies
+        outside the cube, -1 for noise), ``prob_<name>_<k>`` (float32) for soft
+        clusterings and ``vade_<score>`` (float32) where the VaDE wrote
+        per-galaxy scores.
+
+    Raises
+    ------
+    UserError
+        When a clustering does not match the run's cube.
+    """
     cat = run.read_catalogue()
     keep = [c for c in cat.columns if c not in ("source", "cube_index")]
     table = cat[keep].copy()
@@ -51,7 +86,36 @@ def results_table(run: RunDir) -> pd.DataFrame:
 
 
 def export(run: RunDir, out: str | Path) -> Path:
-    """Write the results catalogue of ``run`` to ``out`` (.csv, .parquet or .fits)."""
+    """Write the results catalogue of ``run`` to a file, atomically.
+
+    Parameters
+    ----------
+    run : RunDir
+        A run with at least a catalogue and a cube (``morphospace ingest``).
+    out : str or Path
+        The file to write; its extension picks the format: ``.csv``,
+        ``.parquet`` or ``.fits`` (a FITS binary table written by
+        :meth:`astropy.table.Table.write`). It must lie outside the run's own
+        files. The table is written to a temporary name beside ``out`` and
+        renamed onto it, so an interrupted export never leaves a half-written
+        file (an existing ``out`` is untouched until the new one is complete).
+
+    Returns
+    -------
+    Path
+        ``out``.
+
+    Raises
+    ------
+    UserError
+        When ``out`` is empty, a folder, one of the run's own files, has an
+        unknown extension, or a clustering does not match the cube.
+
+    Examples
+    --------
+    >>> export(RunDir("runs/gz1"), "results.fits")  # doctest: +SKIP
+    PosixPath('results.fits')
+    """
     if not str(out).strip():
         raise UserError("--out must name a file, got an empty path")
     out = Path(out)
@@ -73,24 +137,41 @@ def export(run: RunDir, out: str | Path) -> Path:
         elif suffix == ".parquet":
             table.to_parquet(tmp, index=False)
         else:
-            _to_fits(table, tmp)
+            fits_table(table).write(tmp, format="fits", overwrite=True)
     return out
 
 
-def _to_fits(table: pd.DataFrame, path: Path) -> None:
-    from astropy.table import MaskedColumn, Table
+def fits_table(table: pd.DataFrame) -> "Table":
+    """The results catalogue as an :class:`astropy.table.Table` ready for FITS.
 
-    t = Table()
+    Parameters
+    ----------
+    table : DataFrame
+        The results catalogue (:func:`results_table`).
+
+    Returns
+    -------
+    astropy.table.Table
+        The same columns, through :meth:`Table.from_pandas
+        <astropy.table.Table.from_pandas>`: booleans as FITS logicals (``L``),
+        integers as 64-bit (``K``, missing values masked, ``TNULL``), every
+        float as 64-bit (``D``, missing as NaN) and anything else as text
+        (``A``, missing masked).
+    """
+    from astropy.table import Table
+
+    ready = {}
     for col in table.columns:
         s = table[col]
-        mask = s.isna().to_numpy()
-        if pd.api.types.is_bool_dtype(s):
-            t[col] = s.to_numpy(dtype=bool)
-        elif pd.api.types.is_integer_dtype(s):
-            t[col] = MaskedColumn(s.fillna(-1).to_numpy(dtype=np.int64), mask=mask)
+        if pd.api.types.is_bool_dtype(s) or pd.api.types.is_integer_dtype(s):
+            ready[col] = s
         elif pd.api.types.is_float_dtype(s):
-            t[col] = s.to_numpy(dtype=np.float64)
-        else:
-            text = np.array(s.fillna("").astype(str).tolist() or [""], dtype=str)[: len(s)]
-            t[col] = MaskedColumn(text, mask=mask)
-    t.write(path, format="fits", overwrite=True)
+            ready[col] = s.astype(np.float64)
+        else:  # text: str values and NaN, which from_pandas turns into a masked string column
+            ready[col] = pd.Series([np.nan if _missing(v) else str(v) for v in s.to_numpy(dtype=object)],
+                                   index=s.index, dtype=object)
+    return Table.from_pandas(pd.DataFrame(ready, index=table.index))
+
+
+def _missing(value: object) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))

@@ -1,36 +1,39 @@
-"""Agreement between clusterings, and between clusterings and labels.
-
-:func:`score_pair` scores two labellings of the same galaxies by the adjusted
-Rand index (ARI), adjusted / normalised mutual information (AMI, NMI),
-V-measure, Fowlkes-Mallows, the Hungarian-matched accuracy (the best
-one-to-one mapping of clusters onto classes, rectangular allowed) and purity.
-Missing labels (None, NaN, "") are always dropped; noise (label ``-1``) is
-either its own cluster (``noise="own"``) or dropped (``noise="exclude"``).
-What counts as missing, and which catalogue columns are labels, is
-:mod:`morphospace.analysis.labels`.
+"""The compare stage: agreement between clusterings, and between clusterings and labels.
 
 :func:`compare_run` scores every clustering of a run against every other and
-against each categorical label column of the catalogue, and draws the ARI and
-AMI matrices.
+against each categorical label column of the catalogue (the scores of
+:mod:`morphospace.analysis.agreement`: ARI, AMI, NMI, V-measure,
+Fowlkes-Mallows from :mod:`sklearn.metrics`, Hungarian accuracy and purity),
+writes the tables and draws the ARI and AMI matrices (:func:`draw_heatmap`).
+The scores are re-exported here (``from morphospace.analysis.compare import
+score_pair``).
+
+Examples
+--------
+>>> from morphospace.config import Config
+>>> from morphospace.run import RunDir
+>>> compare_run(RunDir("runs/gz1"), Config())["ari"]  # doctest: +SKIP
+PosixPath('runs/gz1/comparisons/ari.csv')
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import linear_sum_assignment
-from sklearn.metrics import adjusted_mutual_info_score
 
 from ..errors import UserError
 from ..progress import Timer, progress
 from ..run import RunDir, atomic_path, safe_name, write_table
-from .labels import (Encoded, clustering_in_cube_order, contingency_counts, encode, label_columns,
-                     labels_in_cube_order, truth_column)
+from .agreement import METRICS, NOISE_MODES, contingency_table, hungarian_accuracy, purity, score_pair
+from .labels import clustering_in_cube_order, encode, label_columns, labels_in_cube_order, truth_column
 from .probe import probe_run
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger("morphospace")
 
@@ -41,165 +44,43 @@ __all__ = [
     "contingency_table",
     "hungarian_accuracy",
     "purity",
+    "draw_heatmap",
     "plot_heatmap",
     "compare_run",
 ]
 
-METRICS = ("ari", "ami", "nmi", "v_measure", "fowlkes_mallows", "hungarian_accuracy", "purity", "inverse_purity")
-NOISE_MODES = ("own", "exclude")
-
-
-# --- scores ---------------------------------------------------------------------------
-
-def _key(v: Any) -> str:
-    """A class value as text for tables: 3.0 -> '3'."""
-    if isinstance(v, (float, np.floating)) and float(v).is_integer():
-        return str(int(v))
-    return str(v)
-
-
-def _prepare(a: Any, b: Any, noise: str) -> tuple[np.ndarray, np.ndarray, Encoded, Encoded]:
-    """Codes of the rows both labellings can score (missing, and noise if excluded, dropped)."""
-    if noise not in NOISE_MODES:
-        raise UserError(f"noise must be one of {', '.join(NOISE_MODES)}, got '{noise}'")
-    ea, eb = encode(a), encode(b)
-    if ea.codes.shape != eb.codes.shape:
-        raise UserError(f"labellings differ in length: {ea.codes.shape[0]} vs {eb.codes.shape[0]}")
-    keep = ~ea.missing & ~eb.missing
-    if noise == "exclude":
-        keep &= ~ea.noise & ~eb.noise
-    return ea.codes[keep], eb.codes[keep], ea, eb
-
-
-def hungarian_accuracy(table: np.ndarray) -> float:
-    """Fraction of rows on the best one-to-one matching of rows to columns of a contingency table.
-
-    Rectangular tables are allowed: the surplus clusters (or classes) match nothing.
-    """
-    table = np.asarray(table)
-    n = table.sum()
-    if n == 0:
-        return float("nan")
-    r, c = linear_sum_assignment(-table)
-    return float(table[r, c].sum() / n)
-
-
-def purity(table: np.ndarray) -> float:
-    """Fraction of rows in their cluster's majority class (rows of ``table`` are clusters)."""
-    table = np.asarray(table)
-    n = table.sum()
-    return float(table.max(axis=1).sum() / n) if n else float("nan")
-
-
-def contingency_table(a: Any, b: Any, noise: str = "own") -> pd.DataFrame:
-    """Counts of rows per (a, b) value pair; index = values of a, columns = values of b (as text)."""
-    ca, cb, ea, eb = _prepare(a, b, noise)
-    full = contingency_counts(ca, cb, ea.uniques.size, eb.uniques.size)
-    rows, cols = full.sum(axis=1) > 0, full.sum(axis=0) > 0  # values seen only on dropped rows go
-    table = pd.DataFrame(full[rows][:, cols], index=pd.Index([_key(u) for u in ea.uniques[rows]], name="a"),
-                         columns=pd.Index([_key(u) for u in eb.uniques[cols]], name="b"))
-    # cluster numbers in numeric order
-    return table.loc[_natural(table.index), _natural(table.columns)]
-
-
-def _natural(keys: pd.Index) -> list:
-    try:
-        return sorted(keys, key=lambda k: float(k))
-    except (TypeError, ValueError):
-        return list(keys)
-
-
-def score_pair(a: Any, b: Any, noise: str = "own") -> dict[str, float]:
-    """Agreement between two labellings of the same rows.
-
-    Parameters
-    ----------
-    a, b : array-like or Encoded
-        Labellings (ints, strings, ...); a clustering's noise is -1. Encode a
-        labelling once with :func:`encode` to score it against many others.
-    noise : {"own", "exclude"}
-        ``own``: -1 is one more cluster; ``exclude``: rows where either side
-        is -1 are dropped. Missing labels are dropped in both modes.
-
-    Returns
-    -------
-    dict
-        ``n`` (rows scored) and the :data:`METRICS`: ari, ami, nmi, v_measure,
-        fowlkes_mallows, hungarian_accuracy, purity (``a``'s clusters against
-        ``b``'s classes) and inverse_purity (the other way round). NaN when
-        fewer than 2 rows remain.
-
-    Examples
-    --------
-    >>> score_pair([0, 0, 1, 1], [1, 1, 0, 0])["ari"]
-    1.0
-    """
-    ca, cb, ea, eb = _prepare(a, b, noise)
-    n = int(ca.size)
-    if n < 2:
-        return {"n": n, **{m: float("nan") for m in METRICS}}
-    table = contingency_counts(ca, cb, ea.uniques.size, eb.uniques.size)
-    table = table[table.sum(axis=1) > 0][:, table.sum(axis=0) > 0]
-    return {
-        "n": n,
-        **_table_scores(table),
-        # AMI's expected-MI term has no short closed form: scikit-learn's (Cython) one
-        "ami": float(adjusted_mutual_info_score(ca, cb)),
-        "hungarian_accuracy": hungarian_accuracy(table),
-        "purity": purity(table),
-        "inverse_purity": purity(table.T),
-    }
-
-
-def _entropy(counts: np.ndarray, n: float) -> float:
-    p = counts[counts > 0] / n
-    return float(-(p * np.log(p)).sum())
-
-
-def _table_scores(table: np.ndarray) -> dict[str, float]:
-    """ARI, NMI (arithmetic mean), V-measure and Fowlkes-Mallows from a contingency table.
-
-    The same numbers as scikit-learn's functions (tested), without rebuilding the
-    table for each: a run compares thousands of pairs.
-    """
-    t = table.astype(np.float64)
-    n = t.sum()
-    a, b = t.sum(axis=1), t.sum(axis=0)
-    # adjusted Rand index on pair counts
-    comb = lambda x: x * (x - 1) / 2.0  # noqa: E731
-    s_ij, s_a, s_b = comb(t).sum(), comb(a).sum(), comb(b).sum()
-    expected = s_a * s_b / comb(n)
-    top = (s_a + s_b) / 2.0
-    ari = 1.0 if top == expected else (s_ij - expected) / (top - expected)
-    # mutual information and entropies
-    nz = t > 0
-    mi = float((t[nz] / n * np.log(n * t[nz] / np.outer(a, b)[nz])).sum())
-    mi = max(mi, 0.0)
-    ha, hb = _entropy(a, n), _entropy(b, n)
-    if a.size == b.size == 1:
-        nmi = 1.0  # nothing split on either side: a perfect (trivial) match
-    else:
-        nmi = mi / max((ha + hb) / 2.0, np.finfo(np.float64).eps)
-    homogeneity = 1.0 if hb == 0 else mi / hb  # b taken as the classes, a as the clusters
-    completeness = 1.0 if ha == 0 else mi / ha
-    v = 0.0 if homogeneity + completeness == 0 else 2 * homogeneity * completeness / (homogeneity + completeness)
-    tk = (t**2).sum() - n
-    pk, qk = (a**2).sum() - n, (b**2).sum() - n
-    fm = float(np.sqrt(tk / pk) * np.sqrt(tk / qk)) if tk != 0 else 0.0
-    return {"ari": float(ari), "nmi": float(nmi), "v_measure": float(v), "fowlkes_mallows": fm}
-
 
 # --- figures -------------------------------------------------------------------------
 
-def plot_heatmap(matrix: pd.DataFrame, path: str | Path, title: str, vmin: float | None = None,
-                 vmax: float = 1.0, split_rows: int | None = None, split_cols: int | None = None,
-                 cmap: str = "viridis") -> Path:
+def draw_heatmap(matrix: pd.DataFrame, title: str, vmin: float | None = None, vmax: float = 1.0,
+                 split_rows: int | None = None, split_cols: int | None = None,
+                 cmap: str = "viridis") -> Figure:
     """An annotated heatmap of a score matrix, sized so 20+ rows stay readable.
 
-    ``split_rows`` / ``split_cols`` draw a line after that many rows / columns
-    (between clusterings and label columns).
+    Parameters
+    ----------
+    matrix : DataFrame
+        Scores; its index and columns label the rows and columns.
+    title : str
+        The title above the matrix.
+    vmin, vmax : float, optional
+        The colour scale; ``vmin`` defaults to the smaller of 0 and the
+        lowest finite score.
+    split_rows, split_cols : int, optional
+        Draw a white line after that many rows / columns (between the
+        clusterings and the label columns).
+    cmap : str
+        A matplotlib colormap name.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two axes: the matrix (every finite cell annotated with its value) and
+        its colour bar. A NaN cell is left blank (the white of the figure,
+        without a number). The figure is made without pyplot, so it never
+        touches the backend of a notebook (display it, or save it with
+        ``fig.savefig``).
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     values = matrix.to_numpy(dtype=float)
@@ -208,7 +89,6 @@ def plot_heatmap(matrix: pd.DataFrame, path: str | Path, title: str, vmin: float
     longest = max([len(str(x)) for x in list(matrix.index) + list(matrix.columns)] + [4])
     margin = 0.3 + 0.075 * longest
     fig = Figure(figsize=(nc * cell + margin + 1.6, nr * cell + margin + 0.8), dpi=110)
-    FigureCanvasAgg(fig)
     ax = fig.add_axes([margin / (nc * cell + margin + 1.6), margin / (nr * cell + margin + 0.8),
                        nc * cell / (nc * cell + margin + 1.6), nr * cell / (nr * cell + margin + 0.8)])
     finite = values[np.isfinite(values)]
@@ -238,6 +118,28 @@ def plot_heatmap(matrix: pd.DataFrame, path: str | Path, title: str, vmin: float
     ax.set_title(title, fontsize=10)
     cax = fig.add_axes([1 - 1.1 / (nc * cell + margin + 1.6), 0.25, 0.2 / (nc * cell + margin + 1.6), 0.5])
     fig.colorbar(im, cax=cax)
+    return fig
+
+
+def plot_heatmap(matrix: pd.DataFrame, path: str | Path, title: str, vmin: float | None = None,
+                 vmax: float = 1.0, split_rows: int | None = None, split_cols: int | None = None,
+                 cmap: str = "viridis") -> Path:
+    """Draw :func:`draw_heatmap` and save it as a PNG, atomically.
+
+    Parameters
+    ----------
+    matrix, title, vmin, vmax, split_rows, split_cols, cmap
+        As for :func:`draw_heatmap`.
+    path : str or Path
+        The PNG to write (at the figure's 110 dpi).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    fig = draw_heatmap(matrix, title, vmin=vmin, vmax=vmax, split_rows=split_rows, split_cols=split_cols,
+                       cmap=cmap)
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
@@ -255,12 +157,27 @@ def compare_run(run: RunDir, cfg: Any) -> dict[str, Path]:
     noise as its own cluster; clusterings then labels on both axes; first
     column ``name``), ``comparisons/contingency_<clustering>__<truth>.csv``
     (rows: cluster labels, -1 = noise; columns: truth classes) and the figures
-    ``figures/ari_matrix.png`` and ``figures/ami_matrix.png``.
+    ``figures/ari_matrix.png`` and ``figures/ami_matrix.png``, then the linear
+    probes of the run's embeddings against the truth label
+    (``comparisons/linear_probe.csv``).
+
+    Parameters
+    ----------
+    run : RunDir
+        A run with at least one clustering (``morphospace cluster``).
+    cfg : Config
+        Uses ``data.truth_label`` (which label column is the truth) and
+        ``cluster.seed`` (the probes' random state).
 
     Returns
     -------
     dict
         Output name -> path.
+
+    Raises
+    ------
+    UserError
+        When the run has no clustering.
     """
     clusterings = run.clusterings()
     if not clusterings:

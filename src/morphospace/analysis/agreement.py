@@ -1,0 +1,196 @@
+"""Agreement between two labellings of the same galaxies: the scores and the contingency table.
+
+:func:`score_pair` scores two labellings by the adjusted Rand index (ARI),
+adjusted / normalised mutual information (AMI, NMI), V-measure and
+Fowlkes-Mallows, all from :mod:`sklearn.metrics`, and by the Hungarian-matched
+accuracy (the best one-to-one mapping of clusters onto classes, rectangular
+allowed) and purity, from the contingency table
+(:func:`sklearn.metrics.cluster.contingency_matrix`). Missing labels (None,
+NaN, "") are always dropped; noise (label ``-1``) is either its own cluster
+(``noise="own"``) or dropped (``noise="exclude"``). What counts as missing is
+:mod:`morphospace.analysis.labels`.
+
+Examples
+--------
+>>> score_pair([0, 0, 1, 1, -1], ["e", "e", "s", "s", "s"], noise="exclude")["ari"]
+1.0
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import linear_sum_assignment
+from sklearn import metrics as skm
+from sklearn.metrics.cluster import contingency_matrix
+
+from ..errors import UserError
+from .labels import Encoded, encode
+
+__all__ = ["METRICS", "NOISE_MODES", "score_pair", "contingency_table", "hungarian_accuracy", "purity"]
+
+METRICS = ("ari", "ami", "nmi", "v_measure", "fowlkes_mallows", "hungarian_accuracy", "purity", "inverse_purity")
+NOISE_MODES = ("own", "exclude")
+
+
+def _key(v: Any) -> str:
+    """A class value as text for tables: 3.0 -> '3'."""
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _prepare(a: Any, b: Any, noise: str) -> tuple[np.ndarray, np.ndarray, Encoded, Encoded]:
+    """Codes of the rows both labellings can score (missing, and noise if excluded, dropped)."""
+    if noise not in NOISE_MODES:
+        raise UserError(f"noise must be one of {', '.join(NOISE_MODES)}, got '{noise}'")
+    ea, eb = encode(a), encode(b)
+    if ea.codes.shape != eb.codes.shape:
+        raise UserError(f"labellings differ in length: {ea.codes.shape[0]} vs {eb.codes.shape[0]}")
+    keep = ~ea.missing & ~eb.missing
+    if noise == "exclude":
+        keep &= ~ea.noise & ~eb.noise
+    return ea.codes[keep], eb.codes[keep], ea, eb
+
+
+def hungarian_accuracy(table: np.ndarray) -> float:
+    """Fraction of rows on the best one-to-one matching of clusters to classes.
+
+    Parameters
+    ----------
+    table : array-like, shape (n_clusters, n_classes)
+        A contingency table of counts. Rectangular tables are allowed: the
+        surplus clusters (or classes) match nothing.
+
+    Returns
+    -------
+    float
+        The matched counts over the total (NaN for an empty table), the
+        matching found by :func:`scipy.optimize.linear_sum_assignment`.
+
+    Examples
+    --------
+    >>> hungarian_accuracy([[5, 0, 1], [0, 4, 0]])
+    0.9
+    """
+    table = np.asarray(table)
+    n = table.sum()
+    if n == 0:
+        return float("nan")
+    r, c = linear_sum_assignment(-table)
+    return float(table[r, c].sum() / n)
+
+
+def purity(table: np.ndarray) -> float:
+    """Fraction of rows in their cluster's majority class.
+
+    Parameters
+    ----------
+    table : array-like, shape (n_clusters, n_classes)
+        A contingency table of counts, clusters as rows (pass ``table.T`` for
+        the inverse purity).
+
+    Returns
+    -------
+    float
+        The sum of each row's largest count over the total (NaN when empty).
+
+    Examples
+    --------
+    >>> purity([[3, 1], [0, 2]])
+    0.8333333333333334
+    """
+    table = np.asarray(table)
+    n = table.sum()
+    return float(table.max(axis=1).sum() / n) if n else float("nan")
+
+
+def contingency_table(a: Any, b: Any, noise: str = "own") -> pd.DataFrame:
+    """Counts of rows per (a, b) value pair.
+
+    Parameters
+    ----------
+    a, b : array-like or Encoded
+        Two labellings of the same rows (see :func:`score_pair`).
+    noise : {"own", "exclude"}
+        How the noise label -1 is treated (see :func:`score_pair`).
+
+    Returns
+    -------
+    DataFrame
+        :func:`sklearn.metrics.cluster.contingency_matrix` of the rows both
+        labellings score, index = the values of ``a`` and columns = the values
+        of ``b`` (as text, numbers in numeric order). Values seen only on
+        dropped rows do not appear.
+
+    Examples
+    --------
+    >>> contingency_table([0, 0, 1], ["x", "y", "y"]).to_numpy().tolist()
+    [[1, 1], [0, 1]]
+    """
+    ca, cb, ea, eb = _prepare(a, b, noise)
+    full = contingency_matrix(ca, cb) if ca.size else np.zeros((0, 0), dtype=np.int64)
+    rows, cols = np.unique(ca), np.unique(cb)  # the codes present, as contingency_matrix orders them
+    table = pd.DataFrame(full, index=pd.Index([_key(u) for u in ea.uniques[rows]], name="a"),
+                         columns=pd.Index([_key(u) for u in eb.uniques[cols]], name="b"))
+    # cluster numbers in numeric order
+    return table.loc[_natural(table.index), _natural(table.columns)]
+
+
+def _natural(keys: pd.Index) -> list:
+    try:
+        return sorted(keys, key=lambda k: float(k))
+    except (TypeError, ValueError):
+        return list(keys)
+
+
+def score_pair(a: Any, b: Any, noise: str = "own") -> dict[str, float]:
+    """Agreement between two labellings of the same rows.
+
+    Parameters
+    ----------
+    a, b : array-like or Encoded
+        Labellings (ints, strings, ...); a clustering's noise is -1. Encode a
+        labelling once with :func:`encode` to score it against many others.
+    noise : {"own", "exclude"}
+        ``own``: -1 is one more cluster; ``exclude``: rows where either side
+        is -1 are dropped. Missing labels are dropped in both modes.
+
+    Returns
+    -------
+    dict
+        ``n`` (rows scored) and the :data:`METRICS`: ari, ami, nmi (arithmetic
+        normalisation), v_measure and fowlkes_mallows from
+        :mod:`sklearn.metrics` (``b`` taken as the classes), then
+        hungarian_accuracy, purity (``a``'s clusters against ``b``'s classes)
+        and inverse_purity (the other way round) from their contingency
+        table. NaN when fewer than 2 rows remain.
+
+    Raises
+    ------
+    UserError
+        When the labellings differ in length or ``noise`` is unknown.
+
+    Examples
+    --------
+    >>> score_pair([0, 0, 1, 1], [1, 1, 0, 0])["ari"]
+    1.0
+    """
+    ca, cb, ea, eb = _prepare(a, b, noise)
+    n = int(ca.size)
+    if n < 2:
+        return {"n": n, **{m: float("nan") for m in METRICS}}
+    table = contingency_matrix(ca, cb)
+    return {
+        "n": n,
+        "ari": float(skm.adjusted_rand_score(ca, cb)),
+        "ami": float(skm.adjusted_mutual_info_score(ca, cb)),
+        "nmi": float(skm.normalized_mutual_info_score(ca, cb)),
+        "v_measure": float(skm.v_measure_score(cb, ca)),
+        "fowlkes_mallows": float(skm.fowlkes_mallows_score(ca, cb)),
+        "hungarian_accuracy": hungarian_accuracy(table),
+        "purity": purity(table),
+        "inverse_purity": purity(table.T),
+    }
