@@ -1,12 +1,39 @@
-"""The feature study's static figures: a map per reduction, k-selection curves, galleries."""
+"""The feature study's static figures, tested by what they show: a map per reduction, k-selection
+curves, galleries."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_rgb
+from PIL import Image
 
 from morphospace.run import RunDir, write_npy, write_table
-from morphospace.study.figures import write_study_figures
+from morphospace.study.figures import (GALLERY_COLUMNS, NOISE_GREY, draw_gallery, draw_k_selection, draw_map,
+                                       k_selection_figure, write_study_figures)
+
+TAB10 = [colormaps["tab10"](i)[:3] for i in range(10)]
+
+
+def rendered(fig) -> np.ndarray:
+    """The figure as an H x W x 3 float array in [0, 1], drawn by Agg."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3] / 255.0
+
+
+def crop(img: np.ndarray, ax) -> np.ndarray:
+    """The pixels inside ``ax`` (display coordinates start at the bottom)."""
+    box = ax.get_window_extent()
+    h = img.shape[0]
+    return img[int(h - box.y1) + 1:int(h - box.y0) - 1, int(box.x0) + 1:int(box.x1) - 1]
+
+
+def pixels_of(img: np.ndarray, rgb, tol: float = 0.03) -> int:
+    return int((np.abs(img - np.asarray(rgb)).max(axis=-1) < tol).sum())
 
 
 def fake_run(path, n=60):
@@ -23,13 +50,16 @@ def fake_run(path, n=60):
     run.write_clustering("kmeans3_pca", ids, np.arange(n) % 3)
     run.write_clustering("dbscan_tsne", ids, np.where(np.arange(n) % 5 == 0, -1, np.arange(n) % 2))
     run.write_clustering("kmeans8_lda", ids, np.arange(n) % 8)
-    k = pd.DataFrame({"method": ["kmeans"] * 3 + ["gmm"] * 3, "k": [3, 4, 5] * 2,
-                      "selected": [True, False, False, False, True, False],
-                      "silhouette": [0.5, 0.4, 0.3, np.nan, np.nan, np.nan],
-                      "calinski_harabasz": [30.0, 20.0, 10.0, np.nan, np.nan, np.nan],
-                      "bic": [np.nan] * 3 + [100.0, 90.0, 95.0]})
-    write_table(run.sub("comparisons") / "k_selection_pca.csv", k)
+    write_table(run.sub("comparisons") / "k_selection_pca.csv", k_table())
     return run
+
+
+def k_table() -> pd.DataFrame:
+    return pd.DataFrame({"method": ["kmeans"] * 3 + ["gmm"] * 3, "k": [3, 4, 5] * 2,
+                         "selected": [True, False, False, False, True, False],
+                         "silhouette": [0.5, 0.4, 0.3, np.nan, np.nan, np.nan],
+                         "calinski_harabasz": [30.0, 20.0, 10.0, np.nan, np.nan, np.nan],
+                         "bic": [np.nan] * 3 + [100.0, 90.0, 95.0]})
 
 
 def test_maps_k_selection_and_galleries_are_written(tmp_path):
@@ -38,9 +68,74 @@ def test_maps_k_selection_and_galleries_are_written(tmp_path):
     assert written == {"map_pca.png", "map_tsne.png", "map_lda.png", "k_selection_pca.png",
                        "gallery_kmeans8_pca.png", "gallery_dbscan_tsne.png", "gallery_kmeans8_lda.png"}
     for name in written:
-        assert (run.path / "figures" / name).stat().st_size > 5000, name
+        img = np.asarray(Image.open(run.path / "figures" / name).convert("RGB")) / 255.0
+        assert img.std() > 0.05, name  # something is drawn on the white page
+    # the map of the PCA shows the truth (3 classes) and both clusterings on it (8 and 3 clusters):
+    # the ten tab10 colours of K-Means 8 are there
+    pca = np.asarray(Image.open(run.path / "figures" / "map_pca.png").convert("RGB")) / 255.0
+    assert sum(pixels_of(pca, c, tol=0.05) > 0 for c in TAB10[:8]) == 8
     # a clustering that is not the seed study's gets no gallery
     assert not (run.path / "figures" / "gallery_kmeans3_pca.png").exists()
+
+
+def test_map_shows_each_category_in_its_colour_and_missing_in_grey():
+    rng = np.random.default_rng(1)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    cls = np.repeat([0, 1, 2], 40)
+    xy = centres[cls] + rng.normal(0, 0.8, (120, 2))
+    labels = np.array(["a", "b", "c"], dtype=object)[cls]
+    labels[:5] = None  # unlabelled: grey
+    clusters = cls.copy()
+    clusters[40:45] = -1  # noise: grey
+    fig = draw_map(xy, [("truth", labels), ("clusters", clusters), ("nothing", np.full(120, None))], "map")
+    assert len(fig.axes) == 3  # one panel per labelling
+    img = rendered(fig)
+    truth, clus, nothing = (crop(img, ax) for ax in fig.axes)
+    for panel in (truth, clus):
+        for colour in TAB10[:3]:  # three categories, three colours
+            assert pixels_of(panel, colour) > 30
+        assert pixels_of(panel, TAB10[3]) == 0  # and no fourth
+        assert pixels_of(panel, to_rgb(NOISE_GREY)) > 5  # the unlabelled / noise galaxies
+    # a labelling with nothing in it: every galaxy in grey, no category colour
+    assert pixels_of(nothing, to_rgb(NOISE_GREY)) > 100
+    assert all(pixels_of(nothing, c) == 0 for c in TAB10[:3])
+
+
+def test_k_selection_has_one_panel_per_curve_and_marks_the_choice(tmp_path):
+    fig = draw_k_selection(k_table(), "choosing k")
+    assert [ax.get_title() for ax in fig.axes] == ["K-Means: silhouette (higher is better)",
+                                                   "K-Means: Calinski-Harabasz (higher is better)",
+                                                   "GMM: BIC (lower is better)"]
+    img = rendered(fig)
+    for ax in fig.axes:
+        panel = crop(img, ax)
+        assert pixels_of(panel, to_rgb("#3b6ea8")) > 20  # the curve
+        assert pixels_of(panel, to_rgb("#d1495b")) > 10  # the selected k, circled
+    only_silhouette = k_table().drop(columns=["calinski_harabasz", "bic"])
+    assert len(draw_k_selection(only_silhouette, "k").axes) == 1
+    # no curve at all: no figure, and no file
+    empty = k_table().assign(silhouette=np.nan, calinski_harabasz=np.nan, bic=np.nan)
+    assert draw_k_selection(empty, "k") is None
+    assert k_selection_figure(empty, tmp_path / "k.png", "k") is None and not (tmp_path / "k.png").exists()
+
+
+def test_gallery_shows_members_and_leaves_missing_cells_blank():
+    rng = np.random.default_rng(2)
+    labels = np.array([0] * 14 + [1] * 3 + [-1] * 2)
+    cube = rng.random((len(labels), 3, 12, 12)).astype(np.float32)
+    fig = draw_gallery(cube, labels, "gallery")
+    assert len(fig.axes) == 3 * GALLERY_COLUMNS  # three rows: the largest cluster, the other, noise
+    with_image = [ax for ax in fig.axes if ax.images]
+    assert len(with_image) == GALLERY_COLUMNS + 3 + 2
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert texts == ["0\nn=14", "1\nn=3", "noise\nn=2"]
+    img = rendered(fig)
+    for ax in fig.axes:
+        cell = crop(img, ax)
+        if ax.images:
+            assert cell.std() > 0.1  # a noisy cutout, not a blank tile
+        else:
+            assert cell.min() == pytest.approx(1.0)  # a cluster with fewer members: a white cell
 
 
 def test_nothing_to_draw_writes_nothing(tmp_path):
@@ -48,3 +143,4 @@ def test_nothing_to_draw_writes_nothing(tmp_path):
     write_table(run.catalogue, pd.DataFrame({"id": ["a"], "source": "x", "cube_index": [0]}))
     write_npy(run.cube, np.zeros((1, 1, 8, 8), np.float32))
     assert write_study_figures(run) == []
+    assert not (run.path / "figures").exists() or not any((run.path / "figures").iterdir())

@@ -10,13 +10,25 @@ What the seed study drew, for papers (every file also shows in the report's "Oth
 - ``gallery_<clustering>.png``: random members of every cluster, for the seed study's
   clusterings (K-Means 8 on PCA and on LDA, DBSCAN on t-SNE) and the VaDE's.
 
+Each ``draw_*`` function returns a :class:`matplotlib.figure.Figure` made without pyplot (so a
+notebook's backend is never touched: display the figure, or save it); each ``*_figure``
+function draws the same figure and saves it as a PNG, atomically.
+
 Reads only the run directory (framework-free: numpy, pandas, matplotlib).
+
+Examples
+--------
+>>> import numpy as np
+>>> fig = draw_map(np.random.default_rng(0).normal(size=(30, 2)), [("parity", np.arange(30) % 2)], "a map")
+>>> len(fig.axes)
+1
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -25,14 +37,21 @@ from ..analysis.labels import missing_mask, truth_column
 from ..image.display import display_image
 from ..run import RunDir, atomic_path, in_cube_order
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 log = logging.getLogger("morphospace")
 
-__all__ = ["write_study_figures", "map_figure", "k_selection_figure", "gallery_figure"]
+__all__ = ["write_study_figures", "draw_map", "map_figure", "draw_k_selection", "k_selection_figure", "draw_gallery",
+           "gallery_figure", "NOISE_GREY"]
 
 GALLERY_MAPS = {"kmeans8": ("pca", "lda"), "dbscan": ("tsne",)}  # the seed study's clusterings
 MAX_PANELS = 16
 GALLERY_COLUMNS = 10
 GALLERY_ROWS = 12
+
+
+NOISE_GREY = "#c8c8c8"  # noise (label -1) and galaxies without a label, on every map
 
 
 def _palette(n: int) -> np.ndarray:
@@ -42,7 +61,7 @@ def _palette(n: int) -> np.ndarray:
     return np.array([cmap(i % cmap.N) for i in range(max(n, 1))])
 
 
-def _save(fig, path: Path, dpi: int = 100) -> Path:
+def _save(fig: Figure, path: Path, dpi: int = 100) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
     return path
@@ -55,7 +74,7 @@ def _scatter(ax, xy: np.ndarray, labels: np.ndarray, title: str, size: float) ->
     noise = np.array([not m and str(v) == "-1" for v, m in zip(labels, missing)])
     grey = missing | noise
     if grey.any():
-        ax.scatter(xy[grey, 0], xy[grey, 1], s=size, c="#c8c8c8", linewidths=0, rasterized=True)
+        ax.scatter(xy[grey, 0], xy[grey, 1], s=size, c=NOISE_GREY, linewidths=0, rasterized=True)
     cats = sorted({str(v) for v in labels[~grey]}, key=lambda s: (len(s), s))
     colours = _palette(len(cats))
     for i, c in enumerate(cats):
@@ -69,8 +88,28 @@ def _scatter(ax, xy: np.ndarray, labels: np.ndarray, title: str, size: float) ->
         ax.legend(fontsize=6, markerscale=3, loc="best", frameon=False, handletextpad=0.2)
 
 
-def map_figure(xy: np.ndarray, panels: list[tuple[str, np.ndarray]], path: Path, title: str) -> Path:
-    """One panel per (title, labels) on the same 2-D map."""
+def draw_map(xy: np.ndarray, panels: list[tuple[str, np.ndarray]], title: str) -> Figure:
+    """One scatter panel per labelling of the same 2-D map.
+
+    Parameters
+    ----------
+    xy : ndarray, shape (n, 2)
+        The map (e.g. a t-SNE of an embedding).
+    panels : list of (str, array-like)
+        ``(panel title, n labels)``: the truth label, a clustering, ... Labels
+        are categorical; each category gets a colour of ``tab10`` (``tab20``
+        beyond 10 categories), sorted by name. Noise (-1) and missing labels
+        (None, NaN, "") are drawn first in :data:`NOISE_GREY`, so a panel
+        whose labels are all missing shows every galaxy in grey.
+    title : str
+        The figure's title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One axes per panel, at most four panels to a row. Made without pyplot:
+        it never changes a notebook's backend.
+    """
     from matplotlib.figure import Figure
 
     n = len(panels)
@@ -81,11 +120,45 @@ def map_figure(xy: np.ndarray, panels: list[tuple[str, np.ndarray]], path: Path,
     for i, (name, labels) in enumerate(panels):
         _scatter(fig.add_subplot(rows, cols, i + 1), xy, labels, name, size)
     fig.suptitle(title, fontsize=11)
-    return _save(fig, path, dpi=80)
+    return fig
 
 
-def k_selection_figure(table: pd.DataFrame, path: Path, title: str) -> Path | None:
-    """Silhouette / Calinski-Harabasz (K-Means) and BIC (GMM) against k; selected k marked."""
+def map_figure(xy: np.ndarray, panels: list[tuple[str, np.ndarray]], path: Path, title: str) -> Path:
+    """Save :func:`draw_map` as a PNG (80 dpi), atomically; return ``path``.
+
+    Parameters
+    ----------
+    xy, panels, title
+        As for :func:`draw_map`.
+    path : Path
+        The PNG to write.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    return _save(draw_map(xy, panels, title), path, dpi=80)
+
+
+def draw_k_selection(table: pd.DataFrame, title: str) -> Figure | None:
+    """Silhouette and Calinski-Harabasz (K-Means) and BIC (GMM) against k, the selected k marked.
+
+    Parameters
+    ----------
+    table : DataFrame
+        ``comparisons/k_selection_<representation>.csv``: columns ``method``
+        (kmeans or gmm), ``k``, ``selected`` and the scores ``silhouette``,
+        ``calinski_harabasz``, ``bic``.
+    title : str
+        The figure's title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure or None
+        One panel per curve with at least one value (up to three), the
+        selected k circled in red; None when the table holds no curve.
+    """
     from matplotlib.figure import Figure
 
     curves = []
@@ -109,11 +182,51 @@ def k_selection_figure(table: pd.DataFrame, path: Path, title: str) -> Path | No
         ax.set_xlabel("k")
         ax.set_title(name, fontsize=8)
     fig.suptitle(title, fontsize=10, y=1.03)
-    return _save(fig, path)
+    return fig
 
 
-def gallery_figure(cube: np.ndarray, labels: np.ndarray, path: Path, title: str, seed: int = 0) -> Path:
-    """Rows of random members of each cluster (the largest clusters first; noise last)."""
+def k_selection_figure(table: pd.DataFrame, path: Path, title: str) -> Path | None:
+    """Save :func:`draw_k_selection` as a PNG, atomically.
+
+    Parameters
+    ----------
+    table, title
+        As for :func:`draw_k_selection`.
+    path : Path
+        The PNG to write.
+
+    Returns
+    -------
+    Path or None
+        ``path``, or None (and nothing written) when the table holds no curve.
+    """
+    fig = draw_k_selection(table, title)
+    return None if fig is None else _save(fig, path)
+
+
+def draw_gallery(cube: np.ndarray, labels: np.ndarray, title: str, seed: int = 0) -> Figure:
+    """Rows of random members of each cluster: the largest clusters first, noise last.
+
+    Parameters
+    ----------
+    cube : ndarray, shape (n, C, H, W)
+        The images, in ~[0, 1] (three channels shown as RGB, others as the
+        grey of their mean).
+    labels : array-like of int, shape (n,)
+        One cluster per image; -1 is noise.
+    title : str
+        The figure's title.
+    seed : int
+        Seed of the random choice of members.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        :data:`GALLERY_COLUMNS` axes per row, one row for each of the
+        :data:`GALLERY_ROWS` largest clusters (then noise, if there is room),
+        labelled with the cluster and its size. A cluster with fewer members
+        than columns leaves the rest of its row blank (white).
+    """
     from matplotlib.figure import Figure
 
     rng = np.random.default_rng(seed)
@@ -137,7 +250,26 @@ def gallery_figure(cube: np.ndarray, labels: np.ndarray, path: Path, title: str,
                 ax.text(-0.15, 0.5, f"{'noise' if k == -1 else k}\nn={len(members)}", transform=ax.transAxes,
                         ha="right", va="center", fontsize=7)
     fig.suptitle(title, fontsize=10, y=1.03)
-    return _save(fig, path, dpi=72)  # about one screen pixel per image pixel: noisy cutouts compress badly
+    return fig
+
+
+def gallery_figure(cube: np.ndarray, labels: np.ndarray, path: Path, title: str, seed: int = 0) -> Path:
+    """Save :func:`draw_gallery` as a PNG, atomically; return ``path``.
+
+    Parameters
+    ----------
+    cube, labels, title, seed
+        As for :func:`draw_gallery`.
+    path : Path
+        The PNG to write, at 72 dpi: about one screen pixel per image pixel
+        (noisy cutouts compress badly).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    return _save(draw_gallery(cube, labels, title, seed), path, dpi=72)
 
 
 def _labels_by_id(run: RunDir, name: str, ids: np.ndarray) -> np.ndarray:
@@ -147,7 +279,24 @@ def _labels_by_id(run: RunDir, name: str, ids: np.ndarray) -> np.ndarray:
 
 
 def write_study_figures(run: RunDir, cfg=None) -> list[Path]:
-    """Every figure of this module that the run's reductions and clusterings allow."""
+    """Write every figure of this module that the run's reductions and clusterings allow.
+
+    Parameters
+    ----------
+    run : RunDir
+        The run; figures go to ``RUN/figures/``.
+    cfg : Config, optional
+        Uses ``data.truth_label`` (the label of the "true distribution" panels).
+
+    Returns
+    -------
+    list of Path
+        The PNGs written: ``map_<reduction>.png`` for every 2-D reduction with
+        a label or a clustering to show, ``k_selection_<representation>.png``
+        for every k-selection table, ``gallery_<clustering>.png`` for the seed
+        study's clusterings and the VaDE's. Empty when the run has neither
+        reductions nor clusterings.
+    """
     written: list[Path] = []
     reductions = run.reductions()
     clusterings = run.clusterings()
@@ -183,6 +332,7 @@ def write_study_figures(run: RunDir, cfg=None) -> list[Path]:
         p = k_selection_figure(pd.read_csv(csv), run.figure_path(f"k_selection_{rep}"), f"choosing k on {rep}")
         if p is not None:
             written.append(p)
+
     def seed_study(name: str) -> bool:  # kmeans8_pca, kmeans8_vade_lda, dbscan_tsne, ...
         method, _, rest = name.partition("_")
         return rest.rsplit("_", 1)[-1] in GALLERY_MAPS.get(method, ())
