@@ -31,12 +31,11 @@ def _show(ax, img: np.ndarray) -> None:
 
 
 def _grid(rows: int, cols: int, size: float = 1.1):
-    import matplotlib
+    # a bare Figure, not pyplot: library code must leave a notebook's backend and state alone
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * size + 1.0, rows * size + 0.4), squeeze=False)
+    fig = Figure(figsize=(cols * size + 1.0, rows * size + 0.4))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
@@ -46,11 +45,8 @@ def _grid(rows: int, cols: int, size: float = 1.1):
 
 
 def _save(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-    plt.close(fig)
 
 
 def write_figures(run: RunDir, model, cube: np.ndarray, enc: dict[str, np.ndarray], cfg) -> None:
@@ -62,6 +58,9 @@ def write_figures(run: RunDir, model, cube: np.ndarray, enc: dict[str, np.ndarra
             fig = fn(run=run, model=model, cube=cube, enc=enc, cfg=cfg)
         except UserError as exc:
             log.warning("figure %s skipped: %s", name, exc)
+            continue
+        if fig is None:  # nothing of the kind to draw for this model
+            run.figure_path(name).unlink(missing_ok=True)
             continue
         _save(fig, run.figure_path(name))
     write_generated_strips(run, model, groups=enc.get("groups"))
@@ -220,13 +219,17 @@ def read_curves(run: RunDir) -> pd.DataFrame:
     return df.sort_values("epoch")
 
 
-def fig_training_curves(run: RunDir, **_):
-    """Per-epoch loss terms (from the CSV logs); the dashed line is the mixture initialisation."""
-    import matplotlib
+def fig_training_curves(run: RunDir, model=None, **_):
+    """Per-epoch loss terms (from the CSV logs); the dashed line is the mixture initialisation.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    ``None`` for a form model with a linear core: its mixture is fitted in closed form, not by epochs.
+    """
+    from matplotlib.figure import Figure
 
+    from .linear_core import LinearCore
+
+    if isinstance(getattr(model, "core", None), LinearCore):
+        return None
     df = read_curves(run)
     panels = [("loss (negative ELBO as optimised)", ["loss", "neg_elbo"], True),
               ("reconstruction", ["reconstruction"], True),
@@ -234,7 +237,8 @@ def fig_training_curves(run: RunDir, **_):
               ("pieces of the VaDE KL", ["expected_log_pz_c", "expected_log_pc", "entropy_c", "neg_entropy_z"], False),
               ("clusters", ["largest_fraction", "n_empty", "latent_weight"], False)]
     panels = [p for p in panels if any(c in df and df[c].notna().any() for c in p[1])]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 2.9), squeeze=False)
+    fig = Figure(figsize=(3.3 * len(panels), 2.9))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     joint = df.loc[df["phase"] > 0.5, "epoch"] if "phase" in df else pd.Series(dtype=float)
     for ax, (title, cols, logy) in zip(axes[0], panels):
         for c in cols:
