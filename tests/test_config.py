@@ -1,63 +1,132 @@
-"""The TOML configuration: validation, overrides, round trip."""
+"""The TOML configuration: validation, overrides, round trip, old files, one-line errors."""
+
+import tomllib
 
 import pytest
 
-from morphospace.config import Config, apply_overrides, dumps_config, load_config
+from morphospace.config import (
+    Config,
+    ConfigError,
+    FormConfig,
+    PreprocessConfig,
+    apply_overrides,
+    config_from_dict,
+    dump_config,
+    dumps_config,
+    load_config,
+    to_dict,
+)
 from morphospace.errors import UserError
+
+
+def load_text(tmp_path, text):
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    return load_config(p)
+
+
+def error_of(tmp_path, text) -> str:
+    """The message of loading ``text``; it must be a one-line UserError."""
+    with pytest.raises(UserError) as info:
+        load_text(tmp_path, text)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("config: ")
+    assert isinstance(info.value, ConfigError) and info.value.exit_code == 2
+    return message
 
 
 def test_defaults_load_without_a_file():
     cfg = load_config(None)
     assert cfg.preprocess.size == 64
     assert cfg.data.path == ""
+    assert cfg == Config()
 
 
 def test_unknown_key_names_the_key(tmp_path):
-    p = tmp_path / "c.toml"
-    p.write_text("[preprocess]\nsise = 64\n")
-    with pytest.raises(UserError, match=r"unknown key 'preprocess\.sise'"):
-        load_config(p)
+    message = error_of(tmp_path, "[preprocess]\nsise = 64\n")
+    assert message.startswith("config: unknown key 'preprocess.sise' (did you mean 'preprocess.size'?")
+    assert "known here: asinh_softening, colour, crop, normalise, preset, size" in message
 
 
 def test_unknown_section_is_an_error(tmp_path):
-    p = tmp_path / "c.toml"
-    p.write_text("[modle]\nkind = 'vade'\n")
     with pytest.raises(UserError, match="unknown key 'modle'"):
-        load_config(p)
+        load_text(tmp_path, "[modle]\nkind = 'vade'\n")
+    assert "unknown key 'model.knid' (did you mean 'model.kind'?" in error_of(tmp_path, "[model]\nknid = 'vade'\n")
 
 
 def test_wrong_type_names_the_key(tmp_path):
-    p = tmp_path / "c.toml"
-    p.write_text("[train]\nepochs = 'ten'\n")
-    with pytest.raises(UserError, match=r"train\.epochs must be int"):
-        load_config(p)
+    assert error_of(tmp_path, "[train]\nepochs = 'ten'\n") == "config: train.epochs must be int; got str 'ten'"
+    assert error_of(tmp_path, "[train]\nepochs = 4.5\n") == "config: train.epochs must be int; got float 4.5"
+    assert error_of(tmp_path, "[model]\ncanonicalise = 1\n") == \
+        "config: model.canonicalise must be true or false; got int 1"
+    assert error_of(tmp_path, "data = 3\n") == "config: data must be a table; got int 3"
 
 
 def test_bool_is_not_an_int(tmp_path):
-    p = tmp_path / "c.toml"
-    p.write_text("[train]\nepochs = true\n")
     with pytest.raises(UserError, match=r"train\.epochs"):
-        load_config(p)
+        load_text(tmp_path, "[train]\nepochs = true\n")
+    assert "got bool True" in error_of(tmp_path, "[train]\nlr = true\n")
 
 
 def test_list_items_are_checked(tmp_path):
-    p = tmp_path / "c.toml"
-    p.write_text("[cluster]\nkmeans_k = [3, 'x']\n")
     with pytest.raises(UserError, match=r"cluster\.kmeans_k\[1\]"):
-        load_config(p)
+        load_text(tmp_path, "[cluster]\nkmeans_k = [3, 'x']\n")
+    assert error_of(tmp_path, "[cluster]\nkmeans_k = [3, 0]\n") == \
+        "config: cluster.kmeans_k[1] must be in [1, 1000]; got 0"
+    assert error_of(tmp_path, "[cluster]\nmethods = ['kmeans', 'spectral']\n") == \
+        "config: cluster.methods[1] must be one of 'kmeans', 'dbscan', 'hdbscan', 'gmm'; got 'spectral'"
+    assert "model.widths must have at least 1 item" in error_of(tmp_path, "[model]\nwidths = []\n")
 
 
 def test_int_accepted_for_float(tmp_path):
-    p = tmp_path / "c.toml"
-    p.write_text("[preprocess]\ncrop = 1\n")
-    assert load_config(p).preprocess.crop == 1.0
+    cfg = load_text(tmp_path, "[preprocess]\ncrop = 1\n")
+    assert cfg.preprocess.crop == 1.0 and isinstance(cfg.preprocess.crop, float)
 
 
 def test_invalid_toml_is_one_line(tmp_path):
-    p = tmp_path / "c.toml"
-    p.write_text("[train\n")
     with pytest.raises(UserError, match="not valid TOML"):
-        load_config(p)
+        load_text(tmp_path, "[train\n")
+
+
+def test_bad_choice_lists_the_allowed_values(tmp_path):
+    assert error_of(tmp_path, "[model]\npreset = 'fomr'\n") == \
+        "config: model.preset must be one of 'form', 'default', 'astrovader'; got 'fomr'"
+    assert error_of(tmp_path, "[data]\nlayout = 'zip'\n").startswith("config: data.layout must be one of 'auto', ")
+
+
+@pytest.mark.parametrize("text,message", [
+    ("[preprocess]\ncrop = 2.0\n", "config: preprocess.crop must be in [0.05, 1.0]; got 2.0"),
+    ("[preprocess]\nsize = 8\n", "config: preprocess.size must be in [16, 1024]; got 8"),
+    ("[train]\nepochs = 0\n", "config: train.epochs must be in [1, 1000000]; got 0"),
+    ("[data.vote_thresholds]\nsmooth = 1.5\n", "config: data.vote_thresholds.smooth must be in [0.0, 1.0]; got 1.5"),
+    ("[report]\nthumb_quality = 101\n", "config: report.thumb_quality must be in [1, 100]; got 101"),
+])
+def test_out_of_range_names_key_value_and_range(tmp_path, text, message):
+    assert error_of(tmp_path, text) == message
+
+
+@pytest.mark.parametrize("literal", ["nan", "inf", "-inf"])
+def test_non_finite_floats_are_rejected(tmp_path, literal):
+    message = error_of(tmp_path, f"[train]\nlr = {literal}\n")
+    assert message.startswith("config: train.lr must be a finite number; got ")
+
+
+def test_control_characters_are_rejected_and_shown_escaped(tmp_path):
+    message = error_of(tmp_path, '[data]\npath = "a\\nb\\u001b[31m"\n')
+    assert message == ("config: data.path must not contain control characters (newline, tab, escape); "
+                       "got 'a\\nb\\x1b[31m'")
+
+
+def test_rules_across_keys(tmp_path):
+    assert error_of(tmp_path, "[model]\nk_min = 13\n") == "config: model.k_min (13) must not exceed model.k_max (12)"
+    assert error_of(tmp_path, "[train]\nepochs = 8\n") == "config: train.epochs (8) must exceed train.pretrain_epochs (8)"
+    # PCA has no pretraining phase
+    assert load_text(tmp_path, "[model]\nkind = 'pca'\n[train]\nepochs = 8\n").train.epochs == 8
+
+
+def test_several_problems_report_the_first_and_count_the_rest(tmp_path):
+    message = error_of(tmp_path, "[train]\nepochs = 'x'\nlr = nan\nbatch_size = 0\n")
+    assert message == "config: train.epochs must be int; got str 'x' (and 2 more problems)"
 
 
 def test_overrides_parse_values_and_validate():
@@ -71,6 +140,52 @@ def test_overrides_parse_values_and_validate():
         apply_overrides(cfg, ["preprocess.size=big"])
 
 
+def test_override_values_are_read_as_toml():
+    cfg = apply_overrides(Config(), [
+        "train.epochs=20",                 # int
+        "train.lr = 3e-4",                 # float (spaces around '=' allowed)
+        "model.canonicalise=false",        # bool
+        "study.labels=Class*",             # not TOML: the text itself
+        "data.catalogue='my file.csv'",    # a quoted TOML string
+        "cluster.methods=['kmeans', 'gmm']",
+        "cluster.gmm_k=[2, 3]",            # lists
+        "report.inline_limit_mb=2",        # an int for a float key
+        "form.precision=32",               # a key that holds text keeps the text as written
+        "train.precision=16-mixed",
+    ])
+    assert (cfg.train.epochs, cfg.train.lr, cfg.model.canonicalise) == (20, 3e-4, False)
+    assert (cfg.study.labels, cfg.data.catalogue) == ("Class*", "my file.csv")
+    assert cfg.cluster.methods == ["kmeans", "gmm"] and cfg.cluster.gmm_k == [2, 3]
+    assert cfg.report.inline_limit_mb == 2.0 and isinstance(cfg.report.inline_limit_mb, float)
+    assert (cfg.form.precision, cfg.train.precision) == ("32", "16-mixed")
+    # the input is left alone; later overrides of a key win; validation happens once, at the end
+    assert Config().train.epochs == 16
+    assert apply_overrides(Config(), ["train.epochs=30", "train.epochs=40"]).train.epochs == 40
+    both = apply_overrides(Config(), ["train.epochs=3", "train.pretrain_epochs=1"])
+    assert (both.train.epochs, both.train.pretrain_epochs) == (3, 1)
+
+
+def test_override_errors_are_one_line():
+    cases = {
+        "model.preset=fomr": "config: model.preset must be one of 'form', 'default', 'astrovader'; got 'fomr'",
+        "model.latent_dim=0": "config: model.latent_dim must be in [1, 1024]; got 0",
+        "train.lr=nan": "config: train.lr must be a finite number; got nan",
+        "model.canonicalise=yes": "config: model.canonicalise must be true or false; got str 'yes'",
+        "modle.kind=pca": "config: unknown key 'modle' (did you mean 'model'?",
+        "ingest.workerz=2": "config: unknown key 'ingest.workerz' (did you mean 'ingest.workers'?",
+        "train.epochs": "--set expects section.key=value, got 'train.epochs'",
+    }
+    for override, message in cases.items():
+        with pytest.raises(ConfigError) as info:
+            apply_overrides(Config(), [override])
+        assert str(info.value).startswith(message), (override, str(info.value))
+        assert "\n" not in str(info.value)
+    # dict overrides (the command line's typed options) are used as they are: no parsing
+    assert apply_overrides(Config(), {"data.path": "42"}).data.path == "42"
+    with pytest.raises(ConfigError, match="train.epochs must be int; got str '4'"):
+        apply_overrides(Config(), {"train.epochs": "4"})
+
+
 def test_nested_table_round_trip(tmp_path):
     cfg = apply_overrides(Config(), {"data.vote_thresholds.smooth": 0.8, "model.kind": "pca"})
     p = tmp_path / "resolved.toml"
@@ -78,3 +193,106 @@ def test_nested_table_round_trip(tmp_path):
     again = load_config(p)
     assert again == cfg
     assert again.data.vote_thresholds.smooth == 0.8
+
+
+def test_round_trip_of_every_kind_of_value(tmp_path):
+    cfg = apply_overrides(Config(), {
+        "data.path": "dir with spaces/\u00e9\u00e8 \"quoted\" \\ back", "data.label_columns": ["a", "b c"],
+        "data.vote_thresholds.merger": 0.25, "preprocess.crop": 0.45, "model.widths": [8, 16],
+        "model.min_weight": 1e-9, "train.lr": 1.5e-12, "train.epochs": 1_000_000, "form.core": "mlp",
+        "cluster.gmm_k": [], "cluster.n_jobs": -1, "ingest.strict": True, "report.inline_limit_mb": 0.0,
+    })
+    path = dump_config(cfg, tmp_path / "config.toml")
+    again = load_config(path)
+    assert again == cfg and to_dict(again) == to_dict(cfg)
+    assert dumps_config(again) == path.read_text(encoding="utf-8")  # a fixed point
+    assert tomllib.loads(path.read_text(encoding="utf-8")) == to_dict(cfg)
+    assert config_from_dict(to_dict(cfg)) == cfg
+
+
+def _previous_dumps(table: dict) -> str:
+    """TOML as the hand-written writer of the previous version wrote it (kept here verbatim)."""
+    def value_text(value):
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, (int, float)):
+            return repr(value)
+        if isinstance(value, str):
+            escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+            return f'"{escaped}"'
+        return "[" + ", ".join(value_text(v) for v in value) + "]"
+
+    lines: list[str] = []
+
+    def emit(node: dict, name: str) -> None:
+        if name:
+            lines.append(f"[{name}]")
+        for k, v in node.items():
+            if not isinstance(v, dict):
+                lines.append(f"{k} = {value_text(v)}")
+        lines.append("")
+        for k, v in node.items():
+            if isinstance(v, dict):
+                emit(v, f"{name}.{k}" if name else k)
+
+    emit(table, "")
+    return "\n".join(lines).strip() + "\n"
+
+
+def test_config_toml_of_the_previous_version_still_loads(tmp_path):
+    # a run directory's config.toml from before form.core existed: every other key, old writer
+    table = to_dict(apply_overrides(Config(), {"data.path": "C:\\surveys\\gz1", "train.epochs": 30,
+                                               "cluster.kmeans_k": [3, 5], "data.vote_thresholds.smooth": 0.7}))
+    del table["form"]["core"]
+    old = tmp_path / "run" / "config.toml"
+    old.parent.mkdir()
+    old.write_text(_previous_dumps(table))
+    assert old.read_text().startswith('[data]\npath = "C:\\\\surveys\\\\gz1"\nlayout = "auto"\n')
+    cfg = load_config(old)
+    assert cfg.data.path == "C:\\surveys\\gz1" and cfg.train.epochs == 30 and cfg.cluster.kmeans_k == [3, 5]
+    assert cfg.data.vote_thresholds.smooth == 0.7
+    assert cfg.form.core == "linear"  # a key the file predates takes its default
+    assert to_dict(cfg) == {**table, "form": {**table["form"], "core": "linear"}}
+    # and the defaults as the previous version wrote them
+    old.write_text(_previous_dumps({**to_dict(Config()), "form": {k: v for k, v in to_dict(FormConfig()).items()
+                                                                    if k != "core"}}))
+    assert load_config(old) == Config()
+
+
+def test_form_core_key():
+    assert Config().form.core == "linear"
+    assert apply_overrides(Config(), ["form.core=mlp"]).form.core == "mlp"
+    with pytest.raises(ConfigError, match=r"^config: form\.core must be one of 'linear', 'mlp'; got 'transformer'$"):
+        apply_overrides(Config(), ["form.core=transformer"])
+
+
+def test_sections_check_construction_and_assignment():
+    cfg = Config()
+    cfg.train.epochs = 20
+    assert cfg.train.epochs == 20
+    with pytest.raises(ConfigError, match=r"^config: train\.epochs must be in \[1, 1000000\]; got 0$"):
+        cfg.train.epochs = 0
+    with pytest.raises(ConfigError, match=r"^config: unknown key 'train\.epochz' \(did you mean 'train\.epochs'\?"):
+        cfg.train.epochz = 3
+    with pytest.raises(ConfigError, match=r"^config: cluster\.kmeans_k\[0\] must be int; got str '3'$"):
+        cfg.cluster.kmeans_k = ["3"]
+    assert cfg.train.epochs == 20 and cfg.cluster.kmeans_k == [3, 4, 5, 6, 7, 8]  # unchanged by the failures
+    with pytest.raises(ConfigError, match=r"^config: preprocess\.size must be in \[16, 1024\]; got 4$"):
+        PreprocessConfig(size=4)
+    with pytest.raises(ConfigError, match=r"^config: train\.epochs \(4\) must exceed"):
+        Config(train={"epochs": 4})
+    assert Config(train={"epochs": 40}).train.epochs == 40
+    # list defaults are not shared between instances
+    cfg.cluster.kmeans_k.append(9)
+    assert Config().cluster.kmeans_k == [3, 4, 5, 6, 7, 8]
+
+
+def test_command_line_prints_one_line_and_exits_2(tmp_path, capsys):
+    from morphospace.cli import main
+
+    run = tmp_path / "run"
+    assert main(["ingest", str(tmp_path), "--out", str(run), "--quiet", "--set", "model.preset=fomr"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("morphospace: error: config: model.preset must be one of 'form', 'default', 'astrovader'; "
+                   "got 'fomr'\n")
+    assert not (run / "config.toml").exists()

@@ -204,7 +204,7 @@ def test_synthetic_layout(tiny_synthetic, tmp_path):
 def test_forced_layout_and_unknown_layout(tiny_folder_survey):
     assert read_survey(tiny_folder_survey, DataConfig(layout="folder")).layout == "folder"
     with pytest.raises(UserError, match="unknown layout 'zip'.*known layouts"):
-        read_survey(tiny_folder_survey, DataConfig(layout="zip"))
+        read_survey(tiny_folder_survey, DataConfig.model_construct(layout="zip"))
 
 
 def test_spreadsheet_catalogue_and_odd_file_names(tmp_path):

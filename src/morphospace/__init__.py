@@ -18,7 +18,7 @@ that there is no import cycle). From the top:
 5. ``ssl/``: the self-supervised form encoder, below the VaDE that clusters its embedding;
 6. ``data/`` (surveys in, cube + catalogue out), ``image/`` (pixel helpers: sources,
    masking, geometry, display), ``nets/`` (CNN backbones, a network over a cube in batches);
-7. ``config.py`` (the configuration), ``run/`` (the run directory);
+7. ``config/`` (the configuration), ``run/`` (the run directory);
 8. ``errors.py`` (one-line errors), ``progress.py`` (progress bars, timers, quiet mode).
 """
 

@@ -52,7 +52,7 @@ Quality checks (on the whole frame, before cropping), each a flag:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -123,7 +123,7 @@ class PreprocessSpec:
         ``normalise``; a key set to another value is kept (e.g. the astrovader
         recipe with the crop suited to another survey's framing).
         """
-        values = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
+        values = dict(cfg)
         extra: dict = {}
         if cfg.preset != "default":
             if cfg.preset not in PRESETS:

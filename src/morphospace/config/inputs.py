@@ -1,0 +1,120 @@
+"""Sections of the input stages: ``[data]`` (with ``[data.vote_thresholds]``), ``[preprocess]``, ``[ingest]``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from .base import Fraction, Section, Text
+
+
+class VoteThresholds(Section):
+    """Cuts on Kaggle Galaxy Zoo 2 vote fractions (``[data.vote_thresholds]``, layout ``kaggle-gz2``).
+
+    The cuts apply to the fractions as the Kaggle file gives them (later answers already
+    multiplied by the fraction of volunteers who reached the question). The first passing
+    rule wins: ``artifact`` if Class1.3 > artifact, ``merger`` if Class8.6 > merger,
+    ``smooth`` if Class1.1 > smooth, ``edge_on`` if Class2.1 > edge_on, ``barred_spiral`` if
+    Class3.1 > barred, ``spiral`` if Class4.1 > spiral, else ``uncertain`` (see
+    ``morphospace.data.ingest.layouts.derive_gz2_class``). Every cut defaults to 0.5.
+
+    Attributes
+    ----------
+    smooth, edge_on, spiral, barred, artifact, merger : float
+        The cut of each rule, a vote fraction.
+    """
+
+    smooth: Fraction = 0.5
+    edge_on: Fraction = 0.5
+    spiral: Fraction = 0.5
+    barred: Fraction = 0.5
+    artifact: Fraction = 0.5
+    merger: Fraction = 0.5
+
+
+class DataConfig(Section):
+    """Where the survey is and how to read it (``[data]``).
+
+    Attributes
+    ----------
+    path : str
+        The survey; empty: the built-in synthetic survey.
+    layout : {'auto', 'folder', 'sdss-gz1', 'kaggle-gz2', 'galaxy10', 'fits', 'synthetic'}
+        How the survey is laid out; ``auto`` recognises it.
+    catalogue, id_column, file_column : str
+        Folder layout: a CSV with an id column, a file column and labels.
+    label_columns : list of str
+        Catalogue columns kept as labels; empty: all.
+    truth_label : str
+        The label column that comparisons treat as "the" truth; empty: guess.
+    synth_n, synth_seed : int
+        Size and seed of the built-in synthetic survey.
+    vote_thresholds : VoteThresholds
+        Cuts that turn Galaxy Zoo 2 votes into classes.
+    """
+
+    path: Text = ""
+    layout: Literal["auto", "folder", "sdss-gz1", "kaggle-gz2", "galaxy10", "fits", "synthetic"] = "auto"
+    catalogue: Text = ""
+    id_column: Text = ""
+    file_column: Text = ""
+    label_columns: list[Text] = []
+    truth_label: Text = ""
+    synth_n: Annotated[int, Field(ge=1, le=10_000_000)] = 2000
+    synth_seed: int = 0
+    vote_thresholds: VoteThresholds = Field(default_factory=VoteThresholds)
+
+
+class PreprocessConfig(Section):
+    """Image preprocessing (``[preprocess]``).
+
+    Attributes
+    ----------
+    preset : {'default', 'astrovader'}
+        ``astrovader`` reproduces the published recipe (crop 0.75, 128 px, grey, min-max,
+        bilinear, full-resolution decode): it replaces the *default* values of ``crop``,
+        ``size``, ``colour`` and ``normalise``; other values are kept.
+    crop : float
+        Centre-crop fraction of the frame side, in [0.05, 1].
+    size : int
+        Output side in pixels (64 or 128).
+    colour : {'rgb', 'grey'}
+    normalise : {'asinh', 'minmax'}
+    asinh_softening : float
+        In units of the robust peak; smaller = harder stretch.
+    """
+
+    preset: Literal["default", "astrovader"] = "default"
+    crop: Annotated[float, Field(ge=0.05, le=1.0)] = 0.5
+    size: Annotated[int, Field(ge=16, le=1024)] = 64
+    colour: Literal["rgb", "grey"] = "rgb"
+    normalise: Literal["asinh", "minmax"] = "asinh"
+    asinh_softening: Annotated[float, Field(ge=1e-6, le=100.0)] = 0.1
+
+
+class IngestConfig(Section):
+    """Reading and quality control (``[ingest]``).
+
+    Attributes
+    ----------
+    workers : int
+        Worker processes.
+    strict : bool
+        Turn every quality flag into an error.
+    chunk_size : int
+        Images per task of a worker.
+    blank_std : float
+        Flux data (FITS): a standard deviation below this fraction of the peak is blank.
+    blank_contrast : float
+        Rendered images: a 0.5-99.5 percentile span below this is blank.
+    flat_fraction : float
+        One exact non-black level over this fraction of a frame: not a galaxy.
+    """
+
+    workers: Annotated[int, Field(ge=1, le=256)] = 2
+    strict: bool = False
+    chunk_size: Annotated[int, Field(ge=1, le=100_000)] = 64
+    blank_std: Fraction = 1e-3
+    blank_contrast: Fraction = 0.05
+    flat_fraction: Fraction = 0.5

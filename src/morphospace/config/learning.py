@@ -1,0 +1,169 @@
+"""Sections of the learning stages: ``[model]``, ``[form]``, ``[train]``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from .base import K, Backbone, BatchSize, Epochs, Fraction, LearningRate, Scale, Section, Text
+
+
+class ModelConfig(Section):
+    """The representation learner of ``morphospace train`` (``[model]``).
+
+    The VaDE keys are described in ``morphospace.vade.model`` and ``morphospace.vade.train``.
+
+    Attributes
+    ----------
+    kind : {'vade', 'pca'}
+    preset : {'form', 'default', 'astrovader'}
+        ``form``: the VaDE over the form embedding (``[form]``); ``default``: the pixel VaDE;
+        ``astrovader``: the published pixel VaDE.
+    latent_dim : int
+        Dimensions of the latent space.
+    n_components : int
+        Mixture components; 0: chosen by the BIC of the latent mixture in [k_min, k_max].
+    pca_components : int
+        Components of ``kind = "pca"``.
+    k_min, k_max : int
+        The range of K searched by the BIC (k_min <= k_max).
+    min_weight : float
+        Mixture weight under which a component is re-seeded.
+    recon_sigma : float
+        Pixel noise of the Gaussian reconstruction likelihood.
+    radial_inner, radial_width : float
+        Reconstruction weight 1 inside ``radial_inner`` (1 = half the frame side), Gaussian
+        fall-off of width ``radial_width`` outside it; width 0: uniform weight.
+    canonicalise : bool
+        Rotate each image to put its major axis horizontal before encoding.
+    flip_invariant : bool
+        Average the code over the 4 flips (exactly flip and handedness invariant).
+    colour_weight : float
+        Weight of colour (against grey) in the reconstruction error of rgb cubes.
+    mask_neighbours : bool
+        Hide every source but the central galaxy (``morphospace.image.masking``).
+    widths : list of int
+        Convolution widths of the ``default`` preset (one stride-2 layer each).
+    align_latent : bool
+        Turn the latent axes to their principal axes before fitting the mixture.
+    merge_components : bool
+        The clusters are the components merged by entropy (``morphospace.vade.merge``).
+    """
+
+    kind: Literal["vade", "pca"] = "vade"
+    preset: Literal["form", "default", "astrovader"] = "form"
+    latent_dim: Annotated[int, Field(ge=1, le=1024)] = 16
+    n_components: Annotated[int, Field(ge=0, le=1000)] = 0
+    pca_components: Annotated[int, Field(ge=1, le=4096)] = 32
+    k_min: K = 2
+    k_max: K = 12
+    min_weight: Fraction = 0.01
+    recon_sigma: Scale = 0.1
+    radial_inner: Annotated[float, Field(ge=0.0, le=10.0)] = 0.5
+    radial_width: Annotated[float, Field(ge=0.0, le=10.0)] = 0.25
+    canonicalise: bool = True
+    flip_invariant: bool = True
+    colour_weight: Scale = 1.0
+    mask_neighbours: bool = True
+    widths: Annotated[list[Annotated[int, Field(ge=1, le=4096)]], Field(min_length=1)] = [32, 64, 128, 256]
+    align_latent: bool = True
+    merge_components: bool = True
+
+    @model_validator(mode="after")
+    def _k_range(self) -> ModelConfig:
+        if self.k_min > self.k_max:
+            raise PydanticCustomError("config", "model.k_min ({k_min}) must not exceed model.k_max ({k_max})",
+                                      {"k_min": self.k_min, "k_max": self.k_max})
+        return self
+
+
+class FormConfig(Section):
+    """The form embedding and its mixture under ``model.preset = "form"`` (``[form]``, ``morphospace.ssl``).
+
+    Attributes
+    ----------
+    backbone : str
+        ``efficientnet-lite0`` (ImageNet start) or ``small`` (from scratch).
+    input_size : int
+        Side the cube is resized to for the trunk.
+    precision : {'auto', '32', 'bf16'}
+        Of the frozen trunk's inference; ``auto``: bfloat16 where the CPU has it natively.
+    dim : int
+        Length of the form embedding.
+    aug_views : int
+        Nuisance views per galaxy in the view bank (besides the 8 dihedral views).
+    ssl_epochs : int
+        Epochs of the self-supervised head over the view bank.
+    loss : {'nt_xent', 'vicreg'}
+    temperature : float
+        NT-Xent temperature.
+    train_trunk : bool
+        Train the CNN too (needs a GPU for any real survey).
+    core : {'linear', 'mlp'}
+        The mixture model over the embedding: ``linear``, the mixture prior fitted over a PCA
+        projection of the (standardised) form embedding; ``mlp``, the VaDE with an MLP
+        encoder and decoder.
+    recon_sigma : float
+        Noise of the VaDE's Gaussian likelihood of the standardised embedding.
+    decoder_epochs : int
+        Epochs of the image decoder (reconstructions, synthetic galaxies).
+    """
+
+    backbone: Backbone = "efficientnet-lite0"
+    input_size: Annotated[int, Field(ge=32, le=1024)] = 112
+    precision: Literal["auto", "32", "bf16"] = "auto"
+    dim: Annotated[int, Field(ge=2, le=4096)] = 64
+    aug_views: Annotated[int, Field(ge=0, le=64)] = 4
+    ssl_epochs: Epochs = 60
+    loss: Literal["nt_xent", "vicreg"] = "nt_xent"
+    temperature: Annotated[float, Field(ge=1e-4, le=100.0)] = 0.2
+    train_trunk: bool = False
+    core: Literal["linear", "mlp"] = "linear"
+    recon_sigma: Scale = 0.3
+    decoder_epochs: Epochs = 8
+
+
+class TrainConfig(Section):
+    """Optimisation and hardware (``[train]``).
+
+    Attributes
+    ----------
+    seed : int
+    epochs : int
+        All epochs (pretraining included); must exceed ``pretrain_epochs`` for a VaDE.
+    pretrain_epochs : int
+        Epochs as a plain autoencoder before the mixture is fitted.
+    batch_size : int
+    lr : float
+        Learning rate; cosine decay to ``lr * final_lr_fraction``.
+    accelerator, strategy, precision : str
+        As Lightning takes them (``cpu``, ``gpu``, ``auto``; ``ddp``; ``32-true``, ``bf16-mixed``).
+    devices, num_nodes : int
+        Devices per node and nodes.
+    num_threads : int
+        Torch threads; 0: torch's default.
+    final_lr_fraction : float
+    weight_decay : float
+    grad_clip : float
+        Gradient-norm clipping; 0: off.
+    augment : {'none', 'flips', 'dihedral', 'rotate'}
+        ``rotate``: a random angle and flips.
+    """
+
+    seed: int = 0
+    epochs: Annotated[int, Field(ge=1, le=1_000_000)] = 16
+    pretrain_epochs: Annotated[int, Field(ge=0, le=1_000_000)] = 8
+    batch_size: BatchSize = 128
+    lr: LearningRate = 1e-3
+    accelerator: Text = "cpu"
+    devices: Annotated[int, Field(ge=1, le=4096)] = 1
+    num_nodes: Annotated[int, Field(ge=1, le=100_000)] = 1
+    strategy: Text = "auto"
+    precision: Text = "32-true"
+    num_threads: Annotated[int, Field(ge=0, le=4096)] = 0
+    final_lr_fraction: Fraction = 0.05
+    weight_decay: Annotated[float, Field(ge=0.0, le=100.0)] = 0.0
+    grad_clip: Annotated[float, Field(ge=0.0, le=1e9)] = 0.0
+    augment: Literal["none", "flips", "dihedral", "rotate"] = "flips"

@@ -1,0 +1,166 @@
+"""Reading, overriding and writing the run configuration (TOML: ``tomllib`` in, ``tomli_w`` out)."""
+
+from __future__ import annotations
+
+import tomllib
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
+
+from ..errors import UserError
+from .messages import ConfigError, describe, unknown_key
+from .sections import Config
+
+
+def config_from_dict(table: Mapping[str, Any]) -> Config:
+    """Validate a nested dict (as parsed from TOML) into a :class:`Config`.
+
+    Parameters
+    ----------
+    table : mapping
+        ``{section: {key: value}}``; a missing section or key takes its default.
+
+    Returns
+    -------
+    Config
+
+    Raises
+    ------
+    ConfigError
+        One line naming the first unknown key, or the first value of the wrong type, out of
+        its range, not among its allowed values, not finite or with a control character.
+    """
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"config: the configuration must be a table, got {type(table).__name__}")
+    try:
+        return Config.model_validate(dict(table))
+    except ValidationError as exc:
+        raise ConfigError(describe(exc, Config)) from None
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Load and validate a TOML configuration file.
+
+    Parameters
+    ----------
+    path : str, Path or None
+        The file; ``None`` gives the defaults.
+
+    Returns
+    -------
+    Config
+
+    Raises
+    ------
+    UserError
+        The file is missing, unreadable or not TOML (one line), or a key or value is not
+        allowed (:class:`ConfigError`, see :func:`config_from_dict`).
+    """
+    if path is None:
+        return Config()
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"config: {path} is not a text file (not UTF-8): give a TOML file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"config: {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise UserError(f"config: cannot read {path}: {exc.strerror or exc}") from None
+    return config_from_dict(table)
+
+
+def apply_overrides(cfg: Config, overrides: Sequence[str] | Mapping[str, Any]) -> Config:
+    """A copy of ``cfg`` with dotted-key overrides applied, validated as a whole.
+
+    Parameters
+    ----------
+    cfg : Config
+        Left unchanged.
+    overrides : list of str or mapping
+        ``"section.key=value"`` strings, as given to ``--set``: the value is read as a TOML
+        value (``128``, ``1e-3``, ``true``, ``[3, 4]``, ``'text'``), else taken as plain text;
+        a key that holds text always gets the text as written (``form.precision=32`` is
+        ``"32"``). Or a mapping of dotted keys to Python values, used as they are. Later
+        overrides of the same key win; the result is validated once, after all of them.
+
+    Returns
+    -------
+    Config
+
+    Raises
+    ------
+    ConfigError
+        An unknown key, a string without ``=``, or a value that is not allowed.
+
+    Examples
+    --------
+    >>> apply_overrides(Config(), ["train.epochs=4", "cluster.kmeans_k=[3, 4]"]).train.epochs
+    4
+    """
+    table = to_dict(cfg)
+    parse = not isinstance(overrides, Mapping)
+    items = [_split(o) for o in overrides] if parse else list(overrides.items())
+    for dotted, value in items:
+        parts = str(dotted).split(".")
+        node: dict[str, Any] = table
+        model: type[BaseModel] = Config
+        for i, part in enumerate(parts[:-1]):
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(unknown_key(".".join(parts[: i + 1]), model))
+            node, model = node[part], model.model_fields[part].annotation  # type: ignore[assignment]
+        if parts[-1] not in node:
+            raise ConfigError(unknown_key(dotted, model))
+        if parse:
+            value = _parse_value(value, model.model_fields[parts[-1]])
+        node[parts[-1]] = value
+    return config_from_dict(table)
+
+
+def to_dict(cfg: BaseModel) -> dict[str, Any]:
+    """The configuration (or one section) as a plain nested dict of TOML-ready values."""
+    return cfg.model_dump()
+
+
+def dumps_config(cfg: Config) -> str:
+    """The configuration as TOML text (written by ``tomli_w``; :func:`load_config` reads it back equal)."""
+    return tomli_w.dumps(to_dict(cfg))
+
+
+def dump_config(cfg: Config, path: str | Path) -> Path:
+    """Write the configuration to a TOML file (e.g. ``RUN/config.toml``); returns its path."""
+    path = Path(path)
+    path.write_text(dumps_config(cfg), encoding="utf-8")
+    return path
+
+
+def _split(text: str) -> tuple[str, str]:
+    if not isinstance(text, str) or "=" not in text:
+        raise ConfigError(f"--set expects section.key=value, got {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip(), value.strip()
+
+
+def _parse_value(text: Any, field: FieldInfo) -> Any:
+    """The right-hand side of ``key=value``: a TOML value, else the text itself."""
+    if not isinstance(text, str):
+        return text
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+    return text if not isinstance(value, str) and _holds_text(field.annotation) else value
+
+
+def _holds_text(annotation: Any) -> bool:
+    """Whether a key takes a string (``str`` or a ``Literal`` of strings)."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return all(isinstance(a, str) for a in typing.get_args(annotation))
+    return annotation is str

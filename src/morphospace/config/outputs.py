@@ -1,0 +1,123 @@
+"""Sections of the analysis and output stages: ``[cluster]``, ``[study]``, ``[report]``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from .base import K, Backbone, BatchSize, Epochs, LearningRate, Section, Text
+
+
+class ClusterConfig(Section):
+    """The analysis layer: reductions, clusterings, comparisons, nuisance audit (``[cluster]``).
+
+    Attributes
+    ----------
+    kmeans_k : list of int
+        K of the K-Means clusterings.
+    methods : list of {'kmeans', 'dbscan', 'hdbscan', 'gmm'}
+    representations : list of str
+        Representation ids, or ``all``, ``embeddings``, ``reductions``.
+    seed : int
+    reductions : list of {'pca', 'tsne', 'umap', 'lda'}
+    n_jobs : int
+        Threads of t-SNE and UMAP (UMAP with a seed is single-threaded); -1: all.
+    tsne_perplexity : float
+    umap_n_neighbors : int
+    gmm_k : list of int
+        K tried by the Gaussian mixture (the BIC picks one); empty: ``kmeans_k``.
+    gmm_covariance : {'diag', 'full', 'spherical', 'tied'}
+    dbscan_min_samples : int
+        0: twice the dimensions, within [4, 100]; eps from the knee of the k-distances.
+    hdbscan_min_cluster_size : int
+        0: 1% of the rows, at least 5.
+    density_max_dims : int
+        DBSCAN and HDBSCAN skip wider representations (slow, unreliable); 0: no limit.
+    silhouette_sample : int
+        Rows used to estimate the (quadratic) silhouette.
+    nuisance_columns : list of str
+        Catalogue columns to audit; empty: chosen automatically.
+    """
+
+    kmeans_k: list[K] = [3, 4, 5, 6, 7, 8]
+    methods: list[Literal["kmeans", "dbscan", "hdbscan", "gmm"]] = ["kmeans", "dbscan", "hdbscan", "gmm"]
+    representations: list[Text] = ["all"]
+    seed: int = 0
+    reductions: list[Literal["pca", "tsne", "umap", "lda"]] = ["pca", "tsne", "umap", "lda"]
+    n_jobs: Annotated[int, Field(ge=-1, le=4096)] = 1
+    tsne_perplexity: Annotated[float, Field(ge=1.0, le=10_000.0)] = 30.0
+    umap_n_neighbors: Annotated[int, Field(ge=2, le=10_000)] = 15
+    gmm_k: list[K] = []
+    gmm_covariance: Literal["diag", "full", "spherical", "tied"] = "diag"
+    dbscan_min_samples: Annotated[int, Field(ge=0, le=100_000)] = 0
+    hdbscan_min_cluster_size: Annotated[int, Field(ge=0, le=10_000_000)] = 0
+    density_max_dims: Annotated[int, Field(ge=0, le=100_000)] = 10
+    silhouette_sample: Annotated[int, Field(ge=10, le=10_000_000)] = 5000
+    nuisance_columns: list[Text] = []
+
+
+class StudyConfig(Section):
+    """The CNN feature study (``[study]``, ``morphospace.study``).
+
+    Attributes
+    ----------
+    backbone : str
+        A registered backbone (``efficientnet-lite0``, ``resnet18``, ``small``, ``vade``, ``ssl`` ...).
+    labels : str
+        The catalogue label column to fine-tune on.
+    mode : {'finetune', 'frozen'}
+    epochs : int
+    weights : str
+        A weights file, for backbones without packaged weights.
+    input_size : int
+        Side images are resized to; 0: the backbone's default (112 for ImageNet nets).
+    batch_size : int
+    lr : float
+        Of the head; a pretrained backbone gets 0.3 times this.
+    patience : int
+        Early stopping after this many epochs without a lower validation loss; 0: off.
+    """
+
+    backbone: Backbone = "efficientnet-lite0"
+    labels: Text = ""
+    mode: Literal["finetune", "frozen"] = "finetune"
+    epochs: Epochs = 5
+    weights: Text = ""
+    input_size: Annotated[int, Field(ge=0, le=1024)] = 0
+    batch_size: BatchSize = 64
+    lr: LearningRate = 1e-3
+    patience: Annotated[int, Field(ge=0, le=100_000)] = 2
+
+
+class ReportConfig(Section):
+    """The HTML report (``[report]``).
+
+    Attributes
+    ----------
+    thumb_size : int
+        Side of a thumbnail in pixels.
+    max_points : int
+        The map shows a random subsample of at most this many galaxies.
+    gallery_size : int
+        Galaxies per cluster gallery.
+    thumb_format : {'webp', 'jpeg'}
+        Of the sprite sheets of thumbnails.
+    thumb_quality : int
+        1 to 100.
+    inline_limit_mb : float
+        Sprite sheets up to this size go inside ``report.html``, larger ones beside it.
+    neighbours : int
+        "More like this": nearest neighbours in the latent space.
+    seed : int
+        Of the random mosaic and of the subsample of the map.
+    """
+
+    thumb_size: Annotated[int, Field(ge=8, le=512)] = 48
+    max_points: Annotated[int, Field(ge=1, le=100_000_000)] = 20000
+    gallery_size: Annotated[int, Field(ge=1, le=1000)] = 16
+    thumb_format: Literal["webp", "jpeg"] = "webp"
+    thumb_quality: Annotated[int, Field(ge=1, le=100)] = 80
+    inline_limit_mb: Annotated[float, Field(ge=0.0, le=10_000.0)] = 8.0
+    neighbours: Annotated[int, Field(ge=1, le=1000)] = 8
+    seed: int = 0
