@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from fixtures import galaxy_rgb, ingest_to, many_jpegs, save_image
 
-import morphospace.data.ingest as ingest_module
+import morphospace.data.ingest.workers as ingest_workers
 from morphospace.data.ingest.cube import CubeWriter
 from morphospace.errors import UserError
 
@@ -143,7 +143,7 @@ def test_pool_keeps_only_a_few_chunks_in_flight(tmp_path, monkeypatch):
     data = many_jpegs(tmp_path / "data", 120, size=32)
     state = {"outstanding": 0, "peak": 0}
 
-    class Counting(ingest_module.ProcessPoolExecutor):
+    class Counting(ingest_workers.ProcessPoolExecutor):
         def submit(self, *args, **kwargs):
             state["outstanding"] += 1
             state["peak"] = max(state["peak"], state["outstanding"])
@@ -157,7 +157,7 @@ def test_pool_keeps_only_a_few_chunks_in_flight(tmp_path, monkeypatch):
             fut.result = result
             return fut
 
-    monkeypatch.setattr(ingest_module, "ProcessPoolExecutor", Counting)
+    monkeypatch.setattr(ingest_workers, "ProcessPoolExecutor", Counting)
     summary, _, cube, _ = ingest_to(data, tmp_path / "run", ingest__workers=2, ingest__chunk_size=4)
     assert cube.shape[0] == 120 and summary["n_in_cube"] == 120
     assert state["peak"] == 4  # 30 chunks, never more than 2 x 2 in flight
@@ -171,7 +171,7 @@ def test_workers_give_the_same_cube_as_one_process(tmp_path):
     assert list(cat1["id"]) == list(cat2["id"])
 
 
-_ORIGINAL_CHUNK = ingest_module._process_chunk
+_ORIGINAL_CHUNK = ingest_workers._process_chunk
 
 
 def _dying_chunk(start, items, spec):
@@ -183,7 +183,7 @@ def _dying_chunk(start, items, spec):
 
 def test_a_dying_worker_is_one_clear_error_and_nothing_is_written(tmp_path, monkeypatch):
     data = many_jpegs(tmp_path / "data", 120, size=48)
-    monkeypatch.setattr(ingest_module, "_process_chunk", _dying_chunk)
+    monkeypatch.setattr(ingest_workers, "_process_chunk", _dying_chunk)
     with pytest.raises(UserError, match="worker process died"):
         ingest_to(data, tmp_path / "run", ingest__workers=2, ingest__chunk_size=8)
     assert not list((tmp_path / "run").iterdir())

@@ -9,9 +9,10 @@ from PIL import Image
 
 from morphospace.data.ingest.cube import CubeWriter
 from morphospace.data.ingest.decode import BadImage, Frame
-from morphospace.data.ingest.preprocess import (PreprocessSpec, RowBlock, _row_8bit, judge, level_luts, normalise_levels,
-                                           preprocess, preprocess_block, sample_8bit, stats_8bit,
-                                           stats_8bit_arrays, stats_8bit_many)
+from morphospace.data.ingest.histograms import sample_8bit, stats_8bit, stats_8bit_arrays, stats_8bit_many
+from morphospace.data.ingest.normalise import level_luts, normalise_levels
+from morphospace.data.ingest.preprocess import PreprocessSpec, RowBlock, _row_8bit, preprocess, preprocess_block
+from morphospace.data.ingest.quality import judge
 
 
 def _bright_border_dark_centre(size: int = 96) -> np.ndarray:
@@ -122,7 +123,7 @@ def test_cube_writer_syncs_in_the_background(tmp_path, monkeypatch):
     w = CubeWriter(tmp_path / "cube.npy", 40, (2, 8, 8))
     for k in range(0, 40, 4):
         w.append_rows(rows[k:k + 4])
-    w.commit()
+    w.publish()  # finishes first
     np.testing.assert_array_equal(np.load(tmp_path / "cube.npy"), rows)
     w2 = CubeWriter(tmp_path / "c2.npy", 40, (2, 8, 8))
     w2.append_rows(rows)

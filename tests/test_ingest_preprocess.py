@@ -12,7 +12,9 @@ from PIL import Image
 from morphospace.config import PreprocessConfig
 from morphospace.data.ingest import PreprocessSpec
 from morphospace.data.ingest.decode import Frame, decode
-from morphospace.data.ingest.preprocess import LUMINANCE, crop_box, normalise, normalise_levels, preprocess
+from morphospace.data.ingest.normalise import normalise, normalise_levels
+from morphospace.data.ingest.pixels import LUMINANCE, crop_box
+from morphospace.data.ingest.preprocess import preprocess
 from morphospace.data.ingest.records import Record
 from morphospace.errors import UserError
 

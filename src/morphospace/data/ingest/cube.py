@@ -37,6 +37,17 @@ def _header(shape: tuple[int, ...], length: int | None = None) -> bytes:
 
 
 def partial_path(path: Path) -> Path:
+    """Where the cube for ``path`` is written until it is complete (``cube.npy.partial``).
+
+    Parameters
+    ----------
+    path : Path
+        The final location.
+
+    Returns
+    -------
+    Path
+    """
     return Path(path).with_name(Path(path).name + ".partial")
 
 
@@ -70,11 +81,33 @@ class CubeWriter:
         self._fh.write(first)
 
     def append(self, row: np.ndarray) -> int:
-        """Write one row; return its index."""
+        """Write one row.
+
+        Parameters
+        ----------
+        row : ndarray, shape (C, H, W)
+            The row.
+
+        Returns
+        -------
+        int
+            Its index in the cube.
+        """
         return self.append_rows(row[None])
 
     def append_rows(self, rows: np.ndarray) -> int:
-        """Write a block of rows (k x C x H x W); return the index of the first."""
+        """Write a block of rows.
+
+        Parameters
+        ----------
+        rows : ndarray, shape (k, C, H, W)
+            The rows (converted to little-endian float32).
+
+        Returns
+        -------
+        int
+            The index of the first in the cube.
+        """
         if rows.shape[1:] != self.row_shape:
             raise ValueError(f"row shape {rows.shape[1:]} != cube row shape {self.row_shape}")
         first = self.rows
@@ -101,6 +134,11 @@ class CubeWriter:
         With ``background=True`` the final sync runs in a thread while the caller goes on
         (the catalogue is built meanwhile); :meth:`publish` waits for it and raises its
         error, if any, before the cube is renamed into place.
+
+        Parameters
+        ----------
+        background : bool
+            Sync in a thread rather than before returning.
         """
         self._join_syncer()
         self._fh.flush()
@@ -124,17 +162,18 @@ class CubeWriter:
                 self._fh.close()
 
     def publish(self) -> Path:
-        """Rename the finished cube into place (once it is synced)."""
+        """Rename the finished cube into place (once it is synced).
+
+        Returns
+        -------
+        Path
+            The cube's final location.
+        """
         if not self._finished:
             self.finish()
         self._wait_final_sync()
         os.replace(self.tmp, self.path)
         return self.path
-
-    def commit(self) -> Path:
-        """:meth:`finish` and :meth:`publish`."""
-        self.finish()
-        return self.publish()
 
     def abort(self) -> None:
         """Close and remove the partial file."""

@@ -40,6 +40,7 @@ class BadImage(Exception):
 
     @property
     def flags(self) -> tuple[str, ...]:
+        """Every flag that holds: ``flag``, then ``also``."""
         return (self.flag, *self.also)
 
 
@@ -62,6 +63,7 @@ class Frame:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """(height, width) in pixels."""
         if isinstance(self.pixels, Image.Image):
             return self.pixels.size[1], self.pixels.size[0]
         return self.pixels.shape[0], self.pixels.shape[1]
@@ -73,11 +75,22 @@ def decode(rec: Record, min_side: int = 0, h5_cache: dict | None = None) -> Fram
     Parameters
     ----------
     rec : Record
+        What to decode (its ``source``, ``kind`` and ``index``).
     min_side : int
         The decoded image may be reduced (JPEG draft mode) as long as its sides stay
         at least this long; 0 decodes at full size.
     h5_cache : dict, optional
         Open HDF5 files keyed by path, reused across calls in one worker.
+
+    Returns
+    -------
+    Frame
+
+    Raises
+    ------
+    BadImage
+        Naming the flag (``empty_file``, ``not_image``, ``truncated``, ``unreadable``,
+        ``too_small``) and what was wrong.
     """
     if rec.kind == "hdf5":
         return frame_from_array(read_hdf5_rows(rec.source, [rec.index], h5_cache if h5_cache is not None else {})[0])
@@ -185,7 +198,18 @@ def _decode_fits(path: str) -> Frame:
 
 
 def frame_from_array(arr: np.ndarray) -> Frame:
-    """A Frame from an H x W x B (or H x W) array as stored in an HDF5 set."""
+    """A Frame from an array as stored in an HDF5 set.
+
+    Parameters
+    ----------
+    arr : ndarray, shape (H, W, B) or (H, W)
+        uint8 with 1 or 3 bands stays an 8-bit image; other integers are scaled to [0, 1];
+        floats are flux data.
+
+    Returns
+    -------
+    Frame
+    """
     if arr.ndim == 2:
         arr = arr[..., None]
     if arr.dtype == np.uint8 and arr.shape[-1] in (1, 3):
@@ -201,6 +225,25 @@ def read_hdf5_rows(path: str, indices: list[int], cache: dict) -> list[np.ndarra
 
     Galaxy10 files are chunked and compressed: one slice read decompresses each
     chunk once, where row-by-row reads would decompress it once per row.
+
+    Parameters
+    ----------
+    path : str
+        The HDF5 file.
+    indices : list of int
+        Rows to read.
+    cache : dict
+        Open files keyed by path (the file is opened once and kept).
+
+    Returns
+    -------
+    list of ndarray
+        One array per index, in the order given.
+
+    Raises
+    ------
+    BadImage
+        ``unreadable`` when the file or the slice cannot be read.
     """
     import h5py
 
@@ -220,5 +263,17 @@ def read_hdf5_rows(path: str, indices: list[int], cache: dict) -> list[np.ndarra
 
 
 def draft_side(crop: float, size: int) -> int:
-    """The smallest frame side that still gives ``size`` pixels after a ``crop`` fraction."""
+    """The smallest frame side that still gives ``size`` pixels after a ``crop`` fraction.
+
+    Parameters
+    ----------
+    crop : float
+        Centre-crop fraction of the shorter side.
+    size : int
+        Output side.
+
+    Returns
+    -------
+    int
+    """
     return int(math.ceil(size / max(crop, 1e-6)))

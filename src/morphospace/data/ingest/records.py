@@ -58,11 +58,18 @@ class Record:
     flags: frozenset = frozenset()  # shared while empty: most records never get a flag
 
     def flag(self, name: str) -> None:
-        """Raise flag ``name``."""
+        """Raise flag ``name``.
+
+        Parameters
+        ----------
+        name : str
+            A key of ``FLAG_DESCRIPTIONS``.
+        """
         self.flags = self.flags | {name}
 
     @property
     def decodable(self) -> bool:
+        """Whether the pixels are worth decoding (no excluding flag raised yet)."""
         return not (self.flags & EXCLUDING)
 
     @property
@@ -72,7 +79,13 @@ class Record:
 
 
 def flag_duplicates(records: list[Record]) -> None:
-    """Flag every record whose id was already seen (the first occurrence is kept)."""
+    """Flag every record whose id was already seen (the first occurrence is kept).
+
+    Parameters
+    ----------
+    records : list of Record
+        Flagged ``duplicate_id`` in place.
+    """
     seen: set[bytes] = set()
     for rec in records:
         # compared as they will be written: file names that are not UTF-8 decode to lone

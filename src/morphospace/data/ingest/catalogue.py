@@ -1,0 +1,174 @@
+"""What an ingest reports: the run's catalogue (one row per record, a column per flag) and its summary."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from ...errors import UserError
+from .layouts import Survey
+from .preprocess import PreprocessSpec
+from .records import EXCLUDING, FLAG_DESCRIPTIONS
+
+log = logging.getLogger("morphospace")
+
+RESERVED = ("id", "source", "cube_index")  # our columns: a catalogue column of that name is renamed
+N_EXAMPLES = 5  # example ids kept per flag in the summary
+
+
+def build_catalogue(survey: Survey, cube_index: np.ndarray) -> pd.DataFrame:
+    """The run's catalogue: one row per record, in survey order.
+
+    Parameters
+    ----------
+    survey : Survey
+        The survey, its records flagged.
+    cube_index : ndarray of int
+        Per record its row in the cube, -1 when it is not in the cube.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``id``, ``source``, the label columns (one named like ours gets a ``catalogue_``
+        prefix), one boolean ``flag_<name>`` per entry of ``FLAG_DESCRIPTIONS``, ``cube_index``.
+    """
+    recs = survey.records
+    table = pd.DataFrame({"id": pd.array(_storable([r.id for r in recs]), dtype=object),
+                          "source": pd.array(_storable([r.where for r in recs]), dtype=object)})
+    labels = survey.labels.reset_index(drop=True)
+    for col in labels.columns:
+        name = str(col)
+        if name in RESERVED or name.startswith("flag_"):
+            name = f"catalogue_{name}"  # a catalogue column named like ours is kept, renamed
+        table[name] = labels[col].array
+    flagged = [(i, r.flags) for i, r in enumerate(recs) if r.flags]  # one pass: most records have none
+    for flag in FLAG_DESCRIPTIONS:
+        column = np.zeros(len(recs), dtype=bool)
+        column[[i for i, flags in flagged if flag in flags]] = True
+        table[f"flag_{flag}"] = column
+    table["cube_index"] = cube_index
+    return table
+
+
+def _storable(texts: list[str]) -> list[str]:
+    """File names that are not valid UTF-8 (kept by Python as surrogates) made writable to Parquet."""
+    try:
+        "\n".join(texts).encode("utf-8")
+        return texts
+    except UnicodeEncodeError:
+        return [t.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for t in texts]
+
+
+def summarise(survey: Survey, catalogue: pd.DataFrame, spec: PreprocessSpec, details: dict,
+              seconds: float, workers: int = 1) -> dict:
+    """The ingest summary (also written as ``ingest_summary.json``).
+
+    Parameters
+    ----------
+    survey : Survey
+        The survey ingested.
+    catalogue : pandas.DataFrame
+        Its catalogue (:func:`build_catalogue`).
+    spec : PreprocessSpec
+        The preprocessing used.
+    details : dict
+        flag -> {galaxy id: what was wrong}, for up to ``N_EXAMPLES`` ids per flag.
+    seconds : float
+        Wall time of the ingest.
+    workers : int
+        Worker processes used.
+
+    Returns
+    -------
+    dict
+        Layout, counts, cube shape, label columns, the preprocessing, and per raised flag
+        its count, meaning, whether it excludes the galaxy, example ids and details.
+    """
+    flags = {}
+    for flag, words in FLAG_DESCRIPTIONS.items():
+        hit = catalogue.loc[catalogue[f"flag_{flag}"], "id"]
+        if len(hit):
+            examples = [str(x) for x in hit.head(N_EXAMPLES)]
+            known = details.get(flag, {})
+            flags[flag] = {"count": int(len(hit)), "meaning": words, "excluded": flag in EXCLUDING,
+                           "examples": examples,
+                           "details": {gid: known[gid] for gid in examples if known.get(gid)}}
+    n_in = int((catalogue["cube_index"] >= 0).sum())
+    return {
+        "layout": survey.layout,
+        "source": str(survey.root),
+        "n_records": int(len(catalogue)),
+        "n_in_cube": n_in,
+        "n_flagged": int(catalogue[[f"flag_{f}" for f in FLAG_DESCRIPTIONS]].any(axis=1).sum()),
+        "cube_shape": [n_in, spec.channels, spec.size, spec.size],
+        "label_columns": survey.label_columns,
+        "preprocess": {"crop": spec.crop, "size": spec.size, "channels": spec.channels,
+                       "normalise": spec.normalise, "softening": spec.softening, "resample": spec.resample,
+                       "exact": spec.exact, "jpeg_draft": spec.draft},
+        "flags": flags,
+        "workers": workers,
+        "seconds": round(seconds, 3),
+    }
+
+
+def log_summary(summary: dict) -> None:
+    """Log the summary: one line, then one warning per raised flag.
+
+    Parameters
+    ----------
+    summary : dict
+        From :func:`summarise`.
+    """
+    log.info("ingest: %d of %d galaxies in the cube %s (%.1f s)", summary["n_in_cube"], summary["n_records"],
+             "x".join(map(str, summary["cube_shape"])), summary["seconds"])
+    for flag, info in summary["flags"].items():
+        log.warning("  flagged %-17s %6d  (%s; %s) e.g. %s", flag, info["count"], info["meaning"],
+                    "excluded" if info["excluded"] else "kept", ", ".join(map(str, info["examples"][:3])))
+
+
+def flag_counts_line(survey: Survey) -> str:
+    """The flags raised so far, as one line: count and two example ids per flag.
+
+    Parameters
+    ----------
+    survey : Survey
+        The survey, its records flagged.
+
+    Returns
+    -------
+    str
+        e.g. ``"2 blank (e.g. g1, g7); 1 not_image (e.g. notes)"``.
+    """
+    counts: dict[str, list[str]] = {}
+    for r in survey.records:
+        for f in r.flags:
+            counts.setdefault(f, []).append(r.id)
+    parts = []
+    for flag in FLAG_DESCRIPTIONS:
+        if flag in counts:
+            ids = counts[flag]
+            parts.append(f"{len(ids)} {flag} (e.g. {', '.join(ids[:2])})")
+    return "; ".join(parts)
+
+
+def raise_if_flagged(survey: Survey, where: str) -> None:
+    """``--strict``: stop with the flags raised so far, if any.
+
+    Parameters
+    ----------
+    survey : Survey
+        The survey, its records flagged.
+    where : str
+        What was checked (``"catalogue"`` or ``"image"``), for the message.
+
+    Raises
+    ------
+    UserError
+        When any record is flagged.
+    """
+    n = sum(1 for r in survey.records if r.flags)
+    if n:
+        raise UserError(f"--strict: {n} {where} problem(s): {flag_counts_line(survey)}; "
+                        "run without --strict to ingest the good galaxies and flag the rest")

@@ -1,0 +1,126 @@
+"""The ingest stage: a survey on disk -> the run's cube, catalogue and summary, written atomically.
+
+Everything is written under temporary names first and renamed into place (the catalogue
+last), so a killed ingest leaves only ``.partial`` files and the next run starts clean.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+import numpy as np
+
+from ...config import Config
+from ...errors import UserError
+from ...progress import progress
+from ...run import RunDir, atomic_path
+from .catalogue import N_EXAMPLES, build_catalogue, flag_counts_line, log_summary, raise_if_flagged, summarise
+from .cube import CubeWriter, partial_path
+from .layouts import read_survey
+from .preprocess import PreprocessSpec
+from .workers import run_chunks
+
+log = logging.getLogger("morphospace")
+
+
+def _clean(run: RunDir) -> None:
+    """Remove the outputs of an earlier ingest, and partial files of a killed one."""
+    for path in (run.catalogue, run.ingest_summary, run.cube, partial_path(run.cube)):
+        path.unlink(missing_ok=True)
+    for name in (run.catalogue.name, run.ingest_summary.name):
+        for stale in run.path.glob(f".{name}.*.partial"):
+            stale.unlink(missing_ok=True)
+
+
+def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = None) -> dict:
+    """Ingest the survey at ``data`` into ``run``; return the ingest summary.
+
+    Parameters
+    ----------
+    data : str or Path
+        A survey in any layout of :data:`LAYOUTS`.
+    run : RunDir
+        The run directory; its cube, catalogue and summary are replaced.
+    cfg : Config
+        Uses ``cfg.data``, ``cfg.preprocess`` and ``cfg.ingest``.
+    strict : bool, optional
+        Turn every quality flag into an error (default ``cfg.ingest.strict``).
+
+    Returns
+    -------
+    dict
+        The summary also written to ``ingest_summary.json``: layout, counts, cube
+        shape, label columns, the preprocessing, and per raised flag its count,
+        meaning, whether it excludes the galaxy, example ids and what was wrong.
+    """
+    strict = cfg.ingest.strict if strict is None else strict
+    workers, chunk = int(cfg.ingest.workers), int(cfg.ingest.chunk_size)
+    if workers < 1:
+        raise UserError(f"ingest.workers must be at least 1, got {workers}")
+    if chunk < 1:
+        raise UserError(f"ingest.chunk_size must be at least 1, got {chunk}")
+    t0 = time.perf_counter()
+    survey = read_survey(data, cfg.data)
+    spec = PreprocessSpec.from_config(cfg.preprocess, survey.n_bands, cfg.ingest)
+    log.info("ingest: %d records, layout %s, %s -> %dx%dx%d, %d worker(s)",
+             len(survey), survey.layout, data, spec.channels, spec.size, spec.size, workers)
+    if strict:
+        raise_if_flagged(survey, "catalogue")
+
+    _clean(run)  # an old cube or catalogue must never pair with a new one
+    try:
+        writer = CubeWriter(run.cube, len(survey), (spec.channels, spec.size, spec.size))
+    except OSError as exc:
+        raise UserError(f"cannot write in {run.path}: {exc.strerror or exc}") from None
+    cube_index = np.full(len(survey), -1, dtype=np.int64)
+    details: dict[str, dict[str, str]] = {}
+    chunks = run_chunks(survey, spec, min(workers, max(1, len(survey) // chunk + 1)), chunk)
+    buffer = np.empty((min(chunk, len(survey)), spec.channels, spec.size, spec.size), dtype=np.float32)
+    try:
+        for start, block, results in progress(chunks, total=(len(survey) + chunk - 1) // chunk,
+                                              desc="ingest", unit="chunk"):
+            first = writer.append_rows(block.to_array(out=buffer))
+            k = 0
+            for j, (in_cube, flags, detail) in enumerate(results):
+                rec = survey.records[start + j]
+                if in_cube:
+                    cube_index[start + j] = first + k
+                    k += 1
+                for flag in flags:
+                    rec.flag(flag)
+                    ex = details.setdefault(flag, {})
+                    if len(ex) < N_EXAMPLES:
+                        ex[rec.id] = detail
+        chunks.close()  # the pool is shut down before the outputs are written
+        if strict:
+            raise_if_flagged(survey, "image")
+        if writer.rows == 0:
+            raise UserError(f"no usable galaxy in {data}: all {len(survey)} were flagged "
+                            f"({flag_counts_line(survey)})")
+        writer.finish(background=True)  # synced while the catalogue is built; published once synced
+        catalogue = build_catalogue(survey, cube_index)
+        summary = summarise(survey, catalogue, spec, details, time.perf_counter() - t0, workers)
+        # Everything is written under temporary names first, then renamed: cube, summary, catalogue.
+        with atomic_path(run.catalogue) as cat_tmp:
+            catalogue.to_parquet(cat_tmp, index=False)
+            with atomic_path(run.ingest_summary) as sum_tmp:
+                sum_tmp.write_text(json.dumps(summary, indent=2) + "\n")
+                writer.publish()
+    except BrokenProcessPool:
+        writer.abort()
+        raise UserError("an ingest worker process died (killed, out of memory, or a decoder crash); "
+                        "nothing was written: re-run to start again") from None
+    except OSError as exc:  # disk full, permissions: the user's to fix, in one line
+        writer.abort()
+        raise UserError(f"cannot write in {run.path}: {exc.strerror or exc}") from None
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        chunks.close()
+    log_summary(summary)
+    return summary

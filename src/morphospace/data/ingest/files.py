@@ -1,0 +1,197 @@
+"""Which files of a survey folder are galaxies: extensions, name stems and the folder listing.
+
+Every file of an image folder counts (except hidden files and, beside a catalogue, text
+companions such as CSV, JSON or Markdown), so a stray non-image file is flagged
+``not_image`` rather than silently skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ...errors import UserError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".gif", ".bmp", ".webp")
+FITS_EXTENSIONS = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fits.fz")
+HDF5_EXTENSIONS = (".h5", ".hdf5", ".hdf")
+# Files beside the images that are documentation or tables, not galaxies (top-level folders only).
+COMPANION_EXTENSIONS = (".csv", ".tsv", ".json", ".txt", ".md", ".rst", ".toml", ".yaml", ".yml", ".parquet",
+                        ".py", ".ipynb", ".log", ".html", ".pdf") + HDF5_EXTENSIONS
+SYNTH_MARKER = "morphospace_synth.json"  # written by morphospace.data.synth; never a galaxy
+
+# longest first, so "x.fits.gz" loses ".fits.gz" rather than ".gz"
+_EXTENSIONS_LONGEST_FIRST = tuple(sorted(IMAGE_EXTENSIONS + FITS_EXTENSIONS, key=len, reverse=True))
+
+
+def is_fits(name: str) -> bool:
+    """Whether file ``name`` is FITS by its extension (compressed ones included).
+
+    Parameters
+    ----------
+    name : str
+        A file name.
+
+    Returns
+    -------
+    bool
+    """
+    return name.lower().endswith(FITS_EXTENSIONS)
+
+
+def is_image(name: str) -> bool:
+    """Whether file ``name`` is a rendered image (JPEG, PNG, TIFF, ...) by its extension.
+
+    Parameters
+    ----------
+    name : str
+        A file name.
+
+    Returns
+    -------
+    bool
+    """
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def file_kind(name: str) -> str:
+    """The decoder a file goes to: ``"fits"`` or ``"image"`` (Pillow; it flags what is neither).
+
+    Parameters
+    ----------
+    name : str
+        A file name.
+
+    Returns
+    -------
+    str
+    """
+    return "fits" if is_fits(name) else "image"
+
+
+def stem(name: str) -> str:
+    """A file name without its image or FITS extension (``a.fits.gz`` -> ``a``): the galaxy id.
+
+    Parameters
+    ----------
+    name : str
+        A file name.
+
+    Returns
+    -------
+    str
+    """
+    lower = name.lower()
+    for ext in _EXTENSIONS_LONGEST_FIRST:
+        if lower.endswith(ext):
+            return name[: -len(ext)]
+    return os.path.splitext(name)[0]
+
+
+def csv_header(path: Path) -> list[str]:
+    """The column names of a CSV file's first line (empty when it cannot be read).
+
+    Parameters
+    ----------
+    path : Path
+        A CSV file.
+
+    Returns
+    -------
+    list of str
+    """
+    try:
+        with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+            return [c.strip() for c in fh.readline().strip().split(",")]
+    except OSError:
+        return []
+
+
+def list_files(folder: Path, skip_companions: bool) -> list[tuple[str, str]]:
+    """(stem, file name) of every candidate image in ``folder``, sorted by name.
+
+    Hidden files and sub-folders are skipped; so are text companions (CSV, JSON, ...)
+    when ``skip_companions`` (images beside their catalogue). Broken links and files of
+    any other kind are kept: decoding flags them.
+
+    Parameters
+    ----------
+    folder : Path
+        The image folder.
+    skip_companions : bool
+        Leave out files with a ``COMPANION_EXTENSIONS`` extension.
+
+    Returns
+    -------
+    list of (str, str)
+    """
+    out = []
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        raise UserError(f"cannot list {folder}: {exc.strerror or exc}") from None
+    for entry in entries:
+        name = entry.name
+        if name.startswith(".") or name == SYNTH_MARKER:
+            continue
+        try:
+            if entry.is_dir():
+                continue
+        except OSError:
+            pass
+        if skip_companions and name.lower().endswith(COMPANION_EXTENSIONS):
+            continue
+        out.append((stem(name), name))
+    return out
+
+
+def in_dir(folder: Path) -> Callable[[str], str]:
+    """``lambda name: str(folder / name)`` for plain file names, without building a Path each time.
+
+    Parameters
+    ----------
+    folder : Path
+        The folder.
+
+    Returns
+    -------
+    callable
+        File name -> path string.
+    """
+    base = str(folder)
+    if base == ".":
+        return lambda name: name
+    return lambda name: os.path.join(base, name)
+
+
+def fits_bands(paths: list[Path]) -> int:
+    """The band count of a folder of FITS files: that of the first readable one of 20.
+
+    Parameters
+    ----------
+    paths : list of Path
+        FITS files.
+
+    Returns
+    -------
+    int
+        1 for 2-D images, the length of the first axis for a band cube.
+    """
+    from astropy.io import fits
+
+    for p in paths[:20]:
+        try:
+            with fits.open(p, memmap=False) as hdul:
+                for hdu in hdul:
+                    d = getattr(hdu, "data", None)
+                    if d is not None and np.ndim(d) >= 2:
+                        shape = [s for s in np.shape(d)]
+                        while len(shape) > 3 and shape[0] == 1:
+                            shape = shape[1:]
+                        return 1 if len(shape) == 2 else int(shape[0])
+        except Exception:  # noqa: BLE001 - a broken file is flagged when decoded; look at the next one
+            continue
+    return 1

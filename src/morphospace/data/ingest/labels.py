@@ -1,0 +1,84 @@
+"""The label vocabularies of the known surveys, and the classes derived from them.
+
+The Galaxy Zoo and Galaxy10 layouts also get a ``morph3`` column (elliptical, spiral,
+edge_on; missing otherwise), so runs on different surveys can be compared on three classes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ...config import VoteThresholds
+
+# Galaxy Zoo 1 class (0-3 of the sdss-gz1 labels.csv) -> morph3
+GZ1_MORPH3 = {0: "elliptical", 1: "spiral", 2: "spiral", 3: "edge_on"}
+# derive_gz2_class -> morph3 (artifact, merger and uncertain stay missing)
+GZ2_MORPH3 = {"smooth": "elliptical", "spiral": "spiral", "barred_spiral": "spiral", "edge_on": "edge_on"}
+# Galaxy10 class index (``ans``) -> name, per survey (DECaLS 256 px, SDSS 69 px)
+GALAXY10_NAMES = {
+    "decals": [
+        "disturbed", "merging", "round_smooth", "in_between_round_smooth", "cigar_shaped_smooth",
+        "barred_spiral", "unbarred_tight_spiral", "unbarred_loose_spiral", "edge_on_without_bulge",
+        "edge_on_with_bulge",
+    ],
+    "sdss": [
+        "disk_face_on_no_spiral", "smooth_completely_round", "smooth_in_between_round",
+        "smooth_cigar_shaped", "disk_edge_on_rounded_bulge", "disk_edge_on_boxy_bulge",
+        "disk_edge_on_no_bulge", "disk_face_on_tight_spiral", "disk_face_on_medium_spiral",
+        "disk_face_on_loose_spiral",
+    ],
+}
+GALAXY10_MORPH3 = {
+    "decals": {2: "elliptical", 3: "elliptical", 4: "elliptical", 5: "spiral", 6: "spiral", 7: "spiral",
+               8: "edge_on", 9: "edge_on"},
+    "sdss": {1: "elliptical", 2: "elliptical", 3: "elliptical", 4: "edge_on", 5: "edge_on", 6: "edge_on",
+             7: "spiral", 8: "spiral", 9: "spiral"},
+}
+
+
+def derive_gz2_class(votes: pd.DataFrame, t: VoteThresholds) -> pd.Series:
+    """Morphology class of each galaxy from Kaggle Galaxy Zoo 2 vote fractions.
+
+    The cuts apply to the columns as the Kaggle file gives them, where the answers to
+    a later question are already multiplied by the fraction of volunteers who reached
+    it: a cut of 0.5 on ``Class3.1`` means more than half of *all* volunteers saw a bar.
+    The first rule that passes wins:
+
+    ============== ============================ ===========================================
+    class          rule                         question (answer)
+    ============== ============================ ===========================================
+    artifact       Class1.3 > t.artifact        Q1 smooth or features (star or artifact)
+    merger         Class8.6 > t.merger          Q8 odd feature (merger)
+    smooth         Class1.1 > t.smooth          Q1 (smooth)
+    edge_on        Class2.1 > t.edge_on         Q2 edge-on disk (yes)
+    barred_spiral  Class3.1 > t.barred          Q3 bar (yes)
+    spiral         Class4.1 > t.spiral          Q4 spiral arms (yes)
+    uncertain      otherwise
+    ============== ============================ ===========================================
+
+    Bars come before arms so that barred disks form their own class.
+
+    Parameters
+    ----------
+    votes : pandas.DataFrame
+        The Kaggle vote-fraction columns (at least those of the rules above).
+    t : VoteThresholds
+        The cuts (``data.vote_thresholds``).
+
+    Returns
+    -------
+    pandas.Series
+        The class of each row, dtype ``string``.
+    """
+    rules = [("artifact", "Class1.3", t.artifact), ("merger", "Class8.6", t.merger),
+             ("smooth", "Class1.1", t.smooth), ("edge_on", "Class2.1", t.edge_on),
+             ("barred_spiral", "Class3.1", t.barred), ("spiral", "Class4.1", t.spiral)]
+    out = np.full(len(votes), "uncertain", dtype=object)
+    decided = np.zeros(len(votes), dtype=bool)
+    for name, col, cut in rules:
+        passes = pd.to_numeric(votes[col], errors="coerce").to_numpy(dtype=float) > cut
+        take = passes & ~decided
+        out[take] = name
+        decided |= take
+    return pd.Series(out, index=votes.index, dtype="string")

@@ -1,0 +1,124 @@
+"""The preprocessing recipe as one frozen, picklable value: what every worker applies.
+
+A ``[preprocess]`` section (with its preset) and the ``[ingest]`` quality thresholds are
+resolved and checked once, in the parent, and the result sent to the workers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...config import IngestConfig, PreprocessConfig
+from ...errors import UserError
+
+PRESETS = {
+    # The published AstroVaDEr recipe (Spindler et al. 2021, section 2.1).
+    "astrovader": {"crop": 0.75, "size": 128, "colour": "grey", "normalise": "minmax"},
+}
+_PRESET_SPEC = {"astrovader": {"resample": "bilinear", "exact": True, "draft": False}}
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """The resolved, picklable preprocessing recipe (see :mod:`~morphospace.data.ingest.preprocess`).
+
+    Parameters
+    ----------
+    crop : float
+        Centre-crop fraction of the frame's shorter side, in (0, 1].
+    size : int
+        Output side in pixels.
+    channels : int
+        1 (grey) or 3 (colour).
+    normalise : str
+        ``"asinh"`` or ``"minmax"``.
+    softening : float
+        asinh softening, in units of the galaxy's robust peak.
+    resample : str
+        ``"box"`` (area average when shrinking, bicubic when enlarging) or ``"bilinear"``.
+    exact : bool
+        Resample 8-bit images in float32 (bit-faithful) rather than in 8 bits (fast).
+    draft : bool
+        Decode JPEGs at reduced scale when the output allows it.
+    blank_std, blank_contrast, flat_fraction : float
+        Quality-check thresholds (``ingest`` section of the configuration).
+    """
+
+    crop: float = 0.5
+    size: int = 64
+    channels: int = 3
+    normalise: str = "asinh"
+    softening: float = 0.1
+    resample: str = "box"
+    exact: bool = False
+    draft: bool = True
+    blank_std: float = 1e-3
+    blank_contrast: float = 0.05
+    flat_fraction: float = 0.5
+
+    @classmethod
+    def from_config(cls, cfg: PreprocessConfig, n_bands: int = 3,
+                    quality: IngestConfig | None = None) -> "PreprocessSpec":
+        """Resolve a ``[preprocess]`` section (and the ``[ingest]`` quality thresholds).
+
+        A preset replaces the *default* values of ``crop``, ``size``, ``colour`` and
+        ``normalise``; a key set to another value is kept (e.g. the astrovader
+        recipe with the crop suited to another survey's framing).
+
+        Parameters
+        ----------
+        cfg : PreprocessConfig
+            The ``[preprocess]`` section.
+        n_bands : int
+            Bands of the survey's frames: colour needs at least 3.
+        quality : IngestConfig, optional
+            Its ``blank_std``, ``blank_contrast`` and ``flat_fraction``; the defaults otherwise.
+
+        Returns
+        -------
+        PreprocessSpec
+
+        Raises
+        ------
+        UserError
+            For an unknown preset or a value out of range.
+        """
+        values = dict(cfg)
+        extra: dict = {}
+        if cfg.preset != "default":
+            if cfg.preset not in PRESETS:
+                raise UserError(f"unknown preprocess preset '{cfg.preset}' (known: default, {', '.join(PRESETS)})")
+            defaults = PreprocessConfig()
+            for key, value in PRESETS[cfg.preset].items():
+                if values[key] == getattr(defaults, key):
+                    values[key] = value
+            extra = _PRESET_SPEC[cfg.preset]
+        crop, size, colour, norm = values["crop"], values["size"], values["colour"], values["normalise"]
+        if not 0 < crop <= 1:
+            raise UserError(f"preprocess.crop must be in (0, 1], got {crop}")
+        if size < 8:
+            raise UserError(f"preprocess.size must be at least 8, got {size}")
+        if colour not in ("rgb", "grey"):
+            raise UserError(f"preprocess.colour must be 'rgb' or 'grey', got '{colour}'")
+        if norm not in ("asinh", "minmax"):
+            raise UserError(f"preprocess.normalise must be 'asinh' or 'minmax', got '{norm}'")
+        if not cfg.asinh_softening > 0:
+            raise UserError(f"preprocess.asinh_softening must be positive, got {cfg.asinh_softening}")
+        q = {} if quality is None else {"blank_std": quality.blank_std, "blank_contrast": quality.blank_contrast,
+                                         "flat_fraction": quality.flat_fraction}
+        channels = 3 if (colour == "rgb" and n_bands >= 3) else 1
+        return cls(crop=float(crop), size=int(size), channels=channels, normalise=norm,
+                   softening=float(cfg.asinh_softening), **extra, **q)
+
+    def min_side(self) -> int:
+        """The smallest decoded side that still gives ``size`` pixels after the crop (JPEG draft).
+
+        Returns
+        -------
+        int
+            0 when JPEG draft decoding is off.
+        """
+        from .decode import draft_side
+
+        return draft_side(self.crop, self.size) if self.draft else 0
+

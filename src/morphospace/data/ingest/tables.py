@@ -1,0 +1,218 @@
+"""Catalogues beside the images: reading them, typing their columns, joining rows with files.
+
+A catalogue is read as strings and each label column typed afterwards (integers, floats or
+strings), so an 18-digit id stays exact and an empty cell is missing rather than ``nan``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ...config import DataConfig
+from ...errors import UserError, first_line
+from .files import file_kind, in_dir
+from .records import Record
+
+
+def find_catalogue(path: Path, cfg: DataConfig) -> Path | None:
+    """The catalogue of a survey folder: ``cfg.catalogue``, else its one CSV file, else None.
+
+    Parameters
+    ----------
+    path : Path
+        The survey folder.
+    cfg : DataConfig
+        ``catalogue`` names the file when set.
+
+    Returns
+    -------
+    Path or None
+
+    Raises
+    ------
+    UserError
+        When the named catalogue is missing, or the folder holds several CSV files.
+    """
+    if cfg.catalogue:
+        cat = Path(cfg.catalogue)
+        if not cat.is_file():
+            raise UserError(f"catalogue not found: {cat}")
+        return cat
+    csvs = sorted(p for p in path.glob("*.csv"))
+    if len(csvs) > 1:
+        raise UserError(f"{path} has several CSV files ({', '.join(p.name for p in csvs)}): "
+                        "name the catalogue with --catalogue")
+    return csvs[0] if csvs else None
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A catalogue as strings (CSV) or as stored, then as strings (Parquet).
+
+    Parameters
+    ----------
+    path : Path
+        A ``.csv`` or ``.parquet`` file.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Every cell a string; missing cells are ``""``.
+
+    Raises
+    ------
+    UserError
+        When the file cannot be read or parsed (one line).
+    """
+    try:
+        if path.suffix.lower() == ".parquet":
+            table = pd.read_parquet(path)
+            return table.astype(str).where(table.notna(), "")
+        # utf-8-sig: a spreadsheet's byte-order mark must not become part of the first column name
+        return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError, ValueError, OSError) as exc:
+        raise UserError(f"cannot read catalogue {path}: {first_line(exc)}") from None
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises its own types
+        raise UserError(f"cannot read catalogue {path}: {type(exc).__name__}") from None
+
+
+def typed(series: pd.Series) -> pd.Series:
+    """A string column as integers, floats or strings; empty cells become missing.
+
+    Parameters
+    ----------
+    series : pandas.Series
+        Strings (as :func:`read_table` gives them).
+
+    Returns
+    -------
+    pandas.Series
+        ``Int64`` when every present cell is an integer of up to 18 digits, ``float64`` when
+        every one is a number, else ``string``.
+    """
+    s = series.astype(str).str.strip()
+    present = s != ""
+    if not present.any():
+        return pd.Series(pd.NA, index=s.index, dtype="string")
+    values = s[present]
+    if values.str.fullmatch(r"[+-]?\d{1,18}").all():  # int64 exactly (ids of 18 digits included)
+        out = pd.Series(pd.NA, index=s.index, dtype="Int64")
+        out[present] = values.astype(np.int64)
+        return out
+    numbers = pd.to_numeric(values, errors="coerce")
+    if numbers.notna().all():
+        out = pd.Series(np.nan, index=s.index, dtype="float64")
+        out[present] = numbers.astype(float)
+        return out
+    out = s.astype("string")
+    out[~present] = pd.NA
+    return out
+
+
+def pick_column(columns: list[str], wanted: str, guesses: tuple[str, ...], what: str, path: Path) -> str | None:
+    """The column named ``wanted``, else the first of ``guesses`` present (case-insensitive).
+
+    Parameters
+    ----------
+    columns : list of str
+        The catalogue's columns.
+    wanted : str
+        The column the user named; ``""`` to guess.
+    guesses : tuple of str
+        Lower-case names to try, in order.
+    what : str
+        What the column is (``"id"``, ``"file"``), for the message.
+    path : Path
+        The catalogue, for the message.
+
+    Returns
+    -------
+    str or None
+        None when nothing was named and no guess matches.
+
+    Raises
+    ------
+    UserError
+        When the named column is not in the catalogue.
+    """
+    if wanted:
+        if wanted not in columns:
+            raise UserError(f"catalogue {path.name} has no {what} column '{wanted}' (columns: {', '.join(columns)})")
+        return wanted
+    lower = {c.lower(): c for c in columns}
+    for g in guesses:
+        if g in lower:
+            return lower[g]
+    return None
+
+
+def join_files(image_dir: Path, root: Path, ids: list[str], files_col: list[str] | None,
+               files: list[tuple[str, str]], table: pd.DataFrame) -> tuple[list[Record], pd.DataFrame]:
+    """Join catalogue rows with files on disk.
+
+    Parameters
+    ----------
+    image_dir : Path
+        The image folder.
+    root : Path
+        The survey folder (a file column may be relative to it or to ``image_dir``).
+    ids : list of str
+        The catalogue's ids, in order.
+    files_col : list of str or None
+        The catalogue's file column; None to match files to ids by name stem.
+    files : list of (str, str)
+        (stem, name) of the folder's files (:func:`~morphospace.data.ingest.files.list_files`).
+    table : pandas.DataFrame
+        The label columns, one row per id.
+
+    Returns
+    -------
+    records : list of Record
+        One per catalogue row (flagged ``missing_image`` when its file is absent), then one
+        per image no row names (flagged ``no_catalogue_row``).
+    labels : pandas.DataFrame
+        The label table aligned with ``records`` (empty rows for the unnamed images).
+    """
+    first_by_stem: dict[str, str] = {}
+    for file_stem, name in files:
+        first_by_stem.setdefault(file_stem, name)
+    listed = {name for _, name in files}
+    records: list[Record] = []
+    used: set[str] = set()
+    path_of = in_dir(image_dir)
+    for i, gid in enumerate(ids):
+        name = first_by_stem.get(gid) if files_col is None else files_col[i]
+        if not name:
+            records.append(Record(id=gid, source="", flags=frozenset({"missing_image"})))
+            continue
+        if files_col is None:  # a file of the folder, matched by stem: plain string work (pathlib costs more)
+            used.add(name)
+            records.append(Record(id=gid, source=path_of(name), kind=file_kind(name)))
+            continue
+        p = Path(name)
+        candidates = [p] if p.is_absolute() else [root / p, image_dir / p]
+        full = next((c for c in candidates if c.parent == image_dir and c.name in listed), None)
+        if full is None:
+            full = next((c for c in candidates if os.path.lexists(c)), None)
+        if full is None:
+            records.append(Record(id=gid, source=str(candidates[0]), kind=file_kind(name),
+                                  flags=frozenset({"missing_image"})))
+            continue
+        if full.parent == image_dir:
+            used.add(full.name)
+        records.append(Record(id=gid, source=str(full), kind=file_kind(full.name)))
+    if ids and files and not any(r.source and "missing_image" not in r.flags for r in records):
+        raise UserError(f"none of the {len(ids)} catalogue rows matches an image in {image_dir} (e.g. id "
+                        f"'{ids[0]}', file '{files[0][1]}'): name the id or file column with --id-column or "
+                        "--file-column")
+    rows = list(range(len(ids)))
+    for file_stem, name in files:
+        if name not in used:
+            records.append(Record(id=file_stem, source=path_of(name), kind=file_kind(name),
+                                  flags=frozenset({"no_catalogue_row"})))
+            rows.append(-1)
+    labels = table.reindex(rows).reset_index(drop=True) if len(table.columns) else pd.DataFrame(index=range(len(rows)))
+    return records, labels

@@ -1,0 +1,208 @@
+"""Decoding and preprocessing a survey in chunks, in a pool of worker processes.
+
+The parent lists the records; each worker decodes and preprocesses one chunk of them and
+sends back the good rows (compact: 8-bit levels and lookup tables where it can) and a
+verdict per record. A few chunks are in flight at a time, so memory stays flat however
+large the survey; chunks come back in input order.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from typing import Generator
+
+import numpy as np
+
+from .decode import BadImage, decode, frame_from_array, read_hdf5_rows
+from .layouts import Survey
+from .preprocess import PreprocessSpec, RowBlock, preprocess_block
+from .records import Record
+
+# Worker-process state: open HDF5 files are reused across chunks.
+_H5_CACHE: dict = {}
+
+
+def _worker_init(parent_pid: int) -> None:
+    """Ctrl-C is the parent's to handle; a worker whose parent died exits (no orphans).
+
+    The objects inherited from the parent (modules, the survey...) are frozen out of the
+    garbage collector: its full passes then neither walk them nor write to their pages
+    (which a forked worker would otherwise copy, page by page).
+    """
+    gc.freeze()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    start_ppid = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != start_ppid or not _alive(parent_pid):
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watchdog").start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_hdf5(items: list) -> dict:
+    """HDF5 rows of a chunk's items, read as one slice: item index -> array or BadImage."""
+    h5 = [j for j, it in enumerate(items) if it is not None and it[1] == "hdf5"]
+    out: dict = {}
+    if h5:
+        path = items[h5[0]][0]
+        try:
+            for j, arr in zip(h5, read_hdf5_rows(path, [items[j][2] for j in h5], _H5_CACHE)):
+                out[j] = arr
+        except BadImage:
+            for j in h5:  # a damaged chunk of the file: find the rows that are really lost
+                try:
+                    out[j] = read_hdf5_rows(path, [items[j][2]], _H5_CACHE)[0]
+                except BadImage as exc:
+                    out[j] = exc
+    return out
+
+
+def _decode_one(item, min_side: int, h5_rows: dict, j: int):
+    """The frame of one item (or the BadImage that says why there is none)."""
+    if item[1] == "hdf5":
+        frame = h5_rows[j]
+        return frame_from_array(frame) if isinstance(frame, np.ndarray) else frame
+    try:
+        return decode(Record(id="", source=item[0], kind=item[1], index=item[2]), min_side=min_side)
+    except BadImage as exc:
+        return exc
+    except Exception as exc:  # noqa: BLE001 - a hostile file must not stop a survey
+        return BadImage("unreadable", f"{type(exc).__name__}: {exc}")
+
+
+def _process_chunk(start: int, items: list, spec: PreprocessSpec) -> tuple[int, RowBlock, list]:
+    """Decode and preprocess one chunk (runs in a worker process).
+
+    ``items`` holds ``(source, kind, index)`` per record, or None for records that are
+    not to be decoded. Returns ``(start, rows, results)``: the good rows as a
+    :class:`~morphospace.data.ingest.preprocess.RowBlock` (compact: 8-bit levels and lookup
+    tables where it can) and per item ``(in_cube, flags, detail)``. Frames are decoded
+    one at a time as the preprocessing asks for them, so a chunk holds one decoded
+    frame at a time.
+    """
+    h5_rows, min_side = _read_hdf5(items), spec.min_side()
+    shape = (spec.channels, spec.size, spec.size)
+
+    def frames(results: list, todo: list):
+        for j, item in enumerate(items):
+            if item is None:
+                results[j] = (False, (), "")
+                continue
+            frame = _decode_one(item, min_side, h5_rows, j)
+            if isinstance(frame, BadImage):
+                results[j] = (False, frame.flags, frame.detail)
+                continue
+            todo.append(j)
+            yield frame
+            frame = None  # noqa: F841 - not kept while the next frame is decoded
+
+    results: list = [None] * len(items)
+    todo: list = []
+    try:
+        block, done = preprocess_block(frames(results, todo), spec)
+    except Exception:  # noqa: BLE001 - one bad frame must not sink its chunk: redo one by one
+        results, todo = [None] * len(items), []
+        blocks, done = [], []
+        for frame in frames(results, todo):
+            b, d = _preprocess_one(frame, spec)
+            blocks.append(b)
+            done.append(d)
+        block = RowBlock.concat(blocks, shape)
+    for j, out in zip(todo, done):
+        if isinstance(out, BadImage):
+            results[j] = (False, out.flags, out.detail)
+        else:
+            results[j] = (True, tuple(sorted(out)), "")
+    return start, block, results
+
+
+def _preprocess_one(frame, spec: PreprocessSpec) -> tuple[RowBlock, "set[str] | BadImage"]:
+    try:
+        block, done = preprocess_block([frame], spec)
+        return block, done[0]
+    except Exception as exc:  # noqa: BLE001 - flagged with its reason rather than a traceback
+        return RowBlock.empty((spec.channels, spec.size, spec.size)), \
+            BadImage("unreadable", f"{type(exc).__name__}: {exc}")
+
+
+def _items(records: list[Record]) -> list:
+    return [(r.source, r.kind, r.index) if r.decodable else None for r in records]
+
+
+def run_chunks(survey: Survey, spec: PreprocessSpec, workers: int,
+               chunk: int) -> Generator[tuple[int, RowBlock, list], None, None]:
+    """Decode and preprocess the survey chunk by chunk, in ``workers`` processes.
+
+    Parameters
+    ----------
+    survey : Survey
+        The records to ingest (those already flagged as excluded are not decoded).
+    spec : PreprocessSpec
+        The preprocessing recipe.
+    workers : int
+        Worker processes; 1 runs in this process.
+    chunk : int
+        Records per chunk.
+
+    Yields
+    ------
+    start : int
+        Index of the chunk's first record.
+    rows : RowBlock
+        The chunk's good rows, in input order.
+    results : list
+        Per record ``(in_cube, flags, detail)``.
+    """
+    records = survey.records
+    starts = range(0, len(records), chunk)
+    if workers <= 1:
+        try:
+            for s in starts:
+                yield _process_chunk(s, _items(records[s:s + chunk]), spec)
+        finally:
+            _close_h5()
+        return
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(os.getpid(),))
+    try:
+        # At most a few chunks in flight: memory stays flat as N grows.
+        pending = []
+        it = iter(starts)
+        for s in it:
+            pending.append(pool.submit(_process_chunk, s, _items(records[s:s + chunk]), spec))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            result = pending.pop(0).result()
+            s = next(it, None)
+            if s is not None:
+                pending.append(pool.submit(_process_chunk, s, _items(records[s:s + chunk]), spec))
+            yield result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _close_h5() -> None:
+    for f in _H5_CACHE.values():
+        try:
+            f.close()
+        except Exception:  # noqa: BLE001
+            pass
+    _H5_CACHE.clear()
