@@ -8,7 +8,18 @@ __all__ = ["display_image"]
 
 
 def display_image(img: np.ndarray) -> np.ndarray:
-    """(C, H, W) in ~[0, 1] -> H x W x 3 (three channels) or H x W (otherwise: their mean) uint8."""
+    """An image as 8-bit pixels for a figure.
+
+    Parameters
+    ----------
+    img : ndarray, shape (C, H, W)
+        Values in about [0, 1] (clipped).
+
+    Returns
+    -------
+    ndarray, uint8
+        H x W x 3 for three channels; H x W (their mean) otherwise.
+    """
     a = np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)
     a = np.moveaxis(a, 0, -1) if a.shape[0] == 3 else a.mean(0)
     return (a * 255 + 0.5).astype(np.uint8)

@@ -40,7 +40,7 @@ import pandas as pd
 
 from ..progress import progress
 from ..run import RunDir, atomic_path, write_json, write_table
-from .sources import central_index, detect
+from .sources import border_stats, central_index, detect
 
 log = logging.getLogger("morphospace")
 
@@ -76,7 +76,14 @@ class MaskParams:
 
 
 def mask_neighbours(image: np.ndarray, params: MaskParams = MaskParams()) -> tuple[np.ndarray, int, float]:
-    """One image (C, H, W) with every source but the central galaxy replaced.
+    """One image with every source but the central galaxy replaced.
+
+    Parameters
+    ----------
+    image : ndarray, shape (C, H, W)
+        The image (detection runs on the channel mean).
+    params : MaskParams
+        Detection and masking settings.
 
     Returns
     -------
@@ -104,12 +111,9 @@ def mask_neighbours(image: np.ndarray, params: MaskParams = MaskParams()) -> tup
     rng = np.random.default_rng(zlib.crc32(img.tobytes()))
     out = img.copy()
     h, w = seg.shape
-    bw = max(2, min(h, w) // 10)
     for c in range(img.shape[0]):
         ch = img[c]
-        border = np.concatenate([ch[:bw].ravel(), ch[-bw:].ravel(), ch[:, :bw].ravel(), ch[:, -bw:].ravel()])
-        level = float(np.median(border))
-        sigma = 1.4826 * float(np.median(np.abs(border - level)))
+        level, sigma = border_stats(ch)
         sky = level + sigma * rng.standard_normal((h, w)).astype(np.float32)
         fill = np.where(twin_masked, sky, ch[::-1, ::-1])
         out[c][mask] = fill[mask]
@@ -119,10 +123,24 @@ def mask_neighbours(image: np.ndarray, params: MaskParams = MaskParams()) -> tup
 
 def mask_images(images: np.ndarray, out: np.ndarray | None = None, params: MaskParams = MaskParams(),
                 desc: str = "masking neighbours") -> tuple[np.ndarray, pd.DataFrame]:
-    """:func:`mask_neighbours` over N x C x H x W images.
+    """:func:`mask_neighbours` over a stack of images.
 
-    ``out`` (same shape, e.g. a writable memmap) receives the result; a new array otherwise.
-    Returns the masked images and a table with ``n_masked`` and ``masked_fraction`` per row.
+    Parameters
+    ----------
+    images : array-like, shape (N, C, H, W)
+        The images.
+    out : ndarray, optional
+        Receives the result (same shape, e.g. a writable memmap); a new array otherwise.
+    params : MaskParams
+        Detection and masking settings.
+    desc : str
+        Progress-bar label (shown above 256 images); ``""`` for none.
+
+    Returns
+    -------
+    masked : ndarray, shape (N, C, H, W), float32
+    table : pandas.DataFrame
+        ``n_masked`` and ``masked_fraction`` per image.
     """
     images = np.asarray(images) if not hasattr(images, "shape") else images
     if images.ndim != 4:
@@ -147,6 +165,17 @@ def masked_cube(run: RunDir, params: MaskParams = MaskParams()) -> np.ndarray:
 
     Rebuilt when ``cube.npy`` changed (size or modification time) or ``params`` differ. The
     write is atomic: a killed build leaves no ``cube_masked.npy`` that looks complete.
+
+    Parameters
+    ----------
+    run : RunDir
+        The run; ``cube_masked.npy``, ``.parquet`` and ``.json`` are written in it.
+    params : MaskParams
+        Detection and masking settings.
+
+    Returns
+    -------
+    numpy.memmap, shape (N, C, H, W), float32
     """
     cube = run.read_cube()
     path, meta = run.path / MASKED_CUBE, run.path / MASKED_META
@@ -179,8 +208,20 @@ def masked_cube(run: RunDir, params: MaskParams = MaskParams()) -> np.ndarray:
 
 
 def model_input_path(run: RunDir, hp: dict) -> Path:
-    """The cube a VaDE with hyper-parameters ``hp`` reads: ``cube.npy``, or its neighbour-masked
-    copy (built if needed) when it was trained with ``mask_neighbours``."""
+    """The cube a VaDE with hyper-parameters ``hp`` reads.
+
+    Parameters
+    ----------
+    run : RunDir
+        The run.
+    hp : dict
+        The VaDE's hyper-parameters; ``mask_neighbours`` selects the masked cube.
+
+    Returns
+    -------
+    Path
+        ``cube.npy``, or its neighbour-masked copy (built if needed).
+    """
     if hp.get("mask_neighbours", False):
         masked_cube(run)
         return run.path / MASKED_CUBE

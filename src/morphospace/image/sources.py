@@ -2,6 +2,12 @@
 
 Shared by the nuisance audit (where is the brightest companion?) and by neighbour masking
 (hide the companions from the VaDE). Framework-free: numpy and sep only.
+
+The sky level and noise are the median and MAD of the stamp's border, our own two lines:
+``sep.Background`` fits one mesh over a 64 px stamp, galaxy included, and
+``astropy.stats.sigma_clipped_stats`` clips to a smaller sigma; on 200 sdss-gz1 stamps
+they changed the number of sources found in 46 % and 43 % of them (14 % fewer, 14 % more
+sources), which would move the masks the defaults were measured with.
 """
 
 from __future__ import annotations
@@ -12,26 +18,77 @@ import numpy as np
 
 log = logging.getLogger("morphospace")
 
-__all__ = ["background", "detect", "central_index"]
+__all__ = ["border_stats", "background", "detect", "central_index"]
 
 
-def background(img: np.ndarray) -> tuple[float, float]:
-    """Sky level and noise (robust sigma) from the stamp's border (the galaxy is in the middle)."""
+def border_stats(img: np.ndarray) -> tuple[float, float]:
+    """Median and robust sigma (1.4826 x MAD) of a stamp's border, a tenth of its side wide.
+
+    Parameters
+    ----------
+    img : ndarray, shape (H, W)
+        One channel of a stamp (the galaxy in the middle).
+
+    Returns
+    -------
+    level : float
+        The median of the border pixels.
+    sigma : float
+        Their robust standard deviation (0 for a flat border).
+    """
     h, w = img.shape
     bw = max(2, min(h, w) // 10)
     border = np.concatenate([img[:bw].ravel(), img[-bw:].ravel(), img[:, :bw].ravel(), img[:, -bw:].ravel()])
     level = float(np.median(border))
-    sigma = 1.4826 * float(np.median(np.abs(border - level)))
+    return level, 1.4826 * float(np.median(np.abs(border - level)))
+
+
+def background(img: np.ndarray) -> tuple[float, float]:
+    """Sky level and noise of a stamp, from its border (:func:`border_stats`).
+
+    Parameters
+    ----------
+    img : ndarray, shape (H, W)
+        A grey stamp.
+
+    Returns
+    -------
+    level : float
+        The sky level.
+    sigma : float
+        The sky noise, at least 1e-3 of the peak above the sky (so sep works on noiseless stamps).
+    """
+    level, sigma = border_stats(img)
     # noiseless (synthetic or clipped) stamps: a floor relative to the peak keeps sep working
     floor = max(1e-3 * float(img.max() - level), 1e-6)
     return level, max(sigma, floor)
 
 
 def detect(img: np.ndarray, thresh: float, minarea: int, deblend_cont: float):
-    """``(data, objects, segmentation)`` of one grey stamp; ``data`` is background-subtracted.
+    """Detect the sources of one grey stamp with ``sep.extract``.
 
-    ``thresh`` is in units of the border noise. On a stamp sep cannot handle (it raises plain
-    exceptions on pathological inputs) there are no objects and an empty segmentation map.
+    On a stamp sep cannot handle (it raises plain exceptions on pathological inputs) there
+    are no objects and an empty segmentation map.
+
+    Parameters
+    ----------
+    img : ndarray, shape (H, W)
+        A grey stamp.
+    thresh : float
+        Detection threshold in units of the border noise (:func:`background`).
+    minarea : int
+        Pixels a source needs.
+    deblend_cont : float
+        sep's deblending contrast.
+
+    Returns
+    -------
+    data : ndarray, shape (H, W), float32
+        The stamp, background-subtracted.
+    objects : numpy structured array
+        sep's catalogue (``x``, ``y``, ``a``, ``b``, ``theta``, ``flux``, ...), one row per source.
+    segmentation : ndarray, shape (H, W), int32
+        0 for sky, ``k + 1`` for the pixels of source ``k``.
     """
     import sep
 
@@ -47,7 +104,20 @@ def detect(img: np.ndarray, thresh: float, minarea: int, deblend_cont: float):
 
 
 def central_index(objects, seg: np.ndarray) -> int | None:
-    """The object covering the stamp's centre, else the nearest one within 10% of the side."""
+    """The central galaxy: the object covering the stamp's centre, else the nearest one within 10% of the side.
+
+    Parameters
+    ----------
+    objects : numpy structured array
+        sep's catalogue (:func:`detect`).
+    seg : ndarray, shape (H, W)
+        The segmentation map.
+
+    Returns
+    -------
+    int or None
+        Its row in ``objects``; None when no object is near the centre.
+    """
     if len(objects) == 0:
         return None
     h, w = seg.shape
