@@ -46,7 +46,21 @@ SHARED = REPO.parent / "shared" / "data" / "sdss-gz1"
 # --- throughput -----------------------------------------------------------------------------
 
 def naive_loop(paths: list[Path], size: int = 64, crop: float = 0.5) -> np.ndarray:
-    """Open, convert, crop, resize: one file at a time, in this process."""
+    """The baseline: open, convert, crop, resize, one file at a time, in this process.
+
+    Parameters
+    ----------
+    paths : list of Path
+        JPEG files.
+    size : int
+        Output side.
+    crop : float
+        Centre-crop fraction of the shorter side.
+
+    Returns
+    -------
+    ndarray, shape (N, 3, size, size), float32
+    """
     from PIL import Image
 
     out = np.empty((len(paths), 3, size, size), dtype=np.float32)
@@ -67,7 +81,26 @@ def _cpu() -> float:
 
 
 def time_ingest(data: Path, workers: int, tmp: Path) -> tuple[float, float, dict]:
-    """(wall seconds, CPU seconds of this process and its workers, summary) of one ingest."""
+    """Time one ingest of ``data`` (64 px rows).
+
+    Parameters
+    ----------
+    data : Path
+        The survey.
+    workers : int
+        Ingest workers.
+    tmp : Path
+        Where the run goes (removed afterwards).
+
+    Returns
+    -------
+    wall : float
+        Seconds.
+    cpu : float
+        CPU seconds of this process and its workers.
+    summary : dict
+        The ingest summary.
+    """
     from morphospace.config import Config, apply_overrides
     from morphospace.data.ingest import ingest
     from morphospace.progress import set_quiet
@@ -84,6 +117,15 @@ def time_ingest(data: Path, workers: int, tmp: Path) -> tuple[float, float, dict
 
 
 def throughput(workers: int, repeats: int) -> None:
+    """Print the ingest's and the naive loop's speed on sdss-gz1 (best of ``repeats``).
+
+    Parameters
+    ----------
+    workers : int
+        Ingest workers.
+    repeats : int
+        Rounds.
+    """
     if not (SHARED / "images").is_dir():
         print(f"throughput: skipped ({SHARED} not found)")
         return
@@ -113,7 +155,20 @@ def throughput(workers: int, repeats: int) -> None:
 # --- memory ----------------------------------------------------------------------------------
 
 def make_folder(folder: Path, n: int, side: int = 128) -> Path:
-    """``n`` small galaxy-like JPEGs (64 distinct renderings, copied), made once."""
+    """``n`` small galaxy-like JPEGs (64 distinct renderings, copied), made once.
+
+    Parameters
+    ----------
+    folder : Path
+        Where (reused when complete).
+    n, side : int
+        Files and frame side.
+
+    Returns
+    -------
+    Path
+        ``folder``.
+    """
     from PIL import Image
 
     marker = folder / f".complete_{n}_{side}"
@@ -181,6 +236,23 @@ print(json.dumps({"n": s["n_in_cube"], "seconds": s["seconds"],
 
 
 def peak_memory(data: Path, out: Path, workers: int) -> dict:
+    """Ingest in a child process, sampling the resident memory of it and its workers.
+
+    Parameters
+    ----------
+    data : Path
+        The survey.
+    out : Path
+        The run folder.
+    workers : int
+        Ingest workers.
+
+    Returns
+    -------
+    dict
+        ``n``, ``seconds``, ``children_maxrss_kb``, ``self_maxrss_kb``, and the peaks
+        ``tree`` (parent + workers) and ``parent``, in bytes.
+    """
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(data), str(out), str(workers)],
                             stdout=subprocess.PIPE, text=True)
     peak = {"tree": 0, "parent": 0}
@@ -205,6 +277,17 @@ def peak_memory(data: Path, out: Path, workers: int) -> dict:
 
 
 def memory(scratch: Path, n_large: int, n_small: int, workers: int) -> None:
+    """Print the peak memory of ingesting ``n_small`` and ``n_large`` JPEGs: it should not grow with N.
+
+    Parameters
+    ----------
+    scratch : Path
+        Where the test folders are made (kept between runs).
+    n_large, n_small : int
+        The two survey sizes.
+    workers : int
+        Ingest workers.
+    """
     t0 = time.perf_counter()
     big = make_folder(scratch / f"folder_{n_large}", n_large)
     small = scratch / f"folder_{n_small}"
@@ -226,6 +309,7 @@ def memory(scratch: Path, n_large: int, n_small: int, workers: int) -> None:
 
 
 def main() -> None:
+    """Run the benchmarks the command line asks for."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)

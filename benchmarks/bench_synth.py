@@ -26,6 +26,7 @@ from pathlib import Path
 
 
 def main() -> None:
+    """Time one survey of the size the command line asks for, then the CPU per galaxy."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--workers", type=int, default=2)

@@ -28,6 +28,7 @@ SIZE = 128
 
 
 def main() -> None:
+    """Draw the figure (real sdss-gz1 cutouts beside synthetic ones) the command line asks for."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=0, help="picks the real images and the synthetic survey")
     ap.add_argument("--out", default=str(ROOT / "docs" / "synth_vs_sdss.png"))

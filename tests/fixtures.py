@@ -22,7 +22,21 @@ MORPHOLOGIES = ["elliptical", "lenticular", "spiral", "barred_spiral", "edge_on"
 
 def galaxy_light(size: int = 96, seed: int = 0, q: float | None = None, angle: float | None = None,
                  scale: float | None = None) -> np.ndarray:
-    """A noiseless exponential disk centred in a ``size`` frame, peak 1 (float H x W)."""
+    """A noiseless exponential disk centred in a ``size`` frame, peak 1.
+
+    Parameters
+    ----------
+    size : int
+        Frame side.
+    seed : int
+        Draws the shape parameters left as None.
+    q, angle, scale : float, optional
+        Axis ratio, major-axis angle (radians) and scale length (pixels).
+
+    Returns
+    -------
+    ndarray, shape (size, size), float
+    """
     rng = np.random.default_rng(seed)
     q = rng.uniform(0.3, 1.0) if q is None else q
     angle = rng.uniform(0, np.pi) if angle is None else angle
@@ -35,7 +49,25 @@ def galaxy_light(size: int = 96, seed: int = 0, q: float | None = None, angle: f
 
 def galaxy_rgb(size: int = 96, seed: int = 0, peak: float = 200.0, sky: float = 8.0, noise: float = 3.0,
                star: tuple[int, int] | None = None, star_peak: float = 255.0, **shape) -> np.ndarray:
-    """An 8-bit RGB cutout: galaxy + dark noisy sky (+ an optional bright star at (row, col))."""
+    """An 8-bit RGB cutout: galaxy + dark noisy sky (+ an optional bright star).
+
+    Parameters
+    ----------
+    size, seed : int
+        Frame side and seed (shape and noise).
+    peak, sky, noise : float
+        Galaxy peak, sky level and noise sigma, in 8-bit levels.
+    star : tuple of int, optional
+        (row, col) of a bright star.
+    star_peak : float
+        Its brightness.
+    **shape
+        ``q``, ``angle``, ``scale`` of :func:`galaxy_light`.
+
+    Returns
+    -------
+    ndarray, shape (size, size, 3), uint8
+    """
     rng = np.random.default_rng(seed + 1000)
     light = peak * galaxy_light(size, seed, **shape)
     if star is not None:
@@ -47,7 +79,20 @@ def galaxy_rgb(size: int = 96, seed: int = 0, peak: float = 200.0, sky: float = 
 
 def galaxy_flux(size: int = 64, seed: int = 0, bands: int = 1, peak: float = 1000.0, sky: float = 100.0,
                 noise: float = 5.0) -> np.ndarray:
-    """A float32 FITS-like cutout in flux units: 2-D, or bands x H x W."""
+    """A float32 FITS-like cutout in flux units.
+
+    Parameters
+    ----------
+    size, seed, bands : int
+        Frame side, seed, number of bands.
+    peak, sky, noise : float
+        Galaxy peak, sky level and noise sigma.
+
+    Returns
+    -------
+    ndarray, float32
+        (size, size) for one band, else (bands, size, size).
+    """
     rng = np.random.default_rng(seed + 2000)
     light = peak * galaxy_light(size, seed)
     if bands == 1:
@@ -57,7 +102,21 @@ def galaxy_flux(size: int = 64, seed: int = 0, bands: int = 1, peak: float = 100
 
 
 def save_image(path: Path, arr: np.ndarray, **kwargs) -> Path:
-    """Save an 8-bit array by extension (JPEG, PNG, TIFF, ...)."""
+    """Save an 8-bit array by extension (JPEG, PNG, TIFF, ...), creating the folder.
+
+    Parameters
+    ----------
+    path : Path
+        Destination; its extension picks the format (JPEG quality 92 by default).
+    arr : ndarray, uint8
+        The image.
+    **kwargs
+        Passed to Pillow's ``save``.
+
+    Returns
+    -------
+    Path
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     img = Image.fromarray(arr)
@@ -69,7 +128,21 @@ def save_image(path: Path, arr: np.ndarray, **kwargs) -> Path:
 
 def error_page(size: int = 96, background: int | tuple = 255, ink: int | tuple = 0,
                lines: tuple[str, ...] = ("Image not", "available", "for this", "position")) -> np.ndarray:
-    """A rendered "image not available" frame: flat background with text lines (8-bit RGB)."""
+    """A rendered "image not available" frame: flat background with text lines.
+
+    Parameters
+    ----------
+    size : int
+        Frame side.
+    background, ink : int or tuple
+        Grey level or RGB of the page and the text.
+    lines : tuple of str
+        The text.
+
+    Returns
+    -------
+    ndarray, shape (size, size, 3), uint8
+    """
     bg = background if isinstance(background, tuple) else (background,) * 3
     fg = ink if isinstance(ink, tuple) else (ink,) * 3
     img = Image.new("RGB", (size, size), bg)
@@ -81,6 +154,21 @@ def error_page(size: int = 96, background: int | tuple = 255, ink: int | tuple =
 
 
 def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
+    """Write a plain CSV (no quoting; None as an empty cell), creating the folder.
+
+    Parameters
+    ----------
+    path : Path
+        Destination.
+    header : list of str
+        Column names.
+    rows : list of list
+        The rows.
+
+    Returns
+    -------
+    Path
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = [",".join(header)] + [",".join("" if v is None else str(v) for v in row) for row in rows]
@@ -92,8 +180,28 @@ def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
 
 def tiny_folder_survey(root: Path, n: int = 6, catalogue: bool = True, formats=("png", "jpg", "tif"),
                        size: int = 96, images_subdir: bool = False) -> Path:
-    """A folder of images (mixed formats) named ``g<i>.<ext>``, optionally with ``catalogue.csv``
-    (columns id, file, morphology, redshift)."""
+    """A folder of images (mixed formats) named ``g<i>.<ext>``, optionally with a catalogue.
+
+    Parameters
+    ----------
+    root : Path
+        The survey folder.
+    n : int
+        Galaxies.
+    catalogue : bool
+        Write ``catalogue.csv`` (id, file, morphology, redshift).
+    formats : tuple of str
+        Extensions, in turn.
+    size : int
+        Frame side.
+    images_subdir : bool
+        Put the images in ``images/``.
+
+    Returns
+    -------
+    Path
+        ``root``.
+    """
     root = Path(root)
     img_dir = root / "images" if images_subdir else root
     rows = []
@@ -109,7 +217,20 @@ def tiny_folder_survey(root: Path, n: int = 6, catalogue: bool = True, formats=(
 
 
 def tiny_sdss_gz1(root: Path, n: int = 6, size: int = 96) -> Path:
-    """The sdss-gz1 layout: ``images/<objid>.jpeg`` + ``labels.csv`` (objid, gz1_class, gz1_name)."""
+    """The sdss-gz1 layout: ``images/<objid>.jpeg`` + ``labels.csv`` (objid, gz1_class, gz1_name).
+
+    Parameters
+    ----------
+    root : Path
+        The survey folder.
+    n, size : int
+        Galaxies and frame side.
+
+    Returns
+    -------
+    Path
+        ``root``.
+    """
     root = Path(root)
     names = ["elliptical", "spiral_cw", "spiral_acw", "edge_on", "dont_know", "merger"]
     rows = []
@@ -122,7 +243,18 @@ def tiny_sdss_gz1(root: Path, n: int = 6, size: int = 96) -> Path:
 
 
 def kaggle_votes(kind: str) -> dict[str, float]:
-    """A plausible row of the 37 Kaggle vote fractions for a galaxy of ``kind``."""
+    """A plausible row of the 37 Kaggle vote fractions for a galaxy of ``kind``.
+
+    Parameters
+    ----------
+    kind : str
+        One of ``KAGGLE_KINDS``.
+
+    Returns
+    -------
+    dict
+        Column -> vote fraction.
+    """
     v = dict.fromkeys(KAGGLE_VOTE_COLUMNS, 0.0)
     if kind == "smooth":
         v.update({"Class1.1": 0.8, "Class1.2": 0.18, "Class1.3": 0.02, "Class7.1": 0.5, "Class7.2": 0.3})
@@ -150,7 +282,22 @@ KAGGLE_KINDS = ["smooth", "edge_on", "barred_spiral", "spiral", "merger", "artif
 
 def tiny_kaggle(root: Path, kinds: list[str] | None = None, size: int = 96) -> Path:
     """Kaggle "Galaxy Zoo - The Galaxy Challenge": ``images_training_rev1/<GalaxyID>.jpg`` +
-    ``training_solutions_rev1.csv`` with GalaxyID and all 37 vote-fraction columns."""
+    ``training_solutions_rev1.csv`` with GalaxyID and all 37 vote-fraction columns.
+
+    Parameters
+    ----------
+    root : Path
+        The survey folder.
+    kinds : list of str, optional
+        One galaxy per kind (default ``KAGGLE_KINDS``).
+    size : int
+        Frame side.
+
+    Returns
+    -------
+    Path
+        ``root``.
+    """
     root = Path(root)
     kinds = kinds or KAGGLE_KINDS
     rows = []
@@ -164,7 +311,24 @@ def tiny_kaggle(root: Path, kinds: list[str] | None = None, size: int = 96) -> P
 
 
 def tiny_galaxy10(path: Path, n: int = 6, kind: str = "sdss", extra: bool = False) -> Path:
-    """A Galaxy10 HDF5 file: ``images`` (N x H x W x 3 uint8; 69 px for SDSS, 256 for DECaLS), ``ans``."""
+    """A Galaxy10 HDF5 file: ``images`` (N x H x W x 3 uint8; 69 px for SDSS, 256 for DECaLS), ``ans``.
+
+    Parameters
+    ----------
+    path : Path
+        The ``.h5`` file.
+    n : int
+        Galaxies.
+    kind : str
+        ``"sdss"`` or ``"decals"``.
+    extra : bool
+        Add 1-D ``redshift`` and ``ra`` datasets.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     import h5py
 
     path = Path(path)
@@ -181,7 +345,22 @@ def tiny_galaxy10(path: Path, n: int = 6, kind: str = "sdss", extra: bool = Fals
 
 
 def tiny_fits_folder(root: Path, n: int = 4, bands: int = 1, size: int = 64, catalogue: bool = False) -> Path:
-    """A folder of FITS cutouts ``f<i>.fits`` (2-D, or a band cube), optionally with a catalogue."""
+    """A folder of FITS cutouts ``f<i>.fits`` (2-D, or a band cube), optionally with a catalogue.
+
+    Parameters
+    ----------
+    root : Path
+        The survey folder.
+    n, bands, size : int
+        Galaxies, bands per cutout and frame side.
+    catalogue : bool
+        Write ``cat.csv`` (id, mag).
+
+    Returns
+    -------
+    Path
+        ``root``.
+    """
     from astropy.io import fits
 
     root = Path(root)
@@ -194,7 +373,20 @@ def tiny_fits_folder(root: Path, n: int = 4, bands: int = 1, size: int = 64, cat
 
 
 def tiny_synthetic(root: Path, n: int = 6, size: int = 96) -> Path:
-    """The shape of ``morphospace synth`` output: marker + catalogue.csv (id, file, morphology, truth) + images/."""
+    """The shape of ``morphospace synth`` output: marker + catalogue.csv (id, file, morphology, truth) + images/.
+
+    Parameters
+    ----------
+    root : Path
+        The survey folder.
+    n, size : int
+        Galaxies and frame side.
+
+    Returns
+    -------
+    Path
+        ``root``.
+    """
     root = Path(root)
     rows = []
     for i in range(n):
@@ -209,7 +401,20 @@ def tiny_synthetic(root: Path, n: int = 6, size: int = 96) -> Path:
 
 
 def many_jpegs(folder: Path, n: int, size: int = 48) -> Path:
-    """``n`` small JPEGs (8 renderings, copied) named ``g<i>.jpg``: for streaming and kill tests."""
+    """``n`` small JPEGs (8 renderings, copied) named ``g<i>.jpg``: for streaming and kill tests.
+
+    Parameters
+    ----------
+    folder : Path
+        Where to write them.
+    n, size : int
+        Files and frame side.
+
+    Returns
+    -------
+    Path
+        ``folder``.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     protos = []
@@ -223,9 +428,25 @@ def many_jpegs(folder: Path, n: int, size: int = 48) -> Path:
 
 
 def ingest_to(data: Path, run_dir: Path, strict: bool | None = None, **overrides):
-    """Ingest ``data`` into ``run_dir`` with dotted-key config overrides (workers default 1).
+    """Ingest ``data`` into ``run_dir`` with config overrides (workers default 1).
 
-    Returns (summary, catalogue DataFrame, cube array, RunDir).
+    Parameters
+    ----------
+    data : Path
+        The survey.
+    run_dir : Path
+        The run folder (created).
+    strict : bool, optional
+        Passed to :func:`morphospace.data.ingest.ingest`.
+    **overrides
+        Dotted config keys with ``__`` for ``.``, e.g. ``preprocess__size=32``.
+
+    Returns
+    -------
+    summary : dict
+    catalogue : pandas.DataFrame
+    cube : ndarray
+    run : RunDir
     """
     from morphospace.config import Config, apply_overrides
     from morphospace.data.ingest import ingest

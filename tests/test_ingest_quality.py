@@ -62,10 +62,12 @@ def messy_survey(root: Path) -> Path:
 
 @pytest.fixture
 def messy(tmp_path):
+    """:func:`messy_survey` in a fresh folder."""
     return messy_survey(tmp_path / "messy")
 
 
 def flagged(cat, flag: str) -> list[str]:
+    """The ids raising ``flag`` in catalogue ``cat``, sorted."""
     return sorted(cat.loc[cat[f"flag_{flag}"], "id"])
 
 

@@ -15,11 +15,13 @@ SIDE = 48
 
 
 def blob(row, col, sigma, amp):
+    """A Gaussian of peak ``amp`` and width ``sigma`` at (row, col) on a SIDE x SIDE frame."""
     yy, xx = np.mgrid[:SIDE, :SIDE]
     return amp * np.exp(-((yy - row) ** 2 + (xx - col) ** 2) / (2 * sigma**2))
 
 
 def stamp(companion: bool, seed: int = 0, channels: int = 3) -> np.ndarray:
+    """A central galaxy on faint noise (C x SIDE x SIDE), with a companion up right if asked."""
     rng = np.random.default_rng(seed)
     img = blob(23.5, 23.5, 4.0, 1.0)
     if companion:
@@ -67,6 +69,7 @@ def test_same_image_same_output_wherever_it_sits():
 
 
 def make_run(path, n=6):
+    """A run with ``n`` stamps (every other one with a companion) and their catalogue."""
     run = RunDir(path, create=True)
     write_npy(run.cube, np.stack([stamp(i % 2 == 1, seed=i) for i in range(n)]))
     write_table(run.catalogue, pd.DataFrame({"id": [f"g{i}" for i in range(n)], "source": "x",
