@@ -71,7 +71,9 @@ def test_export_mismatched_clustering_is_an_error(run):
 
 def test_export_cli(run, tmp_path, capsys):
     assert main(["export", str(run.path), "--out", str(tmp_path / "r.csv"), "--quiet"]) == 0
-    assert (tmp_path / "r.csv").exists()
+    back = pd.read_csv(tmp_path / "r.csv")
+    assert list(back["id"]) == ["a", "b", "c", "c", "d"]
+    assert back["cluster_vade"].tolist()[:3] == [1, 0, 1]
 
 
 def test_fits_keeps_column_names_types_and_missing_values(run, tmp_path):

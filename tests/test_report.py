@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import html as html_lib
 import io
 import json
 import re
+from html.parser import HTMLParser
 
 import numpy as np
 import pandas as pd
 import pytest
+from markupsafe import escape
 from PIL import Image
 
 from morphospace.config import Config, apply_overrides
 from morphospace.errors import UserError
 from morphospace.report import build_report
 from morphospace.report.explorer import nearest_neighbours, normalise_xy
-from morphospace.report.html import json_for_script
+from morphospace.report.html import EXPLORER_PARTS, asset, explorer_script, json_for_script, render_string
 from morphospace.report.sprites import SpriteSheets, to_uint8
+from morphospace.report.style import PALETTE
 from morphospace.run import RunDir, write_table
 
 from report_fakerun import HOSTILE_FIGURE, HOSTILE_ID, HOSTILE_LABEL, make_fake_run
@@ -48,11 +53,19 @@ def test_every_section_of_a_full_run(full_run):
                  "cluster_anomaly", "cluster_gallery", "ari", "ami", "nuisance_audit", "anomaly_histogram",
                  "strangest"):
         assert f"report_{name}.png" in figs, name
-    # every embedded figure is a PNG that decodes
-    uris = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    # every embedded figure is a PNG with something drawn on it, and the saved file is what the page shows
+    uris = re.findall(r'<img src="data:image/png;base64,([^"]+)" alt="[^"]*"><figcaption>.*?figures/([^<]+)</span>', html)
     assert len(uris) >= 10
-    for u in uris:
-        Image.open(io.BytesIO(base64.b64decode(u))).verify()
+    for u, name in uris:
+        img = np.asarray(Image.open(io.BytesIO(base64.b64decode(u))).convert("RGB"), dtype=float) / 255
+        assert img.std() > 0.05, name  # not a blank page
+        saved = np.asarray(Image.open(run.path / "figures" / html_lib.unescape(name)).convert("RGB"), dtype=float) / 255
+        np.testing.assert_array_equal(img, saved)
+    # the clusters' figures show the clusters' colours (the explorer's palette)
+    sizes = np.asarray(Image.open(run.figure_path("report_cluster_sizes")).convert("RGB"), dtype=float) / 255
+    for k in range(3):
+        want = np.array([int(PALETTE[k][i:i + 2], 16) for i in (1, 3, 5)]) / 255
+        assert (np.abs(sizes - want).max(-1) < 0.02).sum() > 100, k
     # the figure no section places is shown under "other figures"
     other = html[html.index('id="other-figures"'):]
     assert "someone_elses_plot.png" in other
@@ -85,12 +98,54 @@ def test_explorer_payload_of_a_full_run(full_run):
     assert sp["n"] >= 60 and sp["tile"] == 48 and sp["sheets"][0]["url"].startswith("data:image/webp;base64,")
 
 
+class Parsed(HTMLParser):
+    """Elements, attributes, text and script contents of a page, as a browser's parser sees them."""
+
+    def __init__(self, html: str):
+        super().__init__(convert_charrefs=True)
+        self.tags, self.text, self.scripts, self._in = [], [], [], None
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        self._in = tag if tag in ("script", "style") else None
+        if tag == "script":
+            self.scripts.append((dict(attrs), ""))
+
+    def handle_endtag(self, tag):
+        self._in = None
+
+    def handle_data(self, data):
+        if self._in == "script":
+            attrs, text = self.scripts[-1]
+            self.scripts[-1] = (attrs, text + data)
+        elif self._in is None:
+            self.text.append(data)
+
+
+def assert_inert(html: str, *hostile: str) -> Parsed:
+    """No hostile string became markup: it is shown as text, and the only scripts are the report's."""
+    parsed = Parsed(html)
+    for raw in hostile:
+        assert raw not in html, raw
+        assert raw in "".join(parsed.text), raw
+    handlers = [(t, k) for t, attrs in parsed.tags for k in attrs if k.lower().startswith("on")]
+    assert handlers == []
+    assert [t for t, attrs in parsed.tags if t == "img" and attrs.get("src") == "x"] == []
+    # the embedded data, then the two inline scripts of the report
+    assert [a for a, _ in parsed.scripts] == [{"type": "application/json", "id": "morphospace-data"}, {}, {}]
+    return parsed
+
+
 def test_hostile_strings_are_escaped(full_run):
     _, html = full_run
-    for raw in (HOSTILE_ID, HOSTILE_LABEL, HOSTILE_FIGURE, "<img src=x", "<script>alert", "<b onmouseover"):
+    parsed = assert_inert(html, HOSTILE_ID, HOSTILE_LABEL)
+    for raw in (HOSTILE_FIGURE, "<img src=x", "<script>alert", "<b onmouseover"):
         assert raw not in html
-    assert "odd&lt;b onmouseover=alert(3)&gt;&quot;name&quot;.png" in html  # the file name, as text
-    assert "&lt;img src=x onerror=alert(1)&gt;" in html  # shown as text in the galleries
+    text = "".join(parsed.text)
+    assert f"{HOSTILE_FIGURE}.png" in text  # the file name, as text
+    assert str(escape(f"{HOSTILE_FIGURE}.png")) in html
+    assert HOSTILE_ID in text  # shown as text in the galleries
     block = re.search(r'id="morphospace-data">(.*?)</script>', html, re.S).group(1)
     assert "<" not in block and ">" not in block
     assert "\\u003cimg src=x onerror=alert(1)\\u003e" in block
@@ -98,16 +153,77 @@ def test_hostile_strings_are_escaped(full_run):
     assert data["explorer"]["ids"][0] == HOSTILE_ID
     morph = next(c for c in data["explorer"]["colourings"] if c["name"] == "morphology")
     assert HOSTILE_LABEL in morph["categories"]
-    # only the report's own scripts may run: the CSP lists one hash per inline script
-    csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html).group(1)
-    assert csp.count("&#x27;sha256-") == len(re.findall(r"<script>", html)) == 2
-    assert "default-src &#x27;none&#x27;" in csp and "connect-src &#x27;none&#x27;" in csp
+    # only the report's own scripts may run: the CSP lists the hash of each inline script
+    csp = next(a["content"] for t, a in parsed.tags if t == "meta" and a.get("http-equiv") == "Content-Security-Policy")
+    inline = [text for attrs, text in parsed.scripts if not attrs]
+    assert sorted(re.findall(r"'sha256-([^']+)'", csp)) == sorted(
+        base64.b64encode(hashlib.sha256(s.encode()).digest()).decode() for s in inline)
+    assert "default-src 'none'" in csp and "connect-src 'none'" in csp
+
+
+HOSTILE_COLUMN = "morph\"<script>alert(5)</script>&amp;'x"
+HOSTILE_VALUE = "it's \"spiral\" & <i>barred</i>"
+
+
+def test_hostile_column_names_values_and_meta_are_escaped(tmp_path):
+    """Label column names, label values, matrix row names, flag meanings, sources: all shown as text."""
+    run = make_fake_run(tmp_path / "run", n=40, size=32)
+    cat = run.read_catalogue()
+    cat["morphology"] = cat["morphology"].replace("spiral", HOSTILE_VALUE)
+    cat = cat.rename(columns={"morphology": HOSTILE_COLUMN})
+    cat.loc[2, "id"] = "line\u2028separator\u2029id"
+    write_table(run.catalogue, cat)
+    summary = json.loads(run.ingest_summary.read_text())
+    summary["flags"]["blank"]["meaning"] = "blank <u>&amp; 'empty'</u>"
+    summary["source"] = "/data/<survey> & \"friends\""
+    run.ingest_summary.write_text(json.dumps(summary))
+    for m in ("ari", "ami"):
+        mat = pd.read_csv(run.path / "comparisons" / f"{m}.csv").replace("morphology", HOSTILE_COLUMN)
+        mat.columns = [HOSTILE_COLUMN if c == "morphology" else c for c in mat.columns]
+        write_table(run.path / "comparisons" / f"{m}.csv", mat)
+    (run.path / "figures" / "ari_matrix.png").unlink(missing_ok=True)
+    cfg = apply_overrides(Config(), [f"data.truth_label={json.dumps(HOSTILE_COLUMN)}"])
+    html = build_report(run, cfg).read_text(encoding="utf-8")
+    parsed = assert_inert(html, HOSTILE_COLUMN, HOSTILE_VALUE, "blank <u>&amp; 'empty'</u>",
+                          "/data/<survey> & \"friends\"")
+    text = "".join(parsed.text)
+    assert f"Agreement with {HOSTILE_COLUMN}" in text  # the truth column, in a card title
+    assert f"the label bar shows {HOSTILE_COLUMN}" in text
+    block = parsed.scripts[0][1]
+    assert "</" not in block and "\u2028" not in block and "\u2029" not in block
+    data = payload(html)
+    assert data["explorer"]["ids"][2] == "line\u2028separator\u2029id"
+    assert HOSTILE_COLUMN in [c["name"] for c in data["explorer"]["colourings"]]
 
 
 def test_json_for_script_escapes_markup():
-    text = json_for_script({"a": "</script><b>&amp;\u2028"})
+    obj = {"a": "</script><b>&amp;\u2028\u2029<!--", "</script>": ["x"]}
+    text = json_for_script(obj)
     assert "<" not in text and ">" not in text and "&" not in text
-    assert json.loads(text) == {"a": "</script><b>&amp;\u2028"}
+    assert "\u2028" not in text and "\u2029" not in text
+    assert json.loads(text) == obj
+
+
+def test_templates_autoescape_and_the_page_inlines_every_explorer_part():
+    assert render_string("<p title='{{ v }}'>{{ v }}</p>", v="<b>\"'&") == (
+        "<p title='&lt;b&gt;&#34;&#39;&amp;'>&lt;b&gt;&#34;&#39;&amp;</p>")
+    script = explorer_script()
+    at = [script.index(asset(f"explorer/{name}").strip()) for name in EXPLORER_PARTS]
+    assert at == sorted(at)  # every part, in order, inside one closure
+    assert script.startswith("/*") and script.rstrip().endswith("})();")
+    assert "</script" not in script.lower()
+    # every template and asset is package data of the wheel
+    import tomllib
+    from fnmatch import fnmatch
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["morphospace"]
+    pkg = root / "src" / "morphospace"
+    files = [p.relative_to(pkg).as_posix() for d in ("report/templates", "report/assets") for p in (pkg / d).rglob("*")
+             if p.is_file()]
+    assert {"report/templates/page.html", "report/assets/explorer/render.js"} <= set(files)
+    assert [f for f in files if not any(fnmatch(f, g) and f.count("/") == g.count("/") for g in globs)] == []
 
 
 def test_minimal_grey_run_still_has_an_explorer(tmp_path):

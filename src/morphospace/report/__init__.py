@@ -17,6 +17,15 @@ CSV of ids. Thumbnails are packed in sprite sheets, inlined when small enough
 (``report.inline_limit_mb``), else written beside the page in
 ``RUN/report_files/``. Nothing on the page reaches the network.
 
+How it is built: :mod:`~morphospace.report.collect` reads the run,
+:mod:`~morphospace.report.sections` builds one section each from the Jinja2
+templates of ``report/templates`` (autoescaped: any id, label or file name is
+shown as text), :mod:`~morphospace.report.figures` and
+:mod:`~morphospace.report.grids` draw the figures, and
+:mod:`~morphospace.report.html` assembles the page with its stylesheet, its
+scripts (``report/assets``) and the explorer's data
+(:mod:`~morphospace.report.explorer`).
+
 Examples
 --------
 >>> from morphospace.config import Config
@@ -37,10 +46,10 @@ from ..errors import UserError
 from ..progress import Timer
 from ..run import RunDir, write_text
 from .collect import RunContents
+from .context import PREFIX, ReportContext, Section, SpriteBook
 from .explorer import choose_points, explorer_payload
-from .html import page, section
-from .sections import (PREFIX, ReportContext, SpriteBook, cluster_section, comparison_section, data_section,
-                       model_section, other_figures, strangest_section)
+from .html import page, render
+from .sections import BUILDERS, other_figures
 from .sprites import SpriteSheets, thumbnails
 
 __all__ = ["build_report"]
@@ -90,8 +99,8 @@ def build_report(run: RunDir | str | Path, cfg: Config | None = None) -> Path:
 
     with Timer("report: explorer data"):
         explorer = explorer_payload(contents, points, k=rc.neighbours, seed=rc.seed)
-    built = []
-    for builder in (data_section, model_section, cluster_section, comparison_section, strangest_section):
+    built: list[Section] = []
+    for builder in BUILDERS:
         with Timer(f"report: {builder.__name__.replace('_section', '')}"):
             out = builder(ctx)
         if out is not None:
@@ -117,8 +126,7 @@ def build_report(run: RunDir | str | Path, cfg: Config | None = None) -> Path:
                  sheets.nbytes / 1e6, asset_dir)
 
     _remove_stale_figures(run, ctx.made)
-    nav = [("explorer", "Explorer")] + [(_anchor(html_), label) for label, html_ in built]
-    body = explorer_section(explorer, contents) + "".join(h for _, h in built)
+    sections = [explorer_section(explorer)] + built
     data = {"explorer": explorer, "sprites": sheets.describe(urls)}
     summary = contents.summary or {}
     n_clusters = (sum(1 for k in contents.primary.clusters if k >= 0) if contents.primary else None)
@@ -129,16 +137,12 @@ def build_report(run: RunDir | str | Path, cfg: Config | None = None) -> Path:
         n_clusters and f"{n_clusters} clusters ({contents.primary.name})",
         time.strftime("%Y-%m-%d %H:%M"),
     ]))
-    text = page("Galaxy morphospace", subtitle, nav, body, data)
+    text = page("Galaxy morphospace", subtitle, [(s.anchor, s.label) for s in sections], [s.html for s in sections],
+                data)
     write_text(run.report, text)
     log.info("report: %s (%.1f MB) in %.1f s", run.report, len(text.encode("utf-8")) / 1e6,
              time.perf_counter() - t0)
     return run.report
-
-
-def _anchor(section_html: str) -> str:
-    start = section_html.index('id="') + 4
-    return section_html[start:section_html.index('"', start)]
 
 
 def _remove_stale_figures(run: RunDir, made: set[str]) -> None:
@@ -148,57 +152,17 @@ def _remove_stale_figures(run: RunDir, made: set[str]) -> None:
             p.unlink(missing_ok=True)
 
 
-def explorer_section(explorer: dict, contents: RunContents) -> str:
-    """The explorer's markup; ``explorer.js`` fills it from the embedded data."""
-    n, total = explorer["n"], explorer["nTotal"]
-    subset = (f" A random {n:,} of the {total:,} galaxies are shown (report.max_points)." if n < total else "")
-    lead = ("Every galaxy of the run on a 2-D map of its latent space. Hover a point to see the galaxy, click it for "
-            "<b>more like this</b> (its nearest neighbours in the latent space), drag with <b>Box</b> or <b>Lasso</b> "
-            "to select galaxies and download their ids. Scroll to zoom, drag to pan, double-click to reset."
-            + subset)
-    markup = """
-<div class="explorer" id="explorer-root">
-  <div class="ex-toolbar">
-    <label>map <select id="ex-map"></select></label>
-    <label>colour <select id="ex-colour"></select></label>
-    <div class="ex-modes" role="group" aria-label="drag mode">
-      <button type="button" data-mode="pan" class="on" title="drag to pan (P)">Pan</button>
-      <button type="button" data-mode="box" title="drag a box to select (B, or shift-drag)">Box</button>
-      <button type="button" data-mode="lasso" title="draw around galaxies to select (L)">Lasso</button>
-    </div>
-    <span class="ex-status" id="ex-status"></span>
-  </div>
-  <div class="ex-body">
-    <div class="ex-stage" id="ex-stage">
-      <canvas id="ex-gl"></canvas>
-      <canvas id="ex-overlay"></canvas>
-      <div class="ex-tooltip" id="ex-tooltip" hidden>
-        <div class="thumb big"><span class="img"></span></div>
-        <div class="tt-body"><div class="tt-id"></div><dl class="tt-rows"></dl></div>
-      </div>
-      <div class="ex-notice" id="ex-notice" hidden></div>
-    </div>
-    <aside class="ex-side">
-      <div class="ex-panel">
-        <h4 id="ex-legend-title">legend</h4>
-        <div id="ex-legend" class="ex-legend"></div>
-      </div>
-      <div class="ex-panel" id="ex-neighbours">
-        <h4>more like this</h4>
-        <p class="ex-muted" id="ex-nn-text">Click a galaxy on the map.</p>
-        <div class="ex-focus" id="ex-focus"></div>
-        <div class="ex-nn" id="ex-nn"></div>
-      </div>
-      <div class="ex-panel" id="ex-selection">
-        <h4>selection</h4>
-        <p class="ex-muted" id="ex-sel-text">Nothing selected. Use Box or Lasso, or click a legend entry.</p>
-        <div class="ex-row">
-          <button type="button" id="ex-download" disabled>Download CSV</button>
-          <button type="button" id="ex-clear" disabled>Clear</button>
-        </div>
-      </div>
-    </aside>
-  </div>
-</div>
-"""
-    return section("explorer", "Explorer", lead, markup, cls="dark-section")
+def explorer_section(explorer: dict) -> Section:
+    """The explorer's markup (``templates/explorer.html``); the explorer's script fills it from the embedded data.
+
+    Parameters
+    ----------
+    explorer : dict
+        The explorer's data (:func:`~morphospace.report.explorer.explorer_payload`):
+        ``n`` points shown of ``nTotal`` galaxies.
+
+    Returns
+    -------
+    Section
+    """
+    return Section("explorer", "Explorer", render("explorer.html", n=explorer["n"], total=explorer["nTotal"]))

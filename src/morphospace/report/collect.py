@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -22,28 +21,12 @@ import pandas as pd
 from ..analysis.labels import label_columns, labels_in_cube_order, truth_column  # one definition of "a label"
 from ..errors import UserError
 from ..run import RunDir, in_cube_order
+from .clusterings import Clustering, aligned_clustering, primary_clustering
 
 log = logging.getLogger("morphospace")
 
-MISSING = -2  # code of a galaxy a clustering does not cover (-1 is noise)
 # representation preference for "the" latent space: the VaDE's own, then CNN features, then pixels
 EMBEDDING_PREFERENCE = ("form", "vade", "features", "pixels_pca")
-
-
-@dataclass
-class Clustering:
-    """One clustering aligned to the cube order."""
-
-    name: str
-    labels: np.ndarray  # int64, -1 noise, MISSING where the clustering has no row
-    probs: np.ndarray | None  # N x K (columns prob_0..prob_K-1) or None
-    meta: dict
-
-    @property
-    def clusters(self) -> list[int]:
-        """Cluster labels in order, noise (-1) last when present."""
-        present = sorted(int(v) for v in np.unique(self.labels) if v >= 0)
-        return present + ([-1] if (self.labels == -1).any() else [])
 
 
 def _read_json(path: Path) -> Any:
@@ -72,6 +55,7 @@ class RunContents:
     # catalogue and cube ---------------------------------------------------------------
     @cached_property
     def catalogue(self) -> pd.DataFrame | None:
+        """The run's catalogue (ids as text), or None before ingest."""
         if not self.run.catalogue.exists():
             return None
         cat = pd.read_parquet(self.run.catalogue)
@@ -80,6 +64,7 @@ class RunContents:
 
     @cached_property
     def summary(self) -> dict | None:
+        """``ingest_summary.json`` (counts, flags, layout), or None when absent or unreadable."""
         if not self.run.ingest_summary.exists():
             return None
         data = _read_json(self.run.ingest_summary)
@@ -87,6 +72,7 @@ class RunContents:
 
     @cached_property
     def cube(self) -> np.ndarray | None:
+        """The cube, memory-mapped, as N x C x H x W (a 3-D cube gets C = 1), or None before ingest."""
         if not self.run.cube.exists():
             return None
         cube = np.load(self.run.cube, mmap_mode="r")
@@ -111,10 +97,12 @@ class RunContents:
 
     @cached_property
     def ids(self) -> np.ndarray:
+        """Galaxy ids in cube order (text)."""
         return self.inside["id"].astype(str).to_numpy()
 
     @property
     def n(self) -> int:
+        """Number of galaxies in the cube."""
         return len(self.ids)
 
     @cached_property
@@ -123,7 +111,19 @@ class RunContents:
         return s[~s.index.duplicated()]
 
     def rows_of(self, ids: Any) -> np.ndarray:
-        """Cube rows of ``ids`` (-1 where an id is not in the cube)."""
+        """Cube rows of galaxy ids.
+
+        Parameters
+        ----------
+        ids : array-like
+            Galaxy ids (compared as text).
+
+        Returns
+        -------
+        ndarray of int64
+            The cube row of each id (its first, for a repeated id); -1 where
+            an id is not in the cube.
+        """
         idx = pd.Index(np.asarray(ids).astype(str))
         return self._row_of_id.reindex(idx).fillna(-1).to_numpy(dtype=np.int64)
 
@@ -142,6 +142,7 @@ class RunContents:
 
     @cached_property
     def truth(self) -> str | None:
+        """The truth label column (``data.truth_label``, else the best guess), or None."""
         cols = self.label_columns
         if not cols:
             return None
@@ -152,11 +153,23 @@ class RunContents:
         return t if t in self.catalogue.columns else None
 
     def labels(self, column: str) -> np.ndarray:
-        """A catalogue column in cube order as an object array (missing -> None)."""
+        """A catalogue column in cube order.
+
+        Parameters
+        ----------
+        column : str
+            A column of the catalogue.
+
+        Returns
+        -------
+        ndarray of object
+            One value per cube row; missing values are None.
+        """
         return labels_in_cube_order(self.run, column, self.catalogue)
 
     @cached_property
     def flag_columns(self) -> list[str]:
+        """The catalogue's ``flag_<reason>`` columns."""
         cat = self.catalogue
         return [] if cat is None else [c for c in cat.columns if c.startswith("flag_")]
 
@@ -182,6 +195,18 @@ class RunContents:
         return self.embeddings[0] if self.embeddings else None
 
     def embedding(self, name: str) -> np.ndarray:
+        """An embedding of the run, read into memory.
+
+        Parameters
+        ----------
+        name : str
+            One of :attr:`embeddings`.
+
+        Returns
+        -------
+        ndarray of float32
+            One row per cube row.
+        """
         return np.asarray(np.load(self.run.embedding_path(name), mmap_mode="r"), dtype=np.float32)
 
     @cached_property
@@ -204,6 +229,7 @@ class RunContents:
     # clusterings ----------------------------------------------------------------------
     @cached_property
     def clusterings(self) -> list[Clustering]:
+        """Every readable clustering of the run, aligned to the cube (unreadable ones skipped, logged)."""
         out = []
         for name in self.run.clusterings():
             try:
@@ -213,59 +239,15 @@ class RunContents:
                 continue
             if "id" not in table.columns or "label" not in table.columns:
                 continue
-            rows = self.rows_of(table["id"])
-            ok = rows >= 0
-            labels = np.full(self.n, MISSING, dtype=np.int64)
-            labels[rows[ok]] = pd.to_numeric(table["label"], errors="coerce").fillna(MISSING).to_numpy(np.int64)[ok]
-            pcols = sorted((c for c in table.columns if re.fullmatch(r"prob_\d+", c)), key=lambda c: int(c[5:]))
-            probs = None
-            if pcols:
-                probs = np.full((self.n, len(pcols)), np.nan, dtype=np.float32)
-                probs[rows[ok]] = table[pcols].to_numpy(np.float32)[ok]
             meta_path = self.run.clustering_path(name).with_suffix(".json")
             meta = _read_json(meta_path) if meta_path.exists() else None
-            out.append(Clustering(name, labels, probs, meta if isinstance(meta, dict) else {}))
+            out.append(aligned_clustering(name, table, self.rows_of(table["id"]), self.n, meta))
         return out
 
     @cached_property
     def primary(self) -> Clustering | None:
-        """The clustering the report is about: ``vade``, else the selected k-means."""
-        by_name = {c.name: c for c in self.clusterings}
-        if "vade" in by_name:
-            return by_name["vade"]
-        if not by_name:
-            return None
-
-        def rep_rank(c: Clustering) -> int:
-            rep = c.meta.get("representation") or c.name.split("_", 1)[-1]
-            order = ("features", "vade", "pixels_pca")
-            return order.index(rep) if rep in order else len(order)
-
-        kmeans = [c for c in self.clusterings if c.name.startswith("kmeans")]
-        chosen = [c for c in kmeans if c.meta.get("best_k") is not None and c.meta.get("k") == c.meta.get("best_k")]
-        if not chosen:
-            chosen = self._kmeans_by_silhouette(kmeans)
-        if chosen:
-            return sorted(chosen, key=lambda c: (rep_rank(c), c.name))[0]
-        for prefix in ("gmm", "kmeans", "hdbscan", "dbscan"):
-            picks = [c for c in self.clusterings if c.name.startswith(prefix)]
-            if picks:
-                return sorted(picks, key=lambda c: (rep_rank(c), c.name))[0]
-        return self.clusterings[0]
-
-    def _kmeans_by_silhouette(self, kmeans: list[Clustering]) -> list[Clustering]:
-        """K-means clusterings whose k is the silhouette-best of ``comparisons/k_selection_<rep>.csv``."""
-        out = []
-        for path in sorted((self.path / "comparisons").glob("k_selection_*.csv")):
-            rep = path.stem[len("k_selection_"):]
-            try:
-                table = pd.read_csv(path)
-                rows = table[table.get("method", "kmeans") == "kmeans"]
-                best = int(rows.loc[rows["silhouette"].idxmax(), "k"])
-            except Exception:
-                continue
-            out += [c for c in kmeans if c.name == f"kmeans{best}_{rep}"]
-        return out
+        """The clustering the report is about (:func:`~morphospace.report.clusterings.primary_clustering`)."""
+        return primary_clustering(self.clusterings, self.path / "comparisons")
 
     # per-galaxy scores ----------------------------------------------------------------
     @cached_property
@@ -301,15 +283,38 @@ class RunContents:
 
     # files ----------------------------------------------------------------------------
     def figures(self) -> list[Path]:
+        """Every PNG of ``RUN/figures/``, sorted by name.
+
+        Returns
+        -------
+        list of Path
+        """
         d = self.path / "figures"
         return sorted(d.glob("*.png")) if d.is_dir() else []
 
     def comparison(self, name: str) -> Path | None:
+        """A file of ``RUN/comparisons/``, if it exists.
+
+        Parameters
+        ----------
+        name : str
+            Its file name (e.g. ``"ari.csv"``).
+
+        Returns
+        -------
+        Path or None
+        """
         p = self.path / "comparisons" / name
         return p if p.exists() else None
 
     def metrics_files(self) -> dict[str, list[Path]]:
-        """Lightning CSV logs per model: ``models/<model>/logs/**/metrics.csv``, newest version per run name."""
+        """Lightning CSV logs per model: ``models/<model>/logs/**/metrics.csv``, newest version per run name.
+
+        Returns
+        -------
+        dict of str to list of Path
+            Model name -> its logs (models without logs are left out).
+        """
         out: dict[str, list[Path]] = {}
         models = self.path / "models"
         if not models.is_dir():

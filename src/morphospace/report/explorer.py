@@ -29,8 +29,9 @@ from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 
 from ..progress import Timer
-from .collect import MISSING, Clustering, RunContents
-from .figures import GREY, colormap_lut, colour
+from .clusterings import MISSING, Clustering
+from .collect import RunContents
+from .style import GREY, colormap_lut, colour
 
 log = logging.getLogger("morphospace")
 
@@ -38,12 +39,37 @@ MAX_TOOLTIP_COLUMNS = 14
 
 
 def b64(array: np.ndarray, dtype: str) -> str:
-    """Base64 of ``array`` as little-endian ``dtype`` (the bytes of a JS typed array)."""
+    """Base64 of an array as little-endian ``dtype``: the bytes of a JavaScript typed array.
+
+    Parameters
+    ----------
+    array : ndarray
+    dtype : str
+        E.g. ``"float32"``, ``"int16"``.
+
+    Returns
+    -------
+    str
+    """
     return base64.b64encode(np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("<")).tobytes()).decode("ascii")
 
 
 def choose_points(n: int, max_points: int, seed: int = 0) -> np.ndarray:
-    """Cube rows shown on the map: all of them, or a sorted random ``max_points``."""
+    """Cube rows shown on the map: all of them, or a sorted random ``max_points``.
+
+    Parameters
+    ----------
+    n : int
+        Galaxies in the cube.
+    max_points : int
+        The most shown (``report.max_points``; 0 or less: no limit).
+    seed : int
+
+    Returns
+    -------
+    ndarray of int
+        Sorted cube rows.
+    """
     if max_points <= 0 or n <= max_points:
         return np.arange(n)
     rng = np.random.default_rng(seed)
@@ -51,7 +77,17 @@ def choose_points(n: int, max_points: int, seed: int = 0) -> np.ndarray:
 
 
 def normalise_xy(xy: np.ndarray) -> np.ndarray:
-    """Centre a 2-D map and scale it uniformly (aspect kept) into [-1, 1]."""
+    """Centre a 2-D map and scale it uniformly (aspect kept) into [-1, 1].
+
+    Parameters
+    ----------
+    xy : ndarray, shape (n, 2)
+
+    Returns
+    -------
+    ndarray of float32, shape (n, 2)
+        The longer side spans [-1, 1].
+    """
     xy = np.asarray(xy, dtype=np.float64)
     lo, hi = xy.min(axis=0), xy.max(axis=0)
     half = float(np.max(hi - lo)) / 2 or 1.0
@@ -59,7 +95,24 @@ def normalise_xy(xy: np.ndarray) -> np.ndarray:
 
 
 def pixel_features(cube: np.ndarray, rows: np.ndarray, side: int = 16, chunk: int = 1024) -> np.ndarray:
-    """Block-averaged ``side`` x ``side`` copies of cube rows, flattened (a cheap image space)."""
+    """Block-averaged ``side`` x ``side`` copies of cube rows, flattened: a cheap image space.
+
+    Parameters
+    ----------
+    cube : ndarray, shape (N, C, H, W)
+        The (memory-mapped) cube, read front to back in chunks.
+    rows : array-like of int
+        The rows wanted.
+    side : int
+        Side of the block-averaged images.
+    chunk : int
+        Rows read at a time.
+
+    Returns
+    -------
+    ndarray of float32, shape (len(rows), C * side * side)
+        NaN pixels as 0.
+    """
     rows = np.asarray(rows, dtype=np.int64)
     n, c, h, w = cube.shape
     fy, fx = max(1, h // side), max(1, w // side)
@@ -75,7 +128,23 @@ def pixel_features(cube: np.ndarray, rows: np.ndarray, side: int = 16, chunk: in
 
 
 def latent_space(contents: RunContents, points: np.ndarray, seed: int = 0) -> tuple[str, np.ndarray]:
-    """(description, rows) of the space the neighbours are found in."""
+    """The space the neighbours are found in: the run's preferred embedding, else a PCA of the pixels.
+
+    Parameters
+    ----------
+    contents : RunContents
+    points : ndarray of int
+        The cube rows on the map.
+    seed : int
+        The PCA's random state.
+
+    Returns
+    -------
+    description : str
+        The embedding's name, or ``"pixels (PCA of 16 px images)"``.
+    rows : ndarray of float32
+        One row per point.
+    """
     name = contents.neighbour_embedding
     if name is not None:
         return name, contents.embedding(name)[points]
@@ -85,10 +154,19 @@ def latent_space(contents: RunContents, points: np.ndarray, seed: int = 0) -> tu
 
 
 def nearest_neighbours(X: np.ndarray, k: int = 8) -> np.ndarray:
-    """N x k indices of each row's nearest other rows (Euclidean), nearest first.
+    """Indices of each row's nearest other rows (Euclidean), nearest first.
 
-    A row is never its own neighbour, even when exact duplicates tie with it.
-    With fewer than k + 1 rows the missing neighbours are -1.
+    Parameters
+    ----------
+    X : ndarray, shape (n, d)
+    k : int
+        Neighbours per row.
+
+    Returns
+    -------
+    ndarray of int32, shape (n, k)
+        A row is never its own neighbour, even when exact duplicates tie with
+        it. With fewer than k + 1 rows the missing neighbours are -1.
     """
     n = len(X)
     kk = min(k + 1, n)
@@ -133,6 +211,21 @@ def _natural_order(values) -> list:
 
 
 def clustering_colouring(c: Clustering, points: np.ndarray) -> dict:
+    """The explorer's colouring by a clustering: clusters in order, noise grey, uncovered galaxies apart.
+
+    Parameters
+    ----------
+    c : Clustering
+    points : ndarray of int
+        The cube rows on the map.
+
+    Returns
+    -------
+    dict
+        ``name``, ``kind`` (``"clustering"``), ``type`` (``"categorical"``),
+        ``categories``, ``colours``, ``counts`` and ``codes`` (base64 int16,
+        one per point).
+    """
     labels = c.labels[points]
     clusters = [k for k in c.clusters]
     names = {k: ("noise" if k < 0 else str(k)) for k in clusters}
@@ -143,6 +236,23 @@ def clustering_colouring(c: Clustering, points: np.ndarray) -> dict:
 
 
 def anomaly_colouring(what: str, score: np.ndarray, points: np.ndarray) -> dict:
+    """The explorer's colouring by the anomaly score (magma, from its 1st to its 99th percentile).
+
+    Parameters
+    ----------
+    what : str
+        What the score is.
+    score : ndarray
+        One score per cube row (NaN: none).
+    points : ndarray of int
+        The cube rows on the map.
+
+    Returns
+    -------
+    dict
+        ``name``, ``kind`` (``"score"``), ``type`` (``"continuous"``),
+        ``values`` (base64 float32), ``lo``, ``hi`` and ``lut`` (RGB triplets).
+    """
     s = score[points].astype(np.float32)
     finite = s[np.isfinite(s)]
     lo, hi = (np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0))
@@ -151,7 +261,20 @@ def anomaly_colouring(what: str, score: np.ndarray, points: np.ndarray) -> dict:
 
 
 def encode_column(values: pd.Series) -> dict:
-    """A tooltip column: floats as float32, everything else as (dictionary-coded) text."""
+    """A tooltip column, encoded compactly for the page.
+
+    Parameters
+    ----------
+    values : Series
+
+    Returns
+    -------
+    dict
+        Floats as ``{"type": "num", "values": base64 float32}``; text with few
+        distinct values as ``{"type": "cat", "categories", "codes"}`` (-1:
+        missing); other text as ``{"type": "str", "prefix", "values"}``, the
+        folder every value shares written once.
+    """
     if pd.api.types.is_float_dtype(values):
         return {"type": "num", "values": b64(values.to_numpy(dtype=np.float32, na_value=np.nan), "float32")}
     text = [None if (v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA) else str(v)
@@ -170,7 +293,21 @@ def encode_column(values: pd.Series) -> dict:
 
 
 def tooltip_columns(contents: RunContents, points: np.ndarray) -> list[dict]:
-    """Catalogue columns shown on hover (bookkeeping and flags folded into one line)."""
+    """Catalogue columns shown on hover: the raised flags as one line, the labels, then the rest.
+
+    Parameters
+    ----------
+    contents : RunContents
+    points : ndarray of int
+        The cube rows on the map.
+
+    Returns
+    -------
+    list of dict
+        ``{"name": column, **encode_column(...)}``, at most
+        :data:`MAX_TOOLTIP_COLUMNS` catalogue columns (``id`` and
+        ``cube_index`` left out).
+    """
     inside = contents.inside.iloc[points].reset_index(drop=True)
     skip = {"id", "cube_index"}
     cols = [c for c in inside.columns if c not in skip and not str(c).startswith("flag_")]
@@ -191,7 +328,25 @@ def tooltip_columns(contents: RunContents, points: np.ndarray) -> list[dict]:
 
 
 def explorer_payload(contents: RunContents, points: np.ndarray, k: int = 8, seed: int = 0) -> dict[str, Any]:
-    """Everything the explorer script reads (see the module docstring)."""
+    """Everything the explorer's script reads (see the module docstring).
+
+    Parameters
+    ----------
+    contents : RunContents
+    points : ndarray of int
+        The cube rows on the map (:func:`choose_points`).
+    k : int
+        Neighbours per galaxy.
+    seed : int
+        Random state of any PCA computed here.
+
+    Returns
+    -------
+    dict
+        ``n``, ``nTotal``, ``ids``, ``maps``, ``colourings``, ``primary``,
+        ``neighbours`` (``k``, ``space``, ``idx``: base64 int32, n x k) and
+        ``columns``.
+    """
     n = len(points)
     with Timer(f"explorer: neighbours of {n} galaxies"):
         space, X = latent_space(contents, points, seed)

@@ -1,37 +1,121 @@
-"""HTML building blocks of the report: escaping, embedded data, figures, tables, the page.
+"""The report's HTML: Jinja2 templates, embedded data and scripts, and the views the templates draw.
 
-Everything that comes from the user's data (ids, file names, label values,
-column names) goes through :func:`esc` (``html.escape``, quotes included) or
-:func:`json_script`, which escapes ``<``, ``>`` and ``&`` inside the JSON so a
-string can never close the ``<script>`` element that holds it. The page
-carries a Content-Security-Policy that allows only its own inline scripts (by
-hash), inline styles and images from ``data:`` URIs or files beside the page:
-even a bug in the escaping could not run a script or reach the network.
+The page is rendered from the templates of ``morphospace/report/templates``
+(package data) by a Jinja2 environment with autoescaping on: everything that
+comes from the user's data (ids, file names, label values, column names,
+cluster names) is HTML-escaped, quotes included, wherever a template prints it.
+Data embedded as JSON in ``<script type="application/json">`` goes through
+:func:`json_for_script`, which writes ``<``, ``>``, ``&``, U+2028 and U+2029 as
+``\\uXXXX`` escapes, so a string can never close the ``<script>`` element that
+holds it (not even ``</script>``). The page carries a Content-Security-Policy
+that allows only its own inline scripts (by hash), inline styles and images
+from ``data:`` URIs or files beside the page: even a bug in the escaping could
+not run a script or reach the network.
+
+The templates draw plain data: the views of :mod:`morphospace.report.views`
+(figures, tables, thumbnails) and strings. The explorer's script is split by concept into ``assets/explorer/*.js``
+(:data:`EXPLORER_PARTS`), inlined in order into one closure: one ``<script>``,
+one hash.
+
+Examples
+--------
+>>> json_for_script({"id": "</script><b>"})
+'{"id":"\\\\u003c/script\\\\u003e\\\\u003cb\\\\u003e"}'
+>>> render_string("<p>{{ gid }}</p>", gid="<img src=x>")
+Markup('<p>&lt;img src=x&gt;</p>')
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import html
 import json
+from functools import lru_cache
 from importlib import resources
-from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
-import pandas as pd
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
-from .figures import GREY, colour
+
+__all__ = ["EXPLORER_PARTS", "environment", "render", "render_string", "json_for_script", "asset",
+           "explorer_script", "data_uri", "page"]
+
+# the explorer's script, by concept, in the order it is inlined (one closure: later parts use earlier ones)
+EXPLORER_PARTS = ("data.js", "render.js", "panels.js", "interaction.js")
+SCRIPTS = ("report.js", "explorer")  # "explorer": the parts above, as one script
 
 
-def esc(value: Any) -> str:
-    """HTML-escape any value (as text), quotes included."""
-    return html.escape(str(value), quote=True)
+@lru_cache(maxsize=1)
+def environment() -> Environment:
+    """The Jinja2 environment of the report's templates.
+
+    Returns
+    -------
+    jinja2.Environment
+        Templates loaded from the package (``morphospace.report/templates``),
+        autoescaped (``.html`` templates and strings), strict about undefined
+        names, with the filter ``thousands`` (``12345`` -> ``12,345``).
+    """
+    env = Environment(loader=PackageLoader("morphospace.report", "templates"),
+                      autoescape=select_autoescape(("html",), default_for_string=True, default=True),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["thousands"] = lambda v: f"{int(v):,}"
+    return env
+
+
+def render(template: str, **context: Any) -> Markup:
+    """Render a template of the report.
+
+    Parameters
+    ----------
+    template : str
+        A file name under ``templates/`` (e.g. ``"data.html"``).
+    **context
+        The template's variables.
+
+    Returns
+    -------
+    markupsafe.Markup
+        The HTML, marked safe so another template includes it as it is.
+    """
+    return Markup(environment().get_template(template).render(**context))
+
+
+def render_string(source: str, **context: Any) -> Markup:
+    """Render a template given as a string, in the report's (autoescaping) environment.
+
+    Parameters
+    ----------
+    source : str
+        Jinja2 template text.
+    **context
+        The template's variables.
+
+    Returns
+    -------
+    markupsafe.Markup
+    """
+    return Markup(environment().from_string(source).render(**context))
 
 
 def json_for_script(obj: Any) -> str:
-    """JSON safe inside ``<script type="application/json">``: ``<``, ``>``, ``&`` as ``\\u00xx``."""
+    """JSON that is safe inside ``<script type="application/json">``.
+
+    Parameters
+    ----------
+    obj : object
+        JSON-serialisable data; numpy scalars and arrays are converted, NaN
+        is refused.
+
+    Returns
+    -------
+    str
+        Compact JSON with ``<``, ``>``, ``&``, U+2028 and U+2029 written as
+        ``\\uXXXX`` escapes: ``JSON.parse`` reads the same data, and no
+        ``</script>`` (nor ``<!--``) can appear in the text.
+    """
     text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_default)
     return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
@@ -45,110 +129,56 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def json_script(element_id: str, obj: Any) -> str:
-    return f'<script type="application/json" id="{esc(element_id)}">{json_for_script(obj)}</script>'
-
-
 def asset(name: str) -> str:
-    """Text of a file of ``morphospace/report/assets``."""
-    return resources.files("morphospace.report").joinpath("assets", name).read_text(encoding="utf-8")
+    """Text of a file of ``morphospace/report/assets`` (e.g. ``"report.css"``, ``"explorer/data.js"``).
+
+    Parameters
+    ----------
+    name : str
+        The file's path under ``assets/``.
+
+    Returns
+    -------
+    str
+    """
+    return resources.files("morphospace.report").joinpath("assets", *name.split("/")).read_text(encoding="utf-8")
+
+
+def explorer_script() -> str:
+    """The explorer's script: :data:`EXPLORER_PARTS` inlined in order into one strict-mode closure.
+
+    Returns
+    -------
+    str
+        JavaScript. The parts share the closure's scope (its variables and
+        functions), and nothing but ``window.morphospaceExplorer`` leaks out.
+    """
+    parts = "\n".join(asset(f"explorer/{name}").rstrip() for name in EXPLORER_PARTS)
+    return ("/* morphospace explorer: assets/explorer/" + ", ".join(EXPLORER_PARTS) + " in one closure */\n"
+            "(function () {\n  'use strict';\n" + parts + "\n})();\n")
+
+
+def _script(name: str) -> str:
+    text = explorer_script() if name == "explorer" else asset(name)
+    if "</script" in text.lower() or "<!--" in text:
+        raise ValueError(f"the script {name} cannot be inlined: it holds '</script' or '<!--'")
+    return text
 
 
 def data_uri(data: bytes, mime: str) -> str:
+    """A ``data:`` URI of bytes (base64).
+
+    Parameters
+    ----------
+    data : bytes
+    mime : str
+        Its media type, e.g. ``"image/png"``.
+
+    Returns
+    -------
+    str
+    """
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-
-
-def png_uri(path: Path) -> str:
-    return data_uri(Path(path).read_bytes(), "image/png")
-
-
-# --- blocks ----------------------------------------------------------------------------------
-
-def figure(path: Path, caption: str = "", alt: str = "", wide: bool = False) -> str:
-    """A PNG figure inlined as a data URI, with its file name (where it is saved) in the caption."""
-    name = Path(path).name
-    cap = f"{esc(caption)} " if caption else ""
-    return (f'<figure class="fig{" wide" if wide else ""}"><img src="{png_uri(path)}" alt="{esc(alt or caption or name)}">'
-            f'<figcaption>{cap}<span class="file">figures/{esc(name)}</span>'
-            f"</figcaption></figure>")
-
-
-def stat(label: str, value: Any, hint: str = "") -> str:
-    h = f'<div class="stat-hint">{esc(hint)}</div>' if hint else ""
-    return f'<div class="stat"><div class="stat-value">{esc(value)}</div><div class="stat-label">{esc(label)}</div>{h}</div>'
-
-
-def thumb(sprite: int, point: int, gid: str, caption: str = "", extra: str = "", size: str = "") -> str:
-    """A thumbnail drawn from the sprite sheets by ``report.js`` (sprite index in data-s)."""
-    cap = f'<span class="cap">{esc(caption)}</span>' if caption else ""
-    cls = f"thumb {size}".strip()
-    return (f'<button type="button" class="{cls}" data-s="{int(sprite)}" data-p="{int(point)}" '
-            f'title="{esc(gid)}"><span class="img" aria-hidden="true"></span>'
-            f'<span class="gid">{esc(gid)}</span>{cap}{extra}</button>')
-
-
-def image_thumb(uri: str | None, gid: str, caption: str = "") -> str:
-    """A thumbnail from its own small data URI (galaxies that are not in the cube)."""
-    cap = f'<span class="cap">{esc(caption)}</span>' if caption else ""
-    img = (f'<img src="{uri}" alt="" class="img">' if uri
-           else '<span class="img missing">no image</span>')
-    return f'<div class="thumb static" title="{esc(gid)}">{img}<span class="gid">{esc(gid)}</span>{cap}</div>'
-
-
-def table(frame: pd.DataFrame, heat: bool = False, digits: int = 3, cls: str = "",
-          heat_range: tuple[float, float] | None = None, row_header: bool = True) -> str:
-    """A plain HTML table of a DataFrame (first column as row headers); ``heat`` shades numeric cells."""
-    cols = list(frame.columns)
-    numeric = frame.select_dtypes("number")
-    lo, hi = heat_range if heat_range else (
-        (float(np.nanmin(numeric.to_numpy())), float(np.nanmax(numeric.to_numpy())))
-        if heat and numeric.size and np.isfinite(numeric.to_numpy(dtype=float)).any() else (0.0, 1.0))
-    head = "".join(f"<th>{esc(c)}</th>" for c in cols)
-    body = []
-    for row in frame.itertuples(index=False):
-        cells = []
-        for j, v in enumerate(row):
-            tag = "th" if (j == 0 and row_header) else "td"
-            if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
-                fv = float(v)
-                if not np.isfinite(fv):
-                    cells.append(f'<{tag} class="num na">&ndash;</{tag}>')
-                    continue
-                whole = fv == 0 or (fv.is_integer() and abs(fv) >= 1)
-                text = f"{int(fv)}" if whole else f"{fv:.{digits}f}"
-                style, cls_ = "", "num"
-                if heat and tag == "td":
-                    t = 0.0 if hi <= lo else min(1.0, max(0.0, (fv - lo) / (hi - lo)))
-                    style = f' style="--h:{t:.3f}"'
-                    cls_ += " heat hi" if t > 0.55 else " heat"  # white ink on the darker cells
-                cells.append(f'<{tag} class="{cls_}"{style}>{esc(text)}</{tag}>')
-            else:
-                cells.append(f"<{tag}>{esc('' if v is None or (isinstance(v, float) and np.isnan(v)) else v)}</{tag}>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return (f'<div class="table-wrap"><table class="{esc(cls)}"><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table></div>')
-
-
-def mix_bar(counts: Sequence[tuple[str, int, str]]) -> str:
-    """A stacked bar of label fractions (label, count, colour), with a legend under it."""
-    total = sum(c for _, c, _ in counts) or 1
-    segs, legend = [], []
-    for label, count, col in counts:
-        if count <= 0:
-            continue
-        pct = 100.0 * count / total
-        tip = f"{label}: {count} ({pct:.0f}%)"
-        segs.append(f'<span class="seg" style="width:{pct:.2f}%;background:{col}" title="{esc(tip)}"></span>')
-        legend.append(f'<span class="key"><i style="background:{col}"></i>{esc(label)} '
-                      f'<b>{pct:.0f}%</b></span>')
-    return f'<div class="mix"><div class="mixbar">{"".join(segs)}</div><div class="mixkeys">{"".join(legend)}</div></div>'
-
-
-def category_colours(categories: Iterable[Any]) -> dict[str, str]:
-    out = {}
-    for k, c in enumerate(categories):
-        out[str(c)] = GREY if str(c) == "(missing)" else colour(k)
-    return out
 
 
 # --- the page --------------------------------------------------------------------------------
@@ -157,53 +187,38 @@ def _sha256(text: str) -> str:
     return base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
 
 
-def page(title: str, subtitle: str, nav: list[tuple[str, str]], body: str, data: dict,
-         scripts: Sequence[str] = ("report.js", "explorer.js")) -> str:
-    """The whole document: head (CSS, CSP), sticky nav, sections, embedded data and scripts."""
-    css = asset("report.css")
-    js = [asset(name) for name in scripts]
+def page(title: str, subtitle: str, nav: list[tuple[str, str]], body: Sequence[str], data: dict,
+         scripts: Sequence[str] = SCRIPTS) -> str:
+    """The whole document: head (CSS, CSP), sticky nav, sections, embedded data and scripts.
+
+    Parameters
+    ----------
+    title, subtitle : str
+        The page's heading and the line under it.
+    nav : list of (str, str)
+        ``(anchor, label)`` of each section, in order.
+    body : sequence of markupsafe.Markup
+        The sections' HTML (:func:`render` output), in order; plain strings
+        would be escaped, as text.
+    data : dict
+        Embedded as JSON (``<script type="application/json"
+        id="morphospace-data">``), read by the scripts.
+    scripts : sequence of str
+        Inline scripts, in order: asset names, ``"explorer"`` for
+        :func:`explorer_script`.
+
+    Returns
+    -------
+    str
+        A self-contained HTML document: nothing in it reaches the network.
+    """
+    js = [_script(name) for name in scripts]
     csp = ("default-src 'none'; img-src data: blob: file: 'self'; style-src 'unsafe-inline'; "
            "script-src " + " ".join(f"'sha256-{_sha256(s)}'" for s in js) + "; "
            "connect-src 'none'; font-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'")
-    links = "".join(f'<a href="#{esc(anchor)}">{esc(label)}</a>' for anchor, label in nav)
-    scripts_html = "".join(f"<script>{s}</script>" for s in js)
-    return f"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{esc(csp)}">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
-<title>{esc(title)}</title>
-<style>{css}</style>
-</head>
-<body>
-<header class="topbar">
-  <div class="brand"><span class="logo" aria-hidden="true"></span><span>morphospace</span></div>
-  <nav class="nav">{links}</nav>
-</header>
-<main>
-<section class="hero">
-  <h1>{esc(title)}</h1>
-  <p class="subtitle">{esc(subtitle)}</p>
-</section>
-{body}
-</main>
-<footer class="footer">Made by morphospace. This page works offline: every script, style and image is inside it
-or beside it in the run folder.</footer>
-{json_script("morphospace-data", data)}
-{scripts_html}
-</body>
-</html>
-"""
-
-
-def section(anchor: str, title: str, lead: str, content: str, cls: str = "") -> str:
-    lead_html = f'<p class="lead">{lead}</p>' if lead else ""
-    return (f'<section id="{esc(anchor)}" class="section {esc(cls)}"><h2>{esc(title)}</h2>'
-            f"{lead_html}{content}</section>")
-
-
-def card(title: str, content: str, cls: str = "", extra_head: str = "") -> str:
-    head = f'<div class="card-head"><h3>{title}</h3>{extra_head}</div>' if title else ""
-    return f'<div class="card {esc(cls)}">{head}{content}</div>'
+    css = asset("report.css")
+    if "</style" in css.lower():
+        raise ValueError("report.css cannot be inlined: it holds '</style'")
+    return environment().get_template("page.html").render(
+        title=title, subtitle=subtitle, nav=nav, body=list(body), csp=csp, css=Markup(css),
+        data_json=Markup(json_for_script(data)), scripts=[Markup(s) for s in js])

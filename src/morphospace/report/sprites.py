@@ -29,10 +29,19 @@ FORMATS = {"webp": ("WEBP", "image/webp"), "jpeg": ("JPEG", "image/jpeg")}
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
-    """N x H x W x C uint8 (C = 1 or 3) from N x C x H x W floats in ~[0, 1].
+    """8-bit images from cube rows.
 
-    Values outside [0, 1] are clipped and NaN becomes 0: the cube is already
-    stretched for display (asinh or min-max), so no further scaling is applied.
+    Parameters
+    ----------
+    images : ndarray, shape (N, C, H, W) or (N, H, W)
+        Floats in ~[0, 1]. Values outside [0, 1] are clipped and NaN becomes
+        0: the cube is already stretched for display (asinh or min-max), so no
+        further scaling is applied.
+
+    Returns
+    -------
+    ndarray of uint8, shape (N, H, W, C)
+        C = 3 for three bands, else 1 (the mean of the bands).
     """
     arr = np.asarray(images, dtype=np.float32)
     if arr.ndim == 3:  # N x H x W
@@ -48,11 +57,21 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
 
 
 def area_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """``n_out`` x ``n_in`` weights averaging the input pixels each output pixel covers.
+    """Weights averaging the input pixels each output pixel covers.
 
     Resizing an image ``A @ img @ A.T`` with these weights is an exact area
     average (a box filter) for any ratio, with no ringing around bright cores,
     and a whole batch of images resizes in two matrix products.
+
+    Parameters
+    ----------
+    n_in, n_out : int
+        Pixels along one side, before and after.
+
+    Returns
+    -------
+    ndarray of float32, shape (n_out, n_in)
+        Each row sums to 1.
     """
     edges = np.linspace(0.0, n_in, n_out + 1)
     lo, hi = edges[:-1, None], edges[1:, None]
@@ -63,10 +82,27 @@ def area_matrix(n_in: int, n_out: int) -> np.ndarray:
 
 def thumbnails(cube: np.ndarray, rows: Sequence[int], size: int, chunk: int = 1024,
                desc: str = "thumbnails") -> np.ndarray:
-    """``len(rows)`` x size x size x C uint8 thumbnails of the given cube rows.
+    """Thumbnails of cube rows.
 
     Reads the (memory-mapped) cube in sorted chunks, so a random subset costs
     one pass over the file, and resizes by area averaging (:func:`area_matrix`).
+
+    Parameters
+    ----------
+    cube : ndarray, shape (N, C, H, W)
+    rows : sequence of int
+        The rows wanted, in the order wanted.
+    size : int
+        Side of a thumbnail.
+    chunk : int
+        Rows read at a time.
+    desc : str
+        Label of the progress bar (shown beyond one chunk).
+
+    Returns
+    -------
+    ndarray of uint8, shape (len(rows), size, size, C)
+        C = 3 for a three-band cube, else 1.
     """
     rows = np.asarray(rows, dtype=np.int64)
     _, c, h, w = cube.shape
@@ -103,6 +139,12 @@ class Sheet:
     rows: int
 
     def data_uri(self) -> str:
+        """The sheet as a ``data:`` URI.
+
+        Returns
+        -------
+        str
+        """
         return f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}"
 
 
@@ -140,10 +182,21 @@ class SpriteSheets:
 
     @property
     def per_sheet(self) -> int:
+        """Thumbnails per sheet."""
         return self.cols * self.rows_per_sheet
 
     def fit(self, thumbs: np.ndarray) -> "SpriteSheets":
-        """Tile and encode ``thumbs`` (N x tile x tile x C uint8)."""
+        """Tile and encode thumbnails.
+
+        Parameters
+        ----------
+        thumbs : ndarray of uint8, shape (N, tile, tile, C)
+
+        Returns
+        -------
+        SpriteSheets
+            ``self``, with :attr:`sheets_` and :attr:`n_` set.
+        """
         if self.fmt not in FORMATS:
             raise ValueError(f"unknown sprite format {self.fmt!r} (known: {', '.join(FORMATS)})")
         thumbs = np.asarray(thumbs)
@@ -174,10 +227,22 @@ class SpriteSheets:
 
     @property
     def nbytes(self) -> int:
+        """Bytes of every encoded sheet."""
         return sum(len(s.data) for s in self.sheets_)
 
     def write(self, folder: Path, stem: str = "thumbs") -> list[Path]:
-        """Write each sheet as ``folder/<stem>_<k>.<ext>`` (atomically); return the paths."""
+        """Write each sheet as ``folder/<stem>_<k>.<ext>``, atomically.
+
+        Parameters
+        ----------
+        folder : Path
+            Made if needed.
+        stem : str
+
+        Returns
+        -------
+        list of Path
+        """
         folder.mkdir(parents=True, exist_ok=True)
         paths = []
         for k, sheet in enumerate(self.sheets_):
@@ -188,7 +253,19 @@ class SpriteSheets:
         return paths
 
     def describe(self, urls: list[str]) -> dict:
-        """The JSON description the page's scripts read: tile, grid and one URL per sheet."""
+        """The JSON description the page's scripts read.
+
+        Parameters
+        ----------
+        urls : list of str
+            One URL per sheet (a ``data:`` URI, or a file beside the page).
+
+        Returns
+        -------
+        dict
+            ``tile``, ``perSheet``, ``n`` and ``sheets`` (``url``, ``cols``,
+            ``rows`` each).
+        """
         return {
             "tile": self.tile,
             "perSheet": self.per_sheet,
@@ -198,10 +275,21 @@ class SpriteSheets:
 
 
 def image_file_thumbnail(path: str | Path, size: int = 96) -> bytes | None:
-    """A small JPEG of an image file, or None when the file cannot be read as an image.
+    """A small JPEG of an image file.
 
     Used for galaxies that never reached the cube (flagged at ingest): showing
     what the file holds (an error page, a blank frame) explains the flag.
+
+    Parameters
+    ----------
+    path : str or Path
+    size : int
+        The longer side, at most.
+
+    Returns
+    -------
+    bytes or None
+        The JPEG, or None when the file cannot be read as an image.
     """
     try:
         with Image.open(path) as im:

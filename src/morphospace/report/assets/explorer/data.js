@@ -1,0 +1,163 @@
+  /* morphospace explorer, part 1 of 4 (assets/explorer/data.js): the data, the state, the geometry.
+   *
+   * The explorer shows every galaxy on a 2-D map (WebGL points, Canvas 2D fallback).
+   * Hover: thumbnail + catalogue row (nearest point through a spatial grid).
+   * Click: "more like this", the precomputed nearest neighbours in the latent space.
+   * Box / lasso: a selection that downloads as a CSV of ids (Blob, no network).
+   * Strings from the data are only ever written with textContent.
+   * window.morphospaceExplorer is the scripting (and testing) interface.
+   *
+   * The four parts (data.js, render.js, panels.js, interaction.js) are inlined in that order into one
+   * strict-mode closure by morphospace/report/html.py (explorer_script): they share its variables and
+   * functions. This part decodes the embedded data (base64 typed arrays), holds the page's elements and
+   * the state, converts between map and screen coordinates and picks the point under the pointer. */
+  var DATA = window.morphospaceData, E = DATA.explorer, SPR = window.morphospaceSprites;
+  var root = document.getElementById('explorer-root');
+  if (!E || !root) return;
+  var t0 = performance.now();
+
+  /* ---------- decoding ---------- */
+  function bytes(s) {
+    var bin = atob(s), n = bin.length, u = new Uint8Array(n);
+    for (var i = 0; i < n; i++) u[i] = bin.charCodeAt(i);
+    return u.buffer;
+  }
+  function f32(s) { return new Float32Array(bytes(s)); }
+  function i16(s) { return new Int16Array(bytes(s)); }
+  function i32(s) { return new Int32Array(bytes(s)); }
+  function hexRGB(h) { var v = parseInt(String(h).slice(1), 16); return [(v >> 16) & 255, (v >> 8) & 255, v & 255]; }
+  function rgbCss(c) { return 'rgb(' + c[0] + ',' + c[1] + ',' + c[2] + ')'; }
+
+  var N = E.n, ids = E.ids, K = E.neighbours.k, NN = i32(E.neighbours.idx);
+  var indexOfId = new Map();
+  for (var i = 0; i < N; i++) if (!indexOfId.has(ids[i])) indexOfId.set(ids[i], i);
+  var MISSING_RGB = [139, 147, 161];
+
+  var maps = E.maps.map(function (m) {
+    var xy = f32(m.xy), x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+    for (var i = 0; i < xy.length; i += 2) {
+      if (xy[i] < x0) x0 = xy[i]; if (xy[i] > x1) x1 = xy[i];
+      if (xy[i + 1] < y0) y0 = xy[i + 1]; if (xy[i + 1] > y1) y1 = xy[i + 1];
+    }
+    if (!(x1 >= x0)) { x0 = y0 = -1; x1 = y1 = 1; }
+    return { name: m.name, xy: xy, grid: null,
+             box: { cx: (x0 + x1) / 2, cy: (y0 + y1) / 2, w: Math.max(x1 - x0, 1e-3), h: Math.max(y1 - y0, 1e-3) } };
+  });
+  var colourings = E.colourings.map(function (c) {
+    var o = { name: c.name, kind: c.kind, type: c.type };
+    if (c.type === 'categorical') {
+      o.codes = i16(c.codes);
+      o.categories = c.categories;
+      o.rgb = c.colours.map(hexRGB);
+      o.counts = c.counts;
+    } else {
+      o.values = f32(c.values);
+      o.lo = c.lo; o.hi = c.hi;
+      o.lut = c.lut;
+    }
+    return o;
+  });
+  var columns = E.columns.map(function (c) {
+    var o = { name: c.name, type: c.type };
+    if (c.type === 'num') o.values = f32(c.values);
+    else if (c.type === 'cat') { o.codes = i32(c.codes); o.categories = c.categories; }
+    else { o.values = c.values; o.prefix = c.prefix || ''; }
+    return o;
+  });
+  function columnText(c, i) {
+    if (c.type === 'num') { var v = c.values[i]; return isFinite(v) ? fmtNum(v) : null; }
+    if (c.type === 'cat') { var k = c.codes[i]; return k >= 0 ? c.categories[k] : null; }
+    var s = c.values[i];
+    if (s === null || s === undefined) return null;
+    return c.prefix ? '\u2026/' + s : s;   // the folder every row shares is left out
+  }
+  function fmtNum(v) {
+    if (!isFinite(v)) return '\u2013';
+    var a = Math.abs(v);
+    if (a !== 0 && (a < 1e-3 || a >= 1e6)) return v.toExponential(3);
+    return String(+v.toPrecision(4));
+  }
+  function lutIndex(c, v) {
+    var t = (v - c.lo) / (c.hi - c.lo);
+    t = t < 0 ? 0 : t > 1 ? 1 : t;
+    return Math.round(t * (c.lut.length - 1));
+  }
+  function valueOf(c, i) {
+    if (c.type === 'categorical') { var k = c.codes[i]; return { text: c.categories[k], rgb: c.rgb[k] }; }
+    var v = c.values[i];
+    return isFinite(v) ? { text: fmtNum(v), rgb: c.lut[lutIndex(c, v)] } : { text: 'no score', rgb: MISSING_RGB };
+  }
+
+  /* ---------- elements and state ---------- */
+  var stage = document.getElementById('ex-stage');
+  var canvas = document.getElementById('ex-gl');
+  var overlay = document.getElementById('ex-overlay');
+  var octx = overlay.getContext('2d');
+  var tooltip = document.getElementById('ex-tooltip');
+  var selMap = document.getElementById('ex-map'), selColour = document.getElementById('ex-colour');
+  var statusEl = document.getElementById('ex-status'), noticeEl = document.getElementById('ex-notice');
+
+  var state = {
+    map: 0, colour: 0, mode: 'pan',
+    view: { cx: 0, cy: 0, zoom: 1 },
+    hover: -1, focus: -1,
+    selection: null,           // Uint8Array mask or null
+    selCount: 0,
+    drag: null,
+    W: 1, H: 1, dpr: 1,
+    drawn: 0
+  };
+  var colourBuf = new Uint8Array(N * 4);
+  var selBuf = new Uint8Array(N);
+
+  /* ---------- geometry ---------- */
+  // zoom 1 fits the map's bounding box to the stage, whatever their aspects
+  function scale() { var b = maps[state.map].box; return state.view.zoom * 0.92 * Math.min(state.W / b.w, state.H / b.h); }
+  function homeView() { var b = maps[state.map].box; return { cx: b.cx, cy: b.cy, zoom: 1 }; }
+  function toScreen(x, y) {
+    var s = scale();
+    return [state.W / 2 + (x - state.view.cx) * s, state.H / 2 - (y - state.view.cy) * s];
+  }
+  function toData(px, py) {
+    var s = scale();
+    return [state.view.cx + (px - state.W / 2) / s, state.view.cy - (py - state.H / 2) / s];
+  }
+  function pointSize() {
+    var base = Math.max(2.6, Math.min(9, 40 / Math.pow(Math.max(N, 1), 0.25)));
+    return base * Math.min(3, Math.sqrt(state.view.zoom));
+  }
+
+  /* ---------- spatial grid for picking ---------- */
+  function buildGrid(m) {
+    var xy = m.xy, G = Math.max(1, Math.floor(Math.sqrt(N / 3))), cw = 2.0 / G;
+    var cell = new Int32Array(N), counts = new Int32Array(G * G + 1);
+    for (var i = 0; i < N; i++) {
+      var gx = Math.min(G - 1, Math.max(0, Math.floor((xy[2 * i] + 1) / cw)));
+      var gy = Math.min(G - 1, Math.max(0, Math.floor((xy[2 * i + 1] + 1) / cw)));
+      cell[i] = gy * G + gx;
+      counts[cell[i] + 1]++;
+    }
+    for (var c = 0; c < G * G; c++) counts[c + 1] += counts[c];
+    var fill = counts.slice(0, G * G), order = new Int32Array(N);
+    for (i = 0; i < N; i++) order[fill[cell[i]]++] = i;
+    m.grid = { G: G, cw: cw, start: counts, order: order };
+  }
+  function pick(px, py) {
+    var m = maps[state.map];
+    if (!m.grid) buildGrid(m);
+    var g = m.grid, d = toData(px, py), s = scale();
+    var r = (pointSize() / 2 + 4) / s, best = -1, bestD = r * r, xy = m.xy;
+    var x0 = Math.max(0, Math.floor((d[0] - r + 1) / g.cw)), x1 = Math.min(g.G - 1, Math.floor((d[0] + r + 1) / g.cw));
+    var y0 = Math.max(0, Math.floor((d[1] - r + 1) / g.cw)), y1 = Math.min(g.G - 1, Math.floor((d[1] + r + 1) / g.cw));
+    for (var gy = y0; gy <= y1; gy++) {
+      for (var gx = x0; gx <= x1; gx++) {
+        var c = gy * g.G + gx;
+        for (var k = g.start[c]; k < g.start[c + 1]; k++) {
+          var i = g.order[k], dx = xy[2 * i] - d[0], dy = xy[2 * i + 1] - d[1], dd = dx * dx + dy * dy;
+          if (dd < bestD) { bestD = dd; best = i; }
+        }
+      }
+    }
+    return best;
+  }
+

@@ -1,0 +1,170 @@
+"""The report's comparison section: agreement matrices, agreement with the truth, linear probes,
+contingency tables and the nuisance audit."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ...analysis.compare import plot_heatmap
+from ..context import ReportContext, Section, fmt
+from ..html import render
+from ..views import TableView, figure, table
+
+__all__ = ["comparison_section", "probe_view", "read_matrix"]
+
+log = logging.getLogger("morphospace")
+
+
+def read_matrix(path: Path) -> pd.DataFrame | None:
+    """A score matrix or contingency table written by the compare stage, first column as the index.
+
+    Parameters
+    ----------
+    path : Path
+
+    Returns
+    -------
+    DataFrame or None
+        None when the file is unreadable (logged), empty or has a single column.
+    """
+    try:
+        t = pd.read_csv(path)
+    except Exception as exc:
+        log.warning("report: %s unreadable (%s)", path, exc)
+        return None
+    if t.empty or t.shape[1] < 2:
+        return None
+    return t.set_index(t.columns[0])
+
+
+def probe_view(path: Path | None) -> dict[str, Any] | None:
+    """The linear probes of the run's embeddings: balanced accuracy by labelled fraction.
+
+    Parameters
+    ----------
+    path : Path or None
+        ``comparisons/linear_probe.csv`` (columns embedding, fraction,
+        balanced_accuracy, chance, label).
+
+    Returns
+    -------
+    dict or None
+        ``label`` (the probed label), ``chance`` (as text) and ``table`` (one
+        row per embedding, best first, one column per labelled fraction);
+        None when there is no readable probe.
+    """
+    if path is None:
+        return None
+    try:
+        t = pd.read_csv(path)
+        wide = t.pivot_table(index="embedding", columns="fraction", values="balanced_accuracy")
+    except (OSError, ValueError, KeyError, pd.errors.ParserError):
+        return None
+    if wide.empty:
+        return None
+    wide.columns = [f"{100 * f:g}% of labels" for f in wide.columns]
+    wide = wide.sort_values(wide.columns[min(1, len(wide.columns) - 1)], ascending=False).reset_index()
+    chance = float(t["chance"].iloc[0]) if "chance" in t else float("nan")
+    label = str(t["label"].iloc[0]) if "label" in t else "the labels"
+    return {"label": label, "chance": fmt(chance),
+            "table": table(wide, heat=True, heat_range=(chance if np.isfinite(chance) else 0.0, 1.0))}
+
+
+def _truth_table(ctx: ReportContext, matrices: dict[str, pd.DataFrame]) -> TableView | None:
+    """Clusterings ranked by their agreement (AMI, else ARI) with the truth label."""
+    c = ctx.contents
+    truth = c.truth
+    if not (truth and matrices and all(truth in mat.columns for mat in matrices.values())):
+        return None
+    rows = []
+    clusterings = {cc.name for cc in c.clusterings}
+    for name in next(iter(matrices.values())).index:
+        if name == truth or name not in clusterings:
+            continue
+        rows.append({"clustering": name, **{m.upper(): pd.to_numeric(mat.loc[name, truth], errors="coerce")
+                                             for m, mat in matrices.items() if name in mat.index}})
+    if not rows:
+        return None
+    best = pd.DataFrame(rows)
+    key = "AMI" if "AMI" in best else best.columns[1]
+    return table(best.sort_values(key, ascending=False).head(15), heat=True, heat_range=(0.0, 1.0))
+
+
+def _contingencies(ctx: ReportContext) -> list[tuple[str, TableView]]:
+    """Every ``comparisons/contingency_*.csv``, the primary clustering's first."""
+    c = ctx.contents
+    folder = c.path / "comparisons"
+    conts = sorted(folder.glob("contingency_*.csv")) if folder.is_dir() else []
+    primary = c.primary.name if c.primary else None
+    conts.sort(key=lambda p: (0 if primary and p.stem.startswith(f"contingency_{primary}__") else 1, p.name))
+    out = []
+    for p in conts:
+        t = read_matrix(p)
+        if t is None:
+            continue
+        t = t.reset_index()
+        numeric = t.iloc[:, 1:].apply(pd.to_numeric, errors="coerce")
+        hi = float(np.nanmax(numeric.to_numpy())) if numeric.size else 1.0
+        out.append((p.stem[len("contingency_"):].replace("__", " \u00d7 "),
+                    table(t, heat=True, heat_range=(0.0, hi if np.isfinite(hi) and hi > 0 else 1.0),
+                          cls="contingency")))
+    return out
+
+
+def _audit(ctx: ReportContext) -> dict[str, Any] | None:
+    """The nuisance audit: its figure (another stage's, else drawn here) and its numbers."""
+    csv = ctx.contents.comparison("nuisance_audit.csv")
+    fig = ctx.existing_figure("nuisance_audit.png")
+    if not (csv or fig):
+        return None
+    audit = read_matrix(csv) if csv else None
+    if fig is None and audit is not None and audit.shape[1] > 0:
+        fig = plot_heatmap(audit.apply(pd.to_numeric, errors="coerce"), ctx.fig_path("nuisance_audit"),
+                           "AMI with nuisances (lower is better)", vmin=0.0)
+    numbers = None
+    if audit is not None:
+        vals = audit.apply(pd.to_numeric, errors="coerce")
+        hi = float(np.nanmax(vals.to_numpy())) if vals.size and np.isfinite(vals.to_numpy()).any() else 0.2
+        numbers = table(audit.reset_index(), heat=True, heat_range=(0.0, max(0.2, hi)))
+    return {"figure": figure(fig, "Nuisance audit.", wide=True) if fig is not None else None, "table": numbers}
+
+
+def comparison_section(ctx: ReportContext) -> Section | None:
+    """How the clusterings agree with each other, with the labels and with the viewing conditions.
+
+    Parameters
+    ----------
+    ctx : ReportContext
+
+    Returns
+    -------
+    Section or None
+        The ARI and AMI matrices (the compare stage's figures, else drawn
+        here as ``report_ari.png`` / ``report_ami.png``), the clusterings
+        ranked against the truth, the linear probes, the contingency tables
+        and the nuisance audit: whichever the run holds; None when it holds
+        none.
+    """
+    c = ctx.contents
+    figs, matrices = [], {}
+    for m, title in (("ari", "Adjusted Rand index"), ("ami", "Adjusted mutual information")):
+        csv = c.comparison(f"{m}.csv")
+        mat = read_matrix(csv) if csv else None
+        if mat is not None:
+            matrices[m] = mat
+        fig = ctx.existing_figure(f"{m}_matrix.png")
+        if fig is None and mat is not None:
+            fig = plot_heatmap(mat.apply(pd.to_numeric, errors="coerce"), ctx.fig_path(m), title)
+        if fig is not None:
+            figs.append(figure(fig, f"{title} between every pair of clusterings and labels.", wide=True))
+    view = {"matrices": figs, "truth": c.truth, "truth_table": _truth_table(ctx, matrices),
+            "probe": probe_view(c.comparison("linear_probe.csv")), "contingencies": _contingencies(ctx),
+            "audit": _audit(ctx)}
+    if not any(view[k] for k in ("matrices", "truth_table", "probe", "contingencies", "audit")):
+        return None
+    return Section("comparisons", "Comparisons", render("comparisons.html", **view))

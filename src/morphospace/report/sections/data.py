@@ -1,0 +1,134 @@
+"""The report's data section: counts, quality flags (with example galaxies), labels, a random sample."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..context import ReportContext, Section, Thumb, natural, pct
+from ..figures import draw_flags, draw_labels
+from ..grids import mosaic_image, save_image
+from ..html import data_uri, render
+from ..views import figure
+from ..sprites import image_file_thumbnail, to_uint8
+from ..style import save_figure
+
+__all__ = ["data_section", "flag_rows"]
+
+
+def flag_rows(ctx: ReportContext) -> pd.DataFrame:
+    """The quality flags raised at ingest, from the ingest summary (else the catalogue's flag columns).
+
+    Parameters
+    ----------
+    ctx : ReportContext
+
+    Returns
+    -------
+    DataFrame
+        One row per raised flag: ``flag``, ``meaning``, ``count``,
+        ``excluded`` (kept out of the cube), ``examples`` (up to 5 ids) and
+        ``thumbnails`` (paths of example images the ingest saved, if any).
+    """
+    summary = ctx.contents.summary or {}
+    cat = ctx.contents.catalogue
+    rows = []
+    flags = summary.get("flags") if isinstance(summary.get("flags"), dict) else {}
+    for name, info in flags.items():
+        info = info if isinstance(info, dict) else {}
+        count = int(info.get("count", 0) or 0)
+        examples = [str(x) for x in (info.get("examples") or [])]
+        if cat is not None and not examples and f"flag_{name}" in cat.columns:
+            examples = cat.loc[cat[f"flag_{name}"].fillna(False).astype(bool), "id"].head(5).tolist()
+        rows.append({"flag": str(name), "meaning": str(info.get("meaning", "")), "count": count,
+                     "excluded": bool(info.get("excluded", False)), "examples": examples,
+                     "thumbnails": [str(t) for t in (info.get("thumbnails") or [])]})
+    if not rows and cat is not None:
+        for col in ctx.contents.flag_columns:
+            hit = cat[col].fillna(False).astype(bool)
+            if hit.any():
+                excluded = bool((cat.loc[hit, "cube_index"] < 0).all()) if "cube_index" in cat else False
+                rows.append({"flag": col[5:], "meaning": "", "count": int(hit.sum()), "excluded": excluded,
+                             "examples": cat.loc[hit, "id"].head(5).tolist(), "thumbnails": []})
+    return pd.DataFrame(rows, columns=["flag", "meaning", "count", "excluded", "examples", "thumbnails"])
+
+
+def _flag_example(ctx: ReportContext, gid: str, thumb_path: str | None) -> Thumb:
+    """A flagged galaxy's thumbnail: from the cube, a thumbnail file, its source file, or "no image"."""
+    row = int(ctx.contents.rows_of([gid])[0])
+    if row >= 0:
+        return ctx.thumb(row)
+    candidates = []
+    if thumb_path:
+        p = Path(thumb_path)
+        candidates.append(p if p.is_absolute() else ctx.run.path / p)
+    cat = ctx.contents.catalogue
+    if cat is not None and "source" in cat.columns:
+        src = cat.loc[cat["id"] == gid, "source"]
+        if len(src) and isinstance(src.iloc[0], str) and "#" not in src.iloc[0]:
+            candidates.append(Path(src.iloc[0]))
+    for p in candidates:
+        if p.is_file():
+            data = image_file_thumbnail(p, 96)
+            if data is not None:
+                return Thumb(gid, uri=data_uri(data, "image/jpeg"))
+    return Thumb(gid)
+
+
+def data_section(ctx: ReportContext) -> Section:
+    """What went in: counts, the quality flags with example galaxies, the labels, a random sample.
+
+    Parameters
+    ----------
+    ctx : ReportContext
+
+    Returns
+    -------
+    Section
+        Always present (the run has a cube). Saves ``report_flags.png``,
+        ``report_labels.png`` (when the catalogue has label columns) and
+        ``report_mosaic.png`` (48 random galaxies).
+    """
+    c = ctx.contents
+    summary = c.summary or {}
+    cat = c.catalogue
+    n_records = int(summary.get("n_records", len(cat) if cat is not None else c.n))
+    shape = c.cube.shape
+    stats = [("galaxies listed", f"{n_records:,}"),
+             ("in the cube", f"{c.n:,}", pct(c.n, n_records) + " of those listed"),
+             ("left out", f"{n_records - c.n:,}", "quality flags"),
+             ("image", f"{shape[2]}\u00d7{shape[3]} px", f"{shape[1]} channel{'s' if shape[1] > 1 else ''}")]
+    if summary.get("layout"):
+        stats.append(("layout", summary["layout"]))
+
+    flags = flag_rows(ctx)
+    flags_figure, flag_views = None, []
+    if len(flags):
+        flags_figure = figure(save_figure(draw_flags(flags), ctx.fig_path("flags")), "Galaxies per quality flag.")
+        for r in flags.itertuples(index=False):
+            examples = [_flag_example(ctx, gid, r.thumbnails[j] if j < len(r.thumbnails) else None)
+                        for j, gid in enumerate(r.examples[:5])]
+            flag_views.append({"flag": r.flag, "meaning": r.meaning, "count": r.count, "excluded": r.excluded,
+                               "examples": examples})
+
+    labels_figure = None
+    label_cols = c.label_columns[:3]
+    if label_cols:
+        counts = {}
+        for col in label_cols:
+            vals = pd.Series(c.labels(col), dtype=object).fillna("(missing)")
+            vc = vals.astype(str).value_counts()
+            order = [str(k) for k in natural(vc.index) if k != "(missing)"] + (["(missing)"] if "(missing)" in vc else [])
+            counts[col] = vc.reindex(order)
+        labels_figure = figure(save_figure(draw_labels(counts), ctx.fig_path("labels")), "Label distribution.")
+
+    rng = np.random.default_rng(ctx.seed)
+    k = min(48, c.n)
+    rows = np.sort(rng.choice(c.n, size=k, replace=False))
+    mosaic = save_image(mosaic_image(to_uint8(np.asarray(c.cube[rows])), cols=12), ctx.fig_path("mosaic"))
+    html = render("data.html", stats=stats, source=summary.get("source") or "", flags=flag_views,
+                  flags_figure=flags_figure, labels_figure=labels_figure, truth=c.truth,
+                  mosaic=figure(mosaic, f"{k} random galaxies.", wide=True))
+    return Section("data", "Data", html)

@@ -1,0 +1,180 @@
+"""The report's figures, tested by what they show: panels, the colours of what is drawn, tiles and placeholders."""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_hex, to_rgb
+from PIL import Image
+
+from morphospace.report.figures import (draw_anomaly_by_cluster, draw_anomaly_histogram, draw_cluster_sizes,
+                                        draw_flags, draw_label_mix, draw_labels, draw_training)
+from morphospace.report.grids import GALLERY_BAND, gallery_image, image_grid, mosaic_image, save_image
+from morphospace.report.style import EXCLUDED, GREY, KEPT, STYLE, colour, save_figure
+
+
+def rendered(fig) -> np.ndarray:
+    """The figure as an H x W x 3 float array in [0, 1], drawn by Agg."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3] / 255.0
+
+
+def crop(img: np.ndarray, ax) -> np.ndarray:
+    box = ax.get_window_extent()
+    h = img.shape[0]
+    return img[int(h - box.y1) + 1:int(h - box.y0) - 1, int(box.x0) + 1:int(box.x1) - 1]
+
+
+def pixels_of(img: np.ndarray, hex_colour: str, tol: float = 0.02) -> int:
+    return int((np.abs(img - np.asarray(to_rgb(hex_colour))).max(axis=-1) < tol).sum())
+
+
+def test_drawing_leaves_matplotlib_as_it_was():
+    before = dict(matplotlib.rcParams)
+    backend = matplotlib.get_backend()
+    draw_cluster_sizes(["0"], [3], [colour(0)], "t")
+    with pytest.raises(KeyError):
+        draw_flags(pd.DataFrame({"flag": ["x"]}))  # fails half-way: the style is restored anyway
+    assert matplotlib.get_backend() == backend
+    assert {k: v for k, v in matplotlib.rcParams.items() if before.get(k) != v} == {}
+    # and the figure keeps the style wherever it is drawn: the ticks were made in it
+    fig = draw_cluster_sizes(["0", "1"], [3, 4], [colour(0), colour(1)], "t")
+    assert to_rgb(fig.axes[0].xaxis.get_major_ticks()[0].label1.get_color()) == to_rgb(STYLE["xtick.color"])
+
+
+def test_cluster_sizes_shows_a_bar_of_each_colour_as_tall_as_its_cluster():
+    names, sizes = ["0", "1", "2", "noise"], [40, 20, 10, 5]
+    cols = [colour(0), colour(1), colour(2), GREY]
+    fig = draw_cluster_sizes(names, sizes, cols, "sizes")
+    assert len(fig.axes) == 1
+    panel = crop(rendered(fig), fig.axes[0])
+    counts = [pixels_of(panel, c) for c in cols]
+    assert min(counts) > 0
+    # the bars have one width: their areas go as the cluster sizes
+    np.testing.assert_allclose(np.array(counts) / counts[0], np.array(sizes) / sizes[0], atol=0.04)
+    assert pixels_of(panel, colour(3)) == 0  # no fifth cluster
+
+
+def test_flags_are_red_when_excluded_and_amber_when_kept():
+    flags = pd.DataFrame({"flag": ["blank", "nonfinite"], "count": [30, 10], "excluded": [True, False]})
+    fig = draw_flags(flags)
+    panel = crop(rendered(fig), fig.axes[0])
+    red, amber = pixels_of(panel, EXCLUDED), pixels_of(panel, KEPT)
+    assert red > 0 and amber > 0
+    assert red / amber == pytest.approx(3.0, rel=0.1)  # bars as long as the counts
+    kept_only = draw_flags(flags.assign(excluded=False))
+    panel = crop(rendered(kept_only), kept_only.axes[0])
+    assert pixels_of(panel, EXCLUDED) == 0 and pixels_of(panel, KEPT) > 0
+
+
+def test_labels_have_one_panel_per_column_and_missing_in_grey():
+    counts = {"morphology": pd.Series([30, 20, 5], index=["spiral", "elliptical", "(missing)"]),
+              "bar": pd.Series([10, 45], index=["yes", "no"])}
+    fig = draw_labels(counts)
+    assert [ax.get_title(loc="left") for ax in fig.axes] == ["morphology", "bar"]
+    img = rendered(fig)
+    morph, bar = crop(img, fig.axes[0]), crop(img, fig.axes[1])
+    assert pixels_of(morph, colour(0)) > 0 and pixels_of(morph, colour(1)) > 0
+    # galaxies without the label: a bar in the placeholder grey (elsewhere only the edges of grey text)
+    assert pixels_of(morph, GREY) > 1000 and pixels_of(bar, GREY) < 50
+    assert pixels_of(bar, colour(2)) == 0  # two values, two colours
+
+
+def test_label_mix_fills_each_cluster_with_its_label_fractions():
+    table = pd.DataFrame([[9, 1], [0, 10]], index=["0", "1"], columns=["spiral", "elliptical"])
+    fig = draw_label_mix(table, "mix")
+    panel = crop(rendered(fig), fig.axes[0])
+    a, b = pixels_of(panel, colour(0)), pixels_of(panel, colour(1))
+    assert a / b == pytest.approx(9 / 11, rel=0.1)  # 9 of 20 galaxies are spirals, 11 ellipticals
+
+
+def test_training_has_one_panel_per_metric_family_and_none_without_metrics():
+    log = pd.DataFrame({"epoch": [0, 0, 1, 1], "train_loss": [5.0, np.nan, 3.0, np.nan],
+                        "val_loss": [np.nan, 6.0, np.nan, 4.0], "val_acc": [np.nan, 0.5, np.nan, 0.7]})
+    fig = draw_training([("train", log)])
+    assert [ax.get_title(loc="left") for ax in fig.axes] == ["loss", "acc"]
+    loss = fig.axes[0]
+    assert [line.get_linestyle() for line in loss.get_lines()] == ["-", "--"]  # validation dashed
+    np.testing.assert_allclose(loss.get_lines()[1].get_ydata(), [6.0, 4.0])
+    panel = crop(rendered(fig), loss)
+    assert pixels_of(panel, colour(0), tol=0.05) > 10 and pixels_of(panel, colour(1), tol=0.05) > 10
+    assert draw_training([("train", pd.DataFrame({"epoch": [0, 1], "note": ["a", "b"]}))]) is None
+
+
+def test_anomaly_figures_show_the_scores():
+    rng = np.random.default_rng(0)
+    scores = np.r_[rng.normal(0, 1, 500), [np.nan, np.inf]]
+    fig = draw_anomaly_histogram(scores, 2.5, "anomaly score")
+    panel = crop(rendered(fig), fig.axes[0])
+    assert pixels_of(panel, "#7a8cff", tol=0.1) > 200  # the bars
+    assert pixels_of(panel, "#e5484d", tol=0.1) > 20  # the threshold line
+    groups = [("0", colour(0), rng.normal(0, 1, 50)), ("1", colour(1), rng.normal(3, 1, 50))]
+    fig = draw_anomaly_by_cluster(groups, "anomaly score")
+    panel = crop(rendered(fig), fig.axes[0])
+    for c in (colour(0), colour(1)):  # each box in its cluster's colour (85% opaque, on white)
+        assert pixels_of(panel, to_hex(0.85 * np.array(to_rgb(c)) + 0.15), tol=0.03) > 50
+
+
+def test_save_figure_writes_what_is_drawn(tmp_path):
+    fig = draw_cluster_sizes(["0", "1"], [3, 4], [colour(0), colour(1)], "t")
+    path = save_figure(fig, tmp_path / "sizes.png")
+    img = np.asarray(Image.open(path).convert("RGB")) / 255.0
+    assert img.std() > 0.05 and pixels_of(img, colour(1)) > 100
+    assert [p.name for p in tmp_path.iterdir()] == ["sizes.png"]  # no temporary file left
+
+
+def test_mosaic_tiles_are_the_galaxies_themselves():
+    rng = np.random.default_rng(1)
+    small = rng.integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+    img = np.asarray(mosaic_image(small, cols=3))  # small galaxies: upscaled x2, nearest neighbour
+    assert img.shape == (2 * (2 * 8 + 2), 2 * (3 * 8 + 2 * 2), 3)
+    for k in range(5):
+        r, c = divmod(k, 3)
+        tile = img[2 * r * 10:2 * r * 10 + 16, 2 * c * 10:2 * c * 10 + 16]
+        np.testing.assert_array_equal(tile, small[k].repeat(2, axis=0).repeat(2, axis=1))
+    assert img[2 * 10:, 2 * 2 * 10:].min() == 255  # the empty sixth cell stays white
+    big = rng.integers(0, 256, (2, 64, 64, 1), dtype=np.uint8)
+    grey = np.asarray(mosaic_image(big, cols=2))
+    np.testing.assert_array_equal(grey[:, :64], big[0, ..., 0])  # kept at its resolution
+    assert np.asarray(image_grid(big, cols=1)).shape == (130, 64)
+
+
+def test_gallery_rows_carry_their_cluster_colour_and_blank_missing_cells(tmp_path):
+    rng = np.random.default_rng(2)
+    rows = [("cluster 0 (12)", colour(0), rng.integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)),
+            ("noise (2)", GREY, rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8))]
+    path = save_image(gallery_image(rows, per_row=4), tmp_path / "gallery.png")
+    img = np.asarray(Image.open(path).convert("RGB"))
+    assert img.shape == (2 * 18, GALLERY_BAND + 4 * 18, 3)
+    for i, (_, hexcol, tiles) in enumerate(rows):
+        y = i * 18
+        assert tuple(img[y + 8, 3]) == tuple(round(255 * v) for v in to_rgb(hexcol))  # the band
+        for k in range(4):
+            cell = img[y:y + 16, GALLERY_BAND + k * 18:GALLERY_BAND + k * 18 + 16]
+            if k < len(tiles):
+                np.testing.assert_array_equal(cell, tiles[k])
+            else:
+                assert cell.min() == 255  # fewer members than cells: white
+
+
+def test_figure_modules_never_touch_pyplot_or_the_backend():
+    """Library code makes Figures directly: a notebook's backend and pyplot state are left alone."""
+    import ast
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src" / "morphospace"
+    modules = [*(src / "report").rglob("*.py"), src / "study" / "figures.py", src / "analysis" / "compare.py",
+               src / "analysis" / "agreement.py", src / "export.py"]
+    bad = []
+    for path in modules:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [f"{node.module}.{a.name}" for a in node.names] if isinstance(node, ast.ImportFrom) else [])
+            bad += [f"{path.name}: imports {n}" for n in names if "pyplot" in n]
+            if isinstance(node, ast.Call) and ast.unparse(node.func) in ("matplotlib.use", "use", "plt.switch_backend"):
+                bad.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
+    assert bad == []
