@@ -43,10 +43,33 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 
 
 def mb(n: int) -> str:
+    """Bytes as megabytes.
+
+    Parameters
+    ----------
+    n : int
+        Bytes.
+
+    Returns
+    -------
+    str
+        E.g. ``"1.25 MB"``.
+    """
     return f"{n / 1e6:.2f} MB"
 
 
 def folder_size(path: Path) -> int:
+    """Bytes of every file under a folder.
+
+    Parameters
+    ----------
+    path : Path
+
+    Returns
+    -------
+    int
+        0 when the folder does not exist.
+    """
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
 
 
@@ -64,6 +87,29 @@ FRAMES_JS = """async () => {
 
 
 def browser_timings(report: Path, renderer_args: list[str], repeats: int = 3) -> dict:
+    """Open the report in headless Chromium and time it.
+
+    Parameters
+    ----------
+    report : Path
+        ``report.html``.
+    renderer_args : list of str
+        Extra Chromium flags (e.g. the ones that disable WebGL).
+    repeats : int
+        Page loads.
+
+    Returns
+    -------
+    dict
+        ``ready_ms`` (navigation start to interactive, per load), ``frame_ms``
+        (frame intervals while zooming), ``hover_ms`` (mouse move to tooltip),
+        ``renderer`` and ``points`` (points drawn).
+
+    Raises
+    ------
+    RuntimeError
+        When the page logs an error.
+    """
     from playwright.sync_api import sync_playwright
 
     out = {"ready_ms": [], "frame_ms": [], "hover_ms": []}
@@ -101,6 +147,18 @@ def browser_timings(report: Path, renderer_args: list[str], repeats: int = 3) ->
 
 
 def summarise(values: list[float]) -> str:
+    """Median and 95th percentile of timings.
+
+    Parameters
+    ----------
+    values : list of float
+        Milliseconds.
+
+    Returns
+    -------
+    str
+        ``"-"`` when there is none.
+    """
     if not values:
         return "-"
     v = sorted(values)
@@ -109,6 +167,17 @@ def summarise(values: list[float]) -> str:
 
 
 def run_size(n: int, base: Path, size: int) -> None:
+    """Make a fake run, build its report and print its sizes and (with Chromium) its browser timings.
+
+    Parameters
+    ----------
+    n : int
+        Galaxies.
+    base : Path
+        Folder of the run (``base/run<n>``).
+    size : int
+        Side of the images.
+    """
     import numpy as np
 
     from morphospace.config import Config
@@ -146,6 +215,7 @@ def run_size(n: int, base: Path, size: int) -> None:
 
 
 def main() -> None:
+    """Run the benchmark from the command line (see the module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[3359, 20000])
     ap.add_argument("--image-size", type=int, default=64)

@@ -55,7 +55,31 @@ def make_fake_run(path: str | Path, n: int = 60, size: int = 32, seed: int = 0, 
                   chunk: int = 2000, everything: bool = True) -> RunDir:
     """Write a fake run of ``n`` galaxies in the cube (plus ``n_flagged`` left out) at ``path``.
 
-    ``everything=False`` writes only what the ingest writes (catalogue, summary, cube).
+    Parameters
+    ----------
+    path : str or Path
+        The run directory (made).
+    n : int
+        Galaxies in the cube; row 0 has the id :data:`HOSTILE_ID`, row 1 the
+        label value :data:`HOSTILE_LABEL`.
+    size : int
+        Side of the images (3 x size x size).
+    seed : int
+        Seed of everything random.
+    n_flagged : int
+        Galaxies flagged blank at ingest, left out of the cube.
+    chunk : int
+        Images drawn at a time (bounds the memory of large runs).
+    everything : bool
+        False: only what the ingest writes (catalogue, summary, cube). True:
+        also embeddings, maps, two clusterings, anomaly scores, comparison
+        tables, a training log and two foreign figures (one with the file
+        name :data:`HOSTILE_FIGURE`).
+
+    Returns
+    -------
+    RunDir
+        The run.
     """
     rng = np.random.default_rng(seed)
     run = RunDir(path, create=True)

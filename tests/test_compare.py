@@ -143,6 +143,7 @@ def test_contingency_orders_clusters_numerically():
 
 
 def gz1_like_catalogue(n=60, seed=0):
+    """A catalogue like Galaxy Zoo 1's: class numbers and names, a coarser label, nuisances, flags."""
     rng = np.random.default_rng(seed)
     cls = rng.integers(0, 6, n)
     names = np.array(["elliptical", "spiral_cw", "spiral_acw", "edge_on", "dont_know", "merger"])[cls]
@@ -219,6 +220,7 @@ def test_heatmap_shows_each_score_in_its_colour_and_leaves_nan_blank():
 
 
 def fake_run(tmp_path, n=60):
+    """A run of the gz1-like catalogue with three clusterings (one perfect, one noisy, one unrelated)."""
     run = RunDir(tmp_path / "run", create=True)
     cat = gz1_like_catalogue(n)
     write_table(run.catalogue, cat)

@@ -15,6 +15,7 @@ from morphospace.run import RunDir, write_npy, write_table
 
 @pytest.fixture
 def run(tmp_path):
+    """A run with a repeated id, flagged galaxies outside the cube, a hard and a soft clustering."""
     run = RunDir(tmp_path / "run", create=True)
     cat = pd.DataFrame({
         "id": ["a", "b", "c", "c", "d"],

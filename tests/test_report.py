@@ -29,17 +29,20 @@ from report_fakerun import HOSTILE_FIGURE, HOSTILE_ID, HOSTILE_LABEL, make_fake_
 
 
 def payload(html: str) -> dict:
+    """The page's embedded JSON data."""
     m = re.search(r'<script type="application/json" id="morphospace-data">(.*?)</script>', html, re.S)
     assert m, "the embedded data block is missing"
     return json.loads(m.group(1))
 
 
 def section_ids(html: str) -> list[str]:
+    """The ids of the page's sections, in order."""
     return re.findall(r'<section id="([^"]+)"', html)
 
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
+    """A fake run with everything, and its report's HTML."""
     run = make_fake_run(tmp_path_factory.mktemp("full") / "run", n=60, size=32)
     path = build_report(run, Config())
     return run, path.read_text(encoding="utf-8")

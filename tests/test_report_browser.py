@@ -36,12 +36,14 @@ N = 300
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
+    """The report of a fake run of N galaxies."""
     run = make_fake_run(tmp_path_factory.mktemp("browser") / "run", n=N, size=32)
     return build_report(run, Config())
 
 
 @pytest.fixture(scope="module")
 def playwright():
+    """Playwright, for the module."""
     with sync_api.sync_playwright() as p:
         yield p
 
@@ -61,6 +63,7 @@ class Page:
         self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
 
     def open(self, path: Path):
+        """Open a report, wait until the explorer is ready and bring the map into view."""
         self.page.goto(path.resolve().as_uri())
         self.page.wait_for_function("window.morphospaceReady === true", timeout=60_000)
         # the whole map in view, without the page's smooth scrolling
@@ -70,6 +73,7 @@ class Page:
         return self.page
 
     def shot(self, tmp_path: Path, name: str, full_page: bool = False) -> Path:
+        """A screenshot, also kept in tests/artifacts/."""
         out = tmp_path / f"{name}.png"
         self.page.screenshot(path=str(out), full_page=full_page)
         ARTIFACTS.mkdir(exist_ok=True)
@@ -77,6 +81,7 @@ class Page:
         return out
 
     def close(self):
+        """Close the page's browser context."""
         self.context.close()
 
 
@@ -90,6 +95,7 @@ def chromium(playwright):
 
 @pytest.fixture
 def browser(playwright, chromium):
+    """A maker of pages (extra flags start another Chromium); everything is closed after the test."""
     pages, own = [], []
 
     def make(extra_args=(), **kw):
@@ -117,6 +123,7 @@ def visible_point(page, candidates):
 
 
 def hover(page, i):
+    """Move the mouse onto point ``i`` and wait for the tooltip."""
     pos = page.evaluate(f"morphospaceExplorer.screenPosition({i})")
     page.mouse.move(pos["x"] + 25, pos["y"] + 25)
     page.mouse.move(pos["x"], pos["y"], steps=3)

@@ -24,12 +24,14 @@ def rendered(fig) -> np.ndarray:
 
 
 def crop(img: np.ndarray, ax) -> np.ndarray:
+    """The pixels inside ``ax`` (display coordinates start at the bottom)."""
     box = ax.get_window_extent()
     h = img.shape[0]
     return img[int(h - box.y1) + 1:int(h - box.y0) - 1, int(box.x0) + 1:int(box.x1) - 1]
 
 
 def pixels_of(img: np.ndarray, hex_colour: str, tol: float = 0.02) -> int:
+    """How many pixels have this colour (within ``tol`` on every channel)."""
     return int((np.abs(img - np.asarray(to_rgb(hex_colour))).max(axis=-1) < tol).sum())
 
 

@@ -33,10 +33,12 @@ def crop(img: np.ndarray, ax) -> np.ndarray:
 
 
 def pixels_of(img: np.ndarray, rgb, tol: float = 0.03) -> int:
+    """How many pixels have this colour (within ``tol`` on every channel)."""
     return int((np.abs(img - np.asarray(rgb)).max(axis=-1) < tol).sum())
 
 
 def fake_run(path, n=60):
+    """A run with three labelled forms, three 2-D reductions, four clusterings and a k-selection table."""
     rng = np.random.default_rng(0)
     run = RunDir(path, create=True)
     classes = np.array(["elliptical", "spiral", "edge_on"])[np.arange(n) % 3]
@@ -55,6 +57,7 @@ def fake_run(path, n=60):
 
 
 def k_table() -> pd.DataFrame:
+    """A k-selection table: K-Means silhouette and Calinski-Harabasz, GMM BIC, the chosen k marked."""
     return pd.DataFrame({"method": ["kmeans"] * 3 + ["gmm"] * 3, "k": [3, 4, 5] * 2,
                          "selected": [True, False, False, False, True, False],
                          "silhouette": [0.5, 0.4, 0.3, np.nan, np.nan, np.nan],
