@@ -21,8 +21,10 @@ ROOT = "morphospace"
 LAYERS: list[tuple[str, ...]] = [
     ("__main__",),
     ("cli",),
-    ("pipeline", "__init__"),
-    ("api", "export", "study", "report"),
+    ("__init__",),
+    ("runs",),
+    ("pipeline",),
+    ("api", "plot", "export", "study", "report"),
     ("vade", "analysis"),
     ("ssl",),
     ("data", "image", "nets"),
@@ -196,9 +198,9 @@ def test_the_graph_sees_lazy_and_relative_imports():
 # --- the checks themselves can fail ---------------------------------------------------------------
 
 @pytest.mark.parametrize("edge, expected", [
-    (("morphospace.run.rundir", "morphospace.vade.io"), "run (layer 7) may not import vade"),
+    (("morphospace.run.rundir", "morphospace.vade.io"), "run (layer 9) may not import vade"),
     (("morphospace.vade.embed", "morphospace.analysis.compare"), "a sibling of its own layer"),
-    (("morphospace.ssl.training", "morphospace.vade.train"), "ssl (layer 5) may not import vade"),
+    (("morphospace.ssl.training", "morphospace.vade.train"), "ssl (layer 7) may not import vade"),
 ])
 def test_an_upward_or_sideways_import_is_reported(edge, expected):
     graph = {"morphospace.cli": [("morphospace.pipeline", 1)], edge[0]: [(edge[1], 42)]}

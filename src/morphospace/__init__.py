@@ -8,28 +8,56 @@ layer (``tests/test_layout.py`` checks every import, those inside functions incl
 that there is no import cycle). From the top:
 
 1. ``__main__.py`` -> ``cli.py``: the command line;
-2. ``pipeline.py``: the stages of a run, in order (beside it this ``__init__``, whose
-   :func:`load_model` defers to ``api.py``);
-3. ``api.py`` (a trained model behind numpy), ``export.py`` (the results catalogue),
+2. this ``__init__``: the notebook API, names re-exported from the layers below;
+3. ``runs.py``: a run directory as Python objects (:class:`Run`) and :func:`ingest`;
+4. ``pipeline.py``: the stages of a run, in order;
+5. ``api.py`` (the VaDE as a scikit-learn estimator, a trained model behind numpy, ``compare``),
+   ``plot.py`` (figures for a notebook), ``export.py`` (the results catalogue),
    ``study/`` (the CNN feature study), ``report/`` (the HTML report);
-4. ``vade/`` (the generative clustering model: training, embedding, generation, its file)
+6. ``vade/`` (the generative clustering model: training, embedding, generation, its file)
    and ``analysis/`` (reductions, clusterings, comparisons, probes, the nuisance audit):
    siblings, neither imports the other;
-5. ``ssl/``: the self-supervised form encoder, below the VaDE that clusters its embedding;
-6. ``data/`` (surveys in, cube + catalogue out), ``image/`` (pixel helpers: sources,
+7. ``ssl/``: the self-supervised form encoder, below the VaDE that clusters its embedding;
+8. ``data/`` (surveys in, cube + catalogue out), ``image/`` (pixel helpers: sources,
    masking, geometry, display), ``nets/`` (CNN backbones, a network over a cube in batches);
-7. ``config/`` (the configuration), ``run/`` (the run directory);
-8. ``errors.py`` (one-line errors), ``progress.py`` (progress bars, timers, quiet mode).
+9. ``config/`` (the configuration), ``run/`` (the run directory);
+10. ``errors.py`` (one-line errors), ``progress.py`` (progress bars, timers, quiet mode).
 """
 
 __version__ = "0.1.0"
 
+# The notebook API, imported on first use so that `import morphospace` stays instant:
+#   run = ms.ingest(path, run="runs/x"); ms.Run("runs/x").clusterings[...]
+#   model = ms.VaDE(random_state=0).fit(run.cube); model.transform / predict_proba / sample
+#   ms.TSNE, ms.UMAP, ms.PCA, ms.LDA (reducers); ms.KMeansSelect, ms.GMMSelect, ms.DBSCAN,
+#   ms.HDBSCAN (clusterers); ms.compare(a, b); ms.linear_probe(x, y); ms.plot.<figure>(...)
+_EXPORTS = {
+    "ingest": ("runs", "ingest"), "Run": ("runs", "Run"),
+    "VaDE": ("api", "VaDE"), "VaDEModel": ("api", "VaDEModel"), "load_model": ("api", "load_model"),
+    "compare": ("api", "compare"),
+    "PCA": ("analysis.reduce", "PCAReducer"), "LDA": ("analysis.reduce", "LDAReducer"),
+    "TSNE": ("analysis.reduce", "TSNEReducer"), "UMAP": ("analysis.reduce", "UMAPReducer"),
+    "KMeansSelect": ("analysis.cluster", "KMeansSelect"), "GMMSelect": ("analysis.cluster", "GMMSelect"),
+    "DBSCAN": ("analysis.cluster", "DBSCANAuto"), "HDBSCAN": ("analysis.cluster", "HDBSCANClusterer"),
+    "ComponentMerger": ("vade.merge", "ComponentMerger"), "linear_probe": ("analysis.probe", "linear_probe"),
+    "plot": ("plot", None),
+}
 
-def load_model(run):
-    """Load the trained (or imported) model of a run; see :mod:`morphospace.api`."""
-    from .api import load_model as _load
 
-    return _load(run)
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'morphospace' has no attribute {name!r}")
+    from importlib import import_module
+
+    module, attr = _EXPORTS[name]
+    mod = import_module(f".{module}", __name__)
+    value = mod if attr is None else getattr(mod, attr)
+    globals()[name] = value
+    return value
 
 
-__all__ = ["__version__", "load_model"]
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_EXPORTS))
+
+
+__all__ = ["__version__", *_EXPORTS]

@@ -21,13 +21,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 
 from .errors import UserError
 from .nets.batches import forward_in_batches
 from .run import RunDir
 from .vade.io import MODEL_FILE, MODEL_NAME, load_vade, model_dir, save_model
 
-__all__ = ["VaDEModel", "load_model", "import_astrovader", "save_model", "load_vade", "model_dir",
+__all__ = ["VaDE", "VaDEModel", "compare", "load_model", "import_astrovader", "save_model", "load_vade", "model_dir",
            "MODEL_NAME", "MODEL_FILE"]
 
 
@@ -150,3 +151,229 @@ def import_astrovader(run: RunDir, weights: str | Path) -> Path:
     path = model_dir(run) / MODEL_FILE
     save_model(model, hp, path, extra={"imported_from": str(weights)})
     return path
+
+
+# --- the VaDE as a scikit-learn estimator ----------------------------------------------------
+
+def _check_images(X) -> np.ndarray:
+    """``X`` as float32 N x C x H x W (a stack of H x W images gets one channel)."""
+    x = np.asarray(X, dtype=np.float32)
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4 or x.shape[2] != x.shape[3] or len(x) < 2:
+        raise ValueError(f"expected at least 2 square images, N x C x H x W (or N x H x W), got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("images must be finite (no NaN or inf)")
+    return x
+
+
+class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
+    """The VaDE as a scikit-learn estimator: images in; latent codes, clusters and galaxies out.
+
+    ``fit`` trains exactly what ``morphospace train`` trains (the same Lightning code, in a
+    temporary run directory that is removed afterwards), so a notebook and the command line
+    give the same model for the same settings and seed.
+
+    Parameters
+    ----------
+    preset : {"form", "default", "astrovader"}
+        ``form`` (the default): the form-first VaDE over a self-supervised embedding;
+        ``default``: the pixel VaDE; ``astrovader``: the published recipe.
+    n_components : int
+        Mixture components K; 0 chooses K by BIC in ``[model.k_min, model.k_max]``.
+    latent_dim : int
+        Latent dimension D.
+    epochs, pretrain_epochs, batch_size : int or None
+        Training schedule; ``None`` keeps the configuration's default.
+    config : dict or None
+        Further settings as ``{"section.key": value}`` (the keys of ``morphospace.toml``,
+        e.g. ``{"form.ssl_epochs": 30}``).
+    random_state : int
+        Seed of everything random in training.
+    verbose : bool
+        Progress bars and log lines while fitting.
+
+    Attributes
+    ----------
+    model_ : VaDEModel
+        The trained model (numpy methods: ``encode``, ``decode``, ``sample``, ...).
+    n_components_ : int
+        K as fitted (chosen by BIC when ``n_components = 0``).
+    labels_ : ndarray (N,)
+        The most probable component of each training image.
+    latent_ : ndarray (N, D)
+        The latent means of the training images.
+    n_features_in_ : int
+        C x H x W.
+    image_shape_ : tuple
+        (C, H, W).
+
+    Examples
+    --------
+    >>> import morphospace as ms
+    >>> model = ms.VaDE(random_state=0).fit(run.cube)          # doctest: +SKIP
+    >>> z, p = model.transform(run.cube), model.predict_proba(run.cube)  # doctest: +SKIP
+    >>> fakes = model.sample(16, component=2)                   # doctest: +SKIP
+    """
+
+    def __init__(self, preset: str = "form", n_components: int = 0, latent_dim: int = 16,
+                 epochs: int | None = None, pretrain_epochs: int | None = None, batch_size: int | None = None,
+                 config: dict | None = None, random_state: int = 0, verbose: bool = False):
+        self.preset = preset
+        self.n_components = n_components
+        self.latent_dim = latent_dim
+        self.epochs = epochs
+        self.pretrain_epochs = pretrain_epochs
+        self.batch_size = batch_size
+        self.config = config
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _overrides(self) -> dict[str, Any]:
+        o: dict[str, Any] = {"model.preset": self.preset, "model.n_components": self.n_components,
+                             "model.latent_dim": self.latent_dim, "train.seed": self.random_state}
+        for key, value in (("train.epochs", self.epochs), ("train.pretrain_epochs", self.pretrain_epochs),
+                           ("train.batch_size", self.batch_size)):
+            if value is not None:
+                o[key] = value
+        o.update(self.config or {})
+        return o
+
+    def fit(self, X, y=None) -> "VaDE":
+        """Train on images ``X`` (N x C x H x W, preprocessed like a run's cube); ``y`` is ignored."""
+        import shutil
+        import tempfile
+
+        import pandas as pd
+
+        from .config import apply_overrides, load_config
+        from .errors import UserError
+        from .progress import is_quiet, set_quiet
+        from .run import write_npy, write_table
+        from .vade.train import train_run
+
+        x = _check_images(X)
+        try:
+            cfg = apply_overrides(load_config(None), self._overrides())
+        except UserError as exc:
+            raise ValueError(str(exc)) from None
+        tmp = Path(tempfile.mkdtemp(prefix="morphospace-vade-"))
+        was_quiet = is_quiet()
+        set_quiet(not self.verbose)
+        try:
+            run = RunDir(tmp, create=True)
+            write_npy(run.cube, x)
+            write_table(run.catalogue, pd.DataFrame({"id": [str(i) for i in range(len(x))],
+                                                     "cube_index": np.arange(len(x))}))
+            train_run(run, cfg)
+            vade, hp, _ = load_vade(run.model_dir(MODEL_NAME) / MODEL_FILE)
+            self.model_ = VaDEModel(vade, hp)
+            emb = run.model_dir(MODEL_NAME) / "form_embedding.npy"
+            if emb.is_file():  # the form model: codes from the embedding training computed, not a second CNN pass
+                with torch.no_grad():
+                    mu, log_var = vade.encode_embedding(torch.from_numpy(np.load(emb)))
+                    proba = vade.prior.log_responsibilities(mu, log_var).exp().numpy()
+                self.latent_ = mu.numpy()
+            else:
+                self.latent_ = self.model_.encode(x)[0]
+                proba = self.model_.predict_proba(x)
+        finally:
+            set_quiet(was_quiet)
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.labels_ = proba.argmax(1)
+        self.n_components_ = self.model_.n_components
+        self.image_shape_ = tuple(x.shape[1:])
+        self.n_features_in_ = int(np.prod(self.image_shape_))
+        return self
+
+    def fit_transform(self, X, y=None, **fit_params) -> np.ndarray:
+        """Fit, then the latent means of ``X`` (computed once)."""
+        return self.fit(X).latent_
+
+    def _model(self) -> "VaDEModel":
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "model_")
+        return self.model_
+
+    def _images(self, X) -> np.ndarray:
+        x = np.asarray(X, dtype=np.float32)
+        x = x[:, None] if x.ndim == 3 and self.image_shape_[0] == 1 else x
+        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape_:
+            raise ValueError(f"expected images N x {' x '.join(map(str, self.image_shape_))}, got shape {x.shape}")
+        return x
+
+    def transform(self, X) -> np.ndarray:
+        """Latent means (N, D) of images ``X``."""
+        model = self._model()
+        return model.encode(self._images(X))[0]
+
+    def inverse_transform(self, Z) -> np.ndarray:
+        """Images (N, C, H, W) decoded from latent codes ``Z`` (N, D)."""
+        return self._model().decode(Z)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Cluster probabilities q(c | x), (N, K)."""
+        model = self._model()
+        return model.predict_proba(self._images(X))
+
+    def predict(self, X) -> np.ndarray:
+        """The most probable cluster of each image, (N,)."""
+        return self.predict_proba(X).argmax(1)
+
+    def score_samples(self, X) -> np.ndarray:
+        """``log p(z)`` of each image's code under the mixture prior: low means anomalous."""
+        model = self._model()
+        return model.log_likelihood(self._images(X))
+
+    def sample(self, n: int = 16, component: int = 0, temperature: float = 0.5, random_state: int = 0) -> np.ndarray:
+        """``n`` synthetic galaxies (N, C, H, W) drawn from one mixture component."""
+        return self._model().sample(component, n, temperature=temperature, seed=random_state)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted model (and these parameters) to ``path``; :meth:`load` reads it back."""
+        model = self._model()
+        path = Path(path)
+        save_model(model.vade, model.hparams, path,
+                   extra={"estimator": self.get_params(), "labels": self.labels_, "latent": self.latent_})
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "VaDE":
+        """An estimator fitted by :meth:`save`, or from a run's ``model.pt`` (without training labels)."""
+        vade, hp, extra = load_vade(path)
+        params = dict(extra.get("estimator") or {"preset": hp["preset"], "latent_dim": hp["latent_dim"]})
+        est = cls(**params)
+        est.model_ = VaDEModel(vade, hp)
+        est.n_components_ = est.model_.n_components
+        est.image_shape_ = tuple(est.model_.image_shape)
+        est.n_features_in_ = int(np.prod(est.image_shape_))
+        if "labels" in extra:
+            est.labels_, est.latent_ = np.asarray(extra["labels"]), np.asarray(extra["latent"])
+        return est
+
+
+def compare(a, b, names: tuple[str, str] = ("a", "b")) -> "pd.DataFrame":
+    """How well two labellings of the same galaxies agree: ARI, AMI, ... as a one-column table.
+
+    Parameters
+    ----------
+    a, b : array-like (N,)
+        Cluster labels, classes or any categorical values; missing values (None, NaN, "") are
+        left out pairwise.
+    names : (str, str)
+        Names of the two labellings, for the column header.
+
+    Returns
+    -------
+    DataFrame
+        One row per measure (ARI, AMI, NMI, V-measure, Fowlkes-Mallows, ...), one column.
+    """
+    import pandas as pd
+
+    from .analysis.agreement import score_pair
+
+    if len(a) != len(b):
+        raise ValueError(f"the two labellings differ in length ({len(a)} and {len(b)})")
+    scores = score_pair(np.asarray(a, dtype=object), np.asarray(b, dtype=object))
+    return pd.DataFrame({f"{names[0]} vs {names[1]}": pd.Series(scores, dtype=float)})

@@ -1,0 +1,132 @@
+"""Figures for a notebook: each function returns a :class:`matplotlib.figure.Figure`.
+
+Nothing here touches pyplot or the matplotlib backend, so a notebook's inline backend (or a
+script's) is left as it was; show a figure by leaving it as a cell's value or with
+``fig.savefig(...)``.
+
+>>> import morphospace as ms
+>>> ms.plot.reconstructions(model, run.cube[:8])   # doctest: +SKIP
+>>> ms.plot.latent_map(xy, km.labels_)             # doctest: +SKIP
+
+``model`` is a fitted :class:`morphospace.VaDE`, or what :func:`morphospace.load_model` returns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["reconstructions", "generated", "component_means", "clusters", "latent_map"]
+
+
+def _resolve(model: Any):
+    """``(api_model, torch_module)`` of a fitted estimator or a loaded model."""
+    api = getattr(model, "model_", model)
+    if not hasattr(api, "vade"):
+        raise TypeError(f"expected a fitted morphospace.VaDE or a loaded model, got {type(model).__name__}")
+    return api, api.vade
+
+
+def _images(api: Any, images: Any) -> np.ndarray:
+    # the model's own input transform (e.g. neighbours masked), as in `morphospace embed`
+    return api._images(images)
+
+
+def reconstructions(model: Any, images: Any, n: int = 8, seed: int = 0):
+    """Originals (as the model sees them), reconstructions and residuals of up to ``n`` images.
+
+    Parameters
+    ----------
+    model : VaDE or VaDEModel
+    images : array (N, C, H, W)
+        Preprocessed like the run's cube.
+    n, seed : int
+        How many images, and which (a seeded draw when there are more than ``n``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Three rows of ``min(n, N)`` panels.
+    """
+    from .vade.figures import fig_reconstructions
+
+    api, module = _resolve(model)
+    return fig_reconstructions(module, _images(api, images), None, n=n, seed=seed)
+
+
+def generated(model: Any, n: int = 8, temperature: float = 0.5, seed: int = 0):
+    """``n`` synthetic galaxies of every mixture component, one row per component."""
+    from .vade.figures import fig_generated
+
+    _, module = _resolve(model)
+    return fig_generated(module, n=n, temperature=temperature, seed=seed)
+
+
+def component_means(model: Any):
+    """Each component's mean decoded into an image, with its weight."""
+    from .vade.figures import fig_component_means
+
+    _, module = _resolve(model)
+    return fig_component_means(module)
+
+
+def clusters(model: Any, images: Any, per_row: int = 10):
+    """One row per component: the images most probably in it, most probable first."""
+    from .vade.figures import fig_clusters
+
+    api, module = _resolve(model)
+    x = _images(api, images)
+    return fig_clusters(module, x, {"proba": api.predict_proba(x)}, per_row=per_row)
+
+
+def latent_map(xy: Any, labels: Any = None, title: str = "", size: float = 4.0):
+    """A 2-d map (e.g. t-SNE or UMAP coordinates), coloured by ``labels`` when given.
+
+    Parameters
+    ----------
+    xy : array (N, 2)
+    labels : array (N,), optional
+        Clusters or classes; -1 (noise) is drawn grey.
+    title : str
+    size : float
+        Figure height in inches.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.figure import Figure
+
+    xy = np.asarray(xy, dtype=float)
+    if xy.ndim != 2 or xy.shape[1] != 2:
+        raise ValueError(f"expected N x 2 coordinates, got shape {xy.shape}")
+    fig = Figure(figsize=(size * 1.25, size))
+    ax = fig.subplots()
+    if labels is None:
+        ax.scatter(xy[:, 0], xy[:, 1], s=4, c="0.3", lw=0)
+    else:
+        labels = np.asarray(labels)
+        if len(labels) != len(xy):
+            raise ValueError(f"{len(labels)} labels for {len(xy)} points")
+        values = [v for v in dict.fromkeys(labels.tolist()) if v != -1]
+        cmap = _colours(len(values))
+        noise = labels == -1
+        if noise.any():
+            ax.scatter(xy[noise, 0], xy[noise, 1], s=3, c="0.75", lw=0, label="noise")
+        for i, v in enumerate(sorted(values, key=str)):
+            sel = labels == v
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=4, color=cmap[i], lw=0, label=f"{v} ({int(sel.sum())})")
+        ax.legend(fontsize=7, markerscale=3, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _colours(n: int) -> list:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(max(n, 1))]

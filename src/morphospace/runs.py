@@ -1,0 +1,172 @@
+"""A run directory as Python objects, and :func:`ingest`, which makes one.
+
+Everything a command-line run wrote is readable from a notebook, lazily and read-only:
+
+>>> import morphospace as ms
+>>> run = ms.ingest("../shared/data/sdss-gz1", run="runs/gz1")   # doctest: +SKIP
+>>> run.catalogue.head()                                          # doctest: +SKIP
+>>> run.cube.shape                                                # memory-mapped # doctest: +SKIP
+>>> ms.Run("runs/gz1").clusterings["kmeans8_pca"]                 # doctest: +SKIP
+
+The catalogue is the contract between stages (as in Zoobot): ``Run.catalogue`` holds the
+galaxies of the cube in cube order, so row ``i`` of the catalogue is row ``i`` of the cube
+and of every embedding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import UserError
+
+__all__ = ["Run", "ingest"]
+
+
+class _Lazy(Mapping):
+    """A read-only mapping whose values are read from disk when first asked for."""
+
+    def __init__(self, names: Callable[[], list[str]], read: Callable[[str], Any], what: str, where: Path):
+        self._names, self._read, self._what, self._where = names, read, what, where
+        self._cache: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._cache:
+            if name not in self._names():
+                raise KeyError(f"no {self._what} '{name}' in {self._where} (it has: {', '.join(self) or 'none'})")
+            self._cache[name] = self._read(name)
+        return self._cache[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def __repr__(self) -> str:
+        return f"<{self._what}s: {', '.join(self) or 'none'}>"
+
+
+class Run:
+    """The results of a run directory, read lazily.
+
+    Parameters
+    ----------
+    path : str or Path
+        A run directory written by ``morphospace`` (at least ``ingest``).
+
+    Attributes
+    ----------
+    path : Path
+    catalogue : DataFrame
+        The cube's galaxies in cube order (id, file, labels, flags, ``cube_index``).
+    cube : ndarray (N, C, H, W)
+        The preprocessed images, memory-mapped.
+    embeddings, reductions : Mapping[str, ndarray]
+        Row ``i`` belongs to catalogue row ``i``.
+    clusterings : Mapping[str, Series]
+        Cluster label per galaxy, indexed by galaxy id in cube order (-1: noise).
+    comparisons : Mapping[str, DataFrame]
+        The compare stage's tables (``comparisons/*.csv``).
+    """
+
+    def __init__(self, path: str | Path):
+        from .run import RunDir
+
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise FileNotFoundError(f"run directory not found: {self.path}")
+        self._dir = RunDir(self.path)
+        d = self._dir
+        self.embeddings = _Lazy(d.embeddings, lambda n: d.read_embedding(n), "embedding", self.path)
+        self.reductions = _Lazy(d.reductions, lambda n: d.read_reduction(n), "reduction", self.path)
+        self.clusterings = _Lazy(d.clusterings, self._clustering, "clustering", self.path)
+        self.comparisons = _Lazy(self._comparison_names, self._comparison, "comparison", self.path)
+
+    def __repr__(self) -> str:
+        return (f"Run({str(self.path)!r}: {len(self.embeddings)} embeddings, {len(self.reductions)} reductions, "
+                f"{len(self.clusterings)} clusterings)")
+
+    @property
+    def catalogue(self) -> pd.DataFrame:
+        """The cube's galaxies, in cube order (read on each access: a stage may have rewritten it)."""
+        return self._dir.cube_catalogue().reset_index(drop=True)
+
+    @property
+    def cube(self) -> np.ndarray:
+        """The preprocessed images (N, C, H, W), memory-mapped."""
+        return self._dir.read_cube(mmap=True)
+
+    @property
+    def model(self):
+        """The run's trained model (:class:`morphospace.api.VaDEModel`)."""
+        from .api import load_model
+
+        return load_model(self._dir)
+
+    def _clustering(self, name: str) -> pd.Series:
+        table = self._dir.read_clustering(name)
+        labels = table.set_index("id")["label"] if "label" in table else table.set_index("id").iloc[:, 0]
+        return labels.reindex(self._dir.cube_ids()).rename(name)
+
+    def _comparison_names(self) -> list[str]:
+        folder = self.path / "comparisons"
+        return sorted(p.stem for p in folder.glob("*.csv")) if folder.is_dir() else []
+
+    def _comparison(self, name: str) -> pd.DataFrame:
+        return pd.read_csv(self.path / "comparisons" / f"{name}.csv")
+
+
+def ingest(data: str | Path | None = None, run: str | Path = "runs/notebook", config: dict | None = None,
+           **settings: Any) -> Run:
+    """Read a survey into a run directory (cube + catalogue) and return the :class:`Run`.
+
+    Parameters
+    ----------
+    data : str, Path or None
+        A folder of images (JPEG, PNG, FITS) with or without a catalogue, or an HDF5 file;
+        ``None`` uses the built-in synthetic survey.
+    run : str or Path
+        The run directory to write (created; an existing run is re-ingested).
+    config : dict, optional
+        Settings as ``{"section.key": value}``, e.g. ``{"preprocess.size": 96}``.
+    **settings
+        The same with ``__`` for the dot, e.g. ``preprocess__size=96``.
+
+    Returns
+    -------
+    Run
+
+    Raises
+    ------
+    ValueError
+        A setting that does not exist or is out of range.
+    FileNotFoundError
+        ``data`` does not exist.
+    """
+    from .config import apply_overrides, load_config
+    from .pipeline import save_config, stage_ingest
+    from .run import RunDir, release_locks
+
+    overrides = dict(config or {})
+    overrides.update({k.replace("__", "."): v for k, v in settings.items()})
+    if data is not None:
+        if not Path(data).exists():
+            raise FileNotFoundError(f"no such data: {data}")
+        overrides["data.path"] = str(data)
+    try:
+        cfg = apply_overrides(load_config(None), overrides)
+    except UserError as exc:
+        raise ValueError(str(exc)) from None
+    rd = RunDir(run, create=True)
+    rd.acquire_lock()  # one writer: a CLI stage on the same run waits its turn
+    try:
+        save_config(rd, cfg)
+        stage_ingest(rd, cfg)
+    finally:
+        release_locks()
+    return Run(rd.path)

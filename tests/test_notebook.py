@@ -1,0 +1,173 @@
+"""The notebook API: ms.ingest / ms.Run, the VaDE estimator, ms.compare, ms.plot, and the README's
+Python section, run as written (on a tiny survey instead of sdss-gz1)."""
+
+import re
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+import morphospace as ms
+from morphospace.cli import main
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+TINY = {"train.batch_size": 12, "model.widths": [8, 16, 16, 16], "form.ssl_epochs": 2, "form.aug_views": 1,
+        "form.decoder_epochs": 1}
+
+
+@pytest.fixture(scope="module")
+def survey(tmp_path_factory):
+    out = tmp_path_factory.mktemp("nb") / "survey"
+    assert main(["synth", "--n", "24", "--seed", "3", "--out", str(out), "--size", "64", "--quiet"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def run(survey, tmp_path_factory):
+    return ms.ingest(survey, run=tmp_path_factory.mktemp("nb") / "run")
+
+
+@pytest.fixture(scope="module")
+def fitted(run):
+    return ms.VaDE(n_components=3, epochs=2, pretrain_epochs=1, config=TINY, random_state=0).fit(run.cube)
+
+
+def _pixels(fig) -> np.ndarray:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3]
+
+
+def test_ingest_gives_a_run_with_catalogue_and_cube_in_the_same_order(run, survey):
+    assert isinstance(run, ms.Run)
+    cat, cube = run.catalogue, run.cube
+    assert len(cat) == len(cube) == 24 and cube.ndim == 4 and isinstance(cube, np.memmap)
+    assert (cat["cube_index"].to_numpy() == np.arange(24)).all()
+    truth = pd.read_csv(survey / "catalogue.csv").set_index("id")
+    assert (cat["morphology"].to_numpy() == truth.loc[cat["id"], "morphology"].to_numpy()).all()
+    assert len(run.embeddings) == 0 and "no clustering 'x'" in str(pytest.raises(KeyError, lambda: run.clusterings["x"]).value)
+
+
+def test_ingest_refuses_bad_settings_and_missing_data(tmp_path, survey):
+    with pytest.raises(ValueError, match="preprocess.size"):
+        ms.ingest(survey, run=tmp_path / "r", preprocess__size=-3)
+    with pytest.raises(FileNotFoundError):
+        ms.ingest(tmp_path / "nothing", run=tmp_path / "r2")
+
+
+def test_run_reads_what_the_cli_wrote(run, fitted):
+    from morphospace.run import RunDir
+
+    d = RunDir(run.path)
+    ids = d.cube_ids()
+    d.write_clustering("mine", ids[::-1], np.arange(24) % 3)  # stored in another order than the cube's
+    labels = ms.Run(run.path).clusterings["mine"]
+    assert list(labels.index) == list(ids) and (labels.to_numpy() == (np.arange(24) % 3)[::-1]).all()
+
+
+def test_vade_estimator_follows_scikit_learn(run, fitted):
+    cube = run.cube
+    assert fitted.n_features_in_ == int(np.prod(cube.shape[1:])) and fitted.n_components_ == 3
+    z = fitted.transform(cube)
+    assert z.shape == (24, 16) and np.isfinite(z).all()
+    # the codes of the training images computed once at fit are those transform gives
+    assert np.allclose(fitted.latent_, z, atol=1e-4)
+    p = fitted.predict_proba(cube)
+    assert p.shape == (24, 3) and np.allclose(p.sum(1), 1, atol=1e-5)
+    assert (fitted.predict(cube) == p.argmax(1)).all() and (fitted.labels_ == p.argmax(1)).all()
+    assert np.isfinite(fitted.score_samples(cube)).all()
+    fakes = fitted.sample(5, component=1)
+    assert fakes.shape == (5,) + cube.shape[1:] and np.isfinite(fakes).all()
+    assert fitted.inverse_transform(z[:2]).shape == (2,) + cube.shape[1:]
+    # parameters: get/set/clone round trip; clone is unfitted
+    params = fitted.get_params()
+    assert params["n_components"] == 3 and params["config"] == TINY
+    twin = clone(fitted)
+    assert twin.get_params() == params and not hasattr(twin, "model_")
+    with pytest.raises(NotFittedError):
+        twin.transform(cube)
+    assert twin.set_params(latent_dim=8).latent_dim == 8
+
+
+def test_vade_estimator_saves_and_loads(run, fitted, tmp_path):
+    path = fitted.save(tmp_path / "m.pt")
+    back = ms.VaDE.load(path)
+    assert back.get_params() == fitted.get_params()
+    assert np.allclose(back.transform(run.cube[:6]), fitted.transform(run.cube[:6]), atol=1e-5)
+    assert (back.labels_ == fitted.labels_).all()
+
+
+def test_vade_estimator_rejects_misuse(run, fitted):
+    with pytest.raises(ValueError, match="square images"):
+        ms.VaDE().fit(np.zeros((4, 3, 8, 6)))
+    with pytest.raises(ValueError, match="finite"):
+        ms.VaDE().fit(np.full((4, 1, 8, 8), np.nan))
+    with pytest.raises(ValueError, match="model.preset"):
+        ms.VaDE(preset="fomr").fit(np.zeros((4, 1, 8, 8)))
+    with pytest.raises(ValueError, match="expected images"):
+        fitted.transform(np.zeros((2, 3, 32, 32)))
+
+
+def test_compare_is_a_table_of_agreement():
+    a = [0, 0, 1, 1, 2, 2]
+    t = ms.compare(a, ["x", "x", "y", "y", "z", "z"], names=("clusters", "classes"))
+    assert list(t.columns) == ["clusters vs classes"]
+    assert t.loc["ari"].iloc[0] == pytest.approx(1.0) and t.loc["ami"].iloc[0] == pytest.approx(1.0)
+    worse = ms.compare(a, [0, 1, 0, 1, 0, 1])
+    assert worse.loc["ari"].iloc[0] < 0.1
+    with pytest.raises(ValueError, match="length"):
+        ms.compare([0, 1], [0])
+
+
+def test_plots_are_figures_that_show_what_they_say_and_leave_the_backend(run, fitted):
+    backend = matplotlib.get_backend()
+    fig = ms.plot.reconstructions(fitted, run.cube, n=4)
+    image_axes = [ax for ax in fig.axes if ax.images]
+    assert len(image_axes) == 12  # originals, reconstructions, residuals
+    px = _pixels(fig)
+    assert px.std() > 10  # galaxies drawn, not a blank canvas
+    gen = ms.plot.generated(fitted, n=3)
+    assert len([ax for ax in gen.axes if ax.images]) == 3 * fitted.n_components_
+    rng = np.random.default_rng(0)
+    xy = np.concatenate([rng.normal(0, 0.3, (50, 2)), rng.normal(5, 0.3, (50, 2))])
+    labels = np.repeat([0, 1], 50)
+    m = ms.plot.latent_map(xy, labels, title="two groups")
+    px = _pixels(m).reshape(-1, 3)
+    colours = {tuple(c) for c in px[(px.max(1) - px.min(1)) > 60]}  # saturated pixels: the points
+    blue, orange = np.array([31, 119, 180]), np.array([255, 127, 14])  # tab10's first two
+    near = lambda ref: any(np.abs(np.array(c) - ref).max() < 40 for c in colours)
+    assert near(blue) and near(orange)
+    assert [t.get_text() for t in m.axes[0].get_legend().get_texts()] == ["0 (50)", "1 (50)"]
+    one = ms.plot.latent_map(xy)
+    assert one.axes[0].get_legend() is None
+    assert matplotlib.get_backend() == backend
+    with pytest.raises(ValueError, match="N x 2"):
+        ms.plot.latent_map(np.zeros((3, 3)))
+
+
+def _readme_python() -> str:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert blocks, "the README has a Python section"
+    return blocks[0]
+
+
+@pytest.mark.slow
+def test_the_readme_python_section_runs(survey, tmp_path, monkeypatch):
+    code = _readme_python()
+    # the same code on the tiny survey, with a short schedule: only these two substitutions
+    gz1 = '"../shared/data/sdss-gz1"'
+    assert gz1 in code and "ms.VaDE(random_state=0)" in code
+    code = code.replace(gz1, repr(str(survey))).replace(
+        "ms.VaDE(random_state=0)", f"ms.VaDE(random_state=0, n_components=3, epochs=2, pretrain_epochs=1, config={TINY!r})")
+    code = code.replace('run.catalogue["morph3"]', 'run.catalogue["morphology"]')
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert (tmp_path / "reconstructions.png").is_file()
+    assert isinstance(scope["km"].labels_, np.ndarray) and len(scope["km"].labels_) == 24
