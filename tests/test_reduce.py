@@ -63,7 +63,7 @@ def test_lda_finds_the_low_variance_axis_that_pca_misses():
 
 def test_lda_needs_labels_and_two_classes():
     X, y = blobs()
-    with pytest.raises(UserError, match="needs labels"):
+    with pytest.raises(UserError, match="requires y"):
         LDAReducer().fit(X)
     with pytest.raises(UserError, match="at least 2"):
         LDAReducer().fit(X, np.zeros(len(X), dtype=int))

@@ -13,8 +13,11 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class UserError(Exception):
-    """A mistake in the user's input: printed as one line, exit status 2."""
+class UserError(ValueError):
+    """A mistake in the user's input: printed as one line, exit status 2.
+
+    A ``ValueError``, as scikit-learn's conventions want for a wrong argument to an estimator.
+    """
 
     exit_code = 2
 

@@ -37,6 +37,7 @@ from sklearn.neighbors import NearestNeighbors
 from ..errors import UserError
 from ..progress import Timer
 from ..run import RunDir, write_json, write_table
+from .inputs import fit_input, new_input
 
 log = logging.getLogger("morphospace")
 
@@ -56,15 +57,6 @@ __all__ = [
 
 # above this many dimensions density clustering is unreliable (distances concentrate)
 DENSITY_MAX_DIMS = 10
-
-
-def _as_2d(X: Any) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2:
-        raise UserError(f"expected a 2-D array (samples x features), got shape {X.shape}")
-    if not np.all(np.isfinite(X)):
-        raise UserError("the representation contains NaN or infinite values")
-    return X
 
 
 def _valid_ks(k_range: Iterable[int], n: int) -> list[int]:
@@ -122,7 +114,7 @@ class KMeansSelect(ClusterMixin, BaseEstimator):
         Labels at ``best_k_``.
     """
 
-    def __init__(self, k_range: Iterable[int] = range(3, 9), random_state: Any = 0, n_init: int = 3,
+    def __init__(self, k_range: Iterable[int] = (3, 4, 5, 6, 7, 8), random_state: Any = 0, n_init: int = 3,
                  silhouette_sample: int | None = 5000):
         self.k_range = k_range
         self.random_state = random_state
@@ -130,7 +122,7 @@ class KMeansSelect(ClusterMixin, BaseEstimator):
         self.silhouette_sample = silhouette_sample
 
     def fit(self, X, y=None):
-        X = _as_2d(X)
+        X = fit_input(self, X)
         rows = []
         self.models_, self.labels_by_k_ = {}, {}
         for k in _valid_ks(self.k_range, X.shape[0]):
@@ -149,7 +141,8 @@ class KMeansSelect(ClusterMixin, BaseEstimator):
 
     def predict(self, X, k: int | None = None):
         """Nearest-centre labels at ``k`` (default: ``best_k_``)."""
-        return self.models_[self.best_k_ if k is None else k].predict(_as_2d(X))
+        X = new_input(self, X)
+        return self.models_[self.best_k_ if k is None else k].predict(X)
 
 
 def k_distances(X: np.ndarray, k: int) -> np.ndarray:
@@ -209,7 +202,7 @@ class DBSCANAuto(ClusterMixin, BaseEstimator):
         self.eps = eps
 
     def fit(self, X, y=None):
-        X = _as_2d(X)
+        X = fit_input(self, X)
         if X.shape[1] > DENSITY_MAX_DIMS:
             log.warning("DBSCAN on %d dimensions: density clustering is unreliable above %d "
                         "(distances concentrate); cluster a 2-D reduction instead",
@@ -261,7 +254,7 @@ class HDBSCANClusterer(ClusterMixin, BaseEstimator):
         self.min_samples = min_samples
 
     def fit(self, X, y=None):
-        X = _as_2d(X)
+        X = fit_input(self, X)
         if X.shape[1] > DENSITY_MAX_DIMS:
             log.warning("HDBSCAN on %d dimensions: slow and unreliable above %d; "
                         "cluster a 2-D reduction instead", X.shape[1], DENSITY_MAX_DIMS)
@@ -305,7 +298,7 @@ class GMMSelect(ClusterMixin, BaseEstimator):
     probabilities_ : ndarray of shape (n_samples, best_k_)
     """
 
-    def __init__(self, k_range: Iterable[int] = range(3, 9), covariance_type: str = "diag",
+    def __init__(self, k_range: Iterable[int] = (3, 4, 5, 6, 7, 8), covariance_type: str = "diag",
                  random_state: Any = 0, n_init: int = 1, reg_covar: float = 1e-6, max_iter: int = 200):
         self.k_range = k_range
         self.covariance_type = covariance_type
@@ -315,7 +308,7 @@ class GMMSelect(ClusterMixin, BaseEstimator):
         self.max_iter = max_iter
 
     def fit(self, X, y=None):
-        X = _as_2d(X)
+        X = fit_input(self, X)
         if self.covariance_type not in ("diag", "full", "spherical", "tied"):
             raise UserError(f"unknown GMM covariance type '{self.covariance_type}'")
         rows, models = [], {}
@@ -330,15 +323,18 @@ class GMMSelect(ClusterMixin, BaseEstimator):
         self.scores_ = pd.DataFrame(rows)
         self.best_k_ = int(self.scores_["k"].iloc[int(np.argmin(self.scores_["bic"].to_numpy()))])
         self.model_ = models[self.best_k_]
+        self.n_iter_ = int(self.model_.n_iter_)
         self.probabilities_ = self.model_.predict_proba(X)
         self.labels_ = np.argmax(self.probabilities_, axis=1).astype(np.int64)
         return self
 
     def predict(self, X):
-        return self.model_.predict(_as_2d(X)).astype(np.int64)
+        X = new_input(self, X)
+        return self.model_.predict(X).astype(np.int64)
 
     def predict_proba(self, X):
-        return self.model_.predict_proba(_as_2d(X))
+        X = new_input(self, X)
+        return self.model_.predict_proba(X)
 
 
 METHODS = ("kmeans", "dbscan", "hdbscan", "gmm")

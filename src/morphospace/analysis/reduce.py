@@ -37,6 +37,7 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from ..errors import UserError
 from ..progress import Timer
 from ..run import RunDir, write_json, write_npy
+from .inputs import fit_input, new_input
 from .labels import labels_in_cube_order, missing_mask, truth_column
 
 log = logging.getLogger("morphospace")
@@ -51,17 +52,6 @@ __all__ = [
     "representation_id",
     "reduce_run",
 ]
-
-
-def _as_2d_float(X: Any) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2:
-        raise UserError(f"expected a 2-D array (samples x features), got shape {X.shape}")
-    if X.shape[0] < 2:
-        raise UserError(f"need at least 2 samples to reduce, got {X.shape[0]}")
-    if not np.all(np.isfinite(X)):
-        raise UserError("the embedding contains NaN or infinite values")
-    return X
 
 
 def _pre_pca(X: np.ndarray, dims: int | None, random_state: Any) -> PCA | None:
@@ -94,7 +84,7 @@ class PCAReducer(TransformerMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X, y=None):
-        X = _as_2d_float(X)
+        X = fit_input(self, X)
         n_comp = min(self.n_components, *X.shape)
         self.pca_ = PCA(n_components=n_comp, random_state=self.random_state).fit(X)
         self.n_components_ = n_comp
@@ -102,7 +92,7 @@ class PCAReducer(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X):
-        return self.pca_.transform(_as_2d_float(X))
+        return self.pca_.transform(new_input(self, X))
 
 
 class LDAReducer(TransformerMixin, BaseEstimator):
@@ -133,10 +123,15 @@ class LDAReducer(TransformerMixin, BaseEstimator):
         self.n_components = n_components
         self.random_state = random_state
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        return tags
+
     def fit(self, X, y=None):
         if y is None:
-            raise UserError("LDA needs labels: pass a label column (none was given)")
-        X = _as_2d_float(X)
+            raise UserError("LDA requires y to be passed, but the target y is None: give it a label column")
+        X = fit_input(self, X)
         y = np.asarray(y, dtype=object)
         if y.shape[0] != X.shape[0]:
             raise UserError(f"LDA: {y.shape[0]} labels for {X.shape[0]} rows")
@@ -164,7 +159,7 @@ class LDAReducer(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X):
-        X = _as_2d_float(X)
+        X = new_input(self, X)
         Z = self.lda_.transform(X)
         if self.pad_pca_ is not None:
             extra = (X - self._pad_mean) @ self.pad_pca_.components_.T
@@ -211,9 +206,7 @@ class TSNEReducer(TransformerMixin, BaseEstimator):
     def fit(self, X, y=None):
         import openTSNE
 
-        X = _as_2d_float(X)
-        if X.shape[0] < 4:
-            raise UserError(f"t-SNE needs at least 4 samples, got {X.shape[0]}")
+        X = fit_input(self, X, min_samples=4)  # t-SNE's perplexity needs a few neighbours
         self.pca_ = _pre_pca(X, self.pca_dims, self.random_state)
         Xp = self._pre(X)
         perplexity = float(min(self.perplexity, (X.shape[0] - 1) / 3.0))
@@ -241,7 +234,7 @@ class TSNEReducer(TransformerMixin, BaseEstimator):
         return np.asarray(self.fit(X, y).embedding_)
 
     def transform(self, X):
-        return np.asarray(self.embedding_.transform(self._pre(_as_2d_float(X))))
+        return np.asarray(self.embedding_.transform(self._pre(new_input(self, X))))
 
 
 class UMAPReducer(TransformerMixin, BaseEstimator):
@@ -280,9 +273,7 @@ class UMAPReducer(TransformerMixin, BaseEstimator):
         return self.pca_.transform(X) if self.pca_ is not None else X
 
     def fit(self, X, y=None):
-        X = _as_2d_float(X)
-        if X.shape[0] < 4:
-            raise UserError(f"UMAP needs at least 4 samples, got {X.shape[0]}")
+        X = fit_input(self, X, min_samples=4)  # UMAP's neighbour graph needs a few neighbours
         with warnings.catch_warnings():
             # umap-learn imports numba/pynndescent, which warn about things we do not control
             warnings.simplefilter("ignore")
@@ -302,12 +293,12 @@ class UMAPReducer(TransformerMixin, BaseEstimator):
         return self
 
     def fit_transform(self, X, y=None, **kw):
-        return np.asarray(self.fit(X, y).embedding_)
+        return np.asarray(self.fit(X, y).embedding_, dtype=np.float64)
 
     def transform(self, X):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return self.umap_.transform(self._pre(_as_2d_float(X)))
+            return self.umap_.transform(self._pre(new_input(self, X))).astype(np.float64)
 
 
 REDUCERS: dict[str, type] = {

@@ -98,7 +98,7 @@ def resolve_hparams(cfg: Config, channels: int, image_size: int) -> dict[str, An
                             "precision": resolve_precision(f.precision),
                             "aug_views": f.aug_views, "ssl_epochs": f.ssl_epochs, "loss": f.loss,
                             "temperature": f.temperature, "train_trunk": f.train_trunk,
-                            "core": getattr(f, "core", "linear"),
+                            "core": f.core,
                             "decoder_epochs": f.decoder_epochs, "image_recon_sigma": m.recon_sigma}})
     elif m.preset != "default":
         raise UserError(f"unknown model.preset '{m.preset}' (known: form, default, astrovader)")
@@ -133,8 +133,8 @@ def _check_hparams(hp: dict[str, Any]) -> None:
 
 
 def _check_form(f: dict[str, Any]) -> None:
-    # ranges and allowed values are checked when the configuration loads (config.RANGES,
-    # CHOICES); the backbone registry lives with the backbones
+    # ranges and allowed values are checked when the configuration loads (the pydantic models
+    # of morphospace.config); the backbone registry lives with the backbones
     from ..nets.backbones import BACKBONES
 
     if f["backbone"] not in BACKBONES:

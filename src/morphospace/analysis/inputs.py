@@ -1,0 +1,41 @@
+"""Input checks shared by the reducers and clusterers: scikit-learn's, as one-line errors.
+
+``fit`` records ``n_features_in_`` and refuses NaN, infinities, complex and sparse input, 1-d
+arrays and too few samples; ``transform`` / ``predict`` also refuse a different number of
+features and an unfitted estimator (``NotFittedError``). A refusal is a
+:class:`~morphospace.errors.UserError` (a ``ValueError``) carrying the first line of
+scikit-learn's message, so the command line prints it as one line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ..errors import UserError
+
+__all__ = ["fit_input", "new_input"]
+
+
+def _one_line(exc: Exception) -> UserError:
+    # scikit-learn's message on one line (its advice, e.g. "Reshape your data ...", kept)
+    return UserError(" ".join(str(exc).split())[:600])
+
+
+def fit_input(estimator: Any, X: Any, min_samples: int = 2) -> np.ndarray:
+    """``X`` as a finite float64 (n_samples, n_features) array; sets ``estimator.n_features_in_``."""
+    try:
+        return validate_data(estimator, X, reset=True, dtype=np.float64, ensure_min_samples=min_samples)
+    except ValueError as exc:
+        raise _one_line(exc) from None
+
+
+def new_input(estimator: Any, X: Any) -> np.ndarray:
+    """``X`` for a fitted estimator: as :func:`fit_input`, with as many features as it was fitted on."""
+    check_is_fitted(estimator)
+    try:
+        return validate_data(estimator, X, reset=False, dtype=np.float64)
+    except ValueError as exc:
+        raise _one_line(exc) from None
