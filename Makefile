@@ -4,8 +4,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RUN    ?= runs/demo
+# extra pytest options, e.g. `make test PYTEST_ARGS=--durations=25`
+PYTEST_ARGS ?=
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-fast browser bench clean
 
 # torch first, pinned to the CPU wheel on disk: a plain `torch` requirement would pull a
 # multi-GB CUDA build. Then the package with its test extra.
@@ -25,9 +27,30 @@ DEMO_OPTS ?= --set train.epochs=12 --set train.pretrain_epochs=4
 demo: $(STAMP)
 	$(BIN)/morphospace run --out $(RUN) $(DEMO_OPTS)
 
-## test: the test suite
-test: $(STAMP)
-	$(BIN)/pytest -q
+## test: the whole test suite, slow tests included: what CI runs (.ci/run calls it).
+## It first tries to get the headless browser of the report's browser tests (`browser`
+## below); where that cannot be installed those tests skip, saying so.
+test: $(STAMP) browser
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+## test-fast: the suite without the tests marked `slow` (whole pipelines on tiny data, DDP,
+## a killed-and-resumed training): minutes quicker, for iterating. Run `make test` before pushing.
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow" $(PYTEST_ARGS)
+
+## browser: best effort, never fails the build. The browser tests drive Debian's chromium
+## (/usr/bin/chromium) through the playwright package of the test extra; where it is missing
+## and packages can be installed (root, or sudo without a password) .ci/install-browser.sh
+## installs it with apt-get.
+BROWSER_MISSING := chromium could not be installed (no network, or no root?): browser tests will be skipped
+browser: $(STAMP)
+	@if [ -x /usr/bin/chromium ] && $(BIN)/python -c "import playwright.sync_api" 2>/dev/null; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ] || sudo -n true 2>/dev/null; then \
+	  bash .ci/install-browser.sh $(BIN)/python || echo "$(BROWSER_MISSING)"; \
+	else \
+	  echo "$(BROWSER_MISSING)"; \
+	fi
 
 ## bench: speed and quality measurements (slow; not part of the tests)
 bench: $(STAMP)

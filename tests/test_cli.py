@@ -3,9 +3,12 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
+import morphospace
 from morphospace.cli import build_parser, main
+from morphospace.config import load_config
 
 STAGES = ["synth", "ingest", "train", "embed", "reduce", "cluster", "compare", "generate", "report",
           "run", "export", "study", "import-astrovader"]
@@ -69,5 +72,29 @@ def test_wrong_data_format_lists_known_layouts(tmp_path, capsys):
     assert "known layouts" in err and "sdss-gz1" in err and "galaxy10" in err
 
 
-def test_parser_builds():
-    assert build_parser().prog == "morphospace"
+def test_set_is_repeatable_and_options_have_their_documented_defaults():
+    args = build_parser().parse_args(["study", "--backbone", "small", "--set", "study.lr=0.01",
+                                      "--set", "train.seed=3"])
+    assert (args.command, args.backbone, args.out) == ("study", "small", "runs/study")
+    assert args.overrides == ["study.lr=0.01", "train.seed=3"]  # in order: a later --set wins
+    assert build_parser().parse_args(["run"]).out == "runs/default"
+    args = build_parser().parse_args(["generate", "R", "--component", "2", "--out", "gen"])
+    assert (args.n, args.temperature, args.seed, args.reject_below) == (64, 0.5, 0, None)
+
+
+def test_stage_options_and_set_reach_the_saved_config_and_the_stage(tiny_folder_survey, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["ingest", str(tiny_folder_survey), "--out", str(run), "--colour", "grey", "--size", "64",
+                 "--set", "cluster.seed=7", "--set", "cluster.seed=8", "--quiet"]) == 0
+    assert "ingested 6 of 6 galaxies" in capsys.readouterr().out
+    cfg = load_config(run / "config.toml")
+    assert (cfg.preprocess.colour, cfg.preprocess.size, cfg.cluster.seed) == ("grey", 64, 8)
+    assert cfg.data.path == str(tiny_folder_survey)
+    assert np.load(run / "cube.npy", mmap_mode="r").shape == (6, 1, 64, 64)  # grey: one channel
+
+
+def test_version_is_the_package_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"morphospace {morphospace.__version__}"

@@ -87,6 +87,32 @@ def test_same_seed_same_model_other_seed_other_model(toy, fitted):
     assert not np.allclose(other.transform(X[:4]), first.transform(X[:4]))
 
 
+def test_early_stopping_keeps_the_best_epochs_checkpoint(tmp_path, toy):
+    X, y, _ = toy
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy(), torch.are_deterministic_algorithms_enabled()
+    # labels at random: the network can only memorise them, so the validation loss soon rises
+    noise = np.random.default_rng(0).permutation(y)
+    ft = FineTuner("small", epochs=6, random_state=0, checkpoint_dir=str(tmp_path / "ckpt"),
+                   **{**FAST, "patience": 1}).fit(X, noise)
+    losses = [h["val_loss"] for h in ft.history_]
+    assert [h["epoch"] for h in ft.history_] == list(range(1, len(losses) + 1))
+    assert len(losses) < 6, "EarlyStopping did not stop the fit"
+    assert losses[-1] >= losses[-2] and ft.best_epoch_ == len(losses) - 1 == int(np.argmin(losses)) + 1
+    # the weights kept are the best epoch's (with that epoch's batch-norm statistics), not the last's
+    out = ft._outputs(X, ft.val_index_)
+    weights = torch.from_numpy(ft.class_weights_)
+    kept = torch.nn.functional.cross_entropy(out, torch.from_numpy(ft.classes_.searchsorted(noise[ft.val_index_])),
+                                             weight=weights)
+    assert float(kept) == pytest.approx(losses[ft.best_epoch_ - 1], rel=1e-4)
+    saved = torch.load(tmp_path / "ckpt" / "best.ckpt", map_location="cpu", weights_only=True)
+    assert saved["epoch"] + 1 == ft.best_epoch_
+    assert all(torch.equal(v, saved["state_dict"][f"net.{k}"]) for k, v in ft.model_.state_dict().items())
+    # global random states and torch's determinism switch are as they were
+    assert np.array_equal(np.random.get_state()[1], before[0])
+    assert torch.are_deterministic_algorithms_enabled() == before[1]
+
+
 def test_frozen_mode_trains_nothing_and_uses_no_labels(toy):
     X, _, _ = toy
     ft = FineTuner("efficientnet-lite0", mode="frozen", input_size=32, num_threads=1).fit(X)
@@ -196,6 +222,8 @@ def test_study_features_run_writes_features_metrics_and_figures(tmp_path, toy):
     for fig in ("confusion_matrix", "finetune_curves"):
         assert run.figure_path(fig).stat().st_size > 1000
     assert (run.path / "models" / "small" / "model.pt").is_file()
+    best = torch.load(run.path / "models" / "small" / "best.ckpt", map_location="cpu", weights_only=True)
+    assert best["epoch"] + 1 == metrics["best_epoch"]  # Lightning's checkpoint of the kept epoch, beside model.pt
 
     # A frozen re-run replaces the features and removes the fine-tune-only outputs.
     frozen = apply_overrides(cfg, ["study.backbone=efficientnet-lite0", "study.mode=frozen"])

@@ -52,16 +52,20 @@ def test_single_stage_reruns_from_saved_config(pca_run):
     assert (pca_run / "report.html").exists()
 
 
+TINY_VADE = ["--set", "train.epochs=2", "--set", "train.pretrain_epochs=1", "--set", "train.batch_size=12",
+             "--set", "model.widths=[8, 16, 16, 16]", "--set", "form.ssl_epochs=2", "--set", "form.aug_views=1",
+             "--set", "form.decoder_epochs=1"]
+
+
 @pytest.mark.slow
-def test_run_with_vade_model(tmp_path):
+def test_run_with_the_form_vade_then_a_study_of_its_ssl_encoder(tmp_path):
+    """`morphospace run` with the default (form-first) VaDE on tiny data, then `study --backbone ssl`
+    on the same run: it re-uses the trained form model instead of training a second one."""
     survey = tmp_path / "survey"
     assert main(["synth", "--n", "24", "--seed", "2", "--out", str(survey), "--size", "64", "--quiet"]) == 0
     run = tmp_path / "run"
-    code = main(["run", "--out", str(run), "--data", str(survey), "--quiet",
-                 "--set", "train.epochs=2", "--set", "train.pretrain_epochs=1", "--set", "train.batch_size=12",
-                 "--set", "model.widths=[8, 16, 16, 16]", "--set", "model.n_components=4",
-                 "--set", "form.ssl_epochs=2", "--set", "form.aug_views=1", "--set", "form.decoder_epochs=1",
-                 "--set", "cluster.reductions=['pca']", "--set", "cluster.kmeans_k=[3]"])
+    code = main(["run", "--out", str(run), "--data", str(survey), "--quiet", *TINY_VADE,
+                 "--set", "model.n_components=4", "--set", "cluster.reductions=['pca']", "--set", "cluster.kmeans_k=[3]"])
     assert code == 0
     # the default model is the form-first VaDE: its 4 components, merged into the run's clusters
     comps = pd.read_parquet(run / "clusterings" / "vade_components.parquet")
@@ -88,25 +92,37 @@ def test_run_with_vade_model(tmp_path):
     masked = pd.read_parquet(run / "cube_masked.parquet")
     assert len(masked) == 24 and {"n_masked", "masked_fraction"} <= set(masked.columns)
 
+    # the study of the self-supervised encoder: --backbone ssl means the form-first model whatever
+    # model.preset says, and the run's trained one is used as it is
+    model = run / "models" / "vade" / "model.pt"
+    trained = model.read_bytes()
+    (run / "report.html").unlink()
+    code = main(["study", "--data", str(survey), "--backbone", "ssl", "--out", str(run), "--quiet", *TINY_VADE,
+                 "--set", "model.preset=default", "--set", "model.n_components=3",
+                 "--set", "cluster.reductions=['pca', 'lda']", "--set", "cluster.kmeans_k=[3]"])
+    assert code == 0
+    assert model.read_bytes() == trained  # not trained again
+    ami = pd.read_csv(run / "comparisons" / "ami.csv")
+    assert {"vade", "kmeans3_form", "kmeans3_form_pca", "kmeans3_form_lda"} <= set(ami["name"])
+    hp = json.loads((run / "models" / "vade" / "hparams.json").read_text())
+    assert hp["preset"] == "form"
+    assert not (run / "embeddings" / "features.npy").exists()
+    assert (run / "report.html").exists()
+
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backbone,embedding,preset", [("vade", "vade", "default"), ("ssl", "form", "default")])
-def test_study_of_the_vade_and_ssl_encoders(tmp_path, backbone, embedding, preset):
+def test_study_of_the_pixel_vade_encoder(tmp_path):
+    """`study --backbone vade` on a fresh run trains the pixel VaDE (model.preset = default) and studies z_mean."""
     survey = tmp_path / "survey"
     assert main(["synth", "--n", "24", "--seed", "3", "--out", str(survey), "--size", "64", "--quiet"]) == 0
     run = tmp_path / "study"
-    code = main(["study", "--data", str(survey), "--backbone", backbone, "--out", str(run), "--quiet",
-                 "--set", f"model.preset={preset}",
-                 "--set", "train.epochs=2", "--set", "train.pretrain_epochs=1", "--set", "train.batch_size=12",
-                 "--set", "model.widths=[8, 16, 16, 16]", "--set", "model.n_components=3",
-                 "--set", "form.ssl_epochs=2", "--set", "form.aug_views=1", "--set", "form.decoder_epochs=1",
+    code = main(["study", "--data", str(survey), "--backbone", "vade", "--out", str(run), "--quiet", *TINY_VADE,
+                 "--set", "model.preset=default", "--set", "model.n_components=3",
                  "--set", "cluster.reductions=['pca', 'lda']", "--set", "cluster.kmeans_k=[3]"])
     assert code == 0
     ami = pd.read_csv(run / "comparisons" / "ami.csv")
-    names = set(ami["name"])
-    assert {"vade", f"kmeans3_{embedding}", f"kmeans3_{embedding}_pca", f"kmeans3_{embedding}_lda"} <= names
-    # --backbone ssl trains the form-first model whatever model.preset says
+    assert {"vade", "kmeans3_vade", "kmeans3_vade_pca", "kmeans3_vade_lda"} <= set(ami["name"])
     hp = json.loads((run / "models" / "vade" / "hparams.json").read_text())
-    assert hp["preset"] == ("form" if backbone == "ssl" else preset)
+    assert hp["preset"] == "default"
     assert not (run / "embeddings" / "features.npy").exists()
     assert (run / "report.html").exists()

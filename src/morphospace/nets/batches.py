@@ -71,6 +71,17 @@ def extract_features(module: nn.Module, cube, batch_size: int = 256, desc: str =
     cube : array (N, C, H, W)
         Read ``batch_size`` rows at a time, so a memory-mapped cube never sits in memory whole.
     batch_size : int
+    desc : str
+        Label of the progress bar.
+
+    Returns
+    -------
+    ndarray (N, D) float32
+
+    Raises
+    ------
+    UserError
+        The cube has no rows.
     """
     was_training = module.training
     module.eval()
@@ -84,7 +95,22 @@ def extract_features(module: nn.Module, cube, batch_size: int = 256, desc: str =
 
 
 class RowView:
-    """Rows ``rows`` of a (memory-mapped) cube, indexable like an array without copying it."""
+    """Rows ``rows`` of a (memory-mapped) cube, indexable like an array without copying it.
+
+    Parameters
+    ----------
+    cube : array-like (N, ...)
+        An array or memmap.
+    rows : array of int
+        The rows of ``cube`` the view shows, in this order.
+
+    Attributes
+    ----------
+    shape : tuple
+        ``(len(rows),) + cube.shape[1:]``.
+    dtype : numpy dtype
+        The cube's.
+    """
 
     def __init__(self, cube, rows: np.ndarray):
         self.cube = cube

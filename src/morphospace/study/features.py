@@ -5,7 +5,8 @@ and the catalogue, fine-tunes the configured backbone on the configured label co
 (rows without a label are left out of training but still get features), and writes
 
 * ``embeddings/features.npy`` (one row per cube row) and ``embeddings/features.json``;
-* ``models/<backbone>/model.pt`` and ``metrics.json`` (fine-tune mode);
+* ``models/<backbone>/model.pt`` and ``metrics.json`` (fine-tune mode), beside
+  ``best.ckpt``, the Lightning checkpoint of the best epoch;
 * ``comparisons/finetune_metrics.json``, ``comparisons/confusion_matrix.csv``;
 * ``figures/confusion_matrix.png``, ``figures/finetune_curves.png``.
 
@@ -93,7 +94,20 @@ def resolve_labels(cat: pd.DataFrame, spec: str) -> tuple[np.ndarray, np.ndarray
 
 
 def default_label_column(cat: pd.DataFrame, cfg: Config) -> str:
-    """``study.labels``, else ``data.truth_label``, else morph3 / morphology if present, else ''."""
+    """The catalogue column to fine-tune on.
+
+    Parameters
+    ----------
+    cat : DataFrame
+        The run's catalogue.
+    cfg : Config
+
+    Returns
+    -------
+    str
+        ``study.labels``, else ``data.truth_label``, else ``morph3`` / ``morphology`` if the
+        catalogue has one, else ``""`` (no labels).
+    """
     if cfg.study.labels:
         return cfg.study.labels
     if cfg.data.truth_label:
@@ -107,7 +121,17 @@ def default_label_column(cat: pd.DataFrame, cfg: Config) -> str:
 # --- figures -----------------------------------------------------------------------------------
 
 def plot_confusion_matrix(matrix: np.ndarray, classes: list, path) -> None:
-    """Row-normalised confusion matrix (colour) with the counts written in each cell."""
+    """Row-normalised confusion matrix (colour) with the counts written in each cell.
+
+    Parameters
+    ----------
+    matrix : array (K, K)
+        Counts; rows: true class, columns: predicted class.
+    classes : list
+        Class names, in the matrix's order.
+    path : Path
+        The PNG written (atomically).
+    """
     from matplotlib.figure import Figure
 
     matrix = np.asarray(matrix)
@@ -135,7 +159,17 @@ def plot_confusion_matrix(matrix: np.ndarray, classes: list, path) -> None:
 
 
 def plot_curves(history: list[dict], best_epoch: int, path) -> None:
-    """Training and validation loss per epoch, and validation accuracy (or RMSE)."""
+    """Training and validation loss per epoch, and validation accuracy (or RMSE).
+
+    Parameters
+    ----------
+    history : list of dict
+        :attr:`FineTuner.history_ <morphospace.study.finetune.FineTuner>`, one record per epoch.
+    best_epoch : int
+        The epoch whose weights were kept (marked; 0: none).
+    path : Path
+        The PNG written (atomically).
+    """
     from matplotlib.figure import Figure
 
     epochs = [h["epoch"] for h in history]
@@ -174,7 +208,7 @@ def study_features_run(run: RunDir, cfg: Config) -> dict:
         A run with a cube and a catalogue (after ``ingest``).
     cfg : Config
         Uses ``study`` (backbone, labels, mode, epochs, weights, input_size, batch_size, lr,
-        patience) and ``train`` (seed, num_threads).
+        patience) and ``train`` (seed, num_threads, accelerator, precision).
 
     Returns
     -------
@@ -187,9 +221,12 @@ def study_features_run(run: RunDir, cfg: Config) -> dict:
     if len(inside) != cube.shape[0] or not np.array_equal(inside["cube_index"].to_numpy(), np.arange(len(inside))):
         raise UserError(f"catalogue and cube of {run.path} disagree ({len(inside)} rows vs {cube.shape[0]} images): "
                         "re-run `morphospace ingest`")
+    if cfg.train.devices != 1 and st.mode == "finetune":
+        log.info("fine-tuning on one device (train.devices = %d is for the VaDE)", cfg.train.devices)
     ft = FineTuner(backbone=st.backbone, mode=st.mode, epochs=st.epochs, batch_size=st.batch_size, lr=st.lr,
                    patience=st.patience, input_size=st.input_size or None, weights=st.weights or None,
-                   num_threads=cfg.train.num_threads or None, random_state=cfg.train.seed)
+                   num_threads=cfg.train.num_threads or None, random_state=cfg.train.seed,
+                   accelerator=cfg.train.accelerator, devices=1, precision=cfg.train.precision)
     ft._check_params()  # a bad backbone / mode fails before any label work
     label_info: dict = {"labels": None}
     t0 = time.perf_counter()
@@ -210,6 +247,7 @@ def study_features_run(run: RunDir, cfg: Config) -> dict:
             log.info("fine-tuning on %d labelled galaxies (%d without '%s' get features only)",
                      len(rows), len(inside) - len(rows), spec)
         images = cube if len(rows) == len(inside) else RowView(cube, rows)
+        ft.checkpoint_dir = str(run.model_dir(st.backbone))  # Lightning's best.ckpt, beside model.pt
         with Timer(f"fine-tuning {st.backbone} on '{spec}' ({task}, {len(rows)} galaxies)"):
             ft.fit(images, y)
         ft.train_index_, ft.val_index_ = rows[ft.train_index_], rows[ft.val_index_]  # as cube rows

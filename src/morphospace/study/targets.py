@@ -1,0 +1,197 @@
+"""Labels as the fine-tuner's loss wants them, the seeded train / validation split, the scores.
+
+:func:`encode_targets` turns class labels into class indices, or checks vote fractions;
+:func:`split_rows` holds out a stratified validation share; :func:`balanced_class_weights`
+weights the loss by inverse class frequency so that rare classes (spirals among
+ellipticals) shape the features too; :func:`validation_scores` scores the held-out rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..errors import UserError
+
+__all__ = ["TASKS", "resolve_task", "encode_targets", "split_rows", "balanced_class_weights", "rmse",
+           "validation_scores"]
+
+log = logging.getLogger("morphospace")
+
+TASKS = ("auto", "classification", "regression")
+
+
+def resolve_task(y: np.ndarray, task: str = "auto") -> str:
+    """The learning task of labels ``y``.
+
+    Parameters
+    ----------
+    y : ndarray (N,) or (N, K)
+        Labels.
+    task : {"auto", "classification", "regression"}
+        ``auto``: a 2-D float ``y`` (or a 1-D float ``y`` with non-integer values) is
+        regression on vote fractions, anything else classification.
+
+    Returns
+    -------
+    {"classification", "regression"}
+    """
+    if task != "auto":
+        return task
+    if y.dtype.kind == "f" and (y.ndim == 2 or not np.allclose(y, np.round(y))):
+        return "regression"
+    return "classification"
+
+
+def encode_targets(y, task: str = "auto") -> tuple[np.ndarray, np.ndarray | None, str]:
+    """Targets of the loss: class indices, or float32 vote fractions.
+
+    Parameters
+    ----------
+    y : array-like (N,) or (N, K)
+        Class labels (any sortable values), or vote fractions in [0, 1].
+    task : {"auto", "classification", "regression"}
+        See :func:`resolve_task`.
+
+    Returns
+    -------
+    targets : ndarray
+        ``(N,)`` int64 class indices, or ``(N, K)`` float32 fractions.
+    classes : ndarray or None
+        The sorted class labels (classification).
+    task : {"classification", "regression"}
+
+    Raises
+    ------
+    UserError
+        No labels, missing labels, a single class, or fractions outside [0, 1].
+    """
+    if y is None:
+        raise UserError("fine-tuning needs labels: name a catalogue label column in study.labels "
+                        "(or use study.mode = frozen)")
+    y = np.asarray(y)
+    if len(y) == 0:
+        raise UserError("fine-tuning needs labelled images, got none")
+    task = resolve_task(y, task)
+    if task == "classification":
+        if y.ndim != 1:
+            raise UserError(f"class labels must be one per image, got shape {y.shape}")
+        if pd.isna(y).any():
+            raise UserError("labels contain missing values: drop those rows before fitting")
+        classes, codes = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise UserError(f"fine-tuning on classes needs at least 2 classes, got {len(classes)}")
+        return codes.astype(np.int64), classes, task
+    y = y.astype(np.float32)
+    if y.ndim == 1:
+        y = y[:, None]
+    if not np.isfinite(y).all() or y.min() < 0 or y.max() > 1:
+        raise UserError("vote fractions must be finite numbers in [0, 1]")
+    return y, None, task
+
+
+def split_rows(targets: np.ndarray, task: str, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded train / validation split of the rows, stratified by class where it can be.
+
+    Parameters
+    ----------
+    targets : ndarray
+        From :func:`encode_targets`; regression is stratified by the largest fraction.
+    task : {"classification", "regression"}
+    val_fraction : float
+        Share of the rows held out, in (0, 1).
+    seed : int
+
+    Returns
+    -------
+    train, val : ndarray of int
+        Sorted row numbers.
+    """
+    from sklearn.model_selection import train_test_split
+
+    n = len(targets)
+    strata = targets if task == "classification" else (targets.argmax(1) if targets.shape[1] > 1 else None)
+    if strata is not None:
+        _, counts = np.unique(strata, return_counts=True)
+        n_val = int(math.ceil(n * float(val_fraction)))
+        if counts.min() < 2 or n_val < len(counts) or n - n_val < len(counts):
+            log.warning("too few rows per class for a stratified split: splitting at random")
+            strata = None
+    if n < 4:
+        raise UserError(f"fine-tuning needs at least 4 labelled images, got {n}")
+    train, val = train_test_split(np.arange(n), test_size=float(val_fraction), stratify=strata,
+                                  random_state=int(seed), shuffle=True)
+    return np.sort(train), np.sort(val)
+
+
+def balanced_class_weights(codes: np.ndarray, n_classes: int) -> np.ndarray:
+    """Inverse-frequency class weights, ``n / (K * count)`` (scikit-learn's "balanced").
+
+    Parameters
+    ----------
+    codes : ndarray of int
+        Class indices of the training rows.
+    n_classes : int
+
+    Returns
+    -------
+    ndarray (n_classes,) float32
+        A class absent from ``codes`` is weighted as if it had one row.
+    """
+    counts = np.bincount(codes, minlength=n_classes).astype(np.float64)
+    return (len(codes) / (n_classes * np.maximum(counts, 1))).astype(np.float32)
+
+
+def rmse(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Root mean squared error of vote fractions (the Kaggle Galaxy Zoo score).
+
+    Parameters
+    ----------
+    pred, truth : ndarray of the same shape
+
+    Returns
+    -------
+    float
+    """
+    return float(np.sqrt(np.mean((np.asarray(pred, dtype=np.float64) - truth) ** 2)))
+
+
+def validation_scores(out: np.ndarray, truth: np.ndarray, task: str, classes: np.ndarray | None) -> dict:
+    """Scores of head outputs on the validation split.
+
+    Parameters
+    ----------
+    out : ndarray (n, K)
+        Head outputs: logits (classification) or pre-sigmoid fractions (regression).
+    truth : ndarray
+        Targets from :func:`encode_targets`.
+    task : {"classification", "regression"}
+    classes : ndarray or None
+        Class labels, in the order of the logits.
+
+    Returns
+    -------
+    dict
+        ``val_accuracy``, ``val_balanced_accuracy``, ``classification_report`` (scikit-learn's,
+        as a dict), ``confusion_matrix`` (rows: true class, columns: predicted class) and
+        ``val_rmse``; those of the other task are None.
+    """
+    from sklearn.metrics import balanced_accuracy_score, classification_report, confusion_matrix
+
+    scores = dict.fromkeys(("val_accuracy", "val_balanced_accuracy", "classification_report", "confusion_matrix",
+                            "val_rmse"))
+    if task == "classification":
+        pred = np.asarray(out).argmax(1)
+        labels = np.arange(len(classes))
+        scores["val_accuracy"] = float((pred == truth).mean())
+        scores["val_balanced_accuracy"] = float(balanced_accuracy_score(truth, pred))
+        scores["classification_report"] = classification_report(
+            truth, pred, labels=labels, target_names=[str(c) for c in classes], output_dict=True, zero_division=0)
+        scores["confusion_matrix"] = confusion_matrix(truth, pred, labels=labels)
+    else:
+        scores["val_rmse"] = rmse(torch.sigmoid(torch.as_tensor(out)).numpy(), truth)  # as predict computes it
+    return scores
