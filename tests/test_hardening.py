@@ -48,6 +48,7 @@ def pca_run(tmp_path_factory):
 
 # 1. nothing outside the run ----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_column_name_cannot_write_outside_the_run(tmp_path, capsys):
     data = tmp_path / "data"
     rows = []

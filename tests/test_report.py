@@ -356,6 +356,7 @@ def test_nothing_to_report_is_a_user_error(tmp_path):
         build_report(RunDir(tmp_path, create=True), Config())
 
 
+@pytest.mark.slow
 def test_linear_probes_are_shown(tmp_path):
     from morphospace.analysis.probe import linear_probe
     from morphospace.run import write_table

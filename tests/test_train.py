@@ -260,6 +260,7 @@ def test_same_seed_same_labels_and_resume_equals_uninterrupted(tmp_path, trained
     assert np.array_equal(labels(run_a), labels(run_d))
 
 
+@pytest.mark.slow
 def test_astrovader_preset_runs_one_tiny_epoch(tmp_path):
     pytest.importorskip("morphospace.vade.astrovader_net")
     from morphospace.api import load_model

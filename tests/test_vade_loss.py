@@ -195,6 +195,7 @@ def test_rotating_the_latent_space_keeps_the_decoded_images():
     torch.testing.assert_close(lv2, lv)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind,invariant,steps", [("random", False, 2000), ("constant", False, 2000),
                                                   ("constant", True, 400)])
 def test_no_nan_over_2000_steps(kind, invariant, steps):
