@@ -353,7 +353,7 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         return est
 
 
-def compare(a, b, names: tuple[str, str] = ("a", "b")) -> "pd.DataFrame":
+def compare(a, b, names: tuple[str, str] = ("a", "b")):
     """How well two labellings of the same galaxies agree: ARI, AMI, ... as a one-column table.
 
     Parameters

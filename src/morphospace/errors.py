@@ -13,13 +13,17 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class UserError(ValueError):
-    """A mistake in the user's input: printed as one line, exit status 2.
-
-    A ``ValueError``, as scikit-learn's conventions want for a wrong argument to an estimator.
-    """
+class UserError(Exception):
+    """A mistake in the user's input: printed as one line, exit status 2."""
 
     exit_code = 2
+
+
+class InvalidArgument(UserError, ValueError):
+    """A wrong argument to an estimator: a ``ValueError``, as scikit-learn's conventions want,
+    that the command line still prints as one line. (Not every :class:`UserError` is a
+    ``ValueError``: pydantic would wrap one raised in a config validator into a longer message.)
+    """
 
 
 class NotAvailableError(UserError):

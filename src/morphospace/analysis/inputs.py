@@ -3,7 +3,7 @@
 ``fit`` records ``n_features_in_`` and refuses NaN, infinities, complex and sparse input, 1-d
 arrays and too few samples; ``transform`` / ``predict`` also refuse a different number of
 features and an unfitted estimator (``NotFittedError``). A refusal is a
-:class:`~morphospace.errors.UserError` (a ``ValueError``) carrying the first line of
+:class:`~morphospace.errors.InvalidArgument` (a ``ValueError``) carrying the first line of
 scikit-learn's message, so the command line prints it as one line.
 """
 
@@ -14,14 +14,14 @@ from typing import Any
 import numpy as np
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..errors import UserError
+from ..errors import InvalidArgument
 
 __all__ = ["fit_input", "new_input"]
 
 
-def _one_line(exc: Exception) -> UserError:
+def _one_line(exc: Exception) -> InvalidArgument:
     # scikit-learn's message on one line (its advice, e.g. "Reshape your data ...", kept)
-    return UserError(" ".join(str(exc).split())[:600])
+    return InvalidArgument(" ".join(str(exc).split())[:600])
 
 
 def fit_input(estimator: Any, X: Any, min_samples: int = 2) -> np.ndarray:
