@@ -42,8 +42,10 @@ DATA = ROOT.parent / "shared" / "data" / "sdss-gz1"
 
 # named sets of config overrides: the ablation of the default design
 VARIANTS = {
-    # the default: the form-first VaDE (ImageNet trunk, dihedral average, SSL head, VaDE on it)
+    # the default: the form-first VaDE (ImageNet trunk, dihedral average, SSL head, linear VaDE core on it)
     "default": [],
+    # form-first with the MLP VaDE core (SGD, the default until the linear core's seed stability)
+    "form_mlp_core": ["form.core=mlp"],
     # form-first with VICReg instead of NT-Xent
     "form_vicreg": ["form.loss=vicreg"],
     # form-first without the self-supervised head's nuisance views (dihedral views only)
