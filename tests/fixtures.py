@@ -460,3 +460,19 @@ def ingest_to(data: Path, run_dir: Path, strict: bool | None = None, **overrides
     run = RunDir(run_dir, create=True)
     summary = ingest(data, run, cfg, strict=strict)
     return summary, run.read_catalogue(), run.read_cube(), run
+
+
+def rendered(fig) -> np.ndarray:
+    """The figure as an H x W x 3 float array in [0, 1], drawn by Agg."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3] / 255.0
+
+
+def crop(img: np.ndarray, ax) -> np.ndarray:
+    """The pixels inside ``ax`` (display coordinates start at the bottom)."""
+    box = ax.get_window_extent()
+    h = img.shape[0]
+    return img[int(h - box.y1) + 1:int(h - box.y0) - 1, int(box.x0) + 1:int(box.x1) - 1]

@@ -14,6 +14,8 @@ from sklearn.exceptions import NotFittedError
 import morphospace as ms
 from morphospace.cli import main
 
+from fixtures import rendered
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 TINY = {"train.batch_size": 12, "model.widths": [8, 16, 16, 16], "form.ssl_epochs": 2, "form.aug_views": 1,
         "form.decoder_epochs": 1}
@@ -37,11 +39,7 @@ def fitted(run):
 
 
 def _pixels(fig) -> np.ndarray:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    canvas = FigureCanvasAgg(fig)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3]
+    return np.round(rendered(fig) * 255).astype(int)  # 8-bit values
 
 
 def test_ingest_gives_a_run_with_catalogue_and_cube_in_the_same_order(run, survey):

@@ -6,7 +6,6 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex, to_rgb
 from PIL import Image
 
@@ -15,19 +14,7 @@ from morphospace.report.figures import (draw_anomaly_by_cluster, draw_anomaly_hi
 from morphospace.report.grids import GALLERY_BAND, gallery_image, image_grid, mosaic_image, save_image
 from morphospace.report.style import EXCLUDED, GREY, KEPT, STYLE, colour, save_figure
 
-
-def rendered(fig) -> np.ndarray:
-    """The figure as an H x W x 3 float array in [0, 1], drawn by Agg."""
-    canvas = FigureCanvasAgg(fig)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3] / 255.0
-
-
-def crop(img: np.ndarray, ax) -> np.ndarray:
-    """The pixels inside ``ax`` (display coordinates start at the bottom)."""
-    box = ax.get_window_extent()
-    h = img.shape[0]
-    return img[int(h - box.y1) + 1:int(h - box.y0) - 1, int(box.x0) + 1:int(box.x1) - 1]
+from fixtures import crop, rendered
 
 
 def pixels_of(img: np.ndarray, hex_colour: str, tol: float = 0.02) -> int:

@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
 from PIL import Image
 
@@ -15,21 +14,10 @@ from morphospace.run import RunDir, write_npy, write_table
 from morphospace.study.figures import (GALLERY_COLUMNS, NOISE_GREY, draw_gallery, draw_k_selection, draw_map,
                                        k_selection_figure, write_study_figures)
 
+from fixtures import crop, rendered
+
 TAB10 = [colormaps["tab10"](i)[:3] for i in range(10)]
 
-
-def rendered(fig) -> np.ndarray:
-    """The figure as an H x W x 3 float array in [0, 1], drawn by Agg."""
-    canvas = FigureCanvasAgg(fig)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3] / 255.0
-
-
-def crop(img: np.ndarray, ax) -> np.ndarray:
-    """The pixels inside ``ax`` (display coordinates start at the bottom)."""
-    box = ax.get_window_extent()
-    h = img.shape[0]
-    return img[int(h - box.y1) + 1:int(h - box.y0) - 1, int(box.x0) + 1:int(box.x1) - 1]
 
 
 def pixels_of(img: np.ndarray, rgb, tol: float = 0.03) -> int:

@@ -25,13 +25,13 @@ import torch
 from torch import nn
 
 from .mixture import MIN_PER_COMPONENT, REG_COVAR
+from .prior import LOG_2PI, MixtureDensity
 
 __all__ = ["FullMixturePrior", "LinearCore", "fit_linear_core"]
 
-LOG_2PI = math.log(2 * math.pi)
 
 
-class FullMixturePrior(nn.Module):
+class FullMixturePrior(MixtureDensity):
     """A mixture of K full-covariance Gaussians in D dimensions (fixed after :meth:`set_parameters`).
 
     Parameters
@@ -95,23 +95,10 @@ class FullMixturePrior(nn.Module):
         trace = torch.exp(log_var) @ precision_diag.T
         return self.component_log_prob(mu) - self.log_weights - 0.5 * trace
 
-    def log_responsibilities(self, mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
-        """``log q(c | x)`` (N, K): VaDE's closed form for the encoder's Gaussian."""
-        return torch.log_softmax(self.log_weights + self.expected_log_prob(mu, log_var), dim=1)
-
-    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        """``log p(z)`` under the mixture, (N,)."""
-        return torch.logsumexp(self.component_log_prob(z), dim=1)
-
-    def posterior(self, z: torch.Tensor) -> torch.Tensor:
-        """``p(c | z)`` at points ``z``, (N, K)."""
-        return torch.softmax(self.component_log_prob(z), dim=1)
-
     def sample(self, component: int, n: int, temperature: float = 0.5,
                generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` draws from ``N(mu_k, temperature * Sigma_k)``, (n, D)."""
-        if not 0 <= component < self.n_components:
-            raise ValueError(f"component must be in [0, {self.n_components}), got {component}")
+        self.check_component(component)
         eps = torch.randn(n, self.latent_dim, generator=generator, dtype=self.means.dtype)
         return self.means[component] + math.sqrt(temperature) * eps @ self._chol()[component].T
 

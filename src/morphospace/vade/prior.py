@@ -16,7 +16,7 @@ from torch import nn
 
 LOG_2PI = math.log(2.0 * math.pi)
 
-__all__ = ['LOG_2PI', 'ENCODER_LOG_VAR_RANGE', 'PRIOR_LOG_VAR_RANGE', 'gaussian_expected_log_prob', 'gaussian_neg_entropy', 'standard_normal_kl', 'MixturePrior', 'LossTerms', 'vade_kl_terms']
+__all__ = ['LOG_2PI', 'MixtureDensity', 'ENCODER_LOG_VAR_RANGE', 'PRIOR_LOG_VAR_RANGE', 'gaussian_expected_log_prob', 'gaussian_neg_entropy', 'standard_normal_kl', 'MixturePrior', 'LossTerms', 'vade_kl_terms']
 
 
 ENCODER_LOG_VAR_RANGE = (-12.0, 8.0)
@@ -58,7 +58,34 @@ def standard_normal_kl(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
 
 # --- the mixture prior ---------------------------------------------------------------------
 
-class MixturePrior(nn.Module):
+class MixtureDensity(nn.Module):
+    """What every mixture prior derives from its components (diagonal or full).
+
+    A subclass gives ``n_components``, ``log_weights`` (at least K entries),
+    ``component_log_prob(z)`` (``log pi_c + log N(z | c)``) and ``expected_log_prob(mu, log_var)``
+    (``E_q[log N(z | c)]``); the density, the posterior and VaDE's responsibilities follow.
+    """
+
+    def log_responsibilities(self, mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+        """``log q(c | x)`` (N, K): VaDE's closed form for the encoder's Gaussian."""
+        log_pi = self.log_weights[: self.n_components]
+        return torch.log_softmax(log_pi + self.expected_log_prob(mu, log_var), dim=1)
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """``log p(z)`` under the mixture, (N,)."""
+        return torch.logsumexp(self.component_log_prob(z), dim=1)
+
+    def posterior(self, z: torch.Tensor) -> torch.Tensor:
+        """``p(c | z)`` at points ``z`` (Bayes' rule), (N, K)."""
+        return torch.softmax(self.component_log_prob(z), dim=1)
+
+    def check_component(self, component: int) -> None:
+        """A ``ValueError`` unless ``component`` is one of the K."""
+        if not 0 <= component < self.n_components:
+            raise ValueError(f"component must be in [0, {self.n_components}), got {component}")
+
+
+class MixturePrior(MixtureDensity):
     """A mixture of K diagonal Gaussians in D dimensions with learned weights.
 
     The weights are ``softmax(logits)`` (always normalised, unlike the published code), the
@@ -144,11 +171,6 @@ class MixturePrior(nn.Module):
         _, means, log_vars = self.active()
         return gaussian_expected_log_prob(mu, log_var, means, log_vars)
 
-    def log_responsibilities(self, mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
-        """``log q(c | x)`` over the active components, (N, K), from the encoder's Gaussian."""
-        log_pi, _, _ = self.active()
-        return torch.log_softmax(log_pi + self.expected_log_prob(mu, log_var), dim=1)
-
     def component_log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """``log pi_c + log N(z | mu_c, var_c)`` at points ``z``, (N, K)."""
         log_pi, means, log_vars = self.active()
@@ -156,19 +178,10 @@ class MixturePrior(nn.Module):
         log_n = -0.5 * (LOG_2PI + log_vars.unsqueeze(0) + diff2 * torch.exp(-log_vars).unsqueeze(0)).sum(-1)
         return log_pi + log_n
 
-    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        """``log p(z)`` under the mixture, (N,)."""
-        return torch.logsumexp(self.component_log_prob(z), dim=1)
-
-    def posterior(self, z: torch.Tensor) -> torch.Tensor:
-        """``p(c | z)`` at points ``z`` (Bayes' rule), (N, K)."""
-        return torch.softmax(self.component_log_prob(z), dim=1)
-
     def sample(self, component: int, n: int, temperature: float = 0.5,
                generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` draws from ``N(mu_k, temperature * var_k)``, (n, D)."""
-        if not 0 <= component < self.n_components:
-            raise ValueError(f"component must be in [0, {self.n_components}), got {component}")
+        self.check_component(component)
         mean = self.means[component]
         std = torch.exp(0.5 * self.log_vars[component]) * math.sqrt(temperature)
         eps = torch.randn(n, self.latent_dim, generator=generator, dtype=mean.dtype).to(mean.device)
