@@ -57,6 +57,13 @@ def _stage(sub, name: str, help_: str, example: str, run_arg: bool = True) -> ar
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``morphospace`` argument parser: one sub-command per stage, and ``run`` for all.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Its usage errors print one line and exit with status 2.
+    """
     parser = _Parser(prog="morphospace", description="Unsupervised galaxy morphology: cluster, compare, generate, report.",
                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"morphospace {__version__}")
@@ -181,6 +188,20 @@ def _set(cfg: Config, **dotted) -> Config:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line (the ``morphospace`` entry point).
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments after the program name (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit status: 0 on success; 2 without a sub-command (the help is printed), on a
+        :class:`UserError` or when the file system refuses (each printed as one line);
+        130 on Ctrl-C. Usage errors exit with status 2 from the parser itself.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:

@@ -31,6 +31,26 @@ def default_survey_dir(cfg: Config) -> Path:
 
 
 def stage_synth(out: Path, n: int, seed: int, workers: int, size: int | None = None) -> Path:
+    """Render the built-in synthetic survey into ``out`` (``morphospace synth``).
+
+    Parameters
+    ----------
+    out : Path
+        Folder to write (``images/`` and ``catalogue.csv``).
+    n : int
+        Number of galaxies.
+    seed : int
+        Survey seed (same seed, same bytes).
+    workers : int
+        Rendering processes.
+    size : int, optional
+        Frame side in pixels (default: :func:`~morphospace.data.synth.make_survey`'s).
+
+    Returns
+    -------
+    Path
+        The survey folder.
+    """
     from .data.synth import make_survey
 
     kwargs = {"size": size} if size else {}
@@ -51,10 +71,29 @@ def ensure_survey(cfg: Config) -> Path:
 
 
 def save_config(run: RunDir, cfg: Config) -> None:
+    """Write the resolved ``cfg`` to ``RUN/config.toml``, where later stages read it back.
+
+    Parameters
+    ----------
+    run : RunDir
+    cfg : Config
+    """
     write_text(run.config, dumps_config(cfg))
 
 
 def stage_ingest(run: RunDir, cfg: Config) -> dict:
+    """Ingest the configured survey (or the built-in synthetic one, made once) into the run.
+
+    Parameters
+    ----------
+    run : RunDir
+    cfg : Config
+
+    Returns
+    -------
+    dict
+        The ingest summary, also written to ``ingest_summary.json``.
+    """
     from .data.ingest import ingest
 
     data = ensure_survey(cfg)
@@ -63,6 +102,15 @@ def stage_ingest(run: RunDir, cfg: Config) -> dict:
 
 
 def stage_train(run: RunDir, cfg: Config, resume: bool = False) -> None:
+    """Train the run's VaDE; with ``model.kind = "pca"`` there is nothing to train.
+
+    Parameters
+    ----------
+    run : RunDir
+    cfg : Config
+    resume : bool
+        Continue from the last checkpoint.
+    """
     if cfg.model.kind == "pca":
         log.info("model.kind = pca: no network to train (the pixel-PCA baseline is the embedding)")
         return
@@ -72,6 +120,13 @@ def stage_train(run: RunDir, cfg: Config, resume: bool = False) -> None:
 
 
 def stage_embed(run: RunDir, cfg: Config) -> None:
+    """Write the pixel-PCA baseline embedding and, with ``model.kind = "vade"``, the trained model's.
+
+    Parameters
+    ----------
+    run : RunDir
+    cfg : Config
+    """
     from .analysis.pixels import pixel_pca_run
 
     pixel_pca_run(run, cfg.model.pca_components)
@@ -91,6 +146,20 @@ def primary_embedding(run: RunDir, cfg: Config) -> str:
 
 
 def stage_reduce(run: RunDir, cfg: Config, embedding: str | None = None) -> None:
+    """Reduce one embedding of the run to 2-D maps.
+
+    Parameters
+    ----------
+    run : RunDir
+    cfg : Config
+    embedding : str, optional
+        Default: :func:`primary_embedding`.
+
+    Raises
+    ------
+    UserError
+        The run has no embedding.
+    """
     from .analysis.reduce import reduce_run
 
     embedding = embedding or primary_embedding(run, cfg)
@@ -99,6 +168,13 @@ def stage_reduce(run: RunDir, cfg: Config, embedding: str | None = None) -> None
 
 
 def stage_cluster(run: RunDir, cfg: Config) -> None:
+    """Cluster every representation of the run with every configured method.
+
+    Parameters
+    ----------
+    run : RunDir
+    cfg : Config
+    """
     from .analysis.cluster import cluster_run
 
     with Timer("clusterings"):
@@ -106,6 +182,14 @@ def stage_cluster(run: RunDir, cfg: Config) -> None:
 
 
 def stage_compare(run: RunDir, cfg: Config) -> None:
+    """Score the clusterings against each other and the labels, audit them against nuisances,
+    and draw the study's figures (maps, k-selection curves, cluster galleries).
+
+    Parameters
+    ----------
+    run : RunDir
+    cfg : Config
+    """
     from .analysis.compare import compare_run
     from .analysis.nuisance import audit_run
 
@@ -120,6 +204,18 @@ def stage_compare(run: RunDir, cfg: Config) -> None:
 
 
 def stage_report(run: RunDir, cfg: Config) -> Path:
+    """Write the run's report.
+
+    Parameters
+    ----------
+    run : RunDir
+    cfg : Config
+
+    Returns
+    -------
+    Path
+        ``RUN/report.html``.
+    """
     from .report import build_report
 
     with Timer("report"):

@@ -28,6 +28,7 @@ def set_quiet(quiet: bool) -> None:
 
 
 def is_quiet() -> bool:
+    """Whether progress bars and timer lines are silenced (:func:`set_quiet`)."""
     return _QUIET
 
 

@@ -93,6 +93,22 @@ class KMeansSelect(ClusterMixin, BaseEstimator):
         self.silhouette_sample = silhouette_sample
 
     def fit(self, X, y=None):
+        """Fit K-Means for every usable k of ``k_range`` and keep the silhouette-best.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        InvalidArgument
+            ``X`` is invalid, ``k_range`` holds a k below 2, or no k is below ``n_samples``.
+        """
         X = fit_input(self, X)
         rows = []
         self.models_, self.labels_by_k_ = {}, {}
@@ -173,6 +189,17 @@ class DBSCANAuto(ClusterMixin, BaseEstimator):
         self.eps = eps
 
     def fit(self, X, y=None):
+        """Run DBSCAN with ``eps`` at the knee of the k-distance curve (unless fixed).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
         X = fit_input(self, X)
         if X.shape[1] > DENSITY_MAX_DIMS:
             log.warning("DBSCAN on %d dimensions: density clustering is unreliable above %d "
@@ -225,6 +252,17 @@ class HDBSCANClusterer(ClusterMixin, BaseEstimator):
         self.min_samples = min_samples
 
     def fit(self, X, y=None):
+        """Run HDBSCAN with the minimum cluster size scaled to the data.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
         X = fit_input(self, X)
         if X.shape[1] > DENSITY_MAX_DIMS:
             log.warning("HDBSCAN on %d dimensions: slow and unreliable above %d; "
@@ -279,6 +317,22 @@ class GMMSelect(ClusterMixin, BaseEstimator):
         self.max_iter = max_iter
 
     def fit(self, X, y=None):
+        """Fit a Gaussian mixture for every usable k of ``k_range`` and keep the BIC-best.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        InvalidArgument
+            ``X`` is invalid, ``covariance_type`` unknown, or no usable k (as in :class:`KMeansSelect`).
+        """
         X = fit_input(self, X)
         if self.covariance_type not in ("diag", "full", "spherical", "tied"):
             raise InvalidArgument(f"unknown GMM covariance type '{self.covariance_type}'")
@@ -300,9 +354,29 @@ class GMMSelect(ClusterMixin, BaseEstimator):
         return self
 
     def predict(self, X):
+        """Most probable component of each row under the BIC-best mixture.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features_in_)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,), int64
+        """
         X = new_input(self, X)
         return self.model_.predict(X).astype(np.int64)
 
     def predict_proba(self, X):
+        """Probability of each component of the BIC-best mixture, per row.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features_in_)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, best_k_)
+        """
         X = new_input(self, X)
         return self.model_.predict_proba(X)

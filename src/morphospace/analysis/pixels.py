@@ -47,6 +47,20 @@ class PixelPCA:
         self.batch_size = batch_size
 
     def fit(self, cube: np.ndarray) -> "PixelPCA":
+        """Fit the incremental PCA batch by batch, pooling each batch first.
+
+        At most ``n_components`` components are kept (fewer when there are fewer images or
+        pooled pixels). A last batch too small for the PCA is folded into the one before.
+
+        Parameters
+        ----------
+        cube : ndarray of shape (N, C, H, W)
+            The images; may be memory-mapped (one batch is read at a time).
+
+        Returns
+        -------
+        self
+        """
         n = len(cube)
         k = min(self.n_components, n, int(np.prod(cube.shape[1:])) // (self.pool ** 2))
         # IncrementalPCA needs every batch to hold at least n_components rows.
@@ -62,11 +76,32 @@ class PixelPCA:
         return self
 
     def transform(self, cube: np.ndarray) -> np.ndarray:
+        """Project pooled images on the principal components, batch by batch.
+
+        Parameters
+        ----------
+        cube : ndarray of shape (N, C, H, W)
+
+        Returns
+        -------
+        ndarray of shape (N, k), float32
+            k the number of components fitted.
+        """
         out = [self.pca_.transform(_pool(np.asarray(cube[s: s + self.batch_size], dtype=np.float32), self.pool))
                for s in range(0, len(cube), self.batch_size)]
         return np.concatenate(out).astype(np.float32)
 
     def fit_transform(self, cube: np.ndarray) -> np.ndarray:
+        """:meth:`fit` on ``cube``, then :meth:`transform` of it.
+
+        Parameters
+        ----------
+        cube : ndarray of shape (N, C, H, W)
+
+        Returns
+        -------
+        ndarray of shape (N, k), float32
+        """
         return self.fit(cube).transform(cube)
 
 

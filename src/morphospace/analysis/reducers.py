@@ -52,6 +52,17 @@ class PCAReducer(TransformerMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X, y=None):
+        """Fit the PCA, ``n_components`` clipped to ``min(n_samples, n_features)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
         X = fit_input(self, X)
         n_comp = min(self.n_components, *X.shape)
         self.pca_ = PCA(n_components=n_comp, random_state=self.random_state).fit(X)
@@ -60,6 +71,16 @@ class PCAReducer(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X):
+        """Coordinates of rows on the principal axes.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features_in_)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_components_)
+        """
         return self.pca_.transform(new_input(self, X))
 
 
@@ -97,6 +118,23 @@ class LDAReducer(TransformerMixin, BaseEstimator):
         return tags
 
     def fit(self, X, y=None):
+        """Fit the shrunk LDA on the labelled rows, and the within-class PCA padding when needed.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Class labels (compared as strings); missing ones are left out of the fit.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        InvalidArgument
+            ``y`` is None, of another length than ``X`` or with fewer than 2 classes.
+        """
         if y is None:
             raise InvalidArgument("LDA requires y to be passed, but the target y is None: give it a label column")
         X = fit_input(self, X)
@@ -127,6 +165,16 @@ class LDAReducer(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X):
+        """Discriminant coordinates of rows, then the within-class padding columns.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features_in_)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, min(n_components, n_features_in_))
+        """
         X = new_input(self, X)
         Z = self.lda_.transform(X)
         if self.pad_pca_ is not None:
@@ -172,6 +220,17 @@ class TSNEReducer(TransformerMixin, BaseEstimator):
         return self.pca_.transform(X) if self.pca_ is not None else X
 
     def fit(self, X, y=None):
+        """Fit openTSNE, perplexity clipped to ``(n_samples - 1) / 3``; at least 4 rows.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
         import openTSNE
 
         X = fit_input(self, X, min_samples=4)  # t-SNE's perplexity needs a few neighbours
@@ -198,10 +257,31 @@ class TSNEReducer(TransformerMixin, BaseEstimator):
         return self
 
     def fit_transform(self, X, y=None, **kw):
+        """Fit, and return the training map itself (not the training rows re-projected into it).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_components)
+        """
         # the training map itself, not a re-projection of the training rows into it
         return np.asarray(self.fit(X, y).embedding_)
 
     def transform(self, X):
+        """Place new rows in the fitted map (openTSNE's ``transform``; the map does not move).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features_in_)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_components)
+        """
         return np.asarray(self.embedding_.transform(self._pre(new_input(self, X))))
 
 
@@ -241,6 +321,17 @@ class UMAPReducer(TransformerMixin, BaseEstimator):
         return self.pca_.transform(X) if self.pca_ is not None else X
 
     def fit(self, X, y=None):
+        """Fit umap-learn, ``n_neighbors`` clipped to ``n_samples - 1``; at least 4 rows.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
         X = fit_input(self, X, min_samples=4)  # UMAP's neighbour graph needs a few neighbours
         with warnings.catch_warnings():
             # umap-learn imports numba/pynndescent, which warn about things we do not control
@@ -261,9 +352,30 @@ class UMAPReducer(TransformerMixin, BaseEstimator):
         return self
 
     def fit_transform(self, X, y=None, **kw):
+        """Fit, and return the training embedding ``embedding_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_components), float64
+        """
         return np.asarray(self.fit(X, y).embedding_, dtype=np.float64)
 
     def transform(self, X):
+        """Embed new rows with the fitted UMAP (umap-learn's ``transform``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features_in_)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_components), float64
+        """
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return self.umap_.transform(self._pre(new_input(self, X))).astype(np.float64)

@@ -67,11 +67,26 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (:func:`atomic_path`).
+
+    Parameters
+    ----------
+    path : str or Path
+    text : str
+    """
     with atomic_path(path) as tmp:
         tmp.write_text(text)
 
 
 def write_json(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` to ``path`` as indented JSON, atomically.
+
+    Parameters
+    ----------
+    path : str or Path
+    obj : JSON-serialisable
+        NumPy scalars and arrays become numbers and lists; paths become strings.
+    """
     write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
 
 
@@ -86,6 +101,13 @@ def _json_default(obj: Any) -> Any:
 
 
 def write_npy(path: str | Path, array: np.ndarray) -> None:
+    """Write ``array`` to ``path`` as a C-contiguous ``.npy``, atomically.
+
+    Parameters
+    ----------
+    path : str or Path
+    array : ndarray
+    """
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, np.ascontiguousarray(array))
@@ -188,26 +210,32 @@ class RunDir:
     # paths ----------------------------------------------------------------------------
     @property
     def config(self) -> Path:
+        """``RUN/config.toml``, the resolved configuration."""
         return self.path / "config.toml"
 
     @property
     def catalogue(self) -> Path:
+        """``RUN/catalogue.parquet``, one row per input galaxy."""
         return self.path / "catalogue.parquet"
 
     @property
     def ingest_summary(self) -> Path:
+        """``RUN/ingest_summary.json``."""
         return self.path / "ingest_summary.json"
 
     @property
     def cube(self) -> Path:
+        """``RUN/cube.npy``, the preprocessed image cube."""
         return self.path / "cube.npy"
 
     @property
     def log(self) -> Path:
+        """``RUN/log.txt``, the log of every stage run here."""
         return self.path / "log.txt"
 
     @property
     def report(self) -> Path:
+        """``RUN/report.html``."""
         return self.path / "report.html"
 
     def sub(self, name: str) -> Path:
@@ -217,20 +245,25 @@ class RunDir:
         return p
 
     def model_dir(self, name: str) -> Path:
+        """``RUN/models/<name>/`` (``name`` through :func:`safe_name`), created."""
         p = self.sub("models") / safe_name(name)
         p.mkdir(parents=True, exist_ok=True)
         return p
 
     def embedding_path(self, name: str) -> Path:
+        """``RUN/embeddings/<name>.npy`` (``name`` through :func:`safe_name`)."""
         return self.path / "embeddings" / f"{safe_name(name)}.npy"
 
     def reduction_path(self, name: str) -> Path:
+        """``RUN/reductions/<name>.npy`` (``name`` through :func:`safe_name`)."""
         return self.path / "reductions" / f"{safe_name(name)}.npy"
 
     def clustering_path(self, name: str) -> Path:
+        """``RUN/clusterings/<name>.parquet`` (``name`` through :func:`safe_name`)."""
         return self.path / "clusterings" / f"{safe_name(name)}.parquet"
 
     def figure_path(self, name: str) -> Path:
+        """``RUN/figures/<name>.png`` (``name`` through :func:`safe_name`), the folder created."""
         return self.sub("figures") / f"{safe_name(name)}.png"
 
     # readers --------------------------------------------------------------------------
@@ -264,6 +297,13 @@ class RunDir:
             raise self.damaged(path, stage, exc) from None
 
     def read_catalogue(self) -> pd.DataFrame:
+        """The whole catalogue: every input galaxy, those left out of the cube too.
+
+        Raises
+        ------
+        UserError
+            It is missing, damaged, or has no ``id`` or ``cube_index`` column.
+        """
         cat = self.read_table(self.catalogue, "ingest")
         missing = {"id", "cube_index"} - set(cat.columns)
         if missing:
@@ -295,6 +335,13 @@ class RunDir:
         return self.cube_catalogue()["id"].to_numpy()
 
     def read_embedding(self, name: str) -> np.ndarray:
+        """Embedding ``name``, in memory (one row per cube row).
+
+        Raises
+        ------
+        UserError
+            The run has no such embedding (the message lists those it has), or it is damaged.
+        """
         known = self.embeddings()
         if name not in known:
             raise UserError(f"no embedding '{name}' in {self.path} (it has: {', '.join(known) or 'none'}): "
@@ -302,21 +349,32 @@ class RunDir:
         return self.load_npy(self.embedding_path(name), "embed", mmap=False)
 
     def embeddings(self) -> list[str]:
+        """Names of the run's embeddings (``embeddings/*.npy``), sorted."""
         d = self.path / "embeddings"
         return sorted(p.stem for p in d.glob("*.npy")) if d.is_dir() else []
 
     def reductions(self) -> list[str]:
+        """Names of the run's reductions (``reductions/*.npy``), sorted."""
         d = self.path / "reductions"
         return sorted(p.stem for p in d.glob("*.npy")) if d.is_dir() else []
 
     def read_reduction(self, name: str) -> np.ndarray:
+        """Reduction ``name``, in memory; a one-line :class:`UserError` if missing or damaged."""
         return self.load_npy(self.reduction_path(name), "reduce", mmap=False)
 
     def clusterings(self) -> list[str]:
+        """Names of the run's clusterings (``clusterings/*.parquet``), sorted."""
         d = self.path / "clusterings"
         return sorted(p.stem for p in d.glob("*.parquet")) if d.is_dir() else []
 
     def read_clustering(self, name: str) -> pd.DataFrame:
+        """Clustering ``name``: columns id, label (-1 = noise) and, when soft, prob_<k>.
+
+        Raises
+        ------
+        UserError
+            It is missing, damaged, or has no id and label columns.
+        """
         table = self.read_table(self.clustering_path(name), "cluster")
         if not {"id", "label"} <= set(table.columns):
             raise self.damaged(self.clustering_path(name), "cluster", "no id and label columns")

@@ -51,6 +51,7 @@ class NuisanceAugment:
     brightness: tuple[float, float] = (0.8, 1.2)
 
     def to_dict(self) -> dict:
+        """The parameters as a plain dict (``dataclasses.asdict``)."""
         return asdict(self)
 
     def __call__(self, x: torch.Tensor, seed: int) -> torch.Tensor:

@@ -49,6 +49,9 @@ class TrunkTaps(nn.Module):
         self.dim = dim + (int(self._blocks[-1]._project_conv.out_channels) if self._blocks is not None else 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Features (N, dim) of images (N, C, H, W); under ``bf16`` precision and without gradients,
+        computed in bfloat16 autocast and returned as float32.
+        """
         if self.precision == "bf16" and not torch.is_grad_enabled():
             # inference in bfloat16 where the CPU computes it natively: 2x faster, features within ~3%
             with torch.autocast(x.device.type, dtype=torch.bfloat16):
@@ -99,11 +102,19 @@ class FormHead(nn.Module):
         self.dim = int(dim)
 
     def set_scaling(self, features: np.ndarray) -> None:
+        """Set the ``mean`` and ``std`` buffers from trunk features of training views.
+
+        Parameters
+        ----------
+        features : ndarray of shape (..., F)
+            Flattened over the leading axes (a (V, N, F) view bank is fine); 1e-6 is added to the std.
+        """
         f = np.asarray(features, dtype=np.float64).reshape(-1, features.shape[-1])
         self.mean.copy_(torch.as_tensor(f.mean(0), dtype=torch.float32))
         self.std.copy_(torch.as_tensor(f.std(0) + 1e-6, dtype=torch.float32))
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
+        """Standardise trunk features ``f`` (N, F) and map them to the embedding (N, dim)."""
         return self.net((f - self.mean) / self.std)
 
 
@@ -127,5 +138,8 @@ class FormEmbedder(nn.Module):
         self.views = int(views)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Form embedding (N, dim) of images (N, C, H, W): the head's output averaged over the first
+        ``views`` dihedral views.
+        """
         # the head's output averaged over the views: the head was trained on single views
         return torch.stack([self.head(self.trunk(dihedral(x, k))) for k in range(self.views)]).mean(0)

@@ -102,6 +102,9 @@ class ViewBankDataModule(pl.LightningDataModule):
         self.batch_size, self.seed = int(batch_size), int(seed)
 
     def train_dataloader(self):
+        """Batches shuffled by a seeded ``DistributedSampler`` (sharded by rank); a last incomplete
+        batch is dropped unless it is the only one.
+        """
         t = self.trainer
         sampler = DistributedSampler(self.dataset, num_replicas=t.world_size if t else 1, rank=t.global_rank if t else 0,
                                      shuffle=True, seed=self.seed, drop_last=True)
@@ -161,12 +164,16 @@ class SSLModule(pl.LightningModule):
         return self.trunk(self.augment(batch, s1)), self.trunk(self.augment(batch, s2))
 
     def training_step(self, batch, batch_idx):
+        """NT-Xent or VICReg loss between the projected head outputs of two views of each galaxy;
+        logs ``ssl_loss`` per epoch.
+        """
         f1, f2 = self.two_views(batch)
         loss = self._loss(self.projector(self.head(f1)), self.projector(self.head(f2)))
         self.log("ssl_loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
     def configure_optimizers(self):
+        """AdamW on the trainable parameters, cosine-annealed per epoch over ``epochs`` to 5% of ``lr``."""
         params = [p for p in self.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.epochs), eta_min=self.lr * 0.05)

@@ -107,10 +107,12 @@ class LegacyBilinearUpsample(nn.Module):
         self.scale_factor = int(scale_factor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Up-sample (N, C, H, W) by ``scale_factor`` on both axes (:func:`legacy_bilinear_resize`)."""
         s = self.scale_factor
         return legacy_bilinear_resize(x, (x.shape[2] * s, x.shape[3] * s))
 
     def extra_repr(self) -> str:
+        """The scale factor and TF1's sampling convention, shown by ``print(module)``."""
         return f"scale_factor={self.scale_factor}, align_corners=False, half_pixel_centers=False"
 
 

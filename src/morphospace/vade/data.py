@@ -52,10 +52,14 @@ class CubeDataModule(pl.LightningDataModule):
         self.dataset: CubeDataset | None = None
 
     def setup(self, stage: str | None = None) -> None:
+        """Open the cube memory-mapped (once; later calls do nothing)."""
         if self.dataset is None:
             self.dataset = CubeDataset(np.load(self.cube_path, mmap_mode="r"))
 
     def train_dataloader(self):
+        """Per-device batches in an order that depends only on ``(seed, epoch)``: a shuffling
+        ``DistributedSampler`` even for one process, sharded by rank under DDP.
+        """
         self.setup()
         trainer = self.trainer
         world = trainer.world_size if trainer is not None else 1

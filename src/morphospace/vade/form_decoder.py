@@ -52,6 +52,9 @@ class ImageDecoderModule(pl.LightningModule):
         self.lr, self.epochs, self.seed = float(lr), int(epochs), int(seed)
 
     def training_step(self, batch, batch_idx):
+        """Decode a ``z ~ q(z | x)`` drawn from a per-step generator; the loss is the radially weighted
+        squared error to the canonical-frame image, smallest over the four flips, per pixel.
+        """
         mu, log_var, x = batch
         g = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, self.global_step, self.global_rank])
                                               .generate_state(1)[0]))
@@ -62,6 +65,7 @@ class ImageDecoderModule(pl.LightningModule):
         return loss
 
     def configure_optimizers(self):
+        """Adam on the decoder, cosine-annealed per epoch over ``epochs`` to 5% of ``lr``."""
         opt = torch.optim.Adam(self.decoder.parameters(), lr=self.lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.epochs), eta_min=self.lr * 0.05)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

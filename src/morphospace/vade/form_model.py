@@ -64,10 +64,12 @@ class FormVaDE(Generative, nn.Module):
 
     @property
     def prior(self):
+        """The core's mixture prior."""
         return self.core.prior
 
     @property
     def latent_dim(self) -> int:
+        """Dimension D of the core's latent space."""
         return self.core.latent_dim
 
     # images <-> codes ---------------------------------------------------------------------
@@ -76,6 +78,16 @@ class FormVaDE(Generative, nn.Module):
         return canonical_frame(x)
 
     def standardise(self, embedding: torch.Tensor) -> torch.Tensor:
+        """The raw form embedding standardised with the ``emb_mean`` and ``emb_std`` buffers (the core's input).
+
+        Parameters
+        ----------
+        embedding : Tensor (N, F)
+
+        Returns
+        -------
+        Tensor (N, F)
+        """
         return (embedding - self.emb_mean) / self.emb_std
 
     def encode_embedding(self, embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,6 +99,16 @@ class FormVaDE(Generative, nn.Module):
         return self.encode_embedding(self.embedder(x))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Images in the canonical frame from latent codes, by the image decoder.
+
+        Parameters
+        ----------
+        z : Tensor (N, D)
+
+        Returns
+        -------
+        Tensor (N, C, S, S)
+        """
         return self.image_decoder(z)
 
     def encode_with_target(self, x: torch.Tensor, embedding: torch.Tensor | None = None):
@@ -95,14 +117,50 @@ class FormVaDE(Generative, nn.Module):
         return self.prepare(x), mu, log_var
 
     def reconstruction_error(self, target: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+        """Per-image ``sum w (x - x_hat)^2 / (2 recon_sigma^2)``, the smallest over the four flips of the target.
+
+        Parameters
+        ----------
+        target : Tensor (N, C, S, S)
+            Images in the canonical frame (:meth:`prepare`).
+        x_hat : Tensor (N, C, S, S)
+            The image decoder's output.
+
+        Returns
+        -------
+        Tensor (N,)
+        """
         return 0.5 / self.recon_sigma**2 * flip_min_sq_error(target, x_hat, self.pixel_weight)
 
     def aligned_target(self, target: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+        """The flip of each target that ``x_hat`` matches best: what a reconstruction is compared with.
+
+        Parameters
+        ----------
+        target : Tensor (N, C, S, S)
+            Images in the canonical frame.
+        x_hat : Tensor (N, C, S, S)
+
+        Returns
+        -------
+        Tensor (N, C, S, S)
+        """
         w = self.pixel_weight
         return best_flip(target, flip_errors(target, x_hat, lambda t, xh: (w * (t - xh) ** 2).sum((1, 2, 3))))
 
     @torch.no_grad()
     def predict_log_proba(self, x: torch.Tensor) -> torch.Tensor:
+        """``log q(c | x)`` of images over the active mixture components (no gradients).
+
+        Parameters
+        ----------
+        x : Tensor (N, C, H, W)
+            Raw images.
+
+        Returns
+        -------
+        Tensor (N, K)
+        """
         mu, log_var = self.encode(x)
         return self.prior.log_responsibilities(mu, log_var)
 

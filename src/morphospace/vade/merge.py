@@ -76,6 +76,25 @@ class ComponentMerger(BaseEstimator):
         self.min_clusters = min_clusters
 
     def fit(self, proba: np.ndarray) -> "ComponentMerger":
+        """Merge the components greedily down to one, and keep the grouping at the chosen number of clusters.
+
+        That number is ``n_clusters`` if set, else the elbow of the entropy path (not below
+        ``min_clusters``); with two components or fewer, every component is its own cluster.
+
+        Parameters
+        ----------
+        proba : ndarray of shape (N, K)
+            Component probabilities of each row (finite, non-negative).
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            ``proba`` is not a finite non-negative (N, K) matrix, or ``n_clusters`` is not in 1..K.
+        """
         p = np.asarray(proba, dtype=np.float64)
         if p.ndim != 2 or p.shape[1] < 1 or len(p) < 1:
             raise ValueError(f"expected an (N, K) matrix of cluster probabilities, got shape {p.shape}")
@@ -133,7 +152,34 @@ class ComponentMerger(BaseEstimator):
         return np.stack([p[:, g].sum(1) for g in self.groups_], 1)
 
     def predict(self, proba: np.ndarray) -> np.ndarray:
+        """Cluster of each row: the argmax of :meth:`transform`.
+
+        Parameters
+        ----------
+        proba : ndarray of shape (N, K)
+
+        Returns
+        -------
+        ndarray of shape (N,)
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        ValueError
+            ``proba`` does not have the K columns of the fitted matrix.
+        """
         return self.transform(proba).argmax(1)
 
     def fit_predict(self, proba: np.ndarray) -> np.ndarray:
+        """:meth:`fit` on ``proba``, then :meth:`predict` of it.
+
+        Parameters
+        ----------
+        proba : ndarray of shape (N, K)
+
+        Returns
+        -------
+        ndarray of shape (N,)
+        """
         return self.fit(proba).predict(proba)

@@ -135,6 +135,16 @@ class VaDE(Generative, nn.Module):
         return self._encode_prepared(self.prepare(x))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Images in the prepared frame (:meth:`prepare`) from latent codes.
+
+        Parameters
+        ----------
+        z : Tensor (N, D)
+
+        Returns
+        -------
+        Tensor (N, C, H, W)
+        """
         return self.decoder(z)
 
     def encode_with_target(self, x: torch.Tensor, embedding: torch.Tensor | None = None):
@@ -147,6 +157,18 @@ class VaDE(Generative, nn.Module):
     @staticmethod
     def reparameterise(mu: torch.Tensor, log_var: torch.Tensor,
                        generator: torch.Generator | None = None) -> torch.Tensor:
+        """A draw ``z = mu + exp(log_var / 2) * eps`` of q(z | x), with ``eps ~ N(0, I)``.
+
+        Parameters
+        ----------
+        mu, log_var : Tensor (N, D)
+        generator : torch.Generator, optional
+            CPU generator of ``eps`` (reproducible training); the draw is moved to ``mu``'s device.
+
+        Returns
+        -------
+        Tensor (N, D)
+        """
         eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)
         return mu + torch.exp(0.5 * log_var) * eps
 
@@ -231,5 +253,17 @@ class VaDE(Generative, nn.Module):
     # inference -----------------------------------------------------------------------
     @torch.no_grad()
     def predict_log_proba(self, x: torch.Tensor) -> torch.Tensor:
+        """``log q(c | x)`` of images over the active mixture components, from the encoder's mean and
+        variance (no sampling, no gradients).
+
+        Parameters
+        ----------
+        x : Tensor (N, C, H, W)
+            Raw images.
+
+        Returns
+        -------
+        Tensor (N, K)
+        """
         mu, log_var = self.encode(x)
         return self.prior.log_responsibilities(mu, log_var)

@@ -57,9 +57,11 @@ class VaDEModule(pl.LightningModule):
     # phases ------------------------------------------------------------------------
     @property
     def joint(self) -> bool:
+        """Whether this epoch is in the joint phase (the VaDE loss): past ``pretrain_epochs``."""
         return self.current_epoch >= self.hp["pretrain_epochs"]
 
     def on_train_epoch_start(self) -> None:
+        """At the first joint epoch, initialise the mixture (once); reset the epoch's sums and counts."""
         if self.joint and not int(self.mixture_ready):
             self._initialise_mixture()
         k = self.model.prior.max_components
@@ -142,6 +144,9 @@ class VaDEModule(pl.LightningModule):
 
     # training ------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
+        """Loss of one augmented batch: the VAE loss (KL to N(0, I)) while pretraining, then the VaDE
+        loss with the KL weighted by :func:`~morphospace.vade.hparams.latent_weight`.
+        """
         x = batch
         g = step_generator(self.hp["seed"], self.global_step, self.global_rank)
         x = augment(x, self.hp["augment"], g)
@@ -171,6 +176,9 @@ class VaDEModule(pl.LightningModule):
         return loss
 
     def on_train_epoch_end(self) -> None:
+        """Sum the epoch's terms across processes and log their means, the phase and the learning rate;
+        in the joint phase, guard against empty, starved, collapsing or exploding components.
+        """
         totals = self.trainer.strategy.reduce(torch.cat([self._sums, self._counts]), reduce_op="sum")
         sums, counts = totals[: len(EPOCH_TERMS) + 1].cpu(), totals[len(EPOCH_TERMS) + 1:]
         n = max(float(sums[0]), 1.0)
@@ -244,6 +252,9 @@ class VaDEModule(pl.LightningModule):
 
     # optimiser --------------------------------------------------------------------------
     def configure_optimizers(self):
+        """Adam (weight decay on the networks, none on the prior), the rate scaled per epoch by
+        :func:`~morphospace.vade.hparams.lr_factor`.
+        """
         net = [p for n, p in self.model.named_parameters() if not n.startswith("prior.")]
         groups = [{"params": net, "weight_decay": self.hp["weight_decay"]},
                   {"params": list(self.model.prior.parameters()), "weight_decay": 0.0}]
@@ -253,6 +264,9 @@ class VaDEModule(pl.LightningModule):
 
     # checkpoint state -------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Add the mixture's initialisation info, the guard's events and the torch, NumPy and Python RNG
+        states to the checkpoint (as plain tensors and lists).
+        """
         # plain tensors and lists only: Lightning reloads checkpoints with torch.load(weights_only=True)
         np_state = np.random.get_state()
         py_state = random.getstate()
@@ -266,6 +280,7 @@ class VaDEModule(pl.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Restore what :meth:`on_save_checkpoint` stored, so a resumed run continues the same random streams."""
         state = checkpoint.get("morphospace", {})
         self.init_info = state.get("init_info", {})
         self.events = list(state.get("events", []))

@@ -79,6 +79,7 @@ class DefaultEncoder(nn.Module):
         self.log_var = nn.Linear(self.flat, latent_dim)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mu, log_var)`` (N, D) of images (N, C, S, S): the stride-2 stages, then the linear heads."""
         h = self.body(x).flatten(1)
         return self.mean(h), self.log_var(h)
 
@@ -104,6 +105,9 @@ class DefaultDecoder(nn.Module):
         self.body = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Images (N, C, S, S) from codes ``z`` (N, D): linear to the smallest map, then the transposed
+        convolutions (linear output).
+        """
         h = self.fc(z).reshape(z.shape[0], self.top, self.side, self.side)
         return self.body(h)
 
@@ -119,6 +123,7 @@ class MLPEncoder(nn.Module):
         self.log_var = nn.Linear(hidden, latent_dim)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mu, log_var)`` (N, D) of vectors ``x`` (N, F)."""
         h = self.body(x)
         return self.mean(h), self.log_var(h)
 
@@ -134,6 +139,7 @@ class MLPDecoder(nn.Module):
                                   nn.SiLU(), nn.Linear(hidden, out_dim))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Vectors (N, F) from codes ``z`` (N, D)."""
         return self.body(self.fc(z))
 
 

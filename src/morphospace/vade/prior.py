@@ -134,6 +134,7 @@ class MixturePrior(MixtureDensity):
 
     @property
     def log_vars(self) -> torch.Tensor:
+        """Log-variances of every slot, clamped to :data:`PRIOR_LOG_VAR_RANGE`, shape (max_components, D)."""
         lo, hi = PRIOR_LOG_VAR_RANGE
         return self.raw_log_vars.clamp(lo, hi)
 
