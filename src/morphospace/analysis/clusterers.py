@@ -23,7 +23,14 @@ from .inputs import fit_input, new_input
 
 log = logging.getLogger("morphospace")
 
-__all__ = ['DENSITY_MAX_DIMS', 'internal_scores', 'KMeansSelect', 'k_distances', 'knee_index', 'DBSCANAuto', 'HDBSCANClusterer', 'GMMSelect']
+__all__ = ["DENSITY_MAX_DIMS",
+           "internal_scores",
+           "KMeansSelect",
+           "k_distances",
+           "knee_index",
+           "DBSCANAuto",
+           "HDBSCANClusterer",
+           "GMMSelect"]
 
 
 # above this many dimensions density clustering is unreliable (distances concentrate)

@@ -19,7 +19,7 @@ from ..errors import InvalidArgument
 from .inputs import fit_input, new_input
 from .labels import missing_mask
 
-__all__ = ['PCAReducer', 'LDAReducer', 'TSNEReducer', 'UMAPReducer', 'REDUCERS']
+__all__ = ["PCAReducer", "LDAReducer", "TSNEReducer", "UMAPReducer", "REDUCERS"]
 
 
 def _pre_pca(X: np.ndarray, dims: int | None, random_state: Any) -> PCA | None:

@@ -14,7 +14,7 @@ from torch import nn
 from ..errors import NotAvailableError, UserError
 
 
-__all__ = ['_read_state_dict', '_load_into', 'efficientnet_lite0_weights_path', 'check_hub_hash']
+__all__ = ["_read_state_dict", "_load_into", "efficientnet_lite0_weights_path", "check_hub_hash"]
 
 
 def _read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

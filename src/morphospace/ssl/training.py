@@ -129,6 +129,8 @@ class SSLModule(pl.LightningModule):
     epochs, seed : int
     proj_dim : int
         Width of the projector the loss is computed on (discarded after training).
+    augment : NuisanceAugment
+        The nuisance views drawn afresh each step when the trunk trains on images.
     """
 
     def __init__(self, head: FormHead, trunk: TrunkTaps | None = None, loss: str = "nt_xent",

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from ..image.geometry import rotate
 
-__all__ = ['CubeDataset', 'CubeDataModule', 'augment']
+__all__ = ["CubeDataset", "CubeDataModule", "augment"]
 
 
 class CubeDataset:

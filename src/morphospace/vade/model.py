@@ -57,8 +57,6 @@ __all__ = [
     "vade_kl_terms",
 ]
 
-# log-variances are clamped so that exp() can neither overflow nor make a zero variance;
-# the latent codes live at scale ~1, so these ranges are far from any useful value
 class VaDE(Generative, nn.Module):
     """Encoder + decoder + Gaussian-mixture prior, with the VaDE loss.
 

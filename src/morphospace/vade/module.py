@@ -22,7 +22,7 @@ from .prior import PRIOR_LOG_VAR_RANGE
 
 log = logging.getLogger("morphospace")
 
-__all__ = ['EPOCH_TERMS', 'step_generator', 'VaDEModule']
+__all__ = ["EPOCH_TERMS", "step_generator", "VaDEModule"]
 
 
 EPOCH_TERMS = ("loss", "reconstruction", "kl", "neg_elbo", "latent_weight",

@@ -16,9 +16,11 @@ from torch import nn
 
 LOG_2PI = math.log(2.0 * math.pi)
 
-__all__ = ['LOG_2PI', 'MixtureDensity', 'ENCODER_LOG_VAR_RANGE', 'PRIOR_LOG_VAR_RANGE', 'gaussian_expected_log_prob', 'gaussian_neg_entropy', 'standard_normal_kl', 'MixturePrior', 'LossTerms', 'vade_kl_terms']
+__all__ = ["LOG_2PI", "MixtureDensity", "ENCODER_LOG_VAR_RANGE", "PRIOR_LOG_VAR_RANGE", "gaussian_expected_log_prob",
+           "gaussian_neg_entropy", "standard_normal_kl", "MixturePrior", "LossTerms", "vade_kl_terms"]
 
-
+# log-variances are clamped so that exp() can neither overflow nor make a zero variance;
+# the latent codes live at scale ~1, so these ranges are far from any useful value
 ENCODER_LOG_VAR_RANGE = (-12.0, 8.0)
 PRIOR_LOG_VAR_RANGE = (-10.0, 6.0)
 
