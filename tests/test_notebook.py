@@ -169,3 +169,23 @@ def test_the_readme_python_section_runs(survey, tmp_path, monkeypatch):
     exec(compile(code, "README.md", "exec"), scope)
     assert (tmp_path / "reconstructions.png").is_file()
     assert isinstance(scope["km"].labels_, np.ndarray) and len(scope["km"].labels_) == 24
+
+
+@pytest.mark.slow
+def test_the_example_tour_runs(survey, tmp_path):
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("tour", README.parent / "examples" / "tour.py")
+    tour = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tour)
+    out = tmp_path / "tour"
+    result = tour.main([str(survey), "--out", str(out), "--labels", "morphology", "--quick"])
+    assert result["n_galaxies"] == 24 and result["vade_components"] == 3
+    assert -1 <= result["ami_vade"] <= 1 and -1 <= result["ami_kmeans"] <= 1
+    # 24 galaxies: 10% cannot hold every class, so only the cross-validated probe on all of them
+    assert list(result["probe"]) == ["1"] and 0 <= result["probe"]["1"] <= 1
+    assert json.loads((out / "tour.json").read_text()) == result
+    for name in ("tour_reconstructions.png", "tour_generated.png", "tour_map.png", "tour_vade.pt"):
+        assert (out / name).stat().st_size > 0, name
+    assert ms.VaDE.load(out / "tour_vade.pt").n_components_ == 3
