@@ -93,3 +93,14 @@ def test_fit_is_deterministic_and_saves():
 def test_fit_rejects_a_latent_dim_above_the_rank():
     with pytest.raises(ValueError, match="latent_dim"):
         fit_linear_core(np.zeros((5, 3)), 4, 1, 2, seed=0)
+
+
+def test_a_latent_dim_above_the_galaxies_is_refused_before_training():
+    from morphospace.config import apply_overrides, load_config
+    from morphospace.errors import UserError
+    from morphospace.vade.hparams import check_against_cube
+
+    cfg = apply_overrides(load_config(None), {"model.latent_dim": 16})
+    with pytest.raises(UserError, match="latent_dim .16. must not exceed min.galaxies, form.dim. = 10"):
+        check_against_cube(cfg, np.zeros((10, 3, 16, 16), np.float32))
+    assert check_against_cube(apply_overrides(cfg, {"model.latent_dim": 8}), np.zeros((10, 3, 16, 16)))["latent_dim"] == 8

@@ -181,4 +181,9 @@ def check_against_cube(cfg: Config, cube: np.ndarray) -> dict[str, Any]:
     hp = resolve_hparams(cfg, cube.shape[1], cube.shape[2])
     if hp["n_components"] > len(cube):
         raise UserError(f"model.n_components ({hp['n_components']}) exceeds the number of galaxies ({len(cube)})")
+    form = hp.get("form") or {}
+    if form.get("core") == "linear" and hp["latent_dim"] > min(len(cube), form["dim"]):
+        # the linear core projects on principal axes: no more of them than galaxies or embedding numbers
+        raise UserError(f"model.latent_dim ({hp['latent_dim']}) must not exceed min(galaxies, form.dim) = "
+                        f"{min(len(cube), form['dim'])} with form.core = 'linear'")
     return hp

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import InvalidArgument
 from .mixture import MIN_PER_COMPONENT, REG_COVAR
 from .prior import LOG_2PI, MixtureDensity
 
@@ -160,7 +161,8 @@ def fit_linear_core(x: np.ndarray, latent_dim: int, k_min: int, k_max: int, seed
     x = np.asarray(x, dtype=np.float64)
     n, f = x.shape
     if latent_dim > min(n, f):
-        raise ValueError(f"latent_dim ({latent_dim}) exceeds the data's rank bound min(N, F) = {min(n, f)}")
+        raise InvalidArgument(f"model.latent_dim ({latent_dim}) exceeds what the linear core can have here: "
+                              f"min(galaxies, form.dim) = {min(n, f)}")
     mean = x.mean(0)
     _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
     vt = vt * np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(1)])[:, None]
