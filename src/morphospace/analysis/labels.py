@@ -174,7 +174,7 @@ def _same_partition(a: pd.Series, b: pd.Series) -> bool:
 def truth_column(catalogue: pd.DataFrame, cfg: Any = None, candidates: Sequence[str] | None = None) -> str | None:
     """The label column treated as the truth: ``data.truth_label``, else morph3, morphology,
     else the first categorical label column, else None."""
-    wanted = getattr(getattr(cfg, "data", None), "truth_label", "") if cfg is not None else ""
+    wanted = cfg.data.truth_label if cfg is not None else ""
     if wanted:
         if wanted not in catalogue.columns:
             raise UserError(f"data.truth_label '{wanted}' is not a catalogue column "

@@ -267,7 +267,7 @@ def nuisance_table(run: RunDir, cfg: Any, measured: pd.DataFrame) -> pd.DataFram
         hand = np.where(names.str.endswith("_acw"), "acw", np.where(names.str.endswith("_cw"), "cw", None))
         if len(set(hand[hand != None])) == 2:  # noqa: E711 (element-wise on an object array)
             table["handedness"] = hand
-    wanted = list(getattr(cfg.cluster, "nuisance_columns", []) or [])
+    wanted = list(cfg.cluster.nuisance_columns)
     for col in wanted:
         if col not in inside.columns:
             raise UserError(f"cluster.nuisance_columns: '{col}' is not a catalogue column")
