@@ -189,3 +189,13 @@ def test_the_example_tour_runs(survey, tmp_path):
     for name in ("tour_reconstructions.png", "tour_generated.png", "tour_map.png", "tour_vade.pt"):
         assert (out / name).stat().st_size > 0, name
     assert ms.VaDE.load(out / "tour_vade.pt").n_components_ == 3
+
+
+def test_the_pixel_vade_fits_through_the_same_estimator(run):
+    model = ms.VaDE(preset="default", n_components=2, latent_dim=4, epochs=2, pretrain_epochs=1,
+                    config={"train.batch_size": 12, "model.widths": [8, 16, 16, 16]}, random_state=1).fit(run.cube)
+    assert model.model_.hparams["preset"] == "default" and model.n_components_ == 2
+    z = model.transform(run.cube)
+    assert z.shape == (24, 4) and np.allclose(model.latent_, z, atol=1e-4)
+    again = clone(model).fit(run.cube)  # the same seed: the same model
+    assert np.allclose(again.latent_, model.latent_, atol=1e-5) and (again.labels_ == model.labels_).all()
