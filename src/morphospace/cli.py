@@ -135,6 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", required=True)
     _common(p, config=False)
 
+    p = _stage(sub, "similar", "the galaxies most like one galaxy, from an embedding's nearest-neighbour index",
+               "morphospace similar runs/gz1 --id 587722981736120347 --k 10")
+    p.add_argument("--id", required=True, dest="galaxy_id", help="the galaxy's id (the catalogue's id column)")
+    p.add_argument("--k", type=int, default=10, help="how many neighbours (default 10)")
+    p.add_argument("--embedding", default=None, help="which embedding (default: the run's primary one)")
+    _common(p, config=False)
+
     p = _stage(sub, "study", "the CNN feature study: fine-tune, features, reductions, clusterings, comparisons, report",
                "morphospace study --data ../shared/data/sdss-gz1 --backbone efficientnet-lite0 --labels morph3", run_arg=False)
     p.add_argument("--data", metavar="PATH", help="survey (default: the built-in synthetic survey)")
@@ -330,6 +337,15 @@ def _dispatch(args) -> int | None:
     if cmd not in ("export",):  # export only reads the run
         run.acquire_lock()
     _setup_logging(args.quiet, run)
+    if cmd == "similar":
+        from .analysis.similar import similar_run
+
+        if args.k < 1:
+            raise UserError(f"--k must be at least 1, got {args.k}")
+        table, gallery = similar_run(run, args.galaxy_id, args.embedding or pipeline.primary_embedding(run, None), args.k)
+        print(table.to_string(index=False))
+        print(f"gallery: {gallery}")
+        return 0
     if cmd == "export":
         from .export import export
 
