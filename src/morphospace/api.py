@@ -250,6 +250,7 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         from .errors import UserError
         from .progress import is_quiet, set_quiet
         from .run import write_npy, write_table
+        from .vade.embed import FORM_EMBEDDING
         from .vade.train import train_run
 
         x = _check_images(X)
@@ -268,7 +269,7 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
             train_run(run, cfg)
             vade, hp, _ = load_vade(run.model_dir(MODEL_NAME) / MODEL_FILE)
             self.model_ = VaDEModel(vade, hp)
-            emb = run.model_dir(MODEL_NAME) / "form_embedding.npy"
+            emb = run.model_dir(MODEL_NAME) / FORM_EMBEDDING
             if emb.is_file():  # the form model: codes from the embedding training computed, not a second CNN pass
                 with torch.no_grad():
                     mu, log_var = vade.encode_embedding(torch.from_numpy(np.load(emb)))

@@ -28,11 +28,6 @@ def _resolve(model: Any):
     return api, api.vade
 
 
-def _images(api: Any, images: Any) -> np.ndarray:
-    # the model's own input transform (e.g. neighbours masked), as in `morphospace embed`
-    return api._images(images)
-
-
 def reconstructions(model: Any, images: Any, n: int = 8, seed: int = 0):
     """Originals (as the model sees them), reconstructions and residuals of up to ``n`` images.
 
@@ -52,7 +47,8 @@ def reconstructions(model: Any, images: Any, n: int = 8, seed: int = 0):
     from .vade.figures import fig_reconstructions
 
     api, module = _resolve(model)
-    return fig_reconstructions(module, _images(api, images), None, n=n, seed=seed)
+    # the model's own input transform (e.g. neighbours masked), as in `morphospace embed`
+    return fig_reconstructions(module, api._images(images), None, n=n, seed=seed)
 
 
 def generated(model: Any, n: int = 8, temperature: float = 0.5, seed: int = 0):
@@ -76,7 +72,7 @@ def clusters(model: Any, images: Any, per_row: int = 10):
     from .vade.figures import fig_clusters
 
     api, module = _resolve(model)
-    x = _images(api, images)
+    x = api._images(images)
     return fig_clusters(module, x, {"proba": api.predict_proba(x)}, per_row=per_row)
 
 

@@ -10,6 +10,7 @@ table with the catalogue's label columns, and a gallery PNG in ``RUN/similar/``.
 
 from __future__ import annotations
 
+import json
 import pickle
 from typing import Any
 
@@ -87,23 +88,21 @@ def precision_at_k(X: np.ndarray, labels: Any, k: int = 10, random_state: int = 
     return float(np.mean([h.mean() for h in hits]))
 
 
-def _index_for(run: RunDir, embedding: str) -> SimilarityIndex:
-    """The run's index over ``embedding``: loaded when it was built from the same file, else built."""
+def _index_for(run: RunDir, embedding: str, X: np.ndarray) -> SimilarityIndex:
+    """The run's index over ``embedding`` (rows ``X``): loaded when built from the same file, else built."""
     src = run.embedding_path(embedding)
     stat = src.stat()
     stamp = {"embedding": embedding, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     folder = run.model_dir("similar")
     path, note = folder / f"{safe_name(embedding)}.pkl", folder / f"{safe_name(embedding)}.json"
     if path.is_file() and note.is_file():
-        import json
-
         try:
             if json.loads(note.read_text()) == stamp:
                 with open(path, "rb") as fh:
                     return pickle.load(fh)
         except (OSError, ValueError, EOFError, pickle.UnpicklingError):
             pass  # damaged: rebuilt below
-    index = SimilarityIndex().fit(run.read_embedding(embedding))
+    index = SimilarityIndex().fit(X)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             pickle.dump(index, fh)
@@ -126,7 +125,7 @@ def similar_run(run: RunDir, galaxy_id: str, embedding: str, k: int = 10) -> tup
     if not len(where):
         raise UserError(f"no galaxy with id '{galaxy_id}' in the cube of {run.path}")
     X = run.read_embedding(embedding)
-    index = _index_for(run, embedding)
+    index = _index_for(run, embedding, X)
     dist, idx = index.kneighbors(np.asarray(X[where[:1]]), k=k + 1)
     rows = idx[0]
     table = pd.DataFrame({"rank": np.arange(len(rows)), "id": ids[rows], "distance": dist[0].round(4)})

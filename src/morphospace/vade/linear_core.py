@@ -57,7 +57,6 @@ class FullMixturePrior(MixtureDensity):
         """The number of components K."""
         return int(self.weights.shape[0])
 
-    max_components = n_components
 
     @property
     def log_weights(self) -> torch.Tensor:
