@@ -7,7 +7,7 @@ folder and from the layers below it, never from a layer above nor from a sibling
 layer (``tests/test_layout.py`` checks every import, those inside functions included, and
 that there is no import cycle). From the top:
 
-1. ``__main__.py`` -> ``cli.py``: the command line;
+1. ``__main__.py`` -> ``cli/``: the command line (the stages in ``parser``; other commands, one module each);
 2. this ``__init__``: the notebook API, names re-exported from the layers below;
 3. ``runs.py``: a run directory as Python objects (:class:`Run`) and :func:`ingest`;
 4. ``pipeline.py``: the stages of a run, in order;

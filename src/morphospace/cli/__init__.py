@@ -1,0 +1,229 @@
+"""The ``morphospace`` command line: one sub-command per stage, and ``run`` for all.
+
+User mistakes print one line and exit with status 2; ``--quiet`` silences progress
+bars; every stage run on a run directory appends to its ``log.txt``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from pathlib import Path
+
+from ..config import Config, apply_overrides, load_config
+from ..errors import UserError
+from ..progress import set_quiet
+from ..run import RunDir, release_locks
+from .options import check_out, printable
+from .parser import COMMANDS, build_parser
+
+log = logging.getLogger("morphospace")
+__all__ = ["main", "build_parser", "printable"]
+
+
+def _setup_logging(quiet: bool, run: RunDir | None) -> None:
+    root = logging.getLogger("morphospace")
+    root.setLevel(logging.INFO)
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.WARNING if quiet else logging.INFO)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    console.addFilter(lambda record: not getattr(record, "banner", False))
+    root.addHandler(console)
+    if run is not None:
+        fh = logging.FileHandler(run.log)
+        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        root.addHandler(fh)
+    root.propagate = False
+
+
+def _config_for(args, run: RunDir | None) -> Config:
+    """Config of a stage: the run's saved config, then --config, then --set and options."""
+    path = getattr(args, "config", None)
+    if path:
+        cfg = load_config(path)
+    elif run is not None and run.config.exists():
+        cfg = load_config(run.config)
+    else:
+        cfg = Config()
+    return apply_overrides(cfg, getattr(args, "overrides", []) or [])
+
+
+def _set(cfg: Config, **dotted) -> Config:
+    values = {k.replace("__", "."): v for k, v in dotted.items() if v is not None}
+    return apply_overrides(cfg, values) if values else cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line (the ``morphospace`` entry point).
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments after the program name (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit status: 0 on success; 2 without a sub-command (the help is printed), on a
+        :class:`UserError` or when the file system refuses (each printed as one line);
+        130 on Ctrl-C. Usage errors exit with status 2 from the parser itself.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    set_quiet(args.quiet)
+    try:
+        with _quiet_warnings(args.quiet):
+            return _dispatch(args) or 0
+    except UserError as exc:
+        print(f"morphospace: error: {printable(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:  # the file system said no: a full disk, a read-only folder, a path that is a file
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"morphospace: error: cannot use{printable(where)}: {printable(exc.strerror or str(exc))}",
+              file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("morphospace: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        release_locks()
+
+
+
+class _quiet_warnings:
+    """Under --quiet, Python warnings from libraries (e.g. Pillow's DecompressionBombWarning) stay
+    off stderr; they are still written to the run's log."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+
+    def __enter__(self):
+        import warnings
+
+        self.catch = warnings.catch_warnings()
+        self.catch.__enter__()
+        self.saved = None
+        if self.quiet:
+            logging.captureWarnings(True)  # to the `py.warnings` logger, which writes the run's log only
+            pw = logging.getLogger("py.warnings")
+            self.saved = (pw.handlers[:], pw.propagate)
+            files = [h for h in logging.getLogger("morphospace").handlers if isinstance(h, logging.FileHandler)]
+            pw.handlers = files or [logging.NullHandler()]
+            pw.propagate = False
+        return self
+
+    def __exit__(self, *exc):
+        logging.captureWarnings(False)
+        if self.saved is not None:
+            pw = logging.getLogger("py.warnings")
+            pw.handlers, pw.propagate = self.saved
+        self.catch.__exit__(*exc)
+
+
+
+def _new_run(args, out: str) -> tuple[RunDir, Config]:
+    """Create the run directory of a stage that starts a run, with its log and config."""
+    check_out(out)
+    run = RunDir(out, create=True)
+    _setup_logging(args.quiet, run)
+    return run, _config_for(args, None)
+
+
+
+def _dispatch(args) -> int | None:
+    from .. import pipeline
+
+    cmd = args.command
+    if cmd == "synth":
+        _setup_logging(args.quiet, None)
+        if args.n < 1:
+            raise UserError("--n must be at least 1")
+        out = pipeline.stage_synth(Path(args.out), args.n, args.seed, args.workers, args.size)
+        print(f"synthetic survey: {out}")
+        return 0
+    if cmd == "run":
+        run, cfg = _new_run(args, args.out)
+        run.acquire_lock()
+        cfg = _set(cfg, data__path=args.data, model__kind=args.model, train__epochs=args.epochs,
+                   train__seed=args.seed, ingest__workers=args.workers)
+        if args.seed is not None:
+            cfg = _set(cfg, cluster__seed=args.seed)
+        report = pipeline.run_all(run, cfg)
+        print(f"report: {Path(report).resolve()}")
+        return 0
+    if cmd == "ingest":
+        run, cfg = _new_run(args, args.out)
+        run.acquire_lock()
+        cfg = _set(cfg, data__path=str(args.data), data__layout=args.layout, data__catalogue=args.catalogue,
+                   data__id_column=args.id_column, data__file_column=args.file_column,
+                   ingest__workers=args.workers, preprocess__preset=args.preset, preprocess__size=args.size,
+                   preprocess__colour=args.colour, ingest__strict=True if args.strict else None)
+        pipeline.save_config(run, cfg)
+        summary = pipeline.stage_ingest(run, cfg)
+        print(f"ingested {summary['n_in_cube']} of {summary['n_records']} galaxies into {run.path}")
+        return 0
+    if cmd == "study":
+        run, cfg = _new_run(args, args.out)
+        run.acquire_lock()
+        cfg = _set(cfg, data__path=args.data, study__backbone=args.backbone, study__labels=args.labels,
+                   study__mode=args.mode, study__epochs=args.epochs)
+        report = pipeline.run_study(run, cfg)
+        print(f"report: {Path(report).resolve()}")
+        return 0
+    if cmd == "import-astrovader":
+        run, cfg = _new_run(args, args.out)
+        run.acquire_lock()
+        pipeline.stage_import_astrovader(run, cfg, Path(args.weights))
+        print(f"imported the published AstroVaDEr model into {run.path}")
+        return 0
+
+    run = RunDir(args.run)
+    if cmd not in ("export",):  # export only reads the run
+        run.acquire_lock()
+    _setup_logging(args.quiet, run)
+    command = next((c for c in COMMANDS if c.NAME == cmd), None)
+    if command is not None:
+        return command.run(args, run)
+    if cmd == "export":
+        from ..export import export
+
+        out = export(run, args.out)
+        print(f"results catalogue: {out}")
+        return 0
+    cfg = _config_for(args, run)
+    if cmd == "train":
+        cfg = _set(cfg, train__epochs=args.epochs, train__seed=args.seed, train__devices=args.devices,
+                   train__num_nodes=args.num_nodes, train__strategy=args.strategy,
+                   train__accelerator=args.accelerator, train__precision=args.precision)
+        if cfg.model.kind == "vade":
+            from ..vade.hparams import check_against_cube
+
+            check_against_cube(cfg, run.read_cube())  # before the config is saved
+        pipeline.save_config(run, cfg)
+        pipeline.stage_train(run, cfg, resume=args.resume)
+    elif cmd == "embed":
+        pipeline.stage_embed(run, cfg)
+    elif cmd == "reduce":
+        pipeline.stage_reduce(run, cfg, embedding=args.embedding)
+    elif cmd == "cluster":
+        pipeline.stage_cluster(run, cfg)
+    elif cmd == "compare":
+        pipeline.stage_compare(run, cfg)
+    elif cmd == "generate":
+        if not (math.isfinite(args.temperature) and args.temperature > 0):
+            raise UserError(f"--temperature must be a positive number, got {args.temperature}")
+        check_out(args.out)
+        out = pipeline.stage_generate(run, cfg, args.component, args.n, Path(args.out), args.temperature,
+                                      args.reject_below, args.seed)
+        print(f"generated galaxies: {out}")
+    elif cmd == "report":
+        report = pipeline.stage_report(run, cfg)
+        print(f"report: {Path(report).resolve()}")
+    return 0
+

@@ -1,0 +1,51 @@
+"""Shared pieces of the command line: the one-line-error parser, common options, safe printing."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import UserError
+
+__all__ = ["Parser", "common", "stage", "printable", "check_out"]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors in one line with exit status 2."""
+
+    def error(self, message: str) -> None:  # noqa: D401 - argparse API
+        self.exit(2, f"morphospace: error: {message} (see --help)\n")
+
+
+def common(p: argparse.ArgumentParser, config: bool = True) -> None:
+    """Add ``--config``/``--set`` (when ``config``) and ``--quiet`` to a sub-command."""
+    if config:
+        p.add_argument("--config", metavar="FILE", help="TOML configuration file")
+        p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+                       help="override one configuration key, e.g. --set train.epochs=5 (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
+
+
+def stage(sub, name: str, help_: str, example: str, run_arg: bool = True) -> argparse.ArgumentParser:
+    """A sub-command with its help, one example and (when ``run_arg``) the RUN argument."""
+    p = sub.add_parser(name, help=help_, description=help_, epilog=f"example:\n  {example}",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    if run_arg:
+        p.add_argument("run", metavar="RUN", help="the run directory")
+    return p
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (newlines, terminal escape codes) shown escaped, so a
+    user-supplied string can neither break the one-line error nor drive the terminal."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def check_out(out: str | None, what: str = "--out") -> Path:
+    """``out`` as a folder path; a one-line error when it is empty or names a file."""
+    if out is None or not str(out).strip():
+        raise UserError(f"{what} must name a folder, got an empty path")
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{what} {printable(str(path))} is a file, not a folder: choose a folder for the run")
+    return path
