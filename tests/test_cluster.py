@@ -189,3 +189,61 @@ def test_density_methods_skip_wide_representations(tmp_path):
     cfg.cluster.density_max_dims = 0
     names = cluster_run(run, cfg, representations=["wide"], methods=["dbscan"])
     assert names == ["dbscan_wide"]
+
+
+# --- fitted on a sample, extended to every row ---------------------------------------------------
+
+def test_dbscan_predict_joins_the_nearest_core_cluster_within_eps():
+    X, y = blobs(k=3, n_per=80, seed=1)
+    db = DBSCANAuto().fit(X)
+    core = db.core_sample_indices_
+    assert np.array_equal(db.predict(X[core]), db.labels_[core])  # a core row is its own nearest core
+    centre = X[y == 0].mean(axis=0)
+    far = X.max(axis=0) + 50.0
+    new = db.predict(np.vstack([centre, far]))
+    assert new[0] == np.bincount(db.labels_[y == 0][db.labels_[y == 0] >= 0]).argmax()
+    assert new[1] == -1
+
+
+def test_hdbscan_predict_keeps_clustered_rows_and_rejects_far_ones():
+    X, y = blobs(k=3, n_per=80, seed=2)
+    hd = HDBSCANClusterer().fit(X)
+    clustered = hd.labels_ >= 0
+    assert np.array_equal(hd.predict(X[clustered]), hd.labels_[clustered])
+    centres = np.array([X[y == c].mean(axis=0) for c in range(3)])
+    labels, member = hd.predict_membership(np.vstack([centres, X.max(axis=0) + 50.0]))
+    assert sorted(labels[:3]) == sorted(set(hd.labels_[clustered]))  # each centre to its own blob
+    assert labels[3] == -1 and member[3] == 0
+    assert np.all((member[:3] > 0) & (member[:3] <= 1))
+
+
+def test_cluster_run_fits_on_a_reproducible_sample_above_fit_sample(tmp_path, caplog):
+    run = fake_run(tmp_path, n=300)
+    cfg = Config()
+    cfg.cluster.kmeans_k = [3]
+    cfg.cluster.gmm_k = [3]
+    cfg.cluster.fit_sample = 120
+    with caplog.at_level(logging.INFO, logger="morphospace"):
+        names = cluster_run(run, cfg, representations=["pca"])
+    assert "fitted on a sample of 120 of 300 rows" in caplog.text
+    full = RunDir(tmp_path / "full", create=True)
+    write_table(full.catalogue, run.read_catalogue())
+    write_npy(full.reduction_path("pca"), run.read_reduction("pca"))
+    cfg_all = cfg.model_copy(deep=True)
+    cfg_all.cluster.fit_sample = 0
+    cluster_run(full, cfg_all, representations=["pca"])
+    for name in names:
+        sampled, whole = run.read_clustering(name), full.read_clustering(name)
+        assert len(sampled) == 300 and sampled["label"].notna().all()
+        meta = json.loads(run.clustering_path(name).with_suffix(".json").read_text())
+        assert meta["fit_sample"] == (None if name.startswith("kmeans") else 120)
+        # three well-separated blobs: the sample finds the same partition as the whole
+        keep = (sampled["label"] >= 0) & (whole["label"] >= 0)
+        assert adjusted_rand_score(sampled["label"][keep], whole["label"][keep]) > 0.95, name
+    assert json.loads(run.clustering_path("kmeans3_pca").with_suffix(".json").read_text())["minibatch"]
+    again = RunDir(tmp_path / "again", create=True)
+    write_table(again.catalogue, run.read_catalogue())
+    write_npy(again.reduction_path("pca"), run.read_reduction("pca"))
+    cluster_run(again, cfg, representations=["pca"])
+    for name in names:  # the same seed draws the same sample: the same labels
+        assert run.read_clustering(name).equals(again.read_clustering(name)), name

@@ -374,3 +374,16 @@ def test_linear_probes_are_shown(tmp_path):
     assert "<code>kind</code>" in card and "10% of labels" in card
     assert card.index(">good<") < card.index(">noise<")  # best first
     assert f"{good['balanced_accuracy'].iloc[1]:.3f}" in card
+
+
+def test_the_report_says_when_the_clustering_was_fitted_on_a_sample(tmp_path):
+    run = make_fake_run(tmp_path / "run", n=40, size=32)
+    run.clustering_path("vade").unlink()  # k-means becomes the primary clustering
+    meta_path = run.clustering_path("kmeans4_vade").with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    html = build_report(run, Config()).read_text()
+    assert "fitted on a random sample" not in html
+    meta_path.write_text(json.dumps({**meta, "fit_sample": 25}))
+    html = build_report(run, Config()).read_text()
+    assert "Clustering <code>kmeans4_vade</code>" in html
+    assert "fitted on a random sample of 25 galaxies, extended to the rest by prediction" in html

@@ -17,6 +17,12 @@ run and stores ``clusterings/<method><k?>_<representation>.parquet``.
 Cost on 20,000 rows (see ``benchmarks/bench_analysis.py``): everything is fast on
 2-D maps; on wide embeddings (1,280-d CNN features) DBSCAN and HDBSCAN are slow
 and weak (distances concentrate) and a warning says so.
+
+Above ``cluster.fit_sample`` rows, DBSCAN, HDBSCAN and the Gaussian mixture are fitted on a
+reproducible random sample of that many rows (drawn with ``cluster.seed``) and extended to
+every row with their ``predict``; the sampled rows keep the labels of the fit. K-Means turns
+to MiniBatchKMeans over all rows. The log and each clustering's ``.json`` (``fit_sample``:
+rows fitted, or null) say which ran on a sample.
 """
 
 from __future__ import annotations
@@ -32,8 +38,8 @@ from ..errors import UserError
 from ..progress import Timer
 from ..run import RunDir, write_json, write_table
 # the stage's estimators, re-exported for their users
-from .clusterers import (DENSITY_MAX_DIMS, DBSCANAuto, GMMSelect, HDBSCANClusterer, KMeansSelect,  # noqa: F401
-                         internal_scores, k_distances, knee_index)
+from .clusterers import GMMSelect, KMeansSelect, internal_scores  # noqa: F401
+from .density import DENSITY_MAX_DIMS, DBSCANAuto, HDBSCANClusterer, k_distances, knee_index  # noqa: F401
 
 log = logging.getLogger("morphospace")
 
@@ -99,6 +105,29 @@ def _drop_stale(run: RunDir, pattern: str, keep: set[str]) -> None:
             run.clustering_path(name).with_suffix(".json").unlink(missing_ok=True)
 
 
+def fit_rows(n: int, fit_sample: int, seed: int) -> np.ndarray | None:
+    """Sorted indices of the reproducible sample a clusterer is fitted on, or None for all ``n`` rows.
+
+    The same ``(n, fit_sample, seed)`` always gives the same rows.
+    """
+    if not fit_sample or n <= fit_sample:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, size=fit_sample, replace=False))
+
+
+def _fit_extend(estimator, X: np.ndarray, rows: np.ndarray | None, what: str):
+    """Fit ``estimator`` on ``X[rows]`` (all of ``X`` when None) and return ``(estimator, labels of
+    every row)``: the fit's own labels on the sample, ``predict`` elsewhere."""
+    if rows is None:
+        estimator.fit(X)
+        return estimator, estimator.labels_
+    estimator.fit(X[rows])
+    labels = estimator.predict(X)
+    labels[rows] = estimator.labels_
+    log.info("%s fitted on a sample of %d of %d rows, extended to the rest with predict", what, len(rows), len(X))
+    return estimator, labels
+
+
 def _meta(run: RunDir, name: str, meta: dict) -> None:
     write_json(run.clustering_path(name).with_suffix(".json"), meta)
 
@@ -114,8 +143,8 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
         Uses ``cluster.methods``, ``cluster.representations``, ``cluster.kmeans_k``,
         ``cluster.gmm_k``, ``cluster.gmm_covariance``, ``cluster.dbscan_min_samples``,
         ``cluster.hdbscan_min_cluster_size``, ``cluster.density_max_dims`` (DBSCAN
-        and HDBSCAN skip wider representations), ``cluster.silhouette_sample``
-        and ``cluster.seed``.
+        and HDBSCAN skip wider representations), ``cluster.silhouette_sample``,
+        ``cluster.fit_sample`` and ``cluster.seed``.
     representations, methods : sequence of str or None
         Override the configuration's lists.
 
@@ -145,7 +174,9 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
         if X.ndim != 2 or X.shape[0] != len(ids):
             raise UserError(f"representation '{rep}' has {X.shape[0]} rows but the cube has {len(ids)}: "
                             "re-run the stage that made it")
-        base = {"representation": rep, "shape": list(X.shape)}
+        sample = fit_rows(X.shape[0], getattr(c, "fit_sample", 0), c.seed)
+        fitted = None if sample is None else len(sample)
+        base = {"representation": rep, "shape": list(X.shape), "fit_sample": fitted}
         selection: list[pd.DataFrame] = []
         max_dims = getattr(c, "density_max_dims", DENSITY_MAX_DIMS)
         density = not max_dims or X.shape[1] <= max_dims
@@ -154,12 +185,14 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
                      "(they are slow and unreliable there; cluster its 2-D maps)", rep, X.shape[1], max_dims)
         if "kmeans" in methods:
             with Timer(f"K-Means k={list(c.kmeans_k)} on {rep}") as t:
-                km = KMeansSelect(c.kmeans_k, random_state=c.seed, silhouette_sample=c.silhouette_sample).fit(X)
+                km = KMeansSelect(c.kmeans_k, random_state=c.seed, silhouette_sample=c.silhouette_sample,
+                                  minibatch_above=getattr(c, "fit_sample", 0) or None).fit(X)
+            base_km = {**base, "fit_sample": None, "minibatch": bool(fitted)}
             names = set()
             for k, labels in km.labels_by_k_.items():
                 name = f"kmeans{k}_{rep}"
                 run.write_clustering(name, ids, labels)
-                _meta(run, name, {**base, "method": "kmeans", "k": k, "best_k": km.best_k_,
+                _meta(run, name, {**base_km, "method": "kmeans", "k": k, "best_k": km.best_k_,
                                   "seconds_all_k": round(t.elapsed, 3)})
                 names.add(name)
             _drop_stale(run, rf"kmeans\d+_{re.escape(rep)}", names)
@@ -167,35 +200,52 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
             selection.append(km.scores_.assign(method="kmeans", selected=km.scores_["k"] == km.best_k_))
         if "dbscan" in methods and density:
             with Timer(f"DBSCAN on {rep}") as t:
-                db = DBSCANAuto(min_samples=c.dbscan_min_samples or None).fit(X)
+                db, labels = _fit_extend(DBSCANAuto(min_samples=c.dbscan_min_samples or None), X, sample,
+                                         f"DBSCAN on {rep}")
             name = f"dbscan_{rep}"
-            run.write_clustering(name, ids, db.labels_)
+            noise = float(np.mean(labels < 0))
+            run.write_clustering(name, ids, labels)
             _meta(run, name, {**base, "method": "dbscan", "eps": db.eps_, "min_samples": db.min_samples_,
-                              "n_clusters": db.n_clusters_, "noise_fraction": db.noise_fraction_,
+                              "n_clusters": db.n_clusters_, "noise_fraction": noise,
                               "seconds": round(t.elapsed, 3)})
             written.append(name)
             selection.append(pd.DataFrame([{
                 "method": "dbscan", "k": db.n_clusters_, "eps": db.eps_, "min_samples": db.min_samples_,
-                "noise_fraction": db.noise_fraction_, "selected": True,
-                **internal_scores(X, db.labels_, c.silhouette_sample, c.seed)}]))
+                "noise_fraction": noise, "selected": True,
+                **internal_scores(X, labels, c.silhouette_sample, c.seed)}]))
         if "hdbscan" in methods and density:
             with Timer(f"HDBSCAN on {rep}") as t:
-                hd = HDBSCANClusterer(min_cluster_size=c.hdbscan_min_cluster_size or None).fit(X)
+                hd = HDBSCANClusterer(min_cluster_size=c.hdbscan_min_cluster_size or None)
+                if sample is None:
+                    hd.fit(X)
+                    labels, member = hd.labels_, hd.probabilities_
+                else:
+                    hd.fit(X[sample])
+                    labels, member = hd.predict_membership(X)
+                    labels[sample], member[sample] = hd.labels_, hd.probabilities_
+                    log.info("HDBSCAN on %s fitted on a sample of %d of %d rows, extended to the rest "
+                             "with predict", rep, len(sample), len(X))
             name = f"hdbscan_{rep}"
-            run.write_clustering(name, ids, hd.labels_, extra={"membership": hd.probabilities_.astype(np.float32)})
+            noise = float(np.mean(labels < 0))
+            run.write_clustering(name, ids, labels, extra={"membership": member.astype(np.float32)})
             _meta(run, name, {**base, "method": "hdbscan", "min_cluster_size": hd.min_cluster_size_,
-                              "n_clusters": hd.n_clusters_, "noise_fraction": hd.noise_fraction_,
+                              "n_clusters": hd.n_clusters_, "noise_fraction": noise,
                               "seconds": round(t.elapsed, 3)})
             written.append(name)
             selection.append(pd.DataFrame([{
                 "method": "hdbscan", "k": hd.n_clusters_, "min_cluster_size": hd.min_cluster_size_,
-                "noise_fraction": hd.noise_fraction_, "selected": True,
-                **internal_scores(X, hd.labels_, c.silhouette_sample, c.seed)}]))
+                "noise_fraction": noise, "selected": True,
+                **internal_scores(X, labels, c.silhouette_sample, c.seed)}]))
         if "gmm" in methods:
             with Timer(f"GMM ({c.gmm_covariance}) k={gmm_k} on {rep}") as t:
-                gm = GMMSelect(gmm_k, covariance_type=c.gmm_covariance, random_state=c.seed).fit(X)
+                gm = GMMSelect(gmm_k, covariance_type=c.gmm_covariance, random_state=c.seed)
+                gm.fit(X if sample is None else X[sample])
+                probs = gm.probabilities_ if sample is None else gm.predict_proba(X)
+                if sample is not None:
+                    log.info("GMM on %s fitted on a sample of %d of %d rows, extended to the rest with "
+                             "predict_proba", rep, len(sample), len(X))
             name = f"gmm{gm.best_k_}_{rep}"
-            run.write_clustering(name, ids, gm.labels_, gm.probabilities_)
+            run.write_clustering(name, ids, np.argmax(probs, axis=1).astype(np.int64), probs)
             _meta(run, name, {**base, "method": "gmm", "k": gm.best_k_,
                               "covariance_type": c.gmm_covariance, "seconds_all_k": round(t.elapsed, 3)})
             _drop_stale(run, rf"gmm\d+_{re.escape(rep)}", {name})

@@ -1,40 +1,24 @@
 """The clusterers of the feature study, as scikit-learn estimators: K-Means and Gaussian mixtures
-over a range of K (chosen by silhouette / BIC, no labels), DBSCAN with eps from the k-distance
-knee, HDBSCAN. Each follows scikit-learn (``fit``, ``labels_``, ``predict`` where it exists) and
-passes its ``check_estimator`` (tests/test_estimator_checks.py).
+over a range of K (chosen by silhouette / BIC, no labels); the density clusterers (DBSCAN,
+HDBSCAN) are in :mod:`.density`. Each follows scikit-learn (``fit``, ``labels_``, ``predict``)
+and passes its ``check_estimator`` (tests/test_estimator_checks.py).
 """
 
 from __future__ import annotations
 
-import inspect
-import logging
 from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClusterMixin
-from sklearn.cluster import DBSCAN, HDBSCAN, KMeans
+from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 from sklearn.mixture import GaussianMixture
-from sklearn.neighbors import NearestNeighbors
 
 from ..errors import InvalidArgument
 from .inputs import fit_input, new_input
 
-log = logging.getLogger("morphospace")
-
-__all__ = ["DENSITY_MAX_DIMS",
-           "internal_scores",
-           "KMeansSelect",
-           "k_distances",
-           "knee_index",
-           "DBSCANAuto",
-           "HDBSCANClusterer",
-           "GMMSelect"]
-
-
-# above this many dimensions density clustering is unreliable (distances concentrate)
-DENSITY_MAX_DIMS = 10
+__all__ = ["internal_scores", "KMeansSelect", "GMMSelect"]
 
 
 def _valid_ks(k_range: Iterable[int], n: int) -> list[int]:
@@ -79,6 +63,9 @@ class KMeansSelect(ClusterMixin, BaseEstimator):
         K-Means restarts per k (the best inertia is kept).
     silhouette_sample : int or None
         Rows used to estimate the silhouette (None: all; it is O(n^2)).
+    minibatch_above : int or None
+        Above this many rows, MiniBatchKMeans (batches of 4,096 rows: time and memory grow
+        linearly) instead of Lloyd's K-Means over every row at every step. None: never.
 
     Attributes
     ----------
@@ -93,11 +80,12 @@ class KMeansSelect(ClusterMixin, BaseEstimator):
     """
 
     def __init__(self, k_range: Iterable[int] = (3, 4, 5, 6, 7, 8), random_state: Any = 0, n_init: int = 3,
-                 silhouette_sample: int | None = 5000):
+                 silhouette_sample: int | None = 5000, minibatch_above: int | None = None):
         self.k_range = k_range
         self.random_state = random_state
         self.n_init = n_init
         self.silhouette_sample = silhouette_sample
+        self.minibatch_above = minibatch_above
 
     def fit(self, X, y=None):
         """Fit K-Means for every usable k of ``k_range`` and keep the silhouette-best.
@@ -119,8 +107,13 @@ class KMeansSelect(ClusterMixin, BaseEstimator):
         X = fit_input(self, X)
         rows = []
         self.models_, self.labels_by_k_ = {}, {}
+        minibatch = self.minibatch_above is not None and X.shape[0] > self.minibatch_above
         for k in _valid_ks(self.k_range, X.shape[0]):
-            km = KMeans(n_clusters=k, n_init=self.n_init, random_state=self.random_state).fit(X)
+            if minibatch:
+                km = MiniBatchKMeans(n_clusters=k, n_init=self.n_init, batch_size=4096,
+                                     random_state=self.random_state).fit(X)
+            else:
+                km = KMeans(n_clusters=k, n_init=self.n_init, random_state=self.random_state).fit(X)
             self.models_[k] = km
             self.labels_by_k_[k] = km.labels_.astype(np.int64)
             rows.append({"k": k, **internal_scores(X, km.labels_, self.silhouette_sample, self.random_state),
@@ -137,157 +130,6 @@ class KMeansSelect(ClusterMixin, BaseEstimator):
         """Nearest-centre labels at ``k`` (default: ``best_k_``)."""
         X = new_input(self, X)
         return self.models_[self.best_k_ if k is None else k].predict(X)
-
-
-def k_distances(X: np.ndarray, k: int) -> np.ndarray:
-    """Sorted distance of every row to its k-th nearest row, counting the row itself.
-
-    With ``k = min_samples`` this is, per row, the smallest ``eps`` at which
-    DBSCAN makes it a core point.
-    """
-    k = int(min(k, X.shape[0]))
-    nn = NearestNeighbors(n_neighbors=k).fit(X)
-    dist, _ = nn.kneighbors(X)
-    return np.sort(dist[:, -1])
-
-
-def knee_index(curve: np.ndarray) -> int:
-    """Index of the knee of an increasing curve: the point farthest from its chord.
-
-    Both axes are scaled to [0, 1] first, so the answer does not depend on units.
-    For the sorted k-distance curve (flat, then steep) the knee is where the
-    dense rows end and the sparse ones begin.
-    """
-    y = np.asarray(curve, dtype=np.float64)
-    if y.size < 3 or y[-1] == y[0]:
-        return int(y.size // 2)
-    x = np.linspace(0.0, 1.0, y.size)
-    yn = (y - y[0]) / (y[-1] - y[0])
-    # distance to the chord y = x, up to the constant 1/sqrt(2); below the chord is positive
-    return int(np.argmax(x - yn))
-
-
-class DBSCANAuto(ClusterMixin, BaseEstimator):
-    """DBSCAN with ``eps`` at the knee of the sorted k-distance curve.
-
-    Parameters
-    ----------
-    min_samples : int or None
-        DBSCAN's ``min_samples`` (the row itself included) and the k of the
-        k-distance curve. None: ``2 * n_features``, at least 4 and at most 100
-        (the Sander et al. rule, bounded).
-    eps : float or None
-        A fixed ``eps``; None chooses it at the knee.
-
-    Attributes
-    ----------
-    eps_ : float
-    min_samples_ : int
-    k_distances_ : ndarray
-        The sorted k-distance curve.
-    knee_index_ : int
-    labels_ : ndarray (-1 = noise)
-    n_clusters_ : int
-    noise_fraction_ : float
-    """
-
-    def __init__(self, min_samples: int | None = None, eps: float | None = None):
-        self.min_samples = min_samples
-        self.eps = eps
-
-    def fit(self, X, y=None):
-        """Run DBSCAN with ``eps`` at the knee of the k-distance curve (unless fixed).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : ignored
-
-        Returns
-        -------
-        self
-        """
-        X = fit_input(self, X)
-        if X.shape[1] > DENSITY_MAX_DIMS:
-            log.warning("DBSCAN on %d dimensions: density clustering is unreliable above %d "
-                        "(distances concentrate); cluster a 2-D reduction instead",
-                        X.shape[1], DENSITY_MAX_DIMS)
-        ms = self.min_samples or int(np.clip(2 * X.shape[1], 4, 100))
-        ms = int(min(ms, X.shape[0]))
-        self.min_samples_ = ms
-        self.k_distances_ = k_distances(X, ms)
-        self.knee_index_ = knee_index(self.k_distances_)
-        if self.eps is not None:
-            eps = float(self.eps)
-        else:
-            eps = float(self.k_distances_[self.knee_index_])
-            if eps <= 0:  # duplicated rows: take the smallest positive distance
-                positive = self.k_distances_[self.k_distances_ > 0]
-                eps = float(positive[0]) if positive.size else 1e-12
-        self.eps_ = eps
-        db = DBSCAN(eps=eps, min_samples=ms).fit(X)
-        self.labels_ = db.labels_.astype(np.int64)
-        self.core_sample_indices_ = db.core_sample_indices_
-        self.n_clusters_ = int(np.unique(self.labels_[self.labels_ >= 0]).size)
-        self.noise_fraction_ = float(np.mean(self.labels_ < 0))
-        return self
-
-
-class HDBSCANClusterer(ClusterMixin, BaseEstimator):
-    """HDBSCAN (scikit-learn's), with a minimum cluster size that scales with the data.
-
-    Parameters
-    ----------
-    min_cluster_size : int or None
-        None: 1% of the rows, at least 5 (scikit-learn's fixed default of 5
-        splits 20,000 galaxies into hundreds of tiny clusters).
-    min_samples : int or None
-        None: same as ``min_cluster_size`` (scikit-learn's convention).
-
-    Attributes
-    ----------
-    labels_ : ndarray (-1 = noise)
-    probabilities_ : ndarray
-        Strength of each row's membership of its cluster (0 for noise).
-    n_clusters_ : int
-    noise_fraction_ : float
-    min_cluster_size_ : int
-    """
-
-    def __init__(self, min_cluster_size: int | None = None, min_samples: int | None = None):
-        self.min_cluster_size = min_cluster_size
-        self.min_samples = min_samples
-
-    def fit(self, X, y=None):
-        """Run HDBSCAN with the minimum cluster size scaled to the data.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : ignored
-
-        Returns
-        -------
-        self
-        """
-        X = fit_input(self, X)
-        if X.shape[1] > DENSITY_MAX_DIMS:
-            log.warning("HDBSCAN on %d dimensions: slow and unreliable above %d; "
-                        "cluster a 2-D reduction instead", X.shape[1], DENSITY_MAX_DIMS)
-        mcs = self.min_cluster_size or max(5, X.shape[0] // 100)
-        mcs = int(max(2, min(mcs, X.shape[0])))
-        self.min_cluster_size_ = mcs
-        kw: dict[str, Any] = {"min_cluster_size": mcs, "min_samples": self.min_samples}
-        if "copy" in inspect.signature(HDBSCAN.__init__).parameters:
-            kw["copy"] = True  # scikit-learn 1.9 warns unless told
-        hd = HDBSCAN(**kw).fit(X)
-        self.labels_ = hd.labels_.astype(np.int64)
-        # HDBSCAN marks infinite rows -2, -3 ...; only finite rows reach here, but be safe
-        self.labels_[self.labels_ < -1] = -1
-        self.probabilities_ = np.asarray(hd.probabilities_, dtype=np.float64)
-        self.n_clusters_ = int(np.unique(self.labels_[self.labels_ >= 0]).size)
-        self.noise_fraction_ = float(np.mean(self.labels_ < 0))
-        return self
 
 
 class GMMSelect(ClusterMixin, BaseEstimator):

@@ -36,6 +36,10 @@ class ClusterConfig(Section):
         DBSCAN and HDBSCAN skip wider representations (slow, unreliable); 0: no limit.
     silhouette_sample : int
         Rows used to estimate the (quadratic) silhouette.
+    fit_sample : int
+        Above this many rows DBSCAN, HDBSCAN and the GMM are fitted on a reproducible sample of
+        this many and extended to all rows by ``predict``; K-Means turns to MiniBatchKMeans.
+        0: always fit on all rows.
     nuisance_columns : list of str
         Catalogue columns to audit; empty: chosen automatically.
     """
@@ -54,6 +58,7 @@ class ClusterConfig(Section):
     hdbscan_min_cluster_size: Annotated[int, Field(ge=0, le=10_000_000)] = 0
     density_max_dims: Annotated[int, Field(ge=0, le=100_000)] = 10
     silhouette_sample: Annotated[int, Field(ge=10, le=10_000_000)] = 5000
+    fit_sample: Annotated[int, Field(ge=0, le=100_000_000)] = 50_000
     nuisance_columns: list[Text] = []
 
 

@@ -155,6 +155,7 @@ def cluster_section(ctx: ReportContext) -> Section | None:
         # the galleries as one PNG as well (the page shows them from the sprite sheets)
         save_image(gallery_image(gallery_rows, n_ex), ctx.fig_path("cluster_gallery"))
     html = render("clusters.html", name=cl.name, why=_why(cl.name), representation=cl.meta.get("representation"),
+                  fit_sample=cl.meta.get("fit_sample"), minibatch=cl.meta.get("minibatch"),
                   n_clusters=sum(1 for k in clusters if k >= 0), total=total,
                   noise=sizes[-1] if clusters and clusters[-1] < 0 else None, figures=figs, how_chosen=how_chosen,
                   truth=truth, prefix=PREFIX, clusters=cards)

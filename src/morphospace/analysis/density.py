@@ -1,0 +1,257 @@
+"""Density clusterers as scikit-learn estimators: DBSCAN with ``eps`` at the knee of the k-distance
+curve, and HDBSCAN with a minimum cluster size that scales with the data.
+
+Both also *predict*: a new row joins the cluster of its nearest core row when it lies within that
+cluster's reach, else it is noise (-1). That lets a run fit them on a reproducible sample of a
+large set and extend the labels to every row (``cluster.fit_sample``), since neither fits a
+million rows in memory and time (both are quadratic at worst).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.cluster import DBSCAN, HDBSCAN
+from sklearn.neighbors import NearestNeighbors
+
+from .inputs import fit_input, new_input
+
+log = logging.getLogger("morphospace")
+
+__all__ = ["DENSITY_MAX_DIMS", "k_distances", "knee_index", "DBSCANAuto", "HDBSCANClusterer"]
+
+# above this many dimensions density clustering is unreliable (distances concentrate)
+DENSITY_MAX_DIMS = 10
+# rows per chunk of a prediction: bounds the neighbour queries' memory
+_CHUNK = 65_536
+
+
+def k_distances(X: np.ndarray, k: int) -> np.ndarray:
+    """Sorted distance of every row to its k-th nearest row, counting the row itself.
+
+    With ``k = min_samples`` this is, per row, the smallest ``eps`` at which
+    DBSCAN makes it a core point.
+    """
+    k = int(min(k, X.shape[0]))
+    nn = NearestNeighbors(n_neighbors=k).fit(X)
+    dist, _ = nn.kneighbors(X)
+    return np.sort(dist[:, -1])
+
+
+def knee_index(curve: np.ndarray) -> int:
+    """Index of the knee of an increasing curve: the point farthest from its chord.
+
+    Both axes are scaled to [0, 1] first, so the answer does not depend on units.
+    For the sorted k-distance curve (flat, then steep) the knee is where the
+    dense rows end and the sparse ones begin.
+    """
+    y = np.asarray(curve, dtype=np.float64)
+    if y.size < 3 or y[-1] == y[0]:
+        return int(y.size // 2)
+    x = np.linspace(0.0, 1.0, y.size)
+    yn = (y - y[0]) / (y[-1] - y[0])
+    # distance to the chord y = x, up to the constant 1/sqrt(2); below the chord is positive
+    return int(np.argmax(x - yn))
+
+
+class DBSCANAuto(ClusterMixin, BaseEstimator):
+    """DBSCAN with ``eps`` at the knee of the sorted k-distance curve.
+
+    Parameters
+    ----------
+    min_samples : int or None
+        DBSCAN's ``min_samples`` (the row itself included) and the k of the
+        k-distance curve. None: ``2 * n_features``, at least 4 and at most 100
+        (the Sander et al. rule, bounded).
+    eps : float or None
+        A fixed ``eps``; None chooses it at the knee.
+
+    Attributes
+    ----------
+    eps_ : float
+    min_samples_ : int
+    k_distances_ : ndarray
+        The sorted k-distance curve.
+    knee_index_ : int
+    labels_ : ndarray (-1 = noise)
+    n_clusters_ : int
+    noise_fraction_ : float
+    """
+
+    def __init__(self, min_samples: int | None = None, eps: float | None = None):
+        self.min_samples = min_samples
+        self.eps = eps
+
+    def fit(self, X, y=None):
+        """Run DBSCAN with ``eps`` at the knee of the k-distance curve (unless fixed).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        X = fit_input(self, X)
+        if X.shape[1] > DENSITY_MAX_DIMS:
+            log.warning("DBSCAN on %d dimensions: density clustering is unreliable above %d "
+                        "(distances concentrate); cluster a 2-D reduction instead",
+                        X.shape[1], DENSITY_MAX_DIMS)
+        ms = self.min_samples or int(np.clip(2 * X.shape[1], 4, 100))
+        ms = int(min(ms, X.shape[0]))
+        self.min_samples_ = ms
+        self.k_distances_ = k_distances(X, ms)
+        self.knee_index_ = knee_index(self.k_distances_)
+        if self.eps is not None:
+            eps = float(self.eps)
+        else:
+            eps = float(self.k_distances_[self.knee_index_])
+            if eps <= 0:  # duplicated rows: take the smallest positive distance
+                positive = self.k_distances_[self.k_distances_ > 0]
+                eps = float(positive[0]) if positive.size else 1e-12
+        self.eps_ = eps
+        db = DBSCAN(eps=eps, min_samples=ms).fit(X)
+        self.labels_ = db.labels_.astype(np.int64)
+        self.core_sample_indices_ = db.core_sample_indices_
+        self.components_ = X[db.core_sample_indices_]
+        self.n_clusters_ = int(np.unique(self.labels_[self.labels_ >= 0]).size)
+        self.noise_fraction_ = float(np.mean(self.labels_ < 0))
+        return self
+
+    def predict(self, X):
+        """DBSCAN's rule for a border row, applied to new rows: the cluster of the nearest core
+        row when it is within ``eps_``, else noise (-1).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features_in_)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,), int64
+        """
+        X = new_input(self, X)
+        labels = np.full(X.shape[0], -1, dtype=np.int64)
+        if not len(self.components_):
+            return labels
+        core_labels = self.labels_[self.core_sample_indices_]
+        nn = NearestNeighbors(n_neighbors=1).fit(self.components_)
+        for start in range(0, X.shape[0], _CHUNK):
+            dist, idx = nn.kneighbors(X[start:start + _CHUNK])
+            near = dist[:, 0] <= self.eps_
+            labels[start:start + _CHUNK][near] = core_labels[idx[near, 0]]
+        return labels
+
+
+class HDBSCANClusterer(ClusterMixin, BaseEstimator):
+    """HDBSCAN (scikit-learn's), with a minimum cluster size that scales with the data.
+
+    Parameters
+    ----------
+    min_cluster_size : int or None
+        None: 1% of the rows, at least 5 (scikit-learn's fixed default of 5
+        splits 20,000 galaxies into hundreds of tiny clusters).
+    min_samples : int or None
+        None: same as ``min_cluster_size`` (scikit-learn's convention).
+
+    Attributes
+    ----------
+    labels_ : ndarray (-1 = noise)
+    probabilities_ : ndarray
+        Strength of each row's membership of its cluster (0 for noise).
+    n_clusters_ : int
+    noise_fraction_ : float
+    min_cluster_size_ : int
+    """
+
+    def __init__(self, min_cluster_size: int | None = None, min_samples: int | None = None):
+        self.min_cluster_size = min_cluster_size
+        self.min_samples = min_samples
+
+    def fit(self, X, y=None):
+        """Run HDBSCAN with the minimum cluster size scaled to the data.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        X = fit_input(self, X)
+        if X.shape[1] > DENSITY_MAX_DIMS:
+            log.warning("HDBSCAN on %d dimensions: slow and unreliable above %d; "
+                        "cluster a 2-D reduction instead", X.shape[1], DENSITY_MAX_DIMS)
+        mcs = self.min_cluster_size or max(5, X.shape[0] // 100)
+        mcs = int(max(2, min(mcs, X.shape[0])))
+        self.min_cluster_size_ = mcs
+        kw: dict[str, Any] = {"min_cluster_size": mcs, "min_samples": self.min_samples}
+        if "copy" in inspect.signature(HDBSCAN.__init__).parameters:
+            kw["copy"] = True  # scikit-learn 1.9 warns unless told
+        hd = HDBSCAN(**kw).fit(X)
+        self.labels_ = hd.labels_.astype(np.int64)
+        # HDBSCAN marks infinite rows -2, -3 ...; only finite rows reach here, but be safe
+        self.labels_[self.labels_ < -1] = -1
+        self.probabilities_ = np.asarray(hd.probabilities_, dtype=np.float64)
+        self.n_clusters_ = int(np.unique(self.labels_[self.labels_ >= 0]).size)
+        self.noise_fraction_ = float(np.mean(self.labels_ < 0))
+        # what predict needs: the rows, their core distances (as HDBSCAN counts them: the row
+        # itself is its first neighbour) and each cluster's reach (its sparsest member's core)
+        self.min_samples_ = int(min(self.min_samples or mcs, X.shape[0]))
+        self.X_fit_ = X
+        self.core_distances_ = NearestNeighbors(n_neighbors=self.min_samples_).fit(X).kneighbors(X)[0][:, -1]
+        self.cluster_reach_ = np.array([self.core_distances_[self.labels_ == c].max()
+                                        for c in range(self.n_clusters_)], dtype=np.float64)
+        return self
+
+    def predict(self, X):
+        """Labels of new rows: among each row's ``min_samples_`` nearest fitted rows, the clustered one
+        nearest in mutual-reachability distance (HDBSCAN's own metric) gives the cluster, unless the
+        new row is sparser than every member of that cluster (noise, -1).
+
+        This approximates the ``hdbscan`` package's ``approximate_predict``, which scikit-learn's
+        HDBSCAN lacks; a fitted row that HDBSCAN called noise may be given a cluster here.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features_in_)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,), int64
+        """
+        return self._assign(new_input(self, X))[0]
+
+    def predict_membership(self, X):
+        """``(labels, membership)`` of new rows: the membership is the chosen fitted row's,
+        scaled down by how much farther (in mutual reachability) the new row is; 0 for noise."""
+        return self._assign(new_input(self, X))
+
+    def _assign(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.full(X.shape[0], -1, dtype=np.int64)
+        member = np.zeros(X.shape[0], dtype=np.float64)
+        if not self.n_clusters_:
+            return labels, member
+        nn = NearestNeighbors(n_neighbors=self.min_samples_).fit(self.X_fit_)
+        for start in range(0, X.shape[0], _CHUNK):
+            dist, idx = nn.kneighbors(X[start:start + _CHUNK])
+            core = dist[:, -1:]
+            mrd = np.maximum(np.maximum(dist, core), self.core_distances_[idx])
+            mrd[self.labels_[idx] < 0] = np.inf  # only clustered rows can pass on a cluster
+            best = np.argmin(mrd, axis=1)
+            rows = np.arange(len(idx))
+            near, reach = idx[rows, best], mrd[rows, best]
+            lab = self.labels_[near]
+            ok = np.isfinite(reach) & (core[:, 0] <= self.cluster_reach_[np.maximum(lab, 0)])
+            labels[start:start + _CHUNK][ok] = lab[ok]
+            scale = np.divide(self.core_distances_[near], reach, out=np.ones_like(reach), where=reach > 0)
+            member[start:start + _CHUNK][ok] = (self.probabilities_[near] * np.minimum(scale, 1.0))[ok]
+        return labels, member
