@@ -56,10 +56,15 @@ class Frame:
         The values are display levels on a known scale (8/16-bit rendered images:
         0 is black, 1 is white), so absolute thresholds such as "a white page" mean
         something. False for FITS and float data (flux units).
+    sky : tuple of float, str or None
+        FITS only: (RA, Dec) in degrees (ICRS) of the frame's centre by its WCS, or what is
+        wrong with the WCS; None without a celestial WCS
+        (:func:`~morphospace.data.ingest.positions.wcs_centre`).
     """
 
     pixels: "Image.Image | np.ndarray"
     display: bool
+    sky: "tuple[float, float] | str | None" = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -171,11 +176,11 @@ def _decode_fits(path: str) -> Frame:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with fits.open(path, memmap=False) as hdul:
-                data = None
+                data, header = None, None
                 for hdu in hdul:
                     d = getattr(hdu, "data", None)
                     if d is not None and np.ndim(d) >= 2:
-                        data = np.asarray(d, dtype=np.float32)
+                        data, header = np.asarray(d, dtype=np.float32), hdu.header
                         break
     except OSError as exc:
         msg = str(exc).lower()
@@ -191,10 +196,20 @@ def _decode_fits(path: str) -> Frame:
     while data.ndim > 3 and data.shape[0] == 1:  # (1, 1, H, W) and the like
         data = data[0]
     if data.ndim == 2:
-        return Frame(data[..., None], display=False)
+        return Frame(data[..., None], display=False, sky=_sky(header, data.shape))
     if data.ndim == 3:  # a band cube: bands first in FITS (numpy) order
-        return Frame(np.ascontiguousarray(np.moveaxis(data, 0, -1)), display=False)
+        return Frame(np.ascontiguousarray(np.moveaxis(data, 0, -1)), display=False, sky=_sky(header, data.shape))
     raise BadImage("not_image", f"{data.ndim}-d FITS data")
+
+
+def _sky(header, shape: tuple) -> "tuple[float, float] | str | None":
+    """The frame centre's (RA, Dec) by the header's WCS; what is wrong with it; or None."""
+    from .positions import wcs_centre
+
+    try:
+        return wcs_centre(header, shape[-2], shape[-1])
+    except ValueError as exc:
+        return str(exc)
 
 
 def frame_from_array(arr: np.ndarray) -> Frame:

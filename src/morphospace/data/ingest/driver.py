@@ -20,7 +20,7 @@ from ...progress import progress
 from ...run import RunDir, atomic_path
 from .catalogue import N_EXAMPLES, build_catalogue, flag_counts_line, log_summary, raise_if_flagged, summarise
 from .cube import CubeWriter, partial_path
-from .layouts import read_survey
+from .layouts import fits_positions, read_survey
 from .preprocess import PreprocessSpec
 from .workers import run_chunks
 
@@ -77,7 +77,8 @@ def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = Non
     except OSError as exc:
         raise UserError(f"cannot write in {run.path}: {exc.strerror or exc}") from None
     cube_index = np.full(len(survey), -1, dtype=np.int64)
-    details: dict[str, dict[str, str]] = {}
+    details: dict[str, dict[str, str]] = {f: dict(list(d.items())[:N_EXAMPLES]) for f, d in survey.notes.items()}
+    skies: dict[int, object] = {}  # record -> the position its FITS header gave
     chunks = run_chunks(survey, spec, min(workers, max(1, len(survey) // chunk + 1)), chunk)
     buffer = np.empty((min(chunk, len(survey)), spec.channels, spec.size, spec.size), dtype=np.float32)
     try:
@@ -85,8 +86,10 @@ def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = Non
                                               desc="ingest", unit="chunk"):
             first = writer.append_rows(block.to_array(out=buffer))
             k = 0
-            for j, (in_cube, flags, detail) in enumerate(results):
+            for j, (in_cube, flags, detail, sky) in enumerate(results):
                 rec = survey.records[start + j]
+                if sky is not None:
+                    skies[start + j] = sky
                 if in_cube:
                     cube_index[start + j] = first + k
                     k += 1
@@ -96,6 +99,9 @@ def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = Non
                     if len(ex) < N_EXAMPLES:
                         ex[rec.id] = detail
         chunks.close()  # the pool is shut down before the outputs are written
+        fits_positions(survey, skies)
+        for gid, why in list(survey.notes.get("bad_position", {}).items())[:N_EXAMPLES]:
+            details.setdefault("bad_position", {}).setdefault(gid, why)
         if strict:
             raise_if_flagged(survey, "image")
         if writer.rows == 0:

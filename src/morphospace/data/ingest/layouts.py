@@ -29,6 +29,9 @@ label columns aligned with it. Known layouts, tried in this order:
     uint8) and ``ans`` (class 0-9); a ``.h5`` file, or a folder holding one. Other 1-D
     datasets of length N (DECaLS: ra, dec, redshift, pxscale) become columns.
 
+Wherever a catalogue has RA/Dec columns (any layout), they become the float64 ``ra`` and ``dec``
+columns of the run's catalogue (:mod:`~morphospace.data.ingest.positions`).
+
 Every file of an image folder counts (except hidden files and, beside a catalogue,
 text companions such as CSV, JSON or Markdown), so a stray non-image file is
 flagged ``not_image`` rather than silently skipped, and two files with the same
@@ -43,7 +46,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +56,7 @@ from ...config import DataConfig
 from ...errors import UserError, first_line
 from .files import HDF5_EXTENSIONS, SYNTH_MARKER, csv_header, file_kind, fits_bands, is_fits, is_image, list_files
 from .labels import GALAXY10_MORPH3, GALAXY10_NAMES, GZ1_MORPH3, GZ2_MORPH3, derive_gz2_class
+from .positions import find_position_columns, parse_positions, set_positions
 from .records import Record, flag_duplicates
 from .tables import find_catalogue, join_files, pick_column, read_table, typed
 
@@ -76,6 +80,8 @@ class Survey:
         One row per record (same order), one column per label.
     n_bands : int
         3 for colour images, the band count for FITS cubes, 1 for grey.
+    notes : dict
+        flag -> {galaxy id: what was wrong}, for flags raised while listing (the summary's details).
     """
 
     layout: str
@@ -83,6 +89,7 @@ class Survey:
     records: list[Record]
     labels: pd.DataFrame
     n_bands: int
+    notes: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -186,10 +193,69 @@ def read_survey(path: str | Path, cfg: DataConfig) -> Survey:
     }[layout]
     survey = reader(path, cfg)
     survey.layout = layout
+    catalogue_positions(survey)
     flag_duplicates(survey.records)
     if not survey.records:
         raise UserError(f"no galaxies found in {path} (layout {layout})")
     return survey
+
+
+def catalogue_positions(survey: Survey) -> None:
+    """Read the survey's RA/Dec columns, if it has a pair (:mod:`~morphospace.data.ingest.positions`).
+
+    The pair is replaced in ``survey.labels`` by float64 ``ra`` and ``dec`` (degrees); records
+    whose position is unusable are flagged ``bad_position`` and the reason noted.
+
+    Parameters
+    ----------
+    survey : Survey
+        Changed in place.
+    """
+    pair = find_position_columns(survey.label_columns)
+    if pair is None:
+        return
+    ra, dec, problems = parse_positions(survey.labels[pair[0]], survey.labels[pair[1]], pair)
+    survey.labels = set_positions(survey.labels, ra, dec, replace=pair)
+    for i, why in sorted(problems.items()):
+        survey.records[i].flag("bad_position")
+        survey.notes.setdefault("bad_position", {}).setdefault(survey.records[i].id, why)
+
+
+def fits_positions(survey: Survey, skies: dict[int, object]) -> None:
+    """Fill in the positions the FITS headers gave, where the catalogue gave none.
+
+    Parameters
+    ----------
+    survey : Survey
+        Changed in place: ``ra`` and ``dec`` label columns (added if needed), ``bad_position``
+        flags and notes for a WCS that does not evaluate.
+    skies : dict
+        Record index -> (RA, Dec) in degrees, or what is wrong with its WCS
+        (:attr:`~morphospace.data.ingest.decode.Frame.sky`).
+    """
+    if not skies:
+        return
+    labels = survey.labels
+    if "ra" in labels.columns and "dec" in labels.columns:
+        ra, dec = labels["ra"].to_numpy(dtype=float).copy(), labels["dec"].to_numpy(dtype=float).copy()
+    else:
+        ra, dec = np.full(len(survey), np.nan), np.full(len(survey), np.nan)
+    notes = survey.notes.setdefault("bad_position", {})
+    for i, sky in sorted(skies.items()):
+        rec = survey.records[i]
+        if "bad_position" in rec.flags or not (np.isnan(ra[i]) and np.isnan(dec[i])):
+            continue  # the catalogue's position (or its problem) comes first
+        if isinstance(sky, str):
+            rec.flag("bad_position")
+            notes.setdefault(rec.id, f"FITS {sky}")
+        else:
+            ra[i], dec[i] = sky
+    if "ra" in labels.columns and "dec" in labels.columns:
+        labels["ra"], labels["dec"] = ra, dec
+    elif not (np.isnan(ra).all() and not notes):
+        survey.labels = set_positions(labels, ra, dec)
+    if not notes:
+        survey.notes.pop("bad_position")
 
 
 def _read_folder(path: Path, cfg: DataConfig, cat_path: Path | None = None) -> Survey:
@@ -212,6 +278,7 @@ def _read_folder(path: Path, cfg: DataConfig, cat_path: Path | None = None) -> S
     file_col = pick_column(cols, cfg.file_column, ("file", "filename", "file_name", "path", "image", "location"),
                      "file", cat_path)
     label_cols = list(cfg.label_columns) or [c for c in cols if c not in (id_col, file_col)]
+    label_cols += [c for c in find_position_columns(cols) or () if c not in label_cols]  # RA/Dec always read
     missing = [c for c in label_cols if c not in cols]
     if missing:
         raise UserError(f"catalogue {cat_path.name} has no label column(s) {', '.join(missing)} "

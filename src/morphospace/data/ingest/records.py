@@ -25,6 +25,7 @@ FLAG_DESCRIPTIONS = {
     "duplicate_id": "id seen before (first occurrence kept)",
     "missing_image": "catalogue row without an image",
     "no_catalogue_row": "image without a catalogue row (kept, no labels)",
+    "bad_position": "RA/Dec unusable (out of range, not a number, one without the other, or a failing WCS): left empty",
 }
 EXCLUDING = frozenset(
     {"empty_file", "not_image", "truncated", "unreadable", "too_small", "blank", "not_galaxy",

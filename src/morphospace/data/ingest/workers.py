@@ -94,23 +94,28 @@ def _process_chunk(start: int, items: list, spec: PreprocessSpec) -> tuple[int, 
     ``items`` holds ``(source, kind, index)`` per record, or None for records that are
     not to be decoded. Returns ``(start, rows, results)``: the good rows as a
     :class:`~morphospace.data.ingest.preprocess.RowBlock` (compact: 8-bit levels and lookup
-    tables where it can) and per item ``(in_cube, flags, detail)``. Frames are decoded
-    one at a time as the preprocessing asks for them, so a chunk holds one decoded
-    frame at a time.
+    tables where it can) and per item ``(in_cube, flags, detail, sky)``, ``sky`` the
+    position a FITS header gave (:attr:`~morphospace.data.ingest.decode.Frame.sky`). Frames
+    are decoded one at a time as the preprocessing asks for them, so a chunk holds one
+    decoded frame at a time.
     """
     h5_rows, min_side = _read_hdf5(items), spec.min_side()
     shape = (spec.channels, spec.size, spec.size)
 
+    skies: dict[int, object] = {}
+
     def frames(results: list, todo: list):
         for j, item in enumerate(items):
             if item is None:
-                results[j] = (False, (), "")
+                results[j] = (False, (), "", None)
                 continue
             frame = _decode_one(item, min_side, h5_rows, j)
             if isinstance(frame, BadImage):
-                results[j] = (False, frame.flags, frame.detail)
+                results[j] = (False, frame.flags, frame.detail, None)
                 continue
             todo.append(j)
+            if frame.sky is not None:
+                skies[j] = frame.sky
             yield frame
             frame = None  # noqa: F841 - not kept while the next frame is decoded
 
@@ -128,9 +133,9 @@ def _process_chunk(start: int, items: list, spec: PreprocessSpec) -> tuple[int, 
         block = RowBlock.concat(blocks, shape)
     for j, out in zip(todo, done):
         if isinstance(out, BadImage):
-            results[j] = (False, out.flags, out.detail)
+            results[j] = (False, out.flags, out.detail, skies.get(j))
         else:
-            results[j] = (True, tuple(sorted(out)), "")
+            results[j] = (True, tuple(sorted(out)), "", skies.get(j))
     return start, block, results
 
 
@@ -169,7 +174,7 @@ def run_chunks(survey: Survey, spec: PreprocessSpec, workers: int,
     rows : RowBlock
         The chunk's good rows, in input order.
     results : list
-        Per record ``(in_cube, flags, detail)``.
+        Per record ``(in_cube, flags, detail, sky)`` (see :func:`_process_chunk`).
     """
     records = survey.records
     starts = range(0, len(records), chunk)

@@ -13,7 +13,9 @@ start two arms), ``edge_on`` (a thick inclined disk) and ``irregular`` (a clumpy
 a merger of two disturbed galaxies with tidal tails). The nuisances a morphology method should
 ignore are drawn at random and recorded: orientation, inclination, handedness, size, flux, seeing,
 sky noise and bright neighbours (0-2 companions, stars or galaxies, some cut by the frame edge),
-plus unrecorded-position faint field sources (only their number is kept).
+plus unrecorded-position faint field sources (only their number is kept). Each galaxy also gets a
+*mock* sky position (``ra``, ``dec``: a made-up spot in a 2 x 2 degree patch, from the seed), so
+that the sky-position path of the ingest, the export and the report runs on the mock survey too.
 
 The look follows SDSS gri cutouts as shown to Galaxy Zoo: each component (bulge, disk, arms, bar,
 knots, neighbours) has its own g-r and r-i colour and is convolved with one Moffat PSF; the three

@@ -19,7 +19,7 @@ from ...run import atomic_path
 from .params import MAX_COMPANIONS
 from .truth import TRUTH_COLUMNS
 
-GENERATOR_VERSION = "1.0"  # bump when the same seed would give other bytes
+GENERATOR_VERSION = "1.1"  # bump when the same seed would give other bytes (1.1: mock ra, dec columns)
 MARKER_NAME = "morphospace_synth.json"
 CATALOGUE_NAME = "catalogue.csv"
 IMAGE_DIR = "images"

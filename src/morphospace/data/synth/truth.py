@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .params import MAX_COMPANIONS, MORPHOLOGIES, projected_q
+from .params import MAX_COMPANIONS, MORPHOLOGIES, projected_q, seeded_rng
 
 # Column -> meaning, written into the marker so the catalogue documents itself.
 TRUTH_COLUMNS: dict[str, str] = {
@@ -42,7 +42,11 @@ TRUTH_COLUMNS: dict[str, str] = {
     "comp{i}_kind": "companion i: star or galaxy; empty if absent",
     "comp{i}_flux": "companion i r-band flux, ADU; empty if absent",
     "n_field": "faint field stars/galaxies scattered over the frame (positions not recorded)",
+    "ra": "MOCK right ascension, degrees: a made-up position in a 2 x 2 degree patch round (150.1, +2.2), "
+          "drawn from (seed, index); not a real sky position",
+    "dec": "MOCK declination, degrees (see ra)",
 }
+MOCK_PATCH = (150.1, 2.2, 2.0)  # centre RA, centre Dec, side (degrees) of the mock positions
 
 
 def truth_row(p: dict) -> dict[str, Any]:
@@ -100,7 +104,31 @@ def truth_row(p: dict) -> dict[str, Any]:
         row[f"comp{k + 1}_kind"] = comp["kind"] if comp else ""
         row[f"comp{k + 1}_flux"] = round(comp["flux"], 3) if comp else np.nan
     row["n_field"] = len(p["field"])
+    row["ra"], row["dec"] = mock_position(p["seed"], p["index"])
     return row
+
+
+def mock_position(seed: int, index: int) -> tuple[float, float]:
+    """A made-up sky position for galaxy ``index`` of the survey with ``seed`` (degrees).
+
+    Uniform over the :data:`MOCK_PATCH` square (equal area: RA spread by ``1 / cos(dec)``), from
+    a stream of its own, so the images do not depend on it. It only lets the sky-position path
+    (catalogue columns -> ``ra``/``dec`` -> export and sky map) run on the synthetic survey.
+
+    Parameters
+    ----------
+    seed, index : int
+        The survey seed and the galaxy's position in the survey.
+
+    Returns
+    -------
+    (float, float)
+        RA and Dec in degrees, rounded to 1e-6.
+    """
+    ra0, dec0, side = MOCK_PATCH
+    u, v = seeded_rng(seed, index, 0x5C1E5).uniform(-0.5, 0.5, size=2)
+    dec = dec0 + side * v
+    return round(ra0 + side * u / math.cos(math.radians(dec)), 6), round(dec, 6)
 
 
 def _edge_on_axis_ratio(p: dict) -> float:
