@@ -50,12 +50,16 @@ def results_table(run: RunDir) -> pd.DataFrame:
         catalogue, ``cluster_<name>`` (nullable Int64: missing for galaxies
         outside the cube, -1 for noise), ``prob_<name>_<k>`` (float32) for soft
         clusterings and ``vade_<score>`` (float32) where the VaDE wrote
-        per-galaxy scores.
+        per-galaxy scores. Per classification of ``morphospace classify``
+        (``RUN/classes/``): ``class_<name>`` (text: the predicted class, missing
+        outside the cube) and ``prob_<name>_<class>`` (float32, calibrated), names
+        sanitised to letters, digits and ``_`` (the originals are in
+        ``RUN/classes/<name>.json``).
 
     Raises
     ------
     UserError
-        When a clustering does not match the run's cube.
+        When a clustering or a classification does not match the run's cube.
     """
     cat = run.read_catalogue()
     keep = [c for c in cat.columns if c not in ("source", "cube_index")]
@@ -82,6 +86,17 @@ def results_table(run: RunDir) -> pd.DataFrame:
                 values = np.full(len(cat), np.nan, dtype=np.float32)
                 values[in_cube >= 0] = per[col].to_numpy()[in_cube[in_cube >= 0]]
                 table[f"vade_{col}"] = values
+    # --- few-label classes (`morphospace classify`, RUN/classes/): class_<name>, prob_<name>_<class> ---
+    from .analysis.classes import class_columns
+
+    for col, (kind, values) in class_columns(run).items():
+        if kind == "class":
+            column = pd.array(np.full(len(cat), None, dtype=object), dtype="string")
+        else:
+            column = np.full(len(cat), np.nan, dtype=np.float32)
+        column[in_cube >= 0] = values[in_cube[in_cube >= 0]]
+        table[col] = column
+    # --- end of the classes block ---
     return table
 
 

@@ -22,7 +22,7 @@ import pandas as pd
 
 from .labels import labels_in_cube_order
 
-__all__ = ["linear_probe", "probe_run", "FRACTIONS"]
+__all__ = ["linear_probe", "probe_run", "probe_classifier", "FRACTIONS", "CS"]
 
 log = logging.getLogger("morphospace")
 
@@ -32,26 +32,47 @@ FRACTIONS = (0.01, 0.1, 1.0)
 CS = np.logspace(-3, 2, 11)  # inverse regularisation strengths tried by the inner cross-validation
 
 
-def _fit_score(x_train, y_train, x_test, y_test) -> float:
-    """Balanced accuracy on the test rows of a class-balanced logistic regression.
+def probe_classifier(y_train):
+    """The probe's classifier for the training labels ``y_train``, unfitted.
 
-    The strength of the L2 penalty is chosen by a 3-fold cross-validation *inside the training
-    rows* (balanced accuracy), and classes are weighted by their inverse frequency, since the
-    score is balanced accuracy: with 70% ellipticals an unweighted fit on 1% of the labels
-    mostly learns the prior. Where a class has fewer than 3 training galaxies, C = 1.
+    Standardised features, then a logistic regression weighting classes by their inverse
+    frequency, whose L2 strength is chosen among :data:`CS` by a 3-fold cross-validation inside
+    the training rows (balanced accuracy); where a class has fewer than 3 training galaxies,
+    C = 1. The one definition of the probe, shared by :func:`linear_probe` and
+    :class:`morphospace.analysis.classify.FewLabelClassifier`.
+
+    Parameters
+    ----------
+    y_train : array (N,)
+        The labels the pipeline will be fitted on (only their counts are read).
+
+    Returns
+    -------
+    sklearn.pipeline.Pipeline
+        ``StandardScaler`` then ``LogisticRegressionCV`` (or ``LogisticRegression``).
     """
-    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
-    from sklearn.metrics import balanced_accuracy_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    smallest = int(np.unique(y_train, return_counts=True)[1].min())
+    smallest = int(np.unique(np.asarray(y_train), return_counts=True)[1].min())
     if smallest >= 3:
         lr = LogisticRegressionCV(Cs=CS, cv=3, class_weight="balanced", scoring="balanced_accuracy", max_iter=3000)
     else:
         lr = LogisticRegression(C=1.0, class_weight="balanced", max_iter=3000)
-    clf = make_pipeline(StandardScaler(), lr)
+    return make_pipeline(StandardScaler(), lr)
+
+
+def _fit_score(x_train, y_train, x_test, y_test) -> float:
+    """Balanced accuracy on the test rows of :func:`probe_classifier` fitted on the training rows.
+
+    Classes are weighted by their inverse frequency since the score is balanced accuracy: with
+    70% ellipticals an unweighted fit on 1% of the labels mostly learns the prior.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.metrics import balanced_accuracy_score
+
+    clf = probe_classifier(y_train)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(x_train, y_train)

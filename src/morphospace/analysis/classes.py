@@ -1,0 +1,313 @@
+"""Classes of a run: a labels CSV in, :class:`~.classify.FewLabelClassifier` on an embedding,
+per-galaxy classes and suggestions out (``RUN/classes/``), and their columns for the export.
+
+The labels CSV has an id column (matched to the catalogue's ``id`` as text) and a label column.
+Whatever in it cannot be used is reported (a log line, which the command line prints) and left
+out, never dropped silently: rows without an id or a label, ids not in the run or not in its cube,
+ids labelled twice (the same label: kept once; different labels: left out). What makes the file
+unusable (not found, not UTF-8, not a CSV, a column missing, a single class, a class with one
+label) is a one-line :class:`~morphospace.errors.UserError`.
+
+Written (atomically), for a classification named after the label column, ``<name>`` (letters,
+digits and ``_`` only):
+
+* ``classes/<name>.parquet``: one row per cube galaxy: ``id``, ``label`` (the given label, or
+  empty), ``class`` (predicted), ``prob_<class>`` (calibrated), ``uncertainty`` (1 - margin);
+* ``classes/<name>.json``: the original names of the column and of each class beside their
+  column names, the labels file, the embedding, the counts, the cross-validated balanced
+  accuracy and confusion matrix, the calibration, and every problem reported;
+* ``classes/<name>_suggest.csv``: ``rank``, ``id``, ``why`` (and the uncertainty and the two most
+  probable classes) of the galaxies to label next (``--suggest N``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import unicodedata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import UserError, first_line
+from ..run import RunDir, write_json, write_table
+from .classify import FewLabelClassifier
+from .labels import missing_mask
+
+__all__ = ["read_labels", "align_labels", "column_names", "classify_run", "class_columns", "FOLDER"]
+
+log = logging.getLogger("morphospace")
+
+FOLDER = "classes"
+
+
+def column_names(names) -> list[str]:
+    """Names safe in any table column: accents dropped (NFKD), anything but letters, digits and
+    ``_`` replaced by ``_``, never empty, and distinct (``_2``, ``_3``, ... on a clash)."""
+    out: list[str] = []
+    for name in names:
+        ascii_ = unicodedata.normalize("NFKD", str(name)).encode("ascii", "ignore").decode("ascii")
+        base = re.sub(r"_+", "_", re.sub(r"[^0-9A-Za-z_]", "_", ascii_)).strip("_")[:60] or "x"
+        cand, i = base, 2
+        while cand in out:
+            cand, i = f"{base}_{i}", i + 1
+        out.append(cand)
+    return out
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _example(values) -> str:
+    values = [str(v) for v in values]
+    return ", ".join(repr(v) for v in values[:3]) + (", ..." if len(values) > 3 else "")
+
+
+def read_labels(path, column: str, id_column: str = "id") -> tuple[pd.DataFrame, list[str]]:
+    """The ``(id, label)`` pairs of a labels CSV, as text, and the problems found in it.
+
+    Parameters
+    ----------
+    path : str or Path
+        A UTF-8 CSV (a byte-order mark is fine) with a header row.
+    column, id_column : str
+        Its label and id columns.
+
+    Returns
+    -------
+    labels : DataFrame
+        ``id`` and ``label`` (str, stripped), one row per id; rows without an id or a label and
+        ids labelled twice with different labels are left out.
+    notes : list of str
+        One line per kind of row left out or merged, with a count and examples.
+
+    Raises
+    ------
+    UserError
+        The file is missing, not UTF-8, not a CSV, or lacks either column.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"labels file not found: {path}")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"labels file {path} is not UTF-8 text (byte {exc.start}): save it as a UTF-8 CSV") from None
+    if "\x00" in text:
+        raise UserError(f"labels file {path} is not a text CSV (it holds NUL bytes)")
+    try:
+        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise UserError(f"labels file {path} is empty: it needs a header row with '{id_column}' and '{column}'") from None
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise UserError(f"labels file {path} is not a readable CSV: {first_line(exc)}") from None
+    table.columns = [str(c).strip() for c in table.columns]
+    for want, option in ((id_column, "--id-column"), (column, "--column")):
+        if want not in table.columns:
+            raise UserError(f"labels file {path} has no column '{want}' ({option}); its columns: "
+                            f"{', '.join(map(str, table.columns)) or 'none'}")
+    ids = table[id_column].str.strip()
+    labels = table[column].str.strip()
+    notes = []
+    no_id = (ids == "").to_numpy()
+    if no_id.any():
+        notes.append(f"{_count(int(no_id.sum()), 'row', 'rows')} without an id: ignored")
+    no_label = missing_mask(labels.to_numpy(dtype=object)) & ~no_id
+    if no_label.any():
+        notes.append(f"{_count(int(no_label.sum()), 'row', 'rows')} without a label in '{column}': ignored "
+                     f"(ids {_example(ids[no_label])})")
+    pairs = pd.DataFrame({"id": ids, "label": labels})[~no_id & ~no_label]
+    n_rows = len(pairs)
+    pairs = pairs.drop_duplicates()
+    if n_rows > len(pairs):
+        notes.append(f"{_count(n_rows - len(pairs), 'repeated row', 'repeated rows')} (same id, same label): counted once")
+    repeated = pairs["id"].duplicated(keep=False).to_numpy()
+    if repeated.any():
+        bad = pairs["id"][repeated].unique()
+        notes.append(f"{_count(len(bad), 'id', 'ids')} labelled twice with different labels: ignored (ids {_example(bad)})")
+        pairs = pairs[~repeated]
+    return pairs.reset_index(drop=True), notes
+
+
+def align_labels(run: RunDir, pairs: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """Labels in cube order (None: unlabelled) and the ids that could not be placed.
+
+    Parameters
+    ----------
+    run : RunDir
+    pairs : DataFrame
+        ``id`` and ``label`` (:func:`read_labels`).
+
+    Returns
+    -------
+    y : ndarray of object (N_cube,)
+    notes : list of str
+        Ids not in the run, and ids in its catalogue but not in its cube (flagged at ingest).
+    """
+    cat = run.read_catalogue()
+    all_ids = set(cat["id"].astype(str))
+    cube_ids = run.cube_catalogue()["id"].astype(str).to_numpy()
+    row = pd.Series(np.arange(len(cube_ids)), index=cube_ids)
+    row = row[~row.index.duplicated()]
+    where = row.reindex(pairs["id"].to_numpy())
+    unknown = where.isna().to_numpy()
+    notes = []
+    outside_run = unknown & ~pairs["id"].isin(all_ids).to_numpy()
+    if outside_run.any():
+        notes.append(f"{_count(int(outside_run.sum()), 'id', 'ids')} not in the run: ignored (ids {_example(pairs['id'][outside_run])})")
+    outside_cube = unknown & ~outside_run
+    if outside_cube.any():
+        notes.append(f"{_count(int(outside_cube.sum()), 'id', 'ids')} in the catalogue but not in the cube (flagged at ingest): "
+                     f"ignored (ids {_example(pairs['id'][outside_cube])})")
+    y = np.full(len(cube_ids), None, dtype=object)
+    y[where[~unknown].to_numpy(dtype=int)] = pairs["label"].to_numpy(dtype=object)[~unknown]
+    return y, notes
+
+
+def classify_run(run: RunDir, labels_path, column: str, embedding: str, id_column: str = "id",
+                 n_suggest: int = 0, random_state: int = 0) -> dict:
+    """Classify every galaxy of a run from a labels CSV; write ``RUN/classes/<name>.*``.
+
+    Parameters
+    ----------
+    run : RunDir
+    labels_path : str, Path or None
+        The labels CSV (:func:`read_labels`); None: no labels yet (only ``n_suggest`` seeds).
+    column, id_column : str
+        The CSV's label and id columns; ``column`` names the classification.
+    embedding : str
+        The run's embedding to classify on.
+    n_suggest : int
+        How many galaxies to suggest for labelling next (0: none).
+    random_state : int
+
+    Returns
+    -------
+    dict
+        ``name``, ``metrics`` (the json written, or None without labels), ``suggestions``
+        (DataFrame or None) and ``files`` (paths written).
+
+    Raises
+    ------
+    UserError
+        An unusable labels file, no usable label (and nothing to suggest), a single class, a
+        class with one label, or an embedding that does not match the cube.
+    """
+    name = column_names([column])[0]
+    X = run.read_embedding(embedding)
+    cube_ids = run.cube_ids().astype(str)
+    if len(X) != len(cube_ids):
+        raise UserError(f"embedding '{embedding}' has {len(X)} rows but the cube {len(cube_ids)}: "
+                        "re-run `morphospace embed`")
+    notes: list[str] = []
+    y = np.full(len(cube_ids), None, dtype=object)
+    if labels_path is not None:
+        pairs, notes = read_labels(labels_path, column, id_column)
+        y, more = align_labels(run, pairs)
+        notes += more
+    for note in notes:
+        log.warning("classify: %s", note)
+    n_labelled = int((y != None).sum())  # noqa: E711 (element-wise)
+    if n_labelled == 0 and n_suggest < 1:
+        raise UserError(f"no usable label in '{column}' for a galaxy of the cube: nothing to train "
+                        "(add --suggest N to get galaxies to label first)")
+    clf = FewLabelClassifier(random_state=random_state).fit(X, y)
+    folder = run.sub(FOLDER)
+    files, metrics = [], None
+    if clf.model_ is not None:
+        cols = column_names(clf.classes_)
+        proba = clf.predict_proba(X)
+        table = pd.DataFrame({"id": cube_ids, "label": pd.array(y, dtype="string"),
+                              "class": clf.classes_[proba.argmax(axis=1)].astype(str)})
+        for c, col in enumerate(cols):
+            table[f"prob_{col}"] = proba[:, c].astype(np.float32)
+        table["uncertainty"] = clf.uncertainty(X).astype(np.float32)
+        counts = pd.Series(y[y != None]).value_counts()  # noqa: E711
+        metrics = {
+            "name": name, "column": column, "id_column": id_column, "embedding": embedding,
+            "labels_file": str(Path(labels_path).resolve()),
+            "n_galaxies": len(cube_ids), "n_labelled": n_labelled,
+            "classes": [{"name": str(c), "column": col, "n_labels": int(counts[c])} for c, col in zip(clf.classes_, cols)],
+            "cv": {"balanced_accuracy": clf.cv_balanced_accuracy_, "n_splits": clf.cv_n_splits_,
+                   "confusion_matrix": clf.cv_confusion_matrix_.tolist(),
+                   "confusion_matrix_axes": "rows: true class, columns: predicted, in the order of 'classes'"},
+            "calibration": clf.calibration_, "probabilities": "calibrated for equal class priors",
+            "notes": notes,
+        }
+        write_table(folder / f"{name}.parquet", table)
+        write_json(folder / f"{name}.json", metrics)
+        files += [folder / f"{name}.parquet", folder / f"{name}.json"]
+    suggestions = None
+    if n_suggest > 0:
+        rows = clf.suggest(n_suggest)
+        suggestions = _suggestion_table(clf, X, rows, cube_ids)
+        write_table(folder / f"{name}_suggest.csv", suggestions)
+        files.append(folder / f"{name}_suggest.csv")
+        if len(rows) < n_suggest:
+            log.warning("classify: only %d unlabelled galaxies left to suggest (asked for %d)", len(rows), n_suggest)
+    log.info("classify '%s' on '%s': %d labelled galaxies%s", column, embedding, n_labelled,
+             "" if metrics is None else f", cross-validated balanced accuracy {clf.cv_balanced_accuracy_:.3f}")
+    return {"name": name, "metrics": metrics, "suggestions": suggestions, "files": files,
+            "classes": None if clf.model_ is None else [str(c) for c in clf.classes_],
+            "confusion_matrix": None if clf.model_ is None else clf.cv_confusion_matrix_}
+
+
+def _suggestion_table(clf: FewLabelClassifier, X: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> pd.DataFrame:
+    table = pd.DataFrame({"rank": np.arange(1, len(rows) + 1), "id": ids[rows]})
+    if clf.model_ is None:
+        table["why"] = "diverse seed (no labels yet): nearest galaxy to one of the k-means centres of the embedding"
+        return table
+    proba = clf.predict_proba(X[rows])
+    top = np.argsort(-proba, axis=1)[:, :2]
+    names = clf.classes_.astype(str)
+    table["uncertainty"] = (1 - (proba[np.arange(len(rows)), top[:, 0]] - proba[np.arange(len(rows)), top[:, 1]])).round(3)
+    table["first"] = names[top[:, 0]]
+    table["second"] = names[top[:, 1]]
+    table["why"] = [f"uncertain: {proba[i, a]:.2f} {names[a]} vs {proba[i, b]:.2f} {names[b]}; "
+                    "most uncertain of its k-means group" for i, (a, b) in enumerate(top)]
+    return table
+
+
+def class_columns(run: RunDir) -> dict[str, tuple[str, np.ndarray]]:
+    """The export's class columns, in cube order: ``class_<name>`` and ``prob_<name>_<class>``.
+
+    Parameters
+    ----------
+    run : RunDir
+
+    Returns
+    -------
+    dict
+        Column name -> (kind, values), kind ``"class"`` (text, one per cube row) or ``"prob"``
+        (float32), for every classification in ``RUN/classes/``.
+
+    Raises
+    ------
+    UserError
+        A classification whose galaxies are not the run's cube (re-run ``morphospace classify``).
+    """
+    folder = run.path / FOLDER
+    out: dict[str, tuple[str, np.ndarray]] = {}
+    if not folder.is_dir():
+        return out
+    ids = run.cube_ids().astype(str)
+    for meta_path in sorted(folder.glob("*.json")):
+        table_path = meta_path.with_suffix(".parquet")
+        if not table_path.is_file():
+            continue
+        try:
+            meta = json.loads(meta_path.read_text())
+            table = pd.read_parquet(table_path)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{table_path} is damaged ({first_line(exc)}): re-run `morphospace classify`") from None
+        name = meta.get("name", table_path.stem)
+        if len(table) != len(ids) or not np.array_equal(table["id"].astype(str).to_numpy(), ids):
+            raise UserError(f"classification '{name}' does not match the run's cube (re-run `morphospace classify`)")
+        out[f"class_{name}"] = ("class", table["class"].astype(str).to_numpy(dtype=object))
+        for c in meta.get("classes", []):
+            out[f"prob_{name}_{c['column']}"] = ("prob", table[f"prob_{c['column']}"].to_numpy(dtype=np.float32))
+    return out

@@ -1,0 +1,339 @@
+"""Few-label classification on an embedding, and which galaxies to label next.
+
+:class:`FewLabelClassifier` trains the project's linear probe
+(:func:`morphospace.analysis.probe.probe_classifier`: standardised features, a class-balanced
+logistic regression whose L2 strength is chosen by a cross-validation inside the training rows)
+on the labelled rows of an embedding; rows whose label is missing (None, NaN, "") are the
+unlabelled pool. From a handful to thousands of labels:
+
+* **Cross-validated scores.** Stratified k-fold, k = min(``cv``, labels of the smallest class):
+  balanced accuracy (the mean recall over classes) and the confusion matrix of the out-of-fold
+  predictions. A class with fewer than 2 labels, or a single class, is a one-line error.
+* **Calibrated probabilities.** The logits are divided by one temperature T, fitted on the
+  out-of-fold logits by minimising the log loss (temperature scaling, Guo et al. 2017): one
+  parameter, so it holds with a handful of labels, and it never changes which class is predicted.
+  The Brier score and the expected calibration error (ECE, 10 bins of the top probability) of the
+  out-of-fold probabilities before and after are kept in ``calibration_`` (the "after" figures
+  are measured on the rows T was fitted on: slightly optimistic). The classes are weighted
+  equally in training, so the probabilities are those of a sample with equal class priors; with
+  known population fractions pi_k, p_k * pi_k (renormalised) converts them.
+* **Active learning.** :meth:`FewLabelClassifier.suggest` picks the unlabelled rows whose labels
+  should help most: the ``pool_factor * n`` most uncertain (smallest margin between the two most
+  probable classes), clustered by k-means into ``n`` groups (standardised features, weighted by
+  uncertainty), the most uncertain row of each group. Uncertain, and not n copies of one
+  ambiguous galaxy. With no label at all it gives diverse seeds: the rows nearest the centres of
+  a k-means with ``n`` clusters of the whole pool.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from ..errors import InvalidArgument, UserError
+from .inputs import fit_input, new_input
+from .labels import missing_mask
+from .probe import probe_classifier
+
+__all__ = ["FewLabelClassifier", "check_labels", "margin_uncertainty", "calibration_scores"]
+
+KMEANS_EXACT_MAX = 20_000  # above this many rows the seeds come from a mini-batch k-means
+
+
+def check_labels(y_labelled) -> tuple[np.ndarray, np.ndarray]:
+    """The classes of the labelled rows and their counts; a one-line error when they cannot train.
+
+    Parameters
+    ----------
+    y_labelled : array (N,)
+        Labels, none missing.
+
+    Returns
+    -------
+    classes, counts : ndarray
+
+    Raises
+    ------
+    InvalidArgument
+        No labels, a single class, or a class with fewer than 2 labels.
+    """
+    classes, counts = np.unique(np.asarray(y_labelled), return_counts=True)
+    if len(classes) == 0:
+        raise InvalidArgument("no labels: label at least 2 galaxies of each of 2 classes")
+    if len(classes) == 1:
+        raise InvalidArgument(f"only one class ('{classes[0]}', {counts[0]} labels): "
+                              "a classifier needs at least two classes")
+    few = [f"'{c}' ({n})" for c, n in zip(classes, counts) if n < 2]
+    if few:
+        raise InvalidArgument(f"every class needs at least 2 labels, these have 1: {', '.join(few)} "
+                              "(label more of them, or leave them out)")
+    return classes, counts
+
+
+def margin_uncertainty(proba: np.ndarray) -> np.ndarray:
+    """1 minus the margin between the two most probable classes, per row (0: sure, 1: a tie)."""
+    top = np.sort(np.asarray(proba), axis=1)
+    return 1.0 - (top[:, -1] - top[:, -2])
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def calibration_scores(proba: np.ndarray, codes: np.ndarray, bins: int = 10) -> dict:
+    """Brier score (multi-class: mean squared distance to the one-hot truth) and expected
+    calibration error of probabilities ``proba`` (N, K) for true class indices ``codes``.
+
+    Returns
+    -------
+    dict
+        ``brier``, ``ece`` (|accuracy - confidence| averaged over ``bins`` equal-width bins of
+        the top probability, weighted by the rows in each).
+    """
+    proba = np.asarray(proba, dtype=np.float64)
+    onehot = np.eye(proba.shape[1])[codes]
+    brier = float(((proba - onehot) ** 2).sum(axis=1).mean())
+    conf, hit = proba.max(axis=1), (proba.argmax(axis=1) == codes).astype(float)
+    which = np.minimum((conf * bins).astype(int), bins - 1)
+    ece = sum(abs(hit[which == b].mean() - conf[which == b].mean()) * (which == b).mean()
+              for b in range(bins) if (which == b).any())
+    return {"brier": brier, "ece": float(ece)}
+
+
+def _temperature(logits: np.ndarray, codes: np.ndarray) -> float:
+    """The temperature T minimising the log loss of softmax(logits / T) (T in [0.05, 20])."""
+    from scipy.optimize import minimize_scalar
+
+    def nll(log_t):
+        p = _softmax(logits / np.exp(log_t))
+        return -np.log(np.clip(p[np.arange(len(codes)), codes], 1e-12, None)).mean()
+
+    res = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(res.x))
+
+
+class FewLabelClassifier(ClassifierMixin, BaseEstimator):
+    """A calibrated linear classifier from a few labels, with suggestions of what to label next.
+
+    Parameters
+    ----------
+    cv : int
+        Most folds of the cross-validated scores (fewer when the smallest class has fewer labels).
+    calibrate : bool
+        Temperature-scale the probabilities on the out-of-fold logits (``False``: T = 1).
+    pool_factor : int
+        :meth:`suggest` clusters the ``pool_factor * n`` most uncertain unlabelled rows.
+    random_state : int
+        Seeds the folds and the k-means of :meth:`suggest`.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        The classes (empty when fitted without labels: only :meth:`suggest` works then).
+    model_ : sklearn.pipeline.Pipeline or None
+        The probe fitted on every labelled row.
+    temperature_ : float
+    cv_balanced_accuracy_ : float
+        Of the out-of-fold predictions (NaN without labels).
+    cv_confusion_matrix_ : ndarray (K, K)
+        Rows: true class, columns: predicted, in the order of ``classes_``.
+    cv_n_splits_ : int
+    oof_proba_ : ndarray (N_labelled, K)
+        Calibrated out-of-fold probabilities of the labelled rows.
+    calibration_ : dict
+        ``method``, ``temperature``, ``before`` and ``after``: :func:`calibration_scores` of the
+        out-of-fold probabilities.
+    labelled_ : ndarray of bool (N,)
+        Which rows of the fitted ``X`` had a label.
+    X_ : ndarray (N, D)
+        The fitted rows (the pool of :meth:`suggest`).
+    n_features_in_ : int
+    """
+
+    def __init__(self, cv: int = 5, calibrate: bool = True, pool_factor: int = 5, random_state: int = 0):
+        self.cv = cv
+        self.calibrate = calibrate
+        self.pool_factor = pool_factor
+        self.random_state = random_state
+
+    # --- fitting -------------------------------------------------------------------------------
+
+    def fit(self, X, y) -> "FewLabelClassifier":
+        """Cross-validate, calibrate and fit on the labelled rows of ``X``; keep every row as the pool.
+
+        Parameters
+        ----------
+        X : array (N, D)
+            The embedding of every galaxy, labelled or not.
+        y : array (N,)
+            Labels; missing ones (None, NaN, "", "N/A", ...) mark the unlabelled rows. With no
+            label at all only :meth:`suggest` can be used.
+
+        Returns
+        -------
+        self
+        """
+        from sklearn.metrics import balanced_accuracy_score, confusion_matrix
+        from sklearn.model_selection import StratifiedKFold
+
+        if not (isinstance(self.cv, (int, np.integer)) and self.cv >= 2):
+            raise InvalidArgument(f"cv must be an integer of at least 2, got {self.cv!r}")
+        X = fit_input(self, X, min_samples=1)
+        y = np.asarray(y, dtype=object).ravel()
+        if len(y) != len(X):
+            raise InvalidArgument(f"X has {len(X)} rows but y has {len(y)} labels")
+        self.labelled_ = ~missing_mask(y)
+        self.X_ = X
+        self.temperature_ = 1.0
+        self.model_ = None
+        self.cv_balanced_accuracy_ = float("nan")
+        self.cv_n_splits_ = 0
+        self.calibration_ = {}
+        if not self.labelled_.any():
+            self.classes_ = np.array([], dtype=object)
+            self.cv_confusion_matrix_ = np.zeros((0, 0), dtype=int)
+            self.oof_proba_ = np.zeros((0, 0))
+            return self
+        yl = np.array(list(y[self.labelled_]))  # a plain dtype once the missing are out
+        if yl.dtype == object:
+            yl = yl.astype(str)  # mixed types: compared as text
+        self.classes_, counts = check_labels(yl)
+        codes = np.searchsorted(self.classes_, yl)
+        xl = X[self.labelled_]
+        k = int(min(self.cv, counts.min()))
+        folds = StratifiedKFold(k, shuffle=True, random_state=self.random_state)
+        logits = np.zeros((len(yl), len(self.classes_)))
+        for tr, te in folds.split(xl, codes):
+            logits[te] = _logits(_fit(xl[tr], yl[tr]), xl[te])
+        raw = _softmax(logits)
+        self.temperature_ = _temperature(logits, codes) if self.calibrate else 1.0
+        self.oof_proba_ = _softmax(logits / self.temperature_)
+        pred = self.classes_[logits.argmax(axis=1)]
+        self.cv_n_splits_ = k
+        self.cv_balanced_accuracy_ = float(balanced_accuracy_score(yl, pred))
+        self.cv_confusion_matrix_ = confusion_matrix(yl, pred, labels=self.classes_)
+        self.calibration_ = {"method": "temperature scaling on out-of-fold logits" if self.calibrate else "none",
+                             "temperature": self.temperature_, "before": calibration_scores(raw, codes),
+                             "after": calibration_scores(self.oof_proba_, codes)}
+        self.model_ = _fit(xl, yl)
+        return self
+
+    # --- prediction ----------------------------------------------------------------------------
+
+    def _check_model(self) -> None:
+        check_is_fitted(self)
+        if self.model_ is None:
+            raise UserError("the classifier was fitted without labels: it can only suggest galaxies to label")
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Calibrated class probabilities (N, K), columns in the order of ``classes_``."""
+        self._check_model()
+        return _softmax(_logits(self.model_, new_input(self, X)) / self.temperature_)
+
+    def predict(self, X) -> np.ndarray:
+        """The most probable class of each row."""
+        self._check_model()
+        return self.classes_[_logits(self.model_, new_input(self, X)).argmax(axis=1)]
+
+    def uncertainty(self, X=None) -> np.ndarray:
+        """Margin uncertainty (:func:`margin_uncertainty`) of the rows of ``X`` (default: the fitted rows)."""
+        return margin_uncertainty(self.predict_proba(self.X_ if X is None else X))
+
+    # --- active learning -----------------------------------------------------------------------
+
+    def suggest(self, n: int) -> np.ndarray:
+        """The ``n`` unlabelled rows (of the fitted ``X``) whose labels should help most.
+
+        Parameters
+        ----------
+        n : int
+            How many (fewer when fewer rows are unlabelled).
+
+        Returns
+        -------
+        ndarray of int
+            Row numbers of the fitted ``X``, never a labelled row, no repeats: the most uncertain
+            first; without labels, seeds in the order of their k-means cluster's size.
+        """
+        from sklearn.preprocessing import StandardScaler
+
+        check_is_fitted(self)
+        if not (isinstance(n, (int, np.integer)) and n >= 1):
+            raise InvalidArgument(f"the number of suggestions must be a positive integer, got {n!r}")
+        pool = np.flatnonzero(~self.labelled_)
+        n = min(int(n), len(pool))
+        if n == 0:
+            return np.zeros(0, dtype=int)
+        Z = StandardScaler().fit(self.X_).transform(self.X_)
+        if self.model_ is None:
+            return pool[_seeds(Z[pool], n, self.random_state)]
+        u = self.uncertainty(self.X_[pool])
+        m = min(len(pool), max(int(self.pool_factor) * n, n))
+        cand = np.argsort(-u, kind="stable")[:m]
+        if m > n:
+            groups = _kmeans(Z[pool[cand]], n, self.random_state, weight=u[cand] + 1e-6)
+            best = {}
+            for i, g in zip(cand, groups):  # cand is most uncertain first
+                best.setdefault(g, i)
+            chosen = list(best.values())
+            for i in cand:  # fewer groups than n (duplicate rows): the next most uncertain
+                if len(chosen) >= n:
+                    break
+                if i not in best.values():
+                    chosen.append(i)
+            cand = np.array(chosen[:n])
+        cand = cand[np.argsort(-u[cand], kind="stable")]
+        return pool[cand]
+
+
+def _fit(x, y):
+    from sklearn.exceptions import ConvergenceWarning
+
+    clf = probe_classifier(y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        return clf.fit(x, y)
+
+
+def _logits(clf, x) -> np.ndarray:
+    """Per-class logits (N, K) of a fitted probe; a binary model's one score becomes (0, score)."""
+    d = clf.decision_function(x)
+    return np.column_stack([np.zeros(len(d)), d]) if d.ndim == 1 else d
+
+
+def _kmeans(Z: np.ndarray, k: int, seed: int, weight=None) -> np.ndarray:
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "fewer distinct points than clusters" on duplicated rows
+        if len(Z) > KMEANS_EXACT_MAX:
+            km = MiniBatchKMeans(k, n_init=3, random_state=seed, batch_size=4096)
+        else:
+            km = KMeans(k, n_init=3, random_state=seed)
+        return km.fit(Z, sample_weight=weight).labels_ if weight is not None else km.fit(Z).labels_
+
+
+def _seeds(Z: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Indices of ``n`` distinct rows of ``Z``, each nearest to one k-means centre (biggest cluster first)."""
+    labels = _kmeans(Z, n, seed)
+    sizes = np.bincount(labels, minlength=n)
+    chosen: list[int] = []
+    for g in np.argsort(-sizes, kind="stable"):
+        members = np.flatnonzero(labels == g)
+        if not len(members):
+            continue
+        centre = Z[members].mean(axis=0)
+        order = members[np.argsort(((Z[members] - centre) ** 2).sum(axis=1), kind="stable")]
+        pick = next((int(i) for i in order if i not in chosen), None)
+        if pick is not None:
+            chosen.append(pick)
+    rest = (i for i in range(len(Z)) if i not in chosen)  # empty clusters (duplicate rows): fill up
+    while len(chosen) < n:
+        chosen.append(next(rest))
+    return np.array(chosen, dtype=int)
