@@ -1,0 +1,375 @@
+"""Anomalies on the form-first embedding, and their re-ranking from a user's tags (Astronomaly-style).
+
+A galaxy is strange when its *form* is rare: the score is the mean Euclidean distance to its
+k = 10 nearest other galaxies in the run's ``form`` embedding (self-supervised to give the same
+code whatever the orientation, size, neighbours and seeing), so a bright neighbour or a frame
+artefact alone does not make a galaxy strange the way it makes a pixel likelihood drop.
+(``method="isolation_forest"`` is the option; on the synthetic survey, whose truth says which
+galaxies are irregular or mergers, the k-NN distance puts more of them in its top 2%:
+``benchmarks/bench_anomaly.py``.) The embedding is used as it is, as the similarity search uses
+it: standardising or whitening its axes gives the weak, noisy ones the weight of the informative
+ones. The neighbours are exact below 20,000 galaxies and come from pynndescent's index above.
+
+Each score comes raw (a distance) and as a rank in [0, 1] (0 = the most ordinary, 1 = the
+strangest). A user's tags re-rank it: every galaxy gets a *relevance* in [0, 1], a kernel
+regression of the tags (interesting = 1, boring = 0) over the embedding, pulled to 0.5 where no
+tag is near; a tagged galaxy's relevance is its tag. The current score is
+``rank x 2 x relevance``: the rank unchanged far from every tag, up to twice it beside
+interesting galaxies, down to zero beside boring ones (Astronomaly's "protege" multiplies the
+anomaly score by a relevance regressed on the user's scores in the same way). The kernel's width
+around a tagged galaxy is its own neighbour distance (at least the median one), so a tag reaches
+about as far as that galaxy's neighbours, in sparse regions as in dense ones.
+
+In a run: ``RUN/anomaly.parquet`` (``id``, ``form_anomaly``, ``form_anomaly_rank``,
+``relevance``, ``score``, ``tag``; cube order), ``RUN/anomaly.json`` (what the score is),
+``RUN/anomaly_tags.csv`` (``id``, ``tag``: the user's tags, merged call after call) and the
+fitted scorer in ``RUN/models/anomaly/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from ..errors import InvalidArgument, UserError
+from ..run import RunDir, atomic_path, write_json, write_table
+from .anomaly_tags import TAGS_FILE, read_tags
+from .inputs import fit_input, new_input
+
+log = logging.getLogger("morphospace")
+
+__all__ = ["FormAnomaly", "rank_normalise", "anomaly_run", "read_anomaly", "ANOMALY_FILE", "META_FILE", "EXACT_BELOW"]
+
+METHODS = ("knn", "isolation_forest")
+ALGORITHMS = ("auto", "exact", "nndescent")
+EXACT_BELOW = 20_000  # galaxies: exact neighbours below, pynndescent's approximate index from here on
+ANOMALY_FILE, META_FILE = "anomaly.parquet", "anomaly.json"
+EMBEDDING = "form"
+
+
+def rank_normalise(scores) -> np.ndarray:
+    """Ranks of ``scores`` scaled to [0, 1]: 0 for the lowest, 1 for the highest (ties share their mean rank).
+
+    Parameters
+    ----------
+    scores : array-like of float
+        Finite scores, higher = stranger.
+
+    Returns
+    -------
+    ndarray of float64
+        One value per score (0.5 for a single score).
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    if s.size <= 1:
+        return np.full(s.shape, 0.5)
+    return (rankdata(s, method="average") - 1.0) / (s.size - 1.0)
+
+
+def _drop_self(dist: np.ndarray, idx: np.ndarray, k: int) -> np.ndarray:
+    """Each row's neighbour distances without the row itself (or without its farthest, if the search missed it)."""
+    is_self = idx == np.arange(len(idx))[:, None]
+    is_self[~is_self.any(1), -1] = True
+    return dist[~is_self].reshape(len(idx), -1)[:, :k]
+
+
+class FormAnomaly(BaseEstimator):
+    """Anomaly score on an embedding: higher = rarer form.
+
+    Parameters
+    ----------
+    method : {"knn", "isolation_forest"}
+        ``"knn"``: mean Euclidean distance to the ``n_neighbors`` nearest other rows (the
+        default); ``"isolation_forest"``: scikit-learn's isolation forest (its negated
+        ``score_samples``).
+    n_neighbors : int
+        k of the k-NN distance, and of the neighbour distance that sets a tag's reach.
+    algorithm : {"auto", "exact", "nndescent"}
+        How neighbours are found: exact (scikit-learn), pynndescent's approximate index, or
+        exact below :data:`EXACT_BELOW` rows and approximate from there on.
+    n_estimators : int
+        Trees of the isolation forest.
+    random_state : int
+        Seed of the index's random projections and of the forest.
+
+    Attributes
+    ----------
+    scores_ : ndarray (n_samples,)
+        Raw score of each row of the fit (a row is not its own neighbour).
+    ranks_ : ndarray (n_samples,)
+        ``scores_`` as ranks in [0, 1] (:func:`rank_normalise`).
+    neighbour_distance_ : ndarray (n_samples,)
+        Mean distance of each row to its ``k_`` nearest others (``scores_`` for ``"knn"``).
+    k_ : int
+        The k used (``n_neighbors``, at most n_samples - 1).
+    neighbours_ : object
+        The fitted neighbour search (scikit-learn's exact one or a
+        :class:`~morphospace.analysis.similar.SimilarityIndex`).
+    search_ : object
+        What scores new rows: ``neighbours_``, or the isolation forest.
+    """
+
+    def __init__(self, method: str = "knn", n_neighbors: int = 10, algorithm: str = "auto",
+                 n_estimators: int = 200, random_state: int = 0):
+        self.method = method
+        self.n_neighbors = n_neighbors
+        self.algorithm = algorithm
+        self.n_estimators = n_estimators
+        self.random_state = random_state
+
+    def _check_params(self) -> None:
+        if self.method not in METHODS:
+            raise InvalidArgument(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.algorithm not in ALGORITHMS:
+            raise InvalidArgument(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {self.algorithm!r}")
+        for name in ("n_neighbors", "n_estimators"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise InvalidArgument(f"{name} must be a positive integer, got {value!r}")
+
+    def fit(self, X, y=None) -> "FormAnomaly":
+        """Score the rows of ``X`` (n_samples >= 2, n_features); ``y`` is ignored.
+
+        Returns
+        -------
+        FormAnomaly
+            ``self``, fitted.
+        """
+        self._check_params()
+        X = fit_input(self, X, min_samples=2)
+        n = len(X)
+        self.k_ = int(min(self.n_neighbors, n - 1))
+        exact = self.algorithm == "exact" or (self.algorithm == "auto" and n < EXACT_BELOW)
+        if exact:
+            from sklearn.neighbors import NearestNeighbors
+
+            self.neighbours_ = NearestNeighbors(n_neighbors=self.k_ + 1).fit(X)
+            dist, idx = self.neighbours_.kneighbors(X)
+        else:
+            from .similar import SimilarityIndex
+
+            self.neighbours_ = SimilarityIndex(n_neighbors=max(30, self.k_ + 1), random_state=self.random_state).fit(X)
+            idx, dist = self.neighbours_.index_.neighbor_graph  # the index's own k-NN graph: no extra query
+        self.neighbour_distance_ = _drop_self(np.asarray(dist, np.float64), np.asarray(idx), self.k_).mean(1)
+        if self.method == "knn":
+            self.search_ = self.neighbours_
+            self.scores_ = self.neighbour_distance_
+        else:
+            from sklearn.ensemble import IsolationForest
+
+            self.search_ = IsolationForest(n_estimators=self.n_estimators, random_state=self.random_state).fit(X)
+            self.scores_ = -self.search_.score_samples(X)
+        self.ranks_ = rank_normalise(self.scores_)
+        self.sorted_scores_ = np.sort(self.scores_)
+        return self
+
+    def anomaly_score(self, X) -> np.ndarray:
+        """Raw scores of new rows against the rows of the fit (for the fit's own rows use ``scores_``).
+
+        Parameters
+        ----------
+        X : array-like (n_queries, n_features)
+
+        Returns
+        -------
+        ndarray (n_queries,)
+            Higher = stranger (the opposite of scikit-learn's ``score_samples``).
+        """
+        X = new_input(self, X)
+        if self.method == "isolation_forest":
+            return -self.search_.score_samples(X)
+        if hasattr(self.search_, "index_"):  # pynndescent
+            dist, _ = self.search_.kneighbors(X, k=self.k_)
+        else:
+            dist, _ = self.search_.kneighbors(X, n_neighbors=self.k_)
+        return np.asarray(dist, np.float64).mean(1)
+
+    def rank(self, X) -> np.ndarray:
+        """Ranks of new rows' scores among the fit's, in [0, 1] (the fraction of the fit's rows scoring lower).
+
+        Parameters
+        ----------
+        X : array-like (n_queries, n_features)
+
+        Returns
+        -------
+        ndarray (n_queries,)
+        """
+        s = self.anomaly_score(X)
+        return np.searchsorted(self.sorted_scores_, s, side="left") / len(self.sorted_scores_)
+
+    def relevance(self, X, interesting=(), boring=(), prior_weight: float = 1.0) -> np.ndarray:
+        """How much each row of the fit resembles galaxies tagged interesting rather than boring.
+
+        Parameters
+        ----------
+        X : array-like (n_samples, n_features)
+            The rows of the fit, in the same order.
+        interesting, boring : sequence of int
+            Rows tagged so.
+        prior_weight : float
+            Weight of the neutral 0.5 against the tags' kernel weights (a tag at distance 0 weighs 1).
+
+        Returns
+        -------
+        ndarray (n_samples,)
+            ``(prior_weight x 0.5 + sum_j w_j u_j) / (prior_weight + sum_j w_j)``, with u_j = 1
+            for interesting, 0 for boring, w_j = exp(-d_j^2 / 2 h_j^2) and h_j the tagged galaxy's
+            neighbour distance (at least the median one); a tagged row's relevance is its tag.
+        """
+        check_is_fitted(self)
+        X = np.asarray(X, dtype=np.float64)
+        if len(X) != len(self.scores_):
+            raise InvalidArgument(f"relevance needs the {len(self.scores_)} rows of the fit, got {len(X)}")
+        rows = np.r_[np.asarray(interesting, dtype=np.int64), np.asarray(boring, dtype=np.int64)]
+        if rows.size and (rows.min() < 0 or rows.max() >= len(X)):
+            raise InvalidArgument(f"tagged rows must lie in 0..{len(X) - 1}")
+        out = np.full(len(X), 0.5)
+        if not rows.size:
+            return out
+        u = np.r_[np.ones(len(interesting)), np.zeros(len(boring))]
+        h = np.maximum(self.neighbour_distance_[rows], np.median(self.neighbour_distance_))
+        h = np.where(h > 0, h, 1.0)
+        num, den = np.full(len(X), prior_weight * 0.5), np.full(len(X), float(prior_weight))
+        for start in range(0, len(X), 8192):  # bounded memory: a block of rows against every tag
+            block = X[start:start + 8192]
+            d2 = ((block[:, None, :] - X[rows][None]) ** 2).sum(-1)
+            w = np.exp(-d2 / (2 * h[None] ** 2))
+            num[start:start + len(block)] += w @ u
+            den[start:start + len(block)] += w.sum(1)
+        out = num / den
+        out[rows] = u
+        return out
+
+    def rerank(self, X, interesting=(), boring=()) -> np.ndarray:
+        """The current score of every row of the fit: ``ranks_ x 2 x relevance`` (in [0, 2]).
+
+        Parameters
+        ----------
+        X : array-like (n_samples, n_features)
+            The rows of the fit.
+        interesting, boring : sequence of int
+            Rows tagged so.
+
+        Returns
+        -------
+        ndarray (n_samples,)
+            ``ranks_`` itself without tags.
+        """
+        return self.ranks_ * 2.0 * self.relevance(X, interesting, boring)
+
+
+# the run --------------------------------------------------------------------------------------
+def _scorer_for(run: RunDir, X: np.ndarray, params: dict) -> FormAnomaly:
+    """The run's fitted scorer over the form embedding: loaded when fitted on the same file and settings, else fitted."""
+    stat = run.embedding_path(EMBEDDING).stat()
+    stamp = {"embedding": EMBEDDING, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, **params}
+    folder = run.model_dir("anomaly")
+    path, note = folder / "scorer.pkl", folder / "scorer.json"
+    if path.is_file() and note.is_file():
+        try:
+            if json.loads(note.read_text()) == stamp:
+                with open(path, "rb") as fh:
+                    scorer = pickle.load(fh)
+                if isinstance(scorer, FormAnomaly) and len(scorer.scores_) == len(X):
+                    return scorer
+        except (OSError, ValueError, EOFError, AttributeError, pickle.UnpicklingError):
+            pass  # damaged or foreign: refitted below
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # numba's and pynndescent's notices
+        scorer = FormAnomaly(**params).fit(X)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            pickle.dump(scorer, fh)
+    write_json(note, stamp)
+    return scorer
+
+
+def anomaly_run(run: RunDir, method: str = "knn", n_neighbors: int = 10, random_state: int = 0) -> pd.DataFrame:
+    """Score every galaxy of the run on its form embedding, re-rank by the run's tags, and write it.
+
+    Parameters
+    ----------
+    run : RunDir
+        A run with a ``form`` embedding.
+    method, n_neighbors, random_state
+        As :class:`FormAnomaly`.
+
+    Returns
+    -------
+    DataFrame
+        What ``RUN/anomaly.parquet`` now holds: ``id``, ``form_anomaly`` (raw), ``form_anomaly_rank``
+        ([0, 1]), ``relevance`` (0.5: no tag near), ``score`` (the current score, rank x 2 x
+        relevance) and ``tag`` ("" when untagged), in cube order.
+
+    Raises
+    ------
+    UserError
+        No form embedding, or one whose rows are not the cube's.
+    """
+    X = np.asarray(run.read_embedding(EMBEDDING), dtype=np.float64)
+    ids = run.cube_ids().astype(str)
+    if X.ndim != 2 or len(X) != len(ids):
+        raise UserError(f"the form embedding of {run.path} has {len(X)} rows but the cube has {len(ids)}: "
+                        "re-run `morphospace embed`")
+    params = {"method": method, "n_neighbors": int(n_neighbors), "random_state": int(random_state)}
+    scorer = _scorer_for(run, X, params)
+    tags = read_tags(run)
+    row_of = pd.Series(np.arange(len(ids)), index=ids)
+    row_of = row_of[~row_of.index.duplicated()]
+    gone = tags[~tags["id"].isin(row_of.index)]
+    if len(gone):
+        log.warning("anomaly: %d tagged galaxies are not in the cube (kept in %s, not used): %s",
+                    len(gone), TAGS_FILE, ", ".join(gone["id"].head(3)))
+    tags = tags[tags["id"].isin(row_of.index)]
+    interesting = row_of[tags.loc[tags["tag"] == "interesting", "id"]].to_numpy()
+    boring = row_of[tags.loc[tags["tag"] == "boring", "id"]].to_numpy()
+    relevance = scorer.relevance(X, interesting, boring)
+    tag = np.full(len(ids), "", dtype=object)
+    tag[interesting], tag[boring] = "interesting", "boring"
+    table = pd.DataFrame({"id": ids, "form_anomaly": scorer.scores_.astype(np.float32),
+                          "form_anomaly_rank": scorer.ranks_.astype(np.float32),
+                          "relevance": relevance.astype(np.float32),
+                          "score": (scorer.ranks_ * 2.0 * relevance).astype(np.float32), "tag": tag.astype(str)})
+    how = (f"mean distance to the {scorer.k_} nearest galaxies" if method == "knn" else "isolation forest")
+    what = f"form anomaly (rank of the {how} in the form embedding"
+    what += f", x 2 x relevance to {len(interesting)} interesting and {len(boring)} boring tags)" if len(tags) else ")"
+    write_table(run.path / ANOMALY_FILE, table)
+    write_json(run.path / META_FILE, {"what": what, "embedding": EMBEDDING, **params, "k": scorer.k_,
+                                      "n_interesting": len(interesting), "n_boring": len(boring)})
+    return table
+
+
+def read_anomaly(run: RunDir) -> tuple[pd.DataFrame, dict] | None:
+    """``RUN/anomaly.parquet`` and what it is (``RUN/anomaly.json``), or None when absent.
+
+    Returns
+    -------
+    (DataFrame, dict) or None
+        The table as :func:`anomaly_run` wrote it and its description (``what``, ...).
+
+    Raises
+    ------
+    UserError
+        The file is damaged.
+    """
+    path = run.path / ANOMALY_FILE
+    if not path.exists():
+        return None
+    table = run.read_table(path, "anomalies")
+    if not {"id", "form_anomaly", "form_anomaly_rank", "score"} <= set(table.columns):
+        raise run.damaged(path, "anomalies", "missing columns")
+    meta_path = run.path / META_FILE
+    try:
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    except (OSError, ValueError):
+        meta = {}
+    return table, meta if isinstance(meta, dict) else {}
