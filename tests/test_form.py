@@ -214,6 +214,34 @@ def test_form_training_resumes(form_run, tmp_path):
     assert result.epochs == 4 and (copy / "models/vade/model.pt").is_file()
 
 
+def test_form_model_trains_on_a_sample_and_embeds_every_galaxy(tmp_path):
+    """Above train.sample galaxies the model learns from a reproducible sample; every galaxy is embedded."""
+    import json
+
+    from test_train import make_run
+
+    from morphospace.api import load_model
+    from morphospace.config import apply_overrides, load_config
+    from morphospace.data.sample import sample_rows
+    from morphospace.vade.train import train_run
+
+    run = make_run(tmp_path / "run", n=40, side=32, channels=3)
+    cfg = apply_overrides(load_config(None), FORM_TINY + ["train.sample=24"])
+    train_run(run, cfg)
+    summary = json.loads((run.path / "models/vade/training.json").read_text())
+    assert summary["train_sample"] == 24 and summary["n_images"] == 24
+    assert np.load(run.path / "models/vade/ssl/view_bank.npy", mmap_mode="r").shape[:2] == (9, 24)
+    form = np.load(run.path / "models/vade/form_embedding.npy")
+    assert form.shape == (40, 8) and np.isfinite(form).all()
+    # sampled rows (from the view bank) and the rest (from the embedder) are the same function
+    embedder = load_model(run).vade.embedder
+    with torch.no_grad():
+        direct = embedder(torch.from_numpy(np.load(run.path / "cube_masked.npy"))).numpy()
+    np.testing.assert_allclose(direct, form, atol=1e-4)
+    rows = sample_rows(40, 24, cfg.train.seed)
+    assert len(rows) == 24 and np.array_equal(rows, sample_rows(40, 24, cfg.train.seed))
+
+
 def test_form_preset_rejects_a_bad_loss(tmp_path):
     from morphospace.config import apply_overrides, load_config
     from morphospace.errors import UserError

@@ -156,6 +156,35 @@ def test_mixture_initialisation_is_applied(tmp_path):
     np.testing.assert_allclose(captured["weights"], fit["weights"], rtol=1e-4, atol=1e-6)
 
 
+def test_pixel_vade_trains_on_a_sample_and_embeds_every_galaxy(tmp_path):
+    """train.sample: the model sees only the sample (the mixture is initialised on it), every galaxy is embedded."""
+    import json
+
+    import lightning.pytorch as pl
+
+    from morphospace.data.sample import sample_rows
+    from morphospace.vade.embed import embed_run
+    from morphospace.vade.train import train_run
+
+    seen = {}
+
+    class Count(pl.Callback):
+        def on_train_epoch_start(self, trainer, module):
+            seen["rows"] = len(trainer.datamodule.dataset)
+            seen["init_rows"] = len(module.encode_dataset()[0])
+
+    run = make_run(tmp_path, n=48)
+    cfg = cfg_for("train.sample=20", "train.epochs=2")
+    train_run(run, cfg, callbacks=[Count()])
+    assert seen == {"rows": 20, "init_rows": 20}
+    summary = json.loads((run.path / "models/vade/training.json").read_text())
+    assert summary["train_sample"] == 20 and summary["n_images"] == 20
+    table = embed_run(run, cfg)
+    assert len(table) == 48 and table["label"].notna().all()
+    assert sample_rows(48, 20, 0).tolist() == sample_rows(48, 20, 0).tolist()
+    assert sample_rows(48, 0, 0) is None and sample_rows(48, 48, 0) is None
+
+
 def test_latent_axes_are_aligned_before_the_mixture_is_fitted(tmp_path):
     import lightning.pytorch as pl
 

@@ -34,6 +34,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from ..data.sample import sample_rows
 from ..errors import UserError
 from ..progress import Timer
 from ..run import RunDir, write_json, write_table
@@ -105,16 +106,6 @@ def _drop_stale(run: RunDir, pattern: str, keep: set[str]) -> None:
             run.clustering_path(name).with_suffix(".json").unlink(missing_ok=True)
 
 
-def fit_rows(n: int, fit_sample: int, seed: int) -> np.ndarray | None:
-    """Sorted indices of the reproducible sample a clusterer is fitted on, or None for all ``n`` rows.
-
-    The same ``(n, fit_sample, seed)`` always gives the same rows.
-    """
-    if not fit_sample or n <= fit_sample:
-        return None
-    return np.sort(np.random.default_rng(seed).choice(n, size=fit_sample, replace=False))
-
-
 def _fit_extend(estimator, X: np.ndarray, rows: np.ndarray | None, what: str):
     """Fit ``estimator`` on ``X[rows]`` (all of ``X`` when None) and return ``(estimator, labels of
     every row)``: the fit's own labels on the sample, ``predict`` elsewhere."""
@@ -174,7 +165,7 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
         if X.ndim != 2 or X.shape[0] != len(ids):
             raise UserError(f"representation '{rep}' has {X.shape[0]} rows but the cube has {len(ids)}: "
                             "re-run the stage that made it")
-        sample = fit_rows(X.shape[0], getattr(c, "fit_sample", 0), c.seed)
+        sample = sample_rows(X.shape[0], getattr(c, "fit_sample", 0), c.seed)
         fitted = None if sample is None else len(sample)
         base = {"representation": rep, "shape": list(X.shape), "fit_sample": fitted}
         selection: list[pd.DataFrame] = []

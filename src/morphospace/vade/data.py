@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ..image.geometry import rotate
+from ..nets.batches import RowView
 
 __all__ = ["CubeDataset", "CubeDataModule", "augment"]
 
@@ -42,19 +43,23 @@ class CubeDataModule(pl.LightningDataModule):
         Per device.
     seed : int
         Of the data order (with the epoch).
+    rows : array of int, optional
+        Train on these rows of the cube only (a sample of a large survey); None: every row.
     """
 
-    def __init__(self, cube_path: Path, batch_size: int, seed: int):
+    def __init__(self, cube_path: Path, batch_size: int, seed: int, rows: np.ndarray | None = None):
         super().__init__()
         self.cube_path = Path(cube_path)
         self.batch_size = int(batch_size)
         self.seed = int(seed)
+        self.rows = rows
         self.dataset: CubeDataset | None = None
 
     def setup(self, stage: str | None = None) -> None:
         """Open the cube memory-mapped (once; later calls do nothing)."""
         if self.dataset is None:
-            self.dataset = CubeDataset(np.load(self.cube_path, mmap_mode="r"))
+            cube = np.load(self.cube_path, mmap_mode="r")
+            self.dataset = CubeDataset(cube if self.rows is None else RowView(cube, self.rows))
 
     def train_dataloader(self):
         """Per-device batches in an order that depends only on ``(seed, epoch)``: a shuffling
@@ -70,7 +75,7 @@ class CubeDataModule(pl.LightningDataModule):
         return DataLoader(self.dataset, batch_size=self.batch_size, sampler=sampler, num_workers=0, drop_last=False)
 
     def full_dataloader(self, batch: int = 256):
-        """Every galaxy once, in cube order."""
+        """Every galaxy trained on once, in cube order."""
         self.setup()
         return DataLoader(self.dataset, batch_size=batch, shuffle=False, num_workers=0)
 

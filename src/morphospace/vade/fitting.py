@@ -18,19 +18,21 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from ..config import Config
+from ..data.sample import sample_rows
 from ..errors import UserError, first_line
 from ..progress import is_quiet, quiet_lightning
 from ..run import RunDir, write_json
-from .io import MODEL_FILE, model_dir
-
 from .data import CubeDataModule
+from .io import MODEL_FILE, model_dir
 from .module import VaDEModule
-__all__ = ["TrainResult", "fit_vade", "prepare_model_dir",
+
+__all__ = ["TrainResult", "fit_vade", "prepare_model_dir", "training_rows",
            "write_training_summary", "LAST_CHECKPOINT"]
 
 log = logging.getLogger("morphospace")
@@ -88,6 +90,12 @@ def prepare_model_dir(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool
     return mdir
 
 
+def training_rows(n: int, cfg: Config) -> np.ndarray | None:
+    """The rows a model trains on: a reproducible sample of ``cfg.train.sample`` of the ``n``
+    galaxies (drawn with ``cfg.train.seed``, so a resumed run draws the same), or None for all."""
+    return sample_rows(n, cfg.train.sample, cfg.train.seed)
+
+
 def write_training_summary(mdir: Path, module: VaDEModule, hp: dict[str, Any], seconds: float, n_images: int,
                            **more: Any) -> None:
     """``training.json`` beside the model, and one log line."""
@@ -99,12 +107,13 @@ def write_training_summary(mdir: Path, module: VaDEModule, hp: dict[str, Any], s
 
 
 def fit_vade(hp: dict[str, Any], input_path: Path, mdir: Path, cfg: Config, resume: bool = False,
-             callbacks: list | None = None) -> tuple[VaDEModule, pl.Trainer, float]:
-    """Fit a :class:`VaDEModule` to the rows of ``input_path`` (an .npy): checkpoints and logs in ``mdir``."""
+             callbacks: list | None = None, rows: np.ndarray | None = None) -> tuple[VaDEModule, pl.Trainer, float]:
+    """Fit a :class:`VaDEModule` to the rows of ``input_path`` (an .npy; only ``rows`` of it when
+    given): checkpoints and logs in ``mdir``."""
     pl.seed_everything(hp["seed"], workers=True, verbose=False)
     last = mdir / LAST_CHECKPOINT
     module = VaDEModule(**hp)
-    data = CubeDataModule(input_path, hp["batch_size"], hp["seed"])
+    data = CubeDataModule(input_path, hp["batch_size"], hp["seed"], rows=rows)
     logs = mdir / "logs"
     version = f"v{len(list((logs / 'csv').glob('v*')))}" if (logs / "csv").is_dir() else "v0"
     loggers = [CSVLogger(str(logs), name="csv", version=version),

@@ -15,6 +15,9 @@ The three are saved together as one :class:`~morphospace.vade.form_model.FormVaD
 embedding so that ``morphospace embed`` does not put the cube through the CNN again.
 ``--resume`` continues the head (and an MLP core) from their last checkpoints (the view bank
 is kept) and refits the linear core and the decoder.
+
+Above ``train.sample`` galaxies, all three train on a reproducible sample of that many; the
+trained embedder then embeds the other galaxies and the core encodes every one.
 """
 
 from __future__ import annotations
@@ -29,11 +32,12 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from ..config import Config
 from ..image.masking import masked_cube
+from ..nets.batches import RowView, forward_in_batches
 from ..run import RunDir, write_json, write_npy
 from ..ssl.embedder import build_trunk
 from ..ssl.training import fit_embedder
 from .embed import FORM_EMBEDDING
-from .fitting import TrainResult, fit_vade, prepare_model_dir, write_training_summary
+from .fitting import TrainResult, fit_vade, prepare_model_dir, training_rows, write_training_summary
 from .form_decoder import fit_image_decoder
 from .form_model import FormVaDE, core_hparams
 from .io import MODEL_FILE, save_model
@@ -58,14 +62,20 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
     # a linear core has no checkpoint of its own (it is refitted): a resume continues the SSL head
     mdir = prepare_model_dir(run, cfg, hp, resume, checkpoint="ssl/last.ckpt" if f["core"] == "linear" else "last.ckpt")
     cube = masked_cube(run)  # the form model always reads neighbour-masked cutouts
+    rows = training_rows(len(cube), cfg)
+    train_cube = cube if rows is None else RowView(cube, rows)
     t0 = time.perf_counter()
-    log.info("form embedding: %s trunk at %d px, %d dihedral + %d nuisance views, %d SSL epochs (%s)",
-             f["backbone"], f["input_size"], 8, f["aug_views"], f["ssl_epochs"], f["loss"])
+    log.info("form embedding: %s trunk at %d px, %d dihedral + %d nuisance views, %d SSL epochs (%s)%s",
+             f["backbone"], f["input_size"], 8, f["aug_views"], f["ssl_epochs"], f["loss"],
+             "" if rows is None else f"; trained on a random sample of {len(rows)} of the {len(cube)} galaxies (train.sample)")
     trunk = build_trunk(f["backbone"], f["input_size"], precision=f["precision"])
     embedder, emb, info = fit_embedder(
-        trunk, cube, mdir / "ssl", dim=f["dim"], aug_views=f["aug_views"], epochs=f["ssl_epochs"], loss=f["loss"],
-        temperature=f["temperature"], seed=hp["seed"], train_trunk=f["train_trunk"],
+        trunk, train_cube, mdir / "ssl", dim=f["dim"], aug_views=f["aug_views"], epochs=f["ssl_epochs"],
+        loss=f["loss"], temperature=f["temperature"], seed=hp["seed"], train_trunk=f["train_trunk"],
         trainer_kwargs=_trainer_kwargs(cfg), resume=resume)
+    if rows is not None:
+        emb = _embed_the_rest(embedder, cube, rows, emb, hp["batch_size"])
+        info["train_sample"] = len(rows)
     t_embed = time.perf_counter() - t0
     mean, std = emb.mean(0), emb.std(0) + 1e-6
     standardised = ((emb - mean) / std).astype(np.float32)
@@ -74,20 +84,21 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
 
     if f["core"] == "linear":
         t1 = time.perf_counter()
-        core, core_info = fit_linear_core(standardised, hp["latent_dim"], hp["k_min"], hp["k_max"], hp["seed"],
-                                          n_components=hp["n_components"])
+        core, core_info = fit_linear_core(standardised if rows is None else standardised[rows], hp["latent_dim"],
+                                          hp["k_min"], hp["k_max"], hp["seed"], n_components=hp["n_components"])
         t_core, module, events, init = time.perf_counter() - t1, None, [], {"linear": core_info}
         hp = {**hp, "form": {**f, "n_components": core_info["n_components"]}}  # shapes the saved model
         log.info("linear core: %d principal axes (%.0f%% of the variance), K = %d by BIC",
                  hp["latent_dim"], 100 * core_info["explained_variance"], core_info["n_components"])
     else:
-        module, trainer, t_core = fit_vade(core_hparams(hp), mdir / FORM_INPUT, mdir, cfg, resume, callbacks)
+        module, trainer, t_core = fit_vade(core_hparams(hp), mdir / FORM_INPUT, mdir, cfg, resume, callbacks, rows=rows)
         core, events, init = module.model, module.events, module.init_info
     core.eval()
     with torch.no_grad():
         mu, log_var = core.encode(torch.from_numpy(standardised))
     t1 = time.perf_counter()
-    decoder = fit_image_decoder(mu.numpy(), log_var.numpy(), cube, widths=tuple(hp["widths"]),
+    mu, log_var = (mu.numpy(), log_var.numpy()) if rows is None else (mu.numpy()[rows], log_var.numpy()[rows])
+    decoder = fit_image_decoder(mu, log_var, train_cube, widths=tuple(hp["widths"]),
                                 epochs=f["decoder_epochs"], seed=hp["seed"], radial_inner=cfg.model.radial_inner,
                                 radial_width=cfg.model.radial_width, trainer_kwargs=_trainer_kwargs(cfg))
     rank = rank_zero_only.rank  # set by Lightning's strategy: only rank 0 writes
@@ -104,10 +115,23 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
         save_model(model, hp, mdir / MODEL_FILE, extra={"init": init, "events": events, "form": info})
         parts = {"embedding": t_embed, "vade": t_core, "image_decoder": t_dec}
         if module is not None:
-            write_training_summary(mdir, module, hp, seconds, len(cube), form=info, seconds_by_part=parts)
+            write_training_summary(mdir, module, hp, seconds, len(train_cube), form=info, seconds_by_part=parts,
+                                   train_sample=info.get("train_sample"))
         else:
             write_json(mdir / "training.json", {"seconds": seconds, "epochs": hp["epochs"], "n_components": k,
-                                                "init": init, "events": events, "n_images": len(cube),
-                                                "form": info, "seconds_by_part": parts})
+                                                "init": init, "events": events, "n_images": len(train_cube),
+                                                "train_sample": info.get("train_sample"), "form": info,
+                                                "seconds_by_part": parts})
             log.info("form VaDE trained (linear core): K = %d, %.1f s; model in %s", k, seconds, mdir)
     return result
+
+
+def _embed_the_rest(embedder, cube, rows: np.ndarray, emb_rows: np.ndarray, batch_size: int) -> np.ndarray:
+    """The form embedding of every galaxy: ``emb_rows`` (from training) for ``rows``, the trained
+    embedder's output for the others."""
+    rest = np.setdiff1d(np.arange(len(cube)), rows)
+    emb = np.empty((len(cube), emb_rows.shape[1]), dtype=np.float32)
+    emb[rows] = emb_rows
+    embedder.eval()
+    emb[rest] = forward_in_batches(embedder, RowView(cube, rest), batch_size, desc="form embedding of the rest")
+    return emb

@@ -68,7 +68,7 @@ import logging
 from ..config import Config
 from ..image.masking import model_input_path
 from ..run import RunDir
-from .fitting import TrainResult, fit_vade, prepare_model_dir, write_training_summary
+from .fitting import TrainResult, fit_vade, prepare_model_dir, training_rows, write_training_summary
 from .hparams import check_against_cube
 from .io import MODEL_FILE, save_model
 
@@ -103,14 +103,16 @@ def train_run(run: RunDir, cfg: Config, resume: bool = False, callbacks: list | 
 
         return train_form_run(run, cfg, hp, resume=resume, callbacks=callbacks)
     mdir = prepare_model_dir(run, cfg, hp, resume)
-    log.info("training the VaDE (%s preset) on %d galaxies: %d epochs (%d pretraining), %s x %d device(s) x %d node(s)",
-             hp["preset"], len(cube), hp["epochs"], hp["pretrain_epochs"], cfg.train.accelerator,
-             cfg.train.devices, cfg.train.num_nodes)
+    rows = training_rows(len(cube), cfg)
+    n_train = len(cube) if rows is None else len(rows)
+    log.info("training the VaDE (%s preset) on %d galaxies%s: %d epochs (%d pretraining), %s x %d device(s) x %d node(s)",
+             hp["preset"], n_train, "" if rows is None else f" (a random sample of the {len(cube)}: train.sample)",
+             hp["epochs"], hp["pretrain_epochs"], cfg.train.accelerator, cfg.train.devices, cfg.train.num_nodes)
     # neighbours masked or not
-    module, trainer, seconds = fit_vade(hp, model_input_path(run, hp), mdir, cfg, resume, callbacks)
+    module, trainer, seconds = fit_vade(hp, model_input_path(run, hp), mdir, cfg, resume, callbacks, rows=rows)
     result = TrainResult(model_path=mdir / MODEL_FILE, global_rank=trainer.global_rank, epochs=hp["epochs"],
                          n_components=module.model.prior.n_components, events=module.events, seconds=seconds)
     if trainer.is_global_zero:
         save_model(module.model, hp, mdir / MODEL_FILE, extra={"init": module.init_info, "events": module.events})
-        write_training_summary(mdir, module, hp, seconds, len(cube))
+        write_training_summary(mdir, module, hp, seconds, n_train, train_sample=None if rows is None else n_train)
     return result
