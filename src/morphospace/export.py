@@ -54,12 +54,14 @@ def results_table(run: RunDir) -> pd.DataFrame:
         (``RUN/classes/``): ``class_<name>`` (text: the predicted class, missing
         outside the cube) and ``prob_<name>_<class>`` (float32, calibrated), names
         sanitised to letters, digits and ``_`` (the originals are in
-        ``RUN/classes/<name>.json``).
+        ``RUN/classes/<name>.json``). Where the run has a form anomaly score
+        (``RUN/anomaly.parquet``): ``form_anomaly`` (raw), ``form_anomaly_rank``
+        ([0, 1]), ``form_anomaly_score`` (re-ranked by the user's tags) and ``anomaly_tag``.
 
     Raises
     ------
     UserError
-        When a clustering or a classification does not match the run's cube.
+        When a clustering, a classification or the anomaly score does not match the run's cube.
     """
     cat = run.read_catalogue()
     keep = [c for c in cat.columns if c not in ("source", "cube_index")]
@@ -97,6 +99,24 @@ def results_table(run: RunDir) -> pd.DataFrame:
         column[in_cube >= 0] = values[in_cube[in_cube >= 0]]
         table[col] = column
     # --- end of the classes block ---
+    # --- form anomaly (`analysis/anomaly.py`, RUN/anomaly.parquet): raw, rank, current (tag re-ranked) score, tag ---
+    from .analysis.anomaly import read_anomaly
+
+    found = read_anomaly(run)
+    if found is not None:
+        per = found[0]
+        if len(per) != len(ids_in_cube) or not np.array_equal(per["id"].astype(str).to_numpy(), ids_in_cube.astype(str)):
+            raise UserError("anomaly.parquet does not match the run's cube (re-run `morphospace anomalies RUN`)")
+        for col, name in (("form_anomaly", "form_anomaly"), ("form_anomaly_rank", "form_anomaly_rank"),
+                          ("score", "form_anomaly_score")):
+            values = np.full(len(cat), np.nan, dtype=np.float32)
+            values[in_cube >= 0] = per[col].to_numpy()[in_cube[in_cube >= 0]]
+            table[name] = values
+        if "tag" in per.columns:
+            tags = pd.array(np.full(len(cat), None, dtype=object), dtype="string")
+            tags[in_cube >= 0] = per["tag"].astype(str).to_numpy()[in_cube[in_cube >= 0]]
+            table["anomaly_tag"] = tags
+    # --- end of the form anomaly block ---
     return table
 
 
