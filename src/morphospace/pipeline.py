@@ -134,6 +134,28 @@ def stage_embed(run: RunDir, cfg: Config) -> None:
         from .vade.embed import embed_run
 
         embed_run(run, cfg)
+    stage_anomaly(run, cfg)
+
+
+def stage_anomaly(run: RunDir, cfg: Config) -> None:
+    """Score every galaxy's strangeness on the form embedding (``RUN/anomaly.parquet``), re-ranked by the run's tags.
+
+    Cheap (exact k-NN below 20,000 galaxies), so it follows every embedding. A run without a
+    form embedding gets no such score (and loses a stale one); the report then shows the VaDE's.
+
+    Parameters
+    ----------
+    run : RunDir
+    cfg : Config
+    """
+    from .analysis.anomaly import ANOMALY_FILE, META_FILE, anomaly_run
+
+    if "form" not in run.embeddings():
+        for name in (ANOMALY_FILE, META_FILE):
+            (run.path / name).unlink(missing_ok=True)
+        return
+    with Timer("anomaly score on the form embedding"):
+        anomaly_run(run, random_state=cfg.cluster.seed)
 
 
 def primary_embedding(run: RunDir, cfg: Config) -> str:
@@ -286,6 +308,7 @@ def run_study(run: RunDir, cfg: Config) -> Path:
         from .vade.embed import embed_run
 
         embed_run(run, cfg)
+        stage_anomaly(run, cfg)
         embedding = "vade" if cfg.study.backbone == "vade" else "form"
     else:
         from .study.features import study_features_run
@@ -297,3 +320,46 @@ def run_study(run: RunDir, cfg: Config) -> Path:
     stage_cluster(run, cfg)
     stage_compare(run, cfg)
     return stage_report(run, cfg)
+
+
+def embed_image(run: RunDir, path: str | Path, embedding: str):
+    """One new image file, preprocessed and embedded like the run's galaxies (``morphospace similar --image``).
+
+    The file goes through the ingest's own path with the recipe the run's cube was made with
+    (:func:`~morphospace.data.ingest.preprocess_file`), then through what made the run's
+    ``embedding``: the trained form embedder or VaDE (:mod:`morphospace.vade.query`), or the
+    pixel PCA (:func:`~morphospace.analysis.similar.pixel_pca_rows`).
+
+    Parameters
+    ----------
+    run : RunDir
+    path : str or Path
+        A JPEG/PNG/TIFF or FITS image.
+    embedding : str
+        ``form``, ``vade`` or ``pixels_pca`` (one the run has).
+
+    Returns
+    -------
+    row : ndarray, shape (C, S, S)
+        The image as a cube row.
+    vector : ndarray, shape (D,)
+        Its embedding.
+
+    Raises
+    ------
+    UserError
+        For an embedding that cannot embed a new image (the message names those that can), or
+        a file the ingest would not take (one line: what was wrong).
+    """
+    from .analysis.similar import pixel_pca_rows
+    from .data.ingest import PreprocessSpec, preprocess_file
+    from .vade.query import MODEL_EMBEDDINGS, embed_rows
+
+    can = [e for e in (*MODEL_EMBEDDINGS, "pixels_pca") if e in run.embeddings()]
+    if embedding not in can:
+        raise UserError(f"the '{embedding}' embedding cannot embed a new image; in {run.path} these can: "
+                        f"{', '.join(can) or 'none (run `morphospace embed` first)'}")
+    row, _ = preprocess_file(path, PreprocessSpec.of_run(run.ingest_summary, run.config))
+    rows = row[None]
+    vector = pixel_pca_rows(run, rows) if embedding == "pixels_pca" else embed_rows(run, rows, embedding)
+    return row, vector[0]

@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 
 from .. import __version__
-from . import classify, similar
+from . import anomalies, classify, similar
 from .options import Parser, common, stage
 
 __all__ = ["build_parser", "COMMANDS", "EPILOG"]
 
 # Commands that work on an existing run, each in its own module (stages of the pipeline are below).
-COMMANDS = (similar, classify)
+COMMANDS = (similar, classify, anomalies)
 
 EPILOG = """\
 examples:

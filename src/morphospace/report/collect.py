@@ -252,7 +252,11 @@ class RunContents:
     # per-galaxy scores ----------------------------------------------------------------
     @cached_property
     def anomaly(self) -> tuple[str, np.ndarray] | None:
-        """(what, score) with higher = stranger, from ``vade_galaxies.parquet``, or None."""
+        """(what, score) with higher = stranger: the form anomaly score (``anomaly.parquet``, re-ranked by
+        the user's tags) when the run has one, else the VaDE's (``vade_galaxies.parquet``), else None."""
+        form = self._form_anomaly
+        if form is not None:
+            return form
         candidates = [self.path / "vade_galaxies.parquet", *sorted(self.path.glob("models/*/vade_galaxies.parquet"))]
         path = next((p for p in candidates if p.exists()), None)
         if path is None:
@@ -280,6 +284,44 @@ class RunContents:
                         path, len(table), self.n)
             return None
         return (what, score) if np.isfinite(score).any() else None
+
+    @property
+    def anomaly_source(self) -> str | None:
+        """Which score :attr:`anomaly` is: ``"form"`` (the form embedding's), ``"vade"`` or None."""
+        if self.anomaly is None:
+            return None
+        return "form" if self._form_anomaly is not None else "vade"
+
+    @cached_property
+    def anomaly_tags(self) -> dict[str, int]:
+        """How many galaxies the form score's user tags mark ``interesting`` and ``boring`` (0 without)."""
+        if self._form_anomaly is None:
+            return {"interesting": 0, "boring": 0}
+        table = pd.read_parquet(self.path / "anomaly.parquet")
+        tags = table["tag"] if "tag" in table.columns else pd.Series([], dtype=str)
+        return {t: int((tags == t).sum()) for t in ("interesting", "boring")}
+
+    @cached_property
+    def _form_anomaly(self) -> tuple[str, np.ndarray] | None:
+        """(what, current score) from ``anomaly.parquet`` (see ``analysis.anomaly``), or None when absent or stale."""
+        from ..analysis.anomaly import read_anomaly
+
+        try:
+            found = read_anomaly(self.run)
+        except UserError as exc:
+            log.warning("report: %s; the VaDE's anomaly score is shown instead", exc)
+            return None
+        if found is None:
+            return None
+        table, meta = found
+        rows = self.rows_of(table["id"])
+        if len(table) != self.n or (rows < 0).any():
+            log.warning("report: anomaly.parquet does not match the cube (re-run `morphospace anomalies`): "
+                        "the VaDE's anomaly score is shown instead")
+            return None
+        score = np.full(self.n, np.nan)
+        score[rows] = table["score"].to_numpy(np.float64)
+        return str(meta.get("what") or "form anomaly"), score
 
     # files ----------------------------------------------------------------------------
     def figures(self) -> list[Path]:

@@ -19,6 +19,9 @@ __all__ = ["strangest_section", "other_figures"]
 def strangest_section(ctx: ReportContext, n: int = 24) -> Section | None:
     """The galaxies with the highest anomaly scores, where they sit in the distribution.
 
+    The score is the form embedding's (``RUN/anomaly.parquet``, re-ranked by the user's tags) when
+    the run has one, else the VaDE's likelihood; the text says which.
+
     Parameters
     ----------
     ctx : ReportContext
@@ -55,7 +58,7 @@ def strangest_section(ctx: ReportContext, n: int = 24) -> Section | None:
             bits.append("noise" if primary.labels[row] < 0 else f"cluster {primary.labels[row]}")
         galaxies.append(ctx.thumb(row, caption=" \u00b7 ".join(bits), size="big"))
     html = render("strangest.html", histogram=figure(hist, "Where the strangest sit in the distribution."),
-                  what=what, galaxies=galaxies, prefix=PREFIX)
+                  what=what, source=c.anomaly_source, tags=c.anomaly_tags, galaxies=galaxies, prefix=PREFIX)
     return Section("strangest", "Strangest", html)
 
 
