@@ -387,3 +387,13 @@ def test_the_report_says_when_the_clustering_was_fitted_on_a_sample(tmp_path):
     html = build_report(run, Config()).read_text()
     assert "Clustering <code>kmeans4_vade</code>" in html
     assert "fitted on a random sample of 25 galaxies, extended to the rest by prediction" in html
+
+
+def test_the_report_says_when_the_model_trained_on_a_sample(tmp_path):
+    run = make_fake_run(tmp_path / "run", n=40, size=32)
+    summary = run.path / "models" / "vade" / "training.json"
+    summary.write_text(json.dumps({"seconds": 1.0, "train_sample": 30}))
+    html = build_report(run, Config()).read_text()
+    assert "trained on a random sample of 30 of the 40 galaxies" in html
+    summary.write_text(json.dumps({"seconds": 1.0, "train_sample": None}))
+    assert "trained on a random sample" not in build_report(run, Config()).read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 
@@ -50,12 +51,26 @@ def model_section(ctx: ReportContext) -> Section | None:
             path = save_figure(fig, ctx.fig_path(f"training_{slug(model)}"))
             rel = ", ".join(str(f.relative_to(ctx.run.path)) for f in files)
             training.append({"model": model, "figure": figure(path, f"Training curves from {rel}.", wide=True)})
+    sampled = _trained_on_samples(ctx)
     recon = [p for p in c.figures() if re.search(r"reconstruction", p.stem)]
     generated = [p for p in c.figures() if p.stem.startswith("vade_generated") and cluster_of_figure(p) is None]
     ctx.placed.update(p.name for p in recon + generated)
-    if not (training or recon or generated):
+    if not (training or recon or generated or sampled):
         return None
-    html = render("model.html", training=training,
+    html = render("model.html", training=training, sampled=sampled, n_galaxies=c.n,
                   reconstructions=[figure(p, "Reconstructions.", wide=True) for p in recon],
                   generated=[figure(p, "Generated galaxies.", wide=True) for p in generated])
     return Section("model", "Model", html)
+
+
+def _trained_on_samples(ctx: ReportContext) -> list[dict]:
+    """``{"model", "n"}`` for every model of the run that trained on a sample (``train.sample``)."""
+    out = []
+    for path in sorted((ctx.run.path / "models").glob("*/training.json")):
+        try:
+            n = json.loads(path.read_text()).get("train_sample")
+        except (OSError, ValueError, AttributeError):
+            continue  # an unreadable summary says nothing about sampling
+        if n:
+            out.append({"model": path.parent.name, "n": int(n)})
+    return out
