@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from morphospace.analysis.similar import SimilarityIndex, precision_at_k, similar_run
+from morphospace.analysis.similar import SimilarityIndex, precision_at_k, similar_run, similar_to_image
 from morphospace.cli import main
 from morphospace.errors import UserError
 from morphospace.run import RunDir, write_npy, write_table
@@ -69,3 +69,109 @@ def test_similar_refuses_an_unknown_id_in_one_line(tiny_run, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "nope" in err
     assert main(["similar", str(tiny_run.path), "--id", "g01", "--embedding", "nothing", "--quiet"]) == 2
+
+
+# --- a new image: `morphospace similar RUN --image FILE` ------------------------------------------
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory):
+    """A real run: 18 rendered galaxies (PNG and JPEG) ingested at 32 px, the pixel PCA, and a
+    tiny form-first VaDE (its form embedding and z_mean)."""
+    from fixtures import ingest_to, tiny_folder_survey
+    from test_form import FORM_TINY
+
+    from morphospace.analysis.pixels import pixel_pca_run
+    from morphospace.config import apply_overrides, load_config
+    from morphospace.vade.embed import embed_run
+    from morphospace.vade.train import train_run
+
+    root = tmp_path_factory.mktemp("image_query")
+    data = tiny_folder_survey(root / "data", n=18, formats=("png", "jpg"), size=64)
+    _, _, _, run = ingest_to(data, root / "run", preprocess__size=32)
+    pixel_pca_run(run, 8)
+    cfg = apply_overrides(load_config(None), FORM_TINY)
+    train_run(run, cfg)
+    embed_run(run, cfg)
+    return run, data
+
+
+@pytest.mark.parametrize("embedding", ["form", "vade", "pixels_pca"])
+def test_a_galaxys_own_file_finds_that_galaxy_first(image_run, embedding):
+    from morphospace.pipeline import embed_image
+
+    run, data = image_run
+    X = run.read_embedding(embedding)
+    ids = list(run.cube_ids())
+    scale = float(np.median(np.linalg.norm(X - X.mean(0), axis=1)))
+    for name in ("g3.jpg", "g8.png"):  # JPEG (decoded in draft mode at ingest) and PNG
+        row, vector = embed_image(run, data / name, embedding)
+        # the ingest's row, and the embedding the run computed for it
+        np.testing.assert_allclose(row, run.read_cube()[ids.index(name[:2])], atol=1e-6)
+        assert np.linalg.norm(vector - X[ids.index(name[:2])]) < 1e-3 * scale
+        table, gallery = similar_to_image(run, vector, row, embedding, k=4, query=name)
+        assert list(table["rank"]) == [0, 1, 2, 3, 4] and table["id"].iloc[0] == name
+        assert table["id"].iloc[1] == name[:2] and table["distance"].iloc[1] < 1e-3 * scale
+        assert (table["distance"].iloc[2:] > table["distance"].iloc[1]).all()
+        assert gallery.is_file() and gallery.name.startswith("query_") and gallery.name.endswith(f"_{embedding}.png")
+
+
+def test_similar_image_on_the_command_line(image_run, capsys, tmp_path):
+    import shutil
+
+    run, data = image_run
+    copy = shutil.copy(data / "g4.png", tmp_path / "mine.png")  # another name, the same pixels
+    assert main(["similar", str(run.path), "--image", str(copy), "--k", "3", "--embedding", "form", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    lines = out.strip().splitlines()
+    assert "mine.png" in lines[1] and lines[2].split()[:2] == ["1", "g4"] and "gallery:" in lines[-1]
+    assert list((run.path / "similar").glob("query_mine*_form.parquet"))
+    # the default embedding is the run's primary one (form, here)
+    assert main(["similar", str(run.path), "--image", str(copy), "--k", "2", "--quiet"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[2].split()[:2] == ["1", "g4"]
+
+
+def _hostile(folder):
+    """Files a user might hand to --image by mistake, and the words the error must contain."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "notes.png").write_text("not an image at all\n")
+    good = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(good).save(folder / "whole.png")
+    (folder / "cut.png").write_bytes((folder / "whole.png").read_bytes()[:300])
+    Image.fromarray(np.full((64, 64, 3), 7, np.uint8)).save(folder / "flat.png")
+    Image.fromarray(good[:4, :4]).save(folder / "tiny.png")
+    return {"empty.png": "zero-byte", "notes.png": "not an image", "cut.png": "truncated", "flat.png": "blank",
+            "tiny.png": "smaller than 8", "missing.jpg": "no such file", ".": "folder"}
+
+
+def test_a_hostile_image_is_one_line_and_exit_2(image_run, capsys, tmp_path):
+    run, _ = image_run
+    for name, words in _hostile(tmp_path / "bad").items():
+        assert main(["similar", str(run.path), "--image", str(tmp_path / "bad" / name), "--quiet"]) == 2, name
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and words in err and "Traceback" not in err, (name, err)
+    assert main(["similar", str(run.path), "--image", "", "--quiet"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    for argv in (["--id", "g1", "--image", "x.png"], []):  # one of the two, not both, not neither
+        with pytest.raises(SystemExit) as exc:
+            main(["similar", str(run.path), *argv, "--quiet"])
+        assert exc.value.code == 2
+
+
+def test_an_embedding_that_cannot_embed_a_new_image_names_those_that_can(image_run, tiny_run, capsys, tmp_path):
+    run, data = image_run
+    write_npy(run.embedding_path("features"), np.zeros((len(run.cube_ids()), 4), np.float32))
+    try:
+        assert main(["similar", str(run.path), "--image", str(data / "g1.jpg"), "--embedding", "features",
+                     "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "'features'" in err and "form, vade, pixels_pca" in err
+    finally:
+        run.embedding_path("features").unlink()
+    # a run with a form embedding but no trained model to embed a new image with
+    assert main(["similar", str(tiny_run.path), "--image", str(data / "g1.jpg"), "--embedding", "form",
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err

@@ -24,7 +24,7 @@ from ..run import RunDir, atomic_path, safe_name, write_json, write_table
 from .inputs import fit_input, new_input
 from .labels import label_columns
 
-__all__ = ["SimilarityIndex", "precision_at_k", "similar_run"]
+__all__ = ["SimilarityIndex", "precision_at_k", "similar_run", "similar_to_image", "pixel_pca_rows"]
 
 
 class SimilarityIndex(BaseEstimator):
@@ -90,18 +90,12 @@ def precision_at_k(X: np.ndarray, labels: Any, k: int = 10, random_state: int = 
 
 def _index_for(run: RunDir, embedding: str, X: np.ndarray) -> SimilarityIndex:
     """The run's index over ``embedding`` (rows ``X``): loaded when built from the same file, else built."""
-    src = run.embedding_path(embedding)
-    stat = src.stat()
-    stamp = {"embedding": embedding, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    stamp = {"embedding": embedding, **_stamp(run.embedding_path(embedding))}
     folder = run.model_dir("similar")
     path, note = folder / f"{safe_name(embedding)}.pkl", folder / f"{safe_name(embedding)}.json"
-    if path.is_file() and note.is_file():
-        try:
-            if json.loads(note.read_text()) == stamp:
-                with open(path, "rb") as fh:
-                    return pickle.load(fh)
-        except (OSError, ValueError, EOFError, pickle.UnpicklingError):
-            pass  # damaged: rebuilt below
+    index = _cached(path, note, stamp)
+    if index is not None:
+        return index
     index = SimilarityIndex().fit(X)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
@@ -127,28 +121,152 @@ def similar_run(run: RunDir, galaxy_id: str, embedding: str, k: int = 10) -> tup
     X = run.read_embedding(embedding)
     index = _index_for(run, embedding, X)
     dist, idx = index.kneighbors(np.asarray(X[where[:1]]), k=k + 1)
-    rows = idx[0]
-    table = pd.DataFrame({"rank": np.arange(len(rows)), "id": ids[rows], "distance": dist[0].round(4)})
+    table = _table(cat, idx[0], dist[0])
+    name = f"{safe_name(galaxy_id)}_{safe_name(embedding)}"
+    cube = run.read_cube()
+    return table, _write(run, name, table, [cube[r] for r in _in_order(cube, idx[0])])
+
+
+def similar_to_image(run: RunDir, vector: np.ndarray, image: np.ndarray, embedding: str, k: int = 10,
+                     query: str = "query") -> tuple[pd.DataFrame, Any]:
+    """The ``k`` galaxies nearest to a new image, given its embedding ``vector``: a table and its gallery.
+
+    Parameters
+    ----------
+    run : RunDir
+    vector : ndarray, shape (D,)
+        The image's embedding, computed like the run's galaxies' (same embedding, same model).
+    image : ndarray, shape (C, S, S)
+        The image as a cube row (shown first in the gallery, as "query").
+    embedding : str
+        The run's embedding searched.
+    k : int
+        Neighbours wanted.
+    query : str
+        What the query is called in the table (e.g. its file name) and in the output names.
+
+    Returns
+    -------
+    (DataFrame, Path)
+        Rank 0 is the query (``id`` = ``query``, distance 0, no labels); ranks 1..k the nearest
+        galaxies, with ``id``, ``distance`` and the catalogue's label columns; the gallery PNG
+        in ``RUN/similar/``.
+    """
+    cat = run.cube_catalogue().reset_index(drop=True)
+    X = run.read_embedding(embedding)
+    v = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+    if v.shape[1] != X.shape[1] or not np.isfinite(v).all():
+        raise UserError(f"the query's '{embedding}' vector has {v.shape[1]} finite values or fewer, the run's "
+                        f"have {X.shape[1]}")
+    dist, idx = _index_for(run, embedding, X).kneighbors(v, k=k)
+    table = _table(cat, idx[0], dist[0])
+    head = pd.DataFrame({"rank": [0], "id": [str(query)], "distance": [0.0]})
+    table = pd.concat([head, table.assign(rank=table["rank"] + 1)], ignore_index=True)
+    cube = run.read_cube()
+    name = f"query_{safe_name(query)}_{safe_name(embedding)}"
+    return table, _write(run, name, table, [np.asarray(image)] + [cube[r] for r in _in_order(cube, idx[0])])
+
+
+def _table(cat: pd.DataFrame, rows: np.ndarray, dist: np.ndarray) -> pd.DataFrame:
+    """Rank, id, distance and label columns of cube rows ``rows``."""
+    table = pd.DataFrame({"rank": np.arange(len(rows)), "id": cat["id"].astype(str).to_numpy()[rows],
+                          "distance": np.asarray(dist, dtype=float).round(4)})
     for col in label_columns(cat):
         table[col] = cat[col].to_numpy()[rows]
-    name = f"{safe_name(galaxy_id)}_{safe_name(embedding)}"
+    return table
+
+
+def _in_order(cube: np.ndarray, rows: np.ndarray) -> list[int]:
+    """``rows`` as they are (the gallery's order), after one sorted read to warm a memory map."""
+    np.asarray(cube[np.sort(rows)])
+    return [int(r) for r in rows]
+
+
+def _write(run: RunDir, name: str, table: pd.DataFrame, images: list) -> Any:
+    """Write ``RUN/similar/<name>.parquet`` and the gallery ``<name>.png``; return the gallery's path."""
     write_table(run.sub("similar") / f"{name}.parquet", table)
     gallery = run.sub("similar") / f"{name}.png"
-    _gallery(run.read_cube()[np.sort(rows)], rows, table, gallery)
-    return table, gallery
+    _gallery(images, table, gallery)
+    return gallery
 
 
-def _gallery(images: np.ndarray, rows: np.ndarray, table: pd.DataFrame, path) -> None:
+def _gallery(images: list, table: pd.DataFrame, path) -> None:
     from matplotlib.figure import Figure
 
-    order = {r: i for i, r in enumerate(np.sort(rows))}
-    fig = Figure(figsize=(1.3 * len(rows), 1.6))
-    axes = np.atleast_1d(fig.subplots(1, len(rows)))
-    for ax, r, (_, row) in zip(axes, rows, table.iterrows()):
-        ax.imshow(display_image(images[order[r]]))
+    fig = Figure(figsize=(1.3 * len(images), 1.6))
+    axes = np.atleast_1d(fig.subplots(1, len(images)))
+    for ax, img, (_, row) in zip(axes, images, table.iterrows()):
+        ax.imshow(display_image(np.asarray(img, dtype=np.float32)))
         ax.set_title("query" if row["rank"] == 0 else f"{row['rank']}: {row['distance']:.2f}", fontsize=7)
         ax.set_xlabel(str(row["id"])[:14], fontsize=6)
         ax.set_xticks([])
         ax.set_yticks([])
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
+
+
+# --- the pixel baseline for a new image --------------------------------------------------------
+
+def pixel_pca_rows(run: RunDir, rows: np.ndarray) -> np.ndarray:
+    """The ``pixels_pca`` embedding of new cube rows, by the run's own pixel PCA.
+
+    The run keeps the embedding, not the fitted PCA: it is refitted once on the run's cube (the
+    incremental PCA is deterministic: same cube, same components), checked to reproduce the
+    stored embedding, and kept in ``RUN/models/similar/`` beside a note of the files it came from.
+
+    Parameters
+    ----------
+    run : RunDir
+    rows : ndarray, shape (n, C, S, S)
+        Preprocessed like the run's cube.
+
+    Returns
+    -------
+    ndarray, shape (n, D), float32
+
+    Raises
+    ------
+    UserError
+        When the run has no ``pixels_pca`` embedding, or the refitted PCA does not reproduce it.
+    """
+    from .pixels import PixelPCA
+
+    stored = run.read_embedding("pixels_pca")
+    cube = run.read_cube()
+    if tuple(np.shape(rows)[1:]) != tuple(cube.shape[1:]):
+        raise UserError(f"the run's cube holds {' x '.join(map(str, cube.shape[1:]))} images, "
+                        f"got {tuple(np.shape(rows)[1:])}")
+    stamp = {"embedding": _stamp(run.embedding_path("pixels_pca")), "cube": _stamp(run.cube)}
+    folder = run.model_dir("similar")
+    path, note = folder / "pixels_pca.model.pkl", folder / "pixels_pca.model.json"
+    model = _cached(path, note, stamp)
+    if model is None:
+        model = PixelPCA(n_components=stored.shape[1]).fit(cube)
+        m = min(len(cube), 256)
+        again = model.transform(cube[:m])
+        if again.shape != stored[:m].shape or not np.allclose(again, stored[:m], rtol=1e-3,
+                                                               atol=1e-4 * max(1.0, float(np.abs(stored).max()))):
+            raise UserError(f"the pixel PCA refitted on {run.cube} does not reproduce embeddings/pixels_pca.npy: "
+                            "re-run `morphospace embed`")
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                pickle.dump(model, fh)
+        write_json(note, stamp)
+    return model.transform(np.asarray(rows, dtype=np.float32))
+
+
+def _stamp(path) -> dict:
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _cached(path, note, stamp: dict) -> Any:
+    """The pickle at ``path`` if ``note`` holds ``stamp``, else None (also when damaged)."""
+    if path.is_file() and note.is_file():
+        try:
+            if json.loads(note.read_text()) == stamp:
+                with open(path, "rb") as fh:
+                    return pickle.load(fh)
+        except (OSError, ValueError, EOFError, pickle.UnpicklingError):
+            pass  # damaged: rebuilt
+    return None

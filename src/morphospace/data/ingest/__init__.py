@@ -30,6 +30,7 @@ from .driver import ingest
 from .layouts import LAYOUTS, Survey, detect_layout, read_survey
 from .preprocess import PreprocessSpec
 from .records import EXCLUDING, FLAG_DESCRIPTIONS, Record
+from .workers import preprocess_file
 
 __all__ = ["ingest", "read_survey", "detect_layout", "LAYOUTS", "FLAG_DESCRIPTIONS", "EXCLUDING",
-           "PreprocessSpec", "build_catalogue", "summarise", "Survey", "Record"]
+           "PreprocessSpec", "build_catalogue", "summarise", "Survey", "Record", "preprocess_file"]

@@ -110,6 +110,49 @@ class PreprocessSpec:
         return cls(crop=float(crop), size=int(size), channels=channels, normalise=norm,
                    softening=float(cfg.asinh_softening), **extra, **q)
 
+    @classmethod
+    def of_run(cls, summary_path, config_path=None) -> "PreprocessSpec":
+        """The recipe a run's cube was made with: its ingest summary, and its config's quality thresholds.
+
+        Parameters
+        ----------
+        summary_path : Path
+            The run's ``ingest_summary.json`` (its ``preprocess`` entry).
+        config_path : Path, optional
+            The run's ``config.toml`` (``[ingest]`` thresholds); the defaults when absent.
+
+        Returns
+        -------
+        PreprocessSpec
+
+        Raises
+        ------
+        UserError
+            When the summary is missing or does not describe a preprocessing.
+        """
+        import json
+        from pathlib import Path
+
+        from ...config import load_config
+
+        summary_path = Path(summary_path)
+        try:
+            pre = json.loads(summary_path.read_text())["preprocess"]
+            values = dict(crop=float(pre["crop"]), size=int(pre["size"]), channels=int(pre["channels"]),
+                          normalise=str(pre["normalise"]), softening=float(pre["softening"]),
+                          resample=str(pre["resample"]), exact=bool(pre["exact"]), draft=bool(pre["jpeg_draft"]))
+        except FileNotFoundError:
+            raise UserError(f"{summary_path.name} not found in {summary_path.parent}: run `morphospace ingest` "
+                            "first") from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"{summary_path} does not say how the cube was made ({type(exc).__name__}: {exc}): "
+                            "re-run `morphospace ingest`") from None
+        q = {}
+        if config_path is not None and Path(config_path).is_file():
+            ing = load_config(config_path).ingest
+            q = {"blank_std": ing.blank_std, "blank_contrast": ing.blank_contrast, "flat_fraction": ing.flat_fraction}
+        return cls(**values, **q)
+
     def min_side(self) -> int:
         """The smallest decoded side that still gives ``size`` pixels after the crop (JPEG draft).
 

@@ -18,10 +18,12 @@ from typing import Generator
 
 import numpy as np
 
+from ...errors import UserError
 from .decode import BadImage, decode, frame_from_array, read_hdf5_rows
+from .files import file_kind
 from .layouts import Survey
 from .preprocess import PreprocessSpec, RowBlock, preprocess_block
-from .records import Record
+from .records import FLAG_DESCRIPTIONS, Record
 
 # Worker-process state: open HDF5 files are reused across chunks.
 _H5_CACHE: dict = {}
@@ -146,6 +148,40 @@ def _preprocess_one(frame, spec: PreprocessSpec) -> tuple[RowBlock, "set[str] | 
     except Exception as exc:  # noqa: BLE001 - flagged with its reason rather than a traceback
         return RowBlock.empty((spec.channels, spec.size, spec.size)), \
             BadImage("unreadable", f"{type(exc).__name__}: {exc}")
+
+
+def preprocess_file(path, spec: PreprocessSpec) -> tuple[np.ndarray, tuple[str, ...]]:
+    """One image file -> its cube row, by the ingest's own path (decode, checks, preprocessing).
+
+    Parameters
+    ----------
+    path : str or Path
+        A JPEG/PNG/TIFF or FITS file.
+    spec : PreprocessSpec
+        The recipe (e.g. a run's, :meth:`PreprocessSpec.of_run`).
+
+    Returns
+    -------
+    row : ndarray, shape (C, S, S), float32
+    flags : tuple of str
+        Warning flags raised (e.g. ``nonfinite``); the row is good.
+
+    Raises
+    ------
+    UserError
+        When the file is missing, or the ingest would flag it out of the cube (one line: the flag
+        and what was wrong).
+    """
+    name = os.fspath(path)
+    if not os.path.isfile(name):
+        raise UserError(f"{name}: {'a folder, not an image file' if os.path.isdir(name) else 'no such file'}")
+    _, block, results = _process_chunk(0, [(name, file_kind(os.path.basename(name)), -1)], spec)
+    in_cube, flags, detail, _ = results[0]
+    if not in_cube or len(block) != 1:
+        what = FLAG_DESCRIPTIONS.get(flags[0], flags[0]) if flags else "not usable"
+        raise UserError(f"{name}: {what}" + (f" ({detail.splitlines()[0][:160]})" if detail else "")
+                        + ": give a JPEG, PNG, TIFF or FITS image of a galaxy")
+    return block.to_array()[0], tuple(flags)
 
 
 def _items(records: list[Record]) -> list:
