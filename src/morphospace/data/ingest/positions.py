@@ -130,7 +130,7 @@ def _parse_angles(texts: dict[int, str], hours: bool, out: np.ndarray, problems:
             try:
                 out[i] = float(Angle(t, unit=unit).deg)
             except Exception as exc:  # noqa: BLE001
-                why = str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__
+                why = _why(exc)
                 problems[i] = f"'{t[:40]}' is not {'an RA (hours)' if hours else 'a Dec (degrees)'}: {why}"
 
 
@@ -208,7 +208,7 @@ def wcs_centre(header, height: int, width: int) -> tuple[float, float] | None:
             wcs = WCS(header)
         except Exception as exc:  # noqa: BLE001 - malformed WCS keywords
             if any(str(k).startswith(("CTYPE1", "CTYPE2")) for k in header.keys()):
-                raise ValueError(f"unreadable WCS: {str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__}")
+                raise ValueError(f"unreadable WCS: {_why(exc)}") from None
             return None
         if not wcs.has_celestial:
             return None
@@ -217,8 +217,14 @@ def wcs_centre(header, height: int, width: int) -> tuple[float, float] | None:
         try:
             ra, dec = _icrs(cel, x, y)
         except Exception as exc:  # noqa: BLE001 - singular matrices, unknown frames...
-            raise ValueError(f"WCS does not evaluate at the centre: {str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__}")
+            raise ValueError(f"WCS does not evaluate at the centre: {_why(exc)}") from None
     return check_position(ra, dec)
+
+
+def _why(exc: BaseException) -> str:
+    """The telling line of an exception (wcslib puts where it failed first, and why last)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[-1][:120] if lines else type(exc).__name__
 
 
 def _icrs(cel, x: float, y: float) -> tuple[float, float]:
