@@ -174,6 +174,7 @@ def test_the_export_carries_ra_and_dec(tmp_path, ext):
     if ext == ".fits":
         table = Table.read(out)
         assert table["ra"].dtype.kind == table["dec"].dtype.kind == "f" and table["ra"].dtype.itemsize == 8
+        assert str(table["ra"].unit) == str(table["dec"].unit) == "deg"
         back = table.to_pandas()
     else:
         back = pd.read_csv(out) if ext == ".csv" else pd.read_parquet(out)

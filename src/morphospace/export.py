@@ -190,8 +190,8 @@ def fits_table(table: pd.DataFrame) -> "Table":
         The same columns, through :meth:`Table.from_pandas
         <astropy.table.Table.from_pandas>`: booleans as FITS logicals (``L``),
         integers as 64-bit (``K``, missing values masked, ``TNULL``), every
-        float as 64-bit (``D``, missing as NaN) and anything else as text
-        (``A``, missing masked).
+        float as 64-bit (``D``, missing as NaN; ``ra`` and ``dec`` with unit ``deg``) and
+        anything else as text (``A``, missing masked).
     """
     from astropy.table import Table
 
@@ -205,7 +205,11 @@ def fits_table(table: pd.DataFrame) -> "Table":
         else:  # text: str values and NaN, which from_pandas turns into a masked string column
             ready[col] = pd.Series([np.nan if _missing(v) else str(v) for v in s.to_numpy(dtype=object)],
                                    index=s.index, dtype=object)
-    return Table.from_pandas(pd.DataFrame(ready, index=table.index))
+    out = Table.from_pandas(pd.DataFrame(ready, index=table.index))
+    for col in ("ra", "dec"):  # the sky positions of the ingest (data.ingest.positions)
+        if col in out.colnames:
+            out[col].unit = "deg"
+    return out
 
 
 def _missing(value: object) -> bool:
