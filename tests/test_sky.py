@@ -64,6 +64,7 @@ def test_sexagesimal_positions_through_the_ingest(tmp_path):
     assert np.isnan(cat["ra"].iloc[2]) and np.isnan(cat["dec"].iloc[2])  # an empty cell: no position, no flag
     assert cat["ra"].iloc[5] == pytest.approx(150.0) and cat["dec"].iloc[5] == pytest.approx(-45.0)
     assert not cat["flag_bad_position"].any() and "bad_position" not in summary["flags"]
+    assert summary["n_positions"] == 5
 
 
 # --- bad values: flagged, left empty, the galaxy kept ------------------------------------------------
@@ -92,8 +93,9 @@ def test_strict_refuses_a_bad_position(tmp_path):
 
 
 def test_a_survey_without_positions_gets_no_position_columns(tiny_folder_survey, tmp_path):
-    _, cat, _, _ = ingest_to(tiny_folder_survey, tmp_path / "run", preprocess__size=16)
+    summary, cat, _, _ = ingest_to(tiny_folder_survey, tmp_path / "run", preprocess__size=16)
     assert "ra" not in cat and "dec" not in cat and not cat["flag_bad_position"].any()
+    assert summary["n_positions"] == 0
 
 
 # --- FITS cutouts: the WCS of the centre pixel -------------------------------------------------------

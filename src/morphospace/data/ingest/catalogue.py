@@ -83,7 +83,8 @@ def summarise(survey: Survey, catalogue: pd.DataFrame, spec: PreprocessSpec, det
     Returns
     -------
     dict
-        Layout, counts, cube shape, label columns, the preprocessing, and per raised flag
+        Layout, counts, cube shape, label columns, galaxies with a sky position
+        (``n_positions``), the preprocessing, and per raised flag
         its count, meaning, whether it excludes the galaxy, example ids and details.
     """
     flags = {}
@@ -104,6 +105,7 @@ def summarise(survey: Survey, catalogue: pd.DataFrame, spec: PreprocessSpec, det
         "n_flagged": int(catalogue[[f"flag_{f}" for f in FLAG_DESCRIPTIONS]].any(axis=1).sum()),
         "cube_shape": [n_in, spec.channels, spec.size, spec.size],
         "label_columns": survey.label_columns,
+        "n_positions": int(catalogue[["ra", "dec"]].notna().all(axis=1).sum()) if {"ra", "dec"} <= set(catalogue) else 0,
         "preprocess": {"crop": spec.crop, "size": spec.size, "channels": spec.channels,
                        "normalise": spec.normalise, "softening": spec.softening, "resample": spec.resample,
                        "exact": spec.exact, "jpeg_draft": spec.draft},
@@ -121,8 +123,9 @@ def log_summary(summary: dict) -> None:
     summary : dict
         From :func:`summarise`.
     """
-    log.info("ingest: %d of %d galaxies in the cube %s (%.1f s)", summary["n_in_cube"], summary["n_records"],
-             "x".join(map(str, summary["cube_shape"])), summary["seconds"])
+    log.info("ingest: %d of %d galaxies in the cube %s (%.1f s)%s", summary["n_in_cube"], summary["n_records"],
+             "x".join(map(str, summary["cube_shape"])), summary["seconds"],
+             f"; {summary['n_positions']} with a sky position (ra, dec)" if summary.get("n_positions") else "")
     for flag, info in summary["flags"].items():
         log.warning("  flagged %-17s %6d  (%s; %s) e.g. %s", flag, info["count"], info["meaning"],
                     "excluded" if info["excluded"] else "kept", ", ".join(map(str, info["examples"][:3])))
