@@ -1,0 +1,225 @@
+"""Anomalies on the form embedding: the score, tags re-ranking it, the run's files, the CLI, export and report."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.utils.estimator_checks import check_estimator
+
+from morphospace.analysis.anomaly import FormAnomaly, anomaly_run, rank_normalise, read_anomaly
+from morphospace.analysis.anomaly_tags import read_tags
+from morphospace.cli import main
+from morphospace.config import Config
+from morphospace.errors import InvalidArgument
+from morphospace.export import results_table
+from morphospace.pipeline import stage_anomaly
+from morphospace.report import build_report
+from morphospace.run import RunDir, write_npy, write_table
+
+from report_fakerun import make_fake_run
+
+
+def _blobs(n=90, seed=0):
+    """Three tight groups of 30 in 6-d, and the indices of 3 planted outliers far from all of them."""
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0.0] * 6, [10.0] + [0.0] * 5, [0.0, 10.0] + [0.0] * 4])
+    X = centres[np.repeat(np.arange(3), n // 3)] + rng.normal(0, 1, (n, 6))
+    out = np.array([5, n // 3 + 10, n - 13])
+    X[out] = rng.normal(0, 1, (3, 6)) + np.array([[30.0, 30, 0, 0, 0, 0], [-25, 5, 20, 0, 0, 0], [5, -30, -20, 0, 0, 0]])
+    return X, out
+
+
+@pytest.mark.parametrize("method", ["knn", "isolation_forest"])
+def test_outliers_rank_top(method):
+    X, out = _blobs()
+    m = FormAnomaly(method=method, random_state=0).fit(X)
+    assert set(np.argsort(-m.scores_)[:3]) == set(out)
+    assert m.ranks_.min() == 0.0 and m.ranks_.max() == 1.0 and (m.ranks_[out] > 0.97).all()
+    # a new row far from everything scores above every row of the fit; one inside a group, low
+    far, typical = np.full((1, 6), 60.0), X[10:11] + 0.01
+    assert m.rank(far)[0] == 1.0 and m.rank(typical)[0] < 0.7
+    assert m.anomaly_score(far)[0] > m.scores_.max()
+
+
+def test_knn_score_is_the_mean_distance_to_the_k_nearest_others():
+    X, _ = _blobs(30)
+    m = FormAnomaly(n_neighbors=4).fit(X)
+    d = np.sqrt(((X[:, None] - X[None]) ** 2).sum(-1))
+    np.fill_diagonal(d, np.inf)
+    np.testing.assert_allclose(m.scores_, np.sort(d, 1)[:, :4].mean(1), rtol=1e-6)
+    np.testing.assert_allclose(rank_normalise([3.0, 1.0, 2.0, 2.0]), [1.0, 0.0, 0.5, 0.5])
+
+
+def test_bad_parameters_are_one_line_value_errors():
+    X, _ = _blobs(30)
+    for bad in ({"method": "lof"}, {"n_neighbors": 0}, {"algorithm": "faiss"}, {"n_neighbors": True}):
+        with pytest.raises(InvalidArgument):
+            FormAnomaly(**bad).fit(X)
+    with pytest.raises(ValueError):
+        FormAnomaly().fit(np.full((5, 2), np.nan))
+    with pytest.raises(InvalidArgument):
+        FormAnomaly().fit(X).relevance(X[:10], [0])
+
+
+def test_scikit_learn_estimator_checks():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        failed = [r["check_name"] for r in check_estimator(FormAnomaly(), on_fail=None) if r["status"] == "failed"]
+    assert failed == []
+
+
+@pytest.mark.slow
+def test_the_approximate_index_gives_the_exact_scores_on_small_data():
+    X, _ = _blobs()
+    exact = FormAnomaly(algorithm="exact").fit(X)
+    approx = FormAnomaly(algorithm="nndescent").fit(X)
+    np.testing.assert_allclose(approx.scores_, exact.scores_, rtol=1e-4)
+    np.testing.assert_allclose(approx.anomaly_score(X[:5] + 0.1), exact.anomaly_score(X[:5] + 0.1), rtol=1e-4)
+
+
+def test_tags_move_their_neighbours_and_leave_the_far_alone():
+    X, _ = _blobs()
+    m = FormAnomaly().fit(X)
+    interesting, boring = 12, 45  # in group 0 and in group 1
+    new = m.rerank(X, [interesting], [boring])
+    np.testing.assert_allclose(m.rerank(X), m.ranks_)  # no tags: the rank itself
+    near_int = np.argsort(((X - X[interesting]) ** 2).sum(1))[1:4]
+    near_bor = np.argsort(((X - X[boring]) ** 2).sum(1))[1:4]
+    assert (new[near_int] > m.ranks_[near_int]).all()  # galaxies like the interesting one rise
+    assert (new[near_bor] < np.maximum(m.ranks_[near_bor], 1e-9)).all()  # galaxies like the boring one fall (from 0: stay)
+    far = np.arange(60, 90)  # group 2: no tag near
+    np.testing.assert_allclose(new[far], m.ranks_[far], atol=1e-3)
+    assert new[interesting] == 2 * m.ranks_[interesting] and new[boring] == 0
+    # in the order of the untagged: a neighbour of the interesting galaxy overtakes galaxies that outranked it
+    order_before = np.argsort(-m.ranks_)
+    order_after = np.argsort(-new)
+    j = near_int[0]
+    assert np.where(order_after == j)[0][0] < np.where(order_before == j)[0][0]
+
+
+# the run ---------------------------------------------------------------------------------------
+@pytest.fixture
+def form_run(tmp_path):
+    """A run whose form embedding has three groups and three planted outliers; ids not in cube order."""
+    X, out = _blobs()
+    n = len(X)
+    run = RunDir(tmp_path / "run", create=True)
+    ids = np.array([f"g{i:02d}" for i in range(n)])
+    order = np.arange(n)[::-1]
+    write_table(run.catalogue, pd.DataFrame({"id": ids[order], "morph": np.repeat(["a", "b", "c"], n // 3)[order],
+                                             "cube_index": order}))
+    write_npy(run.cube, np.random.default_rng(0).random((n, 3, 16, 16)).astype(np.float32))
+    write_npy(run.embedding_path("form"), X.astype(np.float32))
+    return run, ids, out
+
+
+def test_the_run_gets_the_score_and_tags_persist_across_calls(form_run, capsys):
+    run, ids, out = form_run
+    stage_anomaly(run, Config())
+    table, meta = read_anomaly(run)
+    assert list(table["id"]) == list(run.cube_ids()) and set(table.nlargest(3, "score")["id"]) == set(ids[out])
+    assert "form embedding" in meta["what"] and (table["tag"] == "").all()
+    assert main(["anomalies", str(run.path), "--top", "3", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert all(i in printed for i in ids[out])
+    assert main(["anomalies", str(run.path), "--interesting", "g12", "--quiet"]) == 0
+    assert "tagged interesting: g12" in capsys.readouterr().out
+    assert main(["anomalies", str(run.path), "--boring", "g45", "g46", "--quiet"]) == 0
+    assert dict(zip(*read_tags(run).values.T)) == {"g12": "interesting", "g45": "boring", "g46": "boring"}
+    table = read_anomaly(run)[0].set_index("id")
+    assert table.loc["g12", "tag"] == "interesting" and table.loc["g45", "score"] == 0
+    assert table.loc["g13", "relevance"] > 0.5 > table.loc["g47", "relevance"]
+    # a re-tag replaces, an untag removes; the pipeline's next score keeps the tags
+    assert main(["anomalies", str(run.path), "--interesting", "g45", "--untag", "g46", "--quiet"]) == 0
+    assert dict(zip(*read_tags(run).values.T)) == {"g12": "interesting", "g45": "interesting"}
+    stage_anomaly(run, Config())
+    assert set(read_anomaly(run)[0].query("tag == 'interesting'")["id"]) == {"g12", "g45"}
+
+
+def test_export_has_the_form_anomaly_columns(form_run):
+    run, ids, out = form_run
+    assert "form_anomaly" not in results_table(run).columns
+    anomaly_run(run)
+    table = results_table(run).set_index("id")
+    for col in ("form_anomaly", "form_anomaly_rank", "form_anomaly_score", "anomaly_tag"):
+        assert col in table.columns
+    assert table.loc[ids[out], "form_anomaly_rank"].min() > 0.97
+    assert table["form_anomaly_rank"].between(0, 1).all()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--interesting", "nope"], "no galaxy with id 'nope'"),
+    (["--boring", "g01\n\x1b[31mred"], "no galaxy with id"),
+    (["--interesting", "g01", "--boring", "g01"], "both interesting and boring"),
+    (["--top", "0"], "--top must be at least 1"),
+    (["--top", "many"], "invalid int value"),
+    (["--interesting"], "expected at least one argument"),
+])
+def test_hostile_cli_input_is_one_line_and_exit_2(form_run, capsys, argv, message):
+    run, _, _ = form_run
+    assert_one_line_error(capsys, ["anomalies", str(run.path), *argv], message)
+    assert not (run.path / "anomaly_tags.csv").exists()  # nothing half-done
+
+
+def assert_one_line_error(capsys, argv, message):
+    """``argv`` exits with status 2 (from the command or from argparse) and one escaped line naming ``message``."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's usage errors
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+    assert "\x1b" not in err  # control characters are printed escaped
+
+
+def test_without_a_form_embedding_the_cli_says_so_and_the_stage_drops_a_stale_score(form_run, capsys):
+    run, _, _ = form_run
+    anomaly_run(run)
+    run.embedding_path("form").unlink()
+    stage_anomaly(run, Config())
+    assert not (run.path / "anomaly.parquet").exists()
+    assert_one_line_error(capsys, ["anomalies", str(run.path)], "no form embedding")
+    assert_one_line_error(capsys, ["anomalies", str(run.path / "missing")], "run directory not found")
+
+
+def test_a_damaged_tags_file_is_one_line(form_run, capsys):
+    run, _, _ = form_run
+    (run.path / "anomaly_tags.csv").write_text("id,tag\ng01,fascinating\n")
+    assert_one_line_error(capsys, ["anomalies", str(run.path)], "anomaly_tags.csv is damaged")
+
+
+# the report ------------------------------------------------------------------------------------
+def _strangest(html: str) -> str:
+    return html[html.index('<section id="strangest"'):].split("</section>")[0]
+
+
+def _explorer_colourings(html: str) -> list[str]:
+    import json
+
+    data = json.loads(re.search(r'<script type="application/json" id="morphospace-data">(.*?)</script>', html, re.S)[1])
+    return [c["name"] for c in data["explorer"]["colourings"]]
+
+
+def test_the_report_shows_the_form_score_when_present(tmp_path):
+    run = make_fake_run(tmp_path / "run", n=60, size=16)
+    vade = build_report(run, Config()).read_text(encoding="utf-8")
+    assert "the VaDE finds least likely" in _strangest(vade) and "anomaly score" in _explorer_colourings(vade)
+    z = run.read_embedding("vade").copy()
+    z[7] += 40.0  # one galaxy of a form no other has
+    write_npy(run.embedding_path("form"), z)
+    stage_anomaly(run, Config())
+    html = build_report(run, Config()).read_text(encoding="utf-8")
+    strange = _strangest(html)
+    assert "form anomaly score" in strange and "the VaDE finds least likely" not in strange
+    assert any(name.startswith("form anomaly (rank of the mean distance") for name in _explorer_colourings(html))
+    first = re.search(r'title="([^"]+)"', strange)[1]
+    assert first == run.cube_ids()[7]  # the strangest by form leads the gallery
+    # tags re-rank it: the report says how many and the boring galaxy leaves the gallery
+    assert main(["anomalies", str(run.path), "--boring", str(run.cube_ids()[7]), "--quiet"]) == 0
+    strange = _strangest(build_report(run, Config()).read_text(encoding="utf-8"))
+    assert "0 interesting, 1 boring" in strange and re.search(r'title="([^"]+)"', strange)[1] != run.cube_ids()[7]
