@@ -53,6 +53,10 @@ def test_sexagesimal_strings_are_hours_for_ra_and_degrees_for_dec():
     np.testing.assert_allclose(ra, [188.73625] * 4 + [0.0], atol=1e-9)
     np.testing.assert_allclose(dec[:4], 12 + 34 / 60 + 56 / 3600, atol=1e-6)
     assert dec[4] == pytest.approx(-0.5)  # the sign of a declination between 0 and -1 degree is kept
+    # impossible clock readings are problems, not wrapped values
+    ra, dec, problems = parse_positions(["24:00:00", "12:60:00", "1 2 3 4", "12:34"], ["1", "1", "1", "+12:30"])
+    assert sorted(problems) == [0, 1, 2] and np.isnan(ra[:3]).all() and np.isnan(dec[:3]).all()
+    assert (ra[3], dec[3]) == pytest.approx((188.5, 12.5))
 
 
 def test_sexagesimal_positions_through_the_ingest(tmp_path):

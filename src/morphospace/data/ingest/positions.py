@@ -25,6 +25,7 @@ the ingest summary; the galaxy itself is kept. An empty cell is simply no positi
 from __future__ import annotations
 
 import math
+import re
 import warnings
 
 import numpy as np
@@ -113,14 +114,33 @@ def _degrees(values: pd.Series, hours: bool) -> tuple[np.ndarray, np.ndarray, di
     return out, present, problems
 
 
+# "12:34:56.7", "-00 30 00", "12h34m56.7s", "+12d34m56s": the common forms, read without astropy
+_SEXAGESIMAL = re.compile(r"^([+-]?)(\d{1,3})(?::|\s+|[hd]\s*)(\d{1,2})(?::|\s+|m\s*)(\d{1,2}(?:\.\d*)?)s?$")
+
+
 def _parse_angles(texts: dict[int, str], hours: bool, out: np.ndarray, problems: dict[int, str]) -> None:
-    """Sexagesimal strings -> degrees in ``out`` (all at once, else one by one to name the bad ones)."""
+    """Sexagesimal strings -> degrees in ``out``: the common forms by a regular expression (fast),
+    the rest by :class:`astropy.coordinates.Angle` (all at once, else one by one to name the bad ones)."""
+    parts = pd.Series(list(texts.values()), dtype=object).str.extract(_SEXAGESIMAL)
+    whole, minutes, seconds = (pd.to_numeric(parts[k]).to_numpy(dtype=float) for k in (1, 2, 3))
+    fine = (minutes < 60) & (seconds < 60) & ((whole < 24) if hours else True)  # others: astropy says why
+    rows = np.fromiter(texts, dtype=np.int64, count=len(texts))
+    sign = np.where(parts[0].to_numpy() == "-", -1.0, 1.0)
+    value = sign * (whole + minutes / 60 + seconds / 3600) * (15.0 if hours else 1.0)
+    out[rows[fine]] = value[fine]
+    rest = {int(i): texts[int(i)] for i in rows[~fine]}
+    if rest:
+        _parse_with_astropy(rest, hours, out, problems)
+
+
+def _parse_with_astropy(texts: dict[int, str], hours: bool, out: np.ndarray, problems: dict[int, str]) -> None:
+    """Angle strings -> degrees in ``out`` by astropy (all at once, else one by one to name the bad ones)."""
     import astropy.units as u
     from astropy.coordinates import Angle
 
     unit = u.hourangle if hours else u.deg
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("error")  # astropy only warns of a minute of 60 in a list: a bad value
         try:
             out[list(texts)] = Angle(list(texts.values()), unit=unit).deg
             return
@@ -202,6 +222,8 @@ def wcs_centre(header, height: int, width: int) -> tuple[float, float] | None:
     """
     from astropy.wcs import WCS
 
+    if not any(str(k).startswith("CTYPE") for k in header.keys()):
+        return None  # no WCS at all: spare astropy the header
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # FITSFixedWarning and friends: the header is what it is
         try:
