@@ -464,3 +464,21 @@ def test_resume_after_a_real_sigkill_equals_uninterrupted(tmp_path, trained):
     train_run(run_k, cfg_for(), resume=True)
     sa, sk = final_state(run_a), final_state(run_k)
     assert all(torch.equal(sa[k], sk[k]) for k in sa), "resumed run differs from the uninterrupted one"
+
+
+@pytest.mark.slow
+def test_embedding_on_two_cpu_processes_equals_one(trained, tmp_path):
+    """``embed`` with --devices 2 (two processes over gloo, Lightning predict): the same table, in cube order."""
+    import shutil
+
+    from morphospace.vade.embed import embed_run
+
+    run, _ = trained
+    tables = []
+    for name, extra in [("one", []), ("two", ["train.devices=2", "train.strategy=ddp_spawn"])]:
+        shutil.copytree(run.path, tmp_path / name)
+        tables.append(embed_run(RunDir(tmp_path / name), cfg_for(*extra)))
+    one, two = tables
+    assert list(one["id"]) == list(two["id"]) == list(run.cube_ids())
+    pd.testing.assert_frame_equal(one, two, check_exact=False, rtol=1e-5, atol=1e-6)
+    assert not (tmp_path / "two" / "models" / "vade" / "predict_shares").exists()

@@ -197,10 +197,11 @@ def _dispatch(args) -> int | None:
         print(f"results catalogue: {out}")
         return 0
     cfg = _config_for(args, run)
-    if cmd == "train":
-        cfg = _set(cfg, train__epochs=args.epochs, train__seed=args.seed, train__devices=args.devices,
-                   train__num_nodes=args.num_nodes, train__strategy=args.strategy,
+    if cmd in ("train", "embed"):
+        cfg = _set(cfg, train__devices=args.devices, train__num_nodes=args.num_nodes, train__strategy=args.strategy,
                    train__accelerator=args.accelerator, train__precision=args.precision)
+    if cmd == "train":
+        cfg = _set(cfg, train__epochs=args.epochs, train__seed=args.seed)
         if cfg.model.kind == "vade":
             from ..vade.hparams import check_against_cube
 

@@ -80,14 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument("--epochs", type=int)
     p.add_argument("--seed", type=int)
-    p.add_argument("--devices", type=int, help="devices per node (e.g. GPUs)")
-    p.add_argument("--num-nodes", type=int, help="nodes (multi-node DDP, e.g. under SLURM)")
-    p.add_argument("--strategy", help="Lightning strategy, e.g. ddp")
-    p.add_argument("--accelerator", help="cpu, gpu or auto")
-    p.add_argument("--precision", help="e.g. 32-true, bf16-mixed, 16-mixed")
+    _devices(p)
     common(p)
 
-    p = stage(sub, "embed", "per-galaxy embeddings (pixel PCA baseline + the model's latent space)", "morphospace embed runs/gz1")
+    p = stage(sub, "embed", "per-galaxy embeddings (pixel PCA baseline + the model's latent space)",
+              "morphospace embed runs/gz1 --accelerator gpu --devices 4 --strategy ddp")
+    _devices(p)
     common(p)
     p = stage(sub, "reduce", "PCA / LDA / t-SNE / UMAP of an embedding", "morphospace reduce runs/gz1 --embedding vade")
     p.add_argument("--embedding", help="embedding to reduce (default: the run's primary one)")
@@ -128,3 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     for command in COMMANDS:
         command.add_parser(sub)
     return parser
+
+
+def _devices(p: argparse.ArgumentParser) -> None:
+    """Where a stage runs its network: as Lightning's Trainer takes it (``train.*`` settings)."""
+    p.add_argument("--devices", type=int, help="devices per node (e.g. GPUs)")
+    p.add_argument("--num-nodes", type=int, help="nodes (multi-node DDP, e.g. under SLURM)")
+    p.add_argument("--strategy", help="Lightning strategy, e.g. ddp")
+    p.add_argument("--accelerator", help="cpu, gpu or auto")
+    p.add_argument("--precision", help="e.g. 32-true, bf16-mixed, 16-mixed")

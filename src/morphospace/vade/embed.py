@@ -31,10 +31,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from lightning.pytorch.utilities import rank_zero_only
+from torch import nn
 
 from ..errors import UserError
 from ..image.display import display_image
-from ..nets.batches import forward_in_batches
+from ..nets.predict import predict_rows
 from ..progress import Timer
 from ..run import RunDir, atomic_path, write_json, write_npy, write_table
 from .figures import write_figures
@@ -48,12 +50,33 @@ FORM_EMBEDDING = "form_embedding.npy"  # written by form_train beside the model:
 
 # --- encoding -------------------------------------------------------------------------------
 
+class _Encoder(nn.Module):
+    """A VaDE's per-galaxy outputs for a batch of images (and their form embedding, if computed)."""
+
+    def __init__(self, model, channels: int):
+        super().__init__()
+        self.model = model
+        # sum over pixels of the weights: turns the model's weighted sum into a weighted mean
+        self.w_total = float(model.pixel_weight.sum()) * channels
+
+    def forward(self, x: torch.Tensor, e: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        model = self.model
+        target, mu, log_var = model.encode_with_target(x, e)
+        x_hat = model.decode(mu)
+        # the model's own error, back in plain units: weighted mean of (x - x_hat)^2
+        err = model.reconstruction_error(target, x_hat) * (2 * model.recon_sigma**2) / self.w_total
+        return (mu, log_var, model.prior.log_responsibilities(mu, log_var).exp(), err, model.prior.log_prob(mu))
+
+
 def encode_cube(model, cube: np.ndarray, batch_size: int = 256, desc: str = "VaDE encode",
-                embedding: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Run a VaDE over a cube (N, C, H, W) in batches.
+                embedding: np.ndarray | None = None, trainer_kwargs: dict | None = None,
+                work_dir: Path | None = None) -> dict[str, np.ndarray]:
+    """Run a VaDE over a cube (N, C, H, W) in batches, on one process or several.
 
     ``embedding``: for the ``form`` preset, the galaxies' form embedding already computed in
     training (row for row with ``cube``), which spares the CNN a second pass.
+    ``trainer_kwargs`` (``devices``, ``num_nodes``, ``strategy`` ...) and ``work_dir``: see
+    :func:`morphospace.nets.predict.predict_rows`.
 
     Returns
     -------
@@ -61,17 +84,8 @@ def encode_cube(model, cube: np.ndarray, batch_size: int = 256, desc: str = "VaD
         ``z_mean``, ``z_log_var`` (N, D); ``proba`` (N, K); ``recon_error``, ``log_likelihood`` (N,).
     """
     model.eval()
-    # sum over pixels of the weights: turns the model's weighted sum into a weighted mean
-    w_total = float(model.pixel_weight.sum()) * cube.shape[1]
-
-    def encode(x: torch.Tensor, e: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
-        target, mu, log_var = model.encode_with_target(x, e)
-        x_hat = model.decode(mu)
-        # the model's own error, back in plain units: weighted mean of (x - x_hat)^2
-        err = model.reconstruction_error(target, x_hat) * (2 * model.recon_sigma**2) / w_total
-        return (mu, log_var, model.prior.log_responsibilities(mu, log_var).exp(), err, model.prior.log_prob(mu))
-
-    out = forward_in_batches(encode, cube, batch_size, desc=desc, extra=embedding)
+    out = predict_rows(_Encoder(model, cube.shape[1]), cube, batch_size, extra=embedding,
+                       trainer_kwargs=trainer_kwargs, work_dir=work_dir, desc=desc)
     keys = ("z_mean", "z_log_var", "proba", "recon_error", "log_likelihood")
     return {k: v.astype(np.float32 if k != "proba" else np.float64) for k, v in zip(keys, out)}
 
@@ -120,8 +134,14 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
         embedding = np.load(cached, mmap_mode="r")  # computed in training: no second pass through the CNN
         if len(embedding) != len(cube):
             embedding = None
+    t = cfg.train
+    devices = dict(accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+                   precision=t.precision)
     with Timer(f"VaDE embedding of {len(cube)} galaxies"):
-        enc = encode_cube(model, cube, embedding=embedding)
+        enc = encode_cube(model, cube, embedding=embedding, trainer_kwargs=devices,
+                          work_dir=model_dir(run) / "predict_shares")
+    if rank_zero_only.rank != 0:
+        return None  # several processes embedded the cube; only the first writes
     table = galaxy_table(ids, enc)
     cluster_proba = enc["proba"]
     if cfg.model.merge_components and enc["proba"].shape[1] > 2:

@@ -32,7 +32,8 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from ..config import Config
 from ..image.masking import masked_cube
-from ..nets.batches import RowView, forward_in_batches
+from ..nets.batches import RowView
+from ..nets.predict import predict_rows
 from ..run import RunDir, write_json, write_npy
 from ..ssl.embedder import build_trunk
 from ..ssl.training import fit_embedder
@@ -74,7 +75,7 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
         loss=f["loss"], temperature=f["temperature"], seed=hp["seed"], train_trunk=f["train_trunk"],
         trainer_kwargs=_trainer_kwargs(cfg), resume=resume)
     if rows is not None:
-        emb = _embed_the_rest(embedder, cube, rows, emb, hp["batch_size"])
+        emb = _embed_the_rest(embedder, cube, rows, emb, hp["batch_size"], _trainer_kwargs(cfg), mdir / "predict_shares")
         info["train_sample"] = len(rows)
     t_embed = time.perf_counter() - t0
     mean, std = emb.mean(0), emb.std(0) + 1e-6
@@ -126,12 +127,14 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
     return result
 
 
-def _embed_the_rest(embedder, cube, rows: np.ndarray, emb_rows: np.ndarray, batch_size: int) -> np.ndarray:
+def _embed_the_rest(embedder, cube, rows: np.ndarray, emb_rows: np.ndarray, batch_size: int,
+                    trainer_kwargs: dict, work_dir) -> np.ndarray:
     """The form embedding of every galaxy: ``emb_rows`` (from training) for ``rows``, the trained
-    embedder's output for the others."""
+    embedder's output for the others (on as many processes as training had)."""
     rest = np.setdiff1d(np.arange(len(cube)), rows)
     emb = np.empty((len(cube), emb_rows.shape[1]), dtype=np.float32)
     emb[rows] = emb_rows
     embedder.eval()
-    emb[rest] = forward_in_batches(embedder, RowView(cube, rest), batch_size, desc="form embedding of the rest")
+    emb[rest] = predict_rows(embedder, RowView(cube, rest), batch_size, trainer_kwargs=trainer_kwargs,
+                             work_dir=work_dir, desc="form embedding of the rest")
     return emb

@@ -1,0 +1,66 @@
+"""A network over every row on several processes (Lightning predict, gloo): the same rows, in cube order."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from morphospace.nets.batches import RowView
+from morphospace.nets.predict import predict_rows, world_size
+
+
+class TwoHeads(nn.Module):
+    """A tuple out, reading an extra input: like the VaDE's encoder."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(2, 3, 3)
+
+    def forward(self, x, e):
+        h = self.conv(x).mean((2, 3))
+        return h + e[:, :3], h.sum(1)
+
+
+class OneHead(nn.Module):
+    def forward(self, x):
+        return x.flatten(1).sum(1, keepdim=True)
+
+
+def test_world_size_counts_devices_and_nodes():
+    assert world_size(None) == 1
+    assert world_size({"devices": 2, "num_nodes": 3}) == 6
+    assert world_size({"devices": [0, 1]}) == 2
+    assert world_size({"devices": "auto"}) == 1
+
+
+def test_one_process_is_the_batched_loop():
+    x = np.random.default_rng(0).normal(size=(10, 2, 6, 6)).astype(np.float32)
+    out = predict_rows(OneHead(), x, batch_size=3)
+    np.testing.assert_allclose(out[:, 0], x.reshape(10, -1).sum(1), rtol=1e-5)
+
+
+def test_several_processes_need_a_shared_folder():
+    with pytest.raises(ValueError, match="work_dir"):
+        predict_rows(OneHead(), np.zeros((4, 1)), trainer_kwargs={"devices": 2})
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_give_the_one_process_result_in_order(tmp_path):
+    rng = np.random.default_rng(1)
+    cube = rng.normal(size=(23, 2, 8, 8)).astype(np.float32)  # 23: the two shares are unequal
+    extra = rng.normal(size=(23, 4)).astype(np.float32)
+    rows = rng.permutation(23)
+    x, e = RowView(cube, rows), extra[rows]
+    one = predict_rows(TwoHeads(), x, batch_size=5, extra=e)
+    two = predict_rows(TwoHeads(), x, batch_size=5, extra=e, work_dir=tmp_path / "shares",
+                       trainer_kwargs={"accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn"})
+    assert isinstance(two, tuple) and len(two) == 2
+    for a, b in zip(one, two):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    assert not (tmp_path / "shares").exists()  # the shares are cleaned up
+    single = predict_rows(OneHead(), cube, batch_size=4, work_dir=tmp_path / "s2",
+                          trainer_kwargs={"accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn"})
+    np.testing.assert_allclose(single[:, 0], cube.reshape(23, -1).sum(1), rtol=1e-5)
