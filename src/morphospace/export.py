@@ -53,7 +53,7 @@ def results_table(run: RunDir) -> pd.DataFrame:
         per-galaxy scores. Per classification of ``morphospace classify``
         (``RUN/classes/``): ``class_<name>`` (text: the predicted class, missing
         outside the cube) and ``prob_<name>_<class>`` (float32, calibrated), names
-        sanitised to letters, digits and ``_`` (the originals are in
+        and classes sanitised to letters, digits and ``_`` (the originals are in
         ``RUN/classes/<name>.json``). Where the run has a form anomaly score
         (``RUN/anomaly.parquet``): ``form_anomaly`` (raw), ``form_anomaly_rank``
         ([0, 1]), ``form_anomaly_score`` (re-ranked by the user's tags) and ``anomaly_tag``.

@@ -22,6 +22,7 @@ digits and ``_`` only):
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import logging
@@ -32,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import UserError, first_line
+from ..errors import InvalidArgument, UserError, first_line
 from ..run import RunDir, write_json, write_table
 from .classify import FewLabelClassifier
 from .labels import missing_mask
@@ -100,12 +101,19 @@ def read_labels(path, column: str, id_column: str = "id") -> tuple[pd.DataFrame,
     if "\x00" in text:
         raise UserError(f"labels file {path} is not a text CSV (it holds NUL bytes)")
     try:
-        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        raise UserError(f"labels file {path} is empty: it needs a header row with '{id_column}' and '{column}'") from None
-    except (pd.errors.ParserError, ValueError) as exc:
+        rows = [r for r in csv.reader(io.StringIO(text, newline=""), strict=True) if r]
+    except csv.Error as exc:
         raise UserError(f"labels file {path} is not a readable CSV: {first_line(exc)}") from None
-    table.columns = [str(c).strip() for c in table.columns]
+    if not rows:
+        raise UserError(f"labels file {path} is empty: it needs a header row with '{id_column}' and '{column}'")
+    header = [c.strip() for c in rows[0]]
+    long = [i for i, r in enumerate(rows[1:], start=2) if len(r) > len(header)]
+    if long:
+        raise UserError(f"labels file {path} is not a readable CSV: record {long[0]} has more fields than the "
+                        f"header's {len(header)}")
+    table = pd.DataFrame([r + [""] * (len(header) - len(r)) for r in rows[1:]], columns=header, dtype=str)
+    if table.columns.duplicated().any():
+        raise UserError(f"labels file {path} names a column twice: {_example(table.columns[table.columns.duplicated()])}")
     for want, option in ((id_column, "--id-column"), (column, "--column")):
         if want not in table.columns:
             raise UserError(f"labels file {path} has no column '{want}' ({option}); its columns: "
@@ -209,13 +217,17 @@ def classify_run(run: RunDir, labels_path, column: str, embedding: str, id_colum
         pairs, notes = read_labels(labels_path, column, id_column)
         y, more = align_labels(run, pairs)
         notes += more
-    for note in notes:
-        log.warning("classify: %s", note)
+    why = f" ({'; '.join(notes)})" if notes else ""  # an error says what was left out, on its one line
     n_labelled = int((y != None).sum())  # noqa: E711 (element-wise)
     if n_labelled == 0 and n_suggest < 1:
         raise UserError(f"no usable label in '{column}' for a galaxy of the cube: nothing to train "
-                        "(add --suggest N to get galaxies to label first)")
-    clf = FewLabelClassifier(random_state=random_state).fit(X, y)
+                        f"(add --suggest N to get galaxies to label first){why}")
+    try:
+        clf = FewLabelClassifier(random_state=random_state).fit(X, y)
+    except InvalidArgument as exc:
+        raise UserError(f"{first_line(exc)}{why}") from None
+    for note in notes:
+        log.warning("classify: %s", note)
     folder = run.sub(FOLDER)
     files, metrics = [], None
     if clf.model_ is not None:
@@ -283,7 +295,9 @@ def class_columns(run: RunDir) -> dict[str, tuple[str, np.ndarray]]:
     -------
     dict
         Column name -> (kind, values), kind ``"class"`` (text, one per cube row) or ``"prob"``
-        (float32), for every classification in ``RUN/classes/``.
+        (float32), for every classification in ``RUN/classes/``. The classes are given by
+        their column-safe names, the ``<class>`` of ``prob_<name>_<class>`` (ASCII, so that
+        every export format holds them); ``RUN/classes/<name>.json`` maps them to the originals.
 
     Raises
     ------
@@ -307,7 +321,8 @@ def class_columns(run: RunDir) -> dict[str, tuple[str, np.ndarray]]:
         name = meta.get("name", table_path.stem)
         if len(table) != len(ids) or not np.array_equal(table["id"].astype(str).to_numpy(), ids):
             raise UserError(f"classification '{name}' does not match the run's cube (re-run `morphospace classify`)")
-        out[f"class_{name}"] = ("class", table["class"].astype(str).to_numpy(dtype=object))
+        safe = {c["name"]: c["column"] for c in meta.get("classes", [])}
+        out[f"class_{name}"] = ("class", table["class"].astype(str).map(safe).to_numpy(dtype=object))
         for c in meta.get("classes", []):
             out[f"prob_{name}_{c['column']}"] = ("prob", table[f"prob_{c['column']}"].to_numpy(dtype=np.float32))
     return out

@@ -1,0 +1,273 @@
+"""Few-label classification: the estimator, its suggestions, `morphospace classify` and the export's columns."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import balanced_accuracy_score
+
+from morphospace.analysis.classes import column_names, read_labels
+from morphospace.analysis.classify import (FewLabelClassifier, _softmax, _temperature, calibration_scores,
+                                           margin_uncertainty)
+from morphospace.cli import main
+from morphospace.errors import InvalidArgument, UserError
+from morphospace.export import results_table
+from morphospace.run import RunDir, write_npy, write_table
+
+CENTRES = {"round": (0.0, 0.0), "disk": (6.0, 0.0), "edge": (0.0, 6.0)}
+
+
+def _groups(n=60, seed=0, spread=1.0):
+    rng = np.random.default_rng(seed)
+    y = np.repeat(list(CENTRES), n // 3)
+    X = np.array([CENTRES[v] + (0.0, 0.0) for v in y]) + rng.normal(0, spread, (n, 4))
+    return X, y
+
+
+# --- the estimator ---------------------------------------------------------------------------------
+
+def test_separable_classes_are_learnt_and_scored_high():
+    X, y = _groups(45)
+    clf = FewLabelClassifier(random_state=0).fit(X, y)
+    assert list(clf.classes_) == sorted(CENTRES)
+    assert clf.cv_balanced_accuracy_ > 0.95 and clf.cv_n_splits_ == 5
+    assert clf.cv_confusion_matrix_.sum() == 45 and np.trace(clf.cv_confusion_matrix_) >= 43
+    proba = clf.predict_proba(X)
+    assert np.allclose(proba.sum(axis=1), 1) and (clf.predict(X) == clf.classes_[proba.argmax(1)]).all()
+    assert balanced_accuracy_score(y, clf.predict(X)) > 0.95
+    assert {"temperature", "before", "after"} <= set(clf.calibration_)
+
+
+def test_labels_unrelated_to_the_embedding_score_near_chance():
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(size=(60, 4)), rng.choice(["a", "b", "c"], 60)
+    assert FewLabelClassifier(cv=3, random_state=0).fit(X, y).cv_balanced_accuracy_ < 0.6
+
+
+def test_folds_follow_the_smallest_class_and_missing_labels_are_the_pool():
+    X, y = _groups(60)
+    lab = np.full(60, None, dtype=object)
+    lab[[0, 1, 2, 20, 21, 40, 41]] = y[[0, 1, 2, 20, 21, 40, 41]]
+    lab[5] = float("nan")
+    lab[6] = " "
+    clf = FewLabelClassifier().fit(X, lab)
+    assert clf.cv_n_splits_ == 2 and clf.labelled_.sum() == 7
+    assert clf.cv_confusion_matrix_.sum() == 7
+
+
+@pytest.mark.parametrize("labels, message", [
+    (["a"] * 6, "only one class"),
+    (["a"] * 5 + ["b"], "these have 1: 'b'"),
+])
+def test_labels_that_cannot_train_are_one_line_errors(labels, message):
+    X = np.random.default_rng(0).normal(size=(6, 3))
+    with pytest.raises(InvalidArgument, match=message):
+        FewLabelClassifier().fit(X, labels)
+
+
+def test_temperature_scaling_recovers_a_known_temperature_and_keeps_the_predictions():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 4, (4000, 3))
+    true = _softmax(logits / 3.0)  # the logits are three times too confident
+    codes = np.array([rng.choice(3, p=p) for p in true])
+    t = _temperature(logits, codes)
+    assert 2.6 < t < 3.4
+    before, after = calibration_scores(_softmax(logits), codes), calibration_scores(_softmax(logits / t), codes)
+    assert after["ece"] < before["ece"] / 3 and after["brier"] < before["brier"]
+    assert (_softmax(logits / t).argmax(1) == logits.argmax(1)).all()
+
+
+def test_margin_uncertainty_and_calibration_scores_by_hand():
+    p = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.6, 0.3, 0.1]])
+    assert np.allclose(margin_uncertainty(p), [0.0, 1.0, 0.7])
+    s = calibration_scores(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([0, 0]))
+    assert s["brier"] == pytest.approx(1.0) and s["ece"] == pytest.approx(0.5)
+
+
+# --- suggestions ------------------------------------------------------------------------------------
+
+def test_suggestions_are_uncertain_diverse_and_never_labelled():
+    rng = np.random.default_rng(1)
+    # two classes split by x = 0; a clump of 30 near-copies of one galaxy right on the boundary
+    X = np.column_stack([rng.uniform(-4, 4, 200), rng.uniform(-4, 4, 200)])
+    clump = np.array([0.0, 3.0]) + rng.normal(0, 1e-3, (30, 2))
+    X = np.vstack([X, clump])
+    y = np.where(X[:, 0] > 0, "right", "left").astype(object)
+    lab = np.full(len(X), None, dtype=object)
+    known = rng.choice(200, 20, replace=False)
+    lab[known] = y[known]
+    clf = FewLabelClassifier(cv=2, random_state=0).fit(X, lab)
+    picks = clf.suggest(8)
+    assert len(picks) == 8 == len(set(picks.tolist()))
+    assert not clf.labelled_[picks].any()
+    u = clf.uncertainty()
+    assert u[picks].min() > np.median(u[~clf.labelled_])  # uncertain
+    assert (np.abs(X[picks, 0]) < 2).all()  # near the boundary
+    assert np.isin(picks, np.arange(200, 230)).sum() <= 2  # not eight copies of the clump
+    top8 = np.argsort(-np.where(clf.labelled_, -1, u))[:8]
+    spread = lambda rows: np.ptp(X[rows, 1])  # noqa: E731
+    assert spread(picks) > 2 * spread(top8) or np.isin(top8, np.arange(200, 230)).sum() < 4
+    assert len(clf.suggest(10_000)) == (~clf.labelled_).sum()  # capped by the pool
+
+
+def test_without_labels_the_seeds_cover_every_group():
+    X, y = _groups(60)
+    clf = FewLabelClassifier(random_state=0).fit(X, [None] * 60)
+    seeds = clf.suggest(3)
+    assert sorted(y[seeds]) == sorted(CENTRES)
+    with pytest.raises(UserError, match="without labels"):
+        clf.predict(X)
+
+
+def _al_curve(X, y, choose, seed, start=2, batch=5, rounds=4):
+    rng = np.random.default_rng(seed)
+    lab = np.full(len(y), None, dtype=object)
+    for c in np.unique(y):
+        idx = rng.choice(np.flatnonzero(y == c), start, replace=False)
+        lab[idx] = y[idx]
+    scores = []
+    for r in range(rounds + 1):
+        clf = FewLabelClassifier(random_state=seed).fit(X, lab)
+        scores.append(balanced_accuracy_score(y, clf.predict(X)))
+        if r < rounds:
+            pick = clf.suggest(batch) if choose == "suggest" else rng.choice(np.flatnonzero(lab == None), batch,  # noqa: E711
+                                                                                  replace=False)
+            assert (lab[pick] == None).all()  # noqa: E711 (never a labelled galaxy)
+            lab[pick] = y[pick]
+    return np.array(scores)
+
+
+@pytest.mark.slow
+def test_active_learning_beats_random_choice_on_a_toy_problem():
+    gains = []
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        y = rng.choice(np.array(["a", "b", "c"]), 400, p=[0.8, 0.15, 0.05])  # a rare class
+        X = np.array([{"a": (0, 0), "b": (3.5, 0), "c": (0, 3.5)}[v] for v in y]) + rng.normal(0, 1, (400, 2))
+        X = np.hstack([X, rng.normal(0, 1, (400, 6))])
+        al, rand = _al_curve(X, y, "suggest", seed), _al_curve(X, y, "random", seed)
+        gains.append(al[1:].mean() - rand[1:].mean())
+    assert np.mean(gains) > 0.02 and sum(g > 0 for g in gains) >= 3
+
+
+# --- the run: `morphospace classify` and the export -------------------------------------------------
+
+HOSTILE = {"round": 'round "E0"', "disk": "disk/spiral arms", "edge": "édge on"}
+
+
+@pytest.fixture
+def tiny_run(tmp_path):
+    X, y = _groups(60)
+    run = RunDir(tmp_path / "run", create=True)
+    ids = [f"g{i:02d}" for i in range(60)][::-1]  # not in cube order
+    cat = pd.DataFrame({"id": ids + ["flagged"], "morph": list(y[::-1]) + ["round"],
+                        "cube_index": list(range(60))[::-1] + [-1]})
+    write_table(run.catalogue, cat)
+    write_npy(run.cube, np.random.default_rng(0).random((60, 3, 8, 8)).astype(np.float32))
+    write_npy(run.embedding_path("form"), X.astype(np.float32))
+    return run, X, y
+
+
+def _csv(path, text, encoding="utf-8"):
+    path.write_bytes(text.encode(encoding) if isinstance(text, str) else text)
+    return path
+
+
+def _labels(run, y, rows):
+    ids = run.cube_ids()
+    return "\n".join(["id,kind"] + [f'{ids[r]},"{HOSTILE[y[r]].replace(chr(34), chr(34) * 2)}"' for r in rows]) + "\n"
+
+
+def test_classify_end_to_end_writes_classes_suggestions_and_export_columns(tiny_run, tmp_path, capsys):
+    run, X, y = tiny_run
+    rows = [0, 1, 2, 3, 20, 21, 22, 23, 40, 41, 42, 43]
+    text = _labels(run, y, rows) + "nope,disk\n,disk\ng99x,\nflagged,round\n"
+    text += f'{run.cube_ids()[0]},"{HOSTILE[y[0]].replace(chr(34), chr(34) * 2)}"\n'  # the same row twice
+    path = _csv(tmp_path / "labels.csv", text)
+    assert main(["classify", str(run.path), "--labels", str(path), "--column", "kind", "--suggest", "5",
+                 "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert "cross-validated balanced accuracy" in out and "confusion matrix" in out
+    assert json.loads((run.path / "classes" / "kind.json").read_text())["cv"]["balanced_accuracy"] > 0.85
+    for line in ("1 id not in the run: ignored (ids 'nope')", "1 row without an id", "1 row without a label",
+                 "1 id in the catalogue but not in the cube", "1 repeated row"):
+        assert line in err and line in run.log.read_text()
+    meta = json.loads((run.path / "classes" / "kind.json").read_text())
+    assert {c["name"] for c in meta["classes"]} == set(HOSTILE.values())
+    assert {c["column"] for c in meta["classes"]} == {"round_E0", "disk_spiral_arms", "edge_on"}
+    assert meta["n_labelled"] == 12 and len(meta["notes"]) == 5
+    table = pd.read_parquet(run.path / "classes" / "kind.parquet")
+    assert (table["class"].to_numpy() == np.array([HOSTILE[v] for v in y])).mean() > 0.95
+    sugg = pd.read_csv(run.path / "classes" / "kind_suggest.csv")
+    labelled = set(run.cube_ids()[rows])
+    assert len(sugg) == 5 and sugg["id"].is_unique and not set(sugg["id"]) & labelled
+    assert sugg["why"].str.startswith("uncertain").all()
+
+    res = results_table(run)
+    assert {"class_kind", "prob_kind_round_E0", "prob_kind_disk_spiral_arms", "prob_kind_edge_on"} <= set(res.columns)
+    inside = res[res["id"] != "flagged"].set_index("id")
+    safe = {"round": "round_E0", "disk": "disk_spiral_arms", "edge": "edge_on"}  # as in the prob_ columns
+    expected = pd.Series([safe[v] for v in y], index=run.cube_ids())
+    back = {c["column"]: c["name"] for c in meta["classes"]}
+    assert (inside["class_kind"].map(back) == table.set_index("id")["class"].reindex(inside.index)).all()
+    assert (inside["class_kind"] == expected.reindex(inside.index)).mean() > 0.95
+    assert pd.isna(res.loc[res["id"] == "flagged", "class_kind"]).all()
+    probs = inside[[c for c in res.columns if c.startswith("prob_kind_")]].to_numpy()
+    assert np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    for ext in ("fits", "csv"):
+        assert main(["export", str(run.path), "--out", str(tmp_path / f"r.{ext}"), "--quiet"]) == 0
+
+
+def test_classify_without_labels_suggests_diverse_seeds(tiny_run, capsys):
+    run, X, y = tiny_run
+    assert main(["classify", str(run.path), "--column", "kind", "--suggest", "3", "--quiet"]) == 0
+    sugg = pd.read_csv(run.path / "classes" / "kind_suggest.csv")
+    rows = [list(run.cube_ids()).index(i) for i in sugg["id"]]
+    assert sorted(y[rows]) == sorted(CENTRES) and sugg["why"].str.contains("seed").all()
+    assert not (run.path / "classes" / "kind.parquet").exists()
+    assert "no labels yet" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content, args, message", [
+    ("id,other\ng00,disk\n", [], "has no column 'kind' (--column)"),
+    ("objid,kind\ng00,disk\n", [], "has no column 'id' (--id-column)"),
+    (b"id,kind\ng00,\xff\xfedisk\n", [], "is not UTF-8"),
+    ('id,kind\ng00,disk\ng01,"disk,edge,\n', [], "not a readable CSV"),
+    ("id,kind\ng00,disk,x,y\ng01,disk\n", [], "not a readable CSV"),
+    ("", [], "is empty"),
+    ("id,kind\ng00,disk\ng01,disk\ng02,disk\n", [], "only one class"),
+    ("id,kind\ng00,disk\ng01,disk\ng02,edge\n", [], "these have 1: 'edge'"),
+    ("id,kind\nzz1,disk\nzz2,edge\n", [], "no usable label"),
+    ("id,kind\ng00,\ng01,\n", [], "no usable label"),
+    ("id,kind\ng00,disk\n", ["--suggest", "-1"], "--suggest must be 0 or more"),
+    ("id,kind\ng00,disk\n", ["--embedding", "nothing"], "no embedding 'nothing'"),
+])
+def test_hostile_labels_exit_2_with_one_line(tiny_run, tmp_path, capsys, content, args, message):
+    run, _, _ = tiny_run
+    path = _csv(tmp_path / "labels.csv", content)
+    assert main(["classify", str(run.path), "--labels", str(path), "--column", "kind", "--quiet", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    assert not (run.path / "classes" / "kind.parquet").exists()
+
+
+def test_a_missing_labels_file_is_one_line(tiny_run, tmp_path, capsys):
+    run, _, _ = tiny_run
+    assert main(["classify", str(run.path), "--labels", str(tmp_path / "none.csv"), "--column", "kind", "--quiet"]) == 2
+    assert "labels file not found" in capsys.readouterr().err
+    assert main(["classify", str(run.path), "--column", "kind", "--quiet"]) == 2
+
+
+def test_conflicting_duplicates_are_left_out_and_reported(tmp_path):
+    path = _csv(tmp_path / "l.csv", "id,kind\na,x\na,y\nb,x\nb,x\nc, y \n")
+    pairs, notes = read_labels(path, "kind")
+    assert pairs.to_dict("list") == {"id": ["b", "c"], "label": ["x", "y"]}
+    assert any("1 id labelled twice with different labels" in n for n in notes)
+    assert any("1 repeated row" in n for n in notes)
+
+
+def test_column_names_are_safe_and_distinct():
+    names = column_names(["a b", "a/b", "élan", 'say "hi"', "", "../x", "a_b"])
+    assert names == ["a_b", "a_b_2", "elan", "say_hi", "x", "x_2", "a_b_3"]
+    assert all(n.replace("_", "").isalnum() for n in names)
