@@ -112,3 +112,16 @@ def test_the_api_applies_the_models_input_transform(tmp_path, mask):
         seen = mask_images(x, desc="")[0] if mask else x
         expect = model.vade.encode(torch.from_numpy(seen))[0].numpy()
     np.testing.assert_allclose(mu, expect, rtol=1e-5, atol=1e-6)
+
+
+def test_masked_cube_on_a_process_pool_is_the_same_as_on_one(tmp_path, monkeypatch):
+    from morphospace.image import masking
+
+    one, two = make_run(tmp_path / "one", n=9), make_run(tmp_path / "two", n=9)
+    a = np.asarray(masked_cube(one))
+    old = masking.map_chunks
+    # 9 rows in chunks of 4: three chunks over two processes
+    monkeypatch.setattr(masking, "map_chunks", lambda *args, **kw: old(*args, **{**kw, "chunk": 4}))
+    b = np.asarray(masked_cube(two, workers=2))
+    np.testing.assert_array_equal(a, b)
+    pd.testing.assert_frame_equal(pd.read_parquet(one.path / MASKED_TABLE), pd.read_parquet(two.path / MASKED_TABLE))

@@ -152,3 +152,17 @@ def test_measure_nuisance_ids_and_columns():
     t = measure_nuisance(np.stack([gaussian(20, q=0.5)] * 3), ids=["a", "b", "c"])
     assert t["id"].tolist() == ["a", "b", "c"]
     assert t["pa_bin"].tolist() == ["0-45"] * 3
+
+
+def test_measure_nuisance_on_a_process_pool_is_the_same_as_on_one(tmp_path, monkeypatch):
+    from morphospace.analysis import nuisance
+
+    run, _, _ = fake_run(tmp_path, n=10)
+    cube = run.read_cube()
+    one = measure_nuisance(cube, ids=run.cube_ids())
+    old = nuisance.map_chunks
+    monkeypatch.setattr(nuisance, "map_chunks", lambda *a, **kw: old(*a, **{**kw, "chunk": 3}))
+    two = measure_nuisance(cube, ids=run.cube_ids(), workers=2)
+    pd.testing.assert_frame_equal(one, two)
+    # an array in memory (no file to map) is measured in this process, with the same result
+    pd.testing.assert_frame_equal(one, measure_nuisance(np.asarray(cube), ids=run.cube_ids(), workers=2))

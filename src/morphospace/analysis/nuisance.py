@@ -32,6 +32,7 @@ import pandas as pd
 
 from ..errors import UserError
 from ..image.sources import central_index as _central_index
+from ..image.pool import map_chunks
 from ..image.sources import detect as _detect
 from ..progress import Timer, progress
 from ..run import RunDir, write_table
@@ -131,9 +132,14 @@ def _measure_one(img: np.ndarray, round_threshold: float, thresh: float, minarea
     return row
 
 
+def _measure_chunk(start: int, stop: int, cube_path: str, settings: tuple) -> list[dict[str, Any]]:
+    """:func:`_measure_one` over rows ``[start, stop)`` of the cube at ``cube_path``."""
+    return [_measure_one(img, *settings) for img in to_grey(np.load(cube_path, mmap_mode="r")[start:stop])]
+
+
 def measure_nuisance(images: Any, ids: Any = None, round_threshold: float = 0.1, thresh: float = 3.0,
                      minarea: int = 5, deblend_cont: float = 0.005, min_flux_ratio: float = 0.01,
-                     desc: str = "nuisance") -> pd.DataFrame:
+                     desc: str = "nuisance", workers: int = 1) -> pd.DataFrame:
     """Position angle and brightest companion of every image, detecting sources once per image.
 
     Parameters
@@ -151,6 +157,11 @@ def measure_nuisance(images: Any, ids: Any = None, round_threshold: float = 0.1,
         Sources fainter than this fraction of the central galaxy's flux are not
         companions (on SDSS stamps they are mostly noise peaks and fragments cut
         by the stamp edge).
+    desc : str
+        Progress-bar label.
+    workers : int
+        Processes sharing the images, when ``images`` is a whole ``.npy`` file opened with
+        ``np.load(..., mmap_mode="r")`` (each process maps the file itself); otherwise one.
 
     Returns
     -------
@@ -163,15 +174,32 @@ def measure_nuisance(images: Any, ids: Any = None, round_threshold: float = 0.1,
     if arr.ndim == 2:
         arr = arr[None]
     n = arr.shape[0]
-    rows = []
-    for i in progress(range(n), total=n, desc=desc, unit="img"):
-        img = to_grey(arr[i : i + 1])[0]
-        rows.append(_measure_one(img, round_threshold, thresh, minarea, deblend_cont, min_flux_ratio))
+    settings = (round_threshold, thresh, minarea, deblend_cont, min_flux_ratio)
+    source = _whole_file(arr)
+    if workers > 1 and source is not None:
+        rows = [r for part in map_chunks(_measure_chunk, n, source, settings, chunk=512, workers=workers, desc=desc)
+                for r in part]
+    else:
+        rows = [_measure_one(to_grey(arr[i : i + 1])[0], *settings)
+                for i in progress(range(n), total=n, desc=desc, unit="img")]
     table = pd.DataFrame(rows)
     table.insert(0, "id", np.arange(n) if ids is None else np.asarray(ids))
     cols = ["id", "pa_deg", "pa_bin", "ellipticity", "companion", "companion_quadrant",
             "companion_x", "companion_y", "companion_flux_ratio", "n_sources"]
     return table[cols] if n else pd.DataFrame(columns=cols)
+
+
+def _whole_file(arr: Any) -> str | None:
+    """The path of the ``.npy`` that ``arr`` maps in full, or None (an array in memory, a slice)."""
+    name = getattr(arr, "filename", None)
+    if not isinstance(arr, np.memmap) or not name:
+        return None
+    try:
+        whole = np.load(name, mmap_mode="r")
+    except (OSError, ValueError):
+        return None
+    same = whole.shape == arr.shape and whole.dtype == arr.dtype and whole.offset == arr.offset
+    return str(name) if same else None
 
 
 def position_angle(images: Any, round_threshold: float = 0.1, **kw: Any) -> pd.DataFrame:
@@ -308,7 +336,8 @@ def audit_run(run: RunDir, cfg: Any, recompute: bool = False, round_threshold: f
     if measured is None:
         cube = run.read_cube()
         with Timer(f"measuring position angles and companions of {len(ids)} galaxies"):
-            measured = measure_nuisance(cube, ids=ids, round_threshold=round_threshold)
+            measured = measure_nuisance(cube, ids=ids, round_threshold=round_threshold,
+                                        workers=cfg.ingest.workers if hasattr(cfg, "ingest") else 1)
         write_table(path, measured)
     table = nuisance_table(run, cfg, measured)
     nuisances = [c for c in table.columns if c != "id"]

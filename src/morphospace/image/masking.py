@@ -40,6 +40,7 @@ import pandas as pd
 
 from ..progress import progress
 from ..run import RunDir, atomic_path, write_json, write_table
+from .pool import map_chunks
 from .sources import border_stats, central_index, detect
 
 log = logging.getLogger("morphospace")
@@ -160,11 +161,22 @@ def _cube_signature(cube_path: Path, params: MaskParams) -> dict:
     return {"cube_size": st.st_size, "cube_mtime_ns": st.st_mtime_ns, "params": asdict(params)}
 
 
-def masked_cube(run: RunDir, params: MaskParams = MaskParams()) -> np.ndarray:
+def _mask_chunk(start: int, stop: int, cube_path: str, out_path: str, params: MaskParams) -> pd.DataFrame:
+    """Mask rows ``[start, stop)`` of the cube at ``cube_path`` into the same rows of ``out_path``."""
+    cube = np.load(cube_path, mmap_mode="r")
+    out = np.load(out_path, mmap_mode="r+")
+    _, table = mask_images(np.asarray(cube[start:stop], dtype=np.float32), out=out[start:stop], params=params, desc="")
+    out.flush()
+    return table
+
+
+def masked_cube(run: RunDir, params: MaskParams = MaskParams(), workers: int = 1) -> np.ndarray:
     """The run's cube with neighbours masked (memory-mapped), built once and kept beside it.
 
     Rebuilt when ``cube.npy`` changed (size or modification time) or ``params`` differ. The
-    write is atomic: a killed build leaves no ``cube_masked.npy`` that looks complete.
+    write is atomic: a killed build leaves no ``cube_masked.npy`` that looks complete. The
+    cube is read and written in chunks of 512 rows (memory does not grow with it), on
+    ``workers`` processes (the result does not depend on how many).
 
     Parameters
     ----------
@@ -172,6 +184,8 @@ def masked_cube(run: RunDir, params: MaskParams = MaskParams()) -> np.ndarray:
         The run; ``cube_masked.npy``, ``.parquet`` and ``.json`` are written in it.
     params : MaskParams
         Detection and masking settings.
+    workers : int
+        Processes that share the images.
 
     Returns
     -------
@@ -189,15 +203,10 @@ def masked_cube(run: RunDir, params: MaskParams = MaskParams()) -> np.ndarray:
     meta.unlink(missing_ok=True)
     with atomic_path(path) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=cube.shape)
-        step = 512
-        tables = []
-        for s in progress(range(0, len(cube), step), total=-(-len(cube) // step), desc="masking neighbours",
-                          unit="chunk"):
-            block = np.asarray(cube[s:s + step], dtype=np.float32)
-            _, t = mask_images(block, out=out[s:s + step], params=params, desc="")
-            tables.append(t)
         out.flush()
-        del out
+        del out  # the chunks write through their own maps
+        tables = map_chunks(_mask_chunk, len(cube), str(run.cube), str(tmp), params, chunk=512,
+                            workers=workers, desc="masking neighbours")
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame({"n_masked": [], "masked_fraction": []})
     table.insert(0, "id", run.cube_ids().astype(str))
     write_table(run.path / MASKED_TABLE, table)

@@ -62,7 +62,7 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
     f = hp["form"]
     # a linear core has no checkpoint of its own (it is refitted): a resume continues the SSL head
     mdir = prepare_model_dir(run, cfg, hp, resume, checkpoint="ssl/last.ckpt" if f["core"] == "linear" else "last.ckpt")
-    cube = masked_cube(run)  # the form model always reads neighbour-masked cutouts
+    cube = masked_cube(run, workers=cfg.ingest.workers)  # the form model always reads neighbour-masked cutouts
     rows = training_rows(len(cube), cfg)
     train_cube = cube if rows is None else RowView(cube, rows)
     t0 = time.perf_counter()
