@@ -5,12 +5,17 @@ galaxy of the cube, or a random ``max_points`` of them):
 
 - ``maps``: every 2-D reduction of the run (a PCA of the latent space or of
   the pixels when the run has none, so the explorer always exists),
-  centred and scaled into [-1, 1];
+  centred and scaled into [-1, 1], then the sky (RA/Dec) when the catalogue
+  has ``ra`` and ``dec`` (:mod:`~morphospace.report.sky`);
 - ``colourings``: each clustering, each categorical label column and the
   anomaly score;
 - ``neighbours``: the k nearest neighbours of every galaxy in the latent space
-  (scikit-learn ``NearestNeighbors``), the "more like this" of a click;
-- ``columns``: the catalogue row shown when hovering a galaxy.
+  (:mod:`~morphospace.report.neighbours`: an approximate nearest-neighbour
+  index), the "more like this" of a click and of the search box;
+- ``columns``: the catalogue row shown when hovering a galaxy; ``sky``: each
+  galaxy's RA and Dec (degrees), when known;
+- ``storageKey``: the key under which the page keeps the user's tags and
+  cluster names in the browser's local storage, one per run.
 
 Numeric arrays travel as base64 of little-endian typed arrays (Float32,
 Int16/Int32), which the page decodes without parsing numbers one by one.
@@ -19,6 +24,7 @@ Int16/Int32), which the page decodes without parsing numbers one by one.
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import os
 from typing import Any
@@ -26,11 +32,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA
-from sklearn.neighbors import NearestNeighbors
 
 from ..progress import Timer
 from .clusterings import MISSING, Clustering
 from .collect import RunContents
+from .neighbours import latent_space, nearest_neighbours, pixel_features  # noqa: F401  (their home before)
+from .sky import SKY_COLUMNS, sky_map, sky_positions
 from .style import GREY, colormap_lut, colour
 
 log = logging.getLogger("morphospace")
@@ -92,91 +99,6 @@ def normalise_xy(xy: np.ndarray) -> np.ndarray:
     lo, hi = xy.min(axis=0), xy.max(axis=0)
     half = float(np.max(hi - lo)) / 2 or 1.0
     return ((xy - (lo + hi) / 2) / half).astype(np.float32)
-
-
-def pixel_features(cube: np.ndarray, rows: np.ndarray, side: int = 16, chunk: int = 1024) -> np.ndarray:
-    """Block-averaged ``side`` x ``side`` copies of cube rows, flattened: a cheap image space.
-
-    Parameters
-    ----------
-    cube : ndarray, shape (N, C, H, W)
-        The (memory-mapped) cube, read front to back in chunks.
-    rows : array-like of int
-        The rows wanted.
-    side : int
-        Side of the block-averaged images.
-    chunk : int
-        Rows read at a time.
-
-    Returns
-    -------
-    ndarray of float32, shape (len(rows), C * side * side)
-        NaN pixels as 0.
-    """
-    rows = np.asarray(rows, dtype=np.int64)
-    n, c, h, w = cube.shape
-    fy, fx = max(1, h // side), max(1, w // side)
-    hh, ww = h // fy, w // fx
-    out = np.empty((len(rows), c * hh * ww), dtype=np.float32)
-    order = np.argsort(rows, kind="stable")  # read the memory-mapped cube front to back
-    for start in range(0, len(rows), chunk):
-        sel = order[start:start + chunk]
-        block = np.asarray(cube[rows[sel]], dtype=np.float32)[:, :, : hh * fy, : ww * fx]
-        block = block.reshape(len(sel), c, hh, fy, ww, fx).mean(axis=(3, 5))
-        out[sel] = np.nan_to_num(block.reshape(len(sel), -1))
-    return out
-
-
-def latent_space(contents: RunContents, points: np.ndarray, seed: int = 0) -> tuple[str, np.ndarray]:
-    """The space the neighbours are found in: the run's preferred embedding, else a PCA of the pixels.
-
-    Parameters
-    ----------
-    contents : RunContents
-    points : ndarray of int
-        The cube rows on the map.
-    seed : int
-        The PCA's random state.
-
-    Returns
-    -------
-    description : str
-        The embedding's name, or ``"pixels (PCA of 16 px images)"``.
-    rows : ndarray of float32
-        One row per point.
-    """
-    name = contents.neighbour_embedding
-    if name is not None:
-        return name, contents.embedding(name)[points]
-    feats = pixel_features(contents.cube, points)
-    k = int(min(32, feats.shape[1], max(1, len(points) - 1)))
-    return "pixels (PCA of 16 px images)", PCA(n_components=k, random_state=seed).fit_transform(feats).astype(np.float32)
-
-
-def nearest_neighbours(X: np.ndarray, k: int = 8) -> np.ndarray:
-    """Indices of each row's nearest other rows (Euclidean), nearest first.
-
-    Parameters
-    ----------
-    X : ndarray, shape (n, d)
-    k : int
-        Neighbours per row.
-
-    Returns
-    -------
-    ndarray of int32, shape (n, k)
-        A row is never its own neighbour, even when exact duplicates tie with
-        it. With fewer than k + 1 rows the missing neighbours are -1.
-    """
-    n = len(X)
-    kk = min(k + 1, n)
-    nn = NearestNeighbors(n_neighbors=kk, n_jobs=1).fit(X)
-    _, idx = nn.kneighbors(X)
-    out = np.full((n, k), -1, dtype=np.int32)
-    for i in range(n):
-        row = idx[i][idx[i] != i][:k]
-        out[i, :len(row)] = row
-    return out
 
 
 def _categorical(name: str, kind: str, values: np.ndarray, order: list | None = None,
@@ -292,7 +214,7 @@ def encode_column(values: pd.Series) -> dict:
             "values": [t[len(prefix):] if t is not None else None for t in text]}
 
 
-def tooltip_columns(contents: RunContents, points: np.ndarray) -> list[dict]:
+def tooltip_columns(contents: RunContents, points: np.ndarray, sky: bool = False) -> list[dict]:
     """Catalogue columns shown on hover: the raised flags as one line, the labels, then the rest.
 
     Parameters
@@ -300,6 +222,9 @@ def tooltip_columns(contents: RunContents, points: np.ndarray) -> list[dict]:
     contents : RunContents
     points : ndarray of int
         The cube rows on the map.
+    sky : bool
+        True: ``ra`` and ``dec`` are left out (the page shows them from the
+        payload's ``sky``, at full precision).
 
     Returns
     -------
@@ -310,6 +235,8 @@ def tooltip_columns(contents: RunContents, points: np.ndarray) -> list[dict]:
     """
     inside = contents.inside.iloc[points].reset_index(drop=True)
     skip = {"id", "cube_index"}
+    if sky:
+        skip |= set(SKY_COLUMNS)
     cols = [c for c in inside.columns if c not in skip and not str(c).startswith("flag_")]
     # labels first, then the rest in catalogue order
     labels = [c for c in contents.label_columns if c in cols]
@@ -344,13 +271,15 @@ def explorer_payload(contents: RunContents, points: np.ndarray, k: int = 8, seed
     -------
     dict
         ``n``, ``nTotal``, ``ids``, ``maps``, ``colourings``, ``primary``,
-        ``neighbours`` (``k``, ``space``, ``idx``: base64 int32, n x k) and
-        ``columns``.
+        ``neighbours`` (``k``, ``space``, ``index``, ``idx``: base64 int32,
+        n x k), ``columns``, ``sky`` (``{"unit": "deg", "ra", "dec"}``, base64
+        float64, NaN where unknown; None without ``ra``/``dec``) and
+        ``storageKey``.
     """
     n = len(points)
     with Timer(f"explorer: neighbours of {n} galaxies"):
         space, X = latent_space(contents, points, seed)
-        neighbours = nearest_neighbours(X, k)
+        neighbours = nearest_neighbours(X, k, random_state=seed)
     maps = []
     for name, xy in contents.maps:
         xy = xy[points]
@@ -363,6 +292,13 @@ def explorer_payload(contents: RunContents, points: np.ndarray, k: int = 8, seed
                      "xy": b64(normalise_xy(PCA(n_components=2, random_state=seed).fit_transform(X)
                                             if X.shape[1] >= 2 and n > 2 else np.c_[X[:, :1], np.zeros(n)]),
                                "float32")})
+    radec = sky_positions(contents, points)
+    sky = None
+    if radec is not None:
+        sm = sky_map(*radec)
+        maps.append({"name": sm["name"], "xy": b64(sm["xy"], "float32"), "kind": "sky",
+                     "grid": [{"label": g["label"], "xy": b64(g["xy"], "float32")} for g in sm["grid"]]})
+        sky = {"unit": "deg", "ra": b64(radec[0], "float64"), "dec": b64(radec[1], "float64")}
 
     colourings = []
     primary = contents.primary
@@ -382,6 +318,32 @@ def explorer_payload(contents: RunContents, points: np.ndarray, k: int = 8, seed
         "maps": maps,
         "colourings": colourings,
         "primary": primary.name if primary else None,
-        "neighbours": {"k": k, "space": space, "idx": b64(neighbours, "int32")},
-        "columns": tooltip_columns(contents, points),
+        "neighbours": {"k": k, "space": space, "index": "pynndescent", "idx": b64(neighbours, "int32")},
+        "columns": tooltip_columns(contents, points, sky=sky is not None),
+        "sky": sky,
+        "storageKey": storage_key(contents),
     }
+
+
+def storage_key(contents: RunContents) -> str:
+    """The key of a run's tags and cluster names in the browser's local storage.
+
+    Every report opened from ``file://`` shares one local storage, so the key
+    tells runs apart: a hash of the run directory's absolute path and of the
+    cube's galaxy ids. Rebuilding a run's report keeps its key (the tags
+    survive); another run, or the same folder ingested anew with other
+    galaxies, gets another.
+
+    Parameters
+    ----------
+    contents : RunContents
+
+    Returns
+    -------
+    str
+        ``"morphospace:"`` and 20 hex digits.
+    """
+    h = hashlib.sha256(str(contents.path.resolve()).encode("utf-8", "surrogatepass") + b"\0")
+    for start in range(0, contents.n, 65536):
+        h.update("\n".join(contents.ids[start:start + 65536]).encode("utf-8", "surrogatepass") + b"\n")
+    return "morphospace:" + h.hexdigest()[:20]

@@ -2,12 +2,13 @@
    *
    * The explorer shows every galaxy on a 2-D map (WebGL points, Canvas 2D fallback).
    * Hover: thumbnail + catalogue row (nearest point through a spatial grid).
-   * Click: "more like this", the precomputed nearest neighbours in the latent space.
+   * Click or search an id: "more like this", the precomputed nearest neighbours in the latent space.
    * Box / lasso: a selection that downloads as a CSV of ids (Blob, no network).
-   * Strings from the data are only ever written with textContent.
+   * Labels: cluster names and the user's tags, kept in local storage, downloaded as a CSV.
+   * Strings from the data or the user are only ever written with textContent.
    * window.morphospaceExplorer is the scripting (and testing) interface.
    *
-   * The four parts (data.js, render.js, panels.js, interaction.js) are inlined in that order into one
+   * The parts (data.js, render.js, panels.js, labels.js, search.js, interaction.js) are inlined in that order into one
    * strict-mode closure by morphospace/report/html.py (explorer_script): they share its variables and
    * functions. This part decodes the embedded data (base64 typed arrays), holds the page's elements and
    * the state, converts between map and screen coordinates and picks the point under the pointer. */
@@ -25,6 +26,7 @@
   function f32(s) { return new Float32Array(bytes(s)); }
   function i16(s) { return new Int16Array(bytes(s)); }
   function i32(s) { return new Int32Array(bytes(s)); }
+  function f64(s) { return new Float64Array(bytes(s)); }
   function hexRGB(h) { var v = parseInt(String(h).slice(1), 16); return [(v >> 16) & 255, (v >> 8) & 255, v & 255]; }
   function rgbCss(c) { return 'rgb(' + c[0] + ',' + c[1] + ',' + c[2] + ')'; }
 
@@ -40,7 +42,8 @@
       if (xy[i + 1] < y0) y0 = xy[i + 1]; if (xy[i + 1] > y1) y1 = xy[i + 1];
     }
     if (!(x1 >= x0)) { x0 = y0 = -1; x1 = y1 = 1; }
-    return { name: m.name, xy: xy, grid: null,
+    return { name: m.name, xy: xy, grid: null, kind: m.kind || 'latent',
+             lines: (m.grid || []).map(function (g) { return { label: g.label, xy: f32(g.xy) }; }),
              box: { cx: (x0 + x1) / 2, cy: (y0 + y1) / 2, w: Math.max(x1 - x0, 1e-3), h: Math.max(y1 - y0, 1e-3) } };
   });
   var colourings = E.colourings.map(function (c) {
@@ -50,6 +53,7 @@
       o.categories = c.categories;
       o.rgb = c.colours.map(hexRGB);
       o.counts = c.counts;
+      o.names = {};              // the user's names of categories (cluster names), by index
     } else {
       o.values = f32(c.values);
       o.lo = c.lo; o.hi = c.hi;
@@ -77,13 +81,39 @@
     if (a !== 0 && (a < 1e-3 || a >= 1e6)) return v.toExponential(3);
     return String(+v.toPrecision(4));
   }
+  /* a category as shown: with the user's name for it, when it has one ("3 \u00b7 barred spirals") */
+  function catText(c, k) {
+    var nm = c.names && c.names[k];
+    return nm ? c.categories[k] + ' \u00b7 ' + nm : c.categories[k];
+  }
+  /* ---------- sky positions (degrees, float64; NaN where unknown) ---------- */
+  var SKY = E.sky ? { ra: f64(E.sky.ra), dec: f64(E.sky.dec) } : null;
+  function sexagesimal(v, div, places, signed) {
+    var neg = v < 0, a = Math.abs(v) / div, d = Math.floor(a), mf = (a - d) * 60, m = Math.floor(mf);
+    var sec = (mf - m) * 60, p = Math.pow(10, places);
+    sec = Math.round(sec * p) / p;
+    if (sec >= 60) { sec -= 60; m += 1; }
+    if (m >= 60) { m -= 60; d += 1; }
+    function two(x) { return (x < 10 ? '0' : '') + x; }
+    var s = sec.toFixed(places);
+    return (signed ? (neg ? '-' : '+') : '') + two(d) + ':' + two(m) + ':' + (sec < 10 ? '0' : '') + s;
+  }
+  /* [RA, Dec] of galaxy i as text: [degrees, sexagesimal (h:m:s, d:m:s)], or null */
+  function skyText(i) {
+    if (!SKY || !isFinite(SKY.ra[i]) || !isFinite(SKY.dec[i])) return null;
+    var ra = SKY.ra[i], dec = SKY.dec[i];
+    var raH = sexagesimal(ra, 15, 2, false);
+    if (raH.indexOf('24:') === 0) raH = '00' + raH.slice(2);
+    return [ra.toFixed(5) + '\u00b0, ' + (dec < 0 ? '' : '+') + dec.toFixed(5) + '\u00b0',
+            raH + ', ' + sexagesimal(dec, 1, 1, true)];
+  }
   function lutIndex(c, v) {
     var t = (v - c.lo) / (c.hi - c.lo);
     t = t < 0 ? 0 : t > 1 ? 1 : t;
     return Math.round(t * (c.lut.length - 1));
   }
   function valueOf(c, i) {
-    if (c.type === 'categorical') { var k = c.codes[i]; return { text: c.categories[k], rgb: c.rgb[k] }; }
+    if (c.type === 'categorical') { var k = c.codes[i]; return { text: catText(c, k), rgb: c.rgb[k] }; }
     var v = c.values[i];
     return isFinite(v) ? { text: fmtNum(v), rgb: c.lut[lutIndex(c, v)] } : { text: 'no score', rgb: MISSING_RGB };
   }

@@ -1,12 +1,13 @@
-  /* morphospace explorer, part 4 of 4 (assets/explorer/interaction.js): controls, pointer and start.
+  /* morphospace explorer, part 6 of 6 (assets/explorer/interaction.js): controls, pointer and start.
    *
-   * The map / colouring menus, drag modes and id search; pan, zoom, hover, click, box and lasso with the
-   * pointer; keyboard shortcuts; then the first draw and window.morphospaceExplorer, the scripting (and
-   * testing) interface. */
+   * The map / colouring menus and drag modes; pan, zoom, hover, click, box and lasso with the pointer;
+   * keyboard shortcuts (P, B, L, Escape; the label keys are in labels.js); then the first draw and
+   * window.morphospaceExplorer, the scripting (and testing) interface. */
   /* ---------- controls ---------- */
   maps.forEach(function (m, k) { var o = el('option', '', m.name); o.value = String(k); selMap.appendChild(o); });
   colourings.forEach(function (c, k) {
-    var o = el('option', '', c.name + (c.kind === 'clustering' ? '' : c.kind === 'label' ? ' (label)' : c.kind === 'score' ? ' (score)' : ''));
+    var o = el('option', '', c.name + (c.kind === 'clustering' ? '' : c.kind === 'label' ? ' (label)' : c.kind === 'score' ? ' (score)' :
+                                        c.kind === 'tags' ? ' (yours)' : ''));
     o.value = String(k); selColour.appendChild(o);
   });
   function setMap(k) {
@@ -33,19 +34,6 @@
   for (var mb = 0; mb < modeButtons.length; mb++) {
     modeButtons[mb].addEventListener('click', function () { setMode(this.getAttribute('data-mode')); });
   }
-  var search = document.createElement('input');
-  search.type = 'search'; search.id = 'ex-search'; search.placeholder = 'find a galaxy id';
-  search.setAttribute('aria-label', 'find a galaxy by id');
-  root.querySelector('.ex-modes').after(search);
-  search.addEventListener('keydown', function (ev) {
-    if (ev.key !== 'Enter') return;
-    var q = search.value.trim();
-    if (!q) return;
-    var i = indexOfId.has(q) ? indexOfId.get(q) : ids.findIndex(function (s) { return s.indexOf(q) === 0; });
-    search.style.borderColor = i >= 0 ? '' : '#d3343a';
-    if (i >= 0) focus(i, { centre: true });
-  });
-
   /* ---------- pointer ---------- */
   function local(ev) { var r = overlay.getBoundingClientRect(); return [ev.clientX - r.left, ev.clientY - r.top]; }
   overlay.addEventListener('pointerdown', function (ev) {
@@ -107,7 +95,7 @@
   }, { passive: false });
   overlay.addEventListener('dblclick', function () { state.view = homeView(); requestDraw(); });
   root.addEventListener('keydown', function (ev) {
-    if (ev.target === search) return;
+    if (ev.target && /^(INPUT|TEXTAREA|SELECT)$/.test(ev.target.tagName)) return;
     if (ev.key === 'Escape') { setSelection([], false); focus(-1); }
     else if (ev.key === 'p' || ev.key === 'P') setMode('pan');
     else if (ev.key === 'b' || ev.key === 'B') setMode('box');
@@ -152,6 +140,16 @@
     setMode: setMode,
     view: function () { return { cx: state.view.cx, cy: state.view.cy, zoom: state.view.zoom }; },
     setView: function (v) { state.view = { cx: +v.cx, cy: +v.cy, zoom: +v.zoom }; drawNow(); },
+    search: function (q, limit) { return searchMatches(q, limit).list; },
+    labels: function () { return lab.labels.slice(); },
+    addLabel: addLabel,
+    tags: function () { var o = []; lab.tags.forEach(function (v, id) { o.push([id, v]); }); return o; },
+    tag: function (list, name) { tagIndices(list, name === undefined ? null : name); },
+    labelsCSV: labelsCSV,
+    clusterNames: function (k) { var c = colourings[k === undefined ? state.colour : k]; return Object.assign({}, c.names); },
+    setClusterName: function (k, cat, name) { setClusterName(colourings[k], cat, name); },
+    storageKey: function () { return STORE_KEY; },
+    sky: function (i) { return SKY && isFinite(SKY.ra[i]) ? [SKY.ra[i], SKY.dec[i]] : null; },
     redraw: drawNow
   };
   requestAnimationFrame(function () {

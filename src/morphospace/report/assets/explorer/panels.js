@@ -1,8 +1,9 @@
-  /* morphospace explorer, part 3 of 4 (assets/explorer/panels.js): the panels beside the map.
+  /* morphospace explorer, part 3 of 6 (assets/explorer/panels.js): the panels beside the map.
    *
-   * The tooltip (thumbnail and catalogue row of the galaxy under the pointer), "more like this" (the
-   * focused galaxy and its nearest neighbours), the selection (its label mix and the CSV download) and
-   * the legend of the current colouring. Text from the data only ever goes through textContent. */
+   * The tooltip (thumbnail, sky position, tag and catalogue row of the galaxy under the pointer), "more
+   * like this" (the focused galaxy and its nearest neighbours), the selection (its label mix and the CSV
+   * download, with RA/Dec when known) and the legend of the current colouring (clusters can be named
+   * there). Text from the data or the user only ever goes through textContent. */
   /* ---------- thumbnails, tooltip, neighbours ---------- */
   function el(tag, cls, text) {
     var e = document.createElement(tag);
@@ -21,6 +22,10 @@
     colourings.forEach(function (c) {
       if (c !== cur && (c.name === E.primary || c.kind === 'score')) { var w = valueOf(c, i); add(c.name, w.text, w.rgb); }
     });
+    var t = tagOf(i);
+    if (t) add('tag', t.name, t.rgb);
+    var sky = skyText(i);
+    if (sky) { add('RA, Dec (deg)', sky[0], null); add('RA, Dec (hms, dms)', sky[1], null); }
     columns.forEach(function (c) { add(c.name, columnText(c, i), null); });
     return out.slice(0, limit || 40);
   }
@@ -30,7 +35,9 @@
       dl.appendChild(el('dt', '', r[0]));
       var dd = el('dd');
       if (r[2]) { var sw = el('i'); sw.style.background = rgbCss(r[2]); dd.appendChild(sw); }
-      dd.appendChild(document.createTextNode(String(r[1])));
+      var v = el('span', '', r[1]);
+      v.dir = 'auto';   // a right-to-left name stays in its place
+      dd.appendChild(v);
       dl.appendChild(dd);
     });
   }
@@ -82,7 +89,7 @@
     var moved = false;
     if (opts.centre) {
       var xy = maps[state.map].xy, p = toScreen(xy[2 * i], xy[2 * i + 1]);
-      if (p[0] < 40 || p[1] < 40 || p[0] > state.W - 40 || p[1] > state.H - 40 || opts.scroll) {
+      if (p[0] < 40 || p[1] < 40 || p[0] > state.W - 40 || p[1] > state.H - 40 || opts.scroll || opts.always) {
         state.view.cx = xy[2 * i]; state.view.cy = xy[2 * i + 1];
         state.view.zoom = Math.max(state.view.zoom, 2.5);
         moved = true;
@@ -129,28 +136,38 @@
       var row = el('div'), sw = el('i');
       sw.style.background = rgbCss(c.rgb[k]);
       row.appendChild(sw);
-      row.appendChild(el('span', '', c.categories[k]));
+      row.appendChild(el('span', '', catText(c, k)));
       row.appendChild(el('b', '', Math.round(100 * counts[k] / state.selCount) + '%'));
       bars.appendChild(row);
     });
     selText.after(bars);
   }
-  function csvField(s) {
+  /* One CSV field (RFC 4180): quoted when it holds a comma, quote, line break or edge space. guard: text
+   * a spreadsheet would run as a formula (=, +, -, @, tab or CR first, not a plain number) gets a leading
+   * apostrophe; ids are written exactly as they are, so they still match the catalogue. */
+  function csvField(s, guard) {
     s = String(s === null || s === undefined ? '' : s);
+    if (guard && /^[=+\-@\t\r]/.test(s) && !/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(s)) s = "'" + s;
     return /[",\r\n]|^\s|\s$/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
   }
   function selectionCSV() {
-    var c = colourings[state.colour], lines = ['id,' + csvField(c.name)];
-    selectedIndices().forEach(function (i) { lines.push(csvField(ids[i]) + ',' + csvField(valueOf(c, i).text)); });
+    var c = colourings[state.colour], lines = ['id,' + csvField(c.name, true) + (SKY ? ',ra,dec' : '')];
+    selectedIndices().forEach(function (i) {
+      var line = csvField(ids[i]) + ',' + csvField(valueOf(c, i).text, true);
+      // degrees, every digit of the catalogue's float64
+      if (SKY) line += ',' + (isFinite(SKY.ra[i]) ? String(SKY.ra[i]) : '') + ',' + (isFinite(SKY.dec[i]) ? String(SKY.dec[i]) : '');
+      lines.push(line);
+    });
     return lines.join('\r\n') + '\r\n';
   }
-  btnDownload.addEventListener('click', function () {
-    var blob = new Blob([selectionCSV()], { type: 'text/csv;charset=utf-8' });
+  function downloadText(text, name) {
+    var blob = new Blob([text], { type: 'text/csv;charset=utf-8' });
     var url = URL.createObjectURL(blob), a = document.createElement('a');
-    a.href = url; a.download = 'morphospace-selection.csv';
+    a.href = url; a.download = name;
     document.body.appendChild(a); a.click(); a.remove();
     setTimeout(function () { URL.revokeObjectURL(url); }, 2000);
-  });
+  }
+  btnDownload.addEventListener('click', function () { downloadText(selectionCSV(), 'morphospace-selection.csv'); });
   btnClear.addEventListener('click', function () { setSelection([], false); });
   function insidePolygon(x, y, poly) {
     var inside = false;
@@ -188,19 +205,37 @@
     legendTitle.textContent = c.name;
     if (c.type === 'categorical') {
       c.categories.forEach(function (name, k) {
-        var b = el('button'), sw = el('i');
+        var row = el('div', 'ex-leg'), b = el('button'), sw = el('i');
         b.type = 'button';
+        b.className = 'ex-leg-sel';
         b.title = 'select these galaxies (shift: add to the selection)';
         sw.style.background = rgbCss(c.rgb[k]);
         b.appendChild(sw);
-        b.appendChild(el('span', 'name', name));
+        var nm = el('span', 'name', name);
+        if (c.names[k]) {
+          var cn = el('span', 'cname', c.names[k]);
+          cn.dir = 'auto';
+          nm.appendChild(cn);
+        }
+        b.appendChild(nm);
         b.appendChild(el('span', 'count', (c.counts[k] || 0).toLocaleString('en')));
         b.addEventListener('click', function (ev) {
           var list = [];
           for (var i = 0; i < N; i++) if (c.codes[i] === k) list.push(i);
           setSelection(list, ev.shiftKey);
         });
-        legend.appendChild(b);
+        row.appendChild(b);
+        if (nameable(c, k)) {
+          var ed = el('button', 'ex-edit', '\u270e');
+          ed.type = 'button';
+          ed.title = 'name this cluster (also: double-click the entry)';
+          ed.setAttribute('aria-label', 'name cluster ' + name);
+          var edit = function () { editInline(row, c.names[k] || '', function (v) { setClusterName(c, k, v); }); };
+          ed.addEventListener('click', edit);
+          b.addEventListener('dblclick', edit);
+          row.appendChild(ed);
+        }
+        legend.appendChild(row);
       });
     } else {
       var ramp = el('div', 'ex-ramp'), stops = [];

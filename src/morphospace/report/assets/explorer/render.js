@@ -1,8 +1,9 @@
-  /* morphospace explorer, part 2 of 4 (assets/explorer/render.js): drawing the points.
+  /* morphospace explorer, part 2 of 6 (assets/explorer/render.js): drawing the points.
    *
    * Point colours from the current colouring, the WebGL renderer (one draw call for every point) and its
-   * Canvas 2D fallback (one path per colour), and the 2D overlay (hover ring, neighbour lines, the box or
-   * lasso being drawn) that is redrawn alone when only the pointer moves. */
+   * Canvas 2D fallback (one path per colour), and the 2D overlay (the sky map's RA/Dec graticule, outlines
+   * of tagged galaxies, hover ring, neighbour lines, the box or lasso being drawn) that is redrawn alone
+   * when only the pointer moves. */
   /* ---------- colours ---------- */
   function fillColours() {
     var c = colourings[state.colour];
@@ -176,6 +177,8 @@
     octx.setTransform(dpr, 0, 0, dpr, 0, 0);
     octx.clearRect(0, 0, state.W, state.H);
     var r = pointSize() / 2, xy = maps[state.map].xy;
+    drawGraticule(maps[state.map]);
+    drawOutlines(r);
     if (state.focus >= 0) {
       var f = state.focus, pf = toScreen(xy[2 * f], xy[2 * f + 1]);
       octx.globalAlpha = 0.55;
@@ -205,6 +208,44 @@
       octx.fillStyle = 'rgba(91,108,255,0.14)'; octx.fill();
       octx.strokeStyle = '#8f9bff'; octx.lineWidth = 1.5; octx.setLineDash([5, 4]); octx.stroke(); octx.setLineDash([]);
     }
+  }
+  /* the sky map's RA/Dec lines, labelled where they enter the view */
+  function drawGraticule(m) {
+    if (!m.lines.length) return;
+    octx.save();
+    octx.lineWidth = 1; octx.strokeStyle = 'rgba(159,176,255,0.22)';
+    octx.fillStyle = 'rgba(200,210,240,0.75)'; octx.font = '11px sans-serif';
+    m.lines.forEach(function (g) {
+      var a = g.xy, first = null;
+      octx.beginPath();
+      for (var j = 0; j < a.length; j += 2) {
+        var p = toScreen(a[j], a[j + 1]);
+        if (j === 0) octx.moveTo(p[0], p[1]); else octx.lineTo(p[0], p[1]);
+        if (!first && p[0] >= 4 && p[1] >= 4 && p[0] <= state.W - 30 && p[1] <= state.H - 4) first = p;
+      }
+      octx.stroke();
+      if (first && g.label) octx.fillText(g.label, first[0] + 3, first[1] - 3);
+    });
+    octx.restore();
+  }
+  /* a ring in its label's colour around each tagged galaxy (up to MAX_OUTLINED: beyond, the "tags" colouring) */
+  function drawOutlines(r) {
+    var xy = maps[state.map].xy, total = 0;
+    tagPoints.forEach(function (list) { total += list.length; });
+    if (!total || total > MAX_OUTLINED) return;
+    octx.lineWidth = 1.6;
+    tagPoints.forEach(function (list, k) {
+      if (!list.length) return;
+      octx.beginPath();
+      list.forEach(function (i) {
+        var p = toScreen(xy[2 * i], xy[2 * i + 1]);
+        if (p[0] < -9 || p[1] < -9 || p[0] > state.W + 9 || p[1] > state.H + 9) return;
+        octx.moveTo(p[0] + r + 2.5, p[1]);
+        octx.arc(p[0], p[1], r + 2.5, 0, 6.2832);
+      });
+      octx.strokeStyle = rgbCss(labelRGB(k));
+      octx.stroke();
+    });
   }
   function resize() {
     var rect = stage.getBoundingClientRect();

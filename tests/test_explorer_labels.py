@@ -1,0 +1,326 @@
+"""The explorer's search box, labels and sky positions: the payload in Python, the page in headless Chromium.
+
+The browser tests reuse the machinery of ``test_report_browser`` (Debian's chromium, playwright; skipped
+without them). One fake run has RA/Dec and awkward ids (a comma, quotes and a line break; a formula; unicode),
+the other has no sky positions.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from morphospace.config import Config
+from morphospace.report import build_report
+from morphospace.report import neighbours as neighbours_mod
+from morphospace.report.collect import RunContents
+from morphospace.report.explorer import explorer_payload, storage_key
+from morphospace.report.neighbours import nearest_neighbours
+from morphospace.report.sky import project, sky_map
+from morphospace.run import write_table
+
+from report_fakerun import HOSTILE_ID, make_fake_run
+
+ODD_IDS = {5: 'a,"b"\nc', 6: "=1+2", 7: "\u03a9 \u00f1 \u661f\u7cfb \U0001f680", 8: " padded "}
+HOSTILE_NAMES = ["<img src=x onerror=alert(5)>", 'a,b "c"', "=cmd|' /C calc'!A0", "\u05e9\u05dc\u05d5\u05dd \u05e2\u05d5\u05dc\u05dd",
+                 "\U0001f680 rocket", "<script>alert(6)</script>" + "x" * 300]
+
+
+def with_sky(run, ra, dec, ids=None):
+    """Give a fake run's catalogue ``ra``/``dec`` columns (cube rows first), and optionally other ids."""
+    cat = run.read_catalogue()
+    n = int((cat["cube_index"] >= 0).sum())
+    cat["ra"] = np.r_[ra, np.full(len(cat) - n, np.nan)]
+    cat["dec"] = np.r_[dec, np.full(len(cat) - n, np.nan)]
+    for row, new in (ids or {}).items():
+        cat.loc[cat["cube_index"] == row, "id"] = new
+    write_table(run.catalogue, cat)
+    return run
+
+
+def decode(s: str, dtype: str) -> np.ndarray:
+    import base64
+
+    return np.frombuffer(base64.b64decode(s), dtype=np.dtype(dtype).newbyteorder("<"))
+
+
+# ---------------------------------------------------------------- the payload, in Python
+
+def test_neighbours_come_from_the_similarity_index(monkeypatch):
+    fitted = []
+
+    class Spy(neighbours_mod.SimilarityIndex):
+        def fit(self, X, y=None):
+            fitted.append(len(X))
+            return super().fit(X, y)
+
+    monkeypatch.setattr(neighbours_mod, "SimilarityIndex", Spy)
+    X = np.random.default_rng(0).normal(size=(400, 12)).astype(np.float32)
+    nn = nearest_neighbours(X, k=8)
+    assert fitted == [400]
+    assert nn.shape == (400, 8) and (nn != np.arange(400)[:, None]).all() and (nn >= 0).all()
+    # nearly the exact neighbours, nearest first
+    d = ((X[:, None] - X[None]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    exact = np.argsort(d, axis=1)[:, :8]
+    recall = np.mean([len(set(a) & set(b)) / 8 for a, b in zip(nn, exact)])
+    assert recall > 0.95
+    assert np.all(np.diff(np.take_along_axis(d, nn.astype(int), axis=1), axis=1) >= -1e-4)
+
+
+def test_payload_without_ra_dec_has_no_sky(tmp_path):
+    run = make_fake_run(tmp_path / "run", n=40, size=16)
+    c = RunContents(run)
+    p = explorer_payload(c, np.arange(c.n))
+    assert p["sky"] is None
+    assert all(m.get("kind") != "sky" and not m["name"].startswith("sky") for m in p["maps"])
+    assert p["neighbours"]["index"] == "pynndescent"
+    assert p["storageKey"].startswith("morphospace:")
+
+
+def test_payload_with_ra_dec(tmp_path):
+    rng = np.random.default_rng(1)
+    ra, dec = rng.uniform(150, 151, 40), rng.uniform(1.5, 2.5, 40)
+    ra[3] = np.nan  # a galaxy without a position
+    run = with_sky(make_fake_run(tmp_path / "run", n=40, size=16), ra, dec)
+    c = RunContents(run)
+    p = explorer_payload(c, np.arange(c.n))
+    sky = p["maps"][-1]
+    assert sky["kind"] == "sky" and "RA increases to the left" in sky["name"] and "1 without a position" in sky["name"]
+    assert [m["name"] for m in p["maps"][:-1]] == [m for m, _ in c.maps]  # the latent maps first, as before
+    got_ra, got_dec = decode(p["sky"]["ra"], "float64"), decode(p["sky"]["dec"], "float64")
+    ok = np.isfinite(ra)
+    assert np.array_equal(got_ra[ok], ra[ok]) and np.array_equal(got_dec[ok], dec[ok]) and np.isnan(got_ra[3])
+    xy = decode(sky["xy"], "float32").reshape(-1, 2)
+    assert np.abs(xy).max() <= 1.0001
+    # RA grows to the left, Dec upwards; the galaxy without a position lies below all the others
+    a, b = np.argmin(np.where(ok, ra, np.inf)), np.argmax(np.where(ok, ra, -np.inf))
+    assert xy[a, 0] > xy[b, 0]
+    assert np.corrcoef(xy[ok, 1], dec[ok])[0, 1] > 0.999
+    assert xy[3, 1] < xy[ok, 1].min()
+    assert sky["grid"] and all("label" in g and len(decode(g["xy"], "float32")) % 2 == 0 for g in sky["grid"])
+    # ra and dec are not repeated as float32 tooltip columns
+    assert not {"ra", "dec"} & {col["name"] for col in p["columns"]}
+
+
+def test_sky_map_of_the_whole_sky_wraps_at_0h():
+    rng = np.random.default_rng(2)
+    ra, dec = rng.uniform(0, 360, 500), np.degrees(np.arcsin(rng.uniform(-1, 1, 500)))
+    m = sky_map(ra, dec)
+    assert "Hammer-Aitoff" in m["name"]
+    assert np.abs(m["xy"]).max() <= 1.0001
+    # a field across 0h is one field, not two halves of the map
+    m = sky_map(np.r_[359.0, 359.5, 0.5, 1.0], np.r_[0.0, 0.5, -0.5, 0.0])
+    assert "Hammer" not in m["name"]
+    x = m["xy"][:, 0]
+    assert x[0] > x[1] > x[2] > x[3]
+    assert project(np.r_[10.0], np.r_[0.0], 10.0, 0.0, True).tolist() == [[0.0, 0.0]]
+
+
+def test_storage_key_tells_runs_apart(tmp_path):
+    a = make_fake_run(tmp_path / "a", n=20, size=16, everything=False)
+    b = make_fake_run(tmp_path / "b", n=20, size=16, everything=False)
+    ka, kb = storage_key(RunContents(a)), storage_key(RunContents(b))
+    assert ka != kb and ka == storage_key(RunContents(a))
+
+
+# ---------------------------------------------------------------- the page, in Chromium
+
+try:
+    from test_report_browser import ARTIFACTS, browser, chromium, hover, playwright, visible_point  # noqa: F401
+except pytest.skip.Exception:  # no chromium or no playwright: the Python tests above still run
+    browser = None
+
+browser_test = pytest.mark.skipif(browser is None, reason="needs headless Chromium and playwright")
+N = 80
+
+
+@pytest.fixture(scope="module")
+def sky_report(tmp_path_factory):
+    """A report whose catalogue has RA/Dec and awkward ids."""
+    rng = np.random.default_rng(3)
+    run = make_fake_run(tmp_path_factory.mktemp("sky") / "run", n=N, size=24)
+    with_sky(run, rng.uniform(150, 150.5, N), rng.uniform(2, 2.4, N), ODD_IDS)
+    return build_report(run, Config())
+
+
+@pytest.fixture(scope="module")
+def plain_report(tmp_path_factory):
+    """A report without sky positions."""
+    return build_report(make_fake_run(tmp_path_factory.mktemp("plain") / "run", n=40, size=24), Config())
+
+
+def ready(page):
+    page.wait_for_function("window.morphospaceReady === true", timeout=60_000)
+    page.evaluate("document.getElementById('ex-stage').scrollIntoView({block: 'center', behavior: 'instant'})")
+
+
+@browser_test
+def test_search_finds_a_galaxy_and_its_neighbours(sky_report, browser, tmp_path):
+    b = browser()
+    page = b.open(sky_report)
+    ids = page.evaluate("morphospaceExplorer.ids()")
+    page.fill("#ex-search", "g00002")  # case-insensitive, as one types
+    page.wait_for_selector("#ex-search-hits:not([hidden])")
+    shown = page.locator("#ex-search-hits .ex-hit .gid").all_inner_texts()
+    assert shown and all(s.startswith("G00002") for s in shown) and len(shown) <= 8
+    page.fill("#ex-search", "G000042")
+    page.wait_for_function("document.querySelectorAll('#ex-search-hits .ex-hit').length >= 1")
+    assert page.locator("#ex-search-hits .ex-hit .gid").first.inner_text() == "G000042"  # exact first
+    page.keyboard.press("Enter")
+    i = ids.index("G000042")
+    page.wait_for_function(f"morphospaceExplorer.focused() === {i}")
+    assert page.is_hidden("#ex-search-hits")
+    want = page.evaluate(f"morphospaceExplorer.neighbours({i})")
+    thumbs = page.locator("#ex-nn .thumb")
+    assert len(want) == 8 and [thumbs.nth(k).get_attribute("title") for k in range(8)] == [ids[j] for j in want]
+    # the map is centred on it
+    pos, box = page.evaluate(f"morphospaceExplorer.screenPosition({i})"), page.locator("#ex-stage").bounding_box()
+    assert abs(pos["x"] - (box["x"] + box["width"] / 2)) < 3 and abs(pos["y"] - (box["y"] + box["height"] / 2)) < 3
+    # a substring, an id with a line break, and no match at all
+    assert page.evaluate("morphospaceExplorer.search('\u661f\u7cfb')") == [ids.index(ODD_IDS[7])]
+    assert page.evaluate("morphospaceExplorer.search('a,\"b\"\\nc')") == [ids.index(ODD_IDS[5])]
+    page.fill("#ex-search", "no such galaxy")
+    page.wait_for_selector("#ex-search-hits .ex-hits-none")
+    assert "no such galaxy" in page.inner_text("#ex-search-hits")
+    b.shot(tmp_path, "explorer_search")
+    assert b.errors == []
+
+
+@browser_test
+def test_tags_keys_reload_and_csv(sky_report, browser, tmp_path):
+    b = browser()
+    page = b.open(sky_report)
+    ids = page.evaluate("morphospaceExplorer.ids()")
+    assert page.evaluate("morphospaceExplorer.labels()") == ["interesting"]
+    # a new label from the panel, then hostile ones through the interface
+    page.fill("#ex-label-new", "spiral")
+    page.press("#ex-label-new", "Enter")
+    for name in HOSTILE_NAMES:
+        page.evaluate("n => morphospaceExplorer.addLabel(n)", name)
+    labels = page.evaluate("morphospaceExplorer.labels()")
+    assert labels[:2] == ["interesting", "spiral"] and len(labels) == 2 + len(HOSTILE_NAMES)
+    assert labels[-1] == HOSTILE_NAMES[-1][:120]  # long names are cut, not refused
+    # key 2 over a galaxy tags it "spiral"
+    i, _ = visible_point(page, range(10, N, 3))
+    hover(page, i)
+    page.keyboard.press("2")
+    page.wait_for_function("morphospaceExplorer.tags().length === 1")
+    assert page.evaluate("morphospaceExplorer.tags()") == [[ids[i], "spiral"]]
+    assert "spiral" in page.inner_text("#ex-tooltip")  # the open tooltip shows the new tag
+    # key 1 with the pointer off the map tags the selection
+    page.evaluate("morphospaceExplorer.select([0, 5, 6])")
+    page.mouse.move(5, 5)
+    page.focus("#ex-label-add")
+    page.keyboard.press("1")
+    # the awkward ids and hostile labels through the interface
+    for k in range(len(HOSTILE_NAMES)):
+        page.evaluate("([l, n]) => morphospaceExplorer.tag(l, n)", [[20 + k], labels[2 + k]])
+    page.evaluate("morphospaceExplorer.tag([7], 'spiral')")
+    page.evaluate("n => morphospaceExplorer.tag([8], n)", labels[2])
+    want = dict(page.evaluate("morphospaceExplorer.tags()"))
+    assert want[ids[0]] == want[ODD_IDS[5]] == want[ODD_IDS[6]] == "interesting"
+    assert len(want) == 1 + 3 + len(HOSTILE_NAMES) + 2
+    # survives a reload
+    page.reload()
+    ready(page)
+    assert dict(page.evaluate("morphospaceExplorer.tags()")) == want
+    assert page.evaluate("morphospaceExplorer.labels()") == labels
+    page.select_option("#ex-colour", label="tags (yours)")
+    assert "spiral" in page.inner_text("#ex-legend")
+    # the CSV of classify --labels, parsed back
+    page.fill("#ex-label-column", "my class")
+    page.press("#ex-label-column", "Tab")
+    with page.expect_download() as info:
+        page.click("#ex-label-download")
+    path = tmp_path / "labels.csv"
+    info.value.save_as(path)
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    assert list(table.columns) == ["id", "my class"]
+    got = dict(zip(table["id"], table["my class"]))
+    guarded = {k: ("'" + v if v[0] in "=+-@" else v) for k, v in want.items()}
+    assert got == guarded
+    assert got[ODD_IDS[6]] == "interesting" and ODD_IDS[5] in got and ODD_IDS[8] in got  # ids exactly
+    assert "'=cmd|' /C calc'!A0" in got.values()  # a formula is defused
+    b.shot(tmp_path, "explorer_tags")
+    page.wait_for_timeout(100)
+    assert b.dialogs == [] and b.errors == []
+
+
+@browser_test
+def test_cluster_names_persist_and_hostile_names_are_text(sky_report, browser, tmp_path):
+    b = browser()
+    page = b.open(sky_report)
+    hostile = '<img src=x onerror=alert(7)> "\u05e9\u05dc\u05d5\u05dd" \U0001f30c'
+    page.locator("#ex-legend .ex-edit").first.click()
+    page.fill("#ex-legend input.ex-inline", hostile)
+    page.press("#ex-legend input.ex-inline", "Enter")
+    assert hostile in page.inner_text("#ex-legend")
+    page.evaluate("morphospaceExplorer.addLabel('<b onmouseover=alert(8)>bold</b>')")
+    assert "<b onmouseover=alert(8)>bold</b>" in page.inner_text("#ex-label-list")
+    page.reload()
+    ready(page)
+    assert page.evaluate("morphospaceExplorer.clusterNames(0)")["0"] == hostile
+    assert hostile in page.inner_text("#ex-legend")
+    # the name is in the tooltip of a galaxy of that cluster
+    codes = page.evaluate("morphospaceData.explorer.colourings[0].codes")
+    first = [i for i, c in enumerate(decode(codes, "int16")) if c == 0]
+    i, _ = visible_point(page, first)
+    hover(page, i)
+    assert hostile in page.inner_text("#ex-tooltip")
+    # nowhere did a name become elements
+    assert page.evaluate("document.querySelectorAll('img[src=\"x\"], [onerror], [onmouseover]').length") == 0
+    b.shot(tmp_path, "explorer_cluster_names")
+    page.wait_for_timeout(100)
+    assert b.dialogs == [] and b.errors == []
+
+
+@browser_test
+def test_a_damaged_entry_is_set_aside_with_a_note(sky_report, browser):
+    b = browser()
+    page = b.open(sky_report)
+    key = page.evaluate("morphospaceExplorer.storageKey()")
+    page.evaluate("k => localStorage.setItem(k, '{not json')", key)
+    page.reload()
+    ready(page)
+    assert page.is_visible("#ex-label-note")
+    assert "could not be read" in page.inner_text("#ex-label-note")
+    assert page.evaluate("morphospaceExplorer.labels()") == ["interesting"]
+    assert page.evaluate("k => localStorage.getItem(k + ':damaged')", key) == "{not json"
+    page.evaluate("morphospaceExplorer.tag([1], 'interesting')")  # and the page works on
+    assert page.evaluate("morphospaceExplorer.tags().length") == 1
+    assert b.errors == []
+
+
+@browser_test
+def test_sky_map_only_with_ra_dec(sky_report, plain_report, browser, tmp_path):
+    b = browser()
+    page = b.open(plain_report)
+    assert not any(m.startswith("sky") for m in page.evaluate("morphospaceExplorer.maps()"))
+    assert page.evaluate("morphospaceExplorer.selectionCSV()").startswith("id,vade\r\n")
+    # two reports keep their tags apart (every file:// page shares one local storage)
+    plain_key = page.evaluate("morphospaceExplorer.storageKey()")
+    page.evaluate("morphospaceExplorer.tag([2], 'interesting')")
+    page = b.open(sky_report)
+    assert page.evaluate("morphospaceExplorer.storageKey()") != plain_key
+    assert page.evaluate("morphospaceExplorer.tags()") == []
+    maps = page.evaluate("morphospaceExplorer.maps()")
+    assert maps[-1].startswith("sky: RA/Dec") and not any(m.startswith("sky") for m in maps[:-1])
+    page.evaluate(f"morphospaceExplorer.setMap({len(maps) - 1})")
+    ids = page.evaluate("morphospaceExplorer.ids()")
+    i, _ = visible_point(page, range(9, N, 5))
+    hover(page, i)
+    text = page.inner_text("#ex-tooltip")
+    ra, dec = page.evaluate(f"morphospaceExplorer.sky({i})")
+    assert "RA, Dec (deg)" in text and f"{ra:.5f}\u00b0" in text and "10:0" in text  # 150 deg = 10 h
+    page.evaluate("morphospaceExplorer.select([0, 5, 9])")
+    table = pd.read_csv(__import__("io").StringIO(page.evaluate("morphospaceExplorer.selectionCSV()")),
+                        dtype={"id": str}, keep_default_na=False)
+    assert list(table.columns) == ["id", "vade", "ra", "dec"]
+    assert list(table["id"]) == [HOSTILE_ID, ODD_IDS[5], ids[9]]
+    assert table["ra"].iloc[2] == page.evaluate("morphospaceExplorer.sky(9)")[0]
+    b.shot(tmp_path, "explorer_sky")
+    assert b.errors == []
