@@ -217,6 +217,10 @@ def test_classify_end_to_end_writes_classes_suggestions_and_export_columns(tiny_
     assert np.allclose(probs.sum(axis=1), 1, atol=1e-5)
     for ext in ("fits", "csv"):
         assert main(["export", str(run.path), "--out", str(tmp_path / f"r.{ext}"), "--quiet"]) == 0
+    meta["classes"][0]["column"] = "other"  # a json that is not the table's (an interrupted classify)
+    (run.path / "classes" / "kind.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="do not belong together"):
+        results_table(run)
 
 
 def test_classify_without_labels_suggests_diverse_seeds(tiny_run, capsys):

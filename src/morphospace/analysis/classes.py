@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidArgument, UserError, first_line
+from ..progress import Timer
 from ..run import RunDir, write_json, write_table
 from .classify import FewLabelClassifier
 from .labels import missing_mask
@@ -223,7 +224,8 @@ def classify_run(run: RunDir, labels_path, column: str, embedding: str, id_colum
         raise UserError(f"no usable label in '{column}' for a galaxy of the cube: nothing to train "
                         f"(add --suggest N to get galaxies to label first){why}")
     try:
-        clf = FewLabelClassifier(random_state=random_state).fit(X, y)
+        with Timer(f"classifier on '{embedding}' ({n_labelled} labels, cross-validated and calibrated)"):
+            clf = FewLabelClassifier(random_state=random_state).fit(X, y)
     except InvalidArgument as exc:
         raise UserError(f"{first_line(exc)}{why}") from None
     for note in notes:
@@ -321,6 +323,10 @@ def class_columns(run: RunDir) -> dict[str, tuple[str, np.ndarray]]:
         name = meta.get("name", table_path.stem)
         if len(table) != len(ids) or not np.array_equal(table["id"].astype(str).to_numpy(), ids):
             raise UserError(f"classification '{name}' does not match the run's cube (re-run `morphospace classify`)")
+        wanted = {"class"} | {f"prob_{c['column']}" for c in meta.get("classes", [])}
+        if not meta.get("classes") or not wanted <= set(table.columns):
+            raise UserError(f"{table_path} and {meta_path.name} do not belong together (an interrupted "
+                            "`morphospace classify`?): re-run it")
         safe = {c["name"]: c["column"] for c in meta.get("classes", [])}
         out[f"class_{name}"] = ("class", table["class"].astype(str).map(safe).to_numpy(dtype=object))
         for c in meta.get("classes", []):
