@@ -134,7 +134,9 @@ try:
 except pytest.skip.Exception:  # no chromium or no playwright: the Python tests above still run
     browser = None
 
-browser_test = pytest.mark.skipif(browser is None, reason="needs headless Chromium and playwright")
+def browser_test(f):
+    """A test in headless Chromium (marked ``browser``, like test_report_browser's)."""
+    return pytest.mark.browser(pytest.mark.skipif(browser is None, reason="needs headless Chromium and playwright")(f))
 N = 80
 
 

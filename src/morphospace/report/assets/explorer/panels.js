@@ -22,7 +22,7 @@
     colourings.forEach(function (c) {
       if (c !== cur && (c.name === E.primary || c.kind === 'score')) { var w = valueOf(c, i); add(c.name, w.text, w.rgb); }
     });
-    var t = tagOf(i);
+    var t = cur.kind === 'tags' ? null : tagOf(i);   // (the "tags" colouring shows it already)
     if (t) add('tag', t.name, t.rgb);
     var sky = skyText(i);
     if (sky) { add('RA, Dec (deg)', sky[0], null); add('RA, Dec (hms, dms)', sky[1], null); }
