@@ -175,3 +175,13 @@ def test_an_embedding_that_cannot_embed_a_new_image_names_those_that_can(image_r
                  "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_similar_to_image_refuses_a_vector_that_does_not_fit(tiny_run):
+    image = np.zeros((3, 16, 16), np.float32)
+    with pytest.raises(UserError, match="4"):
+        similar_to_image(tiny_run, np.zeros(3), image, "form")
+    with pytest.raises(UserError, match="not finite"):
+        similar_to_image(tiny_run, np.array([0.0, np.nan, 0.0, 0.0]), image, "form")
+    table, gallery = similar_to_image(tiny_run, tiny_run.read_embedding("form")[0], image, "form", k=2, query="q")
+    assert list(table["id"][:2]) == ["q", "g00"] and len(table) == 3 and gallery.is_file()

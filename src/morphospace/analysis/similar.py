@@ -155,9 +155,10 @@ def similar_to_image(run: RunDir, vector: np.ndarray, image: np.ndarray, embeddi
     cat = run.cube_catalogue().reset_index(drop=True)
     X = run.read_embedding(embedding)
     v = np.asarray(vector, dtype=np.float32).reshape(1, -1)
-    if v.shape[1] != X.shape[1] or not np.isfinite(v).all():
-        raise UserError(f"the query's '{embedding}' vector has {v.shape[1]} finite values or fewer, the run's "
-                        f"have {X.shape[1]}")
+    if v.shape[1] != X.shape[1]:
+        raise UserError(f"the query has {v.shape[1]} values, the run's '{embedding}' embedding {X.shape[1]}")
+    if not np.isfinite(v).all():
+        raise UserError(f"the query's '{embedding}' embedding is not finite (NaN or inf)")
     dist, idx = _index_for(run, embedding, X).kneighbors(v, k=k)
     table = _table(cat, idx[0], dist[0])
     head = pd.DataFrame({"rank": [0], "id": [str(query)], "distance": [0.0]})

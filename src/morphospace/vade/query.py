@@ -27,6 +27,7 @@ from .io import MODEL_FILE, load_vade, model_dir
 __all__ = ["MODEL_EMBEDDINGS", "embed_rows"]
 
 MODEL_EMBEDDINGS = ("form", "vade")  # the embeddings this module computes for new images
+SMALL_BATCH = 8  # up to this many images are embedded on one thread
 
 
 def embed_rows(run: RunDir, rows: np.ndarray, embedding: str) -> np.ndarray:
@@ -65,13 +66,21 @@ def embed_rows(run: RunDir, rows: np.ndarray, embedding: str) -> np.ndarray:
     if form or hp.get("mask_neighbours", False):
         x, _ = mask_images(x, desc="")
     model.eval()
-    with torch.no_grad():
-        t = torch.from_numpy(x)
-        if form:
-            emb = model.embedder(t)
-            if embedding == "form":
-                return emb.numpy().astype(np.float32)
-            mu = model.encode_embedding(emb)[0]
-        else:
-            mu = model.encode_with_target(t)[1]
-    return mu.numpy().astype(np.float32)
+    threads = torch.get_num_threads()
+    if len(x) <= SMALL_BATCH:
+        # a few images: intra-op threads gain nothing and, on a busy machine, cost seconds
+        # (efficientnet-lite0, 8 views of one image: 0.2 s on one thread, 12 s on two under load)
+        torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            t = torch.from_numpy(x)
+            if form:
+                emb = model.embedder(t)
+                if embedding == "form":
+                    return emb.numpy().astype(np.float32)
+                mu = model.encode_embedding(emb)[0]
+            else:
+                mu = model.encode_with_target(t)[1]
+        return mu.numpy().astype(np.float32)
+    finally:
+        torch.set_num_threads(threads)

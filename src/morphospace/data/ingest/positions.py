@@ -8,8 +8,9 @@ catalogue columns
     ``ra``/``dec``, ``RA``/``Dec``, ``ra_deg``/``dec_deg``, ``RAJ2000``/``DEJ2000``,
     ``ra_j2000``/``dec_j2000``, ``alpha``/``delta``, ...). A number is degrees; a string may also
     be sexagesimal (``"12:34:56.7"``, ``"12h34m56.7s"`` or ``"12 34 56.7"`` for RA, in hours;
-    ``"+12:34:56"`` or ``"12d34m56s"`` for Dec, in degrees), parsed by
-    :class:`astropy.coordinates.Angle`. The two columns read are replaced by ``ra`` and ``dec``.
+    ``"+12:34:56"`` or ``"12d34m56s"`` for Dec, in degrees): these common forms are read by a
+    regular expression, any other by :class:`astropy.coordinates.Angle`. The two columns read are
+    replaced by ``ra`` and ``dec``.
 FITS cutouts
     The world position of the frame's centre pixel through the file's celestial WCS
     (:mod:`astropy.wcs`), converted to ICRS when the WCS is in another frame (FK5, galactic...).

@@ -1,0 +1,141 @@
+"""`morphospace similar --image` and sky positions at ingest: what they cost, and whether a
+galaxy's own file finds it.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_similar_image.py [--data ../shared/data/sdss-gz1] [--n 300]
+        [--queries 20] [--positions 100000] [--fits 200] [--out /tmp/bench_similar_image]
+
+1. A run on the first N galaxies of DATA (sdss-gz1 layout): ingest with the default recipe, the
+   default form-first model with a shortened schedule (``form.ssl_epochs=20``,
+   ``form.decoder_epochs=5``), embed. Then Q of its galaxies' own JPEGs are queried through
+   ``pipeline.embed_image`` + ``analysis.similar.similar_to_image`` per embedding: the first
+   query (cold: the model and index loaded) and the median of the others, in seconds; and the
+   fraction found first at a distance below 1e-3 of the median neighbour distance.
+2. ``parse_positions`` on P numeric and P sexagesimal (RA, Dec) pairs: seconds.
+3. Ingest of F FITS cutouts (64 x 64) with and without a TAN WCS (one worker): the WCS's cost
+   per file in milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from morphospace.analysis.pixels import pixel_pca_run
+from morphospace.analysis.similar import similar_to_image
+from morphospace.config import apply_overrides, load_config
+from morphospace.data.ingest import ingest
+from morphospace.data.ingest.positions import parse_positions
+from morphospace.pipeline import embed_image
+from morphospace.progress import set_quiet
+from morphospace.run import RunDir
+from morphospace.vade.embed import embed_run
+from morphospace.vade.train import train_run
+
+
+def subset(data: Path, n: int, out: Path) -> Path:
+    """The first ``n`` galaxies of an sdss-gz1 folder, as links."""
+    labels = pd.read_csv(data / "labels.csv", dtype=str).head(n)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    for objid in labels["objid"]:
+        os.symlink((data / "images" / f"{objid}.jpeg").resolve(), out / "images" / f"{objid}.jpeg")
+    labels.to_csv(out / "labels.csv", index=False)
+    return out
+
+
+def bench_image(data: Path, n: int, queries: int, out: Path) -> None:
+    cfg = apply_overrides(load_config(None), ["form.ssl_epochs=20", "form.decoder_epochs=5", "ingest.workers=1"])
+    run = RunDir(out / "run", create=True)
+    t = time.perf_counter()
+    ingest(subset(data, n, out / "data"), run, cfg)
+    pixel_pca_run(run, cfg.model.pca_components)
+    train_run(run, cfg)
+    embed_run(run, cfg)
+    print(f"run of {n} galaxies built in {time.perf_counter() - t:.0f} s\n")
+    ids = [str(i) for i in run.cube_ids()]
+    picks = np.random.default_rng(0).choice(len(ids), size=min(queries, len(ids)), replace=False)
+    print("| embedding | first query (s) | then, median (s) | own galaxy first |\n|---|---|---|---|")
+    for emb in ("form", "vade", "pixels_pca"):
+        times, hits = [], 0
+        for i in picks:
+            t = time.perf_counter()
+            row, vec = embed_image(run, out / "data" / "images" / f"{ids[i]}.jpeg", emb)
+            table, _ = similar_to_image(run, vec, row, emb, k=10, query=f"{ids[i]}.jpeg")
+            times.append(time.perf_counter() - t)
+            hits += table["id"].iloc[1] == ids[i] and table["distance"].iloc[1] < 1e-3 * table["distance"].iloc[2:].median()
+        print(f"| {emb} | {times[0]:.2f} | {np.median(times[1:]):.2f} | {hits}/{len(picks)} |", flush=True)
+
+
+def bench_positions(p: int) -> None:
+    rng = np.random.default_rng(0)
+    ra, dec = rng.uniform(0, 360, p), rng.uniform(-90, 90, p)
+    t = time.perf_counter()
+    parse_positions(pd.Series(ra), pd.Series(dec))
+    numeric = time.perf_counter() - t
+    h, m, s = (ra / 15).astype(int), ((ra / 15 % 1) * 60).astype(int), np.floor(ra / 15 * 360000 % 6000) / 100
+    ra_s = [f"{a:02d}:{b:02d}:{c:05.2f}" for a, b, c in zip(h, m, s)]
+    dd, dm = np.abs(dec).astype(int), np.floor(np.abs(dec) % 1 * 6000) / 100
+    dec_s = [f"{'-' if d < 0 else '+'}{a:02d}:{b:05.2f}" for d, a, b in zip(dec, dd, dm)]
+    t = time.perf_counter()
+    _, _, problems = parse_positions(pd.Series(ra_s, dtype="string"), pd.Series(dec_s, dtype="string"))
+    sexa = time.perf_counter() - t
+    print(f"\n| {p} positions | seconds |\n|---|---|\n| numeric | {numeric:.3f} |\n| sexagesimal | {sexa:.3f} |"
+          f"  ({len(problems)} flagged)")
+
+
+def bench_wcs(f: int, out: Path) -> None:
+    from astropy.io import fits
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:64, :64] - 31.5
+    seconds = {}
+    for with_wcs in (False, True):
+        root = out / f"fits_{int(with_wcs)}"
+        root.mkdir(parents=True)
+        for i in range(f):
+            img = 1000 * np.exp(-(xx**2 + yy**2) / 50) + 100 + rng.normal(0, 5, (64, 64))
+            hdu = fits.PrimaryHDU(img.astype(np.float32))
+            if with_wcs:
+                hdu.header.update({"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRPIX1": 32.5, "CRPIX2": 32.5,
+                                   "CRVAL1": 150 + i / 1000, "CRVAL2": 2.0, "CDELT1": -1e-4, "CDELT2": 1e-4})
+            hdu.writeto(root / f"f{i:05d}.fits")
+        cfg = apply_overrides(load_config(None), ["ingest.workers=1"])
+        best = []
+        for rep in range(3):
+            t = time.perf_counter()
+            ingest(root, RunDir(out / f"run_{int(with_wcs)}_{rep}", create=True), cfg)
+            best.append(time.perf_counter() - t)
+        seconds[with_wcs] = min(best)
+    print(f"\n| {f} FITS cutouts | ingest (s, best of 3) |\n|---|---|\n| no WCS | {seconds[False]:.2f} |\n"
+          f"| TAN WCS | {seconds[True]:.2f} |  (WCS: {1000 * (seconds[True] - seconds[False]) / f:.2f} ms per file)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=Path("../shared/data/sdss-gz1"))
+    ap.add_argument("--n", type=int, default=300)
+    ap.add_argument("--queries", type=int, default=20)
+    ap.add_argument("--positions", type=int, default=100000)
+    ap.add_argument("--fits", type=int, default=200)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    set_quiet(True)
+    out = Path(tempfile.mkdtemp(prefix="bench_similar_image_")) if args.out is None else args.out
+    if out.exists() and any(out.iterdir()):
+        raise SystemExit(f"--out {out} is not empty")
+    out.mkdir(parents=True, exist_ok=True)
+    if args.n > 0:
+        bench_image(args.data, args.n, args.queries, out)
+    bench_positions(args.positions)
+    bench_wcs(args.fits, out)
+
+
+if __name__ == "__main__":
+    main()
