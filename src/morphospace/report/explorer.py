@@ -297,7 +297,7 @@ def explorer_payload(contents: RunContents, points: np.ndarray, k: int = 8, seed
     if radec is not None:
         sm = sky_map(*radec)
         maps.append({"name": sm["name"], "xy": b64(sm["xy"], "float32"), "kind": "sky",
-                     "grid": [{"label": g["label"], "xy": b64(g["xy"], "float32")} for g in sm["grid"]]})
+                     "grid": [{**g, "xy": b64(g["xy"], "float32")} for g in sm["grid"]]})
         sky = {"unit": "deg", "ra": b64(radec[0], "float64"), "dec": b64(radec[1], "float64")}
 
     colourings = []

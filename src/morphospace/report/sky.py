@@ -106,7 +106,7 @@ def sky_map(ra: np.ndarray, dec: np.ndarray) -> dict:
     dict
         ``name``, ``xy`` (float32, n x 2, in [-1, 1]) and ``grid``: a list of
         ``{"label", "xy"}`` graticule lines (float32 polylines, m x 2, in the
-        same coordinates).
+        same coordinates; ``at``, when present: the vertex to label).
     """
     ok = np.isfinite(ra) & np.isfinite(dec)
     ra0, width = _centre_ra(ra[ok])
@@ -145,7 +145,10 @@ def sky_map(ra: np.ndarray, dec: np.ndarray) -> dict:
     t = np.linspace(0, 1, 48)
     for r in ra_lines:
         d = dec_range[0] + t * (dec_range[1] - dec_range[0])
-        grid.append({"label": _hours(r), "xy": norm(project(np.full_like(d, r), d, ra0, dec0, wide))})
+        line = {"label": _hours(r), "xy": norm(project(np.full_like(d, r), d, ra0, dec0, wide))}
+        if wide:  # meridians meet at the poles: label them on the equator
+            line["at"] = int(np.argmin(np.abs(d)))
+        grid.append(line)
     for d in dec_lines:
         r = ra0 + ra_range[0] + t * (ra_range[1] - ra_range[0])
         grid.append({"label": _degrees(d), "xy": norm(project(r, np.full_like(r, d), ra0, dec0, wide))})

@@ -43,7 +43,7 @@
     }
     if (!(x1 >= x0)) { x0 = y0 = -1; x1 = y1 = 1; }
     return { name: m.name, xy: xy, grid: null, kind: m.kind || 'latent',
-             lines: (m.grid || []).map(function (g) { return { label: g.label, xy: f32(g.xy) }; }),
+             lines: (m.grid || []).map(function (g) { return { label: g.label, xy: f32(g.xy), at: g.at }; }),
              box: { cx: (x0 + x1) / 2, cy: (y0 + y1) / 2, w: Math.max(x1 - x0, 1e-3), h: Math.max(y1 - y0, 1e-3) } };
   });
   var colourings = E.colourings.map(function (c) {

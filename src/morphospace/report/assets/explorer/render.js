@@ -221,7 +221,8 @@
       for (var j = 0; j < a.length; j += 2) {
         var p = toScreen(a[j], a[j + 1]);
         if (j === 0) octx.moveTo(p[0], p[1]); else octx.lineTo(p[0], p[1]);
-        if (!first && p[0] >= 4 && p[1] >= 4 && p[0] <= state.W - 30 && p[1] <= state.H - 4) first = p;
+        var inView = p[0] >= 4 && p[1] >= 4 && p[0] <= state.W - 30 && p[1] <= state.H - 4;
+        if (inView && (!first || 2 * g.at === j)) first = p;   // the line's own label point when in view
       }
       octx.stroke();
       if (first && g.label) octx.fillText(g.label, first[0] + 3, first[1] - 3);
