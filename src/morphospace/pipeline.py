@@ -127,13 +127,17 @@ def stage_embed(run: RunDir, cfg: Config) -> None:
     run : RunDir
     cfg : Config
     """
+    from lightning.pytorch.utilities import rank_zero_only
+
     from .analysis.pixels import pixel_pca_run
 
-    pixel_pca_run(run, cfg.model.pca_components)
     if cfg.model.kind == "vade":
         from .vade.embed import embed_run
 
-        embed_run(run, cfg)
+        embed_run(run, cfg)  # first: with several processes (--devices) they all take part
+    if rank_zero_only.rank != 0:
+        return  # the rest is single-process work, and one process writes
+    pixel_pca_run(run, cfg.model.pca_components)
     stage_anomaly(run, cfg)
 
 
