@@ -157,7 +157,8 @@ def test_a_catalogue_position_comes_before_the_wcs(tmp_path):
         hdu = fits.PrimaryHDU(galaxy_flux(64, seed=i))
         hdu.header.update(_tan(150.0 + i, 2.0))
         hdu.writeto(root / f"f{i}.fits")
-    write_csv(root / "cat.csv", ["id", "RAJ2000", "DEJ2000"], [["f0", "10.5", "-1.5"], ["f1", "", ""], ["f2", "x", "1"]])
+    write_csv(root / "cat.csv", ["id", "RAJ2000", "DEJ2000"],
+              [["f0", "10.5", "-1.5"], ["f1", "", ""], ["f2", "x", "1"]])
     _, cat, _, _ = ingest_to(root, tmp_path / "run", preprocess__size=16)
     pos = cat.set_index("id")
     assert (pos.loc["f0", "ra"], pos.loc["f0", "dec"]) == pytest.approx((10.5, -1.5))  # the catalogue's

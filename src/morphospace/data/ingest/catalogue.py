@@ -105,7 +105,8 @@ def summarise(survey: Survey, catalogue: pd.DataFrame, spec: PreprocessSpec, det
         "n_flagged": int(catalogue[[f"flag_{f}" for f in FLAG_DESCRIPTIONS]].any(axis=1).sum()),
         "cube_shape": [n_in, spec.channels, spec.size, spec.size],
         "label_columns": survey.label_columns,
-        "n_positions": int(catalogue[["ra", "dec"]].notna().all(axis=1).sum()) if {"ra", "dec"} <= set(catalogue) else 0,
+        "n_positions": int(catalogue[["ra", "dec"]].notna().all(axis=1).sum())
+        if {"ra", "dec"} <= set(catalogue) else 0,
         "preprocess": {"crop": spec.crop, "size": spec.size, "channels": spec.channels,
                        "normalise": spec.normalise, "softening": spec.softening, "resample": spec.resample,
                        "exact": spec.exact, "jpeg_draft": spec.draft},
