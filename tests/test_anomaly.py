@@ -122,7 +122,7 @@ def test_the_run_gets_the_score_and_tags_persist_across_calls(form_run, capsys):
     stage_anomaly(run, Config())
     table, meta = read_anomaly(run)
     assert list(table["id"]) == list(run.cube_ids()) and set(table.nlargest(3, "score")["id"]) == set(ids[out])
-    assert "form embedding" in meta["what"] and (table["tag"] == "").all()
+    assert "form embedding" in meta["description"] and meta["what"] == "form anomaly" and (table["tag"] == "").all()
     assert main(["anomalies", str(run.path), "--top", "3", "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert all(i in printed for i in ids[out])
@@ -216,10 +216,12 @@ def test_the_report_shows_the_form_score_when_present(tmp_path):
     html = build_report(run, Config()).read_text(encoding="utf-8")
     strange = _strangest(html)
     assert "form anomaly score" in strange and "the VaDE finds least likely" not in strange
-    assert any(name.startswith("form anomaly (rank of the mean distance") for name in _explorer_colourings(html))
+    assert "form anomaly" in _explorer_colourings(html) and "the rank of the mean distance to the 10 nearest" in strange
     first = re.search(r'title="([^"]+)"', strange)[1]
     assert first == run.cube_ids()[7]  # the strangest by form leads the gallery
     # tags re-rank it: the report says how many and the boring galaxy leaves the gallery
     assert main(["anomalies", str(run.path), "--boring", str(run.cube_ids()[7]), "--quiet"]) == 0
-    strange = _strangest(build_report(run, Config()).read_text(encoding="utf-8"))
-    assert "0 interesting, 1 boring" in strange and re.search(r'title="([^"]+)"', strange)[1] != run.cube_ids()[7]
+    html = build_report(run, Config()).read_text(encoding="utf-8")
+    strange = _strangest(html)
+    assert "0 interesting, 1 boring" in strange and "form anomaly (re-ranked by tags)" in _explorer_colourings(html)
+    assert re.search(r'title="([^"]+)"', strange)[1] != run.cube_ids()[7]

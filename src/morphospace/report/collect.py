@@ -292,18 +292,27 @@ class RunContents:
             return None
         return "form" if self._form_anomaly is not None else "vade"
 
-    @cached_property
+    @property
     def anomaly_tags(self) -> dict[str, int]:
         """How many galaxies the form score's user tags mark ``interesting`` and ``boring`` (0 without)."""
-        if self._form_anomaly is None:
-            return {"interesting": 0, "boring": 0}
-        table = pd.read_parquet(self.path / "anomaly.parquet")
-        tags = table["tag"] if "tag" in table.columns else pd.Series([], dtype=str)
-        return {t: int((tags == t).sum()) for t in ("interesting", "boring")}
+        found = self._form_anomaly_found
+        return found[2] if found else {"interesting": 0, "boring": 0}
+
+    @property
+    def anomaly_description(self) -> str:
+        """How the form anomaly score is made ("" for the VaDE's)."""
+        found = self._form_anomaly_found
+        return found[3] if found else ""
+
+    @property
+    def _form_anomaly(self) -> tuple[str, np.ndarray] | None:
+        found = self._form_anomaly_found
+        return found[:2] if found else None
 
     @cached_property
-    def _form_anomaly(self) -> tuple[str, np.ndarray] | None:
-        """(what, current score) from ``anomaly.parquet`` (see ``analysis.anomaly``), or None when absent or stale."""
+    def _form_anomaly_found(self) -> tuple[str, np.ndarray, dict[str, int], str] | None:
+        """(what, current score, tag counts, description) from ``anomaly.parquet`` (``analysis.anomaly``), or None
+        when absent or stale."""
         from ..analysis.anomaly import read_anomaly
 
         try:
@@ -321,7 +330,9 @@ class RunContents:
             return None
         score = np.full(self.n, np.nan)
         score[rows] = table["score"].to_numpy(np.float64)
-        return str(meta.get("what") or "form anomaly"), score
+        tags = table["tag"].astype(str) if "tag" in table.columns else pd.Series([], dtype=str)
+        counts = {t: int((tags == t).sum()) for t in ("interesting", "boring")}
+        return str(meta.get("what") or "form anomaly"), score, counts, str(meta.get("description") or "")
 
     # files ----------------------------------------------------------------------------
     def figures(self) -> list[Path]:

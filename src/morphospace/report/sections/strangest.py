@@ -58,7 +58,8 @@ def strangest_section(ctx: ReportContext, n: int = 24) -> Section | None:
             bits.append("noise" if primary.labels[row] < 0 else f"cluster {primary.labels[row]}")
         galaxies.append(ctx.thumb(row, caption=" \u00b7 ".join(bits), size="big"))
     html = render("strangest.html", histogram=figure(hist, "Where the strangest sit in the distribution."),
-                  what=what, source=c.anomaly_source, tags=c.anomaly_tags, galaxies=galaxies, prefix=PREFIX)
+                  what=what, source=c.anomaly_source, tags=c.anomaly_tags, how=c.anomaly_description,
+                  galaxies=galaxies, prefix=PREFIX)
     return Section("strangest", "Strangest", html)
 
 
