@@ -130,7 +130,7 @@ def test_storage_key_tells_runs_apart(tmp_path):
 # ---------------------------------------------------------------- the page, in Chromium
 
 try:
-    from test_report_browser import ARTIFACTS, browser, chromium, hover, playwright, visible_point  # noqa: F401
+    from test_report_browser import browser, chromium, hover, playwright, visible_point, wait_js  # noqa: F401
 except pytest.skip.Exception:  # no chromium or no playwright: the Python tests above still run
     browser = None
 
@@ -156,7 +156,7 @@ def plain_report(tmp_path_factory):
 
 
 def ready(page):
-    page.wait_for_function("window.morphospaceReady === true", timeout=60_000)
+    wait_js(page, "window.morphospaceReady === true")
     page.evaluate("document.getElementById('ex-stage').scrollIntoView({block: 'center', behavior: 'instant'})")
 
 
@@ -170,11 +170,11 @@ def test_search_finds_a_galaxy_and_its_neighbours(sky_report, browser, tmp_path)
     shown = page.locator("#ex-search-hits .ex-hit .gid").all_inner_texts()
     assert shown and all(s.startswith("G00002") for s in shown) and len(shown) <= 8
     page.fill("#ex-search", "G000042")
-    page.wait_for_function("document.querySelectorAll('#ex-search-hits .ex-hit').length >= 1")
+    wait_js(page, "document.querySelectorAll('#ex-search-hits .ex-hit').length >= 1", 10)
     assert page.locator("#ex-search-hits .ex-hit .gid").first.inner_text() == "G000042"  # exact first
     page.keyboard.press("Enter")
     i = ids.index("G000042")
-    page.wait_for_function(f"morphospaceExplorer.focused() === {i}")
+    wait_js(page, f"morphospaceExplorer.focused() === {i}", 10)
     assert page.is_hidden("#ex-search-hits")
     want = page.evaluate(f"morphospaceExplorer.neighbours({i})")
     thumbs = page.locator("#ex-nn .thumb")
@@ -210,7 +210,7 @@ def test_tags_keys_reload_and_csv(sky_report, browser, tmp_path):
     i, _ = visible_point(page, range(10, N, 3))
     hover(page, i)
     page.keyboard.press("2")
-    page.wait_for_function("morphospaceExplorer.tags().length === 1")
+    wait_js(page, "morphospaceExplorer.tags().length === 1", 10)
     assert page.evaluate("morphospaceExplorer.tags()") == [[ids[i], "spiral"]]
     assert "spiral" in page.inner_text("#ex-tooltip")  # the open tooltip shows the new tag
     # key 1 with the pointer off the map tags the selection

@@ -65,7 +65,7 @@ class Page:
     def open(self, path: Path):
         """Open a report, wait until the explorer is ready and bring the map into view."""
         self.page.goto(path.resolve().as_uri())
-        self.page.wait_for_function("window.morphospaceReady === true", timeout=60_000)
+        wait_js(self.page, "window.morphospaceReady === true")
         # the whole map in view, without the page's smooth scrolling
         self.page.evaluate("document.getElementById('ex-stage').scrollIntoView({block: 'center', behavior: 'instant'})")
         box = self.page.locator("#ex-stage").bounding_box()
@@ -111,6 +111,22 @@ def browser(playwright, chromium):
         p.close()
     for b in own:
         b.close()
+
+
+def wait_js(page, expression: str, timeout_s: float = 60.0):
+    """Wait until a JavaScript expression is truthy, polling from Python.
+
+    (``page.wait_for_function`` polls by evaluating a string inside the page, which the report's
+    Content-Security-Policy forbids: any check that is not true at once would fail with an EvalError.)
+    """
+    end = time.monotonic() + timeout_s
+    while True:
+        value = page.evaluate(expression)
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"still false after {timeout_s:g} s: {expression}")
+        time.sleep(0.05)
 
 
 def visible_point(page, candidates):
@@ -187,7 +203,7 @@ def test_click_shows_eight_neighbours(report, browser, tmp_path):
     ids = page.evaluate("morphospaceExplorer.ids()")
     i, pos = visible_point(page, range(3, N, 13))
     page.mouse.click(pos["x"], pos["y"])
-    page.wait_for_function(f"morphospaceExplorer.focused() === {i}")
+    wait_js(page, f"morphospaceExplorer.focused() === {i}", 10)
     thumbs = page.locator("#ex-nn .thumb")
     assert thumbs.count() == 8
     want = page.evaluate(f"morphospaceExplorer.neighbours({i})")
@@ -196,7 +212,7 @@ def test_click_shows_eight_neighbours(report, browser, tmp_path):
     b.shot(tmp_path, "report_neighbours")
     # clicking a neighbour walks to it
     thumbs.nth(0).click()
-    page.wait_for_function(f"morphospaceExplorer.focused() === {want[0]}")
+    wait_js(page, f"morphospaceExplorer.focused() === {want[0]}", 10)
     assert b.errors == []
 
 
