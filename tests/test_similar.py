@@ -17,9 +17,13 @@ def _groups(n=60, seed=0):
     return np.array([[centres[v], 0, 0, 0] for v in y]) + rng.normal(0, 1, (n, 4)), y
 
 
-def test_the_index_finds_true_neighbours():
+@pytest.mark.parametrize("exact_below", [20_000, 0], ids=["exact", "approximate"])
+def test_the_index_finds_true_neighbours(exact_below):
     X, _ = _groups()
-    dist, idx = SimilarityIndex().fit(X).kneighbors(X[:5], k=4)
+    index = SimilarityIndex(exact_below=exact_below).fit(X)
+    assert index.exact_ == (exact_below > 0)
+    assert type(index.index_).__name__ == ("NearestNeighbors" if exact_below else "NNDescent")
+    dist, idx = index.kneighbors(X[:5], k=4)
     assert (idx[:, 0] == np.arange(5)).all() and np.allclose(dist[:, 0], 0, atol=1e-5)
     # the exact neighbours (brute force) are found
     exact = np.argsort(((X[:5, None] - X[None]) ** 2).sum(-1), axis=1)[:, :4]

@@ -1,8 +1,10 @@
 """"More like this": the galaxies nearest to one galaxy in an embedding of a run.
 
-The search goes through an approximate nearest-neighbour index (pynndescent's NNDescent, as
-umap-learn uses) over the embedding as it is (Euclidean; no per-axis standardisation, which
-would give a noise axis the weight of an informative one), built once per embedding and kept in
+The search goes through a nearest-neighbour index over the embedding as it is (Euclidean; no
+per-axis standardisation, which would give a noise axis the weight of an informative one): an
+approximate one (pynndescent's NNDescent, as umap-learn uses) from 20,000 galaxies up, an exact
+tree below (as fast there, and it spares every process the ~30 s of CPU that numba spends
+compiling pynndescent on its first use). It is built once per embedding and kept in
 ``RUN/models/similar/`` beside a note of the embedding file it was built from (a re-embedded
 run gets a fresh index). A query returns the galaxy itself first, then its neighbours, as a
 table with the catalogue's label columns, and a gallery PNG in ``RUN/similar/``.
@@ -28,30 +30,42 @@ __all__ = ["SimilarityIndex", "precision_at_k", "similar_run", "similar_to_image
 
 
 class SimilarityIndex(BaseEstimator):
-    """Approximate k-nearest-neighbour search over an embedding (Euclidean).
+    """k-nearest-neighbour search over an embedding (Euclidean): approximate for large sets.
 
     Parameters
     ----------
     n_neighbors : int
-        Degree of the index's graph (more: slower to build, more accurate).
+        Degree of the approximate index's graph (more: slower to build, more accurate).
     random_state : int
-        Seed of the index's random projections.
+        Seed of the approximate index's random projections.
+    exact_below : int
+        Below this many rows the search is exact (scikit-learn's tree search).
 
     Attributes
     ----------
-    index_ : pynndescent.NNDescent
+    index_ : pynndescent.NNDescent or sklearn.neighbors.NearestNeighbors
+    exact_ : bool
+        Whether the search is exact.
     n_samples_ : int
     """
 
-    def __init__(self, n_neighbors: int = 30, random_state: int = 0):
+    def __init__(self, n_neighbors: int = 30, random_state: int = 0, exact_below: int = 20_000):
         self.n_neighbors = n_neighbors
         self.random_state = random_state
+        self.exact_below = exact_below
 
     def fit(self, X, y=None) -> "SimilarityIndex":
         """Build the index over the rows of ``X`` (N, D); ``y`` is ignored."""
         import warnings
 
         X = fit_input(self, X)
+        self.n_samples_ = len(X)
+        self.exact_ = len(X) < self.exact_below
+        if self.exact_:
+            from sklearn.neighbors import NearestNeighbors
+
+            self.index_ = NearestNeighbors().fit(X)
+            return self
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # numba's and pynndescent's own notices
             from pynndescent import NNDescent
@@ -59,7 +73,6 @@ class SimilarityIndex(BaseEstimator):
             self.index_ = NNDescent(X, n_neighbors=min(self.n_neighbors, len(X) - 1),
                                     random_state=self.random_state, n_jobs=1)
             self.index_.prepare()
-        self.n_samples_ = len(X)
         return self
 
     def kneighbors(self, X, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -68,6 +81,8 @@ class SimilarityIndex(BaseEstimator):
         k = min(int(k), self.n_samples_)
         if k < 1:
             raise UserError(f"k must be at least 1, got {k}")
+        if self.exact_:
+            return self.index_.kneighbors(X, n_neighbors=k)
         idx, dist = self.index_.query(X, k=k)
         return dist, idx
 
