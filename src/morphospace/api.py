@@ -24,7 +24,7 @@ import torch
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 
 from .errors import UserError
-from .nets.batches import forward_in_batches
+from .nets.batches import INFERENCE_BATCH, forward_in_batches
 from .run import RunDir
 from .vade.io import MODEL_FILE, MODEL_NAME, load_vade, model_dir, save_model
 
@@ -47,7 +47,7 @@ class VaDEModel:
         (C, H, W) the model takes.
     """
 
-    def __init__(self, vade, hparams: dict[str, Any], batch_size: int = 256):
+    def __init__(self, vade, hparams: dict[str, Any], batch_size: int = INFERENCE_BATCH):
         self.vade = vade.eval()
         self.hparams = dict(hparams)
         self.batch_size = int(batch_size)

@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..progress import is_quiet, quiet_lightning
-from .batches import forward_in_batches
+from .batches import INFERENCE_BATCH, forward_in_batches
 
 __all__ = ["predict_rows", "world_size"]
 
@@ -107,7 +107,7 @@ def _gather(folder: Path, n: int, world: int):
     return tuple(outs) if bool(shards[0]["is_tuple"]) else outs[0]
 
 
-def predict_rows(net: nn.Module, x, batch_size: int = 256, *, extra=None, trainer_kwargs: dict | None = None,
+def predict_rows(net: nn.Module, x, batch_size: int = INFERENCE_BATCH, *, extra=None, trainer_kwargs: dict | None = None,
                  work_dir: str | Path | None = None, desc: str = ""):
     """``net`` over every row of ``x`` (and ``extra``), in batches, on one or many processes.
 

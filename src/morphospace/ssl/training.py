@@ -34,7 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ..image.geometry import dihedral
-from ..nets.batches import forward_in_batches
+from ..nets.batches import INFERENCE_BATCH, forward_in_batches
 from ..progress import is_quiet, progress, quiet_lightning
 from .augment import NuisanceAugment
 from .embedder import FormEmbedder, FormHead, TrunkTaps
@@ -53,7 +53,7 @@ def _seed(*parts: int) -> int:
 
 
 @torch.no_grad()
-def view_bank(trunk: TrunkTaps, cube, aug_views: int, seed: int, batch_size: int = 256,
+def view_bank(trunk: TrunkTaps, cube, aug_views: int, seed: int, batch_size: int = INFERENCE_BATCH,
               augment: NuisanceAugment = NuisanceAugment(), out: np.ndarray | None = None) -> np.ndarray:
     """Trunk features of every galaxy's 8 dihedral views, then ``aug_views`` nuisance views.
 
@@ -234,7 +234,7 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
         pl.Trainer(**kw).fit(module, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None)
     embedder = FormEmbedder(trunk, head.eval()).eval()
     if train_trunk:
-        emb = forward_in_batches(embedder, cube, batch_size)
+        emb = forward_in_batches(embedder, cube)
     else:
         with torch.no_grad():
             emb = np.concatenate([

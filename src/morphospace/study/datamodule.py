@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
+from ..nets.batches import INFERENCE_BATCH
+
 __all__ = ["augment", "rows", "FineTuneData"]
 
 
@@ -123,7 +125,7 @@ class FineTuneData(pl.LightningDataModule):
     """
 
     def __init__(self, X, targets: np.ndarray, train_index: np.ndarray, val_index: np.ndarray, batch_size: int,
-                 seed: int, bn_samples: int = 1024, eval_batch_size: int = 256):
+                 seed: int, bn_samples: int = 1024, eval_batch_size: int = INFERENCE_BATCH):
         super().__init__()
         self.dataset = _LabelledRows(X, targets)
         self.train_index = np.asarray(train_index)

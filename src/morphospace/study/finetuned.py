@@ -17,7 +17,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..nets.backbones import make_backbone
-from ..nets.batches import RowView, extract_features, forward_in_batches
+from ..nets.batches import INFERENCE_BATCH, RowView, extract_features, forward_in_batches
 from ..run import atomic_path, write_json
 from .targets import rmse
 from .training import torch_threads
@@ -43,7 +43,7 @@ class FineTunedModel:
         if shape[1] not in (1, 3):
             raise UserError(f"CNN backbones read 1- or 3-channel cubes, this cube has {shape[1]} channels")
 
-    def _outputs(self, X, index: np.ndarray | None = None, batch_size: int = 256) -> torch.Tensor:
+    def _outputs(self, X, index: np.ndarray | None = None, batch_size: int = INFERENCE_BATCH) -> torch.Tensor:
         """Head outputs (logits) for rows ``index`` of X, in eval mode."""
         self.model_.eval()
         self.head_.eval()
@@ -57,7 +57,7 @@ class FineTunedModel:
         if need_head and self.head_ is None:
             raise UserError("a frozen backbone has no classifier: fine-tune (mode = finetune) to predict")
 
-    def transform(self, X, batch_size: int = 256) -> np.ndarray:
+    def transform(self, X, batch_size: int = INFERENCE_BATCH) -> np.ndarray:
         """Penultimate features of every image, streamed batch by batch.
 
         Parameters

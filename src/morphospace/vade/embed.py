@@ -36,6 +36,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..image.display import display_image
+from ..nets.batches import INFERENCE_BATCH
 from ..nets.predict import predict_rows
 from ..progress import Timer
 from ..run import RunDir, atomic_path, write_json, write_npy, write_table
@@ -68,7 +69,7 @@ class _Encoder(nn.Module):
         return (mu, log_var, model.prior.log_responsibilities(mu, log_var).exp(), err, model.prior.log_prob(mu))
 
 
-def encode_cube(model, cube: np.ndarray, batch_size: int = 256, desc: str = "VaDE encode",
+def encode_cube(model, cube: np.ndarray, batch_size: int = INFERENCE_BATCH, desc: str = "VaDE encode",
                 embedding: np.ndarray | None = None, trainer_kwargs: dict | None = None,
                 work_dir: Path | None = None) -> dict[str, np.ndarray]:
     """Run a VaDE over a cube (N, C, H, W) in batches, on one process or several.

@@ -32,7 +32,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from ..config import Config
 from ..image.masking import masked_cube
-from ..nets.batches import RowView
+from ..nets.batches import INFERENCE_BATCH, RowView
 from ..nets.predict import predict_rows
 from ..run import RunDir, write_json, write_npy
 from ..ssl.embedder import build_trunk
@@ -75,7 +75,7 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
         loss=f["loss"], temperature=f["temperature"], seed=hp["seed"], train_trunk=f["train_trunk"],
         trainer_kwargs=_trainer_kwargs(cfg), resume=resume)
     if rows is not None:
-        emb = _embed_the_rest(embedder, cube, rows, emb, hp["batch_size"], _trainer_kwargs(cfg), mdir / "predict_shares")
+        emb = _embed_the_rest(embedder, cube, rows, emb, INFERENCE_BATCH, _trainer_kwargs(cfg), mdir / "predict_shares")
         info["train_sample"] = len(rows)
     t_embed = time.perf_counter() - t0
     mean, std = emb.mean(0), emb.std(0) + 1e-6
