@@ -216,7 +216,7 @@ def test_the_report_shows_the_form_score_when_present(tmp_path):
     html = build_report(run, Config()).read_text(encoding="utf-8")
     strange = _strangest(html)
     assert "form anomaly score" in strange and "the VaDE finds least likely" not in strange
-    assert "form anomaly" in _explorer_colourings(html) and "the rank of the mean distance to the 10 nearest" in strange
+    assert "form anomaly" in _explorer_colourings(html) and "the mean distance to the 10 nearest" in strange
     first = re.search(r'title="([^"]+)"', strange)[1]
     assert first == run.cube_ids()[7]  # the strangest by form leads the gallery
     # tags re-rank it: the report says how many and the boring galaxy leaves the gallery
@@ -224,4 +224,5 @@ def test_the_report_shows_the_form_score_when_present(tmp_path):
     html = build_report(run, Config()).read_text(encoding="utf-8")
     strange = _strangest(html)
     assert "0 interesting, 1 boring" in strange and "form anomaly (re-ranked by tags)" in _explorer_colourings(html)
+    assert "the rank of the mean distance to the 10 nearest galaxies in the form embedding, x 2" in strange
     assert re.search(r'title="([^"]+)"', strange)[1] != run.cube_ids()[7]

@@ -340,9 +340,10 @@ def anomaly_run(run: RunDir, method: str = "knn", n_neighbors: int = 10, random_
                           "relevance": relevance.astype(np.float32),
                           "score": (scorer.ranks_ * 2.0 * relevance).astype(np.float32), "tag": tag.astype(str)})
     how = (f"mean distance to the {scorer.k_} nearest galaxies" if method == "knn" else "isolation forest")
-    description = f"the rank of the {how} in the form embedding"
+    description = f"the {how} in the form embedding"  # the report shows the raw score until there are tags
     if len(tags):
-        description += f", x 2 x relevance to {len(interesting)} interesting and {len(boring)} boring tags"
+        description = (f"the rank of the {how} in the form embedding, x 2 x relevance to {len(interesting)} "
+                       f"interesting and {len(boring)} boring tags")
     write_table(run.path / ANOMALY_FILE, table)
     write_json(run.path / META_FILE, {"what": "form anomaly" + (" (re-ranked by tags)" if len(tags) else ""),
                                       "description": description, "embedding": EMBEDDING, **params, "k": scorer.k_,

@@ -252,8 +252,9 @@ class RunContents:
     # per-galaxy scores ----------------------------------------------------------------
     @cached_property
     def anomaly(self) -> tuple[str, np.ndarray] | None:
-        """(what, score) with higher = stranger: the form anomaly score (``anomaly.parquet``, re-ranked by
-        the user's tags) when the run has one, else the VaDE's (``vade_galaxies.parquet``), else None."""
+        """(what, score) with higher = stranger: the form anomaly score (``anomaly.parquet``: raw, or re-ranked
+        once the user has tagged galaxies) when the run has one, else the VaDE's (``vade_galaxies.parquet``),
+        else None."""
         form = self._form_anomaly
         if form is not None:
             return form
@@ -328,10 +329,13 @@ class RunContents:
             log.warning("report: anomaly.parquet does not match the cube (re-run `morphospace anomalies`): "
                         "the VaDE's anomaly score is shown instead")
             return None
-        score = np.full(self.n, np.nan)
-        score[rows] = table["score"].to_numpy(np.float64)
         tags = table["tag"].astype(str) if "tag" in table.columns else pd.Series([], dtype=str)
         counts = {t: int((tags == t).sum()) for t in ("interesting", "boring")}
+        # without tags the raw score (same order as the rank, and a histogram and colour scale that show
+        # how far the outliers lie); with tags the re-ranked score
+        column = "score" if sum(counts.values()) else "form_anomaly"
+        score = np.full(self.n, np.nan)
+        score[rows] = table[column].to_numpy(np.float64)
         return str(meta.get("what") or "form anomaly"), score, counts, str(meta.get("description") or "")
 
     # files ----------------------------------------------------------------------------
