@@ -156,7 +156,8 @@ class FormAnomaly(BaseEstimator):
         else:
             from .similar import SimilarityIndex
 
-            self.neighbours_ = SimilarityIndex(n_neighbors=max(30, self.k_ + 1), random_state=self.random_state).fit(X)
+            self.neighbours_ = SimilarityIndex(n_neighbors=max(30, self.k_ + 1), random_state=self.random_state,
+                                               exact_below=0).fit(X)
             idx, dist = self.neighbours_.index_.neighbor_graph  # the index's own k-NN graph: no extra query
         self.neighbour_distance_ = _drop_self(np.asarray(dist, np.float64), np.asarray(idx), self.k_).mean(1)
         if self.method == "knn":
@@ -186,7 +187,7 @@ class FormAnomaly(BaseEstimator):
         X = new_input(self, X)
         if self.method == "isolation_forest":
             return -self.search_.score_samples(X)
-        if hasattr(self.search_, "index_"):  # pynndescent
+        if hasattr(self.search_, "index_"):  # a SimilarityIndex (pynndescent)
             dist, _ = self.search_.kneighbors(X, k=self.k_)
         else:
             dist, _ = self.search_.kneighbors(X, n_neighbors=self.k_)
