@@ -198,7 +198,8 @@ def test_a_binary_config_file(tmp_path, capsys):
 
 def test_export_refuses_the_runs_own_files(pca_run, capsys):
     before = (pca_run / "catalogue.parquet").read_bytes()
-    for target in ("catalogue.parquet", "report.html", "clusterings/x.csv", "models/m.csv", ".lock"):
+    for target in ("catalogue.parquet", "report.html", "clusterings/x.csv", "models/m.csv", ".lock",
+                   "anomaly.parquet", "anomaly_tags.csv", "nuisance.parquet", "classes/x.parquet"):
         code = main(["export", str(pca_run), "--out", str(pca_run / target), "--quiet"])
         assert "run's own files" in one_line_error(capsys, code)
     assert (pca_run / "catalogue.parquet").read_bytes() == before

@@ -127,7 +127,8 @@ def write_table(path: str | Path, table: pd.DataFrame) -> None:
 
 # files a run keeps at its top level (the layout above); export refuses to overwrite them
 RUN_FILES = frozenset({"config.toml", "catalogue.parquet", "ingest_summary.json", "cube.npy", "cube_masked.npy",
-                       "cube_masked.parquet", "cube_masked.json", "vade_galaxies.parquet", "report.html", "log.txt"})
+                       "cube_masked.parquet", "cube_masked.json", "vade_galaxies.parquet", "nuisance.parquet",
+                       "anomaly.parquet", "anomaly.json", "anomaly_tags.csv", "report.html", "log.txt"})
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 
