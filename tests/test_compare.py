@@ -273,3 +273,36 @@ def test_compare_run_needs_clusterings(tmp_path):
     run = RunDir(tmp_path / "empty", create=True)
     with pytest.raises(UserError, match="morphospace cluster"):
         compare_run(run, Config())
+
+
+@pytest.mark.parametrize("case", ["random", "one_cluster_each", "one_side_single", "all_singletons", "identical",
+                                  "two_rows", "many_small"])
+def test_scores_from_one_table_equal_scikit_learn(case):
+    """The five sklearn scores, computed once from the contingency table, are sklearn's own."""
+    from morphospace.analysis.agreement import score_pair
+
+    rng = np.random.default_rng(7)
+    a, b = {
+        "random": (rng.integers(0, 5, 300), rng.integers(0, 3, 300)),
+        "one_cluster_each": (np.zeros(20, int), np.zeros(20, int)),
+        "one_side_single": (np.zeros(20, int), np.arange(20) % 3),
+        "all_singletons": (np.arange(15), np.arange(15) % 4),
+        "identical": (np.arange(40) % 6, np.arange(40) % 6),
+        "two_rows": (np.array([0, 1]), np.array([1, 1])),
+        "many_small": (rng.integers(0, 60, 200), rng.integers(0, 50, 200)),
+    }[case]
+    got = score_pair(a, b)
+    want = {"ari": skm.adjusted_rand_score(a, b), "ami": skm.adjusted_mutual_info_score(a, b),
+            "nmi": skm.normalized_mutual_info_score(a, b), "v_measure": skm.v_measure_score(b, a),
+            "fowlkes_mallows": skm.fowlkes_mallows_score(a, b)}
+    for k, v in want.items():
+        assert got[k] == pytest.approx(v, abs=1e-12), k
+
+
+def test_ari_does_not_overflow_at_a_million_rows():
+    from morphospace.analysis.agreement import score_pair
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 4, 1_000_000)
+    b = np.where(rng.random(1_000_000) < 0.7, a, rng.integers(0, 4, 1_000_000))
+    assert score_pair(a, b)["ari"] == pytest.approx(skm.adjusted_rand_score(a, b), abs=1e-12)
