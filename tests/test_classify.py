@@ -143,12 +143,13 @@ def test_active_learning_beats_random_choice_on_a_toy_problem():
     gains = []
     for seed in range(5):
         rng = np.random.default_rng(seed)
-        y = rng.choice(np.array(["a", "b", "c"]), 400, p=[0.8, 0.15, 0.05])  # a rare class
-        X = np.array([{"a": (0, 0), "b": (3.5, 0), "c": (0, 3.5)}[v] for v in y]) + rng.normal(0, 1, (400, 2))
-        X = np.hstack([X, rng.normal(0, 1, (400, 6))])
+        y = rng.choice(np.array(["a", "b", "c"]), 600, p=[0.9, 0.08, 0.02])  # rare classes
+        X = np.array([{"a": (0, 0), "b": (3.5, 0), "c": (0, 3.5)}[v] for v in y]) + rng.normal(0, 1, (600, 2))
+        X = np.hstack([X, rng.normal(0, 1, (600, 6))])
         al, rand = _al_curve(X, y, "suggest", seed), _al_curve(X, y, "random", seed)
         gains.append(al[1:].mean() - rand[1:].mean())
-    assert np.mean(gains) > 0.02 and sum(g > 0 for g in gains) >= 3
+    # measured: mean gain 0.10 in balanced accuracy over rounds 1-4, 4 seeds of 5 ahead
+    assert np.mean(gains) > 0.03 and sum(g > 0 for g in gains) >= 3
 
 
 # --- the run: `morphospace classify` and the export -------------------------------------------------

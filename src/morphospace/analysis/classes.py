@@ -282,7 +282,7 @@ def _suggestion_table(clf: FewLabelClassifier, X: np.ndarray, rows: np.ndarray, 
     table["first"] = names[top[:, 0]]
     table["second"] = names[top[:, 1]]
     table["why"] = [f"uncertain: {proba[i, a]:.2f} {names[a]} vs {proba[i, b]:.2f} {names[b]}; "
-                    "most uncertain of its k-means group" for i, (a, b) in enumerate(top)]
+                    "nearest the centre of its group of uncertain galaxies" for i, (a, b) in enumerate(top)]
     return table
 
 

@@ -20,9 +20,12 @@ unlabelled pool. From a handful to thousands of labels:
 * **Active learning.** :meth:`FewLabelClassifier.suggest` picks the unlabelled rows whose labels
   should help most: the ``pool_factor * n`` most uncertain (smallest margin between the two most
   probable classes), clustered by k-means into ``n`` groups (standardised features, weighted by
-  uncertainty), the most uncertain row of each group. Uncertain, and not n copies of one
-  ambiguous galaxy. With no label at all it gives diverse seeds: the rows nearest the centres of
-  a k-means with ``n`` clusters of the whole pool.
+  uncertainty), from each group the row nearest its centre. Uncertain, and not n copies of one
+  ambiguous galaxy; typical of an uncertain region rather than its most extreme member (on
+  sdss-gz1 taking each group's most uncertain row did worse than random choice: the most
+  ambiguous galaxies are often ones whose Galaxy Zoo label is itself uncertain). With no label
+  at all it gives diverse seeds: the rows nearest the centres of a k-means with ``n`` clusters
+  of the whole pool.
 """
 
 from __future__ import annotations
@@ -276,16 +279,18 @@ class FewLabelClassifier(ClassifierMixin, BaseEstimator):
         m = min(len(pool), max(int(self.pool_factor) * n, n))
         cand = np.argsort(-u, kind="stable")[:m]
         if m > n:
-            groups = _kmeans(Z[pool[cand]], n, self.random_state, weight=u[cand] + 1e-6)
-            best = {}
-            for i, g in zip(cand, groups):  # cand is most uncertain first
-                best.setdefault(g, i)
-            chosen = list(best.values())
+            zc = Z[pool[cand]]
+            groups = _kmeans(zc, n, self.random_state, weight=u[cand] + 1e-6)
+            chosen = []
+            for g in np.unique(groups):  # the member nearest its group's centre: typical of an uncertain region
+                members = np.flatnonzero(groups == g)
+                centre = zc[members].mean(axis=0)
+                chosen.append(int(cand[members[np.argmin(((zc[members] - centre) ** 2).sum(axis=1))]]))
             for i in cand:  # fewer groups than n (duplicate rows): the next most uncertain
                 if len(chosen) >= n:
                     break
-                if i not in best.values():
-                    chosen.append(i)
+                if i not in chosen:
+                    chosen.append(int(i))
             cand = np.array(chosen[:n])
         cand = cand[np.argsort(-u[cand], kind="stable")]
         return pool[cand]
