@@ -31,6 +31,7 @@ __version__ = "0.1.0"
 #   model = ms.VaDE(random_state=0).fit(run.cube); model.transform / predict_proba / sample
 #   ms.TSNE, ms.UMAP, ms.PCA, ms.LDA (reducers); ms.KMeansSelect, ms.GMMSelect, ms.DBSCAN,
 #   ms.HDBSCAN (clusterers); ms.compare(a, b); ms.linear_probe(x, y); ms.plot.<figure>(...)
+#   ms.SimilarityIndex (more like this), ms.FewLabelClassifier (few labels, suggest), ms.FormAnomaly
 _EXPORTS = {
     "ingest": ("runs", "ingest"), "Run": ("runs", "Run"),
     "VaDE": ("api", "VaDE"), "VaDEModel": ("api", "VaDEModel"), "load_model": ("api", "load_model"),
@@ -40,6 +41,9 @@ _EXPORTS = {
     "KMeansSelect": ("analysis.cluster", "KMeansSelect"), "GMMSelect": ("analysis.cluster", "GMMSelect"),
     "DBSCAN": ("analysis.cluster", "DBSCANAuto"), "HDBSCAN": ("analysis.cluster", "HDBSCANClusterer"),
     "ComponentMerger": ("vade.merge", "ComponentMerger"), "linear_probe": ("analysis.probe", "linear_probe"),
+    "SimilarityIndex": ("analysis.similar", "SimilarityIndex"),
+    "FewLabelClassifier": ("analysis.classify", "FewLabelClassifier"),
+    "FormAnomaly": ("analysis.anomaly", "FormAnomaly"),
     "plot": ("plot", None),
 }
 
