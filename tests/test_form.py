@@ -275,3 +275,15 @@ def test_linear_probe_drops_missing_labels_and_skips_tiny_fractions():
     assert list(t["fraction"]) == [1.0]  # 1% of 90 is too few for two classes
     with pytest.raises(ValueError):
         linear_probe(x, np.array(["a"] * 100))
+
+
+def test_head_scaling_streams_a_memory_mapped_bank(tmp_path):
+    """The head's standardisation from a (V, N, F) bank read in chunks equals numpy's on the whole."""
+    rng = np.random.default_rng(0)
+    bank = (rng.normal(size=(3, 500, 16)) * 4 + 2).astype(np.float32)
+    np.save(tmp_path / "bank.npy", bank)
+    head = FormHead(16, dim=4)
+    head.set_scaling(np.load(tmp_path / "bank.npy", mmap_mode="r"), chunk=64)
+    flat = bank.astype(np.float64).reshape(-1, 16)
+    np.testing.assert_allclose(head.mean.numpy(), flat.mean(0), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(head.std.numpy(), flat.std(0) + 1e-6, rtol=1e-6)

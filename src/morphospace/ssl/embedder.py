@@ -101,17 +101,31 @@ class FormHead(nn.Module):
         self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, dim))
         self.dim = int(dim)
 
-    def set_scaling(self, features: np.ndarray) -> None:
+    def set_scaling(self, features: np.ndarray, chunk: int = 4096) -> None:
         """Set the ``mean`` and ``std`` buffers from trunk features of training views.
 
         Parameters
         ----------
-        features : ndarray of shape (..., F)
-            Flattened over the leading axes (a (V, N, F) view bank is fine); 1e-6 is added to the std.
+        features : array of shape (..., F)
+            Flattened over the leading axes (a (V, N, F) view bank, memory-mapped, is fine): read
+            ``chunk`` rows at a time into float64 sums, so memory does not grow with the bank
+            (a float64 copy of a 20,000-galaxy bank would be 2.5 GB); 1e-6 is added to the std.
+        chunk : int
+            Rows per read.
         """
-        f = np.asarray(features, dtype=np.float64).reshape(-1, features.shape[-1])
-        self.mean.copy_(torch.as_tensor(f.mean(0), dtype=torch.float32))
-        self.std.copy_(torch.as_tensor(f.std(0) + 1e-6, dtype=torch.float32))
+        width = features.shape[-1]
+        lead = features.reshape(-1, features.shape[-2], width) if features.ndim > 2 else features[None]
+        total, total_sq, count = np.zeros(width), np.zeros(width), 0
+        for block in lead:
+            for s in range(0, len(block), chunk):
+                f = np.asarray(block[s:s + chunk], dtype=np.float64)
+                total += f.sum(0)
+                total_sq += (f * f).sum(0)
+                count += len(f)
+        mean = total / max(count, 1)
+        var = np.maximum(total_sq / max(count, 1) - mean * mean, 0.0)
+        self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.std.copy_(torch.as_tensor(np.sqrt(var) + 1e-6, dtype=torch.float32))
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         """Standardise trunk features ``f`` (N, F) and map them to the embedding (N, dim)."""

@@ -219,7 +219,7 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
             del mm
             tmp.replace(bank_path)
             bank = np.load(bank_path, mmap_mode="r")
-        head.set_scaling(np.asarray(bank[:, :: max(1, len(cube) // 20000)]))
+        head.set_scaling(bank)  # streamed: the bank stays on disk
         data = ViewBankDataModule(bank, batch_size, seed, axis=1)
     module = SSLModule(head, trunk if train_trunk else None, loss=loss, temperature=temperature, lr=lr,
                        epochs=epochs, seed=seed)
