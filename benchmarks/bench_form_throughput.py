@@ -11,7 +11,10 @@ picks there).
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_form_throughput.py --threads 2
+    .venv/bin/python benchmarks/bench_form_throughput.py --threads 2 --batch 256
+    # as the command line runs it: batches of 32, freed memory reused (glibc)
+    MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824 \
+        .venv/bin/python benchmarks/bench_form_throughput.py --threads 2 --batch 32
 """
 
 from __future__ import annotations
