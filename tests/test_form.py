@@ -287,3 +287,18 @@ def test_head_scaling_streams_a_memory_mapped_bank(tmp_path):
     flat = bank.astype(np.float64).reshape(-1, 16)
     np.testing.assert_allclose(head.mean.numpy(), flat.mean(0), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(head.std.numpy(), flat.std(0) + 1e-6, rtol=1e-6)
+
+
+def test_linear_probe_runs_on_a_stratified_sample_above_max_rows(caplog):
+    import logging
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(["a", "b"], [300, 100])
+    x = (y == "a")[:, None] * 3.0 + rng.normal(size=(400, 2))
+    with caplog.at_level(logging.INFO, logger="morphospace"):
+        t = linear_probe(x, y, fractions=(0.1, 1.0), repeats=2, max_rows=200)
+    assert "sample of 200 of the 400" in caplog.text
+    assert t.loc[t["fraction"] == 0.1, "n_train"].item() == 20  # 10% of the 200 sampled
+    assert (t["balanced_accuracy"] > 0.9).all()
+    full = linear_probe(x, y, fractions=(0.1,), repeats=2, max_rows=None)
+    assert full["n_train"].item() == 40
