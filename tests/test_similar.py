@@ -20,6 +20,7 @@ def _groups(n=60, seed=0):
 @pytest.mark.parametrize("exact_below", [20_000, 0], ids=["exact", "approximate"])
 def test_the_index_finds_true_neighbours(exact_below):
     X, _ = _groups()
+    assert SimilarityIndex().exact_below == 0  # pynndescent by default, at any size
     index = SimilarityIndex(exact_below=exact_below).fit(X)
     assert index.exact_ == (exact_below > 0)
     assert type(index.index_).__name__ == ("NearestNeighbors" if exact_below else "NNDescent")

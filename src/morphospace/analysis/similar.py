@@ -1,10 +1,11 @@
 """"More like this": the galaxies nearest to one galaxy in an embedding of a run.
 
-The search goes through a nearest-neighbour index over the embedding as it is (Euclidean; no
-per-axis standardisation, which would give a noise axis the weight of an informative one): an
-approximate one (pynndescent's NNDescent, as umap-learn uses) from 20,000 galaxies up, an exact
-tree below (as fast there, and it spares every process the ~30 s of CPU that numba spends
-compiling pynndescent on its first use). It is built once per embedding and kept in
+The search goes through an approximate nearest-neighbour index (pynndescent's NNDescent, as
+umap-learn uses) over the embedding as it is (Euclidean; no per-axis standardisation, which
+would give a noise axis the weight of an informative one), whatever the number of galaxies, so
+that small and large surveys get the same search; ``exact_below`` turns to scikit-learn's exact
+search for small sets (it spares a process the ~30 s of CPU that numba spends compiling
+pynndescent on its first use). It is built once per embedding and kept in
 ``RUN/models/similar/`` beside a note of the embedding file it was built from (a re-embedded
 run gets a fresh index). A query returns the galaxy itself first, then its neighbours, as a
 table with the catalogue's label columns, and a gallery PNG in ``RUN/similar/``.
@@ -39,7 +40,8 @@ class SimilarityIndex(BaseEstimator):
     random_state : int
         Seed of the approximate index's random projections.
     exact_below : int
-        Below this many rows the search is exact (scikit-learn's tree search).
+        Below this many rows the search is exact (scikit-learn's ``NearestNeighbors``); 0, the
+        default: always pynndescent.
 
     Attributes
     ----------
@@ -49,7 +51,7 @@ class SimilarityIndex(BaseEstimator):
     n_samples_ : int
     """
 
-    def __init__(self, n_neighbors: int = 30, random_state: int = 0, exact_below: int = 20_000):
+    def __init__(self, n_neighbors: int = 30, random_state: int = 0, exact_below: int = 0):
         self.n_neighbors = n_neighbors
         self.random_state = random_state
         self.exact_below = exact_below

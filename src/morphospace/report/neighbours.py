@@ -4,9 +4,8 @@ The space is the run's preferred embedding (:attr:`RunContents.neighbour_embeddi
 else the form embedding, pixel PCA, any), or a PCA of block-averaged pixels when the run has
 no embedding yet, so the explorer always has neighbours. They are found through the same
 nearest-neighbour index as ``morphospace similar``
-(:class:`morphospace.analysis.similar.SimilarityIndex`: pynndescent's approximate index from
-20,000 galaxies up, an exact tree below), which scales to hundreds of thousands of galaxies,
-not through an all-pairs search.
+(:class:`morphospace.analysis.similar.SimilarityIndex`, pynndescent), which scales to hundreds
+of thousands of galaxies, not through an all-pairs search.
 """
 
 from __future__ import annotations
