@@ -110,9 +110,9 @@ class FormAnomaly(BaseEstimator):
         Mean distance of each row to its ``k_`` nearest others (``scores_`` for ``"knn"``).
     k_ : int
         The k used (``n_neighbors``, at most n_samples - 1).
-    neighbours_ : object
-        The fitted neighbour search (scikit-learn's exact one or a
-        :class:`~morphospace.analysis.similar.SimilarityIndex`).
+    neighbours_ : SimilarityIndex
+        The fitted neighbour search (:class:`~morphospace.analysis.similar.SimilarityIndex`,
+        exact or approximate).
     search_ : object
         What scores new rows: ``neighbours_``, or the isolation forest.
     """
@@ -147,17 +147,14 @@ class FormAnomaly(BaseEstimator):
         X = fit_input(self, X, min_samples=2)
         n = len(X)
         self.k_ = int(min(self.n_neighbors, n - 1))
+        from .similar import SimilarityIndex
+
         exact = self.algorithm == "exact" or (self.algorithm == "auto" and n < EXACT_BELOW)
+        self.neighbours_ = SimilarityIndex(n_neighbors=max(30, self.k_ + 1), random_state=self.random_state,
+                                           exact_below=n + 1 if exact else 0).fit(X)
         if exact:
-            from sklearn.neighbors import NearestNeighbors
-
-            self.neighbours_ = NearestNeighbors(n_neighbors=self.k_ + 1).fit(X)
-            dist, idx = self.neighbours_.kneighbors(X)
+            dist, idx = self.neighbours_.kneighbors(X, k=self.k_ + 1)
         else:
-            from .similar import SimilarityIndex
-
-            self.neighbours_ = SimilarityIndex(n_neighbors=max(30, self.k_ + 1), random_state=self.random_state,
-                                               exact_below=0).fit(X)
             idx, dist = self.neighbours_.index_.neighbor_graph  # the index's own k-NN graph: no extra query
         self.neighbour_distance_ = _drop_self(np.asarray(dist, np.float64), np.asarray(idx), self.k_).mean(1)
         if self.method == "knn":
@@ -187,10 +184,7 @@ class FormAnomaly(BaseEstimator):
         X = new_input(self, X)
         if self.method == "isolation_forest":
             return -self.search_.score_samples(X)
-        if hasattr(self.search_, "index_"):  # a SimilarityIndex (pynndescent)
-            dist, _ = self.search_.kneighbors(X, k=self.k_)
-        else:
-            dist, _ = self.search_.kneighbors(X, n_neighbors=self.k_)
+        dist, _ = self.search_.kneighbors(X, k=self.k_)
         return np.asarray(dist, np.float64).mean(1)
 
     def rank(self, X) -> np.ndarray:

@@ -148,22 +148,6 @@ class FormVaDE(Generative, nn.Module):
         w = self.pixel_weight
         return best_flip(target, flip_errors(target, x_hat, lambda t, xh: (w * (t - xh) ** 2).sum((1, 2, 3))))
 
-    @torch.no_grad()
-    def predict_log_proba(self, x: torch.Tensor) -> torch.Tensor:
-        """``log q(c | x)`` of images over the active mixture components (no gradients).
-
-        Parameters
-        ----------
-        x : Tensor (N, C, H, W)
-            Raw images.
-
-        Returns
-        -------
-        Tensor (N, K)
-        """
-        mu, log_var = self.encode(x)
-        return self.prior.log_responsibilities(mu, log_var)
-
 
 def core_hparams(hp: dict) -> dict:
     """The hyper-parameters of the core VaDE of a ``form`` model: it reads vectors of length ``dim``."""

@@ -17,7 +17,25 @@ __all__ = ["Generative"]
 
 
 class Generative:
-    """Mixin: :meth:`generate` for a torch module with ``prior`` and ``decode``."""
+    """Mixin for a torch module with ``prior``, ``encode`` and ``decode``: :meth:`predict_log_proba`
+    and :meth:`generate`."""
+
+    @torch.no_grad()
+    def predict_log_proba(self, x: torch.Tensor) -> torch.Tensor:
+        """``log q(c | x)`` of images over the active mixture components, from the encoder's mean and
+        variance (no sampling, no gradients).
+
+        Parameters
+        ----------
+        x : Tensor (N, C, H, W)
+            Raw images.
+
+        Returns
+        -------
+        Tensor (N, K)
+        """
+        mu, log_var = self.encode(x)
+        return self.prior.log_responsibilities(mu, log_var)
 
     def generate(self, component: int, n: int, temperature: float = 0.5, reject_below: float | None = None,
                  seed: int = 0, max_tries: int = 100) -> np.ndarray:

@@ -249,19 +249,3 @@ class VaDE(Generative, nn.Module):
         return best_flip(target, flip_errors(target, x_hat, self._weighted_sq_error))
 
     # inference -----------------------------------------------------------------------
-    @torch.no_grad()
-    def predict_log_proba(self, x: torch.Tensor) -> torch.Tensor:
-        """``log q(c | x)`` of images over the active mixture components, from the encoder's mean and
-        variance (no sampling, no gradients).
-
-        Parameters
-        ----------
-        x : Tensor (N, C, H, W)
-            Raw images.
-
-        Returns
-        -------
-        Tensor (N, K)
-        """
-        mu, log_var = self.encode(x)
-        return self.prior.log_responsibilities(mu, log_var)
