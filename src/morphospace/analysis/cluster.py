@@ -107,16 +107,21 @@ def _drop_stale(run: RunDir, pattern: str, keep: set[str]) -> None:
 
 
 def _fit_extend(estimator, X: np.ndarray, rows: np.ndarray | None, what: str):
-    """Fit ``estimator`` on ``X[rows]`` (all of ``X`` when None) and return ``(estimator, labels of
-    every row)``: the fit's own labels on the sample, ``predict`` elsewhere."""
+    """Fit ``estimator`` on ``X[rows]`` (all of ``X`` when None) and return ``(estimator, labels,
+    membership)`` of every row: the fit's own on the sample, ``predict`` (``predict_membership``
+    where the estimator has memberships, HDBSCAN's ``probabilities_``) elsewhere; membership
+    None for an estimator without one."""
+    graded = hasattr(estimator, "predict_membership")
     if rows is None:
         estimator.fit(X)
-        return estimator, estimator.labels_
+        return estimator, estimator.labels_, estimator.probabilities_ if graded else None
     estimator.fit(X[rows])
-    labels = estimator.predict(X)
+    labels, member = estimator.predict_membership(X) if graded else (estimator.predict(X), None)
     labels[rows] = estimator.labels_
+    if graded:
+        member[rows] = estimator.probabilities_
     log.info("%s fitted on a sample of %d of %d rows, extended to the rest with predict", what, len(rows), len(X))
-    return estimator, labels
+    return estimator, labels, member
 
 
 def _meta(run: RunDir, name: str, meta: dict) -> None:
@@ -191,8 +196,8 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
             selection.append(km.scores_.assign(method="kmeans", selected=km.scores_["k"] == km.best_k_))
         if "dbscan" in methods and density:
             with Timer(f"DBSCAN on {rep}") as t:
-                db, labels = _fit_extend(DBSCANAuto(min_samples=c.dbscan_min_samples or None), X, sample,
-                                         f"DBSCAN on {rep}")
+                db, labels, _ = _fit_extend(DBSCANAuto(min_samples=c.dbscan_min_samples or None), X, sample,
+                                            f"DBSCAN on {rep}")
             name = f"dbscan_{rep}"
             noise = float(np.mean(labels < 0))
             run.write_clustering(name, ids, labels)
@@ -206,16 +211,8 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
                 **internal_scores(X, labels, c.silhouette_sample, c.seed)}]))
         if "hdbscan" in methods and density:
             with Timer(f"HDBSCAN on {rep}") as t:
-                hd = HDBSCANClusterer(min_cluster_size=c.hdbscan_min_cluster_size or None)
-                if sample is None:
-                    hd.fit(X)
-                    labels, member = hd.labels_, hd.probabilities_
-                else:
-                    hd.fit(X[sample])
-                    labels, member = hd.predict_membership(X)
-                    labels[sample], member[sample] = hd.labels_, hd.probabilities_
-                    log.info("HDBSCAN on %s fitted on a sample of %d of %d rows, extended to the rest "
-                             "with predict", rep, len(sample), len(X))
+                hd, labels, member = _fit_extend(HDBSCANClusterer(min_cluster_size=c.hdbscan_min_cluster_size or None),
+                                                 X, sample, f"HDBSCAN on {rep}")
             name = f"hdbscan_{rep}"
             noise = float(np.mean(labels < 0))
             run.write_clustering(name, ids, labels, extra={"membership": member.astype(np.float32)})
