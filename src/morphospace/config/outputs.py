@@ -103,7 +103,8 @@ class ReportConfig(Section):
     thumb_size : int
         Side of a thumbnail in pixels.
     max_points : int
-        The map shows a random subsample of at most this many galaxies.
+        The most galaxies on the map (a random subsample beyond): by default
+        2,000,000, so a run of 10^6 shows every galaxy.
     gallery_size : int
         Galaxies per cluster gallery.
     thumb_format : {'webp', 'jpeg'}
@@ -116,13 +117,26 @@ class ReportConfig(Section):
         "More like this": nearest neighbours in the latent space.
     seed : int
         Of the random mosaic and of the subsample of the map.
+    inline_points : int
+        Up to this many points the explorer's data live inside ``report.html``
+        (one self-contained file); beyond, they are written beside it in
+        ``report_files/`` and loaded as needed.
+    shard_points : int
+        Beside the page: the per-galaxy data (ids, tooltip rows, neighbours)
+        come in files of this many galaxies, loaded when first needed.
+    large_thumb_size : int
+        Beside the page: side of the map's thumbnails (at most ``thumb_size``),
+        smaller so that a million of them stay a few hundred MB.
     """
 
     thumb_size: Annotated[int, Field(ge=8, le=512)] = 48
-    max_points: Annotated[int, Field(ge=1, le=100_000_000)] = 20000
+    max_points: Annotated[int, Field(ge=1, le=100_000_000)] = 2_000_000
     gallery_size: Annotated[int, Field(ge=1, le=1000)] = 16
     thumb_format: Literal["webp", "jpeg"] = "webp"
     thumb_quality: Annotated[int, Field(ge=1, le=100)] = 80
     inline_limit_mb: Annotated[float, Field(ge=0.0, le=10_000.0)] = 8.0
     neighbours: Annotated[int, Field(ge=1, le=1000)] = 8
     seed: int = 0
+    inline_points: Annotated[int, Field(ge=1, le=100_000_000)] = 50_000
+    shard_points: Annotated[int, Field(ge=16, le=10_000_000)] = 32_768
+    large_thumb_size: Annotated[int, Field(ge=8, le=512)] = 32

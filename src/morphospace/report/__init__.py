@@ -15,7 +15,10 @@ hovering shows the galaxy's thumbnail and catalogue row, clicking its nearest
 neighbours in the latent space, and a box or lasso selection downloads as a
 CSV of ids. Thumbnails are packed in sprite sheets, inlined when small enough
 (``report.inline_limit_mb``), else written beside the page in
-``RUN/report_files/``. Nothing on the page reaches the network.
+``RUN/report_files/``. Above ``report.inline_points`` galaxies the explorer's
+data and the map's thumbnails are written beside the page as well and loaded
+as the page needs them (:mod:`~morphospace.report.beside`), so a map of a
+million galaxies opens in seconds. Nothing on the page reaches the network.
 
 How it is built: :mod:`~morphospace.report.collect` reads the run,
 :mod:`~morphospace.report.sections` builds one section each from the Jinja2
@@ -47,10 +50,11 @@ from ..progress import Timer
 from ..run import RunDir, write_text
 from .collect import RunContents
 from .context import PREFIX, ReportContext, Section, SpriteBook
-from .explorer import choose_points, explorer_payload
+from .beside import GalleryBook, write_beside
+from .explorer import choose_points, explorer_arrays, inline
 from .html import page, render
 from .sections import BUILDERS, other_figures
-from .sprites import SpriteSheets, thumbnails
+from .sprites import SpriteSheets, thumbnails, write_sheets
 
 __all__ = ["build_report"]
 
@@ -70,7 +74,8 @@ def build_report(run: RunDir | str | Path, cfg: Config | None = None) -> Path:
     cfg : Config, optional
         Uses ``report.thumb_size``, ``report.max_points``, ``report.gallery_size``,
         ``report.thumb_format``, ``report.thumb_quality``, ``report.inline_limit_mb``,
-        ``report.neighbours``, ``report.seed`` and ``data.truth_label``.
+        ``report.neighbours``, ``report.seed``, ``report.inline_points``,
+        ``report.shard_points``, ``report.large_thumb_size`` and ``data.truth_label``.
 
     Returns
     -------
@@ -94,11 +99,30 @@ def build_report(run: RunDir | str | Path, cfg: Config | None = None) -> Path:
 
     t0 = time.perf_counter()
     points = choose_points(contents.n, rc.max_points, rc.seed)
-    book = SpriteBook(points)
+    beside = len(points) > rc.inline_points  # the explorer's data and map thumbnails go beside the page
+    book = GalleryBook(points) if beside else SpriteBook(points)
     ctx = ReportContext(run=run, contents=contents, book=book, cfg=cfg, seed=rc.seed)
+    asset_dir = run.path / ASSET_DIR
+    if asset_dir.exists():
+        shutil.rmtree(asset_dir)  # a previous report's files
 
     with Timer("report: explorer data"):
-        explorer = explorer_payload(contents, points, k=rc.neighbours, seed=rc.seed)
+        arrays = explorer_arrays(contents, points, k=rc.neighbours, seed=rc.seed)
+        if beside:
+            explorer = write_beside(arrays, asset_dir, ASSET_DIR, shard=rc.shard_points)
+        else:
+            explorer = inline(arrays)
+        del arrays
+    if beside:
+        tile = min(rc.thumb_size, rc.large_thumb_size)
+        with Timer(f"report: {len(points)} map thumbnails beside the page"):
+            desc = write_sheets(contents.cube, points, asset_dir, tile, rc.thumb_format, rc.thumb_quality)
+        for s in desc["sheets"]:
+            s["url"] = f"{ASSET_DIR}/{s['url']}"
+        explorer["thumbs"] = desc
+        log.info("report: explorer data (%.1f MB) and %d map sprite sheets (%.1f MB) beside the page in %s",
+                 sum(f["bytes"] for f in explorer["lazy"]["files"].values()) / 1e6, len(desc["sheets"]),
+                 desc["bytes"] / 1e6, asset_dir)
     built: list[Section] = []
     for builder in BUILDERS:
         with Timer(f"report: {builder.__name__.replace('_section', '')}"):
@@ -112,14 +136,9 @@ def build_report(run: RunDir | str | Path, cfg: Config | None = None) -> Path:
     with Timer(f"report: {len(book.rows)} thumbnails"):
         thumbs = thumbnails(contents.cube, book.rows, rc.thumb_size)
         sheets = SpriteSheets(tile=rc.thumb_size, fmt=rc.thumb_format, quality=rc.thumb_quality).fit(thumbs)
-    asset_dir = run.path / ASSET_DIR
     if sheets.nbytes <= rc.inline_limit_mb * 1e6:
         urls = [s.data_uri() for s in sheets.sheets_]
-        if asset_dir.exists():
-            shutil.rmtree(asset_dir)  # a previous, larger report's sheets
     else:
-        if asset_dir.exists():
-            shutil.rmtree(asset_dir)
         paths = sheets.write(asset_dir)
         urls = [f"{ASSET_DIR}/{p.name}" for p in paths]
         log.info("report: %d sprite sheets (%.1f MB) written beside the page in %s", len(paths),
@@ -138,7 +157,7 @@ def build_report(run: RunDir | str | Path, cfg: Config | None = None) -> Path:
         time.strftime("%Y-%m-%d %H:%M"),
     ]))
     text = page("Galaxy morphospace", subtitle, [(s.anchor, s.label) for s in sections], [s.html for s in sections],
-                data)
+                data, frames=beside)
     write_text(run.report, text)
     log.info("report: %s (%.1f MB) in %.1f s", run.report, len(text.encode("utf-8")) / 1e6,
              time.perf_counter() - t0)

@@ -1,7 +1,7 @@
 """The data of the interactive explorer: maps, colourings, neighbours and tooltip rows.
 
 :func:`explorer_payload` gathers, for the galaxies shown on the map (every
-galaxy of the cube, or a random ``max_points`` of them):
+galaxy of the cube, or a random ``report.max_points`` of them):
 
 - ``maps``: every 2-D reduction of the run (a PCA of the latent space or of
   the pixels when the run has none, so the explorer always exists),
@@ -17,8 +17,13 @@ galaxy of the cube, or a random ``max_points`` of them):
 - ``storageKey``: the key under which the page keeps the user's tags and
   cluster names in the browser's local storage, one per run.
 
-Numeric arrays travel as base64 of little-endian typed arrays (Float32,
-Int16/Int32), which the page decodes without parsing numbers one by one.
+:func:`explorer_arrays` returns them as numpy arrays; inside the page
+(:func:`explorer_payload`, :func:`inline`) numeric arrays travel as base64 of
+little-endian typed arrays (Float32, Int16/Int32), which the page decodes
+without parsing numbers one by one; above ``report.inline_points`` they go
+beside the page instead (:mod:`~morphospace.report.beside`). Everything here
+is vectorised: only distinct values (categories, flag combinations) go
+through Python, never each of a million galaxies.
 """
 
 from __future__ import annotations
@@ -103,15 +108,19 @@ def normalise_xy(xy: np.ndarray) -> np.ndarray:
 
 def _categorical(name: str, kind: str, values: np.ndarray, order: list | None = None,
                  colours: dict | None = None, missing: str = "(missing)") -> dict:
-    """A categorical colouring: category names, colours and one int16 code per point."""
-    vals = pd.Series(values, dtype=object)
-    miss = vals.isna() | vals.map(lambda v: isinstance(v, str) and v.strip() == "")
-    present = vals[~miss]
+    """A categorical colouring: category names, colours and one int16 code per point.
+
+    Vectorised: the values are factorised once and only the distinct ones go through Python.
+    """
+    inv, uniq = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=True)
+    blank = np.array([isinstance(v, str) and v.strip() == "" for v in uniq], dtype=bool)
+    present = [v for v, b in zip(uniq, blank) if not b]  # in order of first appearance, like Series.unique
     if order is None:
-        order = _natural_order(present.unique())
+        order = _natural_order(present)
     cats = [str(c) for c in order]
     index = {str(c): k for k, c in enumerate(order)}
-    codes = np.array([index.get(str(v), -1) if not m else -1 for v, m in zip(vals, miss)], dtype=np.int16)
+    table = np.array([-1 if b else index.get(str(v), -1) for v, b in zip(uniq, blank)] + [-1], dtype=np.int16)
+    codes = table[inv]  # inv == -1 (missing) picks the trailing -1
     cols = [colours.get(c, colour(k)) if colours else colour(k) for k, c in enumerate(order)]
     if (codes < 0).any():
         codes[codes < 0] = len(cats)
@@ -119,7 +128,7 @@ def _categorical(name: str, kind: str, values: np.ndarray, order: list | None = 
         cols.append(GREY)
     counts = np.bincount(codes, minlength=len(cats)).tolist()
     return {"name": name, "kind": kind, "type": "categorical", "categories": cats, "colours": cols,
-            "counts": counts, "codes": b64(codes, "int16")}
+            "counts": counts, "codes": codes}
 
 
 def _natural_order(values) -> list:
@@ -145,13 +154,14 @@ def clustering_colouring(c: Clustering, points: np.ndarray) -> dict:
     -------
     dict
         ``name``, ``kind`` (``"clustering"``), ``type`` (``"categorical"``),
-        ``categories``, ``colours``, ``counts`` and ``codes`` (base64 int16,
-        one per point).
+        ``categories``, ``colours``, ``counts`` and ``codes`` (int16, one per
+        point; base64 once inlined, :func:`inline`).
     """
-    labels = c.labels[points]
+    labels = np.asarray(c.labels)[points]
     clusters = [k for k in c.clusters]
     names = {k: ("noise" if k < 0 else str(k)) for k in clusters}
-    values = np.array([names.get(int(v)) if v != MISSING else None for v in labels], dtype=object)
+    uniq, inv = np.unique(labels, return_inverse=True)  # the distinct labels through Python, not every point
+    values = np.array([names.get(int(v)) if v != MISSING else None for v in uniq] + [None], dtype=object)[inv]
     order = [names[k] for k in clusters]
     colours = {names[k]: colour(k) for k in clusters}
     return _categorical(c.name, "clustering", values, order, colours, missing="(not clustered)")
@@ -173,12 +183,12 @@ def anomaly_colouring(what: str, score: np.ndarray, points: np.ndarray) -> dict:
     -------
     dict
         ``name``, ``kind`` (``"score"``), ``type`` (``"continuous"``),
-        ``values`` (base64 float32), ``lo``, ``hi`` and ``lut`` (RGB triplets).
+        ``values`` (float32), ``lo``, ``hi`` and ``lut`` (RGB triplets).
     """
     s = score[points].astype(np.float32)
     finite = s[np.isfinite(s)]
     lo, hi = (np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0))
-    return {"name": what, "kind": "score", "type": "continuous", "values": b64(s, "float32"),
+    return {"name": what, "kind": "score", "type": "continuous", "values": s,
             "lo": float(lo), "hi": float(hi if hi > lo else lo + 1), "lut": colormap_lut("magma", lo=0.28)}
 
 
@@ -192,26 +202,30 @@ def encode_column(values: pd.Series) -> dict:
     Returns
     -------
     dict
-        Floats as ``{"type": "num", "values": base64 float32}``; text with few
-        distinct values as ``{"type": "cat", "categories", "codes"}`` (-1:
-        missing); other text as ``{"type": "str", "prefix", "values"}``, the
-        folder every value shares written once.
+        Floats as ``{"type": "num", "values": float32}``; text with few
+        distinct values as ``{"type": "cat", "categories", "codes"}`` (int32,
+        -1: missing); other text as ``{"type": "str", "prefix", "values"}``
+        (an object array, None where missing), the folder every value shares
+        written once. Arrays become base64 once inlined (:func:`inline`).
     """
     if pd.api.types.is_float_dtype(values):
-        return {"type": "num", "values": b64(values.to_numpy(dtype=np.float32, na_value=np.nan), "float32")}
-    text = [None if (v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA) else str(v)
-            for v in values.to_numpy(dtype=object)]
-    uniq = pd.unique(pd.Series([t for t in text if t is not None], dtype=object))
-    if len(uniq) <= max(64, len(text) // 4):
-        index = {u: k for k, u in enumerate(uniq)}
-        codes = np.array([index[t] if t is not None else -1 for t in text], dtype=np.int32)
-        return {"type": "cat", "categories": [str(u) for u in uniq], "codes": b64(codes, "int32")}
-    present = [t for t in text if t is not None]
-    prefix = os.path.commonprefix(present) if len(present) > 1 else ""
-    # a shared folder is printed once, not 20,000 times (file paths of one survey)
+        return {"type": "num", "values": values.to_numpy(dtype=np.float32, na_value=np.nan)}
+    obj = pd.Series(values.to_numpy(dtype=object), dtype=object)
+    miss = obj.isna().to_numpy()
+    text = obj[~miss].astype(str)  # str(v) of every present value, in C, not a loop over rows
+    inv, uniq = pd.factorize(text)
+    n = len(obj)
+    if len(uniq) <= max(64, n // 4):
+        codes = np.full(n, -1, dtype=np.int32)
+        codes[~miss] = inv
+        return {"type": "cat", "categories": [str(u) for u in uniq], "codes": codes}
+    present = text.to_numpy(dtype=object)
+    # a shared folder is printed once, not a million times (file paths of one survey)
+    prefix = os.path.commonprefix([min(present), max(present)]) if len(present) > 1 else ""
     prefix = prefix[: prefix.rfind("/") + 1] if "/" in prefix else ""
-    return {"type": "str", "prefix": prefix,
-            "values": [t[len(prefix):] if t is not None else None for t in text]}
+    out = np.full(n, None, dtype=object)
+    out[~miss] = text.str.slice(len(prefix)).to_numpy(dtype=object) if prefix else present
+    return {"type": "str", "prefix": prefix, "values": out}
 
 
 def tooltip_columns(contents: RunContents, points: np.ndarray, sky: bool = False) -> list[dict]:
@@ -245,8 +259,10 @@ def tooltip_columns(contents: RunContents, points: np.ndarray, sky: bool = False
     flags = [c for c in inside.columns if str(c).startswith("flag_")]
     if flags:
         raised = inside[flags].fillna(False).astype(bool).to_numpy()
-        text = pd.Series([", ".join(f[5:] for f, r in zip(flags, row) if r) or None for row in raised],
-                         dtype=object)
+        # each distinct combination of raised flags through Python once, not each galaxy
+        uniq, inv = np.unique(raised, axis=0, return_inverse=True)
+        lines = [", ".join(f[5:] for f, r in zip(flags, row) if r) or None for row in uniq]
+        text = pd.Series(np.array(lines + [None], dtype=object)[np.ravel(inv)], dtype=object)
         if text.notna().any():
             out.append({"name": "flags", **encode_column(text)})
     for c in cols[:MAX_TOOLTIP_COLUMNS]:
@@ -255,7 +271,7 @@ def tooltip_columns(contents: RunContents, points: np.ndarray, sky: bool = False
 
 
 def explorer_payload(contents: RunContents, points: np.ndarray, k: int = 8, seed: int = 0) -> dict[str, Any]:
-    """Everything the explorer's script reads (see the module docstring).
+    """Everything the explorer's script reads, as embedded in the page (:func:`inline` of :func:`explorer_arrays`).
 
     Parameters
     ----------
@@ -270,11 +286,57 @@ def explorer_payload(contents: RunContents, points: np.ndarray, k: int = 8, seed
     Returns
     -------
     dict
-        ``n``, ``nTotal``, ``ids``, ``maps``, ``colourings``, ``primary``,
-        ``neighbours`` (``k``, ``space``, ``index``, ``idx``: base64 int32,
-        n x k), ``columns``, ``sky`` (``{"unit": "deg", "ra", "dec"}``, base64
-        float64, NaN where unknown; None without ``ra``/``dec``) and
-        ``storageKey``.
+        See :func:`explorer_arrays`; every array as base64 of its
+        little-endian bytes, ``ids`` and text columns as lists.
+    """
+    return inline(explorer_arrays(contents, points, k=k, seed=seed))
+
+
+def inline(obj: Any) -> Any:
+    """The payload as JSON data: numeric arrays as base64 of their little-endian bytes, object arrays as lists.
+
+    Parameters
+    ----------
+    obj : object
+        :func:`explorer_arrays`' dict (or any part of it).
+
+    Returns
+    -------
+    object
+        The same structure, ready for :func:`~morphospace.report.html.json_for_script`.
+    """
+    if isinstance(obj, dict):
+        return {k: inline(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [inline(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        if obj.dtype == object:
+            return [None if v is None else str(v) for v in obj]
+        return b64(obj, obj.dtype.name)
+    return obj
+
+
+def explorer_arrays(contents: RunContents, points: np.ndarray, k: int = 8, seed: int = 0) -> dict[str, Any]:
+    """Everything the explorer's script reads (see the module docstring), arrays as numpy arrays.
+
+    Parameters
+    ----------
+    contents : RunContents
+    points : ndarray of int
+        The cube rows on the map (:func:`choose_points`).
+    k : int
+        Neighbours per galaxy.
+    seed : int
+        Random state of any PCA computed here.
+
+    Returns
+    -------
+    dict
+        ``n``, ``nTotal``, ``ids`` (object array), ``maps`` (``xy``: float32,
+        n x 2), ``colourings``, ``primary``, ``neighbours`` (``k``,
+        ``space``, ``index``, ``idx``: int32, n x k), ``columns``, ``sky``
+        (``{"unit": "deg", "ra", "dec"}``, float64, NaN where unknown; None
+        without ``ra``/``dec``) and ``storageKey``.
     """
     n = len(points)
     with Timer(f"explorer: neighbours of {n} galaxies"):
@@ -286,19 +348,18 @@ def explorer_payload(contents: RunContents, points: np.ndarray, k: int = 8, seed
         if not np.isfinite(xy).all():
             log.warning("report: reduction %s has non-finite coordinates: left out of the explorer", name)
             continue
-        maps.append({"name": name, "xy": b64(normalise_xy(xy), "float32")})
+        maps.append({"name": name, "xy": normalise_xy(xy)})
     if not maps:
         maps.append({"name": f"PCA of {space} (computed for the report)",
-                     "xy": b64(normalise_xy(PCA(n_components=2, random_state=seed).fit_transform(X)
-                                            if X.shape[1] >= 2 and n > 2 else np.c_[X[:, :1], np.zeros(n)]),
-                               "float32")})
+                     "xy": normalise_xy(PCA(n_components=2, random_state=seed).fit_transform(X)
+                                        if X.shape[1] >= 2 and n > 2 else np.c_[X[:, :1], np.zeros(n)])})
     radec = sky_positions(contents, points)
     sky = None
     if radec is not None:
         sm = sky_map(*radec)
-        maps.append({"name": sm["name"], "xy": b64(sm["xy"], "float32"), "kind": "sky",
-                     "grid": [{**g, "xy": b64(g["xy"], "float32")} for g in sm["grid"]]})
-        sky = {"unit": "deg", "ra": b64(radec[0], "float64"), "dec": b64(radec[1], "float64")}
+        maps.append({"name": sm["name"], "xy": np.asarray(sm["xy"], dtype=np.float32), "kind": "sky",
+                     "grid": [{**g, "xy": np.asarray(g["xy"], dtype=np.float32)} for g in sm["grid"]]})
+        sky = {"unit": "deg", "ra": np.asarray(radec[0], dtype=np.float64), "dec": np.asarray(radec[1], dtype=np.float64)}
 
     colourings = []
     primary = contents.primary
@@ -310,15 +371,15 @@ def explorer_payload(contents: RunContents, points: np.ndarray, k: int = 8, seed
     # the primary clustering, the truth, the anomaly score, then the rest
     colourings = cl[:1] + labs[:1] + an + cl[1:] + labs[1:]
     if not colourings:
-        colourings = [_categorical("galaxies", "none", np.array(["galaxy"] * n, dtype=object))]
+        colourings = [_categorical("galaxies", "none", np.full(n, "galaxy", dtype=object))]
     return {
         "n": n,
         "nTotal": contents.n,
-        "ids": [str(i) for i in contents.ids[points]],
+        "ids": np.asarray(contents.ids[points], dtype=object),
         "maps": maps,
         "colourings": colourings,
         "primary": primary.name if primary else None,
-        "neighbours": {"k": k, "space": space, "index": "pynndescent", "idx": b64(neighbours, "int32")},
+        "neighbours": {"k": k, "space": space, "index": "pynndescent", "idx": np.asarray(neighbours, dtype=np.int32)},
         "columns": tooltip_columns(contents, points, sky=sky is not None),
         "sky": sky,
         "storageKey": storage_key(contents),

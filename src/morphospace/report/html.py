@@ -9,8 +9,9 @@ Data embedded as JSON in ``<script type="application/json">`` goes through
 ``\\uXXXX`` escapes, so a string can never close the ``<script>`` element that
 holds it (not even ``</script>``). The page carries a Content-Security-Policy
 that allows only its own inline scripts (by hash), inline styles and images
-from ``data:`` URIs or files beside the page: even a bug in the escaping could
-not run a script or reach the network.
+from ``data:`` URIs or files beside the page (and, for a map too large to
+inline, sandboxed frames of the data files beside it): even a bug in the
+escaping could not run a script or reach the network.
 
 The templates draw plain data: the views of :mod:`morphospace.report.views`
 (figures, tables, thumbnails) and strings. The explorer's script is split by concept into ``assets/explorer/*.js``
@@ -188,7 +189,7 @@ def _sha256(text: str) -> str:
 
 
 def page(title: str, subtitle: str, nav: list[tuple[str, str]], body: Sequence[str], data: dict,
-         scripts: Sequence[str] = SCRIPTS) -> str:
+         scripts: Sequence[str] = SCRIPTS, frames: bool = False) -> str:
     """The whole document: head (CSS, CSP), sticky nav, sections, embedded data and scripts.
 
     Parameters
@@ -206,6 +207,10 @@ def page(title: str, subtitle: str, nav: list[tuple[str, str]], body: Sequence[s
     scripts : sequence of str
         Inline scripts, in order: asset names, ``"explorer"`` for
         :func:`explorer_script`.
+    frames : bool
+        True: the page may load local documents in (sandboxed) frames, the
+        explorer's data beside the page (:mod:`~morphospace.report.beside`).
+        Scripts are still only the inline ones, by hash.
 
     Returns
     -------
@@ -215,6 +220,7 @@ def page(title: str, subtitle: str, nav: list[tuple[str, str]], body: Sequence[s
     js = [_script(name) for name in scripts]
     csp = ("default-src 'none'; img-src data: blob: file: 'self'; style-src 'unsafe-inline'; "
            "script-src " + " ".join(f"'sha256-{_sha256(s)}'" for s in js) + "; "
+           + ("frame-src 'self' file:; " if frames else "") +
            "connect-src 'none'; font-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'")
     css = asset("report.css")
     if "</style" in css.lower():

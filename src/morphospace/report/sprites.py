@@ -210,10 +210,11 @@ class SpriteSheets:
             block = thumbs[start:start + self.per_sheet]
             cols = min(self.cols, len(block))
             rows = (len(block) + cols - 1) // cols
-            grid = np.zeros((rows * self.tile, cols * self.tile, channels), dtype=np.uint8)
-            for k, img in enumerate(block):
-                r, c = divmod(k, cols)
-                grid[r * self.tile:(r + 1) * self.tile, c * self.tile:(c + 1) * self.tile] = img
+            t = self.tile
+            full = np.zeros((rows * cols, t, t, channels), dtype=np.uint8)
+            full[:len(block)] = block
+            # tile k at row k // cols, column k % cols: one reshape, not a loop over thumbnails
+            grid = full.reshape(rows, cols, t, t, channels).transpose(0, 2, 1, 3, 4).reshape(rows * t, cols * t, channels)
             pil = Image.fromarray(grid[..., 0] if channels == 1 else grid, "L" if channels == 1 else "RGB")
             buf = io.BytesIO()
             kwargs = {"quality": self.quality}
@@ -272,6 +273,49 @@ class SpriteSheets:
             "n": self.n_,
             "sheets": [{"url": url, "cols": s.cols, "rows": s.rows} for url, s in zip(urls, self.sheets_)],
         }
+
+
+def write_sheets(cube: np.ndarray, rows: np.ndarray, folder: Path, tile: int, fmt: str = "webp",
+                 quality: int = 80, stem: str = "map") -> dict:
+    """Thumbnails of many cube rows as sprite sheets in ``folder``, made and written one sheet at a time.
+
+    Memory stays that of one sheet (4,096 thumbnails), whatever the number of rows.
+
+    Parameters
+    ----------
+    cube : ndarray, shape (N, C, H, W)
+    rows : ndarray of int
+        The rows, in sprite order (thumbnail ``i`` is row ``rows[i]``).
+    folder : Path
+        Made if needed; sheets are ``<stem>_<k>.<ext>``, written atomically.
+    tile : int
+        Side of a thumbnail.
+    fmt : {"webp", "jpeg"}
+    quality : int
+
+    Returns
+    -------
+    dict
+        :meth:`SpriteSheets.describe` of every sheet (``url``: the file name),
+        plus ``bytes``: their total size.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = np.asarray(rows, dtype=np.int64)
+    maker = SpriteSheets(tile=tile, fmt=fmt, quality=quality)
+    per = maker.per_sheet
+    sheets, total = [], 0
+    starts = range(0, len(rows), per)
+    for k, start in enumerate(progress(starts, total=len(starts), desc="map thumbnails", unit="sheet")):
+        block = rows[start:start + per]
+        # 1,024 cube rows read at a time (no inner progress bar), one sheet encoded
+        maker.fit(np.concatenate([thumbnails(cube, block[j:j + 1024], tile) for j in range(0, len(block), 1024)]))
+        sheet = maker.sheets_[0]
+        path = folder / f"{stem}_{k}.{sheet.extension}"
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(sheet.data)
+        sheets.append({"url": path.name, "cols": sheet.cols, "rows": sheet.rows})
+        total += len(sheet.data)
+    return {"tile": tile, "perSheet": per, "n": len(rows), "sheets": sheets, "bytes": total}
 
 
 def image_file_thumbnail(path: str | Path, size: int = 96) -> bytes | None:
