@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from morphospace.nets.batches import RowView
-from morphospace.nets.predict import predict_rows, world_size
+from morphospace.nets.predict import predict_rows, uses_trainer, world_size
 
 
 class TwoHeads(nn.Module):
@@ -64,3 +64,12 @@ def test_two_cpu_processes_give_the_one_process_result_in_order(tmp_path):
     single = predict_rows(OneHead(), cube, batch_size=4, work_dir=tmp_path / "s2",
                           trainer_kwargs={"accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn"})
     np.testing.assert_allclose(single[:, 0], cube.reshape(23, -1).sum(1), rtol=1e-5)
+
+
+def test_an_accelerator_goes_through_lightning_even_on_one_device():
+    # one GPU must not fall back to the plain loop, which would run the network on the CPU
+    assert uses_trainer({"accelerator": "gpu", "devices": 1})
+    assert uses_trainer({"accelerator": "cpu", "devices": 2})
+    assert not uses_trainer({"accelerator": "cpu", "devices": 1})
+    assert not uses_trainer(None)
+    assert uses_trainer({"accelerator": "auto", "devices": 1}) == torch.cuda.is_available()

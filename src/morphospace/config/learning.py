@@ -154,6 +154,10 @@ class TrainConfig(Section):
         Galaxies the model trains on, drawn reproducibly (with ``seed``) when the cube has more;
         the trained model then embeds every galaxy. 0: train on all. The default keeps the
         training of a 10^6-galaxy run to the minutes of a 20,000-galaxy one.
+    loader_workers : int
+        Processes per device reading the memory-mapped cube for the networks (PyTorch
+        ``DataLoader`` workers). 0: the main process reads, right on a CPU whose cores are
+        computing; on a GPU a few (4-8) keep it fed.
     """
 
     seed: int = 0
@@ -172,3 +176,4 @@ class TrainConfig(Section):
     grad_clip: Annotated[float, Field(ge=0.0, le=1e9)] = 0.0
     augment: Literal["none", "flips", "dihedral", "rotate"] = "flips"
     sample: Annotated[int, Field(ge=0, le=10_000_000_000)] = 20_000
+    loader_workers: Annotated[int, Field(ge=0, le=256)] = 0

@@ -19,7 +19,7 @@ from torch import nn
 from ..errors import UserError
 from ..progress import progress
 
-__all__ = ["forward_in_batches", "extract_features", "RowView", "INFERENCE_BATCH"]
+__all__ = ["forward_in_batches", "extract_features", "RowView", "INFERENCE_BATCH", "loader_options"]
 
 # Rows per batch of inference. Small on purpose: with 256 images a batch, a CNN's activation
 # tensors (tens to hundreds of MB) exceed glibc's 32 MB ceiling for reusing freed heap memory,
@@ -28,6 +28,32 @@ __all__ = ["forward_in_batches", "extract_features", "RowView", "INFERENCE_BATCH
 # took 29.5 s of CPU (15.8 s of it system time, 9.0 M page faults, peak RSS 1,139 MB), batch 32
 # 13-16 s (0.1-3 s system, <= 1.8 M faults, 591 MB).
 INFERENCE_BATCH = 32
+
+
+def loader_options(workers: int, persistent: bool = True) -> dict:
+    """Keyword arguments of a ``DataLoader`` that reads a cube with ``workers`` processes.
+
+    Parameters
+    ----------
+    workers : int
+        0: the main process reads (right on a CPU, whose cores are busy computing); on a GPU,
+        a few workers keep it fed (``benchmarks/bench_loader.py`` measures images/s).
+    persistent : bool
+        Keep the workers between epochs (a training loader).
+
+    Returns
+    -------
+    dict
+        ``num_workers``, ``pin_memory`` (when CUDA is available) and, with workers,
+        ``persistent_workers`` and ``prefetch_factor``.
+    """
+    workers = int(workers)
+    if workers < 0:
+        raise ValueError(f"loader workers must be >= 0, got {workers}")
+    opts: dict = {"num_workers": workers, "pin_memory": torch.cuda.is_available()}
+    if workers > 0:
+        opts.update(persistent_workers=persistent, prefetch_factor=4)
+    return opts
 
 
 def _rows(x, s: int, batch_size: int) -> torch.Tensor:

@@ -2,12 +2,14 @@
 
 :func:`predict_rows` is :func:`~morphospace.nets.batches.forward_in_batches` with Lightning's
 ``Trainer.predict`` underneath when more than one process shares the work (``devices`` x
-``num_nodes`` > 1: several GPUs, several nodes under SLURM, or CPU processes talking over gloo).
+``num_nodes`` > 1: several GPUs, several nodes under SLURM, or CPU processes talking over gloo)
+or when the work runs on an accelerator (one GPU too), with ``loader_workers`` processes
+reading the cube for each device.
 Each process takes its share of the rows (Lightning's unrepeated distributed sampler), every batch
 carries the indices of its rows, each process writes its share to a file of its own in a working
 folder, and after a barrier every process reads all the shares back and puts the rows in cube
 order, so the result is the same array on every process, and the same as on one process.
-On a single process it is the plain batched loop (no Trainer, no files).
+On a single CPU process it is the plain batched loop (no Trainer, no files).
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..progress import is_quiet, quiet_lightning
-from .batches import INFERENCE_BATCH, forward_in_batches
+from .batches import INFERENCE_BATCH, forward_in_batches, loader_options
 
-__all__ = ["predict_rows", "world_size"]
+__all__ = ["predict_rows", "world_size", "uses_trainer"]
 
 
 def world_size(trainer_kwargs: dict[str, Any] | None) -> int:
@@ -36,6 +38,16 @@ def world_size(trainer_kwargs: dict[str, Any] | None) -> int:
     devices = kw.get("devices", 1)
     count = len(devices) if isinstance(devices, (list, tuple)) else devices if isinstance(devices, int) else 1
     return max(1, int(count)) * max(1, int(kw.get("num_nodes", 1) or 1))
+
+
+def uses_trainer(trainer_kwargs: dict[str, Any] | None) -> bool:
+    """Whether :func:`predict_rows` goes through Lightning: several processes, or any accelerator
+    but the CPU (one GPU too: the plain loop would run the network on the CPU)."""
+    kw = trainer_kwargs or {}
+    accelerator = str(kw.get("accelerator") or "cpu").lower()
+    if accelerator == "auto":
+        return world_size(kw) > 1 or torch.cuda.is_available()
+    return world_size(kw) > 1 or accelerator != "cpu"
 
 
 class _IndexedRows(Dataset):
@@ -108,7 +120,7 @@ def _gather(folder: Path, n: int, world: int):
 
 
 def predict_rows(net: nn.Module, x, batch_size: int = INFERENCE_BATCH, *, extra=None, trainer_kwargs: dict | None = None,
-                 work_dir: str | Path | None = None, desc: str = ""):
+                 work_dir: str | Path | None = None, desc: str = "", loader_workers: int = 0):
     """``net`` over every row of ``x`` (and ``extra``), in batches, on one or many processes.
 
     Parameters
@@ -131,6 +143,9 @@ def predict_rows(net: nn.Module, x, batch_size: int = INFERENCE_BATCH, *, extra=
         after); must be on a file system every process sees.
     desc : str
         Progress bar label ("": none).
+    loader_workers : int
+        Processes reading ``x`` for each device (``train.loader_workers``), so that a GPU is
+        not starved; 0 reads in the main process. Used on the Lightning path only.
 
     Returns
     -------
@@ -138,17 +153,18 @@ def predict_rows(net: nn.Module, x, batch_size: int = INFERENCE_BATCH, *, extra=
         Row ``i`` of each output is ``net``'s output for row ``i`` of ``x``, on every process.
     """
     world = world_size(trainer_kwargs)
-    if world == 1:
+    if not uses_trainer(trainer_kwargs):
         return forward_in_batches(net.eval(), x, batch_size, desc=desc, extra=extra)
     if work_dir is None:
-        raise ValueError("predict_rows on several processes needs a work_dir they all see")
+        raise ValueError("predict_rows through Lightning needs a work_dir that every process sees")
     folder = Path(work_dir)
     folder.mkdir(parents=True, exist_ok=True)
     kw = dict(logger=False, enable_progress_bar=bool(desc) and not is_quiet(), enable_model_summary=False,
               enable_checkpointing=False, default_root_dir=str(folder), use_distributed_sampler=True)
     kw.update(trainer_kwargs or {})
     trainer = pl.Trainer(callbacks=[_ShardWriter(folder)], **kw)
-    loader = DataLoader(_IndexedRows(x, extra), batch_size=batch_size, shuffle=False, num_workers=0)
+    loader = DataLoader(_IndexedRows(x, extra), batch_size=batch_size, shuffle=False,
+                        **loader_options(loader_workers, persistent=False))
     with quiet_lightning():
         trainer.predict(_Predictor(net.eval()), dataloaders=loader, return_predictions=False)
     trainer.strategy.barrier("predict_rows")  # every share is on disk before anyone reads them

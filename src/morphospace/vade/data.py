@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ..image.geometry import rotate
-from ..nets.batches import RowView
+from ..nets.batches import RowView, loader_options
 
 __all__ = ["CubeDataset", "CubeDataModule", "augment"]
 
@@ -45,10 +45,14 @@ class CubeDataModule(pl.LightningDataModule):
         Of the data order (with the epoch).
     rows : array of int, optional
         Train on these rows of the cube only (a sample of a large survey); None: every row.
+    workers : int
+        Loader processes (``train.loader_workers``); 0: the main process reads.
     """
 
-    def __init__(self, cube_path: Path, batch_size: int, seed: int, rows: np.ndarray | None = None):
+    def __init__(self, cube_path: Path, batch_size: int, seed: int, rows: np.ndarray | None = None,
+                 workers: int = 0):
         super().__init__()
+        self.workers = int(workers)
         self.cube_path = Path(cube_path)
         self.batch_size = int(batch_size)
         self.seed = int(seed)
@@ -72,12 +76,13 @@ class CubeDataModule(pl.LightningDataModule):
         # DistributedSampler also for one process: its order depends only on (seed, epoch)
         sampler = DistributedSampler(self.dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.seed,
                                      drop_last=False)
-        return DataLoader(self.dataset, batch_size=self.batch_size, sampler=sampler, num_workers=0, drop_last=False)
+        return DataLoader(self.dataset, batch_size=self.batch_size, sampler=sampler, drop_last=False,
+                          **loader_options(self.workers))
 
     def full_dataloader(self, batch: int = 256):
         """Every galaxy trained on once, in cube order."""
         self.setup()
-        return DataLoader(self.dataset, batch_size=batch, shuffle=False, num_workers=0)
+        return DataLoader(self.dataset, batch_size=batch, shuffle=False, **loader_options(self.workers, persistent=False))
 
 
 def augment(x, kind: str, generator):

@@ -71,13 +71,13 @@ class _Encoder(nn.Module):
 
 def encode_cube(model, cube: np.ndarray, batch_size: int = INFERENCE_BATCH, desc: str = "VaDE encode",
                 embedding: np.ndarray | None = None, trainer_kwargs: dict | None = None,
-                work_dir: Path | None = None) -> dict[str, np.ndarray]:
+                work_dir: Path | None = None, loader_workers: int = 0) -> dict[str, np.ndarray]:
     """Run a VaDE over a cube (N, C, H, W) in batches, on one process or several.
 
     ``embedding``: for the ``form`` preset, the galaxies' form embedding already computed in
     training (row for row with ``cube``), which spares the CNN a second pass.
-    ``trainer_kwargs`` (``devices``, ``num_nodes``, ``strategy`` ...) and ``work_dir``: see
-    :func:`morphospace.nets.predict.predict_rows`.
+    ``trainer_kwargs`` (``devices``, ``num_nodes``, ``strategy`` ...), ``work_dir`` and
+    ``loader_workers``: see :func:`morphospace.nets.predict.predict_rows`.
 
     Returns
     -------
@@ -86,7 +86,7 @@ def encode_cube(model, cube: np.ndarray, batch_size: int = INFERENCE_BATCH, desc
     """
     model.eval()
     out = predict_rows(_Encoder(model, cube.shape[1]), cube, batch_size, extra=embedding,
-                       trainer_kwargs=trainer_kwargs, work_dir=work_dir, desc=desc)
+                       trainer_kwargs=trainer_kwargs, work_dir=work_dir, desc=desc, loader_workers=loader_workers)
     keys = ("z_mean", "z_log_var", "proba", "recon_error", "log_likelihood")
     return {k: v.astype(np.float32 if k != "proba" else np.float64) for k, v in zip(keys, out)}
 
@@ -140,7 +140,7 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
                    precision=t.precision)
     with Timer(f"VaDE embedding of {len(cube)} galaxies"):
         enc = encode_cube(model, cube, embedding=embedding, trainer_kwargs=devices,
-                          work_dir=model_dir(run) / "predict_shares")
+                          work_dir=model_dir(run) / "predict_shares", loader_workers=t.loader_workers)
     if rank_zero_only.rank != 0:
         return None  # several processes embedded the cube; only the first writes
     table = galaxy_table(ids, enc)
