@@ -4,8 +4,15 @@
 quality flag. An 8-bit image stays a Pillow image (the preprocessing crops and
 resizes it in C before any float conversion); anything else becomes a float32
 H x W x B array: 16-bit images scaled to [0, 1], FITS and float data in their own
-units. JPEGs are decoded at reduced scale (Pillow's draft mode: the DCT does the
-downscaling) when the preprocessing will downsample anyway.
+units. JPEGs are decoded at reduced scale (the DCT does the downscaling) when the
+preprocessing will downsample anyway.
+
+Plain JPEGs (YCbCr or grey, no APP1 Exif/XMP segment that could carry an orientation) are
+decoded from their bytes by libjpeg-turbo through ``simplejpeg``, at the scale Pillow's draft
+mode would pick and with the same (accurate) IDCT: the same pixels, bit for bit, without
+Pillow's per-file header parsing and chunked reads. Anything else, any warning from
+libjpeg-turbo (truncation, corrupt data) and a machine without ``simplejpeg`` go through
+Pillow, which decodes or flags the file as before.
 """
 
 from __future__ import annotations
@@ -20,6 +27,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ...errors import first_line
 from .records import Record
+
+try:  # libjpeg-turbo from a wheel; Pillow decodes every JPEG without it
+    import simplejpeg
+except ImportError:  # pragma: no cover - depends on the machine
+    simplejpeg = None
 
 FITS_MAGIC = b"SIMPLE  ="
 MIN_SIDE = 8  # smaller frames are flagged too_small
@@ -108,7 +120,9 @@ def decode(rec: Record, min_side: int = 0, h5_cache: dict | None = None) -> Fram
     if rec.kind == "fits" or _has_fits_magic(rec.source):
         frame = _decode_fits(rec.source)
     else:
-        frame = _decode_pillow(rec.source, min_side)
+        frame = _decode_turbo(rec.source, min_side) if _jpeg_name(rec.source) else None
+        if frame is None:  # not a plain JPEG, or damaged: Pillow decodes or flags it
+            frame = _decode_pillow(rec.source, min_side)
     h, w = frame.shape
     if min(h, w) < MIN_SIDE:
         raise BadImage("too_small", f"{w}x{h} pixels")
@@ -133,6 +147,81 @@ def _truncation(msg: str) -> bool:
 
 
 EXIF_ORIENTATION = 0x0112
+JPEG_NAMES = (".jpg", ".jpeg", ".jpe", ".jfif")
+JPEG_MAGIC = b"\xff\xd8\xff"
+TURBO_COLOURS = {"YCbCr": ("RGB", "RGB"), "Gray": ("GRAY", "L")}  # header colour -> (decoded as, mode)
+
+
+def _jpeg_name(path: str) -> bool:
+    return path.lower().endswith(JPEG_NAMES)
+
+
+def draft_scale(w: int, h: int, min_side: int) -> int:
+    """The reduction Pillow's JPEG draft mode picks: 8, 4, 2 or 1, the sides staying >= ``min_side``.
+
+    Parameters
+    ----------
+    w, h : int
+        Frame width and height.
+    min_side : int
+        The shortest side the preprocessing needs; 0 for no reduction.
+
+    Returns
+    -------
+    int
+        The frame is decoded at ``ceil(w / s) x ceil(h / s)``.
+    """
+    if min_side <= 0:
+        return 1
+    fits = min(w // min_side, h // min_side)
+    return next((s for s in (8, 4, 2) if fits >= s), 1)
+
+
+def _has_app1(data: bytes) -> bool | None:
+    """Whether the JPEG's header (up to the first scan) holds an APP1 segment (Exif or XMP: an
+    orientation may be there); None when the markers cannot be walked (Pillow then decides)."""
+    i, n = 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+        elif marker == 0xE1:
+            return True
+        elif marker == 0xDA:
+            return False
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            i += 2
+        else:
+            i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+    return None
+
+
+def _decode_turbo(path: str, min_side: int) -> "Frame | None":
+    """A plain JPEG decoded by libjpeg-turbo (simplejpeg), as Pillow's draft mode would;
+    None when Pillow must decode it (see the module docstring)."""
+    if simplejpeg is None:
+        return None
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    if not data.startswith(JPEG_MAGIC) or _has_app1(data) is not False:
+        return None
+    try:
+        h, w, colour, _ = simplejpeg.decode_jpeg_header(data)
+        if colour not in TURBO_COLOURS or w * h > (Image.MAX_IMAGE_PIXELS or float("inf")):
+            return None  # CMYK/YCCK/RGB-coded, or a decompression bomb: Pillow's handling
+        s = draft_scale(w, h, min_side)
+        as_, mode = TURBO_COLOURS[colour]
+        arr = simplejpeg.decode_jpeg(data, as_, False, False, -(-h // s), -(-w // s), strict=True)
+    except Exception:  # noqa: BLE001 - a warning or an error: Pillow decodes it and names the flag
+        return None
+    if arr.shape[:2] != (-(-h // s), -(-w // s)):
+        return None
+    return Frame(Image.frombuffer(mode, (arr.shape[1], arr.shape[0]), arr, "raw", mode, 0, 1), display=True)
 
 
 def _decode_pillow(path: str, min_side: int) -> Frame:
