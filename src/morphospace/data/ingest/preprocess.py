@@ -44,7 +44,7 @@ class RowBlock:
     Rows of 8-bit frames (the common case) travel as their resized 8-bit levels and
     one normalisation lookup table per channel: 12 KB + 3 KB for a 64 x 64 colour row
     instead of 48 KB of float32, so less to copy between processes. The float32 row is
-    ``luts[i, c][levels[i, ..., c]]``, evaluated by :meth:`to_array` where the cube is
+    ``luts[i, c][levels[i, c]]``, evaluated by :meth:`to_array` where the cube is
     written. Rows of other frames travel as float32.
 
     Attributes
@@ -54,7 +54,7 @@ class RowBlock:
     lookup : numpy.ndarray
         bool per row: True for a row held as levels + tables, False for a float32 row.
     levels : numpy.ndarray
-        n_lookup x S x S x C uint8.
+        n_lookup x C x S x S uint8 (channel first, as the cube: each lookup reads one contiguous plane).
     luts : numpy.ndarray
         n_lookup x C x 256 float32.
     floats : numpy.ndarray
@@ -81,7 +81,7 @@ class RowBlock:
         RowBlock
         """
         c, s = shape[0], shape[1]
-        return cls(tuple(shape), np.zeros(0, dtype=bool), np.empty((0, s, s, c), dtype=np.uint8),
+        return cls(tuple(shape), np.zeros(0, dtype=bool), np.empty((0, c, s, s), dtype=np.uint8),
                    np.empty((0, c, 256), dtype=np.float32), np.empty((0, *shape), dtype=np.float32))
 
     def __len__(self) -> int:
@@ -106,7 +106,7 @@ class RowBlock:
         for r in range(n):
             if self.lookup[r]:
                 for c in range(channels):  # the method: no Python wrapper per call
-                    luts[li, c].take(levels[li, ..., c], out=out[r, c])
+                    luts[li, c].take(levels[li, c], out=out[r, c])
                 li += 1
             else:
                 out[r] = self.floats[fi]
@@ -265,20 +265,21 @@ def preprocess_block(frames, spec: PreprocessSpec) -> tuple[RowBlock, list]:
 
 
 def _level_rows(rows: list, spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
-    """(n x S x S x C uint8 levels, n x C x 256 float32 tables) of the fast-path rows
+    """(n x C x S x S uint8 levels, n x C x 256 float32 tables) of the fast-path rows
     ``(resized levels as bytes, sky)``."""
     s, channels, n = spec.size, spec.channels, len(rows)
     groups: dict[int, list[int]] = {}
     for m, (_, sky) in enumerate(rows):
         groups.setdefault(len(sky), []).append(m)
-    levels = np.empty((n, s, s, channels), dtype=np.uint8)
+    levels = np.empty((n, channels, s, s), dtype=np.uint8)
     luts = np.empty((n, channels, 256), dtype=np.float32)
     for bands, sel in groups.items():
         lv = np.frombuffer(b"".join(rows[m][0] for m in sel), dtype=np.uint8).reshape(len(sel), s, s, bands)
         lt = level_luts(lv, np.stack([rows[m][1] for m in sel]), spec)
+        planes = lv.transpose(0, 3, 1, 2)  # channel first, as the cube
         if len(sel) == n and bands == channels:
-            return lv, lt  # the usual case: no copy
-        levels[sel] = lv  # a grey frame in a colour cube: its one band in every channel
+            return np.ascontiguousarray(planes), lt  # the usual case
+        levels[sel] = planes  # a grey frame in a colour cube: its one band in every channel
         luts[sel] = lt
     return levels, luts
 
