@@ -56,6 +56,12 @@ def test_grey_and_progressive_jpegs(tmp_path, monkeypatch):
     prog = save_image(tmp_path / "prog.jpg", galaxy_rgb(200, seed=2), progressive=True)
     turbo, pillow = _frames(prog, 64, monkeypatch)
     np.testing.assert_array_equal(np.asarray(turbo.pixels), np.asarray(pillow.pixels))
+    spec = PreprocessSpec(crop=0.6, size=24)
+    for path in (grey, prog):  # grey: one band in every channel of a colour cube
+        fast, res_fast = _rows(path, spec, monkeypatch)
+        slow, res_slow = _rows(path, spec, monkeypatch, turbo=False)
+        assert res_fast == res_slow and fast.shape == (1, 3, 24, 24)
+        np.testing.assert_array_equal(fast, slow)
 
 
 @pytest.mark.parametrize("crop,size,side", [(0.37, 20, 150), (0.5, 64, 423), (0.81, 33, 131)])
@@ -139,3 +145,4 @@ def test_draft_scale_is_pillows():
                 jpg.draft("RGB", (m, m))
             s = draft_scale(w, h, m)
             assert jpg.size == (-(-w // s), -(-h // s)), (w, h, m)
+

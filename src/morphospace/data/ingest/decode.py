@@ -149,7 +149,9 @@ def _truncation(msg: str) -> bool:
 EXIF_ORIENTATION = 0x0112
 JPEG_NAMES = (".jpg", ".jpeg", ".jpe", ".jfif")
 JPEG_MAGIC = b"\xff\xd8\xff"
-TURBO_COLOURS = {"YCbCr": ("RGB", "RGB"), "Gray": ("GRAY", "L")}  # header colour -> (decoded as, mode)
+# header colour -> (decoded as, image mode, raw mode): RGB decoded as RGBX, the layout of Pillow's
+# RGB images, so that the image is made by a plain copy rather than by spreading 3 bytes into 4
+TURBO_COLOURS = {"YCbCr": ("RGBX", "RGB", "RGBX"), "Gray": ("GRAY", "L", "L")}
 
 
 def _jpeg_name(path: str) -> bool:
@@ -215,13 +217,13 @@ def _decode_turbo(path: str, min_side: int) -> "Frame | None":
         if colour not in TURBO_COLOURS or w * h > (Image.MAX_IMAGE_PIXELS or float("inf")):
             return None  # CMYK/YCCK/RGB-coded, or a decompression bomb: Pillow's handling
         s = draft_scale(w, h, min_side)
-        as_, mode = TURBO_COLOURS[colour]
+        as_, mode, raw = TURBO_COLOURS[colour]
         arr = simplejpeg.decode_jpeg(data, as_, False, False, -(-h // s), -(-w // s), strict=True)
     except Exception:  # noqa: BLE001 - a warning or an error: Pillow decodes it and names the flag
         return None
     if arr.shape[:2] != (-(-h // s), -(-w // s)):
         return None
-    return Frame(Image.frombuffer(mode, (arr.shape[1], arr.shape[0]), arr, "raw", mode, 0, 1), display=True)
+    return Frame(Image.frombytes(mode, (arr.shape[1], arr.shape[0]), arr, "raw", raw), display=True)
 
 
 def _decode_pillow(path: str, min_side: int) -> Frame:
