@@ -337,3 +337,103 @@ def test_time_to_interactive_is_short(report, browser):
     wall = time.perf_counter() - t
     ready_ms = page.evaluate("window.morphospaceReadyMs")
     assert ready_ms < 3000 and wall < 15, (ready_ms, wall)
+
+
+# --- the explorer's data beside the page (above report.inline_points) ------------------------------------
+
+NB = 300  # galaxies of the "beside" report: report.inline_points lowered to 100, shards of 64
+
+
+@pytest.fixture(scope="module")
+def beside_report(tmp_path_factory):
+    """A report whose explorer data and map thumbnails are files beside the page."""
+    run = make_fake_run(tmp_path_factory.mktemp("beside") / "run", n=NB, size=16)
+    return build_report(run, apply_overrides(Config(), ["report.inline_points=100", "report.shard_points=64"]))
+
+
+def test_beside_the_page_opens_from_disk_and_loads_only_what_it_needs(beside_report, browser, tmp_path):
+    b = browser()
+    page = b.open(beside_report)
+    run_dir = beside_report.parent
+    assert page.evaluate("morphospaceExplorer.lazy()") and page.evaluate("morphospaceExplorer.renderer()") == "webgl"
+    assert page.evaluate("morphospaceExplorer.pointCount()") == NB
+    # at open: the first map and colouring, no shard, no map thumbnail sheet
+    opened = set(page.evaluate("morphospaceExplorer.loadedChunks()"))
+    assert {"m0", "c0"} <= opened and not any(c[0] in "ir" for c in opened), opened
+    assert not any("map_" in u for u in b.requests)
+    out = b.shot(tmp_path, "report_beside")
+    from PIL import Image
+    img = Image.open(out).convert("RGB")
+    i, pos = visible_point(page, range(7, NB, 11))
+    assert max(img.getpixel((round(pos["x"]), round(pos["y"])))) > 90  # the map drew its points
+    # hover: the tooltip gets the galaxy's row from its shard and its thumbnail from the sheet beside the page
+    hover(page, i)
+    wait_js(page, f"document.getElementById('ex-tooltip').getAttribute('data-ready') === '{i}'"
+                  f" && document.querySelector('#ex-tooltip .img').getAttribute('data-thumb') === '{i}'", 20)
+    page.evaluate("morphospaceExplorer.ensure()")
+    ids = wait_js(page, f"morphospaceExplorer.ids().filter(x => x !== undefined).length === {NB} && morphospaceExplorer.ids()")
+    assert page.text_content("#ex-tooltip .tt-id") == ids[i]
+    assert "morphology" in page.text_content("#ex-tooltip .tt-rows")
+    bg = page.evaluate("getComputedStyle(document.querySelector('#ex-tooltip .img')).backgroundImage")
+    assert bg == 'url("' + (run_dir / "report_files" / "map_0.webp").resolve().as_uri() + '")'
+    b.shot(tmp_path, "report_beside_hover")
+    assert b.errors == [] and b.failed == []
+    assert only_local(b.requests, run_dir) == []
+    assert all(u.startswith(run_dir.resolve().as_uri()) for u in b.requests)  # only the page and its folder
+
+
+def test_beside_the_page_neighbours_selection_and_search(beside_report, browser, tmp_path):
+    b = browser()
+    page = b.open(beside_report)
+    i, pos = visible_point(page, range(150, NB, 13))  # a galaxy of a later shard
+    page.mouse.click(pos["x"], pos["y"])
+    wait_js(page, f"morphospaceExplorer.focused() === {i}", 20)
+    thumbs = page.locator("#ex-nn .thumb")
+    assert thumbs.count() == 8
+    want = page.evaluate(f"morphospaceExplorer.neighbours({i})")
+    assert len(want) == 8 and all(0 <= j < NB for j in want)
+    page.evaluate("morphospaceExplorer.ensure()")
+    ids = wait_js(page, f"morphospaceExplorer.ids().filter(x => x !== undefined).length === {NB} && morphospaceExplorer.ids()")
+    assert [thumbs.nth(k).get_attribute("title") for k in range(8)] == [ids[j] for j in want]
+    wait_js(page, "[...document.querySelectorAll('#ex-nn .img')].every(e => e.getAttribute('data-thumb') !== '')", 20)
+    # box over the whole map: every galaxy, downloaded with every id
+    page.click(".ex-modes button[data-mode=box]")
+    box = page.locator("#ex-overlay").bounding_box()
+    page.mouse.move(box["x"] + 12, box["y"] + 12)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] - 12, box["y"] + box["height"] - 12, steps=8)
+    page.mouse.up()
+    assert page.evaluate("morphospaceExplorer.selection().length") == NB
+    with page.expect_download() as info:
+        page.click("#ex-download")
+    path = tmp_path / "selection.csv"
+    info.value.save_as(path)
+    assert sorted(line.rsplit(",", 1)[0] for line in path.read_text().splitlines()[1:]) == sorted(ids)
+    # lasso: a triangle selects what is drawn inside it
+    page.click("#ex-clear")
+    page.click(".ex-modes button[data-mode=lasso]")
+    x0, y0, x1, y1 = box["x"] + 12, box["y"] + 12, box["x"] + box["width"] - 12, box["y"] + box["height"] - 12
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x1, y0, steps=6)
+    page.mouse.move(x0, y1, steps=6)
+    page.mouse.move(x0, y0 + 5, steps=6)
+    page.mouse.up()
+    got = set(page.evaluate("morphospaceExplorer.selection()"))
+    pos = page.evaluate(f"[...Array({NB}).keys()].map(i => morphospaceExplorer.screenPosition(i))")
+    side = [(p["x"] - x0) / (x1 - x0) + (p["y"] - y0) / (y1 - y0) for p in pos]
+    assert 0 < len(got) < NB
+    assert got ^ {k for k, v in enumerate(side) if v < 1} <= {k for k, v in enumerate(side) if abs(v - 1) < 0.02}
+    # search by id: the matches come once every id is in
+    target = ids[NB - 3]
+    page.fill("#ex-search", target)
+    wait_js(page, "document.querySelectorAll('#ex-search-hits .ex-hit').length > 0", 20)
+    assert page.get_attribute("#ex-search-hits .ex-hit", "data-index") == str(NB - 3)
+    page.press("#ex-search", "Enter")
+    wait_js(page, f"morphospaceExplorer.focused() === {NB - 3}", 20)
+    # a tag by key lands on the galaxy's id
+    page.evaluate("morphospaceExplorer.tag([5], 'interesting')")
+    wait_js(page, "morphospaceExplorer.tags().length === 1")
+    assert page.evaluate("morphospaceExplorer.tags()") == [[ids[5], "interesting"]]
+    assert b.errors == [] and b.failed == []
+    assert only_local(b.requests, beside_report.parent) == []

@@ -44,7 +44,7 @@ __all__ = ["EXPLORER_PARTS", "environment", "render", "render_string", "json_for
            "explorer_script", "data_uri", "page"]
 
 # the explorer's script, by concept, in the order it is inlined (one closure: later parts use earlier ones)
-EXPLORER_PARTS = ("data.js", "render.js", "panels.js", "labels.js", "search.js", "interaction.js")
+EXPLORER_PARTS = ("data.js", "loader.js", "render.js", "panels.js", "labels.js", "search.js", "interaction.js")
 SCRIPTS = ("report.js", "explorer")  # "explorer": the parts above, as one script
 
 

@@ -1,4 +1,4 @@
-  /* morphospace explorer, part 1 of 4 (assets/explorer/data.js): the data, the state, the geometry.
+  /* morphospace explorer, part 1 of 7 (assets/explorer/data.js): the data, the state, the geometry.
    *
    * The explorer shows every galaxy on a 2-D map (WebGL points, Canvas 2D fallback).
    * Hover: thumbnail + catalogue row (nearest point through a spatial grid).
@@ -8,13 +8,15 @@
    * Strings from the data or the user are only ever written with textContent.
    * window.morphospaceExplorer is the scripting (and testing) interface.
    *
-   * The parts (data.js, render.js, panels.js, labels.js, search.js, interaction.js) are inlined in that order into one
+   * The parts (data.js, loader.js, render.js, panels.js, labels.js, search.js, interaction.js) are inlined in that order into one
    * strict-mode closure by morphospace/report/html.py (explorer_script): they share its variables and
    * functions. This part decodes the embedded data (base64 typed arrays), holds the page's elements and
    * the state, converts between map and screen coordinates and picks the point under the pointer. */
-  var DATA = window.morphospaceData, E = DATA.explorer, SPR = window.morphospaceSprites;
+  var DATA = window.morphospaceData, E = DATA.explorer;
   var root = document.getElementById('explorer-root');
   if (!E || !root) return;
+  var LAZY = E.lazy || null;   // the arrays are beside the page (loader.js), else inside it
+  var SPR = LAZY ? lazySprites(E.thumbs) : window.morphospaceSprites;
   var t0 = performance.now();
 
   /* ---------- decoding ---------- */
@@ -30,32 +32,40 @@
   function hexRGB(h) { var v = parseInt(String(h).slice(1), 16); return [(v >> 16) & 255, (v >> 8) & 255, v & 255]; }
   function rgbCss(c) { return 'rgb(' + c[0] + ',' + c[1] + ',' + c[2] + ')'; }
 
-  var N = E.n, ids = E.ids, K = E.neighbours.k, NN = i32(E.neighbours.idx);
-  var indexOfId = new Map();
-  for (var i = 0; i < N; i++) if (!indexOfId.has(ids[i])) indexOfId.set(ids[i], i);
+  // beside the page, per-galaxy arrays start empty and fill shard by shard (loader.js: applyChunk)
+  var N = E.n, K = E.neighbours.k;
+  var ids = LAZY ? new Array(N) : E.ids, NN = LAZY ? new Int32Array(N * K).fill(-1) : i32(E.neighbours.idx);
+  var indexOfId = new Map();   // filled once every id is known
+  function fillIndex() { for (var i = 0; i < N; i++) if (!indexOfId.has(ids[i])) indexOfId.set(ids[i], i); }
+  if (!LAZY) fillIndex();
   var MISSING_RGB = [139, 147, 161];
 
-  var maps = E.maps.map(function (m) {
-    var xy = f32(m.xy), x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+  function setMapXY(o, xy) {
+    var x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
     for (var i = 0; i < xy.length; i += 2) {
       if (xy[i] < x0) x0 = xy[i]; if (xy[i] > x1) x1 = xy[i];
       if (xy[i + 1] < y0) y0 = xy[i + 1]; if (xy[i + 1] > y1) y1 = xy[i + 1];
     }
     if (!(x1 >= x0)) { x0 = y0 = -1; x1 = y1 = 1; }
-    return { name: m.name, xy: xy, grid: null, kind: m.kind || 'latent',
-             lines: (m.grid || []).map(function (g) { return { label: g.label, xy: f32(g.xy), at: g.at }; }),
-             box: { cx: (x0 + x1) / 2, cy: (y0 + y1) / 2, w: Math.max(x1 - x0, 1e-3), h: Math.max(y1 - y0, 1e-3) } };
+    o.xy = xy;
+    o.box = { cx: (x0 + x1) / 2, cy: (y0 + y1) / 2, w: Math.max(x1 - x0, 1e-3), h: Math.max(y1 - y0, 1e-3) };
+  }
+  var maps = E.maps.map(function (m) {
+    var o = { name: m.name, xy: null, box: null, grid: null, kind: m.kind || 'latent', res: m.res,
+              lines: (m.grid || []).map(function (g) { return { label: g.label, xy: f32(g.xy), at: g.at }; }) };
+    if (!LAZY) setMapXY(o, f32(m.xy));
+    return o;
   });
   var colourings = E.colourings.map(function (c) {
-    var o = { name: c.name, kind: c.kind, type: c.type };
+    var o = { name: c.name, kind: c.kind, type: c.type, res: c.res };
     if (c.type === 'categorical') {
-      o.codes = i16(c.codes);
+      o.codes = LAZY ? null : i16(c.codes);
       o.categories = c.categories;
       o.rgb = c.colours.map(hexRGB);
       o.counts = c.counts;
       o.names = {};              // the user's names of categories (cluster names), by index
     } else {
-      o.values = f32(c.values);
+      o.values = LAZY ? null : f32(c.values);
       o.lo = c.lo; o.hi = c.hi;
       o.lut = c.lut;
     }
@@ -63,9 +73,9 @@
   });
   var columns = E.columns.map(function (c) {
     var o = { name: c.name, type: c.type };
-    if (c.type === 'num') o.values = f32(c.values);
-    else if (c.type === 'cat') { o.codes = i32(c.codes); o.categories = c.categories; }
-    else { o.values = c.values; o.prefix = c.prefix || ''; }
+    if (c.type === 'num') o.values = LAZY ? new Float32Array(N).fill(NaN) : f32(c.values);
+    else if (c.type === 'cat') { o.codes = LAZY ? new Int32Array(N).fill(-1) : i32(c.codes); o.categories = c.categories; }
+    else { o.values = LAZY ? new Array(N).fill(null) : c.values; o.prefix = c.prefix || ''; }
     return o;
   });
   function columnText(c, i) {
@@ -87,7 +97,8 @@
     return nm ? c.categories[k] + ' \u00b7 ' + nm : c.categories[k];
   }
   /* ---------- sky positions (degrees, float64; NaN where unknown) ---------- */
-  var SKY = E.sky ? { ra: f64(E.sky.ra), dec: f64(E.sky.dec) } : null;
+  var SKY = !E.sky ? null : LAZY ? { ra: new Float64Array(N).fill(NaN), dec: new Float64Array(N).fill(NaN) }
+    : { ra: f64(E.sky.ra), dec: f64(E.sky.dec) };
   function sexagesimal(v, div, places, signed) {
     var neg = v < 0, a = Math.abs(v) / div, d = Math.floor(a), mf = (a - d) * 60, m = Math.floor(mf);
     var sec = (mf - m) * 60, p = Math.pow(10, places);
@@ -135,7 +146,9 @@
     selCount: 0,
     drag: null,
     W: 1, H: 1, dpr: 1,
-    drawn: 0
+    drawn: 0,
+    started: false,            // true once the first map and colouring are in and drawn
+    movingUntil: 0             // the view moves (render.js: markMoving) until then
   };
   var colourBuf = new Uint8Array(N * 4);
   var selBuf = new Uint8Array(N);
@@ -173,6 +186,7 @@
     m.grid = { G: G, cw: cw, start: counts, order: order };
   }
   function pick(px, py) {
+    if (!state.started) return -1;
     var m = maps[state.map];
     if (!m.grid) buildGrid(m);
     var g = m.grid, d = toData(px, py), s = scale();

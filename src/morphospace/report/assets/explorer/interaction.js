@@ -1,4 +1,4 @@
-  /* morphospace explorer, part 6 of 6 (assets/explorer/interaction.js): controls, pointer and start.
+  /* morphospace explorer, part 7 of 7 (assets/explorer/interaction.js): controls, pointer and start.
    *
    * The map / colouring menus and drag modes; pan, zoom, hover, click, box and lasso with the pointer;
    * keyboard shortcuts (P, B, L, Escape; the label keys are in labels.js); then the first draw and
@@ -10,15 +10,23 @@
                                         c.kind === 'tags' ? ' (yours)' : ''));
     o.value = String(k); selColour.appendChild(o);
   });
+  var wantMap = -1, wantColour = -1;   // beside the page: the map / colouring last asked for, while it loads
   function setMap(k) {
-    state.map = k; selMap.value = String(k);
+    selMap.value = String(k);
+    if (!maps[k].xy) { wantMap = k; needRes([maps[k].res], function () { if (wantMap === k) setMap(k); }); return; }
+    wantMap = -1;
+    state.map = k;
     renderer.setPositions(maps[k].xy);
     state.view = homeView();
     state.hover = -1; tooltip.hidden = true;
     requestDraw();
   }
   function setColour(k) {
-    state.colour = k; selColour.value = String(k);
+    selColour.value = String(k);
+    var c = colourings[k];
+    if (!colReady(c)) { wantColour = k; needRes([c.res], function () { if (wantColour === k) setColour(k); }); return; }
+    wantColour = -1;
+    state.colour = k;
     fillColours(); buildLegend(); updateSelectionPanel();
     if (state.focus >= 0) focus(state.focus);
     requestDraw();
@@ -52,6 +60,7 @@
       d.moved = Math.max(d.moved, Math.abs(p[0] - d.x0) + Math.abs(p[1] - d.y0));
       d.x1 = p[0]; d.y1 = p[1];
       if (d.kind === 'pan') {
+        markMoving();
         var s = scale();
         state.view.cx = d.cx - (p[0] - d.x0) / s; state.view.cy = d.cy + (p[1] - d.y0) / s;
       } else if (d.kind === 'lasso') {
@@ -85,6 +94,7 @@
   });
   overlay.addEventListener('wheel', function (ev) {
     ev.preventDefault();
+    markMoving();
     var p = local(ev), before = toData(p[0], p[1]);
     var z = state.view.zoom * Math.exp(-ev.deltaY * (ev.deltaMode === 1 ? 0.05 : 0.0015));
     state.view.zoom = Math.min(400, Math.max(0.3, z));
@@ -103,61 +113,76 @@
   });
   root.tabIndex = -1;
 
-  /* ---------- start ---------- */
-  renderer.setSelection(selBuf);
-  setMode('pan');
-  setMap(0);
-  setColour(0);
-  resize();
-  if ('ResizeObserver' in window) new ResizeObserver(function () { resize(); }).observe(stage);
-  else window.addEventListener('resize', resize);
-  statusEl.textContent = N.toLocaleString('en') + ' galaxies \u00b7 ' + (renderer.kind === 'webgl' ? 'WebGL' : 'Canvas 2D') +
-    (E.nTotal > N ? ' \u00b7 a random ' + N.toLocaleString('en') + ' of ' + E.nTotal.toLocaleString('en') : '');
+  /* ---------- start (beside the page: once the first map and colouring are in) ---------- */
+  if (LAZY) needRes([maps[0].res, colourings[0].res], start); else start();
+  function start() {
+    state.started = true;
+    renderer.setSelection(selBuf);
+    setMode('pan');
+    setMap(0);
+    setColour(0);
+    resize();
+    if ('ResizeObserver' in window) new ResizeObserver(function () { resize(); }).observe(stage);
+    else window.addEventListener('resize', resize);
+    statusEl.textContent = N.toLocaleString('en') + ' galaxies \u00b7 ' + (renderer.kind === 'webgl' ? 'WebGL' : 'Canvas 2D') +
+      (E.nTotal > N ? ' \u00b7 a random ' + N.toLocaleString('en') + ' of ' + E.nTotal.toLocaleString('en') : '') +
+      (LAZY ? ' \u00b7 data loaded as needed from ' + (E.thumbs.sheets.length ? 'report_files/' : 'beside the page') : '');
 
-  window.morphospaceExplorer = {
-    pointCount: function () { return state.drawn; },
-    total: function () { return N; },
-    renderer: function () { return renderer.kind; },
-    ids: function () { return ids.slice(); },
-    indexOf: function (id) { return indexOfId.has(id) ? indexOfId.get(id) : -1; },
-    /* viewport (client) coordinates of point i on the current map */
-    screenPosition: function (i) {
-      var xy = maps[state.map].xy, p = toScreen(xy[2 * i], xy[2 * i + 1]), r = overlay.getBoundingClientRect();
-      return { x: r.left + p[0], y: r.top + p[1] };
-    },
-    pick: function (clientX, clientY) { var r = overlay.getBoundingClientRect(); return pick(clientX - r.left, clientY - r.top); },
-    neighbours: function (i) { return Array.prototype.slice.call(NN, i * K, i * K + K).filter(function (j) { return j >= 0; }); },
-    focus: focus,
-    focused: function () { return state.focus; },
-    hovered: function () { return state.hover; },
-    setMap: function (k) { setMap(typeof k === 'number' ? k : maps.findIndex(function (m) { return m.name === k; })); },
-    setColouring: function (k) { setColour(typeof k === 'number' ? k : colourings.findIndex(function (c) { return c.name === k; })); },
-    maps: function () { return maps.map(function (m) { return m.name; }); },
-    colourings: function () { return colourings.map(function (c) { return c.name; }); },
-    select: function (list, add) { setSelection(list, !!add); },
-    selection: selectedIndices,
-    selectionCSV: selectionCSV,
-    setMode: setMode,
-    view: function () { return { cx: state.view.cx, cy: state.view.cy, zoom: state.view.zoom }; },
-    setView: function (v) { state.view = { cx: +v.cx, cy: +v.cy, zoom: +v.zoom }; drawNow(); },
-    search: function (q, limit) { return searchMatches(q, limit).list; },
-    labels: function () { return lab.labels.slice(); },
-    addLabel: addLabel,
-    tags: function () { var o = []; lab.tags.forEach(function (v, id) { o.push([id, v]); }); return o; },
-    tag: function (list, name) { tagIndices(list, name === undefined ? null : name); },
-    labelsCSV: labelsCSV,
-    clusterNames: function (k) { var c = colourings[k === undefined ? state.colour : k]; return Object.assign({}, c.names); },
-    setClusterName: function (k, cat, name) { setClusterName(colourings[k], cat, name); },
-    storageKey: function () { return STORE_KEY; },
-    sky: function (i) { return SKY && isFinite(SKY.ra[i]) ? [SKY.ra[i], SKY.dec[i]] : null; },
-    redraw: drawNow
-  };
-  requestAnimationFrame(function () {
-    drawNow();
-    window.morphospaceReadyMs = performance.now() - t0;   // since this script started
-    window.morphospaceReadyAt = performance.now();        // since navigation started
-    window.morphospaceReady = true;
-    root.setAttribute('data-ready', 'true');
-    root.setAttribute('data-points', String(state.drawn));
-    document.dispatchEvent(new CustomEvent('morphospace-ready'));
-  });
+    window.morphospaceExplorer = {
+      pointCount: function () { return state.drawn; },
+      total: function () { return N; },
+      renderer: function () { return renderer.kind; },
+      ids: function () { return ids.slice(); },
+      indexOf: function (id) { return indexOfId.has(id) ? indexOfId.get(id) : -1; },
+      /* viewport (client) coordinates of point i on the current map */
+      screenPosition: function (i) {
+        var xy = maps[state.map].xy, p = toScreen(xy[2 * i], xy[2 * i + 1]), r = overlay.getBoundingClientRect();
+        return { x: r.left + p[0], y: r.top + p[1] };
+      },
+      pick: function (clientX, clientY) { var r = overlay.getBoundingClientRect(); return pick(clientX - r.left, clientY - r.top); },
+      neighbours: function (i) { return Array.prototype.slice.call(NN, i * K, i * K + K).filter(function (j) { return j >= 0; }); },
+      focus: focus,
+      focused: function () { return state.focus; },
+      hovered: function () { return state.hover; },
+      setMap: function (k) { setMap(typeof k === 'number' ? k : maps.findIndex(function (m) { return m.name === k; })); },
+      setColouring: function (k) { setColour(typeof k === 'number' ? k : colourings.findIndex(function (c) { return c.name === k; })); },
+      maps: function () { return maps.map(function (m) { return m.name; }); },
+      colourings: function () { return colourings.map(function (c) { return c.name; }); },
+      select: function (list, add) { setSelection(list, !!add); },
+      selection: selectedIndices,
+      selectionCSV: selectionCSV,
+      setMode: setMode,
+      view: function () { return { cx: state.view.cx, cy: state.view.cy, zoom: state.view.zoom }; },
+      setView: function (v) { state.view = { cx: +v.cx, cy: +v.cy, zoom: +v.zoom }; drawNow(); },
+      search: function (q, limit) { return searchMatches(q, limit).list; },
+      labels: function () { return lab.labels.slice(); },
+      addLabel: addLabel,
+      tags: function () { var o = []; lab.tags.forEach(function (v, id) { o.push([id, v]); }); return o; },
+      tag: function (list, name) { tagIndices(list, name === undefined ? null : name); },
+      labelsCSV: labelsCSV,
+      clusterNames: function (k) { var c = colourings[k === undefined ? state.colour : k]; return Object.assign({}, c.names); },
+      setClusterName: function (k, cat, name) { setClusterName(colourings[k], cat, name); },
+      storageKey: function () { return STORE_KEY; },
+      sky: function (i) { return SKY && isFinite(SKY.ra[i]) ? [SKY.ra[i], SKY.dec[i]] : null; },
+      redraw: drawNow,
+      /* beside the page: whether the data are, and a promise of the rows of galaxies (all ids with no list) */
+      lazy: function () { return !!LAZY; },
+      ensure: function (list) {
+        return new Promise(function (ok) { if (list) needRows(list, ok); else needAllIds(ok); });
+      },
+      loadedChunks: function () { return Object.keys(loadHave).filter(function (n) { return loadHave[n]; }); }
+    };
+    requestAnimationFrame(function () {
+      drawNow();
+      window.morphospaceReadyMs = performance.now() - t0;   // since this script started
+      window.morphospaceReadyAt = performance.now();        // since navigation started
+      window.morphospaceReady = true;
+      root.setAttribute('data-ready', 'true');
+      root.setAttribute('data-points', String(state.drawn));
+      document.dispatchEvent(new CustomEvent('morphospace-ready'));
+      if (LAZY) setTimeout(function () {   // after the first frame: what a first hover needs
+        if (!maps[state.map].grid) buildGrid(maps[state.map]);
+        needRes(TIP_RES, function () {});
+      }, 50);
+    });
+  }

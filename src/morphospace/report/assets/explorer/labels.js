@@ -1,4 +1,4 @@
-  /* morphospace explorer, part 4 of 6 (assets/explorer/labels.js): the user's labels.
+  /* morphospace explorer, part 5 of 7 (assets/explorer/labels.js): the user's labels.
    *
    * Cluster names (the legend's pencil), and tags: keys 1-9 give the galaxy under the pointer (else the
    * selection, else the clicked galaxy) the label of that number, 0 takes a tag away. The tags are a
@@ -147,8 +147,11 @@
     tagColouring.rgb = L.map(function (n, k) { return labelRGB(k); }).concat([MISSING_RGB]);
     var counts = new Array(L.length + 1).fill(0);
     tagPoints = L.map(function () { return []; });
+    // tags are kept by id: beside the page every id is loaded first (untagged until then)
+    var byId = lab.tags.size > 0 && idsComplete();
+    if (lab.tags.size > 0 && !byId) needAllIds(refreshTags);
     for (var i = 0; i < N; i++) {
-      var t = lab.tags.get(ids[i]), k = t === undefined ? L.length : index.get(t);
+      var t = byId ? lab.tags.get(ids[i]) : undefined, k = t === undefined ? L.length : index.get(t);
       tagColouring.codes[i] = k;
       counts[k]++;
       if (k < L.length) tagPoints[k].push(i);
@@ -159,10 +162,13 @@
     if (colourings[state.colour] === tagColouring) { fillColours(); buildLegend(); updateSelectionPanel(); }
     requestDraw(colourings[state.colour] !== tagColouring);
   }
-  function tagIndices(list, name) {
-    list.forEach(function (i) { if (name === null) lab.tags.delete(ids[i]); else lab.tags.set(ids[i], name); });
-    save();
-    refreshTags();
+  function tagIndices(list, name, done) {
+    needIds(list, function () {
+      list.forEach(function (i) { if (name === null) lab.tags.delete(ids[i]); else lab.tags.set(ids[i], name); });
+      save();
+      refreshTags();
+      if (done) done();
+    });
   }
   /* what a key acts on: the hovered galaxy, else the selection, else the clicked galaxy */
   function tagTarget() {
@@ -174,8 +180,10 @@
   function tagCurrent(name) {
     var t = tagTarget();
     if (!t) { note('Hover a galaxy, click one or select some, then press the label\u2019s key.'); return; }
-    tagIndices(t.list, name);
-    note(name === null ? 'Tag removed from ' + t.what + '.' : 'Tagged ' + t.what + ' \u201c' + name + '\u201d.');
+    tagIndices(t.list, name, function () {
+      var what = t.what === undefined ? ids[t.list[0]] : t.what;   // (an id beside the page known only now)
+      note(name === null ? 'Tag removed from ' + what + '.' : 'Tagged ' + what + ' \u201c' + name + '\u201d.');
+    });
   }
   function addLabel(name) {
     name = cleanName(name);
@@ -220,8 +228,7 @@
       use.addEventListener('click', function () {
         var t = state.selection ? selectedIndices() : state.focus >= 0 ? [state.focus] : [];
         if (!t.length) { note('Select galaxies or click one first.'); return; }
-        tagIndices(t, name);
-        note('Tagged ' + t.length.toLocaleString('en') + ' \u201c' + name + '\u201d.');
+        tagIndices(t, name, function () { note('Tagged ' + t.length.toLocaleString('en') + ' \u201c' + name + '\u201d.'); });
       });
       var ren = el('button', 'ex-edit', '\u270e');
       ren.type = 'button'; ren.title = 'rename'; ren.setAttribute('aria-label', 'rename label');

@@ -1,4 +1,4 @@
-  /* morphospace explorer, part 3 of 6 (assets/explorer/panels.js): the panels beside the map.
+  /* morphospace explorer, part 4 of 7 (assets/explorer/panels.js): the panels beside the map.
    *
    * The tooltip (thumbnail, sky position, tag and catalogue row of the galaxy under the pointer), "more
    * like this" (the focused galaxy and its nearest neighbours), the selection (its label mix and the CSV
@@ -20,7 +20,7 @@
     var v = valueOf(cur, i);
     add(cur.name, v.text, v.rgb);
     colourings.forEach(function (c) {
-      if (c !== cur && (c.name === E.primary || c.kind === 'score')) { var w = valueOf(c, i); add(c.name, w.text, w.rgb); }
+      if (c !== cur && tipColouring(c) && colReady(c)) { var w = valueOf(c, i); add(c.name, w.text, w.rgb); }
     });
     var t = cur.kind === 'tags' ? null : tagOf(i);   // (the "tags" colouring shows it already)
     if (t) add('tag', t.name, t.rgb);
@@ -41,12 +41,23 @@
       dl.appendChild(dd);
     });
   }
+  /* colourings a tooltip shows besides the current one: the primary clustering and the scores */
+  function tipColouring(c) { return c.name === E.primary || c.kind === 'score'; }
+  var TIP_RES = colourings.filter(tipColouring).map(function (c) { return c.res; });
   var ttImg = tooltip.querySelector('.img'), ttId = tooltip.querySelector('.tt-id'), ttRows = tooltip.querySelector('.tt-rows');
   function showTooltip(i, px, py) {
     if (i < 0) { tooltip.hidden = true; return; }
-    SPR.apply(ttImg, i);
-    ttId.textContent = ids[i];
-    fillRows(ttRows, i, 12);
+    if (+tooltip.getAttribute('data-index') !== i || tooltip.hidden) SPR.apply(ttImg, i);
+    if (rowsReady([i])) {
+      ttId.textContent = ids[i];
+      fillRows(ttRows, i, 12);
+      tooltip.setAttribute('data-ready', String(i));
+    } else {   // its shard beside the page is on its way: the thumbnail now, the rest when it is in
+      ttId.textContent = '\u2026'; ttRows.textContent = '';
+      tooltip.setAttribute('data-ready', '');
+      needRes(TIP_RES, function () {});
+      needRows([i], function () { if (state.hover === i && !tooltip.hidden) showTooltip(i, px, py); });
+    }
     tooltip.hidden = false;
     var w = tooltip.offsetWidth, h = tooltip.offsetHeight;
     var x = px + 18, y = py + 18;
@@ -59,6 +70,11 @@
       focusBox = document.getElementById('ex-focus');
   function focus(i, opts) {
     opts = opts || {};
+    if (i >= 0 && i < N && !rowsReady([i])) { needRows([i], function () { focus(i, opts); }); return; }
+    if (i >= 0 && i < N) {   // the neighbours' ids (their shards beside the page) before showing them
+      var nb = Array.prototype.slice.call(NN, i * K, i * K + K).filter(function (j) { return j >= 0; });
+      if (!idsReady(nb)) { needIds(nb, function () { focus(i, opts); }); return; }
+    }
     state.focus = i;
     nnBox.textContent = ''; focusBox.textContent = '';
     if (i < 0 || i >= N) {
@@ -167,7 +183,10 @@
     document.body.appendChild(a); a.click(); a.remove();
     setTimeout(function () { URL.revokeObjectURL(url); }, 2000);
   }
-  btnDownload.addEventListener('click', function () { downloadText(selectionCSV(), 'morphospace-selection.csv'); });
+  btnDownload.addEventListener('click', function () {
+    var list = selectedIndices();   // ids (and sky positions) of the selection beside the page first
+    (SKY ? needRows : needIds)(list, function () { downloadText(selectionCSV(), 'morphospace-selection.csv'); });
+  });
   btnClear.addEventListener('click', function () { setSelection([], false); });
   function insidePolygon(x, y, poly) {
     var inside = false;

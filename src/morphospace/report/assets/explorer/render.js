@@ -1,4 +1,4 @@
-  /* morphospace explorer, part 2 of 6 (assets/explorer/render.js): drawing the points.
+  /* morphospace explorer, part 3 of 7 (assets/explorer/render.js): drawing the points.
    *
    * Point colours from the current colouring, the WebGL renderer (one draw call for every point) and its
    * Canvas 2D fallback (one path per colour), and the 2D overlay (the sky map's RA/Dec graticule, outlines
@@ -6,9 +6,10 @@
    * when only the pointer moves. */
   /* ---------- colours ---------- */
   function fillColours() {
-    var c = colourings[state.colour];
-    for (var i = 0; i < N; i++) {
-      var rgb = valueOf(c, i).rgb;
+    var c = colourings[state.colour], cat = c.type === 'categorical', rgb;
+    for (var i = 0; i < N; i++) {   // (valueOf's colour, without making its text a million times)
+      if (cat) rgb = c.rgb[c.codes[i]];
+      else { var v = c.values[i]; rgb = isFinite(v) ? c.lut[lutIndex(c, v)] : MISSING_RGB; }
       colourBuf[4 * i] = rgb[0]; colourBuf[4 * i + 1] = rgb[1]; colourBuf[4 * i + 2] = rgb[2];
       colourBuf[4 * i + 3] = 225;
     }
@@ -19,7 +20,7 @@
   function makeWebGL(cv) {
     var gl = null;
     try {
-      gl = cv.getContext('webgl', { antialias: true, alpha: false, premultipliedAlpha: false, depth: false }) ||
+      gl = cv.getContext('webgl', { antialias: N <= 50000, alpha: false, premultipliedAlpha: false, depth: false }) ||
            cv.getContext('experimental-webgl');
     } catch (e) { gl = null; }
     if (!gl) return null;
@@ -54,6 +55,21 @@
       dim: gl.getUniformLocation(prog, 'u_dim')
     };
     var bPos = gl.createBuffer(), bCol = gl.createBuffer(), bSel = gl.createBuffer();
+    var uintIdx = gl.getExtension('OES_element_index_uint'), bOrder = null;
+    /* the points in a fixed random order, made once: its first m are a fair sample of the map, drawn while it moves */
+    function sampleOrder() {
+      if (bOrder || !uintIdx) return bOrder;
+      var order = new Uint32Array(N), seed = 12345;
+      for (var i = 0; i < N; i++) order[i] = i;
+      for (i = N - 1; i > 0; i--) {
+        seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+        var j = seed % (i + 1), t = order[i]; order[i] = order[j]; order[j] = t;
+      }
+      bOrder = gl.createBuffer();
+      gl.bindBuffer(gl.ELEMENT_ARRAY_BUFFER, bOrder);
+      gl.bufferData(gl.ELEMENT_ARRAY_BUFFER, order, gl.STATIC_DRAW);
+      return bOrder;
+    }
     gl.enable(gl.BLEND);
     gl.blendFunc(gl.SRC_ALPHA, gl.ONE_MINUS_SRC_ALPHA);
     gl.disable(gl.DEPTH_TEST);
@@ -63,7 +79,7 @@
       setPositions: function (xy) { gl.bindBuffer(gl.ARRAY_BUFFER, bPos); gl.bufferData(gl.ARRAY_BUFFER, xy, gl.STATIC_DRAW); },
       setColours: function (rgba) { gl.bindBuffer(gl.ARRAY_BUFFER, bCol); gl.bufferData(gl.ARRAY_BUFFER, rgba, gl.DYNAMIC_DRAW); },
       setSelection: function (mask) { gl.bindBuffer(gl.ARRAY_BUFFER, bSel); gl.bufferData(gl.ARRAY_BUFFER, mask, gl.DYNAMIC_DRAW); },
-      draw: function () {
+      draw: function (budget) {
         gl.viewport(0, 0, cv.width, cv.height);
         gl.clearColor(0.043, 0.055, 0.086, 1);
         gl.clear(gl.COLOR_BUFFER_BIT);
@@ -78,6 +94,11 @@
         gl.enableVertexAttribArray(loc.col); gl.vertexAttribPointer(loc.col, 4, gl.UNSIGNED_BYTE, true, 0, 0);
         gl.bindBuffer(gl.ARRAY_BUFFER, bSel);
         gl.enableVertexAttribArray(loc.sel); gl.vertexAttribPointer(loc.sel, 1, gl.UNSIGNED_BYTE, true, 0, 0);
+        if (budget && budget < N && sampleOrder()) {
+          gl.bindBuffer(gl.ELEMENT_ARRAY_BUFFER, bOrder);
+          gl.drawElements(gl.POINTS, budget, gl.UNSIGNED_INT, 0);
+          return budget;
+        }
         gl.drawArrays(gl.POINTS, 0, N);
         return N;
       }
@@ -148,18 +169,30 @@
   /* ---------- drawing ---------- */
   // Hover rings, neighbour lines and the selection outline live on a 2D overlay, so moving the
   // mouse redraws only that; the points are redrawn when the view, colours or selection change.
-  var pending = false, pointsDirty = true;
+  // While the view moves (wheel, pan) a map of more than MOVE_BUDGET points draws a random MOVE_BUDGET of them
+  // (WebGL), then every point once it has been still for STILL_MS.
+  var pending = false, pointsDirty = true, MOVE_BUDGET = 100000, STILL_MS = 200, stillTimer = 0;
+  function markMoving() {
+    if (N <= MOVE_BUDGET) return;
+    state.movingUntil = performance.now() + STILL_MS;
+    clearTimeout(stillTimer);
+    stillTimer = setTimeout(function () { requestDraw(); }, STILL_MS + 10);
+  }
   function requestDraw(overlayOnly) {
     if (!overlayOnly) pointsDirty = true;
-    if (pending) return;
+    if (pending || !state.started) return;   // (before the first map is in, start() draws)
     pending = true;
     requestAnimationFrame(function () {
       pending = false;
-      if (pointsDirty) { pointsDirty = false; state.drawn = renderer.draw(); }
+      if (pointsDirty) {
+        pointsDirty = false;
+        state.drawn = renderer.draw(performance.now() < state.movingUntil ? MOVE_BUDGET : 0);
+      }
       drawOverlay();
     });
   }
   function drawNow() {
+    if (!state.started) return;
     pointsDirty = false;
     state.drawn = renderer.draw();
     drawOverlay();

@@ -1,4 +1,4 @@
-  /* morphospace explorer, part 5 of 6 (assets/explorer/search.js): finding a galaxy by id.
+  /* morphospace explorer, part 6 of 7 (assets/explorer/search.js): finding a galaxy by id.
    *
    * As one types, a short list of the ids that match: the exact id first, then ids that start with the
    * text, then ids that contain it (case-insensitive; shorter ids first), each with its thumbnail. Enter,
@@ -11,7 +11,7 @@
   function searchMatches(q, limit) {
     q = String(q).trim();
     limit = limit || SHOWN;
-    if (!q) return { list: [], total: 0 };
+    if (!q || !idsComplete()) return { list: [], total: 0 };
     if (!lowerIds) lowerIds = ids.map(function (s) { return String(s).toLowerCase(); });
     var ql = q.toLowerCase(), exact = indexOfId.has(q) ? indexOfId.get(q) : -1, starts = [], within = [], total = 0;
     for (var i = 0; i < N; i++) {
@@ -37,6 +37,12 @@
     hitsBox.textContent = '';
     search.classList.remove('nomatch');
     if (!q) { closeHits(); return; }
+    if (!idsComplete()) {   // beside the page: every id first (a few MB per million galaxies), then the matches
+      hitsBox.appendChild(el('li', 'ex-hits-none', 'Loading the ' + N.toLocaleString('en') + ' ids\u2026'));
+      hitsBox.hidden = false;
+      needAllIds(function () { if (search.value.trim() && document.activeElement === search) showHits(); });
+      return;
+    }
     var m = searchMatches(q, SHOWN);
     hits = m.list; active = hits.length ? 0 : -1;
     if (!hits.length) {

@@ -1,0 +1,165 @@
+"""The explorer's data beside the page (above ``report.inline_points``): the files written, and the encoders.
+
+The browser side (the page opening from file:// and loading those files) is in
+``test_report_browser.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html as htmllib
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from morphospace.config import Config, apply_overrides
+from morphospace.report import build_report
+from morphospace.report.beside import CHUNK_SCRIPT
+from morphospace.report.collect import RunContents
+from morphospace.report.explorer import _categorical, encode_column, explorer_arrays
+
+from report_fakerun import make_fake_run
+
+N, SHARD = 150, 64
+
+
+def payload(html: str) -> dict:
+    m = re.search(r'<script type="application/json" id="morphospace-data">(.*?)</script>', html, re.S)
+    return json.loads(m.group(1))
+
+
+def read_chunk(path) -> tuple[bytes, str, str]:
+    """The bytes, the JSON text and the CSP of a chunk file."""
+    text = path.read_text()
+    b = re.search(r'<pre id="b">(.*?)</pre>', text, re.S).group(1)
+    t = re.search(r'<pre id="t">(.*?)</pre>', text, re.S).group(1)
+    csp = re.search(r'content="([^"]*)"', text).group(1)
+    return base64.b64decode(b), htmllib.unescape(t), csp
+
+
+def part(data: bytes, meta: dict, key: str) -> np.ndarray:
+    dtype, offset, n = meta["parts"][key]
+    return np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<"), count=n, offset=offset)
+
+
+def sha(b: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(b).digest()).decode()
+
+
+@pytest.fixture(scope="module")
+def beside(tmp_path_factory):
+    run = make_fake_run(tmp_path_factory.mktemp("beside") / "run", n=N, size=16)
+    cfg = apply_overrides(Config(), ["report.inline_points=100", f"report.shard_points={SHARD}"])
+    report = build_report(run, cfg)
+    return run, report, cfg
+
+
+def test_the_files_beside_the_page_hold_the_run_in_cube_order(beside):
+    run, report, cfg = beside
+    html = report.read_text()
+    E = payload(html)["explorer"]
+    lazy = E["lazy"]
+    assert lazy["shard"] == SHARD and lazy["shards"] == 3 and E["n"] == N
+    assert "ids" not in E and "idx" not in E["neighbours"]  # nothing per galaxy left in the page
+    folder = run.path / "report_files"
+    want = explorer_arrays(RunContents(run), np.arange(N), k=cfg.report.neighbours, seed=cfg.report.seed)
+    chunks = {}
+    for name, f in lazy["files"].items():
+        path = run.path / f["url"]
+        assert path.parent == folder and path.stat().st_size == f["bytes"]
+        data, text, csp = read_chunk(path)
+        # the page checks these digests; the chunk's own CSP allows only its one script, by hash
+        assert f["sha"] == [sha(data), sha(text.encode())]
+        assert csp == f"default-src 'none'; script-src 'sha256-{sha(CHUNK_SCRIPT.encode())}'"
+        chunks[name] = (data, json.loads(text))
+    assert sorted(chunks) == sorted([f"m{k}" for k in range(len(E["maps"]))] + [f"c{k}" for k in range(len(E["colourings"]))]
+                                    + [f"{p}{s}" for p in "ir" for s in range(3)])
+    # ids, neighbours and tooltip columns: shard by shard, in cube order
+    ids = sum((chunks[f"i{s}"][1]["ids"] for s in range(3)), [])
+    assert ids == list(run.cube_ids())
+    nn = np.concatenate([part(*chunks[f"r{s}"], "nn") for s in range(3)]).reshape(N, -1)
+    assert nn.dtype == np.int32 and np.array_equal(nn, want["neighbours"]["idx"])
+    cat = pd.read_parquet(run.catalogue).set_index("id").loc[ids]
+    names = [c["name"] for c in E["columns"]]
+    j = names.index("pa_deg")
+    pa = np.concatenate([part(*chunks[f"r{s}"], f"c{j}") for s in range(3)])
+    assert pa.dtype == np.float32 and np.allclose(pa, cat["pa_deg"].to_numpy(), atol=1e-3)
+    j = names.index("source")
+    assert E["columns"][j]["prefix"] == "/data/survey/images/"
+    src = sum((chunks[f"r{s}"][1][f"s{j}"] for s in range(3)), [])
+    assert ["/data/survey/images/" + v for v in src] == list(cat["source"])
+    j = names.index("morphology")
+    codes = np.concatenate([part(*chunks[f"r{s}"], f"c{j}") for s in range(3)])
+    cats = E["columns"][j]["categories"]
+    assert [cats[c] for c in codes] == list(cat["morphology"].astype(str))
+    # maps and colourings: one chunk each, the explorer's arrays exactly
+    for k, m in enumerate(want["maps"]):
+        xy = part(*chunks[f"m{k}"], "xy")
+        assert xy.dtype == np.float32 and np.array_equal(xy.reshape(N, 2), m["xy"])
+    for k, c in enumerate(want["colourings"]):
+        key = "codes" if c["type"] == "categorical" else "values"
+        got = part(*chunks[f"c{k}"], key)
+        assert got.dtype == c[key].dtype and np.array_equal(got, c[key], equal_nan=True)
+        if key == "codes":
+            assert np.bincount(got, minlength=len(c["categories"])).tolist() == E["colourings"][k]["counts"]
+
+
+def test_map_thumbnails_are_smaller_sheets_beside_the_page_and_the_csp_allows_frames_not_scripts(beside):
+    run, report, cfg = beside
+    html = report.read_text()
+    E = payload(html)["explorer"]
+    t = E["thumbs"]
+    assert t["tile"] == min(cfg.report.thumb_size, cfg.report.large_thumb_size) == 32 and t["n"] == N
+    assert [s["url"] for s in t["sheets"]] == ["report_files/map_0.webp"]
+    sheet = Image.open(run.path / "report_files" / "map_0.webp")
+    assert sheet.size == (t["sheets"][0]["cols"] * 32, t["sheets"][0]["rows"] * 32)
+    csp = htmllib.unescape(re.search(r'http-equiv="Content-Security-Policy" content="([^"]*)"', html).group(1))
+    script_src = re.search(r"script-src ([^;]*);", csp).group(1)
+    assert "frame-src 'self' file:;" in csp and "unsafe" not in script_src and "file:" not in script_src
+    assert all(s.startswith("'sha256-") for s in script_src.split())
+    # rebuilt with every point inline: the page is self-contained again, no frames, no folder
+    html = build_report(run, Config()).read_text()
+    assert "frame-src" not in html and not (run.path / "report_files").exists()
+    assert "lazy" not in payload(html)["explorer"] and len(payload(html)["explorer"]["ids"]) == N
+
+
+def _old_encode(values: pd.Series) -> dict:
+    """encode_column as it was, one Python step per row: the reference of the vectorised one."""
+    if pd.api.types.is_float_dtype(values):
+        return {"type": "num"}
+    text = [None if (v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA) else str(v)
+            for v in values.to_numpy(dtype=object)]
+    uniq = pd.unique(pd.Series([t for t in text if t is not None], dtype=object))
+    if len(uniq) <= max(64, len(text) // 4):
+        index = {u: k for k, u in enumerate(uniq)}
+        return {"type": "cat", "categories": [str(u) for u in uniq],
+                "codes": np.array([index[t] if t is not None else -1 for t in text], dtype=np.int32)}
+    return {"type": "str", "values": text}
+
+
+@pytest.mark.parametrize("values", [
+    pd.Series(["b", None, "a", "b", np.nan, "c"], dtype=object),
+    pd.Series(pd.array(["x", None, "y", "x"], dtype="string")),
+    pd.Series([3, 1, 3, 2, 1]),
+    pd.Series([1, "1", None, 2.0], dtype=object),
+    pd.Series([f"/a/b/{i}.jpg" for i in range(300)] + [None]),
+])
+def test_vectorised_column_encoding_matches_the_row_by_row_one(values):
+    got, want = encode_column(values), _old_encode(values)
+    assert got["type"] == want["type"]
+    if want["type"] == "cat":
+        assert got["categories"] == want["categories"] and np.array_equal(got["codes"], want["codes"])
+    elif want["type"] == "str":
+        full = [None if v is None else got["prefix"] + v for v in got["values"]]
+        assert full == want["values"] and got["prefix"] == "/a/b/"
+
+
+def test_vectorised_categorical_keeps_order_blanks_and_missing():
+    c = _categorical("x", "label", np.array(["b", " ", None, "a", "10", "9", "b"], dtype=object))
+    assert c["categories"] == ["9", "10", "a", "b", "(missing)"]  # natural order, then the missing
+    assert c["codes"].tolist() == [3, 4, 4, 2, 1, 0, 3] and c["counts"] == [1, 1, 1, 2, 2]
