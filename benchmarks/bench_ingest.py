@@ -7,6 +7,9 @@
    RGB, crop the centre half, resize to 64 x 64, to float32. Each is timed
    ``--repeats`` times, alternately, and the best of each is kept (the machine is
    shared, so the best is the least disturbed); the ratio is naive / ingest time.
+   ``--compare`` also ingests it once with JPEGs decoded by libjpeg-turbo (simplejpeg, the
+   default) and once by Pillow alone, and prints the largest difference between the two
+   cubes and whether every flag and catalogue column is the same.
 2. Memory. Renders a folder of small JPEGs once (``--n-large`` files, default 20,000,
    under ``--scratch``, default /tmp/morphospace_bench_ingest), then ingests its first
    2,000 and all of it in a child process, sampling the resident memory (RSS) of the
@@ -19,6 +22,7 @@ Usage::
     .venv/bin/python benchmarks/bench_ingest.py               # both parts
     .venv/bin/python benchmarks/bench_ingest.py --skip-memory
     .venv/bin/python benchmarks/bench_ingest.py --n-large 5000 --repeats 1
+    .venv/bin/python benchmarks/bench_ingest.py --skip-memory --repeats 0 --compare
 
 Timings depend on the machine and its load (the 1-minute load average is printed).
 The script writes only under ``--scratch`` and a temporary directory.
@@ -80,7 +84,7 @@ def _cpu() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
-def time_ingest(data: Path, workers: int, tmp: Path) -> tuple[float, float, dict]:
+def time_ingest(data: Path, workers: int, tmp: Path, keep: bool = False) -> tuple[float, float, dict]:
     """Time one ingest of ``data`` (64 px rows).
 
     Parameters
@@ -90,7 +94,9 @@ def time_ingest(data: Path, workers: int, tmp: Path) -> tuple[float, float, dict
     workers : int
         Ingest workers.
     tmp : Path
-        Where the run goes (removed afterwards).
+        Where the run goes (removed afterwards unless ``keep``).
+    keep : bool
+        Keep the run; its path is the summary's ``run``.
 
     Returns
     -------
@@ -112,8 +118,53 @@ def time_ingest(data: Path, workers: int, tmp: Path) -> tuple[float, float, dict
     c0, t0 = _cpu(), time.perf_counter()
     summary = ingest(data, run, cfg)
     elapsed, cpu = time.perf_counter() - t0, _cpu() - c0
-    shutil.rmtree(run.path)
+    if keep:
+        summary = {**summary, "run": run.path}
+    else:
+        shutil.rmtree(run.path)
     return elapsed, cpu, summary
+
+
+def decoder() -> str:
+    """The JPEG decoder the ingest uses here."""
+    from morphospace.data.ingest import decode
+
+    if decode.simplejpeg is None:
+        return "Pillow (simplejpeg not importable)"
+    return f"libjpeg-turbo via simplejpeg {decode.simplejpeg.__version__} (Pillow for what it declines)"
+
+
+def compare(workers: int) -> None:
+    """Print how the cube and catalogue of sdss-gz1 differ between the simplejpeg and Pillow decodes.
+
+    Parameters
+    ----------
+    workers : int
+        Ingest workers.
+    """
+    import pandas as pd
+
+    from morphospace.data.ingest import decode
+
+    if not (SHARED / "images").is_dir() or decode.simplejpeg is None:
+        print("compare: skipped (no sdss-gz1 or no simplejpeg)")
+        return
+    with tempfile.TemporaryDirectory(prefix="bench_ingest_cmp_") as tmp:
+        t_turbo, c_turbo, turbo = time_ingest(SHARED, workers, Path(tmp), keep=True)
+        saved, decode.simplejpeg = decode.simplejpeg, None  # the workers fork with this
+        try:
+            t_pil, c_pil, pil = time_ingest(SHARED, workers, Path(tmp), keep=True)
+        finally:
+            decode.simplejpeg = saved
+        a, b = (np.load(r["run"] / "cube.npy", mmap_mode="r") for r in (turbo, pil))
+        ca, cb = (pd.read_parquet(r["run"] / "catalogue.parquet") for r in (turbo, pil))
+        same_shape = a.shape == b.shape
+        diff = float(np.abs(np.asarray(a) - np.asarray(b)).max()) if same_shape else float("nan")
+        print(f"compare: sdss-gz1 simplejpeg vs Pillow-only decode: cube {a.shape} vs {b.shape}, "
+              f"max abs difference {diff:.3g}; catalogues identical: {ca.equals(cb)}; "
+              f"flag counts identical: {turbo.get('flags') == pil.get('flags')}")
+        print(f"  CPU per image: simplejpeg {1e3 * c_turbo / len(ca):.2f} ms, Pillow {1e3 * c_pil / len(cb):.2f} ms "
+              f"(wall {t_turbo:.2f} s vs {t_pil:.2f} s) [load {os.getloadavg()[0]:.2f}]")
 
 
 def throughput(workers: int, repeats: int) -> None:
@@ -132,6 +183,7 @@ def throughput(workers: int, repeats: int) -> None:
     paths = sorted((SHARED / "images").iterdir())
     n = len(paths)
     best_ingest, best_naive = (float("inf"), 0.0), (float("inf"), 0.0)
+    ratios: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench_ingest_") as tmp:
         for r in range(repeats):
             t, cpu, summary = time_ingest(SHARED, workers, Path(tmp))
@@ -140,12 +192,15 @@ def throughput(workers: int, repeats: int) -> None:
             naive_loop(paths)
             t1, cpu1 = time.perf_counter() - t0, _cpu() - c0
             best_naive = min(best_naive, (t1, cpu1))
+            ratios.append(t1 / t)
             print(f"  round {r + 1}: ingest {t:.2f} s ({n / t:.0f} img/s, CPU {1e3 * cpu / n:.2f} ms/img), "
                   f"naive {t1:.2f} s ({n / t1:.0f} img/s, CPU {1e3 * cpu1 / n:.2f} ms/img), ratio {t1 / t:.2f}  "
                   f"[load {os.getloadavg()[0]:.2f}]")
     (ti, ci), (tn, cn) = best_ingest, best_naive
     print(f"throughput: sdss-gz1 {n} JPEGs -> {summary['cube_shape']} ({summary['n_in_cube']} in the cube), "
-          f"{workers} workers")
+          f"{workers} workers; JPEG decoder: {decoder()}")
+    print(f"  ratio naive / ingest per round: {', '.join(f'{r:.2f}' for r in ratios)} "
+          f"(min {min(ratios):.2f}, {'>=' if min(ratios) >= 3 else '<'} 3x in every round)")
     print(f"  ingest best {ti:.2f} s = {n / ti:.0f} img/s; naive Pillow loop best {tn:.2f} s = {n / tn:.0f} img/s; "
           f"ratio {tn / ti:.2f}x")
     print(f"  CPU per image (all processes): ingest {1e3 * ci / n:.2f} ms, naive {1e3 * cn / n:.2f} ms "
@@ -318,10 +373,13 @@ def main() -> None:
     ap.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()) / "morphospace_bench_ingest")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--compare", action="store_true", help="cube and catalogue: simplejpeg against Pillow alone")
     args = ap.parse_args()
     print(f"bench_ingest: cpus={os.cpu_count()}, load {os.getloadavg()[0]:.2f}")
-    if not args.skip_throughput:
+    if not args.skip_throughput and args.repeats > 0:
         throughput(args.workers, args.repeats)
+    if args.compare:
+        compare(args.workers)
     if not args.skip_memory:
         memory(args.scratch, args.n_large, args.n_small, args.workers)
 
