@@ -437,3 +437,21 @@ def test_beside_the_page_neighbours_selection_and_search(beside_report, browser,
     assert page.evaluate("morphospaceExplorer.tags()") == [[ids[5], "interesting"]]
     assert b.errors == [] and b.failed == []
     assert only_local(b.requests, beside_report.parent) == []
+
+
+def test_beside_the_page_refuses_a_chunk_that_was_changed(beside_report, browser, tmp_path):
+    # a copy of the report whose first map file holds other (valid) data: the page must not draw it
+    copy = tmp_path / "copy"
+    shutil.copytree(beside_report.parent / "report_files", copy / "report_files")
+    shutil.copy(beside_report, copy / "report.html")
+    chunk = copy / "report_files" / "ex_m0.html"
+    text = chunk.read_text()
+    at = text.index('<pre id="b">') + len('<pre id="b">') + 8
+    chunk.write_text(text[:at] + ("B" if text[at] != "B" else "C") + text[at + 1:])
+    b = browser()
+    page = b.page
+    page.goto((copy / "report.html").resolve().as_uri())
+    wait_js(page, "!document.getElementById('ex-notice').hidden", 20)
+    assert "ex_m0.html" in page.text_content("#ex-notice") and "not those this page was made with" in page.text_content("#ex-notice")
+    assert not page.evaluate("window.morphospaceReady === true")
+    assert b.errors == [] and only_local(b.requests, copy) == []

@@ -101,7 +101,12 @@ def nearest_neighbours(X: np.ndarray, k: int = 8, random_state: int = 0) -> np.n
     if n < 2 or k < 1:
         return out
     index = SimilarityIndex(n_neighbors=max(30, k + 1), random_state=random_state).fit(X)
-    _, idx = index.kneighbors(X, k=k + 1)
+    graph = None if index.exact_ else getattr(index.index_, "neighbor_graph", None)
+    if graph is not None and graph[0].shape[1] >= k + 1:
+        # the approximate index's own k-NN graph of its rows, nearest first: no second search over every row
+        idx = np.asarray(graph[0][:, :k + 1])
+    else:
+        _, idx = index.kneighbors(X, k=k + 1)
     drop = (idx == np.arange(n)[:, None]) | (idx < 0)  # itself, and the index's "none"
     order = np.argsort(drop, axis=1, kind="stable")[:, :k]  # the others first, nearest first
     kept = np.take_along_axis(idx, order, axis=1)

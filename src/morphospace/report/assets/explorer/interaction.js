@@ -126,7 +126,7 @@
     else window.addEventListener('resize', resize);
     statusEl.textContent = N.toLocaleString('en') + ' galaxies \u00b7 ' + (renderer.kind === 'webgl' ? 'WebGL' : 'Canvas 2D') +
       (E.nTotal > N ? ' \u00b7 a random ' + N.toLocaleString('en') + ' of ' + E.nTotal.toLocaleString('en') : '') +
-      (LAZY ? ' \u00b7 data loaded as needed from ' + (E.thumbs.sheets.length ? 'report_files/' : 'beside the page') : '');
+      (LAZY ? ' \u00b7 data loaded as needed from report_files/' : '');
 
     window.morphospaceExplorer = {
       pointCount: function () { return state.drawn; },
