@@ -14,6 +14,7 @@ from morphospace.analysis.reduce import (
     TSNEReducer,
     UMAPReducer,
     make_reducer,
+    place_by_neighbours,
     reduce_run,
     representation_id,
 )
@@ -211,3 +212,33 @@ def test_lda_generalises_when_features_outnumber_what_the_labels_can_pin_down():
     z = LDAReducer(n_components=2).fit(draw(), y).transform(draw())
     labels = KMeans(3, n_init=10, random_state=0).fit_predict(z)
     assert adjusted_mutual_info_score(y, labels) > 0.6
+
+
+def test_place_by_neighbours_puts_a_row_among_those_it_resembles():
+    X, y = blobs(n_per=30, k=2, d=6, spread=10.0)
+    positions = np.where(y[:, None] == 0, [0.0, 0.0], [10.0, 10.0]) + np.random.default_rng(1).normal(0, 0.1, (60, 2))
+    new, y_new = blobs(n_per=5, k=2, d=6, spread=10.0, seed=0)  # the same centres, new noise
+    new = new + np.random.default_rng(2).normal(0, 0.5, new.shape)
+    placed = place_by_neighbours(X, positions, new, k=5)
+    target = np.where(y_new[:, None] == 0, 0.0, 10.0)
+    assert placed.shape == (10, 2) and np.abs(placed - target).max() < 0.5
+    # rows= and space= read a subset through a map into the fitted space
+    sub = place_by_neighbours(X, positions, new * 2, k=5, rows=np.array([7, 1]), space=lambda r: r / 2)
+    np.testing.assert_allclose(sub, placed[[7, 1]])
+
+
+@pytest.mark.parametrize("name", ["tsne", "umap"])
+def test_a_large_map_is_fitted_on_a_sample_and_the_rest_placed(tmp_path, name):
+    run, codes = fake_run(tmp_path, n=150)
+    cfg = Config()
+    cfg.cluster.reductions = [name]
+    cfg.cluster.map_sample = 60
+    reduce_run(run, cfg, embedding="features")
+    Z = run.read_reduction(name)
+    meta = json.loads(run.reduction_path(name).with_suffix(".json").read_text())
+    assert Z.shape == (150, 2) and np.isfinite(Z).all() and meta["fit_sample"] == 60
+    # the placed rows land with their own kind: the classes still separate on the whole map
+    assert nearest_centroid_accuracy(Z, codes) == 1.0
+    cfg.cluster.map_sample = 0
+    reduce_run(run, cfg, embedding="features")
+    assert json.loads(run.reduction_path(name).with_suffix(".json").read_text())["fit_sample"] is None

@@ -31,8 +31,9 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
+from ..data.sample import sample_rows
 from ..errors import UserError
-from ..progress import Timer
+from ..progress import Timer, progress
 from ..run import RunDir, write_json, write_npy
 from .labels import labels_in_cube_order, missing_mask, truth_column
 # the stage's estimators, re-exported for their users
@@ -49,7 +50,69 @@ __all__ = [
     "make_reducer",
     "representation_id",
     "reduce_run",
+    "place_by_neighbours",
+    "SAMPLED_MAPS",
 ]
+
+SAMPLED_MAPS = ("tsne", "umap")  # the reductions fitted on a sample above cluster.map_sample
+PLACEMENT_K = 10  # fitted neighbours whose median position places a row outside the sample
+
+
+def place_by_neighbours(fitted: np.ndarray, positions: np.ndarray, new: np.ndarray, k: int = PLACEMENT_K,
+                        random_state: Any = 0, chunk: int = 100_000, space=None,
+                        rows: np.ndarray | None = None) -> np.ndarray:
+    """Map positions of new rows: the median position of their ``k`` nearest fitted rows.
+
+    openTSNE's "median" initialisation of new points, used alone: a row lands among the rows it
+    resembles, and a large map costs one approximate-neighbour query per row instead of an
+    optimisation over all of them.
+
+    Parameters
+    ----------
+    fitted : ndarray (n, d)
+        The rows the map was fitted on, in the space the map saw (after its PCA).
+    positions : ndarray (n, 2)
+        Their map positions.
+    new : ndarray (m, d) or (m, D)
+        Rows to place: in the same space, or in one that ``space`` maps to it.
+    k : int
+    random_state : int
+        Of the approximate index.
+    chunk : int
+        Rows queried at a time (bounds memory; one progress step each).
+    space : callable, optional
+        Maps a chunk of ``new`` into the space of ``fitted`` (e.g. the map's own PCA).
+    rows : ndarray of int, optional
+        Place only these rows of ``new`` (read a chunk at a time, never copied whole).
+
+    Returns
+    -------
+    ndarray (m, 2)
+    """
+    from .similar import SimilarityIndex
+
+    index = SimilarityIndex(random_state=random_state).fit(fitted)
+    m = len(new) if rows is None else len(rows)
+    out = np.empty((m, positions.shape[1]), dtype=np.float64)
+    starts = range(0, m, chunk)
+    for s in progress(starts, total=len(starts), desc="placing rows on the map", unit="chunk"):
+        part = new[s:s + chunk] if rows is None else new[rows[s:s + chunk]]
+        _, idx = index.kneighbors(part if space is None else space(part), k=k)
+        out[s:s + chunk] = np.median(positions[idx], axis=1)
+    return out
+
+
+def _fit_map(reducer: BaseEstimator, X: np.ndarray, y, rows: np.ndarray | None, random_state: Any) -> np.ndarray:
+    """The reducer's map of every row of X: fitted on all, or on ``rows`` with the rest placed."""
+    if rows is None:
+        return reducer.fit_transform(X, y)
+    Z = np.empty((len(X), 2), dtype=np.float64)
+    Z[rows] = reducer.fit_transform(X[rows])
+    rest = np.setdiff1d(np.arange(len(X)), rows, assume_unique=True)
+    space = reducer.map_space  # the space the map saw: after its own PCA
+    Z[rest] = place_by_neighbours(space(X[rows]), Z[rows], X, random_state=random_state, space=space,
+                                  rows=rest)
+    return Z
 
 
 def make_reducer(name: str, **kw: Any) -> BaseEstimator:
@@ -152,8 +215,13 @@ def reduce_run(run: RunDir, cfg: Any, embedding: str = "features",
                 continue
         rid = representation_id(embedding, name)
         reducer = make_reducer(name, **options)
+        rows = sample_rows(n, ccfg.map_sample, ccfg.seed) if name in SAMPLED_MAPS else None
+        if rows is not None:
+            log.info("%s of %s: fitted on a random sample of %d of the %d rows (cluster.map_sample); "
+                     "the others placed among their %d nearest fitted rows", name, embedding, len(rows), n,
+                     PLACEMENT_K)
         with Timer(f"{name} of {embedding} ({n} x {X.shape[1]})") as t:
-            Z = reducer.fit_transform(X, y)
+            Z = _fit_map(reducer, X, y, rows, ccfg.seed)
         path = run.reduction_path(rid)
         write_npy(path, np.asarray(Z, dtype=np.float32))
         meta: dict[str, Any] = {
@@ -163,6 +231,7 @@ def reduce_run(run: RunDir, cfg: Any, embedding: str = "features",
             "params": reducer.get_params(),
             "input_shape": list(X.shape),
             "seconds": round(t.elapsed, 3),
+            "fit_sample": None if rows is None else len(rows),
         }
         if name == "pca":
             meta["explained_variance_ratio"] = [float(v) for v in reducer.explained_variance_ratio_]

@@ -219,6 +219,19 @@ class TSNEReducer(TransformerMixin, BaseEstimator):
     def _pre(self, X: np.ndarray) -> np.ndarray:
         return self.pca_.transform(X) if self.pca_ is not None else X
 
+    def map_space(self, X) -> np.ndarray:
+        """Rows in the space the map was fitted in (after the PCA to ``pca_dims``), float64.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features_in_)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_dims)
+        """
+        return np.asarray(self._pre(new_input(self, X)), dtype=np.float64)
+
     def fit(self, X, y=None):
         """Fit openTSNE, perplexity clipped to ``(n_samples - 1) / 3``; at least 4 rows.
 
@@ -319,6 +332,19 @@ class UMAPReducer(TransformerMixin, BaseEstimator):
 
     def _pre(self, X: np.ndarray) -> np.ndarray:
         return self.pca_.transform(X) if self.pca_ is not None else X
+
+    def map_space(self, X) -> np.ndarray:
+        """Rows in the space the map was fitted in (after the PCA to ``pca_dims``), float64.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features_in_)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_dims)
+        """
+        return np.asarray(self._pre(new_input(self, X)), dtype=np.float64)
 
     def fit(self, X, y=None):
         """Fit umap-learn, ``n_neighbors`` clipped to ``n_samples - 1``; at least 4 rows.

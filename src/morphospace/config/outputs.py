@@ -40,6 +40,10 @@ class ClusterConfig(Section):
         Above this many rows DBSCAN, HDBSCAN and the GMM are fitted on a reproducible sample of
         this many and extended to all rows by ``predict``; K-Means turns to MiniBatchKMeans.
         0: always fit on all rows.
+    map_sample : int
+        Above this many rows t-SNE and UMAP are fitted on a reproducible sample of this many,
+        and every other row is placed at the median map position of its 10 nearest fitted
+        rows (openTSNE's "median" placement of new points). 0: always fit on all rows.
     nuisance_columns : list of str
         Catalogue columns to audit; empty: chosen automatically.
     """
@@ -59,6 +63,7 @@ class ClusterConfig(Section):
     density_max_dims: Annotated[int, Field(ge=0, le=100_000)] = 10
     silhouette_sample: Annotated[int, Field(ge=10, le=10_000_000)] = 5000
     fit_sample: Annotated[int, Field(ge=0, le=100_000_000)] = 50_000
+    map_sample: Annotated[int, Field(ge=0, le=100_000_000)] = 100_000
     nuisance_columns: list[Text] = []
 
 
