@@ -10,6 +10,9 @@
    ``--compare`` also ingests it once with JPEGs decoded by libjpeg-turbo (simplejpeg, the
    default) and once by Pillow alone, and prints the largest difference between the two
    cubes and whether every flag and catalogue column is the same.
+   ``--stages`` prints where one process's CPU goes per galaxy: reading and decoding,
+   the quality checks' sample and histograms, the crop and resize, the batch statistics and
+   normalisation, the lookups that make the float32 rows, and the cube writes.
 2. Memory. Renders a folder of small JPEGs once (``--n-large`` files, default 20,000,
    under ``--scratch``, default /tmp/morphospace_bench_ingest), then ingests its first
    2,000 and all of it in a child process, sampling the resident memory (RSS) of the
@@ -132,6 +135,70 @@ def decoder() -> str:
     if decode.simplejpeg is None:
         return "Pillow (simplejpeg not importable)"
     return f"libjpeg-turbo via simplejpeg {decode.simplejpeg.__version__} (Pillow for what it declines)"
+
+
+def stages(n: int = 1024, repeats: int = 3) -> None:
+    """Print the CPU per galaxy of each step of the ingest's 8-bit path, in this process (best of ``repeats``).
+
+    Parameters
+    ----------
+    n : int
+        Files of sdss-gz1 to use.
+    repeats : int
+        Timings per step.
+    """
+    from morphospace.data.ingest.decode import decode
+    from morphospace.data.ingest.histograms import histograms_8bit, sample_8bit, stats_from_histograms
+    from morphospace.data.ingest.preprocess import PreprocessSpec, _resized_8bit, preprocess_block
+    from morphospace.data.ingest.records import Record
+
+    if not (SHARED / "images").is_dir():
+        print("stages: skipped (no sdss-gz1)")
+        return
+    paths = [str(p) for p in sorted((SHARED / "images").iterdir())[:n]]
+    spec = PreprocessSpec(size=64)
+
+    def cpu_ms(fn) -> tuple[float, object]:
+        best, out = float("inf"), None
+        for _ in range(repeats):
+            c0 = time.process_time()
+            out = fn()
+            best = min(best, time.process_time() - c0)
+        return 1e3 * best / len(paths), out
+
+    from morphospace.data.ingest import decode as decode_module
+
+    def decode_all() -> list:
+        return [decode(Record(id="", source=p), min_side=spec.min_side()) for p in paths]
+
+    saved = decode_module.simplejpeg
+    t_dec, frames = cpu_ms(decode_all)
+    decode_module.simplejpeg = None
+    try:
+        t_pillow, _ = cpu_ms(decode_all) if saved is not None else (t_dec, None)
+    finally:
+        decode_module.simplejpeg = saved
+    t_hist, hists = cpu_ms(lambda: [histograms_8bit(sample_8bit(f.pixels)) for f in frames])
+    t_resize, _ = cpu_ms(lambda: [_resized_8bit(f.pixels, spec).tobytes() for f in frames])
+    t_stats, _ = cpu_ms(lambda: stats_from_histograms(*map(list, zip(*hists))))
+    t_block, (block, _) = cpu_ms(lambda: preprocess_block(frames, spec))
+    t_rows, rows = cpu_ms(block.to_array)
+    with tempfile.TemporaryDirectory(prefix="bench_ingest_stages_") as tmp:
+        from morphospace.data.ingest.cube import CubeWriter
+
+        def write() -> None:
+            w = CubeWriter(Path(tmp) / "cube.npy", len(rows), rows.shape[1:])
+            for s in range(0, len(rows), 256):
+                w.append_rows(rows[s:s + 256])
+            w.abort()
+
+        t_write, _ = cpu_ms(write)
+    rest = t_block - t_hist - t_resize - t_stats
+    print(f"stages: CPU ms per galaxy, one process, {len(paths)} sdss-gz1 JPEGs -> 64 x 64 colour "
+          f"[load {os.getloadavg()[0]:.2f}]")
+    print(f"  read + decode {t_dec:.3f} ({decoder()}; Pillow alone {t_pillow:.3f}); checks' sample + histograms {t_hist:.3f}; "
+          f"crop + resize {t_resize:.3f}; batch statistics {t_stats:.3f}; normalisation tables and the rest "
+          f"{rest:.3f}; float32 rows by lookup {t_rows:.3f}; cube writes {t_write:.3f}")
 
 
 def compare(workers: int) -> None:
@@ -374,10 +441,13 @@ def main() -> None:
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--compare", action="store_true", help="cube and catalogue: simplejpeg against Pillow alone")
+    ap.add_argument("--stages", action="store_true", help="CPU per galaxy of each step, in one process")
     args = ap.parse_args()
     print(f"bench_ingest: cpus={os.cpu_count()}, load {os.getloadavg()[0]:.2f}")
     if not args.skip_throughput and args.repeats > 0:
         throughput(args.workers, args.repeats)
+    if args.stages:
+        stages()
     if args.compare:
         compare(args.workers)
     if not args.skip_memory:
