@@ -14,8 +14,8 @@ tables (``tests/report_fakerun.py``), it measures:
   CPU, so a lower bound of what a GPU gives) and, up to 20,000 points, with the
   Canvas 2D fallback: the time from navigation start to
   ``window.morphospaceReady`` (the map drawn and interactive), the frame
-  interval while zooming with the wheel (60 frames; above 100,000 points the
-  page draws a random 100,000 while the view moves, then all) and of full
+  interval while zooming with the wheel (60 frames; above 60,000 points the
+  page draws a random 60,000 while the view moves, then all) and of full
   redraws of every point (60 frames), and, for 10 galaxies spread over the map,
   the time from a mouse move to the tooltip's text and to its thumbnail
   showing (beside the page: each first hover of a shard loads its files).
@@ -155,8 +155,8 @@ def browser_timings(report: Path, renderer_args: list[str], repeats: int = 3) ->
     -------
     dict
         ``ready_ms`` (navigation start to interactive, per load), ``frame_ms``
-        (frame intervals while zooming with the wheel: above 100,000 points a
-        random 100,000 are drawn while the view moves), ``full_ms`` (frame
+        (frame intervals while zooming with the wheel: above 60,000 points a
+        random 60,000 are drawn while the view moves), ``full_ms`` (frame
         intervals of full redraws, every point, through ``setView``), ``text_ms`` (mouse move to the
         tooltip's text), ``thumb_ms`` (mouse move to its thumbnail),
         ``renderer``, ``points`` (points drawn) and ``outside`` (requests that

@@ -275,6 +275,28 @@ class SpriteSheets:
         }
 
 
+def release_pages(array: np.ndarray) -> None:
+    """Drop the pages of a memory-mapped array from this process (they stay in the page cache).
+
+    Reading a whole cube through its memory map would otherwise leave every page
+    mapped, counted in the resident memory: 3 GB for a 10^6-galaxy cube of 16 px.
+
+    Parameters
+    ----------
+    array : ndarray
+        A ``numpy.memmap`` or a view of one; anything else is left alone.
+    """
+    import mmap
+
+    a = array
+    while a is not None:
+        m = getattr(a, "_mmap", None)
+        if isinstance(m, mmap.mmap) and hasattr(m, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+            m.madvise(mmap.MADV_DONTNEED)
+            return
+        a = getattr(a, "base", None)
+
+
 def write_sheets(cube: np.ndarray, rows: np.ndarray, folder: Path, tile: int, fmt: str = "webp",
                  quality: int = 80, stem: str = "map") -> dict:
     """Thumbnails of many cube rows as sprite sheets in ``folder``, made and written one sheet at a time.
@@ -315,6 +337,7 @@ def write_sheets(cube: np.ndarray, rows: np.ndarray, folder: Path, tile: int, fm
             tmp.write_bytes(sheet.data)
         sheets.append({"url": path.name, "cols": sheet.cols, "rows": sheet.rows})
         total += len(sheet.data)
+        release_pages(cube)  # read once: memory stays that of one sheet, not of the cube
     return {"tile": tile, "perSheet": per, "n": len(rows), "sheets": sheets, "bytes": total}
 
 

@@ -148,7 +148,7 @@
     W: 1, H: 1, dpr: 1,
     drawn: 0,
     started: false,            // true once the first map and colouring are in and drawn
-    movingUntil: 0             // the view moves (render.js: markMoving) until then
+    moving: false              // the view is moving (render.js: markMoving)
   };
   var colourBuf = new Uint8Array(N * 4);
   var selBuf = new Uint8Array(N);

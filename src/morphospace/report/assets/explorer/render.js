@@ -170,13 +170,13 @@
   // Hover rings, neighbour lines and the selection outline live on a 2D overlay, so moving the
   // mouse redraws only that; the points are redrawn when the view, colours or selection change.
   // While the view moves (wheel, pan) a map of more than MOVE_BUDGET points draws a random MOVE_BUDGET of them
-  // (WebGL), then every point once it has been still for STILL_MS.
-  var pending = false, pointsDirty = true, MOVE_BUDGET = 100000, STILL_MS = 200, stillTimer = 0;
+  // (WebGL), then every point once no wheel or drag has come for STILL_MS.
+  var pending = false, pointsDirty = true, MOVE_BUDGET = 60000, STILL_MS = 250, stillTimer = 0;
   function markMoving() {
     if (N <= MOVE_BUDGET) return;
-    state.movingUntil = performance.now() + STILL_MS;
+    state.moving = true;
     clearTimeout(stillTimer);
-    stillTimer = setTimeout(function () { requestDraw(); }, STILL_MS + 10);
+    stillTimer = setTimeout(function () { state.moving = false; requestDraw(); }, STILL_MS);
   }
   function requestDraw(overlayOnly) {
     if (!overlayOnly) pointsDirty = true;
@@ -186,7 +186,7 @@
       pending = false;
       if (pointsDirty) {
         pointsDirty = false;
-        state.drawn = renderer.draw(performance.now() < state.movingUntil ? MOVE_BUDGET : 0);
+        state.drawn = renderer.draw(state.moving ? MOVE_BUDGET : 0);
       }
       drawOverlay();
     });
