@@ -210,6 +210,82 @@ def browser_timings(report: Path, renderer_args: list[str], repeats: int = 3) ->
     return out
 
 
+def interactions(report: Path) -> dict:
+    """Time "more like this", a box over the whole map, a lasso and the search box, once each, in a fresh page.
+
+    Parameters
+    ----------
+    report : Path
+        ``report.html``.
+
+    Returns
+    -------
+    dict
+        Milliseconds (``click_ms``: click to the neighbours' thumbnails shown;
+        ``box_ms``: box over the whole map to the selection counted;
+        ``lasso_ms``; ``search_ms``: typing an id to its hit listed, every id
+        loaded first beside the page) and what they gave (``neighbours``,
+        ``box``, ``lasso``).
+    """
+    from playwright.sync_api import sync_playwright
+
+    out = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+        page.goto(report.resolve().as_uri())
+        _wait(page, "window.morphospaceReady === true")
+        page.evaluate("document.getElementById('ex-stage').scrollIntoView({block: 'center', behavior: 'instant'})")
+        n = page.evaluate("morphospaceExplorer.total()")
+        for i in range(n // 3, n, max(1, n // 50)):
+            pos = page.evaluate(f"morphospaceExplorer.screenPosition({i})")
+            if page.evaluate(f"morphospaceExplorer.pick({pos['x']}, {pos['y']})") == i:
+                break
+        t = page.evaluate("performance.now()")
+        page.mouse.click(pos["x"], pos["y"])
+        _wait(page, f"morphospaceExplorer.focused() === {i} && [...document.querySelectorAll('#ex-nn .img')]"
+                    ".every(e => e.getAttribute('data-thumb') !== '')", 60)
+        out["click_ms"] = page.evaluate("performance.now()") - t
+        out["neighbours"] = page.evaluate("document.querySelectorAll('#ex-nn .thumb').length")
+        box = page.locator("#ex-overlay").bounding_box()
+        page.keyboard.press("Escape")
+        page.click(".ex-modes button[data-mode=box]")
+        page.mouse.move(box["x"] + 12, box["y"] + 12)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] - 12, box["y"] + box["height"] - 12, steps=4)
+        t = page.evaluate("performance.now()")
+        page.mouse.up()
+        out["box"] = page.evaluate("morphospaceExplorer.selection().length")
+        out["box_ms"] = page.evaluate("performance.now()") - t
+        page.click("#ex-clear")
+        page.click(".ex-modes button[data-mode=lasso]")
+        x0, y0 = box["x"] + 12, box["y"] + 12
+        x1, y1 = box["x"] + box["width"] - 12, box["y"] + box["height"] - 12
+        page.mouse.move(x0, y0)
+        page.mouse.down()
+        page.mouse.move(x1, y0, steps=6)
+        page.mouse.move(x0, y1, steps=6)
+        page.mouse.move(x0, y0 + 5, steps=6)
+        t = page.evaluate("performance.now()")
+        page.mouse.up()
+        out["lasso"] = page.evaluate("morphospaceExplorer.selection().length")
+        out["lasso_ms"] = page.evaluate("performance.now()") - t
+        page.keyboard.press("Escape")
+        target = "G%06d" % (n - 7)
+        t = page.evaluate("performance.now()")
+        page.fill("#ex-search", target)
+        _wait(page, f"document.querySelector('#ex-search-hits .ex-hit') !== null && "
+                    f"document.querySelector('#ex-search-hits .ex-hit').getAttribute('data-index') === '{n - 7}'", 120)
+        out["search_ms"] = page.evaluate("performance.now()") - t
+        if errors:
+            raise RuntimeError(f"page errors: {errors}")
+        browser.close()
+    return out
+
+
 def summarise(values: list[float]) -> str:
     """Median and 95th percentile of timings.
 
@@ -316,6 +392,11 @@ def run_size(n: int, base: Path, size: int) -> None:
         print(f"  frame interval, full redraws:    {summarise(t['full_ms'])}")
         print(f"  mouse move -> tooltip text:      {summarise(t['text_ms'])}")
         print(f"  mouse move -> thumbnail shown:   {summarise(t['thumb_ms'])}")
+    if CHROMIUM.exists():
+        a = interactions(report)
+        print(f"  click -> {a['neighbours']} neighbours with thumbnails: {a['click_ms']:.0f} ms; box over the map -> "
+              f"{a['box']:,} selected: {a['box_ms']:.0f} ms; lasso -> {a['lasso']:,}: {a['lasso_ms']:.0f} ms; "
+              f"search an id -> its hit: {a['search_ms']:.0f} ms")
 
 
 def main() -> None:
