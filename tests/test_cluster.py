@@ -247,3 +247,16 @@ def test_cluster_run_fits_on_a_reproducible_sample_above_fit_sample(tmp_path, ca
     cluster_run(again, cfg, representations=["pca"])
     for name in names:  # the same seed draws the same sample: the same labels
         assert run.read_clustering(name).equals(again.read_clustering(name)), name
+
+
+def test_hdbscan_default_min_samples_follows_the_cluster_size_up_to_a_cap():
+    from morphospace.analysis.density import MAX_DEFAULT_MIN_SAMPLES, HDBSCANClusterer
+
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(0, 1, (3000, 2)), rng.normal(8, 1, (3000, 2))]
+    small = HDBSCANClusterer().fit(X[::3])  # 2,000 rows: 1% is 20, under the cap
+    assert small.min_cluster_size_ == 20 and small.min_samples_ == 20
+    big = HDBSCANClusterer().fit(X)  # 6,000 rows: 1% is 60, over the cap
+    assert big.min_cluster_size_ == 60 and big.min_samples_ == MAX_DEFAULT_MIN_SAMPLES < 60
+    assert big.n_clusters_ == 2 and (big.predict(X[:10]) == big.labels_[:10]).mean() >= 0.9
+    assert HDBSCANClusterer(min_samples=80).fit(X).min_samples_ == 80

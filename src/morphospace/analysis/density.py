@@ -149,6 +149,9 @@ class DBSCANAuto(ClusterMixin, BaseEstimator):
         return labels
 
 
+MAX_DEFAULT_MIN_SAMPLES = 50  # the default min_samples follows min_cluster_size up to this
+
+
 class HDBSCANClusterer(ClusterMixin, BaseEstimator):
     """HDBSCAN (scikit-learn's), with a minimum cluster size that scales with the data.
 
@@ -158,7 +161,10 @@ class HDBSCANClusterer(ClusterMixin, BaseEstimator):
         None: 1% of the rows, at least 5 (scikit-learn's fixed default of 5
         splits 20,000 galaxies into hundreds of tiny clusters).
     min_samples : int or None
-        None: same as ``min_cluster_size`` (scikit-learn's convention).
+        None: ``min_cluster_size`` up to :data:`MAX_DEFAULT_MIN_SAMPLES` (scikit-learn's
+        convention, capped: every row's core distance is its ``min_samples``-th neighbour, and
+        the 1% of a 50,000-row sample, 500 neighbours a row, made HDBSCAN and its extension to
+        10^6 rows the slowest part of the cluster stage).
 
     Attributes
     ----------
@@ -193,7 +199,8 @@ class HDBSCANClusterer(ClusterMixin, BaseEstimator):
         mcs = self.min_cluster_size or max(5, X.shape[0] // 100)
         mcs = int(max(2, min(mcs, X.shape[0])))
         self.min_cluster_size_ = mcs
-        kw: dict[str, Any] = {"min_cluster_size": mcs, "min_samples": self.min_samples}
+        ms = int(min(self.min_samples or min(mcs, MAX_DEFAULT_MIN_SAMPLES), X.shape[0]))
+        kw: dict[str, Any] = {"min_cluster_size": mcs, "min_samples": ms}
         if "copy" in inspect.signature(HDBSCAN.__init__).parameters:
             kw["copy"] = True  # scikit-learn 1.9 warns unless told
         hd = HDBSCAN(**kw).fit(X)
@@ -205,7 +212,7 @@ class HDBSCANClusterer(ClusterMixin, BaseEstimator):
         self.noise_fraction_ = float(np.mean(self.labels_ < 0))
         # what predict needs: the rows, their core distances (as HDBSCAN counts them: the row
         # itself is its first neighbour) and each cluster's reach (its sparsest member's core)
-        self.min_samples_ = int(min(self.min_samples or mcs, X.shape[0]))
+        self.min_samples_ = ms
         self.X_fit_ = X
         self.core_distances_ = NearestNeighbors(n_neighbors=self.min_samples_).fit(X).kneighbors(X)[0][:, -1]
         self.cluster_reach_ = np.array([self.core_distances_[self.labels_ == c].max()
