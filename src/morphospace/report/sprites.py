@@ -125,6 +125,7 @@ def thumbnails(cube: np.ndarray, rows: Sequence[int], size: int, chunk: int = 10
         x = (block.reshape(-1, w) @ ax.T).reshape(n, cc, h, size)
         x = (np.swapaxes(x, 2, 3).reshape(-1, h) @ ay.T).reshape(n, cc, size, size)
         out[sel] = to_uint8(np.swapaxes(x, 2, 3))
+        release_pages(cube)  # the chunk's pages of a memory-mapped cube: read once, not kept resident
     return out
 
 
