@@ -37,6 +37,16 @@ Usage::
     .venv/bin/python benchmarks/bench_form_pooling.py --surveys gz1 synth --head-seeds 0
     .venv/bin/python benchmarks/bench_form_pooling.py --variants avg seg --head-seeds 0 1 2
 
+What was run for issue 9 (a CPU shared with other jobs, load 3-10: about 6 minutes per variant
+and survey for the raw scores, 5 of them in the probe; 17 minutes to cache sdss-gz1's maps)::
+
+    bench_form_pooling.py --work W --surveys gz1 --head-seeds 0 --variants avg
+    bench_form_pooling.py --work W --surveys gz1 --no-head --variants centre mid112 gem ssqrt pcaw seg
+    bench_form_pooling.py --work W --surveys synth --no-head --aug-views 0 --variants avg ssqrt mid112
+    bench_form_pooling.py --work W --surveys gz1 --no-raw --head-seeds 0 --variants ssqrt
+
+Results accumulate in ``W/results.json``; every call prints the table of all of them.
+
 The surveys are ingested and masked into ``--work`` the first time (the synthetic one rendered with
 2,000 galaxies, seed 0). Labels only score; nothing is chosen here.
 """
@@ -220,11 +230,15 @@ def score(x: np.ndarray, truth: np.ndarray, k: int, seeds: list[int]) -> dict:
 
     from morphospace.analysis.probe import linear_probe
 
+    t0 = time.perf_counter()
     z = StandardScaler().fit_transform(x)
     keep = truth != ""
     labs = [KMeans(k, n_init=10, random_state=s).fit_predict(z) for s in seeds]
+    t1 = time.perf_counter()
     u = umap.UMAP(n_components=2, n_neighbors=30, min_dist=0.0, random_state=0).fit_transform(z)
+    t2 = time.perf_counter()
     probe = linear_probe(x[keep], truth[keep], fractions=(0.1,), repeats=5)
+    print(f"  k-means {t1 - t0:.0f} s, umap {t2 - t1:.0f} s, probe {time.perf_counter() - t2:.0f} s", file=sys.stderr, flush=True)
     return {"ami": [float(ami(truth[keep], lab[keep])) for lab in labs],
             "ari_seeds": float(np.mean([ari(labs[i], labs[j]) for i in range(len(labs)) for j in range(i)])) if len(labs) > 1 else None,
             "probe10": float(probe["balanced_accuracy"].iloc[0]),
@@ -261,10 +275,13 @@ def main(argv: list[str] | None = None) -> int:
         col, k = SURVEYS[name]
         run = survey_run(work, name)
         truth = run.cube_catalogue()[col].astype("string").fillna("").to_numpy()
-        maps = cache_maps(masked_cube(run, workers=1), work / f"{name}_maps", args.aug_views)
+        # the default 4 nuisance views in "<survey>_maps"; another count in its own folder
+        folder = f"{name}_maps" if args.aug_views == 4 else f"{name}_maps_aug{args.aug_views}"
+        maps = cache_maps(masked_cube(run, workers=1), work / folder, args.aug_views)
         for variant in args.variants:
             t0 = time.perf_counter()
             bank = pooled_bank(maps, variant)
+            print(f"  {name} {variant}: pooled in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
             row = results.setdefault(name, {}).setdefault(variant, {"dim": int(bank.shape[-1])})
             if not args.no_raw:
                 row["raw"] = score(bank[:8].mean(0), truth, k, [0, 1, 2])
