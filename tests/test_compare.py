@@ -306,3 +306,17 @@ def test_ari_does_not_overflow_at_a_million_rows():
     a = rng.integers(0, 4, 1_000_000)
     b = np.where(rng.random(1_000_000) < 0.7, a, rng.integers(0, 4, 1_000_000))
     assert score_pair(a, b)["ari"] == pytest.approx(skm.adjusted_rand_score(a, b), abs=1e-12)
+
+
+def test_ami_above_the_exact_emi_size_matches_scikit_learn():
+    from sklearn.metrics import adjusted_mutual_info_score
+
+    from morphospace.analysis.agreement import EXACT_EMI_BELOW, score_pair
+
+    rng = np.random.default_rng(0)
+    n = EXACT_EMI_BELOW + 1
+    b = rng.choice(12, n, p=np.r_[np.full(11, 0.01), 0.89])  # a few small clusters too
+    a = rng.integers(0, 5, n)
+    a[: n // 50] = b[: n // 50] % 5  # a weak dependence: AMI near 0, where the EMI matters most
+    ours = score_pair(a, b)["ami"]
+    assert abs(ours - adjusted_mutual_info_score(b, a)) < 1e-6 and ours != 0.0
