@@ -320,3 +320,18 @@ def test_ami_above_the_exact_emi_size_matches_scikit_learn():
     a[: n // 50] = b[: n // 50] % 5  # a weak dependence: AMI near 0, where the EMI matters most
     ours = score_pair(a, b)["ami"]
     assert abs(ours - adjusted_mutual_info_score(b, a)) < 1e-6 and ours != 0.0
+
+
+def test_linear_probe_leaves_out_a_class_of_one_galaxy_even_when_sampling(caplog):
+    import logging
+
+    from morphospace.analysis.probe import linear_probe
+
+    rng = np.random.default_rng(0)
+    y = np.r_[np.repeat(["a", "b"], [300, 100]), ["<odd label>"]]
+    x = np.r_[(y[:400] == "a")[:, None] * 3.0 + rng.normal(size=(400, 2)), [[0.0, 0.0]]]
+    with caplog.at_level(logging.INFO, logger="morphospace"):
+        t = linear_probe(x, y, fractions=(0.1, 1.0), repeats=2, max_rows=200)
+    assert "classes of one galaxy left out" in caplog.text and "sample of 200 of the 400" in caplog.text
+    assert list(t["fraction"]) == [0.1, 1.0] and (t["balanced_accuracy"] > 0.9).all()
+    assert (t["chance"] == 0.5).all()

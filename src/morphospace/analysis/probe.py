@@ -82,6 +82,17 @@ def _fit_score(x_train, y_train, x_test, y_test) -> float:
 MAX_ROWS = 20_000  # labelled galaxies a probe uses at most: its cost grows faster than N
 
 
+def _stratified_sample(y: np.ndarray, classes: np.ndarray, counts: np.ndarray, size: int,
+                       random_state: int) -> np.ndarray:
+    """Sorted rows: each class's share of ``size`` (at least one row of every class), drawn with
+    ``random_state``. Unlike ``train_test_split(stratify=...)``, a class of one galaxy is fine."""
+    rng = np.random.default_rng(random_state)
+    order = np.argsort(y, kind="stable")  # rows grouped by class, classes in ``classes`` order
+    take = np.minimum(counts, np.maximum(1, np.round(size * counts / counts.sum()).astype(int)))
+    groups = np.split(order, np.cumsum(counts)[:-1])
+    return np.sort(np.concatenate([rng.choice(g, k, replace=False) for g, k in zip(groups, take)]))
+
+
 def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int = 5,
                  random_state: int = 0, max_rows: int | None = MAX_ROWS) -> pd.DataFrame:
     """Balanced accuracy of a logistic regression trained on fractions of the labelled rows.
@@ -116,12 +127,18 @@ def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int
     keep = (~y.isna() & (y.astype(str).str.strip() != "")).to_numpy()
     x, y = x[keep], y[keep].astype(str).to_numpy()
     classes, counts = np.unique(y, return_counts=True)
+    if (counts < 2).any():  # a class of one galaxy can be neither split nor scored: leave it out
+        log.info("linear probe: %d classes of one galaxy left out (%s)", int((counts < 2).sum()),
+                 ", ".join(repr(c) for c in classes[counts < 2][:3]))
+        kept = np.isin(y, classes[counts >= 2])
+        x, y = x[kept], y[kept]
+        classes, counts = classes[counts >= 2], counts[counts >= 2]
     if len(classes) < 2:
         raise ValueError("a linear probe needs at least two classes among the labelled rows")
     if max_rows is not None and len(y) > max_rows:
-        sample, _ = train_test_split(np.arange(len(y)), train_size=max_rows, stratify=y, random_state=random_state)
-        log.info("linear probe on a stratified sample of %d of the %d labelled galaxies", max_rows, len(y))
-        x, y = x[np.sort(sample)], y[np.sort(sample)]
+        sample = _stratified_sample(y, classes, counts, max_rows, random_state)
+        log.info("linear probe on a stratified sample of %d of the %d labelled galaxies", len(sample), len(y))
+        x, y = x[sample], y[sample]
         classes, counts = np.unique(y, return_counts=True)
     rows = []
     for frac in fractions:
