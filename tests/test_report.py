@@ -397,3 +397,15 @@ def test_the_report_says_when_the_model_trained_on_a_sample(tmp_path):
     assert "trained on a random sample of 30 of the 40 galaxies" in html
     summary.write_text(json.dumps({"seconds": 1.0, "train_sample": None}))
     assert "trained on a random sample" not in build_report(run, Config()).read_text()
+
+
+def test_a_map_fitted_on_a_sample_says_so(tmp_path):
+    import json
+
+    run = make_fake_run(tmp_path / "run", n=40, size=16)
+    meta = run.reduction_path("vade_tsne").with_suffix(".json")
+    meta.write_text(json.dumps({"reduction": "tsne", "fit_sample": 30}))
+    html = build_report(run, Config()).read_text()
+    assert "The map <code>vade_tsne</code> was fitted on a random 30 of the galaxies" in html
+    meta.write_text(json.dumps({"reduction": "tsne", "fit_sample": None}))
+    assert "was fitted on a random" not in build_report(run, Config()).read_text()

@@ -39,6 +39,7 @@ PosixPath('runs/demo/report.html')
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -145,7 +146,7 @@ def build_report(run: RunDir | str | Path, cfg: Config | None = None) -> Path:
                  sheets.nbytes / 1e6, asset_dir)
 
     _remove_stale_figures(run, ctx.made)
-    sections = [explorer_section(explorer)] + built
+    sections = [explorer_section(explorer, sampled_maps(run))] + built
     data = {"explorer": explorer, "sprites": sheets.describe(urls)}
     summary = contents.summary or {}
     n_clusters = (sum(1 for k in contents.primary.clusters if k >= 0) if contents.primary else None)
@@ -171,7 +172,20 @@ def _remove_stale_figures(run: RunDir, made: set[str]) -> None:
             p.unlink(missing_ok=True)
 
 
-def explorer_section(explorer: dict) -> Section:
+def sampled_maps(run: RunDir) -> list[tuple[str, int]]:
+    """``(map, fit_sample)`` of every map fitted on a sample (``cluster.map_sample``), from its ``.json``."""
+    out = []
+    for name in run.reductions():
+        try:
+            n = json.loads(run.reduction_path(name).with_suffix(".json").read_text()).get("fit_sample")
+        except (OSError, ValueError):
+            continue
+        if n:
+            out.append((name, int(n)))
+    return out
+
+
+def explorer_section(explorer: dict, sampled: list[tuple[str, int]] = ()) -> Section:
     """The explorer's markup (``templates/explorer.html``); the explorer's script fills it from the embedded data.
 
     Parameters
@@ -179,9 +193,12 @@ def explorer_section(explorer: dict) -> Section:
     explorer : dict
         The explorer's data (:func:`~morphospace.report.explorer.explorer_payload`):
         ``n`` points shown of ``nTotal`` galaxies.
+    sampled : list of (str, int)
+        Maps fitted on a sample (:func:`sampled_maps`), said in the section's lead.
 
     Returns
     -------
     Section
     """
-    return Section("explorer", "Explorer", render("explorer.html", n=explorer["n"], total=explorer["nTotal"]))
+    return Section("explorer", "Explorer", render("explorer.html", n=explorer["n"], total=explorer["nTotal"],
+                                                   sampled=list(sampled)))
