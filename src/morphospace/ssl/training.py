@@ -34,7 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ..image.geometry import dihedral
-from ..nets.batches import INFERENCE_BATCH, forward_in_batches
+from ..nets.batches import INFERENCE_BATCH, forward_in_batches, loader_options
 from ..progress import is_quiet, progress, quiet_lightning
 from .augment import NuisanceAugment
 from .embedder import FormEmbedder, FormHead, TrunkTaps
@@ -96,9 +96,10 @@ class _Rows:
 class ViewBankDataModule(pl.LightningDataModule):
     """Galaxies of a view bank (``axis=1``) or of an image cube (``axis=0``), shuffled by a seeded sampler."""
 
-    def __init__(self, data: np.ndarray, batch_size: int, seed: int, axis: int = 1):
+    def __init__(self, data: np.ndarray, batch_size: int, seed: int, axis: int = 1, workers: int = 0):
         super().__init__()
         self.dataset = _Rows(data, axis)
+        self.workers = int(workers)
         self.batch_size, self.seed = int(batch_size), int(seed)
 
     def train_dataloader(self):
@@ -109,8 +110,8 @@ class ViewBankDataModule(pl.LightningDataModule):
         sampler = DistributedSampler(self.dataset, num_replicas=t.world_size if t else 1, rank=t.global_rank if t else 0,
                                      shuffle=True, seed=self.seed, drop_last=True)
         # drop_last: a batch of one has no negatives and no batch statistics
-        return DataLoader(self.dataset, batch_size=self.batch_size, sampler=sampler, num_workers=0,
-                          drop_last=len(self.dataset) > self.batch_size)
+        return DataLoader(self.dataset, batch_size=self.batch_size, sampler=sampler,
+                          drop_last=len(self.dataset) > self.batch_size, **loader_options(self.workers))
 
 
 class SSLModule(pl.LightningModule):
@@ -185,11 +186,12 @@ class SSLModule(pl.LightningModule):
 def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_views: int = 2, epochs: int = 60,
                  batch_size: int = 256, loss: str = "nt_xent", temperature: float = 0.2, lr: float = 1e-3,
                  seed: int = 0, train_trunk: bool = False, trainer_kwargs: dict | None = None,
-                 resume: bool = False) -> tuple[FormEmbedder, np.ndarray, dict]:
+                 resume: bool = False, loader_workers: int = 0) -> tuple[FormEmbedder, np.ndarray, dict]:
     """Train a form embedder on a cube; returns it, the embedding of every galaxy and a summary.
 
     With a frozen trunk the view bank is kept as ``out_dir/view_bank.npy`` (a memmap) so a
     resumed run does not recompute it; Lightning writes ``out_dir/last.ckpt`` after every epoch.
+    ``loader_workers`` read the cube when the trunk trains (``train.loader_workers``).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -199,7 +201,7 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
                   "aug_views": aug_views, "epochs": epochs, "loss": loss, "temperature": temperature,
                   "train_trunk": train_trunk, "seed": seed}
     if train_trunk:
-        data = ViewBankDataModule(cube, batch_size, seed, axis=0)
+        data = ViewBankDataModule(cube, batch_size, seed, axis=0, workers=loader_workers)
         with torch.no_grad():
             sample = np.array(cube[: min(len(cube), 512)], dtype=np.float32)
             head.set_scaling(trunk.eval()(torch.from_numpy(sample)).numpy())

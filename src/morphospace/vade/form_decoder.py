@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ..image.geometry import canonical_frame, radial_weight
+from ..nets.batches import loader_options
 from ..progress import is_quiet, quiet_lightning
 from .form_model import flip_min_sq_error
 from .networks import DefaultDecoder
@@ -73,14 +74,16 @@ class ImageDecoderModule(pl.LightningModule):
 
 def fit_image_decoder(mu: np.ndarray, log_var: np.ndarray, cube, *, widths=(32, 64, 128, 256), epochs: int = 12,
                       batch_size: int = 128, lr: float = 1e-3, seed: int = 0, radial_inner: float = 0.5,
-                      radial_width: float = 0.25, out_dir=None, trainer_kwargs: dict | None = None) -> DefaultDecoder:
-    """Fit the image decoder to ``(mu, log_var)`` codes of the galaxies in ``cube``; returns it (eval mode)."""
+                      radial_width: float = 0.25, out_dir=None, trainer_kwargs: dict | None = None,
+                      loader_workers: int = 0) -> DefaultDecoder:
+    """Fit the image decoder to ``(mu, log_var)`` codes of the galaxies in ``cube``; returns it (eval mode).
+    ``loader_workers``: processes reading the cube (``train.loader_workers``)."""
     pl.seed_everything(seed, workers=True, verbose=False)
     data = CodesAndImages(mu, log_var, cube)
     module = ImageDecoderModule(cube.shape[1], cube.shape[2], mu.shape[1], widths, lr=lr, epochs=epochs, seed=seed,
                                 radial_inner=radial_inner, radial_width=radial_width)
     sampler = DistributedSampler(data, num_replicas=1, rank=0, shuffle=True, seed=seed, drop_last=False)
-    loader = DataLoader(data, batch_size=batch_size, sampler=sampler, num_workers=0)
+    loader = DataLoader(data, batch_size=batch_size, sampler=sampler, **loader_options(loader_workers))
     kw = dict(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=not is_quiet(),
               enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False,
               default_root_dir=str(out_dir) if out_dir else None, deterministic=True)

@@ -51,6 +51,11 @@ log = logging.getLogger("morphospace")
 FORM_INPUT = "form_input.npy"  # standardised: what the core VaDE reads
 
 
+def _loader_workers(cfg: Config) -> int:
+    """Processes per device reading the cube (``train.loader_workers``)."""
+    return cfg.train.loader_workers
+
+
 def _trainer_kwargs(cfg: Config) -> dict[str, Any]:
     t = cfg.train
     return dict(accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
@@ -73,9 +78,10 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
     embedder, emb, info = fit_embedder(
         trunk, train_cube, mdir / "ssl", dim=f["dim"], aug_views=f["aug_views"], epochs=f["ssl_epochs"],
         loss=f["loss"], temperature=f["temperature"], seed=hp["seed"], train_trunk=f["train_trunk"],
-        trainer_kwargs=_trainer_kwargs(cfg), resume=resume)
+        trainer_kwargs=_trainer_kwargs(cfg), resume=resume, loader_workers=_loader_workers(cfg))
     if rows is not None:
-        emb = _embed_the_rest(embedder, cube, rows, emb, INFERENCE_BATCH, _trainer_kwargs(cfg), mdir / "predict_shares")
+        emb = _embed_the_rest(embedder, cube, rows, emb, INFERENCE_BATCH, _trainer_kwargs(cfg), mdir / "predict_shares",
+                              loader_workers=_loader_workers(cfg))
         info["train_sample"] = len(rows)
     t_embed = time.perf_counter() - t0
     mean, std = emb.mean(0), emb.std(0) + 1e-6
@@ -101,7 +107,8 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
     mu, log_var = (mu.numpy(), log_var.numpy()) if rows is None else (mu.numpy()[rows], log_var.numpy()[rows])
     decoder = fit_image_decoder(mu, log_var, train_cube, widths=tuple(hp["widths"]),
                                 epochs=f["decoder_epochs"], seed=hp["seed"], radial_inner=cfg.model.radial_inner,
-                                radial_width=cfg.model.radial_width, trainer_kwargs=_trainer_kwargs(cfg))
+                                radial_width=cfg.model.radial_width, trainer_kwargs=_trainer_kwargs(cfg),
+                                loader_workers=_loader_workers(cfg))
     rank = rank_zero_only.rank  # set by Lightning's strategy: only rank 0 writes
     t_dec = time.perf_counter() - t1
     model = FormVaDE(embedder, core, decoder, hp["image_size"], recon_sigma=f["image_recon_sigma"],
@@ -128,7 +135,7 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
 
 
 def _embed_the_rest(embedder, cube, rows: np.ndarray, emb_rows: np.ndarray, batch_size: int,
-                    trainer_kwargs: dict, work_dir) -> np.ndarray:
+                    trainer_kwargs: dict, work_dir, loader_workers: int = 0) -> np.ndarray:
     """The form embedding of every galaxy: ``emb_rows`` (from training) for ``rows``, the trained
     embedder's output for the others (on as many processes as training had)."""
     rest = np.setdiff1d(np.arange(len(cube)), rows)
@@ -136,5 +143,5 @@ def _embed_the_rest(embedder, cube, rows: np.ndarray, emb_rows: np.ndarray, batc
     emb[rows] = emb_rows
     embedder.eval()
     emb[rest] = predict_rows(embedder, RowView(cube, rest), batch_size, trainer_kwargs=trainer_kwargs,
-                             work_dir=work_dir, desc="form embedding of the rest")
+                             work_dir=work_dir, desc="form embedding of the rest", loader_workers=loader_workers)
     return emb
