@@ -183,7 +183,27 @@ class LDAReducer(TransformerMixin, BaseEstimator):
         return Z
 
 
-class TSNEReducer(TransformerMixin, BaseEstimator):
+class _MapAfterPCA:
+    """What the neighbour embeddings share: a PCA to ``pca_dims`` first (``pca_``, None when narrower)."""
+
+    def _pre(self, X: np.ndarray) -> np.ndarray:
+        return self.pca_.transform(X) if self.pca_ is not None else X
+
+    def map_space(self, X) -> np.ndarray:
+        """Rows in the space the map was fitted in (after the PCA to ``pca_dims``), float64.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features_in_)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_dims)
+        """
+        return np.asarray(self._pre(new_input(self, X)), dtype=np.float64)
+
+
+class TSNEReducer(_MapAfterPCA, TransformerMixin, BaseEstimator):
     """t-SNE through openTSNE (FFT-accelerated), after a PCA to ``pca_dims`` when wider.
 
     Parameters
@@ -215,22 +235,6 @@ class TSNEReducer(TransformerMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.n_iter = n_iter
-
-    def _pre(self, X: np.ndarray) -> np.ndarray:
-        return self.pca_.transform(X) if self.pca_ is not None else X
-
-    def map_space(self, X) -> np.ndarray:
-        """Rows in the space the map was fitted in (after the PCA to ``pca_dims``), float64.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features_in_)
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_dims)
-        """
-        return np.asarray(self._pre(new_input(self, X)), dtype=np.float64)
 
     def fit(self, X, y=None):
         """Fit openTSNE, perplexity clipped to ``(n_samples - 1) / 3``; at least 4 rows.
@@ -298,7 +302,7 @@ class TSNEReducer(TransformerMixin, BaseEstimator):
         return np.asarray(self.embedding_.transform(self._pre(new_input(self, X))))
 
 
-class UMAPReducer(TransformerMixin, BaseEstimator):
+class UMAPReducer(_MapAfterPCA, TransformerMixin, BaseEstimator):
     """UMAP through umap-learn, after a PCA to ``pca_dims`` when wider.
 
     With a ``random_state`` umap-learn runs single-threaded (its parallel
@@ -329,22 +333,6 @@ class UMAPReducer(TransformerMixin, BaseEstimator):
         self.pca_dims = pca_dims
         self.n_jobs = n_jobs
         self.random_state = random_state
-
-    def _pre(self, X: np.ndarray) -> np.ndarray:
-        return self.pca_.transform(X) if self.pca_ is not None else X
-
-    def map_space(self, X) -> np.ndarray:
-        """Rows in the space the map was fitted in (after the PCA to ``pca_dims``), float64.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features_in_)
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_dims)
-        """
-        return np.asarray(self._pre(new_input(self, X)), dtype=np.float64)
 
     def fit(self, X, y=None):
         """Fit umap-learn, ``n_neighbors`` clipped to ``n_samples - 1``; at least 4 rows.
