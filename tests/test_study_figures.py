@@ -135,3 +135,17 @@ def test_nothing_to_draw_writes_nothing(tmp_path):
     write_npy(run.cube, np.zeros((1, 1, 8, 8), np.float32))
     assert write_study_figures(run) == []
     assert not (run.path / "figures").exists() or not any((run.path / "figures").iterdir())
+
+
+def test_a_large_map_draws_a_random_subset_and_says_so(monkeypatch):
+    import morphospace.study.figures as figures
+
+    monkeypatch.setattr(figures, "MAX_DRAWN", 50)
+    rng = np.random.default_rng(0)
+    xy = rng.normal(size=(400, 2))
+    fig = figures.draw_map(xy, [("k", rng.integers(0, 3, 400))], "t-SNE")
+    assert "a random 50 of 400 galaxies drawn" in fig._suptitle.get_text()
+    drawn = sum(len(c.get_offsets()) for c in fig.axes[0].collections)
+    assert drawn == 50
+    small = figures.draw_map(xy[:40], [("k", np.zeros(40))], "t-SNE")
+    assert small._suptitle.get_text() == "t-SNE" and len(small.axes[0].collections[0].get_offsets()) == 40

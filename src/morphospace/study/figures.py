@@ -88,7 +88,10 @@ def _scatter(ax, xy: np.ndarray, labels: np.ndarray, title: str, size: float) ->
         ax.legend(fontsize=6, markerscale=3, loc="best", frameon=False, handletextpad=0.2)
 
 
-def draw_map(xy: np.ndarray, panels: list[tuple[str, np.ndarray]], title: str) -> Figure:
+MAX_DRAWN = 100_000  # points per map panel: beyond, a fixed random subset (a static figure cannot show more)
+
+
+def draw_map(xy: np.ndarray, panels: list[tuple[str, np.ndarray]], title: str, seed: int = 0) -> Figure:
     """One scatter panel per labelling of the same 2-D map.
 
     Parameters
@@ -103,6 +106,8 @@ def draw_map(xy: np.ndarray, panels: list[tuple[str, np.ndarray]], title: str) -
         whose labels are all missing shows every galaxy in grey.
     title : str
         The figure's title.
+    seed : int
+        Of the random :data:`MAX_DRAWN` rows drawn when the map has more (said in the title).
 
     Returns
     -------
@@ -117,8 +122,12 @@ def draw_map(xy: np.ndarray, panels: list[tuple[str, np.ndarray]], title: str) -
     rows = -(-n // cols)
     fig = Figure(figsize=(3.2 * cols, 3.1 * rows))
     size = 4.0 if len(xy) < 2000 else (1.5 if len(xy) < 10000 else 0.6)
+    shown = slice(None)
+    if len(xy) > MAX_DRAWN:
+        shown = np.sort(np.random.default_rng(seed).choice(len(xy), MAX_DRAWN, replace=False))
+        title = f"{title} (a random {MAX_DRAWN:,} of {len(xy):,} galaxies drawn)"
     for i, (name, labels) in enumerate(panels):
-        _scatter(fig.add_subplot(rows, cols, i + 1), xy, labels, name, size)
+        _scatter(fig.add_subplot(rows, cols, i + 1), xy[shown], np.asarray(labels, dtype=object)[shown], name, size)
     fig.suptitle(title, fontsize=11)
     return fig
 
