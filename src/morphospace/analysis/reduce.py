@@ -106,8 +106,9 @@ def _fit_map(reducer: BaseEstimator, X: np.ndarray, y, rows: np.ndarray | None, 
     """The reducer's map of every row of X: fitted on all, or on ``rows`` with the rest placed."""
     if rows is None:
         return reducer.fit_transform(X, y)
-    Z = np.empty((len(X), 2), dtype=np.float64)
-    Z[rows] = reducer.fit_transform(X[rows])
+    fitted = np.asarray(reducer.fit_transform(X[rows]), dtype=np.float64)
+    Z = np.empty((len(X), fitted.shape[1]), dtype=np.float64)
+    Z[rows] = fitted
     rest = np.setdiff1d(np.arange(len(X)), rows, assume_unique=True)
     space = reducer.map_space  # the space the map saw: after its own PCA
     Z[rest] = place_by_neighbours(space(X[rows]), Z[rows], X, random_state=random_state, space=space,
