@@ -33,15 +33,16 @@
                                   (info.rows > 1 ? row / (info.rows - 1) * 100 : 0) + '%';
   }
 
-  /* A thumbnail element: .thumb > .img (+ .gid caption), all text via textContent. */
-  function makeThumb(sprite, id, opts) {
+  /* A thumbnail element: .thumb > .img (+ .gid caption), all text via textContent; `apply` puts
+   * the sprite on the .img (the explorer's lazy sheets pass their own). */
+  function thumbElement(apply, sprite, id, opts) {
     opts = opts || {};
     var b = document.createElement(opts.tag || 'button');
     if (b.tagName === 'BUTTON') b.type = 'button';
     b.className = 'thumb' + (opts.cls ? ' ' + opts.cls : '');
     var img = document.createElement('span');
     img.className = 'img';
-    applySprite(img, sprite);
+    apply(img, sprite);
     b.appendChild(img);
     if (id !== null && id !== undefined) {
       b.title = String(id);
@@ -52,7 +53,8 @@
     }
     return b;
   }
-  window.morphospaceSprites = { apply: applySprite, thumb: makeThumb, info: SP };
+  function makeThumb(sprite, id, opts) { return thumbElement(applySprite, sprite, id, opts); }
+  window.morphospaceSprites = { apply: applySprite, thumb: makeThumb, info: SP, element: thumbElement };
 
   var thumbs = document.querySelectorAll('.thumb[data-s]');
   for (var i = 0; i < thumbs.length; i++) {

@@ -158,23 +158,6 @@
         el.setAttribute('data-thumb', String(i));
       });
     }
-    function thumb(i, id, opts) {
-      opts = opts || {};
-      var b = document.createElement(opts.tag || 'button');
-      if (b.tagName === 'BUTTON') b.type = 'button';
-      b.className = 'thumb' + (opts.cls ? ' ' + opts.cls : '');
-      var img = document.createElement('span');
-      img.className = 'img';
-      apply(img, i);
-      b.appendChild(img);
-      if (id !== null && id !== undefined) {
-        b.title = String(id);
-        var g = document.createElement('span');
-        g.className = 'gid';
-        g.textContent = String(id);
-        b.appendChild(g);
-      }
-      return b;
-    }
+    function thumb(i, id, opts) { return window.morphospaceSprites.element(apply, i, id, opts); }
     return { apply: apply, thumb: thumb, info: T };
   }
