@@ -36,6 +36,7 @@ from ..errors import UserError
 from ..progress import Timer, progress
 from ..run import RunDir, write_json, write_npy
 from .labels import labels_in_cube_order, missing_mask, truth_column
+from .similar import SimilarityIndex
 # the stage's estimators, re-exported for their users
 from .reducers import REDUCERS, PCAReducer, LDAReducer, TSNEReducer, UMAPReducer  # noqa: F401
 
@@ -89,8 +90,6 @@ def place_by_neighbours(fitted: np.ndarray, positions: np.ndarray, new: np.ndarr
     -------
     ndarray (m, 2)
     """
-    from .similar import SimilarityIndex
-
     index = SimilarityIndex(random_state=random_state).fit(fitted)
     m = len(new) if rows is None else len(rows)
     out = np.empty((m, positions.shape[1]), dtype=np.float64)

@@ -337,8 +337,7 @@ def write_sheets(cube: np.ndarray, rows: np.ndarray, folder: Path, tile: int, fm
         with atomic_path(path) as tmp:
             tmp.write_bytes(sheet.data)
         sheets.append({"url": path.name, "cols": sheet.cols, "rows": sheet.rows})
-        total += len(sheet.data)
-        release_pages(cube)  # read once: memory stays that of one sheet, not of the cube
+        total += len(sheet.data)  # thumbnails() released the cube's pages: memory stays one sheet's
     return {"tile": tile, "perSheet": per, "n": len(rows), "sheets": sheets, "bytes": total}
 
 

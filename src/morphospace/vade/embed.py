@@ -41,6 +41,7 @@ from ..nets.predict import predict_rows
 from ..progress import Timer
 from ..run import RunDir, atomic_path, write_json, write_npy, write_table
 from .figures import write_figures
+from .fitting import device_kwargs
 from .io import MODEL_FILE, load_vade, model_dir
 
 log = logging.getLogger("morphospace")
@@ -135,12 +136,10 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
         embedding = np.load(cached, mmap_mode="r")  # computed in training: no second pass through the CNN
         if len(embedding) != len(cube):
             embedding = None
-    t = cfg.train
-    devices = dict(accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
-                   precision=t.precision)
+    devices = device_kwargs(cfg)
     with Timer(f"VaDE embedding of {len(cube)} galaxies"):
         enc = encode_cube(model, cube, embedding=embedding, trainer_kwargs=devices,
-                          work_dir=model_dir(run) / "predict_shares", loader_workers=t.loader_workers)
+                          work_dir=model_dir(run) / "predict_shares", loader_workers=cfg.train.loader_workers)
     if rank_zero_only.rank != 0:
         return None  # several processes embedded the cube; only the first writes
     table = galaxy_table(ids, enc)

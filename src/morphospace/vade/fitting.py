@@ -90,6 +90,14 @@ def prepare_model_dir(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool
     return mdir
 
 
+def device_kwargs(cfg: Config) -> dict[str, Any]:
+    """The Lightning Trainer's hardware settings from ``[train]``: accelerator, devices, nodes,
+    strategy and precision (for training and for :func:`~morphospace.nets.predict.predict_rows`)."""
+    t = cfg.train
+    return dict(accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+                precision=t.precision)
+
+
 def training_rows(n: int, cfg: Config) -> np.ndarray | None:
     """The rows a model trains on: a reproducible sample of ``cfg.train.sample`` of the ``n``
     galaxies (drawn with ``cfg.train.seed``, so a resumed run draws the same), or None for all."""
@@ -125,8 +133,7 @@ def fit_vade(hp: dict[str, Any], input_path: Path, mdir: Path, cfg: Config, resu
     t0 = time.perf_counter()
     with quiet_lightning():
         trainer = pl.Trainer(
-            max_epochs=hp["epochs"], accelerator=cfg.train.accelerator, devices=cfg.train.devices,
-            num_nodes=cfg.train.num_nodes, strategy=cfg.train.strategy, precision=cfg.train.precision,
+            max_epochs=hp["epochs"], **device_kwargs(cfg),
             logger=loggers, callbacks=[ckpt] + list(callbacks or []), default_root_dir=str(mdir),
             gradient_clip_val=hp["grad_clip"] or None, deterministic=cfg.train.accelerator == "cpu",
             use_distributed_sampler=False, enable_progress_bar=not is_quiet(), enable_model_summary=False,

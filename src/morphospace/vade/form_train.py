@@ -38,7 +38,7 @@ from ..run import RunDir, write_json, write_npy
 from ..ssl.embedder import build_trunk
 from ..ssl.training import fit_embedder
 from .embed import FORM_EMBEDDING
-from .fitting import TrainResult, fit_vade, prepare_model_dir, training_rows, write_training_summary
+from .fitting import TrainResult, device_kwargs, fit_vade, prepare_model_dir, training_rows, write_training_summary
 from .form_decoder import fit_image_decoder
 from .form_model import FormVaDE, core_hparams
 from .io import MODEL_FILE, save_model
@@ -49,17 +49,6 @@ __all__ = ["train_form_run", "FORM_EMBEDDING", "FORM_INPUT"]
 log = logging.getLogger("morphospace")
 
 FORM_INPUT = "form_input.npy"  # standardised: what the core VaDE reads
-
-
-def _loader_workers(cfg: Config) -> int:
-    """Processes per device reading the cube (``train.loader_workers``)."""
-    return cfg.train.loader_workers
-
-
-def _trainer_kwargs(cfg: Config) -> dict[str, Any]:
-    t = cfg.train
-    return dict(accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
-                precision=t.precision)
 
 
 def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = False, callbacks: list | None = None):
@@ -78,10 +67,10 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
     embedder, emb, info = fit_embedder(
         trunk, train_cube, mdir / "ssl", dim=f["dim"], aug_views=f["aug_views"], epochs=f["ssl_epochs"],
         loss=f["loss"], temperature=f["temperature"], seed=hp["seed"], train_trunk=f["train_trunk"],
-        trainer_kwargs=_trainer_kwargs(cfg), resume=resume, loader_workers=_loader_workers(cfg))
+        trainer_kwargs=device_kwargs(cfg), resume=resume, loader_workers=cfg.train.loader_workers)
     if rows is not None:
-        emb = _embed_the_rest(embedder, cube, rows, emb, INFERENCE_BATCH, _trainer_kwargs(cfg), mdir / "predict_shares",
-                              loader_workers=_loader_workers(cfg))
+        emb = _embed_the_rest(embedder, cube, rows, emb, INFERENCE_BATCH, device_kwargs(cfg), mdir / "predict_shares",
+                              loader_workers=cfg.train.loader_workers)
         info["train_sample"] = len(rows)
     t_embed = time.perf_counter() - t0
     mean, std = emb.mean(0), emb.std(0) + 1e-6
@@ -107,8 +96,8 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
     mu, log_var = (mu.numpy(), log_var.numpy()) if rows is None else (mu.numpy()[rows], log_var.numpy()[rows])
     decoder = fit_image_decoder(mu, log_var, train_cube, widths=tuple(hp["widths"]),
                                 epochs=f["decoder_epochs"], seed=hp["seed"], radial_inner=cfg.model.radial_inner,
-                                radial_width=cfg.model.radial_width, trainer_kwargs=_trainer_kwargs(cfg),
-                                loader_workers=_loader_workers(cfg))
+                                radial_width=cfg.model.radial_width, trainer_kwargs=device_kwargs(cfg),
+                                loader_workers=cfg.train.loader_workers)
     rank = rank_zero_only.rank  # set by Lightning's strategy: only rank 0 writes
     t_dec = time.perf_counter() - t1
     model = FormVaDE(embedder, core, decoder, hp["image_size"], recon_sigma=f["image_recon_sigma"],
