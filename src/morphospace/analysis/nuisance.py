@@ -36,6 +36,7 @@ from ..image.pool import map_chunks
 from ..image.sources import detect as _detect
 from ..progress import Timer, progress
 from ..run import RunDir, write_table
+from ..run.pages import PageReleaser
 from .compare import plot_heatmap, score_pair
 from .labels import clustering_in_cube_order, is_nuisance_column, labels_in_cube_order, missing_mask, truth_column
 
@@ -180,8 +181,11 @@ def measure_nuisance(images: Any, ids: Any = None, round_threshold: float = 0.1,
         rows = [r for part in map_chunks(_measure_chunk, n, source, settings, chunk=512, workers=workers, desc=desc)
                 for r in part]
     else:
-        rows = [_measure_one(to_grey(arr[i : i + 1])[0], *settings)
-                for i in progress(range(n), total=n, desc=desc, unit="img")]
+        pages, rows = PageReleaser(arr), []  # read once: a memory map's pages need not stay resident
+        for i in progress(range(n), total=n, desc=desc, unit="img"):
+            image = to_grey(arr[i : i + 1])[0]
+            pages.read(image.nbytes * (arr.shape[1] if arr.ndim == 4 else 1))
+            rows.append(_measure_one(image, *settings))
     table = pd.DataFrame(rows)
     table.insert(0, "id", np.arange(n) if ids is None else np.asarray(ids))
     cols = ["id", "pa_deg", "pa_bin", "ellipticity", "companion", "companion_quadrant",

@@ -11,6 +11,7 @@ from sklearn.decomposition import IncrementalPCA
 
 from ..progress import Timer, progress
 from ..run import RunDir, write_json, write_npy
+from ..run.pages import PageReleaser
 
 
 def _pool(batch: np.ndarray, factor: int) -> np.ndarray:
@@ -69,9 +70,12 @@ class PixelPCA:
         starts = list(range(0, n, bs))
         if len(starts) > 1 and n - starts[-1] < k:
             starts.pop()  # fold a too-small tail into the previous batch
+        pages = PageReleaser(cube)  # read once: a memory-mapped cube's pages need not stay resident
         for i, s in enumerate(progress(starts, desc="pixel PCA", unit="batch")):
             e = starts[i + 1] if i + 1 < len(starts) else n
-            self.pca_.partial_fit(_pool(np.asarray(cube[s:e], dtype=np.float32), self.pool))
+            batch = np.asarray(cube[s:e], dtype=np.float32)
+            pages.read(batch.nbytes)
+            self.pca_.partial_fit(_pool(batch, self.pool))
         self.explained_variance_ratio_ = self.pca_.explained_variance_ratio_
         return self
 
@@ -87,8 +91,11 @@ class PixelPCA:
         ndarray of shape (N, k), float32
             k the number of components fitted.
         """
-        out = [self.pca_.transform(_pool(np.asarray(cube[s: s + self.batch_size], dtype=np.float32), self.pool))
-               for s in range(0, len(cube), self.batch_size)]
+        pages, out = PageReleaser(cube), []
+        for s in range(0, len(cube), self.batch_size):
+            batch = np.asarray(cube[s: s + self.batch_size], dtype=np.float32)
+            pages.read(batch.nbytes)
+            out.append(self.pca_.transform(_pool(batch, self.pool)))
         return np.concatenate(out).astype(np.float32)
 
     def fit_transform(self, cube: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..progress import progress
+from ..run.pages import PageReleaser
 
 __all__ = ["forward_in_batches", "extract_features", "RowView", "INFERENCE_BATCH", "loader_options"]
 
@@ -85,8 +86,12 @@ def forward_in_batches(fn: Callable, x, batch_size: int = INFERENCE_BATCH, desc:
     starts = range(0, len(x), batch_size)
     batches = progress(starts, total=len(starts), desc=desc, unit="batch") if desc else starts
     outs = []
+    pages = PageReleaser(x, extra)  # a memory-mapped cube is read once: its pages need not stay resident
     for s in batches:
-        y = fn(_rows(x, s, batch_size)) if extra is None else fn(_rows(x, s, batch_size), _rows(extra, s, batch_size))
+        xb = _rows(x, s, batch_size)
+        eb = None if extra is None else _rows(extra, s, batch_size)
+        pages.read(xb.numel() * xb.element_size() + (0 if eb is None else eb.numel() * eb.element_size()))
+        y = fn(xb) if eb is None else fn(xb, eb)
         outs.append(tuple(t.numpy() for t in y) if isinstance(y, tuple) else y.numpy())
     if not outs:
         return None
