@@ -4,7 +4,7 @@ The form embedding pools two taps of the frozen ImageNet EfficientNet-Lite0 (las
 channels, and head, 1280; both 4 x 4 at the 112 px input) by a global average, averages over the
 8 dihedral views and trains a small SSL head on the view bank. This script caches the trunk's
 feature maps once per survey (8 dihedral + ``--aug-views`` nuisance views, as
-:func:`morphospace.ssl.training.view_bank` draws them; float16 memmaps under ``--work``), then
+:func:`morphospace.ssl.bank.view_bank` draws them; float16 memmaps under ``--work``), then
 for every pooling variant builds the view bank of pooled features and scores:
 
 * **raw**: the pooled features averaged over the dihedral views, standardised;
@@ -93,7 +93,7 @@ def cache_maps(cube, out: Path, aug_views: int, seed: int = 0, batch: int = 64) 
     from morphospace.image.geometry import dihedral
     from morphospace.ssl.augment import NuisanceAugment
     from morphospace.ssl.embedder import build_trunk
-    from morphospace.ssl.training import N_DIHEDRAL, _seed
+    from morphospace.ssl.bank import N_DIHEDRAL, view_seed as _seed
 
     n, v_total = len(cube), N_DIHEDRAL + aug_views
     side = cube.shape[-1]

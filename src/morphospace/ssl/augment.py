@@ -67,10 +67,12 @@ class NuisanceAugment:
                                padding_mode="zeros", p=1.0)(x)
             if self.p_blur > 0:
                 x = K.RandomGaussianBlur((5, 5), self.blur_sigma, p=self.p_blur)(x)
+            # drawn on the CPU, then moved: the same numbers on any device (and a CUDA batch
+            # cannot be multiplied by a CPU tensor of several elements)
             n = x.shape[0]
             lo, hi = self.brightness
-            x = x * (lo + (hi - lo) * torch.rand(n, 1, 1, 1, dtype=x.dtype))
+            x = x * (lo + (hi - lo) * torch.rand(n, 1, 1, 1, dtype=x.dtype)).to(x.device)
             if self.noise > 0 and self.p_noise > 0:
                 sigma = self.noise * torch.rand(n, 1, 1, 1, dtype=x.dtype) * (torch.rand(n, 1, 1, 1) < self.p_noise)
-                x = x + sigma * torch.randn_like(x)
+                x = x + (sigma * torch.randn(x.shape, dtype=x.dtype)).to(x.device)
         return x

@@ -33,51 +33,16 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from ..image.geometry import dihedral
-from ..nets.batches import INFERENCE_BATCH, forward_in_batches, loader_options
-from ..progress import is_quiet, progress, quiet_lightning
+from ..nets.batches import forward_in_batches, loader_options
+from ..progress import is_quiet, quiet_lightning
 from .augment import NuisanceAugment
+from .bank import N_DIHEDRAL, view_bank, view_seed
 from .embedder import FormEmbedder, FormHead, TrunkTaps
 from .losses import LOSSES
 
 __all__ = ["view_bank", "SSLModule", "ViewBankDataModule", "fit_embedder", "N_DIHEDRAL"]
 
 log = logging.getLogger("morphospace")
-
-N_DIHEDRAL = 8
-
-
-def _seed(*parts: int) -> int:
-    state = np.random.SeedSequence([int(p) for p in parts]).generate_state(2, dtype=np.uint32)
-    return int(state[0]) << 31 | int(state[1]) >> 1
-
-
-@torch.no_grad()
-def view_bank(trunk: TrunkTaps, cube, aug_views: int, seed: int, batch_size: int = INFERENCE_BATCH,
-              augment: NuisanceAugment = NuisanceAugment(), out: np.ndarray | None = None) -> np.ndarray:
-    """Trunk features of every galaxy's 8 dihedral views, then ``aug_views`` nuisance views.
-
-    Returns a ``(8 + aug_views, N, F)`` float32 array (``out`` if given, e.g. a memmap). The
-    head's output averaged over the first 8 is what :class:`FormEmbedder` computes from the
-    images. A nuisance view depends only on ``(seed, view, first row of its batch)``.
-    """
-    n = len(cube)
-    v_total = N_DIHEDRAL + int(aug_views)
-    if out is None:
-        out = np.empty((v_total, n, trunk.dim), dtype=np.float32)
-    was = trunk.training
-    trunk.eval()
-    starts = range(0, n, batch_size)
-    try:
-        for s in progress(starts, total=len(starts), desc="form features", unit="batch"):
-            x = torch.from_numpy(np.array(cube[s:s + batch_size], dtype=np.float32))
-            for v in range(v_total):
-                xv = dihedral(x, v) if v < N_DIHEDRAL else augment(x, seed=_seed(seed, v, s))
-                out[v, s:s + len(x)] = trunk(xv).numpy()
-    finally:
-        trunk.train(was)
-    return out
-
 
 class _Rows:
     """Row i of a (V, N, F) bank as a (V, F) tensor; or image i of a cube."""
@@ -154,7 +119,7 @@ class SSLModule(pl.LightningModule):
 
     def two_views(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Trunk features of two different views of each galaxy in the batch."""
-        g = torch.Generator().manual_seed(_seed(self.seed, self.global_step, self.global_rank))
+        g = torch.Generator().manual_seed(view_seed(self.seed, self.global_step, self.global_rank))
         if batch.ndim == 3:  # a view bank: (B, V, F)
             b, v = batch.shape[:2]
             a = torch.randint(0, v, (b,), generator=g)
@@ -213,10 +178,11 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
         shape = (N_DIHEDRAL + aug_views, len(cube), trunk.dim)
         bank = np.load(bank_path, mmap_mode="r") if resume and bank_path.is_file() else None
         if bank is None or bank.shape != shape:
-            # one temporary file per process: under DDP every rank builds the same bank
+            # one temporary file per process: under DDP every rank takes part and writes the whole bank
             tmp = bank_path.with_suffix(f".{os.getpid()}.partial.npy")
             mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
-            view_bank(trunk, cube, aug_views, seed, out=mm)
+            view_bank(trunk, cube, aug_views, seed, out=mm, trainer_kwargs=trainer_kwargs,
+                      work_dir=out_dir / "bank_shares", loader_workers=loader_workers)
             mm.flush()
             del mm
             tmp.replace(bank_path)

@@ -1,0 +1,135 @@
+"""The view bank: trunk features of every galaxy's dihedral and nuisance views (V x N x F).
+
+The frozen-trunk regime of :mod:`morphospace.ssl.training` trains its head on this bank. Its
+views come in blocks of :data:`BLOCK` rows: a nuisance view of a block depends only on
+``(seed, view, first row of the block)``. The bank is therefore the same whether one process
+walks the blocks in order on the CPU (:func:`view_bank`, the default) or Lightning shares them
+among GPUs and nodes (``trainer_kwargs``: each block goes to one process whole).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..image.geometry import dihedral
+from ..nets.batches import INFERENCE_BATCH
+from ..nets.predict import predict_rows, uses_trainer
+from ..progress import progress
+from .augment import NuisanceAugment
+from .embedder import TrunkTaps
+
+__all__ = ["view_bank", "view_seed", "N_DIHEDRAL", "BLOCK"]
+
+N_DIHEDRAL = 8
+BLOCK = INFERENCE_BATCH  # rows per block of views (fixed: the nuisance views' seeds depend on it)
+
+
+def view_seed(*parts: int) -> int:
+    """A 62-bit seed from integers (``numpy.random.SeedSequence``)."""
+    state = np.random.SeedSequence([int(p) for p in parts]).generate_state(2, dtype=np.uint32)
+    return int(state[0]) << 31 | int(state[1]) >> 1
+
+
+def _block_views(trunk: TrunkTaps, x: torch.Tensor, start: int, aug_views: int, seed: int,
+                 augment: NuisanceAugment) -> torch.Tensor:
+    """(8 + aug_views, n, F) trunk features of the views of rows ``start ...`` (the block ``x``)."""
+    return torch.stack([trunk(dihedral(x, v)) if v < N_DIHEDRAL else trunk(augment(x, seed=view_seed(seed, v, start)))
+                        for v in range(N_DIHEDRAL + aug_views)])
+
+
+class _Blocks:
+    """Block ``i`` of a cube: rows ``[i * block, (i + 1) * block)``, zero-padded to ``block`` rows."""
+
+    def __init__(self, cube, block: int):
+        self.cube, self.block = cube, int(block)
+        self.shape = (-(-len(cube) // self.block), self.block, *cube.shape[1:])
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        rows = np.asarray(self.cube[i * self.block:(i + 1) * self.block], dtype=np.float32)
+        if len(rows) == self.block:
+            return rows
+        out = np.zeros(self.shape[1:], dtype=np.float32)
+        out[:len(rows)] = rows
+        return out
+
+
+class _BlockViews(nn.Module):
+    """Padded blocks (b, block, C, H, W) and their ``(index, rows)`` (b, 2) -> (b, V, block, F)
+    features, each block's views computed on its real rows only (as :func:`view_bank` does)."""
+
+    def __init__(self, trunk: TrunkTaps, aug_views: int, seed: int, augment: NuisanceAugment, block: int):
+        super().__init__()
+        self.trunk = trunk
+        self.aug_views, self.seed, self.augment, self.block = int(aug_views), int(seed), augment, int(block)
+
+    def forward(self, x: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        outs = []
+        for xb, (i, n) in zip(x, where.long().tolist()):
+            views = _block_views(self.trunk, xb[:n], i * self.block, self.aug_views, self.seed, self.augment)
+            outs.append(torch.nn.functional.pad(views, (0, 0, 0, self.block - n)))
+        return torch.stack(outs)
+
+
+@torch.no_grad()
+def view_bank(trunk: TrunkTaps, cube, aug_views: int, seed: int, augment: NuisanceAugment = NuisanceAugment(),
+              out: np.ndarray | None = None, trainer_kwargs: dict | None = None, work_dir: str | Path | None = None,
+              loader_workers: int = 0) -> np.ndarray:
+    """Trunk features of every galaxy's 8 dihedral views, then ``aug_views`` nuisance views.
+
+    Parameters
+    ----------
+    trunk : TrunkTaps
+        Put in eval mode while the bank is computed.
+    cube : array-like (N, C, H, W)
+        An array, a memmap or a :class:`~morphospace.nets.batches.RowView`.
+    aug_views : int
+        Nuisance views per galaxy.
+    seed : int
+        The nuisance views' seed.
+    augment : NuisanceAugment
+    out : array (8 + aug_views, N, F), optional
+        Filled and returned (e.g. a memmap); else a new array.
+    trainer_kwargs : dict, optional
+        ``accelerator``, ``devices``, ``num_nodes``, ``strategy``: with any accelerator but the CPU,
+        or several processes, the blocks go through Lightning (:func:`~morphospace.nets.predict.predict_rows`).
+    work_dir : path, optional
+        Where the processes leave their shares (required through Lightning).
+    loader_workers : int
+        Processes reading the cube for each device, through Lightning.
+
+    Returns
+    -------
+    ndarray (8 + aug_views, N, F) float32
+        The head's output averaged over the first 8 is what
+        :class:`~morphospace.ssl.embedder.FormEmbedder` computes from the images.
+    """
+    n = len(cube)
+    v_total = N_DIHEDRAL + int(aug_views)
+    if out is None:
+        out = np.empty((v_total, n, trunk.dim), dtype=np.float32)
+    was = trunk.training
+    trunk.eval()
+    try:
+        if uses_trainer(trainer_kwargs):
+            blocks = _Blocks(cube, BLOCK)
+            where = np.stack([np.arange(len(blocks)), np.minimum(BLOCK, n - BLOCK * np.arange(len(blocks)))], 1)
+            feats = predict_rows(_BlockViews(trunk, aug_views, seed, augment, BLOCK), blocks, batch_size=1,
+                                 extra=where.astype(np.float32), trainer_kwargs=trainer_kwargs, work_dir=work_dir,
+                                 desc="form features", loader_workers=loader_workers)
+            for v in range(v_total):  # (blocks, V, BLOCK, F) -> (V, N, F), one view at a time
+                out[v] = feats[:, v].reshape(-1, feats.shape[-1])[:n]
+            return out
+        starts = range(0, n, BLOCK)
+        for s in progress(starts, total=len(starts), desc="form features", unit="batch"):
+            x = torch.from_numpy(np.array(cube[s:s + BLOCK], dtype=np.float32))
+            out[:, s:s + len(x)] = _block_views(trunk, x, s, aug_views, seed, augment).numpy()
+    finally:
+        trunk.train(was)
+    return out

@@ -1,0 +1,55 @@
+"""The view bank is the same on one process and shared among several (Lightning, gloo), and its
+nuisance views draw the same numbers on any device (ssl/bank.py, ssl/augment.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from morphospace.image.geometry import dihedral
+from morphospace.ssl.augment import NuisanceAugment
+from morphospace.ssl.bank import BLOCK, N_DIHEDRAL, view_bank, view_seed
+from morphospace.ssl.embedder import build_trunk
+
+
+def _cube(n: int) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    return rng.normal(0, 1, (n, 3, 16, 16)).astype(np.float32)
+
+
+def _trunk():
+    torch.manual_seed(0)
+    return build_trunk("small", 32)
+
+
+def test_one_process_bank_holds_every_view_of_every_row():
+    n = BLOCK + 7  # a short last block
+    cube, trunk = _cube(n), _trunk()
+    bank = view_bank(trunk, cube, aug_views=2, seed=5)
+    assert bank.shape == (N_DIHEDRAL + 2, n, trunk.dim)
+    with torch.no_grad():
+        x = torch.from_numpy(cube[BLOCK:])  # the last block, by hand
+        np.testing.assert_allclose(bank[3, BLOCK:], trunk.eval()(dihedral(x, 3)).numpy(), atol=1e-5)
+        aug = NuisanceAugment()(x, seed=view_seed(5, N_DIHEDRAL + 1, BLOCK))
+        np.testing.assert_allclose(bank[N_DIHEDRAL + 1, BLOCK:], trunk(aug).numpy(), atol=1e-5)
+    assert not np.allclose(bank[N_DIHEDRAL], bank[N_DIHEDRAL + 1])  # two different nuisance draws
+
+
+def test_two_cpu_processes_build_the_one_process_bank(tmp_path):
+    n = 2 * BLOCK + 5  # three blocks, the last short: an odd block per process
+    cube = _cube(n)
+    one = view_bank(_trunk(), cube, aug_views=1, seed=2)
+    out = np.lib.format.open_memmap(tmp_path / "bank.npy", mode="w+", dtype=np.float32, shape=one.shape)
+    two = view_bank(_trunk(), cube, aug_views=1, seed=2, out=out, work_dir=tmp_path / "shares",
+                    trainer_kwargs={"accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn"})
+    assert two is out
+    np.testing.assert_allclose(np.asarray(two), one, atol=1e-5)
+    assert not (tmp_path / "shares").exists()  # the shares are cleaned up
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_nuisance_views_are_the_same_on_a_gpu():
+    x = torch.from_numpy(_cube(8))
+    aug = NuisanceAugment()
+    torch.testing.assert_close(aug(x.cuda(), 11).cpu(), aug(x, 11), atol=1e-4, rtol=1e-4)
