@@ -37,3 +37,29 @@ def test_workers_serve_the_batches_of_the_main_process(tmp_path):
             np.testing.assert_array_equal(a, b)
         seen = np.concatenate(full2)
         np.testing.assert_array_equal(seen, cube if sel is None else cube[sel])
+
+
+def test_a_batch_is_read_at_once_in_the_order_asked(tmp_path):
+    from morphospace.nets.batches import RowView, read_rows
+
+    np.save(tmp_path / "cube.npy", np.random.default_rng(1).normal(size=(20, 2, 3, 3)).astype(np.float32))
+    cube = np.load(tmp_path / "cube.npy", mmap_mode="r")
+    index = [7, 2, 19, 2, 0]  # unsorted, with a repeat
+    np.testing.assert_array_equal(read_rows(cube, index), np.asarray(cube)[index])
+    view = RowView(cube, np.arange(20)[::-1])
+    np.testing.assert_array_equal(read_rows(view, index), np.asarray(cube)[::-1][index])
+    bank = np.random.default_rng(2).normal(size=(4, 20, 6)).astype(np.float32)  # V x N x F
+    np.testing.assert_array_equal(read_rows(bank, index, axis=1), bank[:, index].transpose(1, 0, 2))
+
+
+def test_batched_fetch_gives_the_rows_one_by_one_would(tmp_path):
+    from morphospace.ssl.training import _Rows
+    from morphospace.vade.data import CubeDataset
+
+    cube = np.random.default_rng(3).normal(size=(12, 2, 3, 3)).astype(np.float32)
+    bank = np.random.default_rng(4).normal(size=(3, 12, 5)).astype(np.float32)
+    index = [5, 1, 11, 1]
+    for ds in (CubeDataset(cube), _Rows(bank, axis=1), _Rows(cube, axis=0)):
+        batch = torch.utils.data.default_collate(ds.__getitems__(index))
+        one_by_one = torch.stack([ds[i] for i in index])
+        assert torch.equal(batch, one_by_one)

@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..progress import is_quiet, quiet_lightning
-from .batches import INFERENCE_BATCH, forward_in_batches, loader_options
+from .batches import INFERENCE_BATCH, forward_in_batches, loader_options, read_rows
 
 __all__ = ["predict_rows", "world_size", "uses_trainer"]
 
@@ -64,6 +64,13 @@ class _IndexedRows(Dataset):
         if self.extra is None:
             return i, row
         return i, row, torch.from_numpy(np.array(self.extra[i], dtype=np.float32))
+
+    def __getitems__(self, index: list[int]) -> list:
+        """A batch's rows in one read (the DataLoader's batched fetch); collated as usual."""
+        rows = torch.from_numpy(read_rows(self.x, index))
+        if self.extra is None:
+            return list(zip(index, rows))
+        return list(zip(index, rows, torch.from_numpy(read_rows(self.extra, index))))
 
 
 class _Predictor(pl.LightningModule):

@@ -51,7 +51,9 @@ class _Blocks:
     def __len__(self) -> int:
         return self.shape[0]
 
-    def __getitem__(self, i: int) -> np.ndarray:
+    def __getitem__(self, i) -> np.ndarray:
+        if np.ndim(i):  # several blocks (a batched fetch)
+            return np.stack([self[int(j)] for j in i])
         rows = np.asarray(self.cube[i * self.block:(i + 1) * self.block], dtype=np.float32)
         if len(rows) == self.block:
             return rows

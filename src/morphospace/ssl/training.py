@@ -33,7 +33,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from ..nets.batches import forward_in_batches, loader_options
+from ..nets.batches import forward_in_batches, loader_options, read_rows
 from ..progress import is_quiet, quiet_lightning
 from .augment import NuisanceAugment
 from .bank import N_DIHEDRAL, view_bank, view_seed
@@ -56,6 +56,10 @@ class _Rows:
     def __getitem__(self, i: int):
         row = self.data[:, i] if self.axis == 1 else self.data[i]
         return torch.from_numpy(np.array(row, dtype=np.float32))
+
+    def __getitems__(self, index: list[int]) -> list:
+        """A batch's rows in one read (the DataLoader's batched fetch); collated as usual."""
+        return list(torch.from_numpy(read_rows(self.data, index, axis=self.axis)))
 
 
 class ViewBankDataModule(pl.LightningDataModule):

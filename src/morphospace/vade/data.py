@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ..image.geometry import rotate
-from ..nets.batches import RowView, loader_options
+from ..nets.batches import RowView, loader_options, read_rows
 
 __all__ = ["CubeDataset", "CubeDataModule", "augment"]
 
@@ -30,6 +30,10 @@ class CubeDataset:
 
     def __getitem__(self, i: int):
         return torch.from_numpy(np.array(self.cube[i], dtype=np.float32))
+
+    def __getitems__(self, index: list[int]) -> list:
+        """A batch's rows in one read (the DataLoader's batched fetch); collated as usual."""
+        return list(torch.from_numpy(read_rows(self.cube, index)))
 
 
 class CubeDataModule(pl.LightningDataModule):
