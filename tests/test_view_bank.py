@@ -53,3 +53,18 @@ def test_nuisance_views_are_the_same_on_a_gpu():
     x = torch.from_numpy(_cube(8))
     aug = NuisanceAugment()
     torch.testing.assert_close(aug(x.cuda(), 11).cpu(), aug(x, 11), atol=1e-4, rtol=1e-4)
+
+
+def test_bank_written_to_a_memory_map_survives_its_pages_being_released(tmp_path, monkeypatch):
+    from morphospace.run import pages
+
+    monkeypatch.setattr(pages, "RELEASE_BYTES", 1)  # release after every block
+    n = 2 * BLOCK + 3
+    np.save(tmp_path / "cube.npy", _cube(n))
+    cube = np.load(tmp_path / "cube.npy", mmap_mode="r")
+    expected = view_bank(_trunk(), _cube(n), aug_views=1, seed=4)
+    out = np.lib.format.open_memmap(tmp_path / "bank.npy", mode="w+", dtype=np.float32, shape=expected.shape)
+    view_bank(_trunk(), cube, aug_views=1, seed=4, out=out)
+    out.flush()
+    del out
+    np.testing.assert_array_equal(np.load(tmp_path / "bank.npy"), expected)

@@ -19,6 +19,7 @@ from ..image.geometry import dihedral
 from ..nets.batches import INFERENCE_BATCH
 from ..nets.predict import predict_rows, uses_trainer
 from ..progress import progress
+from ..run.pages import PageReleaser
 from .augment import NuisanceAugment
 from .embedder import TrunkTaps
 
@@ -129,9 +130,12 @@ def view_bank(trunk: TrunkTaps, cube, aug_views: int, seed: int, augment: Nuisan
                 out[v] = feats[:, v].reshape(-1, feats.shape[-1])[:n]
             return out
         starts = range(0, n, BLOCK)
+        pages = PageReleaser(cube, out)  # a memory-mapped cube and bank need not stay resident
         for s in progress(starts, total=len(starts), desc="form features", unit="batch"):
             x = torch.from_numpy(np.array(cube[s:s + BLOCK], dtype=np.float32))
-            out[:, s:s + len(x)] = _block_views(trunk, x, s, aug_views, seed, augment).numpy()
+            views = _block_views(trunk, x, s, aug_views, seed, augment).numpy()
+            out[:, s:s + len(x)] = views
+            pages.read(x.numel() * 4 + views.nbytes)
     finally:
         trunk.train(was)
     return out
