@@ -182,10 +182,10 @@ def measure_nuisance(images: Any, ids: Any = None, round_threshold: float = 0.1,
                 for r in part]
     else:
         pages, rows = PageReleaser(arr), []  # read once: a memory map's pages need not stay resident
+        row_bytes = arr[:1].nbytes  # a slice of a memmap: no read
         for i in progress(range(n), total=n, desc=desc, unit="img"):
-            image = to_grey(arr[i : i + 1])[0]
-            pages.read(image.nbytes * (arr.shape[1] if arr.ndim == 4 else 1))
-            rows.append(_measure_one(image, *settings))
+            pages.read(row_bytes)
+            rows.append(_measure_one(to_grey(arr[i : i + 1])[0], *settings))
     table = pd.DataFrame(rows)
     table.insert(0, "id", np.arange(n) if ids is None else np.asarray(ids))
     cols = ["id", "pa_deg", "pa_bin", "ellipticity", "companion", "companion_quadrant",

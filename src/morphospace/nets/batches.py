@@ -118,7 +118,7 @@ def forward_in_batches(fn: Callable, x, batch_size: int = INFERENCE_BATCH, desc:
     for s in batches:
         xb = _rows(x, s, batch_size)
         eb = None if extra is None else _rows(extra, s, batch_size)
-        pages.read(xb.numel() * xb.element_size() + (0 if eb is None else eb.numel() * eb.element_size()))
+        pages.read(xb.nbytes + (0 if eb is None else eb.nbytes))
         y = fn(xb) if eb is None else fn(xb, eb)
         outs.append(tuple(t.numpy() for t in y) if isinstance(y, tuple) else y.numpy())
     if not outs:

@@ -64,19 +64,22 @@ class _Blocks:
 
 
 class _BlockViews(nn.Module):
-    """Padded blocks (b, block, C, H, W) and their ``(index, rows)`` (b, 2) -> (b, V, block, F)
-    features, each block's views computed on its real rows only (as :func:`view_bank` does)."""
+    """Padded blocks (b, block, C, H, W) of a cube of ``n`` rows and their indices (b, 1) ->
+    (b, V, block, F) features, each block's views computed on its real rows only (as
+    :func:`view_bank` does)."""
 
-    def __init__(self, trunk: TrunkTaps, aug_views: int, seed: int, augment: NuisanceAugment, block: int):
+    def __init__(self, trunk: TrunkTaps, aug_views: int, seed: int, augment: NuisanceAugment, block: int, n: int):
         super().__init__()
         self.trunk = trunk
-        self.aug_views, self.seed, self.augment, self.block = int(aug_views), int(seed), augment, int(block)
+        self.aug_views, self.seed, self.augment, self.block, self.n = int(aug_views), int(seed), augment, int(block), int(n)
 
-    def forward(self, x: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         outs = []
-        for xb, (i, n) in zip(x, where.long().tolist()):
-            views = _block_views(self.trunk, xb[:n], i * self.block, self.aug_views, self.seed, self.augment)
-            outs.append(torch.nn.functional.pad(views, (0, 0, 0, self.block - n)))
+        for xb, i in zip(x, index.long().flatten().tolist()):
+            start = i * self.block
+            rows = min(self.block, self.n - start)
+            views = _block_views(self.trunk, xb[:rows], start, self.aug_views, self.seed, self.augment)
+            outs.append(torch.nn.functional.pad(views, (0, 0, 0, self.block - rows)))
         return torch.stack(outs)
 
 
@@ -122,9 +125,9 @@ def view_bank(trunk: TrunkTaps, cube, aug_views: int, seed: int, augment: Nuisan
     try:
         if uses_trainer(trainer_kwargs):
             blocks = _Blocks(cube, BLOCK)
-            where = np.stack([np.arange(len(blocks)), np.minimum(BLOCK, n - BLOCK * np.arange(len(blocks)))], 1)
-            feats = predict_rows(_BlockViews(trunk, aug_views, seed, augment, BLOCK), blocks, batch_size=1,
-                                 extra=where.astype(np.float32), trainer_kwargs=trainer_kwargs, work_dir=work_dir,
+            index = np.arange(len(blocks), dtype=np.float32)[:, None]  # the predictor passes only inputs
+            feats = predict_rows(_BlockViews(trunk, aug_views, seed, augment, BLOCK, n), blocks, batch_size=1,
+                                 extra=index, trainer_kwargs=trainer_kwargs, work_dir=work_dir,
                                  desc="form features", loader_workers=loader_workers)
             for v in range(v_total):  # (blocks, V, BLOCK, F) -> (V, N, F), one view at a time
                 out[v] = feats[:, v].reshape(-1, feats.shape[-1])[:n]
