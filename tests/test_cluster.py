@@ -80,6 +80,31 @@ def test_dbscan_knee_finds_blobs_and_marks_scattered_rows_as_noise():
     assert db.eps_ == pytest.approx(db.k_distances_[db.knee_index_])
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("eps,min_samples", [(0.3, 4), (0.5, 5), (0.8, 10)])
+def test_chunked_dbscan_is_scikit_learns_exactly(seed, eps, min_samples):
+    from sklearn.cluster import DBSCAN
+    from sklearn.datasets import make_blobs
+
+    from morphospace.analysis.density import dbscan
+
+    X, _ = make_blobs(1500, n_features=3, centers=6, cluster_std=[0.3, 0.5, 1, 1.5, 0.2, 2.5], random_state=seed)
+    X = np.vstack([X, np.random.default_rng(seed).uniform(-12, 12, (300, 3))])
+    ref = DBSCAN(eps=eps, min_samples=min_samples).fit(X)
+    # a budget of 2,000 neighbour pairs: many chunks, clusters joined across them
+    labels, core = dbscan(X, eps, min_samples, edge_budget=2000)
+    np.testing.assert_array_equal(core, ref.core_sample_indices_)
+    np.testing.assert_array_equal(labels, ref.labels_)  # same numbering, same border rows
+    assert len(set(labels.tolist()) - {-1}) > 1
+
+
+def test_chunked_dbscan_without_core_rows_is_all_noise():
+    from morphospace.analysis.density import dbscan
+
+    labels, core = dbscan(np.arange(10.0)[:, None] * 10, eps=1.0, min_samples=3)
+    assert core.size == 0 and (labels == -1).all()
+
+
 def test_dbscan_warns_on_wide_input(caplog):
     X, _ = blobs(k=2, n_per=20, d=12)
     with caplog.at_level(logging.WARNING, logger="morphospace"):

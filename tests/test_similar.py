@@ -93,11 +93,25 @@ def image_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("image_query")
     data = tiny_folder_survey(root / "data", n=18, formats=("png", "jpg"), size=64)
     _, _, _, run = ingest_to(data, root / "run", preprocess__size=32)
-    pixel_pca_run(run, 8)
+    pixel_pca_run(run, 8, fit_sample=12, seed=3)  # fitted on a sample: a query must refit on the same rows
     cfg = apply_overrides(load_config(None), FORM_TINY)
     train_run(run, cfg)
     embed_run(run, cfg)
     return run, data
+
+
+def test_the_pixel_pca_fitted_on_a_sample_projects_every_galaxy(image_run):
+    import json
+
+    from morphospace.analysis.pixels import PixelPCA, pixel_pca_fit_rows
+
+    run, _ = image_run
+    meta = json.loads(run.embedding_path("pixels_pca").with_suffix(".json").read_text())
+    cube = run.read_cube()
+    rows = pixel_pca_fit_rows(len(cube), meta)
+    assert meta["fit_sample"] == 12 and len(rows) == 12 and len(run.read_embedding("pixels_pca")) == 18
+    on_all = PixelPCA(n_components=8).fit(cube).transform(cube)
+    assert not np.allclose(np.abs(on_all), np.abs(run.read_embedding("pixels_pca")), atol=1e-3)  # a different fit
 
 
 @pytest.mark.parametrize("embedding", ["form", "vade", "pixels_pca"])

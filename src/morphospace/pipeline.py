@@ -137,7 +137,7 @@ def stage_embed(run: RunDir, cfg: Config) -> None:
         embed_run(run, cfg)  # first: with several processes (--devices) they all take part
     if rank_zero_only.rank != 0:
         return  # the rest is single-process work, and one process writes
-    pixel_pca_run(run, cfg.model.pca_components)
+    pixel_pca_run(run, cfg.model.pca_components, fit_sample=cfg.train.sample, seed=cfg.train.seed)
     stage_anomaly(run, cfg)
 
 

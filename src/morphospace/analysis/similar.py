@@ -247,7 +247,7 @@ def pixel_pca_rows(run: RunDir, rows: np.ndarray) -> np.ndarray:
     UserError
         When the run has no ``pixels_pca`` embedding, or the refitted PCA does not reproduce it.
     """
-    from .pixels import PixelPCA
+    from .pixels import PixelPCA, pixel_pca_fit_rows
 
     stored = run.read_embedding("pixels_pca")
     cube = run.read_cube()
@@ -259,7 +259,9 @@ def pixel_pca_rows(run: RunDir, rows: np.ndarray) -> np.ndarray:
     path, note = folder / "pixels_pca.model.pkl", folder / "pixels_pca.model.json"
     model = _cached(path, note, stamp)
     if model is None:
-        model = PixelPCA(n_components=stored.shape[1]).fit(cube)
+        meta = json.loads(run.embedding_path("pixels_pca").with_suffix(".json").read_text())
+        fitted = pixel_pca_fit_rows(len(cube), meta)  # the embed stage's rows: a sample at scale
+        model = PixelPCA(n_components=stored.shape[1]).fit(cube, rows=fitted)
         m = min(len(cube), 256)
         again = model.transform(cube[:m])
         if again.shape != stored[:m].shape or not np.allclose(again, stored[:m], rtol=1e-3,

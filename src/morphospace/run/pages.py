@@ -10,9 +10,12 @@ the page cache, and a later read maps them again.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import mmap
 
-__all__ = ["release_pages", "PageReleaser", "RELEASE_BYTES"]
+__all__ = ["release_pages", "trim_heap", "PageReleaser", "RELEASE_BYTES"]
 
 # Bytes read from a map between two releases: large enough that the madvise call is rare,
 # small enough that the resident memory of a full read stays far below the cube's size.
@@ -27,6 +30,26 @@ def _mapping(array) -> "mmap.mmap | None":
             return m
         a = getattr(a, "base", None)
     return None
+
+
+@functools.cache
+def _malloc_trim():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to call
+        return None
+
+
+def trim_heap() -> None:
+    """Give the C heap's free memory back to the system (glibc's ``malloc_trim``; elsewhere nothing).
+
+    A loop that allocates and frees batch-sized buffers from several threads leaves glibc holding
+    freed memory that it neither reuses nor returns: embedding 200,000 galaxies grew the resident
+    memory by 24 kB a galaxy (5.3 GB), all of it given back by one ``malloc_trim``.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def release_pages(array) -> None:
@@ -44,12 +67,13 @@ def release_pages(array) -> None:
 
 
 class PageReleaser:
-    """Counts the bytes read from some arrays and releases their pages every ``every`` bytes.
+    """Counts the bytes read from some arrays and releases their pages every ``every`` bytes,
+    with the heap's free memory (:func:`trim_heap`) that a batch loop leaves behind.
 
     Parameters
     ----------
     *arrays : array-like
-        The arrays being read; those that are not memory-mapped cost nothing.
+        The arrays being read; those that are not memory-mapped have no pages to release.
     every : int, optional
         Bytes read between releases (default :data:`RELEASE_BYTES`).
 
@@ -69,15 +93,14 @@ class PageReleaser:
 
     def read(self, nbytes: int) -> None:
         """Note that ``nbytes`` more were read; release the pages once ``every`` have been."""
-        if not self.arrays:
-            return
         self.pending += int(nbytes)
         if self.pending >= self.every:
             self.release()
 
     def release(self) -> None:
-        """Release the arrays' pages now."""
+        """Release the arrays' pages and the heap's free memory now."""
         for a in self.arrays:
             release_pages(a)
+        trim_heap()
         self.pending = 0
 
