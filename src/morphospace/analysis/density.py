@@ -103,9 +103,12 @@ def dbscan(X: np.ndarray, eps: float, min_samples: int, edge_budget: int = EDGE_
     n = len(X)
     tree = NearestNeighbors(radius=eps).fit(X)
     counts = np.empty(n, dtype=np.int64)
-    for s in range(0, n, max(1, edge_budget // max(min_samples, 1))):
-        e = min(n, s + max(1, edge_budget // max(min_samples, 1)))
+    s, step = 0, max(1, min(1024, edge_budget // max(min_samples, 1)))
+    while s < n:  # chunks sized by the neighbour counts seen so far: dense data, fewer rows a chunk
+        e = min(n, s + step)
         counts[s:e] = [len(i) for i in tree.radius_neighbors(X[s:e], return_distance=False)]
+        step = max(1, int(edge_budget / max(1.0, counts[s:e].mean())))
+        s = e
     core = np.flatnonzero(counts >= min_samples)
     labels = np.full(n, -1, dtype=np.int64)
     if not core.size:
