@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -264,6 +265,17 @@ def test_linear_probe_reads_separable_classes_and_not_noise():
     noise = linear_probe(rng.normal(size=(600, 2)), y, fractions=(0.1, 1.0), repeats=3)
     assert (noise["balanced_accuracy"] < 0.5).all()
     assert np.allclose(noise["chance"], 1 / 3)
+
+
+def test_linear_probe_scores_do_not_depend_on_the_processes():
+    rng = np.random.default_rng(2)
+    y = np.repeat(["a", "b", "c"], [300, 120, 80])
+    x = (y == "a")[:, None] * 1.5 + (y == "b")[:, None] * np.array([0.0, 1.5]) + rng.normal(size=(500, 2))
+    one = linear_probe(x, y, fractions=(0.1, 1.0), repeats=3)
+    two = linear_probe(x, y, fractions=(0.1, 1.0), repeats=3, n_jobs=2)
+    pd.testing.assert_frame_equal(one, two)
+    assert list(one["n_train"]) == [50, 400] and list(one["repeats"]) == [3, 5]
+    assert 0.5 < one["balanced_accuracy"].min() < 0.99  # a real score, not a trivial one
 
 
 def test_linear_probe_drops_missing_labels_and_skips_tiny_fractions():

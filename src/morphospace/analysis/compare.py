@@ -233,7 +233,8 @@ def compare_run(run: RunDir, cfg: Any) -> dict[str, Path]:
             out[f"contingency_{name}"] = path
     if truth is not None and run.embeddings():
         with Timer(f"linear probes of {len(run.embeddings())} embeddings against '{truth}'"):
-            probe = probe_run(run, truth, catalogue, random_state=cfg.cluster.seed)
+            probe = probe_run(run, truth, catalogue, random_state=cfg.cluster.seed,
+                              n_jobs=cfg.ingest.workers if hasattr(cfg, "ingest") else 1)
         if len(probe):
             write_table(comp / "linear_probe.csv", probe)
             out["linear_probe"] = comp / "linear_probe.csv"

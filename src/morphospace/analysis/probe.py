@@ -94,7 +94,7 @@ def _stratified_sample(y: np.ndarray, classes: np.ndarray, counts: np.ndarray, s
 
 
 def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int = 5,
-                 random_state: int = 0, max_rows: int | None = MAX_ROWS) -> pd.DataFrame:
+                 random_state: int = 0, max_rows: int | None = MAX_ROWS, n_jobs: int | None = None) -> pd.DataFrame:
     """Balanced accuracy of a logistic regression trained on fractions of the labelled rows.
 
     Parameters
@@ -112,6 +112,9 @@ def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int
         many (drawn with ``random_state``; logged): the cross-validated logistic regression costs
         more than linearly in N (at 8,000 galaxies it was 80% of the compare stage), and its
         score has long settled by then. None: every labelled galaxy.
+    n_jobs : int or None
+        Processes that fit the draws and folds side by side (joblib's convention: None is 1,
+        -1 every core); the scores do not depend on it.
 
     Returns
     -------
@@ -120,6 +123,7 @@ def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int
         (mean), ``std``, ``repeats``, ``chance`` (1 / classes). A fraction too small to hold
         two galaxies of every class is skipped, with a log line saying so.
     """
+    from joblib import Parallel, delayed
     from sklearn.model_selection import StratifiedKFold, train_test_split
 
     x = np.asarray(x, dtype=np.float64)
@@ -140,37 +144,38 @@ def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int
         log.info("linear probe on a stratified sample of %d of the %d labelled galaxies", len(sample), len(y))
         x, y = x[sample], y[sample]
         classes, counts = np.unique(y, return_counts=True)
-    rows = []
+    splits: dict[float, list] = {}  # every draw and fold first, then all fitted side by side
     for frac in fractions:
         if not 0 < frac <= 1:
             raise ValueError(f"fractions must be in (0, 1], got {frac}")
-        scores, n_train = [], 0
         if frac >= 1.0:
             folds = min(5, int(counts.min()))
             if folds < 2:
                 log.info("linear probe: a class has one galaxy; 100%% skipped")
                 continue
-            for tr, te in StratifiedKFold(folds, shuffle=True, random_state=random_state).split(x, y):
-                scores.append(_fit_score(x[tr], y[tr], x[te], y[te]))
-                n_train = len(tr)
+            splits[frac] = list(StratifiedKFold(folds, shuffle=True, random_state=random_state).split(x, y))
         else:
             n_train = int(round(frac * len(y)))
             if n_train < 2 * len(classes) or len(y) - n_train < len(classes) or (counts < 2).any():
                 log.info("linear probe: %.0f%% of %d labelled galaxies is too few for %d classes; skipped",
                          100 * frac, len(y), len(classes))
                 continue
-            for r in range(repeats):
-                tr, te = train_test_split(np.arange(len(y)), train_size=n_train, stratify=y,
-                                          random_state=random_state + r)
-                scores.append(_fit_score(x[tr], y[tr], x[te], y[te]))
-        rows.append({"fraction": frac, "n_train": n_train, "balanced_accuracy": float(np.mean(scores)),
-                     "std": float(np.std(scores)), "repeats": len(scores), "chance": 1.0 / len(classes)})
+            splits[frac] = [train_test_split(np.arange(len(y)), train_size=n_train, stratify=y,
+                                             random_state=random_state + r) for r in range(repeats)]
+    jobs = [(frac, tr, te) for frac, pairs in splits.items() for tr, te in pairs]
+    scores = Parallel(n_jobs=n_jobs)(delayed(_fit_score)(x[tr], y[tr], x[te], y[te]) for _, tr, te in jobs)
+    rows = []
+    for frac, pairs in splits.items():
+        got = [sc for (f, _, _), sc in zip(jobs, scores) if f == frac]
+        rows.append({"fraction": frac, "n_train": len(pairs[-1][0]), "balanced_accuracy": float(np.mean(got)),
+                     "std": float(np.std(got)), "repeats": len(got), "chance": 1.0 / len(classes)})
     return pd.DataFrame(rows)
 
 
 def probe_run(run, truth: str, catalogue: pd.DataFrame | None = None, repeats: int = 5,
-              random_state: int = 0) -> pd.DataFrame:
-    """:func:`linear_probe` of every embedding of a run against the label column ``truth``."""
+              random_state: int = 0, n_jobs: int | None = None) -> pd.DataFrame:
+    """:func:`linear_probe` of every embedding of a run against the label column ``truth``
+    (``n_jobs`` processes fitting side by side)."""
     y = labels_in_cube_order(run, truth, catalogue)
     tables = []
     for name in run.embeddings():
@@ -178,7 +183,7 @@ def probe_run(run, truth: str, catalogue: pd.DataFrame | None = None, repeats: i
         if len(x) != len(y):
             log.warning("linear probe: embedding %s has %d rows, the cube %d; skipped", name, len(x), len(y))
             continue
-        t = linear_probe(x, y, repeats=repeats, random_state=random_state)
+        t = linear_probe(x, y, repeats=repeats, random_state=random_state, n_jobs=n_jobs)
         t.insert(0, "embedding", name)
         t.insert(1, "label", truth)
         tables.append(t)
