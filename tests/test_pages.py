@@ -75,7 +75,8 @@ def test_forward_in_batches_releases_the_cube(cube, monkeypatch):
 
     out = forward_in_batches(fn, cube, batch_size=32)
     np.testing.assert_array_equal(out, np.arange(768, dtype=np.float32))  # the rows, in order, unchanged
-    assert max(seen) < 8 * MB
+    # a budget and a batch, plus the page cache's mapping granularity (large folios: up to 2 MB)
+    assert max(seen) < 12 * MB
 
 
 def rss_anon() -> int:
@@ -109,3 +110,27 @@ def test_releaser_trims_the_heap_for_plain_arrays_too(monkeypatch):
     assert calls == []
     releaser.read(60)
     assert calls == [1] and releaser.pending == 0
+
+
+@pytest.mark.parametrize("dataset", ["cube", "decoder"])
+def test_shuffled_training_loaders_release_the_cube(cube, monkeypatch, dataset):
+    """Epochs of shuffled batches (the VaDE's and the image decoder's loaders) keep a memory-mapped
+    cube's pages below the scattered budget, and still deliver every row."""
+    from torch.utils.data import DataLoader
+
+    from morphospace.vade.data import CubeDataset
+    from morphospace.vade.form_decoder import CodesAndImages
+
+    monkeypatch.setattr(pages, "RELEASE_BYTES", 32 * MB)  # scattered: a release every 4 MB read
+    codes = np.zeros((len(cube), 2), dtype=np.float32)
+    data = CubeDataset(cube) if dataset == "cube" else CodesAndImages(codes, codes, cube)
+    base, peak, seen = rss_file(), 0, []
+    for _ in range(2):
+        for batch in DataLoader(data, batch_size=32, shuffle=True):
+            images = batch if dataset == "cube" else batch[2]
+            seen.extend(images[:, 0, 0, 0].int().tolist())
+            peak = max(peak, rss_file() - base)
+    assert sorted(seen) == sorted(list(range(768)) * 2)  # every row, each epoch, intact
+    # not the 48 MB file (the control above keeps > 40 MB); scattered rows map whole folios
+    # of the page cache around them, so the bound is looser than the 4 MB budget
+    assert peak < 28 * MB

@@ -14,7 +14,7 @@ from sklearn.decomposition import IncrementalPCA
 from ..data.sample import sample_rows
 from ..progress import Timer, progress
 from ..run import RunDir, write_json, write_npy
-from ..run.pages import RELEASE_BYTES, PageReleaser
+from ..run.pages import PageReleaser
 
 log = logging.getLogger("morphospace")
 
@@ -77,10 +77,9 @@ class PixelPCA:
         starts = list(range(0, n, bs))
         if len(starts) > 1 and n - starts[-1] < k:
             starts.pop()  # fold a too-small tail into the previous batch
-        # read once: a memory-mapped cube's pages need not stay resident. A sample's rows are
-        # scattered, and the kernel maps the pages around each one too (fault-around): at
-        # 200,000 galaxies 1.1 GB was resident between releases of 256 MB read, hence 1/8.
-        pages = PageReleaser(cube, every=None if rows is None else RELEASE_BYTES // 8)
+        # read once: a memory-mapped cube's pages need not stay resident (a sample's rows are
+        # scattered: at 200,000 galaxies 1.1 GB was resident between releases of 256 MB read)
+        pages = PageReleaser(cube) if rows is None else PageReleaser.scattered(cube)
         for i, s in enumerate(progress(starts, desc="pixel PCA", unit="batch")):
             e = starts[i + 1] if i + 1 < len(starts) else n
             batch = np.asarray(cube[s:e] if rows is None else cube[rows[s:e]], dtype=np.float32)

@@ -57,7 +57,7 @@ def loader_options(workers: int, persistent: bool = True) -> dict:
     return opts
 
 
-def read_rows(x, index, axis: int = 0) -> np.ndarray:
+def read_rows(x, index, axis: int = 0, pages: PageReleaser | None = None) -> np.ndarray:
     """Rows ``index`` of ``x`` along ``axis`` as one float32 array, read with one sorted fancy index.
 
     A DataLoader's batch read this way (its dataset's ``__getitems__``) costs one pass over a
@@ -71,6 +71,9 @@ def read_rows(x, index, axis: int = 0) -> np.ndarray:
         The rows, in the order wanted (repeats allowed).
     axis : int
         0 (rows of a cube) or 1 (galaxies of a V x N x F view bank).
+    pages : PageReleaser, optional
+        Told of the bytes read, so that a memory-mapped ``x`` read epoch after epoch does not
+        stay resident (:meth:`PageReleaser.scattered`).
 
     Returns
     -------
@@ -82,6 +85,8 @@ def read_rows(x, index, axis: int = 0) -> np.ndarray:
     rows = x[index[order]] if axis == 0 else np.moveaxis(np.asarray(x[:, index[order]]), 1, 0)
     out = np.empty((len(index), *rows.shape[1:]), dtype=np.float32)
     out[order] = rows  # back to the order asked for
+    if pages is not None:
+        pages.read(out.nbytes)
     return out
 
 

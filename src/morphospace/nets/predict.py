@@ -26,6 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..progress import is_quiet, quiet_lightning
+from ..run.pages import PageReleaser
 from .batches import INFERENCE_BATCH, forward_in_batches, loader_options, read_rows
 
 __all__ = ["predict_rows", "world_size", "uses_trainer"]
@@ -55,6 +56,7 @@ class _IndexedRows(Dataset):
 
     def __init__(self, x, extra=None):
         self.x, self.extra = x, extra
+        self.pages = PageReleaser(x, extra)  # read once: pages need not stay resident
 
     def __len__(self) -> int:
         return len(self.x)
@@ -67,10 +69,10 @@ class _IndexedRows(Dataset):
 
     def __getitems__(self, index: list[int]) -> list:
         """A batch's rows in one read (the DataLoader's batched fetch); collated as usual."""
-        rows = torch.from_numpy(read_rows(self.x, index))
+        rows = torch.from_numpy(read_rows(self.x, index, pages=self.pages))
         if self.extra is None:
             return list(zip(index, rows))
-        return list(zip(index, rows, torch.from_numpy(read_rows(self.extra, index))))
+        return list(zip(index, rows, torch.from_numpy(read_rows(self.extra, index, pages=self.pages))))
 
 
 class _Predictor(pl.LightningModule):

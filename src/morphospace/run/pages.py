@@ -94,6 +94,15 @@ class PageReleaser:
         self.every = RELEASE_BYTES if every is None else int(every)
         self.pending = 0
 
+    @classmethod
+    def scattered(cls, *arrays) -> "PageReleaser":
+        """A releaser for rows read in random order (a shuffled loader, a sample): the kernel
+        maps the pages around each row too (fault-around, read-ahead), so a read of scattered
+        rows leaves several times its bytes resident; this one releases 8 times as often.
+        At 200,000 galaxies the image decoder's shuffled reads of a 20,000-galaxy sample held
+        4.4 GB of file pages without it."""
+        return cls(*arrays, every=RELEASE_BYTES // 8)
+
     def read(self, nbytes: int) -> None:
         """Note that ``nbytes`` more were read; release the pages once ``every`` have been."""
         self.pending += int(nbytes)

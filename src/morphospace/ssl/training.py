@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from ..nets.batches import forward_in_batches, loader_options, read_rows
 from ..progress import is_quiet, quiet_lightning
+from ..run.pages import PageReleaser
 from .augment import NuisanceAugment
 from .bank import N_DIHEDRAL, view_bank, view_seed
 from .embedder import FormEmbedder, FormHead, TrunkTaps
@@ -49,6 +50,7 @@ class _Rows:
 
     def __init__(self, data: np.ndarray, axis: int):
         self.data, self.axis = data, axis
+        self.pages = PageReleaser.scattered(data)  # read every epoch, shuffled: need not stay resident
 
     def __len__(self) -> int:
         return self.data.shape[self.axis]
@@ -59,7 +61,7 @@ class _Rows:
 
     def __getitems__(self, index: list[int]) -> list:
         """A batch's rows in one read (the DataLoader's batched fetch); collated as usual."""
-        return list(torch.from_numpy(read_rows(self.data, index, axis=self.axis)))
+        return list(torch.from_numpy(read_rows(self.data, index, axis=self.axis, pages=self.pages)))
 
 
 class ViewBankDataModule(pl.LightningDataModule):

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from ..image.geometry import rotate
 from ..nets.batches import RowView, loader_options, read_rows
+from ..run.pages import PageReleaser
 
 __all__ = ["CubeDataset", "CubeDataModule", "augment"]
 
@@ -24,6 +25,7 @@ class CubeDataset:
 
     def __init__(self, cube: np.ndarray):
         self.cube = cube
+        self.pages = PageReleaser.scattered(cube)  # shuffled epochs: pages need not stay resident
 
     def __len__(self) -> int:
         return len(self.cube)
@@ -33,7 +35,7 @@ class CubeDataset:
 
     def __getitems__(self, index: list[int]) -> list:
         """A batch's rows in one read (the DataLoader's batched fetch); collated as usual."""
-        return list(torch.from_numpy(read_rows(self.cube, index)))
+        return list(torch.from_numpy(read_rows(self.cube, index, pages=self.pages)))
 
 
 class CubeDataModule(pl.LightningDataModule):

@@ -16,8 +16,9 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ..image.geometry import canonical_frame, radial_weight
-from ..nets.batches import loader_options
+from ..nets.batches import loader_options, read_rows
 from ..progress import is_quiet, quiet_lightning
+from ..run.pages import PageReleaser
 from .form_model import flip_min_sq_error
 from .networks import DefaultDecoder
 
@@ -31,6 +32,7 @@ class CodesAndImages:
         if not len(mu) == len(log_var) == len(cube):
             raise ValueError("codes and images must have one row per galaxy")
         self.mu, self.log_var, self.cube = mu, log_var, cube
+        self.pages = PageReleaser.scattered(cube)
 
     def __len__(self) -> int:
         return len(self.mu)
@@ -39,6 +41,12 @@ class CodesAndImages:
         return (torch.from_numpy(np.asarray(self.mu[i], dtype=np.float32)),
                 torch.from_numpy(np.asarray(self.log_var[i], dtype=np.float32)),
                 torch.from_numpy(np.array(self.cube[i], dtype=np.float32)))
+
+    def __getitems__(self, index: list[int]) -> list:
+        """A batch's rows in one read, the images' pages released as they go (shuffled epochs)."""
+        images = torch.from_numpy(read_rows(self.cube, index, pages=self.pages))
+        return list(zip(torch.from_numpy(read_rows(self.mu, index)), torch.from_numpy(read_rows(self.log_var, index)),
+                        images))
 
 
 class ImageDecoderModule(pl.LightningModule):
