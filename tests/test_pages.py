@@ -15,13 +15,17 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="re
 MB = 2**20
 
 
-def rss_file() -> int:
-    """Bytes of file-backed pages resident in this process."""
+def _rss(field: str) -> int:
     with open("/proc/self/status") as fh:
         for line in fh:
-            if line.startswith("RssFile:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
-    pytest.skip("no RssFile in /proc/self/status")
+    pytest.skip(f"no {field} in /proc/self/status")
+
+
+def rss_file() -> int:
+    """Bytes of file-backed pages resident in this process."""
+    return _rss("RssFile")
 
 
 @pytest.fixture
@@ -81,11 +85,7 @@ def test_forward_in_batches_releases_the_cube(cube, monkeypatch):
 
 def rss_anon() -> int:
     """Bytes of anonymous memory (the heap) resident in this process."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) * 1024
-    pytest.skip("no RssAnon in /proc/self/status")
+    return _rss("RssAnon")
 
 
 def test_trim_heap_returns_freed_memory_that_malloc_keeps():
