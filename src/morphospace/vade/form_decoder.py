@@ -45,8 +45,8 @@ class CodesAndImages:
     def __getitems__(self, index: list[int]) -> list:
         """A batch's rows in one read, the images' pages released as they go (shuffled epochs)."""
         images = torch.from_numpy(read_rows(self.cube, index, pages=self.pages))
-        return list(zip(torch.from_numpy(read_rows(self.mu, index)), torch.from_numpy(read_rows(self.log_var, index)),
-                        images))
+        mu, log_var = (torch.from_numpy(np.asarray(a[index], dtype=np.float32)) for a in (self.mu, self.log_var))
+        return list(zip(mu, log_var, images))
 
 
 class ImageDecoderModule(pl.LightningModule):
