@@ -188,6 +188,7 @@ def test_form_model_trains_embeds_and_generates(form_run):
     form = run.read_embedding("form")
     assert form.shape == (40, 8)
     model = load_model(run)
+    assert model.vade.embedder.views == 8  # trained on every galaxy: the whole dihedral group
     cube = np.load(run.path / "cube_masked.npy")
     mu, _ = model.encode(run.read_cube()[:5])  # the API masks neighbours itself
     np.testing.assert_allclose(mu, table[[f"z_mean_{i}" for i in range(3)]].to_numpy()[:5], atol=1e-4)
@@ -236,11 +237,22 @@ def test_form_model_trains_on_a_sample_and_embeds_every_galaxy(tmp_path):
     assert form.shape == (40, 8) and np.isfinite(form).all()
     # sampled rows (from the view bank) and the rest (from the embedder) are the same function
     embedder = load_model(run).vade.embedder
+    # form.embed_views = 0 (auto): a sampled run averages the 4 quarter turns, for every galaxy
+    assert embedder.views == 4 and summary["form"]["embed_views"] == 4
     with torch.no_grad():
         direct = embedder(torch.from_numpy(np.load(run.path / "cube_masked.npy"))).numpy()
     np.testing.assert_allclose(direct, form, atol=1e-4)
     rows = sample_rows(40, 24, cfg.train.seed)
     assert len(rows) == 24 and np.array_equal(rows, sample_rows(40, 24, cfg.train.seed))
+
+
+def test_embed_views_takes_the_group_sizes_only():
+    from morphospace.config import apply_overrides, load_config
+    from morphospace.errors import UserError
+
+    assert apply_overrides(load_config(None), ["form.embed_views=2"]).form.embed_views == 2
+    with pytest.raises(UserError, match="embed_views"):
+        apply_overrides(load_config(None), ["form.embed_views=3"])
 
 
 def test_form_preset_rejects_a_bad_loss(tmp_path):

@@ -96,6 +96,11 @@ class FormConfig(Section):
         Nuisance views per galaxy in the view bank (besides the 8 dihedral views).
     ssl_epochs : int
         Epochs of the self-supervised head over the view bank.
+    embed_views : int
+        Dihedral views averaged into each galaxy's embedding: 8 (exact invariance to quarter
+        turns and flips), 4 (the quarter turns), 2 or 1; 0 (auto): 8 when the head trains on
+        every galaxy, 4 above ``train.sample`` galaxies, where embedding the galaxies outside
+        the sample is most of a CPU run's training stage (README, *Large surveys*).
     loss : {'nt_xent', 'vicreg'}
     temperature : float
         NT-Xent temperature.
@@ -117,6 +122,7 @@ class FormConfig(Section):
     dim: Annotated[int, Field(ge=2, le=4096)] = 64
     aug_views: Annotated[int, Field(ge=0, le=64)] = 4
     ssl_epochs: Epochs = 60
+    embed_views: Literal[0, 1, 2, 4, 8] = 0
     loss: Literal["nt_xent", "vicreg"] = "nt_xent"
     temperature: Annotated[float, Field(ge=1e-4, le=100.0)] = 0.2
     train_trunk: bool = False

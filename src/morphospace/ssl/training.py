@@ -157,12 +157,14 @@ class SSLModule(pl.LightningModule):
 def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_views: int = 2, epochs: int = 60,
                  batch_size: int = 256, loss: str = "nt_xent", temperature: float = 0.2, lr: float = 1e-3,
                  seed: int = 0, train_trunk: bool = False, trainer_kwargs: dict | None = None,
-                 resume: bool = False, loader_workers: int = 0) -> tuple[FormEmbedder, np.ndarray, dict]:
+                 resume: bool = False, loader_workers: int = 0, views: int = N_DIHEDRAL,
+                 ) -> tuple[FormEmbedder, np.ndarray, dict]:
     """Train a form embedder on a cube; returns it, the embedding of every galaxy and a summary.
 
     With a frozen trunk the view bank is kept as ``out_dir/view_bank.npy`` (a memmap) so a
     resumed run does not recompute it; Lightning writes ``out_dir/last.ckpt`` after every epoch.
-    ``loader_workers`` read the cube when the trunk trains (``train.loader_workers``).
+    ``loader_workers`` read the cube when the trunk trains (``train.loader_workers``); ``views``
+    dihedral views are averaged into the embedding (:class:`FormEmbedder`).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -170,7 +172,7 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
     head = FormHead(trunk.dim, dim=dim)
     info: dict = {"trunk": trunk.backbone, "trunk_dim": trunk.dim, "input_size": trunk.spec.size, "dim": dim,
                   "aug_views": aug_views, "epochs": epochs, "loss": loss, "temperature": temperature,
-                  "train_trunk": train_trunk, "seed": seed}
+                  "train_trunk": train_trunk, "seed": seed, "embed_views": views}
     if train_trunk:
         data = ViewBankDataModule(cube, batch_size, seed, axis=0, workers=loader_workers)
         with torch.no_grad():
@@ -206,13 +208,13 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
     kw.update(trainer_kwargs or {})
     with quiet_lightning():
         pl.Trainer(**kw).fit(module, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None)
-    embedder = FormEmbedder(trunk, head.eval()).eval()
+    embedder = FormEmbedder(trunk, head.eval(), views=views).eval()
     if train_trunk:
         emb = forward_in_batches(embedder, cube)
     else:
         with torch.no_grad():
             emb = np.concatenate([
-                torch.stack([head(torch.from_numpy(np.array(bank[v, s:s + 4096]))) for v in range(N_DIHEDRAL)]).mean(0).numpy()
+                torch.stack([head(torch.from_numpy(np.array(bank[v, s:s + 4096]))) for v in range(views)]).mean(0).numpy()
                 for s in range(0, len(cube), 4096)])
     for p in trunk.parameters():
         p.requires_grad_(True)

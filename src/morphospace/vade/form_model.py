@@ -162,7 +162,8 @@ def build_form_vade(hp: dict) -> FormVaDE:
 
     f = hp["form"]
     trunk = TrunkTaps(f["backbone"], input_size=f["input_size"], pretrained=False, precision=f.get("precision", "32"))
-    embedder = FormEmbedder(trunk, FormHead(trunk.dim, dim=f["dim"]))
+    # models saved before form.embed_views averaged all 8 views
+    embedder = FormEmbedder(trunk, FormHead(trunk.dim, dim=f["dim"]), views=f.get("embed_views") or 8)
     if f.get("core", "mlp") == "linear":
         core = LinearCore(f["dim"], hp["latent_dim"], f["n_components"])
     else:

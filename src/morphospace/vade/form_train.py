@@ -59,15 +59,21 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
     cube = masked_cube(run, workers=cfg.ingest.workers)  # the form model always reads neighbour-masked cutouts
     rows = training_rows(len(cube), cfg)
     train_cube = cube if rows is None else RowView(cube, rows)
+    # auto: outside the training sample the trunk's passes over every galaxy dominate a CPU run,
+    # so large runs average the 4 quarter turns (the closest 4 of the 8 views: README)
+    views = f.get("embed_views") or (8 if rows is None else 4)
+    hp = {**hp, "form": {**f, "embed_views": views}}  # the saved model embeds new images the same way
+    f = hp["form"]
     t0 = time.perf_counter()
-    log.info("form embedding: %s trunk at %d px, %d dihedral + %d nuisance views, %d SSL epochs (%s)%s",
-             f["backbone"], f["input_size"], 8, f["aug_views"], f["ssl_epochs"], f["loss"],
+    log.info("form embedding: %s trunk at %d px, %d dihedral + %d nuisance views, %d SSL epochs (%s), "
+             "embedding averaged over %d dihedral views%s",
+             f["backbone"], f["input_size"], 8, f["aug_views"], f["ssl_epochs"], f["loss"], views,
              "" if rows is None else f"; trained on a random sample of {len(rows)} of the {len(cube)} galaxies (train.sample)")
     trunk = build_trunk(f["backbone"], f["input_size"], precision=f["precision"])
     embedder, emb, info = fit_embedder(
         trunk, train_cube, mdir / "ssl", dim=f["dim"], aug_views=f["aug_views"], epochs=f["ssl_epochs"],
         loss=f["loss"], temperature=f["temperature"], seed=hp["seed"], train_trunk=f["train_trunk"],
-        trainer_kwargs=device_kwargs(cfg), resume=resume, loader_workers=cfg.train.loader_workers)
+        trainer_kwargs=device_kwargs(cfg), resume=resume, loader_workers=cfg.train.loader_workers, views=views)
     if rows is not None:
         emb = _embed_the_rest(embedder, cube, rows, emb, INFERENCE_BATCH, device_kwargs(cfg), mdir / "predict_shares",
                               loader_workers=cfg.train.loader_workers)

@@ -97,6 +97,7 @@ def resolve_hparams(cfg: Config, channels: int, image_size: int) -> dict[str, An
                    "form": {"backbone": f.backbone, "input_size": f.input_size, "dim": f.dim,
                             "precision": resolve_precision(f.precision),
                             "aug_views": f.aug_views, "ssl_epochs": f.ssl_epochs, "loss": f.loss,
+                            "embed_views": f.embed_views,
                             "temperature": f.temperature, "train_trunk": f.train_trunk,
                             "core": f.core,
                             "decoder_epochs": f.decoder_epochs, "image_recon_sigma": m.recon_sigma}})
