@@ -87,9 +87,7 @@ class FormConfig(Section):
     backbone : str
         ``efficientnet-lite0`` (ImageNet start) or ``small`` (from scratch).
     input_size : int
-        Side the cube is resized to for the trunk: 160 by default (against 112: K-Means(6) AMI
-        0.568 vs 0.545 and 10% probe 0.871 vs 0.851 on the synthetic survey's true morphology,
-        UMAP silhouette 0.351 vs 0.333; 1.6x the trunk's time; README).
+        Side the cube is resized to for the trunk.
     precision : {'auto', '32', 'bf16'}
         Of the frozen trunk's inference; ``auto``: bfloat16 where the CPU has it natively.
     dim : int
@@ -119,7 +117,7 @@ class FormConfig(Section):
     """
 
     backbone: Backbone = "efficientnet-lite0"
-    input_size: Annotated[int, Field(ge=32, le=1024)] = 160
+    input_size: Annotated[int, Field(ge=32, le=1024)] = 112
     precision: Literal["auto", "32", "bf16"] = "auto"
     dim: Annotated[int, Field(ge=2, le=4096)] = 64
     aug_views: Annotated[int, Field(ge=0, le=64)] = 4
