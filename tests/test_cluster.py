@@ -285,3 +285,17 @@ def test_hdbscan_default_min_samples_follows_the_cluster_size_up_to_a_cap():
     assert big.min_cluster_size_ == 60 and big.min_samples_ == MAX_DEFAULT_MIN_SAMPLES < 60
     assert big.n_clusters_ == 2 and (big.predict(X[:10]) == big.labels_[:10]).mean() >= 0.9
     assert HDBSCANClusterer(min_samples=80).fit(X).min_samples_ == 80
+
+
+def test_internal_scores_survive_a_silhouette_sample_with_one_cluster():
+    """A 3-row cluster beside 20,000 others is usually missing from a 50-row silhouette sample."""
+    from morphospace.analysis.clusterers import internal_scores
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20003, 2))
+    labels = np.zeros(20003, dtype=int)
+    labels[:3] = 1
+    out = internal_scores(X, labels, sample_size=50, random_state=0)
+    assert np.isnan(out["silhouette"]) and np.isfinite(out["calinski_harabasz"])
+    labels[: 10000] = 1
+    assert np.isfinite(internal_scores(X, labels, sample_size=50, random_state=0)["silhouette"])

@@ -36,16 +36,25 @@ def internal_scores(X: np.ndarray, labels: np.ndarray, sample_size: int | None =
     """Silhouette, Calinski-Harabasz and Davies-Bouldin of a labelling (noise rows left out).
 
     The silhouette is O(n^2); above ``sample_size`` rows it is estimated on a
-    random sample of that size. Scores are NaN when fewer than 2 clusters remain.
+    random sample of that size (NaN when the sample holds one cluster only). Scores are NaN
+    when fewer than 2 clusters remain.
     """
     keep = labels >= 0
     Xk, lk = X[keep], labels[keep]
     n_clusters = np.unique(lk).size
     if n_clusters < 2 or n_clusters >= lk.size:
         return {"silhouette": np.nan, "calinski_harabasz": np.nan, "davies_bouldin": np.nan}
-    ss = sample_size if sample_size and lk.size > sample_size else None
+    silhouette = np.nan
+    if sample_size and lk.size > sample_size:
+        # the estimate on a sample: a tiny cluster beside a huge one may be missing from it
+        rows = np.random.default_rng(random_state if isinstance(random_state, int) else None).choice(
+            lk.size, sample_size, replace=False)
+        if np.unique(lk[rows]).size >= 2:
+            silhouette = float(silhouette_score(Xk[rows], lk[rows]))
+    else:
+        silhouette = float(silhouette_score(Xk, lk))
     return {
-        "silhouette": float(silhouette_score(Xk, lk, sample_size=ss, random_state=random_state)),
+        "silhouette": silhouette,
         "calinski_harabasz": float(calinski_harabasz_score(Xk, lk)),
         "davies_bouldin": float(davies_bouldin_score(Xk, lk)),
     }
