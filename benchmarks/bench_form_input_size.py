@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_form_pooling import SURVEYS, survey_run  # noqa: E402 - the same ingested surveys
+from bench_form_pooling import SURVEYS, score, survey_run  # noqa: E402 - the same surveys and scores
 
 
 def embedding(run, size: int, seed: int, out: Path) -> tuple[np.ndarray, float]:
@@ -44,23 +44,6 @@ def embedding(run, size: int, seed: int, out: Path) -> tuple[np.ndarray, float]:
     seconds = time.perf_counter() - t0
     np.save(out / "emb.npy", emb)
     return emb, seconds
-
-
-def score(emb: np.ndarray, truth: np.ndarray, k: int) -> dict:
-    """K-Means(k) AMI (seeds 0-2), 10% probe, UMAP silhouette of the seed-0 clusters (label-free)."""
-    import umap
-    from sklearn.cluster import KMeans
-    from sklearn.metrics import adjusted_mutual_info_score, silhouette_score
-
-    from morphospace.analysis.probe import linear_probe
-
-    keep = truth != ""
-    labels = [KMeans(k, n_init=10, random_state=s).fit_predict(emb) for s in range(3)]
-    ami = [adjusted_mutual_info_score(truth[keep], lab[keep]) for lab in labels]
-    probe = linear_probe(emb[keep], truth[keep], fractions=(0.1,), repeats=5, n_jobs=2)
-    u = umap.UMAP(n_components=2, n_neighbors=30, min_dist=0.0, random_state=0).fit_transform(emb)
-    return {"ami": float(np.mean(ami)), "ami_sd": float(np.std(ami)),
-            "probe10": float(probe["balanced_accuracy"].iloc[0]), "silhouette": float(silhouette_score(u, labels[0]))}
 
 
 def main() -> None:
@@ -87,9 +70,9 @@ def main() -> None:
         for size in args.sizes:
             for seed in args.seeds:
                 emb, seconds = embedding(run, size, seed, args.work / f"form_{name}_{size}_{seed}")
-                r = score(emb, truth, k)
-                print(f"| {name} | {size} | {seed} | {r['ami']:.3f} ± {r['ami_sd']:.3f} | {r['probe10']:.3f} "
-                      f"| {r['silhouette']:.3f} | {seconds:.0f} |", flush=True)
+                r = score(emb, truth, k, [0, 1, 2], standardise=False)
+                print(f"| {name} | {size} | {seed} | {np.mean(r['ami']):.3f} ± {np.std(r['ami']):.3f} "
+                      f"| {r['probe10']:.3f} | {r['umap_silhouette']:.3f} | {seconds:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -219,8 +219,12 @@ def train_head(bank: np.ndarray, seed: int, epochs: int = 60, dim: int = 64) -> 
         return torch.stack([head(torch.from_numpy(bank[v])) for v in range(N_DIHEDRAL)]).mean(0).numpy()
 
 
-def score(x: np.ndarray, truth: np.ndarray, k: int, seeds: list[int]) -> dict:
-    """K-Means(k) AMI per seed, seed-to-seed ARI, 10% probe, UMAP silhouette (label-free)."""
+def score(x: np.ndarray, truth: np.ndarray, k: int, seeds: list[int], standardise: bool = True) -> dict:
+    """K-Means(k) AMI per seed, seed-to-seed ARI, 10% probe, UMAP silhouette (label-free).
+
+    K-Means and UMAP read ``x`` standardised per column unless ``standardise`` is False (as
+    the run's own clusterings read an embedding); the probe reads ``x`` as it is.
+    """
     import umap
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_mutual_info_score as ami
@@ -231,7 +235,7 @@ def score(x: np.ndarray, truth: np.ndarray, k: int, seeds: list[int]) -> dict:
     from morphospace.analysis.probe import linear_probe
 
     t0 = time.perf_counter()
-    z = StandardScaler().fit_transform(x)
+    z = StandardScaler().fit_transform(x) if standardise else x
     keep = truth != ""
     labs = [KMeans(k, n_init=10, random_state=s).fit_predict(z) for s in seeds]
     t1 = time.perf_counter()

@@ -31,8 +31,8 @@ def main() -> None:
     from sklearn.neighbors import NearestNeighbors
 
     from morphospace.analysis.labels import labels_in_cube_order
+    from morphospace.api import load_model
     from morphospace.run import RunDir
-    from morphospace.ssl.embedder import FormHead
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("run")
@@ -43,10 +43,7 @@ def main() -> None:
     bank = np.load(ssl / "view_bank.npy", mmap_mode="r")
     if bank.shape[1] != len(run.read_cube(mmap=True)):
         raise SystemExit("the view bank covers a training sample only: train the run with train.sample=0")
-    state = torch.load(ssl / "ssl.ckpt", map_location="cpu", weights_only=False)["state_dict"]
-    head = FormHead(bank.shape[-1], state["head.net.3.weight"].shape[0])
-    head.load_state_dict({k.split("head.", 1)[1]: v for k, v in state.items() if k.startswith("head.")})
-    head.eval()
+    head = load_model(run).vade.embedder.head.eval()  # the trained head, as the run saved it
     with torch.no_grad():
         per_view = np.stack([head(torch.from_numpy(np.asarray(bank[v]))).numpy() for v in range(8)])
     full = per_view.mean(0)

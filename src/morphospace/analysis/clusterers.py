@@ -14,6 +14,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 from sklearn.mixture import GaussianMixture
+from sklearn.utils import check_random_state
 
 from ..errors import InvalidArgument
 from .inputs import fit_input, new_input
@@ -47,8 +48,7 @@ def internal_scores(X: np.ndarray, labels: np.ndarray, sample_size: int | None =
     silhouette = np.nan
     if sample_size and lk.size > sample_size:
         # the estimate on a sample: a tiny cluster beside a huge one may be missing from it
-        rows = np.random.default_rng(random_state if isinstance(random_state, int) else None).choice(
-            lk.size, sample_size, replace=False)
+        rows = check_random_state(random_state).permutation(lk.size)[:sample_size]  # scikit-learn's own draw
         if np.unique(lk[rows]).size >= 2:
             silhouette = float(silhouette_score(Xk[rows], lk[rows]))
     else:
