@@ -78,6 +78,17 @@ def test_list_items_are_checked(tmp_path):
     assert "model.widths must have at least 1 item" in error_of(tmp_path, "[model]\nwidths = []\n")
 
 
+def test_a_value_fitting_no_member_of_a_union_is_one_problem(tmp_path):
+    assert error_of(tmp_path, "[form]\ntrunk_lr_scale = 0\n") == \
+        "config: form.trunk_lr_scale must be greater than 0, or 'auto'; got 0"
+    assert error_of(tmp_path, "[form]\ntrunk_lr_scale = 'fast'\n") == \
+        "config: form.trunk_lr_scale must be float, or 'auto'; got 'fast'"
+    assert error_of(tmp_path, "[form]\ntrunk_lr_scale = 'fast'\ndim = 1\n") == \
+        "config: form.dim must be in [2, 4096]; got 1 (and 1 more problem)"  # the union's two failures: one problem
+    assert load_text(tmp_path, "[form]\ntrunk_lr_scale = 'auto'\n").form.trunk_lr_scale == "auto"
+    assert load_text(tmp_path, "[form]\ntrunk_lr_scale = 0.5\n").form.trunk_lr_scale == 0.5
+
+
 def test_int_accepted_for_float(tmp_path):
     cfg = load_text(tmp_path, "[preprocess]\ncrop = 1\n")
     assert cfg.preprocess.crop == 1.0 and isinstance(cfg.preprocess.crop, float)

@@ -153,6 +153,50 @@ def test_fit_embedder_frozen_trunk_is_deterministic(tmp_path):
     assert runs[0].shape == (24, 8) and np.isfinite(runs[0]).all()
 
 
+
+
+def test_trained_trunk_learns_at_its_own_rate_and_embeds_as_saved(tmp_path):
+    from morphospace.ssl.training import SSLModule, fit_embedder
+
+    trunk = build_trunk("small", 32)
+    head = FormHead(trunk.dim, dim=8)
+    module = SSLModule(head, trunk, lr=1e-3, epochs=4, trunk_lr_scale=0.1)
+    conf = module.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([1e-3, 1e-4])
+    trunk_ids = {id(p) for p in trunk.parameters()}
+    assert {id(p) for p in opt.param_groups[1]["params"]} == trunk_ids
+    assert not trunk_ids & {id(p) for p in opt.param_groups[0]["params"]}
+    for _ in range(4):  # cosine to 5% of each group's own rate
+        opt.step()
+        sched.step()
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([5e-5, 5e-6])
+
+    cube = _blob(n=16).numpy() + np.random.default_rng(1).normal(0, 0.05, (16, 3, 32, 32)).astype(np.float32)
+    torch.manual_seed(0)
+    trunk = build_trunk("small", 32)
+    before = [p.detach().clone() for p in trunk.parameters()]
+    emb, e, info = fit_embedder(trunk, cube, tmp_path / "adapt", dim=8, epochs=1, batch_size=8, seed=0,
+                                train_trunk=True, trunk_lr_scale=0.5, trainer_kwargs={"enable_progress_bar": False})
+    assert info["trunk_lr_scale"] == 0.5 and info["train_trunk"]
+    assert any(not torch.equal(a, b) for a, b in zip(before, trunk.parameters()))  # the trunk trained
+    with torch.no_grad():
+        np.testing.assert_allclose(emb(torch.from_numpy(cube)).numpy(), e, atol=1e-5)
+
+
+def test_trunk_lr_scale_resolves_by_where_the_trunk_starts():
+    from morphospace.config import apply_overrides, load_config
+    from morphospace.errors import UserError
+    from morphospace.vade.hparams import resolve_hparams
+
+    def scale(*overrides):
+        return resolve_hparams(apply_overrides(load_config(None), list(overrides)), 3, 64)["form"]["trunk_lr_scale"]
+
+    assert scale() == 0.1  # ImageNet start: adapt gently
+    assert scale("form.backbone=small") == 1.0  # from scratch
+    assert scale("form.trunk_lr_scale=0.5") == 0.5
+    with pytest.raises(UserError, match="trunk_lr_scale"):
+        apply_overrides(load_config(None), ["form.trunk_lr_scale=0"])
 # --- the whole model on a tiny run ----------------------------------------------------------------
 
 FORM_TINY = ["model.preset=form", "form.backbone=small", "form.input_size=32", "form.dim=8", "form.aug_views=1",

@@ -106,6 +106,10 @@ class FormConfig(Section):
         NT-Xent temperature.
     train_trunk : bool
         Train the CNN too (needs a GPU for any real survey).
+    trunk_lr_scale : float or 'auto'
+        A trained trunk's learning rate as a fraction of the head's; ``auto``: 0.1 for the
+        ImageNet start (in-domain adaptation must not erase what ImageNet taught it), 1 for a
+        trunk from scratch.
     core : {'linear', 'mlp'}
         The mixture model over the embedding: ``linear``, the mixture prior fitted over a PCA
         projection of the (standardised) form embedding; ``mlp``, the VaDE with an MLP
@@ -126,6 +130,7 @@ class FormConfig(Section):
     loss: Literal["nt_xent", "vicreg"] = "nt_xent"
     temperature: Annotated[float, Field(ge=1e-4, le=100.0)] = 0.2
     train_trunk: bool = False
+    trunk_lr_scale: Annotated[float, Field(gt=0.0, le=10.0)] | Literal["auto"] = "auto"
     core: Literal["linear", "mlp"] = "linear"
     recon_sigma: Scale = 0.3
     decoder_epochs: Epochs = 8

@@ -58,10 +58,17 @@ def describe(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> 
         ``"config: <key> must ...; got <value>"``; when there were several problems, the
         first, followed by how many more there were.
     """
-    errors = exc.errors(include_url=False)
+    errors = [{**e, "loc": _field_loc(e["loc"])} for e in exc.errors(include_url=False)]
+    # a value that fits no member of a union (``float | "auto"``) fails once per member: one problem
+    alternatives = [e for e in errors if e["loc"] == errors[0]["loc"]]
     text = _describe_one(errors[0], model, prefix)
-    if len(errors) > 1:
-        text += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    if len(alternatives) > 1:
+        whats = [_describe_one(e, model, prefix).rsplit("; got ", 1)[0] for e in alternatives]
+        text = (whats[0] + ", or " + " or ".join(w.split(" must be ", 1)[-1] for w in whats[1:])
+                + f"; got {_show(alternatives[0].get('input'))}")
+    more = len({e["loc"] for e in errors}) - 1
+    if more:
+        text += f" (and {more} more problem{'s' if more > 1 else ''})"
     return text
 
 
@@ -81,8 +88,7 @@ def _describe_one(error: dict[str, Any], model: type[BaseModel], prefix: str) ->
         return unknown_key(key, _model_at(model, loc[:-1]))
     if kind == "config":  # a rule across keys: the validator wrote the whole sentence
         return f"config: {error['msg']}"
-    value = error.get("input")
-    got = f"{type(value).__name__} {_show(value)}" if kind in _TYPES and kind != "literal_error" else _show(value)
+    got = _got(error)
     if kind == "literal_error":
         allowed = ctx.get("expected", "")
         head, _, last = allowed.rpartition(" or ")
@@ -98,6 +104,18 @@ def _describe_one(error: dict[str, Any], model: type[BaseModel], prefix: str) ->
     else:  # custom rules are phrased "must ..."; pydantic's own ones "Input should be ..."
         what = str(error["msg"]).replace("Input should be", "must be", 1)
     return f"config: {key or 'the configuration'} {what}; got {got}"
+
+
+def _got(error: dict[str, Any]) -> str:
+    """The value given, with its type named when the type was the problem."""
+    value, kind = error.get("input"), error["type"]
+    return f"{type(value).__name__} {_show(value)}" if kind in _TYPES and kind != "literal_error" else _show(value)
+
+
+def _field_loc(loc: Sequence[Any]) -> tuple:
+    """``loc`` without pydantic's union-member tags (``constrained-float``, ``literal['auto']``):
+    keys and list indices only."""
+    return tuple(p for p in loc if isinstance(p, int) or str(p).isidentifier())
 
 
 def _dotted(prefix: str, loc: Sequence[Any]) -> str:

@@ -23,6 +23,7 @@ The objective is NT-Xent (SimCLR) at temperature ``form.temperature`` or VICReg
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -103,11 +104,14 @@ class SSLModule(pl.LightningModule):
         Width of the projector the loss is computed on (discarded after training).
     augment : NuisanceAugment
         The nuisance views drawn afresh each step when the trunk trains on images.
+    trunk_lr_scale : float
+        The trunk's learning rate as a fraction of ``lr`` (a pretrained trunk adapts gently).
     """
 
     def __init__(self, head: FormHead, trunk: TrunkTaps | None = None, loss: str = "nt_xent",
                  temperature: float = 0.2, lr: float = 1e-3, weight_decay: float = 1e-4, epochs: int = 60,
-                 seed: int = 0, proj_dim: int = 256, augment: NuisanceAugment = NuisanceAugment()):
+                 seed: int = 0, proj_dim: int = 256, augment: NuisanceAugment = NuisanceAugment(),
+                 trunk_lr_scale: float = 1.0):
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r} (known: {', '.join(LOSSES)})")
@@ -117,6 +121,7 @@ class SSLModule(pl.LightningModule):
         self.loss_name, self.temperature = loss, float(temperature)
         self.lr, self.weight_decay, self.epochs, self.seed = float(lr), float(weight_decay), int(epochs), int(seed)
         self.augment = augment
+        self.trunk_lr_scale = float(trunk_lr_scale)
 
     def _loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         if self.loss_name == "nt_xent":
@@ -147,10 +152,19 @@ class SSLModule(pl.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        """AdamW on the trainable parameters, cosine-annealed per epoch over ``epochs`` to 5% of ``lr``."""
-        params = [p for p in self.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.epochs), eta_min=self.lr * 0.05)
+        """AdamW, the trunk (when it trains) at ``lr * trunk_lr_scale`` and the rest at ``lr``; every
+        rate cosine-annealed per epoch over ``epochs`` to 5% of its start.
+        """
+        trunk = {id(p) for p in self.trunk.parameters()} if self.trunk is not None else set()
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in trunk]
+        groups = [{"params": rest, "lr": self.lr}]
+        if self.trunk is not None:
+            groups.append({"params": [p for p in self.trunk.parameters() if p.requires_grad],
+                           "lr": self.lr * self.trunk_lr_scale})
+        opt = torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
+        t_max = max(1, self.epochs)
+        sched = torch.optim.lr_scheduler.LambdaLR(  # CosineAnnealingLR's curve, relative to each group's rate
+            opt, lambda e: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(e, t_max) / t_max)))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
 
@@ -158,13 +172,14 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
                  batch_size: int = 256, loss: str = "nt_xent", temperature: float = 0.2, lr: float = 1e-3,
                  seed: int = 0, train_trunk: bool = False, trainer_kwargs: dict | None = None,
                  resume: bool = False, loader_workers: int = 0, views: int = N_DIHEDRAL,
-                 ) -> tuple[FormEmbedder, np.ndarray, dict]:
+                 trunk_lr_scale: float = 1.0) -> tuple[FormEmbedder, np.ndarray, dict]:
     """Train a form embedder on a cube; returns it, the embedding of every galaxy and a summary.
 
     With a frozen trunk the view bank is kept as ``out_dir/view_bank.npy`` (a memmap) so a
     resumed run does not recompute it; Lightning writes ``out_dir/last.ckpt`` after every epoch.
     ``loader_workers`` read the cube when the trunk trains (``train.loader_workers``); ``views``
-    dihedral views are averaged into the embedding (:class:`FormEmbedder`).
+    dihedral views are averaged into the embedding (:class:`FormEmbedder`); a trained trunk
+    learns at ``lr * trunk_lr_scale``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -173,6 +188,8 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
     info: dict = {"trunk": trunk.backbone, "trunk_dim": trunk.dim, "input_size": trunk.spec.size, "dim": dim,
                   "aug_views": aug_views, "epochs": epochs, "loss": loss, "temperature": temperature,
                   "train_trunk": train_trunk, "seed": seed, "embed_views": views}
+    if train_trunk:
+        info["trunk_lr_scale"] = trunk_lr_scale
     if train_trunk:
         data = ViewBankDataModule(cube, batch_size, seed, axis=0, workers=loader_workers)
         with torch.no_grad():
@@ -198,7 +215,7 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
         head.set_scaling(bank)  # streamed: the bank stays on disk
         data = ViewBankDataModule(bank, batch_size, seed, axis=1)
     module = SSLModule(head, trunk if train_trunk else None, loss=loss, temperature=temperature, lr=lr,
-                       epochs=epochs, seed=seed)
+                       epochs=epochs, seed=seed, trunk_lr_scale=trunk_lr_scale)
     ckpt = ModelCheckpoint(dirpath=str(out_dir), filename="ssl", save_last=True, every_n_epochs=1,
                            save_on_train_epoch_end=True, enable_version_counter=False)
     last = out_dir / "last.ckpt"

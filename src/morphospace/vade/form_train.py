@@ -73,7 +73,8 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
     embedder, emb, info = fit_embedder(
         trunk, train_cube, mdir / "ssl", dim=f["dim"], aug_views=f["aug_views"], epochs=f["ssl_epochs"],
         loss=f["loss"], temperature=f["temperature"], seed=hp["seed"], train_trunk=f["train_trunk"],
-        trainer_kwargs=device_kwargs(cfg), resume=resume, loader_workers=cfg.train.loader_workers, views=views)
+        trainer_kwargs=device_kwargs(cfg), resume=resume, loader_workers=cfg.train.loader_workers, views=views,
+        trunk_lr_scale=f.get("trunk_lr_scale", 1.0))
     if rows is not None:
         emb = _embed_the_rest(embedder, cube, rows, emb, INFERENCE_BATCH, device_kwargs(cfg), mdir / "predict_shares",
                               loader_workers=cfg.train.loader_workers)

@@ -99,6 +99,8 @@ def resolve_hparams(cfg: Config, channels: int, image_size: int) -> dict[str, An
                             "aug_views": f.aug_views, "ssl_epochs": f.ssl_epochs, "loss": f.loss,
                             "embed_views": f.embed_views,
                             "temperature": f.temperature, "train_trunk": f.train_trunk,
+                            "trunk_lr_scale": (1.0 if f.backbone == "small" else 0.1) if f.trunk_lr_scale == "auto"
+                            else float(f.trunk_lr_scale),
                             "core": f.core,
                             "decoder_epochs": f.decoder_epochs, "image_recon_sigma": m.recon_sigma}})
     elif m.preset != "default":
