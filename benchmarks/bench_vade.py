@@ -54,6 +54,9 @@ VARIANTS = {
     "form_no_aug": ["form.aug_views=0"],
     # form-first from scratch: the small CNN trained by the SSL objective on the images
     "form_scratch": ["form.backbone=small", "form.input_size=64", "form.train_trunk=true", "form.ssl_epochs=6"],
+    # form-first with the ImageNet trunk adapted in-domain (the whole trunk, at 0.1 x the head's
+    # rate: form.trunk_lr_scale auto) on views drawn afresh each step; 4 SSL epochs (a CPU)
+    "form_adapt": ["form.train_trunk=true", "form.ssl_epochs=4"],
     # the pixel VaDE (the previous default: neighbours masked, canonical orientation,
     # flip-invariant code, radial weight)
     "pixel": ["model.preset=default"],

@@ -1,0 +1,146 @@
+"""The form head's settings and the views averaged into the embedding: a measured sweep (issue 9).
+
+On sdss-gz1 the default view bank (the frozen ImageNet EfficientNet-Lite0 at 112 px, 8 dihedral +
+4 nuisance views, :func:`morphospace.ssl.bank.view_bank`) is computed once under ``--work``;
+each variant trains the SSL head on it as ``morphospace train`` does (NT-Xent, 60 epochs,
+batch 256; one Lightning fit) with one setting changed, and its embedding is scored as
+``bench_form_pooling.score`` scores every variant: K-Means(3) AMI against elliptical / spiral /
+edge-on, the 10% linear probe, the label-free silhouette of the K-Means clusters in a 2-D UMAP.
+
+Variants (``--variants``):
+
+``base``    the default (t = 0.2, 64-d, hidden 512, the 8 dihedral views averaged);
+``t01``, ``t03``, ``t05``   NT-Xent at t = 0.1 / 0.3 / 0.5;
+``d32``, ``d128``           a 32- or 128-number embedding;
+``h1024``   a hidden layer of 1,024;
+``e200``    200 epochs;
+``l2``      each view's output L2-normalised before the average (the loss's own geometry);
+``avg12``   the 4 nuisance views averaged in too (12 views);
+``rot45``   8 more views, the dihedral views of the image turned by 45 degrees, averaged in (16);
+``cat160``  the bank of the trunk at 160 px concatenated to the 112 px one (3,200 features).
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_form_head.py --work W --variants base t01 t05 d128 l2 avg12 rot45 cat160
+
+Labels only score; nothing is chosen here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_form_pooling import score, survey_run  # noqa: E402 - the same survey and scores
+
+VARIANTS = {"base": {}, "t01": {"t": 0.1}, "t03": {"t": 0.3}, "t05": {"t": 0.5}, "d32": {"dim": 32},
+            "d128": {"dim": 128}, "h1024": {"hidden": 1024}, "e200": {"epochs": 200}, "l2": {"post": "l2"},
+            "avg12": {"post": "avg12"}, "rot45": {"post": "rot45"}, "cat160": {}}
+
+
+class _Turned:
+    """The rows of a cube turned by ``angle`` degrees (bilinear, reflected borders), as a cube."""
+
+    def __init__(self, cube, angle: float):
+        self.cube, self.angle, self.shape = cube, float(angle), cube.shape
+
+    def __len__(self) -> int:
+        return len(self.cube)
+
+    def __getitem__(self, rows):
+        import kornia
+        import torch
+
+        x = torch.from_numpy(np.array(self.cube[rows], dtype=np.float32))
+        return kornia.geometry.transform.rotate(x, torch.full((len(x),), self.angle), mode="bilinear",
+                                                padding_mode="reflection").numpy()
+
+
+def bank(run, work: Path, size: int, aug_views: int = 4, angle: float = 0.0) -> np.ndarray:
+    """The view bank (V, N, F) of the trunk at ``size`` px, cached as ``work/bank<size>[_rot<angle>].npy``."""
+    from morphospace.image.masking import masked_cube
+    from morphospace.ssl.bank import view_bank
+    from morphospace.ssl.embedder import build_trunk
+
+    path = work / (f"bank{size}.npy" if not angle else f"bank{size}_rot{angle:g}.npy")
+    if not path.is_file():
+        cube = masked_cube(run, workers=2)
+        t0 = time.perf_counter()
+        b = view_bank(build_trunk("efficientnet-lite0", size, precision="auto"),
+                      _Turned(cube, angle) if angle else cube, aug_views, 0)
+        print(f"  {path.name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+        np.save(path, b)
+    return np.load(path)
+
+
+def head_embedding(views: np.ndarray, seed: int, t: float = 0.2, dim: int = 64, hidden: int = 512,
+                   epochs: int = 60, post: str | None = None, extra: np.ndarray | None = None) -> np.ndarray:
+    """Train the head on ``views`` (V, N, F); its output averaged over the dihedral views (and ``post``'s)."""
+    import lightning.pytorch as pl
+    import torch
+
+    from morphospace.progress import quiet_lightning
+    from morphospace.ssl.bank import N_DIHEDRAL
+    from morphospace.ssl.embedder import FormHead
+    from morphospace.ssl.training import SSLModule, ViewBankDataModule
+
+    pl.seed_everything(seed, workers=True, verbose=False)
+    head = FormHead(views.shape[-1], dim=dim, hidden=hidden)
+    head.set_scaling(views)
+    module = SSLModule(head, None, temperature=t, epochs=epochs, seed=seed)
+    with quiet_lightning():
+        pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                   enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False,
+                   deterministic=True, accelerator="cpu", devices=1).fit(
+            module, datamodule=ViewBankDataModule(views, 256, seed, axis=1))
+    head.eval()
+    with torch.no_grad():
+        averaged = list(views[:len(views) if post == "avg12" else N_DIHEDRAL])
+        averaged += list(extra) if extra is not None else []
+        outs = [head(torch.from_numpy(np.ascontiguousarray(v))) for v in averaged]
+        if post == "l2":
+            outs = [torch.nn.functional.normalize(o, dim=1) for o in outs]
+        return torch.stack(outs).mean(0).numpy()
+
+
+def main() -> None:
+    import torch
+
+    from morphospace.progress import set_quiet
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--work", type=Path, required=True)
+    ap.add_argument("--variants", nargs="+", default=["base"], choices=sorted(VARIANTS))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    set_quiet(True)
+    run = survey_run(args.work, "gz1")
+    truth = run.cube_catalogue()["morph3"].astype("string").fillna("").to_numpy()
+    views = bank(run, args.work, 112)
+    for name in args.variants:
+        setting = dict(VARIANTS[name])
+        v, extra = views, None
+        if name == "cat160":
+            v = np.concatenate([views, bank(run, args.work, 160)], -1)
+        elif name == "rot45":
+            extra = bank(run, args.work, 112, aug_views=0, angle=45.0)
+        for seed in args.seeds:
+            t0 = time.perf_counter()
+            emb = head_embedding(v, seed, extra=extra, **setting)
+            seconds = time.perf_counter() - t0
+            sc = {k: x for k, x in score(emb, truth, 3, [seed]).items() if k != "labels"}
+            row = {"variant": name, "seed": seed, "head_s": round(seconds, 1), **sc}
+            print(json.dumps(row), flush=True)
+            with open(args.work / "head_results.jsonl", "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
