@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_form_pooling import score, survey_run  # noqa: E402 - the same survey and scores
+from bench_form_pooling import fit_head, score, survey_run  # noqa: E402 - the same survey, head and scores
 
 VARIANTS = {"base": {}, "t01": {"t": 0.1}, "t03": {"t": 0.3}, "t05": {"t": 0.5}, "d32": {"dim": 32},
             "d128": {"dim": 128}, "h1024": {"hidden": 1024}, "e200": {"epochs": 200}, "l2": {"post": "l2"},
@@ -82,24 +82,11 @@ def bank(run, work: Path, size: int, aug_views: int = 4, angle: float = 0.0) -> 
 def head_embedding(views: np.ndarray, seed: int, t: float = 0.2, dim: int = 64, hidden: int = 512,
                    epochs: int = 60, post: str | None = None, extra: np.ndarray | None = None) -> np.ndarray:
     """Train the head on ``views`` (V, N, F); its output averaged over the dihedral views (and ``post``'s)."""
-    import lightning.pytorch as pl
     import torch
 
-    from morphospace.progress import quiet_lightning
     from morphospace.ssl.bank import N_DIHEDRAL
-    from morphospace.ssl.embedder import FormHead
-    from morphospace.ssl.training import SSLModule, ViewBankDataModule
 
-    pl.seed_everything(seed, workers=True, verbose=False)
-    head = FormHead(views.shape[-1], dim=dim, hidden=hidden)
-    head.set_scaling(views)
-    module = SSLModule(head, None, temperature=t, epochs=epochs, seed=seed)
-    with quiet_lightning():
-        pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                   enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False,
-                   deterministic=True, accelerator="cpu", devices=1).fit(
-            module, datamodule=ViewBankDataModule(views, 256, seed, axis=1))
-    head.eval()
+    head = fit_head(views, seed, epochs, dim, hidden, temperature=t)
     with torch.no_grad():
         averaged = list(views[:len(views) if post == "avg12" else N_DIHEDRAL])
         averaged += list(extra) if extra is not None else []

@@ -196,25 +196,34 @@ def pooled_bank(maps: dict, variant: str, chunk: int = 256) -> np.ndarray:
     return bank
 
 
-def train_head(bank: np.ndarray, seed: int, epochs: int = 60, dim: int = 64) -> np.ndarray:
-    """The SSL head trained on the bank as ``fit_embedder`` does (frozen trunk); its dihedral-mean output."""
+def fit_head(bank: np.ndarray, seed: int, epochs: int = 60, dim: int = 64, hidden: int = 512,
+             temperature: float = 0.2):
+    """The SSL head trained on the bank as ``fit_embedder`` does (frozen trunk), in eval mode."""
     import lightning.pytorch as pl
-    import torch
 
     from morphospace.progress import quiet_lightning
     from morphospace.ssl.embedder import FormHead
-    from morphospace.ssl.training import N_DIHEDRAL, SSLModule, ViewBankDataModule
+    from morphospace.ssl.training import SSLModule, ViewBankDataModule
 
     pl.seed_everything(seed, workers=True, verbose=False)
-    head = FormHead(bank.shape[-1], dim=dim)
+    head = FormHead(bank.shape[-1], dim=dim, hidden=hidden)
     head.set_scaling(bank)
-    module = SSLModule(head, None, epochs=epochs, seed=seed)
+    module = SSLModule(head, None, temperature=temperature, epochs=epochs, seed=seed)
     with quiet_lightning():
         pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                    enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False,
                    deterministic=True, accelerator="cpu", devices=1).fit(
             module, datamodule=ViewBankDataModule(bank, 256, seed, axis=1))
-    head.eval()
+    return head.eval()
+
+
+def train_head(bank: np.ndarray, seed: int, epochs: int = 60, dim: int = 64) -> np.ndarray:
+    """The SSL head trained on the bank (:func:`fit_head`); its dihedral-mean output."""
+    import torch
+
+    from morphospace.ssl.training import N_DIHEDRAL
+
+    head = fit_head(bank, seed, epochs, dim)
     with torch.no_grad():
         return torch.stack([head(torch.from_numpy(bank[v])) for v in range(N_DIHEDRAL)]).mean(0).numpy()
 
