@@ -153,8 +153,6 @@ def test_fit_embedder_frozen_trunk_is_deterministic(tmp_path):
     assert runs[0].shape == (24, 8) and np.isfinite(runs[0]).all()
 
 
-
-
 def test_trained_trunk_learns_at_its_own_rate_and_embeds_as_saved(tmp_path):
     from morphospace.ssl.training import SSLModule, fit_embedder
 
