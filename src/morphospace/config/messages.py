@@ -61,11 +61,13 @@ def describe(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> 
     errors = [{**e, "loc": _field_loc(e["loc"])} for e in exc.errors(include_url=False)]
     # a value that fits no member of a union (``float | "auto"``) fails once per member: one problem
     alternatives = [e for e in errors if e["loc"] == errors[0]["loc"]]
-    text = _describe_one(errors[0], model, prefix)
     if len(alternatives) > 1:
-        whats = [_describe_one(e, model, prefix).rsplit("; got ", 1)[0] for e in alternatives]
-        text = (whats[0] + ", or " + " or ".join(w.split(" must be ", 1)[-1] for w in whats[1:])
-                + f"; got {_show(alternatives[0].get('input'))}")
+        whats = [_requirement(e, model) for e in alternatives]
+        text = (f"config: {_dotted(prefix, errors[0]['loc'])} {whats[0]}, or "
+                + " or ".join(w.removeprefix("must be ") for w in whats[1:])
+                + f"; got {_show(errors[0].get('input'))}")
+    else:
+        text = _describe_one(errors[0], model, prefix)
     more = len({e["loc"] for e in errors}) - 1
     if more:
         text += f" (and {more} more problem{'s' if more > 1 else ''})"
@@ -82,28 +84,32 @@ def unknown_key(key: str, model: type[BaseModel]) -> str:
 
 
 def _describe_one(error: dict[str, Any], model: type[BaseModel], prefix: str) -> str:
-    loc, kind, ctx = tuple(error["loc"]), error["type"], error.get("ctx") or {}
+    loc, kind = tuple(error["loc"]), error["type"]
     key = _dotted(prefix, loc)
     if kind == "extra_forbidden":
         return unknown_key(key, _model_at(model, loc[:-1]))
     if kind == "config":  # a rule across keys: the validator wrote the whole sentence
         return f"config: {error['msg']}"
-    got = _got(error)
+    return f"config: {key or 'the configuration'} {_requirement(error, model)}; got {_got(error)}"
+
+
+def _requirement(error: dict[str, Any], model: type[BaseModel]) -> str:
+    """What the value of a failed key must be (``"must be in [0, 1]"``)."""
+    loc, kind, ctx = tuple(error["loc"]), error["type"], error.get("ctx") or {}
     if kind == "literal_error":
         allowed = ctx.get("expected", "")
         head, _, last = allowed.rpartition(" or ")
-        what = f"must be one of {head}, {last}" if head else f"must be {allowed}"
-    elif kind in _TYPES:
-        what = f"must be {_TYPES[kind]}"
-    elif kind in ("greater_than_equal", "less_than_equal") and _range(model, loc):
-        what = _range(model, loc)
-    elif kind == "finite_number":
-        what = "must be a finite number"
-    elif kind == "too_short":
-        what = f"must have at least {ctx.get('min_length', 1)} item(s)"
-    else:  # custom rules are phrased "must ..."; pydantic's own ones "Input should be ..."
-        what = str(error["msg"]).replace("Input should be", "must be", 1)
-    return f"config: {key or 'the configuration'} {what}; got {got}"
+        return f"must be one of {head}, {last}" if head else f"must be {allowed}"
+    if kind in _TYPES:
+        return f"must be {_TYPES[kind]}"
+    if kind in ("greater_than_equal", "less_than_equal") and _range(model, loc):
+        return _range(model, loc)
+    if kind == "finite_number":
+        return "must be a finite number"
+    if kind == "too_short":
+        return f"must have at least {ctx.get('min_length', 1)} item(s)"
+    # custom rules are phrased "must ..."; pydantic's own ones "Input should be ..."
+    return str(error["msg"]).replace("Input should be", "must be", 1)
 
 
 def _got(error: dict[str, Any]) -> str:
