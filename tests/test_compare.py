@@ -335,3 +335,19 @@ def test_linear_probe_leaves_out_a_class_of_one_galaxy_even_when_sampling(caplog
     assert "classes of one galaxy left out" in caplog.text and "sample of 200 of the 400" in caplog.text
     assert list(t["fraction"]) == [0.1, 1.0] and (t["balanced_accuracy"] > 0.9).all()
     assert (t["chance"] == 0.5).all()
+
+
+def test_linear_probe_fits_without_a_library_warning():
+    """The probe runs once per embedding and fraction: a library's deprecation notice per fit
+    (scikit-learn 1.9's about LogisticRegressionCV) would bury a run's own messages."""
+    import warnings
+
+    from morphospace.analysis.probe import linear_probe
+
+    rng = np.random.default_rng(1)
+    y = np.repeat(["a", "b", "c"], 40)
+    x = rng.normal(size=(120, 3)) + (y == "a")[:, None] * 2.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t = linear_probe(x, y, fractions=(0.5,), repeats=1)
+    assert t["balanced_accuracy"].iloc[0] > 0.4

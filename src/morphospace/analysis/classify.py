@@ -302,7 +302,6 @@ def _fit(x, y):
     clf = probe_classifier(y)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        warnings.simplefilter("ignore", FutureWarning)
         return clf.fit(x, y)
 
 

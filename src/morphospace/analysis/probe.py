@@ -57,10 +57,26 @@ def probe_classifier(y_train):
 
     smallest = int(np.unique(np.asarray(y_train), return_counts=True)[1].min())
     if smallest >= 3:
-        lr = LogisticRegressionCV(Cs=CS, cv=3, class_weight="balanced", scoring="balanced_accuracy", max_iter=3000)
+        lr = LogisticRegressionCV(Cs=CS, cv=3, class_weight="balanced", scoring="balanced_accuracy", max_iter=3000,
+                                  **_current_cv_options(LogisticRegressionCV))
     else:
         lr = LogisticRegression(C=1.0, class_weight="balanced", max_iter=3000)
     return make_pipeline(StandardScaler(), lr)
+
+
+def _current_cv_options(estimator) -> dict:
+    """The settings that keep ``LogisticRegressionCV`` quiet where scikit-learn changes its defaults.
+
+    scikit-learn 1.9 warns (FutureWarning, once per fit: 90 lines in a demo run) that
+    ``l1_ratios`` and the fitted attributes change in 1.10 unless both are set; earlier
+    versions know neither setting, or warn that ``l1_ratios`` is unused with an L2 penalty.
+    The probe reads only ``predict``, so the new attributes change nothing here.
+    """
+    import inspect
+
+    if "use_legacy_attributes" not in inspect.signature(estimator).parameters:
+        return {}
+    return {"l1_ratios": (0.0,), "use_legacy_attributes": False}
 
 
 def _fit_score(x_train, y_train, x_test, y_test) -> float:
