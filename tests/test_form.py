@@ -195,6 +195,32 @@ def test_trunk_lr_scale_resolves_by_where_the_trunk_starts():
     assert scale("form.trunk_lr_scale=0.5") == 0.5
     with pytest.raises(UserError, match="trunk_lr_scale"):
         apply_overrides(load_config(None), ["form.trunk_lr_scale=0"])
+
+
+def test_form_trunk_starts_from_a_weights_file(tmp_path):
+    """``form.weights``: the trunk a user trained elsewhere (e.g. on galaxies) replaces ImageNet's,
+    and a file that is not there is refused before any work, in one line."""
+    from morphospace.config import apply_overrides, load_config
+    from morphospace.errors import UserError
+    from morphospace.vade.hparams import resolve_hparams
+
+    torch.manual_seed(123)
+    theirs = build_trunk("small", 32)
+    path = tmp_path / "galaxy_trunk.pt"
+    torch.save(theirs.net.state_dict(), path)
+    torch.manual_seed(0)
+    ours = build_trunk("small", 32, weights=str(path))
+    fresh = build_trunk("small", 32)
+    for key, value in theirs.net.state_dict().items():
+        assert torch.equal(ours.net.state_dict()[key], value), key
+    assert any(not torch.equal(fresh.net.state_dict()[k], v) for k, v in theirs.net.state_dict().items())
+
+    cfg = apply_overrides(load_config(None), [f"form.weights={path}"])
+    assert resolve_hparams(cfg, 3, 64)["form"]["weights"] == str(path)
+    with pytest.raises(UserError, match=r"^form.weights: no such file: .*missing\.pt$"):
+        resolve_hparams(apply_overrides(load_config(None), [f"form.weights={tmp_path / 'missing.pt'}"]), 3, 64)
+
+
 # --- the whole model on a tiny run ----------------------------------------------------------------
 
 FORM_TINY = ["model.preset=form", "form.backbone=small", "form.input_size=32", "form.dim=8", "form.aug_views=1",
@@ -213,8 +239,11 @@ def form_run(tmp_path_factory):
     from morphospace.vade.train import train_run
 
     set_quiet(True)
-    run = make_run(tmp_path_factory.mktemp("form") / "run", n=40, side=32, channels=3)
-    cfg = apply_overrides(load_config(None), FORM_TINY)
+    root = tmp_path_factory.mktemp("form")
+    run = make_run(root / "run", n=40, side=32, channels=3)
+    torch.manual_seed(7)  # a trunk "trained elsewhere": the model must start from it (form.weights)
+    torch.save(build_trunk("small", 32).net.state_dict(), root / "trunk.pt")
+    cfg = apply_overrides(load_config(None), FORM_TINY + [f"form.weights={root / 'trunk.pt'}"])
     result = train_run(run, cfg)
     table = embed_run(run, cfg)
     return run, cfg, result, table
@@ -231,6 +260,9 @@ def test_form_model_trains_embeds_and_generates(form_run):
     assert form.shape == (40, 8)
     model = load_model(run)
     assert model.vade.embedder.views == 8  # trained on every galaxy: the whole dihedral group
+    start = torch.load(cfg.form.weights)  # the frozen trunk is the file's, and the saved model keeps it
+    saved = model.vade.embedder.trunk.net.state_dict()
+    assert all(torch.equal(saved[k], v) for k, v in start.items())
     cube = np.load(run.path / "cube_masked.npy")
     mu, _ = model.encode(run.read_cube()[:5])  # the API masks neighbours itself
     np.testing.assert_allclose(mu, table[[f"z_mean_{i}" for i in range(3)]].to_numpy()[:5], atol=1e-4)

@@ -86,6 +86,10 @@ class FormConfig(Section):
     ----------
     backbone : str
         ``efficientnet-lite0`` (ImageNet start) or ``small`` (from scratch).
+    weights : str
+        A weights file for the trunk instead of the packaged ImageNet weights: a state dict of
+        the backbone (e.g. one trained on galaxies) or a morphospace ``model.pt`` of the same
+        backbone (a study's fine-tuned network); empty: ImageNet (``small``: random).
     input_size : int
         Side the cube is resized to for the trunk.
     precision : {'auto', '32', 'bf16'}
@@ -121,6 +125,7 @@ class FormConfig(Section):
     """
 
     backbone: Backbone = "efficientnet-lite0"
+    weights: Text = ""
     input_size: Annotated[int, Field(ge=32, le=1024)] = 112
     precision: Literal["auto", "32", "bf16"] = "auto"
     dim: Annotated[int, Field(ge=2, le=4096)] = 64

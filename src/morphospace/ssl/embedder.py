@@ -37,13 +37,14 @@ class TrunkTaps(nn.Module):
     """
 
     def __init__(self, backbone: str = "efficientnet-lite0", input_size: int = 112, pretrained: bool = True,
-                 precision: str = "32"):
+                 precision: str = "32", weights: str | None = None):
         super().__init__()
         if precision not in ("32", "bf16"):
             raise ValueError(f"precision must be '32' or 'bf16', got {precision!r}")
         self.backbone = backbone
         self.precision = precision
-        self.net, dim, self.spec = make_backbone(backbone, pretrained=pretrained, input_size=input_size)
+        self.net, dim, self.spec = make_backbone(backbone, pretrained=pretrained, weights=weights or None,
+                                                 input_size=input_size)
         eff = getattr(self.net.trunk, "net", None)
         self._blocks = getattr(eff, "_blocks", None)
         self.dim = dim + (int(self._blocks[-1]._project_conv.out_channels) if self._blocks is not None else 0)
@@ -81,10 +82,11 @@ def resolve_precision(precision: str) -> str:
     return "bf16" if native else "32"
 
 
-def build_trunk(backbone: str, input_size: int, precision: str = "32") -> TrunkTaps:
-    """The trunk of a form embedder (ImageNet weights when the backbone has them)."""
+def build_trunk(backbone: str, input_size: int, precision: str = "32", weights: str | None = None) -> TrunkTaps:
+    """The trunk of a form embedder: ``weights`` (a file) where given, else ImageNet's when the
+    backbone has them."""
     return TrunkTaps(backbone, input_size=input_size, pretrained=backbone != "small",
-                     precision=resolve_precision(precision))
+                     precision=resolve_precision(precision), weights=weights)
 
 
 class FormHead(nn.Module):

@@ -69,7 +69,7 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
              "embedding averaged over %d dihedral views%s",
              f["backbone"], f["input_size"], 8, f["aug_views"], f["ssl_epochs"], f["loss"], views,
              "" if rows is None else f"; trained on a random sample of {len(rows)} of the {len(cube)} galaxies (train.sample)")
-    trunk = build_trunk(f["backbone"], f["input_size"], precision=f["precision"])
+    trunk = build_trunk(f["backbone"], f["input_size"], precision=f["precision"], weights=f.get("weights"))
     embedder, emb, info = fit_embedder(
         trunk, train_cube, mdir / "ssl", dim=f["dim"], aug_views=f["aug_views"], epochs=f["ssl_epochs"],
         loss=f["loss"], temperature=f["temperature"], seed=hp["seed"], train_trunk=f["train_trunk"],

@@ -11,6 +11,7 @@ rate (framework-free).
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -94,7 +95,8 @@ def resolve_hparams(cfg: Config, channels: int, image_size: int) -> dict[str, An
         f = cfg.form
         hp.update({"recon_sigma": f.recon_sigma, "radial_inner": 0.0, "radial_width": 0.0, "canonicalise": False,
                    "flip_invariant": False, "augment": "none", "mask_neighbours": True, "colour_weight": 1.0,
-                   "form": {"backbone": f.backbone, "input_size": f.input_size, "dim": f.dim,
+                   "form": {"backbone": f.backbone, "weights": os.path.abspath(f.weights) if f.weights else "",
+                            "input_size": f.input_size, "dim": f.dim,
                             "precision": resolve_precision(f.precision),
                             "aug_views": f.aug_views, "ssl_epochs": f.ssl_epochs, "loss": f.loss,
                             "embed_views": f.embed_views,
@@ -142,6 +144,8 @@ def _check_form(f: dict[str, Any]) -> None:
 
     if f["backbone"] not in BACKBONES:
         raise UserError(f"form.backbone must be one of {', '.join(BACKBONES)}, got '{f['backbone']}'")
+    if f.get("weights") and not os.path.isfile(f["weights"]):  # before hours of masking and views, not after
+        raise UserError(f"form.weights: no such file: {f['weights']}")
 
 
 # --- schedules (framework-free) --------------------------------------------------------------
