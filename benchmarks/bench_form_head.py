@@ -17,11 +17,20 @@ Variants (``--variants``):
 ``l2``      each view's output L2-normalised before the average (the loss's own geometry);
 ``avg12``   the 4 nuisance views averaged in too (12 views);
 ``rot45``   8 more views, the dihedral views of the image turned by 45 degrees, averaged in (16);
-``cat160``  the bank of the trunk at 160 px concatenated to the 112 px one (3,200 features).
+``cat160``  the bank of the trunk at 160 px concatenated to the 112 px one (3,200 features);
+
+and what the trunk sees (its own bank; the head as ``base``):
+
+``usm2``, ``usm4``  the masked cube unsharp-masked before the trunk, ``x + a (x - G * x)`` with a
+            Gaussian G of sigma 1.5 px (at 64 px: about a seeing disk) and a = 2 or 4, so faint
+            arms and bars stand out of the smooth light;
+``sqrt``    a stronger stretch, ``sign(x) sqrt(|x|)`` of the (asinh-stretched) cube;
+``catusm2`` the plain bank and the ``usm2`` bank concatenated (two trunk passes per view).
 
 Usage::
 
     .venv/bin/python benchmarks/bench_form_head.py --work W --variants base t01 t05 d128 l2 avg12 rot45 cat160
+    .venv/bin/python benchmarks/bench_form_head.py --work W --variants usm2 usm4 sqrt catusm2 --seeds 0 1 2
 
 Labels only score; nothing is chosen here.
 """
@@ -41,39 +50,53 @@ from bench_form_pooling import fit_head, score, survey_run  # noqa: E402 - the s
 
 VARIANTS = {"base": {}, "t01": {"t": 0.1}, "t03": {"t": 0.3}, "t05": {"t": 0.5}, "d32": {"dim": 32},
             "d128": {"dim": 128}, "h1024": {"hidden": 1024}, "e200": {"epochs": 200}, "l2": {"post": "l2"},
-            "avg12": {"post": "avg12"}, "rot45": {"post": "rot45"}, "cat160": {}}
+            "avg12": {"post": "avg12"}, "rot45": {"post": "rot45"}, "cat160": {}, "usm2": {}, "usm4": {},
+            "sqrt": {}, "catusm2": {}}
 
 
-class _Turned:
-    """The rows of a cube turned by ``angle`` degrees (bilinear, reflected borders), as a cube."""
+def _transform(x, view: str):
+    """The images (N, C, H, W) as the trunk sees them under ``view`` ('rot45', 'usm<a>', 'sqrt')."""
+    import kornia
+    import torch
 
-    def __init__(self, cube, angle: float):
-        self.cube, self.angle, self.shape = cube, float(angle), cube.shape
+    if view == "rot45":
+        return kornia.geometry.transform.rotate(x, torch.full((len(x),), 45.0), mode="bilinear",
+                                                padding_mode="reflection")
+    if view.startswith("usm"):
+        smooth = kornia.filters.gaussian_blur2d(x, (9, 9), (1.5, 1.5), border_type="reflect")
+        return x + float(view[3:]) * (x - smooth)
+    if view == "sqrt":
+        return torch.sign(x) * torch.sqrt(x.abs())
+    raise ValueError(f"unknown view {view!r}")
+
+
+class _Seen:
+    """The rows of a cube as the trunk sees them under ``view`` (:func:`_transform`), as a cube."""
+
+    def __init__(self, cube, view: str):
+        self.cube, self.view, self.shape = cube, view, cube.shape
 
     def __len__(self) -> int:
         return len(self.cube)
 
     def __getitem__(self, rows):
-        import kornia
         import torch
 
-        x = torch.from_numpy(np.array(self.cube[rows], dtype=np.float32))
-        return kornia.geometry.transform.rotate(x, torch.full((len(x),), self.angle), mode="bilinear",
-                                                padding_mode="reflection").numpy()
+        return _transform(torch.from_numpy(np.array(self.cube[rows], dtype=np.float32)), self.view).numpy()
 
 
-def bank(run, work: Path, size: int, aug_views: int = 4, angle: float = 0.0) -> np.ndarray:
-    """The view bank (V, N, F) of the trunk at ``size`` px, cached as ``work/bank<size>[_rot<angle>].npy``."""
+def bank(run, work: Path, size: int, aug_views: int = 4, view: str = "") -> np.ndarray:
+    """The view bank (V, N, F) of the trunk at ``size`` px, cached as ``work/bank<size>[_<view>].npy``."""
     from morphospace.image.masking import masked_cube
     from morphospace.ssl.bank import view_bank
     from morphospace.ssl.embedder import build_trunk
 
-    path = work / (f"bank{size}.npy" if not angle else f"bank{size}_rot{angle:g}.npy")
+    path = work / (f"bank{size}_{view}.npy" if view else f"bank{size}.npy")
     if not path.is_file():
         cube = masked_cube(run, workers=2)
         t0 = time.perf_counter()
         b = view_bank(build_trunk("efficientnet-lite0", size, precision="auto"),
-                      _Turned(cube, angle) if angle else cube, aug_views, 0)
+                      _Seen(cube, view) if view else cube, aug_views, 0)
         print(f"  {path.name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         np.save(path, b)
     return np.load(path)
@@ -117,7 +140,11 @@ def main() -> None:
         if name == "cat160":
             v = np.concatenate([views, bank(run, args.work, 160)], -1)
         elif name == "rot45":
-            extra = bank(run, args.work, 112, aug_views=0, angle=45.0)
+            extra = bank(run, args.work, 112, aug_views=0, view="rot45")
+        elif name in ("usm2", "usm4", "sqrt"):
+            v = bank(run, args.work, 112, view=name)
+        elif name == "catusm2":
+            v = np.concatenate([views, bank(run, args.work, 112, view="usm2")], -1)
         for seed in args.seeds:
             t0 = time.perf_counter()
             emb = head_embedding(v, seed, extra=extra, **setting)

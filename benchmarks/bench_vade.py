@@ -50,6 +50,9 @@ VARIANTS = {
     "form_vicreg": ["form.loss=vicreg"],
     # form-first with the trunk at 160 px instead of 112 (tried, not adopted: README)
     "form_160": ["form.input_size=160"],
+    # form-first with the images unsharp-masked before the trunk (form.sharpen; README: the probe
+    # rises, K-Means(3) falls a little)
+    "form_sharpen4": ["form.sharpen=4"],
     # form-first without the self-supervised head's nuisance views (dihedral views only)
     "form_no_aug": ["form.aug_views=0"],
     # form-first from scratch: the small CNN trained by the SSL objective on the images

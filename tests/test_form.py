@@ -221,6 +221,27 @@ def test_form_trunk_starts_from_a_weights_file(tmp_path):
         resolve_hparams(apply_overrides(load_config(None), [f"form.weights={tmp_path / 'missing.pt'}"]), 3, 64)
 
 
+def test_sharpened_trunk_sees_the_unsharp_masked_image():
+    """``form.sharpen`` = a: the trunk reads x + a (x - G * x); a flat image is left as it is."""
+    import kornia
+
+    from morphospace.ssl.embedder import SHARPEN_SIGMA
+
+    torch.manual_seed(0)
+    plain = build_trunk("small", 32).eval()
+    sharp = build_trunk("small", 32, sharpen=3.0).eval()
+    sharp.load_state_dict(plain.state_dict())
+    x = torch.rand(4, 3, 32, 32)
+    blurred = kornia.filters.gaussian_blur2d(x, (11, 11), (SHARPEN_SIGMA, SHARPEN_SIGMA), border_type="reflect")
+    flat = torch.full((2, 3, 32, 32), 0.3)
+    with torch.no_grad():
+        torch.testing.assert_close(sharp(x), plain(x + 3.0 * (x - blurred)))
+        assert not torch.allclose(sharp(x), plain(x), atol=1e-4)
+        torch.testing.assert_close(sharp(flat), plain(flat), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="sharpen"):
+        build_trunk("small", 32, sharpen=-1.0)
+
+
 # --- the whole model on a tiny run ----------------------------------------------------------------
 
 FORM_TINY = ["model.preset=form", "form.backbone=small", "form.input_size=32", "form.dim=8", "form.aug_views=1",
@@ -243,7 +264,8 @@ def form_run(tmp_path_factory):
     run = make_run(root / "run", n=40, side=32, channels=3)
     torch.manual_seed(7)  # a trunk "trained elsewhere": the model must start from it (form.weights)
     torch.save(build_trunk("small", 32).net.state_dict(), root / "trunk.pt")
-    cfg = apply_overrides(load_config(None), FORM_TINY + [f"form.weights={root / 'trunk.pt'}"])
+    # form.sharpen too: the saved model must embed new images through the same filter
+    cfg = apply_overrides(load_config(None), FORM_TINY + [f"form.weights={root / 'trunk.pt'}", "form.sharpen=2"])
     result = train_run(run, cfg)
     table = embed_run(run, cfg)
     return run, cfg, result, table
@@ -260,6 +282,7 @@ def test_form_model_trains_embeds_and_generates(form_run):
     assert form.shape == (40, 8)
     model = load_model(run)
     assert model.vade.embedder.views == 8  # trained on every galaxy: the whole dihedral group
+    assert model.vade.embedder.trunk.sharpen == 2.0
     start = torch.load(cfg.form.weights)  # the frozen trunk is the file's, and the saved model keeps it
     saved = model.vade.embedder.trunk.net.state_dict()
     assert all(torch.equal(saved[k], v) for k, v in start.items())

@@ -92,6 +92,10 @@ class FormConfig(Section):
         backbone (a study's fine-tuned network); empty: ImageNet (``small``: random).
     input_size : int
         Side the cube is resized to for the trunk.
+    sharpen : float
+        Unsharp masking of the images before the trunk, ``x + a (x - G * x)`` (G a Gaussian of
+        1.5 px); 0: off. On sdss-gz1, a = 4 raises the 10% probe from 0.788 to 0.801 and lowers
+        K-Means(3) from 0.315 to 0.309 (README): for runs meant for few-label classification.
     precision : {'auto', '32', 'bf16'}
         Of the frozen trunk's inference; ``auto``: bfloat16 where the CPU has it natively.
     dim : int
@@ -127,6 +131,7 @@ class FormConfig(Section):
     backbone: Backbone = "efficientnet-lite0"
     weights: Text = ""
     input_size: Annotated[int, Field(ge=32, le=1024)] = 112
+    sharpen: Annotated[float, Field(ge=0.0, le=16.0)] = 0.0
     precision: Literal["auto", "32", "bf16"] = "auto"
     dim: Annotated[int, Field(ge=2, le=4096)] = 64
     aug_views: Annotated[int, Field(ge=0, le=64)] = 4

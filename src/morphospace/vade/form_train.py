@@ -65,11 +65,13 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
     hp = {**hp, "form": {**f, "embed_views": views}}  # the saved model embeds new images the same way
     f = hp["form"]
     t0 = time.perf_counter()
-    log.info("form embedding: %s trunk at %d px, %d dihedral + %d nuisance views, %d SSL epochs (%s), "
+    log.info("form embedding: %s trunk at %d px%s, %d dihedral + %d nuisance views, %d SSL epochs (%s), "
              "embedding averaged over %d dihedral views%s",
-             f["backbone"], f["input_size"], 8, f["aug_views"], f["ssl_epochs"], f["loss"], views,
+             f["backbone"], f["input_size"], f", images sharpened (a = {f['sharpen']:g})" if f.get("sharpen") else "",
+             8, f["aug_views"], f["ssl_epochs"], f["loss"], views,
              "" if rows is None else f"; trained on a random sample of {len(rows)} of the {len(cube)} galaxies (train.sample)")
-    trunk = build_trunk(f["backbone"], f["input_size"], precision=f["precision"], weights=f.get("weights"))
+    trunk = build_trunk(f["backbone"], f["input_size"], precision=f["precision"], weights=f.get("weights"),
+                        sharpen=f.get("sharpen", 0.0))
     embedder, emb, info = fit_embedder(
         trunk, train_cube, mdir / "ssl", dim=f["dim"], aug_views=f["aug_views"], epochs=f["ssl_epochs"],
         loss=f["loss"], temperature=f["temperature"], seed=hp["seed"], train_trunk=f["train_trunk"],

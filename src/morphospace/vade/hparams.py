@@ -96,7 +96,7 @@ def resolve_hparams(cfg: Config, channels: int, image_size: int) -> dict[str, An
         hp.update({"recon_sigma": f.recon_sigma, "radial_inner": 0.0, "radial_width": 0.0, "canonicalise": False,
                    "flip_invariant": False, "augment": "none", "mask_neighbours": True, "colour_weight": 1.0,
                    "form": {"backbone": f.backbone, "weights": os.path.abspath(f.weights) if f.weights else "",
-                            "input_size": f.input_size, "dim": f.dim,
+                            "input_size": f.input_size, "sharpen": f.sharpen, "dim": f.dim,
                             "precision": resolve_precision(f.precision),
                             "aug_views": f.aug_views, "ssl_epochs": f.ssl_epochs, "loss": f.loss,
                             "embed_views": f.embed_views,
