@@ -242,6 +242,19 @@ def test_sharpened_trunk_sees_the_unsharp_masked_image():
         build_trunk("small", 32, sharpen=-1.0)
 
 
+def test_auto_precision_takes_bfloat16_only_where_the_cpu_computes_it(monkeypatch):
+    """oneDNN calls bfloat16 supported on any AVX512 CPU (emulated there: no faster, less exact);
+    ``auto`` asks for the AVX512-BF16 or AMX instructions themselves."""
+    from morphospace.ssl.embedder import resolve_precision
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
+    for bf16, amx, expected in [(False, False, "32"), (True, False, "bf16"), (False, True, "bf16")]:
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=bf16: v, raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v, raising=False)
+        assert resolve_precision("auto") == expected
+    assert resolve_precision("32") == "32" and resolve_precision("bf16") == "bf16"
+
+
 # --- the whole model on a tiny run ----------------------------------------------------------------
 
 FORM_TINY = ["model.preset=form", "form.backbone=small", "form.input_size=32", "form.dim=8", "form.aug_views=1",
