@@ -27,6 +27,10 @@ and what the trunk sees (its own bank; the head as ``base``):
 ``sqrt``    a stronger stretch, ``sign(x) sqrt(|x|)`` of the (asinh-stretched) cube;
 ``catusm2`` the plain bank and the ``usm2`` bank concatenated (two trunk passes per view).
 
+(Here the filter, a 9 x 9 kernel, is applied to the cube before the nuisance views are drawn;
+the package's ``form.sharpen`` applies it inside the trunk, 11 x 11, after them:
+``bench_vade.py --variants form_sharpen4`` measures that whole run.)
+
 Usage::
 
     .venv/bin/python benchmarks/bench_form_head.py --work W --variants base t01 t05 d128 l2 avg12 rot45 cat160
