@@ -94,9 +94,10 @@ class FormConfig(Section):
         Side the cube is resized to for the trunk.
     sharpen : float
         Unsharp masking of the images before the trunk, ``x + a (x - G * x)`` (G a Gaussian of
-        1.5 px); 0: off. On sdss-gz1, a = 4 raises the 10% probe by about 0.01 (0.798 against
-        0.789 in the whole run, seed 0) and moves K-Means(3) by -0.006 to +0.005 (README): for
-        runs meant for few-label classification.
+        1.5 px); 0: off. On sdss-gz1, a = 4 raises the 10% probe by about 0.013 (0.801 against
+        0.788 in the same run, seed 0) and moves K-Means(3) by -0.006 to +0.004, but its
+        clusters follow the companion's quadrant more (README): for runs meant for few-label
+        classification.
     precision : {'auto', '32', 'bf16'}
         Of the frozen trunk's inference; ``auto``: bfloat16 where the CPU has it natively.
     dim : int
