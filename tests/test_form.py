@@ -153,6 +153,35 @@ def test_fit_embedder_frozen_trunk_is_deterministic(tmp_path):
     assert runs[0].shape == (24, 8) and np.isfinite(runs[0]).all()
 
 
+def test_a_checkpoint_of_the_single_cosine_scheduler_still_resumes(tmp_path):
+    """SSL checkpoints written before the per-group schedule held a CosineAnnealingLR's state,
+    which the LambdaLR now used cannot load (a KeyError mid-resume); the curve is the same, so
+    the epoch count carries over: resuming from the old state ends exactly where resuming from
+    the new one does."""
+    import shutil
+
+    from morphospace.ssl.training import fit_embedder
+
+    cube = _blob(n=16).numpy() + np.random.default_rng(1).normal(0, 0.05, (16, 3, 32, 32)).astype(np.float32)
+    kw = dict(dim=8, aug_views=1, batch_size=8, seed=2, trainer_kwargs={"enable_progress_bar": False})
+    torch.manual_seed(0)
+    fit_embedder(build_trunk("small", 32), cube, tmp_path / "new", epochs=2, **kw)
+    shutil.copytree(tmp_path / "new", tmp_path / "old")
+    ckpt_path = tmp_path / "old" / "last.ckpt"
+    ckpt = torch.load(ckpt_path, weights_only=False)
+    state = ckpt["lr_schedulers"][0]
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1e-3)
+    old = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=2, eta_min=5e-5).state_dict()
+    ckpt["lr_schedulers"][0] = {**old, **{k: state[k] for k in ("base_lrs", "last_epoch", "_step_count", "_last_lr")}}
+    assert "lr_lambdas" not in ckpt["lr_schedulers"][0]
+    torch.save(ckpt, ckpt_path)
+    out = []
+    for name in ("new", "old"):
+        torch.manual_seed(0)
+        out.append(fit_embedder(build_trunk("small", 32), cube, tmp_path / name, epochs=3, resume=True, **kw)[1])
+    np.testing.assert_array_equal(out[1], out[0])
+
+
 def test_trained_trunk_learns_at_its_own_rate_and_embeds_as_saved(tmp_path):
     from morphospace.ssl.training import SSLModule, fit_embedder
 

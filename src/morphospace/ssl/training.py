@@ -152,6 +152,14 @@ class SSLModule(pl.LightningModule):
         self.log("ssl_loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """A checkpoint written before the per-group schedule (a6fb450) holds a CosineAnnealingLR's
+        state, which the LambdaLR cannot load; the curve is the same, so its epoch count is kept."""
+        for i, state in enumerate(checkpoint.get("lr_schedulers") or []):
+            if "lr_lambdas" not in state:
+                kept = {k: v for k, v in state.items() if k not in ("T_max", "eta_min")}
+                checkpoint["lr_schedulers"][i] = {**kept, "lr_lambdas": [None] * len(state.get("base_lrs", [None]))}
+
     def configure_optimizers(self):
         """AdamW, the trunk (when it trains) at ``lr * trunk_lr_scale`` and the rest at ``lr``; every
         rate cosine-annealed per epoch over ``epochs`` to 5% of its start.
