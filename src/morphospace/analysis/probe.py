@@ -58,13 +58,13 @@ def probe_classifier(y_train):
     smallest = int(np.unique(np.asarray(y_train), return_counts=True)[1].min())
     if smallest >= 3:
         lr = LogisticRegressionCV(Cs=CS, cv=3, class_weight="balanced", scoring="balanced_accuracy", max_iter=3000,
-                                  **_current_cv_options(LogisticRegressionCV))
+                                  **_quiet_cv_options(LogisticRegressionCV))
     else:
         lr = LogisticRegression(C=1.0, class_weight="balanced", max_iter=3000)
     return make_pipeline(StandardScaler(), lr)
 
 
-def _current_cv_options(estimator) -> dict:
+def _quiet_cv_options(estimator) -> dict:
     """The settings that keep ``LogisticRegressionCV`` quiet where scikit-learn changes its defaults.
 
     scikit-learn 1.9 warns (FutureWarning, once per fit: 90 lines in a demo run) that
