@@ -49,18 +49,21 @@ def decode(s: str, dtype: str) -> np.ndarray:
 
 # ---------------------------------------------------------------- the payload, in Python
 
-def test_neighbours_come_from_the_similarity_index(monkeypatch):
+@pytest.mark.parametrize("exact_below", [neighbours_mod.EXACT_BELOW, 0], ids=["exact", "pynndescent"])
+def test_neighbours_come_from_the_similarity_index(monkeypatch, exact_below):
     fitted = []
 
     class Spy(neighbours_mod.SimilarityIndex):
         def fit(self, X, y=None):
-            fitted.append(len(X))
-            return super().fit(X, y)
+            super().fit(X, y)
+            fitted.append((len(X), type(self.index_).__name__))
+            return self
 
     monkeypatch.setattr(neighbours_mod, "SimilarityIndex", Spy)
     X = np.random.default_rng(0).normal(size=(400, 12)).astype(np.float32)
-    nn = nearest_neighbours(X, k=8)
-    assert fitted == [400]
+    nn = nearest_neighbours(X, k=8, exact_below=exact_below)
+    # a small map is searched exactly (no numba compilation); pynndescent from EXACT_BELOW up
+    assert fitted == [(400, "NearestNeighbors" if exact_below else "NNDescent")]
     assert nn.shape == (400, 8) and (nn != np.arange(400)[:, None]).all() and (nn >= 0).all()
     # nearly the exact neighbours, nearest first
     d = ((X[:, None] - X[None]) ** 2).sum(-1)
@@ -77,7 +80,7 @@ def test_payload_without_ra_dec_has_no_sky(tmp_path):
     p = explorer_payload(c, np.arange(c.n))
     assert p["sky"] is None
     assert all(m.get("kind") != "sky" and not m["name"].startswith("sky") for m in p["maps"])
-    assert p["neighbours"]["index"] == "pynndescent"
+    assert p["neighbours"]["index"] == "exact"  # 40 points: below EXACT_BELOW
     assert p["storageKey"].startswith("morphospace:")
 
 

@@ -41,7 +41,7 @@ from sklearn.decomposition import PCA
 from ..progress import Timer
 from .clusterings import MISSING, Clustering
 from .collect import RunContents
-from .neighbours import latent_space, nearest_neighbours, pixel_features  # noqa: F401  (their home before)
+from .neighbours import EXACT_BELOW, latent_space, nearest_neighbours, pixel_features  # noqa: F401  (their home before)
 from .sky import SKY_COLUMNS, sky_map, sky_positions
 from .style import GREY, colormap_lut, colour
 
@@ -379,7 +379,7 @@ def explorer_arrays(contents: RunContents, points: np.ndarray, k: int = 8, seed:
         "maps": maps,
         "colourings": colourings,
         "primary": primary.name if primary else None,
-        "neighbours": {"k": k, "space": space, "index": "pynndescent", "idx": np.asarray(neighbours, dtype=np.int32)},
+        "neighbours": {"k": k, "space": space, "index": "exact" if n < EXACT_BELOW else "pynndescent", "idx": np.asarray(neighbours, dtype=np.int32)},
         "columns": tooltip_columns(contents, points, sky=sky is not None),
         "sky": sky,
         "storageKey": storage_key(contents),
