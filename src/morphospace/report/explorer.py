@@ -38,10 +38,11 @@ import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA
 
+from ..analysis.similar import EXACT_BELOW
 from ..progress import Timer
 from .clusterings import MISSING, Clustering
 from .collect import RunContents
-from .neighbours import EXACT_BELOW, latent_space, nearest_neighbours, pixel_features  # noqa: F401  (their home before)
+from .neighbours import latent_space, nearest_neighbours, pixel_features  # noqa: F401  (their home before)
 from .sky import SKY_COLUMNS, sky_map, sky_positions
 from .style import GREY, colormap_lut, colour
 

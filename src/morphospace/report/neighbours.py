@@ -5,9 +5,8 @@ else the form embedding, pixel PCA, any), or a PCA of block-averaged pixels when
 no embedding yet, so the explorer always has neighbours. They are found through the same
 nearest-neighbour index as ``morphospace similar``
 (:class:`morphospace.analysis.similar.SimilarityIndex`): pynndescent, which scales to hundreds
-of thousands of galaxies, from :data:`EXACT_BELOW` points up; below, scikit-learn's exact search,
-which there takes about a second where pynndescent's first use in a process costs ~40 s of numba
-compilation (measured: 41 s for 3,359 rows of 64 numbers, then 0.2 s a call).
+of thousands of galaxies, from :data:`~morphospace.analysis.similar.EXACT_BELOW` points up; an
+exact search below, where pynndescent's numba compilation would cost more than the search.
 """
 
 from __future__ import annotations
@@ -15,12 +14,10 @@ from __future__ import annotations
 import numpy as np
 from sklearn.decomposition import PCA
 
-from ..analysis.similar import SimilarityIndex
+from ..analysis.similar import EXACT_BELOW, SimilarityIndex
 from .collect import RunContents
 
-__all__ = ["pixel_features", "latent_space", "nearest_neighbours", "EXACT_BELOW"]
-
-EXACT_BELOW = 20_000  # points on the map below which the neighbours are searched exactly
+__all__ = ["pixel_features", "latent_space", "nearest_neighbours"]
 
 
 def pixel_features(cube: np.ndarray, rows: np.ndarray, side: int = 16, chunk: int = 1024) -> np.ndarray:
