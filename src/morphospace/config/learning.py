@@ -85,7 +85,9 @@ class FormConfig(Section):
     Attributes
     ----------
     backbone : str
-        ``efficientnet-lite0`` (ImageNet start) or ``small`` (from scratch).
+        ``efficientnet-lite0`` (ImageNet start), ``efficientnet-lite1`` / ``efficientnet-lite2``
+        (larger ImageNet trunks: K-Means(3) AMI higher, linear probe lower, ~1.3x the time on
+        sdss-gz1; README) or ``small`` (from scratch).
     weights : str
         A weights file for the trunk instead of the packaged ImageNet weights: a state dict of
         the backbone (e.g. one trained on galaxies) or a morphospace ``model.pt`` of the same
