@@ -222,6 +222,21 @@ class SmallCNN(nn.Module):
 
 # --- weights --------------------------------------------------------------------------------
 
+def _start_from(net: nn.Module, weights: str | None, pretrained: bool, imagenet: Callable[[], Path],
+                classifier: tuple[str, ...], where: str) -> str:
+    """Load ``weights`` (a file) into ``net``, else the ImageNet file ``imagenet()`` finds when
+    ``pretrained``; returns where the weights came from (for the log)."""
+    if weights:
+        _load_into(net, _read_state_dict(weights), str(weights), classifier)
+        return str(weights)
+    if not pretrained:
+        return "random initialisation"
+    path = imagenet()
+    check_hub_hash(path)
+    _load_into(net, _read_state_dict(path), str(path), classifier)
+    return f"ImageNet ({path.name}, {where})"
+
+
 def _efficientnet_lite_builder(variant: int) -> Callable[[bool, str | None, int], tuple[nn.Module, str]]:
     def build(pretrained: bool, weights: str | None, size: int) -> tuple[nn.Module, str]:
         from efficientnet_lite_pytorch import EfficientNet
@@ -230,15 +245,8 @@ def _efficientnet_lite_builder(variant: int) -> Callable[[bool, str | None, int]
         # statically from image_size; 224 padding on 64 px input shifts the odd-size maps).
         net = EfficientNet.from_name(f"efficientnet-lite{variant}", image_size=size)
         net._fc = nn.Identity()  # the ImageNet classifier is not part of the feature network
-        source = "random initialisation"
-        if weights:
-            _load_into(net, _read_state_dict(weights), str(weights), ("_fc.",))
-            source = str(weights)
-        elif pretrained:
-            path = efficientnet_lite_weights_path(variant)
-            check_hub_hash(path)
-            _load_into(net, _read_state_dict(path), str(path), ("_fc.",))
-            source = f"ImageNet ({path.name}, packaged)"
+        source = _start_from(net, weights, pretrained, lambda: efficientnet_lite_weights_path(variant),
+                             ("_fc.",), "packaged")
         return _EfficientNetTrunk(net), source
 
     return build
@@ -271,22 +279,18 @@ def hub_checkpoint(name: str) -> Path | None:
 
 
 def _resnet_builder(name: str) -> Callable[[bool, str | None, int], tuple[nn.Module, str]]:
+    def cached() -> Path:
+        path = hub_checkpoint(name)
+        if path is None:
+            raise NotAvailableError(
+                f"{name} ImageNet weights not found in {Path(torch.hub.get_dir()) / 'checkpoints'}: "
+                f"put {name}-<hash>.pth there or set study.weights = PATH (morphospace never downloads)")
+        return path
+
     def build(pretrained: bool, weights: str | None, size: int) -> tuple[nn.Module, str]:
         tvm = _import_torchvision_models(name)
         net = getattr(tvm, name)(weights=None)  # weights=None: torchvision must not download
-        source = "random initialisation"
-        if weights:
-            _load_into(net, _read_state_dict(weights), str(weights), ("fc.",))
-            source = str(weights)
-        elif pretrained:
-            path = hub_checkpoint(name)
-            if path is None:
-                raise NotAvailableError(
-                    f"{name} ImageNet weights not found in {Path(torch.hub.get_dir()) / 'checkpoints'}: "
-                    f"put {name}-<hash>.pth there or set study.weights = PATH (morphospace never downloads)")
-            check_hub_hash(path)
-            _load_into(net, _read_state_dict(path), str(path), ("fc.",))
-            source = f"ImageNet ({path.name}, torch hub cache)"
+        source = _start_from(net, weights, pretrained, cached, ("fc.",), "torch hub cache")
         return _ResNetTrunk(net), source
 
     return build
