@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     from morphospace.image.geometry import radial_weight
     from morphospace.ssl.embedder import build_trunk, resolve_precision
     from morphospace.vade.form_model import flip_min_sq_error
+    from morphospace.config.learning import FormConfig
     from morphospace.vade.networks import DefaultDecoder
 
     peak_start = matmul_flops()
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             flops = fc.get_total_flops() / 8
             sec = timed(lambda: trunk(x), args.reps)
         rows[f"trunk forward ({precision})"] = (args.batch / sec, flops)
-    dec = DefaultDecoder(3, 64, 16)
+    dec = DefaultDecoder(3, 64, 16, tuple(FormConfig().decoder_widths))  # the form preset's image decoder
     opt = torch.optim.Adam(dec.parameters(), lr=1e-4)
     w = radial_weight(64, 0.5, 0.25)
     z, target = torch.randn(128, 16), torch.rand(128, 3, 64, 64)

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> dict:
     # 2. the form-first VaDE: latent codes, cluster probabilities, anomaly scores
     settings = dict(n_components=3, epochs=2, pretrain_epochs=1,
                     config={"form.ssl_epochs": 2, "form.aug_views": 1, "form.decoder_epochs": 1,
-                            "train.batch_size": 12, "model.widths": [8, 16, 16, 16]}) if args.quick else {}
+                            "train.batch_size": 12, "form.decoder_widths": [8, 16, 16, 16]}) if args.quick else {}
     model = ms.VaDE(random_state=args.seed, **settings).fit(run.cube)
     z = model.latent_
     odd = model.score_samples(run.cube)

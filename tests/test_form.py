@@ -226,6 +226,26 @@ def test_trunk_lr_scale_resolves_by_where_the_trunk_starts():
         apply_overrides(load_config(None), ["form.trunk_lr_scale=0"])
 
 
+def test_the_form_image_decoder_takes_its_own_widths():
+    """``form.decoder_widths`` shapes the form preset's image decoder; ``model.widths`` stays the
+    pixel VaDE's, so neither setting changes the other model."""
+    from morphospace.config import apply_overrides, load_config
+    from morphospace.vade.form_model import build_form_vade
+    from morphospace.vade.hparams import resolve_hparams
+
+    def hp(*overrides):
+        return resolve_hparams(apply_overrides(load_config(None), list(overrides)), 3, 64)
+
+    assert hp()["widths"] == [16, 32, 64, 128]
+    assert hp("model.widths=[8, 16]")["widths"] == [16, 32, 64, 128]
+    assert hp("model.preset=default")["widths"] == [32, 64, 128, 256]
+    small = hp("form.decoder_widths=[4, 8]", "form.backbone=small", "form.input_size=32", "model.n_components=2")
+    small["form"]["n_components"] = 2
+    decoder = build_form_vade(small).image_decoder
+    assert [m.out_channels for m in decoder.body if isinstance(m, torch.nn.ConvTranspose2d)] == [4, 4]
+    assert decoder.top == 8 and decoder.side == 16
+
+
 def test_form_trunk_starts_from_a_weights_file(tmp_path):
     """``form.weights``: the trunk a user trained elsewhere (e.g. on galaxies) replaces ImageNet's,
     and a file that is not there is refused before any work, in one line."""
@@ -287,7 +307,7 @@ def test_auto_precision_takes_bfloat16_only_where_the_cpu_computes_it(monkeypatc
 # --- the whole model on a tiny run ----------------------------------------------------------------
 
 FORM_TINY = ["model.preset=form", "form.backbone=small", "form.input_size=32", "form.dim=8", "form.aug_views=1",
-             "form.ssl_epochs=2", "form.decoder_epochs=1", "model.widths=[4, 8]", "model.latent_dim=3",
+             "form.ssl_epochs=2", "form.decoder_epochs=1", "form.decoder_widths=[4, 8]", "model.latent_dim=3",
              "model.n_components=2", "train.epochs=3", "train.pretrain_epochs=1", "train.batch_size=16",
              "train.num_threads=1"]
 

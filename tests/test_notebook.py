@@ -17,7 +17,7 @@ from morphospace.cli import main
 from fixtures import rendered
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-TINY = {"train.batch_size": 12, "model.widths": [8, 16, 16, 16], "form.ssl_epochs": 2, "form.aug_views": 1,
+TINY = {"train.batch_size": 12, "form.decoder_widths": [8, 16, 16, 16], "form.ssl_epochs": 2, "form.aug_views": 1,
         "form.decoder_epochs": 1}
 
 

@@ -53,7 +53,8 @@ def test_single_stage_reruns_from_saved_config(pca_run):
 
 
 TINY_VADE = ["--set", "train.epochs=2", "--set", "train.pretrain_epochs=1", "--set", "train.batch_size=12",
-             "--set", "model.widths=[8, 16, 16, 16]", "--set", "form.ssl_epochs=2", "--set", "form.aug_views=1",
+             "--set", "model.widths=[8, 16, 16, 16]", "--set", "form.decoder_widths=[8, 16, 16, 16]",
+             "--set", "form.ssl_epochs=2", "--set", "form.aug_views=1",
              "--set", "form.decoder_epochs=1"]
 
 

@@ -119,6 +119,24 @@ def test_umap_separates_blobs():
     assert nearest_centroid_accuracy(Z, y) == 1.0
 
 
+def test_a_small_umap_precomputes_the_distances_umap_learn_would_have_computed():
+    """Below UMAP_EXACT_BELOW rows the reducer hands umap-learn the Euclidean distance matrix:
+    the fuzzy neighbour graph is umap-learn's own on the same rows, and new rows are placed
+    from their distances to the training rows."""
+    import umap
+
+    from morphospace.analysis.reducers import UMAP_EXACT_BELOW
+
+    X, y = blobs(n_per=40, d=8)
+    reducer = UMAPReducer(n_neighbors=10, random_state=0).fit(X)
+    assert len(X) < UMAP_EXACT_BELOW and reducer.umap_.metric == "precomputed"
+    own = umap.UMAP(n_neighbors=10, min_dist=0.1, random_state=0, n_jobs=1).fit(X.astype(np.float32))
+    np.testing.assert_allclose(reducer.umap_.graph_.toarray(), own.graph_.toarray(), atol=1e-4)
+    placed = reducer.transform(X[::10] + 0.01)
+    assert placed.shape == (12, 2) and nearest_centroid_accuracy(np.vstack([reducer.embedding_, placed]),
+                                                                 np.concatenate([y, y[::10]])) == 1.0
+
+
 def test_registry_and_factory():
     assert set(REDUCERS) == {"pca", "lda", "tsne", "umap"}
     r = make_reducer("TSNE", n_jobs=2, perplexity=12, n_neighbors=99, random_state=5)

@@ -105,6 +105,7 @@ def resolve_hparams(cfg: Config, channels: int, image_size: int) -> dict[str, An
                             else float(f.trunk_lr_scale),
                             "core": f.core,
                             "decoder_epochs": f.decoder_epochs, "image_recon_sigma": m.recon_sigma}})
+        hp["widths"] = list(f.decoder_widths)  # the image decoder's: the core reads vectors
     elif m.preset != "default":
         raise UserError(f"unknown model.preset '{m.preset}' (known: form, default, astrovader)")
     _check_hparams(hp)
