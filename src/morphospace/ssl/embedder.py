@@ -27,6 +27,7 @@ from torch import nn
 
 from ..image.geometry import dihedral
 from ..nets.backbones import make_backbone
+from ..nets.folding import fold_batchnorm
 
 __all__ = ["FormHead", "FormEmbedder", "TrunkTaps", "build_trunk", "resolve_precision"]
 
@@ -61,23 +62,38 @@ class TrunkTaps(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Features (N, dim) of images (N, C, H, W); under ``bf16`` precision and without gradients,
-        computed in bfloat16 autocast and returned as float32.
+        computed in bfloat16 autocast and returned as float32. In eval mode without gradients
+        the batch norms are folded into the convolutions (:meth:`inference_net`: the same
+        features to rounding, 1.2x faster).
         """
         if self.sharpen:
             x = x + self.sharpen * (x - _gaussian_blur(x, SHARPEN_SIGMA))
+        net = self.net if self.training or torch.is_grad_enabled() else self.inference_net()
         if self.precision == "bf16" and not torch.is_grad_enabled():
             # inference in bfloat16 where the CPU computes it natively: 2x faster, features within ~3%
             with torch.autocast(x.device.type, dtype=torch.bfloat16):
-                return self._forward(x).float()
-        return self._forward(x)
+                return self._forward(net, x).float()
+        return self._forward(net, x)
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def inference_net(self) -> nn.Module:
+        """``net`` with its batch norms folded (:func:`~morphospace.nets.folding.fold_batchnorm`),
+        kept until a parameter or buffer of ``net`` changes (training, a loaded state, a move)."""
+        tensors = [*self.net.parameters(), *self.net.buffers()]
+        key = tuple((id(t), t._version, t.device, t.dtype) for t in tensors)
+        cached = self.__dict__.get("_folded")
+        if cached is None or cached[0] != key:
+            # outside the module's registry: not saved, not moved, not trained
+            object.__setattr__(self, "_folded", (key, fold_batchnorm(self.net)[0]))
+        return self.__dict__["_folded"][1]
+
+    def _forward(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if self._blocks is None:
-            return self.net(x)
+            return net(x)
+        eff = net.trunk.net  # the EfficientNet of ``net`` (itself or its folded copy)
         tapped: list[torch.Tensor] = []
-        handle = self._blocks[-1].register_forward_hook(lambda m, i, o: tapped.append(o.mean((2, 3))))
+        handle = eff._blocks[-1].register_forward_hook(lambda m, i, o: tapped.append(o.mean((2, 3))))
         try:
-            head = self.net(x)
+            head = net(x)
         finally:
             handle.remove()
         return torch.cat([tapped[0], head], 1)

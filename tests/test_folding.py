@@ -1,0 +1,67 @@
+"""Batch norms folded into convolutions for a frozen trunk's inference (morphospace.nets.folding)."""
+
+import pytest
+import torch
+from torch import nn
+
+from morphospace.nets.folding import fold_batchnorm
+from morphospace.ssl.embedder import TrunkTaps
+
+
+def _randomise_norms(net: nn.Module, seed: int = 0) -> None:
+    """Running statistics and affine parameters away from the identity, so folding has work to do."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.3)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+
+
+def test_folding_a_sequential_removes_every_norm_and_keeps_the_output():
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                        nn.Conv2d(8, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4))
+    _randomise_norms(net)
+    net.eval()
+    folded, count = fold_batchnorm(net)
+    x = torch.randn(5, 3, 16, 16)
+    assert count == 2 and not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in net.modules()) == 2  # the original is untouched
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), net(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("backbone", ["efficientnet-lite0", "small"])
+def test_a_frozen_trunk_infers_through_its_folded_copy_with_the_same_features(backbone):
+    trunk = TrunkTaps(backbone, input_size=48, pretrained=False)
+    _randomise_norms(trunk.net)
+    trunk.eval()
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        fast = trunk(x)
+    folded = trunk.inference_net()
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    plain = trunk(x)  # with gradients: the trunk's own modules, batch norms and all
+    assert plain.requires_grad
+    torch.testing.assert_close(fast, plain.detach(), rtol=1e-4, atol=1e-4)
+    # the copy is no part of the module: not in its state, not among its parameters
+    assert not any("_folded" in k for k in trunk.state_dict())
+    assert not {id(p) for p in folded.parameters()} & {id(p) for p in trunk.parameters()}
+
+
+def test_the_folded_copy_follows_the_trunks_weights():
+    trunk = TrunkTaps("small", input_size=32, pretrained=False).eval()
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        before = trunk(x)
+        first = trunk.inference_net()
+        assert trunk.inference_net() is first  # unchanged weights: the same copy
+        conv = next(m for m in trunk.net.modules() if isinstance(m, nn.Conv2d))
+        conv.weight.mul_(2.0)  # an optimiser step or a loaded state changes them in place
+        after = trunk(x)
+    assert trunk.inference_net() is not first
+    assert not torch.allclose(before, after)
+    with torch.enable_grad():
+        torch.testing.assert_close(after, trunk(x).detach(), rtol=1e-4, atol=1e-4)
