@@ -7,7 +7,8 @@ the image decoder's forward and backward passes, and (negligibly) the SSL head a
 (``FlopCounterMode``), the FLOP/s reached, and that as a fraction of a 2048^2 float32 matmul
 timed in the same process (before and after; the higher is used). The trunk is timed in
 float32 and, where the CPU has native bfloat16, in bfloat16 (what ``form.precision = "auto"``
-picks there).
+picks there); in float32 also through its own modules, the batch norms not folded into the
+convolutions (``morphospace.nets.folding``; same FLOPs counted, so the fractions compare).
 
 Usage::
 
@@ -70,20 +71,25 @@ def main(argv: list[str] | None = None) -> int:
                 trunk(x[:8])
             flops = fc.get_total_flops() / 8
             sec = timed(lambda: trunk(x), args.reps)
-        rows[f"trunk forward ({precision})"] = (args.batch / sec, flops)
-    dec = DefaultDecoder(3, 64, 16, tuple(FormConfig().decoder_widths))  # the form preset's image decoder
-    opt = torch.optim.Adam(dec.parameters(), lr=1e-4)
+            rows[f"trunk forward ({precision})"] = (args.batch / sec, flops)
+            if precision == "32":  # the trunk's own modules, batch norms not folded (before nets/folding.py)
+                sec = timed(lambda: trunk._forward(trunk.net, x), args.reps)
+                rows["trunk forward (32, batch norms not folded)"] = (args.batch / sec, flops)
     w = radial_weight(64, 0.5, 0.25)
     z, target = torch.randn(128, 16), torch.rand(128, 3, 64, 64)
+    # the form preset's image decoder, and the pixel VaDE's widths it had before form.decoder_widths
+    for label, widths in (("", FormConfig().decoder_widths), (", widths 32-256", [32, 64, 128, 256])):
+        dec = DefaultDecoder(3, 64, 16, tuple(widths))
+        opt = torch.optim.Adam(dec.parameters(), lr=1e-4)
 
-    def step():
-        opt.zero_grad()
-        flip_min_sq_error(target, dec(z), w).mean().backward()
-        opt.step()
+        def step():
+            opt.zero_grad()
+            flip_min_sq_error(target, dec(z), w).mean().backward()
+            opt.step()
 
-    with FlopCounterMode(display=False) as fc:
-        flip_min_sq_error(target[:8], dec(z[:8]), w).mean().backward()
-    rows["image decoder forward+backward (32)"] = (128 / timed(step, args.reps), fc.get_total_flops() / 8)
+        with FlopCounterMode(display=False) as fc:
+            flip_min_sq_error(target[:8], dec(z[:8]), w).mean().backward()
+        rows[f"image decoder forward+backward (32{label})"] = (128 / timed(step, args.reps), fc.get_total_flops() / 8)
     peak = max(peak_start, matmul_flops())
     out = {"threads": args.threads, "matmul_gflops": peak / 1e9, "parts": {}}
     print(f"2048^2 float32 matmul: {peak / 1e9:.0f} GFLOP/s ({args.threads} threads)")
