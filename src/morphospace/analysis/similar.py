@@ -29,9 +29,15 @@ from ..run import RunDir, atomic_path, safe_name, write_json, write_table
 from .inputs import fit_input, new_input
 from .labels import label_columns
 
-__all__ = ["SimilarityIndex", "EXACT_BELOW", "precision_at_k", "similar_run", "similar_to_image", "pixel_pca_rows"]
+__all__ = ["SimilarityIndex", "EXACT_BELOW", "searches_exactly", "precision_at_k", "similar_run", "similar_to_image", "pixel_pca_rows"]
 
 EXACT_BELOW = 20_000  # galaxies below which a run's neighbours are searched exactly (module docstring)
+
+
+def searches_exactly(n_rows: int, exact_below: int = EXACT_BELOW) -> bool:
+    """Whether an index over ``n_rows`` rows searches exactly (scikit-learn) rather than
+    approximately (pynndescent): the one rule, for :class:`SimilarityIndex` and what reports say of it."""
+    return n_rows < exact_below
 
 
 class SimilarityIndex(BaseEstimator):
@@ -66,7 +72,7 @@ class SimilarityIndex(BaseEstimator):
 
         X = fit_input(self, X)
         self.n_samples_ = len(X)
-        self.exact_ = len(X) < self.exact_below
+        self.exact_ = searches_exactly(len(X), self.exact_below)
         if self.exact_:
             from sklearn.neighbors import NearestNeighbors
 

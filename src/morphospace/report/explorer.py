@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA
 
-from ..analysis.similar import EXACT_BELOW
+from ..analysis.similar import searches_exactly
 from ..progress import Timer
 from .clusterings import MISSING, Clustering
 from .collect import RunContents
@@ -380,7 +380,7 @@ def explorer_arrays(contents: RunContents, points: np.ndarray, k: int = 8, seed:
         "maps": maps,
         "colourings": colourings,
         "primary": primary.name if primary else None,
-        "neighbours": {"k": k, "space": space, "index": "exact" if n < EXACT_BELOW else "pynndescent", "idx": np.asarray(neighbours, dtype=np.int32)},
+        "neighbours": {"k": k, "space": space, "index": "exact" if searches_exactly(len(X)) else "pynndescent", "idx": np.asarray(neighbours, dtype=np.int32)},
         "columns": tooltip_columns(contents, points, sky=sky is not None),
         "sky": sky,
         "storageKey": storage_key(contents),
