@@ -306,8 +306,8 @@ UMAP_EXACT_BELOW = 4096  # umap-learn's own line: below it, every pairwise dista
 
 
 def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Euclidean distances (len(a), len(b)) in float64, returned as the float32 umap-learn keeps
-    (its own function differs by rounding only: the same neighbour graph)."""
+    """Euclidean distances (len(a), len(b)) in float64 (umap-learn's own function differs by
+    rounding only: the same neighbour graph)."""
     from scipy.spatial.distance import cdist
 
     return cdist(a.astype(np.float64), b.astype(np.float64))
