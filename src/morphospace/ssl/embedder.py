@@ -56,8 +56,7 @@ class TrunkTaps(nn.Module):
         self.sharpen = float(sharpen)
         self.net, dim, self.spec = make_backbone(backbone, pretrained=pretrained, weights=weights or None,
                                                  input_size=input_size)
-        eff = getattr(self.net.trunk, "net", None)
-        self._blocks = getattr(eff, "_blocks", None)
+        self._blocks = _efficientnet_blocks(self.net)
         self.dim = dim + (int(self._blocks[-1]._project_conv.out_channels) if self._blocks is not None else 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -89,14 +88,18 @@ class TrunkTaps(nn.Module):
     def _forward(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if self._blocks is None:
             return net(x)
-        eff = net.trunk.net  # the EfficientNet of ``net`` (itself or its folded copy)
-        tapped: list[torch.Tensor] = []
-        handle = eff._blocks[-1].register_forward_hook(lambda m, i, o: tapped.append(o.mean((2, 3))))
+        tapped: list[torch.Tensor] = []  # ``net`` is ``self.net`` or its folded copy: its own last block
+        handle = _efficientnet_blocks(net)[-1].register_forward_hook(lambda m, i, o: tapped.append(o.mean((2, 3))))
         try:
             head = net(x)
         finally:
             handle.remove()
         return torch.cat([tapped[0], head], 1)
+
+
+def _efficientnet_blocks(net: nn.Module) -> nn.ModuleList | None:
+    """The inverted-residual blocks of a backbone's EfficientNet (None for other trunks)."""
+    return getattr(getattr(net.trunk, "net", None), "_blocks", None)
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
