@@ -25,7 +25,16 @@ and what the trunk sees (its own bank; the head as ``base``):
             Gaussian G of sigma 1.5 px (at 64 px: about a seeing disk) and a = 2 or 4, so faint
             arms and bars stand out of the smooth light;
 ``sqrt``    a stronger stretch, ``sign(x) sqrt(|x|)`` of the (asinh-stretched) cube;
-``catusm2`` the plain bank and the ``usm2`` bank concatenated (two trunk passes per view).
+``catusm2`` the plain bank and the ``usm2`` bank concatenated (two trunk passes per view);
+
+and the nuisance views (their own bank; the head as ``base``):
+
+``aug_scale``    apparent size drawn in 0.75-1.33 instead of 0.9-1.1;
+``aug_degrade``  more and stronger seeing and noise: blur sigma 0.1-2.5 px with probability 0.8
+                 (0.1-1.2, 0.5), noise up to 0.06 with probability 0.8 (0.03, 0.5);
+``aug_bright``   brightness factor 0.6-1.4 (0.8-1.2);
+``aug_all``      the three together;
+``aug8``         8 nuisance views per galaxy instead of 4 (the default augmentation).
 
 (Here the filter, a 9 x 9 kernel, is applied to the cube before the nuisance views are drawn;
 the package's ``form.sharpen`` applies it inside the trunk, 11 x 11, after them:
@@ -36,6 +45,7 @@ Usage::
     .venv/bin/python benchmarks/bench_form_head.py --work W --variants base t01 t05 d128 l2 avg12 rot45 cat160
     .venv/bin/python benchmarks/bench_form_head.py --work W --variants usm2 usm4 sqrt catusm2 --seeds 0 1 2
     .venv/bin/python benchmarks/bench_form_head.py --work W --backbone efficientnet-lite2 --seeds 0 1 2
+    .venv/bin/python benchmarks/bench_form_head.py --work W --variants aug_scale aug_degrade aug_all aug8
     .venv/bin/python benchmarks/bench_form_head.py --work W --survey synth --backbone efficientnet-lite2 --seeds 0 1 2
 
 ``--backbone`` sets the frozen trunk of every bank (EfficientNet-Lite0, the default, -Lite1 or
@@ -61,7 +71,14 @@ from bench_form_pooling import SURVEYS, fit_head, score, survey_run  # noqa: E40
 VARIANTS = {"base": {}, "t01": {"t": 0.1}, "t03": {"t": 0.3}, "t05": {"t": 0.5}, "d32": {"dim": 32},
             "d128": {"dim": 128}, "h1024": {"hidden": 1024}, "e200": {"epochs": 200}, "l2": {"post": "l2"},
             "avg12": {"post": "avg12"}, "rot45": {"post": "rot45"}, "cat160": {}, "usm2": {}, "usm4": {},
-            "sqrt": {}, "catusm2": {}}
+            "sqrt": {}, "catusm2": {}, "aug_scale": {}, "aug_degrade": {}, "aug_bright": {}, "aug_all": {},
+            "aug8": {}}
+# the nuisance views' augmentation of the ``aug_*`` variants (NuisanceAugment's fields changed)
+AUGMENTS = {"aug_scale": {"scale": (0.75, 1.33)},
+            "aug_degrade": {"blur_sigma": (0.1, 2.5), "p_blur": 0.8, "noise": 0.06, "p_noise": 0.8},
+            "aug_bright": {"brightness": (0.6, 1.4)},
+            "aug_all": {"scale": (0.75, 1.33), "blur_sigma": (0.1, 2.5), "p_blur": 0.8, "noise": 0.06,
+                        "p_noise": 0.8, "brightness": (0.6, 1.4)}}
 
 
 def _transform(x, view: str):
@@ -96,20 +113,24 @@ class _Seen:
 
 
 def bank(run, work: Path, size: int, aug_views: int = 4, view: str = "",
-         backbone: str = "efficientnet-lite0") -> np.ndarray:
+         backbone: str = "efficientnet-lite0", augment: str = "") -> np.ndarray:
     """The view bank (V, N, F) of ``backbone``'s trunk at ``size`` px, cached as
-    ``work/bank<size>[_<view>][_<backbone>].npy`` (no backbone suffix for EfficientNet-Lite0)."""
+    ``work/bank<size>[_<view>][_<backbone>][_<augment>].npy`` (no backbone suffix for
+    EfficientNet-Lite0; ``augment`` names an entry of :data:`AUGMENTS` for the nuisance views, or
+    ``aug8`` for 8 of them)."""
     from morphospace.image.masking import masked_cube
+    from morphospace.ssl.augment import NuisanceAugment
     from morphospace.ssl.bank import view_bank
     from morphospace.ssl.embedder import build_trunk
 
-    suffix = (f"_{view}" if view else "") + ("" if backbone == "efficientnet-lite0" else f"_{backbone}")
+    suffix = ((f"_{view}" if view else "") + ("" if backbone == "efficientnet-lite0" else f"_{backbone}")
+              + (f"_{augment}" if augment else ""))
     path = work / f"bank{size}{suffix}.npy"
     if not path.is_file():
         cube = masked_cube(run, workers=2)
         t0 = time.perf_counter()
-        b = view_bank(build_trunk(backbone, size, precision="auto"),
-                      _Seen(cube, view) if view else cube, aug_views, 0)
+        b = view_bank(build_trunk(backbone, size, precision="auto"), _Seen(cube, view) if view else cube,
+                      8 if augment == "aug8" else aug_views, 0, NuisanceAugment(**AUGMENTS.get(augment, {})))
         print(f"  {path.name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         np.save(path, b)
     return np.load(path)
@@ -165,6 +186,8 @@ def main() -> None:
             v = bank(run, work, 112, view=name, backbone=args.backbone)
         elif name == "catusm2":
             v = np.concatenate([views, bank(run, work, 112, view="usm2", backbone=args.backbone)], -1)
+        elif name.startswith("aug"):
+            v = bank(run, work, 112, backbone=args.backbone, augment=name)
         for seed in args.seeds:
             t0 = time.perf_counter()
             emb = head_embedding(v, seed, extra=extra, **setting)
