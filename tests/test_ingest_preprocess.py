@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures import galaxy_flux, galaxy_rgb, ingest_to, save_image
+from fixtures import galaxy_flux, galaxy_rgb, ingest_to, save_image, tiny_fits_folder, tiny_galaxy10
 from PIL import Image
 
 from morphospace.config import PreprocessConfig
@@ -15,6 +16,7 @@ from morphospace.data.ingest.decode import Frame, decode
 from morphospace.data.ingest.normalise import normalise, normalise_levels
 from morphospace.data.ingest.pixels import LUMINANCE, crop_box
 from morphospace.data.ingest.preprocess import preprocess
+from morphospace.errors import NotAvailableError
 from morphospace.data.ingest.records import Record
 from morphospace.errors import UserError
 
@@ -178,3 +180,26 @@ def test_astrovader_preset_reproduces_the_published_reference_inputs():
 def test_bad_preprocess_settings_are_user_errors(key, value, match):
     with pytest.raises(UserError, match=match):
         PreprocessSpec.from_config(PreprocessConfig(**{key: value}))
+
+
+def test_a_missing_package_stops_the_ingest_in_one_line_instead_of_flagging_every_image(tmp_path, monkeypatch):
+    """The astrovader preset's min-max interval is astropy's: without astropy every image used to be
+    flagged 'unreadable' and the run failed on 'no usable galaxy', the cause hidden in the flags."""
+    h5 = tiny_galaxy10(tmp_path / "g10.h5", n=4)
+    monkeypatch.setitem(sys.modules, "astropy.visualization", None)  # as if astropy were not installed
+    with pytest.raises(NotAvailableError, match="package 'astropy'"):
+        ingest_to(h5, tmp_path / "run", preprocess__preset="astrovader")
+    assert not (tmp_path / "run" / "cube.npy").exists()
+    monkeypatch.delitem(sys.modules, "astropy.visualization")
+    summary, _, cube, _ = ingest_to(h5, tmp_path / "run2", preprocess__preset="astrovader")
+    assert cube.shape[0] == 4 and not summary["flags"]
+
+
+def test_the_command_line_names_a_missing_package_in_one_line(tmp_path, monkeypatch, capsys):
+    from morphospace.cli import main
+
+    fits_dir = tiny_fits_folder(tmp_path / "fits", n=2)
+    monkeypatch.setitem(sys.modules, "astropy.io", None)  # FITS reading needs astropy
+    assert main(["ingest", str(fits_dir), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "package 'astropy' is not installed" in err and "Traceback" not in err

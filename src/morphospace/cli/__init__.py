@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from ..config import Config, apply_overrides, load_config
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..progress import set_quiet
 from ..run import RunDir, release_locks
 from .options import check_out, printable
@@ -111,6 +111,14 @@ def main(argv: list[str] | None = None) -> int:
         where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
         print(f"morphospace: error: cannot use{printable(where)}: {printable(exc.strerror or str(exc))}",
               file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        package = (exc.name or "").split(".")[0]
+        if not package or package == "morphospace":
+            raise  # our own module missing: a bug, with its traceback
+        # a dependency not installed (e.g. astropy, read lazily for FITS): the installation's to fix
+        print(f"morphospace: error: the Python package '{printable(package)}' is not installed "
+              f"({printable(first_line(exc))}): install morphospace's dependencies", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("morphospace: interrupted", file=sys.stderr)

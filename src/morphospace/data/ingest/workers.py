@@ -18,7 +18,7 @@ from typing import Generator
 
 import numpy as np
 
-from ...errors import UserError
+from ...errors import NotAvailableError, UserError, first_line
 from .decode import BadImage, decode, frame_from_array, read_hdf5_rows
 from .files import file_kind
 from .layouts import Survey
@@ -77,6 +77,14 @@ def _read_hdf5(items: list) -> dict:
     return out
 
 
+def _missing_package(exc: ImportError) -> NotAvailableError:
+    """A package the ingest needs is not installed: an error of the whole run, not of one image
+    (flagging every image ``unreadable`` would hide it)."""
+    name = (exc.name or "").split(".")[0] or first_line(exc)
+    return NotAvailableError(f"the ingest needs the Python package '{name}', which is not installed "
+                             f"({first_line(exc)}): install morphospace's dependencies")
+
+
 def _decode_one(item, min_side: int, h5_rows: dict, j: int):
     """The frame of one item (or the BadImage that says why there is none)."""
     if item[1] == "hdf5":
@@ -86,6 +94,8 @@ def _decode_one(item, min_side: int, h5_rows: dict, j: int):
         return decode(Record(id="", source=item[0], kind=item[1], index=item[2]), min_side=min_side)
     except BadImage as exc:
         return exc
+    except ImportError as exc:
+        raise _missing_package(exc) from None
     except Exception as exc:  # noqa: BLE001 - a hostile file must not stop a survey
         return BadImage("unreadable", f"{type(exc).__name__}: {exc}")
 
@@ -125,6 +135,8 @@ def _process_chunk(start: int, items: list, spec: PreprocessSpec) -> tuple[int, 
     todo: list = []
     try:
         block, done = preprocess_block(frames(results, todo), spec)
+    except ImportError as exc:
+        raise _missing_package(exc) from None
     except Exception:  # noqa: BLE001 - one bad frame must not sink its chunk: redo one by one
         results, todo = [None] * len(items), []
         blocks, done = [], []
@@ -145,6 +157,8 @@ def _preprocess_one(frame, spec: PreprocessSpec) -> tuple[RowBlock, "set[str] | 
     try:
         block, done = preprocess_block([frame], spec)
         return block, done[0]
+    except ImportError as exc:
+        raise _missing_package(exc) from None
     except Exception as exc:  # noqa: BLE001 - flagged with its reason rather than a traceback
         return RowBlock.empty((spec.channels, spec.size, spec.size)), \
             BadImage("unreadable", f"{type(exc).__name__}: {exc}")
