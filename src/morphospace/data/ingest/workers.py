@@ -135,6 +135,8 @@ def _process_chunk(start: int, items: list, spec: PreprocessSpec) -> tuple[int, 
     todo: list = []
     try:
         block, done = preprocess_block(frames(results, todo), spec)
+    except NotAvailableError:  # a missing package (from _decode_one): no frame would fare better
+        raise
     except ImportError as exc:
         raise _missing_package(exc) from None
     except Exception:  # noqa: BLE001 - one bad frame must not sink its chunk: redo one by one
