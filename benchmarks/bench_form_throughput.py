@@ -29,13 +29,22 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 
-def matmul_flops(seconds: float = 3.0, n: int = 2048, dtype=torch.float32) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
+def matmul_flops(seconds: float = 3.0, n: int = 2048, dtype=torch.float32, device: str = "cpu",
+                 tf32: bool = False) -> float:
+    """FLOP/s of an n x n matmul in ``dtype`` on ``device`` (this process's threads), timed for about
+    ``seconds``: the peer every throughput fraction of the benchmarks is taken against. ``tf32``
+    lets a CUDA float32 matmul use TF32."""
+    if device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    a, b = torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
+    a @ b  # warm-up
+    sync()
     t0, reps = time.perf_counter(), 0
     while time.perf_counter() - t0 < seconds:
         a @ b
         reps += 1
+        sync()
     return 2 * n**3 * reps / (time.perf_counter() - t0)
 
 

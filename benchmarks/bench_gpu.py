@@ -53,22 +53,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
-def matmul_flops(device: str, dtype: torch.dtype, n: int, seconds: float = 2.0, tf32: bool = False) -> float:
-    """FLOP/s of an n x n matmul in ``dtype`` on ``device``, timed for about ``seconds``."""
-    if device == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = tf32
-    a = torch.randn(n, n, device=device).to(dtype)
-    b = torch.randn(n, n, device=device).to(dtype)
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    a @ b  # warm-up
-    sync()
-    reps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        a @ b
-        reps += 1
-        sync()
-    return 2 * n ** 3 * reps / (time.perf_counter() - t0)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_form_throughput import matmul_flops  # noqa: E402 - the benchmarks' one matmul peer
 
 
 def mock_galaxy10(path: Path, n: int, size: int = 128, seed: int = 0, chunk: int = 1000) -> None:
@@ -163,10 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "bench_gpu.json").write_text(json.dumps(result, indent=1))
 
     n = 8192 if device == "cuda" else 2048
-    result["matmul_flops"] = {"float32": matmul_flops(device, torch.float32, n),
-                              "bfloat16": matmul_flops(device, torch.bfloat16, n)}
+    result["matmul_flops"] = {"float32": matmul_flops(2.0, n, torch.float32, device),
+                              "bfloat16": matmul_flops(2.0, n, torch.bfloat16, device)}
     if device == "cuda":
-        result["matmul_flops"]["tf32"] = matmul_flops(device, torch.float32, n, tf32=True)
+        result["matmul_flops"]["tf32"] = matmul_flops(2.0, n, torch.float32, device, tf32=True)
     save()
 
     form_run, av_run = work / "form", work / "astrovader"

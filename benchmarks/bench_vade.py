@@ -180,19 +180,11 @@ def published(out_dir: Path, base_run, workers: int, truth, keep, pa_bins, elong
     return summarise([row])
 
 
-def matmul_flops(seconds: float = 3.0, n: int = 2048) -> float:
-    """FLOP/s of a large float32 matmul in this process (same threads)."""
-    import torch
+def matmul_flops() -> float:
+    """FLOP/s of a large float32 matmul in this process (same threads): bench_form_throughput's peer."""
+    from bench_form_throughput import matmul_flops as peer
 
-    a = torch.randn(n, n)
-    b = torch.randn(n, n)
-    a @ b
-    t0 = time.perf_counter()
-    reps = 0
-    while time.perf_counter() - t0 < seconds:
-        a @ b
-        reps += 1
-    return 2 * n**3 * reps / (time.perf_counter() - t0)
+    return peer()
 
 
 def training_flops_per_image(hp: dict, batch: int = 32) -> float:

@@ -16,9 +16,8 @@ from morphospace.data.ingest.decode import Frame, decode
 from morphospace.data.ingest.normalise import normalise, normalise_levels
 from morphospace.data.ingest.pixels import LUMINANCE, crop_box
 from morphospace.data.ingest.preprocess import preprocess
-from morphospace.errors import NotAvailableError
 from morphospace.data.ingest.records import Record
-from morphospace.errors import UserError
+from morphospace.errors import NotAvailableError, UserError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

@@ -6,6 +6,8 @@ message on one line and exits with status 2. Everything else is a bug and keeps
 its traceback.
 """
 
+from __future__ import annotations
+
 
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (its type's name when it has none)."""
@@ -28,3 +30,13 @@ class InvalidArgument(UserError, ValueError):
 
 class NotAvailableError(UserError):
     """A stage or backend that is not installed or not built yet."""
+
+
+def missing_package(exc: ImportError) -> NotAvailableError | None:
+    """The one-line error for a dependency that is not installed (e.g. astropy, imported lazily);
+    None when the missing module is morphospace's own or has no name (a bug: keep its traceback)."""
+    package = (exc.name or "").split(".")[0]
+    if not package or package == "morphospace":
+        return None
+    return NotAvailableError(f"the Python package '{package}' is not installed ({first_line(exc)}): "
+                             "install morphospace's dependencies")

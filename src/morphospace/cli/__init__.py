@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from ..config import Config, apply_overrides, load_config
-from ..errors import UserError, first_line
+from ..errors import UserError, missing_package
 from ..progress import set_quiet
 from ..run import RunDir, release_locks
 from .options import check_out, printable
@@ -112,14 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"morphospace: error: cannot use{printable(where)}: {printable(exc.strerror or str(exc))}",
               file=sys.stderr)
         return 2
-    except ModuleNotFoundError as exc:
-        package = (exc.name or "").split(".")[0]
-        if not package or package == "morphospace":
+    except ModuleNotFoundError as exc:  # a dependency not installed (e.g. astropy, read lazily for FITS)
+        error = missing_package(exc)
+        if error is None:
             raise  # our own module missing: a bug, with its traceback
-        # a dependency not installed (e.g. astropy, read lazily for FITS): the installation's to fix
-        print(f"morphospace: error: the Python package '{printable(package)}' is not installed "
-              f"({printable(first_line(exc))}): install morphospace's dependencies", file=sys.stderr)
-        return 2
+        print(f"morphospace: error: {printable(str(error))}", file=sys.stderr)
+        return error.exit_code
     except KeyboardInterrupt:
         print("morphospace: interrupted", file=sys.stderr)
         return 130

@@ -18,7 +18,7 @@ from typing import Generator
 
 import numpy as np
 
-from ...errors import NotAvailableError, UserError, first_line
+from ...errors import NotAvailableError, UserError, missing_package
 from .decode import BadImage, decode, frame_from_array, read_hdf5_rows
 from .files import file_kind
 from .layouts import Survey
@@ -77,14 +77,6 @@ def _read_hdf5(items: list) -> dict:
     return out
 
 
-def _missing_package(exc: ImportError) -> NotAvailableError:
-    """A package the ingest needs is not installed: an error of the whole run, not of one image
-    (flagging every image ``unreadable`` would hide it)."""
-    name = (exc.name or "").split(".")[0] or first_line(exc)
-    return NotAvailableError(f"the ingest needs the Python package '{name}', which is not installed "
-                             f"({first_line(exc)}): install morphospace's dependencies")
-
-
 def _decode_one(item, min_side: int, h5_rows: dict, j: int):
     """The frame of one item (or the BadImage that says why there is none)."""
     if item[1] == "hdf5":
@@ -95,7 +87,7 @@ def _decode_one(item, min_side: int, h5_rows: dict, j: int):
     except BadImage as exc:
         return exc
     except ImportError as exc:
-        raise _missing_package(exc) from None
+        raise (missing_package(exc) or exc) from None
     except Exception as exc:  # noqa: BLE001 - a hostile file must not stop a survey
         return BadImage("unreadable", f"{type(exc).__name__}: {exc}")
 
@@ -138,7 +130,7 @@ def _process_chunk(start: int, items: list, spec: PreprocessSpec) -> tuple[int, 
     except NotAvailableError:  # a missing package (from _decode_one): no frame would fare better
         raise
     except ImportError as exc:
-        raise _missing_package(exc) from None
+        raise (missing_package(exc) or exc) from None
     except Exception:  # noqa: BLE001 - one bad frame must not sink its chunk: redo one by one
         results, todo = [None] * len(items), []
         blocks, done = [], []
@@ -160,7 +152,7 @@ def _preprocess_one(frame, spec: PreprocessSpec) -> tuple[RowBlock, "set[str] | 
         block, done = preprocess_block([frame], spec)
         return block, done[0]
     except ImportError as exc:
-        raise _missing_package(exc) from None
+        raise (missing_package(exc) or exc) from None
     except Exception as exc:  # noqa: BLE001 - flagged with its reason rather than a traceback
         return RowBlock.empty((spec.channels, spec.size, spec.size)), \
             BadImage("unreadable", f"{type(exc).__name__}: {exc}")
