@@ -88,8 +88,9 @@ VARIANTS = {
 }
 
 
-def build_run(workdir: Path, workers: int):
-    """Ingest sdss-gz1 (default preprocessing: 64 x 64 rgb, asinh) once into ``workdir/run``."""
+def build_run(workdir: Path, workers: int, data: Path = DATA, overrides: list[str] = ()):
+    """Ingest ``data`` (sdss-gz1 by default; default preprocessing: 64 x 64 rgb, asinh, unless
+    ``overrides`` has ``preprocess.*`` keys) once into ``workdir/run``."""
     from morphospace.config import apply_overrides, load_config
     from morphospace.data.ingest import ingest
     from morphospace.run import RunDir
@@ -98,8 +99,9 @@ def build_run(workdir: Path, workers: int):
     if (run_path / "cube.npy").is_file() and (run_path / "catalogue.parquet").is_file():
         return RunDir(run_path)
     run = RunDir(run_path, create=True)
-    cfg = apply_overrides(load_config(None), [f"ingest.workers={workers}"])
-    ingest(DATA, run, cfg)
+    cfg = apply_overrides(load_config(None), [f"ingest.workers={workers}"]
+                          + [o for o in overrides if o.startswith("preprocess.")])
+    ingest(data, run, cfg)
     return run
 
 
@@ -130,6 +132,7 @@ def position_angle_bins(cube: np.ndarray, n_bins: int = 4, window: float = 0.2) 
 
 
 COMPANION = None  # quadrant of the brightest companion per cube row (set in main)
+EXTRA_NUISANCE: dict = {}  # name -> quartile bin per cube row of a --nuisance-csv column (set in main)
 
 
 def scores(labels: np.ndarray, truth: np.ndarray, keep: np.ndarray, pa_bins: np.ndarray, elongated: np.ndarray) -> dict:
@@ -145,10 +148,13 @@ def scores(labels: np.ndarray, truth: np.ndarray, keep: np.ndarray, pa_bins: np.
     }
     if COMPANION is not None:
         out["ami_companion"] = float(ami(COMPANION, labels))
+    for name, bins in EXTRA_NUISANCE.items():
+        out[f"ami_{name}"] = float(ami(bins, labels))
     return out
 
 
-def published(out_dir: Path, base_run, workers: int, truth, keep, pa_bins, elongated) -> dict | None:
+def published(out_dir: Path, base_run, workers: int, truth, keep, pa_bins, elongated,
+              data: Path = DATA) -> dict | None:
     """The published AstroVaDEr (imported weights) on its own preprocessing of the same galaxies."""
     from morphospace.api import import_astrovader
     from morphospace.config import apply_overrides, load_config
@@ -164,7 +170,7 @@ def published(out_dir: Path, base_run, workers: int, truth, keep, pa_bins, elong
     path = out_dir / "published"
     if not ((path / "cube.npy").is_file() and (path / "catalogue.parquet").is_file()):
         run = RunDir(path, create=True)
-        ingest(DATA, run, apply_overrides(load_config(None), ["preprocess.preset=astrovader",
+        ingest(data, run, apply_overrides(load_config(None), ["preprocess.preset=astrovader",
                                                               f"ingest.workers={workers}"]))
     run = RunDir(path)
     t0 = time.perf_counter()
@@ -307,7 +313,8 @@ def baseline(cube: np.ndarray, ks: list[int], seeds: list[int], truth, keep, pa_
 def summarise(rows: list[dict]) -> dict:
     from sklearn.metrics import adjusted_rand_score as ari
 
-    keys = [k for k in ("ami_morph3", "ari_morph3", "ami_pa", "ami_pa_elongated", "ami_companion", "k")
+    extra = [f"ami_{name}" for name in EXTRA_NUISANCE]
+    keys = [k for k in ("ami_morph3", "ari_morph3", "ami_pa", "ami_pa_elongated", "ami_companion", *extra, "k")
             if k in rows[0]]
     s = {k: {"mean": float(np.mean([r[k] for r in rows])), "std": float(np.std([r[k] for r in rows])),
              "values": [r[k] for r in rows]} for k in keys}
@@ -317,12 +324,13 @@ def summarise(rows: list[dict]) -> dict:
     if "components" in rows[0]:
         s["components"] = {k: {"mean": float(np.mean([r["components"][k] for r in rows])),
                                "std": float(np.std([r["components"][k] for r in rows]))}
-                           for k in ("ami_morph3", "ami_pa_elongated", "ami_companion", "k") if k in rows[0]["components"]}
+                           for k in ("ami_morph3", "ami_pa_elongated", "ami_companion", *extra, "k")
+                           if k in rows[0]["components"]}
     for emb in ("z", "form"):
         if f"kmeans3_{emb}" in rows[0]:
             km = [r[f"kmeans3_{emb}"] for r in rows]
             s[f"kmeans3_{emb}"] = {k: {"mean": float(np.mean([m[k] for m in km])), "std": float(np.std([m[k] for m in km]))}
-                                   for k in ("ami_morph3", "ami_pa_elongated", "ami_companion") if k in km[0]}
+                                   for k in ("ami_morph3", "ami_pa_elongated", "ami_companion", *extra) if k in km[0]}
             pr = [r[f"probe10_{emb}"] for r in rows]
             s[f"probe10_{emb}"] = {"mean": float(np.mean(pr)), "std": float(np.std(pr))}
     for extra in ("train_seconds", "images_per_second"):
@@ -336,9 +344,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="/tmp/morphospace-bench/vade", help="work and results folder")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--variants", nargs="+", default=["default"], choices=sorted(VARIANTS))
-    ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra config override")
+    ap.add_argument("--set", dest="overrides", action="append", default=[],
+                    help="extra config override (preprocess.* keys also reach the ingest)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2, help="ingest workers")
+    ap.add_argument("--data", type=Path, default=DATA, help="the survey: sdss-gz1 or a copy of it in its layout")
+    ap.add_argument("--nuisance-csv", type=Path, help="a known nuisance per galaxy (CSV: the id, then one value "
+                    "column, e.g. the shrinking factor of a survey made by zooming sdss-gz1 out): the AMI of every "
+                    "clustering against its quartiles is reported beside the others")
     args = ap.parse_args(argv)
 
     import torch
@@ -349,13 +362,13 @@ def main(argv: list[str] | None = None) -> int:
     from morphospace.progress import set_quiet
 
     set_quiet(True)
-    if not DATA.is_dir():
-        print(f"sdss-gz1 not found at {DATA}", file=sys.stderr)
+    if not args.data.is_dir():
+        print(f"sdss-gz1 not found at {args.data}", file=sys.stderr)
         return 1
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    base = build_run(out, args.workers)
+    base = build_run(out, args.workers, args.data, args.overrides)
     cube = base.read_cube()
     cat = base.cube_catalogue()
     truth = cat["morph3"].astype("string").fillna("").to_numpy()
@@ -366,6 +379,11 @@ def main(argv: list[str] | None = None) -> int:
 
     global COMPANION
     COMPANION = measure_nuisance(cube, desc="companions")["companion_quadrant"].astype(str).to_numpy()
+    if args.nuisance_csv is not None:
+        known = pd.read_csv(args.nuisance_csv, dtype=str)
+        name = known.columns[1]
+        values = known.set_index(known.columns[0])[name].astype(float).reindex(cat["id"].astype(str)).to_numpy()
+        EXTRA_NUISANCE[name] = pd.qcut(values, 4, labels=False, duplicates="drop")
     print(f"{len(cube)} galaxies, {keep.sum()} with a 3-class label "
           f"({pd.Series(truth[keep]).value_counts().to_dict()}), {elongated.sum()} elongated (q < 0.7)")
 
@@ -391,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
     ks = sorted({3} | {int(round(s["k"]["mean"])) for s in results["variants"].values()})
     results["baseline"] = baseline(cube, ks, args.seeds, truth, keep, pa_bins, elongated)
-    pub = published(out, base, args.workers, truth, keep, pa_bins, elongated)
+    pub = published(out, base, args.workers, truth, keep, pa_bins, elongated, args.data)
     if pub is not None:
         results["baseline"]["published_astrovader"] = pub
     results["matmul_flops_per_s_end"] = matmul_flops()

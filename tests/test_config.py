@@ -45,7 +45,7 @@ def test_defaults_load_without_a_file():
 def test_unknown_key_names_the_key(tmp_path):
     message = error_of(tmp_path, "[preprocess]\nsise = 64\n")
     assert message.startswith("config: unknown key 'preprocess.sise' (did you mean 'preprocess.size'?")
-    assert "known here: asinh_softening, colour, crop, normalise, preset, size" in message
+    assert "known here: asinh_softening, colour, crop, framing, galaxy_r90s, normalise, preset, size" in message
 
 
 def test_unknown_section_is_an_error(tmp_path):

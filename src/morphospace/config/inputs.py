@@ -76,7 +76,14 @@ class PreprocessConfig(Section):
         bilinear, full-resolution decode): it replaces the *default* values of ``crop``,
         ``size``, ``colour`` and ``normalise``; other values are kept.
     crop : float
-        Centre-crop fraction of the frame side, in [0.05, 1].
+        Centre-crop fraction of the frame side, in [0.05, 1] (with ``framing = "galaxy"``: for
+        the frames where no central galaxy is found).
+    framing : {'fixed', 'galaxy'}
+        ``fixed``: every frame cropped to ``crop``. ``galaxy``: each frame cropped to a square
+        of ``galaxy_r90s`` times its central galaxy's R90, so that apparent size (distance)
+        does not reach the model: for cutouts made at a fixed angular size.
+    galaxy_r90s : float
+        The crop's side in units of the galaxy's R90 when ``framing = "galaxy"``.
     size : int
         Output side in pixels (64 or 128).
     colour : {'rgb', 'grey'}
@@ -87,6 +94,8 @@ class PreprocessConfig(Section):
 
     preset: Literal["default", "astrovader"] = "default"
     crop: Annotated[float, Field(ge=0.05, le=1.0)] = 0.5
+    framing: Literal["fixed", "galaxy"] = "fixed"
+    galaxy_r90s: Annotated[float, Field(ge=1.0, le=50.0)] = 4.0
     size: Annotated[int, Field(ge=16, le=1024)] = 64
     colour: Literal["rgb", "grey"] = "rgb"
     normalise: Literal["asinh", "minmax"] = "asinh"

@@ -14,11 +14,11 @@ from .records import EXCLUDING, FLAG_DESCRIPTIONS
 
 log = logging.getLogger("morphospace")
 
-RESERVED = ("id", "source", "cube_index")  # our columns: a catalogue column of that name is renamed
+RESERVED = ("id", "source", "cube_index", "crop")  # our columns: a catalogue column of that name is renamed
 N_EXAMPLES = 5  # example ids kept per flag in the summary
 
 
-def build_catalogue(survey: Survey, cube_index: np.ndarray) -> pd.DataFrame:
+def build_catalogue(survey: Survey, cube_index: np.ndarray, crops: np.ndarray | None = None) -> pd.DataFrame:
     """The run's catalogue: one row per record, in survey order.
 
     Parameters
@@ -27,12 +27,17 @@ def build_catalogue(survey: Survey, cube_index: np.ndarray) -> pd.DataFrame:
         The survey, its records flagged.
     cube_index : ndarray of int
         Per record its row in the cube, -1 when it is not in the cube.
+    crops : ndarray of float, optional
+        Per record the crop its row was cut with (a fraction of its frame's shorter side;
+        NaN when it is not in the cube).
 
     Returns
     -------
     pandas.DataFrame
         ``id``, ``source``, the label columns (one named like ours gets a ``catalogue_``
-        prefix), one boolean ``flag_<name>`` per entry of ``FLAG_DESCRIPTIONS``, ``cube_index``.
+        prefix), one boolean ``flag_<name>`` per entry of ``FLAG_DESCRIPTIONS``, ``cube_index``
+        and, given ``crops``, ``crop``: with ``framing = "galaxy"`` it measures each galaxy's
+        apparent size (its R90 is ``crop / galaxy_r90s`` of the frame's shorter side).
     """
     recs = survey.records
     table = pd.DataFrame({"id": pd.array(_storable([r.id for r in recs]), dtype=object),
@@ -49,6 +54,8 @@ def build_catalogue(survey: Survey, cube_index: np.ndarray) -> pd.DataFrame:
         column[[i for i, flags in flagged if flag in flags]] = True
         table[f"flag_{flag}"] = column
     table["cube_index"] = cube_index
+    if crops is not None:
+        table["crop"] = np.asarray(crops, dtype=np.float32)
     return table
 
 
@@ -107,7 +114,8 @@ def summarise(survey: Survey, catalogue: pd.DataFrame, spec: PreprocessSpec, det
         "label_columns": survey.label_columns,
         "n_positions": int(catalogue[["ra", "dec"]].notna().all(axis=1).sum())
         if {"ra", "dec"} <= set(catalogue) else 0,
-        "preprocess": {"crop": spec.crop, "size": spec.size, "channels": spec.channels,
+        "preprocess": {"crop": spec.crop, "framing": spec.framing, "galaxy_r90s": spec.galaxy_r90s,
+                       "size": spec.size, "channels": spec.channels,
                        "normalise": spec.normalise, "softening": spec.softening, "resample": spec.resample,
                        "exact": spec.exact, "jpeg_draft": spec.draft},
         "flags": flags,

@@ -66,8 +66,9 @@ def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = Non
     t0 = time.perf_counter()
     survey = read_survey(data, cfg.data)
     spec = PreprocessSpec.from_config(cfg.preprocess, survey.n_bands, cfg.ingest)
-    log.info("ingest: %d records, layout %s, %s -> %dx%dx%d, %d worker(s)",
-             len(survey), survey.layout, data, spec.channels, spec.size, spec.size, workers)
+    log.info("ingest: %d records, layout %s, %s -> %dx%dx%d, %d worker(s)%s",
+             len(survey), survey.layout, data, spec.channels, spec.size, spec.size, workers,
+             f"; each galaxy framed by its size ({spec.galaxy_r90s:g} R90 a side)" if spec.framing == "galaxy" else "")
     if strict:
         raise_if_flagged(survey, "catalogue")
 
@@ -77,6 +78,7 @@ def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = Non
     except OSError as exc:
         raise UserError(f"cannot write in {run.path}: {exc.strerror or exc}") from None
     cube_index = np.full(len(survey), -1, dtype=np.int64)
+    crops = np.full(len(survey), np.nan, dtype=np.float32)  # per record, the crop its row was cut with
     details: dict[str, dict[str, str]] = {f: dict(list(d.items())[:N_EXAMPLES]) for f, d in survey.notes.items()}
     skies: dict[int, object] = {}  # record -> the position its FITS header gave
     chunks = run_chunks(survey, spec, min(workers, max(1, len(survey) // chunk + 1)), chunk)
@@ -92,6 +94,7 @@ def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = Non
                     skies[start + j] = sky
                 if in_cube:
                     cube_index[start + j] = first + k
+                    crops[start + j] = block.crops[k]
                     k += 1
                 for flag in flags:
                     rec.flag(flag)
@@ -108,7 +111,7 @@ def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = Non
             raise UserError(f"no usable galaxy in {data}: all {len(survey)} were flagged "
                             f"({flag_counts_line(survey)})")
         writer.finish(background=True)  # synced while the catalogue is built; published once synced
-        catalogue = build_catalogue(survey, cube_index)
+        catalogue = build_catalogue(survey, cube_index, crops)
         summary = summarise(survey, catalogue, spec, details, time.perf_counter() - t0, workers)
         # Everything is written under temporary names first, then renamed: cube, summary, catalogue.
         with atomic_path(run.catalogue) as cat_tmp:

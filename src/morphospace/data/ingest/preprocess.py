@@ -1,8 +1,9 @@
 """Preprocessing decoded frames into cube rows: the recipe, per frame and in batches.
 
 Recipe, per galaxy: quality checks on the whole frame; the sky level per band
-from the frame's outer ring; a centre crop (``crop`` of the shorter side); a
-resize to ``size`` x ``size``; grey or 3-band colour; a normalisation.
+from the frame's outer ring; a centre crop (``crop`` of the shorter side, or with
+``framing = "galaxy"`` a square of ``galaxy_r90s`` x the central galaxy's R90:
+:mod:`~morphospace.data.ingest.framing`); a resize to ``size`` x ``size``; grey or 3-band colour; a normalisation.
 
 Grey is the luminance ``0.2125 R + 0.7154 G + 0.0721 B`` (Rec. 709, scikit-image's
 ``rgb2gray``): the weights of AstroVaDEr's published preprocessing. Frames with
@@ -28,7 +29,8 @@ import numpy as np
 from PIL import Image
 
 from .decode import BadImage, Frame
-from .histograms import histograms_8bit, ring_medians, sample_8bit, stats_from_histograms
+from .framing import galaxy_crop
+from .histograms import STATS_SIDE, histograms_8bit, ring_medians, sample_8bit, stats_from_histograms
 from .normalise import level_luts, normalise, normalise_levels
 from .pixels import border_ring, centre_crop, crop_box, repair_nonfinite, resample_filter, resize, to_channels
 from .quality import judge, stats_float
@@ -59,6 +61,9 @@ class RowBlock:
         n_lookup x C x 256 float32.
     floats : numpy.ndarray
         n_float x C x S x S float32.
+    crops : numpy.ndarray
+        float32 per row: the crop it was cut with, as a fraction of its frame's shorter side
+        (``spec.crop``, or its galaxy's own with ``framing = "galaxy"``).
     """
 
     shape: tuple
@@ -66,6 +71,7 @@ class RowBlock:
     levels: np.ndarray
     luts: np.ndarray
     floats: np.ndarray
+    crops: np.ndarray
 
     @classmethod
     def empty(cls, shape: tuple) -> "RowBlock":
@@ -82,7 +88,8 @@ class RowBlock:
         """
         c, s = shape[0], shape[1]
         return cls(tuple(shape), np.zeros(0, dtype=bool), np.empty((0, c, s, s), dtype=np.uint8),
-                   np.empty((0, c, 256), dtype=np.float32), np.empty((0, *shape), dtype=np.float32))
+                   np.empty((0, c, 256), dtype=np.float32), np.empty((0, *shape), dtype=np.float32),
+                   np.empty(0, dtype=np.float32))
 
     def __len__(self) -> int:
         return len(self.lookup)
@@ -133,7 +140,7 @@ class RowBlock:
         if len(blocks) == 1:
             return blocks[0]
         return cls(tuple(shape), *(np.concatenate([getattr(b, f) for b in blocks])
-                                   for f in ("lookup", "levels", "luts", "floats")))
+                                   for f in ("lookup", "levels", "luts", "floats", "crops")))
 
 
 def preprocess(frame: Frame | np.ndarray, spec: PreprocessSpec) -> tuple[np.ndarray, set[str]]:
@@ -220,6 +227,7 @@ def preprocess_block(frames, spec: PreprocessSpec) -> tuple[RowBlock, list]:
     greys, hists, sky_hists = [], [], []  # its grey sample, histograms and ring histogram per band
     fast: dict[int, bytes] = {}  # its resized 8-bit levels (fast path), or
     floats: dict[int, np.ndarray] = {}  # its float32 row (other paths, and frames that are not 8-bit)
+    crops: list[float] = []  # per frame, the crop it was cut with
     for i, f in enumerate(frames):
         if isinstance(f, np.ndarray):
             f = Frame(f.astype(np.float32, copy=False), display=False)
@@ -231,13 +239,16 @@ def preprocess_block(frames, spec: PreprocessSpec) -> tuple[RowBlock, list]:
             greys.append(grey)
             hists.append(h)
             sky_hists.append(sky_h)
+            crop = _crop(grey, 1.0, spec, results[i])
+            crops.append(crop)
             if _by_lookup(spec, len(img.getbands())):
-                fast[i] = _resized_8bit(img, spec).tobytes()
+                fast[i] = _resized_8bit(img, spec, crop).tobytes()
             else:
-                floats[i] = _row_8bit(img, ring_medians([sky_h])[0][0], spec)
+                floats[i] = _row_8bit(img, ring_medians([sky_h])[0][0], spec, crop)
         else:
+            crops.append(spec.crop)
             try:
-                floats[i], results[i] = _row_float(f.pixels, f.display, spec)
+                floats[i], results[i], crops[i] = _row_float(f.pixels, f.display, spec)
             except BadImage as exc:
                 results[i] = exc
         f = img = None  # let the decoded frame go before the next one is decoded
@@ -256,11 +267,12 @@ def preprocess_block(frames, spec: PreprocessSpec) -> tuple[RowBlock, list]:
                     continue
             if i in fast:
                 rows.append((fast[i], st.skies[k]))
-    lookup = [i in fast for i, res in enumerate(results) if not isinstance(res, BadImage)]
+    good = [i for i, res in enumerate(results) if not isinstance(res, BadImage)]
     levels, luts = _level_rows(rows, spec)
-    block = RowBlock(shape, np.array(lookup, dtype=bool), levels, luts,
+    block = RowBlock(shape, np.array([i in fast for i in good], dtype=bool), levels, luts,
                      np.stack(list(floats.values())) if floats  # in frame order: filled in that order
-                     else np.empty((0, *shape), dtype=np.float32))
+                     else np.empty((0, *shape), dtype=np.float32),
+                     np.array([crops[i] for i in good], dtype=np.float32))
     return block, results
 
 
@@ -290,24 +302,38 @@ def _by_lookup(spec: PreprocessSpec, bands: int) -> bool:
     return not spec.exact and (spec.channels == 3 or bands == 1)
 
 
-def _resized_8bit(img: Image.Image, spec: PreprocessSpec) -> Image.Image:
-    """Crop + resize in C on 8 bits: the rounding is below the JPEG's own."""
+def _crop(grey, unit: float, spec: PreprocessSpec, flags: set) -> float:
+    """The crop fraction of one frame: ``spec.crop``, or with ``framing = "galaxy"`` the one that
+    frames its central galaxy (``grey``: the frame or a sample of it, ``unit``: one 8-bit level
+    in its units); a frame without a central galaxy keeps ``spec.crop`` and is flagged ``unframed``."""
+    if spec.framing != "galaxy":
+        return spec.crop
+    crop = galaxy_crop(np.asarray(grey), spec.galaxy_r90s, unit)
+    if crop is None:
+        flags.add("unframed")
+        return spec.crop
+    return crop
+
+
+def _resized_8bit(img: Image.Image, spec: PreprocessSpec, crop: float | None = None) -> Image.Image:
+    """Crop (``crop``, default ``spec.crop``) + resize in C on 8 bits: the rounding is below the JPEG's own."""
     w, h = img.size
-    box = crop_box(h, w, spec.crop)
+    box = crop_box(h, w, spec.crop if crop is None else crop)
     return img.resize((spec.size, spec.size), resample_filter(spec, box[2] - box[0]), box=box)
 
 
-def _row_8bit(img: Image.Image, sky: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """Crop, resize and normalise an 8-bit image into a C x S x S row."""
+def _row_8bit(img: Image.Image, sky: np.ndarray, spec: PreprocessSpec, crop: float | None = None) -> np.ndarray:
+    """Crop (``crop``, default ``spec.crop``), resize and normalise an 8-bit image into a C x S x S row."""
     bands = len(img.getbands())
+    crop = spec.crop if crop is None else crop
     if spec.exact:  # float32 all the way (the published recipe, bit for bit)
         w, h = img.size
-        box = crop_box(h, w, spec.crop)
+        box = crop_box(h, w, crop)
         side = box[2] - box[0]
         arr = np.asarray(img, dtype=np.float32)[box[1]:box[3], box[0]:box[2]].reshape(side, side, bands)
         arr = resize(to_channels(arr * np.float32(1 / 255), spec.channels), spec.size, resample_filter(spec, side))
     else:
-        a = np.frombuffer(_resized_8bit(img, spec).tobytes(), dtype=np.uint8).reshape(spec.size, spec.size, bands)
+        a = np.frombuffer(_resized_8bit(img, spec, crop).tobytes(), dtype=np.uint8).reshape(spec.size, spec.size, bands)
         if _by_lookup(spec, bands):
             return normalise_levels(a, spec, sky, spec.channels)
         arr = to_channels(a.astype(np.float32) * np.float32(1 / 255), spec.channels)
@@ -315,8 +341,8 @@ def _row_8bit(img: Image.Image, sky: np.ndarray, spec: PreprocessSpec) -> np.nda
     return np.ascontiguousarray(normalise(arr, spec, sky).transpose(2, 0, 1))
 
 
-def _row_float(arr: np.ndarray, display: bool, spec: PreprocessSpec) -> tuple[np.ndarray, set[str]]:
-    """Checks, NaN repair, sky, crop, resize and normalisation of a float frame."""
+def _row_float(arr: np.ndarray, display: bool, spec: PreprocessSpec) -> tuple[np.ndarray, set[str], float]:
+    """Checks, NaN repair, sky, crop, resize and normalisation of a float frame: (row, flags, crop)."""
     flags: set[str] = set()
     bad = ~np.isfinite(arr)
     if bad.any():
@@ -331,8 +357,12 @@ def _row_float(arr: np.ndarray, display: bool, spec: PreprocessSpec) -> tuple[np
         raise
     arr = repair_nonfinite(arr)
     sky = np.median(border_ring(arr), axis=0).astype(np.float32)  # whole frame: more sky than the crop
+    fraction = spec.crop
+    if spec.framing == "galaxy":  # framed on a sample of ~100 px a side, as 8-bit frames are
+        step = max(1, min(arr.shape[:2]) // STATS_SIDE)
+        fraction = _crop(arr[::step, ::step].mean(axis=-1), 1 / 255 if display else 0.0, spec, flags)
     arr = to_channels(arr, spec.channels)
     sky = to_channels(sky[None, None, :], spec.channels)[0, 0]
-    crop = centre_crop(arr, spec.crop)
+    crop = centre_crop(arr, fraction)
     arr = resize(crop, spec.size, resample_filter(spec, crop.shape[0]))
-    return np.ascontiguousarray(normalise(arr, spec, sky).transpose(2, 0, 1)), flags
+    return np.ascontiguousarray(normalise(arr, spec, sky).transpose(2, 0, 1)), flags, fraction

@@ -22,6 +22,7 @@ FLAG_DESCRIPTIONS = {
     "blank": "blank or near-constant image",
     "not_galaxy": "frame is not a galaxy (flat frame with text or graphics, e.g. a service error page)",
     "nonfinite": "NaN or inf pixels (replaced by the sky level)",
+    "unframed": "no central galaxy found to frame by its size (framing 'galaxy'): the fixed crop was used",
     "duplicate_id": "id seen before (first occurrence kept)",
     "missing_image": "catalogue row without an image",
     "no_catalogue_row": "image without a catalogue row (kept, no labels)",

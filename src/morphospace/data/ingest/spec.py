@@ -26,6 +26,12 @@ class PreprocessSpec:
     ----------
     crop : float
         Centre-crop fraction of the frame's shorter side, in (0, 1].
+    framing : str
+        ``"fixed"`` (``crop`` for every frame) or ``"galaxy"`` (a crop of ``galaxy_r90s`` x the
+        central galaxy's R90 per frame, ``crop`` where none is found:
+        :mod:`~morphospace.data.ingest.framing`).
+    galaxy_r90s : float
+        The crop's side in R90s when ``framing`` is ``"galaxy"``.
     size : int
         Output side in pixels.
     channels : int
@@ -45,6 +51,8 @@ class PreprocessSpec:
     """
 
     crop: float = 0.5
+    framing: str = "fixed"
+    galaxy_r90s: float = 4.0
     size: int = 64
     channels: int = 3
     normalise: str = "asinh"
@@ -102,12 +110,15 @@ class PreprocessSpec:
             raise UserError(f"preprocess.colour must be 'rgb' or 'grey', got '{colour}'")
         if norm not in ("asinh", "minmax"):
             raise UserError(f"preprocess.normalise must be 'asinh' or 'minmax', got '{norm}'")
+        if cfg.framing not in ("fixed", "galaxy"):
+            raise UserError(f"preprocess.framing must be 'fixed' or 'galaxy', got '{cfg.framing}'")
         if not cfg.asinh_softening > 0:
             raise UserError(f"preprocess.asinh_softening must be positive, got {cfg.asinh_softening}")
         q = {} if quality is None else {"blank_std": quality.blank_std, "blank_contrast": quality.blank_contrast,
                                          "flat_fraction": quality.flat_fraction}
         channels = 3 if (colour == "rgb" and n_bands >= 3) else 1
-        return cls(crop=float(crop), size=int(size), channels=channels, normalise=norm,
+        return cls(crop=float(crop), framing=cfg.framing, galaxy_r90s=float(cfg.galaxy_r90s),
+                   size=int(size), channels=channels, normalise=norm,
                    softening=float(cfg.asinh_softening), **extra, **q)
 
     @classmethod
@@ -138,7 +149,9 @@ class PreprocessSpec:
         summary_path = Path(summary_path)
         try:
             pre = json.loads(summary_path.read_text())["preprocess"]
-            values = dict(crop=float(pre["crop"]), size=int(pre["size"]), channels=int(pre["channels"]),
+            values = dict(crop=float(pre["crop"]), framing=str(pre.get("framing", "fixed")),
+                          galaxy_r90s=float(pre.get("galaxy_r90s", 4.0)),
+                          size=int(pre["size"]), channels=int(pre["channels"]),
                           normalise=str(pre["normalise"]), softening=float(pre["softening"]),
                           resample=str(pre["resample"]), exact=bool(pre["exact"]), draft=bool(pre["jpeg_draft"]))
         except FileNotFoundError:
@@ -156,12 +169,18 @@ class PreprocessSpec:
     def min_side(self) -> int:
         """The smallest decoded side that still gives ``size`` pixels after the crop (JPEG draft).
 
+        With ``framing = "galaxy"`` the crop is known only once the frame is decoded: the
+        side that a crop of :data:`~morphospace.data.ingest.framing.DECODE_CROP` needs (frames
+        of up to about 4 x ``size`` / ``DECODE_CROP`` pixels are decoded whole).
+
         Returns
         -------
         int
             0 when JPEG draft decoding is off.
         """
         from .decode import draft_side
+        from .framing import DECODE_CROP
 
-        return draft_side(self.crop, self.size) if self.draft else 0
+        crop = min(self.crop, DECODE_CROP) if self.framing == "galaxy" else self.crop
+        return draft_side(crop, self.size) if self.draft else 0
 

@@ -1,0 +1,98 @@
+"""Framing each galaxy by its own size: the crop that makes every galaxy fill the same share of its row.
+
+Cutouts made at a fixed angular size show a nearby galaxy filling the frame and a distant one
+as a speck; a fixed centre crop passes that on, and apparent size (mostly distance, a
+nuisance) becomes the first thing a model sees. With ``preprocess.framing = "galaxy"`` each
+frame is cropped to a centred square of side ``preprocess.galaxy_r90s`` x the central galaxy's
+R90, so that every galaxy fills the same share of its cube row whatever its distance.
+
+R90 here is the radius, from the frame's centre, that holds 90% of the light above the sky of
+the central galaxy's connected pixels brighter than 3 sigma of the sky (sky and sigma: the
+median and 1.4826 x MAD of the frame's border, a tenth of its side wide), measured on the grey
+sample that the quality checks take anyway (about 100 px a side). On sdss-gz1 shrunk by a
+known factor of 1-3 it recovers the factor to a median 1% (scatter 3%, the MAD of the log
+ratio), so that the framed size left in a row is independent of the shrinking (correlation
+0.04 in log). The default of 4.2 R90 gives sdss-gz1's median galaxy the fixed 0.5 crop
+(sdss-gz1's cutouts are already scaled to each galaxy's Petrosian R90, so there the two
+framings nearly agree). Framework-free: numpy and scipy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["galaxy_r90", "galaxy_crop", "MIN_CROP", "DECODE_CROP", "SIGMA"]
+
+SIGMA = 3.0  # detection threshold above the sky, in units of its robust sigma
+MIN_CROP = 0.05  # the smallest crop, as a fraction of the frame (a galaxy of a few pixels)
+DECODE_CROP = 0.25  # JPEGs are decoded at the scale that keeps `size` pixels across a crop this small
+MIN_LEVEL = 1.5  # threshold floor, in the sample's units (8-bit levels: JPEG noise of a flat sky)
+
+
+def galaxy_r90(grey: np.ndarray, unit: float = 1.0) -> float | None:
+    """R90 of the central galaxy of a grey frame, in its pixels (see the module docstring).
+
+    Parameters
+    ----------
+    grey : ndarray, shape (H, W)
+        The frame, or a regular sample of it, in any units.
+    unit : float
+        One 8-bit level in the frame's units (1 for 0-255 levels, 1/255 for 0-1 display
+        values, 0 for flux data): the threshold is at least ``MIN_LEVEL`` of them, so the
+        JPEG noise of a flat sky is not taken for the galaxy.
+
+    Returns
+    -------
+    float or None
+        None when no source covers the frame's central pixels, or the frame is flat.
+    """
+    from scipy import ndimage
+
+    g = np.asarray(grey, dtype=np.float32)
+    h, w = g.shape
+    bw = max(2, min(h, w) // 10)
+    border = np.concatenate([g[:bw].ravel(), g[-bw:].ravel(), g[bw:-bw, :bw].ravel(), g[bw:-bw, -bw:].ravel()])
+    sky = float(np.median(border))
+    sigma = 1.4826 * float(np.median(np.abs(border - sky)))
+    above = g - sky
+    # at least 1e-3 of the peak: a noiseless (simulated) frame has sigma = 0
+    threshold = max(SIGMA * sigma, MIN_LEVEL * unit, 1e-3 * float(above.max()))
+    if not threshold > 0:  # a flat frame
+        return None
+    labels, _ = ndimage.label(above > threshold)
+    cy, cx = h // 2, w // 2
+    centre = labels[max(0, cy - 1):cy + 2, max(0, cx - 1):cx + 2]
+    ids = centre[centre > 0]
+    if ids.size == 0:
+        return None
+    yy, xx = np.nonzero(labels == np.bincount(ids).argmax())
+    light = above[yy, xx]
+    r = np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2)
+    order = np.argsort(r, kind="stable")
+    cum = np.cumsum(light[order], dtype=np.float64)
+    return float(r[order][min(len(r) - 1, int(np.searchsorted(cum, 0.9 * cum[-1])))])
+
+
+def galaxy_crop(grey: np.ndarray, r90s: float, unit: float = 1.0) -> float | None:
+    """The crop, as a fraction of the frame's shorter side, that frames the central galaxy.
+
+    Parameters
+    ----------
+    grey : ndarray, shape (H, W)
+        The frame or a regular sample of it (the fraction is the same).
+    r90s : float
+        The crop's side in units of the galaxy's R90.
+    unit : float
+        As for :func:`galaxy_r90`.
+
+    Returns
+    -------
+    float or None
+        In [``MIN_CROP``, 1]; None when no central galaxy is found (the caller keeps its
+        fixed crop and flags the frame ``unframed``).
+    """
+    r90 = galaxy_r90(grey, unit)
+    if r90 is None:
+        return None
+    side = max(r90, 0.5) * r90s
+    return float(np.clip(side / min(grey.shape), MIN_CROP, 1.0))

@@ -1,0 +1,102 @@
+"""Framing by the galaxy's own size (``preprocess.framing = "galaxy"``): apparent size does not reach the cube."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fixtures import galaxy_light, ingest_to, save_image
+
+from morphospace.config import PreprocessConfig
+from morphospace.data.ingest import PreprocessSpec
+from morphospace.data.ingest.framing import galaxy_crop, galaxy_r90
+from morphospace.data.ingest.preprocess import preprocess
+from morphospace.errors import UserError
+
+SHAPE = {"q": 0.5, "angle": 0.4}  # one galaxy, seen at several distances
+
+
+def frame(scale: float, size: int = 256, seed: int = 0, peak: float = 200.0, sky: float = 10.0,
+          noise: float = 3.0) -> np.ndarray:
+    """An 8-bit grey frame of the same disk with scale length ``scale`` px, on a noisy sky."""
+    rng = np.random.default_rng(seed)
+    light = peak * galaxy_light(size, 0, scale=scale, **SHAPE) + sky + rng.normal(0, noise, (size, size))
+    return np.clip(np.round(light), 0, 255).astype(np.uint8)
+
+
+def corr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+
+def test_r90_follows_the_galaxy_size_and_is_close_to_its_true_value():
+    # an exponential disk holds 90% of its light within 3.89 scale lengths (along its major axis
+    # for q = 1); the faint outskirts below 3 sigma of the sky are lost, so a little less
+    r_small, r_large = galaxy_r90(frame(4.0)), galaxy_r90(frame(10.0))
+    assert r_large / r_small == pytest.approx(2.5, rel=0.15)
+    assert 0.5 * 3.89 * 10 < r_large < 3.89 * 10
+    # the fraction is the same measured on the frame or on a regular sample of it
+    big = frame(10.0, size=400)
+    assert galaxy_crop(big[::4, ::4], 4.0) == pytest.approx(galaxy_crop(big, 4.0), rel=0.1)
+
+
+def test_no_central_galaxy_gives_none():
+    sky = frame(4.0, seed=1) * 0 + np.random.default_rng(1).normal(10, 3, (256, 256)).clip(0, 255).astype(np.uint8)
+    assert galaxy_r90(sky) is None
+    assert galaxy_r90(np.full((64, 64), 7, dtype=np.uint8)) is None
+    off = sky.copy()
+    off[20:26, 200:206] = 250  # a star far from the centre
+    assert galaxy_crop(off, 4.0) is None
+
+
+def test_ingest_frames_each_galaxy_by_its_size_so_distance_leaves_the_cube(tmp_path):
+    data = tmp_path / "survey"
+    for k, scale in enumerate((3.0, 5.0, 9.0)):  # the same galaxy at three distances
+        save_image(data / f"g{k}.png", np.repeat(frame(scale, seed=k)[..., None], 3, axis=2))
+    fixed = ingest_to(data, tmp_path / "fixed")[2]
+    summary, cat, framed, _ = ingest_to(data, tmp_path / "framed", preprocess__framing="galaxy")
+    assert summary["preprocess"]["framing"] == "galaxy" and summary["preprocess"]["galaxy_r90s"] == 4.0
+    assert (cat["cube_index"] >= 0).all() and not summary["flags"]
+    # framed: the three rows agree up to their noise; fixed crop: the galaxy's size is what differs
+    pairs = ((0, 1), (1, 2), (0, 2))
+    framed_corr = min(corr(framed[i], framed[j]) for i, j in pairs)
+    fixed_corr = min(corr(fixed[i], fixed[j]) for i, j in pairs)
+    assert framed_corr > 0.9 and fixed_corr < 0.75
+    assert 1 - framed_corr < 0.2 * (1 - fixed_corr)
+    # the catalogue says which crop each row was cut with: the galaxy's apparent size
+    crops = cat.set_index("id").loc[["g0", "g1", "g2"], "crop"].to_numpy()
+    assert crops[2] / crops[0] == pytest.approx(3.0, rel=0.15) and crops[1] / crops[0] == pytest.approx(5 / 3, rel=0.15)
+    assert (ingest_to(data, tmp_path / "fixed2")[1]["crop"] == 0.5).all()
+
+
+def test_a_frame_without_a_central_galaxy_keeps_the_fixed_crop_and_is_flagged(tmp_path):
+    data = tmp_path / "survey"
+    save_image(data / "galaxy.png", np.repeat(frame(5.0)[..., None], 3, axis=2))
+    stars = np.random.default_rng(2).normal(10, 3, (256, 256))
+    for r, c in ((30, 40), (200, 60), (60, 210), (220, 220)):
+        stars[r - 3:r + 3, c - 3:c + 3] = 250
+    save_image(data / "stars.png", np.repeat(stars.clip(0, 255).astype(np.uint8)[..., None], 3, axis=2))
+    summary, cat, cube, _ = ingest_to(data, tmp_path / "run", preprocess__framing="galaxy")
+    flagged = cat.set_index("id")["flag_unframed"]
+    assert flagged["stars"] and not flagged["galaxy"]
+    assert summary["flags"]["unframed"]["count"] == 1 and not summary["flags"]["unframed"]["excluded"]
+    assert len(cube) == 2
+    fixed = ingest_to(data, tmp_path / "fixed")[2]
+    row = int(cat.set_index("id").loc["stars", "cube_index"])
+    np.testing.assert_array_equal(cube[row], fixed[row])  # the fixed crop, exactly
+
+
+def test_flux_frames_are_framed_the_same_way():
+    rng = np.random.default_rng(3)
+    frames = [(1000 * galaxy_light(200, 0, scale=s, **SHAPE) + 100 + rng.normal(0, 5, (200, 200))
+               ).astype(np.float32)[..., None] for s in (3.0, 8.0)]
+    framed = [preprocess(f, PreprocessSpec(framing="galaxy", channels=1))[0] for f in frames]
+    fixed = [preprocess(f, PreprocessSpec(channels=1))[0] for f in frames]
+    assert corr(*framed) > 0.9 and corr(*fixed) < 0.75
+
+
+def test_framing_decodes_jpegs_finely_enough_for_a_small_galaxy():
+    assert PreprocessSpec(framing="galaxy").min_side() > PreprocessSpec().min_side()
+
+
+def test_a_bad_framing_is_a_user_error():
+    with pytest.raises(UserError, match="framing"):
+        PreprocessSpec.from_config(PreprocessConfig(framing="auto"))
