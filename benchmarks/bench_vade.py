@@ -352,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nuisance-csv", type=Path, help="a known nuisance per galaxy (CSV: the id, then one value "
                     "column, e.g. the shrinking factor of a survey made by zooming sdss-gz1 out): the AMI of every "
                     "clustering against its quartiles is reported beside the others")
+    ap.add_argument("--no-peers", action="store_true",
+                    help="leave out the pixel baseline and the published AstroVaDEr (the variants alone)")
     args = ap.parse_args(argv)
 
     import torch
@@ -408,10 +410,11 @@ def main(argv: list[str] | None = None) -> int:
         results["variants"][variant] = summary
         (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
     ks = sorted({3} | {int(round(s["k"]["mean"])) for s in results["variants"].values()})
-    results["baseline"] = baseline(cube, ks, args.seeds, truth, keep, pa_bins, elongated)
-    pub = published(out, base, args.workers, truth, keep, pa_bins, elongated, args.data)
-    if pub is not None:
-        results["baseline"]["published_astrovader"] = pub
+    if not args.no_peers:
+        results["baseline"] = baseline(cube, ks, args.seeds, truth, keep, pa_bins, elongated)
+        pub = published(out, base, args.workers, truth, keep, pa_bins, elongated, args.data)
+        if pub is not None:
+            results["baseline"]["published_astrovader"] = pub
     results["matmul_flops_per_s_end"] = matmul_flops()
     # the machine's matmul rate is the higher of the two (a figure taken while another job ran is low)
     peak = max(results["matmul_flops_per_s"], results["matmul_flops_per_s_end"])

@@ -35,7 +35,7 @@ def test_r90_follows_the_galaxy_size_and_is_close_to_its_true_value():
     assert 0.5 * 3.89 * 10 < r_large < 3.89 * 10
     # the fraction is the same measured on the frame or on a regular sample of it
     big = frame(10.0, size=400)
-    assert galaxy_crop(big[::4, ::4], 4.0) == pytest.approx(galaxy_crop(big, 4.0), rel=0.1)
+    assert galaxy_crop(big[::4, ::4], 4.3) == pytest.approx(galaxy_crop(big, 4.3), rel=0.1)
 
 
 def test_no_central_galaxy_gives_none():
@@ -44,7 +44,7 @@ def test_no_central_galaxy_gives_none():
     assert galaxy_r90(np.full((64, 64), 7, dtype=np.uint8)) is None
     off = sky.copy()
     off[20:26, 200:206] = 250  # a star far from the centre
-    assert galaxy_crop(off, 4.0) is None
+    assert galaxy_crop(off, 4.3) is None
 
 
 def test_ingest_frames_each_galaxy_by_its_size_so_distance_leaves_the_cube(tmp_path):
@@ -52,8 +52,9 @@ def test_ingest_frames_each_galaxy_by_its_size_so_distance_leaves_the_cube(tmp_p
     for k, scale in enumerate((3.0, 5.0, 9.0)):  # the same galaxy at three distances
         save_image(data / f"g{k}.png", np.repeat(frame(scale, seed=k)[..., None], 3, axis=2))
     fixed = ingest_to(data, tmp_path / "fixed")[2]
-    summary, cat, framed, _ = ingest_to(data, tmp_path / "framed", preprocess__framing="galaxy")
-    assert summary["preprocess"]["framing"] == "galaxy" and summary["preprocess"]["galaxy_r90s"] == 4.0
+    summary, cat, framed, run = ingest_to(data, tmp_path / "framed", preprocess__framing="galaxy")
+    assert summary["preprocess"]["framing"] == "galaxy" and summary["preprocess"]["galaxy_r90s"] == 4.3
+    assert PreprocessSpec.of_run(run.ingest_summary).framing == "galaxy"  # new images are framed alike
     assert (cat["cube_index"] >= 0).all() and not summary["flags"]
     # framed: the three rows agree up to their noise; fixed crop: the galaxy's size is what differs
     pairs = ((0, 1), (1, 2), (0, 2))

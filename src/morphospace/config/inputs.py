@@ -95,7 +95,7 @@ class PreprocessConfig(Section):
     preset: Literal["default", "astrovader"] = "default"
     crop: Annotated[float, Field(ge=0.05, le=1.0)] = 0.5
     framing: Literal["fixed", "galaxy"] = "fixed"
-    galaxy_r90s: Annotated[float, Field(ge=1.0, le=50.0)] = 4.0
+    galaxy_r90s: Annotated[float, Field(ge=1.0, le=50.0)] = 4.3
     size: Annotated[int, Field(ge=16, le=1024)] = 64
     colour: Literal["rgb", "grey"] = "rgb"
     normalise: Literal["asinh", "minmax"] = "asinh"

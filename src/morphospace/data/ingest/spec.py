@@ -52,7 +52,7 @@ class PreprocessSpec:
 
     crop: float = 0.5
     framing: str = "fixed"
-    galaxy_r90s: float = 4.0
+    galaxy_r90s: float = 4.3
     size: int = 64
     channels: int = 3
     normalise: str = "asinh"
@@ -150,7 +150,7 @@ class PreprocessSpec:
         try:
             pre = json.loads(summary_path.read_text())["preprocess"]
             values = dict(crop=float(pre["crop"]), framing=str(pre.get("framing", "fixed")),
-                          galaxy_r90s=float(pre.get("galaxy_r90s", 4.0)),
+                          galaxy_r90s=float(pre.get("galaxy_r90s", 4.3)),
                           size=int(pre["size"]), channels=int(pre["channels"]),
                           normalise=str(pre["normalise"]), softening=float(pre["softening"]),
                           resample=str(pre["resample"]), exact=bool(pre["exact"]), draft=bool(pre["jpeg_draft"]))
