@@ -38,6 +38,15 @@ def test_r90_follows_the_galaxy_size_and_is_close_to_its_true_value():
     assert galaxy_crop(big[::4, ::4], 4.3) == pytest.approx(galaxy_crop(big, 4.3), rel=0.1)
 
 
+def test_a_neighbour_does_not_inflate_the_galaxy_size():
+    alone = frame(6.0).astype(np.float64)
+    yy, xx = np.mgrid[:256, :256]
+    neighbour = 180 * np.exp(-np.hypot(yy - 128, xx - 158) / 5.0)  # a bright galaxy touching it: without
+    # the symmetry its light joined the galaxy's and R90 read 36 px instead of 13
+    crowded = np.clip(alone + neighbour, 0, 255).astype(np.uint8)
+    assert galaxy_r90(crowded) == pytest.approx(galaxy_r90(alone.astype(np.uint8)), rel=0.1)
+
+
 def test_no_central_galaxy_gives_none():
     sky = frame(4.0, seed=1) * 0 + np.random.default_rng(1).normal(10, 3, (256, 256)).clip(0, 255).astype(np.uint8)
     assert galaxy_r90(sky) is None
