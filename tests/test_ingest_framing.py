@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fixtures import galaxy_light, ingest_to, save_image
+from fixtures import galaxy_light, ingest_to, save_image, tiny_galaxy10
 
 from morphospace.config import PreprocessConfig
 from morphospace.data.ingest import PreprocessSpec
-from morphospace.data.ingest.framing import galaxy_crop, galaxy_r90
+from morphospace.data.ingest.framing import framing_for, galaxy_crop, galaxy_r90, size_spread
 from morphospace.data.ingest.preprocess import preprocess
 from morphospace.errors import UserError
 
@@ -109,4 +109,31 @@ def test_framing_decodes_jpegs_finely_enough_for_a_small_galaxy():
 
 def test_a_bad_framing_is_a_user_error():
     with pytest.raises(UserError, match="framing"):
-        PreprocessSpec.from_config(PreprocessConfig(framing="auto"))
+        PreprocessSpec.from_config(PreprocessConfig(framing="adaptive"))
+
+
+def survey_of_sizes(folder, scales) -> None:
+    for k, scale in enumerate(scales):
+        save_image(folder / f"g{k:02d}.png", np.repeat(frame(scale, size=128, seed=k)[..., None], 3, axis=2))
+
+
+def test_auto_frames_by_the_galaxy_when_apparent_sizes_spread_widely(tmp_path, caplog):
+    survey_of_sizes(tmp_path / "far_and_near", np.geomspace(1.5, 9.0, 24))  # fixed-angle cutouts
+    survey_of_sizes(tmp_path / "scaled", np.full(24, 4.0) * np.linspace(0.9, 1.1, 24))  # scaled to each galaxy
+    with caplog.at_level("INFO", logger="morphospace"):
+        wide = ingest_to(tmp_path / "far_and_near", tmp_path / "r1", preprocess__framing="auto")[0]["preprocess"]
+    narrow = ingest_to(tmp_path / "scaled", tmp_path / "r2", preprocess__framing="auto")[0]["preprocess"]
+    assert wide["framing"] == "galaxy" and wide["size_spread"] > 3
+    assert narrow["framing"] == "fixed" and narrow["size_spread"] < 1.5
+    assert "framing auto: galaxy (apparent sizes of 24 sampled galaxies span" in caplog.text
+
+
+def test_auto_needs_twenty_galaxies_to_leave_the_fixed_crop():
+    assert size_spread([0.1, 0.5] * 9) is None and framing_for(None) == "fixed"
+    assert framing_for(size_spread([0.1, 0.5] * 10)) == "galaxy"
+    assert framing_for(size_spread([0.2] * 20 + [None] * 5)) == "fixed"
+
+
+def test_auto_reads_an_hdf5_survey_row_by_row(tmp_path):
+    summary = ingest_to(tiny_galaxy10(tmp_path / "g10.h5"), tmp_path / "run", preprocess__framing="auto")[0]
+    assert summary["preprocess"]["framing"] in ("fixed", "galaxy") and summary["n_in_cube"] > 0

@@ -78,10 +78,12 @@ class PreprocessConfig(Section):
     crop : float
         Centre-crop fraction of the frame side, in [0.05, 1] (with ``framing = "galaxy"``: for
         the frames where no central galaxy is found).
-    framing : {'fixed', 'galaxy'}
+    framing : {'auto', 'fixed', 'galaxy'}
         ``fixed``: every frame cropped to ``crop``. ``galaxy``: each frame cropped to a square
         of ``galaxy_r90s`` times its central galaxy's R90, so that apparent size (distance)
-        does not reach the model: for cutouts made at a fixed angular size.
+        does not reach the model: for cutouts made at a fixed angular size. ``auto``: ``galaxy``
+        when the apparent sizes of a sample of the survey spread widely (cutouts at a fixed
+        angular size), else ``fixed`` (cutouts already scaled to each galaxy).
     galaxy_r90s : float
         The crop's side in units of the galaxy's R90 when ``framing = "galaxy"``.
     size : int
@@ -94,7 +96,7 @@ class PreprocessConfig(Section):
 
     preset: Literal["default", "astrovader"] = "default"
     crop: Annotated[float, Field(ge=0.05, le=1.0)] = 0.5
-    framing: Literal["fixed", "galaxy"] = "fixed"
+    framing: Literal["auto", "fixed", "galaxy"] = "fixed"
     galaxy_r90s: Annotated[float, Field(ge=1.0, le=50.0)] = 4.3
     size: Annotated[int, Field(ge=16, le=1024)] = 64
     colour: Literal["rgb", "grey"] = "rgb"

@@ -115,6 +115,7 @@ def summarise(survey: Survey, catalogue: pd.DataFrame, spec: PreprocessSpec, det
         "n_positions": int(catalogue[["ra", "dec"]].notna().all(axis=1).sum())
         if {"ra", "dec"} <= set(catalogue) else 0,
         "preprocess": {"crop": spec.crop, "framing": spec.framing, "galaxy_r90s": spec.galaxy_r90s,
+                       "size_spread": spec.size_spread,
                        "size": spec.size, "channels": spec.channels,
                        "normalise": spec.normalise, "softening": spec.softening, "resample": spec.resample,
                        "exact": spec.exact, "jpeg_draft": spec.draft},

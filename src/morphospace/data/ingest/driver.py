@@ -36,6 +36,27 @@ def _clean(run: RunDir) -> None:
             stale.unlink(missing_ok=True)
 
 
+def _resolve_framing(survey, spec: PreprocessSpec) -> tuple[PreprocessSpec, str]:
+    """``framing = "auto"`` made "fixed" or "galaxy" by the spread of a sample's apparent sizes
+    (:func:`~morphospace.data.ingest.framing.framing_for`); the spec unchanged otherwise, and a
+    log line saying what was measured and chosen."""
+    if spec.framing != "auto":
+        return spec, ""
+    from dataclasses import replace
+
+    from .framing import AUTO_SAMPLE, AUTO_SPREAD, framing_for, size_spread
+    from .workers import sampled_crops
+
+    crops = sampled_crops(survey, spec, AUTO_SAMPLE)
+    spread = size_spread(crops)
+    chosen = framing_for(spread)
+    measured = sum(c is not None for c in crops)
+    why = (f"apparent sizes of {measured} sampled galaxies span {spread:.2f}x (10-90%), "
+           f"{'at or above' if chosen == 'galaxy' else 'below'} {AUTO_SPREAD:g}x"
+           if spread is not None else f"only {measured} sampled galaxies measured")
+    return replace(spec, framing=chosen, size_spread=spread), f"framing auto: {chosen} ({why})"
+
+
 def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = None) -> dict:
     """Ingest the survey at ``data`` into ``run``; return the ingest summary.
 
@@ -66,6 +87,9 @@ def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = Non
     t0 = time.perf_counter()
     survey = read_survey(data, cfg.data)
     spec = PreprocessSpec.from_config(cfg.preprocess, survey.n_bands, cfg.ingest)
+    spec, framing_note = _resolve_framing(survey, spec)
+    if framing_note:
+        log.info("%s", framing_note)
     log.info("ingest: %d records, layout %s, %s -> %dx%dx%d, %d worker(s)%s",
              len(survey), survey.layout, data, spec.channels, spec.size, spec.size, workers,
              f"; each galaxy framed by its size ({spec.galaxy_r90s:g} R90 a side)" if spec.framing == "galaxy" else "")

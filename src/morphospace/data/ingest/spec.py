@@ -29,9 +29,13 @@ class PreprocessSpec:
     framing : str
         ``"fixed"`` (``crop`` for every frame) or ``"galaxy"`` (a crop of ``galaxy_r90s`` x the
         central galaxy's R90 per frame, ``crop`` where none is found:
-        :mod:`~morphospace.data.ingest.framing`).
+        :mod:`~morphospace.data.ingest.framing`); ``"auto"`` until the ingest has chosen one
+        of them from a sample of the survey.
     galaxy_r90s : float
         The crop's side in R90s when ``framing`` is ``"galaxy"``.
+    size_spread : float or None
+        With ``framing = "auto"``: the 10-90% spread of the sampled apparent sizes that chose
+        the framing (recorded in the ingest summary).
     size : int
         Output side in pixels.
     channels : int
@@ -53,6 +57,7 @@ class PreprocessSpec:
     crop: float = 0.5
     framing: str = "fixed"
     galaxy_r90s: float = 4.3
+    size_spread: float | None = None
     size: int = 64
     channels: int = 3
     normalise: str = "asinh"
@@ -110,8 +115,8 @@ class PreprocessSpec:
             raise UserError(f"preprocess.colour must be 'rgb' or 'grey', got '{colour}'")
         if norm not in ("asinh", "minmax"):
             raise UserError(f"preprocess.normalise must be 'asinh' or 'minmax', got '{norm}'")
-        if cfg.framing not in ("fixed", "galaxy"):
-            raise UserError(f"preprocess.framing must be 'fixed' or 'galaxy', got '{cfg.framing}'")
+        if cfg.framing not in ("auto", "fixed", "galaxy"):
+            raise UserError(f"preprocess.framing must be 'auto', 'fixed' or 'galaxy', got '{cfg.framing}'")
         if not cfg.asinh_softening > 0:
             raise UserError(f"preprocess.asinh_softening must be positive, got {cfg.asinh_softening}")
         q = {} if quality is None else {"blank_std": quality.blank_std, "blank_contrast": quality.blank_contrast,
@@ -181,6 +186,6 @@ class PreprocessSpec:
         from .decode import draft_side
         from .framing import DECODE_CROP
 
-        crop = min(self.crop, DECODE_CROP) if self.framing == "galaxy" else self.crop
+        crop = min(self.crop, DECODE_CROP) if self.framing != "fixed" else self.crop
         return draft_side(crop, self.size) if self.draft else 0
 

@@ -192,6 +192,53 @@ def preprocess_file(path, spec: PreprocessSpec) -> tuple[np.ndarray, tuple[str, 
     return block.to_array()[0], tuple(flags)
 
 
+def sampled_crops(survey: Survey, spec: PreprocessSpec, sample: int, seed: int = 0) -> list:
+    """:func:`~morphospace.data.ingest.framing.galaxy_crop` of a seeded sample of the survey's frames.
+
+    JPEGs are decoded at the smallest scale that keeps the ~100 px the sizes are measured on
+    (a quarter of a 423 px frame); frames that cannot be decoded are left out, and frames
+    without a central galaxy give None. Runs in this process: a few hundred frames.
+
+    Parameters
+    ----------
+    survey : Survey
+    spec : PreprocessSpec
+        Its ``crop`` and ``galaxy_r90s`` are used.
+    sample : int
+        Frames measured at most.
+    seed : int
+
+    Returns
+    -------
+    list of float or None
+    """
+    from .decode import draft_side
+    from .framing import galaxy_crop
+    from .histograms import STATS_SIDE, sample_8bit
+
+    decodable = [i for i, r in enumerate(survey.records) if r.decodable]
+    if len(decodable) > sample:
+        decodable = sorted(np.random.default_rng(seed).choice(decodable, sample, replace=False).tolist())
+    min_side = draft_side(1.0, STATS_SIDE) if spec.draft else 0
+    crops = []
+    try:
+        for item in _items([survey.records[i] for i in decodable]):
+            # HDF5 rows one at a time: one slice over a scattered sample would read the whole file
+            frame = _decode_one(item, min_side, _read_hdf5([item]), 0)
+            if isinstance(frame, BadImage):
+                continue
+            if hasattr(frame.pixels, "convert"):  # an 8-bit Pillow image
+                grey, unit = np.asarray(sample_8bit(frame.pixels).convert("L")), 1.0
+            else:
+                arr = np.nan_to_num(frame.pixels, nan=0.0, posinf=0.0, neginf=0.0)
+                step = max(1, min(arr.shape[:2]) // STATS_SIDE)
+                grey, unit = arr[::step, ::step].mean(axis=-1), (1 / 255 if frame.display else 0.0)
+            crops.append(galaxy_crop(grey, spec.galaxy_r90s, unit))
+    finally:
+        _close_h5()
+    return crops
+
+
 def _items(records: list[Record]) -> list:
     return [(r.source, r.kind, r.index) if r.decodable else None for r in records]
 
