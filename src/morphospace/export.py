@@ -1,7 +1,8 @@
 """The results catalogue: one row per input galaxy, for the user's own tools.
 
 Columns (a stable contract): ``id``, the input label columns, the boolean
-``flag_<reason>`` quality columns, then for every clustering ``cluster_<name>``
+``flag_<reason>`` quality columns, ``crop`` (the fraction of its frame each galaxy's cube row
+shows: with the galaxy framing, its apparent size), then for every clustering ``cluster_<name>``
 (missing for galaxies not in the cube, -1 for noise) and ``prob_<name>_<k>`` where the
 clustering is soft, then per-galaxy scores (e.g. ``vade_anomaly``) where a model wrote them.
 Written as CSV, Parquet or FITS (an :class:`astropy.table.Table`) by the output file's

@@ -73,8 +73,8 @@ class PreprocessConfig(Section):
     ----------
     preset : {'default', 'astrovader'}
         ``astrovader`` reproduces the published recipe (crop 0.75, 128 px, grey, min-max,
-        bilinear, full-resolution decode): it replaces the *default* values of ``crop``,
-        ``size``, ``colour`` and ``normalise``; other values are kept.
+        bilinear, full-resolution decode, fixed framing): it replaces the *default* values of
+        ``crop``, ``size``, ``colour``, ``normalise`` and ``framing``; other values are kept.
     crop : float
         Centre-crop fraction of the frame side, in [0.05, 1] (with ``framing = "galaxy"``: for
         the frames where no central galaxy is found).
@@ -96,7 +96,7 @@ class PreprocessConfig(Section):
 
     preset: Literal["default", "astrovader"] = "default"
     crop: Annotated[float, Field(ge=0.05, le=1.0)] = 0.5
-    framing: Literal["auto", "fixed", "galaxy"] = "fixed"
+    framing: Literal["auto", "fixed", "galaxy"] = "auto"
     galaxy_r90s: Annotated[float, Field(ge=1.0, le=50.0)] = 4.3
     size: Annotated[int, Field(ge=16, le=1024)] = 64
     colour: Literal["rgb", "grey"] = "rgb"

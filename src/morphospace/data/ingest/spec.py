@@ -13,7 +13,7 @@ from ...errors import UserError
 
 PRESETS = {
     # The published AstroVaDEr recipe (Spindler et al. 2021, section 2.1).
-    "astrovader": {"crop": 0.75, "size": 128, "colour": "grey", "normalise": "minmax"},
+    "astrovader": {"crop": 0.75, "size": 128, "colour": "grey", "normalise": "minmax", "framing": "fixed"},
 }
 _PRESET_SPEC = {"astrovader": {"resample": "bilinear", "exact": True, "draft": False}}
 
@@ -74,8 +74,8 @@ class PreprocessSpec:
                     quality: IngestConfig | None = None) -> "PreprocessSpec":
         """Resolve a ``[preprocess]`` section (and the ``[ingest]`` quality thresholds).
 
-        A preset replaces the *default* values of ``crop``, ``size``, ``colour`` and
-        ``normalise``; a key set to another value is kept (e.g. the astrovader
+        A preset replaces the *default* values of ``crop``, ``size``, ``colour``,
+        ``normalise`` and ``framing``; a key set to another value is kept (e.g. the astrovader
         recipe with the crop suited to another survey's framing).
 
         Parameters
