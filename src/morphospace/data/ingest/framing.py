@@ -13,10 +13,9 @@ point-symmetric part of the grey sample that the quality checks take anyway (abo
 side): the pixel-wise minimum of the frame and the frame turned by 180 degrees, in which a
 neighbour, having no twin across the centre, does not join the galaxy. On sdss-gz1 shrunk by a
 known factor of 1-3 (``benchmarks/make_zoomed_survey.py``) it recovers the factor to a median
-3% (scatter 4%, the MAD of the log ratio; off by more than 35% for 1% of the galaxies, 2.7%
-without the symmetry). The default of 4.3 R90 gives sdss-gz1's median galaxy the fixed 0.5
-crop (its cutouts are already scaled to each galaxy's Petrosian R90). Framework-free: numpy
-and scipy.
+2% (scatter 4%, the MAD of the log ratio; off by more than 35% for 2% of the galaxies). The
+default of 4.3 R90 gives sdss-gz1's median galaxy the fixed 0.5 crop (its cutouts are already
+scaled to each galaxy's Petrosian R90). Framework-free: numpy and scipy.
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ AUTO_SAMPLE = 200  # frames whose sizes decide ``framing = "auto"``
 # frame side) spans at least this factor: halfway, in log, between what cutouts scaled to each
 # galaxy's size show from measurement scatter and profile differences alone (sdss-gz1 1.85, 1.73-1.99
 # over samples of 200; the synthetic survey 1.54) and what the mildest fixed-angle survey we made
-# shows (sdss-gz1 shrunk by 1-3: 2.67, 2.48-2.97).
+# shows (sdss-gz1 shrunk by 1-3: 2.67-3.03 over five samples of 200).
 AUTO_SPREAD = 2.2
 
 
