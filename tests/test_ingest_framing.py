@@ -135,5 +135,21 @@ def test_auto_needs_twenty_galaxies_to_leave_the_fixed_crop():
 
 
 def test_auto_reads_an_hdf5_survey_row_by_row(tmp_path):
-    summary = ingest_to(tiny_galaxy10(tmp_path / "g10.h5"), tmp_path / "run", preprocess__framing="auto")[0]
-    assert summary["preprocess"]["framing"] in ("fixed", "galaxy") and summary["n_in_cube"] > 0
+    import h5py
+
+    # a Galaxy10-style file of fixed-angle cutouts: the same galaxy far and near
+    images = np.stack([np.repeat(frame(s, size=128, seed=k)[..., None], 3, axis=2)
+                       for k, s in enumerate(np.geomspace(1.5, 9.0, 24))])
+    path = tmp_path / "g10.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("images", data=images, chunks=(4, 128, 128, 3), compression="gzip")
+        f.create_dataset("ans", data=np.arange(24, dtype=np.uint8) % 10)
+    summary, cat, _, _ = ingest_to(path, tmp_path / "run", preprocess__framing="auto")
+    assert summary["layout"] == "galaxy10" and summary["preprocess"]["framing"] == "galaxy"
+    assert summary["preprocess"]["size_spread"] > 3 and summary["n_in_cube"] == 24
+    crops = cat.sort_values("cube_index")["crop"].to_numpy()
+    # nearer galaxies get wider crops (ties: R90 in whole pixels of the ~100 px sample)
+    assert np.all(np.diff(crops) >= 0) and crops[-1] / crops[0] > 4
+    # too few galaxies to tell: the fixed crop
+    small = ingest_to(tiny_galaxy10(tmp_path / "tiny.h5"), tmp_path / "run2", preprocess__framing="auto")[0]
+    assert small["preprocess"]["framing"] == "fixed" and small["preprocess"]["size_spread"] is None
