@@ -1,0 +1,65 @@
+"""How stable the merged clusters are across seeds, at the entropy elbow and at a fixed number.
+
+The model's own clusters are its mixture components merged by entropy down to the elbow of the
+entropy path (``morphospace.vade.merge``). Given the model folders of several seeds trained on
+the same cube (``bench_vade.py --seeds 0 1 2`` leaves them in ``OUT/default_s<seed>``, or whole
+runs), this re-encodes each seed's galaxies, merges its components at the elbow and at each of
+``--k`` clusters, and prints the ARI between every pair of seeds. No label is read: it says
+whether the stopping rule or the partition is what varies between seeds.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_merge_stability.py OUT/default_s0 OUT/default_s1 OUT/default_s2 --k 3 4 5 6 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import adjusted_rand_score
+
+
+def component_probabilities(run_path: Path) -> np.ndarray:
+    """q(component | galaxy) of the model in ``run_path``, for every cube row."""
+    from morphospace.run import RunDir
+    from morphospace.vade.embed import encode_cube, model_input
+    from morphospace.vade.io import load_vade, model_dir
+
+    run = RunDir(run_path)
+    model, hp, _ = load_vade(model_dir(run) / "model.pt")
+    form = model_dir(run) / "form_embedding.npy"
+    form = np.load(form) if hp["preset"] == "form" and form.is_file() else None
+    return encode_cube(model, model_input(run, hp), embedding=form)["proba"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", type=Path, nargs="+", help="model folders of one cube, one per seed")
+    ap.add_argument("--k", type=int, nargs="*", default=[3, 4, 5, 6, 8], help="fixed numbers of clusters to try")
+    args = ap.parse_args(argv)
+    if len(args.runs) < 2:
+        print("give at least two seeds' folders", file=sys.stderr)
+        return 2
+    from morphospace.progress import set_quiet
+    from morphospace.vade.merge import ComponentMerger
+
+    set_quiet(True)
+    probas = [component_probabilities(r) for r in args.runs]
+    if len({len(p) for p in probas}) != 1:
+        print("the folders hold different cubes", file=sys.stderr)
+        return 2
+    print("components per seed:", [p.shape[1] for p in probas])
+    for k in [None, *args.k]:
+        labels = [ComponentMerger(n_clusters=k).fit_predict(p) for p in probas]
+        aris = [adjusted_rand_score(a, b) for a, b in itertools.combinations(labels, 2)]
+        print(f"{'elbow' if k is None else f'K = {k}':>7}: clusters {[len(np.unique(x)) for x in labels]}, "
+              f"seed ARI {', '.join(f'{a:.2f}' for a in aris)} (mean {np.mean(aris):.2f})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
