@@ -25,15 +25,11 @@ from sklearn.metrics import adjusted_rand_score
 
 def component_probabilities(run_path: Path) -> np.ndarray:
     """q(component | galaxy) of the model in ``run_path``, for every cube row."""
-    from morphospace.run import RunDir
-    from morphospace.vade.embed import encode_cube, model_input
-    from morphospace.vade.io import load_vade, model_dir
+    from bench_vade import encode_run
 
-    run = RunDir(run_path)
-    model, hp, _ = load_vade(model_dir(run) / "model.pt")
-    form = model_dir(run) / "form_embedding.npy"
-    form = np.load(form) if hp["preset"] == "form" and form.is_file() else None
-    return encode_cube(model, model_input(run, hp), embedding=form)["proba"]
+    from morphospace.run import RunDir
+
+    return encode_run(RunDir(run_path))[0]["proba"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -232,11 +232,21 @@ def form_flops_per_image(hp: dict, x) -> float:
     return per_view * (8 + f["aug_views"]) + per_decoder * f["decoder_epochs"]
 
 
+def encode_run(run) -> tuple[dict, dict, np.ndarray | None]:
+    """Encode every cube row of a trained run: (``encode_cube``'s dict, hyper-parameters, form embedding or None)."""
+    from morphospace.vade.embed import encode_cube, model_input
+    from morphospace.vade.io import load_vade, model_dir
+
+    model, hp, _ = load_vade(model_dir(run) / "model.pt")
+    form = model_dir(run) / "form_embedding.npy"
+    form = np.load(form) if hp["preset"] == "form" and form.is_file() else None
+    # what the model was trained on (neighbours masked or not); the form embedding from training
+    return encode_cube(model, model_input(run, hp), embedding=form), hp, form
+
+
 def train_and_score(run_dir: Path, base_run, overrides: list[str], seed: int, truth, keep, pa_bins, elongated) -> dict:
     from morphospace.config import apply_overrides, load_config
     from morphospace.run import RunDir
-    from morphospace.vade.embed import encode_cube, model_input
-    from morphospace.vade.io import load_vade, model_dir
     from morphospace.vade.train import train_run
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -248,11 +258,7 @@ def train_and_score(run_dir: Path, base_run, overrides: list[str], seed: int, tr
     t0 = time.perf_counter()
     result = train_run(run, cfg)
     wall = time.perf_counter() - t0
-    model, hp, _ = load_vade(model_dir(run) / "model.pt")
-    form = model_dir(run) / "form_embedding.npy"
-    form = np.load(form) if hp["preset"] == "form" and form.is_file() else None
-    # what the model was trained on (neighbours masked or not); the form embedding from training
-    enc = encode_cube(model, model_input(run, hp), embedding=form)
+    enc, hp, form = encode_run(run)
     # the model's own clusters: mixture components merged by entropy (as `morphospace embed` does)
     from morphospace.vade.merge import ComponentMerger
 

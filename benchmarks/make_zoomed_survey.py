@@ -5,8 +5,8 @@ same share of its frame. Surveys cut out at a fixed angular size are not: a dist
 a speck. This script makes such a survey from sdss-gz1: each galaxy shrunk by a factor drawn
 log-uniformly in [1, ``--max-zoom``] (seeded) inside a frame of the same 423 px, the margin
 filled with pixels of the frame's own border drawn at random (those within 3 sigma of its
-median: the sky's levels, clipping included, without its sources), and the shrunk part given back the noise its averaging took away, so that no seam
-shows. The labels are sdss-gz1's; the factor per galaxy goes to ``zoom.csv`` beside the
+median: the sky's levels, clipping included, without its sources), and the shrunk part given
+back the noise its averaging took away, so that no seam shows. The labels are sdss-gz1's; the factor per galaxy goes to ``zoom.csv`` beside the
 survey (a nuisance known by construction: no label).
 
 ``--source`` may also be a built-in synthetic survey (``morphospace synth``): its PNG frames are
@@ -33,8 +33,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from morphospace.data.synth.files import CATALOGUE_NAME as SYNTH_CATALOGUE
+from morphospace.data.synth.files import MARKER_NAME as SYNTH_MARKER
+
 SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "sdss-gz1"
-SYNTH_MARKER, SYNTH_CATALOGUE = "morphospace_synth.json", "catalogue.csv"  # morphospace.data.synth.files
 
 
 def zoom_out(image: np.ndarray, factor: float, rng: np.random.Generator) -> np.ndarray:

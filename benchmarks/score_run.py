@@ -38,11 +38,6 @@ from sklearn.model_selection import cross_val_score
 from sklearn.preprocessing import StandardScaler
 
 
-def quartiles(values: np.ndarray) -> np.ndarray:
-    """Quartile index (0-3) of each value."""
-    return np.searchsorted(np.quantile(values, [0.25, 0.5, 0.75]), values)
-
-
 def audit_ami(run: Path, clustering: str = "vade") -> dict:
     """The run's own nuisance audit of one clustering (``comparisons/nuisance_audit.csv``:
     its AMI with each nuisance the compare stage measured or found in the catalogue)."""
@@ -57,7 +52,7 @@ def audit_ami(run: Path, clustering: str = "vade") -> dict:
 
 
 def score(run: Path, truth_col: str, nuisance_csv: Path | None, seeds=(0, 1, 2)) -> dict:
-    from morphospace.analysis.probe import linear_probe
+    from bench_vade import probe10
 
     cat = pd.read_parquet(run / "catalogue.parquet")
     cat = cat[cat["cube_index"] >= 0].sort_values("cube_index")
@@ -74,8 +69,7 @@ def score(run: Path, truth_col: str, nuisance_csv: Path | None, seeds=(0, 1, 2))
     x = StandardScaler().fit_transform(emb)
     km = [KMeans(k, n_init=10, random_state=s).fit_predict(x) for s in seeds]
     out["kmeans"] = {"ami": [float(ami(truth[keep], lab[keep])) for lab in km]}
-    t = linear_probe(emb[keep], truth[keep], fractions=(0.1,), repeats=5)
-    out["probe10"] = float(t["balanced_accuracy"].iloc[0])
+    out["probe10"] = probe10(emb, truth, keep)
     if "crop" in cat:
         out["crop_median"] = float(np.nanmedian(cat["crop"]))
     if nuisance_csv is not None:
@@ -84,7 +78,7 @@ def score(run: Path, truth_col: str, nuisance_csv: Path | None, seeds=(0, 1, 2))
         z.index = z.index.astype(str)
         value = z.reindex(cat["id"].astype(str)).to_numpy(dtype=float)
         ok = np.isfinite(value)
-        q = quartiles(value[ok])
+        q = pd.qcut(value[ok], 4, labels=False)  # quartiles, as bench_vade bins a --nuisance-csv
         out["nuisance"] = {"own_ami": float(ami(q, own[ok])),
                            "kmeans_ami": [float(ami(q, lab[ok])) for lab in km],
                            "r2_log": float(np.mean(cross_val_score(RidgeCV(alphas=np.logspace(-2, 3, 12)), x[ok],
