@@ -1,7 +1,9 @@
 """How stable the merged clusters are across seeds, at the entropy elbow and at a fixed number.
 
 The model's own clusters are its mixture components merged by entropy down to the elbow of the
-entropy path (``morphospace.vade.merge``). Given the model folders of several seeds trained on
+entropy path (``morphospace.vade.merge``), taken against the cumulated number of galaxies
+merged (the default, ``elbow on observations``) or against the number of clusters (``elbow on
+clusters``, the rule before it); both are printed. Given the model folders of several seeds trained on
 the same cube (``bench_vade.py --seeds 0 1 2`` leaves them in ``OUT/default_s<seed>``, or whole
 runs), this re-encodes each seed's galaxies, merges its components at the elbow and at each of
 ``--k`` clusters, and prints the ARI between every pair of seeds. No label is read: it says
@@ -49,10 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         print("the folders hold different cubes", file=sys.stderr)
         return 2
     print("components per seed:", [p.shape[1] for p in probas])
-    for k in [None, *args.k]:
-        labels = [ComponentMerger(n_clusters=k).fit_predict(p) for p in probas]
+    rules = [("elbow on observations", {}), ("elbow on clusters", {"elbow_on": "clusters"}),
+             *((f"K = {k}", {"n_clusters": k}) for k in args.k)]
+    for name, kwargs in rules:
+        labels = [ComponentMerger(**kwargs).fit_predict(p) for p in probas]
         aris = [adjusted_rand_score(a, b) for a, b in itertools.combinations(labels, 2)]
-        print(f"{'elbow' if k is None else f'K = {k}':>7}: clusters {[len(np.unique(x)) for x in labels]}, "
+        print(f"{name:>21}: clusters {[len(np.unique(x)) for x in labels]}, "
               f"seed ARI {', '.join(f'{a:.2f}' for a in aris)} (mean {np.mean(aris):.2f})")
     return 0
 

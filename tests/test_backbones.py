@@ -123,3 +123,17 @@ def test_hub_hash_check_catches_a_corrupt_file(tmp_path):
     other = tmp_path / "weights.pth"
     other.write_bytes(b"anything")
     check_hub_hash(other)  # no hash in the name: nothing to check
+
+
+def test_a_shell_for_saved_weights_does_not_log_a_random_start(caplog):
+    """Loading a saved model builds its trunk unpretrained; the log must not claim a random start."""
+    import logging
+
+    from morphospace.ssl.embedder import TrunkTaps
+
+    with caplog.at_level(logging.INFO, logger="morphospace"):
+        TrunkTaps("efficientnet-lite0", input_size=64, pretrained=False, announce=False)
+    assert not [r for r in caplog.records if r.levelno >= logging.INFO and "backbone" in r.getMessage()]
+    with caplog.at_level(logging.INFO, logger="morphospace"):
+        make_backbone("efficientnet-lite0", pretrained=False, input_size=64)
+    assert any("random initialisation" in r.getMessage() for r in caplog.records if r.levelno == logging.INFO)

@@ -73,6 +73,9 @@ def test_run_with_the_form_vade_then_a_study_of_its_ssl_encoder(tmp_path):
     assert len(comps) == 24 and {"prob_0", "prob_1", "prob_2", "prob_3"} <= set(comps.columns)
     merged = json.loads((run / "models" / "vade" / "clusters.json").read_text())
     assert sorted(sum(merged["groups"], [])) == [0, 1, 2, 3] and 2 <= merged["n_clusters"] <= 4
+    # the elbow was taken on the rescaled plot: galaxies merged so far, 0 before any merge
+    assert merged["elbow_on"] == "observations" and merged["merged_path"]["4"] == 0
+    assert merged["merged_path"]["1"] >= merged["merged_path"]["2"] >= merged["merged_path"]["3"] > 0
     clus = pd.read_parquet(run / "clusterings" / "vade.parquet")
     k = merged["n_clusters"]
     assert {f"prob_{i}" for i in range(k)} <= set(clus.columns) and f"prob_{k}" not in clus.columns

@@ -51,6 +51,9 @@ class ModelConfig(Section):
         Turn the latent axes to their principal axes before fitting the mixture.
     merge_components : bool
         The clusters are the components merged by entropy (``morphospace.vade.merge``).
+    merge_elbow_on : {"observations", "clusters"}
+        Where the merge stops: the elbow of the entropy against the cumulated number of galaxies
+        merged (Baudry et al.'s rescaled plot) or against the number of clusters.
     """
 
     kind: Literal["vade", "pca"] = "vade"
@@ -71,6 +74,7 @@ class ModelConfig(Section):
     widths: Annotated[list[Annotated[int, Field(ge=1, le=4096)]], Field(min_length=1)] = [32, 64, 128, 256]
     align_latent: bool = True
     merge_components: bool = True
+    merge_elbow_on: Literal["observations", "clusters"] = "observations"
 
     @model_validator(mode="after")
     def _k_range(self) -> ModelConfig:

@@ -356,7 +356,7 @@ BACKBONES: dict[str, BackboneInfo] = {
 
 
 def make_backbone(name: str, pretrained: bool = True, weights: str | Path | None = None,
-                  input_size: int | None = None) -> tuple[FeatureNet, int, InputSpec]:
+                  input_size: int | None = None, announce: bool = True) -> tuple[FeatureNet, int, InputSpec]:
     """Build a backbone as a :class:`FeatureNet`.
 
     Parameters
@@ -370,6 +370,9 @@ def make_backbone(name: str, pretrained: bool = True, weights: str | Path | None
         morphospace ``model.pt``. Takes precedence over ``pretrained``.
     input_size : int, optional
         Side images are resized to; default: the backbone's ``default_size``.
+    announce : bool
+        Log where the weights came from (False for a shell a saved model's weights are loaded
+        into next: its random start is not worth a line).
 
     Returns
     -------
@@ -395,5 +398,6 @@ def make_backbone(name: str, pretrained: bool = True, weights: str | Path | None
     spec = InputSpec(size=size, mean=info.mean, std=info.std, native_size=info.native_size)
     net = FeatureNet(trunk, info.feature_dim, spec).to(memory_format=torch.channels_last)
     net.weights_source = source
-    log.info("backbone %s (%d features, input %d px): %s", name, info.feature_dim, size, source)
+    log.log(logging.INFO if announce else logging.DEBUG, "backbone %s (%d features, input %d px): %s",
+            name, info.feature_dim, size, source)
     return net, info.feature_dim, spec

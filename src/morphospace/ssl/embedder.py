@@ -41,11 +41,12 @@ class TrunkTaps(nn.Module):
     For ``efficientnet-lite0``: 320 + 1280 = 1600 features; for ``small``: its 256 pooled
     features (it has no separate head). With ``sharpen`` = a > 0 the images are unsharp-masked
     first, ``x + a (x - G * x)`` with G a Gaussian of :data:`SHARPEN_SIGMA` pixels, so that
-    faint arms and bars stand out of the smooth light (``form.sharpen``).
+    faint arms and bars stand out of the smooth light (``form.sharpen``). ``announce`` = False
+    builds a shell for a saved model's weights without logging its random start.
     """
 
     def __init__(self, backbone: str = "efficientnet-lite0", input_size: int = 112, pretrained: bool = True,
-                 precision: str = "32", weights: str | None = None, sharpen: float = 0.0):
+                 precision: str = "32", weights: str | None = None, sharpen: float = 0.0, announce: bool = True):
         super().__init__()
         if precision not in ("32", "bf16"):
             raise ValueError(f"precision must be '32' or 'bf16', got {precision!r}")
@@ -55,7 +56,7 @@ class TrunkTaps(nn.Module):
         self.precision = precision
         self.sharpen = float(sharpen)
         self.net, dim, self.spec = make_backbone(backbone, pretrained=pretrained, weights=weights or None,
-                                                 input_size=input_size)
+                                                 input_size=input_size, announce=announce)
         self._blocks = _efficientnet_blocks(self.net)
         self.dim = dim + (int(self._blocks[-1]._project_conv.out_channels) if self._blocks is not None else 0)
 

@@ -207,7 +207,7 @@ class FineTunedModel:
         params["weights"] = None
         ft = cls(**params)
         ft.model_, ft.feature_dim_, ft.input_spec_ = make_backbone(
-            payload["backbone"], pretrained=False, input_size=payload["input_size"])
+            payload["backbone"], pretrained=False, input_size=payload["input_size"], announce=False)
         ft.model_.load_state_dict(payload["state_dict"])
         ft.model_.eval()
         ft.weights_source_ = str(path)

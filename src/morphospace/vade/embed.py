@@ -147,13 +147,13 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
     if cfg.model.merge_components and enc["proba"].shape[1] > 2:
         from .merge import ComponentMerger
 
-        merger = ComponentMerger().fit(enc["proba"])
+        merger = ComponentMerger(elbow_on=cfg.model.merge_elbow_on).fit(enc["proba"])
         cluster_proba = merger.transform(enc["proba"])
         enc["groups"] = merger.groups_
         write_json(model_dir(run) / "clusters.json",
                    {"what": "mixture components merged into clusters by entropy (Baudry et al. 2010)",
-                    "n_clusters": merger.n_clusters_, "groups": merger.groups_,
-                    "entropy_path": merger.entropy_path_})
+                    "n_clusters": merger.n_clusters_, "groups": merger.groups_, "elbow_on": merger.elbow_on,
+                    "entropy_path": merger.entropy_path_, "merged_path": merger.merged_path_})
         log.info("VaDE: %d mixture components merged into %d clusters by entropy: %s", enc["proba"].shape[1],
                  merger.n_clusters_, merger.groups_)
     table["cluster"] = cluster_proba.argmax(1).astype(np.int64)

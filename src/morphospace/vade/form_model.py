@@ -162,7 +162,7 @@ def build_form_vade(hp: dict) -> FormVaDE:
 
     f = hp["form"]
     trunk = TrunkTaps(f["backbone"], input_size=f["input_size"], pretrained=False, precision=f.get("precision", "32"),
-                      sharpen=f.get("sharpen", 0.0))  # models saved before form.sharpen: none
+                      sharpen=f.get("sharpen", 0.0), announce=False)  # models saved before form.sharpen: none
     # models saved before form.embed_views averaged all 8 views
     embedder = FormEmbedder(trunk, FormHead(trunk.dim, dim=f["dim"]), views=f.get("embed_views") or 8)
     if f.get("core", "mlp") == "linear":
