@@ -281,12 +281,12 @@ def train_and_score(run_dir: Path, base_run, overrides: list[str], seed: int, tr
     return out
 
 
-def kmeans3(x: np.ndarray, seed: int) -> np.ndarray:
-    """K-Means(3) on the standardised embedding."""
+def kmeans3(x: np.ndarray, seed: int, k: int = 3) -> np.ndarray:
+    """K-Means(3) (or K-Means(``k``)) on the standardised embedding."""
     from sklearn.cluster import KMeans
     from sklearn.preprocessing import StandardScaler
 
-    return KMeans(3, n_init=10, random_state=seed).fit_predict(StandardScaler().fit_transform(x))
+    return KMeans(k, n_init=10, random_state=seed).fit_predict(StandardScaler().fit_transform(x))
 
 
 def probe10(x: np.ndarray, truth: np.ndarray, keep: np.ndarray) -> float:

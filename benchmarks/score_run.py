@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.cluster import KMeans
 from sklearn.linear_model import RidgeCV
 from sklearn.metrics import adjusted_mutual_info_score as ami
 from sklearn.model_selection import cross_val_score
@@ -52,7 +51,7 @@ def audit_ami(run: Path, clustering: str = "vade") -> dict:
 
 
 def score(run: Path, truth_col: str, nuisance_csv: Path | None, seeds=(0, 1, 2)) -> dict:
-    from bench_vade import probe10
+    from bench_vade import kmeans3, probe10
 
     cat = pd.read_parquet(run / "catalogue.parquet")
     cat = cat[cat["cube_index"] >= 0].sort_values("cube_index")
@@ -67,7 +66,7 @@ def score(run: Path, truth_col: str, nuisance_csv: Path | None, seeds=(0, 1, 2))
                  "own": {"K": int(len(np.unique(own))), "ami": float(ami(truth[keep], own[keep]))}}
     out["own"]["audit"] = audit_ami(run)
     x = StandardScaler().fit_transform(emb)
-    km = [KMeans(k, n_init=10, random_state=s).fit_predict(x) for s in seeds]
+    km = [kmeans3(emb, s, k) for s in seeds]  # standardises as x is
     out["kmeans"] = {"ami": [float(ami(truth[keep], lab[keep])) for lab in km]}
     out["probe10"] = probe10(emb, truth, keep)
     if "crop" in cat:
