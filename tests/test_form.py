@@ -153,6 +153,44 @@ def test_fit_embedder_frozen_trunk_is_deterministic(tmp_path):
     assert runs[0].shape == (24, 8) and np.isfinite(runs[0]).all()
 
 
+def test_an_ensemble_of_heads_extends_the_single_head_and_resumes(tmp_path):
+    """form.heads: the first head is the single-head run's, the others train on the same bank from
+    seeds of their own; the embedding is their outputs side by side, the embedder gives it from
+    images, and a resumed run takes each head back from its own checkpoint."""
+    from morphospace.ssl.embedder import HeadEnsemble
+    from morphospace.ssl.training import fit_embedder
+
+    cube = _blob(n=24).numpy() + np.random.default_rng(2).normal(0, 0.05, (24, 3, 32, 32)).astype(np.float32)
+    kw = dict(dim=8, aug_views=1, batch_size=8, seed=4, trainer_kwargs={"enable_progress_bar": False})
+
+    def fit(name, heads, epochs, resume=False):
+        torch.manual_seed(0)
+        return fit_embedder(build_trunk("small", 32), cube, tmp_path / name, heads=heads, epochs=epochs,
+                            resume=resume, **kw)
+
+    _, one, _ = fit("one", 1, 2)
+    embedder, two, info = fit("two", 2, 2)
+    assert isinstance(embedder.head, HeadEnsemble) and embedder.head.dim == 16 and two.shape == (24, 16)
+    np.testing.assert_array_equal(two[:, :8], one)  # the first head is the single head
+    assert not np.allclose(two[:, 8:], two[:, :8], atol=1e-2)  # the second learned from its own draws
+    assert (tmp_path / "two" / "head1" / "last.ckpt").is_file() and len(info["final_loss"]) == 2
+    with torch.no_grad():
+        np.testing.assert_allclose(embedder(torch.from_numpy(cube)).numpy(), two, atol=1e-4)
+    _, again, _ = fit("two", 2, 2, resume=True)  # each head back from its own checkpoint
+    np.testing.assert_allclose(again, two, atol=1e-6)
+    _, more, _ = fit("two", 2, 3, resume=True)  # and each trains on from it
+    assert not np.allclose(more[:, :8], two[:, :8], atol=1e-4) and not np.allclose(more[:, 8:], two[:, 8:], atol=1e-4)
+
+
+def test_head_seeds_keep_the_first_and_share_none_between_runs():
+    from morphospace.ssl.training import head_seed
+
+    assert [head_seed(s, 0) for s in range(4)] == [0, 1, 2, 3]
+    seeds = [head_seed(s, i) for s in range(50) for i in range(1, 4)]
+    assert len(set(seeds)) == len(seeds) and not set(seeds) & set(range(1000))
+    assert head_seed(3, 2) == head_seed(3, 2)
+
+
 def test_a_checkpoint_of_the_single_cosine_scheduler_still_resumes(tmp_path):
     """SSL checkpoints written before the per-group schedule held a CosineAnnealingLR's state,
     which the LambdaLR now used cannot load (a KeyError mid-resume); the curve is the same, so
@@ -326,8 +364,10 @@ def form_run(tmp_path_factory):
     run = make_run(root / "run", n=40, side=32, channels=3)
     torch.manual_seed(7)  # a trunk "trained elsewhere": the model must start from it (form.weights)
     torch.save(build_trunk("small", 32).net.state_dict(), root / "trunk.pt")
-    # form.sharpen too: the saved model must embed new images through the same filter
-    cfg = apply_overrides(load_config(None), FORM_TINY + [f"form.weights={root / 'trunk.pt'}", "form.sharpen=2"])
+    # form.sharpen too: the saved model must embed new images through the same filter; and two
+    # heads: it must save, load, embed and resume an ensemble
+    cfg = apply_overrides(load_config(None), FORM_TINY + [f"form.weights={root / 'trunk.pt'}", "form.sharpen=2",
+                                                          "form.heads=2"])
     result = train_run(run, cfg)
     table = embed_run(run, cfg)
     return run, cfg, result, table
@@ -341,8 +381,9 @@ def test_form_model_trains_embeds_and_generates(form_run):
     assert len(table) == 40 and set(table["label"]) <= {0, 1}
     assert np.allclose(table[["prob_0", "prob_1"]].sum(axis=1), 1, atol=1e-5)
     form = run.read_embedding("form")
-    assert form.shape == (40, 8)
+    assert form.shape == (40, 16)  # two heads of 8
     model = load_model(run)
+    assert len(model.vade.embedder.head.heads) == 2
     assert model.vade.embedder.views == 8  # trained on every galaxy: the whole dihedral group
     assert model.vade.embedder.trunk.sharpen == 2.0
     start = torch.load(cfg.form.weights)  # the frozen trunk is the file's, and the saved model keeps it
@@ -421,6 +462,10 @@ def test_form_preset_rejects_a_bad_loss(tmp_path):
 
     with pytest.raises(UserError, match="form.loss"):
         resolve_hparams(apply_overrides(load_config(None), ["form.loss=triplet"]), 3, 64)
+    with pytest.raises(UserError, match="form.heads = 2 needs a frozen trunk"):
+        resolve_hparams(apply_overrides(load_config(None), ["form.heads=2", "form.train_trunk=true"]), 3, 64)
+    with pytest.raises(UserError, match="form.heads"):
+        apply_overrides(load_config(None), ["form.heads=0"])
 
 
 # --- the linear probe ------------------------------------------------------------------------------

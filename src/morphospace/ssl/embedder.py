@@ -29,7 +29,8 @@ from ..image.geometry import dihedral
 from ..nets.backbones import make_backbone
 from ..nets.folding import fold_batchnorm
 
-__all__ = ["FormHead", "FormEmbedder", "TrunkTaps", "build_trunk", "resolve_precision"]
+__all__ = ["FormHead", "HeadEnsemble", "FormEmbedder", "TrunkTaps", "build_trunk", "make_head",
+           "resolve_precision"]
 
 
 SHARPEN_SIGMA = 1.5  # pixels of the cube: at 64 px on SDSS cutouts, about a seeing disk
@@ -177,13 +178,41 @@ class FormHead(nn.Module):
         return self.net((f - self.mean) / self.std)
 
 
+class HeadEnsemble(nn.Module):
+    """Several :class:`FormHead` trained on the same views from different seeds, side by side.
+
+    Each head's 64 numbers are a rotation of the others' up to the noise of its training; the
+    mixture core projects the concatenation on its principal axes, where what the heads share
+    dominates and what one seed drew alone averages out: the clusters of two runs agree more
+    (README, ``form.heads``).
+    """
+
+    def __init__(self, heads: list[FormHead]):
+        super().__init__()
+        if not heads:
+            raise ValueError("an ensemble needs at least one head")
+        self.heads = nn.ModuleList(heads)
+        self.dim = sum(h.dim for h in heads)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        """Trunk features ``f`` (N, F) -> every head's embedding, concatenated (N, sum of dims)."""
+        return torch.cat([h(f) for h in self.heads], 1)
+
+
+def make_head(in_dim: int, dim: int, heads: int = 1) -> FormHead | HeadEnsemble:
+    """An untrained head (``heads`` = 1) or ensemble of ``heads`` heads, to load a saved state into."""
+    if heads == 1:  # a single head keeps the layout of models saved before ensembles
+        return FormHead(in_dim, dim=dim)
+    return HeadEnsemble([FormHead(in_dim, dim=dim) for _ in range(heads)])
+
+
 class FormEmbedder(nn.Module):
     """Images (N, C, H, W) -> form embedding (N, dim): trunk and head, averaged over dihedral views.
 
     Parameters
     ----------
     trunk : TrunkTaps
-    head : FormHead
+    head : FormHead or HeadEnsemble
     views : int
         How many of the eight dihedral views to average (8: exact invariance to the group).
     """

@@ -40,10 +40,10 @@ from ..progress import is_quiet, quiet_lightning
 from ..run.pages import PageReleaser
 from .augment import NuisanceAugment
 from .bank import N_DIHEDRAL, view_bank, view_seed
-from .embedder import FormEmbedder, FormHead, TrunkTaps
+from .embedder import FormEmbedder, FormHead, HeadEnsemble, TrunkTaps
 from .losses import LOSSES
 
-__all__ = ["view_bank", "SSLModule", "ViewBankDataModule", "fit_embedder", "N_DIHEDRAL"]
+__all__ = ["view_bank", "SSLModule", "ViewBankDataModule", "fit_embedder", "head_seed", "N_DIHEDRAL"]
 
 log = logging.getLogger("morphospace")
 
@@ -181,25 +181,28 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
                  batch_size: int = 256, loss: str = "nt_xent", temperature: float = 0.2, lr: float = 1e-3,
                  seed: int = 0, train_trunk: bool = False, trainer_kwargs: dict | None = None,
                  resume: bool = False, loader_workers: int = 0, views: int = N_DIHEDRAL,
-                 trunk_lr_scale: float = 1.0) -> tuple[FormEmbedder, np.ndarray, dict]:
+                 trunk_lr_scale: float = 1.0, heads: int = 1) -> tuple[FormEmbedder, np.ndarray, dict]:
     """Train a form embedder on a cube; returns it, the embedding of every galaxy and a summary.
 
     With a frozen trunk the view bank is kept as ``out_dir/view_bank.npy`` (a memmap) so a
     resumed run does not recompute it; Lightning writes ``out_dir/last.ckpt`` after every epoch.
     ``loader_workers`` read the cube when the trunk trains (``train.loader_workers``); ``views``
     dihedral views are averaged into the embedding (:class:`FormEmbedder`); a trained trunk
-    learns at ``lr * trunk_lr_scale``.
+    learns at ``lr * trunk_lr_scale``. ``heads`` > 1 (frozen trunk only) trains that many heads
+    on the same view bank from different seeds (:func:`head_seed`; checkpoints in
+    ``out_dir/head{i}/`` beyond the first) and embeds with their :class:`HeadEnsemble`.
     """
+    if heads < 1 or (heads > 1 and train_trunk):
+        raise ValueError(f"heads must be >= 1, and 1 when the trunk trains; got {heads}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(seed, workers=True, verbose=False)
     head = FormHead(trunk.dim, dim=dim)
     info: dict = {"trunk": trunk.backbone, "trunk_dim": trunk.dim, "input_size": trunk.spec.size, "dim": dim,
                   "aug_views": aug_views, "epochs": epochs, "loss": loss, "temperature": temperature,
-                  "train_trunk": train_trunk, "seed": seed, "embed_views": views}
+                  "train_trunk": train_trunk, "seed": seed, "embed_views": views, "heads": heads}
     if train_trunk:
         info["trunk_lr_scale"] = trunk_lr_scale
-        data = ViewBankDataModule(cube, batch_size, seed, axis=0, workers=loader_workers)
         with torch.no_grad():
             sample = np.array(cube[: min(len(cube), 512)], dtype=np.float32)
             head.set_scaling(trunk.eval()(torch.from_numpy(sample)).numpy())
@@ -221,19 +224,25 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
             tmp.replace(bank_path)
             bank = np.load(bank_path, mmap_mode="r")
         head.set_scaling(bank)  # streamed: the bank stays on disk
-        data = ViewBankDataModule(bank, batch_size, seed, axis=1)
-    module = SSLModule(head, trunk if train_trunk else None, loss=loss, temperature=temperature, lr=lr,
-                       epochs=epochs, seed=seed, trunk_lr_scale=trunk_lr_scale)
-    ckpt = ModelCheckpoint(dirpath=str(out_dir), filename="ssl", save_last=True, every_n_epochs=1,
-                           save_on_train_epoch_end=True, enable_version_counter=False)
-    last = out_dir / "last.ckpt"
-    kw = dict(max_epochs=epochs, logger=False, callbacks=[ckpt], enable_progress_bar=not is_quiet(),
-              enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False,
-              default_root_dir=str(out_dir), deterministic=True)
-    kw.update(trainer_kwargs or {})
-    with quiet_lightning():
-        pl.Trainer(**kw).fit(module, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None)
-    embedder = FormEmbedder(trunk, head.eval(), views=views).eval()
+    losses = []
+    trained = []
+    for i in range(heads):
+        if heads > 1:
+            log.info("SSL head %d of %d", i + 1, heads)
+        if i:
+            pl.seed_everything(head_seed(seed, i), workers=True, verbose=False)
+            head = FormHead(trunk.dim, dim=dim)
+            with torch.no_grad():  # the same standardisation of the trunk's features
+                head.mean.copy_(trained[0].mean)
+                head.std.copy_(trained[0].std)
+        data = (ViewBankDataModule(cube, batch_size, seed, axis=0, workers=loader_workers) if train_trunk
+                else ViewBankDataModule(bank, batch_size, head_seed(seed, i), axis=1))
+        module = SSLModule(head, trunk if train_trunk else None, loss=loss, temperature=temperature, lr=lr,
+                           epochs=epochs, seed=head_seed(seed, i), trunk_lr_scale=trunk_lr_scale)
+        losses.append(_fit_head(module, data, out_dir / f"head{i}" if i else out_dir, epochs, resume, trainer_kwargs))
+        trained.append(head.eval())
+    head = trained[0] if heads == 1 else HeadEnsemble(trained)
+    embedder = FormEmbedder(trunk, head, views=views).eval()
     if train_trunk:
         emb = forward_in_batches(embedder, cube)
     else:
@@ -243,5 +252,27 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
                 for s in range(0, len(cube), 4096)])
     for p in trunk.parameters():
         p.requires_grad_(True)
-    info["final_loss"] = float(module.trainer.callback_metrics.get("ssl_loss", float("nan")))
+    info["final_loss"] = losses[0] if heads == 1 else losses
     return embedder, emb.astype(np.float32), info
+
+
+def head_seed(seed: int, i: int) -> int:
+    """The seed of head ``i`` of a run seeded ``seed``: ``seed`` for the first, so one head trains as
+    before; far from every other run's seeds for the rest, so two runs share no head's draws."""
+    return int(seed) if i == 0 else int(np.random.SeedSequence([int(seed), int(i)]).generate_state(1)[0])
+
+
+def _fit_head(module: SSLModule, data: ViewBankDataModule, ckpt_dir: Path, epochs: int, resume: bool,
+              trainer_kwargs: dict | None) -> float:
+    """Train ``module`` with Lightning, checkpointing into ``ckpt_dir`` every epoch (resumed from its
+    ``last.ckpt`` with ``resume``); returns the last epoch's loss."""
+    ckpt = ModelCheckpoint(dirpath=str(ckpt_dir), filename="ssl", save_last=True, every_n_epochs=1,
+                           save_on_train_epoch_end=True, enable_version_counter=False)
+    last = ckpt_dir / "last.ckpt"
+    kw = dict(max_epochs=epochs, logger=False, callbacks=[ckpt], enable_progress_bar=not is_quiet(),
+              enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False,
+              default_root_dir=str(ckpt_dir), deterministic=True)
+    kw.update(trainer_kwargs or {})
+    with quiet_lightning():
+        pl.Trainer(**kw).fit(module, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None)
+    return float(module.trainer.callback_metrics.get("ssl_loss", float("nan")))

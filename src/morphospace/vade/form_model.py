@@ -150,13 +150,18 @@ class FormVaDE(Generative, nn.Module):
 
 
 def core_hparams(hp: dict) -> dict:
-    """The hyper-parameters of the core VaDE of a ``form`` model: it reads vectors of length ``dim``."""
-    return {**hp, "channels": int(hp["form"]["dim"]), "image_size": 0}
+    """The hyper-parameters of the core VaDE of a ``form`` model: it reads the form embedding."""
+    return {**hp, "channels": embedding_dim(hp["form"]), "image_size": 0}
+
+
+def embedding_dim(form: dict) -> int:
+    """Length of the form embedding: ``dim`` numbers from each of ``heads`` SSL heads."""
+    return int(form["dim"]) * int(form.get("heads", 1))  # models saved before form.heads had one
 
 
 def build_form_vade(hp: dict) -> FormVaDE:
     """An untrained :class:`FormVaDE` shaped by ``hp`` (to load a saved state into)."""
-    from ..ssl.embedder import FormHead, TrunkTaps
+    from ..ssl.embedder import TrunkTaps, make_head
     from .linear_core import LinearCore
     from .networks import build_model
 
@@ -164,9 +169,10 @@ def build_form_vade(hp: dict) -> FormVaDE:
     trunk = TrunkTaps(f["backbone"], input_size=f["input_size"], pretrained=False, precision=f.get("precision", "32"),
                       sharpen=f.get("sharpen", 0.0), announce=False)  # models saved before form.sharpen: none
     # models saved before form.embed_views averaged all 8 views
-    embedder = FormEmbedder(trunk, FormHead(trunk.dim, dim=f["dim"]), views=f.get("embed_views") or 8)
+    head = make_head(trunk.dim, f["dim"], f.get("heads", 1))
+    embedder = FormEmbedder(trunk, head, views=f.get("embed_views") or 8)
     if f.get("core", "mlp") == "linear":
-        core = LinearCore(f["dim"], hp["latent_dim"], f["n_components"])
+        core = LinearCore(embedding_dim(f), hp["latent_dim"], f["n_components"])
     else:
         core = build_model(core_hparams(hp))
     decoder = DefaultDecoder(hp["channels"], hp["image_size"], hp["latent_dim"], tuple(hp["widths"]))

@@ -96,7 +96,7 @@ def resolve_hparams(cfg: Config, channels: int, image_size: int) -> dict[str, An
         hp.update({"recon_sigma": f.recon_sigma, "radial_inner": 0.0, "radial_width": 0.0, "canonicalise": False,
                    "flip_invariant": False, "augment": "none", "mask_neighbours": True, "colour_weight": 1.0,
                    "form": {"backbone": f.backbone, "weights": os.path.abspath(f.weights) if f.weights else "",
-                            "input_size": f.input_size, "sharpen": f.sharpen, "dim": f.dim,
+                            "input_size": f.input_size, "sharpen": f.sharpen, "dim": f.dim, "heads": f.heads,
                             "precision": resolve_precision(f.precision),
                             "aug_views": f.aug_views, "ssl_epochs": f.ssl_epochs, "loss": f.loss,
                             "embed_views": f.embed_views,
@@ -147,6 +147,9 @@ def _check_form(f: dict[str, Any]) -> None:
         raise UserError(f"form.backbone must be one of {', '.join(BACKBONES)}, got '{f['backbone']}'")
     if f.get("weights") and not os.path.isfile(f["weights"]):  # before hours of masking and views, not after
         raise UserError(f"form.weights: no such file: {f['weights']}")
+    if f.get("heads", 1) > 1 and f["train_trunk"]:
+        raise UserError(f"form.heads = {f['heads']} needs a frozen trunk: every head trains on the same view bank "
+                        "(set form.heads = 1 with form.train_trunk = true)")
 
 
 # --- schedules (framework-free) --------------------------------------------------------------
@@ -190,8 +193,9 @@ def check_against_cube(cfg: Config, cube: np.ndarray) -> dict[str, Any]:
     if hp["n_components"] > len(cube):
         raise UserError(f"model.n_components ({hp['n_components']}) exceeds the number of galaxies ({len(cube)})")
     form = hp.get("form") or {}
-    if form.get("core") == "linear" and hp["latent_dim"] > min(len(cube), form["dim"]):
+    width = int(form.get("dim", 0)) * int(form.get("heads", 1))
+    if form.get("core") == "linear" and hp["latent_dim"] > min(len(cube), width):
         # the linear core projects on principal axes: no more of them than galaxies or embedding numbers
-        raise UserError(f"model.latent_dim ({hp['latent_dim']}) must not exceed min(galaxies, form.dim) = "
-                        f"{min(len(cube), form['dim'])} with form.core = 'linear'")
+        raise UserError(f"model.latent_dim ({hp['latent_dim']}) must not exceed min(galaxies, form.dim x form.heads) "
+                        f"= {min(len(cube), width)} with form.core = 'linear'")
     return hp
