@@ -58,6 +58,8 @@ VARIANTS = {
     "form_lite2": ["form.backbone=efficientnet-lite2"],
     # both options together: the larger trunk (K-Means(3) up) on sharpened images (the probe up)
     "form_lite2_sharpen4": ["form.backbone=efficientnet-lite2", "form.sharpen=4"],
+    # form-first with three SSL heads on the same view bank, their outputs side by side (form.heads)
+    "form_heads3": ["form.heads=3"],
     # form-first without the self-supervised head's nuisance views (dihedral views only)
     "form_no_aug": ["form.aug_views=0"],
     # form-first from scratch: the small CNN trained by the SSL objective on the images

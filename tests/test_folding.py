@@ -65,3 +65,32 @@ def test_the_folded_copy_follows_the_trunks_weights():
     assert not torch.allclose(before, after)
     with torch.enable_grad():
         torch.testing.assert_close(after, trunk(x).detach(), rtol=1e-4, atol=1e-4)
+
+
+class _BasicBlock(nn.Module):
+    """torchvision's ResNet BasicBlock layout (conv1/bn1, conv2/bn2, a Sequential shortcut):
+    torchvision does not import beside the CPU torch here, so the layout is rebuilt."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        return self.relu(out + self.downsample(x))
+
+
+def test_folding_a_resnet_layout_folds_blocks_and_shortcuts():
+    net = nn.Sequential(_BasicBlock(3, 8, 2), _BasicBlock(8, 16, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    _randomise_norms(net, seed=3)
+    net.eval()
+    folded, count = fold_batchnorm(net)
+    assert count == 6 and not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), net(x), rtol=1e-4, atol=1e-5)
