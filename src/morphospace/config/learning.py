@@ -112,8 +112,9 @@ class FormConfig(Section):
     heads : int
         SSL heads trained on the same view bank from different seeds; the form embedding is
         their outputs side by side (``dim`` x ``heads`` numbers). Each head costs one more
-        training over the bank (about 35 s on sdss-gz1 on 2 cores), not one more trunk pass;
-        the mixture's clusters then depend less on the seed (README). 1 with ``train_trunk``.
+        training over the bank (about 40 s on sdss-gz1 on 2 cores), not one more trunk pass.
+        Meant to make two trainings' clusters agree more; on sdss-gz1 three heads did not
+        (README, *Components and clusters*), so the default is one. 1 with ``train_trunk``.
     aug_views : int
         Nuisance views per galaxy in the view bank (besides the 8 dihedral views).
     ssl_epochs : int

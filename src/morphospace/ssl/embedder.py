@@ -181,10 +181,10 @@ class FormHead(nn.Module):
 class HeadEnsemble(nn.Module):
     """Several :class:`FormHead` trained on the same views from different seeds, side by side.
 
-    Each head's 64 numbers are a rotation of the others' up to the noise of its training; the
-    mixture core projects the concatenation on its principal axes, where what the heads share
-    dominates and what one seed drew alone averages out: the clusters of two runs agree more
-    (README, ``form.heads``).
+    Each head's numbers carry the same galaxies' form up to a rotation and the noise of its
+    training; the mixture core projects the concatenation on its principal axes, where what the
+    heads share dominates (``form.heads``; measured in the README: on sdss-gz1 it does not make
+    two trainings' clusters agree more).
     """
 
     def __init__(self, heads: list[FormHead]):

@@ -65,10 +65,11 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
     hp = {**hp, "form": {**f, "embed_views": views}}  # the saved model embeds new images the same way
     f = hp["form"]
     t0 = time.perf_counter()
-    log.info("form embedding: %s trunk at %d px%s, %d dihedral + %d nuisance views, %d SSL epochs (%s) of %d "
-             "head%s, embedding averaged over %d dihedral views%s",
+    heads = f.get("heads", 1)
+    log.info("form embedding: %s trunk at %d px%s, %d dihedral + %d nuisance views, %d SSL epochs (%s)%s, "
+             "embedding averaged over %d dihedral views%s",
              f["backbone"], f["input_size"], f", images sharpened (a = {f['sharpen']:g})" if f.get("sharpen") else "",
-             8, f["aug_views"], f["ssl_epochs"], f["loss"], f.get("heads", 1), "s" if f.get("heads", 1) > 1 else "", views,
+             8, f["aug_views"], f["ssl_epochs"], f["loss"], f" of {heads} heads" if heads > 1 else "", views,
              "" if rows is None else f"; trained on a random sample of {len(rows)} of the {len(cube)} galaxies (train.sample)")
     trunk = build_trunk(f["backbone"], f["input_size"], precision=f["precision"], weights=f.get("weights"),
                         sharpen=f.get("sharpen", 0.0))
@@ -76,7 +77,7 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
         trunk, train_cube, mdir / "ssl", dim=f["dim"], aug_views=f["aug_views"], epochs=f["ssl_epochs"],
         loss=f["loss"], temperature=f["temperature"], seed=hp["seed"], train_trunk=f["train_trunk"],
         trainer_kwargs=device_kwargs(cfg), resume=resume, loader_workers=cfg.train.loader_workers, views=views,
-        trunk_lr_scale=f.get("trunk_lr_scale", 1.0), heads=f.get("heads", 1))
+        trunk_lr_scale=f.get("trunk_lr_scale", 1.0), heads=heads)
     if rows is not None:
         emb = _embed_the_rest(embedder, cube, rows, emb, INFERENCE_BATCH, device_kwargs(cfg), mdir / "predict_shares",
                               loader_workers=cfg.train.loader_workers)
