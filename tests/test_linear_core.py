@@ -104,3 +104,16 @@ def test_a_latent_dim_above_the_galaxies_is_refused_before_training():
     with pytest.raises(UserError, match="latent_dim .16. must not exceed min.galaxies, form.dim. = 10"):
         check_against_cube(cfg, np.zeros((10, 3, 16, 16), np.float32))
     assert check_against_cube(apply_overrides(cfg, {"model.latent_dim": 8}), np.zeros((10, 3, 16, 16)))["latent_dim"] == 8
+
+
+def test_the_linear_cores_axes_count_every_heads_numbers():
+    """With form.heads the embedding is dim x heads numbers: the latent_dim limit is that width."""
+    from morphospace.config import apply_overrides, load_config
+    from morphospace.errors import UserError
+    from morphospace.vade.hparams import check_against_cube
+
+    cfg = apply_overrides(load_config(None), {"form.dim": 4, "form.heads": 3, "model.latent_dim": 13})
+    cube = np.zeros((40, 3, 16, 16), np.float32)
+    with pytest.raises(UserError, match=r"min\(galaxies, form.dim x form.heads\) = 12"):
+        check_against_cube(cfg, cube)
+    assert check_against_cube(apply_overrides(cfg, {"model.latent_dim": 12}), cube)["latent_dim"] == 12

@@ -196,6 +196,7 @@ def check_against_cube(cfg: Config, cube: np.ndarray) -> dict[str, Any]:
     width = int(form.get("dim", 0)) * int(form.get("heads", 1))
     if form.get("core") == "linear" and hp["latent_dim"] > min(len(cube), width):
         # the linear core projects on principal axes: no more of them than galaxies or embedding numbers
-        raise UserError(f"model.latent_dim ({hp['latent_dim']}) must not exceed min(galaxies, form.dim x form.heads) "
-                        f"= {min(len(cube), width)} with form.core = 'linear'")
+        what = "form.dim x form.heads" if form.get("heads", 1) > 1 else "form.dim"
+        raise UserError(f"model.latent_dim ({hp['latent_dim']}) must not exceed min(galaxies, {what}) = "
+                        f"{min(len(cube), width)} with form.core = 'linear'")
     return hp
