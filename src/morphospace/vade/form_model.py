@@ -22,6 +22,7 @@ from torch import nn
 from ..image.geometry import best_flip, canonical_frame, flip_errors, radial_weight
 from ..ssl.embedder import FormEmbedder
 from .generate import Generative
+from .hparams import embedding_dim
 from .model import VaDE
 from .networks import DefaultDecoder
 
@@ -153,10 +154,6 @@ def core_hparams(hp: dict) -> dict:
     """The hyper-parameters of the core VaDE of a ``form`` model: it reads the form embedding."""
     return {**hp, "channels": embedding_dim(hp["form"]), "image_size": 0}
 
-
-def embedding_dim(form: dict) -> int:
-    """Length of the form embedding: ``dim`` numbers from each of ``heads`` SSL heads."""
-    return int(form["dim"]) * int(form.get("heads", 1))  # models saved before form.heads had one
 
 
 def build_form_vade(hp: dict) -> FormVaDE:

@@ -19,7 +19,7 @@ import numpy as np
 from ..config import Config, ModelConfig, TrainConfig
 from ..errors import UserError
 
-__all__ = ["ASTROVADER_RECIPE", "AUGMENTATIONS", "resolve_hparams", "check_against_cube", "latent_weight",
+__all__ = ["ASTROVADER_RECIPE", "AUGMENTATIONS", "resolve_hparams", "check_against_cube", "embedding_dim", "latent_weight",
            "lr_factor"]
 
 AUGMENTATIONS = ("none", "flips", "dihedral", "rotate")
@@ -152,6 +152,11 @@ def _check_form(f: dict[str, Any]) -> None:
                         "(set form.heads = 1 with form.train_trunk = true)")
 
 
+def embedding_dim(form: dict[str, Any]) -> int:
+    """Length of the form embedding: ``dim`` numbers from each of ``heads`` SSL heads."""
+    return int(form["dim"]) * int(form.get("heads", 1))  # models saved before form.heads had one
+
+
 # --- schedules (framework-free) --------------------------------------------------------------
 
 def latent_weight(hp: dict[str, Any], epoch: float) -> float:
@@ -193,8 +198,8 @@ def check_against_cube(cfg: Config, cube: np.ndarray) -> dict[str, Any]:
     if hp["n_components"] > len(cube):
         raise UserError(f"model.n_components ({hp['n_components']}) exceeds the number of galaxies ({len(cube)})")
     form = hp.get("form") or {}
-    width = int(form.get("dim", 0)) * int(form.get("heads", 1))
-    if form.get("core") == "linear" and hp["latent_dim"] > min(len(cube), width):
+    width = embedding_dim(form) if form.get("core") == "linear" else 0
+    if width and hp["latent_dim"] > min(len(cube), width):
         # the linear core projects on principal axes: no more of them than galaxies or embedding numbers
         what = "form.dim x form.heads" if form.get("heads", 1) > 1 else "form.dim"
         raise UserError(f"model.latent_dim ({hp['latent_dim']}) must not exceed min(galaxies, {what}) = "
