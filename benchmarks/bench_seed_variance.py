@@ -11,7 +11,9 @@ core and merges its components (the run's defaults) on:
 - ``ensemble``: every 3 of the heads side by side (``form.heads = 3``), pairs of disjoint
   triples compared: what the ensemble leaves of head and core;
 - with ``--k-max``, ``core`` and ``single`` again with the mixture's K chosen by BIC up to each
-  value given (``model.k_max``; the BIC takes the top of the range on sdss-gz1).
+  value given (``model.k_max``; the BIC takes the top of the range on sdss-gz1);
+- with ``--core-fits``, ``core`` and ``single`` again with the mixture the medoid of that many EM
+  fits (``form.core_fits``; every other protocol uses 1, a single fit, unless ``--fits`` says).
 
 For each: the mean (and least) ARI between pairs, and the mean AMI against the 3 classes (read
 only to score; no choice is made here). The view bank is the same throughout, so the variance of
@@ -21,6 +23,7 @@ Usage::
 
     .venv/bin/python benchmarks/bench_vade.py --out OUT --variants default --seeds 0 --no-peers
     .venv/bin/python benchmarks/bench_seed_variance.py OUT/default_s0 --work W --heads 6
+    .venv/bin/python benchmarks/bench_seed_variance.py OUT/default_s0 --work W --heads 6 --core-fits 4 8 16
 """
 
 from __future__ import annotations
@@ -36,15 +39,17 @@ from pathlib import Path
 import numpy as np
 
 
-def own_clusters(x: np.ndarray, hp: dict, seed: int, elbow_on: str) -> np.ndarray:
-    """The run's own clusters of embedding ``x``: the linear core fitted with ``seed``, merged."""
+def own_clusters(x: np.ndarray, hp: dict, seed: int, elbow_on: str, fits: int = 1) -> np.ndarray:
+    """The run's own clusters of embedding ``x``: the linear core fitted with ``seed`` (the medoid of
+    ``fits`` EM fits, ``form.core_fits``), merged."""
     import torch
 
     from morphospace.vade.linear_core import fit_linear_core
     from morphospace.vade.merge import ComponentMerger
 
     x = ((x - x.mean(0)) / (x.std(0) + 1e-6)).astype(np.float32)
-    core, _ = fit_linear_core(x, hp["latent_dim"], hp["k_min"], hp["k_max"], seed, n_components=hp["n_components"])
+    core, _ = fit_linear_core(x, hp["latent_dim"], hp["k_min"], hp["k_max"], seed, n_components=hp["n_components"],
+                              fits=fits, merger=ComponentMerger(elbow_on=elbow_on))
     with torch.no_grad():
         proba = core.prior.log_responsibilities(*core.encode(torch.from_numpy(x))).exp().numpy()
     return ComponentMerger(elbow_on=elbow_on).fit_predict(proba)
@@ -68,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k-max", type=int, nargs="*", default=[],
                     help="also the core and single protocols with the mixture's K chosen by BIC up to each of these "
                          "(the run's model.k_max otherwise)")
+    ap.add_argument("--core-fits", type=int, nargs="*", default=[],
+                    help="also the core and single protocols with the mixture the medoid of this many EM fits")
+    ap.add_argument("--fits", type=int, default=1, help="EM fits (form.core_fits) of every other protocol")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
 
@@ -108,13 +116,15 @@ def main(argv: list[str] | None = None) -> int:
     core_hp = {**hp, "n_components": 0}
     elbow_on = cfg.model.merge_elbow_on
     results = {}
-    for k_max in [hp["k_max"], *args.k_max]:
-        k_hp, tag = {**core_hp, "k_max": k_max}, "" if k_max == hp["k_max"] else f" k_max={k_max}"
-        results["core" + tag] = agreement({s: own_clusters(heads[0], k_hp, s, elbow_on) for s in range(args.heads)},
-                                          truth, keep, lambda a, b: True)
-        results["single" + tag] = agreement({s: own_clusters(h, k_hp, s, elbow_on) for s, h in enumerate(heads)},
+    settings = [(hp["k_max"], args.fits, "")] + [(k, args.fits, f" k_max={k}") for k in args.k_max] \
+        + [(hp["k_max"], r, f" fits={r}") for r in args.core_fits]
+    for k_max, fits, tag in settings:
+        k_hp = {**core_hp, "k_max": k_max}
+        results["core" + tag] = agreement({s: own_clusters(heads[0], k_hp, s, elbow_on, fits)
+                                           for s in range(args.heads)}, truth, keep, lambda a, b: True)
+        results["single" + tag] = agreement({s: own_clusters(h, k_hp, s, elbow_on, fits) for s, h in enumerate(heads)},
                                             truth, keep, lambda a, b: True)
-    triples = {t: own_clusters(np.concatenate([heads[i] for i in t], 1), core_hp, t[0], elbow_on)
+    triples = {t: own_clusters(np.concatenate([heads[i] for i in t], 1), core_hp, t[0], elbow_on, args.fits)
                for t in itertools.combinations(range(args.heads), 3)}
     results["ensemble"] = agreement(triples, truth, keep, lambda a, b: not set(a) & set(b))
     for name, r in results.items():

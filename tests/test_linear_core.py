@@ -117,3 +117,75 @@ def test_the_linear_cores_axes_count_every_heads_numbers():
     with pytest.raises(UserError, match=r"min\(galaxies, form.dim x form.heads\) = 12"):
         check_against_cube(cfg, cube)
     assert check_against_cube(apply_overrides(cfg, {"model.latent_dim": 12}), cube)["latent_dim"] == 12
+
+
+def test_most_typical_is_the_medoid_by_ari():
+    from morphospace.vade.linear_core import most_typical
+
+    a = np.repeat([0, 1, 2], 20)
+    relabelled = (a + 1) % 3  # the same partition under other names: ARI 1
+    other = np.tile([0, 1, 2], 20)  # unrelated to a: ARI about 0
+    near = a.copy()
+    near[:5] = 1  # a with five rows moved
+    idx, agreement = most_typical([other, near, relabelled, a])
+    assert idx == 2  # relabelled and a tie; the first among equals
+    assert agreement[2] == agreement[3] > agreement[1] > agreement[0]
+    assert np.isclose(agreement[3], (1.0 + adjusted_rand(a, near) + adjusted_rand(a, other)) / 3)
+    assert most_typical([a]) == (0, [1.0])
+
+
+def adjusted_rand(a, b):
+    from sklearn.metrics import adjusted_rand_score
+
+    return adjusted_rand_score(a, b)
+
+
+def _continuum(seed, n=600):
+    """A curved band of points with no gaps: a mixture of many components has near-equal optima on it."""
+    rng = np.random.default_rng(seed)
+    t = rng.uniform(0, np.pi, n)
+    x = np.stack([np.cos(t) * 5, np.sin(t) * 5, rng.normal(0, 0.4, n), rng.normal(0, 0.4, n)], 1)
+    return x + rng.normal(0, 0.3, x.shape)
+
+
+def test_several_fits_keep_the_medoid_fit():
+    from morphospace.vade.merge import ComponentMerger
+
+    x = _continuum(0)
+    merger = ComponentMerger()
+    core, info = fit_linear_core(x, 3, 2, 8, seed=3, n_components=6, fits=5, merger=merger)
+    assert len(info["fit_seeds"]) == 5 and info["fit_seeds"][0] == 3
+    assert info["fit_chosen"] == int(np.argmax(info["fit_agreement"]))
+    # the kept core is the fit of its seed alone, parameter for parameter
+    alone, single = fit_linear_core(x, 3, 2, 8, seed=info["fit_seeds"][info["fit_chosen"]], n_components=6)
+    assert "fit_chosen" not in single
+    for k, v in core.state_dict().items():
+        assert torch.equal(v, alone.state_dict()[k]), k
+    # deterministic: the same seed keeps the same fit
+    again, info2 = fit_linear_core(x, 3, 2, 8, seed=3, n_components=6, fits=5, merger=merger)
+    assert info2["fit_chosen"] == info["fit_chosen"] and info2["fit_agreement"] == info["fit_agreement"]
+    with pytest.raises(ValueError, match="core_fits"):
+        fit_linear_core(x, 3, 2, 8, seed=0, fits=0)
+
+
+def test_the_medoid_fit_agrees_across_seeds_more_than_single_fits():
+    """On a continuum, which EM optimum a seed lands in varies; the medoid of several fits varies less."""
+    from itertools import combinations
+
+    from morphospace.vade.merge import ComponentMerger
+
+    x = _continuum(1)
+    xt = torch.from_numpy(x).float()
+
+    def clusters(core):
+        with torch.no_grad():
+            p = core.prior.log_responsibilities(*core.encode(xt)).exp().double().numpy()
+        return ComponentMerger().fit_predict(p)
+
+    def mean_ari(fits):
+        labs = [clusters(fit_linear_core(x, 3, 2, 8, seed=s, n_components=8, n_init=1, fits=fits,
+                                         merger=ComponentMerger())[0]) for s in range(5)]
+        return np.mean([adjusted_rand(a, b) for a, b in combinations(labs, 2)])
+
+    single, medoid = mean_ari(1), mean_ari(8)
+    assert medoid > single + 0.05, (single, medoid)

@@ -137,6 +137,11 @@ class FormConfig(Section):
         The mixture model over the embedding: ``linear``, the mixture prior fitted over a PCA
         projection of the (standardised) form embedding; ``mlp``, the VaDE with an MLP
         encoder and decoder.
+    core_fits : int
+        Linear core only: EM fits of the mixture (of the K the BIC chose, each from its own
+        seed), of which the most typical is kept: the fit whose clusters agree best with the
+        others' (the medoid by ARI). Two trainings of a survey then share their clusters more
+        often (README, *Components and clusters*); 1: the BIC's own fit.
     recon_sigma : float
         Noise of the VaDE's Gaussian likelihood of the standardised embedding.
     decoder_epochs : int
@@ -163,6 +168,7 @@ class FormConfig(Section):
     train_trunk: bool = False
     trunk_lr_scale: Annotated[float, Field(gt=0.0, le=10.0)] | Literal["auto"] = "auto"
     core: Literal["linear", "mlp"] = "linear"
+    core_fits: Annotated[int, Field(ge=1, le=64)] = 8
     recon_sigma: Scale = 0.3
     decoder_epochs: Epochs = 8
     decoder_widths: Annotated[list[Annotated[int, Field(ge=1, le=4096)]], Field(min_length=1)] = [16, 32, 64, 128]

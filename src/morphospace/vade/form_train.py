@@ -43,6 +43,7 @@ from .form_decoder import fit_image_decoder
 from .form_model import FormVaDE, core_hparams
 from .io import MODEL_FILE, save_model
 from .linear_core import fit_linear_core
+from .merge import ComponentMerger
 
 __all__ = ["train_form_run", "FORM_EMBEDDING", "FORM_INPUT"]
 
@@ -90,12 +91,18 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
 
     if f["core"] == "linear":
         t1 = time.perf_counter()
+        merger = ComponentMerger(elbow_on=cfg.model.merge_elbow_on) if cfg.model.merge_components else None
         core, core_info = fit_linear_core(standardised if rows is None else standardised[rows], hp["latent_dim"],
-                                          hp["k_min"], hp["k_max"], hp["seed"], n_components=hp["n_components"])
+                                          hp["k_min"], hp["k_max"], hp["seed"], n_components=hp["n_components"],
+                                          fits=f.get("core_fits", 1), merger=merger)
         t_core, module, events, init = time.perf_counter() - t1, None, [], {"linear": core_info}
         hp = {**hp, "form": {**f, "n_components": core_info["n_components"]}}  # shapes the saved model
-        log.info("linear core: %d principal axes (%.0f%% of the variance), K = %d by BIC",
-                 hp["latent_dim"], 100 * core_info["explained_variance"], core_info["n_components"])
+        log.info("linear core: %d principal axes (%.0f%% of the variance), K = %d by BIC%s",
+                 hp["latent_dim"], 100 * core_info["explained_variance"], core_info["n_components"],
+                 "" if "fit_chosen" not in core_info else
+                 f"; of {len(core_info['fit_seeds'])} EM fits, fit {core_info['fit_chosen']} kept, its clusters "
+                 f"agreeing best with the others' (mean ARI {max(core_info['fit_agreement']):.2f}, "
+                 f"least {min(core_info['fit_agreement']):.2f})")
     else:
         module, trainer, t_core = fit_vade(core_hparams(hp), mdir / FORM_INPUT, mdir, cfg, resume, callbacks, rows=rows)
         core, events, init = module.model, module.events, module.init_info

@@ -103,7 +103,7 @@ def resolve_hparams(cfg: Config, channels: int, image_size: int) -> dict[str, An
                             "temperature": f.temperature, "train_trunk": f.train_trunk,
                             "trunk_lr_scale": (1.0 if f.backbone == "small" else 0.1) if f.trunk_lr_scale == "auto"
                             else float(f.trunk_lr_scale),
-                            "core": f.core,
+                            "core": f.core, "core_fits": f.core_fits,
                             "decoder_epochs": f.decoder_epochs, "image_recon_sigma": m.recon_sigma}})
         hp["widths"] = list(f.decoder_widths)  # the image decoder's: the core reads vectors
     elif m.preset != "default":

@@ -28,7 +28,7 @@ from ..errors import InvalidArgument
 from .mixture import MIN_PER_COMPONENT, REG_COVAR
 from .prior import LOG_2PI, MixtureDensity
 
-__all__ = ["FullMixturePrior", "LinearCore", "fit_linear_core"]
+__all__ = ["FullMixturePrior", "LinearCore", "fit_linear_core", "most_typical"]
 
 
 
@@ -141,7 +141,8 @@ class LinearCore(nn.Module):
 
 
 def fit_linear_core(x: np.ndarray, latent_dim: int, k_min: int, k_max: int, seed: int,
-                    n_components: int = 0, n_init: int = 3) -> tuple[LinearCore, dict]:
+                    n_components: int = 0, n_init: int = 3, fits: int = 1,
+                    merger=None) -> tuple[LinearCore, dict]:
     """Fit a :class:`LinearCore` to the rows of ``x`` (N, F); no labels involved.
 
     The principal axes come from the SVD (signs fixed: largest loading positive); K is
@@ -149,11 +150,28 @@ def fit_linear_core(x: np.ndarray, latent_dim: int, k_min: int, k_max: int, seed
     ``MIN_PER_COMPONENT`` galaxies a component) of full-covariance mixtures, each the best of
     ``n_init`` EM starts seeded by ``seed``.
 
+    With ``fits`` > 1 the mixture of that K is fitted ``fits`` times (the first with ``seed``, the
+    others with seeds drawn from it), each fit's clusters are formed (``merger``'s merge of its
+    components, or the components themselves), and the most typical fit is kept: the one whose
+    clusters agree best with the others' (highest summed adjusted Rand index, the medoid).
+    Near-equal EM optima of a mixture placed on a continuum of forms merge differently; the
+    medoid is the one that two trainings of the same survey are likeliest to share (README,
+    *Components and clusters*).
+
+    Parameters
+    ----------
+    fits : int
+        EM fits of the chosen K among which the medoid is kept; 1: the BIC's fit.
+    merger : ComponentMerger, optional
+        An unfitted :class:`~morphospace.vade.merge.ComponentMerger` (cloned per fit) that turns
+        a fit's responsibilities into its clusters; None compares the components.
+
     Returns
     -------
     (LinearCore, dict)
         The core and what was chosen: ``n_components``, ``bic`` by K, ``noise_var``,
-        ``explained_variance``.
+        ``explained_variance``; with ``fits`` > 1 also ``fit_seeds``, ``fit_chosen`` (its index)
+        and ``fit_agreement`` (the mean ARI of each fit's clusters with the other fits').
     """
     from sklearn.mixture import GaussianMixture
 
@@ -162,6 +180,8 @@ def fit_linear_core(x: np.ndarray, latent_dim: int, k_min: int, k_max: int, seed
     if latent_dim > min(n, f):
         raise InvalidArgument(f"model.latent_dim ({latent_dim}) exceeds what the linear core can have here: "
                               f"min(galaxies, form.dim) = {min(n, f)}")
+    if fits < 1:
+        raise InvalidArgument(f"form.core_fits must be at least 1, got {fits}")
     mean = x.mean(0)
     _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
     vt = vt * np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(1)])[:, None]
@@ -170,27 +190,77 @@ def fit_linear_core(x: np.ndarray, latent_dim: int, k_min: int, k_max: int, seed
     noise = max(noise, 1e-8)
     z = (x - mean) @ vt[:latent_dim].T
 
-    def fit(k: int):
-        return GaussianMixture(k, covariance_type="full", n_init=n_init, random_state=seed,
+    def fit(k: int, random_state: int):
+        return GaussianMixture(k, covariance_type="full", n_init=n_init, random_state=random_state,
                                reg_covar=REG_COVAR, max_iter=500).fit(z)
+
+    def core_of(gmm) -> LinearCore:
+        core = LinearCore(f, latent_dim, gmm.n_components)
+        with torch.no_grad():
+            core.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+            core.components.copy_(torch.as_tensor(vt[:latent_dim], dtype=torch.float32))
+            core.noise_log_var.fill_(math.log(noise))
+        # the prior is the moment-matched density of q(z|x): every code's posterior variance added
+        core.prior.set_parameters(gmm.weights_, gmm.means_, gmm.covariances_ + noise * np.eye(latent_dim))
+        core.prior.float()
+        return core
 
     bic: dict[int, float] = {}
     if n_components:
-        best = fit(n_components)
+        best = fit(n_components, seed)
     else:
         hi = max(k_min, min(k_max, n // MIN_PER_COMPONENT))
-        fits = {k: fit(k) for k in range(k_min, hi + 1)}
-        bic = {k: float(g.bic(z)) for k, g in fits.items()}
-        best = fits[min(bic, key=bic.get)]
+        candidates = {k: fit(k, seed) for k in range(k_min, hi + 1)}
+        bic = {k: float(g.bic(z)) for k, g in candidates.items()}
+        best = candidates[min(bic, key=bic.get)]
     k = best.n_components
-    core = LinearCore(f, latent_dim, k)
-    with torch.no_grad():
-        core.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
-        core.components.copy_(torch.as_tensor(vt[:latent_dim], dtype=torch.float32))
-        core.noise_log_var.fill_(math.log(noise))
-    # the prior is the moment-matched density of q(z|x): every code's posterior variance added
-    core.prior.set_parameters(best.weights_, best.means_, best.covariances_ + noise * np.eye(latent_dim))
-    core.prior.float()
+    core = core_of(best)
     info = {"n_components": int(k), "bic": bic, "noise_var": noise,
             "explained_variance": float(eig[:latent_dim].sum() / eig.sum())}
+    if fits > 1:
+        seeds = [int(seed)] + [int(v) for v in np.random.SeedSequence(seed).generate_state(fits - 1)]
+        cores = [core] + [core_of(fit(k, s)) for s in seeds[1:]]
+        xt = torch.as_tensor(x, dtype=torch.float32)
+        labels = [_clusters(c, xt, merger) for c in cores]
+        chosen, agreement = most_typical(labels)
+        core = cores[chosen]
+        info.update({"fit_seeds": seeds, "fit_chosen": chosen, "fit_agreement": agreement})
     return core, info
+
+
+def _clusters(core: LinearCore, x: torch.Tensor, merger) -> np.ndarray:
+    """The clusters a core gives the rows ``x``: its components merged by a clone of ``merger``, or as they are."""
+    with torch.no_grad():
+        proba = core.prior.log_responsibilities(*core.encode(x)).exp().double().numpy()
+    if merger is None or proba.shape[1] <= 2:
+        return proba.argmax(1)
+    from sklearn.base import clone
+
+    return clone(merger).fit_predict(proba)
+
+
+def most_typical(labelings: list[np.ndarray]) -> tuple[int, list[float]]:
+    """The medoid of several labelings of the same rows by the adjusted Rand index.
+
+    Parameters
+    ----------
+    labelings : list of ndarray of shape (N,)
+
+    Returns
+    -------
+    index : int
+        The labeling with the highest mean ARI against the others (the first among equals).
+    agreement : list of float
+        Each labeling's mean ARI against the others.
+    """
+    from sklearn.metrics import adjusted_rand_score
+
+    r = len(labelings)
+    if r < 2:
+        return 0, [1.0] * r
+    ari = np.eye(r)
+    for i in range(r):
+        for j in range(i + 1, r):
+            ari[i, j] = ari[j, i] = adjusted_rand_score(labelings[i], labelings[j])
+    mean = (ari.sum(1) - 1.0) / (r - 1)
+    return int(np.argmax(mean)), [float(v) for v in mean]
