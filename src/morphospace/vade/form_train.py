@@ -101,8 +101,8 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
                  hp["latent_dim"], 100 * core_info["explained_variance"], core_info["n_components"],
                  "" if "fit_chosen" not in core_info else
                  f"; of {len(core_info['fit_seeds'])} EM fits, fit {core_info['fit_chosen']} kept, its clusters "
-                 f"agreeing best with the others' (mean ARI {max(core_info['fit_agreement']):.2f}, "
-                 f"least {min(core_info['fit_agreement']):.2f})")
+                 f"agreeing best with the others' (mean ARI {max(core_info['fit_agreement']):.2f}; "
+                 f"the least typical fit's {min(core_info['fit_agreement']):.2f})")
     else:
         module, trainer, t_core = fit_vade(core_hparams(hp), mdir / FORM_INPUT, mdir, cfg, resume, callbacks, rows=rows)
         core, events, init = module.model, module.events, module.init_info
