@@ -3,6 +3,7 @@ embedding, the view bank, training end to end on a tiny run, and the linear prob
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -401,6 +402,23 @@ def test_form_model_trains_embeds_and_generates(form_run):
     np.testing.assert_allclose(p, p_rot, atol=1e-3)
 
 
+def test_form_core_keeps_the_most_typical_em_fit(form_run):
+    """form.core_fits (default 8): the saved core is the medoid of 8 EM fits, recorded in training.json."""
+    from morphospace.api import load_model
+    from morphospace.vade.linear_core import fit_linear_core
+
+    run, cfg, _, _ = form_run
+    linear = json.loads((run.path / "models/vade/training.json").read_text())["init"]["linear"]
+    assert cfg.form.core_fits == 8 and len(linear["fit_seeds"]) == 8 and linear["fit_seeds"][0] == cfg.train.seed
+    assert linear["fit_chosen"] == int(np.argmax(linear["fit_agreement"]))
+    x = np.load(run.path / "models/vade/form_input.npy")
+    alone, _ = fit_linear_core(x, cfg.model.latent_dim, cfg.model.k_min, cfg.model.k_max,
+                               linear["fit_seeds"][linear["fit_chosen"]], n_components=cfg.model.n_components)
+    saved = load_model(run).vade.core.prior
+    torch.testing.assert_close(saved.means, alone.prior.means)
+    torch.testing.assert_close(saved.weights, alone.prior.weights)
+
+
 def test_form_training_resumes(form_run, tmp_path):
     import shutil
 
@@ -418,7 +436,6 @@ def test_form_training_resumes(form_run, tmp_path):
 
 def test_form_model_trains_on_a_sample_and_embeds_every_galaxy(tmp_path):
     """Above train.sample galaxies the model learns from a reproducible sample; every galaxy is embedded."""
-    import json
 
     from test_train import make_run
 
