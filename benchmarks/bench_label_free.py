@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     import torch
+    from sklearn.metrics import adjusted_rand_score
 
     from morphospace.progress import set_quiet
 
@@ -88,8 +89,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"--runs {name}: no run given", file=sys.stderr)
             return 2
         scores = [run_scores(Path(p), args.k, args.label, args.core_fits) for p in paths]
-        from sklearn.metrics import adjusted_rand_score
-
         pairs = [adjusted_rand_score(a["own"], b["own"]) for a, b in itertools.combinations(scores, 2)]
         stab = f"{np.mean(pairs):.3f} ({np.min(pairs):.3f})" if pairs else "-"
 

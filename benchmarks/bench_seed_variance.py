@@ -44,15 +44,14 @@ def own_clusters(x: np.ndarray, hp: dict, seed: int, elbow_on: str, fits: int = 
     ``fits`` EM fits, ``form.core_fits``), merged."""
     import torch
 
-    from morphospace.vade.linear_core import fit_linear_core
+    from morphospace.vade.linear_core import core_clusters, fit_linear_core
     from morphospace.vade.merge import ComponentMerger
 
     x = ((x - x.mean(0)) / (x.std(0) + 1e-6)).astype(np.float32)
+    merger = ComponentMerger(elbow_on=elbow_on)
     core, _ = fit_linear_core(x, hp["latent_dim"], hp["k_min"], hp["k_max"], seed, n_components=hp["n_components"],
-                              fits=fits, merger=ComponentMerger(elbow_on=elbow_on))
-    with torch.no_grad():
-        proba = core.prior.log_responsibilities(*core.encode(torch.from_numpy(x))).exp().numpy()
-    return ComponentMerger(elbow_on=elbow_on).fit_predict(proba)
+                              fits=fits, merger=merger)
+    return core_clusters(core, torch.from_numpy(x), merger)
 
 
 def agreement(labels: dict, truth: np.ndarray, keep: np.ndarray, comparable) -> dict:

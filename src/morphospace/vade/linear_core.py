@@ -28,7 +28,7 @@ from ..errors import InvalidArgument
 from .mixture import MIN_PER_COMPONENT, REG_COVAR
 from .prior import LOG_2PI, MixtureDensity
 
-__all__ = ["FullMixturePrior", "LinearCore", "fit_linear_core", "most_typical"]
+__all__ = ["FullMixturePrior", "LinearCore", "core_clusters", "fit_linear_core", "most_typical"]
 
 
 
@@ -221,15 +221,16 @@ def fit_linear_core(x: np.ndarray, latent_dim: int, k_min: int, k_max: int, seed
         seeds = [int(seed)] + [int(v) for v in np.random.SeedSequence(seed).generate_state(fits - 1)]
         cores = [core] + [core_of(fit(k, s)) for s in seeds[1:]]
         xt = torch.as_tensor(x, dtype=torch.float32)
-        labels = [_clusters(c, xt, merger) for c in cores]
+        labels = [core_clusters(c, xt, merger) for c in cores]
         chosen, agreement = most_typical(labels)
         core = cores[chosen]
         info.update({"fit_seeds": seeds, "fit_chosen": chosen, "fit_agreement": agreement})
     return core, info
 
 
-def _clusters(core: LinearCore, x: torch.Tensor, merger) -> np.ndarray:
-    """The clusters a core gives the rows ``x``: its components merged by a clone of ``merger``, or as they are."""
+def core_clusters(core: LinearCore, x: torch.Tensor, merger=None) -> np.ndarray:
+    """The clusters a core gives the rows ``x`` (N, F): its components merged by a clone of
+    ``merger`` (a :class:`~morphospace.vade.merge.ComponentMerger`), or the components themselves."""
     with torch.no_grad():
         proba = core.prior.log_responsibilities(*core.encode(x)).exp().double().numpy()
     if merger is None or proba.shape[1] <= 2:
