@@ -8,11 +8,14 @@ out a random tenth of the galaxies, fits a decoder for each ``WIDTHS:EPOCHS`` gi
 remaining nine tenths, and prints its training time and its error on the held-out galaxies
 (the loss it trains on: radially weighted squared error to the canonical-frame image, the
 smallest over the four flips, per pixel). The mean canonical image is printed as a floor
-for comparison. No label is read: this is how ``form.decoder_widths`` was chosen.
+for comparison. No label is read: this is how ``form.decoder_widths`` was chosen, and how
+bfloat16 training was judged (a third field, ``WIDTHS:EPOCHS:PRECISION``, passes a Lightning
+precision such as ``bf16-mixed`` to the decoder's trainer).
 
 Usage::
 
     .venv/bin/python benchmarks/bench_form_decoder.py RUN 32,64,128,256:8 16,32,64,128:8 16,32,64,128:16
+    .venv/bin/python benchmarks/bench_form_decoder.py RUN 16,32,64,128:8:32-true 16,32,64,128:8:bf16-mixed
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import torch
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", help="a run trained with model.preset = form")
-    ap.add_argument("configs", nargs="+", help="WIDTHS:EPOCHS, e.g. 16,32,64,128:8")
+    ap.add_argument("configs", nargs="+", help="WIDTHS:EPOCHS[:PRECISION], e.g. 16,32,64,128:8:bf16-mixed")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -66,15 +69,17 @@ def main() -> None:
     print(json.dumps({"decoder": "the mean canonical image", "held_out_error": held_out_error(mean.expand_as(target))}))
     train_cube = np.asarray(cube[train])
     for config in args.configs:
-        widths, epochs = config.split(":")
+        widths, epochs, *precision = config.split(":")
         widths = tuple(int(w) for w in widths.split(","))
         t0 = time.perf_counter()
         decoder = fit_image_decoder(mu[train], log_var[train], train_cube, widths=widths, epochs=int(epochs),
-                                    seed=args.seed, radial_inner=m.radial_inner, radial_width=m.radial_width)
+                                    seed=args.seed, radial_inner=m.radial_inner, radial_width=m.radial_width,
+                                    trainer_kwargs={"precision": precision[0]} if precision else None)
         seconds = time.perf_counter() - t0
         with torch.no_grad():
             err = held_out_error(decoder(torch.from_numpy(mu[test])))
-        print(json.dumps({"widths": list(widths), "epochs": int(epochs), "train_seconds": round(seconds, 1),
+        print(json.dumps({"widths": list(widths), "epochs": int(epochs), "precision": precision[0] if precision else "32-true",
+                          "train_seconds": round(seconds, 1),
                           "held_out_error": err}), flush=True)
 
 

@@ -26,6 +26,10 @@ and what the trunk sees (its own bank; the head as ``base``):
             arms and bars stand out of the smooth light;
 ``sqrt``    a stronger stretch, ``sign(x) sqrt(|x|)`` of the (asinh-stretched) cube;
 ``catusm2`` the plain bank and the ``usm2`` bank concatenated (two trunk passes per view);
+``canon``   each galaxy turned so that the major axis of its light is horizontal before the views
+            are drawn (the pixel VaDE's canonical frame): the averaged dihedral views are then the
+            same for a galaxy at any position angle, by construction;
+``catlite2`` the bank of the EfficientNet-Lite2 trunk concatenated to the Lite0 one (two trunks);
 
 and the nuisance views (their own bank; the head as ``base``):
 
@@ -71,7 +75,7 @@ from bench_form_pooling import SURVEYS, fit_head, score, survey_run  # noqa: E40
 VARIANTS = {"base": {}, "t01": {"t": 0.1}, "t03": {"t": 0.3}, "t05": {"t": 0.5}, "d32": {"dim": 32},
             "d128": {"dim": 128}, "h1024": {"hidden": 1024}, "e200": {"epochs": 200}, "l2": {"post": "l2"},
             "avg12": {"post": "avg12"}, "rot45": {"post": "rot45"}, "cat160": {}, "usm2": {}, "usm4": {},
-            "sqrt": {}, "catusm2": {}, "aug_scale": {}, "aug_degrade": {}, "aug_bright": {}, "aug_all": {},
+            "sqrt": {}, "catusm2": {}, "canon": {}, "catlite2": {}, "aug_scale": {}, "aug_degrade": {}, "aug_bright": {}, "aug_all": {},
             "aug8": {}}
 # the nuisance views' augmentation of the ``aug_*`` variants (NuisanceAugment's fields changed)
 AUGMENTS = {"aug_scale": {"scale": (0.75, 1.33)},
@@ -82,9 +86,11 @@ AUGMENTS = {"aug_scale": {"scale": (0.75, 1.33)},
 
 
 def _transform(x, view: str):
-    """The images (N, C, H, W) as the trunk sees them under ``view`` ('rot45', 'usm<a>', 'sqrt')."""
+    """The images (N, C, H, W) as the trunk sees them under ``view`` ('rot45', 'usm<a>', 'sqrt', 'canon')."""
     import kornia
     import torch
+
+    from morphospace.image.geometry import canonical_frame
 
     if view == "rot45":
         return kornia.geometry.transform.rotate(x, torch.full((len(x),), 45.0), mode="bilinear",
@@ -94,6 +100,8 @@ def _transform(x, view: str):
         return x + float(view[3:]) * (x - smooth)
     if view == "sqrt":
         return torch.sign(x) * torch.sqrt(x.abs())
+    if view == "canon":
+        return canonical_frame(x)
     raise ValueError(f"unknown view {view!r}")
 
 
@@ -182,7 +190,9 @@ def main() -> None:
             v = np.concatenate([views, bank(run, work, 160, backbone=args.backbone)], -1)
         elif name == "rot45":
             extra = bank(run, work, 112, aug_views=0, view="rot45", backbone=args.backbone)
-        elif name in ("usm2", "usm4", "sqrt"):
+        elif name == "catlite2":
+            v = np.concatenate([views, bank(run, work, 112, backbone="efficientnet-lite2")], -1)
+        elif name in ("usm2", "usm4", "sqrt", "canon"):
             v = bank(run, work, 112, view=name, backbone=args.backbone)
         elif name == "catusm2":
             v = np.concatenate([views, bank(run, work, 112, view="usm2", backbone=args.backbone)], -1)

@@ -547,3 +547,35 @@ def test_linear_probe_runs_on_a_stratified_sample_above_max_rows(caplog):
     assert (t["balanced_accuracy"] > 0.9).all()
     full = linear_probe(x, y, fractions=(0.1,), repeats=2, max_rows=None)
     assert full["n_train"].item() == 40
+
+
+def test_image_decoder_trains_in_bfloat16_only_on_a_bfloat16_cpu_unless_told(monkeypatch):
+    """Where the trunk runs in bfloat16 on a CPU, the image decoder trains in bfloat16 autocast
+    (Lightning's ``bf16-mixed``); a precision the user set, a GPU, or a float32 trunk keep the
+    run's. The decoder it returns keeps float32 weights and gives float32 images."""
+    from morphospace.config import apply_overrides, load_config
+    from morphospace.vade.form_decoder import fit_image_decoder
+    from morphospace.vade.form_train import decoder_trainer_kwargs
+
+    def precision(trunk, *overrides):
+        return decoder_trainer_kwargs(apply_overrides(load_config(None), list(overrides)), trunk)["precision"]
+
+    assert precision("bf16") == "bf16-mixed"
+    assert precision("32") == "32-true"
+    assert precision("bf16", "train.precision=16-mixed") == "16-mixed"
+    assert precision("bf16", "train.accelerator=gpu") == "32-true"
+
+    seen = []
+    import lightning.pytorch as pl
+    real = pl.Trainer.__init__
+    monkeypatch.setattr(pl.Trainer, "__init__", lambda self, *a, **kw: (seen.append(kw.get("precision")), real(self, *a, **kw))[1])
+    g = np.random.default_rng(0)
+    cube = g.random((16, 3, 16, 16), dtype=np.float32)
+    mu, log_var = g.standard_normal((16, 4)).astype(np.float32), np.full((16, 4), -2.0, np.float32)
+    decoder = fit_image_decoder(mu, log_var, cube, widths=(4, 8), epochs=1, batch_size=8,
+                                trainer_kwargs={"accelerator": "cpu", "precision": "bf16-mixed"})
+    assert seen == ["bf16-mixed"]
+    assert all(p.dtype == torch.float32 for p in decoder.parameters())
+    with torch.no_grad():
+        out = decoder(torch.from_numpy(mu))
+    assert out.dtype == torch.float32 and out.shape == (16, 3, 16, 16) and torch.isfinite(out).all()
