@@ -94,3 +94,39 @@ def test_folding_a_resnet_layout_folds_blocks_and_shortcuts():
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(folded(x), net(x), rtol=1e-4, atol=1e-5)
+
+
+def test_the_inference_copy_of_an_efficientnet_gives_the_folded_outputs_bit_for_bit():
+    """ReLU6 in place and the symmetric 'SAME' padding moved into the stride-1 convolutions change
+    no number; the asymmetric padding of the stride-2 ones stays; the trunk itself is untouched."""
+    from efficientnet_lite_pytorch.utils import Conv2dStaticSamePadding
+
+    from morphospace.nets.folding import inference_copy
+
+    trunk = TrunkTaps("efficientnet-lite0", input_size=48, pretrained=False)
+    _randomise_norms(trunk.net, seed=5)
+    trunk.eval()
+    folded, _ = fold_batchnorm(trunk.net)
+    fast, counts = inference_copy(trunk.net)
+    assert counts["folded"] > 0 and counts["in_place"] == 17 and counts["padding"] > 0
+    relus = [m for m in fast.modules() if isinstance(m, nn.ReLU6)]
+    assert relus and all(m.inplace for m in relus)
+    assert not any(m.inplace for m in trunk.net.modules() if isinstance(m, nn.ReLU6))
+    pads = [m.static_padding.padding for m in fast.modules()
+            if isinstance(m, Conv2dStaticSamePadding) and isinstance(m.static_padding, nn.ZeroPad2d)]
+    assert pads and all(p[0] != p[1] or p[2] != p[3] for p in pads)  # only the asymmetric ones kept
+    x = torch.randn(3, 3, 48, 48)
+    with torch.no_grad():
+        assert torch.equal(trunk._forward(fast, x), trunk._forward(folded, x))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert torch.equal(trunk._forward(fast, x), trunk._forward(folded, x))
+        torch.testing.assert_close(trunk(x), trunk._forward(folded, x))
+
+
+def test_inference_copy_leaves_other_layouts_as_folded():
+    from morphospace.nets.folding import inference_copy
+
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU6())
+    copy_, counts = inference_copy(net.eval())
+    assert counts == {"folded": 1, "in_place": 0, "padding": 0}
+    assert not copy_[2].inplace

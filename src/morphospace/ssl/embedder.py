@@ -27,7 +27,7 @@ from torch import nn
 
 from ..image.geometry import dihedral
 from ..nets.backbones import make_backbone
-from ..nets.folding import fold_batchnorm
+from ..nets.folding import inference_copy
 
 __all__ = ["FormHead", "HeadEnsemble", "FormEmbedder", "TrunkTaps", "build_trunk", "make_head",
            "resolve_precision"]
@@ -64,8 +64,8 @@ class TrunkTaps(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Features (N, dim) of images (N, C, H, W); under ``bf16`` precision and without gradients,
         computed in bfloat16 autocast and returned as float32. In eval mode without gradients
-        the batch norms are folded into the convolutions (:meth:`inference_net`: the same
-        features to rounding, 1.2x faster).
+        the batch norms are folded into the convolutions and the activations work in place
+        (:meth:`inference_net`: the same features to rounding, 1.2x and 1.4x faster).
         """
         if self.sharpen:
             x = x + self.sharpen * (x - _gaussian_blur(x, SHARPEN_SIGMA))
@@ -77,14 +77,15 @@ class TrunkTaps(nn.Module):
         return self._forward(net, x)
 
     def inference_net(self) -> nn.Module:
-        """``net`` with its batch norms folded (:func:`~morphospace.nets.folding.fold_batchnorm`),
-        kept until a parameter or buffer of ``net`` changes (training, a loaded state, a move)."""
+        """``net``'s inference copy, its batch norms folded and its activations in place
+        (:func:`~morphospace.nets.folding.inference_copy`), kept until a parameter or buffer of
+        ``net`` changes (training, a loaded state, a move)."""
         tensors = [*self.net.parameters(), *self.net.buffers()]
         key = tuple((id(t), t._version, t.device, t.dtype) for t in tensors)
         cached = self.__dict__.get("_folded")
         if cached is None or cached[0] != key:
             # outside the module's registry: not saved, not moved, not trained
-            object.__setattr__(self, "_folded", (key, fold_batchnorm(self.net)[0]))
+            object.__setattr__(self, "_folded", (key, inference_copy(self.net)[0]))
         return self.__dict__["_folded"][1]
 
     def _forward(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
