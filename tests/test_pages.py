@@ -122,6 +122,7 @@ def test_shuffled_training_loaders_release_the_cube(cube, monkeypatch, dataset):
     from morphospace.vade.form_decoder import CodesAndImages
 
     monkeypatch.setattr(pages, "RELEASE_BYTES", 32 * MB)  # scattered: a release every 4 MB read
+    monkeypatch.setattr(pages, "SCATTERED_RESIDENT_MAX", 16 * MB)  # the 48 MB file counts as large
     codes = np.zeros((len(cube), 2), dtype=np.float32)
     data = CubeDataset(cube) if dataset == "cube" else CodesAndImages(codes, codes, cube)
     base, peak, seen = rss_file(), 0, []
@@ -134,3 +135,20 @@ def test_shuffled_training_loaders_release_the_cube(cube, monkeypatch, dataset):
     # not the 48 MB file (the control above keeps > 40 MB); scattered rows map whole folios
     # of the page cache around them, so the bound is looser than the 4 MB budget
     assert peak < 28 * MB
+
+
+def test_a_small_file_read_in_random_order_stays_resident(cube, monkeypatch):
+    """Below ``SCATTERED_RESIDENT_MAX`` a shuffled reader keeps the file mapped (re-mapping it every
+    few batches cost the SSL head more than the memory saved); above, it releases it."""
+    released = []
+    monkeypatch.setattr(pages, "release_pages", lambda a: released.append(a))
+    monkeypatch.setattr(pages, "SCATTERED_RESIDENT_MAX", 64 * MB)  # the fixture's cube: 48 MB
+    small = pages.PageReleaser.scattered(cube)
+    assert small.arrays == []
+    small.read(1 << 40)
+    assert released == []
+    monkeypatch.setattr(pages, "SCATTERED_RESIDENT_MAX", 16 * MB)
+    large = pages.PageReleaser.scattered(cube)
+    assert len(large.arrays) == 1
+    large.read(1 << 40)
+    assert len(released) == 1

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, default_collate
 
 from ..nets.batches import forward_in_batches, loader_options, read_rows
 from ..progress import is_quiet, quiet_lightning
@@ -61,9 +61,16 @@ class _Rows:
         row = self.data[:, i] if self.axis == 1 else self.data[i]
         return torch.from_numpy(np.array(row, dtype=np.float32))
 
-    def __getitems__(self, index: list[int]) -> list:
-        """A batch's rows in one read (the DataLoader's batched fetch); collated as usual."""
-        return list(torch.from_numpy(read_rows(self.data, index, axis=self.axis, pages=self.pages)))
+    def __getitems__(self, index: list[int]) -> torch.Tensor:
+        """A batch's rows in one read (the DataLoader's batched fetch), already stacked (:func:`_stacked`)."""
+        return torch.from_numpy(read_rows(self.data, index, axis=self.axis, pages=self.pages))
+
+
+def _stacked(batch):
+    """The loader's collate: a batch read whole by ``_Rows.__getitems__`` is passed on as it is
+    (stacking its rows again would copy the 20 MB batch of a view bank once more); rows fetched
+    one at a time are stacked as usual."""
+    return batch if isinstance(batch, torch.Tensor) else default_collate(batch)
 
 
 class ViewBankDataModule(pl.LightningDataModule):
@@ -83,7 +90,7 @@ class ViewBankDataModule(pl.LightningDataModule):
         sampler = DistributedSampler(self.dataset, num_replicas=t.world_size if t else 1, rank=t.global_rank if t else 0,
                                      shuffle=True, seed=self.seed, drop_last=True)
         # drop_last: a batch of one has no negatives and no batch statistics
-        return DataLoader(self.dataset, batch_size=self.batch_size, sampler=sampler,
+        return DataLoader(self.dataset, batch_size=self.batch_size, sampler=sampler, collate_fn=_stacked,
                           drop_last=len(self.dataset) > self.batch_size, **loader_options(self.workers))
 
 
