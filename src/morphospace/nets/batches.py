@@ -78,13 +78,19 @@ def read_rows(x, index, axis: int = 0, pages: PageReleaser | None = None) -> np.
     Returns
     -------
     ndarray float32
-        ``x[index]`` (axis 0) or ``x[:, index]`` moved to the front (axis 1: len(index) x V x F).
+        ``x[index]`` (axis 0) or ``x[:, index]`` moved to the front (axis 1: len(index) x V x F,
+        a view of a V x len(index) x F array, not C-contiguous).
     """
     index = np.asarray(index, dtype=np.int64)
-    order = np.argsort(index, kind="stable")
-    rows = x[index[order]] if axis == 0 else np.moveaxis(np.asarray(x[:, index[order]]), 1, 0)
-    out = np.empty((len(index), *rows.shape[1:]), dtype=np.float32)
-    out[order] = rows  # back to the order asked for
+    if axis == 1:
+        # a bank's batch is V strided slices of the file whatever the order: one gather, in the
+        # order asked for, returned as a (strided) view with the galaxies first
+        out = np.moveaxis(np.asarray(x[:, index], dtype=np.float32), 1, 0)
+    else:
+        order = np.argsort(index, kind="stable")
+        rows = x[index[order]]
+        out = np.empty((len(index), *rows.shape[1:]), dtype=np.float32)
+        out[order] = rows  # back to the order asked for
     if pages is not None:
         pages.read(out.nbytes)
     return out

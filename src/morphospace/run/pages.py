@@ -107,7 +107,8 @@ class PageReleaser:
         4.4 GB of file pages without it. Files of at most :data:`SCATTERED_RESIDENT_MAX` bytes
         are left resident (read epoch after epoch, they would be mapped again and again)."""
         large = [a for a in arrays if a is not None and (m := _mapping(a)) is not None and len(m) > SCATTERED_RESIDENT_MAX]
-        return cls(*large, every=RELEASE_BYTES // 8)
+        # with nothing to release, only the heap is trimmed, at the usual pace
+        return cls(*large, every=RELEASE_BYTES // 8 if large else RELEASE_BYTES)
 
     def read(self, nbytes: int) -> None:
         """Note that ``nbytes`` more were read; release the pages once ``every`` have been."""
