@@ -62,7 +62,7 @@ def part_flops(hp: dict, n_train: int, n_all: int, channels: int, side: int, fea
     f = hp["form"]
     x = torch.rand(8, channels, side, side)
     trunk = build_trunk(f["backbone"], f["input_size"], precision="32").eval()  # the same FLOPs in any precision
-    with torch.no_grad():
+    with torch.enable_grad():  # the trunk's own modules: its inference copy computes zero taps too (nets/folding.py)
         per_view = _flops(lambda: trunk(x)) / len(x)
     embed_views = f.get("embed_views") or (8 if n_train == n_all else 4)  # as train_form_run resolves it
     bank = per_view * ((8 + f["aug_views"]) * n_train + embed_views * (n_all - n_train))

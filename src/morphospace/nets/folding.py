@@ -14,9 +14,10 @@ its convolution and nowhere else.
 
 :func:`inference_copy` adds two rewrites of the folded EfficientNet-Lite that give the same
 numbers bit for bit: its ReLU6s work in place (each reads a convolution's fresh output, the batch
-norm between them folded away, that nothing else reads), and its stride-1 convolutions pad their
-input themselves instead of through a zero-padded copy (TensorFlow's 'SAME' padding is symmetric
-there). On 2 cores the elementwise ReLU6 and the padded copies took a third of the trunk's
+norm between them folded away, that nothing else reads), and its convolutions pad their input
+themselves instead of through a zero-padded copy. TensorFlow's 'SAME' padding is symmetric at
+stride 1; at stride 2 on an even side it puts one zero more right and below, which a kernel one
+larger, its first row and column zero, padded symmetrically computes exactly (5% faster again). On 2 cores the elementwise ReLU6 and the padded copies took a third of the trunk's
 time in bfloat16; without them the trunk runs 1.6x faster in bfloat16 and 1.37x in float32
 (sdss-gz1 images, batches of 32, the two copies timed alternately in one process, median of 20
 rounds: 764 against 460 and 359 against 261 images/s), and the form embedding of a training on
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import copy
 
+import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -73,8 +75,8 @@ def fold_batchnorm(net: nn.Module) -> tuple[nn.Module, int]:
 
 
 def inference_copy(net: nn.Module) -> tuple[nn.Module, dict[str, int]]:
-    """:func:`fold_batchnorm`, then, in an EfficientNet-Lite, ReLU6 in place and the symmetric
-    'SAME' padding done by the convolutions themselves (the same outputs; module docstring).
+    """:func:`fold_batchnorm`, then, in an EfficientNet-Lite, ReLU6 in place and the 'SAME' padding
+    done by the convolutions themselves (the same outputs; module docstring).
 
     Parameters
     ----------
@@ -99,9 +101,23 @@ def inference_copy(net: nn.Module) -> tuple[nn.Module, dict[str, int]]:
                 counts["in_place"] += 1
         for m in top.modules():
             pad = getattr(m, "static_padding", None)
-            if isinstance(m, nn.Conv2d) and isinstance(pad, nn.ZeroPad2d):
-                left, right, up, down = pad.padding
-                if left == right and up == down and m.padding == (0, 0):
-                    m.padding, m.static_padding = (up, left), nn.Identity()
-                    counts["padding"] += 1
+            if not (isinstance(m, nn.Conv2d) and isinstance(pad, nn.ZeroPad2d) and m.padding == (0, 0)):
+                continue
+            left, right, up, down = pad.padding
+            if (right, down) == (left + 1, up + 1):  # stride 2 on an even side: one more zero right and below
+                _widen_top_left(m)
+                left, up = right, down
+            if left == right and up == down:
+                m.padding, m.static_padding = (up, left), nn.Identity()
+                counts["padding"] += 1
     return copy_, counts
+
+
+def _widen_top_left(conv: nn.Conv2d) -> None:
+    """A convolution padded (l, l + 1) on each axis computes what one whose kernel has an extra zero
+    first row and column computes padded (l + 1, l + 1): the extra zero tap meets the extra zero."""
+    w = conv.weight.detach()
+    wide = torch.zeros(*w.shape[:2], w.shape[2] + 1, w.shape[3] + 1, dtype=w.dtype, device=w.device)
+    wide[..., 1:, 1:] = w
+    conv.weight = nn.Parameter(wide, requires_grad=False)
+    conv.kernel_size = tuple(wide.shape[2:])
