@@ -78,7 +78,8 @@ def main() -> None:
         seconds = time.perf_counter() - t0
         with torch.no_grad():
             err = held_out_error(decoder(torch.from_numpy(mu[test])))
-        print(json.dumps({"widths": list(widths), "epochs": int(epochs), "precision": precision[0] if precision else "32-true",
+        print(json.dumps({"widths": list(widths), "epochs": int(epochs),
+                          "precision": precision[0] if precision else "32-true",
                           "train_seconds": round(seconds, 1),
                           "held_out_error": err}), flush=True)
 

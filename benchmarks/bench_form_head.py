@@ -75,7 +75,8 @@ from bench_form_pooling import SURVEYS, fit_head, score, survey_run  # noqa: E40
 VARIANTS = {"base": {}, "t01": {"t": 0.1}, "t03": {"t": 0.3}, "t05": {"t": 0.5}, "d32": {"dim": 32},
             "d128": {"dim": 128}, "h1024": {"hidden": 1024}, "e200": {"epochs": 200}, "l2": {"post": "l2"},
             "avg12": {"post": "avg12"}, "rot45": {"post": "rot45"}, "cat160": {}, "usm2": {}, "usm4": {},
-            "sqrt": {}, "catusm2": {}, "canon": {}, "catlite2": {}, "aug_scale": {}, "aug_degrade": {}, "aug_bright": {}, "aug_all": {},
+            "sqrt": {}, "catusm2": {}, "canon": {}, "catlite2": {}, "aug_scale": {}, "aug_degrade": {},
+            "aug_bright": {}, "aug_all": {},
             "aug8": {}}
 # the nuisance views' augmentation of the ``aug_*`` variants (NuisanceAugment's fields changed)
 AUGMENTS = {"aug_scale": {"scale": (0.75, 1.33)},

@@ -134,7 +134,8 @@ def main() -> None:
                               "fractions": {k: rate / v for k, v in peak.items()}}
         print(f"| {name} | {seconds[name]:.1f} | {flops[name] / 1e12:.2f} | {rate / 1e9:.1f} | "
               + " | ".join(f"{100 * rate / v:.0f}%" for v in peak.values()) + " |")
-    print(f"(of the embedding's FLOPs: view bank {flops['view bank'] / 1e12:.2f} T, SSL head {flops['ssl head'] / 1e12:.2f} T; "
+    print(f"(of the embedding's FLOPs: view bank {flops['view bank'] / 1e12:.2f} T, "
+          f"SSL head {flops['ssl head'] / 1e12:.2f} T; "
           f"the linear core's {seconds.get('vade', 0.0):.1f} s are in the whole)")
     print(json.dumps(out))
 

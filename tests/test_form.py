@@ -568,7 +568,11 @@ def test_image_decoder_trains_in_bfloat16_only_on_a_bfloat16_cpu_unless_told(mon
     seen = []
     import lightning.pytorch as pl
     real = pl.Trainer.__init__
-    monkeypatch.setattr(pl.Trainer, "__init__", lambda self, *a, **kw: (seen.append(kw.get("precision")), real(self, *a, **kw))[1])
+    def spy(self, *a, **kw):
+        seen.append(kw.get("precision"))
+        real(self, *a, **kw)
+
+    monkeypatch.setattr(pl.Trainer, "__init__", spy)
     g = np.random.default_rng(0)
     cube = g.random((16, 3, 16, 16), dtype=np.float32)
     mu, log_var = g.standard_normal((16, 4)).astype(np.float32), np.full((16, 4), -2.0, np.float32)

@@ -13,15 +13,16 @@ The pairs are found by name, in the layouts of the package's backbones: Efficien
 its convolution and nowhere else.
 
 :func:`inference_copy` adds two rewrites of the folded EfficientNet-Lite that give the same
-numbers bit for bit: its ReLU6s work in place (each reads a convolution's fresh output, the batch
-norm between them folded away, that nothing else reads), and its convolutions pad their input
-themselves instead of through a zero-padded copy. TensorFlow's 'SAME' padding is symmetric at
-stride 1; at stride 2 on an even side it puts one zero more right and below, which a kernel one
-larger, its first row and column zero, padded symmetrically computes exactly (5% faster again). On 2 cores the elementwise ReLU6 and the padded copies took a third of the trunk's
-time in bfloat16; without them the trunk runs 1.6x faster in bfloat16 and 1.37x in float32
-(sdss-gz1 images, batches of 32, the two copies timed alternately in one process, median of 20
-rounds: 764 against 460 and 359 against 261 images/s), and the form embedding of a training on
-sdss-gz1 took 124.9 s instead of 143.6 s.
+numbers (bit for bit on sdss-gz1's images): its ReLU6s work in place (each reads a convolution's
+fresh output, the batch norm between them folded away, that nothing else reads), and its
+convolutions pad their input themselves instead of through a zero-padded copy. TensorFlow's
+'SAME' padding is symmetric at stride 1; at stride 2 on an even side it puts one zero more right
+and below, which a kernel one larger, its first row and column zero, padded symmetrically,
+computes exactly. On 2 cores the elementwise ReLU6 and the padded copies took a third of the
+trunk's time in bfloat16. Timed alternately in one process (sdss-gz1 images, batches of 32,
+median of 20 rounds), the in-place activations and the stride-1 paddings made the trunk 1.6x
+faster in bfloat16 (764 against 460 images/s) and 1.37x in float32 (359 against 261); the
+widened stride-2 kernels 1.05x more (790 against 748, bfloat16, 12 rounds).
 """
 
 from __future__ import annotations

@@ -106,7 +106,8 @@ class PageReleaser:
         At 200,000 galaxies the image decoder's shuffled reads of a 20,000-galaxy sample held
         4.4 GB of file pages without it. Files of at most :data:`SCATTERED_RESIDENT_MAX` bytes
         are left resident (read epoch after epoch, they would be mapped again and again)."""
-        large = [a for a in arrays if a is not None and (m := _mapping(a)) is not None and len(m) > SCATTERED_RESIDENT_MAX]
+        large = [a for a in arrays
+                 if a is not None and (m := _mapping(a)) is not None and len(m) > SCATTERED_RESIDENT_MAX]
         # with nothing to release, only the heap is trimmed, at the usual pace
         return cls(*large, every=RELEASE_BYTES // 8 if large else RELEASE_BYTES)
 
