@@ -58,10 +58,12 @@ def loader_options(workers: int, persistent: bool = True) -> dict:
 
 
 def read_rows(x, index, axis: int = 0, pages: PageReleaser | None = None) -> np.ndarray:
-    """Rows ``index`` of ``x`` along ``axis`` as one float32 array, read with one sorted fancy index.
+    """Rows ``index`` of ``x`` along ``axis`` as one float32 array, read with one fancy index.
 
     A DataLoader's batch read this way (its dataset's ``__getitems__``) costs one pass over a
-    memory-mapped file in file order instead of one Python call and one small copy per row.
+    memory-mapped file instead of one Python call and one small copy per row. Rows of a cube
+    (axis 0) are read in file order and put back in the order asked for; a view bank's galaxies
+    (axis 1) are V strided slices whatever the order, so they are gathered as asked, in one copy.
 
     Parameters
     ----------
