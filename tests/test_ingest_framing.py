@@ -153,3 +153,22 @@ def test_auto_reads_an_hdf5_survey_row_by_row(tmp_path):
     # too few galaxies to tell: the fixed crop
     small = ingest_to(tiny_galaxy10(tmp_path / "tiny.h5"), tmp_path / "run2", preprocess__framing="auto")[0]
     assert small["preprocess"]["framing"] == "fixed" and small["preprocess"]["size_spread"] is None
+
+
+def test_auto_measures_its_sample_on_the_ingest_workers_with_the_same_result(tmp_path):
+    from morphospace.data.ingest.layouts import read_survey
+    from morphospace.data.ingest.workers import ingest_pool, sampled_crops
+    from morphospace.config import DataConfig
+
+    survey_of_sizes(tmp_path / "far_and_near", np.geomspace(1.5, 9.0, 24))
+    survey = read_survey(tmp_path / "far_and_near", DataConfig())
+    spec = PreprocessSpec(size=32)
+    alone = sampled_crops(survey, spec, 20)
+    with ingest_pool(2) as pool:
+        shared = sampled_crops(survey, spec, 20, pool=pool, parts=2)
+    assert len(alone) == 20 and shared == alone
+    one = ingest_to(tmp_path / "far_and_near", tmp_path / "r1", preprocess__framing="auto")
+    two = ingest_to(tmp_path / "far_and_near", tmp_path / "r2", preprocess__framing="auto",
+                    ingest__workers=2, ingest__chunk_size=4)
+    assert two[0]["preprocess"]["size_spread"] == one[0]["preprocess"]["size_spread"]
+    assert two[0]["preprocess"]["framing"] == "galaxy" and np.array_equal(two[2], one[2])

@@ -22,7 +22,7 @@ from .catalogue import N_EXAMPLES, build_catalogue, flag_counts_line, log_summar
 from .cube import CubeWriter, partial_path
 from .layouts import fits_positions, read_survey
 from .preprocess import PreprocessSpec
-from .workers import run_chunks
+from .workers import ingest_pool, run_chunks
 
 log = logging.getLogger("morphospace")
 
@@ -36,10 +36,11 @@ def _clean(run: RunDir) -> None:
             stale.unlink(missing_ok=True)
 
 
-def _resolve_framing(survey, spec: PreprocessSpec) -> tuple[PreprocessSpec, str]:
+def _resolve_framing(survey, spec: PreprocessSpec, pool=None, workers: int = 1) -> tuple[PreprocessSpec, str]:
     """``framing = "auto"`` made "fixed" or "galaxy" by the spread of a sample's apparent sizes
-    (:func:`~morphospace.data.ingest.framing.framing_for`); the spec unchanged otherwise, and a
-    log line saying what was measured and chosen."""
+    (:func:`~morphospace.data.ingest.framing.framing_for`), measured on the ingest's ``pool`` of
+    ``workers`` where it has one; the spec unchanged otherwise, and a log line saying what was
+    measured and chosen."""
     if spec.framing != "auto":
         return spec, ""
     from dataclasses import replace
@@ -47,7 +48,7 @@ def _resolve_framing(survey, spec: PreprocessSpec) -> tuple[PreprocessSpec, str]
     from .framing import AUTO_SAMPLE, AUTO_SPREAD, framing_for, size_spread
     from .workers import sampled_crops
 
-    crops = sampled_crops(survey, spec, AUTO_SAMPLE)
+    crops = sampled_crops(survey, spec, AUTO_SAMPLE, pool=pool, parts=workers)
     spread = size_spread(crops)
     chosen = framing_for(spread)
     measured = sum(c is not None for c in crops)
@@ -87,15 +88,30 @@ def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = Non
     t0 = time.perf_counter()
     survey = read_survey(data, cfg.data)
     spec = PreprocessSpec.from_config(cfg.preprocess, survey.n_bands, cfg.ingest)
-    spec, framing_note = _resolve_framing(survey, spec)
-    if framing_note:
-        log.info("%s", framing_note)
-    log.info("ingest: %d records, layout %s, %s -> %dx%dx%d, %d worker(s)%s",
-             len(survey), survey.layout, data, spec.channels, spec.size, spec.size, workers,
-             f"; each galaxy framed by its size ({spec.galaxy_r90s:g} R90 a side)" if spec.framing == "galaxy" else "")
-    if strict:
-        raise_if_flagged(survey, "catalogue")
+    procs = min(workers, max(1, len(survey) // chunk + 1))
+    try:
+        with ingest_pool(procs) as pool:  # one pool: the framing sample, then the chunks
+            spec, framing_note = _resolve_framing(survey, spec, pool, procs)
+            if framing_note:
+                log.info("%s", framing_note)
+            log.info("ingest: %d records, layout %s, %s -> %dx%dx%d, %d worker(s)%s",
+                     len(survey), survey.layout, data, spec.channels, spec.size, spec.size, workers,
+                     f"; each galaxy framed by its size ({spec.galaxy_r90s:g} R90 a side)"
+                     if spec.framing == "galaxy" else "")
+            if strict:
+                raise_if_flagged(survey, "catalogue")
+            summary = _write_outputs(survey, spec, run, data, strict, chunk, procs, pool, workers, t0)
+    except BrokenProcessPool:
+        raise UserError("an ingest worker process died (killed, out of memory, or a decoder crash); "
+                        "nothing was written: re-run to start again") from None
+    log_summary(summary)
+    return summary
 
+
+def _write_outputs(survey, spec: PreprocessSpec, run: RunDir, data, strict: bool, chunk: int, procs: int,
+                   pool, workers: int, t0: float) -> dict:
+    """The rest of :func:`ingest`: the chunks decoded on ``pool`` (``procs`` processes) into the cube,
+    then the catalogue and the summary, each written under a temporary name and renamed."""
     _clean(run)  # an old cube or catalogue must never pair with a new one
     try:
         writer = CubeWriter(run.cube, len(survey), (spec.channels, spec.size, spec.size))
@@ -105,7 +121,7 @@ def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = Non
     crops = np.full(len(survey), np.nan, dtype=np.float32)  # per record, the crop its row was cut with
     details: dict[str, dict[str, str]] = {f: dict(list(d.items())[:N_EXAMPLES]) for f, d in survey.notes.items()}
     skies: dict[int, object] = {}  # record -> the position its FITS header gave
-    chunks = run_chunks(survey, spec, min(workers, max(1, len(survey) // chunk + 1)), chunk)
+    chunks = run_chunks(survey, spec, procs, chunk, pool)
     buffer = np.empty((min(chunk, len(survey)), spec.channels, spec.size, spec.size), dtype=np.float32)
     try:
         for start, block, results in progress(chunks, total=(len(survey) + chunk - 1) // chunk,
@@ -125,7 +141,9 @@ def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = Non
                     ex = details.setdefault(flag, {})
                     if len(ex) < N_EXAMPLES:
                         ex[rec.id] = detail
-        chunks.close()  # the pool is shut down before the outputs are written
+        chunks.close()
+        if pool is not None:  # the workers are gone before the outputs are written
+            pool.shutdown(wait=True)
         fits_positions(survey, skies)
         for gid, why in list(survey.notes.get("bad_position", {}).items())[:N_EXAMPLES]:
             details.setdefault("bad_position", {}).setdefault(gid, why)
@@ -143,10 +161,6 @@ def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = Non
             with atomic_path(run.ingest_summary) as sum_tmp:
                 sum_tmp.write_text(json.dumps(summary, indent=2) + "\n")
                 writer.publish()
-    except BrokenProcessPool:
-        writer.abort()
-        raise UserError("an ingest worker process died (killed, out of memory, or a decoder crash); "
-                        "nothing was written: re-run to start again") from None
     except OSError as exc:  # disk full, permissions: the user's to fix, in one line
         writer.abort()
         raise UserError(f"cannot write in {run.path}: {exc.strerror or exc}") from None
@@ -155,5 +169,5 @@ def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = Non
         raise
     finally:
         chunks.close()
-    log_summary(summary)
     return summary
+

@@ -25,6 +25,8 @@ SYNTH_MARKER = "morphospace_synth.json"  # written by morphospace.data.synth; ne
 
 # longest first, so "x.fits.gz" loses ".fits.gz" rather than ".gz"
 _EXTENSIONS_LONGEST_FIRST = tuple(sorted(IMAGE_EXTENSIONS + FITS_EXTENSIONS, key=len, reverse=True))
+# one-dot extensions: where the last dot starts one of these, no longer extension can match
+_SIMPLE_EXTENSIONS = frozenset(e for e in IMAGE_EXTENSIONS + FITS_EXTENSIONS if e.count(".") == 1)
 
 
 def is_fits(name: str) -> bool:
@@ -84,6 +86,9 @@ def stem(name: str) -> str:
     -------
     str
     """
+    dot = name.rfind(".")
+    if dot > 0 and name[dot:].lower() in _SIMPLE_EXTENSIONS:  # the usual case, without the loop below
+        return name[:dot]
     lower = name.lower()
     for ext in _EXTENSIONS_LONGEST_FIRST:
         if lower.endswith(ext):

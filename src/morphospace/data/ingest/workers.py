@@ -14,7 +14,8 @@ import signal
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
-from typing import Generator
+from contextlib import contextmanager
+from typing import Generator, Iterator
 
 import numpy as np
 
@@ -192,37 +193,55 @@ def preprocess_file(path, spec: PreprocessSpec) -> tuple[np.ndarray, tuple[str, 
     return block.to_array()[0], tuple(flags)
 
 
-def sampled_crops(survey: Survey, spec: PreprocessSpec, sample: int, seed: int = 0) -> list:
+def sampled_crops(survey: Survey, spec: PreprocessSpec, sample: int, seed: int = 0,
+                  pool: ProcessPoolExecutor | None = None, parts: int = 1) -> list:
     """:func:`~morphospace.data.ingest.framing.galaxy_crop` of a seeded sample of the survey's frames.
 
     JPEGs are decoded at the smallest scale that keeps the ~100 px the sizes are measured on
     (a quarter of a 423 px frame); frames that cannot be decoded are left out, and frames
-    without a central galaxy give None. Runs in this process: a few hundred frames.
+    without a central galaxy give None. The sample is measured in ``parts`` contiguous parts on
+    ``pool`` (the ingest's own workers: the measure is serial work in front of every ingest), or
+    in this process without one; the result is the same either way.
 
     Parameters
     ----------
     survey : Survey
     spec : PreprocessSpec
-        Its ``crop`` and ``galaxy_r90s`` are used.
+        Its ``crop``, ``galaxy_r90s`` and ``draft`` are used.
     sample : int
         Frames measured at most.
     seed : int
+    pool : ProcessPoolExecutor, optional
+        Where the parts run (the ingest's own, :func:`ingest_pool`).
+    parts : int
+        How many parts the sample is measured in.
 
     Returns
     -------
     list of float or None
+        In the order of the sampled records (the survey's order).
     """
+    decodable = [i for i, r in enumerate(survey.records) if r.decodable]
+    if len(decodable) > sample:
+        decodable = sorted(np.random.default_rng(seed).choice(decodable, sample, replace=False).tolist())
+    items = _items([survey.records[i] for i in decodable])
+    if pool is None or parts <= 1 or len(items) < 2 * parts:
+        return _measured_crops(items, spec)
+    step = -(-len(items) // parts)
+    futures = [pool.submit(_measured_crops, items[s:s + step], spec) for s in range(0, len(items), step)]
+    return [c for fut in futures for c in fut.result()]
+
+
+def _measured_crops(items: list, spec: PreprocessSpec) -> list:
+    """:func:`sampled_crops`' measure of some of its items (in a worker process, or this one)."""
     from .decode import draft_side
     from .framing import galaxy_crop
     from .histograms import STATS_SIDE, sample_8bit
 
-    decodable = [i for i, r in enumerate(survey.records) if r.decodable]
-    if len(decodable) > sample:
-        decodable = sorted(np.random.default_rng(seed).choice(decodable, sample, replace=False).tolist())
     min_side = draft_side(1.0, STATS_SIDE) if spec.draft else 0
     crops = []
     try:
-        for item in _items([survey.records[i] for i in decodable]):
+        for item in items:
             # HDF5 rows one at a time: one slice over a scattered sample would read the whole file
             frame = _decode_one(item, min_side, _read_hdf5([item]), 0)
             if isinstance(frame, BadImage):
@@ -243,8 +262,31 @@ def _items(records: list[Record]) -> list:
     return [(r.source, r.kind, r.index) if r.decodable else None for r in records]
 
 
-def run_chunks(survey: Survey, spec: PreprocessSpec, workers: int,
-               chunk: int) -> Generator[tuple[int, RowBlock, list], None, None]:
+@contextmanager
+def ingest_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
+    """The ingest's worker processes, shut down on leaving (None for ``workers`` <= 1: everything
+    runs in this process).
+
+    Parameters
+    ----------
+    workers : int
+
+    Yields
+    ------
+    ProcessPoolExecutor or None
+    """
+    if workers <= 1:
+        yield None
+        return
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(os.getpid(),))
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_chunks(survey: Survey, spec: PreprocessSpec, workers: int, chunk: int,
+               pool: ProcessPoolExecutor | None = None) -> Generator[tuple[int, RowBlock, list], None, None]:
     """Decode and preprocess the survey chunk by chunk, in ``workers`` processes.
 
     Parameters
@@ -257,6 +299,9 @@ def run_chunks(survey: Survey, spec: PreprocessSpec, workers: int,
         Worker processes; 1 runs in this process.
     chunk : int
         Records per chunk.
+    pool : ProcessPoolExecutor, optional
+        The :func:`ingest_pool` to run on (left running); without one, a pool of ``workers``
+        is made and shut down at the end.
 
     Yields
     ------
@@ -276,10 +321,12 @@ def run_chunks(survey: Survey, spec: PreprocessSpec, workers: int,
         finally:
             _close_h5()
         return
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(os.getpid(),))
+    own = pool is None
+    if own:
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(os.getpid(),))
+    pending: list = []
     try:
         # At most a few chunks in flight: memory stays flat as N grows.
-        pending = []
         it = iter(starts)
         for s in it:
             pending.append(pool.submit(_process_chunk, s, _items(records[s:s + chunk]), spec))
@@ -292,7 +339,11 @@ def run_chunks(survey: Survey, spec: PreprocessSpec, workers: int,
                 pending.append(pool.submit(_process_chunk, s, _items(records[s:s + chunk]), spec))
             yield result
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if own:
+            pool.shutdown(wait=True, cancel_futures=True)
+        else:  # the caller's pool: what this generator queued must not run on after it
+            for fut in pending:
+                fut.cancel()
 
 
 def _close_h5() -> None:
