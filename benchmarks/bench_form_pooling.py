@@ -64,7 +64,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 GZ1 = ROOT.parent / "shared" / "data" / "sdss-gz1"
 TAPS = {"b7": (7, 80, 7), "b10": (10, 112, 7), "b15": (15, 320, 4), "head": (None, 1280, 4)}  # block, channels, side
-VARIANTS = ("avg", "centre", "gauss", "seg", "light", "mid112", "mid80", "avgmax", "gem", "ssqrt", "pcaw")
+VARIANTS = ("avg", "centre", "gauss", "seg", "light", "mid112", "mid80", "avgmax", "gem", "ssqrt", "pcaw", "gram10", "gram15")
 SURVEYS = {"gz1": ("morph3", 3), "synth": ("morphology", 6)}
 
 
@@ -176,10 +176,37 @@ def pool_chunk(maps: dict, rows: slice, variant: str) -> np.ndarray:
         return np.concatenate(avg + [m("b15").max((-2, -1)), m("head").max((-2, -1))], -1)
     if variant == "gem":
         return np.concatenate(avg + [np.cbrt((np.clip(m("head"), 1e-6, None) ** 3).mean((-2, -1)))], -1)
+    if variant in ("gram10", "gram15"):
+        return np.concatenate(avg + [gram(m("b10" if variant == "gram10" else "b15"), maps, variant)], -1)
     if variant == "ssqrt":
         a = np.concatenate(avg, -1)
         return np.sign(a) * np.sqrt(np.abs(a))
     raise ValueError(f"unknown variant {variant!r}")
+
+
+_GRAM_BASIS: dict = {}
+
+
+def gram(a: np.ndarray, maps: dict, variant: str, rank: int = 24) -> np.ndarray:
+    """Second-order (bilinear) pooling: the channel covariance of a tap's map over its cells, the channels
+    first projected on the top ``rank`` principal axes of the tap's cell vectors (fitted once, on a
+    sample of every view's cells: no label), signed square root; the upper triangle (V, n, r(r+1)/2)."""
+    v, n, c, h, w = a.shape
+    if variant not in _GRAM_BASIS:
+        tap = maps["b10" if variant == "gram10" else "b15"]
+        rng = np.random.default_rng(0)
+        rows = np.sort(rng.choice(tap.shape[1], min(400, tap.shape[1]), replace=False))
+        cells = np.asarray(tap[:, rows], dtype=np.float32).transpose(0, 1, 3, 4, 2).reshape(-1, c)
+        mu = cells.mean(0)
+        _, _, vt = np.linalg.svd(cells - mu, full_matrices=False)
+        _GRAM_BASIS[variant] = (mu, vt[:rank].T.astype(np.float32))
+    mu, basis = _GRAM_BASIS[variant]
+    x = (a.transpose(0, 1, 3, 4, 2).reshape(v, n, h * w, c) - mu) @ basis  # (V, n, cells, r)
+    x = x - x.mean(2, keepdims=True)
+    cov = np.einsum("vnpi,vnpj->vnij", x, x, optimize=True) / (h * w)
+    iu = np.triu_indices(basis.shape[1])
+    g = cov[..., iu[0], iu[1]]
+    return np.sign(g) * np.sqrt(np.abs(g))
 
 
 def pooled_bank(maps: dict, variant: str, chunk: int = 256) -> np.ndarray:

@@ -227,6 +227,8 @@ def sampled_crops(survey: Survey, spec: PreprocessSpec, sample: int, seed: int =
     items = _items([survey.records[i] for i in decodable])
     if pool is None or parts <= 1 or len(items) < 2 * parts:
         return _measured_crops(items, spec)
+    from scipy import ndimage  # noqa: F401 - imported once here, before the workers fork, not once in each
+
     step = -(-len(items) // parts)
     futures = [pool.submit(_measured_crops, items[s:s + step], spec) for s in range(0, len(items), step)]
     return [c for fut in futures for c in fut.result()]
