@@ -30,7 +30,11 @@ Variants (``--variants``; the default list is all of them):
 ``avgmax``   average and max of both taps (3200);
 ``gem``      average of both taps + GeM (p = 3) of the head (2880);
 ``ssqrt``    signed square root of the averages (power normalisation);
-``pcaw``     the averages PCA-whitened (256 components, fitted on the view bank) before the head.
+``pcaw``     the averages PCA-whitened (256 components, fitted on the view bank) before the head;
+``gram10``   avg + second-order pooling of the stride-16 block (112 channels, 7 x 7): the channel
+             covariance over the cells, channels first projected on 24 principal axes (fitted on
+             a sample of cells, no label), signed square root (300 numbers);
+``gram15``   the same of the last block (320 channels, 4 x 4).
 
 Usage::
 
@@ -44,6 +48,7 @@ and survey for the raw scores, 5 of them in the probe; 17 minutes to cache sdss-
     bench_form_pooling.py --work W --surveys gz1 --no-head --variants centre mid112 gem ssqrt pcaw seg
     bench_form_pooling.py --work W --surveys synth --no-head --aug-views 0 --variants avg ssqrt mid112
     bench_form_pooling.py --work W --surveys gz1 --no-raw --head-seeds 0 --variants ssqrt
+    bench_form_pooling.py --work W --surveys gz1 --head-seeds 0 --variants avg gram10 gram15   # later, idle CPU
 
 Results accumulate in ``W/results.json``; every call prints the table of all of them.
 
