@@ -170,4 +170,3 @@ def _write_outputs(survey, spec: PreprocessSpec, run: RunDir, data, strict: bool
     finally:
         chunks.close()
     return summary
-

@@ -264,6 +264,10 @@ def _items(records: list[Record]) -> list:
     return [(r.source, r.kind, r.index) if r.decodable else None for r in records]
 
 
+def _new_pool(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(os.getpid(),))
+
+
 @contextmanager
 def ingest_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
     """The ingest's worker processes, shut down on leaving (None for ``workers`` <= 1: everything
@@ -280,7 +284,7 @@ def ingest_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
     if workers <= 1:
         yield None
         return
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(os.getpid(),))
+    pool = _new_pool(workers)
     try:
         yield pool
     finally:
@@ -325,7 +329,7 @@ def run_chunks(survey: Survey, spec: PreprocessSpec, workers: int, chunk: int,
         return
     own = pool is None
     if own:
-        pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(os.getpid(),))
+        pool = _new_pool(workers)
     pending: list = []
     try:
         # At most a few chunks in flight: memory stays flat as N grows.
