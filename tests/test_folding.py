@@ -129,19 +129,16 @@ def test_widening_the_kernel_computes_the_asymmetric_same_padding():
     """Padded (l, l + 1) = a kernel with an extra zero first row and column, padded (l + 1, l + 1)."""
     from efficientnet_lite_pytorch.utils import Conv2dStaticSamePadding
 
-    from morphospace.nets.folding import _widen_top_left
+    from morphospace.nets.folding import _pad_by_itself
 
     torch.manual_seed(0)
-    for k, side in ((3, 16), (5, 16), (3, 9)):
+    for k, side, widened in ((3, 16, True), (5, 16, True), (3, 9, False)):
         conv = Conv2dStaticSamePadding(4, 4, k, stride=2, groups=4, image_size=side).eval()
         x = torch.randn(2, 4, side, side)
         with torch.no_grad():
             expected = conv(x)
-            left, right, up, down = getattr(conv.static_padding, "padding", (0, 0, 0, 0))
-            if (right, down) == (left + 1, up + 1):
-                _widen_top_left(conv)
-                conv.padding, conv.static_padding = (down, right), nn.Identity()
-                assert conv.kernel_size == (k + 1, k + 1)
+            assert _pad_by_itself(conv) and isinstance(conv.static_padding, nn.Identity)
+            assert conv.kernel_size == ((k + 1, k + 1) if widened else (k, k))
             torch.testing.assert_close(conv(x), expected, rtol=1e-6, atol=1e-6)
 
 

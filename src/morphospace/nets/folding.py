@@ -100,18 +100,24 @@ def inference_copy(net: nn.Module) -> tuple[nn.Module, dict[str, int]]:
             if isinstance(getattr(module, "_swish", None), nn.ReLU6):
                 module._swish.inplace = True
                 counts["in_place"] += 1
-        for m in top.modules():
-            pad = getattr(m, "static_padding", None)
-            if not (isinstance(m, nn.Conv2d) and isinstance(pad, nn.ZeroPad2d) and m.padding == (0, 0)):
-                continue
-            left, right, up, down = pad.padding
-            if (right, down) == (left + 1, up + 1):  # stride 2 on an even side: one more zero right and below
-                _widen_top_left(m)
-                left, up = right, down
-            if left == right and up == down:
-                m.padding, m.static_padding = (up, left), nn.Identity()
-                counts["padding"] += 1
+        counts["padding"] += sum(_pad_by_itself(m) for m in top.modules())
     return copy_, counts
+
+
+def _pad_by_itself(m: nn.Module) -> bool:
+    """Move a 'SAME'-padded convolution's zero padding into the convolution itself (no padded copy
+    of its input); whether ``m`` was one whose padding could be moved."""
+    pad = getattr(m, "static_padding", None)
+    if not (isinstance(m, nn.Conv2d) and isinstance(pad, nn.ZeroPad2d) and m.padding == (0, 0)):
+        return False
+    left, right, up, down = pad.padding
+    if (right, down) == (left + 1, up + 1):  # stride 2 on an even side: one more zero right and below
+        _widen_top_left(m)
+        left, up = right, down
+    if left != right or up != down:
+        return False
+    m.padding, m.static_padding = (up, left), nn.Identity()
+    return True
 
 
 def _widen_top_left(conv: nn.Conv2d) -> None:
