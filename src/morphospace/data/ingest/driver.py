@@ -121,7 +121,7 @@ def _write_outputs(survey, spec: PreprocessSpec, run: RunDir, data, strict: bool
     crops = np.full(len(survey), np.nan, dtype=np.float32)  # per record, the crop its row was cut with
     details: dict[str, dict[str, str]] = {f: dict(list(d.items())[:N_EXAMPLES]) for f, d in survey.notes.items()}
     skies: dict[int, object] = {}  # record -> the position its FITS header gave
-    chunks = run_chunks(survey, spec, procs, chunk, pool)
+    chunks = run_chunks(survey, spec, chunk, pool, procs)
     buffer = np.empty((min(chunk, len(survey)), spec.channels, spec.size, spec.size), dtype=np.float32)
     try:
         for start, block, results in progress(chunks, total=(len(survey) + chunk - 1) // chunk,

@@ -264,10 +264,6 @@ def _items(records: list[Record]) -> list:
     return [(r.source, r.kind, r.index) if r.decodable else None for r in records]
 
 
-def _new_pool(workers: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(os.getpid(),))
-
-
 @contextmanager
 def ingest_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
     """The ingest's worker processes, shut down on leaving (None for ``workers`` <= 1: everything
@@ -284,16 +280,16 @@ def ingest_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
     if workers <= 1:
         yield None
         return
-    pool = _new_pool(workers)
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(os.getpid(),))
     try:
         yield pool
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def run_chunks(survey: Survey, spec: PreprocessSpec, workers: int, chunk: int,
-               pool: ProcessPoolExecutor | None = None) -> Generator[tuple[int, RowBlock, list], None, None]:
-    """Decode and preprocess the survey chunk by chunk, in ``workers`` processes.
+def run_chunks(survey: Survey, spec: PreprocessSpec, chunk: int, pool: ProcessPoolExecutor | None,
+               workers: int = 1) -> Generator[tuple[int, RowBlock, list], None, None]:
+    """Decode and preprocess the survey chunk by chunk, on ``pool`` (None: in this process).
 
     Parameters
     ----------
@@ -301,13 +297,12 @@ def run_chunks(survey: Survey, spec: PreprocessSpec, workers: int, chunk: int,
         The records to ingest (those already flagged as excluded are not decoded).
     spec : PreprocessSpec
         The preprocessing recipe.
-    workers : int
-        Worker processes; 1 runs in this process.
     chunk : int
         Records per chunk.
-    pool : ProcessPoolExecutor, optional
-        The :func:`ingest_pool` to run on (left running); without one, a pool of ``workers``
-        is made and shut down at the end.
+    pool : ProcessPoolExecutor or None
+        The :func:`ingest_pool` to run on (left running for its owner to shut down).
+    workers : int
+        Its processes: twice as many chunks are kept in flight.
 
     Yields
     ------
@@ -320,16 +315,13 @@ def run_chunks(survey: Survey, spec: PreprocessSpec, workers: int, chunk: int,
     """
     records = survey.records
     starts = range(0, len(records), chunk)
-    if workers <= 1:
+    if pool is None:
         try:
             for s in starts:
                 yield _process_chunk(s, _items(records[s:s + chunk]), spec)
         finally:
             _close_h5()
         return
-    own = pool is None
-    if own:
-        pool = _new_pool(workers)
     pending: list = []
     try:
         # At most a few chunks in flight: memory stays flat as N grows.
@@ -344,12 +336,9 @@ def run_chunks(survey: Survey, spec: PreprocessSpec, workers: int, chunk: int,
             if s is not None:
                 pending.append(pool.submit(_process_chunk, s, _items(records[s:s + chunk]), spec))
             yield result
-    finally:
-        if own:
-            pool.shutdown(wait=True, cancel_futures=True)
-        else:  # the caller's pool: what this generator queued must not run on after it
-            for fut in pending:
-                fut.cancel()
+    finally:  # the caller's pool: what this generator queued must not run on after it
+        for fut in pending:
+            fut.cancel()
 
 
 def _close_h5() -> None:
