@@ -138,6 +138,23 @@ def test_cube_writer(tmp_path):
     assert not list(tmp_path.glob("c3*"))
 
 
+def test_cube_writer_stores_float16_rows_in_half_the_bytes(tmp_path):
+    rows = np.random.default_rng(1).normal(size=(7, 3, 8, 8)).astype(np.float32)
+    sizes = {}
+    for dtype in ("float32", "float16"):
+        w = CubeWriter(tmp_path / f"{dtype}.npy", max_rows=100, row_shape=(3, 8, 8), dtype=dtype)
+        w.append_rows(rows[:4])
+        w.append_rows(rows[4:])
+        w.publish()
+        got = np.load(tmp_path / f"{dtype}.npy")
+        assert got.dtype == np.dtype(dtype) and got.shape == rows.shape
+        np.testing.assert_array_equal(got, rows.astype(dtype))  # the header was rewritten for 7 rows
+        sizes[dtype] = (tmp_path / f"{dtype}.npy").stat().st_size
+    assert sizes["float16"] - 128 == (sizes["float32"] - 128) // 2  # 128-byte headers (.npy, padded)
+    with pytest.raises(ValueError, match="cube dtype"):
+        CubeWriter(tmp_path / "c.npy", 3, (1, 2, 2), dtype="uint8")
+
+
 def test_pool_keeps_only_a_few_chunks_in_flight(tmp_path, monkeypatch):
     """Streaming: however many galaxies, at most 2 x workers chunks are submitted and not yet consumed."""
     data = many_jpegs(tmp_path / "data", 120, size=32)

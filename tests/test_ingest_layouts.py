@@ -45,10 +45,20 @@ def test_unknown_layout_is_one_line_listing_the_known_ones(tmp_path):
         detect_layout(tmp_path / "missing")
 
 
+def test_float16_cube_is_the_float32_cube_rounded(tiny_folder_survey, tmp_path):
+    """``ingest.cube_dtype``: the default float16 cube holds the float32 one to float16's precision."""
+    s16, _, c16, _ = ingest_to(tiny_folder_survey, tmp_path / "r16")
+    s32, _, c32, _ = ingest_to(tiny_folder_survey, tmp_path / "r32", ingest__cube_dtype="float32")
+    assert (s16["cube_dtype"], s32["cube_dtype"]) == ("float16", "float32")
+    assert c16.dtype == np.float16 and c32.dtype == np.float32
+    np.testing.assert_array_equal(np.asarray(c16), np.asarray(c32).astype(np.float16))
+    assert (tmp_path / "r16" / "cube.npy").stat().st_size < 0.51 * (tmp_path / "r32" / "cube.npy").stat().st_size
+
+
 def test_folder_with_catalogue_jpeg_png_tiff(tiny_folder_survey, tmp_path):
     summary, cat, cube, run = ingest_to(tiny_folder_survey, tmp_path / "run")
     assert summary["layout"] == "folder" and summary["n_in_cube"] == 6 and not summary["flags"]
-    assert cube.shape == (6, 3, 64, 64) and cube.dtype == np.float32
+    assert cube.shape == (6, 3, 64, 64) and cube.dtype == np.float16  # ingest.cube_dtype default
     assert {"png", "jpg", "tif"} == {s.rsplit(".", 1)[1] for s in cat["source"]}
     assert list(cat["id"]) == [f"g{i}" for i in range(6)]
     assert list(cat["morphology"])[:3] == ["elliptical", "lenticular", "spiral"]

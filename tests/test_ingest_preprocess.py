@@ -150,13 +150,18 @@ def test_astrovader_preset_is_the_published_recipe(tmp_path):
     # 256 x 256 cutouts: central 192, grey, bilinear to 128, min-max, as written out by hand
     img = galaxy_rgb(256, seed=4)
     save_image(tmp_path / "data" / "a.png", img)
-    _, _, cube, _ = ingest_to(tmp_path / "data", tmp_path / "run", preprocess__preset="astrovader")
+    _, _, cube, _ = ingest_to(tmp_path / "data", tmp_path / "run", preprocess__preset="astrovader",
+                              ingest__cube_dtype="float32")
     grey = (img[32:224, 32:224].astype(np.float32) / 255) @ LUMINANCE
     ref = np.asarray(Image.fromarray(grey, mode="F").resize((128, 128), Image.Resampling.BILINEAR))
     ref = (ref - ref.min()) / (ref.max() - ref.min())
     assert cube.shape == (1, 1, 128, 128)
     np.testing.assert_allclose(cube[0, 0], ref, atol=1e-5)
     assert cube.min() == 0.0 and cube.max() == 1.0
+    # the default float16 cube: the same to float16's precision (2^-11 of a value below 1)
+    _, _, half, _ = ingest_to(tmp_path / "data", tmp_path / "run16", preprocess__preset="astrovader")
+    assert half.dtype == np.float16 and half.min() == 0.0 and half.max() == 1.0
+    np.testing.assert_allclose(half[0, 0], ref, atol=2.0 ** -11)
 
 
 def test_astrovader_preset_reproduces_the_published_reference_inputs():

@@ -355,6 +355,8 @@ def embed_image(run: RunDir, path: str | Path, embedding: str):
         For an embedding that cannot embed a new image (the message names those that can), or
         a file the ingest would not take (one line: what was wrong).
     """
+    import numpy as np
+
     from .analysis.similar import pixel_pca_rows
     from .data.ingest import PreprocessSpec, preprocess_file
     from .vade.query import MODEL_EMBEDDINGS, embed_rows
@@ -364,6 +366,8 @@ def embed_image(run: RunDir, path: str | Path, embedding: str):
         raise UserError(f"the '{embedding}' embedding cannot embed a new image; in {run.path} these can: "
                         f"{', '.join(can) or 'none (run `morphospace embed` first)'}")
     row, _ = preprocess_file(path, PreprocessSpec.of_run(run.ingest_summary, run.config))
+    # rounded as the cube stores its rows (float16 by default), so a galaxy's own file is its row
+    row = row.astype(run.read_cube().dtype).astype(np.float32)
     rows = row[None]
     vector = pixel_pca_rows(run, rows) if embedding == "pixels_pca" else embed_rows(run, rows, embedding)
     return row, vector[0]

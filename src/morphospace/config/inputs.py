@@ -121,6 +121,9 @@ class IngestConfig(Section):
         Rendered images: a 0.5-99.5 percentile span below this is blank.
     flat_fraction : float
         One exact non-black level over this fraction of a frame: not a galaxy.
+    cube_dtype : {"float16", "float32"}
+        How ``cube.npy`` stores pixels: float16 (half the disk, I/O and page cache of float32;
+        finer than an 8-bit image's steps) or float32. Later stages read either as float32.
     """
 
     workers: Annotated[int, Field(ge=1, le=256)] = 2
@@ -129,3 +132,4 @@ class IngestConfig(Section):
     blank_std: Fraction = 1e-3
     blank_contrast: Fraction = 0.05
     flat_fraction: Fraction = 0.5
+    cube_dtype: Literal["float16", "float32"] = "float16"

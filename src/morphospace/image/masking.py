@@ -189,7 +189,7 @@ def masked_cube(run: RunDir, params: MaskParams = MaskParams(), workers: int = 1
 
     Returns
     -------
-    numpy.memmap, shape (N, C, H, W), float32
+    numpy.memmap, shape (N, C, H, W), the cube's float dtype
     """
     cube = run.read_cube()
     path, meta = run.path / MASKED_CUBE, run.path / MASKED_META
@@ -202,7 +202,9 @@ def masked_cube(run: RunDir, params: MaskParams = MaskParams(), workers: int = 1
             pass  # unreadable metadata: rebuild
     meta.unlink(missing_ok=True)
     with atomic_path(path) as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=cube.shape)
+        # stored like the cube (float16 by default: half the bytes to write and to read back)
+        dtype = cube.dtype if cube.dtype in (np.float16, np.float32) else np.float32
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=cube.shape)
         out.flush()
         del out  # the chunks write through their own maps
         tables = map_chunks(_mask_chunk, len(cube), str(run.cube), str(tmp), params, chunk=512,

@@ -87,14 +87,15 @@ def read_rows(x, index, axis: int = 0, pages: PageReleaser | None = None) -> np.
     if axis == 1:
         # a bank's batch is V strided slices of the file whatever the order: one gather, in the
         # order asked for, returned as a (strided) view with the galaxies first
-        out = np.moveaxis(np.asarray(x[:, index], dtype=np.float32), 1, 0)
+        rows = x[:, index]
+        out = np.moveaxis(np.asarray(rows, dtype=np.float32), 1, 0)
     else:
         order = np.argsort(index, kind="stable")
         rows = x[index[order]]
         out = np.empty((len(index), *rows.shape[1:]), dtype=np.float32)
-        out[order] = rows  # back to the order asked for
+        out[order] = rows  # back to the order asked for (float32, from a float16 cube too)
     if pages is not None:
-        pages.read(out.nbytes)
+        pages.read(rows.nbytes)  # the bytes of the file, whatever its dtype
     return out
 
 

@@ -312,7 +312,8 @@ class RunDir:
         return cat
 
     def read_cube(self, mmap: bool = True) -> np.ndarray:
-        """The preprocessed image cube, N x C x H x W float32 (memory-mapped by default).
+        """The preprocessed image cube, N x C x H x W float16 or float32 (``ingest.cube_dtype``;
+        memory-mapped by default). Every stage converts the rows it reads to float32.
 
         Checked against the catalogue: a cube and a catalogue of different runs (or of an ingest
         that another process interrupted) are a one-line error, not a failure deep in a stage.

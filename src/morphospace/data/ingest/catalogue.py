@@ -133,8 +133,8 @@ def log_summary(summary: dict) -> None:
     summary : dict
         From :func:`summarise`.
     """
-    log.info("ingest: %d of %d galaxies in the cube %s (%.1f s)%s", summary["n_in_cube"], summary["n_records"],
-             "x".join(map(str, summary["cube_shape"])), summary["seconds"],
+    log.info("ingest: %d of %d galaxies in the cube %s %s (%.1f s)%s", summary["n_in_cube"], summary["n_records"],
+             "x".join(map(str, summary["cube_shape"])), summary.get("cube_dtype", "float32"), summary["seconds"],
              f"; {summary['n_positions']} with a sky position (ra, dec)" if summary.get("n_positions") else "")
     for flag, info in summary["flags"].items():
         log.warning("  flagged %-17s %6d  (%s; %s) e.g. %s", flag, info["count"], info["meaning"],

@@ -100,7 +100,7 @@ def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = Non
                      if spec.framing == "galaxy" else "")
             if strict:
                 raise_if_flagged(survey, "catalogue")
-            summary = _write_outputs(survey, spec, run, data, strict, chunk, procs, pool, workers, t0)
+            summary = _write_outputs(survey, spec, run, data, cfg, strict, procs, pool, t0)
     except BrokenProcessPool:
         raise UserError("an ingest worker process died (killed, out of memory, or a decoder crash); "
                         "nothing was written: re-run to start again") from None
@@ -108,13 +108,14 @@ def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = Non
     return summary
 
 
-def _write_outputs(survey, spec: PreprocessSpec, run: RunDir, data, strict: bool, chunk: int, procs: int,
-                   pool, workers: int, t0: float) -> dict:
+def _write_outputs(survey, spec: PreprocessSpec, run: RunDir, data, cfg: Config, strict: bool, procs: int,
+                   pool, t0: float) -> dict:
     """The rest of :func:`ingest`: the chunks decoded on ``pool`` (``procs`` processes) into the cube,
     then the catalogue and the summary, each written under a temporary name and renamed."""
+    workers, chunk, cube_dtype = int(cfg.ingest.workers), int(cfg.ingest.chunk_size), cfg.ingest.cube_dtype
     _clean(run)  # an old cube or catalogue must never pair with a new one
     try:
-        writer = CubeWriter(run.cube, len(survey), (spec.channels, spec.size, spec.size))
+        writer = CubeWriter(run.cube, len(survey), (spec.channels, spec.size, spec.size), cube_dtype)
     except OSError as exc:
         raise UserError(f"cannot write in {run.path}: {exc.strerror or exc}") from None
     cube_index = np.full(len(survey), -1, dtype=np.int64)
@@ -122,7 +123,7 @@ def _write_outputs(survey, spec: PreprocessSpec, run: RunDir, data, strict: bool
     details: dict[str, dict[str, str]] = {f: dict(list(d.items())[:N_EXAMPLES]) for f, d in survey.notes.items()}
     skies: dict[int, object] = {}  # record -> the position its FITS header gave
     chunks = run_chunks(survey, spec, chunk, pool, procs)
-    buffer = np.empty((min(chunk, len(survey)), spec.channels, spec.size, spec.size), dtype=np.float32)
+    buffer = np.empty((min(chunk, len(survey)), spec.channels, spec.size, spec.size), dtype=writer.dtype)
     try:
         for start, block, results in progress(chunks, total=(len(survey) + chunk - 1) // chunk,
                                               desc="ingest", unit="chunk"):
@@ -155,6 +156,7 @@ def _write_outputs(survey, spec: PreprocessSpec, run: RunDir, data, strict: bool
         writer.finish(background=True)  # synced while the catalogue is built; published once synced
         catalogue = build_catalogue(survey, cube_index, crops)
         summary = summarise(survey, catalogue, spec, details, time.perf_counter() - t0, workers)
+        summary["cube_dtype"] = writer.dtype.name
         # Everything is written under temporary names first, then renamed: cube, summary, catalogue.
         with atomic_path(run.catalogue) as cat_tmp:
             catalogue.to_parquet(cat_tmp, index=False)

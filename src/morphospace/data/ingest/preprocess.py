@@ -95,21 +95,23 @@ class RowBlock:
         return len(self.lookup)
 
     def to_array(self, out: np.ndarray | None = None) -> np.ndarray:
-        """The rows as float32 arrays, the lookups evaluated.
+        """The rows as float arrays, the lookups evaluated.
 
         Parameters
         ----------
         out : ndarray, optional
-            Where to write them (at least n rows of the row shape); a new array otherwise.
+            Where to write them (at least n rows of the row shape, float32 or float16, the
+            cube's dtype); a new float32 array otherwise.
 
         Returns
         -------
-        ndarray, shape (n, C, S, S), float32
+        ndarray, shape (n, C, S, S), ``out``'s dtype
         """
         n, channels = len(self), self.shape[0]
         out = np.empty((n, *self.shape), dtype=np.float32) if out is None else out[:n]
         li = fi = 0
-        levels, luts = self.levels, self.luts
+        # the tables in the output's dtype: a lookup that casts as it writes costs 4x one that copies
+        levels, luts = self.levels, self.luts.astype(out.dtype, copy=False)
         for r in range(n):
             if self.lookup[r]:
                 for c in range(channels):  # the method: no Python wrapper per call
