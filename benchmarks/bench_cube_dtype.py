@@ -20,29 +20,24 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_scale  # noqa: E402 - the same timing under /usr/bin/time -v
 
 MASK = ("import sys; from morphospace.image.masking import masked_cube; from morphospace.run import RunDir; "
         "masked_cube(RunDir(sys.argv[1]), workers=int(sys.argv[2]))")
 
 
 def timed(cmd: list[str], drop: bool) -> tuple[float, float]:
-    """``(wall seconds, peak RSS in MB)`` of ``cmd`` under ``/usr/bin/time -v``, the page cache
-    emptied first when ``drop``."""
+    """:func:`bench_scale.timed` (wall seconds, peak RSS in MB), the page cache emptied first when ``drop``."""
     if drop:
         os.sync()
         Path("/proc/sys/vm/drop_caches").write_text("3\n")
-    proc = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
-    h, m, s = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", proc.stderr).groups()
-    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
-    return int(h or 0) * 3600 + int(m) * 60 + float(s), int(rss.group(1)) / 1024
+    return bench_scale.timed(cmd)
 
 
 def one(data: Path, run: Path, dtype: str, workers: int, drop: bool) -> dict:

@@ -69,7 +69,7 @@ def _storable(texts: list[str]) -> list[str]:
 
 
 def summarise(survey: Survey, catalogue: pd.DataFrame, spec: PreprocessSpec, details: dict,
-              seconds: float, workers: int = 1) -> dict:
+              seconds: float, workers: int = 1, cube_dtype: str = "float32") -> dict:
     """The ingest summary (also written as ``ingest_summary.json``).
 
     Parameters
@@ -86,6 +86,8 @@ def summarise(survey: Survey, catalogue: pd.DataFrame, spec: PreprocessSpec, det
         Wall time of the ingest.
     workers : int
         Worker processes used.
+    cube_dtype : str
+        How the cube stores its pixels.
 
     Returns
     -------
@@ -111,6 +113,7 @@ def summarise(survey: Survey, catalogue: pd.DataFrame, spec: PreprocessSpec, det
         "n_in_cube": n_in,
         "n_flagged": int(catalogue[[f"flag_{f}" for f in FLAG_DESCRIPTIONS]].any(axis=1).sum()),
         "cube_shape": [n_in, spec.channels, spec.size, spec.size],
+        "cube_dtype": cube_dtype,
         "label_columns": survey.label_columns,
         "n_positions": int(catalogue[["ra", "dec"]].notna().all(axis=1).sum())
         if {"ra", "dec"} <= set(catalogue) else 0,
@@ -134,7 +137,7 @@ def log_summary(summary: dict) -> None:
         From :func:`summarise`.
     """
     log.info("ingest: %d of %d galaxies in the cube %s %s (%.1f s)%s", summary["n_in_cube"], summary["n_records"],
-             "x".join(map(str, summary["cube_shape"])), summary.get("cube_dtype", "float32"), summary["seconds"],
+             "x".join(map(str, summary["cube_shape"])), summary["cube_dtype"], summary["seconds"],
              f"; {summary['n_positions']} with a sky position (ra, dec)" if summary.get("n_positions") else "")
     for flag, info in summary["flags"].items():
         log.warning("  flagged %-17s %6d  (%s; %s) e.g. %s", flag, info["count"], info["meaning"],

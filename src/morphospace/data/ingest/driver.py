@@ -155,8 +155,7 @@ def _write_outputs(survey, spec: PreprocessSpec, run: RunDir, data, cfg: Config,
                             f"({flag_counts_line(survey)})")
         writer.finish(background=True)  # synced while the catalogue is built; published once synced
         catalogue = build_catalogue(survey, cube_index, crops)
-        summary = summarise(survey, catalogue, spec, details, time.perf_counter() - t0, workers)
-        summary["cube_dtype"] = writer.dtype.name
+        summary = summarise(survey, catalogue, spec, details, time.perf_counter() - t0, workers, writer.dtype.name)
         # Everything is written under temporary names first, then renamed: cube, summary, catalogue.
         with atomic_path(run.catalogue) as cat_tmp:
             catalogue.to_parquet(cat_tmp, index=False)
