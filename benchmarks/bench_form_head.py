@@ -30,6 +30,10 @@ and what the trunk sees (its own bank; the head as ``base``):
             are drawn (the pixel VaDE's canonical frame): the averaged dihedral views are then the
             same for a galaxy at any position angle, by construction;
 ``catlite2`` the bank of the EfficientNet-Lite2 trunk concatenated to the Lite0 one (two trunks);
+``polar``   each view resampled on a log-polar grid before the trunk (rows: log radius from half a
+            pixel to the frame's edge; columns: angle): a turn is a circular shift of the columns,
+            a change of size a shift of the rows, a logarithmic spiral arm a straight line;
+``catpolar`` the plain bank and the ``polar`` bank concatenated (two trunk passes per view);
 
 and the nuisance views (their own bank; the head as ``base``):
 
@@ -50,6 +54,7 @@ Usage::
     .venv/bin/python benchmarks/bench_form_head.py --work W --variants usm2 usm4 sqrt catusm2 --seeds 0 1 2
     .venv/bin/python benchmarks/bench_form_head.py --work W --backbone efficientnet-lite2 --seeds 0 1 2
     .venv/bin/python benchmarks/bench_form_head.py --work W --variants aug_scale aug_degrade aug_all aug8
+    .venv/bin/python benchmarks/bench_form_head.py --work W --variants base polar catpolar --seeds 0 1 2
     .venv/bin/python benchmarks/bench_form_head.py --work W --survey synth --backbone efficientnet-lite2 --seeds 0 1 2
 
 ``--backbone`` sets the frozen trunk of every bank (EfficientNet-Lite0, the default, -Lite1 or
@@ -77,7 +82,7 @@ VARIANTS = {"base": {}, "t01": {"t": 0.1}, "t03": {"t": 0.3}, "t05": {"t": 0.5},
             "avg12": {"post": "avg12"}, "rot45": {"post": "rot45"}, "cat160": {}, "usm2": {}, "usm4": {},
             "sqrt": {}, "catusm2": {}, "canon": {}, "catlite2": {}, "aug_scale": {}, "aug_degrade": {},
             "aug_bright": {}, "aug_all": {},
-            "aug8": {}}
+            "aug8": {}, "polar": {}, "catpolar": {}}
 # the nuisance views' augmentation of the ``aug_*`` variants (NuisanceAugment's fields changed)
 AUGMENTS = {"aug_scale": {"scale": (0.75, 1.33)},
             "aug_degrade": {"blur_sigma": (0.1, 2.5), "p_blur": 0.8, "noise": 0.06, "p_noise": 0.8},
@@ -106,6 +111,45 @@ def _transform(x, view: str):
     raise ValueError(f"unknown view {view!r}")
 
 
+def log_polar_grid(size: int, r_min: float) -> "torch.Tensor":
+    """A ``grid_sample`` grid (1, size, size, 2): row i at radius ``r_min * (1 / r_min) ** (i / (size - 1))``
+    (in units of the frame's half-width), column j at angle ``2 pi j / size``."""
+    import torch
+
+    rho = r_min ** (1.0 - torch.arange(size, dtype=torch.float32) / (size - 1))
+    theta = 2 * np.pi * torch.arange(size, dtype=torch.float32) / size
+    return torch.stack([rho[:, None] * torch.cos(theta)[None], rho[:, None] * torch.sin(theta)[None]], -1)[None]
+
+
+class _PolarTrunk:
+    """A trunk that reads each view in log-polar coordinates (rows: log radius from the centre,
+    columns: angle): a turn of the galaxy is a circular shift of the columns, a change of
+    apparent size a shift of the rows, and a logarithmic spiral arm a straight line."""
+
+    def __init__(self, trunk, size: int, pixels: int):
+        self.trunk, self.dim = trunk, trunk.dim
+        self.grid = log_polar_grid(size, 0.5 / (pixels / 2))  # from half a pixel to the frame's edge
+
+    @property
+    def training(self) -> bool:
+        return self.trunk.training
+
+    def eval(self):
+        self.trunk.eval()
+        return self
+
+    def train(self, mode: bool = True):
+        self.trunk.train(mode)
+        return self
+
+    def __call__(self, x):
+        import torch
+
+        polar = torch.nn.functional.grid_sample(x, self.grid.expand(len(x), -1, -1, -1), mode="bilinear",
+                                                padding_mode="border", align_corners=False)
+        return self.trunk(polar)
+
+
 class _Seen:
     """The rows of a cube as the trunk sees them under ``view`` (:func:`_transform`), as a cube."""
 
@@ -132,13 +176,16 @@ def bank(run, work: Path, size: int, aug_views: int = 4, view: str = "",
     from morphospace.ssl.bank import view_bank
     from morphospace.ssl.embedder import build_trunk
 
-    suffix = ((f"_{view}" if view else "") + ("" if backbone == "efficientnet-lite0" else f"_{backbone}")
+    polar = view == "polar"
+    view = "" if polar else view
+    suffix = (("_polar" if polar else "") + (f"_{view}" if view else "") + ("" if backbone == "efficientnet-lite0" else f"_{backbone}")
               + (f"_{augment}" if augment else ""))
     path = work / f"bank{size}{suffix}.npy"
     if not path.is_file():
         cube = masked_cube(run, workers=2)
         t0 = time.perf_counter()
-        b = view_bank(build_trunk(backbone, size, precision="auto"), _Seen(cube, view) if view else cube,
+        trunk = build_trunk(backbone, size, precision="auto")
+        b = view_bank(_PolarTrunk(trunk, size, cube.shape[-1]) if polar else trunk, _Seen(cube, view) if view else cube,
                       8 if augment == "aug8" else aug_views, 0, NuisanceAugment(**AUGMENTS.get(augment, {})))
         print(f"  {path.name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         np.save(path, b)
@@ -197,6 +244,10 @@ def main() -> None:
             v = bank(run, work, 112, view=name, backbone=args.backbone)
         elif name == "catusm2":
             v = np.concatenate([views, bank(run, work, 112, view="usm2", backbone=args.backbone)], -1)
+        elif name == "polar":
+            v = bank(run, work, 112, view="polar", backbone=args.backbone)
+        elif name == "catpolar":
+            v = np.concatenate([views, bank(run, work, 112, view="polar", backbone=args.backbone)], -1)
         elif name.startswith("aug"):
             v = bank(run, work, 112, backbone=args.backbone, augment=name)
         for seed in args.seeds:
