@@ -111,7 +111,7 @@ def _transform(x, view: str):
     raise ValueError(f"unknown view {view!r}")
 
 
-def log_polar_grid(size: int, r_min: float) -> "torch.Tensor":
+def log_polar_grid(size: int, r_min: float):
     """A ``grid_sample`` grid (1, size, size, 2): row i at radius ``r_min * (1 / r_min) ** (i / (size - 1))``
     (in units of the frame's half-width), column j at angle ``2 pi j / size``."""
     import torch
