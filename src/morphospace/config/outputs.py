@@ -22,7 +22,9 @@ class ClusterConfig(Section):
     seed : int
     reductions : list of {'pca', 'tsne', 'umap', 'lda'}
     n_jobs : int
-        Threads of t-SNE and UMAP (UMAP with a seed is single-threaded); -1: all.
+        Threads of t-SNE and UMAP (UMAP with a seed is single-threaded); -1: all. openTSNE's
+        map depends on its thread count, not on the machine, so a fixed number (the default,
+        2) gives the same map for the same seed on any machine; -1 does not.
     tsne_perplexity : float
     umap_n_neighbors : int
     gmm_k : list of int
@@ -53,7 +55,7 @@ class ClusterConfig(Section):
     representations: list[Text] = ["all"]
     seed: int = 0
     reductions: list[Literal["pca", "tsne", "umap", "lda"]] = ["pca", "tsne", "umap", "lda"]
-    n_jobs: Annotated[int, Field(ge=-1, le=4096)] = 1
+    n_jobs: Annotated[int, Field(ge=-1, le=4096)] = 2
     tsne_perplexity: Annotated[float, Field(ge=1.0, le=10_000.0)] = 30.0
     umap_n_neighbors: Annotated[int, Field(ge=2, le=10_000)] = 15
     gmm_k: list[K] = []
