@@ -8,7 +8,8 @@ artefact alone does not make a galaxy strange the way it makes a pixel likelihoo
 galaxies are irregular or mergers, the k-NN distance puts more of them in its top 2%:
 ``benchmarks/bench_anomaly.py``.) The embedding is used as it is, as the similarity search uses
 it: standardising or whitening its axes gives the weak, noisy ones the weight of the informative
-ones. The neighbours are exact below 20,000 galaxies and come from pynndescent's index above.
+ones. The neighbours are exact below :data:`~morphospace.analysis.similar.EXACT_BELOW` galaxies
+(100,000) and come from pynndescent's index above, as for the similarity search.
 
 Each score comes raw (a distance) and as a rank in [0, 1] (0 = the most ordinary, 1 = the
 strangest). A user's tags re-rank it: every galaxy gets a *relevance* in [0, 1], a kernel
@@ -43,6 +44,7 @@ from ..errors import InvalidArgument, UserError
 from ..run import RunDir, atomic_path, write_json, write_table
 from .anomaly_tags import TAGS_FILE, read_tags
 from .inputs import fit_input, new_input
+from .similar import EXACT_BELOW, SimilarityIndex, searches_exactly
 
 log = logging.getLogger("morphospace")
 
@@ -50,7 +52,6 @@ __all__ = ["FormAnomaly", "rank_normalise", "anomaly_run", "read_anomaly", "ANOM
 
 METHODS = ("knn", "isolation_forest")
 ALGORITHMS = ("auto", "exact", "nndescent")
-EXACT_BELOW = 20_000  # galaxies: exact neighbours below, pynndescent's approximate index from here on
 ANOMALY_FILE, META_FILE = "anomaly.parquet", "anomaly.json"
 EMBEDDING = "form"
 
@@ -147,9 +148,7 @@ class FormAnomaly(BaseEstimator):
         X = fit_input(self, X, min_samples=2)
         n = len(X)
         self.k_ = int(min(self.n_neighbors, n - 1))
-        from .similar import SimilarityIndex
-
-        exact = self.algorithm == "exact" or (self.algorithm == "auto" and n < EXACT_BELOW)
+        exact = self.algorithm == "exact" or (self.algorithm == "auto" and searches_exactly(n))
         self.neighbours_ = SimilarityIndex(n_neighbors=max(30, self.k_ + 1), random_state=self.random_state,
                                            exact_below=n + 1 if exact else 0).fit(X)
         if exact:

@@ -3,10 +3,11 @@
 The search goes through a nearest-neighbour index over the embedding as it is (Euclidean; no
 per-axis standardisation, which would give a noise axis the weight of an informative one):
 :class:`SimilarityIndex`, an approximate one (pynndescent's NNDescent, as umap-learn uses) or,
-with ``exact_below``, scikit-learn's exact search for small sets. A run's index is exact below
-:data:`EXACT_BELOW` galaxies, approximate from there up: the exact search over a few thousand
-rows takes about a second, where pynndescent's first use in a process spends ~40 s of CPU on
-numba compilation (measured: 41 s for 3,359 rows of 64 numbers, then 0.2 s a build). It is
+with ``exact_below``, scikit-learn's exact search for smaller sets. A run's index is exact below
+:data:`EXACT_BELOW` galaxies, approximate from there up: pynndescent's first use in a process
+spends ~30-40 s of CPU on numba compilation, and up to 100,000 rows the exact search is done
+sooner (every row's 9 nearest, 64 numbers a row, 2 cores: exact 1.5 / 6.4 / 27.1 s, pynndescent
+with its compilation 29.8 / 37.6 / 47.8 s at 20,000 / 50,000 / 100,000 rows). It is
 built once per embedding and kept in
 ``RUN/models/similar/`` beside a note of the embedding file it was built from (a re-embedded
 run gets a fresh index). A query returns the galaxy itself first, then its neighbours, as a
@@ -31,7 +32,7 @@ from .labels import label_columns
 
 __all__ = ["SimilarityIndex", "EXACT_BELOW", "searches_exactly", "precision_at_k", "similar_run", "similar_to_image", "pixel_pca_rows"]
 
-EXACT_BELOW = 20_000  # galaxies below which a run's neighbours are searched exactly (module docstring)
+EXACT_BELOW = 100_000  # galaxies below which a run's neighbours are searched exactly (module docstring)
 
 
 def searches_exactly(n_rows: int, exact_below: int = EXACT_BELOW) -> bool:

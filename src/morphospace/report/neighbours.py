@@ -4,8 +4,8 @@ The space is the run's preferred embedding (:attr:`RunContents.neighbour_embeddi
 else the form embedding, pixel PCA, any), or a PCA of block-averaged pixels when the run has
 no embedding yet, so the explorer always has neighbours. They are found through the same
 nearest-neighbour index as ``morphospace similar``
-(:class:`morphospace.analysis.similar.SimilarityIndex`): pynndescent, which scales to hundreds
-of thousands of galaxies, from :data:`~morphospace.analysis.similar.EXACT_BELOW` points up; an
+(:class:`morphospace.analysis.similar.SimilarityIndex`): pynndescent, which scales to millions
+of galaxies, from :data:`~morphospace.analysis.similar.EXACT_BELOW` (100,000) points up; an
 exact search below, where pynndescent's numba compilation would cost more than the search.
 """
 
