@@ -126,6 +126,23 @@ def test_hdbscan_finds_blobs():
     assert np.all(hd.probabilities_[~kept] == 0)
 
 
+def test_density_clusterings_do_not_depend_on_their_threads():
+    """``n_jobs`` only spreads the exact neighbour searches over threads (the cluster stage passes
+    ``cluster.n_jobs``): DBSCAN's and HDBSCAN's labels, and their extension to new rows, stay the same."""
+    X, _ = blobs(k=4, n_per=400, scale=0.9, seed=3)
+    new = X[::7] + 0.05
+    db1, db2 = DBSCANAuto().fit(X), DBSCANAuto(n_jobs=2).fit(X)
+    assert db1.eps_ == db2.eps_ and db1.n_clusters_ > 1
+    np.testing.assert_array_equal(db1.labels_, db2.labels_)
+    np.testing.assert_array_equal(db1.predict(new), db2.predict(new))
+    hd1, hd2 = HDBSCANClusterer().fit(X), HDBSCANClusterer(n_jobs=2).fit(X)
+    assert hd1.n_clusters_ > 1
+    np.testing.assert_array_equal(hd1.labels_, hd2.labels_)
+    np.testing.assert_array_equal(hd1.core_distances_, hd2.core_distances_)
+    for a, b in zip(hd1.predict_membership(new), hd2.predict_membership(new)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_gmm_select_picks_k_by_bic_and_gives_probabilities():
     X, y = blobs(k=4, d=3)
     gm = GMMSelect(k_range=range(2, 8), random_state=0).fit(X)

@@ -34,14 +34,14 @@ _CHUNK = 65_536
 EDGE_BUDGET = 4_000_000
 
 
-def k_distances(X: np.ndarray, k: int) -> np.ndarray:
+def k_distances(X: np.ndarray, k: int, n_jobs: int | None = None) -> np.ndarray:
     """Sorted distance of every row to its k-th nearest row, counting the row itself.
 
     With ``k = min_samples`` this is, per row, the smallest ``eps`` at which
-    DBSCAN makes it a core point.
+    DBSCAN makes it a core point. ``n_jobs``: threads of the (exact) neighbour search.
     """
     k = int(min(k, X.shape[0]))
-    nn = NearestNeighbors(n_neighbors=k).fit(X)
+    nn = NearestNeighbors(n_neighbors=k, n_jobs=n_jobs).fit(X)
     dist, _ = nn.kneighbors(X)
     return np.sort(dist[:, -1])
 
@@ -74,7 +74,8 @@ def _chunks(counts: np.ndarray, budget: int):
         yield start, len(counts)
 
 
-def dbscan(X: np.ndarray, eps: float, min_samples: int, edge_budget: int = EDGE_BUDGET) -> tuple[np.ndarray, np.ndarray]:
+def dbscan(X: np.ndarray, eps: float, min_samples: int, edge_budget: int = EDGE_BUDGET,
+           n_jobs: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """DBSCAN's labels and core rows, with the neighbour lists held a chunk at a time.
 
     scikit-learn's ``DBSCAN`` keeps every row's neighbourhood at once: on a 50,000-row sample of
@@ -94,6 +95,8 @@ def dbscan(X: np.ndarray, eps: float, min_samples: int, edge_budget: int = EDGE_
         Neighbours within ``eps``, the row itself included, that make a core row.
     edge_budget : int
         Neighbour pairs held at once.
+    n_jobs : int or None
+        Threads of the neighbour queries (exact: the labels do not depend on it).
 
     Returns
     -------
@@ -101,7 +104,7 @@ def dbscan(X: np.ndarray, eps: float, min_samples: int, edge_budget: int = EDGE_
     core : ndarray of the core rows' indices, ascending
     """
     n = len(X)
-    tree = NearestNeighbors(radius=eps).fit(X)
+    tree = NearestNeighbors(radius=eps, n_jobs=n_jobs).fit(X)
     counts = np.empty(n, dtype=np.int64)
     s, step = 0, max(1, min(1024, edge_budget // max(min_samples, 1)))
     while s < n:  # chunks sized by the neighbour counts seen so far: dense data, fewer rows a chunk
@@ -113,7 +116,7 @@ def dbscan(X: np.ndarray, eps: float, min_samples: int, edge_budget: int = EDGE_
     labels = np.full(n, -1, dtype=np.int64)
     if not core.size:
         return labels, core
-    core_tree = NearestNeighbors(radius=eps).fit(X[core])
+    core_tree = NearestNeighbors(radius=eps, n_jobs=n_jobs).fit(X[core])
     comp = np.arange(core.size)  # each core row's cluster so far, as the index of a core row
     for s, e in _chunks(counts[core], edge_budget):
         neigh = core_tree.radius_neighbors(X[core[s:e]], return_distance=False)
@@ -149,6 +152,8 @@ class DBSCANAuto(ClusterMixin, BaseEstimator):
         (the Sander et al. rule, bounded).
     eps : float or None
         A fixed ``eps``; None chooses it at the knee.
+    n_jobs : int or None
+        Threads of the neighbour searches (exact, so the labels do not depend on it).
 
     Attributes
     ----------
@@ -162,9 +167,10 @@ class DBSCANAuto(ClusterMixin, BaseEstimator):
     noise_fraction_ : float
     """
 
-    def __init__(self, min_samples: int | None = None, eps: float | None = None):
+    def __init__(self, min_samples: int | None = None, eps: float | None = None, n_jobs: int | None = None):
         self.min_samples = min_samples
         self.eps = eps
+        self.n_jobs = n_jobs
 
     def fit(self, X, y=None):
         """Run DBSCAN with ``eps`` at the knee of the k-distance curve (unless fixed).
@@ -186,7 +192,7 @@ class DBSCANAuto(ClusterMixin, BaseEstimator):
         ms = self.min_samples or int(np.clip(2 * X.shape[1], 4, 100))
         ms = int(min(ms, X.shape[0]))
         self.min_samples_ = ms
-        self.k_distances_ = k_distances(X, ms)
+        self.k_distances_ = k_distances(X, ms, self.n_jobs)
         self.knee_index_ = knee_index(self.k_distances_)
         if self.eps is not None:
             eps = float(self.eps)
@@ -196,7 +202,7 @@ class DBSCANAuto(ClusterMixin, BaseEstimator):
                 positive = self.k_distances_[self.k_distances_ > 0]
                 eps = float(positive[0]) if positive.size else 1e-12
         self.eps_ = eps
-        self.labels_, self.core_sample_indices_ = dbscan(X, eps, ms)
+        self.labels_, self.core_sample_indices_ = dbscan(X, eps, ms, n_jobs=self.n_jobs)
         self.components_ = X[self.core_sample_indices_]
         self.n_clusters_ = int(np.unique(self.labels_[self.labels_ >= 0]).size)
         self.noise_fraction_ = float(np.mean(self.labels_ < 0))
@@ -219,7 +225,7 @@ class DBSCANAuto(ClusterMixin, BaseEstimator):
         if not len(self.components_):
             return labels
         core_labels = self.labels_[self.core_sample_indices_]
-        nn = NearestNeighbors(n_neighbors=1).fit(self.components_)
+        nn = NearestNeighbors(n_neighbors=1, n_jobs=self.n_jobs).fit(self.components_)
         for start in range(0, X.shape[0], _CHUNK):
             dist, idx = nn.kneighbors(X[start:start + _CHUNK])
             near = dist[:, 0] <= self.eps_
@@ -243,6 +249,8 @@ class HDBSCANClusterer(ClusterMixin, BaseEstimator):
         convention, capped: every row's core distance is its ``min_samples``-th neighbour, and
         the 1% of a 50,000-row sample, 500 neighbours a row, made HDBSCAN and its extension to
         10^6 rows the slowest part of the cluster stage).
+    n_jobs : int or None
+        Threads of the neighbour searches (exact, so the labels do not depend on it).
 
     Attributes
     ----------
@@ -254,9 +262,11 @@ class HDBSCANClusterer(ClusterMixin, BaseEstimator):
     min_cluster_size_ : int
     """
 
-    def __init__(self, min_cluster_size: int | None = None, min_samples: int | None = None):
+    def __init__(self, min_cluster_size: int | None = None, min_samples: int | None = None,
+                 n_jobs: int | None = None):
         self.min_cluster_size = min_cluster_size
         self.min_samples = min_samples
+        self.n_jobs = n_jobs
 
     def fit(self, X, y=None):
         """Run HDBSCAN with the minimum cluster size scaled to the data.
@@ -278,7 +288,7 @@ class HDBSCANClusterer(ClusterMixin, BaseEstimator):
         mcs = int(max(2, min(mcs, X.shape[0])))
         self.min_cluster_size_ = mcs
         ms = int(min(self.min_samples or min(mcs, MAX_DEFAULT_MIN_SAMPLES), X.shape[0]))
-        kw: dict[str, Any] = {"min_cluster_size": mcs, "min_samples": ms}
+        kw: dict[str, Any] = {"min_cluster_size": mcs, "min_samples": ms, "n_jobs": self.n_jobs}
         if "copy" in inspect.signature(HDBSCAN.__init__).parameters:
             kw["copy"] = True  # scikit-learn 1.9 warns unless told
         hd = HDBSCAN(**kw).fit(X)
@@ -292,7 +302,7 @@ class HDBSCANClusterer(ClusterMixin, BaseEstimator):
         # itself is its first neighbour) and each cluster's reach (its sparsest member's core)
         self.min_samples_ = ms
         self.X_fit_ = X
-        self.core_distances_ = NearestNeighbors(n_neighbors=self.min_samples_).fit(X).kneighbors(X)[0][:, -1]
+        self.core_distances_ = NearestNeighbors(n_neighbors=self.min_samples_, n_jobs=self.n_jobs).fit(X).kneighbors(X)[0][:, -1]
         self.cluster_reach_ = np.array([self.core_distances_[self.labels_ == c].max()
                                         for c in range(self.n_clusters_)], dtype=np.float64)
         return self
@@ -325,7 +335,7 @@ class HDBSCANClusterer(ClusterMixin, BaseEstimator):
         member = np.zeros(X.shape[0], dtype=np.float64)
         if not self.n_clusters_:
             return labels, member
-        nn = NearestNeighbors(n_neighbors=self.min_samples_).fit(self.X_fit_)
+        nn = NearestNeighbors(n_neighbors=self.min_samples_, n_jobs=self.n_jobs).fit(self.X_fit_)
         for start in range(0, X.shape[0], _CHUNK):
             dist, idx = nn.kneighbors(X[start:start + _CHUNK])
             core = dist[:, -1:]

@@ -22,7 +22,8 @@ class ClusterConfig(Section):
     seed : int
     reductions : list of {'pca', 'tsne', 'umap', 'lda'}
     n_jobs : int
-        Threads of t-SNE and UMAP (UMAP with a seed is single-threaded); -1: all. openTSNE's
+        Threads of t-SNE, UMAP (with a seed it is single-threaded) and the neighbour searches
+        of DBSCAN and HDBSCAN (exact: their labels do not depend on it); -1: all. openTSNE's
         map depends on its thread count, not on the machine, so a fixed number (the default,
         2) gives the same map for the same seed on any machine; -1 does not.
     tsne_perplexity : float
