@@ -196,8 +196,8 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
             selection.append(km.scores_.assign(method="kmeans", selected=km.scores_["k"] == km.best_k_))
         if "dbscan" in methods and density:
             with Timer(f"DBSCAN on {rep}") as t:
-                db, labels, _ = _fit_extend(DBSCANAuto(min_samples=c.dbscan_min_samples or None, n_jobs=c.n_jobs), X, sample,
-                                            f"DBSCAN on {rep}")
+                db, labels, _ = _fit_extend(DBSCANAuto(min_samples=c.dbscan_min_samples or None, n_jobs=c.n_jobs),
+                                            X, sample, f"DBSCAN on {rep}")
             name = f"dbscan_{rep}"
             noise = float(np.mean(labels < 0))
             run.write_clustering(name, ids, labels)
@@ -211,8 +211,8 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
                 **internal_scores(X, labels, c.silhouette_sample, c.seed)}]))
         if "hdbscan" in methods and density:
             with Timer(f"HDBSCAN on {rep}") as t:
-                hd, labels, member = _fit_extend(HDBSCANClusterer(min_cluster_size=c.hdbscan_min_cluster_size or None, n_jobs=c.n_jobs),
-                                                 X, sample, f"HDBSCAN on {rep}")
+                clusterer = HDBSCANClusterer(min_cluster_size=c.hdbscan_min_cluster_size or None, n_jobs=c.n_jobs)
+                hd, labels, member = _fit_extend(clusterer, X, sample, f"HDBSCAN on {rep}")
             name = f"hdbscan_{rep}"
             noise = float(np.mean(labels < 0))
             run.write_clustering(name, ids, labels, extra={"membership": member.astype(np.float32)})

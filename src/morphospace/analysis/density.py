@@ -302,7 +302,8 @@ class HDBSCANClusterer(ClusterMixin, BaseEstimator):
         # itself is its first neighbour) and each cluster's reach (its sparsest member's core)
         self.min_samples_ = ms
         self.X_fit_ = X
-        self.core_distances_ = NearestNeighbors(n_neighbors=self.min_samples_, n_jobs=self.n_jobs).fit(X).kneighbors(X)[0][:, -1]
+        nn = NearestNeighbors(n_neighbors=self.min_samples_, n_jobs=self.n_jobs).fit(X)
+        self.core_distances_ = nn.kneighbors(X)[0][:, -1]
         self.cluster_reach_ = np.array([self.core_distances_[self.labels_ == c].max()
                                         for c in range(self.n_clusters_)], dtype=np.float64)
         return self
