@@ -176,16 +176,16 @@ def bank(run, work: Path, size: int, aug_views: int = 4, view: str = "",
     from morphospace.ssl.bank import view_bank
     from morphospace.ssl.embedder import build_trunk
 
-    polar = view == "polar"
-    view = "" if polar else view
-    suffix = (("_polar" if polar else "") + (f"_{view}" if view else "") + ("" if backbone == "efficientnet-lite0" else f"_{backbone}")
+    suffix = ((f"_{view}" if view else "") + ("" if backbone == "efficientnet-lite0" else f"_{backbone}")
               + (f"_{augment}" if augment else ""))
     path = work / f"bank{size}{suffix}.npy"
     if not path.is_file():
         cube = masked_cube(run, workers=2)
         t0 = time.perf_counter()
         trunk = build_trunk(backbone, size, precision="auto")
-        b = view_bank(_PolarTrunk(trunk, size, cube.shape[-1]) if polar else trunk, _Seen(cube, view) if view else cube,
+        if view == "polar":  # resampled after the dihedral and nuisance views are drawn, inside the trunk
+            trunk, view = _PolarTrunk(trunk, size, cube.shape[-1]), ""
+        b = view_bank(trunk, _Seen(cube, view) if view else cube,
                       8 if augment == "aug8" else aug_views, 0, NuisanceAugment(**AUGMENTS.get(augment, {})))
         print(f"  {path.name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         np.save(path, b)
