@@ -136,7 +136,7 @@ def test_a_small_umap_precomputes_the_distances_umap_learn_would_have_computed()
     from their distances to the training rows."""
     import umap
 
-    from morphospace.analysis.reducers import UMAP_EXACT_BELOW
+    from morphospace.analysis.maps import UMAP_EXACT_BELOW
 
     X, y = blobs(n_per=40, d=8)
     reducer = UMAPReducer(n_neighbors=10, random_state=0).fit(X)
@@ -146,6 +146,31 @@ def test_a_small_umap_precomputes_the_distances_umap_learn_would_have_computed()
     placed = reducer.transform(X[::10] + 0.01)
     assert placed.shape == (12, 2) and nearest_centroid_accuracy(np.vstack([reducer.embedding_, placed]),
                                                                  np.concatenate([y, y[::10]])) == 1.0
+
+
+def test_a_mid_sized_umap_finds_its_neighbours_exactly_and_places_new_rows_with_them():
+    """From UMAP_EXACT_BELOW rows up to EXACT_BELOW every row's neighbours are searched exactly
+    and handed to umap-learn (no pynndescent index to compile); ``transform`` searches the same way."""
+    import pickle
+
+    from sklearn.neighbors import NearestNeighbors
+
+    from morphospace.analysis.maps import UMAP_EXACT_BELOW
+    from morphospace.analysis.neighbour_index import EXACT_BELOW
+
+    X, y = blobs(n_per=1400, d=8)
+    assert UMAP_EXACT_BELOW <= len(X) < EXACT_BELOW
+    reducer = UMAPReducer(n_neighbors=10, random_state=0).fit(X)
+    assert reducer.neighbours_ == "exact" and reducer.train_rows_ is None
+    # every row's 9 nearest other rows are edges of umap-learn's neighbour graph
+    edges = reducer.umap_.graph_.tocsr(copy=True)
+    edges.data[:] = 1.0  # the pattern: umap-learn zeroes its weakest weights in place while it optimises
+    nearest = NearestNeighbors(n_neighbors=10).fit(X).kneighbors(X, return_distance=False)[:, 1:]
+    assert np.asarray(edges[np.repeat(np.arange(len(X)), 9), nearest.ravel()]).ravel().min() == 1.0
+    placed = reducer.transform(X[::100] + 0.01)
+    assert nearest_centroid_accuracy(np.vstack([reducer.embedding_, placed]), np.concatenate([y, y[::100]])) == 1.0
+    again = pickle.loads(pickle.dumps(reducer))
+    np.testing.assert_array_equal(again.transform(X[::100] + 0.01), placed)
 
 
 def test_registry_and_factory():

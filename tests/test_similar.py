@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from morphospace.analysis.similar import EXACT_BELOW, SimilarityIndex, precision_at_k, similar_run, similar_to_image
+from morphospace.analysis.neighbour_index import EXACT_BELOW, SimilarityIndex
+from morphospace.analysis.similar import precision_at_k, similar_run, similar_to_image
 from morphospace.cli import main
 from morphospace.errors import UserError
 from morphospace.run import RunDir, write_npy, write_table

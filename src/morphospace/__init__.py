@@ -41,7 +41,7 @@ _EXPORTS = {
     "KMeansSelect": ("analysis.cluster", "KMeansSelect"), "GMMSelect": ("analysis.cluster", "GMMSelect"),
     "DBSCAN": ("analysis.cluster", "DBSCANAuto"), "HDBSCAN": ("analysis.cluster", "HDBSCANClusterer"),
     "ComponentMerger": ("vade.merge", "ComponentMerger"), "linear_probe": ("analysis.probe", "linear_probe"),
-    "SimilarityIndex": ("analysis.similar", "SimilarityIndex"),
+    "SimilarityIndex": ("analysis.neighbour_index", "SimilarityIndex"),
     "FewLabelClassifier": ("analysis.classify", "FewLabelClassifier"),
     "FormAnomaly": ("analysis.anomaly", "FormAnomaly"),
     "plot": ("plot", None),

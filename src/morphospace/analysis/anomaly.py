@@ -8,7 +8,7 @@ artefact alone does not make a galaxy strange the way it makes a pixel likelihoo
 galaxies are irregular or mergers, the k-NN distance puts more of them in its top 2%:
 ``benchmarks/bench_anomaly.py``.) The embedding is used as it is, as the similarity search uses
 it: standardising or whitening its axes gives the weak, noisy ones the weight of the informative
-ones. The neighbours are exact below :data:`~morphospace.analysis.similar.EXACT_BELOW` galaxies
+ones. The neighbours are exact below :data:`~morphospace.analysis.neighbour_index.EXACT_BELOW` galaxies
 (100,000) and come from pynndescent's index above, as for the similarity search.
 
 Each score comes raw (a distance) and as a rank in [0, 1] (0 = the most ordinary, 1 = the
@@ -44,7 +44,7 @@ from ..errors import InvalidArgument, UserError
 from ..run import RunDir, atomic_path, write_json, write_table
 from .anomaly_tags import TAGS_FILE, read_tags
 from .inputs import fit_input, new_input
-from .similar import EXACT_BELOW, SimilarityIndex, searches_exactly
+from .neighbour_index import EXACT_BELOW, SimilarityIndex, searches_exactly
 
 log = logging.getLogger("morphospace")
 
@@ -112,7 +112,7 @@ class FormAnomaly(BaseEstimator):
     k_ : int
         The k used (``n_neighbors``, at most n_samples - 1).
     neighbours_ : SimilarityIndex
-        The fitted neighbour search (:class:`~morphospace.analysis.similar.SimilarityIndex`,
+        The fitted neighbour search (:class:`~morphospace.analysis.neighbour_index.SimilarityIndex`,
         exact or approximate).
     search_ : object
         What scores new rows: ``neighbours_``, or the isolation forest.

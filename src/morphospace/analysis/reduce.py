@@ -36,7 +36,7 @@ from ..errors import UserError
 from ..progress import Timer, progress
 from ..run import RunDir, write_json, write_npy
 from .labels import labels_in_cube_order, missing_mask, truth_column
-from .similar import SimilarityIndex
+from .neighbour_index import SimilarityIndex
 # the stage's estimators, re-exported for their users
 from .reducers import REDUCERS, PCAReducer, LDAReducer, TSNEReducer, UMAPReducer  # noqa: F401
 
@@ -233,6 +233,8 @@ def reduce_run(run: RunDir, cfg: Any, embedding: str = "features",
             "seconds": round(t.elapsed, 3),
             "fit_sample": None if rows is None else len(rows),
         }
+        if name == "umap":
+            meta["neighbours"] = reducer.neighbours_  # all pairs, exact or approximate (pynndescent)
         if name == "pca":
             meta["explained_variance_ratio"] = [float(v) for v in reducer.explained_variance_ratio_]
         if name == "lda":

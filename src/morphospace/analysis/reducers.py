@@ -1,13 +1,11 @@
-"""The reducers of the feature study, as scikit-learn transformers: PCA, LDA (shrunk), t-SNE
-(openTSNE) and UMAP (umap-learn), the last two after a PCA to 50 dimensions when wider. Each
-passes scikit-learn's ``check_estimator`` except where a neighbour embedding cannot by design
-(tests/test_estimator_checks.py).
+"""The reducers of the feature study, as scikit-learn transformers: the linear ones here, PCA and
+LDA (shrunk), and the neighbour-graph maps of :mod:`~morphospace.analysis.maps`, t-SNE and
+UMAP; :data:`REDUCERS` names all four. Each passes scikit-learn's ``check_estimator`` (the
+maps except where a neighbour embedding cannot by design: tests/test_estimator_checks.py).
 """
 
 from __future__ import annotations
 
-import logging
-import warnings
 from typing import Any
 
 import numpy as np
@@ -18,16 +16,9 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from ..errors import InvalidArgument
 from .inputs import fit_input, new_input
 from .labels import missing_mask
+from .maps import TSNEReducer, UMAPReducer
 
 __all__ = ["PCAReducer", "LDAReducer", "TSNEReducer", "UMAPReducer", "REDUCERS"]
-
-
-def _pre_pca(X: np.ndarray, dims: int | None, random_state: Any) -> PCA | None:
-    """A PCA to ``dims`` components when X is wider, else None (neighbour searches are cheaper)."""
-    if dims is None or dims <= 0 or X.shape[1] <= dims:
-        return None
-    n_comp = min(dims, X.shape[0])
-    return PCA(n_components=n_comp, random_state=random_state).fit(X)
 
 
 class PCAReducer(TransformerMixin, BaseEstimator):
@@ -181,243 +172,6 @@ class LDAReducer(TransformerMixin, BaseEstimator):
             extra = (X - self._pad_mean) @ self.pad_pca_.components_.T
             Z = np.hstack([Z, extra])
         return Z
-
-
-class _MapAfterPCA:
-    """What the neighbour embeddings share: a PCA to ``pca_dims`` first (``pca_``, None when narrower)."""
-
-    def _pre(self, X: np.ndarray) -> np.ndarray:
-        return self.pca_.transform(X) if self.pca_ is not None else X
-
-    def map_space(self, X) -> np.ndarray:
-        """Rows in the space the map was fitted in (after the PCA to ``pca_dims``), float64.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features_in_)
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_dims)
-        """
-        return np.asarray(self._pre(new_input(self, X)), dtype=np.float64)
-
-
-class TSNEReducer(_MapAfterPCA, TransformerMixin, BaseEstimator):
-    """t-SNE through openTSNE (FFT-accelerated), after a PCA to ``pca_dims`` when wider.
-
-    Parameters
-    ----------
-    n_components : int
-    perplexity : float
-        Clipped to ``(n_samples - 1) / 3`` on tiny inputs.
-    pca_dims : int or None
-        Reduce to this many principal components first when the input is wider
-        (the usual t-SNE practice; neighbours in 50-d are as good and far cheaper).
-    n_jobs : int
-        Threads of openTSNE. The map depends on this number (for a given seed it is the same
-        on any machine with the same ``n_jobs``); 2 threads fit 100,000 points in 0.72x the
-        time of one.
-    random_state : int or None
-    n_iter : int
-        Optimisation iterations after the early-exaggeration phase.
-
-    Attributes
-    ----------
-    embedding_ : openTSNE.TSNEEmbedding
-        The fitted map of the training rows (``transform`` places new rows in it).
-    pca_ : PCA or None
-    """
-
-    def __init__(self, n_components: int = 2, perplexity: float = 30.0, pca_dims: int | None = 50,
-                 n_jobs: int = 2, random_state: Any = 0, n_iter: int = 500):
-        self.n_components = n_components
-        self.perplexity = perplexity
-        self.pca_dims = pca_dims
-        self.n_jobs = n_jobs
-        self.random_state = random_state
-        self.n_iter = n_iter
-
-    def fit(self, X, y=None):
-        """Fit openTSNE, perplexity clipped to ``(n_samples - 1) / 3``; at least 4 rows.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : ignored
-
-        Returns
-        -------
-        self
-        """
-        import openTSNE
-
-        X = fit_input(self, X, min_samples=4)  # t-SNE's perplexity needs a few neighbours
-        self.pca_ = _pre_pca(X, self.pca_dims, self.random_state)
-        Xp = self._pre(X)
-        perplexity = float(min(self.perplexity, (X.shape[0] - 1) / 3.0))
-        self.perplexity_ = perplexity
-        tsne = openTSNE.TSNE(
-            n_components=self.n_components,
-            perplexity=perplexity,
-            n_iter=self.n_iter,
-            n_jobs=self.n_jobs,
-            random_state=self.random_state,
-            verbose=False,
-        )
-        # openTSNE logs its solver choices at INFO: keep the run log to our own lines
-        tsne_log = logging.getLogger("openTSNE")
-        level = tsne_log.level
-        tsne_log.setLevel(max(level, logging.WARNING))
-        try:
-            self.embedding_ = tsne.fit(Xp)
-        finally:
-            tsne_log.setLevel(level)
-        return self
-
-    def fit_transform(self, X, y=None, **kw):
-        """Fit, and return the training map itself (not the training rows re-projected into it).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : ignored
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_components)
-        """
-        # the training map itself, not a re-projection of the training rows into it
-        return np.asarray(self.fit(X, y).embedding_)
-
-    def transform(self, X):
-        """Place new rows in the fitted map (openTSNE's ``transform``; the map does not move).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features_in_)
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_components)
-        """
-        return np.asarray(self.embedding_.transform(self._pre(new_input(self, X))))
-
-
-UMAP_EXACT_BELOW = 4096  # umap-learn's own line: below it, every pairwise distance, no approximate search
-
-
-def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Euclidean distances (len(a), len(b)) in float64 (umap-learn's own function differs by
-    rounding only: the same neighbour graph)."""
-    from scipy.spatial.distance import cdist
-
-    return cdist(a.astype(np.float64), b.astype(np.float64))
-
-
-class UMAPReducer(_MapAfterPCA, TransformerMixin, BaseEstimator):
-    """UMAP through umap-learn, after a PCA to ``pca_dims`` when wider.
-
-    With a ``random_state`` umap-learn runs single-threaded (its parallel
-    optimiser is not reproducible); ``random_state=None`` uses ``n_jobs`` threads.
-    Below :data:`UMAP_EXACT_BELOW` rows umap-learn computes every pairwise distance, calling
-    its distance function from Python once per pair (16 s for 3,359 rows, most of a run's
-    UMAP); here scipy computes the same Euclidean matrix and umap-learn takes it as
-    ``metric="precomputed"``, the same neighbour graph in a fraction of a second.
-
-    Parameters
-    ----------
-    n_components : int
-    n_neighbors : int
-        Clipped to ``n_samples - 1`` on tiny inputs.
-    min_dist : float
-    pca_dims : int or None
-    n_jobs : int
-    random_state : int or None
-
-    Attributes
-    ----------
-    umap_ : umap.UMAP
-    embedding_ : ndarray of shape (n_samples, n_components)
-    pca_ : PCA or None
-    train_rows_ : ndarray or None
-        The (PCA-reduced) training rows where the distances were precomputed: new rows are
-        placed from their distances to them.
-    """
-
-    def __init__(self, n_components: int = 2, n_neighbors: int = 15, min_dist: float = 0.1,
-                 pca_dims: int | None = 50, n_jobs: int = 1, random_state: Any = 0):
-        self.n_components = n_components
-        self.n_neighbors = n_neighbors
-        self.min_dist = min_dist
-        self.pca_dims = pca_dims
-        self.n_jobs = n_jobs
-        self.random_state = random_state
-
-    def fit(self, X, y=None):
-        """Fit umap-learn, ``n_neighbors`` clipped to ``n_samples - 1``; at least 4 rows.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : ignored
-
-        Returns
-        -------
-        self
-        """
-        X = fit_input(self, X, min_samples=4)  # UMAP's neighbour graph needs a few neighbours
-        with warnings.catch_warnings():
-            # umap-learn imports numba/pynndescent, which warn about things we do not control
-            warnings.simplefilter("ignore")
-            import umap
-
-            self.pca_ = _pre_pca(X, self.pca_dims, self.random_state)
-            Xp = np.asarray(self._pre(X), dtype=np.float32)  # what umap-learn computes distances in
-            self.train_rows_ = Xp if len(Xp) < UMAP_EXACT_BELOW else None
-            self.umap_ = umap.UMAP(
-                n_components=self.n_components,
-                n_neighbors=int(min(self.n_neighbors, X.shape[0] - 1)),
-                min_dist=self.min_dist,
-                metric="euclidean" if self.train_rows_ is None else "precomputed",
-                random_state=self.random_state,
-                n_jobs=1 if self.random_state is not None else self.n_jobs,
-                verbose=False,
-            )
-            self.embedding_ = self.umap_.fit_transform(Xp if self.train_rows_ is None else _distances(Xp, Xp))
-        return self
-
-    def fit_transform(self, X, y=None, **kw):
-        """Fit, and return the training embedding ``embedding_``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : ignored
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_components), float64
-        """
-        return np.asarray(self.fit(X, y).embedding_, dtype=np.float64)
-
-    def transform(self, X):
-        """Embed new rows with the fitted UMAP (umap-learn's ``transform``).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features_in_)
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_components), float64
-        """
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            Xp = np.asarray(self._pre(new_input(self, X)), dtype=np.float32)
-            if self.train_rows_ is not None:  # precomputed: the distances to the training rows
-                Xp = _distances(Xp, self.train_rows_)
-            return self.umap_.transform(Xp).astype(np.float64)
 
 
 REDUCERS: dict[str, type] = {

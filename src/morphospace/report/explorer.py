@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA
 
-from ..analysis.similar import searches_exactly
+from ..analysis.neighbour_index import searches_exactly
 from ..progress import Timer
 from .clusterings import MISSING, Clustering
 from .collect import RunContents

@@ -4,8 +4,8 @@ The space is the run's preferred embedding (:attr:`RunContents.neighbour_embeddi
 else the form embedding, pixel PCA, any), or a PCA of block-averaged pixels when the run has
 no embedding yet, so the explorer always has neighbours. They are found through the same
 nearest-neighbour index as ``morphospace similar``
-(:class:`morphospace.analysis.similar.SimilarityIndex`): pynndescent, which scales to millions
-of galaxies, from :data:`~morphospace.analysis.similar.EXACT_BELOW` (100,000) points up; an
+(:class:`morphospace.analysis.neighbour_index.SimilarityIndex`): pynndescent, which scales to millions
+of galaxies, from :data:`~morphospace.analysis.neighbour_index.EXACT_BELOW` (100,000) points up; an
 exact search below, where pynndescent's numba compilation would cost more than the search.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.decomposition import PCA
 
-from ..analysis.similar import EXACT_BELOW, SimilarityIndex
+from ..analysis.neighbour_index import EXACT_BELOW, SimilarityIndex
 from .collect import RunContents
 
 __all__ = ["pixel_features", "latent_space", "nearest_neighbours"]
