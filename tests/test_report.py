@@ -19,7 +19,8 @@ from PIL import Image
 from morphospace.config import Config, apply_overrides
 from morphospace.errors import UserError
 from morphospace.report import build_report
-from morphospace.report.explorer import nearest_neighbours, normalise_xy
+from morphospace.report.explorer import normalise_xy
+from morphospace.report.neighbours import nearest_neighbours
 from morphospace.report.html import EXPLORER_PARTS, asset, explorer_script, json_for_script, render_string
 from morphospace.report.sprites import SpriteSheets, to_uint8
 from morphospace.report.style import PALETTE

@@ -84,13 +84,7 @@ class InputSpec:
     native_size: int
 
     def to_dict(self) -> dict:
-        """The spec as a JSON-ready dict.
-
-        Returns
-        -------
-        dict
-            ``size``, ``mean``, ``std``, ``native_size``.
-        """
+        """The spec as a JSON-ready dict: ``size``, ``mean``, ``std``, ``native_size``."""
         return asdict(self)
 
 

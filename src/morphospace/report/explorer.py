@@ -10,12 +10,11 @@ galaxy of the cube, or a random ``report.max_points`` of them):
 - ``colourings``: each clustering, each categorical label column and the
   anomaly score;
 - ``neighbours``: the k nearest neighbours of every galaxy in the latent space
-  (:mod:`~morphospace.report.neighbours`: an approximate nearest-neighbour
-  index), the "more like this" of a click and of the search box;
-- ``columns``: the catalogue row shown when hovering a galaxy; ``sky``: each
-  galaxy's RA and Dec (degrees), when known;
-- ``storageKey``: the key under which the page keeps the user's tags and
-  cluster names in the browser's local storage, one per run.
+  (:mod:`~morphospace.report.neighbours`), the "more like this" of a click and of the search box;
+- ``columns``: the catalogue row shown when hovering a galaxy; ``sky``: each galaxy's RA and
+  Dec (degrees), when known;
+- ``storageKey``: the key under which the page keeps the user's tags and cluster names in the
+  browser's local storage, one per run.
 
 :func:`explorer_arrays` returns them as numpy arrays; inside the page
 (:func:`explorer_payload`, :func:`inline`) numeric arrays travel as base64 of
@@ -42,7 +41,7 @@ from ..analysis.neighbour_index import searches_exactly
 from ..progress import Timer
 from .clusterings import MISSING, Clustering
 from .collect import RunContents
-from .neighbours import latent_space, nearest_neighbours, pixel_features  # noqa: F401  (their home before)
+from .neighbours import latent_space, nearest_neighbours
 from .sky import SKY_COLUMNS, sky_map, sky_positions
 from .style import GREY, colormap_lut, colour
 
@@ -52,18 +51,8 @@ MAX_TOOLTIP_COLUMNS = 14
 
 
 def b64(array: np.ndarray, dtype: str) -> str:
-    """Base64 of an array as little-endian ``dtype``: the bytes of a JavaScript typed array.
-
-    Parameters
-    ----------
-    array : ndarray
-    dtype : str
-        E.g. ``"float32"``, ``"int16"``.
-
-    Returns
-    -------
-    str
-    """
+    """Base64 of ``array`` as little-endian ``dtype`` (e.g. ``"float32"``, ``"int16"``): the bytes
+    of a JavaScript typed array, as an ASCII string."""
     return base64.b64encode(np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("<")).tobytes()).decode("ascii")
 
 
