@@ -3,8 +3,9 @@
 The search goes through the run's :class:`~morphospace.analysis.neighbour_index.SimilarityIndex`
 (exact below :data:`~morphospace.analysis.neighbour_index.EXACT_BELOW` galaxies, approximate
 above), built once per embedding and kept in ``RUN/models/similar/`` beside a note of the
-embedding file it was built from (a re-embedded run gets a fresh index). A query returns the galaxy itself first, then its neighbours, as a
-table with the catalogue's label columns, and a gallery PNG in ``RUN/similar/``.
+embedding file it was built from (a re-embedded run gets a fresh index). A query returns the
+galaxy itself first, then its neighbours, as a table with the catalogue's label columns, and a
+gallery PNG in ``RUN/similar/``.
 """
 
 from __future__ import annotations
