@@ -15,7 +15,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA
 
 from .inputs import fit_input, new_input
-from .neighbour_index import EXACT_BELOW, SimilarityIndex, searches_exactly
+from .neighbour_index import SimilarityIndex, searches_exactly
 
 __all__ = ["TSNEReducer", "UMAPReducer", "UMAP_EXACT_BELOW"]
 
@@ -160,7 +160,7 @@ class _ExactSearch:
     _angular_trees = False  # umap-learn reads it to choose pynndescent's search tolerance
 
     def __init__(self, rows: np.ndarray):
-        self.index = SimilarityIndex(exact_below=EXACT_BELOW).fit(rows)
+        self.index = SimilarityIndex(exact_below=len(rows) + 1).fit(rows)  # exact at any size
 
     def query(self, X, k: int, epsilon: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         dist, idx = self.index.kneighbors(X, k=k)
