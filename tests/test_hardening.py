@@ -17,7 +17,8 @@ from PIL import Image
 
 from fixtures import galaxy_rgb, save_image, tiny_folder_survey, write_csv
 from morphospace.cli import main, printable
-from morphospace.run import RunDir, safe_name
+from morphospace.errors import UserError
+from morphospace.run import RunDir, rundir, safe_name
 
 
 def one_line_error(capsys, code: int) -> str:
@@ -103,6 +104,41 @@ def test_a_second_writer_gets_one_line(pca_run, capsys):
         holder.kill()
         holder.wait()
     assert main(["cluster", str(pca_run), "--quiet"]) == 0  # the lock dies with its holder
+
+
+def test_a_distributed_job_is_one_writer(tmp_path, monkeypatch):
+    """Only the first process of a distributed job (train, embed) takes the lock: the others, started
+    by srun, torchrun or Lightning's own launcher, share it; any other writer is still refused."""
+    from morphospace.run import launched_as_later_rank, release_locks
+
+    run = RunDir(tmp_path / "run", create=True)
+    for name in ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert not launched_as_later_rank()
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from morphospace.run import RunDir
+        RunDir({str(run.path)!r}).acquire_lock(distributed=True)
+        print("locked", flush=True)
+        time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        for name, value in [("LOCAL_RANK", "1"), ("SLURM_PROCID", "3"), ("RANK", "7")]:
+            monkeypatch.setenv(name, value)
+            assert launched_as_later_rank()
+            run.acquire_lock(distributed=True)  # rank 1 of the holder's job: no error, no lock taken
+            assert run.path.resolve() not in rundir._HELD_LOCKS
+            with pytest.raises(UserError, match="in use by morphospace process"):
+                run.acquire_lock()  # but not a second writer of another kind
+            monkeypatch.delenv(name)
+        monkeypatch.setenv("LOCAL_RANK", "0")  # the job's first process
+        with pytest.raises(UserError, match="in use by morphospace process"):
+            run.acquire_lock(distributed=True)
+    finally:
+        holder.kill()
+        holder.wait()
+        release_locks()
 
 
 def test_a_cube_and_catalogue_that_do_not_belong_together(pca_run, tmp_path, capsys):

@@ -130,3 +130,59 @@ def test_study_of_the_pixel_vade_encoder(tmp_path):
     assert hp["preset"] == "default"
     assert not (run / "embeddings" / "features.npy").exists()
     assert (run / "report.html").exists()
+
+
+def test_run_starts_several_devices_from_its_own_process():
+    """`morphospace run` is every stage in one process: several devices are spawned from it, and a
+    launcher that starts the whole command again in each process (ddp), or several nodes, is refused."""
+    from morphospace.config import Config, apply_overrides
+    from morphospace.errors import UserError
+    from morphospace.pipeline import one_process_devices
+
+    one = Config()
+    assert one_process_devices(one) is one
+    two = apply_overrides(one, {"train.devices": 2})
+    assert one_process_devices(two).train.strategy == "ddp_spawn"
+    forked = apply_overrides(two, {"train.strategy": "ddp_fork"})
+    assert one_process_devices(forked) is forked
+    for bad in ({"train.strategy": "ddp"}, {"train.num_nodes": 2, "train.strategy": "ddp_spawn"}):
+        with pytest.raises(UserError, match="morphospace train"):
+            one_process_devices(apply_overrides(two, bad))
+
+
+def test_run_refuses_a_launcher_that_restarts_it_in_one_line(tmp_path, capsys):
+    code = main(["run", "--out", str(tmp_path / "run"), "--quiet", "--set", "train.devices=2",
+                 "--set", "train.strategy=ddp"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "morphospace train" in err
+    assert not (tmp_path / "run" / "cube.npy").exists()  # refused before the ingest
+
+
+@pytest.mark.slow
+def test_train_and_embed_on_two_processes_from_the_command_line(tmp_path):
+    """`morphospace train RUN --devices 2` and `embed` as a user types them: Lightning starts the
+    command again as rank 1, which must share rank 0's run lock, leave rank 0's files alone (the
+    view bank being written) and keep out of the run's log; the embedding is one process's."""
+    import shutil
+    import subprocess
+    import sys
+
+    survey, run = tmp_path / "survey", tmp_path / "run"
+    assert main(["synth", "--n", "24", "--seed", "3", "--out", str(survey), "--size", "64", "--quiet"]) == 0
+    assert main(["ingest", str(survey), "--out", str(run), "--quiet"]) == 0
+    cli = [sys.executable, "-m", "morphospace"]
+    two = ["--devices", "2", "--accelerator", "cpu"]
+    done = subprocess.run([*cli, "train", str(run), *two, *TINY_VADE, "--set", "model.n_components=2"],
+                          capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    form = json.loads((run / "models" / "vade" / "training.json").read_text())["form"]
+    assert np.isfinite(form["final_loss"])  # the SSL head trained
+    shutil.copytree(run, tmp_path / "one")
+    done = subprocess.run([*cli, "embed", str(run), *two], capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert main(["embed", str(tmp_path / "one"), "--devices", "1", "--quiet"]) == 0  # train saved devices = 2
+    for name in ("form", "vade"):
+        np.testing.assert_allclose(np.load(run / "embeddings" / f"{name}.npy"),
+                                   np.load(tmp_path / "one" / "embeddings" / f"{name}.npy"), rtol=1e-5, atol=1e-6)
+    log = (run / "log.txt").read_text()
+    assert log.count("form embedding:") == 1 and log.count("===> VaDE embedding") == 1

@@ -64,6 +64,10 @@ def test_two_cpu_processes_give_the_one_process_result_in_order(tmp_path):
     single = predict_rows(OneHead(), cube, batch_size=4, work_dir=tmp_path / "s2",
                           trainer_kwargs={"accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn"})
     np.testing.assert_allclose(single[:, 0], cube.reshape(23, -1).sum(1), rtol=1e-5)
+    # fewer rows than processes: every process still gets one (Lightning's sampler requires it)
+    lone = predict_rows(OneHead(), cube[:1], batch_size=4, work_dir=tmp_path / "s3",
+                        trainer_kwargs={"accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn"})
+    np.testing.assert_allclose(lone[:, 0], cube[:1].reshape(1, -1).sum(1), rtol=1e-5)
 
 
 def test_an_accelerator_goes_through_lightning_even_on_one_device():

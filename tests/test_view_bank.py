@@ -68,3 +68,23 @@ def test_bank_written_to_a_memory_map_survives_its_pages_being_released(tmp_path
     out.flush()
     del out
     np.testing.assert_array_equal(np.load(tmp_path / "bank.npy"), expected)
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_every_process_trains_on_its_shard_even_when_the_shard_is_under_a_batch(world):
+    """300 galaxies, batches of 256: one process drops the short last batch; two or three
+    processes each get a shard of 100-150, which must be one batch, not none (no training)."""
+    from types import SimpleNamespace
+
+    from morphospace.ssl.training import ViewBankDataModule
+
+    n, batch = 300, 256
+    bank = np.arange(N_DIHEDRAL * n, dtype=np.float32).reshape(N_DIHEDRAL, n, 1)
+    seen = []
+    for rank in range(world):
+        data = ViewBankDataModule(bank, batch, seed=0)
+        data.trainer = SimpleNamespace(world_size=world, global_rank=rank)
+        batches = list(data.train_dataloader())
+        assert len(batches) == 1
+        seen.append(len(batches[0]))  # galaxies in the batch
+    assert seen == ([batch] if world == 1 else [n // world] * world)

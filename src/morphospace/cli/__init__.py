@@ -14,7 +14,7 @@ from pathlib import Path
 from ..config import Config, apply_overrides, load_config
 from ..errors import UserError, missing_package
 from ..progress import set_quiet
-from ..run import RunDir, release_locks
+from ..run import RunDir, launched_as_later_rank, release_locks
 from .options import check_out, printable
 from .parser import COMMANDS, build_parser
 
@@ -22,17 +22,19 @@ log = logging.getLogger("morphospace")
 __all__ = ["main", "build_parser", "printable"]
 
 
-def _setup_logging(quiet: bool, run: RunDir | None) -> None:
+def _setup_logging(quiet: bool, run: RunDir | None, later_rank: bool = False) -> None:
+    """Log to stderr and to the run's log.txt; a distributed job's later processes (``later_rank``)
+    only warn on stderr, so the run's log is its first process's, each line once."""
     root = logging.getLogger("morphospace")
     root.setLevel(logging.INFO)
     for h in list(root.handlers):
         root.removeHandler(h)
     console = logging.StreamHandler(sys.stderr)
-    console.setLevel(logging.WARNING if quiet else logging.INFO)
+    console.setLevel(logging.WARNING if quiet or later_rank else logging.INFO)
     console.setFormatter(logging.Formatter("%(message)s"))
     console.addFilter(lambda record: not getattr(record, "banner", False))
     root.addHandler(console)
-    if run is not None:
+    if run is not None and not later_rank:
         fh = logging.FileHandler(run.log)
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         root.addHandler(fh)
@@ -214,9 +216,10 @@ def _dispatch(args) -> int | None:
         return 0
 
     run = RunDir(args.run)
+    distributed = cmd in ("train", "embed")  # may run as several processes of one job (srun, DDP)
     if cmd not in ("export",):  # export only reads the run
-        run.acquire_lock()
-    _setup_logging(args.quiet, run)
+        run.acquire_lock(distributed=distributed)
+    _setup_logging(args.quiet, run, later_rank=distributed and launched_as_later_rank())
     command = next((c for c in COMMANDS if c.NAME == cmd), None)
     if command is not None:
         return command.run(args, run)

@@ -52,16 +52,19 @@ def uses_trainer(trainer_kwargs: dict[str, Any] | None) -> bool:
 
 
 class _IndexedRows(Dataset):
-    """Row ``i`` as ``(i, x[i])`` or ``(i, x[i], extra[i])``, float32 tensors."""
+    """Row ``i`` as ``(i, x[i])`` or ``(i, x[i], extra[i])``, float32 tensors; at least ``length`` items,
+    the first rows again beyond the last (Lightning's sampler gives every process one at least)."""
 
-    def __init__(self, x, extra=None):
+    def __init__(self, x, extra=None, length: int = 0):
         self.x, self.extra = x, extra
         self.pages = PageReleaser(x, extra)  # read once: pages need not stay resident
+        self.length = max(len(x), length) if len(x) else 0
 
     def __len__(self) -> int:
-        return len(self.x)
+        return self.length
 
     def __getitem__(self, i: int):
+        i = i % len(self.x)
         row = torch.from_numpy(np.array(self.x[i], dtype=np.float32))
         if self.extra is None:
             return i, row
@@ -69,6 +72,7 @@ class _IndexedRows(Dataset):
 
     def __getitems__(self, index: list[int]) -> list:
         """A batch's rows in one read (the DataLoader's batched fetch); collated as usual."""
+        index = [i % len(self.x) for i in index]
         rows = torch.from_numpy(read_rows(self.x, index, pages=self.pages))
         if self.extra is None:
             return list(zip(index, rows))
@@ -172,7 +176,7 @@ def predict_rows(net: nn.Module, x, batch_size: int = INFERENCE_BATCH, *, extra=
               enable_checkpointing=False, default_root_dir=str(folder), use_distributed_sampler=True)
     kw.update(trainer_kwargs or {})
     trainer = pl.Trainer(callbacks=[_ShardWriter(folder)], **kw)
-    loader = DataLoader(_IndexedRows(x, extra), batch_size=batch_size, shuffle=False,
+    loader = DataLoader(_IndexedRows(x, extra, length=world), batch_size=batch_size, shuffle=False,
                         **loader_options(loader_workers, persistent=False))
     with quiet_lightning():
         trainer.predict(_Predictor(net.eval()), dataloaders=loader, return_predictions=False)

@@ -89,9 +89,10 @@ class ViewBankDataModule(pl.LightningDataModule):
         t = self.trainer
         sampler = DistributedSampler(self.dataset, num_replicas=t.world_size if t else 1, rank=t.global_rank if t else 0,
                                      shuffle=True, seed=self.seed, drop_last=True)
-        # drop_last: a batch of one has no negatives and no batch statistics
+        # drop_last: a batch of one has no negatives and no batch statistics. Each process sees only
+        # its shard: a shard of one batch or less is that batch, not none (no training at all).
         return DataLoader(self.dataset, batch_size=self.batch_size, sampler=sampler, collate_fn=_stacked,
-                          drop_last=len(self.dataset) > self.batch_size, **loader_options(self.workers))
+                          drop_last=len(sampler) > self.batch_size, **loader_options(self.workers))
 
 
 class SSLModule(pl.LightningModule):
@@ -280,6 +281,8 @@ def _fit_head(module: SSLModule, data: ViewBankDataModule, ckpt_dir: Path, epoch
               enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False,
               default_root_dir=str(ckpt_dir), deterministic=True)
     kw.update(trainer_kwargs or {})
+    trainer = pl.Trainer(**kw)
     with quiet_lightning():
-        pl.Trainer(**kw).fit(module, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None)
-    return float(module.trainer.callback_metrics.get("ssl_loss", float("nan")))
+        trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None)
+    # the trainer's, not the module's: after a spawned fit the module here is no longer attached to it
+    return float(trainer.callback_metrics.get("ssl_loss", float("nan")))

@@ -27,7 +27,7 @@ from ..config import Config
 from ..data.sample import sample_rows
 from ..errors import UserError, first_line
 from ..progress import is_quiet, quiet_lightning
-from ..run import RunDir, write_json
+from ..run import RunDir, launched_as_later_rank, write_json
 from .data import CubeDataModule
 from .io import MODEL_FILE, model_dir
 from .module import VaDEModule
@@ -82,7 +82,9 @@ def prepare_model_dir(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool
         if saved is not None and _comparable(saved) != _comparable(hp):
             diff = sorted(k for k in set(saved) | set(hp) if k != "epochs" and saved.get(k) != hp.get(k))
             raise UserError(f"cannot resume: the configuration changed ({', '.join(diff)})")
-    else:
+    elif not launched_as_later_rank():
+        # A distributed job's later processes start (under Lightning's own launcher) when the first
+        # reaches its first collective, its view bank already being written: only the first clears.
         _clear_previous(mdir)
     if cfg.train.num_threads > 0:
         torch.set_num_threads(cfg.train.num_threads)
