@@ -583,3 +583,25 @@ def test_image_decoder_trains_in_bfloat16_only_on_a_bfloat16_cpu_unless_told(mon
     with torch.no_grad():
         out = decoder(torch.from_numpy(mu))
     assert out.dtype == torch.float32 and out.shape == (16, 3, 16, 16) and torch.isfinite(out).all()
+
+
+def test_each_process_fits_the_image_decoder_on_its_own_shard():
+    """Under DDP the decoder's galaxies are split among the processes (before, every process went
+    through all of them: no faster on four GPUs than on one); on one process, all of them."""
+    from types import SimpleNamespace
+
+    from morphospace.vade.form_decoder import CodesAndImages, _Shards
+
+    n = 21
+    codes = np.arange(n, dtype=np.float32)[:, None]
+    data = CodesAndImages(codes, codes, np.zeros((n, 1, 4, 4), np.float32))
+    for world in (1, 2):
+        seen = []
+        for rank in range(world):
+            shards = _Shards(data, batch_size=4, seed=0, workers=0)
+            shards.trainer = SimpleNamespace(world_size=world, global_rank=rank)
+            seen.append(sorted(int(v) for mu, _, _ in shards.train_dataloader() for v in mu[:, 0]))
+        if world == 1:
+            assert seen == [list(range(n))]
+        else:  # 11 and 11: DistributedSampler pads the odd one out with a repeat
+            assert set(seen[0]) | set(seen[1]) == set(range(n)) and len(seen[0]) == len(seen[1]) == 11

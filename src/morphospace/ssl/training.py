@@ -33,9 +33,9 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, default_collate
+from torch.utils.data import default_collate
 
-from ..nets.batches import forward_in_batches, loader_options, read_rows
+from ..nets.batches import forward_in_batches, read_rows, shard_loader
 from ..progress import is_quiet, quiet_lightning
 from ..run.pages import PageReleaser
 from .augment import NuisanceAugment
@@ -83,16 +83,11 @@ class ViewBankDataModule(pl.LightningDataModule):
         self.batch_size, self.seed = int(batch_size), int(seed)
 
     def train_dataloader(self):
-        """Batches shuffled by a seeded ``DistributedSampler`` (sharded by rank); a last incomplete
-        batch is dropped unless it is the only one.
+        """This process's shard, shuffled by a seeded sampler, in whole batches (a batch of one has no
+        negatives and no batch statistics), or one short batch where the shard is no larger.
         """
-        t = self.trainer
-        sampler = DistributedSampler(self.dataset, num_replicas=t.world_size if t else 1, rank=t.global_rank if t else 0,
-                                     shuffle=True, seed=self.seed, drop_last=True)
-        # drop_last: a batch of one has no negatives and no batch statistics. Each process sees only
-        # its shard: a shard of one batch or less is that batch, not none (no training at all).
-        return DataLoader(self.dataset, batch_size=self.batch_size, sampler=sampler, collate_fn=_stacked,
-                          drop_last=len(sampler) > self.batch_size, **loader_options(self.workers))
+        return shard_loader(self.dataset, self.trainer, self.batch_size, self.seed, whole_batches=True,
+                            workers=self.workers, collate_fn=_stacked)
 
 
 class SSLModule(pl.LightningModule):

@@ -13,10 +13,9 @@ from __future__ import annotations
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
 
 from ..image.geometry import canonical_frame, radial_weight
-from ..nets.batches import loader_options, read_rows
+from ..nets.batches import read_rows, shard_loader
 from ..progress import is_quiet, quiet_lightning
 from ..run.pages import PageReleaser
 from .form_model import flip_min_sq_error
@@ -90,12 +89,22 @@ def fit_image_decoder(mu: np.ndarray, log_var: np.ndarray, cube, *, widths=(32, 
     data = CodesAndImages(mu, log_var, cube)
     module = ImageDecoderModule(cube.shape[1], cube.shape[2], mu.shape[1], widths, lr=lr, epochs=epochs, seed=seed,
                                 radial_inner=radial_inner, radial_width=radial_width)
-    sampler = DistributedSampler(data, num_replicas=1, rank=0, shuffle=True, seed=seed, drop_last=False)
-    loader = DataLoader(data, batch_size=batch_size, sampler=sampler, **loader_options(loader_workers))
     kw = dict(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=not is_quiet(),
               enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False,
               default_root_dir=str(out_dir) if out_dir else None, deterministic=True)
     kw.update(trainer_kwargs or {})
     with quiet_lightning():
-        pl.Trainer(**kw).fit(module, train_dataloaders=loader)
+        pl.Trainer(**kw).fit(module, datamodule=_Shards(data, batch_size, seed, loader_workers))
     return module.decoder.eval()
+
+
+class _Shards(pl.LightningDataModule):
+    """The codes and images, each process of a distributed fit training on its own shard."""
+
+    def __init__(self, data: CodesAndImages, batch_size: int, seed: int, workers: int):
+        super().__init__()
+        self.data, self.batch_size, self.seed, self.workers = data, int(batch_size), int(seed), int(workers)
+
+    def train_dataloader(self):
+        """This process's shard, reshuffled every epoch."""
+        return shard_loader(self.data, self.trainer, self.batch_size, self.seed, workers=self.workers)
