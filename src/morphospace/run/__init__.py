@@ -7,5 +7,5 @@ Every stage reads and writes a run through :class:`RunDir` and the atomic writer
 from .rundir import (LOCK_FILE, RUN_FILES, RunDir, atomic_path, in_cube_order, launched_as_later_rank, release_locks,
                      safe_name, write_json, write_npy, write_table, write_text)
 
-__all__ = ["RunDir", "RUN_FILES", "LOCK_FILE", "atomic_path", "in_cube_order", "launched_as_later_rank", "release_locks", "safe_name",
-           "write_json", "write_npy", "write_table", "write_text"]
+__all__ = ["RunDir", "RUN_FILES", "LOCK_FILE", "atomic_path", "in_cube_order", "launched_as_later_rank", "release_locks",
+           "safe_name", "write_json", "write_npy", "write_table", "write_text"]

@@ -276,8 +276,8 @@ def _fit_head(module: SSLModule, data: ViewBankDataModule, ckpt_dir: Path, epoch
               enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False,
               default_root_dir=str(ckpt_dir), deterministic=True)
     kw.update(trainer_kwargs or {})
-    trainer = pl.Trainer(**kw)
     with quiet_lightning():
+        trainer = pl.Trainer(**kw)
         trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None)
     # the trainer's, not the module's: after a spawned fit the module here is no longer attached to it
     return float(trainer.callback_metrics.get("ssl_loss", float("nan")))
