@@ -169,7 +169,9 @@ def test_train_and_embed_on_two_processes_from_the_command_line(tmp_path):
 
     survey, run = tmp_path / "survey", tmp_path / "run"
     assert main(["synth", "--n", "24", "--seed", "3", "--out", str(survey), "--size", "64", "--quiet"]) == 0
-    assert main(["ingest", str(survey), "--out", str(run), "--quiet"]) == 0
+    # the recipe: the neighbours masked on the ingest's cores, not by every task of the training
+    assert main(["ingest", str(survey), "--out", str(run), "--mask-neighbours", "--quiet"]) == 0
+    masked = (run / "cube_masked.npy").stat().st_mtime_ns
     cli = [sys.executable, "-m", "morphospace"]
     two = ["--devices", "2", "--accelerator", "cpu"]
     done = subprocess.run([*cli, "train", str(run), *two, *TINY_VADE, "--set", "model.n_components=2"],
@@ -177,6 +179,7 @@ def test_train_and_embed_on_two_processes_from_the_command_line(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     form = json.loads((run / "models" / "vade" / "training.json").read_text())["form"]
     assert np.isfinite(form["final_loss"])  # the SSL head trained
+    assert (run / "cube_masked.npy").stat().st_mtime_ns == masked  # not built again
     shutil.copytree(run, tmp_path / "one")
     done = subprocess.run([*cli, "embed", str(run), *two], capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -186,3 +189,4 @@ def test_train_and_embed_on_two_processes_from_the_command_line(tmp_path):
                                    np.load(tmp_path / "one" / "embeddings" / f"{name}.npy"), rtol=1e-5, atol=1e-6)
     log = (run / "log.txt").read_text()
     assert log.count("form embedding:") == 1 and log.count("===> VaDE embedding") == 1
+    assert log.count("neighbours masked in") == 1  # by the ingest

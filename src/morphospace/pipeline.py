@@ -82,7 +82,8 @@ def save_config(run: RunDir, cfg: Config) -> None:
 
 
 def stage_ingest(run: RunDir, cfg: Config) -> dict:
-    """Ingest the configured survey (or the built-in synthetic one, made once) into the run.
+    """Ingest the configured survey (or the built-in synthetic one, made once) into the run, and
+    with ``ingest.mask_neighbours`` mask the neighbours in its cube on the ingest's workers.
 
     Parameters
     ----------
@@ -95,10 +96,15 @@ def stage_ingest(run: RunDir, cfg: Config) -> dict:
         The ingest summary, also written to ``ingest_summary.json``.
     """
     from .data.ingest import ingest
+    from .image.masking import masked_cube
 
     data = ensure_survey(cfg)
     with Timer("ingest"):
-        return ingest(data, run, cfg)
+        summary = ingest(data, run, cfg)
+    if cfg.ingest.mask_neighbours:
+        with Timer("neighbour masking"):
+            masked_cube(run, workers=cfg.ingest.workers)
+    return summary
 
 
 def stage_train(run: RunDir, cfg: Config, resume: bool = False) -> None:
@@ -252,10 +258,9 @@ _IN_PROCESS_STARTS = ("spawn", "fork", "notebook")  # strategies whose processes
 
 
 def one_process_devices(cfg: Config) -> Config:
-    """``cfg`` fit for :func:`run_all` (every stage in one process): several devices are started from
-    inside it (``ddp_spawn`` for ``strategy = "auto"``), as a launcher that starts the whole command
-    again in each process (``ddp``) would ingest and report once per device; a ``UserError`` for
-    several nodes or such a strategy (``morphospace train`` and ``embed`` take them)."""
+    """``cfg`` fit for :func:`run_all`, every stage in one process: devices started from it (``ddp_spawn``
+    for ``strategy = "auto"``); a ``UserError`` for several nodes or a launcher that would start the whole
+    command again in each process (``ddp``), which ``morphospace train`` and ``embed`` take."""
     t = cfg.train
     if t.devices == 1 and t.num_nodes == 1:
         return cfg

@@ -195,7 +195,8 @@ def _dispatch(args) -> int | None:
         cfg = _set(cfg, data__path=str(args.data), data__layout=args.layout, data__catalogue=args.catalogue,
                    data__id_column=args.id_column, data__file_column=args.file_column,
                    ingest__workers=args.workers, preprocess__preset=args.preset, preprocess__size=args.size,
-                   preprocess__colour=args.colour, ingest__strict=True if args.strict else None)
+                   preprocess__colour=args.colour, ingest__strict=True if args.strict else None,
+                   ingest__mask_neighbours=True if args.mask_neighbours else None)
         pipeline.save_config(run, cfg)
         summary = pipeline.stage_ingest(run, cfg)
         print(f"ingested {summary['n_in_cube']} of {summary['n_records']} galaxies into {run.path}")

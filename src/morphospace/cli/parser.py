@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, help="output image side (64 or 128)")
     p.add_argument("--colour", choices=["rgb", "grey"], help="3-band colour or grey")
     p.add_argument("--strict", action="store_true", help="turn every quality flag into an error")
+    p.add_argument("--mask-neighbours", action="store_true",
+                   help="also build the neighbour-masked cube the model reads (before a distributed train)")
     common(p)
 
     p = stage(sub, "train", "train the representation model (VaDE) of a run", "morphospace train runs/gz1 --epochs 30")

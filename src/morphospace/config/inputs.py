@@ -124,6 +124,10 @@ class IngestConfig(Section):
     cube_dtype : {"float16", "float32"}
         How ``cube.npy`` stores pixels: float16 (half the disk, I/O and page cache of float32;
         finer than an 8-bit image's steps) or float32. Later stages read either as float32.
+    mask_neighbours : bool
+        Also build the cube's neighbour-masked copy, which the form model (and a pixel VaDE with
+        ``model.mask_neighbours``) reads, here on the ingest's workers: before a distributed
+        training, whose every task would otherwise build it.
     """
 
     workers: Annotated[int, Field(ge=1, le=256)] = 2
@@ -133,3 +137,4 @@ class IngestConfig(Section):
     blank_contrast: Fraction = 0.05
     flat_fraction: Fraction = 0.5
     cube_dtype: Literal["float16", "float32"] = "float16"
+    mask_neighbours: bool = False
