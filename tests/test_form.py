@@ -42,6 +42,74 @@ def test_nt_xent_equals_its_definition():
         assert float(nt_xent(z1, z2, temperature=t)) == pytest.approx(_nt_xent_by_definition(z1, z2, t), rel=1e-5)
 
 
+def _global_batch_data():
+    g = torch.Generator().manual_seed(3)
+    return torch.randn(8, 5, generator=g), torch.randn(8, 5, generator=g), torch.randn(4, 5, generator=g)
+
+
+def _global_batch_loss(lin, x1, x2):
+    from morphospace.ssl.losses import global_batch
+
+    z1, z2 = global_batch(lin(x1)), global_batch(lin(x2))
+    return nt_xent(z1, z2, temperature=0.2) + 0.01 * vicreg(z1, z2)
+
+
+def _global_batch_worker(rank: int, world: int, port: int, out: str):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        x1, x2, w = _global_batch_data()
+        lin = torch.nn.Linear(5, 4, bias=False)
+        lin.weight.data.copy_(w)
+        rows = slice(rank * 8 // world, (rank + 1) * 8 // world)
+        loss = _global_batch_loss(lin, x1[rows], x2[rows])
+        loss.backward()
+        dist.all_reduce(lin.weight.grad)  # what DDP does: the mean of the processes' gradients
+        if rank == 0:
+            torch.save({"loss": loss.detach(), "grad": lin.weight.grad / world}, out)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_processes_take_the_one_process_step_on_the_whole_batch(tmp_path):
+    """Under DDP the SSL losses see every process's galaxies (each view picks its twin among all
+    8, not among its device's 4): two processes of 4 rows each give the loss and, once DDP has
+    averaged their gradients, the gradient of one process on all 8."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(_global_batch_worker, args=(2, port, str(tmp_path / "two.pt")), nprocs=2, join=True)
+    two = torch.load(tmp_path / "two.pt")
+    x1, x2, w = _global_batch_data()
+    lin = torch.nn.Linear(5, 4, bias=False)
+    lin.weight.data.copy_(w)
+    loss = _global_batch_loss(lin, x1, x2)  # no process group: the batch as it is
+    loss.backward()
+    torch.testing.assert_close(two["loss"], loss.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(two["grad"], lin.weight.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_batch_norms_are_synchronised_across_gpus_only(monkeypatch):
+    """SimCLR normalises over the global batch; torch syncs batch norms on GPUs, not on CPUs."""
+    from morphospace.ssl.training import global_batch_norm
+
+    assert global_batch_norm({"accelerator": "gpu", "devices": 4})
+    assert global_batch_norm({"accelerator": "cuda", "devices": 1, "num_nodes": 2})
+    assert not global_batch_norm({"accelerator": "gpu", "devices": 1})
+    assert not global_batch_norm({"accelerator": "cpu", "devices": 2})
+    assert not global_batch_norm(None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert global_batch_norm({"accelerator": "auto", "devices": 2})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert not global_batch_norm({"accelerator": "auto", "devices": 2})
+
+
 def test_nt_xent_is_low_when_twins_match_and_high_when_shuffled():
     z = torch.randn(64, 16, generator=torch.Generator().manual_seed(1))
     matched = nt_xent(z, z + 0.01 * torch.randn_like(z))

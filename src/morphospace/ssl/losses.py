@@ -16,7 +16,26 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["nt_xent", "vicreg", "LOSSES"]
+__all__ = ["nt_xent", "vicreg", "LOSSES", "global_batch"]
+
+
+def global_batch(z: torch.Tensor) -> torch.Tensor:
+    """Every process's rows of ``z`` (N, D), in rank order, so that a loss sees the global batch.
+
+    SimCLR and VICReg compute their losses over the batch of all devices: with each process's
+    own batch alone, a view would pick its twin among that device's galaxies only. The rows of
+    the other processes carry their gradients back to them (``torch.distributed.nn``'s
+    differentiable all-gather); as every process computes the same loss and DDP averages the
+    gradients, the step is the one a single process would take on the whole batch. Without an
+    initialised process group of two or more, ``z`` itself.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return z
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(z))
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:

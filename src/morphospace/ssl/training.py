@@ -36,13 +36,13 @@ from torch import nn
 from torch.utils.data import default_collate
 
 from ..nets.batches import forward_in_batches, read_rows, shard_loader
-from ..nets.predict import uses_trainer
+from ..nets.predict import uses_trainer, world_size
 from ..progress import is_quiet, quiet_lightning
 from ..run.pages import PageReleaser
 from .augment import NuisanceAugment
 from .bank import N_DIHEDRAL, view_bank, view_seed
 from .embedder import FormEmbedder, FormHead, HeadEnsemble, TrunkTaps
-from .losses import LOSSES
+from .losses import LOSSES, global_batch
 
 __all__ = ["view_bank", "SSLModule", "ViewBankDataModule", "fit_embedder", "head_seed", "N_DIHEDRAL"]
 
@@ -152,7 +152,8 @@ class SSLModule(pl.LightningModule):
         logs ``ssl_loss`` per epoch.
         """
         f1, f2 = self.two_views(batch)
-        loss = self._loss(self.projector(self.head(f1)), self.projector(self.head(f2)))
+        z1, z2 = (global_batch(self.projector(self.head(f))) for f in (f1, f2))  # every device's galaxies
+        loss = self._loss(z1, z2)
         self.log("ssl_loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
@@ -273,6 +274,15 @@ def head_seed(seed: int, i: int) -> int:
     return int(seed) if i == 0 else int(np.random.SeedSequence([int(seed), int(i)]).generate_state(1)[0])
 
 
+def global_batch_norm(trainer_kwargs: dict | None) -> bool:
+    """Whether the SSL fit synchronises its batch norms across processes (SimCLR's global batch norm,
+    the statistics of the batch the loss sees): on several GPUs, the only devices torch syncs them on."""
+    kw = trainer_kwargs or {}
+    accelerator = str(kw.get("accelerator") or "cpu").lower()
+    gpus = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return gpus and world_size(kw) > 1
+
+
 def _fit_head(module: SSLModule, data: ViewBankDataModule, ckpt_dir: Path, epochs: int, resume: bool,
               trainer_kwargs: dict | None) -> float:
     """Train ``module`` with Lightning, checkpointing into ``ckpt_dir`` every epoch (resumed from its
@@ -284,6 +294,7 @@ def _fit_head(module: SSLModule, data: ViewBankDataModule, ckpt_dir: Path, epoch
               enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False,
               default_root_dir=str(ckpt_dir), deterministic=True)
     kw.update(trainer_kwargs or {})
+    kw.update(sync_batchnorm=global_batch_norm(trainer_kwargs))
     with quiet_lightning():
         trainer = pl.Trainer(**kw)
         trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None)
