@@ -18,7 +18,7 @@ from PIL import Image
 from fixtures import galaxy_rgb, save_image, tiny_folder_survey, write_csv
 from morphospace.cli import main, printable
 from morphospace.errors import UserError
-from morphospace.run import RunDir, rundir, safe_name
+from morphospace.run import RunDir, lock, safe_name
 
 
 def one_line_error(capsys, code: int) -> str:
@@ -128,7 +128,7 @@ def test_a_distributed_job_is_one_writer(tmp_path, monkeypatch):
             monkeypatch.setenv(name, value)
             assert launched_as_later_rank()
             run.acquire_lock(distributed=True)  # rank 1 of the holder's job: no error, no lock taken
-            assert run.path.resolve() not in rundir._HELD_LOCKS
+            assert run.path.resolve() not in lock._HELD_LOCKS
             with pytest.raises(UserError, match="in use by morphospace process"):
                 run.acquire_lock()  # but not a second writer of another kind
             monkeypatch.delenv(name)

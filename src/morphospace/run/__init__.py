@@ -1,11 +1,13 @@
 """The run directory: one folder per run, the contract between stages (:mod:`.rundir`).
 
 Every stage reads and writes a run through :class:`RunDir` and the atomic writers here;
-:func:`in_cube_order` is the one alignment of the catalogue with the cube's rows.
+:func:`in_cube_order` is the one alignment of the catalogue with the cube's rows; one process
+(or one distributed job) writes a run at a time (:mod:`.lock`).
 """
 
-from .rundir import (LOCK_FILE, RUN_FILES, RunDir, atomic_path, in_cube_order, launched_as_later_rank, release_locks,
-                     safe_name, write_json, write_npy, write_table, write_text)
+from .lock import LOCK_FILE, launched_as_later_rank, release_locks
+from .rundir import (RUN_FILES, RunDir, atomic_path, in_cube_order, safe_name, write_json, write_npy, write_table,
+                     write_text)
 
-__all__ = ["RunDir", "RUN_FILES", "LOCK_FILE", "atomic_path", "in_cube_order", "launched_as_later_rank", "release_locks",
-           "safe_name", "write_json", "write_npy", "write_table", "write_text"]
+__all__ = ["RunDir", "RUN_FILES", "LOCK_FILE", "atomic_path", "in_cube_order", "launched_as_later_rank",
+           "release_locks", "safe_name", "write_json", "write_npy", "write_table", "write_text"]

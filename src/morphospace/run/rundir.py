@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError, first_line
+from .lock import hold_lock
 
 
 def _umask() -> int:
@@ -149,36 +150,6 @@ def in_cube_order(catalogue: pd.DataFrame) -> pd.DataFrame:
     return catalogue[catalogue["cube_index"] >= 0].sort_values("cube_index").reset_index(drop=True)
 
 
-LOCK_FILE = ".lock"
-_HELD_LOCKS: dict[Path, Any] = {}  # run path -> open lock file, held by this process
-# What a distributed launcher tells the processes it starts: Lightning's own children (LOCAL_RANK,
-# NODE_RANK), torchrun (RANK) and srun (SLURM_PROCID). Any of them positive: not the job's first process.
-_RANK_VARIABLES = ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK")
-
-
-def launched_as_later_rank() -> bool:
-    """Whether a distributed launcher started this process as any rank but the job's first.
-
-    Returns
-    -------
-    bool
-        True when one of ``RANK``, ``SLURM_PROCID``, ``NODE_RANK`` or ``LOCAL_RANK`` holds a
-        positive integer.
-    """
-    for name in _RANK_VARIABLES:
-        value = os.environ.get(name, "").strip()
-        if value.isdigit() and int(value) > 0:
-            return True
-    return False
-
-
-def release_locks() -> None:
-    """Release every run lock this process holds (the command line does so when a command ends)."""
-    while _HELD_LOCKS:
-        _, fh = _HELD_LOCKS.popitem()
-        fh.close()
-
-
 class RunDir:
     """Paths and readers for one run directory.
 
@@ -200,40 +171,10 @@ class RunDir:
 
     # one writer -------------------------------------------------------------------------
     def acquire_lock(self, distributed: bool = False) -> None:
-        """Hold ``RUN/.lock`` (an exclusive ``flock``) until this process ends.
-
-        A second process that tries to write the same run gets a one-line :class:`UserError`
-        instead of interleaving its files with the first one's. The lock is released by
-        :func:`release_locks`, or by the operating system when the holder exits, killed or
-        not, so a stale lock never blocks.
-
-        Parameters
-        ----------
-        distributed : bool
-            The command may run as several processes of one job (``train`` and ``embed``
-            under ``srun``, ``torchrun`` or Lightning's own launcher): the job is the one
-            writer, so only its first process takes the lock and the others
-            (:func:`launched_as_later_rank`) go on without it.
-        """
-        import fcntl
-
-        key = self.path.resolve()
-        if key in _HELD_LOCKS or (distributed and launched_as_later_rank()):
-            return
-        fh = open(self.path / LOCK_FILE, "a+")
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            fh.close()
-            raise UserError(f"run {self.path} is in use by {holder}: wait for it to finish "
-                            f"(one morphospace process writes a run at a time)") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"morphospace process {os.getpid()}")
-        fh.flush()
-        _HELD_LOCKS[key] = fh
+        """Hold ``RUN/.lock`` until this process ends (:func:`~morphospace.run.lock.hold_lock`: a second
+        writer gets a one-line :class:`UserError`; ``distributed``: the later processes of one job
+        share their first process's lock)."""
+        hold_lock(self.path, distributed)
 
     # paths ----------------------------------------------------------------------------
     @property

@@ -1,0 +1,86 @@
+"""One writer per run: an exclusive ``flock`` on ``RUN/.lock``, held until the process ends.
+
+A second process that tries to write the same run gets a one-line :class:`UserError` instead
+of interleaving its files with the first one's. The processes of one distributed job (a
+``train`` or ``embed`` under ``srun``, ``torchrun`` or Lightning's own launcher) are one writer:
+the first takes the lock, the others share it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+
+__all__ = ["LOCK_FILE", "hold_lock", "launched_as_later_rank", "release_locks"]
+
+LOCK_FILE = ".lock"
+_HELD_LOCKS: dict[Path, Any] = {}  # run path -> open lock file, held by this process
+# What a distributed launcher tells the processes it starts: Lightning's own children (LOCAL_RANK,
+# NODE_RANK), torchrun (RANK) and srun (SLURM_PROCID). Any of them positive: not the job's first process.
+_RANK_VARIABLES = ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK")
+
+
+def launched_as_later_rank() -> bool:
+    """Whether a distributed launcher started this process as any rank but the job's first.
+
+    Returns
+    -------
+    bool
+        True when one of ``RANK``, ``SLURM_PROCID``, ``NODE_RANK`` or ``LOCAL_RANK`` holds a
+        positive integer.
+    """
+    for name in _RANK_VARIABLES:
+        value = os.environ.get(name, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return True
+    return False
+
+
+def release_locks() -> None:
+    """Release every run lock this process holds (the command line does so when a command ends)."""
+    while _HELD_LOCKS:
+        _, fh = _HELD_LOCKS.popitem()
+        fh.close()
+
+
+def hold_lock(run_path: Path, distributed: bool = False) -> None:
+    """Hold ``run_path/.lock`` (an exclusive ``flock``) until this process ends.
+
+    Released by :func:`release_locks`, or by the operating system when the holder exits, killed
+    or not, so a stale lock never blocks.
+
+    Parameters
+    ----------
+    run_path : Path
+        The run directory.
+    distributed : bool
+        The command may run as several processes of one job: only its first process takes the
+        lock, the others (:func:`launched_as_later_rank`) go on without it.
+
+    Raises
+    ------
+    UserError
+        When another process holds it.
+    """
+    import fcntl
+
+    key = Path(run_path).resolve()
+    if key in _HELD_LOCKS or (distributed and launched_as_later_rank()):
+        return
+    fh = open(Path(run_path) / LOCK_FILE, "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.seek(0)
+        holder = fh.read().strip() or "another process"
+        fh.close()
+        raise UserError(f"run {run_path} is in use by {holder}: wait for it to finish "
+                        f"(one morphospace process writes a run at a time)") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"morphospace process {os.getpid()}")
+    fh.flush()
+    _HELD_LOCKS[key] = fh
