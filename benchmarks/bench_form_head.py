@@ -34,6 +34,8 @@ and what the trunk sees (its own bank; the head as ``base``):
             pixel to the frame's edge; columns: angle): a turn is a circular shift of the columns,
             a change of size a shift of the rows, a logarithmic spiral arm a straight line;
 ``catpolar`` the plain bank and the ``polar`` bank concatenated (two trunk passes per view);
+``grey``    the three bands averaged into one, given to the trunk in each of its channels: form
+            without colour (the nuisance views' brightness and noise then act on the grey image);
 
 and the nuisance views (their own bank; the head as ``base``):
 
@@ -82,7 +84,7 @@ VARIANTS = {"base": {}, "t01": {"t": 0.1}, "t03": {"t": 0.3}, "t05": {"t": 0.5},
             "avg12": {"post": "avg12"}, "rot45": {"post": "rot45"}, "cat160": {}, "usm2": {}, "usm4": {},
             "sqrt": {}, "catusm2": {}, "canon": {}, "catlite2": {}, "aug_scale": {}, "aug_degrade": {},
             "aug_bright": {}, "aug_all": {},
-            "aug8": {}, "polar": {}, "catpolar": {}}
+            "aug8": {}, "polar": {}, "catpolar": {}, "grey": {}}
 # the nuisance views' augmentation of the ``aug_*`` variants (NuisanceAugment's fields changed)
 AUGMENTS = {"aug_scale": {"scale": (0.75, 1.33)},
             "aug_degrade": {"blur_sigma": (0.1, 2.5), "p_blur": 0.8, "noise": 0.06, "p_noise": 0.8},
@@ -108,6 +110,8 @@ def _transform(x, view: str):
         return torch.sign(x) * torch.sqrt(x.abs())
     if view == "canon":
         return canonical_frame(x)
+    if view == "grey":
+        return x.mean(1, keepdim=True).expand_as(x).contiguous()
     raise ValueError(f"unknown view {view!r}")
 
 
@@ -240,7 +244,7 @@ def main() -> None:
             extra = bank(run, work, 112, aug_views=0, view="rot45", backbone=args.backbone)
         elif name == "catlite2":
             v = np.concatenate([views, bank(run, work, 112, backbone="efficientnet-lite2")], -1)
-        elif name in ("usm2", "usm4", "sqrt", "canon"):
+        elif name in ("usm2", "usm4", "sqrt", "canon", "grey"):
             v = bank(run, work, 112, view=name, backbone=args.backbone)
         elif name == "catusm2":
             v = np.concatenate([views, bank(run, work, 112, view="usm2", backbone=args.backbone)], -1)
