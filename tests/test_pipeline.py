@@ -163,6 +163,7 @@ def test_train_and_embed_on_two_processes_from_the_command_line(tmp_path):
     """`morphospace train RUN --devices 2` and `embed` as a user types them: Lightning starts the
     command again as rank 1, which must share rank 0's run lock, leave rank 0's files alone (the
     view bank being written) and keep out of the run's log; the embedding is one process's."""
+    import os
     import shutil
     import subprocess
     import sys
@@ -174,14 +175,17 @@ def test_train_and_embed_on_two_processes_from_the_command_line(tmp_path):
     masked = (run / "cube_masked.npy").stat().st_mtime_ns
     cli = [sys.executable, "-m", "morphospace"]
     two = ["--devices", "2", "--accelerator", "cpu"]
+    # as from a shell: no launcher's variables left over from a distributed test in this process
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID")}
     done = subprocess.run([*cli, "train", str(run), *two, *TINY_VADE, "--set", "model.n_components=2"],
-                          capture_output=True, text=True, timeout=400)
+                          capture_output=True, text=True, timeout=400, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     form = json.loads((run / "models" / "vade" / "training.json").read_text())["form"]
     assert np.isfinite(form["final_loss"])  # the SSL head trained
     assert (run / "cube_masked.npy").stat().st_mtime_ns == masked  # not built again
     shutil.copytree(run, tmp_path / "one")
-    done = subprocess.run([*cli, "embed", str(run), *two], capture_output=True, text=True, timeout=400)
+    done = subprocess.run([*cli, "embed", str(run), *two], capture_output=True, text=True, timeout=400, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert main(["embed", str(tmp_path / "one"), "--devices", "1", "--quiet"]) == 0  # train saved devices = 2
     for name in ("form", "vade"):
