@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
 
 from ..errors import UserError
 from ..progress import progress
@@ -81,8 +82,6 @@ def shard_loader(dataset, trainer, batch_size: int, seed: int, *, whole_batches:
     -------
     torch.utils.data.DataLoader
     """
-    from torch.utils.data import DataLoader, DistributedSampler
-
     world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed,
                                  drop_last=whole_batches)
