@@ -658,7 +658,8 @@ def test_each_process_fits_the_image_decoder_on_its_own_shard():
     through all of them: no faster on four GPUs than on one); on one process, all of them."""
     from types import SimpleNamespace
 
-    from morphospace.vade.form_decoder import CodesAndImages, _Shards
+    from morphospace.nets.shards import ShardedData
+    from morphospace.vade.form_decoder import CodesAndImages
 
     n = 21
     codes = np.arange(n, dtype=np.float32)[:, None]
@@ -666,7 +667,7 @@ def test_each_process_fits_the_image_decoder_on_its_own_shard():
     for world in (1, 2):
         seen = []
         for rank in range(world):
-            shards = _Shards(data, batch_size=4, seed=0, workers=0)
+            shards = ShardedData(data, batch_size=4, seed=0)  # as fit_image_decoder builds it
             shards.trainer = SimpleNamespace(world_size=world, global_rank=rank)
             seen.append(sorted(int(v) for mu, _, _ in shards.train_dataloader() for v in mu[:, 0]))
         if world == 1:

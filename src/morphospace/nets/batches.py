@@ -15,7 +15,6 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
 
 from ..errors import UserError
 from ..progress import progress
@@ -56,37 +55,6 @@ def loader_options(workers: int, persistent: bool = True) -> dict:
     if workers > 0:
         opts.update(persistent_workers=persistent, prefetch_factor=4)
     return opts
-
-
-def shard_loader(dataset, trainer, batch_size: int, seed: int, *, whole_batches: bool = False, workers: int = 0,
-                 collate_fn: Callable | None = None):
-    """This process's share of ``dataset`` for training: shuffled by a seeded ``DistributedSampler``
-    (Lightning sets its epoch), the whole of it on one process.
-
-    Parameters
-    ----------
-    dataset : Dataset
-    trainer : lightning Trainer or None
-        Gives the number of processes and this one's rank (None: one process).
-    batch_size : int
-        Per process.
-    seed : int
-    whole_batches : bool
-        Drop a last incomplete batch, unless the share is one batch or less: then that batch, not
-        none (a share under a batch would otherwise train on nothing).
-    workers : int
-        :func:`loader_options`.
-    collate_fn : callable, optional
-
-    Returns
-    -------
-    torch.utils.data.DataLoader
-    """
-    world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed,
-                                 drop_last=whole_batches)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate_fn,
-                      drop_last=whole_batches and len(sampler) > batch_size, **loader_options(workers))
 
 
 def read_rows(x, index, axis: int = 0, pages: PageReleaser | None = None) -> np.ndarray:

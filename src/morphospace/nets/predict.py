@@ -41,14 +41,17 @@ def world_size(trainer_kwargs: dict[str, Any] | None) -> int:
     return max(1, int(count)) * max(1, int(kw.get("num_nodes", 1) or 1))
 
 
+def accelerated(trainer_kwargs: dict[str, Any] | None) -> bool:
+    """Whether a Trainer built from ``trainer_kwargs`` runs on an accelerator, not the CPU (``"auto"``:
+    where CUDA is available)."""
+    accelerator = str((trainer_kwargs or {}).get("accelerator") or "cpu").lower()
+    return torch.cuda.is_available() if accelerator == "auto" else accelerator != "cpu"
+
+
 def uses_trainer(trainer_kwargs: dict[str, Any] | None) -> bool:
     """Whether :func:`predict_rows` goes through Lightning: several processes, or any accelerator
     but the CPU (one GPU too: the plain loop would run the network on the CPU)."""
-    kw = trainer_kwargs or {}
-    accelerator = str(kw.get("accelerator") or "cpu").lower()
-    if accelerator == "auto":
-        return world_size(kw) > 1 or torch.cuda.is_available()
-    return world_size(kw) > 1 or accelerator != "cpu"
+    return world_size(trainer_kwargs) > 1 or accelerated(trainer_kwargs)
 
 
 class _IndexedRows(Dataset):

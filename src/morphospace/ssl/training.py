@@ -35,8 +35,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 from torch.utils.data import default_collate
 
-from ..nets.batches import forward_in_batches, read_rows, shard_loader
-from ..nets.predict import uses_trainer, world_size
+from ..nets.batches import forward_in_batches, read_rows
+from ..nets.predict import accelerated, uses_trainer, world_size
+from ..nets.shards import ShardedData
 from ..progress import is_quiet, quiet_lightning
 from ..run.pages import PageReleaser
 from .augment import NuisanceAugment
@@ -74,21 +75,14 @@ def _stacked(batch):
     return batch if isinstance(batch, torch.Tensor) else default_collate(batch)
 
 
-class ViewBankDataModule(pl.LightningDataModule):
-    """Galaxies of a view bank (``axis=1``) or of an image cube (``axis=0``), shuffled by a seeded sampler."""
+class ViewBankDataModule(ShardedData):
+    """Galaxies of a view bank (``axis=1``) or of an image cube (``axis=0``), each process on its
+    shard, in whole batches (a batch of one has no negatives and no batch statistics), or one short
+    batch where the shard is no larger."""
 
     def __init__(self, data: np.ndarray, batch_size: int, seed: int, axis: int = 1, workers: int = 0):
-        super().__init__()
-        self.dataset = _Rows(data, axis)
-        self.workers = int(workers)
-        self.batch_size, self.seed = int(batch_size), int(seed)
-
-    def train_dataloader(self):
-        """This process's shard, shuffled by a seeded sampler, in whole batches (a batch of one has no
-        negatives and no batch statistics), or one short batch where the shard is no larger.
-        """
-        return shard_loader(self.dataset, self.trainer, self.batch_size, self.seed, whole_batches=True,
-                            workers=self.workers, collate_fn=_stacked)
+        super().__init__(_Rows(data, axis), batch_size, seed, whole_batches=True, workers=workers,
+                         collate_fn=_stacked)
 
 
 class SSLModule(pl.LightningModule):
@@ -276,11 +270,9 @@ def head_seed(seed: int, i: int) -> int:
 
 def global_batch_norm(trainer_kwargs: dict | None) -> bool:
     """Whether the SSL fit synchronises its batch norms across processes (SimCLR's global batch norm,
-    the statistics of the batch the loss sees): on several GPUs, the only devices torch syncs them on."""
-    kw = trainer_kwargs or {}
-    accelerator = str(kw.get("accelerator") or "cpu").lower()
-    gpus = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    return gpus and world_size(kw) > 1
+    the statistics of the batch the loss sees): on several accelerators (torch syncs them on GPUs, not
+    on CPUs)."""
+    return accelerated(trainer_kwargs) and world_size(trainer_kwargs) > 1
 
 
 def _fit_head(module: SSLModule, data: ViewBankDataModule, ckpt_dir: Path, epochs: int, resume: bool,

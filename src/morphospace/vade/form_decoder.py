@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from ..image.geometry import canonical_frame, radial_weight
-from ..nets.batches import read_rows, shard_loader
+from ..nets.batches import read_rows
+from ..nets.shards import ShardedData
 from ..progress import is_quiet, quiet_lightning
 from ..run.pages import PageReleaser
 from .form_model import flip_min_sq_error
@@ -94,17 +95,6 @@ def fit_image_decoder(mu: np.ndarray, log_var: np.ndarray, cube, *, widths=(32, 
               default_root_dir=str(out_dir) if out_dir else None, deterministic=True)
     kw.update(trainer_kwargs or {})
     with quiet_lightning():
-        pl.Trainer(**kw).fit(module, datamodule=_Shards(data, batch_size, seed, loader_workers))
+        pl.Trainer(**kw).fit(module, datamodule=ShardedData(data, batch_size, seed, workers=loader_workers))
     return module.decoder.eval()
 
-
-class _Shards(pl.LightningDataModule):
-    """The codes and images, each process of a distributed fit training on its own shard."""
-
-    def __init__(self, data: CodesAndImages, batch_size: int, seed: int, workers: int):
-        super().__init__()
-        self.data, self.batch_size, self.seed, self.workers = data, int(batch_size), int(seed), int(workers)
-
-    def train_dataloader(self):
-        """This process's shard, reshuffled every epoch."""
-        return shard_loader(self.data, self.trainer, self.batch_size, self.seed, workers=self.workers)
