@@ -69,6 +69,9 @@ def _global_batch_worker(rank: int, world: int, port: int, out: str):
         if rank == 0:
             torch.save({"loss": loss.detach(), "grad": lin.weight.grad / world}, out)
     finally:
+        # gloo aborts a process (SIGABRT, one run in four) whose peer tears the group down
+        # while it is still in the last collective
+        dist.barrier()
         dist.destroy_process_group()
 
 
