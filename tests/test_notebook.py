@@ -110,6 +110,9 @@ def test_vade_estimator_rejects_misuse(run, fitted):
         ms.VaDE(preset="fomr").fit(np.zeros((4, 1, 8, 8)))
     with pytest.raises(ValueError, match="expected images"):
         fitted.transform(np.zeros((2, 3, 32, 32)))
+    # a launcher that starts the program again per process would run the notebook's script twice
+    with pytest.raises(ValueError, match="morphospace train"):
+        ms.VaDE(config={"train.devices": 2, "train.strategy": "ddp"}).fit(run.cube)
 
 
 def test_compare_is_a_table_of_agreement():
@@ -199,3 +202,14 @@ def test_the_pixel_vade_fits_through_the_same_estimator(run):
     assert z.shape == (24, 4) and np.allclose(model.latent_, z, atol=1e-4)
     again = clone(model).fit(run.cube)  # the same seed: the same model
     assert np.allclose(again.latent_, model.latent_, atol=1e-5) and (again.labels_ == model.labels_).all()
+
+
+@pytest.mark.slow
+def test_the_estimator_starts_several_devices_from_its_own_process(run):
+    """`VaDE.fit(devices=2)` spawns its processes (Lightning's default `ddp` would start the whole
+    program again, which then trained a second model in a temporary run of its own and crashed)."""
+    model = ms.VaDE(preset="default", n_components=2, latent_dim=4, epochs=2, pretrain_epochs=1,
+                    config={"train.batch_size": 6, "model.widths": [8, 16, 16, 16], "train.devices": 2},
+                    random_state=1).fit(run.cube)
+    assert model.n_components_ == 2 and model.latent_.shape == (24, 4) and model.labels_.shape == (24,)
+    assert np.allclose(model.transform(run.cube), model.latent_, atol=1e-4)

@@ -1,6 +1,7 @@
 """`morphospace run` end to end on a tiny synthetic survey, then re-running single stages."""
 
 import json
+import sys
 
 import numpy as np
 import pandas as pd
@@ -132,22 +133,24 @@ def test_study_of_the_pixel_vade_encoder(tmp_path):
     assert (run / "report.html").exists()
 
 
-def test_run_starts_several_devices_from_its_own_process():
+def test_run_starts_several_devices_from_its_own_process(monkeypatch):
     """`morphospace run` is every stage in one process: several devices are spawned from it, and a
     launcher that starts the whole command again in each process (ddp), or several nodes, is refused."""
     from morphospace.config import Config, apply_overrides
     from morphospace.errors import UserError
-    from morphospace.pipeline import one_process_devices
+    from morphospace.vade.fitting import one_process_devices
 
     one = Config()
-    assert one_process_devices(one) is one
+    assert one_process_devices(one, "run") is one
     two = apply_overrides(one, {"train.devices": 2})
-    assert one_process_devices(two).train.strategy == "ddp_spawn"
+    assert one_process_devices(two, "run").train.strategy == "ddp_spawn"
     forked = apply_overrides(two, {"train.strategy": "ddp_fork"})
-    assert one_process_devices(forked) is forked
+    assert one_process_devices(forked, "run") is forked
     for bad in ({"train.strategy": "ddp"}, {"train.num_nodes": 2, "train.strategy": "ddp_spawn"}):
         with pytest.raises(UserError, match="morphospace train"):
-            one_process_devices(apply_overrides(two, bad))
+            one_process_devices(apply_overrides(two, bad), "run")
+    monkeypatch.setattr(sys, "ps1", ">>> ", raising=False)  # a notebook or a prompt: Lightning forks only
+    assert one_process_devices(two, "run").train.strategy == "ddp_notebook"
 
 
 def test_run_refuses_a_launcher_that_restarts_it_in_one_line(tmp_path, capsys):

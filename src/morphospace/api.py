@@ -187,7 +187,9 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         Training schedule; ``None`` keeps the configuration's default.
     config : dict or None
         Further settings as ``{"section.key": value}`` (the keys of ``morphospace.toml``,
-        e.g. ``{"form.ssl_epochs": 30}``).
+        e.g. ``{"form.ssl_epochs": 30}``). ``{"train.devices": 4}`` starts the devices from this
+        process (``ddp_spawn``, so a script needs an ``if __name__ == "__main__":`` guard;
+        ``ddp_notebook`` in a notebook); several nodes are ``morphospace train``'s.
     random_state : int
         Seed of everything random in training.
     verbose : bool
@@ -251,11 +253,12 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         from .progress import is_quiet, set_quiet
         from .run import write_npy, write_table
         from .vade.embed import FORM_EMBEDDING
+        from .vade.fitting import one_process_devices
         from .vade.train import train_run
 
         x = _check_images(X)
         try:
-            cfg = apply_overrides(load_config(None), self._overrides())
+            cfg = one_process_devices(apply_overrides(load_config(None), self._overrides()), "`VaDE.fit`")
         except UserError as exc:
             raise ValueError(str(exc)) from None
         tmp = Path(tempfile.mkdtemp(prefix="morphospace-vade-"))

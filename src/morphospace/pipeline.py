@@ -254,29 +254,11 @@ def stage_report(run: RunDir, cfg: Config) -> Path:
         return build_report(run, cfg)
 
 
-_IN_PROCESS_STARTS = ("spawn", "fork", "notebook")  # strategies whose processes start from this one
-
-
-def one_process_devices(cfg: Config) -> Config:
-    """``cfg`` fit for :func:`run_all`, every stage in one process: devices started from it (``ddp_spawn``
-    for ``strategy = "auto"``); a ``UserError`` for several nodes or a launcher that would start the whole
-    command again in each process (``ddp``), which ``morphospace train`` and ``embed`` take."""
-    t = cfg.train
-    if t.devices == 1 and t.num_nodes == 1:
-        return cfg
-    if t.num_nodes == 1 and t.strategy == "auto":
-        log.info("several devices: training and embedding start them from this process (ddp_spawn)")
-        return apply_overrides(cfg, {"train.strategy": "ddp_spawn"})
-    if t.num_nodes == 1 and any(word in t.strategy for word in _IN_PROCESS_STARTS):
-        return cfg
-    raise UserError(f"`morphospace run` runs every stage in one process: with train.num_nodes = {t.num_nodes} "
-                    f"and train.strategy = {t.strategy!r}, run `morphospace train` and `embed` with --devices, "
-                    f"--num-nodes and --strategy instead (one task per device under srun), then the other stages")
-
-
 def run_all(run: RunDir, cfg: Config) -> Path:
     """Every stage in order; returns the path of the report."""
-    cfg = one_process_devices(cfg)
+    from .vade.fitting import one_process_devices
+
+    cfg = one_process_devices(cfg, "`morphospace run`")
     save_config(run, cfg)
     stage_ingest(run, cfg)
     stage_train(run, cfg)

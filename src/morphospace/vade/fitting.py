@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from ..config import Config
+from ..config import Config, apply_overrides
 from ..data.sample import sample_rows
 from ..errors import UserError, first_line
 from ..progress import is_quiet, quiet_lightning
@@ -32,7 +33,7 @@ from .data import CubeDataModule
 from .io import MODEL_FILE, model_dir
 from .module import VaDEModule
 
-__all__ = ["TrainResult", "fit_vade", "prepare_model_dir", "training_rows",
+__all__ = ["TrainResult", "fit_vade", "prepare_model_dir", "training_rows", "one_process_devices",
            "write_training_summary", "LAST_CHECKPOINT"]
 
 log = logging.getLogger("morphospace")
@@ -98,6 +99,31 @@ def device_kwargs(cfg: Config) -> dict[str, Any]:
     t = cfg.train
     return dict(accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
                 precision=t.precision)
+
+
+_IN_PROCESS_STARTS = ("spawn", "fork", "notebook")  # strategies whose processes start from this one
+
+
+def one_process_devices(cfg: Config, caller: str) -> Config:
+    """``cfg`` fit for a ``caller`` that runs every stage in one process (``morphospace run``, a
+    notebook's ``VaDE.fit``): several devices are started from it when ``strategy = "auto"``
+    (``ddp_spawn``; ``ddp_notebook`` in an interactive session, where Lightning allows forking
+    only); several nodes, or a launcher that starts the whole program again in each process
+    (``ddp``: the script would run twice, in two temporary runs), raise a ``UserError`` naming
+    ``morphospace train`` and ``embed``, which take them."""
+    t = cfg.train
+    if t.devices == 1 and t.num_nodes == 1:
+        return cfg
+    if t.num_nodes == 1 and t.strategy == "auto":
+        interactive = hasattr(sys, "ps1") or bool(sys.flags.interactive)  # Lightning's own test
+        strategy = "ddp_notebook" if interactive else "ddp_spawn"
+        log.info("several devices: training and embedding start them from this process (%s)", strategy)
+        return apply_overrides(cfg, {"train.strategy": strategy})
+    if t.num_nodes == 1 and any(word in t.strategy for word in _IN_PROCESS_STARTS):
+        return cfg
+    raise UserError(f"{caller} runs every stage in one process: with train.num_nodes = {t.num_nodes} "
+                    f"and train.strategy = {t.strategy!r}, run `morphospace train` and `embed` with --devices, "
+                    f"--num-nodes and --strategy instead (one task per device under srun), then the other stages")
 
 
 def training_rows(n: int, cfg: Config) -> np.ndarray | None:
