@@ -110,6 +110,23 @@ def test_bad_configuration_is_a_user_error(tmp_path):
         train_run(run, cfg_for(), resume=True)
 
 
+def test_a_new_training_leaves_nothing_of_the_previous_model(tmp_path):
+    """Without --resume the model folder starts empty: a new training killed before its model is
+    written must not leave the previous model's embedding or merged clusters beside its settings."""
+    from morphospace.vade.fitting import prepare_model_dir
+    from morphospace.vade.hparams import resolve_hparams
+
+    run = make_run(tmp_path)
+    mdir = run.path / "models/vade"
+    for name in ("model.pt", "last.ckpt", "form_embedding.npy", "form_input.npy", "clusters.json",
+                 "ssl/last.ckpt", "predict_shares/rank1.npz", "logs/csv/v0/metrics.csv"):
+        (mdir / name).parent.mkdir(parents=True, exist_ok=True)
+        (mdir / name).write_text("the previous model's")
+    cfg = cfg_for()
+    prepare_model_dir(run, cfg, resolve_hparams(cfg, 2, SIDE), resume=False)
+    assert sorted(p.name for p in mdir.iterdir()) == ["hparams.json"]
+
+
 # --- training ----------------------------------------------------------------------------------
 
 def test_training_writes_checkpoint_logs_and_model(trained):

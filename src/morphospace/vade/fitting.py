@@ -30,7 +30,7 @@ from ..errors import UserError, first_line
 from ..progress import is_quiet, quiet_lightning
 from ..run import RunDir, launched_as_later_rank, write_json
 from .data import CubeDataModule
-from .io import MODEL_FILE, model_dir
+from .io import model_dir
 from .module import VaDEModule
 
 __all__ = ["TrainResult", "fit_vade", "prepare_model_dir", "training_rows", "one_process_devices",
@@ -53,10 +53,13 @@ class TrainResult:
 
 
 def _clear_previous(mdir: Path) -> None:
-    for p in list(mdir.glob("*.ckpt")) + [mdir / MODEL_FILE, mdir / "hparams.json", mdir / "training.json"]:
-        p.unlink(missing_ok=True)
-    for sub in ("logs", "ssl"):
-        shutil.rmtree(mdir / sub, ignore_errors=True)
+    # everything the folder holds came from the previous model (its checkpoints, embedding, merged
+    # clusters, shares of a killed job): none of it may outlive a new training cut short
+    for p in mdir.iterdir():
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
 
 
 def _comparable(hp: dict[str, Any]) -> dict[str, Any]:
