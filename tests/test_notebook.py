@@ -93,6 +93,40 @@ def test_vade_estimator_follows_scikit_learn(run, fitted):
     assert twin.set_params(latent_dim=8).latent_dim == 8
 
 
+def test_the_numpy_model_masks_as_the_run_did(run, fitted):
+    """The trained model's numpy methods mask a float16 cube's neighbours exactly as the run's
+    masked cube holds them (float16 too): `encode(run.cube)` sees what `morphospace embed` saw."""
+    from morphospace.image.masking import masked_cube
+    from morphospace.run import RunDir
+
+    cube = run.cube
+    assert cube.dtype == np.float16 and fitted.model_.hparams["mask_neighbours"]
+    masked = np.asarray(masked_cube(RunDir(run.path)), dtype=np.float32)
+    assert (masked != np.asarray(cube, dtype=np.float32)).any()  # neighbours were masked
+    assert np.array_equal(fitted.model_._images(cube), masked)
+
+
+def test_a_memory_mapped_cube_is_read_a_chunk_at_a_time_and_never_copied(run, fitted, tmp_path, monkeypatch):
+    from morphospace import api
+    from morphospace.vade import numpy_model
+
+    whole = fitted.transform(run.cube)
+    p = fitted.predict_proba(run.cube)
+    monkeypatch.setattr(numpy_model, "CHUNK_ROWS", 5)  # 24 rows: five chunks, the last of 4
+    assert np.allclose(fitted.transform(run.cube), whole, atol=1e-6)
+    assert np.allclose(fitted.predict_proba(run.cube), p, atol=1e-6)
+    # fit's temporary run links a whole memory-mapped cube, and copies anything else in chunks
+    monkeypatch.setattr(api, "CHUNK_ROWS", 5)
+    api._place_cube(tmp_path / "linked.npy", run.cube)
+    assert (tmp_path / "linked.npy").is_symlink()
+    api._place_cube(tmp_path / "part.npy", run.cube[3:17])
+    part = np.load(tmp_path / "part.npy")
+    assert not (tmp_path / "part.npy").is_symlink() and part.dtype == np.float16
+    assert np.array_equal(part, run.cube[3:17])
+    api._place_cube(tmp_path / "list.npy", np.asarray(run.cube[:4]).astype(np.float64))
+    assert np.load(tmp_path / "list.npy").dtype == np.float32
+
+
 def test_vade_estimator_saves_and_loads(run, fitted, tmp_path):
     path = fitted.save(tmp_path / "m.pt")
     back = ms.VaDE.load(path)

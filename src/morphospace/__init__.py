@@ -11,10 +11,11 @@ that there is no import cycle). From the top:
 2. this ``__init__``: the notebook API, names re-exported from the layers below;
 3. ``runs.py``: a run directory as Python objects (:class:`Run`) and :func:`ingest`;
 4. ``pipeline.py``: the stages of a run, in order;
-5. ``api.py`` (the VaDE as a scikit-learn estimator, a trained model behind numpy, ``compare``),
+5. ``api.py`` (the VaDE as a scikit-learn estimator, ``compare``),
    ``plot.py`` (figures for a notebook), ``export.py`` (the results catalogue),
    ``study/`` (the CNN feature study), ``report/`` (the HTML report);
-6. ``vade/`` (the generative clustering model: training, embedding, generation, its file)
+6. ``vade/`` (the generative clustering model: training, embedding, generation, its file,
+   a trained model behind numpy)
    and ``analysis/`` (reductions, clusterings, comparisons, probes, the nuisance audit):
    siblings, neither imports the other;
 7. ``ssl/``: the self-supervised form encoder, below the VaDE that clusters its embedding;
@@ -34,7 +35,8 @@ __version__ = "0.1.0"
 #   ms.SimilarityIndex (more like this), ms.FewLabelClassifier (few labels, suggest), ms.FormAnomaly
 _EXPORTS = {
     "ingest": ("runs", "ingest"), "Run": ("runs", "Run"),
-    "VaDE": ("api", "VaDE"), "VaDEModel": ("api", "VaDEModel"), "load_model": ("api", "load_model"),
+    "VaDE": ("api", "VaDE"), "VaDEModel": ("vade.numpy_model", "VaDEModel"),
+    "load_model": ("vade.numpy_model", "load_model"),
     "compare": ("api", "compare"),
     "PCA": ("analysis.reduce", "PCAReducer"), "LDA": ("analysis.reduce", "LDAReducer"),
     "TSNE": ("analysis.reduce", "TSNEReducer"), "UMAP": ("analysis.reduce", "UMAPReducer"),

@@ -1,17 +1,18 @@
-"""Python API to a run's trained VaDE: numpy in, numpy out.
+"""The notebook API of the model: the VaDE as a scikit-learn estimator (:class:`VaDE`), a run's
+trained VaDE behind numpy methods (:func:`load_model`, :class:`VaDEModel`, from
+:mod:`morphospace.vade.numpy_model`), :func:`compare` and :func:`import_astrovader`.
 
 Examples
 --------
 >>> import morphospace
 >>> model = morphospace.load_model("runs/gz1")            # doctest: +SKIP
 >>> cube = np.load("runs/gz1/cube.npy", mmap_mode="r")    # doctest: +SKIP
->>> z_mean, z_log_var = model.encode(cube[:100])          # doctest: +SKIP
+>>> z_mean, z_log_var = model.encode(cube)                # every row, a chunk at a time # doctest: +SKIP
 >>> p = model.predict_proba(cube[:100])                   # (100, K) # doctest: +SKIP
 >>> fakes = model.sample(component=2, n=16)               # (16, C, H, W) # doctest: +SKIP
 
-Inputs are N x C x H x W float arrays already preprocessed like the run's cube (``cube.npy``
-rows). A model of the ``default`` preset rotates each image to its canonical orientation itself,
-so ``decode`` returns images in that frame.
+Images are N x C x H x W float arrays already preprocessed like the run's cube (``cube.npy``
+rows); a memory-mapped cube is read a chunk of rows at a time and never copied whole.
 """
 
 from __future__ import annotations
@@ -23,104 +24,12 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 
-from .errors import UserError
-from .nets.batches import INFERENCE_BATCH, forward_in_batches
 from .run import RunDir
 from .vade.io import MODEL_FILE, MODEL_NAME, load_vade, model_dir, save_model
+from .vade.numpy_model import CHUNK_ROWS, VaDEModel, load_model
 
 __all__ = ["VaDE", "VaDEModel", "compare", "load_model", "import_astrovader", "save_model", "load_vade", "model_dir",
            "MODEL_NAME", "MODEL_FILE"]
-
-
-class VaDEModel:
-    """A trained VaDE behind numpy methods.
-
-    Attributes
-    ----------
-    vade : morphospace.vade.model.VaDE
-        The torch module (CPU, eval mode).
-    hparams : dict
-        How it was built and trained.
-    n_components : int
-    latent_dim : int
-    image_shape : tuple
-        (C, H, W) the model takes.
-    """
-
-    def __init__(self, vade, hparams: dict[str, Any], batch_size: int = INFERENCE_BATCH):
-        self.vade = vade.eval()
-        self.hparams = dict(hparams)
-        self.batch_size = int(batch_size)
-        self.n_components = vade.prior.n_components
-        self.latent_dim = vade.latent_dim
-        self.image_shape = (hparams["channels"], hparams["image_size"], hparams["image_size"])
-
-    def __repr__(self) -> str:
-        return (f"VaDEModel(preset={self.hparams['preset']!r}, K={self.n_components}, "
-                f"D={self.latent_dim}, image_shape={self.image_shape})")
-
-    # helpers ---------------------------------------------------------------------------
-    def _images(self, x) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float32)
-        if x.ndim == 3:
-            x = x[None]
-        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
-            raise UserError(f"expected images N x {' x '.join(map(str, self.image_shape))}, got shape {x.shape}")
-        if self.hparams.get("mask_neighbours", False):
-            # the model was trained on cutouts with their neighbours masked: same input transform
-            # (deterministic per image: the same cube gives exactly what `morphospace embed` saw)
-            from .image.masking import mask_images
-
-            x, _ = mask_images(x, desc="")
-        return x
-
-    # the API ----------------------------------------------------------------------------
-    def encode(self, x) -> tuple[np.ndarray, np.ndarray]:
-        """``(z_mean, z_log_var)`` of q(z | x), each (N, D)."""
-        return forward_in_batches(self.vade.encode, self._images(x), self.batch_size)
-
-    def decode(self, z) -> np.ndarray:
-        """Images (N, C, H, W) from latent codes (N, D)."""
-        z = np.asarray(z, dtype=np.float32)
-        if z.ndim == 1:
-            z = z[None]
-        if z.ndim != 2 or z.shape[1] != self.latent_dim:
-            raise UserError(f"expected latent codes N x {self.latent_dim}, got shape {z.shape}")
-        return forward_in_batches(self.vade.decode, z, self.batch_size)
-
-    def predict_proba(self, x) -> np.ndarray:
-        """Cluster probabilities q(c | x), (N, K) (closed form from the encoder's Gaussian)."""
-        return np.exp(forward_in_batches(self.vade.predict_log_proba, self._images(x), self.batch_size))
-
-    def predict(self, x) -> np.ndarray:
-        """Most probable cluster of each image, (N,)."""
-        return self.predict_proba(x).argmax(1)
-
-    def log_likelihood(self, x) -> np.ndarray:
-        """``log p(z_mean)`` under the mixture prior (low = anomalous), (N,)."""
-        mu, _ = self.encode(x)
-        with torch.no_grad():
-            return self.vade.prior.log_prob(torch.from_numpy(mu)).numpy()
-
-    def sample(self, component: int, n: int, temperature: float = 0.5, reject_below: float | None = None,
-               seed: int = 0) -> np.ndarray:
-        """``n`` synthetic galaxies of one component (see :meth:`morphospace.vade.generate.Generative.generate`)."""
-        return self.vade.generate(component, n, temperature=temperature, reject_below=reject_below, seed=seed)
-
-
-def _model_file(run) -> Path:
-    path = Path(run.path if isinstance(run, RunDir) else run)
-    if path.is_file():
-        return path
-    if not path.is_dir():
-        raise UserError(f"run directory not found: {path}")
-    return path / "models" / MODEL_NAME / MODEL_FILE
-
-
-def load_model(run) -> VaDEModel:
-    """The trained VaDE of a run (a :class:`RunDir`, a run folder, or a ``model.pt`` file)."""
-    vade, hp, _ = load_vade(_model_file(run))
-    return VaDEModel(vade, hp)
 
 
 def import_astrovader(run: RunDir, weights: str | Path) -> Path:
@@ -156,15 +65,42 @@ def import_astrovader(run: RunDir, weights: str | Path) -> Path:
 # --- the VaDE as a scikit-learn estimator ----------------------------------------------------
 
 def _check_images(X) -> np.ndarray:
-    """``X`` as float32 N x C x H x W (a stack of H x W images gets one channel)."""
-    x = np.asarray(X, dtype=np.float32)
+    """``X`` as N x C x H x W float rows (a stack of H x W images gets one channel), checked
+    ``CHUNK_ROWS`` at a time and not copied: a memory-mapped cube stays on disk."""
+    x = X if isinstance(X, np.ndarray) and X.dtype.kind == "f" else np.asarray(X, dtype=np.float32)
     if x.ndim == 3:
         x = x[:, None]
     if x.ndim != 4 or x.shape[2] != x.shape[3] or len(x) < 2:
         raise ValueError(f"expected at least 2 square images, N x C x H x W (or N x H x W), got shape {x.shape}")
-    if not np.isfinite(x).all():
+    if not all(np.isfinite(x[s:s + CHUNK_ROWS]).all() for s in range(0, len(x), CHUNK_ROWS)):
         raise ValueError("images must be finite (no NaN or inf)")
     return x
+
+
+def _place_cube(path: Path, x: np.ndarray) -> None:
+    """The training cube of the estimator's temporary run: a link to ``x``'s file when ``x`` is a
+    whole memory-mapped ``.npy`` (a run's ``cube``: no copy), else ``x`` written a chunk of rows
+    at a time (float16 kept, other types as float32)."""
+    import os
+
+    from .run import atomic_path
+
+    source = getattr(x, "filename", None)
+    if isinstance(x, np.memmap) and source and x.flags.c_contiguous:
+        try:
+            whole = np.load(source, mmap_mode="r")
+        except (OSError, ValueError):
+            whole = None
+        if whole is not None and (whole.shape, whole.dtype, whole.offset) == (x.shape, x.dtype, x.offset):
+            os.symlink(os.path.abspath(source), path)
+            return
+    dtype = x.dtype if x.dtype in (np.float16, np.float32) else np.float32
+    with atomic_path(path) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=x.shape)
+        for s in range(0, len(x), CHUNK_ROWS):
+            out[s:s + CHUNK_ROWS] = x[s:s + CHUNK_ROWS]
+        out.flush()
+        del out
 
 
 class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
@@ -251,7 +187,7 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         from .config import apply_overrides, load_config
         from .errors import UserError
         from .progress import is_quiet, set_quiet
-        from .run import write_npy, write_table
+        from .run import write_table
         from .vade.embed import FORM_EMBEDDING
         from .vade.fitting import one_process_devices
         from .vade.train import train_run
@@ -266,7 +202,7 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         set_quiet(not self.verbose)
         try:
             run = RunDir(tmp, create=True)
-            write_npy(run.cube, x)
+            _place_cube(run.cube, x)
             write_table(run.catalogue, pd.DataFrame({"id": [str(i) for i in range(len(x))],
                                                      "cube_index": np.arange(len(x))}))
             train_run(run, cfg)
@@ -301,7 +237,7 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         return self.model_
 
     def _images(self, X) -> np.ndarray:
-        x = np.asarray(X, dtype=np.float32)
+        x = X if isinstance(X, np.ndarray) else np.asarray(X, dtype=np.float32)  # read a chunk at a time later
         x = x[:, None] if x.ndim == 3 and self.image_shape_[0] == 1 else x
         if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape_:
             raise ValueError(f"expected images N x {' x '.join(map(str, self.image_shape_))}, got shape {x.shape}")

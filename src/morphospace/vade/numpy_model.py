@@ -1,0 +1,136 @@
+"""A trained VaDE behind numpy methods (:class:`VaDEModel`), and a run's model loaded as one.
+
+Inputs are N x C x H x W float arrays already preprocessed like the run's cube (``cube.npy``
+rows), read, masked and encoded ``CHUNK_ROWS`` at a time: a memory-mapped cube of any N costs
+the memory of a chunk. A model of the ``default`` preset rotates each image to its canonical
+orientation itself, so ``decode`` returns images in that frame.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+from ..nets.batches import INFERENCE_BATCH, forward_in_batches
+from ..run import RunDir
+from .io import MODEL_FILE, MODEL_NAME, load_vade
+
+__all__ = ["VaDEModel", "load_model", "CHUNK_ROWS"]
+
+CHUNK_ROWS = 4096  # rows read, masked and encoded at a time: memory flat in N
+
+
+class VaDEModel:
+    """A trained VaDE behind numpy methods.
+
+    Attributes
+    ----------
+    vade : morphospace.vade.model.VaDE
+        The torch module (CPU, eval mode).
+    hparams : dict
+        How it was built and trained.
+    n_components : int
+    latent_dim : int
+    image_shape : tuple
+        (C, H, W) the model takes.
+    """
+
+    def __init__(self, vade, hparams: dict[str, Any], batch_size: int = INFERENCE_BATCH):
+        self.vade = vade.eval()
+        self.hparams = dict(hparams)
+        self.batch_size = int(batch_size)
+        self.n_components = vade.prior.n_components
+        self.latent_dim = vade.latent_dim
+        self.image_shape = (hparams["channels"], hparams["image_size"], hparams["image_size"])
+
+    def __repr__(self) -> str:
+        return (f"VaDEModel(preset={self.hparams['preset']!r}, K={self.n_components}, "
+                f"D={self.latent_dim}, image_shape={self.image_shape})")
+
+    # helpers ---------------------------------------------------------------------------
+    def _rows(self, x):
+        """``x`` as N x C x H x W rows, checked but not read: a memory-mapped cube stays on disk."""
+        x = x if isinstance(x, np.ndarray) else np.asarray(x, dtype=np.float32)
+        if x.ndim == 3:
+            x = x[None]
+        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
+            raise UserError(f"expected images N x {' x '.join(map(str, self.image_shape))}, got shape {x.shape}")
+        return x
+
+    def _images(self, x) -> np.ndarray:
+        stored = getattr(x, "dtype", np.float32)
+        x = np.asarray(x, dtype=np.float32)
+        if self.hparams.get("mask_neighbours", False):
+            # the model was trained on cutouts with their neighbours masked: same input transform
+            # (deterministic per image, and rounded as the run's masked cube keeps a float16 cube's
+            # dtype: the same cube gives exactly what `morphospace embed` saw)
+            from ..image.masking import mask_images
+
+            x, _ = mask_images(x, desc="")
+            if stored == np.float16:
+                x = x.astype(np.float16).astype(np.float32)
+        return x
+
+    def _over_rows(self, fn, x):
+        """``fn`` (a tensor method of the model) over ``x``'s rows, read and prepared
+        ``CHUNK_ROWS`` at a time, so that memory does not grow with N; outputs concatenated."""
+        x = self._rows(x)
+        if not len(x):
+            return forward_in_batches(fn, self._images(x), self.batch_size)
+        parts = [forward_in_batches(fn, self._images(x[s:s + CHUNK_ROWS]), self.batch_size)
+                 for s in range(0, len(x), CHUNK_ROWS)]
+        if isinstance(parts[0], tuple):
+            return tuple(np.concatenate(p) for p in zip(*parts))
+        return np.concatenate(parts)
+
+    # the API ----------------------------------------------------------------------------
+    def encode(self, x) -> tuple[np.ndarray, np.ndarray]:
+        """``(z_mean, z_log_var)`` of q(z | x), each (N, D)."""
+        return self._over_rows(self.vade.encode, x)
+
+    def decode(self, z) -> np.ndarray:
+        """Images (N, C, H, W) from latent codes (N, D)."""
+        z = np.asarray(z, dtype=np.float32)
+        if z.ndim == 1:
+            z = z[None]
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise UserError(f"expected latent codes N x {self.latent_dim}, got shape {z.shape}")
+        return forward_in_batches(self.vade.decode, z, self.batch_size)
+
+    def predict_proba(self, x) -> np.ndarray:
+        """Cluster probabilities q(c | x), (N, K) (closed form from the encoder's Gaussian)."""
+        return np.exp(self._over_rows(self.vade.predict_log_proba, x))
+
+    def predict(self, x) -> np.ndarray:
+        """Most probable cluster of each image, (N,)."""
+        return self.predict_proba(x).argmax(1)
+
+    def log_likelihood(self, x) -> np.ndarray:
+        """``log p(z_mean)`` under the mixture prior (low = anomalous), (N,)."""
+        mu, _ = self.encode(x)
+        with torch.no_grad():
+            return self.vade.prior.log_prob(torch.from_numpy(mu)).numpy()
+
+    def sample(self, component: int, n: int, temperature: float = 0.5, reject_below: float | None = None,
+               seed: int = 0) -> np.ndarray:
+        """``n`` synthetic galaxies of one component (see :meth:`morphospace.vade.generate.Generative.generate`)."""
+        return self.vade.generate(component, n, temperature=temperature, reject_below=reject_below, seed=seed)
+
+
+def _model_file(run) -> Path:
+    path = Path(run.path if isinstance(run, RunDir) else run)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise UserError(f"run directory not found: {path}")
+    return path / "models" / MODEL_NAME / MODEL_FILE
+
+
+def load_model(run) -> VaDEModel:
+    """The trained VaDE of a run (a :class:`RunDir`, a run folder, or a ``model.pt`` file)."""
+    vade, hp, _ = load_vade(_model_file(run))
+    return VaDEModel(vade, hp)
