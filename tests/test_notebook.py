@@ -115,16 +115,31 @@ def test_a_memory_mapped_cube_is_read_a_chunk_at_a_time_and_never_copied(run, fi
     monkeypatch.setattr(numpy_model, "CHUNK_ROWS", 5)  # 24 rows: five chunks, the last of 4
     assert np.allclose(fitted.transform(run.cube), whole, atol=1e-6)
     assert np.allclose(fitted.predict_proba(run.cube), p, atol=1e-6)
-    # fit's temporary run links a whole memory-mapped cube, and copies anything else in chunks
+    # fit's temporary run links a whole memory-mapped cube (and its fresh masked cube), and copies
+    # anything else in chunks
+    from morphospace.image.masking import masked_cube
+    from morphospace.run import RunDir, write_table
+
     monkeypatch.setattr(api, "CHUNK_ROWS", 5)
-    api._place_cube(tmp_path / "linked.npy", run.cube)
-    assert (tmp_path / "linked.npy").is_symlink()
-    api._place_cube(tmp_path / "part.npy", run.cube[3:17])
-    part = np.load(tmp_path / "part.npy")
-    assert not (tmp_path / "part.npy").is_symlink() and part.dtype == np.float16
-    assert np.array_equal(part, run.cube[3:17])
-    api._place_cube(tmp_path / "list.npy", np.asarray(run.cube[:4]).astype(np.float64))
-    assert np.load(tmp_path / "list.npy").dtype == np.float32
+    built = np.asarray(masked_cube(RunDir(run.path)))
+    linked = RunDir(tmp_path / "linked", create=True)
+    api._place_cube(linked, run.cube)
+    write_table(linked.catalogue, run.catalogue[["id", "cube_index"]])
+    assert linked.cube.is_symlink() and (linked.path / "cube_masked.npy").is_symlink()
+    assert np.array_equal(masked_cube(linked), built)  # fresh for the linked cube: not rebuilt
+    assert (linked.path / "cube_masked.npy").is_symlink()
+    stamp = (run.path / "cube_masked.npy").stat().st_mtime_ns
+    (linked.path / "cube_masked.json").write_text("{}")  # stale: rebuilt in the linked run alone
+    assert np.array_equal(masked_cube(linked), built)
+    assert not (linked.path / "cube_masked.npy").is_symlink()
+    assert (run.path / "cube_masked.npy").stat().st_mtime_ns == stamp
+    part = RunDir(tmp_path / "part", create=True)
+    api._place_cube(part, run.cube[3:17])
+    assert not part.cube.is_symlink() and not (part.path / "cube_masked.npy").exists()
+    assert np.load(part.cube).dtype == np.float16 and np.array_equal(np.load(part.cube), run.cube[3:17])
+    listed = RunDir(tmp_path / "listed", create=True)
+    api._place_cube(listed, np.asarray(run.cube[:4]).astype(np.float64))
+    assert np.load(listed.cube).dtype == np.float32
 
 
 def test_vade_estimator_saves_and_loads(run, fitted, tmp_path):

@@ -77,25 +77,40 @@ def _check_images(X) -> np.ndarray:
     return x
 
 
-def _place_cube(path: Path, x: np.ndarray) -> None:
-    """The training cube of the estimator's temporary run: a link to ``x``'s file when ``x`` is a
-    whole memory-mapped ``.npy`` (a run's ``cube``: no copy), else ``x`` written a chunk of rows
-    at a time (float16 kept, other types as float32)."""
-    import os
+def _whole_npy(x) -> Path | None:
+    """The ``.npy`` file ``x`` maps whole (e.g. a run's ``cube``), or None."""
+    source = getattr(x, "filename", None)
+    if not (isinstance(x, np.memmap) and source and x.flags.c_contiguous):
+        return None
+    try:
+        whole = np.load(source, mmap_mode="r")
+    except (OSError, ValueError):
+        return None
+    same = (whole.shape, whole.dtype, whole.offset) == (x.shape, x.dtype, x.offset)
+    return Path(source).resolve() if same else None
 
+
+def _place_cube(run: RunDir, x: np.ndarray) -> None:
+    """The training cube of the estimator's temporary ``run``: a link to ``x``'s file when ``x``
+    maps a whole ``.npy`` (a run's ``cube``: no copy), with the neighbour-masked cube beside it
+    (used if fresh for that cube, else rebuilt in ``run``, the source untouched); else ``x``
+    written a chunk of rows at a time (float16 kept, other types as float32)."""
+    import os
+    import shutil
+
+    from .image.masking import MASKED_CUBE, MASKED_META, MASKED_TABLE
     from .run import atomic_path
 
-    source = getattr(x, "filename", None)
-    if isinstance(x, np.memmap) and source and x.flags.c_contiguous:
-        try:
-            whole = np.load(source, mmap_mode="r")
-        except (OSError, ValueError):
-            whole = None
-        if whole is not None and (whole.shape, whole.dtype, whole.offset) == (x.shape, x.dtype, x.offset):
-            os.symlink(os.path.abspath(source), path)
-            return
+    source = _whole_npy(x)
+    if source is not None:
+        os.symlink(source, run.cube)
+        if all((source.parent / name).is_file() for name in (MASKED_CUBE, MASKED_META, MASKED_TABLE)):
+            for name in (MASKED_CUBE, MASKED_TABLE):
+                os.symlink(source.parent / name, run.path / name)  # a rebuild renames over the link
+            shutil.copyfile(source.parent / MASKED_META, run.path / MASKED_META)
+        return
     dtype = x.dtype if x.dtype in (np.float16, np.float32) else np.float32
-    with atomic_path(path) as tmp:
+    with atomic_path(run.cube) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=x.shape)
         for s in range(0, len(x), CHUNK_ROWS):
             out[s:s + CHUNK_ROWS] = x[s:s + CHUNK_ROWS]
@@ -202,7 +217,7 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         set_quiet(not self.verbose)
         try:
             run = RunDir(tmp, create=True)
-            _place_cube(run.cube, x)
+            _place_cube(run, x)
             write_table(run.catalogue, pd.DataFrame({"id": [str(i) for i in range(len(x))],
                                                      "cube_index": np.arange(len(x))}))
             train_run(run, cfg)
