@@ -7,7 +7,8 @@ model) under ``--work``, then, each in a fresh child process, sampling its resid
 - ``transform``: ``ms.VaDE.load(RUN/models/vade/model.pt).transform(cube)`` (the encoder over
   every row of the memory-mapped cube);
 - ``fit``: ``ms.VaDE(preset="default", epochs=2, pretrain_epochs=1).fit(cube)`` (the pixel
-  VaDE, a short schedule; ``--fit-n`` galaxies of the cube, default all).
+  VaDE, a short schedule, trained on a sample of ``--fit-sample`` galaxies, default 1,000, as
+  ``train.sample`` does at scale; every galaxy's neighbours masked and every galaxy encoded).
 
 Prints the peak RSS of each, its growth over the child's RSS after the imports, and the
 cube's size in memory as float32 (what a full in-memory copy would cost).
@@ -42,9 +43,8 @@ print("done", z.shape, flush=True)
 import sys, numpy as np, morphospace as ms
 print("ready", flush=True); sys.stdin.readline()
 cube = np.load(sys.argv[1], mmap_mode="r")
-n = int(sys.argv[3])
 m = ms.VaDE(preset="default", n_components=3, epochs=2, pretrain_epochs=1, batch_size=256,
-            random_state=0).fit(cube if n >= len(cube) else cube[:n])
+            config={"train.sample": int(sys.argv[3])}, random_state=0).fit(cube)
 print("done", m.latent_.shape, flush=True)
 """,
 }
@@ -60,9 +60,9 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def measure(what: str, cube: Path, model: Path, fit_n: int) -> tuple[int, int, float]:
+def measure(what: str, cube: Path, model: Path, fit_sample: int) -> tuple[int, int, float]:
     """(RSS after the imports, peak RSS, seconds) of one child, in kB."""
-    proc = subprocess.Popen([sys.executable, "-c", CHILD[what], str(cube), str(model), str(fit_n)],
+    proc = subprocess.Popen([sys.executable, "-c", CHILD[what], str(cube), str(model), str(fit_sample)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
     base = rss_kb(proc.pid)
@@ -93,7 +93,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run", required=True, help="a trained run: its model's image shape and model.pt")
     ap.add_argument("--n", type=int, default=20000)
-    ap.add_argument("--fit-n", type=int, default=0, help="galaxies for `fit` (0: all)")
+    ap.add_argument("--fit-sample", type=int, default=1000, help="galaxies `fit` trains on (train.sample)")
     ap.add_argument("--work", default="/tmp/morphospace_bench_api_memory")
     ap.add_argument("--only", choices=sorted(CHILD), nargs="*", default=sorted(CHILD, reverse=True))
     args = ap.parse_args()
@@ -112,7 +112,7 @@ def main() -> None:
     as_float32 = args.n * int(np.prod(shape)) * 4 / 2**20
     print(f"cube: {args.n} x {' x '.join(map(str, shape))} float16 ({as_float32:.0f} MB as float32)")
     for what in args.only:
-        base, peak, seconds = measure(what, cube, model, args.fit_n or args.n)
+        base, peak, seconds = measure(what, cube, model, args.fit_sample)
         print(f"{what:10s} peak RSS {peak / 1024:7.0f} MB  (+{(peak - base) / 1024:6.0f} MB over the imports)  "
               f"{seconds:6.1f} s")
 
