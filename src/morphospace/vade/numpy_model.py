@@ -21,7 +21,7 @@ from .io import MODEL_FILE, MODEL_NAME, load_vade
 
 __all__ = ["VaDEModel", "load_model", "CHUNK_ROWS"]
 
-CHUNK_ROWS = 4096  # rows read, masked and encoded at a time: memory flat in N
+CHUNK_ROWS = 1024  # rows read, masked and encoded at a time (50 MB of 3 x 64 x 64 float32): memory flat in N
 
 
 class VaDEModel:
