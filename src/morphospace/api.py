@@ -25,6 +25,7 @@ import torch
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 
 from .run import RunDir
+from .run.pages import PageReleaser
 from .vade.io import MODEL_FILE, MODEL_NAME, load_vade, model_dir, save_model
 from .vade.numpy_model import CHUNK_ROWS, VaDEModel, load_model
 
@@ -72,8 +73,12 @@ def _check_images(X) -> np.ndarray:
         x = x[:, None]
     if x.ndim != 4 or x.shape[2] != x.shape[3] or len(x) < 2:
         raise ValueError(f"expected at least 2 square images, N x C x H x W (or N x H x W), got shape {x.shape}")
-    if not all(np.isfinite(x[s:s + CHUNK_ROWS]).all() for s in range(0, len(x), CHUNK_ROWS)):
-        raise ValueError("images must be finite (no NaN or inf)")
+    pages = PageReleaser(x)  # read once: a memory-mapped cube's pages need not stay resident
+    for s in range(0, len(x), CHUNK_ROWS):
+        rows = x[s:s + CHUNK_ROWS]
+        if not np.isfinite(rows).all():
+            raise ValueError("images must be finite (no NaN or inf)")
+        pages.read(rows.nbytes)
     return x
 
 

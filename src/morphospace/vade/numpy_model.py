@@ -17,6 +17,7 @@ import torch
 from ..errors import UserError
 from ..nets.batches import INFERENCE_BATCH, forward_in_batches
 from ..run import RunDir
+from ..run.pages import PageReleaser
 from .io import MODEL_FILE, MODEL_NAME, load_vade
 
 __all__ = ["VaDEModel", "load_model", "CHUNK_ROWS"]
@@ -81,8 +82,12 @@ class VaDEModel:
         x = self._rows(x)
         if not len(x):
             return forward_in_batches(fn, self._images(x), self.batch_size)
-        parts = [forward_in_batches(fn, self._images(x[s:s + CHUNK_ROWS]), self.batch_size)
-                 for s in range(0, len(x), CHUNK_ROWS)]
+        pages = PageReleaser(x)  # a memory-mapped cube is read once: its pages need not stay resident
+        parts = []
+        for s in range(0, len(x), CHUNK_ROWS):
+            rows = x[s:s + CHUNK_ROWS]
+            parts.append(forward_in_batches(fn, self._images(rows), self.batch_size))
+            pages.read(rows.nbytes)
         if isinstance(parts[0], tuple):
             return tuple(np.concatenate(p) for p in zip(*parts))
         return np.concatenate(parts)
