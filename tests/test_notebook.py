@@ -108,11 +108,10 @@ def test_the_numpy_model_masks_as_the_run_did(run, fitted):
 
 def test_a_memory_mapped_cube_is_read_a_chunk_at_a_time_and_never_copied(run, fitted, tmp_path, monkeypatch):
     from morphospace import api
-    from morphospace.vade import numpy_model
 
     whole = fitted.transform(run.cube)
     p = fitted.predict_proba(run.cube)
-    monkeypatch.setattr(numpy_model, "CHUNK_ROWS", 5)  # 24 rows: five chunks, the last of 4
+    monkeypatch.setattr(fitted.model_, "batch_size", 5)  # 24 rows: five batches, the last of 4
     assert np.allclose(fitted.transform(run.cube), whole, atol=1e-6)
     assert np.allclose(fitted.predict_proba(run.cube), p, atol=1e-6)
     # fit's temporary run links a whole memory-mapped cube (and its fresh masked cube), and copies

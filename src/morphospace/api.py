@@ -27,7 +27,9 @@ from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from .run import RunDir
 from .run.pages import PageReleaser
 from .vade.io import MODEL_FILE, MODEL_NAME, load_vade, model_dir, save_model
-from .vade.numpy_model import CHUNK_ROWS, VaDEModel, load_model
+from .vade.numpy_model import VaDEModel, load_model
+
+CHUNK_ROWS = 1024  # rows checked or copied at a time (50 MB of 3 x 64 x 64 float32): memory flat in N
 
 __all__ = ["VaDE", "VaDEModel", "compare", "load_model", "import_astrovader", "save_model", "load_vade", "model_dir",
            "MODEL_NAME", "MODEL_FILE"]

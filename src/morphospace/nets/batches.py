@@ -104,7 +104,8 @@ def _rows(x, s: int, batch_size: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def forward_in_batches(fn: Callable, x, batch_size: int = INFERENCE_BATCH, desc: str = "", extra=None):
+def forward_in_batches(fn: Callable, x, batch_size: int = INFERENCE_BATCH, desc: str = "", extra=None,
+                       prepare: Callable | None = None):
     """``fn`` over the rows of ``x``, ``batch_size`` at a time; the outputs concatenated.
 
     Parameters
@@ -119,6 +120,9 @@ def forward_in_batches(fn: Callable, x, batch_size: int = INFERENCE_BATCH, desc:
         Label of a progress bar ("": no bar).
     extra : array-like (N, ...), optional
         A second array read alongside ``x``, row for row.
+    prepare : callable, optional
+        Maps a batch's rows of ``x`` as read (e.g. float16 rows of a memory-mapped cube) to the
+        float32 array ``fn`` takes, e.g. the neighbour masking a model was trained with.
 
     Returns
     -------
@@ -130,7 +134,7 @@ def forward_in_batches(fn: Callable, x, batch_size: int = INFERENCE_BATCH, desc:
     outs = []
     pages = PageReleaser(x, extra)  # a memory-mapped cube is read once: its pages need not stay resident
     for s in batches:
-        xb = _rows(x, s, batch_size)
+        xb = _rows(x, s, batch_size) if prepare is None else torch.from_numpy(prepare(x[s:s + batch_size]))
         eb = None if extra is None else _rows(extra, s, batch_size)
         pages.read(xb.nbytes + (0 if eb is None else eb.nbytes))
         y = fn(xb) if eb is None else fn(xb, eb)

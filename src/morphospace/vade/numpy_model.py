@@ -1,8 +1,8 @@
 """A trained VaDE behind numpy methods (:class:`VaDEModel`), and a run's model loaded as one.
 
 Inputs are N x C x H x W float arrays already preprocessed like the run's cube (``cube.npy``
-rows), read, masked and encoded ``CHUNK_ROWS`` at a time: a memory-mapped cube of any N costs
-the memory of a chunk. A model of the ``default`` preset rotates each image to its canonical
+rows), read, masked and encoded a batch at a time: a memory-mapped cube of any N costs the
+memory of a batch. A model of the ``default`` preset rotates each image to its canonical
 orientation itself, so ``decode`` returns images in that frame.
 """
 
@@ -17,13 +17,9 @@ import torch
 from ..errors import UserError
 from ..nets.batches import INFERENCE_BATCH, forward_in_batches
 from ..run import RunDir
-from ..run.pages import PageReleaser
 from .io import MODEL_FILE, MODEL_NAME, load_vade
 
-__all__ = ["VaDEModel", "load_model", "CHUNK_ROWS"]
-
-CHUNK_ROWS = 1024  # rows read, masked and encoded at a time (50 MB of 3 x 64 x 64 float32): memory flat in N
-
+__all__ = ["VaDEModel", "load_model"]
 
 class VaDEModel:
     """A trained VaDE behind numpy methods.
@@ -77,20 +73,9 @@ class VaDEModel:
         return x
 
     def _over_rows(self, fn, x):
-        """``fn`` (a tensor method of the model) over ``x``'s rows, read and prepared
-        ``CHUNK_ROWS`` at a time, so that memory does not grow with N; outputs concatenated."""
-        x = self._rows(x)
-        if not len(x):
-            return forward_in_batches(fn, self._images(x), self.batch_size)
-        pages = PageReleaser(x)  # a memory-mapped cube is read once: its pages need not stay resident
-        parts = []
-        for s in range(0, len(x), CHUNK_ROWS):
-            rows = x[s:s + CHUNK_ROWS]
-            parts.append(forward_in_batches(fn, self._images(rows), self.batch_size))
-            pages.read(rows.nbytes)
-        if isinstance(parts[0], tuple):
-            return tuple(np.concatenate(p) for p in zip(*parts))
-        return np.concatenate(parts)
+        """``fn`` (a tensor method of the model) over ``x``'s rows, read and prepared a batch at a
+        time, so that memory does not grow with N; outputs concatenated."""
+        return forward_in_batches(fn, self._rows(x), self.batch_size, prepare=self._images)
 
     # the API ----------------------------------------------------------------------------
     def encode(self, x) -> tuple[np.ndarray, np.ndarray]:
