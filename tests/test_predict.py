@@ -70,6 +70,45 @@ def test_two_cpu_processes_give_the_one_process_result_in_order(tmp_path):
     np.testing.assert_allclose(lone[:, 0], cube[:1].reshape(1, -1).sum(1), rtol=1e-5)
 
 
+def test_into_receives_every_row_once_on_one_process():
+    x = np.random.default_rng(2).normal(size=(11, 2, 4, 4)).astype(np.float32)
+    got = np.full(11, np.nan, dtype=np.float32)
+    chunks = []
+
+    def into(index, out):
+        chunks.append(len(index))
+        assert np.isnan(got[index]).all()
+        got[index] = out[:, 0]
+
+    assert predict_rows(OneHead(), x, batch_size=4, into=into) is None
+    assert chunks == [4, 4, 3]
+    np.testing.assert_allclose(got, x.reshape(11, -1).sum(1), rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_two_processes_hand_their_rows_over_a_chunk_at_a_time(tmp_path, monkeypatch):
+    """The shares are read back from their files in chunks of GATHER_BYTES, never whole."""
+    from morphospace.nets import predict
+
+    rng = np.random.default_rng(3)
+    x, e = rng.normal(size=(29, 2, 8, 8)).astype(np.float32), rng.normal(size=(29, 4)).astype(np.float32)
+    one = predict_rows(TwoHeads(), x, batch_size=4, extra=e)
+    monkeypatch.setattr(predict, "GATHER_BYTES", 5 * 16)  # 16 bytes a row (3 + 1 float32): 5 rows a chunk
+    a, b = np.full((29, 3), np.nan, dtype=np.float32), np.full(29, np.nan, dtype=np.float32)
+    chunks = []
+
+    def into(index, h, total):
+        chunks.append(len(index))
+        a[index], b[index] = h, total
+
+    assert predict_rows(TwoHeads(), x, batch_size=4, extra=e, work_dir=tmp_path / "shares", into=into,
+                        trainer_kwargs={"accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn"}) is None
+    assert max(chunks) == 5 and sum(chunks) == 29  # two shares of 15 and 14 rows, 5 at a time
+    np.testing.assert_allclose(a, one[0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(b, one[1], rtol=1e-6, atol=1e-6)
+    assert not (tmp_path / "shares").exists()
+
+
 def test_an_accelerator_goes_through_lightning_even_on_one_device():
     # one GPU must not fall back to the plain loop, which would run the network on the CPU
     assert uses_trainer({"accelerator": "gpu", "devices": 1})

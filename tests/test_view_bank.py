@@ -47,6 +47,17 @@ def test_two_cpu_processes_build_the_one_process_bank(tmp_path):
     np.testing.assert_allclose(np.asarray(two), one, atol=1e-5)
     assert not (tmp_path / "shares").exists()  # the shares are cleaned up
 
+    def create():  # only once both processes' shares are on disk (the model folder is cleared by then)
+        assert sorted(p.name for p in (tmp_path / "again").glob("rank*.json")) == ["rank0.json", "rank1.json"]
+        opened.append(tmp_path / "lazy.npy")
+        return np.lib.format.open_memmap(opened[0], mode="w+", dtype=np.float32, shape=one.shape)
+
+    opened: list = []
+    lazy = view_bank(_trunk(), cube, aug_views=1, seed=2, out=create, work_dir=tmp_path / "again",
+                     trainer_kwargs={"accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn"})
+    assert len(opened) == 1 and str(lazy.filename) == str(opened[0])
+    np.testing.assert_allclose(np.asarray(lazy), one, atol=1e-5)
+
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_nuisance_views_are_the_same_on_a_gpu():

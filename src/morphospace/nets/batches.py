@@ -105,7 +105,7 @@ def _rows(x, s: int, batch_size: int) -> torch.Tensor:
 
 @torch.no_grad()
 def forward_in_batches(fn: Callable, x, batch_size: int = INFERENCE_BATCH, desc: str = "", extra=None,
-                       prepare: Callable | None = None):
+                       prepare: Callable | None = None, into: Callable | None = None):
     """``fn`` over the rows of ``x``, ``batch_size`` at a time; the outputs concatenated.
 
     Parameters
@@ -123,11 +123,14 @@ def forward_in_batches(fn: Callable, x, batch_size: int = INFERENCE_BATCH, desc:
     prepare : callable, optional
         Maps a batch's rows of ``x`` as read (e.g. float16 rows of a memory-mapped cube) to the
         float32 array ``fn`` takes, e.g. the neighbour masking a model was trained with.
+    into : callable, optional
+        ``into(index, *outputs)`` receives each batch (its row indices and each output's rows)
+        instead of the outputs being concatenated; e.g. to write them into a memory-mapped file.
 
     Returns
     -------
     ndarray, tuple of ndarray, or None
-        A tuple when ``fn`` returns one; None when ``x`` has no rows.
+        A tuple when ``fn`` returns one; None when ``x`` has no rows, or with ``into``.
     """
     starts = range(0, len(x), batch_size)
     batches = progress(starts, total=len(starts), desc=desc, unit="batch") if desc else starts
@@ -138,7 +141,11 @@ def forward_in_batches(fn: Callable, x, batch_size: int = INFERENCE_BATCH, desc:
         eb = None if extra is None else _rows(extra, s, batch_size)
         pages.read(xb.nbytes + (0 if eb is None else eb.nbytes))
         y = fn(xb) if eb is None else fn(xb, eb)
-        outs.append(tuple(t.numpy() for t in y) if isinstance(y, tuple) else y.numpy())
+        y = tuple(t.numpy() for t in y) if isinstance(y, tuple) else y.numpy()
+        if into is None:
+            outs.append(y)
+        else:
+            into(np.arange(s, s + len(xb)), *(y if isinstance(y, tuple) else (y,)))
     if not outs:
         return None
     if isinstance(outs[0], tuple):

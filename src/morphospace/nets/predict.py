@@ -6,17 +6,19 @@
 or when the work runs on an accelerator (one GPU too), with ``loader_workers`` processes
 reading the cube for each device.
 Each process takes its share of the rows (Lightning's unrepeated distributed sampler), every batch
-carries the indices of its rows, each process writes its share to a file of its own in a working
-folder, and after a barrier every process reads all the shares back and puts the rows in cube
-order, so the result is the same array on every process, and the same as on one process.
+carries the indices of its rows, each process appends each batch to files of its own in a working
+folder as it comes, and after a barrier every process reads all the shares back, a chunk at a time
+from their memory maps, and puts the rows in cube order (or hands them to the caller's ``into``),
+so the result is the same array on every process, and the same as on one process.
 On a single CPU process it is the plain batched loop (no Trainer, no files).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import lightning.pytorch as pl
 import numpy as np
@@ -27,9 +29,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..progress import is_quiet, quiet_lightning
 from ..run.pages import PageReleaser
+from ..run.rundir import write_json
 from .batches import INFERENCE_BATCH, forward_in_batches, loader_options, read_rows
 
 __all__ = ["predict_rows", "world_size", "uses_trainer"]
+
+# Bytes of the shares read at a time when they are gathered
+GATHER_BYTES = 64 * 2**20
 
 
 def world_size(trainer_kwargs: dict[str, Any] | None) -> int:
@@ -96,47 +102,89 @@ class _Predictor(pl.LightningModule):
         return index.cpu().numpy(), tuple(o.detach().float().cpu().numpy() for o in outs), isinstance(out, tuple)
 
 
-class _ShardWriter(BasePredictionWriter):
-    """Writes this process's rows (indices and outputs) to ``folder/rank<r>.npz`` at the end."""
+class _ShareWriter(BasePredictionWriter):
+    """Appends each batch's rows (indices, then each output) to this process's files in ``folder``
+    as the batch comes, and at the end ``rank<r>.json``, which says what the files hold: no process
+    keeps its share in memory (a view bank is 77 kB a galaxy)."""
 
     def __init__(self, folder: Path):
-        super().__init__(write_interval="epoch")
+        super().__init__(write_interval="batch")
         self.folder = folder
+        self._files: list = []
+        self._meta: dict = {}
 
-    def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
-        arrays: dict[str, np.ndarray] = {}
-        if predictions:
-            arrays["index"] = np.concatenate([p[0] for p in predictions])
-            for j in range(len(predictions[0][1])):
-                arrays[f"out{j}"] = np.concatenate([p[1][j] for p in predictions])
-            arrays["is_tuple"] = np.array(predictions[0][2])
-        tmp = self.folder / f"rank{trainer.global_rank}.partial.npz"
-        np.savez(tmp, **arrays)
-        tmp.replace(self.folder / f"rank{trainer.global_rank}.npz")
+    def _path(self, rank: int, name: str) -> Path:
+        return self.folder / f"rank{rank}.{name}"
+
+    def on_predict_epoch_start(self, trainer, pl_module) -> None:
+        self._path(trainer.global_rank, "json").unlink(missing_ok=True)  # a crashed run's account
+        self._files = [open(self._path(trainer.global_rank, "index"), "wb")]
+        self._meta = {"rows": 0, "outs": [], "is_tuple": False}
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx,
+                           dataloader_idx=0) -> None:
+        index, outs, is_tuple = prediction
+        if len(self._files) == 1:  # the first batch says how many outputs, of which shapes
+            self._meta.update(is_tuple=bool(is_tuple),
+                              outs=[{"dtype": o.dtype.str, "shape": list(o.shape[1:])} for o in outs])
+            self._files += [open(self._path(trainer.global_rank, f"out{j}"), "wb") for j in range(len(outs))]
+        for f, a in zip(self._files, (index.astype(np.int64), *outs)):
+            f.write(np.ascontiguousarray(a).tobytes())
+        self._meta["rows"] += len(index)
+
+    def on_predict_epoch_end(self, trainer, pl_module) -> None:
+        for f in self._files:
+            f.close()
+        write_json(self._path(trainer.global_rank, "json"), self._meta)
+        super().on_predict_epoch_end(trainer, pl_module)
 
 
-def _gather(folder: Path, n: int, world: int):
-    shards = [np.load(folder / f"rank{r}.npz") for r in range(world)]
-    shards = [s for s in shards if "index" in s.files]
-    if not shards:
+def _shares(folder: Path, world: int):
+    """Each process's share as (indices, outputs, is_tuple), memory-mapped from its files."""
+    for r in range(world):
+        meta = json.loads((folder / f"rank{r}.json").read_text())
+        if not meta["rows"]:
+            continue
+        rows = meta["rows"]
+        index = np.memmap(folder / f"rank{r}.index", dtype=np.int64, mode="r", shape=(rows,))
+        outs = [np.memmap(folder / f"rank{r}.out{j}", dtype=np.dtype(o["dtype"]), mode="r", shape=(rows, *o["shape"]))
+                for j, o in enumerate(meta["outs"])]
+        yield index, outs, meta["is_tuple"]
+
+
+def _gather(folder: Path, n: int, world: int, into: Callable | None = None):
+    """Every process's rows, a chunk at a time, to ``into(index, *outputs)``, or else into arrays
+    in cube order (returned). Raises if a row is missing."""
+    seen = np.zeros(n, dtype=bool)
+    full: list[np.ndarray] = []
+    is_tuple = False
+    for index, outs, is_tuple in _shares(folder, world):
+        if into is None and not full:
+            full = [np.empty((n, *o.shape[1:]), dtype=o.dtype) for o in outs]
+        row_bytes = sum(o.dtype.itemsize * int(np.prod(o.shape[1:])) for o in outs)
+        step = max(1, GATHER_BYTES // max(1, row_bytes))
+        pages = PageReleaser(*outs)
+        for s in range(0, len(index), step):
+            i = np.asarray(index[s:s + step])
+            chunk = [np.asarray(o[s:s + step]) for o in outs]
+            if into is None:
+                for f, c in zip(full, chunk):
+                    f[i] = c
+            else:
+                into(i, *chunk)
+            seen[i] = True
+            pages.read(len(i) * row_bytes)
+        del index, outs, pages
+    if not seen.all():
+        raise RuntimeError(f"distributed prediction lost {int((~seen).sum())} of {n} rows")
+    if into is not None or not full:
         return None
-    n_out = sum(1 for k in shards[0].files if k.startswith("out"))
-    outs = []
-    for j in range(n_out):
-        first = shards[0][f"out{j}"]
-        full = np.empty((n, *first.shape[1:]), dtype=first.dtype)
-        seen = np.zeros(n, dtype=bool)
-        for s in shards:
-            full[s["index"]] = s[f"out{j}"]
-            seen[s["index"]] = True
-        if not seen.all():
-            raise RuntimeError(f"distributed prediction lost {int((~seen).sum())} of {n} rows")
-        outs.append(full)
-    return tuple(outs) if bool(shards[0]["is_tuple"]) else outs[0]
+    return tuple(full) if is_tuple else full[0]
 
 
 def predict_rows(net: nn.Module, x, batch_size: int = INFERENCE_BATCH, *, extra=None, trainer_kwargs: dict | None = None,
-                 work_dir: str | Path | None = None, desc: str = "", loader_workers: int = 0):
+                 work_dir: str | Path | None = None, desc: str = "", loader_workers: int = 0,
+                 into: Callable[..., None] | None = None):
     """``net`` over every row of ``x`` (and ``extra``), in batches, on one or many processes.
 
     Parameters
@@ -162,15 +210,21 @@ def predict_rows(net: nn.Module, x, batch_size: int = INFERENCE_BATCH, *, extra=
     loader_workers : int
         Processes reading ``x`` for each device (``train.loader_workers``), so that a GPU is
         not starved; 0 reads in the main process. Used on the Lightning path only.
+    into : callable, optional
+        ``into(index, *outputs)`` receives the rows, a chunk at a time and in no set order (their
+        indices in ``x`` and each output's rows), on every process, instead of the rows being
+        gathered into new arrays: to write them straight into a memory-mapped file. On the
+        Lightning path it is first called once every process's share is on disk.
 
     Returns
     -------
-    ndarray or tuple of ndarray
-        Row ``i`` of each output is ``net``'s output for row ``i`` of ``x``, on every process.
+    ndarray or tuple of ndarray or None
+        Row ``i`` of each output is ``net``'s output for row ``i`` of ``x``, on every process;
+        None with ``into``.
     """
     world = world_size(trainer_kwargs)
     if not uses_trainer(trainer_kwargs):
-        return forward_in_batches(net.eval(), x, batch_size, desc=desc, extra=extra)
+        return forward_in_batches(net.eval(), x, batch_size, desc=desc, extra=extra, into=into)
     if work_dir is None:
         raise ValueError("predict_rows through Lightning needs a work_dir that every process sees")
     folder = Path(work_dir)
@@ -178,13 +232,13 @@ def predict_rows(net: nn.Module, x, batch_size: int = INFERENCE_BATCH, *, extra=
     kw = dict(logger=False, enable_progress_bar=bool(desc) and not is_quiet(), enable_model_summary=False,
               enable_checkpointing=False, default_root_dir=str(folder), use_distributed_sampler=True)
     kw.update(trainer_kwargs or {})
-    trainer = pl.Trainer(callbacks=[_ShardWriter(folder)], **kw)
+    trainer = pl.Trainer(callbacks=[_ShareWriter(folder)], **kw)
     loader = DataLoader(_IndexedRows(x, extra, length=world), batch_size=batch_size, shuffle=False,
                         **loader_options(loader_workers, persistent=False))
     with quiet_lightning():
         trainer.predict(_Predictor(net.eval()), dataloaders=loader, return_predictions=False)
     trainer.strategy.barrier("predict_rows")  # every share is on disk before anyone reads them
-    out = _gather(folder, len(x), world)
+    out = _gather(folder, len(x), world, into)
     trainer.strategy.barrier("predict_rows_read")  # everyone has read them before rank 0 cleans up
     if trainer.global_rank == 0:
         shutil.rmtree(folder, ignore_errors=True)

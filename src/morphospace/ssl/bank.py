@@ -10,6 +10,7 @@ among GPUs and nodes (``trainer_kwargs``: each block goes to one process whole).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -85,8 +86,8 @@ class _BlockViews(nn.Module):
 
 @torch.no_grad()
 def view_bank(trunk: TrunkTaps, cube, aug_views: int, seed: int, augment: NuisanceAugment = NuisanceAugment(),
-              out: np.ndarray | None = None, trainer_kwargs: dict | None = None, work_dir: str | Path | None = None,
-              loader_workers: int = 0) -> np.ndarray:
+              out: np.ndarray | Callable[[], np.ndarray] | None = None, trainer_kwargs: dict | None = None,
+              work_dir: str | Path | None = None, loader_workers: int = 0) -> np.ndarray:
     """Trunk features of every galaxy's 8 dihedral views, then ``aug_views`` nuisance views.
 
     Parameters
@@ -100,8 +101,10 @@ def view_bank(trunk: TrunkTaps, cube, aug_views: int, seed: int, augment: Nuisan
     seed : int
         The nuisance views' seed.
     augment : NuisanceAugment
-    out : array (8 + aug_views, N, F), optional
-        Filled and returned (e.g. a memmap); else a new array.
+    out : array (8 + aug_views, N, F) or callable, optional
+        Filled and returned (e.g. a memmap); else a new array. A callable returning the array is
+        called once the first features are ready (through Lightning: once every process has
+        passed the shared prediction), e.g. to create a file only then.
     trainer_kwargs : dict, optional
         ``accelerator``, ``devices``, ``num_nodes``, ``strategy``: with any accelerator but the CPU,
         or several processes, the blocks go through Lightning (:func:`~morphospace.nets.predict.predict_rows`).
@@ -120,18 +123,34 @@ def view_bank(trunk: TrunkTaps, cube, aug_views: int, seed: int, augment: Nuisan
     v_total = N_DIHEDRAL + int(aug_views)
     if out is None:
         out = np.empty((v_total, n, trunk.dim), dtype=np.float32)
+    opened: list[np.ndarray] = [] if callable(out) else [out]
+
+    def bank() -> np.ndarray:
+        if not opened:
+            opened.append(out())
+        return opened[0]
+
     was = trunk.training
     trunk.eval()
     try:
         if uses_trainer(trainer_kwargs):
             blocks = _Blocks(cube, BLOCK)
             index = np.arange(len(blocks), dtype=np.float32)[:, None]  # the predictor passes only inputs
-            feats = predict_rows(_BlockViews(trunk, aug_views, seed, augment, BLOCK, n), blocks, batch_size=1,
-                                 extra=index, trainer_kwargs=trainer_kwargs, work_dir=work_dir,
-                                 desc="form features", loader_workers=loader_workers)
-            for v in range(v_total):  # (blocks, V, BLOCK, F) -> (V, N, F), one view at a time
-                out[v] = feats[:, v].reshape(-1, feats.shape[-1])[:n]
-            return out
+            written: list[PageReleaser] = []  # a memory-mapped bank need not stay resident
+
+            def place(block_index: np.ndarray, feats: np.ndarray) -> None:  # (b, V, BLOCK, F) -> (V, N, F)
+                if not written:
+                    written.append(PageReleaser(bank()))
+                for b, f in zip(block_index, feats):
+                    s = int(b) * BLOCK
+                    bank()[:, s:s + BLOCK] = f[:, :min(BLOCK, n - s)]
+                written[0].read(feats.nbytes)
+
+            predict_rows(_BlockViews(trunk, aug_views, seed, augment, BLOCK, n), blocks, batch_size=1,
+                         extra=index, trainer_kwargs=trainer_kwargs, work_dir=work_dir,
+                         desc="form features", loader_workers=loader_workers, into=place)
+            return bank()
+        out = bank()
         starts = range(0, n, BLOCK)
         pages = PageReleaser(cube, out)  # a memory-mapped cube and bank need not stay resident
         for s in progress(starts, total=len(starts), desc="form features", unit="batch"):

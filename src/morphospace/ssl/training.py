@@ -36,7 +36,7 @@ from torch import nn
 from torch.utils.data import default_collate
 
 from ..nets.batches import forward_in_batches, read_rows
-from ..nets.predict import accelerated, uses_trainer, world_size
+from ..nets.predict import accelerated, world_size
 from ..nets.shards import ShardedData
 from ..progress import is_quiet, quiet_lightning
 from ..run.pages import PageReleaser
@@ -213,20 +213,15 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
         shape = (N_DIHEDRAL + aug_views, len(cube), trunk.dim)
         bank = np.load(bank_path, mmap_mode="r") if resume and bank_path.is_file() else None
         if bank is None or bank.shape != shape:
-            # one temporary file per process: under DDP every rank writes the whole bank
+            # one temporary file per process: under DDP every rank writes the whole bank, and creates
+            # its file only once every process has passed the shared prediction, and so once the first
+            # has cleared the model folder (srun starts the tasks at once; only the first clears)
             tmp = bank_path.with_suffix(f".{os.getpid()}.partial.npy")
-            if uses_trainer(trainer_kwargs):
-                # written once every process has passed the shared prediction, and so once the first
-                # has cleared the model folder (srun starts the tasks at once; only the first clears)
-                gathered = view_bank(trunk, cube, aug_views, seed, trainer_kwargs=trainer_kwargs,
-                                     work_dir=out_dir / "bank_shares", loader_workers=loader_workers)
-                np.save(tmp, gathered)
-                del gathered
-            else:
-                mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
-                view_bank(trunk, cube, aug_views, seed, out=mm)
-                mm.flush()
-                del mm
+            mm = view_bank(trunk, cube, aug_views, seed, trainer_kwargs=trainer_kwargs, work_dir=out_dir / "bank_shares",
+                           loader_workers=loader_workers,
+                           out=lambda: np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape))
+            mm.flush()
+            del mm
             tmp.replace(bank_path)
             bank = np.load(bank_path, mmap_mode="r")
         head.set_scaling(bank)  # streamed: the bank stays on disk

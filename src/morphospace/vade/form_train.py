@@ -176,6 +176,10 @@ def _embed_the_rest(embedder, cube, rows: np.ndarray, emb_rows: np.ndarray, batc
     emb = np.empty((len(cube), emb_rows.shape[1]), dtype=np.float32)
     emb[rows] = emb_rows
     embedder.eval()
-    emb[rest] = predict_rows(embedder, RowView(cube, rest), batch_size, trainer_kwargs=trainer_kwargs,
-                             work_dir=work_dir, desc="form embedding of the rest", loader_workers=loader_workers)
+
+    def place(index: np.ndarray, out: np.ndarray) -> None:
+        emb[rest[index]] = out
+
+    predict_rows(embedder, RowView(cube, rest), batch_size, trainer_kwargs=trainer_kwargs, work_dir=work_dir,
+                 desc="form embedding of the rest", loader_workers=loader_workers, into=place)
     return emb
