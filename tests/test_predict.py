@@ -109,6 +109,52 @@ def test_two_processes_hand_their_rows_over_a_chunk_at_a_time(tmp_path, monkeypa
     assert not (tmp_path / "shares").exists()
 
 
+def _first_only_worker(rank: int, port: int, folder: str):
+    """One task of a two-task job started from outside (as srun or torchrun start them)."""
+    import json
+    import os
+
+    from morphospace.nets.predict import barrier
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
+                      LOCAL_RANK=str(rank), NODE_RANK="0")
+    x = np.arange(13 * 4, dtype=np.float32).reshape(13, 1, 2, 2)
+    got = np.full(13, np.nan, dtype=np.float32)
+
+    def into(index, out):
+        got[index] = out[:, 0]
+
+    result = predict_rows(OneHead(), x, batch_size=3, work_dir=f"{folder}/shares", into=into, first_only=True,
+                          trainer_kwargs={"accelerator": "cpu", "devices": 2, "strategy": "ddp"})
+    if rank == 0:  # the one writer: its file is complete before the others pass the barrier
+        np.save(f"{folder}/written.npy", got)
+    barrier()
+    seen = np.load(f"{folder}/written.npy")
+    with open(f"{folder}/rank{rank}.json", "w") as f:
+        json.dump({"result": result, "collected": int(np.isfinite(got).sum()), "seen": seen.tolist()}, f)
+    barrier()
+
+
+@pytest.mark.slow
+def test_only_the_first_of_several_tasks_collects_the_rows(tmp_path):
+    import json
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(_first_only_worker, args=(port, str(tmp_path)), nprocs=2, join=True)
+    first, second = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    expected = np.arange(13 * 4, dtype=np.float32).reshape(13, 4).sum(1)
+    assert first["collected"] == 13 and second["collected"] == 0  # the second never read the shares
+    assert first["result"] is None and second["result"] is None
+    np.testing.assert_allclose(first["seen"], expected)
+    np.testing.assert_allclose(second["seen"], expected)  # and found the first's file complete
+    assert not (tmp_path / "shares").exists()
+
+
 def test_an_accelerator_goes_through_lightning_even_on_one_device():
     # one GPU must not fall back to the plain loop, which would run the network on the CPU
     assert uses_trainer({"accelerator": "gpu", "devices": 1})

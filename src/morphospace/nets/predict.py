@@ -32,7 +32,7 @@ from ..run.pages import PageReleaser
 from ..run.rundir import write_json
 from .batches import INFERENCE_BATCH, forward_in_batches, loader_options, read_rows
 
-__all__ = ["predict_rows", "world_size", "uses_trainer"]
+__all__ = ["predict_rows", "world_size", "uses_trainer", "barrier"]
 
 # Bytes of the shares read at a time when they are gathered
 GATHER_BYTES = 64 * 2**20
@@ -184,7 +184,7 @@ def _gather(folder: Path, n: int, world: int, into: Callable | None = None):
 
 def predict_rows(net: nn.Module, x, batch_size: int = INFERENCE_BATCH, *, extra=None, trainer_kwargs: dict | None = None,
                  work_dir: str | Path | None = None, desc: str = "", loader_workers: int = 0,
-                 into: Callable[..., None] | None = None):
+                 into: Callable[..., None] | None = None, first_only: bool = False):
     """``net`` over every row of ``x`` (and ``extra``), in batches, on one or many processes.
 
     Parameters
@@ -215,12 +215,16 @@ def predict_rows(net: nn.Module, x, batch_size: int = INFERENCE_BATCH, *, extra=
         indices in ``x`` and each output's rows), on every process, instead of the rows being
         gathered into new arrays: to write them straight into a memory-mapped file. On the
         Lightning path it is first called once every process's share is on disk.
+    first_only : bool
+        Only the first process (global rank 0) reads the shares back; the others return None
+        once it has (one writer for the file the rows go to). A spawning strategy gathers in
+        the calling process, which counts as the first.
 
     Returns
     -------
     ndarray or tuple of ndarray or None
-        Row ``i`` of each output is ``net``'s output for row ``i`` of ``x``, on every process;
-        None with ``into``.
+        Row ``i`` of each output is ``net``'s output for row ``i`` of ``x``, on every process
+        (with ``first_only``, on the first); None with ``into``.
     """
     world = world_size(trainer_kwargs)
     if not uses_trainer(trainer_kwargs):
@@ -238,8 +242,20 @@ def predict_rows(net: nn.Module, x, batch_size: int = INFERENCE_BATCH, *, extra=
     with quiet_lightning():
         trainer.predict(_Predictor(net.eval()), dataloaders=loader, return_predictions=False)
     trainer.strategy.barrier("predict_rows")  # every share is on disk before anyone reads them
-    out = _gather(folder, len(x), world, into)
+    out = _gather(folder, len(x), world, into) if trainer.global_rank == 0 or not first_only else None
     trainer.strategy.barrier("predict_rows_read")  # everyone has read them before rank 0 cleans up
     if trainer.global_rank == 0:
         shutil.rmtree(folder, ignore_errors=True)
     return out
+
+
+def barrier() -> None:
+    """Wait for every process of the distributed run this process belongs to (none: return at once).
+
+    After :func:`predict_rows` through Lightning under ``srun`` or ``torchrun`` the processes
+    stay in their process group, so that one of them can write a file that the others then read.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()

@@ -87,7 +87,7 @@ class _BlockViews(nn.Module):
 @torch.no_grad()
 def view_bank(trunk: TrunkTaps, cube, aug_views: int, seed: int, augment: NuisanceAugment = NuisanceAugment(),
               out: np.ndarray | Callable[[], np.ndarray] | None = None, trainer_kwargs: dict | None = None,
-              work_dir: str | Path | None = None, loader_workers: int = 0) -> np.ndarray:
+              work_dir: str | Path | None = None, loader_workers: int = 0, first_only: bool = False) -> np.ndarray | None:
     """Trunk features of every galaxy's 8 dihedral views, then ``aug_views`` nuisance views.
 
     Parameters
@@ -112,10 +112,13 @@ def view_bank(trunk: TrunkTaps, cube, aug_views: int, seed: int, augment: Nuisan
         Where the processes leave their shares (required through Lightning).
     loader_workers : int
         Processes reading the cube for each device, through Lightning.
+    first_only : bool
+        Through Lightning, only the first process fills ``out`` (one writer); the others
+        compute their share and return None.
 
     Returns
     -------
-    ndarray (8 + aug_views, N, F) float32
+    ndarray (8 + aug_views, N, F) float32, or None
         The head's output averaged over the first 8 is what
         :class:`~morphospace.ssl.embedder.FormEmbedder` computes from the images.
     """
@@ -148,8 +151,8 @@ def view_bank(trunk: TrunkTaps, cube, aug_views: int, seed: int, augment: Nuisan
 
             predict_rows(_BlockViews(trunk, aug_views, seed, augment, BLOCK, n), blocks, batch_size=1,
                          extra=index, trainer_kwargs=trainer_kwargs, work_dir=work_dir,
-                         desc="form features", loader_workers=loader_workers, into=place)
-            return bank()
+                         desc="form features", loader_workers=loader_workers, into=place, first_only=first_only)
+            return opened[0] if opened else None if first_only else bank()
         out = bank()
         starts = range(0, n, BLOCK)
         pages = PageReleaser(cube, out)  # a memory-mapped cube and bank need not stay resident

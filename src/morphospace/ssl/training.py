@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -36,7 +35,7 @@ from torch import nn
 from torch.utils.data import default_collate
 
 from ..nets.batches import forward_in_batches, read_rows
-from ..nets.predict import accelerated, world_size
+from ..nets.predict import accelerated, barrier, world_size
 from ..nets.shards import ShardedData
 from ..progress import is_quiet, quiet_lightning
 from ..run.pages import PageReleaser
@@ -213,16 +212,18 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
         shape = (N_DIHEDRAL + aug_views, len(cube), trunk.dim)
         bank = np.load(bank_path, mmap_mode="r") if resume and bank_path.is_file() else None
         if bank is None or bank.shape != shape:
-            # one temporary file per process: under DDP every rank writes the whole bank, and creates
-            # its file only once every process has passed the shared prediction, and so once the first
-            # has cleared the model folder (srun starts the tasks at once; only the first clears)
-            tmp = bank_path.with_suffix(f".{os.getpid()}.partial.npy")
+            # one writer: the first process fills the file from every process's share, creating it
+            # only once all have passed the shared prediction, and so once the first has cleared
+            # the model folder (srun starts the tasks at once; only the first clears)
+            tmp = bank_path.with_suffix(".partial.npy")
             mm = view_bank(trunk, cube, aug_views, seed, trainer_kwargs=trainer_kwargs, work_dir=out_dir / "bank_shares",
-                           loader_workers=loader_workers,
+                           loader_workers=loader_workers, first_only=True,
                            out=lambda: np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape))
-            mm.flush()
-            del mm
-            tmp.replace(bank_path)
+            if mm is not None:
+                mm.flush()
+                del mm
+                tmp.replace(bank_path)
+            barrier()  # the bank is in place before any process reads it
             bank = np.load(bank_path, mmap_mode="r")
         head.set_scaling(bank)  # streamed: the bank stays on disk
     losses = []
