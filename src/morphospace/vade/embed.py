@@ -72,22 +72,26 @@ class _Encoder(nn.Module):
 
 def encode_cube(model, cube: np.ndarray, batch_size: int = INFERENCE_BATCH, desc: str = "VaDE encode",
                 embedding: np.ndarray | None = None, trainer_kwargs: dict | None = None,
-                work_dir: Path | None = None, loader_workers: int = 0) -> dict[str, np.ndarray]:
+                work_dir: Path | None = None, loader_workers: int = 0, first_only: bool = False) -> dict[str, np.ndarray] | None:
     """Run a VaDE over a cube (N, C, H, W) in batches, on one process or several.
 
     ``embedding``: for the ``form`` preset, the galaxies' form embedding already computed in
     training (row for row with ``cube``), which spares the CNN a second pass.
     ``trainer_kwargs`` (``devices``, ``num_nodes``, ``strategy`` ...), ``work_dir`` and
-    ``loader_workers``: see :func:`morphospace.nets.predict.predict_rows`.
+    ``loader_workers``: see :func:`morphospace.nets.predict.predict_rows`; ``first_only``: only
+    the first of several processes gathers the result, the others return None.
 
     Returns
     -------
-    dict of ndarray
+    dict of ndarray, or None
         ``z_mean``, ``z_log_var`` (N, D); ``proba`` (N, K); ``recon_error``, ``log_likelihood`` (N,).
     """
     model.eval()
     out = predict_rows(_Encoder(model, cube.shape[1]), cube, batch_size, extra=embedding,
-                       trainer_kwargs=trainer_kwargs, work_dir=work_dir, desc=desc, loader_workers=loader_workers)
+                       trainer_kwargs=trainer_kwargs, work_dir=work_dir, desc=desc, loader_workers=loader_workers,
+                       first_only=first_only)
+    if out is None:
+        return None
     keys = ("z_mean", "z_log_var", "proba", "recon_error", "log_likelihood")
     return {k: v.astype(np.float32 if k != "proba" else np.float64) for k, v in zip(keys, out)}
 
@@ -138,10 +142,10 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
             embedding = None
     devices = device_kwargs(cfg)
     with Timer(f"VaDE embedding of {len(cube)} galaxies"):
-        enc = encode_cube(model, cube, embedding=embedding, trainer_kwargs=devices,
+        enc = encode_cube(model, cube, embedding=embedding, trainer_kwargs=devices, first_only=True,
                           work_dir=model_dir(run) / "predict_shares", loader_workers=cfg.train.loader_workers)
-    if rank_zero_only.rank != 0:
-        return None  # several processes embedded the cube; only the first writes
+    if enc is None or rank_zero_only.rank != 0:
+        return None  # several processes embedded the cube; only the first gathers and writes
     table = galaxy_table(ids, enc)
     cluster_proba = enc["proba"]
     if cfg.model.merge_components and enc["proba"].shape[1] > 2:
