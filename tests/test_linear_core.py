@@ -93,6 +93,11 @@ def test_fit_is_deterministic_and_saves():
 def test_fit_rejects_a_latent_dim_above_the_rank():
     with pytest.raises(ValueError, match="latent_dim"):
         fit_linear_core(np.zeros((5, 3)), 4, 1, 2, seed=0)
+    x = np.random.default_rng(0).normal(size=(6, 8))
+    with pytest.raises(ValueError, match=r"min\(galaxies - 1, form.dim\) = 5"):
+        fit_linear_core(x, 6, 1, 2, seed=0)  # six galaxies, centred, span five axes
+    core, info = fit_linear_core(x, 5, 1, 1, seed=0)
+    assert np.isfinite(info["noise_var"]) and torch.isfinite(torch.linalg.cholesky(core.prior.covariances)).all()
 
 
 def test_a_latent_dim_above_the_galaxies_is_refused_before_training():
@@ -101,9 +106,16 @@ def test_a_latent_dim_above_the_galaxies_is_refused_before_training():
     from morphospace.vade.hparams import check_against_cube
 
     cfg = apply_overrides(load_config(None), {"model.latent_dim": 16})
-    with pytest.raises(UserError, match="latent_dim .16. must not exceed min.galaxies, form.dim. = 10"):
+    with pytest.raises(UserError, match=r"latent_dim .16. must not exceed min.galaxies trained on - 1, form.dim. = 9"):
         check_against_cube(cfg, np.zeros((10, 3, 16, 16), np.float32))
-    assert check_against_cube(apply_overrides(cfg, {"model.latent_dim": 8}), np.zeros((10, 3, 16, 16)))["latent_dim"] == 8
+    # ten galaxies centred span nine axes: a tenth had no variance, and the core's noise was NaN
+    with pytest.raises(UserError, match="= 9"):
+        check_against_cube(apply_overrides(cfg, {"model.latent_dim": 10}), np.zeros((10, 3, 16, 16), np.float32))
+    assert check_against_cube(apply_overrides(cfg, {"model.latent_dim": 9}), np.zeros((10, 3, 16, 16)))["latent_dim"] == 9
+    # the core is fitted on the training sample
+    sampled = apply_overrides(cfg, {"model.latent_dim": 9, "train.sample": 8})
+    with pytest.raises(UserError, match="= 7"):
+        check_against_cube(sampled, np.zeros((10, 3, 16, 16), np.float32))
 
 
 def test_the_linear_cores_axes_count_every_heads_numbers():
@@ -114,7 +126,7 @@ def test_the_linear_cores_axes_count_every_heads_numbers():
 
     cfg = apply_overrides(load_config(None), {"form.dim": 4, "form.heads": 3, "model.latent_dim": 13})
     cube = np.zeros((40, 3, 16, 16), np.float32)
-    with pytest.raises(UserError, match=r"min\(galaxies, form.dim x form.heads\) = 12"):
+    with pytest.raises(UserError, match=r"min\(galaxies trained on - 1, form.dim x form.heads\) = 12"):
         check_against_cube(cfg, cube)
     assert check_against_cube(apply_overrides(cfg, {"model.latent_dim": 12}), cube)["latent_dim"] == 12
 

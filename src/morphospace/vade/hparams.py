@@ -199,9 +199,12 @@ def check_against_cube(cfg: Config, cube: np.ndarray) -> dict[str, Any]:
         raise UserError(f"model.n_components ({hp['n_components']}) exceeds the number of galaxies ({len(cube)})")
     form = hp.get("form") or {}
     width = embedding_dim(form) if form.get("core") == "linear" else 0
-    if width and hp["latent_dim"] > min(len(cube), width):
-        # the linear core projects on principal axes: no more of them than galaxies or embedding numbers
+    sample = cfg.train.sample
+    trained_on = sample if 0 < sample < len(cube) else len(cube)
+    if width and hp["latent_dim"] > min(trained_on - 1, width):
+        # the linear core projects on principal axes: no more of them than the centred training
+        # galaxies span (one fewer than they are) or than the embedding has numbers
         what = "form.dim x form.heads" if form.get("heads", 1) > 1 else "form.dim"
-        raise UserError(f"model.latent_dim ({hp['latent_dim']}) must not exceed min(galaxies, {what}) = "
-                        f"{min(len(cube), width)} with form.core = 'linear'")
+        raise UserError(f"model.latent_dim ({hp['latent_dim']}) must not exceed min(galaxies trained on - 1, {what}) "
+                        f"= {min(trained_on - 1, width)} with form.core = 'linear'")
     return hp

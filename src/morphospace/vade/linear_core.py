@@ -177,9 +177,11 @@ def fit_linear_core(x: np.ndarray, latent_dim: int, k_min: int, k_max: int, seed
 
     x = np.asarray(x, dtype=np.float64)
     n, f = x.shape
-    if latent_dim > min(n, f):
+    # the centred galaxies span at most n - 1 axes: a latent axis beyond them has no variance
+    # (and with latent_dim = n the noise below was the mean of nothing, NaN)
+    if latent_dim > min(n - 1, f):
         raise InvalidArgument(f"model.latent_dim ({latent_dim}) exceeds what the linear core can have here: "
-                              f"min(galaxies, form.dim) = {min(n, f)}")
+                              f"min(galaxies - 1, form.dim) = {min(n - 1, f)}")
     if fits < 1:
         raise InvalidArgument(f"form.core_fits must be at least 1, got {fits}")
     mean = x.mean(0)
