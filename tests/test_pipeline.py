@@ -162,6 +162,28 @@ def test_run_refuses_a_launcher_that_restarts_it_in_one_line(tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_a_spawned_training_writes_nothing_outside_its_run(tmp_path, monkeypatch):
+    """Lightning's spawning strategies hand the trained weights back through a checkpoint in a new
+    folder of the system's temporary folder, and leave the folder: one per fit (three for the form
+    model). They go through the run now, and nothing of them stays."""
+    import tempfile
+
+    system_tmp = tmp_path / "system_tmp"
+    system_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(system_tmp))
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
+    survey, run = tmp_path / "survey", tmp_path / "run"
+    assert main(["synth", "--n", "16", "--seed", "4", "--out", str(survey), "--size", "64", "--quiet"]) == 0
+    assert main(["ingest", str(survey), "--out", str(run), "--quiet"]) == 0
+    assert main(["train", str(run), "--devices", "2", "--strategy", "ddp_spawn", "--accelerator", "cpu",
+                 *TINY_VADE, "--set", "model.n_components=2", "--set", "model.latent_dim=4", "--quiet"]) == 0
+    assert (run / "models" / "vade" / "model.pt").is_file()
+    # left: Python's multiprocessing folder (removed at exit) and torch's compile cache folder
+    assert [p.name for p in system_tmp.iterdir() if not p.name.startswith(("pymp-", "torchinductor_"))] == []
+    assert not [p for p in run.rglob("spawn")]
+
+
+@pytest.mark.slow
 def test_train_and_embed_on_two_processes_from_the_command_line(tmp_path):
     """`morphospace train RUN --devices 2` and `embed` as a user types them: Lightning starts the
     command again as rank 1, which must share rank 0's run lock, leave rank 0's files alone (the

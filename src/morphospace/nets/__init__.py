@@ -3,5 +3,6 @@
 ``backbones``  CNN backbones (EfficientNet-Lite0, ResNets, a small CNN) with their input
                handling: the trunk of the form encoder (:mod:`morphospace.ssl`) and of the
                feature study (:mod:`morphospace.study`);
-``batches``    a network over a whole (memory-mapped) cube in batches, without gradients.
+``batches``    a network over a whole (memory-mapped) cube in batches, without gradients;
+``spawn``      where a spawning strategy's weights pass on their way back (inside the run).
 """

@@ -10,6 +10,8 @@ the four flips (the code does not know which flip it saw).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning.pytorch as pl
 import numpy as np
 import torch
@@ -17,6 +19,7 @@ import torch
 from ..image.geometry import canonical_frame, radial_weight
 from ..nets.batches import read_rows
 from ..nets.shards import ShardedData
+from ..nets.spawn import spawned_weights_in
 from ..progress import is_quiet, quiet_lightning
 from ..run.pages import PageReleaser
 from .form_model import flip_min_sq_error
@@ -95,6 +98,8 @@ def fit_image_decoder(mu: np.ndarray, log_var: np.ndarray, cube, *, widths=(32, 
               default_root_dir=str(out_dir) if out_dir else None, deterministic=True)
     kw.update(trainer_kwargs or {})
     with quiet_lightning():
-        pl.Trainer(**kw).fit(module, datamodule=ShardedData(data, batch_size, seed, workers=loader_workers))
+        trainer = pl.Trainer(**kw)
+        with spawned_weights_in(trainer, Path(out_dir) / "spawn" if out_dir else None):
+            trainer.fit(module, datamodule=ShardedData(data, batch_size, seed, workers=loader_workers))
     return module.decoder.eval()
 

@@ -142,7 +142,7 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
                                 epochs=f["decoder_epochs"], seed=hp["seed"], radial_inner=cfg.model.radial_inner,
                                 radial_width=cfg.model.radial_width,
                                 trainer_kwargs=decoder_trainer_kwargs(cfg, f["precision"]),
-                                loader_workers=cfg.train.loader_workers)
+                                loader_workers=cfg.train.loader_workers, out_dir=mdir)
     rank = rank_zero_only.rank  # set by Lightning's strategy: only rank 0 writes
     t_dec = time.perf_counter() - t1
     model = FormVaDE(embedder, core, decoder, hp["image_size"], recon_sigma=f["image_recon_sigma"],
