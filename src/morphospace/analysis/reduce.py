@@ -32,7 +32,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from ..data.sample import sample_rows
-from ..errors import UserError
+from ..errors import InvalidArgument, UserError
 from ..progress import Timer, progress
 from ..run import RunDir, write_json, write_npy
 from .labels import labels_in_cube_order, missing_mask, truth_column
@@ -220,8 +220,14 @@ def reduce_run(run: RunDir, cfg: Any, embedding: str = "features",
             log.info("%s of %s: fitted on a random sample of %d of the %d rows (cluster.map_sample); "
                      "the others placed among their %d nearest fitted rows", name, embedding, len(rows), n,
                      PLACEMENT_K)
-        with Timer(f"{name} of {embedding} ({n} x {X.shape[1]})") as t:
-            Z = _fit_map(reducer, X, y, rows, ccfg.seed)
+        try:
+            with Timer(f"{name} of {embedding} ({n} x {X.shape[1]})") as t:
+                Z = _fit_map(reducer, X, y, rows, ccfg.seed)
+        except InvalidArgument as e:
+            if name != "lda":
+                raise
+            log.warning("LDA skipped: %s", e)  # the labels cannot carry it; the maps need no labels
+            continue
         path = run.reduction_path(rid)
         write_npy(path, np.asarray(Z, dtype=np.float32))
         meta: dict[str, Any] = {

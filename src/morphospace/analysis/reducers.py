@@ -124,7 +124,8 @@ class LDAReducer(TransformerMixin, BaseEstimator):
         Raises
         ------
         InvalidArgument
-            ``y`` is None, of another length than ``X`` or with fewer than 2 classes.
+            ``y`` is None, of another length than ``X`` or with fewer than 2 classes, or the
+            classes have too few galaxies for a within-class covariance.
         """
         if y is None:
             raise InvalidArgument("LDA requires y to be passed, but the target y is None: give it a label column")
@@ -142,7 +143,12 @@ class LDAReducer(TransformerMixin, BaseEstimator):
         # Ledoit-Wolf shrinkage of the within-class covariance: on 1,280 frozen ImageNet features
         # of 3,269 SDSS galaxies the unregularised (svd) LDA flung a few galaxies thousands of
         # units out and K-Means(3) on it scored AMI 0.00 against the classes; shrunk, 0.53
-        self.lda_ = LinearDiscriminantAnalysis(n_components=n_disc, solver="eigen", shrinkage="auto").fit(Xk, yk)
+        try:
+            self.lda_ = LinearDiscriminantAnalysis(n_components=n_disc, solver="eigen", shrinkage="auto").fit(Xk, yk)
+        except np.linalg.LinAlgError:  # scipy's is numpy's
+            sizes = ", ".join(f"{c}: {int((yk == c).sum())}" for c in classes)
+            raise InvalidArgument(f"LDA: the labelled galaxies barely spread within their classes ({sizes}): "
+                                  "their within-class covariance is singular even shrunk; label more galaxies") from None
         self.classes_ = classes
         self.n_discriminants_ = n_disc
         n_pad = min(self.n_components, X.shape[1]) - n_disc
