@@ -226,7 +226,7 @@ def reduce_run(run: RunDir, cfg: Any, embedding: str = "features",
         except InvalidArgument as e:
             if name != "lda":
                 raise
-            log.warning("LDA skipped: %s", e)  # the labels cannot carry it; the maps need no labels
+            log.warning("LDA skipped: %s", str(e).removeprefix("LDA: "))  # the labels cannot carry it; the maps need no labels
             continue
         path = run.reduction_path(rid)
         write_npy(path, np.asarray(Z, dtype=np.float32))
