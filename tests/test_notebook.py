@@ -161,6 +161,9 @@ def test_vade_estimator_rejects_misuse(run, fitted):
     # a launcher that starts the program again per process would run the notebook's script twice
     with pytest.raises(ValueError, match="morphospace train"):
         ms.VaDE(config={"train.devices": 2, "train.strategy": "ddp"}).fit(run.cube)
+    # settings the images cannot carry: a ValueError too, before any training
+    with pytest.raises(ValueError, match=r"latent_dim \(16\) must not exceed"):
+        ms.VaDE().fit(np.random.default_rng(0).random((8, 3, 16, 16)))
 
 
 def test_compare_is_a_table_of_agreement():

@@ -227,7 +227,12 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
             _place_cube(run, x)
             write_table(run.catalogue, pd.DataFrame({"id": [str(i) for i in range(len(x))],
                                                      "cube_index": np.arange(len(x))}))
-            train_run(run, cfg)
+            try:
+                train_run(run, cfg)
+            except UserError as exc:  # the settings do not fit these images (e.g. too few of them)
+                if isinstance(exc, ValueError):
+                    raise
+                raise ValueError(str(exc)) from None
             vade, hp, _ = load_vade(run.model_dir(MODEL_NAME) / MODEL_FILE)
             self.model_ = VaDEModel(vade, hp)
             emb = run.model_dir(MODEL_NAME) / FORM_EMBEDDING
