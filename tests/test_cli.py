@@ -98,3 +98,27 @@ def test_version_is_the_package_version(capsys):
         main(["--version"])
     assert exc.value.code == 0
     assert capsys.readouterr().out.strip() == f"morphospace {morphospace.__version__}"
+
+
+def test_ctrl_c_is_one_line_and_status_130_even_inside_a_lightning_fit(monkeypatch, capsys, tmp_path):
+    """Lightning turns Ctrl-C during a fit into sys.exit(1) once it has stopped its processes:
+    the command line still says `interrupted` in one line, with status 130."""
+    import morphospace.cli as cli
+
+    def lightning_fit(args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            sys.exit(1)  # what lightning.pytorch.trainer.call does
+
+    monkeypatch.setattr(cli, "_dispatch", lightning_fit)
+    assert main(["cluster", str(tmp_path)]) == 130
+    assert capsys.readouterr().err.strip() == "morphospace: interrupted"
+
+    def plain_exit(args):  # any other exit passes through untouched
+        sys.exit(3)
+
+    monkeypatch.setattr(cli, "_dispatch", plain_exit)
+    with pytest.raises(SystemExit) as exc:
+        main(["cluster", str(tmp_path)])
+    assert exc.value.code == 3

@@ -8,6 +8,7 @@ one place; :class:`Timer` prints an openTSNE-style "===> step ... done in 1.2 s"
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 import warnings
@@ -75,10 +76,15 @@ class Timer:
 
 
 class quiet_lightning:
-    """Lightning's info lines (tips, device summaries) down to warnings while fitting."""
+    """Lightning's info lines (tips, device summaries) down to warnings while fitting.
+
+    The processes a spawning strategy starts meanwhile (``ddp_spawn``) are quiet for their whole
+    life: they find :data:`SPAWNED_QUIET` in their environment when they import this module.
+    """
 
     NAMES = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.callbacks.model_checkpoint", "lightning.pytorch.accelerators.cuda",
-             "lightning.fabric.utilities.seed", "lightning.pytorch.utilities.seed")
+             "lightning.fabric.utilities.seed", "lightning.pytorch.utilities.seed",
+             "lightning.fabric.utilities.distributed", "lightning.fabric.utilities.rank_zero")
 
     WARNINGS = (r"Checkpoint directory .* exists and is not empty",  # hparams.json and logs live there
                 r".*isinstance\(treespec, LeafSpec\).*",  # inside Lightning, not ours
@@ -92,8 +98,23 @@ class quiet_lightning:
         self.catch.__enter__()
         for message in self.WARNINGS:
             warnings.filterwarnings("ignore", message=message)
+        self.env = os.environ.get(SPAWNED_QUIET)
+        os.environ[SPAWNED_QUIET] = "1"
 
     def __exit__(self, *exc):
+        if self.env is None:
+            os.environ.pop(SPAWNED_QUIET, None)
+        else:
+            os.environ[SPAWNED_QUIET] = self.env
         self.catch.__exit__(*exc)
         for n, level in self.levels.items():
             logging.getLogger(n).setLevel(level)
+
+
+# Set while a quiet_lightning block runs; a process spawned meanwhile inherits it
+SPAWNED_QUIET = "MORPHOSPACE_QUIET_LIGHTNING"
+
+if os.environ.get(SPAWNED_QUIET) == "1" and __name__ != "__main__":
+    import lightning.pytorch  # noqa: F401  (its import sets its loggers' levels; ours must come after)
+
+    quiet_lightning().__enter__()  # left entered: for the life of this spawned worker

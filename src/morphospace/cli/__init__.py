@@ -123,6 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("morphospace: interrupted", file=sys.stderr)
         return 130
+    except SystemExit as exc:
+        if not isinstance(exc.__context__, KeyboardInterrupt):
+            raise
+        # Lightning turns Ctrl-C during a fit into sys.exit(1), once it has stopped its processes
+        print("morphospace: interrupted", file=sys.stderr)
+        return 130
     finally:
         release_locks()
 

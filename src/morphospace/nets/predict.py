@@ -236,10 +236,10 @@ def predict_rows(net: nn.Module, x, batch_size: int = INFERENCE_BATCH, *, extra=
     kw = dict(logger=False, enable_progress_bar=bool(desc) and not is_quiet(), enable_model_summary=False,
               enable_checkpointing=False, default_root_dir=str(folder), use_distributed_sampler=True)
     kw.update(trainer_kwargs or {})
-    trainer = pl.Trainer(callbacks=[_ShareWriter(folder)], **kw)
     loader = DataLoader(_IndexedRows(x, extra, length=world), batch_size=batch_size, shuffle=False,
                         **loader_options(loader_workers, persistent=False))
     with quiet_lightning():
+        trainer = pl.Trainer(callbacks=[_ShareWriter(folder)], **kw)
         trainer.predict(_Predictor(net.eval()), dataloaders=loader, return_predictions=False)
     trainer.strategy.barrier("predict_rows")  # every share is on disk before anyone reads them
     out = _gather(folder, len(x), world, into) if trainer.global_rank == 0 or not first_only else None
