@@ -148,7 +148,7 @@ class SSLModule(pl.LightningModule):
         f1, f2 = self.two_views(batch)
         z1, z2 = (global_batch(self.projector(self.head(f))) for f in (f1, f2))  # every device's galaxies
         loss = self._loss(z1, z2)
-        self.log("ssl_loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True)
+        self.log("ssl_loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         return loss
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:

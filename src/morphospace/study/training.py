@@ -241,7 +241,7 @@ class FineTuneModule(pl.LightningModule):
             record["val_rmse"] = float(torch.sqrt(((torch.sigmoid(out).double() - target.double()) ** 2).mean()))
         record["seconds"] = time.perf_counter() - self._t0
         self.history.append(record)
-        self.log("val_loss", val_loss, prog_bar=True, logger=False)
+        self.log("val_loss", val_loss, prog_bar=True, logger=False, sync_dist=True)
         if self.verbose:
             log.info("epoch %d/%d: %s", record["epoch"], self.trainer.max_epochs,
                      ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch"))

@@ -73,7 +73,7 @@ class ImageDecoderModule(pl.LightningModule):
         z = mu + torch.exp(0.5 * log_var) * torch.randn(mu.shape, generator=g).to(mu)
         target = canonical_frame(x)
         loss = flip_min_sq_error(target, self.decoder(z), self.weight).mean() / target[0].numel()
-        self.log("decoder_mse", loss.detach(), on_step=False, on_epoch=True, prog_bar=True)
+        self.log("decoder_mse", loss.detach(), on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         return loss
 
     def configure_optimizers(self):
