@@ -114,7 +114,7 @@ class quiet_lightning:
 # Set while a quiet_lightning block runs; a process spawned meanwhile inherits it
 SPAWNED_QUIET = "MORPHOSPACE_QUIET_LIGHTNING"
 
-if os.environ.get(SPAWNED_QUIET) == "1" and __name__ != "__main__":
+if os.environ.get(SPAWNED_QUIET) == "1":
     import lightning.pytorch  # noqa: F401  (its import sets its loggers' levels; ours must come after)
 
     quiet_lightning().__enter__()  # left entered: for the life of this spawned worker
