@@ -17,8 +17,9 @@ rows); a memory-mapped cube is read a chunk of rows at a time and never copied w
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -66,6 +67,20 @@ def import_astrovader(run: RunDir, weights: str | Path) -> Path:
 
 
 # --- the VaDE as a scikit-learn estimator ----------------------------------------------------
+
+@contextmanager
+def _as_value_error() -> Iterator[None]:
+    """The command line's one-line errors (a setting these images cannot carry) as the
+    ``ValueError`` that scikit-learn's estimators raise."""
+    from .errors import UserError
+
+    try:
+        yield
+    except UserError as exc:
+        if isinstance(exc, ValueError):
+            raise
+        raise ValueError(str(exc)) from None
+
 
 def _check_images(X) -> np.ndarray:
     """``X`` as N x C x H x W float rows (a stack of H x W images gets one channel), checked
@@ -207,7 +222,6 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         import pandas as pd
 
         from .config import apply_overrides, load_config
-        from .errors import UserError
         from .progress import is_quiet, set_quiet
         from .run import write_table
         from .vade.embed import FORM_EMBEDDING
@@ -215,10 +229,8 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         from .vade.train import train_run
 
         x = _check_images(X)
-        try:
+        with _as_value_error():
             cfg = one_process_devices(apply_overrides(load_config(None), self._overrides()), "`VaDE.fit`")
-        except UserError as exc:
-            raise ValueError(str(exc)) from None
         tmp = Path(tempfile.mkdtemp(prefix="morphospace-vade-"))
         was_quiet = is_quiet()
         set_quiet(not self.verbose)
@@ -227,12 +239,8 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
             _place_cube(run, x)
             write_table(run.catalogue, pd.DataFrame({"id": [str(i) for i in range(len(x))],
                                                      "cube_index": np.arange(len(x))}))
-            try:
+            with _as_value_error():  # e.g. settings too large for so few images
                 train_run(run, cfg)
-            except UserError as exc:  # the settings do not fit these images (e.g. too few of them)
-                if isinstance(exc, ValueError):
-                    raise
-                raise ValueError(str(exc)) from None
             vade, hp, _ = load_vade(run.model_dir(MODEL_NAME) / MODEL_FILE)
             self.model_ = VaDEModel(vade, hp)
             emb = run.model_dir(MODEL_NAME) / FORM_EMBEDDING

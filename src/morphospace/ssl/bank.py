@@ -126,34 +126,29 @@ def view_bank(trunk: TrunkTaps, cube, aug_views: int, seed: int, augment: Nuisan
     v_total = N_DIHEDRAL + int(aug_views)
     if out is None:
         out = np.empty((v_total, n, trunk.dim), dtype=np.float32)
-    opened: list[np.ndarray] = [] if callable(out) else [out]
-
-    def bank() -> np.ndarray:
-        if not opened:
-            opened.append(out())
-        return opened[0]
-
     was = trunk.training
     trunk.eval()
     try:
         if uses_trainer(trainer_kwargs):
             blocks = _Blocks(cube, BLOCK)
             index = np.arange(len(blocks), dtype=np.float32)[:, None]  # the predictor passes only inputs
-            written: list[PageReleaser] = []  # a memory-mapped bank need not stay resident
+            filled: dict = {}  # the bank and its page releaser, once the first rows come
 
             def place(block_index: np.ndarray, feats: np.ndarray) -> None:  # (b, V, BLOCK, F) -> (V, N, F)
-                if not written:
-                    written.append(PageReleaser(bank()))
+                if not filled:
+                    filled["bank"] = out() if callable(out) else out
+                    filled["pages"] = PageReleaser(filled["bank"])  # a memory-mapped bank need not stay resident
                 for b, f in zip(block_index, feats):
                     s = int(b) * BLOCK
-                    bank()[:, s:s + BLOCK] = f[:, :min(BLOCK, n - s)]
-                written[0].read(feats.nbytes)
+                    filled["bank"][:, s:s + BLOCK] = f[:, :min(BLOCK, n - s)]
+                filled["pages"].read(feats.nbytes)
 
             predict_rows(_BlockViews(trunk, aug_views, seed, augment, BLOCK, n), blocks, batch_size=1,
                          extra=index, trainer_kwargs=trainer_kwargs, work_dir=work_dir,
                          desc="form features", loader_workers=loader_workers, into=place, first_only=first_only)
-            return opened[0] if opened else None if first_only else bank()
-        out = bank()
+            return filled.get("bank")  # None on a process that did not collect
+        if callable(out):
+            out = out()
         starts = range(0, n, BLOCK)
         pages = PageReleaser(cube, out)  # a memory-mapped cube and bank need not stay resident
         for s in progress(starts, total=len(starts), desc="form features", unit="batch"):

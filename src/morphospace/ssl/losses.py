@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 __all__ = ["nt_xent", "vicreg", "LOSSES", "global_batch"]
@@ -26,8 +27,6 @@ class _GatherRows(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, z: torch.Tensor) -> torch.Tensor:
-        import torch.distributed as dist
-
         parts = [torch.empty_like(z) for _ in range(dist.get_world_size())]
         dist.all_gather(parts, z.contiguous())
         ctx.rows = slice(dist.get_rank() * z.shape[0], (dist.get_rank() + 1) * z.shape[0])
@@ -35,8 +34,6 @@ class _GatherRows(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        import torch.distributed as dist
-
         grad = grad.contiguous()
         dist.all_reduce(grad)  # every process's loss depends on every row: sum their gradients
         return grad[ctx.rows]
@@ -53,8 +50,6 @@ def global_batch(z: torch.Tensor) -> torch.Tensor:
     would take on the whole batch. Every process must give the same number of rows. Without an
     initialised process group of two or more, ``z`` itself.
     """
-    import torch.distributed as dist
-
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
         return z
     return _GatherRows.apply(z)

@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 
 from ..errors import UserError
@@ -144,7 +143,7 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
     with Timer(f"VaDE embedding of {len(cube)} galaxies"):
         enc = encode_cube(model, cube, embedding=embedding, trainer_kwargs=devices, first_only=True,
                           work_dir=model_dir(run) / "predict_shares", loader_workers=cfg.train.loader_workers)
-    if enc is None or rank_zero_only.rank != 0:
+    if enc is None:
         return None  # several processes embedded the cube; only the first gathers and writes
     table = galaxy_table(ids, enc)
     cluster_proba = enc["proba"]
