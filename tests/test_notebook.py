@@ -166,6 +166,17 @@ def test_vade_estimator_rejects_misuse(run, fitted):
         ms.VaDE().fit(np.random.default_rng(0).random((8, 3, 16, 16)))
 
 
+def test_settings_are_checked_before_the_images_are_copied(monkeypatch):
+    import morphospace.api as api
+
+    def no_copy(*_):
+        raise AssertionError("the images were copied before the settings were checked")
+
+    monkeypatch.setattr(api, "_place_cube", no_copy)
+    with pytest.raises(ValueError, match=r"n_components \(9\) exceeds the number of galaxies \(8\)"):
+        ms.VaDE(preset="default", n_components=9).fit(np.random.default_rng(0).random((8, 3, 16, 16)))
+
+
 def test_compare_is_a_table_of_agreement():
     a = [0, 0, 1, 1, 2, 2]
     t = ms.compare(a, ["x", "x", "y", "y", "z", "z"], names=("clusters", "classes"))

@@ -226,11 +226,13 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         from .run import write_table
         from .vade.embed import FORM_EMBEDDING
         from .vade.fitting import one_process_devices
+        from .vade.hparams import check_against_cube
         from .vade.train import train_run
 
         x = _check_images(X)
         with _as_value_error():
             cfg = one_process_devices(apply_overrides(load_config(None), self._overrides()), "`VaDE.fit`")
+            check_against_cube(cfg, x)  # settings too large for so few images: before any copy
         tmp = Path(tempfile.mkdtemp(prefix="morphospace-vade-"))
         was_quiet = is_quiet()
         set_quiet(not self.verbose)
@@ -239,7 +241,7 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
             _place_cube(run, x)
             write_table(run.catalogue, pd.DataFrame({"id": [str(i) for i in range(len(x))],
                                                      "cube_index": np.arange(len(x))}))
-            with _as_value_error():  # e.g. settings too large for so few images
+            with _as_value_error():
                 train_run(run, cfg)
             vade, hp, _ = load_vade(run.model_dir(MODEL_NAME) / MODEL_FILE)
             self.model_ = VaDEModel(vade, hp)

@@ -31,6 +31,7 @@ from ..progress import is_quiet, quiet_lightning
 from ..run.pages import PageReleaser
 from ..run.rundir import write_json
 from .batches import INFERENCE_BATCH, forward_in_batches, loader_options, read_rows
+from .spawn import spawned_workers
 
 __all__ = ["predict_rows", "world_size", "uses_trainer", "barrier"]
 
@@ -240,7 +241,8 @@ def predict_rows(net: nn.Module, x, batch_size: int = INFERENCE_BATCH, *, extra=
                         **loader_options(loader_workers, persistent=False))
     with quiet_lightning():
         trainer = pl.Trainer(callbacks=[_ShareWriter(folder)], **kw)
-        trainer.predict(_Predictor(net.eval()), dataloaders=loader, return_predictions=False)
+        with spawned_workers(trainer):
+            trainer.predict(_Predictor(net.eval()), dataloaders=loader, return_predictions=False)
     trainer.strategy.barrier("predict_rows")  # every share is on disk before anyone reads them
     out = _gather(folder, len(x), world, into) if trainer.global_rank == 0 or not first_only else None
     trainer.strategy.barrier("predict_rows_read")  # everyone has read them before rank 0 cleans up

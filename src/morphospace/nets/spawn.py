@@ -1,10 +1,17 @@
-"""Where Lightning's spawning strategies leave the trained weights on their way back.
+"""What a trainer whose strategy spawns its processes needs around ``fit`` and ``predict``.
 
 Under ``ddp_spawn`` (what ``morphospace run`` and the notebook estimator use for several devices)
-and ``ddp_notebook`` the first worker saves the trained weights to a checkpoint in a new folder
-under the system's temporary folder; the calling process loads the file, deletes it and leaves
-the empty folder behind, one per training. A run writes nothing outside its own folder:
-:func:`spawned_weights_in` points that checkpoint into the run and removes what is left of it.
+and ``ddp_notebook`` Lightning starts the workers itself, and two things go wrong unless we step in:
+
+- the first worker saves the trained weights to a checkpoint in a new folder under the system's
+  temporary folder; the calling process loads the file, deletes it and leaves the empty folder
+  behind, one per training. A run writes nothing outside its own folder, so the checkpoint is
+  pointed into the run and what is left of it removed;
+- a spawned worker leaves the process group to the interpreter's exit, and on CPU processes
+  (gloo) the group's threads are then now and then destroyed while still joinable: the worker
+  aborts ("terminate called without an active exception") after its work is done, failing the
+  command (3 runs in 40 of a two-process fit of a toy model). Each worker waits for the others
+  and leaves the group itself once the trainer is done with it.
 """
 
 from __future__ import annotations
@@ -16,23 +23,47 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["spawned_weights_in"]
+import lightning.pytorch as pl
+
+__all__ = ["LeaveProcessGroup", "spawned_workers"]
+
+
+class LeaveProcessGroup(pl.Callback):
+    """At the trainer's teardown in a spawned worker: wait for every worker, then leave the
+    process group, so that none is torn down by the interpreter's exit."""
+
+    def teardown(self, trainer, pl_module, stage) -> None:
+        import torch.distributed as dist
+
+        if _spawns(trainer) and dist.is_available() and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
+
+def _spawns(trainer) -> bool:
+    from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
+
+    return isinstance(getattr(trainer.strategy, "launcher", None), _MultiProcessingLauncher)
 
 
 @contextmanager
-def spawned_weights_in(trainer, folder: str | Path | None) -> Iterator[None]:
-    """Around ``trainer.fit``: a spawning strategy's weights pass through ``folder``, removed after.
+def spawned_workers(trainer, weights_in: str | Path | None = None) -> Iterator[None]:
+    """Around ``trainer.fit`` or ``trainer.predict``: spawned workers leave their process group
+    themselves, and the weights a spawned fit passes back go through ``weights_in`` (removed after).
 
-    Nothing changes for a trainer that does not start its processes by spawning or forking
-    (one process, or ``ddp`` under ``srun`` or ``torchrun``, which pass no weights back), nor
-    without a ``folder``.
+    Nothing changes for a trainer that does not start its processes by spawning or forking (one
+    process, or ``ddp`` under ``srun`` or ``torchrun``, whose processes stay in their group for
+    what the command does next and pass no weights back).
     """
-    from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
-
-    if folder is None or not isinstance(getattr(trainer.strategy, "launcher", None), _MultiProcessingLauncher):
+    if not _spawns(trainer):
         yield
         return
-    folder = Path(folder)
+    if not any(isinstance(c, LeaveProcessGroup) for c in trainer.callbacks):
+        trainer.callbacks.append(LeaveProcessGroup())
+    if weights_in is None:
+        yield
+        return
+    folder = Path(weights_in)
     folder.mkdir(parents=True, exist_ok=True)
     saved_env, saved_dir = os.environ.get("TMPDIR"), tempfile.tempdir
     # spawned workers read the variable when they start; forked ones inherit the module's value

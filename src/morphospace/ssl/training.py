@@ -37,7 +37,7 @@ from torch.utils.data import default_collate
 from ..nets.batches import forward_in_batches, read_rows
 from ..nets.predict import accelerated, barrier, world_size
 from ..nets.shards import ShardedData
-from ..nets.spawn import spawned_weights_in
+from ..nets.spawn import spawned_workers
 from ..progress import is_quiet, quiet_lightning
 from ..run.pages import PageReleaser
 from .augment import NuisanceAugment
@@ -286,7 +286,7 @@ def _fit_head(module: SSLModule, data: ViewBankDataModule, ckpt_dir: Path, epoch
     kw.update(sync_batchnorm=global_batch_norm(trainer_kwargs))
     with quiet_lightning():
         trainer = pl.Trainer(**kw)
-        with spawned_weights_in(trainer, ckpt_dir / "spawn"):
+        with spawned_workers(trainer, ckpt_dir / "spawn"):
             trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None)
     # the trainer's, not the module's: after a spawned fit the module here is no longer attached to it
     return float(trainer.callback_metrics.get("ssl_loss", float("nan")))

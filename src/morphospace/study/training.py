@@ -30,7 +30,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
-from ..nets.spawn import spawned_weights_in
+from ..nets.spawn import spawned_workers
 from ..progress import is_quiet, quiet_lightning
 from .datamodule import FineTuneData, augment
 
@@ -337,7 +337,7 @@ def fit_classifier(module: FineTuneModule, data: FineTuneData, epochs: int, pati
             deterministic=accelerator == "cpu", enable_progress_bar=not is_quiet(), enable_model_summary=False,
             num_sanity_val_steps=0, use_distributed_sampler=False, log_every_n_steps=1,
         )
-        with spawned_weights_in(trainer, checkpoint_dir / "spawn"):
+        with spawned_workers(trainer, checkpoint_dir / "spawn"):
             trainer.fit(module, datamodule=data)
         early = next((c for c in callbacks if isinstance(c, EarlyStopping)), None)
         if early is not None and early.stopped_epoch:

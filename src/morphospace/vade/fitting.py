@@ -27,7 +27,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from ..config import Config, apply_overrides
 from ..data.sample import sample_rows
 from ..errors import UserError, first_line
-from ..nets.spawn import spawned_weights_in
+from ..nets.spawn import spawned_workers
 from ..progress import is_quiet, quiet_lightning
 from ..run import RunDir, launched_as_later_rank, write_json
 from .data import CubeDataModule
@@ -171,6 +171,6 @@ def fit_vade(hp: dict[str, Any], input_path: Path, mdir: Path, cfg: Config, resu
             use_distributed_sampler=False, enable_progress_bar=not is_quiet(), enable_model_summary=False,
             log_every_n_steps=1, num_sanity_val_steps=0,
         )
-        with spawned_weights_in(trainer, mdir / "spawn"):
+        with spawned_workers(trainer, mdir / "spawn"):
             trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
     return module, trainer, time.perf_counter() - t0

@@ -19,7 +19,7 @@ import torch
 from ..image.geometry import canonical_frame, radial_weight
 from ..nets.batches import read_rows
 from ..nets.shards import ShardedData
-from ..nets.spawn import spawned_weights_in
+from ..nets.spawn import spawned_workers
 from ..progress import is_quiet, quiet_lightning
 from ..run.pages import PageReleaser
 from .form_model import flip_min_sq_error
@@ -99,7 +99,7 @@ def fit_image_decoder(mu: np.ndarray, log_var: np.ndarray, cube, *, widths=(32, 
     kw.update(trainer_kwargs or {})
     with quiet_lightning():
         trainer = pl.Trainer(**kw)
-        with spawned_weights_in(trainer, Path(out_dir) / "spawn" if out_dir else None):
+        with spawned_workers(trainer, Path(out_dir) / "spawn" if out_dir else None):
             trainer.fit(module, datamodule=ShardedData(data, batch_size, seed, workers=loader_workers))
     return module.decoder.eval()
 
