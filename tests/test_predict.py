@@ -118,6 +118,7 @@ def _first_only_worker(rank: int, port: int, folder: str):
     import os
 
     from morphospace.nets.predict import barrier
+    from morphospace.nets.spawn import leave_process_group
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
                       LOCAL_RANK=str(rank), NODE_RANK="0")
@@ -135,7 +136,7 @@ def _first_only_worker(rank: int, port: int, folder: str):
     seen = np.load(f"{folder}/written.npy")
     with open(f"{folder}/rank{rank}.json", "w") as f:
         json.dump({"result": result, "collected": int(np.isfinite(got).sum()), "seen": seen.tolist()}, f)
-    barrier()
+    leave_process_group()  # as the command line does before it exits
 
 
 @pytest.mark.slow

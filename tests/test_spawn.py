@@ -67,3 +67,90 @@ def test_spawned_workers_have_left_their_group_before_they_exit(tmp_path):
         trainer.fit(Toy(str(tmp_path)), data)
     assert sorted(p.name for p in tmp_path.glob("rank*.txt")) == ["rank0.txt", "rank1.txt"]
     assert {p.read_text() for p in tmp_path.glob("rank*.txt")} == {"False"}
+
+
+def _cli_task(rank: int, folder: str, failing_rank: int):
+    """One task of a job started from outside (as srun starts them): a command, then is it still in a group?"""
+    import json
+
+    import torch.distributed as dist
+
+    from morphospace.cli import main
+
+    dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank, world_size=2)
+    if rank == failing_rank:
+        code = main(["embed", f"{folder}/no-such-run"])
+    else:
+        code = main(["synth", "--n", "4", "--out", f"{folder}/mock{rank}", "--quiet"])
+    with open(f"{folder}/task{rank}.json", "w") as fh:
+        json.dump({"code": code, "in_group": dist.is_initialized()}, fh)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("failing_rank", [-1, 0])
+def test_the_command_line_leaves_the_group_of_a_job_started_from_outside(tmp_path, failing_rank):
+    """Whether every task succeeds or one stops on an error (the other then waits for it in vain),
+    each leaves the group before it exits, and none hangs."""
+    import json
+
+    import torch.multiprocessing as mp
+
+    mp.spawn(_cli_task, args=(str(tmp_path), failing_rank), nprocs=2, join=True)
+    tasks = [json.loads((tmp_path / f"task{r}.json").read_text()) for r in (0, 1)]
+    assert [t["code"] for t in tasks] == [0 if r != failing_rank else 2 for r in (0, 1)]
+    assert not any(t["in_group"] for t in tasks)
+
+
+TINY_FORM = ["--set", "train.epochs=2", "--set", "train.pretrain_epochs=1", "--set", "train.batch_size=12",
+             "--set", "form.decoder_widths=[8, 16, 16, 16]", "--set", "form.ssl_epochs=2", "--set", "form.aug_views=1",
+             "--set", "form.decoder_epochs=1", "--set", "model.n_components=2", "--set", "model.latent_dim=4",
+             "--quiet"]
+
+
+def _train_task(rank: int, port: int, run: str):
+    """One task of `srun morphospace train RUN --strategy ddp`: every task starts at once."""
+    import time
+
+    import morphospace.image.masking as masking
+    from morphospace.cli import main
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
+                      LOCAL_RANK=str(rank), NODE_RANK="0")
+    build = masking.map_chunks
+
+    def counted(*args, **kwargs):  # a slow build: the other task asks for the masked cube meanwhile
+        with open(f"{run}/../masked_by_{rank}", "a") as fh:
+            fh.write("built\n")
+        time.sleep(1.0)
+        return build(*args, **kwargs)
+
+    masking.map_chunks = counted
+    code = main(["train", run, "--devices", "2", "--strategy", "ddp", "--accelerator", "cpu", *TINY_FORM])
+    with open(f"{run}/../code_{rank}", "w") as fh:
+        fh.write(str(code))
+
+
+@pytest.mark.slow
+def test_tasks_started_together_share_the_run(tmp_path):
+    """`srun` starts every task of a training at once (Lightning's own launcher starts the later ones
+    only once the first is training): the first alone clears and writes the model's folder, and the
+    neighbour-masked cube, which the ingest did not build, is built once, not by every task."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from morphospace.cli import main
+
+    survey, run = tmp_path / "survey", tmp_path / "run"
+    assert main(["synth", "--n", "16", "--seed", "5", "--out", str(survey), "--size", "64", "--quiet"]) == 0
+    assert main(["ingest", str(survey), "--out", str(run), "--quiet"]) == 0
+    (run / "models" / "vade").mkdir(parents=True)
+    (run / "models" / "vade" / "old.txt").write_text("a previous training's file")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(_train_task, args=(port, str(run)), nprocs=2, join=True)
+    assert [(tmp_path / f"code_{r}").read_text() for r in (0, 1)] == ["0", "0"]
+    assert sum(len(p.read_text().splitlines()) for p in tmp_path.glob("masked_by_*")) == 1
+    assert (run / "models" / "vade" / "model.pt").is_file() and not (run / "models" / "vade" / "old.txt").exists()
+    assert (run / "log.txt").read_text().count("neighbours masked in") == 1

@@ -103,9 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     set_quiet(args.quiet)
+    succeeded = False
     try:
         with _quiet_warnings(args.quiet):
-            return _dispatch(args) or 0
+            status = _dispatch(args) or 0
+        succeeded = status == 0
+        return status
     except UserError as exc:
         print(f"morphospace: error: {printable(str(exc))}", file=sys.stderr)
         return exc.exit_code
@@ -130,8 +133,19 @@ def main(argv: list[str] | None = None) -> int:
         print("morphospace: interrupted", file=sys.stderr)
         return 130
     finally:
+        _leave_process_group(succeeded)
         release_locks()
 
+
+def _leave_process_group(succeeded: bool) -> None:
+    """A process of a job started from outside (``srun``, ``torchrun``) leaves its process group
+    before it exits (after the others, unless it stops on an error): left to the interpreter's exit,
+    a gloo group aborts the process now and then (:mod:`morphospace.nets.spawn`)."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        from ..nets.spawn import leave_process_group
+
+        leave_process_group(wait=succeeded)
 
 
 class _quiet_warnings:

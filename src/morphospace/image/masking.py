@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from ..progress import progress
-from ..run import RunDir, atomic_path, write_json, write_table
+from ..run import RunDir, atomic_path, built_by_one, write_json, write_table
 from .pool import map_chunks
 from .sources import border_stats, central_index, detect
 
@@ -50,6 +50,7 @@ __all__ = ["MaskParams", "mask_neighbours", "mask_images", "masked_cube", "model
 MASKED_CUBE = "cube_masked.npy"
 MASKED_TABLE = "cube_masked.parquet"
 MASKED_META = "cube_masked.json"
+MASKING_LOCK = ".cube_masked.lock"  # the processes of a job started together mask the cube once
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,11 @@ def masked_cube(run: RunDir, params: MaskParams = MaskParams(), workers: int = 1
     -------
     numpy.memmap, shape (N, C, H, W), the cube's float dtype
     """
+    with built_by_one(run.path / MASKING_LOCK):
+        return _masked_cube(run, params, workers)
+
+
+def _masked_cube(run: RunDir, params: MaskParams, workers: int) -> np.ndarray:
     cube = run.read_cube()
     path, meta = run.path / MASKED_CUBE, run.path / MASKED_META
     signature = _cube_signature(run.cube, params)

@@ -4,5 +4,6 @@
                handling: the trunk of the form encoder (:mod:`morphospace.ssl`) and of the
                feature study (:mod:`morphospace.study`);
 ``batches``    a network over a whole (memory-mapped) cube in batches, without gradients;
-``spawn``      where a spawning strategy's weights pass on their way back (inside the run).
+``spawn``      what several processes need around a fit: a spawning strategy's weights pass
+               through the run, and every process leaves its group before it exits.
 """

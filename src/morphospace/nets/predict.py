@@ -118,6 +118,9 @@ class _ShareWriter(BasePredictionWriter):
         return self.folder / f"rank{rank}.{name}"
 
     def on_predict_epoch_start(self, trainer, pl_module) -> None:
+        # made again here, where every process has joined the group: tasks started together (srun)
+        # made it before the first cleared the model's folder
+        self.folder.mkdir(parents=True, exist_ok=True)
         self._path(trainer.global_rank, "json").unlink(missing_ok=True)  # a crashed run's account
         self._files = [open(self._path(trainer.global_rank, "index"), "wb")]
         self._meta = {"rows": 0, "outs": [], "is_tuple": False}

@@ -9,12 +9,13 @@ the first takes the lock, the others share it.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ..errors import UserError
 
-__all__ = ["LOCK_FILE", "hold_lock", "launched_as_later_rank", "release_locks"]
+__all__ = ["LOCK_FILE", "built_by_one", "hold_lock", "launched_as_later_rank", "release_locks"]
 
 LOCK_FILE = ".lock"
 _HELD_LOCKS: dict[Path, Any] = {}  # run path -> open lock file, held by this process
@@ -84,3 +85,26 @@ def hold_lock(run_path: Path, distributed: bool = False) -> None:
     fh.write(f"morphospace process {os.getpid()}")
     fh.flush()
     _HELD_LOCKS[key] = fh
+
+
+@contextmanager
+def built_by_one(lock_path: str | Path) -> Iterator[None]:
+    """Around "build this file unless it is up to date": the processes of one job take turns.
+
+    The processes of a job started together (``srun``, ``torchrun``) all need, say, the masked
+    cube; inside this block (an exclusive ``flock`` on ``lock_path``, waited for) the first to
+    come builds it and the others find it built, instead of every process building its own copy.
+    The operating system releases the lock of a process that dies. Where the file system has no
+    ``flock`` (some cluster file systems), the block runs unlocked.
+    """
+    import fcntl
+
+    fh = open(lock_path, "a+")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        except OSError:  # no flock here: each process checks and builds for itself, as before
+            pass
+        yield
+    finally:
+        fh.close()  # releases the lock

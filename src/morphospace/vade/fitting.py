@@ -87,13 +87,15 @@ def prepare_model_dir(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool
         if saved is not None and _comparable(saved) != _comparable(hp):
             diff = sorted(k for k in set(saved) | set(hp) if k != "epochs" and saved.get(k) != hp.get(k))
             raise UserError(f"cannot resume: the configuration changed ({', '.join(diff)})")
-    elif not launched_as_later_rank():
-        # A distributed job's later processes start (under Lightning's own launcher) when the first
-        # reaches its first collective, its view bank already being written: only the first clears.
-        _clear_previous(mdir)
     if cfg.train.num_threads > 0:
         torch.set_num_threads(cfg.train.num_threads)
-    write_json(mdir / "hparams.json", hp)
+    # One writer: a distributed job's later processes start either together with the first (srun,
+    # torchrun) or once it reaches its first collective (Lightning's own launcher), its view bank
+    # already being written; only the first clears the folder and writes into it.
+    if not launched_as_later_rank():
+        if not resume:
+            _clear_previous(mdir)
+        write_json(mdir / "hparams.json", hp)
     return mdir
 
 

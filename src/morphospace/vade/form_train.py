@@ -33,7 +33,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from ..config import Config
 from ..image.masking import masked_cube
 from ..nets.batches import INFERENCE_BATCH, RowView
-from ..nets.predict import predict_rows
+from ..nets.predict import barrier, predict_rows
 from ..run import RunDir, write_json, write_npy
 from ..ssl.embedder import build_trunk
 from ..ssl.training import fit_embedder
@@ -113,8 +113,10 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
     t_embed = time.perf_counter() - t0
     mean, std = emb.mean(0), emb.std(0) + 1e-6
     standardised = ((emb - mean) / std).astype(np.float32)
-    write_npy(mdir / FORM_EMBEDDING, emb)
-    write_npy(mdir / FORM_INPUT, standardised)
+    if rank_zero_only.rank == 0:  # one writer; an MLP core's later processes read the input file
+        write_npy(mdir / FORM_EMBEDDING, emb)
+        write_npy(mdir / FORM_INPUT, standardised)
+    barrier()
 
     if f["core"] == "linear":
         t1 = time.perf_counter()
