@@ -440,6 +440,26 @@ def form_run(tmp_path_factory):
     return run, cfg, result, table
 
 
+def test_a_new_cube_is_embedded_afresh_not_from_the_training_cache(form_run, tmp_path):
+    """embed reuses the form embedding training computed only for the cube it was computed from:
+    after a new ingest into the run, the galaxies are new and so must their embedding be."""
+    import shutil
+
+    from morphospace.run import RunDir, write_npy
+    from morphospace.vade.embed import embed_run
+
+    run, cfg, _, _ = form_run
+    copy = RunDir(shutil.copytree(run.path, tmp_path / "run"))  # modification times kept
+    cached = np.load(copy.model_dir("vade") / "form_embedding.npy")
+    embed_run(copy, cfg)
+    np.testing.assert_array_equal(copy.read_embedding("form"), cached)  # the training's cube: reused
+    write_npy(copy.cube, copy.read_cube(mmap=False)[::-1].copy())  # a new ingest: here the galaxies reversed
+    table = embed_run(copy, cfg)
+    np.testing.assert_allclose(copy.read_embedding("form"), cached[::-1], rtol=1e-4, atol=1e-4)
+    original = pd.read_parquet(run.path / "vade_galaxies.parquet")
+    np.testing.assert_allclose(table["z_mean_0"].to_numpy(), original["z_mean_0"].to_numpy()[::-1], atol=1e-3)
+
+
 def test_form_model_trains_embeds_and_generates(form_run):
     from morphospace.api import load_model
 

@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,16 @@ log = logging.getLogger("morphospace")
 
 TABLE_NAME = "vade_galaxies.parquet"
 FORM_EMBEDDING = "form_embedding.npy"  # written by form_train beside the model: every galaxy's form embedding
+FORM_EMBEDDING_SOURCE = "form_embedding.json"  # the cube it was computed from (sizes, modification times)
+
+
+def cube_signature(run: RunDir) -> dict:
+    """What identifies the images a form embedding was computed from: the cube and its masked copy
+    (a new ingest or new masking settings rewrite them)."""
+    from ..image.masking import MASKED_CUBE
+
+    return {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in (run.cube, run.path / MASKED_CUBE)
+            if p.is_file()}
 
 
 # --- encoding -------------------------------------------------------------------------------
@@ -136,10 +147,17 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
     embedding = None
     cached = model_dir(run) / FORM_EMBEDDING
     if hp["preset"] == "form" and cached.is_file():
-        embedding = np.load(cached, mmap_mode="r")  # computed in training: no second pass through the CNN
-        if len(embedding) != len(cube):
-            embedding = None
+        source = model_dir(run) / FORM_EMBEDDING_SOURCE
+        if source.is_file() and json.loads(source.read_text()) == cube_signature(run):
+            embedding = np.load(cached, mmap_mode="r")  # computed in training: no second pass through the CNN
     devices = device_kwargs(cfg)
+    if hp["preset"] == "form" and embedding is None:
+        # not the training's cube (a new ingest, other masking): the trunk sees every galaxy again
+        log.info("the cube is not the one the model was trained on: its form embedding is computed again")
+        with Timer(f"form embedding of {len(cube)} galaxies"):
+            embedding = predict_rows(model.embedder.eval(), cube, INFERENCE_BATCH, trainer_kwargs=devices,
+                                     work_dir=model_dir(run) / "predict_shares", desc="form embedding",
+                                     loader_workers=cfg.train.loader_workers)
     with Timer(f"VaDE embedding of {len(cube)} galaxies"):
         enc = encode_cube(model, cube, embedding=embedding, trainer_kwargs=devices, first_only=True,
                           work_dir=model_dir(run) / "predict_shares", loader_workers=cfg.train.loader_workers)

@@ -37,7 +37,7 @@ from ..nets.predict import barrier, predict_rows
 from ..run import RunDir, write_json, write_npy
 from ..ssl.embedder import build_trunk
 from ..ssl.training import fit_embedder
-from .embed import FORM_EMBEDDING
+from .embed import FORM_EMBEDDING, FORM_EMBEDDING_SOURCE, cube_signature
 from .fitting import TrainResult, device_kwargs, fit_vade, prepare_model_dir, training_rows, write_training_summary
 from .form_decoder import fit_image_decoder
 from .form_model import FormVaDE, core_hparams
@@ -115,6 +115,7 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
     standardised = ((emb - mean) / std).astype(np.float32)
     if rank_zero_only.rank == 0:  # one writer; an MLP core's later processes read the input file
         write_npy(mdir / FORM_EMBEDDING, emb)
+        write_json(mdir / FORM_EMBEDDING_SOURCE, cube_signature(run))  # embed reuses it for this cube only
         write_npy(mdir / FORM_INPUT, standardised)
     barrier()
 
