@@ -39,6 +39,20 @@ def test_separable_classes_are_learnt_and_scored_high():
     assert {"temperature", "before", "after"} <= set(clf.calibration_)
 
 
+def test_classes_named_by_digits_are_learnt_like_any_others():
+    """Galaxy Zoo's class columns are numbers (gz1_class 0-5), read as text; scikit-learn's
+    class-balanced LogisticRegressionCV refuses such labels unless they are coded first."""
+    from morphospace.analysis.probe import linear_probe
+
+    X, y = _groups(45)
+    digits = np.array([{"round": "0", "disk": "3", "edge": "5"}[v] for v in y])
+    clf = FewLabelClassifier(random_state=0).fit(X, digits)
+    assert list(clf.classes_) == ["0", "3", "5"] and clf.cv_balanced_accuracy_ > 0.95
+    assert set(clf.predict(X)) == {"0", "3", "5"}
+    scores = linear_probe(X, digits, fractions=(1.0,), repeats=1)
+    assert (scores["balanced_accuracy"] > 0.95).all()
+
+
 def test_labels_unrelated_to_the_embedding_score_near_chance():
     rng = np.random.default_rng(3)
     X, y = rng.normal(size=(60, 4)), rng.choice(["a", "b", "c"], 60)

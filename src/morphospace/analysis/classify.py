@@ -212,7 +212,7 @@ class FewLabelClassifier(ClassifierMixin, BaseEstimator):
         folds = StratifiedKFold(k, shuffle=True, random_state=self.random_state)
         logits = np.zeros((len(yl), len(self.classes_)))
         for tr, te in folds.split(xl, codes):
-            logits[te] = _logits(_fit(xl[tr], yl[tr]), xl[te])
+            logits[te] = _logits(_fit(xl[tr], codes[tr]), xl[te])
         raw = _softmax(logits)
         self.temperature_ = _temperature(logits, codes) if self.calibrate else 1.0
         self.oof_proba_ = _softmax(logits / self.temperature_)
@@ -223,7 +223,7 @@ class FewLabelClassifier(ClassifierMixin, BaseEstimator):
         self.calibration_ = {"method": "temperature scaling on out-of-fold logits" if self.calibrate else "none",
                              "temperature": self.temperature_, "before": calibration_scores(raw, codes),
                              "after": calibration_scores(self.oof_proba_, codes)}
-        self.model_ = _fit(xl, yl)
+        self.model_ = _fit(xl, codes)
         return self
 
     # --- prediction ----------------------------------------------------------------------------
@@ -297,6 +297,8 @@ class FewLabelClassifier(ClassifierMixin, BaseEstimator):
 
 
 def _fit(x, y):
+    """The probe fitted on ``y``, integer codes: scikit-learn's class-balanced LogisticRegressionCV
+    fails on labels that are strings of digits (1.9: "The classes, [0, 3], are not in class_weight")."""
     from sklearn.exceptions import ConvergenceWarning
 
     clf = probe_classifier(y)

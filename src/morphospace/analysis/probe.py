@@ -88,11 +88,15 @@ def _fit_score(x_train, y_train, x_test, y_test) -> float:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import balanced_accuracy_score
 
-    clf = probe_classifier(y_train)
+    # fitted on integer codes: scikit-learn's class-balanced LogisticRegressionCV fails on labels
+    # that are strings of digits ("The classes, [0, 3], are not in class_weight"; 1.9)
+    _, codes = np.unique(np.concatenate([np.asarray(y_train), np.asarray(y_test)]), return_inverse=True)
+    train, test = codes[:len(y_train)], codes[len(y_train):]
+    clf = probe_classifier(train)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        clf.fit(x_train, y_train)
-    return float(balanced_accuracy_score(y_test, clf.predict(x_test)))
+        clf.fit(x_train, train)
+    return float(balanced_accuracy_score(test, clf.predict(x_test)))
 
 
 MAX_ROWS = 20_000  # labelled galaxies a probe uses at most: its cost grows faster than N
