@@ -78,6 +78,24 @@ def test_list_items_are_checked(tmp_path):
     assert "model.widths must have at least 1 item" in error_of(tmp_path, "[model]\nwidths = []\n")
 
 
+def test_seeds_are_what_every_library_takes(tmp_path, capsys):
+    """A seed numpy, scikit-learn or Lightning refuses is refused here first, in one line."""
+    from morphospace.cli import main
+
+    for key in ("train.seed", "cluster.seed", "report.seed", "data.synth_seed"):
+        section, name = key.split(".")
+        assert error_of(tmp_path, f"[{section}]\n{name} = -1\n") == f"config: {key} must be in [0, 2147483647]; got -1"
+    assert "got 99999999999" in error_of(tmp_path, "[train]\nseed = 99999999999\n")
+    assert load_text(tmp_path, "[train]\nseed = 2147483647\n").train.seed == 2**31 - 1
+    for argv in (["synth", "--seed", "-1", "--out", str(tmp_path / "m")],
+                 ["generate", str(tmp_path), "--component", "0", "--seed", "99999999999999999999"]):
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        assert stop.value.code == 2
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and "a seed is in [0, 2147483647]" in err
+
+
 def test_a_value_fitting_no_member_of_a_union_is_one_problem(tmp_path):
     assert error_of(tmp_path, "[form]\ntrunk_lr_scale = 0\n") == \
         "config: form.trunk_lr_scale must be greater than 0, or 'auto'; got 0"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import UserError
-from .options import common, printable, stage
+from .options import common, printable, seed, stage
 
 NAME = "classify"
 
@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
     p.add_argument("--embedding", default=None, help="which embedding (default: the run's primary one)")
     p.add_argument("--suggest", type=int, default=0, metavar="N",
                    help="also list the N unlabelled galaxies whose labels would help most (default 0)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the folds and the suggestions (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the folds and the suggestions (default 0)")
     common(p, config=False)
 
 

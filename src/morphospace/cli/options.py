@@ -7,7 +7,9 @@ from pathlib import Path
 
 from ..errors import UserError
 
-__all__ = ["Parser", "common", "stage", "printable", "check_out"]
+__all__ = ["Parser", "common", "stage", "printable", "check_out", "seed"]
+
+MAX_SEED = 2**31 - 1  # as the configuration's seeds (config.base.Seed)
 
 
 class Parser(argparse.ArgumentParser):
@@ -15,6 +17,17 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # noqa: D401 - argparse API
         self.exit(2, f"morphospace: error: {message} (see --help)\n")
+
+
+def seed(text: str) -> int:
+    """An option's seed: an integer that numpy, scikit-learn, torch and Lightning all take."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a seed is an integer, got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"a seed is in [0, {MAX_SEED}], got {text}")
+    return value
 
 
 def common(p: argparse.ArgumentParser, config: bool = True) -> None:

@@ -10,7 +10,7 @@ import argparse
 
 from .. import __version__
 from . import anomalies, classify, similar
-from .options import Parser, common, stage
+from .options import Parser, common, seed, stage
 
 __all__ = ["build_parser", "COMMANDS", "EPILOG"]
 
@@ -49,13 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="RUN", default="runs/default", help="run directory (default: runs/default)")
     p.add_argument("--model", choices=["vade", "pca"], help="representation learner (default from config: vade)")
     p.add_argument("--epochs", type=int, help="training epochs")
-    p.add_argument("--seed", type=int, help="random seed of training and clustering")
+    p.add_argument("--seed", type=seed, help="random seed of training and clustering")
     p.add_argument("--workers", type=int, help="ingest worker processes")
     common(p)
 
     p = stage(sub, "synth", "render the built-in synthetic survey (GalSim)", "morphospace synth --n 2000 --seed 0 --out mock", run_arg=False)
     p.add_argument("--n", type=int, default=2000, help="number of galaxies (default 2000)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
+    p.add_argument("--seed", type=seed, default=0, help="random seed (same seed, same bytes)")
     p.add_argument("--out", metavar="DIR", required=True, help="output folder (images/ + catalogue.csv)")
     p.add_argument("--size", type=int, help="frame side in pixels")
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = stage(sub, "train", "train the representation model (VaDE) of a run", "morphospace train runs/gz1 --epochs 30")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument("--epochs", type=int)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=seed)
     _devices(p)
     common(p)
 
@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", required=True, help="output folder (PNG and FITS)")
     p.add_argument("--temperature", type=float, default=0.5, help="variance scale t of N(mu_k, t var_k) (default 0.5)")
     p.add_argument("--reject-below", type=float, help="keep only samples with q(k|z) above this")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     common(p)
     p = stage(sub, "report", "write RUN/report.html (self-contained, with the explorer)", "morphospace report runs/gz1")
     common(p)

@@ -36,6 +36,8 @@ Epochs = Annotated[int, Field(ge=1, le=100_000)]
 LearningRate = Annotated[float, Field(ge=1e-12, le=10.0)]
 BatchSize = Annotated[int, Field(ge=1, le=1_000_000)]
 K = Annotated[int, Field(ge=1, le=1000)]
+# what numpy, scikit-learn and Lightning take as a seed, with room for the seeds derived from it
+Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
 Backbone = Text  # checked against the backbone registry where the network is built
 
 

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from .base import Fraction, Section, Text
+from .base import Fraction, Section, Seed, Text
 
 
 class VoteThresholds(Section):
@@ -62,7 +62,7 @@ class DataConfig(Section):
     label_columns: list[Text] = []
     truth_label: Text = ""
     synth_n: Annotated[int, Field(ge=1, le=10_000_000)] = 2000
-    synth_seed: int = 0
+    synth_seed: Seed = 0
     vote_thresholds: VoteThresholds = Field(default_factory=VoteThresholds)
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from .base import K, Backbone, BatchSize, Epochs, Fraction, LearningRate, Scale, Section, Text
+from .base import K, Backbone, BatchSize, Epochs, Fraction, LearningRate, Scale, Section, Seed, Text
 
 
 class ModelConfig(Section):
@@ -211,7 +211,7 @@ class TrainConfig(Section):
         computing; on a GPU a few (4-8) keep it fed.
     """
 
-    seed: int = 0
+    seed: Seed = 0
     epochs: Annotated[int, Field(ge=1, le=1_000_000)] = 16
     pretrain_epochs: Annotated[int, Field(ge=0, le=1_000_000)] = 8
     batch_size: BatchSize = 128

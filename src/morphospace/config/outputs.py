@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from .base import K, Backbone, BatchSize, Epochs, LearningRate, Section, Text
+from .base import K, Backbone, BatchSize, Epochs, LearningRate, Section, Seed, Text
 
 
 class ClusterConfig(Section):
@@ -54,7 +54,7 @@ class ClusterConfig(Section):
     kmeans_k: list[K] = [3, 4, 5, 6, 7, 8]
     methods: list[Literal["kmeans", "dbscan", "hdbscan", "gmm"]] = ["kmeans", "dbscan", "hdbscan", "gmm"]
     representations: list[Text] = ["all"]
-    seed: int = 0
+    seed: Seed = 0
     reductions: list[Literal["pca", "tsne", "umap", "lda"]] = ["pca", "tsne", "umap", "lda"]
     n_jobs: Annotated[int, Field(ge=-1, le=4096)] = 2
     tsne_perplexity: Annotated[float, Field(ge=1.0, le=10_000.0)] = 30.0
@@ -144,7 +144,7 @@ class ReportConfig(Section):
     thumb_quality: Annotated[int, Field(ge=1, le=100)] = 80
     inline_limit_mb: Annotated[float, Field(ge=0.0, le=10_000.0)] = 8.0
     neighbours: Annotated[int, Field(ge=1, le=1000)] = 8
-    seed: int = 0
+    seed: Seed = 0
     inline_points: Annotated[int, Field(ge=1, le=100_000_000)] = 50_000
     shard_points: Annotated[int, Field(ge=16, le=10_000_000)] = 32_768
     large_thumb_size: Annotated[int, Field(ge=8, le=512)] = 32
