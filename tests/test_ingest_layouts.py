@@ -150,6 +150,26 @@ def test_derive_gz2_class_rule_order():
     assert derive_gz2_class(pd.DataFrame([kaggle_votes("edge_on")]), lenient).iloc[0] == "uncertain"
 
 
+def test_kaggle_votes_missing_or_not_fractions(tiny_kaggle, tmp_path):
+    """A galaxy missing a vote the rules read has no class (it was "uncertain", or "merger" when
+    Class1.1 was blank); a cell that is no fraction is a one-line error naming it."""
+    import shutil
+
+    votes = pd.DataFrame([kaggle_votes("smooth"), kaggle_votes("spiral") | {"Class1.1": np.nan}])
+    assert derive_gz2_class(votes, VoteThresholds()).tolist() == ["smooth", pd.NA]
+    csv = tiny_kaggle / "training_solutions_rev1.csv"
+    table = pd.read_csv(csv)
+    for value, shown in (("abc", "'abc'"), (1.5, "'1.5'")):
+        bad = tmp_path / f"k{shown}"
+        shutil.copytree(tiny_kaggle, bad)
+        edited = table.astype({"Class2.1": object})
+        edited.loc[1, "Class2.1"] = value
+        edited.to_csv(bad / csv.name, index=False)
+        with pytest.raises(UserError, match=rf"Class2.1 of GalaxyID {table['GalaxyID'][1]} is {shown}: vote "
+                                            r"fractions are numbers in \[0, 1\]"):
+            read_survey(bad, DataConfig())
+
+
 def test_kaggle_csv_without_vote_columns_is_a_user_error(tmp_path):
     root = tmp_path / "k"
     save_image(root / "images_training_rev1" / "1.jpg", galaxy_rgb(32))
@@ -184,6 +204,12 @@ def test_hdf5_that_is_not_galaxy10_is_a_user_error(tmp_path):
     (tmp_path / "broken.h5").write_bytes(b"not hdf5 at all")
     with pytest.raises(UserError, match="cannot read HDF5"):
         read_survey(tmp_path / "broken.h5", DataConfig())
+    # bands first: read as 69 x 69 images of 69 bands they would be stripes, so refused
+    with h5py.File(tmp_path / "bands_first.h5", "w") as f:
+        f.create_dataset("images", data=np.zeros((2, 3, 69, 69), np.uint8))
+        f.create_dataset("ans", data=np.array([0, 1]))
+    with pytest.raises(UserError, match=r"bands last\), got \(2, 3, 69, 69\): the bands come first"):
+        read_survey(tmp_path / "bands_first.h5", DataConfig())
 
 
 def test_fits_2d_and_band_cubes(tmp_path):

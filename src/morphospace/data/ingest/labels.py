@@ -69,16 +69,19 @@ def derive_gz2_class(votes: pd.DataFrame, t: VoteThresholds) -> pd.Series:
     Returns
     -------
     pandas.Series
-        The class of each row, dtype ``string``.
+        The class of each row, dtype ``string``; missing where a vote the rules read is missing.
     """
     rules = [("artifact", "Class1.3", t.artifact), ("merger", "Class8.6", t.merger),
              ("smooth", "Class1.1", t.smooth), ("edge_on", "Class2.1", t.edge_on),
              ("barred_spiral", "Class3.1", t.barred), ("spiral", "Class4.1", t.spiral)]
     out = np.full(len(votes), "uncertain", dtype=object)
     decided = np.zeros(len(votes), dtype=bool)
+    unknown = np.zeros(len(votes), dtype=bool)
     for name, col, cut in rules:
-        passes = pd.to_numeric(votes[col], errors="coerce").to_numpy(dtype=float) > cut
-        take = passes & ~decided
+        fractions = pd.to_numeric(votes[col], errors="coerce").to_numpy(dtype=float)
+        unknown |= np.isnan(fractions)
+        take = (fractions > cut) & ~decided
         out[take] = name
         decided |= take
+    out[unknown] = None  # a vote missing: no class, rather than "uncertain" or one decided without it
     return pd.Series(out, index=votes.index, dtype="string")

@@ -317,6 +317,20 @@ def _read_sdss_gz1(path: Path, cfg: DataConfig) -> Survey:
     return Survey("sdss-gz1", path, records, labels, 3)
 
 
+def _vote_fractions(table: pd.DataFrame, column: str) -> pd.Series:
+    """A Kaggle vote column as numbers in [0, 1] (empty cells missing); anything else a one-line error."""
+    raw = table[column]
+    values = pd.to_numeric(raw, errors="coerce").astype(float)
+    text = raw.astype("string").str.strip()
+    bad = values.isna() & raw.notna() & (text != "") | ((values < 0) | (values > 1))
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise UserError(f"{KAGGLE_CSV}: {column} of GalaxyID {str(table['GalaxyID'].iloc[row])[:40]} is "
+                        f"{str(raw.iloc[row])[:40]!r}: vote fractions are numbers in [0, 1] "
+                        f"({int(bad.sum())} such cell(s) in the column)")
+    return values
+
+
 def _read_kaggle(path: Path, cfg: DataConfig) -> Survey:
     table = read_table(path / KAGGLE_CSV)
     needed = ["GalaxyID", "Class1.1", "Class1.3", "Class2.1", "Class3.1", "Class4.1", "Class8.6"]
@@ -325,7 +339,7 @@ def _read_kaggle(path: Path, cfg: DataConfig) -> Survey:
         raise UserError(f"{KAGGLE_CSV} lacks column(s) {', '.join(missing)} (Kaggle Galaxy Zoo layout: "
                         "GalaxyID, Class1.1 ... Class11.6)")
     vote_cols = [c for c in table.columns if c.startswith("Class")]
-    votes = pd.DataFrame({c: typed(table[c]).astype(float) for c in vote_cols})
+    votes = pd.DataFrame({c: _vote_fractions(table, c) for c in vote_cols})
     labels = pd.DataFrame({"gz2_class": derive_gz2_class(votes, cfg.vote_thresholds)})
     labels["morph3"] = labels["gz2_class"].map(GZ2_MORPH3).astype("string")
     labels = pd.concat([labels, votes], axis=1)
@@ -363,6 +377,10 @@ def _read_galaxy10(path: Path, cfg: DataConfig) -> Survey:
     if len(shape) not in (3, 4) or shape[0] != len(ans):
         raise UserError(f"{path.name}: 'images' must be N x H x W x 3 with one 'ans' per image "
                         f"(got {shape}, {len(ans)} answers)")
+    if len(shape) == 4 and shape[3] not in (1, 3):
+        # bands first (N x 3 x H x W) would be read as H x W images of 69 bands: stripes, silently
+        hint = ": the bands come first; store them last" if shape[1] in (1, 3) else ""
+        raise UserError(f"{path.name}: 'images' must be N x H x W x 3 (bands last), got {shape}{hint}")
     survey_kind = "decals" if shape[1] >= 128 else "sdss"
     names = GALAXY10_NAMES[survey_kind]
     width = len(str(max(shape[0] - 1, 0)))
