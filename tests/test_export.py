@@ -77,6 +77,19 @@ def test_export_cli(run, tmp_path, capsys):
     assert back["cluster_vade"].tolist()[:3] == [1, 0, 1]
 
 
+def test_text_fits_cannot_hold_is_one_line_before_any_file(run, tmp_path, capsys):
+    cat = pd.read_parquet(run.catalogue)
+    cat["morph3"] = cat["morph3"].astype(object)
+    cat.loc[1, "morph3"] = "elliptique à bulbe"  # a label (or an id) with non-ASCII text
+    write_table(run.catalogue, cat)
+    assert main(["export", str(run.path), "--out", str(tmp_path / "r.fits")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "column 'morph3'" in err and ".csv or .parquet" in err
+    assert not (tmp_path / "r.fits").exists() and not list(tmp_path.glob(".r.fits*"))
+    assert main(["export", str(run.path), "--out", str(tmp_path / "r.csv")]) == 0
+    assert "elliptique à bulbe" in pd.read_csv(tmp_path / "r.csv")["morph3"].tolist()
+
+
 def test_fits_keeps_column_names_types_and_missing_values(run, tmp_path):
     from astropy.io import fits
 

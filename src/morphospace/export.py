@@ -204,8 +204,12 @@ def fits_table(table: pd.DataFrame) -> "Table":
         elif pd.api.types.is_float_dtype(s):
             ready[col] = s.astype(np.float64)
         else:  # text: str values and NaN, which from_pandas turns into a masked string column
-            ready[col] = pd.Series([np.nan if _missing(v) else str(v) for v in s.to_numpy(dtype=object)],
-                                   index=s.index, dtype=object)
+            values = [np.nan if _missing(v) else str(v) for v in s.to_numpy(dtype=object)]
+            odd = next((v for v in values if isinstance(v, str) and not v.isascii()), None)
+            if odd is not None:  # FITS text is ASCII: astropy would fail in the middle of the write
+                raise UserError(f"cannot write column '{col}' to FITS: its text is ASCII only, and "
+                                f"{ascii(odd)[:60]} is not; export to .csv or .parquet instead")
+            ready[col] = pd.Series(values, index=s.index, dtype=object)
     out = Table.from_pandas(pd.DataFrame(ready, index=table.index))
     for col in ("ra", "dec"):  # the sky positions of the ingest (data.ingest.positions)
         if col in out.colnames:
