@@ -620,6 +620,24 @@ def test_head_scaling_streams_a_memory_mapped_bank(tmp_path):
     np.testing.assert_allclose(head.std.numpy(), flat.std(0) + 1e-6, rtol=1e-6)
 
 
+def test_a_feature_dead_in_training_cannot_throw_a_new_image_far(tmp_path):
+    """A trunk feature constant over every training view (a ReLU that never fired) counts as 0:
+    a new image that lights it lands where its other features put it, not 1e6 away."""
+    rng = np.random.default_rng(0)
+    bank = np.abs(rng.normal(size=(2, 200, 8))).astype(np.float32)
+    bank[..., 3] = 0.0  # dead in training
+    head = FormHead(8, dim=4)
+    head.set_scaling(bank)
+    probe = torch.from_numpy(bank[0, :5].copy())
+    lit = probe.clone()
+    lit[:, 3] = 0.5  # a new image lights it
+    with torch.no_grad():
+        torch.testing.assert_close(head(lit), head(probe))
+        assert torch.isfinite(head(lit)).all()
+    live = np.delete(bank.reshape(-1, 8).astype(np.float64), 3, axis=1)
+    np.testing.assert_allclose(np.delete(head.std.numpy(), 3), live.std(0) + 1e-6, rtol=1e-5)
+
+
 def test_linear_probe_runs_on_a_stratified_sample_above_max_rows(caplog):
     import logging
 

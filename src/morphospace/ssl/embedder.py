@@ -34,6 +34,7 @@ __all__ = ["FormHead", "HeadEnsemble", "FormEmbedder", "TrunkTaps", "build_trunk
 
 
 SHARPEN_SIGMA = 1.5  # pixels of the cube: at 64 px on SDSS cutouts, about a seeing disk
+DEAD_FEATURE_SCALE = 1e30  # the std given to a feature constant in training: whatever it reads, about 0
 
 
 class TrunkTaps(nn.Module):
@@ -156,7 +157,8 @@ class FormHead(nn.Module):
         features : array of shape (..., F)
             Flattened over the leading axes (a (V, N, F) view bank, memory-mapped, is fine): read
             ``chunk`` rows at a time into float64 sums, so memory does not grow with the bank
-            (a float64 copy of a 20,000-galaxy bank would be 2.5 GB); 1e-6 is added to the std.
+            (a float64 copy of a 20,000-galaxy bank would be 2.5 GB); 1e-6 is added to the std,
+            and a feature constant over the training views is scaled to count as 0.
         chunk : int
             Rows per read.
         """
@@ -170,9 +172,13 @@ class FormHead(nn.Module):
                 total_sq += (f * f).sum(0)
                 count += len(f)
         mean = total / max(count, 1)
-        var = np.maximum(total_sq / max(count, 1) - mean * mean, 0.0)
+        std = np.sqrt(np.maximum(total_sq / max(count, 1) - mean * mean, 0.0))
+        # A feature constant over every training view (a ReLU that never fired: 52 of 1,600 on 300
+        # SDSS galaxies) taught the head nothing; a new image that lights it would be multiplied
+        # by 1e6 through the 1e-6 floor and thrown far from every galaxy. It counts as 0 instead.
+        std = np.where(std < 1e-6, DEAD_FEATURE_SCALE, std + 1e-6)
         self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
-        self.std.copy_(torch.as_tensor(np.sqrt(var) + 1e-6, dtype=torch.float32))
+        self.std.copy_(torch.as_tensor(std, dtype=torch.float32))
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         """Standardise trunk features ``f`` (N, F) and map them to the embedding (N, dim)."""
