@@ -115,6 +115,13 @@ def test_int_accepted_for_float(tmp_path):
 def test_invalid_toml_is_one_line(tmp_path):
     with pytest.raises(UserError, match="not valid TOML"):
         load_text(tmp_path, "[train\n")
+    with pytest.raises(UserError, match="is a folder: give a TOML file"):
+        load_config(tmp_path)
+
+
+def test_a_byte_order_mark_is_no_error(tmp_path):
+    (tmp_path / "bom.toml").write_bytes("\ufeff[train]\nseed = 3\n".encode("utf-8"))
+    assert load_config(tmp_path / "bom.toml").train.seed == 3
 
 
 def test_bad_choice_lists_the_allowed_values(tmp_path):

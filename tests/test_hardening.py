@@ -266,6 +266,18 @@ def test_free_text_is_no_truth_label_and_missing_markers_are_missing():
     assert missing_mask(cat["kind"]).tolist() == [False, False, True, True, True, False, False, True]
 
 
+def test_the_study_names_every_backbone_and_only_labels(tmp_path, capsys):
+    from morphospace.study.features import _label_like
+
+    assert main(["study", "--out", str(tmp_path / "s"), "--backbone", "vgg16", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "efficientnet-lite0" in err and "vade, ssl" in err
+    assert not (tmp_path / "s" / "cube.npy").exists()  # refused before the ingest
+    cat = pd.DataFrame({"id": ["a"], "source": ["a.png"], "cube_index": [0], "crop": [0.5], "morph3": ["spiral"],
+                        "flag_blank": [False]})
+    assert _label_like(cat) == ["morph3"]
+
+
 def test_lda_is_skipped_saying_why_when_it_cannot_be_fitted(pca_run, caplog, tmp_path):
     import shutil
 

@@ -261,3 +261,15 @@ def test_a_catalogue_that_matches_no_image_is_a_user_error(tmp_path):
     write_csv(root / "catalogue.csv", ["id", "kind"], [[1, "a"], [2, "b"]])
     with pytest.raises(UserError, match="none of the 2 catalogue rows matches an image"):
         read_survey(root, DataConfig())
+
+
+def test_images_in_sub_folders_of_a_folder_survey_are_said_not_read(tmp_path, caplog):
+    import logging
+
+    root = tmp_path / "mixed"
+    for name in ("a.png", "b.png", "sub/c.png", "sub/deeper/d.png", ".hidden/e.png", "sub/notes.txt"):
+        save_image(root / name, galaxy_rgb(32)) if name.endswith(".png") else (root / name).write_text("x")
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        survey = read_survey(root, DataConfig())
+    assert [r.id for r in survey.records] == ["a", "b"]
+    assert "2 image file(s) in sub-folders" in caplog.text

@@ -132,6 +132,22 @@ def test_duplicate_file_stems_without_a_catalogue_are_both_kept(tmp_path):
     assert cube.shape[0] == 2 and summary["flags"]["duplicate_id"]["count"] == 1
 
 
+def test_a_catalogue_row_without_id_or_naming_a_used_image_is_flagged(tmp_path):
+    """An empty id cannot be looked up, and two rows naming one image would put one galaxy in the
+    cube twice (its own nearest neighbour at distance 0): both flagged and left out, not silent."""
+    root = tmp_path / "c"
+    for i in range(3):
+        save_image(root / "images" / f"g{i}.png", galaxy_rgb(48, seed=i))
+    write_csv(root / "catalogue.csv", ["id", "file", "mag"],
+              [["a", "images/g0.png", 17], ["", "images/g1.png", 18], ["b", "images/g2.png", 19],
+               ["c", "images/g2.png", 20]])
+    summary, cat, cube, _ = ingest_to(root, tmp_path / "run")
+    assert list(cat["flag_missing_id"]) == [False, True, False, False]
+    assert list(cat["flag_duplicate_file"]) == [False, False, False, True]
+    assert cube.shape[0] == 2 and list(cat.loc[cat["cube_index"] >= 0, "id"]) == ["a", "b"]
+    assert summary["flags"]["missing_id"]["count"] == 1 and summary["flags"]["duplicate_file"]["excluded"]
+
+
 def test_nan_and_inf_pixels_are_repaired_and_flagged(tmp_path):
     from astropy.io import fits
 

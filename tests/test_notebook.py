@@ -147,6 +147,42 @@ def test_vade_estimator_saves_and_loads(run, fitted, tmp_path):
     assert back.get_params() == fitted.get_params()
     assert np.allclose(back.transform(run.cube[:6]), fitted.transform(run.cube[:6]), atol=1e-5)
     assert (back.labels_ == fitted.labels_).all()
+    # a run's own model.pt has no training labels: it loads, and saves again
+    from morphospace.api import save_model
+
+    save_model(fitted.model_.vade, fitted.model_.hparams, tmp_path / "model.pt")  # as training writes it
+    from_run = ms.VaDE.load(tmp_path / "model.pt")
+    assert not hasattr(from_run, "labels_")
+    again = ms.VaDE.load(from_run.save(tmp_path / "again.pt"))
+    assert np.allclose(again.transform(run.cube[:2]), from_run.transform(run.cube[:2]), atol=1e-5)
+    with pytest.raises(FileNotFoundError):
+        ms.VaDE.load(tmp_path / "missing.pt")
+    with pytest.raises(FileNotFoundError):
+        ms.load_model(tmp_path / "no-run")
+
+
+def test_every_misuse_of_a_fitted_model_is_a_value_error(run, fitted):
+    """What scikit-learn users catch: a ValueError with a clear message, never a TypeError,
+    IndexError or NaN answers."""
+    shape = (1, *fitted.image_shape_)
+    misuse = [
+        (lambda: fitted.transform(run.cube[:0]), "no images"),
+        (lambda: fitted.transform(np.full(shape, np.nan, np.float32)), "finite"),
+        (lambda: fitted.score_samples(np.full(shape, np.inf, np.float32)), "finite"),
+        (lambda: fitted.sample(0), "n must be >= 1"),
+        (lambda: fitted.sample(2.5), "n must be an integer"),
+        (lambda: fitted.sample(2, component=0.5), "component must be an integer"),
+        (lambda: fitted.sample(2, component=99), "component must be in"),
+        (lambda: fitted.sample(2, temperature=0), "temperature must be > 0"),
+        (lambda: fitted.inverse_transform(np.zeros((2, 999))), "expected latent codes"),
+        (lambda: ms.compare(np.zeros((3, 2)), [0, 1, 1]), "one value per galaxy"),
+        (lambda: ms.linear_probe(np.zeros((30, 2)), ["a", "b"] * 5), "one label per row"),
+        (lambda: ms.SimilarityIndex().fit(np.random.default_rng(0).random((10, 3))).kneighbors(np.zeros((1, 3)), 0),
+         "k must be at least 1"),
+    ]
+    for call, message in misuse:
+        with pytest.raises(ValueError, match=message):
+            call()
 
 
 def test_vade_estimator_rejects_misuse(run, fitted):

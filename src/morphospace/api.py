@@ -90,6 +90,11 @@ def _check_images(X) -> np.ndarray:
         x = x[:, None]
     if x.ndim != 4 or x.shape[2] != x.shape[3] or len(x) < 2:
         raise ValueError(f"expected at least 2 square images, N x C x H x W (or N x H x W), got shape {x.shape}")
+    return _finite(x)
+
+
+def _finite(x: np.ndarray) -> np.ndarray:
+    """``x``, checked finite ``CHUNK_ROWS`` at a time (a NaN image would give NaN codes, silently)."""
     pages = PageReleaser(x)  # read once: a memory-mapped cube's pages need not stay resident
     for s in range(0, len(x), CHUNK_ROWS):
         rows = x[s:s + CHUNK_ROWS]
@@ -278,7 +283,9 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         x = x[:, None] if x.ndim == 3 and self.image_shape_[0] == 1 else x
         if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape_:
             raise ValueError(f"expected images N x {' x '.join(map(str, self.image_shape_))}, got shape {x.shape}")
-        return x
+        if len(x) == 0:
+            raise ValueError("no images: X has 0 rows")
+        return _finite(x)
 
     def transform(self, X) -> np.ndarray:
         """Latent means (N, D) of images ``X``."""
@@ -287,7 +294,9 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def inverse_transform(self, Z) -> np.ndarray:
         """Images (N, C, H, W) decoded from latent codes ``Z`` (N, D)."""
-        return self._model().decode(Z)
+        model = self._model()
+        with _as_value_error():
+            return model.decode(Z)
 
     def predict_proba(self, X) -> np.ndarray:
         """Cluster probabilities q(c | x), (N, K)."""
@@ -305,20 +314,29 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def sample(self, n: int = 16, component: int = 0, temperature: float = 0.5, random_state: int = 0) -> np.ndarray:
         """``n`` synthetic galaxies (N, C, H, W) drawn from one mixture component."""
-        return self._model().sample(component, n, temperature=temperature, seed=random_state)
+        model = self._model()
+        for name, value in (("n", n), ("component", component), ("random_state", random_state)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+        with _as_value_error():
+            return model.sample(int(component), int(n), temperature=temperature, seed=int(random_state))
 
     def save(self, path: str | Path) -> Path:
         """Write the fitted model (and these parameters) to ``path``; :meth:`load` reads it back."""
         model = self._model()
         path = Path(path)
-        save_model(model.vade, model.hparams, path,
-                   extra={"estimator": self.get_params(), "labels": self.labels_, "latent": self.latent_})
+        # an estimator loaded from a run's model.pt has no training labels to keep
+        trained = {"labels": self.labels_, "latent": self.latent_} if hasattr(self, "labels_") else {}
+        save_model(model.vade, model.hparams, path, extra={"estimator": self.get_params(), **trained})
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> "VaDE":
         """An estimator fitted by :meth:`save`, or from a run's ``model.pt`` (without training labels)."""
-        vade, hp, extra = load_vade(path)
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"no saved model at {path}")
+        with _as_value_error():
+            vade, hp, extra = load_vade(path)
         params = dict(extra.get("estimator") or {"preset": hp["preset"], "latent_dim": hp["latent_dim"]})
         est = cls(**params)
         est.model_ = VaDEModel(vade, hp)
@@ -350,7 +368,10 @@ def compare(a, b, names: tuple[str, str] = ("a", "b")):
 
     from .analysis.agreement import score_pair
 
+    a, b = np.asarray(a, dtype=object), np.asarray(b, dtype=object)
+    if a.ndim != 1 or b.ndim != 1:
+        raise ValueError(f"a labelling is one value per galaxy, got shapes {a.shape} and {b.shape}")
     if len(a) != len(b):
         raise ValueError(f"the two labellings differ in length ({len(a)} and {len(b)})")
-    scores = score_pair(np.asarray(a, dtype=object), np.asarray(b, dtype=object))
+    scores = score_pair(a, b)
     return pd.DataFrame({f"{names[0]} vs {names[1]}": pd.Series(scores, dtype=float)})

@@ -306,8 +306,12 @@ def run_study(run: RunDir, cfg: Config) -> Path:
     ``study.backbone = "ssl"`` does the same with the self-supervised form embedding (the
     form-first VaDE's input, trained here if the run has none).
     """
+    from .nets.backbones import BACKBONES
     from .vade.io import MODEL_FILE, model_dir
 
+    known = [*BACKBONES, "vade", "ssl"]
+    if cfg.study.backbone not in known:  # before anything is written
+        raise UserError(f"unknown backbone '{cfg.study.backbone}' (known: {', '.join(known)})")
     save_config(run, cfg)
     stage_ingest(run, cfg)
     if cfg.study.backbone in ("vade", "ssl"):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from ..errors import UserError
+from ..errors import InvalidArgument
 from .inputs import fit_input, new_input
 
 __all__ = ["SimilarityIndex", "EXACT_BELOW", "searches_exactly"]
@@ -82,7 +82,7 @@ class SimilarityIndex(BaseEstimator):
         X = new_input(self, X)
         k = min(int(k), self.n_samples_)
         if k < 1:
-            raise UserError(f"k must be at least 1, got {k}")
+            raise InvalidArgument(f"k must be at least 1, got {k}")
         if self.exact_:
             return self.index_.kneighbors(X, n_neighbors=k)
         idx, dist = self.index_.query(X, k=k)

@@ -147,6 +147,9 @@ def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int
     from sklearn.model_selection import StratifiedKFold, train_test_split
 
     x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or np.ndim(y) != 1 or len(x) != len(y):
+        raise ValueError(f"a linear probe takes features N x F and one label per row, got shapes "
+                         f"{x.shape} and {np.shape(y)}")
     y = pd.Series(np.asarray(y, dtype=object))
     keep = (~y.isna() & (y.astype(str).str.strip() != "")).to_numpy()
     x, y = x[keep], y[keep].astype(str).to_numpy()

@@ -64,10 +64,13 @@ def load_config(path: str | Path | None) -> Config:
     if path is None:
         return Config()
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"config: {path} is a folder: give a TOML file")
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
     try:
-        table = tomllib.loads(path.read_text(encoding="utf-8"))
+        # utf-8-sig: an editor's byte-order mark is not a TOML error
+        table = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except UnicodeDecodeError:
         raise UserError(f"config: {path} is not a text file (not UTF-8): give a TOML file") from None
     except tomllib.TOMLDecodeError as exc:

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import Config
+from ..data.ingest.catalogue import RESERVED
 from ..errors import UserError
 from ..nets.batches import RowView
 from ..progress import Timer
@@ -38,7 +39,7 @@ EMBEDDING = "features"
 # --- labels ------------------------------------------------------------------------------------
 
 def _label_like(cat: pd.DataFrame) -> list[str]:
-    skip = {"id", "source", "cube_index", "file", "path"}
+    skip = set(RESERVED) | {"file", "path"}  # the ingest's own columns (id, source, crop...) are no labels
     return [c for c in cat.columns if c not in skip and not c.startswith("flag_")]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import UserError
+from ..errors import InvalidArgument, UserError
 
 __all__ = ["Generative"]
 
@@ -62,11 +62,11 @@ class Generative:
         """
         k = self.prior.n_components
         if not 0 <= component < k:
-            raise UserError(f"component must be in 0..{k - 1} (the model has {k}), got {component}")
+            raise InvalidArgument(f"component must be in 0..{k - 1} (the model has {k}), got {component}")
         if n < 1:
-            raise UserError(f"n must be >= 1, got {n}")
+            raise InvalidArgument(f"n must be >= 1, got {n}")
         if temperature <= 0:
-            raise UserError(f"temperature must be > 0, got {temperature}")
+            raise InvalidArgument(f"temperature must be > 0, got {temperature}")
         g = torch.Generator().manual_seed(int(seed))
         kept: list[torch.Tensor] = []
         have, drawn = 0, 0

@@ -8,13 +8,14 @@ orientation itself, so ``decode`` returns images in that frame.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..errors import UserError
+from ..errors import InvalidArgument
 from ..nets.batches import INFERENCE_BATCH, forward_in_batches
 from ..run import RunDir
 from .io import MODEL_FILE, MODEL_NAME, load_vade
@@ -55,7 +56,7 @@ class VaDEModel:
         if x.ndim == 3:
             x = x[None]
         if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
-            raise UserError(f"expected images N x {' x '.join(map(str, self.image_shape))}, got shape {x.shape}")
+            raise InvalidArgument(f"expected images N x {' x '.join(map(str, self.image_shape))}, got shape {x.shape}")
         return x
 
     def _images(self, x) -> np.ndarray:
@@ -88,7 +89,7 @@ class VaDEModel:
         if z.ndim == 1:
             z = z[None]
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
-            raise UserError(f"expected latent codes N x {self.latent_dim}, got shape {z.shape}")
+            raise InvalidArgument(f"expected latent codes N x {self.latent_dim}, got shape {z.shape}")
         return forward_in_batches(self.vade.decode, z, self.batch_size)
 
     def predict_proba(self, x) -> np.ndarray:
@@ -115,8 +116,8 @@ def _model_file(run) -> Path:
     path = Path(run.path if isinstance(run, RunDir) else run)
     if path.is_file():
         return path
-    if not path.is_dir():
-        raise UserError(f"run directory not found: {path}")
+    if not path.is_dir():  # an OSError: a FileNotFoundError in a notebook, one line on the command line
+        raise FileNotFoundError(errno.ENOENT, "no run or model file here", str(path))
     return path / "models" / MODEL_NAME / MODEL_FILE
 
 

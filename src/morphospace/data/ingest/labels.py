@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ...config import VoteThresholds
+from ...errors import UserError
 
 # Galaxy Zoo 1 class (0-3 of the sdss-gz1 labels.csv) -> morph3
 GZ1_MORPH3 = {0: "elliptical", 1: "spiral", 2: "spiral", 3: "edge_on"}
@@ -85,3 +86,17 @@ def derive_gz2_class(votes: pd.DataFrame, t: VoteThresholds) -> pd.Series:
         decided |= take
     out[unknown] = None  # a vote missing: no class, rather than "uncertain" or one decided without it
     return pd.Series(out, index=votes.index, dtype="string")
+
+
+def vote_fractions(table: pd.DataFrame, column: str, source: str) -> pd.Series:
+    """A Kaggle vote column as numbers in [0, 1] (empty cells missing); anything else a one-line error."""
+    raw = table[column]
+    values = pd.to_numeric(raw, errors="coerce").astype(float)
+    text = raw.astype("string").str.strip()
+    bad = values.isna() & raw.notna() & (text != "") | ((values < 0) | (values > 1))
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise UserError(f"{source}: {column} of GalaxyID {str(table['GalaxyID'].iloc[row])[:40]} is "
+                        f"{str(raw.iloc[row])[:40]!r}: vote fractions are numbers in [0, 1] "
+                        f"({int(bad.sum())} such cell(s) in the column)")
+    return values

@@ -45,6 +45,7 @@ files) and :mod:`~morphospace.data.ingest.labels` (label vocabularies, derived c
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,11 +55,14 @@ import pandas as pd
 
 from ...config import DataConfig
 from ...errors import UserError, first_line
-from .files import HDF5_EXTENSIONS, SYNTH_MARKER, csv_header, file_kind, fits_bands, is_fits, is_image, list_files
-from .labels import GALAXY10_MORPH3, GALAXY10_NAMES, GZ1_MORPH3, GZ2_MORPH3, derive_gz2_class
+from .files import (HDF5_EXTENSIONS, SYNTH_MARKER, csv_header, file_kind, fits_bands, images_in_subfolders, is_fits,
+                    is_image, list_files)
+from .labels import GALAXY10_MORPH3, GALAXY10_NAMES, GZ1_MORPH3, GZ2_MORPH3, derive_gz2_class, vote_fractions
 from .positions import find_position_columns, parse_positions, set_positions
 from .records import Record, flag_duplicates
 from .tables import find_catalogue, join_files, pick_column, read_table, typed
+
+log = logging.getLogger("morphospace")
 
 LAYOUTS = ("folder", "sdss-gz1", "kaggle-gz2", "galaxy10", "fits", "synthetic")
 KAGGLE_IMAGES = "images_training_rev1"
@@ -268,6 +272,11 @@ def _read_folder(path: Path, cfg: DataConfig, cat_path: Path | None = None) -> S
         if not files:
             raise UserError(f"no images in {image_dir} ({_known()})")
         records = [Record(id=stem, source=str(image_dir / name), kind=file_kind(name)) for stem, name in files]
+        nested = images_in_subfolders(image_dir)
+        if nested:  # said, not lost silently
+            log.warning("%d image file(s) in sub-folders of %s are not read: a folder survey is the images at "
+                        "its top level (a catalogue whose file column names sub-folder paths reads them)",
+                        nested, image_dir)
         return Survey("folder", path, records, pd.DataFrame(index=range(len(records))), n_bands)
     table = read_table(cat_path)
     cols = [str(c) for c in table.columns]
@@ -317,20 +326,6 @@ def _read_sdss_gz1(path: Path, cfg: DataConfig) -> Survey:
     return Survey("sdss-gz1", path, records, labels, 3)
 
 
-def _vote_fractions(table: pd.DataFrame, column: str) -> pd.Series:
-    """A Kaggle vote column as numbers in [0, 1] (empty cells missing); anything else a one-line error."""
-    raw = table[column]
-    values = pd.to_numeric(raw, errors="coerce").astype(float)
-    text = raw.astype("string").str.strip()
-    bad = values.isna() & raw.notna() & (text != "") | ((values < 0) | (values > 1))
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise UserError(f"{KAGGLE_CSV}: {column} of GalaxyID {str(table['GalaxyID'].iloc[row])[:40]} is "
-                        f"{str(raw.iloc[row])[:40]!r}: vote fractions are numbers in [0, 1] "
-                        f"({int(bad.sum())} such cell(s) in the column)")
-    return values
-
-
 def _read_kaggle(path: Path, cfg: DataConfig) -> Survey:
     table = read_table(path / KAGGLE_CSV)
     needed = ["GalaxyID", "Class1.1", "Class1.3", "Class2.1", "Class3.1", "Class4.1", "Class8.6"]
@@ -339,7 +334,7 @@ def _read_kaggle(path: Path, cfg: DataConfig) -> Survey:
         raise UserError(f"{KAGGLE_CSV} lacks column(s) {', '.join(missing)} (Kaggle Galaxy Zoo layout: "
                         "GalaxyID, Class1.1 ... Class11.6)")
     vote_cols = [c for c in table.columns if c.startswith("Class")]
-    votes = pd.DataFrame({c: _vote_fractions(table, c) for c in vote_cols})
+    votes = pd.DataFrame({c: vote_fractions(table, c, KAGGLE_CSV) for c in vote_cols})
     labels = pd.DataFrame({"gz2_class": derive_gz2_class(votes, cfg.vote_thresholds)})
     labels["morph3"] = labels["gz2_class"].map(GZ2_MORPH3).astype("string")
     labels = pd.concat([labels, votes], axis=1)

@@ -8,6 +8,7 @@ are flagged here; problems with pixels are flagged when the record is decoded.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 # Every quality flag the ingest can raise, with the words used in the summary.
@@ -24,13 +25,15 @@ FLAG_DESCRIPTIONS = {
     "nonfinite": "NaN or inf pixels (replaced by the sky level)",
     "unframed": "no central galaxy found to frame by its size (framing 'galaxy'): the fixed crop was used",
     "duplicate_id": "id seen before (first occurrence kept)",
+    "missing_id": "catalogue row with an empty id",
+    "duplicate_file": "image named by an earlier catalogue row too (first row kept)",
     "missing_image": "catalogue row without an image",
     "no_catalogue_row": "image without a catalogue row (kept, no labels)",
     "bad_position": "RA/Dec unusable (out of range, not a number, one without the other, or a failing WCS): left empty",
 }
 EXCLUDING = frozenset(
     {"empty_file", "not_image", "truncated", "unreadable", "too_small", "blank", "not_galaxy",
-     "duplicate_id", "missing_image"}
+     "duplicate_id", "missing_id", "duplicate_file", "missing_image"}
 )
 
 
@@ -81,18 +84,27 @@ class Record:
 
 
 def flag_duplicates(records: list[Record]) -> None:
-    """Flag every record whose id was already seen (the first occurrence is kept).
+    """Flag every record whose id was already seen, whose id is empty, or whose image an earlier
+    record already holds (the first occurrence is kept).
 
     Parameters
     ----------
     records : list of Record
-        Flagged ``duplicate_id`` in place.
+        Flagged ``duplicate_id``, ``missing_id`` or ``duplicate_file`` in place.
     """
     seen: set[bytes] = set()
+    sources: set[str] = set()
     for rec in records:
         # compared as they will be written: file names that are not UTF-8 decode to lone
         # surrogates, which the catalogue stores as U+FFFD, so two such ids can become one
         key = str(rec.id).encode("utf-8", "replace")
-        if key in seen:
+        if not key.strip():
+            rec.flag("missing_id")
+        elif key in seen:
             rec.flag("duplicate_id")
         seen.add(key)
+        if rec.source and rec.decodable:  # the same file (or HDF5 row) under two ids: one galaxy twice
+            where = os.path.normpath(rec.where)
+            if where in sources:
+                rec.flag("duplicate_file")
+            sources.add(where)
