@@ -183,6 +183,7 @@ def test_every_misuse_of_a_fitted_model_is_a_value_error(run, fitted):
     for call, message in misuse:
         with pytest.raises(ValueError, match=message):
             call()
+    assert fitted.sample(2, random_state=None).shape == (2, *fitted.image_shape_)  # scikit-learn's None
 
 
 def test_vade_estimator_rejects_misuse(run, fitted):

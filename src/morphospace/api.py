@@ -312,9 +312,12 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         model = self._model()
         return model.log_likelihood(self._images(X))
 
-    def sample(self, n: int = 16, component: int = 0, temperature: float = 0.5, random_state: int = 0) -> np.ndarray:
+    def sample(self, n: int = 16, component: int = 0, temperature: float = 0.5,
+               random_state: int | None = 0) -> np.ndarray:
         """``n`` synthetic galaxies (N, C, H, W) drawn from one mixture component."""
         model = self._model()
+        if random_state is None:  # scikit-learn's meaning: a fresh draw every call
+            random_state = int(np.random.SeedSequence().generate_state(1)[0] >> 1)
         for name, value in (("n", n), ("component", component), ("random_state", random_state)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise ValueError(f"{name} must be an integer, got {value!r}")

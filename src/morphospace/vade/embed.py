@@ -153,7 +153,8 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
     devices = device_kwargs(cfg)
     if hp["preset"] == "form" and embedding is None:
         # not the training's cube (a new ingest, other masking): the trunk sees every galaxy again
-        log.info("the cube is not the one the model was trained on: its form embedding is computed again")
+        log.info("no form embedding from training for this cube (a new ingest, other masking, or a model older "
+                 "than the record of its cube): computed again")
         with Timer(f"form embedding of {len(cube)} galaxies"):
             embedding = predict_rows(model.embedder.eval(), cube, INFERENCE_BATCH, trainer_kwargs=devices,
                                      work_dir=model_dir(run) / "predict_shares", desc="form embedding",
