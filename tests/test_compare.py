@@ -17,9 +17,9 @@ from morphospace.analysis.compare import (
     score_pair,
 )
 from morphospace.analysis.labels import label_columns, truth_column
-from morphospace.config import Config
+from morphospace.config import Config, apply_overrides
 from morphospace.errors import UserError
-from morphospace.run import RunDir, write_table
+from morphospace.run import RunDir, write_npy, write_table
 
 viridis = colormaps["viridis"]
 
@@ -267,6 +267,22 @@ def test_compare_run_writes_scores_matrices_contingencies_and_figures(tmp_path):
     assert cont.drop(columns="cluster").to_numpy().sum() == n_morph3
     assert {k for k in out if k.startswith("contingency_")} == {
         "contingency_dbscan_tsne", "contingency_kmeans2_umap", "contingency_kmeans6_pca"}
+
+
+def test_a_truth_of_one_class_skips_the_probe_and_finishes_the_stage(tmp_path, caplog):
+    """A survey whose labels hold one usable class (all ellipticals, or one and a single spiral):
+    the linear probe cannot be fitted; it is skipped with a warning, not a traceback ending `run`."""
+    run, cat = fake_run(tmp_path)
+    write_npy(run.embedding_path("pixels_pca"), np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32))
+    compare_run(run, Config())
+    assert (run.path / "comparisons" / "linear_probe.csv").is_file()
+    one = cat.assign(morph3="elliptical", gz1_name="elliptical")
+    one.loc[one.index[0], "gz1_name"] = "spiral_cw"  # a class of one galaxy is left out too
+    write_table(run.catalogue, one)
+    with caplog.at_level("WARNING", logger="morphospace"):
+        compare_run(run, apply_overrides(Config(), ["data.truth_label=gz1_name"]))
+    assert "linear probe skipped" in caplog.text
+    assert not (run.path / "comparisons" / "linear_probe.csv").exists()  # not the previous labels' table
 
 
 def test_compare_run_needs_clusterings(tmp_path):

@@ -238,4 +238,6 @@ def compare_run(run: RunDir, cfg: Any) -> dict[str, Path]:
         if len(probe):
             write_table(comp / "linear_probe.csv", probe)
             out["linear_probe"] = comp / "linear_probe.csv"
+        else:
+            (comp / "linear_probe.csv").unlink(missing_ok=True)  # a previous run's would be read as this one's
     return out

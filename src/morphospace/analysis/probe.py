@@ -200,6 +200,12 @@ def probe_run(run, truth: str, catalogue: pd.DataFrame | None = None, repeats: i
     """:func:`linear_probe` of every embedding of a run against the label column ``truth``
     (``n_jobs`` processes fitting side by side)."""
     y = labels_in_cube_order(run, truth, catalogue)
+    labelled = pd.Series(np.asarray(y, dtype=object))
+    counts = labelled[~labelled.isna() & (labelled.astype(str).str.strip() != "")].astype(str).value_counts()
+    if int((counts >= 2).sum()) < 2:  # what linear_probe needs; a stage goes on without the probe
+        log.warning("linear probe skipped: '%s' has fewer than two classes of two or more galaxies (%s)", truth,
+                    ", ".join(f"{c}: {n}" for c, n in counts.head(4).items()) or "no labels")
+        return pd.DataFrame()
     tables = []
     for name in run.embeddings():
         x = run.read_embedding(name)
