@@ -264,7 +264,7 @@ def test_guard_reseeds_a_starved_component(tmp_path, caplog):
     assert weights[1] > 0.01
 
 
-def test_same_seed_same_labels_and_resume_equals_uninterrupted(tmp_path, trained):
+def test_same_seed_same_labels_and_resume_equals_uninterrupted(tmp_path, trained, capsys):
     import lightning.pytorch as pl
 
     from morphospace.vade.embed import encode_cube
@@ -300,6 +300,15 @@ def test_same_seed_same_labels_and_resume_equals_uninterrupted(tmp_path, trained
     assert ckpt["epoch"] == 1 and "rng" in ckpt["morphospace"] and ckpt["state_dict"]["mixture_ready"] == 1
     with pytest.raises(UserError, match="configuration changed"):
         train_run(run_d, cfg_for("model.latent_dim=4"), resume=True)
+    # from the command line the refused value does not reach the run's configuration either
+    from morphospace.cli import main
+    from morphospace.pipeline import save_config
+
+    save_config(run_d, cfg_for())
+    saved = run_d.config.read_text()
+    assert main(["train", str(run_d.path), "--resume", "--set", "model.latent_dim=4", "--quiet"]) == 2
+    assert "cannot resume: the configuration changed (latent_dim)" in capsys.readouterr().err
+    assert run_d.config.read_text() == saved
     train_run(run_d, cfg_for(), resume=True)
     sd = final_state(run_d)
     assert all(torch.equal(sa[k], sd[k]) for k in sa), "resumed run differs from the uninterrupted one"

@@ -259,7 +259,11 @@ def _dispatch(args) -> int | None:
         if cfg.model.kind == "vade":
             from ..vade.hparams import check_against_cube
 
-            check_against_cube(cfg, run.read_cube())  # before the config is saved
+            hp = check_against_cube(cfg, run.read_cube())  # before the config is saved
+            if args.resume:
+                from ..vade.fitting import check_resumable
+
+                check_resumable(run, hp)
         pipeline.save_config(run, cfg)
         pipeline.stage_train(run, cfg, resume=args.resume)
     elif cmd == "embed":

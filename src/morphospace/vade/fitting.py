@@ -34,8 +34,8 @@ from .data import CubeDataModule
 from .io import model_dir
 from .module import VaDEModule
 
-__all__ = ["TrainResult", "fit_vade", "prepare_model_dir", "training_rows", "one_process_devices",
-           "write_training_summary", "LAST_CHECKPOINT"]
+__all__ = ["TrainResult", "check_resumable", "fit_vade", "prepare_model_dir", "resume_checkpoint", "training_rows",
+           "one_process_devices", "write_training_summary", "LAST_CHECKPOINT"]
 
 log = logging.getLogger("morphospace")
 
@@ -68,6 +68,31 @@ def _comparable(hp: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in hp.items() if k not in ("epochs",)}
 
 
+def resume_checkpoint(hp: dict[str, Any]) -> str:
+    """The checkpoint (relative to the model folder) a resume of a training with ``hp`` continues:
+    a linear core has none of its own (it is refitted), so the form model's SSL head's."""
+    form = hp.get("form") or {}
+    return "ssl/last.ckpt" if hp.get("preset") == "form" and form.get("core") == "linear" else LAST_CHECKPOINT
+
+
+def check_resumable(run: RunDir, hp: dict[str, Any], checkpoint: str | None = None) -> None:
+    """A one-line :class:`UserError` unless the run's last training can be resumed with ``hp``:
+    its checkpoint is there and whole, and no setting but the epochs changed. The command line
+    calls it before it saves the configuration, so that a refused value never reaches it."""
+    mdir = model_dir(run)
+    last = mdir / (checkpoint or resume_checkpoint(hp))
+    if not last.is_file():
+        raise UserError(f"nothing to resume: {last} not found (train without --resume first)")
+    try:
+        torch.load(last, map_location="cpu", weights_only=False)
+    except Exception as exc:  # a checkpoint cut short by a full disk or a kill mid-write
+        raise UserError(f"{last} is damaged ({first_line(exc)[:160]}): train again without --resume") from None
+    saved = json.loads((mdir / "hparams.json").read_text()) if (mdir / "hparams.json").is_file() else None
+    if saved is not None and _comparable(saved) != _comparable(hp):
+        diff = sorted(k for k in set(saved) | set(hp) if k != "epochs" and saved.get(k) != hp.get(k))
+        raise UserError(f"cannot resume: the configuration changed ({', '.join(diff)})")
+
+
 def prepare_model_dir(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool,
                       checkpoint: str = LAST_CHECKPOINT) -> Path:
     """``RUN/models/vade/``: checked against ``hp`` for a resume, else cleared; ``hparams.json`` written.
@@ -75,18 +100,8 @@ def prepare_model_dir(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool
     ``checkpoint`` (relative to the model directory) is the one a resume continues from.
     """
     mdir = model_dir(run)
-    last = mdir / checkpoint
     if resume:
-        if not last.is_file():
-            raise UserError(f"nothing to resume: {last} not found (train without --resume first)")
-        try:
-            torch.load(last, map_location="cpu", weights_only=False)
-        except Exception as exc:  # a checkpoint cut short by a full disk or a kill mid-write
-            raise UserError(f"{last} is damaged ({first_line(exc)[:160]}): train again without --resume") from None
-        saved = json.loads((mdir / "hparams.json").read_text()) if (mdir / "hparams.json").is_file() else None
-        if saved is not None and _comparable(saved) != _comparable(hp):
-            diff = sorted(k for k in set(saved) | set(hp) if k != "epochs" and saved.get(k) != hp.get(k))
-            raise UserError(f"cannot resume: the configuration changed ({', '.join(diff)})")
+        check_resumable(run, hp, checkpoint)
     if cfg.train.num_threads > 0:
         torch.set_num_threads(cfg.train.num_threads)
     # One writer: a distributed job's later processes start either together with the first (srun,

@@ -38,7 +38,8 @@ from ..run import RunDir, write_json, write_npy
 from ..ssl.embedder import build_trunk
 from ..ssl.training import fit_embedder
 from .embed import FORM_EMBEDDING, FORM_EMBEDDING_SOURCE, cube_signature
-from .fitting import TrainResult, device_kwargs, fit_vade, prepare_model_dir, training_rows, write_training_summary
+from .fitting import (TrainResult, device_kwargs, fit_vade, prepare_model_dir, resume_checkpoint, training_rows,
+                      write_training_summary)
 from .form_decoder import fit_image_decoder
 from .form_model import FormVaDE, core_hparams
 from .io import MODEL_FILE, save_model
@@ -83,7 +84,7 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
     """Train the form-first VaDE of ``run`` with hyper-parameters ``hp`` (``resolve_hparams``)."""
     f = hp["form"]
     # a linear core has no checkpoint of its own (it is refitted): a resume continues the SSL head
-    mdir = prepare_model_dir(run, cfg, hp, resume, checkpoint="ssl/last.ckpt" if f["core"] == "linear" else "last.ckpt")
+    mdir = prepare_model_dir(run, cfg, hp, resume, checkpoint=resume_checkpoint(hp))
     cube = masked_cube(run, workers=cfg.ingest.workers)  # the form model always reads neighbour-masked cutouts
     rows = training_rows(len(cube), cfg)
     train_cube = cube if rows is None else RowView(cube, rows)
