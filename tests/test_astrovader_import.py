@@ -95,6 +95,22 @@ def test_missing_or_bad_file_is_a_user_error(tmp_path):
         build_astrovader(bad)
 
 
+def test_importing_into_a_run_with_a_trained_model_is_refused(tmp_path, capsys):
+    """A trained model and all that was derived from it are not replaced unasked (the import
+    overwrote model.pt and left the old model's files beside it)."""
+    from morphospace.cli import main
+
+    weights = tmp_path / "w.h5"
+    weights.write_text("any file: the run is checked first")
+    model = tmp_path / "run" / "models" / "vade" / "model.pt"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"trained")
+    assert main(["import-astrovader", str(weights), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "already holds a trained model" in err
+    assert model.read_bytes() == b"trained"
+
+
 @needs_peer
 def test_mixture_parameters_imported():
     ref = np.load(REFERENCE)

@@ -282,9 +282,13 @@ def stage_generate(run: RunDir, cfg: Config, component: int, n: int, out: Path, 
 def stage_import_astrovader(run: RunDir, cfg: Config, weights: Path) -> Path:
     """Build the published AstroVaDEr as this run's model (use with the ``astrovader`` preset)."""
     from .api import import_astrovader
+    from .vade.io import MODEL_FILE, model_dir
 
     if not weights.is_file():
         raise UserError(f"weights file not found: {weights}")
+    if (model_dir(run) / MODEL_FILE).is_file():  # a trained model and what was derived from it: not replaced unasked
+        raise UserError(f"{run.path} already holds a trained model ({model_dir(run) / MODEL_FILE}): import into a "
+                        "new run, then ingest your galaxies into it with --preset astrovader")
     cfg = apply_overrides(cfg, {"preprocess.preset": "astrovader", "model.preset": "astrovader"})
     save_config(run, cfg)
     return import_astrovader(run, weights)
