@@ -98,9 +98,21 @@ def test_a_rerun_replaces_everything_and_stale_partials_go(tmp_path):
     assert cube.shape[0] == 4
     (run.path / "cube.npy.partial").write_bytes(b"left by a killed run")
     (run.path / ".catalogue.parquet.abc123.partial").write_bytes(b"left by a killed run")
+    # results about the first galaxies by id, which no stage rewrites unasked (export refused the
+    # run for them: "classification does not match the run's cube", with no way out but rm)
+    for name in ("classes/morph.parquet", "classes/morph_suggest.csv", "similar/query_x0.png"):
+        (run.path / name).parent.mkdir(exist_ok=True)
+        (run.path / name).write_bytes(b"about x0..x3")
+    (run.path / "anomaly_tags.csv").write_text("id,tag\nx0,interesting\n")  # the user's own tags stay
     _, cat, cube, _ = ingest_to(second, tmp_path / "run")
     assert cube.shape[0] == 2 and list(cat["id"]) == ["y0", "y1"]
     assert not list(run.path.glob("*.partial")) and not list(run.path.glob(".*.partial"))
+    assert not (run.path / "classes").exists() and not (run.path / "similar").exists()
+    assert (run.path / "anomaly_tags.csv").is_file()
+    (run.path / "classes").mkdir()
+    (run.path / "classes" / "morph.parquet").write_bytes(b"about y0, y1")
+    ingest_to(second, tmp_path / "run")  # the same galaxies again: their classification stays
+    assert (run.path / "classes" / "morph.parquet").read_bytes() == b"about y0, y1"
 
 
 def test_a_failed_rerun_leaves_no_old_cube_behind(tmp_path):

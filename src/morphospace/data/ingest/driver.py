@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -27,13 +28,39 @@ from .workers import ingest_pool, run_chunks
 log = logging.getLogger("morphospace")
 
 
-def _clean(run: RunDir) -> None:
-    """Remove the outputs of an earlier ingest, and partial files of a killed one."""
+# Folders of results about the earlier ingest's galaxies, by id, that no stage rewrites unasked: the
+# few-label classes and suggestions of `classify`, the galleries of `similar` (the stages rebuild
+# the rest, and check what they read against the cube).
+PER_GALAXY_RESULTS = ("classes", "similar")
+
+
+def _clean(run: RunDir) -> list[str] | None:
+    """Remove the outputs of an earlier ingest, and partial files of a killed one; return the ids
+    of the earlier cube (None without one, or unreadable)."""
+    earlier = None
+    if any((run.path / name).is_dir() for name in PER_GALAXY_RESULTS):
+        try:
+            earlier = run.cube_ids().astype(str).tolist()
+        except Exception:  # noqa: BLE001 - a damaged earlier run: its results are dropped below
+            earlier = None
     for path in (run.catalogue, run.ingest_summary, run.cube, partial_path(run.cube)):
         path.unlink(missing_ok=True)
     for name in (run.catalogue.name, run.ingest_summary.name):
         for stale in run.path.glob(f".{name}.*.partial"):
             stale.unlink(missing_ok=True)
+    return earlier
+
+
+def _drop_results_of_other_galaxies(run: RunDir, earlier: list[str] | None) -> None:
+    """After a new ingest: results about the earlier cube's galaxies go, unless the galaxies are
+    the same (a re-run of the same survey keeps a classification)."""
+    if earlier is not None and run.cube_ids().astype(str).tolist() == earlier:
+        return
+    for name in PER_GALAXY_RESULTS:
+        folder = run.path / name
+        if folder.is_dir():
+            shutil.rmtree(folder)
+            log.info("removed %s/: results about the galaxies of the earlier ingest", name)
 
 
 def _resolve_framing(survey, spec: PreprocessSpec, pool=None, workers: int = 1) -> tuple[PreprocessSpec, str]:
@@ -113,7 +140,7 @@ def _write_outputs(survey, spec: PreprocessSpec, run: RunDir, data, cfg: Config,
     """The rest of :func:`ingest`: the chunks decoded on ``pool`` (``procs`` processes) into the cube,
     then the catalogue and the summary, each written under a temporary name and renamed."""
     workers, chunk, cube_dtype = int(cfg.ingest.workers), int(cfg.ingest.chunk_size), cfg.ingest.cube_dtype
-    _clean(run)  # an old cube or catalogue must never pair with a new one
+    earlier = _clean(run)  # an old cube or catalogue must never pair with a new one
     try:
         writer = CubeWriter(run.cube, len(survey), (spec.channels, spec.size, spec.size), cube_dtype)
     except OSError as exc:
@@ -170,4 +197,5 @@ def _write_outputs(survey, spec: PreprocessSpec, run: RunDir, data, cfg: Config,
         raise
     finally:
         chunks.close()
+    _drop_results_of_other_galaxies(run, earlier)
     return summary
