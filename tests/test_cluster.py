@@ -45,10 +45,12 @@ def test_kmeans_select_finds_the_true_k():
     assert np.array_equal(km.predict(X), km.labels_)
 
 
-def test_kmeans_select_skips_impossible_k_and_rejects_k_below_2():
+def test_kmeans_select_skips_impossible_k_and_rejects_k_below_2(caplog):
     X, _ = blobs(k=2, n_per=3)
-    km = KMeansSelect(k_range=[2, 3, 10]).fit(X)
+    with caplog.at_level("WARNING", logger="morphospace"):
+        km = KMeansSelect(k_range=[2, 3, 10]).fit(X)
     assert list(km.scores_["k"]) == [2, 3]
+    assert "6 samples are too few for 10 clusters: skipped" in caplog.text  # said, not silent
     with pytest.raises(UserError, match=">= 2"):
         KMeansSelect(k_range=[1, 2]).fit(X)
 

@@ -6,6 +6,7 @@ and passes its ``check_estimator`` (tests/test_estimator_checks.py).
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Iterable
 
 import numpy as np
@@ -21,6 +22,8 @@ from .inputs import fit_input, new_input
 
 __all__ = ["internal_scores", "KMeansSelect", "GMMSelect"]
 
+log = logging.getLogger("morphospace")
+
 
 def _valid_ks(k_range: Iterable[int], n: int) -> list[int]:
     ks = sorted({int(k) for k in k_range})
@@ -29,6 +32,8 @@ def _valid_ks(k_range: Iterable[int], n: int) -> list[int]:
     ok = [k for k in ks if k < n]
     if not ok:
         raise InvalidArgument(f"{n} samples are too few for {ks[0]} clusters")
+    if len(ok) < len(ks):  # said, not dropped silently
+        log.warning("%d samples are too few for %s clusters: skipped", n, ", ".join(str(k) for k in ks if k >= n))
     return ok
 
 
