@@ -294,9 +294,7 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def inverse_transform(self, Z) -> np.ndarray:
         """Images (N, C, H, W) decoded from latent codes ``Z`` (N, D)."""
-        model = self._model()
-        with _as_value_error():
-            return model.decode(Z)
+        return self._model().decode(Z)
 
     def predict_proba(self, X) -> np.ndarray:
         """Cluster probabilities q(c | x), (N, K)."""
@@ -321,8 +319,7 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         for name, value in (("n", n), ("component", component), ("random_state", random_state)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise ValueError(f"{name} must be an integer, got {value!r}")
-        with _as_value_error():
-            return model.sample(int(component), int(n), temperature=temperature, seed=int(random_state))
+        return model.sample(int(component), int(n), temperature=temperature, seed=int(random_state))
 
     def save(self, path: str | Path) -> Path:
         """Write the fitted model (and these parameters) to ``path``; :meth:`load` reads it back."""

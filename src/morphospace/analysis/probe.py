@@ -102,6 +102,13 @@ def _fit_score(x_train, y_train, x_test, y_test) -> float:
 MAX_ROWS = 20_000  # labelled galaxies a probe uses at most: its cost grows faster than N
 
 
+def _labelled(y) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows of ``y`` carry a label (not missing, not blank), and those labels as text."""
+    s = pd.Series(np.asarray(y, dtype=object))
+    keep = (~s.isna() & (s.astype(str).str.strip() != "")).to_numpy()
+    return keep, s[keep].astype(str).to_numpy()
+
+
 def _stratified_sample(y: np.ndarray, classes: np.ndarray, counts: np.ndarray, size: int,
                        random_state: int) -> np.ndarray:
     """Sorted rows: each class's share of ``size`` (at least one row of every class), drawn with
@@ -150,9 +157,8 @@ def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int
     if x.ndim != 2 or np.ndim(y) != 1 or len(x) != len(y):
         raise ValueError(f"a linear probe takes features N x F and one label per row, got shapes "
                          f"{x.shape} and {np.shape(y)}")
-    y = pd.Series(np.asarray(y, dtype=object))
-    keep = (~y.isna() & (y.astype(str).str.strip() != "")).to_numpy()
-    x, y = x[keep], y[keep].astype(str).to_numpy()
+    keep, y = _labelled(y)
+    x = x[keep]
     classes, counts = np.unique(y, return_counts=True)
     if (counts < 2).any():  # a class of one galaxy can be neither split nor scored: leave it out
         log.info("linear probe: %d classes of one galaxy left out (%s)", int((counts < 2).sum()),
@@ -200,11 +206,10 @@ def probe_run(run, truth: str, catalogue: pd.DataFrame | None = None, repeats: i
     """:func:`linear_probe` of every embedding of a run against the label column ``truth``
     (``n_jobs`` processes fitting side by side)."""
     y = labels_in_cube_order(run, truth, catalogue)
-    labelled = pd.Series(np.asarray(y, dtype=object))
-    counts = labelled[~labelled.isna() & (labelled.astype(str).str.strip() != "")].astype(str).value_counts()
+    classes, counts = np.unique(_labelled(y)[1], return_counts=True)
     if int((counts >= 2).sum()) < 2:  # what linear_probe needs; a stage goes on without the probe
         log.warning("linear probe skipped: '%s' has fewer than two classes of two or more galaxies (%s)", truth,
-                    ", ".join(f"{c}: {n}" for c, n in counts.head(4).items()) or "no labels")
+                    ", ".join(f"{c}: {n}" for c, n in zip(classes[:4], counts[:4])) or "no labels")
         return pd.DataFrame()
     tables = []
     for name in run.embeddings():
