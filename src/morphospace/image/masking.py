@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import time
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -51,6 +53,21 @@ MASKED_CUBE = "cube_masked.npy"
 MASKED_TABLE = "cube_masked.parquet"
 MASKED_META = "cube_masked.json"
 MASKING_LOCK = ".cube_masked.lock"  # the processes of a job started together mask the cube once
+
+
+def _process_start() -> float:
+    """When this process started (Unix time): from /proc where there is one, else now."""
+    try:
+        with open("/proc/self/stat") as fh:  # field 22, after the command's name in parentheses
+            ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat") as fh:
+            boot = next(float(line.split()[1]) for line in fh if line.startswith("btime"))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return time.time()
+
+
+_STARTED = _process_start()
 
 
 @dataclass(frozen=True)
@@ -202,10 +219,14 @@ def _masked_cube(run: RunDir, params: MaskParams, workers: int) -> np.ndarray:
     signature = _cube_signature(run.cube, params)
     if path.is_file() and meta.is_file():
         try:
-            if json.loads(meta.read_text()) == signature:
-                return np.load(path, mmap_mode="r")
-        except (OSError, ValueError):
-            pass  # unreadable metadata: rebuild
+            stored = json.loads(meta.read_text())
+            up_to_date = {key: stored.get(key) for key in signature} == signature
+        except (OSError, ValueError, AttributeError):
+            up_to_date = False  # unreadable metadata: rebuild
+        if up_to_date:
+            if _built_meanwhile_by_another(stored):
+                _log_built_by_another(run)
+            return np.load(path, mmap_mode="r")
     meta.unlink(missing_ok=True)
     with atomic_path(path) as tmp:
         # stored like the cube (float16 by default: half the bytes to write and to read back)
@@ -218,10 +239,32 @@ def _masked_cube(run: RunDir, params: MaskParams, workers: int) -> np.ndarray:
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame({"n_masked": [], "masked_fraction": []})
     table.insert(0, "id", run.cube_ids().astype(str))
     write_table(run.path / MASKED_TABLE, table)
-    write_json(meta, signature)
-    log.info("neighbours masked in %d of %d images (%.1f%% of the pixels)", int((table["n_masked"] > 0).sum()),
-             len(table), 100 * float(table["masked_fraction"].mean()) if len(table) else 0.0)
+    # who built it and when: a process of the same job that finds it built says so in its log
+    write_json(meta, {**signature, "built_by_pid": os.getpid(), "built_at": time.time()})
+    _log_masking(table)
     return np.load(path, mmap_mode="r")
+
+
+def _built_meanwhile_by_another(stored: dict) -> bool:
+    """Built since this process started, by another process: by another task of a job started
+    together (srun), whose log lines went to its own stderr, not to the run's log."""
+    built_at, pid = stored.get("built_at"), stored.get("built_by_pid")
+    return isinstance(built_at, (int, float)) and built_at >= _STARTED and pid != os.getpid()
+
+
+def _log_built_by_another(run: RunDir) -> None:
+    try:
+        table = pd.read_parquet(run.path / MASKED_TABLE, columns=["n_masked", "masked_fraction"])
+    except (OSError, ValueError, KeyError):
+        log.info("the neighbour-masked cube was built by another process of this job")
+        return
+    _log_masking(table, "by another process of this job")
+
+
+def _log_masking(table: pd.DataFrame, by: str = "") -> None:
+    log.info("neighbours masked%s in %d of %d images (%.1f%% of the pixels)", f" {by}" if by else "",
+             int((table["n_masked"] > 0).sum()), len(table),
+             100 * float(table["masked_fraction"].mean()) if len(table) else 0.0)
 
 
 def model_input_path(run: RunDir, hp: dict) -> Path:
