@@ -4,7 +4,7 @@ galaxy's own file finds it.
 Usage::
 
     .venv/bin/python benchmarks/bench_similar_image.py [--data ../shared/data/sdss-gz1] [--n 300]
-        [--queries 20] [--positions 100000] [--fits 200] [--out /tmp/bench_similar_image] [--run RUN]
+        [--queries 20] [--held-out 100] [--positions 100000] [--fits 200] [--out /tmp/bench_similar_image] [--run RUN]
 
 1. A run on the first N galaxies of DATA (sdss-gz1 layout): ingest with the default recipe, the
    default form-first model with a shortened schedule (``form.ssl_epochs=20``,
@@ -13,6 +13,10 @@ Usage::
    query (cold: the model and index loaded) and the median of the others, in seconds; how many
    found their own galaxy first, and that distance over the 10th neighbour's (0: exact). ``--run``
    queries a run built before (its galaxies' own files, from the catalogue's ``source``).
+   Then H galaxies of DATA that are not in the run (``--held-out``) are queried as new images
+   through the form embedder, with the head's inputs held within the training range and without:
+   how far each lands from its nearest galaxy of the run, over the run's own median distance
+   between a galaxy and its nearest other.
 2. ``parse_positions`` on P numeric and P sexagesimal (RA, Dec) pairs: seconds.
 3. Ingest of F FITS cutouts (64 x 64) with and without a TAN WCS (one worker): the WCS's cost
    per file in milliseconds.
@@ -84,6 +88,39 @@ def bench_image(run: RunDir, queries: int) -> None:
               f"{np.median(ratios):.4f} (max {np.max(ratios):.4f}) |", flush=True)
 
 
+def bench_held_out(run: RunDir, data: Path, held_out: int) -> None:
+    """Galaxies of ``data`` that are not in the run, queried as new images through the form embedder,
+    with the head's inputs held within the training range (now) and unbounded (before): how far
+    each lands from its nearest galaxy of the run, over the run's own nearest-neighbour distance."""
+    import torch
+
+    from morphospace.ssl.embedder import FormHead
+
+    cat = run.cube_catalogue()
+    known = set(cat["id"].astype(str))
+    labels = pd.read_csv(data / "labels.csv", dtype=str)
+    new = [data / "images" / f"{o}.jpeg" for o in labels["objid"] if o not in known][:held_out]
+    emb = np.asarray(run.read_embedding("form"), dtype=np.float64)
+    own = np.sort(np.linalg.norm(emb[:, None] - emb[None], axis=-1), axis=1)[:, 1]
+    scale = float(np.median(own))
+    bounded = FormHead.forward
+
+    def unbounded(self, f):
+        return self.net((f - self.mean) / self.std)
+
+    print(f"\n{len(new)} galaxies not in the run, as new images (form embedding; the run's median distance "
+          f"to a galaxy's nearest other: {scale:.3f})\n\n| head inputs | nearest galaxy / that median: median | "
+          f"90th percentile | max |\n|---|---|---|---|")
+    for name, forward in (("held within the training range (now)", bounded), ("unbounded (before)", unbounded)):
+        FormHead.forward = forward
+        try:
+            with torch.no_grad():
+                ratios = [float(np.linalg.norm(emb - embed_image(run, f, "form")[1], axis=1).min()) / scale for f in new]
+        finally:
+            FormHead.forward = bounded
+        print(f"| {name} | {np.median(ratios):.2f} | {np.percentile(ratios, 90):.2f} | {np.max(ratios):.2f} |", flush=True)
+
+
 def bench_positions(p: int) -> None:
     rng = np.random.default_rng(0)
     ra, dec = rng.uniform(0, 360, p), rng.uniform(-90, 90, p)
@@ -137,16 +174,18 @@ def main() -> None:
     ap.add_argument("--fits", type=int, default=200)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--run", type=Path, default=None, help="query this run (built by an earlier call) instead")
+    ap.add_argument("--held-out", type=int, default=100, help="galaxies of DATA not in the run, queried as new images")
     args = ap.parse_args()
     set_quiet(True)
     out = Path(tempfile.mkdtemp(prefix="bench_similar_image_")) if args.out is None else args.out
     if out.exists() and any(out.iterdir()):
         raise SystemExit(f"--out {out} is not empty")
     out.mkdir(parents=True, exist_ok=True)
-    if args.run is not None:
-        bench_image(RunDir(args.run), args.queries)
-    elif args.n > 0:
-        bench_image(build_run(args.data, args.n, out), args.queries)
+    run = RunDir(args.run) if args.run is not None else build_run(args.data, args.n, out) if args.n > 0 else None
+    if run is not None:
+        bench_image(run, args.queries)
+        if args.held_out > 0:
+            bench_held_out(run, args.data, args.held_out)
     bench_positions(args.positions)
     bench_wcs(args.fits, out)
 

@@ -638,6 +638,34 @@ def test_a_feature_dead_in_training_cannot_throw_a_new_image_far(tmp_path):
     np.testing.assert_allclose(np.delete(head.std.numpy(), 3), live.std(0) + 1e-6, rtol=1e-5)
 
 
+def test_a_feature_that_barely_moved_in_training_cannot_throw_a_new_image_far():
+    """A trunk feature that fired weakly on one training view (std 1e-5) would multiply a new
+    image's value by 1e5; held within the training range, the new image moves no further than the
+    most extreme training view could move it. Training views are not changed by the range."""
+    rng = np.random.default_rng(0)
+    bank = np.abs(rng.normal(size=(2, 200, 8))).astype(np.float32)
+    bank[..., 3] = 0.0
+    bank[0, 7, 3] = 1e-4  # barely alive: fired once, faintly
+    head = FormHead(8, dim=4).eval()
+    head.set_scaling(bank)
+    assert 0 < head.std[3] < 1e-5
+    probe = torch.from_numpy(bank[0, :5].copy())
+    lit, extreme = probe.clone(), probe.clone()
+    lit[:, 3] = 0.5  # a new image lights it 5,000 times more than any training view did
+    extreme[:, 3] = 1e-4  # the most any training view lit it
+    with torch.no_grad():
+        torch.testing.assert_close(head(lit), head(extreme))
+        assert float((head(lit) - head(probe)).norm(dim=1).max()) < 1e3
+        train = torch.from_numpy(bank.reshape(-1, 8))
+        unbounded = head.net((train - head.mean) / head.std)
+        torch.testing.assert_close(head(train), unbounded)  # the training views lie within the range
+    free = FormHead(8, dim=4).eval()
+    free.load_state_dict({k: v for k, v in head.state_dict().items() if k not in ("low", "high")})
+    assert torch.isinf(free.low).all() and torch.isinf(free.high).all()  # a head saved before the range
+    with torch.no_grad():
+        assert float((free(lit) - free(probe)).norm(dim=1).max()) > 1e3  # what the range prevents
+
+
 def test_linear_probe_runs_on_a_stratified_sample_above_max_rows(caplog):
     import logging
 

@@ -139,18 +139,31 @@ class FormHead(nn.Module):
     """Standardised trunk features (N, F) -> form embedding (N, dim): Linear-BN-ReLU-Linear.
 
     ``mean`` and ``std`` (buffers) standardise the trunk's features with the statistics of the
-    training views, so the head sees unit-scale inputs whatever the trunk.
+    training views, so the head sees unit-scale inputs whatever the trunk. ``low`` and ``high``
+    (buffers) are the standardised features' range over those views: a new image's features are
+    held within it, so that a feature that barely moved in training (std 1e-5, where the median
+    is 0.2) cannot multiply a new image's value by 1e5 and throw it far from every galaxy. The
+    training views lie within it by construction; without a bank (a trunk that trains) the
+    range stays unbounded.
     """
 
     def __init__(self, in_dim: int, dim: int = 64, hidden: int = 512):
         super().__init__()
         self.register_buffer("mean", torch.zeros(in_dim))
         self.register_buffer("std", torch.ones(in_dim))
+        self.register_buffer("low", torch.full((in_dim,), -math.inf))
+        self.register_buffer("high", torch.full((in_dim,), math.inf))
         self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, dim))
         self.dim = int(dim)
 
-    def set_scaling(self, features: np.ndarray, chunk: int = 4096) -> None:
-        """Set the ``mean`` and ``std`` buffers from trunk features of training views.
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # a head saved before the range existed: unbounded, as it was trained and used
+        for name, fill in (("low", -math.inf), ("high", math.inf)):
+            state_dict.setdefault(prefix + name, torch.full_like(self.mean, fill))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def set_scaling(self, features: np.ndarray, chunk: int = 4096, bounded: bool = True) -> None:
+        """Set the ``mean`` and ``std`` buffers (and ``low``, ``high``) from trunk features of training views.
 
         Parameters
         ----------
@@ -161,16 +174,22 @@ class FormHead(nn.Module):
             and a feature constant over the training views is scaled to count as 0.
         chunk : int
             Rows per read.
+        bounded : bool
+            Hold later inputs within these features' range (``features`` are every training
+            view, as a view bank's are); False leaves the range unbounded (a sample of a trunk
+            that will train).
         """
         width = features.shape[-1]
         lead = features.reshape(-1, features.shape[-2], width) if features.ndim > 2 else features[None]
         total, total_sq, count = np.zeros(width), np.zeros(width), 0
+        lo, hi = np.full(width, np.inf), np.full(width, -np.inf)
         for block in lead:
             for s in range(0, len(block), chunk):
                 f = np.asarray(block[s:s + chunk], dtype=np.float64)
                 total += f.sum(0)
                 total_sq += (f * f).sum(0)
                 count += len(f)
+                lo, hi = np.minimum(lo, f.min(0, initial=np.inf)), np.maximum(hi, f.max(0, initial=-np.inf))
         mean = total / max(count, 1)
         std = np.sqrt(np.maximum(total_sq / max(count, 1) - mean * mean, 0.0))
         # A feature constant over every training view (a ReLU that never fired: 52 of 1,600 on 300
@@ -179,10 +198,20 @@ class FormHead(nn.Module):
         std = np.where(std < 1e-6, DEAD_FEATURE_SCALE, std + 1e-6)
         self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
         self.std.copy_(torch.as_tensor(std, dtype=torch.float32))
+        # the range of what forward computes from the training views, in float32 as it computes it
+        if bounded and count:
+            std32 = self.std.double().numpy()
+            self.low.copy_(torch.as_tensor((lo - mean) / std32, dtype=torch.float32))
+            self.high.copy_(torch.as_tensor((hi - mean) / std32, dtype=torch.float32))
+        else:
+            self.low.fill_(-math.inf)
+            self.high.fill_(math.inf)
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
-        """Standardise trunk features ``f`` (N, F) and map them to the embedding (N, dim)."""
-        return self.net((f - self.mean) / self.std)
+        """Standardise trunk features ``f`` (N, F), held within the training range, and map them to the
+        embedding (N, dim)."""
+        x = (f - self.mean) / self.std
+        return self.net(torch.maximum(torch.minimum(x, self.high), self.low))
 
 
 class HeadEnsemble(nn.Module):

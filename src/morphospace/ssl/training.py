@@ -204,7 +204,7 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
         info["trunk_lr_scale"] = trunk_lr_scale
         with torch.no_grad():
             sample = np.array(cube[: min(len(cube), 512)], dtype=np.float32)
-            head.set_scaling(trunk.eval()(torch.from_numpy(sample)).numpy())
+            head.set_scaling(trunk.eval()(torch.from_numpy(sample)).numpy(), bounded=False)  # the trunk will move
         trunk.train()
     else:
         for p in trunk.parameters():
@@ -236,8 +236,8 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
             pl.seed_everything(head_seed(seed, i), workers=True, verbose=False)
             head = FormHead(trunk.dim, dim=dim)
             with torch.no_grad():  # the same standardisation of the trunk's features
-                head.mean.copy_(trained[0].mean)
-                head.std.copy_(trained[0].std)
+                for name in ("mean", "std", "low", "high"):
+                    getattr(head, name).copy_(getattr(trained[0], name))
         data = (ViewBankDataModule(cube, batch_size, seed, axis=0, workers=loader_workers) if train_trunk
                 else ViewBankDataModule(bank, batch_size, head_seed(seed, i), axis=1))
         module = SSLModule(head, trunk if train_trunk else None, loss=loss, temperature=temperature, lr=lr,
