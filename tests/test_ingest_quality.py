@@ -148,6 +148,24 @@ def test_a_catalogue_row_without_id_or_naming_a_used_image_is_flagged(tmp_path):
     assert summary["flags"]["missing_id"]["count"] == 1 and summary["flags"]["duplicate_file"]["excluded"]
 
 
+def test_a_file_named_by_an_absolute_path_or_a_link_is_one_galaxy(tmp_path):
+    """A catalogue's file column may name the folder's images by absolute paths or through "../":
+    each is the image of its row, not read a second time as a galaxy without a row; a link to an
+    image beside it is the same galaxy twice, flagged."""
+    root = tmp_path / "c"
+    for i in range(3):
+        save_image(root / f"g{i}.png", galaxy_rgb(48, seed=i))
+    write_csv(root / "catalogue.csv", ["id", "file", "mag"],
+              [["a", str((root / "g0.png").resolve()), 17], ["b", "../c/g1.png", 18], ["c", "g2.png", 19]])
+    summary, cat, cube, _ = ingest_to(root, tmp_path / "run")
+    assert list(cat["id"]) == ["a", "b", "c"] and cube.shape[0] == 3
+    assert not cat.filter(like="flag_").to_numpy().any()
+    (root / "g3.png").symlink_to(root / "g1.png")  # one image under two names
+    summary, cat, cube, _ = ingest_to(root, tmp_path / "run2")
+    assert list(cat["id"]) == ["a", "b", "c", "g3"] and list(cat["flag_duplicate_file"]) == [False, False, False, True]
+    assert cube.shape[0] == 3 and summary["flags"]["duplicate_file"]["count"] == 1
+
+
 def test_nan_and_inf_pixels_are_repaired_and_flagged(tmp_path):
     from astropy.io import fits
 

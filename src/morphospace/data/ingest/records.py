@@ -93,7 +93,8 @@ def flag_duplicates(records: list[Record]) -> None:
         Flagged ``duplicate_id``, ``missing_id`` or ``duplicate_file`` in place.
     """
     seen: set[bytes] = set()
-    sources: set[str] = set()
+    sources: set = set()
+    stats: dict[str, object] = {}  # one stat per file (an HDF5 set holds many rows)
     for rec in records:
         # compared as they will be written: file names that are not UTF-8 decode to lone
         # surrogates, which the catalogue stores as U+FFFD, so two such ids can become one
@@ -104,7 +105,21 @@ def flag_duplicates(records: list[Record]) -> None:
             rec.flag("duplicate_id")
         seen.add(key)
         if rec.source and rec.decodable:  # the same file (or HDF5 row) under two ids: one galaxy twice
-            where = os.path.normpath(rec.where)
+            where = _file_identity(rec, stats)
             if where in sources:
                 rec.flag("duplicate_file")
             sources.add(where)
+
+
+def _file_identity(rec: Record, stats: dict):
+    """What names one image whatever the path to it: the file's device and inode (the same file
+    by a relative and an absolute path, through a link, under two names), and the row of an HDF5
+    set; the normalised path where the file cannot be read (decoding flags it)."""
+    node = stats.get(rec.source)
+    if node is None:
+        try:
+            st = os.stat(rec.source)
+            node = stats[rec.source] = (st.st_dev, st.st_ino)
+        except (OSError, ValueError):
+            return os.path.normpath(rec.where)
+    return (*node, rec.index if rec.kind == "hdf5" else None)

@@ -6,6 +6,7 @@ strings), so an 18-digit id stays exact and an empty cell is missing rather than
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -183,6 +184,11 @@ def join_files(image_dir: Path, root: Path, ids: list[str], files_col: list[str]
     records: list[Record] = []
     used: set[str] = set()
     path_of = in_dir(image_dir)
+    real_dir = os.path.realpath(image_dir)
+    real = functools.lru_cache(maxsize=1024)(os.path.realpath)  # the few folders a file column names
+
+    def in_image_dir(c: Path) -> bool:  # also by an absolute path, a "../" or a linked folder
+        return c.parent == image_dir or real(str(c.parent)) == real_dir
     for i, gid in enumerate(ids):
         name = first_by_stem.get(gid) if files_col is None else files_col[i]
         if not name:
@@ -194,14 +200,14 @@ def join_files(image_dir: Path, root: Path, ids: list[str], files_col: list[str]
             continue
         p = Path(name)
         candidates = [p] if p.is_absolute() else [root / p, image_dir / p]
-        full = next((c for c in candidates if c.parent == image_dir and c.name in listed), None)
+        full = next((c for c in candidates if c.name in listed and in_image_dir(c)), None)
         if full is None:
             full = next((c for c in candidates if os.path.lexists(c)), None)
         if full is None:
             records.append(Record(id=gid, source=str(candidates[0]), kind=file_kind(name),
                                   flags=frozenset({"missing_image"})))
             continue
-        if full.parent == image_dir:
+        if full.name in listed and in_image_dir(full):
             used.add(full.name)
         records.append(Record(id=gid, source=str(full), kind=file_kind(full.name)))
     if ids and files and not any(r.source and "missing_image" not in r.flags for r in records):
