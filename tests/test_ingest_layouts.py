@@ -93,6 +93,20 @@ def test_catalogue_columns_named_in_the_config(tmp_path):
     assert summary["label_columns"] == ["class"]
 
 
+def test_text_that_means_no_value_is_a_missing_label_not_a_class(tmp_path):
+    """astropy and numpy write a missing float as "nan", databases as "null", people as "N/A": such a
+    cell is a missing label (a number column stays numbers), as the analyses read it."""
+    root = tmp_path / "na"
+    for i in range(4):
+        save_image(root / f"g{i}.png", galaxy_rgb(48, seed=i))
+    write_csv(root / "catalogue.csv", ["id", "file", "frac", "kind"],
+              [["a", "g0.png", "0.1", "spiral"], ["b", "g1.png", "nan", "N/A"], ["c", "g2.png", "0.7", "null"],
+               ["d", "g3.png", "NA", "elliptical"]])
+    _, cat, _, _ = ingest_to(root, tmp_path / "run")
+    assert cat["frac"].dtype == np.float64 and cat["frac"].isna().tolist() == [False, True, False, True]
+    assert cat["kind"].isna().tolist() == [False, True, True, False]
+
+
 def test_image_modes_all_become_the_requested_channels(tmp_path):
     root = tmp_path / "modes"
     rgb = galaxy_rgb(64)

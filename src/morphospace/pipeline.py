@@ -301,6 +301,24 @@ def _trained_preset(path: Path) -> str:
     return json.loads(hp.read_text()).get("preset", "") if hp.is_file() else ""
 
 
+def _study_truth(run: RunDir, cfg: Config) -> Config:
+    """The classes a study fine-tunes on (``study.labels``) are the truth its LDA, contingency tables
+    and probe score against, unless ``data.truth_label`` names another; saved in the run's
+    configuration, so that a later ``compare`` or ``report`` of the run reads the same."""
+    from .analysis.labels import is_label_column
+
+    spec = cfg.study.labels
+    if cfg.data.truth_label or not spec or any(ch in spec for ch in "*?[,"):
+        return cfg
+    catalogue = run.read_catalogue()
+    if spec not in catalogue.columns or not is_label_column(catalogue, spec):
+        return cfg  # vote fractions (regression), or a column the study itself refuses
+    log.info("the study's labels '%s' are the truth its comparisons score against", spec)
+    cfg = apply_overrides(cfg, {"data.truth_label": spec})
+    save_config(run, cfg)
+    return cfg
+
+
 def run_study(run: RunDir, cfg: Config) -> Path:
     """The CNN feature study: ingest, fine-tune, features, reductions, clusterings, comparisons, report.
 
@@ -318,6 +336,7 @@ def run_study(run: RunDir, cfg: Config) -> Path:
         raise UserError(f"unknown backbone '{cfg.study.backbone}' (known: {', '.join(known)})")
     save_config(run, cfg)
     stage_ingest(run, cfg)
+    cfg = _study_truth(run, cfg)
     if cfg.study.backbone in ("vade", "ssl"):
         if cfg.study.backbone == "ssl":  # the self-supervised encoder is the form-first VaDE's
             cfg = apply_overrides(cfg, {"model.preset": "form"})

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from ..run import RunDir, in_cube_order
+from ..run import MISSING_MARKERS, RunDir, in_cube_order
 
 __all__ = [
     "Encoded",
@@ -28,6 +28,7 @@ __all__ = [
     "MISSING_MARKERS",
     "contingency_counts",
     "is_nuisance_column",
+    "is_label_column",
     "label_columns",
     "truth_column",
     "labels_in_cube_order",
@@ -92,8 +93,6 @@ def missing_mask(values: Any) -> np.ndarray:
     return encode(values).missing
 
 
-# text that means "no value" in catalogues written by pandas, astropy, databases and people
-MISSING_MARKERS = frozenset({"", "nan", "none", "null", "na", "n/a", "<na>", "nat"})
 
 
 def _is_missing(v: Any) -> bool:
@@ -124,6 +123,22 @@ def is_nuisance_column(name: str) -> bool:
     return low in ("pa", "pa_deg") or low.startswith(NUISANCE_PREFIXES) or bool(_COMPANION_DETAIL.match(low))
 
 
+def is_label_column(catalogue: pd.DataFrame, col: str) -> bool:
+    """Whether ``col`` holds categorical labels (see :func:`label_columns`)."""
+    low = col.lower()
+    if low in RESERVED or low.startswith("flag_") or is_nuisance_column(col):
+        return False
+    s = catalogue[col]
+    if pd.api.types.is_float_dtype(s) or pd.api.types.is_bool_dtype(s):
+        return False
+    enc = encode(s)
+    known = enc.codes[~enc.missing]
+    n_unique = int(np.unique(known).size)
+    # a class column: 2..50 classes, on average at least two galaxies per class (free text,
+    # names and comments are one value per galaxy)
+    return 2 <= n_unique <= MAX_LABEL_CLASSES and n_unique <= len(known) / 2
+
+
 def label_columns(catalogue: pd.DataFrame, cfg: Any = None) -> list[str]:
     """Categorical label columns of a catalogue, the truth label first.
 
@@ -134,21 +149,7 @@ def label_columns(catalogue: pd.DataFrame, cfg: Any = None) -> list[str]:
     that split the galaxies exactly like an earlier one (``gz1_class`` and
     ``gz1_name``) are kept once, the text one preferred.
     """
-    cands = []
-    for col in catalogue.columns:
-        low = col.lower()
-        if low in RESERVED or low.startswith("flag_") or is_nuisance_column(col):
-            continue
-        s = catalogue[col]
-        if pd.api.types.is_float_dtype(s) or pd.api.types.is_bool_dtype(s):
-            continue
-        enc = encode(s)
-        known = enc.codes[~enc.missing]
-        n_unique = int(np.unique(known).size)
-        # a class column: 2..50 classes, on average at least two galaxies per class (free text,
-        # names and comments are one value per galaxy)
-        if 2 <= n_unique <= MAX_LABEL_CLASSES and n_unique <= len(known) / 2:
-            cands.append(col)
+    cands = [col for col in catalogue.columns if is_label_column(catalogue, col)]
     # text columns before their integer twins, then drop duplicated partitions
     cands.sort(key=lambda c: 0 if not pd.api.types.is_integer_dtype(catalogue[c]) else 1)
     kept: list[str] = []

@@ -126,6 +126,10 @@ def write_table(path: str | Path, table: pd.DataFrame) -> None:
             raise ValueError(f"unknown table extension: {path.suffix}")
 
 
+# text that means "no value" in a catalogue's cell, written by pandas, astropy, databases and people
+# (compared in lower case): the ingest stores such a label as missing, the analyses read it so
+MISSING_MARKERS = frozenset({"", "nan", "none", "null", "na", "n/a", "<na>", "nat"})
+
 # files a run keeps at its top level (the layout above); export refuses to overwrite them
 RUN_FILES = frozenset({"config.toml", "catalogue.parquet", "ingest_summary.json", "cube.npy", "cube_masked.npy",
                        "cube_masked.parquet", "cube_masked.json", "vade_galaxies.parquet", "nuisance.parquet",

@@ -15,6 +15,7 @@ import pandas as pd
 
 from ...config import DataConfig
 from ...errors import UserError, first_line
+from ...run import MISSING_MARKERS
 from .files import file_kind, in_dir
 from .records import Record
 
@@ -81,7 +82,8 @@ def read_table(path: Path) -> pd.DataFrame:
 
 
 def typed(series: pd.Series) -> pd.Series:
-    """A string column as integers, floats or strings; empty cells become missing.
+    """A string column as integers, floats or strings; empty cells and text that means "no value"
+    ("nan", "NA", "null", "N/A", ...: :data:`~morphospace.run.MISSING_MARKERS`) become missing.
 
     Parameters
     ----------
@@ -95,7 +97,7 @@ def typed(series: pd.Series) -> pd.Series:
         every one is a number, else ``string``.
     """
     s = series.astype(str).str.strip()
-    present = s != ""
+    present = ~s.str.lower().isin(MISSING_MARKERS)
     if not present.any():
         return pd.Series(pd.NA, index=s.index, dtype="string")
     values = s[present]
