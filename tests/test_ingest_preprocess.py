@@ -164,6 +164,27 @@ def test_astrovader_preset_is_the_published_recipe(tmp_path):
     np.testing.assert_allclose(half[0, 0], ref, atol=2.0 ** -11)
 
 
+def test_a_key_set_to_its_default_value_is_kept_under_the_preset_and_saved_as_used(tmp_path):
+    """`ingest --preset astrovader --size 64` (or `--set preprocess.size=64` before it) is a 64 px
+    cube, though 64 is also the default; the run's config.toml says what the cube was made with."""
+    from morphospace.cli import main
+    from morphospace.config import load_config
+
+    save_image(tmp_path / "data" / "a.png", galaxy_rgb(256, seed=4))
+    for extra in (["--size", "64", "--colour", "rgb"], ["--set", "preprocess.size=64", "--set", "preprocess.colour=rgb"]):
+        run = tmp_path / f"run{len(extra[0])}"
+        assert main(["ingest", str(tmp_path / "data"), "--out", str(run), "--preset", "astrovader", *extra,
+                     "--quiet"]) == 0
+        cube = np.load(run / "cube.npy", mmap_mode="r")
+        saved = load_config(run / "config.toml").preprocess
+        assert cube.shape == (1, 3, 64, 64)
+        assert (saved.size, saved.colour, saved.crop, saved.normalise) == (64, "rgb", 0.75, "minmax")
+    assert main(["ingest", str(tmp_path / "data"), "--out", str(tmp_path / "plain"), "--preset", "astrovader",
+                 "--quiet"]) == 0
+    assert load_config(tmp_path / "plain" / "config.toml").preprocess.size == 128
+    assert np.load(tmp_path / "plain" / "cube.npy", mmap_mode="r").shape == (1, 1, 128, 128)
+
+
 def test_astrovader_preset_reproduces_the_published_reference_inputs():
     ref_path = SHARED / "peers" / "astrovader" / "reference.npz"
     images = SHARED / "data" / "sdss-gz1" / "images"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .base import Fraction, Section, Seed, Text
 
@@ -66,6 +66,13 @@ class DataConfig(Section):
     vote_thresholds: VoteThresholds = Field(default_factory=VoteThresholds)
 
 
+# The published AstroVaDEr recipe (Spindler et al. 2021, section 2.1): what ``preprocess.preset =
+# "astrovader"`` puts in the keys the configuration does not set itself
+PREPROCESS_PRESETS = {
+    "astrovader": {"crop": 0.75, "size": 128, "colour": "grey", "normalise": "minmax", "framing": "fixed"},
+}
+
+
 class PreprocessConfig(Section):
     """Image preprocessing (``[preprocess]``).
 
@@ -73,8 +80,10 @@ class PreprocessConfig(Section):
     ----------
     preset : {'default', 'astrovader'}
         ``astrovader`` reproduces the published recipe (crop 0.75, 128 px, grey, min-max,
-        bilinear, full-resolution decode, fixed framing): it replaces the *default* values of
-        ``crop``, ``size``, ``colour``, ``normalise`` and ``framing``; other values are kept.
+        bilinear, full-resolution decode, fixed framing): it gives ``crop``, ``size``,
+        ``colour``, ``normalise`` and ``framing`` their published values, except those the
+        configuration sets itself (in its file, ``--set`` or an option such as ``--size``),
+        even to their default values; the saved configuration holds the values used.
     crop : float
         Centre-crop fraction of the frame side, in [0.05, 1] (with ``framing = "galaxy"``: for
         the frames where no central galaxy is found).
@@ -102,6 +111,15 @@ class PreprocessConfig(Section):
     colour: Literal["rgb", "grey"] = "rgb"
     normalise: Literal["asinh", "minmax"] = "asinh"
     asinh_softening: Annotated[float, Field(ge=1e-6, le=100.0)] = 0.1
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data):
+        # keys the configuration does not set take the preset's values; set ones (even to a
+        # default value) are kept. Resolved here, so the saved config.toml says what was used.
+        if isinstance(data, dict) and data.get("preset") in PREPROCESS_PRESETS:
+            data = {**PREPROCESS_PRESETS[data["preset"]], **data}
+        return data
 
 
 class IngestConfig(Section):

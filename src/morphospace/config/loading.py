@@ -108,18 +108,23 @@ def apply_overrides(cfg: Config, overrides: Sequence[str] | Mapping[str, Any]) -
     >>> apply_overrides(Config(), ["train.epochs=4", "cluster.kmeans_k=[3, 4]"]).train.epochs
     4
     """
-    table = to_dict(cfg)
+    known = to_dict(cfg)
+    # only what was set (in the file, by earlier overrides) and what is set now: what a preset
+    # must not replace (PreprocessConfig) is told from the keys left to their defaults
+    table = cfg.model_dump(exclude_unset=True)
     parse = not isinstance(overrides, Mapping)
     items = [_split(o) for o in overrides] if parse else list(overrides.items())
     for dotted, value in items:
         parts = str(dotted).split(".")
         node: dict[str, Any] = table
+        full: dict[str, Any] = known
         model: type[BaseModel] = Config
         for i, part in enumerate(parts[:-1]):
-            if not isinstance(node.get(part), dict):
+            if not isinstance(full.get(part), dict):
                 raise ConfigError(unknown_key(".".join(parts[: i + 1]), model))
-            node, model = node[part], model.model_fields[part].annotation  # type: ignore[assignment]
-        if parts[-1] not in node:
+            node, full = node.setdefault(part, {}), full[part]
+            model = model.model_fields[part].annotation  # type: ignore[assignment]
+        if parts[-1] not in full:
             raise ConfigError(unknown_key(dotted, model))
         if parse:
             value = _parse_value(value, model.model_fields[parts[-1]])

@@ -9,12 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...config import IngestConfig, PreprocessConfig
+from ...config.inputs import PREPROCESS_PRESETS as PRESETS
 from ...errors import UserError
 
-PRESETS = {
-    # The published AstroVaDEr recipe (Spindler et al. 2021, section 2.1).
-    "astrovader": {"crop": 0.75, "size": 128, "colour": "grey", "normalise": "minmax", "framing": "fixed"},
-}
 _PRESET_SPEC = {"astrovader": {"resample": "bilinear", "exact": True, "draft": False}}
 
 
@@ -74,9 +71,9 @@ class PreprocessSpec:
                     quality: IngestConfig | None = None) -> "PreprocessSpec":
         """Resolve a ``[preprocess]`` section (and the ``[ingest]`` quality thresholds).
 
-        A preset replaces the *default* values of ``crop``, ``size``, ``colour``,
-        ``normalise`` and ``framing``; a key set to another value is kept (e.g. the astrovader
-        recipe with the crop suited to another survey's framing).
+        The section holds the preset's ``crop``, ``size``, ``colour``, ``normalise`` and
+        ``framing`` where the configuration did not set them itself (resolved when it was
+        validated); the preset adds its decoding and resampling here.
 
         Parameters
         ----------
@@ -96,15 +93,11 @@ class PreprocessSpec:
         UserError
             For an unknown preset or a value out of range.
         """
-        values = dict(cfg)
+        values = dict(cfg)  # the preset's values are in it already (PreprocessConfig resolves them)
         extra: dict = {}
         if cfg.preset != "default":
             if cfg.preset not in PRESETS:
                 raise UserError(f"unknown preprocess preset '{cfg.preset}' (known: default, {', '.join(PRESETS)})")
-            defaults = PreprocessConfig()
-            for key, value in PRESETS[cfg.preset].items():
-                if values[key] == getattr(defaults, key):
-                    values[key] = value
             extra = _PRESET_SPEC[cfg.preset]
         crop, size, colour, norm = values["crop"], values["size"], values["colour"], values["normalise"]
         if not 0 < crop <= 1:
