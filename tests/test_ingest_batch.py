@@ -55,8 +55,8 @@ def test_batched_checks_and_rows_equal_the_per_frame_recipe(spec):
         want = _reference(im, spec)
         if isinstance(want, BadImage):
             assert isinstance(got, BadImage) and got.flags == want.flags and got.detail == want.detail
-        else:
-            assert got == set()
+        else:  # a grey frame in a colour cube is said so; nothing else is flagged
+            assert got == ({"fewer_bands"} if im.mode == "L" and spec.channels == 3 else set())
             np.testing.assert_array_equal(rows[r], want)
             r += 1
     assert r == len(block)

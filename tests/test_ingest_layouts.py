@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from fixtures import (KAGGLE_KINDS, KAGGLE_VOTE_COLUMNS, galaxy_rgb, ingest_to, kaggle_votes, save_image,
+from fixtures import (KAGGLE_KINDS, KAGGLE_VOTE_COLUMNS, galaxy_flux, galaxy_rgb, ingest_to, kaggle_votes, save_image,
                       tiny_fits_folder, tiny_folder_survey, tiny_galaxy10, write_csv)
 from PIL import Image
 
@@ -287,3 +287,54 @@ def test_images_in_sub_folders_of_a_folder_survey_are_said_not_read(tmp_path, ca
         survey = read_survey(root, DataConfig())
     assert [r.id for r in survey.records] == ["a", "b"]
     assert "2 image file(s) in sub-folders" in caplog.text
+
+
+def test_fits_of_mixed_band_counts_take_the_most_common_and_say_so(tmp_path, caplog):
+    """One 2-D cutout first among band cubes: the survey is the cubes' colour (the first file no
+    longer decides), the log says the files differ, and the grey frame is flagged fewer_bands."""
+    import logging
+
+    from astropy.io import fits
+
+    root = tiny_fits_folder(tmp_path / "mixed", n=4, bands=3)
+    fits.PrimaryHDU(galaxy_flux(64, seed=9)).writeto(root / "a_grey.fits")
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        summary, cat, cube, _ = ingest_to(root, tmp_path / "run")
+    assert cube.shape == (5, 3, 64, 64) and "do not all have the same number of bands" in caplog.text
+    assert list(cat.loc[cat["flag_fewer_bands"], "id"]) == ["a_grey"] and summary["flags"]["fewer_bands"]["count"] == 1
+    _, grey_cat, grey, _ = ingest_to(root, tmp_path / "grey", preprocess__colour="grey")
+    assert grey.shape == (5, 1, 64, 64) and not grey_cat["flag_fewer_bands"].any()  # averaged: nothing lost
+
+
+def test_images_beside_an_images_folder_are_said_not_read(tmp_path, caplog):
+    import logging
+
+    root = tmp_path / "beside"
+    for name in ("images/a.png", "images/b.png", "c.png", "d.png"):
+        save_image(root / name, galaxy_rgb(32))
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        survey = read_survey(root, DataConfig())
+    assert [r.id for r in survey.records] == ["a", "b"]
+    assert "2 image file(s) at the top of" in caplog.text
+    caplog.clear()  # named by a catalogue's file column, they are read: nothing to say
+    write_csv(root / "catalogue.csv", ["id", "file"], [["a", "images/a.png"], ["b", "images/b.png"],
+                                                      ["c", "c.png"], ["d", "d.png"]])
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        survey = read_survey(root, DataConfig())
+    assert [r.id for r in survey.records] == ["a", "b", "c", "d"] and "not read" not in caplog.text
+
+
+def test_your_own_catalogue_for_a_survey_with_its_own_labels(tiny_sdss_gz1, tmp_path, caplog):
+    """`--catalogue mine.csv` on a folder that looks like sdss-gz1 reads its images with that
+    catalogue (said in the log); with `--layout sdss-gz1` named too, it is refused in one line."""
+    import logging
+
+    ids = [p.stem for p in sorted((tiny_sdss_gz1 / "images").iterdir())]
+    write_csv(tmp_path / "mine.csv", ["objid", "my_class", "zphot"], [[i, "ab"[k % 2], 0.1 * k] for k, i in enumerate(ids)])
+    with caplog.at_level(logging.INFO, logger="morphospace"):
+        _, cat, cube, _ = ingest_to(tiny_sdss_gz1, tmp_path / "run", data__catalogue=str(tmp_path / "mine.csv"))
+    assert "my_class" in cat and "zphot" in cat and "gz1_class" not in cat and cube.shape[0] == len(ids)
+    assert "looks like a sdss-gz1 survey; read as a folder of images" in caplog.text
+    with pytest.raises(UserError, match="reads its own labels, not the catalogue"):
+        read_survey(tiny_sdss_gz1, DataConfig(layout="sdss-gz1", catalogue=str(tmp_path / "mine.csv")))
+

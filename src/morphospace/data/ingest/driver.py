@@ -21,7 +21,8 @@ from ...progress import progress
 from ...run import RunDir, atomic_path
 from .catalogue import N_EXAMPLES, build_catalogue, flag_counts_line, log_summary, raise_if_flagged, summarise
 from .cube import CubeWriter, partial_path
-from .layouts import fits_positions, read_survey
+from .layouts import read_survey
+from .positions import fits_positions
 from .preprocess import PreprocessSpec
 from .workers import ingest_pool, run_chunks
 

@@ -183,22 +183,27 @@ def in_dir(folder: Path) -> Callable[[str], str]:
     return lambda name: os.path.join(base, name)
 
 
-def fits_bands(paths: list[Path]) -> int:
-    """The band count of a folder of FITS files: that of the first readable one of 20.
+def fits_bands(paths: list[Path], sample: int = 20) -> dict[int, int]:
+    """The band counts of a folder of FITS files, on a sample of them.
 
     Parameters
     ----------
     paths : list of Path
         FITS files.
+    sample : int
+        How many files to open, spread evenly over the list.
 
     Returns
     -------
-    int
-        1 for 2-D images, the length of the first axis for a band cube.
+    dict
+        Band count (1 for 2-D images, the first axis's length for a band cube) -> how many of
+        the readable sampled files have it; empty when none is readable.
     """
     from astropy.io import fits
 
-    for p in paths[:20]:
+    picks = sorted({int(i) for i in np.linspace(0, len(paths) - 1, min(sample, len(paths)))}) if paths else []
+    counts: dict[int, int] = {}
+    for p in (paths[i] for i in picks):
         try:
             with fits.open(p, memmap=False) as hdul:
                 for hdu in hdul:
@@ -207,7 +212,9 @@ def fits_bands(paths: list[Path]) -> int:
                         shape = [s for s in np.shape(d)]
                         while len(shape) > 3 and shape[0] == 1:
                             shape = shape[1:]
-                        return 1 if len(shape) == 2 else int(shape[0])
+                        bands = 1 if len(shape) == 2 else int(shape[0])
+                        counts[bands] = counts.get(bands, 0) + 1
+                        break
         except Exception:  # noqa: BLE001 - a broken file is flagged when decoded; look at the next one
             continue
-    return 1
+    return counts

@@ -58,7 +58,7 @@ from ...errors import UserError, first_line
 from .files import (HDF5_EXTENSIONS, SYNTH_MARKER, csv_header, file_kind, fits_bands, images_in_subfolders, is_fits,
                     is_image, list_files)
 from .labels import GALAXY10_MORPH3, GALAXY10_NAMES, GZ1_MORPH3, GZ2_MORPH3, derive_gz2_class, vote_fractions
-from .positions import find_position_columns, parse_positions, set_positions
+from .positions import catalogue_positions, find_position_columns
 from .records import Record, flag_duplicates
 from .tables import find_catalogue, join_files, pick_column, read_table, typed
 
@@ -185,6 +185,7 @@ def read_survey(path: str | Path, cfg: DataConfig) -> Survey:
     layout = cfg.layout if cfg.layout not in ("", "auto") else detect_layout(path)
     if layout not in LAYOUTS:
         raise UserError(f"unknown layout '{layout}' ({_known()})")
+    layout = _with_own_catalogue(path, layout, cfg)
     if layout != "galaxy10" and not path.is_dir():
         raise UserError(f"layout {layout} reads a folder, but {path} is a file")
     reader = {
@@ -204,70 +205,13 @@ def read_survey(path: str | Path, cfg: DataConfig) -> Survey:
     return survey
 
 
-def catalogue_positions(survey: Survey) -> None:
-    """Read the survey's RA/Dec columns, if it has a pair (:mod:`~morphospace.data.ingest.positions`).
-
-    The pair is replaced in ``survey.labels`` by float64 ``ra`` and ``dec`` (degrees); records
-    whose position is unusable are flagged ``bad_position`` and the reason noted.
-
-    Parameters
-    ----------
-    survey : Survey
-        Changed in place.
-    """
-    pair = find_position_columns(survey.label_columns)
-    if pair is None:
-        return
-    ra, dec, problems = parse_positions(survey.labels[pair[0]], survey.labels[pair[1]], pair)
-    survey.labels = set_positions(survey.labels, ra, dec, replace=pair)
-    for i, why in sorted(problems.items()):
-        survey.records[i].flag("bad_position")
-        survey.notes.setdefault("bad_position", {}).setdefault(survey.records[i].id, why)
-
-
-def fits_positions(survey: Survey, skies: dict[int, object]) -> None:
-    """Fill in the positions the FITS headers gave, where the catalogue gave none.
-
-    Parameters
-    ----------
-    survey : Survey
-        Changed in place: ``ra`` and ``dec`` label columns (added if needed), ``bad_position``
-        flags and notes for a WCS that does not evaluate.
-    skies : dict
-        Record index -> (RA, Dec) in degrees, or what is wrong with its WCS
-        (:attr:`~morphospace.data.ingest.decode.Frame.sky`).
-    """
-    if not skies:
-        return
-    labels = survey.labels
-    if "ra" in labels.columns and "dec" in labels.columns:
-        ra, dec = labels["ra"].to_numpy(dtype=float).copy(), labels["dec"].to_numpy(dtype=float).copy()
-    else:
-        ra, dec = np.full(len(survey), np.nan), np.full(len(survey), np.nan)
-    notes = survey.notes.setdefault("bad_position", {})
-    for i, sky in sorted(skies.items()):
-        rec = survey.records[i]
-        if "bad_position" in rec.flags or not (np.isnan(ra[i]) and np.isnan(dec[i])):
-            continue  # the catalogue's position (or its problem) comes first
-        if isinstance(sky, str):
-            rec.flag("bad_position")
-            notes.setdefault(rec.id, f"FITS {sky}")
-        else:
-            ra[i], dec[i] = sky
-    if "ra" in labels.columns and "dec" in labels.columns:
-        labels["ra"], labels["dec"] = ra, dec
-    elif not (np.isnan(ra).all() and not notes):
-        survey.labels = set_positions(labels, ra, dec)
-    if not notes:
-        survey.notes.pop("bad_position")
-
-
 def _read_folder(path: Path, cfg: DataConfig, cat_path: Path | None = None) -> Survey:
     image_dir = path / "images" if (path / "images").is_dir() else path
     cat_path = cat_path or find_catalogue(path, cfg)
     files = list_files(image_dir, skip_companions=image_dir == path)
+
     n_fits = sum(is_fits(n) for _, n in files)
-    n_bands = fits_bands([image_dir / n for _, n in files if is_fits(n)]) if n_fits > len(files) / 2 else 3
+    n_bands = _survey_bands([image_dir / n for _, n in files if is_fits(n)]) if n_fits > len(files) / 2 else 3
     if cat_path is None:
         if not files:
             raise UserError(f"no images in {image_dir} ({_known()})")
@@ -277,6 +221,7 @@ def _read_folder(path: Path, cfg: DataConfig, cat_path: Path | None = None) -> S
             log.warning("%d image file(s) in sub-folders of %s are not read: a folder survey is the images at "
                         "its top level (a catalogue whose file column names sub-folder paths reads them)",
                         nested, image_dir)
+        _say_unread_beside(path, image_dir, records)
         return Survey("folder", path, records, pd.DataFrame(index=range(len(records))), n_bands)
     table = read_table(cat_path)
     cols = [str(c) for c in table.columns]
@@ -296,7 +241,60 @@ def _read_folder(path: Path, cfg: DataConfig, cat_path: Path | None = None) -> S
     file_values = table[file_col].astype(str).str.strip().tolist() if file_col else None
     labels = pd.DataFrame({c: typed(table[c]) for c in label_cols})
     records, labels = join_files(image_dir, path, ids, file_values, files, labels)
+    _say_unread_beside(path, image_dir, records)
     return Survey("folder", path, records, labels, n_bands)
+
+
+def _say_unread_beside(path: Path, image_dir: Path, records: list[Record]) -> None:
+    """Images at the top of a survey whose images are in its ``images/`` folder are not read
+    (unless a catalogue row names them): the log says how many, not lost silently."""
+    if image_dir == path:
+        return
+    read = {os.path.normpath(r.source) for r in records if r.source}
+    beside = [name for _, name in list_files(path, skip_companions=True)
+              if (is_image(name) or is_fits(name)) and os.path.normpath(path / name) not in read]
+    if beside:
+        log.warning("%d image file(s) at the top of %s are not read (e.g. %s): beside an images/ folder, the "
+                    "survey is the images in it; move them there, or name them in a catalogue's file column",
+                    len(beside), path, beside[0])
+
+
+def _with_own_catalogue(path: Path, layout: str, cfg: DataConfig) -> str:
+    """The layout that reads the user's own catalogue (``data.catalogue``, ``--catalogue``): a survey
+    detected as sdss-gz1, kaggle-gz2 or synthetic is then read as a folder of images with it (the
+    log says so); a layout named explicitly that reads its own catalogue refuses it in one line.
+    Id or file columns named for such a layout are said not to be used."""
+    if layout in ("folder", "fits"):
+        return layout
+    if cfg.catalogue:
+        if layout == "galaxy10" or cfg.layout not in ("", "auto"):
+            raise UserError(f"the {layout} layout reads its own labels, not the catalogue {cfg.catalogue}: "
+                            + ("drop --catalogue" if layout == "galaxy10" else
+                               "drop --catalogue, or read the images with it as --layout folder"))
+        log.info("%s looks like a %s survey; read as a folder of images with the catalogue %s", path, layout,
+                 cfg.catalogue)
+        return "folder"
+    unused = [f"{name} '{value}'" for name, value in (("data.id_column", cfg.id_column),
+                                                      ("data.file_column", cfg.file_column)) if value]
+    if unused:
+        log.warning("%s not used: the %s layout reads its own catalogue (give --catalogue to read the images with "
+                    "yours)", " and ".join(unused), layout)
+    return layout
+
+
+def _survey_bands(fits_paths: list[Path]) -> int:
+    """The band count of a FITS survey: the most common one in a sample of its files (the larger
+    on a tie); where the files differ, the log says so and what becomes of the others."""
+    counts = fits_bands(fits_paths)
+    if not counts:
+        return 1
+    bands = max(counts, key=lambda b: (counts[b], b))
+    if len(counts) > 1:
+        seen = ", ".join(f"{n} with {b} band{'s' if b > 1 else ''}" for b, n in sorted(counts.items()))
+        log.warning("the FITS files do not all have the same number of bands (of %d sampled: %s): the survey is "
+                    "read as %d-band; frames with fewer bands than the cube's colour channels are flagged "
+                    "fewer_bands, colour frames in a grey cube are averaged", sum(counts.values()), seen, bands)
+    return bands
 
 
 def _read_synthetic(path: Path, cfg: DataConfig) -> Survey:

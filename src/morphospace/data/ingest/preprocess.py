@@ -236,6 +236,8 @@ def preprocess_block(frames, spec: PreprocessSpec) -> tuple[RowBlock, list]:
         results.append(set())
         if isinstance(f.pixels, Image.Image):
             img = f.pixels
+            if len(img.getbands()) < spec.channels:
+                results[i].add("fewer_bands")
             grey, h, sky_h = histograms_8bit(sample_8bit(img))
             eight.append(i)
             greys.append(grey)
@@ -345,7 +347,7 @@ def _row_8bit(img: Image.Image, sky: np.ndarray, spec: PreprocessSpec, crop: flo
 
 def _row_float(arr: np.ndarray, display: bool, spec: PreprocessSpec) -> tuple[np.ndarray, set[str], float]:
     """Checks, NaN repair, sky, crop, resize and normalisation of a float frame: (row, flags, crop)."""
-    flags: set[str] = set()
+    flags: set[str] = {"fewer_bands"} if arr.shape[-1] < spec.channels else set()
     bad = ~np.isfinite(arr)
     if bad.any():
         flags.add("nonfinite")
