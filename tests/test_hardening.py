@@ -224,6 +224,23 @@ def test_out_naming_a_file_or_nothing(tmp_path, capsys):
     assert "cannot use" in one_line_error(capsys, code)
 
 
+def test_a_refused_start_writes_nothing_and_a_run_keeps_its_configuration(tmp_path, capsys):
+    """A setting out of range or data that is not there: no new run folder, and a re-ingest into an
+    existing run that fails so leaves its config.toml describing its cube."""
+    data = tiny_folder_survey(tmp_path / "data", n=3)
+    for cmd in (["ingest", str(data), "--set", "preprocess.size=7"], ["ingest", str(tmp_path / "nope")],
+                ["run", "--data", str(tmp_path / "nope")], ["study", "--data", str(tmp_path / "nope")],
+                ["import-astrovader", str(tmp_path / "none.h5")]):
+        code = main([*cmd, "--out", str(tmp_path / "new"), "--quiet"])
+        one_line_error(capsys, code)
+        assert not (tmp_path / "new").exists(), cmd
+    assert main(["ingest", str(data), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    saved = (tmp_path / "run" / "config.toml").read_text()
+    code = main(["ingest", str(tmp_path / "nope"), "--out", str(tmp_path / "run"), "--size", "128", "--quiet"])
+    assert "data not found" in one_line_error(capsys, code)
+    assert (tmp_path / "run" / "config.toml").read_text() == saved
+
+
 def test_a_binary_config_file(tmp_path, capsys):
     data = tiny_folder_survey(tmp_path / "data", n=3)
     cfg = tmp_path / "c.toml"
@@ -407,10 +424,11 @@ def test_quiet_keeps_library_warnings_off_the_console(tmp_path, capsys, monkeypa
 
 def test_an_error_is_one_line_even_without_quiet(tmp_path):
     """The stage's start line goes to the run's log, not above the error on the console."""
-    r = subprocess.run([sys.executable, "-m", "morphospace", "run", "--data", str(tmp_path / "nope"), "--out",
+    (tmp_path / "empty").mkdir()  # there, but without images: the ingest's own error
+    r = subprocess.run([sys.executable, "-m", "morphospace", "run", "--data", str(tmp_path / "empty"), "--out",
                         str(tmp_path / "run")], capture_output=True, text=True, timeout=120)
     lines = [line for line in r.stderr.splitlines() if line.strip()]
-    assert r.returncode == 2 and len(lines) == 1 and "data not found" in lines[0]
+    assert r.returncode == 2 and len(lines) == 1 and "no known survey layout" in lines[0]
     assert "===> ingest" in (tmp_path / "run" / "log.txt").read_text()
 
 

@@ -70,6 +70,18 @@ def ensure_survey(cfg: Config) -> Path:
     return out
 
 
+def check_data(cfg: Config) -> None:
+    """Refuse, in one line, a data path that is not there (before a run's configuration is written).
+
+    Raises
+    ------
+    UserError
+        ``data not found: PATH``.
+    """
+    if cfg.data.path and not Path(cfg.data.path).exists():
+        raise UserError(f"data not found: {cfg.data.path}")
+
+
 def save_config(run: RunDir, cfg: Config) -> None:
     """Write the resolved ``cfg`` to ``RUN/config.toml``, where later stages read it back.
 
@@ -259,6 +271,7 @@ def run_all(run: RunDir, cfg: Config) -> Path:
     from .vade.fitting import one_process_devices
 
     cfg = one_process_devices(cfg, "`morphospace run`")
+    check_data(cfg)
     save_config(run, cfg)
     stage_ingest(run, cfg)
     stage_train(run, cfg)
@@ -334,6 +347,7 @@ def run_study(run: RunDir, cfg: Config) -> Path:
     known = [*BACKBONES, "vade", "ssl"]
     if cfg.study.backbone not in known:  # before anything is written
         raise UserError(f"unknown backbone '{cfg.study.backbone}' (known: {', '.join(known)})")
+    check_data(cfg)
     save_config(run, cfg)
     stage_ingest(run, cfg)
     cfg = _study_truth(run, cfg)

@@ -179,12 +179,19 @@ class _quiet_warnings:
 
 
 
-def _new_run(args, out: str) -> tuple[RunDir, Config]:
-    """Create the run directory of a stage that starts a run, with its log and config."""
+def _new_run(args, out: str, **options) -> tuple[RunDir, Config]:
+    """Create the run directory of a stage that starts a run, with its log, and its config (``--config``,
+    ``--set``, then the command's ``options``, dotted keys spelt with ``__``). Settings that are
+    refused and data that is not there are one line before anything is written: no new folder, and
+    an existing run keeps its configuration."""
+    from .. import pipeline
+
     check_out(out)
+    cfg = _set(_config_for(args, None), **options)
+    pipeline.check_data(cfg)
     run = RunDir(out, create=True)
     _setup_logging(args.quiet, run)
-    return run, _config_for(args, None)
+    return run, cfg
 
 
 
@@ -200,36 +207,34 @@ def _dispatch(args) -> int | None:
         print(f"synthetic survey: {out}")
         return 0
     if cmd == "run":
-        run, cfg = _new_run(args, args.out)
+        run, cfg = _new_run(args, args.out, data__path=args.data, model__kind=args.model, train__epochs=args.epochs,
+                            train__seed=args.seed, ingest__workers=args.workers, cluster__seed=args.seed)
         run.acquire_lock()
-        cfg = _set(cfg, data__path=args.data, model__kind=args.model, train__epochs=args.epochs,
-                   train__seed=args.seed, ingest__workers=args.workers)
-        if args.seed is not None:
-            cfg = _set(cfg, cluster__seed=args.seed)
         report = pipeline.run_all(run, cfg)
         print(f"report: {Path(report).resolve()}")
         return 0
     if cmd == "ingest":
-        run, cfg = _new_run(args, args.out)
+        run, cfg = _new_run(args, args.out, data__path=str(args.data), data__layout=args.layout,
+                            data__catalogue=args.catalogue, data__id_column=args.id_column,
+                            data__file_column=args.file_column, ingest__workers=args.workers,
+                            preprocess__preset=args.preset, preprocess__size=args.size, preprocess__colour=args.colour,
+                            ingest__strict=True if args.strict else None,
+                            ingest__mask_neighbours=True if args.mask_neighbours else None)
         run.acquire_lock()
-        cfg = _set(cfg, data__path=str(args.data), data__layout=args.layout, data__catalogue=args.catalogue,
-                   data__id_column=args.id_column, data__file_column=args.file_column,
-                   ingest__workers=args.workers, preprocess__preset=args.preset, preprocess__size=args.size,
-                   preprocess__colour=args.colour, ingest__strict=True if args.strict else None,
-                   ingest__mask_neighbours=True if args.mask_neighbours else None)
         pipeline.save_config(run, cfg)
         summary = pipeline.stage_ingest(run, cfg)
         print(f"ingested {summary['n_in_cube']} of {summary['n_records']} galaxies into {run.path}")
         return 0
     if cmd == "study":
-        run, cfg = _new_run(args, args.out)
+        run, cfg = _new_run(args, args.out, data__path=args.data, study__backbone=args.backbone,
+                            study__labels=args.labels, study__mode=args.mode, study__epochs=args.epochs)
         run.acquire_lock()
-        cfg = _set(cfg, data__path=args.data, study__backbone=args.backbone, study__labels=args.labels,
-                   study__mode=args.mode, study__epochs=args.epochs)
         report = pipeline.run_study(run, cfg)
         print(f"report: {Path(report).resolve()}")
         return 0
     if cmd == "import-astrovader":
+        if not Path(args.weights).is_file():  # before the run's folder is made
+            raise UserError(f"weights file not found: {args.weights}")
         run, cfg = _new_run(args, args.out)
         run.acquire_lock()
         pipeline.stage_import_astrovader(run, cfg, Path(args.weights))
