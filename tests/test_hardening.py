@@ -234,6 +234,9 @@ def test_a_refused_start_writes_nothing_and_a_run_keeps_its_configuration(tmp_pa
         code = main([*cmd, "--out", str(tmp_path / "new"), "--quiet"])
         one_line_error(capsys, code)
         assert not (tmp_path / "new").exists(), cmd
+    before = sorted(p.name for p in data.iterdir())
+    assert "is the data folder" in one_line_error(capsys, main(["ingest", str(data), "--out", str(data), "--quiet"]))
+    assert sorted(p.name for p in data.iterdir()) == before
     assert main(["ingest", str(data), "--out", str(tmp_path / "run"), "--quiet"]) == 0
     saved = (tmp_path / "run" / "config.toml").read_text()
     code = main(["ingest", str(tmp_path / "nope"), "--out", str(tmp_path / "run"), "--size", "128", "--quiet"])

@@ -208,6 +208,19 @@ def test_galaxy10_hdf5(tmp_path, kind, side):
     np.testing.assert_array_equal(single, cube)
 
 
+def test_galaxy10_answers_that_are_no_class_are_missing(tmp_path):
+    """A float 'ans' with NaN gaps (or 2.5, or 12) gives no class: not int64's minimum as a class."""
+    import h5py
+
+    h5 = tiny_galaxy10(tmp_path / "Galaxy10.h5", n=4)
+    with h5py.File(h5, "r+") as f:
+        del f["ans"]
+        f.create_dataset("ans", data=np.array([1.0, np.nan, 2.5, 12.0]))
+    survey = read_survey(h5, DataConfig())
+    assert survey.labels["galaxy10_class"].isna().tolist() == [False, True, True, True]
+    assert survey.labels["galaxy10_class"].iloc[0] == 1 and survey.labels["galaxy10_name"].isna().sum() == 3
+
+
 def test_hdf5_that_is_not_galaxy10_is_a_user_error(tmp_path):
     import h5py
 

@@ -357,7 +357,10 @@ def _read_galaxy10(path: Path, cfg: DataConfig) -> Survey:
                 raise UserError(f"{path.name} is not a Galaxy10 file (needs datasets 'images' and 'ans'; "
                                 f"has {', '.join(f.keys()) or 'none'})")
             shape = f["images"].shape
-            ans = np.asarray(f["ans"][:]).astype(np.int64).ravel()
+            answers = np.asarray(f["ans"][:], dtype=np.float64).ravel()
+            # a class is an integer: NaN (a float 'ans' with gaps) or 2.5 is no class, not int64's minimum
+            known = np.isfinite(answers) & (answers == np.round(answers))
+            ans = np.where(known, answers, -1).astype(np.int64)
             for key in f.keys():
                 ds = f[key]
                 if key not in ("images", "ans") and isinstance(ds, h5py.Dataset) and ds.shape == (len(ans),) \
@@ -378,8 +381,10 @@ def _read_galaxy10(path: Path, cfg: DataConfig) -> Survey:
     names = GALAXY10_NAMES[survey_kind]
     width = len(str(max(shape[0] - 1, 0)))
     records = [Record(id=f"{i:0{width}d}", source=str(path), kind="hdf5", index=i) for i in range(len(ans))]
+    classes = pd.array(ans, dtype="Int64")
+    classes[(ans < 0) | (ans >= len(names))] = pd.NA
     labels = pd.DataFrame({
-        "galaxy10_class": pd.array(ans, dtype="Int64"),
+        "galaxy10_class": classes,
         "galaxy10_name": pd.array([names[a] if 0 <= a < len(names) else None for a in ans], dtype="string"),
         "morph3": pd.array([GALAXY10_MORPH3[survey_kind].get(int(a)) for a in ans], dtype="string"),
     })
