@@ -228,3 +228,18 @@ def test_the_command_line_names_a_missing_package_in_one_line(tmp_path, monkeypa
     assert main(["ingest", str(fits_dir), "--out", str(tmp_path / "run"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "package 'astropy' is not installed" in err and "Traceback" not in err
+
+
+def test_a_fits_file_under_an_image_name_is_read_as_fits_not_upside_down(tmp_path):
+    """Pillow opens FITS too but keeps its rows bottom-up (flipped, handedness included): under a
+    .png name the file is read by astropy like any FITS cutout."""
+    from astropy.io import fits
+
+    data = galaxy_flux(48, seed=3)
+    data[:8] += 5.0  # the first rows of the file bright: where they end up says which way is up
+    fits.PrimaryHDU(data).writeto(tmp_path / "g.fits")
+    (tmp_path / "g.png").write_bytes((tmp_path / "g.fits").read_bytes())
+    as_fits = decode(Record(id="g", source=str(tmp_path / "g.fits"), kind="fits"))
+    as_png = decode(Record(id="g", source=str(tmp_path / "g.png"), kind="image"))
+    assert isinstance(as_png.pixels, np.ndarray) and not as_png.display
+    np.testing.assert_array_equal(as_png.pixels, as_fits.pixels)

@@ -123,6 +123,8 @@ def decode(rec: Record, min_side: int = 0, h5_cache: dict | None = None) -> Fram
         frame = _decode_turbo(rec.source, min_side) if _jpeg_name(rec.source) else None
         if frame is None:  # not a plain JPEG, or damaged: Pillow decodes or flags it
             frame = _decode_pillow(rec.source, min_side)
+            if frame is None:  # FITS under an image's name: Pillow's reader would turn it upside down
+                frame = _decode_fits(rec.source)
     h, w = frame.shape
     if min(h, w) < MIN_SIDE:
         raise BadImage("too_small", f"{w}x{h} pixels")
@@ -226,9 +228,13 @@ def _decode_turbo(path: str, min_side: int) -> "Frame | None":
     return Frame(Image.frombytes(mode, (arr.shape[1], arr.shape[0]), arr, "raw", raw), display=True)
 
 
-def _decode_pillow(path: str, min_side: int) -> Frame:
+def _decode_pillow(path: str, min_side: int) -> "Frame | None":
+    """The frame Pillow decodes (or the BadImage it raises); None for a FITS file, whose rows
+    Pillow keeps in file order, bottom-up, where astropy (and every FITS viewer) shows them."""
     try:
         with Image.open(path) as img:
+            if img.format == "FITS":
+                return None
             if img.format == "JPEG" and min_side > 0:
                 # DCT-domain downscaling: far less work than decoding the full frame.
                 img.draft("RGB" if img.mode != "L" else "L", (min_side, min_side))
