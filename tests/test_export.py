@@ -70,6 +70,20 @@ def test_export_mismatched_clustering_is_an_error(run):
         results_table(run)
 
 
+def test_the_vade_scores_are_read_checked(run):
+    """vade_galaxies.parquet damaged, or of other galaxies: one line naming it, not a traceback or
+    scores put on the wrong galaxies."""
+    scores = run.path / "vade_galaxies.parquet"
+    write_table(scores, pd.DataFrame({"id": ["a", "b", "c"], "anomaly": [0.1, 0.2, 0.3]}))
+    assert results_table(run)["vade_anomaly"].tolist()[:3] == pytest.approx([0.1, 0.2, 0.3])
+    write_table(scores, pd.DataFrame({"id": ["b", "a", "c"], "anomaly": [0.1, 0.2, 0.3]}))
+    with pytest.raises(UserError, match="vade_galaxies.parquet does not match"):
+        results_table(run)
+    scores.write_text("garbage{[")
+    with pytest.raises(UserError, match="vade_galaxies.parquet is damaged"):
+        results_table(run)
+
+
 def test_export_cli(run, tmp_path, capsys):
     assert main(["export", str(run.path), "--out", str(tmp_path / "r.csv"), "--quiet"]) == 0
     back = pd.read_csv(tmp_path / "r.csv")

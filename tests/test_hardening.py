@@ -157,7 +157,8 @@ def test_a_cube_and_catalogue_that_do_not_belong_together(pca_run, tmp_path, cap
 @pytest.mark.parametrize("name,damage,stage", [
     ("cube.npy", "truncate", "embed"), ("cube.npy", "garbage", "embed"),
     ("catalogue.parquet", "garbage", "embed"), ("clusterings/kmeans3_pixels_pca_pca.parquet", "garbage", "compare"),
-    ("embeddings/pixels_pca.npy", "truncate", "reduce"),
+    ("embeddings/pixels_pca.npy", "truncate", "reduce"), ("cube.npy", "truncate", "report"),
+    ("catalogue.parquet", "garbage", "report"),
 ])
 def test_a_damaged_run_file_is_one_line_naming_it(pca_run, tmp_path, capsys, name, damage, stage):
     import shutil
@@ -171,6 +172,20 @@ def test_a_damaged_run_file_is_one_line_naming_it(pca_run, tmp_path, capsys, nam
     code = main([stage, str(run), "--quiet"])
     line = one_line_error(capsys, code)
     assert Path(name).name in line and "re-run" in line
+
+
+def test_a_damaged_embedding_or_map_is_left_out_of_the_report_saying_so(pca_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(pca_run, run)
+    for name in ("embeddings/pixels_pca.npy", "reductions/pixels_pca_pca.npy"):
+        data = (run / name).read_bytes()
+        (run / name).write_bytes(data[: len(data) // 3])
+    assert main(["report", str(run), "--quiet"]) == 0
+    log = (run / "log.txt").read_text()
+    assert "pixels_pca.npy is damaged" in log and "pixels_pca_pca.npy is damaged" in log
+    assert (run / "report.html").is_file()
 
 
 def test_a_cut_short_model_is_one_line(tmp_path, capsys):

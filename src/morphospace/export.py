@@ -83,7 +83,10 @@ def results_table(run: RunDir) -> pd.DataFrame:
             table[f"prob_{name}_{col[5:]}"] = probs
     scores = run.path / "vade_galaxies.parquet"
     if scores.exists():
-        per = pd.read_parquet(scores)
+        per = run.read_table(scores, "embed")
+        if len(per) != len(ids_in_cube) or ("id" in per.columns and not np.array_equal(
+                per["id"].astype(str).to_numpy(), ids_in_cube.astype(str))):
+            raise UserError("vade_galaxies.parquet does not match the run's cube (re-run `morphospace embed`)")
         for col in ("anomaly", "log_likelihood", "recon_error", "label_prob"):
             if col in per.columns:
                 values = np.full(len(cat), np.nan, dtype=np.float32)

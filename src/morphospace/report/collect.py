@@ -58,7 +58,7 @@ class RunContents:
         """The run's catalogue (ids as text), or None before ingest."""
         if not self.run.catalogue.exists():
             return None
-        cat = pd.read_parquet(self.run.catalogue)
+        cat = self.run.read_table(self.run.catalogue, "ingest")  # damaged: one line, as every stage says
         cat["id"] = cat["id"].astype(str)
         return cat
 
@@ -75,7 +75,7 @@ class RunContents:
         """The cube, memory-mapped, as N x C x H x W (a 3-D cube gets C = 1), or None before ingest."""
         if not self.run.cube.exists():
             return None
-        cube = np.load(self.run.cube, mmap_mode="r")
+        cube = self.run.load_npy(self.run.cube, "ingest")
         if cube.ndim == 3:
             cube = cube[:, None]
         if cube.ndim != 4:
@@ -174,12 +174,22 @@ class RunContents:
         return [] if cat is None else [c for c in cat.columns if c.startswith("flag_")]
 
     # representations ------------------------------------------------------------------
+    def _array(self, path: Path, stage: str) -> np.ndarray | None:
+        """A run's array, or None (and a warning: left out of the report) when it is damaged."""
+        try:
+            return self.run.load_npy(path, stage)
+        except UserError as exc:
+            log.warning("report: %s; left out", exc)
+            return None
+
     @cached_property
     def embeddings(self) -> list[str]:
         """Embeddings with one row per cube row (others are stale and skipped with a warning)."""
         out = []
         for name in self.run.embeddings():
-            arr = np.load(self.run.embedding_path(name), mmap_mode="r")
+            arr = self._array(self.run.embedding_path(name), "embed")
+            if arr is None:
+                continue
             if arr.ndim == 2 and len(arr) == self.n:
                 out.append(name)
             else:
@@ -207,15 +217,15 @@ class RunContents:
         ndarray of float32
             One row per cube row.
         """
-        return np.asarray(np.load(self.run.embedding_path(name), mmap_mode="r"), dtype=np.float32)
+        return np.asarray(self.run.load_npy(self.run.embedding_path(name), "embed"), dtype=np.float32)
 
     @cached_property
     def maps(self) -> list[tuple[str, np.ndarray]]:
         """2-D maps: reductions with two columns (or the first two of a PCA / LDA)."""
         out = []
         for name in self.run.reductions():
-            arr = np.load(self.run.reduction_path(name), mmap_mode="r")
-            if arr.ndim != 2 or len(arr) != self.n or arr.shape[1] < 2:
+            arr = self._array(self.run.reduction_path(name), "reduce")
+            if arr is None or arr.ndim != 2 or len(arr) != self.n or arr.shape[1] < 2:
                 continue
             if arr.shape[1] == 2:
                 out.append((name, np.asarray(arr, dtype=np.float32)))
