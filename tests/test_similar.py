@@ -154,6 +154,19 @@ def test_similar_image_on_the_command_line(image_run, capsys, tmp_path):
     assert capsys.readouterr().out.strip().splitlines()[2].split()[:2] == ["1", "g4"]
 
 
+def test_a_damaged_pixel_pca_record_is_one_line(image_run, capsys, tmp_path):
+    import shutil
+
+    run, data = image_run
+    copy = tmp_path / "run"
+    shutil.copytree(run.path, copy)
+    shutil.rmtree(copy / "models" / "similar", ignore_errors=True)  # no cached refit: the record is read
+    (copy / "embeddings" / "pixels_pca.json").write_text("garbage")
+    code = main(["similar", str(copy), "--image", str(data / "g4.png"), "--embedding", "pixels_pca", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "pixels_pca.json is damaged" in err
+
+
 def _hostile(folder):
     """Files a user might hand to --image by mistake, and the words the error must contain."""
     from PIL import Image

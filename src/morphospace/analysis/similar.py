@@ -195,8 +195,12 @@ def pixel_pca_rows(run: RunDir, rows: np.ndarray) -> np.ndarray:
     path, note = folder / "pixels_pca.model.pkl", folder / "pixels_pca.model.json"
     model = _cached(path, note, stamp)
     if model is None:
-        meta = json.loads(run.embedding_path("pixels_pca").with_suffix(".json").read_text())
-        fitted = pixel_pca_fit_rows(len(cube), meta)  # the embed stage's rows: a sample at scale
+        meta_path = run.embedding_path("pixels_pca").with_suffix(".json")
+        try:
+            meta = json.loads(meta_path.read_text())
+            fitted = pixel_pca_fit_rows(len(cube), meta)  # the embed stage's rows: a sample at scale
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # garbage, or not what embed writes
+            raise run.damaged(meta_path, "embed", exc) from None
         model = PixelPCA(n_components=stored.shape[1]).fit(cube, rows=fitted)
         m = min(len(cube), 256)
         again = model.transform(cube[:m])
