@@ -2,6 +2,7 @@
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -60,7 +61,7 @@ TINY_VADE = ["--set", "train.epochs=2", "--set", "train.pretrain_epochs=1", "--s
 
 
 @pytest.mark.slow
-def test_run_with_the_form_vade_then_a_study_of_its_ssl_encoder(tmp_path):
+def test_run_with_the_form_vade_then_a_study_of_its_ssl_encoder(tmp_path, monkeypatch):
     """`morphospace run` with the default (form-first) VaDE on tiny data, then `study --backbone ssl`
     on the same run: it re-uses the trained form model instead of training a second one."""
     survey = tmp_path / "survey"
@@ -93,6 +94,26 @@ def test_run_with_the_form_vade_then_a_study_of_its_ssl_encoder(tmp_path):
     assert main(["generate", str(run), "--component", "1", "--n", "3", "--out", str(gen), "--quiet"]) == 0
     assert len(list(gen.glob("*.png"))) == 3 and len(list(gen.glob("*.fits"))) == 3
     assert main(["generate", str(run), "--component", "7", "--n", "3", "--out", str(gen), "--quiet"]) == 2
+    # a run it cannot write to (an archive, a read-only copy) while another process holds its lock:
+    # generate and export only read it, so they serve, and leave it as it was
+    import fcntl
+    import logging
+
+    before, log = sorted(run.rglob("*")), (run / "log.txt").read_text()
+    class ReadOnly(logging.FileHandler):
+        def __init__(self, path, *args, **kwargs):
+            if Path(path).parent == run:
+                raise PermissionError(30, "Read-only file system", str(path))
+            super().__init__(path, *args, **kwargs)
+
+    with open(run / ".lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        monkeypatch.setattr(logging, "FileHandler", ReadOnly)
+        assert main(["generate", str(run), "--component", "0", "--n", "2", "--out", str(tmp_path / "g2"), "--quiet"]) == 0
+        assert main(["export", str(run), "--out", str(tmp_path / "r.csv"), "--quiet"]) == 0
+        monkeypatch.undo()
+    assert sorted(run.rglob("*")) == before and (run / "log.txt").read_text() == log
+    assert len(list((tmp_path / "g2").glob("*.png"))) == 2 and (tmp_path / "r.csv").is_file()
     # the VaDE saw the cube with neighbours masked, and says how much it masked
     masked = pd.read_parquet(run / "cube_masked.parquet")
     assert len(masked) == 24 and {"n_masked", "masked_fraction"} <= set(masked.columns)

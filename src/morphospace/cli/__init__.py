@@ -22,9 +22,15 @@ log = logging.getLogger("morphospace")
 __all__ = ["main", "build_parser", "printable"]
 
 
-def _setup_logging(quiet: bool, run: RunDir | None, later_rank: bool = False) -> None:
+# commands that only read the run (writing elsewhere, if at all): no lock, and a run they cannot write to
+# (an archive, a colleague's read-only copy) serves them, logged to the console alone
+READ_ONLY_COMMANDS = ("export", "generate")
+
+
+def _setup_logging(quiet: bool, run: RunDir | None, later_rank: bool = False, reads_only: bool = False) -> None:
     """Log to stderr and to the run's log.txt; a distributed job's later processes (``later_rank``)
-    only warn on stderr, so the run's log is its first process's, each line once."""
+    only warn on stderr, so the run's log is its first process's, each line once. A command that
+    ``reads_only`` logs to stderr alone where the run's log cannot be written."""
     root = logging.getLogger("morphospace")
     root.setLevel(logging.INFO)
     for h in list(root.handlers):
@@ -35,9 +41,14 @@ def _setup_logging(quiet: bool, run: RunDir | None, later_rank: bool = False) ->
     console.addFilter(lambda record: not getattr(record, "banner", False))
     root.addHandler(console)
     if run is not None and not later_rank:
-        fh = logging.FileHandler(run.log)
-        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        root.addHandler(fh)
+        try:
+            fh = logging.FileHandler(run.log)
+        except OSError:
+            if not reads_only:
+                raise
+        else:
+            fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            root.addHandler(fh)
     root.propagate = False
 
 
@@ -246,9 +257,10 @@ def _dispatch(args) -> int | None:
 
     run = RunDir(args.run)
     distributed = cmd in ("train", "embed")  # may run as several processes of one job (srun, DDP)
-    if cmd not in ("export",):  # export only reads the run
+    reads_only = cmd in READ_ONLY_COMMANDS
+    if not reads_only:
         run.acquire_lock(distributed=distributed)
-    _setup_logging(args.quiet, run, later_rank=distributed and launched_as_later_rank())
+    _setup_logging(args.quiet, run, later_rank=distributed and launched_as_later_rank(), reads_only=reads_only)
     command = next((c for c in COMMANDS if c.NAME == cmd), None)
     if command is not None:
         return command.run(args, run)
