@@ -175,6 +175,7 @@ def assert_one_line_error(capsys, argv, message):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
     assert "\x1b" not in err  # control characters are printed escaped
+    return err
 
 
 def test_without_a_form_embedding_the_cli_says_so_and_the_stage_drops_a_stale_score(form_run, capsys):
@@ -188,9 +189,19 @@ def test_without_a_form_embedding_the_cli_says_so_and_the_stage_drops_a_stale_sc
 
 
 def test_a_damaged_tags_file_is_one_line(form_run, capsys):
+    """The tags file is the user's: a tag it cannot hold is one line naming the galaxy and the way
+    out (mend or delete it; re-running `anomalies` would find the same file); a hand edit in
+    another case or with spaces is read as meant."""
+    from morphospace.analysis.anomaly_tags import read_tags
+
     run, _, _ = form_run
-    (run.path / "anomaly_tags.csv").write_text("id,tag\ng01,fascinating\n")
-    assert_one_line_error(capsys, ["anomalies", str(run.path)], "anomaly_tags.csv is damaged")
+    path = run.path / "anomaly_tags.csv"
+    path.write_text("id,tag\ng01,fascinating\n")
+    line = assert_one_line_error(capsys, ["anomalies", str(run.path)], "galaxy 'g01' is tagged 'fascinating'")
+    assert "mend it" in line and "delete it" in line and "re-run" not in line
+    path.write_text("ID, Tag\ng01, Interesting\ng02,BORING\n")
+    assert read_tags(run).to_dict("list") == {"id": ["g01", "g02"], "tag": ["interesting", "boring"]}
+    path.unlink()
 
 
 # the report ------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..run import RunDir, write_table
 
 __all__ = ["TAGS", "TAGS_FILE", "read_tags", "update_tags"]
@@ -29,12 +29,21 @@ def read_tags(run: RunDir) -> pd.DataFrame:
     path = run.path / TAGS_FILE
     if not path.exists():
         return pd.DataFrame({"id": pd.Series([], dtype=str), "tag": pd.Series([], dtype=str)})
+    # the user's own file (edited by hand, perhaps): read leniently, and where it cannot be read, the
+    # way out is to mend or delete it (no stage rewrites it from anything else)
+    fix = "mend it (columns id,tag; tags interesting or boring) or delete it to drop the tags"
     try:
-        tags = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except Exception as exc:
-        raise run.damaged(path, "anomalies", exc) from None
-    if list(tags.columns) != ["id", "tag"] or not tags["tag"].isin(TAGS).all():
-        raise run.damaged(path, "anomalies", "expected the columns id,tag with tags interesting or boring")
+        tags = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except Exception as exc:  # noqa: BLE001 - pandas raises several types for a damaged CSV
+        raise UserError(f"cannot read {path} ({first_line(exc)[:120]}): {fix}") from None
+    tags.columns = [str(c).strip().lower() for c in tags.columns]
+    if list(tags.columns) != ["id", "tag"]:
+        raise UserError(f"{path} has the columns {', '.join(tags.columns) or 'none'}: {fix}")
+    tags = tags.assign(id=tags["id"].str.strip(), tag=tags["tag"].str.strip().str.lower())
+    bad = tags.loc[~tags["tag"].isin(TAGS)]
+    if len(bad):
+        raise UserError(f"{path}: galaxy '{bad['id'].iloc[0]}' is tagged '{bad['tag'].iloc[0]}' "
+                        f"({len(bad)} row(s) so): {fix}")
     return tags
 
 
