@@ -8,6 +8,9 @@ its traceback.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (its type's name when it has none)."""
@@ -26,6 +29,27 @@ class InvalidArgument(UserError, ValueError):
     that the command line still prints as one line. (Not every :class:`UserError` is a
     ``ValueError``: pydantic would wrap one raised in a config validator into a longer message.)
     """
+
+
+class MissingFile(UserError):
+    """A file a run should hold is not there (an earlier stage not run yet)."""
+
+
+@contextmanager
+def python_errors() -> Iterator[None]:
+    """Around the notebook API's reads: a :class:`UserError` becomes the standard exception a
+    Python user catches, with the same one-line message: a missing file a ``FileNotFoundError``,
+    anything else a ``ValueError`` (those that are one already pass unchanged)."""
+    try:
+        yield
+    except MissingFile as exc:
+        raise FileNotFoundError(str(exc)) from None
+    except ValueError:
+        raise
+    except NotAvailableError:
+        raise
+    except UserError as exc:
+        raise ValueError(str(exc)) from None
 
 
 class NotAvailableError(UserError):

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import UserError
+from .errors import UserError, python_errors
 
 __all__ = ["Run", "ingest"]
 
@@ -38,7 +38,8 @@ class _Lazy(Mapping):
         if name not in self._cache:
             if name not in self._names():
                 raise KeyError(f"no {self._what} '{name}' in {self._where} (it has: {', '.join(self) or 'none'})")
-            self._cache[name] = self._read(name)
+            with python_errors():
+                self._cache[name] = self._read(name)
         return self._cache[name]
 
     def __iter__(self) -> Iterator[str]:
@@ -94,12 +95,14 @@ class Run:
     @property
     def catalogue(self) -> pd.DataFrame:
         """The cube's galaxies, in cube order (read on each access: a stage may have rewritten it)."""
-        return self._dir.cube_catalogue().reset_index(drop=True)
+        with python_errors():
+            return self._dir.cube_catalogue().reset_index(drop=True)
 
     @property
     def cube(self) -> np.ndarray:
         """The preprocessed images (N, C, H, W), memory-mapped."""
-        return self._dir.read_cube(mmap=True)
+        with python_errors():
+            return self._dir.read_cube(mmap=True)
 
     @property
     def model(self):

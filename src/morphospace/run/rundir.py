@@ -37,7 +37,7 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
-from ..errors import UserError, first_line
+from ..errors import MissingFile, UserError, first_line
 from .lock import hold_lock
 
 
@@ -242,7 +242,7 @@ class RunDir:
     # readers --------------------------------------------------------------------------
     def _require(self, path: Path, stage: str) -> Path:
         if not path.exists():
-            raise UserError(f"{path.name} not found in {self.path}: run `morphospace {stage}` first")
+            raise MissingFile(f"{path.name} not found in {self.path}: run `morphospace {stage}` first")
         return path
 
     def damaged(self, path: Path, stage: str, why: Any) -> UserError:

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ..errors import UserError, first_line
+from ..errors import MissingFile, UserError, first_line
 from ..run import RunDir, atomic_path
 
 __all__ = ["MODEL_NAME", "MODEL_FILE", "model_dir", "save_model", "load_vade"]
@@ -39,7 +39,7 @@ def load_vade(path: str | Path):
 
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"no trained VaDE at {path}: run `morphospace train` first")
+        raise MissingFile(f"no trained VaDE at {path}: run `morphospace train` first")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=False)
         hp, state = blob["hparams"], blob["state_dict"]

@@ -122,6 +122,17 @@ def _model_file(run) -> Path:
 
 
 def load_model(run) -> VaDEModel:
-    """The trained VaDE of a run (a :class:`RunDir`, a run folder, or a ``model.pt`` file)."""
-    vade, hp, _ = load_vade(_model_file(run))
+    """The trained VaDE of a run (a :class:`RunDir`, a run folder, or a ``model.pt`` file).
+
+    Raises
+    ------
+    FileNotFoundError
+        No run or model file there, or a run without a trained model.
+    ValueError
+        A damaged model file.
+    """
+    from ..errors import python_errors
+
+    with python_errors():
+        vade, hp, _ = load_vade(_model_file(run))
     return VaDEModel(vade, hp)
