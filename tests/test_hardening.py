@@ -188,6 +188,18 @@ def test_a_damaged_embedding_or_map_is_left_out_of_the_report_saying_so(pca_run,
     assert (run / "report.html").is_file()
 
 
+def test_a_run_without_its_config_says_the_defaults_are_used(pca_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(pca_run, run)
+    (run / "config.toml").unlink()
+    assert main(["compare", str(run), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "config.toml is missing: this stage uses the built-in defaults" in err
+    assert "config.toml is missing" in (run / "log.txt").read_text()
+
+
 def test_a_cut_short_model_is_one_line(tmp_path, capsys):
     from morphospace.errors import UserError
     from morphospace.vade.io import load_vade
