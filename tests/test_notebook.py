@@ -202,7 +202,9 @@ def test_every_misuse_of_a_fitted_model_is_a_value_error(run, fitted):
         (lambda: ms.compare(np.zeros((3, 2)), [0, 1, 1]), "one value per galaxy"),
         (lambda: ms.linear_probe(np.zeros((30, 2)), ["a", "b"] * 5), "one label per row"),
         (lambda: ms.SimilarityIndex().fit(np.random.default_rng(0).random((10, 3))).kneighbors(np.zeros((1, 3)), 0),
-         "k must be at least 1"),
+         "k must be a whole number of at least 1"),
+        (lambda: ms.SimilarityIndex().fit(np.random.default_rng(0).random((10, 3))).kneighbors(np.zeros((1, 3)), 2.5),
+         "k must be a whole number"),
     ]
     for call, message in misuse:
         with pytest.raises(ValueError, match=message):

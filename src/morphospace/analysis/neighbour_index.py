@@ -80,9 +80,9 @@ class SimilarityIndex(BaseEstimator):
     def kneighbors(self, X, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """``(distances, indices)``, each (n_queries, k'), nearest first; k' = min(k, N)."""
         X = new_input(self, X)
+        if isinstance(k, bool) or not float(k).is_integer() or k < 1:  # 2.5 is not quietly 2
+            raise InvalidArgument(f"k must be a whole number of at least 1, got {k!r}")
         k = min(int(k), self.n_samples_)
-        if k < 1:
-            raise InvalidArgument(f"k must be at least 1, got {k}")
         if self.exact_:
             return self.index_.kneighbors(X, n_neighbors=k)
         idx, dist = self.index_.query(X, k=k)
