@@ -271,6 +271,21 @@ def test_hostile_labels_exit_2_with_one_line(tiny_run, tmp_path, capsys, content
     assert not (run.path / "classes" / "kind.parquet").exists()
 
 
+def test_two_columns_filed_alike_do_not_overwrite_each_other(tiny_run, tmp_path, capsys):
+    run, X, y = tiny_run
+    ids = run.cube_ids()
+    rows = [0, 1, 2, 20, 21, 22, 40, 41, 42]
+    text = "id,my class,my_class\n" + "".join(f"{ids[r]},{y[r]},{y[r]}\n" for r in rows)
+    path = _csv(tmp_path / "labels.csv", text)
+    assert main(["classify", str(run.path), "--labels", str(path), "--column", "my_class", "--quiet"]) == 0
+    before = (run.path / "classes" / "my_class.parquet").read_bytes()
+    assert main(["classify", str(run.path), "--labels", str(path), "--column", "my class", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "where the classes of the column 'my_class' are" in err
+    assert (run.path / "classes" / "my_class.parquet").read_bytes() == before
+    assert main(["classify", str(run.path), "--labels", str(path), "--column", "my_class", "--quiet"]) == 0  # again: fine
+
+
 def test_a_missing_labels_file_is_one_line(tiny_run, tmp_path, capsys):
     run, _, _ = tiny_run
     assert main(["classify", str(run.path), "--labels", str(tmp_path / "none.csv"), "--column", "kind", "--quiet"]) == 2

@@ -177,6 +177,19 @@ def align_labels(run: RunDir, pairs: pd.DataFrame) -> tuple[np.ndarray, list[str
     return y, notes
 
 
+def _check_not_another_columns(run: RunDir, name: str, column: str) -> None:
+    """Two label columns whose names are filed alike ("my class", "my_class") would overwrite
+    each other's classes: refused in one line, before any work."""
+    path = run.path / FOLDER / f"{name}.json"
+    try:
+        other = json.loads(path.read_text()).get("column") if path.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return  # unreadable: this classification rewrites it
+    if other is not None and other != column:
+        raise UserError(f"--column '{column}' would be filed as '{name}', where the classes of the column '{other}' "
+                        "are: rename one of the two columns in your labels file")
+
+
 def classify_run(run: RunDir, labels_path, column: str, embedding: str, id_column: str = "id",
                  n_suggest: int = 0, random_state: int = 0) -> dict:
     """Classify every galaxy of a run from a labels CSV; write ``RUN/classes/<name>.*``.
@@ -207,6 +220,7 @@ def classify_run(run: RunDir, labels_path, column: str, embedding: str, id_colum
         class with one label, or an embedding that does not match the cube.
     """
     name = column_names([column])[0]
+    _check_not_another_columns(run, name, column)
     X = run.read_embedding(embedding)
     cube_ids = run.cube_ids().astype(str)
     if len(X) != len(cube_ids):
