@@ -21,8 +21,8 @@ from ...progress import progress
 from ...run import RunDir, atomic_path
 from .catalogue import N_EXAMPLES, build_catalogue, flag_counts_line, log_summary, raise_if_flagged, summarise
 from .cube import CubeWriter, partial_path
-from .layouts import read_survey
-from .positions import fits_positions
+from .layouts import Survey, read_survey
+from .positions import set_positions
 from .preprocess import PreprocessSpec
 from .workers import ingest_pool, run_chunks
 
@@ -200,3 +200,40 @@ def _write_outputs(survey, spec: PreprocessSpec, run: RunDir, data, cfg: Config,
         chunks.close()
     _drop_results_of_other_galaxies(run, earlier)
     return summary
+
+
+def fits_positions(survey: Survey, skies: dict[int, object]) -> None:
+    """Fill in the positions the FITS headers gave, where the catalogue gave none.
+
+    Parameters
+    ----------
+    survey : Survey
+        Changed in place: ``ra`` and ``dec`` label columns (added if needed), ``bad_position``
+        flags and notes for a WCS that does not evaluate.
+    skies : dict
+        Record index -> (RA, Dec) in degrees, or what is wrong with its WCS
+        (:attr:`~morphospace.data.ingest.decode.Frame.sky`).
+    """
+    if not skies:
+        return
+    labels = survey.labels
+    if "ra" in labels.columns and "dec" in labels.columns:
+        ra, dec = labels["ra"].to_numpy(dtype=float).copy(), labels["dec"].to_numpy(dtype=float).copy()
+    else:
+        ra, dec = np.full(len(survey), np.nan), np.full(len(survey), np.nan)
+    notes = survey.notes.setdefault("bad_position", {})
+    for i, sky in sorted(skies.items()):
+        rec = survey.records[i]
+        if "bad_position" in rec.flags or not (np.isnan(ra[i]) and np.isnan(dec[i])):
+            continue  # the catalogue's position (or its problem) comes first
+        if isinstance(sky, str):
+            rec.flag("bad_position")
+            notes.setdefault(rec.id, f"FITS {sky}")
+        else:
+            ra[i], dec[i] = sky
+    if "ra" in labels.columns and "dec" in labels.columns:
+        labels["ra"], labels["dec"] = ra, dec
+    elif not (np.isnan(ra).all() and not notes):
+        survey.labels = set_positions(labels, ra, dec)
+    if not notes:
+        survey.notes.pop("bad_position")

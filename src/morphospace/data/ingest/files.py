@@ -7,6 +7,7 @@ companions such as CSV, JSON or Markdown), so a stray non-image file is flagged
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Callable
@@ -14,6 +15,8 @@ from typing import Callable
 import numpy as np
 
 from ...errors import UserError
+
+log = logging.getLogger("morphospace")
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".gif", ".bmp", ".webp")
 FITS_EXTENSIONS = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fits.fz")
@@ -218,3 +221,33 @@ def fits_bands(paths: list[Path], sample: int = 20) -> dict[int, int]:
         except Exception:  # noqa: BLE001 - a broken file is flagged when decoded; look at the next one
             continue
     return counts
+
+
+def survey_bands(fits_paths: list[Path]) -> int:
+    """The band count of a FITS survey: the most common one in a sample of its files (the larger
+    on a tie); where the files differ, the log says so and what becomes of the others."""
+    counts = fits_bands(fits_paths)
+    if not counts:
+        return 1
+    bands = max(counts, key=lambda b: (counts[b], b))
+    if len(counts) > 1:
+        seen = ", ".join(f"{n} with {b} band{'s' if b > 1 else ''}" for b, n in sorted(counts.items()))
+        log.warning("the FITS files do not all have the same number of bands (of %d sampled: %s): the survey is "
+                    "read as %d-band; frames with fewer bands than the cube's colour channels are flagged "
+                    "fewer_bands, colour frames in a grey cube are averaged", sum(counts.values()), seen, bands)
+    return bands
+
+
+def say_unread_beside(path: Path, image_dir: Path, read: set[str]) -> None:
+    """Images at the top of a survey whose images are in its ``images/`` folder are not read
+    (unless a catalogue row names them, ``read`` holding the records' sources): the log says how
+    many, not lost silently."""
+    if image_dir == path:
+        return
+    read = {os.path.normpath(r) for r in read}
+    beside = [name for _, name in list_files(path, skip_companions=True)
+              if (is_image(name) or is_fits(name)) and os.path.normpath(path / name) not in read]
+    if beside:
+        log.warning("%d image file(s) at the top of %s are not read (e.g. %s): beside an images/ folder, the "
+                    "survey is the images in it; move them there, or name them in a catalogue's file column",
+                    len(beside), path, beside[0])

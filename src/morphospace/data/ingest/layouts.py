@@ -55,10 +55,10 @@ import pandas as pd
 
 from ...config import DataConfig
 from ...errors import UserError, first_line
-from .files import (HDF5_EXTENSIONS, SYNTH_MARKER, csv_header, file_kind, fits_bands, images_in_subfolders, is_fits,
-                    is_image, list_files)
+from .files import (HDF5_EXTENSIONS, SYNTH_MARKER, csv_header, file_kind, images_in_subfolders, is_fits, is_image,
+                    list_files, say_unread_beside, survey_bands)
 from .labels import GALAXY10_MORPH3, GALAXY10_NAMES, GZ1_MORPH3, GZ2_MORPH3, derive_gz2_class, vote_fractions
-from .positions import catalogue_positions, find_position_columns
+from .positions import find_position_columns, parse_positions, set_positions
 from .records import Record, flag_duplicates
 from .tables import find_catalogue, join_files, pick_column, read_table, typed
 
@@ -205,13 +205,34 @@ def read_survey(path: str | Path, cfg: DataConfig) -> Survey:
     return survey
 
 
+def catalogue_positions(survey: Survey) -> None:
+    """Read the survey's RA/Dec columns, if it has a pair (:mod:`~morphospace.data.ingest.positions`).
+
+    The pair is replaced in ``survey.labels`` by float64 ``ra`` and ``dec`` (degrees); records
+    whose position is unusable are flagged ``bad_position`` and the reason noted.
+
+    Parameters
+    ----------
+    survey : Survey
+        Changed in place.
+    """
+    pair = find_position_columns(survey.label_columns)
+    if pair is None:
+        return
+    ra, dec, problems = parse_positions(survey.labels[pair[0]], survey.labels[pair[1]], pair)
+    survey.labels = set_positions(survey.labels, ra, dec, replace=pair)
+    for i, why in sorted(problems.items()):
+        survey.records[i].flag("bad_position")
+        survey.notes.setdefault("bad_position", {}).setdefault(survey.records[i].id, why)
+
+
 def _read_folder(path: Path, cfg: DataConfig, cat_path: Path | None = None) -> Survey:
     image_dir = path / "images" if (path / "images").is_dir() else path
     cat_path = cat_path or find_catalogue(path, cfg)
     files = list_files(image_dir, skip_companions=image_dir == path)
 
     n_fits = sum(is_fits(n) for _, n in files)
-    n_bands = _survey_bands([image_dir / n for _, n in files if is_fits(n)]) if n_fits > len(files) / 2 else 3
+    n_bands = survey_bands([image_dir / n for _, n in files if is_fits(n)]) if n_fits > len(files) / 2 else 3
     if cat_path is None:
         if not files:
             raise UserError(f"no images in {image_dir} ({_known()})")
@@ -221,7 +242,7 @@ def _read_folder(path: Path, cfg: DataConfig, cat_path: Path | None = None) -> S
             log.warning("%d image file(s) in sub-folders of %s are not read: a folder survey is the images at "
                         "its top level (a catalogue whose file column names sub-folder paths reads them)",
                         nested, image_dir)
-        _say_unread_beside(path, image_dir, records)
+        say_unread_beside(path, image_dir, {r.source for r in records if r.source})
         return Survey("folder", path, records, pd.DataFrame(index=range(len(records))), n_bands)
     table = read_table(cat_path)
     cols = [str(c) for c in table.columns]
@@ -241,22 +262,8 @@ def _read_folder(path: Path, cfg: DataConfig, cat_path: Path | None = None) -> S
     file_values = table[file_col].astype(str).str.strip().tolist() if file_col else None
     labels = pd.DataFrame({c: typed(table[c]) for c in label_cols})
     records, labels = join_files(image_dir, path, ids, file_values, files, labels)
-    _say_unread_beside(path, image_dir, records)
+    say_unread_beside(path, image_dir, {r.source for r in records if r.source})
     return Survey("folder", path, records, labels, n_bands)
-
-
-def _say_unread_beside(path: Path, image_dir: Path, records: list[Record]) -> None:
-    """Images at the top of a survey whose images are in its ``images/`` folder are not read
-    (unless a catalogue row names them): the log says how many, not lost silently."""
-    if image_dir == path:
-        return
-    read = {os.path.normpath(r.source) for r in records if r.source}
-    beside = [name for _, name in list_files(path, skip_companions=True)
-              if (is_image(name) or is_fits(name)) and os.path.normpath(path / name) not in read]
-    if beside:
-        log.warning("%d image file(s) at the top of %s are not read (e.g. %s): beside an images/ folder, the "
-                    "survey is the images in it; move them there, or name them in a catalogue's file column",
-                    len(beside), path, beside[0])
 
 
 def _with_own_catalogue(path: Path, layout: str, cfg: DataConfig) -> str:
@@ -280,21 +287,6 @@ def _with_own_catalogue(path: Path, layout: str, cfg: DataConfig) -> str:
         log.warning("%s not used: the %s layout reads its own catalogue (give --catalogue to read the images with "
                     "yours)", " and ".join(unused), layout)
     return layout
-
-
-def _survey_bands(fits_paths: list[Path]) -> int:
-    """The band count of a FITS survey: the most common one in a sample of its files (the larger
-    on a tie); where the files differ, the log says so and what becomes of the others."""
-    counts = fits_bands(fits_paths)
-    if not counts:
-        return 1
-    bands = max(counts, key=lambda b: (counts[b], b))
-    if len(counts) > 1:
-        seen = ", ".join(f"{n} with {b} band{'s' if b > 1 else ''}" for b, n in sorted(counts.items()))
-        log.warning("the FITS files do not all have the same number of bands (of %d sampled: %s): the survey is "
-                    "read as %d-band; frames with fewer bands than the cube's colour channels are flagged "
-                    "fewer_bands, colour frames in a grey cube are averaged", sum(counts.values()), seen, bands)
-    return bands
 
 
 def _read_synthetic(path: Path, cfg: DataConfig) -> Survey:

@@ -28,16 +28,12 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-if TYPE_CHECKING:  # the layouts import this module
-    from .layouts import Survey
-
 __all__ = ["POSITION_COLUMNS", "find_position_columns", "parse_positions", "check_position",
-           "wcs_centre", "set_positions", "catalogue_positions", "fits_positions"]
+           "wcs_centre", "set_positions"]
 
 # (RA, Dec) column names, lower case, in order of preference
 POSITION_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -290,63 +286,3 @@ def set_positions(labels: pd.DataFrame, ra: np.ndarray, dec: np.ndarray, replace
     out = pd.DataFrame({"ra": np.asarray(ra, dtype=np.float64), "dec": np.asarray(dec, dtype=np.float64)},
                        index=rest.index)
     return pd.concat([out, rest], axis=1)
-
-
-# --- a survey's positions (its catalogue's columns, its FITS headers) ------------------------
-
-def catalogue_positions(survey: Survey) -> None:
-    """Read the survey's RA/Dec columns, if it has a pair (:mod:`~morphospace.data.ingest.positions`).
-
-    The pair is replaced in ``survey.labels`` by float64 ``ra`` and ``dec`` (degrees); records
-    whose position is unusable are flagged ``bad_position`` and the reason noted.
-
-    Parameters
-    ----------
-    survey : Survey
-        Changed in place.
-    """
-    pair = find_position_columns(survey.label_columns)
-    if pair is None:
-        return
-    ra, dec, problems = parse_positions(survey.labels[pair[0]], survey.labels[pair[1]], pair)
-    survey.labels = set_positions(survey.labels, ra, dec, replace=pair)
-    for i, why in sorted(problems.items()):
-        survey.records[i].flag("bad_position")
-        survey.notes.setdefault("bad_position", {}).setdefault(survey.records[i].id, why)
-
-
-def fits_positions(survey: Survey, skies: dict[int, object]) -> None:
-    """Fill in the positions the FITS headers gave, where the catalogue gave none.
-
-    Parameters
-    ----------
-    survey : Survey
-        Changed in place: ``ra`` and ``dec`` label columns (added if needed), ``bad_position``
-        flags and notes for a WCS that does not evaluate.
-    skies : dict
-        Record index -> (RA, Dec) in degrees, or what is wrong with its WCS
-        (:attr:`~morphospace.data.ingest.decode.Frame.sky`).
-    """
-    if not skies:
-        return
-    labels = survey.labels
-    if "ra" in labels.columns and "dec" in labels.columns:
-        ra, dec = labels["ra"].to_numpy(dtype=float).copy(), labels["dec"].to_numpy(dtype=float).copy()
-    else:
-        ra, dec = np.full(len(survey), np.nan), np.full(len(survey), np.nan)
-    notes = survey.notes.setdefault("bad_position", {})
-    for i, sky in sorted(skies.items()):
-        rec = survey.records[i]
-        if "bad_position" in rec.flags or not (np.isnan(ra[i]) and np.isnan(dec[i])):
-            continue  # the catalogue's position (or its problem) comes first
-        if isinstance(sky, str):
-            rec.flag("bad_position")
-            notes.setdefault(rec.id, f"FITS {sky}")
-        else:
-            ra[i], dec[i] = sky
-    if "ra" in labels.columns and "dec" in labels.columns:
-        labels["ra"], labels["dec"] = ra, dec
-    elif not (np.isnan(ra).all() and not notes):
-        survey.labels = set_positions(labels, ra, dec)
-    if not notes:
-        survey.notes.pop("bad_position")
