@@ -61,9 +61,8 @@ def _config_for(args, run: RunDir | None) -> Config:
         cfg = load_config(run.config)
     else:
         if run is not None and run.catalogue.exists():  # an ingested run without its settings: said
-            logging.getLogger("morphospace").warning(
-                "%s is missing: this stage uses the built-in defaults, not the run's own settings (give them "
-                "with --config FILE)", run.config)
+            log.warning("%s is missing: this stage uses the built-in defaults, not the run's own settings (give "
+                        "them with --config FILE)", run.config)
         cfg = Config()
     return apply_overrides(cfg, getattr(args, "overrides", []) or [])
 
