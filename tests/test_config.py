@@ -136,6 +136,10 @@ def test_bad_choice_lists_the_allowed_values(tmp_path):
     ("[train]\nepochs = 0\n", "config: train.epochs must be in [1, 1000000]; got 0"),
     ("[data.vote_thresholds]\nsmooth = 1.5\n", "config: data.vote_thresholds.smooth must be in [0.0, 1.0]; got 1.5"),
     ("[report]\nthumb_quality = 101\n", "config: report.thumb_quality must be in [1, 100]; got 101"),
+    ("[cluster]\nkmeans_k = [1, 3]\n", "config: cluster.kmeans_k[0] must be in [2, 1000]; got 1"),
+    ("[cluster]\ngmm_k = [1]\n", "config: cluster.gmm_k[0] must be in [2, 1000]; got 1"),
+    ("[cluster]\nkmeans_k = []\n", "config: cluster.kmeans_k must have at least 1 item(s); got []"),
+    ("[cluster]\nn_jobs = 0\n", "config: cluster.n_jobs must be -1 (every core) or at least 1, got 0"),
 ])
 def test_out_of_range_names_key_value_and_range(tmp_path, text, message):
     assert error_of(tmp_path, text) == message

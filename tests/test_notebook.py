@@ -57,6 +57,10 @@ def test_ingest_refuses_bad_settings_and_missing_data(tmp_path, survey):
         ms.ingest(survey, run=tmp_path / "r", preprocess__size=-3)
     with pytest.raises(FileNotFoundError):
         ms.ingest(tmp_path / "nothing", run=tmp_path / "r2")
+    before = sorted(p.name for p in survey.iterdir())
+    with pytest.raises(ValueError, match="is the data folder"):
+        ms.ingest(survey, run=survey)
+    assert sorted(p.name for p in survey.iterdir()) == before
 
 
 def test_run_reads_what_the_cli_wrote(run, fitted):
@@ -201,6 +205,9 @@ def test_every_misuse_of_a_fitted_model_is_a_value_error(run, fitted):
         (lambda: fitted.inverse_transform(np.zeros((2, 999))), "expected latent codes"),
         (lambda: ms.compare(np.zeros((3, 2)), [0, 1, 1]), "one value per galaxy"),
         (lambda: ms.linear_probe(np.zeros((30, 2)), ["a", "b"] * 5), "one label per row"),
+        (lambda: ms.linear_probe(np.zeros((30, 2)), ["a", "b"] * 15, repeats=0), "repeats must be"),
+        (lambda: ms.linear_probe(np.zeros((30, 2)), ["a", "b"] * 15, fractions=[]), "fractions must be"),
+        (lambda: ms.linear_probe(np.zeros((30, 2)), ["a", "b"] * 15, max_rows=0), "max_rows must be"),
         (lambda: ms.SimilarityIndex().fit(np.random.default_rng(0).random((10, 3))).kneighbors(np.zeros((1, 3)), 0),
          "k must be a whole number of at least 1"),
         (lambda: ms.SimilarityIndex().fit(np.random.default_rng(0).random((10, 3))).kneighbors(np.zeros((1, 3)), 2.5),

@@ -160,6 +160,8 @@ def ingest(data: str | Path | None = None, run: str | Path = "runs/notebook", co
     if data is not None:
         if not Path(data).exists():
             raise FileNotFoundError(f"no such data: {data}")
+        if Path(data).resolve() == Path(run).resolve():  # the run's own files would be read as galaxies
+            raise ValueError(f"run {run} is the data folder: give the run a folder of its own")
         overrides["data.path"] = str(data)
     try:
         cfg = apply_overrides(load_config(None), overrides)

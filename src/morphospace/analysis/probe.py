@@ -153,6 +153,14 @@ def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int
     from joblib import Parallel, delayed
     from sklearn.model_selection import StratifiedKFold, train_test_split
 
+    fractions = [fractions] if np.isscalar(fractions) else list(fractions)
+    if not fractions or not all(isinstance(f, (int, float)) and 0 < f <= 1 for f in fractions):
+        raise ValueError(f"fractions must be numbers in (0, 1], got {fractions!r}")
+    if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
+        raise ValueError(f"repeats must be a whole number of at least 1, got {repeats!r}")
+    if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, (int, np.integer))
+                                 or max_rows < 4):
+        raise ValueError(f"max_rows must be None or a whole number of at least 4, got {max_rows!r}")
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or np.ndim(y) != 1 or len(x) != len(y):
         raise ValueError(f"a linear probe takes features N x F and one label per row, got shapes "

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
 
-from .base import K, Backbone, BatchSize, Epochs, LearningRate, Section, Seed, Text
+from .base import Backbone, BatchSize, Epochs, LearningRate, Section, Seed, Text
+
+
+# a number of clusters to fit: one cluster is no clustering
+ClusterCount = Annotated[int, Field(ge=2, le=1000)]
 
 
 class ClusterConfig(Section):
@@ -51,7 +56,7 @@ class ClusterConfig(Section):
         Catalogue columns to audit; empty: chosen automatically.
     """
 
-    kmeans_k: list[K] = [3, 4, 5, 6, 7, 8]
+    kmeans_k: Annotated[list[ClusterCount], Field(min_length=1)] = [3, 4, 5, 6, 7, 8]
     methods: list[Literal["kmeans", "dbscan", "hdbscan", "gmm"]] = ["kmeans", "dbscan", "hdbscan", "gmm"]
     representations: list[Text] = ["all"]
     seed: Seed = 0
@@ -59,7 +64,7 @@ class ClusterConfig(Section):
     n_jobs: Annotated[int, Field(ge=-1, le=4096)] = 2
     tsne_perplexity: Annotated[float, Field(ge=1.0, le=10_000.0)] = 30.0
     umap_n_neighbors: Annotated[int, Field(ge=2, le=10_000)] = 15
-    gmm_k: list[K] = []
+    gmm_k: list[ClusterCount] = []
     gmm_covariance: Literal["diag", "full", "spherical", "tied"] = "diag"
     dbscan_min_samples: Annotated[int, Field(ge=0, le=100_000)] = 0
     hdbscan_min_cluster_size: Annotated[int, Field(ge=0, le=10_000_000)] = 0
@@ -68,6 +73,13 @@ class ClusterConfig(Section):
     fit_sample: Annotated[int, Field(ge=0, le=100_000_000)] = 50_000
     map_sample: Annotated[int, Field(ge=0, le=100_000_000)] = 100_000
     nuisance_columns: list[Text] = []
+
+    @field_validator("n_jobs")
+    @classmethod
+    def _threads(cls, value: int) -> int:
+        if value == 0:  # the libraries' n_jobs: -1 all cores, else a count
+            raise PydanticCustomError("config", "cluster.n_jobs must be -1 (every core) or at least 1, got 0")
+        return value
 
 
 class StudyConfig(Section):
