@@ -369,10 +369,16 @@ def test_form_trunk_starts_from_a_weights_file(tmp_path):
         assert torch.equal(ours.net.state_dict()[key], value), key
     assert any(not torch.equal(fresh.net.state_dict()[k], v) for k, v in theirs.net.state_dict().items())
 
-    cfg = apply_overrides(load_config(None), [f"form.weights={path}"])
+    cfg = apply_overrides(load_config(None), [f"form.weights={path}", "form.backbone=small"])
     assert resolve_hparams(cfg, 3, 64)["form"]["weights"] == str(path)
     with pytest.raises(UserError, match=r"^form.weights: no such file: .*missing\.pt$"):
         resolve_hparams(apply_overrides(load_config(None), [f"form.weights={tmp_path / 'missing.pt'}"]), 3, 64)
+    # a file that does not fit the trunk, or is no weights file, is refused before any work too
+    with pytest.raises(UserError, match="do not fit this backbone"):
+        resolve_hparams(apply_overrides(load_config(None), [f"form.weights={path}"]), 3, 64)
+    (tmp_path / "garbage.pth").write_text("garbage")
+    with pytest.raises(UserError, match="cannot read weights file"):
+        resolve_hparams(apply_overrides(load_config(None), [f"form.weights={tmp_path / 'garbage.pth'}"]), 3, 64)
 
 
 def test_sharpened_trunk_sees_the_unsharp_masked_image():

@@ -200,6 +200,18 @@ def test_a_run_without_its_config_says_the_defaults_are_used(pca_run, tmp_path, 
     assert "config.toml is missing" in (run / "log.txt").read_text()
 
 
+def test_a_weights_file_that_cannot_serve_is_refused_before_the_run_changes(pca_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(pca_run, run)
+    (tmp_path / "g.pth").write_text("garbage")
+    saved, files = (run / "config.toml").read_text(), sorted(run.rglob("*"))
+    code = main(["train", str(run), "--quiet", "--set", "model.kind=vade", "--set", f"form.weights={tmp_path / 'g.pth'}"])
+    assert "cannot read weights file" in one_line_error(capsys, code)
+    assert (run / "config.toml").read_text() == saved and sorted(run.rglob("*")) == files
+
+
 def test_a_cut_short_model_is_one_line(tmp_path, capsys):
     from morphospace.errors import UserError
     from morphospace.vade.io import load_vade

@@ -145,8 +145,12 @@ def _check_form(f: dict[str, Any]) -> None:
 
     if f["backbone"] not in BACKBONES:
         raise UserError(f"form.backbone must be one of {', '.join(BACKBONES)}, got '{f['backbone']}'")
-    if f.get("weights") and not os.path.isfile(f["weights"]):  # before hours of masking and views, not after
-        raise UserError(f"form.weights: no such file: {f['weights']}")
+    if f.get("weights"):  # before hours of masking and views, and before the model's folder is cleared
+        if not os.path.isfile(f["weights"]):
+            raise UserError(f"form.weights: no such file: {f['weights']}")
+        from ..nets.backbones import make_backbone
+
+        make_backbone(f["backbone"], weights=f["weights"], announce=False)  # unreadable or not fitting: one line
     if f.get("heads", 1) > 1 and f["train_trunk"]:
         raise UserError(f"form.heads = {f['heads']} needs a frozen trunk: every head trains on the same view bank "
                         "(set form.heads = 1 with form.train_trunk = true)")
