@@ -285,6 +285,19 @@ def test_a_truth_of_one_class_skips_the_probe_and_finishes_the_stage(tmp_path, c
     assert not (run.path / "comparisons" / "linear_probe.csv").exists()  # not the previous labels' table
 
 
+def test_a_label_class_of_minus_one_is_a_class_not_noise(tmp_path):
+    """A catalogue's -1 (an S0's T-type) is a class: scored in both noise modes; only a clustering's
+    -1 is noise."""
+    run, cat = fake_run(tmp_path)
+    write_table(run.catalogue, cat.assign(ttype=pd.array(np.arange(len(cat)) % 3 - 1, dtype="Int64")))
+    compare_run(run, apply_overrides(Config(), ["data.truth_label=ttype"]))
+    long = pd.read_csv(run.path / "comparisons" / "scores_long.csv")
+    sel = long[(long.a == "kmeans6_pca") & (long.b == "ttype") & (long.metric == "ari")]
+    assert set(sel["n"]) == {len(cat)}  # no galaxy of class -1 dropped under noise = exclude
+    noisy = long[(long.a == "dbscan_tsne") & (long.b == "ttype") & (long.noise == "exclude")]
+    assert set(noisy["n"]) == {48}  # the clustering's noise still is
+
+
 def test_compare_run_needs_clusterings(tmp_path):
     run = RunDir(tmp_path / "empty", create=True)
     with pytest.raises(UserError, match="morphospace cluster"):

@@ -198,7 +198,7 @@ def compare_run(run: RunDir, cfg: Any) -> dict[str, Path]:
         items[col] = labels_in_cube_order(run, col, catalogue)
         kinds[col] = "label"
     names = list(items)
-    encoded = {name: encode(values) for name, values in items.items()}
+    encoded = {name: encode(values, noise=kinds[name] == "clustering") for name, values in items.items()}
     comp = run.sub("comparisons")
     out: dict[str, Path] = {}
 

@@ -59,8 +59,10 @@ class Encoded(NamedTuple):
     uniques: np.ndarray
 
 
-def encode(values: Any) -> Encoded:
-    """Encode a labelling (ints, floats with NaN, strings with None/"", ...) for scoring."""
+def encode(values: Any, noise: bool = True) -> Encoded:
+    """Encode a labelling (ints, floats with NaN, strings with None/"", ...) for scoring; with
+    ``noise`` (a clustering's labels) the value -1 is noise, without (a catalogue's classes, where
+    -1 may be a class, e.g. a de Vaucouleurs T-type) it is a class like any other."""
     if isinstance(values, Encoded):
         return values
     if isinstance(values, (pd.Series, pd.Index)):
@@ -78,7 +80,7 @@ def encode(values: Any) -> Encoded:
     uniques = np.asarray(uniques, dtype=object)
     # per distinct value, not per row: blank strings are missing, numeric -1 is noise
     blank = np.array([_is_missing(u) for u in uniques], dtype=bool)
-    is_noise = np.array([_is_noise(u) for u in uniques], dtype=bool)
+    is_noise = np.array([noise and _is_noise(u) for u in uniques], dtype=bool)
     has = codes >= 0
     safe = np.where(has, codes, 0)
     missing = ~has | (blank[safe] if uniques.size else True)
