@@ -18,7 +18,7 @@ from morphospace.analysis.reduce import (
     reduce_run,
     representation_id,
 )
-from morphospace.config import Config
+from morphospace.config import Config, apply_overrides
 from morphospace.errors import UserError
 from morphospace.run import RunDir, write_npy, write_table
 
@@ -246,6 +246,28 @@ def test_reduce_run_skips_lda_without_labels(tmp_path, caplog):
         reduce_run(run, Config(), reductions=["lda"], labels="morphology")
     with pytest.raises(UserError, match="unknown reduction"):
         reduce_run(run, Config(), reductions=["pca", "mds"])
+
+
+def test_a_map_that_cannot_be_made_is_skipped_saying_so(tmp_path, caplog):
+    """A 1-column embedding, identical galaxies (t-SNE gives NaN): no map and a warning, not a
+    traceback or a NaN map that the clusterings choke on; an earlier map of that name goes. A
+    perplexity clipped to the galaxies is recorded as used."""
+    run, _ = fake_run(tmp_path)
+    reduce_run(run, Config(), reductions=["tsne"])
+    write_npy(run.embedding_path("features"), np.ones((45, 1), np.float32))
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        out = reduce_run(run, Config(), reductions=["pca", "tsne", "umap"])
+    assert list(out) == ["pca"] and "tsne of features skipped" in caplog.text and "umap of features skipped" in caplog.text
+    assert "tsne" not in run.reductions()
+    write_npy(run.embedding_path("features"), np.ones((45, 4), np.float32))  # one galaxy 45 times
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        out = reduce_run(run, Config(), reductions=["tsne"])
+    assert not out and "the map is not finite" in caplog.text
+    write_npy(run.embedding_path("features"), np.random.default_rng(0).normal(size=(45, 4)).astype(np.float32))
+    reduce_run(run, apply_overrides(Config(), ["cluster.tsne_perplexity=500"]), reductions=["tsne"])
+    meta = json.loads(run.reduction_path("tsne").with_suffix(".json").read_text())
+    assert meta["params"]["perplexity"] == 500 and meta["perplexity_used"] == pytest.approx(44 / 3)
 
 
 def test_lda_generalises_when_features_outnumber_what_the_labels_can_pin_down():

@@ -243,6 +243,7 @@ class UMAPReducer(_MapAfterPCA, TransformerMixin, BaseEstimator):
             Xp = np.asarray(self._pre(X), dtype=np.float32)  # what umap-learn computes distances in
             self.train_rows_ = Xp if len(Xp) < UMAP_EXACT_BELOW else None
             k = int(min(self.n_neighbors, X.shape[0] - 1))
+            self.n_neighbors_ = k  # what was used (the map's .json records it)
             precomputed_knn: tuple = (None, None, None)
             if self.train_rows_ is not None:
                 self.neighbours_ = "all pairs"

@@ -147,6 +147,15 @@ def _lda_unfittable(y: np.ndarray, n_features: int) -> str | None:
     return None
 
 
+MIN_MAP_ROWS = 5  # t-SNE and UMAP need a few neighbours a galaxy
+
+
+def _drop_map(run: RunDir, rid: str) -> None:
+    """A map not made this time: an earlier one of the same name must not stand in for it."""
+    run.reduction_path(rid).unlink(missing_ok=True)
+    run.reduction_path(rid).with_suffix(".json").unlink(missing_ok=True)
+
+
 def reduce_run(run: RunDir, cfg: Any, embedding: str = "features",
                reductions: Sequence[str] | None = None,
                labels: Any = None) -> dict[str, Path]:
@@ -214,6 +223,11 @@ def reduce_run(run: RunDir, cfg: Any, embedding: str = "features",
                 log.warning("LDA skipped: %s", why)
                 continue
         rid = representation_id(embedding, name)
+        if name in ("tsne", "umap") and (X.shape[1] < 2 or n < MIN_MAP_ROWS):
+            log.warning("%s of %s skipped: a 2-D map needs at least 2 columns and %d galaxies (got %d x %d)",
+                        name, embedding, MIN_MAP_ROWS, n, X.shape[1])
+            _drop_map(run, rid)
+            continue
         reducer = make_reducer(name, **options)
         rows = sample_rows(n, ccfg.map_sample, ccfg.seed) if name in SAMPLED_MAPS else None
         if rows is not None:
@@ -228,6 +242,11 @@ def reduce_run(run: RunDir, cfg: Any, embedding: str = "features",
                 raise
             log.warning("LDA skipped: %s", str(e).removeprefix("LDA: "))  # the labels cannot carry it; the maps need no labels
             continue
+        if not np.isfinite(Z).all():  # e.g. t-SNE of identical rows: no map, said (clusterings would choke on it)
+            log.warning("%s of %s skipped: the map is not finite (%d rows with NaN or inf; identical galaxies?)",
+                        name, embedding, int((~np.isfinite(Z)).any(axis=1).sum()))
+            _drop_map(run, rid)
+            continue
         path = run.reduction_path(rid)
         write_npy(path, np.asarray(Z, dtype=np.float32))
         meta: dict[str, Any] = {
@@ -241,6 +260,13 @@ def reduce_run(run: RunDir, cfg: Any, embedding: str = "features",
         }
         if name == "umap":
             meta["neighbours"] = reducer.neighbours_  # all pairs, exact or approximate (pynndescent)
+            meta["n_neighbors_used"] = int(reducer.n_neighbors_)
+        if name == "tsne":
+            meta["perplexity_used"] = float(reducer.perplexity_)
+        for used, asked in (("perplexity_used", "perplexity"), ("n_neighbors_used", "n_neighbors")):
+            if used in meta and meta[used] < meta["params"][asked]:
+                log.info("%s of %s: %s %g for %d galaxies (%g asked)", name, embedding, asked, meta[used], n,
+                         meta["params"][asked])
         if name == "pca":
             meta["explained_variance_ratio"] = [float(v) for v in reducer.explained_variance_ratio_]
         if name == "lda":
