@@ -122,3 +122,25 @@ def test_ctrl_c_is_one_line_and_status_130_even_inside_a_lightning_fit(monkeypat
     with pytest.raises(SystemExit) as exc:
         main(["cluster", str(tmp_path)])
     assert exc.value.code == 3
+
+
+def test_epochs_the_default_model_does_not_use_are_said_so():
+    """`--epochs` sets train.epochs; the form model's linear core has none: a warning names what trains."""
+    import argparse
+    import logging
+
+    from morphospace.cli import _say_unused_epochs
+    from morphospace.config import Config, apply_overrides
+
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger = logging.getLogger("morphospace")
+    logger.addHandler(handler)
+    try:
+        _say_unused_epochs(argparse.Namespace(epochs=50), Config())
+        _say_unused_epochs(argparse.Namespace(epochs=None), Config())
+        _say_unused_epochs(argparse.Namespace(epochs=50), apply_overrides(Config(), ["form.core=mlp"]))
+    finally:
+        logger.removeHandler(handler)
+    assert len(seen) == 1 and "--epochs 50 is not used by the form model's linear core" in seen[0]

@@ -193,6 +193,15 @@ class _quiet_warnings:
 
 
 
+def _say_unused_epochs(args, cfg: Config) -> None:
+    """``--epochs`` sets ``train.epochs``, which the form model's linear core does not have."""
+    if getattr(args, "epochs", None) is not None and cfg.model.kind == "vade" and cfg.model.preset == "form" \
+            and cfg.form.core == "linear":
+        log.warning("--epochs %d is not used by the form model's linear core (fitted in closed form): its SSL "
+                    "head trains form.ssl_epochs (%d), its image decoder form.decoder_epochs (%d)", args.epochs,
+                    cfg.form.ssl_epochs, cfg.form.decoder_epochs)
+
+
 def _new_run(args, out: str, **options) -> tuple[RunDir, Config]:
     """Create the run directory of a stage that starts a run, with its log, and its config (``--config``,
     ``--set``, then the command's ``options``, dotted keys spelt with ``__``). Settings that are
@@ -227,6 +236,7 @@ def _dispatch(args) -> int | None:
         run, cfg = _new_run(args, args.out, data__path=args.data, model__kind=args.model, train__epochs=args.epochs,
                             train__seed=args.seed, ingest__workers=args.workers, cluster__seed=args.seed)
         run.acquire_lock()
+        _say_unused_epochs(args, cfg)
         report = pipeline.run_all(run, cfg)
         print(f"report: {Path(report).resolve()}")
         return 0
@@ -279,6 +289,7 @@ def _dispatch(args) -> int | None:
                    train__accelerator=args.accelerator, train__precision=args.precision)
     if cmd == "train":
         cfg = _set(cfg, train__epochs=args.epochs, train__seed=args.seed)
+        _say_unused_epochs(args, cfg)
         if cfg.model.kind == "vade":
             from ..vade.hparams import check_against_cube
 
