@@ -201,7 +201,7 @@ def test_every_misuse_of_a_fitted_model_is_a_value_error(run, fitted):
         (lambda: fitted.sample(2.5), "n must be an integer"),
         (lambda: fitted.sample(2, component=0.5), "component must be an integer"),
         (lambda: fitted.sample(2, component=99), "component must be in"),
-        (lambda: fitted.sample(2, temperature=0), "temperature must be > 0"),
+        (lambda: fitted.sample(2, temperature=0), "temperature must be a positive number"),
         (lambda: fitted.inverse_transform(np.zeros((2, 999))), "expected latent codes"),
         (lambda: ms.compare(np.zeros((3, 2)), [0, 1, 1]), "one value per galaxy"),
         (lambda: ms.linear_probe(np.zeros((30, 2)), ["a", "b"] * 5), "one label per row"),
@@ -212,6 +212,20 @@ def test_every_misuse_of_a_fitted_model_is_a_value_error(run, fitted):
          "k must be a whole number of at least 1"),
         (lambda: ms.SimilarityIndex().fit(np.random.default_rng(0).random((10, 3))).kneighbors(np.zeros((1, 3)), 2.5),
          "k must be a whole number"),
+    ]
+    # the numpy model behind it (what ms.load_model and Run.model give) checks alike
+    model, x = fitted.model_, np.asarray(run.cube[:3], np.float32)
+    bad = x.copy()
+    bad[0, 0, 0, 0] = np.nan
+    misuse += [
+        (lambda: model.encode(bad), "finite"), (lambda: model.predict(bad), "finite"),
+        (lambda: model.encode(x[:0]), "no images"), (lambda: model.encode((x * 255).astype(np.uint8)), "floating point"),
+        (lambda: model.decode(np.zeros((0, model.latent_dim))), "N >= 1"),
+        (lambda: model.decode(np.full((2, model.latent_dim), np.nan)), "finite"),
+        (lambda: model.sample(0, 2, temperature=float("nan")), "positive number"),
+        (lambda: model.sample(0, 2.5), "n must be an integer"), (lambda: model.sample(1.5, 2), "component must be"),
+        (lambda: model.sample(0, 2, reject_below=2), "reject_below must be"),
+        (lambda: fitted.sample(2, temperature=float("inf")), "positive number"),
     ]
     for call, message in misuse:
         with pytest.raises(ValueError, match=message):

@@ -8,6 +8,8 @@ and the form-first :class:`~morphospace.vade.form_model.FormVaDE` both inherit i
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -61,12 +63,17 @@ class Generative:
         ndarray (n, C, H, W) float32
         """
         k = self.prior.n_components
+        for name, value in (("component", component), ("n", n)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise InvalidArgument(f"{name} must be an integer, got {value!r}")
         if not 0 <= component < k:
             raise InvalidArgument(f"component must be in 0..{k - 1} (the model has {k}), got {component}")
         if n < 1:
             raise InvalidArgument(f"n must be >= 1, got {n}")
-        if temperature <= 0:
-            raise InvalidArgument(f"temperature must be > 0, got {temperature}")
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise InvalidArgument(f"temperature must be a positive number, got {temperature}")
+        if reject_below is not None and not 0 <= reject_below < 1:
+            raise InvalidArgument(f"reject_below must be in [0, 1), got {reject_below}")
         g = torch.Generator().manual_seed(int(seed))
         kept: list[torch.Tensor] = []
         have, drawn = 0, 0

@@ -57,6 +57,10 @@ class VaDEModel:
             x = x[None]
         if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
             raise InvalidArgument(f"expected images N x {' x '.join(map(str, self.image_shape))}, got shape {x.shape}")
+        if len(x) == 0:
+            raise InvalidArgument("no images (0 rows)")
+        if x.dtype.kind != "f":  # 8-bit levels (0-255) or booleans are not the cube's scale
+            raise InvalidArgument(f"images must be floating point on the run's cube scale, got {x.dtype}")
         return x
 
     def _images(self, x) -> np.ndarray:
@@ -71,6 +75,8 @@ class VaDEModel:
             x, _ = mask_images(x, desc="")
             if stored == np.float16:
                 x = x.astype(np.float16).astype(np.float32)
+        if not np.isfinite(x).all():  # a NaN image gives NaN codes and "cluster 0", silently
+            raise InvalidArgument("images must be finite (no NaN or inf)")
         return x
 
     def _over_rows(self, fn, x):
@@ -88,8 +94,10 @@ class VaDEModel:
         z = np.asarray(z, dtype=np.float32)
         if z.ndim == 1:
             z = z[None]
-        if z.ndim != 2 or z.shape[1] != self.latent_dim:
-            raise InvalidArgument(f"expected latent codes N x {self.latent_dim}, got shape {z.shape}")
+        if z.ndim != 2 or z.shape[1] != self.latent_dim or len(z) == 0:
+            raise InvalidArgument(f"expected latent codes N x {self.latent_dim} (N >= 1), got shape {z.shape}")
+        if not np.isfinite(z).all():
+            raise InvalidArgument("latent codes must be finite (no NaN or inf)")
         return forward_in_batches(self.vade.decode, z, self.batch_size)
 
     def predict_proba(self, x) -> np.ndarray:
@@ -109,7 +117,10 @@ class VaDEModel:
     def sample(self, component: int, n: int, temperature: float = 0.5, reject_below: float | None = None,
                seed: int = 0) -> np.ndarray:
         """``n`` synthetic galaxies of one component (see :meth:`morphospace.vade.generate.Generative.generate`)."""
-        return self.vade.generate(component, n, temperature=temperature, reject_below=reject_below, seed=seed)
+        from ..errors import python_errors
+
+        with python_errors():  # too few draws above reject_below: a ValueError here
+            return self.vade.generate(component, n, temperature=temperature, reject_below=reject_below, seed=seed)
 
 
 def _model_file(run) -> Path:
