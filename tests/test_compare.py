@@ -267,6 +267,10 @@ def test_compare_run_writes_scores_matrices_contingencies_and_figures(tmp_path):
     assert cont.drop(columns="cluster").to_numpy().sum() == n_morph3
     assert {k for k in out if k.startswith("contingency_")} == {
         "contingency_dbscan_tsne", "contingency_kmeans2_umap", "contingency_kmeans6_pca"}
+    # compared again against another truth: the tables against the first one go (the report lists every table)
+    compare_run(run, apply_overrides(Config(), ["data.truth_label=gz1_name"]))
+    assert sorted(p.name for p in comp.glob("contingency_*.csv")) == [
+        f"contingency_{c}__gz1_name.csv" for c in ("dbscan_tsne", "kmeans2_umap", "kmeans6_pca")]
 
 
 def test_a_truth_of_one_class_skips_the_probe_and_finishes_the_stage(tmp_path, caplog):

@@ -67,6 +67,11 @@ def test_maps_k_selection_and_galleries_are_written(tmp_path):
     assert sum(pixels_of(pca, c, tol=0.05) > 0 for c in TAB10[:8]) == 8
     # a clustering that is not the seed study's gets no gallery
     assert not (run.path / "figures" / "gallery_kmeans3_pca.png").exists()
+    # a clustering gone (re-clustered with other settings): its gallery goes too, the report shows every figure
+    run.clustering_path("kmeans8_lda").unlink()
+    write_study_figures(run)
+    assert not (run.path / "figures" / "gallery_kmeans8_lda.png").exists()
+    assert (run.path / "figures" / "gallery_kmeans8_pca.png").exists()
 
 
 def test_map_shows_each_category_in_its_colour_and_missing_in_grey():

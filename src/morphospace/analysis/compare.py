@@ -225,12 +225,17 @@ def compare_run(run: RunDir, cfg: Any) -> dict[str, Path]:
         out[f"{m}_figure"] = plot_heatmap(matrices[m], run.figure_path(f"{m}_matrix"),
                                           f"{title} (noise = own cluster)", split_rows=n_clust,
                                           split_cols=n_clust)
+    written: set[Path] = set()
     if truth is not None and truth in items:
         for name in clusterings:
             table = contingency_table(encoded[name], encoded[truth], noise="own")
             path = comp / f"contingency_{safe_name(name)}__{safe_name(truth)}.csv"
             write_table(path, table.rename_axis(index="cluster", columns=None).reset_index())
             out[f"contingency_{name}"] = path
+            written.add(path)
+    for stale in comp.glob("contingency_*.csv"):  # of clusterings gone or another truth: not this comparison's
+        if stale not in written:
+            stale.unlink(missing_ok=True)
     if truth is not None and run.embeddings():
         with Timer(f"linear probes of {len(run.embeddings())} embeddings against '{truth}'"):
             probe = probe_run(run, truth, catalogue, random_state=cfg.cluster.seed,

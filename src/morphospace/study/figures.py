@@ -352,5 +352,10 @@ def write_study_figures(run: RunDir, cfg=None) -> list[Path]:
         for c in wanted:
             written.append(gallery_figure(cube, labels_of(c), run.figure_path(f"gallery_{c}"),
                                           f"{c}: random members of each cluster"))
+    kept = {Path(p).resolve() for p in written}
+    for pattern in ("gallery_*.png", "map_*.png", "k_selection_*.png"):  # of clusterings or maps gone: not shown
+        for stale in run.path.joinpath("figures").glob(pattern):
+            if stale.resolve() not in kept:
+                stale.unlink(missing_ok=True)
     log.info("study figures: %d written (maps, k-selection curves, galleries)", len(written))
     return written
