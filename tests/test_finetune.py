@@ -208,7 +208,8 @@ def test_the_study_scores_against_the_classes_it_fine_tunes_on(tmp_path, toy):
     configuration for later stages; vote fractions (regression) and a truth set by the user are kept."""
     from morphospace.analysis.labels import truth_column
     from morphospace.config import load_config
-    from morphospace.pipeline import _study_truth, save_config
+    from morphospace.pipeline import save_config
+    from morphospace.study.features import study_truth
 
     run = _tiny_run(tmp_path, toy)
     cat = run.read_catalogue()
@@ -218,12 +219,12 @@ def test_the_study_scores_against_the_classes_it_fine_tunes_on(tmp_path, toy):
     cfg = apply_overrides(Config(), ["study.labels=shape"])
     save_config(run, cfg)
     assert truth_column(cat, cfg) == "morph3"  # what the comparisons took before
-    chosen = _study_truth(run, cfg)
+    chosen = study_truth(run, cfg, save_config)
     assert chosen.data.truth_label == "shape" and truth_column(cat, chosen) == "shape"
     assert load_config(run.config).data.truth_label == "shape"  # a later `compare RUN` reads the same
     for kept in (["study.labels=frac"], ["study.labels=shape", "data.truth_label=morph3"], ["study.labels=Class*"]):
         other = apply_overrides(Config(), kept)
-        assert _study_truth(run, other).data.truth_label == other.data.truth_label
+        assert study_truth(run, other, save_config).data.truth_label == other.data.truth_label
 
 
 def test_study_features_run_writes_features_metrics_and_figures(tmp_path, toy):

@@ -212,6 +212,13 @@ def test_a_weights_file_that_cannot_serve_is_refused_before_the_run_changes(pca_
     assert (run / "config.toml").read_text() == saved and sorted(run.rglob("*")) == files
 
 
+def test_a_truth_label_that_is_no_column_is_refused_before_training(tmp_path, capsys):
+    data = tiny_folder_survey(tmp_path / "data", n=6)
+    code = main(["run", "--data", str(data), "--out", str(tmp_path / "run"), "--quiet", "--set", "data.truth_label=nosuch"])
+    assert "data.truth_label: 'nosuch' is not a catalogue column" in one_line_error(capsys, code)
+    assert not (tmp_path / "run" / "models").exists() and not (tmp_path / "run" / "embeddings").exists()
+
+
 def test_a_cut_short_model_is_one_line(tmp_path, capsys):
     from morphospace.errors import UserError
     from morphospace.vade.io import load_vade

@@ -71,13 +71,7 @@ def ensure_survey(cfg: Config) -> Path:
 
 
 def check_data(cfg: Config) -> None:
-    """Refuse, in one line, a data path that is not there (before a run's configuration is written).
-
-    Raises
-    ------
-    UserError
-        ``data not found: PATH``.
-    """
+    """A data path that is not there: one line (``UserError``), before a run's configuration is written."""
     if cfg.data.path and not Path(cfg.data.path).exists():
         raise UserError(f"data not found: {cfg.data.path}")
 
@@ -274,6 +268,9 @@ def run_all(run: RunDir, cfg: Config) -> Path:
     check_data(cfg)
     save_config(run, cfg)
     stage_ingest(run, cfg)
+    from .analysis.labels import check_label_settings
+
+    check_label_settings(run, cfg)
     stage_train(run, cfg)
     stage_embed(run, cfg)
     stage_reduce(run, cfg)
@@ -314,24 +311,6 @@ def _trained_preset(path: Path) -> str:
     return json.loads(hp.read_text()).get("preset", "") if hp.is_file() else ""
 
 
-def _study_truth(run: RunDir, cfg: Config) -> Config:
-    """The classes a study fine-tunes on (``study.labels``) are the truth its LDA, contingency tables
-    and probe score against, unless ``data.truth_label`` names another; saved in the run's
-    configuration, so that a later ``compare`` or ``report`` of the run reads the same."""
-    from .analysis.labels import is_label_column
-
-    spec = cfg.study.labels
-    if cfg.data.truth_label or not spec or any(ch in spec for ch in "*?[,"):
-        return cfg
-    catalogue = run.read_catalogue()
-    if spec not in catalogue.columns or not is_label_column(catalogue, spec):
-        return cfg  # vote fractions (regression), or a column the study itself refuses
-    log.info("the study's labels '%s' are the truth its comparisons score against", spec)
-    cfg = apply_overrides(cfg, {"data.truth_label": spec})
-    save_config(run, cfg)
-    return cfg
-
-
 def run_study(run: RunDir, cfg: Config) -> Path:
     """The CNN feature study: ingest, fine-tune, features, reductions, clusterings, comparisons, report.
 
@@ -350,7 +329,11 @@ def run_study(run: RunDir, cfg: Config) -> Path:
     check_data(cfg)
     save_config(run, cfg)
     stage_ingest(run, cfg)
-    cfg = _study_truth(run, cfg)
+    from .analysis.labels import check_label_settings
+    from .study.features import study_truth
+
+    check_label_settings(run, cfg)
+    cfg = study_truth(run, cfg, save_config)
     if cfg.study.backbone in ("vade", "ssl"):
         if cfg.study.backbone == "ssl":  # the self-supervised encoder is the form-first VaDE's
             cfg = apply_overrides(cfg, {"model.preset": "form"})

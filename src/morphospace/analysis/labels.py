@@ -31,6 +31,7 @@ __all__ = [
     "is_label_column",
     "label_columns",
     "truth_column",
+    "check_label_settings",
     "labels_in_cube_order",
     "clustering_in_cube_order",
 ]
@@ -208,3 +209,21 @@ def clustering_in_cube_order(run: RunDir, name: str, ids: np.ndarray) -> np.ndar
     s = s[~s.index.duplicated()]
     aligned = s.reindex(pd.Index(np.asarray(ids).astype(str)))
     return aligned.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def check_label_settings(run: RunDir, cfg: Any) -> None:
+    """The catalogue columns the later stages will read (``data.truth_label``,
+    ``cluster.nuisance_columns``), checked once the catalogue exists: a typo is one line before the
+    training, not after it.
+
+    Raises
+    ------
+    UserError
+        Naming the setting and the column that is not in the catalogue.
+    """
+    columns = set(run.read_catalogue().columns)
+    wanted = [("data.truth_label", cfg.data.truth_label)] if cfg.data.truth_label else []
+    wanted += [("cluster.nuisance_columns", c) for c in cfg.cluster.nuisance_columns]
+    for key, column in wanted:
+        if column not in columns:
+            raise UserError(f"{key}: '{column}' is not a catalogue column (columns: {', '.join(sorted(columns))})")

@@ -19,11 +19,12 @@ from __future__ import annotations
 import fnmatch
 import logging
 import time
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from ..config import Config
+from ..config import Config, apply_overrides
 from ..data.ingest.catalogue import RESERVED
 from ..errors import UserError
 from ..nets.batches import RowView
@@ -295,3 +296,21 @@ def study_features_run(run: RunDir, cfg: Config) -> dict:
             log.info("fine-tuned %s: validation RMSE %.4f on %d galaxies", st.backbone, ft.val_rmse_,
                      len(ft.val_index_))
     return metrics
+
+
+def study_truth(run: RunDir, cfg: Config, save: Callable[[RunDir, Config], None]) -> Config:
+    """The classes a study fine-tunes on (``study.labels``) are the truth its LDA, contingency tables
+    and probe score against, unless ``data.truth_label`` names another; saved in the run's
+    configuration (by ``save``), so that a later ``compare`` or ``report`` of the run reads the same."""
+    from ..analysis.labels import is_label_column
+
+    spec = cfg.study.labels
+    if cfg.data.truth_label or not spec or any(ch in spec for ch in "*?[,"):
+        return cfg
+    catalogue = run.read_catalogue()
+    if spec not in catalogue.columns or not is_label_column(catalogue, spec):
+        return cfg  # vote fractions (regression), or a column the study itself refuses
+    log.info("the study's labels '%s' are the truth its comparisons score against", spec)
+    cfg = apply_overrides(cfg, {"data.truth_label": spec})
+    save(run, cfg)
+    return cfg
