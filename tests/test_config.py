@@ -72,7 +72,7 @@ def test_list_items_are_checked(tmp_path):
     with pytest.raises(UserError, match=r"cluster\.kmeans_k\[1\]"):
         load_text(tmp_path, "[cluster]\nkmeans_k = [3, 'x']\n")
     assert error_of(tmp_path, "[cluster]\nkmeans_k = [3, 0]\n") == \
-        "config: cluster.kmeans_k[1] must be in [1, 1000]; got 0"
+        "config: cluster.kmeans_k[1] must be in [2, 1000]; got 0"
     assert error_of(tmp_path, "[cluster]\nmethods = ['kmeans', 'spectral']\n") == \
         "config: cluster.methods[1] must be one of 'kmeans', 'dbscan', 'hdbscan', 'gmm'; got 'spectral'"
     assert "model.widths must have at least 1 item" in error_of(tmp_path, "[model]\nwidths = []\n")
