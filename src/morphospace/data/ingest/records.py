@@ -120,7 +120,8 @@ def _file_identity(rec: Record, stats: dict):
     if node is None:
         try:
             st = os.stat(rec.source)
-            node = stats[rec.source] = (st.st_dev, st.st_ino)
         except (OSError, ValueError):
             return os.path.normpath(rec.where)
+        # a file system without inode numbers (0) names files by their resolved path instead
+        node = stats[rec.source] = (st.st_dev, st.st_ino) if st.st_ino else (os.path.realpath(rec.source), 0)
     return (*node, rec.index if rec.kind == "hdf5" else None)
