@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from .base import Backbone, BatchSize, Epochs, LearningRate, Section, Seed, Text
+from .base import Backbone, Epochs, LearningRate, Section, Seed, Text
 
 
 # a number of clusters to fit: one cluster is no clustering
@@ -110,9 +110,17 @@ class StudyConfig(Section):
     epochs: Epochs = 5
     weights: Text = ""
     input_size: Annotated[int, Field(ge=0, le=1024)] = 0
-    batch_size: BatchSize = 64
+    batch_size: Annotated[int, Field(ge=2, le=1_000_000)] = 64  # a batch norm needs two images
     lr: LearningRate = 1e-3
     patience: Annotated[int, Field(ge=0, le=100_000)] = 2
+
+    @field_validator("input_size")
+    @classmethod
+    def _side(cls, value: int) -> int:
+        if 0 < value < 32:  # the backbones' five stride-2 stages
+            raise PydanticCustomError("config", "study.input_size must be 0 (the backbone's own) or at least 32 "
+                                      "pixels, got {value}", {"value": value})
+        return value
 
 
 class ReportConfig(Section):
