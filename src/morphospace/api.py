@@ -17,14 +17,14 @@ rows); a memory-mapped cube is read a chunk of rows at a time and never copied w
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 
+from .errors import python_errors
 from .run import RunDir
 from .run.pages import PageReleaser
 from .vade.io import MODEL_FILE, MODEL_NAME, load_vade, model_dir, save_model
@@ -67,20 +67,6 @@ def import_astrovader(run: RunDir, weights: str | Path) -> Path:
 
 
 # --- the VaDE as a scikit-learn estimator ----------------------------------------------------
-
-@contextmanager
-def _as_value_error() -> Iterator[None]:
-    """The command line's one-line errors (a setting these images cannot carry) as the
-    ``ValueError`` that scikit-learn's estimators raise."""
-    from .errors import UserError
-
-    try:
-        yield
-    except UserError as exc:
-        if isinstance(exc, ValueError):
-            raise
-        raise ValueError(str(exc)) from None
-
 
 def _check_images(X) -> np.ndarray:
     """``X`` as N x C x H x W float rows (a stack of H x W images gets one channel), checked
@@ -235,7 +221,7 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         from .vade.train import train_run
 
         x = _check_images(X)
-        with _as_value_error():
+        with python_errors():
             cfg = one_process_devices(apply_overrides(load_config(None), self._overrides()), "`VaDE.fit`")
             check_against_cube(cfg, x)  # settings too large for so few images: before any copy
         tmp = Path(tempfile.mkdtemp(prefix="morphospace-vade-"))
@@ -246,7 +232,7 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
             _place_cube(run, x)
             write_table(run.catalogue, pd.DataFrame({"id": [str(i) for i in range(len(x))],
                                                      "cube_index": np.arange(len(x))}))
-            with _as_value_error():
+            with python_errors():
                 train_run(run, cfg)
             vade, hp, _ = load_vade(run.model_dir(MODEL_NAME) / MODEL_FILE)
             self.model_ = VaDEModel(vade, hp)
@@ -285,7 +271,7 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
             raise ValueError(f"expected images N x {' x '.join(map(str, self.image_shape_))}, got shape {x.shape}")
         if len(x) == 0:
             raise ValueError("no images: X has 0 rows")
-        return _finite(x)
+        return x  # the model checks each batch finite as it reads it (a memory-mapped cube is read once)
 
     def transform(self, X) -> np.ndarray:
         """Latent means (N, D) of images ``X``."""
@@ -335,7 +321,7 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         """An estimator fitted by :meth:`save`, or from a run's ``model.pt`` (without training labels)."""
         if not Path(path).is_file():
             raise FileNotFoundError(f"no saved model at {path}")
-        with _as_value_error():
+        with python_errors():
             vade, hp, extra = load_vade(path)
         params = dict(extra.get("estimator") or {"preset": hp["preset"], "latent_dim": hp["latent_dim"]})
         est = cls(**params)

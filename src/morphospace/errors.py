@@ -44,11 +44,9 @@ def python_errors() -> Iterator[None]:
         yield
     except MissingFile as exc:
         raise FileNotFoundError(str(exc)) from None
-    except ValueError:
-        raise
-    except NotAvailableError:
-        raise
     except UserError as exc:
+        if isinstance(exc, ValueError):
+            raise
         raise ValueError(str(exc)) from None
 
 

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from .config import Config, apply_overrides, dumps_config
-from .errors import UserError
+from .errors import MissingFile, UserError
 from .progress import Timer
 from .run import RunDir, write_text
 
@@ -70,10 +70,16 @@ def ensure_survey(cfg: Config) -> Path:
     return out
 
 
-def check_data(cfg: Config) -> None:
-    """A data path that is not there: one line (``UserError``), before a run's configuration is written."""
-    if cfg.data.path and not Path(cfg.data.path).exists():
-        raise UserError(f"data not found: {cfg.data.path}")
+def check_data(cfg: Config, out: str | Path | None = None) -> None:
+    """Before a run at ``out`` is made: its data must be there (else :class:`MissingFile`) and must not
+    be ``out`` itself, whose own files would be read as galaxies (else ``UserError``)."""
+    if not cfg.data.path:
+        return
+    if not Path(cfg.data.path).exists():
+        raise MissingFile(f"data not found: {cfg.data.path}")
+    if out is not None and Path(cfg.data.path).resolve() == Path(out).resolve():
+        raise UserError(f"the run's folder {out} is the data folder: a run there would read its own files as "
+                        "galaxies; give the run a folder of its own")
 
 
 def save_config(run: RunDir, cfg: Config) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import UserError, python_errors
+from .errors import python_errors
 
 __all__ = ["Run", "ingest"]
 
@@ -152,21 +152,16 @@ def ingest(data: str | Path | None = None, run: str | Path = "runs/notebook", co
         ``data`` does not exist.
     """
     from .config import apply_overrides, load_config
-    from .pipeline import save_config, stage_ingest
+    from .pipeline import check_data, save_config, stage_ingest
     from .run import RunDir, release_locks
 
     overrides = dict(config or {})
     overrides.update({k.replace("__", "."): v for k, v in settings.items()})
     if data is not None:
-        if not Path(data).exists():
-            raise FileNotFoundError(f"no such data: {data}")
-        if Path(data).resolve() == Path(run).resolve():  # the run's own files would be read as galaxies
-            raise ValueError(f"run {run} is the data folder: give the run a folder of its own")
         overrides["data.path"] = str(data)
-    try:
+    with python_errors():  # the command line's checks, as the exceptions a Python user catches
         cfg = apply_overrides(load_config(None), overrides)
-    except UserError as exc:
-        raise ValueError(str(exc)) from None
+        check_data(cfg, run)
     rd = RunDir(run, create=True)
     rd.acquire_lock()  # one writer: a CLI stage on the same run waits its turn
     try:

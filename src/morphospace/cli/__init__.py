@@ -211,10 +211,7 @@ def _new_run(args, out: str, **options) -> tuple[RunDir, Config]:
 
     check_out(out)
     cfg = _set(_config_for(args, None), **options)
-    pipeline.check_data(cfg)
-    if cfg.data.path and Path(cfg.data.path).resolve() == Path(out).resolve():
-        raise UserError(f"--out {out} is the data folder: a run there would read its own files as galaxies; "
-                        "give the run a folder of its own")
+    pipeline.check_data(cfg, out)
     run = RunDir(out, create=True)
     _setup_logging(args.quiet, run)
     return run, cfg
