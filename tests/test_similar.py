@@ -60,7 +60,7 @@ def test_similar_run_gives_the_galaxy_then_its_group(tiny_run, capsys):
     table, gallery = similar_run(tiny_run, "g29", "form", k=5)  # cube row 29: an "edge" galaxy
     assert list(table["rank"]) == list(range(6)) and table["id"].iloc[0] == "g29"
     assert (table["morph"] == "edge").all() and gallery.is_file()
-    assert (tiny_run.path / "similar" / "g29_form.parquet").is_file()
+    assert (tiny_run.path / "similar" / "g29__form.parquet").is_file()
     stamp = tiny_run.path / "models" / "similar" / "form.pkl"
     built = stamp.stat().st_mtime_ns
     with open(stamp, "rb") as fh:  # a small run's index is exact (no numba compilation), a large one's pynndescent
@@ -148,10 +148,31 @@ def test_similar_image_on_the_command_line(image_run, capsys, tmp_path):
     out = capsys.readouterr().out
     lines = out.strip().splitlines()
     assert "mine.png" in lines[1] and lines[2].split()[:2] == ["1", "g4"] and "gallery:" in lines[-1]
-    assert list((run.path / "similar").glob("query_mine*_form.parquet"))
+    assert list((run.path / "similar").glob("query_mine.png-*__form.parquet"))
     # the default embedding is the run's primary one (form, here)
     assert main(["similar", str(run.path), "--image", str(copy), "--k", "2", "--quiet"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[2].split()[:2] == ["1", "g4"]
+
+
+def test_two_images_called_alike_keep_their_own_results(image_run, capsys, tmp_path):
+    """Two folders' ``galaxy.png`` (and ids that differ only in characters a file name cannot
+    hold) are written to files of their own, not one over the other."""
+    import shutil
+
+    from morphospace.analysis.similar import _output_name
+
+    run, data = image_run
+    for folder, source in (("a", "g4.png"), ("b", "g6.png")):
+        (tmp_path / folder).mkdir()
+        shutil.copy(data / source, tmp_path / folder / "galaxy.png")
+        assert main(["similar", str(run.path), "--image", str(tmp_path / folder / "galaxy.png"), "--k", "2",
+                     "--embedding", "form", "--quiet"]) == 0
+    capsys.readouterr()
+    tables = sorted((run.path / "similar").glob("query_galaxy.png-*__form.parquet"))
+    assert len(tables) == 2 and len(list((run.path / "similar").glob("query_galaxy.png-*__form.png"))) == 2
+    firsts = {pd.read_parquet(t)["id"].iloc[1] for t in tables}
+    assert firsts == {"g4", "g6"}  # each file its own query's neighbours
+    assert _output_name("a b", "form") != _output_name("a_b", "form") and _output_name("a_b", "form") == "a_b__form"
 
 
 def test_a_damaged_pixel_pca_record_is_one_line(image_run, capsys, tmp_path):

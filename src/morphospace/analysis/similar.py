@@ -10,6 +10,7 @@ gallery PNG in ``RUN/similar/``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 from typing import Any
@@ -75,13 +76,13 @@ def similar_run(run: RunDir, galaxy_id: str, embedding: str, k: int = 10) -> tup
     index = _index_for(run, embedding, X)
     dist, idx = index.kneighbors(np.asarray(X[where[:1]]), k=k + 1)
     table = _table(cat, idx[0], dist[0])
-    name = f"{safe_name(galaxy_id)}_{safe_name(embedding)}"
+    name = _output_name(str(galaxy_id), embedding)
     cube = run.read_cube()
     return table, _write(run, name, table, [cube[r] for r in _in_order(cube, idx[0])])
 
 
 def similar_to_image(run: RunDir, vector: np.ndarray, image: np.ndarray, embedding: str, k: int = 10,
-                     query: str = "query") -> tuple[pd.DataFrame, Any]:
+                     query: str = "query", source: str | None = None) -> tuple[pd.DataFrame, Any]:
     """The ``k`` galaxies nearest to a new image, given its embedding ``vector``: a table and its gallery.
 
     Parameters
@@ -97,6 +98,9 @@ def similar_to_image(run: RunDir, vector: np.ndarray, image: np.ndarray, embeddi
         Neighbours wanted.
     query : str
         What the query is called in the table (e.g. its file name) and in the output names.
+    source : str, optional
+        Where the image came from (e.g. its resolved path): two queries of different sources
+        are written to different files even where ``query`` is the same (``a/g.jpg``, ``b/g.jpg``).
 
     Returns
     -------
@@ -117,8 +121,20 @@ def similar_to_image(run: RunDir, vector: np.ndarray, image: np.ndarray, embeddi
     head = pd.DataFrame({"rank": [0], "id": [str(query)], "distance": [0.0]})
     table = pd.concat([head, table.assign(rank=table["rank"] + 1)], ignore_index=True)
     cube = run.read_cube()
-    name = f"query_{safe_name(query)}_{safe_name(embedding)}"
+    name = _output_name(f"query_{query}", embedding, key=source)
     return table, _write(run, name, table, [np.asarray(image)] + [cube[r] for r in _in_order(cube, idx[0])])
+
+
+def _output_name(label: str, embedding: str, key: str | None = None) -> str:
+    """``<label>__<embedding>``, file-safe, with a short hash of ``key`` (else of ``label``) where
+    the label lost characters to :func:`safe_name` or a key is given: two queries never share
+    their files ("a b" and "a_b", or two images called alike in two folders)."""
+    safe = safe_name(label)
+    name = f"{safe}__{safe_name(embedding)}"
+    if key is not None or safe != label:
+        digest = hashlib.sha1(str(label if key is None else key).encode()).hexdigest()[:8]
+        name = f"{safe}-{digest}__{safe_name(embedding)}"
+    return name
 
 
 def _table(cat: pd.DataFrame, rows: np.ndarray, dist: np.ndarray) -> pd.DataFrame:

@@ -38,7 +38,8 @@ def run(args, run) -> int:
         if not str(args.image).strip():
             raise UserError("--image must name an image file, got an empty path")
         row, vector = embed_image(run, Path(args.image), embedding)
-        table, gallery = similar_to_image(run, vector, row, embedding, args.k, query=printable(Path(args.image).name))
+        table, gallery = similar_to_image(run, vector, row, embedding, args.k, query=printable(Path(args.image).name),
+                                          source=str(Path(args.image).resolve()))
     else:
         table, gallery = similar_run(run, args.galaxy_id, embedding, args.k)
     print(table.to_string(index=False))
