@@ -1,5 +1,7 @@
 """Agreement scores, label-column discovery and the compare stage."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -384,3 +386,25 @@ def test_linear_probe_fits_without_a_library_warning():
         warnings.simplefilter("error")
         t = linear_probe(x, y, fractions=(0.5,), repeats=1)
     assert t["balanced_accuracy"].iloc[0] > 0.4
+
+
+def test_contingency_tables_keep_the_names_as_spelled(tmp_path):
+    """A truth column with spaces ("GZ1 class") is filed under a safe name, but the report titles
+    its tables with the column's own name, the primary clustering's first."""
+    from types import SimpleNamespace
+
+    from morphospace.report.sections.comparisons import _contingencies
+
+    run, cat = fake_run(tmp_path)
+    write_table(run.catalogue, cat.rename(columns={"gz1_name": "GZ1 class"}))
+    compare_run(run, apply_overrides(Config(), ["data.truth_label=GZ1 class"]))
+    comp = run.path / "comparisons"
+    names = ("dbscan_tsne", "kmeans2_umap", "kmeans6_pca")
+    index = json.loads((comp / "contingency.json").read_text())
+    assert sorted((e["clustering"], e["truth"]) for e in index) == [(c, "GZ1 class") for c in names]
+    assert sorted(p.name for p in comp.glob("contingency_*.csv")) == [f"contingency_{c}__GZ1_class.csv" for c in names]
+    ctx = SimpleNamespace(contents=SimpleNamespace(path=run.path, primary=SimpleNamespace(name="kmeans6_pca")))
+    titles = [title for title, _ in _contingencies(ctx)]
+    assert titles == [f"{c} \u00d7 GZ1 class" for c in ("kmeans6_pca", "dbscan_tsne", "kmeans2_umap")]
+    (comp / "contingency.json").write_text("damaged")  # a run compared before the index: the file names
+    assert [title for title, _ in _contingencies(ctx)][0] == "kmeans6_pca \u00d7 GZ1_class"

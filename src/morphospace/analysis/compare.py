@@ -27,7 +27,7 @@ import pandas as pd
 
 from ..errors import UserError
 from ..progress import Timer, progress
-from ..run import RunDir, atomic_path, safe_name, write_table
+from ..run import RunDir, atomic_path, safe_name, write_json, write_table
 from .agreement import METRICS, NOISE_MODES, contingency_table, hungarian_accuracy, purity, score_pair
 from .labels import clustering_in_cube_order, encode, label_columns, labels_in_cube_order, truth_column
 from .probe import probe_run
@@ -47,7 +47,10 @@ __all__ = [
     "draw_heatmap",
     "plot_heatmap",
     "compare_run",
+    "CONTINGENCY_INDEX",
 ]
+
+CONTINGENCY_INDEX = "contingency.json"  # each contingency file's clustering and truth, as spelled
 
 
 # --- figures -------------------------------------------------------------------------
@@ -225,17 +228,19 @@ def compare_run(run: RunDir, cfg: Any) -> dict[str, Path]:
         out[f"{m}_figure"] = plot_heatmap(matrices[m], run.figure_path(f"{m}_matrix"),
                                           f"{title} (noise = own cluster)", split_rows=n_clust,
                                           split_cols=n_clust)
-    written: set[Path] = set()
+    written: dict[Path, dict[str, str]] = {}
     if truth is not None and truth in items:
         for name in clusterings:
             table = contingency_table(encoded[name], encoded[truth], noise="own")
             path = comp / f"contingency_{safe_name(name)}__{safe_name(truth)}.csv"
             write_table(path, table.rename_axis(index="cluster", columns=None).reset_index())
             out[f"contingency_{name}"] = path
-            written.add(path)
+            written[path] = {"file": path.name, "clustering": str(name), "truth": str(truth)}
     for stale in comp.glob("contingency_*.csv"):  # of clusterings gone or another truth: not this comparison's
         if stale not in written:
             stale.unlink(missing_ok=True)
+    # the names as the user wrote them: a file name cannot hold every character of a column's
+    write_json(comp / CONTINGENCY_INDEX, list(written.values()))
     if truth is not None and run.embeddings():
         with Timer(f"linear probes of {len(run.embeddings())} embeddings against '{truth}'"):
             probe = probe_run(run, truth, catalogue, random_state=cfg.cluster.seed,

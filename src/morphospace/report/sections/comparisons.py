@@ -3,6 +3,7 @@ contingency tables and the nuisance audit."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ...analysis.compare import plot_heatmap
+from ...analysis.compare import CONTINGENCY_INDEX, plot_heatmap
 from ..context import ReportContext, Section, fmt
 from ..html import render
 from ..views import TableView, figure, table
@@ -100,20 +101,39 @@ def _contingencies(ctx: ReportContext) -> list[tuple[str, TableView]]:
     c = ctx.contents
     folder = c.path / "comparisons"
     conts = sorted(folder.glob("contingency_*.csv")) if folder.is_dir() else []
+    names = {p.name: _spelled(p) for p in conts} | _contingency_names(folder)
     primary = c.primary.name if c.primary else None
-    conts.sort(key=lambda p: (0 if primary and p.stem.startswith(f"contingency_{primary}__") else 1, p.name))
+    conts.sort(key=lambda p: (0 if primary and names[p.name][0] == primary else 1, p.name))
     out = []
     for p in conts:
         t = read_matrix(p)
         if t is None:
             continue
+        clustering, truth = names[p.name]
         t = t.reset_index()
         numeric = t.iloc[:, 1:].apply(pd.to_numeric, errors="coerce")
         hi = float(np.nanmax(numeric.to_numpy())) if numeric.size else 1.0
-        out.append((p.stem[len("contingency_"):].replace("__", " \u00d7 "),
+        out.append((f"{clustering} \u00d7 {truth}" if truth else clustering,
                     table(t, heat=True, heat_range=(0.0, hi if np.isfinite(hi) and hi > 0 else 1.0),
                           cls="contingency")))
     return out
+
+
+def _spelled(path: Path) -> tuple[str, str]:
+    """(clustering, truth) as a contingency file's name spells them (a run compared before the
+    compare stage wrote its index)."""
+    clustering, _, truth = path.stem[len("contingency_"):].rpartition("__")
+    return (clustering, truth) if clustering else (truth, "")
+
+
+def _contingency_names(folder: Path) -> dict[str, tuple[str, str]]:
+    """File name -> (clustering, truth) from the compare stage's index; empty where it is absent
+    or damaged (the file names then title the tables)."""
+    try:
+        entries = json.loads((folder / CONTINGENCY_INDEX).read_text())
+        return {e["file"]: (str(e["clustering"]), str(e["truth"])) for e in entries}
+    except (OSError, ValueError, TypeError, KeyError):
+        return {}
 
 
 def _audit(ctx: ReportContext) -> dict[str, Any] | None:
