@@ -218,6 +218,10 @@ def test_cluster_run_rejects_bad_input(tmp_path):
     cfg = Config()
     with pytest.raises(UserError, match="unknown clustering method"):
         cluster_run(run, cfg, methods=["spectral"])
+    with pytest.raises(UserError, match="no clustering method asked for"):
+        cluster_run(run, cfg, methods=[])
+    with pytest.raises(UserError, match="no representation asked for"):  # not "run embed first": it has some
+        cluster_run(run, cfg, representations=[])
     write_npy(run.reduction_path("umap"), np.zeros((7, 2), dtype=np.float32))
     with pytest.raises(UserError, match="7 rows"):
         cluster_run(run, cfg, representations=["umap"])

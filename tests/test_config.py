@@ -140,6 +140,8 @@ def test_bad_choice_lists_the_allowed_values(tmp_path):
     ("[cluster]\ngmm_k = [1]\n", "config: cluster.gmm_k[0] must be in [2, 1000]; got 1"),
     ("[cluster]\nkmeans_k = []\n", "config: cluster.kmeans_k must have at least 1 item(s); got []"),
     ("[cluster]\nn_jobs = 0\n", "config: cluster.n_jobs must be -1 (every core) or at least 1, got 0"),
+    ("[cluster]\nmethods = []\n", "config: cluster.methods must have at least 1 item(s); got []"),
+    ("[cluster]\nrepresentations = []\n", "config: cluster.representations must have at least 1 item(s); got []"),
     ("[study]\nbatch_size = 1\n", "config: study.batch_size must be in [2, 1000000]; got 1"),
     ("[study]\ninput_size = 1\n", "config: study.input_size must be 0 (the backbone's own) or at least 32 pixels, got 1"),
 ])

@@ -159,7 +159,13 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
     for m in methods:
         if m not in METHODS:
             raise UserError(f"unknown clustering method '{m}' (known: {', '.join(METHODS)})")
-    reps = resolve_representations(run, representations if representations is not None else c.representations)
+    if not methods:
+        raise UserError(f"no clustering method asked for (cluster.methods is empty; known: {', '.join(METHODS)})")
+    wanted = representations if representations is not None else c.representations
+    if not wanted:
+        raise UserError("no representation asked for (cluster.representations is empty; 'all': every "
+                        "embedding and reduction of the run)")
+    reps = resolve_representations(run, wanted)
     if not reps:
         raise UserError(f"nothing to cluster in {run.path}: run `morphospace embed` or `reduce` first")
     ids = run.cube_ids()

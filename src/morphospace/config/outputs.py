@@ -57,8 +57,9 @@ class ClusterConfig(Section):
     """
 
     kmeans_k: Annotated[list[ClusterCount], Field(min_length=1)] = [3, 4, 5, 6, 7, 8]
-    methods: list[Literal["kmeans", "dbscan", "hdbscan", "gmm"]] = ["kmeans", "dbscan", "hdbscan", "gmm"]
-    representations: list[Text] = ["all"]
+    methods: Annotated[list[Literal["kmeans", "dbscan", "hdbscan", "gmm"]], Field(min_length=1)] = [
+        "kmeans", "dbscan", "hdbscan", "gmm"]
+    representations: Annotated[list[Text], Field(min_length=1)] = ["all"]
     seed: Seed = 0
     reductions: list[Literal["pca", "tsne", "umap", "lda"]] = ["pca", "tsne", "umap", "lda"]
     n_jobs: Annotated[int, Field(ge=-1, le=4096)] = 2
