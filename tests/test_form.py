@@ -526,6 +526,48 @@ def test_form_training_resumes(form_run, tmp_path):
     assert result.epochs == 4 and (copy / "models/vade/model.pt").is_file()
 
 
+def test_an_mlp_core_killed_before_it_started_resumes_from_the_head(tmp_path, caplog):
+    """form.core = "mlp": a run killed once the SSL head was trained, before the core wrote its
+    first checkpoint, resumes (it was refused: the core's checkpoint was the one looked for) and
+    ends as an uninterrupted run; a changed train.sample is refused, a damaged core checkpoint
+    is named. The small trunk, random and frozen here, is drawn from the seed (it was drawn from
+    whatever the global random state was: the resumed run embedded with another trunk), and the
+    log says that it is random."""
+    import shutil
+
+    from test_train import make_run
+
+    from morphospace.config import apply_overrides, load_config
+    from morphospace.errors import UserError
+    from morphospace.run import RunDir
+    from morphospace.vade.train import train_run
+
+    run = make_run(tmp_path / "run", n=24, side=32, channels=3)
+    cfg = apply_overrides(load_config(None), FORM_TINY + ["form.core=mlp"])
+    with caplog.at_level("WARNING", logger="morphospace"):
+        train_run(run, cfg)
+    assert "the embedding is a random CNN's features" in caplog.text
+    torch.manual_seed(123)  # the global state must not decide the trunk
+    mdir = run.path / "models" / "vade"
+    killed = RunDir(shutil.copytree(run.path, tmp_path / "killed", symlinks=True))
+    kdir = killed.path / "models" / "vade"
+    for p in [kdir / "model.pt", kdir / "training.json", *kdir.glob("*.ckpt")]:
+        p.unlink()  # as at a kill between the head's last epoch and the core's first
+    assert (kdir / "ssl" / "last.ckpt").is_file()
+    with pytest.raises(UserError, match="configuration changed .*sample"):
+        train_run(killed, apply_overrides(cfg, ["train.sample=10"]), resume=True)
+    train_run(killed, cfg, resume=True)
+    a = torch.load(mdir / "model.pt", weights_only=False)["state_dict"]
+    b = torch.load(kdir / "model.pt", weights_only=False)["state_dict"]
+    assert a.keys() == b.keys()
+    assert not [(k, float((a[k] - b[k]).abs().max())) for k in a if not torch.equal(a[k], b[k])]
+    core = kdir / "last.ckpt"
+    core.unlink()
+    core.write_bytes(b"PK\x03\x04 cut short")
+    with pytest.raises(UserError, match="last.ckpt is damaged"):
+        train_run(killed, cfg, resume=True)
+
+
 def test_form_model_trains_on_a_sample_and_embeds_every_galaxy(tmp_path):
     """Above train.sample galaxies the model learns from a reproducible sample; every galaxy is embedded."""
 

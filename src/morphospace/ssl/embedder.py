@@ -128,11 +128,17 @@ def resolve_precision(precision: str) -> str:
 
 
 def build_trunk(backbone: str, input_size: int, precision: str = "32", weights: str | None = None,
-                sharpen: float = 0.0) -> TrunkTaps:
+                sharpen: float = 0.0, seed: int | None = None) -> TrunkTaps:
     """The trunk of a form embedder: ``weights`` (a file) where given, else ImageNet's when the
-    backbone has them; ``sharpen`` as :class:`TrunkTaps` takes it."""
-    return TrunkTaps(backbone, input_size=input_size, pretrained=backbone != "small",
-                     precision=resolve_precision(precision), weights=weights, sharpen=sharpen)
+    backbone has them; ``sharpen`` as :class:`TrunkTaps` takes it. Layers that start at random
+    (the ``small`` trunk from scratch) are drawn from ``seed`` where given, without touching the
+    global random state: a training, its resume and every process of a distributed one start
+    from the same trunk."""
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        return TrunkTaps(backbone, input_size=input_size, pretrained=backbone != "small",
+                         precision=resolve_precision(precision), weights=weights, sharpen=sharpen)
 
 
 class FormHead(nn.Module):

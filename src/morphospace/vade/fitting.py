@@ -70,9 +70,10 @@ def _comparable(hp: dict[str, Any]) -> dict[str, Any]:
 
 def resume_checkpoint(hp: dict[str, Any]) -> str:
     """The checkpoint (relative to the model folder) a resume of a training with ``hp`` continues:
-    a linear core has none of its own (it is refitted), so the form model's SSL head's."""
-    form = hp.get("form") or {}
-    return "ssl/last.ckpt" if hp.get("preset") == "form" and form.get("core") == "linear" else LAST_CHECKPOINT
+    the form model's first stage's, its SSL head's (a linear core has none of its own, it is
+    refitted; an MLP core's is written only once the head is trained: a run killed before it
+    resumes the head)."""
+    return "ssl/last.ckpt" if hp.get("preset") == "form" else LAST_CHECKPOINT
 
 
 def check_resumable(run: RunDir, hp: dict[str, Any], checkpoint: str | None = None) -> None:
@@ -83,14 +84,21 @@ def check_resumable(run: RunDir, hp: dict[str, Any], checkpoint: str | None = No
     last = mdir / (checkpoint or resume_checkpoint(hp))
     if not last.is_file():
         raise UserError(f"nothing to resume: {last} not found (train without --resume first)")
-    try:
-        torch.load(last, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a checkpoint cut short by a full disk or a kill mid-write
-        raise UserError(f"{last} is damaged ({first_line(exc)[:160]}): train again without --resume") from None
+    # a later stage's checkpoint (an MLP core's) is resumed from too where the run got that far
+    for ckpt in dict.fromkeys([last, mdir / LAST_CHECKPOINT]):
+        if ckpt != last and not ckpt.is_file():
+            continue
+        try:
+            torch.load(ckpt, map_location="cpu", weights_only=False)
+        except Exception as exc:  # a checkpoint cut short by a full disk or a kill mid-write
+            raise UserError(f"{ckpt} is damaged ({first_line(exc)[:160]}): train again without --resume") from None
     saved = json.loads((mdir / "hparams.json").read_text()) if (mdir / "hparams.json").is_file() else None
-    if saved is not None and _comparable(saved) != _comparable(hp):
-        diff = sorted(k for k in set(saved) | set(hp) if k != "epochs" and saved.get(k) != hp.get(k))
-        raise UserError(f"cannot resume: the configuration changed ({', '.join(diff)})")
+    if saved is not None:
+        saved, now = _comparable(saved), _comparable(hp)
+        # a setting a run saved before it was recorded (train.sample) cannot be told apart: not a change
+        diff = sorted(k for k in set(saved) | set(now) if saved.get(k, now.get(k)) != now.get(k))
+        if diff:
+            raise UserError(f"cannot resume: the configuration changed ({', '.join(diff)})")
 
 
 def prepare_model_dir(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool,
@@ -189,5 +197,6 @@ def fit_vade(hp: dict[str, Any], input_path: Path, mdir: Path, cfg: Config, resu
             log_every_n_steps=1, num_sanity_val_steps=0,
         )
         with spawned_workers(trainer, mdir / "spawn"):
-            trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
+            # a form model killed before its MLP core started resumes the core from its start
+            trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None)
     return module, trainer, time.perf_counter() - t0

@@ -100,8 +100,11 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
              f["backbone"], f["input_size"], f", images sharpened (a = {f['sharpen']:g})" if f.get("sharpen") else "",
              8, f["aug_views"], f["ssl_epochs"], f["loss"], f" of {heads} heads" if heads > 1 else "", views,
              "" if rows is None else f"; trained on a random sample of {len(rows)} of the {len(cube)} galaxies (train.sample)")
+    if f["backbone"] == "small" and not f["train_trunk"] and not f.get("weights"):
+        log.warning("form.backbone = 'small' has no pretrained weights and form.train_trunk is false: the "
+                    "embedding is a random CNN's features (set form.train_trunk = true, or form.weights = PATH)")
     trunk = build_trunk(f["backbone"], f["input_size"], precision=f["precision"], weights=f.get("weights"),
-                        sharpen=f.get("sharpen", 0.0))
+                        sharpen=f.get("sharpen", 0.0), seed=hp["seed"])
     embedder, emb, info = fit_embedder(
         trunk, train_cube, mdir / "ssl", dim=f["dim"], aug_views=f["aug_views"], epochs=f["ssl_epochs"],
         loss=f["loss"], temperature=f["temperature"], seed=hp["seed"], train_trunk=f["train_trunk"],

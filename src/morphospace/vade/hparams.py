@@ -73,6 +73,7 @@ def resolve_hparams(cfg: Config, channels: int, image_size: int) -> dict[str, An
         "schedule": "default", "cycle_ramp": 0, "cycle_hold": 0, "cycle_base": 1.0,
         "align_latent": m.align_latent, "mask_neighbours": m.mask_neighbours,
         "colour_weight": m.colour_weight,
+        "sample": t.sample,  # which galaxies train: a resume must draw the same
     }
     if m.preset == "astrovader":
         dm, dt = ModelConfig(), TrainConfig()
