@@ -508,3 +508,17 @@ def test_embedding_on_two_cpu_processes_equals_one(trained, tmp_path):
     assert list(one["id"]) == list(two["id"]) == list(run.cube_ids())
     pd.testing.assert_frame_equal(one, two, check_exact=False, rtol=1e-5, atol=1e-6)
     assert not (tmp_path / "two" / "models" / "vade" / "predict_shares").exists()
+
+
+@pytest.mark.slow
+def test_two_process_training_says_nothing_of_sync_dist(tmp_path, capfd):
+    """The VaDE sums its epoch terms over the processes itself and logs them from rank 0: Lightning's
+    advice to log them with sync_dist (printed by each spawned worker, ten lines an epoch) is
+    not a user's business and is not shown; the losses written are the global ones."""
+    from morphospace.vade.train import train_run
+
+    run = make_run(tmp_path / "run")
+    train_run(run, cfg_for("train.devices=2", "train.strategy=ddp_spawn"))
+    err = capfd.readouterr().err
+    assert (run.path / "models/vade/model.pt").is_file()
+    assert "sync_dist" not in err, err[-2000:]

@@ -88,7 +88,9 @@ class quiet_lightning:
 
     WARNINGS = (r"Checkpoint directory .* exists and is not empty",  # hparams.json and logs live there
                 r".*isinstance\(treespec, LeafSpec\).*",  # inside Lightning, not ours
-                r".*litlogger.*")
+                r".*litlogger.*",
+                # the VaDE sums its epoch terms across processes itself, then logs them from rank 0
+                r"It is recommended to use `self.log\('[^']*', \.\.\., sync_dist=True\)`")
 
     def __enter__(self):
         self.levels = {n: logging.getLogger(n).level for n in self.NAMES}
