@@ -351,7 +351,7 @@ def test_the_form_image_decoder_takes_its_own_widths():
     assert decoder.top == 8 and decoder.side == 16
 
 
-def test_form_trunk_starts_from_a_weights_file(tmp_path):
+def test_form_trunk_starts_from_a_weights_file(tmp_path, monkeypatch):
     """``form.weights``: the trunk a user trained elsewhere (e.g. on galaxies) replaces ImageNet's,
     and a file that is not there is refused before any work, in one line."""
     from morphospace.config import apply_overrides, load_config
@@ -379,6 +379,18 @@ def test_form_trunk_starts_from_a_weights_file(tmp_path):
     (tmp_path / "garbage.pth").write_text("garbage")
     with pytest.raises(UserError, match="cannot read weights file"):
         resolve_hparams(apply_overrides(load_config(None), [f"form.weights={tmp_path / 'garbage.pth'}"]), 3, 64)
+    # a file checked once is not loaded again for the same check (the command line, then training),
+    # but one rewritten since is
+    import morphospace.nets.backbones as backbones
+
+    loads = []
+    real = backbones.make_backbone
+    monkeypatch.setattr(backbones, "make_backbone", lambda *a, **k: loads.append(a) or real(*a, **k))
+    resolve_hparams(cfg, 3, 64)
+    assert loads == []
+    path.write_bytes(b"garbage")
+    with pytest.raises(UserError, match="cannot read weights file"):
+        resolve_hparams(cfg, 3, 64)
 
 
 def test_sharpened_trunk_sees_the_unsharp_masked_image():

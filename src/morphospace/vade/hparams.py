@@ -139,6 +139,9 @@ def _check_hparams(hp: dict[str, Any]) -> None:
                         f"for model.preset '{hp['preset']}'")
 
 
+_WEIGHTS_THAT_FIT: set[tuple] = set()  # (backbone, file, size, modification time) already loaded once
+
+
 def _check_form(f: dict[str, Any]) -> None:
     # ranges and allowed values are checked when the configuration loads (the pydantic models
     # of morphospace.config); the backbone registry lives with the backbones
@@ -151,7 +154,11 @@ def _check_form(f: dict[str, Any]) -> None:
             raise UserError(f"form.weights: no such file: {f['weights']}")
         from ..nets.backbones import make_backbone
 
-        make_backbone(f["backbone"], weights=f["weights"], announce=False)  # unreadable or not fitting: one line
+        st = os.stat(f["weights"])
+        key = (f["backbone"], os.path.realpath(f["weights"]), st.st_size, st.st_mtime_ns)
+        if key not in _WEIGHTS_THAT_FIT:  # the command line checks before it saves the settings, training again
+            make_backbone(f["backbone"], weights=f["weights"], announce=False)  # unreadable or not fitting: one line
+            _WEIGHTS_THAT_FIT.add(key)
     if f.get("heads", 1) > 1 and f["train_trunk"]:
         raise UserError(f"form.heads = {f['heads']} needs a frozen trunk: every head trains on the same view bank "
                         "(set form.heads = 1 with form.train_trunk = true)")
