@@ -137,3 +137,29 @@ def test_a_shell_for_saved_weights_does_not_log_a_random_start(caplog):
     with caplog.at_level(logging.INFO, logger="morphospace"):
         make_backbone("efficientnet-lite0", pretrained=False, input_size=64)
     assert any("random initialisation" in r.getMessage() for r in caplog.records if r.levelno == logging.INFO)
+
+
+@pytest.mark.parametrize("shape,size", [((3, 3, 64, 64), 112), ((2, 1, 48, 48), 112), ((2, 3, 150, 150), 112),
+                                        ((2, 3, 112, 112), 112)])
+def test_the_resize_is_interpolate_s_and_the_same_on_any_thread_count(shape, size):
+    """The backbones' input resize: bilinear as ``interpolate`` (antialiased when shrinking), to
+    float32 rounding, and the same bits with one thread or two (a bfloat16 trunk turned the
+    interpolation's thread-dependent last bit into features 1e-2 apart)."""
+    import torch.nn.functional as F
+
+    from morphospace.nets.resize import resize_bilinear
+
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    want = F.interpolate(x.double(), size=(size, size), mode="bilinear", align_corners=False,
+                         antialias=shape[-1] > size)
+    threads = torch.get_num_threads()
+    try:
+        got = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            got.append(resize_bilinear(x, size))
+    finally:
+        torch.set_num_threads(threads)
+    assert got[0].shape == (*shape[:2], size, size) and got[0].dtype == torch.float32
+    torch.testing.assert_close(got[0].double(), want, rtol=0, atol=1e-6)
+    assert torch.equal(got[0], got[1])

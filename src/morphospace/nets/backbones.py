@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import NotAvailableError, UserError
+from .resize import resize_bilinear
 # where weights come from; the two public names re-exported for the backbones' users
 from .weights import (_load_into, _read_state_dict, check_hub_hash, efficientnet_lite0_weights_path,  # noqa: F401
                       efficientnet_lite_weights_path)
@@ -134,9 +135,8 @@ class FeatureNet(nn.Module):
             raise UserError(f"CNN backbones read 1- or 3-channel cubes, this cube has {x.shape[1]} channels")
         size = self.spec.size
         if x.shape[-2:] != (size, size):
-            # Antialias only when shrinking; upsampling a 64 px cube needs none.
-            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                              antialias=bool(x.shape[-1] > size))
+            # bilinear, antialiased only when shrinking; the same numbers on any thread count
+            x = resize_bilinear(x, size)
         return (x - self.mean) / self.std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
