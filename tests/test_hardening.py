@@ -492,3 +492,56 @@ def test_a_damaged_checkpoint_to_resume_is_one_line(pca_run, tmp_path, capsys):
     code = main(["train", str(run), "--resume", "--quiet", "--set", "model.kind=vade", "--set", "model.preset=default"])
     line = one_line_error(capsys, code)
     assert "last.ckpt is damaged" in line and "without --resume" in line
+
+
+def test_a_refused_ingest_keeps_the_run_s_settings_and_makes_no_folder(tmp_path, capsys):
+    """An ingest refused after the checks that come first (an empty folder: no known layout; an
+    id column that is not there) leaves an existing run's config.toml as it was (later stages
+    read it) and takes away a folder it made itself; the notebook's ms.ingest too, as a ValueError."""
+    import morphospace as ms
+    from fixtures import tiny_folder_survey
+
+    data = tiny_folder_survey(tmp_path / "data", n=6, formats=("png",))
+    run = tmp_path / "run"
+    assert main(["ingest", str(data), "--out", str(run), "--size", "32", "--quiet"]) == 0
+    before = (run / "config.toml").read_text()
+    (tmp_path / "empty").mkdir()
+    for extra in (["--size", "64", "--colour", "grey"], ["--layout", "folder", "--id-column", "nope"]):
+        source = tmp_path / ("empty" if "--colour" in extra else "data")
+        line = one_line_error(capsys, main(["ingest", str(source), "--out", str(run), *extra, "--quiet"]))
+        assert "layout" in line or "nope" in line
+        assert (run / "config.toml").read_text() == before
+    fresh = tmp_path / "fresh"
+    one_line_error(capsys, main(["ingest", str(tmp_path / "empty"), "--out", str(fresh), "--quiet"]))
+    assert not fresh.exists()
+    with pytest.raises(ValueError, match="layout"):
+        ms.ingest(tmp_path / "empty", run=tmp_path / "nb")
+    assert not (tmp_path / "nb").exists()
+    with pytest.raises(ValueError, match="layout"):
+        ms.ingest(tmp_path / "empty", run=run)
+    assert (run / "config.toml").read_text() == before
+
+
+@pytest.mark.parametrize("command", [["generate", "--component", "0", "--n", "1", "--out", "OUT"], ["anomalies"],
+                                     ["export", "--out", "OUT/x.csv"], ["report"], ["reduce"], ["similar", "--id", "a"]])
+def test_a_folder_that_is_not_a_run_is_refused_before_anything_is_written(tmp_path, capsys, command):
+    """Pointed at a survey's own folder by mistake, a stage leaves no log, lock or model folder in it."""
+    from fixtures import tiny_folder_survey
+
+    data = tiny_folder_survey(tmp_path / "data", n=3, formats=("png",))
+    before = sorted(p.relative_to(data) for p in data.rglob("*"))
+    args = [str(tmp_path / "out") if a == "OUT" else a.replace("OUT", str(tmp_path / "out")) for a in command]
+    line = one_line_error(capsys, main([args[0], str(data), *args[1:], "--quiet"]))
+    assert "is not a morphospace run" in line
+    assert sorted(p.relative_to(data) for p in data.rglob("*")) == before and not (tmp_path / "out").exists()
+
+
+def test_generate_reads_a_run_without_making_its_model_folder(tmp_path, capsys):
+    from fixtures import tiny_folder_survey
+
+    run = tmp_path / "run"
+    assert main(["ingest", str(tiny_folder_survey(tmp_path / "data", n=3, formats=("png",))), "--out", str(run),
+                 "--size", "32", "--quiet"]) == 0
+    line = one_line_error(capsys, main(["generate", str(run), "--component", "0", "--out", str(tmp_path / "g"),
+                                        "--quiet"]))
+    assert "model" in line and not (run / "models").exists()

@@ -27,7 +27,7 @@ from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from .errors import python_errors
 from .run import RunDir
 from .run.pages import PageReleaser
-from .vade.io import MODEL_FILE, MODEL_NAME, load_vade, model_dir, save_model
+from .vade.io import MODEL_FILE, MODEL_NAME, load_vade, model_dir, model_file, save_model
 from .vade.numpy_model import VaDEModel, load_model
 
 CHUNK_ROWS = 1024  # rows checked or copied at a time (50 MB of 3 x 64 x 64 float32): memory flat in N
@@ -61,7 +61,7 @@ def import_astrovader(run: RunDir, weights: str | Path) -> Path:
         model.prior.logits.copy_(prior["logits"])
         model.prior.means.copy_(prior["means"])
         model.prior.raw_log_vars.copy_(prior["log_vars"])
-    path = model_dir(run) / MODEL_FILE
+    path = model_file(run)
     save_model(model, hp, path, extra={"imported_from": str(weights)})
     return path
 

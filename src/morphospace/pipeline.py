@@ -119,6 +119,23 @@ def stage_ingest(run: RunDir, cfg: Config) -> dict:
     return summary
 
 
+def ingest_run(run: RunDir, cfg: Config, created: bool) -> dict:
+    """The ingest a user asks for by name (``morphospace ingest``, ``ms.ingest``): the survey is
+    read first and the settings saved only once it is in, so that an ingest refused on the way
+    (an unknown layout, a missing id column, no usable galaxy) leaves an existing run's settings
+    as they were and takes away a folder it ``created`` itself."""
+    import shutil
+
+    try:
+        summary = stage_ingest(run, cfg)
+    except Exception:
+        if created:
+            shutil.rmtree(run.path, ignore_errors=True)
+        raise
+    save_config(run, cfg)
+    return summary
+
+
 def stage_train(run: RunDir, cfg: Config, resume: bool = False) -> None:
     """Train the run's VaDE; with ``model.kind = "pca"`` there is nothing to train.
 
@@ -298,12 +315,12 @@ def stage_generate(run: RunDir, cfg: Config, component: int, n: int, out: Path, 
 def stage_import_astrovader(run: RunDir, cfg: Config, weights: Path) -> Path:
     """Build the published AstroVaDEr as this run's model (use with the ``astrovader`` preset)."""
     from .api import import_astrovader
-    from .vade.io import MODEL_FILE, model_dir
+    from .vade.io import model_file
 
     if not weights.is_file():
         raise UserError(f"weights file not found: {weights}")
-    if (model_dir(run) / MODEL_FILE).is_file():  # a trained model and what was derived from it: not replaced unasked
-        raise UserError(f"{run.path} already holds a trained model ({model_dir(run) / MODEL_FILE}): import into a "
+    if (model_file(run)).is_file():  # a trained model and what was derived from it: not replaced unasked
+        raise UserError(f"{run.path} already holds a trained model ({model_file(run)}): import into a "
                         "new run, then ingest your galaxies into it with --preset astrovader")
     cfg = apply_overrides(cfg, {"preprocess.preset": "astrovader", "model.preset": "astrovader"})
     save_config(run, cfg)
@@ -327,7 +344,7 @@ def run_study(run: RunDir, cfg: Config) -> Path:
     form-first VaDE's input, trained here if the run has none).
     """
     from .nets.backbones import BACKBONES
-    from .vade.io import MODEL_FILE, model_dir
+    from .vade.io import model_dir, model_file
 
     known = [*BACKBONES, "vade", "ssl"]
     if cfg.study.backbone not in known:  # before anything is written
@@ -343,7 +360,7 @@ def run_study(run: RunDir, cfg: Config) -> Path:
     if cfg.study.backbone in ("vade", "ssl"):
         if cfg.study.backbone == "ssl":  # the self-supervised encoder is the form-first VaDE's
             cfg = apply_overrides(cfg, {"model.preset": "form"})
-        trained = model_dir(run) / MODEL_FILE
+        trained = model_file(run)
         if trained.is_file() and (cfg.study.backbone == "vade" or _trained_preset(trained) == "form"):
             log.info("study of the %s encoder: using the trained model in %s", cfg.study.backbone, model_dir(run))
         else:

@@ -152,7 +152,7 @@ def ingest(data: str | Path | None = None, run: str | Path = "runs/notebook", co
         ``data`` does not exist.
     """
     from .config import apply_overrides, load_config
-    from .pipeline import check_data, save_config, stage_ingest
+    from .pipeline import check_data, ingest_run
     from .run import RunDir, release_locks
 
     overrides = dict(config or {})
@@ -162,11 +162,12 @@ def ingest(data: str | Path | None = None, run: str | Path = "runs/notebook", co
     with python_errors():  # the command line's checks, as the exceptions a Python user catches
         cfg = apply_overrides(load_config(None), overrides)
         check_data(cfg, run)
+    created = not Path(run).exists()
     rd = RunDir(run, create=True)
     rd.acquire_lock()  # one writer: a CLI stage on the same run waits its turn
     try:
-        save_config(rd, cfg)
-        stage_ingest(rd, cfg)
+        with python_errors():  # a layout or column the ingest refuses: a ValueError, as the checks above
+            ingest_run(rd, cfg, created)
     finally:
         release_locks()
     return Run(rd.path)

@@ -238,6 +238,7 @@ def _dispatch(args) -> int | None:
         print(f"report: {Path(report).resolve()}")
         return 0
     if cmd == "ingest":
+        created = not Path(args.out).exists()
         run, cfg = _new_run(args, args.out, data__path=str(args.data), data__layout=args.layout,
                             data__catalogue=args.catalogue, data__id_column=args.id_column,
                             data__file_column=args.file_column, ingest__workers=args.workers,
@@ -245,8 +246,7 @@ def _dispatch(args) -> int | None:
                             ingest__strict=True if args.strict else None,
                             ingest__mask_neighbours=True if args.mask_neighbours else None)
         run.acquire_lock()
-        pipeline.save_config(run, cfg)
-        summary = pipeline.stage_ingest(run, cfg)
+        summary = pipeline.ingest_run(run, cfg, created)
         print(f"ingested {summary['n_in_cube']} of {summary['n_records']} galaxies into {run.path}")
         return 0
     if cmd == "study":
@@ -266,6 +266,9 @@ def _dispatch(args) -> int | None:
         return 0
 
     run = RunDir(args.run)
+    if not (run.catalogue.exists() or run.config.exists()):  # before a log or a lock is left in it
+        raise UserError(f"{run.path} is not a morphospace run (no catalogue.parquet or config.toml): ingest a "
+                         f"survey into it first (morphospace ingest DATA --out {run.path})")
     distributed = cmd in ("train", "embed")  # may run as several processes of one job (srun, DDP)
     reads_only = cmd in READ_ONLY_COMMANDS
     if not reads_only:

@@ -42,7 +42,7 @@ from ..progress import Timer
 from ..run import RunDir, atomic_path, write_json, write_npy, write_table
 from .figures import write_figures
 from .fitting import device_kwargs
-from .io import MODEL_FILE, load_vade, model_dir
+from .io import load_vade, model_dir, model_file
 
 log = logging.getLogger("morphospace")
 
@@ -136,7 +136,7 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
     """Encode every galaxy of a run with its trained VaDE; write the table, embedding, clustering, figures."""
     if cfg.train.num_threads > 0:
         torch.set_num_threads(cfg.train.num_threads)
-    model, hp, extra = load_vade(model_dir(run) / MODEL_FILE)
+    model, hp, extra = load_vade(model_file(run))
     cube = model_input(run, hp)
     ids = run.cube_ids()
     if len(ids) != len(cube):
@@ -185,7 +185,7 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
     write_json(run.embedding_path("vade").with_suffix(".json"),
                {"name": "vade", "what": "VaDE z_mean (mean of q(z|x))", "preset": hp["preset"],
                 "latent_dim": hp["latent_dim"], "n_components": int(enc["proba"].shape[1]),
-                "model": str(model_dir(run) / MODEL_FILE)})
+                "model": str(model_file(run))})
     if embedding is not None:
         write_npy(run.embedding_path("form"), np.asarray(embedding, dtype=np.float32))
         write_json(run.embedding_path("form").with_suffix(".json"),
@@ -215,7 +215,7 @@ def _as_model(run_or_model):
     if hasattr(run_or_model, "vade"):  # api.VaDEModel
         return run_or_model.vade
     run = run_or_model if isinstance(run_or_model, RunDir) else RunDir(run_or_model)
-    return load_vade(model_dir(run) / MODEL_FILE)[0]
+    return load_vade(model_file(run))[0]
 
 
 def generate(run_or_model, component: int, n: int, temperature: float = 0.5, reject_below: float | None = None,

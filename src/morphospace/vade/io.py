@@ -15,7 +15,7 @@ import torch
 from ..errors import MissingFile, UserError, first_line
 from ..run import RunDir, atomic_path
 
-__all__ = ["MODEL_NAME", "MODEL_FILE", "model_dir", "save_model", "load_vade"]
+__all__ = ["MODEL_NAME", "MODEL_FILE", "model_dir", "model_file", "save_model", "load_vade"]
 
 MODEL_NAME = "vade"  # RUN/models/vade/
 MODEL_FILE = "model.pt"  # the final model: weights + hyper-parameters, loadable without Lightning
@@ -24,6 +24,12 @@ MODEL_FILE = "model.pt"  # the final model: weights + hyper-parameters, loadable
 def model_dir(run: RunDir) -> Path:
     """``RUN/models/vade/`` (created)."""
     return run.model_dir(MODEL_NAME)
+
+
+def model_file(run: RunDir) -> Path:
+    """``RUN/models/vade/model.pt``, whether it is there or not: nothing is created to look for it
+    (``generate`` and ``export`` only read a run)."""
+    return run.path / "models" / MODEL_NAME / MODEL_FILE
 
 
 def save_model(model, hp: dict[str, Any], path: Path, extra: dict | None = None) -> None:

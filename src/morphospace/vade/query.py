@@ -22,7 +22,7 @@ import torch
 from ..errors import UserError
 from ..image.masking import mask_images
 from ..run import RunDir
-from .io import MODEL_FILE, load_vade, model_dir
+from .io import load_vade, model_file
 
 __all__ = ["MODEL_EMBEDDINGS", "embed_rows"]
 
@@ -54,7 +54,7 @@ def embed_rows(run: RunDir, rows: np.ndarray, embedding: str) -> np.ndarray:
     if embedding not in MODEL_EMBEDDINGS:
         raise UserError(f"embedding '{embedding}' is not computed by the run's model (these are: "
                         f"{', '.join(MODEL_EMBEDDINGS)})")
-    model, hp, _ = load_vade(model_dir(run) / MODEL_FILE)
+    model, hp, _ = load_vade(model_file(run))
     x = np.ascontiguousarray(rows, dtype=np.float32)
     want = (hp["channels"], hp["image_size"], hp["image_size"])
     if x.ndim != 4 or tuple(x.shape[1:]) != want:
