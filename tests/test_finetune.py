@@ -225,6 +225,11 @@ def test_the_study_scores_against_the_classes_it_fine_tunes_on(tmp_path, toy):
     for kept in (["study.labels=frac"], ["study.labels=shape", "data.truth_label=morph3"], ["study.labels=Class*"]):
         other = apply_overrides(Config(), kept)
         assert study_truth(run, other, save_config).data.truth_label == other.data.truth_label
+    # T-types read back as floats (1.0, 2.0, 3.0, blanks): classes the study fine-tunes on, so the truth too
+    cat["ttype"] = np.where(np.arange(40) % 7 == 0, np.nan, np.arange(40) % 3 + 1.0)
+    write_table(run.catalogue, cat)
+    ttype = study_truth(run, apply_overrides(Config(), ["study.labels=ttype"]), save_config)
+    assert ttype.data.truth_label == "ttype" and load_config(run.config).data.truth_label == "ttype"
 
 
 def test_study_features_run_writes_features_metrics_and_figures(tmp_path, toy):

@@ -302,14 +302,16 @@ def study_truth(run: RunDir, cfg: Config, save: Callable[[RunDir, Config], None]
     """The classes a study fine-tunes on (``study.labels``) are the truth its LDA, contingency tables
     and probe score against, unless ``data.truth_label`` names another; saved in the run's
     configuration (by ``save``), so that a later ``compare`` or ``report`` of the run reads the same."""
-    from ..analysis.labels import is_label_column
-
     spec = cfg.study.labels
     if cfg.data.truth_label or not spec or any(ch in spec for ch in "*?[,"):
         return cfg
     catalogue = run.read_catalogue()
-    if spec not in catalogue.columns or not is_label_column(catalogue, spec):
-        return cfg  # vote fractions (regression), or a column the study itself refuses
+    try:  # classes as the fine-tuning reads them: T-types stored as 1.0, 2.0 ... are classes too
+        task = resolve_labels(catalogue, spec)[2]
+    except UserError:
+        return cfg  # a column the study itself refuses, in its own words
+    if task != "classification":
+        return cfg  # vote fractions (regression)
     log.info("the study's labels '%s' are the truth its comparisons score against", spec)
     cfg = apply_overrides(cfg, {"data.truth_label": spec})
     save(run, cfg)
