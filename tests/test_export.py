@@ -147,3 +147,41 @@ def test_export_is_atomic(run, tmp_path, monkeypatch, ext):
         export(run, out)
     assert out.read_bytes() == b"the previous export"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_the_catalogue_s_own_columns_are_not_overwritten_by_results(run, caplog):
+    """A catalogue that holds columns named like the export's (a previous results.csv ingested as
+    the catalogue): the user's values stay, renamed ``<name>_input``, with a warning; the results
+    take the name. A classification named like a clustering is refused, not written over it."""
+    cat = pd.read_parquet(run.catalogue)
+    cat["cluster_vade"] = [10, 11, 12, 13, 14]
+    cat["prob_vade_0"] = 0.123
+    write_table(run.catalogue, cat)
+    with caplog.at_level("WARNING", logger="morphospace"):
+        t = results_table(run)
+    assert t["cluster_vade_input"].tolist() == [10, 11, 12, 13, 14]
+    assert t["prob_vade_0_input"].tolist() == pytest.approx([0.123] * 5)
+    assert t["cluster_vade"].tolist()[:3] == [1, 0, 1] and t["prob_vade_0"].tolist()[:3] == pytest.approx([0.1, 0.8, 0.3])
+    assert "exported as 'cluster_vade_input'" in caplog.text
+    assert list(t.columns).count("cluster_vade") == 1
+
+
+def test_a_classification_named_like_a_clustering_is_refused_in_one_line(run, monkeypatch):
+    import morphospace.analysis.classes as classes
+
+    probs = np.array([0.5, 0.4, 0.6], dtype=np.float32)
+    monkeypatch.setattr(classes, "class_columns", lambda r: {
+        "class_vade": ("class", np.array(["x", "y", "x"], dtype=object)), "prob_vade_0": ("prob", probs)})
+    with pytest.raises(UserError, match=r"both write the column 'prob_vade_0'.*another --column name"):
+        results_table(run)
+
+
+@pytest.mark.parametrize("name", ["größe", "a_label_column_whose_name_goes_on_and_on_well_beyond_what_one_card_holds_x"])
+def test_a_column_name_fits_cannot_hold_is_one_line(run, tmp_path, capsys, name):
+    cat = pd.read_parquet(run.catalogue)
+    cat[name] = "x"
+    write_table(run.catalogue, cat)
+    assert main(["export", str(run.path), "--out", str(tmp_path / "r.fits")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "to FITS: its name must be printable ASCII" in err
+    assert not (tmp_path / "r.fits").exists()

@@ -18,14 +18,19 @@ PosixPath('results.fits')
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from .errors import UserError
 from .run import RUN_FILES, RunDir, atomic_path
+
+log = logging.getLogger("morphospace")
+
+FITS_NAME_MAX = 68  # a TTYPEn card's longest string value
 
 if TYPE_CHECKING:
     from astropy.table import Table
@@ -67,6 +72,14 @@ def results_table(run: RunDir) -> pd.DataFrame:
     cat = run.read_catalogue()
     keep = [c for c in cat.columns if c not in ("source", "cube_index")]
     table = cat[keep].copy()
+    results: dict[str, Any] = {}  # every column the run adds, by what adds it (its name for an error)
+    owner: dict[str, str] = {}
+
+    def put(name: str, values: Any, what: str) -> None:
+        if name in results:
+            raise UserError(f"export: {what} and {owner[name]} both write the column '{name}': run "
+                            f"`morphospace classify` again under another --column name")
+        results[name], owner[name] = values, what
     in_cube = cat["cube_index"].to_numpy()
     ids_in_cube = run.cube_ids()
     for name in run.clusterings():
@@ -76,11 +89,11 @@ def results_table(run: RunDir) -> pd.DataFrame:
         # Join by cube position, not id: ids may repeat among flagged rows.
         labels = pd.array(np.full(len(cat), pd.NA), dtype="Int64")
         labels[in_cube >= 0] = clus["label"].to_numpy()[in_cube[in_cube >= 0]]
-        table[f"cluster_{name}"] = labels
+        put(f"cluster_{name}", labels, f"the clustering '{name}'")
         for col in [c for c in clus.columns if c.startswith("prob_")]:
             probs = np.full(len(cat), np.nan, dtype=np.float32)
             probs[in_cube >= 0] = clus[col].to_numpy()[in_cube[in_cube >= 0]]
-            table[f"prob_{name}_{col[5:]}"] = probs
+            put(f"prob_{name}_{col[5:]}", probs, f"the clustering '{name}'")
     scores = run.path / "vade_galaxies.parquet"
     if scores.exists():
         per = run.read_table(scores, "embed")
@@ -91,7 +104,7 @@ def results_table(run: RunDir) -> pd.DataFrame:
             if col in per.columns:
                 values = np.full(len(cat), np.nan, dtype=np.float32)
                 values[in_cube >= 0] = per[col].to_numpy()[in_cube[in_cube >= 0]]
-                table[f"vade_{col}"] = values
+                put(f"vade_{col}", values, "the VaDE's scores")
     # --- few-label classes (`morphospace classify`, RUN/classes/): class_<name>, prob_<name>_<class> ---
     from .analysis.classes import class_columns
 
@@ -101,7 +114,7 @@ def results_table(run: RunDir) -> pd.DataFrame:
         else:
             column = np.full(len(cat), np.nan, dtype=np.float32)
         column[in_cube >= 0] = values[in_cube[in_cube >= 0]]
-        table[col] = column
+        put(col, column, f"the classification '{col.split('_', 1)[1]}'" if kind == "class" else "a classification")
     # --- end of the classes block ---
     # --- form anomaly (`analysis/anomaly.py`, RUN/anomaly.parquet): raw, rank, current (tag re-ranked) score, tag ---
     from .analysis.anomaly import read_anomaly
@@ -115,13 +128,18 @@ def results_table(run: RunDir) -> pd.DataFrame:
                           ("score", "form_anomaly_score")):
             values = np.full(len(cat), np.nan, dtype=np.float32)
             values[in_cube >= 0] = per[col].to_numpy()[in_cube[in_cube >= 0]]
-            table[name] = values
+            put(name, values, "the anomaly score")
         if "tag" in per.columns:
             tags = pd.array(np.full(len(cat), None, dtype=object), dtype="string")
             tags[in_cube >= 0] = per["tag"].astype(str).to_numpy()[in_cube[in_cube >= 0]]
-            table["anomaly_tag"] = tags
+            put("anomaly_tag", tags, "the anomaly tags")
     # --- end of the form anomaly block ---
-    return table
+    for name in [n for n in results if n in table.columns]:  # the user's own column of that name stays, renamed
+        kept = next(f"{name}_input{i or ''}" for i in range(len(table.columns) + 1)
+                    if f"{name}_input{i or ''}" not in table.columns and f"{name}_input{i or ''}" not in results)
+        log.warning("the catalogue's own column '%s' is exported as '%s': the run's results take its name", name, kept)
+        table = table.rename(columns={name: kept})
+    return pd.concat([table, pd.DataFrame(results, index=table.index)], axis=1)
 
 
 def export(run: RunDir, out: str | Path) -> Path:
@@ -202,6 +220,12 @@ def fits_table(table: pd.DataFrame) -> "Table":
     ready = {}
     for col in table.columns:
         s = table[col]
+        name = str(col)
+        if not (name.isascii() and name.isprintable()) or len(name) > FITS_NAME_MAX:
+            # a FITS column name is a header card's value: printable ASCII, at most 68 characters
+            raise UserError(f"cannot write the column {ascii(name)[:80]} to FITS: its name must be printable ASCII "
+                            f"of at most {FITS_NAME_MAX} characters; rename it in the catalogue, or export to "
+                            ".csv or .parquet instead")
         if pd.api.types.is_bool_dtype(s) or pd.api.types.is_integer_dtype(s):
             ready[col] = s
         elif pd.api.types.is_float_dtype(s):
