@@ -248,6 +248,28 @@ def test_classify_without_labels_suggests_diverse_seeds(tiny_run, capsys):
     assert "no labels yet" in capsys.readouterr().out
 
 
+def test_every_galaxy_labelled_leaves_nothing_to_suggest_and_no_stale_suggestions(tiny_run, tmp_path, capsys):
+    """Labels for every galaxy with --suggest: the classes are written and the log says nothing is
+    left to suggest (it stopped on scikit-learn's "0 samples" after writing the classes); an
+    earlier classification's suggestions are removed, not left beside the new classes; the
+    seeds' heading counts the seeds there are."""
+    run, X, y = tiny_run
+    few = _csv(tmp_path / "few.csv", _labels(run, y, [0, 1, 20, 21, 40, 41]))
+    assert main(["classify", str(run.path), "--labels", str(few), "--column", "kind", "--suggest", "3", "--quiet"]) == 0
+    assert (run.path / "classes" / "kind_suggest.csv").is_file()
+    every = _csv(tmp_path / "all.csv", _labels(run, y, range(60)))
+    capsys.readouterr()
+    assert main(["classify", str(run.path), "--labels", str(every), "--column", "kind", "--suggest", "3"]) == 0
+    out, err = capsys.readouterr()
+    assert "only 0 unlabelled galaxies left to suggest" in err and "cross-validated balanced accuracy" in out
+    assert json.loads((run.path / "classes" / "kind.json").read_text())["n_labelled"] == 60
+    assert not (run.path / "classes" / "kind_suggest.csv").exists()
+    assert main(["classify", str(run.path), "--labels", str(few), "--column", "kind", "--quiet"]) == 0
+    assert not (run.path / "classes" / "kind_suggest.csv").exists()  # none asked for: none from before
+    assert main(["classify", str(run.path), "--column", "seeds", "--suggest", "70", "--quiet"]) == 0
+    assert "no labels yet: 60 diverse galaxies" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("content, args, message", [
     ("id,other\ng00,disk\n", [], "has no column 'kind' (--column)"),
     ("objid,kind\ng00,disk\n", [], "has no column 'id' (--id-column)"),

@@ -270,13 +270,15 @@ def classify_run(run: RunDir, labels_path, column: str, embedding: str, id_colum
         write_json(folder / f"{name}.json", metrics)
         files += [folder / f"{name}.parquet", folder / f"{name}.json"]
     suggestions = None
-    if n_suggest > 0:
-        rows = clf.suggest(n_suggest)
+    rows = clf.suggest(n_suggest) if n_suggest > 0 else np.zeros(0, dtype=np.int64)
+    if len(rows):
         suggestions = _suggestion_table(clf, X, rows, cube_ids)
         write_table(folder / f"{name}_suggest.csv", suggestions)
         files.append(folder / f"{name}_suggest.csv")
-        if len(rows) < n_suggest:
-            log.warning("classify: only %d unlabelled galaxies left to suggest (asked for %d)", len(rows), n_suggest)
+    else:  # an earlier model's suggestions (galaxies labelled since, perhaps) would read as this one's
+        (folder / f"{name}_suggest.csv").unlink(missing_ok=True)
+    if 0 <= len(rows) < n_suggest:
+        log.warning("classify: only %d unlabelled galaxies left to suggest (asked for %d)", len(rows), n_suggest)
     log.info("classify '%s' on '%s': %d labelled galaxies%s", column, embedding, n_labelled,
              "" if metrics is None else f", cross-validated balanced accuracy {clf.cv_balanced_accuracy_:.3f}")
     return {"name": name, "metrics": metrics, "suggestions": suggestions, "files": files,

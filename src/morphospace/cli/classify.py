@@ -53,7 +53,8 @@ def run(args, run) -> int:
             print(f"calibration (out of fold): temperature {cal['temperature']:.2f}, Brier {cal['before']['brier']:.3f}"
                   f" -> {cal['after']['brier']:.3f}, ECE {cal['before']['ece']:.3f} -> {cal['after']['ece']:.3f}")
     else:
-        print(f"no labels yet: {args.suggest} diverse galaxies to label first")
+        shown = 0 if out["suggestions"] is None else len(out["suggestions"])
+        print(f"no labels yet: {shown} diverse galaxies to label first")
     if out["suggestions"] is not None:
         table = out["suggestions"].drop(columns=["why"]) if m is not None else out["suggestions"]
         print(table.to_string(index=False))
