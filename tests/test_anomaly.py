@@ -204,6 +204,21 @@ def test_a_damaged_tags_file_is_one_line(form_run, capsys):
     path.unlink()
 
 
+def test_a_damaged_score_table_is_rewritten_by_the_command_that_its_error_names(form_run, capsys):
+    """export says "re-run `morphospace anomalies` to rewrite it" of a damaged anomaly.parquet: that
+    command must then rewrite it (it read the table first, for its seed, and stopped on it)."""
+    run, ids, out = form_run
+    stage_anomaly(run, Config())
+    capsys.readouterr()  # what the stage logged through an earlier command's handlers
+    path = run.path / "anomaly.parquet"
+    path.write_bytes(path.read_bytes()[:100])
+    line = assert_one_line_error(capsys, ["export", str(run.path), "--out", str(run.path.parent / "r.csv")],
+                                 "anomaly.parquet is damaged")
+    assert "morphospace anomalies" in line
+    assert main(["anomalies", str(run.path), "--top", "3", "--quiet"]) == 0
+    assert set(read_anomaly(run)[0].nlargest(3, "score")["id"]) == set(ids[out])
+
+
 # the report ------------------------------------------------------------------------------------
 def _strangest(html: str) -> str:
     return html[html.index('<section id="strangest"'):].split("</section>")[0]

@@ -48,7 +48,7 @@ from .neighbour_index import EXACT_BELOW, SimilarityIndex, searches_exactly
 
 log = logging.getLogger("morphospace")
 
-__all__ = ["FormAnomaly", "rank_normalise", "anomaly_run", "read_anomaly", "ANOMALY_FILE", "META_FILE", "EXACT_BELOW"]
+__all__ = ["FormAnomaly", "rank_normalise", "anomaly_run", "read_anomaly", "saved_random_state", "ANOMALY_FILE", "META_FILE", "EXACT_BELOW"]
 
 METHODS = ("knn", "isolation_forest")
 ALGORITHMS = ("auto", "exact", "nndescent")
@@ -343,6 +343,17 @@ def anomaly_run(run: RunDir, method: str = "knn", n_neighbors: int = 10, random_
                                       "description": description, "embedding": EMBEDDING, **params, "k": scorer.k_,
                                       "n_interesting": len(interesting), "n_boring": len(boring)})
     return table
+
+
+def saved_random_state(run: RunDir) -> int:
+    """The seed the run's anomaly score was computed with (``RUN/anomaly.json``), 0 where there is
+    none or it cannot be read: a rerun keeps it, and a damaged table is no reason to stop that
+    rerun, which rewrites it."""
+    try:
+        meta = json.loads((run.path / META_FILE).read_text())
+        return int(meta.get("random_state", 0)) if isinstance(meta, dict) else 0
+    except (OSError, ValueError, TypeError):
+        return 0
 
 
 def read_anomaly(run: RunDir) -> tuple[pd.DataFrame, dict] | None:
