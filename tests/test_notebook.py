@@ -2,12 +2,14 @@
 Python section, run as written (on a tiny survey instead of sdss-gz1)."""
 
 import re
+import shutil
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
@@ -181,12 +183,42 @@ def test_vade_estimator_saves_and_loads(run, fitted, tmp_path):
     save_model(fitted.model_.vade, fitted.model_.hparams, tmp_path / "model.pt")  # as training writes it
     from_run = ms.VaDE.load(tmp_path / "model.pt")
     assert not hasattr(from_run, "labels_")
+    # its parameters train the same kind of model (they were the defaults': K by BIC, ImageNet's settings)
+    made, want = from_run._overrides(), fitted._overrides()
+    assert from_run.n_components == 3 and from_run.get_params()["batch_size"] == 12
+    assert all(made[k] == v for k, v in want.items() if k != "train.epochs"), (made, want)
     again = ms.VaDE.load(from_run.save(tmp_path / "again.pt"))
     assert np.allclose(again.transform(run.cube[:2]), from_run.transform(run.cube[:2]), atol=1e-5)
     with pytest.raises(FileNotFoundError):
         ms.VaDE.load(tmp_path / "missing.pt")
     with pytest.raises(FileNotFoundError):
         ms.load_model(tmp_path / "no-run")
+
+
+def test_a_model_file_with_settings_missing_or_from_another_version_is_one_value_error(fitted, tmp_path, caplog):
+    """A model.pt that unpickles but whose settings are missing or not a table is "damaged / does
+    not fit" in one line (a KeyError or TypeError before), on the command line and in the API; an
+    estimator setting this version lacks is left out with a warning, not a TypeError."""
+    path = fitted.save(tmp_path / "m.pt")
+    blob = torch.load(path, weights_only=False)
+    for name, mend in (("nopreset", lambda b: b["hparams"].pop("preset")), ("nohp", lambda b: b.update(hparams=None)),
+                       ("nochannels", lambda b: b["hparams"].pop("channels")), ("noextra", lambda b: b.update(extra=7))):
+        bad = {**blob, "hparams": dict(blob["hparams"])}
+        mend(bad)
+        torch.save(bad, tmp_path / f"{name}.pt")
+        for load in (ms.load_model, ms.VaDE.load):
+            with pytest.raises(ValueError, match=r"is damaged|does not fit its own hyper-parameters"):
+                load(tmp_path / f"{name}.pt")
+    newer = {**blob, "extra": {**blob["extra"], "estimator": {**blob["extra"]["estimator"], "warp": 9}}}
+    torch.save(newer, tmp_path / "newer.pt")
+    with caplog.at_level("WARNING", logger="morphospace"):
+        assert ms.VaDE.load(tmp_path / "newer.pt").get_params() == fitted.get_params()
+    assert "left out: warp" in caplog.text
+    run = tmp_path / "run"
+    (run / "models" / "vade").mkdir(parents=True)
+    (run / "config.toml").write_text("")
+    shutil.copy(tmp_path / "nopreset.pt", run / "models" / "vade" / "model.pt")
+    assert main(["generate", str(run), "--component", "0", "--n", "1", "--out", str(tmp_path / "g"), "--quiet"]) == 2
 
 
 def test_every_misuse_of_a_fitted_model_is_a_value_error(run, fitted):

@@ -17,6 +17,7 @@ rows); a memory-mapped cube is read a chunk of rows at a time and never copied w
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from .run import RunDir
 from .run.pages import PageReleaser
 from .vade.io import MODEL_FILE, MODEL_NAME, load_vade, model_dir, model_file, save_model
 from .vade.numpy_model import VaDEModel, load_model
+
+log = logging.getLogger("morphospace")
 
 CHUNK_ROWS = 1024  # rows checked or copied at a time (50 MB of 3 x 64 x 64 float32): memory flat in N
 
@@ -323,8 +326,13 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
             raise FileNotFoundError(f"no saved model at {path}")
         with python_errors():
             vade, hp, extra = load_vade(path)
-        params = dict(extra.get("estimator") or {"preset": hp["preset"], "latent_dim": hp["latent_dim"]})
-        est = cls(**params)
+        saved = extra.get("estimator")
+        params = dict(saved) if isinstance(saved, dict) else _params_of(hp)
+        known = cls._get_param_names()
+        dropped = sorted(k for k in params if k not in known)  # a setting of another version of the estimator
+        if dropped:
+            log.warning("%s: estimator settings this version does not have are left out: %s", path, ", ".join(dropped))
+        est = cls(**{k: v for k, v in params.items() if k in known})
         est.model_ = VaDEModel(vade, hp)
         est.n_components_ = est.model_.n_components
         est.image_shape_ = tuple(est.model_.image_shape)
@@ -332,6 +340,33 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         if "labels" in extra:
             est.labels_, est.latent_ = np.asarray(extra["labels"]), np.asarray(extra["latent"])
         return est
+
+
+def _params_of(hp: dict[str, Any]) -> dict[str, Any]:
+    """The estimator's parameters that train the model ``hp`` describes (a run's ``model.pt``,
+    trained by the command line): ``clone(VaDE.load(path)).fit(X)`` trains the same kind of model,
+    not the defaults' (K by BIC, the ImageNet trunk where the run had its own)."""
+    from .config.learning import FormConfig, ModelConfig
+
+    params: dict[str, Any] = {"preset": hp.get("preset", "form"), "latent_dim": hp.get("latent_dim", 16),
+                              "n_components": hp.get("n_components", 0), "epochs": hp.get("epochs"),
+                              "pretrain_epochs": hp.get("pretrain_epochs"), "batch_size": hp.get("batch_size"),
+                              "random_state": hp.get("seed", 0)}
+    config: dict[str, Any] = {f"model.{k}": hp[k] for k in ("k_min", "k_max", "min_weight") if k in hp}
+    form = hp.get("form")
+    if params["preset"] == "form" and isinstance(form, dict):
+        config.update({f"form.{k}": v for k, v in form.items() if k in FormConfig.model_fields and k != "weights"})
+        if form.get("weights") and Path(form["weights"]).is_file():  # a user's trunk that is still there
+            config["form.weights"] = form["weights"]
+        if "widths" in hp:
+            config["form.decoder_widths"] = list(hp["widths"])
+        if "image_recon_sigma" in form:
+            config["model.recon_sigma"] = form["image_recon_sigma"]
+    elif params["preset"] == "default":
+        config.update({f"model.{k}": hp[k] for k in ModelConfig.model_fields if k in hp and f"model.{k}" not in config
+                       and k not in ("preset", "latent_dim", "n_components")})
+    params["config"] = config or None
+    return params
 
 
 def compare(a, b, names: tuple[str, str] = ("a", "b")):

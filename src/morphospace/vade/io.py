@@ -49,18 +49,24 @@ def load_vade(path: str | Path):
     try:
         blob = torch.load(path, map_location="cpu", weights_only=False)
         hp, state = blob["hparams"], blob["state_dict"]
+        extra = blob.get("extra") or {}
+        if not (isinstance(hp, dict) and isinstance(state, dict) and isinstance(extra, dict)):
+            raise TypeError("its hyper-parameters, weights or notes are not tables")
     except Exception as exc:  # truncated or not a model: pickle, zip and key errors
         raise UserError(f"{path} is damaged ({first_line(exc)[:160]}): re-run `morphospace train`") from None
-    if hp["preset"] == "form":
-        from .form_model import build_form_vade  # the form-first VaDE: embedder + core + image decoder
-
-        model = build_form_vade(hp)
-    else:
-        model = build_model(hp)
     try:
+        if hp["preset"] == "form":
+            from .form_model import build_form_vade  # the form-first VaDE: embedder + core + image decoder
+
+            model = build_form_vade(hp)
+        else:
+            model = build_model(hp)
         model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise UserError(f"{path} does not fit its own hyper-parameters ({first_line(exc)[:160]}): "
-                        "re-run `morphospace train`") from None
+    except UserError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        # a setting missing or of another kind (a file edited, or written by another version)
+        what = f"no setting {exc}" if isinstance(exc, KeyError) else first_line(exc)[:160]
+        raise UserError(f"{path} does not fit its own hyper-parameters ({what}): re-run `morphospace train`") from None
     model.eval()
-    return model, blob["hparams"], blob.get("extra", {})
+    return model, hp, extra
