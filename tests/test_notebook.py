@@ -270,6 +270,10 @@ def test_vade_estimator_rejects_misuse(run, fitted):
         ms.VaDE().fit(np.zeros((4, 3, 8, 6)))
     with pytest.raises(ValueError, match="finite"):
         ms.VaDE().fit(np.full((4, 1, 8, 8), np.nan))
+    levels = (np.asarray(run.cube[:8], np.float32).clip(0, 1) * 255).astype(np.uint8)
+    for call in (ms.VaDE().fit, fitted.transform):  # 0-255 levels: refused alike, not trained on
+        with pytest.raises(ValueError, match="floating point on the run's cube scale, got uint8"):
+            call(levels)
     with pytest.raises(ValueError, match="model.preset"):
         ms.VaDE(preset="fomr").fit(np.zeros((4, 1, 8, 8)))
     with pytest.raises(ValueError, match="expected images"):

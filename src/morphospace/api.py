@@ -74,7 +74,10 @@ def import_astrovader(run: RunDir, weights: str | Path) -> Path:
 def _check_images(X) -> np.ndarray:
     """``X`` as N x C x H x W float rows (a stack of H x W images gets one channel), checked
     ``CHUNK_ROWS`` at a time and not copied: a memory-mapped cube stays on disk."""
-    x = X if isinstance(X, np.ndarray) and X.dtype.kind == "f" else np.asarray(X, dtype=np.float32)
+    if isinstance(X, np.ndarray) and X.dtype.kind != "f":  # 8-bit levels (0-255) are not a cube's scale:
+        # refused here as transform and predict refuse them, not trained on
+        raise ValueError(f"images must be floating point on the run's cube scale, got {X.dtype}")
+    x = X if isinstance(X, np.ndarray) else np.asarray(X, dtype=np.float32)
     if x.ndim == 3:
         x = x[:, None]
     if x.ndim != 4 or x.shape[2] != x.shape[3] or len(x) < 2:
