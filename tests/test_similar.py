@@ -233,6 +233,11 @@ def test_an_embedding_that_cannot_embed_a_new_image_names_those_that_can(image_r
                  "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
+    # a run without the embedding asked for: said so, as --id says it (not that it "cannot embed")
+    assert main(["similar", str(tiny_run.path), "--image", str(data / "g1.jpg"), "--embedding", "vade",
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no embedding 'vade' in" in err and "morphospace embed" in err
 
 
 def test_similar_to_image_refuses_a_vector_that_does_not_fit(tiny_run):

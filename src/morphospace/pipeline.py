@@ -418,6 +418,8 @@ def embed_image(run: RunDir, path: str | Path, embedding: str):
     from .vade.query import MODEL_EMBEDDINGS, embed_rows
 
     can = [e for e in (*MODEL_EMBEDDINGS, "pixels_pca") if e in run.embeddings()]
+    if embedding not in run.embeddings():  # one it could embed, were it there: said as --id says it
+        run.read_embedding(embedding)
     if embedding not in can:
         raise UserError(f"the '{embedding}' embedding cannot embed a new image; in {run.path} these can: "
                         f"{', '.join(can) or 'none (run `morphospace embed` first)'}")
