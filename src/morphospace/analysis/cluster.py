@@ -169,7 +169,16 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
     if not reps:
         raise UserError(f"nothing to cluster in {run.path}: run `morphospace embed` or `reduce` first")
     ids = run.cube_ids()
-    gmm_k = list(c.gmm_k) or list(c.kmeans_k)
+    # K must be below the galaxies: said once for the stage, the rest of it still runs (DBSCAN and
+    # HDBSCAN need no K), where each fit said it once per representation or stopped the stage
+    kmeans_k = [k for k in c.kmeans_k if k < len(ids)]
+    gmm_k = [k for k in (list(c.gmm_k) or list(c.kmeans_k)) if k < len(ids)]
+    too_many = sorted({k for k in [*c.kmeans_k, *(c.gmm_k or [])] if k >= len(ids)})
+    asked = [m for m in ("kmeans", "gmm") if m in methods]
+    if too_many and asked:
+        log.warning("%d galaxies are too few for %s clusters: %s leave%s them out, on every representation",
+                    len(ids), ", ".join(map(str, too_many)),
+                    " and ".join({"kmeans": "K-Means", "gmm": "the GMM"}[m] for m in asked), "" if len(asked) > 1 else "s")
     written: list[str] = []
     for rep in reps:
         X = np.asarray(read_representation(run, rep), dtype=np.float64)
@@ -185,9 +194,9 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
         if not density and {"dbscan", "hdbscan"} & set(methods):
             log.info("DBSCAN/HDBSCAN skipped on %s: %d dimensions > cluster.density_max_dims = %d "
                      "(they are slow and unreliable there; cluster its 2-D maps)", rep, X.shape[1], max_dims)
-        if "kmeans" in methods:
-            with Timer(f"K-Means k={list(c.kmeans_k)} on {rep}") as t:
-                km = KMeansSelect(c.kmeans_k, random_state=c.seed, silhouette_sample=c.silhouette_sample,
+        if "kmeans" in methods and kmeans_k:
+            with Timer(f"K-Means k={kmeans_k} on {rep}") as t:
+                km = KMeansSelect(kmeans_k, random_state=c.seed, silhouette_sample=c.silhouette_sample,
                                   minibatch_above=getattr(c, "fit_sample", 0) or None).fit(X)
             base_km = {**base, "fit_sample": None, "minibatch": bool(fitted)}
             names = set()
@@ -230,7 +239,7 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
                 "method": "hdbscan", "k": hd.n_clusters_, "min_cluster_size": hd.min_cluster_size_,
                 "noise_fraction": noise, "selected": True,
                 **internal_scores(X, labels, c.silhouette_sample, c.seed)}]))
-        if "gmm" in methods:
+        if "gmm" in methods and gmm_k:
             with Timer(f"GMM ({c.gmm_covariance}) k={gmm_k} on {rep}") as t:
                 gm = GMMSelect(gmm_k, covariance_type=c.gmm_covariance, random_state=c.seed)
                 gm.fit(X if sample is None else X[sample])
