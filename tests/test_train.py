@@ -447,6 +447,14 @@ def test_generate_with_rejection_and_write(trained, tmp_path):
     with fits.open(tmp_path / "gen" / "generated_0000.fits") as hdul:
         np.testing.assert_allclose(hdul[0].data, imgs[0], rtol=1e-6)
     assert Image.open(tmp_path / "gen" / "generated_0005.png").size == (SIDE, SIDE)
+    # a second, smaller draw into the same folder: no file of the first is left beside it, and the
+    # header says how each was drawn
+    write_generated(imgs[:2], tmp_path / "gen", draw={"comp": 1, "temp": 0.5, "seed": 9, "rej": None})
+    assert sorted(p.name for p in (tmp_path / "gen").iterdir()) == [
+        "generated_0000.fits", "generated_0000.png", "generated_0001.fits", "generated_0001.png"]
+    with fits.open(tmp_path / "gen" / "generated_0001.fits") as hdul:
+        h = hdul[0].header
+        assert (h["MS_COMP"], h["MS_TEMP"], h["MS_SEED"], h["MS_REJ"]) == (1, 0.5, 9, "none")
 
 
 @pytest.mark.slow

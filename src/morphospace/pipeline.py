@@ -308,7 +308,9 @@ def stage_generate(run: RunDir, cfg: Config, component: int, n: int, out: Path, 
     from .vade.embed import generate, write_generated
 
     images = generate(run, component, n, temperature=temperature, reject_below=reject_below, seed=seed)
-    write_generated(images, out, prefix=f"component{component}")
+    write_generated(images, out, prefix=f"component{component}",
+                    draw={"comp": component, "temp": float(temperature), "seed": int(seed),
+                          "rej": None if reject_below is None else float(reject_below)})
     return out
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -230,10 +231,13 @@ def generate(run_or_model, component: int, n: int, temperature: float = 0.5, rej
                                             seed=seed, max_tries=max_tries)
 
 
-def write_generated(images: np.ndarray, out_dir: str | Path, prefix: str = "generated") -> list[Path]:
+def write_generated(images: np.ndarray, out_dir: str | Path, prefix: str = "generated",
+                    draw: dict[str, Any] | None = None) -> list[Path]:
     """Write each image (N, C, H, W) as ``<prefix>_<i>.png`` (display, clipped to [0, 1]) and ``.fits`` (float values).
 
-    Returns the written paths.
+    ``draw`` (e.g. component, temperature, seed) goes into each FITS header, as ``MS_<KEY>`` cards.
+    Files of an earlier draw with the same prefix that this one does not rewrite are removed: a
+    folder never mixes two draws. Returns the written paths.
     """
     from astropy.io import fits
     from PIL import Image
@@ -252,6 +256,12 @@ def write_generated(images: np.ndarray, out_dir: str | Path, prefix: str = "gene
             hdu = fits.PrimaryHDU(img[0] if img.shape[0] == 1 else img)
             hdu.header["ORIGIN"] = "morphospace"
             hdu.header["COMMENT"] = "VaDE synthetic galaxy (decoded sample of one mixture component)"
+            for key, value in (draw or {}).items():
+                hdu.header[f"MS_{key.upper()}"[:8]] = "none" if value is None else value
             hdu.writeto(tmp, overwrite=True)
         paths += [png, fts]
+    written = set(paths)
+    for old in [*out.glob(f"{prefix}_*.png"), *out.glob(f"{prefix}_*.fits")]:
+        if old not in written and re.fullmatch(rf"{re.escape(prefix)}_\d+\.(png|fits)", old.name):
+            old.unlink(missing_ok=True)
     return paths
