@@ -163,3 +163,6 @@ def test_the_resize_is_interpolate_s_and_the_same_on_any_thread_count(shape, siz
     assert got[0].shape == (*shape[:2], size, size) and got[0].dtype == torch.float32
     torch.testing.assert_close(got[0].double(), want, rtol=0, atol=1e-6)
     assert torch.equal(got[0], got[1])
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # as a bfloat16 trunk calls it: still in float32
+        under = resize_bilinear(x, size)
+    assert under.dtype == torch.float32 and torch.equal(under, got[0])

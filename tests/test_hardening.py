@@ -522,6 +522,24 @@ def test_a_refused_ingest_keeps_the_run_s_settings_and_makes_no_folder(tmp_path,
     assert (run / "config.toml").read_text() == before
 
 
+def test_a_masking_that_fails_keeps_the_ingest_it_follows(tmp_path, capsys, monkeypatch):
+    """--mask-neighbours: the masking runs once the survey is in and its settings saved; a failure
+    there (a worker killed for memory) keeps the ingest, new folder or not, with its settings."""
+    import morphospace.image.masking as masking
+    from fixtures import tiny_folder_survey
+
+    def dies(*args, **kwargs):
+        raise UserError("a masking worker died")
+
+    monkeypatch.setattr(masking, "masked_cube", dies)
+    data = tiny_folder_survey(tmp_path / "data", n=4, formats=("png",))
+    line = one_line_error(capsys, main(["ingest", str(data), "--out", str(tmp_path / "run"), "--size", "32",
+                                        "--mask-neighbours", "--quiet"]))
+    assert "masking worker died" in line
+    run = RunDir(tmp_path / "run")
+    assert run.read_cube().shape[0] == 4 and "size = 32" in run.config.read_text()
+
+
 @pytest.mark.parametrize("command", [["generate", "--component", "0", "--n", "1", "--out", "OUT"], ["anomalies"],
                                      ["export", "--out", "OUT/x.csv"], ["report"], ["reduce"], ["similar", "--id", "a"]])
 def test_a_folder_that_is_not_a_run_is_refused_before_anything_is_written(tmp_path, capsys, command):

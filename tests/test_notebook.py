@@ -184,9 +184,17 @@ def test_vade_estimator_saves_and_loads(run, fitted, tmp_path):
     from_run = ms.VaDE.load(tmp_path / "model.pt")
     assert not hasattr(from_run, "labels_")
     # its parameters train the same kind of model (they were the defaults': K by BIC, ImageNet's settings)
+    from morphospace.config import apply_overrides, load_config
+    from morphospace.vade.hparams import resolve_hparams
+
     made, want = from_run._overrides(), fitted._overrides()
     assert from_run.n_components == 3 and from_run.get_params()["batch_size"] == 12
     assert all(made[k] == v for k, v in want.items() if k != "train.epochs"), (made, want)
+    hp = fitted.model_.hparams
+    again = resolve_hparams(apply_overrides(load_config(None), made), hp["channels"], hp["image_size"])
+    differ = {k for k in hp if k != "form" and again.get(k) != hp[k]}
+    differ |= {f"form.{k}" for k in hp["form"] if k != "n_components" and again["form"].get(k) != hp["form"][k]}
+    assert not differ, differ  # every setting the model was trained with, but the K the BIC chose
     again = ms.VaDE.load(from_run.save(tmp_path / "again.pt"))
     assert np.allclose(again.transform(run.cube[:2]), from_run.transform(run.cube[:2]), atol=1e-5)
     with pytest.raises(FileNotFoundError):

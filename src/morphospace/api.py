@@ -356,16 +356,27 @@ def _params_of(hp: dict[str, Any]) -> dict[str, Any]:
                               "pretrain_epochs": hp.get("pretrain_epochs"), "batch_size": hp.get("batch_size"),
                               "random_state": hp.get("seed", 0)}
     config: dict[str, Any] = {f"model.{k}": hp[k] for k in ("k_min", "k_max", "min_weight") if k in hp}
+    config.update({f"train.{k}": hp[k] for k in ("lr", "weight_decay", "grad_clip", "sample") if k in hp})
+    if hp.get("lr") and "final_lr" in hp:
+        config["train.final_lr_fraction"] = hp["final_lr"] / hp["lr"]
     form = hp.get("form")
     if params["preset"] == "form" and isinstance(form, dict):
         config.update({f"form.{k}": v for k, v in form.items() if k in FormConfig.model_fields and k != "weights"})
-        if form.get("weights") and Path(form["weights"]).is_file():  # a user's trunk that is still there
-            config["form.weights"] = form["weights"]
+        if form.get("weights"):
+            if Path(form["weights"]).is_file():
+                config["form.weights"] = form["weights"]
+            else:  # the model keeps the trunk it trained from; a refit would start from ImageNet's
+                log.warning("the trunk weights this model started from (%s) are not there: a refit of these "
+                            "parameters starts from the packaged ImageNet weights", form["weights"])
         if "widths" in hp:
             config["form.decoder_widths"] = list(hp["widths"])
+        if "recon_sigma" in hp:
+            config["form.recon_sigma"] = hp["recon_sigma"]
         if "image_recon_sigma" in form:
             config["model.recon_sigma"] = form["image_recon_sigma"]
     elif params["preset"] == "default":
+        if "augment" in hp:
+            config["train.augment"] = hp["augment"]
         config.update({f"model.{k}": hp[k] for k in ModelConfig.model_fields if k in hp and f"model.{k}" not in config
                        and k not in ("preset", "latent_dim", "n_components")})
     params["config"] = config or None

@@ -107,32 +107,43 @@ def stage_ingest(run: RunDir, cfg: Config) -> dict:
     dict
         The ingest summary, also written to ``ingest_summary.json``.
     """
+    summary = _read_survey(run, cfg)
+    _mask_if_asked(run, cfg)
+    return summary
+
+
+def _read_survey(run: RunDir, cfg: Config) -> dict:
     from .data.ingest import ingest
-    from .image.masking import masked_cube
 
     data = ensure_survey(cfg)
     with Timer("ingest"):
-        summary = ingest(data, run, cfg)
+        return ingest(data, run, cfg)
+
+
+def _mask_if_asked(run: RunDir, cfg: Config) -> None:
+    from .image.masking import masked_cube
+
     if cfg.ingest.mask_neighbours:
         with Timer("neighbour masking"):
             masked_cube(run, workers=cfg.ingest.workers)
-    return summary
 
 
 def ingest_run(run: RunDir, cfg: Config, created: bool) -> dict:
     """The ingest a user asks for by name (``morphospace ingest``, ``ms.ingest``): the survey is
-    read first and the settings saved only once it is in, so that an ingest refused on the way
-    (an unknown layout, a missing id column, no usable galaxy) leaves an existing run's settings
-    as they were and takes away a folder it ``created`` itself."""
+    read first and the settings saved as soon as it is in, so that an ingest refused or stopped on
+    the way (an unknown layout, a missing id column, no usable galaxy, Ctrl-C) leaves an existing
+    run's settings as they were and takes away a folder it ``created`` itself. The neighbour
+    masking comes after: a failure there keeps the ingest, whose cube the training masks anyway."""
     import shutil
 
     try:
-        summary = stage_ingest(run, cfg)
-    except Exception:
+        summary = _read_survey(run, cfg)
+    except BaseException:
         if created:
             shutil.rmtree(run.path, ignore_errors=True)
         raise
     save_config(run, cfg)
+    _mask_if_asked(run, cfg)
     return summary
 
 

@@ -171,14 +171,13 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
     ids = run.cube_ids()
     # K must be below the galaxies: said once for the stage, the rest of it still runs (DBSCAN and
     # HDBSCAN need no K), where each fit said it once per representation or stopped the stage
-    kmeans_k = [k for k in c.kmeans_k if k < len(ids)]
-    gmm_k = [k for k in (list(c.gmm_k) or list(c.kmeans_k)) if k < len(ids)]
-    too_many = sorted({k for k in [*c.kmeans_k, *(c.gmm_k or [])] if k >= len(ids)})
-    asked = [m for m in ("kmeans", "gmm") if m in methods]
-    if too_many and asked:
-        log.warning("%d galaxies are too few for %s clusters: %s leave%s them out, on every representation",
-                    len(ids), ", ".join(map(str, too_many)),
-                    " and ".join({"kmeans": "K-Means", "gmm": "the GMM"}[m] for m in asked), "" if len(asked) > 1 else "s")
+    asked_k = {"kmeans": list(c.kmeans_k), "gmm": list(c.gmm_k) or list(c.kmeans_k)}
+    kmeans_k, gmm_k = ([k for k in asked_k[m] if k < len(ids)] for m in ("kmeans", "gmm"))
+    for method, what in (("kmeans", "K-Means"), ("gmm", "the GMM")):
+        left_out = [k for k in asked_k[method] if k >= len(ids)]
+        if method in methods and left_out:
+            log.warning("%d galaxies are too few for %s clusters: %s leaves them out, on every representation",
+                        len(ids), ", ".join(map(str, left_out)), what)
     written: list[str] = []
     for rep in reps:
         X = np.asarray(read_representation(run, rep), dtype=np.float64)

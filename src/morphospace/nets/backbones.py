@@ -50,7 +50,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import NotAvailableError, UserError
@@ -129,14 +128,15 @@ class FeatureNet(nn.Module):
         """
         if x.ndim != 4:
             raise ValueError(f"expected N x C x H x W images, got shape {tuple(x.shape)}")
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        elif x.shape[1] != 3:
+        if x.shape[1] not in (1, 3):
             raise UserError(f"CNN backbones read 1- or 3-channel cubes, this cube has {x.shape[1]} channels")
         size = self.spec.size
         if x.shape[-2:] != (size, size):
-            # bilinear, antialiased only when shrinking; the same numbers on any thread count
+            # bilinear, antialiased only when shrinking; the same numbers on any thread count;
+            # before a grey image is repeated to three channels, so that it is resized once
             x = resize_bilinear(x, size)
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
         return (x - self.mean) / self.std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

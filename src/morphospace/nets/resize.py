@@ -33,7 +33,7 @@ def resize_matrix(n_in: int, n_out: int, antialias: bool = False, dtype: torch.d
     """The (n_out, n_in) matrix of 1-D bilinear resizing from ``n_in`` to ``n_out`` samples,
     ``align_corners=False``, antialiased (a wider triangle when shrinking) if asked, as
     ``interpolate`` computes it."""
-    return _matrix64(int(n_in), int(n_out), bool(antialias)).to(dtype=dtype, device=device)
+    return _matrix64(int(n_in), int(n_out), bool(antialias)).to(dtype=dtype, device=device, copy=True)
 
 
 def resize_bilinear(x: torch.Tensor, size: int, antialias: bool | None = None) -> torch.Tensor:
@@ -44,4 +44,5 @@ def resize_bilinear(x: torch.Tensor, size: int, antialias: bool | None = None) -
     dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
     rows = resize_matrix(h, size, shrink, dtype, x.device)
     cols = resize_matrix(w, size, shrink, dtype, x.device)
-    return (rows @ x.to(dtype) @ cols.T).to(x.dtype)
+    with torch.autocast(x.device.type, enabled=False):  # in the input's precision, as interpolate is under autocast
+        return (rows @ x.to(dtype) @ cols.T).to(x.dtype)

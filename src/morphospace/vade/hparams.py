@@ -73,7 +73,7 @@ def resolve_hparams(cfg: Config, channels: int, image_size: int) -> dict[str, An
         "schedule": "default", "cycle_ramp": 0, "cycle_hold": 0, "cycle_base": 1.0,
         "align_latent": m.align_latent, "mask_neighbours": m.mask_neighbours,
         "colour_weight": m.colour_weight,
-        "sample": t.sample,  # which galaxies train: a resume must draw the same
+        "sample": t.sample,  # which galaxies train (check_against_cube: 0 for all): a resume must draw the same
     }
     if m.preset == "astrovader":
         dm, dt = ModelConfig(), TrainConfig()
@@ -213,6 +213,7 @@ def check_against_cube(cfg: Config, cube: np.ndarray) -> dict[str, Any]:
     width = embedding_dim(form) if form.get("core") == "linear" else 0
     sample = cfg.train.sample
     trained_on = sample if 0 < sample < len(cube) else len(cube)
+    hp["sample"] = sample if 0 < sample < len(cube) else 0  # what is drawn: 0 and 20,000 of 5,000 are alike
     if width and hp["latent_dim"] > min(trained_on - 1, width):
         # the linear core projects on principal axes: no more of them than the centred training
         # galaxies span (one fewer than they are) or than the embedding has numbers
