@@ -270,6 +270,25 @@ def test_every_galaxy_labelled_leaves_nothing_to_suggest_and_no_stale_suggestion
     assert "no labels yet: 60 diverse galaxies" in capsys.readouterr().out
 
 
+def test_the_suggestions_go_back_as_labels_and_name_their_column(tiny_run, capsys):
+    """The suggestions file holds the label column, blank, to fill in: filled, it is the next
+    --labels file as it is. Suggestions alone name their column too: another column filed alike
+    ("my class", "my_class") is refused, not written over them."""
+    run, X, y = tiny_run
+    assert main(["classify", str(run.path), "--column", "my class", "--suggest", "6", "--quiet"]) == 0
+    path = run.path / "classes" / "my_class_suggest.csv"
+    seeds = pd.read_csv(path, keep_default_na=False)
+    assert list(seeds.columns[:3]) == ["rank", "id", "my class"] and (seeds["my class"] == "").all()
+    line_code = main(["classify", str(run.path), "--column", "my_class", "--suggest", "3", "--quiet"])
+    err = capsys.readouterr().err
+    assert line_code == 2 and "would be filed as 'my_class'" in err and "'my class'" in err
+    ids = list(run.cube_ids())
+    seeds["my class"] = [str(y[ids.index(i)]) for i in seeds["id"]]  # the astronomer's labels
+    seeds.to_csv(path, index=False)
+    assert main(["classify", str(run.path), "--labels", str(path), "--column", "my class", "--quiet"]) == 0
+    assert json.loads((run.path / "classes" / "my_class.json").read_text())["n_labelled"] == 6
+
+
 @pytest.mark.parametrize("content, args, message", [
     ("id,other\ng00,disk\n", [], "has no column 'kind' (--column)"),
     ("objid,kind\ng00,disk\n", [], "has no column 'id' (--id-column)"),

@@ -185,9 +185,26 @@ def _check_not_another_columns(run: RunDir, name: str, column: str) -> None:
         other = json.loads(path.read_text()).get("column") if path.is_file() else None
     except (OSError, ValueError, AttributeError):
         return  # unreadable: this classification rewrites it
+    if other is None:  # suggestions alone (no labels yet): their column to fill in names it
+        other = _suggested_column(run.path / FOLDER / f"{name}_suggest.csv")
     if other is not None and other != column:
         raise UserError(f"--column '{column}' would be filed as '{name}', where the classes of the column '{other}' "
                         "are: rename one of the two columns in your labels file")
+
+
+SUGGESTION_COLUMNS = ("rank", "id", "uncertainty", "first", "second", "why")
+
+
+def _suggested_column(path: Path) -> str | None:
+    """The label column a suggestions file leaves to fill in (its header's one column that is not
+    the suggestions' own), or None."""
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            header = next(csv.reader(fh), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    extra = [h for h in header if h not in SUGGESTION_COLUMNS]
+    return extra[0] if len(extra) == 1 else None
 
 
 def classify_run(run: RunDir, labels_path, column: str, embedding: str, id_column: str = "id",
@@ -273,6 +290,8 @@ def classify_run(run: RunDir, labels_path, column: str, embedding: str, id_colum
     rows = clf.suggest(n_suggest) if n_suggest > 0 else np.zeros(0, dtype=np.int64)
     if len(rows):
         suggestions = _suggestion_table(clf, X, rows, cube_ids)
+        if column not in suggestions.columns:  # left blank to fill in: the file goes back as --labels
+            suggestions.insert(2, column, "")
         write_table(folder / f"{name}_suggest.csv", suggestions)
         files.append(folder / f"{name}_suggest.csv")
     else:  # an earlier model's suggestions (galaxies labelled since, perhaps) would read as this one's
