@@ -340,3 +340,15 @@ def test_a_run_with_fewer_galaxies_than_clusters_still_clusters(tmp_path, caplog
     kmeans = sorted(x for x in names if x.startswith("kmeans"))
     assert kmeans == sorted(f"kmeans{k}_{rep}" for k in range(3, n) for rep in ("features", "pca", "tsne"))
     assert any(x.startswith(("dbscan", "hdbscan")) for x in names)
+
+
+def test_identical_galaxies_are_said_to_be_so(tmp_path, caplog):
+    """Ten copies of one image embed to rows 1e-8 apart: K-Means splits them with a 'perfect'
+    silhouette; the stage says that the split is of rounding noise."""
+    run = fake_run(tmp_path, n=12)
+    X = np.ones((12, 4), np.float32) + np.random.default_rng(0).normal(0, 1e-8, (12, 4)).astype(np.float32)
+    write_npy(run.embedding_path("features"), X)
+    with caplog.at_level("WARNING", logger="morphospace"):
+        cluster_run(run, Config(), representations=["features", "pca"], methods=["kmeans"])
+    said = [r.getMessage() for r in caplog.records if "identical" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("the galaxies are identical in features")

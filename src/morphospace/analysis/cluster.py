@@ -184,6 +184,11 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
         if X.ndim != 2 or X.shape[0] != len(ids):
             raise UserError(f"representation '{rep}' has {X.shape[0]} rows but the cube has {len(ids)}: "
                             "re-run the stage that made it")
+        spread = float(np.ptp(X, axis=0).max()) if X.size else 0.0
+        if spread <= 1e-6 * max(float(np.abs(X).max()) if X.size else 0.0, 1.0):
+            # a cube of one image repeated: any split is of rounding noise, however perfect its scores
+            log.warning("the galaxies are identical in %s (spread %.1g): its clusterings split them by rounding "
+                        "noise alone", rep, spread)
         sample = sample_rows(X.shape[0], getattr(c, "fit_sample", 0), c.seed)
         fitted = None if sample is None else len(sample)
         base = {"representation": rep, "shape": list(X.shape), "fit_sample": fitted}
