@@ -530,3 +530,21 @@ def test_two_process_training_says_nothing_of_sync_dist(tmp_path, capfd):
     err = capfd.readouterr().err
     assert (run.path / "models/vade/model.pt").is_file()
     assert "sync_dist" not in err, err[-2000:]
+
+
+def test_a_resume_on_another_number_of_processes_is_said(trained, caplog):
+    """A requeued job on other devices may continue (Lightning does), but its steps are no longer
+    the uninterrupted run's: said once, by the training's own check."""
+    import json
+
+    from morphospace.vade.fitting import check_resumable
+
+    run, _ = trained
+    hp = json.loads((run.path / "models/vade/hparams.json").read_text())
+    assert hp["processes"] == 1
+    with caplog.at_level("WARNING", logger="morphospace"):
+        check_resumable(run, {**hp, "processes": 2}, say=False)
+        assert "resuming on" not in caplog.text
+        check_resumable(run, {**hp, "processes": 2})
+        check_resumable(run, hp)
+    assert caplog.text.count("resuming on 2 processes a training begun on 1") == 1

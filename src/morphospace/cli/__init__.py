@@ -297,7 +297,7 @@ def _dispatch(args) -> int | None:
             if args.resume:
                 from ..vade.fitting import check_resumable
 
-                check_resumable(run, hp)
+                check_resumable(run, hp, say=False)
         pipeline.save_config(run, cfg)
         pipeline.stage_train(run, cfg, resume=args.resume)
     elif cmd == "embed":

@@ -64,8 +64,8 @@ def _clear_previous(mdir: Path) -> None:
 
 
 def _comparable(hp: dict[str, Any]) -> dict[str, Any]:
-    # fields that may change on resume without changing the model
-    return {k: v for k, v in hp.items() if k not in ("epochs",)}
+    # fields that may change on resume: more epochs; other devices (said: the steps then differ)
+    return {k: v for k, v in hp.items() if k not in ("epochs", "processes")}
 
 
 def resume_checkpoint(hp: dict[str, Any]) -> str:
@@ -76,10 +76,11 @@ def resume_checkpoint(hp: dict[str, Any]) -> str:
     return "ssl/last.ckpt" if hp.get("preset") == "form" else LAST_CHECKPOINT
 
 
-def check_resumable(run: RunDir, hp: dict[str, Any], checkpoint: str | None = None) -> None:
+def check_resumable(run: RunDir, hp: dict[str, Any], checkpoint: str | None = None, say: bool = True) -> None:
     """A one-line :class:`UserError` unless the run's last training can be resumed with ``hp``:
     its checkpoint is there and whole, and no setting but the epochs changed. The command line
-    calls it before it saves the configuration, so that a refused value never reaches it."""
+    calls it before it saves the configuration, so that a refused value never reaches it (``say``
+    False: the training's own check, which follows, says what it accepts but warns of)."""
     mdir = model_dir(run)
     last = mdir / (checkpoint or resume_checkpoint(hp))
     if not last.is_file():
@@ -94,11 +95,16 @@ def check_resumable(run: RunDir, hp: dict[str, Any], checkpoint: str | None = No
             raise UserError(f"{ckpt} is damaged ({first_line(exc)[:160]}): train again without --resume") from None
     saved = json.loads((mdir / "hparams.json").read_text()) if (mdir / "hparams.json").is_file() else None
     if saved is not None:
-        saved, now = _comparable(saved), _comparable(hp)
+        old, now = _comparable(saved), _comparable(hp)
         # a setting a run saved before it was recorded (train.sample) cannot be told apart: not a change
-        diff = sorted(k for k in set(saved) | set(now) if saved.get(k, now.get(k)) != now.get(k))
+        diff = sorted(k for k in set(old) | set(now) if old.get(k, now.get(k)) != now.get(k))
         if diff:
             raise UserError(f"cannot resume: the configuration changed ({', '.join(diff)})")
+        before, now = saved.get("processes"), hp.get("processes")
+        if say and before is not None and now is not None and before != now:
+            log.warning("resuming on %d processes a training begun on %d: it continues from its checkpoint, but "
+                        "with another global batch and split of the galaxies it will not end where an "
+                        "uninterrupted run would", now, before)
 
 
 def prepare_model_dir(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool,

@@ -74,6 +74,7 @@ def resolve_hparams(cfg: Config, channels: int, image_size: int) -> dict[str, An
         "align_latent": m.align_latent, "mask_neighbours": m.mask_neighbours,
         "colour_weight": m.colour_weight,
         "sample": t.sample,  # which galaxies train (check_against_cube: 0 for all): a resume must draw the same
+        "processes": t.devices * t.num_nodes,  # a resume may change it (a requeued job), said in the log
     }
     if m.preset == "astrovader":
         dm, dt = ModelConfig(), TrainConfig()
