@@ -9,7 +9,7 @@ Usage::
 1. A run on the first N galaxies of DATA (sdss-gz1 layout): ingest with the default recipe, the
    default form-first model with a shortened schedule (``form.ssl_epochs=20``,
    ``form.decoder_epochs=5``), embed. Then Q of its galaxies' own JPEGs are queried through
-   ``analysis.similar.embed_image`` + ``analysis.similar.similar_to_image`` per embedding: the first
+   ``pipeline.embed_image`` + ``analysis.similar.similar_to_image`` per embedding: the first
    query (cold: the model and index loaded) and the median of the others, in seconds; how many
    found their own galaxy first, and that distance over the 10th neighbour's (0: exact). ``--run``
    queries a run built before (its galaxies' own files, from the catalogue's ``source``).
@@ -38,7 +38,7 @@ from morphospace.analysis.similar import similar_to_image
 from morphospace.config import apply_overrides, load_config
 from morphospace.data.ingest import ingest
 from morphospace.data.ingest.positions import parse_positions
-from morphospace.analysis.similar import embed_image
+from morphospace.pipeline import embed_image
 from morphospace.progress import set_quiet
 from morphospace.run import RunDir
 from morphospace.vade.embed import embed_run

@@ -121,7 +121,7 @@ def test_the_pixel_pca_fitted_on_a_sample_projects_every_galaxy(image_run):
 
 @pytest.mark.parametrize("embedding", ["form", "vade", "pixels_pca"])
 def test_a_galaxys_own_file_finds_that_galaxy_first(image_run, embedding):
-    from morphospace.analysis.similar import embed_image
+    from morphospace.pipeline import embed_image
 
     run, data = image_run
     X = run.read_embedding(embedding)

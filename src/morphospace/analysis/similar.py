@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,8 +24,7 @@ from ..run import RunDir, atomic_path, safe_name, write_json, write_table
 from .labels import label_columns
 from .neighbour_index import EXACT_BELOW, SimilarityIndex, searches_exactly  # noqa: F401 - re-exported
 
-__all__ = ["SimilarityIndex", "EXACT_BELOW", "searches_exactly", "precision_at_k", "similar_run", "similar_to_image",
-           "embed_image", "pixel_pca_rows"]
+__all__ = ["SimilarityIndex", "EXACT_BELOW", "searches_exactly", "precision_at_k", "similar_run", "similar_to_image", "pixel_pca_rows"]
 
 def precision_at_k(X: np.ndarray, labels: Any, k: int = 10, random_state: int = 0) -> float:
     """Mean fraction of each labelled galaxy's k nearest others that share its label.
@@ -175,54 +173,6 @@ def _gallery(images: list, table: pd.DataFrame, path) -> None:
         ax.set_yticks([])
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
-
-
-# --- a new image, embedded like the run's galaxies ---------------------------------------------
-
-def embed_image(run: RunDir, path: str | Path, embedding: str):
-    """One new image file, preprocessed and embedded like the run's galaxies (``morphospace similar --image``).
-
-    The file goes through the ingest's own path with the recipe the run's cube was made with
-    (:func:`~morphospace.data.ingest.preprocess_file`), then through what made the run's
-    ``embedding``: the trained form embedder or VaDE (:mod:`morphospace.vade.query`), or the
-    pixel PCA (:func:`pixel_pca_rows`).
-
-    Parameters
-    ----------
-    run : RunDir
-    path : str or Path
-        A JPEG/PNG/TIFF or FITS image.
-    embedding : str
-        ``form``, ``vade`` or ``pixels_pca`` (one the run has).
-
-    Returns
-    -------
-    row : ndarray, shape (C, S, S)
-        The image as a cube row.
-    vector : ndarray, shape (D,)
-        Its embedding.
-
-    Raises
-    ------
-    UserError
-        For an embedding that cannot embed a new image (the message names those that can), or
-        a file the ingest would not take (one line: what was wrong).
-    """
-    from ..data.ingest import PreprocessSpec, preprocess_file
-    from ..vade.query import MODEL_EMBEDDINGS, embed_rows
-
-    can = [e for e in (*MODEL_EMBEDDINGS, "pixels_pca") if e in run.embeddings()]
-    if embedding not in run.embeddings():  # one it could embed, were it there: said as --id says it
-        run.read_embedding(embedding)
-    if embedding not in can:
-        raise UserError(f"the '{embedding}' embedding cannot embed a new image; in {run.path} these can: "
-                        f"{', '.join(can) or 'none (run `morphospace embed` first)'}")
-    row, _ = preprocess_file(path, PreprocessSpec.of_run(run.ingest_summary, run.config))
-    # rounded as the cube stores its rows (float16 by default), so a galaxy's own file is its row
-    row = row.astype(run.read_cube().dtype).astype(np.float32)
-    rows = row[None]
-    vector = pixel_pca_rows(run, rows) if embedding == "pixels_pca" else embed_rows(run, rows, embedding)
-    return row, vector[0]
 
 
 # --- the pixel baseline for a new image --------------------------------------------------------

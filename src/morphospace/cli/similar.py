@@ -28,8 +28,8 @@ def add_parser(sub) -> None:
 
 def run(args, run) -> int:
     """Print the neighbours of ``args.galaxy_id`` (or of ``args.image``) and the gallery's path."""
-    from ..analysis.similar import embed_image, similar_run, similar_to_image
-    from ..pipeline import primary_embedding
+    from ..analysis.similar import similar_run, similar_to_image
+    from ..pipeline import embed_image, primary_embedding
 
     if args.k < 1:
         raise UserError(f"--k must be at least 1, got {args.k}")
