@@ -294,3 +294,23 @@ def test_no_real_galaxy_is_flagged(sdss_gz1_path, tmp_path):
     with pytest.raises(BadImage) as exc:
         preprocess(Frame(page, display=True), PreprocessSpec())
     assert exc.value.flag in ("not_galaxy", "blank")
+
+
+def test_an_id_held_by_a_row_without_its_image_does_not_drop_the_real_image(tmp_path):
+    """A catalogue row names g3.jpeg (a typo; the file is g3.jpg): that row has no image, so the
+    image g3.jpg, found beside it with the id g3, is the first g3 that reaches the cube and is
+    kept (it was flagged duplicate_id and dropped, the log saying "first occurrence kept" of a
+    first that was kept out); likewise two rows of one id, the first's file gone."""
+    root = tmp_path / "s"
+    rows = []
+    for i in range(4):
+        save_image(root / f"g{i}.jpg", galaxy_rgb(48, seed=i))
+        rows.append([f"g{i}", f"g{i}.jpg" if i != 3 else "g3.jpeg", "spiral"])
+    save_image(root / "real.png", galaxy_rgb(48, seed=9))
+    rows += [["h1", "gone.png", "disk"], ["h1", "real.png", "disk"]]
+    write_csv(root / "cat.csv", ["id", "file", "morph"], rows)
+    summary, cat, cube, _ = ingest_to(root, tmp_path / "run")
+    inside = cat[cat["cube_index"] >= 0]
+    assert sorted(inside["id"]) == ["g0", "g1", "g2", "g3", "h1"] and cube.shape[0] == 5
+    assert not cat["flag_duplicate_id"].any()
+    assert int(cat["flag_missing_image"].sum()) == 2

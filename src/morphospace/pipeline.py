@@ -332,7 +332,7 @@ def stage_import_astrovader(run: RunDir, cfg: Config, weights: Path) -> Path:
 
     if not weights.is_file():
         raise UserError(f"weights file not found: {weights}")
-    if (model_file(run)).is_file():  # a trained model and what was derived from it: not replaced unasked
+    if model_file(run).is_file():  # a trained model and what was derived from it: not replaced unasked
         raise UserError(f"{run.path} already holds a trained model ({model_file(run)}): import into a "
                         "new run, then ingest your galaxies into it with --preset astrovader")
     cfg = apply_overrides(cfg, {"preprocess.preset": "astrovader", "model.preset": "astrovader"})

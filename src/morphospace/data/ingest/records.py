@@ -85,8 +85,8 @@ class Record:
 
 
 def flag_duplicates(records: list[Record]) -> None:
-    """Flag every record whose id was already seen, whose id is empty, or whose image an earlier
-    record already holds (the first occurrence is kept).
+    """Flag every record whose id an earlier record that is not kept out already holds, whose id is
+    empty, or whose image an earlier record already holds (the first occurrence is kept).
 
     Parameters
     ----------
@@ -100,11 +100,15 @@ def flag_duplicates(records: list[Record]) -> None:
         # compared as they will be written: file names that are not UTF-8 decode to lone
         # surrogates, which the catalogue stores as U+FFFD, so two such ids can become one
         key = str(rec.id).encode("utf-8", "replace")
+        # a record already kept out (a row whose image is missing) does not hold its id: the
+        # record after it is the first occurrence, and kept (it was dropped, "first kept" though none was)
+        claims = rec.decodable
         if not key.strip():
             rec.flag("missing_id")
         elif key in seen:
             rec.flag("duplicate_id")
-        seen.add(key)
+        if claims:
+            seen.add(key)
         if rec.source and rec.decodable:  # the same file (or HDF5 row) under two ids: one galaxy twice
             where = _file_identity(rec, stats)
             if where in sources:
