@@ -351,3 +351,22 @@ def test_your_own_catalogue_for_a_survey_with_its_own_labels(tiny_sdss_gz1, tmp_
     with pytest.raises(UserError, match="reads its own labels, not the catalogue"):
         read_survey(tiny_sdss_gz1, DataConfig(layout="sdss-gz1", catalogue=str(tmp_path / "mine.csv")))
 
+
+
+def test_codes_written_with_leading_zeros_keep_them(tmp_path):
+    """A tile, field or plate column written 000, 001, ... is a code: stored as text, its zeros
+    kept (it became the integers 0, 1, ... and the export read 1 for 001); plain numbers stay numbers."""
+    import pandas as pd
+
+    from morphospace.data.ingest.tables import typed
+
+    codes = typed(pd.Series(["000", "001", "017", ""]))
+    assert codes.dtype == "string" and codes.tolist()[:3] == ["000", "001", "017"] and pd.isna(codes.iloc[3])
+    assert typed(pd.Series(["0", "1", "17"])).dtype == "Int64"
+    assert typed(pd.Series(["012.5", "3"])).dtype == "float64"
+    root = tmp_path / "s"
+    for i in range(3):
+        save_image(root / f"g{i}.png", galaxy_rgb(48, seed=i))
+    write_csv(root / "catalogue.csv", ["id", "file", "tile"], [[f"g{i}", f"g{i}.png", f"00{i}"] for i in range(3)])
+    _, cat, _, _ = ingest_to(root, tmp_path / "run")
+    assert cat["tile"].tolist() == ["000", "001", "002"]

@@ -94,13 +94,18 @@ def typed(series: pd.Series) -> pd.Series:
     -------
     pandas.Series
         ``Int64`` when every present cell is an integer of up to 18 digits, ``float64`` when
-        every one is a number, else ``string``.
+        every one is a number, else ``string``; ``string`` too when a whole number is written
+        with leading zeros (``001``: a tile, field or plate code keeps its zeros).
     """
     s = series.astype(str).str.strip()
     present = ~s.str.lower().isin(MISSING_MARKERS)
     if not present.any():
         return pd.Series(pd.NA, index=s.index, dtype="string")
     values = s[present]
+    if values.str.fullmatch(r"[+-]?0\d+").any():  # written with leading zeros: a code (tile 001, plate 0266)
+        out = s.astype("string")
+        out[~present] = pd.NA
+        return out
     if values.str.fullmatch(r"[+-]?\d{1,18}").all():  # int64 exactly (ids of 18 digits included)
         out = pd.Series(pd.NA, index=s.index, dtype="Int64")
         out[present] = values.astype(np.int64)
