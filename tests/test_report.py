@@ -410,3 +410,24 @@ def test_a_map_fitted_on_a_sample_says_so(tmp_path):
     assert "The map <code>vade_tsne</code> was fitted on a random 30 of the galaxies" in html
     meta.write_text(json.dumps({"reduction": "tsne", "fit_sample": None}))
     assert "was fitted on a random" not in build_report(run, Config()).read_text()
+
+
+def test_a_duplicate_left_out_shows_its_own_picture_not_the_kept_galaxy_s(tmp_path):
+    """Two images under one id: the second is kept out (duplicate_id); the quality-flags example is
+    its own file, not the cube thumbnail of the galaxy kept under that id (which it showed, clickable)."""
+    from fixtures import galaxy_rgb, save_image, write_csv
+
+    from morphospace.cli import main
+
+    root = tmp_path / "s"
+    for i in range(4):
+        save_image(root / f"g{i}.png", galaxy_rgb(48, seed=i))
+    save_image(root / "dup.png", galaxy_rgb(48, seed=7))
+    write_csv(root / "catalogue.csv", ["id", "file", "morph"],
+              [[f"g{i}", f"g{i}.png", "ab"[i % 2]] for i in range(4)] + [["g3", "dup.png", "a"]])
+    assert main(["ingest", str(root), "--out", str(tmp_path / "r"), "--size", "32", "--quiet"]) == 0
+    assert main(["report", str(tmp_path / "r"), "--quiet"]) == 0
+    html = (tmp_path / "r" / "report.html").read_text(encoding="utf-8")
+    row = html[html.index("duplicate_id</code>"):]
+    row = row[: row.index("</tr>")]
+    assert 'title="g3"' in row and "data-s=" not in row and "thumb static" in row

@@ -55,18 +55,24 @@ def flag_rows(ctx: ReportContext) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["flag", "meaning", "count", "excluded", "examples", "thumbnails"])
 
 
-def _flag_example(ctx: ReportContext, gid: str, thumb_path: str | None) -> Thumb:
-    """A flagged galaxy's thumbnail: from the cube, a thumbnail file, its source file, or "no image"."""
-    row = int(ctx.contents.rows_of([gid])[0])
+def _flag_example(ctx: ReportContext, gid: str, thumb_path: str | None, flag: str | None = None) -> Thumb:
+    """A flagged galaxy's thumbnail: from the cube, a thumbnail file, its source file, or "no image".
+    With ``flag``, the record that carries it: a duplicate left out shares its id with the galaxy
+    kept, whose picture is not the one left out."""
+    cat = ctx.contents.catalogue
+    flagged = None
+    if cat is not None and flag and f"flag_{flag}" in cat.columns and "cube_index" in cat.columns:
+        flagged = cat[(cat["id"].astype(str) == str(gid)) & cat[f"flag_{flag}"].fillna(False).astype(bool)]
+        flagged = flagged if len(flagged) else None
+    row = (int(flagged["cube_index"].iloc[0]) if flagged is not None else int(ctx.contents.rows_of([gid])[0]))
     if row >= 0:
         return ctx.thumb(row)
     candidates = []
     if thumb_path:
         p = Path(thumb_path)
         candidates.append(p if p.is_absolute() else ctx.run.path / p)
-    cat = ctx.contents.catalogue
     if cat is not None and "source" in cat.columns:
-        src = cat.loc[cat["id"] == gid, "source"]
+        src = (flagged if flagged is not None else cat.loc[cat["id"] == gid])["source"]
         if len(src) and isinstance(src.iloc[0], str) and "#" not in src.iloc[0]:
             candidates.append(Path(src.iloc[0]))
     for p in candidates:
@@ -108,7 +114,7 @@ def data_section(ctx: ReportContext) -> Section:
     if len(flags):
         flags_figure = figure(save_figure(draw_flags(flags), ctx.fig_path("flags")), "Galaxies per quality flag.")
         for r in flags.itertuples(index=False):
-            examples = [_flag_example(ctx, gid, r.thumbnails[j] if j < len(r.thumbnails) else None)
+            examples = [_flag_example(ctx, gid, r.thumbnails[j] if j < len(r.thumbnails) else None, r.flag)
                         for j, gid in enumerate(r.examples[:5])]
             flag_views.append({"flag": r.flag, "meaning": r.meaning, "count": r.count, "excluded": r.excluded,
                                "examples": examples})
