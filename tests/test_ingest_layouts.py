@@ -370,3 +370,18 @@ def test_codes_written_with_leading_zeros_keep_them(tmp_path):
     write_csv(root / "catalogue.csv", ["id", "file", "tile"], [[f"g{i}", f"g{i}.png", f"00{i}"] for i in range(3)])
     _, cat, _, _ = ingest_to(root, tmp_path / "run")
     assert cat["tile"].tolist() == ["000", "001", "002"]
+
+
+def test_a_grey_frame_with_alpha_is_a_grey_frame(tmp_path):
+    """A grey PNG with an alpha channel (mode LA) in a colour survey is flagged fewer_bands as a
+    plain grey one is (it was turned into RGB first and passed as colour), its pixels the same."""
+    root = tmp_path / "s"
+    for i in range(3):
+        save_image(root / f"c{i}.png", galaxy_rgb(48, seed=i))
+    grey = galaxy_rgb(48, seed=5)[..., 0]
+    Image.fromarray(grey, "L").save(root / "g_l.png")
+    Image.fromarray(np.dstack([grey, np.full_like(grey, 255)]), "LA").save(root / "g_la.png")
+    _, cat, cube, _ = ingest_to(root, tmp_path / "run")
+    assert sorted(cat.loc[cat["flag_fewer_bands"], "id"]) == ["g_l", "g_la"]
+    rows = cat.set_index("id")["cube_index"]
+    np.testing.assert_array_equal(cube[rows["g_l"]], cube[rows["g_la"]])

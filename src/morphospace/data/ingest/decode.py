@@ -248,8 +248,12 @@ def _decode_pillow(path: str, min_side: int) -> "Frame | None":
             if img.mode in ("I", "F"):
                 arr = np.asarray(img, dtype=np.float32)
                 return Frame(arr[..., None], display=False)
-            if img.mode not in ("RGB", "L"):
-                # Palette, alpha, CMYK, 1-bit...: shown as RGB (alpha dropped).
+            if img.mode in ("LA", "La", "1"):
+                # grey with alpha, or 1-bit: one band (alpha dropped), so that a colour survey flags
+                # it fewer_bands as it flags a plain grey frame
+                img = img.convert("L")
+            elif img.mode not in ("RGB", "L"):
+                # Palette, alpha, CMYK...: shown as RGB (alpha dropped).
                 img = img.convert("RGB")
             return Frame(img, display=True)
     except UnidentifiedImageError:
