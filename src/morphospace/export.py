@@ -135,8 +135,9 @@ def results_table(run: RunDir) -> pd.DataFrame:
             put("anomaly_tag", tags, "the anomaly tags")
     # --- end of the form anomaly block ---
     for name in [n for n in results if n in table.columns]:  # the user's own column of that name stays, renamed
-        kept = next(f"{name}_input{i or ''}" for i in range(len(table.columns) + 1)
-                    if f"{name}_input{i or ''}" not in table.columns and f"{name}_input{i or ''}" not in results)
+        kept, i = f"{name}_input", 1
+        while kept in table.columns or kept in results:
+            kept, i = f"{name}_input{i}", i + 1
         log.warning("the catalogue's own column '%s' is exported as '%s': the run's results take its name", name, kept)
         table = table.rename(columns={name: kept})
     return pd.concat([table, pd.DataFrame(results, index=table.index)], axis=1)

@@ -345,14 +345,22 @@ def anomaly_run(run: RunDir, method: str = "knn", n_neighbors: int = 10, random_
     return table
 
 
+def _meta(run: RunDir) -> dict:
+    """``RUN/anomaly.json``, or an empty dict where it is absent or cannot be read."""
+    try:
+        meta = json.loads((run.path / META_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
 def saved_random_state(run: RunDir) -> int:
     """The seed the run's anomaly score was computed with (``RUN/anomaly.json``), 0 where there is
     none or it cannot be read: a rerun keeps it, and a damaged table is no reason to stop that
     rerun, which rewrites it."""
     try:
-        meta = json.loads((run.path / META_FILE).read_text())
-        return int(meta.get("random_state", 0)) if isinstance(meta, dict) else 0
-    except (OSError, ValueError, TypeError):
+        return int(_meta(run).get("random_state", 0))
+    except (TypeError, ValueError):
         return 0
 
 
@@ -375,9 +383,4 @@ def read_anomaly(run: RunDir) -> tuple[pd.DataFrame, dict] | None:
     table = run.read_table(path, "anomalies")
     if not {"id", "form_anomaly", "form_anomaly_rank", "score"} <= set(table.columns):
         raise run.damaged(path, "anomalies", "missing columns")
-    meta_path = run.path / META_FILE
-    try:
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    except (OSError, ValueError):
-        meta = {}
-    return table, meta if isinstance(meta, dict) else {}
+    return table, _meta(run)

@@ -287,7 +287,7 @@ def classify_run(run: RunDir, labels_path, column: str, embedding: str, id_colum
         write_json(folder / f"{name}.json", metrics)
         files += [folder / f"{name}.parquet", folder / f"{name}.json"]
     suggestions = None
-    rows = clf.suggest(n_suggest) if n_suggest > 0 else np.zeros(0, dtype=np.int64)
+    rows = clf.suggest(n_suggest) if n_suggest > 0 else []
     if len(rows):
         suggestions = _suggestion_table(clf, X, rows, cube_ids)
         if column not in suggestions.columns:  # left blank to fill in: the file goes back as --labels
@@ -296,7 +296,7 @@ def classify_run(run: RunDir, labels_path, column: str, embedding: str, id_colum
         files.append(folder / f"{name}_suggest.csv")
     else:  # an earlier model's suggestions (galaxies labelled since, perhaps) would read as this one's
         (folder / f"{name}_suggest.csv").unlink(missing_ok=True)
-    if 0 <= len(rows) < n_suggest:
+    if len(rows) < n_suggest:
         log.warning("classify: only %d unlabelled galaxies left to suggest (asked for %d)", len(rows), n_suggest)
     log.info("classify '%s' on '%s': %d labelled galaxies%s", column, embedding, n_labelled,
              "" if metrics is None else f", cross-validated balanced accuracy {clf.cv_balanced_accuracy_:.3f}")

@@ -130,11 +130,9 @@ def _output_name(label: str, embedding: str, key: str | None = None) -> str:
     the label lost characters to :func:`safe_name` or a key is given: two queries never share
     their files ("a b" and "a_b", or two images called alike in two folders)."""
     safe = safe_name(label)
-    name = f"{safe}__{safe_name(embedding)}"
     if key is not None or safe != label:
-        digest = hashlib.sha1(str(label if key is None else key).encode()).hexdigest()[:8]
-        name = f"{safe}-{digest}__{safe_name(embedding)}"
-    return name
+        safe += "-" + hashlib.sha1(str(label if key is None else key).encode()).hexdigest()[:8]
+    return f"{safe}__{safe_name(embedding)}"
 
 
 def _table(cat: pd.DataFrame, rows: np.ndarray, dist: np.ndarray) -> pd.DataFrame:

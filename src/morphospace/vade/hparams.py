@@ -213,8 +213,8 @@ def check_against_cube(cfg: Config, cube: np.ndarray) -> dict[str, Any]:
     form = hp.get("form") or {}
     width = embedding_dim(form) if form.get("core") == "linear" else 0
     sample = cfg.train.sample
-    trained_on = sample if 0 < sample < len(cube) else len(cube)
     hp["sample"] = sample if 0 < sample < len(cube) else 0  # what is drawn: 0 and 20,000 of 5,000 are alike
+    trained_on = hp["sample"] or len(cube)
     if width and hp["latent_dim"] > min(trained_on - 1, width):
         # the linear core projects on principal axes: no more of them than the centred training
         # galaxies span (one fewer than they are) or than the embedding has numbers

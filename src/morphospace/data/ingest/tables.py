@@ -102,16 +102,13 @@ def typed(series: pd.Series) -> pd.Series:
     if not present.any():
         return pd.Series(pd.NA, index=s.index, dtype="string")
     values = s[present]
-    if values.str.fullmatch(r"[+-]?0\d+").any():  # written with leading zeros: a code (tile 001, plate 0266)
-        out = s.astype("string")
-        out[~present] = pd.NA
-        return out
-    if values.str.fullmatch(r"[+-]?\d{1,18}").all():  # int64 exactly (ids of 18 digits included)
+    codes = values.str.fullmatch(r"[+-]?0\d+").any()  # written with leading zeros: tile 001, plate 0266
+    if not codes and values.str.fullmatch(r"[+-]?\d{1,18}").all():  # int64 exactly (ids of 18 digits included)
         out = pd.Series(pd.NA, index=s.index, dtype="Int64")
         out[present] = values.astype(np.int64)
         return out
     numbers = pd.to_numeric(values, errors="coerce")
-    if numbers.notna().all():
+    if not codes and numbers.notna().all():
         out = pd.Series(np.nan, index=s.index, dtype="float64")
         out[present] = numbers.astype(float)
         return out

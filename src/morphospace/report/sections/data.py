@@ -64,7 +64,7 @@ def _flag_example(ctx: ReportContext, gid: str, thumb_path: str | None, flag: st
     if cat is not None and flag and f"flag_{flag}" in cat.columns and "cube_index" in cat.columns:
         flagged = cat[(cat["id"].astype(str) == str(gid)) & cat[f"flag_{flag}"].fillna(False).astype(bool)]
         flagged = flagged if len(flagged) else None
-    row = (int(flagged["cube_index"].iloc[0]) if flagged is not None else int(ctx.contents.rows_of([gid])[0]))
+    row = int(flagged["cube_index"].iloc[0]) if flagged is not None else int(ctx.contents.rows_of([gid])[0])
     if row >= 0:
         return ctx.thumb(row)
     candidates = []
