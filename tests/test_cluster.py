@@ -211,6 +211,25 @@ def test_cluster_run_writes_every_method(tmp_path):
     cfg.cluster.methods = ["kmeans"]
     assert cluster_run(run, cfg, representations=["pca"]) == ["kmeans3_pca"]
     assert "kmeans2_pca" not in run.clusterings() and "kmeans2_features" in run.clusterings()
+    # and those of the methods taken out of cluster.methods, of the representations it clustered only
+    assert not {"dbscan_pca", "hdbscan_pca", "gmm3_pca"} & set(run.clusterings())
+    assert not run.clustering_path("dbscan_pca").with_suffix(".json").exists()
+    assert {"dbscan_features", "hdbscan_features"} <= set(run.clusterings())
+
+
+def test_an_explicit_method_list_keeps_the_other_methods_clusterings(tmp_path, caplog):
+    run = fake_run(tmp_path)
+    cfg = Config()
+    cfg.cluster.kmeans_k = [3]
+    cfg.cluster.methods = ["kmeans", "dbscan"]
+    assert cluster_run(run, cfg, representations=["pca"]) == ["kmeans3_pca", "dbscan_pca"]
+    assert cluster_run(run, cfg, representations=["pca"], methods=["kmeans"]) == ["kmeans3_pca"]
+    assert "dbscan_pca" in run.clusterings()  # asked for K-Means alone: the rest is not this call's
+    cfg.cluster.density_max_dims = 1  # DBSCAN now skips the 2-D pca: its earlier clustering goes
+    with caplog.at_level(logging.INFO, logger="morphospace"):
+        assert cluster_run(run, cfg, representations=["pca"]) == ["kmeans3_pca"]
+    assert "dbscan_pca" not in run.clusterings()
+    assert "removed clustering dbscan_pca" in caplog.text
 
 
 def test_cluster_run_rejects_bad_input(tmp_path):

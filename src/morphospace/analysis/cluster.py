@@ -97,13 +97,20 @@ def read_representation(run: RunDir, rid: str) -> np.ndarray:
     return run.read_reduction(rid)
 
 
-def _drop_stale(run: RunDir, pattern: str, keep: set[str]) -> None:
-    """Remove clusterings of this representation and method that this run no longer makes."""
+# the names of the clusterings this stage makes, by method (``<method>_<representation>``)
+STAGE_METHODS = r"kmeans\d+|dbscan|hdbscan|gmm\d+"
+
+
+def _drop_stale(run: RunDir, pattern: str, keep: set[str], say: bool = False) -> None:
+    """Remove clusterings of this representation and method that this run no longer makes (``say``:
+    in the log)."""
     rx = re.compile(pattern)
     for name in run.clusterings():
         if rx.fullmatch(name) and name not in keep:
             run.clustering_path(name).unlink(missing_ok=True)
             run.clustering_path(name).with_suffix(".json").unlink(missing_ok=True)
+            if say:
+                log.info("removed clustering %s: the configured methods no longer make it", name)
 
 
 def _fit_extend(estimator, X: np.ndarray, rows: np.ndarray | None, what: str):
@@ -155,6 +162,7 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
         fitted k (and of the density clusterings, k = clusters found).
     """
     c = cfg.cluster
+    methods_asked = methods
     methods = [m.lower() for m in (methods if methods is not None else c.methods)]
     for m in methods:
         if m not in METHODS:
@@ -263,4 +271,9 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
             first = ["method", "k", "selected"]
             table = table[first + [col for col in table.columns if col not in first]]
             write_table(run.sub("comparisons") / f"k_selection_{rep}.csv", table)
+        if methods_asked is None:
+            # the configured stage: what it no longer makes of this representation (a method taken out
+            # of cluster.methods, DBSCAN now over cluster.density_max_dims) would be compared and
+            # reported beside what it makes
+            _drop_stale(run, rf"(?:{STAGE_METHODS})_{re.escape(rep)}", set(written), say=True)
     return written
