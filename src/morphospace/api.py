@@ -240,9 +240,9 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
                                                      "cube_index": np.arange(len(x))}))
             with python_errors():
                 train_run(run, cfg)
-            vade, hp, _ = load_vade(run.model_dir(MODEL_NAME) / MODEL_FILE)
+            vade, hp, _ = load_vade(model_file(run))
             self.model_ = VaDEModel(vade, hp)
-            emb = run.model_dir(MODEL_NAME) / FORM_EMBEDDING
+            emb = run.model_path(MODEL_NAME) / FORM_EMBEDDING
             if emb.is_file():  # the form model: codes from the embedding training computed, not a second CNN pass
                 with torch.no_grad():
                     mu, log_var = vade.encode_embedding(torch.from_numpy(np.load(emb)))

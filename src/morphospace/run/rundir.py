@@ -217,9 +217,14 @@ class RunDir:
         p.mkdir(parents=True, exist_ok=True)
         return p
 
+    def model_path(self, name: str) -> Path:
+        """``RUN/models/<name>/`` (``name`` through :func:`safe_name`), whether it is there or not: nothing
+        is created to look for it (a stage that only reads a run)."""
+        return self.path / "models" / safe_name(name)
+
     def model_dir(self, name: str) -> Path:
-        """``RUN/models/<name>/`` (``name`` through :func:`safe_name`), created."""
-        p = self.sub("models") / safe_name(name)
+        """``RUN/models/<name>/`` (:meth:`model_path`), created."""
+        p = self.model_path(name)
         p.mkdir(parents=True, exist_ok=True)
         return p
 

@@ -29,7 +29,7 @@ def model_dir(run: RunDir) -> Path:
 def model_file(run: RunDir) -> Path:
     """``RUN/models/vade/model.pt``, whether it is there or not: nothing is created to look for it
     (``generate`` and ``export`` only read a run)."""
-    return run.path / "models" / MODEL_NAME / MODEL_FILE
+    return run.model_path(MODEL_NAME) / MODEL_FILE
 
 
 def save_model(model, hp: dict[str, Any], path: Path, extra: dict | None = None) -> None:

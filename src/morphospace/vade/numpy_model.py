@@ -18,7 +18,7 @@ import torch
 from ..errors import InvalidArgument
 from ..nets.batches import INFERENCE_BATCH, forward_in_batches
 from ..run import RunDir
-from .io import MODEL_FILE, MODEL_NAME, load_vade
+from .io import load_vade, model_file
 
 __all__ = ["VaDEModel", "load_model"]
 
@@ -129,7 +129,7 @@ def _model_file(run) -> Path:
         return path
     if not path.is_dir():  # an OSError: a FileNotFoundError in a notebook, one line on the command line
         raise FileNotFoundError(errno.ENOENT, "no run or model file here", str(path))
-    return path / "models" / MODEL_NAME / MODEL_FILE
+    return model_file(RunDir(path))
 
 
 def load_model(run) -> VaDEModel:
