@@ -91,3 +91,7 @@ def test_fixed_number_of_clusters_and_bad_input():
         ComponentMerger().fit(proba).transform(proba[:, :5])
     two = ComponentMerger().fit(proba[:, :2] / proba[:, :2].sum(1, keepdims=True))
     assert two.n_clusters_ == 2  # two components or fewer: each its own cluster
+    # scikit-learn's fit(X, y=None), so it goes in a pipeline
+    from sklearn.pipeline import make_pipeline
+
+    assert make_pipeline(ComponentMerger(n_clusters=2)).fit(proba).transform(proba).shape == (len(proba), 2)

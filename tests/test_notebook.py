@@ -252,6 +252,17 @@ def test_every_misuse_of_a_fitted_model_is_a_value_error(run, fitted):
          "k must be a whole number of at least 1"),
         (lambda: ms.SimilarityIndex().fit(np.random.default_rng(0).random((10, 3))).kneighbors(np.zeros((1, 3)), 2.5),
          "k must be a whole number"),
+        # a graph of degree 0 built, then missed most neighbours
+        (lambda: ms.SimilarityIndex(n_neighbors=0).fit(np.zeros((10, 3))), "n_neighbors must be an integer of at least 2"),
+        # fitted without labels it only suggests: a ValueError (it was a UserError, which a notebook's
+        # `except ValueError` does not catch)
+        (lambda: ms.FewLabelClassifier().fit(np.random.default_rng(0).random((10, 3)), [None] * 10).predict(
+            np.zeros((1, 3))), "fitted without labels"),
+        # what fit refuses, transform and predict refuse alike (a NaN row went to cluster 0)
+        (lambda: ms.ComponentMerger(n_clusters=2).fit(np.eye(4)).predict(np.full((2, 4), np.nan)), "finite and non-negative"),
+        (lambda: ms.ComponentMerger(n_clusters=2).fit(np.eye(4)).transform(-np.eye(4)), "finite and non-negative"),
+        (lambda: ms.ComponentMerger(n_clusters=2.5).fit(np.eye(4)), "n_clusters must be an integer"),  # a KeyError
+        (lambda: ms.ComponentMerger(n_clusters="3").fit(np.eye(4)), "n_clusters must be an integer"),  # a TypeError
     ]
     # the numpy model behind it (what ms.load_model and Run.model give) checks alike
     model, x = fitted.model_, np.asarray(run.cube[:3], np.float32)
@@ -289,6 +300,12 @@ def test_vade_estimator_rejects_misuse(run, fitted):
     # a launcher that starts the program again per process would run the notebook's script twice
     with pytest.raises(ValueError, match="morphospace train"):
         ms.VaDE(config={"train.devices": 2, "train.strategy": "ddp"}).fit(run.cube)
+    # a setting given as a parameter and in config: refused, where config's silently won
+    for est, param in ((ms.VaDE(n_components=2, config={"model.n_components": 4}), "n_components"),
+                       (ms.VaDE(random_state=1, config={"train.seed": 0}), "random_state"),
+                       (ms.VaDE(batch_size=0, config={"train.batch_size": 12}), "batch_size")):
+        with pytest.raises(ValueError, match=f"config sets .* the {param}= parameter of VaDE"):
+            est.fit(run.cube)
     # settings the images cannot carry: a ValueError too, before any training
     with pytest.raises(ValueError, match=r"latent_dim \(16\) must not exceed"):
         ms.VaDE().fit(np.random.default_rng(0).random((8, 3, 16, 16)))

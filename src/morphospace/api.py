@@ -157,9 +157,11 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         Training schedule; ``None`` keeps the configuration's default.
     config : dict or None
         Further settings as ``{"section.key": value}`` (the keys of ``morphospace.toml``,
-        e.g. ``{"form.ssl_epochs": 30}``). ``{"train.devices": 4}`` starts the devices from this
-        process (``ddp_spawn``, so a script needs an ``if __name__ == "__main__":`` guard;
-        ``ddp_notebook`` in a notebook); several nodes are ``morphospace train``'s.
+        e.g. ``{"form.ssl_epochs": 30}``; a setting that a parameter above holds, such as
+        ``"model.n_components"``, is a ValueError unless that parameter is None).
+        ``{"train.devices": 4}`` starts the devices from this process (``ddp_spawn``, so a
+        script needs an ``if __name__ == "__main__":`` guard; ``ddp_notebook`` in a notebook);
+        several nodes are ``morphospace train``'s.
     random_state : int
         Seed of everything random in training.
     verbose : bool
@@ -202,12 +204,21 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         self.verbose = verbose
 
     def _overrides(self) -> dict[str, Any]:
+        from .errors import InvalidArgument
+
         o: dict[str, Any] = {"model.preset": self.preset, "model.n_components": self.n_components,
                              "model.latent_dim": self.latent_dim, "train.seed": self.random_state}
         for key, value in (("train.epochs", self.epochs), ("train.pretrain_epochs", self.pretrain_epochs),
                            ("train.batch_size", self.batch_size)):
             if value is not None:
                 o[key] = value
+        # a setting that is also a parameter: one of the two would be silently ignored (and get_params,
+        # clone and a grid search would show the other)
+        named = {key: param for key, param in _NAMED_SETTINGS.items()
+                 if key in (self.config or {}) and getattr(self, param) is not None}
+        if named:
+            raise InvalidArgument("config sets " + ", ".join(f"'{k}'" for k in named) + ": that is the "
+                                  + ", ".join(f"{p}=" for p in named.values()) + " parameter of VaDE; set it there")
         o.update(self.config or {})
         return o
 
@@ -343,6 +354,12 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         if "labels" in extra:
             est.labels_, est.latent_ = np.asarray(extra["labels"]), np.asarray(extra["latent"])
         return est
+
+
+# the settings VaDE's own parameters hold (config may not set them too, unless the parameter is None)
+_NAMED_SETTINGS = {"model.preset": "preset", "model.n_components": "n_components", "model.latent_dim": "latent_dim",
+                   "train.seed": "random_state", "train.epochs": "epochs", "train.pretrain_epochs": "pretrain_epochs",
+                   "train.batch_size": "batch_size"}
 
 
 def _params_of(hp: dict[str, Any]) -> dict[str, Any]:

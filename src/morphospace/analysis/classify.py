@@ -36,7 +36,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ..errors import InvalidArgument, UserError
+from ..errors import InvalidArgument
 from .inputs import fit_input, new_input
 from .labels import missing_mask
 from .probe import probe_classifier
@@ -231,7 +231,7 @@ class FewLabelClassifier(ClassifierMixin, BaseEstimator):
     def _check_model(self) -> None:
         check_is_fitted(self)
         if self.model_ is None:
-            raise UserError("the classifier was fitted without labels: it can only suggest galaxies to label")
+            raise InvalidArgument("the classifier was fitted without labels: it can only suggest galaxies to label")
 
     def predict_proba(self, X) -> np.ndarray:
         """Calibrated class probabilities (N, K), columns in the order of ``classes_``."""

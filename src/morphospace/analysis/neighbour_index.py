@@ -60,6 +60,10 @@ class SimilarityIndex(BaseEstimator):
         """Build the index over the rows of ``X`` (N, D); ``y`` is ignored."""
         import warnings
 
+        n = self.n_neighbors
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
+            # a graph of degree 0 or 1 builds, and then misses most true neighbours
+            raise InvalidArgument(f"n_neighbors must be an integer of at least 2, got {n!r}")
         X = fit_input(self, X)
         self.n_samples_ = len(X)
         self.exact_ = searches_exactly(len(X), self.exact_below)
@@ -78,7 +82,8 @@ class SimilarityIndex(BaseEstimator):
         return self
 
     def kneighbors(self, X, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """``(distances, indices)``, each (n_queries, k'), nearest first; k' = min(k, N)."""
+        """``(distances, indices)``, each (n_queries, k'), nearest first; k' = min(k, N); float64 and
+        int64 whether the search is exact or not."""
         X = new_input(self, X)
         if isinstance(k, bool) or not float(k).is_integer() or k < 1:  # 2.5 is not quietly 2
             raise InvalidArgument(f"k must be a whole number of at least 1, got {k!r}")
@@ -86,4 +91,4 @@ class SimilarityIndex(BaseEstimator):
         if self.exact_:
             return self.index_.kneighbors(X, n_neighbors=k)
         idx, dist = self.index_.query(X, k=k)
-        return dist, idx
+        return dist.astype(np.float64), idx.astype(np.int64)

@@ -27,6 +27,8 @@ fitted state in ``groups_``, ``n_clusters_``, ``entropy_path_``, ``merged_path_`
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 from sklearn.base import BaseEstimator
 
@@ -79,6 +81,17 @@ def elbow(n_clusters: np.ndarray, values: np.ndarray, min_k: int = 2, x: np.ndar
     return best
 
 
+def _probabilities(proba) -> np.ndarray:
+    """``proba`` as a float64 (N, K) matrix; a ValueError unless it is one, finite and non-negative (what
+    ``fit`` refuses, ``transform`` and ``predict`` refuse alike: a NaN row would be put in cluster 0)."""
+    p = np.asarray(proba, dtype=np.float64)
+    if p.ndim != 2:
+        raise ValueError(f"expected an (N, K) matrix of cluster probabilities, got shape {p.shape}")
+    if not np.isfinite(p).all() or (p < 0).any():
+        raise ValueError("cluster probabilities must be finite and non-negative")
+    return p
+
+
 def _line_sse(x: np.ndarray, y: np.ndarray) -> float:
     """Squared residuals of the least-squares line through (x, y) (a constant where x does not vary)."""
     if len(x) < 2:
@@ -108,7 +121,7 @@ class ComponentMerger(BaseEstimator):
         self.min_clusters = min_clusters
         self.elbow_on = elbow_on
 
-    def fit(self, proba: np.ndarray) -> "ComponentMerger":
+    def fit(self, proba: np.ndarray, y=None) -> "ComponentMerger":
         """Merge the components greedily down to one, and keep the grouping at the chosen number of clusters.
 
         That number is ``n_clusters`` if set, else the elbow of the entropy path against
@@ -119,6 +132,8 @@ class ComponentMerger(BaseEstimator):
         ----------
         proba : ndarray of shape (N, K)
             Component probabilities of each row (finite, non-negative).
+        y : None
+            Ignored (scikit-learn's signature, for pipelines).
 
         Returns
         -------
@@ -129,14 +144,13 @@ class ComponentMerger(BaseEstimator):
         ValueError
             ``proba`` is not a finite non-negative (N, K) matrix, or ``n_clusters`` is not in 1..K.
         """
-        p = np.asarray(proba, dtype=np.float64)
-        if p.ndim != 2 or p.shape[1] < 1 or len(p) < 1:
+        p = _probabilities(proba)
+        if p.shape[1] < 1 or len(p) < 1:
             raise ValueError(f"expected an (N, K) matrix of cluster probabilities, got shape {p.shape}")
-        if not np.isfinite(p).all() or (p < 0).any():
-            raise ValueError("cluster probabilities must be finite and non-negative")
         k = p.shape[1]
-        if self.n_clusters is not None and not 1 <= self.n_clusters <= k:
-            raise ValueError(f"n_clusters must be in 1..{k}, got {self.n_clusters}")
+        if self.n_clusters is not None and (isinstance(self.n_clusters, bool) or not isinstance(
+                self.n_clusters, numbers.Integral) or not 1 <= self.n_clusters <= k):
+            raise ValueError(f"n_clusters must be an integer in 1..{k} or None, got {self.n_clusters!r}")
         if self.elbow_on not in ("observations", "clusters"):
             raise ValueError(f"elbow_on must be 'observations' or 'clusters', got {self.elbow_on!r}")
         groups: list[list[int]] = [[c] for c in range(k)]
@@ -182,8 +196,8 @@ class ComponentMerger(BaseEstimator):
             from sklearn.exceptions import NotFittedError
 
             raise NotFittedError("this ComponentMerger is not fitted yet: call fit first")
-        p = np.asarray(proba, dtype=np.float64)
-        if p.ndim != 2 or p.shape[1] != self.n_components_in_:
+        p = _probabilities(proba)
+        if p.shape[1] != self.n_components_in_:
             raise ValueError(f"expected (N, {self.n_components_in_}) probabilities, got shape {p.shape}")
         return p
 
