@@ -163,9 +163,23 @@ def test_control_characters_are_rejected_and_shown_escaped(tmp_path):
 
 def test_rules_across_keys(tmp_path):
     assert error_of(tmp_path, "[model]\nk_min = 13\n") == "config: model.k_min (13) must not exceed model.k_max (12)"
-    assert error_of(tmp_path, "[train]\nepochs = 8\n") == "config: train.epochs (8) must exceed train.pretrain_epochs (8)"
-    # PCA has no pretraining phase
+    for model in ("preset = 'default'", "preset = 'form'\n[form]\ncore = 'mlp'"):
+        assert error_of(tmp_path, f"[model]\n{model}\n[train]\nepochs = 8\n") == \
+            "config: train.epochs (8) must exceed train.pretrain_epochs (8)"
+    # PCA has no pretraining phase, nor the form model's linear core (the default; `--epochs 5` was refused)
     assert load_text(tmp_path, "[model]\nkind = 'pca'\n[train]\nepochs = 8\n").train.epochs == 8
+    assert load_text(tmp_path, "[train]\nepochs = 5\n").train.epochs == 5
+
+
+def test_lightning_settings_are_checked_when_the_config_loads(tmp_path):
+    # a typo reached Lightning only inside the training, after the settings were saved and the model cleared
+    assert error_of(tmp_path, "[train]\nprecision = 'bogus'\n").startswith(
+        "config: train.precision must be one of 16, 16-mixed, ")
+    assert error_of(tmp_path, "[train]\nstrategy = 'dpp'\n").startswith("config: train.strategy must be one of auto, ddp")
+    assert error_of(tmp_path, "[train]\naccelerator = 'gpuu'\n") == \
+        "config: train.accelerator must be one of auto, cpu, cuda, gpu, mps, tpu, got 'gpuu'"
+    cfg = load_text(tmp_path, "[train]\naccelerator = 'gpu'\nstrategy = 'ddp_spawn'\nprecision = 'bf16-mixed'\n")
+    assert (cfg.train.accelerator, cfg.train.strategy, cfg.train.precision) == ("gpu", "ddp_spawn", "bf16-mixed")
 
 
 def test_several_problems_report_the_first_and_count_the_rest(tmp_path):
@@ -324,7 +338,7 @@ def test_sections_check_construction_and_assignment():
     with pytest.raises(ConfigError, match=r"^config: preprocess\.size must be in \[16, 1024\]; got 4$"):
         PreprocessConfig(size=4)
     with pytest.raises(ConfigError, match=r"^config: train\.epochs \(4\) must exceed"):
-        Config(train={"epochs": 4})
+        Config(model={"preset": "default"}, train={"epochs": 4})
     assert Config(train={"epochs": 40}).train.epochs == 40
     # list defaults are not shared between instances
     cfg.cluster.kmeans_k.append(9)

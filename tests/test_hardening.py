@@ -212,6 +212,33 @@ def test_a_weights_file_that_cannot_serve_is_refused_before_the_run_changes(pca_
     assert (run / "config.toml").read_text() == saved and sorted(run.rglob("*")) == files
 
 
+@pytest.mark.parametrize("options, message", [
+    (["train", "--precision", "bogus"], "train.precision must be one of"),
+    (["train", "--strategy", "dpp"], "train.strategy must be one of"),
+    (["train", "--accelerator", "gpu"], "train.accelerator = 'gpu', but this machine has no such device"),
+    (["embed", "--accelerator", "gpu"], "train.accelerator = 'gpu', but this machine has no such device"),
+])
+def test_a_trainer_setting_lightning_would_refuse_is_refused_before_the_run_changes(pca_run, tmp_path, capsys,
+                                                                                   options, message):
+    """It was Lightning's traceback, after the setting was saved and the run's trained model cleared."""
+    import shutil
+
+    import torch
+
+    if "gpu" in options and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    run = tmp_path / "run"
+    shutil.copytree(pca_run, run)
+    saved, files = (run / "config.toml").read_text(), sorted(run.rglob("*"))
+    code = main([options[0], str(run), *options[1:], "--quiet", "--set", "model.kind=vade"])
+    assert message in one_line_error(capsys, code)
+    assert (run / "config.toml").read_text() == saved and sorted(run.rglob("*")) == files
+    if "gpu" in options:  # a run that would train on it: refused before its folder is made
+        code = main(["run", "--out", str(tmp_path / "new"), "--quiet", "--set", "train.accelerator=gpu"])
+        assert message in one_line_error(capsys, code)
+        assert not (tmp_path / "new").exists()
+
+
 def test_a_truth_label_that_is_no_column_is_refused_before_training(tmp_path, capsys):
     data = tiny_folder_survey(tmp_path / "data", n=6)
     code = main(["run", "--data", str(data), "--out", str(tmp_path / "run"), "--quiet", "--set", "data.truth_label=nosuch"])

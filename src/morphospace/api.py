@@ -233,13 +233,14 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         from .progress import is_quiet, set_quiet
         from .run import write_table
         from .vade.embed import FORM_EMBEDDING
-        from .vade.fitting import one_process_devices
+        from .vade.fitting import check_accelerator, one_process_devices
         from .vade.hparams import check_against_cube
         from .vade.train import train_run
 
         x = _check_images(X)
         with python_errors():
             cfg = one_process_devices(apply_overrides(load_config(None), self._overrides()), "`VaDE.fit`")
+            check_accelerator(cfg)
             check_against_cube(cfg, x)  # settings too large for so few images: before any copy
         tmp = Path(tempfile.mkdtemp(prefix="morphospace-vade-"))
         was_quiet = is_quiet()

@@ -202,16 +202,20 @@ def _say_unused_epochs(args, cfg: Config) -> None:
                     cfg.form.ssl_epochs, cfg.form.decoder_epochs)
 
 
-def _new_run(args, out: str, **options) -> tuple[RunDir, Config]:
+def _new_run(args, out: str, trains: bool = False, **options) -> tuple[RunDir, Config]:
     """Create the run directory of a stage that starts a run, with its log, and its config (``--config``,
     ``--set``, then the command's ``options``, dotted keys spelt with ``__``). Settings that are
     refused and data that is not there are one line before anything is written: no new folder, and
-    an existing run keeps its configuration."""
+    an existing run keeps its configuration (a command that ``trains``: its accelerator too)."""
     from .. import pipeline
 
     check_out(out)
     cfg = _set(_config_for(args, None), **options)
     pipeline.check_data(cfg, out)
+    if trains:
+        from ..vade.fitting import check_accelerator
+
+        check_accelerator(cfg)
     run = RunDir(out, create=True)
     _setup_logging(args.quiet, run)
     return run, cfg
@@ -230,8 +234,9 @@ def _dispatch(args) -> int | None:
         print(f"synthetic survey: {out}")
         return 0
     if cmd == "run":
-        run, cfg = _new_run(args, args.out, data__path=args.data, model__kind=args.model, train__epochs=args.epochs,
-                            train__seed=args.seed, ingest__workers=args.workers, cluster__seed=args.seed)
+        run, cfg = _new_run(args, args.out, True, data__path=args.data, model__kind=args.model,
+                            train__epochs=args.epochs, train__seed=args.seed, ingest__workers=args.workers,
+                            cluster__seed=args.seed)
         run.acquire_lock()
         _say_unused_epochs(args, cfg)
         report = pipeline.run_all(run, cfg)
@@ -250,7 +255,7 @@ def _dispatch(args) -> int | None:
         print(f"ingested {summary['n_in_cube']} of {summary['n_records']} galaxies into {run.path}")
         return 0
     if cmd == "study":
-        run, cfg = _new_run(args, args.out, data__path=args.data, study__backbone=args.backbone,
+        run, cfg = _new_run(args, args.out, True, data__path=args.data, study__backbone=args.backbone,
                             study__labels=args.labels, study__mode=args.mode, study__epochs=args.epochs)
         run.acquire_lock()
         report = pipeline.run_study(run, cfg)
@@ -287,6 +292,9 @@ def _dispatch(args) -> int | None:
     if cmd in ("train", "embed"):
         cfg = _set(cfg, train__devices=args.devices, train__num_nodes=args.num_nodes, train__strategy=args.strategy,
                    train__accelerator=args.accelerator, train__precision=args.precision)
+        from ..vade.fitting import check_accelerator
+
+        check_accelerator(cfg)  # before the settings are saved and a trained model is cleared
     if cmd == "train":
         cfg = _set(cfg, train__epochs=args.epochs, train__seed=args.seed)
         _say_unused_epochs(args, cfg)

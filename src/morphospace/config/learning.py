@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from .base import K, Backbone, BatchSize, Epochs, Fraction, LearningRate, Scale, Section, Seed, Text
@@ -228,3 +228,33 @@ class TrainConfig(Section):
     augment: Literal["none", "flips", "dihedral", "rotate"] = "flips"
     sample: Annotated[int, Field(ge=0, le=10_000_000_000)] = 20_000
     loader_workers: Annotated[int, Field(ge=0, le=256)] = 0
+
+    @field_validator("accelerator", "strategy", "precision")
+    @classmethod
+    def _lightning_name(cls, value: str, info) -> str:
+        # a typo here reached Lightning only once a training began: after the settings were saved
+        # and the run's trained model cleared
+        known = _lightning_names(info.field_name)
+        if value not in known:
+            raise PydanticCustomError("config", "train.{key} must be one of {known}, got '{value}'",
+                                      {"key": info.field_name, "known": ", ".join(sorted(known)), "value": value})
+        return value
+
+
+# Lightning's precision inputs (its own list is private to lightning.fabric)
+PRECISIONS = ("transformer-engine", "transformer-engine-float16", "16-true", "16-mixed", "bf16-true", "bf16-mixed",
+              "32-true", "64-true", "64", "32", "16", "bf16")
+
+
+def _lightning_names(field: str) -> set[str]:
+    """The values Lightning takes for a Trainer's ``accelerator`` or ``strategy`` (its registries, imported
+    only when a value other than the default is given) or ``precision``."""
+    if field == "precision":
+        return set(PRECISIONS)
+    if field == "accelerator":
+        from lightning.pytorch.accelerators import AcceleratorRegistry
+
+        return {"auto", "gpu", *AcceleratorRegistry.available_accelerators()}
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    return {"auto", *StrategyRegistry.available_strategies()}

@@ -49,7 +49,9 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _pretraining_before_training(self) -> Config:
-        if self.model.kind == "vade" and self.train.pretrain_epochs >= self.train.epochs:
+        # the form model's linear core is fitted in closed form: it has no epochs to order
+        linear_core = self.model.preset == "form" and self.form.core == "linear"
+        if self.model.kind == "vade" and not linear_core and self.train.pretrain_epochs >= self.train.epochs:
             raise PydanticCustomError("config", "train.epochs ({epochs}) must exceed train.pretrain_epochs ({pre})",
                                       {"epochs": self.train.epochs, "pre": self.train.pretrain_epochs})
         return self

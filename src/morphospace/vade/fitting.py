@@ -161,6 +161,21 @@ def one_process_devices(cfg: Config, caller: str) -> Config:
                     f"--num-nodes and --strategy instead (one task per device under srun), then the other stages")
 
 
+def check_accelerator(cfg: Config) -> None:
+    """A ``UserError`` unless this machine has the ``train.accelerator`` asked for ("gpu" on a machine
+    without one failed inside Lightning, after the settings were saved and the run's model cleared)."""
+    name = cfg.train.accelerator
+    if name in ("auto", "cpu"):
+        return
+    from lightning.pytorch.accelerators import AcceleratorRegistry, CUDAAccelerator, MPSAccelerator
+
+    found = (CUDAAccelerator.is_available() or MPSAccelerator.is_available() if name == "gpu"
+             else AcceleratorRegistry[name]["accelerator"].is_available())
+    if not found:
+        raise UserError(f"train.accelerator = '{name}', but this machine has no such device that PyTorch can use: "
+                        "give 'cpu', or 'auto' to take what there is")
+
+
 def training_rows(n: int, cfg: Config) -> np.ndarray | None:
     """The rows a model trains on: a reproducible sample of ``cfg.train.sample`` of the ``n``
     galaxies (drawn with ``cfg.train.seed``, so a resumed run draws the same), or None for all."""

@@ -115,7 +115,8 @@ def resolve_hparams(cfg: Config, channels: int, image_size: int) -> dict[str, An
 
 
 def _check_hparams(hp: dict[str, Any]) -> None:
-    if hp["epochs"] <= hp["pretrain_epochs"]:
+    linear_core = hp["preset"] == "form" and (hp.get("form") or {}).get("core") == "linear"  # no epochs
+    if hp["epochs"] <= hp["pretrain_epochs"] and not linear_core:
         raise UserError(f"train.epochs ({hp['epochs']}) must exceed train.pretrain_epochs "
                         f"({hp['pretrain_epochs']}): the mixture is fitted after pretraining")
     if hp["pretrain_epochs"] < 0:
