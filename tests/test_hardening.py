@@ -239,6 +239,28 @@ def test_a_trainer_setting_lightning_would_refuse_is_refused_before_the_run_chan
         assert not (tmp_path / "new").exists()
 
 
+def test_a_later_stage_s_settings_are_saved_and_a_misspelt_label_is_refused_before_any_work(pca_run, tmp_path,
+                                                                                            capsys):
+    """`reduce --set data.truth_label=typo` rewrote the maps, then stopped at LDA; `compare --set ...` was
+    not saved, so the report named the old truth label above the new one's tables."""
+    import shutil
+
+    from morphospace.config import load_config
+
+    run = tmp_path / "run"
+    shutil.copytree(pca_run, run)
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name not in ("log.txt", ".lock")}
+    for stage in ("train", "reduce", "cluster", "compare", "report"):
+        code = main([stage, str(run), "--quiet", "--set", "data.truth_label=nosuch"])
+        assert "data.truth_label: 'nosuch' is not a catalogue column" in one_line_error(capsys, code)
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name not in ("log.txt", ".lock")} == before
+    assert main(["compare", str(run), "--quiet", "--set", "data.truth_label=redshift"]) == 0
+    assert load_config(run / "config.toml").data.truth_label == "redshift"
+    saved = (run / "config.toml").read_text()
+    assert main(["report", str(run), "--quiet"]) == 0  # nothing changed: nothing rewritten
+    assert (run / "config.toml").read_text() == saved
+
+
 def test_a_truth_label_that_is_no_column_is_refused_before_training(tmp_path, capsys):
     data = tiny_folder_survey(tmp_path / "data", n=6)
     code = main(["run", "--data", str(data), "--out", str(tmp_path / "run"), "--quiet", "--set", "data.truth_label=nosuch"])

@@ -143,6 +143,12 @@ def ingest_run(run: RunDir, cfg: Config, created: bool) -> dict:
             shutil.rmtree(run.path, ignore_errors=True)
         raise
     save_config(run, cfg)
+    from .analysis.labels import check_label_settings
+
+    try:  # the ingest reads no label setting; the stages that do refuse it
+        check_label_settings(run, cfg)
+    except UserError as exc:
+        log.warning("%s: the stages that compare with labels will refuse it", exc)
     _mask_if_asked(run, cfg)
     return summary
 

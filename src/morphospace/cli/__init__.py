@@ -202,6 +202,25 @@ def _say_unused_epochs(args, cfg: Config) -> None:
                     cfg.form.ssl_epochs, cfg.form.decoder_epochs)
 
 
+def _save_changed_config(run: RunDir, cfg: Config) -> None:
+    """A stage's settings (``--set``, ``--config``, its options) saved as the run's, where later stages and
+    the report read them: a ``compare --set data.truth_label=...`` was reported under the old truth label.
+    Only the first process of a distributed job writes; a run without its config (its stages say they
+    use the defaults) is left so."""
+    from .. import pipeline
+    from ..config import dumps_config
+
+    if launched_as_later_rank() or not run.config.is_file():
+        return
+    try:
+        same = run.config.read_text() == dumps_config(cfg)
+    except (OSError, UnicodeDecodeError):
+        same = False
+    if not same:
+        pipeline.save_config(run, cfg)
+        log.info("settings saved to %s", run.config)
+
+
 def _new_run(args, out: str, trains: bool = False, **options) -> tuple[RunDir, Config]:
     """Create the run directory of a stage that starts a run, with its log, and its config (``--config``,
     ``--set``, then the command's ``options``, dotted keys spelt with ``__``). Settings that are
@@ -295,6 +314,10 @@ def _dispatch(args) -> int | None:
         from ..vade.fitting import check_accelerator
 
         check_accelerator(cfg)  # before the settings are saved and a trained model is cleared
+    if not reads_only and run.catalogue.exists():
+        from ..analysis.labels import check_label_settings
+
+        check_label_settings(run, cfg)  # a misspelt truth label: one line before any work, not after it
     if cmd == "train":
         cfg = _set(cfg, train__epochs=args.epochs, train__seed=args.seed)
         _say_unused_epochs(args, cfg)
@@ -309,12 +332,16 @@ def _dispatch(args) -> int | None:
         pipeline.save_config(run, cfg)
         pipeline.stage_train(run, cfg, resume=args.resume)
     elif cmd == "embed":
+        _save_changed_config(run, cfg)
         pipeline.stage_embed(run, cfg)
     elif cmd == "reduce":
+        _save_changed_config(run, cfg)
         pipeline.stage_reduce(run, cfg, embedding=args.embedding)
     elif cmd == "cluster":
+        _save_changed_config(run, cfg)
         pipeline.stage_cluster(run, cfg)
     elif cmd == "compare":
+        _save_changed_config(run, cfg)
         pipeline.stage_compare(run, cfg)
     elif cmd == "generate":
         if not (math.isfinite(args.temperature) and args.temperature > 0):
@@ -324,6 +351,7 @@ def _dispatch(args) -> int | None:
                                       args.reject_below, args.seed)
         print(f"generated galaxies: {out}")
     elif cmd == "report":
+        _save_changed_config(run, cfg)
         report = pipeline.stage_report(run, cfg)
         print(f"report: {Path(report).resolve()}")
     return 0
