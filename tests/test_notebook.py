@@ -354,6 +354,10 @@ def test_plots_are_figures_that_show_what_they_say_and_leave_the_backend(run, fi
     assert [t.get_text() for t in m.axes[0].get_legend().get_texts()] == ["0 (50)", "1 (50)"]
     one = ms.plot.latent_map(xy)
     assert one.axes[0].get_legend() is None
+    # a catalogue column with missing values (TypeError: boolean value of NA is ambiguous)
+    gz = pd.Series(["spiral", pd.NA, "elliptical", None] * 25, dtype="string")
+    legend = [t.get_text() for t in ms.plot.latent_map(xy, gz).axes[0].get_legend().get_texts()]
+    assert legend == ["no label (50)", "elliptical (25)", "spiral (25)"]
     assert matplotlib.get_backend() == backend
     with pytest.raises(ValueError, match="N x 2"):
         ms.plot.latent_map(np.zeros((3, 3)))

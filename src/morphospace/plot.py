@@ -83,7 +83,7 @@ def latent_map(xy: Any, labels: Any = None, title: str = "", size: float = 4.0):
     ----------
     xy : array (N, 2)
     labels : array (N,), optional
-        Clusters or classes; -1 (noise) is drawn grey.
+        Clusters or classes; -1 (noise) and missing values (no label) are drawn grey.
     title : str
     size : float
         Figure height in inches.
@@ -102,17 +102,22 @@ def latent_map(xy: Any, labels: Any = None, title: str = "", size: float = 4.0):
     if labels is None:
         ax.scatter(xy[:, 0], xy[:, 1], s=4, c="0.3", lw=0)
     else:
-        labels = np.asarray(labels)
-        if len(labels) != len(xy):
+        import pandas as pd
+
+        labels = np.asarray(labels, dtype=object)
+        if labels.ndim != 1 or len(labels) != len(xy):
             raise ValueError(f"{len(labels)} labels for {len(xy)} points")
-        values = [v for v in dict.fromkeys(labels.tolist()) if v != -1]
-        cmap = _colours(len(values))
-        noise = labels == -1
-        if noise.any():
-            ax.scatter(xy[noise, 0], xy[noise, 1], s=3, c="0.75", lw=0, label="noise")
-        for i, v in enumerate(sorted(values, key=str)):
-            sel = labels == v
-            ax.scatter(xy[sel, 0], xy[sel, 1], s=4, color=cmap[i], lw=0, label=f"{v} ({int(sel.sum())})")
+        # a catalogue column with missing values (pandas' NA, NaN, None): those galaxies have no label
+        codes, values = pd.factorize(labels, use_na_sentinel=True)
+        noise = [i for i, v in enumerate(values) if not isinstance(v, (bool, str)) and v == -1]
+        for mask, colour, name in ((codes == -1, "0.85", "no label"), (np.isin(codes, noise), "0.75", "noise")):
+            if mask.any():
+                ax.scatter(xy[mask, 0], xy[mask, 1], s=3, c=colour, lw=0, label=f"{name} ({int(mask.sum())})")
+        shown = sorted((i for i in range(len(values)) if i not in noise), key=lambda i: str(values[i]))
+        cmap = _colours(len(shown))
+        for colour, i in zip(cmap, shown):
+            sel = codes == i
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=4, color=colour, lw=0, label=f"{values[i]} ({int(sel.sum())})")
         ax.legend(fontsize=7, markerscale=3, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     ax.set_xticks([])
     ax.set_yticks([])
