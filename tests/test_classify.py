@@ -270,6 +270,19 @@ def test_every_galaxy_labelled_leaves_nothing_to_suggest_and_no_stale_suggestion
     assert "no labels yet: 60 diverse galaxies" in capsys.readouterr().out
 
 
+def test_a_column_filed_as_a_clustering_is_refused_before_any_work(tiny_run, capsys):
+    """Its prob_<name>_<class> columns were the clustering's in the export, which then refused the run."""
+    run, X, y = tiny_run
+    run.write_clustering("vade", run.cube_ids(), np.arange(len(run.cube_ids())) % 2)
+    try:
+        code = main(["classify", str(run.path), "--column", "vade", "--suggest", "3", "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2 and "would be filed as 'vade', the name of the run's clustering 'vade'" in err
+        assert not (run.path / "classes" / "vade_suggest.csv").exists()
+    finally:
+        run.clustering_path("vade").unlink()
+
+
 def test_the_suggestions_go_back_as_labels_and_name_their_column(tiny_run, capsys):
     """The suggestions file holds the label column, blank, to fill in: filled, it is the next
     --labels file as it is. Suggestions alone name their column too: another column filed alike

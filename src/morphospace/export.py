@@ -77,8 +77,9 @@ def results_table(run: RunDir) -> pd.DataFrame:
 
     def put(name: str, values: Any, what: str) -> None:
         if name in results:
-            raise UserError(f"export: {what} and {owner[name]} both write the column '{name}': run "
-                            f"`morphospace classify` again under another --column name")
+            raise UserError(f"export: {what} and {owner[name]} both write the column '{name}': remove the "
+                            f"classification's files from {run.path / 'classes'} and run `morphospace classify` again "
+                            "with its labels column renamed")
         results[name], owner[name] = values, what
     in_cube = cat["cube_index"].to_numpy()
     ids_in_cube = run.cube_ids()

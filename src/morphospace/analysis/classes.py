@@ -190,6 +190,9 @@ def _check_not_another_columns(run: RunDir, name: str, column: str) -> None:
     if other is not None and other != column:
         raise UserError(f"--column '{column}' would be filed as '{name}', where the classes of the column '{other}' "
                         "are: rename one of the two columns in your labels file")
+    if name in run.clusterings():  # its prob_<name>_<class> columns would be the clustering's in the export
+        raise UserError(f"--column '{column}' would be filed as '{name}', the name of the run's clustering "
+                        f"'{name}': rename the column in your labels file")
 
 
 SUGGESTION_COLUMNS = ("rank", "id", "uncertainty", "first", "second", "why")
