@@ -133,6 +133,19 @@ def test_sdss_gz1_layout_and_morph3(tiny_sdss_gz1, tmp_path):
     assert morph3 == ["elliptical", "spiral", "spiral", "edge_on", None, None]
 
 
+def test_label_columns_hold_for_every_layout(tiny_sdss_gz1, tmp_path):
+    """`data.label_columns` was read by the folder layout alone: elsewhere a typo kept every column."""
+    assert list(read_survey(tiny_sdss_gz1, DataConfig(label_columns=["morph3"])).labels.columns) == ["morph3"]
+    with pytest.raises(UserError, match=r"data.label_columns: nosuch not among the survey's label columns "
+                                        r"\(gz1_class, gz1_name, morph3\)"):
+        read_survey(tiny_sdss_gz1, DataConfig(label_columns=["nosuch"]))
+    h5 = tiny_galaxy10(tmp_path / "Galaxy10.h5", n=3)
+    assert list(read_survey(h5, DataConfig(label_columns=["galaxy10_name"])).labels.columns) == ["galaxy10_name"]
+    bare = tiny_folder_survey(tmp_path / "bare", n=3, catalogue=False)
+    with pytest.raises(UserError, match="it has none"):
+        read_survey(bare, DataConfig(label_columns=["morphology"]))
+
+
 def test_kaggle_layout_keeps_all_37_vote_columns_and_derives_classes(tiny_kaggle, tmp_path):
     summary, cat, cube, _ = ingest_to(tiny_kaggle, tmp_path / "run")
     assert summary["layout"] == "kaggle-gz2" and cube.shape[0] == len(KAGGLE_KINDS)

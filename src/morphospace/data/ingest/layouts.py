@@ -198,11 +198,25 @@ def read_survey(path: str | Path, cfg: DataConfig) -> Survey:
     }[layout]
     survey = reader(path, cfg)
     survey.layout = layout
+    if cfg.label_columns:  # the folder reader applies it to its catalogue; every layout is held to it
+        _keep_label_columns(survey, list(cfg.label_columns))
     catalogue_positions(survey)
     flag_duplicates(survey.records)
     if not survey.records:
         raise UserError(f"no galaxies found in {path} (layout {layout})")
     return survey
+
+
+def _keep_label_columns(survey: Survey, wanted: list[str]) -> None:
+    """Keep ``data.label_columns`` (and the RA/Dec pair, always read) of the survey's labels; a
+    ``UserError`` naming those it does not have (they were ignored outside the folder layout)."""
+    have = [str(c) for c in survey.labels.columns]
+    missing = [c for c in wanted if c not in have]
+    if missing:
+        raise UserError(f"data.label_columns: {', '.join(missing)} not among the survey's label columns "
+                        f"({', '.join(have) or 'it has none'})")
+    keep = wanted + [c for c in find_position_columns(have) or () if c not in wanted]
+    survey.labels = survey.labels[keep]
 
 
 def catalogue_positions(survey: Survey) -> None:
