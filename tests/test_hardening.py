@@ -329,6 +329,14 @@ def test_a_refused_start_writes_nothing_and_a_run_keeps_its_configuration(tmp_pa
         code = main([*cmd, "--out", str(tmp_path / "new"), "--quiet"])
         one_line_error(capsys, code)
         assert not (tmp_path / "new").exists(), cmd
+    # refused once the survey is read (a label the study or the comparisons cannot use), or the weights
+    # once they are read: the folder the command made goes too (it kept a whole ingest)
+    (tmp_path / "junk.h5").write_text("not HDF5")
+    for cmd, message in ((["study", "--data", str(data), "--labels", "nosuch"], "nosuch"),
+                         (["run", "--data", str(data), "--set", "data.truth_label=nosuch"], "nosuch"),
+                         (["import-astrovader", str(tmp_path / "junk.h5")], "junk.h5")):
+        assert message in one_line_error(capsys, main([*cmd, "--out", str(tmp_path / "new"), "--quiet"]))
+        assert not (tmp_path / "new").exists(), cmd
     before = sorted(p.name for p in data.iterdir())
     assert "is the data folder" in one_line_error(capsys, main(["ingest", str(data), "--out", str(data), "--quiet"]))
     assert sorted(p.name for p in data.iterdir()) == before

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .config import Config, apply_overrides, dumps_config
@@ -128,20 +131,25 @@ def _mask_if_asked(run: RunDir, cfg: Config) -> None:
             masked_cube(run, workers=cfg.ingest.workers)
 
 
+@contextmanager
+def removed_on_failure(run: RunDir, created: bool) -> Iterator[None]:
+    """Whatever stops the block (an error, Ctrl-C) takes away the run's folder if this command ``created`` it."""
+    try:
+        yield
+    except BaseException:
+        if created:
+            shutil.rmtree(run.path, ignore_errors=True)
+        raise
+
+
 def ingest_run(run: RunDir, cfg: Config, created: bool) -> dict:
     """The ingest a user asks for by name (``morphospace ingest``, ``ms.ingest``): the survey is
     read first and the settings saved as soon as it is in, so that an ingest refused or stopped on
     the way (an unknown layout, a missing id column, no usable galaxy, Ctrl-C) leaves an existing
     run's settings as they were and takes away a folder it ``created`` itself. The neighbour
     masking comes after: a failure there keeps the ingest, whose cube the training masks anyway."""
-    import shutil
-
-    try:
+    with removed_on_failure(run, created):
         summary = _read_survey(run, cfg)
-    except BaseException:
-        if created:
-            shutil.rmtree(run.path, ignore_errors=True)
-        raise
     save_config(run, cfg)
     from .analysis.labels import check_label_settings
 
@@ -300,17 +308,18 @@ def stage_report(run: RunDir, cfg: Config) -> Path:
         return build_report(run, cfg)
 
 
-def run_all(run: RunDir, cfg: Config) -> Path:
-    """Every stage in order; returns the path of the report."""
+def run_all(run: RunDir, cfg: Config, created: bool = False) -> Path:
+    """Every stage in order; returns the path of the report. A run refused before its training (a
+    truth label not in the catalogue) takes away a folder it ``created``."""
+    from .analysis.labels import check_label_settings
     from .vade.fitting import one_process_devices
 
     cfg = one_process_devices(cfg, "`morphospace run`")
     check_data(cfg)
-    save_config(run, cfg)
-    stage_ingest(run, cfg)
-    from .analysis.labels import check_label_settings
-
-    check_label_settings(run, cfg)
+    with removed_on_failure(run, created):
+        save_config(run, cfg)
+        stage_ingest(run, cfg)
+        check_label_settings(run, cfg)
     stage_train(run, cfg)
     stage_embed(run, cfg)
     stage_reduce(run, cfg)
@@ -353,7 +362,7 @@ def _trained_preset(path: Path) -> str:
     return json.loads(hp.read_text()).get("preset", "") if hp.is_file() else ""
 
 
-def run_study(run: RunDir, cfg: Config) -> Path:
+def run_study(run: RunDir, cfg: Config, created: bool = False) -> Path:
     """The CNN feature study: ingest, fine-tune, features, reductions, clusterings, comparisons, report.
 
     ``study.backbone = "vade"`` puts the VaDE encoder's ``z_mean`` through the same study: the
@@ -361,6 +370,9 @@ def run_study(run: RunDir, cfg: Config) -> Path:
     ``train`` settings (no labels used); its own clusters are compared too.
     ``study.backbone = "ssl"`` does the same with the self-supervised form embedding (the
     form-first VaDE's input, trained here if the run has none).
+
+    A study refused up to its first training (its labels, once the survey is in) takes away a
+    folder it ``created``.
     """
     from .nets.backbones import BACKBONES
     from .vade.io import model_dir, model_file
@@ -369,13 +381,16 @@ def run_study(run: RunDir, cfg: Config) -> Path:
     if cfg.study.backbone not in known:  # before anything is written
         raise UserError(f"unknown backbone '{cfg.study.backbone}' (known: {', '.join(known)})")
     check_data(cfg)
-    save_config(run, cfg)
-    stage_ingest(run, cfg)
     from .analysis.labels import check_label_settings
-    from .study.features import study_truth
+    from .study.features import fine_tuning_labels, study_truth
 
-    check_label_settings(run, cfg)
-    cfg = study_truth(run, cfg, save_config)
+    with removed_on_failure(run, created):
+        save_config(run, cfg)
+        stage_ingest(run, cfg)
+        check_label_settings(run, cfg)
+        if cfg.study.mode != "frozen" and cfg.study.backbone not in ("vade", "ssl"):
+            fine_tuning_labels(run.cube_catalogue(), cfg)  # a typo: one line before the training, not after it
+        cfg = study_truth(run, cfg, save_config)
     if cfg.study.backbone in ("vade", "ssl"):
         if cfg.study.backbone == "ssl":  # the self-supervised encoder is the form-first VaDE's
             cfg = apply_overrides(cfg, {"model.preset": "form"})

@@ -253,12 +253,13 @@ def _dispatch(args) -> int | None:
         print(f"synthetic survey: {out}")
         return 0
     if cmd == "run":
+        created = not Path(args.out).exists()
         run, cfg = _new_run(args, args.out, True, data__path=args.data, model__kind=args.model,
                             train__epochs=args.epochs, train__seed=args.seed, ingest__workers=args.workers,
                             cluster__seed=args.seed)
         run.acquire_lock()
         _say_unused_epochs(args, cfg)
-        report = pipeline.run_all(run, cfg)
+        report = pipeline.run_all(run, cfg, created)
         print(f"report: {Path(report).resolve()}")
         return 0
     if cmd == "ingest":
@@ -274,18 +275,21 @@ def _dispatch(args) -> int | None:
         print(f"ingested {summary['n_in_cube']} of {summary['n_records']} galaxies into {run.path}")
         return 0
     if cmd == "study":
+        created = not Path(args.out).exists()
         run, cfg = _new_run(args, args.out, True, data__path=args.data, study__backbone=args.backbone,
                             study__labels=args.labels, study__mode=args.mode, study__epochs=args.epochs)
         run.acquire_lock()
-        report = pipeline.run_study(run, cfg)
+        report = pipeline.run_study(run, cfg, created)
         print(f"report: {Path(report).resolve()}")
         return 0
     if cmd == "import-astrovader":
         if not Path(args.weights).is_file():  # before the run's folder is made
             raise UserError(f"weights file not found: {args.weights}")
+        created = not Path(args.out).exists()
         run, cfg = _new_run(args, args.out)
         run.acquire_lock()
-        pipeline.stage_import_astrovader(run, cfg, Path(args.weights))
+        with pipeline.removed_on_failure(run, created):  # weights it cannot read: no folder left behind
+            pipeline.stage_import_astrovader(run, cfg, Path(args.weights))
         print(f"imported the published AstroVaDEr model into {run.path}")
         return 0
 

@@ -236,10 +236,7 @@ def study_features_run(run: RunDir, cfg: Config) -> dict:
         with Timer(f"loading {st.backbone} (frozen, no training)"):
             ft.fit(cube)
     else:
-        spec = default_label_column(inside, cfg)
-        if not spec:
-            raise UserError("study.labels: name a catalogue label column to fine-tune on "
-                            f"(label columns: {', '.join(_label_like(inside)) or 'none'}), or set study.mode = frozen")
+        spec = fine_tuning_labels(inside, cfg)
         y, labelled, task, columns = resolve_labels(inside, spec)
         ft.task = task
         rows = np.flatnonzero(labelled)
@@ -296,6 +293,17 @@ def study_features_run(run: RunDir, cfg: Config) -> dict:
             log.info("fine-tuned %s: validation RMSE %.4f on %d galaxies", st.backbone, ft.val_rmse_,
                      len(ft.val_index_))
     return metrics
+
+
+def fine_tuning_labels(inside: pd.DataFrame, cfg: Config) -> str:
+    """The label spec a fine-tuning study reads from the catalogue rows ``inside`` the cube, checked
+    (:func:`resolve_labels` refuses one it cannot read); a ``UserError`` when there is none."""
+    spec = default_label_column(inside, cfg)
+    if not spec:
+        raise UserError("study.labels: name a catalogue label column to fine-tune on "
+                        f"(label columns: {', '.join(_label_like(inside)) or 'none'}), or set study.mode = frozen")
+    resolve_labels(inside, spec)
+    return spec
 
 
 def study_truth(run: RunDir, cfg: Config, save: Callable[[RunDir, Config], None]) -> Config:
