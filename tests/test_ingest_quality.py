@@ -314,3 +314,23 @@ def test_an_id_held_by_a_row_without_its_image_does_not_drop_the_real_image(tmp_
     assert sorted(inside["id"]) == ["g0", "g1", "g2", "g3", "h1"] and cube.shape[0] == 5
     assert not cat["flag_duplicate_id"].any()
     assert int(cat["flag_missing_image"].sum()) == 2
+
+
+def test_a_galaxy_a_twentieth_of_the_frame_is_no_blank_frame(tmp_path):
+    """A fixed-angle survey's small galaxy covers too little of its frame to move the frame's
+    percentiles: such frames were flagged blank and left out. Sky alone, or with one hot pixel, stays blank."""
+    rng = np.random.default_rng(0)
+    sky = np.clip(rng.normal(10, 1.5, (400, 400)), 0, 255)
+    y, x = np.mgrid[:400, :400]
+    galaxy = sky + 120 * np.exp(-((x - 200) ** 2 + (y - 200) ** 2) / (2 * 6.0 ** 2))  # ~20 px across
+    hot = sky.copy()
+    hot[200, 200] = 255
+    img = tmp_path / "data"
+    img.mkdir()
+    for name, frame in (("galaxy", galaxy), ("sky", sky), ("hot", hot)):
+        rgb = np.repeat(frame[..., None], 3, axis=2)
+        save_image(img / f"{name}.png", rgb.round().astype(np.uint8))
+        Image.fromarray((frame * 257).round().astype(np.uint16)).save(img / f"{name}16.png")  # 16-bit grey
+    _, cat, _, _ = ingest_to(img, tmp_path / "run", preprocess__colour="grey")
+    blank = dict(zip(cat["id"], cat["flag_blank"]))
+    assert blank == {"galaxy": False, "sky": True, "hot": True, "galaxy16": False, "sky16": True, "hot16": True}

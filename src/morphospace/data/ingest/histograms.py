@@ -100,13 +100,17 @@ class Stats8:
         """
         g = self.greys[i]
         w, h = g.size
-        medians = _first_at_least(np.cumsum(np.array(
-            [g.histogram(ring_image(w, h)), g.crop(centre_box(h, w)).histogram()], dtype=np.int64), axis=1), 0.5)
+        cum = np.cumsum(np.array([g.histogram(ring_image(w, h)), g.crop(centre_box(h, w)).histogram()],
+                                 dtype=np.int64), axis=1)
+        medians = _first_at_least(cum, 0.5)
+        # the centre's second-brightest sampled pixel (one hot pixel is not a galaxy): a galaxy a
+        # twentieth of the frame's side keeps only a few pixels in the sample, too few for a percentile
+        centre_hi = int((cum[1] < cum[1, -1] - 1).sum())
         return FrameStats(lo=self.lo[i] / 255, hi=self.hi[i] / 255, vmin=self.vmin[i] / 255,
                           vmax=self.vmax[i] / 255, std=float("nan"),
                           mode_fraction=float(self.mode_fraction[i]), mode_level=self.mode[i] / 255,
                           ring_median=medians[0] / 255, centre_median=medians[1] / 255,
-                          grey=g, unit=1 / 255)
+                          grey=g, unit=1 / 255, centre_hi=centre_hi / 255)
 
     def suspects(self, spec: PreprocessSpec) -> np.ndarray:
         """Frames that :func:`judge` might flag (a superset, with a margin): the others pass it.

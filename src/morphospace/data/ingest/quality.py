@@ -4,7 +4,10 @@ Quality checks (on the whole frame, before cropping), each a flag:
 
 ``blank``
     Near-constant frame: for rendered (8/16-bit) images, the 0.5-99.5 percentile
-    range of the grey levels is below ``blank_contrast`` of full scale; for flux data
+    range of the grey levels is below ``blank_contrast`` of full scale, in the whole frame
+    and up to a high level of its central third (:attr:`FrameStats.centre_hi`): a galaxy
+    a tenth of the frame's side covers 1 % of it, too little to move the frame's
+    percentile, and such frames of a fixed-angle survey were flagged blank; for flux data
     (FITS, float), the standard deviation is below ``blank_std`` of the largest
     absolute value. More than half the pixels NaN/inf is blank too.
 ``not_galaxy``
@@ -66,6 +69,10 @@ class FrameStats:
         H x W grey levels (NaN where not finite), for the edge test.
     unit : float
         ``grey * unit`` is on the scale of the other statistics.
+    centre_hi : float or None
+        A high level of the central third: the 99.5th percentile of a float frame, the
+        second-brightest pixel of an 8-bit frame's sample (whose regular sample keeps only a
+        few pixels of a galaxy a twentieth of the frame's side); None: ``hi`` serves.
     """
 
     lo: float  # 0.5th percentile
@@ -79,6 +86,7 @@ class FrameStats:
     centre_median: float
     grey: "np.ndarray | Image.Image"  # H x W grey (NaN where not finite), for the edge test
     unit: float = 1.0  # grey * unit is on the scale of the other statistics
+    centre_hi: float | None = None  # a high level of the central third
 
     def edge_fraction(self) -> float:
         """Fraction of neighbouring pixel pairs whose levels jump by half the range or more.
@@ -141,6 +149,7 @@ def stats_float(arr: np.ndarray) -> FrameStats:
         ring_median=float(np.median(ring)) if ring.size else float(np.median(values)),
         centre_median=float(np.median(centre)) if centre.size else float(np.median(values)),
         grey=np.where(finite, grey, np.nan),
+        centre_hi=float(np.percentile(centre, 99.5)) if centre.size else float(hi),
     )
 
 
@@ -182,8 +191,9 @@ def judge(stats: FrameStats, display: bool, spec: PreprocessSpec) -> None:
         if edges >= EDGE_FRACTION:
             raise BadImage("not_galaxy", f"flat background ({flat:.0%}) with sharp strokes "
                                          f"({edges:.1%} of pixel pairs): text or graphics")
-    if display and stats.hi - stats.lo < spec.blank_contrast:
-        raise BadImage("blank", f"grey levels span {stats.hi - stats.lo:.3f} of full scale "
-                                f"(0.5-99.5 percentile; blank below {spec.blank_contrast})")
+    top = stats.hi if stats.centre_hi is None else max(stats.hi, stats.centre_hi)
+    if display and top - stats.lo < spec.blank_contrast:
+        raise BadImage("blank", f"grey levels span {top - stats.lo:.3f} of full scale (0.5-99.5 percentile, "
+                                f"in the frame and its centre; blank below {spec.blank_contrast})")
     if stats.ring_median - stats.centre_median > 0.5 * rng:
         raise BadImage("not_galaxy", "bright frame with a dark centre")
