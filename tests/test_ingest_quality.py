@@ -195,8 +195,12 @@ def test_nan_and_inf_pixels_are_repaired_and_flagged(tmp_path):
     root3.mkdir()
     fits.PrimaryHDU(cube3).writeto(root3 / "c.fits")
     fits.PrimaryHDU(galaxy_flux(64, seed=4, bands=3)).writeto(root3 / "d.fits")
+    no_z = galaxy_flux(64, seed=5, bands=3)
+    no_z[2] = np.nan  # one band missing whole, as at a survey's coverage edge in one filter: was "100% NaN", blank
+    fits.PrimaryHDU(no_z).writeto(root3 / "e.fits")
     _, cat3, c3, _ = ingest_to(root3, tmp_path / "run3")
-    assert list(cat3["flag_nonfinite"]) == [True, False] and c3.shape == (2, 3, 64, 64) and np.isfinite(c3).all()
+    assert list(cat3["flag_nonfinite"]) == [True, False, True] and not cat3["flag_blank"].any()
+    assert c3.shape == (3, 3, 64, 64) and np.isfinite(c3).all() and c3[2, :2].std() > 0
 
 
 def test_flat_fits_frames(tmp_path):

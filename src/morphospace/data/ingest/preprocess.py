@@ -351,9 +351,11 @@ def _row_float(arr: np.ndarray, display: bool, spec: PreprocessSpec) -> tuple[np
     bad = ~np.isfinite(arr)
     if bad.any():
         flags.add("nonfinite")
-        fraction = float(bad.any(axis=-1).mean())
+        # pixels without a finite value in any band: a band missing whole (a survey's coverage edge
+        # in one filter) leaves the others, and is filled as repair_nonfinite fills it
+        fraction = float(bad.all(axis=-1).mean())
         if fraction > 0.5:
-            raise BadImage("blank", f"{fraction:.0%} of the pixels are NaN or inf", also=("nonfinite",))
+            raise BadImage("blank", f"{fraction:.0%} of the pixels are NaN or inf in every band", also=("nonfinite",))
     try:
         judge(stats_float(arr), display, spec)
     except BadImage as exc:

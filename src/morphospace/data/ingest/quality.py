@@ -133,6 +133,9 @@ def stats_float(arr: np.ndarray) -> FrameStats:
     -------
     FrameStats
     """
+    usable = np.isfinite(arr).any(axis=(0, 1))
+    if 0 < usable.sum() < arr.shape[-1]:  # a band without one finite pixel: judged on the others
+        arr = arr[..., usable]
     grey = to_channels(arr, 1)[..., 0] if arr.shape[-1] in (1, 3) else arr.mean(axis=-1)
     finite = np.isfinite(grey)
     values = grey[finite]
