@@ -123,6 +123,22 @@ def test_image_modes_all_become_the_requested_channels(tmp_path):
     assert grey_cube.shape == (5, 1, 64, 64)
 
 
+def test_a_survey_of_grey_images_makes_a_grey_cube(tmp_path):
+    """A single-band survey as grey JPEG/PNG was a three-channel cube of one band repeated, with
+    every galaxy flagged fewer_bands; a grey frame among colour ones is still flagged."""
+    root = tmp_path / "grey"
+    root.mkdir()
+    for i in range(4):
+        grey = galaxy_rgb(64, seed=i)[..., 1]
+        Image.fromarray(grey).save(root / f"g{i}.jpg") if i % 2 else \
+            Image.fromarray(grey.astype(np.uint16) * 257).save(root / f"g{i}.png")
+    summary, cat, cube, _ = ingest_to(root, tmp_path / "run")
+    assert cube.shape == (4, 1, 64, 64) and not summary["flags"]
+    save_image(root / "colour.png", galaxy_rgb(64, seed=9))
+    summary, cat, cube, _ = ingest_to(root, tmp_path / "run_mixed")
+    assert cube.shape == (5, 3, 64, 64) and summary["flags"]["fewer_bands"]["count"] == 4
+
+
 def test_sdss_gz1_layout_and_morph3(tiny_sdss_gz1, tmp_path):
     summary, cat, cube, _ = ingest_to(tiny_sdss_gz1, tmp_path / "run")
     assert summary["layout"] == "sdss-gz1" and cube.shape == (6, 3, 64, 64)
@@ -252,7 +268,7 @@ def test_hdf5_that_is_not_galaxy10_is_a_user_error(tmp_path):
         read_survey(tmp_path / "bands_first.h5", DataConfig())
 
 
-def test_fits_2d_and_band_cubes(tmp_path):
+def test_fits_2d_and_band_cubes(tmp_path, caplog):
     two_d = tiny_fits_folder(tmp_path / "f2", n=3, catalogue=True)
     summary, cat, cube, _ = ingest_to(two_d, tmp_path / "r2")
     assert summary["layout"] == "fits" and cube.shape == (3, 1, 64, 64)  # one band: grey
@@ -261,8 +277,13 @@ def test_fits_2d_and_band_cubes(tmp_path):
     _, _, cube3, _ = ingest_to(three, tmp_path / "r3")
     assert cube3.shape == (3, 3, 64, 64)
     five = tiny_fits_folder(tmp_path / "f5", n=2, bands=5)
-    _, _, cube5, _ = ingest_to(five, tmp_path / "r5", preprocess__colour="grey", preprocess__size=32)
-    assert cube5.shape == (2, 1, 32, 32)
+    with caplog.at_level("WARNING", logger="morphospace"):
+        _, _, cube5, _ = ingest_to(five, tmp_path / "r5", preprocess__colour="grey", preprocess__size=32)
+        _, _, cube5c, _ = ingest_to(five, tmp_path / "r5c", preprocess__size=32)
+    assert cube5.shape == (2, 1, 32, 32) and cube5c.shape == (2, 3, 32, 32)
+    # which bands the cube keeps is said (it was silent)
+    assert "5 bands: the cube's grey channel is their mean" in caplog.text
+    assert "5 bands: the cube's colour channels are its first three" in caplog.text
     # the galaxy is in the middle: the centre is the brightest part of the row
     row = cube[0, 0]
     assert row[28:36, 28:36].mean() > row[:8].mean() + 0.5

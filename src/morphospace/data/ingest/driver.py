@@ -126,6 +126,10 @@ def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = Non
                      len(survey), survey.layout, data, spec.channels, spec.size, spec.size, workers,
                      f"; each galaxy framed by its size ({spec.galaxy_r90s:g} R90 a side)"
                      if spec.framing == "galaxy" else "")
+            if survey.n_bands > spec.channels and survey.n_bands != 3:  # said, not dropped silently
+                log.warning("the survey's frames have %d bands: the cube's %s %s (in the order of the file)",
+                            survey.n_bands, "colour channels are" if spec.channels == 3 else "grey channel is",
+                            "its first three" if spec.channels == 3 else "their mean")
             if strict:
                 raise_if_flagged(survey, "catalogue")
             summary = _write_outputs(survey, spec, run, data, cfg, strict, procs, pool, t0)

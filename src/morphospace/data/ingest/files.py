@@ -209,6 +209,11 @@ def fits_bands(paths: list[Path], sample: int = 20) -> dict[int, int]:
     for p in (paths[i] for i in picks):
         try:
             with fits.open(p, memmap=False) as hdul:
+                images = [h for h in hdul if getattr(h, "is_image", False) and h.header.get("NAXIS", 0) >= 2]
+                if len(images) > 1 and not counts:  # once: e.g. one band per extension, or image + mask + variance
+                    log.info("%s holds %d image extensions: the first, %s, is read (bands in separate extensions "
+                             "are not combined: give each file a band cube)", p.name, len(images),
+                             images[0].name or "PRIMARY")
                 for hdu in hdul:
                     d = getattr(hdu, "data", None)
                     if d is not None and np.ndim(d) >= 2:
@@ -236,6 +241,29 @@ def survey_bands(fits_paths: list[Path]) -> int:
                     "read as %d-band; frames with fewer bands than the cube's colour channels are flagged "
                     "fewer_bands, colour frames in a grey cube are averaged", sum(counts.values()), seen, bands)
     return bands
+
+
+GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+
+
+def image_bands(paths: list[Path], sample: int = 20) -> int:
+    """The band count of a survey of JPEG/PNG/TIFF images: 1 when every readable file of a sample
+    (spread evenly over the list; only their headers are read) is grey, else 3. A grey survey was
+    made a three-channel cube of one band repeated, every galaxy flagged fewer_bands."""
+    from PIL import Image
+
+    picks = sorted({int(i) for i in np.linspace(0, len(paths) - 1, min(sample, len(paths)))}) if paths else []
+    modes = []
+    for p in (paths[i] for i in picks):
+        try:
+            with Image.open(p) as img:
+                modes.append(img.mode)
+        except Exception:  # noqa: BLE001 - an unreadable file is the ingest's to flag
+            continue
+    if modes and all(m in GREY_MODES for m in modes):
+        log.info("the survey's images are grey (%d sampled): its cube has one channel", len(modes))
+        return 1
+    return 3
 
 
 def say_unread_beside(path: Path, image_dir: Path, read: set[str]) -> None:

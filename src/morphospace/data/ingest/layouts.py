@@ -55,8 +55,8 @@ import pandas as pd
 
 from ...config import DataConfig
 from ...errors import UserError, first_line
-from .files import (HDF5_EXTENSIONS, SYNTH_MARKER, csv_header, file_kind, images_in_subfolders, is_fits, is_image,
-                    list_files, say_unread_beside, survey_bands)
+from .files import (HDF5_EXTENSIONS, SYNTH_MARKER, csv_header, file_kind, image_bands, images_in_subfolders, is_fits,
+                    is_image, list_files, say_unread_beside, survey_bands)
 from .labels import GALAXY10_MORPH3, GALAXY10_NAMES, GZ1_MORPH3, GZ2_MORPH3, derive_gz2_class, vote_fractions
 from .positions import find_position_columns, parse_positions, set_positions
 from .records import Record, flag_duplicates
@@ -246,7 +246,8 @@ def _read_folder(path: Path, cfg: DataConfig, cat_path: Path | None = None) -> S
     files = list_files(image_dir, skip_companions=image_dir == path)
 
     n_fits = sum(is_fits(n) for _, n in files)
-    n_bands = survey_bands([image_dir / n for _, n in files if is_fits(n)]) if n_fits > len(files) / 2 else 3
+    n_bands = (survey_bands([image_dir / n for _, n in files if is_fits(n)]) if n_fits > len(files) / 2
+               else image_bands([image_dir / n for _, n in files if not is_fits(n)]))
     if cat_path is None:
         if not files:
             raise UserError(f"no images in {image_dir} ({_known()})")
