@@ -336,6 +336,26 @@ def test_images_in_sub_folders_of_a_folder_survey_are_said_not_read(tmp_path, ca
     assert "2 image file(s) in sub-folders" in caplog.text
 
 
+def test_a_catalogue_of_images_in_a_sub_folder_is_found_and_what_it_does_not_name_said(tmp_path, caplog):
+    """Images in img/ named by a top-level CSV: "no known survey layout" (and with --layout folder,
+    the images of img/ that no row named were dropped without a word)."""
+    import logging
+
+    root = tmp_path / "survey"
+    for i in range(4):
+        save_image(root / "img" / f"g{i}.png", galaxy_rgb(32, seed=i))
+    write_csv(root / "labels.csv", ["id", "file", "kind"], [[f"g{i}", f"img/g{i}.png", "e"] for i in range(3)])
+    assert detect_layout(root) == "folder"
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        survey = read_survey(root, DataConfig())
+    assert [r.id for r in survey.records] == ["g0", "g1", "g2"]
+    assert "1 image file(s) in sub-folders of" in caplog.text and "img/g3.png" in caplog.text
+    # the catalogue elsewhere, named by --catalogue: read as a folder too
+    outside = write_csv(tmp_path / "cat.csv", ["id", "file"], [["g0", "img/g0.png"]])
+    (root / "labels.csv").unlink()
+    assert [r.id for r in read_survey(root, DataConfig(catalogue=str(outside))).records] == ["g0"]
+
+
 def test_fits_of_mixed_band_counts_take_the_most_common_and_say_so(tmp_path, caplog):
     """One 2-D cutout first among band cubes: the survey is the cubes' colour (the first file no
     longer decides), the log says the files differ, and the grey frame is flagged fewer_bands."""

@@ -156,15 +156,15 @@ def list_files(folder: Path, skip_companions: bool) -> list[tuple[str, str]]:
     return out
 
 
-def images_in_subfolders(folder: Path) -> int:
-    """How many image or FITS files the (non-hidden) sub-folders of ``folder`` hold, at any depth:
-    what a folder survey, which reads its top level, leaves out."""
-    count = 0
+def images_in_subfolders(folder: Path) -> list[str]:
+    """The image or FITS files (paths) the (non-hidden) sub-folders of ``folder`` hold, at any depth:
+    what a folder survey, which reads its top level, leaves out unless a catalogue row names them."""
+    found = []
     for root, dirs, names in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         if Path(root) != Path(folder):
-            count += sum(1 for n in names if not n.startswith(".") and (is_image(n) or is_fits(n)))
-    return count
+            found += [os.path.join(root, n) for n in names if not n.startswith(".") and (is_image(n) or is_fits(n))]
+    return found
 
 
 def in_dir(folder: Path) -> Callable[[str], str]:

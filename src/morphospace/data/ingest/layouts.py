@@ -152,10 +152,23 @@ def detect_layout(path: str | Path) -> str:
         return "folder"
     if sum(n.lower().endswith(HDF5_EXTENSIONS) for n in names) == 1:
         return "galaxy10"
+    if any(n.lower().endswith(".csv") for n in names) and images_in_subfolders(path):
+        return "folder"  # a catalogue whose file column names images in sub-folders
     raise UserError(
         f"no known survey layout in {path} ({_known()}: a folder of JPEG/PNG/TIFF or FITS files, "
         "optionally with a catalogue CSV, or a Galaxy10 .h5 file)"
     )
+
+
+def _detected(path: Path, cfg: DataConfig) -> str:
+    """:func:`detect_layout`, or the folder layout for a folder that matches none but comes with a
+    catalogue of the user's (``--catalogue``: its file column may name images anywhere)."""
+    try:
+        return detect_layout(path)
+    except UserError:
+        if cfg.catalogue and path.is_dir():
+            return "folder"
+        raise
 
 
 def read_survey(path: str | Path, cfg: DataConfig) -> Survey:
@@ -182,7 +195,7 @@ def read_survey(path: str | Path, cfg: DataConfig) -> Survey:
     path = Path(path)
     if not path.exists():
         raise UserError(f"data not found: {path}")
-    layout = cfg.layout if cfg.layout not in ("", "auto") else detect_layout(path)
+    layout = cfg.layout if cfg.layout not in ("", "auto") else _detected(path, cfg)
     if layout not in LAYOUTS:
         raise UserError(f"unknown layout '{layout}' ({_known()})")
     layout = _with_own_catalogue(path, layout, cfg)
@@ -256,7 +269,7 @@ def _read_folder(path: Path, cfg: DataConfig, cat_path: Path | None = None) -> S
         if nested:  # said, not lost silently
             log.warning("%d image file(s) in sub-folders of %s are not read: a folder survey is the images at "
                         "its top level (a catalogue whose file column names sub-folder paths reads them)",
-                        nested, image_dir)
+                        len(nested), image_dir)
         say_unread_beside(path, image_dir, {r.source for r in records if r.source})
         return Survey("folder", path, records, pd.DataFrame(index=range(len(records))), n_bands)
     table = read_table(cat_path)
@@ -277,6 +290,11 @@ def _read_folder(path: Path, cfg: DataConfig, cat_path: Path | None = None) -> S
     file_values = table[file_col].astype(str).str.strip().tolist() if file_col else None
     labels = pd.DataFrame({c: typed(table[c]) for c in label_cols})
     records, labels = join_files(image_dir, path, ids, file_values, files, labels)
+    read = {os.path.realpath(r.source) for r in records if r.source}
+    unnamed = [p for p in images_in_subfolders(image_dir) if os.path.realpath(p) not in read]
+    if unnamed:  # images at the top without a row are kept (no_catalogue_row); these are said
+        log.warning("%d image file(s) in sub-folders of %s are named by no row of %s and not read (e.g. %s)",
+                    len(unnamed), image_dir, cat_path.name, os.path.relpath(unnamed[0], image_dir))
     say_unread_beside(path, image_dir, {r.source for r in records if r.source})
     return Survey("folder", path, records, labels, n_bands)
 
