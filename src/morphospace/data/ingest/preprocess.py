@@ -33,7 +33,7 @@ from .framing import galaxy_crop
 from .histograms import STATS_SIDE, histograms_8bit, ring_medians, sample_8bit, stats_from_histograms
 from .normalise import level_luts, normalise, normalise_levels
 from .pixels import border_ring, centre_crop, crop_box, repair_nonfinite, resample_filter, resize, to_channels
-from .quality import in_bit_depth, judge, stats_float
+from .quality import judge, stats_float
 from .spec import PreprocessSpec
 
 __all__ = ["PreprocessSpec", "RowBlock", "preprocess", "preprocess_many", "preprocess_block"]
@@ -356,8 +356,8 @@ def _row_float(arr: np.ndarray, display: bool, spec: PreprocessSpec) -> tuple[np
         fraction = float(bad.all(axis=-1).mean())
         if fraction > 0.5:
             raise BadImage("blank", f"{fraction:.0%} of the pixels are NaN or inf in every band", also=("nonfinite",))
-    try:  # display: a 16-bit frame, judged on the bits its levels use
-        judge(in_bit_depth(stats_float(arr)) if display else stats_float(arr), display, spec)
+    try:
+        judge(stats_float(arr), display, spec)
     except BadImage as exc:
         exc.also = tuple(flags)
         raise

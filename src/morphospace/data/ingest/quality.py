@@ -31,7 +31,7 @@ without the per-frame statistics.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -154,30 +154,6 @@ def stats_float(arr: np.ndarray) -> FrameStats:
         grey=np.where(finite, grey, np.nan),
         centre_hi=float(np.percentile(centre, 99.5)) if centre.size else float(hi),
     )
-
-
-def in_bit_depth(stats: FrameStats) -> FrameStats:
-    """The statistics of a 16-bit frame (levels 0-1 of 65535) on the scale of the bits its levels use:
-    a camera's 12-bit data in a 16-bit file peaks at 4095 / 65535 = 0.06 of the file's scale, where
-    its galaxies were judged blank; judged against 4095 they are not. Full-range frames are unchanged.
-
-    Parameters
-    ----------
-    stats : FrameStats
-        Of a 16-bit frame scaled to [0, 1].
-
-    Returns
-    -------
-    FrameStats
-    """
-    top = stats.vmax * 65535
-    if not 0 < top < 32767.5:
-        return stats
-    full = (2 ** max(8, int(np.ceil(np.log2(top + 1)))) - 1) / 65535
-    levels = ("lo", "hi", "vmin", "vmax", "mode_level", "ring_median", "centre_median")
-    scaled = {name: getattr(stats, name) / full for name in levels}
-    centre_hi = None if stats.centre_hi is None else stats.centre_hi / full
-    return replace(stats, **scaled, centre_hi=centre_hi, unit=stats.unit / full)
 
 
 def judge(stats: FrameStats, display: bool, spec: PreprocessSpec) -> None:
