@@ -331,10 +331,12 @@ def test_a_galaxy_a_twentieth_of_the_frame_is_no_blank_frame(tmp_path):
     hot[200, 200] = 255
     img = tmp_path / "data"
     img.mkdir()
-    for name, frame in (("galaxy", galaxy), ("sky", sky), ("hot", hot)):
+    noisier = np.clip(rng.normal(20, 2.4, (400, 400)), 0, 255)  # the noise's own tail is no galaxy
+    for name, frame in (("galaxy", galaxy), ("sky", sky), ("hot", hot), ("noisier", noisier)):
         rgb = np.repeat(frame[..., None], 3, axis=2)
         save_image(img / f"{name}.png", rgb.round().astype(np.uint8))
         Image.fromarray((frame * 257).round().astype(np.uint16)).save(img / f"{name}16.png")  # 16-bit grey
     _, cat, _, _ = ingest_to(img, tmp_path / "run", preprocess__colour="grey")
     blank = dict(zip(cat["id"], cat["flag_blank"]))
-    assert blank == {"galaxy": False, "sky": True, "hot": True, "galaxy16": False, "sky16": True, "hot16": True}
+    assert blank == {"galaxy": False, "sky": True, "hot": True, "noisier": True,
+                     "galaxy16": False, "sky16": True, "hot16": True, "noisier16": True}

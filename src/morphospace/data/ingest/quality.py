@@ -4,10 +4,11 @@ Quality checks (on the whole frame, before cropping), each a flag:
 
 ``blank``
     Near-constant frame: for rendered (8/16-bit) images, the 0.5-99.5 percentile
-    range of the grey levels is below ``blank_contrast`` of full scale, in the whole frame
-    and up to a high level of its central third (:attr:`FrameStats.centre_hi`): a galaxy
-    a tenth of the frame's side covers 1 % of it, too little to move the frame's
-    percentile, and such frames of a fixed-angle survey were flagged blank; for flux data
+    range of the grey levels is below ``blank_contrast`` of full scale and nothing in the
+    central third stands out above the frame's 99.5th percentile by that much
+    (:attr:`FrameStats.centre_hi`): a galaxy a tenth of the frame's side covers 1 % of it,
+    too little to move the frame's percentile, and such frames of a fixed-angle survey
+    were flagged blank; for flux data
     (FITS, float), the standard deviation is below ``blank_std`` of the largest
     absolute value. More than half the pixels NaN/inf is blank too.
 ``not_galaxy``
@@ -194,9 +195,11 @@ def judge(stats: FrameStats, display: bool, spec: PreprocessSpec) -> None:
         if edges >= EDGE_FRACTION:
             raise BadImage("not_galaxy", f"flat background ({flat:.0%}) with sharp strokes "
                                          f"({edges:.1%} of pixel pairs): text or graphics")
-    top = stats.hi if stats.centre_hi is None else max(stats.hi, stats.centre_hi)
-    if display and top - stats.lo < spec.blank_contrast:
-        raise BadImage("blank", f"grey levels span {top - stats.lo:.3f} of full scale (0.5-99.5 percentile, "
-                                f"in the frame and its centre; blank below {spec.blank_contrast})")
+    # a small central galaxy stands out above the frame's own high level by the contrast itself; noise
+    # alone does not (the centre's high level is the frame's, give or take a fraction of sigma)
+    stands_out = stats.centre_hi is not None and stats.centre_hi - stats.hi >= spec.blank_contrast
+    if display and stats.hi - stats.lo < spec.blank_contrast and not stands_out:
+        raise BadImage("blank", f"grey levels span {stats.hi - stats.lo:.3f} of full scale (0.5-99.5 percentile; "
+                                f"blank below {spec.blank_contrast}) and nothing stands out in the centre")
     if stats.ring_median - stats.centre_median > 0.5 * rng:
         raise BadImage("not_galaxy", "bright frame with a dark centre")
