@@ -134,8 +134,16 @@ def test_a_survey_of_grey_images_makes_a_grey_cube(tmp_path):
             Image.fromarray(grey.astype(np.uint16) * 257).save(root / f"g{i}.png")
     summary, cat, cube, _ = ingest_to(root, tmp_path / "run")
     assert cube.shape == (4, 1, 64, 64) and not summary["flags"]
-    save_image(root / "colour.png", galaxy_rgb(64, seed=9))
-    summary, cat, cube, _ = ingest_to(root, tmp_path / "run_mixed")
+    # the same images in a sub-folder a catalogue names: grey too (the bands came from the top level)
+    nested = tmp_path / "nested"
+    (nested / "img").mkdir(parents=True)
+    for p in sorted(root.iterdir()):
+        p.rename(nested / "img" / p.name)
+    write_csv(nested / "cat.csv", ["id", "file"], [[p.stem, f"img/{p.name}"] for p in sorted((nested / "img").iterdir())])
+    summary, _, cube, _ = ingest_to(nested, tmp_path / "run_nested")
+    assert cube.shape == (4, 1, 64, 64) and not summary["flags"]
+    save_image(nested / "img" / "colour.png", galaxy_rgb(64, seed=9))
+    summary, cat, cube, _ = ingest_to(nested / "img", tmp_path / "run_mixed")
     assert cube.shape == (5, 3, 64, 64) and summary["flags"]["fewer_bands"]["count"] == 4
 
 
@@ -152,6 +160,8 @@ def test_sdss_gz1_layout_and_morph3(tiny_sdss_gz1, tmp_path):
 def test_label_columns_hold_for_every_layout(tiny_sdss_gz1, tmp_path):
     """`data.label_columns` was read by the folder layout alone: elsewhere a typo kept every column."""
     assert list(read_survey(tiny_sdss_gz1, DataConfig(label_columns=["morph3"])).labels.columns) == ["morph3"]
+    twice = read_survey(tiny_sdss_gz1, DataConfig(label_columns=["morph3", "gz1_name", "morph3"]))
+    assert list(twice.labels.columns) == ["morph3", "gz1_name"]  # named twice, kept once (not a traceback)
     with pytest.raises(UserError, match=r"data.label_columns: nosuch not among the survey's label columns "
                                         r"\(gz1_class, gz1_name, morph3\)"):
         read_survey(tiny_sdss_gz1, DataConfig(label_columns=["nosuch"]))

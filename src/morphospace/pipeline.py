@@ -156,7 +156,8 @@ def ingest_run(run: RunDir, cfg: Config, created: bool) -> dict:
     try:  # the ingest reads no label setting; the stages that do refuse it
         check_label_settings(run, cfg)
     except UserError as exc:
-        log.warning("%s: the stages that compare with labels will refuse it", exc)
+        log.warning("%s: every later stage (train, embed, reduce, ...) refuses it until it is set right "
+                    "(--set data.truth_label=...)", exc)
     _mask_if_asked(run, cfg)
     return summary
 

@@ -233,7 +233,12 @@ class TrainConfig(Section):
     @classmethod
     def _lightning_name(cls, value: str, info) -> str:
         # a typo here reached Lightning only once a training began: after the settings were saved
-        # and the run's trained model cleared
+        # and the run's trained model cleared. Names as Lightning reads them (it lowercases these two);
+        # the common ones without importing Lightning, which every load of a saved config would pay
+        if info.field_name != "precision":
+            value = value.lower()
+        if value in COMMON_LIGHTNING_NAMES[info.field_name]:
+            return value
         known = _lightning_names(info.field_name)
         if value not in known:
             raise PydanticCustomError("config", "train.{key} must be one of {known}, got '{value}'",
@@ -246,9 +251,15 @@ PRECISIONS = ("transformer-engine", "transformer-engine-float16", "16-true", "16
               "32-true", "64-true", "64", "32", "16", "bf16")
 
 
+COMMON_LIGHTNING_NAMES = {
+    "precision": set(PRECISIONS), "accelerator": {"auto", "cpu", "gpu", "cuda", "mps", "tpu"},
+    "strategy": {"auto", "ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "fsdp", "deepspeed", "single_device"},
+}
+
+
 def _lightning_names(field: str) -> set[str]:
     """The values Lightning takes for a Trainer's ``accelerator`` or ``strategy`` (its registries, imported
-    only when a value other than the default is given) or ``precision``."""
+    only for a value not in :data:`COMMON_LIGHTNING_NAMES`) or ``precision``."""
     if field == "precision":
         return set(PRECISIONS)
     if field == "accelerator":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -156,15 +156,19 @@ def list_files(folder: Path, skip_companions: bool) -> list[tuple[str, str]]:
     return out
 
 
-def images_in_subfolders(folder: Path) -> list[str]:
-    """The image or FITS files (paths) the (non-hidden) sub-folders of ``folder`` hold, at any depth:
-    what a folder survey, which reads its top level, leaves out unless a catalogue row names them."""
-    found = []
+def subfolder_images(folder: Path) -> Iterator[str]:
+    """The image or FITS files (paths) the (non-hidden) sub-folders of ``folder`` hold, at any depth, as
+    they are found: what a folder survey, which reads its top level, leaves out unless a catalogue
+    row names them."""
     for root, dirs, names in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         if Path(root) != Path(folder):
-            found += [os.path.join(root, n) for n in names if not n.startswith(".") and (is_image(n) or is_fits(n))]
-    return found
+            yield from (os.path.join(root, n) for n in names if not n.startswith(".") and (is_image(n) or is_fits(n)))
+
+
+def images_in_subfolders(folder: Path) -> int:
+    """How many files :func:`subfolder_images` finds."""
+    return sum(1 for _ in subfolder_images(folder))
 
 
 def in_dir(folder: Path) -> Callable[[str], str]:

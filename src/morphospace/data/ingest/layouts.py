@@ -56,7 +56,7 @@ import pandas as pd
 from ...config import DataConfig
 from ...errors import UserError, first_line
 from .files import (HDF5_EXTENSIONS, SYNTH_MARKER, csv_header, file_kind, image_bands, images_in_subfolders, is_fits,
-                    is_image, list_files, say_unread_beside, survey_bands)
+                    is_image, list_files, say_unread_beside, subfolder_images, survey_bands)
 from .labels import GALAXY10_MORPH3, GALAXY10_NAMES, GZ1_MORPH3, GZ2_MORPH3, derive_gz2_class, vote_fractions
 from .positions import find_position_columns, parse_positions, set_positions
 from .records import Record, flag_duplicates
@@ -152,7 +152,7 @@ def detect_layout(path: str | Path) -> str:
         return "folder"
     if sum(n.lower().endswith(HDF5_EXTENSIONS) for n in names) == 1:
         return "galaxy10"
-    if any(n.lower().endswith(".csv") for n in names) and images_in_subfolders(path):
+    if any(n.lower().endswith(".csv") for n in names) and next(subfolder_images(path), None) is not None:
         return "folder"  # a catalogue whose file column names images in sub-folders
     raise UserError(
         f"no known survey layout in {path} ({_known()}: a folder of JPEG/PNG/TIFF or FITS files, "
@@ -224,6 +224,7 @@ def _keep_label_columns(survey: Survey, wanted: list[str]) -> None:
     """Keep ``data.label_columns`` (and the RA/Dec pair, always read) of the survey's labels; a
     ``UserError`` naming those it does not have (they were ignored outside the folder layout)."""
     have = [str(c) for c in survey.labels.columns]
+    wanted = list(dict.fromkeys(wanted))  # a column named twice is kept once
     missing = [c for c in wanted if c not in have]
     if missing:
         raise UserError(f"data.label_columns: {', '.join(missing)} not among the survey's label columns "
@@ -258,9 +259,6 @@ def _read_folder(path: Path, cfg: DataConfig, cat_path: Path | None = None) -> S
     cat_path = cat_path or find_catalogue(path, cfg)
     files = list_files(image_dir, skip_companions=image_dir == path)
 
-    n_fits = sum(is_fits(n) for _, n in files)
-    n_bands = (survey_bands([image_dir / n for _, n in files if is_fits(n)]) if n_fits > len(files) / 2
-               else image_bands([image_dir / n for _, n in files if not is_fits(n)]))
     if cat_path is None:
         if not files:
             raise UserError(f"no images in {image_dir} ({_known()})")
@@ -269,9 +267,9 @@ def _read_folder(path: Path, cfg: DataConfig, cat_path: Path | None = None) -> S
         if nested:  # said, not lost silently
             log.warning("%d image file(s) in sub-folders of %s are not read: a folder survey is the images at "
                         "its top level (a catalogue whose file column names sub-folder paths reads them)",
-                        len(nested), image_dir)
+                        nested, image_dir)
         say_unread_beside(path, image_dir, {r.source for r in records if r.source})
-        return Survey("folder", path, records, pd.DataFrame(index=range(len(records))), n_bands)
+        return Survey("folder", path, records, pd.DataFrame(index=range(len(records))), _bands(records))
     table = read_table(cat_path)
     cols = [str(c) for c in table.columns]
     id_col = pick_column(cols, cfg.id_column, ("id", "objid", "galaxyid", "galaxy_id", "name", "dr7objid"), "id", cat_path)
@@ -290,13 +288,36 @@ def _read_folder(path: Path, cfg: DataConfig, cat_path: Path | None = None) -> S
     file_values = table[file_col].astype(str).str.strip().tolist() if file_col else None
     labels = pd.DataFrame({c: typed(table[c]) for c in label_cols})
     records, labels = join_files(image_dir, path, ids, file_values, files, labels)
-    read = {os.path.realpath(r.source) for r in records if r.source}
-    unnamed = [p for p in images_in_subfolders(image_dir) if os.path.realpath(p) not in read]
-    if unnamed:  # images at the top without a row are kept (no_catalogue_row); these are said
-        log.warning("%d image file(s) in sub-folders of %s are named by no row of %s and not read (e.g. %s)",
-                    len(unnamed), image_dir, cat_path.name, os.path.relpath(unnamed[0], image_dir))
+    _say_unnamed_in_subfolders(image_dir, records, cat_path.name)
     say_unread_beside(path, image_dir, {r.source for r in records if r.source})
-    return Survey("folder", path, records, labels, n_bands)
+    return Survey("folder", path, records, labels, _bands(records))
+
+
+def _bands(records: list[Record]) -> int:
+    """The survey's band count from the files its records read (top level or any sub-folder a
+    catalogue names): FITS by :func:`survey_bands` when most are FITS, images by :func:`image_bands`."""
+    sources = [Path(r.source) for r in records if r.source]
+    fits = [p for p in sources if is_fits(p.name)]
+    if len(fits) > len(sources) / 2:
+        return survey_bands(fits)
+    return image_bands([p for p in sources if not is_fits(p.name)])
+
+
+def _say_unnamed_in_subfolders(image_dir: Path, records: list[Record], catalogue: str) -> None:
+    """Images in sub-folders of a catalogue's survey that no row names are said in the log (those at
+    the top without a row are kept, flagged no_catalogue_row). Paths are compared as written first,
+    and resolved through links only for those left over: at 10^6 files each resolution costs."""
+    def plain(p: str) -> str:
+        return os.path.normpath(os.path.abspath(p))
+
+    read = {plain(r.source) for r in records if r.source}
+    unnamed = [p for p in subfolder_images(image_dir) if plain(p) not in read]
+    if unnamed:
+        real = {os.path.realpath(r.source) for r in records if r.source}
+        unnamed = [p for p in unnamed if os.path.realpath(p) not in real]
+    if unnamed:
+        log.warning("%d image file(s) in sub-folders of %s are named by no row of %s and not read (e.g. %s)",
+                    len(unnamed), image_dir, catalogue, os.path.relpath(unnamed[0], image_dir))
 
 
 def _with_own_catalogue(path: Path, layout: str, cfg: DataConfig) -> str:
