@@ -531,6 +531,7 @@ def test_quiet_keeps_library_warnings_off_the_console(tmp_path, capsys, monkeypa
 def test_an_error_is_one_line_even_without_quiet(tmp_path):
     """The stage's start line goes to the run's log, not above the error on the console."""
     (tmp_path / "empty").mkdir()  # there, but without images: the ingest's own error
+    (tmp_path / "run").mkdir()  # a folder the command did not make is kept, with its log
     r = subprocess.run([sys.executable, "-m", "morphospace", "run", "--data", str(tmp_path / "empty"), "--out",
                         str(tmp_path / "run")], capture_output=True, text=True, timeout=120)
     lines = [line for line in r.stderr.splitlines() if line.strip()]
