@@ -81,6 +81,15 @@ def test_similar_refuses_an_unknown_id_in_one_line(tiny_run, capsys):
     assert main(["similar", str(tiny_run.path), "--id", "g01", "--embedding", "nothing", "--quiet"]) == 2
 
 
+def test_an_embedding_of_an_earlier_cube_is_refused_in_one_line(tiny_run, capsys):
+    """A re-ingest keeps the embeddings until `embed` runs: another galaxy's neighbours, or an IndexError."""
+    write_npy(tiny_run.embedding_path("form"), np.zeros((12, 4), np.float32))
+    for call in (lambda: similar_run(tiny_run, "g29", "form"),
+                 lambda: similar_to_image(tiny_run, np.zeros(4), np.zeros((3, 16, 16)), "form")):
+        with pytest.raises(UserError, match=r"embedding 'form' has 12 rows but the cube 30: re-run `morphospace embed`"):
+            call()
+
+
 # --- a new image: `morphospace similar RUN --image FILE` ------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -42,6 +42,15 @@ def precision_at_k(X: np.ndarray, labels: Any, k: int = 10, random_state: int = 
     return float(np.mean([h.mean() for h in hits]))
 
 
+def _embedding_of_cube(run: RunDir, embedding: str, n: int) -> np.ndarray:
+    """The run's ``embedding``, one row per cube row, or a ``UserError``: an embedding of an earlier
+    cube (a re-ingest keeps it until ``embed`` runs) gave another galaxy's neighbours, or an IndexError."""
+    X = run.read_embedding(embedding)
+    if len(X) != n:
+        raise UserError(f"embedding '{embedding}' has {len(X)} rows but the cube {n}: re-run `morphospace embed`")
+    return X
+
+
 def _index_for(run: RunDir, embedding: str, X: np.ndarray) -> SimilarityIndex:
     """The run's index over ``embedding`` (rows ``X``): loaded when built from the same file, else built."""
     stamp = {"embedding": embedding, **_stamp(run.embedding_path(embedding))}
@@ -72,7 +81,7 @@ def similar_run(run: RunDir, galaxy_id: str, embedding: str, k: int = 10) -> tup
     where = np.where(ids == str(galaxy_id))[0]
     if not len(where):
         raise UserError(f"no galaxy with id '{galaxy_id}' in the cube of {run.path}")
-    X = run.read_embedding(embedding)
+    X = _embedding_of_cube(run, embedding, len(cat))
     index = _index_for(run, embedding, X)
     dist, idx = index.kneighbors(np.asarray(X[where[:1]]), k=k + 1)
     table = _table(cat, idx[0], dist[0])
@@ -110,7 +119,7 @@ def similar_to_image(run: RunDir, vector: np.ndarray, image: np.ndarray, embeddi
         in ``RUN/similar/``.
     """
     cat = run.cube_catalogue().reset_index(drop=True)
-    X = run.read_embedding(embedding)
+    X = _embedding_of_cube(run, embedding, len(cat))
     v = np.asarray(vector, dtype=np.float32).reshape(1, -1)
     if v.shape[1] != X.shape[1]:
         raise UserError(f"the query has {v.shape[1]} values, the run's '{embedding}' embedding {X.shape[1]}")
