@@ -621,3 +621,34 @@ def test_generate_reads_a_run_without_making_its_model_folder(tmp_path, capsys):
     line = one_line_error(capsys, main(["generate", str(run), "--component", "0", "--out", str(tmp_path / "g"),
                                         "--quiet"]))
     assert "model" in line and not (run / "models").exists()
+
+
+def test_a_full_disk_is_an_error_naming_the_file_not_a_bus_error(tmp_path, monkeypatch):
+    """A map of a sparse file written on a full disk killed the process with SIGBUS (no message, the
+    partial file left filling the disk); the bytes are now reserved first."""
+    import errno
+    import os
+
+    import numpy as np
+
+    from morphospace.run import new_npy_map
+
+    mm = new_npy_map(tmp_path / "ok.npy", np.float32, (4, 3))
+    mm[:] = 2
+    mm.flush()
+    del mm
+    assert np.load(tmp_path / "ok.npy").sum() == 24
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(OSError, match="No space left on device") as exc:
+        new_npy_map(tmp_path / "big.npy", np.float32, (1000, 3))
+    assert exc.value.filename == str(tmp_path / "big.npy") and exc.value.errno == errno.ENOSPC
+
+    def unsupported(fd, offset, length):
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported)  # a file system that cannot reserve: sparse, as before
+    assert new_npy_map(tmp_path / "sparse.npy", np.float32, (5, 2)).shape == (5, 2)

@@ -118,7 +118,7 @@ def _place_cube(run: RunDir, x: np.ndarray) -> None:
     import shutil
 
     from .image.masking import MASKED_CUBE, MASKED_META, MASKED_TABLE
-    from .run import atomic_path
+    from .run import atomic_path, new_npy_map
 
     source = _whole_npy(x)
     if source is not None:
@@ -130,7 +130,7 @@ def _place_cube(run: RunDir, x: np.ndarray) -> None:
         return
     dtype = x.dtype if x.dtype in (np.float16, np.float32) else np.float32
     with atomic_path(run.cube) as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=x.shape)
+        out = new_npy_map(tmp, dtype, x.shape)
         for s in range(0, len(x), CHUNK_ROWS):
             out[s:s + CHUNK_ROWS] = x[s:s + CHUNK_ROWS]
         out.flush()

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from ..progress import progress
-from ..run import RunDir, atomic_path, built_by_one, write_json, write_table
+from ..run import RunDir, atomic_path, built_by_one, new_npy_map, write_json, write_table
 from .pool import map_chunks
 from .sources import border_stats, central_index, detect
 
@@ -231,7 +231,7 @@ def _masked_cube(run: RunDir, params: MaskParams, workers: int) -> np.ndarray:
     with atomic_path(path) as tmp:
         # stored like the cube (float16 by default: half the bytes to write and to read back)
         dtype = cube.dtype if cube.dtype in (np.float16, np.float32) else np.float32
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=cube.shape)
+        out = new_npy_map(tmp, dtype, cube.shape)
         out.flush()
         del out  # the chunks write through their own maps
         tables = map_chunks(_mask_chunk, len(cube), str(run.cube), str(tmp), params, chunk=512,

@@ -26,6 +26,7 @@ stage never leaves a file that looks complete.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -99,6 +100,33 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def new_npy_map(path: str | Path, dtype, shape: tuple) -> np.memmap:
+    """A new ``.npy`` at ``path`` mapped for writing (``open_memmap``, mode ``w+``), its bytes reserved
+    on disk first: a sparse file written through its map on a full disk kills the process with SIGBUS
+    (no message, the partial file left filling the disk); reserved, a full disk is an ``OSError``
+    naming the file, before any work. Where the file system cannot reserve, the file stays sparse.
+
+    Parameters
+    ----------
+    path : str or Path
+    dtype : numpy dtype
+    shape : tuple of int
+
+    Returns
+    -------
+    numpy.memmap
+    """
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    try:
+        with open(path, "r+b") as fh:
+            os.posix_fallocate(fh.fileno(), 0, os.fstat(fh.fileno()).st_size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            out._mmap.close()  # nothing was written through it
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+    return out
 
 
 def write_npy(path: str | Path, array: np.ndarray) -> None:

@@ -39,6 +39,7 @@ from ..nets.predict import accelerated, barrier, world_size
 from ..nets.shards import ShardedData
 from ..nets.spawn import spawned_workers
 from ..progress import is_quiet, quiet_lightning
+from ..run import new_npy_map
 from ..run.pages import PageReleaser
 from .augment import NuisanceAugment
 from .bank import N_DIHEDRAL, view_bank, view_seed
@@ -217,9 +218,13 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
             # only once all have passed the shared prediction, and so once the first has cleared
             # the model folder (srun starts the tasks at once; only the first clears)
             tmp = bank_path.with_suffix(".partial.npy")
-            mm = view_bank(trunk, cube, aug_views, seed, trainer_kwargs=trainer_kwargs, work_dir=out_dir / "bank_shares",
-                           loader_workers=loader_workers, first_only=True,
-                           out=lambda: np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape))
+            try:
+                mm = view_bank(trunk, cube, aug_views, seed, trainer_kwargs=trainer_kwargs,
+                               work_dir=out_dir / "bank_shares", loader_workers=loader_workers, first_only=True,
+                               out=lambda: new_npy_map(tmp, np.float32, shape))
+            except BaseException:  # a full disk, Ctrl-C: the partial bank does not stay to fill the disk
+                tmp.unlink(missing_ok=True)
+                raise
             if mm is not None:
                 mm.flush()
                 del mm
