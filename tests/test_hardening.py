@@ -652,3 +652,25 @@ def test_a_full_disk_is_an_error_naming_the_file_not_a_bus_error(tmp_path, monke
 
     monkeypatch.setattr(os, "posix_fallocate", unsupported)  # a file system that cannot reserve: sparse, as before
     assert new_npy_map(tmp_path / "sparse.npy", np.float32, (5, 2)).shape == (5, 2)
+
+
+def test_a_missing_form_embedding_is_said_when_a_stage_falls_back(tmp_path, caplog):
+    """A deleted form.npy (or a killed embed) made reduce and similar use 'vade' without a word."""
+    import json
+
+    import numpy as np
+
+    from morphospace.pipeline import primary_embedding
+    from morphospace.run import write_npy
+
+    run = RunDir(tmp_path / "run", create=True)
+    write_npy(run.embedding_path("vade"), np.zeros((3, 2), np.float32))
+    with caplog.at_level("WARNING", logger="morphospace"):
+        assert primary_embedding(run, None) == "vade"  # no model: nothing expected, nothing said
+    assert "form.npy is missing" not in caplog.text
+    mdir = run.model_dir("vade")
+    (mdir / "model.pt").write_bytes(b"x")
+    (mdir / "hparams.json").write_text(json.dumps({"preset": "form"}))
+    with caplog.at_level("WARNING", logger="morphospace"):
+        assert primary_embedding(run, None) == "vade"
+    assert "embeddings/form.npy is missing" in caplog.text and "morphospace embed" in caplog.text

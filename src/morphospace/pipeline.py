@@ -225,9 +225,18 @@ def stage_anomaly(run: RunDir, cfg: Config) -> None:
 
 def primary_embedding(run: RunDir, cfg: Config) -> str:
     """The embedding a run is about: CNN features, else the form embedding, else the VaDE latent space, else pixels."""
+    from .vade.io import model_file
+
     available = run.embeddings()
+    try:  # the run's trained model is the form model: its embedding is the one to use
+        expected = model_file(run).is_file() and _trained_preset(model_file(run)) == "form"
+    except (OSError, ValueError, AttributeError):
+        expected = False
     for name in ("features", "form", "vade", "pixels_pca"):
         if name in available:
+            if expected and name in ("vade", "pixels_pca") and "form" not in available:  # deleted, or a killed embed
+                log.warning("embeddings/form.npy is missing from %s: this stage uses '%s' instead; run `morphospace "
+                            "embed` to make it", run.path, name)
             return name
     raise UserError(f"no embedding in {run.path}: run `morphospace embed` (or `study`) first")
 
