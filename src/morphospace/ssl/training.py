@@ -280,7 +280,7 @@ def global_batch_norm(trainer_kwargs: dict | None) -> bool:
 def _fit_head(module: SSLModule, data: ViewBankDataModule, ckpt_dir: Path, epochs: int, resume: bool,
               trainer_kwargs: dict | None) -> float:
     """Train ``module`` with Lightning, checkpointing into ``ckpt_dir`` every epoch (resumed from its
-    ``last.ckpt`` with ``resume``); returns the last epoch's loss."""
+    ``last.ckpt`` with ``resume``); returns the last epoch's loss (None when no epoch ran)."""
     ckpt = ModelCheckpoint(dirpath=str(ckpt_dir), filename="ssl", save_last=True, every_n_epochs=1,
                            save_on_train_epoch_end=True, enable_version_counter=False)
     last = ckpt_dir / "last.ckpt"
@@ -294,4 +294,5 @@ def _fit_head(module: SSLModule, data: ViewBankDataModule, ckpt_dir: Path, epoch
         with spawned_workers(trainer, ckpt_dir / "spawn"):
             trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None)
     # the trainer's, not the module's: after a spawned fit the module here is no longer attached to it
-    return float(trainer.callback_metrics.get("ssl_loss", float("nan")))
+    loss = trainer.callback_metrics.get("ssl_loss")  # none when no epoch ran (a resume of a finished head)
+    return None if loss is None else float(loss)  # None: null in training.json, where NaN is no JSON
