@@ -237,6 +237,8 @@ def test_a_trainer_setting_lightning_would_refuse_is_refused_before_the_run_chan
         code = main(["run", "--out", str(tmp_path / "new"), "--quiet", "--set", "train.accelerator=gpu"])
         assert message in one_line_error(capsys, code)
         assert not (tmp_path / "new").exists()
+        # a pixel-PCA run trains no network: a saved "gpu" does not stop it
+        assert main([options[0], str(run), *options[1:], "--quiet"]) == 0
 
 
 def test_a_later_stage_s_settings_are_saved_and_a_misspelt_label_is_refused_before_any_work(pca_run, tmp_path,

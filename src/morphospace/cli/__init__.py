@@ -234,7 +234,7 @@ def _new_run(args, out: str, trains: bool = False, **options) -> tuple[RunDir, C
     if trains:
         from ..vade.fitting import check_accelerator
 
-        check_accelerator(cfg)
+        check_accelerator(cfg, True if args.command == "study" else None)
     run = RunDir(out, create=True)
     _setup_logging(args.quiet, run)
     return run, cfg

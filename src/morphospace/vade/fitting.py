@@ -161,11 +161,14 @@ def one_process_devices(cfg: Config, caller: str) -> Config:
                     f"--num-nodes and --strategy instead (one task per device under srun), then the other stages")
 
 
-def check_accelerator(cfg: Config) -> None:
+def check_accelerator(cfg: Config, trains_a_network: bool | None = None) -> None:
     """A ``UserError`` unless this machine has the ``train.accelerator`` asked for ("gpu" on a machine
-    without one failed inside Lightning, after the settings were saved and the run's model cleared)."""
+    without one failed inside Lightning, after the settings were saved and the run's model cleared).
+    ``trains_a_network`` (default: ``model.kind = "vade"``; a pixel-PCA run trains none, a study
+    always fine-tunes or embeds with one): whether the command will use it at all."""
     name = cfg.train.accelerator
-    if name in ("auto", "cpu"):
+    uses = cfg.model.kind == "vade" if trains_a_network is None else trains_a_network
+    if name in ("auto", "cpu") or not uses:
         return
     from lightning.pytorch.accelerators import AcceleratorRegistry, CUDAAccelerator, MPSAccelerator
 
