@@ -4,6 +4,7 @@ trained VaDE behind numpy methods (:func:`load_model`, :class:`VaDEModel`, from
 
 Examples
 --------
+>>> import numpy as np
 >>> import morphospace
 >>> model = morphospace.load_model("runs/gz1")            # doctest: +SKIP
 >>> cube = np.load("runs/gz1/cube.npy", mmap_mode="r")    # doctest: +SKIP
