@@ -195,8 +195,7 @@ class _quiet_warnings:
 
 def _say_unused_epochs(args, cfg: Config) -> None:
     """``--epochs`` sets ``train.epochs``, which the form model's linear core does not have."""
-    if getattr(args, "epochs", None) is not None and cfg.model.kind == "vade" and cfg.model.preset == "form" \
-            and cfg.form.core == "linear":
+    if getattr(args, "epochs", None) is not None and cfg.model.kind == "vade" and cfg.linear_core:
         log.warning("--epochs %d is not used by the form model's linear core (fitted in closed form): its SSL "
                     "head trains form.ssl_epochs (%d), its image decoder form.decoder_epochs (%d)", args.epochs,
                     cfg.form.ssl_epochs, cfg.form.decoder_epochs)
@@ -221,11 +220,13 @@ def _save_changed_config(run: RunDir, cfg: Config) -> None:
         log.info("settings saved to %s", run.config)
 
 
-def _new_run(args, out: str, trains: bool = False, **options) -> tuple[RunDir, Config]:
+def _new_run(args, out: str, trains: bool = False, **options) -> tuple[RunDir, Config, bool]:
     """Create the run directory of a stage that starts a run, with its log, and its config (``--config``,
     ``--set``, then the command's ``options``, dotted keys spelt with ``__``). Settings that are
     refused and data that is not there are one line before anything is written: no new folder, and
-    an existing run keeps its configuration (a command that ``trains``: its accelerator too)."""
+    an existing run keeps its configuration (a command that ``trains``: its accelerator too).
+    Returns the run, its config and whether this command created the folder (a start refused later
+    takes it away: :func:`~morphospace.pipeline.removed_on_failure`)."""
     from .. import pipeline
 
     check_out(out)
@@ -235,9 +236,10 @@ def _new_run(args, out: str, trains: bool = False, **options) -> tuple[RunDir, C
         from ..vade.fitting import check_accelerator
 
         check_accelerator(cfg, True if args.command == "study" else None)
+    created = not Path(out).exists()
     run = RunDir(out, create=True)
     _setup_logging(args.quiet, run)
-    return run, cfg
+    return run, cfg, created
 
 
 
@@ -253,8 +255,7 @@ def _dispatch(args) -> int | None:
         print(f"synthetic survey: {out}")
         return 0
     if cmd == "run":
-        created = not Path(args.out).exists()
-        run, cfg = _new_run(args, args.out, True, data__path=args.data, model__kind=args.model,
+        run, cfg, created = _new_run(args, args.out, True, data__path=args.data, model__kind=args.model,
                             train__epochs=args.epochs, train__seed=args.seed, ingest__workers=args.workers,
                             cluster__seed=args.seed)
         run.acquire_lock()
@@ -263,8 +264,7 @@ def _dispatch(args) -> int | None:
         print(f"report: {Path(report).resolve()}")
         return 0
     if cmd == "ingest":
-        created = not Path(args.out).exists()
-        run, cfg = _new_run(args, args.out, data__path=str(args.data), data__layout=args.layout,
+        run, cfg, created = _new_run(args, args.out, data__path=str(args.data), data__layout=args.layout,
                             data__catalogue=args.catalogue, data__id_column=args.id_column,
                             data__file_column=args.file_column, ingest__workers=args.workers,
                             preprocess__preset=args.preset, preprocess__size=args.size, preprocess__colour=args.colour,
@@ -275,8 +275,7 @@ def _dispatch(args) -> int | None:
         print(f"ingested {summary['n_in_cube']} of {summary['n_records']} galaxies into {run.path}")
         return 0
     if cmd == "study":
-        created = not Path(args.out).exists()
-        run, cfg = _new_run(args, args.out, True, data__path=args.data, study__backbone=args.backbone,
+        run, cfg, created = _new_run(args, args.out, True, data__path=args.data, study__backbone=args.backbone,
                             study__labels=args.labels, study__mode=args.mode, study__epochs=args.epochs)
         run.acquire_lock()
         report = pipeline.run_study(run, cfg, created)
@@ -285,8 +284,7 @@ def _dispatch(args) -> int | None:
     if cmd == "import-astrovader":
         if not Path(args.weights).is_file():  # before the run's folder is made
             raise UserError(f"weights file not found: {args.weights}")
-        created = not Path(args.out).exists()
-        run, cfg = _new_run(args, args.out)
+        run, cfg, created = _new_run(args, args.out)
         run.acquire_lock()
         with pipeline.removed_on_failure(run, created):  # weights it cannot read: no folder left behind
             pipeline.stage_import_astrovader(run, cfg, Path(args.weights))
@@ -322,6 +320,8 @@ def _dispatch(args) -> int | None:
         from ..analysis.labels import check_label_settings
 
         check_label_settings(run, cfg)  # a misspelt truth label: one line before any work, not after it
+    if cmd in ("embed", "reduce", "cluster", "compare", "report"):  # train saves its own, once checked
+        _save_changed_config(run, cfg)
     if cmd == "train":
         cfg = _set(cfg, train__epochs=args.epochs, train__seed=args.seed)
         _say_unused_epochs(args, cfg)
@@ -336,16 +336,12 @@ def _dispatch(args) -> int | None:
         pipeline.save_config(run, cfg)
         pipeline.stage_train(run, cfg, resume=args.resume)
     elif cmd == "embed":
-        _save_changed_config(run, cfg)
         pipeline.stage_embed(run, cfg)
     elif cmd == "reduce":
-        _save_changed_config(run, cfg)
         pipeline.stage_reduce(run, cfg, embedding=args.embedding)
     elif cmd == "cluster":
-        _save_changed_config(run, cfg)
         pipeline.stage_cluster(run, cfg)
     elif cmd == "compare":
-        _save_changed_config(run, cfg)
         pipeline.stage_compare(run, cfg)
     elif cmd == "generate":
         if not (math.isfinite(args.temperature) and args.temperature > 0):
@@ -355,7 +351,6 @@ def _dispatch(args) -> int | None:
                                       args.reject_below, args.seed)
         print(f"generated galaxies: {out}")
     elif cmd == "report":
-        _save_changed_config(run, cfg)
         report = pipeline.stage_report(run, cfg)
         print(f"report: {Path(report).resolve()}")
     return 0

@@ -237,9 +237,11 @@ class TrainConfig(Section):
         # the common ones without importing Lightning, which every load of a saved config would pay
         if info.field_name != "precision":
             value = value.lower()
-        if value in COMMON_LIGHTNING_NAMES[info.field_name]:
+        known = COMMON_LIGHTNING_NAMES[info.field_name]
+        if value in known:
             return value
-        known = _lightning_names(info.field_name)
+        if info.field_name != "precision":
+            known = _lightning_names(info.field_name)
         if value not in known:
             raise PydanticCustomError("config", "train.{key} must be one of {known}, got '{value}'",
                                       {"key": info.field_name, "known": ", ".join(sorted(known)), "value": value})
@@ -258,10 +260,8 @@ COMMON_LIGHTNING_NAMES = {
 
 
 def _lightning_names(field: str) -> set[str]:
-    """The values Lightning takes for a Trainer's ``accelerator`` or ``strategy`` (its registries, imported
-    only for a value not in :data:`COMMON_LIGHTNING_NAMES`) or ``precision``."""
-    if field == "precision":
-        return set(PRECISIONS)
+    """The values Lightning takes for a Trainer's ``accelerator`` or ``strategy``: its registries, imported
+    only for a value not in :data:`COMMON_LIGHTNING_NAMES`."""
     if field == "accelerator":
         from lightning.pytorch.accelerators import AcceleratorRegistry
 

@@ -47,11 +47,15 @@ class Config(Section):
     study: StudyConfig = Field(default_factory=StudyConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
 
+    @property
+    def linear_core(self) -> bool:
+        """Whether the model is the form model with its linear core, fitted in closed form: it has no
+        ``train.epochs`` (``form.ssl_epochs`` and ``form.decoder_epochs`` are what train)."""
+        return self.model.preset == "form" and self.form.core == "linear"
+
     @model_validator(mode="after")
     def _pretraining_before_training(self) -> Config:
-        # the form model's linear core is fitted in closed form: it has no epochs to order
-        linear_core = self.model.preset == "form" and self.form.core == "linear"
-        if self.model.kind == "vade" and not linear_core and self.train.pretrain_epochs >= self.train.epochs:
+        if self.model.kind == "vade" and not self.linear_core and self.train.pretrain_epochs >= self.train.epochs:
             raise PydanticCustomError("config", "train.epochs ({epochs}) must exceed train.pretrain_epochs ({pre})",
                                       {"epochs": self.train.epochs, "pre": self.train.pretrain_epochs})
         return self

@@ -190,6 +190,13 @@ def in_dir(folder: Path) -> Callable[[str], str]:
     return lambda name: os.path.join(base, name)
 
 
+def spread_sample(paths: list[Path], sample: int) -> list[Path]:
+    """At most ``sample`` of ``paths``, spread evenly over the list (first and last included)."""
+    if not paths:
+        return []
+    return [paths[i] for i in sorted({int(i) for i in np.linspace(0, len(paths) - 1, min(sample, len(paths)))})]
+
+
 def fits_bands(paths: list[Path], sample: int = 20) -> dict[int, int]:
     """The band counts of a folder of FITS files, on a sample of them.
 
@@ -208,9 +215,8 @@ def fits_bands(paths: list[Path], sample: int = 20) -> dict[int, int]:
     """
     from astropy.io import fits
 
-    picks = sorted({int(i) for i in np.linspace(0, len(paths) - 1, min(sample, len(paths)))}) if paths else []
     counts: dict[int, int] = {}
-    for p in (paths[i] for i in picks):
+    for p in spread_sample(paths, sample):
         try:
             with fits.open(p, memmap=False) as hdul:
                 images = [h for h in hdul if getattr(h, "is_image", False) and h.header.get("NAXIS", 0) >= 2]
@@ -256,9 +262,8 @@ def image_bands(paths: list[Path], sample: int = 20) -> int:
     made a three-channel cube of one band repeated, every galaxy flagged fewer_bands."""
     from PIL import Image
 
-    picks = sorted({int(i) for i in np.linspace(0, len(paths) - 1, min(sample, len(paths)))}) if paths else []
     modes = []
-    for p in (paths[i] for i in picks):
+    for p in spread_sample(paths, sample):
         try:
             with Image.open(p) as img:
                 modes.append(img.mode)

@@ -70,10 +70,10 @@ class FrameStats:
         H x W grey levels (NaN where not finite), for the edge test.
     unit : float
         ``grey * unit`` is on the scale of the other statistics.
-    centre_hi : float or None
+    centre_hi : float
         A high level of the central third: the 99.5th percentile of a float frame, the
         second-brightest pixel of an 8-bit frame's sample (whose regular sample keeps only a
-        few pixels of a galaxy a twentieth of the frame's side); None: ``hi`` serves.
+        few pixels of a galaxy a twentieth of the frame's side).
     """
 
     lo: float  # 0.5th percentile
@@ -85,9 +85,9 @@ class FrameStats:
     mode_level: float  # that value
     ring_median: float
     centre_median: float
+    centre_hi: float  # a high level of the central third
     grey: "np.ndarray | Image.Image"  # H x W grey (NaN where not finite), for the edge test
     unit: float = 1.0  # grey * unit is on the scale of the other statistics
-    centre_hi: float | None = None  # a high level of the central third
 
     def edge_fraction(self) -> float:
         """Fraction of neighbouring pixel pairs whose levels jump by half the range or more.
@@ -197,7 +197,7 @@ def judge(stats: FrameStats, display: bool, spec: PreprocessSpec) -> None:
                                          f"({edges:.1%} of pixel pairs): text or graphics")
     # a small central galaxy stands out above the frame's own high level by the contrast itself; noise
     # alone does not (the centre's high level is the frame's, give or take a fraction of sigma)
-    stands_out = stats.centre_hi is not None and stats.centre_hi - stats.hi >= spec.blank_contrast
+    stands_out = stats.centre_hi - stats.hi >= spec.blank_contrast
     if display and stats.hi - stats.lo < spec.blank_contrast and not stands_out:
         raise BadImage("blank", f"grey levels span {stats.hi - stats.lo:.3f} of full scale (0.5-99.5 percentile; "
                                 f"blank below {spec.blank_contrast}) and nothing stands out in the centre")
