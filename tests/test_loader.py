@@ -55,16 +55,18 @@ def test_a_batch_is_read_at_once_in_the_order_asked(tmp_path):
 def test_batched_fetch_gives_the_rows_one_by_one_would(tmp_path):
     from torch.utils.data import default_collate
 
-    from morphospace.ssl.training import _Rows, _stacked
+    from morphospace.ssl.training import _Images, _stacked, _ViewPairs
     from morphospace.vade.data import CubeDataset
 
     cube = np.random.default_rng(3).normal(size=(12, 2, 3, 3)).astype(np.float32)
     bank = np.random.default_rng(4).normal(size=(3, 12, 5)).astype(np.float32)
     index = [5, 1, 11, 1]
+    pairs = [(5, 0, 2), (1, 2, 1), (11, 1, 0), (1, 0, 2)]  # (galaxy, view a, view b)
     # each with its loader's collate: the SSL loaders' batches come stacked and pass through
-    for ds, collate in ((CubeDataset(cube), default_collate), (_Rows(bank, axis=1), _stacked),
-                        (_Rows(cube, axis=0), _stacked)):
-        batch = collate(ds.__getitems__(index))
-        one_by_one = torch.stack([ds[i] for i in index])
+    for ds, collate, items in ((CubeDataset(cube), default_collate, index), (_Images(cube), _stacked, index),
+                               (_ViewPairs(bank), _stacked, pairs)):
+        batch = collate(ds.__getitems__(items))
+        one_by_one = torch.stack([ds[i] for i in items])
         assert torch.equal(batch, one_by_one)
+    np.testing.assert_array_equal(_ViewPairs(bank).__getitems__(pairs)[1], bank[[2, 1], 1])
     assert torch.equal(_stacked([torch.ones(2), torch.zeros(2)]), torch.tensor([[1.0, 1.0], [0.0, 0.0]]))

@@ -99,3 +99,35 @@ def test_every_process_trains_on_its_shard_even_when_the_shard_is_under_a_batch(
         assert len(batches) == 1
         seen.append(len(batches[0]))  # galaxies in the batch
     assert seen == ([batch] if world == 1 else [n // world] * world)
+
+
+def test_the_head_reads_two_different_views_of_each_galaxy_drawn_per_epoch_and_rank():
+    """Batches of a bank are (B, 2, F): views a != b of the galaxy the shuffle chose, uniform over
+    the ordered pairs, the same for the same (seed, epoch, rank) and new for another epoch."""
+    from types import SimpleNamespace
+
+    from morphospace.ssl.training import ViewBankDataModule
+
+    n, views = 64, 5
+    bank = np.zeros((views, n, 2), dtype=np.float32)
+    bank[..., 0] = np.arange(views)[:, None]  # feature 0: the view, feature 1: the galaxy
+    bank[..., 1] = np.arange(n)[None, :]
+
+    def epoch_pairs(epoch: int, rank: int = 0, world: int = 1):
+        data = ViewBankDataModule(bank, 16, seed=3)
+        data.trainer = SimpleNamespace(world_size=world, global_rank=rank)
+        loader = data.train_dataloader()
+        loader.sampler.set_epoch(epoch)
+        return torch.cat(list(loader)).numpy()  # (galaxies, 2, 2)
+
+    first = epoch_pairs(0)
+    assert first.shape == (n, 2, 2)
+    assert sorted(first[:, 0, 1]) == list(range(n)) and np.array_equal(first[:, 0, 1], first[:, 1, 1])
+    assert np.all(first[:, 0, 0] != first[:, 1, 0])  # two different views of the same galaxy
+    assert np.array_equal(epoch_pairs(0), first)  # reproducible (a resumed fit draws the same)
+    assert not np.array_equal(epoch_pairs(1)[:, :, 0], first[:, :, 0])
+    halves = [epoch_pairs(0, rank, 2) for rank in (0, 1)]  # two processes: disjoint shards
+    assert sorted(np.concatenate([h[:, 0, 1] for h in halves])) == list(range(n))
+    drawn = np.concatenate([epoch_pairs(e)[:, :, 0] for e in range(40)]).astype(int)
+    counts = np.bincount(drawn[:, 0] * views + drawn[:, 1], minlength=views * views).reshape(views, views)
+    assert np.all(np.diag(counts) == 0) and counts[~np.eye(views, dtype=bool)].min() > 0.5 * len(drawn) / 20

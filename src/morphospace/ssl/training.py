@@ -5,7 +5,7 @@ Two regimes, one :class:`SSLModule`:
 ``frozen trunk`` (the default, and what a CPU affords)
     Every galaxy is put through the trunk once per *view*: its eight dihedral views and
     ``aug_views`` random nuisance views (:class:`~morphospace.ssl.augment.NuisanceAugment`).
-    That *view bank* (V x N x F) is the training set: each step draws two different views of
+    That *view bank* (V x N x F) is the training set: each step reads two different views of
     each galaxy in the batch and trains the head (and its projector) to match them. An epoch
     costs milliseconds, so the head sees hundreds of view pairs per galaxy for the price of
     V trunk passes.
@@ -17,8 +17,9 @@ Two regimes, one :class:`SSLModule`:
     galaxies adaptation lowers every score: README).
 
 The objective is NT-Xent (SimCLR) at temperature ``form.temperature`` or VICReg
-(:mod:`morphospace.ssl.losses`). All randomness of a step comes from
-``(seed, global step, rank)``, so ``--resume`` continues a killed run exactly.
+(:mod:`morphospace.ssl.losses`). All randomness of a step comes from the seed, the epoch (the
+shuffle, the bank's view pairs) and the global step (the image regime's augmentations), and the
+rank, so ``--resume`` continues a killed run exactly.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
-from torch.utils.data import default_collate
+from torch.utils.data import DistributedSampler, default_collate
 
 from ..nets.batches import forward_in_batches, read_rows
 from ..nets.predict import accelerated, barrier, world_size
@@ -50,40 +51,83 @@ __all__ = ["view_bank", "SSLModule", "ViewBankDataModule", "fit_embedder", "head
 
 log = logging.getLogger("morphospace")
 
-class _Rows:
-    """Row i of a (V, N, F) bank as a (V, F) tensor; or image i of a cube."""
+class _Images:
+    """Image i of a cube (the trunk-training regime's dataset)."""
 
-    def __init__(self, data: np.ndarray, axis: int):
-        self.data, self.axis = data, axis
-        self.pages = PageReleaser.scattered(data)  # read every epoch, shuffled: need not stay resident
+    def __init__(self, cube: np.ndarray):
+        self.cube = cube
+        self.pages = PageReleaser.scattered(cube)  # read every epoch, shuffled: need not stay resident
 
     def __len__(self) -> int:
-        return self.data.shape[self.axis]
+        return len(self.cube)
 
-    def __getitem__(self, i: int):
-        row = self.data[:, i] if self.axis == 1 else self.data[i]
-        return torch.from_numpy(np.array(row, dtype=np.float32))
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(np.array(self.cube[i], dtype=np.float32))
 
     def __getitems__(self, index: list[int]) -> torch.Tensor:
-        """A batch's rows in one read (the DataLoader's batched fetch), already stacked (:func:`_stacked`)."""
-        return torch.from_numpy(read_rows(self.data, index, axis=self.axis, pages=self.pages))
+        """A batch's images in one read (the DataLoader's batched fetch), already stacked (:func:`_stacked`)."""
+        return torch.from_numpy(read_rows(self.cube, index, pages=self.pages))
+
+
+class _ViewPairs:
+    """Two views of a galaxy from a (V, N, F) view bank: item ``(i, a, b)`` is rows ``a`` and ``b``
+    of galaxy ``i``, a (2, F) tensor. :class:`ViewPairSampler` draws the pairs."""
+
+    def __init__(self, bank: np.ndarray):
+        self.bank = bank
+        self.views = bank.shape[0]
+        self.pages = PageReleaser.scattered(bank)
+
+    def __len__(self) -> int:
+        return self.bank.shape[1]
+
+    def __getitem__(self, item) -> torch.Tensor:
+        i, a, b = item
+        return torch.from_numpy(np.array(self.bank[[a, b], i], dtype=np.float32))
+
+    def __getitems__(self, items: list) -> torch.Tensor:
+        """A batch's pairs (B, 2, F) read with one gather: only the two views a step uses, not all V
+        (a sixth of the bytes with the default 12 views; reading every view was half of a CPU
+        step's time, and the loader's whole cost on a GPU)."""
+        i, a, b = np.asarray(items, dtype=np.int64).T
+        pairs = np.asarray(self.bank[np.stack([a, b], 1), i[:, None]], dtype=np.float32)
+        self.pages.read(pairs.nbytes)
+        return torch.from_numpy(pairs)
+
+
+class ViewPairSampler(DistributedSampler):
+    """A ``DistributedSampler`` of a :class:`_ViewPairs` that yields ``(galaxy, view a, view b)``:
+    two different views, uniform over the ordered pairs, drawn from ``(seed, epoch, rank)`` (so
+    a fit resumed at an epoch's end draws what the whole fit would have)."""
+
+    def __iter__(self):
+        index = list(super().__iter__())
+        rng = np.random.default_rng(view_seed(self.seed, self.epoch, self.rank))
+        v = self.dataset.views
+        a = rng.integers(0, v, len(index))
+        b = (a + rng.integers(1, v, len(index))) % v
+        return iter(zip(index, a.tolist(), b.tolist()))
 
 
 def _stacked(batch):
-    """The loader's collate: a batch read whole by ``_Rows.__getitems__`` is passed on as it is
-    (stacking its rows again would copy the 20 MB batch of a view bank once more); rows fetched
-    one at a time are stacked as usual."""
+    """The loader's collate: a batch read whole by ``__getitems__`` is passed on as it is
+    (stacking its rows again would copy the batch once more); rows fetched one at a time are
+    stacked as usual."""
     return batch if isinstance(batch, torch.Tensor) else default_collate(batch)
 
 
 class ViewBankDataModule(ShardedData):
-    """Galaxies of a view bank (``axis=1``) or of an image cube (``axis=0``), each process on its
-    shard, in whole batches (a batch of one has no negatives and no batch statistics), or one short
-    batch where the shard is no larger."""
+    """Pairs of views of the galaxies of a view bank (``axis=1``: (B, 2, F) batches) or images of a
+    cube (``axis=0``), each process on its shard, in whole batches (a batch of one has no
+    negatives and no batch statistics), or one short batch where the shard is no larger."""
 
     def __init__(self, data: np.ndarray, batch_size: int, seed: int, axis: int = 1, workers: int = 0):
-        super().__init__(_Rows(data, axis), batch_size, seed, whole_batches=True, workers=workers,
-                         collate_fn=_stacked)
+        if axis == 1:
+            super().__init__(_ViewPairs(data), batch_size, seed, whole_batches=True, workers=workers,
+                             collate_fn=_stacked, sampler=ViewPairSampler)
+        else:
+            super().__init__(_Images(data), batch_size, seed, whole_batches=True, workers=workers,
+                             collate_fn=_stacked)
 
 
 class SSLModule(pl.LightningModule):
@@ -129,16 +173,14 @@ class SSLModule(pl.LightningModule):
         return LOSSES[self.loss_name](z1, z2)
 
     def two_views(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Trunk features of two different views of each galaxy in the batch."""
-        g = torch.Generator().manual_seed(view_seed(self.seed, self.global_step, self.global_rank))
-        if batch.ndim == 3:  # a view bank: (B, V, F)
-            b, v = batch.shape[:2]
-            a = torch.randint(0, v, (b,), generator=g)
-            c = (a + torch.randint(1, v, (b,), generator=g)) % v
-            rows = torch.arange(b)
-            return batch[rows, a.to(batch.device)], batch[rows, c.to(batch.device)]
+        """Trunk features of two different views of each galaxy in the batch: the bank's pairs
+        (B, 2, F) as they come (:class:`ViewPairSampler` drew them), or two augmentations of
+        each image, drawn from ``(seed, global step, rank)``."""
+        if batch.ndim == 3:  # pairs of views from a view bank
+            return batch[:, 0], batch[:, 1]
         if self.trunk is None:
             raise ValueError("image batches need a trunk")
+        g = torch.Generator().manual_seed(view_seed(self.seed, self.global_step, self.global_rank))
         s1, s2 = torch.randint(0, 2**62, (2,), generator=g).tolist()
         return self.trunk(self.augment(batch, s1)), self.trunk(self.augment(batch, s2))
 
