@@ -340,3 +340,52 @@ def test_a_galaxy_a_twentieth_of_the_frame_is_no_blank_frame(tmp_path):
     blank = dict(zip(cat["id"], cat["flag_blank"]))
     assert blank == {"galaxy": False, "sky": True, "hot": True, "noisier": True,
                      "galaxy16": False, "sky16": True, "hot16": True, "noisier16": True}
+
+
+def test_the_level_top_is_the_highest_level_rounded_up_to_a_power_of_two():
+    from morphospace.data.ingest.spec import LOWEST_LEVEL_TOP, level_top_of
+
+    assert level_top_of([4095 / 65535]) == 2.0**-4  # a camera's 12 bits in a 16-bit file
+    assert level_top_of([0.01, 4000 / 65535, 0.03]) == 2.0**-4
+    assert level_top_of([16383 / 65535]) == 0.25 and level_top_of([0.25]) == 0.25
+    assert level_top_of([0.2, 1.0]) == 1.0  # one frame at the full scale
+    assert level_top_of([]) == 1.0 and level_top_of([0.0]) == 1.0
+    assert level_top_of([50 / 65535]) == LOWEST_LEVEL_TOP == 2.0**-8  # faint frames: no more than 8 bits' stretch
+
+
+def _twelve_bit_survey(root: Path, factor: int = 1) -> None:
+    """Grey 16-bit PNGs holding 12-bit levels (times ``factor``): 6 galaxies and a blank frame."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:96, :96] - 47.5
+    root.mkdir()
+    for i in range(6):
+        q, pa = rng.uniform(0.4, 1), rng.uniform(0, np.pi)
+        u, v = xx * np.cos(pa) + yy * np.sin(pa), (-xx * np.sin(pa) + yy * np.cos(pa)) / q
+        level = 200 + 3500 * np.exp(-np.hypot(u, v) / rng.uniform(4, 10)) + rng.normal(0, 15, (96, 96))
+        Image.fromarray(np.clip(level, 0, 4095).astype(np.uint16) * factor).save(root / f"g{i}.png")
+    sky = np.clip(200 + rng.normal(0, 15, (96, 96)), 0, 4095).astype(np.uint16)
+    Image.fromarray(sky * factor).save(root / "blank.png")
+
+
+def test_twelve_bit_levels_in_sixteen_bit_files_are_judged_on_their_own_scale(tmp_path):
+    """A camera's 12-bit data in 16-bit PNGs peaks at a sixteenth of the file's scale: every
+    galaxy was flagged blank. The ingest measures the survey's top level on a sample (one scale
+    for the survey, so a blank frame's noise is not stretched), keeps the galaxies with the rows
+    their 16-bit copy gives, still flags the blank frame, and says so; `similar --image` reads the
+    scale back from the run."""
+    from morphospace.data.ingest import PreprocessSpec
+    from morphospace.data.ingest.workers import preprocess_file
+
+    _twelve_bit_survey(tmp_path / "twelve")
+    _twelve_bit_survey(tmp_path / "sixteen", factor=16)  # the same levels filling the file's scale
+    summary12, cat12, cube12, _ = ingest_to(tmp_path / "twelve", tmp_path / "run12")
+    summary16, _, cube16, _ = ingest_to(tmp_path / "sixteen", tmp_path / "run16")
+    assert dict(zip(cat12["id"], cat12["flag_blank"])) == {**{f"g{i}": False for i in range(6)}, "blank": True}
+    assert summary12["preprocess"]["level_top"] == 2.0**-4 and summary16["preprocess"]["level_top"] == 1.0
+    np.testing.assert_array_equal(np.asarray(cube12), np.asarray(cube16))
+    spec = PreprocessSpec.of_run(tmp_path / "run12" / "ingest_summary.json")
+    assert spec.level_top == 2.0**-4
+    row, _ = preprocess_file(tmp_path / "twelve" / "g0.png", spec)
+    np.testing.assert_array_equal(row.astype(np.float16), np.asarray(cube12)[int(cat12.set_index("id").loc["g0", "cube_index"])])
+    with pytest.raises(UserError, match="blank"):
+        preprocess_file(tmp_path / "twelve" / "g0.png", PreprocessSpec())  # the file's own scale: blank

@@ -121,7 +121,7 @@ def summarise(survey: Survey, catalogue: pd.DataFrame, spec: PreprocessSpec, det
                        "size_spread": spec.size_spread,
                        "size": spec.size, "channels": spec.channels,
                        "normalise": spec.normalise, "softening": spec.softening, "resample": spec.resample,
-                       "exact": spec.exact, "jpeg_draft": spec.draft},
+                       "exact": spec.exact, "jpeg_draft": spec.draft, "level_top": spec.level_top},
         "flags": flags,
         "workers": workers,
         "seconds": round(seconds, 3),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import time
 from concurrent.futures.process import BrokenProcessPool
@@ -27,6 +28,8 @@ from .preprocess import PreprocessSpec
 from .workers import ingest_pool, run_chunks
 
 log = logging.getLogger("morphospace")
+
+LEVEL_SAMPLE = 64  # frames whose highest levels set the scale frames beyond 8 bits are judged on
 
 
 # Folders of results about the earlier ingest's galaxies, by id, that no stage rewrites unasked: the
@@ -86,6 +89,25 @@ def _resolve_framing(survey, spec: PreprocessSpec, pool=None, workers: int = 1) 
     return replace(spec, framing=chosen, size_spread=spread), f"framing auto: {chosen} ({why})"
 
 
+def _resolve_levels(survey, spec: PreprocessSpec, pool=None, workers: int = 1) -> tuple[PreprocessSpec, str]:
+    """The spec with its ``level_top`` measured on a sample of the survey's frames beyond 8 bits
+    (:func:`~morphospace.data.ingest.spec.level_top_of`), and a log line where it is below the
+    files' full scale."""
+    from dataclasses import replace
+
+    from .spec import level_top_of
+    from .workers import sampled_level_tops
+
+    tops = sampled_level_tops(survey, spec, LEVEL_SAMPLE, pool=pool, parts=workers)
+    top = level_top_of(tops)
+    if top == 1.0:
+        return spec, ""
+    bits = math.log2(top)
+    return replace(spec, level_top=top), (
+        f"levels: {len(tops)} sampled frames beyond 8 bits reach at most {max(tops):.3g} of their files' scale; "
+        f"they are judged (blank, flat) on 2^{bits:.0f} of it ({16 + bits:.0f} bits of a 16-bit file)")
+
+
 def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = None) -> dict:
     """Ingest the survey at ``data`` into ``run``; return the ingest summary.
 
@@ -119,9 +141,11 @@ def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = Non
     procs = min(workers, max(1, len(survey) // chunk + 1))
     try:
         with ingest_pool(procs) as pool:  # one pool: the framing sample, then the chunks
+            spec, levels_note = _resolve_levels(survey, spec, pool, procs)  # before the framing: it sees them
             spec, framing_note = _resolve_framing(survey, spec, pool, procs)
-            if framing_note:
-                log.info("%s", framing_note)
+            for note in (levels_note, framing_note):
+                if note:
+                    log.info("%s", note)
             log.info("ingest: %d records, layout %s, %s -> %dx%dx%d, %d worker(s)%s",
                      len(survey), survey.layout, data, spec.channels, spec.size, spec.size, workers,
                      f"; each galaxy framed by its size ({spec.galaxy_r90s:g} R90 a side)"

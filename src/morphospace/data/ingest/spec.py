@@ -49,6 +49,11 @@ class PreprocessSpec:
         Decode JPEGs at reduced scale when the output allows it.
     blank_std, blank_contrast, flat_fraction : float
         Quality-check thresholds (``ingest`` section of the configuration).
+    level_top : float
+        The top of the survey's levels on its files' 0-1 scale, for frames beyond 8 bits (16-bit
+        PNG or TIFF, integer HDF5 rows): a power of two, ``2**-4`` for 12-bit data in 16-bit
+        files, 1 for the full scale. Such frames are judged (blank, flat) on that scale.
+        Measured by the ingest on a sample of frames (:func:`level_top_of`).
     """
 
     crop: float = 0.5
@@ -65,6 +70,7 @@ class PreprocessSpec:
     blank_std: float = 1e-3
     blank_contrast: float = 0.05
     flat_fraction: float = 0.5
+    level_top: float = 1.0
 
     @classmethod
     def from_config(cls, cfg: PreprocessConfig, n_bands: int = 3,
@@ -151,7 +157,8 @@ class PreprocessSpec:
                           galaxy_r90s=float(pre.get("galaxy_r90s", 4.3)),
                           size=int(pre["size"]), channels=int(pre["channels"]),
                           normalise=str(pre["normalise"]), softening=float(pre["softening"]),
-                          resample=str(pre["resample"]), exact=bool(pre["exact"]), draft=bool(pre["jpeg_draft"]))
+                          resample=str(pre["resample"]), exact=bool(pre["exact"]), draft=bool(pre["jpeg_draft"]),
+                          level_top=float(pre.get("level_top", 1.0)))
         except FileNotFoundError:
             raise UserError(f"{summary_path.name} not found in {summary_path.parent}: run `morphospace ingest` "
                             "first") from None
@@ -182,3 +189,30 @@ class PreprocessSpec:
         crop = min(self.crop, DECODE_CROP) if self.framing != "fixed" else self.crop
         return draft_side(crop, self.size) if self.draft else 0
 
+
+# frames beyond 8 bits are judged on at least 8 bits of their levels: a survey whose sampled
+# frames are all faint does not have its noise stretched further
+LOWEST_LEVEL_TOP = 2.0**-8
+
+
+def level_top_of(tops: list[float]) -> float:
+    """The :attr:`PreprocessSpec.level_top` of frames whose highest levels are ``tops`` (0-1).
+
+    The highest of them rounded up to a power of two, between :data:`LOWEST_LEVEL_TOP` and 1: a
+    camera's 12-bit data in 16-bit files (at most 4095 / 65535) gives ``2**-4``. One frame that
+    reaches the file's full scale gives 1, as does a sample without such frames.
+
+    Parameters
+    ----------
+    tops : list of float
+
+    Returns
+    -------
+    float
+    """
+    import math
+
+    top = max(tops, default=0.0)
+    if not top > 0:
+        return 1.0
+    return float(min(1.0, max(LOWEST_LEVEL_TOP, 2.0 ** math.ceil(math.log2(top)))))

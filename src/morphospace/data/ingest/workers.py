@@ -193,6 +193,23 @@ def preprocess_file(path, spec: PreprocessSpec) -> tuple[np.ndarray, tuple[str, 
     return block.to_array()[0], tuple(flags)
 
 
+def _over_sample(survey: Survey, spec: PreprocessSpec, sample: int, seed: int, pool, parts: int, measure) -> list:
+    """``measure(items, spec)`` over a seeded sample of the survey's decodable records, in their
+    order, in ``parts`` contiguous parts on ``pool`` (or in this process without one): the same
+    result either way."""
+    decodable = [i for i, r in enumerate(survey.records) if r.decodable]
+    if len(decodable) > sample:
+        decodable = sorted(np.random.default_rng(seed).choice(decodable, sample, replace=False).tolist())
+    items = _items([survey.records[i] for i in decodable])
+    if pool is None or parts <= 1 or len(items) < 2 * parts:
+        return measure(items, spec)
+    from scipy import ndimage  # noqa: F401 - imported once here, before the workers fork, not once in each
+
+    step = -(-len(items) // parts)
+    futures = [pool.submit(measure, items[s:s + step], spec) for s in range(0, len(items), step)]
+    return [c for fut in futures for c in fut.result()]
+
+
 def sampled_crops(survey: Survey, spec: PreprocessSpec, sample: int, seed: int = 0,
                   pool: ProcessPoolExecutor | None = None, parts: int = 1) -> list:
     """:func:`~morphospace.data.ingest.framing.galaxy_crop` of a seeded sample of the survey's frames.
@@ -207,7 +224,7 @@ def sampled_crops(survey: Survey, spec: PreprocessSpec, sample: int, seed: int =
     ----------
     survey : Survey
     spec : PreprocessSpec
-        Its ``crop``, ``galaxy_r90s`` and ``draft`` are used.
+        Its ``crop``, ``galaxy_r90s``, ``draft`` and ``level_top`` are used.
     sample : int
         Frames measured at most.
     seed : int
@@ -221,17 +238,39 @@ def sampled_crops(survey: Survey, spec: PreprocessSpec, sample: int, seed: int =
     list of float or None
         In the order of the sampled records (the survey's order).
     """
-    decodable = [i for i, r in enumerate(survey.records) if r.decodable]
-    if len(decodable) > sample:
-        decodable = sorted(np.random.default_rng(seed).choice(decodable, sample, replace=False).tolist())
-    items = _items([survey.records[i] for i in decodable])
-    if pool is None or parts <= 1 or len(items) < 2 * parts:
-        return _measured_crops(items, spec)
-    from scipy import ndimage  # noqa: F401 - imported once here, before the workers fork, not once in each
+    return _over_sample(survey, spec, sample, seed, pool, parts, _measured_crops)
 
-    step = -(-len(items) // parts)
-    futures = [pool.submit(_measured_crops, items[s:s + step], spec) for s in range(0, len(items), step)]
-    return [c for fut in futures for c in fut.result()]
+
+def sampled_level_tops(survey: Survey, spec: PreprocessSpec, sample: int, seed: int = 0,
+                       pool: ProcessPoolExecutor | None = None, parts: int = 1) -> list[float]:
+    """The highest finite level of each sampled frame with levels beyond 8 bits (16-bit PNG or
+    TIFF, integer HDF5 rows), on the file's 0-1 scale; 8-bit and flux frames are left out.
+
+    Parameters are those of :func:`sampled_crops`.
+
+    Returns
+    -------
+    list of float
+    """
+    return _over_sample(survey, spec, sample, seed, pool, parts, _level_tops)
+
+
+def _level_tops(items: list, spec: PreprocessSpec) -> list[float]:
+    """:func:`sampled_level_tops`' measure of some of its items."""
+    tops = []
+    try:
+        for item in items:
+            if item[1] == "fits" or str(item[0]).lower().endswith((".jpg", ".jpeg")):
+                continue  # flux, or 8 bits by construction: not decoded for this
+            frame = _decode_one(item, 0, _read_hdf5([item]), 0)
+            if isinstance(frame, BadImage) or not frame.display or hasattr(frame.pixels, "convert"):
+                continue
+            finite = frame.pixels[np.isfinite(frame.pixels)]
+            if finite.size:
+                tops.append(float(finite.max()))
+    finally:
+        _close_h5()
+    return tops
 
 
 def _measured_crops(items: list, spec: PreprocessSpec) -> list:
@@ -252,6 +291,8 @@ def _measured_crops(items: list, spec: PreprocessSpec) -> list:
                 grey, unit = np.asarray(sample_8bit(frame.pixels).convert("L")), 1.0
             else:
                 arr = np.nan_to_num(frame.pixels, nan=0.0, posinf=0.0, neginf=0.0)
+                if frame.display:
+                    arr = arr * np.float32(1 / spec.level_top)  # on the survey's own scale, as ingested
                 step = max(1, min(arr.shape[:2]) // STATS_SIDE)
                 grey, unit = arr[::step, ::step].mean(axis=-1), (1 / 255 if frame.display else 0.0)
             crops.append(galaxy_crop(grey, spec.galaxy_r90s, unit))
