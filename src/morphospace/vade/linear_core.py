@@ -174,6 +174,7 @@ def fit_linear_core(x: np.ndarray, latent_dim: int, k_min: int, k_max: int, seed
         and ``fit_agreement`` (the mean ARI of each fit's clusters with the other fits').
     """
     from sklearn.mixture import GaussianMixture
+    from threadpoolctl import threadpool_limits
 
     x = np.asarray(x, dtype=np.float64)
     n, f = x.shape
@@ -193,8 +194,13 @@ def fit_linear_core(x: np.ndarray, latent_dim: int, k_min: int, k_max: int, seed
     z = (x - mean) @ vt[:latent_dim].T
 
     def fit(k: int, random_state: int):
-        return GaussianMixture(k, covariance_type="full", n_init=n_init, random_state=random_state,
-                               reg_covar=REG_COVAR, max_iter=500).fit(z)
+        # one BLAS thread: EM's products (N x d by d x d, d = latent_dim) are too small to share;
+        # on two threads the core took 2.5x as long at 20,000 galaxies on 2 cores
+        # (benchmarks/bench_linear_core.py), and on the 16-core H200 machine 2.7x as long at
+        # 2,000 as on 2 cores
+        with threadpool_limits(1, user_api="blas"):
+            return GaussianMixture(k, covariance_type="full", n_init=n_init, random_state=random_state,
+                                   reg_covar=REG_COVAR, max_iter=500).fit(z)
 
     def core_of(gmm) -> LinearCore:
         core = LinearCore(f, latent_dim, gmm.n_components)
