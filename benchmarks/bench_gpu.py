@@ -196,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
          "--set", "train.pretrain_epochs=1", *train],
         result["commands"])
     info = json.loads((av_run / "models" / "vade" / "training.json").read_text())
-    assert info.get("preset", "astrovader") == "astrovader", info.get("preset")
+    preset = json.loads((av_run / "models" / "vade" / "hparams.json").read_text())["preset"]
+    assert preset == "astrovader", f"the astrovader step trained model.preset = {preset!r}"
     result["astrovader"] = {"seconds": info["seconds"], "epochs": info["epochs"], "n_images": info["n_images"],
                             "images_per_s": info["n_images"] * info["epochs"] / info["seconds"]}
     save()

@@ -350,15 +350,16 @@ def test_the_level_top_is_the_highest_level_rounded_up_to_a_power_of_two():
     assert level_top_of([16383 / 65535]) == 0.25 and level_top_of([0.25]) == 0.25
     assert level_top_of([0.2, 1.0]) == 1.0  # one frame at the full scale
     assert level_top_of([]) == 1.0 and level_top_of([0.0]) == 1.0
-    assert level_top_of([50 / 65535]) == LOWEST_LEVEL_TOP == 2.0**-8  # faint frames: no more than 8 bits' stretch
+    # faint frames (or a sample of empty sky) are judged on 12 bits at the least: noise is not stretched further
+    assert level_top_of([50 / 65535]) == level_top_of([0.01]) == LOWEST_LEVEL_TOP == 2.0**-4
 
 
-def _twelve_bit_survey(root: Path, factor: int = 1) -> None:
-    """Grey 16-bit PNGs holding 12-bit levels (times ``factor``): 6 galaxies and a blank frame."""
+def _twelve_bit_survey(root: Path, factor: int = 1, galaxies: int = 6) -> None:
+    """Grey 16-bit PNGs holding 12-bit levels (times ``factor``): ``galaxies`` galaxies and a blank frame."""
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:96, :96] - 47.5
-    root.mkdir()
-    for i in range(6):
+    root.mkdir(exist_ok=True)
+    for i in range(galaxies):
         q, pa = rng.uniform(0.4, 1), rng.uniform(0, np.pi)
         u, v = xx * np.cos(pa) + yy * np.sin(pa), (-xx * np.sin(pa) + yy * np.cos(pa)) / q
         level = 200 + 3500 * np.exp(-np.hypot(u, v) / rng.uniform(4, 10)) + rng.normal(0, 15, (96, 96))
@@ -367,7 +368,8 @@ def _twelve_bit_survey(root: Path, factor: int = 1) -> None:
     Image.fromarray(sky * factor).save(root / "blank.png")
 
 
-def test_twelve_bit_levels_in_sixteen_bit_files_are_judged_on_their_own_scale(tmp_path):
+@pytest.mark.parametrize("framing", ["fixed", "galaxy", "auto"])
+def test_twelve_bit_levels_in_sixteen_bit_files_are_judged_on_their_own_scale(tmp_path, framing, caplog):
     """A camera's 12-bit data in 16-bit PNGs peaks at a sixteenth of the file's scale: every
     galaxy was flagged blank. The ingest measures the survey's top level on a sample (one scale
     for the survey, so a blank frame's noise is not stretched), keeps the galaxies with the rows
@@ -376,12 +378,19 @@ def test_twelve_bit_levels_in_sixteen_bit_files_are_judged_on_their_own_scale(tm
     from morphospace.data.ingest import PreprocessSpec
     from morphospace.data.ingest.workers import preprocess_file
 
-    _twelve_bit_survey(tmp_path / "twelve")
-    _twelve_bit_survey(tmp_path / "sixteen", factor=16)  # the same levels filling the file's scale
-    summary12, cat12, cube12, _ = ingest_to(tmp_path / "twelve", tmp_path / "run12")
-    summary16, _, cube16, _ = ingest_to(tmp_path / "sixteen", tmp_path / "run16")
-    assert dict(zip(cat12["id"], cat12["flag_blank"])) == {**{f"g{i}": False for i in range(6)}, "blank": True}
+    n = 24  # auto's size spread needs 20 measured galaxies
+    _twelve_bit_survey(tmp_path / "twelve", galaxies=n)
+    _twelve_bit_survey(tmp_path / "sixteen", factor=16, galaxies=n)  # the same levels filling the file's scale
+    with caplog.at_level("INFO", logger="morphospace"):
+        summary12, cat12, cube12, _ = ingest_to(tmp_path / "twelve", tmp_path / "run12", preprocess__framing=framing)
+    assert f"levels: {n + 1} sampled frames beyond 8 bits reach at most" in caplog.text
+    assert "(the top 4 bits unused, e.g. 12-bit data in 16-bit files)" in caplog.text
+    summary16, _, cube16, _ = ingest_to(tmp_path / "sixteen", tmp_path / "run16", preprocess__framing=framing)
+    assert dict(zip(cat12["id"], cat12["flag_blank"])) == {**{f"g{i}": False for i in range(n)}, "blank": True}
     assert summary12["preprocess"]["level_top"] == 2.0**-4 and summary16["preprocess"]["level_top"] == 1.0
+    for key in ("framing", "size_spread"):  # auto's sample of sizes measured on the same scale too
+        assert summary12["preprocess"][key] == summary16["preprocess"][key]
+    assert framing != "auto" or summary12["preprocess"]["size_spread"] is not None
     np.testing.assert_array_equal(np.asarray(cube12), np.asarray(cube16))
     spec = PreprocessSpec.of_run(tmp_path / "run12" / "ingest_summary.json")
     assert spec.level_top == 2.0**-4
@@ -389,3 +398,27 @@ def test_twelve_bit_levels_in_sixteen_bit_files_are_judged_on_their_own_scale(tm
     np.testing.assert_array_equal(row.astype(np.float16), np.asarray(cube12)[int(cat12.set_index("id").loc["g0", "cube_index"])])
     with pytest.raises(UserError, match="blank"):
         preprocess_file(tmp_path / "twelve" / "g0.png", PreprocessSpec())  # the file's own scale: blank
+
+
+def test_a_few_sixteen_bit_frames_among_jpegs_are_found_and_empty_sky_stays_blank(tmp_path, monkeypatch):
+    """The level sample is drawn among the frames that may hold more than 8 bits (PNG, TIFF,
+    HDF5): two 12-bit PNGs among 70 JPEGs were missed by a sample of all frames and flagged
+    blank. A survey of nothing but 12-bit sky is not stretched until its noise passes."""
+    survey = tmp_path / "mixed"
+    for i in range(70):
+        save_image(survey / f"j{i:02d}.jpg", galaxy_rgb(seed=i))
+    _twelve_bit_survey(survey, galaxies=2)
+    monkeypatch.setattr("morphospace.data.ingest.driver.LEVEL_SAMPLE", 4)  # 4 of 73 frames would miss the 3 PNGs
+    summary, cat, _, _ = ingest_to(survey, tmp_path / "run", preprocess__colour="grey")
+    assert summary["preprocess"]["level_top"] == 2.0**-4
+    blank = dict(zip(cat["id"], cat["flag_blank"]))
+    assert blank["g0"] == blank["g1"] == False and blank["blank"] == True  # noqa: E712
+    assert not any(blank[f"j{i:02d}"] for i in range(70))
+
+    sky = tmp_path / "sky"
+    sky.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        Image.fromarray(np.clip(200 + rng.normal(0, 15, (96, 96)), 0, 4095).astype(np.uint16)).save(sky / f"s{i}.png")
+    with pytest.raises(UserError, match="all 6 were flagged .6 blank"):
+        ingest_to(sky, tmp_path / "sky_run")

@@ -131,3 +131,28 @@ def test_the_head_reads_two_different_views_of_each_galaxy_drawn_per_epoch_and_r
     drawn = np.concatenate([epoch_pairs(e)[:, :, 0] for e in range(40)]).astype(int)
     counts = np.bincount(drawn[:, 0] * views + drawn[:, 1], minlength=views * views).reshape(views, views)
     assert np.all(np.diag(counts) == 0) and counts[~np.eye(views, dtype=bool)].min() > 0.5 * len(drawn) / 20
+
+
+def test_a_head_fit_resumed_at_an_epoch_end_equals_the_uninterrupted_fit(tmp_path):
+    """Lightning sets the sampler's epoch, so a fit stopped after 2 of 3 epochs and resumed from
+    its checkpoint draws the view pairs (and the shuffle) the whole fit drew: the same weights."""
+    from morphospace.ssl.embedder import FormHead
+    from morphospace.ssl.training import SSLModule, ViewBankDataModule, _fit_head
+
+    bank = np.random.default_rng(0).normal(size=(5, 48, 12)).astype(np.float32)
+    quiet = {"enable_progress_bar": False}
+
+    def fit(name: str, max_epochs: int, resume: bool = False) -> dict:
+        torch.manual_seed(0)
+        head = FormHead(12, dim=4, hidden=16)
+        head.set_scaling(bank)
+        module = SSLModule(head, epochs=3, seed=7, proj_dim=8)  # the schedule of a 3-epoch fit
+        _fit_head(module, ViewBankDataModule(bank, 16, seed=7), tmp_path / name, max_epochs, resume, quiet)
+        return {k: v.clone() for k, v in module.state_dict().items()}
+
+    whole = fit("whole", 3)
+    fit("stopped", 2)
+    resumed = fit("stopped", 3, resume=True)
+    first_two = fit("two", 2)
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+    assert not all(torch.equal(whole[k], first_two[k]) for k in whole)  # the third epoch did train

@@ -102,10 +102,11 @@ def _resolve_levels(survey, spec: PreprocessSpec, pool=None, workers: int = 1) -
     top = level_top_of(tops)
     if top == 1.0:
         return spec, ""
-    bits = math.log2(top)
+    unused = round(-math.log2(top))
     return replace(spec, level_top=top), (
-        f"levels: {len(tops)} sampled frames beyond 8 bits reach at most {max(tops):.3g} of their files' scale; "
-        f"they are judged (blank, flat) on 2^{bits:.0f} of it ({16 + bits:.0f} bits of a 16-bit file)")
+        f"levels: {len(tops)} sampled frames beyond 8 bits reach at most {max(tops):.3g} of their files' scale "
+        f"(the top {unused} bits unused, e.g. {16 - unused}-bit data in 16-bit files): such frames are judged "
+        f"(blank, flat) on 1/{2 ** unused} of it")
 
 
 def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = None) -> dict:

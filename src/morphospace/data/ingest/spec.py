@@ -52,7 +52,7 @@ class PreprocessSpec:
     level_top : float
         The top of the survey's levels on its files' 0-1 scale, for frames beyond 8 bits (16-bit
         PNG or TIFF, integer HDF5 rows): a power of two, ``2**-4`` for 12-bit data in 16-bit
-        files, 1 for the full scale. Such frames are judged (blank, flat) on that scale.
+        files (the lowest), 1 for the full scale. Such frames are judged (blank, flat) on that scale.
         Measured by the ingest on a sample of frames (:func:`level_top_of`).
     """
 
@@ -190,17 +190,19 @@ class PreprocessSpec:
         return draft_side(crop, self.size) if self.draft else 0
 
 
-# frames beyond 8 bits are judged on at least 8 bits of their levels: a survey whose sampled
-# frames are all faint does not have its noise stretched further
-LOWEST_LEVEL_TOP = 2.0**-8
+# the lowest scale frames beyond 8 bits are judged on: 12 bits of a 16-bit file (cameras give
+# 12, 14 or 16). Lower, a survey whose sampled frames are all empty sky had its noise stretched
+# until its blank frames passed (6 of 6 at 2**-8)
+LOWEST_LEVEL_TOP = 2.0**-4
 
 
 def level_top_of(tops: list[float]) -> float:
     """The :attr:`PreprocessSpec.level_top` of frames whose highest levels are ``tops`` (0-1).
 
-    The highest of them rounded up to a power of two, between :data:`LOWEST_LEVEL_TOP` and 1: a
-    camera's 12-bit data in 16-bit files (at most 4095 / 65535) gives ``2**-4``. One frame that
-    reaches the file's full scale gives 1, as does a sample without such frames.
+    The highest of them rounded up to a power of two, between :data:`LOWEST_LEVEL_TOP` (``2**-4``)
+    and 1: a camera's 12-bit data in 16-bit files (at most 4095 / 65535) gives ``2**-4``, 14-bit
+    data ``2**-2``. One frame that reaches the file's full scale gives 1, as does a sample
+    without such frames.
 
     Parameters
     ----------

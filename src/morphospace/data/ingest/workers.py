@@ -193,11 +193,12 @@ def preprocess_file(path, spec: PreprocessSpec) -> tuple[np.ndarray, tuple[str, 
     return block.to_array()[0], tuple(flags)
 
 
-def _over_sample(survey: Survey, spec: PreprocessSpec, sample: int, seed: int, pool, parts: int, measure) -> list:
-    """``measure(items, spec)`` over a seeded sample of the survey's decodable records, in their
-    order, in ``parts`` contiguous parts on ``pool`` (or in this process without one): the same
-    result either way."""
-    decodable = [i for i, r in enumerate(survey.records) if r.decodable]
+def _over_sample(survey: Survey, spec: PreprocessSpec, sample: int, seed: int, pool, parts: int, measure,
+                 eligible=lambda record: True) -> list:
+    """``measure(items, spec)`` over a seeded sample of the survey's decodable ``eligible``
+    records, in their order, in ``parts`` contiguous parts on ``pool`` (or in this process
+    without one): the same result either way."""
+    decodable = [i for i, r in enumerate(survey.records) if r.decodable and eligible(r)]
     if len(decodable) > sample:
         decodable = sorted(np.random.default_rng(seed).choice(decodable, sample, replace=False).tolist())
     items = _items([survey.records[i] for i in decodable])
@@ -252,7 +253,14 @@ def sampled_level_tops(survey: Survey, spec: PreprocessSpec, sample: int, seed: 
     -------
     list of float
     """
-    return _over_sample(survey, spec, sample, seed, pool, parts, _level_tops)
+    return _over_sample(survey, spec, sample, seed, pool, parts, _level_tops, eligible=_may_pass_8_bits)
+
+
+def _may_pass_8_bits(record: Record) -> bool:
+    """Whether a record's frame may hold levels beyond 8 bits: an HDF5 row, a PNG or a TIFF (a
+    JPEG is 8 bits, a FITS file flux). Sampled among these only, so that a few 16-bit frames in
+    a survey of JPEGs are found."""
+    return record.kind == "hdf5" or str(record.source).lower().endswith((".png", ".tif", ".tiff"))
 
 
 def _level_tops(items: list, spec: PreprocessSpec) -> list[float]:
@@ -260,8 +268,6 @@ def _level_tops(items: list, spec: PreprocessSpec) -> list[float]:
     tops = []
     try:
         for item in items:
-            if item[1] == "fits" or str(item[0]).lower().endswith((".jpg", ".jpeg")):
-                continue  # flux, or 8 bits by construction: not decoded for this
             frame = _decode_one(item, 0, _read_hdf5([item]), 0)
             if isinstance(frame, BadImage) or not frame.display or hasattr(frame.pixels, "convert"):
                 continue
