@@ -351,7 +351,9 @@ def test_the_level_top_is_the_highest_level_rounded_up_to_a_power_of_two():
     assert level_top_of([0.2, 1.0]) == 1.0  # one frame at the full scale
     assert level_top_of([]) == 1.0 and level_top_of([0.0]) == 1.0
     # faint frames (or a sample of empty sky) are judged on 12 bits at the least: noise is not stretched further
-    assert level_top_of([50 / 65535]) == level_top_of([0.01]) == LOWEST_LEVEL_TOP == 2.0**-4
+    assert level_top_of([50 / 65535]) == 2.0**-10 and level_top_of([0.01]) == 2.0**-6
+    assert level_top_of([255 / np.iinfo(np.int64).max]) == 2.0**-55  # 8-bit levels stored as int64
+    assert level_top_of([1e-30]) == LOWEST_LEVEL_TOP
 
 
 def _twelve_bit_survey(root: Path, factor: int = 1, galaxies: int = 6) -> None:
@@ -383,7 +385,7 @@ def test_twelve_bit_levels_in_sixteen_bit_files_are_judged_on_their_own_scale(tm
     _twelve_bit_survey(tmp_path / "sixteen", factor=16, galaxies=n)  # the same levels filling the file's scale
     with caplog.at_level("INFO", logger="morphospace"):
         summary12, cat12, cube12, _ = ingest_to(tmp_path / "twelve", tmp_path / "run12", preprocess__framing=framing)
-    assert f"levels: {n + 1} sampled frames beyond 8 bits reach at most" in caplog.text
+    assert f"levels: {n} sampled frames beyond 8 bits with a galaxy reach at most" in caplog.text  # not the blank one
     assert "(the top 4 bits unused, e.g. 12-bit data in 16-bit files)" in caplog.text
     summary16, _, cube16, _ = ingest_to(tmp_path / "sixteen", tmp_path / "run16", preprocess__framing=framing)
     assert dict(zip(cat12["id"], cat12["flag_blank"])) == {**{f"g{i}": False for i in range(n)}, "blank": True}
@@ -403,7 +405,8 @@ def test_twelve_bit_levels_in_sixteen_bit_files_are_judged_on_their_own_scale(tm
 def test_a_few_sixteen_bit_frames_among_jpegs_are_found_and_empty_sky_stays_blank(tmp_path, monkeypatch):
     """The level sample is drawn among the frames that may hold more than 8 bits (PNG, TIFF,
     HDF5): two 12-bit PNGs among 70 JPEGs were missed by a sample of all frames and flagged
-    blank. A survey of nothing but 12-bit sky is not stretched until its noise passes."""
+    blank. A survey of nothing but 12-bit sky is not stretched until its noise passes (its
+    frames set no scale: nothing in them stands above their noise)."""
     survey = tmp_path / "mixed"
     for i in range(70):
         save_image(survey / f"j{i:02d}.jpg", galaxy_rgb(seed=i))
@@ -422,3 +425,19 @@ def test_a_few_sixteen_bit_frames_among_jpegs_are_found_and_empty_sky_stays_blan
         Image.fromarray(np.clip(200 + rng.normal(0, 15, (96, 96)), 0, 4095).astype(np.uint16)).save(sky / f"s{i}.png")
     with pytest.raises(UserError, match="all 6 were flagged .6 blank"):
         ingest_to(sky, tmp_path / "sky_run")
+
+
+def test_eight_bit_levels_stored_as_int64_in_hdf5_are_galaxies(tmp_path):
+    """An HDF5 set of 0-255 levels written as int64 (numpy's default integer) was judged on the
+    int64 scale: every galaxy blank, and the ingest stopped with no usable galaxy."""
+    import h5py
+
+    from fixtures import tiny_galaxy10
+
+    path = tiny_galaxy10(tmp_path / "g10.h5", n=6)
+    with h5py.File(path, "r+") as f:
+        images = f["images"][:].astype(np.int64)
+        del f["images"]
+        f.create_dataset("images", data=images)
+    summary, cat, cube, _ = ingest_to(path, tmp_path / "run")
+    assert summary["preprocess"]["level_top"] == 2.0**-55 and not cat["flag_blank"].any() and len(cube) == 6

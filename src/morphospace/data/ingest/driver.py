@@ -103,10 +103,11 @@ def _resolve_levels(survey, spec: PreprocessSpec, pool=None, workers: int = 1) -
     if top == 1.0:
         return spec, ""
     unused = round(-math.log2(top))
+    example = f", e.g. {16 - unused}-bit data in 16-bit files" if unused < 8 else ""
     return replace(spec, level_top=top), (
-        f"levels: {len(tops)} sampled frames beyond 8 bits reach at most {max(tops):.3g} of their files' scale "
-        f"(the top {unused} bits unused, e.g. {16 - unused}-bit data in 16-bit files): such frames are judged "
-        f"(blank, flat) on 1/{2 ** unused} of it")
+        f"levels: {len(tops)} sampled frames beyond 8 bits with a galaxy reach at most {max(tops):.3g} of their "
+        f"files' scale (the top {unused} bits unused{example}): such frames are judged (blank, flat) on "
+        f"2^-{unused} of it")
 
 
 def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = None) -> dict:

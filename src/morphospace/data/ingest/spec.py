@@ -52,7 +52,7 @@ class PreprocessSpec:
     level_top : float
         The top of the survey's levels on its files' 0-1 scale, for frames beyond 8 bits (16-bit
         PNG or TIFF, integer HDF5 rows): a power of two, ``2**-4`` for 12-bit data in 16-bit
-        files (the lowest), 1 for the full scale. Such frames are judged (blank, flat) on that scale.
+        files, 1 for the full scale. Such frames are judged (blank, flat) on that scale.
         Measured by the ingest on a sample of frames (:func:`level_top_of`).
     """
 
@@ -190,19 +190,18 @@ class PreprocessSpec:
         return draft_side(crop, self.size) if self.draft else 0
 
 
-# the lowest scale frames beyond 8 bits are judged on: 12 bits of a 16-bit file (cameras give
-# 12, 14 or 16). Lower, a survey whose sampled frames are all empty sky had its noise stretched
-# until its blank frames passed (6 of 6 at 2**-8)
-LOWEST_LEVEL_TOP = 2.0**-4
+# the lowest level scale: 8 bits of levels in an int64 HDF5 set are at 2**-55 of its type's
+LOWEST_LEVEL_TOP = 2.0**-64
 
 
 def level_top_of(tops: list[float]) -> float:
     """The :attr:`PreprocessSpec.level_top` of frames whose highest levels are ``tops`` (0-1).
 
-    The highest of them rounded up to a power of two, between :data:`LOWEST_LEVEL_TOP` (``2**-4``)
-    and 1: a camera's 12-bit data in 16-bit files (at most 4095 / 65535) gives ``2**-4``, 14-bit
-    data ``2**-2``. One frame that reaches the file's full scale gives 1, as does a sample
-    without such frames.
+    The highest of them rounded up to a power of two (at most 1): a camera's 12-bit data in
+    16-bit files (at most 4095 / 65535) gives ``2**-4``, 14-bit data ``2**-2``, 8-bit levels
+    stored as int64 ``2**-55``. One frame that reaches the file's full scale gives 1, as does
+    an empty sample (the ingest leaves out frames of sky alone, whose noise would set a scale
+    on which it passed).
 
     Parameters
     ----------

@@ -245,7 +245,9 @@ def sampled_crops(survey: Survey, spec: PreprocessSpec, sample: int, seed: int =
 def sampled_level_tops(survey: Survey, spec: PreprocessSpec, sample: int, seed: int = 0,
                        pool: ProcessPoolExecutor | None = None, parts: int = 1) -> list[float]:
     """The highest finite level of each sampled frame with levels beyond 8 bits (16-bit PNG or
-    TIFF, integer HDF5 rows), on the file's 0-1 scale; 8-bit and flux frames are left out.
+    TIFF, integer HDF5 rows), on the file's 0-1 scale; 8-bit and flux frames are left out, and
+    so are frames where nothing stands above the sky's noise (:data:`SIGNAL_SIGMAS`): a sample
+    of empty sky does not set the scale its own noise is judged on.
 
     Parameters are those of :func:`sampled_crops`.
 
@@ -254,6 +256,11 @@ def sampled_level_tops(survey: Survey, spec: PreprocessSpec, sample: int, seed: 
     list of float
     """
     return _over_sample(survey, spec, sample, seed, pool, parts, _level_tops, eligible=_may_pass_8_bits)
+
+
+# a frame's top sets the level scale only where it stands this many sigmas (of the frame's
+# median absolute deviation) above its median: sky noise reaches ~4-5 over a 100 px square
+SIGNAL_SIGMAS = 10.0
 
 
 def _may_pass_8_bits(record: Record) -> bool:
@@ -273,7 +280,10 @@ def _level_tops(items: list, spec: PreprocessSpec) -> list[float]:
                 continue
             finite = frame.pixels[np.isfinite(frame.pixels)]
             if finite.size:
-                tops.append(float(finite.max()))
+                top, sky = float(finite.max()), float(np.median(finite))
+                noise = 1.4826 * float(np.median(np.abs(finite - sky)))
+                if top - sky > SIGNAL_SIGMAS * noise:
+                    tops.append(top)
     finally:
         _close_h5()
     return tops
