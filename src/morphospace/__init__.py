@@ -10,7 +10,7 @@ that there is no import cycle). From the top:
 1. ``__main__.py`` -> ``cli/``: the command line (the stages in ``parser``; other commands, one module each);
 2. this ``__init__``: the notebook API, names re-exported from the layers below;
 3. ``runs.py``: a run directory as Python objects (:class:`Run`) and :func:`ingest`;
-4. ``pipeline.py``: the stages of a run, in order;
+4. ``pipeline/``: the stages of a run, in order;
 5. ``api.py`` (the VaDE as a scikit-learn estimator, ``compare``),
    ``plot.py`` (figures for a notebook), ``export.py`` (the results catalogue),
    ``study/`` (the CNN feature study), ``report/`` (the HTML report);

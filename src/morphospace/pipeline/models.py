@@ -1,0 +1,90 @@
+"""What a trained model does outside the run's flow: synthetic galaxies of a component, the
+published AstroVaDEr imported as a run's model, one new image embedded like the run's galaxies."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..config import Config, apply_overrides
+from ..errors import UserError
+from ..run import RunDir
+from .survey import save_config
+
+log = logging.getLogger("morphospace")
+
+
+def stage_generate(run: RunDir, cfg: Config, component: int, n: int, out: Path, temperature: float = 0.5,
+                   reject_below: float | None = None, seed: int = 0) -> Path:
+    """Sample ``n`` galaxies of mixture component ``component``; write PNG + FITS into ``out``."""
+    from ..vade.embed import generate, write_generated
+
+    images = generate(run, component, n, temperature=temperature, reject_below=reject_below, seed=seed)
+    write_generated(images, out, prefix=f"component{component}",
+                    draw={"comp": component, "temp": float(temperature), "seed": int(seed),
+                          "rej": None if reject_below is None else float(reject_below)})
+    return out
+
+
+def stage_import_astrovader(run: RunDir, cfg: Config, weights: Path) -> Path:
+    """Build the published AstroVaDEr as this run's model (use with the ``astrovader`` preset)."""
+    from ..api import import_astrovader
+    from ..vade.io import model_file
+
+    if not weights.is_file():
+        raise UserError(f"weights file not found: {weights}")
+    if model_file(run).is_file():  # a trained model and what was derived from it: not replaced unasked
+        raise UserError(f"{run.path} already holds a trained model ({model_file(run)}): import into a "
+                        "new run, then ingest your galaxies into it with --preset astrovader")
+    cfg = apply_overrides(cfg, {"preprocess.preset": "astrovader", "model.preset": "astrovader"})
+    save_config(run, cfg)
+    return import_astrovader(run, weights)
+
+
+def embed_image(run: RunDir, path: str | Path, embedding: str):
+    """One new image file, preprocessed and embedded like the run's galaxies (``morphospace similar --image``).
+
+    The file goes through the ingest's own path with the recipe the run's cube was made with
+    (:func:`~morphospace.data.ingest.preprocess_file`), then through what made the run's
+    ``embedding``: the trained form embedder or VaDE (:mod:`morphospace.vade.query`), or the
+    pixel PCA (:func:`~morphospace.analysis.similar.pixel_pca_rows`).
+
+    Parameters
+    ----------
+    run : RunDir
+    path : str or Path
+        A JPEG/PNG/TIFF or FITS image.
+    embedding : str
+        ``form``, ``vade`` or ``pixels_pca`` (one the run has).
+
+    Returns
+    -------
+    row : ndarray, shape (C, S, S)
+        The image as a cube row.
+    vector : ndarray, shape (D,)
+        Its embedding.
+
+    Raises
+    ------
+    UserError
+        For an embedding that cannot embed a new image (the message names those that can), or
+        a file the ingest would not take (one line: what was wrong).
+    """
+    import numpy as np
+
+    from ..analysis.similar import pixel_pca_rows
+    from ..data.ingest import PreprocessSpec, preprocess_file
+    from ..vade.query import MODEL_EMBEDDINGS, embed_rows
+
+    can = [e for e in (*MODEL_EMBEDDINGS, "pixels_pca") if e in run.embeddings()]
+    if embedding not in run.embeddings():  # one it could embed, were it there: said as --id says it
+        run.read_embedding(embedding)
+    if embedding not in can:
+        raise UserError(f"the '{embedding}' embedding cannot embed a new image; in {run.path} these can: "
+                        f"{', '.join(can) or 'none (run `morphospace embed` first)'}")
+    row, _ = preprocess_file(path, PreprocessSpec.of_run(run.ingest_summary, run.config))
+    # rounded as the cube stores its rows (float16 by default), so a galaxy's own file is its row
+    row = row.astype(run.read_cube().dtype).astype(np.float32)
+    rows = row[None]
+    vector = pixel_pca_rows(run, rows) if embedding == "pixels_pca" else embed_rows(run, rows, embedding)
+    return row, vector[0]

@@ -1,0 +1,200 @@
+"""The stages of a run after the ingest, in data-flow order, each reading what the previous wrote:
+model (train) -> embedding (embed, anomaly scores) -> reductions -> clusterings -> comparisons
+-> report; :func:`run_all` runs the whole flow (``morphospace run``)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..config import Config
+from ..errors import UserError
+from ..progress import Timer
+from ..run import RunDir
+from .survey import check_data, removed_on_failure, save_config, stage_ingest
+
+log = logging.getLogger("morphospace")
+
+
+def stage_train(run: RunDir, cfg: Config, resume: bool = False) -> None:
+    """Train the run's VaDE; with ``model.kind = "pca"`` there is nothing to train.
+
+    Parameters
+    ----------
+    run : RunDir
+    cfg : Config
+    resume : bool
+        Continue from the last checkpoint.
+    """
+    if cfg.model.kind == "pca":
+        log.info("model.kind = pca: no network to train (the pixel-PCA baseline is the embedding)")
+        return
+    from ..vade.train import train_run
+
+    train_run(run, cfg, resume=resume)
+
+
+def stage_embed(run: RunDir, cfg: Config) -> None:
+    """Write the pixel-PCA baseline embedding and, with ``model.kind = "vade"``, the trained model's.
+
+    Parameters
+    ----------
+    run : RunDir
+    cfg : Config
+    """
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from ..analysis.pixels import pixel_pca_run
+
+    if cfg.model.kind == "vade":
+        from ..vade.embed import embed_run
+
+        embed_run(run, cfg)  # first: with several processes (--devices) they all take part
+    if rank_zero_only.rank != 0:
+        return  # the rest is single-process work, and one process writes
+    pixel_pca_run(run, cfg.model.pca_components, fit_sample=cfg.train.sample, seed=cfg.train.seed)
+    stage_anomaly(run, cfg)
+
+
+def stage_anomaly(run: RunDir, cfg: Config) -> None:
+    """Score every galaxy's strangeness on the form embedding (``RUN/anomaly.parquet``), re-ranked by the run's tags.
+
+    Cheap (exact k-NN below 20,000 galaxies), so it follows every embedding. A run without a
+    form embedding gets no such score (and loses a stale one); the report then shows the VaDE's.
+
+    Parameters
+    ----------
+    run : RunDir
+    cfg : Config
+    """
+    from ..analysis.anomaly import ANOMALY_FILE, META_FILE, anomaly_run
+
+    if "form" not in run.embeddings():
+        for name in (ANOMALY_FILE, META_FILE):
+            (run.path / name).unlink(missing_ok=True)
+        return
+    with Timer("anomaly score on the form embedding"):
+        anomaly_run(run, random_state=cfg.cluster.seed)
+
+
+def trained_preset(path: Path) -> str:
+    """The ``model.preset`` a trained model at ``path`` was made with ("" without its hparams.json)."""
+    import json
+
+    hp = path.parent / "hparams.json"
+    return json.loads(hp.read_text()).get("preset", "") if hp.is_file() else ""
+
+
+def primary_embedding(run: RunDir, cfg: Config) -> str:
+    """The embedding a run is about: CNN features, else the form embedding, else the VaDE latent space, else pixels."""
+    from ..vade.io import model_file
+
+    available = run.embeddings()
+    try:  # the run's trained model is the form model: its embedding is the one to use
+        expected = model_file(run).is_file() and trained_preset(model_file(run)) == "form"
+    except (OSError, ValueError, AttributeError):
+        expected = False
+    for name in ("features", "form", "vade", "pixels_pca"):
+        if name in available:
+            if expected and name in ("vade", "pixels_pca") and "form" not in available:  # deleted, or a killed embed
+                log.warning("embeddings/form.npy is missing from %s: this stage uses '%s' instead; run `morphospace "
+                            "embed` to make it", run.path, name)
+            return name
+    raise UserError(f"no embedding in {run.path}: run `morphospace embed` (or `study`) first")
+
+
+def stage_reduce(run: RunDir, cfg: Config, embedding: str | None = None) -> None:
+    """Reduce one embedding of the run to 2-D maps.
+
+    Parameters
+    ----------
+    run : RunDir
+    cfg : Config
+    embedding : str, optional
+        Default: :func:`primary_embedding`.
+
+    Raises
+    ------
+    UserError
+        The run has no embedding.
+    """
+    from ..analysis.reduce import reduce_run
+
+    embedding = embedding or primary_embedding(run, cfg)
+    with Timer(f"reductions of '{embedding}'"):
+        reduce_run(run, cfg, embedding=embedding)
+
+
+def stage_cluster(run: RunDir, cfg: Config) -> None:
+    """Cluster every representation of the run with every configured method.
+
+    Parameters
+    ----------
+    run : RunDir
+    cfg : Config
+    """
+    from ..analysis.cluster import cluster_run
+
+    with Timer("clusterings"):
+        cluster_run(run, cfg)
+
+
+def stage_compare(run: RunDir, cfg: Config) -> None:
+    """Score the clusterings against each other and the labels, audit them against nuisances,
+    and draw the study's figures (maps, k-selection curves, cluster galleries).
+
+    Parameters
+    ----------
+    run : RunDir
+    cfg : Config
+    """
+    from ..analysis.compare import compare_run
+    from ..analysis.nuisance import audit_run
+
+    with Timer("comparisons"):
+        compare_run(run, cfg)
+    with Timer("nuisance audit"):
+        audit_run(run, cfg)
+    from ..study.figures import write_study_figures
+
+    with Timer("maps, k-selection curves and cluster galleries"):
+        write_study_figures(run, cfg)
+
+
+def stage_report(run: RunDir, cfg: Config) -> Path:
+    """Write the run's report.
+
+    Parameters
+    ----------
+    run : RunDir
+    cfg : Config
+
+    Returns
+    -------
+    Path
+        ``RUN/report.html``.
+    """
+    from ..report import build_report
+
+    with Timer("report"):
+        return build_report(run, cfg)
+
+
+def run_all(run: RunDir, cfg: Config, created: bool = False) -> Path:
+    """Every stage in order; returns the path of the report. A run refused before its training (a
+    truth label not in the catalogue) takes away a folder it ``created``."""
+    from ..analysis.labels import check_label_settings
+    from ..vade.fitting import one_process_devices
+
+    cfg = one_process_devices(cfg, "`morphospace run`")
+    check_data(cfg)
+    with removed_on_failure(run, created):
+        save_config(run, cfg)
+        stage_ingest(run, cfg)
+        check_label_settings(run, cfg)
+    stage_train(run, cfg)
+    stage_embed(run, cfg)
+    stage_reduce(run, cfg)
+    stage_cluster(run, cfg)
+    stage_compare(run, cfg)
+    return stage_report(run, cfg)

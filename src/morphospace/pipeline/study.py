@@ -1,0 +1,71 @@
+"""The CNN feature study as one command (``morphospace study``): ingest, features of a fine-tuned
+or frozen backbone (or of the run's own VaDE or form encoder), then the run's later stages."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..config import Config, apply_overrides
+from ..errors import UserError
+from ..progress import Timer
+from ..run import RunDir
+from .stages import (stage_anomaly, stage_cluster, stage_compare, stage_reduce, stage_report, stage_train,
+                     trained_preset)
+from .survey import check_data, removed_on_failure, save_config, stage_ingest
+
+log = logging.getLogger("morphospace")
+
+
+def run_study(run: RunDir, cfg: Config, created: bool = False) -> Path:
+    """The CNN feature study: ingest, fine-tune, features, reductions, clusterings, comparisons, report.
+
+    ``study.backbone = "vade"`` puts the VaDE encoder's ``z_mean`` through the same study: the
+    run's trained VaDE if it has one, otherwise one trained here from the ``model`` and
+    ``train`` settings (no labels used); its own clusters are compared too.
+    ``study.backbone = "ssl"`` does the same with the self-supervised form embedding (the
+    form-first VaDE's input, trained here if the run has none).
+
+    A study refused up to its first training (its labels, once the survey is in) takes away a
+    folder it ``created``.
+    """
+    from ..nets.backbones import BACKBONES
+    from ..vade.io import model_dir, model_file
+
+    known = [*BACKBONES, "vade", "ssl"]
+    if cfg.study.backbone not in known:  # before anything is written
+        raise UserError(f"unknown backbone '{cfg.study.backbone}' (known: {', '.join(known)})")
+    check_data(cfg)
+    from ..analysis.labels import check_label_settings
+    from ..study.features import fine_tuning_labels, study_truth
+
+    with removed_on_failure(run, created):
+        save_config(run, cfg)
+        stage_ingest(run, cfg)
+        check_label_settings(run, cfg)
+        if cfg.study.mode != "frozen" and cfg.study.backbone not in ("vade", "ssl"):
+            fine_tuning_labels(run.cube_catalogue(), cfg)  # a typo: one line before the training, not after it
+        cfg = study_truth(run, cfg, save_config)
+    if cfg.study.backbone in ("vade", "ssl"):
+        if cfg.study.backbone == "ssl":  # the self-supervised encoder is the form-first VaDE's
+            cfg = apply_overrides(cfg, {"model.preset": "form"})
+        trained = model_file(run)
+        if trained.is_file() and (cfg.study.backbone == "vade" or trained_preset(trained) == "form"):
+            log.info("study of the %s encoder: using the trained model in %s", cfg.study.backbone, model_dir(run))
+        else:
+            stage_train(run, apply_overrides(cfg, {"model.kind": "vade"}))
+        from ..vade.embed import embed_run
+
+        embed_run(run, cfg)
+        stage_anomaly(run, cfg)
+        embedding = "vade" if cfg.study.backbone == "vade" else "form"
+    else:
+        from ..study.features import study_features_run
+
+        with Timer(f"features of {cfg.study.backbone} ({cfg.study.mode})"):
+            study_features_run(run, cfg)
+        embedding = "features"
+    stage_reduce(run, cfg, embedding=embedding)
+    stage_cluster(run, cfg)
+    stage_compare(run, cfg)
+    return stage_report(run, cfg)

@@ -1,0 +1,155 @@
+"""A run's survey: the built-in synthetic one made or found, the settings saved, the ingest (and
+the neighbour masking) run, and a folder made for a run that fails early taken away again."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..config import Config, dumps_config
+from ..errors import MissingFile, UserError
+from ..progress import Timer
+from ..run import RunDir, write_text
+
+log = logging.getLogger("morphospace")
+
+
+def default_survey_dir(cfg: Config) -> Path:
+    """Where the built-in synthetic survey for ``cfg`` is cached (re-used across runs)."""
+    from ..data import synth
+
+    base = Path(os.environ.get("MORPHOSPACE_CACHE", Path.home() / ".cache" / "morphospace"))
+    return base / f"synth-v{synth.GENERATOR_VERSION}-n{cfg.data.synth_n}-seed{cfg.data.synth_seed}"
+
+
+def stage_synth(out: Path, n: int, seed: int, workers: int, size: int | None = None) -> Path:
+    """Render the built-in synthetic survey into ``out`` (``morphospace synth``).
+
+    Parameters
+    ----------
+    out : Path
+        Folder to write (``images/`` and ``catalogue.csv``).
+    n : int
+        Number of galaxies.
+    seed : int
+        Survey seed (same seed, same bytes).
+    workers : int
+        Rendering processes.
+    size : int, optional
+        Frame side in pixels (default: :func:`~morphospace.data.synth.make_survey`'s).
+
+    Returns
+    -------
+    Path
+        The survey folder.
+    """
+    from ..data.synth import make_survey
+
+    kwargs = {"size": size} if size else {}
+    with Timer(f"rendering {n} synthetic galaxies"):
+        return Path(make_survey(out, n=n, seed=seed, workers=workers, **kwargs))
+
+
+def ensure_survey(cfg: Config) -> Path:
+    """The data path of a run: the user's, or the built-in synthetic survey (made once)."""
+    if cfg.data.path:
+        return Path(cfg.data.path)
+    out = default_survey_dir(cfg)
+    if not (out / "catalogue.csv").is_file():
+        log.info("no data given: using the built-in synthetic survey (%d galaxies, seed %d) in %s",
+                 cfg.data.synth_n, cfg.data.synth_seed, out)
+        stage_synth(out, cfg.data.synth_n, cfg.data.synth_seed, cfg.ingest.workers)
+    return out
+
+
+def check_data(cfg: Config, out: str | Path | None = None) -> None:
+    """Before a run at ``out`` is made: its data must be there (else :class:`MissingFile`) and must not
+    be ``out`` itself, whose own files would be read as galaxies (else ``UserError``)."""
+    if not cfg.data.path:
+        return
+    if not Path(cfg.data.path).exists():
+        raise MissingFile(f"data not found: {cfg.data.path}")
+    if out is not None and Path(cfg.data.path).resolve() == Path(out).resolve():
+        raise UserError(f"the run's folder {out} is the data folder: a run there would read its own files as "
+                        "galaxies; give the run a folder of its own")
+
+
+def save_config(run: RunDir, cfg: Config) -> None:
+    """Write the resolved ``cfg`` to ``RUN/config.toml``, where later stages read it back.
+
+    Parameters
+    ----------
+    run : RunDir
+    cfg : Config
+    """
+    write_text(run.config, dumps_config(cfg))
+
+
+def stage_ingest(run: RunDir, cfg: Config) -> dict:
+    """Ingest the configured survey (or the built-in synthetic one, made once) into the run, and
+    with ``ingest.mask_neighbours`` mask the neighbours in its cube on the ingest's workers.
+
+    Parameters
+    ----------
+    run : RunDir
+    cfg : Config
+
+    Returns
+    -------
+    dict
+        The ingest summary, also written to ``ingest_summary.json``.
+    """
+    summary = _read_survey(run, cfg)
+    _mask_if_asked(run, cfg)
+    return summary
+
+
+def _read_survey(run: RunDir, cfg: Config) -> dict:
+    from ..data.ingest import ingest
+
+    data = ensure_survey(cfg)
+    with Timer("ingest"):
+        return ingest(data, run, cfg)
+
+
+def _mask_if_asked(run: RunDir, cfg: Config) -> None:
+    from ..image.masking import masked_cube
+
+    if cfg.ingest.mask_neighbours:
+        with Timer("neighbour masking"):
+            masked_cube(run, workers=cfg.ingest.workers)
+
+
+@contextmanager
+def removed_on_failure(run: RunDir, created: bool) -> Iterator[None]:
+    """Whatever stops the block (an error, Ctrl-C) takes away the run's folder if this command ``created`` it."""
+    try:
+        yield
+    except BaseException:
+        if created:
+            shutil.rmtree(run.path, ignore_errors=True)
+        raise
+
+
+def ingest_run(run: RunDir, cfg: Config, created: bool) -> dict:
+    """The ingest a user asks for by name (``morphospace ingest``, ``ms.ingest``): the survey is
+    read first and the settings saved as soon as it is in, so that an ingest refused or stopped on
+    the way (an unknown layout, a missing id column, no usable galaxy, Ctrl-C) leaves an existing
+    run's settings as they were and takes away a folder it ``created`` itself. The neighbour
+    masking comes after: a failure there keeps the ingest, whose cube the training masks anyway."""
+    with removed_on_failure(run, created):
+        summary = _read_survey(run, cfg)
+    save_config(run, cfg)
+    from ..analysis.labels import check_label_settings
+
+    try:  # the ingest reads no label setting; the stages that do refuse it
+        check_label_settings(run, cfg)
+    except UserError as exc:
+        log.warning("%s: every later stage (train, embed, reduce, ...) refuses it until it is set right "
+                    "(--set data.truth_label=...)", exc)
+    _mask_if_asked(run, cfg)
+    return summary
