@@ -354,3 +354,20 @@ def test_command_line_prints_one_line_and_exits_2(tmp_path, capsys):
     assert err == ("morphospace: error: config: model.preset must be one of 'form', 'default', 'astrovader'; "
                    "got 'fomr'\n")
     assert not (run / "config.toml").exists()
+
+
+def test_loader_workers_auto_reads_from_the_main_process_on_a_cpu_and_feeds_an_accelerator(tmp_path, monkeypatch):
+    """On an H200 the trunk embedded 3,028 images/s read by the main process and 11,064 with 8
+    loader processes: `auto` (the default) gives an accelerator's devices the node's cores less
+    one each, 8 at most, and the CPU none (its cores compute); a number is taken as it is."""
+    from morphospace.config import Config, apply_overrides
+
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert Config().train.loader_workers == "auto" and Config().train.loader_processes() == 0
+    on = lambda **kw: apply_overrides(Config(), {f"train.{k}": v for k, v in kw.items()}).train.loader_processes()  # noqa: E731
+    assert on(accelerator="gpu") == 8 and on(accelerator="cuda", devices=4) == 3 and on(accelerator="gpu", devices=16) == 0
+    assert on(accelerator="gpu", loader_workers=2) == 2 and on(loader_workers=3) == 3
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert on(accelerator="auto") == 0
+    assert load_text(tmp_path, '[train]\nloader_workers = "auto"\n').train.loader_processes() == 0
+    assert "loader_workers" in error_of(tmp_path, '[train]\nloader_workers = "many"\n')

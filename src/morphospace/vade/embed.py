@@ -159,10 +159,10 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
         with Timer(f"form embedding of {len(cube)} galaxies"):
             embedding = predict_rows(model.embedder.eval(), cube, INFERENCE_BATCH, trainer_kwargs=devices,
                                      work_dir=model_dir(run) / "predict_shares", desc="form embedding",
-                                     loader_workers=cfg.train.loader_workers)
+                                     loader_workers=cfg.train.loader_processes())
     with Timer(f"VaDE embedding of {len(cube)} galaxies"):
         enc = encode_cube(model, cube, embedding=embedding, trainer_kwargs=devices, first_only=True,
-                          work_dir=model_dir(run) / "predict_shares", loader_workers=cfg.train.loader_workers)
+                          work_dir=model_dir(run) / "predict_shares", loader_workers=cfg.train.loader_processes())
     if enc is None:
         return None  # several processes embedded the cube; only the first gathers and writes
     table = galaxy_table(ids, enc)

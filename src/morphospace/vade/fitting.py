@@ -202,7 +202,7 @@ def fit_vade(hp: dict[str, Any], input_path: Path, mdir: Path, cfg: Config, resu
     pl.seed_everything(hp["seed"], workers=True, verbose=False)
     last = mdir / LAST_CHECKPOINT
     module = VaDEModule(**hp)
-    data = CubeDataModule(input_path, hp["batch_size"], hp["seed"], rows=rows, workers=cfg.train.loader_workers)
+    data = CubeDataModule(input_path, hp["batch_size"], hp["seed"], rows=rows, workers=cfg.train.loader_processes())
     logs = mdir / "logs"
     version = f"v{len(list((logs / 'csv').glob('v*')))}" if (logs / "csv").is_dir() else "v0"
     loggers = [CSVLogger(str(logs), name="csv", version=version),

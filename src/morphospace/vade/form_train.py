@@ -108,11 +108,11 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
     embedder, emb, info = fit_embedder(
         trunk, train_cube, mdir / "ssl", dim=f["dim"], aug_views=f["aug_views"], epochs=f["ssl_epochs"],
         loss=f["loss"], temperature=f["temperature"], seed=hp["seed"], train_trunk=f["train_trunk"],
-        trainer_kwargs=device_kwargs(cfg), resume=resume, loader_workers=cfg.train.loader_workers, views=views,
+        trainer_kwargs=device_kwargs(cfg), resume=resume, loader_workers=cfg.train.loader_processes(), views=views,
         trunk_lr_scale=f.get("trunk_lr_scale", 1.0), heads=heads)
     if rows is not None:
         emb = _embed_the_rest(embedder, cube, rows, emb, INFERENCE_BATCH, device_kwargs(cfg), mdir / "predict_shares",
-                              loader_workers=cfg.train.loader_workers)
+                              loader_workers=cfg.train.loader_processes())
         info["train_sample"] = len(rows)
     t_embed = time.perf_counter() - t0
     mean, std = emb.mean(0), emb.std(0) + 1e-6
@@ -149,7 +149,7 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
                                 epochs=f["decoder_epochs"], seed=hp["seed"], radial_inner=cfg.model.radial_inner,
                                 radial_width=cfg.model.radial_width,
                                 trainer_kwargs=decoder_trainer_kwargs(cfg, f["precision"]),
-                                loader_workers=cfg.train.loader_workers, out_dir=mdir)
+                                loader_workers=cfg.train.loader_processes(), out_dir=mdir)
     rank = rank_zero_only.rank  # set by Lightning's strategy: only rank 0 writes
     t_dec = time.perf_counter() - t1
     model = FormVaDE(embedder, core, decoder, hp["image_size"], recon_sigma=f["image_recon_sigma"],
