@@ -39,7 +39,7 @@ def main() -> None:
     for n in args.sizes:
         x = rng.normal(size=(n, 64)).astype(np.float32)
         t = time.perf_counter()
-        index = SimilarityIndex().fit(x)
+        index = SimilarityIndex(exact_below=0).fit(x)  # the approximate index at every size
         build = time.perf_counter() - t
         times = []
         for i in rng.integers(0, n, 200):

@@ -283,6 +283,17 @@ def test_a_column_filed_as_a_clustering_is_refused_before_any_work(tiny_run, cap
         run.clustering_path("vade").unlink()
 
 
+def test_the_id_column_as_the_label_column_is_one_short_line(tiny_run, tmp_path, capsys):
+    """Each id its own class: the error named every id as a class of one label."""
+    run, X, y = tiny_run
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,morph\n" + "".join(f"{i},E\n" for i in run.cube_ids()[:30]))
+    code = main(["classify", str(run.path), "--labels", str(labels), "--column", "id", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and len(err) < 200
+    assert "the label column and the id column are both 'id'" in err
+
+
 def test_the_suggestions_go_back_as_labels_and_name_their_column(tiny_run, capsys):
     """The suggestions file holds the label column, blank, to fill in: filled, it is the next
     --labels file as it is. Suggestions alone name their column too: another column filed alike

@@ -489,6 +489,9 @@ def test_form_model_trains_embeds_and_generates(form_run):
     assert form.shape == (40, 16)  # two heads of 8
     model = load_model(run)
     assert len(model.vade.embedder.head.heads) == 2
+    import morphospace as ms
+
+    assert load_model(ms.Run(run.path)).hparams == model.hparams  # a notebook's Run too (it raised TypeError)
     assert model.vade.embedder.views == 8  # trained on every galaxy: the whole dihedral group
     assert model.vade.embedder.trunk.sharpen == 2.0
     start = torch.load(cfg.form.weights)  # the frozen trunk is the file's, and the saved model keeps it

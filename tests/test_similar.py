@@ -23,7 +23,9 @@ def _groups(n=60, seed=0):
 @pytest.mark.parametrize("exact_below", [20_000, 0], ids=["exact", "approximate"])
 def test_the_index_finds_true_neighbours(exact_below):
     X, _ = _groups()
-    assert SimilarityIndex().exact_below == 0  # pynndescent by default, at any size
+    # exact below EXACT_BELOW by default, as the command line searches (a notebook's index over 600
+    # galaxies took 31 s through pynndescent, 1 s exactly)
+    assert SimilarityIndex().exact_below == EXACT_BELOW and SimilarityIndex().fit(X).exact_
     index = SimilarityIndex(exact_below=exact_below).fit(X)
     assert index.exact_ == (exact_below > 0)
     assert type(index.index_).__name__ == ("NearestNeighbors" if exact_below else "NNDescent")
@@ -161,6 +163,26 @@ def test_similar_image_on_the_command_line(image_run, capsys, tmp_path):
     # the default embedding is the run's primary one (form, here)
     assert main(["similar", str(run.path), "--image", str(copy), "--k", "2", "--quiet"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[2].split()[:2] == ["1", "g4"]
+
+
+def test_a_grey_image_in_a_colour_run_is_embedded_and_said(image_run, tmp_path, caplog):
+    """A grey query in a colour run is kept (as the ingest keeps a grey frame in a colour cube),
+    with its band repeated, and the log says that its neighbours may follow the colour it lacks."""
+    from PIL import Image
+
+    from morphospace.pipeline import embed_image
+
+    run, data = image_run
+    grey = tmp_path / "grey.png"
+    Image.open(data / "g4.png").convert("L").save(grey)
+    with caplog.at_level("WARNING", logger="morphospace"):
+        row, _ = embed_image(run, grey, "form")
+    assert row.shape[0] == 3 and np.array_equal(row[0], row[1]) and np.array_equal(row[1], row[2])
+    assert "grey.png has fewer bands than the run's colour cube" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="morphospace"):
+        embed_image(run, data / "g4.png", "form")
+    assert "fewer bands" not in caplog.text
 
 
 def test_two_images_called_alike_keep_their_own_results(image_run, capsys, tmp_path):

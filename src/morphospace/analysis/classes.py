@@ -93,6 +93,9 @@ def read_labels(path, column: str, id_column: str = "id") -> tuple[pd.DataFrame,
         The file is missing, not UTF-8, not a CSV, or lacks either column.
     """
     path = Path(path)
+    if column == id_column:  # each id its own class: one line saying so, not one naming every id
+        raise UserError(f"the label column and the id column are both '{column}': name the column that holds "
+                        "the classes with --column (and the ids' with --id-column)")
     if not path.is_file():
         raise UserError(f"labels file not found: {path}")
     try:

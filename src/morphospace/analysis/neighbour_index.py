@@ -40,8 +40,9 @@ class SimilarityIndex(BaseEstimator):
     random_state : int
         Seed of the approximate index's random projections.
     exact_below : int
-        Below this many rows the search is exact (scikit-learn's ``NearestNeighbors``); 0, the
-        default: always pynndescent.
+        Below this many rows the search is exact (scikit-learn's ``NearestNeighbors``), as the
+        command line's (:data:`EXACT_BELOW`, the default: building an approximate index over a few
+        thousand rows costs more than searching them all); 0: always pynndescent.
 
     Attributes
     ----------
@@ -51,7 +52,7 @@ class SimilarityIndex(BaseEstimator):
     n_samples_ : int
     """
 
-    def __init__(self, n_neighbors: int = 30, random_state: int = 0, exact_below: int = 0):
+    def __init__(self, n_neighbors: int = 30, random_state: int = 0, exact_below: int = EXACT_BELOW):
         self.n_neighbors = n_neighbors
         self.random_state = random_state
         self.exact_below = exact_below

@@ -90,7 +90,7 @@ def place_by_neighbours(fitted: np.ndarray, positions: np.ndarray, new: np.ndarr
     -------
     ndarray (m, 2)
     """
-    index = SimilarityIndex(random_state=random_state).fit(fitted)
+    index = SimilarityIndex(random_state=random_state, exact_below=0).fit(fitted)  # every row of a large run queried: approximate
     m = len(new) if rows is None else len(rows)
     out = np.empty((m, positions.shape[1]), dtype=np.float64)
     starts = range(0, m, chunk)

@@ -82,7 +82,10 @@ def embed_image(run: RunDir, path: str | Path, embedding: str):
     if embedding not in can:
         raise UserError(f"the '{embedding}' embedding cannot embed a new image; in {run.path} these can: "
                         f"{', '.join(can) or 'none (run `morphospace embed` first)'}")
-    row, _ = preprocess_file(path, PreprocessSpec.of_run(run.ingest_summary, run.config))
+    row, flags = preprocess_file(path, PreprocessSpec.of_run(run.ingest_summary, run.config))
+    if "fewer_bands" in flags:  # kept, as the ingest keeps such a galaxy, but said: colour is lost
+        log.warning("%s has fewer bands than the run's colour cube: its band is repeated in each colour, and "
+                    "its neighbours may follow the colour it lacks more than its form", path)
     # rounded as the cube stores its rows (float16 by default), so a galaxy's own file is its row
     row = row.astype(run.read_cube().dtype).astype(np.float32)
     rows = row[None]

@@ -124,7 +124,7 @@ class VaDEModel:
 
 
 def _model_file(run) -> Path:
-    path = Path(run.path if isinstance(run, RunDir) else run)
+    path = Path(run.path if hasattr(run, "path") else run)  # a RunDir, a notebook's Run, or a path
     if path.is_file():
         return path
     if not path.is_dir():  # an OSError: a FileNotFoundError in a notebook, one line on the command line
@@ -133,7 +133,8 @@ def _model_file(run) -> Path:
 
 
 def load_model(run) -> VaDEModel:
-    """The trained VaDE of a run (a :class:`RunDir`, a run folder, or a ``model.pt`` file).
+    """The trained VaDE of a run (a :class:`~morphospace.runs.Run`, a :class:`RunDir`, a run folder,
+    or a ``model.pt`` file).
 
     Raises
     ------
