@@ -101,6 +101,25 @@ def test_tags_move_their_neighbours_and_leave_the_far_alone():
     assert np.where(order_after == j)[0][0] < np.where(order_before == j)[0][0]
 
 
+def test_a_tag_on_an_anomaly_reaches_its_neighbours_not_the_whole_survey():
+    """An anomaly's neighbours are far, and a kernel as wide as its neighbour distance reached the
+    whole survey: tagging one galaxy at the edge of a cloud moved 95% of the relevances by over
+    0.05. A tag reaches its galaxy's TAG_REACH x k nearest, weighted by rank, and no further."""
+    from morphospace.analysis.anomaly import TAG_REACH
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(0, 1, (600, 8))
+    X[0] = rng.normal(0, 0.3, 8) + np.r_[4.5, np.zeros(7)]  # at the cloud's edge
+    m = FormAnomaly().fit(X)
+    relevance = m.relevance(X, [0])
+    order = np.argsort(((X - X[0]) ** 2).sum(1))[1:]
+    reach = TAG_REACH * m.k_
+    assert np.all(relevance[order[reach:]] == 0.5)  # beyond its reach: untouched
+    assert np.all(relevance[order[:10]] > 0.7) and np.all(np.diff(relevance[order[:reach]]) <= 1e-12)  # by rank
+    boring = m.relevance(X, [], [0])
+    np.testing.assert_allclose(boring[order[:reach]], 1 - relevance[order[:reach]])  # the mirror image
+
+
 # the run ---------------------------------------------------------------------------------------
 @pytest.fixture
 def form_run(tmp_path):
@@ -231,7 +250,7 @@ def _explorer_colourings(html: str) -> list[str]:
     return [c["name"] for c in data["explorer"]["colourings"]]
 
 
-def test_the_report_shows_the_form_score_when_present(tmp_path):
+def test_the_report_shows_the_form_score_when_present(tmp_path, capsys):
     run = make_fake_run(tmp_path / "run", n=60, size=16)
     vade = build_report(run, Config()).read_text(encoding="utf-8")
     assert "the VaDE finds least likely" in _strangest(vade) and "anomaly score" in _explorer_colourings(vade)
@@ -252,3 +271,14 @@ def test_the_report_shows_the_form_score_when_present(tmp_path):
     assert "0 interesting, 1 boring" in strange and "form anomaly (re-ranked by tags)" in _explorer_colourings(html)
     assert "the rank of the mean distance to the 10 nearest galaxies in the form embedding, x 2" in strange
     assert re.search(r'title="([^"]+)"', strange)[1] != run.cube_ids()[7]
+    # a tags file edited by hand after the scores: the report says that it shows the last call's
+    import os
+    import time
+
+    tags = run.path / "anomaly_tags.csv"
+    tags.write_text(f"id,tag\n{run.cube_ids()[3]},interesting\n")
+    later = time.time() + 5
+    os.utime(tags, (later, later))
+    capsys.readouterr()
+    build_report(run, Config())
+    assert "anomaly_tags.csv changed after the scores in anomaly.parquet" in capsys.readouterr().err
