@@ -159,6 +159,27 @@ def test_the_run_gets_the_score_and_tags_persist_across_calls(form_run, capsys):
     assert set(read_anomaly(run)[0].query("tag == 'interesting'")["id"]) == {"g12", "g45"}
 
 
+def test_a_reader_that_goes_away_ends_the_command_quietly(form_run):
+    """`morphospace anomalies RUN --top 80 | head -1`: the command ended with "error: cannot use:
+    Broken pipe" and exit 2 (or Python's own message at exit); now 141, as a shell reports a tool
+    SIGPIPE ended, and nothing on stderr."""
+    import os
+    import subprocess
+    import sys
+
+    run, ids, out = form_run
+    stage_anomaly(run, Config())
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone before the first line: every write fails, whatever the timing
+    try:
+        proc = subprocess.run([sys.executable, "-m", "morphospace", "anomalies", str(run.path), "--top", "80",
+                               "--quiet"], stdout=write, stderr=subprocess.PIPE, timeout=120)
+    finally:
+        os.close(write)
+    err = proc.stderr.decode()
+    assert proc.returncode == 141 and "rror" not in err, err
+
+
 def test_export_has_the_form_anomaly_columns(form_run):
     run, ids, out = form_run
     assert "form_anomaly" not in results_table(run).columns

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -108,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     int
         Exit status: 0 on success; 2 without a sub-command (the help is printed), on a
         :class:`UserError` or when the file system refuses (each printed as one line);
-        130 on Ctrl-C. Usage errors exit with status 2 from the parser itself.
+        130 on Ctrl-C; 141, silently, when the reader of the output went away (``| head``).
+        Usage errors exit with status 2 from the parser itself.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -121,11 +124,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _quiet_warnings(args.quiet):
             status = _dispatch(args) or 0
+        sys.stdout.flush()  # here, where a reader gone away is caught below, not at the interpreter's exit
         succeeded = status == 0
         return status
     except UserError as exc:
         print(f"morphospace: error: {printable(str(exc))}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # the reader of the output went away (`| head`): done, as other tools are, quietly
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        except (OSError, ValueError):
+            pass
+        return 128 + int(getattr(signal, "SIGPIPE", 13))  # as a shell reports a tool that SIGPIPE ended
     except OSError as exc:  # the file system said no: a full disk, a read-only folder, a path that is a file
         where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
         print(f"morphospace: error: cannot use{printable(where)}: {printable(exc.strerror or str(exc))}",
