@@ -307,6 +307,21 @@ def test_generate_rejects_a_nan_temperature(pca_run, tmp_path, capsys):
     assert "--temperature" in one_line_error(capsys, code)
 
 
+def test_generate_keeps_out_of_the_run_s_own_files(pca_run, tmp_path, capsys):
+    """`generate --out RUN` wrote its PNG and FITS files into the run's root beside the cube."""
+    for out in (pca_run, pca_run / "models" / "g", pca_run / "cube.npy" / ".." / "embeddings"):
+        line = one_line_error(capsys, main(["generate", str(pca_run), "--component", "0", "--out", str(out), "--quiet"]))
+        assert "is among the run's own files: write the galaxies to a folder of their own" in line
+    before = sorted(p.name for p in pca_run.iterdir())
+    code = main(["generate", str(pca_run), "--component", "0", "--out", str(pca_run / "generated"), "--quiet"])
+    assert "among the run's own files" not in capsys.readouterr().err  # a folder of its own passes this check
+    assert sorted(p.name for p in pca_run.iterdir() if p.name != "generated") == before and code in (0, 2)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    line = one_line_error(capsys, main(["generate", str(pca_run), "--component", "0", "--out", str(afile), "--quiet"]))
+    assert "is a file, not a folder: choose a folder for the galaxies" in line
+
+
 # 5. file-system mistakes -----------------------------------------------------------------------------
 
 def test_out_naming_a_file_or_nothing(tmp_path, capsys):

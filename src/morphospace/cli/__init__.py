@@ -97,6 +97,17 @@ def _reuse_freed_memory() -> None:
         pass  # musl and others: their allocator, their defaults
 
 
+def _check_generate_out(run: RunDir, out: Path) -> None:
+    """A one-line error for a ``generate --out`` among the run's own files (its root, or a folder or
+    file a stage writes): the galaxies went into the run's root beside its cube."""
+    from ..run.rundir import RUN_FILES, RUN_FOLDERS
+
+    root, target = run.path.resolve(), out.resolve()
+    if target == root or (target.is_relative_to(root) and target.relative_to(root).parts[0] in RUN_FOLDERS | RUN_FILES):
+        raise UserError(f"--out {printable(str(out))} is among the run's own files: write the galaxies to a folder of "
+                        f"their own (e.g. {printable(str(run.path / 'generated'))})")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line (the ``morphospace`` entry point).
 
@@ -356,7 +367,7 @@ def _dispatch(args) -> int | None:
     elif cmd == "generate":
         if not (math.isfinite(args.temperature) and args.temperature > 0):
             raise UserError(f"--temperature must be a positive number, got {args.temperature}")
-        check_out(args.out)
+        _check_generate_out(run, check_out(args.out, purpose="the galaxies"))
         out = pipeline.stage_generate(run, cfg, args.component, args.n, Path(args.out), args.temperature,
                                       args.reject_below, args.seed)
         print(f"generated galaxies: {out}")

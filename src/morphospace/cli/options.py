@@ -54,11 +54,11 @@ def printable(text: str) -> str:
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
-def check_out(out: str | None, what: str = "--out") -> Path:
+def check_out(out: str | None, what: str = "--out", purpose: str = "the run") -> Path:
     """``out`` as a folder path; a one-line error when it is empty or names a file."""
     if out is None or not str(out).strip():
         raise UserError(f"{what} must name a folder, got an empty path")
     path = Path(out)
     if path.exists() and not path.is_dir():
-        raise UserError(f"{what} {printable(str(path))} is a file, not a folder: choose a folder for the run")
+        raise UserError(f"{what} {printable(str(path))} is a file, not a folder: choose a folder for {purpose}")
     return path

@@ -162,6 +162,9 @@ MISSING_MARKERS = frozenset({"", "nan", "none", "null", "na", "n/a", "<na>", "na
 RUN_FILES = frozenset({"config.toml", "catalogue.parquet", "ingest_summary.json", "cube.npy", "cube_masked.npy",
                        "cube_masked.parquet", "cube_masked.json", "vade_galaxies.parquet", "nuisance.parquet",
                        "anomaly.parquet", "anomaly.json", "anomaly_tags.csv", "report.html", "log.txt"})
+# the folders the stages write in a run (a folder of the user's own, e.g. generated galaxies, goes beside them)
+RUN_FOLDERS = frozenset({"models", "embeddings", "reductions", "clusterings", "comparisons", "figures", "classes",
+                         "similar", "report_files"})
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 
