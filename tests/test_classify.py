@@ -283,6 +283,29 @@ def test_a_column_filed_as_a_clustering_is_refused_before_any_work(tiny_run, cap
         run.clustering_path("vade").unlink()
 
 
+def test_classes_made_before_the_embedding_was_written_again_are_said_stale(tiny_run, tmp_path, capsys):
+    """After a new training the export carried the earlier embedding's classes without a word."""
+    import os
+
+    run, X, y = tiny_run
+    text = _labels(run, y, [0, 1, 2, 3, 20, 21, 22, 23, 40, 41, 42, 43]).replace("id,kind", "id,stale", 1)
+    path = _csv(tmp_path / "labels.csv", text)
+    assert main(["classify", str(run.path), "--labels", str(path), "--column", "stale", "--quiet"]) == 0
+    meta = json.loads((run.path / "classes" / "stale.json").read_text())
+    try:
+        assert main(["export", str(run.path), "--out", str(tmp_path / "a.csv")]) == 0
+        assert "classification 'stale'" not in capsys.readouterr().err
+        embedding = run.embedding_path(meta["embedding"])
+        later = (run.path / "classes" / "stale.parquet").stat().st_mtime + 5
+        os.utime(embedding, (later, later))  # the embedding written again after the classification
+        assert main(["export", str(run.path), "--out", str(tmp_path / "b.csv")]) == 0
+        err = capsys.readouterr().err
+        assert f"classification 'stale' was made on the '{meta['embedding']}' embedding before it was written again" in err
+    finally:  # the run is the module's: the other tests do not see this classification
+        for suffix in (".json", ".parquet", "_suggest.csv"):
+            (run.path / "classes" / f"stale{suffix}").unlink(missing_ok=True)
+
+
 def test_the_id_column_as_the_label_column_is_one_short_line(tiny_run, tmp_path, capsys):
     """Each id its own class: the error named every id as a class of one label."""
     run, X, y = tiny_run

@@ -368,6 +368,11 @@ def class_columns(run: RunDir) -> dict[str, tuple[str, np.ndarray]]:
         if not meta.get("classes") or not wanted <= set(table.columns):
             raise UserError(f"{table_path} and {meta_path.name} do not belong together (an interrupted "
                             "`morphospace classify`?): re-run it")
+        embedding = run.embedding_path(meta["embedding"]) if meta.get("embedding") else None
+        if embedding is not None and embedding.is_file() and embedding.stat().st_mtime > table_path.stat().st_mtime:
+            log.warning("classification '%s' was made on the '%s' embedding before it was written again (a new "
+                        "training?): its classes are the earlier embedding's; run `morphospace classify` again to "
+                        "refresh them", name, meta["embedding"])
         safe = {c["name"]: c["column"] for c in meta.get("classes", [])}
         out[f"class_{name}"] = ("class", table["class"].astype(str).map(safe).to_numpy(dtype=object))
         for c in meta.get("classes", []):
