@@ -306,6 +306,19 @@ def test_classes_made_before_the_embedding_was_written_again_are_said_stale(tiny
             (run.path / "classes" / f"stale{suffix}").unlink(missing_ok=True)
 
 
+def test_ids_a_spreadsheet_turned_into_numbers_are_named_as_such(tiny_run, tmp_path):
+    """SDSS objids saved by a spreadsheet (5.87742E+17, 587742013302112000.0) only read "not in the run"."""
+    from morphospace.analysis.classes import align_labels
+
+    run, X, y = tiny_run
+    pairs = pd.DataFrame({"id": ["5.87742013302112E+17", "587742013302112000.0", "nope"], "label": ["E", "S", "E"]})
+    _, notes = align_labels(run, pairs)
+    assert notes == ["3 ids not in the run: ignored (ids '5.87742013302112E+17', '587742013302112000.0', 'nope'): "
+                     "they look like numbers a spreadsheet rewrote (keep the id column as text)"]
+    _, notes = align_labels(run, pairs.iloc[2:])
+    assert notes == ["1 id not in the run: ignored (ids 'nope')"]
+
+
 def test_the_id_column_as_the_label_column_is_one_short_line(tiny_run, tmp_path, capsys):
     """Each id its own class: the error named every id as a class of one label."""
     run, X, y = tiny_run

@@ -92,6 +92,23 @@ def test_an_embedding_of_an_earlier_cube_is_refused_in_one_line(tiny_run, capsys
             call()
 
 
+def test_a_gallery_of_many_neighbours_is_a_grid_of_the_first_hundred(tmp_path):
+    """`similar --k 1000` drew one row of 1,001 cutouts, 130,000 px wide."""
+    from PIL import Image
+
+    from morphospace.analysis.similar import GALLERY_MAX, _gallery
+
+    rng = np.random.default_rng(0)
+    images = [rng.random((3, 8, 8)).astype(np.float32) for _ in range(301)]
+    table = pd.DataFrame({"rank": np.arange(301), "id": [f"g{i}" for i in range(301)], "distance": np.arange(301.0)})
+    _gallery(images, table, tmp_path / "many.png")
+    _gallery(images[:5], table[:5], tmp_path / "few.png")
+    w, h = Image.open(tmp_path / "many.png").size
+    few_w, few_h = Image.open(tmp_path / "few.png").size
+    assert w < 1500 and h > 8 * few_h  # 11 rows of 10 (the query and the first 100), not one row of 301
+    assert few_w < w and GALLERY_MAX == 100
+
+
 # --- a new image: `morphospace similar RUN --image FILE` ------------------------------------------
 
 @pytest.fixture(scope="module")

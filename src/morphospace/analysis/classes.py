@@ -170,7 +170,13 @@ def align_labels(run: RunDir, pairs: pd.DataFrame) -> tuple[np.ndarray, list[str
     notes = []
     outside_run = unknown & ~pairs["id"].isin(all_ids).to_numpy()
     if outside_run.any():
-        notes.append(f"{_count(int(outside_run.sum()), 'id', 'ids')} not in the run: ignored (ids {_example(pairs['id'][outside_run])})")
+        missing = pairs["id"][outside_run]
+        # a spreadsheet turns long numeric ids (SDSS objids) into 5.87742E+17 or 587742013302112000.0
+        as_numbers = missing.str.fullmatch(r"[+-]?\d+\.0+|[+-]?\d(\.\d+)?[eE]\+?\d+")
+        hint = (": they look like numbers a spreadsheet rewrote (keep the id column as text)"
+                if as_numbers.mean() > 0.5 else "")
+        notes.append(f"{_count(int(outside_run.sum()), 'id', 'ids')} not in the run: ignored (ids {_example(missing)})"
+                     + hint)
     outside_cube = unknown & ~outside_run
     if outside_cube.any():
         notes.append(f"{_count(int(outside_cube.sum()), 'id', 'ids')} in the catalogue but not in the cube (flagged at ingest): "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import pickle
 from typing import Any
 
@@ -23,6 +24,8 @@ from ..image.display import display_image
 from ..run import RunDir, atomic_path, safe_name, write_json, write_table
 from .labels import label_columns
 from .neighbour_index import EXACT_BELOW, SimilarityIndex, searches_exactly  # noqa: F401 - re-exported
+
+log = logging.getLogger("morphospace")
 
 __all__ = ["SimilarityIndex", "EXACT_BELOW", "searches_exactly", "precision_at_k", "similar_run", "similar_to_image", "pixel_pca_rows"]
 
@@ -167,11 +170,24 @@ def _write(run: RunDir, name: str, table: pd.DataFrame, images: list) -> Any:
     return gallery
 
 
+GALLERY_MAX = 100  # neighbours drawn in a gallery (the table holds all k)
+GALLERY_COLUMNS = 10
+
+
 def _gallery(images: list, table: pd.DataFrame, path) -> None:
+    """The query and its neighbours in rows of :data:`GALLERY_COLUMNS`, the first
+    :data:`GALLERY_MAX` neighbours at most (``--k 1000`` drew one row 130,000 px wide)."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(1.3 * len(images), 1.6))
-    axes = np.atleast_1d(fig.subplots(1, len(images)))
+    if len(images) > GALLERY_MAX + 1:
+        log.info("the gallery shows the first %d of the %d neighbours (the table holds all)", GALLERY_MAX, len(images) - 1)
+        images = images[:GALLERY_MAX + 1]
+    cols = min(len(images), GALLERY_COLUMNS)
+    rows = -(-len(images) // cols)
+    fig = Figure(figsize=(1.3 * cols, 1.6 * rows))
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    for ax in axes[len(images):]:
+        ax.set_axis_off()
     for ax, img, (_, row) in zip(axes, images, table.iterrows()):
         ax.imshow(display_image(np.asarray(img, dtype=np.float32)))
         ax.set_title("query" if row["rank"] == 0 else f"{row['rank']}: {row['distance']:.2f}", fontsize=7)
