@@ -21,8 +21,8 @@ anomaly score by a relevance regressed on the user's scores in the same way). A 
 galaxy's :data:`TAG_REACH` x ``k`` nearest galaxies, weighted by their rank among them (tricube:
 1 beside it, 0 at the last), and no further, in sparse regions as in dense ones. A kernel of
 distance could not do that: an anomaly's neighbours are far, and the width that reached them
-reached the whole survey (a tagged merger of sdss-gz1 moved 95% of a test cloud's relevances
-by over 0.05).
+reached the whole survey (a tagged merger moved the relevance of all 600 galaxies of a run of
+sdss-gz1; one tag at the edge of a test cloud moved 95% of its relevances by over 0.05).
 
 In a run: ``RUN/anomaly.parquet`` (``id``, ``form_anomaly``, ``form_anomaly_rank``,
 ``relevance``, ``score``, ``tag``; cube order), ``RUN/anomaly.json`` (what the score is),
