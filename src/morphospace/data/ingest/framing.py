@@ -38,6 +38,26 @@ AUTO_SAMPLE = 200  # frames whose sizes decide ``framing = "auto"``
 AUTO_SPREAD = 2.2
 
 
+def border_sky(grey: np.ndarray) -> tuple[float, float]:
+    """The sky of a frame and its noise: the median and the robust sigma (1.4826 x MAD) of its
+    border, a tenth of its side wide (where a galaxy that fills most of the frame still leaves sky).
+
+    Parameters
+    ----------
+    grey : ndarray, shape (H, W)
+
+    Returns
+    -------
+    (float, float)
+    """
+    h, w = grey.shape
+    bw = max(2, min(h, w) // 10)
+    border = np.concatenate([grey[:bw].ravel(), grey[-bw:].ravel(), grey[bw:-bw, :bw].ravel(),
+                             grey[bw:-bw, -bw:].ravel()])
+    sky = float(np.median(border))
+    return sky, 1.4826 * float(np.median(np.abs(border - sky)))
+
+
 def galaxy_r90(grey: np.ndarray, unit: float = 1.0) -> float | None:
     """R90 of the central galaxy of a grey frame, in its pixels (see the module docstring).
 
@@ -62,10 +82,7 @@ def galaxy_r90(grey: np.ndarray, unit: float = 1.0) -> float | None:
     # The point-symmetric part of the light about the frame's centre: a galaxy is nearly symmetric,
     # a neighbour has no twin across the centre and drops out (as neighbour masking assumes).
     g = np.minimum(g, g[::-1, ::-1])
-    bw = max(2, min(h, w) // 10)
-    border = np.concatenate([g[:bw].ravel(), g[-bw:].ravel(), g[bw:-bw, :bw].ravel(), g[bw:-bw, -bw:].ravel()])
-    sky = float(np.median(border))
-    sigma = 1.4826 * float(np.median(np.abs(border - sky)))
+    sky, sigma = border_sky(g)
     above = g - sky
     # at least 1e-3 of the peak: a noiseless (simulated) frame has sigma = 0
     threshold = max(SIGMA * sigma, MIN_LEVEL * unit, 1e-3 * float(above.max()))

@@ -347,10 +347,7 @@ def _row_8bit(img: Image.Image, sky: np.ndarray, spec: PreprocessSpec, crop: flo
 
 def _row_float(arr: np.ndarray, display: bool, spec: PreprocessSpec) -> tuple[np.ndarray, set[str], float]:
     """Checks, NaN repair, sky, crop, resize and normalisation of a float frame: (row, flags, crop)."""
-    if display and spec.level_top < 1:
-        # levels beyond 8 bits on the survey's own scale (12-bit data in 16-bit files fill a
-        # sixteenth of the file's): a power of two, so the row itself is the same to the bit
-        arr = arr * np.float32(1 / spec.level_top)
+    arr = spec.on_level_scale(arr, display)
     flags: set[str] = {"fewer_bands"} if arr.shape[-1] < spec.channels else set()
     bad = ~np.isfinite(arr)
     if bad.any():

@@ -6,7 +6,10 @@ resolved and checked once, in the parent, and the result sent to the workers.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+import numpy as np
 
 from ...config import IngestConfig, PreprocessConfig
 from ...config.inputs import PREPROCESS_PRESETS as PRESETS
@@ -171,6 +174,14 @@ class PreprocessSpec:
             q = {"blank_std": ing.blank_std, "blank_contrast": ing.blank_contrast, "flat_fraction": ing.flat_fraction}
         return cls(**values, **q)
 
+    def on_level_scale(self, arr, display: bool):
+        """A frame's levels on the survey's own scale (:attr:`level_top`): display levels beyond 8
+        bits divided by it (12-bit data in 16-bit files fill a sixteenth of the files' scale),
+        anything else as it is. A power of two, so a row made from it is the same to the bit."""
+        if not display or self.level_top >= 1:
+            return arr
+        return arr * np.float32(1 / self.level_top)
+
     def min_side(self) -> int:
         """The smallest decoded side that still gives ``size`` pixels after the crop (JPEG draft).
 
@@ -211,8 +222,6 @@ def level_top_of(tops: list[float]) -> float:
     -------
     float
     """
-    import math
-
     top = max(tops, default=0.0)
     if not top > 0:
         return 1.0

@@ -306,9 +306,7 @@ def _measured_crops(items: list, spec: PreprocessSpec) -> list:
             if hasattr(frame.pixels, "convert"):  # an 8-bit Pillow image
                 grey, unit = np.asarray(sample_8bit(frame.pixels).convert("L")), 1.0
             else:
-                arr = np.nan_to_num(frame.pixels, nan=0.0, posinf=0.0, neginf=0.0)
-                if frame.display:
-                    arr = arr * np.float32(1 / spec.level_top)  # on the survey's own scale, as ingested
+                arr = spec.on_level_scale(np.nan_to_num(frame.pixels, nan=0.0, posinf=0.0, neginf=0.0), frame.display)
                 step = max(1, min(arr.shape[:2]) // STATS_SIDE)
                 grey, unit = arr[::step, ::step].mean(axis=-1), (1 / 255 if frame.display else 0.0)
             crops.append(galaxy_crop(grey, spec.galaxy_r90s, unit))
