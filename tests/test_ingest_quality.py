@@ -356,15 +356,16 @@ def test_the_level_top_is_the_highest_level_rounded_up_to_a_power_of_two():
     assert level_top_of([1e-30]) == LOWEST_LEVEL_TOP
 
 
-def _twelve_bit_survey(root: Path, factor: int = 1, galaxies: int = 6) -> None:
-    """Grey 16-bit PNGs holding 12-bit levels (times ``factor``): ``galaxies`` galaxies and a blank frame."""
+def _twelve_bit_survey(root: Path, factor: int = 1, galaxies: int = 6, scale: tuple = (4, 10)) -> None:
+    """Grey 16-bit PNGs holding 12-bit levels (times ``factor``): ``galaxies`` galaxies of a scale
+    length drawn in ``scale`` (px of 96) and a blank frame."""
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:96, :96] - 47.5
     root.mkdir(exist_ok=True)
     for i in range(galaxies):
         q, pa = rng.uniform(0.4, 1), rng.uniform(0, np.pi)
         u, v = xx * np.cos(pa) + yy * np.sin(pa), (-xx * np.sin(pa) + yy * np.cos(pa)) / q
-        level = 200 + 3500 * np.exp(-np.hypot(u, v) / rng.uniform(4, 10)) + rng.normal(0, 15, (96, 96))
+        level = 200 + 3500 * np.exp(-np.hypot(u, v) / rng.uniform(*scale)) + rng.normal(0, 15, (96, 96))
         Image.fromarray(np.clip(level, 0, 4095).astype(np.uint16) * factor).save(root / f"g{i}.png")
     sky = np.clip(200 + rng.normal(0, 15, (96, 96)), 0, 4095).astype(np.uint16)
     Image.fromarray(sky * factor).save(root / "blank.png")
@@ -425,6 +426,16 @@ def test_a_few_sixteen_bit_frames_among_jpegs_are_found_and_empty_sky_stays_blan
         Image.fromarray(np.clip(200 + rng.normal(0, 15, (96, 96)), 0, 4095).astype(np.uint16)).save(sky / f"s{i}.png")
     with pytest.raises(UserError, match="all 6 were flagged .6 blank"):
         ingest_to(sky, tmp_path / "sky_run")
+
+
+def test_twelve_bit_galaxies_that_fill_their_frames_set_the_level_scale(tmp_path):
+    """The level sample's galaxies stand out above the sky of the frame's border: judged against
+    the whole frame's spread (the galaxy's own light), galaxies that fill their frames set no
+    scale, and such a survey was judged on the files' full scale again."""
+    _twelve_bit_survey(tmp_path / "big", galaxies=6, scale=(25, 35))
+    summary, cat, _, _ = ingest_to(tmp_path / "big", tmp_path / "run")
+    assert summary["preprocess"]["level_top"] == 2.0**-4
+    assert dict(zip(cat["id"], cat["flag_blank"])) == {**{f"g{i}": False for i in range(6)}, "blank": True}
 
 
 def test_eight_bit_levels_stored_as_int64_in_hdf5_are_galaxies(tmp_path):
