@@ -44,14 +44,14 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from ..errors import InvalidArgument, UserError
-from ..run import RunDir, atomic_path, write_json, write_table
+from ..run import RunDir, atomic_path, file_stamp, write_json, write_table
 from .anomaly_tags import TAGS_FILE, read_tags
 from .inputs import fit_input, new_input
 from .neighbour_index import EXACT_BELOW, SimilarityIndex, searches_exactly
 
 log = logging.getLogger("morphospace")
 
-__all__ = ["FormAnomaly", "rank_normalise", "anomaly_run", "read_anomaly", "saved_random_state", "ANOMALY_FILE", "META_FILE", "EXACT_BELOW"]
+__all__ = ["FormAnomaly", "rank_normalise", "anomaly_run", "read_anomaly", "saved_random_state", "tags_stamp", "ANOMALY_FILE", "META_FILE", "EXACT_BELOW"]
 
 METHODS = ("knn", "isolation_forest")
 ALGORITHMS = ("auto", "exact", "nndescent")
@@ -270,8 +270,7 @@ class FormAnomaly(BaseEstimator):
 # the run --------------------------------------------------------------------------------------
 def _scorer_for(run: RunDir, X: np.ndarray, params: dict) -> FormAnomaly:
     """The run's fitted scorer over the form embedding: loaded when fitted on the same file and settings, else fitted."""
-    stat = run.embedding_path(EMBEDDING).stat()
-    stamp = {"embedding": EMBEDDING, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, **params}
+    stamp = {"embedding": EMBEDDING, **file_stamp(run.embedding_path(EMBEDDING)), **params}
     folder = run.model_dir("anomaly")
     path, note = folder / "scorer.pkl", folder / "scorer.json"
     if path.is_file() and note.is_file():
@@ -347,8 +346,16 @@ def anomaly_run(run: RunDir, method: str = "knn", n_neighbors: int = 10, random_
     write_table(run.path / ANOMALY_FILE, table)
     write_json(run.path / META_FILE, {"what": "form anomaly" + (" (re-ranked by tags)" if len(tags) else ""),
                                       "description": description, "embedding": EMBEDDING, **params, "k": scorer.k_,
-                                      "n_interesting": len(interesting), "n_boring": len(boring)})
+                                      "n_interesting": len(interesting), "n_boring": len(boring),
+                                      "tags_stamp": tags_stamp(run)})
     return table
+
+
+def tags_stamp(run: RunDir) -> dict | None:
+    """The :func:`~morphospace.run.file_stamp` of the run's tags file (None without one): stored with
+    the scores, so that a file edited since is said (:func:`anomaly_run` applies it)."""
+    path = run.path / TAGS_FILE
+    return file_stamp(path) if path.is_file() else None
 
 
 def _meta(run: RunDir) -> dict:

@@ -35,7 +35,7 @@ import pandas as pd
 
 from ..errors import InvalidArgument, UserError, first_line
 from ..progress import Timer
-from ..run import RunDir, write_json, write_table
+from ..run import RunDir, file_stamp, write_json, write_table
 from .classify import FewLabelClassifier
 from .labels import missing_mask
 
@@ -286,6 +286,7 @@ def classify_run(run: RunDir, labels_path, column: str, embedding: str, id_colum
         counts = pd.Series(y[y != None]).value_counts()  # noqa: E711
         metrics = {
             "name": name, "column": column, "id_column": id_column, "embedding": embedding,
+            "embedding_stamp": file_stamp(run.embedding_path(embedding)),
             "labels_file": str(Path(labels_path).resolve()),
             "n_galaxies": len(cube_ids), "n_labelled": n_labelled,
             "classes": [{"name": str(c), "column": col, "n_labels": int(counts[c])} for c, col in zip(clf.classes_, cols)],
@@ -375,7 +376,8 @@ def class_columns(run: RunDir) -> dict[str, tuple[str, np.ndarray]]:
             raise UserError(f"{table_path} and {meta_path.name} do not belong together (an interrupted "
                             "`morphospace classify`?): re-run it")
         embedding = run.embedding_path(meta["embedding"]) if meta.get("embedding") else None
-        if embedding is not None and embedding.is_file() and embedding.stat().st_mtime > table_path.stat().st_mtime:
+        if "embedding_stamp" in meta and embedding is not None and embedding.is_file() \
+                and file_stamp(embedding) != meta["embedding_stamp"]:
             log.warning("classification '%s' was made on the '%s' embedding before it was written again (a new "
                         "training?): its classes are the earlier embedding's; run `morphospace classify` again to "
                         "refresh them", name, meta["embedding"])

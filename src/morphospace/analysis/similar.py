@@ -21,7 +21,7 @@ import pandas as pd
 
 from ..errors import UserError
 from ..image.display import display_image
-from ..run import RunDir, atomic_path, safe_name, write_json, write_table
+from ..run import RunDir, atomic_path, file_stamp, safe_name, write_json, write_table
 from .labels import label_columns
 from .neighbour_index import EXACT_BELOW, SimilarityIndex, searches_exactly  # noqa: F401 - re-exported
 
@@ -56,7 +56,7 @@ def _embedding_of_cube(run: RunDir, embedding: str, n: int) -> np.ndarray:
 
 def _index_for(run: RunDir, embedding: str, X: np.ndarray) -> SimilarityIndex:
     """The run's index over ``embedding`` (rows ``X``): loaded when built from the same file, else built."""
-    stamp = {"embedding": embedding, **_stamp(run.embedding_path(embedding))}
+    stamp = {"embedding": embedding, **file_stamp(run.embedding_path(embedding))}
     folder = run.model_dir("similar")
     path, note = folder / f"{safe_name(embedding)}.pkl", folder / f"{safe_name(embedding)}.json"
     index = _cached(path, note, stamp)
@@ -229,7 +229,7 @@ def pixel_pca_rows(run: RunDir, rows: np.ndarray) -> np.ndarray:
     if tuple(np.shape(rows)[1:]) != tuple(cube.shape[1:]):
         raise UserError(f"the run's cube holds {' x '.join(map(str, cube.shape[1:]))} images, "
                         f"got {tuple(np.shape(rows)[1:])}")
-    stamp = {"embedding": _stamp(run.embedding_path("pixels_pca")), "cube": _stamp(run.cube)}
+    stamp = {"embedding": file_stamp(run.embedding_path("pixels_pca")), "cube": file_stamp(run.cube)}
     folder = run.model_dir("similar")
     path, note = folder / "pixels_pca.model.pkl", folder / "pixels_pca.model.json"
     model = _cached(path, note, stamp)
@@ -252,11 +252,6 @@ def pixel_pca_rows(run: RunDir, rows: np.ndarray) -> np.ndarray:
                 pickle.dump(model, fh)
         write_json(note, stamp)
     return model.transform(np.asarray(rows, dtype=np.float32))
-
-
-def _stamp(path) -> dict:
-    st = path.stat()
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def _cached(path, note, stamp: dict) -> Any:

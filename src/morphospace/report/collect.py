@@ -324,7 +324,7 @@ class RunContents:
     def _form_anomaly_found(self) -> tuple[str, np.ndarray, dict[str, int], str] | None:
         """(what, current score, tag counts, description) from ``anomaly.parquet`` (``analysis.anomaly``), or None
         when absent or stale."""
-        from ..analysis.anomaly import ANOMALY_FILE, read_anomaly
+        from ..analysis.anomaly import ANOMALY_FILE, read_anomaly, tags_stamp
         from ..analysis.anomaly_tags import TAGS_FILE
 
         try:
@@ -335,8 +335,7 @@ class RunContents:
         if found is None:
             return None
         table, meta = found
-        tags_file, scores_file = self.run.path / TAGS_FILE, self.run.path / ANOMALY_FILE
-        if tags_file.is_file() and tags_file.stat().st_mtime > scores_file.stat().st_mtime:
+        if "tags_stamp" in meta and tags_stamp(self.run) != meta["tags_stamp"]:  # scores of earlier runs: no stamp
             log.warning("report: %s changed after the scores in %s: the report shows the scores of the last "
                         "`morphospace anomalies` call (run it to apply the file)", TAGS_FILE, ANOMALY_FILE)
         rows = self.rows_of(table["id"])

@@ -129,6 +129,13 @@ def new_npy_map(path: str | Path, dtype, shape: tuple) -> np.memmap:
     return out
 
 
+def file_stamp(path: str | Path) -> dict:
+    """What identifies a file's version for the results derived from it: its size and modification
+    time (ns). A result that stores it is stale once the file's stamp differs."""
+    st = Path(path).stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
 def write_npy(path: str | Path, array: np.ndarray) -> None:
     """Write ``array`` to ``path`` as a C-contiguous ``.npy``, atomically.
 
