@@ -691,3 +691,30 @@ def test_a_missing_form_embedding_is_said_when_a_stage_falls_back(tmp_path, capl
     with caplog.at_level("WARNING", logger="morphospace"):
         assert primary_embedding(run, None) == "vade"
     assert "embeddings/form.npy is missing" in caplog.text and "morphospace embed" in caplog.text
+
+
+def test_training_bars_go_to_stderr_not_stdout(capsys):
+    """A model's training bars are on stderr, where progress goes; stdout is for a command's data
+    (Lightning's own bars write to stdout). Under --quiet there are none."""
+    from morphospace.progress import set_quiet
+    from morphospace.vade.form_decoder import fit_image_decoder
+
+    g = np.random.default_rng(0)
+    cube = g.random((16, 3, 16, 16), dtype=np.float32)
+    mu, log_var = g.standard_normal((16, 4)).astype(np.float32), np.full((16, 4), -2.0, np.float32)
+
+    def fit():
+        fit_image_decoder(mu, log_var, cube, widths=(4, 8), epochs=1, batch_size=8,
+                          trainer_kwargs={"accelerator": "cpu"})
+        return capsys.readouterr()
+
+    set_quiet(False)
+    shown = fit()
+    assert shown.out == ""
+    assert "Epoch 0" in shown.err and "decoder_mse" in shown.err
+    set_quiet(True)
+    try:
+        quiet = fit()
+    finally:
+        set_quiet(False)
+    assert quiet.out == "" and "Epoch" not in quiet.err

@@ -75,6 +75,44 @@ class Timer:
             log.info("     %s done in %.2f s", self.message, self.elapsed)
 
 
+def trainer_bars() -> dict:
+    """Trainer keyword arguments for its progress bars: on stderr, or none under ``--quiet``.
+
+    Lightning's own bars write to stdout, where a command's data goes (``morphospace similar ...
+    > hits.csv``); these are the same bars, opened with stderr as their stream. Give the result
+    to ``pl.Trainer(**kw)`` and add further callbacks to its ``callbacks`` list.
+    """
+    if is_quiet():
+        return {"enable_progress_bar": False, "callbacks": []}
+    return {"enable_progress_bar": True, "callbacks": [_stderr_bar_class()()]}
+
+
+_STDERR_BAR = None
+
+
+def _stderr_bar_class():
+    """Lightning's TQDM bar with each of its bars opened while stdout points at stderr.
+
+    Built on first use: importing Lightning costs a second that commands without training
+    should not pay.
+    """
+    global _STDERR_BAR
+    if _STDERR_BAR is None:
+        from contextlib import redirect_stdout
+
+        from lightning.pytorch.callbacks import TQDMProgressBar
+
+        def on_stderr(name):
+            def init(self):
+                with redirect_stdout(sys.stderr):  # Lightning reads sys.stdout when it opens a bar
+                    return getattr(TQDMProgressBar, name)(self)
+            return init
+
+        names = ("init_sanity_tqdm", "init_train_tqdm", "init_validation_tqdm", "init_predict_tqdm", "init_test_tqdm")
+        _STDERR_BAR = type("StderrProgressBar", (TQDMProgressBar,), {n: on_stderr(n) for n in names})
+    return _STDERR_BAR
+
+
 class quiet_lightning:
     """Lightning's info lines (tips, device summaries) down to warnings while fitting.
 
