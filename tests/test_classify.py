@@ -349,6 +349,57 @@ def test_the_suggestions_go_back_as_labels_and_name_their_column(tiny_run, capsy
     assert json.loads((run.path / "classes" / "my_class.json").read_text())["n_labelled"] == 6
 
 
+def test_several_labels_files_are_read_as_one(tiny_run, tmp_path, capsys):
+    """Your labels file and the suggestions filled in since go in together (--labels A B, or
+    --labels A --labels B): the classifier trains on both; an id the two label differently is
+    left out and said, in the notes and on the console."""
+    run, X, y = tiny_run
+    ids = list(run.cube_ids())
+    mine = _csv(tmp_path / "mine.csv", "id,kind\n" + "".join(f"{ids[r]},{y[r]}\n" for r in (0, 1, 20, 21, 40, 41)))
+    assert main(["classify", str(run.path), "--labels", str(mine), "--column", "kind", "--suggest", "4", "--quiet"]) == 0
+    path = run.path / "classes" / "kind_suggest.csv"
+    filled = pd.read_csv(path, keep_default_na=False)
+    filled["kind"] = [str(y[ids.index(i)]) for i in filled["id"]]
+    filled.loc[len(filled)] = filled.iloc[0]  # the same row twice: counted once
+    filled.to_csv(path, index=False)
+    conflict = _csv(tmp_path / "other.csv", f"id,kind\n{ids[0]},{'round' if y[0] != 'round' else 'disk'}\n")
+    capsys.readouterr()
+    assert main(["classify", str(run.path), "--labels", str(mine), str(path), "--column", "kind", "--quiet"]) == 0
+    meta = json.loads((run.path / "classes" / "kind.json").read_text())
+    assert meta["n_labelled"] == 10 and len(meta["labels_files"]) == 2
+    kept = run.path / "classes" / "kind_suggest_filled1.csv"  # filled in: set aside, not removed as stale
+    assert not path.exists() and pd.read_csv(kept, keep_default_na=False).equals(filled)
+    path = kept
+    assert main(["classify", str(run.path), "--labels", str(mine), "--labels", str(path), "--labels", str(conflict),
+                 "--column", "kind"]) == 0
+    meta = json.loads((run.path / "classes" / "kind.json").read_text())
+    assert meta["n_labelled"] == 9
+    assert any("1 id labelled twice with different labels" in n and ids[0] in n for n in meta["notes"])
+    assert "labelled twice with different labels" in capsys.readouterr().err
+    pairs, notes = read_labels([mine, path], "kind")
+    assert len(pairs) == 10 and any("1 repeated row" in n for n in notes)
+
+
+def test_suggestions_filled_in_are_never_written_over(tiny_run, capsys):
+    """New suggestions (or none) replace the file of the last ones; where labels were filled in,
+    that file is kept under a new name first, and said."""
+    run, X, y = tiny_run
+    assert main(["classify", str(run.path), "--column", "kind", "--suggest", "6", "--quiet"]) == 0
+    path = run.path / "classes" / "kind_suggest.csv"
+    blank = pd.read_csv(path, keep_default_na=False)
+    assert main(["classify", str(run.path), "--column", "kind", "--suggest", "5", "--quiet"]) == 0
+    assert not (run.path / "classes" / "kind_suggest_filled1.csv").exists()  # nothing filled: replaced
+    filled = pd.read_csv(path, keep_default_na=False)
+    ids = list(run.cube_ids())
+    filled.loc[:2, "kind"] = [str(y[ids.index(i)]) for i in filled["id"][:3]]
+    filled.to_csv(path, index=False)
+    capsys.readouterr()
+    assert main(["classify", str(run.path), "--column", "kind", "--suggest", "4"]) == 0
+    assert "kind_suggest.csv had labels filled in; kept as kind_suggest_filled1.csv" in capsys.readouterr().err
+    assert pd.read_csv(run.path / "classes" / "kind_suggest_filled1.csv", keep_default_na=False).equals(filled)
+    assert len(pd.read_csv(path)) == 4 and len(blank) == 6
+
+
 @pytest.mark.parametrize("content, args, message", [
     ("id,other\ng00,disk\n", [], "has no column 'kind' (--column)"),
     ("objid,kind\ng00,disk\n", [], "has no column 'id' (--id-column)"),

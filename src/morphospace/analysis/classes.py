@@ -69,33 +69,63 @@ def _example(values) -> str:
     return ", ".join(repr(v) for v in values[:3]) + (", ..." if len(values) > 3 else "")
 
 
-def read_labels(path, column: str, id_column: str = "id") -> tuple[pd.DataFrame, list[str]]:
-    """The ``(id, label)`` pairs of a labels CSV, as text, and the problems found in it.
+def read_labels(paths, column: str, id_column: str = "id") -> tuple[pd.DataFrame, list[str]]:
+    """The ``(id, label)`` pairs of one or several labels CSVs, as text, and the problems found.
 
     Parameters
     ----------
-    path : str or Path
-        A UTF-8 CSV (a byte-order mark is fine) with a header row.
+    paths : str, Path or sequence of them
+        UTF-8 CSVs (a byte-order mark is fine) with a header row, e.g. your labels file and the
+        suggestions file you filled in since; their rows are read as one table.
     column, id_column : str
-        Its label and id columns.
+        The label and id columns of every file.
 
     Returns
     -------
     labels : DataFrame
         ``id`` and ``label`` (str, stripped), one row per id; rows without an id or a label and
-        ids labelled twice with different labels are left out.
+        ids labelled twice with different labels (in one file or in two) are left out.
     notes : list of str
         One line per kind of row left out or merged, with a count and examples.
 
     Raises
     ------
     UserError
-        The file is missing, not UTF-8, not a CSV, or lacks either column.
+        A file is missing, not UTF-8, not a CSV, or lacks either column.
     """
-    path = Path(path)
     if column == id_column:  # each id its own class: one line saying so, not one naming every id
         raise UserError(f"the label column and the id column are both '{column}': name the column that holds "
                         "the classes with --column (and the ids' with --id-column)")
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if not paths:
+        raise UserError("no labels file given")
+    tables = [_label_columns(Path(p), column, id_column) for p in paths]
+    ids = pd.concat([t[0] for t in tables], ignore_index=True)
+    labels = pd.concat([t[1] for t in tables], ignore_index=True)
+    where = "" if len(paths) == 1 else f" of {len(paths)} files"
+    notes = []
+    no_id = (ids == "").to_numpy()
+    if no_id.any():
+        notes.append(f"{_count(int(no_id.sum()), 'row', 'rows')}{where} without an id: ignored")
+    no_label = missing_mask(labels.to_numpy(dtype=object)) & ~no_id
+    if no_label.any():
+        notes.append(f"{_count(int(no_label.sum()), 'row', 'rows')}{where} without a label in '{column}': ignored "
+                     f"(ids {_example(ids[no_label])})")
+    pairs = pd.DataFrame({"id": ids, "label": labels})[~no_id & ~no_label]
+    n_rows = len(pairs)
+    pairs = pairs.drop_duplicates()
+    if n_rows > len(pairs):
+        notes.append(f"{_count(n_rows - len(pairs), 'repeated row', 'repeated rows')} (same id, same label): counted once")
+    repeated = pairs["id"].duplicated(keep=False).to_numpy()
+    if repeated.any():
+        bad = pairs["id"][repeated].unique()
+        notes.append(f"{_count(len(bad), 'id', 'ids')} labelled twice with different labels: ignored (ids {_example(bad)})")
+        pairs = pairs[~repeated]
+    return pairs.reset_index(drop=True), notes
+
+
+def _label_columns(path: Path, column: str, id_column: str) -> tuple[pd.Series, pd.Series]:
+    """The id and label columns of one labels CSV, as stripped text, every row."""
     if not path.is_file():
         raise UserError(f"labels file not found: {path}")
     try:
@@ -122,27 +152,7 @@ def read_labels(path, column: str, id_column: str = "id") -> tuple[pd.DataFrame,
         if want not in table.columns:
             raise UserError(f"labels file {path} has no column '{want}' ({option}); its columns: "
                             f"{', '.join(map(str, table.columns)) or 'none'}")
-    ids = table[id_column].str.strip()
-    labels = table[column].str.strip()
-    notes = []
-    no_id = (ids == "").to_numpy()
-    if no_id.any():
-        notes.append(f"{_count(int(no_id.sum()), 'row', 'rows')} without an id: ignored")
-    no_label = missing_mask(labels.to_numpy(dtype=object)) & ~no_id
-    if no_label.any():
-        notes.append(f"{_count(int(no_label.sum()), 'row', 'rows')} without a label in '{column}': ignored "
-                     f"(ids {_example(ids[no_label])})")
-    pairs = pd.DataFrame({"id": ids, "label": labels})[~no_id & ~no_label]
-    n_rows = len(pairs)
-    pairs = pairs.drop_duplicates()
-    if n_rows > len(pairs):
-        notes.append(f"{_count(n_rows - len(pairs), 'repeated row', 'repeated rows')} (same id, same label): counted once")
-    repeated = pairs["id"].duplicated(keep=False).to_numpy()
-    if repeated.any():
-        bad = pairs["id"][repeated].unique()
-        notes.append(f"{_count(len(bad), 'id', 'ids')} labelled twice with different labels: ignored (ids {_example(bad)})")
-        pairs = pairs[~repeated]
-    return pairs.reset_index(drop=True), notes
+    return table[id_column].str.strip(), table[column].str.strip()
 
 
 def align_labels(run: RunDir, pairs: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
@@ -219,6 +229,26 @@ def _suggested_column(path: Path) -> str | None:
     return extra[0] if len(extra) == 1 else None
 
 
+def _keep_filled_in(path: Path, column: str) -> Path | None:
+    """Set a suggestions file aside, before it is replaced or removed, if someone has filled in a
+    label: the labels are theirs (the README's workflow fills the file in place). Renamed to
+    ``<name>_suggest_filled<k>.csv``, the first free k, and said; returns the new path."""
+    if not path.is_file():
+        return None
+    try:
+        _, labels = _label_columns(path, column, "id")
+    except UserError:  # not a suggestions table any more: someone's file all the same
+        labels = pd.Series(["?"])
+    if missing_mask(labels.to_numpy(dtype=object)).all():
+        return None
+    k = 1
+    while (kept := path.with_name(f"{path.stem}_filled{k}.csv")).exists():
+        k += 1
+    path.rename(kept)
+    log.warning("classify: %s had labels filled in; kept as %s (give it with --labels)", path.name, kept.name)
+    return kept
+
+
 def classify_run(run: RunDir, labels_path, column: str, embedding: str, id_column: str = "id",
                  n_suggest: int = 0, random_state: int = 0) -> dict:
     """Classify every galaxy of a run from a labels CSV; write ``RUN/classes/<name>.*``.
@@ -226,8 +256,9 @@ def classify_run(run: RunDir, labels_path, column: str, embedding: str, id_colum
     Parameters
     ----------
     run : RunDir
-    labels_path : str, Path or None
-        The labels CSV (:func:`read_labels`); None: no labels yet (only ``n_suggest`` seeds).
+    labels_path : str, Path, sequence of them, or None
+        The labels CSV or CSVs, read as one table (:func:`read_labels`); None: no labels yet
+        (only ``n_suggest`` seeds).
     column, id_column : str
         The CSV's label and id columns; ``column`` names the classification.
     embedding : str
@@ -287,7 +318,8 @@ def classify_run(run: RunDir, labels_path, column: str, embedding: str, id_colum
         metrics = {
             "name": name, "column": column, "id_column": id_column, "embedding": embedding,
             "embedding_stamp": file_stamp(run.embedding_path(embedding)),
-            "labels_file": str(Path(labels_path).resolve()),
+            "labels_files": [str(Path(p).resolve()) for p in
+                             ([labels_path] if isinstance(labels_path, (str, Path)) else labels_path)],
             "n_galaxies": len(cube_ids), "n_labelled": n_labelled,
             "classes": [{"name": str(c), "column": col, "n_labels": int(counts[c])} for c, col in zip(clf.classes_, cols)],
             "cv": {"balanced_accuracy": clf.cv_balanced_accuracy_, "n_splits": clf.cv_n_splits_,
@@ -305,9 +337,11 @@ def classify_run(run: RunDir, labels_path, column: str, embedding: str, id_colum
         suggestions = _suggestion_table(clf, X, rows, cube_ids)
         if column not in suggestions.columns:  # left blank to fill in: the file goes back as --labels
             suggestions.insert(2, column, "")
+        _keep_filled_in(folder / f"{name}_suggest.csv", column)
         write_table(folder / f"{name}_suggest.csv", suggestions)
         files.append(folder / f"{name}_suggest.csv")
     else:  # an earlier model's suggestions (galaxies labelled since, perhaps) would read as this one's
+        _keep_filled_in(folder / f"{name}_suggest.csv", column)
         (folder / f"{name}_suggest.csv").unlink(missing_ok=True)
     if len(rows) < n_suggest:
         log.warning("classify: only %d unlabelled galaxies left to suggest (asked for %d)", len(rows), n_suggest)
