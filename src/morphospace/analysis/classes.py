@@ -1,12 +1,10 @@
 """Classes of a run: a labels CSV in, :class:`~.classify.FewLabelClassifier` on an embedding,
 per-galaxy classes and suggestions out (``RUN/classes/``), and their columns for the export.
 
-The labels CSV has an id column (matched to the catalogue's ``id`` as text) and a label column.
-Whatever in it cannot be used is reported (a log line, which the command line prints) and left
-out, never dropped silently: rows without an id or a label, ids not in the run or not in its cube,
-ids labelled twice (the same label: kept once; different labels: left out). What makes the file
-unusable (not found, not UTF-8, not a CSV, a column missing, a single class, a class with one
-label) is a one-line :class:`~morphospace.errors.UserError`.
+The labels CSVs (one or several, read as one by :mod:`~.label_files`) have an id column
+(matched to the catalogue's ``id`` as text) and a label column; what in them cannot be used is
+reported and left out. A single class or a class with one label is a one-line
+:class:`~morphospace.errors.UserError`.
 
 Written (atomically), for a classification named after the label column, ``<name>`` (letters,
 digits and ``_`` only):
@@ -23,7 +21,6 @@ digits and ``_`` only):
 from __future__ import annotations
 
 import csv
-import io
 import json
 import logging
 import re
@@ -37,6 +34,7 @@ from ..errors import InvalidArgument, UserError, first_line
 from ..progress import Timer
 from ..run import RunDir, file_stamp, write_json, write_table
 from .classify import FewLabelClassifier
+from .label_files import _label_columns, align_labels, read_labels
 from .labels import missing_mask
 
 __all__ = ["read_labels", "align_labels", "column_names", "classify_run", "class_columns", "FOLDER"]
@@ -58,142 +56,6 @@ def column_names(names) -> list[str]:
             cand, i = f"{base}_{i}", i + 1
         out.append(cand)
     return out
-
-
-def _count(n: int, one: str, many: str) -> str:
-    return f"{n} {one if n == 1 else many}"
-
-
-def _example(values) -> str:
-    values = [str(v) for v in values]
-    return ", ".join(repr(v) for v in values[:3]) + (", ..." if len(values) > 3 else "")
-
-
-def read_labels(paths, column: str, id_column: str = "id") -> tuple[pd.DataFrame, list[str]]:
-    """The ``(id, label)`` pairs of one or several labels CSVs, as text, and the problems found.
-
-    Parameters
-    ----------
-    paths : str, Path or sequence of them
-        UTF-8 CSVs (a byte-order mark is fine) with a header row, e.g. your labels file and the
-        suggestions file you filled in since; their rows are read as one table.
-    column, id_column : str
-        The label and id columns of every file.
-
-    Returns
-    -------
-    labels : DataFrame
-        ``id`` and ``label`` (str, stripped), one row per id; rows without an id or a label and
-        ids labelled twice with different labels (in one file or in two) are left out.
-    notes : list of str
-        One line per kind of row left out or merged, with a count and examples.
-
-    Raises
-    ------
-    UserError
-        A file is missing, not UTF-8, not a CSV, or lacks either column.
-    """
-    if column == id_column:  # each id its own class: one line saying so, not one naming every id
-        raise UserError(f"the label column and the id column are both '{column}': name the column that holds "
-                        "the classes with --column (and the ids' with --id-column)")
-    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-    if not paths:
-        raise UserError("no labels file given")
-    tables = [_label_columns(Path(p), column, id_column) for p in paths]
-    ids = pd.concat([t[0] for t in tables], ignore_index=True)
-    labels = pd.concat([t[1] for t in tables], ignore_index=True)
-    where = "" if len(paths) == 1 else f" of {len(paths)} files"
-    notes = []
-    no_id = (ids == "").to_numpy()
-    if no_id.any():
-        notes.append(f"{_count(int(no_id.sum()), 'row', 'rows')}{where} without an id: ignored")
-    no_label = missing_mask(labels.to_numpy(dtype=object)) & ~no_id
-    if no_label.any():
-        notes.append(f"{_count(int(no_label.sum()), 'row', 'rows')}{where} without a label in '{column}': ignored "
-                     f"(ids {_example(ids[no_label])})")
-    pairs = pd.DataFrame({"id": ids, "label": labels})[~no_id & ~no_label]
-    n_rows = len(pairs)
-    pairs = pairs.drop_duplicates()
-    if n_rows > len(pairs):
-        notes.append(f"{_count(n_rows - len(pairs), 'repeated row', 'repeated rows')} (same id, same label): counted once")
-    repeated = pairs["id"].duplicated(keep=False).to_numpy()
-    if repeated.any():
-        bad = pairs["id"][repeated].unique()
-        notes.append(f"{_count(len(bad), 'id', 'ids')} labelled twice with different labels: ignored (ids {_example(bad)})")
-        pairs = pairs[~repeated]
-    return pairs.reset_index(drop=True), notes
-
-
-def _label_columns(path: Path, column: str, id_column: str) -> tuple[pd.Series, pd.Series]:
-    """The id and label columns of one labels CSV, as stripped text, every row."""
-    if not path.is_file():
-        raise UserError(f"labels file not found: {path}")
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"labels file {path} is not UTF-8 text (byte {exc.start}): save it as a UTF-8 CSV") from None
-    if "\x00" in text:
-        raise UserError(f"labels file {path} is not a text CSV (it holds NUL bytes)")
-    try:
-        rows = [r for r in csv.reader(io.StringIO(text, newline=""), strict=True) if r]
-    except csv.Error as exc:
-        raise UserError(f"labels file {path} is not a readable CSV: {first_line(exc)}") from None
-    if not rows:
-        raise UserError(f"labels file {path} is empty: it needs a header row with '{id_column}' and '{column}'")
-    header = [c.strip() for c in rows[0]]
-    long = [i for i, r in enumerate(rows[1:], start=2) if len(r) > len(header)]
-    if long:
-        raise UserError(f"labels file {path} is not a readable CSV: record {long[0]} has more fields than the "
-                        f"header's {len(header)}")
-    table = pd.DataFrame([r + [""] * (len(header) - len(r)) for r in rows[1:]], columns=header, dtype=str)
-    if table.columns.duplicated().any():
-        raise UserError(f"labels file {path} names a column twice: {_example(table.columns[table.columns.duplicated()])}")
-    for want, option in ((id_column, "--id-column"), (column, "--column")):
-        if want not in table.columns:
-            raise UserError(f"labels file {path} has no column '{want}' ({option}); its columns: "
-                            f"{', '.join(map(str, table.columns)) or 'none'}")
-    return table[id_column].str.strip(), table[column].str.strip()
-
-
-def align_labels(run: RunDir, pairs: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
-    """Labels in cube order (None: unlabelled) and the ids that could not be placed.
-
-    Parameters
-    ----------
-    run : RunDir
-    pairs : DataFrame
-        ``id`` and ``label`` (:func:`read_labels`).
-
-    Returns
-    -------
-    y : ndarray of object (N_cube,)
-    notes : list of str
-        Ids not in the run, and ids in its catalogue but not in its cube (flagged at ingest).
-    """
-    cat = run.read_catalogue()
-    all_ids = set(cat["id"].astype(str))
-    cube_ids = run.cube_catalogue()["id"].astype(str).to_numpy()
-    row = pd.Series(np.arange(len(cube_ids)), index=cube_ids)
-    row = row[~row.index.duplicated()]
-    where = row.reindex(pairs["id"].to_numpy())
-    unknown = where.isna().to_numpy()
-    notes = []
-    outside_run = unknown & ~pairs["id"].isin(all_ids).to_numpy()
-    if outside_run.any():
-        missing = pairs["id"][outside_run]
-        # a spreadsheet turns long numeric ids (SDSS objids) into 5.87742E+17 or 587742013302112000.0
-        as_numbers = missing.str.fullmatch(r"[+-]?\d+\.0+|[+-]?\d(\.\d+)?[eE]\+?\d+")
-        hint = (": they look like numbers a spreadsheet rewrote (keep the id column as text)"
-                if as_numbers.mean() > 0.5 else "")
-        notes.append(f"{_count(int(outside_run.sum()), 'id', 'ids')} not in the run: ignored (ids {_example(missing)})"
-                     + hint)
-    outside_cube = unknown & ~outside_run
-    if outside_cube.any():
-        notes.append(f"{_count(int(outside_cube.sum()), 'id', 'ids')} in the catalogue but not in the cube (flagged at ingest): "
-                     f"ignored (ids {_example(pairs['id'][outside_cube])})")
-    y = np.full(len(cube_ids), None, dtype=object)
-    y[where[~unknown].to_numpy(dtype=int)] = pairs["label"].to_numpy(dtype=object)[~unknown]
-    return y, notes
 
 
 def _check_not_another_columns(run: RunDir, name: str, column: str) -> None:
