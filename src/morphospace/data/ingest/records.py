@@ -9,7 +9,10 @@ are flagged here; problems with pixels are flagged when the record is decoded.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
 
 # Every quality flag the ingest can raise, with the words used in the summary.
 # ``EXCLUDING`` flags keep a galaxy out of the cube; the others are warnings.
@@ -129,3 +132,36 @@ def _file_identity(rec: Record, stats: dict):
         # a file system without inode numbers (0) names files by their resolved path instead
         node = stats[rec.source] = (st.st_dev, st.st_ino) if st.st_ino else (os.path.realpath(rec.source), 0)
     return (*node, rec.index if rec.kind == "hdf5" else None)
+
+
+@dataclass
+class Survey:
+    """A survey listed from disk.
+
+    Attributes
+    ----------
+    layout : str
+    root : Path
+    records : list of Record
+    labels : pandas.DataFrame
+        One row per record (same order), one column per label.
+    n_bands : int
+        3 for colour images, the band count for FITS cubes, 1 for grey.
+    notes : dict
+        flag -> {galaxy id: what was wrong}, for flags raised while listing (the summary's details).
+    """
+
+    layout: str
+    root: Path
+    records: list[Record]
+    labels: pd.DataFrame
+    n_bands: int
+    notes: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def label_columns(self) -> list[str]:
+        """The names of the label columns, as strings."""
+        return [str(c) for c in self.labels.columns]
