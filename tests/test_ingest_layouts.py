@@ -147,6 +147,46 @@ def test_a_survey_of_grey_images_makes_a_grey_cube(tmp_path):
     assert cube.shape == (5, 3, 64, 64) and summary["flags"]["fewer_bands"]["count"] == 4
 
 
+def _png16(path, arr):
+    """A 16-bit PNG of ``arr`` (H x W x 3 or 4, uint16), written by hand: Pillow writes none."""
+    import struct
+    import zlib
+
+    h, w, bands = arr.shape
+    raw = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in arr)
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    colour = {3: 2, 4: 6}[bands]
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, colour, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_16_bit_colour_pngs_are_kept_and_flagged_as_read_at_8_bits(tmp_path):
+    """Pillow reads a 16-bit colour PNG's bands as their high bytes (it has no 16-bit colour mode):
+    the galaxy is kept, flagged depth_reduced, and the summary counts it; 16-bit grey, which Pillow
+    reads whole, and 8-bit colour are not flagged."""
+    root = tmp_path / "mixed"
+    root.mkdir()
+    for i in range(3):
+        save_image(root / f"c{i}.png", galaxy_rgb(64, seed=i))
+    rgb = galaxy_rgb(64, seed=7).astype(np.uint16) * 257
+    _png16(root / "deep.png", rgb)
+    _png16(root / "deep_alpha.png", np.concatenate([rgb, np.full((64, 64, 1), 65535, np.uint16)], axis=-1))
+    assert np.array_equal(np.asarray(Image.open(root / "deep.png")), rgb >> 8)  # what Pillow gives
+    summary, cat, cube, _ = ingest_to(root, tmp_path / "run")
+    assert summary["n_in_cube"] == 5 and cube.shape == (5, 3, 64, 64)
+    assert sorted(cat.loc[cat["flag_depth_reduced"], "id"]) == ["deep", "deep_alpha"]
+    assert summary["flags"]["depth_reduced"]["count"] == 2
+    grey = tmp_path / "grey"
+    grey.mkdir()
+    for i in range(3):
+        Image.fromarray(galaxy_rgb(64, seed=i)[..., 1].astype(np.uint16) * 257).save(grey / f"g{i}.png")
+    summary, cat, _, _ = ingest_to(grey, tmp_path / "run_grey")
+    assert "depth_reduced" not in summary["flags"] and not cat["flag_depth_reduced"].any()
+
+
 def test_sdss_gz1_layout_and_morph3(tiny_sdss_gz1, tmp_path):
     summary, cat, cube, _ = ingest_to(tiny_sdss_gz1, tmp_path / "run")
     assert summary["layout"] == "sdss-gz1" and cube.shape == (6, 3, 64, 64)

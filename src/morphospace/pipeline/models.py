@@ -86,6 +86,8 @@ def embed_image(run: RunDir, path: str | Path, embedding: str):
     if "fewer_bands" in flags:  # kept, as the ingest keeps such a galaxy, but said: colour is lost
         log.warning("%s has fewer bands than the run's colour cube: its band is repeated in each colour, and "
                     "its neighbours may follow the colour it lacks more than its form", path)
+    if "depth_reduced" in flags:
+        log.warning("%s is a 16-bit colour image, read at 8 bits per band (Pillow's limit)", path)
     # rounded as the cube stores its rows (float16 by default), so a galaxy's own file is its row
     row = row.astype(run.read_cube().dtype).astype(np.float32)
     rows = row[None]

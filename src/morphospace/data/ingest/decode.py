@@ -72,11 +72,14 @@ class Frame:
         FITS only: (RA, Dec) in degrees (ICRS) of the frame's centre by its WCS, or what is
         wrong with the WCS; None without a celestial WCS
         (:func:`~morphospace.data.ingest.positions.wcs_centre`).
+    flags : tuple of str
+        Warning flags the decoding raised (``depth_reduced``); the frame is usable.
     """
 
     pixels: "Image.Image | np.ndarray"
     display: bool
     sky: "tuple[float, float] | str | None" = None
+    flags: tuple = ()
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -238,6 +241,7 @@ def _decode_pillow(path: str, min_side: int) -> "Frame | None":
             if img.format == "JPEG" and min_side > 0:
                 # DCT-domain downscaling: far less work than decoding the full frame.
                 img.draft("RGB" if img.mode != "L" else "L", (min_side, min_side))
+            warn = ("depth_reduced",) if _sixteen_bit_colour(img) else ()
             img.load()
             if img.getexif().get(EXIF_ORIENTATION, 1) != 1:
                 # a camera-style orientation tag: show the image the way its writer meant it
@@ -255,7 +259,7 @@ def _decode_pillow(path: str, min_side: int) -> "Frame | None":
             elif img.mode not in ("RGB", "L"):
                 # Palette, alpha, CMYK...: shown as RGB (alpha dropped).
                 img = img.convert("RGB")
-            return Frame(img, display=True)
+            return Frame(img, display=True, flags=warn)
     except UnidentifiedImageError:
         raise BadImage("not_image", "not a format Pillow reads") from None
     except (OSError, EOFError, SyntaxError, ValueError) as exc:
@@ -268,6 +272,17 @@ def _decode_pillow(path: str, min_side: int) -> "Frame | None":
         raise BadImage("unreadable", "too large to decode") from None
     except Exception as exc:  # noqa: BLE001 - a hostile file must not stop a survey
         raise BadImage("unreadable", f"{type(exc).__name__}: {first_line(exc)}") from None
+
+
+def _sixteen_bit_colour(img: Image.Image) -> bool:
+    """Whether Pillow will read this image's 16-bit bands as 8-bit ones: it has no 16-bit colour
+    mode, so a 16-bit RGB(A) or grey-with-alpha PNG or TIFF keeps each band's high byte (its raw
+    mode says so before the pixels are read). 16-bit grey has a mode (``I;16``) and is read whole."""
+    for tile in img.tile:
+        raw = tile.args[0] if isinstance(tile.args, tuple) and tile.args else tile.args
+        if isinstance(raw, str) and ";16" in raw and not raw.startswith("I;16"):
+            return True
+    return False
 
 
 def _decode_fits(path: str) -> Frame:

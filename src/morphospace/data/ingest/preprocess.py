@@ -233,7 +233,7 @@ def preprocess_block(frames, spec: PreprocessSpec) -> tuple[RowBlock, list]:
     for i, f in enumerate(frames):
         if isinstance(f, np.ndarray):
             f = Frame(f.astype(np.float32, copy=False), display=False)
-        results.append(set())
+        results.append(set(f.flags))
         if isinstance(f.pixels, Image.Image):
             img = f.pixels
             if len(img.getbands()) < spec.channels:

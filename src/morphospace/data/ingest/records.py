@@ -28,6 +28,7 @@ FLAG_DESCRIPTIONS = {
     "nonfinite": "NaN or inf pixels (replaced by the sky level)",
     "unframed": "no central galaxy found to frame by its size (framing 'galaxy'): the fixed crop was used",
     "fewer_bands": "fewer bands than the cube's colour channels (a grey frame in a colour survey): its band repeated",
+    "depth_reduced": "16-bit colour image read at 8 bits per band (Pillow's limit): save as FITS to keep the depth",
     "duplicate_id": "id seen before (first occurrence kept)",
     "missing_id": "catalogue row with an empty id",
     "duplicate_file": "image named by an earlier catalogue row too (first row kept)",
