@@ -108,6 +108,8 @@ def test_a_rerun_replaces_everything_and_stale_partials_go(tmp_path):
     assert cube.shape[0] == 2 and list(cat["id"]) == ["y0", "y1"]
     assert not list(run.path.glob("*.partial")) and not list(run.path.glob(".*.partial"))
     assert not (run.path / "classes").exists() and not (run.path / "similar").exists()
+    kept = list((run.path / "superseded").iterdir())  # moved aside, not deleted: labels filled in live there
+    assert len(kept) == 1 and (kept[0] / "classes" / "morph_suggest.csv").read_bytes() == b"about x0..x3"
     assert (run.path / "anomaly_tags.csv").is_file()
     (run.path / "classes").mkdir()
     (run.path / "classes" / "morph.parquet").write_bytes(b"about y0, y1")
@@ -216,3 +218,31 @@ def test_a_dying_worker_is_one_clear_error_and_nothing_is_written(tmp_path, monk
     with pytest.raises(UserError, match="worker process died"):
         ingest_to(data, tmp_path / "run", ingest__workers=2, ingest__chunk_size=8)
     assert not list((tmp_path / "run").iterdir())
+
+
+def test_an_ingest_of_other_galaxies_sets_the_earlier_results_aside(tmp_path):
+    """Every result derived from the earlier cube (model, embeddings, maps, clusterings,
+    comparisons, report) leaves the run when an ingest puts other galaxies in it, even as many
+    (before, ms.Run served the earlier survey's embedding as this one's, row for row); moved to
+    superseded/<time>/, not deleted. The same galaxies again keep them."""
+    import morphospace as ms
+    from morphospace.run import write_npy
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    for i in range(3):
+        save_image(first / f"x{i}.png", galaxy_rgb(48, seed=i))
+        save_image(second / f"y{i}.png", galaxy_rgb(48, seed=10 + i))
+    _, _, _, run = ingest_to(first, tmp_path / "run")
+    write_npy(run.embedding_path("form"), np.ones((3, 4), np.float32))
+    (run.path / "models" / "vade").mkdir(parents=True)
+    (run.path / "models" / "vade" / "model.pt").write_bytes(b"trained on x0..x2")
+    (run.path / "report.html").write_text("about x0..x2")
+    (run.path / "my_galaxies").mkdir()  # the user's own folder stays
+    ingest_to(first, tmp_path / "run")  # the same galaxies: nothing moves
+    assert "form" in ms.Run(run.path).embeddings and not (run.path / "superseded").exists()
+    ingest_to(second, tmp_path / "run")
+    assert len(ms.Run(run.path).embeddings) == 0
+    assert not any((run.path / n).exists() for n in ("embeddings", "models", "report.html"))
+    (moved,) = (run.path / "superseded").iterdir()
+    assert (moved / "models" / "vade" / "model.pt").read_bytes() == b"trained on x0..x2"
+    assert np.load(moved / "embeddings" / "form.npy").shape == (3, 4) and (run.path / "my_galaxies").is_dir()

@@ -75,6 +75,30 @@ def test_run_reads_what_the_cli_wrote(run, fitted):
     assert list(labels.index) == list(ids) and (labels.to_numpy() == (np.arange(24) % 3)[::-1]).all()
 
 
+def test_a_run_read_earlier_sees_what_a_stage_rewrote_or_removed_since(run, tmp_path):
+    """A Run kept in a notebook while a stage runs in a terminal: a clustering, embedding or map
+    rewritten since is read again, one removed is gone (before, the first read was served
+    forever, removed files included)."""
+    import shutil
+
+    from morphospace.run import RunDir, write_npy
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run.path, copy)
+    d, r = RunDir(copy), ms.Run(copy)
+    ids = d.cube_ids()
+    d.write_clustering("mine", ids, np.arange(24) % 3)
+    write_npy(d.embedding_path("mine"), np.zeros((24, 2), np.float32))
+    assert (r.clusterings["mine"].to_numpy() == np.arange(24) % 3).all() and r.embeddings["mine"].sum() == 0
+    d.write_clustering("mine", ids, np.arange(24) % 2)
+    write_npy(d.embedding_path("mine"), np.ones((24, 2), np.float32))
+    assert (r.clusterings["mine"].to_numpy() == np.arange(24) % 2).all() and r.embeddings["mine"].sum() == 48
+    d.clustering_path("mine").unlink()
+    assert "mine" not in r.clusterings
+    with pytest.raises(KeyError, match="no clustering 'mine'"):
+        r.clusterings["mine"]
+
+
 def test_a_run_missing_or_damaged_gives_python_s_own_exceptions(run, tmp_path):
     """In a notebook a run's missing file is a FileNotFoundError and a damaged one a ValueError,
     with the command line's one-line message (not morphospace's own UserError)."""

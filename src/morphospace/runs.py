@@ -28,19 +28,37 @@ __all__ = ["Run", "ingest"]
 
 
 class _Lazy(Mapping):
-    """A read-only mapping whose values are read from disk when first asked for."""
+    """A read-only mapping whose values are read from disk when asked for, and read again once
+    their files have changed: a stage run meanwhile (from a terminal, or ``morphospace`` in a
+    cell) may have rewritten or removed them."""
 
-    def __init__(self, names: Callable[[], list[str]], read: Callable[[str], Any], what: str, where: Path):
-        self._names, self._read, self._what, self._where = names, read, what, where
-        self._cache: dict[str, Any] = {}
+    def __init__(self, names: Callable[[], list[str]], read: Callable[[str], Any], what: str, where: Path,
+                 files: Callable[[str], list[Path]]):
+        self._names, self._read, self._what, self._where, self._files = names, read, what, where, files
+        self._cache: dict[str, tuple[list, Any]] = {}
+
+    def _stamp(self, name: str) -> list:
+        """The files' versions: stages write by renaming a new file into place (a new inode), and
+        two writes within the clock's tick can share an mtime."""
+        stamps = []
+        for p in self._files(name):
+            try:
+                st = p.stat()
+                stamps.append((st.st_ino, st.st_size, st.st_mtime_ns))
+            except OSError:
+                stamps.append(None)
+        return stamps
 
     def __getitem__(self, name: str) -> Any:
-        if name not in self._cache:
-            if name not in self._names():
-                raise KeyError(f"no {self._what} '{name}' in {self._where} (it has: {', '.join(self) or 'none'})")
+        if name not in self._names():
+            self._cache.pop(name, None)
+            raise KeyError(f"no {self._what} '{name}' in {self._where} (it has: {', '.join(self) or 'none'})")
+        stamp = self._stamp(name)
+        cached = self._cache.get(name)
+        if cached is None or cached[0] != stamp:
             with python_errors():
-                self._cache[name] = self._read(name)
-        return self._cache[name]
+                self._cache[name] = (stamp, self._read(name))
+        return self._cache[name][1]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._names())
@@ -83,10 +101,15 @@ class Run:
             raise FileNotFoundError(f"run directory not found: {self.path}")
         self._dir = RunDir(self.path)
         d = self._dir
-        self.embeddings = _Lazy(d.embeddings, lambda n: d.read_embedding(n), "embedding", self.path)
-        self.reductions = _Lazy(d.reductions, lambda n: d.read_reduction(n), "reduction", self.path)
-        self.clusterings = _Lazy(d.clusterings, self._clustering, "clustering", self.path)
-        self.comparisons = _Lazy(self._comparison_names, self._comparison, "comparison", self.path)
+        self.embeddings = _Lazy(d.embeddings, lambda n: d.read_embedding(n), "embedding", self.path,
+                                lambda n: [d.embedding_path(n)])
+        self.reductions = _Lazy(d.reductions, lambda n: d.read_reduction(n), "reduction", self.path,
+                                lambda n: [d.reduction_path(n)])
+        # a clustering is indexed by the cube's ids: read again when the catalogue is rewritten too
+        self.clusterings = _Lazy(d.clusterings, self._clustering, "clustering", self.path,
+                                 lambda n: [d.clustering_path(n), d.catalogue])
+        self.comparisons = _Lazy(self._comparison_names, self._comparison, "comparison", self.path,
+                                 lambda n: [self.path / "comparisons" / f"{n}.csv"])
 
     def __repr__(self) -> str:
         return (f"Run({str(self.path)!r}: {len(self.embeddings)} embeddings, {len(self.reductions)} reductions, "

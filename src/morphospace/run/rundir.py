@@ -171,7 +171,12 @@ RUN_FILES = frozenset({"config.toml", "catalogue.parquet", "ingest_summary.json"
                        "anomaly.parquet", "anomaly.json", "anomaly_tags.csv", "report.html", "log.txt"})
 # the folders the stages write in a run (a folder of the user's own, e.g. generated galaxies, goes beside them)
 RUN_FOLDERS = frozenset({"models", "embeddings", "reductions", "clusterings", "comparisons", "figures", "classes",
-                         "similar", "report_files"})
+                         "similar", "report_files", "superseded"})
+SUPERSEDED = "superseded"
+# what the stages derive from the cube's galaxies: set aside (``superseded/<time>/``) when an ingest
+# puts other galaxies in the cube; the user's own files (config.toml, anomaly_tags.csv) stay
+DERIVED = tuple(sorted(RUN_FOLDERS - {"superseded"})) + ("vade_galaxies.parquet", "nuisance.parquet",
+                                                           "anomaly.parquet", "anomaly.json", "report.html")
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 

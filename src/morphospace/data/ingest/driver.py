@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 import time
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -20,6 +19,7 @@ from ...config import Config
 from ...errors import UserError
 from ...progress import progress
 from ...run import RunDir, atomic_path
+from ...run.rundir import DERIVED, SUPERSEDED
 from .catalogue import N_EXAMPLES, build_catalogue, flag_counts_line, log_summary, raise_if_flagged, summarise
 from .cube import CubeWriter, partial_path
 from .layouts import Survey, read_survey
@@ -35,17 +35,14 @@ LEVEL_SAMPLE = 64  # frames whose highest levels set the scale frames beyond 8 b
 # Folders of results about the earlier ingest's galaxies, by id, that no stage rewrites unasked: the
 # few-label classes and suggestions of `classify`, the galleries of `similar` (the stages rebuild
 # the rest, and check what they read against the cube).
-PER_GALAXY_RESULTS = ("classes", "similar")
-
-
 def _clean(run: RunDir) -> list[str] | None:
     """Remove the outputs of an earlier ingest, and partial files of a killed one; return the ids
-    of the earlier cube (None without one, or unreadable)."""
+    of the earlier cube where the run holds results derived from it (None otherwise, or unreadable)."""
     earlier = None
-    if any((run.path / name).is_dir() for name in PER_GALAXY_RESULTS):
+    if any((run.path / name).exists() for name in DERIVED):
         try:
             earlier = run.cube_ids().astype(str).tolist()
-        except Exception:  # noqa: BLE001 - a damaged earlier run: its results are dropped below
+        except Exception:  # noqa: BLE001 - a damaged earlier run: its results are set aside below
             earlier = None
     for path in (run.catalogue, run.ingest_summary, run.cube, partial_path(run.cube)):
         path.unlink(missing_ok=True)
@@ -55,16 +52,25 @@ def _clean(run: RunDir) -> list[str] | None:
     return earlier
 
 
-def _drop_results_of_other_galaxies(run: RunDir, earlier: list[str] | None) -> None:
-    """After a new ingest: results about the earlier cube's galaxies go, unless the galaxies are
-    the same (a re-run of the same survey keeps a classification)."""
-    if earlier is not None and run.cube_ids().astype(str).tolist() == earlier:
-        return
-    for name in PER_GALAXY_RESULTS:
-        folder = run.path / name
-        if folder.is_dir():
-            shutil.rmtree(folder)
-            log.info("removed %s/: results about the galaxies of the earlier ingest", name)
+def _set_aside_results_of_other_galaxies(run: RunDir, earlier: list[str] | None) -> Path | None:
+    """After a new ingest: what the stages derived from the earlier cube (models, embeddings, maps,
+    clusterings, classes, the report...) is moved to ``superseded/<UTC time>/``, unless the cube
+    holds the same galaxies (a re-run of the same survey keeps them, and its stages remake them).
+    Moved, not deleted: a trained model or labels filled in are not lost. Returns the folder."""
+    present = [run.path / name for name in DERIVED if (run.path / name).exists()]
+    if not present or (earlier is not None and run.cube_ids().astype(str).tolist() == earlier):
+        return None
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    dest, k = run.path / SUPERSEDED / stamp, 1
+    while dest.exists():
+        dest, k = run.path / SUPERSEDED / f"{stamp}-{k}", k + 1
+    dest.mkdir(parents=True)
+    for path in present:
+        path.rename(dest / path.name)
+    log.warning("the run's results (%s) were made from the galaxies of the earlier ingest: moved to %s "
+                "(delete it when you no longer need them)", ", ".join(p.name for p in present),
+                dest.relative_to(run.path))
+    return dest
 
 
 def _resolve_framing(survey, spec: PreprocessSpec, pool=None, workers: int = 1) -> tuple[PreprocessSpec, str]:
@@ -228,7 +234,7 @@ def _write_outputs(survey, spec: PreprocessSpec, run: RunDir, data, cfg: Config,
         raise
     finally:
         chunks.close()
-    _drop_results_of_other_galaxies(run, earlier)
+    _set_aside_results_of_other_galaxies(run, earlier)
     return summary
 
 
