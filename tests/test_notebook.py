@@ -387,6 +387,34 @@ def test_plots_are_figures_that_show_what_they_say_and_leave_the_backend(run, fi
         ms.plot.latent_map(np.zeros((3, 3)))
 
 
+def test_gallery_figures_prepare_only_the_rows_they_draw_once(run, fitted, monkeypatch):
+    """The model's input transform (neighbours masked) runs once per image and only on the rows a
+    figure draws (before: on the whole cube, then again inside predict_proba, so the gallery's
+    counts were those of twice-masked images, not predict's)."""
+    model = fitted.model_
+    assert model.hparams.get("mask_neighbours")
+    seen = []
+    real = type(model)._images
+
+    def spy(self, x):
+        seen.append(len(x))
+        return real(self, x)
+
+    monkeypatch.setattr(type(model), "_images", spy)
+    ms.plot.reconstructions(fitted, run.cube, n=4)
+    assert seen == [4]
+    seen.clear()
+    fig = ms.plot.clusters(fitted, run.cube, per_row=3)
+    assert sum(seen) <= len(run.cube) + 3 * fitted.n_components_  # predict's pass, and the drawn rows
+    counts = np.bincount(fitted.predict(run.cube), minlength=fitted.n_components_)
+    shown = [int(ax.get_ylabel().split("n=")[1]) for ax in fig.axes if "n=" in ax.get_ylabel()]
+    assert shown == list(counts)
+    for call in (lambda: ms.plot.reconstructions(fitted, run.cube, n=0), lambda: ms.plot.generated(fitted, n=0),
+                 lambda: ms.plot.clusters(fitted, run.cube, per_row=0)):
+        with pytest.raises(ValueError, match="must be a whole number >= 1"):
+            call()
+
+
 def _readme_python() -> str:
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     assert blocks, "the README has a Python section"

@@ -28,6 +28,27 @@ def _resolve(model: Any):
     return api, api.vade
 
 
+class _AsSeen:
+    """Rows of ``images`` as the model sees them (its input transform, e.g. neighbours masked),
+    prepared only when read: a figure reads the few rows it draws, never the whole (memory-mapped)
+    cube, and each row is prepared once."""
+
+    def __init__(self, api, images):
+        self.api, self.rows = api, api._rows(images)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, rows) -> np.ndarray:
+        return self.api._images(self.rows[rows])
+
+
+def _at_least_one(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    return int(value)
+
+
 def reconstructions(model: Any, images: Any, n: int = 8, seed: int = 0):
     """Originals (as the model sees them), reconstructions and residuals of up to ``n`` images.
 
@@ -35,7 +56,7 @@ def reconstructions(model: Any, images: Any, n: int = 8, seed: int = 0):
     ----------
     model : VaDE or VaDEModel
     images : array (N, C, H, W)
-        Preprocessed like the run's cube.
+        Preprocessed like the run's cube (a memory-mapped cube is read only where drawn).
     n, seed : int
         How many images, and which (a seeded draw when there are more than ``n``).
 
@@ -48,7 +69,7 @@ def reconstructions(model: Any, images: Any, n: int = 8, seed: int = 0):
 
     api, module = _resolve(model)
     # the model's own input transform (e.g. neighbours masked), as in `morphospace embed`
-    return fig_reconstructions(module, api._images(images), None, n=n, seed=seed)
+    return fig_reconstructions(module, _AsSeen(api, images), None, n=_at_least_one(n, "n"), seed=seed)
 
 
 def generated(model: Any, n: int = 8, temperature: float = 0.5, seed: int = 0):
@@ -56,7 +77,7 @@ def generated(model: Any, n: int = 8, temperature: float = 0.5, seed: int = 0):
     from .vade.figures import fig_generated
 
     _, module = _resolve(model)
-    return fig_generated(module, n=n, temperature=temperature, seed=seed)
+    return fig_generated(module, n=_at_least_one(n, "n"), temperature=temperature, seed=seed)
 
 
 def component_means(model: Any):
@@ -68,12 +89,14 @@ def component_means(model: Any):
 
 
 def clusters(model: Any, images: Any, per_row: int = 10):
-    """One row per component: the images most probably in it, most probable first."""
+    """One row per component: the images most probably in it, most probable first; the counts are
+    ``model.predict(images)``'s."""
     from .vade.figures import fig_clusters
 
     api, module = _resolve(model)
-    x = api._images(images)
-    return fig_clusters(module, x, {"proba": api.predict_proba(x)}, per_row=per_row)
+    seen = _AsSeen(api, images)
+    per_row = _at_least_one(per_row, "per_row")
+    return fig_clusters(module, seen, {"proba": api.predict_proba(seen.rows)}, per_row=per_row)
 
 
 def latent_map(xy: Any, labels: Any = None, title: str = "", size: float = 4.0):
