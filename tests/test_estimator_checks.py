@@ -35,3 +35,48 @@ def test_sklearn_compatible(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         check(estimator)
+
+
+def test_transform_before_fit_is_not_fitted_for_every_reducer():
+    import numpy as np
+    import pytest
+    from sklearn.exceptions import NotFittedError
+
+    X = np.random.default_rng(0).random((20, 4))
+    for est in (PCAReducer(), LDAReducer(), TSNEReducer(), UMAPReducer()):
+        with pytest.raises(NotFittedError):
+            est.transform(X)
+
+
+def test_a_parameter_out_of_range_is_a_value_error_naming_it_not_another_value_used():
+    """0, negative, fractional or NaN settings were replaced by a default or truncated without a word."""
+    import numpy as np
+    import pytest
+
+    X = np.random.default_rng(0).random((60, 3))
+    cases = [(DBSCANAuto(min_samples=0), "min_samples"), (DBSCANAuto(min_samples=2.5), "min_samples"),
+             (DBSCANAuto(eps=-1.0), "eps"), (DBSCANAuto(eps=float("nan")), "eps"),
+             (HDBSCANClusterer(min_cluster_size=0), "min_cluster_size"),
+             (HDBSCANClusterer(min_cluster_size=2.7), "min_cluster_size"),
+             (HDBSCANClusterer(min_samples=-1), "min_samples"), (KMeansSelect(k_range=[2.5]), "k_range"),
+             (PCAReducer(n_components=0), "n_components"), (PCAReducer(n_components=1.5), "n_components"),
+             (TSNEReducer(perplexity=0), "perplexity"), (UMAPReducer(n_neighbors=1), "n_neighbors")]
+    for est, name in cases:
+        with pytest.raises(ValueError, match=name):
+            est.fit(X)
+    assert KMeansSelect(k_range=4).fit(X).labels_.max() == 3  # one k, as a number
+    pca = PCAReducer(n_components=0.9).fit(X)  # a fraction of the variance: the axes it took
+    assert pca.n_components_ == pca.transform(X).shape[1] == pca.pca_.n_components_
+
+
+def test_a_small_umap_does_not_keep_its_pairwise_distances():
+    """Below umap-learn's exact line the map is fitted on all pairwise distances (N x N); umap-learn
+    kept them (36 MB pickled at 3,000 rows) though its transform reads only their count."""
+    import pickle
+
+    import numpy as np
+
+    X = np.random.default_rng(0).random((600, 5)).astype(np.float32)
+    u = UMAPReducer(random_state=0).fit(X)
+    assert len(pickle.dumps(u)) < 600 * 600 * 4 / 4
+    assert u.transform(X[:7]).shape == (7, 2) and np.isfinite(u.transform(X[:7])).all()

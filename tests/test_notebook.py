@@ -160,7 +160,8 @@ def test_the_numpy_model_masks_as_the_run_did(run, fitted):
 
 
 def test_a_memory_mapped_cube_is_read_a_chunk_at_a_time_and_never_copied(run, fitted, tmp_path, monkeypatch):
-    from morphospace import api
+    from morphospace.vade import fit_cube
+    from morphospace.vade.fit_cube import place_cube
 
     whole = fitted.transform(run.cube)
     p = fitted.predict_proba(run.cube)
@@ -173,10 +174,10 @@ def test_a_memory_mapped_cube_is_read_a_chunk_at_a_time_and_never_copied(run, fi
     from morphospace.image.masking import masked_cube
     from morphospace.run import RunDir, write_table
 
-    monkeypatch.setattr(api, "CHUNK_ROWS", 5)
+    monkeypatch.setattr(fit_cube, "CHUNK_ROWS", 5)
     built = np.asarray(masked_cube(RunDir(run.path)))
     linked = RunDir(tmp_path / "linked", create=True)
-    api._place_cube(linked, run.cube)
+    place_cube(linked, run.cube)
     write_table(linked.catalogue, run.catalogue[["id", "cube_index"]])
     assert linked.cube.is_symlink() and (linked.path / "cube_masked.npy").is_symlink()
     assert np.array_equal(masked_cube(linked), built)  # fresh for the linked cube: not rebuilt
@@ -187,11 +188,11 @@ def test_a_memory_mapped_cube_is_read_a_chunk_at_a_time_and_never_copied(run, fi
     assert not (linked.path / "cube_masked.npy").is_symlink()
     assert (run.path / "cube_masked.npy").stat().st_mtime_ns == stamp
     part = RunDir(tmp_path / "part", create=True)
-    api._place_cube(part, run.cube[3:17])
+    place_cube(part, run.cube[3:17])
     assert not part.cube.is_symlink() and not (part.path / "cube_masked.npy").exists()
     assert np.load(part.cube).dtype == np.float16 and np.array_equal(np.load(part.cube), run.cube[3:17])
     listed = RunDir(tmp_path / "listed", create=True)
-    api._place_cube(listed, np.asarray(run.cube[:4]).astype(np.float64))
+    place_cube(listed, np.asarray(run.cube[:4]).astype(np.float64))
     assert np.load(listed.cube).dtype == np.float32
 
 
@@ -341,9 +342,41 @@ def test_settings_are_checked_before_the_images_are_copied(monkeypatch):
     def no_copy(*_):
         raise AssertionError("the images were copied before the settings were checked")
 
-    monkeypatch.setattr(api, "_place_cube", no_copy)
+    monkeypatch.setattr(api, "place_cube", no_copy)
     with pytest.raises(ValueError, match=r"n_components \(9\) exceeds the number of galaxies \(8\)"):
         ms.VaDE(preset="default", n_components=9).fit(np.random.default_rng(0).random((8, 3, 16, 16)))
+
+
+def test_wrong_types_in_a_notebook_are_one_clear_exception(run, fitted, tmp_path):
+    """A config that is not a dict, a model saved onto a folder, a run that is a file, a temperature
+    that is not a number, NaN features in a probe: each one exception saying what was wrong (they
+    were a dict-update TypeError, IsADirectoryError on a temporary name, FileExistsError, a
+    TypeError from inside the sampler, scikit-learn's two-line message)."""
+    with pytest.raises(TypeError, match="config must be a dict of settings"):
+        ms.VaDE(config="x").fit(run.cube)
+    with pytest.raises(TypeError, match="config must be a dict of settings"):
+        ms.ingest(tmp_path / "nowhere", run=tmp_path / "r", config=["a"])
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(NotADirectoryError, match="choose a folder for the run"):
+        ms.ingest(run.path, run=tmp_path / "afile")
+    with pytest.raises(IsADirectoryError, match="give the file to write"):
+        fitted.save(tmp_path)
+    with pytest.raises(ValueError, match="temperature must be a number"):
+        fitted.sample(2, temperature="a")
+    x = np.random.default_rng(0).random((40, 3))
+    x[5, 1] = np.nan
+    with pytest.raises(ValueError, match="1 labelled rows are not finite .* row 5"):
+        ms.linear_probe(x, np.array(["a", "b"] * 20))
+
+
+def test_random_state_none_or_a_generator_seeds_a_fit_as_in_scikit_learn():
+    from morphospace.api import _seed
+
+    assert _seed(7) == 7
+    assert _seed(np.random.RandomState(0)) == _seed(np.random.RandomState(0))
+    assert _seed(np.random.default_rng(1)) == _seed(np.random.default_rng(1))
+    assert len({_seed(None) for _ in range(5)}) > 1
+    assert ms.VaDE(random_state=None)._overrides()["train.seed"] >= 0
 
 
 def test_compare_is_a_table_of_agreement():

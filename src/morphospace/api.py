@@ -18,7 +18,9 @@ rows); a memory-mapped cube is read a chunk of rows at a time and never copied w
 
 from __future__ import annotations
 
+import errno
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,115 +30,18 @@ from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 
 from .errors import python_errors
 from .run import RunDir
-from .run.pages import PageReleaser
+from .vade.fit_cube import check_images, place_cube
 from .vade.io import MODEL_FILE, MODEL_NAME, load_vade, model_dir, model_file, save_model
+from .vade.keras_import import import_astrovader
 from .vade.numpy_model import VaDEModel, load_model
 
 log = logging.getLogger("morphospace")
-
-CHUNK_ROWS = 1024  # rows checked or copied at a time (50 MB of 3 x 64 x 64 float32): memory flat in N
 
 __all__ = ["VaDE", "VaDEModel", "compare", "load_model", "import_astrovader", "save_model", "load_vade", "model_dir",
            "MODEL_NAME", "MODEL_FILE"]
 
 
-def import_astrovader(run: RunDir, weights: str | Path) -> Path:
-    """Write the published AstroVaDEr (Keras ``saved_weights.h5``) as the run's VaDE.
-
-    The result lives where ``morphospace train`` puts a trained model, so ``embed``,
-    ``generate`` and :func:`load_model` work on it unchanged.
-    """
-    from .vade.keras_import import build_astrovader  # the published network: imported lazily
-    from .vade.networks import build_model
-
-    encoder, decoder, prior = build_astrovader(weights)
-    k, d = prior["means"].shape
-    hp = {
-        "preset": "astrovader", "channels": encoder.channels, "image_size": encoder.image_size, "latent_dim": d,
-        "n_components": k, "k_min": k, "k_max": k, "min_weight": 0.0, "recon_sigma": 2 ** -0.5,
-        "radial_inner": 0.0, "radial_width": 0.0, "canonicalise": False, "flip_invariant": False, "widths": [],
-        "mask_neighbours": False, "colour_weight": 1.0,
-        "imported_from": str(weights),
-    }
-    model = build_model(hp)
-    model.encoder.load_state_dict(encoder.state_dict())
-    model.decoder.load_state_dict(decoder.state_dict())
-    with torch.no_grad():
-        model.prior.logits.copy_(prior["logits"])
-        model.prior.means.copy_(prior["means"])
-        model.prior.raw_log_vars.copy_(prior["log_vars"])
-    path = model_file(run)
-    save_model(model, hp, path, extra={"imported_from": str(weights)})
-    return path
-
-
 # --- the VaDE as a scikit-learn estimator ----------------------------------------------------
-
-def _check_images(X) -> np.ndarray:
-    """``X`` as N x C x H x W float rows (a stack of H x W images gets one channel), checked
-    ``CHUNK_ROWS`` at a time and not copied: a memory-mapped cube stays on disk."""
-    if isinstance(X, np.ndarray) and X.dtype.kind != "f":  # 8-bit levels (0-255) are not a cube's scale:
-        # refused here as transform and predict refuse them, not trained on
-        raise ValueError(f"images must be floating point on the run's cube scale, got {X.dtype}")
-    x = X if isinstance(X, np.ndarray) else np.asarray(X, dtype=np.float32)
-    if x.ndim == 3:
-        x = x[:, None]
-    if x.ndim != 4 or x.shape[2] != x.shape[3] or len(x) < 2:
-        raise ValueError(f"expected at least 2 square images, N x C x H x W (or N x H x W), got shape {x.shape}")
-    return _finite(x)
-
-
-def _finite(x: np.ndarray) -> np.ndarray:
-    """``x``, checked finite ``CHUNK_ROWS`` at a time (a NaN image would give NaN codes, silently)."""
-    pages = PageReleaser(x)  # read once: a memory-mapped cube's pages need not stay resident
-    for s in range(0, len(x), CHUNK_ROWS):
-        rows = x[s:s + CHUNK_ROWS]
-        if not np.isfinite(rows).all():
-            raise ValueError("images must be finite (no NaN or inf)")
-        pages.read(rows.nbytes)
-    return x
-
-
-def _whole_npy(x) -> Path | None:
-    """The ``.npy`` file ``x`` maps whole (e.g. a run's ``cube``), or None."""
-    source = getattr(x, "filename", None)
-    if not (isinstance(x, np.memmap) and source and x.flags.c_contiguous):
-        return None
-    try:
-        whole = np.load(source, mmap_mode="r")
-    except (OSError, ValueError):
-        return None
-    same = (whole.shape, whole.dtype, whole.offset) == (x.shape, x.dtype, x.offset)
-    return Path(source).resolve() if same else None
-
-
-def _place_cube(run: RunDir, x: np.ndarray) -> None:
-    """The training cube of the estimator's temporary ``run``: a link to ``x``'s file when ``x``
-    maps a whole ``.npy`` (a run's ``cube``: no copy), with the neighbour-masked cube beside it
-    (used if fresh for that cube, else rebuilt in ``run``, the source untouched); else ``x``
-    written a chunk of rows at a time (float16 kept, other types as float32)."""
-    import os
-    import shutil
-
-    from .image.masking import MASKED_CUBE, MASKED_META, MASKED_TABLE
-    from .run import atomic_path, new_npy_map
-
-    source = _whole_npy(x)
-    if source is not None:
-        os.symlink(source, run.cube)
-        if all((source.parent / name).is_file() for name in (MASKED_CUBE, MASKED_META, MASKED_TABLE)):
-            for name in (MASKED_CUBE, MASKED_TABLE):
-                os.symlink(source.parent / name, run.path / name)  # a rebuild renames over the link
-            shutil.copyfile(source.parent / MASKED_META, run.path / MASKED_META)
-        return
-    dtype = x.dtype if x.dtype in (np.float16, np.float32) else np.float32
-    with atomic_path(run.cube) as tmp:
-        out = new_npy_map(tmp, dtype, x.shape)
-        for s in range(0, len(x), CHUNK_ROWS):
-            out[s:s + CHUNK_ROWS] = x[s:s + CHUNK_ROWS]
-        out.flush()
-        del out
-
 
 class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
     """The VaDE as a scikit-learn estimator: images in; latent codes, clusters and galaxies out.
@@ -163,8 +68,9 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         ``{"train.devices": 4}`` starts the devices from this process (``ddp_spawn``, so a
         script needs an ``if __name__ == "__main__":`` guard; ``ddp_notebook`` in a notebook);
         several nodes are ``morphospace train``'s.
-    random_state : int
-        Seed of everything random in training.
+    random_state : int, RandomState, Generator or None
+        Seed of everything random in training (None: a fresh one each fit, as in scikit-learn;
+        the model keeps the seed it used).
     verbose : bool
         Progress bars and log lines while fitting.
 
@@ -205,10 +111,14 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         self.verbose = verbose
 
     def _overrides(self) -> dict[str, Any]:
+        """The settings this estimator's parameters make (checked when the config is built)."""
         from .errors import InvalidArgument
 
+        if self.config is not None and not isinstance(self.config, Mapping):
+            raise TypeError(f"config must be a dict of settings, e.g. {{'train.epochs': 10}}, got "
+                            f"{type(self.config).__name__}")
         o: dict[str, Any] = {"model.preset": self.preset, "model.n_components": self.n_components,
-                             "model.latent_dim": self.latent_dim, "train.seed": self.random_state}
+                             "model.latent_dim": self.latent_dim, "train.seed": _seed(self.random_state)}
         for key, value in (("train.epochs", self.epochs), ("train.pretrain_epochs", self.pretrain_epochs),
                            ("train.batch_size", self.batch_size)):
             if value is not None:
@@ -238,7 +148,7 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         from .vade.hparams import check_against_cube
         from .vade.train import train_run
 
-        x = _check_images(X)
+        x = check_images(X)
         with python_errors():
             cfg = one_process_devices(apply_overrides(load_config(None), self._overrides()), "`VaDE.fit`")
             check_accelerator(cfg)
@@ -248,7 +158,7 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         set_quiet(not self.verbose)
         try:
             run = RunDir(tmp, create=True)
-            _place_cube(run, x)
+            place_cube(run, x)
             write_table(run.catalogue, pd.DataFrame({"id": [str(i) for i in range(len(x))],
                                                      "cube_index": np.arange(len(x))}))
             with python_errors():
@@ -324,12 +234,16 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         for name, value in (("n", n), ("component", component), ("random_state", random_state)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise ValueError(f"{name} must be an integer, got {value!r}")
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.integer, np.floating)):
+            raise ValueError(f"temperature must be a number, got {temperature!r}")
         return model.sample(int(component), int(n), temperature=temperature, seed=int(random_state))
 
     def save(self, path: str | Path) -> Path:
         """Write the fitted model (and these parameters) to ``path``; :meth:`load` reads it back."""
         model = self._model()
         path = Path(path)
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "a folder: give the file to write, e.g. vade.pt", str(path))
         # an estimator loaded from a run's model.pt has no training labels to keep
         trained = {"labels": self.labels_, "latent": self.latent_} if hasattr(self, "labels_") else {}
         save_model(model.vade, model.hparams, path, extra={"estimator": self.get_params(), **trained})
@@ -362,6 +276,18 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
 _NAMED_SETTINGS = {"model.preset": "preset", "model.n_components": "n_components", "model.latent_dim": "latent_dim",
                    "train.seed": "random_state", "train.epochs": "epochs", "train.pretrain_epochs": "pretrain_epochs",
                    "train.batch_size": "batch_size"}
+
+
+def _seed(random_state) -> int:
+    """``random_state`` as the run's seed, as scikit-learn reads it: an int as it is, None a fresh
+    seed each fit, a ``RandomState`` or ``Generator`` the next number it draws."""
+    if random_state is None:
+        return int(np.random.SeedSequence().generate_state(1)[0] >> 1)
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(0, 2**31 - 1))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(0, 2**31 - 1))
+    return random_state  # an int, or what the config refuses in one line
 
 
 def _params_of(hp: dict[str, Any]) -> dict[str, Any]:

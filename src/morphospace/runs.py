@@ -15,6 +15,7 @@ and of every embedding.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,10 @@ def ingest(data: str | Path | None = None, run: str | Path = "runs/notebook", co
     from .pipeline import check_data, ingest_run
     from .run import RunDir, release_locks
 
+    if config is not None and not isinstance(config, Mapping):
+        raise TypeError(f"config must be a dict of settings, e.g. {{'preprocess.size': 64}}, got {type(config).__name__}")
+    if Path(run).exists() and not Path(run).is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "a file, not a folder: choose a folder for the run", str(run))
     overrides = dict(config or {})
     overrides.update({k.replace("__", "."): v for k, v in settings.items()})
     if data is not None:

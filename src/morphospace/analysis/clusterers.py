@@ -18,15 +18,22 @@ from sklearn.mixture import GaussianMixture
 from sklearn.utils import check_random_state
 
 from ..errors import InvalidArgument
-from .inputs import fit_input, new_input
+from .inputs import fit_input, new_input, whole_number
 
 __all__ = ["internal_scores", "KMeansSelect", "GMMSelect"]
 
 log = logging.getLogger("morphospace")
 
 
-def _valid_ks(k_range: Iterable[int], n: int) -> list[int]:
-    ks = sorted({int(k) for k in k_range})
+def _valid_ks(k_range: Iterable[int] | int, n: int) -> list[int]:
+    """The cluster counts of ``k_range`` (one whole number, or several) that ``n`` samples allow."""
+    if isinstance(k_range, (int, np.integer)) and not isinstance(k_range, bool):
+        k_range = [k_range]
+    try:
+        given = list(k_range)
+    except TypeError:
+        raise InvalidArgument(f"k_range must be whole numbers (e.g. [3, 4, 5]), got {k_range!r}") from None
+    ks = sorted({whole_number(k, "every k of k_range", 1) for k in given})
     if not ks or ks[0] < 2:
         raise InvalidArgument(f"cluster counts must be >= 2, got {ks}")
     ok = [k for k in ks if k < n]

@@ -20,7 +20,7 @@ from scipy.sparse.csgraph import connected_components
 from sklearn.cluster import HDBSCAN
 from sklearn.neighbors import NearestNeighbors
 
-from .inputs import fit_input, new_input
+from .inputs import fit_input, new_input, positive_number, whole_number
 
 log = logging.getLogger("morphospace")
 
@@ -184,6 +184,10 @@ class DBSCANAuto(ClusterMixin, BaseEstimator):
         -------
         self
         """
+        if self.min_samples is not None:
+            whole_number(self.min_samples, "min_samples")
+        if self.eps is not None:
+            positive_number(self.eps, "eps")
         X = fit_input(self, X)
         if X.shape[1] > DENSITY_MAX_DIMS:
             log.warning("DBSCAN on %d dimensions: density clustering is unreliable above %d "
@@ -280,6 +284,10 @@ class HDBSCANClusterer(ClusterMixin, BaseEstimator):
         -------
         self
         """
+        if self.min_cluster_size is not None:
+            whole_number(self.min_cluster_size, "min_cluster_size", 2)
+        if self.min_samples is not None:
+            whole_number(self.min_samples, "min_samples")
         X = fit_input(self, X)
         if X.shape[1] > DENSITY_MAX_DIMS:
             log.warning("HDBSCAN on %d dimensions: slow and unreliable above %d; "

@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..errors import InvalidArgument
 
-__all__ = ["fit_input", "new_input"]
+__all__ = ["fit_input", "new_input", "whole_number", "positive_number"]
 
 
 def _one_line(exc: Exception) -> InvalidArgument:
@@ -39,3 +39,21 @@ def new_input(estimator: Any, X: Any) -> np.ndarray:
         return validate_data(estimator, X, reset=False, dtype=np.float64)
     except ValueError as exc:
         raise _one_line(exc) from None
+
+
+def whole_number(value: Any, name: str, minimum: int = 1) -> int:
+    """``value`` as an int, or a one-line :class:`InvalidArgument` naming the parameter: not a
+    whole number (2.5, "3", True), or below ``minimum``. An estimator checks its parameters in
+    ``fit``, as scikit-learn's do, rather than quietly using another value."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InvalidArgument(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def positive_number(value: Any, name: str) -> float:
+    """``value`` as a finite float > 0, or a one-line :class:`InvalidArgument` naming the parameter."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(value) or value <= 0:
+        raise InvalidArgument(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+

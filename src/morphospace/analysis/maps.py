@@ -14,7 +14,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA
 
-from .inputs import fit_input, new_input
+from .inputs import fit_input, new_input, positive_number, whole_number
 from .neighbour_index import SimilarityIndex, searches_exactly
 
 __all__ = ["TSNEReducer", "UMAPReducer", "UMAP_EXACT_BELOW"]
@@ -97,6 +97,7 @@ class TSNEReducer(_MapAfterPCA, TransformerMixin, BaseEstimator):
         """
         import openTSNE
 
+        positive_number(self.perplexity, "perplexity")
         X = fit_input(self, X, min_samples=4)  # t-SNE's perplexity needs a few neighbours
         self.pca_ = _pre_pca(X, self.pca_dims, self.random_state)
         Xp = self._pre(X)
@@ -146,7 +147,8 @@ class TSNEReducer(_MapAfterPCA, TransformerMixin, BaseEstimator):
         -------
         ndarray of shape (n_samples, n_components)
         """
-        return np.asarray(self.embedding_.transform(self._pre(new_input(self, X))))
+        X = new_input(self, X)  # NotFittedError before the fitted map is looked up
+        return np.asarray(self.embedding_.transform(self._pre(X)))
 
 
 UMAP_EXACT_BELOW = 4096  # umap-learn's own line: below it, every pairwise distance, no approximate search
@@ -233,6 +235,7 @@ class UMAPReducer(_MapAfterPCA, TransformerMixin, BaseEstimator):
         -------
         self
         """
+        whole_number(self.n_neighbors, "n_neighbors", 2)
         X = fit_input(self, X, min_samples=4)  # UMAP's neighbour graph needs a few neighbours
         with warnings.catch_warnings():
             # umap-learn imports numba/pynndescent, which warn about things we do not control
@@ -264,6 +267,8 @@ class UMAPReducer(_MapAfterPCA, TransformerMixin, BaseEstimator):
                 verbose=False,
             )
             self.embedding_ = self.umap_.fit_transform(Xp if self.train_rows_ is None else _distances(Xp, Xp))
+            if self.train_rows_ is not None:  # umap-learn keeps the N x N distances; its transform reads their count
+                self.umap_._raw_data = np.empty((len(Xp), 0), np.float32)
         return self
 
     def fit_transform(self, X, y=None, **kw):

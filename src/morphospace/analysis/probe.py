@@ -167,6 +167,10 @@ def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int
                          f"{x.shape} and {np.shape(y)}")
     keep, y = _labelled(y)
     x = x[keep]
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        raise ValueError(f"the features of {int(bad.sum())} labelled rows are not finite (NaN or inf), e.g. row "
+                         f"{int(np.flatnonzero(keep)[np.argmax(bad)])}")
     classes, counts = np.unique(y, return_counts=True)
     if (counts < 2).any():  # a class of one galaxy can be neither split nor scored: leave it out
         log.info("linear probe: %d classes of one galaxy left out (%s)", int((counts < 2).sum()),

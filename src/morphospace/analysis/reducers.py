@@ -14,7 +14,7 @@ from sklearn.decomposition import PCA
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
 from ..errors import InvalidArgument
-from .inputs import fit_input, new_input
+from .inputs import fit_input, new_input, whole_number
 from .labels import missing_mask
 from .maps import TSNEReducer, UMAPReducer
 
@@ -26,8 +26,9 @@ class PCAReducer(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    n_components : int
-        Output dimensions (clipped to the data's rank limit).
+    n_components : int or float
+        Output dimensions (clipped to the data's rank limit), or a fraction in (0, 1): as many
+        axes as it takes to explain that fraction of the variance.
     random_state : int or None
         Seed of the randomised SVD solver (used on large inputs).
 
@@ -36,6 +37,7 @@ class PCAReducer(TransformerMixin, BaseEstimator):
     pca_ : sklearn.decomposition.PCA
     explained_variance_ratio_ : ndarray of shape (n_components_,)
     n_components_ : int
+        The axes kept.
     """
 
     def __init__(self, n_components: int = 2, random_state: Any = 0):
@@ -54,10 +56,17 @@ class PCAReducer(TransformerMixin, BaseEstimator):
         -------
         self
         """
+        fraction = isinstance(self.n_components, (float, np.floating)) and 0 < self.n_components < 1
+        if not fraction:
+            try:
+                whole_number(self.n_components, "n_components")
+            except InvalidArgument:
+                raise InvalidArgument("n_components must be a whole number >= 1, or a fraction of the variance in "
+                                      f"(0, 1), got {self.n_components!r}") from None
         X = fit_input(self, X)
-        n_comp = min(self.n_components, *X.shape)
+        n_comp = float(self.n_components) if fraction else min(self.n_components, *X.shape)
         self.pca_ = PCA(n_components=n_comp, random_state=self.random_state).fit(X)
-        self.n_components_ = n_comp
+        self.n_components_ = int(self.pca_.n_components_)  # the axes kept (a fraction: as many as it takes)
         self.explained_variance_ratio_ = self.pca_.explained_variance_ratio_
         return self
 
@@ -72,7 +81,8 @@ class PCAReducer(TransformerMixin, BaseEstimator):
         -------
         ndarray of shape (n_samples, n_components_)
         """
-        return self.pca_.transform(new_input(self, X))
+        X = new_input(self, X)  # NotFittedError before the fitted PCA is looked up
+        return self.pca_.transform(X)
 
 
 class LDAReducer(TransformerMixin, BaseEstimator):

@@ -25,9 +25,10 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from ..run import RunDir
 from .astrovader_net import AstroVaDErDecoder, AstroVaDErEncoder
 
-__all__ = ["ENCODER_LAYERS", "DECODER_LAYERS", "GMM_LAYER", "load_astrovader_h5", "build_astrovader"]
+__all__ = ["ENCODER_LAYERS", "DECODER_LAYERS", "GMM_LAYER", "load_astrovader_h5", "build_astrovader", "import_astrovader"]
 
 # Keras layer name -> torch module name
 ENCODER_LAYERS = {
@@ -189,3 +190,33 @@ def build_astrovader(
         msg = " ".join(str(exc).split())
         raise UserError(f"{path}: weights do not fit the AstroVaDEr network: {msg}") from None
     return encoder.eval(), decoder.eval(), dict(w["prior"])
+
+
+def import_astrovader(run: RunDir, weights: str | Path) -> Path:
+    """Write the published AstroVaDEr (Keras ``saved_weights.h5``) as the run's VaDE.
+
+    The result lives where ``morphospace train`` puts a trained model, so ``embed``,
+    ``generate`` and :func:`load_model` work on it unchanged.
+    """
+    from .io import model_file, save_model
+    from .networks import build_model
+
+    encoder, decoder, prior = build_astrovader(weights)
+    k, d = prior["means"].shape
+    hp = {
+        "preset": "astrovader", "channels": encoder.channels, "image_size": encoder.image_size, "latent_dim": d,
+        "n_components": k, "k_min": k, "k_max": k, "min_weight": 0.0, "recon_sigma": 2 ** -0.5,
+        "radial_inner": 0.0, "radial_width": 0.0, "canonicalise": False, "flip_invariant": False, "widths": [],
+        "mask_neighbours": False, "colour_weight": 1.0,
+        "imported_from": str(weights),
+    }
+    model = build_model(hp)
+    model.encoder.load_state_dict(encoder.state_dict())
+    model.decoder.load_state_dict(decoder.state_dict())
+    with torch.no_grad():
+        model.prior.logits.copy_(prior["logits"])
+        model.prior.means.copy_(prior["means"])
+        model.prior.raw_log_vars.copy_(prior["log_vars"])
+    path = model_file(run)
+    save_model(model, hp, path, extra={"imported_from": str(weights)})
+    return path

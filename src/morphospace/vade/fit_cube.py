@@ -1,0 +1,82 @@
+"""The cube an estimator fit trains on: the images a notebook passes, checked a chunk of rows at a
+time, and placed in the fit's temporary run without a copy where they map a whole ``.npy``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..run import RunDir
+from ..run.pages import PageReleaser
+
+__all__ = ["check_images", "place_cube", "CHUNK_ROWS"]
+
+CHUNK_ROWS = 1024  # rows checked or copied at a time (50 MB of 3 x 64 x 64 float32): memory flat in N
+
+
+def check_images(X) -> np.ndarray:
+    """``X`` as N x C x H x W float rows (a stack of H x W images gets one channel), checked
+    ``CHUNK_ROWS`` at a time and not copied: a memory-mapped cube stays on disk."""
+    if isinstance(X, np.ndarray) and X.dtype.kind != "f":  # 8-bit levels (0-255) are not a cube's scale:
+        # refused here as transform and predict refuse them, not trained on
+        raise ValueError(f"images must be floating point on the run's cube scale, got {X.dtype}")
+    x = X if isinstance(X, np.ndarray) else np.asarray(X, dtype=np.float32)
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4 or x.shape[2] != x.shape[3] or len(x) < 2:
+        raise ValueError(f"expected at least 2 square images, N x C x H x W (or N x H x W), got shape {x.shape}")
+    return _finite(x)
+
+
+def _finite(x: np.ndarray) -> np.ndarray:
+    """``x``, checked finite ``CHUNK_ROWS`` at a time (a NaN image would give NaN codes, silently)."""
+    pages = PageReleaser(x)  # read once: a memory-mapped cube's pages need not stay resident
+    for s in range(0, len(x), CHUNK_ROWS):
+        rows = x[s:s + CHUNK_ROWS]
+        if not np.isfinite(rows).all():
+            raise ValueError("images must be finite (no NaN or inf)")
+        pages.read(rows.nbytes)
+    return x
+
+
+def _whole_npy(x) -> Path | None:
+    """The ``.npy`` file ``x`` maps whole (e.g. a run's ``cube``), or None."""
+    source = getattr(x, "filename", None)
+    if not (isinstance(x, np.memmap) and source and x.flags.c_contiguous):
+        return None
+    try:
+        whole = np.load(source, mmap_mode="r")
+    except (OSError, ValueError):
+        return None
+    same = (whole.shape, whole.dtype, whole.offset) == (x.shape, x.dtype, x.offset)
+    return Path(source).resolve() if same else None
+
+
+def place_cube(run: RunDir, x: np.ndarray) -> None:
+    """The training cube of the estimator's temporary ``run``: a link to ``x``'s file when ``x``
+    maps a whole ``.npy`` (a run's ``cube``: no copy), with the neighbour-masked cube beside it
+    (used if fresh for that cube, else rebuilt in ``run``, the source untouched); else ``x``
+    written a chunk of rows at a time (float16 kept, other types as float32)."""
+    import os
+    import shutil
+
+    from ..image.masking import MASKED_CUBE, MASKED_META, MASKED_TABLE
+    from ..run import atomic_path, new_npy_map
+
+    source = _whole_npy(x)
+    if source is not None:
+        os.symlink(source, run.cube)
+        if all((source.parent / name).is_file() for name in (MASKED_CUBE, MASKED_META, MASKED_TABLE)):
+            for name in (MASKED_CUBE, MASKED_TABLE):
+                os.symlink(source.parent / name, run.path / name)  # a rebuild renames over the link
+            shutil.copyfile(source.parent / MASKED_META, run.path / MASKED_META)
+        return
+    dtype = x.dtype if x.dtype in (np.float16, np.float32) else np.float32
+    with atomic_path(run.cube) as tmp:
+        out = new_npy_map(tmp, dtype, x.shape)
+        for s in range(0, len(x), CHUNK_ROWS):
+            out[s:s + CHUNK_ROWS] = x[s:s + CHUNK_ROWS]
+        out.flush()
+        del out
