@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..progress import quiet_lightning, trainer_bars
 from ..run.pages import PageReleaser
-from ..run.rundir import write_json
+from ..run import write_json
 from .batches import INFERENCE_BATCH, forward_in_batches, loader_options, read_rows
 from .spawn import spawned_workers
 

@@ -1,13 +1,13 @@
 """The run directory: one folder per run, the contract between stages (:mod:`.rundir`).
 
-Every stage reads and writes a run through :class:`RunDir` and the atomic writers here;
+Every stage reads and writes a run through :class:`RunDir` and the atomic writers (:mod:`.writes`);
 :func:`in_cube_order` is the one alignment of the catalogue with the cube's rows; one process
 (or one distributed job) writes a run at a time (:mod:`.lock`).
 """
 
 from .lock import LOCK_FILE, built_by_one, launched_as_later_rank, release_locks
-from .rundir import (MISSING_MARKERS, RUN_FILES, RunDir, atomic_path, file_stamp, in_cube_order, new_npy_map, safe_name,
-                     write_json, write_npy, write_table, write_text)
+from .rundir import MISSING_MARKERS, RUN_FILES, RunDir, in_cube_order, safe_name
+from .writes import atomic_path, file_stamp, new_npy_map, write_json, write_npy, write_table, write_text
 
 __all__ = ["RunDir", "MISSING_MARKERS", "RUN_FILES", "LOCK_FILE", "atomic_path", "built_by_one", "file_stamp", "in_cube_order", "launched_as_later_rank",
            "new_npy_map", "release_locks", "safe_name", "write_json", "write_npy", "write_table", "write_text"]

@@ -1,0 +1,138 @@
+"""Atomic writes: every file of a run is written to a temporary name beside it and renamed into
+place, so a killed stage never leaves a file that looks complete; and the stamp that tells a
+result derived from a file which version of the file it was.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["atomic_path", "file_stamp", "new_npy_map", "write_json", "write_npy", "write_table", "write_text"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+
+    On an exception the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600: give the file the user's usual mode
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (:func:`atomic_path`).
+
+    Parameters
+    ----------
+    path : str or Path
+    text : str
+    """
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` to ``path`` as indented JSON, atomically.
+
+    Parameters
+    ----------
+    path : str or Path
+    obj : JSON-serialisable
+        NumPy scalars and arrays become numbers and lists; paths become strings.
+    """
+    write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def new_npy_map(path: str | Path, dtype, shape: tuple) -> np.memmap:
+    """A new ``.npy`` at ``path`` mapped for writing (``open_memmap``, mode ``w+``), its bytes reserved
+    on disk first: a sparse file written through its map on a full disk kills the process with SIGBUS
+    (no message, the partial file left filling the disk); reserved, a full disk is an ``OSError``
+    naming the file, before any work. Where the file system cannot reserve, the file stays sparse.
+
+    Parameters
+    ----------
+    path : str or Path
+    dtype : numpy dtype
+    shape : tuple of int
+
+    Returns
+    -------
+    numpy.memmap
+    """
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    try:
+        with open(path, "r+b") as fh:
+            os.posix_fallocate(fh.fileno(), 0, os.fstat(fh.fileno()).st_size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            out._mmap.close()  # nothing was written through it
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+    return out
+
+
+def file_stamp(path: str | Path) -> dict:
+    """What identifies a file's version for the results derived from it: its size and modification
+    time (ns). A result that stores it is stale once the file's stamp differs."""
+    st = Path(path).stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def write_npy(path: str | Path, array: np.ndarray) -> None:
+    """Write ``array`` to ``path`` as a C-contiguous ``.npy``, atomically.
+
+    Parameters
+    ----------
+    path : str or Path
+    array : ndarray
+    """
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.ascontiguousarray(array))
+
+
+def write_table(path: str | Path, table: pd.DataFrame) -> None:
+    """Write a DataFrame by extension (.parquet or .csv), atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        if path.suffix == ".parquet":
+            table.to_parquet(tmp, index=False)
+        elif path.suffix == ".csv":
+            table.to_csv(tmp, index=False)
+        else:
+            raise ValueError(f"unknown table extension: {path.suffix}")
