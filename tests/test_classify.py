@@ -364,10 +364,11 @@ def test_several_labels_files_are_read_as_one(tiny_run, tmp_path, capsys):
     filled.to_csv(path, index=False)
     conflict = _csv(tmp_path / "other.csv", f"id,kind\n{ids[0]},{'round' if y[0] != 'round' else 'disk'}\n")
     capsys.readouterr()
-    assert main(["classify", str(run.path), "--labels", str(mine), str(path), "--column", "kind", "--quiet"]) == 0
+    assert main(["classify", "--labels", str(mine), str(run.path), "--labels", str(path), "--column", "kind",
+                 "--quiet"]) == 0
     meta = json.loads((run.path / "classes" / "kind.json").read_text())
-    assert meta["n_labelled"] == 10 and len(meta["labels_files"]) == 2
     kept = run.path / "classes" / "kind_suggest_filled1.csv"  # filled in: set aside, not removed as stale
+    assert meta["n_labelled"] == 10 and meta["labels_files"] == [str(mine.resolve()), str(kept.resolve())]
     assert not path.exists() and pd.read_csv(kept, keep_default_na=False).equals(filled)
     path = kept
     assert main(["classify", str(run.path), "--labels", str(mine), "--labels", str(path), "--labels", str(conflict),

@@ -718,3 +718,19 @@ def test_training_bars_go_to_stderr_not_stdout(capsys):
     finally:
         set_quiet(False)
     assert quiet.out == "" and "Epoch" not in quiet.err
+
+
+def test_the_stderr_bar_goes_to_spawned_processes():
+    """A spawning strategy (ddp_spawn: several devices from one process) pickles the trainer's
+    callbacks; the bar's class, built on first use, is found by name in a fresh process."""
+    import pickle
+
+    from morphospace.progress import set_quiet, with_bars
+
+    set_quiet(False)
+    (bar,) = with_bars({"callbacks": []})["callbacks"]
+    code = "import pickle, sys; bar = pickle.loads(sys.stdin.buffer.read()); print(type(bar).__module__, type(bar).__name__)"
+    r = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(bar), capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr.decode()[-400:]
+    assert r.stdout.decode().split() == ["morphospace.progress", "StderrProgressBar"]
+    assert with_bars({"enable_progress_bar": False}) == {"enable_progress_bar": False}

@@ -246,3 +246,47 @@ def test_an_ingest_of_other_galaxies_sets_the_earlier_results_aside(tmp_path):
     (moved,) = (run.path / "superseded").iterdir()
     assert (moved / "models" / "vade" / "model.pt").read_bytes() == b"trained on x0..x2"
     assert np.load(moved / "embeddings" / "form.npy").shape == (3, 4) and (run.path / "my_galaxies").is_dir()
+
+
+def test_results_set_aside_keep_their_links_and_a_failed_move_publishes_no_cube(tmp_path, monkeypatch):
+    """A models/ folder linked to a larger disk still points there once set aside (a relative
+    link moved two folders deeper broke); a move that fails stops the ingest before the new cube
+    is published, so the earlier results are never served beside it, and the next ingest moves them."""
+    import os
+    from pathlib import Path
+
+    import morphospace as ms
+    from morphospace.run import write_npy
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    for i in range(3):
+        save_image(first / f"x{i}.png", galaxy_rgb(48, seed=i))
+        save_image(second / f"y{i}.png", galaxy_rgb(48, seed=10 + i))
+    _, _, _, run = ingest_to(first, tmp_path / "run")
+    big = tmp_path / "big" / "models"
+    big.mkdir(parents=True)
+    (big / "model.pt").write_bytes(b"trained on x0..x2")
+    os.symlink("../big/models", run.path / "models")  # relative, as `ln -s` makes it
+    (run.path / "embeddings").mkdir()
+    os.symlink("../../big/models/model.pt", run.path / "embeddings" / "link.pt")  # a relative link inside
+    write_npy(run.embedding_path("form"), np.ones((3, 4), np.float32))
+    real_rename = Path.rename
+
+    def refuse(self, target):
+        if self.name == "embeddings":
+            raise OSError(18, "Invalid cross-device link")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", refuse)
+    with pytest.raises(Exception, match="Invalid cross-device link"):
+        ingest_to(second, tmp_path / "run")
+    assert not (run.path / "cube.npy").exists() and not (run.path / "catalogue.parquet").exists()
+    monkeypatch.setattr(Path, "rename", real_rename)
+    ingest_to(second, tmp_path / "run")
+    assert len(ms.Run(run.path).embeddings) == 0 and list(ms.Run(run.path).catalogue["id"]) == ["y0", "y1", "y2"]
+    moved = sorted((run.path / "superseded").iterdir())
+    assert len(moved) == 2  # the models by the failed ingest, the embeddings by the next
+    models = next(m / "models" for m in moved if (m / "models").is_symlink())
+    assert (models / "model.pt").read_bytes() == b"trained on x0..x2"
+    link = next(m / "embeddings" / "link.pt" for m in moved if (m / "embeddings").is_dir())
+    assert link.read_bytes() == b"trained on x0..x2"

@@ -75,16 +75,19 @@ class Timer:
             log.info("     %s done in %.2f s", self.message, self.elapsed)
 
 
-def trainer_bars() -> dict:
-    """Trainer keyword arguments for its progress bars: on stderr, or none under ``--quiet``.
+def with_bars(trainer_kwargs: dict) -> dict:
+    """``pl.Trainer`` keyword arguments with its progress bar on stderr, or none under ``--quiet``
+    or where they say ``enable_progress_bar=False``.
 
-    Lightning's own bars write to stdout, where a command's data goes (``morphospace similar ...
-    > hits.csv``); these are the same bars, opened with stderr as their stream. Give the result
-    to ``pl.Trainer(**kw)`` and add further callbacks to its ``callbacks`` list.
+    Lightning's own bar writes to stdout, where a command's data goes (``morphospace similar ...
+    > hits.csv``); this is the same bar, opened with stderr as its stream. Apply it to the final
+    keyword arguments, the caller's ``trainer_kwargs`` included.
     """
-    if is_quiet():
-        return {"enable_progress_bar": False, "callbacks": []}
-    return {"enable_progress_bar": True, "callbacks": [_stderr_bar_class()()]}
+    show = bool(trainer_kwargs.get("enable_progress_bar", True)) and not is_quiet()
+    out = dict(trainer_kwargs, enable_progress_bar=show)
+    if show:
+        out["callbacks"] = [*(trainer_kwargs.get("callbacks") or []), _stderr_bar_class()()]
+    return out
 
 
 _STDERR_BAR = None
@@ -110,7 +113,16 @@ def _stderr_bar_class():
 
         names = ("init_sanity_tqdm", "init_train_tqdm", "init_validation_tqdm", "init_predict_tqdm", "init_test_tqdm")
         _STDERR_BAR = type("StderrProgressBar", (TQDMProgressBar,), {n: on_stderr(n) for n in names})
+        _STDERR_BAR.__module__ = __name__  # pickled by name (a spawned process's trainer): see __getattr__
     return _STDERR_BAR
+
+
+def __getattr__(name: str):
+    """``morphospace.progress.StderrProgressBar``, built on first use: a spawning strategy
+    (``ddp_spawn``) pickles the trainer's callbacks by their class's name."""
+    if name == "StderrProgressBar":
+        return _stderr_bar_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class quiet_lightning:

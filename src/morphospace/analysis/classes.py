@@ -167,6 +167,12 @@ def classify_run(run: RunDir, labels_path, column: str, embedding: str, id_colum
     for note in notes:
         log.warning("classify: %s", note)
     folder = run.sub(FOLDER)
+    suggest_path = folder / f"{name}_suggest.csv"
+    kept = _keep_filled_in(suggest_path, column)  # the file is replaced or removed below, either way
+    given = [] if labels_path is None else [Path(labels_path)] if isinstance(labels_path, (str, Path)) \
+        else [Path(p) for p in labels_path]
+    labels_files = [str((kept if kept is not None and p.resolve() == suggest_path.resolve() else p).resolve())
+                    for p in given]  # where each file is now
     files, metrics = [], None
     if clf.model_ is not None:
         cols = column_names(clf.classes_)
@@ -180,8 +186,7 @@ def classify_run(run: RunDir, labels_path, column: str, embedding: str, id_colum
         metrics = {
             "name": name, "column": column, "id_column": id_column, "embedding": embedding,
             "embedding_stamp": file_stamp(run.embedding_path(embedding)),
-            "labels_files": [str(Path(p).resolve()) for p in
-                             ([labels_path] if isinstance(labels_path, (str, Path)) else labels_path)],
+            "labels_file": labels_files[0], "labels_files": labels_files,
             "n_galaxies": len(cube_ids), "n_labelled": n_labelled,
             "classes": [{"name": str(c), "column": col, "n_labels": int(counts[c])} for c, col in zip(clf.classes_, cols)],
             "cv": {"balanced_accuracy": clf.cv_balanced_accuracy_, "n_splits": clf.cv_n_splits_,
@@ -199,12 +204,10 @@ def classify_run(run: RunDir, labels_path, column: str, embedding: str, id_colum
         suggestions = _suggestion_table(clf, X, rows, cube_ids)
         if column not in suggestions.columns:  # left blank to fill in: the file goes back as --labels
             suggestions.insert(2, column, "")
-        _keep_filled_in(folder / f"{name}_suggest.csv", column)
-        write_table(folder / f"{name}_suggest.csv", suggestions)
-        files.append(folder / f"{name}_suggest.csv")
+        write_table(suggest_path, suggestions)
+        files.append(suggest_path)
     else:  # an earlier model's suggestions (galaxies labelled since, perhaps) would read as this one's
-        _keep_filled_in(folder / f"{name}_suggest.csv", column)
-        (folder / f"{name}_suggest.csv").unlink(missing_ok=True)
+        suggest_path.unlink(missing_ok=True)
     if len(rows) < n_suggest:
         log.warning("classify: only %d unlabelled galaxies left to suggest (asked for %d)", len(rows), n_suggest)
     log.info("classify '%s' on '%s': %d labelled galaxies%s", column, embedding, n_labelled,

@@ -1,4 +1,4 @@
-"""``morphospace classify RUN --labels FILE.csv [FILE.csv ...] --column NAME``: every galaxy classified from a few labels."""
+"""``morphospace classify RUN --labels FILE.csv [--labels FILE.csv ...] --column NAME``: every galaxy classified from a few labels."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ def add_parser(sub) -> None:
     p = stage(sub, NAME, "classify every galaxy from a few labels (logistic regression on an embedding), "
                          "and suggest which galaxies to label next",
               "morphospace classify runs/gz1 --labels my_labels.csv --column morph --suggest 20")
-    p.add_argument("--labels", metavar="FILE.csv", nargs="+", action="extend", default=None,
-                   help="CSV with an id column and a label column; several files are read as one (e.g. your "
-                        "labels and a suggestions file filled in); leave out, with --suggest, to get first "
-                        "galaxies to label")
+    p.add_argument("--labels", metavar="FILE.csv", action="append", default=None,
+                   help="CSV with an id column and a label column; give --labels again for more files, read as "
+                        "one (e.g. your labels and a suggestions file filled in); leave out, with --suggest, to "
+                        "get first galaxies to label")
     p.add_argument("--column", required=True, help="the label column of the CSV; also names the classification")
     p.add_argument("--id-column", default="id", help="the id column of the CSV, matched to the catalogue's id (default id)")
     p.add_argument("--embedding", default=None, help="which embedding (default: the run's primary one)")

@@ -27,7 +27,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..progress import quiet_lightning, trainer_bars
+from ..progress import quiet_lightning, with_bars
 from ..run.pages import PageReleaser
 from ..run import write_json
 from .batches import INFERENCE_BATCH, forward_in_batches, loader_options, read_rows
@@ -237,14 +237,13 @@ def predict_rows(net: nn.Module, x, batch_size: int = INFERENCE_BATCH, *, extra=
         raise ValueError("predict_rows through Lightning needs a work_dir that every process sees")
     folder = Path(work_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    bars = trainer_bars() if desc else {"enable_progress_bar": False, "callbacks": []}
-    kw = dict(logger=False, enable_progress_bar=bars["enable_progress_bar"], enable_model_summary=False,
+    kw = dict(logger=False, enable_progress_bar=bool(desc), enable_model_summary=False,
               enable_checkpointing=False, default_root_dir=str(folder), use_distributed_sampler=True)
     kw.update(trainer_kwargs or {})
     loader = DataLoader(_IndexedRows(x, extra, length=world), batch_size=batch_size, shuffle=False,
                         **loader_options(loader_workers, persistent=False))
     with quiet_lightning():
-        trainer = pl.Trainer(callbacks=[_ShareWriter(folder)] + bars["callbacks"], **kw)
+        trainer = pl.Trainer(**with_bars(dict(kw, callbacks=[_ShareWriter(folder)])))
         with spawned_workers(trainer):
             trainer.predict(_Predictor(net.eval()), dataloaders=loader, return_predictions=False)
     trainer.strategy.barrier("predict_rows")  # every share is on disk before anyone reads them

@@ -39,7 +39,7 @@ from ..nets.batches import forward_in_batches, read_rows
 from ..nets.predict import accelerated, barrier, world_size
 from ..nets.shards import ShardedData
 from ..nets.spawn import spawned_workers
-from ..progress import quiet_lightning, trainer_bars
+from ..progress import quiet_lightning, with_bars
 from ..run import new_npy_map
 from ..run.pages import PageReleaser
 from .augment import NuisanceAugment
@@ -326,14 +326,12 @@ def _fit_head(module: SSLModule, data: ViewBankDataModule, ckpt_dir: Path, epoch
     ckpt = ModelCheckpoint(dirpath=str(ckpt_dir), filename="ssl", save_last=True, every_n_epochs=1,
                            save_on_train_epoch_end=True, enable_version_counter=False)
     last = ckpt_dir / "last.ckpt"
-    bars = trainer_bars()
-    kw = dict(max_epochs=epochs, logger=False, callbacks=[ckpt] + bars["callbacks"],
-              enable_progress_bar=bars["enable_progress_bar"], enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False,
+    kw = dict(max_epochs=epochs, logger=False, callbacks=[ckpt], enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False,
               default_root_dir=str(ckpt_dir), deterministic=True)
     kw.update(trainer_kwargs or {})
     kw.update(sync_batchnorm=global_batch_norm(trainer_kwargs))
     with quiet_lightning():
-        trainer = pl.Trainer(**kw)
+        trainer = pl.Trainer(**with_bars(kw))
         with spawned_workers(trainer, ckpt_dir / "spawn"):
             trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None)
     # the trainer's, not the module's: after a spawned fit the module here is no longer attached to it

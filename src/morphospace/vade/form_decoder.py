@@ -20,7 +20,7 @@ from ..image.geometry import canonical_frame, radial_weight
 from ..nets.batches import read_rows
 from ..nets.shards import ShardedData
 from ..nets.spawn import spawned_workers
-from ..progress import quiet_lightning, trainer_bars
+from ..progress import quiet_lightning, with_bars
 from ..run.pages import PageReleaser
 from .form_model import flip_min_sq_error
 from .networks import DefaultDecoder
@@ -93,12 +93,12 @@ def fit_image_decoder(mu: np.ndarray, log_var: np.ndarray, cube, *, widths=(32, 
     data = CodesAndImages(mu, log_var, cube)
     module = ImageDecoderModule(cube.shape[1], cube.shape[2], mu.shape[1], widths, lr=lr, epochs=epochs, seed=seed,
                                 radial_inner=radial_inner, radial_width=radial_width)
-    kw = dict(max_epochs=epochs, logger=False, enable_checkpointing=False, **trainer_bars(),
+    kw = dict(max_epochs=epochs, logger=False, enable_checkpointing=False,
               enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False,
               default_root_dir=str(out_dir) if out_dir else None, deterministic=True)
     kw.update(trainer_kwargs or {})
     with quiet_lightning():
-        trainer = pl.Trainer(**kw)
+        trainer = pl.Trainer(**with_bars(kw))
         with spawned_workers(trainer, Path(out_dir) / "spawn" if out_dir else None):
             trainer.fit(module, datamodule=ShardedData(data, batch_size, seed, workers=loader_workers))
     return module.decoder.eval()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 from ...config import Config
 from ...errors import UserError
 from ...progress import progress
-from ...run import RunDir, atomic_path
+from ...run import RunDir, atomic_path, in_cube_order
 from ...run.rundir import DERIVED, SUPERSEDED
 from .catalogue import N_EXAMPLES, build_catalogue, flag_counts_line, log_summary, raise_if_flagged, summarise
 from .cube import CubeWriter, partial_path
@@ -32,14 +33,11 @@ log = logging.getLogger("morphospace")
 LEVEL_SAMPLE = 64  # frames whose highest levels set the scale frames beyond 8 bits are judged on
 
 
-# Folders of results about the earlier ingest's galaxies, by id, that no stage rewrites unasked: the
-# few-label classes and suggestions of `classify`, the galleries of `similar` (the stages rebuild
-# the rest, and check what they read against the cube).
 def _clean(run: RunDir) -> list[str] | None:
     """Remove the outputs of an earlier ingest, and partial files of a killed one; return the ids
     of the earlier cube where the run holds results derived from it (None otherwise, or unreadable)."""
     earlier = None
-    if any((run.path / name).exists() for name in DERIVED):
+    if any(os.path.lexists(run.path / name) for name in DERIVED):
         try:
             earlier = run.cube_ids().astype(str).tolist()
         except Exception:  # noqa: BLE001 - a damaged earlier run: its results are set aside below
@@ -52,13 +50,16 @@ def _clean(run: RunDir) -> list[str] | None:
     return earlier
 
 
-def _set_aside_results_of_other_galaxies(run: RunDir, earlier: list[str] | None) -> Path | None:
-    """After a new ingest: what the stages derived from the earlier cube (models, embeddings, maps,
-    clusterings, classes, the report...) is moved to ``superseded/<UTC time>/``, unless the cube
-    holds the same galaxies (a re-run of the same survey keeps them, and its stages remake them).
-    Moved, not deleted: a trained model or labels filled in are not lost. Returns the folder."""
-    present = [run.path / name for name in DERIVED if (run.path / name).exists()]
-    if not present or (earlier is not None and run.cube_ids().astype(str).tolist() == earlier):
+def _set_aside_results_of_other_galaxies(run: RunDir, earlier: list[str] | None, ids: list[str]) -> Path | None:
+    """Before a new cube of galaxies ``ids`` is published: what the stages derived from the earlier
+    cube (models, embeddings, maps, clusterings, classes, the report...) is moved to
+    ``superseded/<UTC time>/``, unless the earlier cube held the same galaxies (a re-run of the same
+    survey keeps them, and its stages remake them). Moved, not deleted: a trained model or labels
+    filled in are not lost; a link among them is kept pointing where it pointed. Raises OSError
+    where a move fails: the new cube is then not published, and the next ingest moves the rest.
+    Returns the folder."""
+    present = [run.path / name for name in DERIVED if os.path.lexists(run.path / name)]
+    if not present or (earlier is not None and ids == earlier):
         return None
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     dest, k = run.path / SUPERSEDED / stamp, 1
@@ -66,11 +67,30 @@ def _set_aside_results_of_other_galaxies(run: RunDir, earlier: list[str] | None)
         dest, k = run.path / SUPERSEDED / f"{stamp}-{k}", k + 1
     dest.mkdir(parents=True)
     for path in present:
+        _absolute_links(path)
         path.rename(dest / path.name)
     log.warning("the run's results (%s) were made from the galaxies of the earlier ingest: moved to %s "
                 "(delete it when you no longer need them)", ", ".join(p.name for p in present),
                 dest.relative_to(run.path))
     return dest
+
+
+def _absolute_links(path: Path) -> None:
+    """Make ``path`` (a link) and the links under it that point outside it absolute, so that they
+    still point where they did once moved two folders deeper (a models/ folder linked to a larger
+    disk, say); links within it move with it."""
+    links = [path] if path.is_symlink() else [Path(root) / name for root, dirs, files in os.walk(path)
+                                              for name in dirs + files if (Path(root) / name).is_symlink()]
+    for link in links:
+        target = os.readlink(link)
+        if os.path.isabs(target):
+            continue
+        where = os.path.normpath(os.path.join(link.parent, target))
+        if link != path and Path(where).is_relative_to(path):
+            continue
+        tmp = link.with_name(f".{link.name}.relink")
+        os.symlink(where, tmp)
+        os.replace(tmp, link)
 
 
 def _resolve_framing(survey, spec: PreprocessSpec, pool=None, workers: int = 1) -> tuple[PreprocessSpec, str]:
@@ -220,6 +240,7 @@ def _write_outputs(survey, spec: PreprocessSpec, run: RunDir, data, cfg: Config,
         writer.finish(background=True)  # synced while the catalogue is built; published once synced
         catalogue = build_catalogue(survey, cube_index, crops)
         summary = summarise(survey, catalogue, spec, details, time.perf_counter() - t0, workers, writer.dtype.name)
+        _set_aside_results_of_other_galaxies(run, earlier, in_cube_order(catalogue)["id"].astype(str).tolist())
         # Everything is written under temporary names first, then renamed: cube, summary, catalogue.
         with atomic_path(run.catalogue) as cat_tmp:
             catalogue.to_parquet(cat_tmp, index=False)
@@ -234,7 +255,6 @@ def _write_outputs(survey, spec: PreprocessSpec, run: RunDir, data, cfg: Config,
         raise
     finally:
         chunks.close()
-    _set_aside_results_of_other_galaxies(run, earlier)
     return summary
 
 

@@ -199,6 +199,13 @@ def preprocess_many(frames: list, spec: PreprocessSpec) -> list:
     return out
 
 
+def _keeping(exc: BadImage, flags: set) -> BadImage:
+    """``exc`` with the warning flags the frame had already raised (e.g. ``depth_reduced``, which
+    may be why a frame reads blank) among its ``also``."""
+    exc.also = tuple(dict.fromkeys((*exc.also, *sorted(flags - {exc.flag}))))
+    return exc
+
+
 def preprocess_block(frames, spec: PreprocessSpec) -> tuple[RowBlock, list]:
     """Preprocess a batch of frames into the compact rows a worker sends back.
 
@@ -252,9 +259,10 @@ def preprocess_block(frames, spec: PreprocessSpec) -> tuple[RowBlock, list]:
         else:
             crops.append(spec.crop)
             try:
-                floats[i], results[i], crops[i] = _row_float(f.pixels, f.display, spec)
+                floats[i], flags, crops[i] = _row_float(f.pixels, f.display, spec)
+                results[i] |= flags
             except BadImage as exc:
-                results[i] = exc
+                results[i] = _keeping(exc, results[i])
         f = img = None  # let the decoded frame go before the next one is decoded
     rows: list = []  # (resized levels, sky) of the good fast-path rows
     if eight:
@@ -265,7 +273,7 @@ def preprocess_block(frames, spec: PreprocessSpec) -> tuple[RowBlock, list]:
                 try:
                     judge(st.frame_stats(k), True, spec)
                 except BadImage as exc:
-                    results[i] = exc
+                    results[i] = _keeping(exc, results[i])
                     fast.pop(i, None)
                     floats.pop(i, None)
                     continue
