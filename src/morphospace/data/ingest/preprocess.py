@@ -200,8 +200,8 @@ def preprocess_many(frames: list, spec: PreprocessSpec) -> list:
 
 
 def _keeping(exc: BadImage, flags: set) -> BadImage:
-    """``exc`` with the warning flags the frame had already raised (e.g. ``depth_reduced``, which
-    may be why a frame reads blank) among its ``also``."""
+    """``exc`` with the warning flags the frame's decoding raised (``depth_reduced``, which may be
+    why a frame reads blank) among its ``also``."""
     exc.also = tuple(dict.fromkeys((*exc.also, *sorted(flags - {exc.flag}))))
     return exc
 
@@ -232,6 +232,7 @@ def preprocess_block(frames, spec: PreprocessSpec) -> tuple[RowBlock, list]:
     """
     shape = (spec.channels, spec.size, spec.size)
     results: list = []
+    decoded: list[set] = []  # per frame, the warning flags its decoding raised (kept by a BadImage)
     eight: list[int] = []  # indices of the 8-bit frames, and per 8-bit frame:
     greys, hists, sky_hists = [], [], []  # its grey sample, histograms and ring histogram per band
     fast: dict[int, bytes] = {}  # its resized 8-bit levels (fast path), or
@@ -241,6 +242,7 @@ def preprocess_block(frames, spec: PreprocessSpec) -> tuple[RowBlock, list]:
         if isinstance(f, np.ndarray):
             f = Frame(f.astype(np.float32, copy=False), display=False)
         results.append(set(f.flags))
+        decoded.append(set(f.flags))
         if isinstance(f.pixels, Image.Image):
             img = f.pixels
             if len(img.getbands()) < spec.channels:
@@ -262,7 +264,7 @@ def preprocess_block(frames, spec: PreprocessSpec) -> tuple[RowBlock, list]:
                 floats[i], flags, crops[i] = _row_float(f.pixels, f.display, spec)
                 results[i] |= flags
             except BadImage as exc:
-                results[i] = _keeping(exc, results[i])
+                results[i] = _keeping(exc, decoded[i])
         f = img = None  # let the decoded frame go before the next one is decoded
     rows: list = []  # (resized levels, sky) of the good fast-path rows
     if eight:
@@ -273,7 +275,7 @@ def preprocess_block(frames, spec: PreprocessSpec) -> tuple[RowBlock, list]:
                 try:
                     judge(st.frame_stats(k), True, spec)
                 except BadImage as exc:
-                    results[i] = _keeping(exc, results[i])
+                    results[i] = _keeping(exc, decoded[i])
                     fast.pop(i, None)
                     floats.pop(i, None)
                     continue
