@@ -245,7 +245,7 @@ def fit_head(bank: np.ndarray, seed: int, epochs: int = 60, dim: int = 64, hidde
         pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                    enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False,
                    deterministic=True, accelerator="cpu", devices=1).fit(
-            module, datamodule=ViewBankDataModule(bank, 256, seed, axis=1))
+            module, datamodule=ViewBankDataModule(bank, 256, seed))
     return head.eval()
 
 

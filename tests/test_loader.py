@@ -48,8 +48,8 @@ def test_a_batch_is_read_at_once_in_the_order_asked(tmp_path):
     np.testing.assert_array_equal(read_rows(cube, index), np.asarray(cube)[index])
     view = RowView(cube, np.arange(20)[::-1])
     np.testing.assert_array_equal(read_rows(view, index), np.asarray(cube)[::-1][index])
-    bank = np.random.default_rng(2).normal(size=(4, 20, 6)).astype(np.float32)  # V x N x F
-    np.testing.assert_array_equal(read_rows(bank, index, axis=1), bank[:, index].transpose(1, 0, 2))
+    half = np.load(tmp_path / "cube.npy").astype(np.float16)  # a float16 cube comes back as float32
+    assert read_rows(half, index).dtype == np.float32
 
 
 def test_batched_fetch_gives_the_rows_one_by_one_would(tmp_path):

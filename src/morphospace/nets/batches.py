@@ -57,13 +57,12 @@ def loader_options(workers: int, persistent: bool = True) -> dict:
     return opts
 
 
-def read_rows(x, index, axis: int = 0, pages: PageReleaser | None = None) -> np.ndarray:
-    """Rows ``index`` of ``x`` along ``axis`` as one float32 array, read with one fancy index.
+def read_rows(x, index, pages: PageReleaser | None = None) -> np.ndarray:
+    """Rows ``index`` of ``x`` as one float32 array, read with one fancy index.
 
     A DataLoader's batch read this way (its dataset's ``__getitems__``) costs one pass over a
-    memory-mapped file instead of one Python call and one small copy per row. Rows of a cube
-    (axis 0) are read in file order and put back in the order asked for; a view bank's galaxies
-    (axis 1) are V strided slices whatever the order, so they are gathered as asked, in one copy.
+    memory-mapped file instead of one Python call and one small copy per row: the rows are read
+    in file order and put back in the order asked for.
 
     Parameters
     ----------
@@ -71,8 +70,6 @@ def read_rows(x, index, axis: int = 0, pages: PageReleaser | None = None) -> np.
         An array, a memmap or a :class:`RowView`.
     index : sequence of int
         The rows, in the order wanted (repeats allowed).
-    axis : int
-        0 (rows of a cube) or 1 (galaxies of a V x N x F view bank).
     pages : PageReleaser, optional
         Told of the bytes read, so that a memory-mapped ``x`` read epoch after epoch does not
         stay resident (:meth:`PageReleaser.scattered`).
@@ -80,20 +77,13 @@ def read_rows(x, index, axis: int = 0, pages: PageReleaser | None = None) -> np.
     Returns
     -------
     ndarray float32
-        ``x[index]`` (axis 0) or ``x[:, index]`` moved to the front (axis 1: len(index) x V x F,
-        a view of a V x len(index) x F array, not C-contiguous).
+        ``x[index]``.
     """
     index = np.asarray(index, dtype=np.int64)
-    if axis == 1:
-        # a bank's batch is V strided slices of the file whatever the order: one gather, in the
-        # order asked for, returned as a (strided) view with the galaxies first
-        rows = x[:, index]
-        out = np.moveaxis(np.asarray(rows, dtype=np.float32), 1, 0)
-    else:
-        order = np.argsort(index, kind="stable")
-        rows = x[index[order]]
-        out = np.empty((len(index), *rows.shape[1:]), dtype=np.float32)
-        out[order] = rows  # back to the order asked for (float32, from a float16 cube too)
+    order = np.argsort(index, kind="stable")
+    rows = x[index[order]]
+    out = np.empty((len(index), *rows.shape[1:]), dtype=np.float32)
+    out[order] = rows  # back to the order asked for (float32, from a float16 cube too)
     if pages is not None:
         pages.read(rows.nbytes)  # the bytes of the file, whatever its dtype
     return out

@@ -117,12 +117,15 @@ def _stacked(batch):
 
 
 class ViewBankDataModule(ShardedData):
-    """Pairs of views of the galaxies of a view bank (``axis=1``: (B, 2, F) batches) or images of a
-    cube (``axis=0``), each process on its shard, in whole batches (a batch of one has no
-    negatives and no batch statistics), or one short batch where the shard is no larger."""
+    """Pairs of views of the galaxies of a V x N x F view bank (``of="bank"``: (B, 2, F) batches) or
+    images of a cube (``of="cube"``, for a trunk that trains), each process on its shard, in whole
+    batches (a batch of one has no negatives and no batch statistics), or one short batch where the
+    shard is no larger."""
 
-    def __init__(self, data: np.ndarray, batch_size: int, seed: int, axis: int = 1, workers: int = 0):
-        if axis == 1:
+    def __init__(self, data: np.ndarray, batch_size: int, seed: int, of: str = "bank", workers: int = 0):
+        if of not in ("bank", "cube"):
+            raise ValueError(f"of must be 'bank' or 'cube', got {of!r}")
+        if of == "bank":
             super().__init__(_ViewPairs(data), batch_size, seed, whole_batches=True, workers=workers,
                              collate_fn=_stacked, sampler=ViewPairSampler)
         else:
@@ -285,8 +288,8 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
             with torch.no_grad():  # the same standardisation of the trunk's features
                 for name in ("mean", "std", "low", "high"):
                     getattr(head, name).copy_(getattr(trained[0], name))
-        data = (ViewBankDataModule(cube, batch_size, seed, axis=0, workers=loader_workers) if train_trunk
-                else ViewBankDataModule(bank, batch_size, head_seed(seed, i), axis=1))
+        data = (ViewBankDataModule(cube, batch_size, seed, of="cube", workers=loader_workers) if train_trunk
+                else ViewBankDataModule(bank, batch_size, head_seed(seed, i), of="bank"))
         module = SSLModule(head, trunk if train_trunk else None, loss=loss, temperature=temperature, lr=lr,
                            epochs=epochs, seed=head_seed(seed, i), trunk_lr_scale=trunk_lr_scale)
         losses.append(_fit_head(module, data, out_dir / f"head{i}" if i else out_dir, epochs, resume, trainer_kwargs))
