@@ -412,10 +412,20 @@ def test_the_study_names_every_backbone_and_only_labels(tmp_path, capsys):
     assert main(["study", "--out", str(tmp_path / "s"), "--backbone", "vgg16", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "efficientnet-lite0" in err and "vade, ssl" in err
-    assert not (tmp_path / "s" / "cube.npy").exists()  # refused before the ingest
+    assert not (tmp_path / "s").exists()  # refused before the ingest; the folder it made taken away
     cat = pd.DataFrame({"id": ["a"], "source": ["a.png"], "cube_index": [0], "crop": [0.5], "morph3": ["spiral"],
                         "flag_blank": [False]})
     assert _label_like(cat) == ["morph3"]
+
+
+def test_a_frozen_study_refuses_labels_it_does_not_have(tmp_path, capsys):
+    """In a frozen study --labels only names the truth, so a typo scored everything against another
+    column without a word; it is one line now, and the folder the study made is taken away."""
+    data = tiny_folder_survey(tmp_path / "data", n=6)
+    out = tmp_path / "s"
+    code = main(["study", "--data", str(data), "--out", str(out), "--mode", "frozen", "--labels", "morpholgy",
+                 "--quiet"])
+    assert "morpholgy" in one_line_error(capsys, code) and not out.exists()
 
 
 def test_lda_is_skipped_saying_why_when_it_cannot_be_fitted(pca_run, caplog, tmp_path):

@@ -213,6 +213,31 @@ def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int
     return pd.DataFrame(rows)
 
 
+def fine_tuning_rows(run, name: str) -> np.ndarray | None:
+    """The cube rows whose labels trained embedding ``name`` (a study's fine-tuned features: the
+    training split its model folder keeps), as a boolean mask; None for an embedding no label
+    trained."""
+    import json
+
+    meta_path = run.embedding_path(name).with_suffix(".json")
+    try:
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    except (OSError, ValueError):
+        meta = {}
+    if not isinstance(meta, dict) or meta.get("mode") != "finetune" or not meta.get("model_dir"):
+        return None
+    split_path = run.path / str(meta["model_dir"]) / "split.parquet"
+    ids = run.cube_ids().astype(str)
+    try:
+        split = pd.read_parquet(split_path)
+        trained = set(split.loc[split["split"] == "train", "id"].astype(str))
+    except (OSError, ValueError, KeyError):  # no split kept: every labelled galaxy may have trained it
+        log.warning("linear probe: %s was fine-tuned, but its split (%s) is unreadable: every galaxy counted as "
+                    "trained on", name, split_path)
+        return np.ones(len(ids), dtype=bool)
+    return np.isin(ids, list(trained))
+
+
 def probe_run(run, truth: str, catalogue: pd.DataFrame | None = None, repeats: int = 5,
               random_state: int = 0, n_jobs: int | None = None) -> pd.DataFrame:
     """:func:`linear_probe` of every embedding of a run against the label column ``truth``
@@ -229,8 +254,20 @@ def probe_run(run, truth: str, catalogue: pd.DataFrame | None = None, repeats: i
         if len(x) != len(y):
             log.warning("linear probe: embedding %s has %d rows, the cube %d; skipped", name, len(x), len(y))
             continue
-        t = linear_probe(x, y, repeats=repeats, random_state=random_state, n_jobs=n_jobs)
+        trained = fine_tuning_rows(run, name)
+        y_name = y
+        if trained is not None:  # its labels trained the features: scored on the galaxies it held out
+            y_name = y.copy()
+            y_name[trained] = None
+            log.info("linear probe: %s was fine-tuned on labels; probed on the %d labelled galaxies its "
+                     "fine-tuning held out", name, int(_labelled(y_name)[0].sum()))
+        try:
+            t = linear_probe(x, y_name, repeats=repeats, random_state=random_state, n_jobs=n_jobs)
+        except ValueError as exc:  # too few held-out galaxies of some class
+            log.warning("linear probe of %s skipped: %s", name, exc)
+            continue
         t.insert(0, "embedding", name)
         t.insert(1, "label", truth)
+        t["rows"] = "all labelled" if trained is None else "held out from fine-tuning"
         tables.append(t)
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()

@@ -32,14 +32,14 @@ def run_study(run: RunDir, cfg: Config, created: bool = False) -> Path:
     from ..nets.backbones import BACKBONES
     from ..vade.io import model_dir, model_file
 
-    known = [*BACKBONES, "vade", "ssl"]
-    if cfg.study.backbone not in known:  # before anything is written
-        raise UserError(f"unknown backbone '{cfg.study.backbone}' (known: {', '.join(known)})")
-    check_data(cfg)
     from ..analysis.labels import check_label_settings
     from ..study.features import fine_tuning_labels, study_truth
 
+    known = [*BACKBONES, "vade", "ssl"]
     with removed_on_failure(run, created):
+        if cfg.study.backbone not in known:  # before anything is read or written
+            raise UserError(f"unknown backbone '{cfg.study.backbone}' (known: {', '.join(known)})")
+        check_data(cfg)
         save_config(run, cfg)
         stage_ingest(run, cfg)
         check_label_settings(run, cfg)

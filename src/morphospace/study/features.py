@@ -311,15 +311,17 @@ def study_truth(run: RunDir, cfg: Config, save: Callable[[RunDir, Config], None]
     and probe score against, unless ``data.truth_label`` names another; saved in the run's
     configuration (by ``save``), so that a later ``compare`` or ``report`` of the run reads the same."""
     spec = cfg.study.labels
-    if cfg.data.truth_label or not spec or any(ch in spec for ch in "*?[,"):
+    if not spec:
         return cfg
     catalogue = run.read_catalogue()
     try:  # classes as the fine-tuning reads them: T-types stored as 1.0, 2.0 ... are classes too
         task = resolve_labels(catalogue, spec)[2]
     except UserError:
-        return cfg  # a column the study itself refuses, in its own words
-    if task != "classification":
-        return cfg  # vote fractions (regression)
+        if cfg.study.mode == "frozen":  # nothing else reads them: a typo would score against another column
+            raise
+        return cfg  # a column the fine-tuning itself refuses, in its own words
+    if cfg.data.truth_label or any(ch in spec for ch in "*?[,") or task != "classification":
+        return cfg  # another truth named, or vote fractions (regression)
     log.info("the study's labels '%s' are the truth its comparisons score against", spec)
     cfg = apply_overrides(cfg, {"data.truth_label": spec})
     save(run, cfg)

@@ -50,7 +50,7 @@ def probe_view(path: Path | None) -> dict[str, Any] | None:
     ----------
     path : Path or None
         ``comparisons/linear_probe.csv`` (columns embedding, fraction,
-        balanced_accuracy, chance, label).
+        balanced_accuracy, chance, label, and rows: which galaxies were probed).
 
     Returns
     -------
@@ -63,6 +63,9 @@ def probe_view(path: Path | None) -> dict[str, Any] | None:
         return None
     try:
         t = pd.read_csv(path)
+        if "rows" in t:  # an embedding fine-tuned on labels is probed on the galaxies it held out: said
+            held = t["rows"].astype(str) == "held out from fine-tuning"
+            t.loc[held, "embedding"] = t.loc[held, "embedding"].astype(str) + " (galaxies its fine-tuning held out)"
         wide = t.pivot_table(index="embedding", columns="fraction", values="balanced_accuracy")
     except (OSError, ValueError, KeyError, pd.errors.ParserError):
         return None
