@@ -185,3 +185,16 @@ def test_a_column_name_fits_cannot_hold_is_one_line(run, tmp_path, capsys, name)
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "to FITS: its name must be printable ASCII" in err
     assert not (tmp_path / "r.fits").exists()
+
+
+def test_a_refused_write_names_the_file_asked_for_not_its_temporary_name(run, tmp_path, monkeypatch, capsys):
+    from morphospace.cli import main
+
+    def refused(self, path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", refused)
+    out = tmp_path / "results.csv"
+    assert main(["export", str(run.path), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(out) in err and "partial" not in err

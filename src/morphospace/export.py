@@ -190,13 +190,18 @@ def export(run: RunDir, out: str | Path) -> Path:
     if suffix not in FORMATS:
         raise UserError(f"cannot export to '{out.name}': use one of {', '.join(FORMATS)}")
     table = results_table(run)
-    with atomic_path(out) as tmp:
-        if suffix == ".csv":
-            table.to_csv(tmp, index=False)
-        elif suffix == ".parquet":
-            table.to_parquet(tmp, index=False)
-        else:
-            fits_table(table).write(tmp, format="fits", overwrite=True)
+    try:
+        with atomic_path(out) as tmp:
+            if suffix == ".csv":
+                table.to_csv(tmp, index=False)
+            elif suffix == ".parquet":
+                table.to_parquet(tmp, index=False)
+            else:
+                fits_table(table).write(tmp, format="fits", overwrite=True)
+    except OSError as exc:  # said of the temporary file beside it: of the user's path instead
+        if exc.errno is None or exc.filename in (None, str(out)):
+            raise
+        raise type(exc)(exc.errno, exc.strerror, str(out)) from None
     return out
 
 
