@@ -198,3 +198,8 @@ def test_a_refused_write_names_the_file_asked_for_not_its_temporary_name(run, tm
     assert main(["export", str(run.path), "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(out) in err and "partial" not in err
+    monkeypatch.undo()
+    (tmp_path / "afile").write_text("")  # an error about another path keeps naming that path
+    assert main(["export", str(run.path), "--out", str(tmp_path / "afile" / "x.csv"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(tmp_path / "afile") in err and "x.csv" not in err

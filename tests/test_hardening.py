@@ -423,9 +423,9 @@ def test_a_frozen_study_refuses_labels_it_does_not_have(tmp_path, capsys):
     column without a word; it is one line now, and the folder the study made is taken away."""
     data = tiny_folder_survey(tmp_path / "data", n=6)
     out = tmp_path / "s"
-    code = main(["study", "--data", str(data), "--out", str(out), "--mode", "frozen", "--labels", "morpholgy",
-                 "--quiet"])
-    assert "morpholgy" in one_line_error(capsys, code) and not out.exists()
+    for how in (["--mode", "frozen"], ["--backbone", "vade"]):  # a VaDE study fine-tunes nothing either
+        code = main(["study", "--data", str(data), "--out", str(out), *how, "--labels", "morpholgy", "--quiet"])
+        assert "morpholgy" in one_line_error(capsys, code) and not out.exists()
 
 
 def test_lda_is_skipped_saying_why_when_it_cannot_be_fitted(pca_run, caplog, tmp_path):

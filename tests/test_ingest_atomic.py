@@ -269,6 +269,8 @@ def test_results_set_aside_keep_their_links_and_a_failed_move_publishes_no_cube(
     os.symlink("../big/models", run.path / "models")  # relative, as `ln -s` makes it
     (run.path / "embeddings").mkdir()
     os.symlink("../../big/models/model.pt", run.path / "embeddings" / "link.pt")  # a relative link inside
+    (run.path / "reductions").mkdir()
+    os.symlink("../embeddings/link.pt", run.path / "reductions" / "among.pt")  # between two moved folders
     write_npy(run.embedding_path("form"), np.ones((3, 4), np.float32))
     real_rename = Path.rename
 
@@ -285,8 +287,10 @@ def test_results_set_aside_keep_their_links_and_a_failed_move_publishes_no_cube(
     ingest_to(second, tmp_path / "run")
     assert len(ms.Run(run.path).embeddings) == 0 and list(ms.Run(run.path).catalogue["id"]) == ["y0", "y1", "y2"]
     moved = sorted((run.path / "superseded").iterdir())
-    assert len(moved) == 2  # the models by the failed ingest, the embeddings by the next
+    assert len(moved) == 1  # the failed ingest moved nothing (embeddings come first) and left no folder
     models = next(m / "models" for m in moved if (m / "models").is_symlink())
     assert (models / "model.pt").read_bytes() == b"trained on x0..x2"
     link = next(m / "embeddings" / "link.pt" for m in moved if (m / "embeddings").is_dir())
     assert link.read_bytes() == b"trained on x0..x2"
+    among = next(m / "reductions" / "among.pt" for m in moved if (m / "reductions").is_dir())
+    assert os.readlink(among) == "../embeddings/link.pt" and among.read_bytes() == b"trained on x0..x2"

@@ -199,7 +199,9 @@ def export(run: RunDir, out: str | Path) -> Path:
             else:
                 fits_table(table).write(tmp, format="fits", overwrite=True)
     except OSError as exc:  # said of the temporary file beside it: of the user's path instead
-        if exc.errno is None or exc.filename in (None, str(out)):
+        name = Path(str(exc.filename or "")).name
+        if exc.errno is None or exc.filename2 is not None or not (name.startswith(f".{out.name}.")
+                                                                  and name.endswith(".partial")):
             raise
         raise type(exc)(exc.errno, exc.strerror, str(out)) from None
     return out

@@ -214,9 +214,9 @@ def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int
 
 
 def fine_tuning_rows(run, name: str) -> np.ndarray | None:
-    """The cube rows whose labels trained embedding ``name`` (a study's fine-tuned features: the
-    training split its model folder keeps), as a boolean mask; None for an embedding no label
-    trained."""
+    """The cube rows whose labels may have trained embedding ``name`` (a study's fine-tuned
+    features: every galaxy but those its split, kept in its model folder, held out), as a boolean
+    mask; None for an embedding no label trained."""
     import json
 
     meta_path = run.embedding_path(name).with_suffix(".json")
@@ -230,12 +230,16 @@ def fine_tuning_rows(run, name: str) -> np.ndarray | None:
     ids = run.cube_ids().astype(str)
     try:
         split = pd.read_parquet(split_path)
-        trained = set(split.loc[split["split"] == "train", "id"].astype(str))
+        listed = split["id"].astype(str)
+        held_out = set(listed[split["split"].astype(str) != "train"])
+        unlisted = int((~np.isin(ids, listed.to_numpy())).sum())
     except (OSError, ValueError, KeyError):  # no split kept: every labelled galaxy may have trained it
         log.warning("linear probe: %s was fine-tuned, but its split (%s) is unreadable: every galaxy counted as "
                     "trained on", name, split_path)
         return np.ones(len(ids), dtype=bool)
-    return np.isin(ids, list(trained))
+    if unlisted:  # a galaxy the split does not name may have trained it: counted as trained on
+        log.warning("linear probe: %d galaxies of the cube are not in %s's split: counted as trained on", unlisted, name)
+    return ~np.isin(ids, list(held_out))
 
 
 def probe_run(run, truth: str, catalogue: pd.DataFrame | None = None, repeats: int = 5,

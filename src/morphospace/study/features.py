@@ -317,8 +317,8 @@ def study_truth(run: RunDir, cfg: Config, save: Callable[[RunDir, Config], None]
     try:  # classes as the fine-tuning reads them: T-types stored as 1.0, 2.0 ... are classes too
         task = resolve_labels(catalogue, spec)[2]
     except UserError:
-        if cfg.study.mode == "frozen":  # nothing else reads them: a typo would score against another column
-            raise
+        if cfg.study.mode == "frozen" or cfg.study.backbone in ("vade", "ssl"):
+            raise  # nothing else reads them (no fine-tuning): a typo would score against another column
         return cfg  # a column the fine-tuning itself refuses, in its own words
     if cfg.data.truth_label or any(ch in spec for ch in "*?[,") or task != "classification":
         return cfg  # another truth named, or vote fractions (regression)

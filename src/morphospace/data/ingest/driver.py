@@ -66,19 +66,24 @@ def _set_aside_results_of_other_galaxies(run: RunDir, earlier: list[str] | None,
     while dest.exists():
         dest, k = run.path / SUPERSEDED / f"{stamp}-{k}", k + 1
     dest.mkdir(parents=True)
-    for path in present:
-        _absolute_links(path)
-        path.rename(dest / path.name)
+    try:
+        for path in present:
+            _absolute_links(path, present)
+            path.rename(dest / path.name)
+    except OSError:
+        if not any(dest.iterdir()):  # nothing moved: no empty folder left to puzzle over
+            dest.rmdir()
+        raise
     log.warning("the run's results (%s) were made from the galaxies of the earlier ingest: moved to %s "
                 "(delete it when you no longer need them)", ", ".join(p.name for p in present),
                 dest.relative_to(run.path))
     return dest
 
 
-def _absolute_links(path: Path) -> None:
-    """Make ``path`` (a link) and the links under it that point outside it absolute, so that they
-    still point where they did once moved two folders deeper (a models/ folder linked to a larger
-    disk, say); links within it move with it."""
+def _absolute_links(path: Path, moved: list[Path]) -> None:
+    """Make ``path`` (a link) and the links under it absolute where they point outside what is
+    ``moved`` with it, so that they still point where they did once moved two folders deeper (a
+    models/ folder linked to a larger disk, say); links among the moved entries move with them."""
     links = [path] if path.is_symlink() else [Path(root) / name for root, dirs, files in os.walk(path)
                                               for name in dirs + files if (Path(root) / name).is_symlink()]
     for link in links:
@@ -86,7 +91,7 @@ def _absolute_links(path: Path) -> None:
         if os.path.isabs(target):
             continue
         where = os.path.normpath(os.path.join(link.parent, target))
-        if link != path and Path(where).is_relative_to(path):
+        if any(Path(where).is_relative_to(m) and Path(where) != link for m in moved):
             continue
         tmp = link.with_name(f".{link.name}.relink")
         os.symlink(where, tmp)
