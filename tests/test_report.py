@@ -431,3 +431,21 @@ def test_a_duplicate_left_out_shows_its_own_picture_not_the_kept_galaxy_s(tmp_pa
     row = html[html.index("duplicate_id</code>"):]
     row = row[: row.index("</tr>")]
     assert 'title="g3"' in row and "data-s=" not in row and "thumb static" in row
+
+
+def test_the_probe_table_gives_each_chance_level_it_holds(tmp_path):
+    """A fine-tuned embedding probed on its held-out galaxies may lack a class, and so have another
+    chance level than the rest: the card gives the range, not the first row's alone; its row is
+    named as probed on those galaxies; a table written before the ``rows`` column still reads."""
+    from morphospace.report.sections import probe_view
+
+    path = tmp_path / "linear_probe.csv"
+    pd.DataFrame({"embedding": ["features", "features", "form", "form"], "label": "morph3",
+                  "fraction": [0.1, 1.0, 0.1, 1.0], "balanced_accuracy": [0.6, 0.7, 0.78, 0.8],
+                  "chance": [0.5, 0.5, 1 / 3, 1 / 3],
+                  "rows": ["held out from fine-tuning"] * 2 + ["all labelled"] * 2}).to_csv(path, index=False)
+    view = probe_view(path)
+    assert view["chance"] == "0.333-0.5"
+    assert "features (galaxies its fine-tuning held out)" in str(view["table"])
+    pd.read_csv(path).drop(columns=["rows"]).iloc[2:].to_csv(path, index=False)
+    assert probe_view(path)["chance"] == "0.333"

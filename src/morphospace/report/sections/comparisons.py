@@ -73,9 +73,12 @@ def probe_view(path: Path | None) -> dict[str, Any] | None:
         return None
     wide.columns = [f"{100 * f:g}% of labels" for f in wide.columns]
     wide = wide.sort_values(wide.columns[min(1, len(wide.columns) - 1)], ascending=False).reset_index()
-    chance = float(t["chance"].iloc[0]) if "chance" in t else float("nan")
+    # one chance level per embedding: a fine-tuned one, probed on its held-out galaxies, may lack a class
+    chances = pd.to_numeric(t["chance"], errors="coerce").dropna().unique() if "chance" in t else np.array([])
+    chance = float(chances.min()) if len(chances) else float("nan")
+    text = fmt(chance) if len(chances) < 2 else f"{fmt(chance)}-{fmt(float(chances.max()))}"
     label = str(t["label"].iloc[0]) if "label" in t else "the labels"
-    return {"label": label, "chance": fmt(chance),
+    return {"label": label, "chance": text,
             "table": table(wide, heat=True, heat_range=(chance if np.isfinite(chance) else 0.0, 1.0))}
 
 
