@@ -267,8 +267,10 @@ def probe_run(run, truth: str, catalogue: pd.DataFrame | None = None, repeats: i
                      "fine-tuning held out", name, int(_labelled(y_name)[0].sum()))
         try:
             t = linear_probe(x, y_name, repeats=repeats, random_state=random_state, n_jobs=n_jobs)
-        except ValueError as exc:  # too few held-out galaxies of some class
-            log.warning("linear probe of %s skipped: %s", name, exc)
+        except ValueError as exc:
+            if trained is None:
+                raise
+            log.warning("linear probe of %s skipped: its held-out galaxies are too few (%s)", name, exc)
             continue
         t.insert(0, "embedding", name)
         t.insert(1, "label", truth)
