@@ -144,3 +144,20 @@ def test_epochs_the_default_model_does_not_use_are_said_so():
     finally:
         logger.removeHandler(handler)
     assert len(seen) == 1 and "--epochs 50 is not used by the form model's linear core" in seen[0]
+
+
+def test_epochs_and_seed_are_checked_with_the_settings_they_go_with():
+    """`train --set train.pretrain_epochs=9 --epochs 12` was refused ("train.epochs (1) must exceed
+    train.pretrain_epochs (9)": the run's saved epochs, not the 12 given): --epochs and --seed are
+    validated with --set, and win over it as before."""
+    from types import SimpleNamespace
+
+    from morphospace.cli import _config_for
+    from morphospace.config import ConfigError
+
+    args = SimpleNamespace(config=None, overrides=["model.preset=default", "train.epochs=1", "train.pretrain_epochs=9"],
+                           epochs=12, seed=3)
+    cfg = _config_for(args, None, training=True)
+    assert (cfg.train.epochs, cfg.train.pretrain_epochs, cfg.train.seed) == (12, 9, 3)
+    with pytest.raises(ConfigError, match="must exceed"):
+        _config_for(args, None)

@@ -240,10 +240,16 @@ def test_an_ingest_of_other_galaxies_sets_the_earlier_results_aside(tmp_path):
     (run.path / "my_galaxies").mkdir()  # the user's own folder stays
     ingest_to(first, tmp_path / "run")  # the same galaxies: nothing moves
     assert "form" in ms.Run(run.path).embeddings and not (run.path / "superseded").exists()
+    third = tmp_path / "third"  # the same ids (x0..x2) in another folder: another survey (synthetic
+    for i in range(3):           # surveys all name their galaxies synth_000000, ...)
+        save_image(third / f"x{i}.png", galaxy_rgb(48, seed=20 + i))
+    ingest_to(third, tmp_path / "run")
+    assert len(ms.Run(run.path).embeddings) == 0 and len(list((run.path / "superseded").iterdir())) == 1
+    write_npy(run.embedding_path("form"), np.ones((3, 4), np.float32))
     ingest_to(second, tmp_path / "run")
     assert len(ms.Run(run.path).embeddings) == 0
     assert not any((run.path / n).exists() for n in ("embeddings", "models", "report.html"))
-    (moved,) = (run.path / "superseded").iterdir()
+    moved = min((run.path / "superseded").iterdir())  # the first set aside: the survey of x0..x2
     assert (moved / "models" / "vade" / "model.pt").read_bytes() == b"trained on x0..x2"
     assert np.load(moved / "embeddings" / "form.npy").shape == (3, 4) and (run.path / "my_galaxies").is_dir()
 

@@ -364,7 +364,12 @@ def test_embed_run_writes_table_embedding_clustering_figures(trained):
     from morphospace.vade.embed import TABLE_NAME, embed_run
 
     run, result = trained
+    from morphospace.run import write_npy
+
+    stale = run.embedding_path("form")  # left by a form model this pixel VaDE replaced
+    write_npy(stale, np.ones((N_GAL, 4), np.float32))
     table = embed_run(run, cfg_for())
+    assert not stale.exists()  # the run's primary embedding is then the model's own, not the old one
     saved = pd.read_parquet(run.path / TABLE_NAME)
     assert list(saved["id"]) == list(run.cube_ids())
     for col in ["z_mean_0", "z_mean_2", "z_log_var_2", "prob_0", "prob_1", "label", "label_prob", "recon_error",

@@ -54,8 +54,10 @@ def _setup_logging(quiet: bool, run: RunDir | None, later_rank: bool = False, re
     root.propagate = False
 
 
-def _config_for(args, run: RunDir | None) -> Config:
-    """Config of a stage: the run's saved config, then --config, then --set and options."""
+def _config_for(args, run: RunDir | None, training: bool = False) -> Config:
+    """Config of a stage: the run's saved config, then --config, then --set and options; with
+    ``training``, --epochs and --seed too, validated with the rest (a check such as "epochs must
+    exceed the pre-training epochs" reads the epochs given, not the run's saved ones)."""
     path = getattr(args, "config", None)
     if path:
         cfg = load_config(path)
@@ -66,7 +68,9 @@ def _config_for(args, run: RunDir | None) -> Config:
             log.warning("%s is missing: this stage uses the built-in defaults, not the run's own settings (give "
                         "them with --config FILE)", run.config)
         cfg = Config()
-    return apply_overrides(cfg, getattr(args, "overrides", []) or [])
+    extra = [f"train.{key}={int(value)}" for key in ("epochs", "seed")
+             if training and (value := getattr(args, key, None)) is not None]
+    return apply_overrides(cfg, [*(getattr(args, "overrides", []) or []), *extra])
 
 
 def _set(cfg: Config, **dotted) -> Config:
@@ -251,7 +255,7 @@ def _new_run(args, out: str, trains: bool = False, **options) -> tuple[RunDir, C
     from .. import pipeline
 
     check_out(out)
-    cfg = _set(_config_for(args, None), **options)
+    cfg = _set(_config_for(args, None, training=args.command == "run"), **options)
     pipeline.check_data(cfg, out)
     if trains:
         from ..vade.fitting import check_accelerator
@@ -330,7 +334,7 @@ def _dispatch(args) -> int | None:
         out = export(run, args.out)
         print(f"results catalogue: {out}")
         return 0
-    cfg = _config_for(args, run)
+    cfg = _config_for(args, run, training=cmd == "train")
     if cmd in ("train", "embed"):
         cfg = _set(cfg, train__devices=args.devices, train__num_nodes=args.num_nodes, train__strategy=args.strategy,
                    train__accelerator=args.accelerator, train__precision=args.precision)

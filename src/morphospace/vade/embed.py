@@ -187,6 +187,11 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
                {"name": "vade", "what": "VaDE z_mean (mean of q(z|x))", "preset": hp["preset"],
                 "latent_dim": hp["latent_dim"], "n_components": int(enc["proba"].shape[1]),
                 "model": str(model_file(run))})
+    if embedding is None:  # a form model's embedding, left by the model this one replaced: not this model's
+        for path in (run.embedding_path("form"), run.embedding_path("form").with_suffix(".json")):
+            if path.exists():
+                path.unlink()
+                log.info("removed %s: the form embedding of a model no longer the run's", path.name)
     if embedding is not None:
         write_npy(run.embedding_path("form"), np.asarray(embedding, dtype=np.float32))
         write_json(run.embedding_path("form").with_suffix(".json"),

@@ -39,7 +39,7 @@ def _clean(run: RunDir) -> list[str] | None:
     earlier = None
     if any(os.path.lexists(run.path / name) for name in DERIVED):
         try:
-            earlier = run.cube_ids().astype(str).tolist()
+            earlier = _galaxies(run.cube_catalogue())
         except Exception:  # noqa: BLE001 - a damaged earlier run: its results are set aside below
             earlier = None
     for path in (run.catalogue, run.ingest_summary, run.cube, partial_path(run.cube)):
@@ -50,7 +50,14 @@ def _clean(run: RunDir) -> list[str] | None:
     return earlier
 
 
-def _set_aside_results_of_other_galaxies(run: RunDir, earlier: list[str] | None, ids: list[str]) -> Path | None:
+def _galaxies(cube_catalogue) -> list[tuple[str, str]]:
+    """What tells the galaxies of a cube, row by row: each one's id and the file it was read from
+    (two synthetic surveys share their ids; another folder is another survey)."""
+    sources = cube_catalogue["source"].astype(str).tolist() if "source" in cube_catalogue else [""] * len(cube_catalogue)
+    return list(zip(cube_catalogue["id"].astype(str).tolist(), sources))
+
+
+def _set_aside_results_of_other_galaxies(run: RunDir, earlier: list | None, ids: list) -> Path | None:
     """Before a new cube of galaxies ``ids`` is published: what the stages derived from the earlier
     cube (models, embeddings, maps, clusterings, classes, the report...) is moved to
     ``superseded/<UTC time>/``, unless the earlier cube held the same galaxies (a re-run of the same
@@ -245,7 +252,7 @@ def _write_outputs(survey, spec: PreprocessSpec, run: RunDir, data, cfg: Config,
         writer.finish(background=True)  # synced while the catalogue is built; published once synced
         catalogue = build_catalogue(survey, cube_index, crops)
         summary = summarise(survey, catalogue, spec, details, time.perf_counter() - t0, workers, writer.dtype.name)
-        _set_aside_results_of_other_galaxies(run, earlier, in_cube_order(catalogue)["id"].astype(str).tolist())
+        _set_aside_results_of_other_galaxies(run, earlier, _galaxies(in_cube_order(catalogue)))
         # Everything is written under temporary names first, then renamed: cube, summary, catalogue.
         with atomic_path(run.catalogue) as cat_tmp:
             catalogue.to_parquet(cat_tmp, index=False)
