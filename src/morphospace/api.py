@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import errno
 import logging
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -112,11 +111,11 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def _overrides(self) -> dict[str, Any]:
         """The settings this estimator's parameters make (checked when the config is built)."""
+        from .config import settings_mapping
+
         from .errors import InvalidArgument
 
-        if self.config is not None and not isinstance(self.config, Mapping):
-            raise TypeError(f"config must be a dict of settings, e.g. {{'train.epochs': 10}}, got "
-                            f"{type(self.config).__name__}")
+        config = settings_mapping(self.config, "{'train.epochs': 10}")
         o: dict[str, Any] = {"model.preset": self.preset, "model.n_components": self.n_components,
                              "model.latent_dim": self.latent_dim, "train.seed": _seed(self.random_state)}
         for key, value in (("train.epochs", self.epochs), ("train.pretrain_epochs", self.pretrain_epochs),
@@ -126,11 +125,11 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         # a setting that is also a parameter: one of the two would be silently ignored (and get_params,
         # clone and a grid search would show the other)
         named = {key: param for key, param in _NAMED_SETTINGS.items()
-                 if key in (self.config or {}) and getattr(self, param) is not None}
+                 if key in config and getattr(self, param) is not None}
         if named:
             raise InvalidArgument("config sets " + ", ".join(f"'{k}'" for k in named) + ": that is the "
                                   + ", ".join(f"{p}=" for p in named.values()) + " parameter of VaDE; set it there")
-        o.update(self.config or {})
+        o.update(config)
         return o
 
     def fit(self, X, y=None) -> "VaDE":

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from .analysis.inputs import whole_number
+
 __all__ = ["reconstructions", "generated", "component_means", "clusters", "latent_map"]
 
 
@@ -43,12 +45,6 @@ class _AsSeen:
         return self.api._images(self.rows[rows])
 
 
-def _at_least_one(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
-    return int(value)
-
-
 def reconstructions(model: Any, images: Any, n: int = 8, seed: int = 0):
     """Originals (as the model sees them), reconstructions and residuals of up to ``n`` images.
 
@@ -69,7 +65,7 @@ def reconstructions(model: Any, images: Any, n: int = 8, seed: int = 0):
 
     api, module = _resolve(model)
     # the model's own input transform (e.g. neighbours masked), as in `morphospace embed`
-    return fig_reconstructions(module, _AsSeen(api, images), None, n=_at_least_one(n, "n"), seed=seed)
+    return fig_reconstructions(module, _AsSeen(api, images), None, n=whole_number(n, "n"), seed=seed)
 
 
 def generated(model: Any, n: int = 8, temperature: float = 0.5, seed: int = 0):
@@ -77,7 +73,7 @@ def generated(model: Any, n: int = 8, temperature: float = 0.5, seed: int = 0):
     from .vade.figures import fig_generated
 
     _, module = _resolve(model)
-    return fig_generated(module, n=_at_least_one(n, "n"), temperature=temperature, seed=seed)
+    return fig_generated(module, n=whole_number(n, "n"), temperature=temperature, seed=seed)
 
 
 def component_means(model: Any):
@@ -95,7 +91,7 @@ def clusters(model: Any, images: Any, per_row: int = 10):
 
     api, module = _resolve(model)
     seen = _AsSeen(api, images)
-    per_row = _at_least_one(per_row, "per_row")
+    per_row = whole_number(per_row, "per_row")
     return fig_clusters(module, seen, {"proba": api.predict_proba(seen.rows)}, per_row=per_row)
 
 

@@ -175,15 +175,13 @@ def ingest(data: str | Path | None = None, run: str | Path = "runs/notebook", co
     FileNotFoundError
         ``data`` does not exist.
     """
-    from .config import apply_overrides, load_config
+    from .config import apply_overrides, load_config, settings_mapping
     from .pipeline import check_data, ingest_run
     from .run import RunDir, release_locks
 
-    if config is not None and not isinstance(config, Mapping):
-        raise TypeError(f"config must be a dict of settings, e.g. {{'preprocess.size': 64}}, got {type(config).__name__}")
     if Path(run).exists() and not Path(run).is_dir():
         raise NotADirectoryError(errno.ENOTDIR, "a file, not a folder: choose a folder for the run", str(run))
-    overrides = dict(config or {})
+    overrides = settings_mapping(config, "{'preprocess.size': 64}")
     overrides.update({k.replace("__", "."): v for k, v in settings.items()})
     if data is not None:
         overrides["data.path"] = str(data)

@@ -34,7 +34,7 @@ from ..errors import InvalidArgument, UserError, first_line
 from ..progress import Timer
 from ..run import RunDir, file_stamp, write_json, write_table
 from .classify import FewLabelClassifier
-from .label_files import _label_columns, align_labels, read_labels
+from .label_files import _label_columns, align_labels, label_paths, read_labels
 from .labels import missing_mask
 
 __all__ = ["read_labels", "align_labels", "column_names", "classify_run", "class_columns", "FOLDER"]
@@ -169,8 +169,7 @@ def classify_run(run: RunDir, labels_path, column: str, embedding: str, id_colum
     folder = run.sub(FOLDER)
     suggest_path = folder / f"{name}_suggest.csv"
     kept = _keep_filled_in(suggest_path, column)  # the file is replaced or removed below, either way
-    given = [] if labels_path is None else [Path(labels_path)] if isinstance(labels_path, (str, Path)) \
-        else [Path(p) for p in labels_path]
+    given = label_paths(labels_path)
     labels_files = [str((kept if kept is not None and p.resolve() == suggest_path.resolve() else p).resolve())
                     for p in given]  # where each file is now
     files, metrics = [], None

@@ -21,7 +21,7 @@ from ..errors import UserError, first_line
 from ..run import RunDir
 from .labels import missing_mask
 
-__all__ = ["read_labels", "align_labels"]
+__all__ = ["read_labels", "align_labels", "label_paths"]
 
 
 def _count(n: int, one: str, many: str) -> str:
@@ -31,6 +31,13 @@ def _count(n: int, one: str, many: str) -> str:
 def _example(values) -> str:
     values = [str(v) for v in values]
     return ", ".join(repr(v) for v in values[:3]) + (", ..." if len(values) > 3 else "")
+
+
+def label_paths(paths) -> list[Path]:
+    """One labels file or several (a path, or a sequence of them) as a list of paths; None: none."""
+    if paths is None:
+        return []
+    return [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
 
 
 def read_labels(paths, column: str, id_column: str = "id") -> tuple[pd.DataFrame, list[str]]:
@@ -60,7 +67,7 @@ def read_labels(paths, column: str, id_column: str = "id") -> tuple[pd.DataFrame
     if column == id_column:  # each id its own class: one line saying so, not one naming every id
         raise UserError(f"the label column and the id column are both '{column}': name the column that holds "
                         "the classes with --column (and the ids' with --id-column)")
-    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    paths = label_paths(paths)
     if not paths:
         raise UserError("no labels file given")
     tables = [_label_columns(Path(p), column, id_column) for p in paths]

@@ -172,3 +172,13 @@ def _holds_text(annotation: Any) -> bool:
     if typing.get_origin(annotation) is typing.Literal:
         return all(isinstance(a, str) for a in typing.get_args(annotation))
     return annotation is str
+
+
+def settings_mapping(config: Any, example: str) -> dict:
+    """``config`` (a notebook's ``{"section.key": value}`` settings, or None) as a dict; a
+    ``TypeError`` saying so for anything else (a string or a list made dict() fail obscurely)."""
+    if config is None:
+        return {}
+    if not isinstance(config, Mapping):
+        raise TypeError(f"config must be a dict of settings, e.g. {example}, got {type(config).__name__}")
+    return dict(config)
