@@ -1,6 +1,7 @@
 """Similarity search: the index, precision@k, `morphospace similar` on a run."""
 
 import pickle
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,7 @@ from morphospace.analysis.neighbour_index import EXACT_BELOW, SimilarityIndex
 from morphospace.analysis.similar import precision_at_k, similar_run, similar_to_image
 from morphospace.cli import main
 from morphospace.errors import UserError
-from morphospace.run import RunDir, write_npy, write_table
+from morphospace.run import RunDir, read_stamped_pickle, write_npy, write_stamped_pickle, write_table
 
 
 def _groups(n=60, seed=0):
@@ -72,6 +73,30 @@ def test_similar_run_gives_the_galaxy_then_its_group(tiny_run, capsys):
     assert main(["similar", str(tiny_run.path), "--id", "g29", "--k", "3", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "g29" in out and "gallery:" in out
+
+
+def test_a_cached_index_that_no_longer_unpickles_is_rebuilt(tiny_run):
+    """A pickle naming a class an older version had (or a damaged one) is fitted again; the index
+    cache raised ModuleNotFoundError out of `similar` (only the anomaly scorer's caught it)."""
+    similar_run(tiny_run, "g29", "form", k=3)
+    path = tiny_run.path / "models" / "similar" / "form.pkl"
+    foreign = pickle.dumps(SimpleNamespace(), protocol=0).replace(b"types", b"gone_module_xyz")
+    for payload in (foreign, b"not a pickle", pickle.dumps({"a": "dict"})):
+        path.write_bytes(payload)
+        table, _ = similar_run(tiny_run, "g29", "form", k=3)
+        assert table["id"].iloc[0] == "g29"
+        with open(path, "rb") as fh:
+            assert isinstance(pickle.load(fh), SimilarityIndex)
+
+
+def test_stamped_pickles_are_read_only_under_their_stamp(tmp_path):
+    path, note = tmp_path / "m.pkl", tmp_path / "m.json"
+    assert read_stamped_pickle(path, note, {"a": 1}) is None  # nothing written
+    write_stamped_pickle(path, note, {"a": 1}, [1, 2])
+    assert read_stamped_pickle(path, note, {"a": 1}) == [1, 2]
+    assert read_stamped_pickle(path, note, {"a": 2}) is None
+    note.write_text("{broken")
+    assert read_stamped_pickle(path, note, {"a": 1}) is None
 
 
 def test_similar_refuses_an_unknown_id_in_one_line(tiny_run, capsys):

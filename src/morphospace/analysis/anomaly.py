@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import logging
-import pickle
 import warnings
 
 import numpy as np
@@ -44,7 +43,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from ..errors import InvalidArgument, UserError
-from ..run import RunDir, atomic_path, file_stamp, write_json, write_table
+from ..run import RunDir, file_stamp, read_stamped_pickle, write_json, write_stamped_pickle, write_table
 from .anomaly_tags import TAGS_FILE, read_tags
 from .inputs import fit_input, new_input
 from .neighbour_index import EXACT_BELOW, SimilarityIndex, searches_exactly
@@ -273,22 +272,13 @@ def _scorer_for(run: RunDir, X: np.ndarray, params: dict) -> FormAnomaly:
     stamp = {"embedding": EMBEDDING, **file_stamp(run.embedding_path(EMBEDDING)), **params}
     folder = run.model_dir("anomaly")
     path, note = folder / "scorer.pkl", folder / "scorer.json"
-    if path.is_file() and note.is_file():
-        try:
-            if json.loads(note.read_text()) == stamp:
-                with open(path, "rb") as fh:
-                    scorer = pickle.load(fh)
-                if isinstance(scorer, FormAnomaly) and len(scorer.scores_) == len(X):
-                    return scorer
-        except (OSError, ValueError, EOFError, AttributeError, pickle.UnpicklingError):
-            pass  # damaged or foreign: refitted below
+    scorer = read_stamped_pickle(path, note, stamp)
+    if isinstance(scorer, FormAnomaly) and len(scorer.scores_) == len(X):
+        return scorer
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # numba's and pynndescent's notices
         scorer = FormAnomaly(**params).fit(X)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            pickle.dump(scorer, fh)
-    write_json(note, stamp)
+    write_stamped_pickle(path, note, stamp, scorer)
     return scorer
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import pickle
 from typing import Any
 
 import numpy as np
@@ -21,7 +20,7 @@ import pandas as pd
 
 from ..errors import UserError
 from ..image.display import display_image
-from ..run import RunDir, atomic_path, file_stamp, safe_name, write_json, write_table
+from ..run import RunDir, atomic_path, file_stamp, read_stamped_pickle, safe_name, write_stamped_pickle, write_table
 from .labels import label_columns
 from .neighbour_index import EXACT_BELOW, SimilarityIndex, searches_exactly  # noqa: F401 - re-exported
 
@@ -59,14 +58,11 @@ def _index_for(run: RunDir, embedding: str, X: np.ndarray) -> SimilarityIndex:
     stamp = {"embedding": embedding, **file_stamp(run.embedding_path(embedding))}
     folder = run.model_dir("similar")
     path, note = folder / f"{safe_name(embedding)}.pkl", folder / f"{safe_name(embedding)}.json"
-    index = _cached(path, note, stamp)
-    if index is not None:
+    index = read_stamped_pickle(path, note, stamp)
+    if isinstance(index, SimilarityIndex):
         return index
     index = SimilarityIndex(exact_below=EXACT_BELOW).fit(X)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            pickle.dump(index, fh)
-    write_json(note, stamp)
+    write_stamped_pickle(path, note, stamp, index)
     return index
 
 
@@ -232,8 +228,8 @@ def pixel_pca_rows(run: RunDir, rows: np.ndarray) -> np.ndarray:
     stamp = {"embedding": file_stamp(run.embedding_path("pixels_pca")), "cube": file_stamp(run.cube)}
     folder = run.model_dir("similar")
     path, note = folder / "pixels_pca.model.pkl", folder / "pixels_pca.model.json"
-    model = _cached(path, note, stamp)
-    if model is None:
+    model = read_stamped_pickle(path, note, stamp)
+    if not isinstance(model, PixelPCA):
         meta_path = run.embedding_path("pixels_pca").with_suffix(".json")
         try:
             meta = json.loads(meta_path.read_text())
@@ -247,20 +243,7 @@ def pixel_pca_rows(run: RunDir, rows: np.ndarray) -> np.ndarray:
                                                                atol=1e-4 * max(1.0, float(np.abs(stored).max()))):
             raise UserError(f"the pixel PCA refitted on {run.cube} does not reproduce embeddings/pixels_pca.npy: "
                             "re-run `morphospace embed`")
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                pickle.dump(model, fh)
-        write_json(note, stamp)
+        write_stamped_pickle(path, note, stamp, model)
     return model.transform(np.asarray(rows, dtype=np.float32))
 
 
-def _cached(path, note, stamp: dict) -> Any:
-    """The pickle at ``path`` if ``note`` holds ``stamp``, else None (also when damaged)."""
-    if path.is_file() and note.is_file():
-        try:
-            if json.loads(note.read_text()) == stamp:
-                with open(path, "rb") as fh:
-                    return pickle.load(fh)
-        except (OSError, ValueError, EOFError, pickle.UnpicklingError):
-            pass  # damaged: rebuilt
-    return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pickle
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +17,8 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
-__all__ = ["atomic_path", "file_stamp", "new_npy_map", "write_json", "write_npy", "write_table", "write_text"]
+__all__ = ["atomic_path", "file_stamp", "new_npy_map", "read_stamped_pickle", "write_json", "write_npy",
+           "write_stamped_pickle", "write_table", "write_text"]
 
 
 def _umask() -> int:
@@ -111,6 +113,54 @@ def file_stamp(path: str | Path) -> dict:
     time (ns). A result that stores it is stale once the file's stamp differs."""
     st = Path(path).stat()
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def read_stamped_pickle(path: str | Path, note: str | Path, stamp: dict) -> Any:
+    """The object pickled at ``path`` if the JSON ``note`` beside it holds ``stamp``, else None.
+
+    A fitted model cached in a run (a neighbour index, an anomaly scorer) is reused only while
+    the files it was fitted on are the same (their :func:`file_stamp` in ``stamp``). A damaged
+    pickle, or one naming classes this version no longer has, reads as None too: the caller
+    fits it again.
+
+    Parameters
+    ----------
+    path, note : str or Path
+        The pickle and its note, as :func:`write_stamped_pickle` writes them.
+    stamp : dict
+        What the model must have been fitted on.
+
+    Returns
+    -------
+    object or None
+    """
+    path, note = Path(path), Path(note)
+    if not (path.is_file() and note.is_file()):
+        return None
+    try:
+        if json.loads(note.read_text()) != stamp:
+            return None
+        with open(path, "rb") as fh:
+            return pickle.load(fh)
+    except (OSError, ValueError, EOFError, AttributeError, ImportError, pickle.UnpicklingError):
+        return None  # damaged or foreign: fitted again
+
+
+def write_stamped_pickle(path: str | Path, note: str | Path, stamp: dict, obj: Any) -> None:
+    """Pickle ``obj`` to ``path`` and ``stamp`` to the JSON ``note`` beside it, each atomically (the
+    pickle first: a note never vouches for a pickle that is not written yet).
+
+    Parameters
+    ----------
+    path, note : str or Path
+    stamp : dict
+        What ``obj`` was fitted on (see :func:`read_stamped_pickle`).
+    obj : object
+    """
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            pickle.dump(obj, fh)
+    write_json(note, stamp)
 
 
 def write_npy(path: str | Path, array: np.ndarray) -> None:
