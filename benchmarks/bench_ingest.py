@@ -12,6 +12,8 @@
    ``--compare`` also ingests it once with JPEGs decoded by libjpeg-turbo (simplejpeg, the
    default) and once by Pillow alone, and prints the largest difference between the two
    cubes and whether every flag and catalogue column is the same.
+   ``--decoders`` times libjpeg-turbo's colour decode into a Pillow image as packed RGB
+   against RGBX (Pillow's own layout), alternated.
    ``--stages`` prints where one process's CPU goes per galaxy: reading and decoding,
    the quality checks' sample and histograms, the crop and resize, the batch statistics and
    normalisation, the lookups that make the float32 rows, and the cube writes.
@@ -201,6 +203,50 @@ def stages(n: int = 1024, repeats: int = 3) -> None:
     print(f"  read + decode {t_dec:.3f} ({decoder()}; Pillow alone {t_pillow:.3f}); checks' sample + histograms {t_hist:.3f}; "
           f"crop + resize {t_resize:.3f}; batch statistics {t_stats:.3f}; normalisation tables and the rest "
           f"{rest:.3f}; float32 rows by lookup {t_rows:.3f}; cube writes {t_write:.3f}")
+
+
+def decoders(n: int = 1000, rounds: int = 7) -> None:
+    """Print the CPU per galaxy of decoding a colour JPEG with libjpeg-turbo into a Pillow image,
+    packed RGB against RGBX (Pillow's own 4-byte layout), alternated ``rounds`` times, and whether
+    the two give the same pixels.
+
+    Parameters
+    ----------
+    n : int
+        Files of sdss-gz1 to use.
+    rounds : int
+        Alternated timings of each.
+    """
+    from PIL import Image
+
+    from morphospace.data.ingest.decode import draft_scale, simplejpeg
+    from morphospace.data.ingest.spec import PreprocessSpec
+
+    if simplejpeg is None or not (SHARED / "images").is_dir():
+        print("decoders: skipped (no simplejpeg or no sdss-gz1)")
+        return
+    data = [p.read_bytes() for p in sorted((SHARED / "images").iterdir())[:n]]
+    min_side = PreprocessSpec(size=64).min_side()
+
+    def image(blob: bytes, layout: str) -> Image.Image:
+        h, w, _, _ = simplejpeg.decode_jpeg_header(blob)
+        s = draft_scale(w, h, min_side)
+        arr = simplejpeg.decode_jpeg(blob, layout, False, False, -(-h // s), -(-w // s), strict=True)
+        return Image.frombytes("RGB", (arr.shape[1], arr.shape[0]), arr, "raw", layout)
+
+    times: dict[str, list] = {"RGBX": [], "RGB": []}
+    for _ in range(rounds):
+        for layout, got in times.items():
+            c0 = time.process_time()
+            for blob in data:
+                image(blob, layout)
+            got.append(1e3 * (time.process_time() - c0) / len(data))
+    same = all(image(b, "RGB").tobytes() == image(b, "RGBX").tobytes() for b in data[:50])
+    print(f"decoders: CPU ms per galaxy, {len(data)} sdss-gz1 JPEGs decoded at the ingest's scale into an RGB "
+          f"image, {rounds} alternated rounds [load {os.getloadavg()[0]:.2f}]")
+    for layout, got in times.items():
+        print(f"  as {layout}: best {min(got):.3f}, median {float(np.median(got)):.3f}")
+    print(f"  same pixels: {same}")
 
 
 def compare(workers: int) -> None:
@@ -446,12 +492,15 @@ def main() -> None:
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--compare", action="store_true", help="cube and catalogue: simplejpeg against Pillow alone")
     ap.add_argument("--stages", action="store_true", help="CPU per galaxy of each step, in one process")
+    ap.add_argument("--decoders", action="store_true", help="colour JPEGs decoded as RGB against RGBX")
     args = ap.parse_args()
     print(f"bench_ingest: cpus={os.cpu_count()}, load {os.getloadavg()[0]:.2f}")
     if not args.skip_throughput and args.repeats > 0:
         throughput(args.workers, args.repeats)
     if args.stages:
         stages()
+    if args.decoders:
+        decoders()
     if args.compare:
         compare(args.workers)
     if not args.skip_memory:

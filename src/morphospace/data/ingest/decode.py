@@ -154,9 +154,10 @@ def _truncation(msg: str) -> bool:
 EXIF_ORIENTATION = 0x0112
 JPEG_NAMES = (".jpg", ".jpeg", ".jpe", ".jfif")
 JPEG_MAGIC = b"\xff\xd8\xff"
-# header colour -> (decoded as, image mode, raw mode): RGB decoded as RGBX, the layout of Pillow's
-# RGB images, so that the image is made by a plain copy rather than by spreading 3 bytes into 4
-TURBO_COLOURS = {"YCbCr": ("RGBX", "RGB", "RGBX"), "Gray": ("GRAY", "L", "L")}
+# header colour -> (decoded as, image mode, raw mode). Colour is decoded as packed RGB: libjpeg-turbo
+# then writes 3 bytes a pixel, not 4, and Pillow's spreading of them into its RGBX layout costs less
+# than the byte saved (benchmarks/bench_ingest.py --decoders)
+TURBO_COLOURS = {"YCbCr": ("RGB", "RGB", "RGB"), "Gray": ("GRAY", "L", "L")}
 
 
 def _jpeg_name(path: str) -> bool:
