@@ -117,17 +117,27 @@ def test_a_rerun_replaces_everything_and_stale_partials_go(tmp_path):
     assert (run.path / "classes" / "morph.parquet").read_bytes() == b"about y0, y1"
 
 
-def test_a_failed_rerun_leaves_no_old_cube_behind(tmp_path):
+def test_a_failed_rerun_leaves_the_earlier_ingest_as_it_was(tmp_path):
+    """A re-ingest refused after decoding (nothing usable, --strict) deleted the earlier cube,
+    catalogue and summary first, leaving the run's models beside no cube: all or nothing now."""
     good = tmp_path / "good"
-    save_image(good / "a.png", galaxy_rgb(48))
-    _, _, _, run = ingest_to(good, tmp_path / "run")
+    for i in range(2):
+        save_image(good / f"a{i}.png", galaxy_rgb(48, seed=i))
+    _, cat, cube, run = ingest_to(good, tmp_path / "run")
+    before = {n: (run.path / n).read_bytes() for n in ("cube.npy", "catalogue.parquet", "ingest_summary.json")}
+    (run.path / "models").mkdir()
     bad = tmp_path / "bad"
     save_image(bad / "b.png", np.zeros((48, 48, 3), np.uint8))
     with pytest.raises(Exception, match="no usable galaxy"):
         ingest_to(bad, tmp_path / "run")
-    # the old cube must not pair with anything new: nothing of the earlier ingest is left
-    assert not any((run.path / n).exists() for n in ("cube.npy", "catalogue.parquet", "ingest_summary.json",
-                                                      "cube.npy.partial"))
+    flagged = tmp_path / "flagged"
+    save_image(flagged / "c.png", galaxy_rgb(48, seed=5))
+    save_image(flagged / "d.png", np.zeros((48, 48, 3), np.uint8))
+    with pytest.raises(UserError, match="strict"):
+        ingest_to(flagged, tmp_path / "run", strict=True)
+    assert {n: (run.path / n).read_bytes() for n in before} == before
+    assert not (run.path / "cube.npy.partial").exists() and not list(run.path.glob(".*.partial"))
+    assert (run.path / "models").is_dir() and not (run.path / "superseded").exists()
 
 
 def test_cube_writer(tmp_path):
@@ -288,7 +298,8 @@ def test_results_set_aside_keep_their_links_and_a_failed_move_publishes_no_cube(
     monkeypatch.setattr(Path, "rename", refuse)
     with pytest.raises(Exception, match="Invalid cross-device link"):
         ingest_to(second, tmp_path / "run")
-    assert not (run.path / "cube.npy").exists() and not (run.path / "catalogue.parquet").exists()
+    # the earlier cube stays, with whatever of its results was not moved yet
+    assert list(ms.Run(run.path).catalogue["id"]) == ["x0", "x1", "x2"] and (run.path / "cube.npy").is_file()
     monkeypatch.setattr(Path, "rename", real_rename)
     ingest_to(second, tmp_path / "run")
     assert len(ms.Run(run.path).embeddings) == 0 and list(ms.Run(run.path).catalogue["id"]) == ["y0", "y1", "y2"]

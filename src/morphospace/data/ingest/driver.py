@@ -33,21 +33,29 @@ log = logging.getLogger("morphospace")
 LEVEL_SAMPLE = 64  # frames whose highest levels set the scale frames beyond 8 bits are judged on
 
 
-def _clean(run: RunDir) -> list[str] | None:
-    """Remove the outputs of an earlier ingest, and partial files of a killed one; return the ids
-    of the earlier cube where the run holds results derived from it (None otherwise, or unreadable)."""
+def _earlier(run: RunDir) -> list[str] | None:
+    """The galaxies of the earlier cube where the run holds results derived from it (None otherwise,
+    or unreadable); and partial files of a killed ingest removed. The earlier outputs themselves
+    stay until the new ones are ready (:func:`_remove_earlier_outputs`): a re-ingest that fails
+    (nothing usable, ``--strict``, a full disk) leaves the run as it was."""
     earlier = None
     if any(os.path.lexists(run.path / name) for name in DERIVED):
         try:
             earlier = _galaxies(run.cube_catalogue())
         except Exception:  # noqa: BLE001 - a damaged earlier run: its results are set aside below
             earlier = None
-    for path in (run.catalogue, run.ingest_summary, run.cube, partial_path(run.cube)):
-        path.unlink(missing_ok=True)
+    partial_path(run.cube).unlink(missing_ok=True)
     for name in (run.catalogue.name, run.ingest_summary.name):
         for stale in run.path.glob(f".{name}.*.partial"):
             stale.unlink(missing_ok=True)
     return earlier
+
+
+def _remove_earlier_outputs(run: RunDir) -> None:
+    """The earlier ingest's cube, catalogue and summary removed just before the new ones are renamed
+    into place: an old cube or catalogue must never pair with a new one, whatever stops the renames."""
+    for path in (run.catalogue, run.ingest_summary, run.cube):
+        path.unlink(missing_ok=True)
 
 
 def _galaxies(cube_catalogue) -> list[tuple[str, str]]:
@@ -209,7 +217,7 @@ def _write_outputs(survey, spec: PreprocessSpec, run: RunDir, data, cfg: Config,
     """The rest of :func:`ingest`: the chunks decoded on ``pool`` (``procs`` processes) into the cube,
     then the catalogue and the summary, each written under a temporary name and renamed."""
     workers, chunk, cube_dtype = int(cfg.ingest.workers), int(cfg.ingest.chunk_size), cfg.ingest.cube_dtype
-    earlier = _clean(run)  # an old cube or catalogue must never pair with a new one
+    earlier = _earlier(run)
     try:
         writer = CubeWriter(run.cube, len(survey), (spec.channels, spec.size, spec.size), cube_dtype)
     except OSError as exc:
@@ -253,6 +261,7 @@ def _write_outputs(survey, spec: PreprocessSpec, run: RunDir, data, cfg: Config,
         catalogue = build_catalogue(survey, cube_index, crops)
         summary = summarise(survey, catalogue, spec, details, time.perf_counter() - t0, workers, writer.dtype.name)
         _set_aside_results_of_other_galaxies(run, earlier, _galaxies(in_cube_order(catalogue)))
+        _remove_earlier_outputs(run)
         # Everything is written under temporary names first, then renamed: cube, summary, catalogue.
         with atomic_path(run.catalogue) as cat_tmp:
             catalogue.to_parquet(cat_tmp, index=False)
