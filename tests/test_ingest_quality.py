@@ -399,8 +399,10 @@ def test_twelve_bit_levels_in_sixteen_bit_files_are_judged_on_their_own_scale(tm
     assert spec.level_top == 2.0**-4
     row, _ = preprocess_file(tmp_path / "twelve" / "g0.png", spec)
     np.testing.assert_array_equal(row.astype(np.float16), np.asarray(cube12)[int(cat12.set_index("id").loc["g0", "cube_index"])])
-    with pytest.raises(UserError, match="blank"):
-        preprocess_file(tmp_path / "twelve" / "g0.png", PreprocessSpec())  # the file's own scale: blank
+    # on the file's own scale its levels span a sixteenth of it, but it stands far above its sky's noise
+    assert np.isfinite(preprocess_file(tmp_path / "twelve" / "g0.png", PreprocessSpec())[0]).all()
+    with pytest.raises(UserError, match="blank"):  # the sky alone is blank on either scale
+        preprocess_file(tmp_path / "twelve" / "blank.png", PreprocessSpec())
 
 
 def test_a_few_sixteen_bit_frames_among_jpegs_are_found_and_empty_sky_stays_blank(tmp_path, monkeypatch):
@@ -426,6 +428,28 @@ def test_a_few_sixteen_bit_frames_among_jpegs_are_found_and_empty_sky_stays_blan
         Image.fromarray(np.clip(200 + rng.normal(0, 15, (96, 96)), 0, 4095).astype(np.uint16)).save(sky / f"s{i}.png")
     with pytest.raises(UserError, match="all 6 were flagged .6 blank"):
         ingest_to(sky, tmp_path / "sky_run")
+
+
+def test_faint_galaxies_of_a_linear_sixteen_bit_survey_are_not_blank(tmp_path):
+    """Linear 16-bit frames: the bright galaxies fill the files' scale (so it is the survey's), the
+    faint ones a few hundredths of it. Each stands 100 sigmas or more above its sky, yet seven of
+    twenty were flagged blank ("constant frame"); frames of sky alone still are."""
+    root = tmp_path / "linear"
+    root.mkdir()
+    yy, xx = np.mgrid[:64, :64] - 31.5
+    peaks = np.geomspace(60000, 1000, 20)
+    for i, peak in enumerate(peaks):
+        level = 500 + peak * np.exp(-(xx**2 / 60 + yy**2 / 25)) + np.random.default_rng(i).normal(0, 10, (64, 64))
+        Image.fromarray(np.clip(level, 0, 65535).astype(np.uint16)).save(root / f"g{i:02d}.png")
+    rng = np.random.default_rng(99)
+    Image.fromarray(np.clip(500 + rng.normal(0, 10, (64, 64)), 0, 65535).astype(np.uint16)).save(root / "sky.png")
+    Image.fromarray(np.full((64, 64), 500, np.uint16)).save(root / "flat.png")
+    summary, cat, cube, _ = ingest_to(root, tmp_path / "run")
+    assert summary["preprocess"]["level_top"] == 1.0
+    blank = dict(zip(cat["id"], cat["flag_blank"]))
+    assert blank == {**{f"g{i:02d}": False for i in range(20)}, "sky": True, "flat": True}
+    faint = np.asarray(cube)[int(cat.set_index("id").loc["g19", "cube_index"])]
+    assert np.isfinite(faint).all() and faint.std() > 0.1  # normalised like the bright ones, not a flat row
 
 
 def test_twelve_bit_galaxies_that_fill_their_frames_set_the_level_scale(tmp_path):

@@ -8,7 +8,10 @@ Quality checks (on the whole frame, before cropping), each a flag:
     central third stands out above the frame's 99.5th percentile by that much
     (:attr:`FrameStats.centre_hi`): a galaxy a tenth of the frame's side covers 1 % of it,
     too little to move the frame's percentile, and such frames of a fixed-angle survey
-    were flagged blank; for flux data
+    were flagged blank. A frame with levels beyond 8 bits (16-bit PNG/TIFF, integer HDF5 rows)
+    whose centre stands :data:`SIGNAL_SIGMAS` of its sky's noise above the sky is a detection and
+    never blank: linear 16-bit data hold faint galaxies in a few hundredths of the scale that
+    the survey's bright ones fill. For flux data
     (FITS, float), the standard deviation is below ``blank_std`` of the largest
     absolute value. More than half the pixels NaN/inf is blank too.
 ``not_galaxy``
@@ -45,6 +48,9 @@ DARK_LEVEL = 0.1  # a flat rendered background above this (of full scale) is a p
 FLAT_WITH_EDGES = 0.3  # exact-value fraction from which sharp strokes mark a rendered page
 EDGE_FRACTION = 0.015  # fraction of neighbouring pairs with a jump of half the range
 EDGE_JUMP = 0.5
+# a centre this many of the sky's robust sigmas above the sky holds a source (noise alone reaches
+# ~4-5 sigmas over a 100 px square)
+SIGNAL_SIGMAS = 10.0
 
 
 @dataclass
@@ -74,6 +80,10 @@ class FrameStats:
         A high level of the central third: the 99.5th percentile of a float frame, the
         second-brightest pixel of an 8-bit frame's sample (whose regular sample keeps only a
         few pixels of a galaxy a twentieth of the frame's side).
+    signal_sigmas : float
+        How far ``centre_hi`` stands above the ring's median, in the ring's robust sigmas
+        (1.4826 x MAD; infinite above a noiseless sky, 0 for a constant frame). NaN for 8-bit
+        frames, which are judged on their levels alone.
     """
 
     lo: float  # 0.5th percentile
@@ -88,6 +98,7 @@ class FrameStats:
     centre_hi: float  # a high level of the central third
     grey: "np.ndarray | Image.Image"  # H x W grey (NaN where not finite), for the edge test
     unit: float = 1.0  # grey * unit is on the scale of the other statistics
+    signal_sigmas: float = float("nan")  # (centre_hi - ring median) / the ring's robust sigma (float frames)
 
     def edge_fraction(self) -> float:
         """Fraction of neighbouring pixel pairs whose levels jump by half the range or more.
@@ -147,13 +158,18 @@ def stats_float(arr: np.ndarray) -> FrameStats:
     uniq, counts = np.unique(values, return_counts=True)
     k = int(counts.argmax())
     lo, hi = np.percentile(values, [0.5, 99.5])
+    centre_hi = float(np.percentile(centre, 99.5)) if centre.size else float(hi)
+    sky = float(np.median(ring)) if ring.size else float(np.median(values))
+    noise = 1.4826 * float(np.median(np.abs(ring - sky))) if ring.size else 0.0
+    excess = centre_hi - sky
     return FrameStats(
         lo=float(lo), hi=float(hi), vmin=float(values.min()), vmax=float(values.max()), std=float(values.std()),
         mode_fraction=float(counts[k] / values.size), mode_level=float(uniq[k]),
-        ring_median=float(np.median(ring)) if ring.size else float(np.median(values)),
+        ring_median=sky,
         centre_median=float(np.median(centre)) if centre.size else float(np.median(values)),
         grey=np.where(finite, grey, np.nan),
-        centre_hi=float(np.percentile(centre, 99.5)) if centre.size else float(hi),
+        centre_hi=centre_hi,
+        signal_sigmas=excess / noise if noise > 0 else (float("inf") if excess > 0 else 0.0),
     )
 
 
@@ -179,8 +195,9 @@ def judge(stats: FrameStats, display: bool, spec: PreprocessSpec) -> None:
         Naming the flag and what was seen.
     """
     rng = stats.vmax - stats.vmin
+    detected = stats.signal_sigmas >= SIGNAL_SIGMAS  # False for 8-bit frames (NaN)
     if display:
-        if rng < spec.blank_contrast:
+        if rng < spec.blank_contrast and not detected:
             raise BadImage("blank", f"constant frame (levels span {rng:.3f} of full scale)")
     else:
         scale = max(abs(stats.vmax), abs(stats.vmin), 1e-30)
@@ -198,7 +215,7 @@ def judge(stats: FrameStats, display: bool, spec: PreprocessSpec) -> None:
     # a small central galaxy stands out above the frame's own high level by the contrast itself; noise
     # alone does not (the centre's high level is the frame's, give or take a fraction of sigma)
     stands_out = stats.centre_hi - stats.hi >= spec.blank_contrast
-    if display and stats.hi - stats.lo < spec.blank_contrast and not stands_out:
+    if display and stats.hi - stats.lo < spec.blank_contrast and not stands_out and not detected:
         raise BadImage("blank", f"grey levels span {stats.hi - stats.lo:.3f} of full scale (0.5-99.5 percentile; "
                                 f"blank below {spec.blank_contrast}) and nothing stands out in the centre")
     if stats.ring_median - stats.centre_median > 0.5 * rng:

@@ -24,6 +24,7 @@ from .decode import BadImage, decode, frame_from_array, read_hdf5_rows
 from .files import file_kind
 from .layouts import Survey
 from .preprocess import PreprocessSpec, RowBlock, preprocess_block
+from .quality import SIGNAL_SIGMAS  # a frame's top sets the level scale only where it holds a source
 from .records import FLAG_DESCRIPTIONS, Record
 
 # Worker-process state: open HDF5 files are reused across chunks.
@@ -256,11 +257,6 @@ def sampled_level_tops(survey: Survey, spec: PreprocessSpec, sample: int, seed: 
     list of float
     """
     return _over_sample(survey, spec, sample, seed, pool, parts, _level_tops, eligible=_may_pass_8_bits)
-
-
-# a frame's top sets the level scale only where it stands this many sigmas of the sky's noise
-# above the sky (:func:`~morphospace.data.ingest.framing.border_sky`): noise reaches ~4-5 over a 100 px square
-SIGNAL_SIGMAS = 10.0
 
 
 def _may_pass_8_bits(record: Record) -> bool:
