@@ -146,3 +146,42 @@ def test_draft_scale_is_pillows():
             s = draft_scale(w, h, m)
             assert jpg.size == (-(-w // s), -(-h // s)), (w, h, m)
 
+
+
+def test_a_fits_file_cut_short_is_truncated_and_its_warning_stays_off_the_console(tmp_path, capfd):
+    """astropy warns "File may have been truncated", then fails to shape the data: the file was
+    flagged unreadable, and the warning (from the band count's sample of the files) reached the
+    console under --quiet."""
+    from astropy.io import fits
+
+    from morphospace.cli import main
+
+    root = tmp_path / "fits"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        fits.PrimaryHDU(rng.normal(size=(64, 64)).astype(np.float32) + 10 * (i + 1)).writeto(root / f"g{i}.fits")
+    full = tmp_path / "whole.fits"
+    fits.PrimaryHDU(rng.normal(size=(200, 200)).astype(np.float32)).writeto(full)
+    (root / "short.fits").write_bytes(full.read_bytes()[:10000])
+    with pytest.raises(BadImage) as err:
+        decode(Record(id="short", source=str(root / "short.fits"), kind="fits"))
+    assert err.value.flag == "truncated"
+    capfd.readouterr()
+    assert main(["ingest", str(root), "--out", str(tmp_path / "run"), "--quiet", "--workers", "1"]) == 0
+    out, errs = capfd.readouterr()
+    assert "truncated" in out + errs and "WARNING" not in out + errs
+
+
+def test_an_image_under_a_fits_name_is_read_as_what_it_is(tmp_path):
+    """A PNG or JPEG named .fits was flagged not_image ("No SIMPLE card found"); a FITS file
+    named .png was already read as FITS."""
+    rgb = galaxy_rgb(48, seed=3)
+    for name, fmt in (("png_as.fits", "PNG"), ("jpeg_as.fit", "JPEG")):
+        Image.fromarray(rgb).save(tmp_path / name, format=fmt)
+        frame = decode(Record(id=name, source=str(tmp_path / name), kind="fits"))
+        assert frame.shape == (48, 48) and frame.display
+    (tmp_path / "text.fits").write_text("not a FITS file at all, nor an image")
+    with pytest.raises(BadImage) as err:
+        decode(Record(id="text", source=str(tmp_path / "text.fits"), kind="fits"))
+    assert err.value.flag == "not_image"

@@ -4,7 +4,7 @@
 quality flag. An 8-bit image stays a Pillow image (the preprocessing crops and
 resizes it in C before any float conversion); anything else becomes a float32
 H x W x B array: 16-bit images scaled to [0, 1], FITS and float data in their own
-units. JPEGs are decoded at reduced scale (the DCT does the downscaling) when the
+units (:mod:`~morphospace.data.ingest.fits_frames`). JPEGs are decoded at reduced scale (the DCT does the downscaling) when the
 preprocessing will downsample anyway.
 
 Plain JPEGs (YCbCr or grey, no APP1 Exif/XMP segment that could carry an orientation) are
@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
-from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ...errors import first_line
+from .fits_frames import decode_fits
+from .frames import BadImage, Frame, truncation
 from .records import Record
 
 try:  # libjpeg-turbo from a wheel; Pillow decodes every JPEG without it
@@ -33,60 +33,10 @@ try:  # libjpeg-turbo from a wheel; Pillow decodes every JPEG without it
 except ImportError:  # pragma: no cover - depends on the machine
     simplejpeg = None
 
+__all__ = ["BadImage", "Frame", "decode", "draft_scale", "draft_side", "frame_from_array", "read_hdf5_rows"]
+
 FITS_MAGIC = b"SIMPLE  ="
 MIN_SIDE = 8  # smaller frames are flagged too_small
-
-
-class BadImage(Exception):
-    """A record whose pixels cannot be used; ``flag`` names the reason, ``detail`` says more.
-
-    ``also`` names further flags that hold (e.g. ``nonfinite`` beside ``blank`` for a
-    frame that is mostly NaN).
-    """
-
-    def __init__(self, flag: str, detail: str = "", also: tuple[str, ...] = ()):
-        super().__init__(detail or flag)
-        self.flag = flag
-        self.detail = detail
-        self.also = tuple(also)
-
-    @property
-    def flags(self) -> tuple[str, ...]:
-        """Every flag that holds: ``flag``, then ``also``."""
-        return (self.flag, *self.also)
-
-
-@dataclass
-class Frame:
-    """Decoded pixels.
-
-    Attributes
-    ----------
-    pixels : PIL.Image.Image or numpy.ndarray
-        An 8-bit Pillow image (mode ``RGB`` or ``L``), or a float32 H x W x B array.
-    display : bool
-        The values are display levels on a known scale (8/16-bit rendered images:
-        0 is black, 1 is white), so absolute thresholds such as "a white page" mean
-        something. False for FITS and float data (flux units).
-    sky : tuple of float, str or None
-        FITS only: (RA, Dec) in degrees (ICRS) of the frame's centre by its WCS, or what is
-        wrong with the WCS; None without a celestial WCS
-        (:func:`~morphospace.data.ingest.positions.wcs_centre`).
-    flags : tuple of str
-        Warning flags the decoding raised (``depth_reduced``); the frame is usable.
-    """
-
-    pixels: "Image.Image | np.ndarray"
-    display: bool
-    sky: "tuple[float, float] | str | None" = None
-    flags: tuple = ()
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """(height, width) in pixels."""
-        if isinstance(self.pixels, Image.Image):
-            return self.pixels.size[1], self.pixels.size[0]
-        return self.pixels.shape[0], self.pixels.shape[1]
 
 
 def decode(rec: Record, min_side: int = 0, h5_cache: dict | None = None) -> Frame:
@@ -120,14 +70,14 @@ def decode(rec: Record, min_side: int = 0, h5_cache: dict | None = None) -> Fram
         raise BadImage("unreadable", first_line(exc)) from None
     if size == 0:
         raise BadImage("empty_file")
-    if rec.kind == "fits" or _has_fits_magic(rec.source):
-        frame = _decode_fits(rec.source)
+    if (rec.kind == "fits" and not _has_image_magic(rec.source)) or _has_fits_magic(rec.source):
+        frame = decode_fits(rec.source)
     else:
         frame = _decode_turbo(rec.source, min_side) if _jpeg_name(rec.source) else None
         if frame is None:  # not a plain JPEG, or damaged: Pillow decodes or flags it
             frame = _decode_pillow(rec.source, min_side)
             if frame is None:  # FITS under an image's name: Pillow's reader would turn it upside down
-                frame = _decode_fits(rec.source)
+                frame = decode_fits(rec.source)
     h, w = frame.shape
     if min(h, w) < MIN_SIDE:
         raise BadImage("too_small", f"{w}x{h} pixels")
@@ -145,15 +95,20 @@ def _has_fits_magic(path: str) -> bool:
         return False
 
 
-def _truncation(msg: str) -> bool:
-    msg = msg.lower()
-    return any(s in msg for s in ("truncated", "broken data stream", "premature end", "unexpected end",
-                                  "buffer is not large enough", "not enough data"))
+def _has_image_magic(path: str) -> bool:
+    """An image format Pillow reads, by its first bytes: a PNG or JPEG under a FITS name is read as
+    what it is (as a FITS file under an image's name is)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(8).startswith(IMAGE_MAGICS)
+    except OSError:
+        return False
 
 
 EXIF_ORIENTATION = 0x0112
 JPEG_NAMES = (".jpg", ".jpeg", ".jpe", ".jfif")
 JPEG_MAGIC = b"\xff\xd8\xff"
+IMAGE_MAGICS = (b"\x89PNG\r\n\x1a\n", JPEG_MAGIC, b"II*\x00", b"MM\x00*", b"GIF8", b"BM")  # what Pillow reads
 # header colour -> (decoded as, image mode, raw mode). Colour is decoded as packed RGB: libjpeg-turbo
 # then writes 3 bytes a pixel, not 4, and Pillow's spreading of them into its RGBX layout costs less
 # than the byte saved (benchmarks/bench_ingest.py --decoders)
@@ -265,7 +220,7 @@ def _decode_pillow(path: str, min_side: int) -> "Frame | None":
         raise BadImage("not_image", "not a format Pillow reads") from None
     except (OSError, EOFError, SyntaxError, ValueError) as exc:
         # Pillow reports damaged files with all of these, depending on the format.
-        flag = "truncated" if isinstance(exc, EOFError) or _truncation(str(exc)) else "unreadable"
+        flag = "truncated" if isinstance(exc, EOFError) or truncation(str(exc)) else "unreadable"
         raise BadImage(flag, first_line(exc)) from None
     except Image.DecompressionBombError as exc:
         raise BadImage("unreadable", first_line(exc)) from None
@@ -284,49 +239,6 @@ def _sixteen_bit_colour(img: Image.Image) -> bool:
         if isinstance(raw, str) and ";16" in raw and not raw.startswith("I;16"):
             return True
     return False
-
-
-def _decode_fits(path: str) -> Frame:
-    from astropy.io import fits
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with fits.open(path, memmap=False) as hdul:
-                data, header = None, None
-                for hdu in hdul:
-                    d = getattr(hdu, "data", None)
-                    if d is not None and np.ndim(d) >= 2:
-                        data, header = np.asarray(d, dtype=np.float32), hdu.header
-                        break
-    except OSError as exc:
-        msg = str(exc).lower()
-        flag = "truncated" if _truncation(msg) or "empty or corrupt" in msg else "not_image"
-        raise BadImage(flag, first_line(exc)) from None
-    except MemoryError:
-        raise BadImage("unreadable", "too large to decode") from None
-    except Exception as exc:  # noqa: BLE001 - astropy raises many types for damaged files
-        flag = "truncated" if _truncation(str(exc)) else "unreadable"
-        raise BadImage(flag, f"{type(exc).__name__}: {first_line(exc)}") from None
-    if data is None:
-        raise BadImage("not_image", "FITS file without an image HDU")
-    while data.ndim > 3 and data.shape[0] == 1:  # (1, 1, H, W) and the like
-        data = data[0]
-    if data.ndim == 2:
-        return Frame(data[..., None], display=False, sky=_sky(header, data.shape))
-    if data.ndim == 3:  # a band cube: bands first in FITS (numpy) order
-        return Frame(np.ascontiguousarray(np.moveaxis(data, 0, -1)), display=False, sky=_sky(header, data.shape))
-    raise BadImage("not_image", f"{data.ndim}-d FITS data")
-
-
-def _sky(header, shape: tuple) -> "tuple[float, float] | str | None":
-    """The frame centre's (RA, Dec) by the header's WCS; what is wrong with it; or None."""
-    from .positions import wcs_centre
-
-    try:
-        return wcs_centre(header, shape[-2], shape[-1])
-    except ValueError as exc:
-        return str(exc)
 
 
 def frame_from_array(arr: np.ndarray) -> Frame:

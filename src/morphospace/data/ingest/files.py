@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -218,21 +219,23 @@ def fits_bands(paths: list[Path], sample: int = 20) -> dict[int, int]:
     counts: dict[int, int] = {}
     for p in spread_sample(paths, sample):
         try:
-            with fits.open(p, memmap=False) as hdul:
-                images = [h for h in hdul if getattr(h, "is_image", False) and h.header.get("NAXIS", 0) >= 2]
-                if len(images) > 1 and not counts:  # once: e.g. one band per extension, or image + mask + variance
-                    log.info("%s holds %d image extensions: the first, %s, is read (bands in separate extensions "
-                             "are not combined: give each file a band cube)", p.name, len(images),
-                             images[0].name or "PRIMARY")
-                for hdu in hdul:
-                    d = getattr(hdu, "data", None)
-                    if d is not None and np.ndim(d) >= 2:
-                        shape = [s for s in np.shape(d)]
-                        while len(shape) > 3 and shape[0] == 1:
-                            shape = shape[1:]
-                        bands = 1 if len(shape) == 2 else int(shape[0])
-                        counts[bands] = counts.get(bands, 0) + 1
-                        break
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a damaged file's warnings: it is flagged when decoded
+                with fits.open(p, memmap=False) as hdul:
+                    images = [h for h in hdul if getattr(h, "is_image", False) and h.header.get("NAXIS", 0) >= 2]
+                    if len(images) > 1 and not counts:  # once: e.g. one band per extension, or image + mask + variance
+                        log.info("%s holds %d image extensions: the first, %s, is read (bands in separate extensions "
+                                 "are not combined: give each file a band cube)", p.name, len(images),
+                                 images[0].name or "PRIMARY")
+                    for hdu in hdul:
+                        d = getattr(hdu, "data", None)
+                        if d is not None and np.ndim(d) >= 2:
+                            shape = [s for s in np.shape(d)]
+                            while len(shape) > 3 and shape[0] == 1:
+                                shape = shape[1:]
+                            bands = 1 if len(shape) == 2 else int(shape[0])
+                            counts[bands] = counts.get(bands, 0) + 1
+                            break
         except Exception:  # noqa: BLE001 - a broken file is flagged when decoded; look at the next one
             continue
     return counts

@@ -1,0 +1,61 @@
+"""FITS cutouts decoded: the first HDU with an image (2-D, or a band cube), in flux units, and the
+frame centre's sky position by the header's WCS."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from ...errors import first_line
+from .frames import BadImage, Frame, truncation
+
+
+def decode_fits(path: str) -> Frame:
+    """The frame of a FITS file, or the :class:`BadImage` that says why there is none."""
+    from astropy.io import fits
+
+    caught: list = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # recorded, not shown: a short file is said by a warning
+            with fits.open(path, memmap=False) as hdul:
+                data, header = None, None
+                for hdu in hdul:
+                    d = getattr(hdu, "data", None)
+                    if d is not None and np.ndim(d) >= 2:
+                        data, header = np.asarray(d, dtype=np.float32), hdu.header
+                        break
+    except OSError as exc:
+        msg = str(exc).lower()
+        flag = "truncated" if truncation(msg) or "empty or corrupt" in msg or _said_truncated(caught) else "not_image"
+        raise BadImage(flag, first_line(exc)) from None
+    except MemoryError:
+        raise BadImage("unreadable", "too large to decode") from None
+    except Exception as exc:  # noqa: BLE001 - astropy raises many types for damaged files
+        # a file shorter than its header says: astropy warns so, then fails to shape the data
+        flag = "truncated" if truncation(str(exc)) or _said_truncated(caught) else "unreadable"
+        raise BadImage(flag, f"{type(exc).__name__}: {first_line(exc)}") from None
+    if data is None:
+        raise BadImage("not_image", "FITS file without an image HDU")
+    while data.ndim > 3 and data.shape[0] == 1:  # (1, 1, H, W) and the like
+        data = data[0]
+    if data.ndim == 2:
+        return Frame(data[..., None], display=False, sky=_sky(header, data.shape))
+    if data.ndim == 3:  # a band cube: bands first in FITS (numpy) order
+        return Frame(np.ascontiguousarray(np.moveaxis(data, 0, -1)), display=False, sky=_sky(header, data.shape))
+    raise BadImage("not_image", f"{data.ndim}-d FITS data")
+
+
+def _said_truncated(caught: list) -> bool:
+    return any("truncated" in str(w.message).lower() for w in caught or ())
+
+
+def _sky(header, shape: tuple) -> "tuple[float, float] | str | None":
+    """The frame centre's (RA, Dec) by the header's WCS; what is wrong with it; or None."""
+    from .positions import wcs_centre
+
+    try:
+        return wcs_centre(header, shape[-2], shape[-1])
+    except ValueError as exc:
+        return str(exc)
