@@ -672,6 +672,34 @@ def test_linear_probe_drops_missing_labels_and_skips_tiny_fractions():
         linear_probe(x, np.array(["a"] * 100))
 
 
+def test_linear_probe_keeps_two_of_a_small_class_when_sampling_and_skips_draws_that_lack_one(caplog):
+    """max_rows sampled a class of 4 down to one galaxy and emptied the whole probe; a 1% draw that
+    trained on none of a class of 6 was scored (its balanced accuracy capped at 2/3)."""
+    import logging
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(["S", "E", "Edge"], [1996, 1000, 4])
+    x = rng.normal(size=(3000, 3)) + np.select([y == "S", y == "E"], [0.0, 3.0], 6.0)[:, None]
+    t = linear_probe(x, y, fractions=(0.1, 1.0), repeats=2, max_rows=600)
+    assert list(t["fraction"]) == [1.0] and t["chance"].item() == 1 / 3  # Edge kept, twice: 10% lacks it
+    y2 = np.repeat([1, 0, 2], [660, 334, 6])
+    x2 = rng.normal(size=(1000, 3)) + np.select([y2 == 1, y2 == 0], [0.0, 3.0], 6.0)[:, None]
+    with caplog.at_level(logging.INFO, logger="morphospace"):
+        t2 = linear_probe(x2, y2, fractions=(0.01, 0.5, 1.0), repeats=3)
+    assert list(t2["fraction"]) == [0.5, 1.0] and (t2["balanced_accuracy"] > 0.9).all()
+    assert "1% of 1000 labelled galaxies is too few to train on two of each of 3 classes" in caplog.text
+
+
+def test_linear_probe_reads_text_missing_markers_as_missing():
+    rng = np.random.default_rng(2)
+    y = np.array(["E", "S", "Edge", "S"] * 100, dtype=object)
+    y[::4] = "N/A"
+    y[1::8] = "null"
+    x = rng.normal(size=(400, 3))
+    t = linear_probe(x, y, fractions=(1.0,))
+    assert t["chance"].item() == 0.5  # "S" and "Edge": "N/A" and "null" are no class
+
+
 def test_head_scaling_streams_a_memory_mapped_bank(tmp_path):
     """The head's standardisation from a (V, N, F) bank read in chunks equals numpy's on the whole."""
     rng = np.random.default_rng(0)

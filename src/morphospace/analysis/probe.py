@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from .labels import labels_in_cube_order
+from .labels import labels_in_cube_order, missing_mask
 
 __all__ = ["linear_probe", "probe_run", "probe_classifier", "FRACTIONS", "CS"]
 
@@ -103,19 +103,21 @@ MAX_ROWS = 20_000  # labelled galaxies a probe uses at most: its cost grows fast
 
 
 def _labelled(y) -> tuple[np.ndarray, np.ndarray]:
-    """Which rows of ``y`` carry a label (not missing, not blank), and those labels as text."""
+    """Which rows of ``y`` carry a label (not missing: None, NaN, blank, or text such as "N/A" or
+    "null", :func:`~morphospace.analysis.labels.missing_mask`), and those labels as text."""
     s = pd.Series(np.asarray(y, dtype=object))
-    keep = (~s.isna() & (s.astype(str).str.strip() != "")).to_numpy()
+    keep = ~missing_mask(s.to_numpy())
     return keep, s[keep].astype(str).to_numpy()
 
 
 def _stratified_sample(y: np.ndarray, classes: np.ndarray, counts: np.ndarray, size: int,
                        random_state: int) -> np.ndarray:
-    """Sorted rows: each class's share of ``size`` (at least one row of every class), drawn with
-    ``random_state``. Unlike ``train_test_split(stratify=...)``, a class of one galaxy is fine."""
+    """Sorted rows: each class's share of ``size``, drawn with ``random_state``, and at least two
+    rows of every class (all of a class of one): a class sampled down to one galaxy could be neither
+    split nor scored, and left the probe with no fraction at all."""
     rng = np.random.default_rng(random_state)
     order = np.argsort(y, kind="stable")  # rows grouped by class, classes in ``classes`` order
-    take = np.minimum(counts, np.maximum(1, np.round(size * counts / counts.sum()).astype(int)))
+    take = np.minimum(counts, np.maximum(2, np.round(size * counts / counts.sum()).astype(int)))
     groups = np.split(order, np.cumsum(counts)[:-1])
     return np.sort(np.concatenate([rng.choice(g, k, replace=False) for g, k in zip(groups, take)]))
 
@@ -128,7 +130,7 @@ def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int
     ----------
     x : ndarray (N, D)
     y : array (N,)
-        Class labels; missing values (None, NaN, empty) are left out.
+        Class labels; missing values (None, NaN, empty, "N/A", "null"...) are left out.
     fractions : sequence of float
         Fractions of the labelled rows to train on; 1.0 means 5-fold cross-validation.
     repeats : int
@@ -197,12 +199,18 @@ def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int
             splits[frac] = list(StratifiedKFold(folds, shuffle=True, random_state=random_state).split(x, y))
         else:
             n_train = int(round(frac * len(y)))
-            if n_train < 2 * len(classes) or len(y) - n_train < len(classes) or (counts < 2).any():
-                log.info("linear probe: %.0f%% of %d labelled galaxies is too few for %d classes; skipped",
-                         100 * frac, len(y), len(classes))
+            draws = []
+            if n_train >= 2 * len(classes) and len(y) - n_train >= len(classes):
+                draws = [train_test_split(np.arange(len(y)), train_size=n_train, stratify=y,
+                                          random_state=random_state + r) for r in range(repeats)]
+            # every class twice in every training draw: a class a draw lacks caps its balanced accuracy
+            # at (K - 1) / K whatever the features
+            if not draws or any(len(np.unique(y[tr])) < len(classes) or np.unique(y[tr], return_counts=True)[1].min() < 2
+                                for tr, _ in draws):
+                log.info("linear probe: %.0f%% of %d labelled galaxies is too few to train on two of each of "
+                         "%d classes; skipped", 100 * frac, len(y), len(classes))
                 continue
-            splits[frac] = [train_test_split(np.arange(len(y)), train_size=n_train, stratify=y,
-                                             random_state=random_state + r) for r in range(repeats)]
+            splits[frac] = draws
     jobs = [(frac, tr, te) for frac, pairs in splits.items() for tr, te in pairs]
     scores = Parallel(n_jobs=n_jobs)(delayed(_fit_score)(x[tr], y[tr], x[te], y[te]) for _, tr, te in jobs)
     rows = []

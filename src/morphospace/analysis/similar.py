@@ -21,7 +21,7 @@ import pandas as pd
 from ..errors import UserError
 from ..image.display import display_image
 from ..run import RunDir, atomic_path, file_stamp, read_stamped_pickle, safe_name, write_stamped_pickle, write_table
-from .labels import label_columns
+from .labels import label_columns, missing_mask
 from .neighbour_index import EXACT_BELOW, SimilarityIndex, searches_exactly  # noqa: F401 - re-exported
 
 log = logging.getLogger("morphospace")
@@ -31,11 +31,11 @@ __all__ = ["SimilarityIndex", "EXACT_BELOW", "searches_exactly", "precision_at_k
 def precision_at_k(X: np.ndarray, labels: Any, k: int = 10, random_state: int = 0) -> float:
     """Mean fraction of each labelled galaxy's k nearest others that share its label.
 
-    Galaxies without a label are neither scored nor counted as neighbours' labels (a
-    neighbour without one counts as a miss).
+    Galaxies without a label (None, NaN, blank, "N/A"...: :func:`~morphospace.analysis.labels.missing_mask`)
+    are neither scored nor counted as neighbours' labels (a neighbour without one counts as a miss).
     """
     y = pd.Series(np.asarray(labels, dtype=object))
-    known = (~y.isna() & (y.astype(str).str.strip() != "")).to_numpy()
+    known = ~missing_mask(y.to_numpy())
     index = SimilarityIndex(random_state=random_state).fit(X)
     _, idx = index.kneighbors(np.asarray(X)[known], k=k + 1)
     yk = y.astype(str).to_numpy()
