@@ -54,6 +54,19 @@ def test_knn_score_is_the_mean_distance_to_the_k_nearest_others():
     np.testing.assert_allclose(rank_normalise([3.0, 1.0, 2.0, 2.0]), [1.0, 0.0, 0.5, 0.5])
 
 
+
+def test_a_small_sample_averages_over_every_other_row_whatever_the_algorithm():
+    """nndescent's graph of 8 rows holds 7 columns, the row itself among them: the score averaged
+    6 others where k_ = 7 (the exact search's and scikit-learn's 7)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    X = np.random.default_rng(0).normal(size=(8, 3))
+    approx = FormAnomaly(n_neighbors=10, algorithm="nndescent").fit(X)
+    dist, _ = NearestNeighbors(n_neighbors=8).fit(X).kneighbors(X)
+    assert approx.k_ == 7
+    np.testing.assert_allclose(approx.scores_, dist[:, 1:].mean(1), rtol=1e-5)
+    np.testing.assert_allclose(FormAnomaly(n_neighbors=10, algorithm="exact").fit(X).scores_, approx.scores_, rtol=1e-5)
+
 def test_bad_parameters_are_one_line_value_errors():
     X, _ = _blobs(30)
     for bad in ({"method": "lof"}, {"n_neighbors": 0}, {"algorithm": "faiss"}, {"n_neighbors": True}):

@@ -61,9 +61,18 @@ def test_a_parameter_out_of_range_is_a_value_error_naming_it_not_another_value_u
              (HDBSCANClusterer(min_samples=-1), "min_samples"), (KMeansSelect(k_range=[2.5]), "k_range"),
              (PCAReducer(n_components=0), "n_components"), (PCAReducer(n_components=1.5), "n_components"),
              (TSNEReducer(perplexity=0), "perplexity"), (UMAPReducer(n_neighbors=1), "n_neighbors")]
+    y = np.repeat(["a", "b", "c"], 20)
+    for n in (2.5, 3.5, "2", 0):  # LDA used 2.5 (a PCA padding of "0.5 of the variance"), failed deep on 3.5
+        with pytest.raises(ValueError, match="n_components must be a whole number"):
+            LDAReducer(n_components=n).fit(X, y)
     for est, name in cases:
         with pytest.raises(ValueError, match=name):
             est.fit(X)
+    km = KMeansSelect(k_range=[3, 4]).fit(X)
+    assert km.predict(X, k=4).dtype == km.labels_.dtype == np.int64
+    for k in (9, 3.0, "3"):  # a k not fitted was a KeyError
+        with pytest.raises(ValueError, match="k must be one of the fitted k_range"):
+            km.predict(X, k=k)
     assert KMeansSelect(k_range=4).fit(X).labels_.max() == 3  # one k, as a number
     pca = PCAReducer(n_components=0.9).fit(X)  # a fraction of the variance: the axes it took
     assert pca.n_components_ == pca.transform(X).shape[1] == pca.pca_.n_components_

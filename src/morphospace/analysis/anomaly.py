@@ -153,7 +153,9 @@ class FormAnomaly(BaseEstimator):
         X = fit_input(self, X, min_samples=2)
         n = len(X)
         self.k_ = int(min(self.n_neighbors, n - 1))
-        exact = self.algorithm == "exact" or (self.algorithm == "auto" and searches_exactly(n))
+        # a graph of n rows holds each row's n - 1 nearest, itself among them: too few for k_ others when
+        # k_ = n - 1, so so few rows are searched exactly whatever the algorithm
+        exact = self.algorithm == "exact" or (self.algorithm == "auto" and searches_exactly(n)) or n <= self.k_ + 1
         self.neighbours_ = SimilarityIndex(n_neighbors=max(30, self.k_ + 1), random_state=self.random_state,
                                            exact_below=n + 1 if exact else 0).fit(X)
         if exact:

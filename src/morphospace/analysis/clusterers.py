@@ -148,9 +148,12 @@ class KMeansSelect(ClusterMixin, BaseEstimator):
         return self
 
     def predict(self, X, k: int | None = None):
-        """Nearest-centre labels at ``k`` (default: ``best_k_``)."""
+        """Nearest-centre labels at ``k`` (default: ``best_k_``; one of ``k_range``), int64 as ``labels_``."""
         X = new_input(self, X)
-        return self.models_[self.best_k_ if k is None else k].predict(X)
+        k = self.best_k_ if k is None else k
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k not in self.models_:
+            raise InvalidArgument(f"k must be one of the fitted k_range {sorted(self.models_)}, got {k!r}")
+        return self.models_[k].predict(X).astype(np.int64)
 
 
 class GMMSelect(ClusterMixin, BaseEstimator):

@@ -139,6 +139,7 @@ class LDAReducer(TransformerMixin, BaseEstimator):
         """
         if y is None:
             raise InvalidArgument("LDA requires y to be passed, but the target y is None: give it a label column")
+        whole_number(self.n_components, "n_components")
         X = fit_input(self, X)
         y = np.asarray(y, dtype=object)
         if y.shape[0] != X.shape[0]:
