@@ -163,3 +163,18 @@ def test_vectorised_categorical_keeps_order_blanks_and_missing():
     c = _categorical("x", "label", np.array(["b", " ", None, "a", "10", "9", "b"], dtype=object))
     assert c["categories"] == ["9", "10", "a", "b", "(missing)"]  # natural order, then the missing
     assert c["codes"].tolist() == [3, 4, 4, 2, 1, 0, 3] and c["counts"] == [1, 1, 1, 2, 2]
+
+
+def test_only_a_shared_folder_is_left_out_of_free_text():
+    """Free text whose values shared "2021/" or "w/" lost it in the tooltip ("…/03/01"); a folder of
+    file paths, absolute or relative to here or home, is still written once."""
+    n = 300
+    for text, prefix in (([f"2021/03/{i % 28 + 1:02d} {i}" for i in range(n)], ""),
+                         ([f"w/ companion {i}" for i in range(n)], ""),
+                         ([f"images/g{i}.jpg" for i in range(n)], ""),
+                         ([f"/data/sdss/g{i}.jpg" for i in range(n)], "/data/sdss/"),
+                         ([f"../cutouts/g{i}.png" for i in range(n)], "../cutouts/"),
+                         ([f"C:\\survey/g{i}.fits" for i in range(n)], "C:\\survey/")):
+        got = encode_column(pd.Series(text, dtype=object))
+        assert got["type"] == "str" and got["prefix"] == prefix
+        assert [got["prefix"] + v for v in got["values"]] == text

@@ -182,6 +182,12 @@ def anomaly_colouring(what: str, score: np.ndarray, points: np.ndarray) -> dict:
             "lo": float(lo), "hi": float(hi if hi > lo else lo + 1), "lut": colormap_lut("magma", lo=0.28)}
 
 
+def _a_folder(prefix: str) -> bool:
+    """Whether a shared prefix is a folder the tooltip may leave out: an absolute path, or one that
+    starts from here (``./``, ``../``) or from home (``~/``)."""
+    return prefix.startswith(("/", "./", "../", "~/")) or (len(prefix) > 2 and prefix[1] == ":" and prefix[2] in "/\\")
+
+
 def encode_column(values: pd.Series) -> dict:
     """A tooltip column, encoded compactly for the page.
 
@@ -196,7 +202,7 @@ def encode_column(values: pd.Series) -> dict:
         distinct values as ``{"type": "cat", "categories", "codes"}`` (int32,
         -1: missing); other text as ``{"type": "str", "prefix", "values"}``
         (an object array, None where missing), the folder every value shares
-        written once. Arrays become base64 once inlined (:func:`inline`).
+        (an absolute path, or one from ``./``, ``../`` or ``~/``) written once. Arrays become base64 once inlined (:func:`inline`).
     """
     if pd.api.types.is_float_dtype(values):
         return {"type": "num", "values": values.to_numpy(dtype=np.float32, na_value=np.nan)}
@@ -210,9 +216,10 @@ def encode_column(values: pd.Series) -> dict:
         codes[~miss] = inv
         return {"type": "cat", "categories": [str(u) for u in uniq], "codes": codes}
     present = text.to_numpy(dtype=object)
-    # a shared folder is printed once, not a million times (file paths of one survey)
+    # a shared folder is printed once, not a million times (file paths of one survey); only a folder:
+    # a prefix such as "2021/" of dates or "w/" of notes is part of what each value says
     prefix = os.path.commonprefix([min(present), max(present)]) if len(present) > 1 else ""
-    prefix = prefix[: prefix.rfind("/") + 1] if "/" in prefix else ""
+    prefix = prefix[: prefix.rfind("/") + 1] if "/" in prefix and _a_folder(prefix) else ""
     out = np.full(n, None, dtype=object)
     out[~miss] = text.str.slice(len(prefix)).to_numpy(dtype=object) if prefix else present
     return {"type": "str", "prefix": prefix, "values": out}
