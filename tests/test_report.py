@@ -449,3 +449,11 @@ def test_the_probe_table_gives_each_chance_level_it_holds(tmp_path):
     assert "features (galaxies its fine-tuning held out)" in str(view["table"])
     pd.read_csv(path).drop(columns=["rows"]).iloc[2:].to_csv(path, index=False)
     assert probe_view(path)["chance"] == "0.333"
+
+
+def test_a_share_that_is_not_the_whole_never_reads_100_percent():
+    """60,000 of 60,003 galaxies in the cube read "100.0% of those listed" beside "3 left out"."""
+    from morphospace.report.context import pct
+
+    assert pct(60_000, 60_003) == ">99.9%" and pct(3, 60_003) == "<0.1%"
+    assert pct(5, 5) == "100.0%" and pct(0, 5) == "0.0%" and pct(1, 3) == "33.3%" and pct(1, 0) == "-"

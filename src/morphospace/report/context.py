@@ -210,7 +210,8 @@ class ReportContext:
 
 
 def pct(a: int, b: int) -> str:
-    """``a`` as a percentage of ``b`` (one decimal), ``"-"`` when ``b`` is 0.
+    """``a`` as a percentage of ``b`` (one decimal), ``"-"`` when ``b`` is 0. A part that is not the
+    whole never reads 100.0% (nor a part above nothing 0.0%): ">99.9%", "<0.1%".
 
     Parameters
     ----------
@@ -220,7 +221,14 @@ def pct(a: int, b: int) -> str:
     -------
     str
     """
-    return f"{100.0 * a / b:.1f}%" if b else "-"
+    if not b:
+        return "-"
+    value = 100.0 * a / b
+    if a != b and f"{value:.1f}" == "100.0":
+        return ">99.9%"
+    if a and f"{value:.1f}" == "0.0":
+        return "<0.1%"
+    return f"{value:.1f}%"
 
 
 def fmt(v: float) -> str:
