@@ -455,3 +455,19 @@ def test_beside_the_page_refuses_a_chunk_that_was_changed(beside_report, browser
     assert "ex_m0.html" in page.text_content("#ex-notice") and "not those this page was made with" in page.text_content("#ex-notice")
     assert not page.evaluate("window.morphospaceReady === true")
     assert b.errors == [] and only_local(b.requests, copy) == []
+
+
+def test_beside_the_page_without_its_folder_says_so_at_once(beside_report, browser, tmp_path):
+    """report.html copied alone (the common mistake) showed an empty map and no word for 60 s."""
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(beside_report, alone / "report.html")
+    b = browser()
+    page = b.page
+    t0 = time.monotonic()
+    page.goto((alone / "report.html").resolve().as_uri())
+    wait_js(page, "!document.getElementById('ex-notice').hidden", 20)
+    assert time.monotonic() - t0 < 20
+    notice = page.text_content("#ex-notice")
+    assert "report_files/ex_" in notice and "is the report_files folder beside the page?" in notice
+    assert not page.evaluate("window.morphospaceReady === true")

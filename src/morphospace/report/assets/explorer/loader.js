@@ -8,7 +8,9 @@
    * accepted only from the frame made for that chunk, and only when its SHA-256 is the one E.lazy lists.
    * need(names, cb) calls cb once every chunk named is in (at once when they already are). The map's
    * thumbnails are sprite sheets beside the page, each loaded when one of its galaxies is first shown. */
-  var LOAD_MAX = 4, LOAD_TIMEOUT_MS = 60000;
+  // a frame whose document has loaded has posted its bytes, or never will (a missing file loads an error
+  // page): a few seconds' grace for its message, not the minute a slow disk may take to load it
+  var LOAD_MAX = 4, LOAD_TIMEOUT_MS = 60000, LOADED_GRACE_MS = 3000;
   var loadHave = {}, loadWait = {}, loadQueue = [], loadActive = 0, loadFrames = {}, idShardsIn = 0;
 
   function needRes(names, cb) {
@@ -35,6 +37,12 @@
     fr.src = f.url;
     loadActive++;
     loadFrames[name] = { frame: fr, timer: setTimeout(function () { loadFailed(name, 'no answer'); }, LOAD_TIMEOUT_MS) };
+    fr.addEventListener('load', function () {
+      var f = loadFrames[name];
+      if (!f || f.frame !== fr) return;
+      clearTimeout(f.timer);
+      f.timer = setTimeout(function () { loadFailed(name, 'missing, or not a file this page made'); }, LOADED_GRACE_MS);
+    });
     document.body.appendChild(fr);
   }
   function closeFrame(name) {
