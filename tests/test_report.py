@@ -457,3 +457,24 @@ def test_a_share_that_is_not_the_whole_never_reads_100_percent():
 
     assert pct(60_000, 60_003) == ">99.9%" and pct(3, 60_003) == "<0.1%"
     assert pct(5, 5) == "100.0%" and pct(0, 5) == "0.0%" and pct(1, 3) == "33.3%" and pct(1, 0) == "-"
+
+
+def test_comparisons_made_before_a_clustering_changed_are_left_out_saying_so(tmp_path):
+    """`cluster` re-run alone: the report showed the old contingency tables and AMI beside the new
+    clusters, and tables of clusterings that no longer existed."""
+    from morphospace.analysis.compare import compare_run
+
+    run = make_fake_run(tmp_path / "run", n=40, size=32)
+    compare_run(run, Config())
+    html = build_report(run, Config()).read_text()
+    assert "Contingency tables" in html and "Made before the run changed" not in html
+    table = pd.read_parquet(run.clustering_path("kmeans4_vade"))
+    run.write_clustering("kmeans4_vade", table["id"].to_numpy(), (table["label"].to_numpy() + 1) % 4)
+    html = build_report(run, Config()).read_text()
+    assert "Made before the run changed" in html and "clusterings have changed since (kmeans4_vade)" in html
+    assert "Contingency tables" not in html and "Agreement matrices" not in html
+    compare_run(run, Config())  # made again: shown again
+    html = build_report(run, Config()).read_text()
+    assert "Contingency tables" in html and "Made before the run changed" not in html
+    run.clustering_path("kmeans4_vade").unlink()  # one gone
+    assert "clusterings have changed since (kmeans4_vade)" in build_report(run, Config()).read_text()

@@ -51,6 +51,7 @@ __all__ = [
 ]
 
 CONTINGENCY_INDEX = "contingency.json"  # each contingency file's clustering and truth, as spelled
+INPUTS = "inputs.json"  # the clusterings and catalogue compared (RunDir.comparison_inputs), written last
 
 
 # --- figures -------------------------------------------------------------------------
@@ -185,6 +186,8 @@ def compare_run(run: RunDir, cfg: Any) -> dict[str, Path]:
     clusterings = run.clusterings()
     if not clusterings:
         raise UserError(f"no clusterings in {run.path}: run `morphospace cluster` first")
+    inputs = run.comparison_inputs()
+    (run.path / "comparisons" / INPUTS).unlink(missing_ok=True)  # results half rewritten are no one's
     catalogue = run.read_catalogue()
     ids = run.cube_ids()
     labels = label_columns(catalogue, cfg)
@@ -250,4 +253,6 @@ def compare_run(run: RunDir, cfg: Any) -> dict[str, Path]:
             out["linear_probe"] = comp / "linear_probe.csv"
         else:
             (comp / "linear_probe.csv").unlink(missing_ok=True)  # a previous run's would be read as this one's
+    write_json(comp / INPUTS, inputs)
+    out["inputs"] = comp / INPUTS
     return out

@@ -363,6 +363,39 @@ class RunContents:
         d = self.path / "figures"
         return sorted(d.glob("*.png")) if d.is_dir() else []
 
+    @cached_property
+    def stale_comparisons(self) -> tuple[str, bool] | None:
+        """Why the compare stage's results are not this run's any more, and whether that touches the
+        linear probes too; None when they are (or the run predates the record of what was compared).
+
+        Their ``inputs.json`` records the clusterings and the catalogue compared
+        (:meth:`~morphospace.run.RunDir.comparison_inputs`): a clustering re-run, added or removed
+        since leaves the matrices, contingency tables and audit describing partitions the run no longer
+        holds; a catalogue changed since (its labels), the probes too.
+
+        Returns
+        -------
+        (str, bool) or None
+        """
+        path = self.path / "comparisons" / "inputs.json"
+        if not path.is_file():
+            return None
+        try:
+            was = json.loads(path.read_text())
+            was_clusterings, was_catalogue = dict(was["clusterings"]), was["catalogue"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return "their record of what was compared is damaged", True
+        now = self.run.comparison_inputs()
+        if was_catalogue != now["catalogue"]:
+            return "the catalogue has changed since", True
+        changed = sorted(set(was_clusterings) ^ set(now["clusterings"])
+                         | {k for k in set(was_clusterings) & set(now["clusterings"])
+                            if was_clusterings[k] != now["clusterings"][k]})
+        if changed:
+            more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+            return f"clusterings have changed since ({', '.join(changed[:3])}{more})", False
+        return None
+
     def comparison(self, name: str) -> Path | None:
         """A file of ``RUN/comparisons/``, if it exists.
 

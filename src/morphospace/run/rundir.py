@@ -267,6 +267,26 @@ class RunDir:
         d = self.path / "clusterings"
         return sorted(p.stem for p in d.glob("*.parquet")) if d.is_dir() else []
 
+    def comparison_inputs(self) -> dict:
+        """What the compare stage's results depend on: the :func:`~morphospace.run.writes.file_stamp`
+        of each clustering and of the catalogue (its labels). The stage writes it beside its results
+        (``comparisons/inputs.json``); a report whose run no longer gives the same leaves them out.
+
+        Returns
+        -------
+        dict
+        """
+        from .writes import file_stamp
+
+        def stamp(path: Path):
+            try:
+                return file_stamp(path)
+            except OSError:
+                return None
+
+        return {"clusterings": {name: stamp(self.clustering_path(name)) for name in self.clusterings()},
+                "catalogue": stamp(self.catalogue)}
+
     def read_clustering(self, name: str) -> pd.DataFrame:
         """Clustering ``name``: columns id, label (-1 = noise) and, when soft, prob_<k>.
 

@@ -177,6 +177,13 @@ def comparison_section(ctx: ReportContext) -> Section | None:
         none.
     """
     c = ctx.contents
+    stale = c.stale_comparisons
+    if stale is not None:  # partitions the run no longer holds: said, not shown
+        why, probes_too = stale
+        probe = None if probes_too else probe_view(c.comparison("linear_probe.csv"))
+        return Section("comparisons", "Comparisons", render("comparisons.html", matrices=[], truth=c.truth,
+                                                            truth_table=None, probe=probe, contingencies=[],
+                                                            audit=None, stale=why))
     figs, matrices = [], {}
     for m, title in (("ari", "Adjusted Rand index"), ("ami", "Adjusted mutual information")):
         csv = c.comparison(f"{m}.csv")
@@ -190,7 +197,7 @@ def comparison_section(ctx: ReportContext) -> Section | None:
             figs.append(figure(fig, f"{title} between every pair of clusterings and labels.", wide=True))
     view = {"matrices": figs, "truth": c.truth, "truth_table": _truth_table(ctx, matrices),
             "probe": probe_view(c.comparison("linear_probe.csv")), "contingencies": _contingencies(ctx),
-            "audit": _audit(ctx)}
+            "audit": _audit(ctx), "stale": None}
     if not any(view[k] for k in ("matrices", "truth_table", "probe", "contingencies", "audit")):
         return None
     return Section("comparisons", "Comparisons", render("comparisons.html", **view))
