@@ -245,6 +245,10 @@ def test_an_ensemble_of_heads_extends_the_single_head_and_resumes(tmp_path):
         np.testing.assert_allclose(embedder(torch.from_numpy(cube)).numpy(), two, atol=1e-4)
     _, again, _ = fit("two", 2, 2, resume=True)  # each head back from its own checkpoint
     np.testing.assert_allclose(again, two, atol=1e-6)
+    bank = tmp_path / "two" / "view_bank.npy"
+    bank.write_bytes(bank.read_bytes()[:2000])  # cut short: "mmap length is greater than file size" on resume
+    _, rebuilt, _ = fit("two", 2, 2, resume=True)  # the bank is made again; the heads come back as before
+    np.testing.assert_allclose(rebuilt, two, atol=1e-5)
     _, more, _ = fit("two", 2, 3, resume=True)  # and each trains on from it
     assert not np.allclose(more[:, :8], two[:, :8], atol=1e-4) and not np.allclose(more[:, 8:], two[:, 8:], atol=1e-4)
 
@@ -456,6 +460,30 @@ def form_run(tmp_path_factory):
     result = train_run(run, cfg)
     table = embed_run(run, cfg)
     return run, cfg, result, table
+
+
+def test_damaged_caches_of_a_run_are_made_again_not_a_traceback(form_run, tmp_path):
+    """A masked cube or a training's form embedding cut short raised "mmap length is greater than
+    file size" (exit 1, a traceback) from embed and train: they are caches, and are made again."""
+    import shutil
+
+    from morphospace.run import RunDir, read_cached_npy
+    from morphospace.vade.embed import embed_run
+
+    run, cfg, _, _ = form_run
+    copy = RunDir(shutil.copytree(run.path, tmp_path / "run"))
+    want = np.load(copy.model_dir("vade") / "form_embedding.npy")
+    for name, keep in (("cube_masked.npy", 5000), ("models/vade/form_embedding.npy", 300)):
+        path = copy.path / name
+        path.write_bytes(path.read_bytes()[:keep])
+        assert read_cached_npy(path) is None
+    embed_run(copy, cfg)
+    np.testing.assert_allclose(copy.read_embedding("form"), want, rtol=1e-3, atol=1e-3)
+    (copy.model_dir("vade") / "form_embedding.json").write_text("{damaged")
+    embed_run(copy, cfg)
+    np.testing.assert_allclose(copy.read_embedding("form"), want, rtol=1e-3, atol=1e-3)
+    masked = read_cached_npy(copy.path / "cube_masked.npy", copy.read_cube().shape)
+    assert masked is not None and read_cached_npy(copy.path / "cube_masked.npy", (1, 2)) is None
 
 
 def test_a_new_cube_is_embedded_afresh_not_from_the_training_cache(form_run, tmp_path):

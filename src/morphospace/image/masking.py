@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from ..progress import progress
-from ..run import RunDir, atomic_path, built_by_one, new_npy_map, write_json, write_table
+from ..run import RunDir, atomic_path, built_by_one, new_npy_map, read_cached_npy, write_json, write_table
 from .pool import map_chunks
 from .sources import border_stats, central_index, detect
 
@@ -223,10 +223,13 @@ def _masked_cube(run: RunDir, params: MaskParams, workers: int) -> np.ndarray:
             up_to_date = {key: stored.get(key) for key in signature} == signature
         except (OSError, ValueError, AttributeError):
             up_to_date = False  # unreadable metadata: rebuild
-        if up_to_date:
+        masked = read_cached_npy(path, cube.shape) if up_to_date else None
+        if masked is not None:
             if _built_meanwhile_by_another(stored):
                 _log_built_by_another(run)
-            return np.load(path, mmap_mode="r")
+            return masked
+        if up_to_date:
+            log.warning("%s is damaged (cut short, or not the cube's shape): masked again", path.name)
     meta.unlink(missing_ok=True)
     with atomic_path(path) as tmp:
         # stored like the cube (float16 by default: half the bytes to write and to read back)

@@ -17,8 +17,8 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
-__all__ = ["atomic_path", "file_stamp", "new_npy_map", "read_stamped_pickle", "write_json", "write_npy",
-           "write_stamped_pickle", "write_table", "write_text"]
+__all__ = ["atomic_path", "file_stamp", "new_npy_map", "read_cached_npy", "read_stamped_pickle", "write_json",
+           "write_npy", "write_stamped_pickle", "write_table", "write_text"]
 
 
 def _umask() -> int:
@@ -144,6 +144,30 @@ def read_stamped_pickle(path: str | Path, note: str | Path, stamp: dict) -> Any:
             return pickle.load(fh)
     except (OSError, ValueError, EOFError, AttributeError, ImportError, pickle.UnpicklingError):
         return None  # damaged or foreign: fitted again
+
+
+def read_cached_npy(path: str | Path, shape: tuple | None = None) -> np.ndarray | None:
+    """A cache a stage keeps beside its results (the masked cube, the view bank, the training's form
+    embedding), memory-mapped; None when it is missing, damaged (cut short, not an array) or not of
+    ``shape``: the caller computes it again, as it would without it.
+
+    Parameters
+    ----------
+    path : str or Path
+    shape : tuple, optional
+        The shape it must have.
+
+    Returns
+    -------
+    numpy.memmap or None
+    """
+    try:
+        arr = np.load(path, mmap_mode="r")
+    except (OSError, ValueError, EOFError):
+        return None
+    if shape is not None and tuple(arr.shape) != tuple(shape):
+        return None
+    return arr
 
 
 def write_stamped_pickle(path: str | Path, note: str | Path, stamp: dict, obj: Any) -> None:

@@ -40,7 +40,7 @@ from ..nets.predict import accelerated, barrier, world_size
 from ..nets.shards import ShardedData
 from ..nets.spawn import spawned_workers
 from ..progress import quiet_lightning, with_bars
-from ..run import new_npy_map
+from ..run import new_npy_map, read_cached_npy
 from ..run.pages import PageReleaser
 from .augment import NuisanceAugment
 from .bank import N_DIHEDRAL, view_bank, view_seed
@@ -257,8 +257,8 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
             p.requires_grad_(False)
         bank_path = out_dir / "view_bank.npy"
         shape = (N_DIHEDRAL + aug_views, len(cube), trunk.dim)
-        bank = np.load(bank_path, mmap_mode="r") if resume and bank_path.is_file() else None
-        if bank is None or bank.shape != shape:
+        bank = read_cached_npy(bank_path, shape) if resume else None  # a damaged one is made again
+        if bank is None:
             # one writer: the first process fills the file from every process's share, creating it
             # only once all have passed the shared prediction, and so once the first has cleared
             # the model folder (srun starts the tasks at once; only the first clears)

@@ -40,7 +40,7 @@ from ..image.display import display_image
 from ..nets.batches import INFERENCE_BATCH
 from ..nets.predict import predict_rows
 from ..progress import Timer
-from ..run import RunDir, atomic_path, write_json, write_npy, write_table
+from ..run import RunDir, atomic_path, read_cached_npy, write_json, write_npy, write_table
 from .figures import write_figures
 from .fitting import device_kwargs
 from .io import load_vade, model_dir, model_file
@@ -149,8 +149,15 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
     cached = model_dir(run) / FORM_EMBEDDING
     if hp["preset"] == "form" and cached.is_file():
         source = model_dir(run) / FORM_EMBEDDING_SOURCE
-        if source.is_file() and json.loads(source.read_text()) == cube_signature(run):
-            embedding = np.load(cached, mmap_mode="r")  # computed in training: no second pass through the CNN
+        try:
+            same_cube = source.is_file() and json.loads(source.read_text()) == cube_signature(run)
+        except (OSError, ValueError):
+            same_cube = False  # a damaged record: computed again
+        if same_cube:
+            # computed in training: no second pass through the CNN (unless the file is damaged)
+            embedding = read_cached_npy(cached)
+            if embedding is not None and (embedding.ndim != 2 or len(embedding) != len(cube)):
+                embedding = None
     devices = device_kwargs(cfg)
     if hp["preset"] == "form" and embedding is None:
         # not the training's cube (a new ingest, other masking): the trunk sees every galaxy again
