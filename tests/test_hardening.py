@@ -418,6 +418,28 @@ def test_the_study_names_every_backbone_and_only_labels(tmp_path, capsys):
     assert _label_like(cat) == ["morph3"]
 
 
+def test_a_study_on_a_backbone_it_cannot_build_is_refused_before_the_ingest(tmp_path, capsys, monkeypatch):
+    """resnet18 without torchvision (or without its weights) was refused only after the survey was
+    ingested into the new folder, which stayed behind holding a cube."""
+    from morphospace.errors import NotAvailableError
+    from morphospace.nets import backbones
+
+    def no_torchvision(name):
+        raise NotAvailableError(f"{name} needs torchvision: pip install 'morphospace[torchvision]'")
+
+    monkeypatch.setattr(backbones, "_import_torchvision_models", no_torchvision)
+    data = tiny_folder_survey(tmp_path / "data", n=6)
+    out = tmp_path / "s"
+    code = main(["study", "--data", str(data), "--out", str(out), "--backbone", "resnet18", "--mode", "frozen",
+                 "--quiet"])
+    assert "needs torchvision" in one_line_error(capsys, code) and not out.exists()
+    monkeypatch.setattr(backbones, "_import_torchvision_models", lambda name: None)  # installed, no weights
+    monkeypatch.setattr(backbones, "hub_checkpoint", lambda name: None)
+    code = main(["study", "--data", str(data), "--out", str(out), "--backbone", "resnet18", "--mode", "frozen",
+                 "--quiet"])
+    assert "ImageNet weights not found" in one_line_error(capsys, code) and not out.exists()
+
+
 def test_a_frozen_study_refuses_labels_it_does_not_have(tmp_path, capsys):
     """In a frozen study --labels only names the truth, so a typo scored everything against another
     column without a word; it is one line now, and the folder the study made is taken away."""

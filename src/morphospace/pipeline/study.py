@@ -29,7 +29,7 @@ def run_study(run: RunDir, cfg: Config, created: bool = False) -> Path:
     A study refused up to its first training (its labels, once the survey is in) takes away a
     folder it ``created``.
     """
-    from ..nets.backbones import BACKBONES
+    from ..nets.backbones import BACKBONES, check_backbone
     from ..vade.io import model_dir, model_file
 
     from ..analysis.labels import check_label_settings
@@ -39,6 +39,9 @@ def run_study(run: RunDir, cfg: Config, created: bool = False) -> Path:
     with removed_on_failure(run, created):
         if cfg.study.backbone not in known:  # before anything is read or written
             raise UserError(f"unknown backbone '{cfg.study.backbone}' (known: {', '.join(known)})")
+        if cfg.study.backbone in BACKBONES:  # an optional package or weights file missing: before the ingest
+            check_backbone(cfg.study.backbone, cfg.study.mode == "frozen" or BACKBONES[cfg.study.backbone].pretrained,
+                           cfg.study.weights or None)
         check_data(cfg)
         save_config(run, cfg)
         stage_ingest(run, cfg)
