@@ -766,3 +766,30 @@ def test_the_stderr_bar_goes_to_spawned_processes():
     assert r.returncode == 0, r.stderr.decode()[-400:]
     assert r.stdout.decode().split() == ["morphospace.progress", "StderrProgressBar"]
     assert with_bars({"enable_progress_bar": False}) == {"enable_progress_bar": False}
+
+
+def test_the_libraries_caches_go_to_morphospace_s_cache_not_the_installed_packages(tmp_path):
+    """`reduce` (umap, pynndescent) wrote numba's compiled functions into site-packages, and torch's
+    inductor left a folder in the temporary directory: both go to ~/.cache/morphospace (or
+    $XDG_CACHE_HOME/morphospace, $MORPHOSPACE_CACHE) unless the user set where they go."""
+    import subprocess
+    import sys
+
+    module = tmp_path / "pkg" / "jitted.py"
+    module.parent.mkdir()
+    module.write_text("from numba import njit\n\n@njit(cache=True)\ndef twice(x):\n    return 2 * x\n")
+    home, tmp = tmp_path / "home", tmp_path / "tmp"
+    home.mkdir()
+    tmp.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR",
+                                                             "MORPHOSPACE_CACHE", "XDG_CACHE_HOME")}
+    env.update(HOME=str(home), TMPDIR=str(tmp), PYTHONPATH=os.pathsep.join([str(module.parent), *sys.path]))
+    code = ("import morphospace, jitted, lightning.pytorch\n"
+            "assert jitted.twice(21) == 42\n")
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
+    assert not (module.parent / "__pycache__").exists() or not list((module.parent / "__pycache__").glob("*.nb*"))
+    assert list((home / ".cache" / "morphospace" / "numba").rglob("*.nbi"))
+    assert not list(tmp.iterdir())  # no torchinductor_<user> folder
+    env["NUMBA_CACHE_DIR"] = str(tmp_path / "mine")  # the user's own choice stands
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
+    assert list((tmp_path / "mine").rglob("*.nbi"))

@@ -22,10 +22,15 @@ that there is no import cycle). From the top:
 8. ``data/`` (surveys in, cube + catalogue out), ``image/`` (pixel helpers: sources,
    masking, geometry, display), ``nets/`` (CNN backbones, a network over a cube in batches);
 9. ``config/`` (the configuration), ``run/`` (the run directory);
-10. ``errors.py`` (one-line errors), ``progress.py`` (progress bars, timers, quiet mode).
+10. ``errors.py`` (one-line errors), ``progress.py`` (progress bars, timers, quiet mode),
+    ``caches.py`` (where the synthetic survey and the libraries' caches go).
 """
 
+from .caches import route_library_caches
+
 __version__ = "0.1.0"
+
+route_library_caches()  # numba's compiled functions not into the installed packages (see caches.py)
 
 # The notebook API, imported on first use so that `import morphospace` stays instant:
 #   run = ms.ingest(path, run="runs/x"); ms.Run("runs/x").clusterings[...]

@@ -4,12 +4,12 @@ the neighbour masking) run, and a folder made for a run that fails early taken a
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..caches import cache_root
 from ..config import Config, dumps_config
 from ..errors import MissingFile, UserError
 from ..progress import Timer
@@ -22,8 +22,7 @@ def default_survey_dir(cfg: Config) -> Path:
     """Where the built-in synthetic survey for ``cfg`` is cached (re-used across runs)."""
     from ..data import synth
 
-    base = Path(os.environ.get("MORPHOSPACE_CACHE", Path.home() / ".cache" / "morphospace"))
-    return base / f"synth-v{synth.GENERATOR_VERSION}-n{cfg.data.synth_n}-seed{cfg.data.synth_seed}"
+    return cache_root() / f"synth-v{synth.GENERATOR_VERSION}-n{cfg.data.synth_n}-seed{cfg.data.synth_seed}"
 
 
 def stage_synth(out: Path, n: int, seed: int, workers: int, size: int | None = None) -> Path:
