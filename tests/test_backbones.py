@@ -166,3 +166,16 @@ def test_the_resize_is_interpolate_s_and_the_same_on_any_thread_count(shape, siz
     with torch.autocast("cpu", dtype=torch.bfloat16):  # as a bfloat16 trunk calls it: still in float32
         under = resize_bilinear(x, size)
     assert under.dtype == torch.float32 and torch.equal(under, got[0])
+
+
+def test_the_configuration_knows_the_backbones_the_registry_builds():
+    """form.backbone was any text until the training built the network: `embed --set
+    form.backbone=bogus` saved it, and every later `train` refused it."""
+    from morphospace.config import Config, ConfigError, apply_overrides
+    from morphospace.config.base import BACKBONE_NAMES
+
+    assert BACKBONE_NAMES == tuple(BACKBONES)
+    for key in ("form.backbone", "study.backbone"):
+        with pytest.raises(ConfigError, match=f"{key} must be one of 'efficientnet-lite0'"):
+            apply_overrides(Config(), [f"{key}=bogus"])
+    assert apply_overrides(Config(), ["study.backbone=ssl"]).study.backbone == "ssl"

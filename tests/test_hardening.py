@@ -411,7 +411,7 @@ def test_the_study_names_every_backbone_and_only_labels(tmp_path, capsys):
 
     assert main(["study", "--out", str(tmp_path / "s"), "--backbone", "vgg16", "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert len(err.splitlines()) == 1 and "efficientnet-lite0" in err and "vade, ssl" in err
+    assert len(err.splitlines()) == 1 and "efficientnet-lite0" in err and "'vade', 'ssl'" in err
     assert not (tmp_path / "s").exists()  # refused before the ingest; the folder it made taken away
     cat = pd.DataFrame({"id": ["a"], "source": ["a.png"], "cube_index": [0], "crop": [0.5], "morph3": ["spiral"],
                         "flag_blank": [False]})

@@ -10,7 +10,7 @@ values are in the types: ``Literal`` for choices, ``Field(ge=..., le=...)`` for 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
@@ -38,7 +38,12 @@ BatchSize = Annotated[int, Field(ge=1, le=1_000_000)]
 K = Annotated[int, Field(ge=1, le=1000)]
 # what numpy, scikit-learn and Lightning take as a seed, with room for the seeds derived from it
 Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
-Backbone = Text  # checked against the backbone registry where the network is built
+# the backbone registry's names (morphospace.nets.backbones.BACKBONES, a layer above: a test keeps
+# the two the same), checked when the configuration loads, so a name no network has never reaches
+# RUN/config.toml; a study also takes the run's own encoders
+BACKBONE_NAMES = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2", "resnet18", "resnet34", "small")
+Backbone = Literal[BACKBONE_NAMES]
+StudyBackbone = Literal[(*BACKBONE_NAMES, "vade", "ssl")]
 
 
 class Section(BaseModel):

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from .base import Backbone, Epochs, LearningRate, Section, Seed, Text
+from .base import Epochs, LearningRate, Section, Seed, StudyBackbone, Text
 
 
 # a number of clusters to fit: one cluster is no clustering
@@ -105,7 +105,7 @@ class StudyConfig(Section):
         Early stopping after this many epochs without a lower validation loss; 0: off.
     """
 
-    backbone: Backbone = "efficientnet-lite0"
+    backbone: StudyBackbone = "efficientnet-lite0"
     labels: Text = ""
     mode: Literal["finetune", "frozen"] = "finetune"
     epochs: Epochs = 5

@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 
 from ..config import Config, apply_overrides
-from ..errors import UserError
 from ..progress import Timer
 from ..run import RunDir
 from .stages import (stage_anomaly, stage_cluster, stage_compare, stage_reduce, stage_report, stage_train,
@@ -35,10 +34,7 @@ def run_study(run: RunDir, cfg: Config, created: bool = False) -> Path:
     from ..analysis.labels import check_label_settings
     from ..study.features import fine_tuning_labels, study_truth
 
-    known = [*BACKBONES, "vade", "ssl"]
     with removed_on_failure(run, created):
-        if cfg.study.backbone not in known:  # before anything is read or written
-            raise UserError(f"unknown backbone '{cfg.study.backbone}' (known: {', '.join(known)})")
         if cfg.study.backbone in BACKBONES:  # an optional package or weights file missing: before the ingest
             check_backbone(cfg.study.backbone, cfg.study.mode == "frozen" or BACKBONES[cfg.study.backbone].pretrained,
                            cfg.study.weights or None)
