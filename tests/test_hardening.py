@@ -793,3 +793,29 @@ def test_the_libraries_caches_go_to_morphospace_s_cache_not_the_installed_packag
     env["NUMBA_CACHE_DIR"] = str(tmp_path / "mine")  # the user's own choice stands
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
     assert list((tmp_path / "mine").rglob("*.nbi"))
+
+
+def test_a_setting_refused_after_the_ingest_or_by_a_stage_never_stays_in_the_run(pca_run, tmp_path, capsys):
+    """`run` saved its settings and ingested before the training refused a weights file, more
+    components than galaxies or a truth label; a stage saved `--set` before it found the
+    representation missing. The run's config.toml stayed changed and every later stage refused it."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(pca_run, run)
+    data = pca_run.parent / "data"  # the run's own galaxies: a re-ingest keeps its results
+    before = (run / "config.toml").read_bytes()
+    fresh = tmp_path / "fresh"
+    for sets in (["form.weights=/no/such/weights.pt"], ["model.n_components=500"], ["data.truth_label=nosuch"]):
+        for out in (fresh, run):
+            args = ["run", "--data", str(data), "--out", str(out), "--quiet"]
+            code = main([*args, *[x for s in sets for x in ("--set", s)]])
+            line = one_line_error(capsys, code)
+            assert any(w in line for w in ("no such file", "exceeds the number of galaxies", "'nosuch'")), line
+            assert not fresh.exists() and (run / "config.toml").read_bytes() == before
+    code = main(["cluster", str(run), "--quiet", "--set", "cluster.representations=['nosuch']"])
+    assert "nosuch" in one_line_error(capsys, code) and (run / "config.toml").read_bytes() == before
+    assert main(["cluster", str(run), "--quiet"]) == 0  # the run goes on with its own settings
+    code = main(["study", "--data", str(data), "--out", str(fresh), "--backbone", "small", "--mode", "frozen",
+                 "--set", "study.weights=/no/such/weights.pt", "--quiet"])
+    assert "weights file not found" in one_line_error(capsys, code) and not fresh.exists()

@@ -11,6 +11,7 @@ import math
 import os
 import signal
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 from ..config import Config, apply_overrides, load_config
@@ -226,23 +227,23 @@ def _say_unused_epochs(args, cfg: Config) -> None:
                     cfg.form.ssl_epochs, cfg.form.decoder_epochs)
 
 
-def _save_changed_config(run: RunDir, cfg: Config) -> None:
+def _save_changed_config(run: RunDir, cfg: Config) -> bool:
     """A stage's settings (``--set``, ``--config``, its options) saved as the run's, where later stages and
     the report read them: a ``compare --set data.truth_label=...`` was reported under the old truth label.
     Only the first process of a distributed job writes; a run without its config (its stages say they
-    use the defaults) is left so."""
+    use the defaults) is left so. Returns whether it wrote them."""
     from .. import pipeline
     from ..config import dumps_config
 
     if launched_as_later_rank() or not run.config.is_file():
-        return
+        return False
     try:
         same = run.config.read_text() == dumps_config(cfg)
     except (OSError, UnicodeDecodeError):
         same = False
     if not same:
         pipeline.save_config(run, cfg)
-        log.info("settings saved to %s", run.config)
+    return not same
 
 
 def _new_run(args, out: str, trains: bool = False, **options) -> tuple[RunDir, Config, bool]:
@@ -345,38 +346,44 @@ def _dispatch(args) -> int | None:
         from ..analysis.labels import check_label_settings
 
         check_label_settings(run, cfg)  # a misspelt truth label: one line before any work, not after it
-    if cmd in ("embed", "reduce", "cluster", "compare", "report"):  # train saves its own, once checked
-        _save_changed_config(run, cfg)
-    if cmd == "train":
-        cfg = _set(cfg, train__epochs=args.epochs, train__seed=args.seed)
-        _say_unused_epochs(args, cfg)
-        if cfg.model.kind == "vade":
-            from ..vade.hparams import check_against_cube
+    saves = cmd in ("embed", "reduce", "cluster", "compare", "report")  # train saves its own, once checked
+    # a setting the stage then refuses (a representation the run lacks...) does not stay in the run
+    saved = False
+    with pipeline.config_kept_on_refusal(run) if saves else nullcontext():
+        if saves:
+            saved = _save_changed_config(run, cfg)
+        if cmd == "train":
+            cfg = _set(cfg, train__epochs=args.epochs, train__seed=args.seed)
+            _say_unused_epochs(args, cfg)
+            if cfg.model.kind == "vade":
+                from ..vade.hparams import check_against_cube
 
-            hp = check_against_cube(cfg, run.read_cube())  # before the config is saved
-            if args.resume:
-                from ..vade.fitting import check_resumable
+                hp = check_against_cube(cfg, run.read_cube())  # before the config is saved
+                if args.resume:
+                    from ..vade.fitting import check_resumable
 
-                check_resumable(run, hp, say=False)
-        pipeline.save_config(run, cfg)
-        pipeline.stage_train(run, cfg, resume=args.resume)
-    elif cmd == "embed":
-        pipeline.stage_embed(run, cfg)
-    elif cmd == "reduce":
-        pipeline.stage_reduce(run, cfg, embedding=args.embedding)
-    elif cmd == "cluster":
-        pipeline.stage_cluster(run, cfg)
-    elif cmd == "compare":
-        pipeline.stage_compare(run, cfg)
-    elif cmd == "generate":
-        if not (math.isfinite(args.temperature) and args.temperature > 0):
-            raise UserError(f"--temperature must be a positive number, got {args.temperature}")
-        _check_generate_out(run, check_out(args.out, purpose="the galaxies"))
-        out = pipeline.stage_generate(run, cfg, args.component, args.n, Path(args.out), args.temperature,
-                                      args.reject_below, args.seed)
-        print(f"generated galaxies: {out}")
-    elif cmd == "report":
-        report = pipeline.stage_report(run, cfg)
-        print(f"report: {Path(report).resolve()}")
+                    check_resumable(run, hp, say=False)
+            pipeline.save_config(run, cfg)
+            pipeline.stage_train(run, cfg, resume=args.resume)
+        elif cmd == "embed":
+            pipeline.stage_embed(run, cfg)
+        elif cmd == "reduce":
+            pipeline.stage_reduce(run, cfg, embedding=args.embedding)
+        elif cmd == "cluster":
+            pipeline.stage_cluster(run, cfg)
+        elif cmd == "compare":
+            pipeline.stage_compare(run, cfg)
+        elif cmd == "generate":
+            if not (math.isfinite(args.temperature) and args.temperature > 0):
+                raise UserError(f"--temperature must be a positive number, got {args.temperature}")
+            _check_generate_out(run, check_out(args.out, purpose="the galaxies"))
+            out = pipeline.stage_generate(run, cfg, args.component, args.n, Path(args.out), args.temperature,
+                                          args.reject_below, args.seed)
+            print(f"generated galaxies: {out}")
+        elif cmd == "report":
+            report = pipeline.stage_report(run, cfg)
+            print(f"report: {Path(report).resolve()}")
+    if saved:  # said once the stage has kept them
+        log.info("settings saved to %s", run.config)
     return 0
 

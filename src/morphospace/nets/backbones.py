@@ -370,8 +370,9 @@ BACKBONES: dict[str, BackboneInfo] = {
 
 
 def check_backbone(name: str, pretrained: bool = True, weights: str | Path | None = None) -> None:
-    """Raise what :func:`make_backbone` would for a missing optional package or weights file, without
-    building it: a command checks this before it ingests or writes anything.
+    """Raise what :func:`make_backbone` would for a missing optional package or weights file (the
+    user's own, or the hub's ImageNet one), without building it: a command checks this before it
+    ingests or writes anything.
 
     Parameters
     ----------
@@ -382,8 +383,11 @@ def check_backbone(name: str, pretrained: bool = True, weights: str | Path | Non
 
     Raises
     ------
-    NotAvailableError
+    UserError
+        Its :class:`~morphospace.errors.NotAvailableError` for a missing package or hub weights.
     """
+    if weights and not Path(weights).is_file():
+        raise UserError(f"weights file not found: {weights}")
     info = BACKBONES[name]
     if info.ready is not None:
         info.ready(pretrained, str(weights) if weights else None)

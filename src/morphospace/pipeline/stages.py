@@ -11,7 +11,7 @@ from ..config import Config
 from ..errors import UserError
 from ..progress import Timer
 from ..run import RunDir
-from .survey import check_data, removed_on_failure, save_config, stage_ingest
+from .survey import check_data, config_kept_on_refusal, removed_on_failure, save_config, stage_ingest
 
 log = logging.getLogger("morphospace")
 
@@ -185,13 +185,20 @@ def run_all(run: RunDir, cfg: Config, created: bool = False) -> Path:
     truth label not in the catalogue) takes away a folder it ``created``."""
     from ..analysis.labels import check_label_settings
     from ..vade.fitting import one_process_devices
+    from ..vade.hparams import check_against_cube, check_form_settings
 
     cfg = one_process_devices(cfg, "`morphospace run`")
     check_data(cfg)
-    with removed_on_failure(run, created):
+    # refused before the galaxies are in (the trunk's weights file) or after (a truth label not in
+    # the catalogue, more components than galaxies): a folder it made taken away, an existing run's
+    # configuration put back
+    with removed_on_failure(run, created), config_kept_on_refusal(run):
+        check_form_settings(cfg)
         save_config(run, cfg)
         stage_ingest(run, cfg)
         check_label_settings(run, cfg)
+        if cfg.model.kind == "vade":
+            check_against_cube(cfg, run.read_cube())
     stage_train(run, cfg)
     stage_embed(run, cfg)
     stage_reduce(run, cfg)

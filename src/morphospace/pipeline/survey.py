@@ -13,7 +13,7 @@ from ..caches import cache_root
 from ..config import Config, dumps_config
 from ..errors import MissingFile, UserError
 from ..progress import Timer
-from ..run import RunDir, write_text
+from ..run import RunDir, atomic_path, write_text
 
 log = logging.getLogger("morphospace")
 
@@ -86,6 +86,26 @@ def save_config(run: RunDir, cfg: Config) -> None:
     cfg : Config
     """
     write_text(run.config, dumps_config(cfg))
+
+
+@contextmanager
+def config_kept_on_refusal(run: RunDir) -> Iterator[None]:
+    """``RUN/config.toml`` put back as it was when the block refuses a setting or the data (a
+    :class:`~morphospace.errors.UserError`): a stage saves the settings it was given before it runs,
+    and a value it then rejects must not stay to stop every later stage."""
+    try:
+        before = run.config.read_bytes()
+    except OSError:
+        before = None
+    try:
+        yield
+    except UserError:
+        if before is None:
+            run.config.unlink(missing_ok=True)
+        else:
+            with atomic_path(run.config) as tmp:
+                tmp.write_bytes(before)
+        raise
 
 
 def stage_ingest(run: RunDir, cfg: Config) -> dict:

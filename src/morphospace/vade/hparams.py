@@ -166,6 +166,20 @@ def _check_form(f: dict[str, Any]) -> None:
                         "(set form.heads = 1 with form.train_trunk = true)")
 
 
+def check_form_settings(cfg: Config) -> None:
+    """``form.backbone`` and ``form.weights`` (and heads against a trained trunk) as the training checks
+    them, without the cube: ``morphospace run`` checks them before it writes anything.
+
+    Parameters
+    ----------
+    cfg : Config
+    """
+    if cfg.model.kind == "vade" and cfg.model.preset == "form":
+        f = cfg.form
+        _check_form({"backbone": f.backbone, "weights": os.path.abspath(f.weights) if f.weights else "",
+                     "heads": f.heads, "train_trunk": f.train_trunk})
+
+
 def embedding_dim(form: dict[str, Any]) -> int:
     """Length of the form embedding: ``dim`` numbers from each of ``heads`` SSL heads."""
     return int(form["dim"]) * int(form.get("heads", 1))  # models saved before form.heads had one
