@@ -819,3 +819,17 @@ def test_a_setting_refused_after_the_ingest_or_by_a_stage_never_stays_in_the_run
     code = main(["study", "--data", str(data), "--out", str(fresh), "--backbone", "small", "--mode", "frozen",
                  "--set", "study.weights=/no/such/weights.pt", "--quiet"])
     assert "weights file not found" in one_line_error(capsys, code) and not fresh.exists()
+
+
+def test_a_command_with_its_output_closed_ends_without_a_traceback(tmp_path, capsys):
+    """`morphospace synth ... >&-` did its work, then raised AttributeError on sys.stdout.flush()
+    (stdout is None then); `synth --size 0` was taken as the default size."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "s"
+    done = subprocess.run(["bash", "-c", f"'{sys.executable}' -m morphospace synth --n 2 --out '{out}' --quiet >&-"],
+                          capture_output=False, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert done.returncode == 0 and "Traceback" not in done.stderr and (out / "catalogue.csv").is_file()
+    assert "size must be" in one_line_error(capsys, main(["synth", "--n", "2", "--size", "0", "--out",
+                                                               str(tmp_path / "z"), "--quiet"]))

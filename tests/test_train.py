@@ -447,6 +447,14 @@ def test_generate_with_rejection_and_write(trained, tmp_path):
     np.testing.assert_array_equal(imgs, expected)
     with pytest.raises(UserError):
         generate(run, 7, 4)
+    # a huge --n allocated every draw at once (a torch traceback); --temperature 1e300 gave NaN images
+    from morphospace.vade.generate import DECODE_BATCH, MAX_GENERATED
+    for bad in (dict(n=MAX_GENERATED + 1), dict(n=4, temperature=1e300)):
+        with pytest.raises(ValueError, match="must be"):
+            generate(vade, 0, **bad)
+    many = generate(vade, 0, DECODE_BATCH + 3, seed=5)  # decoded a batch at a time
+    assert many.shape == (DECODE_BATCH + 3, 2, SIDE, SIDE) and np.isfinite(many).all()
+    np.testing.assert_array_equal(many, generate(vade, 0, DECODE_BATCH + 3, seed=5))
     paths = write_generated(imgs, tmp_path / "gen")
     assert len(paths) == 12
     with fits.open(tmp_path / "gen" / "generated_0000.fits") as hdul:

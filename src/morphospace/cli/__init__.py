@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _quiet_warnings(args.quiet):
             status = _dispatch(args) or 0
-        sys.stdout.flush()  # here, where a reader gone away is caught below, not at the interpreter's exit
+        if sys.stdout is not None:  # None when started with stdout closed (`>&-`): print() writes nothing then
+            sys.stdout.flush()  # here, where a reader gone away is caught below, not at the interpreter's exit
         succeeded = status == 0
         return status
     except UserError as exc:

@@ -48,7 +48,7 @@ def stage_synth(out: Path, n: int, seed: int, workers: int, size: int | None = N
     """
     from ..data.synth import make_survey
 
-    kwargs = {"size": size} if size else {}
+    kwargs = {"size": size} if size is not None else {}  # 0 is refused by make_survey, not the default
     with Timer(f"rendering {n} synthetic galaxies"):
         return Path(make_survey(out, n=n, seed=seed, workers=workers, **kwargs))
 

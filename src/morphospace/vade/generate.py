@@ -15,6 +15,10 @@ import torch
 
 from ..errors import InvalidArgument, UserError
 
+MAX_GENERATED = 100_000  # galaxies drawn in one call: all are returned as one array (5 GB at 64 px colour)
+MAX_TEMPERATURE = 100.0  # beyond, the draws fall where the decoder has never been (NaN, inf images)
+DECODE_BATCH = 1024
+
 __all__ = ["Generative"]
 
 
@@ -68,10 +72,11 @@ class Generative:
                 raise InvalidArgument(f"{name} must be an integer, got {value!r}")
         if not 0 <= component < k:
             raise InvalidArgument(f"component must be in 0..{k - 1} (the model has {k}), got {component}")
-        if n < 1:
-            raise InvalidArgument(f"n must be >= 1, got {n}")
-        if not (math.isfinite(temperature) and temperature > 0):
-            raise InvalidArgument(f"temperature must be a positive number, got {temperature}")
+        if not 1 <= n <= MAX_GENERATED:
+            raise InvalidArgument(f"n must be in 1..{MAX_GENERATED:,} (every galaxy is held in memory), got {n}")
+        if not (math.isfinite(temperature) and 0 < temperature <= MAX_TEMPERATURE):
+            raise InvalidArgument(f"temperature must be a number in (0, {MAX_TEMPERATURE:g}] (a multiple of the "
+                                  f"component's variance), got {temperature}")
         if reject_below is not None and not 0 <= reject_below < 1:
             raise InvalidArgument(f"reject_below must be in [0, 1), got {reject_below}")
         g = torch.Generator().manual_seed(int(seed))
@@ -83,7 +88,8 @@ class Generative:
                 if drawn >= max_tries * n:
                     raise UserError(f"only {have} of {max_tries * n} draws of component {component} have "
                                     f"p(k|z) >= {reject_below}: lower --reject-below or raise the temperature")
-                m = max(n - have, 16) if reject_below else n - have
+                # a batch at a time: the decoder's activations of a million draws at once fill the memory
+                m = min(max(n - have, 16) if reject_below else n - have, DECODE_BATCH)
                 z = self.prior.sample(component, m, temperature=temperature, generator=g)
                 drawn += m
                 if reject_below is not None:
