@@ -48,6 +48,17 @@ def test_unknown_key_names_the_key(tmp_path):
     assert "known here: asinh_softening, colour, crop, framing, galaxy_r90s, normalise, preset, size" in message
 
 
+def test_a_key_below_a_setting_or_not_text_is_named_as_given():
+    """`--set train.epochs.x=3` said "unknown key 'train.epochs' (did you mean 'train.epochs'?)";
+    a notebook's {3: 64} raised AttributeError from the message itself."""
+    for key in ("train.epochs.x", "train.epochs."):
+        with pytest.raises(UserError) as err:
+            apply_overrides(Config(), [f"{key}=3"])
+        assert str(err.value) == f"config: unknown key '{key}' ('train.epochs' is a setting, not a table of settings)"
+    with pytest.raises(UserError, match="unknown key '3'"):
+        apply_overrides(Config(), {3: 64})
+
+
 def test_unknown_section_is_an_error(tmp_path):
     with pytest.raises(UserError, match="unknown key 'modle'"):
         load_text(tmp_path, "[modle]\nkind = 'vade'\n")

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from ..errors import UserError
-from .messages import ConfigError, describe, unknown_key
+from .messages import ConfigError, describe, not_a_table, unknown_key
 from .sections import Config
 
 
@@ -120,6 +120,8 @@ def apply_overrides(cfg: Config, overrides: Sequence[str] | Mapping[str, Any]) -
         full: dict[str, Any] = known
         model: type[BaseModel] = Config
         for i, part in enumerate(parts[:-1]):
+            if part in full and not isinstance(full[part], dict):  # train.epochs.x: a setting is no table
+                raise ConfigError(not_a_table(str(dotted), ".".join(parts[: i + 1])))
             if not isinstance(full.get(part), dict):
                 raise ConfigError(unknown_key(".".join(parts[: i + 1]), model))
             node, full = node.setdefault(part, {}), full[part]

@@ -74,9 +74,15 @@ def describe(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> 
     return text
 
 
+def not_a_table(key: str, setting: str) -> str:
+    """The message for a key that reaches below a setting (``train.epochs.x``)."""
+    return f"config: unknown key '{_printable(key)}' ('{_printable(setting)}' is a setting, not a table of settings)"
+
+
 def unknown_key(key: str, model: type[BaseModel]) -> str:
     """The message for a key that ``model`` (the table holding it) does not have."""
     known = sorted(model.model_fields)
+    key = str(key)  # a notebook's dict may have a number for a key
     head, _, last = key.rpartition(".")
     close = difflib.get_close_matches(last, known, n=1)
     hint = f"did you mean '{_printable(f'{head}.' if head else '')}{close[0]}'? " if close else ""
