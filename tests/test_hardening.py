@@ -566,13 +566,17 @@ def test_quiet_keeps_library_warnings_off_the_console(tmp_path, capsys, monkeypa
 
     from morphospace import cli
 
+    from morphospace.run import RunDir
+
     def noisy(args):
+        cli._setup_logging(True, RunDir(tmp_path))  # as a stage does, once it knows its run
         warnings.warn("Image size (1 pixels) exceeds limit", Image.DecompressionBombWarning)
         return 0
 
     monkeypatch.setattr(cli, "_dispatch", noisy)
     assert main(["embed", str(tmp_path), "--quiet"]) == 0
     assert "exceeds limit" not in capsys.readouterr().err
+    assert "exceeds limit" in (tmp_path / "log.txt").read_text()  # kept in the run's log, as promised
     with pytest.warns(Image.DecompressionBombWarning):  # without --quiet it is a warning as usual
         assert main(["embed", str(tmp_path)]) == 0
 

@@ -189,6 +189,15 @@ def _leave_process_group(succeeded: bool) -> None:
         leave_process_group(wait=succeeded)
 
 
+class _ToRunLog(logging.Handler):
+    """Hands a record to the file handlers the ``morphospace`` logger has when it is emitted."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        for h in logging.getLogger("morphospace").handlers:
+            if isinstance(h, logging.FileHandler):
+                h.handle(record)
+
+
 class _quiet_warnings:
     """Under --quiet, Python warnings from libraries (e.g. Pillow's DecompressionBombWarning) stay
     off stderr; they are still written to the run's log."""
@@ -206,8 +215,7 @@ class _quiet_warnings:
             logging.captureWarnings(True)  # to the `py.warnings` logger, which writes the run's log only
             pw = logging.getLogger("py.warnings")
             self.saved = (pw.handlers[:], pw.propagate)
-            files = [h for h in logging.getLogger("morphospace").handlers if isinstance(h, logging.FileHandler)]
-            pw.handlers = files or [logging.NullHandler()]
+            pw.handlers = [_ToRunLog()]  # the run's log is opened later, once the command knows its run
             pw.propagate = False
         return self
 
