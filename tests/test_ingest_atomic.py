@@ -140,6 +140,33 @@ def test_a_failed_rerun_leaves_the_earlier_ingest_as_it_was(tmp_path):
     assert (run.path / "models").is_dir() and not (run.path / "superseded").exists()
 
 
+def test_a_full_disk_at_the_last_writes_of_a_rerun_keeps_the_earlier_ingest(tmp_path, monkeypatch):
+    """The earlier outputs were removed before the catalogue was written: a full disk there left
+    the run's models beside no cube. They go only once everything new is written and synced."""
+    import errno
+
+    import pandas as pd
+
+    good = tmp_path / "good"
+    for i in range(2):
+        save_image(good / f"a{i}.png", galaxy_rgb(48, seed=i))
+    _, _, _, run = ingest_to(good, tmp_path / "run")
+    before = {n: (run.path / n).read_bytes() for n in ("cube.npy", "catalogue.parquet", "ingest_summary.json")}
+    (run.path / "models").mkdir()
+    other = tmp_path / "other"
+    save_image(other / "b.png", galaxy_rgb(48, seed=9))
+
+    def full(self, path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", full)
+    with pytest.raises(UserError, match="No space left"):
+        ingest_to(other, tmp_path / "run")
+    assert {n: (run.path / n).read_bytes() for n in before} == before
+    assert (run.path / "models").is_dir() and not (run.path / "superseded").exists()
+    assert not (run.path / "cube.npy.partial").exists() and not list(run.path.glob(".*.partial"))
+
+
 def test_cube_writer(tmp_path):
     path = tmp_path / "cube.npy"
     w = CubeWriter(path, max_rows=1000, row_shape=(2, 4, 4))

@@ -444,10 +444,17 @@ def test_faint_galaxies_of_a_linear_sixteen_bit_survey_are_not_blank(tmp_path):
     rng = np.random.default_rng(99)
     Image.fromarray(np.clip(500 + rng.normal(0, 10, (64, 64)), 0, 65535).astype(np.uint16)).save(root / "sky.png")
     Image.fromarray(np.full((64, 64), 500, np.uint16)).save(root / "flat.png")
+    hot = np.full((64, 64), 500, np.uint16)
+    hot[30:33, 30:32] = 501  # a few hot pixels on a noiseless flat frame: no noise to stand above
+    Image.fromarray(hot).save(root / "hot.png")
+    padded = np.clip(500 + rng.normal(0, 10, (64, 64)), 0, 65535).astype(np.uint16)
+    padded[:, :40] = 0  # sky beside a zero-filled edge of the footprint
+    Image.fromarray(padded).save(root / "padded.png")
     summary, cat, cube, _ = ingest_to(root, tmp_path / "run")
     assert summary["preprocess"]["level_top"] == 1.0
     blank = dict(zip(cat["id"], cat["flag_blank"]))
-    assert blank == {**{f"g{i:02d}": False for i in range(20)}, "sky": True, "flat": True}
+    assert blank == {**{f"g{i:02d}": False for i in range(20)}, "sky": True, "flat": True, "hot": True,
+                     "padded": True}
     faint = np.asarray(cube)[int(cat.set_index("id").loc["g19", "cube_index"])]
     assert np.isfinite(faint).all() and faint.std() > 0.1  # normalised like the bright ones, not a flat row
 

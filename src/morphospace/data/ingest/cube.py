@@ -174,6 +174,13 @@ class CubeWriter:
             finally:
                 self._fh.close()
 
+    def wait_synced(self) -> None:
+        """Finish the cube (if not yet) and wait until it is on disk: what can fail before the
+        rename (a full disk, an I/O error) fails here."""
+        if not self._finished:
+            self.finish()
+        self._wait_final_sync()
+
     def publish(self) -> Path:
         """Rename the finished cube into place (once it is synced).
 

@@ -260,13 +260,16 @@ def _write_outputs(survey, spec: PreprocessSpec, run: RunDir, data, cfg: Config,
         writer.finish(background=True)  # synced while the catalogue is built; published once synced
         catalogue = build_catalogue(survey, cube_index, crops)
         summary = summarise(survey, catalogue, spec, details, time.perf_counter() - t0, workers, writer.dtype.name)
-        _set_aside_results_of_other_galaxies(run, earlier, _galaxies(in_cube_order(catalogue)))
-        _remove_earlier_outputs(run)
-        # Everything is written under temporary names first, then renamed: cube, summary, catalogue.
+        # Everything is written under temporary names first (and the cube synced), then the earlier
+        # results set aside and the earlier outputs removed, and last the renames: cube, summary,
+        # catalogue. A full disk before the renames leaves the earlier ingest as it was.
         with atomic_path(run.catalogue) as cat_tmp:
             catalogue.to_parquet(cat_tmp, index=False)
             with atomic_path(run.ingest_summary) as sum_tmp:
                 sum_tmp.write_text(json.dumps(summary, indent=2) + "\n")
+                writer.wait_synced()
+                _set_aside_results_of_other_galaxies(run, earlier, _galaxies(in_cube_order(catalogue)))
+                _remove_earlier_outputs(run)
                 writer.publish()
     except OSError as exc:  # disk full, permissions: the user's to fix, in one line
         writer.abort()

@@ -82,8 +82,8 @@ class FrameStats:
         few pixels of a galaxy a twentieth of the frame's side).
     signal_sigmas : float
         How far ``centre_hi`` stands above the ring's median, in the ring's robust sigmas
-        (1.4826 x MAD; infinite above a noiseless sky, 0 for a constant frame). NaN for 8-bit
-        frames, which are judged on their levels alone.
+        (1.4826 x MAD). NaN where the ring's MAD is 0 (no measure of the noise) and for 8-bit
+        frames: those are judged on their levels alone.
     """
 
     lo: float  # 0.5th percentile
@@ -169,7 +169,9 @@ def stats_float(arr: np.ndarray) -> FrameStats:
         centre_median=float(np.median(centre)) if centre.size else float(np.median(values)),
         grey=np.where(finite, grey, np.nan),
         centre_hi=centre_hi,
-        signal_sigmas=excess / noise if noise > 0 else (float("inf") if excess > 0 else 0.0),
+        # no measure of the noise where half the ring is one value (a zero-filled edge of the
+        # footprint, a flat frame): such a frame is judged on its levels, as before
+        signal_sigmas=excess / noise if noise > 0 else float("nan"),
     )
 
 
