@@ -17,6 +17,7 @@ from PIL import Image
 
 from fixtures import galaxy_rgb, save_image, tiny_folder_survey, write_csv
 from morphospace.cli import main, printable
+from morphospace.config import load_config
 from morphospace.errors import UserError
 from morphospace.run import RunDir, lock, safe_name
 
@@ -823,6 +824,14 @@ def test_a_setting_refused_after_the_ingest_or_by_a_stage_never_stays_in_the_run
     code = main(["study", "--data", str(data), "--out", str(fresh), "--backbone", "small", "--mode", "frozen",
                  "--set", "study.weights=/no/such/weights.pt", "--quiet"])
     assert "weights file not found" in one_line_error(capsys, code) and not fresh.exists()
+    # galaxies of another folder, then the truth label refused: the run keeps the settings that made
+    # its new cube (its data), not the refused label, nor the earlier data beside the new cube
+    other = tiny_folder_survey(tmp_path / "other", n=12)
+    code = main(["run", "--data", str(other), "--out", str(run), "--quiet", "--set", "data.truth_label=nosuch"])
+    err = capsys.readouterr().err  # the results of the earlier galaxies set aside (a warning), then the error
+    assert code == 2 and "'nosuch'" in err.splitlines()[-1] and "Traceback" not in err
+    kept = load_config(run / "config.toml")
+    assert kept.data.path == str(other) and kept.data.truth_label == load_config(pca_run / "config.toml").data.truth_label
 
 
 def test_a_command_with_its_output_closed_ends_without_a_traceback(tmp_path, capsys):
@@ -837,3 +846,25 @@ def test_a_command_with_its_output_closed_ends_without_a_traceback(tmp_path, cap
     assert done.returncode == 0 and "Traceback" not in done.stderr and (out / "catalogue.csv").is_file()
     assert "size must be" in one_line_error(capsys, main(["synth", "--n", "2", "--size", "0", "--out",
                                                                str(tmp_path / "z"), "--quiet"]))
+
+
+def test_the_configuration_is_put_back_whatever_stops_the_stage_and_by_the_first_process_only(tmp_path, monkeypatch):
+    """Only a UserError put it back (Ctrl-C during a re-ingest left the new settings beside the
+    earlier cube); and every process of a distributed job wrote it back, a later one after the first."""
+    from morphospace import pipeline
+    from morphospace.pipeline import survey
+
+    run = RunDir(tmp_path / "run", create=True)
+    run.config.write_text("[train]\nepochs = 3\n")
+    for stop in (KeyboardInterrupt, OSError, UserError):
+        with pytest.raises(stop):
+            with pipeline.config_restored_on_failure(run):
+                run.config.write_text("[train]\nepochs = 99\n")
+                raise stop("stopped")
+        assert run.config.read_text() == "[train]\nepochs = 3\n"
+    monkeypatch.setattr(survey, "launched_as_later_rank", lambda: True)
+    with pytest.raises(UserError):
+        with pipeline.config_restored_on_failure(run):
+            run.config.write_text("[train]\nepochs = 5\n")  # (what the first process wrote meanwhile)
+            raise UserError("refused")
+    assert run.config.read_text() == "[train]\nepochs = 5\n"  # a later process writes nothing

@@ -146,6 +146,9 @@ def test_audit_run_named_nuisance_columns(tmp_path):
     cfg.cluster.nuisance_columns = ["seeing"]
     with pytest.raises(UserError, match="seeing"):
         audit_run(run, cfg)
+    # an audit that failed leaves no earlier one to be read as its own (after compare's fresh record)
+    assert not (run.path / "comparisons" / "nuisance_audit.csv").exists()
+    assert not (run.path / "figures" / "nuisance_audit.png").exists()
 
 
 def test_measure_nuisance_ids_and_columns():

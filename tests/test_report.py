@@ -24,7 +24,7 @@ from morphospace.report.neighbours import nearest_neighbours
 from morphospace.report.html import EXPLORER_PARTS, asset, explorer_script, json_for_script, render_string
 from morphospace.report.sprites import SpriteSheets, to_uint8
 from morphospace.report.style import PALETTE
-from morphospace.run import RunDir, write_table
+from morphospace.run import RunDir, write_npy, write_table
 
 from report_fakerun import HOSTILE_FIGURE, HOSTILE_ID, HOSTILE_LABEL, make_fake_run
 
@@ -473,8 +473,35 @@ def test_comparisons_made_before_a_clustering_changed_are_left_out_saying_so(tmp
     html = build_report(run, Config()).read_text()
     assert "Made before the run changed" in html and "clusterings have changed since (kmeans4_vade)" in html
     assert "Contingency tables" not in html and "Agreement matrices" not in html
+    assert "ari matrix" not in html.lower() and "ami_matrix.png" not in html  # nor among "other figures"
     compare_run(run, Config())  # made again: shown again
     html = build_report(run, Config()).read_text()
     assert "Contingency tables" in html and "Made before the run changed" not in html
     run.clustering_path("kmeans4_vade").unlink()  # one gone
     assert "clusterings have changed since (kmeans4_vade)" in build_report(run, Config()).read_text()
+    compare_run(run, Config())
+    assert "Linear probes" in build_report(run, Config()).read_text()
+    emb = run.embeddings()[0]  # an embedding made again: its probe is stale, the clusterings' tables are not
+    write_npy(run.embedding_path(emb), np.load(run.embedding_path(emb)) + 1)
+    html = build_report(run, Config()).read_text()
+    assert f"embeddings have changed since ({emb})" in html and "Contingency tables" in html
+    assert "Linear probes" not in html
+
+
+def test_a_compare_that_did_not_finish_leaves_its_results_out(tmp_path, monkeypatch):
+    """compare_run removed its record first: a compare that failed half way read as a run older than
+    the record, and the earlier tables were shown as this run's."""
+    from morphospace.analysis import compare as compare_module
+    from morphospace.analysis.compare import compare_run
+
+    run = make_fake_run(tmp_path / "run", n=40, size=32)
+    compare_run(run, Config())
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("killed half way")
+
+    monkeypatch.setattr(compare_module, "contingency_table", broken)
+    with pytest.raises(RuntimeError):
+        compare_run(run, Config())
+    html = build_report(run, Config()).read_text()
+    assert "the last `morphospace compare` did not finish" in html and "Contingency tables" not in html

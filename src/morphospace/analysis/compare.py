@@ -187,7 +187,7 @@ def compare_run(run: RunDir, cfg: Any) -> dict[str, Path]:
     if not clusterings:
         raise UserError(f"no clusterings in {run.path}: run `morphospace cluster` first")
     inputs = run.comparison_inputs()
-    (run.path / "comparisons" / INPUTS).unlink(missing_ok=True)  # results half rewritten are no one's
+    write_json(run.sub("comparisons") / INPUTS, {"incomplete": True})  # results half rewritten are no one's
     catalogue = run.read_catalogue()
     ids = run.cube_ids()
     labels = label_columns(catalogue, cfg)

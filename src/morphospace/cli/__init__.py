@@ -358,7 +358,7 @@ def _dispatch(args) -> int | None:
     saves = cmd in ("embed", "reduce", "cluster", "compare", "report")  # train saves its own, once checked
     # a setting the stage then refuses (a representation the run lacks...) does not stay in the run
     saved = False
-    with pipeline.config_kept_on_refusal(run) if saves else nullcontext():
+    with pipeline.config_restored_on_failure(run) if saves else nullcontext():
         if saves:
             saved = _save_changed_config(run, cfg)
         if cmd == "train":

@@ -11,7 +11,8 @@ from ..config import Config
 from ..errors import UserError
 from ..progress import Timer
 from ..run import RunDir
-from .survey import check_data, config_kept_on_refusal, removed_on_failure, save_config, stage_ingest
+from .survey import (check_data, config_restored_on_failure, cube_settings, removed_on_failure, save_config,
+                     saved_config, stage_ingest)
 
 log = logging.getLogger("morphospace")
 
@@ -190,15 +191,22 @@ def run_all(run: RunDir, cfg: Config, created: bool = False) -> Path:
     cfg = one_process_devices(cfg, "`morphospace run`")
     check_data(cfg)
     # refused before the galaxies are in (the trunk's weights file) or after (a truth label not in
-    # the catalogue, more components than galaxies): a folder it made taken away, an existing run's
-    # configuration put back
-    with removed_on_failure(run, created), config_kept_on_refusal(run):
+    # the catalogue, more components than galaxies): a folder it made is taken away; an existing run
+    # keeps its settings where its ingest failed (and so its earlier cube), and takes only those that
+    # made its new cube where a later check refused the rest
+    with removed_on_failure(run, created):
         check_form_settings(cfg)
-        save_config(run, cfg)
-        stage_ingest(run, cfg)
-        check_label_settings(run, cfg)
-        if cfg.model.kind == "vade":
-            check_against_cube(cfg, run.read_cube())
+        earlier = saved_config(run)
+        with config_restored_on_failure(run):
+            save_config(run, cfg)
+            stage_ingest(run, cfg)
+        try:
+            check_label_settings(run, cfg)
+            if cfg.model.kind == "vade":
+                check_against_cube(cfg, run.read_cube())
+        except UserError:
+            save_config(run, cube_settings(earlier, cfg))
+            raise
     stage_train(run, cfg)
     stage_embed(run, cfg)
     stage_reduce(run, cfg)

@@ -10,10 +10,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..caches import cache_root
-from ..config import Config, dumps_config
+from ..config import Config, dumps_config, load_config
 from ..errors import MissingFile, UserError
 from ..progress import Timer
-from ..run import RunDir, atomic_path, write_text
+from ..run import RunDir, atomic_path, launched_as_later_rank, write_text
 
 log = logging.getLogger("morphospace")
 
@@ -89,23 +89,47 @@ def save_config(run: RunDir, cfg: Config) -> None:
 
 
 @contextmanager
-def config_kept_on_refusal(run: RunDir) -> Iterator[None]:
-    """``RUN/config.toml`` put back as it was when the block refuses a setting or the data (a
-    :class:`~morphospace.errors.UserError`): a stage saves the settings it was given before it runs,
-    and a value it then rejects must not stay to stop every later stage."""
+def config_restored_on_failure(run: RunDir) -> Iterator[None]:
+    """``RUN/config.toml`` put back as it was when the block does not finish (a refused setting or
+    data, a file-system error, Ctrl-C): a stage saves the settings it was given before it runs, and
+    a value it then rejects must not stay to stop every later stage. Only the first process of a
+    distributed job writes the run's configuration, so only it puts it back."""
+    if launched_as_later_rank():
+        yield
+        return
     try:
         before = run.config.read_bytes()
     except OSError:
         before = None
     try:
         yield
-    except UserError:
-        if before is None:
-            run.config.unlink(missing_ok=True)
-        else:
-            with atomic_path(run.config) as tmp:
-                tmp.write_bytes(before)
+    except BaseException:
+        if run.path.is_dir():  # (a folder the command made is taken away whole)
+            if before is None:
+                run.config.unlink(missing_ok=True)
+            else:
+                with atomic_path(run.config) as tmp:
+                    tmp.write_bytes(before)
         raise
+
+
+def saved_config(run: RunDir) -> Config | None:
+    """The run's saved configuration, or None where it has none or it cannot be read."""
+    if not run.config.is_file():
+        return None
+    try:
+        return load_config(run.config)
+    except (UserError, OSError):
+        return None
+
+
+def cube_settings(earlier: Config | None, cfg: Config) -> Config:
+    """``cfg``'s ``data``, ``preprocess`` and ``ingest`` (what made the run's cube; the truth label
+    aside) over the run's ``earlier`` settings (the defaults for a new run): what a run keeps when
+    its galaxies are in but a later check refused the rest of ``cfg``."""
+    base = earlier if earlier is not None else Config()
+    data = cfg.data.model_copy(update={"truth_label": base.data.truth_label})
+    return base.model_copy(update={"data": data, "preprocess": cfg.preprocess, "ingest": cfg.ingest})
 
 
 def stage_ingest(run: RunDir, cfg: Config) -> dict:

@@ -37,6 +37,15 @@ def _read_json(path: Path) -> Any:
         return None
 
 
+def _changed(was: dict, now: dict) -> list[str]:
+    """Names added, removed or rewritten between two ``{name: file stamp}`` records."""
+    return sorted(set(was) ^ set(now) | {k for k in set(was) & set(now) if was[k] != now[k]})
+
+
+def _few(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
 class RunContents:
     """Lazy, cached readers of everything the report can show.
 
@@ -364,37 +373,41 @@ class RunContents:
         return sorted(d.glob("*.png")) if d.is_dir() else []
 
     @cached_property
-    def stale_comparisons(self) -> tuple[str, bool] | None:
-        """Why the compare stage's results are not this run's any more, and whether that touches the
-        linear probes too; None when they are (or the run predates the record of what was compared).
+    def stale_comparisons(self) -> tuple[str, bool, bool] | None:
+        """Why the compare stage's results are not this run's any more, whether that touches its
+        comparisons of the clusterings (matrices, contingency tables, audit) and whether its linear
+        probes; None when they are this run's (or the run predates the record of what was compared).
 
-        Their ``inputs.json`` records the clusterings and the catalogue compared
-        (:meth:`~morphospace.run.RunDir.comparison_inputs`): a clustering re-run, added or removed
-        since leaves the matrices, contingency tables and audit describing partitions the run no longer
-        holds; a catalogue changed since (its labels), the probes too.
+        Their ``inputs.json`` records the clusterings, embeddings and catalogue compared
+        (:meth:`~morphospace.run.RunDir.comparison_inputs`), or that the last compare did not finish.
 
         Returns
         -------
-        (str, bool) or None
+        (str, bool, bool) or None
+            (why, clusterings stale, probes stale).
         """
         path = self.path / "comparisons" / "inputs.json"
         if not path.is_file():
             return None
         try:
             was = json.loads(path.read_text())
+            if was.get("incomplete"):
+                return "the last `morphospace compare` did not finish", True, True
             was_clusterings, was_catalogue = dict(was["clusterings"]), was["catalogue"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return "their record of what was compared is damaged", True
+            was_embeddings = dict(was.get("embeddings", {}))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return "their record of what was compared is damaged", True, True
         now = self.run.comparison_inputs()
         if was_catalogue != now["catalogue"]:
-            return "the catalogue has changed since", True
-        changed = sorted(set(was_clusterings) ^ set(now["clusterings"])
-                         | {k for k in set(was_clusterings) & set(now["clusterings"])
-                            if was_clusterings[k] != now["clusterings"][k]})
-        if changed:
-            more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
-            return f"clusterings have changed since ({', '.join(changed[:3])}{more})", False
-        return None
+            return "the catalogue has changed since", True, True
+        reasons = []
+        clusterings = _changed(was_clusterings, now["clusterings"])
+        if clusterings:
+            reasons.append(f"clusterings have changed since ({_few(clusterings)})")
+        embeddings = _changed(was_embeddings, now["embeddings"])
+        if embeddings:
+            reasons.append(f"embeddings have changed since ({_few(embeddings)})")
+        return ("; ".join(reasons), bool(clusterings), bool(embeddings)) if reasons else None
 
     def comparison(self, name: str) -> Path | None:
         """A file of ``RUN/comparisons/``, if it exists.

@@ -269,7 +269,7 @@ class RunDir:
 
     def comparison_inputs(self) -> dict:
         """What the compare stage's results depend on: the :func:`~morphospace.run.writes.file_stamp`
-        of each clustering and of the catalogue (its labels). The stage writes it beside its results
+        of each clustering, each embedding (the linear probes) and the catalogue (its labels). The stage writes it beside its results
         (``comparisons/inputs.json``); a report whose run no longer gives the same leaves them out.
 
         Returns
@@ -285,6 +285,7 @@ class RunDir:
                 return None
 
         return {"clusterings": {name: stamp(self.clustering_path(name)) for name in self.clusterings()},
+                "embeddings": {name: stamp(self.embedding_path(name)) for name in self.embeddings()},
                 "catalogue": stamp(self.catalogue)}
 
     def read_clustering(self, name: str) -> pd.DataFrame:

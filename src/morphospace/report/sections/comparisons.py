@@ -178,12 +178,15 @@ def comparison_section(ctx: ReportContext) -> Section | None:
     """
     c = ctx.contents
     stale = c.stale_comparisons
-    if stale is not None:  # partitions the run no longer holds: said, not shown
-        why, probes_too = stale
-        probe = None if probes_too else probe_view(c.comparison("linear_probe.csv"))
-        return Section("comparisons", "Comparisons", render("comparisons.html", matrices=[], truth=c.truth,
-                                                            truth_table=None, probe=probe, contingencies=[],
-                                                            audit=None, stale=why))
+    if stale is not None:  # partitions or embeddings the run no longer holds: said, not shown
+        why, clusterings_stale, probes_stale = stale
+        if clusterings_stale:
+            # their figures are not shown elsewhere either ("other figures")
+            ctx.placed.update({"ari_matrix.png", "ami_matrix.png", "nuisance_audit.png"})
+            probe = None if probes_stale else probe_view(c.comparison("linear_probe.csv"))
+            return Section("comparisons", "Comparisons", render("comparisons.html", matrices=[], truth=c.truth,
+                                                                truth_table=None, probe=probe, contingencies=[],
+                                                                audit=None, stale=why))
     figs, matrices = [], {}
     for m, title in (("ari", "Adjusted Rand index"), ("ami", "Adjusted mutual information")):
         csv = c.comparison(f"{m}.csv")
@@ -195,9 +198,10 @@ def comparison_section(ctx: ReportContext) -> Section | None:
             fig = plot_heatmap(mat.apply(pd.to_numeric, errors="coerce"), ctx.fig_path(m), title)
         if fig is not None:
             figs.append(figure(fig, f"{title} between every pair of clusterings and labels.", wide=True))
+    probes_stale = stale is not None and stale[2]
     view = {"matrices": figs, "truth": c.truth, "truth_table": _truth_table(ctx, matrices),
-            "probe": probe_view(c.comparison("linear_probe.csv")), "contingencies": _contingencies(ctx),
-            "audit": _audit(ctx), "stale": None}
-    if not any(view[k] for k in ("matrices", "truth_table", "probe", "contingencies", "audit")):
+            "probe": None if probes_stale else probe_view(c.comparison("linear_probe.csv")),
+            "contingencies": _contingencies(ctx), "audit": _audit(ctx), "stale": stale[0] if probes_stale else None}
+    if not any(view[k] for k in ("matrices", "truth_table", "probe", "contingencies", "audit", "stale")):
         return None
     return Section("comparisons", "Comparisons", render("comparisons.html", **view))
