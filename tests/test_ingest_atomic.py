@@ -117,15 +117,21 @@ def test_a_rerun_replaces_everything_and_stale_partials_go(tmp_path):
     assert (run.path / "classes" / "morph.parquet").read_bytes() == b"about y0, y1"
 
 
-def test_a_failed_rerun_leaves_the_earlier_ingest_as_it_was(tmp_path):
-    """A re-ingest refused after decoding (nothing usable, --strict) deleted the earlier cube,
-    catalogue and summary first, leaving the run's models beside no cube: all or nothing now."""
+def _an_earlier_ingest(tmp_path):
+    """A run of two galaxies with a models folder, and the bytes of its cube, catalogue and summary."""
     good = tmp_path / "good"
     for i in range(2):
         save_image(good / f"a{i}.png", galaxy_rgb(48, seed=i))
-    _, cat, cube, run = ingest_to(good, tmp_path / "run")
+    _, _, _, run = ingest_to(good, tmp_path / "run")
     before = {n: (run.path / n).read_bytes() for n in ("cube.npy", "catalogue.parquet", "ingest_summary.json")}
     (run.path / "models").mkdir()
+    return run, before
+
+
+def test_a_failed_rerun_leaves_the_earlier_ingest_as_it_was(tmp_path):
+    """A re-ingest refused after decoding (nothing usable, --strict) deleted the earlier cube,
+    catalogue and summary first, leaving the run's models beside no cube: all or nothing now."""
+    run, before = _an_earlier_ingest(tmp_path)
     bad = tmp_path / "bad"
     save_image(bad / "b.png", np.zeros((48, 48, 3), np.uint8))
     with pytest.raises(Exception, match="no usable galaxy"):
@@ -147,12 +153,7 @@ def test_a_full_disk_at_the_last_writes_of_a_rerun_keeps_the_earlier_ingest(tmp_
 
     import pandas as pd
 
-    good = tmp_path / "good"
-    for i in range(2):
-        save_image(good / f"a{i}.png", galaxy_rgb(48, seed=i))
-    _, _, _, run = ingest_to(good, tmp_path / "run")
-    before = {n: (run.path / n).read_bytes() for n in ("cube.npy", "catalogue.parquet", "ingest_summary.json")}
-    (run.path / "models").mkdir()
+    run, before = _an_earlier_ingest(tmp_path)
     other = tmp_path / "other"
     save_image(other / "b.png", galaxy_rgb(48, seed=9))
 
