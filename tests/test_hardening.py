@@ -868,3 +868,32 @@ def test_the_configuration_is_put_back_whatever_stops_the_stage_and_by_the_first
             run.config.write_text("[train]\nepochs = 5\n")  # (what the first process wrote meanwhile)
             raise UserError("refused")
     assert run.config.read_text() == "[train]\nepochs = 5\n"  # a later process writes nothing
+
+
+def test_run_saves_the_settings_of_the_cube_it_made_before_masking_and_keeps_only_labels_it_has(
+        pca_run, tmp_path, capsys, monkeypatch):
+    """The masking after a re-ingest failing (a full disk, Ctrl-C) put the earlier config.toml
+    back beside the new cube; a refusal after the ingest kept an earlier truth label that the new
+    catalogue lacks, which every later stage then refused."""
+    import errno
+    import shutil
+
+    from morphospace.config import Config, apply_overrides
+    from morphospace.pipeline import stages
+    from morphospace.pipeline.survey import cube_settings
+
+    run = tmp_path / "run"
+    shutil.copytree(pca_run, run)
+    other = tiny_folder_survey(tmp_path / "other", n=12)
+
+    def full(run_dir, cfg):
+        raise OSError(errno.ENOSPC, "No space left on device", str(run_dir.path / "cube_masked.npy"))
+
+    monkeypatch.setattr(stages, "mask_if_asked", full)
+    code = main(["run", "--data", str(other), "--out", str(run), "--model", "pca", "--quiet"])
+    assert code == 2 and "No space left" in capsys.readouterr().err.splitlines()[-1]
+    assert load_config(run / "config.toml").data.path == str(other)  # the settings of the cube in place
+
+    earlier = apply_overrides(Config(), ["data.truth_label=morphology", "cluster.nuisance_columns=['seeing']"])
+    kept = cube_settings(earlier, apply_overrides(Config(), ["data.path=new"]), ["id", "seeing"])
+    assert kept.data.path == "new" and kept.data.truth_label == "" and kept.cluster.nuisance_columns == ["seeing"]

@@ -450,11 +450,14 @@ def test_faint_galaxies_of_a_linear_sixteen_bit_survey_are_not_blank(tmp_path):
     padded = np.clip(500 + rng.normal(0, 10, (64, 64)), 0, 65535).astype(np.uint16)
     padded[:, :40] = 0  # sky beside a zero-filled edge of the footprint
     Image.fromarray(padded).save(root / "padded.png")
+    # background-subtracted: the sky's noise clipped at 0 (half the ring is 0), and a galaxy of 300 sigma
+    clipped = np.clip(rng.normal(0, 10, (64, 64)) + 3000 * np.exp(-(xx**2 / 60 + yy**2 / 25)), 0, 65535)
+    Image.fromarray(clipped.astype(np.uint16)).save(root / "clipped.png")
     summary, cat, cube, _ = ingest_to(root, tmp_path / "run")
     assert summary["preprocess"]["level_top"] == 1.0
     blank = dict(zip(cat["id"], cat["flag_blank"]))
     assert blank == {**{f"g{i:02d}": False for i in range(20)}, "sky": True, "flat": True, "hot": True,
-                     "padded": True}
+                     "padded": True, "clipped": False}
     faint = np.asarray(cube)[int(cat.set_index("id").loc["g19", "cube_index"])]
     assert np.isfinite(faint).all() and faint.std() > 0.1  # normalised like the bright ones, not a flat row
 

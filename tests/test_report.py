@@ -7,6 +7,7 @@ import hashlib
 import html as html_lib
 import io
 import json
+import shutil
 import re
 from html.parser import HTMLParser
 
@@ -486,6 +487,13 @@ def test_comparisons_made_before_a_clustering_changed_are_left_out_saying_so(tmp
     html = build_report(run, Config()).read_text()
     assert f"embeddings have changed since ({emb})" in html and "Contingency tables" in html
     assert "Linear probes" not in html
+    record = run.path / "comparisons" / "inputs.json"  # a record of a version that kept no embeddings:
+    was = json.loads(record.read_text())              # their change cannot be told, and is not claimed
+    record.write_text(json.dumps({k: v for k, v in was.items() if k != "embeddings"}))
+    assert "embeddings have changed" not in build_report(run, Config()).read_text()
+    shutil.rmtree(run.path / "embeddings")  # compared without an embedding: no probe, none left over
+    compare_run(run, Config())
+    assert not (run.path / "comparisons" / "linear_probe.csv").exists()
 
 
 def test_a_compare_that_did_not_finish_leaves_its_results_out(tmp_path, monkeypatch):

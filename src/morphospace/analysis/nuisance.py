@@ -330,6 +330,9 @@ def audit_run(run: RunDir, cfg: Any, recompute: bool = False, round_threshold: f
     clusterings = run.clusterings()
     if not clusterings:
         raise UserError(f"no clusterings in {run.path}: run `morphospace cluster` first")
+    # the earlier audit goes first: one stopped half way must not leave the earlier clusterings' numbers
+    (run.path / "comparisons" / "nuisance_audit.csv").unlink(missing_ok=True)
+    (run.path / "figures" / "nuisance_audit.png").unlink(missing_ok=True)
     ids = run.cube_ids()
     path = run.path / "nuisance.parquet"
     measured = None
@@ -343,9 +346,6 @@ def audit_run(run: RunDir, cfg: Any, recompute: bool = False, round_threshold: f
             measured = measure_nuisance(cube, ids=ids, round_threshold=round_threshold,
                                         workers=cfg.ingest.workers if hasattr(cfg, "ingest") else 1)
         write_table(path, measured)
-    # the earlier audit goes first: one that fails half way must not leave the earlier clusterings' numbers
-    (run.path / "comparisons" / "nuisance_audit.csv").unlink(missing_ok=True)
-    (run.path / "figures" / "nuisance_audit.png").unlink(missing_ok=True)
     table = nuisance_table(run, cfg, measured)
     nuisances = [c for c in table.columns if c != "id"]
 

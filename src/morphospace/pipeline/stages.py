@@ -11,8 +11,8 @@ from ..config import Config
 from ..errors import UserError
 from ..progress import Timer
 from ..run import RunDir
-from .survey import (check_data, config_restored_on_failure, cube_settings, removed_on_failure, save_config,
-                     saved_config, stage_ingest)
+from .survey import (check_data, cube_settings, ingest_survey, mask_if_asked, removed_on_failure, save_config,
+                     saved_config)
 
 log = logging.getLogger("morphospace")
 
@@ -197,16 +197,16 @@ def run_all(run: RunDir, cfg: Config, created: bool = False) -> Path:
     with removed_on_failure(run, created):
         check_form_settings(cfg)
         earlier = saved_config(run)
-        with config_restored_on_failure(run):
-            save_config(run, cfg)
-            stage_ingest(run, cfg)
+        ingest_survey(run, cfg)  # one that fails keeps the earlier cube, and so its settings
         try:
             check_label_settings(run, cfg)
             if cfg.model.kind == "vade":
                 check_against_cube(cfg, run.read_cube())
         except UserError:
-            save_config(run, cube_settings(earlier, cfg))
+            save_config(run, cube_settings(earlier, cfg, run.read_catalogue().columns))
             raise
+    save_config(run, cfg)
+    mask_if_asked(run, cfg)  # after: the settings saved are those of the cube in place
     stage_train(run, cfg)
     stage_embed(run, cfg)
     stage_reduce(run, cfg)

@@ -123,13 +123,18 @@ def saved_config(run: RunDir) -> Config | None:
         return None
 
 
-def cube_settings(earlier: Config | None, cfg: Config) -> Config:
+def cube_settings(earlier: Config | None, cfg: Config, columns) -> Config:
     """``cfg``'s ``data``, ``preprocess`` and ``ingest`` (what made the run's cube; the truth label
     aside) over the run's ``earlier`` settings (the defaults for a new run): what a run keeps when
-    its galaxies are in but a later check refused the rest of ``cfg``."""
+    its galaxies are in but a later check refused the rest of ``cfg``. The earlier truth label and
+    nuisance columns stay only where the new catalogue (its ``columns``) has them."""
     base = earlier if earlier is not None else Config()
-    data = cfg.data.model_copy(update={"truth_label": base.data.truth_label})
-    return base.model_copy(update={"data": data, "preprocess": cfg.preprocess, "ingest": cfg.ingest})
+    columns = set(columns)
+    truth = base.data.truth_label if base.data.truth_label in columns else ""
+    nuisance = [c for c in base.cluster.nuisance_columns if c in columns]
+    return base.model_copy(update={"data": cfg.data.model_copy(update={"truth_label": truth}),
+                                   "cluster": base.cluster.model_copy(update={"nuisance_columns": nuisance}),
+                                   "preprocess": cfg.preprocess, "ingest": cfg.ingest})
 
 
 def stage_ingest(run: RunDir, cfg: Config) -> dict:
@@ -146,12 +151,14 @@ def stage_ingest(run: RunDir, cfg: Config) -> dict:
     dict
         The ingest summary, also written to ``ingest_summary.json``.
     """
-    summary = _read_survey(run, cfg)
-    _mask_if_asked(run, cfg)
+    summary = ingest_survey(run, cfg)
+    mask_if_asked(run, cfg)
     return summary
 
 
-def _read_survey(run: RunDir, cfg: Config) -> dict:
+def ingest_survey(run: RunDir, cfg: Config) -> dict:
+    """The configured survey (or the built-in synthetic one, made once) ingested into the run,
+    without the neighbour masking (:func:`mask_if_asked`); returns the ingest summary."""
     from ..data.ingest import ingest
 
     data = ensure_survey(cfg)
@@ -159,7 +166,8 @@ def _read_survey(run: RunDir, cfg: Config) -> dict:
         return ingest(data, run, cfg)
 
 
-def _mask_if_asked(run: RunDir, cfg: Config) -> None:
+def mask_if_asked(run: RunDir, cfg: Config) -> None:
+    """With ``ingest.mask_neighbours``, the neighbours in the run's cube masked now, on the ingest's workers."""
     from ..image.masking import masked_cube
 
     if cfg.ingest.mask_neighbours:
@@ -185,7 +193,7 @@ def ingest_run(run: RunDir, cfg: Config, created: bool) -> dict:
     run's settings as they were and takes away a folder it ``created`` itself. The neighbour
     masking comes after: a failure there keeps the ingest, whose cube the training masks anyway."""
     with removed_on_failure(run, created):
-        summary = _read_survey(run, cfg)
+        summary = ingest_survey(run, cfg)
     save_config(run, cfg)
     from ..analysis.labels import check_label_settings
 
@@ -194,5 +202,5 @@ def ingest_run(run: RunDir, cfg: Config, created: bool) -> dict:
     except UserError as exc:
         log.warning("%s: every later stage (train, embed, reduce, ...) refuses it until it is set right "
                     "(--set data.truth_label=...)", exc)
-    _mask_if_asked(run, cfg)
+    mask_if_asked(run, cfg)
     return summary

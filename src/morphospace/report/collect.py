@@ -394,7 +394,7 @@ class RunContents:
             if was.get("incomplete"):
                 return "the last `morphospace compare` did not finish", True, True
             was_clusterings, was_catalogue = dict(was["clusterings"]), was["catalogue"]
-            was_embeddings = dict(was.get("embeddings", {}))
+            was_embeddings = dict(was["embeddings"]) if "embeddings" in was else None  # None: not recorded
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return "their record of what was compared is damaged", True, True
         now = self.run.comparison_inputs()
@@ -404,7 +404,7 @@ class RunContents:
         clusterings = _changed(was_clusterings, now["clusterings"])
         if clusterings:
             reasons.append(f"clusterings have changed since ({_few(clusterings)})")
-        embeddings = _changed(was_embeddings, now["embeddings"])
+        embeddings = _changed(was_embeddings, now["embeddings"]) if was_embeddings is not None else []
         if embeddings:
             reasons.append(f"embeddings have changed since ({_few(embeddings)})")
         return ("; ".join(reasons), bool(clusterings), bool(embeddings)) if reasons else None

@@ -81,9 +81,9 @@ class FrameStats:
         second-brightest pixel of an 8-bit frame's sample (whose regular sample keeps only a
         few pixels of a galaxy a twentieth of the frame's side).
     signal_sigmas : float
-        How far ``centre_hi`` stands above the ring's median, in the ring's robust sigmas
-        (1.4826 x MAD). NaN where the ring's MAD is 0 (no measure of the noise) and for 8-bit
-        frames: those are judged on their levels alone.
+        How far ``centre_hi`` stands above the ring's sky, in the sky's robust sigmas
+        (:func:`_sky_and_noise`). NaN where nothing in the ring varies (no measure of the noise)
+        and for 8-bit frames: those are judged on their levels alone.
     """
 
     lo: float  # 0.5th percentile
@@ -98,7 +98,7 @@ class FrameStats:
     centre_hi: float  # a high level of the central third
     grey: "np.ndarray | Image.Image"  # H x W grey (NaN where not finite), for the edge test
     unit: float = 1.0  # grey * unit is on the scale of the other statistics
-    signal_sigmas: float = float("nan")  # (centre_hi - ring median) / the ring's robust sigma (float frames)
+    signal_sigmas: float = float("nan")  # (centre_hi - the ring's sky) / its noise (float frames)
 
     def edge_fraction(self) -> float:
         """Fraction of neighbouring pixel pairs whose levels jump by half the range or more.
@@ -160,8 +160,8 @@ def stats_float(arr: np.ndarray) -> FrameStats:
     lo, hi = np.percentile(values, [0.5, 99.5])
     centre_hi = float(np.percentile(centre, 99.5)) if centre.size else float(hi)
     sky = float(np.median(ring)) if ring.size else float(np.median(values))
-    noise = 1.4826 * float(np.median(np.abs(ring - sky))) if ring.size else 0.0
-    excess = centre_hi - sky
+    sky_level, noise = _sky_and_noise(ring)
+    excess = centre_hi - sky_level
     return FrameStats(
         lo=float(lo), hi=float(hi), vmin=float(values.min()), vmax=float(values.max()), std=float(values.std()),
         mode_fraction=float(counts[k] / values.size), mode_level=float(uniq[k]),
@@ -169,10 +169,26 @@ def stats_float(arr: np.ndarray) -> FrameStats:
         centre_median=float(np.median(centre)) if centre.size else float(np.median(values)),
         grey=np.where(finite, grey, np.nan),
         centre_hi=centre_hi,
-        # no measure of the noise where half the ring is one value (a zero-filled edge of the
-        # footprint, a flat frame): such a frame is judged on its levels, as before
-        signal_sigmas=excess / noise if noise > 0 else float("nan"),
+        signal_sigmas=excess / noise if noise > 0 else float("nan"),  # no noise to measure: judged on levels
     )
+
+
+def _sky_and_noise(ring: np.ndarray) -> tuple[float, float]:
+    """The ring's median and 1.4826 x its MAD; where half of it holds one value (a sky clipped at
+    zero, a zero-filled edge of the footprint), those of the other pixels; a noise of 0 where
+    nothing else varies."""
+    if not ring.size:
+        return 0.0, 0.0
+    sky = float(np.median(ring))
+    mad = float(np.median(np.abs(ring - sky)))
+    if mad == 0:
+        uniq, counts = np.unique(ring, return_counts=True)
+        rest = ring[ring != uniq[counts.argmax()]]
+        if rest.size < 16:
+            return sky, 0.0
+        sky = float(np.median(rest))
+        mad = float(np.median(np.abs(rest - sky)))
+    return sky, 1.4826 * mad
 
 
 def judge(stats: FrameStats, display: bool, spec: PreprocessSpec) -> None:
