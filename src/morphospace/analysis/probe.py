@@ -122,6 +122,12 @@ def _stratified_sample(y: np.ndarray, classes: np.ndarray, counts: np.ndarray, s
     return np.sort(np.concatenate([rng.choice(g, k, replace=False) for g, k in zip(groups, take)]))
 
 
+def _too_few_of_a_class(y_train: np.ndarray, n_classes: int) -> bool:
+    """Whether a training draw lacks one of the ``n_classes`` classes or holds one of them once."""
+    present, counts = np.unique(y_train, return_counts=True)
+    return len(present) < n_classes or counts.min() < 2
+
+
 def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int = 5,
                  random_state: int = 0, max_rows: int | None = MAX_ROWS, n_jobs: int | None = None) -> pd.DataFrame:
     """Balanced accuracy of a logistic regression trained on fractions of the labelled rows.
@@ -205,8 +211,7 @@ def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int
                                           random_state=random_state + r) for r in range(repeats)]
             # every class twice in every training draw: a class a draw lacks caps its balanced accuracy
             # at (K - 1) / K whatever the features
-            if not draws or any(len(np.unique(y[tr])) < len(classes) or np.unique(y[tr], return_counts=True)[1].min() < 2
-                                for tr, _ in draws):
+            if not draws or any(_too_few_of_a_class(y[tr], len(classes)) for tr, _ in draws):
                 log.info("linear probe: %.0f%% of %d labelled galaxies is too few to train on two of each of "
                          "%d classes; skipped", 100 * frac, len(y), len(classes))
                 continue

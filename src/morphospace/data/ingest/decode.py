@@ -3,9 +3,9 @@
 :func:`decode` returns a :class:`Frame` or raises :class:`BadImage` naming the
 quality flag. An 8-bit image stays a Pillow image (the preprocessing crops and
 resizes it in C before any float conversion); anything else becomes a float32
-H x W x B array: 16-bit images scaled to [0, 1], FITS and float data in their own
-units (:mod:`~morphospace.data.ingest.fits_frames`). JPEGs are decoded at reduced scale (the DCT does the downscaling) when the
-preprocessing will downsample anyway.
+H x W x B array: 16-bit images scaled to [0, 1], FITS and float data in their own units
+(:mod:`~morphospace.data.ingest.fits_frames`). JPEGs are decoded at reduced scale (the DCT
+does the downscaling) when the preprocessing will downsample anyway.
 
 Plain JPEGs (YCbCr or grey, no APP1 Exif/XMP segment that could carry an orientation) are
 decoded from their bytes by libjpeg-turbo through ``simplejpeg``, at the scale Pillow's draft
