@@ -51,7 +51,9 @@ __all__ = [
 ]
 
 CONTINGENCY_INDEX = "contingency.json"  # each contingency file's clustering and truth, as spelled
-INPUTS = "inputs.json"  # the clusterings and catalogue compared (RunDir.comparison_inputs), written last
+# what was compared (RunDir.comparison_inputs: clusterings, embeddings, catalogue), written last; marked
+# incomplete while the stage runs
+INPUTS = "inputs.json"
 
 
 # --- figures -------------------------------------------------------------------------

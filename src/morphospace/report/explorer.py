@@ -202,7 +202,8 @@ def encode_column(values: pd.Series) -> dict:
         distinct values as ``{"type": "cat", "categories", "codes"}`` (int32,
         -1: missing); other text as ``{"type": "str", "prefix", "values"}``
         (an object array, None where missing), the folder every value shares
-        (an absolute path, or one from ``./``, ``../`` or ``~/``) written once. Arrays become base64 once inlined (:func:`inline`).
+        (an absolute path, or one from ``./``, ``../`` or ``~/``) written once. Arrays
+        become base64 once inlined (:func:`inline`).
     """
     if pd.api.types.is_float_dtype(values):
         return {"type": "num", "values": values.to_numpy(dtype=np.float32, na_value=np.nan)}
