@@ -19,7 +19,9 @@ from ...run import atomic_path
 from .params import MAX_COMPANIONS
 from .truth import TRUTH_COLUMNS
 
-GENERATOR_VERSION = "1.1"  # bump when the same seed would give other bytes (1.1: mock ra, dec columns)
+# bump when the same seed would give other bytes (1.1: mock ra, dec columns; 1.2: edge-on axis ratios in
+# closed form, irregulars' position angle and axis ratio after their distortion)
+GENERATOR_VERSION = "1.2"
 MARKER_NAME = "morphospace_synth.json"
 CATALOGUE_NAME = "catalogue.csv"
 IMAGE_DIR = "images"
