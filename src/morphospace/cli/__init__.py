@@ -317,8 +317,9 @@ def _dispatch(args) -> int | None:
         print(f"report: {Path(report).resolve()}")
         return 0
     if cmd == "import-astrovader":
-        if not Path(args.weights).is_file():  # before the run's folder is made
-            raise UserError(f"weights file not found: {args.weights}")
+        from ..nets.weights import existing_weights_file
+
+        existing_weights_file(args.weights)  # before the run's folder is made
         run, cfg, created = _new_run(args, args.out)
         run.acquire_lock()
         with pipeline.removed_on_failure(run, created):  # weights it cannot read: no folder left behind

@@ -56,7 +56,7 @@ from ..errors import NotAvailableError, UserError
 from .resize import resize_bilinear
 # where weights come from; the two public names re-exported for the backbones' users
 from .weights import (_load_into, _read_state_dict, check_hub_hash, efficientnet_lite0_weights_path,  # noqa: F401
-                      efficientnet_lite_weights_path)
+                      efficientnet_lite_weights_path, existing_weights_file)
 
 log = logging.getLogger("morphospace")
 
@@ -386,8 +386,8 @@ def check_backbone(name: str, pretrained: bool = True, weights: str | Path | Non
     UserError
         Its :class:`~morphospace.errors.NotAvailableError` for a missing package or hub weights.
     """
-    if weights and not Path(weights).is_file():
-        raise UserError(f"weights file not found: {weights}")
+    if weights:
+        existing_weights_file(weights)
     info = BACKBONES[name]
     if info.ready is not None:
         info.ready(pretrained, str(weights) if weights else None)

@@ -15,14 +15,20 @@ from ..errors import NotAvailableError, UserError
 
 
 __all__ = ["_read_state_dict", "_load_into", "efficientnet_lite_weights_path", "efficientnet_lite0_weights_path",
-           "check_hub_hash"]
+           "check_hub_hash", "existing_weights_file"]
+
+
+def existing_weights_file(path: str | Path) -> Path:
+    """``path`` as a Path, or the one-line UserError every command gives for a weights file that is not there."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"weights file not found: {path}")
+    return path
 
 
 def _read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A state dict from a weights file: a plain state dict, or a morphospace checkpoint."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"weights file not found: {path}")
+    path = existing_weights_file(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, truncated files, non-torch files

@@ -29,10 +29,10 @@ def stage_generate(run: RunDir, cfg: Config, component: int, n: int, out: Path, 
 def stage_import_astrovader(run: RunDir, cfg: Config, weights: Path) -> Path:
     """Build the published AstroVaDEr as this run's model (use with the ``astrovader`` preset)."""
     from ..api import import_astrovader
+    from ..nets.weights import existing_weights_file
     from ..vade.io import model_file
 
-    if not weights.is_file():
-        raise UserError(f"weights file not found: {weights}")
+    existing_weights_file(weights)
     if model_file(run).is_file():  # a trained model and what was derived from it: not replaced unasked
         raise UserError(f"{run.path} already holds a trained model ({model_file(run)}): import into a "
                         "new run, then ingest your galaxies into it with --preset astrovader")
