@@ -209,6 +209,21 @@ def test_overrides_parse_values_and_validate():
         apply_overrides(cfg, ["preprocess.size=big"])
 
 
+def test_a_notebook_s_numpy_values_are_taken_as_python_s():
+    import numpy as np
+
+    cfg = apply_overrides(Config(), {"model.k_max": np.int64(8), "train.lr": np.float32(0.5),
+                                     "cluster.kmeans_k": np.arange(3, 6), "model.canonicalise": np.bool_(False)})
+    assert (cfg.model.k_max, cfg.train.lr, cfg.cluster.kmeans_k, cfg.model.canonicalise) == (8, 0.5, [3, 4, 5], False)
+    assert type(cfg.model.k_max) is int and all(type(k) is int for k in cfg.cluster.kmeans_k)
+    assert tomllib.loads(dumps_config(cfg))["model"]["k_max"] == 8
+    # still judged by the configuration: a fraction is no int, a bool no number
+    with pytest.raises(UserError, match="model.k_max must be int"):
+        apply_overrides(Config(), {"model.k_max": np.float64(8.5)})
+    with pytest.raises(UserError, match="model.k_max"):
+        apply_overrides(Config(), {"model.k_max": np.bool_(True)})
+
+
 def test_override_values_are_read_as_toml():
     cfg = apply_overrides(Config(), [
         "train.epochs=20",                 # int

@@ -128,9 +128,7 @@ def apply_overrides(cfg: Config, overrides: Sequence[str] | Mapping[str, Any]) -
             model = model.model_fields[part].annotation  # type: ignore[assignment]
         if parts[-1] not in full:
             raise ConfigError(unknown_key(dotted, model))
-        if parse:
-            value = _parse_value(value, model.model_fields[parts[-1]])
-        node[parts[-1]] = value
+        node[parts[-1]] = _parse_value(value, model.model_fields[parts[-1]]) if parse else _plain(value)
     return config_from_dict(table)
 
 
@@ -156,6 +154,17 @@ def _split(text: str) -> tuple[str, str]:
         raise ConfigError(f"--set expects section.key=value, got {text!r}")
     key, value = text.split("=", 1)
     return key.strip(), value.strip()
+
+
+def _plain(value: Any) -> Any:
+    """A notebook's value as plain Python: numpy scalars (``np.int64(8)``, ``np.bool_``) and
+    arrays become ints, floats, bools and lists, which the strict configuration takes; every
+    other value is left as it is, to be judged by the configuration."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        return value.tolist()
+    return value
 
 
 def _parse_value(text: Any, field: FieldInfo) -> Any:
