@@ -214,8 +214,11 @@ def test_export_has_the_form_anomaly_columns(form_run):
 ])
 def test_hostile_cli_input_is_one_line_and_exit_2(form_run, capsys, argv, message):
     run, _, _ = form_run
+    scores = run.path / "anomaly.parquet"
+    stamp = scores.stat().st_mtime_ns if scores.exists() else None
     assert_one_line_error(capsys, ["anomalies", str(run.path), *argv], message)
     assert not (run.path / "anomaly_tags.csv").exists()  # nothing half-done
+    assert (scores.stat().st_mtime_ns if scores.exists() else None) == stamp  # nor the scores rewritten
 
 
 def assert_one_line_error(capsys, argv, message):

@@ -47,6 +47,30 @@ def read_tags(run: RunDir) -> pd.DataFrame:
     return tags
 
 
+def checked_request(run: RunDir, interesting=(), boring=(), untag=()) -> dict[str, str]:
+    """What a call asks of each galaxy (``"interesting"``, ``"boring"`` or ``"untag"``), checked
+    before anything is read or written.
+
+    Raises
+    ------
+    UserError
+        An id not in the run's cube, or one id given two different instructions.
+    """
+    wanted = {"interesting": [str(i) for i in interesting], "boring": [str(i) for i in boring],
+              "untag": [str(i) for i in untag]}
+    known = set(run.cube_ids().astype(str))
+    unknown = [i for ids in wanted.values() for i in ids if i not in known]
+    if unknown:
+        more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+        raise UserError(f"no galaxy with id {', '.join(repr(i) for i in unknown[:3])}{more} in the cube of {run.path}")
+    seen: dict[str, str] = {}
+    for what, ids in wanted.items():
+        for i in ids:
+            if seen.setdefault(i, what) != what:
+                raise UserError(f"galaxy {i!r} is both {seen[i]} and {what} in one call: give it one")
+    return seen
+
+
 def update_tags(run: RunDir, interesting=(), boring=(), untag=()) -> pd.DataFrame:
     """Merge new tags into ``RUN/anomaly_tags.csv`` (a new tag of a galaxy replaces its old one), atomically.
 
@@ -66,18 +90,7 @@ def update_tags(run: RunDir, interesting=(), boring=(), untag=()) -> pd.DataFram
     UserError
         An id not in the run's cube, or one id given two different instructions.
     """
-    wanted = {"interesting": [str(i) for i in interesting], "boring": [str(i) for i in boring],
-              "untag": [str(i) for i in untag]}
-    known = set(run.cube_ids().astype(str))
-    unknown = [i for ids in wanted.values() for i in ids if i not in known]
-    if unknown:
-        more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
-        raise UserError(f"no galaxy with id {', '.join(repr(i) for i in unknown[:3])}{more} in the cube of {run.path}")
-    seen: dict[str, str] = {}
-    for what, ids in wanted.items():
-        for i in ids:
-            if seen.setdefault(i, what) != what:
-                raise UserError(f"galaxy {i!r} is both {seen[i]} and {what} in one call: give it one")
+    seen = checked_request(run, interesting, boring, untag)
     tags = read_tags(run)
     current = dict(zip(tags["id"], tags["tag"]))
     for i, what in seen.items():

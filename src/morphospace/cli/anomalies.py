@@ -35,7 +35,7 @@ def _ids(ids: list[str]) -> str:
 def run(args, run) -> int:
     """Tag (when asked), re-rank, print what changed and the top ``args.top`` untagged galaxies."""
     from ..analysis.anomaly import anomaly_run, saved_random_state
-    from ..analysis.anomaly_tags import TAGS_FILE, read_tags, update_tags
+    from ..analysis.anomaly_tags import TAGS_FILE, checked_request, read_tags, update_tags
     from ..analysis.labels import label_columns
 
     if args.top < 1:
@@ -43,6 +43,7 @@ def run(args, run) -> int:
     if "form" not in run.embeddings():
         raise UserError(f"no form embedding in {run.path}: the anomaly score needs the form-first model "
                         "(model.preset = form, then `morphospace train` and `morphospace embed`)")
+    checked_request(run, args.interesting, args.boring, args.untag)  # a mistake changes nothing
     seed = saved_random_state(run)
     before = anomaly_run(run, random_state=seed)  # refreshed: a re-embedded run or tags edited by hand
     old = read_tags(run)
