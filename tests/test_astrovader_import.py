@@ -143,3 +143,22 @@ def test_reproduces_published_keras_outputs():
     print("max abs error vs Keras:", {k: f"{v:.2e}" for k, v in errors.items()})
     for name, err in errors.items():
         assert err < TOL, f"{name}: max abs error {err:.3g} >= {TOL}"
+
+
+@needs_peer
+def test_the_run_s_configuration_says_what_the_imported_model_is(tmp_path, capsys):
+    """The run's config.toml names the imported network's latent size and components; a setting
+    the weights contradict is refused before anything is written (it was saved beside a model of 20)."""
+    import tomllib
+
+    from morphospace.cli import main
+
+    refused = tmp_path / "refused"
+    assert main(["import-astrovader", str(WEIGHTS), "--out", str(refused), "--set", "model.latent_dim=32"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "model.latent_dim = 20, not 32" in err
+    assert not (refused / "config.toml").exists() and not (refused / "models").exists()
+    run = tmp_path / "run"
+    assert main(["import-astrovader", str(WEIGHTS), "--out", str(run)]) == 0
+    model = tomllib.loads((run / "config.toml").read_text())["model"]
+    assert (model["preset"], model["latent_dim"], model["n_components"]) == ("astrovader", 20, 12)

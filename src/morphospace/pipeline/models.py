@@ -28,17 +28,26 @@ def stage_generate(run: RunDir, cfg: Config, component: int, n: int, out: Path, 
 
 def stage_import_astrovader(run: RunDir, cfg: Config, weights: Path) -> Path:
     """Build the published AstroVaDEr as this run's model (use with the ``astrovader`` preset)."""
-    from ..api import import_astrovader
+    from ..config import ModelConfig
     from ..nets.weights import existing_weights_file
     from ..vade.io import model_file
+    from ..vade.keras_import import astrovader_model, import_astrovader
 
     existing_weights_file(weights)
     if model_file(run).is_file():  # a trained model and what was derived from it: not replaced unasked
         raise UserError(f"{run.path} already holds a trained model ({model_file(run)}): import into a "
                         "new run, then ingest your galaxies into it with --preset astrovader")
-    cfg = apply_overrides(cfg, {"preprocess.preset": "astrovader", "model.preset": "astrovader"})
+    built = astrovader_model(weights)
+    hp = built[1]
+    # the run's configuration says what its model is: a setting the weights contradict is a mistake
+    for key in ("latent_dim", "n_components"):
+        user = getattr(cfg.model, key)
+        if user != getattr(ModelConfig(), key) and user != hp[key]:
+            raise UserError(f"the imported model has model.{key} = {hp[key]}, not {user}: leave model.{key} unset")
+    cfg = apply_overrides(cfg, {"preprocess.preset": "astrovader", "model.preset": "astrovader",
+                                "model.latent_dim": int(hp["latent_dim"]), "model.n_components": int(hp["n_components"])})
     save_config(run, cfg)
-    return import_astrovader(run, weights)
+    return import_astrovader(run, weights, built)
 
 
 def embed_image(run: RunDir, path: str | Path, embedding: str):

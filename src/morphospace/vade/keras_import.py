@@ -28,7 +28,7 @@ from ..errors import UserError
 from ..run import RunDir
 from .astrovader_net import AstroVaDErDecoder, AstroVaDErEncoder
 
-__all__ = ["ENCODER_LAYERS", "DECODER_LAYERS", "GMM_LAYER", "load_astrovader_h5", "build_astrovader", "import_astrovader"]
+__all__ = ["ENCODER_LAYERS", "DECODER_LAYERS", "GMM_LAYER", "load_astrovader_h5", "build_astrovader", "astrovader_model", "import_astrovader"]
 
 # Keras layer name -> torch module name
 ENCODER_LAYERS = {
@@ -192,13 +192,15 @@ def build_astrovader(
     return encoder.eval(), decoder.eval(), dict(w["prior"])
 
 
-def import_astrovader(run: RunDir, weights: str | Path) -> Path:
-    """Write the published AstroVaDEr (Keras ``saved_weights.h5``) as the run's VaDE.
+def astrovader_model(weights: str | Path) -> tuple[torch.nn.Module, dict]:
+    """The published AstroVaDEr (Keras ``saved_weights.h5``) as our VaDE, and its hyper-parameters.
 
-    The result lives where ``morphospace train`` puts a trained model, so ``embed``,
-    ``generate`` and :func:`load_model` work on it unchanged.
+    Returns
+    -------
+    model : VaDE network
+    hp : dict
+        Its hyper-parameters, as a trained model's (``latent_dim``, ``n_components`` read from the weights).
     """
-    from .io import model_file, save_model
     from .networks import build_model
 
     encoder, decoder, prior = build_astrovader(weights)
@@ -217,6 +219,19 @@ def import_astrovader(run: RunDir, weights: str | Path) -> Path:
         model.prior.logits.copy_(prior["logits"])
         model.prior.means.copy_(prior["means"])
         model.prior.raw_log_vars.copy_(prior["log_vars"])
+    return model, hp
+
+
+def import_astrovader(run: RunDir, weights: str | Path, built: tuple[torch.nn.Module, dict] | None = None) -> Path:
+    """Write the published AstroVaDEr (Keras ``saved_weights.h5``) as the run's VaDE.
+
+    The result lives where ``morphospace train`` puts a trained model, so ``embed``,
+    ``generate`` and :func:`load_model` work on it unchanged. ``built`` is
+    :func:`astrovader_model`'s result when the caller has already read the weights.
+    """
+    from .io import model_file, save_model
+
+    model, hp = built if built is not None else astrovader_model(weights)
     path = model_file(run)
     save_model(model, hp, path, extra={"imported_from": str(weights)})
     return path
