@@ -205,7 +205,8 @@ def _tiny_run(tmp_path, toy) -> RunDir:
 def test_the_study_scores_against_the_classes_it_fine_tunes_on(tmp_path, toy):
     """With ``--labels shape`` and another class column that the guess would take first (here
     ``morph3``), the LDA, contingency tables and probe score against ``shape``, saved in the run's
-    configuration for later stages; vote fractions (regression) and a truth set by the user are kept."""
+    configuration for later stages (by ``run_study``, once every check has passed); vote fractions
+    (regression) and a truth set by the user are kept."""
     from morphospace.analysis.labels import truth_column
     from morphospace.config import load_config
     from morphospace.pipeline import save_config
@@ -219,17 +220,17 @@ def test_the_study_scores_against_the_classes_it_fine_tunes_on(tmp_path, toy):
     cfg = apply_overrides(Config(), ["study.labels=shape"])
     save_config(run, cfg)
     assert truth_column(cat, cfg) == "morph3"  # what the comparisons took before
-    chosen = study_truth(run, cfg, save_config)
+    chosen = study_truth(run, cfg)
     assert chosen.data.truth_label == "shape" and truth_column(cat, chosen) == "shape"
-    assert load_config(run.config).data.truth_label == "shape"  # a later `compare RUN` reads the same
+    assert load_config(run.config).data.truth_label == ""  # saved by the caller, not here
     for kept in (["study.labels=frac"], ["study.labels=shape", "data.truth_label=morph3"], ["study.labels=Class*"]):
         other = apply_overrides(Config(), kept)
-        assert study_truth(run, other, save_config).data.truth_label == other.data.truth_label
+        assert study_truth(run, other).data.truth_label == other.data.truth_label
     # T-types read back as floats (1.0, 2.0, 3.0, blanks): classes the study fine-tunes on, so the truth too
     cat["ttype"] = np.where(np.arange(40) % 7 == 0, np.nan, np.arange(40) % 3 + 1.0)
     write_table(run.catalogue, cat)
-    ttype = study_truth(run, apply_overrides(Config(), ["study.labels=ttype"]), save_config)
-    assert ttype.data.truth_label == "ttype" and load_config(run.config).data.truth_label == "ttype"
+    ttype = study_truth(run, apply_overrides(Config(), ["study.labels=ttype"]))
+    assert ttype.data.truth_label == "ttype"
 
 
 def test_study_features_run_writes_features_metrics_and_figures(tmp_path, toy):

@@ -363,6 +363,10 @@ def test_a_refused_start_writes_nothing_and_a_run_keeps_its_configuration(tmp_pa
     code = main(["ingest", str(tmp_path / "nope"), "--out", str(tmp_path / "run"), "--size", "128", "--quiet"])
     assert "data not found" in one_line_error(capsys, code)
     assert (tmp_path / "run" / "config.toml").read_text() == saved
+    # a study of the run refused for its labels once the galaxies are in: the run keeps its settings
+    code = main(["study", "--data", str(data), "--labels", "nosuch", "--out", str(tmp_path / "run"), "--quiet"])
+    assert "nosuch" in one_line_error(capsys, code)
+    assert (tmp_path / "run" / "config.toml").read_text() == saved
 
 
 def test_a_binary_config_file(tmp_path, capsys):

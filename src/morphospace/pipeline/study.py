@@ -11,7 +11,9 @@ from ..progress import Timer
 from ..run import RunDir
 from .stages import (stage_anomaly, stage_cluster, stage_compare, stage_reduce, stage_report, stage_train,
                      trained_preset)
-from .survey import check_data, removed_on_failure, save_config, stage_ingest
+from ..errors import UserError
+from .survey import (check_data, cube_settings, ingest_survey, mask_if_asked, removed_on_failure, save_config,
+                     saved_config)
 
 log = logging.getLogger("morphospace")
 
@@ -39,12 +41,18 @@ def run_study(run: RunDir, cfg: Config, created: bool = False) -> Path:
             check_backbone(cfg.study.backbone, cfg.study.mode == "frozen" or BACKBONES[cfg.study.backbone].pretrained,
                            cfg.study.weights or None)
         check_data(cfg)
+        earlier = saved_config(run)
+        ingest_survey(run, cfg)  # one that fails keeps the earlier cube, and so its settings
+        try:  # refused once the galaxies are in: the run keeps only the settings that made its cube
+            check_label_settings(run, cfg)
+            if cfg.study.mode != "frozen" and cfg.study.backbone not in ("vade", "ssl"):
+                fine_tuning_labels(run.cube_catalogue(), cfg)  # a typo: one line before the training, not after it
+            cfg = study_truth(run, cfg)
+        except UserError:
+            save_config(run, cube_settings(earlier, cfg, run.read_catalogue().columns))
+            raise
         save_config(run, cfg)
-        stage_ingest(run, cfg)
-        check_label_settings(run, cfg)
-        if cfg.study.mode != "frozen" and cfg.study.backbone not in ("vade", "ssl"):
-            fine_tuning_labels(run.cube_catalogue(), cfg)  # a typo: one line before the training, not after it
-        cfg = study_truth(run, cfg, save_config)
+        mask_if_asked(run, cfg)  # after: the settings saved are those of the cube in place
     if cfg.study.backbone in ("vade", "ssl"):
         if cfg.study.backbone == "ssl":  # the self-supervised encoder is the form-first VaDE's
             cfg = apply_overrides(cfg, {"model.preset": "form"})

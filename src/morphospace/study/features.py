@@ -19,7 +19,6 @@ from __future__ import annotations
 import fnmatch
 import logging
 import time
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -306,10 +305,11 @@ def fine_tuning_labels(inside: pd.DataFrame, cfg: Config) -> str:
     return spec
 
 
-def study_truth(run: RunDir, cfg: Config, save: Callable[[RunDir, Config], None]) -> Config:
+def study_truth(run: RunDir, cfg: Config) -> Config:
     """The classes a study fine-tunes on (``study.labels``) are the truth its LDA, contingency tables
-    and probe score against, unless ``data.truth_label`` names another; saved in the run's
-    configuration (by ``save``), so that a later ``compare`` or ``report`` of the run reads the same."""
+    and probe score against, unless ``data.truth_label`` names another: ``cfg`` with that truth,
+    for the caller to save in the run's configuration, so that a later ``compare`` or ``report``
+    of the run reads the same."""
     spec = cfg.study.labels
     if not spec:
         return cfg
@@ -323,6 +323,4 @@ def study_truth(run: RunDir, cfg: Config, save: Callable[[RunDir, Config], None]
     if cfg.data.truth_label or any(ch in spec for ch in "*?[,") or task != "classification":
         return cfg  # another truth named, or vote fractions (regression)
     log.info("the study's labels '%s' are the truth its comparisons score against", spec)
-    cfg = apply_overrides(cfg, {"data.truth_label": spec})
-    save(run, cfg)
-    return cfg
+    return apply_overrides(cfg, {"data.truth_label": spec})
