@@ -91,23 +91,11 @@ def resolve_hparams(cfg: Config, channels: int, image_size: int) -> dict[str, An
         hp["schedule"] = "astrovader"
         hp["widths"] = []
     elif m.preset == "form":
-        from ..ssl.embedder import resolve_precision
-
         # the core VaDE reads the form embedding (a vector): no image options apply to it
-        f = cfg.form
-        hp.update({"recon_sigma": f.recon_sigma, "radial_inner": 0.0, "radial_width": 0.0, "canonicalise": False,
-                   "flip_invariant": False, "augment": "none", "mask_neighbours": True, "colour_weight": 1.0,
-                   "form": {"backbone": f.backbone, "weights": os.path.abspath(f.weights) if f.weights else "",
-                            "input_size": f.input_size, "sharpen": f.sharpen, "dim": f.dim, "heads": f.heads,
-                            "precision": resolve_precision(f.precision),
-                            "aug_views": f.aug_views, "ssl_epochs": f.ssl_epochs, "loss": f.loss,
-                            "embed_views": f.embed_views,
-                            "temperature": f.temperature, "train_trunk": f.train_trunk,
-                            "trunk_lr_scale": (1.0 if f.backbone == "small" else 0.1) if f.trunk_lr_scale == "auto"
-                            else float(f.trunk_lr_scale),
-                            "core": f.core, "core_fits": f.core_fits,
-                            "decoder_epochs": f.decoder_epochs, "image_recon_sigma": m.recon_sigma}})
-        hp["widths"] = list(f.decoder_widths)  # the image decoder's: the core reads vectors
+        hp.update({"recon_sigma": cfg.form.recon_sigma, "radial_inner": 0.0, "radial_width": 0.0,
+                   "canonicalise": False, "flip_invariant": False, "augment": "none", "mask_neighbours": True,
+                   "colour_weight": 1.0, "form": _form_hparams(cfg)})
+        hp["widths"] = list(cfg.form.decoder_widths)  # the image decoder's: the core reads vectors
     elif m.preset != "default":
         raise UserError(f"unknown model.preset '{m.preset}' (known: form, default, astrovader)")
     _check_hparams(hp)
@@ -175,9 +163,23 @@ def check_form_settings(cfg: Config) -> None:
     cfg : Config
     """
     if cfg.model.kind == "vade" and cfg.model.preset == "form":
-        f = cfg.form
-        _check_form({"backbone": f.backbone, "weights": os.path.abspath(f.weights) if f.weights else "",
-                     "heads": f.heads, "train_trunk": f.train_trunk})
+        _check_form(_form_hparams(cfg))
+
+
+def _form_hparams(cfg: Config) -> dict[str, Any]:
+    """The form-first model's own hyper-parameters (``hp["form"]``), from ``cfg.form``."""
+    from ..ssl.embedder import resolve_precision
+
+    f = cfg.form
+    return {"backbone": f.backbone, "weights": os.path.abspath(f.weights) if f.weights else "",
+            "input_size": f.input_size, "sharpen": f.sharpen, "dim": f.dim, "heads": f.heads,
+            "precision": resolve_precision(f.precision),
+            "aug_views": f.aug_views, "ssl_epochs": f.ssl_epochs, "loss": f.loss, "embed_views": f.embed_views,
+            "temperature": f.temperature, "train_trunk": f.train_trunk,
+            "trunk_lr_scale": (1.0 if f.backbone == "small" else 0.1) if f.trunk_lr_scale == "auto"
+            else float(f.trunk_lr_scale),
+            "core": f.core, "core_fits": f.core_fits,
+            "decoder_epochs": f.decoder_epochs, "image_recon_sigma": cfg.model.recon_sigma}
 
 
 def embedding_dim(form: dict[str, Any]) -> int:
