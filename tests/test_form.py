@@ -543,7 +543,11 @@ def test_form_core_keeps_the_most_typical_em_fit(form_run):
     from morphospace.vade.linear_core import fit_linear_core
 
     run, cfg, _, _ = form_run
-    linear = json.loads((run.path / "models/vade/training.json").read_text())["init"]["linear"]
+    summary = json.loads((run.path / "models/vade/training.json").read_text())
+    # epochs it trained, not train.epochs (which trains nothing in a linear core)
+    assert summary["epochs"] is None and summary["ssl_epochs"] == cfg.form.ssl_epochs
+    assert summary["decoder_epochs"] == cfg.form.decoder_epochs
+    linear = summary["init"]["linear"]
     assert cfg.form.core_fits == 8 and len(linear["fit_seeds"]) == 8 and linear["fit_seeds"][0] == cfg.train.seed
     assert linear["fit_chosen"] == int(np.argmax(linear["fit_agreement"]))
     x = np.load(run.path / "models/vade/form_input.npy")

@@ -167,7 +167,11 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
             write_training_summary(mdir, module, hp, seconds, len(train_cube), form=info, seconds_by_part=parts,
                                    train_sample=info.get("train_sample"))
         else:
-            write_json(mdir / "training.json", {"seconds": seconds, "epochs": hp["epochs"], "n_components": k,
+            # the linear core is fitted in closed form: its epochs are none (train.epochs trains nothing),
+            # those of the SSL head and the image decoder are theirs
+            write_json(mdir / "training.json", {"seconds": seconds, "epochs": None, "n_components": k,
+                                                "ssl_epochs": hp["form"]["ssl_epochs"],
+                                                "decoder_epochs": hp["form"]["decoder_epochs"],
                                                 "init": init, "events": events, "n_images": len(train_cube),
                                                 "train_sample": info.get("train_sample"), "form": info,
                                                 "seconds_by_part": parts})
