@@ -75,6 +75,25 @@ def test_similar_run_gives_the_galaxy_then_its_group(tiny_run, capsys):
     assert "g29" in out and "gallery:" in out
 
 
+def test_the_galaxy_comes_first_before_its_twins(tmp_path):
+    """Galaxies at distance 0 of the query (a copy of its image: the same embedding) came in the
+    search's order, so a twin could take rank 0, "the galaxy itself", and the galaxy fall among its
+    neighbours."""
+    X, y = _groups(30)
+    X[1:6] = X[0]  # five twins of row 0, before and after it in every order
+    X[29] = X[0]
+    run = RunDir(tmp_path / "run", create=True)
+    ids = [f"g{i:02d}" for i in range(30)]
+    write_table(run.catalogue, pd.DataFrame({"id": ids, "morph": y, "cube_index": np.arange(30)}))
+    write_npy(run.cube, np.zeros((30, 1, 8, 8), np.float32))
+    write_npy(run.embedding_path("form"), X.astype(np.float32))
+    for query in ("g00", "g03", "g29"):
+        table, _ = similar_run(run, query, "form", k=4)
+        assert table["id"].iloc[0] == query and query not in set(table["id"].iloc[1:]), table
+        assert list(table["rank"]) == list(range(5)) and (table["distance"] == 0).all()
+        assert set(table["id"].iloc[1:]) <= {"g00", "g01", "g02", "g03", "g04", "g05", "g29"}
+
+
 def test_a_cached_index_that_no_longer_unpickles_is_rebuilt(tiny_run):
     """A pickle naming a class an older version had (or a damaged one) is fitted again; the index
     cache raised ModuleNotFoundError out of `similar` (only the anomaly scorer's caught it)."""

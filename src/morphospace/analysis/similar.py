@@ -82,11 +82,17 @@ def similar_run(run: RunDir, galaxy_id: str, embedding: str, k: int = 10) -> tup
         raise UserError(f"no galaxy with id '{galaxy_id}' in the cube of {run.path}")
     X = _embedding_of_cube(run, embedding, len(cat))
     index = _index_for(run, embedding, X)
-    dist, idx = index.kneighbors(np.asarray(X[where[:1]]), k=k + 1)
-    table = _table(cat, idx[0], dist[0])
+    q = int(where[0])
+    dist, idx = index.kneighbors(np.asarray(X[q:q + 1]), k=k + 1)
+    # the galaxy itself first, whatever order the search gave galaxies at its distance (a copy of
+    # its image, an embedding that ties them), then the k nearest others
+    others = idx[0] != q
+    rows = np.concatenate([[q], idx[0][others]])[:k + 1]
+    dists = np.concatenate([[0.0], dist[0][others]])[:k + 1]
+    table = _table(cat, rows, dists)
     name = _output_name(str(galaxy_id), embedding)
     cube = run.read_cube()
-    return table, _write(run, name, table, [cube[r] for r in _in_order(cube, idx[0])])
+    return table, _write(run, name, table, [cube[r] for r in _in_order(cube, rows)])
 
 
 def similar_to_image(run: RunDir, vector: np.ndarray, image: np.ndarray, embedding: str, k: int = 10,
