@@ -349,6 +349,36 @@ def test_the_suggestions_go_back_as_labels_and_name_their_column(tiny_run, capsy
     assert json.loads((run.path / "classes" / "my_class.json").read_text())["n_labelled"] == 6
 
 
+def test_the_suggestions_go_back_beside_a_labels_file_with_its_own_id_column(tiny_run, tmp_path, capsys):
+    """With --id-column objid (sdss-gz1's labels) the suggestions file wrote its ids under `id`, and
+    given back with the labels file it was refused for lacking 'objid'; a label column called like
+    one of the suggestions' own (`second`) was written pre-filled with the classifier's own guesses,
+    which the next call then trained on."""
+    run, X, y = tiny_run
+    ids = list(run.cube_ids())
+    labels = tmp_path / "labels.csv"
+    labelled = [i for k in np.unique(y) for i in [j for j in ids if y[ids.index(j)] == k][:3]]
+    labels.write_text("objid,morph\n" + "".join(f"{i},{y[ids.index(i)]}\n" for i in labelled))
+    args = ["classify", str(run.path), "--labels", str(labels), "--id-column", "objid", "--column", "morph"]
+    assert main([*args, "--suggest", "4", "--quiet"]) == 0
+    path = run.path / "classes" / "morph_suggest.csv"
+    seeds = pd.read_csv(path, keep_default_na=False, dtype=str)
+    assert list(seeds.columns[:3]) == ["rank", "objid", "morph"] and (seeds["morph"] == "").all()
+    seeds["morph"] = [str(y[ids.index(i)]) for i in seeds["objid"]]
+    seeds.to_csv(path, index=False)
+    assert main([*args, "--labels", str(path), "--quiet"]) == 0
+    assert json.loads((run.path / "classes" / "morph.json").read_text())["n_labelled"] == 13
+    assert "kept as morph_suggest_filled1.csv" in capsys.readouterr().err
+    for option, name in (("--column", "second"), ("--id-column", "rank")):
+        named = dict(zip(("--column", "--id-column"), ("morph", "objid"))) | {option: name}
+        code = main(["classify", str(run.path), "--labels", str(labels), *[x for kv in named.items() for x in kv],
+                     "--suggest", "3", "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.splitlines()) == 1 and f"{option} '{name}' is a column of the suggestions" in err
+    code = main(["classify", str(run.path), "--column", "id", "--suggest", "3", "--quiet"])
+    assert code == 2 and "are both 'id'" in capsys.readouterr().err
+
+
 def test_several_labels_files_are_read_as_one(tiny_run, tmp_path, capsys):
     """Your labels file and the suggestions filled in since go in together (--labels A B, or
     --labels A --labels B): the classifier trains on both; an id the two label differently is

@@ -34,7 +34,7 @@ from ..errors import InvalidArgument, UserError, first_line
 from ..progress import Timer
 from ..run import RunDir, file_stamp, write_json, write_table
 from .classify import FewLabelClassifier
-from .label_files import _label_columns, align_labels, label_paths, read_labels
+from .label_files import _label_columns, align_labels, check_label_and_id_columns, label_paths, read_labels
 from .labels import missing_mask
 
 __all__ = ["read_labels", "align_labels", "column_names", "classify_run", "class_columns", "FOLDER"]
@@ -76,29 +76,40 @@ def _check_not_another_columns(run: RunDir, name: str, column: str) -> None:
                         f"'{name}': rename the column in your labels file")
 
 
-SUGGESTION_COLUMNS = ("rank", "id", "uncertainty", "first", "second", "why")
+# a suggestions file: rank, the ids (under the labels files' id column), the label column to fill
+# in, then these (the last three only where a classifier was fitted)
+SUGGESTION_COLUMNS = ("rank", "uncertainty", "first", "second", "why")
 
 
 def _suggested_column(path: Path) -> str | None:
-    """The label column a suggestions file leaves to fill in (its header's one column that is not
-    the suggestions' own), or None."""
+    """The label column a suggestions file leaves to fill in (its third, after the rank and the
+    ids), or None for a file that is not a suggestions table."""
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             header = next(csv.reader(fh), [])
     except (OSError, UnicodeDecodeError, csv.Error):
         return None
-    extra = [h for h in header if h not in SUGGESTION_COLUMNS]
-    return extra[0] if len(extra) == 1 else None
+    return header[2] if len(header) >= 4 and header[0] == "rank" and header[-1] == "why" else None
 
 
-def _keep_filled_in(path: Path, column: str) -> Path | None:
+def _check_columns(column: str, id_column: str, n_suggest: int) -> None:
+    """A label or id column that a suggestions file would hold twice: refused in one line (a label
+    column called ``second`` was written pre-filled with the classifier's own second guess)."""
+    check_label_and_id_columns(column, id_column)
+    for option, name in (("--column", column), ("--id-column", id_column)):
+        if n_suggest > 0 and name in SUGGESTION_COLUMNS:
+            raise UserError(f"{option} '{name}' is a column of the suggestions file ({', '.join(SUGGESTION_COLUMNS)}): "
+                            "rename it in your labels file to use --suggest")
+
+
+def _keep_filled_in(path: Path, column: str, id_column: str) -> Path | None:
     """Set a suggestions file aside, before it is replaced or removed, if someone has filled in a
     label: the labels are theirs (the README's workflow fills the file in place). Renamed to
     ``<name>_suggest_filled<k>.csv``, the first free k, and said; returns the new path."""
     if not path.is_file():
         return None
     try:
-        _, labels = _label_columns(path, column, "id")
+        _, labels = _label_columns(path, column, id_column)
     except UserError:  # not a suggestions table any more: someone's file all the same
         labels = pd.Series(["?"])
     if missing_mask(labels.to_numpy(dtype=object)).all():
@@ -141,6 +152,7 @@ def classify_run(run: RunDir, labels_path, column: str, embedding: str, id_colum
         An unusable labels file, no usable label (and nothing to suggest), a single class, a
         class with one label, or an embedding that does not match the cube.
     """
+    _check_columns(column, id_column, n_suggest)
     name = column_names([column])[0]
     _check_not_another_columns(run, name, column)
     X = run.read_embedding(embedding)
@@ -168,7 +180,7 @@ def classify_run(run: RunDir, labels_path, column: str, embedding: str, id_colum
         log.warning("classify: %s", note)
     folder = run.sub(FOLDER)
     suggest_path = folder / f"{name}_suggest.csv"
-    kept = _keep_filled_in(suggest_path, column)  # the file is replaced or removed below, either way
+    kept = _keep_filled_in(suggest_path, column, id_column)  # the file is replaced or removed below, either way
     given = label_paths(labels_path)
     labels_files = [str((kept if kept is not None and p.resolve() == suggest_path.resolve() else p).resolve())
                     for p in given]  # where each file is now
@@ -200,9 +212,8 @@ def classify_run(run: RunDir, labels_path, column: str, embedding: str, id_colum
     suggestions = None
     rows = clf.suggest(n_suggest) if n_suggest > 0 else []
     if len(rows):
-        suggestions = _suggestion_table(clf, X, rows, cube_ids)
-        if column not in suggestions.columns:  # left blank to fill in: the file goes back as --labels
-            suggestions.insert(2, column, "")
+        suggestions = _suggestion_table(clf, X, rows, cube_ids, id_column)
+        suggestions.insert(2, column, "")  # left blank to fill in: the file goes back as --labels
         write_table(suggest_path, suggestions)
         files.append(suggest_path)
     else:  # an earlier model's suggestions (galaxies labelled since, perhaps) would read as this one's
@@ -216,8 +227,10 @@ def classify_run(run: RunDir, labels_path, column: str, embedding: str, id_colum
             "confusion_matrix": None if clf.model_ is None else clf.cv_confusion_matrix_}
 
 
-def _suggestion_table(clf: FewLabelClassifier, X: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> pd.DataFrame:
-    table = pd.DataFrame({"rank": np.arange(1, len(rows) + 1), "id": ids[rows]})
+def _suggestion_table(clf: FewLabelClassifier, X: np.ndarray, rows: np.ndarray, ids: np.ndarray,
+                      id_column: str = "id") -> pd.DataFrame:
+    """Rank, id (under ``id_column``: the file goes back with the labels files), and why each was chosen."""
+    table = pd.DataFrame({"rank": np.arange(1, len(rows) + 1), id_column: ids[rows]})
     if clf.model_ is None:
         table["why"] = "diverse seed (no labels yet): nearest galaxy to one of the k-means centres of the embedding"
         return table

@@ -21,7 +21,7 @@ from ..errors import UserError, first_line
 from ..run import RunDir
 from .labels import missing_mask
 
-__all__ = ["read_labels", "align_labels", "label_paths"]
+__all__ = ["read_labels", "align_labels", "check_label_and_id_columns", "label_paths"]
 
 
 def _count(n: int, one: str, many: str) -> str:
@@ -38,6 +38,14 @@ def label_paths(paths) -> list[Path]:
     if paths is None:
         return []
     return [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+
+
+def check_label_and_id_columns(column: str, id_column: str) -> None:
+    """One column named for both the labels and the ids: each id would be its own class (refused
+    in one line, not one naming every id)."""
+    if column == id_column:
+        raise UserError(f"the label column and the id column are both '{column}': name the column that holds "
+                        "the classes with --column (and the ids' with --id-column)")
 
 
 def read_labels(paths, column: str, id_column: str = "id") -> tuple[pd.DataFrame, list[str]]:
@@ -64,9 +72,7 @@ def read_labels(paths, column: str, id_column: str = "id") -> tuple[pd.DataFrame
     UserError
         A file is missing, not UTF-8, not a CSV, or lacks either column.
     """
-    if column == id_column:  # each id its own class: one line saying so, not one naming every id
-        raise UserError(f"the label column and the id column are both '{column}': name the column that holds "
-                        "the classes with --column (and the ids' with --id-column)")
+    check_label_and_id_columns(column, id_column)
     paths = label_paths(paths)
     if not paths:
         raise UserError("no labels file given")
