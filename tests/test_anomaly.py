@@ -255,8 +255,15 @@ def test_a_damaged_tags_file_is_one_line(form_run, capsys):
     path.write_text("id,tag\ng01,fascinating\n")
     line = assert_one_line_error(capsys, ["anomalies", str(run.path)], "galaxy 'g01' is tagged 'fascinating'")
     assert "mend it" in line and "delete it" in line and "re-run" not in line
-    path.write_text("ID, Tag\ng01, Interesting\ng02,BORING\n")
-    assert read_tags(run).to_dict("list") == {"id": ["g01", "g02"], "tag": ["interesting", "boring"]}
+    path.write_text("ID, Tag\ng01, Interesting\ng02,BORING\ng01,interesting\n")  # a row twice: one tag
+    assert read_tags(run).to_dict("list") == {"id": ["g02", "g01"], "tag": ["boring", "interesting"]}
+    path.write_text("id,tag\ng01,interesting\ng02,boring\ng01,boring\n")  # which one? (it was counted both ways)
+    assert_one_line_error(capsys, ["anomalies", str(run.path)], "galaxy 'g01' is tagged both interesting and boring")
+    path.write_text("id,tag\ng01,boring,x\n")  # every row a field too long named 'boring' the galaxy, 'x' its tag
+    line = assert_one_line_error(capsys, ["anomalies", str(run.path)], "Expected 2 fields in line 2, saw 3")
+    assert "mend it" in line
+    path.write_text("id,tag\n")
+    assert read_tags(run).empty
     path.unlink()
 
 

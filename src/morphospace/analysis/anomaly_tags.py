@@ -33,10 +33,15 @@ def read_tags(run: RunDir) -> pd.DataFrame:
     # way out is to mend or delete it (no stage rewrites it from anything else)
     fix = "mend it (columns id,tag; tags interesting or boring) or delete it to drop the tags"
     try:
-        tags = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        # the header read as a row: a row longer than it is an error (with the header as the header,
+        # rows all one field longer made their first field an index, and the tag the next field)
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, header=None)
     except Exception as exc:  # noqa: BLE001 - pandas raises several types for a damaged CSV
         raise UserError(f"cannot read {path} ({first_line(exc)[:120]}): {fix}") from None
-    tags.columns = [str(c).strip().lower() for c in tags.columns]
+    if not len(table):
+        raise UserError(f"{path} has the columns none: {fix}")
+    tags = table.iloc[1:].reset_index(drop=True)
+    tags.columns = [str(c).strip().lower() for c in table.iloc[0]]
     if list(tags.columns) != ["id", "tag"]:
         raise UserError(f"{path} has the columns {', '.join(tags.columns) or 'none'}: {fix}")
     tags = tags.assign(id=tags["id"].str.strip(), tag=tags["tag"].str.strip().str.lower())
@@ -44,7 +49,11 @@ def read_tags(run: RunDir) -> pd.DataFrame:
     if len(bad):
         raise UserError(f"{path}: galaxy '{bad['id'].iloc[0]}' is tagged '{bad['tag'].iloc[0]}' "
                         f"({len(bad)} row(s) so): {fix}")
-    return tags
+    both = tags.groupby("id")["tag"].nunique()
+    if (both > 1).any():  # which one was meant? the re-ranking would count it both ways
+        raise UserError(f"{path}: galaxy '{both.index[both > 1][0]}' is tagged both interesting and boring "
+                        f"({int((both > 1).sum())} galaxy(ies) so): {fix}")
+    return tags.drop_duplicates("id", keep="last").reset_index(drop=True)
 
 
 def checked_request(run: RunDir, interesting=(), boring=(), untag=()) -> dict[str, str]:
