@@ -117,6 +117,19 @@ def test_a_run_missing_or_damaged_gives_python_s_own_exceptions(run, tmp_path):
     (copy / "embeddings" / "mine.npy").write_bytes(b"\x93NUMPY garbage")
     with pytest.raises(ValueError, match="mine.npy is damaged"):
         ms.Run(copy).embeddings["mine"]
+    # rows of other galaxies, read as this cube's: paired with the wrong galaxies, without a word
+    np.save(copy / "embeddings" / "mine.npy", np.zeros((7, 4), np.float32))
+    (copy / "reductions").mkdir(exist_ok=True)
+    np.save(copy / "reductions" / "mine_pca.npy", np.zeros((3, 2), np.float32))
+    opened = ms.Run(copy)
+    with pytest.raises(ValueError, match="'mine' .* has 7 rows but the cube 24: .* re-run `morphospace embed`"):
+        opened.embeddings["mine"]
+    with pytest.raises(ValueError, match="has 3 rows but the cube 24: .* re-run `morphospace reduce`"):
+        opened.reductions["mine_pca"]
+    (copy / "comparisons").mkdir(exist_ok=True)
+    (copy / "comparisons" / "x.csv").write_bytes(b'a,b\n"1')
+    with pytest.raises(ValueError, match="x.csv is damaged .*re-run `morphospace compare`"):
+        opened.comparisons["x"]
     (copy / "catalogue.parquet").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="catalogue.parquet is damaged"):
         ms.Run(copy).catalogue

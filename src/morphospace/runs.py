@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import python_errors
+from .errors import UserError, first_line, python_errors
 
 __all__ = ["Run", "ingest"]
 
@@ -102,10 +102,10 @@ class Run:
             raise FileNotFoundError(f"run directory not found: {self.path}")
         self._dir = RunDir(self.path)
         d = self._dir
-        self.embeddings = _Lazy(d.embeddings, lambda n: d.read_embedding(n), "embedding", self.path,
-                                lambda n: [d.embedding_path(n)])
-        self.reductions = _Lazy(d.reductions, lambda n: d.read_reduction(n), "reduction", self.path,
-                                lambda n: [d.reduction_path(n)])
+        self.embeddings = _Lazy(d.embeddings, lambda n: self._rows("embedding", n, d.read_embedding(n), "embed"),
+                                "embedding", self.path, lambda n: [d.embedding_path(n), d.catalogue])
+        self.reductions = _Lazy(d.reductions, lambda n: self._rows("reduction", n, d.read_reduction(n), "reduce"),
+                                "reduction", self.path, lambda n: [d.reduction_path(n), d.catalogue])
         # a clustering is indexed by the cube's ids: read again when the catalogue is rewritten too
         self.clusterings = _Lazy(d.clusterings, self._clustering, "clustering", self.path,
                                  lambda n: [d.clustering_path(n), d.catalogue])
@@ -135,6 +135,15 @@ class Run:
 
         return load_model(self._dir)
 
+    def _rows(self, what: str, name: str, array: np.ndarray, stage: str) -> np.ndarray:
+        """``array``, one row per cube galaxy as every stage checks it: an embedding or map of other
+        galaxies (a cube ingested since) would pair its rows with the wrong galaxies."""
+        n = len(self._dir.cube_ids())
+        if len(array) != n:
+            raise UserError(f"{what} '{name}' of {self.path} has {len(array)} rows but the cube {n}: "
+                            f"it belongs to other galaxies; re-run `morphospace {stage}`")
+        return array
+
     def _clustering(self, name: str) -> pd.Series:
         table = self._dir.read_clustering(name)
         labels = table.set_index("id")["label"] if "label" in table else table.set_index("id").iloc[:, 0]
@@ -145,7 +154,11 @@ class Run:
         return sorted(p.stem for p in folder.glob("*.csv")) if folder.is_dir() else []
 
     def _comparison(self, name: str) -> pd.DataFrame:
-        return pd.read_csv(self.path / "comparisons" / f"{name}.csv")
+        path = self.path / "comparisons" / f"{name}.csv"
+        try:
+            return pd.read_csv(path)
+        except (ValueError, UnicodeDecodeError) as exc:  # pandas' parser errors are ValueErrors
+            raise UserError(f"{path} is damaged ({first_line(exc)[:120]}): re-run `morphospace compare`") from None
 
 
 def ingest(data: str | Path | None = None, run: str | Path = "runs/notebook", config: dict | None = None,
