@@ -428,9 +428,16 @@ def test_plots_are_figures_that_show_what_they_say_and_leave_the_backend(run, fi
     gz = pd.Series(["spiral", pd.NA, "elliptical", None] * 25, dtype="string")
     legend = [t.get_text() for t in ms.plot.latent_map(xy, gz).axes[0].get_legend().get_texts()]
     assert legend == ["no label (50)", "elliptical (25)", "spiral (25)"]
+    many = np.arange(100) % 25  # more classes than tab20 has colours: none drawn alike
+    drawn = [tuple(c.get_facecolor()[0]) for c in ms.plot.latent_map(xy, many).axes[0].collections]
+    assert len(drawn) == 25 == len(set(drawn))
     assert matplotlib.get_backend() == backend
     with pytest.raises(ValueError, match="N x 2"):
         ms.plot.latent_map(np.zeros((3, 3)))
+    for draw in (lambda m: ms.plot.reconstructions(m, run.cube, n=2), lambda m: ms.plot.generated(m, n=1),
+                 lambda m: ms.plot.component_means(m), lambda m: ms.plot.clusters(m, run.cube)):
+        with pytest.raises(NotFittedError, match="not fitted"):  # as the estimator's own methods say
+            draw(clone(fitted))
 
 
 def test_gallery_figures_prepare_only_the_rows_they_draw_once(run, fitted, monkeypatch):

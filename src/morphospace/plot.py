@@ -24,6 +24,10 @@ __all__ = ["reconstructions", "generated", "component_means", "clusters", "laten
 
 def _resolve(model: Any):
     """``(api_model, torch_module)`` of a fitted estimator or a loaded model."""
+    if hasattr(model, "fit") and not hasattr(model, "model_"):  # an estimator not fitted: as its own methods say
+        from sklearn.exceptions import NotFittedError
+
+        raise NotFittedError(f"this {type(model).__name__} is not fitted yet: call fit first")
     api = getattr(model, "model_", model)
     if not hasattr(api, "vade"):
         raise TypeError(f"expected a fitted morphospace.VaDE or a loaded model, got {type(model).__name__}")
@@ -148,5 +152,7 @@ def latent_map(xy: Any, labels: Any = None, title: str = "", size: float = 4.0):
 def _colours(n: int) -> list:
     from matplotlib import colormaps
 
+    if n > 20:  # more classes than a qualitative map has colours: as many hues, none repeated
+        return [colormaps["turbo"](i / (n - 1)) for i in range(n)]
     cmap = colormaps["tab10" if n <= 10 else "tab20"]
-    return [cmap(i % cmap.N) for i in range(max(n, 1))]
+    return [cmap(i) for i in range(max(n, 1))]
