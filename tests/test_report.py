@@ -401,6 +401,29 @@ def test_the_report_says_when_the_model_trained_on_a_sample(tmp_path):
     assert "trained on a random sample" not in build_report(run, Config()).read_text()
 
 
+def test_results_of_an_earlier_model_are_said_out_of_date(tmp_path, caplog):
+    """`train` then `report` showed the previous model's clusters, component means and generated
+    galaxies as the run's, beside a model of another K: the page now says they are out of date."""
+    from morphospace.run import file_stamp
+
+    run = make_fake_run(tmp_path / "run", n=40, size=32)
+    model = run.path / "models" / "vade" / "model.pt"
+    model.parent.mkdir(parents=True, exist_ok=True)
+    model.write_bytes(b"the model embed used")
+    note = run.embedding_path("vade").with_suffix(".json")
+    note.write_text(json.dumps({"name": "vade", "model_stamp": file_stamp(model)}))
+    assert 'class="notice"' not in build_report(run, Config()).read_text()
+    model.write_bytes(b"a model trained again, after embed")
+    html = html_lib.unescape(build_report(run, Config()).read_text())
+    assert re.search(r'class="notice"[^>]*>The model.s clusters, embeddings and figures on this page are out of date: '
+                     r"the model was trained again after `morphospace embed` made them", html)
+    assert "out of date" in caplog.text
+    model.unlink()
+    assert "the model they came from is no longer in the run" in build_report(run, Config()).read_text()
+    note.write_text(json.dumps({"name": "vade"}))  # embedded before the stamp was recorded: current
+    assert 'class="notice"' not in build_report(run, Config()).read_text()
+
+
 def test_a_map_fitted_on_a_sample_says_so(tmp_path):
     import json
 

@@ -157,8 +157,14 @@ def build_report(run: RunDir | str | Path, cfg: Config | None = None) -> Path:
         n_clusters and f"{n_clusters} clusters ({contents.primary.name})",
         time.strftime("%Y-%m-%d %H:%M"),
     ]))
+    notices = []
+    if contents.stale_model:  # the clusters, embeddings and figures below are an earlier model's
+        notices.append(f"The model's clusters, embeddings and figures on this page are out of date: "
+                       f"{contents.stale_model}. Run `morphospace embed RUN` and the later stages "
+                       "(or `morphospace run`), then the report again.")
+        log.warning("report: %s", notices[-1])
     text = page("Galaxy morphospace", subtitle, [(s.anchor, s.label) for s in sections], [s.html for s in sections],
-                data, frames=beside)
+                data, frames=beside, notices=notices)
     write_text(run.report, text)
     log.info("report: %s (%.1f MB) in %.1f s", run.report, len(text.encode("utf-8")) / 1e6,
              time.perf_counter() - t0)

@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..analysis.labels import label_columns, labels_in_cube_order, truth_column  # one definition of "a label"
 from ..errors import UserError
-from ..run import RunDir, in_cube_order
+from ..run import RunDir, file_stamp, in_cube_order
 from .clusterings import Clustering, aligned_clustering, primary_clustering
 
 log = logging.getLogger("morphospace")
@@ -371,6 +371,27 @@ class RunContents:
         """
         d = self.path / "figures"
         return sorted(d.glob("*.png")) if d.is_dir() else []
+
+    @cached_property
+    def stale_model(self) -> str | None:
+        """Why the results the model's ``embed`` wrote (its clusters, embeddings, figures) are not
+        those of the run's model any more, or None: the model was trained again after them (the
+        stamp of ``model.pt`` that ``embeddings/vade.json`` records differs), or it is gone.
+        Runs embedded before the stamp was recorded read as current."""
+        from ..vade.io import model_file
+
+        note = self.run.embedding_path("vade").with_suffix(".json")
+        try:
+            stamp = json.loads(note.read_text()).get("model_stamp")
+        except (OSError, ValueError, AttributeError):
+            return None
+        if stamp is None:
+            return None
+        try:
+            now = file_stamp(model_file(self.run))
+        except OSError:
+            return "the model they came from is no longer in the run"
+        return None if now == stamp else "the model was trained again after `morphospace embed` made them"
 
     @cached_property
     def stale_comparisons(self) -> tuple[str, bool, bool] | None:

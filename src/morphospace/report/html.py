@@ -189,7 +189,7 @@ def _sha256(text: str) -> str:
 
 
 def page(title: str, subtitle: str, nav: list[tuple[str, str]], body: Sequence[str], data: dict,
-         scripts: Sequence[str] = SCRIPTS, frames: bool = False) -> str:
+         scripts: Sequence[str] = SCRIPTS, frames: bool = False, notices: Sequence[str] = ()) -> str:
     """The whole document: head (CSS, CSP), sticky nav, sections, embedded data and scripts.
 
     Parameters
@@ -211,6 +211,8 @@ def page(title: str, subtitle: str, nav: list[tuple[str, str]], body: Sequence[s
         True: the page may load local documents in (sandboxed) frames, the
         explorer's data beside the page (:mod:`~morphospace.report.beside`).
         Scripts are still only the inline ones, by hash.
+    notices : sequence of str
+        Plain-text warnings shown under the heading (e.g. results older than the run's model).
 
     Returns
     -------
@@ -226,5 +228,5 @@ def page(title: str, subtitle: str, nav: list[tuple[str, str]], body: Sequence[s
     if "</style" in css.lower():
         raise ValueError("report.css cannot be inlined: it holds '</style'")
     return environment().get_template("page.html").render(
-        title=title, subtitle=subtitle, nav=nav, body=list(body), csp=csp, css=Markup(css),
+        title=title, subtitle=subtitle, nav=nav, body=list(body), csp=csp, css=Markup(css), notices=list(notices),
         data_json=Markup(json_for_script(data)), scripts=[Markup(s) for s in js])
