@@ -455,6 +455,22 @@ def test_a_frozen_study_refuses_labels_it_does_not_have(tmp_path, capsys):
         assert "morpholgy" in one_line_error(capsys, code) and not out.exists()
 
 
+def test_a_fine_tuning_study_refuses_labels_it_cannot_train_on_before_any_work(tmp_path, capsys):
+    """A label column with one class, or with no label at all, was refused once the training had
+    begun: the folder the study made stayed, with an empty model folder and the column saved as
+    the run's truth."""
+    data = tiny_folder_survey(tmp_path / "data", n=6)
+    cat = pd.read_csv(data / "catalogue.csv")
+    cat["one"], cat["blank"] = "spiral", np.nan
+    cat.to_csv(data / "catalogue.csv", index=False)
+    out = tmp_path / "s"
+    for column, message in (("one", "at least 2 classes, got 1"), ("blank", "labelled images, got none")):
+        code = main(["study", "--data", str(data), "--out", str(out), "--backbone", "small", "--epochs", "1",
+                     "--labels", column, "--quiet"])
+        line = one_line_error(capsys, code)
+        assert f"study.labels = '{column}'" in line and message in line and not out.exists(), line
+
+
 def test_lda_is_skipped_saying_why_when_it_cannot_be_fitted(pca_run, caplog, tmp_path):
     import shutil
 

@@ -296,12 +296,19 @@ def study_features_run(run: RunDir, cfg: Config) -> dict:
 
 def fine_tuning_labels(inside: pd.DataFrame, cfg: Config) -> str:
     """The label spec a fine-tuning study reads from the catalogue rows ``inside`` the cube, checked
-    (:func:`resolve_labels` refuses one it cannot read); a ``UserError`` when there is none."""
+    (:func:`resolve_labels` refuses one it cannot read, :func:`encode_targets` one with no label
+    or a single class); a ``UserError`` when there is none. Checked before any training."""
+    from .targets import encode_targets
+
     spec = default_label_column(inside, cfg)
     if not spec:
         raise UserError("study.labels: name a catalogue label column to fine-tune on "
                         f"(label columns: {', '.join(_label_like(inside)) or 'none'}), or set study.mode = frozen")
-    resolve_labels(inside, spec)
+    y, _, task, _ = resolve_labels(inside, spec)
+    try:
+        encode_targets(y, task)
+    except UserError as exc:
+        raise UserError(f"study.labels = '{spec}': {exc}") from None
     return spec
 
 
