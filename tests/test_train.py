@@ -566,3 +566,20 @@ def test_a_resume_on_another_number_of_processes_is_said(trained, caplog):
         check_resumable(run, {**hp, "processes": 2})
         check_resumable(run, hp)
     assert caplog.text.count("resuming on 2 processes a training begun on 1") == 1
+
+
+def test_float16_asked_on_a_cpu_is_said_even_under_quiet(caplog, monkeypatch):
+    """Lightning trains `--precision 16-mixed` on a CPU in bf16-mixed, saying so in a library
+    warning, which --quiet keeps off the console: morphospace says it once, in its own log."""
+    import logging
+
+    from morphospace.config import Config, apply_overrides
+    from morphospace.vade import fitting
+
+    monkeypatch.setattr(fitting, "_SAID_PRECISION", set())
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        for precision in ("16-mixed", "16-mixed", "bf16-mixed", "32-true"):
+            cfg = apply_overrides(Config(), {"train.precision": precision, "train.accelerator": "cpu"})
+            assert fitting.device_kwargs(cfg)["precision"] == precision
+    said = [r.getMessage() for r in caplog.records if "train.precision" in r.getMessage()]
+    assert len(said) == 1 and "16-mixed" in said[0] and "bf16-mixed instead" in said[0]
