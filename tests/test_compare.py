@@ -372,6 +372,23 @@ def test_linear_probe_leaves_out_a_class_of_one_galaxy_even_when_sampling(caplog
     assert (t["chance"] == 0.5).all()
 
 
+def test_linear_probe_counts_classes_as_compare_does_and_keeps_its_columns():
+    """Labels were made text: 1 and 1.0 were two classes, 1 and "1" one; and with every fraction
+    skipped the table had no columns at all."""
+    import morphospace as ms
+    from morphospace.analysis.probe import linear_probe
+
+    x = np.random.default_rng(0).normal(size=(40, 4))
+    mixed = np.array([1] * 20 + [1.0] * 10 + [2] * 10, dtype=object)
+    assert linear_probe(x, mixed, fractions=(1.0,))["chance"].item() == 0.5
+    assert ms.compare(mixed, np.r_[np.zeros(30), np.ones(10)]).loc["ami"].iloc[0] == pytest.approx(1.0)
+    text_and_number = np.array([1] * 20 + ["1"] * 20, dtype=object)
+    assert linear_probe(x, text_and_number, fractions=(1.0,))["chance"].item() == 0.5
+    skipped = linear_probe(x, np.repeat(list("abcd"), 10), fractions=(0.05,))
+    assert skipped.empty and list(skipped.columns) == ["fraction", "n_train", "balanced_accuracy", "std",
+                                                       "repeats", "chance"]
+
+
 def test_linear_probe_fits_without_a_library_warning():
     """The probe runs once per embedding and fraction: a library's deprecation notice per fit
     (scikit-learn 1.9's about LogisticRegressionCV) would bury a run's own messages."""

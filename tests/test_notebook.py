@@ -401,6 +401,14 @@ def test_compare_is_a_table_of_agreement():
     assert worse.loc["ari"].iloc[0] < 0.1
     with pytest.raises(ValueError, match="length"):
         ms.compare([0, 1], [0])
+    # Series indexed by galaxy pair by their index (a run's clusterings), not by position
+    ids = [f"g{i}" for i in range(6)]
+    clusters = pd.Series(a, index=ids)
+    classes = pd.Series(["x", "x", "y", "y", "z", "z"], index=ids).iloc[[3, 0, 5, 1, 4, 2]]
+    assert ms.compare(clusters, classes).loc["ari"].iloc[0] == pytest.approx(1.0)
+    assert ms.compare(clusters, classes.reset_index(drop=True)).loc["ari"].iloc[0] < 0.5  # 0..N-1: by position
+    with pytest.raises(ValueError, match="indexed by different galaxies"):
+        ms.compare(clusters, classes.rename(lambda i: i + "x"))
 
 
 def test_plots_are_figures_that_show_what_they_say_and_leave_the_backend(run, fitted):

@@ -327,6 +327,23 @@ def _params_of(hp: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+def _paired_by_index(a, b):
+    """Two pandas Series indexed by the same galaxies in another order (a run's clustering by
+    galaxy id, a table indexed by id) paired by their index, not by position; Series indexed by
+    other galaxies are a ``ValueError`` (paired by position, they scored the wrong galaxies against
+    each other). A Series with a plain 0..N-1 index (a column of ``run.catalogue``) pairs by position."""
+    import pandas as pd
+
+    if not (isinstance(a, pd.Series) and isinstance(b, pd.Series)) or a.index.equals(b.index):
+        return a, b
+    if isinstance(a.index, pd.RangeIndex) or isinstance(b.index, pd.RangeIndex):
+        return a, b
+    if a.index.is_unique and b.index.is_unique and len(a) == len(b) and a.index.isin(b.index).all():
+        return a, b.reindex(a.index)
+    raise ValueError("the two Series are indexed by different galaxies: align them first "
+                     "(a, b = a.align(b, join='inner')) or pass arrays in the same order")
+
+
 def compare(a, b, names: tuple[str, str] = ("a", "b")):
     """How well two labellings of the same galaxies agree: ARI, AMI, ... as a one-column table.
 
@@ -334,7 +351,9 @@ def compare(a, b, names: tuple[str, str] = ("a", "b")):
     ----------
     a, b : array-like (N,)
         Cluster labels, classes or any categorical values; missing values (None, NaN, "") are
-        left out pairwise.
+        left out pairwise. Two pandas Series indexed by galaxy (e.g. ``run.clusterings``) are
+        paired by their index, in any order; arrays, and a Series with a plain 0..N-1 index
+        (a column of ``run.catalogue``, in cube order), by position.
     names : (str, str)
         Names of the two labellings, for the column header.
 
@@ -347,6 +366,7 @@ def compare(a, b, names: tuple[str, str] = ("a", "b")):
 
     from .analysis.agreement import score_pair
 
+    a, b = _paired_by_index(a, b)
     a, b = np.asarray(a, dtype=object), np.asarray(b, dtype=object)
     if a.ndim != 1 or b.ndim != 1:
         raise ValueError(f"a labelling is one value per galaxy, got shapes {a.shape} and {b.shape}")

@@ -102,12 +102,16 @@ def _fit_score(x_train, y_train, x_test, y_test) -> float:
 MAX_ROWS = 20_000  # labelled galaxies a probe uses at most: its cost grows faster than N
 
 
-def _labelled(y) -> tuple[np.ndarray, np.ndarray]:
+def _labelled(y) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Which rows of ``y`` carry a label (not missing: None, NaN, blank, or text such as "N/A" or
-    "null", :func:`~morphospace.analysis.labels.missing_mask`), and those labels as text."""
+    "null", :func:`~morphospace.analysis.labels.missing_mask`), those labels as class codes, and
+    the class of each code. Values equal in Python are one class (1 and 1.0), values that are not
+    are two (1 and "1"), as :func:`morphospace.compare` counts them (as text, 1 and 1.0 were two
+    classes and 1 and "1" one)."""
     s = pd.Series(np.asarray(y, dtype=object))
     keep = ~missing_mask(s.to_numpy())
-    return keep, s[keep].astype(str).to_numpy()
+    codes, classes = pd.factorize(s[keep], sort=False)
+    return keep, codes.astype(np.int64), np.asarray(classes, dtype=object)
 
 
 def _stratified_sample(y: np.ndarray, classes: np.ndarray, counts: np.ndarray, size: int,
@@ -173,7 +177,7 @@ def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int
     if x.ndim != 2 or np.ndim(y) != 1 or len(x) != len(y):
         raise ValueError(f"a linear probe takes features N x F and one label per row, got shapes "
                          f"{x.shape} and {np.shape(y)}")
-    keep, y = _labelled(y)
+    keep, y, names = _labelled(y)
     x = x[keep]
     bad = ~np.isfinite(x).all(axis=1)
     if bad.any():
@@ -182,7 +186,7 @@ def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int
     classes, counts = np.unique(y, return_counts=True)
     if (counts < 2).any():  # a class of one galaxy can be neither split nor scored: leave it out
         log.info("linear probe: %d classes of one galaxy left out (%s)", int((counts < 2).sum()),
-                 ", ".join(repr(c) for c in classes[counts < 2][:3]))
+                 ", ".join(repr(names[c]) for c in classes[counts < 2][:3]))
         kept = np.isin(y, classes[counts >= 2])
         x, y = x[kept], y[kept]
         classes, counts = classes[counts >= 2], counts[counts >= 2]
@@ -223,7 +227,8 @@ def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int
         got = [sc for (f, _, _), sc in zip(jobs, scores) if f == frac]
         rows.append({"fraction": frac, "n_train": len(pairs[-1][0]), "balanced_accuracy": float(np.mean(got)),
                      "std": float(np.std(got)), "repeats": len(got), "chance": 1.0 / len(classes)})
-    return pd.DataFrame(rows)
+    # every fraction skipped: still the table's columns, for code that reads them
+    return pd.DataFrame(rows, columns=["fraction", "n_train", "balanced_accuracy", "std", "repeats", "chance"])
 
 
 def fine_tuning_rows(run, name: str) -> np.ndarray | None:
@@ -260,10 +265,11 @@ def probe_run(run, truth: str, catalogue: pd.DataFrame | None = None, repeats: i
     """:func:`linear_probe` of every embedding of a run against the label column ``truth``
     (``n_jobs`` processes fitting side by side)."""
     y = labels_in_cube_order(run, truth, catalogue)
-    classes, counts = np.unique(_labelled(y)[1], return_counts=True)
+    _, codes, names = _labelled(y)
+    classes, counts = np.unique(codes, return_counts=True)
     if int((counts >= 2).sum()) < 2:  # what linear_probe needs; a stage goes on without the probe
         log.warning("linear probe skipped: '%s' has fewer than two classes of two or more galaxies (%s)", truth,
-                    ", ".join(f"{c}: {n}" for c, n in zip(classes[:4], counts[:4])) or "no labels")
+                    ", ".join(f"{names[c]}: {n}" for c, n in zip(classes[:4], counts[:4])) or "no labels")
         return pd.DataFrame()
     tables = []
     for name in run.embeddings():
