@@ -76,6 +76,23 @@ def test_bad_parameters_are_one_line_value_errors():
         FormAnomaly().fit(np.full((5, 2), np.nan))
     with pytest.raises(InvalidArgument):
         FormAnomaly().fit(X).relevance(X[:10], [0])
+    with pytest.raises(InvalidArgument, match="interesting rows must be a whole number"):
+        FormAnomaly().fit(X).relevance(X, [0.7])  # was quietly row 0
+
+
+def test_the_other_estimators_refuse_what_they_cannot_use_as_value_errors():
+    """A string k or exact_below raised TypeError; pool_factor 0 or -1 was taken."""
+    from morphospace.analysis.classify import FewLabelClassifier
+    from morphospace.analysis.neighbour_index import SimilarityIndex
+
+    X, _ = _blobs(30)
+    with pytest.raises(InvalidArgument, match="k must be a whole number"):
+        SimilarityIndex().fit(X).kneighbors(X[:1], k="3")
+    with pytest.raises(InvalidArgument, match="exact_below must be a whole number"):
+        SimilarityIndex(exact_below="x").fit(X)
+    for bad in (0, -1, 2.5):
+        with pytest.raises(InvalidArgument, match="pool_factor must be a whole number"):
+            FewLabelClassifier(pool_factor=bad).fit(X, ["a", "b"] * 15)
 
 
 def test_scikit_learn_estimator_checks():

@@ -45,7 +45,7 @@ from sklearn.utils.validation import check_is_fitted
 from ..errors import InvalidArgument, UserError
 from ..run import RunDir, file_stamp, read_stamped_pickle, write_json, write_stamped_pickle, write_table
 from .anomaly_tags import TAGS_FILE, read_tags
-from .inputs import fit_input, new_input
+from .inputs import fit_input, new_input, whole_number
 from .neighbour_index import EXACT_BELOW, SimilarityIndex, searches_exactly
 
 log = logging.getLogger("morphospace")
@@ -231,7 +231,7 @@ class FormAnomaly(BaseEstimator):
         X = np.asarray(X, dtype=np.float64)
         if len(X) != len(self.scores_):
             raise InvalidArgument(f"relevance needs the {len(self.scores_)} rows of the fit, got {len(X)}")
-        rows = np.r_[np.asarray(interesting, dtype=np.int64), np.asarray(boring, dtype=np.int64)]
+        rows = np.r_[_row_numbers(interesting, "interesting"), _row_numbers(boring, "boring")]
         if rows.size and (rows.min() < 0 or rows.max() >= len(X)):
             raise InvalidArgument(f"tagged rows must lie in 0..{len(X) - 1}")
         out = np.full(len(X), 0.5)
@@ -389,3 +389,12 @@ def read_anomaly(run: RunDir) -> tuple[pd.DataFrame, dict] | None:
     if not {"id", "form_anomaly", "form_anomaly_rank", "score"} <= set(table.columns):
         raise run.damaged(path, "anomalies", "missing columns")
     return table, _meta(run)
+
+
+def _row_numbers(rows, name: str) -> np.ndarray:
+    """Tagged rows as int64 row numbers; a one-line :class:`InvalidArgument` for anything that is not
+    a whole number (0.7 was quietly row 0)."""
+    values = np.asarray(rows, dtype=object).ravel()
+    for v in values:
+        whole_number(v, f"{name} rows", minimum=0)
+    return values.astype(np.int64)

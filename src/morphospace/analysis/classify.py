@@ -37,7 +37,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ..errors import InvalidArgument
-from .inputs import fit_input, new_input
+from .inputs import fit_input, new_input, whole_number
 from .labels import missing_mask
 from .probe import probe_classifier
 
@@ -186,6 +186,7 @@ class FewLabelClassifier(ClassifierMixin, BaseEstimator):
 
         if not (isinstance(self.cv, (int, np.integer)) and self.cv >= 2):
             raise InvalidArgument(f"cv must be an integer of at least 2, got {self.cv!r}")
+        whole_number(self.pool_factor, "pool_factor")  # 0 or -1 were taken, and suggest() pooled n rows
         X = fit_input(self, X, min_samples=1)
         y = np.asarray(y, dtype=object).ravel()
         if len(y) != len(X):

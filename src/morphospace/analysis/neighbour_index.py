@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from ..errors import InvalidArgument
-from .inputs import fit_input, new_input
+from .inputs import fit_input, new_input, whole_number
 
 __all__ = ["SimilarityIndex", "EXACT_BELOW", "searches_exactly"]
 
@@ -65,9 +65,10 @@ class SimilarityIndex(BaseEstimator):
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
             # a graph of degree 0 or 1 builds, and then misses most true neighbours
             raise InvalidArgument(f"n_neighbors must be an integer of at least 2, got {n!r}")
+        exact_below = whole_number(self.exact_below, "exact_below", minimum=0)
         X = fit_input(self, X)
         self.n_samples_ = len(X)
-        self.exact_ = searches_exactly(len(X), self.exact_below)
+        self.exact_ = searches_exactly(len(X), exact_below)
         if self.exact_:
             from sklearn.neighbors import NearestNeighbors
 
@@ -86,9 +87,7 @@ class SimilarityIndex(BaseEstimator):
         """``(distances, indices)``, each (n_queries, k'), nearest first; k' = min(k, N); float64 and
         int64 whether the search is exact or not."""
         X = new_input(self, X)
-        if isinstance(k, bool) or not float(k).is_integer() or k < 1:  # 2.5 is not quietly 2
-            raise InvalidArgument(f"k must be a whole number of at least 1, got {k!r}")
-        k = min(int(k), self.n_samples_)
+        k = min(whole_number(k, "k"), self.n_samples_)  # 2.5 is not quietly 2, nor "3" a TypeError
         if self.exact_:
             return self.index_.kneighbors(X, n_neighbors=k)
         idx, dist = self.index_.query(X, k=k)
