@@ -403,24 +403,33 @@ def test_the_report_says_when_the_model_trained_on_a_sample(tmp_path):
 
 def test_results_of_an_earlier_model_are_said_out_of_date(tmp_path, caplog):
     """`train` then `report` showed the previous model's clusters, component means and generated
-    galaxies as the run's, beside a model of another K: the page now says they are out of date."""
-    from morphospace.run import file_stamp
+    galaxies as the run's, beside a model of another K: the page now says they are out of date. The
+    same weights written again (a resume with nothing left to train, a copied run) are the same model."""
+    import torch
+
+    from morphospace.vade.io import model_fingerprint, save_model
 
     run = make_fake_run(tmp_path / "run", n=40, size=32)
     model = run.path / "models" / "vade" / "model.pt"
     model.parent.mkdir(parents=True, exist_ok=True)
-    model.write_bytes(b"the model embed used")
+    torch.manual_seed(0)
+    net, hp = torch.nn.Linear(3, 2), {"preset": "default", "latent_dim": 2}
+    save_model(net, hp, model)
     note = run.embedding_path("vade").with_suffix(".json")
-    note.write_text(json.dumps({"name": "vade", "model_stamp": file_stamp(model)}))
+    note.write_text(json.dumps({"name": "vade", "model_fingerprint": model_fingerprint(model)}))
     assert 'class="notice"' not in build_report(run, Config()).read_text()
-    model.write_bytes(b"a model trained again, after embed")
+    save_model(net, hp, model, extra={"events": [], "seconds": 9.0})  # written again: other notes, other time
+    assert 'class="notice"' not in build_report(run, Config()).read_text()
+    save_model(torch.nn.Linear(3, 2), hp, model)  # trained again
     html = html_lib.unescape(build_report(run, Config()).read_text())
     assert re.search(r'class="notice"[^>]*>The model.s clusters, embeddings and figures on this page are out of date: '
                      r"the model was trained again after `morphospace embed` made them", html)
     assert "out of date" in caplog.text
+    model.write_bytes(b"garbage")
+    assert "the run&#39;s model file is damaged" in build_report(run, Config()).read_text()
     model.unlink()
     assert "the model they came from is no longer in the run" in build_report(run, Config()).read_text()
-    note.write_text(json.dumps({"name": "vade"}))  # embedded before the stamp was recorded: current
+    note.write_text(json.dumps({"name": "vade"}))  # embedded before the fingerprint was recorded: current
     assert 'class="notice"' not in build_report(run, Config()).read_text()
 
 

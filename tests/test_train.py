@@ -382,11 +382,15 @@ def test_embed_run_writes_table_embedding_clustering_figures(trained):
     assert (saved["recon_error"] > 0).all()
     z = run.read_embedding("vade")
     assert z.shape == (N_GAL, 3) and np.allclose(z, saved[["z_mean_0", "z_mean_1", "z_mean_2"]].to_numpy())
-    from morphospace.run import file_stamp
-    from morphospace.vade.io import model_file
+    from morphospace.vade.io import model_file, model_fingerprint
 
     note = json.loads(run.embedding_path("vade").with_suffix(".json").read_text())
-    assert note["model_stamp"] == file_stamp(model_file(run))  # what the report checks the model against
+    assert note["model_fingerprint"] == model_fingerprint(model_file(run))  # what the report checks the model against
+    from morphospace.report.collect import RunContents
+    from morphospace.vade.train import train_run
+
+    train_run(run, cfg_for(), resume=True)  # nothing left to train: the same model written again (a requeued job)
+    assert RunContents(run).stale_model is None
     clus = run.read_clustering("vade")
     assert np.array_equal(clus["label"], saved["label"])
     for name in ["vade_reconstructions", "vade_clusters", "vade_component_means", "vade_generated",

@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..analysis.labels import label_columns, labels_in_cube_order, truth_column  # one definition of "a label"
 from ..errors import UserError
-from ..run import RunDir, file_stamp, in_cube_order
+from ..run import RunDir, in_cube_order
 from .clusterings import Clustering, aligned_clustering, primary_clustering
 
 log = logging.getLogger("morphospace")
@@ -376,22 +376,24 @@ class RunContents:
     def stale_model(self) -> str | None:
         """Why the results the model's ``embed`` wrote (its clusters, embeddings, figures) are not
         those of the run's model any more, or None: the model was trained again after them (the
-        stamp of ``model.pt`` that ``embeddings/vade.json`` records differs), or it is gone.
-        Runs embedded before the stamp was recorded read as current."""
-        from ..vade.io import model_file
+        fingerprint of its weights that ``embeddings/vade.json`` records differs), or it is gone.
+        Runs embedded before the fingerprint was recorded read as current."""
+        from ..vade.io import model_file, model_fingerprint
 
         note = self.run.embedding_path("vade").with_suffix(".json")
         try:
-            stamp = json.loads(note.read_text()).get("model_stamp")
+            made_by = json.loads(note.read_text()).get("model_fingerprint")
         except (OSError, ValueError, AttributeError):
             return None
-        if stamp is None:
+        if made_by is None:
             return None
         try:
-            now = file_stamp(model_file(self.run))
+            now = model_fingerprint(model_file(self.run))
         except OSError:
             return "the model they came from is no longer in the run"
-        return None if now == stamp else "the model was trained again after `morphospace embed` made them"
+        except UserError:
+            return "the run's model file is damaged"
+        return None if now == made_by else "the model was trained again after `morphospace embed` made them"
 
     @cached_property
     def stale_comparisons(self) -> tuple[str, bool, bool] | None:

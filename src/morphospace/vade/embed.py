@@ -40,10 +40,10 @@ from ..image.display import display_image
 from ..nets.batches import INFERENCE_BATCH
 from ..nets.predict import predict_rows
 from ..progress import Timer
-from ..run import RunDir, atomic_path, file_stamp, read_cached_npy, write_json, write_npy, write_table
+from ..run import RunDir, atomic_path, read_cached_npy, write_json, write_npy, write_table
 from .figures import write_figures
 from .fitting import device_kwargs
-from .io import load_vade, model_dir, model_file
+from .io import load_vade, model_dir, model_file, model_fingerprint
 
 log = logging.getLogger("morphospace")
 
@@ -193,7 +193,7 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
     write_json(run.embedding_path("vade").with_suffix(".json"),
                {"name": "vade", "what": "VaDE z_mean (mean of q(z|x))", "preset": hp["preset"],
                 "latent_dim": hp["latent_dim"], "n_components": int(enc["proba"].shape[1]),
-                "model": str(model_file(run)), "model_stamp": file_stamp(model_file(run))})
+                "model": str(model_file(run)), "model_fingerprint": model_fingerprint(model_file(run))})
     if embedding is None:  # a form model's embedding, left by the model this one replaced: not this model's
         for path in (run.embedding_path("form"), run.embedding_path("form").with_suffix(".json")):
             if path.exists():

@@ -7,6 +7,7 @@ hyper-parameters (any preset: ``default``, ``astrovader`` or the form-first ``fo
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,34 @@ def save_model(model, hp: dict[str, Any], path: Path, extra: dict | None = None)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
         torch.save({"hparams": hp, "state_dict": state, "extra": extra or {}}, tmp)
+
+
+def model_fingerprint(path: str | Path) -> str:
+    """What identifies a trained model: a sha256 of its hyper-parameters and weights, not of the
+    file (a resume with nothing left to train writes the same model again, with other notes and
+    another time; a copied run keeps its model).
+
+    Raises
+    ------
+    OSError
+        The file cannot be read.
+    UserError
+        It is not a model file.
+    """
+    import hashlib
+
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        hp, state = blob["hparams"], blob["state_dict"]
+        digest = hashlib.sha256(json.dumps(hp, sort_keys=True, default=str).encode("utf-8"))
+        for key in sorted(state):
+            digest.update(key.encode("utf-8"))
+            digest.update(state[key].contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    except OSError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - truncated or not a model: pickle, zip and key errors
+        raise UserError(f"{path} is damaged ({first_line(exc)[:160]}): re-run `morphospace train`") from None
+    return digest.hexdigest()
 
 
 def load_vade(path: str | Path):
