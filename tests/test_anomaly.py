@@ -88,6 +88,7 @@ def test_the_other_estimators_refuse_what_they_cannot_use_as_value_errors():
     X, _ = _blobs(30)
     with pytest.raises(InvalidArgument, match="k must be a whole number"):
         SimilarityIndex().fit(X).kneighbors(X[:1], k="3")
+    assert SimilarityIndex().fit(X).kneighbors(X[:1], k=3.0)[1].shape == (1, 3)  # a whole number, as a float
     with pytest.raises(InvalidArgument, match="exact_below must be a whole number"):
         SimilarityIndex(exact_below="x").fit(X)
     for bad in (0, -1, 2.5):

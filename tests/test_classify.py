@@ -360,8 +360,11 @@ def test_the_suggestions_go_back_beside_a_labels_file_with_its_own_id_column(tin
     labelled = [i for k in np.unique(y) for i in [j for j in ids if y[ids.index(j)] == k][:3]]
     labels.write_text("objid,morph\n" + "".join(f"{i},{y[ids.index(i)]}\n" for i in labelled))
     args = ["classify", str(run.path), "--labels", str(labels), "--id-column", "objid", "--column", "morph"]
-    assert main([*args, "--suggest", "4", "--quiet"]) == 0
     path = run.path / "classes" / "morph_suggest.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("rank,id,morph,why\n1,g01,,diverse seed\n")  # blank, its ids under `id` (the earlier layout)
+    assert main([*args, "--suggest", "4", "--quiet"]) == 0
+    assert not list(path.parent.glob("*_filled*"))  # nothing filled in: replaced, not set aside
     seeds = pd.read_csv(path, keep_default_na=False, dtype=str)
     assert list(seeds.columns[:3]) == ["rank", "objid", "morph"] and (seeds["morph"] == "").all()
     seeds["morph"] = [str(y[ids.index(i)]) for i in seeds["objid"]]

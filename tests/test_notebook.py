@@ -409,6 +409,8 @@ def test_compare_is_a_table_of_agreement():
     assert ms.compare(clusters, classes.reset_index(drop=True)).loc["ari"].iloc[0] < 0.5  # 0..N-1: by position
     with pytest.raises(ValueError, match="indexed by different galaxies"):
         ms.compare(clusters, classes.rename(lambda i: i + "x"))
+    plain = pd.Series(a)  # 0..N-1, and the same rows sorted otherwise: paired by index too
+    assert ms.compare(plain, plain.map({0: "x", 1: "y", 2: "z"}).iloc[[3, 0, 5, 1, 4, 2]]).loc["ari"].iloc[0] == 1.0
 
 
 def test_plots_are_figures_that_show_what_they_say_and_leave_the_backend(run, fitted):
@@ -446,6 +448,10 @@ def test_plots_are_figures_that_show_what_they_say_and_leave_the_backend(run, fi
                  lambda m: ms.plot.component_means(m), lambda m: ms.plot.clusters(m, run.cube)):
         with pytest.raises(NotFittedError, match="not fitted"):  # as the estimator's own methods say
             draw(clone(fitted))
+    from sklearn.cluster import KMeans
+
+    with pytest.raises(TypeError, match="expected a fitted morphospace.VaDE or a loaded model, got KMeans"):
+        ms.plot.component_means(KMeans(2, n_init=1).fit(np.random.default_rng(0).random((10, 2))))
 
 
 def test_gallery_figures_prepare_only_the_rows_they_draw_once(run, fitted, monkeypatch):

@@ -329,17 +329,22 @@ def _params_of(hp: dict[str, Any]) -> dict[str, Any]:
 
 def _paired_by_index(a, b):
     """Two pandas Series indexed by the same galaxies in another order (a run's clustering by
-    galaxy id, a table indexed by id) paired by their index, not by position; Series indexed by
-    other galaxies are a ``ValueError`` (paired by position, they scored the wrong galaxies against
-    each other). A Series with a plain 0..N-1 index (a column of ``run.catalogue``) pairs by position."""
+    galaxy id, a table indexed by id or sorted) paired by their index, not by position; Series
+    indexed by other galaxies are a ``ValueError`` (paired by position, they scored the wrong
+    galaxies against each other), unless one has a plain 0..N-1 index (a column of
+    ``run.catalogue``, in cube order), which pairs by position."""
     import pandas as pd
 
     if not (isinstance(a, pd.Series) and isinstance(b, pd.Series)) or a.index.equals(b.index):
         return a, b
-    if isinstance(a.index, pd.RangeIndex) or isinstance(b.index, pd.RangeIndex):
-        return a, b
-    if a.index.is_unique and b.index.is_unique and len(a) == len(b) and a.index.isin(b.index).all():
+    if not (a.index.is_unique and b.index.is_unique):
+        raise ValueError("a Series is indexed with repeated labels, and the two are in another order: "
+                         "pass arrays in the same order")
+    if len(a) == len(b) and a.index.isin(b.index).all():
         return a, b.reindex(a.index)
+    plain = [isinstance(s.index, pd.RangeIndex) and s.index.start == 0 and s.index.step == 1 for s in (a, b)]
+    if any(plain) and len(a) == len(b):
+        return a, b
     raise ValueError("the two Series are indexed by different galaxies: align them first "
                      "(a, b = a.align(b, join='inner')) or pass arrays in the same order")
 

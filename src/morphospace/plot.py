@@ -24,7 +24,8 @@ __all__ = ["reconstructions", "generated", "component_means", "clusters", "laten
 
 def _resolve(model: Any):
     """``(api_model, torch_module)`` of a fitted estimator or a loaded model."""
-    if hasattr(model, "fit") and not hasattr(model, "model_"):  # an estimator not fitted: as its own methods say
+    # morphospace's VaDE not fitted yet: as its own methods say (another library's estimator is no model)
+    if type(model).__module__.startswith("morphospace.") and hasattr(model, "fit") and not hasattr(model, "model_"):
         from sklearn.exceptions import NotFittedError
 
         raise NotFittedError(f"this {type(model).__name__} is not fitted yet: call fit first")

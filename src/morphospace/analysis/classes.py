@@ -34,7 +34,7 @@ from ..errors import InvalidArgument, UserError, first_line
 from ..progress import Timer
 from ..run import RunDir, file_stamp, write_json, write_table
 from .classify import FewLabelClassifier
-from .label_files import _label_columns, align_labels, check_label_and_id_columns, label_paths, read_labels
+from .label_files import align_labels, check_label_and_id_columns, label_paths, read_labels
 from .labels import missing_mask
 
 __all__ = ["read_labels", "align_labels", "column_names", "classify_run", "class_columns", "FOLDER"]
@@ -108,9 +108,11 @@ def _keep_filled_in(path: Path, column: str, id_column: str) -> Path | None:
     ``<name>_suggest_filled<k>.csv``, the first free k, and said; returns the new path."""
     if not path.is_file():
         return None
+    # judged by its label column alone: its ids may be under another name (an earlier --id-column)
     try:
-        _, labels = _label_columns(path, column, id_column)
-    except UserError:  # not a suggestions table any more: someone's file all the same
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        labels = table[column] if column in table.columns else pd.Series(["?"])  # someone's file all the same
+    except Exception:  # noqa: BLE001 - unreadable as a table: not ours to drop
         labels = pd.Series(["?"])
     if missing_mask(labels.to_numpy(dtype=object)).all():
         return None

@@ -87,7 +87,11 @@ class SimilarityIndex(BaseEstimator):
         """``(distances, indices)``, each (n_queries, k'), nearest first; k' = min(k, N); float64 and
         int64 whether the search is exact or not."""
         X = new_input(self, X)
-        k = min(whole_number(k, "k"), self.n_samples_)  # 2.5 is not quietly 2, nor "3" a TypeError
+        # 2.5 is not quietly 2, nor "3" a TypeError; 3.0 is 3
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, float, np.integer, np.floating)) \
+                or not float(k).is_integer() or k < 1:
+            raise InvalidArgument(f"k must be a whole number of at least 1, got {k!r}")
+        k = min(int(k), self.n_samples_)
         if self.exact_:
             return self.index_.kneighbors(X, n_neighbors=k)
         idx, dist = self.index_.query(X, k=k)

@@ -39,11 +39,13 @@ def stage_import_astrovader(run: RunDir, cfg: Config, weights: Path) -> Path:
                         "new run, then ingest your galaxies into it with --preset astrovader")
     built = astrovader_model(weights)
     hp = built[1]
-    # the run's configuration says what its model is: a setting the weights contradict is a mistake
+    # the run's configuration says what its model is: the weights decide, and a setting they
+    # contradict (given now, or saved by an earlier command) is said, not kept
     for key in ("latent_dim", "n_components"):
-        user = getattr(cfg.model, key)
-        if user != getattr(ModelConfig(), key) and user != hp[key]:
-            raise UserError(f"the imported model has model.{key} = {hp[key]}, not {user}: leave model.{key} unset")
+        had = getattr(cfg.model, key)
+        if had != hp[key] and had != getattr(ModelConfig(), key):
+            log.warning("model.%s = %s in the settings, but the imported model has %s: saved as %s",
+                        key, had, hp[key], hp[key])
     cfg = apply_overrides(cfg, {"preprocess.preset": "astrovader", "model.preset": "astrovader",
                                 "model.latent_dim": int(hp["latent_dim"]), "model.n_components": int(hp["n_components"])})
     save_config(run, cfg)
