@@ -222,6 +222,12 @@ def test_a_notebook_s_numpy_values_are_taken_as_python_s():
         apply_overrides(Config(), {"model.k_max": np.float64(8.5)})
     with pytest.raises(UserError, match="model.k_max"):
         apply_overrides(Config(), {"model.k_max": np.bool_(True)})
+    # inside lists and arrays of objects too; a time is no number of epochs (its .tolist() is an int)
+    kept = apply_overrides(Config(), {"cluster.kmeans_k": np.array([np.int64(3), np.int64(4)], dtype=object)})
+    assert kept.cluster.kmeans_k == [3, 4]
+    for when in (np.datetime64(5, "ns"), np.timedelta64(5, "ns")):
+        with pytest.raises(UserError, match="train.epochs must be int"):
+            apply_overrides(Config(), {"train.epochs": when})
 
 
 def test_override_values_are_read_as_toml():

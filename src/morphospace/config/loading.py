@@ -157,13 +157,20 @@ def _split(text: str) -> tuple[str, str]:
 
 
 def _plain(value: Any) -> Any:
-    """A notebook's value as plain Python: numpy scalars (``np.int64(8)``, ``np.bool_``) and
-    arrays become ints, floats, bools and lists, which the strict configuration takes; every
-    other value is left as it is, to be judged by the configuration."""
+    """A notebook's value as plain Python: numpy numbers, booleans and text (``np.int64(8)``,
+    ``np.bool_``) and arrays of them become ints, floats, bools, strings and lists, which the strict
+    configuration takes, inside lists and tables too; every other value (dates, times, objects) is
+    left as it is, to be judged by the configuration."""
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_plain(v) for v in value)
-    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
-        return value.tolist()
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biufUO":
+        return [_plain(v) for v in value.tolist()] if value.ndim else _plain(value.item())
+    if isinstance(value, np.generic) and value.dtype.kind in "biufU":
+        return value.item()
     return value
 
 
