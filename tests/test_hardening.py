@@ -369,6 +369,26 @@ def test_a_refused_start_writes_nothing_and_a_run_keeps_its_configuration(tmp_pa
     assert (tmp_path / "run" / "config.toml").read_text() == saved
 
 
+@pytest.mark.parametrize("command", ["run", "study"])
+def test_a_run_stopped_after_its_new_cube_keeps_that_cube_s_settings(tmp_path, monkeypatch, command):
+    """Ctrl-C between the ingest of other galaxies and the saving of the settings left the run's
+    config.toml describing its earlier cube."""
+    from morphospace.analysis import labels
+    from morphospace.config import load_config
+
+    first, second = tiny_folder_survey(tmp_path / "a", n=3), tiny_folder_survey(tmp_path / "b", n=4)
+    run = tmp_path / "run"
+    assert main(["ingest", str(first), "--out", str(run), "--quiet"]) == 0
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(labels, "check_label_settings", stopped)
+    assert main([command, "--data", str(second), "--out", str(run), "--quiet"]) == 130  # Ctrl-C's status
+    assert load_config(run / "config.toml").data.path == str(second)
+    assert len(pd.read_parquet(run / "catalogue.parquet")) == 4
+
+
 def test_a_binary_config_file(tmp_path, capsys):
     data = tiny_folder_survey(tmp_path / "data", n=3)
     cfg = tmp_path / "c.toml"

@@ -586,4 +586,4 @@ def test_float16_asked_on_a_cpu_is_said_even_under_quiet(caplog, monkeypatch):
             cfg = apply_overrides(Config(), {"train.precision": precision, "train.accelerator": "cpu"})
             assert fitting.device_kwargs(cfg)["precision"] == precision
     said = [r.getMessage() for r in caplog.records if "train.precision" in r.getMessage()]
-    assert len(said) == 1 and "16-mixed" in said[0] and "bf16-mixed instead" in said[0]
+    assert len(said) == 1 and "16-mixed" in said[0] and "uses bf16-mixed instead" in said[0]

@@ -202,7 +202,7 @@ def run_all(run: RunDir, cfg: Config, created: bool = False) -> Path:
             check_label_settings(run, cfg)
             if cfg.model.kind == "vade":
                 check_against_cube(cfg, run.read_cube())
-        except UserError:
+        except BaseException:  # refused, or stopped (Ctrl-C): the run's settings are those of its new cube
             save_config(run, cube_settings(earlier, cfg, run.read_catalogue().columns))
             raise
     save_config(run, cfg)

@@ -11,7 +11,6 @@ from ..progress import Timer
 from ..run import RunDir
 from .stages import (stage_anomaly, stage_cluster, stage_compare, stage_reduce, stage_report, stage_train,
                      trained_preset)
-from ..errors import UserError
 from .survey import (check_data, cube_settings, ingest_survey, mask_if_asked, removed_on_failure, save_config,
                      saved_config)
 
@@ -48,7 +47,7 @@ def run_study(run: RunDir, cfg: Config, created: bool = False) -> Path:
             if cfg.study.mode != "frozen" and cfg.study.backbone not in ("vade", "ssl"):
                 fine_tuning_labels(run.cube_catalogue(), cfg)  # a typo: one line before the training, not after it
             cfg = study_truth(run, cfg)
-        except UserError:
+        except BaseException:  # refused, or stopped (Ctrl-C): the run's settings are those of its new cube
             save_config(run, cube_settings(earlier, cfg, run.read_catalogue().columns))
             raise
         save_config(run, cfg)

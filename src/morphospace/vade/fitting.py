@@ -132,11 +132,12 @@ def device_kwargs(cfg: Config) -> dict[str, Any]:
     """The Lightning Trainer's hardware settings from ``[train]``: accelerator, devices, nodes,
     strategy and precision (for training and for :func:`~morphospace.nets.predict.predict_rows`)."""
     t = cfg.train
-    on_cpu = t.accelerator == "cpu" or (t.accelerator == "auto" and not torch.cuda.is_available())
+    on_cpu = t.accelerator == "cpu" or (t.accelerator == "auto" and not torch.cuda.is_available()
+                                        and not torch.backends.mps.is_available())
     if on_cpu and t.precision in ("16-mixed", "16") and t.precision not in _SAID_PRECISION:
         # Lightning's own warning of it is a library warning, which --quiet keeps off the console
         _SAID_PRECISION.add(t.precision)
-        log.warning("train.precision = %s: a CPU has no float16 arithmetic; Lightning trains in bf16-mixed "
+        log.warning("train.precision = %s: a CPU has no float16 arithmetic; Lightning uses bf16-mixed "
                     "instead (set train.precision = bf16-mixed, or 32-true, to say so)", t.precision)
     return dict(accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
                 precision=t.precision)
