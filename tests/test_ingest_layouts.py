@@ -462,6 +462,22 @@ def test_your_own_catalogue_for_a_survey_with_its_own_labels(tiny_sdss_gz1, tmp_
 
 
 
+def test_long_integers_keep_every_digit():
+    """A 19-digit column (SDSS's specObjID beside the id) went through a float: 60 distinct values
+    read back as 2, the export wrote 2.99e+18."""
+    import pandas as pd
+
+    from morphospace.data.ingest.tables import typed
+
+    spec = typed(pd.Series(["2990000000000000000", "2990000000000000007", "-9223372036854775808", ""]))
+    assert spec.dtype == "Int64" and spec.tolist()[:3] == [2990000000000000000, 2990000000000000007, -2**63]
+    beyond = typed(pd.Series(["99999999999999999999", "1"]))  # no int64 holds it: kept as written
+    assert beyond.dtype == "string" and beyond.tolist() == ["99999999999999999999", "1"]
+    among_fractions = typed(pd.Series(["0.5", "2990000000000000007"]))
+    assert among_fractions.dtype == "string" and among_fractions.iloc[1] == "2990000000000000007"
+    assert typed(pd.Series(["0.5", "123456789012345"])).dtype == "float64"  # 15 digits: a float holds them
+
+
 def test_codes_written_with_leading_zeros_keep_them(tmp_path):
     """A tile, field or plate column written 000, 001, ... is a code: stored as text, its zeros
     kept (it became the integers 0, 1, ... and the export read 1 for 001); plain numbers stay numbers."""

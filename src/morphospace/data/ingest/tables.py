@@ -81,6 +81,9 @@ def read_table(path: Path) -> pd.DataFrame:
         raise UserError(f"cannot read catalogue {path}: {type(exc).__name__}") from None
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 def typed(series: pd.Series) -> pd.Series:
     """A string column as integers, floats or strings; empty cells and text that means "no value"
     ("nan", "NA", "null", "N/A", ...: :data:`~morphospace.run.MISSING_MARKERS`) become missing.
@@ -93,9 +96,11 @@ def typed(series: pd.Series) -> pd.Series:
     Returns
     -------
     pandas.Series
-        ``Int64`` when every present cell is an integer of up to 18 digits, ``float64`` when
-        every one is a number, else ``string``; ``string`` too when a whole number is written
-        with leading zeros (``001``: a tile, field or plate code keeps its zeros).
+        ``Int64`` when every present cell is an integer that int64 holds (SDSS's 19-digit ids
+        included), ``float64`` when every one is a number, else ``string``: ``string`` too when
+        a whole number is written with leading zeros (``001``: a tile, field or plate code keeps
+        its zeros), or has more than 15 digits and does not fit int64 or sits among fractions
+        (a float would change it).
     """
     s = series.astype(str).str.strip()
     present = ~s.str.lower().isin(MISSING_MARKERS)
@@ -103,12 +108,17 @@ def typed(series: pd.Series) -> pd.Series:
         return pd.Series(pd.NA, index=s.index, dtype="string")
     values = s[present]
     codes = values.str.fullmatch(r"[+-]?0\d+").any()  # written with leading zeros: tile 001, plate 0266
-    if not codes and values.str.fullmatch(r"[+-]?\d{1,18}").all():  # int64 exactly (ids of 18 digits included)
-        out = pd.Series(pd.NA, index=s.index, dtype="Int64")
-        out[present] = values.astype(np.int64)
-        return out
+    whole = values.str.fullmatch(r"[+-]?\d+")
+    # more digits than a float holds exactly (2^53 has 16): such a number is kept exactly or as text
+    long = whole & (values.str.lstrip("+-").str.len() > 15)
+    if not codes and whole.all():
+        if all(INT64_MIN <= int(v) <= INT64_MAX for v in values[long]):  # int64 exactly (19-digit SDSS ids too)
+            out = pd.Series(pd.NA, index=s.index, dtype="Int64")
+            # pandas parses long digit strings through a float: Python's int keeps every digit
+            out[present] = [int(v) for v in values] if long.any() else values.astype(np.int64)
+            return out
     numbers = pd.to_numeric(values, errors="coerce")
-    if not codes and numbers.notna().all():
+    if not codes and not long.any() and numbers.notna().all():
         out = pd.Series(np.nan, index=s.index, dtype="float64")
         out[present] = numbers.astype(float)
         return out
