@@ -271,6 +271,47 @@ def test_a_truth_label_that_is_no_column_is_refused_before_training(tmp_path, ca
     assert not (tmp_path / "run" / "models").exists() and not (tmp_path / "run" / "embeddings").exists()
 
 
+def test_a_continuous_truth_label_is_refused_and_the_guessed_one_is_said(tmp_path, capsys):
+    """A vote fraction as data.truth_label was scored as 59 classes of one galaxy each; an SDSS
+    catalogue's imaging run number (`run`) was guessed as the truth before its class column, and
+    nothing but the report said which column was guessed."""
+    import logging
+
+    data = tiny_folder_survey(tmp_path / "data", n=6)
+    cat = pd.read_csv(data / "catalogue.csv")
+    cat["p_smooth"] = np.linspace(0.05, 0.95, len(cat))
+    cat["ttype"] = [1.0, 2.0, 1.0, 2.0, np.nan, 1.0]  # whole numbers stored as floats: classes
+    cat["run"], cat["camcol"] = [752, 756] * 3, [1, 2, 3] * 2
+    cat = cat.drop(columns=["morphology"]).assign(gz1_class=["E", "S"] * 3)
+    cat.to_csv(data / "catalogue.csv", index=False)
+    code = main(["ingest", str(data), "--out", str(tmp_path / "r"), "--quiet"])
+    assert code == 0
+    for column in ("p_smooth",):
+        code = main(["cluster", str(tmp_path / "r"), "--set", f"data.truth_label={column}", "--quiet"])
+        assert "data.truth_label: 'p_smooth' holds continuous values (e.g. 0.05), not classes" in one_line_error(
+            capsys, code)
+    from morphospace.analysis.labels import check_label_settings, label_columns
+    from morphospace.config import Config, apply_overrides
+    from morphospace.run import RunDir
+
+    run = RunDir(tmp_path / "r")
+    labels = label_columns(run.read_catalogue())
+    assert labels[0] == "gz1_class" and "run" not in labels and "camcol" not in labels
+    check_label_settings(run, apply_overrides(Config(), {"data.truth_label": "ttype"}))  # taken
+    said: list[logging.LogRecord] = []
+    handler, logger = logging.Handler(logging.INFO), logging.getLogger("morphospace")
+    handler.emit = said.append
+    logger.addHandler(handler)
+    level, logger.level = logger.level, logging.INFO
+    try:
+        check_label_settings(run, Config())
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert any("score against the label column 'gz1_class' (set data.truth_label to choose another)"
+               in r.getMessage() for r in said)
+
+
 def test_a_cut_short_model_is_one_line(tmp_path, capsys):
     from morphospace.errors import UserError
     from morphospace.vade.io import load_vade

@@ -12,6 +12,7 @@ which catalogue columns are categorical labels, :func:`truth_column` which one i
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any, NamedTuple, Sequence
 
@@ -20,6 +21,8 @@ import pandas as pd
 
 from ..errors import UserError
 from ..run import MISSING_MARKERS, RunDir, in_cube_order
+
+log = logging.getLogger("morphospace")
 
 __all__ = [
     "Encoded",
@@ -43,7 +46,11 @@ NUISANCE_PREFIXES = ("position_angle", "pa_", "winding", "handed", "chirality", 
 # per-companion truth of the synthetic survey (comp0_x, comp1_kind, ...): nuisance detail, not labels
 _COMPANION_DETAIL = re.compile(r"comp\d+_")
 # catalogue columns that are bookkeeping, never labels
-RESERVED = {"id", "source", "cube_index", "file", "path", "filename", "objid"}
+RESERVED = {"id", "source", "cube_index", "file", "path", "filename", "objid",
+            # a survey's own bookkeeping (SDSS's imaging run, camera column and field, its spectra's
+            # plate, night and fibre; the Legacy Surveys' brick and release): no morphology in them
+            "run", "rerun", "camcol", "field", "specobjid", "dr7objid", "dr8objid", "thing_id", "plate", "mjd",
+            "fiberid", "brickid", "brickname", "release", "objid_dr7"}
 MAX_LABEL_CLASSES = 50
 
 
@@ -221,9 +228,25 @@ def check_label_settings(run: RunDir, cfg: Any) -> None:
     UserError
         Naming the setting and the column that is not in the catalogue.
     """
-    columns = set(run.read_catalogue().columns)
+    catalogue = run.read_catalogue()
+    columns = set(catalogue.columns)
     wanted = [("data.truth_label", cfg.data.truth_label)] if cfg.data.truth_label else []
     wanted += [("cluster.nuisance_columns", c) for c in cfg.cluster.nuisance_columns]
     for key, column in wanted:
         if column not in columns:
             raise UserError(f"{key}: '{column}' is not a catalogue column (columns: {', '.join(sorted(columns))})")
+    truth = cfg.data.truth_label
+    if truth:
+        values = catalogue[truth]
+        if pd.api.types.is_float_dtype(values):  # whole numbers stored as floats (T-types 1.0, 2.0) are classes
+            present = values.dropna().to_numpy(dtype=float)
+            fraction = present[np.isfinite(present) & (present != np.round(present))]
+            if len(fraction):  # every distinct value would be a class of its own
+                raise UserError(f"data.truth_label: '{truth}' holds continuous values (e.g. {fraction[0]:g}), not "
+                                f"classes: name a column of classes (label columns: "
+                                f"{', '.join(label_columns(catalogue)) or 'none'})")
+    else:
+        guessed = truth_column(catalogue, cfg)
+        if guessed is not None:
+            log.info("the comparisons score against the label column '%s' (set data.truth_label to choose another)",
+                     guessed)
