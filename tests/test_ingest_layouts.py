@@ -305,6 +305,23 @@ def test_galaxy10_answers_that_are_no_class_are_missing(tmp_path):
     assert survey.labels["galaxy10_class"].iloc[0] == 1 and survey.labels["galaxy10_name"].isna().sum() == 3
 
 
+def test_galaxy10_datasets_left_out_are_named(tmp_path, caplog):
+    """A dataset that is not one number per image (2-D, another length, text) was left out without a word."""
+    import logging
+
+    import h5py
+
+    h5 = tiny_galaxy10(tmp_path / "Galaxy10.h5", n=4)
+    with h5py.File(h5, "r+") as f:
+        f.create_dataset("zoo_votes", data=np.zeros((4, 3)))
+        f.create_dataset("names", data=np.array([b"a", b"b", b"c", b"d"]))
+        f.create_dataset("sersic_n", data=np.arange(4.0))
+    with caplog.at_level(logging.INFO, logger="morphospace"):
+        survey = read_survey(h5, DataConfig())
+    assert "sersic_n" in survey.labels and "zoo_votes" not in survey.labels
+    assert "Galaxy10.h5: names, zoo_votes left out of the catalogue (not one number per image)" in caplog.text
+
+
 def test_hdf5_that_is_not_galaxy10_is_a_user_error(tmp_path):
     import h5py
 

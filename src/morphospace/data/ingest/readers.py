@@ -155,6 +155,7 @@ def read_galaxy10(path: Path, cfg: DataConfig) -> Survey:
             raise UserError(f"{path}: expected one Galaxy10 .h5 file, found {len(h5)}")
         path = h5[0]
     extra: dict[str, np.ndarray] = {}
+    skipped: list[str] = []
     try:
         with h5py.File(path, "r") as f:
             if "images" not in f or "ans" not in f:
@@ -167,13 +168,18 @@ def read_galaxy10(path: Path, cfg: DataConfig) -> Survey:
             ans = np.where(known, answers, -1).astype(np.int64)
             for key in f.keys():
                 ds = f[key]
-                if key not in ("images", "ans") and isinstance(ds, h5py.Dataset) and ds.shape == (len(ans),) \
-                        and ds.dtype.kind in "iuf":
+                if key in ("images", "ans"):
+                    continue
+                if isinstance(ds, h5py.Dataset) and ds.shape == (len(ans),) and ds.dtype.kind in "iuf":
                     extra[key] = np.asarray(ds[:])
+                else:
+                    skipped.append(key)
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001 - h5py raises OSError, KeyError, ... for damaged files
         raise UserError(f"cannot read HDF5 file {path}: {first_line(exc)}") from None
+    if skipped:  # said, not dropped without a word
+        log.info("%s: %s left out of the catalogue (not one number per image)", path.name, ", ".join(skipped))
     if len(shape) not in (3, 4) or shape[0] != len(ans):
         raise UserError(f"{path.name}: 'images' must be N x H x W x 3 with one 'ans' per image "
                         f"(got {shape}, {len(ans)} answers)")
