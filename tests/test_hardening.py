@@ -257,8 +257,10 @@ def test_a_later_stage_s_settings_are_saved_and_a_misspelt_label_is_refused_befo
         code = main([stage, str(run), "--quiet", "--set", "data.truth_label=nosuch"])
         assert "data.truth_label: 'nosuch' is not a catalogue column" in one_line_error(capsys, code)
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name not in ("log.txt", ".lock")} == before
-    assert main(["compare", str(run), "--quiet", "--set", "data.truth_label=redshift"]) == 0
-    assert load_config(run / "config.toml").data.truth_label == "redshift"
+    code = main(["compare", str(run), "--quiet", "--set", "data.truth_label=redshift"])  # continuous: no classes
+    assert "data.truth_label: 'redshift' holds continuous values" in one_line_error(capsys, code)
+    assert main(["compare", str(run), "--quiet", "--set", "data.truth_label=morphology"]) == 0
+    assert load_config(run / "config.toml").data.truth_label == "morphology"
     saved = (run / "config.toml").read_text()
     assert main(["report", str(run), "--quiet"]) == 0  # nothing changed: nothing rewritten
     assert (run / "config.toml").read_text() == saved
