@@ -159,3 +159,43 @@ def test_tasks_started_together_share_the_run(tmp_path):
     # only the first task writes log.txt: it says that the other built the masked cube, and how many it masked
     log = (run / "log.txt").read_text()
     assert log.count("neighbours masked") == 1 and "neighbours masked by another process of this job in" in log
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie no one has reaped yet counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return not any(line.startswith("State:") and "Z" in line.split()[1] for line in fh)
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc and parent-death signal")
+def test_a_spawned_worker_ends_with_the_process_that_spawned_it(tmp_path):
+    """Killed, the parent of a ddp_spawn training freed the run's lock while its workers went on
+    writing checkpoints into the run for half a minute; a worker now ends with its parent."""
+    import subprocess
+    import sys
+    import time
+
+    from morphospace.nets.spawn import PARENT_ENV
+
+    worker = ("from morphospace.nets.spawn import die_with_parent; die_with_parent(); "
+              "import time; time.sleep(120)")
+    parent = ("import os, subprocess, sys, time; "
+              f"os.environ[{PARENT_ENV!r}] = str(os.getpid()); "
+              f"child = subprocess.Popen([sys.executable, '-c', {worker!r}]); "
+              "print(child.pid, flush=True); time.sleep(120)")
+    proc = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True)
+    child = int(proc.stdout.readline())
+    time.sleep(3)  # the worker has asked for the signal
+    assert _alive(child)
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(child)
+    # a worker whose parent is gone before it asks ends at once
+    late = subprocess.run([sys.executable, "-c", worker], env={**os.environ, PARENT_ENV: "1"}, timeout=60)
+    assert late.returncode == 1

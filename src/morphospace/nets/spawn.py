@@ -30,7 +30,7 @@ from typing import Iterator
 
 import lightning.pytorch as pl
 
-__all__ = ["LeaveProcessGroup", "leave_process_group", "spawned_workers"]
+__all__ = ["LeaveProcessGroup", "die_with_parent", "leave_process_group", "spawned_workers"]
 
 
 def leave_process_group(wait: bool = True) -> None:
@@ -51,9 +51,36 @@ def leave_process_group(wait: bool = True) -> None:
     dist.destroy_process_group()
 
 
+PARENT_ENV = "MORPHOSPACE_SPAWNING_PID"  # the process that spawned the workers, for them to watch
+
+
+def die_with_parent() -> None:
+    """In a spawned worker: end when the process that started it ends (Linux's parent-death
+    signal). Killed, the parent frees the run's lock; its workers went on writing checkpoints into
+    the run for half a minute, beside any writer let in meanwhile. A worker whose parent is
+    already gone ends at once."""
+    parent = os.environ.get(PARENT_ENV)
+    if not sys.platform.startswith("linux") or not parent:
+        return
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # no prctl here: the worker ends with its trainer, as before
+        return
+    if os.getppid() != int(parent):  # the parent died before the signal was asked for
+        os._exit(1)
+
+
 class LeaveProcessGroup(pl.Callback):
-    """At the trainer's teardown in a spawned worker: wait for every worker, then leave the
-    process group, so that none is torn down by the interpreter's exit."""
+    """In a spawned worker: at the trainer's setup, end with the process that spawned it
+    (:func:`die_with_parent`); at its teardown, wait for every worker, then leave the process
+    group, so that none is torn down by the interpreter's exit."""
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        if _spawns(trainer) and os.getpid() != int(os.environ.get(PARENT_ENV, "0") or 0):
+            die_with_parent()
 
     def teardown(self, trainer, pl_module, stage) -> None:
         if _spawns(trainer):
@@ -80,6 +107,7 @@ def spawned_workers(trainer, weights_in: str | Path | None = None) -> Iterator[N
         return
     if not any(isinstance(c, LeaveProcessGroup) for c in trainer.callbacks):
         trainer.callbacks.append(LeaveProcessGroup())
+    os.environ[PARENT_ENV] = str(os.getpid())  # spawned workers read it when they start
     if weights_in is None:
         yield
         return
