@@ -521,6 +521,8 @@ def test_form_model_trains_embeds_and_generates(form_run):
 
     assert load_model(ms.Run(run.path)).hparams == model.hparams  # a notebook's Run too (it raised TypeError)
     assert model.vade.embedder.views == 8  # trained on every galaxy: the whole dihedral group
+    note = json.loads(run.embedding_path("form").with_suffix(".json").read_text())
+    assert note["embed_views"] == 8 and "averaged over 8 dihedral views" in note["what"]  # the views used, said
     assert model.vade.embedder.trunk.sharpen == 2.0
     start = torch.load(cfg.form.weights)  # the frozen trunk is the file's, and the saved model keeps it
     saved = model.vade.embedder.trunk.net.state_dict()

@@ -292,6 +292,8 @@ def test_a_continuous_truth_label_is_refused_and_the_guessed_one_is_said(tmp_pat
         code = main(["cluster", str(tmp_path / "r"), "--set", f"data.truth_label={column}", "--quiet"])
         assert "data.truth_label: 'p_smooth' holds continuous values (e.g. 0.05), not classes" in one_line_error(
             capsys, code)
+        # what ended the command is in the run's log too, not only on the console
+        assert "ERROR error: data.truth_label: 'p_smooth' holds continuous values" in (tmp_path / "r" / "log.txt").read_text()
     from morphospace.analysis.labels import check_label_settings, label_columns
     from morphospace.config import Config, apply_overrides
     from morphospace.run import RunDir

@@ -199,3 +199,19 @@ def test_a_spawned_worker_ends_with_the_process_that_spawned_it(tmp_path):
     # a worker whose parent is gone before it asks ends at once
     late = subprocess.run([sys.executable, "-c", worker], env={**os.environ, PARENT_ENV: "1"}, timeout=60)
     assert late.returncode == 1
+
+
+def test_a_spawned_worker_killed_is_one_line_saying_what_to_do():
+    """torch's ProcessExitedException reached the command line as a traceback, exit status 1."""
+    from torch.multiprocessing.spawn import ProcessExitedException
+
+    from morphospace.errors import UserError
+    from morphospace.nets.spawn import _worker_lost
+
+    with pytest.raises(UserError) as info:
+        with _worker_lost():
+            raise ProcessExitedException("process 1 terminated with signal SIGKILL", error_index=1,
+                                         error_pid=4242, exit_code=-9, signal_name="SIGKILL")
+    message = str(info.value)
+    assert "\n" not in message and "process 1 terminated with signal SIGKILL" in message
+    assert "morphospace train RUN --resume" in message and info.value.exit_code == 2

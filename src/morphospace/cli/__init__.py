@@ -146,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         return status
     except UserError as exc:
         print(f"morphospace: error: {printable(str(exc))}", file=sys.stderr)
+        _in_run_log(f"error: {exc}")
         return exc.exit_code
     except BrokenPipeError:  # the reader of the output went away (`| head`): done, as other tools are, quietly
         try:
@@ -157,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
         print(f"morphospace: error: cannot use{printable(where)}: {printable(exc.strerror or str(exc))}",
               file=sys.stderr)
+        _in_run_log(f"error: cannot use{where}: {exc.strerror or exc}")
         return 2
     except ModuleNotFoundError as exc:  # a dependency not installed (e.g. astropy, read lazily for FITS)
         error = missing_package(exc)
@@ -166,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         return error.exit_code
     except KeyboardInterrupt:
         print("morphospace: interrupted", file=sys.stderr)
+        _in_run_log("interrupted")
         return 130
     except SystemExit as exc:
         if not isinstance(exc.__context__, KeyboardInterrupt):
@@ -187,6 +190,17 @@ def _leave_process_group(succeeded: bool) -> None:
         from ..nets.spawn import leave_process_group
 
         leave_process_group(wait=succeeded)
+
+
+def _in_run_log(message: str) -> None:
+    """What ended a command, in the run's log.txt too (the console has had it): the log says why
+    a stage stopped, not only how far it got."""
+    record = logging.makeLogRecord({"name": "morphospace", "levelno": logging.ERROR, "levelname": "ERROR",
+                                    "msg": "%s", "args": (printable(message),)})
+    try:
+        _ToRunLog().handle(record)
+    except Exception:  # noqa: BLE001 - the log itself unwritable: the console has said it
+        pass
 
 
 class _ToRunLog(logging.Handler):

@@ -29,6 +29,9 @@ from pathlib import Path
 from typing import Iterator
 
 import lightning.pytorch as pl
+from torch.multiprocessing.spawn import ProcessExitedException
+
+from ..errors import UserError, first_line
 
 __all__ = ["LeaveProcessGroup", "die_with_parent", "leave_process_group", "spawned_workers"]
 
@@ -108,10 +111,29 @@ def spawned_workers(trainer, weights_in: str | Path | None = None) -> Iterator[N
     if not any(isinstance(c, LeaveProcessGroup) for c in trainer.callbacks):
         trainer.callbacks.append(LeaveProcessGroup())
     os.environ[PARENT_ENV] = str(os.getpid())  # spawned workers read it when they start
-    if weights_in is None:
+    with _worker_lost():
+        if weights_in is None:
+            yield
+        else:
+            with _weights_through(Path(weights_in)):
+                yield
+
+
+@contextmanager
+def _worker_lost() -> Iterator[None]:
+    """A spawned worker killed (out of memory, a signal) is one line saying what to do, not
+    torch's traceback of ``ProcessExitedException``."""
+    try:
         yield
-        return
-    folder = Path(weights_in)
+    except ProcessExitedException as exc:
+        raise UserError(f"a spawned process stopped ({first_line(exc)}): run the command again "
+                        "(`morphospace train RUN --resume` continues a training from its last checkpoint)") from None
+
+
+@contextmanager
+def _weights_through(folder: Path) -> Iterator[None]:
+    """The weights a spawned fit passes back go through ``folder`` (removed after), not the
+    system's temporary folder."""
     folder.mkdir(parents=True, exist_ok=True)
     saved_env, saved_dir = os.environ.get("TMPDIR"), tempfile.tempdir
     # spawned workers read the variable when they start; forked ones inherit the module's value

@@ -200,10 +200,12 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
                 path.unlink()
                 log.info("removed %s: the form embedding of a model no longer the run's", path.name)
     if embedding is not None:
+        views = int(hp["form"].get("embed_views") or 8)  # as the saved model resolved it (auto: 8, or 4 on a sample)
         write_npy(run.embedding_path("form"), np.asarray(embedding, dtype=np.float32))
         write_json(run.embedding_path("form").with_suffix(".json"),
                    {"name": "form", "what": "form embedding (self-supervised head on the CNN trunk, averaged over "
-                    "the 8 dihedral views) that the VaDE clusters", "dim": int(embedding.shape[1]),
+                    f"{views} dihedral views) that the VaDE clusters", "dim": int(embedding.shape[1]),
+                    "embed_views": views,
                     "trunk": hp["form"]["backbone"]})
     run.write_clustering("vade", ids, table["cluster"].to_numpy(), cluster_proba)
     if cluster_proba is not enc["proba"]:
