@@ -237,9 +237,14 @@ def fake_run(tmp_path, n=60):
     return run, cat
 
 
-def test_compare_run_writes_scores_matrices_contingencies_and_figures(tmp_path):
+def test_compare_run_writes_scores_matrices_contingencies_and_figures(tmp_path, caplog):
+    import logging
+
     run, cat = fake_run(tmp_path)
-    out = compare_run(run, Config())
+    with caplog.at_level(logging.INFO, logger="morphospace"):
+        out = compare_run(run, Config())
+    # the guessed truth is named (the report alone said it)
+    assert "score against the label column 'morph3' (set data.truth_label to choose another)" in caplog.text
     comp = run.path / "comparisons"
     items = ["dbscan_tsne", "kmeans2_umap", "kmeans6_pca", "morph3", "gz1_name"]
     for m in ("ari", "ami"):

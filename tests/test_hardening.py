@@ -275,10 +275,7 @@ def test_a_truth_label_that_is_no_column_is_refused_before_training(tmp_path, ca
 
 def test_a_continuous_truth_label_is_refused_and_the_guessed_one_is_said(tmp_path, capsys):
     """A vote fraction as data.truth_label was scored as 59 classes of one galaxy each; an SDSS
-    catalogue's imaging run number (`run`) was guessed as the truth before its class column, and
-    nothing but the report said which column was guessed."""
-    import logging
-
+    catalogue's imaging run number (`run`) was guessed as the truth before its class column."""
     data = tiny_folder_survey(tmp_path / "data", n=6)
     cat = pd.read_csv(data / "catalogue.csv")
     cat["p_smooth"] = np.linspace(0.05, 0.95, len(cat))
@@ -302,18 +299,34 @@ def test_a_continuous_truth_label_is_refused_and_the_guessed_one_is_said(tmp_pat
     labels = label_columns(run.read_catalogue())
     assert labels[0] == "gz1_class" and "run" not in labels and "camcol" not in labels
     check_label_settings(run, apply_overrides(Config(), {"data.truth_label": "ttype"}))  # taken
-    said: list[logging.LogRecord] = []
-    handler, logger = logging.Handler(logging.INFO), logging.getLogger("morphospace")
-    handler.emit = said.append
-    logger.addHandler(handler)
-    level, logger.level = logger.level, logging.INFO
-    try:
-        check_label_settings(run, Config())
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-    assert any("score against the label column 'gz1_class' (set data.truth_label to choose another)"
-               in r.getMessage() for r in said)
+    with pytest.raises(UserError, match=r"holds continuous values \(e.g. 0.05\)"):
+        check_label_settings(run, apply_overrides(Config(), {"data.truth_label": "p_smooth"}))
+
+
+def test_what_ends_a_command_is_in_its_own_run_s_log_only(tmp_path, monkeypatch, capsys):
+    """An error or Ctrl-C is written to the run's log.txt; a later command of the same process that
+    fails before it has a run wrote its error into the earlier run's log; Lightning's Ctrl-C in a
+    fit (sys.exit(1)) was not written at all."""
+    import sys
+
+    from morphospace import pipeline
+
+    data = tiny_folder_survey(tmp_path / "data", n=3)
+    run = tmp_path / "run"
+    assert main(["ingest", str(data), "--out", str(run), "--quiet"]) == 0
+    assert main(["ingest", str(tmp_path / "nosuch"), "--out", str(tmp_path / "other"), "--quiet"]) == 2
+    assert "nosuch" not in (run / "log.txt").read_text()
+
+    def stopped_in_a_fit(*args, **kwargs):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            sys.exit(1)  # what Lightning does with Ctrl-C during a fit
+
+    monkeypatch.setattr(pipeline, "stage_train", stopped_in_a_fit)
+    assert main(["train", str(run), "--set", "model.latent_dim=2", "--quiet"]) == 130
+    assert (run / "log.txt").read_text().rstrip().endswith("ERROR interrupted")
+    capsys.readouterr()
 
 
 def test_a_cut_short_model_is_one_line(tmp_path, capsys):

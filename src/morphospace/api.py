@@ -337,14 +337,15 @@ def _paired_by_index(a, b):
 
     if not (isinstance(a, pd.Series) and isinstance(b, pd.Series)) or a.index.equals(b.index):
         return a, b
-    if not (a.index.is_unique and b.index.is_unique):
-        raise ValueError("a Series is indexed with repeated labels, and the two are in another order: "
-                         "pass arrays in the same order")
-    if len(a) == len(b) and a.index.isin(b.index).all():
+    unique = a.index.is_unique and b.index.is_unique
+    if unique and len(a) == len(b) and a.index.isin(b.index).all():
         return a, b.reindex(a.index)
     plain = [isinstance(s.index, pd.RangeIndex) and s.index.start == 0 and s.index.step == 1 for s in (a, b)]
     if any(plain) and len(a) == len(b):
         return a, b
+    if not unique:
+        raise ValueError("a Series is indexed with repeated labels, and the two are in another order: "
+                         "pass arrays in the same order")
     raise ValueError("the two Series are indexed by different galaxies: align them first "
                      "(a, b = a.align(b, join='inner')) or pass arrays in the same order")
 

@@ -194,6 +194,9 @@ def compare_run(run: RunDir, cfg: Any) -> dict[str, Path]:
     ids = run.cube_ids()
     labels = label_columns(catalogue, cfg)
     truth = truth_column(catalogue, cfg, candidates=labels)
+    if truth is not None and not cfg.data.truth_label:  # guessed: said, with how to choose another
+        log.info("the comparisons score against the label column '%s' (set data.truth_label to choose another)",
+                 truth)
     items: dict[str, np.ndarray] = {}
     kinds: dict[str, str] = {}
     for name in clusterings:

@@ -242,11 +242,7 @@ def check_label_settings(run: RunDir, cfg: Any) -> None:
             present = values.dropna().to_numpy(dtype=float)
             fraction = present[np.isfinite(present) & (present != np.round(present))]
             if len(fraction):  # every distinct value would be a class of its own
-                raise UserError(f"data.truth_label: '{truth}' holds continuous values (e.g. {fraction[0]:g}), not "
+                raise UserError(f"data.truth_label: '{truth}' holds continuous values (e.g. {float(fraction[0])!r}), not "
                                 f"classes: name a column of classes (label columns: "
                                 f"{', '.join(label_columns(catalogue)) or 'none'})")
-    else:
-        guessed = truth_column(catalogue, cfg)
-        if guessed is not None:
-            log.info("the comparisons score against the label column '%s' (set data.truth_label to choose another)",
-                     guessed)
+

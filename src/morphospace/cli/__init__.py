@@ -165,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         if error is None:
             raise  # our own module missing: a bug, with its traceback
         print(f"morphospace: error: {printable(str(error))}", file=sys.stderr)
+        _in_run_log(f"error: {error}")
         return error.exit_code
     except KeyboardInterrupt:
         print("morphospace: interrupted", file=sys.stderr)
@@ -175,10 +176,22 @@ def main(argv: list[str] | None = None) -> int:
             raise
         # Lightning turns Ctrl-C during a fit into sys.exit(1), once it has stopped its processes
         print("morphospace: interrupted", file=sys.stderr)
+        _in_run_log("interrupted")
         return 130
     finally:
         _leave_process_group(succeeded)
         release_locks()
+        _close_run_log()
+
+
+def _close_run_log() -> None:
+    """The run's log.txt closed when a command returns: a later command of the same process (a
+    notebook, a test) writes its own run's log, never this one's."""
+    root = logging.getLogger("morphospace")
+    for h in list(root.handlers):
+        if isinstance(h, logging.FileHandler):
+            root.removeHandler(h)
+            h.close()
 
 
 def _leave_process_group(succeeded: bool) -> None:

@@ -114,8 +114,9 @@ def typed(series: pd.Series) -> pd.Series:
     if not codes and whole.all():
         if all(INT64_MIN <= int(v) <= INT64_MAX for v in values[long]):  # int64 exactly (19-digit SDSS ids too)
             out = pd.Series(pd.NA, index=s.index, dtype="Int64")
-            # pandas parses long digit strings through a float: Python's int keeps every digit
-            out[present] = [int(v) for v in values] if long.any() else values.astype(np.int64)
+            # pandas parses 19-digit strings through a float: Python's int keeps every digit
+            huge = (values.str.lstrip("+-").str.len() > 18).any()
+            out[present] = [int(v) for v in values] if huge else values.astype(np.int64)
             return out
     numbers = pd.to_numeric(values, errors="coerce")
     if not codes and not long.any() and numbers.notna().all():
