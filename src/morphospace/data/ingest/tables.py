@@ -109,14 +109,13 @@ def typed(series: pd.Series) -> pd.Series:
     values = s[present]
     codes = values.str.fullmatch(r"[+-]?0\d+").any()  # written with leading zeros: tile 001, plate 0266
     whole = values.str.fullmatch(r"[+-]?\d+")
-    # more digits than a float holds exactly (2^53 has 16): such a number is kept exactly or as text
-    long = whole & (values.str.lstrip("+-").str.len() > 15)
+    digits = values.str.lstrip("+-").str.len()
+    long = whole & (digits > 15)  # more digits than a float holds exactly: kept exactly, or as text
+    huge = whole & (digits > 18)  # 19 digits and more: int64 may not hold them, pandas parses them as floats
     if not codes and whole.all():
-        if all(INT64_MIN <= int(v) <= INT64_MAX for v in values[long]):  # int64 exactly (19-digit SDSS ids too)
+        if all(INT64_MIN <= int(v) <= INT64_MAX for v in values[huge]):  # int64 exactly (19-digit SDSS ids too)
             out = pd.Series(pd.NA, index=s.index, dtype="Int64")
-            # pandas parses 19-digit strings through a float: Python's int keeps every digit
-            huge = (values.str.lstrip("+-").str.len() > 18).any()
-            out[present] = [int(v) for v in values] if huge else values.astype(np.int64)
+            out[present] = [int(v) for v in values] if huge.any() else values.astype(np.int64)
             return out
     numbers = pd.to_numeric(values, errors="coerce")
     if not codes and not long.any() and numbers.notna().all():
