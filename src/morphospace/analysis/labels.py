@@ -12,7 +12,6 @@ which catalogue columns are categorical labels, :func:`truth_column` which one i
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import Any, NamedTuple, Sequence
 
@@ -21,8 +20,6 @@ import pandas as pd
 
 from ..errors import UserError
 from ..run import MISSING_MARKERS, RunDir, in_cube_order
-
-log = logging.getLogger("morphospace")
 
 __all__ = [
     "Encoded",
@@ -245,4 +242,3 @@ def check_label_settings(run: RunDir, cfg: Any) -> None:
                 raise UserError(f"data.truth_label: '{truth}' holds continuous values (e.g. {float(fraction[0])!r}), not "
                                 f"classes: name a column of classes (label columns: "
                                 f"{', '.join(label_columns(catalogue)) or 'none'})")
-

@@ -13,6 +13,10 @@ and ``ddp_notebook`` Lightning starts the workers itself, and two things go wron
   command (3 runs in 40 of a two-process fit of a toy model). Each worker waits for the others
   and leaves the group itself once the trainer is done with it.
 
+A spawned worker also ends with the process that spawned it (a parent killed with SIGKILL frees
+the run's lock, and its workers must not go on writing into the run), and a worker killed
+mid-fit is one line on the command line, not torch's traceback.
+
 Processes started from outside (``srun``, ``torchrun``) stay in their group for the whole command;
 they abort at exit the same way (6 runs in 30 of the same fit), so the command line leaves the
 group before it returns (:func:`leave_process_group`).
