@@ -11,8 +11,7 @@ from ..config import Config
 from ..errors import UserError
 from ..progress import Timer
 from ..run import RunDir
-from .survey import (check_data, cube_settings, ingest_survey, mask_if_asked, removed_on_failure, save_config,
-                     saved_config)
+from .survey import check_data, ingest_checked, mask_if_asked, removed_on_failure
 
 log = logging.getLogger("morphospace")
 
@@ -190,23 +189,20 @@ def run_all(run: RunDir, cfg: Config, created: bool = False) -> Path:
 
     cfg = one_process_devices(cfg, "`morphospace run`")
     check_data(cfg)
+    def check(cfg: Config) -> Config:
+        check_label_settings(run, cfg)
+        if cfg.model.kind == "vade":
+            check_against_cube(cfg, run.read_cube())
+        return cfg
+
     # refused before the galaxies are in (the trunk's weights file) or after (a truth label not in
     # the catalogue, more components than galaxies): a folder it made is taken away; an existing run
     # keeps its settings where its ingest failed (and so its earlier cube), and takes only those that
-    # made its new cube where a later check refused the rest
+    # made its new cube where a later check refused the rest (ingest_checked)
     with removed_on_failure(run, created):
         check_form_settings(cfg)
-        earlier = saved_config(run)
-        ingest_survey(run, cfg)  # one that fails keeps the earlier cube, and so its settings
-        try:
-            check_label_settings(run, cfg)
-            if cfg.model.kind == "vade":
-                check_against_cube(cfg, run.read_cube())
-        except BaseException:  # refused, or stopped (Ctrl-C): the run's settings are those of its new cube
-            save_config(run, cube_settings(earlier, cfg, run.read_catalogue().columns))
-            raise
-    save_config(run, cfg)
-    mask_if_asked(run, cfg)  # after: the settings saved are those of the cube in place
+        ingest_checked(run, cfg, check)
+    mask_if_asked(run, cfg)
     stage_train(run, cfg)
     stage_embed(run, cfg)
     stage_reduce(run, cfg)

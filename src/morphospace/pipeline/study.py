@@ -11,8 +11,7 @@ from ..progress import Timer
 from ..run import RunDir
 from .stages import (stage_anomaly, stage_cluster, stage_compare, stage_reduce, stage_report, stage_train,
                      trained_preset)
-from .survey import (check_data, cube_settings, ingest_survey, mask_if_asked, removed_on_failure, save_config,
-                     saved_config)
+from .survey import check_data, ingest_checked, mask_if_asked, removed_on_failure
 
 log = logging.getLogger("morphospace")
 
@@ -35,23 +34,19 @@ def run_study(run: RunDir, cfg: Config, created: bool = False) -> Path:
     from ..analysis.labels import check_label_settings
     from ..study.features import fine_tuning_labels, study_truth
 
+    def check(cfg: Config) -> Config:  # refused once the galaxies are in: one line before any training
+        check_label_settings(run, cfg)
+        if cfg.study.mode != "frozen" and cfg.study.backbone not in ("vade", "ssl"):
+            fine_tuning_labels(run.cube_catalogue(), cfg)
+        return study_truth(run, cfg)
+
     with removed_on_failure(run, created):
         if cfg.study.backbone in BACKBONES:  # an optional package or weights file missing: before the ingest
             check_backbone(cfg.study.backbone, cfg.study.mode == "frozen" or BACKBONES[cfg.study.backbone].pretrained,
                            cfg.study.weights or None)
         check_data(cfg)
-        earlier = saved_config(run)
-        ingest_survey(run, cfg)  # one that fails keeps the earlier cube, and so its settings
-        try:  # refused once the galaxies are in: the run keeps only the settings that made its cube
-            check_label_settings(run, cfg)
-            if cfg.study.mode != "frozen" and cfg.study.backbone not in ("vade", "ssl"):
-                fine_tuning_labels(run.cube_catalogue(), cfg)  # a typo: one line before the training, not after it
-            cfg = study_truth(run, cfg)
-        except BaseException:  # refused, or stopped (Ctrl-C): the run's settings are those of its new cube
-            save_config(run, cube_settings(earlier, cfg, run.read_catalogue().columns))
-            raise
-        save_config(run, cfg)
-        mask_if_asked(run, cfg)  # after: the settings saved are those of the cube in place
+        cfg = ingest_checked(run, cfg, check)
+        mask_if_asked(run, cfg)
     if cfg.study.backbone in ("vade", "ssl"):
         if cfg.study.backbone == "ssl":  # the self-supervised encoder is the form-first VaDE's
             cfg = apply_overrides(cfg, {"model.preset": "form"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -135,6 +135,23 @@ def cube_settings(earlier: Config | None, cfg: Config, columns) -> Config:
     return base.model_copy(update={"data": cfg.data.model_copy(update={"truth_label": truth}),
                                    "cluster": base.cluster.model_copy(update={"nuisance_columns": nuisance}),
                                    "preprocess": cfg.preprocess, "ingest": cfg.ingest})
+
+
+def ingest_checked(run: RunDir, cfg: Config, check: Callable[[Config], Config]) -> Config:
+    """The survey ingested into the run, then ``check`` (the checks that need the catalogue; it may
+    return the settings amended), then the settings saved; what ``check`` returns. An ingest that
+    fails keeps the earlier cube, and so its settings; a check that refuses (or a Ctrl-C) leaves the
+    run with the settings that made its new cube (:func:`cube_settings`). The neighbour masking is
+    the caller's (:func:`mask_if_asked`), after: the settings saved are those of the cube in place."""
+    earlier = saved_config(run)
+    ingest_survey(run, cfg)
+    try:
+        checked = check(cfg)
+    except BaseException:
+        save_config(run, cube_settings(earlier, cfg, run.read_catalogue().columns))
+        raise
+    save_config(run, checked)
+    return checked
 
 
 def stage_ingest(run: RunDir, cfg: Config) -> dict:

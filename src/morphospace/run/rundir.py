@@ -269,8 +269,9 @@ class RunDir:
 
     def comparison_inputs(self) -> dict:
         """What the compare stage's results depend on: the :func:`~morphospace.run.writes.file_stamp`
-        of each clustering, each embedding (the linear probes) and the catalogue (its labels). The stage writes it beside its results
-        (``comparisons/inputs.json``); a report whose run no longer gives the same leaves them out.
+        of each clustering, each embedding (the linear probes) and the catalogue (its labels). The
+        stage writes it beside its results (``comparisons/inputs.json``); a report whose run no
+        longer gives the same leaves them out.
 
         Returns
         -------

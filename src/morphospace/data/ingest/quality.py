@@ -160,7 +160,7 @@ def stats_float(arr: np.ndarray) -> FrameStats:
     lo, hi = np.percentile(values, [0.5, 99.5])
     centre_hi = float(np.percentile(centre, 99.5)) if centre.size else float(hi)
     sky = float(np.median(ring)) if ring.size else float(np.median(values))
-    sky_level, noise = _sky_and_noise(ring)
+    sky_level, noise = _sky_and_noise(ring, sky)
     excess = centre_hi - sky_level
     return FrameStats(
         lo=float(lo), hi=float(hi), vmin=float(values.min()), vmax=float(values.max()), std=float(values.std()),
@@ -173,13 +173,13 @@ def stats_float(arr: np.ndarray) -> FrameStats:
     )
 
 
-def _sky_and_noise(ring: np.ndarray) -> tuple[float, float]:
-    """The ring's median and 1.4826 x its MAD; where half of it holds one value (a sky clipped at
+def _sky_and_noise(ring: np.ndarray, median: float) -> tuple[float, float]:
+    """The ring's ``median`` and 1.4826 x its MAD; where half of it holds one value (a sky clipped at
     zero, a zero-filled edge of the footprint), those of the other pixels; a noise of 0 where
     nothing else varies."""
     if not ring.size:
         return 0.0, 0.0
-    sky = float(np.median(ring))
+    sky = median
     mad = float(np.median(np.abs(ring - sky)))
     if mad == 0:
         uniq, counts = np.unique(ring, return_counts=True)
