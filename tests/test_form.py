@@ -243,8 +243,10 @@ def test_an_ensemble_of_heads_extends_the_single_head_and_resumes(tmp_path):
     assert (tmp_path / "two" / "head1" / "last.ckpt").is_file() and len(info["final_loss"]) == 2
     with torch.no_grad():
         np.testing.assert_allclose(embedder(torch.from_numpy(cube)).numpy(), two, atol=1e-4)
-    _, again, _ = fit("two", 2, 2, resume=True)  # each head back from its own checkpoint
+    _, again, resumed = fit("two", 2, 2, resume=True)  # each head back from its own checkpoint
     np.testing.assert_allclose(again, two, atol=1e-6)
+    # no epoch ran, and each head's loss is still the one it ended at (it was None)
+    np.testing.assert_allclose(resumed["final_loss"], info["final_loss"], rtol=1e-6)
     bank = tmp_path / "two" / "view_bank.npy"
     bank.write_bytes(bank.read_bytes()[:2000])  # cut short: "mmap length is greater than file size" on resume
     _, rebuilt, _ = fit("two", 2, 2, resume=True)  # the bank is made again; the heads come back as before

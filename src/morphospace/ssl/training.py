@@ -50,6 +50,8 @@ from .losses import LOSSES, global_batch
 __all__ = ["view_bank", "SSLModule", "ViewBankDataModule", "fit_embedder", "head_seed", "N_DIHEDRAL"]
 
 log = logging.getLogger("morphospace")
+CKPT_LOSS = "morphospace_ssl_loss"  # the last epoch's loss, in every checkpoint of an SSL head
+
 
 class _Images:
     """Image i of a cube (the trunk-training regime's dataset)."""
@@ -197,6 +199,13 @@ class SSLModule(pl.LightningModule):
         self.log("ssl_loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         return loss
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """The epoch's ``ssl_loss`` kept in the checkpoint: a resume of a finished head runs no epoch
+        and so logs none, and the training notes still report the loss it ended at."""
+        loss = self.trainer.callback_metrics.get("ssl_loss")
+        if loss is not None:
+            checkpoint[CKPT_LOSS] = float(loss)
+
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """A checkpoint written before the per-group schedule (a6fb450) holds a CosineAnnealingLR's
         state, which the LambdaLR cannot load; the curve is the same, so its epoch count is kept."""
@@ -338,5 +347,16 @@ def _fit_head(module: SSLModule, data: ViewBankDataModule, ckpt_dir: Path, epoch
         with spawned_workers(trainer, ckpt_dir / "spawn"):
             trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None)
     # the trainer's, not the module's: after a spawned fit the module here is no longer attached to it
-    loss = trainer.callback_metrics.get("ssl_loss")  # none when no epoch ran (a resume of a finished head)
+    loss = trainer.callback_metrics.get("ssl_loss")  # none when no epoch ran (a resume of a finished head):
+    if loss is None and resume and last.is_file():  # the loss the checkpoint ended at
+        loss = _checkpoint_loss(last)
     return None if loss is None else float(loss)  # None: null in training.json, where NaN is no JSON
+
+
+def _checkpoint_loss(path: Path) -> float | None:
+    """The ``ssl_loss`` a checkpoint was written at (None for one written before it was kept)."""
+    try:
+        loss = torch.load(path, map_location="cpu", weights_only=True).get(CKPT_LOSS)
+    except Exception:  # noqa: BLE001 - notes only: the trainer has just read the same file
+        return None
+    return None if loss is None else float(loss)
