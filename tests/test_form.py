@@ -472,7 +472,10 @@ def test_damaged_caches_of_a_run_are_made_again_not_a_traceback(form_run, tmp_pa
     from morphospace.run import RunDir, read_cached_npy
     from morphospace.vade.embed import embed_run
 
+    from morphospace.report.collect import RunContents
+
     run, cfg, _, _ = form_run
+    assert RunContents(run).stale_model is None  # the fingerprint embed records is the model file's
     copy = RunDir(shutil.copytree(run.path, tmp_path / "run"))
     want = np.load(copy.model_dir("vade") / "form_embedding.npy")
     for name, keep in (("cube_masked.npy", 5000), ("models/vade/form_embedding.npy", 300)):

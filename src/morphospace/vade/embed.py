@@ -43,7 +43,7 @@ from ..progress import Timer
 from ..run import RunDir, atomic_path, read_cached_npy, write_json, write_npy, write_table
 from .figures import write_figures
 from .fitting import device_kwargs
-from .io import load_vade, model_dir, model_file, model_fingerprint
+from .io import fingerprint, load_vade, model_dir, model_file
 
 log = logging.getLogger("morphospace")
 
@@ -138,6 +138,7 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
     if cfg.train.num_threads > 0:
         torch.set_num_threads(cfg.train.num_threads)
     model, hp, extra = load_vade(model_file(run))
+    made_by = fingerprint(hp, model.state_dict())  # of the model read, whatever replaces the file meanwhile
     cube = model_input(run, hp)
     ids = run.cube_ids()
     if len(ids) != len(cube):
@@ -193,7 +194,7 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
     write_json(run.embedding_path("vade").with_suffix(".json"),
                {"name": "vade", "what": "VaDE z_mean (mean of q(z|x))", "preset": hp["preset"],
                 "latent_dim": hp["latent_dim"], "n_components": int(enc["proba"].shape[1]),
-                "model": str(model_file(run)), "model_fingerprint": model_fingerprint(model_file(run))})
+                "model": str(model_file(run)), "model_fingerprint": made_by})
     if embedding is None:  # a form model's embedding, left by the model this one replaced: not this model's
         for path in (run.embedding_path("form"), run.embedding_path("form").with_suffix(".json")):
             if path.exists():

@@ -52,19 +52,23 @@ def model_fingerprint(path: str | Path) -> str:
     UserError
         It is not a model file.
     """
-    import hashlib
-
     try:
         blob = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-        hp, state = blob["hparams"], blob["state_dict"]
-        digest = hashlib.sha256(json.dumps(hp, sort_keys=True, default=str).encode("utf-8"))
-        for key in sorted(state):
-            digest.update(key.encode("utf-8"))
-            digest.update(state[key].contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        return fingerprint(blob["hparams"], blob["state_dict"])
     except OSError:
         raise
     except Exception as exc:  # noqa: BLE001 - truncated or not a model: pickle, zip and key errors
         raise UserError(f"{path} is damaged ({first_line(exc)[:160]}): re-run `morphospace train`") from None
+
+
+def fingerprint(hp: dict[str, Any], state: dict) -> str:
+    """:func:`model_fingerprint` of a model's hyper-parameters and weights (``state_dict()``) in memory."""
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps(hp, sort_keys=True, default=str).encode("utf-8"))
+    for key in sorted(state):
+        digest.update(key.encode("utf-8"))
+        digest.update(state[key].detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 
