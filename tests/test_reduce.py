@@ -318,3 +318,17 @@ def test_a_large_map_is_fitted_on_a_sample_and_the_rest_placed(tmp_path, name):
     cfg.cluster.map_sample = 0
     reduce_run(run, cfg, embedding="features")
     assert json.loads(run.reduction_path(name).with_suffix(".json").read_text())["fit_sample"] is None
+
+
+def test_lda_with_a_class_of_one_galaxy_fits_without_a_warning():
+    """A rare class with a single labelled galaxy is legitimate: scikit-learn's shrinkage warned
+    "Only one sample available" for it, a line in every run log of such a sample."""
+    import warnings
+
+    X, y = blobs()
+    labels = y.astype(object)
+    labels[0] = "lone"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        red = LDAReducer(2).fit(X, labels)
+    assert "lone" in red.classes_ and red.transform(X).shape == (len(X), 2)

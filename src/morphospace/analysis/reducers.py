@@ -6,6 +6,7 @@ maps except where a neighbour embedding cannot by design: tests/test_estimator_c
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -155,7 +156,11 @@ class LDAReducer(TransformerMixin, BaseEstimator):
         # of 3,269 SDSS galaxies the unregularised (svd) LDA flung a few galaxies thousands of
         # units out and K-Means(3) on it scored AMI 0.00 against the classes; shrunk, 0.53
         try:
-            self.lda_ = LinearDiscriminantAnalysis(n_components=n_disc, solver="eigen", shrinkage="auto").fit(Xk, yk)
+            with warnings.catch_warnings():
+                # a class of one galaxy has no spread of its own to shrink; scikit-learn warns once per
+                # such class (lines in every run log of a sample with rare classes) and counts it as none
+                warnings.filterwarnings("ignore", message="Only one sample available", category=UserWarning)
+                self.lda_ = LinearDiscriminantAnalysis(n_components=n_disc, solver="eigen", shrinkage="auto").fit(Xk, yk)
         except np.linalg.LinAlgError:  # scipy's is numpy's
             sizes = ", ".join(f"{c}: {int((yk == c).sum())}" for c in classes)
             raise InvalidArgument(f"LDA: the labelled galaxies barely spread within their classes ({sizes}): "
