@@ -208,10 +208,17 @@ def test_a_spawned_worker_killed_is_one_line_saying_what_to_do():
     from morphospace.errors import UserError
     from morphospace.nets.spawn import _worker_lost
 
+    import logging
+
+    torch_log = logging.getLogger("torch.multiprocessing.spawn")
+    before = torch_log.level
     with pytest.raises(UserError) as info:
         with _worker_lost():
+            # torch's own "Terminating process ... via signal SIGTERM" would say it again, above the line
+            assert not torch_log.isEnabledFor(logging.WARNING)
             raise ProcessExitedException("process 1 terminated with signal SIGKILL", error_index=1,
                                          error_pid=4242, exit_code=-9, signal_name="SIGKILL")
     message = str(info.value)
     assert "\n" not in message and "process 1 terminated with signal SIGKILL" in message
     assert "morphospace train RUN --resume" in message and info.value.exit_code == 2
+    assert torch_log.level == before

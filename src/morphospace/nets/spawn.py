@@ -126,12 +126,20 @@ def spawned_workers(trainer, weights_in: str | Path | None = None) -> Iterator[N
 @contextmanager
 def _worker_lost() -> Iterator[None]:
     """A spawned worker killed (out of memory, a signal) is one line saying what to do, not
-    torch's traceback of ``ProcessExitedException``."""
+    torch's traceback of ``ProcessExitedException`` (nor torch's warning that it is terminating the
+    others, which that line says)."""
+    import logging
+
+    torch_log = logging.getLogger("torch.multiprocessing.spawn")
+    level = torch_log.level
+    torch_log.setLevel(logging.ERROR)
     try:
         yield
     except ProcessExitedException as exc:
         raise UserError(f"a spawned process stopped ({first_line(exc)}): run the command again "
                         "(`morphospace train RUN --resume` continues a training from its last checkpoint)") from None
+    finally:
+        torch_log.setLevel(level)
 
 
 @contextmanager
