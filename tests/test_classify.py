@@ -296,12 +296,17 @@ def test_classes_made_before_the_embedding_was_written_again_are_said_stale(tiny
         assert main(["export", str(run.path), "--out", str(tmp_path / "a.csv")]) == 0
         assert "classification 'stale'" not in capsys.readouterr().err
         embedding = run.embedding_path(meta["embedding"])
+        original = embedding.read_bytes()
         later = (run.path / "classes" / "stale.parquet").stat().st_mtime + 5
-        os.utime(embedding, (later, later))  # the embedding written again after the classification
+        os.utime(embedding, (later, later))  # touched, or the run copied: the same embedding
         assert main(["export", str(run.path), "--out", str(tmp_path / "b.csv")]) == 0
+        assert "classification 'stale'" not in capsys.readouterr().err
+        write_npy(embedding, np.load(embedding) * 1.5)  # written again after the classification
+        assert main(["export", str(run.path), "--out", str(tmp_path / "c.csv")]) == 0
         err = capsys.readouterr().err
         assert f"classification 'stale' was made on the '{meta['embedding']}' embedding before it was written again" in err
     finally:  # the run is the module's: the other tests do not see this classification
+        embedding.write_bytes(original)
         for suffix in (".json", ".parquet", "_suggest.csv"):
             (run.path / "classes" / f"stale{suffix}").unlink(missing_ok=True)
 

@@ -528,6 +528,29 @@ def test_comparisons_made_before_a_clustering_changed_are_left_out_saying_so(tmp
     assert not (run.path / "comparisons" / "linear_probe.csv").exists()
 
 
+def test_a_copied_or_touched_run_keeps_its_comparisons(tmp_path):
+    """The record of what was compared held sizes and modification times: `cp -r` (new times, the
+    same bytes) or a `touch` of the catalogue made the report drop every comparison saying "the
+    catalogue has changed since". Only a change of the bytes makes them stale."""
+    import os
+
+    from morphospace.analysis.compare import compare_run
+
+    run = make_fake_run(tmp_path / "run", n=40, size=32)
+    compare_run(run, Config())
+    copy = RunDir(shutil.copytree(run.path, tmp_path / "copy", copy_function=shutil.copy))  # times not kept
+    assert os.stat(copy.catalogue).st_mtime_ns != os.stat(run.catalogue).st_mtime_ns
+    later = os.stat(run.catalogue).st_mtime + 5
+    os.utime(run.catalogue, (later, later))
+    for r in (copy, run):
+        html = build_report(r, Config()).read_text()
+        assert "Contingency tables" in html and "Linear probes" in html and "Made before the run changed" not in html
+    table = pd.read_parquet(copy.catalogue)
+    table.loc[0, "morphology"] = "changed"  # a label corrected: the bytes differ
+    write_table(copy.catalogue, table)
+    assert "the catalogue has changed since" in build_report(copy, Config()).read_text()
+
+
 def test_a_compare_that_did_not_finish_leaves_its_results_out(tmp_path, monkeypatch):
     """compare_run removed its record first: a compare that failed half way read as a run older than
     the record, and the earlier tables were shown as this run's."""

@@ -43,14 +43,16 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from ..errors import InvalidArgument, UserError
-from ..run import RunDir, file_stamp, read_stamped_pickle, write_json, write_stamped_pickle, write_table
+from ..run import (RunDir, content_stamp, file_stamp, read_stamped_pickle, stamp_is_current, write_json,
+                   write_stamped_pickle, write_table)
 from .anomaly_tags import TAGS_FILE, read_tags
 from .inputs import fit_input, new_input, whole_number
 from .neighbour_index import EXACT_BELOW, SimilarityIndex, searches_exactly
 
 log = logging.getLogger("morphospace")
 
-__all__ = ["FormAnomaly", "rank_normalise", "anomaly_run", "read_anomaly", "saved_random_state", "tags_stamp", "ANOMALY_FILE", "META_FILE", "EXACT_BELOW"]
+__all__ = ["FormAnomaly", "rank_normalise", "anomaly_run", "read_anomaly", "saved_random_state", "tags_current",
+           "tags_stamp", "ANOMALY_FILE", "META_FILE", "EXACT_BELOW"]
 
 METHODS = ("knn", "isolation_forest")
 ALGORITHMS = ("auto", "exact", "nndescent")
@@ -344,10 +346,15 @@ def anomaly_run(run: RunDir, method: str = "knn", n_neighbors: int = 10, random_
 
 
 def tags_stamp(run: RunDir) -> dict | None:
-    """The :func:`~morphospace.run.file_stamp` of the run's tags file (None without one): stored with
-    the scores, so that a file edited since is said (:func:`anomaly_run` applies it)."""
+    """The :func:`~morphospace.run.content_stamp` of the run's tags file (None without one): stored
+    with the scores, so that a file edited since is said (:func:`anomaly_run` applies it)."""
     path = run.path / TAGS_FILE
-    return file_stamp(path) if path.is_file() else None
+    return content_stamp(path) if path.is_file() else None
+
+
+def tags_current(run: RunDir, stamp: dict | None) -> bool:
+    """Whether the run's tags file is the one :func:`tags_stamp` recorded (a copied run's is)."""
+    return stamp_is_current(stamp, run.path / TAGS_FILE)
 
 
 def _meta(run: RunDir) -> dict:

@@ -32,7 +32,7 @@ import pandas as pd
 
 from ..errors import InvalidArgument, UserError, first_line
 from ..progress import Timer
-from ..run import RunDir, file_stamp, write_json, write_table
+from ..run import RunDir, content_stamp, stamp_is_current, write_json, write_table
 from .classify import FewLabelClassifier
 from .label_files import align_labels, check_label_and_id_columns, label_paths, read_labels
 from .labels import missing_mask
@@ -198,7 +198,7 @@ def classify_run(run: RunDir, labels_path, column: str, embedding: str, id_colum
         counts = pd.Series(y[y != None]).value_counts()  # noqa: E711
         metrics = {
             "name": name, "column": column, "id_column": id_column, "embedding": embedding,
-            "embedding_stamp": file_stamp(run.embedding_path(embedding)),
+            "embedding_stamp": content_stamp(run.embedding_path(embedding)),
             "labels_file": labels_files[0], "labels_files": labels_files,
             "n_galaxies": len(cube_ids), "n_labelled": n_labelled,
             "classes": [{"name": str(c), "column": col, "n_labels": int(counts[c])} for c, col in zip(clf.classes_, cols)],
@@ -290,7 +290,7 @@ def class_columns(run: RunDir) -> dict[str, tuple[str, np.ndarray]]:
                             "`morphospace classify`?): re-run it")
         embedding = run.embedding_path(meta["embedding"]) if meta.get("embedding") else None
         if "embedding_stamp" in meta and embedding is not None and embedding.is_file() \
-                and file_stamp(embedding) != meta["embedding_stamp"]:
+                and not stamp_is_current(meta["embedding_stamp"], embedding):
             log.warning("classification '%s' was made on the '%s' embedding before it was written again (a new "
                         "training?): its classes are the earlier embedding's; run `morphospace classify` again to "
                         "refresh them", name, meta["embedding"])

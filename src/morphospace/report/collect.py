@@ -37,11 +37,6 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def _changed(was: dict, now: dict) -> list[str]:
-    """Names added, removed or rewritten between two ``{name: file stamp}`` records."""
-    return sorted(set(was) ^ set(now) | {k for k in set(was) & set(now) if was[k] != now[k]})
-
-
 def _few(names: list[str]) -> str:
     return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
@@ -333,7 +328,7 @@ class RunContents:
     def _form_anomaly_found(self) -> tuple[str, np.ndarray, dict[str, int], str] | None:
         """(what, current score, tag counts, description) from ``anomaly.parquet`` (``analysis.anomaly``), or None
         when absent or stale."""
-        from ..analysis.anomaly import ANOMALY_FILE, read_anomaly, tags_stamp
+        from ..analysis.anomaly import ANOMALY_FILE, read_anomaly, tags_current
         from ..analysis.anomaly_tags import TAGS_FILE
 
         try:
@@ -344,7 +339,7 @@ class RunContents:
         if found is None:
             return None
         table, meta = found
-        if "tags_stamp" in meta and tags_stamp(self.run) != meta["tags_stamp"]:  # scores of earlier runs: no stamp
+        if "tags_stamp" in meta and not tags_current(self.run, meta["tags_stamp"]):  # scores of earlier runs: no stamp
             log.warning("report: %s changed after the scores in %s: the report shows the scores of the last "
                         "`morphospace anomalies` call (run it to apply the file)", TAGS_FILE, ANOMALY_FILE)
         rows = self.rows_of(table["id"])
@@ -416,18 +411,16 @@ class RunContents:
             was = json.loads(path.read_text())
             if was.get("incomplete"):
                 return "the last `morphospace compare` did not finish", True, True
-            was_clusterings, was_catalogue = dict(was["clusterings"]), was["catalogue"]
-            was_embeddings = dict(was["embeddings"]) if "embeddings" in was else None  # None: not recorded
+            changed = self.run.comparison_inputs_changed(was)
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return "their record of what was compared is damaged", True, True
-        now = self.run.comparison_inputs()
-        if was_catalogue != now["catalogue"]:
+        if changed["catalogue"]:
             return "the catalogue has changed since", True, True
         reasons = []
-        clusterings = _changed(was_clusterings, now["clusterings"])
+        clusterings = changed["clusterings"]
         if clusterings:
             reasons.append(f"clusterings have changed since ({_few(clusterings)})")
-        embeddings = _changed(was_embeddings, now["embeddings"]) if was_embeddings is not None else []
+        embeddings = changed["embeddings"] or []
         if embeddings:
             reasons.append(f"embeddings have changed since ({_few(embeddings)})")
         return ("; ".join(reasons), bool(clusterings), bool(embeddings)) if reasons else None
