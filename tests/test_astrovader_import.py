@@ -160,3 +160,31 @@ def test_the_run_s_configuration_says_what_the_imported_model_is(tmp_path, capsy
         assert (model["preset"], model["latent_dim"], model["n_components"]) == ("astrovader", 20, 12)
         err = capsys.readouterr().err
         assert ("model.latent_dim = 32 in the settings, but the imported model has 20" in err) == ("model.latent_dim=32" in given)
+
+
+@needs_peer
+def test_the_documented_order_import_then_ingest_keeps_the_imported_model(tmp_path, capsys):
+    """README: import into a new run, then ingest the galaxies into it. The ingest took the imported
+    model for a result of an earlier ingest (there was none), moved it to superseded/, and embed
+    then said "no trained VaDE"."""
+    from PIL import Image
+
+    from morphospace.cli import main
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "galaxies"
+    folder.mkdir()
+    yy, xx = np.mgrid[:256, :256]
+    for i in range(6):
+        blob = 200 * np.exp(-((yy - 128) ** 2 + (xx - 128) ** 2 / (1 + i)) / 800) + rng.normal(20, 3, (256, 256))
+        Image.fromarray(np.clip(blob, 0, 255).astype(np.uint8)).save(folder / f"g{i}.png")
+    run = tmp_path / "run"
+    assert main(["import-astrovader", str(WEIGHTS), "--out", str(run), "--quiet"]) == 0
+    model = run / "models" / "vade" / "model.pt"
+    made = model.read_bytes()
+    assert main(["ingest", str(folder), "--out", str(run), "--preset", "astrovader", "--quiet"]) == 0
+    assert model.read_bytes() == made and not (run / "superseded").exists()
+    assert main(["embed", str(run), "--quiet"]) == 0
+    assert (run / "embeddings" / "vade.npy").is_file() and "import-astrovader: the published AstroVaDEr" in (run / "log.txt").read_text()
+    assert main(["ingest", str(folder), "--out", str(run), "--preset", "astrovader", "--quiet"]) == 0  # the same galaxies
+    assert model.read_bytes() == made and not (run / "superseded").exists()

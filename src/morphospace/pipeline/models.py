@@ -49,7 +49,10 @@ def stage_import_astrovader(run: RunDir, cfg: Config, weights: Path) -> Path:
     cfg = apply_overrides(cfg, {"preprocess.preset": "astrovader", "model.preset": "astrovader",
                                 "model.latent_dim": int(hp["latent_dim"]), "model.n_components": int(hp["n_components"])})
     save_config(run, cfg)
-    return import_astrovader(run, weights, built)
+    path = import_astrovader(run, weights, built)
+    log.info("import-astrovader: the published AstroVaDEr from %s (latent %d, %d components) as the run's model %s",
+             weights, hp["latent_dim"], hp["n_components"], path)
+    return path
 
 
 def embed_image(run: RunDir, path: str | Path, embedding: str):

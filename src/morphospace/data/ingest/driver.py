@@ -76,6 +76,8 @@ def _set_aside_results_of_other_galaxies(run: RunDir, earlier: list | None, ids:
     present = [run.path / name for name in DERIVED if os.path.lexists(run.path / name)]
     if not present or (earlier is not None and ids == earlier):
         return None
+    if [p.name for p in present] == ["models"] and not (run.cube.exists() or run.catalogue.exists()):
+        return None  # a model imported into a new run (import-astrovader): made from no galaxies of it
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     dest, k = run.path / SUPERSEDED / stamp, 1
     while dest.exists():
