@@ -78,6 +78,46 @@ def test_bic_picks_the_number_of_separated_groups():
     assert np.allclose(np.sort(fit["means"][:, 0]), [0, 0, 6], atol=0.2)
 
 
+def test_astrovader_settings_given_are_kept_even_at_default_values(tmp_path, caplog):
+    """Under model.preset = astrovader a setting equal to its default was taken for one not given:
+    `--set train.epochs=16` trained 350 epochs, `model.latent_dim=16` gave 20, and config.toml said
+    16 beside a model of 20. Now the preset fills only what is not set, config.toml says what
+    trains, and a run ingested with the defaults takes the preset given at `train`."""
+    import logging
+    import tomllib
+
+    from morphospace.api import VaDE
+    from morphospace.config import dumps_config, overrides_on_saved
+    from morphospace.vade.hparams import resolve_hparams
+
+    given = ["model.preset=astrovader", "train.epochs=16", "model.latent_dim=16", "train.pretrain_epochs=1"]
+    cfg = apply_overrides(load_config(None), given)
+    hp = resolve_hparams(cfg, 1, 128)
+    assert (hp["epochs"], hp["latent_dim"], hp["n_components"], hp["batch_size"], hp["lr"]) == (16, 16, 12, 190, 3e-4)
+    saved = tomllib.loads(dumps_config(cfg))
+    assert (saved["train"]["epochs"], saved["model"]["latent_dim"], saved["model"]["n_components"]) == (16, 16, 12)
+    assert saved["model"]["mask_neighbours"] is False and saved["train"]["weight_decay"] == 0.02
+    # the preset's values are not the user's: another preset given later does not inherit them
+    other = apply_overrides(cfg, ["model.preset=default"])
+    assert (other.model.n_components, other.train.batch_size, other.train.epochs) == (0, 128, 16)
+    # a run's config.toml names every key: `train RUN --set model.preset=astrovader` on a run ingested
+    # with the defaults still gets the published values, and what is given now stays
+    on_saved = overrides_on_saved(load_config(None), ["model.preset=astrovader", "train.epochs=16",
+                                                      "train.pretrain_epochs=1"])
+    assert (on_saved.model.latent_dim, on_saved.model.n_components, on_saved.train.epochs) == (20, 12, 16)
+    assert overrides_on_saved(cfg, ["train.epochs=20"]).model.latent_dim == 16  # the same preset: as saved
+    # the published network, loss and schedule whatever is set, said in the log
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        hp = resolve_hparams(apply_overrides(cfg, ["train.augment=rotate"]), 1, 128)
+    assert hp["augment"] == "flips"
+    assert "augment = 'rotate' not used (trained with augment = 'flips')" in caplog.text
+    # the notebook estimator leaves its parameters at their defaults to the preset
+    tree = apply_overrides(load_config(None), VaDE(preset="astrovader", epochs=3, pretrain_epochs=1)._overrides())
+    assert (tree.model.latent_dim, tree.model.n_components, tree.train.epochs) == (20, 12, 3)
+    tree = apply_overrides(load_config(None), VaDE(preset="astrovader", latent_dim=8, epochs=3, pretrain_epochs=1)._overrides())
+    assert tree.model.latent_dim == 8
+
+
 def test_schedules():
     from morphospace.vade.hparams import latent_weight, lr_factor, resolve_hparams
 

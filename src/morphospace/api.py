@@ -116,11 +116,13 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         from .errors import InvalidArgument
 
         config = settings_mapping(self.config, "{'train.epochs': 10}")
-        o: dict[str, Any] = {"model.preset": self.preset, "model.n_components": self.n_components,
-                             "model.latent_dim": self.latent_dim, "train.seed": _seed(self.random_state)}
-        for key, value in (("train.epochs", self.epochs), ("train.pretrain_epochs", self.pretrain_epochs),
-                           ("train.batch_size", self.batch_size)):
-            if value is not None:
+        o: dict[str, Any] = {"model.preset": self.preset, "train.seed": _seed(self.random_state)}
+        # a parameter at its default is left to the preset (the astrovader preset's 20 latent
+        # dimensions and 12 components; the others' defaults are these)
+        for key, value, default in (("model.n_components", self.n_components, 0), ("model.latent_dim", self.latent_dim, 16),
+                                    ("train.epochs", self.epochs, None), ("train.pretrain_epochs", self.pretrain_epochs, None),
+                                    ("train.batch_size", self.batch_size, None)):
+            if value is not None and value != default:
                 o[key] = value
         # a setting that is also a parameter: one of the two would be silently ignored (and get_params,
         # clone and a grid search would show the other)

@@ -14,7 +14,7 @@ import sys
 from contextlib import nullcontext
 from pathlib import Path
 
-from ..config import Config, apply_overrides, load_config
+from ..config import Config, apply_overrides, load_config, overrides_on_saved
 from ..errors import UserError, missing_package
 from ..progress import set_quiet
 from ..run import RunDir, launched_as_later_rank, release_locks
@@ -60,10 +60,11 @@ def _config_for(args, run: RunDir | None, training: bool = False) -> Config:
     ``training``, --epochs and --seed too, validated with the rest (a check such as "epochs must
     exceed the pre-training epochs" reads the epochs given, not the run's saved ones)."""
     path = getattr(args, "config", None)
+    saved = False
     if path:
         cfg = load_config(path)
     elif run is not None and run.config.exists():
-        cfg = load_config(run.config)
+        cfg, saved = load_config(run.config), True
     else:
         if run is not None and run.catalogue.exists():  # an ingested run without its settings: said
             log.warning("%s is missing: this stage uses the built-in defaults, not the run's own settings (give "
@@ -71,7 +72,8 @@ def _config_for(args, run: RunDir | None, training: bool = False) -> Config:
         cfg = Config()
     extra = [f"train.{key}={int(value)}" for key in ("epochs", "seed")
              if training and (value := getattr(args, key, None)) is not None]
-    return apply_overrides(cfg, [*(getattr(args, "overrides", []) or []), *extra])
+    overrides = [*(getattr(args, "overrides", []) or []), *extra]
+    return overrides_on_saved(cfg, overrides) if saved else apply_overrides(cfg, overrides)
 
 
 def _set(cfg: Config, **dotted) -> Config:

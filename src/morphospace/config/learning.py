@@ -11,6 +11,25 @@ from pydantic_core import PydanticCustomError
 from .base import K, Backbone, BatchSize, Epochs, Fraction, LearningRate, Scale, Section, Seed, Text
 
 
+# The published AstroVaDEr recipe (Spindler et al. 2021, MNRAS 502, 985) as settings: under
+# ``model.preset = "astrovader"`` the keys of [model] and [train] the configuration does not set take
+# these values (Config resolves them, so the saved config.toml says what trains); the rest of the
+# recipe (schedule, final rate) is in morphospace.vade.hparams. The first keys of each section may be
+# set otherwise (a shorter run); the others are the network, loss and schedule, always the published.
+MODEL_PRESETS = {
+    "astrovader": {
+        "model": {"latent_dim": 20, "n_components": 12,
+                  "recon_sigma": 2 ** -0.5,  # per-image sum of squared errors
+                  "radial_inner": 0.0, "radial_width": 0.0, "canonicalise": False, "flip_invariant": False,
+                  "align_latent": False, "mask_neighbours": False, "colour_weight": 1.0},
+        # Keras l2(0.01) adds 0.01 * w^2 to the loss: gradient 0.02 w, i.e. Adam weight_decay 0.02
+        "train": {"epochs": 350, "pretrain_epochs": 100, "batch_size": 190, "lr": 3e-4,
+                  "weight_decay": 0.02, "grad_clip": 1.0, "augment": "flips"},
+    },
+}
+PRESET_SETTABLE = ("latent_dim", "n_components", "epochs", "pretrain_epochs", "batch_size", "lr")
+
+
 class ModelConfig(Section):
     """The representation learner of ``morphospace train`` (``[model]``).
 

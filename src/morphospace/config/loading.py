@@ -132,6 +132,36 @@ def apply_overrides(cfg: Config, overrides: Sequence[str] | Mapping[str, Any]) -
     return config_from_dict(table)
 
 
+def overrides_on_saved(saved: Config, overrides: Sequence[str] | Mapping[str, Any]) -> Config:
+    """:func:`apply_overrides` on a run's saved configuration (``config.toml``, which writes every key).
+
+    A model preset given now (``--set model.preset=astrovader`` on a run ingested with the
+    defaults) fills the ``[model]`` and ``[train]`` keys the settings leave to it; the saved file
+    names each of them, at their defaults too, and would keep the preset from filling any. Those
+    at their defaults there were not chosen for the new preset: they are left to it, and what is
+    set now is kept, even at a default value.
+
+    Parameters
+    ----------
+    saved : Config
+        The run's saved configuration.
+    overrides : list of str or mapping
+        As for :func:`apply_overrides`.
+
+    Returns
+    -------
+    Config
+    """
+    from .learning import MODEL_PRESETS
+
+    cfg = apply_overrides(saved, overrides)
+    if cfg.model.preset == saved.model.preset or cfg.model.preset not in MODEL_PRESETS:
+        return cfg
+    chosen = {**saved.model_dump(exclude_unset=True),
+              **{section: getattr(saved, section).model_dump(exclude_defaults=True) for section in ("model", "train")}}
+    return apply_overrides(Config(**chosen), overrides)
+
+
 def to_dict(cfg: BaseModel) -> dict[str, Any]:
     """The configuration (or one section) as a plain nested dict of TOML-ready values."""
     return cfg.model_dump()

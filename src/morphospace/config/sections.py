@@ -13,7 +13,7 @@ from pydantic_core import PydanticCustomError
 
 from .base import Section, register_prefixes
 from .inputs import DataConfig, IngestConfig, PreprocessConfig, VoteThresholds
-from .learning import FormConfig, ModelConfig, TrainConfig
+from .learning import MODEL_PRESETS, FormConfig, ModelConfig, TrainConfig
 from .outputs import ClusterConfig, ReportConfig, StudyConfig
 
 
@@ -53,12 +53,43 @@ class Config(Section):
         ``train.epochs`` (``form.ssl_epochs`` and ``form.decoder_epochs`` are what train)."""
         return self.model.preset == "form" and self.form.core == "linear"
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _model_preset(cls, data, handler):
+        # under a model preset the [model] and [train] keys the configuration does not set take the
+        # preset's values; set ones (even to a default value) are kept. Resolved here, so the saved
+        # config.toml says what trains (as PreprocessConfig does for its preset); the values filled
+        # in stay unset, so that another preset given later does not inherit them
+        model = _set_keys(data.get("model")) if isinstance(data, dict) else None
+        preset = MODEL_PRESETS.get(model.get("preset")) if isinstance(model, dict) else None
+        if preset is None:
+            return handler(data)
+        data, filled = dict(data), {}
+        for section, values in preset.items():
+            given = _set_keys(data.get(section))
+            if isinstance(given, dict):  # else not a table: the section's own validation says so
+                data[section] = {**values, **given}
+                filled[section] = set(values) - set(given)
+        cfg = handler(data)
+        for section, keys in filled.items():
+            getattr(cfg, section).__pydantic_fields_set__.difference_update(keys)
+        return cfg
+
     @model_validator(mode="after")
     def _pretraining_before_training(self) -> Config:
         if self.model.kind == "vade" and not self.linear_core and self.train.pretrain_epochs >= self.train.epochs:
             raise PydanticCustomError("config", "train.epochs ({epochs}) must exceed train.pretrain_epochs ({pre})",
                                       {"epochs": self.train.epochs, "pre": self.train.pretrain_epochs})
         return self
+
+
+def _set_keys(section):
+    """A section as given to :class:`Config`: a dict, an instance (the keys it was given), or nothing."""
+    if section is None:
+        return {}
+    if isinstance(section, Section):
+        return section.model_dump(exclude_unset=True)
+    return section
 
 
 register_prefixes(Config)

@@ -2,54 +2,44 @@
 
 :func:`resolve_hparams` flattens the ``model``, ``train`` (and ``form``) settings into the one
 JSON-able dict that defines a training run (saved as ``hparams.json`` and inside ``model.pt``);
-under ``model.preset = "astrovader"`` the published recipe (:data:`ASTROVADER_RECIPE`) fills in
-the fields left at their defaults. :func:`check_against_cube` checks them against the cube;
+under ``model.preset = "astrovader"`` the published recipe (:data:`ASTROVADER_RECIPE`) gives the
+network, loss and schedule, and the settings the configuration leaves to the preset. :func:`check_against_cube` checks them against the cube;
 :func:`latent_weight` and :func:`lr_factor` are the schedules of the KL weight and the learning
 rate (framework-free).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from typing import Any
 
 import numpy as np
 
-from ..config import Config, ModelConfig, TrainConfig
+from ..config import Config
+from ..config.learning import MODEL_PRESETS, PRESET_SETTABLE
 from ..errors import UserError
 
-__all__ = ["ASTROVADER_RECIPE", "AUGMENTATIONS", "resolve_hparams", "check_against_cube", "embedding_dim", "latent_weight",
+log = logging.getLogger("morphospace")
+
+__all__ = ["ASTROVADER_RECIPE", "ASTROVADER_FIXED", "AUGMENTATIONS", "resolve_hparams", "check_against_cube", "embedding_dim", "latent_weight",
            "lr_factor"]
 
 AUGMENTATIONS = ("none", "flips", "dihedral", "rotate")
 
-# the published AstroVaDEr recipe (Spindler et al. 2021, MNRAS 502, 985); config fields left at their defaults
-# take these values under model.preset = "astrovader"
+# the published AstroVaDEr recipe (Spindler et al. 2021, MNRAS 502, 985): the settings under
+# model.preset = "astrovader" (MODEL_PRESETS, resolved by Config), its final rate and its KL cycles
 ASTROVADER_RECIPE = {
-    "latent_dim": 20,
-    "n_components": 12,
-    "epochs": 350,
-    "pretrain_epochs": 100,
-    "batch_size": 190,
-    "lr": 3e-4,
+    **MODEL_PRESETS["astrovader"]["model"],
+    **MODEL_PRESETS["astrovader"]["train"],
     "final_lr": 1e-6,
-    # Keras l2(0.01) adds 0.01 * w^2 to the loss: gradient 0.02 w, i.e. Adam weight_decay 0.02
-    "weight_decay": 0.02,
-    "grad_clip": 1.0,
-    "augment": "flips",
-    "recon_sigma": 2 ** -0.5,   # per-image sum of squared errors
-    "radial_inner": 0.0,
-    "radial_width": 0.0,
-    "canonicalise": False,
-    "flip_invariant": False,
     "cycle_ramp": 25,
     "cycle_hold": 25,
     "cycle_base": 0.3,
-    "align_latent": False,
-    "mask_neighbours": False,
-    "colour_weight": 1.0,
 }
+# the network, loss and schedule: always the published ones (the settable keys are PRESET_SETTABLE)
+ASTROVADER_FIXED = tuple(k for k in ASTROVADER_RECIPE if k not in PRESET_SETTABLE)
 
 
 # --- hyper-parameters ------------------------------------------------------------------------
@@ -57,9 +47,11 @@ ASTROVADER_RECIPE = {
 def resolve_hparams(cfg: Config, channels: int, image_size: int) -> dict[str, Any]:
     """Everything that defines a training run, as a flat JSON-able dict.
 
-    Under ``model.preset = "astrovader"`` a field left at its default value takes the published
-    value from :data:`ASTROVADER_RECIPE` (so ``--epochs 2`` still works for a smoke test); the
-    network, loss and schedule are always the published ones.
+    Under ``model.preset = "astrovader"`` the settings the configuration leaves to the preset hold
+    the published values (:class:`~morphospace.config.Config` resolves them; one set, even to a
+    default value, is kept: ``--epochs 2`` for a smoke test); the network, loss and schedule
+    (:data:`ASTROVADER_FIXED`) are always the published ones, a setting that says otherwise is
+    said in the log.
     """
     m, t = cfg.model, cfg.train
     hp: dict[str, Any] = {
@@ -77,17 +69,15 @@ def resolve_hparams(cfg: Config, channels: int, image_size: int) -> dict[str, An
         "processes": t.devices * t.num_nodes,  # a resume may change it (a requeued job), said in the log
     }
     if m.preset == "astrovader":
-        dm, dt = ModelConfig(), TrainConfig()
-        for key, value in ASTROVADER_RECIPE.items():
-            user = getattr(m, key, getattr(t, key, None))
-            default = getattr(dm, key, getattr(dt, key, None))
-            # user-set fields win; fields at their default (or not in the config) are published
-            hp[key] = value if (user is None or user == default) else user
-        for key in ("recon_sigma", "radial_inner", "radial_width", "canonicalise", "flip_invariant", "align_latent",
-                    "weight_decay", "grad_clip", "augment", "cycle_ramp", "cycle_hold", "cycle_base",
-                    "mask_neighbours", "colour_weight"):
-            hp[key] = ASTROVADER_RECIPE[key]
-        hp["final_lr"] = ASTROVADER_RECIPE["final_lr"]
+        # the settable keys are the configuration's (Config filled those it leaves to the preset);
+        # the rest is the published network, loss and schedule, whatever a setting says
+        settings = {**MODEL_PRESETS["astrovader"]["model"], **MODEL_PRESETS["astrovader"]["train"]}
+        ignored = [key for key in ASTROVADER_FIXED if key in settings and hp[key] != ASTROVADER_RECIPE[key]]
+        if ignored:
+            log.warning("model.preset = astrovader trains the published network, loss and schedule: %s not used "
+                        "(trained with %s)", ", ".join(f"{key} = {hp[key]!r}" for key in ignored),
+                        ", ".join(f"{key} = {ASTROVADER_RECIPE[key]!r}" for key in ignored))
+        hp.update({key: ASTROVADER_RECIPE[key] for key in ASTROVADER_FIXED})
         hp["schedule"] = "astrovader"
         hp["widths"] = []
     elif m.preset == "form":
