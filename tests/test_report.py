@@ -528,6 +528,31 @@ def test_comparisons_made_before_a_clustering_changed_are_left_out_saying_so(tmp
     assert not (run.path / "comparisons" / "linear_probe.csv").exists()
 
 
+def test_clusters_that_hold_no_galaxy_are_counted_and_shown_as_such(tmp_path):
+    """A collapsed mixture: the log and the files said 5 clusters (sizes [40, 0, ...]) while the
+    page said "1 clusters", and the strips generated for the empty ones sat under "Other figures"
+    without a card. The page now counts them, says they hold no galaxy and shows each strip in its card."""
+    from morphospace.report.clusterings import aligned_clustering
+
+    run = make_fake_run(tmp_path / "run", n=40, size=32)
+    ids = run.cube_ids()
+    probs = np.full((40, 5), 0.01)
+    probs[:, 0] = 0.96
+    run.write_clustering("vade", np.array(ids), probs.argmax(1), probs)
+    figures = run.sub("figures")
+    for k in range(5):
+        Image.new("RGB", (80, 10), (10 * k, 0, 0)).save(figures / f"vade_generated_{k}.png")
+    html = html_lib.unescape(build_report(run, Config()).read_text())
+    assert "5 clusters (4 hold no galaxy) (vade)" in html
+    assert "5 clusters (4 hold no galaxy) over 40 galaxies" in html
+    assert html.count("no galaxy: none is most likely here") == 4
+    other = html.split('id="other-figures"')[1] if 'id="other-figures"' in html else ""
+    assert "vade_generated_3" not in other and 'id="clusters"' in html
+    table = pd.DataFrame({"id": ids, "label": [0] * 40})
+    one = aligned_clustering("x", table, np.arange(40), 40)
+    assert one.count_text() == "1 cluster" and one.empty == []
+
+
 def test_a_copied_or_touched_run_keeps_its_comparisons(tmp_path):
     """The record of what was compared held sizes and modification times: `cp -r` (new times, the
     same bytes) or a `touch` of the catalogue made the report drop every comparison saying "the

@@ -149,12 +149,12 @@ def build_report(run: RunDir | str | Path, cfg: Config | None = None) -> Path:
     sections = [explorer_section(explorer, sampled_maps(run))] + built
     data = {"explorer": explorer, "sprites": sheets.describe(urls)}
     summary = contents.summary or {}
-    n_clusters = (sum(1 for k in contents.primary.clusters if k >= 0) if contents.primary else None)
+    primary = contents.primary
     subtitle = " · ".join(filter(None, [
         f"run {run.path.resolve().name}",
         f"{contents.n:,} galaxies",
         summary.get("layout") and f"{summary['layout']} survey",
-        n_clusters and f"{n_clusters} clusters ({contents.primary.name})",
+        primary and (primary.clusters or primary.empty) and f"{primary.count_text()} ({primary.name})",
         time.strftime("%Y-%m-%d %H:%M"),
     ]))
     notices = []

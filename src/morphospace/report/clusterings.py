@@ -51,6 +51,22 @@ class Clustering:
         present = sorted(int(v) for v in np.unique(self.labels) if v >= 0)
         return present + ([-1] if (self.labels == -1).any() else [])
 
+    @property
+    def empty(self) -> list[int]:
+        """The clusters of a soft clustering (its ``prob_<k>`` columns) that hold no galaxy: none has
+        its highest probability there (a mixture that collapsed, or a small component)."""
+        if self.probs is None:
+            return []
+        present = {int(v) for v in np.unique(self.labels) if v >= 0}
+        return [k for k in range(self.probs.shape[1]) if k not in present]
+
+    def count_text(self) -> str:
+        """"3 clusters", "1 cluster", "9 clusters (8 hold no galaxy)": every cluster, noise aside."""
+        held, empty = sum(1 for k in self.clusters if k >= 0), len(self.empty)
+        n = held + empty
+        return f"{n} cluster{'' if n == 1 else 's'}" + (
+            f" ({empty} hold{'s' if empty == 1 else ''} no galaxy)" if empty else "")
+
 
 def aligned_clustering(name: str, table: pd.DataFrame, rows: np.ndarray, n: int, meta: Any = None) -> Clustering:
     """A clustering table in cube order.

@@ -151,12 +151,19 @@ def cluster_section(ctx: ReportContext) -> Section | None:
         if rows:
             gallery_rows.append((("noise" if k < 0 else f"cluster {name}") + f" ({size})", col,
                                  thumbnails(c.cube, rows, min(64, c.cube.shape[2]), desc="gallery")))
+    for k in cl.empty:  # the model's clusters no galaxy went to: what the model makes there, said so
+        view = {"name": str(k), "noise": False, "colour": colour(k), "meta": "no galaxy: none is most likely here",
+                "thumbs": [], "mix": None, "generated": None}
+        if k in per_cluster_generated:
+            ctx.placed.add(per_cluster_generated[k].name)
+            view["generated"] = figure(per_cluster_generated[k])
+        cards.append(view)
     if gallery_rows:
         # the galleries as one PNG as well (the page shows them from the sprite sheets)
         save_image(gallery_image(gallery_rows, n_ex), ctx.fig_path("cluster_gallery"))
     html = render("clusters.html", name=cl.name, why=_why(cl.name), representation=cl.meta.get("representation"),
                   fit_sample=cl.meta.get("fit_sample"), minibatch=cl.meta.get("minibatch"),
-                  n_clusters=sum(1 for k in clusters if k >= 0), total=total,
+                  count=cl.count_text(), total=total,
                   noise=sizes[-1] if clusters and clusters[-1] < 0 else None, figures=figs, how_chosen=how_chosen,
                   truth=truth, prefix=PREFIX, clusters=cards)
     return Section("clusters", "Clusters", html)
