@@ -486,3 +486,26 @@ def test_eight_bit_levels_stored_as_int64_in_hdf5_are_galaxies(tmp_path):
         f.create_dataset("images", data=images)
     summary, cat, cube, _ = ingest_to(path, tmp_path / "run")
     assert summary["preprocess"]["level_top"] == 2.0**-55 and not cat["flag_blank"].any() and len(cube) == 6
+
+
+def test_a_flag_that_keeps_galaxies_says_which_another_flag_kept_out(tmp_path, caplog):
+    """A stray text file without a catalogue row was flagged not_image (excluded) and no_catalogue_row,
+    whose line said "kept" for all of them: the summary now counts those in the cube."""
+    import logging
+
+    root = tmp_path / "survey"
+    for name in ("a", "b", "c"):
+        save_image(root / "images" / f"{name}.png", galaxy_rgb(96, seed=ord(name)))
+    (root / "images" / "notes.txt").write_text("observing notes, not an image\n")
+    write_csv(root / "catalogue.csv", ["id", "file", "morphology"], [["a", "images/a.png", "e"], ["b", "images/b.png", "s"]])
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        summary, cat, _, run = ingest_to(root, tmp_path / "run")
+    row = summary["flags"]["no_catalogue_row"]
+    assert (row["count"], row["n_in_cube"], row["excluded"]) == (2, 1, False)
+    assert flagged(cat, "no_catalogue_row") == ["c", "notes"] and flagged(cat, "not_image") == ["notes"]
+    assert "1 kept, 1 excluded by another flag" in caplog.text
+    from morphospace.config import Config
+    from morphospace.report import build_report
+
+    page = build_report(run, Config()).read_text()
+    assert '<span class="pill warn">1 kept</span><div class="muted small">the rest kept out by another flag' in page

@@ -103,6 +103,8 @@ def summarise(survey: Survey, catalogue: pd.DataFrame, spec: PreprocessSpec, det
             examples = [str(x) for x in hit.head(N_EXAMPLES)]
             known = details.get(flag, {})
             flags[flag] = {"count": int(len(hit)), "meaning": words, "excluded": flag in EXCLUDING,
+                           # a flag that keeps its galaxies may share them with one that does not
+                           "n_in_cube": int((catalogue.loc[hit.index, "cube_index"] >= 0).sum()),
                            "examples": examples,
                            "details": {gid: known[gid] for gid in examples if known.get(gid)}}
     n_in = int((catalogue["cube_index"] >= 0).sum())
@@ -140,8 +142,11 @@ def log_summary(summary: dict) -> None:
              "x".join(map(str, summary["cube_shape"])), summary["cube_dtype"], summary["seconds"],
              f"; {summary['n_positions']} with a sky position (ra, dec)" if summary.get("n_positions") else "")
     for flag, info in summary["flags"].items():
-        log.warning("  flagged %-17s %6d  (%s; %s) e.g. %s", flag, info["count"], info["meaning"],
-                    "excluded" if info["excluded"] else "kept", ", ".join(map(str, info["examples"][:3])))
+        kept = info.get("n_in_cube", info["count"])
+        fate = ("excluded" if info["excluded"] else "kept" if kept == info["count"]
+                else f"{kept} kept, {info['count'] - kept} excluded by another flag")
+        log.warning("  flagged %-17s %6d  (%s; %s) e.g. %s", flag, info["count"], info["meaning"], fate,
+                    ", ".join(map(str, info["examples"][:3])))
 
 
 def flag_counts_line(survey: Survey) -> str:

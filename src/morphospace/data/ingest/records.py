@@ -33,7 +33,7 @@ FLAG_DESCRIPTIONS = {
     "missing_id": "catalogue row with an empty id",
     "duplicate_file": "image named by an earlier catalogue row too (first row kept)",
     "missing_image": "catalogue row without an image",
-    "no_catalogue_row": "image without a catalogue row (kept, no labels)",
+    "no_catalogue_row": "image without a catalogue row (no labels)",
     "bad_position": "RA/Dec unusable (out of range, not a number, one without the other, or a failing WCS): left empty",
 }
 EXCLUDING = frozenset(

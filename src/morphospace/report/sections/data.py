@@ -29,8 +29,9 @@ def flag_rows(ctx: ReportContext) -> pd.DataFrame:
     -------
     DataFrame
         One row per raised flag: ``flag``, ``meaning``, ``count``,
-        ``excluded`` (kept out of the cube), ``examples`` (up to 5 ids) and
-        ``thumbnails`` (paths of example images the ingest saved, if any).
+        ``excluded`` (kept out of the cube), ``examples`` (up to 5 ids),
+        ``thumbnails`` (paths of example images the ingest saved, if any) and ``in_cube`` (those in
+        the cube: fewer than ``count`` where another flag kept some out).
     """
     summary = ctx.contents.summary or {}
     cat = ctx.contents.catalogue
@@ -44,15 +45,18 @@ def flag_rows(ctx: ReportContext) -> pd.DataFrame:
             examples = cat.loc[cat[f"flag_{name}"].fillna(False).astype(bool), "id"].head(5).tolist()
         rows.append({"flag": str(name), "meaning": str(info.get("meaning", "")), "count": count,
                      "excluded": bool(info.get("excluded", False)), "examples": examples,
-                     "thumbnails": [str(t) for t in (info.get("thumbnails") or [])]})
+                     "thumbnails": [str(t) for t in (info.get("thumbnails") or [])],
+                     "in_cube": int(info.get("n_in_cube", count) or 0)})
     if not rows and cat is not None:
         for col in ctx.contents.flag_columns:
             hit = cat[col].fillna(False).astype(bool)
             if hit.any():
                 excluded = bool((cat.loc[hit, "cube_index"] < 0).all()) if "cube_index" in cat else False
                 rows.append({"flag": col[5:], "meaning": "", "count": int(hit.sum()), "excluded": excluded,
-                             "examples": cat.loc[hit, "id"].head(5).tolist(), "thumbnails": []})
-    return pd.DataFrame(rows, columns=["flag", "meaning", "count", "excluded", "examples", "thumbnails"])
+                             "examples": cat.loc[hit, "id"].head(5).tolist(), "thumbnails": [],
+                             "in_cube": int((cat.loc[hit, "cube_index"] >= 0).sum()) if "cube_index" in cat
+                             else int(hit.sum())})
+    return pd.DataFrame(rows, columns=["flag", "meaning", "count", "excluded", "examples", "thumbnails", "in_cube"])
 
 
 def _flag_example(ctx: ReportContext, gid: str, thumb_path: str | None, flag: str | None = None) -> Thumb:
@@ -117,7 +121,7 @@ def data_section(ctx: ReportContext) -> Section:
             examples = [_flag_example(ctx, gid, r.thumbnails[j] if j < len(r.thumbnails) else None, r.flag)
                         for j, gid in enumerate(r.examples[:5])]
             flag_views.append({"flag": r.flag, "meaning": r.meaning, "count": r.count, "excluded": r.excluded,
-                               "examples": examples})
+                               "in_cube": r.in_cube, "examples": examples})
 
     labels_figure = None
     label_cols = c.label_columns[:3]
