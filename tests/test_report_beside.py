@@ -178,3 +178,18 @@ def test_only_a_shared_folder_is_left_out_of_free_text():
         got = encode_column(pd.Series(text, dtype=object))
         assert got["type"] == "str" and got["prefix"] == prefix
         assert [got["prefix"] + v for v in got["values"]] == text
+
+
+def test_more_classes_than_the_palette_each_get_their_own_colour():
+    """A label of 30 classes: the 20-colour palette cycled, so class_0 and class_20 were one colour on
+    the map and in its legend. Beyond 20, each class (and each cluster) takes its own colour of turbo."""
+    from morphospace.report.style import GREY, PALETTE
+    from morphospace.report.views import category_colours
+
+    values = np.array([f"class_{i % 30}" for i in range(90)] + [None], dtype=object)
+    c = _categorical("x", "label", values)
+    assert len(c["categories"]) == 31 and len(set(c["colours"][:30])) == 30 and c["colours"][30] == GREY
+    few = _categorical("y", "label", np.array(["a", "b", "a"], dtype=object))
+    assert few["colours"] == PALETTE[:2]  # up to 20: the palette, as before
+    mapping = category_colours([f"c{i}" for i in range(25)] + ["(missing)"])
+    assert len(set(mapping.values())) == 26 and mapping["(missing)"] == GREY

@@ -111,7 +111,7 @@ def _categorical(name: str, kind: str, values: np.ndarray, order: list | None = 
     index = {str(c): k for k, c in enumerate(order)}
     table = np.array([-1 if b else index.get(str(v), -1) for v, b in zip(uniq, blank)] + [-1], dtype=np.int16)
     codes = table[inv]  # inv == -1 (missing) picks the trailing -1
-    cols = [colours.get(c, colour(k)) if colours else colour(k) for k, c in enumerate(order)]
+    cols = [colours.get(c, colour(k, len(order))) if colours else colour(k, len(order)) for k, c in enumerate(order)]
     if (codes < 0).any():
         codes[codes < 0] = len(cats)
         cats.append(missing)
@@ -153,7 +153,8 @@ def clustering_colouring(c: Clustering, points: np.ndarray) -> dict:
     uniq, inv = np.unique(labels, return_inverse=True)  # the distinct labels through Python, not every point
     values = np.array([names.get(int(v)) if v != MISSING else None for v in uniq] + [None], dtype=object)[inv]
     order = [names[k] for k in clusters]
-    colours = {names[k]: colour(k) for k in clusters}
+    n = max(clusters, default=-1) + 1
+    colours = {names[k]: colour(k, n) for k in clusters}
     return _categorical(c.name, "clustering", values, order, colours, missing="(not clustered)")
 
 

@@ -87,7 +87,8 @@ def draw_labels(counts: dict[str, pd.Series]) -> Figure:
         ax = fig.add_subplot(1, len(cols), j + 1)
         s = counts[col]
         pos = np.arange(len(s))[::-1]
-        bars = ax.barh(pos, s.to_numpy(), color=[GREY if str(v) == "(missing)" else colour(k)
+        n = sum(str(v) != "(missing)" for v in s.index)
+        bars = ax.barh(pos, s.to_numpy(), color=[GREY if str(v) == "(missing)" else colour(k, n)
                                                   for k, v in enumerate(s.index)], height=0.66)
         ax.set_yticks(pos, [short(v, 22) for v in s.index])
         ax.bar_label(bars, padding=3, fontsize=8, color=MUTED)
@@ -235,9 +236,10 @@ def draw_label_mix(table: pd.DataFrame, title: str) -> Figure:
     left = np.zeros(len(frac))
     pos = np.arange(len(frac))[::-1]
     ax.set_yticks(pos, [short(r, 16) for r in frac.index])
+    n = sum(str(c) != "(missing)" for c in frac.columns)
     for k, col in enumerate(frac.columns):
         vals = frac[col].to_numpy()
-        ax.barh(pos, vals, left=left, color=GREY if str(col) == "(missing)" else colour(k),
+        ax.barh(pos, vals, left=left, color=GREY if str(col) == "(missing)" else colour(k, n),
                 height=0.7, label=short(col, 20))
         left += vals
     ax.set_xlim(0, 1)

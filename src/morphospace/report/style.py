@@ -61,20 +61,38 @@ STYLE = {
 SAVE = {"facecolor": "white", "bbox_inches": "tight", "pad_inches": 0.12}  # how every report PNG is saved
 
 
-def colour(k: int) -> str:
-    """Palette colour of category ``k``.
+def colour(k: int, n: int | None = None) -> str:
+    """Palette colour of category ``k`` of ``n``.
 
     Parameters
     ----------
     k : int
         A category (cluster) number; negative numbers are noise.
+    n : int, optional
+        How many categories there are (the largest number + 1 for clusters): beyond the
+        palette's 20, each gets its own colour of a continuous colormap (turbo), where the
+        palette would give two categories of a map the same colour.
 
     Returns
     -------
     str
-        A hex colour of :data:`PALETTE` (cycling), or :data:`GREY` for ``k < 0``.
+        A hex colour of :data:`PALETTE` (or turbo's), or :data:`GREY` for ``k < 0``.
     """
-    return GREY if k < 0 else PALETTE[k % len(PALETTE)]
+    if k < 0:
+        return GREY
+    if n is not None and n > len(PALETTE):
+        return _turbo(n)[k % n]
+    return PALETTE[k % len(PALETTE)]
+
+
+@functools.lru_cache(maxsize=32)
+def _turbo(n: int) -> tuple[str, ...]:
+    """``n`` colours spread over turbo, its darkest and palest ends left out (they vanish on the map)."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    cmap = colormaps["turbo"]
+    return tuple(to_hex(cmap(0.08 + 0.84 * i / max(1, n - 1))) for i in range(n))
 
 
 def colormap_lut(name: str = "magma", n: int = 256, lo: float = 0.12, hi: float = 1.0) -> list[list[int]]:

@@ -197,4 +197,6 @@ def category_colours(categories: Iterable[Any]) -> dict[str, str]:
     dict of str to str
         Category -> hex colour.
     """
-    return {str(c): GREY if str(c) == "(missing)" else colour(k) for k, c in enumerate(categories)}
+    categories = [str(c) for c in categories]
+    n = sum(c != "(missing)" for c in categories)
+    return {c: GREY if c == "(missing)" else colour(k, n) for k, c in enumerate(categories)}

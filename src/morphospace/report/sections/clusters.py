@@ -105,7 +105,8 @@ def cluster_section(ctx: ReportContext) -> Section | None:
     total = int(covered.sum())
     names = ["noise" if k < 0 else str(k) for k in clusters]
     sizes = [int((cl.labels == k).sum()) for k in clusters]
-    cols = [colour(k) for k in clusters]
+    n_colours = max([*clusters, *cl.empty], default=-1) + 1  # as the explorer colours them
+    cols = [colour(k, n_colours) for k in clusters]
     anomaly = c.anomaly
     truth = c.truth
     truth_vals = pd.Series(c.labels(truth), dtype=object).fillna("(missing)").astype(str) if truth else None
@@ -152,7 +153,7 @@ def cluster_section(ctx: ReportContext) -> Section | None:
             gallery_rows.append((("noise" if k < 0 else f"cluster {name}") + f" ({size})", col,
                                  thumbnails(c.cube, rows, min(64, c.cube.shape[2]), desc="gallery")))
     for k in cl.empty:  # the model's clusters no galaxy went to: what the model makes there, said so
-        view = {"name": str(k), "noise": False, "colour": colour(k), "meta": "no galaxy: none is most likely here",
+        view = {"name": str(k), "noise": False, "colour": colour(k, n_colours), "meta": "no galaxy: none is most likely here",
                 "thumbs": [], "mix": None, "generated": None}
         if k in per_cluster_generated:
             ctx.placed.add(per_cluster_generated[k].name)
