@@ -371,3 +371,16 @@ def test_identical_galaxies_are_said_to_be_so(tmp_path, caplog):
         cluster_run(run, Config(), representations=["features", "pca"], methods=["kmeans"])
     said = [r.getMessage() for r in caplog.records if "identical" in r.getMessage()]
     assert len(said) == 1 and said[0].startswith("the galaxies are identical in features")
+    # a collapsed VaDE: every galaxy within 6e-4 of one point (the astrovader preset on 150 galaxies)
+    caplog.clear()
+    rng = np.random.default_rng(1)
+    write_npy(run.embedding_path("features"), (rng.normal(0, 1, (1, 4)) + rng.normal(0, 2e-4, (12, 4))).astype(np.float32))
+    with caplog.at_level("WARNING", logger="morphospace"):
+        cluster_run(run, Config(), representations=["features"], methods=["kmeans"])
+    said = [r.getMessage() for r in caplog.records if "barely differ" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("the galaxies barely differ in features")
+    caplog.clear()
+    write_npy(run.embedding_path("features"), rng.normal(0, 1e-5, (12, 4)).astype(np.float32))  # small units, not collapsed
+    with caplog.at_level("WARNING", logger="morphospace"):
+        cluster_run(run, Config(), representations=["features"], methods=["kmeans"])
+    assert not [r for r in caplog.records if "differ" in r.getMessage() or "identical" in r.getMessage()]

@@ -193,10 +193,16 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
             raise UserError(f"representation '{rep}' has {X.shape[0]} rows but the cube has {len(ids)}: "
                             "re-run the stage that made it")
         spread = float(np.ptp(X, axis=0).max()) if X.size else 0.0
-        if spread <= 1e-6 * max(float(np.abs(X).max()) if X.size else 0.0, 1.0):
+        scale = float(np.abs(X).max()) if X.size else 0.0
+        if spread <= 1e-6 * max(scale, 1.0):
             # a cube of one image repeated: any split is of rounding noise, however perfect its scores
             log.warning("the galaxies are identical in %s (spread %.1g): its clusterings split them by rounding "
                         "noise alone", rep, spread)
+        elif spread <= 1e-3 * scale:
+            # a model that collapsed (every galaxy encoded to one point, give or take): its clusters say nothing
+            log.warning("the galaxies barely differ in %s (spread %.1g against values up to %.3g): its clusterings "
+                        "split what the model hardly tells apart (a model that collapsed? see its training log)",
+                        rep, spread, scale)
         sample = sample_rows(X.shape[0], getattr(c, "fit_sample", 0), c.seed)
         fitted = None if sample is None else len(sample)
         base = {"representation": rep, "shape": list(X.shape), "fit_sample": fitted}
