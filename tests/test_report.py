@@ -429,6 +429,12 @@ def test_results_of_an_earlier_model_are_said_out_of_date(tmp_path, caplog):
     assert "the run&#39;s model file is damaged" in build_report(run, Config()).read_text()
     model.unlink()
     assert "the model they came from is no longer in the run" in build_report(run, Config()).read_text()
+    save_model(net, hp, model)  # trained, not embedded yet: the page says what to run
+    embedded = run.embedding_path("vade").read_bytes()
+    run.embedding_path("vade").unlink()
+    assert "The run has a trained model whose results are not here yet: run `morphospace embed RUN`" in \
+        html_lib.unescape(build_report(run, Config()).read_text())
+    run.embedding_path("vade").write_bytes(embedded)
     note.write_text(json.dumps({"name": "vade"}))  # embedded before the fingerprint was recorded: current
     assert 'class="notice"' not in build_report(run, Config()).read_text()
 

@@ -163,6 +163,10 @@ def build_report(run: RunDir | str | Path, cfg: Config | None = None) -> Path:
                        f"{contents.stale_model}. Run `morphospace embed RUN` and the later stages "
                        "(or `morphospace run`), then the report again.")
         log.warning("report: %s", notices[-1])
+    elif contents.model_not_embedded:
+        notices.append("The run has a trained model whose results are not here yet: run `morphospace embed RUN` "
+                       "and the later stages (or `morphospace run`), then the report again.")
+        log.info("report: %s", notices[-1])
     text = page("Galaxy morphospace", subtitle, [(s.anchor, s.label) for s in sections], [s.html for s in sections],
                 data, frames=beside, notices=notices)
     write_text(run.report, text)

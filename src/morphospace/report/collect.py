@@ -367,6 +367,14 @@ class RunContents:
         d = self.path / "figures"
         return sorted(d.glob("*.png")) if d.is_dir() else []
 
+    @property
+    def model_not_embedded(self) -> bool:
+        """Whether the run holds a trained VaDE (``train`` or ``import-astrovader``) that ``embed`` has
+        not yet turned into embeddings, clusters and figures."""
+        from ..vade.io import model_file
+
+        return model_file(self.run).is_file() and not self.run.embedding_path("vade").exists()
+
     @cached_property
     def stale_model(self) -> str | None:
         """Why the results the model's ``embed`` wrote (its clusters, embeddings, figures) are not
