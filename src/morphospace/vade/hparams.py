@@ -3,8 +3,8 @@
 :func:`resolve_hparams` flattens the ``model``, ``train`` (and ``form``) settings into the one
 JSON-able dict that defines a training run (saved as ``hparams.json`` and inside ``model.pt``);
 under ``model.preset = "astrovader"`` the published recipe (:data:`ASTROVADER_RECIPE`) gives the
-network, loss and schedule, and the settings the configuration leaves to the preset. :func:`check_against_cube` checks them against the cube;
-:func:`latent_weight` and :func:`lr_factor` are the schedules of the KL weight and the learning
+network, loss and schedule, and the settings the configuration leaves to the preset.
+:func:`check_against_cube` checks them against the cube; :func:`latent_weight` and :func:`lr_factor` are the schedules of the KL weight and the learning
 rate (framework-free).
 """
 
@@ -23,8 +23,8 @@ from ..errors import UserError
 
 log = logging.getLogger("morphospace")
 
-__all__ = ["ASTROVADER_RECIPE", "ASTROVADER_FIXED", "AUGMENTATIONS", "resolve_hparams", "check_against_cube", "embedding_dim", "latent_weight",
-           "lr_factor"]
+__all__ = ["ASTROVADER_RECIPE", "ASTROVADER_FIXED", "AUGMENTATIONS", "resolve_hparams", "check_against_cube",
+           "embedding_dim", "latent_weight", "lr_factor"]
 
 AUGMENTATIONS = ("none", "flips", "dihedral", "rotate")
 
