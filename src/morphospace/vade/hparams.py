@@ -4,8 +4,8 @@
 JSON-able dict that defines a training run (saved as ``hparams.json`` and inside ``model.pt``);
 under ``model.preset = "astrovader"`` the published recipe (:data:`ASTROVADER_RECIPE`) gives the
 network, loss and schedule, and the settings the configuration leaves to the preset.
-:func:`check_against_cube` checks them against the cube; :func:`latent_weight` and :func:`lr_factor` are the schedules of the KL weight and the learning
-rate (framework-free).
+:func:`check_against_cube` checks them against the cube; :func:`latent_weight` and
+:func:`lr_factor` are the schedules of the KL weight and the learning rate (framework-free).
 """
 
 from __future__ import annotations
