@@ -153,7 +153,7 @@ def clustering_colouring(c: Clustering, points: np.ndarray) -> dict:
     uniq, inv = np.unique(labels, return_inverse=True)  # the distinct labels through Python, not every point
     values = np.array([names.get(int(v)) if v != MISSING else None for v in uniq] + [None], dtype=object)[inv]
     order = [names[k] for k in clusters]
-    n = max(clusters, default=-1) + 1
+    n = max([*clusters, *c.empty], default=-1) + 1  # as the cluster cards colour them
     colours = {names[k]: colour(k, n) for k in clusters}
     return _categorical(c.name, "clustering", values, order, colours, missing="(not clustered)")
 

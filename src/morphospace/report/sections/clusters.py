@@ -153,8 +153,8 @@ def cluster_section(ctx: ReportContext) -> Section | None:
             gallery_rows.append((("noise" if k < 0 else f"cluster {name}") + f" ({size})", col,
                                  thumbnails(c.cube, rows, min(64, c.cube.shape[2]), desc="gallery")))
     for k in cl.empty:  # the model's clusters no galaxy went to: what the model makes there, said so
-        view = {"name": str(k), "noise": False, "colour": colour(k, n_colours), "meta": "no galaxy: none is most likely here",
-                "thumbs": [], "mix": None, "generated": None}
+        view = {"name": str(k), "noise": False, "colour": colour(k, n_colours),
+                "meta": "no galaxy: none is most likely here", "thumbs": [], "mix": None, "generated": None}
         if k in per_cluster_generated:
             ctx.placed.add(per_cluster_generated[k].name)
             view["generated"] = figure(per_cluster_generated[k])
