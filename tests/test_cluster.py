@@ -293,6 +293,7 @@ def test_cluster_run_fits_on_a_reproducible_sample_above_fit_sample(tmp_path, ca
     with caplog.at_level(logging.INFO, logger="morphospace"):
         names = cluster_run(run, cfg, representations=["pca"])
     assert "fitted on a sample of 120 of 300 rows" in caplog.text
+    assert "K-Means k=[3] on pca (MiniBatch K-Means: 300 rows > cluster.fit_sample)" in caplog.text
     full = RunDir(tmp_path / "full", create=True)
     write_table(full.catalogue, run.read_catalogue())
     write_npy(full.reduction_path("pca"), run.read_reduction("pca"))
@@ -314,6 +315,23 @@ def test_cluster_run_fits_on_a_reproducible_sample_above_fit_sample(tmp_path, ca
     cluster_run(again, cfg, representations=["pca"])
     for name in names:  # the same seed draws the same sample: the same labels
         assert run.read_clustering(name).equals(again.read_clustering(name)), name
+
+
+def test_the_fit_sample_is_not_nested_in_the_map_sample():
+    """The reduce stage draws a t-SNE/UMAP map's rows and the cluster stage its fit sample from the
+    same cluster.seed; a smaller draw of the same seed lies inside a larger one, so every sampled
+    clustering of a map took only rows the map optimised (denser placed rows then read as noise
+    only outside the sample). The fit sample has its own stream: it overlaps the map's as chance has it."""
+    from morphospace.analysis.cluster import fit_sample_seed
+    from morphospace.data.sample import sample_rows
+
+    n, seed = 200_000, 0
+    mapped = sample_rows(n, 100_000, seed)
+    fitted = sample_rows(n, 50_000, fit_sample_seed(seed))
+    share = np.isin(fitted, mapped).mean()
+    assert 0.45 < share < 0.55  # independent: about the map's half of the rows, not all of them
+    assert np.isin(sample_rows(n, 50_000, seed), mapped).all()  # what the same seed did
+    assert fit_sample_seed(seed) == fit_sample_seed(seed) != fit_sample_seed(1)
 
 
 def test_hdbscan_default_min_samples_follows_the_cluster_size_up_to_a_cap():

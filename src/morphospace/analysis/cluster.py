@@ -19,7 +19,8 @@ Cost on 20,000 rows (see ``benchmarks/bench_analysis.py``): everything is fast o
 and weak (distances concentrate) and a warning says so.
 
 Above ``cluster.fit_sample`` rows, DBSCAN, HDBSCAN and the Gaussian mixture are fitted on a
-reproducible random sample of that many rows (drawn with ``cluster.seed``) and extended to
+reproducible random sample of that many rows (drawn from ``cluster.seed``, in a stream of its own:
+:func:`fit_sample_seed`) and extended to
 every row with their ``predict``; the sampled rows keep the labels of the fit. K-Means turns
 to MiniBatchKMeans over all rows. The log and each clustering's ``.json`` (``fit_sample``:
 rows fitted, or null) say which ran on a sample.
@@ -50,6 +51,7 @@ __all__ = [
     "HDBSCANClusterer",
     "GMMSelect",
     "knee_index",
+    "fit_sample_seed",
     "k_distances",
     "internal_scores",
     "METHODS",
@@ -88,6 +90,14 @@ def resolve_representations(run: RunDir, wanted: Sequence[str]) -> list[str]:
                             f"(available: {', '.join(available) or 'none: run embed/reduce first'})")
         out.extend(p for p in picks if p not in out)
     return out
+
+
+def fit_sample_seed(seed: int) -> int:
+    """The seed of the rows a clustering is fitted on above ``cluster.fit_sample``: drawn from its own
+    stream, not ``cluster.seed`` itself. With the same seed a smaller draw of ``choice`` is part of a
+    larger one, so every sampled fit on a t-SNE or UMAP map took only galaxies that map optimised,
+    never those placed among them (packed closer: DBSCAN called noise by which sample a galaxy was in)."""
+    return int(np.random.SeedSequence([int(seed), 0x636C]).generate_state(1)[0])
 
 
 def read_representation(run: RunDir, rid: str) -> np.ndarray:
@@ -203,7 +213,7 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
             log.warning("the galaxies barely differ in %s (spread %.1g against values up to %.3g): its clusterings "
                         "split what the model hardly tells apart (a model that collapsed? see its training log)",
                         rep, spread, scale)
-        sample = sample_rows(X.shape[0], getattr(c, "fit_sample", 0), c.seed)
+        sample = sample_rows(X.shape[0], getattr(c, "fit_sample", 0), fit_sample_seed(c.seed))
         fitted = None if sample is None else len(sample)
         base = {"representation": rep, "shape": list(X.shape), "fit_sample": fitted}
         selection: list[pd.DataFrame] = []
@@ -213,7 +223,8 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
             log.info("DBSCAN/HDBSCAN skipped on %s: %d dimensions > cluster.density_max_dims = %d "
                      "(they are slow and unreliable there; cluster its 2-D maps)", rep, X.shape[1], max_dims)
         if "kmeans" in methods and kmeans_k:
-            with Timer(f"K-Means k={kmeans_k} on {rep}") as t:
+            minibatch = f" (MiniBatch K-Means: {X.shape[0]:,} rows > cluster.fit_sample)" if fitted else ""
+            with Timer(f"K-Means k={kmeans_k} on {rep}{minibatch}") as t:
                 km = KMeansSelect(kmeans_k, random_state=c.seed, silhouette_sample=c.silhouette_sample,
                                   minibatch_above=getattr(c, "fit_sample", 0) or None).fit(X)
             base_km = {**base, "fit_sample": None, "minibatch": bool(fitted)}
