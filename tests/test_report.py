@@ -389,6 +389,15 @@ def test_the_report_says_when_the_clustering_was_fitted_on_a_sample(tmp_path):
     html = build_report(run, Config()).read_text()
     assert "Clustering <code>kmeans4_vade</code>" in html
     assert "fitted on a random sample of 25 galaxies, extended to the rest by prediction" in html
+    # a sampled clustering that is not the primary (DBSCAN, HDBSCAN, a GMM) was said nowhere
+    meta_path.write_text(json.dumps(meta))
+    side = run.clustering_path("gmm3_vade")
+    table = pd.read_parquet(run.clustering_path("kmeans4_vade"))
+    run.write_clustering("gmm3_vade", table["id"].to_numpy(), table["label"].to_numpy() % 3)
+    side.with_suffix(".json").write_text(json.dumps({"method": "gmm", "representation": "vade", "fit_sample": 30}))
+    html = html_lib.unescape(build_report(run, Config()).read_text())
+    assert ("Of the run's other clusterings, 1 (gmm3_vade) was fitted on a random sample of 30 galaxies and "
+            "extended to the rest by prediction") in html
 
 
 def test_the_report_says_when_the_model_trained_on_a_sample(tmp_path):
