@@ -280,3 +280,20 @@ def test_edge_on_axis_ratios_do_not_depend_on_the_frame_and_irregulars_are_measu
             assert min(abs(row["position_angle"] - pa), 180 - abs(row["position_angle"] - pa)) < 3
         checked += 1
     assert checked >= 5
+
+
+def test_a_script_without_the_main_guard_is_told_to_add_it(tmp_path):
+    """The survey's workers start by forkserver, which imports the calling script again: an unguarded
+    script's own ms.ingest ran in each worker, stopped there, and the caller got BrokenProcessPool
+    from deep inside. It now gets one message that says what to do."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "unguarded.py"
+    script.write_text("from morphospace.data import synth\n"
+                      f"synth.make_survey({str(tmp_path / 'out')!r}, n=8, seed=3, workers=2, progress=False)\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "MORPHOSPACE_CACHE": str(tmp_path / "cache")}, cwd=tmp_path)
+    assert done.returncode != 0
+    assert 'put the morphospace calls under `if __name__ == "__main__":`' in done.stderr.splitlines()[-1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -139,9 +140,16 @@ def make_survey(out_dir: str | Path, n: int = 2000, seed: int = 0, size: int = 1
     else:
         ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
         chunk = max(1, min(32, n // (8 * workers)))
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            results = pool.map(_work, jobs, chunksize=chunk)
-            rows = list(_progress_bar(results, total=n, desc="synth", unit="gal") if show else results)
+        try:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+                results = pool.map(_work, jobs, chunksize=chunk)
+                rows = list(_progress_bar(results, total=n, desc="synth", unit="gal") if show else results)
+        except BrokenProcessPool:
+            # a worker of this start method imports the calling script again: without the guard, the
+            # script's own morphospace calls run in each worker and stop it (the run is in use)
+            raise UserError("synth: a worker process stopped (killed, out of memory, or it ran the calling script "
+                            "again: in a script, put the morphospace calls under `if __name__ == \"__main__\":`)"
+                            ) from None
     table = pd.DataFrame(rows)
     write_table(out / CATALOGUE_NAME, table)
     write_json(out / MARKER_NAME, want)  # last: its presence means the survey is complete
