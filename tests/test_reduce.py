@@ -332,3 +332,22 @@ def test_lda_with_a_class_of_one_galaxy_fits_without_a_warning():
         warnings.simplefilter("error")
         red = LDAReducer(2).fit(X, labels)
     assert "lone" in red.classes_ and red.transform(X).shape == (len(X), 2)
+
+
+def test_placing_rows_in_a_tsne_map_leaves_the_map_as_fitted():
+    """openTSNE's transform moved the fitted map it places rows in (by up to 0.45 on a map 16 wide),
+    and fit_transform returned that map itself: a map already plotted or clustered moved under the
+    user, and the same rows placed twice landed in different places."""
+    from morphospace.analysis.maps import TSNEReducer
+
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(0, 1, (60, 5)), rng.normal(5, 1, (60, 5))]
+    tsne = TSNEReducer(random_state=0)
+    xy = tsne.fit_transform(X)
+    saved, fitted = xy.copy(), np.array(tsne.embedding_)
+    new = rng.normal(0, 1, (7, 5))
+    first, second = tsne.transform(new), tsne.transform(new)
+    np.testing.assert_array_equal(xy, saved)
+    np.testing.assert_array_equal(np.asarray(tsne.embedding_), fitted)
+    np.testing.assert_allclose(first, second, atol=1e-9)
+    assert not np.shares_memory(xy, np.asarray(tsne.embedding_))

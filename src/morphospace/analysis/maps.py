@@ -133,8 +133,9 @@ class TSNEReducer(_MapAfterPCA, TransformerMixin, BaseEstimator):
         -------
         ndarray of shape (n_samples, n_components)
         """
-        # the training map itself, not a re-projection of the training rows into it
-        return np.asarray(self.fit(X, y).embedding_)
+        # the training map itself, not a re-projection of the training rows into it; a copy, so that
+        # nothing done to either changes the other
+        return np.array(self.fit(X, y).embedding_, copy=True)
 
     def transform(self, X):
         """Place new rows in the fitted map (openTSNE's ``transform``; the map does not move).
@@ -148,7 +149,13 @@ class TSNEReducer(_MapAfterPCA, TransformerMixin, BaseEstimator):
         ndarray of shape (n_samples, n_components)
         """
         X = new_input(self, X)  # NotFittedError before the fitted map is looked up
-        return np.asarray(self.embedding_.transform(self._pre(X)))
+        fitted = np.array(self.embedding_, copy=True)
+        try:
+            return np.array(self.embedding_.transform(self._pre(X)), copy=True)
+        finally:
+            # openTSNE's transform moves the reference map it places the rows in (by up to 0.45 on a
+            # map 16 wide, once): the fitted map stays as fitted, and every call places in the same one
+            np.copyto(np.asarray(self.embedding_), fitted)
 
 
 UMAP_EXACT_BELOW = 4096  # umap-learn's own line: below it, every pairwise distance, no approximate search
@@ -283,7 +290,7 @@ class UMAPReducer(_MapAfterPCA, TransformerMixin, BaseEstimator):
         -------
         ndarray of shape (n_samples, n_components), float64
         """
-        return np.asarray(self.fit(X, y).embedding_, dtype=np.float64)
+        return np.array(self.fit(X, y).embedding_, dtype=np.float64, copy=True)
 
     def transform(self, X):
         """Embed new rows with the fitted UMAP (umap-learn's ``transform``).
