@@ -75,6 +75,30 @@ def test_run_reads_what_the_cli_wrote(run, fitted):
     assert list(labels.index) == list(ids) and (labels.to_numpy() == (np.arange(24) % 3)[::-1]).all()
 
 
+def test_editing_what_a_run_handed_out_does_not_change_later_reads(run, tmp_path):
+    """ms.Run handed out its cached objects: `xy -= 100` on a map, `labels[:] = 0` on a clustering
+    or a cell set in a comparison table came back from every later read of the run (a fresh Run
+    read the files). Arrays are now read-only views, tables copies."""
+    import shutil
+
+    from morphospace.run import RunDir, write_npy
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run.path, copy)
+    d, r = RunDir(copy), ms.Run(copy)
+    write_npy(d.reduction_path("x_pca"), np.arange(48, dtype=np.float32).reshape(24, 2))
+    d.write_clustering("mine", d.cube_ids(), np.arange(24) % 3)
+    xy = r.reductions["x_pca"]
+    with pytest.raises(ValueError, match="read-only"):
+        xy -= 100
+    edited = xy.copy()
+    edited -= 100  # a copy is the user's to edit
+    labels = r.clusterings["mine"]
+    labels[:] = 0
+    assert (r.clusterings["mine"].to_numpy() == np.arange(24) % 3).all()
+    assert r.reductions["x_pca"].sum() == np.arange(48).sum()
+
+
 def test_a_run_read_earlier_sees_what_a_stage_rewrote_or_removed_since(run, tmp_path):
     """A Run kept in a notebook while a stage runs in a terminal: a clustering, embedding or map
     rewritten since is read again, one removed is gone (before, the first read was served

@@ -59,7 +59,7 @@ class _Lazy(Mapping):
         if cached is None or cached[0] != stamp:
             with python_errors():
                 self._cache[name] = (stamp, self._read(name))
-        return self._cache[name][1]
+        return _handed(self._cache[name][1])
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._names())
@@ -69,6 +69,18 @@ class _Lazy(Mapping):
 
     def __repr__(self) -> str:
         return f"<{self._what}s: {', '.join(self) or 'none'}>"
+
+
+def _handed(value: Any) -> Any:
+    """What a read hands out of the cache: arrays as read-only views (an edit raises, where it
+    changed what every later read of the run returned), tables as copies (pandas has no read-only)."""
+    if isinstance(value, np.ndarray):
+        view = value.view()
+        view.flags.writeable = False
+        return view
+    if isinstance(value, (pd.Series, pd.DataFrame)):
+        return value.copy()
+    return value
 
 
 class Run:
@@ -87,11 +99,11 @@ class Run:
     cube : ndarray (N, C, H, W)
         The preprocessed images, memory-mapped.
     embeddings, reductions : Mapping[str, ndarray]
-        Row ``i`` belongs to catalogue row ``i``.
+        Row ``i`` belongs to catalogue row ``i``; read-only (``.copy()`` to edit one).
     clusterings : Mapping[str, Series]
-        Cluster label per galaxy, indexed by galaxy id in cube order (-1: noise).
+        Cluster label per galaxy, indexed by galaxy id in cube order (-1: noise); each read a copy.
     comparisons : Mapping[str, DataFrame]
-        The compare stage's tables (``comparisons/*.csv``).
+        The compare stage's tables (``comparisons/*.csv``); each read a copy.
     """
 
     def __init__(self, path: str | Path):
