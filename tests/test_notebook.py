@@ -476,6 +476,15 @@ def test_plots_are_figures_that_show_what_they_say_and_leave_the_backend(run, fi
 
     with pytest.raises(TypeError, match="expected a fitted morphospace.VaDE or a loaded model, got KMeans"):
         ms.plot.component_means(KMeans(2, n_init=1).fit(np.random.default_rng(0).random((10, 2))))
+    # a fitted morphospace estimator that is no model was told it was "not fitted yet"
+    with pytest.raises(TypeError, match="expected a fitted morphospace.VaDE or a loaded model, got PCAReducer"):
+        ms.plot.reconstructions(ms.PCA(2).fit(xy), run.cube[:2])
+    column = ms.plot.latent_map(xy, labels[:, None])  # one label per point, as a column: drawn
+    assert [t.get_text() for t in column.axes[0].get_legend().get_texts()] == ["0 (50)", "1 (50)"]
+    with pytest.raises(ValueError, match=r"one label per point \(100\), got shape \(100, 2\)"):
+        ms.plot.latent_map(xy, np.zeros((100, 2)))
+    with pytest.raises(ValueError, match="size is the figure's height"):
+        ms.plot.latent_map(xy, size=0)
 
 
 def test_gallery_figures_prepare_only_the_rows_they_draw_once(run, fitted, monkeypatch):

@@ -25,7 +25,9 @@ __all__ = ["reconstructions", "generated", "component_means", "clusters", "laten
 def _resolve(model: Any):
     """``(api_model, torch_module)`` of a fitted estimator or a loaded model."""
     # morphospace's VaDE not fitted yet: as its own methods say (another library's estimator is no model)
-    if type(model).__module__.startswith("morphospace.") and hasattr(model, "fit") and not hasattr(model, "model_"):
+    # (the VaDE only: a fitted PCA or clusterer is no model either, said below)
+    if type(model).__name__ == "VaDE" and type(model).__module__.startswith("morphospace.") \
+            and not hasattr(model, "model_"):
         from sklearn.exceptions import NotFittedError
 
         raise NotFittedError(f"this {type(model).__name__} is not fitted yet: call fit first")
@@ -121,6 +123,8 @@ def latent_map(xy: Any, labels: Any = None, title: str = "", size: float = 4.0):
     xy = np.asarray(xy, dtype=float)
     if xy.ndim != 2 or xy.shape[1] != 2:
         raise ValueError(f"expected N x 2 coordinates, got shape {xy.shape}")
+    if not (np.isfinite(size) and size > 0):
+        raise ValueError(f"size is the figure's height in inches: a positive number, got {size}")
     fig = Figure(figsize=(size * 1.25, size))
     ax = fig.subplots()
     if labels is None:
@@ -129,8 +133,10 @@ def latent_map(xy: Any, labels: Any = None, title: str = "", size: float = 4.0):
         import pandas as pd
 
         labels = np.asarray(labels, dtype=object)
+        if labels.ndim == 2 and labels.shape[1] == 1:  # a one-column table or an N x 1 array
+            labels = labels[:, 0]
         if labels.ndim != 1 or len(labels) != len(xy):
-            raise ValueError(f"{len(labels)} labels for {len(xy)} points")
+            raise ValueError(f"expected one label per point ({len(xy)}), got shape {labels.shape}")
         # a catalogue column with missing values (pandas' NA, NaN, None): those galaxies have no label
         codes, values = pd.factorize(labels, use_na_sentinel=True)
         noise = [i for i, v in enumerate(values) if not isinstance(v, (bool, str)) and v == -1]

@@ -14,6 +14,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA
 
+from ..errors import InvalidArgument
 from .inputs import fit_input, new_input, positive_number, whole_number
 from .neighbour_index import SimilarityIndex, searches_exactly
 
@@ -116,9 +117,14 @@ class TSNEReducer(_MapAfterPCA, TransformerMixin, BaseEstimator):
         level = tsne_log.level
         tsne_log.setLevel(max(level, logging.WARNING))
         try:
-            self.embedding_ = tsne.fit(Xp)
+            with np.errstate(all="ignore"):  # identical rows: openTSNE divides by zero (said below)
+                embedding = tsne.fit(Xp)
         finally:
             tsne_log.setLevel(level)
+        if not np.isfinite(np.asarray(embedding)).all():
+            raise InvalidArgument(f"t-SNE: {int((~np.isfinite(np.asarray(embedding))).any(axis=1).sum())} rows "
+                                  "of the map are not finite (the rows barely differ: identical galaxies?)")
+        self.embedding_ = embedding
         return self
 
     def fit_transform(self, X, y=None, **kw):

@@ -238,9 +238,15 @@ def reduce_run(run: RunDir, cfg: Any, embedding: str = "features",
             with Timer(f"{name} of {embedding} ({n} x {X.shape[1]})") as t:
                 Z = _fit_map(reducer, X, y, rows, ccfg.seed)
         except InvalidArgument as e:
-            if name != "lda":
+            if name == "lda":
+                log.warning("LDA skipped: %s", str(e).removeprefix("LDA: "))  # the labels cannot carry it; the maps need no labels
+                continue
+            if "not finite" not in str(e):
                 raise
-            log.warning("LDA skipped: %s", str(e).removeprefix("LDA: "))  # the labels cannot carry it; the maps need no labels
+            # t-SNE of identical rows: no map, said (clusterings would choke on it)
+            log.warning("%s of %s skipped: the map is not finite (%s)", name, embedding,
+                        str(e).removeprefix("t-SNE: "))
+            _drop_map(run, rid)
             continue
         if not np.isfinite(Z).all():  # e.g. t-SNE of identical rows: no map, said (clusterings would choke on it)
             log.warning("%s of %s skipped: the map is not finite (%d rows with NaN or inf; identical galaxies?)",
