@@ -188,3 +188,35 @@ def test_the_documented_order_import_then_ingest_keeps_the_imported_model(tmp_pa
     assert (run / "embeddings" / "vade.npy").is_file() and "import-astrovader: the published AstroVaDEr" in (run / "log.txt").read_text()
     assert main(["ingest", str(folder), "--out", str(run), "--preset", "astrovader", "--quiet"]) == 0  # the same galaxies
     assert model.read_bytes() == made and not (run / "superseded").exists()
+
+
+@needs_peer
+def test_an_imported_model_stays_when_other_galaxies_are_ingested(tmp_path):
+    """Imported into a run that already held galaxies, then other galaxies ingested: the ingest took
+    the imported model for one trained on the earlier galaxies and moved it to superseded/ (embed
+    then found no model). It stays; what was derived from the earlier galaxies is set aside."""
+    from PIL import Image
+
+    from morphospace.cli import main
+
+    rng = np.random.default_rng(1)
+    folders = [tmp_path / "first", tmp_path / "second"]
+    yy, xx = np.mgrid[:256, :256]
+    for f, folder in enumerate(folders):
+        folder.mkdir()
+        for i in range(5):
+            blob = 200 * np.exp(-((yy - 128) ** 2 + (xx - 128) ** 2 / (1 + i + 5 * f)) / 800) + rng.normal(20, 3, (256, 256))
+            Image.fromarray(np.clip(blob, 0, 255).astype(np.uint8)).save(folder / f"{'ab'[f]}{i}.png")
+    run = tmp_path / "run"
+    assert main(["ingest", str(folders[0]), "--out", str(run), "--preset", "astrovader", "--quiet"]) == 0
+    assert main(["import-astrovader", str(WEIGHTS), "--out", str(run), "--quiet"]) == 0
+    model = run / "models" / "vade" / "model.pt"
+    made = model.read_bytes()
+    assert main(["embed", str(run), "--quiet"]) == 0
+    assert main(["ingest", str(folders[1]), "--out", str(run), "--preset", "astrovader", "--quiet"]) == 0
+    assert model.read_bytes() == made
+    aside = list((run / "superseded").iterdir())
+    assert len(aside) == 1 and (aside[0] / "embeddings" / "vade.npy").is_file()
+    assert not (aside[0] / "models" / "vade" / "model.pt").exists()
+    assert main(["embed", str(run), "--quiet"]) == 0
+    assert len(np.load(run / "embeddings" / "vade.npy")) == 5

@@ -317,13 +317,27 @@ def test_cluster_run_fits_on_a_reproducible_sample_above_fit_sample(tmp_path, ca
         assert run.read_clustering(name).equals(again.read_clustering(name)), name
 
 
-def test_the_fit_sample_is_not_nested_in_the_map_sample():
+def test_the_fit_sample_is_not_nested_in_the_map_sample(tmp_path, monkeypatch):
     """The reduce stage draws a t-SNE/UMAP map's rows and the cluster stage its fit sample from the
     same cluster.seed; a smaller draw of the same seed lies inside a larger one, so every sampled
     clustering of a map took only rows the map optimised (denser placed rows then read as noise
     only outside the sample). The fit sample has its own stream: it overlaps the map's as chance has it."""
+    import morphospace.analysis.cluster as cluster_module
     from morphospace.analysis.cluster import fit_sample_seed
     from morphospace.data.sample import sample_rows
+
+    drawn = []
+
+    def spy(n, size, seed):
+        drawn.append(seed)
+        return sample_rows(n, size, seed)
+
+    monkeypatch.setattr(cluster_module, "sample_rows", spy)
+    run = fake_run(tmp_path, n=300)
+    cfg = Config()
+    cfg.cluster.kmeans_k, cfg.cluster.gmm_k, cfg.cluster.fit_sample, cfg.cluster.seed = [3], [3], 120, 7
+    cluster_run(run, cfg, representations=["pca"])
+    assert drawn and set(drawn) == {fit_sample_seed(7)} and fit_sample_seed(7) != 7  # the stage draws from its own stream
 
     n, seed = 200_000, 0
     mapped = sample_rows(n, 100_000, seed)

@@ -398,6 +398,12 @@ def test_the_report_says_when_the_clustering_was_fitted_on_a_sample(tmp_path):
     html = html_lib.unescape(build_report(run, Config()).read_text())
     assert ("Of the run's other clusterings, 1 (gmm3_vade) was fitted on a random sample of 30 galaxies and "
             "extended to the rest by prediction") in html
+    # a meta file edited or damaged: the report still builds, and says nothing it cannot read
+    for damaged in ("thirty", [30], 30.5, True):
+        side.with_suffix(".json").write_text(json.dumps({"method": "gmm", "representation": "vade", "fit_sample": damaged}))
+        meta_path.write_text(json.dumps({**meta, "fit_sample": damaged}))
+        html = html_lib.unescape(build_report(run, Config()).read_text())
+        assert "fitted on a random sample" not in html, damaged
 
 
 def test_the_report_says_when_the_model_trained_on_a_sample(tmp_path):

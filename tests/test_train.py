@@ -118,6 +118,74 @@ def test_astrovader_settings_given_are_kept_even_at_default_values(tmp_path, cap
     assert tree.model.latent_dim == 8
 
 
+def test_astrovader_preset_on_a_runs_saved_config_toml(tmp_path, caplog):
+    """config.toml names every key, so it cannot say which a preset filled. A run saved under the
+    astrovader preset and trained again with another kept its 20 / 12 / 350 epochs / recon_sigma
+    0.707; a run saved before the preset was resolved on load (every key at its default) trained
+    16 / 0 / 128 and its resume was refused; `--set train.epochs=16` alone was refused (the preset
+    pretrains 100); a preset assigned in code was not resolved; VaDE(latent_dim=16) gave 20."""
+    import logging
+    import tomllib
+
+    import tomli_w
+
+    from morphospace.api import VaDE
+    from morphospace.config import Config, dump_config, dumps_config, overrides_on_saved, to_dict
+    from morphospace.config.learning import MODEL_PRESETS
+    from morphospace.vade.hparams import check_against_cube, resolve_hparams
+
+    def saved(cfg, name):  # what a run's config.toml gives back
+        return load_config(dump_config(cfg, tmp_path / f"{name}.toml"))
+
+    plain = Config()
+    published = MODEL_PRESETS["astrovader"]
+    # a run ingested with the defaults, trained with the preset: the published values, a shorter run pretrains its share
+    on_plain = overrides_on_saved(saved(plain, "plain"), ["model.preset=astrovader", "train.epochs=16"])
+    assert (on_plain.model.latent_dim, on_plain.model.n_components, on_plain.train.batch_size) == (20, 12, 190)
+    assert (on_plain.train.epochs, on_plain.train.pretrain_epochs) == (16, 5)  # 100 of 350
+    assert apply_overrides(plain, ["model.preset=astrovader", "train.epochs=1"]).train.pretrain_epochs == 0
+    assert apply_overrides(plain, ["model.preset=astrovader", "train.epochs=700"]).train.pretrain_epochs == 100
+    # a run saved under the preset: --epochs alone on it, and another preset given later inherits nothing
+    astro = saved(apply_overrides(plain, ["model.preset=astrovader"]), "astro")
+    assert (astro.model.latent_dim, astro.train.epochs, astro.model.recon_sigma) == (20, 350, published["model"]["recon_sigma"])
+    shorter = overrides_on_saved(astro, ["train.epochs=16"])
+    assert (shorter.train.epochs, shorter.train.pretrain_epochs, shorter.model.latent_dim) == (16, 5, 20)
+    for other in ("form", "default"):
+        away = overrides_on_saved(astro, [f"model.preset={other}"])
+        assert to_dict(away.model) == to_dict(apply_overrides(plain, [f"model.preset={other}"]).model), other
+        assert to_dict(away.train) == to_dict(plain.train), other
+    chosen = saved(apply_overrides(plain, ["model.preset=astrovader", "model.latent_dim=8", "train.lr=1e-3"]), "chosen")
+    away = overrides_on_saved(chosen, ["model.preset=default"])
+    assert (away.model.latent_dim, away.train.lr, away.model.n_components) == (8, 1e-3, 0)  # chosen: kept
+    # a config.toml of a run trained before: every key written at its default, the preset's network among them
+    table = to_dict(plain)
+    table["model"].update(preset="astrovader", latent_dim=8)
+    (tmp_path / "old.toml").write_text(tomli_w.dumps(table))
+    old = load_config(tmp_path / "old.toml")
+    assert (old.model.latent_dim, old.model.n_components, old.train.epochs, old.train.pretrain_epochs) == (8, 12, 350, 100)
+    assert resolve_hparams(old, 1, 128) == resolve_hparams(apply_overrides(plain, ["model.preset=astrovader",
+                                                                                   "model.latent_dim=8"]), 1, 128)
+    # a preset assigned in code trains, and is saved, as one given in a file
+    assigned = Config()
+    assigned.model.preset = "astrovader"
+    assert resolve_hparams(assigned, 1, 128)["latent_dim"] == 20
+    assert tomllib.loads(dumps_config(assigned))["model"]["n_components"] == 12
+    # the notebook estimator: None leaves a setting to the preset, a value given is kept
+    for params, want in (({}, (20, 12)), ({"latent_dim": 16, "n_components": 0}, (16, 0))):
+        tree = apply_overrides(plain, VaDE(preset="astrovader", epochs=3, pretrain_epochs=1, **params)._overrides())
+        assert (tree.model.latent_dim, tree.model.n_components) == want, params
+    # a setting the published recipe overrides is named once, by the training, not by the checks before it
+    odd = apply_overrides(plain, ["model.preset=astrovader", "train.final_lr_fraction=0.5", "model.widths=[8, 16]"])
+    cube = np.zeros((16, 1, 128, 128), np.float32)
+    assert not caplog.text  # a saved config.toml names every key, at its default too: nothing to say
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        check_against_cube(odd, cube, announce=False)
+        assert not caplog.text
+        hp = check_against_cube(odd, cube)
+    assert hp["final_lr"] == 1e-6 and hp["widths"] == []
+    assert caplog.text.count("not used") == 1 and "final_lr_fraction = 0.5" in caplog.text and "model.widths" in caplog.text
+
+
 def test_schedules():
     from morphospace.vade.hparams import latent_weight, lr_factor, resolve_hparams
 

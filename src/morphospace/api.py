@@ -54,10 +54,11 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
     preset : {"form", "default", "astrovader"}
         ``form`` (the default): the form-first VaDE over a self-supervised embedding;
         ``default``: the pixel VaDE; ``astrovader``: the published recipe.
-    n_components : int
-        Mixture components K; 0 chooses K by BIC in ``[model.k_min, model.k_max]``.
-    latent_dim : int
-        Latent dimension D.
+    n_components : int or None
+        Mixture components K; 0 chooses K by BIC in ``[model.k_min, model.k_max]``; ``None``
+        keeps the preset's (0 for ``form`` and ``default``, 12 for ``astrovader``).
+    latent_dim : int or None
+        Latent dimension D; ``None`` keeps the preset's (16, or 20 for ``astrovader``).
     epochs, pretrain_epochs, batch_size : int or None
         Training schedule; ``None`` keeps the configuration's default.
     config : dict or None
@@ -96,7 +97,7 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
     >>> fakes = model.sample(16, component=2)                   # doctest: +SKIP
     """
 
-    def __init__(self, preset: str = "form", n_components: int = 0, latent_dim: int = 16,
+    def __init__(self, preset: str = "form", n_components: int | None = None, latent_dim: int | None = None,
                  epochs: int | None = None, pretrain_epochs: int | None = None, batch_size: int | None = None,
                  config: dict | None = None, random_state: int = 0, verbose: bool = False):
         self.preset = preset
@@ -117,12 +118,12 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
 
         config = settings_mapping(self.config, "{'train.epochs': 10}")
         o: dict[str, Any] = {"model.preset": self.preset, "train.seed": _seed(self.random_state)}
-        # a parameter at its default is left to the preset (the astrovader preset's 20 latent
-        # dimensions and 12 components; the others' defaults are these)
-        for key, value, default in (("model.n_components", self.n_components, 0), ("model.latent_dim", self.latent_dim, 16),
-                                    ("train.epochs", self.epochs, None), ("train.pretrain_epochs", self.pretrain_epochs, None),
-                                    ("train.batch_size", self.batch_size, None)):
-            if value is not None and value != default:
+        # None leaves the setting to the configuration, and so to the preset (the astrovader preset's
+        # 20 latent dimensions and 12 components); a value given is kept, even the default's
+        for key, value in (("model.n_components", self.n_components), ("model.latent_dim", self.latent_dim),
+                           ("train.epochs", self.epochs), ("train.pretrain_epochs", self.pretrain_epochs),
+                           ("train.batch_size", self.batch_size)):
+            if value is not None:
                 o[key] = value
         # a setting that is also a parameter: one of the two would be silently ignored (and get_params,
         # clone and a grid search would show the other)
@@ -153,7 +154,7 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         with python_errors():
             cfg = one_process_devices(apply_overrides(load_config(None), self._overrides()), "`VaDE.fit`")
             check_accelerator(cfg)
-            check_against_cube(cfg, x)  # settings too large for so few images: before any copy
+            check_against_cube(cfg, x, announce=False)  # settings too large for so few images: before any copy
         tmp = Path(tempfile.mkdtemp(prefix="morphospace-vade-"))
         was_quiet = is_quiet()
         set_quiet(not self.verbose)

@@ -397,7 +397,7 @@ def _dispatch(args) -> int | None:
             if cfg.model.kind == "vade":
                 from ..vade.hparams import check_against_cube
 
-                hp = check_against_cube(cfg, run.read_cube())  # before the config is saved
+                hp = check_against_cube(cfg, run.read_cube(), announce=False)  # before the config is saved
                 if args.resume:
                     from ..vade.fitting import check_resumable
 

@@ -22,7 +22,7 @@ Examples
 """
 
 from .loading import (apply_overrides, config_from_dict, dump_config, dumps_config, load_config, overrides_on_saved,
-                      settings_mapping, to_dict)
+                      settings_mapping, to_dict, with_presets_resolved)
 from .messages import ConfigError
 from .sections import (
     ClusterConfig,
@@ -42,5 +42,5 @@ __all__ = [
     "ClusterConfig", "Config", "ConfigError", "DataConfig", "FormConfig", "IngestConfig", "ModelConfig",
     "PreprocessConfig", "ReportConfig", "StudyConfig", "TrainConfig", "VoteThresholds",
     "apply_overrides", "config_from_dict", "dump_config", "dumps_config", "load_config", "overrides_on_saved",
-    "settings_mapping", "to_dict",
+    "settings_mapping", "to_dict", "with_presets_resolved",
 ]

@@ -43,6 +43,28 @@ def config_from_dict(table: Mapping[str, Any]) -> Config:
         raise ConfigError(describe(exc, Config)) from None
 
 
+def with_presets_resolved(cfg: Config) -> Config:
+    """``cfg`` validated again from the keys it sets: a preset assigned in code
+    (``cfg.model.preset = "astrovader"``) or by ``model_copy(update=...)`` fills the keys it
+    leaves to the preset, as ``Config(...)`` and a loaded file do.
+
+    Parameters
+    ----------
+    cfg : Config
+
+    Returns
+    -------
+    Config
+
+    Raises
+    ------
+    ConfigError
+        The settings together are not allowed (``train.epochs`` not above ``train.pretrain_epochs``).
+    """
+    return config_from_dict({name: getattr(cfg, name).model_dump(exclude_unset=True)
+                             for name in type(cfg).model_fields})
+
+
 def load_config(path: str | Path | None) -> Config:
     """Load and validate a TOML configuration file.
 
@@ -135,11 +157,12 @@ def apply_overrides(cfg: Config, overrides: Sequence[str] | Mapping[str, Any]) -
 def overrides_on_saved(saved: Config, overrides: Sequence[str] | Mapping[str, Any]) -> Config:
     """:func:`apply_overrides` on a run's saved configuration (``config.toml``, which writes every key).
 
-    A model preset given now (``--set model.preset=astrovader`` on a run ingested with the
-    defaults) fills the ``[model]`` and ``[train]`` keys the settings leave to it; the saved file
-    names each of them, at their defaults too, and would keep the preset from filling any. Those
-    at their defaults there were not chosen for the new preset: they are left to it, and what is
-    set now is kept, even at a default value.
+    The saved file names every ``[model]`` and ``[train]`` key, so it does not say which of them a
+    model preset filled. Under a preset (``model.preset = "astrovader"``) a key that holds the
+    preset's value is taken as left to it: a preset given now (``--set model.preset=form``) does
+    not inherit it, and a shorter run given now (``--set train.epochs=16``) pretrains its share of
+    it. A preset given now that the run did not have fills the keys saved at their defaults (they
+    were not chosen for it). What is set now is kept, even at a default value.
 
     Parameters
     ----------
@@ -154,12 +177,28 @@ def overrides_on_saved(saved: Config, overrides: Sequence[str] | Mapping[str, An
     """
     from .learning import MODEL_PRESETS
 
-    cfg = apply_overrides(saved, overrides)
-    if cfg.model.preset == saved.model.preset or cfg.model.preset not in MODEL_PRESETS:
-        return cfg
-    chosen = {**saved.model_dump(exclude_unset=True),
-              **{section: getattr(saved, section).model_dump(exclude_defaults=True) for section in ("model", "train")}}
+    before, now = saved.model.preset, _preset_given(overrides, saved.model.preset)
+    if before not in MODEL_PRESETS and (now == before or now not in MODEL_PRESETS):
+        return apply_overrides(saved, overrides)
+    chosen = saved.model_dump(exclude_unset=True)
+    for section in ("model", "train"):
+        table = getattr(saved, section)
+        fields = type(table).model_fields
+        filled = MODEL_PRESETS.get(before, {}).get(section, {})
+        chosen[section] = {key: value for key, value in table.model_dump().items()
+                           if not (key in filled and value == filled[key])
+                           and not (now != before and now in MODEL_PRESETS and value == fields[key].default)}
     return apply_overrides(Config(**chosen), overrides)
+
+
+def _preset_given(overrides: Sequence[str] | Mapping[str, Any], saved: str) -> str:
+    """The ``model.preset`` the overrides give (the last one; checked), else the ``saved`` one."""
+    items = [_split(o) for o in overrides] if not isinstance(overrides, Mapping) else list(overrides.items())
+    given = [(key, value) for key, value in items if str(key).strip() == "model.preset"]
+    if not given:
+        return saved
+    key, value = given[-1]
+    return apply_overrides(Config(), {key: value} if isinstance(overrides, Mapping) else [f"{key}={value}"]).model.preset
 
 
 def to_dict(cfg: BaseModel) -> dict[str, Any]:
@@ -169,7 +208,7 @@ def to_dict(cfg: BaseModel) -> dict[str, Any]:
 
 def dumps_config(cfg: Config) -> str:
     """The configuration as TOML text (written by ``tomli_w``; :func:`load_config` reads it back equal)."""
-    return tomli_w.dumps(to_dict(cfg))
+    return tomli_w.dumps(to_dict(with_presets_resolved(cfg)))  # a preset assigned in code: what trains
 
 
 def dump_config(cfg: Config, path: str | Path) -> Path:

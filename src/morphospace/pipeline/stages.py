@@ -192,7 +192,7 @@ def run_all(run: RunDir, cfg: Config, created: bool = False) -> Path:
     def check(cfg: Config) -> Config:
         check_label_settings(run, cfg)
         if cfg.model.kind == "vade":
-            check_against_cube(cfg, run.read_cube())
+            check_against_cube(cfg, run.read_cube(), announce=False)
         return cfg
 
     # refused before the galaxies are in (the trunk's weights file) or after (a truth label not in

@@ -56,6 +56,10 @@ SUPERSEDED = "superseded"
 DERIVED = tuple(sorted(RUN_FOLDERS - {"superseded"})) + ("vade_galaxies.parquet", "nuisance.parquet",
                                                            "anomaly.parquet", "anomaly.json", "report.html")
 
+# beside an imported model (``RUN/models/vade/``, import-astrovader): made from no galaxies of the
+# run, so an ingest of other galaxies keeps it (a training clears the folder, and so the marker)
+IMPORTED_MARKER = "imported.json"
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 
 

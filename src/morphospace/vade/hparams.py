@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import Config
+from ..config import Config, with_presets_resolved
 from ..config.learning import MODEL_PRESETS, PRESET_SETTABLE
 from ..errors import UserError
 
@@ -44,15 +44,18 @@ ASTROVADER_FIXED = tuple(k for k in ASTROVADER_RECIPE if k not in PRESET_SETTABL
 
 # --- hyper-parameters ------------------------------------------------------------------------
 
-def resolve_hparams(cfg: Config, channels: int, image_size: int) -> dict[str, Any]:
+def resolve_hparams(cfg: Config, channels: int, image_size: int, announce: bool = True) -> dict[str, Any]:
     """Everything that defines a training run, as a flat JSON-able dict.
 
     Under ``model.preset = "astrovader"`` the settings the configuration leaves to the preset hold
-    the published values (:class:`~morphospace.config.Config` resolves them; one set, even to a
-    default value, is kept: ``--epochs 2`` for a smoke test); the network, loss and schedule
-    (:data:`ASTROVADER_FIXED`) are always the published ones, a setting that says otherwise is
-    said in the log.
+    the published values (:class:`~morphospace.config.Config` resolves them, a preset assigned in
+    code too; one set, even to a default value, is kept: ``--epochs 2`` for a smoke test); the
+    network, loss and schedule (:data:`ASTROVADER_FIXED`) are always the published ones, a setting
+    that says otherwise is said in the log (when ``announce``: once, by the training itself, not by
+    the checks before it).
     """
+    if cfg.model.preset in MODEL_PRESETS:
+        cfg = with_presets_resolved(cfg)
     m, t = cfg.model, cfg.train
     hp: dict[str, Any] = {
         "preset": m.preset, "channels": int(channels), "image_size": int(image_size),
@@ -72,11 +75,21 @@ def resolve_hparams(cfg: Config, channels: int, image_size: int) -> dict[str, An
         # the settable keys are the configuration's (Config filled those it leaves to the preset);
         # the rest is the published network, loss and schedule, whatever a setting says
         settings = {**MODEL_PRESETS["astrovader"]["model"], **MODEL_PRESETS["astrovader"]["train"]}
-        ignored = [key for key in ASTROVADER_FIXED if key in settings and hp[key] != ASTROVADER_RECIPE[key]]
-        if ignored:
+        ignored = [f"{key} = {hp[key]!r}" for key in ASTROVADER_FIXED
+                   if key in settings and hp[key] != ASTROVADER_RECIPE[key]]
+        used = [f"{key} = {ASTROVADER_RECIPE[key]!r}" for key in ASTROVADER_FIXED
+                if key in settings and hp[key] != ASTROVADER_RECIPE[key]]
+        # a saved config.toml names these at their defaults: only another value was chosen
+        if (t.final_lr_fraction != type(t).model_fields["final_lr_fraction"].default
+                and not math.isclose(hp["final_lr"], ASTROVADER_RECIPE["final_lr"])):
+            ignored.append(f"train.final_lr_fraction = {t.final_lr_fraction!r}")
+            used.append(f"final_lr = {ASTROVADER_RECIPE['final_lr']!r}")
+        if list(m.widths) != list(type(m).model_fields["widths"].get_default(call_default_factory=True)):
+            ignored.append(f"model.widths = {list(m.widths)!r}")
+            used.append("the published network")
+        if ignored and announce:
             log.warning("model.preset = astrovader trains the published network, loss and schedule: %s not used "
-                        "(trained with %s)", ", ".join(f"{key} = {hp[key]!r}" for key in ignored),
-                        ", ".join(f"{key} = {ASTROVADER_RECIPE[key]!r}" for key in ignored))
+                        "(trained with %s)", ", ".join(ignored), ", ".join(used))
         hp.update({key: ASTROVADER_RECIPE[key] for key in ASTROVADER_FIXED})
         hp["schedule"] = "astrovader"
         hp["widths"] = []
@@ -207,14 +220,15 @@ def lr_factor(hp: dict[str, Any], epoch: int) -> float:
     return ratio + (1.0 - ratio) * 0.5 * (1.0 + math.cos(math.pi * frac))
 
 
-def check_against_cube(cfg: Config, cube: np.ndarray) -> dict[str, Any]:
+def check_against_cube(cfg: Config, cube: np.ndarray, announce: bool = True) -> dict[str, Any]:
     """The hyper-parameters for ``cube``, checked against its size (the CLI calls this before it
-    saves the configuration, so a rejected value never reaches ``RUN/config.toml``)."""
+    saves the configuration, so a rejected value never reaches ``RUN/config.toml``; with
+    ``announce=False``, as the training that follows says what it does not use)."""
     if cube.ndim != 4 or cube.shape[2] != cube.shape[3]:
         raise UserError(f"cube.npy must be N x C x S x S, got shape {cube.shape}")
     if len(cube) < 2:
         raise UserError("the cube holds fewer than two galaxies: nothing to train on")
-    hp = resolve_hparams(cfg, cube.shape[1], cube.shape[2])
+    hp = resolve_hparams(cfg, cube.shape[1], cube.shape[2], announce=announce)
     if hp["n_components"] > len(cube):
         raise UserError(f"model.n_components ({hp['n_components']}) exceeds the number of galaxies ({len(cube)})")
     form = hp.get("form") or {}

@@ -229,9 +229,12 @@ def import_astrovader(run: RunDir, weights: str | Path, built: tuple[torch.nn.Mo
     ``generate`` and :func:`load_model` work on it unchanged. ``built`` is
     :func:`astrovader_model`'s result when the caller has already read the weights.
     """
+    from ..run.writes import write_json
+    from ..run.rundir import IMPORTED_MARKER
     from .io import model_file, save_model
 
     model, hp = built if built is not None else astrovader_model(weights)
     path = model_file(run)
     save_model(model, hp, path, extra={"imported_from": str(weights)})
+    write_json(path.parent / IMPORTED_MARKER, {"imported_from": str(weights)})  # read by ingest, without torch
     return path

@@ -20,7 +20,7 @@ from ...config import Config
 from ...errors import UserError
 from ...progress import progress
 from ...run import RunDir, atomic_path, in_cube_order
-from ...run.rundir import DERIVED, SUPERSEDED
+from ...run.rundir import DERIVED, IMPORTED_MARKER, SUPERSEDED
 from .catalogue import N_EXAMPLES, build_catalogue, flag_counts_line, log_summary, raise_if_flagged, summarise
 from .cube import CubeWriter, partial_path
 from .layouts import Survey, read_survey
@@ -69,15 +69,21 @@ def _set_aside_results_of_other_galaxies(run: RunDir, earlier: list | None, ids:
     """Before a new cube of galaxies ``ids`` is published: what the stages derived from the earlier
     cube (models, embeddings, maps, clusterings, classes, the report...) is moved to
     ``superseded/<UTC time>/``, unless the earlier cube held the same galaxies (a re-run of the same
-    survey keeps them, and its stages remake them). Moved, not deleted: a trained model or labels
+    survey keeps them, and its stages remake them; an imported model, made from no galaxies of the
+    run, stays). Moved, not deleted: a trained model or labels
     filled in are not lost; a link among them is kept pointing where it pointed. Raises OSError
     where a move fails: the new cube is then not published, and the next ingest moves the rest.
     Returns the folder."""
     present = [run.path / name for name in DERIVED if os.path.lexists(run.path / name)]
+    imported = _imported_model(run)
+    if imported is not None:  # made from no galaxies of the run, it stays; what embed wrote beside it goes
+        present = ([p for p in present if p.name != "models"]
+                   + [p for p in sorted(imported.parent.iterdir()) if p != imported]
+                   + [p for p in sorted(imported.iterdir()) if p.name not in ("model.pt", IMPORTED_MARKER)])
     if not present or (earlier is not None and ids == earlier):
         return None
     if [p.name for p in present] == ["models"] and not (run.cube.exists() or run.catalogue.exists()):
-        return None  # a model imported into a new run (import-astrovader): made from no galaxies of it
+        return None  # a model imported into a new run before imports were marked: made from no galaxies
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     dest, k = run.path / SUPERSEDED / stamp, 1
     while dest.exists():
@@ -86,15 +92,26 @@ def _set_aside_results_of_other_galaxies(run: RunDir, earlier: list | None, ids:
     try:
         for path in present:
             _absolute_links(path, present)
-            path.rename(dest / path.name)
+            target = dest / path.relative_to(run.path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            path.rename(target)
     except OSError:
         if not any(dest.iterdir()):  # nothing moved: no empty folder left to puzzle over
             dest.rmdir()
         raise
     log.warning("the run's results (%s) were made from the galaxies of the earlier ingest: moved to %s "
-                "(delete it when you no longer need them)", ", ".join(p.name for p in present),
+                "(delete it when you no longer need them)", ", ".join(str(p.relative_to(run.path)) for p in present),
                 dest.relative_to(run.path))
     return dest
+
+
+def _imported_model(run: RunDir) -> Path | None:
+    """``RUN/models/vade/`` where it holds an imported model (import-astrovader), made from no
+    galaxies of the run; None otherwise (a trained model, or none)."""
+    folder = run.path / "models" / "vade"
+    if (folder / IMPORTED_MARKER).is_file() and (folder / "model.pt").is_file() and not folder.is_symlink():
+        return folder
+    return None
 
 
 def _absolute_links(path: Path, moved: list[Path]) -> None:

@@ -77,8 +77,15 @@ def _few_names(names: list[str], n: int = 4) -> str:
     return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
+def _fit_sample(clustering) -> int | None:
+    """The sample a clustering was fitted on (``cluster.fit_sample``), None where it was fitted on all
+    galaxies or its meta file does not say it as a whole number (an edited or damaged file)."""
+    n = clustering.meta.get("fit_sample")
+    return int(n) if isinstance(n, (int, float)) and not isinstance(n, bool) and float(n).is_integer() and n > 0 else None
+
+
 def _sample_sizes(clusterings) -> str:
-    sizes = sorted({int(x.meta["fit_sample"]) for x in clusterings})
+    sizes = sorted({_fit_sample(x) for x in clusterings})
     return " or ".join(f"{s:,}" for s in sizes)
 
 
@@ -171,12 +178,12 @@ def cluster_section(ctx: ReportContext) -> Section | None:
     if gallery_rows:
         # the galleries as one PNG as well (the page shows them from the sprite sheets)
         save_image(gallery_image(gallery_rows, n_ex), ctx.fig_path("cluster_gallery"))
-    others = [x for x in c.clusterings if x.name != cl.name and x.meta.get("fit_sample")]
+    others = [x for x in c.clusterings if x.name != cl.name and _fit_sample(x)]
     sampled_others = (f"Of the run's other clusterings, {len(others)} ({_few_names([x.name for x in others])}) {'was' if len(others) == 1 else 'were'} "
                       f"fitted on a random sample of {_sample_sizes(others)} galaxies and extended to the rest by "
                       "prediction (`cluster.fit_sample`)." if others else "")
     html = render("clusters.html", name=cl.name, why=_why(cl.name), representation=cl.meta.get("representation"),
-                  fit_sample=cl.meta.get("fit_sample"), minibatch=cl.meta.get("minibatch"),
+                  fit_sample=_fit_sample(cl), minibatch=cl.meta.get("minibatch"),
                   count=cl.count_text(), total=total,
                   noise=sizes[-1] if clusters and clusters[-1] < 0 else None, figures=figs, how_chosen=how_chosen,
                   truth=truth, prefix=PREFIX, clusters=cards, sampled_others=sampled_others)
