@@ -576,3 +576,26 @@ def test_the_estimator_starts_several_devices_from_its_own_process(run):
                     random_state=1).fit(run.cube)
     assert model.n_components_ == 2 and model.latent_.shape == (24, 4) and model.labels_.shape == (24,)
     assert np.allclose(model.transform(run.cube), model.latent_, atol=1e-4)
+
+
+def test_an_astrovader_estimator_saved_by_an_earlier_version_refits_what_it_trained(tmp_path):
+    """Earlier, VaDE's latent_dim = 16 and n_components = 0 (its defaults) meant "the preset's" under
+    the astrovader preset and were saved so; now a value given is kept, and such a file refitted
+    (clone(VaDE.load(path)).fit) trained 16 dimensions and K by BIC beside a model of 20 and 12."""
+    from morphospace.config import Config, apply_overrides
+    from morphospace.vade.hparams import resolve_hparams
+    from morphospace.vade.io import save_model
+    from morphospace.vade.networks import build_model
+
+    hp = resolve_hparams(apply_overrides(Config(), ["model.preset=astrovader"]), 1, 128)
+    earlier = {**ms.VaDE(preset="astrovader").get_params(), "latent_dim": 16, "n_components": 0}
+    save_model(build_model(hp), hp, tmp_path / "earlier.pt", extra={"estimator": earlier})
+    params = ms.VaDE.load(tmp_path / "earlier.pt").get_params()
+    assert (params["latent_dim"], params["n_components"]) == (None, None)
+    tree = apply_overrides(Config(), ms.VaDE(**params)._overrides())
+    assert (tree.model.latent_dim, tree.model.n_components) == (20, 12)
+    # one given now that matches its model is kept
+    hp16 = resolve_hparams(apply_overrides(Config(), ["model.preset=astrovader", "model.latent_dim=16"]), 1, 128)
+    chosen = {**earlier, "latent_dim": 16, "n_components": None}
+    save_model(build_model(hp16), hp16, tmp_path / "chosen.pt", extra={"estimator": chosen})
+    assert ms.VaDE.load(tmp_path / "chosen.pt").get_params()["latent_dim"] == 16

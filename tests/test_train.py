@@ -110,7 +110,7 @@ def test_astrovader_settings_given_are_kept_even_at_default_values(tmp_path, cap
     with caplog.at_level(logging.WARNING, logger="morphospace"):
         hp = resolve_hparams(apply_overrides(cfg, ["train.augment=rotate"]), 1, 128)
     assert hp["augment"] == "flips"
-    assert "augment = 'rotate' not used (trained with augment = 'flips')" in caplog.text
+    assert "train.augment = 'rotate' not used (trained with train.augment = 'flips')" in caplog.text
     # the notebook estimator leaves its parameters at their defaults to the preset
     tree = apply_overrides(load_config(None), VaDE(preset="astrovader", epochs=3, pretrain_epochs=1)._overrides())
     assert (tree.model.latent_dim, tree.model.n_components, tree.train.epochs) == (20, 12, 3)
@@ -157,19 +157,46 @@ def test_astrovader_preset_on_a_runs_saved_config_toml(tmp_path, caplog):
     chosen = saved(apply_overrides(plain, ["model.preset=astrovader", "model.latent_dim=8", "train.lr=1e-3"]), "chosen")
     away = overrides_on_saved(chosen, ["model.preset=default"])
     assert (away.model.latent_dim, away.train.lr, away.model.n_components) == (8, 1e-3, 0)  # chosen: kept
+    # values given equal to the preset's stay what they were; a run saved with --epochs 16 shortened again
+    both = saved(apply_overrides(plain, ["model.preset=astrovader", "train.epochs=150", "train.pretrain_epochs=100"]), "both")
+    assert (overrides_on_saved(both, []).train.epochs, overrides_on_saved(both, []).train.pretrain_epochs) == (150, 100)
+    sixteen = saved(on_plain, "sixteen")
+    for epochs, pre in ((4, 1), (32, 9), (16, 5)):
+        again = overrides_on_saved(sixteen, [f"train.epochs={epochs}"])
+        assert (again.train.epochs, again.train.pretrain_epochs, again.model.latent_dim) == (epochs, pre, 20), epochs
+    assert overrides_on_saved(sixteen, ["model.preset=default"]).train.pretrain_epochs == plain.train.pretrain_epochs
+    as_table = overrides_on_saved(saved(plain, "plain2"), {"model": {"preset": "astrovader"}})
+    assert (as_table.train.epochs, as_table.train.pretrain_epochs, as_table.model.latent_dim) == (350, 100, 20)
     # a config.toml of a run trained before: every key written at its default, the preset's network among them
-    table = to_dict(plain)
-    table["model"].update(preset="astrovader", latent_dim=8)
-    (tmp_path / "old.toml").write_text(tomli_w.dumps(table))
-    old = load_config(tmp_path / "old.toml")
-    assert (old.model.latent_dim, old.model.n_components, old.train.epochs, old.train.pretrain_epochs) == (8, 12, 350, 100)
-    assert resolve_hparams(old, 1, 128) == resolve_hparams(apply_overrides(plain, ["model.preset=astrovader",
-                                                                                   "model.latent_dim=8"]), 1, 128)
-    # a preset assigned in code trains, and is saved, as one given in a file
+    for given, want in (({"model": {"latent_dim": 8}}, (8, 12, 350, 100)), ({"train": {"epochs": 200}}, (20, 12, 200, 100))):
+        table = to_dict(plain)
+        table["model"]["preset"] = "astrovader"
+        for section, values in given.items():
+            table[section].update(values)
+        (tmp_path / "old.toml").write_text(tomli_w.dumps(table))
+        old = load_config(tmp_path / "old.toml")
+        assert (old.model.latent_dim, old.model.n_components, old.train.epochs, old.train.pretrain_epochs) == want
+        settings = ["model.preset=astrovader"] + [f"{s}.{k}={v}" for s, values in given.items() for k, v in values.items()]
+        assert resolve_hparams(old, 1, 128) == resolve_hparams(
+            apply_overrides(plain, settings + ["train.pretrain_epochs=100"]), 1, 128)
+        assert resolve_hparams(overrides_on_saved(old, []), 1, 128) == resolve_hparams(old, 1, 128)  # its --resume
+    # another run's config.toml given with --config, the preset given now: filled as on a run's own
+    from types import SimpleNamespace
+
+    from morphospace.cli import _config_for
+
+    args = SimpleNamespace(config=str(tmp_path / "plain.toml"), overrides=["model.preset=astrovader", "train.epochs=16",
+                                                                           "train.lr=1e-3", "model.latent_dim=16"])
+    given_now = _config_for(args, None)
+    assert (given_now.model.latent_dim, given_now.model.n_components, given_now.train.epochs, given_now.train.lr) == (16, 12, 16, 1e-3)
+    # a preset assigned in code, to astrovader and away from it, trains and is saved as one given in a file
     assigned = Config()
     assigned.model.preset = "astrovader"
     assert resolve_hparams(assigned, 1, 128)["latent_dim"] == 20
     assert tomllib.loads(dumps_config(assigned))["model"]["n_components"] == 12
+    back = Config(model={"preset": "astrovader"})
+    back.model.preset = "default"
+    assert resolve_hparams(back, 1, 128)["latent_dim"] == tomllib.loads(dumps_config(back))["model"]["latent_dim"] == 16
     # the notebook estimator: None leaves a setting to the preset, a value given is kept
     for params, want in (({}, (20, 12)), ({"latent_dim": 16, "n_components": 0}, (16, 0))):
         tree = apply_overrides(plain, VaDE(preset="astrovader", epochs=3, pretrain_epochs=1, **params)._overrides())
@@ -184,6 +211,10 @@ def test_astrovader_preset_on_a_runs_saved_config_toml(tmp_path, caplog):
         hp = check_against_cube(odd, cube)
     assert hp["final_lr"] == 1e-6 and hp["widths"] == []
     assert caplog.text.count("not used") == 1 and "final_lr_fraction = 0.5" in caplog.text and "model.widths" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        resolve_hparams(apply_overrides(plain, ["model.preset=astrovader", "model.recon_sigma=0.2"]), 1, 128)
+    assert "model.recon_sigma = 0.2 not used (trained with model.recon_sigma = 0.7071" in caplog.text
 
 
 def test_schedules():

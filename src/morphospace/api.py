@@ -260,6 +260,13 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
             vade, hp, extra = load_vade(path)
         saved = extra.get("estimator")
         params = dict(saved) if isinstance(saved, dict) else _params_of(hp)
+        if params.get("preset") == "astrovader":
+            from .config.learning import MODEL_PRESETS
+
+            # saved by a version whose defaults (16, 0) meant "the preset's": what the model has is the preset's
+            for key, earlier_default in (("latent_dim", 16), ("n_components", 0)):
+                if params.get(key) == earlier_default and hp.get(key) == MODEL_PRESETS["astrovader"]["model"][key]:
+                    params[key] = None
         known = cls._get_param_names()
         dropped = sorted(k for k in params if k not in known)  # a setting of another version of the estimator
         if dropped:

@@ -61,8 +61,8 @@ def _config_for(args, run: RunDir | None, training: bool = False) -> Config:
     exceed the pre-training epochs" reads the epochs given, not the run's saved ones)."""
     path = getattr(args, "config", None)
     saved = False
-    if path:
-        cfg = load_config(path)
+    if path:  # often another run's config.toml, which names every key: read as a run's own
+        cfg, saved = load_config(path), True
     elif run is not None and run.config.exists():
         cfg, saved = load_config(run.config), True
     else:

@@ -14,7 +14,8 @@ from pydantic.fields import FieldInfo
 
 from ..errors import UserError
 from .messages import ConfigError, describe, not_a_table, unknown_key
-from .sections import Config
+from .learning import MODEL_PRESETS, PRESET_SETTABLE, ModelConfig, TrainConfig
+from .sections import Config, pretraining_share
 
 
 def config_from_dict(table: Mapping[str, Any]) -> Config:
@@ -99,7 +100,34 @@ def load_config(path: str | Path | None) -> Config:
         raise UserError(f"config: {path} is not valid TOML: {exc}") from None
     except OSError as exc:
         raise UserError(f"config: cannot read {path}: {exc.strerror or exc}") from None
-    return config_from_dict(table)
+    return config_from_dict(_without_legacy_defaults(table))
+
+
+def _without_legacy_defaults(data: dict) -> dict:
+    """A ``config.toml`` written before the preset was resolved here names every key at its plain
+    default, the preset's fixed network and loss keys among them: its keys at their defaults were
+    left to the preset (as it trained then) and are taken out, so that the preset fills them and a
+    ``--resume`` of that run trains what it trained."""
+    model = data.get("model")
+    name = model.get("preset") if isinstance(model, dict) else None
+    if not isinstance(name, str) or name not in MODEL_PRESETS:
+        return data
+    data, preset = dict(data), MODEL_PRESETS[name]
+    sections = {section: data.get(section) for section in preset}
+    if not all(isinstance(table, dict) for table in sections.values()):
+        return data
+    fields = {"model": ModelConfig.model_fields, "train": TrainConfig.model_fields}
+    fixed = [(section, key) for section, values in preset.items() for key in values if key not in PRESET_SETTABLE]
+    written = [(section, key) for section, key in fixed if key in sections[section]]
+    if len(written) < len(fixed) // 2 or any(
+            sections[section][key] != fields[section][key].default for section, key in written):
+        return data  # the preset's own values (or chosen ones) written: a file of this version
+    for section, values in preset.items():
+        data[section] = {key: value for key, value in sections[section].items()
+                         if not (key in values and value == fields[section][key].default)}
+    if "pretrain_epochs" not in data["train"]:  # as it trained then: the preset's, whatever the epochs
+        data["train"]["pretrain_epochs"] = preset["train"]["pretrain_epochs"]
+    return data
 
 
 def apply_overrides(cfg: Config, overrides: Sequence[str] | Mapping[str, Any]) -> Config:
@@ -158,7 +186,7 @@ def overrides_on_saved(saved: Config, overrides: Sequence[str] | Mapping[str, An
     """:func:`apply_overrides` on a run's saved configuration (``config.toml``, which writes every key).
 
     The saved file names every ``[model]`` and ``[train]`` key, so it does not say which of them a
-    model preset filled. Under a preset (``model.preset = "astrovader"``) a key that holds the
+    model preset filled (the command line reads a ``--config`` file so too: often another run's). Under a preset (``model.preset = "astrovader"``) a key that holds the
     preset's value is taken as left to it: a preset given now (``--set model.preset=form``) does
     not inherit it, and a shorter run given now (``--set train.epochs=16``) pretrains its share of
     it. A preset given now that the run did not have fills the keys saved at their defaults (they
@@ -175,18 +203,19 @@ def overrides_on_saved(saved: Config, overrides: Sequence[str] | Mapping[str, An
     -------
     Config
     """
-    from .learning import MODEL_PRESETS
-
     before, now = saved.model.preset, _preset_given(overrides, saved.model.preset)
     if before not in MODEL_PRESETS and (now == before or now not in MODEL_PRESETS):
         return apply_overrides(saved, overrides)
     chosen = saved.model_dump(exclude_unset=True)
+    filled = {section: dict(values) for section, values in MODEL_PRESETS.get(before, {}).items()}
+    if filled:  # the preset pretrains its share of the epochs (16: 5), not its own 100
+        filled["train"]["pretrain_epochs"] = pretraining_share(saved.train.epochs, MODEL_PRESETS[before]["train"])
     for section in ("model", "train"):
         table = getattr(saved, section)
         fields = type(table).model_fields
-        filled = MODEL_PRESETS.get(before, {}).get(section, {})
+        left = filled.get(section, {})
         chosen[section] = {key: value for key, value in table.model_dump().items()
-                           if not (key in filled and value == filled[key])
+                           if not (key in left and value == left[key])
                            and not (now != before and now in MODEL_PRESETS and value == fields[key].default)}
     return apply_overrides(Config(**chosen), overrides)
 
@@ -194,10 +223,13 @@ def overrides_on_saved(saved: Config, overrides: Sequence[str] | Mapping[str, An
 def _preset_given(overrides: Sequence[str] | Mapping[str, Any], saved: str) -> str:
     """The ``model.preset`` the overrides give (the last one; checked), else the ``saved`` one."""
     items = [_split(o) for o in overrides] if not isinstance(overrides, Mapping) else list(overrides.items())
-    given = [(key, value) for key, value in items if str(key).strip() == "model.preset"]
+    given = [(key, value) for key, value in items if str(key).strip() == "model.preset"
+             or (str(key).strip() == "model" and isinstance(value, Mapping) and "preset" in value)]
     if not given:
         return saved
     key, value = given[-1]
+    if isinstance(value, Mapping):  # a whole table, {"model": {"preset": ...}}
+        key, value = "model.preset", value["preset"]
     return apply_overrides(Config(), {key: value} if isinstance(overrides, Mapping) else [f"{key}={value}"]).model.preset
 
 

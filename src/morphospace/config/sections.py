@@ -13,7 +13,7 @@ from pydantic_core import PydanticCustomError
 
 from .base import Section, register_prefixes
 from .inputs import DataConfig, IngestConfig, PreprocessConfig, VoteThresholds
-from .learning import MODEL_PRESETS, PRESET_SETTABLE, FormConfig, ModelConfig, TrainConfig
+from .learning import MODEL_PRESETS, FormConfig, ModelConfig, TrainConfig
 from .outputs import ClusterConfig, ReportConfig, StudyConfig
 
 
@@ -65,7 +65,7 @@ class Config(Section):
         preset = MODEL_PRESETS.get(name) if isinstance(name, str) else None
         if preset is None:
             return handler(data)
-        data, filled = _without_legacy_defaults(dict(data), name), {}
+        data, filled = dict(data), {}
         for section, values in preset.items():
             given = _set_keys(data.get(section))
             if isinstance(given, dict):  # else not a table: the section's own validation says so
@@ -74,7 +74,7 @@ class Config(Section):
         left = filled.get("train", set())
         if "pretrain_epochs" in left and "epochs" not in left:
             # a shorter run given (--set train.epochs=16) pretrains the published share of it
-            data["train"]["pretrain_epochs"] = _pretraining_share(data["train"]["epochs"], preset["train"])
+            data["train"]["pretrain_epochs"] = pretraining_share(data["train"]["epochs"], preset["train"])
         cfg = handler(data)
         for section, keys in filled.items():
             getattr(cfg, section).__pydantic_fields_set__.difference_update(keys)
@@ -97,34 +97,13 @@ def _set_keys(section):
     return section
 
 
-def _pretraining_share(epochs, train_preset: dict):
+def pretraining_share(epochs, train_preset: dict):
     """Pretraining epochs of a run of ``epochs`` under a preset that pretrains
     ``pretrain_epochs`` of ``epochs`` (100 of 350): the same share, at least one epoch fewer."""
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         return train_preset["pretrain_epochs"]  # the section's own validation refuses it
     share = round(epochs * train_preset["pretrain_epochs"] / train_preset["epochs"])
     return max(0, min(train_preset["pretrain_epochs"], share, epochs - 1))
-
-
-def _without_legacy_defaults(data: dict, name: str) -> dict:
-    """A ``config.toml`` written before the preset was resolved here names every key at its plain
-    default, the preset's fixed network and loss keys among them: its keys at their defaults were
-    left to the preset (as it trained then) and are taken out, so that the preset fills them and a
-    ``--resume`` of that run trains what it trained."""
-    preset = MODEL_PRESETS[name]
-    sections = {section: data.get(section) for section in preset}
-    if not all(isinstance(table, dict) for table in sections.values()):
-        return data
-    fields = {"model": ModelConfig.model_fields, "train": TrainConfig.model_fields}
-    fixed = [(section, key) for section, values in preset.items() for key in values if key not in PRESET_SETTABLE]
-    written = [(section, key) for section, key in fixed if key in sections[section]]
-    if len(written) < len(fixed) // 2 or any(
-            sections[section][key] != fields[section][key].default for section, key in written):
-        return data  # the preset's own values (or chosen ones) written: a file of this version
-    for section, values in preset.items():
-        data[section] = {key: value for key, value in sections[section].items()
-                         if not (key in values and value == fields[section][key].default)}
-    return data
 
 
 register_prefixes(Config)

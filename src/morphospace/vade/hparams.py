@@ -54,8 +54,7 @@ def resolve_hparams(cfg: Config, channels: int, image_size: int, announce: bool 
     that says otherwise is said in the log (when ``announce``: once, by the training itself, not by
     the checks before it).
     """
-    if cfg.model.preset in MODEL_PRESETS:
-        cfg = with_presets_resolved(cfg)
+    cfg = with_presets_resolved(cfg)  # a preset assigned in code, to or from astrovader: what config.toml says
     m, t = cfg.model, cfg.train
     hp: dict[str, Any] = {
         "preset": m.preset, "channels": int(channels), "image_size": int(image_size),
@@ -75,9 +74,10 @@ def resolve_hparams(cfg: Config, channels: int, image_size: int, announce: bool 
         # the settable keys are the configuration's (Config filled those it leaves to the preset);
         # the rest is the published network, loss and schedule, whatever a setting says
         settings = {**MODEL_PRESETS["astrovader"]["model"], **MODEL_PRESETS["astrovader"]["train"]}
-        ignored = [f"{key} = {hp[key]!r}" for key in ASTROVADER_FIXED
+        section = {key: name for name, values in MODEL_PRESETS["astrovader"].items() for key in values}
+        ignored = [f"{section[key]}.{key} = {hp[key]!r}" for key in ASTROVADER_FIXED
                    if key in settings and hp[key] != ASTROVADER_RECIPE[key]]
-        used = [f"{key} = {ASTROVADER_RECIPE[key]!r}" for key in ASTROVADER_FIXED
+        used = [f"{section[key]}.{key} = {ASTROVADER_RECIPE[key]!r}" for key in ASTROVADER_FIXED
                 if key in settings and hp[key] != ASTROVADER_RECIPE[key]]
         # a saved config.toml names these at their defaults: only another value was chosen
         if (t.final_lr_fraction != type(t).model_fields["final_lr_fraction"].default

@@ -81,7 +81,9 @@ def _fit_sample(clustering) -> int | None:
     """The sample a clustering was fitted on (``cluster.fit_sample``), None where it was fitted on all
     galaxies or its meta file does not say it as a whole number (an edited or damaged file)."""
     n = clustering.meta.get("fit_sample")
-    return int(n) if isinstance(n, (int, float)) and not isinstance(n, bool) and float(n).is_integer() and n > 0 else None
+    if isinstance(n, float) and n.is_integer():  # is_integer: not NaN nor infinite
+        n = int(n)
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
 
 
 def _sample_sizes(clusterings) -> str:
