@@ -186,11 +186,13 @@ def overrides_on_saved(saved: Config, overrides: Sequence[str] | Mapping[str, An
     """:func:`apply_overrides` on a run's saved configuration (``config.toml``, which writes every key).
 
     The saved file names every ``[model]`` and ``[train]`` key, so it does not say which of them a
-    model preset filled (the command line reads a ``--config`` file so too: often another run's). Under a preset (``model.preset = "astrovader"``) a key that holds the
-    preset's value is taken as left to it: a preset given now (``--set model.preset=form``) does
-    not inherit it, and a shorter run given now (``--set train.epochs=16``) pretrains its share of
-    it. A preset given now that the run did not have fills the keys saved at their defaults (they
-    were not chosen for it). What is set now is kept, even at a default value.
+    model preset filled (the command line reads a ``--config`` file so too: often another run's).
+    Under a preset (``model.preset = "astrovader"``) a key that holds the preset's value (for
+    ``train.pretrain_epochs``, its share of the saved epochs) is taken as left to it: a preset
+    given now (``--set model.preset=form``) does not inherit it, and a shorter run given now
+    (``--set train.epochs=16``) pretrains its share of it. A preset given now that the run did
+    not have fills the keys saved at their defaults (they were not chosen for it). What is set
+    now is kept, even at a default value.
 
     Parameters
     ----------
@@ -230,7 +232,8 @@ def _preset_given(overrides: Sequence[str] | Mapping[str, Any], saved: str) -> s
     key, value = given[-1]
     if isinstance(value, Mapping):  # a whole table, {"model": {"preset": ...}}
         key, value = "model.preset", value["preset"]
-    return apply_overrides(Config(), {key: value} if isinstance(overrides, Mapping) else [f"{key}={value}"]).model.preset
+    one = {key: value} if isinstance(overrides, Mapping) else [f"{key}={value}"]
+    return apply_overrides(Config(), one).model.preset
 
 
 def to_dict(cfg: BaseModel) -> dict[str, Any]:
