@@ -220,3 +220,10 @@ def test_an_imported_model_stays_when_other_galaxies_are_ingested(tmp_path):
     assert not (aside[0] / "models" / "vade" / "model.pt").exists()
     assert main(["embed", str(run), "--quiet"]) == 0
     assert len(np.load(run / "embeddings" / "vade.npy")) == 5
+    # the run's settings still describe the imported model (the ingest wrote the defaults' form preset)
+    from morphospace.config import load_config
+
+    cfg = load_config(run / "config.toml")
+    assert (cfg.model.preset, cfg.model.latent_dim, cfg.model.n_components) == ("astrovader", 20, 12)
+    assert main(["ingest", str(folders[0]), "--out", str(run), "--set", "model.preset=form", "--quiet"]) == 0
+    assert load_config(run / "config.toml").model.preset == "form"  # one given with the ingest is kept

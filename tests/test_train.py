@@ -161,14 +161,18 @@ def test_astrovader_preset_on_a_runs_saved_config_toml(tmp_path, caplog):
     both = saved(apply_overrides(plain, ["model.preset=astrovader", "train.epochs=150", "train.pretrain_epochs=100"]), "both")
     assert (overrides_on_saved(both, []).train.epochs, overrides_on_saved(both, []).train.pretrain_epochs) == (150, 100)
     sixteen = saved(on_plain, "sixteen")
-    for epochs, pre in ((4, 1), (32, 9), (16, 5)):
+    for epochs, pre in ((4, 1), (32, 5), (16, 5)):  # the saved pretraining stays while it fits (a --resume)
         again = overrides_on_saved(sixteen, [f"train.epochs={epochs}"])
         assert (again.train.epochs, again.train.pretrain_epochs, again.model.latent_dim) == (epochs, pre, 20), epochs
+    longer = overrides_on_saved(saved(apply_overrides(plain, ["model.preset=astrovader", "train.epochs=200"]), "200"),
+                                ["train.epochs=350"])
+    assert (longer.train.epochs, longer.train.pretrain_epochs) == (350, 57)  # --resume --epochs 350 of a 200 / 57 run
     assert overrides_on_saved(sixteen, ["model.preset=default"]).train.pretrain_epochs == plain.train.pretrain_epochs
     as_table = overrides_on_saved(saved(plain, "plain2"), {"model": {"preset": "astrovader"}})
     assert (as_table.train.epochs, as_table.train.pretrain_epochs, as_table.model.latent_dim) == (350, 100, 20)
     # a config.toml of a run trained before: every key written at its default, the preset's network among them
-    for given, want in (({"model": {"latent_dim": 8}}, (8, 12, 350, 100)), ({"train": {"epochs": 200}}, (20, 12, 200, 100))):
+    for given, want in (({"model": {"latent_dim": 8}}, (8, 12, 350, 100)), ({"train": {"epochs": 200}}, (20, 12, 200, 100)),
+                        ({"train": {"augment": "rotate"}}, (20, 12, 350, 100))):
         table = to_dict(plain)
         table["model"]["preset"] = "astrovader"
         for section, values in given.items():
@@ -176,10 +180,16 @@ def test_astrovader_preset_on_a_runs_saved_config_toml(tmp_path, caplog):
         (tmp_path / "old.toml").write_text(tomli_w.dumps(table))
         old = load_config(tmp_path / "old.toml")
         assert (old.model.latent_dim, old.model.n_components, old.train.epochs, old.train.pretrain_epochs) == want
-        settings = ["model.preset=astrovader"] + [f"{s}.{k}={v}" for s, values in given.items() for k, v in values.items()]
+        settings = ["model.preset=astrovader"] + [f"{s}.{k}={v!r}" for s, values in given.items() for k, v in values.items()]
         assert resolve_hparams(old, 1, 128) == resolve_hparams(
             apply_overrides(plain, settings + ["train.pretrain_epochs=100"]), 1, 128)
         assert resolve_hparams(overrides_on_saved(old, []), 1, 128) == resolve_hparams(old, 1, 128)  # its --resume
+    assert "train.augment = 'rotate' not used" in caplog.text  # the old file's own choice, said
+    caplog.clear()
+    table = to_dict(plain)  # an old file that never trained a VaDE (50 epochs: under the published 100 pretraining)
+    table["model"]["preset"], table["train"]["epochs"] = "astrovader", 50
+    (tmp_path / "old.toml").write_text(tomli_w.dumps(table))
+    assert load_config(tmp_path / "old.toml").train.pretrain_epochs == 14
     # another run's config.toml given with --config, the preset given now: filled as on a run's own
     from types import SimpleNamespace
 
@@ -197,6 +207,11 @@ def test_astrovader_preset_on_a_runs_saved_config_toml(tmp_path, caplog):
     back = Config(model={"preset": "astrovader"})
     back.model.preset = "default"
     assert resolve_hparams(back, 1, 128)["latent_dim"] == tomllib.loads(dumps_config(back))["model"]["latent_dim"] == 16
+    edited = apply_overrides(plain, ["model.preset=default"])  # a list changed in place is kept, for every preset
+    edited.model.widths.append(512)
+    edited.cluster.kmeans_k.append(9)
+    assert resolve_hparams(edited, 1, 32)["widths"] == [32, 64, 128, 256, 512]
+    assert tomllib.loads(dumps_config(edited))["cluster"]["kmeans_k"][-1] == 9
     # the notebook estimator: None leaves a setting to the preset, a value given is kept
     for params, want in (({}, (20, 12)), ({"latent_dim": 16, "n_components": 0}, (16, 0))):
         tree = apply_overrides(plain, VaDE(preset="astrovader", epochs=3, pretrain_epochs=1, **params)._overrides())

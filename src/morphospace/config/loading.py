@@ -62,8 +62,17 @@ def with_presets_resolved(cfg: Config) -> Config:
     ConfigError
         The settings together are not allowed (``train.epochs`` not above ``train.pretrain_epochs``).
     """
-    return config_from_dict({name: getattr(cfg, name).model_dump(exclude_unset=True)
-                             for name in type(cfg).model_fields})
+    table = {}
+    for name in type(cfg).model_fields:
+        section = getattr(cfg, name)
+        values = section.model_dump(exclude_unset=True)
+        published = {key: value for preset in MODEL_PRESETS.values() for key, value in preset.get(name, {}).items()}
+        # a value changed in place (a list appended to) is not marked set: kept; one a preset filled is not
+        for key, value in section.model_dump(exclude_defaults=True).items():
+            if key not in values and not (key in published and value == published[key]):
+                values[key] = value
+        table[name] = values
+    return config_from_dict(table)
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -117,16 +126,19 @@ def _without_legacy_defaults(data: dict) -> dict:
     if not all(isinstance(table, dict) for table in sections.values()):
         return data
     fields = {"model": ModelConfig.model_fields, "train": TrainConfig.model_fields}
-    fixed = [(section, key) for section, values in preset.items() for key in values if key not in PRESET_SETTABLE]
-    written = [(section, key) for section, key in fixed if key in sections[section]]
-    if len(written) < len(fixed) // 2 or any(
-            sections[section][key] != fields[section][key].default for section, key in written):
-        return data  # the preset's own values (or chosen ones) written: a file of this version
+    # the fixed keys whose published value is not the plain default tell the two apart: a file of
+    # this version holds the published values (a user may have set one or two otherwise)
+    telling = [(section, key) for section, values in preset.items() for key, value in values.items()
+               if key not in PRESET_SETTABLE and value != fields[section][key].default and key in sections[section]]
+    at_default = sum(sections[section][key] == fields[section][key].default for section, key in telling)
+    if len(telling) < 3 or 2 * at_default <= len(telling):
+        return data
     for section, values in preset.items():
         data[section] = {key: value for key, value in sections[section].items()
                          if not (key in values and value == fields[section][key].default)}
-    if "pretrain_epochs" not in data["train"]:  # as it trained then: the preset's, whatever the epochs
-        data["train"]["pretrain_epochs"] = preset["train"]["pretrain_epochs"]
+    epochs = data["train"].get("epochs", preset["train"]["epochs"])
+    if "pretrain_epochs" not in data["train"] and isinstance(epochs, int) and epochs > preset["train"]["pretrain_epochs"]:
+        data["train"]["pretrain_epochs"] = preset["train"]["pretrain_epochs"]  # as it trained then, whatever the epochs
     return data
 
 
@@ -190,7 +202,8 @@ def overrides_on_saved(saved: Config, overrides: Sequence[str] | Mapping[str, An
     Under a preset (``model.preset = "astrovader"``) a key that holds the preset's value (for
     ``train.pretrain_epochs``, its share of the saved epochs) is taken as left to it: a preset
     given now (``--set model.preset=form``) does not inherit it, and a shorter run given now
-    (``--set train.epochs=16``) pretrains its share of it. A preset given now that the run did
+    (``--set train.epochs=16``) pretrains its share of it; the saved pretraining otherwise stays
+    (a ``--resume`` with more epochs continues what it started). A preset given now that the run did
     not have fills the keys saved at their defaults (they were not chosen for it). What is set
     now is kept, even at a default value.
 
@@ -208,18 +221,32 @@ def overrides_on_saved(saved: Config, overrides: Sequence[str] | Mapping[str, An
     before, now = saved.model.preset, _preset_given(overrides, saved.model.preset)
     if before not in MODEL_PRESETS and (now == before or now not in MODEL_PRESETS):
         return apply_overrides(saved, overrides)
-    chosen = saved.model_dump(exclude_unset=True)
     filled = {section: dict(values) for section, values in MODEL_PRESETS.get(before, {}).items()}
-    if filled:  # the preset pretrains its share of the epochs (16: 5), not its own 100
-        filled["train"]["pretrain_epochs"] = pretraining_share(saved.train.epochs, MODEL_PRESETS[before]["train"])
-    for section in ("model", "train"):
-        table = getattr(saved, section)
-        fields = type(table).model_fields
-        left = filled.get(section, {})
-        chosen[section] = {key: value for key, value in table.model_dump().items()
-                           if not (key in left and value == left[key])
-                           and not (now != before and now in MODEL_PRESETS and value == fields[key].default)}
-    return apply_overrides(Config(**chosen), overrides)
+    share = pretraining_share(saved.train.epochs, MODEL_PRESETS[before]["train"]) if filled else None
+    if filled:
+        # the preset pretrains its share of the epochs (16: 5), not its own 100; on the same preset
+        # the saved number stays (a --resume with more epochs continues it) while it fits
+        filled["train"]["pretrain_epochs"] = share
+        if now == before:
+            del filled["train"]["pretrain_epochs"]
+
+    def chosen(left: dict) -> Config:
+        table = saved.model_dump(exclude_unset=True)
+        for section in ("model", "train"):
+            values, fields = getattr(saved, section).model_dump(), type(getattr(saved, section)).model_fields
+            table[section] = {key: value for key, value in values.items()
+                              if not (key in left.get(section, {}) and value == left[section][key])
+                              and not (now != before and now in MODEL_PRESETS and value == fields[key].default)}
+        return Config(**table)
+
+    try:
+        return apply_overrides(chosen(filled), overrides)
+    except ConfigError:
+        if not filled or now != before or saved.train.pretrain_epochs != share:
+            raise
+        # fewer epochs given now than the saved pretraining (a run saved at 16 / 5, --epochs 4):
+        # that number was the preset's share, which follows the epochs given
+        return apply_overrides(chosen({**filled, "train": {**filled["train"], "pretrain_epochs": share}}), overrides)
 
 
 def _preset_given(overrides: Sequence[str] | Mapping[str, Any], saved: str) -> str:

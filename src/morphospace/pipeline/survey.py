@@ -137,6 +137,14 @@ def cube_settings(earlier: Config | None, cfg: Config, columns) -> Config:
                                    "preprocess": cfg.preprocess, "ingest": cfg.ingest})
 
 
+def with_imported_model(run: RunDir, cfg: Config) -> Config:
+    """``cfg`` with the run's ``[model]`` settings where the run holds an imported model
+    (import-astrovader wrote them: the published network's preset, latent size and components) and
+    ``cfg`` sets none of its own: an ingest into the run keeps the model, and so what describes it."""
+    earlier = saved_config(run) if run.imported_model() is not None and not cfg.model.model_fields_set else None
+    return cfg if earlier is None else cfg.model_copy(update={"model": earlier.model})
+
+
 def ingest_checked(run: RunDir, cfg: Config, check: Callable[[Config], Config]) -> Config:
     """The survey ingested into the run, then ``check`` (the checks that need the catalogue; it may
     return the settings amended), then the settings saved; what ``check`` returns. An ingest that
@@ -144,6 +152,7 @@ def ingest_checked(run: RunDir, cfg: Config, check: Callable[[Config], Config]) 
     run with the settings that made its new cube (:func:`cube_settings`). The neighbour masking is
     the caller's (:func:`mask_if_asked`), after: the settings saved are those of the cube in place."""
     earlier = saved_config(run)
+    cfg = with_imported_model(run, cfg)
     ingest_survey(run, cfg)
     try:
         checked = check(cfg)
@@ -209,6 +218,7 @@ def ingest_run(run: RunDir, cfg: Config, created: bool) -> dict:
     the way (an unknown layout, a missing id column, no usable galaxy, Ctrl-C) leaves an existing
     run's settings as they were and takes away a folder it ``created`` itself. The neighbour
     masking comes after: a failure there keeps the ingest, whose cube the training masks anyway."""
+    cfg = with_imported_model(run, cfg)
     with removed_on_failure(run, created):
         summary = ingest_survey(run, cfg)
     save_config(run, cfg)

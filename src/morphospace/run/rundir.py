@@ -147,6 +147,14 @@ class RunDir:
         is created to look for it (a stage that only reads a run)."""
         return self.path / "models" / safe_name(name)
 
+    def imported_model(self) -> Path | None:
+        """``RUN/models/vade/`` where it holds a model imported (import-astrovader), made from no
+        galaxies of the run (:data:`IMPORTED_MARKER` beside ``model.pt``); None otherwise."""
+        folder = self.model_path("vade")
+        if (folder / IMPORTED_MARKER).is_file() and (folder / "model.pt").is_file() and not folder.is_symlink():
+            return folder
+        return None
+
     def model_dir(self, name: str) -> Path:
         """``RUN/models/<name>/`` (:meth:`model_path`), created."""
         p = self.model_path(name)

@@ -75,7 +75,7 @@ def _set_aside_results_of_other_galaxies(run: RunDir, earlier: list | None, ids:
     where a move fails: the new cube is then not published, and the next ingest moves the rest.
     Returns the folder."""
     present = [run.path / name for name in DERIVED if os.path.lexists(run.path / name)]
-    imported = _imported_model(run)
+    imported = run.imported_model()
     if imported is not None:  # made from no galaxies of the run, it stays; what embed wrote beside it goes
         present = ([p for p in present if p.name != "models"]
                    + [p for p in sorted(imported.parent.iterdir()) if p != imported]
@@ -103,15 +103,6 @@ def _set_aside_results_of_other_galaxies(run: RunDir, earlier: list | None, ids:
                 "(delete it when you no longer need them)", ", ".join(str(p.relative_to(run.path)) for p in present),
                 dest.relative_to(run.path))
     return dest
-
-
-def _imported_model(run: RunDir) -> Path | None:
-    """``RUN/models/vade/`` where it holds an imported model (import-astrovader), made from no
-    galaxies of the run; None otherwise (a trained model, or none)."""
-    folder = run.path / "models" / "vade"
-    if (folder / IMPORTED_MARKER).is_file() and (folder / "model.pt").is_file() and not folder.is_symlink():
-        return folder
-    return None
 
 
 def _absolute_links(path: Path, moved: list[Path]) -> None:
