@@ -483,8 +483,9 @@ def test_plots_are_figures_that_show_what_they_say_and_leave_the_backend(run, fi
     assert [t.get_text() for t in column.axes[0].get_legend().get_texts()] == ["0 (50)", "1 (50)"]
     with pytest.raises(ValueError, match=r"one label per point \(100\), got shape \(100, 2\)"):
         ms.plot.latent_map(xy, np.zeros((100, 2)))
-    with pytest.raises(ValueError, match="size is the figure's height"):
-        ms.plot.latent_map(xy, size=0)
+    for size in (0, "4", None, True):  # a text or None failed inside numpy with its own TypeError
+        with pytest.raises(ValueError, match="size is the figure's height"):
+            ms.plot.latent_map(xy, size=size)
 
 
 def test_gallery_figures_prepare_only_the_rows_they_draw_once(run, fitted, monkeypatch):

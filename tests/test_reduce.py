@@ -364,3 +364,20 @@ def test_tsne_of_identical_rows_is_a_value_error_not_a_map_of_nan():
         warnings.simplefilter("error")  # no RuntimeWarning of numpy on the way either
         with pytest.raises(ValueError, match="t-SNE: 20 rows of the map are not finite"):
             TSNEReducer(random_state=0).fit_transform(np.ones((20, 4)))
+
+
+def test_rows_placed_in_a_tsne_map_land_where_the_map_put_them():
+    """openTSNE's transform centres the map's bounding box before it places rows; with the fitted
+    map put back, the rows were returned in the centred frame: off their own map points by the
+    centre's offset (3.5 on a map whose far cluster sits to one side)."""
+    from morphospace.analysis.maps import TSNEReducer
+
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(0, 1, (150, 5)), rng.normal(6, 1, (150, 5)), rng.normal(30, 1, (50, 5))]
+    tsne = TSNEReducer(random_state=0)
+    xy = tsne.fit_transform(X)
+    centre = (xy.max(axis=0) + xy.min(axis=0)) / 2
+    assert np.abs(centre).max() > 1  # a map whose box is off the origin: openTSNE moves it
+    placed = tsne.transform(X[:40])
+    width = np.ptp(xy, axis=0).max()
+    assert np.median(np.linalg.norm(placed - xy[:40], axis=1)) < 0.02 * width

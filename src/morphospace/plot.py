@@ -123,8 +123,9 @@ def latent_map(xy: Any, labels: Any = None, title: str = "", size: float = 4.0):
     xy = np.asarray(xy, dtype=float)
     if xy.ndim != 2 or xy.shape[1] != 2:
         raise ValueError(f"expected N x 2 coordinates, got shape {xy.shape}")
-    if not (np.isfinite(size) and size > 0):
-        raise ValueError(f"size is the figure's height in inches: a positive number, got {size}")
+    if isinstance(size, bool) or not isinstance(size, (int, float, np.integer, np.floating)) \
+            or not (np.isfinite(size) and size > 0):
+        raise ValueError(f"size is the figure's height in inches: a positive number, got {size!r}")
     fig = Figure(figsize=(size * 1.25, size))
     ax = fig.subplots()
     if labels is None:

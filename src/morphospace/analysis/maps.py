@@ -157,10 +157,12 @@ class TSNEReducer(_MapAfterPCA, TransformerMixin, BaseEstimator):
         X = new_input(self, X)  # NotFittedError before the fitted map is looked up
         fitted = np.array(self.embedding_, copy=True)
         try:
-            return np.array(self.embedding_.transform(self._pre(X)), copy=True)
+            placed = np.array(self.embedding_.transform(self._pre(X)), copy=True)
+            # openTSNE's transform first centres the reference map's bounding box (a translation, by
+            # up to 0.45 on a map 16 wide) and places the rows there: they are moved back with it
+            return placed + (fitted - np.asarray(self.embedding_)).mean(axis=0)
         finally:
-            # openTSNE's transform moves the reference map it places the rows in (by up to 0.45 on a
-            # map 16 wide, once): the fitted map stays as fitted, and every call places in the same one
+            # the fitted map stays as fitted, and every call places in the same one
             np.copyto(np.asarray(self.embedding_), fitted)
 
 
