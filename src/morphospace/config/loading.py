@@ -45,23 +45,11 @@ def config_from_dict(table: Mapping[str, Any]) -> Config:
 
 
 def with_presets_resolved(cfg: Config) -> Config:
-    """``cfg`` validated again from the keys it sets: a preset assigned in code
-    (``cfg.model.preset = "astrovader"``) or by ``model_copy(update=...)`` fills the keys it
-    leaves to the preset, as ``Config(...)`` and a loaded file do.
-
-    Parameters
-    ----------
-    cfg : Config
-
-    Returns
-    -------
-    Config
-
-    Raises
-    ------
-    ConfigError
-        The settings together are not allowed (``train.epochs`` not above ``train.pretrain_epochs``).
-    """
+    """A new :class:`Config`: ``cfg`` validated again from the keys it sets, so that a preset
+    assigned in code (``cfg.model.preset = "astrovader"``) or by ``model_copy(update=...)`` fills
+    the keys it leaves to the preset, as ``Config(...)`` and a loaded file do. A
+    :class:`ConfigError` says where the settings together are not allowed (``train.epochs`` not
+    above ``train.pretrain_epochs``)."""
     table = {}
     for name in type(cfg).model_fields:
         section = getattr(cfg, name)
