@@ -995,3 +995,51 @@ def test_run_saves_the_settings_of_the_cube_it_made_before_masking_and_keeps_onl
     earlier = apply_overrides(Config(), ["data.truth_label=morphology", "cluster.nuisance_columns=['seeing']"])
     kept = cube_settings(earlier, apply_overrides(Config(), ["data.path=new"]), ["id", "seeing"])
     assert kept.data.path == "new" and kept.data.truth_label == "" and kept.cluster.nuisance_columns == ["seeing"]
+
+
+def test_reduce_and_compare_refuse_rows_that_disagree_before_writing_anything(tmp_path):
+    """An embedding of fewer rows than the cube: reduce wrote its PCA, t-SNE and UMAP maps of the
+    wrong rows, then failed at LDA. A catalogue trimmed by hand: compare rewrote its score tables,
+    deleted the probes and the nuisance audit, then failed. Both now refuse first, in one line."""
+    from morphospace.config import Config
+    from morphospace.errors import UserError
+    from morphospace.pipeline import stage_compare
+    from morphospace.analysis.reduce import reduce_run
+
+    from report_fakerun import make_fake_run
+
+    run = make_fake_run(tmp_path / "run", n=40, size=16)
+    np.save(run.embedding_path("vade"), np.load(run.embedding_path("vade"))[:30])
+    before = {p: p.stat().st_mtime_ns for p in run.path.rglob("*") if p.is_file()}
+    with pytest.raises(UserError, match="embedding 'vade' has 30 rows but the cube 40"):
+        reduce_run(run, Config(), embedding="vade", reductions=["pca", "tsne", "lda"])
+    run2 = make_fake_run(tmp_path / "run2", n=40, size=16)
+    cat = pd.read_parquet(run2.catalogue)
+    cat.iloc[:-5].to_parquet(run2.catalogue)
+    kept = {p: p.read_bytes() for p in (run2.path / "comparisons").rglob("*") if p.is_file()}
+    assert kept  # the fake run has its comparisons
+    with pytest.raises(UserError, match="re-run `morphospace ingest`"):
+        stage_compare(run2, Config())
+    assert {p: p.read_bytes() for p in (run2.path / "comparisons").rglob("*") if p.is_file()} == kept
+    after = {p: p.stat().st_mtime_ns for p in run.path.rglob("*") if p.is_file()}
+    assert after == {**before, run.embedding_path("vade"): after[run.embedding_path("vade")]}
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a file name that is not UTF-8 needs a byte-named file system")
+def test_a_run_in_a_folder_whose_name_is_not_utf8_reads_and_writes_its_tables(tmp_path):
+    """pyarrow cannot encode such a path: every command on a run in a folder named in Latin-1 said
+    its catalogue was damaged and to re-ingest it, and an export to such a name was a traceback."""
+    from morphospace.cli import main
+    from morphospace.config import Config
+    from morphospace.report import build_report
+
+    from report_fakerun import make_fake_run
+
+    folder = tmp_path / os.fsdecode(b"r\xe9run")
+    run = make_fake_run(folder, n=30, size=16)
+    assert len(run.read_catalogue()) >= 30
+    assert build_report(run, Config()).is_file()
+    out = tmp_path / os.fsdecode(b"r\xe9s.parquet")
+    assert main(["export", str(folder), "--out", str(out), "--quiet"]) == 0
+    with out.open("rb") as fh:
+        assert len(pd.read_parquet(fh)) == 33  # every galaxy of the catalogue, the 3 left out of the cube too

@@ -195,7 +195,8 @@ def export(run: RunDir, out: str | Path) -> Path:
             if suffix == ".csv":
                 table.to_csv(tmp, index=False)
             elif suffix == ".parquet":
-                table.to_parquet(tmp, index=False)
+                with open(tmp, "wb") as fh:  # pyarrow cannot encode a path that is not UTF-8
+                    table.to_parquet(fh, index=False)
             else:
                 fits_table(table).write(tmp, format="fits", overwrite=True)
     except OSError as exc:  # said of the temporary file beside it: of the user's path instead

@@ -33,6 +33,7 @@ import pandas as pd
 from ..errors import InvalidArgument, UserError, first_line
 from ..progress import Timer
 from ..run import RunDir, content_stamp, stamp_is_current, write_json, write_table
+from ..run.writes import read_parquet
 from .classify import FewLabelClassifier
 from .label_files import align_labels, check_label_and_id_columns, label_paths, read_labels
 from .labels import missing_mask
@@ -278,7 +279,7 @@ def class_columns(run: RunDir) -> dict[str, tuple[str, np.ndarray]]:
             continue
         try:
             meta = json.loads(meta_path.read_text())
-            table = pd.read_parquet(table_path)
+            table = read_parquet(table_path)
         except (OSError, ValueError) as exc:
             raise UserError(f"{table_path} is damaged ({first_line(exc)}): re-run `morphospace classify`") from None
         name = meta.get("name", table_path.stem)

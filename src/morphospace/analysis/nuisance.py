@@ -36,6 +36,7 @@ from ..image.pool import map_chunks
 from ..image.sources import detect as _detect
 from ..progress import Timer, progress
 from ..run import RunDir, write_table
+from ..run.writes import read_parquet
 from ..run.pages import PageReleaser
 from .compare import plot_heatmap, score_pair
 from .labels import clustering_in_cube_order, is_nuisance_column, labels_in_cube_order, missing_mask, truth_column
@@ -337,7 +338,7 @@ def audit_run(run: RunDir, cfg: Any, recompute: bool = False, round_threshold: f
     path = run.path / "nuisance.parquet"
     measured = None
     if path.exists() and not recompute:
-        cached = pd.read_parquet(path)
+        cached = read_parquet(path)
         if len(cached) == len(ids) and np.array_equal(cached["id"].astype(str).to_numpy(), ids.astype(str)):
             measured = cached
     if measured is None:

@@ -20,6 +20,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from ..run.writes import read_parquet
 from .labels import labels_in_cube_order, missing_mask
 
 __all__ = ["linear_probe", "probe_run", "probe_classifier", "FRACTIONS", "CS"]
@@ -247,7 +248,7 @@ def fine_tuning_rows(run, name: str) -> np.ndarray | None:
     split_path = run.path / str(meta["model_dir"]) / "split.parquet"
     ids = run.cube_ids().astype(str)
     try:
-        split = pd.read_parquet(split_path)
+        split = read_parquet(split_path)
         listed = split["id"].astype(str)
         held_out = set(listed[split["split"].astype(str) != "train"])
         unlisted = int((~np.isin(ids, listed.to_numpy())).sum())

@@ -42,6 +42,7 @@ import pandas as pd
 
 from ..progress import progress
 from ..run import RunDir, atomic_path, built_by_one, new_npy_map, read_cached_npy, write_json, write_table
+from ..run.writes import read_parquet
 from .pool import map_chunks
 from .sources import border_stats, central_index, detect
 
@@ -257,7 +258,7 @@ def _built_meanwhile_by_another(stored: dict) -> bool:
 
 def _log_built_by_another(run: RunDir) -> None:
     try:
-        table = pd.read_parquet(run.path / MASKED_TABLE, columns=["n_masked", "masked_fraction"])
+        table = read_parquet(run.path / MASKED_TABLE, columns=["n_masked", "masked_fraction"])
     except (OSError, ValueError, KeyError):
         log.info("the neighbour-masked cube was built by another process of this job")
         return

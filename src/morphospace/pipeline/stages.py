@@ -151,6 +151,7 @@ def stage_compare(run: RunDir, cfg: Config) -> None:
     from ..analysis.compare import compare_run
     from ..analysis.nuisance import audit_run
 
+    run.read_cube()  # a cube and catalogue that disagree: one line before any result is rewritten
     with Timer("comparisons"):
         compare_run(run, cfg)
     with Timer("nuisance audit"):

@@ -169,8 +169,8 @@ def build_report(run: RunDir | str | Path, cfg: Config | None = None) -> Path:
         log.info("report: %s", notices[-1])
     text = page("Galaxy morphospace", subtitle, [(s.anchor, s.label) for s in sections], [s.html for s in sections],
                 data, frames=beside, notices=notices)
-    write_text(run.report, text)
-    log.info("report: %s (%.1f MB) in %.1f s", run.report, len(text.encode("utf-8")) / 1e6,
+    write_text(run.report, text, errors="replace")  # a run folder named in Latin-1 is shown, not refused
+    log.info("report: %s (%.1f MB) in %.1f s", run.report, len(text.encode("utf-8", "replace")) / 1e6,
              time.perf_counter() - t0)
     return run.report
 

@@ -21,6 +21,7 @@ import pandas as pd
 from ..analysis.labels import label_columns, labels_in_cube_order, truth_column  # one definition of "a label"
 from ..errors import UserError
 from ..run import RunDir, in_cube_order
+from ..run.writes import read_parquet
 from .clusterings import Clustering, aligned_clustering, primary_clustering
 
 log = logging.getLogger("morphospace")
@@ -277,7 +278,7 @@ class RunContents:
         if path is None:
             return None
         try:
-            table = pd.read_parquet(path)
+            table = read_parquet(path)
         except Exception as exc:
             log.warning("report: %s unreadable (%s)", path, exc)
             return None

@@ -203,7 +203,9 @@ class RunDir:
         """A parquet table of the run, or a one-line error naming it and the stage that writes it."""
         self._require(path, stage)
         try:
-            return pd.read_parquet(path, columns=columns)
+            # through a Python file: pyarrow cannot encode a path that is not UTF-8 (a folder named in Latin-1)
+            with open(path, "rb") as fh:
+                return pd.read_parquet(fh, columns=columns)
         except Exception as exc:  # pyarrow raises many types for a damaged file
             raise self.damaged(path, stage, exc) from None
 

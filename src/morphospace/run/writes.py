@@ -17,8 +17,8 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
-__all__ = ["atomic_path", "content_stamp", "file_stamp", "new_npy_map", "read_cached_npy", "read_stamped_pickle",
-           "stamp_is_current", "write_json", "write_npy", "write_stamped_pickle", "write_table", "write_text"]
+__all__ = ["atomic_path", "content_stamp", "file_stamp", "new_npy_map", "read_cached_npy", "read_parquet",
+           "read_stamped_pickle", "stamp_is_current", "write_json", "write_npy", "write_stamped_pickle", "write_table", "write_text"]
 
 
 def _umask() -> int:
@@ -47,16 +47,20 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
-def write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (:func:`atomic_path`).
+def write_text(path: str | Path, text: str, errors: str = "strict") -> None:
+    """Write ``text`` to ``path`` atomically (:func:`atomic_path`), as UTF-8.
 
     Parameters
     ----------
     path : str or Path
     text : str
+    errors : str
+        What to do with what UTF-8 cannot encode (a path whose name is not UTF-8 holds such
+        characters): ``"strict"`` refuses, ``"replace"`` writes a replacement character (a page
+        meant to be read, not parsed back).
     """
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8", errors=errors)
 
 
 def write_json(path: str | Path, obj: Any) -> None:
@@ -243,12 +247,20 @@ def write_npy(path: str | Path, array: np.ndarray) -> None:
             np.save(fh, np.ascontiguousarray(array))
 
 
+def read_parquet(path: str | Path, **kwargs) -> pd.DataFrame:
+    """``pd.read_parquet`` through a Python file: pyarrow cannot encode a path that is not UTF-8
+    (a folder named in Latin-1), which it would report as a damaged file."""
+    with open(path, "rb") as fh:
+        return pd.read_parquet(fh, **kwargs)
+
+
 def write_table(path: str | Path, table: pd.DataFrame) -> None:
     """Write a DataFrame by extension (.parquet or .csv), atomically."""
     path = Path(path)
     with atomic_path(path) as tmp:
         if path.suffix == ".parquet":
-            table.to_parquet(tmp, index=False)
+            with open(tmp, "wb") as fh:  # a Python file: pyarrow cannot encode a path that is not UTF-8
+                table.to_parquet(fh, index=False)
         elif path.suffix == ".csv":
             table.to_csv(tmp, index=False)
         else:

@@ -274,7 +274,8 @@ def _write_outputs(survey, spec: PreprocessSpec, run: RunDir, data, cfg: Config,
         # results set aside and the earlier outputs removed, and last the renames: cube, summary,
         # catalogue. A full disk before the renames leaves the earlier ingest as it was.
         with atomic_path(run.catalogue) as cat_tmp:
-            catalogue.to_parquet(cat_tmp, index=False)
+            with open(cat_tmp, "wb") as fh:  # pyarrow cannot encode a path that is not UTF-8
+                catalogue.to_parquet(fh, index=False)
             with atomic_path(run.ingest_summary) as sum_tmp:
                 sum_tmp.write_text(json.dumps(summary, indent=2) + "\n")
                 writer.wait_synced()

@@ -16,6 +16,7 @@ import pandas as pd
 from ...config import DataConfig
 from ...errors import UserError, first_line
 from ...run import MISSING_MARKERS
+from ...run.writes import read_parquet
 from .files import file_kind, in_dir
 from .records import Record
 
@@ -71,7 +72,7 @@ def read_table(path: Path) -> pd.DataFrame:
     """
     try:
         if path.suffix.lower() == ".parquet":
-            table = pd.read_parquet(path)
+            table = read_parquet(path)
             return table.astype(str).where(table.notna(), "")
         # utf-8-sig: a spreadsheet's byte-order mark must not become part of the first column name
         return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
