@@ -600,3 +600,19 @@ def test_an_astrovader_estimator_saved_by_an_earlier_version_refits_what_it_trai
     chosen = {**earlier, "latent_dim": 16, "n_components": None}
     save_model(build_model(hp16), hp16, tmp_path / "chosen.pt", extra={"estimator": chosen})
     assert ms.VaDE.load(tmp_path / "chosen.pt").get_params()["latent_dim"] == 16
+
+
+def test_generate_names_its_own_options_in_its_errors(fitted, tmp_path, capsys):
+    """The command line said 'n must be ...', 'reject_below must be ...': the notebook's parameter
+    names, not the options the user typed."""
+    from morphospace.cli import main
+
+    run = tmp_path / "run"
+    (run / "models" / "vade").mkdir(parents=True)
+    (run / "config.toml").write_text("")
+    fitted.save(run / "models" / "vade" / "model.pt")
+    for option, value, said in (("--n", "0", "--n must be in 1.."), ("--reject-below", "1.1", "--reject-below must be"),
+                                ("--component", "99", "--component must be in 0..")):
+        argv = ["generate", str(run), "--component", "0", "--out", str(tmp_path / "g"), "--quiet", option, value]
+        assert main(argv) == 2
+        assert said in capsys.readouterr().err, option

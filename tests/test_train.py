@@ -631,6 +631,27 @@ def test_generate_with_rejection_and_write(trained, tmp_path):
     with fits.open(tmp_path / "gen" / "generated_0001.fits") as hdul:
         h = hdul[0].header
         assert (h["MS_COMP"], h["MS_TEMP"], h["MS_SEED"], h["MS_REJ"]) == (1, 0.5, 9, "none")
+    # a draw interrupted (Ctrl-C) half way: it left half its files beside the earlier draw's, in one
+    # folder with nothing to tell them apart; now the earlier draw stays whole and nothing else is left
+    import morphospace.vade.embed as embed_module
+
+    calls = {"n": 0}
+    real = embed_module.display_image
+
+    def interrupted(img):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(img)
+
+    before = {p.name: p.read_bytes() for p in (tmp_path / "gen").iterdir()}
+    embed_module.display_image = interrupted
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            write_generated(imgs, tmp_path / "gen", draw={"comp": 2, "temp": 0.5, "seed": 3, "rej": None})
+    finally:
+        embed_module.display_image = real
+    assert {p.name: p.read_bytes() for p in (tmp_path / "gen").iterdir()} == before
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from ..config import Config, apply_overrides, load_config, overrides_on_saved
-from ..errors import UserError, missing_package
+from ..errors import InvalidArgument, UserError, missing_package
 from ..progress import set_quiet
 from ..run import RunDir, launched_as_later_rank, release_locks
 from .options import check_out, printable
@@ -416,8 +416,15 @@ def _dispatch(args) -> int | None:
             if not (math.isfinite(args.temperature) and args.temperature > 0):
                 raise UserError(f"--temperature must be a positive number, got {args.temperature}")
             _check_generate_out(run, check_out(args.out, purpose="the galaxies"))
-            out = pipeline.stage_generate(run, cfg, args.component, args.n, Path(args.out), args.temperature,
-                                          args.reject_below, args.seed)
+            try:
+                out = pipeline.stage_generate(run, cfg, args.component, args.n, Path(args.out), args.temperature,
+                                              args.reject_below, args.seed)
+            except InvalidArgument as exc:  # the notebook's parameter names, said as this command's options
+                text = str(exc)
+                option = text.split(" ", 1)[0]
+                if option in ("component", "n", "temperature", "reject_below", "seed"):
+                    text = "--" + option.replace("_", "-") + text[len(option):]
+                raise UserError(text) from None
             print(f"generated galaxies: {out}")
         elif cmd == "report":
             report = pipeline.stage_report(run, cfg)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ from ..image.display import display_image
 from ..nets.batches import INFERENCE_BATCH
 from ..nets.predict import predict_rows
 from ..progress import Timer
-from ..run import RunDir, atomic_path, read_cached_npy, write_json, write_npy, write_table
+from ..run import RunDir, read_cached_npy, write_json, write_npy, write_table
 from .figures import write_figures
 from .fitting import device_kwargs
 from .io import fingerprint, load_vade, model_dir, model_file
@@ -251,32 +252,42 @@ def write_generated(images: np.ndarray, out_dir: str | Path, prefix: str = "gene
     """Write each image (N, C, H, W) as ``<prefix>_<i>.png`` (display, clipped to [0, 1]) and ``.fits`` (float values).
 
     ``draw`` (e.g. component, temperature, seed) goes into each FITS header, as ``MS_<KEY>`` cards.
-    Files of an earlier draw with the same prefix that this one does not rewrite are removed: a
-    folder never mixes two draws. Returns the written paths.
+    The files are written into a hidden folder inside ``out_dir`` and moved into place once all
+    are written, after the files of an earlier draw with the same prefix are removed: a folder
+    never mixes two draws, and one interrupted (Ctrl-C) keeps the earlier draw whole. Returns the
+    written paths.
     """
+    import shutil
+    import tempfile
+
     from astropy.io import fits
     from PIL import Image
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    width = max(4, len(str(len(images) - 1)))
-    for i, img in enumerate(np.asarray(images, dtype=np.float32)):
-        stem = f"{prefix}_{i:0{width}d}"
-        png = out / f"{stem}.png"
-        with atomic_path(png) as tmp:
-            Image.fromarray(display_image(img)).save(tmp, format="PNG")
-        fts = out / f"{stem}.fits"
-        with atomic_path(fts) as tmp:
+    for stale in out.glob(f".{prefix}.*.partial"):  # of a draw killed outright
+        shutil.rmtree(stale, ignore_errors=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{prefix}.", suffix=".partial", dir=out))
+    try:
+        names = []
+        width = max(4, len(str(len(images) - 1)))
+        for i, img in enumerate(np.asarray(images, dtype=np.float32)):
+            stem = f"{prefix}_{i:0{width}d}"
+            Image.fromarray(display_image(img)).save(stage / f"{stem}.png", format="PNG")
             hdu = fits.PrimaryHDU(img[0] if img.shape[0] == 1 else img)
             hdu.header["ORIGIN"] = "morphospace"
             hdu.header["COMMENT"] = "VaDE synthetic galaxy (decoded sample of one mixture component)"
             for key, value in (draw or {}).items():
                 hdu.header[f"MS_{key.upper()}"[:8]] = "none" if value is None else value
-            hdu.writeto(tmp, overwrite=True)
-        paths += [png, fts]
-    written = set(paths)
-    for old in [*out.glob(f"{prefix}_*.png"), *out.glob(f"{prefix}_*.fits")]:
-        if old not in written and re.fullmatch(rf"{re.escape(prefix)}_\d+\.(png|fits)", old.name):
-            old.unlink(missing_ok=True)
+            hdu.writeto(stage / f"{stem}.fits")
+            names += [f"{stem}.png", f"{stem}.fits"]
+        for old in [*out.glob(f"{prefix}_*.png"), *out.glob(f"{prefix}_*.fits")]:
+            if re.fullmatch(rf"{re.escape(prefix)}_\d+\.(png|fits)", old.name):
+                old.unlink(missing_ok=True)
+        paths = []
+        for name in names:
+            os.replace(stage / name, out / name)
+            paths.append(out / name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     return paths
