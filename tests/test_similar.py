@@ -1,5 +1,6 @@
 """Similarity search: the index, precision@k, `morphospace similar` on a run."""
 
+import os
 import pickle
 from types import SimpleNamespace
 
@@ -223,6 +224,10 @@ def test_similar_image_on_the_command_line(image_run, capsys, tmp_path):
     assert list((run.path / "similar").glob("query_mine.png-*__form.parquet"))
     # the default embedding is the run's primary one (form, here)
     assert main(["similar", str(run.path), "--image", str(copy), "--k", "2", "--quiet"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[2].split()[:2] == ["1", "g4"]
+    # a file name that is not UTF-8 (Latin-1): a traceback from the results' file name before
+    latin = shutil.copy(data / "g4.png", tmp_path / os.fsdecode(b"m\xe9ine.png"))
+    assert main(["similar", str(run.path), "--image", str(latin), "--k", "2", "--embedding", "form", "--quiet"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[2].split()[:2] == ["1", "g4"]
 
 

@@ -145,7 +145,7 @@ def _output_name(label: str, embedding: str, key: str | None = None) -> str:
     their files ("a b" and "a_b", or two images called alike in two folders)."""
     safe = safe_name(label)
     if key is not None or safe != label:
-        safe += "-" + hashlib.sha1(str(label if key is None else key).encode()).hexdigest()[:8]
+        safe += "-" + hashlib.sha1(str(label if key is None else key).encode("utf-8", "surrogateescape")).hexdigest()[:8]
     return f"{safe}__{safe_name(embedding)}"
 
 
