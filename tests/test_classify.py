@@ -482,6 +482,8 @@ def test_a_missing_labels_file_is_one_line(tiny_run, tmp_path, capsys):
     assert main(["classify", str(run.path), "--labels", str(tmp_path / "none.csv"), "--column", "kind", "--quiet"]) == 2
     assert "labels file not found" in capsys.readouterr().err
     assert main(["classify", str(run.path), "--column", "kind", "--quiet"]) == 2
+    assert main(["classify", str(run.path), "--labels", str(tmp_path), "--column", "kind", "--quiet"]) == 2
+    assert "is a folder: give the CSV file of labels" in capsys.readouterr().err  # it said "not found"
 
 
 def test_conflicting_duplicates_are_left_out_and_reported(tmp_path):

@@ -345,3 +345,10 @@ def test_similar_to_image_refuses_a_vector_that_does_not_fit(tiny_run):
         similar_to_image(tiny_run, np.array([0.0, np.nan, 0.0, 0.0]), image, "form")
     table, gallery = similar_to_image(tiny_run, tiny_run.read_embedding("form")[0], image, "form", k=2, query="q")
     assert list(table["id"][:2]) == ["q", "g00"] and len(table) == 3 and gallery.is_file()
+
+
+def test_a_k_beyond_the_cube_is_said_not_capped_in_silence(tiny_run, caplog):
+    n = len(tiny_run.cube_ids())
+    with caplog.at_level("WARNING", logger="morphospace"):
+        table, _ = similar_run(tiny_run, "g29", "form", k=n + 50)
+    assert len(table) == n and f"k = {n + 50}, but the cube holds {n - 1} other galaxies" in caplog.text

@@ -103,6 +103,8 @@ def read_labels(paths, column: str, id_column: str = "id") -> tuple[pd.DataFrame
 
 def _label_columns(path: Path, column: str, id_column: str) -> tuple[pd.Series, pd.Series]:
     """The id and label columns of one labels CSV, as stripped text, every row."""
+    if path.is_dir():
+        raise UserError(f"labels file {path} is a folder: give the CSV file of labels")
     if not path.is_file():
         raise UserError(f"labels file not found: {path}")
     try:

@@ -83,6 +83,8 @@ def similar_run(run: RunDir, galaxy_id: str, embedding: str, k: int = 10) -> tup
     X = _embedding_of_cube(run, embedding, len(cat))
     index = _index_for(run, embedding, X)
     q = int(where[0])
+    if k > len(cat) - 1:  # said, not capped in silence
+        log.warning("k = %d, but the cube holds %d other galaxies: all of them are listed", k, len(cat) - 1)
     dist, idx = index.kneighbors(np.asarray(X[q:q + 1]), k=k + 1)
     # the galaxy itself first, whatever order the search gave galaxies at its distance (a copy of
     # its image, an embedding that ties them), then the k nearest others
@@ -130,6 +132,8 @@ def similar_to_image(run: RunDir, vector: np.ndarray, image: np.ndarray, embeddi
         raise UserError(f"the query has {v.shape[1]} values, the run's '{embedding}' embedding {X.shape[1]}")
     if not np.isfinite(v).all():
         raise UserError(f"the query's '{embedding}' embedding is not finite (NaN or inf)")
+    if k > len(X):  # said, not capped in silence
+        log.warning("k = %d, but the cube holds %d galaxies: all of them are listed", k, len(X))
     dist, idx = _index_for(run, embedding, X).kneighbors(v, k=k)
     table = _table(cat, idx[0], dist[0])
     head = pd.DataFrame({"rank": [0], "id": [str(query)], "distance": [0.0]})
