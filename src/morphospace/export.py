@@ -27,6 +27,7 @@ import pandas as pd
 
 from .errors import UserError
 from .run import RUN_FILES, RunDir, atomic_path
+from .run.writes import to_parquet
 
 log = logging.getLogger("morphospace")
 
@@ -195,8 +196,7 @@ def export(run: RunDir, out: str | Path) -> Path:
             if suffix == ".csv":
                 table.to_csv(tmp, index=False)
             elif suffix == ".parquet":
-                with open(tmp, "wb") as fh:  # pyarrow cannot encode a path that is not UTF-8
-                    table.to_parquet(fh, index=False)
+                to_parquet(table, tmp)
             else:
                 fits_table(table).write(tmp, format="fits", overwrite=True)
     except OSError as exc:  # said of the temporary file beside it: of the user's path instead

@@ -36,7 +36,7 @@ import pandas as pd
 
 from ..errors import MissingFile, UserError, first_line
 from .lock import hold_lock
-from .writes import write_table
+from .writes import read_parquet, write_table
 
 
 # text that means "no value" in a catalogue's cell, written by pandas, astropy, databases and people
@@ -203,9 +203,7 @@ class RunDir:
         """A parquet table of the run, or a one-line error naming it and the stage that writes it."""
         self._require(path, stage)
         try:
-            # through a Python file: pyarrow cannot encode a path that is not UTF-8 (a folder named in Latin-1)
-            with open(path, "rb") as fh:
-                return pd.read_parquet(fh, columns=columns)
+            return read_parquet(path, columns=columns)
         except Exception as exc:  # pyarrow raises many types for a damaged file
             raise self.damaged(path, stage, exc) from None
 

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["atomic_path", "content_stamp", "file_stamp", "new_npy_map", "read_cached_npy", "read_parquet",
-           "read_stamped_pickle", "stamp_is_current", "write_json", "write_npy", "write_stamped_pickle", "write_table", "write_text"]
+           "read_stamped_pickle", "stamp_is_current", "to_parquet", "write_json", "write_npy", "write_stamped_pickle",
+           "write_table", "write_text"]
 
 
 def _umask() -> int:
@@ -254,13 +255,18 @@ def read_parquet(path: str | Path, **kwargs) -> pd.DataFrame:
         return pd.read_parquet(fh, **kwargs)
 
 
+def to_parquet(table: pd.DataFrame, path: str | Path) -> None:
+    """``table.to_parquet(path, index=False)`` through a Python file, as :func:`read_parquet` reads."""
+    with open(path, "wb") as fh:
+        table.to_parquet(fh, index=False)
+
+
 def write_table(path: str | Path, table: pd.DataFrame) -> None:
     """Write a DataFrame by extension (.parquet or .csv), atomically."""
     path = Path(path)
     with atomic_path(path) as tmp:
         if path.suffix == ".parquet":
-            with open(tmp, "wb") as fh:  # a Python file: pyarrow cannot encode a path that is not UTF-8
-                table.to_parquet(fh, index=False)
+            to_parquet(table, tmp)
         elif path.suffix == ".csv":
             table.to_csv(tmp, index=False)
         else:

@@ -21,6 +21,7 @@ from ...errors import UserError
 from ...progress import progress
 from ...run import RunDir, atomic_path, in_cube_order
 from ...run.rundir import DERIVED, IMPORTED_MARKER, SUPERSEDED
+from ...run.writes import to_parquet
 from .catalogue import N_EXAMPLES, build_catalogue, flag_counts_line, log_summary, raise_if_flagged, summarise
 from .cube import CubeWriter, partial_path
 from .layouts import Survey, read_survey
@@ -274,8 +275,7 @@ def _write_outputs(survey, spec: PreprocessSpec, run: RunDir, data, cfg: Config,
         # results set aside and the earlier outputs removed, and last the renames: cube, summary,
         # catalogue. A full disk before the renames leaves the earlier ingest as it was.
         with atomic_path(run.catalogue) as cat_tmp:
-            with open(cat_tmp, "wb") as fh:  # pyarrow cannot encode a path that is not UTF-8
-                catalogue.to_parquet(fh, index=False)
+            to_parquet(catalogue, cat_tmp)
             with atomic_path(run.ingest_summary) as sum_tmp:
                 sum_tmp.write_text(json.dumps(summary, indent=2) + "\n")
                 writer.wait_synced()
