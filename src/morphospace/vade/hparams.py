@@ -73,12 +73,10 @@ def resolve_hparams(cfg: Config, channels: int, image_size: int, announce: bool 
     if m.preset == "astrovader":
         # the settable keys are the configuration's (Config filled those it leaves to the preset);
         # the rest is the published network, loss and schedule, whatever a setting says
-        settings = {**MODEL_PRESETS["astrovader"]["model"], **MODEL_PRESETS["astrovader"]["train"]}
         section = {key: name for name, values in MODEL_PRESETS["astrovader"].items() for key in values}
-        ignored = [f"{section[key]}.{key} = {hp[key]!r}" for key in ASTROVADER_FIXED
-                   if key in settings and hp[key] != ASTROVADER_RECIPE[key]]
-        used = [f"{section[key]}.{key} = {ASTROVADER_RECIPE[key]!r}" for key in ASTROVADER_FIXED
-                if key in settings and hp[key] != ASTROVADER_RECIPE[key]]
+        differ = [key for key in ASTROVADER_FIXED if key in section and hp[key] != ASTROVADER_RECIPE[key]]
+        ignored = [f"{section[key]}.{key} = {hp[key]!r}" for key in differ]
+        used = [f"{section[key]}.{key} = {ASTROVADER_RECIPE[key]!r}" for key in differ]
         # a saved config.toml names these at their defaults: only another value was chosen
         if (t.final_lr_fraction != type(t).model_fields["final_lr_fraction"].default
                 and not math.isclose(hp["final_lr"], ASTROVADER_RECIPE["final_lr"])):
