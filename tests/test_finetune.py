@@ -220,16 +220,16 @@ def test_the_study_scores_against_the_classes_it_fine_tunes_on(tmp_path, toy):
     cfg = apply_overrides(Config(), ["study.labels=shape"])
     save_config(run, cfg)
     assert truth_column(cat, cfg) == "morph3"  # what the comparisons took before
-    chosen = study_truth(run, cfg)
+    chosen = study_truth(run.read_catalogue(), cfg)
     assert chosen.data.truth_label == "shape" and truth_column(cat, chosen) == "shape"
     assert load_config(run.config).data.truth_label == ""  # saved by the caller, not here
     for kept in (["study.labels=frac"], ["study.labels=shape", "data.truth_label=morph3"], ["study.labels=Class*"]):
         other = apply_overrides(Config(), kept)
-        assert study_truth(run, other).data.truth_label == other.data.truth_label
+        assert study_truth(run.read_catalogue(), other).data.truth_label == other.data.truth_label
     # T-types read back as floats (1.0, 2.0, 3.0, blanks): classes the study fine-tunes on, so the truth too
     cat["ttype"] = np.where(np.arange(40) % 7 == 0, np.nan, np.arange(40) % 3 + 1.0)
     write_table(run.catalogue, cat)
-    ttype = study_truth(run, apply_overrides(Config(), ["study.labels=ttype"]))
+    ttype = study_truth(run.read_catalogue(), apply_overrides(Config(), ["study.labels=ttype"]))
     assert ttype.data.truth_label == "ttype"
 
 

@@ -189,6 +189,24 @@ def test_a_damaged_embedding_or_map_is_left_out_of_the_report_saying_so(pca_run,
     assert (run / "report.html").is_file()
 
 
+def test_a_deleted_clustering_file_is_said_by_compare_and_the_report(pca_run, tmp_path):
+    """A clustering's table deleted by hand was left out of compare and the report without a word;
+    its record (``clusterings/<name>.json``) says it was made, so both now name it and what makes it."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(pca_run, run)
+    gone = sorted((run / "clusterings").glob("*.json"))[0].with_suffix(".parquet")
+    gone.unlink()
+    assert RunDir(run).missing_clusterings() == [gone.stem]
+    for command in ("compare", "report"):
+        assert main([command, str(run), "--quiet"]) == 0
+    log = (run / "log.txt").read_text()
+    assert f"clusterings/{gone.name} is missing: left out of the comparisons" in log
+    assert "missing and left out of this page" in log
+    assert f"clusterings/{gone.name} (`morphospace cluster RUN` makes it again)" in (run / "report.html").read_text()
+
+
 def test_a_run_without_its_config_says_the_defaults_are_used(pca_run, tmp_path, capsys):
     import shutil
 
@@ -445,6 +463,24 @@ def test_a_run_stopped_after_its_new_cube_keeps_that_cube_s_settings(tmp_path, m
     assert main([command, "--data", str(second), "--out", str(run), "--quiet"]) == 130  # Ctrl-C's status
     assert load_config(run / "config.toml").data.path == str(second)
     assert len(pd.read_parquet(run / "catalogue.parquet")) == 4
+
+
+@pytest.mark.parametrize("command", [["study", "--labels", "nosuch"], ["run", "--set", "data.truth_label=nosuch"]])
+def test_a_label_the_new_survey_lacks_leaves_a_finished_run_as_it_was(pca_run, tmp_path, capsys, command):
+    """``study --out RUN --data OTHER --labels TYPO`` on a finished run ingested OTHER, setting the
+    run's results aside in superseded/, before it refused the label: the label is now checked
+    against the new catalogue before the ingest replaces anything."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(pca_run, run)
+    other = tiny_folder_survey(tmp_path / "other", n=5)
+    before = {p.relative_to(run): p.read_bytes() for p in files_under(run) if p.name != "log.txt"}
+    code = main([command[0], "--data", str(other), "--out", str(run), *command[1:], "--quiet"])
+    assert "nosuch" in one_line_error(capsys, code)
+    assert not (run / "superseded").exists()
+    after = {p.relative_to(run): p.read_bytes() for p in files_under(run) if p.name != "log.txt"}
+    assert after.keys() == before.keys() and all(after[k] == before[k] for k in before)
 
 
 def test_a_binary_config_file(tmp_path, capsys):
@@ -922,14 +958,12 @@ def test_a_setting_refused_after_the_ingest_or_by_a_stage_never_stays_in_the_run
     code = main(["study", "--data", str(data), "--out", str(fresh), "--backbone", "small", "--mode", "frozen",
                  "--set", "study.weights=/no/such/weights.pt", "--quiet"])
     assert "weights file not found" in one_line_error(capsys, code) and not fresh.exists()
-    # galaxies of another folder, then the truth label refused: the run keeps the settings that made
-    # its new cube (its data), not the refused label, nor the earlier data beside the new cube
+    # galaxies of another folder with a truth label they lack: refused before the new cube replaces
+    # the run's (it was ingested, the earlier results set aside, then refused): the run is as it was
     other = tiny_folder_survey(tmp_path / "other", n=12)
     code = main(["run", "--data", str(other), "--out", str(run), "--quiet", "--set", "data.truth_label=nosuch"])
-    err = capsys.readouterr().err  # the results of the earlier galaxies set aside (a warning), then the error
-    assert code == 2 and "'nosuch'" in err.splitlines()[-1] and "Traceback" not in err
-    kept = load_config(run / "config.toml")
-    assert kept.data.path == str(other) and kept.data.truth_label == load_config(pca_run / "config.toml").data.truth_label
+    assert "'nosuch'" in one_line_error(capsys, code)
+    assert (run / "config.toml").read_bytes() == before and not (run / "superseded").exists()
 
 
 def test_a_command_with_its_output_closed_ends_without_a_traceback(tmp_path, capsys):
@@ -995,6 +1029,30 @@ def test_run_saves_the_settings_of_the_cube_it_made_before_masking_and_keeps_onl
     earlier = apply_overrides(Config(), ["data.truth_label=morphology", "cluster.nuisance_columns=['seeing']"])
     kept = cube_settings(earlier, apply_overrides(Config(), ["data.path=new"]), ["id", "seeing"])
     assert kept.data.path == "new" and kept.data.truth_label == "" and kept.cluster.nuisance_columns == ["seeing"]
+
+
+def test_a_trimmed_catalogue_asks_for_ingest_not_embed(tmp_path, capsys):
+    """A catalogue trimmed by hand: similar, anomalies, classify and reduce said to re-run
+    `embed`, which could not help (the embedding has the cube's rows); they now say the cube and
+    the catalogue do not belong together and to re-run `ingest`."""
+    from report_fakerun import make_fake_run
+
+    from morphospace.config import Config
+    from morphospace.pipeline import save_config
+
+    run = make_fake_run(tmp_path / "run", n=40, size=16)
+    save_config(run, Config())
+    np.save(run.embedding_path("form"), np.load(run.embedding_path("vade")))
+    cat = pd.read_parquet(run.catalogue)
+    cat.iloc[:-5].to_parquet(run.catalogue)
+    cat.iloc[:10][["id"]].assign(kind=["a", "b"] * 5).to_csv(tmp_path / "labels.csv", index=False)
+    for cmd in (["similar", str(run.path), "--id", "G000001", "--embedding", "form"],
+                ["anomalies", str(run.path)],
+                ["classify", str(run.path), "--labels", str(tmp_path / "labels.csv"), "--column", "kind",
+                 "--embedding", "form"],
+                ["reduce", str(run.path), "--embedding", "form"]):
+        line = one_line_error(capsys, main([*cmd, "--quiet"]))
+        assert "re-run `morphospace ingest`" in line and "embed" not in line, (cmd, line)
 
 
 def test_reduce_and_compare_refuse_rows_that_disagree_before_writing_anything(tmp_path):

@@ -42,7 +42,7 @@ from scipy.stats import rankdata
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from ..errors import InvalidArgument, UserError
+from ..errors import InvalidArgument
 from ..run import (RunDir, content_stamp, file_stamp, read_stamped_pickle, stamp_is_current, write_json,
                    write_stamped_pickle, write_table)
 from .anomaly_tags import TAGS_FILE, read_tags
@@ -308,11 +308,8 @@ def anomaly_run(run: RunDir, method: str = "knn", n_neighbors: int = 10, random_
     UserError
         No form embedding, or one whose rows are not the cube's.
     """
-    X = np.asarray(run.read_embedding(EMBEDDING), dtype=np.float64)
+    X = np.asarray(run.embedding_of_cube(EMBEDDING), dtype=np.float64)
     ids = run.cube_ids().astype(str)
-    if X.ndim != 2 or len(X) != len(ids):
-        raise UserError(f"the form embedding of {run.path} has {len(X)} rows but the cube has {len(ids)}: "
-                        "re-run `morphospace embed`")
     params = {"method": method, "n_neighbors": int(n_neighbors), "random_state": int(random_state)}
     scorer = _scorer_for(run, X, params)
     tags = read_tags(run)

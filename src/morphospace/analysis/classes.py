@@ -158,11 +158,8 @@ def classify_run(run: RunDir, labels_path, column: str, embedding: str, id_colum
     _check_columns(column, id_column, n_suggest)
     name = column_names([column])[0]
     _check_not_another_columns(run, name, column)
-    X = run.read_embedding(embedding)
+    X = run.embedding_of_cube(embedding)
     cube_ids = run.cube_ids().astype(str)
-    if len(X) != len(cube_ids):
-        raise UserError(f"embedding '{embedding}' has {len(X)} rows but the cube {len(cube_ids)}: "
-                        "re-run `morphospace embed`")
     notes: list[str] = []
     y = np.full(len(cube_ids), None, dtype=object)
     if labels_path is not None:

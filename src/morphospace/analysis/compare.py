@@ -186,6 +186,9 @@ def compare_run(run: RunDir, cfg: Any) -> dict[str, Path]:
         When the run has no clustering.
     """
     clusterings = run.clusterings()
+    for name in run.missing_clusterings():
+        log.warning("clusterings/%s.parquet is missing: left out of the comparisons (%s makes it again)", name,
+                    "`morphospace embed`" if name == "vade" else "`morphospace cluster`")
     if not clusterings:
         raise UserError(f"no clusterings in {run.path}: run `morphospace cluster` first")
     inputs = run.comparison_inputs()

@@ -31,6 +31,7 @@ __all__ = [
     "is_label_column",
     "label_columns",
     "truth_column",
+    "check_label_columns",
     "check_label_settings",
     "labels_in_cube_order",
     "clustering_in_cube_order",
@@ -218,14 +219,19 @@ def clustering_in_cube_order(run: RunDir, name: str, ids: np.ndarray) -> np.ndar
 def check_label_settings(run: RunDir, cfg: Any) -> None:
     """The catalogue columns the later stages will read (``data.truth_label``,
     ``cluster.nuisance_columns``), checked once the catalogue exists: a typo is one line before the
-    training, not after it.
+    training, not after it (:func:`check_label_columns` of the run's catalogue)."""
+    check_label_columns(run.read_catalogue(), cfg)
+
+
+def check_label_columns(catalogue: pd.DataFrame, cfg: Any) -> None:
+    """:func:`check_label_settings` of a catalogue not yet in a run (an ingest's, before it replaces
+    the run's own).
 
     Raises
     ------
     UserError
         Naming the setting and the column that is not in the catalogue.
     """
-    catalogue = run.read_catalogue()
     columns = set(catalogue.columns)
     wanted = [("data.truth_label", cfg.data.truth_label)] if cfg.data.truth_label else []
     wanted += [("cluster.nuisance_columns", c) for c in cfg.cluster.nuisance_columns]

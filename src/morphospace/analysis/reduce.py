@@ -189,12 +189,10 @@ def reduce_run(run: RunDir, cfg: Any, embedding: str = "features",
     for name in names:
         if name.lower() not in REDUCERS:
             raise UserError(f"unknown reduction '{name}' (known: {', '.join(REDUCERS)})")
-    X = np.asarray(run.read_embedding(embedding), dtype=np.float64)
+    # checked before any map is written: not three maps of the wrong rows and then an error
+    X = np.asarray(run.embedding_of_cube(embedding, "re-run the stage that made it (`morphospace embed` for "
+                                                    "the model's)"), dtype=np.float64)
     n = X.shape[0]
-    n_cube = len(run.cube_ids())
-    if n != n_cube:  # before any map is written: not three maps of the wrong rows and then an error
-        raise UserError(f"embedding '{embedding}' has {n} rows but the cube {n_cube}: re-run the stage that made it "
-                        "(`morphospace embed` for the model's)")
     options = dict(
         n_components=2,
         random_state=ccfg.seed,

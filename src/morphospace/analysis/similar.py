@@ -47,8 +47,8 @@ def precision_at_k(X: np.ndarray, labels: Any, k: int = 10, random_state: int = 
 def _embedding_of_cube(run: RunDir, embedding: str, n: int) -> np.ndarray:
     """The run's ``embedding``, one row per cube row, or a ``UserError``: an embedding of an earlier
     cube (a re-ingest keeps it until ``embed`` runs) gave another galaxy's neighbours, or an IndexError."""
-    X = run.read_embedding(embedding)
-    if len(X) != n:
+    X = run.embedding_of_cube(embedding)
+    if len(X) != n:  # the catalogue's count is the cube's (embedding_of_cube checked it)
         raise UserError(f"embedding '{embedding}' has {len(X)} rows but the cube {n}: re-run `morphospace embed`")
     return X
 

@@ -184,7 +184,7 @@ def stage_report(run: RunDir, cfg: Config) -> Path:
 def run_all(run: RunDir, cfg: Config, created: bool = False) -> Path:
     """Every stage in order; returns the path of the report. A run refused before its training (a
     truth label not in the catalogue) takes away a folder it ``created``."""
-    from ..analysis.labels import check_label_settings
+    from ..analysis.labels import check_label_columns, check_label_settings
     from ..vade.fitting import one_process_devices
     from ..vade.hparams import check_against_cube, check_form_settings
 
@@ -202,7 +202,7 @@ def run_all(run: RunDir, cfg: Config, created: bool = False) -> Path:
     # made its new cube where a later check refused the rest (ingest_checked)
     with removed_on_failure(run, created):
         check_form_settings(cfg)
-        ingest_checked(run, cfg, check)
+        ingest_checked(run, cfg, check, lambda catalogue: check_label_columns(catalogue, cfg))
     mask_if_asked(run, cfg)
     stage_train(run, cfg)
     stage_embed(run, cfg)

@@ -6,9 +6,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import pandas as pd
+
 from ..config import Config, apply_overrides
 from ..progress import Timer
-from ..run import RunDir
+from ..run import RunDir, in_cube_order
 from .stages import (stage_anomaly, stage_cluster, stage_compare, stage_reduce, stage_report, stage_train,
                      trained_preset)
 from .survey import check_data, ingest_checked, mask_if_asked, removed_on_failure
@@ -31,21 +33,28 @@ def run_study(run: RunDir, cfg: Config, created: bool = False) -> Path:
     from ..nets.backbones import BACKBONES, check_backbone
     from ..vade.io import model_dir, model_file
 
-    from ..analysis.labels import check_label_settings
+    from ..analysis.labels import check_label_columns, check_label_settings
     from ..study.features import fine_tuning_labels, study_truth
+
+    def study_labels(catalogue: pd.DataFrame, cfg: Config) -> Config:
+        if cfg.study.mode != "frozen" and cfg.study.backbone not in ("vade", "ssl"):
+            fine_tuning_labels(in_cube_order(catalogue), cfg)
+        return study_truth(catalogue, cfg)
+
+    def check_catalogue(catalogue: pd.DataFrame) -> None:  # the new survey's, before the run changes
+        check_label_columns(catalogue, cfg)
+        study_labels(catalogue, cfg)
 
     def check(cfg: Config) -> Config:  # refused once the galaxies are in: one line before any training
         check_label_settings(run, cfg)
-        if cfg.study.mode != "frozen" and cfg.study.backbone not in ("vade", "ssl"):
-            fine_tuning_labels(run.cube_catalogue(), cfg)
-        return study_truth(run, cfg)
+        return study_labels(run.read_catalogue(), cfg)
 
     with removed_on_failure(run, created):
         if cfg.study.backbone in BACKBONES:  # an optional package or weights file missing: before the ingest
             check_backbone(cfg.study.backbone, cfg.study.mode == "frozen" or BACKBONES[cfg.study.backbone].pretrained,
                            cfg.study.weights or None)
         check_data(cfg)
-        cfg = ingest_checked(run, cfg, check)
+        cfg = ingest_checked(run, cfg, check, check_catalogue)  # also before a finished run is replaced
         mask_if_asked(run, cfg)
     if cfg.study.backbone in ("vade", "ssl"):
         if cfg.study.backbone == "ssl":  # the self-supervised encoder is the form-first VaDE's

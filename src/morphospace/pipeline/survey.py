@@ -8,12 +8,16 @@ import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..caches import cache_root
 from ..config import Config, dumps_config, load_config
 from ..errors import MissingFile, UserError
 from ..progress import Timer
 from ..run import RunDir, atomic_path, launched_as_later_rank, write_text
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("morphospace")
 
@@ -145,15 +149,19 @@ def with_imported_model(run: RunDir, cfg: Config) -> Config:
     return cfg if earlier is None else cfg.model_copy(update={"model": earlier.model})
 
 
-def ingest_checked(run: RunDir, cfg: Config, check: Callable[[Config], Config]) -> Config:
+def ingest_checked(run: RunDir, cfg: Config, check: Callable[[Config], Config],
+                   check_catalogue: Callable[[pd.DataFrame], object] | None = None) -> Config:
     """The survey ingested into the run, then ``check`` (the checks that need the catalogue; it may
-    return the settings amended), then the settings saved; what ``check`` returns. An ingest that
-    fails keeps the earlier cube, and so its settings; a check that refuses (or a Ctrl-C) leaves the
-    run with the settings that made its new cube (:func:`cube_settings`). The neighbour masking is
-    the caller's (:func:`mask_if_asked`), after: the settings saved are those of the cube in place."""
+    return the settings amended), then the settings saved; what ``check`` returns.
+    ``check_catalogue`` sees the new catalogue before the ingest replaces or sets aside anything
+    of the run: a label setting the new survey cannot serve leaves a finished run as it was. An
+    ingest that fails keeps the earlier cube, and so its settings; a check that refuses (or a
+    Ctrl-C) leaves the run with the settings that made its new cube (:func:`cube_settings`). The
+    neighbour masking is the caller's (:func:`mask_if_asked`), after: the settings saved are those
+    of the cube in place."""
     earlier = saved_config(run)
     cfg = with_imported_model(run, cfg)
-    ingest_survey(run, cfg)
+    ingest_survey(run, cfg, check_catalogue)
     try:
         checked = check(cfg)
     except BaseException:
@@ -182,14 +190,15 @@ def stage_ingest(run: RunDir, cfg: Config) -> dict:
     return summary
 
 
-def ingest_survey(run: RunDir, cfg: Config) -> dict:
+def ingest_survey(run: RunDir, cfg: Config, check: Callable[[pd.DataFrame], object] | None = None) -> dict:
     """The configured survey (or the built-in synthetic one, made once) ingested into the run,
-    without the neighbour masking (:func:`mask_if_asked`); returns the ingest summary."""
+    without the neighbour masking (:func:`mask_if_asked`); returns the ingest summary. ``check``
+    goes to :func:`~morphospace.data.ingest.ingest`."""
     from ..data.ingest import ingest
 
     data = ensure_survey(cfg)
     with Timer("ingest"):
-        return ingest(data, run, cfg)
+        return ingest(data, run, cfg, check=check)
 
 
 def mask_if_asked(run: RunDir, cfg: Config) -> None:

@@ -167,6 +167,13 @@ def build_report(run: RunDir | str | Path, cfg: Config | None = None) -> Path:
         notices.append("The run has a trained model whose results are not here yet: run `morphospace embed RUN` "
                        "and the later stages (or `morphospace run`), then the report again.")
         log.info("report: %s", notices[-1])
+    missing = run.missing_clusterings()
+    if missing:
+        remade = {m: "embed" if m == "vade" else "cluster" for m in missing}
+        notices.append(f"{len(missing)} clustering file{'s are' if len(missing) > 1 else ' is'} missing and left "
+                       "out of this page: " + ", ".join(f"clusterings/{m}.parquet (`morphospace {how} RUN` makes "
+                                                        "it again)" for m, how in remade.items()) + ".")
+        log.warning("report: %s", notices[-1])
     text = page("Galaxy morphospace", subtitle, [(s.anchor, s.label) for s in sections], [s.html for s in sections],
                 data, frames=beside, notices=notices)
     write_text(run.report, text, errors="replace")  # a run folder named in Latin-1 is shown, not refused

@@ -238,6 +238,24 @@ class RunDir:
                                 f"{len(cube)} rows: they do not belong together; re-run `morphospace ingest`")
         return cube
 
+    def embedding_of_cube(self, name: str, remedy: str = "re-run `morphospace embed`") -> np.ndarray:
+        """Embedding ``name`` (:meth:`read_embedding`), checked to hold one row per cube row.
+
+        The cube and the catalogue are checked against each other first (:meth:`read_cube`), so
+        that a catalogue trimmed or replaced by hand asks for ``ingest``, and only an embedding of
+        an earlier cube for ``remedy``.
+
+        Raises
+        ------
+        UserError
+            Saying which of the three disagree and what to re-run.
+        """
+        n = len(self.read_cube())
+        X = self.read_embedding(name)
+        if len(X) != n:
+            raise UserError(f"embedding '{name}' has {len(X)} rows but the cube {n}: {remedy}")
+        return X
+
     def cube_catalogue(self) -> pd.DataFrame:
         """The catalogue rows of the cube's galaxies, in cube order (:func:`in_cube_order`)."""
         return in_cube_order(self.read_catalogue())
@@ -278,6 +296,16 @@ class RunDir:
         """Names of the run's clusterings (``clusterings/*.parquet``), sorted."""
         d = self.path / "clusterings"
         return sorted(p.stem for p in d.glob("*.parquet")) if d.is_dir() else []
+
+    def missing_clusterings(self) -> list[str]:
+        """Clusterings whose table is gone while what made it is still there (a stage clustering's
+        record ``clusterings/<name>.json``; the model's own, ``vade``, beside ``vade_galaxies.parquet``):
+        a file deleted by hand, which the later stages would otherwise leave out without a word."""
+        d = self.path / "clusterings"
+        made = {p.stem for p in d.glob("*.json")} if d.is_dir() else set()
+        if (self.path / "vade_galaxies.parquet").is_file():
+            made.add("vade")
+        return sorted(made - set(self.clusterings()))
 
     def comparison_inputs(self) -> dict:
         """What the compare stage's results depend on: the :func:`~morphospace.run.writes.content_stamp`

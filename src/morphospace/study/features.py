@@ -312,15 +312,14 @@ def fine_tuning_labels(inside: pd.DataFrame, cfg: Config) -> str:
     return spec
 
 
-def study_truth(run: RunDir, cfg: Config) -> Config:
+def study_truth(catalogue: pd.DataFrame, cfg: Config) -> Config:
     """The classes a study fine-tunes on (``study.labels``) are the truth its LDA, contingency tables
     and probe score against, unless ``data.truth_label`` names another: ``cfg`` with that truth,
     for the caller to save in the run's configuration, so that a later ``compare`` or ``report``
-    of the run reads the same."""
+    of the run reads the same. ``catalogue``: the run's (:meth:`RunDir.read_catalogue`)."""
     spec = cfg.study.labels
     if not spec:
         return cfg
-    catalogue = run.read_catalogue()
     try:  # classes as the fine-tuning reads them: T-types stored as 1.0, 2.0 ... are classes too
         task = resolve_labels(catalogue, spec)[2]
     except UserError:

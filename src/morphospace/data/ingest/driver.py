@@ -11,8 +11,10 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,6 +30,9 @@ from .layouts import Survey, read_survey
 from .positions import set_positions
 from .preprocess import PreprocessSpec
 from .workers import ingest_pool, run_chunks
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("morphospace")
 
@@ -167,7 +172,8 @@ def _resolve_levels(survey, spec: PreprocessSpec, pool=None, workers: int = 1) -
         f"2^-{unused} of it")
 
 
-def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = None) -> dict:
+def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = None,
+           check: Callable[[pd.DataFrame], object] | None = None) -> dict:
     """Ingest the survey at ``data`` into ``run``; return the ingest summary.
 
     Parameters
@@ -180,6 +186,9 @@ def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = Non
         Uses ``cfg.data``, ``cfg.preprocess`` and ``cfg.ingest``.
     strict : bool, optional
         Turn every quality flag into an error (default ``cfg.ingest.strict``).
+    check : callable, optional
+        Called with the new catalogue before anything of the run is replaced or set aside; an
+        exception it raises (a label setting the new survey cannot serve) leaves the run as it was.
 
     Returns
     -------
@@ -215,7 +224,7 @@ def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = Non
                             "its first three" if spec.channels == 3 else "their mean")
             if strict:
                 raise_if_flagged(survey, "catalogue")
-            summary = _write_outputs(survey, spec, run, data, cfg, strict, procs, pool, t0)
+            summary = _write_outputs(survey, spec, run, data, cfg, strict, procs, pool, t0, check)
     except BrokenProcessPool:
         raise UserError("an ingest worker process died (killed, out of memory, or a decoder crash); "
                         "nothing was written: re-run to start again") from None
@@ -224,9 +233,10 @@ def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = Non
 
 
 def _write_outputs(survey, spec: PreprocessSpec, run: RunDir, data, cfg: Config, strict: bool, procs: int,
-                   pool, t0: float) -> dict:
+                   pool, t0: float, check) -> dict:
     """The rest of :func:`ingest`: the chunks decoded on ``pool`` (``procs`` processes) into the cube,
-    then the catalogue and the summary, each written under a temporary name and renamed."""
+    then the catalogue (put to ``check``) and the summary, each written under a temporary name and
+    renamed."""
     workers, chunk, cube_dtype = int(cfg.ingest.workers), int(cfg.ingest.chunk_size), cfg.ingest.cube_dtype
     earlier = _earlier(run)
     try:
@@ -270,6 +280,8 @@ def _write_outputs(survey, spec: PreprocessSpec, run: RunDir, data, cfg: Config,
                             f"({flag_counts_line(survey)})")
         writer.finish(background=True)  # synced while the catalogue is built; published once synced
         catalogue = build_catalogue(survey, cube_index, crops)
+        if check is not None:  # before the earlier results are set aside: a refusal changes nothing
+            check(catalogue)
         summary = summarise(survey, catalogue, spec, details, time.perf_counter() - t0, workers, writer.dtype.name)
         # Everything is written under temporary names first (and the cube synced), then the earlier
         # results set aside and the earlier outputs removed, and last the renames: cube, summary,
