@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from ..config import Config, apply_overrides
 from ..progress import Timer
@@ -14,6 +13,9 @@ from ..run import RunDir, in_cube_order
 from .stages import (stage_anomaly, stage_cluster, stage_compare, stage_reduce, stage_report, stage_train,
                      trained_preset)
 from .survey import check_data, ingest_checked, mask_if_asked, removed_on_failure
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("morphospace")
 
