@@ -579,6 +579,44 @@ def test_the_estimator_starts_several_devices_from_its_own_process(run):
     assert np.allclose(model.transform(run.cube), model.latent_, atol=1e-4)
 
 
+class _Payload:
+    """An object whose unpickling touches a file: what a hostile model file could run instead."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_a_model_file_is_read_without_running_code_it_carries(run, fitted, tmp_path):
+    """VaDE.load read files with torch.load(weights_only=False): an object in a shared .pt file ran
+    code as it loaded (then the load failed). Files are now read weights-only; the estimator saves
+    tensors and plain values (a Generator's random_state as the seed it gave), and its fit_transform
+    hands out a copy, not latent_ itself."""
+    import torch
+
+    from morphospace.vade.io import save_model
+
+    marker = tmp_path / "ran"
+    save_model(fitted.model_.vade, fitted.model_.hparams, tmp_path / "hostile.pt",
+               extra={"estimator": {"preset": _Payload(marker)}})
+    with pytest.raises(ValueError, match="trusted=True"):
+        ms.VaDE.load(tmp_path / "hostile.pt")
+    assert not marker.exists()
+    est = clone(fitted).set_params(random_state=np.random.default_rng(3))
+    est.model_, est.labels_, est.latent_ = fitted.model_, fitted.labels_, fitted.latent_
+    path = est.save(tmp_path / "gen.pt")
+    torch.load(path, weights_only=True)  # nothing but tensors and plain values
+    back = ms.VaDE.load(path)
+    assert back.get_params()["random_state"] == fitted.model_.hparams["seed"]
+    assert (back.labels_ == fitted.labels_).all() and np.allclose(back.latent_, fitted.latent_)
+    again = clone(fitted)
+    z = again.fit_transform(run.cube)
+    z[:] = 0
+    assert not (again.latent_ == 0).all()
+
+
 def test_an_astrovader_estimator_saved_by_an_earlier_version_refits_what_it_trained(tmp_path):
     """Earlier, VaDE's latent_dim = 16 and n_components = 0 (its defaults) meant "the preset's" under
     the astrovader preset and were saved so; now a value given is kept, and such a file refitted

@@ -186,8 +186,9 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         return self
 
     def fit_transform(self, X, y=None, **fit_params) -> np.ndarray:
-        """Fit, then the latent means of ``X`` (computed once)."""
-        return self.fit(X).latent_
+        """Fit, then the latent means of ``X`` (computed once; a copy: writing into it leaves
+        ``latent_``, and what :meth:`save` writes, as they were)."""
+        return self.fit(X).latent_.copy()
 
     def _model(self) -> "VaDEModel":
         from sklearn.utils.validation import check_is_fitted
@@ -246,18 +247,28 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         path = Path(path)
         if path.is_dir():
             raise IsADirectoryError(errno.EISDIR, "a folder: give the file to write, e.g. vade.pt", str(path))
-        # an estimator loaded from a run's model.pt has no training labels to keep
-        trained = {"labels": self.labels_, "latent": self.latent_} if hasattr(self, "labels_") else {}
-        save_model(model.vade, model.hparams, path, extra={"estimator": self.get_params(), **trained})
+        import torch
+
+        # an estimator loaded from a run's model.pt has no training labels to keep; tensors and plain
+        # values only, so that load reads the file without unpickling objects (which could run code)
+        trained = {"labels": torch.from_numpy(np.asarray(self.labels_)),
+                   "latent": torch.from_numpy(np.asarray(self.latent_))} if hasattr(self, "labels_") else {}
+        params = self.get_params()
+        if not (params["random_state"] is None or isinstance(params["random_state"], (int, np.integer))):
+            params["random_state"] = int(model.hparams.get("seed", 0))  # a generator's draw: the seed it gave
+        save_model(model.vade, model.hparams, path, extra={"estimator": _plain(params), **trained})
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "VaDE":
-        """An estimator fitted by :meth:`save`, or from a run's ``model.pt`` (without training labels)."""
+    def load(cls, path: str | Path, trusted: bool = False) -> "VaDE":
+        """An estimator fitted by :meth:`save`, or from a run's ``model.pt`` (without training labels).
+
+        The file is read without unpickling Python objects; one that holds them (saved by an
+        earlier version) is refused unless ``trusted`` (only for files you wrote yourself)."""
         if not Path(path).is_file():
             raise FileNotFoundError(f"no saved model at {path}")
         with python_errors():
-            vade, hp, extra = load_vade(path)
+            vade, hp, extra = load_vade(path, trusted=trusted)
         saved = extra.get("estimator")
         params = dict(saved) if isinstance(saved, dict) else _params_of(hp)
         if params.get("preset") == "astrovader":
@@ -277,8 +288,21 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         est.image_shape_ = tuple(est.model_.image_shape)
         est.n_features_in_ = int(np.prod(est.image_shape_))
         if "labels" in extra:
-            est.labels_, est.latent_ = np.asarray(extra["labels"]), np.asarray(extra["latent"])
+            est.labels_, est.latent_ = (np.array(extra[k].numpy() if hasattr(extra[k], "numpy") else extra[k])
+                                        for k in ("labels", "latent"))
         return est
+
+
+def _plain(value):
+    """``value`` with NumPy scalars and arrays as Python numbers and lists (``torch.load`` with
+    ``weights_only`` reads nothing else back)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    return value
 
 
 # the settings VaDE's own parameters hold (config may not set them too, unless the parameter is None)

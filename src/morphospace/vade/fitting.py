@@ -90,7 +90,7 @@ def check_resumable(run: RunDir, hp: dict[str, Any], checkpoint: str | None = No
         if ckpt != last and not ckpt.is_file():
             continue
         try:
-            torch.load(ckpt, map_location="cpu", weights_only=False)
+            torch.load(ckpt, map_location="cpu", weights_only=True)  # plain tensors and lists (on_save_checkpoint)
         except Exception as exc:  # a checkpoint cut short by a full disk or a kill mid-write
             raise UserError(f"{ckpt} is damaged ({first_line(exc)[:160]}): train again without --resume") from None
     saved = json.loads((mdir / "hparams.json").read_text()) if (mdir / "hparams.json").is_file() else None

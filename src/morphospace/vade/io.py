@@ -8,6 +8,7 @@ hyper-parameters (any preset: ``default``, ``astrovader`` or the form-first ``fo
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,10 @@ def model_file(run: RunDir) -> Path:
 
 
 def save_model(model, hp: dict[str, Any], path: Path, extra: dict | None = None) -> None:
-    """Write a VaDE's weights and hyper-parameters (atomically), loadable by :func:`load_vade`."""
+    """Write a VaDE's weights and hyper-parameters (atomically), loadable by :func:`load_vade`.
+
+    ``hp`` and ``extra`` hold plain values and tensors only: the file is read back with
+    ``torch.load(weights_only=True)``, which runs no code a file may carry."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
         torch.save({"hparams": hp, "state_dict": state, "extra": extra or {}}, tmp)
@@ -53,7 +57,7 @@ def model_fingerprint(path: str | Path) -> str:
         It is not a model file.
     """
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        blob = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         return fingerprint(blob["hparams"], blob["state_dict"])
     except OSError:
         raise
@@ -72,20 +76,31 @@ def fingerprint(hp: dict[str, Any], state: dict) -> str:
     return digest.hexdigest()
 
 
-def load_vade(path: str | Path):
-    """``(vade, hparams, extra)`` from a file written by :func:`save_model` (CPU, eval mode)."""
+def load_vade(path: str | Path, trusted: bool = False):
+    """``(vade, hparams, extra)`` from a file written by :func:`save_model` (CPU, eval mode).
+
+    Read with ``torch.load(weights_only=True)``: a file that holds other Python objects (one
+    written by an estimator's ``save`` of an earlier version, or not by morphospace) is refused
+    unless ``trusted``, since unpickling them could run any code the file carries."""
     from .networks import build_model
 
     path = Path(path)
     if not path.is_file():
         raise MissingFile(f"no trained VaDE at {path}: run `morphospace train` first")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=False)
+        blob = torch.load(path, map_location="cpu", weights_only=not trusted)
         hp, state = blob["hparams"], blob["state_dict"]
         extra = blob.get("extra") or {}
         if not (isinstance(hp, dict) and isinstance(state, dict) and isinstance(extra, dict)):
             raise TypeError("its hyper-parameters, weights or notes are not tables")
-    except Exception as exc:  # truncated or not a model: pickle, zip and key errors
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" not in str(exc):
+            raise UserError(f"{path} is damaged ({first_line(exc)[:160]}): re-run `morphospace train`") from None
+        raise UserError(f"{path} holds Python objects besides weights and settings (an estimator saved by an "
+                        "earlier version, or a file not written by morphospace): not loaded, as unpickling them "
+                        "could run code; if you wrote it yourself, load it with VaDE.load(path, trusted=True) "
+                        "and save it again") from None
+    except Exception as exc:  # truncated or not a model: zip and key errors
         raise UserError(f"{path} is damaged ({first_line(exc)[:160]}): re-run `morphospace train`") from None
     try:
         if hp["preset"] == "form":
