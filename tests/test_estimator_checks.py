@@ -60,7 +60,14 @@ def test_a_parameter_out_of_range_is_a_value_error_naming_it_not_another_value_u
              (HDBSCANClusterer(min_cluster_size=2.7), "min_cluster_size"),
              (HDBSCANClusterer(min_samples=-1), "min_samples"), (KMeansSelect(k_range=[2.5]), "k_range"),
              (PCAReducer(n_components=0), "n_components"), (PCAReducer(n_components=1.5), "n_components"),
-             (TSNEReducer(perplexity=0), "perplexity"), (UMAPReducer(n_neighbors=1), "n_neighbors")]
+             (TSNEReducer(perplexity=0), "perplexity"), (UMAPReducer(n_neighbors=1), "n_neighbors"),
+             # an IndexError from openTSNE; a map never optimised (n_iter 0); no PCA (pca_dims -1);
+             # a used-up generator (the second fit saw no k); rows left out of the silhouette
+             (TSNEReducer(n_components=0), "n_components"), (TSNEReducer(n_iter=0), "n_iter"),
+             (TSNEReducer(pca_dims=-1), "pca_dims"), (UMAPReducer(min_dist="x"), "min_dist"),
+             (UMAPReducer(n_components=2.5), "n_components"),
+             (KMeansSelect(k_range=(k for k in (2, 3))), "k_range"),
+             (KMeansSelect(silhouette_sample=-3), "silhouette_sample")]
     y = np.repeat(["a", "b", "c"], 20)
     for n in (2.5, 3.5, "2", 0):  # LDA used 2.5 (a PCA padding of "0.5 of the variance"), failed deep on 3.5
         with pytest.raises(ValueError, match="n_components must be a whole number"):
@@ -74,6 +81,7 @@ def test_a_parameter_out_of_range_is_a_value_error_naming_it_not_another_value_u
         with pytest.raises(ValueError, match="k must be one of the fitted k_range"):
             km.predict(X, k=k)
     assert KMeansSelect(k_range=4).fit(X).labels_.max() == 3  # one k, as a number
+    assert TSNEReducer().fit_transform(X[:, :1]).shape == (60, 2)  # one feature: openTSNE's PCA start refused it
     pca = PCAReducer(n_components=0.9).fit(X)  # a fraction of the variance: the axes it took
     assert pca.n_components_ == pca.transform(X).shape[1] == pca.pca_.n_components_
 

@@ -75,6 +75,10 @@ def _handed(value: Any) -> Any:
     """What a read hands out of the cache: arrays as read-only views (an edit raises, where it
     changed what every later read of the run returned), tables as copies (pandas has no read-only)."""
     if isinstance(value, np.ndarray):
+        base = value
+        while isinstance(base, np.ndarray):  # the cached array and what it views: the flag cannot be set back
+            base.flags.writeable = False
+            base = base.base
         view = value.view()
         view.flags.writeable = False
         return view
@@ -113,6 +117,9 @@ class Run:
         if not self.path.is_dir():
             raise FileNotFoundError(f"run directory not found: {self.path}")
         self._dir = RunDir(self.path)
+        if not (self._dir.catalogue.is_file() or self._dir.config.is_file()):  # a survey's folder, or another
+            raise FileNotFoundError(f"{self.path} is not a run: it has neither {self._dir.catalogue.name} nor "
+                                    f"{self._dir.config.name} (ms.ingest or `morphospace ingest` makes a run)")
         d = self._dir
         self.embeddings = _Lazy(d.embeddings, lambda n: self._rows("embedding", n, d.read_embedding(n), "embed"),
                                 "embedding", self.path, lambda n: [d.embedding_path(n), d.catalogue])

@@ -7,7 +7,7 @@ and passes its ``check_estimator`` (tests/test_estimator_checks.py).
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,8 @@ def _valid_ks(k_range: Iterable[int] | int, n: int) -> list[int]:
     """The cluster counts of ``k_range`` (one whole number, or several) that ``n`` samples allow."""
     if isinstance(k_range, (int, np.integer)) and not isinstance(k_range, bool):
         k_range = [k_range]
+    if isinstance(k_range, Iterator):  # used up by the first fit: a second would see no k at all
+        raise InvalidArgument(f"k_range must be a list, tuple or range, not a one-time iterator ({k_range!r})")
     try:
         given = list(k_range)
     except TypeError:
@@ -77,7 +79,7 @@ class KMeansSelect(ClusterMixin, BaseEstimator):
 
     Parameters
     ----------
-    k_range : iterable of int
+    k_range : int, or a list, tuple or range of int
         Cluster counts to fit (those >= n_samples are skipped).
     random_state : int or None
     n_init : int
@@ -126,6 +128,8 @@ class KMeansSelect(ClusterMixin, BaseEstimator):
             ``X`` is invalid, ``k_range`` holds a k below 2, or no k is below ``n_samples``.
         """
         X = fit_input(self, X)
+        if self.silhouette_sample is not None:  # a negative one left rows out of the silhouette
+            whole_number(self.silhouette_sample, "silhouette_sample", 2)
         rows = []
         self.models_, self.labels_by_k_ = {}, {}
         minibatch = self.minibatch_above is not None and X.shape[0] > self.minibatch_above
@@ -161,7 +165,7 @@ class GMMSelect(ClusterMixin, BaseEstimator):
 
     Parameters
     ----------
-    k_range : iterable of int
+    k_range : int, or a list, tuple or range of int
     covariance_type : {"diag", "full", "spherical", "tied"}
     random_state : int or None
     n_init : int

@@ -21,9 +21,17 @@ from .neighbour_index import SimilarityIndex, searches_exactly
 __all__ = ["TSNEReducer", "UMAPReducer", "UMAP_EXACT_BELOW"]
 
 
+def _check_map_settings(est) -> None:
+    """The settings a neighbour map shares, checked in ``fit`` (one line naming the parameter,
+    not an IndexError from deep in openTSNE, nor a negative ``pca_dims`` taken as None)."""
+    whole_number(est.n_components, "n_components")
+    if est.pca_dims is not None:
+        whole_number(est.pca_dims, "pca_dims")
+
+
 def _pre_pca(X: np.ndarray, dims: int | None, random_state: Any) -> PCA | None:
     """A PCA to ``dims`` components when X is wider, else None (neighbour searches are cheaper)."""
-    if dims is None or dims <= 0 or X.shape[1] <= dims:
+    if dims is None or X.shape[1] <= dims:
         return None
     n_comp = min(dims, X.shape[0])
     return PCA(n_components=n_comp, random_state=random_state).fit(X)
@@ -99,6 +107,8 @@ class TSNEReducer(_MapAfterPCA, TransformerMixin, BaseEstimator):
         import openTSNE
 
         positive_number(self.perplexity, "perplexity")
+        _check_map_settings(self)
+        whole_number(self.n_iter, "n_iter")  # 0 returned the starting layout as a map
         X = fit_input(self, X, min_samples=4)  # t-SNE's perplexity needs a few neighbours
         self.pca_ = _pre_pca(X, self.pca_dims, self.random_state)
         Xp = self._pre(X)
@@ -108,6 +118,8 @@ class TSNEReducer(_MapAfterPCA, TransformerMixin, BaseEstimator):
             n_components=self.n_components,
             perplexity=perplexity,
             n_iter=self.n_iter,
+            # openTSNE starts from a PCA of the rows, which needs as many columns as the map
+            initialization="pca" if Xp.shape[1] >= self.n_components else "spectral",
             n_jobs=self.n_jobs,
             random_state=self.random_state,
             verbose=False,
@@ -251,6 +263,10 @@ class UMAPReducer(_MapAfterPCA, TransformerMixin, BaseEstimator):
         self
         """
         whole_number(self.n_neighbors, "n_neighbors", 2)
+        _check_map_settings(self)
+        if isinstance(self.min_dist, (bool, np.bool_)) or not isinstance(self.min_dist, (int, float, np.number)) \
+                or not 0 <= self.min_dist:
+            raise InvalidArgument(f"min_dist must be a number >= 0, got {self.min_dist!r}")
         X = fit_input(self, X, min_samples=4)  # UMAP's neighbour graph needs a few neighbours
         with warnings.catch_warnings():
             # umap-learn imports numba/pynndescent, which warn about things we do not control
