@@ -97,3 +97,27 @@ def test_a_small_umap_does_not_keep_its_pairwise_distances():
     u = UMAPReducer(random_state=0).fit(X)
     assert len(pickle.dumps(u)) < 600 * 600 * 4 / 4
     assert u.transform(X[:7]).shape == (7, 2) and np.isfinite(u.transform(X[:7])).all()
+
+
+def test_settings_that_were_taken_for_others_are_refused():
+    """A truthy string calibrated (calibrate="no"), min_clusters 0 was taken, fractions [True] was
+    scored as a fraction 'True' (and np.float32 refused), a Generator random_state failed deep in the
+    probe, and names="km" titled a comparison 'k vs m'."""
+    import numpy as np
+    import pytest
+
+    import morphospace as ms
+
+    rng = np.random.default_rng(0)
+    X, y = rng.random((40, 3)), np.repeat(["a", "b"], 20)
+    with pytest.raises(ValueError, match="calibrate must be True or False"):
+        ms.FewLabelClassifier(calibrate="no").fit(X, y)
+    with pytest.raises(ValueError, match="min_clusters"):
+        ms.ComponentMerger(min_clusters=0).fit(rng.dirichlet(np.ones(4), 30))
+    with pytest.raises(ValueError, match="fractions"):
+        ms.linear_probe(X, y, fractions=[True])
+    with pytest.raises(ValueError, match="random_state must be an integer"):
+        ms.linear_probe(X, y, fractions=[0.5], random_state=np.random.default_rng(0))
+    assert len(ms.linear_probe(X, y, fractions=[np.float32(0.5)], repeats=1)) == 1
+    with pytest.raises(ValueError, match="names must be two names"):
+        ms.compare(y, y, names="km")

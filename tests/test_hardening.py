@@ -434,6 +434,12 @@ def test_a_refused_start_writes_nothing_and_a_run_keeps_its_configuration(tmp_pa
     before = sorted(p.name for p in data.iterdir())
     assert "is the data folder" in one_line_error(capsys, main(["ingest", str(data), "--out", str(data), "--quiet"]))
     assert sorted(p.name for p in data.iterdir()) == before
+    # nor its images/ folder: the run's own files were read as galaxies at the next ingest
+    nested = tiny_folder_survey(tmp_path / "nested", n=3, images_subdir=True)
+    for cmd in (["ingest", str(nested)], ["run", "--data", str(nested)]):
+        line = one_line_error(capsys, main([*cmd, "--out", str(nested / "images"), "--quiet"]))
+        assert "is the survey images folder" in line, line
+    assert sorted(p.name for p in (nested / "images").iterdir()) == ["g0.png", "g1.jpg", "g2.tif"]
     assert main(["ingest", str(data), "--out", str(tmp_path / "run"), "--quiet"]) == 0
     saved = (tmp_path / "run" / "config.toml").read_text()
     code = main(["ingest", str(tmp_path / "nope"), "--out", str(tmp_path / "run"), "--size", "128", "--quiet"])

@@ -509,3 +509,72 @@ def test_a_flag_that_keeps_galaxies_says_which_another_flag_kept_out(tmp_path, c
 
     page = build_report(run, Config()).read_text()
     assert '<span class="pill warn">1 kept</span><div class="muted small">the rest kept out by another flag' in page
+
+
+def test_a_jpeg_with_corrupt_data_is_flagged_not_ingested_as_garbage(tmp_path):
+    """Bit rot inside a JPEG's compressed data: libjpeg-turbo warned, the file went to Pillow, which
+    decodes such data without a word, and the garbled frame entered the cube unflagged. Now it is
+    flagged unreadable, whichever decoder reads it (a .jpg, the same bytes under a .png name, a JPEG
+    with an Exif segment); the good copies beside it are not."""
+    import io
+
+    folder = tmp_path / "s"
+    folder.mkdir()
+    buf = io.BytesIO()
+    Image.fromarray(galaxy_rgb(424, seed=1)).save(buf, "JPEG", quality=90)
+    exif = io.BytesIO()
+    Image.fromarray(galaxy_rgb(424, seed=2)).save(exif, "JPEG", quality=90, exif=Image.Exif().tobytes())
+    for name, data in (("plain", buf.getvalue()), ("exif", exif.getvalue())):
+        rotten = bytearray(data)
+        rotten[2000:2400] = b"\x55" * 400
+        (folder / f"{name}_good.jpg").write_bytes(data)
+        (folder / f"{name}_rot.jpg").write_bytes(bytes(rotten))
+        (folder / f"{name}_rot_named_png.png").write_bytes(bytes(rotten))
+    summary, cat, cube, _ = ingest_to(folder, tmp_path / "run", preprocess__size=32)
+    assert flagged(cat, "unreadable") == sorted(f"{n}_rot{s}" for n in ("plain", "exif") for s in ("", "_named_png"))
+    assert "corrupt JPEG data" in str(summary["flags"]["unreadable"])
+    assert len(cube) == 2
+
+
+def test_a_row_naming_an_earlier_row_s_image_does_not_take_its_id_from_the_galaxy(tmp_path):
+    """A copy-paste slip in the catalogue (row g2 names g1's file): the row was flagged
+    duplicate_file, and yet it held the id g2, so the image g2.png was flagged duplicate_id and
+    the galaxy g2 was lost, while the summary said 'first occurrence kept'."""
+    folder = tmp_path / "s"
+    for k in range(4):
+        save_image(folder / f"g{k}.png", galaxy_rgb(96, seed=k))
+    write_csv(folder / "catalogue.csv", ["id", "file", "morphology"],
+              [["g0", "g0.png", "E"], ["g1", "g1.png", "S"], ["g2", "g1.png", "E"], ["g3", "g3.png", "S"]])
+    _, cat, cube, _ = ingest_to(folder, tmp_path / "run")
+    assert flagged(cat, "duplicate_file") == ["g2"] and flagged(cat, "duplicate_id") == []
+    kept = cat[cat["cube_index"] >= 0]
+    assert sorted(kept["id"]) == ["g0", "g1", "g2", "g3"] and len(cube) == 4
+    assert kept.loc[kept["id"] == "g2", "source"].str.endswith("g2.png").all()
+
+
+def test_a_colour_frame_in_a_survey_sampled_as_grey_is_flagged(tmp_path):
+    """The survey's band count comes from a sample of its files: two colour PNGs among 38 grey ones,
+    outside the sample, were read as grey without a word. They still are (the cube follows the
+    sample) but flagged colour_reduced and counted in the summary; a grey cube asked for is not."""
+    folder = tmp_path / "s"
+    for k in range(40):
+        rgb = galaxy_rgb(64, seed=k)
+        save_image(folder / f"g{k:03d}.png", rgb if k in (1, 3) else rgb.mean(axis=-1).astype(np.uint8))
+    summary, cat, cube, _ = ingest_to(folder, tmp_path / "run", preprocess__size=16)
+    assert cube.shape[1] == 1 and flagged(cat, "colour_reduced") == ["g001", "g003"]
+    assert summary["flags"]["colour_reduced"]["count"] == 2 and not summary["flags"]["colour_reduced"]["excluded"]
+    _, asked, _, _ = ingest_to(folder, tmp_path / "grey", preprocess__size=16, preprocess__colour="grey")
+    assert flagged(asked, "colour_reduced") == []
+
+
+def test_a_multi_page_tiff_says_only_its_first_page_is_read(tmp_path, caplog):
+    """A TIFF holding one band per page was read as its first page, grey, without a word (a FITS
+    file's other extensions are said)."""
+    folder = tmp_path / "s"
+    folder.mkdir()
+    for k in range(3):
+        pages = [Image.fromarray(galaxy_flux(64, seed=k) * f) for f in (0.7, 0.85, 1.0)]
+        pages[0].save(folder / f"s{k}.tif", save_all=True, append_images=pages[1:])
+    with caplog.at_level("WARNING", logger="morphospace"):
+        ingest_to(folder, tmp_path / "run", preprocess__size=16)
+    assert any("holds 3 pages" in r.getMessage() and "the first is read" in r.getMessage() for r in caplog.records)

@@ -406,6 +406,8 @@ def compare(a, b, names: tuple[str, str] = ("a", "b")):
 
     from .analysis.agreement import score_pair
 
+    if isinstance(names, str) or len(names) != 2:  # a string was taken letter by letter ('k vs m')
+        raise ValueError(f"names must be two names, one per labelling, got {names!r}")
     a, b = _paired_by_index(a, b)
     a, b = np.asarray(a, dtype=object), np.asarray(b, dtype=object)
     if a.ndim != 1 or b.ndim != 1:

@@ -187,6 +187,8 @@ class FewLabelClassifier(ClassifierMixin, BaseEstimator):
         if not (isinstance(self.cv, (int, np.integer)) and self.cv >= 2):
             raise InvalidArgument(f"cv must be an integer of at least 2, got {self.cv!r}")
         whole_number(self.pool_factor, "pool_factor")  # 0 or -1 were taken, and suggest() pooled n rows
+        if not isinstance(self.calibrate, (bool, np.bool_)):  # "no" is truthy: it calibrated
+            raise InvalidArgument(f"calibrate must be True or False, got {self.calibrate!r}")
         X = fit_input(self, X, min_samples=1)
         y = np.asarray(y, dtype=object).ravel()
         if len(y) != len(X):

@@ -167,8 +167,13 @@ def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int
     from sklearn.model_selection import StratifiedKFold, train_test_split
 
     fractions = [fractions] if np.isscalar(fractions) else list(fractions)
-    if not fractions or not all(isinstance(f, (int, float)) and 0 < f <= 1 for f in fractions):
+    if not fractions or not all(isinstance(f, (int, float, np.integer, np.floating)) and not isinstance(f, bool)
+                                and 0 < f <= 1 for f in fractions):
         raise ValueError(f"fractions must be numbers in (0, 1], got {fractions!r}")
+    fractions = [float(f) for f in fractions]
+    if isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer)):
+        raise ValueError(f"random_state must be an integer (the probe's draws are random_state + repeat), "
+                         f"got {random_state!r}")
     if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
         raise ValueError(f"repeats must be a whole number of at least 1, got {repeats!r}")
     if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, (int, np.integer))

@@ -71,14 +71,19 @@ def ensure_survey(cfg: Config) -> Path:
 
 def check_data(cfg: Config, out: str | Path | None = None) -> None:
     """Before a run at ``out`` is made: its data must be there (else :class:`MissingFile`) and must not
-    be ``out`` itself, whose own files would be read as galaxies (else ``UserError``)."""
+    be ``out`` itself, nor its ``images/`` folder, whose own files would be read as galaxies (else
+    ``UserError``)."""
     if not cfg.data.path:
         return
     if not Path(cfg.data.path).exists():
         raise MissingFile(f"data not found: {cfg.data.path}")
-    if out is not None and Path(cfg.data.path).resolve() == Path(out).resolve():
-        raise UserError(f"the run's folder {out} is the data folder: a run there would read its own files as "
-                        "galaxies; give the run a folder of its own")
+    if out is None:
+        return
+    data, run = Path(cfg.data.path).resolve(), Path(out).resolve()
+    # the survey's images are in the folder, or in its images/ folder beside a catalogue
+    if run == data or (run == data / "images" and run.is_dir()):
+        raise UserError(f"the run's folder {out} is the {'data' if run == data else 'survey images'} folder: a run "
+                        "there would read its own files as galaxies; give the run a folder of its own")
 
 
 def save_config(run: RunDir, cfg: Config) -> None:

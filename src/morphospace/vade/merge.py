@@ -153,6 +153,9 @@ class ComponentMerger(BaseEstimator):
             raise ValueError(f"n_clusters must be an integer in 1..{k} or None, got {self.n_clusters!r}")
         if self.elbow_on not in ("observations", "clusters"):
             raise ValueError(f"elbow_on must be 'observations' or 'clusters', got {self.elbow_on!r}")
+        if isinstance(self.min_clusters, bool) or not isinstance(self.min_clusters, numbers.Integral) \
+                or self.min_clusters < 1:
+            raise ValueError(f"min_clusters must be an integer of at least 1, got {self.min_clusters!r}")
         groups: list[list[int]] = [[c] for c in range(k)]
         cur = p.copy()
         path = {k: ([list(g) for g in groups], entropy(cur), 0)}

@@ -180,11 +180,35 @@ def _decode_turbo(path: str, min_side: int) -> "Frame | None":
         s = draft_scale(w, h, min_side)
         as_, mode, raw = TURBO_COLOURS[colour]
         arr = simplejpeg.decode_jpeg(data, as_, False, False, -(-h // s), -(-w // s), strict=True)
-    except Exception:  # noqa: BLE001 - a warning or an error: Pillow decodes it and names the flag
+    except Exception as exc:  # noqa: BLE001 - a warning or an error: Pillow decodes it and names the flag
+        _raise_if_corrupt(str(exc))  # except garbled data, which Pillow decodes without a word
         return None
     if arr.shape[:2] != (-(-h // s), -(-w // s)):
         return None
     return Frame(Image.frombytes(mode, (arr.shape[1], arr.shape[0]), arr, "raw", raw), display=True)
+
+
+def _raise_if_corrupt(message: str) -> None:
+    """A :class:`BadImage` (``unreadable``) when libjpeg-turbo's ``message`` says the compressed data
+    is corrupt (bit rot, a bad copy): Pillow decodes such a file without a word, into garbled
+    pixels that would enter the cube as a galaxy."""
+    if message.startswith("Corrupt JPEG data"):
+        raise BadImage("unreadable", f"corrupt JPEG data (libjpeg-turbo: {message})")
+
+
+def _check_jpeg_data(path: str) -> None:
+    """:func:`_raise_if_corrupt` for a JPEG that Pillow decodes (an Exif one, CMYK, under another
+    name): libjpeg-turbo decodes it once more at an eighth of its side, only to hear its warnings."""
+    if simplejpeg is None:
+        return
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+        simplejpeg.decode_jpeg(data, "RGB", True, True, 1, 1, strict=True)
+    except BadImage:
+        raise
+    except Exception as exc:  # noqa: BLE001 - only its corrupt-data warnings matter here
+        _raise_if_corrupt(str(exc))
 
 
 def _decode_pillow(path: str, min_side: int) -> "Frame | None":
@@ -199,6 +223,8 @@ def _decode_pillow(path: str, min_side: int) -> "Frame | None":
                 img.draft("RGB" if img.mode != "L" else "L", (min_side, min_side))
             warn = ("depth_reduced",) if _sixteen_bit_colour(img) else ()
             img.load()
+            if img.format == "JPEG":
+                _check_jpeg_data(path)
             if img.getexif().get(EXIF_ORIENTATION, 1) != 1:
                 # a camera-style orientation tag: show the image the way its writer meant it
                 img = ImageOps.exif_transpose(img)
@@ -216,6 +242,8 @@ def _decode_pillow(path: str, min_side: int) -> "Frame | None":
                 # Palette, alpha, CMYK...: shown as RGB (alpha dropped).
                 img = img.convert("RGB")
             return Frame(img, display=True, flags=warn)
+    except BadImage:
+        raise
     except UnidentifiedImageError:
         raise BadImage("not_image", "not a format Pillow reads") from None
     except (OSError, EOFError, SyntaxError, ValueError) as exc:

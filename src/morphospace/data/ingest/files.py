@@ -265,15 +265,21 @@ def image_bands(paths: list[Path], sample: int = 20) -> int:
     made a three-channel cube of one band repeated, every galaxy flagged fewer_bands."""
     from PIL import Image
 
-    modes = []
+    modes, pages = [], None
     for p in spread_sample(paths, sample):
         try:
             with Image.open(p) as img:
                 modes.append(img.mode)
+                if pages is None and getattr(img, "n_frames", 1) > 1:
+                    pages = (p.name, img.n_frames)
         except Exception:  # noqa: BLE001 - an unreadable file is the ingest's to flag
             continue
+    if pages:  # e.g. a TIFF of one band per page: said, as a FITS file's other extensions are
+        log.warning("%s holds %d pages (frames): the first is read (bands on separate pages are not combined: "
+                    "give each file a band cube as FITS)", *pages)
     if modes and all(m in GREY_MODES for m in modes):
-        log.info("the survey's images are grey (%d sampled): its cube has one channel", len(modes))
+        log.info("the survey's images are grey (%d sampled): its cube has one channel (a colour frame among "
+                 "them is read as grey and flagged colour_reduced)", len(modes))
         return 1
     return 3
 

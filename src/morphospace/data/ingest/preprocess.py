@@ -247,6 +247,8 @@ def preprocess_block(frames, spec: PreprocessSpec) -> tuple[RowBlock, list]:
             img = f.pixels
             if len(img.getbands()) < spec.channels:
                 results[i].add("fewer_bands")
+            elif spec.grey_by_sample and len(img.getbands()) >= 3:
+                results[i].add("colour_reduced")
             grey, h, sky_h = histograms_8bit(sample_8bit(img))
             eight.append(i)
             greys.append(grey)
@@ -359,6 +361,8 @@ def _row_float(arr: np.ndarray, display: bool, spec: PreprocessSpec) -> tuple[np
     """Checks, NaN repair, sky, crop, resize and normalisation of a float frame: (row, flags, crop)."""
     arr = spec.on_level_scale(arr, display)
     flags: set[str] = {"fewer_bands"} if arr.shape[-1] < spec.channels else set()
+    if spec.grey_by_sample and arr.shape[-1] >= 3:
+        flags.add("colour_reduced")
     bad = ~np.isfinite(arr)
     if bad.any():
         flags.add("nonfinite")

@@ -28,6 +28,8 @@ FLAG_DESCRIPTIONS = {
     "nonfinite": "NaN or inf pixels (replaced by the sky level)",
     "unframed": "no central galaxy found to frame by its size (framing 'galaxy'): the fixed crop was used",
     "fewer_bands": "fewer bands than the cube's colour channels (a grey frame in a colour survey): its band repeated",
+    "colour_reduced": "a colour frame in a survey whose sampled frames are grey: read as grey like them (its colour "
+                      "lost; set preprocess.colour = 'grey' to say so, or make the survey's frames alike)",
     "depth_reduced": "16-bit colour image read at 8 bits per band (Pillow's limit): save as FITS to keep the depth",
     "duplicate_id": "id seen before (first occurrence kept)",
     "missing_id": "catalogue row with an empty id",
@@ -104,20 +106,20 @@ def flag_duplicates(records: list[Record]) -> None:
         # compared as they will be written: file names that are not UTF-8 decode to lone
         # surrogates, which the catalogue stores as U+FFFD, so two such ids can become one
         key = str(rec.id).encode("utf-8", "replace")
-        # a record already kept out (a row whose image is missing) does not hold its id: the
-        # record after it is the first occurrence, and kept (it was dropped, "first kept" though none was)
-        claims = rec.decodable
         if not key.strip():
             rec.flag("missing_id")
         elif key in seen:
             rec.flag("duplicate_id")
-        if claims:
-            seen.add(key)
         if rec.source and rec.decodable:  # the same file (or HDF5 row) under two ids: one galaxy twice
             where = _file_identity(rec, stats)
             if where in sources:
                 rec.flag("duplicate_file")
             sources.add(where)
+        # a record kept out (a row whose image is missing, or names an earlier row's image) does
+        # not hold its id: the record after it is the first occurrence, and kept (it was dropped:
+        # "first kept" though none was)
+        if rec.decodable:
+            seen.add(key)
 
 
 def _file_identity(rec: Record, stats: dict):

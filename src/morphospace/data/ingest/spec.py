@@ -57,6 +57,10 @@ class PreprocessSpec:
         PNG or TIFF, integer HDF5 rows): a power of two, ``2**-4`` for 12-bit data in 16-bit
         files, 1 for the full scale. Such frames are judged (blank, flat) on that scale.
         Measured by the ingest on a sample of frames (:func:`level_top_of`).
+    grey_by_sample : bool
+        The cube is grey because the survey's sampled frames are, not because ``colour`` asked
+        for grey: a frame with colour bands among them is read as grey and flagged
+        ``colour_reduced``.
     """
 
     crop: float = 0.5
@@ -74,6 +78,7 @@ class PreprocessSpec:
     blank_contrast: float = 0.05
     flat_fraction: float = 0.5
     level_top: float = 1.0
+    grey_by_sample: bool = False
 
     @classmethod
     def from_config(cls, cfg: PreprocessConfig, n_bands: int = 3,
@@ -125,7 +130,7 @@ class PreprocessSpec:
                                          "flat_fraction": quality.flat_fraction}
         channels = 3 if (colour == "rgb" and n_bands >= 3) else 1
         return cls(crop=float(crop), framing=cfg.framing, galaxy_r90s=float(cfg.galaxy_r90s),
-                   size=int(size), channels=channels, normalise=norm,
+                   size=int(size), channels=channels, grey_by_sample=colour == "rgb" and n_bands == 1, normalise=norm,
                    softening=float(cfg.asinh_softening), **extra, **q)
 
     @classmethod
