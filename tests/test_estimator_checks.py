@@ -121,3 +121,7 @@ def test_settings_that_were_taken_for_others_are_refused():
     assert len(ms.linear_probe(X, y, fractions=[np.float32(0.5)], repeats=1)) == 1
     with pytest.raises(ValueError, match="names must be two names"):
         ms.compare(y, y, names="km")
+    with pytest.raises(ValueError, match="both interesting and boring"):
+        ms.FormAnomaly().fit(X).relevance(X, interesting=[3], boring=[3])
+    with pytest.raises(ValueError, match="positive integer"):
+        ms.FewLabelClassifier().fit(X, y).suggest(True)

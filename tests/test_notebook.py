@@ -519,6 +519,8 @@ def test_gallery_figures_prepare_only_the_rows_they_draw_once(run, fitted, monke
                  lambda: ms.plot.clusters(fitted, run.cube, per_row=0)):
         with pytest.raises(ValueError, match="must be a whole number >= 1"):
             call()
+    with pytest.raises(ValueError, match="seed must be a whole number >= 0"):  # 1.5 was taken
+        ms.plot.generated(fitted, n=1, seed=1.5)
 
 
 def _readme_python() -> str:

@@ -80,7 +80,7 @@ def generated(model: Any, n: int = 8, temperature: float = 0.5, seed: int = 0):
     from .vade.figures import fig_generated
 
     _, module = _resolve(model)
-    return fig_generated(module, n=whole_number(n, "n"), temperature=temperature, seed=seed)
+    return fig_generated(module, n=whole_number(n, "n"), temperature=temperature, seed=whole_number(seed, "seed", 0))
 
 
 def component_means(model: Any):

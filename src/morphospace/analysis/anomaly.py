@@ -233,9 +233,13 @@ class FormAnomaly(BaseEstimator):
         X = np.asarray(X, dtype=np.float64)
         if len(X) != len(self.scores_):
             raise InvalidArgument(f"relevance needs the {len(self.scores_)} rows of the fit, got {len(X)}")
-        rows = np.r_[_row_numbers(interesting, "interesting"), _row_numbers(boring, "boring")]
+        good, bad = _row_numbers(interesting, "interesting"), _row_numbers(boring, "boring")
+        rows = np.r_[good, bad]
         if rows.size and (rows.min() < 0 or rows.max() >= len(X)):
             raise InvalidArgument(f"tagged rows must lie in 0..{len(X) - 1}")
+        both = np.intersect1d(good, bad)
+        if both.size:  # the later tag silently won
+            raise InvalidArgument(f"rows tagged both interesting and boring: {both[:5].tolist()}")
         out = np.full(len(X), 0.5)
         if not rows.size:
             return out

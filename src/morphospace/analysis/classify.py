@@ -269,7 +269,7 @@ class FewLabelClassifier(ClassifierMixin, BaseEstimator):
         from sklearn.preprocessing import StandardScaler
 
         check_is_fitted(self)
-        if not (isinstance(n, (int, np.integer)) and n >= 1):
+        if isinstance(n, bool) or not (isinstance(n, (int, np.integer)) and n >= 1):
             raise InvalidArgument(f"the number of suggestions must be a positive integer, got {n!r}")
         pool = np.flatnonzero(~self.labelled_)
         n = min(int(n), len(pool))
