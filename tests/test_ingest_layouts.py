@@ -394,6 +394,11 @@ def test_a_catalogue_that_matches_no_image_is_a_user_error(tmp_path):
     write_csv(root / "catalogue.csv", ["id", "kind"], [[1, "a"], [2, "b"]])
     with pytest.raises(UserError, match="none of the 2 catalogue rows matches an image"):
         read_survey(root, DataConfig())
+    # a file column naming the images in another case: it quoted the folder's file as the row's and
+    # advised naming the columns, which were found
+    write_csv(root / "catalogue.csv", ["id", "file"], [["a", "GAL_000.PNG"], ["b", "GAL_001.PNG"]])
+    with pytest.raises(UserError, match="upper and lower case only .*'GAL_000.PNG', the folder's 'gal_000.png'"):
+        read_survey(root, DataConfig())
 
 
 def test_images_in_sub_folders_of_a_folder_survey_are_said_not_read(tmp_path, caplog):

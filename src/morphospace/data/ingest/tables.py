@@ -165,6 +165,21 @@ def pick_column(columns: list[str], wanted: str, guesses: tuple[str, ...], what:
     return None
 
 
+def _nothing_matches(image_dir: Path, ids: list[str], files_col: list[str] | None, files: list) -> str:
+    """Why no catalogue row found its image: what the first row names beside what the folder holds
+    (it quoted a file of the folder as the row's), and names that differ only in case."""
+    named = Path(files_col[0]).name if files_col is not None else ids[0]
+    row = f"id '{ids[0]}'" + (f", file '{files_col[0]}'" if files_col is not None else "")
+    by_case = {name.lower(): name for _, name in files} if files_col is not None else \
+        {stem.lower(): stem for stem, _ in files}
+    if named not in by_case.values() and named.lower() in by_case:
+        return (f"none of the {len(ids)} catalogue rows matches an image in {image_dir}: the names differ in "
+                f"upper and lower case only (the catalogue's '{named}', the folder's '{by_case[named.lower()]}'); "
+                "correct one or the other")
+    return (f"none of the {len(ids)} catalogue rows matches an image in {image_dir} (its first row: {row}; the "
+            f"folder's first image: '{files[0][1]}'): name the id or file column with --id-column or --file-column")
+
+
 def join_files(image_dir: Path, root: Path, ids: list[str], files_col: list[str] | None,
                files: list[tuple[str, str]], table: pd.DataFrame) -> tuple[list[Record], pd.DataFrame]:
     """Join catalogue rows with files on disk.
@@ -226,9 +241,7 @@ def join_files(image_dir: Path, root: Path, ids: list[str], files_col: list[str]
             used.add(full.name)
         records.append(Record(id=gid, source=str(full), kind=file_kind(full.name)))
     if ids and files and not any(r.source and "missing_image" not in r.flags for r in records):
-        raise UserError(f"none of the {len(ids)} catalogue rows matches an image in {image_dir} (e.g. id "
-                        f"'{ids[0]}', file '{files[0][1]}'): name the id or file column with --id-column or "
-                        "--file-column")
+        raise UserError(_nothing_matches(image_dir, ids, files_col, files))
     rows = list(range(len(ids)))
     for file_stem, name in files:
         if name not in used:
