@@ -102,6 +102,17 @@ def test_a_survey_without_positions_gets_no_position_columns(tiny_folder_survey,
     assert summary["n_positions"] == 0
 
 
+def test_ra_without_dec_is_said(tiny_folder_survey, tmp_path, caplog):
+    """An ra column without dec was kept as a label without a word (no position, no flag)."""
+
+    cat = pd.read_csv(tiny_folder_survey / "catalogue.csv")
+    cat.assign(RA=150.0 + 0.01 * np.arange(len(cat))).to_csv(tiny_folder_survey / "catalogue.csv", index=False)
+    with caplog.at_level("WARNING", logger="morphospace"):
+        summary, _, _, _ = ingest_to(tiny_folder_survey, tmp_path / "run", preprocess__size=16)
+    assert summary["n_positions"] == 0
+    assert any("RA without its partner column" in r.getMessage() for r in caplog.records)
+
+
 # --- FITS cutouts: the WCS of the centre pixel -------------------------------------------------------
 
 def _tan(ra0: float, dec0: float, crpix: float = 32.5, scale: float = 1e-4, **extra) -> dict:

@@ -53,7 +53,7 @@ from ...config import DataConfig
 from ...errors import UserError
 from .files import HDF5_EXTENSIONS, SYNTH_MARKER, csv_header, is_fits, is_image, subfolder_images
 from .labels import derive_gz2_class
-from .positions import find_position_columns, parse_positions, set_positions
+from .positions import POSITION_COLUMNS, find_position_columns, parse_positions, set_positions
 from .readers import KAGGLE_CSV, KAGGLE_IMAGES, LAYOUTS, READERS, known_layouts
 from .records import Survey, flag_duplicates
 
@@ -192,6 +192,13 @@ def catalogue_positions(survey: Survey) -> None:
     """
     pair = find_position_columns(survey.label_columns)
     if pair is None:
+        # one of a pair (alpha and delta aside: other quantities go by those names too): kept as a
+        # label, and said (no position is read, and no galaxy is flagged bad_position either)
+        named = {name for pair_ in POSITION_COLUMNS if pair_ != ("alpha", "delta") for name in pair_}
+        half = sorted(c for c in survey.label_columns if c.lower() in named)
+        if half:
+            log.warning("the catalogue has %s without its partner column: no sky positions are read (name "
+                        "both, e.g. ra and dec)", ", ".join(half))
         return
     ra, dec, problems = parse_positions(survey.labels[pair[0]], survey.labels[pair[1]], pair)
     survey.labels = set_positions(survey.labels, ra, dec, replace=pair)
