@@ -104,7 +104,6 @@ def test_a_survey_without_positions_gets_no_position_columns(tiny_folder_survey,
 
 def test_ra_without_dec_is_said(tiny_folder_survey, tmp_path, caplog):
     """An ra column without dec was kept as a label without a word (no position, no flag)."""
-
     cat = pd.read_csv(tiny_folder_survey / "catalogue.csv")
     cat.assign(RA=150.0 + 0.01 * np.arange(len(cat))).to_csv(tiny_folder_survey / "catalogue.csv", index=False)
     with caplog.at_level("WARNING", logger="morphospace"):
