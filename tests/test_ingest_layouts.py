@@ -381,9 +381,11 @@ def test_spreadsheet_catalogue_and_odd_file_names(tmp_path):
     save_image(root / "a b.png", galaxy_rgb(48, seed=1))
     # a file name that is not valid UTF-8 (kept by Python as surrogates)
     save_image(root / b"gal\xff.png".decode("utf-8", "surrogateescape"), galaxy_rgb(48, seed=2))
-    (root / "cat.csv").write_text("id,kind\n a b ,spiral\n", encoding="utf-8-sig")  # with a byte-order mark
+    # with a byte-order mark, and a header and rows ending in a comma (an empty "Unnamed: 2" column)
+    (root / "cat.csv").write_text("id,kind,\n a b ,spiral,\n", encoding="utf-8-sig")
     summary, cat, cube, _ = ingest_to(root, tmp_path / "run")
     assert cube.shape[0] == 2 and cat.loc[0, "id"] == "a b" and cat.loc[0, "kind"] == "spiral"
+    assert not any(c.startswith("Unnamed") for c in cat.columns) and summary["label_columns"] == ["kind"]
     assert cat.loc[1, "id"].startswith("gal") and cat.loc[1, "flag_no_catalogue_row"]
 
 

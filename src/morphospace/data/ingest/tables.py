@@ -75,7 +75,10 @@ def read_table(path: Path) -> pd.DataFrame:
             table = read_parquet(path)
             return table.astype(str).where(table.notna(), "")
         # utf-8-sig: a spreadsheet's byte-order mark must not become part of the first column name
-        return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
+        # a header ending in a comma (spreadsheets write one) gives an empty column named "Unnamed: N"
+        blank = [c for c in table.columns if str(c).startswith("Unnamed: ") and not table[c].str.strip().any()]
+        return table.drop(columns=blank)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError, ValueError, OSError) as exc:
         raise UserError(f"cannot read catalogue {path}: {first_line(exc)}") from None
     except Exception as exc:  # noqa: BLE001 - pyarrow raises its own types
