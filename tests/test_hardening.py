@@ -205,6 +205,10 @@ def test_a_deleted_clustering_file_is_said_by_compare_and_the_report(pca_run, tm
     assert f"clusterings/{gone.name} is missing: left out of the comparisons" in log
     assert "missing and left out of this page" in log
     assert f"clusterings/{gone.name} (`morphospace cluster RUN` makes it again)" in (run / "report.html").read_text()
+    # once the settings no longer make it, its record goes too (it was said missing for ever)
+    assert gone.stem.startswith("kmeans3_")
+    assert main(["cluster", str(run), "--quiet", "--set", "cluster.kmeans_k=[4]"]) == 0
+    assert RunDir(run).missing_clusterings() == []
 
 
 def test_a_run_without_its_config_says_the_defaults_are_used(pca_run, tmp_path, capsys):
@@ -1059,6 +1063,10 @@ def test_a_trimmed_catalogue_asks_for_ingest_not_embed(tmp_path, capsys):
                 ["reduce", str(run.path), "--embedding", "form"]):
         line = one_line_error(capsys, main([*cmd, "--quiet"]))
         assert "re-run `morphospace ingest`" in line and "embed" not in line, (cmd, line)
+    # a run whose cube was deleted after embed (it is the largest file) is read against its catalogue
+    whole = make_fake_run(tmp_path / "whole", n=40, size=16)
+    whole.cube.unlink()
+    assert len(whole.embedding_of_cube("vade")) == len(whole.cube_ids())
 
 
 def test_reduce_and_compare_refuse_rows_that_disagree_before_writing_anything(tmp_path):

@@ -530,10 +530,13 @@ def test_a_jpeg_with_corrupt_data_is_flagged_not_ingested_as_garbage(tmp_path):
         (folder / f"{name}_good.jpg").write_bytes(data)
         (folder / f"{name}_rot.jpg").write_bytes(bytes(rotten))
         (folder / f"{name}_rot_named_png.png").write_bytes(bytes(rotten))
+    # padding before the end marker (libjpeg-turbo: "extraneous bytes before marker 0xd9"): the same pixels
+    data = buf.getvalue()
+    (folder / "padded.jpg").write_bytes(data[:-2] + bytes(200) + data[-2:])
     summary, cat, cube, _ = ingest_to(folder, tmp_path / "run", preprocess__size=32)
     assert flagged(cat, "unreadable") == sorted(f"{n}_rot{s}" for n in ("plain", "exif") for s in ("", "_named_png"))
     assert "corrupt JPEG data" in str(summary["flags"]["unreadable"])
-    assert len(cube) == 2
+    assert len(cube) == 3
 
 
 def test_a_row_naming_an_earlier_row_s_image_does_not_take_its_id_from_the_galaxy(tmp_path):

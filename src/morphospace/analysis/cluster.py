@@ -115,7 +115,7 @@ def _drop_stale(run: RunDir, pattern: str, keep: set[str], say: bool = False) ->
     """Remove clusterings of this representation and method that this run no longer makes (``say``:
     in the log)."""
     rx = re.compile(pattern)
-    for name in run.clusterings():
+    for name in run.clusterings() + run.missing_clusterings():  # a record whose table was deleted too
         if rx.fullmatch(name) and name not in keep:
             run.clustering_path(name).unlink(missing_ok=True)
             run.clustering_path(name).with_suffix(".json").unlink(missing_ok=True)

@@ -38,14 +38,14 @@ def run_study(run: RunDir, cfg: Config, created: bool = False) -> Path:
     from ..analysis.labels import check_label_columns, check_label_settings
     from ..study.features import fine_tuning_labels, study_truth
 
-    def study_labels(catalogue: pd.DataFrame, cfg: Config) -> Config:
+    def study_labels(catalogue: pd.DataFrame, cfg: Config, announce: bool = True) -> Config:
         if cfg.study.mode != "frozen" and cfg.study.backbone not in ("vade", "ssl"):
             fine_tuning_labels(in_cube_order(catalogue), cfg)
-        return study_truth(catalogue, cfg)
+        return study_truth(catalogue, cfg, announce)
 
     def check_catalogue(catalogue: pd.DataFrame) -> None:  # the new survey's, before the run changes
         check_label_columns(catalogue, cfg)
-        study_labels(catalogue, cfg)
+        study_labels(catalogue, cfg, announce=False)
 
     def check(cfg: Config) -> Config:  # refused once the galaxies are in: one line before any training
         check_label_settings(run, cfg)

@@ -312,11 +312,12 @@ def fine_tuning_labels(inside: pd.DataFrame, cfg: Config) -> str:
     return spec
 
 
-def study_truth(catalogue: pd.DataFrame, cfg: Config) -> Config:
+def study_truth(catalogue: pd.DataFrame, cfg: Config, announce: bool = True) -> Config:
     """The classes a study fine-tunes on (``study.labels``) are the truth its LDA, contingency tables
     and probe score against, unless ``data.truth_label`` names another: ``cfg`` with that truth,
     for the caller to save in the run's configuration, so that a later ``compare`` or ``report``
-    of the run reads the same. ``catalogue``: the run's (:meth:`RunDir.read_catalogue`)."""
+    of the run reads the same. ``catalogue``: the run's (:meth:`RunDir.read_catalogue`); ``announce``:
+    say so in the log."""
     spec = cfg.study.labels
     if not spec:
         return cfg
@@ -328,5 +329,6 @@ def study_truth(catalogue: pd.DataFrame, cfg: Config) -> Config:
         return cfg  # a column the fine-tuning itself refuses, in its own words
     if cfg.data.truth_label or any(ch in spec for ch in "*?[,") or task != "classification":
         return cfg  # another truth named, or vote fractions (regression)
-    log.info("the study's labels '%s' are the truth its comparisons score against", spec)
+    if announce:
+        log.info("the study's labels '%s' are the truth its comparisons score against", spec)
     return apply_overrides(cfg, {"data.truth_label": spec})

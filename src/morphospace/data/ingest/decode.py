@@ -192,7 +192,9 @@ def _raise_if_corrupt(message: str) -> None:
     """A :class:`BadImage` (``unreadable``) when libjpeg-turbo's ``message`` says the compressed data
     is corrupt (bit rot, a bad copy): Pillow decodes such a file without a word, into garbled
     pixels that would enter the cube as a galaxy."""
-    if message.startswith("Corrupt JPEG data"):
+    # "N extraneous bytes before marker": padding some encoders write between segments or before the
+    # end, decoded to the same pixels (corruption inside the scan says more than that)
+    if message.startswith("Corrupt JPEG data") and "extraneous bytes before marker" not in message:
         raise BadImage("unreadable", f"corrupt JPEG data (libjpeg-turbo: {message})")
 
 

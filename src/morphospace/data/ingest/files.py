@@ -270,7 +270,7 @@ def image_bands(paths: list[Path], sample: int = 20) -> int:
         try:
             with Image.open(p) as img:
                 modes.append(img.mode)
-                if pages is None and getattr(img, "n_frames", 1) > 1:
+                if pages is None and img.format == "TIFF" and getattr(img, "n_frames", 1) > 1:  # not an MPO's
                     pages = (p.name, img.n_frames)
         except Exception:  # noqa: BLE001 - an unreadable file is the ingest's to flag
             continue
