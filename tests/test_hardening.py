@@ -567,6 +567,10 @@ def test_a_study_on_a_backbone_it_cannot_build_is_refused_before_the_ingest(tmp_
     code = main(["study", "--data", str(data), "--out", str(out), "--backbone", "resnet18", "--mode", "frozen",
                  "--quiet"])
     assert "ImageNet weights not found" in one_line_error(capsys, code) and not out.exists()
+    # a frozen network with no trained weights at all: refused after the ingest, which left the new
+    # folder, or replaced an existing run's cube (and its settings) with the study's
+    code = main(["study", "--data", str(data), "--out", str(out), "--backbone", "small", "--mode", "frozen", "--quiet"])
+    assert "frozen mode needs trained weights" in one_line_error(capsys, code) and not out.exists()
 
 
 def test_a_frozen_study_refuses_labels_it_does_not_have(tmp_path, capsys):

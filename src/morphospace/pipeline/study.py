@@ -33,6 +33,7 @@ def run_study(run: RunDir, cfg: Config, created: bool = False) -> Path:
     folder it ``created``.
     """
     from ..nets.backbones import BACKBONES, check_backbone
+    from ..study.finetune import check_frozen_weights
     from ..vade.io import model_dir, model_file
 
     from ..analysis.labels import check_label_columns, check_label_settings
@@ -55,6 +56,7 @@ def run_study(run: RunDir, cfg: Config, created: bool = False) -> Path:
         if cfg.study.backbone in BACKBONES:  # an optional package or weights file missing: before the ingest
             check_backbone(cfg.study.backbone, cfg.study.mode == "frozen" or BACKBONES[cfg.study.backbone].pretrained,
                            cfg.study.weights or None)
+            check_frozen_weights(cfg.study.backbone, cfg.study.mode, cfg.study.weights)
         check_data(cfg)
         cfg = ingest_checked(run, cfg, check, check_catalogue)  # also before a finished run is replaced
         mask_if_asked(run, cfg)

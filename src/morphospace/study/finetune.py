@@ -48,6 +48,14 @@ MODES = ("finetune", "frozen")
 
 # --- the estimator -----------------------------------------------------------------------------
 
+
+def check_frozen_weights(backbone: str, mode: str, weights) -> None:
+    """A frozen backbone must have trained weights (ImageNet's, or a file): a ``UserError`` for one
+    that has none, which the study checks before it ingests anything."""
+    if mode == "frozen" and not BACKBONES[backbone].pretrained and not weights:
+        raise UserError(f"frozen mode needs trained weights and backbone '{backbone}' has none: "
+                        "use study.mode = finetune, or name a weights file in study.weights")
+
 class FineTuner(FineTunedModel):
     """Fine-tune (or freeze) a CNN backbone on galaxy labels; its features are the study's input.
 
@@ -186,9 +194,7 @@ class FineTuner(FineTunedModel):
             raise UserError(f"task must be one of {', '.join(TASKS)}, got '{self.task}'")
         if self.backbone not in BACKBONES:
             raise UserError(f"unknown backbone '{self.backbone}' (known: {', '.join(BACKBONES)})")
-        if self.mode == "frozen" and not BACKBONES[self.backbone].pretrained and not self.weights:
-            raise UserError(f"frozen mode needs trained weights and backbone '{self.backbone}' has none: "
-                            "use study.mode = finetune, or name a weights file in study.weights")
+        check_frozen_weights(self.backbone, self.mode, self.weights)
         if self.mode == "finetune":
             if int(self.epochs) < 1:
                 raise UserError(f"study.epochs must be at least 1, got {self.epochs}")
