@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -278,6 +279,15 @@ def test_an_ingest_of_other_galaxies_sets_the_earlier_results_aside(tmp_path):
     (run.path / "my_galaxies").mkdir()  # the user's own folder stays
     ingest_to(first, tmp_path / "run")  # the same galaxies: nothing moves
     assert "form" in ms.Run(run.path).embeddings and not (run.path / "superseded").exists()
+    # the same galaxies made otherwise (another size): the model trained on the earlier cube no longer
+    # fits the new one (embed refused it, the report showed the earlier embedding): set aside too
+    ingest_to(first, tmp_path / "run", preprocess__size=32)
+    assert len(ms.Run(run.path).embeddings) == 0 and len(list((run.path / "superseded").iterdir())) == 1
+    shutil.rmtree(run.path / "superseded")
+    write_npy(run.embedding_path("form"), np.ones((3, 4), np.float32))
+    (run.path / "models" / "vade").mkdir(parents=True)
+    (run.path / "models" / "vade" / "model.pt").write_bytes(b"trained on x0..x2")
+    (run.path / "report.html").write_text("about x0..x2")
     third = tmp_path / "third"  # the same ids (x0..x2) in another folder: another survey (synthetic
     for i in range(3):           # surveys all name their galaxies synth_000000, ...)
         save_image(third / f"x{i}.png", galaxy_rgb(48, seed=20 + i))

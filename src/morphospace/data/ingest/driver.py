@@ -39,17 +39,31 @@ log = logging.getLogger("morphospace")
 LEVEL_SAMPLE = 64  # frames whose highest levels set the scale frames beyond 8 bits are judged on
 
 
-def _earlier(run: RunDir) -> list[str] | None:
-    """The galaxies of the earlier cube where the run holds results derived from it (None otherwise,
-    or unreadable); and partial files of a killed ingest removed. The earlier outputs themselves
-    stay until the new ones are ready (:func:`_remove_earlier_outputs`): a re-ingest that fails
-    (nothing usable, ``--strict``, a full disk) leaves the run as it was."""
+# what a cube's pixels are made with, beside its galaxies: results derived from a cube made
+# otherwise (a model trained at 32 px, an embedding of grey images) do not describe the new one
+RECIPE = ("crop", "framing", "galaxy_r90s", "size", "channels", "normalise", "softening", "resample")
+
+
+def _recipe(preprocess: dict) -> dict:
+    return {key: preprocess.get(key) for key in RECIPE}
+
+
+def _earlier(run: RunDir) -> tuple[list, dict | None] | None:
+    """The galaxies of the earlier cube and its recipe (:data:`RECIPE`; None where its summary does
+    not say) where the run holds results derived from it (None otherwise, or unreadable); and
+    partial files of a killed ingest removed. The earlier outputs themselves stay until the new ones
+    are ready (:func:`_remove_earlier_outputs`): a re-ingest that fails (nothing usable, ``--strict``,
+    a full disk) leaves the run as it was."""
     earlier = None
     if any(os.path.lexists(run.path / name) for name in DERIVED):
         try:
-            earlier = _galaxies(run.cube_catalogue())
+            earlier = _galaxies(run.cube_catalogue()), None
         except Exception:  # noqa: BLE001 - a damaged earlier run: its results are set aside below
             earlier = None
+        try:
+            earlier = earlier and (earlier[0], _recipe(json.loads(run.ingest_summary.read_text())["preprocess"]))
+        except Exception:  # noqa: BLE001 - no summary, or one that does not say: the galaxies decide
+            pass
     partial_path(run.cube).unlink(missing_ok=True)
     for name in (run.catalogue.name, run.ingest_summary.name):
         for stale in run.path.glob(f".{name}.*.partial"):
@@ -71,12 +85,14 @@ def _galaxies(cube_catalogue) -> list[tuple[str, str]]:
     return list(zip(cube_catalogue["id"].astype(str).tolist(), sources))
 
 
-def _set_aside_results_of_other_galaxies(run: RunDir, earlier: list | None, ids: list) -> Path | None:
-    """Before a new cube of galaxies ``ids`` is published: what the stages derived from the earlier
-    cube (models, embeddings, maps, clusterings, classes, the report...) is moved to
-    ``superseded/<UTC time>/``, unless the earlier cube held the same galaxies (a re-run of the same
-    survey keeps them, and its stages remake them; an imported model, made from no galaxies of the
-    run, stays). Moved, not deleted: a trained model or labels
+def _set_aside_results_of_other_galaxies(run: RunDir, earlier: tuple | None, ids: list,
+                                         recipe: dict) -> Path | None:
+    """Before a new cube of galaxies ``ids`` made with ``recipe`` is published: what the stages derived
+    from the earlier cube (models, embeddings, maps, clusterings, classes, the report...) is moved to
+    ``superseded/<UTC time>/``, unless the earlier cube held the same galaxies made the same way (a
+    re-run of the same survey keeps them, and its stages remake them; the same galaxies at another
+    size or in grey are another cube, which a model trained on the earlier one does not fit; an
+    imported model, made from no galaxies of the run, stays). Moved, not deleted: a trained model or labels
     filled in are not lost; a link among them is kept pointing where it pointed. Raises OSError
     where a move fails: the new cube is then not published, and the next ingest moves the rest.
     Returns the folder."""
@@ -86,7 +102,7 @@ def _set_aside_results_of_other_galaxies(run: RunDir, earlier: list | None, ids:
         present = ([p for p in present if p.name != "models"]
                    + [p for p in sorted(imported.parent.iterdir()) if p != imported]
                    + [p for p in sorted(imported.iterdir()) if p.name not in ("model.pt", IMPORTED_MARKER)])
-    if not present or (earlier is not None and ids == earlier):
+    if not present or (earlier is not None and ids == earlier[0] and earlier[1] in (None, recipe)):
         return None
     if [p.name for p in present] == ["models"] and not (run.cube.exists() or run.catalogue.exists()):
         return None  # a model imported into a new run before imports were marked: made from no galaxies
@@ -105,9 +121,12 @@ def _set_aside_results_of_other_galaxies(run: RunDir, earlier: list | None, ids:
         if not any(dest.iterdir()):  # nothing moved: no empty folder left to puzzle over
             dest.rmdir()
         raise
-    log.warning("the run's results (%s) were made from the galaxies of the earlier ingest: moved to %s "
-                "(delete it when you no longer need them)", ", ".join(str(p.relative_to(run.path)) for p in present),
-                dest.relative_to(run.path))
+    changed = [f"{k} {earlier[1][k]} -> {recipe[k]}" for k in RECIPE
+               if earlier is not None and ids == earlier[0] and earlier[1] and earlier[1][k] != recipe[k]]
+    log.warning("the run's results (%s) were made from %s: moved to %s (delete it when you no longer need them)",
+                ", ".join(str(p.relative_to(run.path)) for p in present),
+                f"the same galaxies made otherwise ({', '.join(changed)})" if changed else
+                "the galaxies of the earlier ingest", dest.relative_to(run.path))
     return dest
 
 
@@ -291,7 +310,8 @@ def _write_outputs(survey, spec: PreprocessSpec, run: RunDir, data, cfg: Config,
             with atomic_path(run.ingest_summary) as sum_tmp:
                 sum_tmp.write_text(json.dumps(summary, indent=2) + "\n")
                 writer.wait_synced()
-                _set_aside_results_of_other_galaxies(run, earlier, _galaxies(in_cube_order(catalogue)))
+                _set_aside_results_of_other_galaxies(run, earlier, _galaxies(in_cube_order(catalogue)),
+                                                     _recipe(summary["preprocess"]))
                 _remove_earlier_outputs(run)
                 writer.publish()
     except OSError as exc:  # disk full, permissions: the user's to fix, in one line
