@@ -211,6 +211,24 @@ def test_a_deleted_clustering_file_is_said_by_compare_and_the_report(pca_run, tm
     assert RunDir(run).missing_clusterings() == []
 
 
+def test_a_map_the_settings_no_longer_make_goes_with_its_clusterings(pca_run, tmp_path):
+    """A study with cluster.reductions = ['pca'] after one that made t-SNE maps clustered, compared and
+    reported the earlier network's t-SNE map as the new one's: maps the configured reductions no
+    longer make are removed, and the clusterings of a representation the run no longer holds."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(pca_run, run)
+    both = ["--set", "cluster.reductions=['pca','tsne']"]
+    assert main(["reduce", str(run), "--quiet", *both]) == 0 and main(["cluster", str(run), "--quiet", *both]) == 0
+    assert (run / "reductions" / "pixels_pca_tsne.npy").is_file()
+    assert any(n.endswith("_pixels_pca_tsne") for n in RunDir(run).clusterings())
+    one = ["--set", "cluster.reductions=['pca']"]  # the settings are saved: given again
+    assert main(["reduce", str(run), "--quiet", *one]) == 0 and main(["cluster", str(run), "--quiet"]) == 0
+    assert not (run / "reductions" / "pixels_pca_tsne.npy").exists()
+    assert not any("tsne" in n for n in RunDir(run).clusterings() + RunDir(run).missing_clusterings())
+
+
 def test_a_run_without_its_config_says_the_defaults_are_used(pca_run, tmp_path, capsys):
     import shutil
 

@@ -293,4 +293,14 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
             # of cluster.methods, DBSCAN now over cluster.density_max_dims) would be compared and
             # reported beside what it makes
             _drop_stale(run, rf"(?:{STAGE_METHODS})_{re.escape(rep)}", set(written), say=True)
+    if methods_asked is None and representations is None:
+        # clusterings of a map or embedding the run no longer holds (a reduction taken out of
+        # cluster.reductions): they would be compared and reported as this run's
+        held = set(run.embeddings()) | set(run.reductions())
+        for name in run.clusterings() + run.missing_clusterings():
+            rep = re.fullmatch(rf"(?:{STAGE_METHODS})_(.+)", name)
+            if rep and rep.group(1) not in held:
+                run.clustering_path(name).unlink(missing_ok=True)
+                run.clustering_path(name).with_suffix(".json").unlink(missing_ok=True)
+                log.info("removed clustering %s: its representation %s is no longer in the run", name, rep.group(1))
     return written

@@ -283,4 +283,10 @@ def reduce_run(run: RunDir, cfg: Any, embedding: str = "features",
             meta["n_discriminants"] = int(reducer.n_discriminants_)
         write_json(path.with_suffix(".json"), meta)
         out[rid] = path
+    if reductions is None:  # the configured stage: a map it no longer makes must not be clustered as this one's
+        for name in sorted(set(REDUCERS) - {n.lower() for n in names}):
+            rid = representation_id(embedding, name)
+            if run.reduction_path(rid).exists():
+                _drop_map(run, rid)
+                log.info("removed map %s: cluster.reductions no longer makes it", rid)
     return out
