@@ -511,6 +511,23 @@ def test_a_label_the_new_survey_lacks_leaves_a_finished_run_as_it_was(pca_run, t
     assert after.keys() == before.keys() and all(after[k] == before[k] for k in before)
 
 
+def test_an_option_and_a_set_that_disagree_are_refused(tmp_path, capsys):
+    """`--epochs 1 --set study.epochs=2` trained 1 epoch, `--seed 3 --set cluster.seed=7` clustered with
+    3, without a word: the option won. Now one line, before anything is made; the same value twice is
+    no conflict."""
+    data = tiny_folder_survey(tmp_path / "data", n=3)
+    out = tmp_path / "new"
+    for cmd in (["study", "--data", str(data), "--epochs", "1", "--set", "study.epochs=2"],
+                ["run", "--data", str(data), "--seed", "3", "--set", "cluster.seed=7"],
+                ["run", "--data", str(data), "--model", "pca", "--set", "model.kind=vade"],
+                ["ingest", str(data), "--size", "32", "--set", "preprocess.size=16"]):
+        line = one_line_error(capsys, main([*cmd, "--out", str(out), "--quiet"]))
+        assert "is given twice" in line and "give it once" in line and not out.exists(), (cmd, line)
+    assert main(["ingest", str(data), "--size", "16", "--set", "preprocess.size=16", "--out", str(out), "--quiet"]) == 0
+    code = main(["train", str(out), "--epochs", "2", "--set", "train.epochs=3", "--quiet"])
+    assert "train.epochs is given twice" in one_line_error(capsys, code)
+
+
 def test_a_binary_config_file(tmp_path, capsys):
     data = tiny_folder_survey(tmp_path / "data", n=3)
     cfg = tmp_path / "c.toml"
@@ -615,6 +632,17 @@ def test_a_fine_tuning_study_refuses_labels_it_cannot_train_on_before_any_work(t
                      "--labels", column, "--quiet"])
         line = one_line_error(capsys, code)
         assert f"study.labels = '{column}'" in line and message in line and not out.exists(), line
+
+
+def test_an_identifier_is_refused_as_classes(tmp_path, capsys):
+    """`study --labels id` fine-tuned on one class per galaxy and `data.truth_label=id` scored against
+    them, with warnings only: a column with a value of its own for every galaxy is an identifier."""
+    data = tiny_folder_survey(tmp_path / "data", n=12)
+    out = tmp_path / "s"
+    for cmd in (["study", "--backbone", "small", "--epochs", "1", "--labels", "id"],
+                ["run", "--model", "pca", "--set", "data.truth_label=id"]):
+        line = one_line_error(capsys, main([*cmd, "--data", str(data), "--out", str(out), "--quiet"]))
+        assert "a value of its own (an identifier)" in line and not out.exists(), line
 
 
 def test_lda_is_skipped_saying_why_when_it_cannot_be_fitted(pca_run, caplog, tmp_path):

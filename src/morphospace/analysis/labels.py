@@ -216,6 +216,15 @@ def clustering_in_cube_order(run: RunDir, name: str, ids: np.ndarray) -> np.ndar
     return aligned.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
+def refuse_identifier(values: pd.Series, what: str) -> None:
+    """A ``UserError`` for a column that gives every galaxy a value of its own (an id: as many classes
+    as galaxies, none of which a comparison or a classifier can learn from), ten galaxies or more."""
+    known = pd.Series(np.asarray(values, dtype=object))[~missing_mask(values)].astype(str)
+    if len(known) >= 10 and known.nunique() == len(known):
+        raise UserError(f"{what} gives each of its {len(known)} galaxies a value of its own (an identifier), "
+                        "not classes: name a column of classes")
+
+
 def check_label_settings(run: RunDir, cfg: Any) -> None:
     """The catalogue columns the later stages will read (``data.truth_label``,
     ``cluster.nuisance_columns``), checked once the catalogue exists: a typo is one line before the
@@ -248,3 +257,5 @@ def check_label_columns(catalogue: pd.DataFrame, cfg: Any) -> None:
                 raise UserError(f"data.truth_label: '{truth}' holds continuous values (e.g. {float(fraction[0])!r}), not "
                                 f"classes: name a column of classes (label columns: "
                                 f"{', '.join(label_columns(catalogue)) or 'none'})")
+        refuse_identifier(values[catalogue["cube_index"] >= 0] if "cube_index" in catalogue else values,
+                          f"data.truth_label: '{truth}'")

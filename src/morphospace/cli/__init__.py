@@ -6,6 +6,7 @@ bars; every stage run on a run directory appends to its ``log.txt``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -72,13 +73,36 @@ def _config_for(args, run: RunDir | None, training: bool = False) -> Config:
         cfg = Config()
     extra = [f"train.{key}={int(value)}" for key in ("epochs", "seed")
              if training and (value := getattr(args, key, None)) is not None]
+    _given_once(args, {e.split("=")[0]: int(e.split("=")[1]) for e in extra})
     overrides = [*(getattr(args, "overrides", []) or []), *extra]
     return overrides_on_saved(cfg, overrides) if saved else apply_overrides(cfg, overrides)
 
 
-def _set(cfg: Config, **dotted) -> Config:
+def _set(cfg: Config, args=None, **dotted) -> Config:
+    """``cfg`` with a command's options (dotted keys spelt with ``__``; None: not given), each checked
+    against a ``--set`` of the same key in ``args`` (:func:`_given_once`)."""
     values = {k.replace("__", "."): v for k, v in dotted.items() if v is not None}
+    if args is not None:
+        _given_once(args, values)
     return apply_overrides(cfg, values) if values else cfg
+
+
+def _given_once(args, options: dict) -> None:
+    """A one-line error where an option and a ``--set`` give one setting different values (the
+    option won without a word: ``--epochs 1 --set train.epochs=2`` trained 1 epoch)."""
+    given = {}
+    for text in getattr(args, "overrides", None) or []:
+        key, sep, _ = str(text).partition("=")
+        if sep:
+            given[key.strip()] = str(text)
+    for key, value in options.items():
+        if key not in given:
+            continue
+        by_set, by_option = (functools.reduce(getattr, key.split("."), apply_overrides(Config(), o))
+                             for o in ([given[key]], {key: value}))
+        if by_set != by_option:
+            raise UserError(f"{key} is given twice, {by_option!r} by an option and {by_set!r} by --set {given[key]}: "
+                            "give it once")
 
 
 def _reuse_freed_memory() -> None:
@@ -294,7 +318,7 @@ def _new_run(args, out: str, trains: bool = False, **options) -> tuple[RunDir, C
     from .. import pipeline
 
     check_out(out)
-    cfg = _set(_config_for(args, None, training=args.command == "run"), **options)
+    cfg = _set(_config_for(args, None, training=args.command == "run"), args, **options)
     pipeline.check_data(cfg, out)
     if trains:
         from ..vade.fitting import check_accelerator
@@ -376,7 +400,7 @@ def _dispatch(args) -> int | None:
         return 0
     cfg = _config_for(args, run, training=cmd == "train")
     if cmd in ("train", "embed"):
-        cfg = _set(cfg, train__devices=args.devices, train__num_nodes=args.num_nodes, train__strategy=args.strategy,
+        cfg = _set(cfg, args, train__devices=args.devices, train__num_nodes=args.num_nodes, train__strategy=args.strategy,
                    train__accelerator=args.accelerator, train__precision=args.precision)
         from ..vade.fitting import check_accelerator
 
@@ -392,7 +416,7 @@ def _dispatch(args) -> int | None:
         if saves:
             saved = _save_changed_config(run, cfg)
         if cmd == "train":
-            cfg = _set(cfg, train__epochs=args.epochs, train__seed=args.seed)
+            cfg = _set(cfg, args, train__epochs=args.epochs, train__seed=args.seed)
             _say_unused_epochs(args, cfg)
             if cfg.model.kind == "vade":
                 from ..vade.hparams import check_against_cube

@@ -304,11 +304,15 @@ def fine_tuning_labels(inside: pd.DataFrame, cfg: Config) -> str:
     if not spec:
         raise UserError("study.labels: name a catalogue label column to fine-tune on "
                         f"(label columns: {', '.join(_label_like(inside)) or 'none'}), or set study.mode = frozen")
+    from ..analysis.labels import refuse_identifier
+
     y, _, task, _ = resolve_labels(inside, spec)
     try:
         encode_targets(y, task)
     except UserError as exc:
         raise UserError(f"study.labels = '{spec}': {exc}") from None
+    if task == "classification":  # `--labels id`: as many classes as galaxies, one example each
+        refuse_identifier(pd.Series(np.asarray(y, dtype=object).ravel()), f"study.labels = '{spec}'")
     return spec
 
 
