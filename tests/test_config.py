@@ -264,6 +264,8 @@ def test_override_errors_are_one_line():
         "modle.kind=pca": "config: unknown key 'modle' (did you mean 'model'?",
         "ingest.workerz=2": "config: unknown key 'ingest.workerz' (did you mean 'ingest.workers'?",
         "train.epochs": "--set expects section.key=value, got 'train.epochs'",
+        # a second TOML line in the value: it was dropped without a word (3 epochs, study.epochs untouched)
+        "train.epochs=3\nstudy.epochs = 4": "config: train.epochs must be int; got str",
     }
     for override, message in cases.items():
         with pytest.raises(ConfigError) as info:

@@ -298,9 +298,12 @@ def _parse_value(text: Any, field: FieldInfo) -> Any:
     if not isinstance(text, str):
         return text
     try:
-        value = tomllib.loads(f"v = {text}")["v"]
+        document = tomllib.loads(f"v = {text}")
     except tomllib.TOMLDecodeError:
         return text
+    if set(document) != {"v"}:  # "3\nstudy.epochs = 4": more than a value, whose rest was dropped; the
+        return text             # text then fails the key's check, in one line
+    value = document["v"]
     return text if not isinstance(value, str) and _holds_text(field.annotation) else value
 
 
