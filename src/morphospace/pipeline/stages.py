@@ -196,13 +196,20 @@ def run_all(run: RunDir, cfg: Config, created: bool = False) -> Path:
             check_against_cube(cfg, run.read_cube(), announce=False)
         return cfg
 
+    def check_catalogue(catalogue, shape: tuple) -> None:  # the same, before a finished run is replaced
+        import numpy as np
+
+        check_label_columns(catalogue, cfg)
+        if cfg.model.kind == "vade":  # the checks read the cube's shape only
+            check_against_cube(cfg, np.broadcast_to(np.zeros((), np.float16), shape), announce=False)
+
     # refused before the galaxies are in (the trunk's weights file) or after (a truth label not in
     # the catalogue, more components than galaxies): a folder it made is taken away; an existing run
     # keeps its settings where its ingest failed (and so its earlier cube), and takes only those that
     # made its new cube where a later check refused the rest (ingest_checked)
     with removed_on_failure(run, created):
         check_form_settings(cfg)
-        ingest_checked(run, cfg, check, lambda catalogue: check_label_columns(catalogue, cfg))
+        ingest_checked(run, cfg, check, check_catalogue)
     mask_if_asked(run, cfg)
     stage_train(run, cfg)
     stage_embed(run, cfg)

@@ -44,7 +44,7 @@ def run_study(run: RunDir, cfg: Config, created: bool = False) -> Path:
             fine_tuning_labels(in_cube_order(catalogue), cfg)
         return study_truth(catalogue, cfg, announce)
 
-    def check_catalogue(catalogue: pd.DataFrame) -> None:  # the new survey's, before the run changes
+    def check_catalogue(catalogue: pd.DataFrame, shape: tuple) -> None:  # the new survey's, before the run changes
         check_label_columns(catalogue, cfg)
         study_labels(catalogue, cfg, announce=False)
 

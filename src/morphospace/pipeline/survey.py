@@ -155,10 +155,10 @@ def with_imported_model(run: RunDir, cfg: Config) -> Config:
 
 
 def ingest_checked(run: RunDir, cfg: Config, check: Callable[[Config], Config],
-                   check_catalogue: Callable[[pd.DataFrame], object] | None = None) -> Config:
+                   check_catalogue: Callable[[pd.DataFrame, tuple], object] | None = None) -> Config:
     """The survey ingested into the run, then ``check`` (the checks that need the catalogue; it may
     return the settings amended), then the settings saved; what ``check`` returns.
-    ``check_catalogue`` sees the new catalogue before the ingest replaces or sets aside anything
+    ``check_catalogue`` sees the new catalogue and cube shape before the ingest replaces or sets aside anything
     of the run: a label setting the new survey cannot serve leaves a finished run as it was. An
     ingest that fails keeps the earlier cube, and so its settings; a check that refuses (or a
     Ctrl-C) leaves the run with the settings that made its new cube (:func:`cube_settings`). The
@@ -195,7 +195,7 @@ def stage_ingest(run: RunDir, cfg: Config) -> dict:
     return summary
 
 
-def ingest_survey(run: RunDir, cfg: Config, check: Callable[[pd.DataFrame], object] | None = None) -> dict:
+def ingest_survey(run: RunDir, cfg: Config, check: Callable[[pd.DataFrame, tuple], object] | None = None) -> dict:
     """The configured survey (or the built-in synthetic one, made once) ingested into the run,
     without the neighbour masking (:func:`mask_if_asked`); returns the ingest summary. ``check``
     goes to :func:`~morphospace.data.ingest.ingest`."""

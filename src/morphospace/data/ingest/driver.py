@@ -192,7 +192,7 @@ def _resolve_levels(survey, spec: PreprocessSpec, pool=None, workers: int = 1) -
 
 
 def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = None,
-           check: Callable[[pd.DataFrame], object] | None = None) -> dict:
+           check: Callable[[pd.DataFrame, tuple], object] | None = None) -> dict:
     """Ingest the survey at ``data`` into ``run``; return the ingest summary.
 
     Parameters
@@ -206,8 +206,9 @@ def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = Non
     strict : bool, optional
         Turn every quality flag into an error (default ``cfg.ingest.strict``).
     check : callable, optional
-        Called with the new catalogue before anything of the run is replaced or set aside; an
-        exception it raises (a label setting the new survey cannot serve) leaves the run as it was.
+        Called with the new catalogue and the new cube's shape before anything of the run is
+        replaced or set aside; an exception it raises (a label setting the new survey cannot serve,
+        more mixture components than galaxies) leaves the run as it was.
 
     Returns
     -------
@@ -300,7 +301,7 @@ def _write_outputs(survey, spec: PreprocessSpec, run: RunDir, data, cfg: Config,
         writer.finish(background=True)  # synced while the catalogue is built; published once synced
         catalogue = build_catalogue(survey, cube_index, crops)
         if check is not None:  # before the earlier results are set aside: a refusal changes nothing
-            check(catalogue)
+            check(catalogue, (writer.rows, *writer.row_shape))
         summary = summarise(survey, catalogue, spec, details, time.perf_counter() - t0, workers, writer.dtype.name)
         # Everything is written under temporary names first (and the cube synced), then the earlier
         # results set aside and the earlier outputs removed, and last the renames: cube, summary,
