@@ -149,15 +149,18 @@ def test_epochs_the_default_model_does_not_use_are_said_so():
 def test_epochs_and_seed_are_checked_with_the_settings_they_go_with():
     """`train --set train.pretrain_epochs=9 --epochs 12` was refused ("train.epochs (1) must exceed
     train.pretrain_epochs (9)": the run's saved epochs, not the 12 given): --epochs and --seed are
-    validated with --set, and win over it as before."""
+    validated with --set; a --set of the same key that disagrees is refused (it lost without a word)."""
     from types import SimpleNamespace
 
     from morphospace.cli import _config_for
     from morphospace.config import ConfigError
+    from morphospace.errors import UserError
 
-    args = SimpleNamespace(config=None, overrides=["model.preset=default", "train.epochs=1", "train.pretrain_epochs=9"],
-                           epochs=12, seed=3)
+    args = SimpleNamespace(config=None, overrides=["model.preset=default", "train.pretrain_epochs=9"], epochs=12, seed=3)
     cfg = _config_for(args, None, training=True)
     assert (cfg.train.epochs, cfg.train.pretrain_epochs, cfg.train.seed) == (12, 9, 3)
+    args.overrides.append("train.epochs=1")
+    with pytest.raises(UserError, match="train.epochs is given twice, 12 by an option and 1 by --set"):
+        _config_for(args, None, training=True)
     with pytest.raises(ConfigError, match="must exceed"):
         _config_for(args, None)

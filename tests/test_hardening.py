@@ -532,6 +532,19 @@ def test_an_option_and_a_set_that_disagree_are_refused(tmp_path, capsys):
     assert "train.epochs is given twice" in one_line_error(capsys, code)
 
 
+def test_a_command_that_starts_a_run_says_which_saved_settings_it_replaces(tmp_path):
+    """`study` (as `run` and `ingest`) on an existing run starts from the defaults and what is given:
+    a finished run's form settings were reset without a word."""
+    data = tiny_folder_survey(tmp_path / "data", n=3)
+    run = tmp_path / "run"
+    assert main(["ingest", str(data), "--out", str(run), "--size", "16", "--set", "form.ssl_epochs=2", "--quiet"]) == 0
+    assert main(["ingest", str(data), "--out", str(run), "--size", "16", "--quiet"]) == 0
+    log = (run / "log.txt").read_text()
+    assert "replaces (form.ssl_epochs 2 -> 60)" in log and f"--config {run / 'config.toml'}" in log
+    assert main(["ingest", str(data), "--out", str(run), "--size", "16", "--quiet"]) == 0  # the same: nothing said
+    assert (run / "log.txt").read_text().count("replaces (") == 1
+
+
 def test_a_binary_config_file(tmp_path, capsys):
     data = tiny_folder_survey(tmp_path / "data", n=3)
     cfg = tmp_path / "c.toml"

@@ -327,7 +327,46 @@ def _new_run(args, out: str, trains: bool = False, **options) -> tuple[RunDir, C
     created = not Path(out).exists()
     run = RunDir(out, create=True)
     _setup_logging(args.quiet, run)
+    if not created and not getattr(args, "config", None):
+        _say_settings_replaced(args.command, run, cfg)
     return run, cfg, created
+
+
+def _say_settings_replaced(command: str, run: RunDir, cfg: Config) -> None:
+    """``run``, ``study`` and ``ingest`` start from the defaults and what is given, not from the run's
+    saved settings, which they replace: where those differ, the log names the keys (a study on a
+    finished run reset its form settings without a word)."""
+    from ..config import dumps_config
+
+    try:
+        saved = load_config(run.config) if run.config.is_file() else None
+    except UserError:  # a damaged file: the stage replaces it anyway
+        return
+    if saved is None:
+        return
+
+    def flat(c: Config) -> dict:
+        import tomllib
+
+        out: dict = {}
+
+        def walk(prefix: str, node) -> None:
+            for key, value in node.items():
+                if isinstance(value, dict):
+                    walk(f"{prefix}{key}.", value)
+                else:
+                    out[f"{prefix}{key}"] = value
+
+        walk("", tomllib.loads(dumps_config(c)))
+        return out
+
+    before, now = flat(saved), flat(cfg)
+    changed = [k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k) and k != "data.path"]
+    if changed:
+        shown = ", ".join(f"{k} {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:6])
+        log.warning("`morphospace %s` starts from the defaults and the settings given, not from %s, whose %d other "
+                    "setting(s) it replaces (%s%s); give --config %s to keep them", command, run.config, len(changed),
+                    shown, ", ..." if len(changed) > 6 else "", run.config)
 
 
 

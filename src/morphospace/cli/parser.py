@@ -113,11 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = stage(sub, "study", "the CNN feature study: fine-tune, features, reductions, clusterings, comparisons, report",
                "morphospace study --data ../shared/data/sdss-gz1 --backbone efficientnet-lite0 --labels morph3", run_arg=False)
     p.add_argument("--data", metavar="PATH", help="survey (default: the built-in synthetic survey)")
-    p.add_argument("--out", metavar="RUN", default="runs/study")
-    p.add_argument("--backbone", help="efficientnet-lite0 (default), resnet18, resnet34, small, vade (the VaDE encoder) or ssl (the self-supervised form embedding)")
-    p.add_argument("--labels", help="catalogue label column to fine-tune on")
-    p.add_argument("--mode", choices=["finetune", "frozen"])
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--out", metavar="RUN", default="runs/study", help="run directory (default: runs/study)")
+    p.add_argument("--backbone", help="efficientnet-lite0 (default), efficientnet-lite1, efficientnet-lite2, "
+                   "resnet18 or resnet34 (with torchvision), small, vade (the VaDE encoder) or ssl (the "
+                   "self-supervised form embedding)")
+    p.add_argument("--labels", help="catalogue column of classes to fine-tune on (and score against), or vote "
+                   "fractions to regress on by a pattern or a comma list, e.g. 'Class1.*'")
+    p.add_argument("--mode", choices=["finetune", "frozen"],
+                   help="finetune the backbone on the labels (default) or take its features as they are")
+    p.add_argument("--epochs", type=int, help="fine-tuning epochs")
     common(p)
 
     p = stage(sub, "import-astrovader", "build the published AstroVaDEr model from its Keras weights",
