@@ -308,13 +308,14 @@ def _save_changed_config(run: RunDir, cfg: Config) -> bool:
     return not same
 
 
-def _new_run(args, out: str, trains: bool = False, **options) -> tuple[RunDir, Config, bool]:
+def _new_run(args, out: str, trains: bool = False, **options) -> tuple[RunDir, Config, bool, str]:
     """Create the run directory of a stage that starts a run, with its log, and its config (``--config``,
     ``--set``, then the command's ``options``, dotted keys spelt with ``__``). Settings that are
     refused and data that is not there are one line before anything is written: no new folder, and
     an existing run keeps its configuration (a command that ``trains``: its accelerator too).
-    Returns the run, its config and whether this command created the folder (a start refused later
-    takes it away: :func:`~morphospace.pipeline.removed_on_failure`)."""
+    Returns the run, its config, whether this command created the folder (a start refused later
+    takes it away: :func:`~morphospace.pipeline.removed_on_failure`) and what of an existing run's
+    saved settings it replaces (:func:`_settings_replaced`, said once the command has done its work)."""
     from .. import pipeline
 
     check_out(out)
@@ -327,23 +328,30 @@ def _new_run(args, out: str, trains: bool = False, **options) -> tuple[RunDir, C
     created = not Path(out).exists()
     run = RunDir(out, create=True)
     _setup_logging(args.quiet, run)
-    if not created and not getattr(args, "config", None):
-        _say_settings_replaced(args.command, run, cfg)
-    return run, cfg, created
+    replaced = "" if created or getattr(args, "config", None) else _settings_replaced(args, run, cfg, options)
+    return run, cfg, created, replaced
 
 
-def _say_settings_replaced(command: str, run: RunDir, cfg: Config) -> None:
+def _say(replaced: str) -> None:
+    if replaced:
+        log.warning("%s", replaced)
+
+
+def _settings_replaced(args, run: RunDir, cfg: Config, options: dict) -> str:
     """``run``, ``study`` and ``ingest`` start from the defaults and what is given, not from the run's
-    saved settings, which they replace: where those differ, the log names the keys (a study on a
-    finished run reset its form settings without a word)."""
+    saved settings, which they replace: the line that names those they set back to another value
+    than the run's, not given in this command (a study on a finished run reset its form settings
+    without a word); "" when none."""
     from ..config import dumps_config
 
     try:
         saved = load_config(run.config) if run.config.is_file() else None
     except UserError:  # a damaged file: the stage replaces it anyway
-        return
+        return ""
     if saved is None:
-        return
+        return ""
+    given = {str(t).partition("=")[0].strip() for t in getattr(args, "overrides", None) or []}
+    given |= {k.replace("__", ".") for k, v in options.items() if v is not None}
 
     def flat(c: Config) -> dict:
         import tomllib
@@ -361,12 +369,13 @@ def _say_settings_replaced(command: str, run: RunDir, cfg: Config) -> None:
         return out
 
     before, now = flat(saved), flat(cfg)
-    changed = [k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k) and k != "data.path"]
-    if changed:
-        shown = ", ".join(f"{k} {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:6])
-        log.warning("`morphospace %s` starts from the defaults and the settings given, not from %s, whose %d other "
-                    "setting(s) it replaces (%s%s); give --config %s to keep them", command, run.config, len(changed),
-                    shown, ", ..." if len(changed) > 6 else "", run.config)
+    changed = [k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k) and k not in given]
+    if not changed:
+        return ""
+    shown = ", ".join(f"{k} {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:6])
+    return (f"`morphospace {args.command}` started from the defaults and the settings given, not from the run's "
+            f"saved ones, of which it replaced {len(changed)} ({shown}{', ...' if len(changed) > 6 else ''}); "
+            f"--config {run.config} would have kept them")
 
 
 
@@ -382,16 +391,17 @@ def _dispatch(args) -> int | None:
         print(f"synthetic survey: {out}")
         return 0
     if cmd == "run":
-        run, cfg, created = _new_run(args, args.out, True, data__path=args.data, model__kind=args.model,
-                            train__epochs=args.epochs, train__seed=args.seed, ingest__workers=args.workers,
-                            cluster__seed=args.seed)
+        run, cfg, created, replaced = _new_run(args, args.out, True, data__path=args.data, model__kind=args.model,
+                                               train__epochs=args.epochs, train__seed=args.seed,
+                                               ingest__workers=args.workers, cluster__seed=args.seed)
         run.acquire_lock()
         _say_unused_epochs(args, cfg)
         report = pipeline.run_all(run, cfg, created)
+        _say(replaced)
         print(f"report: {Path(report).resolve()}")
         return 0
     if cmd == "ingest":
-        run, cfg, created = _new_run(args, args.out, data__path=str(args.data), data__layout=args.layout,
+        run, cfg, created, replaced = _new_run(args, args.out, data__path=str(args.data), data__layout=args.layout,
                             data__catalogue=args.catalogue, data__id_column=args.id_column,
                             data__file_column=args.file_column, ingest__workers=args.workers,
                             preprocess__preset=args.preset, preprocess__size=args.size, preprocess__colour=args.colour,
@@ -399,20 +409,23 @@ def _dispatch(args) -> int | None:
                             ingest__mask_neighbours=True if args.mask_neighbours else None)
         run.acquire_lock()
         summary = pipeline.ingest_run(run, cfg, created)
+        _say(replaced)
         print(f"ingested {summary['n_in_cube']} of {summary['n_records']} galaxies into {run.path}")
         return 0
     if cmd == "study":
-        run, cfg, created = _new_run(args, args.out, True, data__path=args.data, study__backbone=args.backbone,
-                            study__labels=args.labels, study__mode=args.mode, study__epochs=args.epochs)
+        run, cfg, created, replaced = _new_run(args, args.out, True, data__path=args.data,
+                                               study__backbone=args.backbone, study__labels=args.labels,
+                                               study__mode=args.mode, study__epochs=args.epochs)
         run.acquire_lock()
         report = pipeline.run_study(run, cfg, created)
+        _say(replaced)
         print(f"report: {Path(report).resolve()}")
         return 0
     if cmd == "import-astrovader":
         from ..nets.weights import existing_weights_file
 
         existing_weights_file(args.weights)  # before the run's folder is made
-        run, cfg, created = _new_run(args, args.out)
+        run, cfg, created, _ = _new_run(args, args.out)
         run.acquire_lock()
         with pipeline.removed_on_failure(run, created):  # weights it cannot read: no folder left behind
             pipeline.stage_import_astrovader(run, cfg, Path(args.weights))
