@@ -263,6 +263,9 @@ def test_override_errors_are_one_line():
         "model.canonicalise=yes": "config: model.canonicalise must be true or false; got str 'yes'",
         "modle.kind=pca": "config: unknown key 'modle' (did you mean 'model'?",
         "ingest.workerz=2": "config: unknown key 'ingest.workerz' (did you mean 'ingest.workers'?",
+        # a setting outside its section: it suggested the section named most like it ('preprocess')
+        "epochs=3": "config: unknown key 'epochs' (did you mean 'train.epochs' or 'study.epochs'? settings go in",
+        "data.smooth=0.5": "config: unknown key 'data.smooth' (did you mean 'data.vote_thresholds.smooth'?",
         "train.epochs": "--set expects section.key=value, got 'train.epochs'",
         # a second TOML line in the value: it was dropped without a word (3 epochs, study.epochs untouched)
         "train.epochs=3\nstudy.epochs = 4": "config: train.epochs must be int; got str",

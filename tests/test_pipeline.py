@@ -143,9 +143,11 @@ def test_study_of_the_pixel_vade_encoder(tmp_path):
     assert main(["synth", "--n", "24", "--seed", "3", "--out", str(survey), "--size", "64", "--quiet"]) == 0
     run = tmp_path / "study"
     code = main(["study", "--data", str(survey), "--backbone", "vade", "--out", str(run), "--quiet", *TINY_VADE,
-                 "--set", "model.preset=default", "--set", "model.n_components=3",
+                 "--set", "model.preset=default", "--set", "model.n_components=3", "--mode", "frozen",
                  "--set", "cluster.reductions=['pca', 'lda']", "--set", "cluster.kmeans_k=[3]"])
     assert code == 0
+    # --mode (and --epochs) do not apply to the model's encoder: said, they were dropped without a word
+    assert "study.mode = 'frozen': not used by the vade backbone" in (run / "log.txt").read_text()
     ami = pd.read_csv(run / "comparisons" / "ami.csv")
     assert {"vade", "kmeans3_vade", "kmeans3_vade_pca", "kmeans3_vade_lda"} <= set(ami["name"])
     hp = json.loads((run / "models" / "vade" / "hparams.json").read_text())

@@ -246,7 +246,10 @@ def check_label_columns(catalogue: pd.DataFrame, cfg: Any) -> None:
     wanted += [("cluster.nuisance_columns", c) for c in cfg.cluster.nuisance_columns]
     for key, column in wanted:
         if column not in columns:
-            raise UserError(f"{key}: '{column}' is not a catalogue column (columns: {', '.join(sorted(columns))})")
+            # the ingest's own bookkeeping (flags, cube rows, source files) left out of the list
+            shown = sorted(c for c in columns if not str(c).startswith("flag_")
+                           and c not in ("id", "source", "cube_index", "crop"))
+            raise UserError(f"{key}: '{column}' is not a catalogue column (columns: {', '.join(shown) or 'none'})")
     truth = cfg.data.truth_label
     if truth:
         values = catalogue[truth]

@@ -86,6 +86,13 @@ def unknown_key(key: str, model: type[BaseModel]) -> str:
     head, _, last = key.rpartition(".")
     close = difflib.get_close_matches(last, known, n=1)
     hint = f"did you mean '{_printable(f'{head}.' if head else '')}{close[0]}'? " if close else ""
+    # a setting written outside its section (``epochs = 3`` at the top of a file): name the sections
+    # that hold it, not the section whose name looks most like it
+    homes = [f"{head}.{name}.{last}" if head else f"{name}.{last}" for name, field in model.model_fields.items()
+             if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+             and last in field.annotation.model_fields]
+    if homes:
+        hint = f"did you mean {' or '.join(repr(_printable(h)) for h in homes)}? settings go in their section; "
     return f"config: unknown key '{_printable(key)}' ({hint}known here: {', '.join(known)})"
 
 

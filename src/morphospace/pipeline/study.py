@@ -61,6 +61,13 @@ def run_study(run: RunDir, cfg: Config, created: bool = False) -> Path:
         cfg = ingest_checked(run, cfg, check, check_catalogue)  # also before a finished run is replaced
         mask_if_asked(run, cfg)
     if cfg.study.backbone in ("vade", "ssl"):
+        from ..config.outputs import StudyConfig
+
+        unused = [f"study.{k} = {getattr(cfg.study, k)!r}" for k in ("mode", "epochs")
+                  if getattr(cfg.study, k) != getattr(StudyConfig(), k)]
+        if unused:  # said, not dropped in silence: the encoder is the model's, trained by its own settings
+            log.warning("%s: not used by the %s backbone, which fine-tunes nothing", ", ".join(unused),
+                        cfg.study.backbone)
         if cfg.study.backbone == "ssl":  # the self-supervised encoder is the form-first VaDE's
             cfg = apply_overrides(cfg, {"model.preset": "form"})
         trained = model_file(run)
