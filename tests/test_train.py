@@ -514,6 +514,22 @@ def test_ddp_two_cpu_processes(tmp_path):
 
 # --- outputs and the Python API -------------------------------------------------------------------
 
+def test_embed_refuses_a_cube_of_another_size_before_masking_it(trained, tmp_path):
+    """A refused `embed` (a model trained on 16 px, a cube of 24 px) had already rewritten the run's
+    neighbour-masked cube for the model it then refused."""
+    import shutil
+
+    from morphospace.vade.embed import embed_run
+
+    run = RunDir(shutil.copytree(trained[0].path, tmp_path / "run"))
+    write_npy(run.cube, np.zeros((N_GAL, 2, 24, 24), np.float32))
+    masked = run.path / "cube_masked.npy"
+    before = masked.read_bytes() if masked.exists() else None
+    with pytest.raises(UserError, match="expects 2 x 16 x 16 images"):
+        embed_run(run, cfg_for())
+    assert (masked.read_bytes() if masked.exists() else None) == before
+
+
 def test_embed_run_writes_table_embedding_clustering_figures(trained):
     from morphospace.vade.embed import TABLE_NAME, embed_run
 

@@ -140,13 +140,14 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
         torch.set_num_threads(cfg.train.num_threads)
     model, hp, extra = load_vade(model_file(run))
     made_by = fingerprint(hp, model.state_dict())  # of the model read, whatever replaces the file meanwhile
+    shape = tuple(run.read_cube().shape[1:])  # checked before the masked copy is (re)made for a model that cannot use it
+    if shape != (hp["channels"], hp["image_size"], hp["image_size"]):
+        raise UserError(f"the trained VaDE expects {hp['channels']} x {hp['image_size']} x {hp['image_size']} "
+                        f"images, the cube has {shape}: retrain (`morphospace train`)")
     cube = model_input(run, hp)
     ids = run.cube_ids()
     if len(ids) != len(cube):
         raise UserError(f"catalogue lists {len(ids)} galaxies in the cube but cube.npy has {len(cube)} rows")
-    if tuple(cube.shape[1:]) != (hp["channels"], hp["image_size"], hp["image_size"]):
-        raise UserError(f"the trained VaDE expects {hp['channels']} x {hp['image_size']} x {hp['image_size']} "
-                        f"images, the cube has {tuple(cube.shape[1:])}: retrain (`morphospace train`)")
     embedding = None
     cached = model_dir(run) / FORM_EMBEDDING
     if hp["preset"] == "form" and cached.is_file():
