@@ -1,0 +1,135 @@
+"""A command's settings: the run's saved configuration (or ``--config``), then ``--set``, then the
+command's own options, each checked against the others; what a stage saves back to the run."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+from ..config import Config, apply_overrides, load_config, overrides_on_saved
+from ..errors import UserError
+from ..run import RunDir, launched_as_later_rank
+
+log = logging.getLogger("morphospace")
+
+
+def _config_for(args, run: RunDir | None, training: bool = False) -> Config:
+    """Config of a stage: the run's saved config, then --config, then --set and options; with
+    ``training``, --epochs and --seed too, validated with the rest (a check such as "epochs must
+    exceed the pre-training epochs" reads the epochs given, not the run's saved ones)."""
+    path = getattr(args, "config", None)
+    saved = False
+    if path:  # often another run's config.toml, which names every key: read as a run's own
+        cfg, saved = load_config(path), True
+    elif run is not None and run.config.exists():
+        cfg, saved = load_config(run.config), True
+    else:
+        if run is not None and run.catalogue.exists():  # an ingested run without its settings: said
+            log.warning("%s is missing: this stage uses the built-in defaults, not the run's own settings (give "
+                        "them with --config FILE)", run.config)
+        cfg = Config()
+    extra = [f"train.{key}={int(value)}" for key in ("epochs", "seed")
+             if training and (value := getattr(args, key, None)) is not None]
+    _given_once(args, {e.split("=")[0]: int(e.split("=")[1]) for e in extra})
+    overrides = [*(getattr(args, "overrides", []) or []), *extra]
+    return overrides_on_saved(cfg, overrides) if saved else apply_overrides(cfg, overrides)
+
+
+def _set(cfg: Config, args=None, **dotted) -> Config:
+    """``cfg`` with a command's options (dotted keys spelt with ``__``; None: not given), each checked
+    against a ``--set`` of the same key in ``args`` (:func:`_given_once`)."""
+    values = {k.replace("__", "."): v for k, v in dotted.items() if v is not None}
+    if args is not None:
+        _given_once(args, values)
+    return apply_overrides(cfg, values) if values else cfg
+
+
+def _given_once(args, options: dict) -> None:
+    """A one-line error where an option and a ``--set`` give one setting different values (the
+    option won without a word: ``--epochs 1 --set train.epochs=2`` trained 1 epoch)."""
+    given = {}
+    for text in getattr(args, "overrides", None) or []:
+        key, sep, _ = str(text).partition("=")
+        if sep:
+            given[key.strip()] = str(text)
+    for key, value in options.items():
+        if key not in given:
+            continue
+        by_set, by_option = (functools.reduce(getattr, key.split("."), apply_overrides(Config(), o))
+                             for o in ([given[key]], {key: value}))
+        if by_set != by_option:
+            raise UserError(f"{key} is given twice, {by_option!r} by an option and {by_set!r} by --set {given[key]}: "
+                            "give it once")
+
+
+def _say_unused_epochs(args, cfg: Config) -> None:
+    """``--epochs`` sets ``train.epochs``, which the form model's linear core does not have."""
+    if getattr(args, "epochs", None) is not None and cfg.model.kind == "vade" and cfg.linear_core:
+        log.warning("--epochs %d is not used by the form model's linear core (fitted in closed form): its SSL "
+                    "head trains form.ssl_epochs (%d), its image decoder form.decoder_epochs (%d)", args.epochs,
+                    cfg.form.ssl_epochs, cfg.form.decoder_epochs)
+
+
+def _save_changed_config(run: RunDir, cfg: Config) -> bool:
+    """A stage's settings (``--set``, ``--config``, its options) saved as the run's, where later stages and
+    the report read them: a ``compare --set data.truth_label=...`` was reported under the old truth label.
+    Only the first process of a distributed job writes; a run without its config (its stages say they
+    use the defaults) is left so. Returns whether it wrote them."""
+    from .. import pipeline
+    from ..config import dumps_config
+
+    if launched_as_later_rank() or not run.config.is_file():
+        return False
+    try:
+        same = run.config.read_text() == dumps_config(cfg)
+    except (OSError, UnicodeDecodeError):
+        same = False
+    if not same:
+        pipeline.save_config(run, cfg)
+    return not same
+
+
+def _say(replaced: str) -> None:
+    if replaced:
+        log.warning("%s", replaced)
+
+
+def _settings_replaced(args, run: RunDir, cfg: Config, options: dict) -> str:
+    """``run``, ``study`` and ``ingest`` start from the defaults and what is given, not from the run's
+    saved settings, which they replace: the line that names those they set back to another value
+    than the run's, not given in this command (a study on a finished run reset its form settings
+    without a word); "" when none."""
+    from ..config import dumps_config
+
+    try:
+        saved = load_config(run.config) if run.config.is_file() else None
+    except UserError:  # a damaged file: the stage replaces it anyway
+        return ""
+    if saved is None:
+        return ""
+    given = {str(t).partition("=")[0].strip() for t in getattr(args, "overrides", None) or []}
+    given |= {k.replace("__", ".") for k, v in options.items() if v is not None}
+
+    def flat(c: Config) -> dict:
+        import tomllib
+
+        out: dict = {}
+
+        def walk(prefix: str, node) -> None:
+            for key, value in node.items():
+                if isinstance(value, dict):
+                    walk(f"{prefix}{key}.", value)
+                else:
+                    out[f"{prefix}{key}"] = value
+
+        walk("", tomllib.loads(dumps_config(c)))
+        return out
+
+    before, now = flat(saved), flat(cfg)
+    changed = [k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k) and k not in given]
+    if not changed:
+        return ""
+    shown = ", ".join(f"{k} {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:6])
+    return (f"`morphospace {args.command}` started from the defaults and the settings given, not from the run's "
+            f"saved ones, of which it replaced {len(changed)} ({shown}{', ...' if len(changed) > 6 else ''}); "
+            f"--config {run.config} would have kept them")
