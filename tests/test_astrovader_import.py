@@ -188,6 +188,8 @@ def test_the_documented_order_import_then_ingest_keeps_the_imported_model(tmp_pa
     assert (run / "embeddings" / "vade.npy").is_file() and "import-astrovader: the published AstroVaDEr" in (run / "log.txt").read_text()
     assert main(["ingest", str(folder), "--out", str(run), "--preset", "astrovader", "--quiet"]) == 0  # the same galaxies
     assert model.read_bytes() == made and not (run / "superseded").exists()
+    # the [model] settings that describe the imported model are kept: not said to be replaced
+    assert "it replaced" not in (run / "log.txt").read_text() and "it replaced" not in capsys.readouterr().err
 
 
 @needs_peer

@@ -101,6 +101,8 @@ def _settings_replaced(args, run: RunDir, cfg: Config, options: dict) -> str:
     without a word); "" when none."""
     from ..config import dumps_config
 
+    if not run.catalogue.is_file():  # settings that made no cube yet (an imported model's run)
+        return ""
     try:
         saved = load_config(run.config) if run.config.is_file() else None
     except UserError:  # a damaged file: the stage replaces it anyway
@@ -109,6 +111,9 @@ def _settings_replaced(args, run: RunDir, cfg: Config, options: dict) -> str:
         return ""
     given = {str(t).partition("=")[0].strip() for t in getattr(args, "overrides", None) or []}
     given |= {k.replace("__", ".") for k, v in options.items() if v is not None}
+    # a preset given fills its section's keys: those changes are what was asked for
+    sections = {key.partition(".")[0] for key in given if key.endswith(".preset")}
+    sections |= {"model", "train"} if "model.preset" in given else set()
 
     def flat(c: Config) -> dict:
         import tomllib
@@ -125,8 +130,12 @@ def _settings_replaced(args, run: RunDir, cfg: Config, options: dict) -> str:
         walk("", tomllib.loads(dumps_config(c)))
         return out
 
-    before, now = flat(saved), flat(cfg)
-    changed = [k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k) and k not in given]
+    from ..pipeline.survey import with_imported_model
+
+    # what the command will save: an imported model keeps the [model] settings that describe it
+    before, now = flat(saved), flat(with_imported_model(run, cfg))
+    changed = [k for k in sorted(set(before) | set(now))
+               if before.get(k) != now.get(k) and k not in given and k.partition(".")[0] not in sections]
     if not changed:
         return ""
     shown = ", ".join(f"{k} {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:6])
