@@ -189,6 +189,24 @@ def test_a_damaged_embedding_or_map_is_left_out_of_the_report_saying_so(pca_run,
     assert (run / "report.html").is_file()
 
 
+def test_non_finite_embeddings_and_null_label_columns_do_not_stop_compare_or_the_report(pca_run, tmp_path):
+    """An embedding holding an inf stopped the report with scikit-learn's words (no file named, no
+    report); a label column stored as parquet's null type was a traceback (a read-only array)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(pca_run, run)
+    emb = np.load(run / "embeddings" / "pixels_pca.npy")
+    emb[3, 1] = np.inf
+    np.save(run / "embeddings" / "pixels_pca.npy", emb)
+    cat = pd.read_parquet(run / "catalogue.parquet")
+    cat["morphology"] = None
+    cat.to_parquet(run / "catalogue.parquet")
+    for command in ("compare", "report"):
+        assert main([command, str(run), "--quiet"]) == 0, command
+    assert "embedding pixels_pca has 1 rows with NaN or infinite values: left out" in (run / "log.txt").read_text()
+
+
 def test_a_deleted_clustering_file_is_said_by_compare_and_the_report(pca_run, tmp_path):
     """A clustering's table deleted by hand was left out of compare and the report without a word;
     its record (``clusterings/<name>.json``) says it was made, so both now name it and what makes it."""

@@ -202,7 +202,7 @@ def labels_in_cube_order(run: RunDir, column: str, catalogue: pd.DataFrame | Non
     inside = run.cube_catalogue() if catalogue is None else in_cube_order(catalogue)
     if column not in inside.columns:
         raise UserError(f"label column '{column}' is not in the catalogue")
-    values = inside[column].to_numpy(dtype=object)
+    values = np.array(inside[column].to_numpy(dtype=object), dtype=object)  # a copy: pyarrow's null column is read-only
     values[missing_mask(values)] = None
     return values
 

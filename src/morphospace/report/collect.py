@@ -195,10 +195,13 @@ class RunContents:
             arr = self._array(self.run.embedding_path(name), "embed")
             if arr is None:
                 continue
-            if arr.ndim == 2 and len(arr) == self.n:
-                out.append(name)
-            else:
+            if not (arr.ndim == 2 and len(arr) == self.n):
                 log.warning("report: embedding %s has shape %s, not %d rows: skipped", name, arr.shape, self.n)
+            elif not np.isfinite(arr).all():  # a damaged file: the neighbour search would stop the report
+                log.warning("report: embedding %s has %d rows with NaN or infinite values: left out (re-run the stage "
+                            "that made it)", name, int((~np.isfinite(arr)).any(axis=1).sum()))
+            else:
+                out.append(name)
         return out
 
     @cached_property
