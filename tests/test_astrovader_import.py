@@ -193,7 +193,7 @@ def test_the_documented_order_import_then_ingest_keeps_the_imported_model(tmp_pa
 
 
 @needs_peer
-def test_an_imported_model_stays_when_other_galaxies_are_ingested(tmp_path):
+def test_an_imported_model_stays_when_other_galaxies_are_ingested(tmp_path, capsys):
     """Imported into a run that already held galaxies, then other galaxies ingested: the ingest took
     the imported model for one trained on the earlier galaxies and moved it to superseded/ (embed
     then found no model). It stays; what was derived from the earlier galaxies is set aside."""
@@ -229,3 +229,7 @@ def test_an_imported_model_stays_when_other_galaxies_are_ingested(tmp_path):
     assert (cfg.model.preset, cfg.model.latent_dim, cfg.model.n_components) == ("astrovader", 20, 12)
     assert main(["ingest", str(folders[0]), "--out", str(run), "--set", "model.preset=form", "--quiet"]) == 0
     assert load_config(run / "config.toml").model.preset == "form"  # one given with the ingest is kept
+    # a cube the imported model cannot take (the default 64 px colour): embed advised retraining it
+    capsys.readouterr()
+    assert main(["embed", str(run), "--quiet"]) == 2
+    assert "imported VaDE expects 1 x 128 x 128 images" in capsys.readouterr().err

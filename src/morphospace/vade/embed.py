@@ -142,8 +142,12 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
     made_by = fingerprint(hp, model.state_dict())  # of the model read, whatever replaces the file meanwhile
     shape = tuple(run.read_cube().shape[1:])  # checked before the masked copy is (re)made for a model that cannot use it
     if shape != (hp["channels"], hp["image_size"], hp["image_size"]):
-        raise UserError(f"the trained VaDE expects {hp['channels']} x {hp['image_size']} x {hp['image_size']} "
-                        f"images, the cube has {shape}: retrain (`morphospace train`)")
+        # an imported model is not retrained: the cube is made for it
+        remedy = ("ingest the survey with --preset astrovader, which makes the cube the imported model takes"
+                  if run.imported_model() is not None else "retrain (`morphospace train`)")
+        raise UserError(f"the {'imported' if run.imported_model() is not None else 'trained'} VaDE expects "
+                        f"{hp['channels']} x {hp['image_size']} x {hp['image_size']} images, the cube has {shape}: "
+                        f"{remedy}")
     cube = model_input(run, hp)
     ids = run.cube_ids()
     if len(ids) != len(cube):
