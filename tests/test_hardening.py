@@ -5,6 +5,7 @@ the hardening issue), and a seeded property test over random names, ids and sett
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -202,9 +203,32 @@ def test_non_finite_embeddings_and_null_label_columns_do_not_stop_compare_or_the
     cat = pd.read_parquet(run / "catalogue.parquet")
     cat["morphology"] = None
     cat.to_parquet(run / "catalogue.parquet")
+    xy = np.load(run / "reductions" / "pixels_pca_pca.npy")
+    xy[2, 0] = np.nan
+    np.save(run / "reductions" / "pixels_pca_pca.npy", xy)
     for command in ("compare", "report"):
         assert main([command, str(run), "--quiet"]) == 0, command
     assert "embedding pixels_pca has 1 rows with NaN or infinite values: left out" in (run / "log.txt").read_text()
+    # a map so damaged left the explorer without a word on the page
+    assert "pixels_pca_pca: NaN or infinite coordinates, so left out of the explorer" in (run / "report.html").read_text()
+
+
+def test_the_agreement_table_says_what_it_shows(pca_run, tmp_path):
+    """The agreement table said 'ranked by how well they recover the truth label': not by which
+    score, not that it is a selection, nor, with one class of labels, why every score is 0."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(pca_run, run)
+    assert main(["report", str(run), "--quiet"]) == 0
+    page = (run / "report.html").read_text()
+    assert re.search(r"The \d+ clusterings, ranked by AMI \(1 = the same partition", page)
+    cat = pd.read_parquet(run / "catalogue.parquet")
+    cat["morphology"] = "spiral"
+    cat.to_parquet(run / "catalogue.parquet")
+    assert main(["compare", str(run), "--quiet"]) == 0 and main(["report", str(run), "--quiet"]) == 0
+    assert "The truth label has 1 class among the galaxies: agreement with it is undefined" in (
+        run / "report.html").read_text()
 
 
 def test_a_deleted_clustering_file_is_said_by_compare_and_the_report(pca_run, tmp_path):

@@ -167,6 +167,10 @@ def build_report(run: RunDir | str | Path, cfg: Config | None = None) -> Path:
         notices.append("The run has a trained model whose results are not here yet: run `morphospace embed RUN` "
                        "and the later stages (or `morphospace run`), then the report again.")
         log.info("report: %s", notices[-1])
+    if contents.unusable_maps:
+        notices.append(f"{', '.join(contents.unusable_maps)}: NaN or infinite coordinates, so left out of the explorer "
+                       "(`morphospace reduce RUN` makes the maps again).")
+        log.warning("report: %s", notices[-1])
     missing = run.missing_clusterings()
     if missing:
         remade = {m: "embed" if m == "vade" else "cluster" for m in missing}

@@ -229,11 +229,25 @@ class RunContents:
 
     @cached_property
     def maps(self) -> list[tuple[str, np.ndarray]]:
-        """2-D maps: reductions with two columns (or the first two of a PCA / LDA)."""
-        out = []
+        """2-D maps: reductions with two columns (or the first two of a PCA / LDA); one with NaN or
+        infinite coordinates is left out (:attr:`unusable_maps`)."""
+        return self._maps[0]
+
+    @property
+    def unusable_maps(self) -> list[str]:
+        """Reductions left out of :attr:`maps` for NaN or infinite coordinates (the page says so)."""
+        return self._maps[1]
+
+    @cached_property
+    def _maps(self) -> tuple[list[tuple[str, np.ndarray]], list[str]]:
+        out, unusable = [], []
         for name in self.run.reductions():
             arr = self._array(self.run.reduction_path(name), "reduce")
             if arr is None or arr.ndim != 2 or len(arr) != self.n or arr.shape[1] < 2:
+                continue
+            if not np.isfinite(arr[:, :2]).all():
+                log.warning("report: reduction %s has non-finite coordinates: left out of the explorer", name)
+                unusable.append(name)
                 continue
             if arr.shape[1] == 2:
                 out.append((name, np.asarray(arr, dtype=np.float32)))
@@ -242,7 +256,7 @@ class RunContents:
         # t-SNE and UMAP first: they are the maps people look at
         rank = {"tsne": 0, "umap": 1, "pca": 3, "lda": 4}
         out.sort(key=lambda t: (min((r for k, r in rank.items() if k in t[0]), default=2), t[0]))
-        return out
+        return out, unusable
 
     # clusterings ----------------------------------------------------------------------
     @cached_property

@@ -82,8 +82,13 @@ def probe_view(path: Path | None) -> dict[str, Any] | None:
             "table": table(wide, heat=True, heat_range=(chance if np.isfinite(chance) else 0.0, 1.0))}
 
 
-def _truth_table(ctx: ReportContext, matrices: dict[str, pd.DataFrame]) -> TableView | None:
-    """Clusterings ranked by their agreement (AMI, else ARI) with the truth label."""
+TRUTH_ROWS = 15  # clusterings shown against the truth label
+
+
+def _truth_table(ctx: ReportContext, matrices: dict[str, pd.DataFrame]) -> tuple[TableView, str] | None:
+    """The clusterings that agree best (AMI, else ARI) with the truth label, and the caption that
+    says what the table shows: how many of how many, by which score, how noise counts, that an LDA
+    map was fitted on the labels themselves, and when the labels have one class."""
     c = ctx.contents
     truth = c.truth
     if not (truth and matrices and all(truth in mat.columns for mat in matrices.values())):
@@ -99,7 +104,18 @@ def _truth_table(ctx: ReportContext, matrices: dict[str, pd.DataFrame]) -> Table
         return None
     best = pd.DataFrame(rows)
     key = "AMI" if "AMI" in best else best.columns[1]
-    return table(best.sort_values(key, ascending=False).head(15), heat=True, heat_range=(0.0, 1.0))
+    shown = best.sort_values(key, ascending=False).head(TRUTH_ROWS)
+    caption = (f"The {len(shown)} of {len(best)} clusterings that recover the truth label best"
+               if len(shown) < len(best) else f"The {len(best)} clusterings") + \
+        f", ranked by {key} (1 = the same partition, 0 = chance); DBSCAN and HDBSCAN noise counts as one cluster."
+    if shown["clustering"].str.endswith("_lda").any():
+        caption += (" Clusterings of an LDA map (names ending in _lda) are not unsupervised: LDA was fitted on "
+                    "these labels, so part of their agreement is by construction.")
+    classes = {str(v) for v in c.labels(truth) if v is not None}
+    if len(classes) < 2:
+        caption += (f" The truth label has {len(classes)} class{'' if len(classes) == 1 else 'es'} among the "
+                    "galaxies: agreement with it is undefined (scored 0), and there is no linear probe.")
+    return table(shown, heat=True, heat_range=(0.0, 1.0)), caption
 
 
 def _contingencies(ctx: ReportContext) -> list[tuple[str, TableView]]:
@@ -185,7 +201,8 @@ def comparison_section(ctx: ReportContext) -> Section | None:
             ctx.placed.update({"ari_matrix.png", "ami_matrix.png", "nuisance_audit.png"})
             probe = None if probes_stale else probe_view(c.comparison("linear_probe.csv"))
             return Section("comparisons", "Comparisons", render("comparisons.html", matrices=[], truth=c.truth,
-                                                                truth_table=None, probe=probe, contingencies=[],
+                                                                truth_table=None, truth_caption=None, probe=probe,
+                                                                contingencies=[], stale_clusterings=True,
                                                                 audit=None, stale=why))
     figs, matrices = [], {}
     for m, title in (("ari", "Adjusted Rand index"), ("ami", "Adjusted mutual information")):
@@ -199,9 +216,12 @@ def comparison_section(ctx: ReportContext) -> Section | None:
         if fig is not None:
             figs.append(figure(fig, f"{title} between every pair of clusterings and labels.", wide=True))
     probes_stale = stale is not None and stale[2]
-    view = {"matrices": figs, "truth": c.truth, "truth_table": _truth_table(ctx, matrices),
+    truth_table = _truth_table(ctx, matrices)
+    view = {"matrices": figs, "truth": c.truth, "truth_table": truth_table and truth_table[0],
+            "truth_caption": truth_table and truth_table[1],
             "probe": None if probes_stale else probe_view(c.comparison("linear_probe.csv")),
-            "contingencies": _contingencies(ctx), "audit": _audit(ctx), "stale": stale[0] if probes_stale else None}
+            "contingencies": _contingencies(ctx), "audit": _audit(ctx), "stale": stale[0] if probes_stale else None,
+            "stale_clusterings": False}
     if not any(view[k] for k in ("matrices", "truth_table", "probe", "contingencies", "audit", "stale")):
         return None
     return Section("comparisons", "Comparisons", render("comparisons.html", **view))
