@@ -233,3 +233,9 @@ def test_an_imported_model_stays_when_other_galaxies_are_ingested(tmp_path, caps
     capsys.readouterr()
     assert main(["embed", str(run), "--quiet"]) == 2
     assert "imported VaDE expects 1 x 128 x 128 images" in capsys.readouterr().err
+    # imported into a run whose cube it cannot take: said at the import, not first at embed
+    other = tmp_path / "other"
+    assert main(["ingest", str(folders[0]), "--out", str(other), "--quiet"]) == 0
+    assert main(["import-astrovader", str(WEIGHTS), "--out", str(other), "--quiet"]) == 0
+    assert "the run's cube holds 1 x 64 x 64 images and the imported model takes 1 x 128 x 128" in (
+        other / "log.txt").read_text()

@@ -52,6 +52,16 @@ def stage_import_astrovader(run: RunDir, cfg: Config, weights: Path) -> Path:
     path = import_astrovader(run, weights, built)
     log.info("import-astrovader: the published AstroVaDEr from %s (latent %d, %d components) as the run's model %s",
              weights, hp["latent_dim"], hp["n_components"], path)
+    takes = (int(hp["channels"]), int(hp["image_size"]), int(hp["image_size"]))
+    if run.cube.is_file():  # a run that already holds galaxies: its cube may not be what the model takes
+        try:
+            shape = tuple(run.read_cube().shape[1:])
+        except UserError:
+            shape = None
+        if shape is not None and shape != takes:
+            log.warning("the run's cube holds %s images and the imported model takes %s: ingest the galaxies again "
+                        "with --preset astrovader before `morphospace embed`", " x ".join(map(str, shape)),
+                        " x ".join(map(str, takes)))
     return path
 
 

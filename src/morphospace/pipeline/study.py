@@ -46,7 +46,8 @@ def run_study(run: RunDir, cfg: Config, created: bool = False) -> Path:
 
     def check_catalogue(catalogue: pd.DataFrame, shape: tuple) -> None:  # the new survey's, before the run changes
         check_label_columns(catalogue, cfg)
-        study_labels(catalogue, cfg, announce=False)
+        # the labels the study then scores against are checked as a truth label (an identifier refused)
+        check_label_columns(catalogue, study_labels(catalogue, cfg, announce=False))
 
     def check(cfg: Config) -> Config:  # refused once the galaxies are in: one line before any training
         check_label_settings(run, cfg)
