@@ -117,10 +117,15 @@ def _drop_stale(run: RunDir, pattern: str, keep: set[str], say: bool = False) ->
     rx = re.compile(pattern)
     for name in run.clusterings() + run.missing_clusterings():  # a record whose table was deleted too
         if rx.fullmatch(name) and name not in keep:
-            run.clustering_path(name).unlink(missing_ok=True)
-            run.clustering_path(name).with_suffix(".json").unlink(missing_ok=True)
+            _remove_clustering(run, name)
             if say:
                 log.info("removed clustering %s: the configured methods no longer make it", name)
+
+
+def _remove_clustering(run: RunDir, name: str) -> None:
+    """A clustering's table and its record."""
+    run.clustering_path(name).unlink(missing_ok=True)
+    run.clustering_path(name).with_suffix(".json").unlink(missing_ok=True)
 
 
 def _fit_extend(estimator, X: np.ndarray, rows: np.ndarray | None, what: str):
@@ -300,7 +305,6 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
         for name in run.clusterings() + run.missing_clusterings():
             rep = re.fullmatch(rf"(?:{STAGE_METHODS})_(.+)", name)
             if rep and rep.group(1) not in held:
-                run.clustering_path(name).unlink(missing_ok=True)
-                run.clustering_path(name).with_suffix(".json").unlink(missing_ok=True)
+                _remove_clustering(run, name)
                 log.info("removed clustering %s: its representation %s is no longer in the run", name, rep.group(1))
     return written

@@ -187,8 +187,8 @@ def compare_run(run: RunDir, cfg: Any) -> dict[str, Path]:
     """
     clusterings = run.clusterings()
     for name in run.missing_clusterings():
-        log.warning("clusterings/%s.parquet is missing: left out of the comparisons (%s makes it again)", name,
-                    "`morphospace embed`" if name == "vade" else "`morphospace cluster`")
+        log.warning("clusterings/%s.parquet is missing: left out of the comparisons (`morphospace %s` makes it "
+                    "again)", name, run.stage_making_clustering(name))
     if not clusterings:
         raise UserError(f"no clusterings in {run.path}: run `morphospace cluster` first")
     inputs = run.comparison_inputs()

@@ -44,15 +44,6 @@ def precision_at_k(X: np.ndarray, labels: Any, k: int = 10, random_state: int = 
     return float(np.mean([h.mean() for h in hits]))
 
 
-def _embedding_of_cube(run: RunDir, embedding: str, n: int) -> np.ndarray:
-    """The run's ``embedding``, one row per cube row, or a ``UserError``: an embedding of an earlier
-    cube (a re-ingest keeps it until ``embed`` runs) gave another galaxy's neighbours, or an IndexError."""
-    X = run.embedding_of_cube(embedding)
-    if len(X) != n:  # the catalogue's count is the cube's (embedding_of_cube checked it)
-        raise UserError(f"embedding '{embedding}' has {len(X)} rows but the cube {n}: re-run `morphospace embed`")
-    return X
-
-
 def _index_for(run: RunDir, embedding: str, X: np.ndarray) -> SimilarityIndex:
     """The run's index over ``embedding`` (rows ``X``): loaded when built from the same file, else built."""
     stamp = {"embedding": embedding, **file_stamp(run.embedding_path(embedding))}
@@ -80,7 +71,7 @@ def similar_run(run: RunDir, galaxy_id: str, embedding: str, k: int = 10) -> tup
     where = np.where(ids == str(galaxy_id))[0]
     if not len(where):
         raise UserError(f"no galaxy with id '{galaxy_id}' in the cube of {run.path}")
-    X = _embedding_of_cube(run, embedding, len(cat))
+    X = run.embedding_of_cube(embedding)  # an earlier cube's gave others' neighbours
     index = _index_for(run, embedding, X)
     q = int(where[0])
     if k > len(cat) - 1:  # said, not capped in silence
@@ -126,7 +117,7 @@ def similar_to_image(run: RunDir, vector: np.ndarray, image: np.ndarray, embeddi
         in ``RUN/similar/``.
     """
     cat = run.cube_catalogue().reset_index(drop=True)
-    X = _embedding_of_cube(run, embedding, len(cat))
+    X = run.embedding_of_cube(embedding)  # an earlier cube's gave others' neighbours
     v = np.asarray(vector, dtype=np.float32).reshape(1, -1)
     if v.shape[1] != X.shape[1]:
         raise UserError(f"the query has {v.shape[1]} values, the run's '{embedding}' embedding {X.shape[1]}")

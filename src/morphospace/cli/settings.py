@@ -28,10 +28,10 @@ def _config_for(args, run: RunDir | None, training: bool = False) -> Config:
             log.warning("%s is missing: this stage uses the built-in defaults, not the run's own settings (give "
                         "them with --config FILE)", run.config)
         cfg = Config()
-    extra = [f"train.{key}={int(value)}" for key in ("epochs", "seed")
-             if training and (value := getattr(args, key, None)) is not None]
-    _given_once(args, {e.split("=")[0]: int(e.split("=")[1]) for e in extra})
-    overrides = [*(getattr(args, "overrides", []) or []), *extra]
+    extra = {f"train.{key}": int(value) for key in ("epochs", "seed")
+             if training and (value := getattr(args, key, None)) is not None}
+    _given_once(args, extra)
+    overrides = [*(getattr(args, "overrides", []) or []), *(f"{k}={v}" for k, v in extra.items())]
     return overrides_on_saved(cfg, overrides) if saved else apply_overrides(cfg, overrides)
 
 
@@ -44,14 +44,20 @@ def _set(cfg: Config, args=None, **dotted) -> Config:
     return apply_overrides(cfg, values) if values else cfg
 
 
-def _given_once(args, options: dict) -> None:
-    """A one-line error where an option and a ``--set`` give one setting different values (the
-    option won without a word: ``--epochs 1 --set train.epochs=2`` trained 1 epoch)."""
+def _set_keys(args) -> dict[str, str]:
+    """The keys the command's ``--set`` options give, each with its ``--set`` text."""
     given = {}
     for text in getattr(args, "overrides", None) or []:
         key, sep, _ = str(text).partition("=")
         if sep:
             given[key.strip()] = str(text)
+    return given
+
+
+def _given_once(args, options: dict) -> None:
+    """A one-line error where an option and a ``--set`` give one setting different values (the
+    option won without a word: ``--epochs 1 --set train.epochs=2`` trained 1 epoch)."""
+    given = _set_keys(args)
     for key, value in options.items():
         if key not in given:
             continue
@@ -99,7 +105,10 @@ def _settings_replaced(args, run: RunDir, cfg: Config, options: dict) -> str:
     saved settings, which they replace: the line that names those they set back to another value
     than the run's, not given in this command (a study on a finished run reset its form settings
     without a word); "" when none."""
+    import tomllib
+
     from ..config import dumps_config
+    from ..pipeline.survey import with_imported_model
 
     if not run.catalogue.is_file():  # settings that made no cube yet (an imported model's run)
         return ""
@@ -109,31 +118,20 @@ def _settings_replaced(args, run: RunDir, cfg: Config, options: dict) -> str:
         return ""
     if saved is None:
         return ""
-    given = {str(t).partition("=")[0].strip() for t in getattr(args, "overrides", None) or []}
-    given |= {k.replace("__", ".") for k, v in options.items() if v is not None}
+    given = set(_set_keys(args)) | {k.replace("__", ".") for k, v in options.items() if v is not None}
     # a preset given fills its section's keys: those changes are what was asked for
     sections = {key.partition(".")[0] for key in given if key.endswith(".preset")}
     sections |= {"model", "train"} if "model.preset" in given else set()
 
-    def flat(c: Config) -> dict:
-        import tomllib
-
+    def flat(table: dict, prefix: str = "") -> dict:  # dotted key -> value
         out: dict = {}
-
-        def walk(prefix: str, node) -> None:
-            for key, value in node.items():
-                if isinstance(value, dict):
-                    walk(f"{prefix}{key}.", value)
-                else:
-                    out[f"{prefix}{key}"] = value
-
-        walk("", tomllib.loads(dumps_config(c)))
+        for key, value in table.items():
+            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
         return out
 
-    from ..pipeline.survey import with_imported_model
-
     # what the command will save: an imported model keeps the [model] settings that describe it
-    before, now = flat(saved), flat(with_imported_model(run, cfg))
+    # as config.toml says them (presets resolved)
+    before, now = (flat(tomllib.loads(dumps_config(c))) for c in (saved, with_imported_model(run, cfg)))
     changed = [k for k in sorted(set(before) | set(now))
                if before.get(k) != now.get(k) and k not in given and k.partition(".")[0] not in sections]
     if not changed:

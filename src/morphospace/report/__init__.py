@@ -173,10 +173,10 @@ def build_report(run: RunDir | str | Path, cfg: Config | None = None) -> Path:
         log.warning("report: %s", notices[-1])
     missing = run.missing_clusterings()
     if missing:
-        remade = {m: "embed" if m == "vade" else "cluster" for m in missing}
         notices.append(f"{len(missing)} clustering file{'s are' if len(missing) > 1 else ' is'} missing and left "
-                       "out of this page: " + ", ".join(f"clusterings/{m}.parquet (`morphospace {how} RUN` makes "
-                                                        "it again)" for m, how in remade.items()) + ".")
+                       "out of this page: " + ", ".join(f"clusterings/{m}.parquet (`morphospace "
+                                                        f"{run.stage_making_clustering(m)} RUN` makes it again)"
+                                                        for m in missing) + ".")
         log.warning("report: %s", notices[-1])
     text = page("Galaxy morphospace", subtitle, [(s.anchor, s.label) for s in sections], [s.html for s in sections],
                 data, frames=beside, notices=notices)

@@ -308,6 +308,12 @@ class RunDir:
             made.add("vade")
         return sorted(made - set(self.clusterings()))
 
+    @staticmethod
+    def stage_making_clustering(name: str) -> str:
+        """The command that (re)makes clustering ``name``: ``embed`` the model's own (``vade``),
+        ``cluster`` the rest."""
+        return "embed" if name == "vade" else "cluster"
+
     def comparison_inputs(self) -> dict:
         """What the compare stage's results depend on: the :func:`~morphospace.run.writes.content_stamp`
         of each clustering, each embedding (the linear probes) and the catalogue (its labels). The

@@ -140,12 +140,13 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
         torch.set_num_threads(cfg.train.num_threads)
     model, hp, extra = load_vade(model_file(run))
     made_by = fingerprint(hp, model.state_dict())  # of the model read, whatever replaces the file meanwhile
-    shape = tuple(run.read_cube().shape[1:])  # checked before the masked copy is (re)made for a model that cannot use it
+    # checked before the masked copy is (re)made for a model that cannot use it
+    shape = tuple(run.read_cube().shape[1:])
     if shape != (hp["channels"], hp["image_size"], hp["image_size"]):
-        # an imported model is not retrained: the cube is made for it
+        imported = run.imported_model() is not None  # not retrained: the cube is made for it
         remedy = ("ingest the survey with --preset astrovader, which makes the cube the imported model takes"
-                  if run.imported_model() is not None else "retrain (`morphospace train`)")
-        raise UserError(f"the {'imported' if run.imported_model() is not None else 'trained'} VaDE expects "
+                  if imported else "retrain (`morphospace train`)")
+        raise UserError(f"the {'imported' if imported else 'trained'} VaDE expects "
                         f"{hp['channels']} x {hp['image_size']} x {hp['image_size']} images, the cube has {shape}: "
                         f"{remedy}")
     cube = model_input(run, hp)

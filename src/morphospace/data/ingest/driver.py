@@ -57,13 +57,14 @@ def _earlier(run: RunDir) -> tuple[list, dict | None] | None:
     earlier = None
     if any(os.path.lexists(run.path / name) for name in DERIVED):
         try:
-            earlier = _galaxies(run.cube_catalogue()), None
+            galaxies = _galaxies(run.cube_catalogue())
         except Exception:  # noqa: BLE001 - a damaged earlier run: its results are set aside below
-            earlier = None
+            galaxies = None
         try:
-            earlier = earlier and (earlier[0], _recipe(json.loads(run.ingest_summary.read_text())["preprocess"]))
+            recipe = _recipe(json.loads(run.ingest_summary.read_text())["preprocess"])
         except Exception:  # noqa: BLE001 - no summary, or one that does not say: the galaxies decide
-            pass
+            recipe = None
+        earlier = None if galaxies is None else (galaxies, recipe)
     partial_path(run.cube).unlink(missing_ok=True)
     for name in (run.catalogue.name, run.ingest_summary.name):
         for stale in run.path.glob(f".{name}.*.partial"):
