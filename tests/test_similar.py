@@ -1,7 +1,9 @@
 """Similarity search: the index, precision@k, `morphospace similar` on a run."""
 
+import json
 import os
 import pickle
+import shutil
 from types import SimpleNamespace
 
 import numpy as np
@@ -109,12 +111,58 @@ def test_a_cached_index_that_no_longer_unpickles_is_rebuilt(tiny_run):
             assert isinstance(pickle.load(fh), SimilarityIndex)
 
 
+class _Touches:
+    """Unpickled, it creates ``marker``: the code a pickle in a received run folder could run."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').close()",)
+
+
+def test_a_cached_pickle_from_another_machine_is_never_unpickled(tiny_run, tmp_path):
+    """A run folder someone shares carries its caches: `similar` unpickled a
+    `models/similar/*.pkl` whose note matched the embedding's stamp (size and mtime, which a
+    copy by `cp -a` or `rsync -a` keeps), running whatever the pickle held. A cache is now read only if it is the very
+    file this machine wrote; the received one is fitted again."""
+    similar_run(tiny_run, "g29", "form", k=3)
+    folder = tiny_run.path / "models" / "similar"
+    marker = tmp_path / "ran"
+    (folder / "form.pkl").write_bytes(pickle.dumps(_Touches(marker)))
+    note = folder / "form.json"
+    sent = json.loads(note.read_text())
+    if "pickle" in sent:  # the sender vouches for their own file as best they can
+        st = (folder / "form.pkl").stat()
+        sent["pickle"] = {"dev": st.st_dev, "ino": st.st_ino, "uid": st.st_uid, "ctime_ns": st.st_ctime_ns,
+                          "size": st.st_size}
+    note.write_text(json.dumps(sent))
+    shutil.copytree(tiny_run.path, tmp_path / "received")  # as `cp -a` or `rsync -a`: times kept to the ns
+    received = RunDir(tmp_path / "received")
+    table, _ = similar_run(received, "g29", "form", k=3)
+    assert not marker.exists() and table["id"].iloc[0] == "g29"
+    with open(received.path / "models" / "similar" / "form.pkl", "rb") as fh:
+        assert isinstance(pickle.load(fh), SimilarityIndex)  # fitted again and cached anew
+    similar_run(tiny_run, "g29", "form", k=3)  # the sender's own folder, whose note vouches for its file
+    assert marker.exists()
+
+
 def test_stamped_pickles_are_read_only_under_their_stamp(tmp_path):
     path, note = tmp_path / "m.pkl", tmp_path / "m.json"
     assert read_stamped_pickle(path, note, {"a": 1}) is None  # nothing written
     write_stamped_pickle(path, note, {"a": 1}, [1, 2])
     assert read_stamped_pickle(path, note, {"a": 1}) == [1, 2]
     assert read_stamped_pickle(path, note, {"a": 2}) is None
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for f in (path, note):
+        shutil.copy2(f, copy / f.name)  # a copy keeps the times, not the file's identity
+    assert read_stamped_pickle(copy / path.name, copy / note.name, {"a": 1}) is None
+    if hasattr(os, "geteuid"):  # another user's folder, read in place, is not trusted either
+        from unittest import mock
+        with mock.patch("os.geteuid", return_value=os.geteuid() + 1):
+            assert read_stamped_pickle(path, note, {"a": 1}) is None
+        assert read_stamped_pickle(path, note, {"a": 1}) == [1, 2]
     note.write_text("{broken")
     assert read_stamped_pickle(path, note, {"a": 1}) is None
 

@@ -163,13 +163,27 @@ def stamp_is_current(stamp: Any, path: str | Path) -> bool:
         return False
 
 
+def _file_identity(path: Path) -> dict:
+    """Which file on this machine ``path`` is: device, inode, owner and the time its inode last changed.
+
+    A copy, an unpacked archive or a file put in place by hand is another inode with a ctime of
+    its own, which no one can set (only the clock can), so a note recording these vouches for the
+    very file the writer renamed into place, and for no file made elsewhere.
+    """
+    st = path.stat()
+    return {"dev": st.st_dev, "ino": st.st_ino, "uid": st.st_uid, "ctime_ns": st.st_ctime_ns, "size": st.st_size}
+
+
 def read_stamped_pickle(path: str | Path, note: str | Path, stamp: dict) -> Any:
     """The object pickled at ``path`` if the JSON ``note`` beside it holds ``stamp``, else None.
 
     A fitted model cached in a run (a neighbour index, an anomaly scorer) is reused only while
-    the files it was fitted on are the same (their :func:`file_stamp` in ``stamp``). A damaged
-    pickle, or one naming classes this version no longer has, reads as None too: the caller
-    fits it again.
+    the files it was fitted on are the same (their :func:`file_stamp` in ``stamp``), and only if
+    the pickle is the very file :func:`write_stamped_pickle` wrote on this machine, as this
+    user: unpickling runs code, and a run folder may come from someone else (a copy, an
+    archive, a colleague's folder read in place), whose pickle is then never read, only fitted
+    again. A damaged pickle, or one naming classes this version
+    no longer has, reads as None too: the caller fits it again.
 
     Parameters
     ----------
@@ -186,7 +200,10 @@ def read_stamped_pickle(path: str | Path, note: str | Path, stamp: dict) -> Any:
     if not (path.is_file() and note.is_file()):
         return None
     try:
-        if json.loads(note.read_text()) != stamp:
+        identity = _file_identity(path)
+        if identity["uid"] != getattr(os, "geteuid", lambda: identity["uid"])():
+            return None
+        if json.loads(note.read_text()) != {"stamp": stamp, "pickle": identity}:
             return None
         with open(path, "rb") as fh:
             return pickle.load(fh)
@@ -220,7 +237,8 @@ def read_cached_npy(path: str | Path, shape: tuple | None = None) -> np.ndarray 
 
 def write_stamped_pickle(path: str | Path, note: str | Path, stamp: dict, obj: Any) -> None:
     """Pickle ``obj`` to ``path`` and ``stamp`` to the JSON ``note`` beside it, each atomically (the
-    pickle first: a note never vouches for a pickle that is not written yet).
+    pickle first: a note never vouches for a pickle that is not written yet), with the pickle's
+    identity on this machine (see :func:`read_stamped_pickle`).
 
     Parameters
     ----------
@@ -232,7 +250,7 @@ def write_stamped_pickle(path: str | Path, note: str | Path, stamp: dict, obj: A
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             pickle.dump(obj, fh)
-    write_json(note, stamp)
+    write_json(note, {"stamp": stamp, "pickle": _file_identity(Path(path))})
 
 
 def write_npy(path: str | Path, array: np.ndarray) -> None:
