@@ -137,6 +137,29 @@ def test_audit_run_flags_clusterings_that_follow_nuisances(tmp_path):
     assert (run.path / "nuisance.parquet").stat().st_mtime_ns == stamp
 
 
+def test_the_audit_reads_orientation_among_elongated_galaxies_only(tmp_path):
+    """Round galaxies had a position-angle bin of their own ('round'), so a clustering that follows
+    form alone (round against elongated, at random angles) read as following the position angle
+    (AMI 0.15 on a toy survey): roundness is form, not orientation."""
+    rng = np.random.default_rng(1)
+    n = 80
+    round_ = np.arange(n) % 2 == 0
+    pa = rng.uniform(0, 180, n)
+    cube = np.stack([gaussian(pa[i], q=1.0 if round_[i] else 0.4) + rng.normal(scale=0.01, size=(SIZE, SIZE))
+                     for i in range(n)])[:, None].astype(np.float32)
+    run = RunDir(tmp_path / "run", create=True)
+    ids = [f"g{i:02d}" for i in range(n)]
+    write_table(run.catalogue, pd.DataFrame({"id": ids, "source": "x", "cube_index": np.arange(n)}))
+    write_npy(run.cube, cube)
+    run.write_clustering("kmeans2_form", ids, round_.astype(int))  # form, blind to the angle
+    run.write_clustering("kmeans4_pa", ids, np.where(round_, 4, (pa // 45).astype(int)))  # the angle
+    a = audit_run(run, Config()).set_index("clustering")
+    assert a.loc["kmeans2_form", "pa_bin"] == pytest.approx(0.0, abs=0.02)
+    assert a.loc["kmeans4_pa", "pa_bin"] > 0.8
+    measured = pd.read_parquet(run.path / "nuisance.parquet")  # the measurement still says which are round
+    assert (measured["pa_bin"] == "round").to_numpy().tolist() == round_.tolist()
+
+
 def test_audit_run_named_nuisance_columns(tmp_path):
     run, _, _ = fake_run(tmp_path)
     cfg = Config()

@@ -276,7 +276,8 @@ def _bin_column(name: str, s: pd.Series) -> pd.Series | None:
 def nuisance_table(run: RunDir, cfg: Any, measured: pd.DataFrame) -> pd.DataFrame:
     """The nuisance categories of every galaxy of the cube (cube order), one column each.
 
-    Columns: ``pa_bin``, ``companion``, ``companion_quadrant`` (measured),
+    Columns: ``pa_bin`` (measured; missing for round galaxies, which have no position angle),
+    ``companion``, ``companion_quadrant`` (measured),
     ``flag_*`` (catalogue quality flags with both values among the cube's
     galaxies), ``handedness`` (cw / acw for sdss-gz1 spirals, from ``gz1_name``)
     and the catalogue's nuisance columns (``cluster.nuisance_columns``, or
@@ -285,8 +286,13 @@ def nuisance_table(run: RunDir, cfg: Any, measured: pd.DataFrame) -> pd.DataFram
     """
     inside = run.cube_catalogue()
     m = measured.set_index(measured["id"].astype(str)).reindex(inside["id"].astype(str))
+    pa_bin = m["pa_bin"].to_numpy(dtype=object)
+    # a round galaxy has no position angle: orientation is audited among elongated galaxies alone,
+    # since roundness is form (ellipticals are round) and a bin of its own made every clustering
+    # that follows morphology read as following the position angle
+    pa_bin[pa_bin == ROUND] = None
     table = pd.DataFrame({
-        "pa_bin": m["pa_bin"].to_numpy(dtype=object),
+        "pa_bin": pa_bin,
         "companion": m["companion"].to_numpy(dtype=object),
         "companion_quadrant": m["companion_quadrant"].to_numpy(dtype=object),
     })
