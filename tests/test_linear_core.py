@@ -191,3 +191,33 @@ def test_the_medoid_fit_agrees_across_seeds_more_than_single_fits():
 
     single, medoid = mean_ari(1), mean_ari(8)
     assert medoid > single + 0.05, (single, medoid)
+
+
+@pytest.mark.parametrize("n_components", [0, 3], ids=["bic", "given"])
+def test_separate_groups_keep_a_cluster_each(n_components):
+    """Three well-separated groups: the BIC takes 3 components (or the user asks for 3), and no merge
+    lowers the entropy; the elbow, whose breakpoint is an inner point of the path, always joined two
+    of them (2 clusters, ARI 0.57 against the groups). Components that share no galaxies stay apart."""
+    from morphospace.vade.linear_core import core_clusters
+    from morphospace.vade.merge import ComponentMerger
+
+    rng = np.random.default_rng(0)
+    truth = np.repeat(np.arange(3), 100)
+    x = np.eye(6)[truth] * 20 + rng.normal(0, 1, (300, 6))
+    core, info = fit_linear_core(x, 4, 2, 6, seed=0, n_components=n_components, fits=3, merger=ComponentMerger())
+    assert info["n_components"] == 3
+    labels = core_clusters(core, torch.from_numpy(x).float(), ComponentMerger())
+    assert adjusted_rand_score(truth, labels) == pytest.approx(1.0)
+
+
+def test_the_merge_still_joins_overlapping_components_beside_a_separate_one():
+    from morphospace.vade.merge import ComponentMerger
+
+    t = np.random.default_rng(0).uniform(0, 1, 200)
+    p = np.zeros((300, 3))
+    p[:200, 0], p[:200, 1], p[200:, 2] = t, 1 - t, 1.0  # components 0 and 1 split the same galaxies
+    assert ComponentMerger().fit(p).groups_ == [[0, 1], [2]]
+    assert ComponentMerger().fit(np.repeat(np.eye(4), 20, 0)).n_clusters_ == 4
+    assert ComponentMerger(tol=1e9).fit(p).n_clusters_ == 3  # nothing counts as overlap
+    with pytest.raises(ValueError, match="tol must be"):
+        ComponentMerger(tol=-1).fit(p)

@@ -13,7 +13,10 @@ of their *rescaled* entropy plot: E against the cumulated number of galaxies the
 involved (those assigned to either merged group), a two-segment piecewise-linear fit (their
 section 4 and abstract; mclust's ``entPlot(abc = "normalized")``), where the merges of
 overlapping components (large drops for the galaxies involved, since they were split between
-them) give way to merges of separate groups. Against the number of clusters instead
+them) give way to merges of separate groups. Where even the best first merge lowers the entropy
+by almost nothing (less than ``tol`` nats a galaxy), no two components share galaxies and there is
+no elbow to find: every component stays its own cluster (the two-segment fit, whose breakpoint is
+an inner point, would otherwise join two separate groups, and of three always two). Against the number of clusters instead
 (``elbow_on = "clusters"``, the standard plot), a merge of two small components counts as much
 as one of two large ones, and the elbow moves with every small component: on sdss-gz1 framed
 by the galaxy it stopped at 5, 6 and 8 clusters for three seeds (seed ARI 0.32), on the
@@ -114,19 +117,25 @@ class ComponentMerger(BaseEstimator):
     elbow_on : {"observations", "clusters"}
         The abscissa of the elbow: the cumulated number of galaxies merged (Baudry et al.'s
         rescaled plot, the default) or the number of clusters (their standard plot).
+    tol : float
+        Entropy decrease per galaxy (nats) below which the best first merge joins components
+        that share no galaxies: then every component is its own cluster (``n_clusters=None``).
     """
 
-    def __init__(self, n_clusters: int | None = None, min_clusters: int = 2, elbow_on: str = "observations"):
+    def __init__(self, n_clusters: int | None = None, min_clusters: int = 2, elbow_on: str = "observations",
+                 tol: float = 1e-3):
         self.n_clusters = n_clusters
         self.min_clusters = min_clusters
         self.elbow_on = elbow_on
+        self.tol = tol
 
     def fit(self, proba: np.ndarray, y=None) -> "ComponentMerger":
         """Merge the components greedily down to one, and keep the grouping at the chosen number of clusters.
 
         That number is ``n_clusters`` if set, else the elbow of the entropy path against
-        ``elbow_on`` (not below ``min_clusters``); with two components or fewer, every component
-        is its own cluster.
+        ``elbow_on`` (not below ``min_clusters``); with two components or fewer, or components
+        that share no galaxies (the best merge lowers the entropy by less than ``tol`` a galaxy),
+        every component is its own cluster.
 
         Parameters
         ----------
@@ -156,6 +165,8 @@ class ComponentMerger(BaseEstimator):
         if isinstance(self.min_clusters, bool) or not isinstance(self.min_clusters, numbers.Integral) \
                 or self.min_clusters < 1:
             raise ValueError(f"min_clusters must be an integer of at least 1, got {self.min_clusters!r}")
+        if isinstance(self.tol, bool) or not isinstance(self.tol, numbers.Real) or not 0 <= self.tol < np.inf:
+            raise ValueError(f"tol must be a finite number of at least 0, got {self.tol!r}")
         groups: list[list[int]] = [[c] for c in range(k)]
         cur = p.copy()
         path = {k: ([list(g) for g in groups], entropy(cur), 0)}
@@ -181,8 +192,9 @@ class ComponentMerger(BaseEstimator):
         ks = np.array(sorted(path))
         ents = np.array([path[kk][1] for kk in ks])
         x = np.array([path[kk][2] for kk in ks], dtype=np.float64) if self.elbow_on == "observations" else None
+        separate = k > 1 and path[k][1] - path[k - 1][1] < self.tol * len(p)  # the greedy merges' largest drop
         chosen = self.n_clusters if self.n_clusters is not None else (
-            elbow(ks, ents, min_k=min(self.min_clusters, k), x=x) if k > 2 else k)
+            elbow(ks, ents, min_k=min(self.min_clusters, k), x=x) if k > 2 and not separate else k)
         self.groups_ = path[chosen][0]
         self.n_clusters_ = len(self.groups_)
         self.entropy_path_ = {int(kk): float(path[kk][1]) for kk in ks}
