@@ -280,6 +280,45 @@ def test_compare_run_writes_scores_matrices_contingencies_and_figures(tmp_path, 
         f"contingency_{c}__gz1_name.csv" for c in ("dbscan_tsne", "kmeans2_umap", "kmeans6_pca")]
 
 
+def test_clusterings_of_fine_tuned_features_meet_the_labels_on_held_out_galaxies_only(tmp_path):
+    """A study's fine-tuned features (and their maps) were clustered and scored against the labels
+    they were trained on, over every galaxy: about 80% of each score, contingency table and truth-table
+    row was a training score. Against labels they are now scored on the galaxies the fine-tuning held
+    out; against other clusterings, on every galaxy."""
+    from morphospace.run import write_json
+
+    run, cat = fake_run(tmp_path)
+    inside = cat.sort_values("cube_index")
+    ids, truth = inside["id"].to_numpy(), inside["gz1_class"].to_numpy(dtype=int)
+    held = np.arange(len(ids)) % 5 == 0  # the fine-tuning's validation galaxies
+    write_table(run.path / "models" / "small" / "split.parquet",
+                pd.DataFrame({"id": ids, "split": np.where(held, "val", "train")}))
+    write_npy(run.embedding_path("features"), np.zeros((len(ids), 4), np.float32))
+    write_json(run.embedding_path("features").with_suffix(".json"), {"mode": "finetune", "model_dir": "models/small"})
+    write_npy(run.reduction_path("pca"), np.zeros((len(ids), 2), np.float32))
+    write_json(run.reduction_path("pca").with_suffix(".json"), {"representation": "pca", "embedding": "features"})
+    memorised = np.where(held, np.arange(len(ids)) % 3, truth)  # the training labels, nothing on the others
+    for name, rep in (("kmeans6_features", "features"), ("kmeans6_pca", "pca")):
+        run.write_clustering(name, ids, memorised)
+        write_json(run.clustering_path(name).with_suffix(".json"), {"representation": rep})
+    run.write_clustering("kmeans6_other", ids, memorised)  # the same labels, from no fine-tuned representation
+    compare_run(run, apply_overrides(Config(), ["data.truth_label=gz1_name"]))
+    comp = run.path / "comparisons"
+    long = pd.read_csv(comp / "scores_long.csv")
+    ari = long[(long.metric == "ari") & (long.noise == "own")].set_index(["a", "b"])
+    assert ari.loc[("kmeans6_features", "gz1_name"), "n"] == held.sum()
+    assert ari.loc[("kmeans6_features", "gz1_name"), "value"] == pytest.approx(
+        skm.adjusted_rand_score(inside["gz1_name"].to_numpy()[held], memorised[held]))
+    assert ari.loc[("kmeans6_pca", "gz1_name"), "n"] == held.sum()
+    assert ari.loc[("kmeans6_other", "gz1_name"), "n"] == len(ids)
+    assert ari.loc[("kmeans6_other", "gz1_name"), "value"] > 0.6 > ari.loc[("kmeans6_features", "gz1_name"), "value"]
+    assert ari.loc[("kmeans6_features", "kmeans6_pca"), "n"] == len(ids)  # no label: every galaxy
+    cont = pd.read_csv(comp / "contingency_kmeans6_features__gz1_name.csv")
+    assert cont.drop(columns="cluster").to_numpy().sum() == held.sum()
+    assert json.loads((comp / "held_out.json").read_text())["held_out"] == {
+        "kmeans6_features": int(held.sum()), "kmeans6_pca": int(held.sum())}
+
+
 def test_a_truth_of_one_class_skips_the_probe_and_finishes_the_stage(tmp_path, caplog):
     """A survey whose labels hold one usable class (all ellipticals, or one and a single spiral):
     the linear probe cannot be fitted; it is skipped with a warning, not a traceback ending `run`."""

@@ -231,6 +231,25 @@ def test_the_agreement_table_says_what_it_shows(pca_run, tmp_path):
         run / "report.html").read_text()
 
 
+def test_the_agreement_table_says_which_clusterings_were_scored_on_held_out_galaxies(pca_run, tmp_path):
+    """Clusterings of features fine-tuned on the labels are scored against them on the galaxies the
+    fine-tuning held out: the page says so beside their scores."""
+    import json
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(pca_run, run)
+    ids = RunDir(run).cube_ids()
+    held = np.arange(len(ids)) % 4 == 0
+    pd.DataFrame({"id": ids, "split": np.where(held, "val", "train")}).to_parquet(run / "split.parquet")
+    meta = run / "embeddings" / "pixels_pca.json"  # as if a study had fine-tuned it
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "mode": "finetune", "model_dir": "."}))
+    assert main(["compare", str(run), "--quiet"]) == 0 and main(["report", str(run), "--quiet"]) == 0
+    page = (run / "report.html").read_text()
+    assert re.search(rf"\d+ of them cluster features fine-tuned on labels: those are scored on the {held.sum()} "
+                     "galaxies the fine-tuning held out", page)
+
+
 def test_a_deleted_clustering_file_is_said_by_compare_and_the_report(pca_run, tmp_path):
     """A clustering's table deleted by hand was left out of compare and the report without a word;
     its record (``clusterings/<name>.json``) says it was made, so both now name it and what makes it."""

@@ -29,8 +29,8 @@ from ..errors import UserError
 from ..progress import Timer, progress
 from ..run import RunDir, atomic_path, safe_name, write_json, write_table
 from .agreement import METRICS, NOISE_MODES, contingency_table, hungarian_accuracy, purity, score_pair
-from .labels import clustering_in_cube_order, encode, label_columns, labels_in_cube_order, truth_column
-from .probe import probe_run
+from .labels import Encoded, clustering_in_cube_order, encode, label_columns, labels_in_cube_order, truth_column
+from .probe import fine_tuning_rows, probe_run
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -48,12 +48,53 @@ __all__ = [
     "plot_heatmap",
     "compare_run",
     "CONTINGENCY_INDEX",
+    "HELD_OUT",
+    "trained_rows",
 ]
 
 CONTINGENCY_INDEX = "contingency.json"  # each contingency file's clustering and truth, as spelled
+# the clusterings of features fine-tuned on labels, scored against labels on the galaxies held out
+HELD_OUT = "held_out.json"
 # what was compared (RunDir.comparison_inputs: clusterings, embeddings, catalogue), written last; marked
 # incomplete while the stage runs
 INPUTS = "inputs.json"
+
+
+# --- labels a representation was trained on -------------------------------------------
+
+def trained_rows(run: RunDir, clusterings: list[str]) -> dict[str, np.ndarray]:
+    """The cube rows whose labels may have trained what each clustering clusters (a study's
+    fine-tuned features, or a map of them: :func:`~morphospace.analysis.probe.fine_tuning_rows`),
+    for the clusterings of such a representation only."""
+    import json
+
+    def meta(path: Path) -> dict:
+        try:
+            got = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return got if isinstance(got, dict) else {}
+
+    embeddings, by_embedding, out = set(run.embeddings()), {}, {}
+    for name in clusterings:
+        rep = str(meta(run.clustering_path(name).with_suffix(".json")).get("representation", ""))
+        embedding = rep if rep in embeddings else str(meta(run.reduction_path(rep).with_suffix(".json"))
+                                                      .get("embedding", "")) if rep else ""
+        if embedding not in embeddings:
+            continue
+        if embedding not in by_embedding:
+            by_embedding[embedding] = fine_tuning_rows(run, embedding)
+        if by_embedding[embedding] is not None:
+            out[name] = by_embedding[embedding]
+    return out
+
+
+def _held_out(labels: Encoded, trained: np.ndarray | None) -> Encoded:
+    """``labels`` with the rows in ``trained`` missing (left out of every score), or as they are."""
+    if trained is None:
+        return labels
+    return Encoded(np.where(trained, -1, labels.codes), labels.missing | trained, labels.noise & ~trained,
+                   labels.uniques)
 
 
 # --- figures -------------------------------------------------------------------------
@@ -215,6 +256,22 @@ def compare_run(run: RunDir, cfg: Any) -> dict[str, Path]:
     encoded = {name: encode(values, noise=kinds[name] == "clustering") for name, values in items.items()}
     comp = run.sub("comparisons")
     out: dict[str, Path] = {}
+    # a clustering of features fine-tuned on labels meets the labels on the galaxies it held out only:
+    # on the rest its agreement with them is a training score
+    trained = trained_rows(run, clusterings)
+    held = {name: int((~mask).sum()) for name, mask in trained.items()}
+    if trained:
+        log.info("%d clusterings of features fine-tuned on labels are scored against the labels on the galaxies "
+                 "the fine-tuning held out (%s)", len(trained),
+                 ", ".join(sorted({f"{n:,} of {len(ids):,}" for n in held.values()})))
+    write_json(comp / HELD_OUT, {"held_out": held, "galaxies": len(ids)})
+
+    def scored(a: str, b: str) -> tuple[Encoded, Encoded]:
+        ea, eb = encoded[a], encoded[b]
+        if kinds[a] != kinds[b]:  # a clustering against a label column
+            mask = trained.get(a if kinds[a] == "clustering" else b)
+            ea, eb = (ea, _held_out(eb, mask)) if kinds[a] == "clustering" else (_held_out(ea, mask), eb)
+        return ea, eb
 
     rows = []
     matrices = {m: pd.DataFrame(np.eye(len(names)), index=names, columns=names) for m in ("ari", "ami")}
@@ -222,8 +279,9 @@ def compare_run(run: RunDir, cfg: Any) -> dict[str, Path]:
     with Timer(f"comparing {len(clusterings)} clusterings and {len(names) - len(clusterings)} labels"):
         for i, j in progress(pairs, desc="compare", unit="pair"):
             a, b = names[i], names[j]
+            pair = scored(a, b)
             for mode in NOISE_MODES:
-                s = score_pair(encoded[a], encoded[b], noise=mode)
+                s = score_pair(*pair, noise=mode)
                 for metric in METRICS:
                     rows.append((a, b, kinds[a], kinds[b], mode, metric, s[metric], s["n"]))
                 if mode == "own":
@@ -242,7 +300,7 @@ def compare_run(run: RunDir, cfg: Any) -> dict[str, Path]:
     written: dict[Path, dict[str, str]] = {}
     if truth is not None and truth in items:
         for name in clusterings:
-            table = contingency_table(encoded[name], encoded[truth], noise="own")
+            table = contingency_table(*scored(name, truth), noise="own")
             path = comp / f"contingency_{safe_name(name)}__{safe_name(truth)}.csv"
             write_table(path, table.rename_axis(index="cluster", columns=None).reset_index())
             out[f"contingency_{name}"] = path

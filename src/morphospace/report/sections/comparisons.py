@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ...analysis.compare import CONTINGENCY_INDEX, plot_heatmap
+from ...analysis.compare import CONTINGENCY_INDEX, HELD_OUT, plot_heatmap
 from ..context import ReportContext, Section, fmt
 from ..html import render
 from ..views import TableView, figure, table
@@ -111,11 +111,29 @@ def _truth_table(ctx: ReportContext, matrices: dict[str, pd.DataFrame]) -> tuple
     if shown["clustering"].str.endswith("_lda").any():
         caption += (" Clusterings of an LDA map (names ending in _lda) are not unsupervised: LDA was fitted on "
                     "these labels, so part of their agreement is by construction.")
+    held = _held_out(ctx)
+    tuned = [n for n in shown["clustering"] if n in held]
+    if tuned:
+        counts = sorted({held[n] for n in tuned})
+        caption += (f" {len(tuned)} of them cluster features fine-tuned on labels: those are scored on the "
+                    f"{' / '.join(f'{n:,}' for n in counts)} galaxies the fine-tuning held out, not on the ones "
+                    "it trained on.")
     classes = {str(v) for v in c.labels(truth) if v is not None}
     if len(classes) < 2:
         caption += (f" The truth label has {len(classes)} class{'' if len(classes) == 1 else 'es'} among the "
                     "galaxies: agreement with it is undefined (scored 0), and there is no linear probe.")
     return table(shown, heat=True, heat_range=(0.0, 1.0)), caption
+
+
+def _held_out(ctx: ReportContext) -> dict[str, int]:
+    """Clustering -> the galaxies it was scored on against the labels, for those of fine-tuned features
+    (the compare stage's ``held_out.json``); empty when there is none or the file is unreadable."""
+    path = ctx.contents.comparison(HELD_OUT)
+    try:
+        held = json.loads(path.read_text()).get("held_out", {}) if path else {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {str(k): int(v) for k, v in held.items() if isinstance(v, int)} if isinstance(held, dict) else {}
 
 
 def _contingencies(ctx: ReportContext) -> list[tuple[str, TableView]]:
