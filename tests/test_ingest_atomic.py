@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from fixtures import galaxy_rgb, ingest_to, many_jpegs, save_image
@@ -300,6 +302,27 @@ def test_an_ingest_of_other_galaxies_sets_the_earlier_results_aside(tmp_path):
     moved = min((run.path / "superseded").iterdir())  # the first set aside: the survey of x0..x2
     assert (moved / "models" / "vade" / "model.pt").read_bytes() == b"trained on x0..x2"
     assert np.load(moved / "embeddings" / "form.npy").shape == (3, 4) and (run.path / "my_galaxies").is_dir()
+
+
+def test_the_galaxies_are_told_by_their_files_not_by_the_path_as_typed(tmp_path, monkeypatch):
+    """The catalogue's sources were the paths as typed: `ingest synth` from another folder (another
+    survey, the same relative paths and ids) kept the earlier survey's model and embeddings for the
+    new galaxies, and the same survey by its absolute path set everything aside."""
+    import morphospace as ms
+    from morphospace.run import write_npy
+
+    for folder, seed in (("a", 0), ("b", 10)):
+        for i in range(3):
+            save_image(tmp_path / folder / "survey" / f"x{i}.png", galaxy_rgb(48, seed=seed + i))
+    monkeypatch.chdir(tmp_path / "a")
+    _, _, _, run = ingest_to(Path("survey"), tmp_path / "run")
+    assert ms.Run(run.path).catalogue["source"].iloc[0] == str(tmp_path / "a" / "survey" / "x0.png")
+    write_npy(run.embedding_path("form"), np.ones((3, 4), np.float32))
+    ingest_to(tmp_path / "a" / "survey", tmp_path / "run")  # the same files by another path: kept
+    assert "form" in ms.Run(run.path).embeddings and not (run.path / "superseded").exists()
+    monkeypatch.chdir(tmp_path / "b")
+    ingest_to(Path("survey"), tmp_path / "run")  # the same path as typed, other galaxies: set aside
+    assert len(ms.Run(run.path).embeddings) == 0 and len(list((run.path / "superseded").iterdir())) == 1
 
 
 def test_results_set_aside_keep_their_links_and_a_failed_move_publishes_no_cube(tmp_path, monkeypatch):

@@ -225,7 +225,10 @@ def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = Non
     if chunk < 1:
         raise UserError(f"ingest.chunk_size must be at least 1, got {chunk}")
     t0 = time.perf_counter()
-    survey = read_survey(data, cfg.data)
+    # listed by its absolute path, so the catalogue's sources name the files wherever the command ran:
+    # a re-ingest tells the same galaxies from others by them (by the path as typed, the same relative
+    # path from another folder read as the same survey, and the survey by another path as another)
+    survey = read_survey(Path(os.path.abspath(data)), cfg.data)
     spec = PreprocessSpec.from_config(cfg.preprocess, survey.n_bands, cfg.ingest)
     procs = min(workers, max(1, len(survey) // chunk + 1))
     try:
