@@ -400,3 +400,27 @@ def test_a_k_beyond_the_cube_is_said_not_capped_in_silence(tiny_run, caplog):
     with caplog.at_level("WARNING", logger="morphospace"):
         table, _ = similar_run(tiny_run, "g29", "form", k=n + 50)
     assert len(table) == n and f"k = {n + 50}, but the cube holds {n - 1} other galaxies" in caplog.text
+
+
+def test_a_new_image_is_not_searched_among_an_earlier_model_s_codes(image_run, tmp_path, capsys):
+    """After `train` and before `embed`, the query went through the new model and was searched among
+    the embeddings of the one before: a galaxy's own file found another galaxy first, at exit 0."""
+    import json
+    import shutil
+
+    from morphospace.pipeline import embed_image
+
+    run, data = image_run
+    copy = RunDir(shutil.copytree(run.path, tmp_path / "run"))
+    note = copy.embedding_path("vade").with_suffix(".json")
+    meta = json.loads(note.read_text())
+    note.write_text(json.dumps({**meta, "model_fingerprint": "0" * 64}))  # as if trained again since
+    for embedding in ("form", "vade"):
+        with pytest.raises(UserError, match=r"not its model's \(the model was trained again after `morphospace "
+                                            r"embed` made them\).*run `morphospace embed"):
+            embed_image(copy, data / "g4.png", embedding)
+    assert main(["similar", str(copy.path), "--image", str(data / "g4.png"), "--quiet"]) == 2
+    assert "run `morphospace embed" in capsys.readouterr().err
+    embed_image(copy, data / "g4.png", "pixels_pca")  # no model involved: searched as before
+    note.write_text(json.dumps(meta))
+    assert embed_image(copy, data / "g4.png", "form")[1].shape == (copy.read_embedding("form").shape[1],)

@@ -106,6 +106,13 @@ def embed_image(run: RunDir, path: str | Path, embedding: str):
     if embedding not in can:
         raise UserError(f"the '{embedding}' embedding cannot embed a new image; in {run.path} these can: "
                         f"{', '.join(can) or 'none (run `morphospace embed` first)'}")
+    if embedding in MODEL_EMBEDDINGS:  # the query through today's model, searched among an earlier one's codes
+        from ..vade.io import embeddings_outdated
+
+        why = embeddings_outdated(run)
+        if why is not None:
+            raise UserError(f"the run's '{embedding}' embedding is not its model's ({why}): a new image would be "
+                            f"compared with another model's codes; run `morphospace embed {run.path}` first")
     row, flags = preprocess_file(path, PreprocessSpec.of_run(run.ingest_summary, run.config))
     if "fewer_bands" in flags:  # kept, as the ingest keeps such a galaxy, but said: colour is lost
         log.warning("%s has fewer bands than the run's colour cube: its band is repeated in each colour, and "

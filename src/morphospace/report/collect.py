@@ -399,22 +399,9 @@ class RunContents:
         those of the run's model any more, or None: the model was trained again after them (the
         fingerprint of its weights that ``embeddings/vade.json`` records differs), or it is gone.
         Runs embedded before the fingerprint was recorded read as current."""
-        from ..vade.io import model_file, model_fingerprint
+        from ..vade.io import embeddings_outdated
 
-        note = self.run.embedding_path("vade").with_suffix(".json")
-        try:
-            made_by = json.loads(note.read_text()).get("model_fingerprint")
-        except (OSError, ValueError, AttributeError):
-            return None
-        if made_by is None:
-            return None
-        try:
-            now = model_fingerprint(model_file(self.run))
-        except OSError:
-            return "the model they came from is no longer in the run"
-        except UserError:
-            return "the run's model file is damaged"
-        return None if now == made_by else "the model was trained again after `morphospace embed` made them"
+        return embeddings_outdated(self.run)
 
     @cached_property
     def stale_comparisons(self) -> tuple[str, bool, bool] | None:

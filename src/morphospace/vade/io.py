@@ -65,6 +65,27 @@ def model_fingerprint(path: str | Path) -> str:
         raise UserError(f"{path} is damaged ({first_line(exc)[:160]}): re-run `morphospace train`") from None
 
 
+def embeddings_outdated(run: RunDir) -> str | None:
+    """Why the embeddings ``embed`` wrote from the run's model (``vade``, and ``form`` beside it) are
+    not those of the model now in the run, or None: it was trained again after them (the fingerprint
+    ``embeddings/vade.json`` records differs), or it is gone or damaged. Runs embedded before the
+    fingerprint was recorded, or not embedded, read as current."""
+    note = run.embedding_path("vade").with_suffix(".json")
+    try:
+        made_by = json.loads(note.read_text()).get("model_fingerprint")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if made_by is None:
+        return None
+    try:
+        now = model_fingerprint(model_file(run))
+    except OSError:
+        return "the model they came from is no longer in the run"
+    except UserError:
+        return "the run's model file is damaged"
+    return None if now == made_by else "the model was trained again after `morphospace embed` made them"
+
+
 def fingerprint(hp: dict[str, Any], state: dict) -> str:
     """:func:`model_fingerprint` of a model's hyper-parameters and weights (``state_dict()``) in memory."""
     import hashlib
