@@ -279,12 +279,14 @@ def test_an_ingest_of_other_galaxies_sets_the_earlier_results_aside(tmp_path):
     (run.path / "models" / "vade" / "model.pt").write_bytes(b"trained on x0..x2")
     (run.path / "report.html").write_text("about x0..x2")
     (run.path / "my_galaxies").mkdir()  # the user's own folder stays
+    (run.path / "anomaly_tags.csv").write_text("id,tag\nx1,interesting\n")  # the user's, about x1
     ingest_to(first, tmp_path / "run")  # the same galaxies: nothing moves
     assert "form" in ms.Run(run.path).embeddings and not (run.path / "superseded").exists()
     # the same galaxies made otherwise (another size): the model trained on the earlier cube no longer
     # fits the new one (embed refused it, the report showed the earlier embedding): set aside too
     ingest_to(first, tmp_path / "run", preprocess__size=32)
     assert len(ms.Run(run.path).embeddings) == 0 and len(list((run.path / "superseded").iterdir())) == 1
+    assert (run.path / "anomaly_tags.csv").is_file()  # still about these galaxies
     shutil.rmtree(run.path / "superseded")
     write_npy(run.embedding_path("form"), np.ones((3, 4), np.float32))
     (run.path / "models" / "vade").mkdir(parents=True)
@@ -295,6 +297,10 @@ def test_an_ingest_of_other_galaxies_sets_the_earlier_results_aside(tmp_path):
         save_image(third / f"x{i}.png", galaxy_rgb(48, seed=20 + i))
     ingest_to(third, tmp_path / "run")
     assert len(ms.Run(run.path).embeddings) == 0 and len(list((run.path / "superseded").iterdir())) == 1
+    # the tags named the earlier x1, not this survey's: set aside with the results (they were applied
+    # to the new galaxy of the same id)
+    assert not (run.path / "anomaly_tags.csv").exists()
+    assert (next((run.path / "superseded").iterdir()) / "anomaly_tags.csv").read_text() == "id,tag\nx1,interesting\n"
     write_npy(run.embedding_path("form"), np.ones((3, 4), np.float32))
     ingest_to(second, tmp_path / "run")
     assert len(ms.Run(run.path).embeddings) == 0

@@ -11,11 +11,11 @@ import pandas as pd
 
 from ..errors import UserError, first_line
 from ..run import RunDir, write_table
+from ..run.rundir import TAGS_FILE
 
 __all__ = ["TAGS", "TAGS_FILE", "read_tags", "update_tags"]
 
 TAGS = ("interesting", "boring")
-TAGS_FILE = "anomaly_tags.csv"
 
 
 def read_tags(run: RunDir) -> pd.DataFrame:

@@ -56,6 +56,10 @@ SUPERSEDED = "superseded"
 DERIVED = tuple(sorted(RUN_FOLDERS - {"superseded"})) + ("vade_galaxies.parquet", "nuisance.parquet",
                                                            "anomaly.parquet", "anomaly.json", "report.html")
 
+# the user's own tags of anomalies, by galaxy id: kept by every stage, but about the galaxies they name,
+# so an ingest of other galaxies sets them aside with the results (ids recur: synth_000000, ...)
+TAGS_FILE = "anomaly_tags.csv"
+
 # beside an imported model (``RUN/models/vade/``, import-astrovader): made from no galaxies of the
 # run, so an ingest of other galaxies keeps it (a training clears the folder, and so the marker)
 IMPORTED_MARKER = "imported.json"

@@ -22,7 +22,7 @@ from ...config import Config
 from ...errors import UserError
 from ...progress import progress
 from ...run import RunDir, atomic_path, in_cube_order
-from ...run.rundir import DERIVED, IMPORTED_MARKER, SUPERSEDED
+from ...run.rundir import DERIVED, IMPORTED_MARKER, SUPERSEDED, TAGS_FILE
 from ...run.writes import to_parquet
 from .catalogue import N_EXAMPLES, build_catalogue, flag_counts_line, log_summary, raise_if_flagged, summarise
 from .cube import CubeWriter, partial_path
@@ -90,7 +90,8 @@ def _set_aside_results_of_other_galaxies(run: RunDir, earlier: tuple | None, ids
                                          recipe: dict) -> Path | None:
     """Before a new cube of galaxies ``ids`` made with ``recipe`` is published: what the stages derived
     from the earlier cube (models, embeddings, maps, clusterings, classes, the report...) is moved to
-    ``superseded/<UTC time>/``, unless the earlier cube held the same galaxies made the same way (a
+    ``superseded/<UTC time>/`` (with the user's anomaly tags where the galaxies are others: they name
+    galaxies by id, and ids recur), unless the earlier cube held the same galaxies made the same way (a
     re-run of the same survey keeps them, and its stages remake them; the same galaxies at another
     size or in grey are another cube, which a model trained on the earlier one does not fit; an
     imported model, made from no galaxies of the run, stays). Moved, not deleted: a trained model or labels
@@ -103,6 +104,8 @@ def _set_aside_results_of_other_galaxies(run: RunDir, earlier: tuple | None, ids
         present = ([p for p in present if p.name != "models"]
                    + [p for p in sorted(imported.parent.iterdir()) if p != imported]
                    + [p for p in sorted(imported.iterdir()) if p.name not in ("model.pt", IMPORTED_MARKER)])
+    if earlier is not None and ids != earlier[0] and (run.path / TAGS_FILE).is_file():
+        present.append(run.path / TAGS_FILE)  # the user's, but about the earlier galaxies by id
     if not present or (earlier is not None and ids == earlier[0] and earlier[1] in (None, recipe)):
         return None
     if [p.name for p in present] == ["models"] and not (run.cube.exists() or run.catalogue.exists()):
