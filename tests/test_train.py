@@ -778,3 +778,39 @@ def test_float16_asked_on_a_cpu_is_said_even_under_quiet(caplog, monkeypatch):
             assert fitting.device_kwargs(cfg)["precision"] == precision
     said = [r.getMessage() for r in caplog.records if "train.precision" in r.getMessage()]
     assert len(said) == 1 and "16-mixed" in said[0] and "uses bf16-mixed instead" in said[0]
+
+
+def test_two_draws_into_one_folder_take_turns(tmp_path, monkeypatch):
+    """Two `generate` into one folder at once: each removed the other's staging folder as a stale
+    one, one failed half way and the folder ended empty while the other reported success. They
+    now take turns: the folder holds one whole draw, the one written last."""
+    import threading
+
+    import morphospace.vade.embed as embed_module
+
+    real, started = embed_module.display_image, threading.Event()
+
+    def slow(img):  # the first draw is still writing when the second starts
+        started.set()
+        threading.Event().wait(0.002)
+        return real(img)
+
+    monkeypatch.setattr(embed_module, "display_image", slow)
+    big, small = np.random.default_rng(0).random((150, 1, 8, 8)), np.random.default_rng(1).random((3, 1, 8, 8))
+    errors = []
+
+    def draw(images):
+        try:
+            embed_module.write_generated(images, tmp_path / "gen", prefix="component0")
+        except Exception as exc:  # noqa: BLE001 - what a draw raised, to assert there was none
+            errors.append(exc)
+
+    first = threading.Thread(target=draw, args=(big,))
+    first.start()
+    started.wait(5)
+    draw(small)
+    first.join()
+    assert errors == []
+    names = sorted(p.name for p in (tmp_path / "gen").iterdir())
+    assert names in ([f"component0_{i:04d}.{e}" for i in range(150) for e in ("fits", "png")],
+                     [f"component0_{i:04d}.{e}" for i in range(3) for e in ("fits", "png")])

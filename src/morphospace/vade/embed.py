@@ -261,17 +261,27 @@ def write_generated(images: np.ndarray, out_dir: str | Path, prefix: str = "gene
     The files are written into a hidden folder inside ``out_dir`` and moved into place once all
     are written, after the files of an earlier draw with the same prefix are removed: a folder
     never mixes two draws, and one interrupted (Ctrl-C) keeps the earlier draw whole. Returns the
-    written paths.
+    written paths. Draws into one folder take turns (a lock on the folder).
     """
+    from ..run.lock import folder_turns
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # draws into one folder take turns: two at once each removed the other's staging folder as a
+    # stale one, and its files, and the folder ended empty while one reported success
+    with folder_turns(out):
+        return _write_draw(images, out, prefix, draw)
+
+
+def _write_draw(images: np.ndarray, out: Path, prefix: str, draw: dict[str, Any] | None) -> list[Path]:
+    """:func:`write_generated`'s work, under its lock."""
     import shutil
     import tempfile
 
     from astropy.io import fits
     from PIL import Image
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(f".{prefix}.*.partial"):  # of a draw killed outright
+    for stale in out.glob(f".{prefix}.*.partial"):  # of a draw killed outright (a live one holds the lock)
         shutil.rmtree(stale, ignore_errors=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{prefix}.", suffix=".partial", dir=out))
     try:
