@@ -222,6 +222,21 @@ def test_export_has_the_form_anomaly_columns(form_run):
     assert table["form_anomaly_rank"].between(0, 1).all()
 
 
+def test_export_says_when_the_tags_changed_after_the_scores(form_run, caplog):
+    """A tags file edited by hand (as the README invites) after `anomalies` scored: export wrote the
+    earlier scoring's tags and scores without a word (the report says it)."""
+    run, ids, _ = form_run
+    anomaly_run(run)
+    with caplog.at_level("WARNING", logger="morphospace"):
+        results_table(run)
+    assert "anomaly_tags.csv changed" not in caplog.text
+    (run.path / "anomaly_tags.csv").write_text(f"id,tag\n{ids[3]},boring\n")
+    with caplog.at_level("WARNING", logger="morphospace"):
+        table = results_table(run).set_index("id")
+    assert "anomaly_tags.csv changed since `morphospace anomalies` scored" in caplog.text
+    assert table["anomaly_tag"].isna().all() or (table["anomaly_tag"] != "boring").all()  # the scoring's tags
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--interesting", "nope"], "no galaxy with id 'nope'"),
     (["--boring", "g01\n\x1b[31mred"], "no galaxy with id"),

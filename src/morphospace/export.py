@@ -119,11 +119,14 @@ def results_table(run: RunDir) -> pd.DataFrame:
         put(col, column, f"the classification '{col.split('_', 1)[1]}'" if kind == "class" else "a classification")
     # --- end of the classes block ---
     # --- form anomaly (`analysis/anomaly.py`, RUN/anomaly.parquet): raw, rank, current (tag re-ranked) score, tag ---
-    from .analysis.anomaly import read_anomaly
+    from .analysis.anomaly import read_anomaly, tags_current
 
     found = read_anomaly(run)
     if found is not None:
-        per = found[0]
+        per, meta = found
+        if "tags_stamp" in meta and not tags_current(run, meta["tags_stamp"]):  # said, as the report says it
+            log.warning("anomaly_tags.csv changed since `morphospace anomalies` scored: the exported anomaly_tag and "
+                        "form_anomaly_score are those of that scoring (run `morphospace anomalies %s` first)", run.path)
         if len(per) != len(ids_in_cube) or not np.array_equal(per["id"].astype(str).to_numpy(), ids_in_cube.astype(str)):
             raise UserError("anomaly.parquet does not match the run's cube (re-run `morphospace anomalies RUN`)")
         for col, name in (("form_anomaly", "form_anomaly"), ("form_anomaly_rank", "form_anomaly_rank"),
