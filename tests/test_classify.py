@@ -283,6 +283,26 @@ def test_a_column_filed_as_a_clustering_is_refused_before_any_work(tiny_run, cap
         run.clustering_path("vade").unlink()
 
 
+def test_a_class_exported_as_a_clustering_s_column_is_refused_before_it_is_written(tiny_run, tmp_path, capsys):
+    """Classification 'gmm3' with a class 'form_pca_0' is exported as prob_gmm3_form_pca_0, the soft
+    clustering gmm3_form_pca's column too: classify took it, and every export then refused the run."""
+    run, X, y = tiny_run
+    ids = run.cube_ids()
+    run.write_clustering("gmm3_form_pca", ids, np.arange(len(ids)) % 3, np.full((len(ids), 3), 1 / 3))
+    names = {"round": "form_pca_0", "disk": "form_pca_1", "edge": "edge"}
+    rows = [0, 1, 2, 20, 21, 22, 40, 41, 42]
+    labels = _csv(tmp_path / "g.csv", "id,gmm3\n" + "".join(f"{ids[r]},{names[y[r]]}\n" for r in rows))
+    try:
+        code = main(["classify", str(run.path), "--labels", str(labels), "--column", "gmm3", "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2 and "its class 'form_pca_0' would be exported as 'prob_gmm3_form_pca_0', the column of " \
+            "the run's clustering 'gmm3_form_pca'" in err and len(err.strip().splitlines()) == 1
+        assert not (run.path / "classes" / "gmm3.parquet").exists()
+        assert main(["export", str(run.path), "--out", str(tmp_path / "r.csv"), "--quiet"]) == 0
+    finally:
+        run.clustering_path("gmm3_form_pca").unlink()
+
+
 def test_classes_made_before_the_embedding_was_written_again_are_said_stale(tiny_run, tmp_path, capsys):
     """After a new training the export carried the earlier embedding's classes without a word."""
     import os

@@ -77,6 +77,25 @@ def _check_not_another_columns(run: RunDir, name: str, column: str) -> None:
                         f"'{name}': rename the column in your labels file")
 
 
+def _check_export_columns(run: RunDir, name: str, column: str, classes, cols: list[str]) -> None:
+    """A class whose export column ``prob_<name>_<class>`` another result of the run writes too (the
+    clustering ``gmm3_form_pca``'s ``prob_gmm3_form_pca_0`` is classification ``gmm3``'s class
+    ``form_pca_0``): refused in one line before anything is written (export refused it later)."""
+    import pyarrow.parquet as pq
+
+    ours = {f"prob_{name}_{col}": str(c) for c, col in zip(classes, cols)}
+    for other in run.clusterings():
+        try:
+            names = pq.read_schema(run.clustering_path(other)).names
+        except (OSError, ValueError):
+            continue  # unreadable: the export says so
+        for col in (c for c in names if c.startswith("prob_") and f"prob_{other}_{c[5:]}" in ours):
+            taken = f"prob_{other}_{col[5:]}"
+            raise UserError(f"--column '{column}': its class '{ours[taken]}' would be exported as '{taken}', the "
+                            f"column of the run's clustering '{other}': rename the class or the column in your "
+                            "labels file")
+
+
 # a suggestions file: rank, the ids (under the labels files' id column), the label column to fill
 # in, then these (the last three only where a classifier was fitted)
 SUGGESTION_COLUMNS = ("rank", "uncertainty", "first", "second", "why")
@@ -187,6 +206,7 @@ def classify_run(run: RunDir, labels_path, column: str, embedding: str, id_colum
     files, metrics = [], None
     if clf.model_ is not None:
         cols = column_names(clf.classes_)
+        _check_export_columns(run, name, column, clf.classes_, cols)
         proba = clf.predict_proba(X)
         table = pd.DataFrame({"id": cube_ids, "label": pd.array(y, dtype="string"),
                               "class": clf.classes_[proba.argmax(axis=1)].astype(str)})
