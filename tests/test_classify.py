@@ -303,6 +303,21 @@ def test_a_class_exported_as_a_clustering_s_column_is_refused_before_it_is_writt
         run.clustering_path("gmm3_form_pca").unlink()
 
 
+def test_a_damaged_classification_record_is_named_itself(tiny_run, tmp_path, capsys):
+    """A damaged classes/<name>.json was reported as its .parquet being damaged, and a JSON list as the
+    record ended the export with a traceback (AttributeError)."""
+    run, X, y = tiny_run
+    few = _csv(tmp_path / "few.csv", _labels(run, y, [0, 1, 20, 21, 40, 41]))
+    assert main(["classify", str(run.path), "--labels", str(few), "--column", "kind", "--quiet"]) == 0
+    record = run.path / "classes" / "kind.json"
+    for text in ("{", "[]"):
+        record.write_text(text)
+        capsys.readouterr()
+        assert main(["export", str(run.path), "--out", str(tmp_path / f"r{len(text)}.csv"), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert "classes/kind.json is damaged" in err and len(err.strip().splitlines()) == 1, err
+
+
 def test_classes_made_before_the_embedding_was_written_again_are_said_stale(tiny_run, tmp_path, capsys):
     """After a new training the export carried the earlier embedding's classes without a word."""
     import os

@@ -270,6 +270,20 @@ def test_vade_estimator_saves_and_loads(run, fitted, tmp_path):
         ms.load_model(tmp_path / "no-run")
 
 
+def test_a_garbage_model_file_is_called_damaged_not_a_pickle_to_trust(tmp_path):
+    """Bytes that are no model at all were described as a file holding Python objects, with the
+    advice to load it trusted: wrong, and unsafe advice. Only a file naming Python objects is that."""
+    garbage = tmp_path / "model.pt"
+    garbage.write_bytes(b"not a model at all\n" * 20)
+    for load in (ms.load_model, ms.VaDE.load):
+        with pytest.raises(ValueError, match=r"model.pt is damaged") as err:
+            load(garbage)
+        assert "trusted" not in str(err.value)
+    torch.save({"hparams": {"n": np.zeros(2)}, "state_dict": {}}, tmp_path / "objects.pt")
+    with pytest.raises(ValueError, match="holds Python objects besides weights and settings.*trusted=True"):
+        ms.VaDE.load(tmp_path / "objects.pt")
+
+
 def test_a_model_file_with_settings_missing_or_from_another_version_is_one_value_error(fitted, tmp_path, caplog):
     """A model.pt that unpickles but whose settings are missing or not a table is "damaged / does
     not fit" in one line (a KeyError or TypeError before), on the command line and in the API; an

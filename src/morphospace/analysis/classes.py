@@ -294,11 +294,16 @@ def class_columns(run: RunDir) -> dict[str, tuple[str, np.ndarray]]:
         table_path = meta_path.with_suffix(".parquet")
         if not table_path.is_file():
             continue
-        try:
-            meta = json.loads(meta_path.read_text())
-            table = read_parquet(table_path)
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{table_path} is damaged ({first_line(exc)}): re-run `morphospace classify`") from None
+        for path in (meta_path, table_path):  # the file at fault named, not its partner
+            try:
+                if path == meta_path:
+                    meta = json.loads(meta_path.read_text())
+                    if not isinstance(meta, dict):
+                        raise ValueError("not a table of settings")
+                else:
+                    table = read_parquet(table_path)
+            except (OSError, ValueError) as exc:
+                raise UserError(f"{path} is damaged ({first_line(exc)}): re-run `morphospace classify`") from None
         name = meta.get("name", table_path.stem)
         if len(table) != len(ids) or not np.array_equal(table["id"].astype(str).to_numpy(), ids):
             raise UserError(f"classification '{name}' does not match the run's cube (re-run `morphospace classify`)")

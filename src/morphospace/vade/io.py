@@ -115,7 +115,8 @@ def load_vade(path: str | Path, trusted: bool = False):
         if not (isinstance(hp, dict) and isinstance(state, dict) and isinstance(extra, dict)):
             raise TypeError("its hyper-parameters, weights or notes are not tables")
     except pickle.UnpicklingError as exc:
-        if "Weights only load failed" not in str(exc):
+        # only a pickled object names a global; garbage fails on an opcode ("Unsupported operand")
+        if "Weights only load failed" not in str(exc) or "Unsupported global" not in str(exc):
             raise UserError(f"{path} is damaged ({first_line(exc)[:160]}): re-run `morphospace train`") from None
         raise UserError(f"{path} holds Python objects besides weights and settings (an estimator saved by an "
                         "earlier version, or a file not written by morphospace): not loaded, as unpickling them "
