@@ -342,6 +342,22 @@ def test_a_galaxy_a_twentieth_of_the_frame_is_no_blank_frame(tmp_path):
                      "galaxy16": False, "sky16": True, "hot16": True, "noisier16": True}
 
 
+def test_a_faint_galaxy_on_a_quiet_eight_bit_sky_is_no_blank_frame(tmp_path):
+    """8-bit frames were judged on levels alone: a galaxy 15 levels above a sky whose noise is about a
+    level (10-30 sigma) spans less than the contrast asked, and was flagged blank and left out.
+    The sky's noise is now read from the border's histogram; sky alone stays blank."""
+    y, x = np.mgrid[:128, :128]
+    img = tmp_path / "data"
+    img.mkdir()
+    for name, sigma, peak in (("faint", 1.0, 15), ("fainter", 0.5, 12), ("quiet_sky", 0.5, 0), ("sky", 1.0, 0)):
+        rng = np.random.default_rng(len(name))
+        frame = 20 + rng.normal(0, sigma, (128, 128)) + peak * np.exp(-((x - 64) ** 2 + (y - 64) ** 2) / (2 * 6.0**2))
+        save_image(img / f"{name}.png", np.repeat(frame[..., None], 3, axis=2).round().clip(0, 255).astype(np.uint8))
+    _, cat, _, _ = ingest_to(img, tmp_path / "run")
+    assert dict(zip(cat["id"], cat["flag_blank"])) == {"faint": False, "fainter": False, "quiet_sky": True,
+                                                       "sky": True}
+
+
 def test_the_level_top_is_the_highest_level_rounded_up_to_a_power_of_two():
     from morphospace.data.ingest.spec import LOWEST_LEVEL_TOP, level_top_of
 

@@ -51,6 +51,30 @@ def _first_at_least(cum: np.ndarray, fraction: float) -> np.ndarray:
     return (cum < fraction * cum[:, -1:]).sum(axis=1)
 
 
+def ring_noise(counts: np.ndarray, median: int) -> float:
+    """The sky's noise (grey levels) from the histogram ``counts`` of the border ring: 1.4826 x the
+    MAD; where most of the ring sits on its median level (a noise under a level, rounded), the standard
+    deviation of the levels within 3 of it; 0 where nothing varies.
+
+    A faint galaxy on a quiet sky (15 levels above a sky of 1 level's noise) spans too few levels
+    for the frame's contrast, yet stands 15 sigma out: this lets :func:`judge` see it.
+    """
+    levels = np.arange(len(counts))
+    dev = np.abs(levels - median)
+    order = np.argsort(dev, kind="stable")
+    within = np.cumsum(counts[order])
+    total = within[-1]
+    if total == 0:
+        return 0.0
+    mad = float(dev[order][np.searchsorted(within, 0.5 * total)])
+    if mad > 0:
+        return 1.4826 * mad
+    near = dev <= 3
+    w = counts[near].astype(np.float64)
+    mean = float((w * levels[near]).sum() / w.sum())
+    return float(np.sqrt((w * (levels[near] - mean) ** 2).sum() / w.sum()))
+
+
 @dataclass
 class Stats8:
     """Statistics of a batch of 8-bit frames, as arrays (levels 0-255), and the per-band sky (0-1).
@@ -106,11 +130,15 @@ class Stats8:
         # the centre's second-brightest sampled pixel (one hot pixel is not a galaxy): a galaxy a
         # twentieth of the frame's side keeps only a few pixels in the sample, too few for a percentile
         centre_hi = int((cum[1] < cum[1, -1] - 1).sum())
+        # at least half a level: the rounding to levels is noise too, and a sky on one level (no noise
+        # measured) must not make a smudge of two levels a 20-sigma detection
+        noise = max(ring_noise(np.diff(cum[0], prepend=0), int(medians[0])), 0.5)
         return FrameStats(lo=self.lo[i] / 255, hi=self.hi[i] / 255, vmin=self.vmin[i] / 255,
                           vmax=self.vmax[i] / 255, std=float("nan"),
                           mode_fraction=float(self.mode_fraction[i]), mode_level=self.mode[i] / 255,
                           ring_median=medians[0] / 255, centre_median=medians[1] / 255,
-                          grey=g, unit=1 / 255, centre_hi=centre_hi / 255)
+                          grey=g, unit=1 / 255, centre_hi=centre_hi / 255,
+                          signal_sigmas=(centre_hi - medians[0]) / noise)
 
     def suspects(self, spec: PreprocessSpec) -> np.ndarray:
         """Frames that :func:`judge` might flag (a superset, with a margin): the others pass it.

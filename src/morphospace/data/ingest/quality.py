@@ -8,10 +8,11 @@ Quality checks (on the whole frame, before cropping), each a flag:
     central third stands out above the frame's 99.5th percentile by that much
     (:attr:`FrameStats.centre_hi`): a galaxy a tenth of the frame's side covers 1 % of it,
     too little to move the frame's percentile, and such frames of a fixed-angle survey
-    were flagged blank. A frame with levels beyond 8 bits (16-bit PNG/TIFF, integer HDF5 rows)
-    whose centre stands :data:`SIGNAL_SIGMAS` of its sky's noise above the sky is a detection and
-    never blank: linear 16-bit data hold faint galaxies in a few hundredths of the scale that
-    the survey's bright ones fill. For flux data
+    were flagged blank. A frame whose centre stands :data:`SIGNAL_SIGMAS` of its sky's noise above
+    the sky is a detection and never blank: linear 16-bit data hold faint galaxies in a few
+    hundredths of the scale that the survey's bright ones fill, and an 8-bit galaxy 15 levels
+    above a sky of a level's noise is 15 sigma (the noise of 8-bit frames is read from the
+    border's histogram, at least half a level). For flux data
     (FITS, float), the standard deviation is below ``blank_std`` of the largest
     absolute value. More than half the pixels NaN/inf is blank too.
 ``not_galaxy``
@@ -213,7 +214,7 @@ def judge(stats: FrameStats, display: bool, spec: PreprocessSpec) -> None:
         Naming the flag and what was seen.
     """
     rng = stats.vmax - stats.vmin
-    detected = stats.signal_sigmas >= SIGNAL_SIGMAS  # False for 8-bit frames (NaN)
+    detected = stats.signal_sigmas >= SIGNAL_SIGMAS  # False where no noise could be measured (NaN)
     if display:
         if rng < spec.blank_contrast and not detected:
             raise BadImage("blank", f"constant frame (levels span {rng:.3f} of full scale)")
