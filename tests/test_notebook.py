@@ -358,6 +358,11 @@ def test_every_misuse_of_a_fitted_model_is_a_value_error(run, fitted):
         (lambda: model.sample(0, 2.5), "n must be an integer"), (lambda: model.sample(1.5, 2), "component must be"),
         (lambda: model.sample(0, 2, reject_below=2), "reject_below must be"),
         (lambda: fitted.sample(2, temperature=float("inf")), "temperature must be"),
+        # a TypeError from a comparison, torch's overflow: one ValueError each, as the rest
+        (lambda: model.sample(0, 2, temperature="0.5"), "temperature must be a number"),
+        (lambda: model.sample(0, 2, reject_below="0.5"), "reject_below must be a number"),
+        (lambda: model.sample(0, 2, seed=2**70), "seed must be an integer"),
+        (lambda: model.sample(0, 2, seed=-1), "seed must be an integer"),
     ]
     for call, message in misuse:
         with pytest.raises(ValueError, match=message):

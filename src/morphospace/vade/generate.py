@@ -74,11 +74,16 @@ class Generative:
             raise InvalidArgument(f"component must be in 0..{k - 1} (the model has {k}), got {component}")
         if not 1 <= n <= MAX_GENERATED:
             raise InvalidArgument(f"n must be in 1..{MAX_GENERATED:,} (every galaxy is held in memory), got {n}")
-        if not (math.isfinite(temperature) and 0 < temperature <= MAX_TEMPERATURE):
-            raise InvalidArgument(f"temperature must be a number in (0, {MAX_TEMPERATURE:g}] (a multiple of the "
-                                  f"component's variance), got {temperature}")
-        if reject_below is not None and not 0 <= reject_below < 1:
-            raise InvalidArgument(f"reject_below must be in [0, 1), got {reject_below}")
+        for name, value, ok in (("temperature", temperature, lambda t: math.isfinite(t) and 0 < t <= MAX_TEMPERATURE),
+                                ("reject_below", reject_below, lambda r: r is None or 0 <= r < 1)):
+            number = value is None or (not isinstance(value, bool) and isinstance(value, (int, float, np.integer,
+                                                                                         np.floating)))
+            if not (number and ok(value)):  # a string was a TypeError from a comparison
+                raise InvalidArgument(f"{name} must be a number in " + (
+                    f"(0, {MAX_TEMPERATURE:g}] (a multiple of the component's variance)" if name == "temperature"
+                    else "[0, 1)") + f", got {value!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+            raise InvalidArgument(f"seed must be an integer in 0..2**63-1, got {seed!r}")  # torch overflowed
         g = torch.Generator().manual_seed(int(seed))
         kept: list[torch.Tensor] = []
         have, drawn = 0, 0
