@@ -16,8 +16,8 @@ overlapping components (large drops for the galaxies involved, since they were s
 them) give way to merges of separate groups. Where even the best first merge lowers the entropy
 by almost nothing (less than ``tol`` nats a galaxy), no two components share galaxies and there is
 no elbow to find: every component stays its own cluster (the two-segment fit, whose breakpoint is
-an inner point, would otherwise join two separate groups, and of three always two). Against the number of clusters instead
-(``elbow_on = "clusters"``, the standard plot), a merge of two small components counts as much
+an inner point, would otherwise join two separate groups, and of three always two). Against the
+number of clusters instead (``elbow_on = "clusters"``, the standard plot), a merge of two small components counts as much
 as one of two large ones, and the elbow moves with every small component: on sdss-gz1 framed
 by the galaxy it stopped at 5, 6 and 8 clusters for three seeds (seed ARI 0.32), on the
 rescaled plot at 7, 7 and 8 (0.57). No label is involved at any point.
