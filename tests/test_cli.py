@@ -124,6 +124,42 @@ def test_ctrl_c_is_one_line_and_status_130_even_inside_a_lightning_fit(monkeypat
     assert exc.value.code == 3
 
 
+def test_sigterm_during_a_lightning_fit_is_a_failure_with_status_143(monkeypatch, capsys, tmp_path):
+    """Lightning turns a SIGTERM during a fit (a scheduler's preemption) into a SystemExit without a
+    code: the command exited 0, as if it had finished, with no model written. Now: one line, 143."""
+    import os
+    import signal
+
+    import lightning.pytorch as pl
+    import torch
+
+    import morphospace.cli as cli
+
+    class Toy(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Linear(2, 1)
+
+        def training_step(self, batch, i):
+            if i == 2:
+                os.kill(os.getpid(), signal.SIGTERM)  # as `kill`, `scancel` or a preemption sends it
+            return self.w(batch[0]).pow(2).mean()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def fit(args):
+        data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(64, 2)), batch_size=4)
+        pl.Trainer(max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                   enable_model_summary=False, default_root_dir=tmp_path).fit(Toy(), data)
+        return 0
+
+    monkeypatch.setattr(cli, "_dispatch", fit)
+    assert main(["cluster", str(tmp_path)]) == 143
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "morphospace: terminated (SIGTERM); `train --resume` continues a training"
+
+
 def test_epochs_the_default_model_does_not_use_are_said_so():
     """`--epochs` sets train.epochs; the form model's linear core has none: a warning names what trains."""
     import argparse
