@@ -114,9 +114,18 @@ def test_a_distributed_job_is_one_writer(tmp_path, monkeypatch):
     from morphospace.run import launched_as_later_rank, release_locks
 
     run = RunDir(tmp_path / "run", create=True)
-    for name in ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK"):
+    for name in ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "SLURM_NTASKS", "SLURM_NPROCS",
+                 "OMPI_COMM_WORLD_SIZE", "PMI_SIZE"):
         monkeypatch.delenv(name, raising=False)
     assert not launched_as_later_rank()
+    # a rank variable in a lone process (left in a shell, an interactive allocation) is no job: it
+    # skipped the lock (two embeds wrote one run at once) and, alone, half of embed's work
+    monkeypatch.setenv("SLURM_PROCID", "1")
+    assert not launched_as_later_rank()
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    assert not launched_as_later_rank()
+    monkeypatch.delenv("SLURM_PROCID")
+    monkeypatch.setenv("WORLD_SIZE", "2")
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import time
         from morphospace.run import RunDir
@@ -141,6 +150,23 @@ def test_a_distributed_job_is_one_writer(tmp_path, monkeypatch):
         holder.kill()
         holder.wait()
         release_locks()
+
+
+def test_a_stray_rank_variable_in_a_lone_process_does_its_whole_work(pca_run, tmp_path):
+    """`SLURM_PROCID=1 morphospace embed RUN` alone (a variable left in a shell): Lightning read rank 1
+    from it, and embed skipped the first process's work (the pixel PCA) and exited 0; it also
+    went on without the run's lock."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(pca_run, run)
+    (run / "embeddings" / "pixels_pca.npy").unlink()
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE",
+                                                             "SLURM_NTASKS", "SLURM_NPROCS")}
+    proc = subprocess.run([sys.executable, "-m", "morphospace", "embed", str(run), "--quiet"],
+                          env={**env, "SLURM_PROCID": "1"}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert (run / "embeddings" / "pixels_pca.npy").is_file()
 
 
 def test_a_cube_and_catalogue_that_do_not_belong_together(pca_run, tmp_path, capsys):

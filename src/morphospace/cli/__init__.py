@@ -17,7 +17,7 @@ from pathlib import Path
 from ..config import Config
 from ..errors import InvalidArgument, UserError, missing_package
 from ..progress import set_quiet
-from ..run import RunDir, launched_as_later_rank, release_locks
+from ..run import RunDir, job_size, launched_as_later_rank, release_locks
 from .options import check_out, printable
 from .parser import COMMANDS, build_parser
 from .settings import _config_for, _save_changed_config, _say, _say_unused_epochs, _set, _settings_replaced
@@ -164,6 +164,17 @@ def main(argv: list[str] | None = None) -> int:
         _leave_process_group(succeeded)
         release_locks()
         _close_run_log()
+
+
+def _first_rank_when_alone() -> None:
+    """A lone process is its job's first: Lightning reads its rank from RANK, LOCAL_RANK or
+    SLURM_PROCID alone, and a stray SLURM_PROCID=1 made `embed` skip its pixel PCA and anomaly
+    score (the work of a job's first process) and exit 0."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only as fabric_rank
+    from lightning.pytorch.utilities import rank_zero_only
+    from lightning_utilities.core.rank_zero import rank_zero_only as utils_rank
+
+    rank_zero_only.rank = fabric_rank.rank = utils_rank.rank = 0
 
 
 def _close_run_log() -> None:
@@ -318,6 +329,8 @@ def _dispatch(args) -> int | None:
         raise UserError(f"{run.path} is not a morphospace run (no catalogue.parquet or config.toml): ingest a "
                          f"survey into it first (morphospace ingest DATA --out {run.path})")
     distributed = cmd in ("train", "embed")  # may run as several processes of one job (srun, DDP)
+    if distributed and job_size() < 2:
+        _first_rank_when_alone()
     reads_only = cmd in READ_ONLY_COMMANDS
     if not reads_only:
         run.acquire_lock(distributed=distributed)

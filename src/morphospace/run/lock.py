@@ -15,13 +15,17 @@ from typing import Any, Iterator
 
 from ..errors import UserError
 
-__all__ = ["LOCK_FILE", "built_by_one", "hold_lock", "launched_as_later_rank", "release_locks"]
+__all__ = ["LOCK_FILE", "built_by_one", "folder_turns", "hold_lock", "job_size", "launched_as_later_rank",
+           "release_locks"]
 
 LOCK_FILE = ".lock"
 _HELD_LOCKS: dict[Path, Any] = {}  # run path -> open lock file, held by this process
 # What a distributed launcher tells the processes it starts: Lightning's own children (LOCAL_RANK,
 # NODE_RANK), torchrun (RANK) and srun (SLURM_PROCID). Any of them positive: not the job's first process.
 _RANK_VARIABLES = ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK")
+# ... and how many processes the job has (Lightning's launcher and torchrun: WORLD_SIZE; srun: SLURM_NTASKS;
+# MPI launchers): a rank variable alone (left in a shell, an interactive allocation) makes no job
+_SIZE_VARIABLES = ("WORLD_SIZE", "SLURM_NTASKS", "SLURM_NPROCS", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
 
 
 def launched_as_later_rank() -> bool:
@@ -31,13 +35,23 @@ def launched_as_later_rank() -> bool:
     -------
     bool
         True when one of ``RANK``, ``SLURM_PROCID``, ``NODE_RANK`` or ``LOCAL_RANK`` holds a
-        positive integer.
+        positive integer in a job of more than one process (``WORLD_SIZE``, ``SLURM_NTASKS``, ...):
+        a stray ``SLURM_PROCID=1`` in a lone process skipped the run's lock and half its work.
     """
+    if job_size() < 2:
+        return False
     for name in _RANK_VARIABLES:
         value = os.environ.get(name, "").strip()
         if value.isdigit() and int(value) > 0:
             return True
     return False
+
+
+def job_size() -> int:
+    """How many processes the distributed job this process belongs to has, as its launcher says
+    (``WORLD_SIZE``, ``SLURM_NTASKS``, ...); 1 for a lone process."""
+    sizes = [os.environ.get(name, "").strip() for name in _SIZE_VARIABLES]
+    return max([int(v) for v in sizes if v.isdigit()] + [1])
 
 
 def release_locks() -> None:
