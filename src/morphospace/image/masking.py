@@ -13,7 +13,13 @@ How, per image (framework-free: numpy, scipy and sep):
 1. detect sources on the channel mean (``sep``, threshold in units of the border noise,
    deblending on), and find the central galaxy (:func:`morphospace.image.sources.central_index`);
 2. the other sources' segments, grown by ``grow`` pixels, form the mask; the central
-   galaxy's own segment is never masked;
+   galaxy's own segment is never masked, nor, with ``keep_companions`` > 0, a source that
+   touches it and holds at least that fraction of its light (a merging partner or a tidal
+   feature, which deblending splits off the galaxy). Off by default: measured on sdss-gz1
+   (``benchmarks/bench_mask_companions.py``), keeping major partners (0.25) lifts a linear
+   merger-against-rest probe on the form embedding (balanced accuracy 0.71 -> 0.78) but not how
+   often a merger's nearest galaxies are mergers (0.098 -> 0.101), and lowers K-Means(3) (0.314 ->
+   0.301), the 10% probe (0.789 -> 0.781) and the label-free UMAP silhouette (0.433 -> 0.401);
 3. a masked pixel takes the value of its 180-degree twin about the frame centre (the
    galaxy's light is roughly point-symmetric, so a companion overlapping the galaxy's halo
    is replaced by the halo on the other side), unless that twin is masked too, in which
@@ -87,12 +93,33 @@ class MaskParams:
     grow : int
         Pixels by which each masked segment is dilated (a segment stops at the threshold
         isophote; the neighbour's wings reach beyond it).
+    keep_companions : float
+        A source whose segment touches the central galaxy's and whose light above the sky is at
+        least this fraction of the galaxy's is kept, as part of the galaxy (0.25: a major
+        merger's 1:4); 0, the default, masks every other source (measured above).
     """
 
     thresh: float = 2.0
     minarea: int = 4
     deblend_cont: float = 0.005
     grow: int = 2
+    keep_companions: float = 0.0
+
+
+def _companions(data: np.ndarray, seg: np.ndarray, own: np.ndarray, fraction: float) -> np.ndarray:
+    """The pixels of the sources touching the central galaxy's segment ``own`` whose light above the sky
+    (``data``, sky-subtracted) is at least ``fraction`` of the galaxy's."""
+    from scipy.ndimage import binary_dilation
+
+    kept = np.zeros(seg.shape, dtype=bool)
+    if fraction <= 0 or not own.any():
+        return kept
+    light = np.clip(data, 0.0, None)
+    galaxy = float(light[own].sum())
+    for label in np.unique(seg[binary_dilation(own) & ~own]):
+        if label > 0 and float(light[seg == label].sum()) >= fraction * galaxy:
+            kept |= seg == label
+    return kept
 
 
 def mask_neighbours(image: np.ndarray, params: MaskParams = MaskParams()) -> tuple[np.ndarray, int, float]:
@@ -117,11 +144,12 @@ def mask_neighbours(image: np.ndarray, params: MaskParams = MaskParams()) -> tup
     from scipy.ndimage import binary_dilation
 
     img = np.ascontiguousarray(image, dtype=np.float32)
-    _, objects, seg = detect(img.mean(0), params.thresh, params.minarea, params.deblend_cont)
+    data, objects, seg = detect(img.mean(0), params.thresh, params.minarea, params.deblend_cont)
     if len(objects) == 0:
         return img, 0, 0.0
     central = central_index(objects, seg)
     own = seg == (central + 1) if central is not None else np.zeros(seg.shape, dtype=bool)
+    own |= _companions(data, seg, own, params.keep_companions)
     others = (seg > 0) & ~own
     if not others.any():
         return img, 0, 0.0
@@ -137,7 +165,7 @@ def mask_neighbours(image: np.ndarray, params: MaskParams = MaskParams()) -> tup
         sky = level + sigma * rng.standard_normal((h, w)).astype(np.float32)
         fill = np.where(twin_masked, sky, ch[::-1, ::-1])
         out[c][mask] = fill[mask]
-    n_masked = len(objects) - (central is not None)
+    n_masked = len(np.setdiff1d(np.unique(seg[others]), [0]))
     return out, int(n_masked), float(mask.mean())
 
 
