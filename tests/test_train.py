@@ -814,3 +814,42 @@ def test_two_draws_into_one_folder_take_turns(tmp_path, monkeypatch):
     names = sorted(p.name for p in (tmp_path / "gen").iterdir())
     assert names in ([f"component0_{i:04d}.{e}" for i in range(150) for e in ("fits", "png")],
                      [f"component0_{i:04d}.{e}" for i in range(3) for e in ("fits", "png")])
+
+
+def test_checkpoints_are_written_beside_themselves_not_in_the_system_temp_folder(tmp_path, monkeypatch):
+    """Lightning saved checkpoints through fsspec, staged in $TMPDIR: a run wrote outside its folder,
+    a kill mid-save left the file there, and across file systems the move became a copy over the
+    previous checkpoint, which a kill or a full disk left truncated (nothing to resume)."""
+    import tempfile
+
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from morphospace.nets.checkpoints import with_atomic_checkpoints
+
+    class Toy(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Linear(2, 1)
+
+        def training_step(self, batch, i):
+            return self.w(batch[0]).pow(2).mean()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    staged = []
+    real = tempfile.mkstemp
+
+    def spy(*args, **kwargs):
+        staged.append(kwargs.get("dir") or (args[2] if len(args) > 2 else None))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", spy)
+    ckpt = tmp_path / "ckpt"
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(16, 2)), batch_size=4)
+    pl.Trainer(**with_atomic_checkpoints(dict(
+        max_epochs=2, logger=False, enable_progress_bar=False, enable_model_summary=False,
+        callbacks=[ModelCheckpoint(dirpath=str(ckpt), save_last=True)]))).fit(Toy(), data)
+    assert (ckpt / "last.ckpt").is_file() and torch.load(ckpt / "last.ckpt", weights_only=True)["epoch"] == 1
+    assert staged and all(d is not None and Path(d) == ckpt for d in staged), staged

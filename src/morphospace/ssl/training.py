@@ -36,6 +36,7 @@ from torch import nn
 from torch.utils.data import DistributedSampler, default_collate
 
 from ..nets.batches import forward_in_batches, read_rows
+from ..nets.checkpoints import with_atomic_checkpoints
 from ..nets.predict import accelerated, barrier, world_size
 from ..nets.shards import ShardedData
 from ..nets.spawn import spawned_workers
@@ -343,7 +344,7 @@ def _fit_head(module: SSLModule, data: ViewBankDataModule, ckpt_dir: Path, epoch
     kw.update(trainer_kwargs or {})
     kw.update(sync_batchnorm=global_batch_norm(trainer_kwargs))
     with quiet_lightning():
-        trainer = pl.Trainer(**with_bars(kw))
+        trainer = pl.Trainer(**with_bars(with_atomic_checkpoints(kw)))
         with spawned_workers(trainer, ckpt_dir / "spawn"):
             trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None)
     # the trainer's, not the module's: after a spawned fit the module here is no longer attached to it

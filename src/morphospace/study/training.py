@@ -30,6 +30,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
+from ..nets.checkpoints import with_atomic_checkpoints
 from ..nets.spawn import spawned_workers
 from ..progress import quiet_lightning, with_bars
 from .datamodule import FineTuneData, augment
@@ -331,12 +332,12 @@ def fit_classifier(module: FineTuneModule, data: FineTuneData, epochs: int, pati
     with _seeded(seed), quiet_lightning(), warnings.catch_warnings():
         for message in _LIGHTNING_ADVICE:
             warnings.filterwarnings("ignore", message=message)
-        trainer = pl.Trainer(**with_bars(dict(
+        trainer = pl.Trainer(**with_bars(with_atomic_checkpoints(dict(
             max_epochs=int(epochs), accelerator=accelerator, devices=devices, precision=precision,
             logger=False, callbacks=callbacks, default_root_dir=str(checkpoint_dir),
             deterministic=accelerator == "cpu", enable_model_summary=False,
             num_sanity_val_steps=0, use_distributed_sampler=False, log_every_n_steps=1,
-        )))
+        ))))
         with spawned_workers(trainer, checkpoint_dir / "spawn"):
             trainer.fit(module, datamodule=data)
         early = next((c for c in callbacks if isinstance(c, EarlyStopping)), None)

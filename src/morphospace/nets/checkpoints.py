@@ -1,0 +1,36 @@
+"""Training checkpoints written inside the run, atomically: Lightning's ``CheckpointIO`` with our write.
+
+Lightning's own ``TorchCheckpointIO`` saves through fsspec, which stages the file in the
+system's temporary folder (``$TMPDIR``) and moves it into place: a run then writes outside its
+folder, a process killed mid-save leaves the partial file there, and where the temporary folder
+is another file system (a tmpfs ``/tmp``) the move becomes a copy over the previous checkpoint,
+which a kill or a full disk leaves truncated, so that ``train --resume`` has nothing to resume.
+Here the checkpoint is written beside its target under a temporary name and renamed onto it
+(:func:`~morphospace.run.atomic_path`): the previous checkpoint stays whole until the new one is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from ..run import atomic_path
+
+__all__ = ["AtomicCheckpointIO", "with_atomic_checkpoints"]
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """:class:`TorchCheckpointIO` whose saves are a temporary file beside the checkpoint, renamed onto it."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None:  # what Lightning's own refuses, refused alike
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
+
+
+def with_atomic_checkpoints(trainer_kwargs: dict) -> dict:
+    """``pl.Trainer`` keyword arguments whose checkpoints :class:`AtomicCheckpointIO` writes."""
+    return dict(trainer_kwargs, plugins=[*(trainer_kwargs.get("plugins") or []), AtomicCheckpointIO()])
