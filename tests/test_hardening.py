@@ -1271,3 +1271,19 @@ def test_a_run_in_a_folder_whose_name_is_not_utf8_reads_and_writes_its_tables(tm
     assert main(["export", str(folder), "--out", str(out), "--quiet"]) == 0
     with out.open("rb") as fh:
         assert len(pd.read_parquet(fh)) == 33  # every galaxy of the catalogue, the 3 left out of the cube too
+
+
+def test_a_lock_file_that_is_a_link_is_refused_and_its_target_untouched(pca_run, tmp_path, capsys):
+    """`RUN/.lock` as a link to a file elsewhere: taking the lock truncated that file and wrote the
+    holder's pid into it."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(pca_run, run)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (run / ".lock").unlink(missing_ok=True)
+    (run / ".lock").symlink_to(victim)
+    assert main(["cluster", str(run), "--quiet"]) == 2
+    assert "is a link, not the run's lock file" in capsys.readouterr().err
+    assert victim.read_text() == "precious\n"

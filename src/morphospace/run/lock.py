@@ -47,6 +47,18 @@ def launched_as_later_rank() -> bool:
     return False
 
 
+def _open_lock_file(path: Path):
+    """The lock file opened for reading and appending, never through a link: a ``.lock`` that is a
+    link to a file elsewhere had that file truncated and overwritten with the holder's pid."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    except OSError as exc:
+        if path.is_symlink():
+            raise UserError(f"{path} is a link, not the run's lock file: remove it") from None
+        raise exc
+    return os.fdopen(fd, "a+")
+
+
 def job_size() -> int:
     """How many processes the distributed job this process belongs to has, as its launcher says
     (``WORLD_SIZE``, ``SLURM_NTASKS``, ...); 1 for a lone process."""
@@ -85,7 +97,7 @@ def hold_lock(run_path: Path, distributed: bool = False) -> None:
     key = Path(run_path).resolve()
     if key in _HELD_LOCKS or (distributed and launched_as_later_rank()):
         return
-    fh = open(Path(run_path) / LOCK_FILE, "a+")
+    fh = _open_lock_file(Path(run_path) / LOCK_FILE)
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -113,7 +125,7 @@ def built_by_one(lock_path: str | Path) -> Iterator[None]:
     """
     import fcntl
 
-    fh = open(lock_path, "a+")
+    fh = _open_lock_file(Path(lock_path))
     try:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX)
