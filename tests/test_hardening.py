@@ -904,6 +904,16 @@ def test_a_damaged_checkpoint_to_resume_is_one_line(pca_run, tmp_path, capsys):
     code = main(["train", str(run), "--resume", "--quiet", "--set", "model.kind=vade", "--set", "model.preset=default"])
     line = one_line_error(capsys, code)
     assert "last.ckpt is damaged" in line and "without --resume" in line
+    # a whole checkpoint, but the settings the training began with damaged: a JSONDecodeError traceback
+    import torch
+
+    torch.save({"epoch": 0}, ckpt)
+    for text in ("{", "[1, 2]"):
+        (ckpt.parent / "hparams.json").write_text(text)
+        code = main(["train", str(run), "--resume", "--quiet", "--set", "model.kind=vade",
+                     "--set", "model.preset=default"])
+        line = one_line_error(capsys, code)
+        assert "hparams.json is damaged" in line and "without --resume" in line
 
 
 def test_a_refused_ingest_keeps_the_run_s_settings_and_makes_no_folder(tmp_path, capsys):

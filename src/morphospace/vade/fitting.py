@@ -94,7 +94,13 @@ def check_resumable(run: RunDir, hp: dict[str, Any], checkpoint: str | None = No
             torch.load(ckpt, map_location="cpu", weights_only=True)  # plain tensors and lists (on_save_checkpoint)
         except Exception as exc:  # a checkpoint cut short by a full disk or a kill mid-write
             raise UserError(f"{ckpt} is damaged ({first_line(exc)[:160]}): train again without --resume") from None
-    saved = json.loads((mdir / "hparams.json").read_text()) if (mdir / "hparams.json").is_file() else None
+    try:
+        saved = json.loads((mdir / "hparams.json").read_text()) if (mdir / "hparams.json").is_file() else None
+        if saved is not None and not isinstance(saved, dict):
+            raise ValueError("not a table of settings")
+    except (OSError, ValueError) as exc:  # what the training began with cannot be told: no resume on it
+        raise UserError(f"{mdir / 'hparams.json'} is damaged ({first_line(exc)[:160]}): the settings the training "
+                        "began with are unknown; train again without --resume") from None
     if saved is not None:
         old, now = _comparable(saved), _comparable(hp)
         # a setting a run saved before it was recorded (train.sample) cannot be told apart: not a change
