@@ -1297,3 +1297,32 @@ def test_a_lock_file_that_is_a_link_is_refused_and_its_target_untouched(pca_run,
     assert main(["cluster", str(run), "--quiet"]) == 2
     assert "is a link, not the run's lock file" in capsys.readouterr().err
     assert victim.read_text() == "precious\n"
+
+
+def test_two_runs_of_the_built_in_survey_render_it_once(tmp_path, monkeypatch):
+    """Two `morphospace run` without data at once: the second took the first's half-rendered survey
+    for an interrupted one and rendered it again, deleting images the first then read as missing
+    (105 of 300 galaxies ingested). They now take turns, and the survey is rendered once."""
+    import threading
+
+    from morphospace.config import apply_overrides, load_config
+    from morphospace.pipeline import survey
+
+    monkeypatch.setenv("MORPHOSPACE_CACHE", str(tmp_path / "cache"))
+    cfg = apply_overrides(load_config(None), ["data.synth_n=6", "ingest.workers=1"])
+    real, calls = survey.stage_synth, []
+
+    def slow_synth(*args, **kwargs):
+        calls.append(1)
+        threading.Event().wait(1.0)  # the other run arrives while this one renders
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(survey, "stage_synth", slow_synth)
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(survey.ensure_survey(cfg))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(set(got)) == 1
+    assert len(list((got[0] / "images").iterdir())) == 6 and (got[0] / "catalogue.csv").is_file()
