@@ -1326,3 +1326,49 @@ def test_two_runs_of_the_built_in_survey_render_it_once(tmp_path, monkeypatch):
         t.join()
     assert len(calls) == 1 and len(set(got)) == 1
     assert len(list((got[0] / "images").iterdir())) == 6 and (got[0] / "catalogue.csv").is_file()
+
+
+def test_a_full_disk_under_the_log_and_the_model_file_is_one_line(tmp_path, capsys, monkeypatch):
+    """log.txt that cannot grow printed a '--- Logging error ---' traceback for every line and failed
+    the command at its close (exit 1); torch.save on a full disk raised its own RuntimeError, a
+    traceback. Now one warning, the console goes on; the model file's write is an OSError naming it."""
+    import errno
+    import logging
+
+    import torch
+
+    import morphospace.cli as cli
+    from morphospace.nets.checkpoints import written_by_torch
+    from morphospace.vade.io import save_model
+
+    run = RunDir(tmp_path / "run", create=True)
+    cli._setup_logging(False, run)
+    handler = next(h for h in logging.getLogger("morphospace").handlers if isinstance(h, logging.FileHandler))
+
+    class Full:
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def flush(self):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self):
+            pass
+
+    handler.stream = Full()
+    logging.getLogger("morphospace").info("one line")
+    logging.getLogger("morphospace").info("another line")
+    cli._close_run_log()
+    err = capsys.readouterr().err
+    assert "Logging error" not in err and "Traceback" not in err
+    assert err.count("cannot write") == 1 and "No space left on device" in err and "another line" in err
+
+    def full_disk(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 4416 vs 4304")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match="a full disk") as exc:
+        save_model(torch.nn.Linear(2, 2), {"preset": "default"}, tmp_path / "model.pt")
+    assert exc.value.filename == str(tmp_path / "model.pt") and not (tmp_path / "model.pt").exists()
+    with pytest.raises(RuntimeError, match="other"), written_by_torch(tmp_path / "x"):
+        raise RuntimeError("other")  # torch's other errors pass

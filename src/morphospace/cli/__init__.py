@@ -31,6 +31,30 @@ __all__ = ["main", "build_parser", "printable"]
 READ_ONLY_COMMANDS = ("export", "generate")
 
 
+class _RunLog(logging.FileHandler):
+    """The run's ``log.txt``; where it cannot be written (a full disk), one line says so and the
+    command goes on logging to the console alone. Logging's own handler printed a "--- Logging
+    error ---" traceback for every line it could not write, and its close failed the command."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, OSError):
+            return super().handleError(record)
+        logging.getLogger("morphospace").removeHandler(self)
+        try:
+            super().close()
+        except OSError:
+            pass
+        print(f"morphospace: warning: cannot write {printable(str(self.baseFilename))} "
+              f"({printable(exc.strerror or str(exc))}): logging to the console alone", file=sys.stderr)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError:  # its last lines could not be flushed: said by handleError where they were written
+            pass
+
+
 def _setup_logging(quiet: bool, run: RunDir | None, later_rank: bool = False, reads_only: bool = False) -> None:
     """Log to stderr and to the run's log.txt; a distributed job's later processes (``later_rank``)
     only warn on stderr, so the run's log is its first process's, each line once. A command that
@@ -46,7 +70,7 @@ def _setup_logging(quiet: bool, run: RunDir | None, later_rank: bool = False, re
     root.addHandler(console)
     if run is not None and not later_rank:
         try:
-            fh = logging.FileHandler(run.log)
+            fh = _RunLog(run.log)
         except OSError:
             if not reads_only:
                 raise

@@ -11,6 +11,9 @@ Here the checkpoint is written beside its target under a temporary name and rena
 
 from __future__ import annotations
 
+import errno
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,7 +21,20 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from ..run import atomic_path
 
-__all__ = ["AtomicCheckpointIO", "with_atomic_checkpoints"]
+__all__ = ["AtomicCheckpointIO", "with_atomic_checkpoints", "written_by_torch"]
+
+
+@contextmanager
+def written_by_torch(path: str | Path):
+    """Around a ``torch.save`` to ``path``: its write failing (a full disk) is torch's RuntimeError
+    ("[enforce fail at inline_container.cc] unexpected pos"), a traceback on the command line; an
+    OSError naming the file here, which the command line says in one line."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if "inline_container" not in str(exc) and "PytorchStreamWriter" not in str(exc):
+            raise
+        raise OSError(errno.EIO, "the write failed (a full disk?)", str(path)) from None
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -27,7 +43,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         if storage_options is not None:  # what Lightning's own refuses, refused alike
             return super().save_checkpoint(checkpoint, path, storage_options)
-        with atomic_path(path) as tmp:
+        with atomic_path(path) as tmp, written_by_torch(path):
             torch.save(checkpoint, tmp)
 
 

@@ -18,6 +18,7 @@ from torch import nn
 from ..errors import UserError
 from ..nets.backbones import make_backbone
 from ..nets.batches import INFERENCE_BATCH, RowView, extract_features, forward_in_batches
+from ..nets.checkpoints import written_by_torch
 from ..run import atomic_path, write_json
 from .targets import rmse
 from .training import torch_threads
@@ -175,7 +176,7 @@ class FineTunedModel:
             "state_dict": self.model_.state_dict(),
             "head": None if self.head_ is None else self.head_.state_dict(),
         }
-        with atomic_path(directory / MODEL_FILE) as tmp:
+        with atomic_path(directory / MODEL_FILE) as tmp, written_by_torch(directory / MODEL_FILE):
             torch.save(payload, tmp)
         write_json(directory / "metrics.json", self.metrics())
         return directory

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ..errors import MissingFile, UserError, first_line
+from ..nets.checkpoints import written_by_torch
 from ..run import RunDir, atomic_path
 
 __all__ = ["MODEL_NAME", "MODEL_FILE", "model_dir", "model_file", "save_model", "load_vade"]
@@ -40,7 +41,7 @@ def save_model(model, hp: dict[str, Any], path: Path, extra: dict | None = None)
     ``hp`` and ``extra`` hold plain values and tensors only: the file is read back with
     ``torch.load(weights_only=True)``, which runs no code a file may carry."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, written_by_torch(path):
         torch.save({"hparams": hp, "state_dict": state, "extra": extra or {}}, tmp)
 
 
