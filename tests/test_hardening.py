@@ -1372,3 +1372,27 @@ def test_a_full_disk_under_the_log_and_the_model_file_is_one_line(tmp_path, caps
     assert exc.value.filename == str(tmp_path / "model.pt") and not (tmp_path / "model.pt").exists()
     with pytest.raises(RuntimeError, match="other"), written_by_torch(tmp_path / "x"):
         raise RuntimeError("other")  # torch's other errors pass
+
+
+def test_a_failed_stage_s_own_error_is_the_one_said(tmp_path, monkeypatch, caplog):
+    """A stage stopped by the file system (a read-only run): putting config.toml back, unchanged,
+    failed in turn, and the command said 'cannot use RUN/.config.toml.xxx.partial' instead of what
+    stopped it. The settings are now put back only where they changed, and a failure to do so is a
+    warning beside the stage's own error."""
+    from morphospace.pipeline import survey
+
+    run = RunDir(tmp_path / "run", create=True)
+    run.config.write_text("[model]\n")
+
+    def unwritable(path):
+        raise PermissionError(13, "Operation not permitted", str(path) + ".partial")
+
+    monkeypatch.setattr(survey, "atomic_path", unwritable)
+    with pytest.raises(OSError, match="report.html"):
+        with survey.config_restored_on_failure(run):
+            raise OSError(28, "No space left on device", str(run.path / "report.html"))
+    with caplog.at_level("WARNING", logger="morphospace"), pytest.raises(OSError, match="report.html"):
+        with survey.config_restored_on_failure(run):
+            run.config.write_text("[model]\npreset = 'form'\n")  # a stage saved its settings, then failed
+            raise OSError(28, "No space left on device", str(run.path / "report.html"))
+    assert "could not put" in caplog.text

@@ -121,12 +121,21 @@ def config_restored_on_failure(run: RunDir) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        if run.path.is_dir():  # (a folder the command made is taken away whole)
-            if before is None:
-                run.config.unlink(missing_ok=True)
-            else:
-                with atomic_path(run.config) as tmp:
-                    tmp.write_bytes(before)
+        try:
+            now = run.config.read_bytes()
+        except OSError:
+            now = None
+        # only where it changed, and never in the way of the error that stopped the block: a run
+        # that cannot be written (a full disk, a read-only folder) said "cannot use .config.toml.partial"
+        if run.path.is_dir() and now != before:  # (a folder the command made is taken away whole)
+            try:
+                if before is None:
+                    run.config.unlink(missing_ok=True)
+                else:
+                    with atomic_path(run.config) as tmp:
+                        tmp.write_bytes(before)
+            except OSError as exc:
+                log.warning("could not put %s back as it was (%s)", run.config, exc.strerror or exc)
         raise
 
 
