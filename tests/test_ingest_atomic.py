@@ -106,14 +106,14 @@ def test_a_rerun_replaces_everything_and_stale_partials_go(tmp_path):
     for name in ("classes/morph.parquet", "classes/morph_suggest.csv", "similar/query_x0.png"):
         (run.path / name).parent.mkdir(exist_ok=True)
         (run.path / name).write_bytes(b"about x0..x3")
-    (run.path / "anomaly_tags.csv").write_text("id,tag\nx0,interesting\n")  # the user's own tags stay
+    (run.path / "anomaly_tags.csv").write_text("id,tag\nx0,interesting\n")  # the user's tags, about x0
     _, cat, cube, _ = ingest_to(second, tmp_path / "run")
     assert cube.shape[0] == 2 and list(cat["id"]) == ["y0", "y1"]
     assert not list(run.path.glob("*.partial")) and not list(run.path.glob(".*.partial"))
     assert not (run.path / "classes").exists() and not (run.path / "similar").exists()
     kept = list((run.path / "superseded").iterdir())  # moved aside, not deleted: labels filled in live there
     assert len(kept) == 1 and (kept[0] / "classes" / "morph_suggest.csv").read_bytes() == b"about x0..x3"
-    assert (run.path / "anomaly_tags.csv").is_file()
+    assert not (run.path / "anomaly_tags.csv").exists() and (kept[0] / "anomaly_tags.csv").is_file()
     (run.path / "classes").mkdir()
     (run.path / "classes" / "morph.parquet").write_bytes(b"about y0, y1")
     ingest_to(second, tmp_path / "run")  # the same galaxies again: their classification stays
@@ -325,6 +325,16 @@ def test_the_galaxies_are_told_by_their_files_not_by_the_path_as_typed(tmp_path,
     assert ms.Run(run.path).catalogue["source"].iloc[0] == str(tmp_path / "a" / "survey" / "x0.png")
     write_npy(run.embedding_path("form"), np.ones((3, 4), np.float32))
     ingest_to(tmp_path / "a" / "survey", tmp_path / "run")  # the same files by another path: kept
+    assert "form" in ms.Run(run.path).embeddings and not (run.path / "superseded").exists()
+    (tmp_path / "link").symlink_to(tmp_path / "a" / "survey")
+    ingest_to(tmp_path / "link", tmp_path / "run")  # through a link: the same files, kept
+    assert "form" in ms.Run(run.path).embeddings and not (run.path / "superseded").exists()
+    import pandas as pd  # a catalogue an earlier version wrote: its sources as typed, relative to where it ran
+
+    cat = pd.read_parquet(run.catalogue)
+    cat["source"] = [os.path.relpath(p) for p in cat["source"]]
+    cat.to_parquet(run.catalogue)
+    ingest_to(tmp_path / "a" / "survey", tmp_path / "run")
     assert "form" in ms.Run(run.path).embeddings and not (run.path / "superseded").exists()
     monkeypatch.chdir(tmp_path / "b")
     ingest_to(Path("survey"), tmp_path / "run")  # the same path as typed, other galaxies: set aside

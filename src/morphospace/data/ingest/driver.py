@@ -86,6 +86,25 @@ def _galaxies(cube_catalogue) -> list[tuple[str, str]]:
     return list(zip(cube_catalogue["id"].astype(str).tolist(), sources))
 
 
+def _same_galaxies(new: list[tuple[str, str]], earlier: list[tuple[str, str]]) -> bool:
+    """Whether two cubes hold the same galaxies: the same ids from the same files, a file named by
+    its resolved path (the survey through a link, or by the relative path an earlier version wrote,
+    read from the folder it was ingested from), so that the same files by another path are not
+    taken for other galaxies and their results set aside."""
+    if new == earlier:
+        return True
+    if len(new) != len(earlier) or [i for i, _ in new] != [i for i, _ in earlier]:
+        return False
+
+    def resolved(source: str) -> str:
+        path, hash_, row = source.rpartition("#")  # an HDF5 row: file#row
+        if hash_ and row.isdigit() and os.path.isfile(path):
+            return os.path.realpath(path) + "#" + row
+        return os.path.realpath(source) if source else source
+
+    return all(a == b or resolved(a) == resolved(b) for (_, a), (_, b) in zip(new, earlier))
+
+
 def _set_aside_results_of_other_galaxies(run: RunDir, earlier: tuple | None, ids: list,
                                          recipe: dict) -> Path | None:
     """Before a new cube of galaxies ``ids`` made with ``recipe`` is published: what the stages derived
@@ -104,9 +123,10 @@ def _set_aside_results_of_other_galaxies(run: RunDir, earlier: tuple | None, ids
         present = ([p for p in present if p.name != "models"]
                    + [p for p in sorted(imported.parent.iterdir()) if p != imported]
                    + [p for p in sorted(imported.iterdir()) if p.name not in ("model.pt", IMPORTED_MARKER)])
-    if earlier is not None and ids != earlier[0] and (run.path / TAGS_FILE).is_file():
+    same = earlier is not None and _same_galaxies(ids, earlier[0])
+    if earlier is not None and not same and (run.path / TAGS_FILE).is_file():
         present.append(run.path / TAGS_FILE)  # the user's, but about the earlier galaxies by id
-    if not present or (earlier is not None and ids == earlier[0] and earlier[1] in (None, recipe)):
+    if not present or (same and earlier[1] in (None, recipe)):
         return None
     if [p.name for p in present] == ["models"] and not (run.cube.exists() or run.catalogue.exists()):
         return None  # a model imported into a new run before imports were marked: made from no galaxies
@@ -125,8 +145,7 @@ def _set_aside_results_of_other_galaxies(run: RunDir, earlier: tuple | None, ids
         if not any(dest.iterdir()):  # nothing moved: no empty folder left to puzzle over
             dest.rmdir()
         raise
-    changed = [f"{k} {earlier[1][k]} -> {recipe[k]}" for k in RECIPE
-               if earlier is not None and ids == earlier[0] and earlier[1] and earlier[1][k] != recipe[k]]
+    changed = [f"{k} {earlier[1][k]} -> {recipe[k]}" for k in RECIPE if same and earlier[1] and earlier[1][k] != recipe[k]]
     log.warning("the run's results (%s) were made from %s: moved to %s (delete it when you no longer need them)",
                 ", ".join(str(p.relative_to(run.path)) for p in present),
                 f"the same galaxies made otherwise ({', '.join(changed)})" if changed else
