@@ -853,3 +853,28 @@ def test_checkpoints_are_written_beside_themselves_not_in_the_system_temp_folder
         callbacks=[ModelCheckpoint(dirpath=str(ckpt), save_last=True)]))).fit(Toy(), data)
     assert (ckpt / "last.ckpt").is_file() and torch.load(ckpt / "last.ckpt", weights_only=True)["epoch"] == 1
     assert staged and all(d is not None and Path(d) == ckpt for d in staged), staged
+
+
+def test_a_new_training_stopped_half_way_leaves_the_previous_model_at_hand(tmp_path, trained, monkeypatch):
+    """A training without --resume deleted the run's model before it began: stopped half way
+    (Ctrl-C), it left neither the earlier model nor anything to resume. The earlier model is now set
+    aside in superseded/ while the new one trains."""
+    import shutil
+
+    import lightning.pytorch as pl
+
+    from morphospace.vade.train import train_run
+
+    run = RunDir(shutil.copytree(trained[0].path, tmp_path / "run"))
+    before = (run.path / "models" / "vade" / "model.pt").read_bytes()
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pl.Trainer, "fit", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(run, cfg_for())
+    assert not (run.path / "models" / "vade" / "model.pt").exists()  # never served for the new settings
+    aside = list((run.path / "superseded").glob("*/models/vade/model.pt"))
+    assert len(aside) == 1 and aside[0].read_bytes() == before
+    assert (aside[0].parent / "hparams.json").is_file()

@@ -151,6 +151,18 @@ class RunDir:
         is created to look for it (a stage that only reads a run)."""
         return self.path / "models" / safe_name(name)
 
+    def new_superseded_folder(self) -> Path:
+        """A new, empty ``superseded/<UTC time>/`` folder, where results no longer the run's are moved
+        (not deleted: a trained model or labels filled in stay at hand)."""
+        import time
+
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        dest, k = self.path / SUPERSEDED / stamp, 1
+        while dest.exists():
+            dest, k = self.path / SUPERSEDED / f"{stamp}-{k}", k + 1
+        dest.mkdir(parents=True)
+        return dest
+
     def imported_model(self) -> Path | None:
         """``RUN/models/vade/`` where it holds a model imported (import-astrovader), made from no
         galaxies of the run (:data:`IMPORTED_MARKER` beside ``model.pt``); None otherwise."""

@@ -54,9 +54,20 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def _clear_previous(mdir: Path) -> None:
+def _clear_previous(run: RunDir, mdir: Path) -> None:
     # everything the folder holds came from the previous model (its checkpoints, embedding, merged
-    # clusters, shares of a killed job): none of it may outlive a new training cut short
+    # clusters, shares of a killed job): none of it may outlive a new training cut short. The trained
+    # model itself, and what says what it is, is set aside rather than deleted: a new training
+    # stopped half way (Ctrl-C during its view bank) left neither model
+    kept = [mdir / name for name in ("model.pt", "hparams.json", "clusters.json", "training.json")
+            if (mdir / name).is_file()]
+    if any(p.name == "model.pt" for p in kept):
+        dest = run.new_superseded_folder() / mdir.relative_to(run.path)
+        dest.mkdir(parents=True)
+        for p in kept:
+            p.rename(dest / p.name)
+        log.info("the previous model (%s) is set aside in %s while a new one trains (delete it when you no "
+                 "longer need it)", ", ".join(p.name for p in kept), dest.relative_to(run.path))
     for p in mdir.iterdir():
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p, ignore_errors=True)
@@ -130,7 +141,7 @@ def prepare_model_dir(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool
     # already being written; only the first clears the folder and writes into it.
     if not launched_as_later_rank():
         if not resume:
-            _clear_previous(mdir)
+            _clear_previous(run, mdir)
         write_json(mdir / "hparams.json", hp)
     return mdir
 

@@ -22,7 +22,7 @@ from ...config import Config
 from ...errors import UserError
 from ...progress import progress
 from ...run import RunDir, atomic_path, in_cube_order
-from ...run.rundir import DERIVED, IMPORTED_MARKER, SUPERSEDED, TAGS_FILE
+from ...run.rundir import DERIVED, IMPORTED_MARKER, TAGS_FILE
 from ...run.writes import to_parquet
 from .catalogue import N_EXAMPLES, build_catalogue, flag_counts_line, log_summary, raise_if_flagged, summarise
 from .cube import CubeWriter, partial_path
@@ -130,11 +130,7 @@ def _set_aside_results_of_other_galaxies(run: RunDir, earlier: tuple | None, ids
         return None
     if [p.name for p in present] == ["models"] and not (run.cube.exists() or run.catalogue.exists()):
         return None  # a model imported into a new run before imports were marked: made from no galaxies
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    dest, k = run.path / SUPERSEDED / stamp, 1
-    while dest.exists():
-        dest, k = run.path / SUPERSEDED / f"{stamp}-{k}", k + 1
-    dest.mkdir(parents=True)
+    dest = run.new_superseded_folder()
     try:
         for path in present:
             _absolute_links(path, present)
