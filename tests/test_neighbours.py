@@ -87,6 +87,21 @@ def test_masked_cube_is_built_once_and_rebuilt_when_the_cube_changes(tmp_path):
     first = (run.path / MASKED_CUBE).stat().st_mtime_ns
     masked_cube(run)
     assert (run.path / MASKED_CUBE).stat().st_mtime_ns == first  # cached
+    # a cube masked by a version before keep_companions (its settings without it) is still good at
+    # its default: an upgrade masked every run's cube again (25-49 GB at 10^6 galaxies)
+    import json
+
+    from morphospace.image.masking import MASKED_META, MaskParams
+
+    meta = json.loads((run.path / MASKED_META).read_text())
+    meta["params"].pop("keep_companions", None)
+    (run.path / MASKED_META).write_text(json.dumps(meta))
+    masked_cube(run)
+    assert (run.path / MASKED_CUBE).stat().st_mtime_ns == first
+    masked_cube(run, MaskParams(keep_companions=0.25))  # another setting: masked again
+    assert (run.path / MASKED_CUBE).stat().st_mtime_ns != first
+    masked_cube(run)
+    first = (run.path / MASKED_CUBE).stat().st_mtime_ns
     cube = np.asarray(run.read_cube()).copy()
     cube[0] = stamp(True, seed=9)
     write_npy(run.cube, cube)
