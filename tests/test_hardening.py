@@ -1338,7 +1338,7 @@ def test_a_full_disk_under_the_log_and_the_model_file_is_one_line(tmp_path, caps
     import torch
 
     import morphospace.cli as cli
-    from morphospace.nets.checkpoints import written_by_torch
+    from morphospace.nets.saving import written_by_torch
     from morphospace.vade.io import save_model
 
     run = RunDir(tmp_path / "run", create=True)

@@ -11,30 +11,15 @@ Here the checkpoint is written beside its target under a temporary name and rena
 
 from __future__ import annotations
 
-import errno
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from ..run import atomic_path
+from .saving import written_by_torch
 
-__all__ = ["AtomicCheckpointIO", "with_atomic_checkpoints", "written_by_torch"]
-
-
-@contextmanager
-def written_by_torch(path: str | Path):
-    """Around a ``torch.save`` to ``path``: its write failing (a full disk) is torch's RuntimeError
-    ("[enforce fail at inline_container.cc] unexpected pos"), a traceback on the command line; an
-    OSError naming the file here, which the command line says in one line."""
-    try:
-        yield
-    except RuntimeError as exc:
-        if "inline_container" not in str(exc) and "PytorchStreamWriter" not in str(exc):
-            raise
-        raise OSError(errno.EIO, "the write failed (a full disk?)", str(path)) from None
+__all__ = ["AtomicCheckpointIO", "with_atomic_checkpoints"]
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -18,7 +18,7 @@ from torch import nn
 from ..errors import UserError
 from ..nets.backbones import make_backbone
 from ..nets.batches import INFERENCE_BATCH, RowView, extract_features, forward_in_batches
-from ..nets.checkpoints import written_by_torch
+from ..nets.saving import written_by_torch
 from ..run import atomic_path, write_json
 from .targets import rmse
 from .training import torch_threads

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ..errors import MissingFile, UserError, first_line
-from ..nets.checkpoints import written_by_torch
+from ..nets.saving import written_by_torch
 from ..run import RunDir, atomic_path
 
 __all__ = ["MODEL_NAME", "MODEL_FILE", "model_dir", "model_file", "save_model", "load_vade"]
@@ -116,8 +116,10 @@ def load_vade(path: str | Path, trusted: bool = False):
         if not (isinstance(hp, dict) and isinstance(state, dict) and isinstance(extra, dict)):
             raise TypeError("its hyper-parameters, weights or notes are not tables")
     except pickle.UnpicklingError as exc:
-        # only a pickled object names a global; garbage fails on an opcode ("Unsupported operand")
-        if "Weights only load failed" not in str(exc) or "Unsupported global" not in str(exc):
+        # only a pickled object names a global ("Unsupported global", torch < 2.4: "Unsupported class");
+        # garbage fails on an opcode ("Unsupported operand")
+        if "Weights only load failed" not in str(exc) or not any(
+                what in str(exc) for what in ("Unsupported global", "Unsupported class")):
             raise UserError(f"{path} is damaged ({first_line(exc)[:160]}): re-run `morphospace train`") from None
         raise UserError(f"{path} holds Python objects besides weights and settings (an estimator saved by an "
                         "earlier version, or a file not written by morphospace): not loaded, as unpickling them "
