@@ -163,15 +163,15 @@ def stamp_is_current(stamp: Any, path: str | Path) -> bool:
         return False
 
 
-def _file_identity(path: Path) -> dict:
-    """Which file on this machine ``path`` is: device, inode, owner and the time its inode last changed.
+def _file_identity(st: os.stat_result) -> dict:
+    """Which file a ``stat`` describes: inode, owner, size and the time its inode last changed.
 
     A copy, an unpacked archive or a file put in place by hand is another inode with a ctime of
     its own, which no one can set (only the clock can), so a note recording these vouches for the
-    very file the writer renamed into place, and for no file made elsewhere.
+    very file the writer renamed into place, and for no file made elsewhere. (Not the device: a
+    cluster's file system has another device number on every node that mounts it.)
     """
-    st = path.stat()
-    return {"dev": st.st_dev, "ino": st.st_ino, "uid": st.st_uid, "ctime_ns": st.st_ctime_ns, "size": st.st_size}
+    return {"ino": st.st_ino, "uid": st.st_uid, "ctime_ns": st.st_ctime_ns, "size": st.st_size}
 
 
 def read_stamped_pickle(path: str | Path, note: str | Path, stamp: dict) -> Any:
@@ -200,12 +200,12 @@ def read_stamped_pickle(path: str | Path, note: str | Path, stamp: dict) -> Any:
     if not (path.is_file() and note.is_file()):
         return None
     try:
-        identity = _file_identity(path)
-        if identity["uid"] != getattr(os, "geteuid", lambda: identity["uid"])():
-            return None
-        if json.loads(note.read_text()) != {"stamp": stamp, "pickle": identity}:
-            return None
-        with open(path, "rb") as fh:
+        with open(path, "rb") as fh:  # the file judged is the file read: no swap between the two
+            identity = _file_identity(os.fstat(fh.fileno()))
+            if identity["uid"] != getattr(os, "geteuid", lambda: identity["uid"])():
+                return None
+            if json.loads(note.read_text()) != {"stamp": stamp, "pickle": identity}:
+                return None
             return pickle.load(fh)
     except (OSError, ValueError, EOFError, AttributeError, ImportError, pickle.UnpicklingError):
         return None  # damaged or foreign: fitted again
@@ -250,7 +250,7 @@ def write_stamped_pickle(path: str | Path, note: str | Path, stamp: dict, obj: A
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             pickle.dump(obj, fh)
-    write_json(note, {"stamp": stamp, "pickle": _file_identity(Path(path))})
+    write_json(note, {"stamp": stamp, "pickle": _file_identity(Path(path).stat())})
 
 
 def write_npy(path: str | Path, array: np.ndarray) -> None:
