@@ -642,7 +642,7 @@ def test_generate_with_rejection_and_write(trained, tmp_path):
     # a second, smaller draw into the same folder: no file of the first is left beside it, and the
     # header says how each was drawn
     write_generated(imgs[:2], tmp_path / "gen", draw={"comp": 1, "temp": 0.5, "seed": 9, "rej": None})
-    assert sorted(p.name for p in (tmp_path / "gen").iterdir()) == [
+    assert sorted(p.name for p in (tmp_path / "gen").iterdir() if not p.name.startswith(".")) == [
         "generated_0000.fits", "generated_0000.png", "generated_0001.fits", "generated_0001.png"]
     with fits.open(tmp_path / "gen" / "generated_0001.fits") as hdul:
         h = hdul[0].header
@@ -811,7 +811,7 @@ def test_two_draws_into_one_folder_take_turns(tmp_path, monkeypatch):
     draw(small)
     first.join()
     assert errors == []
-    names = sorted(p.name for p in (tmp_path / "gen").iterdir())
+    names = sorted(p.name for p in (tmp_path / "gen").iterdir() if p.name != ".morphospace.lock")
     assert names in ([f"component0_{i:04d}.{e}" for i in range(150) for e in ("fits", "png")],
                      [f"component0_{i:04d}.{e}" for i in range(3) for e in ("fits", "png")])
 

@@ -138,20 +138,8 @@ def built_by_one(lock_path: str | Path) -> Iterator[None]:
 
 @contextmanager
 def folder_turns(folder: str | Path) -> Iterator[None]:
-    """Around writing a set of files into ``folder``: the processes that write there take turns.
-
-    An exclusive ``flock`` on the folder itself (no lock file left among the user's files), waited
-    for and released by the operating system if the process dies; where the file system has no
-    ``flock`` on folders, the block runs unlocked.
-    """
-    import fcntl
-
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError:
-            pass
+    """Around writing a set of files into ``folder``: the processes that write there take turns,
+    on a hidden lock file in it (:func:`built_by_one`; a lock on the folder itself is no lock on
+    NFS, where an exclusive lock needs a file open for writing)."""
+    with built_by_one(Path(folder) / ".morphospace.lock"):
         yield
-    finally:
-        os.close(fd)  # releases the lock

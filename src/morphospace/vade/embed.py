@@ -261,7 +261,7 @@ def write_generated(images: np.ndarray, out_dir: str | Path, prefix: str = "gene
     The files are written into a hidden folder inside ``out_dir`` and moved into place once all
     are written, after the files of an earlier draw with the same prefix are removed: a folder
     never mixes two draws, and one interrupted (Ctrl-C) keeps the earlier draw whole. Returns the
-    written paths. Draws into one folder take turns (a lock on the folder).
+    written paths. Draws into one folder take turns (a hidden lock file in it).
     """
     from ..run.lock import folder_turns
 
