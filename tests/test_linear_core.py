@@ -219,5 +219,12 @@ def test_the_merge_still_joins_overlapping_components_beside_a_separate_one():
     assert ComponentMerger().fit(p).groups_ == [[0, 1], [2]]
     assert ComponentMerger().fit(np.repeat(np.eye(4), 20, 0)).n_clusters_ == 4
     assert ComponentMerger(tol=1e9).fit(p).n_clusters_ == 3  # nothing counts as overlap
+    # a small component splitting its galaxies with a large one, in a large survey of separate groups:
+    # an overlap, however small a part of the survey (the drop was weighed per galaxy of the survey)
+    big = np.zeros((4 * 25000 + 100, 5))
+    big[np.arange(100000), np.repeat(np.arange(4), 25000)] = 1.0
+    big[100000:, 0], big[100000:, 4] = 0.5, 0.5
+    merged = ComponentMerger().fit(big)
+    assert merged.n_clusters_ == 4 and [0, 4] in merged.groups_
     with pytest.raises(ValueError, match="tol must be"):
         ComponentMerger(tol=-1).fit(p)

@@ -14,7 +14,7 @@ involved (those assigned to either merged group), a two-segment piecewise-linear
 section 4 and abstract; mclust's ``entPlot(abc = "normalized")``), where the merges of
 overlapping components (large drops for the galaxies involved, since they were split between
 them) give way to merges of separate groups. Where even the best first merge lowers the entropy
-by almost nothing (less than ``tol`` nats a galaxy), no two components share galaxies and there is
+by almost nothing (less than ``tol`` nats a galaxy of the two it joins), no two components share galaxies and there is
 no elbow to find: every component stays its own cluster (the two-segment fit, whose breakpoint is
 an inner point, would otherwise join two separate groups, and of three always two). Against the
 number of clusters instead (``elbow_on = "clusters"``, the standard plot), a merge of two small components counts as much
@@ -118,8 +118,9 @@ class ComponentMerger(BaseEstimator):
         The abscissa of the elbow: the cumulated number of galaxies merged (Baudry et al.'s
         rescaled plot, the default) or the number of clusters (their standard plot).
     tol : float
-        Entropy decrease per galaxy (nats) below which the best first merge joins components
-        that share no galaxies: then every component is its own cluster (``n_clusters=None``).
+        Entropy decrease (nats) per galaxy of the two components it joins below which the best
+        first merge joins components that share no galaxies: then every component is its own
+        cluster (``n_clusters=None``).
     """
 
     def __init__(self, n_clusters: int | None = None, min_clusters: int = 2, elbow_on: str = "observations",
@@ -192,7 +193,9 @@ class ComponentMerger(BaseEstimator):
         ks = np.array(sorted(path))
         ents = np.array([path[kk][1] for kk in ks])
         x = np.array([path[kk][2] for kk in ks], dtype=np.float64) if self.elbow_on == "observations" else None
-        separate = k > 1 and path[k][1] - path[k - 1][1] < self.tol * len(p)  # the greedy merges' largest drop
+        # the greedy merges' largest drop, per galaxy of the two components it joins (not of the survey:
+        # a small component split with a large one is no separate group however large the survey)
+        separate = k > 1 and path[k][1] - path[k - 1][1] < self.tol * max(path[k - 1][2], 1)
         chosen = self.n_clusters if self.n_clusters is not None else (
             elbow(ks, ents, min_k=min(self.min_clusters, k), x=x) if k > 2 and not separate else k)
         self.groups_ = path[chosen][0]
