@@ -353,9 +353,12 @@ def test_a_faint_galaxy_on_a_quiet_eight_bit_sky_is_no_blank_frame(tmp_path):
         rng = np.random.default_rng(len(name))
         frame = 20 + rng.normal(0, sigma, (128, 128)) + peak * np.exp(-((x - 64) ** 2 + (y - 64) ** 2) / (2 * 6.0**2))
         save_image(img / f"{name}.png", np.repeat(frame[..., None], 3, axis=2).round().clip(0, 255).astype(np.uint8))
+    smudge = np.full((128, 128), 3.0)
+    smudge[63:65, 63:66] += 6  # a few pixels a few levels above a sky on one level: no galaxy
+    save_image(img / "smudge.png", np.repeat(smudge[..., None], 3, axis=2).astype(np.uint8))
     _, cat, _, _ = ingest_to(img, tmp_path / "run")
     assert dict(zip(cat["id"], cat["flag_blank"])) == {"faint": False, "fainter": False, "quiet_sky": True,
-                                                       "sky": True}
+                                                       "sky": True, "smudge": True}
 
 
 def test_the_level_top_is_the_highest_level_rounded_up_to_a_power_of_two():

@@ -130,9 +130,9 @@ class Stats8:
         # the centre's second-brightest sampled pixel (one hot pixel is not a galaxy): a galaxy a
         # twentieth of the frame's side keeps only a few pixels in the sample, too few for a percentile
         centre_hi = int((cum[1] < cum[1, -1] - 1).sum())
-        # at least half a level: the rounding to levels is noise too, and a sky on one level (no noise
-        # measured) must not make a smudge of two levels a 20-sigma detection
-        noise = max(ring_noise(np.diff(cum[0], prepend=0), int(medians[0])), 0.5)
+        # at least a level: the rounding to levels is noise too, and a sky on one level (no noise
+        # measured) must not make a smudge of a few levels a 10-sigma detection
+        noise = max(ring_noise(np.diff(cum[0], prepend=0), int(medians[0])), 1.0)
         return FrameStats(lo=self.lo[i] / 255, hi=self.hi[i] / 255, vmin=self.vmin[i] / 255,
                           vmax=self.vmax[i] / 255, std=float("nan"),
                           mode_fraction=float(self.mode_fraction[i]), mode_level=self.mode[i] / 255,

@@ -12,7 +12,7 @@ Quality checks (on the whole frame, before cropping), each a flag:
     the sky is a detection and never blank: linear 16-bit data hold faint galaxies in a few
     hundredths of the scale that the survey's bright ones fill, and an 8-bit galaxy 15 levels
     above a sky of a level's noise is 15 sigma (the noise of 8-bit frames is read from the
-    border's histogram, at least half a level). For flux data
+    border's histogram, at least a level). For flux data
     (FITS, float), the standard deviation is below ``blank_std`` of the largest
     absolute value. More than half the pixels NaN/inf is blank too.
 ``not_galaxy``
