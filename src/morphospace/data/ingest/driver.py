@@ -96,11 +96,17 @@ def _same_galaxies(new: list[tuple[str, str]], earlier: list[tuple[str, str]]) -
     if len(new) != len(earlier) or [i for i, _ in new] != [i for i, _ in earlier]:
         return False
 
+    folders: dict[str, str] = {}  # each folder resolved once (10^6 realpaths took half a minute)
+    files: dict[str, bool] = {}
+
     def resolved(source: str) -> str:
         path, hash_, row = source.rpartition("#")  # an HDF5 row: file#row
-        if hash_ and row.isdigit() and os.path.isfile(path):
-            return os.path.realpath(path) + "#" + row
-        return os.path.realpath(source) if source else source
+        if not (hash_ and row.isdigit() and files.setdefault(path, os.path.isfile(path))):
+            path, row = source, ""
+        head, tail = os.path.split(path)
+        if head not in folders:
+            folders[head] = os.path.realpath(head or ".")
+        return os.path.join(folders[head], tail) + (f"#{row}" if row else "")
 
     return all(a == b or resolved(a) == resolved(b) for (_, a), (_, b) in zip(new, earlier))
 
