@@ -59,7 +59,7 @@ def _clear_previous(run: RunDir, mdir: Path) -> None:
     # clusters, shares of a killed job): none of it may outlive a new training cut short. The trained
     # model itself, and what says what it is, is set aside rather than deleted: a new training
     # stopped half way (Ctrl-C during its view bank) left neither model
-    kept = [mdir / name for name in ("model.pt", "hparams.json", "clusters.json", "training.json")
+    kept = [mdir / name for name in ("model.pt", "hparams.json", "clusters.json", "training.json", "imported.json")
             if (mdir / name).is_file()]
     if any(p.name == "model.pt" for p in kept):
         dest = run.new_superseded_folder() / mdir.relative_to(run.path)
