@@ -157,7 +157,7 @@ def test_sigterm_during_a_lightning_fit_is_a_failure_with_status_143(monkeypatch
     monkeypatch.setattr(cli, "_dispatch", fit)
     assert main(["cluster", str(tmp_path)]) == 143
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == "morphospace: terminated (SIGTERM); `train --resume` continues a training"
+    assert err[-1] == "morphospace: terminated (SIGTERM)"
 
 
 def test_epochs_the_default_model_does_not_use_are_said_so():

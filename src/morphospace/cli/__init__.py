@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         if type(exc).__name__ == "SIGTERMException":  # Lightning's, with no exit code: status 0 before
             # a SIGTERM (a scheduler's preemption, `kill`) during a fit is no success, however quietly it stops
-            print("morphospace: terminated (SIGTERM); `train --resume` continues a training", file=sys.stderr)
+            print("morphospace: terminated (SIGTERM)", file=sys.stderr)
             _in_run_log("terminated (SIGTERM)")
             return 128 + int(signal.SIGTERM)
         if not isinstance(exc.__context__, KeyboardInterrupt):
