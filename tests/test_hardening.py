@@ -98,14 +98,40 @@ def test_a_second_writer_gets_one_line(pca_run, capsys):
     """)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
+        log = (pca_run / "log.txt").read_text()
         code = main(["cluster", str(pca_run), "--quiet"])
         line = one_line_error(capsys, code)
         assert "in use by morphospace process" in line and str(holder.pid) in line
+        assert (pca_run / "log.txt").read_text() == log  # the writer's log, not the refused command's
+        code = main(["ingest", str(pca_run.parent / "data"), "--out", str(pca_run), "--quiet"])
+        assert "in use by" in one_line_error(capsys, code) and (pca_run / "log.txt").read_text() == log
         assert main(["export", str(pca_run), "--out", str(pca_run.parent / "r.csv"), "--quiet"]) == 0  # readers may
     finally:
         holder.kill()
         holder.wait()
     assert main(["cluster", str(pca_run), "--quiet"]) == 0  # the lock dies with its holder
+
+
+def test_a_file_system_without_locks_is_said_not_taken_for_a_writer(tmp_path, monkeypatch, caplog):
+    """flock failing for want of locks (ENOLCK: some NFS, Lustre) read as "in use by" the last holder,
+    for ever: the run could not be written at all. The command now goes on, saying one writer is not
+    enforced there."""
+    import errno
+    import fcntl
+
+    from morphospace.run import release_locks
+
+    def no_locks(fh, how):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    run = RunDir(tmp_path / "run", create=True)
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    try:
+        with caplog.at_level("WARNING", logger="morphospace"):
+            run.acquire_lock()
+        assert "one writer at a time is not enforced on this file system" in caplog.text
+    finally:
+        release_locks()
 
 
 def test_a_distributed_job_is_one_writer(tmp_path, monkeypatch):

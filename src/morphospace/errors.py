@@ -24,6 +24,10 @@ class UserError(Exception):
     exit_code = 2
 
 
+class RunInUse(UserError):
+    """Another process writes the run: said on the console alone, never in that run's log."""
+
+
 class InvalidArgument(UserError, ValueError):
     """A wrong argument to an estimator: a ``ValueError``, as scikit-learn's conventions want,
     that the command line still prints as one line. (Not every :class:`UserError` is a

@@ -15,7 +15,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from ..config import Config
-from ..errors import InvalidArgument, UserError, missing_package
+from ..errors import InvalidArgument, RunInUse, UserError, missing_package
 from ..progress import set_quiet
 from ..run import RunDir, job_size, launched_as_later_rank, release_locks
 from .options import check_out, printable
@@ -147,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         return status
     except UserError as exc:
         print(f"morphospace: error: {printable(str(exc))}", file=sys.stderr)
-        _in_run_log(f"error: {exc}")
+        if not isinstance(exc, RunInUse):  # that run's log is its writer's
+            _in_run_log(f"error: {exc}")
         return exc.exit_code
     except BrokenPipeError:  # the reader of the output went away (`| head`): done, as other tools are, quietly
         try:

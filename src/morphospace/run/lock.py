@@ -8,12 +8,16 @@ the first takes the lock, the others share it.
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import UserError
+from ..errors import RunInUse, UserError
+
+log = logging.getLogger("morphospace")
 
 __all__ = ["LOCK_FILE", "built_by_one", "folder_turns", "hold_lock", "job_size", "launched_as_later_rank",
            "release_locks"]
@@ -100,12 +104,18 @@ def hold_lock(run_path: Path, distributed: bool = False) -> None:
     fh = _open_lock_file(Path(run_path) / LOCK_FILE)
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        fh.seek(0)
-        holder = fh.read().strip() or "another process"
-        fh.close()
-        raise UserError(f"run {run_path} is in use by {holder}: wait for it to finish "
-                        f"(one morphospace process writes a run at a time)") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            # a file system without locks (ENOLCK: some NFS and Lustre mounts) was "in use by" its last
+            # holder for ever: the command goes on, one writer no longer enforced, and says so
+            log.warning("cannot lock %s (%s): one writer at a time is not enforced on this file system",
+                        Path(run_path) / LOCK_FILE, exc.strerror or exc)
+        else:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise RunInUse(f"run {run_path} is in use by {holder}: wait for it to finish "
+                           f"(one morphospace process writes a run at a time)") from None
     fh.seek(0)
     fh.truncate()
     fh.write(f"morphospace process {os.getpid()}")
