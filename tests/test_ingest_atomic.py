@@ -341,6 +341,41 @@ def test_the_galaxies_are_told_by_their_files_not_by_the_path_as_typed(tmp_path,
     assert len(ms.Run(run.path).embeddings) == 0 and len(list((run.path / "superseded").iterdir())) == 1
 
 
+def test_a_re_ingest_that_fails_while_publishing_leaves_the_run_as_it_was(tmp_path, monkeypatch):
+    """The earlier cube, catalogue and summary were deleted, and the results set aside, before the
+    new cube was renamed into place: a cube that could not be replaced (an immutable file, a
+    permission) left a run with no cube or catalogue, its results in superseded/. They are now
+    set aside under hidden names and put back, with the results, where publishing fails; one left
+    aside by an ingest killed outright is put back by the next."""
+    import morphospace as ms
+    from morphospace.data.ingest.cube import CubeWriter
+    from morphospace.run import write_npy
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    for i in range(3):
+        save_image(first / f"x{i}.png", galaxy_rgb(48, seed=i))
+        save_image(second / f"y{i}.png", galaxy_rgb(48, seed=10 + i))
+    _, _, _, run = ingest_to(first, tmp_path / "run")
+    write_npy(run.embedding_path("form"), np.ones((3, 4), np.float32))
+    before = {p.relative_to(run.path): p.read_bytes() for p in run.path.rglob("*")
+              if p.is_file() and p.name != "log.txt"}
+
+    def refused(self):
+        raise PermissionError(1, "Operation not permitted", str(self.path))
+
+    monkeypatch.setattr(CubeWriter, "publish", refused)
+    with pytest.raises(Exception, match="Operation not permitted"):
+        ingest_to(second, tmp_path / "run")
+    after = {p.relative_to(run.path): p.read_bytes() for p in run.path.rglob("*")
+             if p.is_file() and p.name != "log.txt"}
+    assert after == before and not (run.path / "superseded").exists()
+    assert list(ms.Run(run.path).catalogue["id"]) == ["x0", "x1", "x2"] and "form" in ms.Run(run.path).embeddings
+    monkeypatch.undo()
+    (run.path / "cube.npy").rename(run.path / ".cube.npy.earlier")  # killed outright in the window
+    ingest_to(first, tmp_path / "run")  # the same galaxies: the results stay, the cube is back
+    assert "form" in ms.Run(run.path).embeddings and not (run.path / ".cube.npy.earlier").exists()
+
+
 def test_results_set_aside_keep_their_links_and_a_failed_move_publishes_no_cube(tmp_path, monkeypatch):
     """A models/ folder linked to a larger disk still points there once set aside (a relative
     link moved two folders deeper broke); a move that fails stops the ingest before the new cube

@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
@@ -52,8 +53,9 @@ def _earlier(run: RunDir) -> tuple[list, dict | None] | None:
     """The galaxies of the earlier cube and its recipe (:data:`RECIPE`; None where its summary does
     not say) where the run holds results derived from it (None otherwise, or unreadable); and
     partial files of a killed ingest removed. The earlier outputs themselves stay until the new ones
-    are ready (:func:`_remove_earlier_outputs`): a re-ingest that fails (nothing usable, ``--strict``,
+    are ready (:func:`_set_earlier_outputs_aside`): a re-ingest that fails (nothing usable, ``--strict``,
     a full disk) leaves the run as it was."""
+    _put_back(_left_aside(run))  # a kill between setting the earlier outputs aside and publishing
     earlier = None
     if any(os.path.lexists(run.path / name) for name in DERIVED):
         try:
@@ -72,12 +74,72 @@ def _earlier(run: RunDir) -> tuple[list, dict | None] | None:
     return earlier
 
 
-def _remove_earlier_outputs(run: RunDir) -> None:
-    """The earlier ingest's cube, catalogue and summary removed just before the new ones are renamed
-    into place: an old cube or catalogue must never pair with a new one, whatever stops the renames."""
-    for path in (run.catalogue, run.ingest_summary, run.cube):
-        path.unlink(missing_ok=True)
+def _aside(path: Path) -> Path:
+    return path.with_name(f".{path.name}.earlier")
 
+
+def _left_aside(run: RunDir) -> list[tuple[Path, Path]]:
+    """Earlier outputs an ingest killed outright left aside, whose place is empty (put back); those
+    whose place holds a newer file go."""
+    pairs = []
+    for path in (run.catalogue, run.ingest_summary, run.cube):
+        if _aside(path).exists():
+            if path.exists():
+                _aside(path).unlink(missing_ok=True)
+            else:
+                pairs.append((path, _aside(path)))
+    return pairs
+
+
+def _set_earlier_outputs_aside(run: RunDir) -> list[tuple[Path, Path]]:
+    """The earlier ingest's cube, catalogue and summary renamed to hidden names just before the new
+    ones are renamed into place (an old cube or catalogue must never pair with a new one), and put
+    back by :func:`_put_back` if the publishing fails: they were deleted, and a failure then (a cube
+    that cannot be replaced) left the run with no cube or catalogue at all. Raises OSError, having
+    put back what it moved, where one cannot be moved."""
+    moved: list[tuple[Path, Path]] = []
+    try:
+        for path in (run.catalogue, run.ingest_summary, run.cube):
+            if path.exists():
+                os.replace(path, _aside(path))
+                moved.append((path, _aside(path)))
+    except BaseException:
+        _put_back(moved)
+        raise
+    return moved
+
+
+def _put_back(moved: list[tuple[Path, Path]]) -> None:
+    for path, aside in reversed(moved):
+        try:
+            os.replace(aside, path)
+        except OSError as exc:  # said: the earlier output is still there, under its hidden name
+            log.warning("could not put %s back (%s): it is %s", path.name, exc.strerror or exc, aside)
+
+
+def _take_back_results(run: RunDir, dest: Path | None) -> None:
+    """Results an ingest that then failed set aside in ``dest``, moved back where they were."""
+    if dest is None:
+        return
+
+    def back(moved: Path) -> bool:  # whether everything under it went home
+        home = run.path / moved.relative_to(dest)
+        if not os.path.lexists(home):
+            home.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(moved, home)
+            return True
+        if moved.is_dir() and not moved.is_symlink() and home.is_dir():  # an imported model's folder
+            return all([back(p) for p in sorted(moved.iterdir())])
+        return False
+
+    if all([back(p) for p in sorted(dest.iterdir())]):
+        shutil.rmtree(dest, ignore_errors=True)
+        try:
+            dest.parent.rmdir()  # superseded/, where it was the only one
+        except OSError:
+            pass
+    else:
+        log.warning("some of the results set aside in %s could not be moved back", dest)
 
 def _galaxies(cube_catalogue) -> list[tuple[str, str]]:
     """What tells the galaxies of a cube, row by row: each one's id and the file it was read from
@@ -297,6 +359,9 @@ def _write_outputs(survey, spec: PreprocessSpec, run: RunDir, data, cfg: Config,
     skies: dict[int, object] = {}  # record -> the position its FITS header gave
     chunks = run_chunks(survey, spec, chunk, pool, procs)
     buffer = np.empty((min(chunk, len(survey)), spec.channels, spec.size, spec.size), dtype=writer.dtype)
+    outputs: list | None = None  # the earlier outputs set aside, once they are
+    set_aside: Path | None = None  # where the earlier results went
+    published = False
     try:
         for start, block, results in progress(chunks, total=(len(survey) + chunk - 1) // chunk,
                                               desc="ingest", unit="chunk"):
@@ -332,22 +397,31 @@ def _write_outputs(survey, spec: PreprocessSpec, run: RunDir, data, cfg: Config,
             check(catalogue, (writer.rows, *writer.row_shape))
         summary = summarise(survey, catalogue, spec, details, time.perf_counter() - t0, workers, writer.dtype.name)
         # Everything is written under temporary names first (and the cube synced), then the earlier
-        # results set aside and the earlier outputs removed, and last the renames: cube, summary,
-        # catalogue. A full disk before the renames leaves the earlier ingest as it was.
+        # outputs and results set aside, and last the renames: cube, summary, catalogue. A failure
+        # before the renames are done (a full disk, a cube that cannot be replaced) puts the earlier
+        # outputs and results back: the run is as it was.
         with atomic_path(run.catalogue) as cat_tmp:
             to_parquet(catalogue, cat_tmp)
             with atomic_path(run.ingest_summary) as sum_tmp:
                 sum_tmp.write_text(json.dumps(summary, indent=2) + "\n")
                 writer.wait_synced()
-                _set_aside_results_of_other_galaxies(run, earlier, _galaxies(in_cube_order(catalogue)),
-                                                     _recipe(summary["preprocess"]))
-                _remove_earlier_outputs(run)
+                outputs = _set_earlier_outputs_aside(run)
+                set_aside = _set_aside_results_of_other_galaxies(run, earlier, _galaxies(in_cube_order(catalogue)),
+                                                                 _recipe(summary["preprocess"]))
                 writer.publish()
-    except OSError as exc:  # disk full, permissions: the user's to fix, in one line
+        published = True
+        for _, aside in outputs:  # the new outputs in place: the earlier ones go
+            aside.unlink(missing_ok=True)
+    except BaseException as exc:
         writer.abort()
-        raise UserError(f"cannot write in {run.path}: {exc.strerror or exc}") from None
-    except BaseException:
-        writer.abort()
+        if outputs is not None and not published:  # the run as it was: its outputs, then its results
+            for path in (run.catalogue, run.ingest_summary, run.cube):
+                if not any(p == path for p, _ in outputs):
+                    path.unlink(missing_ok=True)  # one of the new outputs, with nothing earlier to pair with
+            _put_back(outputs)
+            _take_back_results(run, set_aside)
+        if isinstance(exc, OSError):  # disk full, permissions: the user's to fix, in one line
+            raise UserError(f"cannot write in {run.path}: {exc.strerror or exc}") from None
         raise
     finally:
         chunks.close()
