@@ -83,7 +83,7 @@ def trained_rows(run: RunDir, clusterings: list[str]) -> dict[str, np.ndarray]:
         if embedding not in embeddings:
             continue
         if embedding not in by_embedding:
-            by_embedding[embedding] = fine_tuning_rows(run, embedding)
+            by_embedding[embedding] = fine_tuning_rows(run, embedding, who="compare")
         if by_embedding[embedding] is not None:
             out[name] = by_embedding[embedding]
     return out

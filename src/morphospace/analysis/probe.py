@@ -237,10 +237,10 @@ def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int
     return pd.DataFrame(rows, columns=["fraction", "n_train", "balanced_accuracy", "std", "repeats", "chance"])
 
 
-def fine_tuning_rows(run, name: str) -> np.ndarray | None:
+def fine_tuning_rows(run, name: str, who: str = "linear probe") -> np.ndarray | None:
     """The cube rows whose labels may have trained embedding ``name`` (a study's fine-tuned
     features: every galaxy but those its split, kept in its model folder, held out), as a boolean
-    mask; None for an embedding no label trained."""
+    mask; None for an embedding no label trained. ``who`` begins the warnings (the stage asking)."""
     import json
 
     meta_path = run.embedding_path(name).with_suffix(".json")
@@ -258,11 +258,11 @@ def fine_tuning_rows(run, name: str) -> np.ndarray | None:
         held_out = set(listed[split["split"].astype(str) != "train"])
         unlisted = int((~np.isin(ids, listed.to_numpy())).sum())
     except (OSError, ValueError, KeyError):  # no split kept: every labelled galaxy may have trained it
-        log.warning("linear probe: %s was fine-tuned, but its split (%s) is unreadable: every galaxy counted as "
-                    "trained on", name, split_path)
+        log.warning("%s: %s was fine-tuned, but its split (%s) is unreadable: every galaxy counted as "
+                    "trained on", who, name, split_path)
         return np.ones(len(ids), dtype=bool)
     if unlisted:  # a galaxy the split does not name may have trained it: counted as trained on
-        log.warning("linear probe: %d galaxies of the cube are not in %s's split: counted as trained on", unlisted, name)
+        log.warning("%s: %d galaxies of the cube are not in %s's split: counted as trained on", who, unlisted, name)
     return ~np.isin(ids, list(held_out))
 
 
