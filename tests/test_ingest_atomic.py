@@ -341,7 +341,7 @@ def test_the_galaxies_are_told_by_their_files_not_by_the_path_as_typed(tmp_path,
     assert len(ms.Run(run.path).embeddings) == 0 and len(list((run.path / "superseded").iterdir())) == 1
 
 
-def test_a_re_ingest_that_fails_while_publishing_leaves_the_run_as_it_was(tmp_path, monkeypatch):
+def test_a_re_ingest_that_fails_while_publishing_leaves_the_run_as_it_was(tmp_path, monkeypatch, caplog):
     """The earlier cube, catalogue and summary were deleted, and the results set aside, before the
     new cube was renamed into place: a cube that could not be replaced (an immutable file, a
     permission) left a run with no cube or catalogue, its results in superseded/. They are now
@@ -371,7 +371,38 @@ def test_a_re_ingest_that_fails_while_publishing_leaves_the_run_as_it_was(tmp_pa
     assert after == before and not (run.path / "superseded").exists()
     assert list(ms.Run(run.path).catalogue["id"]) == ["x0", "x1", "x2"] and "form" in ms.Run(run.path).embeddings
     monkeypatch.undo()
-    (run.path / "cube.npy").rename(run.path / ".cube.npy.earlier")  # killed outright in the window
+    # a move of the results failing half way (or Ctrl-C there): what was moved goes back, and no
+    # line says they were moved
+    from pathlib import Path
+
+    real_rename = Path.rename
+
+    def stopped(self, target):
+        if self.name == "embeddings":
+            raise KeyboardInterrupt
+        return real_rename(self, target)
+
+    (run.path / "report.html").write_text("about x0..x2")  # moved before embeddings/
+    before[Path("report.html")] = b"about x0..x2"
+    monkeypatch.setattr(Path, "rename", stopped)
+    with caplog.at_level("INFO", logger="morphospace"), pytest.raises(KeyboardInterrupt):
+        ingest_to(second, tmp_path / "run")
+    monkeypatch.undo()
+    after = {p.relative_to(run.path): p.read_bytes() for p in run.path.rglob("*")
+             if p.is_file() and p.name != "log.txt"}
+    assert after == before and not (run.path / "superseded").exists()
+    assert "moved to superseded" not in caplog.text
+    # killed outright after the new cube was renamed in, before the catalogue: the next ingest, even
+    # one that fails at once, puts the earlier three back (a new cube never pairs with the old catalogue)
+    for name in ("catalogue.parquet", "ingest_summary.json", "cube.npy"):
+        (run.path / name).rename(run.path / f".{name}.earlier")
+    (run.path / "cube.npy").write_bytes(b"the new cube")
+    with pytest.raises(Exception):
+        ingest_to(tmp_path / "no such survey", tmp_path / "run")
+    after = {p.relative_to(run.path): p.read_bytes() for p in run.path.rglob("*")
+             if p.is_file() and p.name != "log.txt"}
+    assert after == before
+    (run.path / "cube.npy").rename(run.path / ".cube.npy.earlier")  # killed before the cube was renamed
     ingest_to(first, tmp_path / "run")  # the same galaxies: the results stay, the cube is back
     assert "form" in ms.Run(run.path).embeddings and not (run.path / ".cube.npy.earlier").exists()
 

@@ -55,7 +55,6 @@ def _earlier(run: RunDir) -> tuple[list, dict | None] | None:
     partial files of a killed ingest removed. The earlier outputs themselves stay until the new ones
     are ready (:func:`_set_earlier_outputs_aside`): a re-ingest that fails (nothing usable, ``--strict``,
     a full disk) leaves the run as it was."""
-    _put_back(_left_aside(run))  # a kill between setting the earlier outputs aside and publishing
     earlier = None
     if any(os.path.lexists(run.path / name) for name in DERIVED):
         try:
@@ -78,17 +77,22 @@ def _aside(path: Path) -> Path:
     return path.with_name(f".{path.name}.earlier")
 
 
-def _left_aside(run: RunDir) -> list[tuple[Path, Path]]:
-    """Earlier outputs an ingest killed outright left aside, whose place is empty (put back); those
-    whose place holds a newer file go."""
-    pairs = []
-    for path in (run.catalogue, run.ingest_summary, run.cube):
-        if _aside(path).exists():
-            if path.exists():
-                _aside(path).unlink(missing_ok=True)
-            else:
-                pairs.append((path, _aside(path)))
-    return pairs
+def _recover_left_aside(run: RunDir) -> None:
+    """Earlier outputs an ingest killed outright left aside (SIGKILL between setting them aside and
+    renaming the new ones in) put back, or removed: the catalogue is renamed last, so where it is in
+    place the new outputs all are and the earlier ones go; where it is not, the earlier three come
+    back over whatever of the new ones was renamed in (a new cube must not pair with an old catalogue)."""
+    outputs = (run.catalogue, run.ingest_summary, run.cube)
+    if not any(_aside(p).exists() for p in outputs):
+        return
+    if run.catalogue.exists():
+        for p in outputs:
+            _aside(p).unlink(missing_ok=True)
+        return
+    for p in outputs:
+        if not _aside(p).exists():
+            p.unlink(missing_ok=True)
+    _put_back([(p, _aside(p)) for p in outputs if _aside(p).exists()])
 
 
 def _set_earlier_outputs_aside(run: RunDir) -> list[tuple[Path, Path]]:
@@ -113,14 +117,22 @@ def _put_back(moved: list[tuple[Path, Path]]) -> None:
     for path, aside in reversed(moved):
         try:
             os.replace(aside, path)
-        except OSError as exc:  # said: the earlier output is still there, under its hidden name
-            log.warning("could not put %s back (%s): it is %s", path.name, exc.strerror or exc, aside)
+        except Exception as exc:  # noqa: BLE001 - said: the earlier output is still there, under its hidden name
+            log.warning("could not put %s back (%s): it is %s", path.name, exc, aside)
 
 
 def _take_back_results(run: RunDir, dest: Path | None) -> None:
-    """Results an ingest that then failed set aside in ``dest``, moved back where they were."""
+    """Results an ingest that then failed set aside in ``dest``, moved back where they were (never
+    raising: the failure that calls for it is the one to say)."""
     if dest is None:
         return
+    try:
+        _move_back(run, dest)
+    except Exception as exc:  # noqa: BLE001 - said, and the ingest's own error goes on
+        log.warning("some of the results set aside in %s could not be moved back (%s)", dest, exc)
+
+
+def _move_back(run: RunDir, dest: Path) -> None:
 
     def back(moved: Path) -> bool:  # whether everything under it went home
         home = run.path / moved.relative_to(dest)
@@ -159,22 +171,33 @@ def _same_galaxies(new: list[tuple[str, str]], earlier: list[tuple[str, str]]) -
         return False
 
     folders: dict[str, str] = {}  # each folder resolved once (10^6 realpaths took half a minute)
-    files: dict[str, bool] = {}
+    files: dict[str, str] = {}  # each HDF5 file once
+
+    def split(source: str) -> tuple[str, str]:
+        path, hash_, row = source.rpartition("#")  # an HDF5 row: file#row
+        if hash_ and row.isdigit():
+            if path not in files:
+                files[path] = os.path.realpath(path) if os.path.isfile(path) else ""
+            if files[path]:
+                return files[path], f"#{row}"
+        return source, ""
 
     def resolved(source: str) -> str:
-        path, hash_, row = source.rpartition("#")  # an HDF5 row: file#row
-        if not (hash_ and row.isdigit() and files.setdefault(path, os.path.isfile(path))):
-            path, row = source, ""
+        path, row = split(source)
         head, tail = os.path.split(path)
         if head not in folders:
             folders[head] = os.path.realpath(head or ".")
-        return os.path.join(folders[head], tail) + (f"#{row}" if row else "")
+        return os.path.join(folders[head], tail) + row
 
-    return all(a == b or resolved(a) == resolved(b) for (_, a), (_, b) in zip(new, earlier))
+    def same(a: str, b: str) -> bool:  # the folders first; a file that is itself a link, last
+        return a == b or resolved(a) == resolved(b) or os.path.realpath(split(a)[0]) + split(a)[1] == \
+            os.path.realpath(split(b)[0]) + split(b)[1]
+
+    return all(same(a, b) for (_, a), (_, b) in zip(new, earlier))
 
 
 def _set_aside_results_of_other_galaxies(run: RunDir, earlier: tuple | None, ids: list,
-                                         recipe: dict) -> Path | None:
+                                         recipe: dict) -> tuple[Path, str] | None:
     """Before a new cube of galaxies ``ids`` made with ``recipe`` is published: what the stages derived
     from the earlier cube (models, embeddings, maps, clusterings, classes, the report...) is moved to
     ``superseded/<UTC time>/`` (with the user's anomaly tags where the galaxies are others: they name
@@ -182,9 +205,9 @@ def _set_aside_results_of_other_galaxies(run: RunDir, earlier: tuple | None, ids
     re-run of the same survey keeps them, and its stages remake them; the same galaxies at another
     size or in grey are another cube, which a model trained on the earlier one does not fit; an
     imported model, made from no galaxies of the run, stays). Moved, not deleted: a trained model or labels
-    filled in are not lost; a link among them is kept pointing where it pointed. Raises OSError
-    where a move fails: the new cube is then not published, and the next ingest moves the rest.
-    Returns the folder."""
+    filled in are not lost; a link among them is kept pointing where it pointed. Where a move fails
+    (or Ctrl-C comes) what was moved goes back, and the error is raised: the new cube is then not
+    published. Returns the folder and the line to log once the new cube is published."""
     present = [run.path / name for name in DERIVED if os.path.lexists(run.path / name)]
     imported = run.imported_model()
     if imported is not None:  # made from no galaxies of the run, it stays; what embed wrote beside it goes
@@ -205,16 +228,14 @@ def _set_aside_results_of_other_galaxies(run: RunDir, earlier: tuple | None, ids
             target = dest / path.relative_to(run.path)
             target.parent.mkdir(parents=True, exist_ok=True)
             path.rename(target)
-    except OSError:
-        if not any(dest.iterdir()):  # nothing moved: no empty folder left to puzzle over
-            dest.rmdir()
+    except BaseException:
+        _take_back_results(run, dest)
         raise
     changed = [f"{k} {earlier[1][k]} -> {recipe[k]}" for k in RECIPE if same and earlier[1] and earlier[1][k] != recipe[k]]
-    log.warning("the run's results (%s) were made from %s: moved to %s (delete it when you no longer need them)",
-                ", ".join(str(p.relative_to(run.path)) for p in present),
-                f"the same galaxies made otherwise ({', '.join(changed)})" if changed else
-                "the galaxies of the earlier ingest", dest.relative_to(run.path))
-    return dest
+    return dest, (f"the run's results ({', '.join(str(p.relative_to(run.path)) for p in present)}) were made from "
+                  + (f"the same galaxies made otherwise ({', '.join(changed)})" if changed else
+                     "the galaxies of the earlier ingest")
+                  + f": moved to {dest.relative_to(run.path)} (delete it when you no longer need them)")
 
 
 def _absolute_links(path: Path, moved: list[Path]) -> None:
@@ -311,6 +332,7 @@ def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = Non
     if chunk < 1:
         raise UserError(f"ingest.chunk_size must be at least 1, got {chunk}")
     t0 = time.perf_counter()
+    _recover_left_aside(run)  # first: an ingest that fails early must not leave a killed one's state
     # listed by its absolute path, so the catalogue's sources name the files wherever the command ran:
     # a re-ingest tells the same galaxies from others by them (by the path as typed, the same relative
     # path from another folder read as the same survey, and the survey by another path as another)
@@ -360,7 +382,7 @@ def _write_outputs(survey, spec: PreprocessSpec, run: RunDir, data, cfg: Config,
     chunks = run_chunks(survey, spec, chunk, pool, procs)
     buffer = np.empty((min(chunk, len(survey)), spec.channels, spec.size, spec.size), dtype=writer.dtype)
     outputs: list | None = None  # the earlier outputs set aside, once they are
-    set_aside: Path | None = None  # where the earlier results went
+    set_aside: tuple[Path, str] | None = None  # where the earlier results went, and the line saying so
     published = False
     try:
         for start, block, results in progress(chunks, total=(len(survey) + chunk - 1) // chunk,
@@ -410,21 +432,29 @@ def _write_outputs(survey, spec: PreprocessSpec, run: RunDir, data, cfg: Config,
                                                                  _recipe(summary["preprocess"]))
                 writer.publish()
         published = True
-        for _, aside in outputs:  # the new outputs in place: the earlier ones go
-            aside.unlink(missing_ok=True)
     except BaseException as exc:
         writer.abort()
         if outputs is not None and not published:  # the run as it was: its outputs, then its results
             for path in (run.catalogue, run.ingest_summary, run.cube):
                 if not any(p == path for p, _ in outputs):
-                    path.unlink(missing_ok=True)  # one of the new outputs, with nothing earlier to pair with
+                    try:
+                        path.unlink(missing_ok=True)  # one of the new outputs, with nothing earlier to pair with
+                    except OSError:
+                        pass
             _put_back(outputs)
-            _take_back_results(run, set_aside)
+            _take_back_results(run, None if set_aside is None else set_aside[0])
         if isinstance(exc, OSError):  # disk full, permissions: the user's to fix, in one line
             raise UserError(f"cannot write in {run.path}: {exc.strerror or exc}") from None
         raise
     finally:
         chunks.close()
+    for _, aside in outputs:  # the new outputs in place: the earlier ones go
+        try:
+            aside.unlink(missing_ok=True)
+        except OSError:  # left hidden; the next ingest removes it
+            pass
+    if set_aside is not None:
+        log.warning("%s", set_aside[1])
     return summary
 
 
