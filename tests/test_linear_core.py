@@ -226,5 +226,11 @@ def test_the_merge_still_joins_overlapping_components_beside_a_separate_one():
     big[100000:, 0], big[100000:, 4] = 0.5, 0.5
     merged = ComponentMerger().fit(big)
     assert merged.n_clusters_ == 4 and [0, 4] in merged.groups_
+    # separate groups with a trace of every other component (6e-5): separate at any K (weighed on the
+    # survey's galaxies, the other components' traces counted towards the first merge's drop at K = 12)
+    for k in (3, 12):
+        trace = np.full((200 * k, k), 6e-5)
+        trace[np.arange(200 * k), np.repeat(np.arange(k), 200)] = 1.0
+        assert ComponentMerger().fit(trace / trace.sum(1, keepdims=True)).n_clusters_ == k
     with pytest.raises(ValueError, match="tol must be"):
         ComponentMerger(tol=-1).fit(p)

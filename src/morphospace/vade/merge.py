@@ -173,6 +173,7 @@ class ComponentMerger(BaseEstimator):
         path = {k: ([list(g) for g in groups], entropy(cur), 0)}
         own = _plogp(cur).sum(0)
         merged = 0  # galaxies involved in the merges so far (assigned to either merged group)
+        first_drop = None  # (entropy drop of the first merge over its galaxies, how many they are)
         while cur.shape[1] > 1:
             best = (-np.inf, 0, 1)
             for a in range(cur.shape[1]):
@@ -183,7 +184,12 @@ class ComponentMerger(BaseEstimator):
                     best = (float(gain.max()), a, a + 1 + int(gain.argmax()))
             _, a, b = best
             assigned = cur.argmax(1)
-            merged += int(np.count_nonzero((assigned == a) | (assigned == b)))
+            involved = (assigned == a) | (assigned == b)
+            merged += int(np.count_nonzero(involved))
+            if first_drop is None:  # the largest drop, counted on the galaxies of the two it joins
+                rows = cur[involved]
+                first_drop = (float((_plogp(rows[:, a] + rows[:, b]) - _plogp(rows[:, a]) - _plogp(rows[:, b])).sum()),
+                              int(involved.sum()))
             cur[:, a] += cur[:, b]
             cur = np.delete(cur, b, 1)
             groups[a] = sorted(groups[a] + groups[b])
@@ -193,9 +199,10 @@ class ComponentMerger(BaseEstimator):
         ks = np.array(sorted(path))
         ents = np.array([path[kk][1] for kk in ks])
         x = np.array([path[kk][2] for kk in ks], dtype=np.float64) if self.elbow_on == "observations" else None
-        # the greedy merges' largest drop, per galaxy of the two components it joins (not of the survey:
-        # a small component split with a large one is no separate group however large the survey)
-        separate = k > 1 and path[k][1] - path[k - 1][1] < self.tol * max(path[k - 1][2], 1)
+        # the greedy merges' largest drop, per galaxy of the two components it joins and on those galaxies
+        # alone (not the survey's: a small component split with a large one is no separate group however
+        # large the survey, and the other components' leftovers are no overlap of these two)
+        separate = first_drop is not None and first_drop[0] < self.tol * max(first_drop[1], 1)
         chosen = self.n_clusters if self.n_clusters is not None else (
             elbow(ks, ents, min_k=min(self.min_clusters, k), x=x) if k > 2 and not separate else k)
         self.groups_ = path[chosen][0]
