@@ -269,6 +269,23 @@ def test_kaggle_votes_missing_or_not_fractions(tiny_kaggle, tmp_path):
             read_survey(bad, DataConfig())
 
 
+def test_kaggle_vote_cells_reading_na_are_missing_votes(tiny_kaggle, tmp_path):
+    """A vote cell reading NA, nan or null was a one-line error ("vote fractions are numbers"),
+    where the README says such a cell is a missing label, as an empty one is."""
+    import shutil
+
+    csv = tiny_kaggle / "training_solutions_rev1.csv"
+    table = pd.read_csv(csv)
+    for marker in ("NA", "nan", "null", " None "):
+        data = tmp_path / f"k_{marker.strip()}"
+        shutil.copytree(tiny_kaggle, data)
+        edited = table.astype({"Class1.1": object})
+        edited.loc[1, "Class1.1"] = marker
+        edited.to_csv(data / csv.name, index=False)
+        survey = read_survey(data, DataConfig())
+        assert pd.isna(survey.labels["Class1.1"].iloc[1]) and survey.labels["Class1.1"].notna().sum() == len(table) - 1
+
+
 def test_kaggle_csv_without_vote_columns_is_a_user_error(tmp_path):
     root = tmp_path / "k"
     save_image(root / "images_training_rev1" / "1.jpg", galaxy_rgb(32))
@@ -321,6 +338,36 @@ def test_galaxy10_datasets_left_out_are_named(tmp_path, caplog):
         survey = read_survey(h5, DataConfig())
     assert "sersic_n" in survey.labels and "zoo_votes" not in survey.labels
     assert "Galaxy10.h5: names, zoo_votes left out of the catalogue (not one number per image)" in caplog.text
+
+
+def test_galaxy10_text_pixels_small_rows_and_datasets_named_like_ours(tmp_path, capsys):
+    """Text pixels in 'images' ended the ingest in a traceback; rows under 8 px were blown up to the
+    cube's size where a file that small is flagged too_small; a dataset named like a label column we
+    derive (morph3) replaced it without a word."""
+    import h5py
+
+    from morphospace.cli import main
+
+    h5 = tiny_galaxy10(tmp_path / "text.h5", n=3)
+    with h5py.File(h5, "r+") as f:
+        del f["images"]
+        f.create_dataset("images", data=np.full((3, 16, 16, 3), b"x", dtype="S1"))
+    assert main(["ingest", str(h5), "--out", str(tmp_path / "r_text"), "--quiet"]) == 2
+    assert "'images' must hold numbers" in capsys.readouterr().err
+    small = tiny_galaxy10(tmp_path / "small.h5", n=4)
+    with h5py.File(small, "r+") as f:
+        del f["images"]
+        images = (np.random.default_rng(0).random((4, 20, 20, 3)) * 255).astype(np.uint8)
+        f.create_dataset("images", data=images)
+        f.create_dataset("morph3", data=np.arange(4.0))
+    survey = read_survey(small, DataConfig())
+    assert survey.labels["catalogue_morph3"].tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert survey.labels["morph3"].dtype == "string"  # ours, derived from 'ans'; theirs kept beside it
+    with h5py.File(small, "r+") as f:
+        del f["images"]
+        f.create_dataset("images", data=images[:, :2, :2])
+    with pytest.raises(UserError, match="all 4 were flagged .*too_small"):
+        ingest_to(small, tmp_path / "r_small")
 
 
 def test_hdf5_that_is_not_galaxy10_is_a_user_error(tmp_path):
@@ -434,6 +481,23 @@ def test_a_catalogue_of_images_in_a_sub_folder_is_found_and_what_it_does_not_nam
     outside = write_csv(tmp_path / "cat.csv", ["id", "file"], [["g0", "img/g0.png"]])
     (root / "labels.csv").unlink()
     assert [r.id for r in read_survey(root, DataConfig(catalogue=str(outside))).records] == ["g0"]
+
+
+def test_fits_in_small_flux_units_are_galaxies_not_blank_frames(tmp_path):
+    """An f_nu image in cgs units (values near 1e-25) was flagged blank ("standard deviation 0"):
+    its variance underflowed in float32. The same galaxy at any scale is ingested alike."""
+    from astropy.io import fits
+
+    yy, xx = np.mgrid[:64, :64] - 31.5
+    galaxy = np.exp(-(xx**2 + yy**2) / 60) + np.random.default_rng(0).normal(0, 0.01, (64, 64))
+    root = tmp_path / "fits"
+    root.mkdir()
+    for name, scale, dtype in (("unit", 1.0, np.float32), ("cgs32", 1e-25, np.float32), ("cgs64", 1e-30, np.float64)):
+        fits.PrimaryHDU((galaxy * scale).astype(dtype)).writeto(root / f"{name}.fits")
+    summary, cat, cube, _ = ingest_to(root, tmp_path / "run")
+    assert not cat["flag_blank"].any() and cube.shape[0] == 3
+    rows = np.asarray(cube, dtype=np.float32)
+    np.testing.assert_allclose(rows[1], rows[0], atol=2e-3)
 
 
 def test_fits_of_mixed_band_counts_take_the_most_common_and_say_so(tmp_path, caplog):

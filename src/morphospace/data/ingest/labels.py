@@ -11,6 +11,7 @@ import pandas as pd
 
 from ...config import VoteThresholds
 from ...errors import UserError
+from ...run import MISSING_MARKERS
 
 # Galaxy Zoo 1 class (0-3 of the sdss-gz1 labels.csv) -> morph3
 GZ1_MORPH3 = {0: "elliptical", 1: "spiral", 2: "spiral", 3: "edge_on"}
@@ -89,11 +90,13 @@ def derive_gz2_class(votes: pd.DataFrame, t: VoteThresholds) -> pd.Series:
 
 
 def vote_fractions(table: pd.DataFrame, column: str, source: str) -> pd.Series:
-    """A Kaggle vote column as numbers in [0, 1] (empty cells missing); anything else a one-line error."""
+    """A Kaggle vote column as numbers in [0, 1] (empty cells, and nan / NA / null / None as in every
+    label column, missing); anything else a one-line error."""
     raw = table[column]
     values = pd.to_numeric(raw, errors="coerce").astype(float)
     text = raw.astype("string").str.strip()
-    bad = values.isna() & raw.notna() & (text != "") | ((values < 0) | (values > 1))
+    missing = raw.isna() | (text == "") | text.str.lower().isin(MISSING_MARKERS).fillna(False)
+    bad = values.isna() & ~missing | ((values < 0) | (values > 1))
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise UserError(f"{source}: {column} of GalaxyID {str(table['GalaxyID'].iloc[row])[:40]} is "

@@ -164,7 +164,9 @@ def stats_float(arr: np.ndarray) -> FrameStats:
     sky_level, noise = _sky_and_noise(ring, sky)
     excess = centre_hi - sky_level
     return FrameStats(
-        lo=float(lo), hi=float(hi), vmin=float(values.min()), vmax=float(values.max()), std=float(values.std()),
+        # in float64: flux in small units (1e-25, an f_nu image in cgs) has a variance float32 cannot hold
+        lo=float(lo), hi=float(hi), vmin=float(values.min()), vmax=float(values.max()),
+        std=float(values.astype(np.float64).std()),
         mode_fraction=float(counts[k] / values.size), mode_level=float(uniq[k]),
         ring_median=sky,
         centre_median=float(np.median(centre)) if centre.size else float(np.median(values)),
@@ -219,7 +221,7 @@ def judge(stats: FrameStats, display: bool, spec: PreprocessSpec) -> None:
         if rng < spec.blank_contrast and not detected:
             raise BadImage("blank", f"constant frame (levels span {rng:.3f} of full scale)")
     else:
-        scale = max(abs(stats.vmax), abs(stats.vmin), 1e-30)
+        scale = max(abs(stats.vmax), abs(stats.vmin))  # no floor: a survey's units may be 1e-30
         if rng <= 1e-6 * scale or stats.std < spec.blank_std * scale:
             raise BadImage("blank", f"standard deviation {stats.std:.3g} is below {spec.blank_std} "
                                     f"of the peak {scale:.3g}")

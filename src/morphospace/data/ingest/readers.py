@@ -161,7 +161,10 @@ def read_galaxy10(path: Path, cfg: DataConfig) -> Survey:
             if "images" not in f or "ans" not in f:
                 raise UserError(f"{path.name} is not a Galaxy10 file (needs datasets 'images' and 'ans'; "
                                 f"has {', '.join(f.keys()) or 'none'})")
-            shape = f["images"].shape
+            shape, kind = f["images"].shape, f["images"].dtype.kind
+            if kind not in "biuf":  # text or complex pixels: a traceback from the decode, or the imaginary part lost
+                raise UserError(f"{path.name}: 'images' must hold numbers (integers or floats), got "
+                                f"{f['images'].dtype}")
             answers = np.asarray(f["ans"][:], dtype=np.float64).ravel()
             # a class is an integer: NaN (a float 'ans' with gaps) or 2.5 is no class, not int64's minimum
             known = np.isfinite(answers) & (answers == np.round(answers))
@@ -198,8 +201,8 @@ def read_galaxy10(path: Path, cfg: DataConfig) -> Survey:
         "galaxy10_name": pd.array([names[a] if 0 <= a < len(names) else None for a in ans], dtype="string"),
         "morph3": pd.array([GALAXY10_MORPH3[survey_kind].get(int(a)) for a in ans], dtype="string"),
     })
-    for key, values in extra.items():
-        labels[key] = values
+    for key, values in extra.items():  # one named like a column of ours is kept, renamed (as a catalogue's)
+        labels[key if key not in labels.columns and key not in ("id", "source") else f"catalogue_{key}"] = values
     n_bands = int(shape[3]) if len(shape) == 4 else 1
     return Survey("galaxy10", path, records, labels, n_bands)
 

@@ -20,7 +20,7 @@ from typing import Generator, Iterator
 import numpy as np
 
 from ...errors import NotAvailableError, UserError, missing_package
-from .decode import BadImage, decode, frame_from_array, read_hdf5_rows
+from .decode import MIN_SIDE, BadImage, decode, frame_from_array, read_hdf5_rows
 from .files import file_kind
 from .layouts import Survey
 from .preprocess import PreprocessSpec, RowBlock, preprocess_block
@@ -83,7 +83,11 @@ def _decode_one(item, min_side: int, h5_rows: dict, j: int):
     """The frame of one item (or the BadImage that says why there is none)."""
     if item[1] == "hdf5":
         frame = h5_rows[j]
-        return frame_from_array(frame) if isinstance(frame, np.ndarray) else frame
+        if not isinstance(frame, np.ndarray):
+            return frame
+        if min(frame.shape[:2]) < MIN_SIDE:  # as a file's frame is: 2 x 2 rows were blown up to the cube's size
+            return BadImage("too_small", f"{frame.shape[1]}x{frame.shape[0]} pixels")
+        return frame_from_array(frame)
     try:
         return decode(Record(id="", source=item[0], kind=item[1], index=item[2]), min_side=min_side)
     except BadImage as exc:
