@@ -252,7 +252,10 @@ def _masked_cube(run: RunDir, params: MaskParams, workers: int) -> np.ndarray:
     if path.is_file() and meta.is_file():
         try:
             stored = json.loads(meta.read_text())
-            up_to_date = {key: stored.get(key) for key in signature} == signature
+            kept = {key: stored.get(key) for key in signature}
+            if isinstance(kept.get("params"), dict) and not kept["params"].get("keep_companions", 1):
+                kept["params"] = {k: v for k, v in kept["params"].items() if k != "keep_companions"}  # 0: as unset
+            up_to_date = kept == signature
         except (OSError, ValueError, AttributeError):
             up_to_date = False  # unreadable metadata: rebuild
         masked = read_cached_npy(path, cube.shape) if up_to_date else None
