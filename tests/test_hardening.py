@@ -1321,7 +1321,7 @@ def test_a_lock_file_that_is_a_link_is_refused_and_its_target_untouched(pca_run,
     (run / ".lock").unlink(missing_ok=True)
     (run / ".lock").symlink_to(victim)
     assert main(["cluster", str(run), "--quiet"]) == 2
-    assert "is a link, not the run's lock file" in capsys.readouterr().err
+    assert "is a link, not a lock file" in capsys.readouterr().err
     assert victim.read_text() == "precious\n"
 
 

@@ -58,7 +58,7 @@ def _open_lock_file(path: Path):
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o666)
     except OSError as exc:
         if path.is_symlink():
-            raise UserError(f"{path} is a link, not the run's lock file: remove it") from None
+            raise UserError(f"{path} is a link, not a lock file: remove it") from None
         raise exc
     return os.fdopen(fd, "a+")
 
@@ -135,7 +135,12 @@ def built_by_one(lock_path: str | Path) -> Iterator[None]:
     """
     import fcntl
 
-    fh = _open_lock_file(Path(lock_path))
+    try:
+        fh = _open_lock_file(Path(lock_path))
+    except PermissionError:  # another user's lock file in a shared folder: unlocked, as without flock
+        log.warning("cannot open %s to take turns (permission denied): going on without it", lock_path)
+        yield
+        return
     try:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX)
