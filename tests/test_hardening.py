@@ -1422,3 +1422,18 @@ def test_a_failed_stage_s_own_error_is_the_one_said(tmp_path, monkeypatch, caplo
             run.config.write_text("[model]\npreset = 'form'\n")  # a stage saved its settings, then failed
             raise OSError(28, "No space left on device", str(run.path / "report.html"))
     assert "could not put" in caplog.text
+
+
+def test_another_user_s_lock_file_in_a_shared_folder_is_no_dead_end(tmp_path, monkeypatch, caplog):
+    """Draws into a group's shared folder: the lock file another user made (mode 0644) could not be
+    opened for writing, and `generate` failed on it. The draw goes on without the turn, saying so."""
+    from morphospace.run import lock
+
+    def not_yours(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(lock, "_open_lock_file", not_yours)
+    ran = []
+    with caplog.at_level("WARNING", logger="morphospace"), lock.folder_turns(tmp_path):
+        ran.append(True)
+    assert ran and "going on without it" in caplog.text
