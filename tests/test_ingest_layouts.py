@@ -286,6 +286,21 @@ def test_kaggle_vote_cells_reading_na_are_missing_votes(tiny_kaggle, tmp_path):
         assert pd.isna(survey.labels["Class1.1"].iloc[1]) and survey.labels["Class1.1"].notna().sum() == len(table) - 1
 
 
+def test_a_file_named_in_decomposed_unicode_is_its_catalogue_row(tmp_path):
+    """A macOS disk writes 'galáxia.png' decomposed (NFD); the catalogue's id is composed (NFC): the
+    row was flagged missing_image and the image no_catalogue_row, one galaxy as two, its labels lost."""
+    import unicodedata
+
+    root = tmp_path / "survey"
+    nfc = unicodedata.normalize("NFC", "galáxia")
+    save_image(root / "images" / f"{unicodedata.normalize('NFD', nfc)}.png", galaxy_rgb(48, seed=1))
+    save_image(root / "images" / "plain.png", galaxy_rgb(48, seed=2))
+    write_csv(root / "catalogue.csv", ["id", "morph"], [[nfc, "spiral"], ["plain", "elliptical"]])
+    summary, cat, cube, _ = ingest_to(root, tmp_path / "run")
+    assert len(cat) == 2 and cube.shape[0] == 2 and not summary["flags"]
+    assert cat.set_index("id").loc[nfc, "morph"] == "spiral"
+
+
 def test_kaggle_csv_without_vote_columns_is_a_user_error(tmp_path):
     root = tmp_path / "k"
     save_image(root / "images_training_rev1" / "1.jpg", galaxy_rgb(32))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -213,6 +214,9 @@ def join_files(image_dir: Path, root: Path, ids: list[str], files_col: list[str]
     first_by_stem: dict[str, str] = {}
     for file_stem, name in files:
         first_by_stem.setdefault(file_stem, name)
+        # a file name in decomposed Unicode (NFD, as macOS disks write them) is the id a catalogue
+        # writes composed (NFC): 'galáxia' matched no row, and the image and the row were two galaxies
+        first_by_stem.setdefault(unicodedata.normalize("NFC", file_stem), name)
     listed = {name for _, name in files}
     records: list[Record] = []
     used: set[str] = set()
@@ -223,7 +227,8 @@ def join_files(image_dir: Path, root: Path, ids: list[str], files_col: list[str]
     def in_image_dir(c: Path) -> bool:  # also by an absolute path, a "../" or a linked folder
         return c.parent == image_dir or real(str(c.parent)) == real_dir
     for i, gid in enumerate(ids):
-        name = first_by_stem.get(gid) if files_col is None else files_col[i]
+        name = (first_by_stem.get(gid) or first_by_stem.get(unicodedata.normalize("NFC", gid))) \
+            if files_col is None else files_col[i]
         if not name:
             records.append(Record(id=gid, source="", flags=frozenset({"missing_image"})))
             continue
