@@ -515,6 +515,25 @@ def test_fits_in_small_flux_units_are_galaxies_not_blank_frames(tmp_path):
     np.testing.assert_allclose(rows[1], rows[0], atol=2e-3)
 
 
+def test_fits_band_cubes_with_the_bands_last_are_read_as_such(tmp_path):
+    """An RGB array saved as it is, (64, 64, 3), was read bands-first: 64 bands of 3 x 64 pixels, every
+    file flagged too_small. A few bands on the last axis and frames on the others are bands last."""
+    from astropy.io import fits
+
+    yy, xx = np.mgrid[:64, :64] - 31.5
+    galaxy = np.exp(-(xx**2 + yy**2) / 60)
+    first, last = tmp_path / "first", tmp_path / "last"
+    for folder, cube in ((first, np.stack([galaxy, 0.5 * galaxy, 0.25 * galaxy])), (last, None)):
+        folder.mkdir()
+        for i in range(2):
+            data = cube if cube is not None else np.stack([galaxy, 0.5 * galaxy, 0.25 * galaxy], axis=-1)
+            fits.PrimaryHDU(data.astype(np.float32)).writeto(folder / f"g{i}.fits")
+    _, cat_first, cube_first, _ = ingest_to(first, tmp_path / "r_first")
+    summary, cat_last, cube_last, _ = ingest_to(last, tmp_path / "r_last")
+    assert cube_last.shape == (2, 3, 64, 64) and not summary["flags"]
+    np.testing.assert_allclose(np.asarray(cube_last, np.float32), np.asarray(cube_first, np.float32), atol=1e-3)
+
+
 def test_fits_of_mixed_band_counts_take_the_most_common_and_say_so(tmp_path, caplog):
     """One 2-D cutout first among band cubes: the survey is the cubes' colour (the first file no
     longer decides), the log says the files differ, and the grey frame is flagged fewer_bands."""

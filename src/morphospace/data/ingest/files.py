@@ -216,6 +216,8 @@ def fits_bands(paths: list[Path], sample: int = 20) -> dict[int, int]:
     """
     from astropy.io import fits
 
+    from .fits_frames import bands_last
+
     counts: dict[int, int] = {}
     for p in spread_sample(paths, sample):
         try:
@@ -233,7 +235,7 @@ def fits_bands(paths: list[Path], sample: int = 20) -> dict[int, int]:
                             shape = [s for s in np.shape(d)]
                             while len(shape) > 3 and shape[0] == 1:
                                 shape = shape[1:]
-                            bands = 1 if len(shape) == 2 else int(shape[0])
+                            bands = 1 if len(shape) == 2 else int(shape[-1] if bands_last(shape) else shape[0])
                             counts[bands] = counts.get(bands, 0) + 1
                             break
         except Exception:  # noqa: BLE001 - a broken file is flagged when decoded; look at the next one

@@ -11,6 +11,13 @@ from ...errors import first_line
 from .frames import BadImage, Frame, truncation
 
 
+def bands_last(shape) -> bool:
+    """Whether a 3-D FITS array (numpy order) holds its bands last: (H, W, 3), as an RGB array saved
+    as it is, rather than the standard (bands, H, W). A few bands on the last axis and more than a
+    few pixels on the others: read bands first, (64, 64, 3) was 64 bands of 3 x 64 pixels."""
+    return len(shape) == 3 and shape[-1] <= 4 < min(shape[0], shape[1])
+
+
 def decode_fits(path: str) -> Frame:
     """The frame of a FITS file, or the :class:`BadImage` that says why there is none."""
     from astropy.io import fits
@@ -42,8 +49,9 @@ def decode_fits(path: str) -> Frame:
         data = data[0]
     if data.ndim == 2:
         return Frame(data[..., None], display=False, sky=_sky(header, data.shape))
-    if data.ndim == 3:  # a band cube: bands first in FITS (numpy) order
-        return Frame(np.ascontiguousarray(np.moveaxis(data, 0, -1)), display=False, sky=_sky(header, data.shape))
+    if data.ndim == 3:  # a band cube: bands first in FITS (numpy) order, or last as an RGB array is written
+        bands = data if bands_last(data.shape) else np.moveaxis(data, 0, -1)
+        return Frame(np.ascontiguousarray(bands), display=False, sky=_sky(header, bands.shape[:2]))
     raise BadImage("not_image", f"{data.ndim}-d FITS data")
 
 
