@@ -229,6 +229,17 @@ def test_kaggle_layout_keeps_all_37_vote_columns_and_derives_classes(tiny_kaggle
     assert morph3 == {"smooth": "elliptical", "edge_on": "edge_on", "barred_spiral": "spiral", "spiral": "spiral",
                       "merger": None, "artifact": None, "uncertain": None}
     assert cat.loc[0, "id"] == "100008"
+    # the table's other columns are kept, positions read: they were dropped, ra/dec with them
+    import shutil
+
+    with_pos = tmp_path / "with_pos"
+    shutil.copytree(tiny_kaggle, with_pos)
+    table = pd.read_csv(with_pos / "training_solutions_rev1.csv")
+    table["RA"], table["DEC"], table["redshift"] = 150.0, np.linspace(-10, 10, len(table)), 0.05
+    table.to_csv(with_pos / "training_solutions_rev1.csv", index=False)
+    _, cat, _, _ = ingest_to(with_pos, tmp_path / "run_pos")
+    assert cat["ra"].tolist() == [150.0] * len(table) and cat["redshift"].tolist() == [0.05] * len(table)
+    assert cat.set_index("id").loc[str(table["GalaxyID"].iloc[-1]), "dec"] == pytest.approx(10.0)
 
 
 def test_kaggle_thresholds_come_from_the_config(tiny_kaggle, tmp_path):

@@ -139,7 +139,11 @@ def read_kaggle(path: Path, cfg: DataConfig) -> Survey:
     votes = pd.DataFrame({c: vote_fractions(table, c, KAGGLE_CSV) for c in vote_cols})
     labels = pd.DataFrame({"gz2_class": derive_gz2_class(votes, cfg.vote_thresholds)})
     labels["morph3"] = labels["gz2_class"].map(GZ2_MORPH3).astype("string")
-    labels = pd.concat([labels, votes], axis=1)
+    # the table's other columns (positions, redshifts...) kept as any layout keeps its catalogue's: they were
+    # dropped, and ra/dec with them; one named like ours is kept renamed
+    others = {(c if c not in labels.columns and c not in ("id", "source") else f"catalogue_{c}"): typed(table[c]).array
+              for c in table.columns if c != "GalaxyID" and c not in vote_cols}
+    labels = pd.concat([labels, votes, pd.DataFrame(others, index=labels.index)], axis=1)
     files = list_files(path / KAGGLE_IMAGES, skip_companions=False)
     ids = table["GalaxyID"].astype(str).str.strip().tolist()
     records, labels = join_files(path / KAGGLE_IMAGES, path, ids, None, files, labels)
