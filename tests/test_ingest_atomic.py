@@ -261,6 +261,20 @@ def test_a_dying_worker_is_one_clear_error_and_nothing_is_written(tmp_path, monk
     assert not list((tmp_path / "run").iterdir())
 
 
+def _two_surveys(tmp_path):
+    """Two folders of three galaxies each, x0..x2 and y0..y2."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    for i in range(3):
+        save_image(first / f"x{i}.png", galaxy_rgb(48, seed=i))
+        save_image(second / f"y{i}.png", galaxy_rgb(48, seed=10 + i))
+    return first, second
+
+
+def _files(run):
+    """Every file of a run but its log, by path, with its bytes."""
+    return {p.relative_to(run.path): p.read_bytes() for p in run.path.rglob("*") if p.is_file() and p.name != "log.txt"}
+
+
 def test_an_ingest_of_other_galaxies_sets_the_earlier_results_aside(tmp_path):
     """Every result derived from the earlier cube (model, embeddings, maps, clusterings,
     comparisons, report) leaves the run when an ingest puts other galaxies in it, even as many
@@ -269,10 +283,7 @@ def test_an_ingest_of_other_galaxies_sets_the_earlier_results_aside(tmp_path):
     import morphospace as ms
     from morphospace.run import write_npy
 
-    first, second = tmp_path / "first", tmp_path / "second"
-    for i in range(3):
-        save_image(first / f"x{i}.png", galaxy_rgb(48, seed=i))
-        save_image(second / f"y{i}.png", galaxy_rgb(48, seed=10 + i))
+    first, second = _two_surveys(tmp_path)
     _, _, _, run = ingest_to(first, tmp_path / "run")
     write_npy(run.embedding_path("form"), np.ones((3, 4), np.float32))
     (run.path / "models" / "vade").mkdir(parents=True)
@@ -351,14 +362,10 @@ def test_a_re_ingest_that_fails_while_publishing_leaves_the_run_as_it_was(tmp_pa
     from morphospace.data.ingest.cube import CubeWriter
     from morphospace.run import write_npy
 
-    first, second = tmp_path / "first", tmp_path / "second"
-    for i in range(3):
-        save_image(first / f"x{i}.png", galaxy_rgb(48, seed=i))
-        save_image(second / f"y{i}.png", galaxy_rgb(48, seed=10 + i))
+    first, second = _two_surveys(tmp_path)
     _, _, _, run = ingest_to(first, tmp_path / "run")
     write_npy(run.embedding_path("form"), np.ones((3, 4), np.float32))
-    before = {p.relative_to(run.path): p.read_bytes() for p in run.path.rglob("*")
-              if p.is_file() and p.name != "log.txt"}
+    before = _files(run)
 
     def refused(self):
         raise PermissionError(1, "Operation not permitted", str(self.path))
@@ -366,8 +373,7 @@ def test_a_re_ingest_that_fails_while_publishing_leaves_the_run_as_it_was(tmp_pa
     monkeypatch.setattr(CubeWriter, "publish", refused)
     with pytest.raises(Exception, match="Operation not permitted"):
         ingest_to(second, tmp_path / "run")
-    after = {p.relative_to(run.path): p.read_bytes() for p in run.path.rglob("*")
-             if p.is_file() and p.name != "log.txt"}
+    after = _files(run)
     assert after == before and not (run.path / "superseded").exists()
     assert list(ms.Run(run.path).catalogue["id"]) == ["x0", "x1", "x2"] and "form" in ms.Run(run.path).embeddings
     monkeypatch.undo()
@@ -388,8 +394,7 @@ def test_a_re_ingest_that_fails_while_publishing_leaves_the_run_as_it_was(tmp_pa
     with caplog.at_level("INFO", logger="morphospace"), pytest.raises(KeyboardInterrupt):
         ingest_to(second, tmp_path / "run")
     monkeypatch.undo()
-    after = {p.relative_to(run.path): p.read_bytes() for p in run.path.rglob("*")
-             if p.is_file() and p.name != "log.txt"}
+    after = _files(run)
     assert after == before and not (run.path / "superseded").exists()
     assert "moved to superseded" not in caplog.text
     # killed outright after the new cube was renamed in, before the catalogue: the next ingest, even
@@ -399,8 +404,7 @@ def test_a_re_ingest_that_fails_while_publishing_leaves_the_run_as_it_was(tmp_pa
     (run.path / "cube.npy").write_bytes(b"the new cube")
     with pytest.raises(Exception):
         ingest_to(tmp_path / "no such survey", tmp_path / "run")
-    after = {p.relative_to(run.path): p.read_bytes() for p in run.path.rglob("*")
-             if p.is_file() and p.name != "log.txt"}
+    after = _files(run)
     assert after == before
     (run.path / "cube.npy").rename(run.path / ".cube.npy.earlier")  # killed before the cube was renamed
     ingest_to(first, tmp_path / "run")  # the same galaxies: the results stay, the cube is back
@@ -417,10 +421,7 @@ def test_results_set_aside_keep_their_links_and_a_failed_move_publishes_no_cube(
     import morphospace as ms
     from morphospace.run import write_npy
 
-    first, second = tmp_path / "first", tmp_path / "second"
-    for i in range(3):
-        save_image(first / f"x{i}.png", galaxy_rgb(48, seed=i))
-        save_image(second / f"y{i}.png", galaxy_rgb(48, seed=10 + i))
+    first, second = _two_surveys(tmp_path)
     _, _, _, run = ingest_to(first, tmp_path / "run")
     big = tmp_path / "big" / "models"
     big.mkdir(parents=True)
