@@ -1,0 +1,244 @@
+"""What a re-ingest replaces: the earlier cube's outputs and the results derived from it.
+
+An ingest into a run that holds results keeps them where the new cube holds the same galaxies
+made the same way (:data:`RECIPE`), and sets them aside in ``superseded/<UTC time>/`` where it
+holds others or the same made otherwise. The earlier cube, catalogue and summary are set aside
+under hidden names just before the new ones are renamed in, and put back, with the results,
+where the renaming fails; what a kill left aside, the next ingest repairs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from ...run import RunDir
+from ...run.rundir import DERIVED, IMPORTED_MARKER, TAGS_FILE
+from .cube import partial_path
+
+log = logging.getLogger("morphospace")
+
+__all__ = ["RECIPE", "earlier_cube", "galaxies_of", "put_back", "recipe_of", "recover_left_aside",
+           "same_galaxies", "set_aside_results", "set_earlier_outputs_aside", "take_back_results"]
+
+# what a cube's pixels are made with, beside its galaxies: results derived from a cube made
+# otherwise (a model trained at 32 px, an embedding of grey images) do not describe the new one
+RECIPE = ("crop", "framing", "galaxy_r90s", "size", "channels", "normalise", "softening", "resample")
+
+
+def recipe_of(preprocess: dict) -> dict:
+    """The :data:`RECIPE` entries of an ingest summary's ``preprocess`` section."""
+    return {key: preprocess.get(key) for key in RECIPE}
+
+
+def earlier_cube(run: RunDir) -> tuple[list, dict | None] | None:
+    """The galaxies of the earlier cube and its recipe (:data:`RECIPE`; None where its summary does
+    not say) where the run holds results derived from it (None otherwise, or unreadable); and
+    partial files of a killed ingest removed. The earlier outputs themselves stay until the new ones
+    are ready (:func:`set_earlier_outputs_aside`): a re-ingest that fails (nothing usable, ``--strict``,
+    a full disk) leaves the run as it was."""
+    earlier = None
+    if any(os.path.lexists(run.path / name) for name in DERIVED):
+        try:
+            galaxies = galaxies_of(run.cube_catalogue())
+        except Exception:  # noqa: BLE001 - a damaged earlier run: its results are set aside below
+            galaxies = None
+        try:
+            recipe = recipe_of(json.loads(run.ingest_summary.read_text())["preprocess"])
+        except Exception:  # noqa: BLE001 - no summary, or one that does not say: the galaxies decide
+            recipe = None
+        earlier = None if galaxies is None else (galaxies, recipe)
+    partial_path(run.cube).unlink(missing_ok=True)
+    for name in (run.catalogue.name, run.ingest_summary.name):
+        for stale in run.path.glob(f".{name}.*.partial"):
+            stale.unlink(missing_ok=True)
+    return earlier
+
+
+def _aside(path: Path) -> Path:
+    return path.with_name(f".{path.name}.earlier")
+
+
+def recover_left_aside(run: RunDir) -> None:
+    """Earlier outputs an ingest killed outright left aside (SIGKILL between setting them aside and
+    renaming the new ones in) put back, or removed: the catalogue is renamed last, so where it is in
+    place the new outputs all are and the earlier ones go; where it is not, the earlier three come
+    back over whatever of the new ones was renamed in (a new cube must not pair with an old catalogue)."""
+    outputs = (run.catalogue, run.ingest_summary, run.cube)
+    if not any(_aside(p).exists() for p in outputs):
+        return
+    if run.catalogue.exists():
+        for p in outputs:
+            _aside(p).unlink(missing_ok=True)
+        return
+    for p in outputs:
+        if not _aside(p).exists():
+            p.unlink(missing_ok=True)
+    put_back([(p, _aside(p)) for p in outputs if _aside(p).exists()])
+
+
+def set_earlier_outputs_aside(run: RunDir) -> list[tuple[Path, Path]]:
+    """The earlier ingest's cube, catalogue and summary renamed to hidden names just before the new
+    ones are renamed into place (an old cube or catalogue must never pair with a new one), and put
+    back by :func:`put_back` if the publishing fails: they were deleted, and a failure then (a cube
+    that cannot be replaced) left the run with no cube or catalogue at all. Raises OSError, having
+    put back what it moved, where one cannot be moved."""
+    moved: list[tuple[Path, Path]] = []
+    try:
+        for path in (run.catalogue, run.ingest_summary, run.cube):
+            if path.exists():
+                os.replace(path, _aside(path))
+                moved.append((path, _aside(path)))
+    except BaseException:
+        put_back(moved)
+        raise
+    return moved
+
+
+def put_back(moved: list[tuple[Path, Path]]) -> None:
+    for path, aside in reversed(moved):
+        try:
+            os.replace(aside, path)
+        except Exception as exc:  # noqa: BLE001 - said: the earlier output is still there, under its hidden name
+            log.warning("could not put %s back (%s): it is %s", path.name, exc, aside)
+
+
+def take_back_results(run: RunDir, dest: Path | None) -> None:
+    """Results an ingest that then failed set aside in ``dest``, moved back where they were (never
+    raising: the failure that calls for it is the one to say)."""
+    if dest is None:
+        return
+    try:
+        _move_back(run, dest)
+    except Exception as exc:  # noqa: BLE001 - said, and the ingest's own error goes on
+        log.warning("some of the results set aside in %s could not be moved back (%s)", dest, exc)
+
+
+def _move_back(run: RunDir, dest: Path) -> None:
+    """Every entry of ``dest`` moved to its place in the run, where that place is free (a folder whose
+    place holds one, as an imported model's, entry by entry); the folder removed once empty."""
+
+    def back(moved: Path) -> bool:  # whether everything under it went home
+        home = run.path / moved.relative_to(dest)
+        if not os.path.lexists(home):
+            home.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(moved, home)
+            return True
+        if moved.is_dir() and not moved.is_symlink() and home.is_dir():  # an imported model's folder
+            return all([back(p) for p in sorted(moved.iterdir())])
+        return False
+
+    if all([back(p) for p in sorted(dest.iterdir())]):
+        shutil.rmtree(dest, ignore_errors=True)
+        try:
+            dest.parent.rmdir()  # superseded/, where it was the only one
+        except OSError:
+            pass
+    else:
+        log.warning("some of the results set aside in %s could not be moved back", dest)
+
+
+def galaxies_of(cube_catalogue) -> list[tuple[str, str]]:
+    """What tells the galaxies of a cube, row by row: each one's id and the file it was read from
+    (two synthetic surveys share their ids; another folder is another survey)."""
+    sources = cube_catalogue["source"].astype(str).tolist() if "source" in cube_catalogue else [""] * len(cube_catalogue)
+    return list(zip(cube_catalogue["id"].astype(str).tolist(), sources))
+
+
+def same_galaxies(new: list[tuple[str, str]], earlier: list[tuple[str, str]]) -> bool:
+    """Whether two cubes hold the same galaxies: the same ids from the same files, a file named by
+    its resolved path (the survey through a link, or by the relative path an earlier version wrote,
+    read from the folder it was ingested from), so that the same files by another path are not
+    taken for other galaxies and their results set aside."""
+    if new == earlier:
+        return True
+    if len(new) != len(earlier) or [i for i, _ in new] != [i for i, _ in earlier]:
+        return False
+
+    folders: dict[str, str] = {}  # each folder resolved once (10^6 realpaths took half a minute)
+    files: dict[str, str] = {}  # each HDF5 file once
+
+    def split(source: str) -> tuple[str, str]:
+        path, hash_, row = source.rpartition("#")  # an HDF5 row: file#row
+        if hash_ and row.isdigit():
+            if path not in files:
+                files[path] = os.path.realpath(path) if os.path.isfile(path) else ""
+            if files[path]:
+                return files[path], f"#{row}"
+        return source, ""
+
+    def resolved(source: str) -> str:
+        path, row = split(source)
+        head, tail = os.path.split(path)
+        if head not in folders:
+            folders[head] = os.path.realpath(head or ".")
+        return os.path.join(folders[head], tail) + row
+
+    def same(a: str, b: str) -> bool:  # the folders first; a file that is itself a link, last
+        return a == b or resolved(a) == resolved(b) or os.path.realpath(split(a)[0]) + split(a)[1] == \
+            os.path.realpath(split(b)[0]) + split(b)[1]
+
+    return all(same(a, b) for (_, a), (_, b) in zip(new, earlier))
+
+
+def set_aside_results(run: RunDir, earlier: tuple | None, ids: list,
+                                         recipe: dict) -> tuple[Path, str] | None:
+    """Before a new cube of galaxies ``ids`` made with ``recipe`` is published: what the stages derived
+    from the earlier cube (models, embeddings, maps, clusterings, classes, the report...) is moved to
+    ``superseded/<UTC time>/`` (with the user's anomaly tags where the galaxies are others: they name
+    galaxies by id, and ids recur), unless the earlier cube held the same galaxies made the same way (a
+    re-run of the same survey keeps them, and its stages remake them; the same galaxies at another
+    size or in grey are another cube, which a model trained on the earlier one does not fit; an
+    imported model, made from no galaxies of the run, stays). Moved, not deleted: a trained model or labels
+    filled in are not lost; a link among them is kept pointing where it pointed. Where a move fails
+    (or Ctrl-C comes) what was moved goes back, and the error is raised: the new cube is then not
+    published. Returns the folder and the line to log once the new cube is published."""
+    present = [run.path / name for name in DERIVED if os.path.lexists(run.path / name)]
+    imported = run.imported_model()
+    if imported is not None:  # made from no galaxies of the run, it stays; what embed wrote beside it goes
+        present = ([p for p in present if p.name != "models"]
+                   + [p for p in sorted(imported.parent.iterdir()) if p != imported]
+                   + [p for p in sorted(imported.iterdir()) if p.name not in ("model.pt", IMPORTED_MARKER)])
+    same = earlier is not None and same_galaxies(ids, earlier[0])
+    if earlier is not None and not same and (run.path / TAGS_FILE).is_file():
+        present.append(run.path / TAGS_FILE)  # the user's, but about the earlier galaxies by id
+    if not present or (same and earlier[1] in (None, recipe)):
+        return None
+    if [p.name for p in present] == ["models"] and not (run.cube.exists() or run.catalogue.exists()):
+        return None  # a model imported into a new run before imports were marked: made from no galaxies
+    dest = run.new_superseded_folder()
+    try:
+        for path in present:
+            _absolute_links(path, present)
+            target = dest / path.relative_to(run.path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            path.rename(target)
+    except BaseException:
+        take_back_results(run, dest)
+        raise
+    changed = [f"{k} {earlier[1][k]} -> {recipe[k]}" for k in RECIPE if same and earlier[1] and earlier[1][k] != recipe[k]]
+    return dest, (f"the run's results ({', '.join(str(p.relative_to(run.path)) for p in present)}) were made from "
+                  + (f"the same galaxies made otherwise ({', '.join(changed)})" if changed else
+                     "the galaxies of the earlier ingest")
+                  + f": moved to {dest.relative_to(run.path)} (delete it when you no longer need them)")
+
+
+def _absolute_links(path: Path, moved: list[Path]) -> None:
+    """Make ``path`` (a link) and the links under it absolute where they point outside what is
+    ``moved`` with it, so that they still point where they did once moved two folders deeper (a
+    models/ folder linked to a larger disk, say); links among the moved entries move with them."""
+    links = [path] if path.is_symlink() else [Path(root) / name for root, dirs, files in os.walk(path)
+                                              for name in dirs + files if (Path(root) / name).is_symlink()]
+    for link in links:
+        target = os.readlink(link)
+        if os.path.isabs(target):
+            continue
+        where = os.path.normpath(os.path.join(link.parent, target))
+        if any(Path(where).is_relative_to(m) and Path(where) != link for m in moved):
+            continue
+        tmp = link.with_name(f".{link.name}.relink")
+        os.symlink(where, tmp)
+        os.replace(tmp, link)
