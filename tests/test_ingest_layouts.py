@@ -406,6 +406,9 @@ def test_hdf5_that_is_not_galaxy10_is_a_user_error(tmp_path):
     (tmp_path / "broken.h5").write_bytes(b"not hdf5 at all")
     with pytest.raises(UserError, match="cannot read HDF5"):
         read_survey(tmp_path / "broken.h5", DataConfig())
+    # a folder of two: which is the survey cannot be guessed, and the error says so (it said no layout)
+    with pytest.raises(UserError, match=r"holds 2 HDF5 files \(broken.h5, x.h5\): give the Galaxy10 .h5 file"):
+        read_survey(tmp_path, DataConfig())
     # bands first: read as 69 x 69 images of 69 bands they would be stripes, so refused
     with h5py.File(tmp_path / "bands_first.h5", "w") as f:
         f.create_dataset("images", data=np.zeros((2, 3, 69, 69), np.uint8))

@@ -104,10 +104,14 @@ def detect_layout(path: str | Path) -> str:
         return "fits"
     if any(is_image(n) for n in names) or (path / "images").is_dir():
         return "folder"
-    if sum(n.lower().endswith(HDF5_EXTENSIONS) for n in names) == 1:
+    h5 = sorted(n for n in names if n.lower().endswith(HDF5_EXTENSIONS))
+    if len(h5) == 1:
         return "galaxy10"
     if any(n.lower().endswith(".csv") for n in names) and next(subfolder_images(path), None) is not None:
         return "folder"  # a catalogue whose file column names images in sub-folders
+    if h5:  # said as what it is: which of them is the survey cannot be guessed
+        raise UserError(f"{path} holds {len(h5)} HDF5 files ({', '.join(h5[:3])}{', ...' if len(h5) > 3 else ''}): "
+                        "give the Galaxy10 .h5 file itself")
     raise UserError(
         f"no known survey layout in {path} ({known_layouts()}: a folder of JPEG/PNG/TIFF or FITS files, "
         "optionally with a catalogue CSV, or a Galaxy10 .h5 file)"
