@@ -240,6 +240,11 @@ def test_kaggle_layout_keeps_all_37_vote_columns_and_derives_classes(tiny_kaggle
     _, cat, _, _ = ingest_to(with_pos, tmp_path / "run_pos")
     assert cat["ra"].tolist() == [150.0] * len(table) and cat["redshift"].tolist() == [0.05] * len(table)
     assert cat.set_index("id").loc[str(table["GalaxyID"].iloc[-1]), "dec"] == pytest.approx(10.0)
+    # GalaxyIDs written as floats (a spreadsheet's 100008.0) name the same images: every row matched
+    table["GalaxyID"] = table["GalaxyID"].astype(float)
+    table.to_csv(with_pos / "training_solutions_rev1.csv", index=False)
+    summary, cat, _, _ = ingest_to(with_pos, tmp_path / "run_floats")
+    assert not summary["flags"] and cat.loc[0, "id"] == "100008"
 
 
 def test_kaggle_thresholds_come_from_the_config(tiny_kaggle, tmp_path):

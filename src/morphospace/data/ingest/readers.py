@@ -145,7 +145,9 @@ def read_kaggle(path: Path, cfg: DataConfig) -> Survey:
               for c in table.columns if c != "GalaxyID" and c not in vote_cols}
     labels = pd.concat([labels, votes, pd.DataFrame(others, index=labels.index)], axis=1)
     files = list_files(path / KAGGLE_IMAGES, skip_companions=False)
-    ids = table["GalaxyID"].astype(str).str.strip().tolist()
+    ids = table["GalaxyID"].astype(str).str.strip()
+    # written as floats by a spreadsheet or pandas (100008.0): the images are named 100008.jpg
+    ids = ids.str.replace(r"^(\d+)\.0*$", r"\1", regex=True).tolist()
     records, labels = join_files(path / KAGGLE_IMAGES, path, ids, None, files, labels)
     return Survey("kaggle-gz2", path, records, labels, 3)
 
