@@ -652,3 +652,16 @@ def test_a_grey_frame_with_alpha_is_a_grey_frame(tmp_path):
     assert sorted(cat.loc[cat["flag_fewer_bands"], "id"]) == ["g_l", "g_la"]
     rows = cat.set_index("id")["cube_index"]
     np.testing.assert_array_equal(cube[rows["g_l"]], cube[rows["g_la"]])
+
+
+def test_a_galaxy10_file_beside_a_folder_survey_s_images_is_said(tmp_path, caplog):
+    """An .h5 beside the images of a folder survey was passed over without a word (it may hold
+    galaxies of its own)."""
+    root = tmp_path / "mixed"
+    for i in range(2):
+        save_image(root / f"g{i}.png", galaxy_rgb(32, seed=i))
+    tiny_galaxy10(root / "Galaxy10.h5", n=3)
+    with caplog.at_level("INFO", logger="morphospace"):
+        survey = read_survey(root, DataConfig())
+    assert survey.layout == "folder" and len(survey.records) == 2
+    assert "Galaxy10.h5 is left out of this folder survey" in caplog.text

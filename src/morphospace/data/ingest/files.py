@@ -152,6 +152,9 @@ def list_files(folder: Path, skip_companions: bool) -> list[tuple[str, str]]:
         except OSError:
             pass
         if skip_companions and name.lower().endswith(COMPANION_EXTENSIONS):
+            if name.lower().endswith(HDF5_EXTENSIONS):  # may hold galaxies of its own: said, not passed over
+                log.info("%s is left out of this folder survey (its images are the survey): to ingest the "
+                         "HDF5 file, give its path", name)
             continue
         out.append((stem(name), name))
     return out
