@@ -319,6 +319,7 @@ def test_an_ingest_of_other_galaxies_sets_the_earlier_results_aside(tmp_path):
     moved = min((run.path / "superseded").iterdir())  # the first set aside: the survey of x0..x2
     assert (moved / "models" / "vade" / "model.pt").read_bytes() == b"trained on x0..x2"
     assert np.load(moved / "embeddings" / "form.npy").shape == (3, 4) and (run.path / "my_galaxies").is_dir()
+    assert not (run.path / ".superseding").exists()  # published: nothing left for a next ingest to take back
 
 
 def test_the_galaxies_are_told_by_their_files_not_by_the_path_as_typed(tmp_path, monkeypatch):
@@ -406,6 +407,16 @@ def test_a_re_ingest_that_fails_while_publishing_leaves_the_run_as_it_was(tmp_pa
         ingest_to(tmp_path / "no such survey", tmp_path / "run")
     after = _files(run)
     assert after == before
+    # killed outright after the results were set aside, before the new outputs: they come back too
+    for name in ("catalogue.parquet", "ingest_summary.json", "cube.npy"):
+        (run.path / name).rename(run.path / f".{name}.earlier")
+    (run.path / "superseded" / "t" / "embeddings").parent.mkdir(parents=True)
+    (run.path / "embeddings").rename(run.path / "superseded" / "t" / "embeddings")
+    (run.path / ".superseding").write_text("superseded/t")
+    with pytest.raises(Exception):
+        ingest_to(tmp_path / "no such survey", tmp_path / "run")
+    assert _files(run) == before and not (run.path / "superseded").exists()
+    assert not (run.path / ".superseding").exists()
     (run.path / "cube.npy").rename(run.path / ".cube.npy.earlier")  # killed before the cube was renamed
     ingest_to(first, tmp_path / "run")  # the same galaxies: the results stay, the cube is back
     assert "form" in ms.Run(run.path).embeddings and not (run.path / ".cube.npy.earlier").exists()

@@ -28,8 +28,8 @@ from .cube import CubeWriter
 from .layouts import Survey, read_survey
 from .positions import set_positions
 from .preprocess import PreprocessSpec
-from .replace import (earlier_cube, galaxies_of, put_back, recipe_of, recover_left_aside, set_aside_results,
-                      set_earlier_outputs_aside, take_back_results)
+from .replace import (SUPERSEDING, earlier_cube, galaxies_of, put_back, recipe_of, recover_left_aside,
+                      set_aside_results, set_earlier_outputs_aside, take_back_results)
 from .workers import ingest_pool, run_chunks
 
 if TYPE_CHECKING:
@@ -238,6 +238,7 @@ def _write_outputs(survey, spec: PreprocessSpec, run: RunDir, data, cfg: Config,
         except OSError:  # left hidden; the next ingest removes it
             pass
     if set_aside is not None:
+        (run.path / SUPERSEDING).unlink(missing_ok=True)  # published: the results stay where they went
         log.warning("%s", set_aside[1])
     return summary
 

@@ -21,12 +21,13 @@ from .cube import partial_path
 
 log = logging.getLogger("morphospace")
 
-__all__ = ["RECIPE", "earlier_cube", "galaxies_of", "put_back", "recipe_of", "recover_left_aside",
+__all__ = ["RECIPE", "SUPERSEDING", "earlier_cube", "galaxies_of", "put_back", "recipe_of", "recover_left_aside",
            "same_galaxies", "set_aside_results", "set_earlier_outputs_aside", "take_back_results"]
 
 # what a cube's pixels are made with, beside its galaxies: results derived from a cube made
 # otherwise (a model trained at 32 px, an embedding of grey images) do not describe the new one
 RECIPE = ("crop", "framing", "galaxy_r90s", "size", "channels", "normalise", "softening", "resample")
+SUPERSEDING = ".superseding"  # names the folder an ingest sets results aside in until it publishes
 
 
 def recipe_of(preprocess: dict) -> dict:
@@ -68,16 +69,24 @@ def recover_left_aside(run: RunDir) -> None:
     place the new outputs all are and the earlier ones go; where it is not, the earlier three come
     back over whatever of the new ones was renamed in (a new cube must not pair with an old catalogue)."""
     outputs = (run.catalogue, run.ingest_summary, run.cube)
-    if not any(_aside(p).exists() for p in outputs):
-        return
-    if run.catalogue.exists():
+    marker = run.path / SUPERSEDING
+    if run.catalogue.exists():  # published: what was set aside stays set aside
         for p in outputs:
             _aside(p).unlink(missing_ok=True)
+        marker.unlink(missing_ok=True)
         return
-    for p in outputs:
-        if not _aside(p).exists():
-            p.unlink(missing_ok=True)
-    put_back([(p, _aside(p)) for p in outputs if _aside(p).exists()])
+    if any(_aside(p).exists() for p in outputs):
+        for p in outputs:
+            if not _aside(p).exists():
+                p.unlink(missing_ok=True)
+        put_back([(p, _aside(p)) for p in outputs if _aside(p).exists()])
+    if marker.is_file():  # the results the killed ingest had set aside go back with them
+        try:
+            dest = run.path / marker.read_text().strip()
+        except OSError:
+            dest = None
+        take_back_results(run, dest if dest is not None and dest.is_dir() else None)
+        marker.unlink(missing_ok=True)
 
 
 def set_earlier_outputs_aside(run: RunDir) -> list[tuple[Path, Path]]:
@@ -109,6 +118,7 @@ def put_back(moved: list[tuple[Path, Path]]) -> None:
 def take_back_results(run: RunDir, dest: Path | None) -> None:
     """Results an ingest that then failed set aside in ``dest``, moved back where they were (never
     raising: the failure that calls for it is the one to say)."""
+    (run.path / SUPERSEDING).unlink(missing_ok=True)
     if dest is None:
         return
     try:
@@ -210,6 +220,8 @@ def set_aside_results(run: RunDir, earlier: tuple | None, ids: list,
     if [p.name for p in present] == ["models"] and not (run.cube.exists() or run.catalogue.exists()):
         return None  # a model imported into a new run before imports were marked: made from no galaxies
     dest = run.new_superseded_folder()
+    # where they go, for the next ingest to take them back should this one be killed before it publishes
+    (run.path / SUPERSEDING).write_text(str(dest.relative_to(run.path)))
     try:
         for path in present:
             _absolute_links(path, present)
