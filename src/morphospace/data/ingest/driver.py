@@ -28,7 +28,7 @@ from .cube import CubeWriter
 from .layouts import Survey, read_survey
 from .positions import set_positions
 from .preprocess import PreprocessSpec
-from .replace import (SUPERSEDING, earlier_cube, galaxies_of, put_back, recipe_of, recover_left_aside,
+from .replace import (SUPERSEDING, earlier_cube, galaxies_of, recipe_of, recover_left_aside, restore_earlier_outputs,
                       set_aside_results, set_earlier_outputs_aside, take_back_results)
 from .workers import ingest_pool, run_chunks
 
@@ -219,13 +219,7 @@ def _write_outputs(survey, spec: PreprocessSpec, run: RunDir, data, cfg: Config,
     except BaseException as exc:
         writer.abort()
         if outputs is not None and not published:  # the run as it was: its outputs, then its results
-            for path in (run.catalogue, run.ingest_summary, run.cube):
-                if not any(p == path for p, _ in outputs):
-                    try:
-                        path.unlink(missing_ok=True)  # one of the new outputs, with nothing earlier to pair with
-                    except OSError:
-                        pass
-            put_back(outputs)
+            restore_earlier_outputs(run, outputs)
             take_back_results(run, None if set_aside is None else set_aside[0])
         if isinstance(exc, OSError):  # disk full, permissions: the user's to fix, in one line
             raise UserError(f"cannot write in {run.path}: {exc.strerror or exc}") from None

@@ -22,7 +22,7 @@ from .cube import partial_path
 log = logging.getLogger("morphospace")
 
 __all__ = ["RECIPE", "SUPERSEDING", "earlier_cube", "galaxies_of", "put_back", "recipe_of", "recover_left_aside",
-           "same_galaxies", "set_aside_results", "set_earlier_outputs_aside", "take_back_results"]
+           "restore_earlier_outputs", "same_galaxies", "set_aside_results", "set_earlier_outputs_aside", "take_back_results"]
 
 # what a cube's pixels are made with, beside its galaxies: results derived from a cube made
 # otherwise (a model trained at 32 px, an embedding of grey images) do not describe the new one
@@ -63,30 +63,31 @@ def _aside(path: Path) -> Path:
     return path.with_name(f".{path.name}.earlier")
 
 
+def _outputs(run: RunDir) -> tuple[Path, Path, Path]:
+    """What an ingest publishes, in the order it sets the earlier ones aside (the catalogue first)."""
+    return run.catalogue, run.ingest_summary, run.cube
+
+
 def recover_left_aside(run: RunDir) -> None:
     """Earlier outputs an ingest killed outright left aside (SIGKILL between setting them aside and
     renaming the new ones in) put back, or removed: the catalogue is renamed last, so where it is in
     place the new outputs all are and the earlier ones go; where it is not, the earlier three come
     back over whatever of the new ones was renamed in (a new cube must not pair with an old catalogue)."""
-    outputs = (run.catalogue, run.ingest_summary, run.cube)
     marker = run.path / SUPERSEDING
     if run.catalogue.exists():  # published: what was set aside stays set aside
-        for p in outputs:
+        for p in _outputs(run):
             _aside(p).unlink(missing_ok=True)
         marker.unlink(missing_ok=True)
         return
-    if any(_aside(p).exists() for p in outputs):
-        for p in outputs:
-            if not _aside(p).exists():
-                p.unlink(missing_ok=True)
-        put_back([(p, _aside(p)) for p in outputs if _aside(p).exists()])
+    left = [(p, _aside(p)) for p in _outputs(run) if _aside(p).exists()]
+    if left:
+        restore_earlier_outputs(run, left)
     if marker.is_file():  # the results the killed ingest had set aside go back with them
         try:
             dest = run.path / marker.read_text().strip()
         except OSError:
             dest = None
-        take_back_results(run, dest if dest is not None and dest.is_dir() else None)
-        marker.unlink(missing_ok=True)
+        take_back_results(run, dest if dest is not None and dest.is_dir() else None)  # removes the marker
 
 
 def set_earlier_outputs_aside(run: RunDir) -> list[tuple[Path, Path]]:
@@ -97,7 +98,7 @@ def set_earlier_outputs_aside(run: RunDir) -> list[tuple[Path, Path]]:
     put back what it moved, where one cannot be moved."""
     moved: list[tuple[Path, Path]] = []
     try:
-        for path in (run.catalogue, run.ingest_summary, run.cube):
+        for path in _outputs(run):
             if path.exists():
                 os.replace(path, _aside(path))
                 moved.append((path, _aside(path)))
@@ -105,6 +106,19 @@ def set_earlier_outputs_aside(run: RunDir) -> list[tuple[Path, Path]]:
         put_back(moved)
         raise
     return moved
+
+
+def restore_earlier_outputs(run: RunDir, moved: list[tuple[Path, Path]]) -> None:
+    """The earlier outputs set aside (``moved``: place, hidden name) put back, and the new ones that
+    have no earlier one to give way to removed: a new cube never pairs with an old catalogue. Never
+    raises: what stopped the ingest is the error to say."""
+    for path in _outputs(run):
+        if not any(p == path for p, _ in moved):
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                pass
+    put_back(moved)
 
 
 def put_back(moved: list[tuple[Path, Path]]) -> None:
