@@ -77,9 +77,9 @@ def trained_rows(run: RunDir, clusterings: list[str]) -> dict[str, np.ndarray]:
 
     embeddings, by_embedding, out = set(run.embeddings()), {}, {}
     for name in clusterings:
-        rep = str(meta(run.clustering_path(name).with_suffix(".json")).get("representation", ""))
-        embedding = rep if rep in embeddings else str(meta(run.reduction_path(rep).with_suffix(".json"))
-                                                      .get("embedding", "")) if rep else ""
+        embedding = str(meta(run.clustering_path(name).with_suffix(".json")).get("representation", ""))
+        if embedding and embedding not in embeddings:  # a map: the embedding it was made from
+            embedding = str(meta(run.reduction_path(embedding).with_suffix(".json")).get("embedding", ""))
         if embedding not in embeddings:
             continue
         if embedding not in by_embedding:

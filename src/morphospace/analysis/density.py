@@ -40,10 +40,13 @@ def k_distances(X: np.ndarray, k: int, n_jobs: int | None = None) -> np.ndarray:
     With ``k = min_samples`` this is, per row, the smallest ``eps`` at which
     DBSCAN makes it a core point. ``n_jobs``: threads of the (exact) neighbour search.
     """
+    return np.sort(neighbour_distances(X, k, n_jobs)[:, -1])
+
+
+def neighbour_distances(X: np.ndarray, k: int, n_jobs: int | None = None) -> np.ndarray:
+    """Each row's distances to its k nearest rows, itself first (N, k), ascending."""
     k = int(min(k, X.shape[0]))
-    nn = NearestNeighbors(n_neighbors=k, n_jobs=n_jobs).fit(X)
-    dist, _ = nn.kneighbors(X)
-    return np.sort(dist[:, -1])
+    return NearestNeighbors(n_neighbors=k, n_jobs=n_jobs).fit(X).kneighbors(X)[0]
 
 
 def knee_index(curve: np.ndarray) -> int:
@@ -196,8 +199,8 @@ class DBSCANAuto(ClusterMixin, BaseEstimator):
         ms = self.min_samples or int(np.clip(2 * X.shape[1], 4, 100))
         ms = int(min(ms, X.shape[0]))
         self.min_samples_ = ms
-        row_dist = NearestNeighbors(n_neighbors=ms, n_jobs=self.n_jobs).fit(X).kneighbors(X)[0]
-        self.k_distances_ = np.sort(row_dist[:, -1])  # k_distances(X, ms)
+        row_dist = neighbour_distances(X, ms, self.n_jobs)  # once: the k-distance curve and predict's rule
+        self.k_distances_ = np.sort(row_dist[:, -1])
         self.knee_index_ = knee_index(self.k_distances_)
         if self.eps is not None:
             eps = float(self.eps)
@@ -332,8 +335,7 @@ class HDBSCANClusterer(ClusterMixin, BaseEstimator):
         # itself is its first neighbour) and each cluster's reach (its sparsest member's core)
         self.min_samples_ = ms
         self.X_fit_ = X
-        nn = NearestNeighbors(n_neighbors=self.min_samples_, n_jobs=self.n_jobs).fit(X)
-        self.core_distances_ = nn.kneighbors(X)[0][:, -1]
+        self.core_distances_ = neighbour_distances(X, self.min_samples_, self.n_jobs)[:, -1]
         self.cluster_reach_ = np.array([self.core_distances_[self.labels_ == c].max()
                                         for c in range(self.n_clusters_)], dtype=np.float64)
         return self
