@@ -354,20 +354,33 @@ def test_every_misuse_of_a_fitted_model_is_a_value_error(run, fitted):
         (lambda: model.encode(x[:0]), "no images"), (lambda: model.encode((x * 255).astype(np.uint8)), "floating point"),
         (lambda: model.decode(np.zeros((0, model.latent_dim))), "N >= 1"),
         (lambda: model.decode(np.full((2, model.latent_dim), np.nan)), "finite"),
-        (lambda: model.sample(0, 2, temperature=float("nan")), "temperature must be a number in"),
-        (lambda: model.sample(0, 2.5), "n must be an integer"), (lambda: model.sample(1.5, 2), "component must be"),
-        (lambda: model.sample(0, 2, reject_below=2), "reject_below must be"),
+        (lambda: model.sample(2, temperature=float("nan")), "temperature must be a number in"),
+        (lambda: model.sample(2.5), "n must be an integer"), (lambda: model.sample(2, component=1.5), "component must be"),
+        (lambda: model.sample(2, reject_below=2), "reject_below must be"),
         (lambda: fitted.sample(2, temperature=float("inf")), "temperature must be"),
         # a TypeError from a comparison, torch's overflow: one ValueError each, as the rest
-        (lambda: model.sample(0, 2, temperature="0.5"), "temperature must be a number"),
-        (lambda: model.sample(0, 2, reject_below="0.5"), "reject_below must be a number"),
-        (lambda: model.sample(0, 2, seed=2**70), "seed must be an integer"),
-        (lambda: model.sample(0, 2, seed=-1), "seed must be an integer"),
+        (lambda: model.sample(2, temperature="0.5"), "temperature must be a number"),
+        (lambda: model.sample(2, reject_below="0.5"), "reject_below must be a number"),
+        (lambda: model.sample(2, seed=2**70), "seed must be an integer"),
+        (lambda: model.sample(2, seed=-1), "seed must be an integer"),
     ]
     for call, message in misuse:
         with pytest.raises(ValueError, match=message):
             call()
     assert fitted.sample(2, random_state=None).shape == (2, *fitted.image_shape_)  # scikit-learn's None
+
+
+def test_the_estimator_and_the_numpy_model_draw_with_the_same_call(fitted):
+    """``sample(n, component=k)`` on both; the numpy model's earlier ``sample(component, n)``
+    order now fails loudly instead of drawing n galaxies of another component."""
+    model = fitted.model_
+    one = fitted.sample(3, component=1, temperature=0.5, random_state=4)
+    other = model.sample(3, component=1, temperature=0.5, seed=4)
+    np.testing.assert_array_equal(one, other)
+    assert model.sample(2).shape == fitted.sample(2).shape == (2, *fitted.image_shape_)
+    for draw in (model.sample, fitted.sample):
+        with pytest.raises(TypeError):
+            draw(1, 3)  # component by position
 
 
 def test_vade_estimator_rejects_misuse(run, fitted):

@@ -585,12 +585,12 @@ def test_api_numpy_in_numpy_out(trained):
     assert np.array_equal(model.predict(x), p.argmax(1))
     # one galaxy at a time gives the same probabilities (no batch dependence)
     np.testing.assert_allclose(model.predict_proba(x[2:3])[0], p[2], rtol=1e-5)
-    s = model.sample(1, 4, temperature=0.5)
+    s = model.sample(4, component=1, temperature=0.5)
     assert s.shape == (4, 2, SIDE, SIDE)
     with pytest.raises(UserError):
         model.encode(np.zeros((2, 3, SIDE, SIDE)))
     with pytest.raises(UserError):
-        model.sample(5, 2)
+        model.sample(2, component=5)
 
 
 def test_generate_with_rejection_and_write(trained, tmp_path):

@@ -10,7 +10,7 @@ Examples
 >>> cube = np.load("runs/gz1/cube.npy", mmap_mode="r")    # doctest: +SKIP
 >>> z_mean, z_log_var = model.encode(cube)                # every row, a chunk at a time # doctest: +SKIP
 >>> p = model.predict_proba(cube[:100])                   # (100, K) # doctest: +SKIP
->>> fakes = model.sample(component=2, n=16)               # (16, C, H, W) # doctest: +SKIP
+>>> fakes = model.sample(16, component=2)                # (16, C, H, W) # doctest: +SKIP
 
 Images are N x C x H x W float arrays already preprocessed like the run's cube (``cube.npy``
 rows); a memory-mapped cube is read a chunk of rows at a time and never copied whole.
@@ -228,7 +228,7 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         model = self._model()
         return model.log_likelihood(self._images(X))
 
-    def sample(self, n: int = 16, component: int = 0, temperature: float = 0.5,
+    def sample(self, n: int = 16, *, component: int = 0, temperature: float = 0.5,
                random_state: int | None = 0) -> np.ndarray:
         """``n`` synthetic galaxies (N, C, H, W) drawn from one mixture component."""
         model = self._model()
@@ -239,7 +239,7 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
                 raise ValueError(f"{name} must be an integer, got {value!r}")
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.integer, np.floating)):
             raise ValueError(f"temperature must be a number, got {temperature!r}")
-        return model.sample(int(component), int(n), temperature=temperature, seed=int(random_state))
+        return model.sample(int(n), component=int(component), temperature=temperature, seed=int(random_state))
 
     def save(self, path: str | Path) -> Path:
         """Write the fitted model (and these parameters) to ``path``; :meth:`load` reads it back."""

@@ -114,9 +114,14 @@ class VaDEModel:
         with torch.no_grad():
             return self.vade.prior.log_prob(torch.from_numpy(mu)).numpy()
 
-    def sample(self, component: int, n: int, temperature: float = 0.5, reject_below: float | None = None,
-               seed: int = 0) -> np.ndarray:
-        """``n`` synthetic galaxies of one component (see :meth:`morphospace.vade.generate.Generative.generate`)."""
+    def sample(self, n: int = 16, *, component: int = 0, temperature: float = 0.5,
+               reject_below: float | None = None, seed: int = 0) -> np.ndarray:
+        """``n`` synthetic galaxies of one component (see :meth:`morphospace.vade.generate.Generative.generate`).
+
+        The same call as :meth:`morphospace.VaDE.sample`: ``n`` first, the component by name
+        (``model.sample(16, component=2)``), so that an older ``sample(component, n)`` fails
+        loudly instead of drawing another component.
+        """
         from ..errors import python_errors
 
         with python_errors():  # too few draws above reject_below: a ValueError here
