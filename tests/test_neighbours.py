@@ -65,7 +65,21 @@ def test_same_image_same_output_wherever_it_sits():
     batch, table = mask_images(np.stack([a, b]), desc="")
     alone, _ = mask_images(b[None], desc="")
     np.testing.assert_array_equal(batch[1], alone[0])
-    assert list(table.columns) == ["n_masked", "masked_fraction"] and table["n_masked"].tolist() == [1, 1]
+    assert list(table.columns) == ["n_masked", "masked_fraction", "central_found"]
+    assert table["n_masked"].tolist() == [1, 1] and table["central_found"].tolist() == [True, True]
+
+
+def test_a_frame_without_a_central_source_is_left_as_it_is_and_listed():
+    """Two nuclei on either side of the centre, neither within 10% of the side of it: masking
+    every source (as before) left sky where the merger was."""
+    rng = np.random.default_rng(3)
+    pair = blob(23.5, 13, 2.0, 1.0) + blob(23.5, 34, 2.0, 1.0)
+    img = (pair[None] * np.ones((3, 1, 1)) + rng.normal(0, 0.02, (3, SIDE, SIDE))).astype(np.float32)
+    out, n, frac = mask_neighbours(img)
+    assert n == 0 and frac == 0.0
+    np.testing.assert_array_equal(out, img)
+    _, table = mask_images(np.stack([img, stamp(True)]), desc="")
+    assert table["central_found"].tolist() == [False, True] and table["n_masked"].tolist() == [0, 1]
 
 
 def make_run(path, n=6):
@@ -100,6 +114,11 @@ def test_masked_cube_is_built_once_and_rebuilt_when_the_cube_changes(tmp_path):
         (run.path / MASKED_META).write_text(json.dumps(meta))
         masked_cube(run)
         assert (run.path / MASKED_CUBE).stat().st_mtime_ns == first
+    meta = json.loads((run.path / MASKED_META).read_text())
+    (run.path / MASKED_META).write_text(json.dumps({k: v for k, v in meta.items() if k != "rule"}))
+    masked_cube(run)  # masked by the rule before frames without a central source were left alone
+    assert (run.path / MASKED_CUBE).stat().st_mtime_ns != first
+    first = (run.path / MASKED_CUBE).stat().st_mtime_ns
     masked_cube(run, MaskParams(keep_companions=0.25))  # another setting: masked again
     assert (run.path / MASKED_CUBE).stat().st_mtime_ns != first
     masked_cube(run)

@@ -12,6 +12,9 @@ How, per image (framework-free: numpy, scipy and sep):
 
 1. detect sources on the channel mean (``sep``, threshold in units of the border noise,
    deblending on), and find the central galaxy (:func:`morphospace.image.sources.central_index`);
+   Where no source covers the centre or lies near it (two nuclei of a merger on either side of
+   it, a star field, a galaxy larger than the frame), nothing is masked: masking every source
+   would leave sky, or half a merger. Such frames are listed (``central_found`` false);
 2. the other sources' segments, grown by ``grow`` pixels, form the mask; the central
    galaxy's own segment is never masked, nor, with ``keep_companions`` > 0, a source that
    touches it and holds at least that fraction of its light (a merging partner or a tidal
@@ -29,7 +32,8 @@ How, per image (framework-free: numpy, scipy and sep):
 
 The raw cube is left untouched (galleries and the feature study show the real cutouts);
 :func:`masked_cube` writes the masked copy beside it, ``cube_masked.npy``, with
-``cube_masked.parquet`` (per galaxy: sources masked, fraction of pixels masked), and
+``cube_masked.parquet`` (per galaxy: sources masked, fraction of pixels masked, whether a
+central source was found), and
 rebuilds it whenever the cube or the parameters change.
 """
 
@@ -141,18 +145,23 @@ def mask_neighbours(image: np.ndarray, params: MaskParams = MaskParams()) -> tup
     fraction : float
         Fraction of the pixels replaced.
     """
+    return _masked(image, params)[:3]
+
+
+def _masked(image: np.ndarray, params: MaskParams) -> tuple[np.ndarray, int, float, bool]:
+    """:func:`mask_neighbours`, and whether a central source was found (nothing masked if not)."""
     from scipy.ndimage import binary_dilation
 
     img = np.ascontiguousarray(image, dtype=np.float32)
     data, objects, seg = detect(img.mean(0), params.thresh, params.minarea, params.deblend_cont)
-    if len(objects) == 0:
-        return img, 0, 0.0
     central = central_index(objects, seg)
-    own = seg == (central + 1) if central is not None else np.zeros(seg.shape, dtype=bool)
+    if central is None:
+        return img, 0, 0.0, False
+    own = seg == (central + 1)
     own |= _companions(data, seg, own, params.keep_companions)
     others = (seg > 0) & ~own
     if not others.any():
-        return img, 0, 0.0
+        return img, 0, 0.0, True
     mask = binary_dilation(others, iterations=params.grow) if params.grow > 0 else others
     mask &= ~own
     twin_masked = mask[::-1, ::-1]
@@ -166,7 +175,7 @@ def mask_neighbours(image: np.ndarray, params: MaskParams = MaskParams()) -> tup
         fill = np.where(twin_masked, sky, ch[::-1, ::-1])
         out[c][mask] = fill[mask]
     n_masked = len(np.setdiff1d(np.unique(seg[others]), [0]))
-    return out, int(n_masked), float(mask.mean())
+    return out, int(n_masked), float(mask.mean()), True
 
 
 def mask_images(images: np.ndarray, out: np.ndarray | None = None, params: MaskParams = MaskParams(),
@@ -188,7 +197,7 @@ def mask_images(images: np.ndarray, out: np.ndarray | None = None, params: MaskP
     -------
     masked : ndarray, shape (N, C, H, W), float32
     table : pandas.DataFrame
-        ``n_masked`` and ``masked_fraction`` per image.
+        ``n_masked``, ``masked_fraction`` and ``central_found`` per image.
     """
     images = np.asarray(images) if not hasattr(images, "shape") else images
     if images.ndim != 4:
@@ -197,10 +206,11 @@ def mask_images(images: np.ndarray, out: np.ndarray | None = None, params: MaskP
         out = np.empty(images.shape, dtype=np.float32)
     n_masked = np.zeros(len(images), dtype=np.int32)
     fraction = np.zeros(len(images), dtype=np.float32)
+    central = np.zeros(len(images), dtype=bool)
     rows = range(len(images))
     for i in progress(rows, total=len(images), desc=desc, unit="img") if desc and len(images) > 256 else rows:
-        out[i], n_masked[i], fraction[i] = mask_neighbours(images[i], params=params)
-    return out, pd.DataFrame({"n_masked": n_masked, "masked_fraction": fraction})
+        out[i], n_masked[i], fraction[i], central[i] = _masked(images[i], params)
+    return out, pd.DataFrame({"n_masked": n_masked, "masked_fraction": fraction, "central_found": central})
 
 
 def _cube_signature(cube_path: Path, params: MaskParams) -> dict:
@@ -208,7 +218,8 @@ def _cube_signature(cube_path: Path, params: MaskParams) -> dict:
     # a setting added since (keep_companions) enters only when set: at its default the pixels are what
     # an earlier version masked, and its masked cubes (25-49 GB at 10^6 galaxies) stay good
     settings = {k: v for k, v in asdict(params).items() if k != "keep_companions" or v}
-    return {"cube_size": st.st_size, "cube_mtime_ns": st.st_mtime_ns, "params": settings}
+    # rule 2: a frame without a central source is left as it is (rule 1 masked every source in it)
+    return {"cube_size": st.st_size, "cube_mtime_ns": st.st_mtime_ns, "params": settings, "rule": 2}
 
 
 def _mask_chunk(start: int, stop: int, cube_path: str, out_path: str, params: MaskParams) -> pd.DataFrame:
@@ -274,7 +285,8 @@ def _masked_cube(run: RunDir, params: MaskParams, workers: int) -> np.ndarray:
         del out  # the chunks write through their own maps
         tables = map_chunks(_mask_chunk, len(cube), str(run.cube), str(tmp), params, chunk=512,
                             workers=workers, desc="masking neighbours")
-    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame({"n_masked": [], "masked_fraction": []})
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(
+        {"n_masked": [], "masked_fraction": [], "central_found": []})
     table.insert(0, "id", run.cube_ids().astype(str))
     write_table(run.path / MASKED_TABLE, table)
     # who built it and when: a process of the same job that finds it built says so in its log
@@ -303,6 +315,11 @@ def _log_masking(table: pd.DataFrame, by: str = "") -> None:
     log.info("neighbours masked%s in %d of %d images (%.1f%% of the pixels)", f" {by}" if by else "",
              int((table["n_masked"] > 0).sum()), len(table),
              100 * float(table["masked_fraction"].mean()) if len(table) else 0.0)
+    if "central_found" in table and not table["central_found"].all():
+        missed = table.index[~table["central_found"].astype(bool)]
+        ids = table["id"].iloc[missed[:5]].tolist() if "id" in table else missed[:5].tolist()
+        log.warning("no central source found in %d of %d images (e.g. %s): left unmasked; listed in %s "
+                    "(central_found false)", len(missed), len(table), ", ".join(map(str, ids)), MASKED_TABLE)
 
 
 def model_input_path(run: RunDir, hp: dict) -> Path:
