@@ -318,6 +318,7 @@ def test_every_misuse_of_a_fitted_model_is_a_value_error(run, fitted):
         (lambda: fitted.transform(run.cube[:0]), "no images"),
         (lambda: fitted.transform(np.full(shape, np.nan, np.float32)), "finite"),
         (lambda: fitted.score_samples(np.full(shape, np.inf, np.float32)), "finite"),
+        (lambda: fitted.transform(run.cube[0]), r"got one image: pass it as a batch of one, X\[None\]"),
         (lambda: fitted.sample(0), "n must be in 1..100,000"),
         (lambda: fitted.sample(2.5), "n must be an integer"),
         (lambda: fitted.sample(2, component=0.5), "component must be an integer"),

@@ -199,6 +199,9 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
     def _images(self, X) -> np.ndarray:
         x = X if isinstance(X, np.ndarray) else np.asarray(X, dtype=np.float32)  # read a chunk at a time later
         x = x[:, None] if x.ndim == 3 and self.image_shape_[0] == 1 else x
+        if x.ndim == 3 and tuple(x.shape) == self.image_shape_:  # scikit-learn's rule: rows, never one sample
+            raise ValueError(f"expected images N x {' x '.join(map(str, self.image_shape_))}, got one image: "
+                             "pass it as a batch of one, X[None]")
         if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape_:
             raise ValueError(f"expected images N x {' x '.join(map(str, self.image_shape_))}, got shape {x.shape}")
         if len(x) == 0:
