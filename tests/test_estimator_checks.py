@@ -125,3 +125,21 @@ def test_settings_that_were_taken_for_others_are_refused():
         ms.FormAnomaly().fit(X).relevance(X, interesting=[3], boring=[3])
     with pytest.raises(ValueError, match="positive integer"):
         ms.FewLabelClassifier().fit(X, y).suggest(True)
+
+
+def test_every_reducer_names_its_output_columns_and_can_give_pandas():
+    """scikit-learn's get_feature_names_out / set_output, so a reducer's output keeps column names
+    in a pandas workflow (a ColumnTransformer, a DataFrame with the galaxies' ids)."""
+    import numpy as np
+    import pandas as pd
+
+    X = np.random.default_rng(0).random((60, 5))
+    y = np.repeat(["a", "b", "c"], 20)
+    for reducer, width in ((PCAReducer(3), 3), (LDAReducer(2), 2), (TSNEReducer(n_iter=50), 2), (UMAPReducer(), 2)):
+        name = type(reducer).__name__.lower()
+        reducer.set_output(transform="pandas")
+        out = reducer.fit_transform(X, y) if isinstance(reducer, LDAReducer) else reducer.fit_transform(X)
+        assert isinstance(out, pd.DataFrame) and list(out.columns) == [f"{name}{i}" for i in range(width)]
+        new = reducer.transform(X[:7])
+        assert isinstance(new, pd.DataFrame) and new.shape == (7, width)
+        assert list(reducer.get_feature_names_out()) == list(out.columns)

@@ -11,7 +11,7 @@ import warnings
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.decomposition import PCA
 
 from ..errors import InvalidArgument
@@ -40,6 +40,10 @@ def _pre_pca(X: np.ndarray, dims: int | None, random_state: Any) -> PCA | None:
 class _MapAfterPCA:
     """What the neighbour embeddings share: a PCA to ``pca_dims`` first (``pca_``, None when narrower)."""
 
+    @property
+    def _n_features_out(self) -> int:  # get_feature_names_out: tsnereducer0, tsnereducer1, ...
+        return self.n_components
+
     def _pre(self, X: np.ndarray) -> np.ndarray:
         return self.pca_.transform(X) if self.pca_ is not None else X
 
@@ -57,7 +61,7 @@ class _MapAfterPCA:
         return np.asarray(self._pre(new_input(self, X)), dtype=np.float64)
 
 
-class TSNEReducer(_MapAfterPCA, TransformerMixin, BaseEstimator):
+class TSNEReducer(_MapAfterPCA, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """t-SNE through openTSNE (FFT-accelerated), after a PCA to ``pca_dims`` when wider.
 
     Parameters
@@ -204,7 +208,7 @@ def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return cdist(a.astype(np.float64), b.astype(np.float64))
 
 
-class UMAPReducer(_MapAfterPCA, TransformerMixin, BaseEstimator):
+class UMAPReducer(_MapAfterPCA, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """UMAP through umap-learn, after a PCA to ``pca_dims`` when wider.
 
     With a ``random_state`` umap-learn runs single-threaded (its parallel

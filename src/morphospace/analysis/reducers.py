@@ -10,7 +10,7 @@ import warnings
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.decomposition import PCA
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
@@ -22,7 +22,7 @@ from .maps import TSNEReducer, UMAPReducer
 __all__ = ["PCAReducer", "LDAReducer", "TSNEReducer", "UMAPReducer", "REDUCERS"]
 
 
-class PCAReducer(TransformerMixin, BaseEstimator):
+class PCAReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Principal component analysis to ``n_components`` dimensions.
 
     Parameters
@@ -71,6 +71,10 @@ class PCAReducer(TransformerMixin, BaseEstimator):
         self.explained_variance_ratio_ = self.pca_.explained_variance_ratio_
         return self
 
+    @property
+    def _n_features_out(self) -> int:  # get_feature_names_out: pcareducer0, pcareducer1, ...
+        return self.n_components_
+
     def transform(self, X):
         """Coordinates of rows on the principal axes.
 
@@ -86,7 +90,7 @@ class PCAReducer(TransformerMixin, BaseEstimator):
         return self.pca_.transform(X)
 
 
-class LDAReducer(TransformerMixin, BaseEstimator):
+class LDAReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Linear discriminant analysis: the projection that best separates labelled classes.
 
     Rows whose label is missing (None, NaN, "") are ignored when fitting and
@@ -118,6 +122,10 @@ class LDAReducer(TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True
         return tags
+
+    @property
+    def _n_features_out(self) -> int:  # get_feature_names_out: ldareducer0, ldareducer1, ...
+        return self.n_components
 
     def fit(self, X, y=None):
         """Fit the shrunk LDA on the labelled rows, and the within-class PCA padding when needed.
