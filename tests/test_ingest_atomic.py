@@ -275,6 +275,25 @@ def _files(run):
     return {p.relative_to(run.path): p.read_bytes() for p in run.path.rglob("*") if p.is_file() and p.name != "log.txt"}
 
 
+def test_an_extended_survey_keeps_the_users_anomaly_tags(tmp_path):
+    """The earlier galaxies all in the new cube (a few added): the results go (they describe the
+    earlier cube), the tags stay, still naming the same galaxies; one galaxy left out, they go too
+    (they were set aside whole even when every tagged galaxy was still there)."""
+    first, _ = _two_surveys(tmp_path)
+    _, _, _, run = ingest_to(first, tmp_path / "run")
+    (run.path / "report.html").write_text("about x0..x2")
+    (run.path / "anomaly_tags.csv").write_text("id,tag\nx1,interesting\n")
+    save_image(first / "x3.png", galaxy_rgb(48, seed=3))  # the survey extended
+    ingest_to(first, tmp_path / "run")
+    assert not (run.path / "report.html").exists() and len(list((run.path / "superseded").iterdir())) == 1
+    assert (run.path / "anomaly_tags.csv").read_text() == "id,tag\nx1,interesting\n"
+    (run.path / "report.html").write_text("about x0..x3")
+    (first / "x0.png").unlink()  # one earlier galaxy gone: the tags are set aside with the results
+    ingest_to(first, tmp_path / "run")
+    assert not (run.path / "anomaly_tags.csv").exists()
+    assert any((p / "anomaly_tags.csv").is_file() for p in (run.path / "superseded").iterdir())
+
+
 def test_an_ingest_of_other_galaxies_sets_the_earlier_results_aside(tmp_path):
     """Every result derived from the earlier cube (model, embeddings, maps, clusterings,
     comparisons, report) leaves the run when an ingest puts other galaxies in it, even as many

@@ -57,7 +57,8 @@ DERIVED = tuple(sorted(RUN_FOLDERS - {"superseded"})) + ("vade_galaxies.parquet"
                                                            "anomaly.parquet", "anomaly.json", "report.html")
 
 # the user's own tags of anomalies, by galaxy id: kept by every stage, but about the galaxies they name,
-# so an ingest of other galaxies sets them aside with the results (ids recur: synth_000000, ...)
+# so an ingest that leaves out some of them sets them aside with the results (ids recur:
+# synth_000000, ...); one that keeps every earlier galaxy (a survey extended) keeps them
 TAGS_FILE = "anomaly_tags.csv"
 
 # beside an imported model (``RUN/models/vade/``, import-astrovader): made from no galaxies of the

@@ -21,7 +21,7 @@ from .cube import partial_path
 
 log = logging.getLogger("morphospace")
 
-__all__ = ["RECIPE", "SUPERSEDING", "earlier_cube", "galaxies_of", "put_back", "recipe_of", "recover_left_aside",
+__all__ = ["RECIPE", "SUPERSEDING", "earlier_cube", "earlier_galaxies_kept", "galaxies_of", "put_back", "recipe_of", "recover_left_aside",
            "restore_earlier_outputs", "same_galaxies", "set_aside_results", "set_earlier_outputs_aside", "take_back_results"]
 
 # what a cube's pixels are made with, beside its galaxies: results derived from a cube made
@@ -181,9 +181,27 @@ def same_galaxies(new: list[tuple[str, str]], earlier: list[tuple[str, str]]) ->
         return True
     if len(new) != len(earlier) or [i for i, _ in new] != [i for i, _ in earlier]:
         return False
+    same = _same_file()
+    return all(same(a, b) for (_, a), (_, b) in zip(new, earlier))
 
-    folders: dict[str, str] = {}  # each folder resolved once (10^6 realpaths took half a minute)
-    files: dict[str, str] = {}  # each HDF5 file once
+
+def earlier_galaxies_kept(new: list[tuple[str, str]], earlier: list[tuple[str, str]]) -> bool:
+    """Whether every galaxy of the earlier cube is in the new one, by id and file (a survey extended,
+    or a few galaxies left out since): what names them by id (the user's anomaly tags) still does."""
+    by_id: dict[str, list[str]] = {}
+    for gid, source in new:
+        by_id.setdefault(gid, []).append(source)
+    if any(gid not in by_id for gid, _ in earlier):
+        return False
+    same = _same_file()
+    return all(any(same(source, other) for other in by_id[gid]) for gid, source in earlier)
+
+
+def _same_file():
+    """``same(a, b)``: whether two sources name one file (or one HDF5 row), each folder and HDF5 file
+    resolved once (10^6 realpaths took half a minute)."""
+    folders: dict[str, str] = {}
+    files: dict[str, str] = {}
 
     def split(source: str) -> tuple[str, str]:
         path, hash_, row = source.rpartition("#")  # an HDF5 row: file#row
@@ -205,18 +223,19 @@ def same_galaxies(new: list[tuple[str, str]], earlier: list[tuple[str, str]]) ->
         return a == b or resolved(a) == resolved(b) or os.path.realpath(split(a)[0]) + split(a)[1] == \
             os.path.realpath(split(b)[0]) + split(b)[1]
 
-    return all(same(a, b) for (_, a), (_, b) in zip(new, earlier))
+    return same
 
 
 def set_aside_results(run: RunDir, earlier: tuple | None, ids: list,
                                          recipe: dict) -> tuple[Path, str] | None:
     """Before a new cube of galaxies ``ids`` made with ``recipe`` is published: what the stages derived
     from the earlier cube (models, embeddings, maps, clusterings, classes, the report...) is moved to
-    ``superseded/<UTC time>/`` (with the user's anomaly tags where the galaxies are others: they name
-    galaxies by id, and ids recur), unless the earlier cube held the same galaxies made the same way (a
-    re-run of the same survey keeps them, and its stages remake them; the same galaxies at another
-    size or in grey are another cube, which a model trained on the earlier one does not fit; an
-    imported model, made from no galaxies of the run, stays). Moved, not deleted: a trained model or labels
+    ``superseded/<UTC time>/`` (with the user's anomaly tags where some earlier galaxy is not in the
+    new cube: they name galaxies by id, and ids recur; a survey extended keeps them), unless the
+    earlier cube held the same galaxies made the same way (a re-run of the same survey keeps them,
+    and its stages remake them; the same galaxies at another size or in grey are another cube,
+    which a model trained on the earlier one does not fit; an imported model, made from no
+    galaxies of the run, stays). Moved, not deleted: a trained model or labels
     filled in are not lost; a link among them is kept pointing where it pointed. Where a move fails
     (or Ctrl-C comes) what was moved goes back, and the error is raised: the new cube is then not
     published. Returns the folder and the line to log once the new cube is published."""
@@ -227,7 +246,8 @@ def set_aside_results(run: RunDir, earlier: tuple | None, ids: list,
                    + [p for p in sorted(imported.parent.iterdir()) if p != imported]
                    + [p for p in sorted(imported.iterdir()) if p.name not in ("model.pt", IMPORTED_MARKER)])
     same = earlier is not None and same_galaxies(ids, earlier[0])
-    if earlier is not None and not same and (run.path / TAGS_FILE).is_file():
+    if earlier is not None and not same and (run.path / TAGS_FILE).is_file() \
+            and not earlier_galaxies_kept(ids, earlier[0]):
         present.append(run.path / TAGS_FILE)  # the user's, but about the earlier galaxies by id
     if not present or (same and earlier[1] in (None, recipe)):
         return None
