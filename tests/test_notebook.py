@@ -454,6 +454,25 @@ def test_random_state_none_or_a_generator_seeds_a_fit_as_in_scikit_learn():
     assert ms.VaDE(random_state=None)._overrides()["train.seed"] >= 0
 
 
+def test_compare_pairs_a_runs_clustering_with_a_catalogue_column_in_cube_order_only(run, tmp_path):
+    import shutil
+
+    from morphospace.run import RunDir
+
+    copy = tmp_path / "run"
+    shutil.copytree(run.path, copy)
+    d, r = RunDir(copy), ms.Run(copy)
+    truth = r.catalogue["morphology"]
+    codes = pd.factorize(truth)[0]
+    d.write_clustering("perfect", d.cube_ids(), codes)
+    labels = r.clusterings["perfect"]
+    assert ms.compare(labels, truth).loc["ari"].iloc[0] == pytest.approx(1.0)  # cube order: by position
+    with pytest.raises(ValueError, match="not known to be in cube order"):
+        ms.compare(labels.sort_values(), truth)  # scored -0.15 against itself, paired by position
+    by_id = r.catalogue.set_index("id")["morphology"]
+    assert ms.compare(labels.sort_values(), by_id).loc["ari"].iloc[0] == pytest.approx(1.0)
+
+
 def test_compare_is_a_table_of_agreement():
     a = [0, 0, 1, 1, 2, 2]
     t = ms.compare(a, ["x", "x", "y", "y", "z", "z"], names=("clusters", "classes"))
@@ -468,7 +487,10 @@ def test_compare_is_a_table_of_agreement():
     clusters = pd.Series(a, index=ids)
     classes = pd.Series(["x", "x", "y", "y", "z", "z"], index=ids).iloc[[3, 0, 5, 1, 4, 2]]
     assert ms.compare(clusters, classes).loc["ari"].iloc[0] == pytest.approx(1.0)
-    assert ms.compare(clusters, classes.reset_index(drop=True)).loc["ari"].iloc[0] < 0.5  # 0..N-1: by position
+    # 0..N-1 against a Series indexed by galaxy in an unknown order: refused (it paired by position,
+    # a sorted clustering scored the wrong galaxies)
+    with pytest.raises(ValueError, match="not known to be in cube order"):
+        ms.compare(clusters, classes.reset_index(drop=True))
     with pytest.raises(ValueError, match="indexed by different galaxies"):
         ms.compare(clusters, classes.rename(lambda i: i + "x"))
     plain = pd.Series(a)  # 0..N-1, and the same rows sorted otherwise: paired by index too

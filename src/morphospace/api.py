@@ -369,8 +369,11 @@ def _paired_by_index(a, b):
     galaxy id, a table indexed by id or sorted) paired by their index, not by position; Series
     indexed by other galaxies are a ``ValueError`` (paired by position, they scored the wrong
     galaxies against each other), unless one has a plain 0..N-1 index (a column of
-    ``run.catalogue``, in cube order), which pairs by position."""
+    ``run.catalogue``, in cube order) and the other is a run's clustering still in cube order,
+    which pair by position."""
     import pandas as pd
+
+    from .runs import in_cube_order
 
     if not (isinstance(a, pd.Series) and isinstance(b, pd.Series)) or a.index.equals(b.index):
         return a, b
@@ -379,7 +382,13 @@ def _paired_by_index(a, b):
         return a, b.reindex(a.index)
     plain = [isinstance(s.index, pd.RangeIndex) and s.index.start == 0 and s.index.step == 1 for s in (a, b)]
     if any(plain) and len(a) == len(b):
-        return a, b
+        other = b if plain[0] else a
+        if all(plain) or in_cube_order(other):
+            return a, b
+        raise ValueError("one Series is in plain 0..N-1 order (a column of run.catalogue, in cube order) and the "
+                         "other is indexed by galaxy but not known to be in cube order (sorted, or made "
+                         "elsewhere): index both by galaxy id (catalogue.set_index('id')[column]) to pair them "
+                         "by galaxy, or pass arrays in the same order")
     if not unique:
         raise ValueError("a Series is indexed with repeated labels, and the two are in another order: "
                          "pass arrays in the same order")
@@ -395,8 +404,10 @@ def compare(a, b, names: tuple[str, str] = ("a", "b")):
     a, b : array-like (N,)
         Cluster labels, classes or any categorical values; missing values (None, NaN, "") are
         left out pairwise. Two pandas Series indexed by galaxy (e.g. ``run.clusterings``) are
-        paired by their index, in any order; arrays, and a Series with a plain 0..N-1 index
-        (a column of ``run.catalogue``, in cube order), by position.
+        paired by their index, in any order; arrays by position, and so a Series with a plain
+        0..N-1 index (a column of ``run.catalogue``, in cube order) with an array or with a run's
+        clustering still in cube order. A plain Series with one indexed by galaxy in another
+        order (sorted) is a ``ValueError``: index both by id to pair them by galaxy.
     names : (str, str)
         Names of the two labellings, for the column header.
 
