@@ -319,6 +319,9 @@ def test_every_misuse_of_a_fitted_model_is_a_value_error(run, fitted):
         (lambda: fitted.transform(np.full(shape, np.nan, np.float32)), "finite"),
         (lambda: fitted.score_samples(np.full(shape, np.inf, np.float32)), "finite"),
         (lambda: fitted.transform(run.cube[0]), r"got one image: pass it as a batch of one, X\[None\]"),
+        # 0-255 levels as a list were cast to float and used (as an array they were refused)
+        (lambda: fitted.transform((np.asarray(run.cube[:2]) * 255).astype(int).tolist()), "floating point"),
+        (lambda: ms.VaDE().fit((np.asarray(run.cube[:4]) * 255).astype(int).tolist()), "floating point"),
         (lambda: fitted.sample(0), "n must be in 1..100,000"),
         (lambda: fitted.sample(2.5), "n must be an integer"),
         (lambda: fitted.sample(2, component=0.5), "component must be an integer"),
@@ -353,6 +356,9 @@ def test_every_misuse_of_a_fitted_model_is_a_value_error(run, fitted):
     misuse += [
         (lambda: model.encode(bad), "finite"), (lambda: model.predict(bad), "finite"),
         (lambda: model.encode(x[:0]), "no images"), (lambda: model.encode((x * 255).astype(np.uint8)), "floating point"),
+        (lambda: model.encode((x * 255).astype(int).tolist()), "floating point"),
+        # the shape the user passed, not one made of it
+        (lambda: model.encode(x[:2, 0]), r"got shape \(2, 64, 64\)"),
         (lambda: model.decode(np.zeros((0, model.latent_dim))), "N >= 1"),
         (lambda: model.decode(np.full((2, model.latent_dim), np.nan)), "finite"),
         (lambda: model.sample(2, temperature=float("nan")), "temperature must be a number in"),

@@ -29,7 +29,7 @@ from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 
 from .errors import python_errors
 from .run import RunDir
-from .vade.fit_cube import check_images, place_cube
+from .vade.fit_cube import check_images, float_images, place_cube
 from .vade.io import MODEL_FILE, MODEL_NAME, load_vade, model_dir, model_file, save_model
 from .vade.keras_import import import_astrovader
 from .vade.numpy_model import VaDEModel, load_model
@@ -197,7 +197,7 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         return self.model_
 
     def _images(self, X) -> np.ndarray:
-        x = X if isinstance(X, np.ndarray) else np.asarray(X, dtype=np.float32)  # read a chunk at a time later
+        x = float_images(X)  # an ndarray not copied: read a chunk at a time later
         x = x[:, None] if x.ndim == 3 and self.image_shape_[0] == 1 else x
         if x.ndim == 3 and tuple(x.shape) == self.image_shape_:  # scikit-learn's rule: rows, never one sample
             raise ValueError(f"expected images N x {' x '.join(map(str, self.image_shape_))}, got one image: "

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InvalidArgument
 from ..run import RunDir
 from ..run.pages import PageReleaser
 
@@ -16,13 +17,20 @@ __all__ = ["check_images", "place_cube", "CHUNK_ROWS"]
 CHUNK_ROWS = 1024  # rows checked or copied at a time (50 MB of 3 x 64 x 64 float32): memory flat in N
 
 
+def float_images(X) -> np.ndarray:
+    """``X`` as a float array, an ndarray (a memory-mapped cube) not copied; integer levels (0-255)
+    or booleans, in an array or a list, are not a cube's scale: a ``ValueError``, wherever the images
+    enter (fit, transform, predict), never trained on or encoded."""
+    x = X if isinstance(X, np.ndarray) else np.asarray(X)
+    if x.dtype.kind != "f":
+        raise InvalidArgument(f"images must be floating point on the run's cube scale, got {x.dtype}")
+    return x if isinstance(X, np.ndarray) else x.astype(np.float32, copy=False)
+
+
 def check_images(X) -> np.ndarray:
     """``X`` as N x C x H x W float rows (a stack of H x W images gets one channel), checked
     ``CHUNK_ROWS`` at a time and not copied: a memory-mapped cube stays on disk."""
-    if isinstance(X, np.ndarray) and X.dtype.kind != "f":  # 8-bit levels (0-255) are not a cube's scale:
-        # refused here as transform and predict refuse them, not trained on
-        raise ValueError(f"images must be floating point on the run's cube scale, got {X.dtype}")
-    x = X if isinstance(X, np.ndarray) else np.asarray(X, dtype=np.float32)
+    x = float_images(X)
     if x.ndim == 3:
         x = x[:, None]
     if x.ndim != 4 or x.shape[2] != x.shape[3] or len(x) < 2:

@@ -52,15 +52,18 @@ class VaDEModel:
     # helpers ---------------------------------------------------------------------------
     def _rows(self, x):
         """``x`` as N x C x H x W rows, checked but not read: a memory-mapped cube stays on disk."""
-        x = x if isinstance(x, np.ndarray) else np.asarray(x, dtype=np.float32)
-        if x.ndim == 3:
-            x = x[None]
+        from .fit_cube import float_images
+
+        given = np.shape(x)
+        x = float_images(x)  # 8-bit levels (0-255) or booleans are not the cube's scale
+        if x.ndim == 3 and tuple(x.shape) == self.image_shape:
+            x = x[None]  # one image
+        elif x.ndim == 3 and self.image_shape[0] == 1 and tuple(x.shape[1:]) == self.image_shape[1:]:
+            x = x[:, None]  # a stack of grey images, as the estimator reads it
         if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
-            raise InvalidArgument(f"expected images N x {' x '.join(map(str, self.image_shape))}, got shape {x.shape}")
+            raise InvalidArgument(f"expected images N x {' x '.join(map(str, self.image_shape))}, got shape {given}")
         if len(x) == 0:
             raise InvalidArgument("no images (0 rows)")
-        if x.dtype.kind != "f":  # 8-bit levels (0-255) or booleans are not the cube's scale
-            raise InvalidArgument(f"images must be floating point on the run's cube scale, got {x.dtype}")
         return x
 
     def _images(self, x) -> np.ndarray:
