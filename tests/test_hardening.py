@@ -71,6 +71,31 @@ def test_a_column_name_cannot_write_outside_the_run(tmp_path, capsys):
     assert any("pwn" in p.name for p in (run / "comparisons").glob("contingency_*.csv"))
 
 
+@pytest.mark.slow
+def test_dollar_signs_in_labels_reach_every_figure_as_text(tmp_path, capsys):
+    """matplotlib reads text between two $ as mathematics: a class 'a$^$b' failed the compare
+    stage's maps and the report's label figure (a traceback, no report)."""
+    data = tmp_path / "data"
+    rows = []
+    for i in range(12):
+        save_image(data / f"g{i}.png", galaxy_rgb(64, seed=i))
+        rows.append([f"g{i}", f"g{i}.png", ["a$^$b", "$x", "c $\\frac{$"][i % 3]])
+    write_csv(data / "catalogue.csv", ["id", "file", "morphology"], rows)
+    run = tmp_path / "run"
+    code = main(["run", "--data", str(data), "--out", str(run), "--model", "pca", "--quiet",
+                 "--set", "cluster.reductions=['pca']", "--set", "cluster.kmeans_k=[3]",
+                 "--set", "cluster.methods=['kmeans']"])
+    assert code == 0, capsys.readouterr().err
+    assert (run / "report.html").is_file() and "a$^$b" in (run / "report.html").read_text()
+    import io
+
+    import morphospace as ms
+
+    fig = ms.plot.latent_map(np.random.default_rng(0).random((12, 2)), [r[2] for r in rows])
+    fig.savefig(io.BytesIO(), format="png")  # the notebook's figure too
+    assert "a$^$b (4)" in [t.get_text().replace("\\$", "$") for t in fig.axes[0].get_legend().get_texts()]
+
+
 def test_safe_name_keeps_every_name_one_file_in_its_folder():
     rng = np.random.default_rng(0)
     for _ in range(500):

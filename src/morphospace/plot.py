@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .analysis.inputs import whole_number
+from .image.display import figure_text
 
 __all__ = ["reconstructions", "generated", "component_means", "clusters", "latent_map"]
 
@@ -143,16 +144,16 @@ def latent_map(xy: Any, labels: Any = None, title: str = "", size: float = 4.0):
         noise = [i for i, v in enumerate(values) if not isinstance(v, (bool, str)) and v == -1]
         for mask, colour, name in ((codes == -1, "0.85", "no label"), (np.isin(codes, noise), "0.75", "noise")):
             if mask.any():
-                ax.scatter(xy[mask, 0], xy[mask, 1], s=3, c=colour, lw=0, label=f"{name} ({int(mask.sum())})")
+                ax.scatter(xy[mask, 0], xy[mask, 1], s=3, c=colour, lw=0, label=figure_text(f"{name} ({int(mask.sum())})"))
         shown = sorted((i for i in range(len(values)) if i not in noise), key=lambda i: str(values[i]))
         cmap = _colours(len(shown))
         for colour, i in zip(cmap, shown):
             sel = codes == i
-            ax.scatter(xy[sel, 0], xy[sel, 1], s=4, color=colour, lw=0, label=f"{values[i]} ({int(sel.sum())})")
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=4, color=colour, lw=0, label=figure_text(f"{values[i]} ({int(sel.sum())})"))
         ax.legend(fontsize=7, markerscale=3, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(title, fontsize=10)
+    ax.set_title(figure_text(title), fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
+from ..image.display import figure_text
 from ..progress import Timer, progress
 from ..run import RunDir, atomic_path, safe_name, write_json, write_table
 from .agreement import METRICS, NOISE_MODES, contingency_table, hungarian_accuracy, purity, score_pair
@@ -156,13 +157,13 @@ def draw_heatmap(matrix: pd.DataFrame, title: str, vmin: float | None = None, vm
                     ha="center", va="center", fontsize=font, color=ink)
     ax.set_xticks(range(nc))
     ax.set_yticks(range(nr))
-    ax.set_xticklabels([str(c) for c in matrix.columns], rotation=60, ha="right", fontsize=font + 1)
-    ax.set_yticklabels([str(r) for r in matrix.index], fontsize=font + 1)
+    ax.set_xticklabels([figure_text(c) for c in matrix.columns], rotation=60, ha="right", fontsize=font + 1)
+    ax.set_yticklabels([figure_text(r) for r in matrix.index], fontsize=font + 1)
     if split_rows is not None and 0 < split_rows < nr:
         ax.axhline(split_rows - 0.5, color="white", lw=2.5)
     if split_cols is not None and 0 < split_cols < nc:
         ax.axvline(split_cols - 0.5, color="white", lw=2.5)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(figure_text(title), fontsize=10)
     cax = fig.add_axes([1 - 1.1 / (nc * cell + margin + 1.6), 0.25, 0.2 / (nc * cell + margin + 1.6), 0.5])
     fig.colorbar(im, cax=cax)
     return fig

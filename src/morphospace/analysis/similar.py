@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from ..image.display import display_image
+from ..image.display import display_image, figure_text
 from ..run import RunDir, atomic_path, file_stamp, read_stamped_pickle, safe_name, write_stamped_pickle, write_table
 from .labels import label_columns, missing_mask
 from .neighbour_index import EXACT_BELOW, SimilarityIndex, searches_exactly  # noqa: F401 - re-exported
@@ -188,7 +188,7 @@ def _gallery(images: list, table: pd.DataFrame, path) -> None:
     for ax, img, (_, row) in zip(axes, images, table.iterrows()):
         ax.imshow(display_image(np.asarray(img, dtype=np.float32)))
         ax.set_title("query" if row["rank"] == 0 else f"{row['rank']}: {row['distance']:.2f}", fontsize=7)
-        ax.set_xlabel(str(row["id"])[:14], fontsize=6)
+        ax.set_xlabel(figure_text(str(row["id"])[:14]), fontsize=6)
         ax.set_xticks([])
         ax.set_yticks([])
     with atomic_path(path) as tmp:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import pandas as pd
 
+from ..image.display import figure_text
 from .style import EXCLUDED, GREY, INK, KEPT, MUTED, colour, new_figure, short, styled
 
 if TYPE_CHECKING:
@@ -205,7 +206,7 @@ def draw_cluster_sizes(names: Sequence[str], sizes: Sequence[int], colours: Sequ
     ax.bar_label(bars, padding=2, fontsize=8, color=MUTED)
     ax.set_ylabel("galaxies")
     ax.grid(axis="x", visible=False)
-    ax.set_title(title)
+    ax.set_title(figure_text(title))
     ax.margins(y=0.15)
     if len(names) > 10:
         ax.tick_params(axis="x", rotation=60)
@@ -245,7 +246,7 @@ def draw_label_mix(table: pd.DataFrame, title: str) -> Figure:
     ax.set_xlim(0, 1)
     ax.set_xlabel("fraction of the cluster")
     ax.grid(axis="y", visible=False)
-    ax.set_title(title)
+    ax.set_title(figure_text(title))
     # legend under the bars: the figure stays narrow enough to sit beside the others
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, fontsize=8)
     return fig

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from ..image.display import figure_text
 from ..run import atomic_path
 
 if TYPE_CHECKING:
@@ -205,4 +206,4 @@ def short(text: object, n: int = 28) -> str:
     str
     """
     s = str(text)
-    return s if len(s) <= n else s[: n - 1] + "\u2026"
+    return figure_text(s if len(s) <= n else s[: n - 1] + "\u2026")

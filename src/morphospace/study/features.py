@@ -26,6 +26,7 @@ import pandas as pd
 from ..config import Config, apply_overrides
 from ..data.ingest.catalogue import RESERVED
 from ..errors import UserError
+from ..image.display import figure_text
 from ..nets.batches import RowView
 from ..progress import Timer
 from ..run import RunDir, atomic_path, write_json, write_npy, write_table
@@ -148,8 +149,8 @@ def plot_confusion_matrix(matrix: np.ndarray, classes: list, path) -> None:
             ax.text(j, i, f"{matrix[i, j]}\n{frac[i, j]:.0%}", ha="center", va="center", fontsize=8,
                     color="white" if frac[i, j] > 0.6 else "black")
     names = [str(c) for c in classes]
-    ax.set_xticks(range(k), names, rotation=30, ha="right")
-    ax.set_yticks(range(k), names)
+    ax.set_xticks(range(k), [figure_text(n) for n in names], rotation=30, ha="right")
+    ax.set_yticks(range(k), [figure_text(n) for n in names])
     ax.set_xlabel("predicted")
     ax.set_ylabel("true (validation split)")
     ax.set_title("fine-tuned CNN: confusion matrix")

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.labels import missing_mask, truth_column
-from ..image.display import display_image
+from ..image.display import display_image, figure_text
 from ..run import RunDir, atomic_path, in_cube_order
 
 if TYPE_CHECKING:
@@ -80,8 +80,8 @@ def _scatter(ax, xy: np.ndarray, labels: np.ndarray, title: str, size: float) ->
     for i, c in enumerate(cats):
         sel = ~grey & (labels.astype(str) == c)
         ax.scatter(xy[sel, 0], xy[sel, 1], s=size, color=colours[i], linewidths=0, rasterized=True,
-                   label=c if len(cats) <= 12 else None)
-    ax.set_title(title, fontsize=9)
+                   label=figure_text(c) if len(cats) <= 12 else None)
+    ax.set_title(figure_text(title), fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
     if 0 < len(cats) <= 12:
@@ -128,7 +128,7 @@ def draw_map(xy: np.ndarray, panels: list[tuple[str, np.ndarray]], title: str, s
         title = f"{title} (a random {MAX_DRAWN:,} of {len(xy):,} galaxies drawn)"
     for i, (name, labels) in enumerate(panels):
         _scatter(fig.add_subplot(rows, cols, i + 1), xy[shown], np.asarray(labels, dtype=object)[shown], name, size)
-    fig.suptitle(title, fontsize=11)
+    fig.suptitle(figure_text(title), fontsize=11)
     return fig
 
 
@@ -190,7 +190,7 @@ def draw_k_selection(table: pd.DataFrame, title: str) -> Figure | None:
             ax.legend(fontsize=7, frameon=False)
         ax.set_xlabel("k")
         ax.set_title(name, fontsize=8)
-    fig.suptitle(title, fontsize=10, y=1.03)
+    fig.suptitle(figure_text(title), fontsize=10, y=1.03)
     return fig
 
 
@@ -258,7 +258,7 @@ def draw_gallery(cube: np.ndarray, labels: np.ndarray, title: str, seed: int = 0
             if c == 0:
                 ax.text(-0.15, 0.5, f"{'noise' if k == -1 else k}\nn={len(members)}", transform=ax.transAxes,
                         ha="right", va="center", fontsize=7)
-    fig.suptitle(title, fontsize=10, y=1.03)
+    fig.suptitle(figure_text(title), fontsize=10, y=1.03)
     return fig
 
 
