@@ -518,16 +518,24 @@ def test_comparisons_made_before_a_clustering_changed_are_left_out_saying_so(tmp
     clusters, and tables of clusterings that no longer existed."""
     from morphospace.analysis.compare import compare_run
 
+    from PIL import Image
+
     run = make_fake_run(tmp_path / "run", n=40, size=32)
     compare_run(run, Config())
+    drawn = ("map_vade_pca", "k_selection_vade", "gallery_kmeans4_vade")  # the compare stage's figures
+    for name in drawn:
+        Image.new("RGB", (8, 8)).save(run.figure_path(name))
     html = build_report(run, Config()).read_text()
     assert "Contingency tables" in html and "Made before the run changed" not in html
+    assert all(f"{name}.png" in html for name in drawn)
     table = pd.read_parquet(run.clustering_path("kmeans4_vade"))
     run.write_clustering("kmeans4_vade", table["id"].to_numpy(), (table["label"].to_numpy() + 1) % 4)
     html = build_report(run, Config()).read_text()
     assert "Made before the run changed" in html and "clusterings have changed since (kmeans4_vade)" in html
     assert "Contingency tables" not in html and "Agreement matrices" not in html
     assert "ari matrix" not in html.lower() and "ami_matrix.png" not in html  # nor among "other figures"
+    assert not any(f"{name}.png" in html for name in drawn)  # of the clusterings before (galleries of
+    # clusterings since deleted, k-selection curves that pick another k than the tables)
     compare_run(run, Config())  # made again: shown again
     html = build_report(run, Config()).read_text()
     assert "Contingency tables" in html and "Made before the run changed" not in html

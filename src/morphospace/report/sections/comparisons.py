@@ -20,6 +20,9 @@ __all__ = ["comparison_section", "probe_view", "read_matrix"]
 
 log = logging.getLogger("morphospace")
 
+# the figures the compare stage draws of the clusterings (study/figures.py, a sibling layer: named here)
+COMPARE_FIGURES = ("map_", "k_selection_", "gallery_")
+
 
 def read_matrix(path: Path) -> pd.DataFrame | None:
     """A score matrix or contingency table written by the compare stage, first column as the index.
@@ -215,8 +218,10 @@ def comparison_section(ctx: ReportContext) -> Section | None:
     if stale is not None:  # partitions or embeddings the run no longer holds: said, not shown
         why, clusterings_stale, probes_stale = stale
         if clusterings_stale:
-            # their figures are not shown elsewhere either ("other figures")
+            # their figures are not shown elsewhere either ("other figures"): the matrices, the audit, and
+            # the maps, k-selection curves and galleries the compare stage draws of the clusterings
             ctx.placed.update({"ari_matrix.png", "ami_matrix.png", "nuisance_audit.png"})
+            ctx.placed.update(p.name for p in c.figures() if p.name.startswith(COMPARE_FIGURES))
             probe = None if probes_stale else probe_view(c.comparison("linear_probe.csv"))
             return Section("comparisons", "Comparisons", render("comparisons.html", matrices=[], truth=c.truth,
                                                                 truth_table=None, truth_caption=None, probe=probe,
