@@ -289,6 +289,34 @@ def test_cluster_names_persist_and_hostile_names_are_text(sky_report, browser, t
 
 
 @browser_test
+def test_cluster_names_stay_with_the_clustering_they_were_given_to(browser, tmp_path):
+    """A clustering made again (another seed): its cluster 0 holds other galaxies, and the name given
+    to the earlier cluster 0 was shown on it (names were kept by clustering name and number only)."""
+    run = make_fake_run(tmp_path / "run", n=40, size=24)
+    report = build_report(run, Config())
+    b = browser()
+    page = b.open(report)
+    name = page.evaluate("morphospaceData.explorer.colourings[0].name")
+    page.locator("#ex-legend .ex-edit").first.click()
+    page.fill("#ex-legend input.ex-inline", "ellipticals")
+    page.press("#ex-legend input.ex-inline", "Enter")
+    build_report(run, Config())  # the same clustering: its names stay
+    page.reload()
+    ready(page)
+    assert page.evaluate("morphospaceExplorer.clusterNames(0)")["0"] == "ellipticals"
+    table = pd.read_parquet(run.clustering_path(name))
+    labels = table["label"].to_numpy()
+    run.write_clustering(name, table["id"].to_numpy(), np.where(labels >= 0, (labels + 1) % (labels.max() + 1), labels))
+    build_report(run, Config())
+    page.reload()
+    ready(page)
+    assert page.evaluate("morphospaceData.explorer.colourings[0].name") == name
+    assert "ellipticals" not in page.evaluate("morphospaceExplorer.clusterNames(0)").values()
+    assert "ellipticals" not in page.inner_text("#ex-legend")
+    assert b.errors == []
+
+
+@browser_test
 def test_a_damaged_entry_is_set_aside_with_a_note(sky_report, browser):
     b = browser()
     page = b.open(sky_report)

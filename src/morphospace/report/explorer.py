@@ -144,10 +144,14 @@ def clustering_colouring(c: Clustering, points: np.ndarray) -> dict:
     -------
     dict
         ``name``, ``kind`` (``"clustering"``), ``type`` (``"categorical"``),
-        ``categories``, ``colours``, ``counts`` and ``codes`` (int16, one per
-        point; base64 once inlined, :func:`inline`).
+        ``categories``, ``colours``, ``counts``, ``codes`` (int16, one per
+        point; base64 once inlined, :func:`inline`) and ``stamp``: a hash of
+        every galaxy's label, under which the user's names of its clusters are
+        kept (a clustering made again has other clusters behind the same numbers).
     """
-    labels = np.asarray(c.labels)[points]
+    every = np.ascontiguousarray(c.labels, dtype=np.int64)
+    stamp = hashlib.blake2b(every.tobytes(), digest_size=8).hexdigest()
+    labels = every[points]
     clusters = [k for k in c.clusters]
     names = {k: ("noise" if k < 0 else str(k)) for k in clusters}
     uniq, inv = np.unique(labels, return_inverse=True)  # the distinct labels through Python, not every point
@@ -155,7 +159,7 @@ def clustering_colouring(c: Clustering, points: np.ndarray) -> dict:
     order = [names[k] for k in clusters]
     n = max([*clusters, *c.empty], default=-1) + 1  # as the cluster cards colour them
     colours = {names[k]: colour(k, n) for k in clusters}
-    return _categorical(c.name, "clustering", values, order, colours, missing="(not clustered)")
+    return {**_categorical(c.name, "clustering", values, order, colours, missing="(not clustered)"), "stamp": stamp}
 
 
 def anomaly_colouring(what: str, score: np.ndarray, points: np.ndarray) -> dict:

@@ -57,7 +57,7 @@
     return o;
   });
   var colourings = E.colourings.map(function (c) {
-    var o = { name: c.name, kind: c.kind, type: c.type, res: c.res };
+    var o = { name: c.name, kind: c.kind, type: c.type, res: c.res, stamp: c.stamp };
     if (c.type === 'categorical') {
       o.codes = LAZY ? null : i16(c.codes);
       o.categories = c.categories;

@@ -7,6 +7,8 @@
    * browser's local storage under the report's E.storageKey (one per run: every file:// page shares one
    * storage), as {v: 1, labels: [name], tags: [[id, label]], clusters: [[clustering, [[category, name]]]],
    * column}; an entry that cannot be read is set aside (key + ':damaged') with a note, never a crash.
+   * A clustering's names are kept under its name and stamp (a hash of its labels, "name@stamp"): made
+   * again, its cluster 0 holds other galaxies, and the names given to the earlier one are not shown.
    * Names the user types are only ever shown with textContent. */
   var TAG_RGB = [[255, 107, 107], [255, 217, 61], [107, 203, 119], [77, 150, 255], [199, 125, 255],
                  [255, 159, 28], [46, 196, 182], [241, 91, 181], [0, 187, 249], [155, 93, 229]];
@@ -93,18 +95,25 @@
 
   /* ---------- cluster names ---------- */
   function nameable(c, k) { return c.kind === 'clustering' && c.categories[k] !== '(not clustered)'; }
+  /* where a clustering's names are kept; an entry by name alone (written before stamps) still serves */
+  function namesKey(c) { return c.stamp ? c.name + '@' + c.stamp : c.name; }
   function applyClusterNames() {
     colourings.forEach(function (c) {
       if (c.kind !== 'clustering') return;
-      var m = lab.clusters.get(c.name);
+      var m = lab.clusters.get(namesKey(c)) || lab.clusters.get(c.name);
       c.names = {};
       if (m) c.categories.forEach(function (cat, k) { if (m.has(cat)) c.names[k] = m.get(cat); });
     });
   }
   function setClusterName(c, k, name) {
     name = cleanName(name);
-    if (!lab.clusters.has(c.name)) lab.clusters.set(c.name, new Map());
-    var m = lab.clusters.get(c.name);
+    var key = namesKey(c);
+    if (key !== c.name) {  // an entry by name alone carried over to the stamped one
+      if (!lab.clusters.has(key)) lab.clusters.set(key, new Map(lab.clusters.get(c.name) || []));
+      lab.clusters.delete(c.name);
+    }
+    if (!lab.clusters.has(key)) lab.clusters.set(key, new Map());
+    var m = lab.clusters.get(key);
     if (name) m.set(c.categories[k], name); else m.delete(c.categories[k]);
     save();
     applyClusterNames();
