@@ -622,3 +622,11 @@ def test_a_compare_that_did_not_finish_leaves_its_results_out(tmp_path, monkeypa
         compare_run(run, Config())
     html = build_report(run, Config()).read_text()
     assert "the last `morphospace compare` did not finish" in html and "Contingency tables" not in html
+
+
+def test_a_table_never_shows_minus_zero():
+    """An AMI of -3e-16 (chance) read "-0.000" in the nuisance audit; a small negative one still reads as one."""
+    from morphospace.report.views import table
+
+    view = table(pd.DataFrame({"what": ["a", "b", "c"], "ami": [-3.3e-16, -0.0004, -0.012]}))
+    assert [row[1].text for row in view.rows] == ["0.000", "0.000", "-0.012"]

@@ -146,6 +146,8 @@ def table(frame: pd.DataFrame, heat: bool = False, digits: int = 3, cls: str = "
                     continue
                 whole = fv == 0 or (fv.is_integer() and abs(fv) >= 1)
                 text = f"{int(fv)}" if whole else f"{fv:.{digits}f}"
+                if text.startswith("-") and float(text) == 0:  # -3e-16, an AMI of chance: not "-0.000"
+                    text = text[1:]
                 style, cls_ = "", "num"
                 if heat and tag == "td":
                     t = 0.0 if hi <= lo else min(1.0, max(0.0, (fv - lo) / (hi - lo)))
