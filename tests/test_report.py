@@ -25,7 +25,7 @@ from morphospace.report.neighbours import nearest_neighbours
 from morphospace.report.html import EXPLORER_PARTS, asset, explorer_script, json_for_script, render_string
 from morphospace.report.sprites import SpriteSheets, to_uint8
 from morphospace.report.style import PALETTE
-from morphospace.run import RunDir, write_npy, write_table
+from morphospace.run import RunDir, write_json, write_npy, write_table
 
 from report_fakerun import HOSTILE_FIGURE, HOSTILE_ID, HOSTILE_LABEL, make_fake_run
 
@@ -630,3 +630,30 @@ def test_a_table_never_shows_minus_zero():
 
     view = table(pd.DataFrame({"what": ["a", "b", "c"], "ami": [-3.3e-16, -0.0004, -0.012]}))
     assert [row[1].text for row in view.rows] == ["0.000", "0.000", "-0.012"]
+
+
+def test_the_primary_clustering_found_clusters_and_the_report_says_why_it_was_chosen(tmp_path):
+    """An all-noise HDBSCAN was shown as "0 clusters", and called "the first clustering of the run"
+    when another came first."""
+    from morphospace.report.clusterings import Clustering, primary_choice
+
+    noise = Clustering("hdbscan_pixels_pca", np.full(10, -1), None, {})
+    found = Clustering("dbscan_pixels_pca", np.r_[np.zeros(5, int), -np.ones(5, int)], None, {})
+    chosen, why = primary_choice([noise, found], tmp_path)
+    assert chosen is found and why == "the run's first DBSCAN clustering that found clusters"
+    chosen, why = primary_choice([noise], tmp_path)
+    assert chosen is noise and why == "the run's first clustering"
+    kmeans = Clustering("kmeans3_form", np.arange(10) % 3, None, {"k": 3, "best_k": 3})
+    assert primary_choice([found, kmeans], tmp_path) == (kmeans, "K-Means at the number of clusters with the best silhouette")
+
+
+def test_a_run_without_labels_is_told_where_its_cluster_gallery_is(tmp_path):
+    run = make_fake_run(tmp_path / "run", n=40, size=32)
+    table = pd.read_parquet(run.catalogue).drop(columns=["morphology"])
+    write_table(run.catalogue, table)
+    summary = json.loads(run.ingest_summary.read_text())
+    write_json(run.ingest_summary, {**summary, "label_columns": []})
+    html = build_report(run, Config()).read_text()
+    assert "the label bar shows" not in html
+    assert "All galleries are also saved as figures/report_cluster_gallery.png" in html
+    assert run.figure_path("report_cluster_gallery").is_file()

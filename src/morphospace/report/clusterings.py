@@ -1,7 +1,7 @@
 """The run's clusterings as the report reads them: aligned to the cube, and which one the report is about.
 
 :func:`aligned_clustering` puts a clustering table (``id``, ``label``,
-``prob_<k>``) in cube order; :func:`primary_clustering` picks the clustering
+``prob_<k>``) in cube order; :func:`primary_choice` picks the clustering
 the report's cluster section shows: the VaDE's own, else the K-Means at its
 selected k.
 """
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["MISSING", "Clustering", "aligned_clustering", "primary_clustering"]
+__all__ = ["MISSING", "Clustering", "aligned_clustering", "primary_choice"]
 
 MISSING = -2  # code of a galaxy a clustering does not cover (-1 is noise)
 REPRESENTATION_ORDER = ("features", "vade", "pixels_pca")  # ties between clusterings go to the first
@@ -102,8 +102,8 @@ def aligned_clustering(name: str, table: pd.DataFrame, rows: np.ndarray, n: int,
     return Clustering(name, labels, probs, meta if isinstance(meta, dict) else {})
 
 
-def primary_clustering(clusterings: list[Clustering], comparisons: Path) -> Clustering | None:
-    """The clustering the report is about.
+def primary_choice(clusterings: list[Clustering], comparisons: Path) -> tuple[Clustering | None, str]:
+    """The clustering the report is about, and why it was chosen (the report's words).
 
     Parameters
     ----------
@@ -114,18 +114,18 @@ def primary_clustering(clusterings: list[Clustering], comparisons: Path) -> Clus
 
     Returns
     -------
-    Clustering or None
+    (Clustering or None, str)
         ``vade``; else the K-Means at its selected k (``best_k`` of its
         metadata, else the silhouette-best k), on CNN features before the
         VaDE's latent space before pixels; else the first GMM, K-Means,
-        HDBSCAN or DBSCAN clustering; else the first clustering. None when
-        there is none.
+        HDBSCAN or DBSCAN clustering that found a cluster; else the first
+        clustering. None (and "") when there is none.
     """
     by_name = {c.name: c for c in clusterings}
     if "vade" in by_name:
-        return by_name["vade"]
+        return by_name["vade"], "the VaDE's own clustering: each galaxy goes to the mixture component most likely to have made it"
     if not by_name:
-        return None
+        return None, ""
 
     def rep_rank(c: Clustering) -> int:
         rep = c.meta.get("representation") or c.name.split("_", 1)[-1]
@@ -136,12 +136,13 @@ def primary_clustering(clusterings: list[Clustering], comparisons: Path) -> Clus
     if not chosen:
         chosen = _kmeans_by_silhouette(kmeans, comparisons)
     if chosen:
-        return sorted(chosen, key=lambda c: (rep_rank(c), c.name))[0]
-    for prefix in ("gmm", "kmeans", "hdbscan", "dbscan"):
-        picks = [c for c in clusterings if c.name.startswith(prefix)]
+        return sorted(chosen, key=lambda c: (rep_rank(c), c.name))[0], "K-Means at the number of clusters with the best silhouette"
+    found = [c for c in clusterings if any(k >= 0 for k in c.clusters)]  # an all-noise one shows nothing
+    for prefix, method in (("gmm", "GMM"), ("kmeans", "K-Means"), ("hdbscan", "HDBSCAN"), ("dbscan", "DBSCAN")):
+        picks = [c for c in found if c.name.startswith(prefix)]
         if picks:
-            return sorted(picks, key=lambda c: (rep_rank(c), c.name))[0]
-    return clusterings[0]
+            return sorted(picks, key=lambda c: (rep_rank(c), c.name))[0], f"the run's first {method} clustering that found clusters"
+    return clusterings[0], "the run's first clustering"
 
 
 def _kmeans_by_silhouette(kmeans: list[Clustering], comparisons: Path) -> list[Clustering]:

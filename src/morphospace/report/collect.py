@@ -22,7 +22,7 @@ from ..analysis.labels import label_columns, labels_in_cube_order, truth_column 
 from ..errors import UserError
 from ..run import RunDir, in_cube_order
 from ..run.writes import read_parquet
-from .clusterings import Clustering, aligned_clustering, primary_clustering
+from .clusterings import Clustering, aligned_clustering, primary_choice
 
 log = logging.getLogger("morphospace")
 
@@ -277,9 +277,14 @@ class RunContents:
         return out
 
     @cached_property
+    def primary_choice(self) -> tuple[Clustering | None, str]:
+        """The clustering the report is about and why (:func:`~morphospace.report.clusterings.primary_choice`)."""
+        return primary_choice(self.clusterings, self.path / "comparisons")
+
+    @property
     def primary(self) -> Clustering | None:
-        """The clustering the report is about (:func:`~morphospace.report.clusterings.primary_clustering`)."""
-        return primary_clustering(self.clusterings, self.path / "comparisons")
+        """The clustering the report is about."""
+        return self.primary_choice[0]
 
     # per-galaxy scores ----------------------------------------------------------------
     @cached_property

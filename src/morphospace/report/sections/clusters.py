@@ -91,14 +91,6 @@ def _sample_sizes(clusterings) -> str:
     return " or ".join(f"{s:,}" for s in sizes)
 
 
-def _why(name: str) -> str:
-    if name == "vade":
-        return "the VaDE's own clustering: each galaxy goes to the mixture component most likely to have made it"
-    if name.startswith("kmeans"):
-        return "K-Means at the number of clusters with the best silhouette"
-    return "the first clustering of the run"
-
-
 def cluster_section(ctx: ReportContext) -> Section | None:
     """The primary clustering: sizes, label mix, anomaly by cluster, and a card of exemplars per cluster.
 
@@ -184,9 +176,9 @@ def cluster_section(ctx: ReportContext) -> Section | None:
     sampled_others = (f"Of the run's other clusterings, {len(others)} ({_few_names([x.name for x in others])}) {'was' if len(others) == 1 else 'were'} "
                       f"fitted on a random sample of {_sample_sizes(others)} galaxies and extended to the rest by "
                       "prediction (`cluster.fit_sample`)." if others else "")
-    html = render("clusters.html", name=cl.name, why=_why(cl.name), representation=cl.meta.get("representation"),
+    html = render("clusters.html", name=cl.name, why=c.primary_choice[1], representation=cl.meta.get("representation"),
                   fit_sample=_fit_sample(cl), minibatch=cl.meta.get("minibatch"),
                   count=cl.count_text(), total=total,
                   noise=sizes[-1] if clusters and clusters[-1] < 0 else None, figures=figs, how_chosen=how_chosen,
-                  truth=truth, prefix=PREFIX, clusters=cards, sampled_others=sampled_others)
+                  truth=truth, prefix=PREFIX, clusters=cards, sampled_others=sampled_others, gallery=bool(gallery_rows))
     return Section("clusters", "Clusters", html)
