@@ -657,3 +657,19 @@ def test_a_run_without_labels_is_told_where_its_cluster_gallery_is(tmp_path):
     assert "the label bar shows" not in html
     assert "All galleries are also saved as figures/report_cluster_gallery.png" in html
     assert run.figure_path("report_cluster_gallery").is_file()
+
+
+def test_the_truth_table_says_when_no_clustering_could_be_scored(tmp_path):
+    """One labelled galaxy: every score is NaN (shown as -), and the caption said "undefined (scored 0)"
+    and ranked the clusterings on NaN."""
+    from morphospace.analysis.compare import compare_run
+
+    run = make_fake_run(tmp_path / "run", n=40, size=32)
+    table = pd.read_parquet(run.catalogue)
+    keep = table["morphology"].notna().idxmax()
+    table["morphology"] = table["morphology"].where(table.index == keep, None)
+    write_table(run.catalogue, table)
+    compare_run(run, Config())
+    html = build_report(run, Config()).read_text()
+    assert "No clustering can be scored against the truth label (shown as -)" in html
+    assert "scored 0" not in html and "recover the truth label best" not in html

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ...analysis.compare import CONTINGENCY_INDEX, HELD_OUT, plot_heatmap
+from ...analysis.labels import missing_mask
 from ..context import ReportContext, Section, fmt
 from ..html import render
 from ..views import TableView, figure, table
@@ -121,8 +122,12 @@ def _truth_table(ctx: ReportContext, matrices: dict[str, pd.DataFrame]) -> tuple
         caption += (f" {len(tuned)} of them cluster features fine-tuned on labels: those are scored on the "
                     f"{' / '.join(f'{n:,}' for n in counts)} galaxies the fine-tuning held out, not on the ones "
                     "it trained on.")
-    classes = {str(v) for v in c.labels(truth) if v is not None}
-    if len(classes) < 2:
+    labels = np.asarray(c.labels(truth), dtype=object)
+    classes = {str(v) for v in labels[~missing_mask(labels)]}
+    if best[key].isna().all():  # fewer than two labelled galaxies: the compare stage wrote no score
+        caption = ("No clustering can be scored against the truth label (shown as -): too few galaxies of "
+                   "the cube carry it.")
+    elif len(classes) < 2:
         caption += (f" The truth label has {len(classes)} class{'' if len(classes) == 1 else 'es'} among the "
                     "galaxies: agreement with it is undefined (scored 0), and there is no linear probe.")
     return table(shown, heat=True, heat_range=(0.0, 1.0)), caption
