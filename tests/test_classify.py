@@ -68,6 +68,11 @@ def test_folds_follow_the_smallest_class_and_missing_labels_are_the_pool():
     clf = FewLabelClassifier().fit(X, lab)
     assert clf.cv_n_splits_ == 2 and clf.labelled_.sum() == 7
     assert clf.cv_confusion_matrix_.sum() == 7
+    # scored with its own labels, the missing ones left out (scikit-learn's score failed on the mix)
+    assert clf.score(X, lab) == pytest.approx(np.mean(clf.predict(X[clf.labelled_]) == lab[clf.labelled_]))
+    assert clf.score(X, y) == pytest.approx(np.mean(clf.predict(X) == y))
+    with pytest.raises(ValueError, match="every label is missing"):
+        clf.score(X, np.full(60, None, dtype=object))
 
 
 @pytest.mark.parametrize("labels, message", [

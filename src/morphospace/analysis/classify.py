@@ -246,6 +246,33 @@ class FewLabelClassifier(ClassifierMixin, BaseEstimator):
         self._check_model()
         return self.classes_[_logits(self.model_, new_input(self, X)).argmax(axis=1)]
 
+    def score(self, X, y, sample_weight=None) -> float:
+        """Accuracy on the labelled rows of ``X`` (a missing label is the unlabelled pool, as in
+        :meth:`fit`, and is not scored); labels compared as text, as :meth:`fit` compares mixed ones.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Labels, missing ones (None, NaN, "") left out.
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        float
+        """
+        self._check_model()
+        X = new_input(self, X)
+        y = np.asarray(y, dtype=object).ravel()
+        if len(y) != len(X):
+            raise InvalidArgument(f"X has {len(X)} rows but y has {len(y)} labels")
+        known = ~missing_mask(y)
+        if not known.any():
+            raise InvalidArgument("no labelled row to score: every label is missing")
+        pred = self.predict(X[known]).astype(str)
+        weight = None if sample_weight is None else np.asarray(sample_weight, dtype=float).ravel()[known]
+        return float(np.average(pred == y[known].astype(str), weights=weight))
+
     def uncertainty(self, X=None) -> np.ndarray:
         """Margin uncertainty (:func:`margin_uncertainty`) of the rows of ``X`` (default: the fitted rows)."""
         return margin_uncertainty(self.predict_proba(self.X_ if X is None else X))
