@@ -234,3 +234,16 @@ def test_the_merge_still_joins_overlapping_components_beside_a_separate_one():
         assert ComponentMerger().fit(trace / trace.sum(1, keepdims=True)).n_clusters_ == k
     with pytest.raises(ValueError, match="tol must be"):
         ComponentMerger(tol=-1).fit(p)
+
+
+def test_the_merger_is_a_clusterer_in_a_pipeline():
+    """labels_ after fit and fit_predict(X, y=None), as scikit-learn's clusterers (a Pipeline's
+    fit_predict passed y and failed; labels_ did not exist)."""
+    from sklearn.pipeline import make_pipeline
+
+    from morphospace.vade.merge import ComponentMerger
+
+    p = np.random.default_rng(0).dirichlet(np.ones(5) * 0.3, 100)
+    merger = ComponentMerger().fit(p)
+    np.testing.assert_array_equal(merger.labels_, merger.predict(p))
+    np.testing.assert_array_equal(make_pipeline(ComponentMerger()).fit_predict(p), merger.labels_)

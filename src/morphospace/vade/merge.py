@@ -121,6 +121,17 @@ class ComponentMerger(BaseEstimator):
         Entropy decrease (nats) per galaxy of the two components it joins below which the best
         first merge joins components that share no galaxies: then every component is its own
         cluster (``n_clusters=None``).
+
+    Attributes
+    ----------
+    groups_ : list of list of int
+        The components of each cluster.
+    n_clusters_ : int
+    cluster_of_component_ : ndarray of shape (K,)
+    labels_ : ndarray of shape (N,)
+        The cluster of each fitted row.
+    entropy_path_, merged_path_ : dict
+        Per number of clusters on the greedy path: the entropy, and the galaxies merged so far.
     """
 
     def __init__(self, n_clusters: int | None = None, min_clusters: int = 2, elbow_on: str = "observations",
@@ -214,6 +225,8 @@ class ComponentMerger(BaseEstimator):
         self.cluster_of_component_ = np.empty(k, dtype=np.int64)
         for g, members in enumerate(self.groups_):
             self.cluster_of_component_[members] = g
+        # scikit-learn's clusterers keep the fitted rows' clusters
+        self.labels_ = np.stack([p[:, grp].sum(1) for grp in self.groups_], 1).argmax(1)
         return self
 
     def _check(self, proba: np.ndarray) -> np.ndarray:
@@ -251,15 +264,17 @@ class ComponentMerger(BaseEstimator):
         """
         return self.transform(proba).argmax(1)
 
-    def fit_predict(self, proba: np.ndarray) -> np.ndarray:
-        """:meth:`fit` on ``proba``, then :meth:`predict` of it.
+    def fit_predict(self, proba: np.ndarray, y=None) -> np.ndarray:
+        """:meth:`fit` on ``proba``, then its rows' clusters (``labels_``).
 
         Parameters
         ----------
         proba : ndarray of shape (N, K)
+        y : None
+            Ignored (scikit-learn's signature, for pipelines).
 
         Returns
         -------
         ndarray of shape (N,)
         """
-        return self.fit(proba).predict(proba)
+        return self.fit(proba).labels_
