@@ -268,6 +268,15 @@ def test_vade_estimator_saves_and_loads(run, fitted, tmp_path):
         ms.VaDE.load(tmp_path / "missing.pt")
     with pytest.raises(FileNotFoundError):
         ms.load_model(tmp_path / "no-run")
+    # a run, as load_model takes it: its folder or its ms.Run (they were "no saved model" and a TypeError)
+    trained = tmp_path / "trained"
+    shutil.copytree(run.path, trained)
+    (trained / "models" / "vade").mkdir(parents=True)
+    shutil.copy(tmp_path / "model.pt", trained / "models" / "vade" / "model.pt")
+    for where in (trained, ms.Run(trained)):
+        assert np.allclose(ms.VaDE.load(where).transform(run.cube[:2]), from_run.transform(run.cube[:2]))
+    with pytest.raises(FileNotFoundError):
+        ms.VaDE.load(run)  # a run without a trained model
 
 
 def test_a_garbage_model_file_is_called_damaged_not_a_pickle_to_trust(tmp_path):

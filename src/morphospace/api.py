@@ -264,13 +264,15 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
 
     @classmethod
     def load(cls, path: str | Path, trusted: bool = False) -> "VaDE":
-        """An estimator fitted by :meth:`save`, or from a run's ``model.pt`` (without training labels).
+        """An estimator fitted by :meth:`save`, or a run's trained model (the run, its folder or its
+        ``model.pt``, as :func:`load_model` takes; without training labels).
 
         The file is read without unpickling Python objects; one that holds them (saved by an
         earlier version) is refused unless ``trusted`` (only for files you wrote yourself)."""
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"no saved model at {path}")
+        from .vade.numpy_model import trained_model_file
+
         with python_errors():
+            path = trained_model_file(path)  # a FileNotFoundError where there is no model
             vade, hp, extra = load_vade(path, trusted=trusted)
         saved = extra.get("estimator")
         params = dict(saved) if isinstance(saved, dict) else _params_of(hp)

@@ -131,7 +131,8 @@ class VaDEModel:
             return self.vade.generate(component, n, temperature=temperature, reject_below=reject_below, seed=seed)
 
 
-def _model_file(run) -> Path:
+def trained_model_file(run) -> Path:
+    """The model file of a run (a :class:`~morphospace.runs.Run`, a :class:`RunDir`, a run folder), or the file itself."""
     path = Path(run.path if hasattr(run, "path") else run)  # a RunDir, a notebook's Run, or a path
     if path.is_file():
         return path
@@ -154,5 +155,5 @@ def load_model(run) -> VaDEModel:
     from ..errors import python_errors
 
     with python_errors():
-        vade, hp, _ = load_vade(_model_file(run))
+        vade, hp, _ = load_vade(trained_model_file(run))
     return VaDEModel(vade, hp)
