@@ -319,6 +319,35 @@ def test_clusterings_of_fine_tuned_features_meet_the_labels_on_held_out_galaxies
         "kmeans6_features": int(held.sum()), "kmeans6_pca": int(held.sum())}
 
 
+def test_clusterings_of_an_lda_map_meet_the_labels_on_the_galaxies_it_did_not_learn_from(tmp_path):
+    """An LDA map is fitted on labels: its clusterings were scored against them over every galaxy,
+    in-sample (K-Means(3) of it read AMI 0.90 where the features themselves give 0.13)."""
+    from morphospace.analysis.reduce import pack_rows
+    from morphospace.run import write_json
+
+    run, cat = fake_run(tmp_path)
+    inside = cat.sort_values("cube_index")
+    ids, truth = inside["id"].to_numpy(), inside["gz1_class"].to_numpy(dtype=int)
+    fitted = np.arange(len(ids)) % 5 != 0
+    memorised = np.where(fitted, truth, np.arange(len(ids)) % 3)
+    write_npy(run.embedding_path("features"), np.zeros((len(ids), 4), np.float32))
+    for rid, rows in (("lda", pack_rows(fitted)), ("old_lda", None)):  # old_lda: written before rows were kept
+        write_npy(run.reduction_path(rid), np.zeros((len(ids), 2), np.float32))
+        write_json(run.reduction_path(rid).with_suffix(".json"), {"representation": rid, "embedding": "features",
+                                                                  "reduction": "lda",
+                                                                  **({"fitted_rows": rows} if rows else {})})
+        run.write_clustering(f"kmeans6_{rid}", ids, memorised)
+        write_json(run.clustering_path(f"kmeans6_{rid}").with_suffix(".json"), {"representation": rid})
+    compare_run(run, apply_overrides(Config(), ["data.truth_label=gz1_name"]))
+    long = pd.read_csv(run.path / "comparisons" / "scores_long.csv")
+    ari = long[(long.metric == "ari") & (long.noise == "own")].set_index(["a", "b"])
+    assert ari.loc[("kmeans6_lda", "gz1_name"), "n"] == (~fitted).sum()
+    assert ari.loc[("kmeans6_lda", "gz1_name"), "value"] < 0.5
+    assert ari.loc[("kmeans6_old_lda", "gz1_name"), "n"] == 0  # every label may have fitted it: none scored
+    held = json.loads((run.path / "comparisons" / "held_out.json").read_text())["held_out"]
+    assert held == {"kmeans6_lda": int((~fitted).sum()), "kmeans6_old_lda": 0}
+
+
 def test_a_truth_of_one_class_skips_the_probe_and_finishes_the_stage(tmp_path, caplog):
     """A survey whose labels hold one usable class (all ellipticals, or one and a single spiral):
     the linear probe cannot be fitted; it is skipped with a warning, not a traceback ending `run`."""

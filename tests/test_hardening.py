@@ -323,8 +323,9 @@ def test_the_agreement_table_says_which_clusterings_were_scored_on_held_out_gala
     meta.write_text(json.dumps({**json.loads(meta.read_text()), "mode": "finetune", "model_dir": "."}))
     assert main(["compare", str(run), "--quiet"]) == 0 and main(["report", str(run), "--quiet"]) == 0
     page = (run / "report.html").read_text()
-    assert re.search(rf"\d+ of them cluster features fine-tuned on labels: those are scored on the {held.sum()} "
-                     "galaxies the fine-tuning held out", page)
+    assert re.search(rf"\d+ of them cluster features fine-tuned on labels or an LDA map \(names ending in _lda\), "
+                     rf"fitted on labels: those are scored on the {held.sum()} labelled galaxies held out of that "
+                     "fitting", page)
 
 
 def test_a_deleted_clustering_file_is_said_by_compare_and_the_report(pca_run, tmp_path):

@@ -20,7 +20,7 @@ from morphospace.analysis.reduce import (
 )
 from morphospace.config import Config, apply_overrides
 from morphospace.errors import UserError
-from morphospace.run import RunDir, write_npy, write_table
+from morphospace.run import RunDir, write_json, write_npy, write_table
 
 
 def blobs(n_per=40, k=3, d=12, spread=8.0, seed=0):
@@ -225,6 +225,33 @@ def test_reduce_run_writes_every_map(tmp_path):
     assert meta["labels"] == "morphology" and meta["n_discriminants"] == 2
     # LDA used the catalogue labels in cube order: classes separate on its map
     assert nearest_centroid_accuracy(run.read_reduction("lda"), codes) == 1.0
+
+
+def test_the_lda_map_learns_from_four_fifths_of_each_class_and_keeps_which(tmp_path):
+    """Fitted on every label, an LDA map's clusterings could only be scored in-sample; a fifth of each
+    class is held out of its fit and its record says which rows it learnt from. Of fine-tuned features
+    it learns from the fine-tuning's training split only (it had learnt the held-out galaxies' labels)."""
+    from morphospace.analysis.reduce import LDA_HELD_OUT, unpack_rows
+
+    run, codes = fake_run(tmp_path)
+    reduce_run(run, Config(), reductions=["lda"])
+    meta = json.loads(run.reduction_path("lda").with_suffix(".json").read_text())
+    fitted = unpack_rows(meta["fitted_rows"], len(codes))
+    for c in range(3):
+        assert (~fitted[codes == c]).sum() == round(LDA_HELD_OUT * (codes == c).sum())  # 3 of 15
+    # the held-out galaxies are placed on the map by the fitted LDA: their classes still separate
+    assert nearest_centroid_accuracy(run.read_reduction("lda")[~fitted], codes[~fitted]) == 1.0
+    again = unpack_rows(json.loads(run.reduction_path("lda").with_suffix(".json").read_text())["fitted_rows"], 45)
+    reduce_run(run, Config(), reductions=["lda"])
+    np.testing.assert_array_equal(unpack_rows(json.loads(run.reduction_path("lda").with_suffix(".json").read_text())[
+        "fitted_rows"], 45), again)  # seeded
+    ids = run.cube_ids()
+    val = np.arange(45) % 3 == 0
+    write_table(run.path / "split.parquet", pd.DataFrame({"id": ids, "split": np.where(val, "val", "train")}))
+    write_json(run.embedding_path("features").with_suffix(".json"), {"mode": "finetune", "model_dir": "."})
+    reduce_run(run, Config(), reductions=["lda"])
+    meta = json.loads(run.reduction_path("lda").with_suffix(".json").read_text())
+    np.testing.assert_array_equal(unpack_rows(meta["fitted_rows"], 45), ~val)
 
 
 def test_reduce_run_names_other_embeddings_and_follows_config(tmp_path):

@@ -54,7 +54,8 @@ __all__ = [
 ]
 
 CONTINGENCY_INDEX = "contingency.json"  # each contingency file's clustering and truth, as spelled
-# the clusterings of features fine-tuned on labels, scored against labels on the galaxies held out
+# the clusterings of features fine-tuned on labels or of an LDA map, scored against labels on the labelled
+# galaxies held out of that training (how many, per clustering)
 HELD_OUT = "held_out.json"
 # what was compared (RunDir.comparison_inputs: clusterings, embeddings, catalogue), written last; marked
 # incomplete while the stage runs
@@ -65,9 +66,11 @@ INPUTS = "inputs.json"
 
 def trained_rows(run: RunDir, clusterings: list[str]) -> dict[str, np.ndarray]:
     """The cube rows whose labels may have trained what each clustering clusters (a study's
-    fine-tuned features, or a map of them: :func:`~morphospace.analysis.probe.fine_tuning_rows`),
-    for the clusterings of such a representation only."""
+    fine-tuned features, or a map of them: :func:`~morphospace.analysis.probe.fine_tuning_rows`;
+    an LDA map: the labelled rows it was fitted on), for the clusterings of such a representation only."""
     import json
+
+    from .reduce import unpack_rows
 
     def meta(path: Path) -> dict:
         try:
@@ -77,16 +80,23 @@ def trained_rows(run: RunDir, clusterings: list[str]) -> dict[str, np.ndarray]:
         return got if isinstance(got, dict) else {}
 
     embeddings, by_embedding, out = set(run.embeddings()), {}, {}
+    n = len(run.cube_ids())
     for name in clusterings:
         embedding = str(meta(run.clustering_path(name).with_suffix(".json")).get("representation", ""))
+        fitted = None  # the rows whose labels a map learnt (an LDA's)
         if embedding and embedding not in embeddings:  # a map: the embedding it was made from
-            embedding = str(meta(run.reduction_path(embedding).with_suffix(".json")).get("embedding", ""))
-        if embedding not in embeddings:
-            continue
-        if embedding not in by_embedding:
-            by_embedding[embedding] = fine_tuning_rows(run, embedding, who="compare")
-        if by_embedding[embedding] is not None:
-            out[name] = by_embedding[embedding]
+            made = meta(run.reduction_path(embedding).with_suffix(".json"))
+            if made.get("reduction") == "lda":  # one written before it kept its rows learnt from all of them
+                fitted = unpack_rows(made.get("fitted_rows", ""), n)
+                fitted = np.ones(n, dtype=bool) if fitted is None else fitted
+            embedding = str(made.get("embedding", ""))
+        tuned = None
+        if embedding in embeddings:
+            if embedding not in by_embedding:
+                by_embedding[embedding] = fine_tuning_rows(run, embedding, who="compare")
+            tuned = by_embedding[embedding]
+        if tuned is not None or fitted is not None:
+            out[name] = (tuned if tuned is not None else False) | (fitted if fitted is not None else False)
     return out
 
 
@@ -260,10 +270,11 @@ def compare_run(run: RunDir, cfg: Any) -> dict[str, Path]:
     # a clustering of features fine-tuned on labels meets the labels on the galaxies it held out only:
     # on the rest its agreement with them is a training score
     trained = trained_rows(run, clusterings)
-    held = {name: int((~mask).sum()) for name, mask in trained.items()}
+    labelled = ~encoded[truth].missing if truth in encoded else np.ones(len(ids), dtype=bool)
+    held = {name: int((~mask & labelled).sum()) for name, mask in trained.items()}  # what is scored
     if trained:
-        log.info("%d clusterings of features fine-tuned on labels are scored against the labels on the galaxies "
-                 "the fine-tuning held out (%s)", len(trained),
+        log.info("%d clusterings of features fine-tuned on labels or of an LDA map are scored against the labels "
+                 "on the labelled galaxies held out of that training (%s)", len(trained),
                  ", ".join(sorted({f"{n:,} of {len(ids):,}" for n in held.values()})))
     write_json(comp / HELD_OUT, {"held_out": held, "galaxies": len(ids)})
 

@@ -112,16 +112,13 @@ def _truth_table(ctx: ReportContext, matrices: dict[str, pd.DataFrame]) -> tuple
     caption = (f"The {len(shown)} of {len(best)} clusterings that recover the truth label best"
                if len(shown) < len(best) else f"The {len(best)} clusterings") + \
         f", ranked by {key} (1 = the same partition, 0 = chance); DBSCAN and HDBSCAN noise counts as one cluster."
-    if shown["clustering"].str.endswith("_lda").any():
-        caption += (" Clusterings of an LDA map (names ending in _lda) are not unsupervised: LDA was fitted on "
-                    "these labels, so part of their agreement is by construction.")
     held = _held_out(ctx)
     tuned = [n for n in shown["clustering"] if n in held]
     if tuned:
         counts = sorted({held[n] for n in tuned})
-        caption += (f" {len(tuned)} of them cluster features fine-tuned on labels: those are scored on the "
-                    f"{' / '.join(f'{n:,}' for n in counts)} galaxies the fine-tuning held out, not on the ones "
-                    "it trained on.")
+        caption += (f" {len(tuned)} of them cluster features fine-tuned on labels or an LDA map (names ending in "
+                    f"_lda), fitted on labels: those are scored on the {' / '.join(f'{n:,}' for n in counts)} "
+                    "labelled galaxies held out of that fitting, not on the ones it learnt from.")
     labels = np.asarray(c.labels(truth), dtype=object)
     classes = {str(v) for v in labels[~missing_mask(labels)]}
     if best[key].isna().all():  # fewer than two labelled galaxies: the compare stage wrote no score
