@@ -319,6 +319,29 @@ def test_clusterings_of_fine_tuned_features_meet_the_labels_on_held_out_galaxies
         "kmeans6_features": int(held.sum()), "kmeans6_pca": int(held.sum())}
 
 
+def test_features_from_fine_tuned_weights_loaded_frozen_meet_the_labels_on_untrained_galaxies(tmp_path):
+    """A study's fine-tuned model.pt given as study.weights to a frozen study: the same features, but
+    scored on every galaxy, four fifths of which had trained them; the split beside the weights says which."""
+    from morphospace.run import write_json
+
+    run, cat = fake_run(tmp_path)
+    inside = cat.sort_values("cube_index")
+    ids, truth = inside["id"].to_numpy(), inside["gz1_class"].to_numpy(dtype=int)
+    held = np.arange(len(ids)) % 5 == 0
+    elsewhere = tmp_path / "earlier" / "models" / "efficientnet-lite0"
+    write_table(elsewhere / "split.parquet", pd.DataFrame({"id": ids, "split": np.where(held, "validation", "train")}))
+    (elsewhere / "model.pt").write_bytes(b"weights")
+    write_npy(run.embedding_path("features"), np.zeros((len(ids), 4), np.float32))
+    write_json(run.embedding_path("features").with_suffix(".json"),
+               {"mode": "frozen", "model_dir": None, "weights_file": str(elsewhere / "model.pt")})
+    run.write_clustering("kmeans6_features", ids, np.where(held, np.arange(len(ids)) % 3, truth))
+    write_json(run.clustering_path("kmeans6_features").with_suffix(".json"), {"representation": "features"})
+    compare_run(run, apply_overrides(Config(), ["data.truth_label=gz1_name"]))
+    long = pd.read_csv(run.path / "comparisons" / "scores_long.csv")
+    ari = long[(long.metric == "ari") & (long.noise == "own")].set_index(["a", "b"])
+    assert ari.loc[("kmeans6_features", "gz1_name"), "n"] == held.sum()
+
+
 def test_clusterings_of_an_lda_map_meet_the_labels_on_the_galaxies_it_did_not_learn_from(tmp_path):
     """An LDA map is fitted on labels: its clusterings were scored against them over every galaxy,
     in-sample (K-Means(3) of it read AMI 0.90 where the features themselves give 0.13)."""

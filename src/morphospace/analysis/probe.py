@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -248,10 +249,23 @@ def fine_tuning_rows(run, name: str, who: str = "linear probe") -> np.ndarray | 
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     except (OSError, ValueError):
         meta = {}
-    if not isinstance(meta, dict) or meta.get("mode") != "finetune" or not meta.get("model_dir"):
+    if not isinstance(meta, dict):
         return None
-    split_path = run.path / str(meta["model_dir"]) / "split.parquet"
     ids = run.cube_ids().astype(str)
+    if meta.get("mode") != "finetune" or not meta.get("model_dir"):
+        # features from a weights file: a study's fine-tuned model.pt names the galaxies it trained on beside it
+        beside = Path(str(meta.get("weights_file") or "")).parent / "split.parquet"
+        if not meta.get("weights_file") or not beside.is_file():
+            return None
+        try:
+            split = read_parquet(beside)
+            trained = set(split["id"].astype(str)[split["split"].astype(str) == "train"])
+        except (OSError, ValueError, KeyError):
+            log.warning("%s: %s comes from fine-tuned weights whose split (%s) is unreadable: every galaxy counted "
+                        "as trained on", who, name, beside)
+            return np.ones(len(ids), dtype=bool)
+        return np.isin(ids, list(trained))
+    split_path = run.path / str(meta["model_dir"]) / "split.parquet"
     try:
         split = read_parquet(split_path)
         listed = split["id"].astype(str)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -271,8 +272,14 @@ def study_features_run(run: RunDir, cfg: Config) -> dict:
         "input_size": ft.input_spec_.size, "input_spec": ft.input_spec_.to_dict(), "feature_dim": ft.feature_dim_,
         "weights_source": ft.weights_source_, "task": metrics.get("task"), **label_info,
         "model_dir": None if model_dir is None else str(model_dir.relative_to(run.path)),
+        # a weights file of the user's: a fine-tuning's model.pt names the galaxies it trained on beside it
+        "weights_file": str(Path(st.weights).resolve()) if st.weights else None,
         "n_rows": int(features.shape[0]), "seconds": metrics["total_seconds"],
     })
+    if st.weights and st.mode == "frozen" and not (Path(st.weights).resolve().parent / "split.parquet").is_file():
+        log.warning("features from the weights file %s: if it was trained on these galaxies' labels, their "
+                    "clusterings' and probes' scores against those labels are training scores (a study's own "
+                    "fine-tuning keeps its split.parquet beside its model.pt, and then they are held out)", st.weights)
     write_json(run.sub("comparisons") / "finetune_metrics.json", metrics)
 
     for sub, name in _FINETUNE_OUTPUTS:  # never leave a previous fine-tune's figures beside frozen features
