@@ -685,6 +685,21 @@ def test_a_command_that_starts_a_run_says_which_saved_settings_it_replaces(tmp_p
     assert (run / "log.txt").read_text().count("it replaced") == 1
 
 
+
+@pytest.mark.slow
+def test_the_same_study_again_replaces_no_setting(tmp_path):
+    """A study makes its labels the truth in the run's config.toml; the same command again said it had
+    replaced that (data.truth_label 'morphology' -> '') while it set it again."""
+    data = tiny_folder_survey(tmp_path / "data", n=12)
+    run = tmp_path / "run"
+    cmd = ["study", "--data", str(data), "--out", str(run), "--mode", "frozen", "--labels", "morphology",
+           "--set", "study.input_size=32", "--set", "cluster.reductions=['pca']", "--set", "cluster.methods=['kmeans']",
+           "--set", "cluster.kmeans_k=[3]", "--quiet"]
+    assert main(cmd) == 0 and main(cmd) == 0
+    assert "it replaced" not in (run / "log.txt").read_text()
+    assert 'truth_label = "morphology"' in (run / "config.toml").read_text()
+
+
 def test_a_binary_config_file(tmp_path, capsys):
     data = tiny_folder_survey(tmp_path / "data", n=3)
     cfg = tmp_path / "c.toml"

@@ -132,6 +132,9 @@ def _settings_replaced(args, run: RunDir, cfg: Config, options: dict) -> str:
     # what the command will save: an imported model keeps the [model] settings that describe it
     # as config.toml says them (presets resolved)
     before, now = (flat(tomllib.loads(dumps_config(c))) for c in (saved, with_imported_model(run, cfg)))
+    if args.command == "study" and not now.get("data.truth_label") and now.get("study.labels") \
+            and before.get("data.truth_label") == now.get("study.labels"):
+        now["data.truth_label"] = before["data.truth_label"]  # the study makes its labels the truth again
     changed = [k for k in sorted(set(before) | set(now))
                if before.get(k) != now.get(k) and k not in given and k.partition(".")[0] not in sections]
     if not changed:
