@@ -307,3 +307,33 @@ def test_study_features_run_label_errors(tmp_path, toy):
     cfg = apply_overrides(cfg, ["study.labels=Class*"])
     with pytest.raises(UserError, match="matches no catalogue column"):
         study_features_run(run, cfg)
+
+
+def test_a_class_of_one_galaxy_trains_and_the_others_stay_stratified():
+    """One single-member class made the whole split random: a class of 8 could then have no
+    validation galaxy at all."""
+    from morphospace.study.targets import split_rows
+
+    targets = np.r_[np.zeros(50, int), np.ones(8, int), np.full(30, 2), [3]]
+    for seed in range(5):
+        train, val = split_rows(targets, "classification", 0.2, seed)
+        assert len(val) == 18 and 88 in train and not set(train) & set(val)
+        assert np.bincount(targets[val], minlength=4).tolist() == [10, 2, 6, 0]
+    plain = np.r_[np.zeros(50, int), np.ones(8, int), np.full(30, 2)]  # no single: the split as before
+    from sklearn.model_selection import train_test_split
+
+    want = train_test_split(np.arange(88), test_size=0.2, stratify=plain, random_state=3, shuffle=True)
+    got = split_rows(plain, "classification", 0.2, 3)
+    assert all(np.array_equal(np.sort(w), g) for w, g in zip(want, got))
+
+
+def test_validation_scores_of_a_class_without_validation_galaxies_warn_nothing():
+    import warnings
+
+    from morphospace.study.targets import validation_scores
+
+    out = np.eye(3)[[0, 1, 2, 0]] * 5  # class 2 predicted, but no validation galaxy of it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scores = validation_scores(out, np.array([0, 1, 1, 0]), "classification", np.array(["a", "b", "c"]))
+    assert scores["val_accuracy"] == 0.75 and scores["val_balanced_accuracy"] == 0.75

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -114,18 +115,25 @@ def split_rows(targets: np.ndarray, task: str, val_fraction: float, seed: int) -
     from sklearn.model_selection import train_test_split
 
     n = len(targets)
-    strata = targets if task == "classification" else (targets.argmax(1) if targets.shape[1] > 1 else None)
-    if strata is not None:
-        _, counts = np.unique(strata, return_counts=True)
-        n_val = int(math.ceil(n * float(val_fraction)))
-        if counts.min() < 2 or n_val < len(counts) or n - n_val < len(counts):
-            log.warning("too few rows per class for a stratified split: splitting at random")
-            strata = None
     if n < 4:
         raise UserError(f"fine-tuning needs at least 4 labelled images, got {n}")
-    train, val = train_test_split(np.arange(n), test_size=float(val_fraction), stratify=strata,
-                                  random_state=int(seed), shuffle=True)
-    return np.sort(train), np.sort(val)
+    strata = targets if task == "classification" else (targets.argmax(1) if targets.shape[1] > 1 else None)
+    rows, alone = np.arange(n), np.zeros(0, dtype=int)
+    if strata is not None:
+        classes, inverse, counts = np.unique(strata, return_inverse=True, return_counts=True)
+        single = counts[inverse.ravel()] < 2
+        # a class of one galaxy trains (it cannot be on both sides); the others stay stratified
+        rows, alone, strata = rows[~single], rows[single], strata[~single]
+        n_val = int(math.ceil(n * float(val_fraction)))
+        kept = int((counts >= 2).sum())
+        if kept < 1 or n_val < kept or len(rows) - n_val < kept:
+            log.warning("too few rows per class for a stratified split: splitting at random")
+            rows, alone, strata = np.arange(n), np.zeros(0, dtype=int), None
+        elif len(alone):
+            log.info("%d class(es) of a single galaxy: in the training split", len(alone))
+    test_size = float(val_fraction) if strata is None else int(math.ceil(n * float(val_fraction)))
+    train, val = train_test_split(rows, test_size=test_size, stratify=strata, random_state=int(seed), shuffle=True)
+    return np.sort(np.concatenate([train, alone])), np.sort(val)
 
 
 def balanced_class_weights(codes: np.ndarray, n_classes: int) -> np.ndarray:
@@ -188,7 +196,10 @@ def validation_scores(out: np.ndarray, truth: np.ndarray, task: str, classes: np
         pred = np.asarray(out).argmax(1)
         labels = np.arange(len(classes))
         scores["val_accuracy"] = float((pred == truth).mean())
-        scores["val_balanced_accuracy"] = float(balanced_accuracy_score(truth, pred))
+        with warnings.catch_warnings():  # a class with no validation galaxy (one of a single galaxy) but predicted:
+            # balanced over the classes validated, as said in the report; scikit-learn's warning went to the log
+            warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+            scores["val_balanced_accuracy"] = float(balanced_accuracy_score(truth, pred))
         scores["classification_report"] = classification_report(
             truth, pred, labels=labels, target_names=[str(c) for c in classes], output_dict=True, zero_division=0)
         scores["confusion_matrix"] = confusion_matrix(truth, pred, labels=labels)
