@@ -149,6 +149,8 @@ def test_a_tag_on_an_anomaly_reaches_its_neighbours_not_the_whole_survey():
     assert np.all(relevance[order[:10]] > 0.7) and np.all(np.diff(relevance[order[:reach]]) <= 1e-12)  # by rank
     boring = m.relevance(X, [], [0])
     np.testing.assert_allclose(boring[order[:reach]], 1 - relevance[order[:reach]])  # the mirror image
+    np.testing.assert_array_equal(m.relevance(X, 0), relevance)  # one row number (a TypeError from len)
+    np.testing.assert_array_equal(m.relevance(X, boring=np.int64(0)), boring)
 
 
 # the run ---------------------------------------------------------------------------------------

@@ -331,6 +331,7 @@ def test_every_misuse_of_a_fitted_model_is_a_value_error(run, fitted):
         # 0-255 levels as a list were cast to float and used (as an array they were refused)
         (lambda: fitted.transform((np.asarray(run.cube[:2]) * 255).astype(int).tolist()), "floating point"),
         (lambda: ms.VaDE().fit((np.asarray(run.cube[:4]) * 255).astype(int).tolist()), "floating point"),
+        (lambda: ms.plot.reconstructions(fitted, run.cube, seed=-1), "seed must be a whole number"),  # deep in numpy
         (lambda: fitted.sample(0), "n must be in 1..100,000"),
         (lambda: fitted.sample(2.5), "n must be an integer"),
         (lambda: fitted.sample(2, component=0.5), "component must be an integer"),

@@ -73,7 +73,8 @@ def reconstructions(model: Any, images: Any, n: int = 8, seed: int = 0):
 
     api, module = _resolve(model)
     # the model's own input transform (e.g. neighbours masked), as in `morphospace embed`
-    return fig_reconstructions(module, _AsSeen(api, images), None, n=whole_number(n, "n"), seed=seed)
+    return fig_reconstructions(module, _AsSeen(api, images), None, n=whole_number(n, "n"),
+                               seed=whole_number(seed, "seed", 0))
 
 
 def generated(model: Any, n: int = 8, temperature: float = 0.5, seed: int = 0):

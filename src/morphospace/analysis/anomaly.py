@@ -243,7 +243,7 @@ class FormAnomaly(BaseEstimator):
         out = np.full(len(X), 0.5)
         if not rows.size:
             return out
-        u = np.r_[np.ones(len(interesting)), np.zeros(len(boring))]
+        u = np.r_[np.ones(len(good)), np.zeros(len(bad))]  # one row number (3) is one row
         reach = min(TAG_REACH * self.k_, len(X) - 1)
         _, idx = self.neighbours_.kneighbors(X[rows], k=reach + 1)
         weights = (1 - (np.arange(1, reach + 1) / (reach + 1)) ** 3) ** 3
