@@ -343,6 +343,10 @@ def test_every_misuse_of_a_fitted_model_is_a_value_error(run, fitted):
         (lambda: ms.linear_probe(np.zeros((30, 2)), ["a", "b"] * 15, repeats=0), "repeats must be"),
         (lambda: ms.linear_probe(np.zeros((30, 2)), ["a", "b"] * 15, fractions=[]), "fractions must be"),
         (lambda: ms.linear_probe(np.zeros((30, 2)), ["a", "b"] * 15, max_rows=0), "max_rows must be"),
+        # deep inside joblib and umap before
+        (lambda: ms.linear_probe(np.zeros((30, 2)), ["a", "b"] * 15, n_jobs=0), "n_jobs must be a whole number other than 0"),
+        (lambda: ms.TSNE(n_jobs=0).fit(np.random.default_rng(0).random((10, 3))), "n_jobs must be"),
+        (lambda: ms.UMAP(min_dist=2).fit(np.random.default_rng(0).random((10, 3))), r"min_dist must be a number in \[0, 1\]"),
         (lambda: ms.SimilarityIndex().fit(np.random.default_rng(0).random((10, 3))).kneighbors(np.zeros((1, 3)), 0),
          "k must be a whole number of at least 1"),
         (lambda: ms.SimilarityIndex().fit(np.random.default_rng(0).random((10, 3))).kneighbors(np.zeros((1, 3)), 2.5),
@@ -385,6 +389,9 @@ def test_every_misuse_of_a_fitted_model_is_a_value_error(run, fitted):
         with pytest.raises(ValueError, match=message):
             call()
     assert fitted.sample(2, random_state=None).shape == (2, *fitted.image_shape_)  # scikit-learn's None
+    one, two = (fitted.sample(2, random_state=np.random.RandomState(5)) for _ in range(2))  # as fit takes them
+    np.testing.assert_array_equal(one, two)
+    assert fitted.sample(2, random_state=np.random.default_rng(5)).shape == one.shape
 
 
 def test_the_estimator_and_the_numpy_model_draw_with_the_same_call(fitted):

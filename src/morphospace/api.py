@@ -235,8 +235,7 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
                random_state: int | None = 0) -> np.ndarray:
         """``n`` synthetic galaxies (N, C, H, W) drawn from one mixture component."""
         model = self._model()
-        if random_state is None:  # scikit-learn's meaning: a fresh draw every call
-            random_state = int(np.random.SeedSequence().generate_state(1)[0] >> 1)
+        random_state = _seed(random_state)  # None: a fresh draw every call; a RandomState or Generator: its next number
         for name, value in (("n", n), ("component", component), ("random_state", random_state)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise ValueError(f"{name} must be an integer, got {value!r}")

@@ -50,6 +50,16 @@ def whole_number(value: Any, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
+def job_count(value: Any, name: str = "n_jobs") -> int | None:
+    """``n_jobs`` as joblib reads it (None, or a whole number other than 0: -1 for every core), or a
+    one-line :class:`InvalidArgument` (0 failed deep inside joblib: "n_jobs == 0 in Parallel has no meaning")."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value == 0:
+        raise InvalidArgument(f"{name} must be a whole number other than 0 (-1: every core) or None, got {value!r}")
+    return int(value)
+
+
 def positive_number(value: Any, name: str) -> float:
     """``value`` as a finite float > 0, or a one-line :class:`InvalidArgument` naming the parameter."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..run.writes import read_parquet
+from .inputs import job_count
 from .labels import labels_in_cube_order, missing_mask
 
 __all__ = ["linear_probe", "probe_run", "probe_classifier", "FRACTIONS", "CS"]
@@ -175,6 +176,7 @@ def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int
     if isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer)):
         raise ValueError(f"random_state must be an integer (the probe's draws are random_state + repeat), "
                          f"got {random_state!r}")
+    job_count(n_jobs)
     if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
         raise ValueError(f"repeats must be a whole number of at least 1, got {repeats!r}")
     if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, (int, np.integer))
