@@ -374,7 +374,7 @@ def _paired_by_index(a, b):
     which pair by position."""
     import pandas as pd
 
-    from .runs import in_cube_order
+    from .run import keeps_cube_order
 
     if not (isinstance(a, pd.Series) and isinstance(b, pd.Series)) or a.index.equals(b.index):
         return a, b
@@ -384,7 +384,7 @@ def _paired_by_index(a, b):
     plain = [isinstance(s.index, pd.RangeIndex) and s.index.start == 0 and s.index.step == 1 for s in (a, b)]
     if any(plain) and len(a) == len(b):
         other = b if plain[0] else a
-        if all(plain) or in_cube_order(other):
+        if all(plain) or keeps_cube_order(other):
             return a, b
         raise ValueError("one Series is in plain 0..N-1 order (a column of run.catalogue, in cube order) and the "
                          "other is indexed by galaxy but not known to be in cube order (sorted, or made "

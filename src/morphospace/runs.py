@@ -24,27 +24,9 @@ import numpy as np
 import pandas as pd
 
 from .errors import UserError, first_line, python_errors
+from .run import mark_cube_order
 
 __all__ = ["Run", "ingest"]
-
-
-# a Series indexed by galaxy id in cube order carries the key of that order in ``attrs``: pandas
-# copies attrs through a sort, the index changes, and the two no longer match
-CUBE_ORDER = "morphospace_cube_order"
-
-
-def order_key(index: pd.Index) -> str:
-    """A short key of an index's values in their order (8 bytes of hash a row)."""
-    import hashlib
-
-    hashed = pd.util.hash_array(np.asarray(index, dtype=object))
-    return hashlib.blake2b(hashed.tobytes(), digest_size=16).hexdigest()
-
-
-def in_cube_order(series: pd.Series) -> bool:
-    """Whether a Series of :attr:`Run.clusterings` still has its galaxies in cube order."""
-    key = series.attrs.get(CUBE_ORDER)
-    return isinstance(key, str) and key == order_key(series.index)
 
 
 class _Lazy(Mapping):
@@ -186,7 +168,7 @@ class Run:
         table = self._dir.read_clustering(name)
         labels = table.set_index("id")["label"] if "label" in table else table.set_index("id").iloc[:, 0]
         labels = labels.reindex(self._dir.cube_ids()).rename(name)
-        labels.attrs[CUBE_ORDER] = order_key(labels.index)  # what pairs it with a catalogue column by position
+        mark_cube_order(labels)  # what pairs it with a catalogue column by position
         return labels
 
     def _comparison_names(self) -> list[str]:

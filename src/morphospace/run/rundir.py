@@ -84,6 +84,31 @@ def in_cube_order(catalogue: pd.DataFrame) -> pd.DataFrame:
     return catalogue[catalogue["cube_index"] >= 0].sort_values("cube_index").reset_index(drop=True)
 
 
+# a Series indexed by galaxy id in cube order (a run's clustering) carries the key of that order in
+# ``attrs``: pandas copies attrs through a sort, the index changes, and the two no longer match
+CUBE_ORDER = "morphospace_cube_order"
+
+
+def _order_key(index: pd.Index) -> str:
+    """A short key of an index's values in their order."""
+    import hashlib
+
+    hashed = pd.util.hash_array(np.asarray(index, dtype=object))
+    return hashlib.blake2b(hashed.tobytes(), digest_size=16).hexdigest()
+
+
+def mark_cube_order(series: pd.Series) -> pd.Series:
+    """Mark a Series indexed by the cube's galaxy ids, in cube order, as such (in place; returned)."""
+    series.attrs[CUBE_ORDER] = _order_key(series.index)
+    return series
+
+
+def keeps_cube_order(series: pd.Series) -> bool:
+    """Whether a Series marked by :func:`mark_cube_order` still has its galaxies in cube order."""
+    key = series.attrs.get(CUBE_ORDER)
+    return isinstance(key, str) and key == _order_key(series.index)
+
+
 class RunDir:
     """Paths and readers for one run directory.
 
