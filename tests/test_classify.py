@@ -73,6 +73,13 @@ def test_folds_follow_the_smallest_class_and_missing_labels_are_the_pool():
     assert clf.score(X, y) == pytest.approx(np.mean(clf.predict(X) == y))
     with pytest.raises(ValueError, match="every label is missing"):
         clf.score(X, np.full(60, None, dtype=object))
+    # fitted on integers, scored on the same classes as a float column with gaps (pandas' way): 0 before
+    codes = pd.factorize(y)[0]
+    by_code = FewLabelClassifier().fit(X, codes)
+    gappy = pd.Series(codes, dtype=float).where(np.arange(60) % 4 != 0)
+    assert by_code.score(X, gappy) == pytest.approx(by_code.score(X, codes)) and by_code.score(X, codes) > 0.9
+    with pytest.raises(ValueError, match="sample_weight must be"):
+        by_code.score(X, codes, sample_weight=np.zeros(60))
 
 
 @pytest.mark.parametrize("labels, message", [

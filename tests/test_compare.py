@@ -342,7 +342,7 @@ def test_features_from_fine_tuned_weights_loaded_frozen_meet_the_labels_on_untra
     assert ari.loc[("kmeans6_features", "gz1_name"), "n"] == held.sum()
 
 
-def test_clusterings_of_an_lda_map_meet_the_labels_on_the_galaxies_it_did_not_learn_from(tmp_path):
+def test_clusterings_of_an_lda_map_meet_the_labels_on_the_galaxies_it_did_not_learn_from(tmp_path, caplog):
     """An LDA map is fitted on labels: its clusterings were scored against them over every galaxy,
     in-sample (K-Means(3) of it read AMI 0.90 where the features themselves give 0.13)."""
     from morphospace.analysis.reduce import pack_rows
@@ -361,7 +361,9 @@ def test_clusterings_of_an_lda_map_meet_the_labels_on_the_galaxies_it_did_not_le
                                                                   **({"fitted_rows": rows} if rows else {})})
         run.write_clustering(f"kmeans6_{rid}", ids, memorised)
         write_json(run.clustering_path(f"kmeans6_{rid}").with_suffix(".json"), {"representation": rid})
-    compare_run(run, apply_overrides(Config(), ["data.truth_label=gz1_name"]))
+    with caplog.at_level("WARNING", logger="morphospace"):
+        compare_run(run, apply_overrides(Config(), ["data.truth_label=gz1_name"]))
+    assert "the LDA map old_lda was fitted on every label (made by an earlier version)" in caplog.text
     long = pd.read_csv(run.path / "comparisons" / "scores_long.csv")
     ari = long[(long.metric == "ari") & (long.noise == "own")].set_index(["a", "b"])
     assert ari.loc[("kmeans6_lda", "gz1_name"), "n"] == (~fitted).sum()

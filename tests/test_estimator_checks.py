@@ -143,3 +143,18 @@ def test_every_reducer_names_its_output_columns_and_can_give_pandas():
         new = reducer.transform(X[:7])
         assert isinstance(new, pd.DataFrame) and new.shape == (7, width)
         assert list(reducer.get_feature_names_out()) == list(out.columns)
+
+
+def test_output_names_count_the_columns_made_and_need_a_fit():
+    """LDA of one feature makes one column: two names broke set_output's DataFrame; before fit the
+    names were given as if fitted."""
+    import numpy as np
+    import pytest
+    from sklearn.exceptions import NotFittedError
+
+    lda = LDAReducer(2).set_output(transform="pandas")
+    out = lda.fit_transform(np.random.default_rng(0).random((60, 1)), np.repeat(["a", "b", "c"], 20))
+    assert list(out.columns) == ["ldareducer0"]
+    for reducer in (PCAReducer(), LDAReducer(), TSNEReducer(), UMAPReducer()):
+        with pytest.raises(NotFittedError):
+            reducer.get_feature_names_out()

@@ -313,6 +313,12 @@ def test_cluster_names_stay_with_the_clustering_they_were_given_to(browser, tmp_
     assert page.evaluate("morphospaceData.explorer.colourings[0].name") == name
     assert "ellipticals" not in page.evaluate("morphospaceExplorer.clusterNames(0)").values()
     assert "ellipticals" not in page.inner_text("#ex-legend")
+    # names kept by clustering name alone (before stamps): which clusters they named cannot be told
+    page.evaluate("""name => localStorage.setItem(morphospaceData.explorer.storageKey, JSON.stringify(
+        {v: 1, labels: [], tags: [], clusters: [[name, [['0', 'legacy']]]], column: 'label'}))""", name)
+    page.reload()
+    ready(page)
+    assert "legacy" not in page.evaluate("morphospaceExplorer.clusterNames(0)").values()
     assert b.errors == []
 
 

@@ -252,6 +252,18 @@ def test_the_lda_map_learns_from_four_fifths_of_each_class_and_keeps_which(tmp_p
     reduce_run(run, Config(), reductions=["lda"])
     meta = json.loads(run.reduction_path("lda").with_suffix(".json").read_text())
     np.testing.assert_array_equal(unpack_rows(meta["fitted_rows"], 45), ~val)
+    # features from another survey's fine-tuned weights: none of these galaxies trained them, so the
+    # LDA holds out a fifth of them as for frozen features (it was fitted on none and skipped)
+    write_json(run.embedding_path("features").with_suffix(".json"), {"mode": "frozen", "weights_file":
+                                                                     str(tmp_path / "other" / "model.pt")})
+    write_table(tmp_path / "other" / "split.parquet", pd.DataFrame({"id": ["x1", "x2"], "split": ["train", "validation"]}))
+    assert "lda" in reduce_run(run, Config(), reductions=["lda"])
+    meta = json.loads(run.reduction_path("lda").with_suffix(".json").read_text())
+    assert (~unpack_rows(meta["fitted_rows"], 45)).sum() == 9
+    write_json(run.embedding_path("features").with_suffix(".json"), {"mode": "frozen"})
+    table = pd.read_parquet(run.catalogue)
+    write_table(run.catalogue, table.assign(morphology=pd.Series([None] * len(table), dtype="string")))
+    assert reduce_run(run, Config(), reductions=["lda"]) == {} and "lda" not in run.reductions()  # not the earlier map
 
 
 def test_reduce_run_names_other_embeddings_and_follows_config(tmp_path):

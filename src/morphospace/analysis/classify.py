@@ -248,7 +248,7 @@ class FewLabelClassifier(ClassifierMixin, BaseEstimator):
 
     def score(self, X, y, sample_weight=None) -> float:
         """Accuracy on the labelled rows of ``X`` (a missing label is the unlabelled pool, as in
-        :meth:`fit`, and is not scored); labels compared as text, as :meth:`fit` compares mixed ones.
+        :meth:`fit`, and is not scored); labels of mixed types compared as text, as :meth:`fit` does.
 
         Parameters
         ----------
@@ -269,9 +269,17 @@ class FewLabelClassifier(ClassifierMixin, BaseEstimator):
         known = ~missing_mask(y)
         if not known.any():
             raise InvalidArgument("no labelled row to score: every label is missing")
-        pred = self.predict(X[known]).astype(str)
-        weight = None if sample_weight is None else np.asarray(sample_weight, dtype=float).ravel()[known]
-        return float(np.average(pred == y[known].astype(str), weights=weight))
+        truth = np.array(list(y[known]))  # a plain dtype once the missing are out, as fit reads labels
+        pred = self.predict(X[known])
+        if "O" in (truth.dtype.kind, pred.dtype.kind) or (truth.dtype.kind in "US") != (pred.dtype.kind in "US"):
+            truth, pred = truth.astype(str), pred.astype(str)  # mixed types: compared as text, as fit does
+        weight = None
+        if sample_weight is not None:
+            weight = np.asarray(sample_weight, dtype=float).ravel()
+            if len(weight) != len(y) or not np.isfinite(weight).all() or (weight < 0).any() or weight[known].sum() <= 0:
+                raise InvalidArgument("sample_weight must be one finite weight >= 0 per row, not all 0 on the labelled rows")
+            weight = weight[known]
+        return float(np.average(pred == truth, weights=weight))
 
     def uncertainty(self, X=None) -> np.ndarray:
         """Margin uncertainty (:func:`margin_uncertainty`) of the rows of ``X`` (default: the fitted rows)."""

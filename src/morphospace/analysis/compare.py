@@ -80,15 +80,21 @@ def trained_rows(run: RunDir, clusterings: list[str]) -> dict[str, np.ndarray]:
         return got if isinstance(got, dict) else {}
 
     embeddings, by_embedding, out = set(run.embeddings()), {}, {}
-    n = len(run.cube_ids())
+    n, old_maps = len(run.cube_ids()), set()
     for name in clusterings:
         embedding = str(meta(run.clustering_path(name).with_suffix(".json")).get("representation", ""))
         fitted = None  # the rows whose labels a map learnt (an LDA's)
         if embedding and embedding not in embeddings:  # a map: the embedding it was made from
             made = meta(run.reduction_path(embedding).with_suffix(".json"))
-            if made.get("reduction") == "lda":  # one written before it kept its rows learnt from all of them
+            if made.get("reduction") == "lda":
                 fitted = unpack_rows(made.get("fitted_rows", ""), n)
-                fitted = np.ones(n, dtype=bool) if fitted is None else fitted
+                if fitted is None:  # written before LDA maps held labels out: it learnt from all of them
+                    if embedding not in old_maps:
+                        old_maps.add(embedding)
+                        log.warning("the LDA map %s was fitted on every label (made by an earlier version): its "
+                                    "clusterings are not scored against the labels; `morphospace reduce %s` makes "
+                                    "it again, holding a fifth of them out", embedding, run.path)
+                    fitted = np.ones(n, dtype=bool)
             embedding = str(made.get("embedding", ""))
         tuned = None
         if embedding in embeddings:

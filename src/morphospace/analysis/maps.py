@@ -42,8 +42,8 @@ class _MapAfterPCA:
     """What the neighbour embeddings share: a PCA to ``pca_dims`` first (``pca_``, None when narrower)."""
 
     @property
-    def _n_features_out(self) -> int:  # get_feature_names_out: tsnereducer0, tsnereducer1, ...
-        return self.n_components
+    def _n_features_out(self) -> int:  # get_feature_names_out: tsnereducer0, ...; NotFittedError before fit
+        return int(self.embedding_.shape[1])
 
     def _pre(self, X: np.ndarray) -> np.ndarray:
         return self.pca_.transform(X) if self.pca_ is not None else X

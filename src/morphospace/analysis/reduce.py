@@ -147,16 +147,21 @@ LDA_HELD_OUT = 0.2
 
 def lda_fit_rows(y: np.ndarray, trained: np.ndarray | None, seed: int) -> np.ndarray:
     """The rows whose labels an LDA map is fitted on: the labelled rows that trained the embedding
-    (a fine-tuning's training split), else all labelled rows but :data:`LDA_HELD_OUT` of each class
-    (at random, seeded; a class of one galaxy is fitted on, not held out)."""
+    (a fine-tuning's training split) where they can fit one, else all labelled rows but
+    :data:`LDA_HELD_OUT` of each class among those no label trained (at random, seeded; a class of
+    one galaxy is fitted on, not held out)."""
     known = ~missing_mask(y)
     if trained is not None:
-        return known & trained
+        fit = known & trained
+        if _lda_unfittable(np.where(fit, np.asarray(y, dtype=object), None), 0) is None:
+            return fit  # their labels are learnt already: the rest is held out of the LDA too
+    # the galaxies no label trained (all, or those another run's fine-tuning did not see)
+    fresh = known & ~trained if trained is not None else known
     fit = known.copy()
     rng = np.random.default_rng(seed)
     text = pd.Series(np.asarray(y, dtype=object)).astype(str).to_numpy()
-    for cls in np.unique(text[known]):
-        rows = np.flatnonzero(known & (text == cls))
+    for cls in np.unique(text[fresh]):
+        rows = np.flatnonzero(fresh & (text == cls))
         n_held = min(int(round(LDA_HELD_OUT * len(rows))), len(rows) - 1)
         fit[rng.choice(rows, n_held, replace=False)] = False
     return fit
@@ -250,6 +255,7 @@ def reduce_run(run: RunDir, cfg: Any, embedding: str = "features",
     out: dict[str, Path] = {}
     for name in names:
         name = name.lower()
+        rid = representation_id(embedding, name)
         y = None
         label_name = None
         if name == "lda":
@@ -257,6 +263,7 @@ def reduce_run(run: RunDir, cfg: Any, embedding: str = "features",
                 label_name = truth_column(run.read_catalogue(), cfg)
                 if label_name is None:
                     log.warning("LDA skipped: the catalogue has no label column (set data.truth_label)")
+                    _drop_map(run, rid)  # not an earlier one in its place
                     continue
                 y = labels_in_cube_order(run, label_name)
             elif isinstance(labels, str):
@@ -273,8 +280,8 @@ def reduce_run(run: RunDir, cfg: Any, embedding: str = "features",
             why = _lda_unfittable(y, X.shape[1])
             if why:
                 log.warning("LDA skipped: %s", why)
+                _drop_map(run, rid)  # not an earlier one in its place
                 continue
-        rid = representation_id(embedding, name)
         if name in ("tsne", "umap") and (X.shape[1] < 2 or n < MIN_MAP_ROWS):
             log.warning("%s of %s skipped: a 2-D map needs at least 2 columns and %d galaxies (got %d x %d)",
                         name, embedding, MIN_MAP_ROWS, n, X.shape[1])
@@ -292,6 +299,7 @@ def reduce_run(run: RunDir, cfg: Any, embedding: str = "features",
         except InvalidArgument as e:
             if name == "lda":
                 log.warning("LDA skipped: %s", str(e).removeprefix("LDA: "))  # the labels cannot carry it; the maps need no labels
+                _drop_map(run, rid)  # not an earlier one in its place
                 continue
             if "not finite" not in str(e):
                 raise

@@ -124,8 +124,8 @@ class LDAReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         return tags
 
     @property
-    def _n_features_out(self) -> int:  # get_feature_names_out: ldareducer0, ldareducer1, ...
-        return self.n_components
+    def _n_features_out(self) -> int:  # get_feature_names_out: ldareducer0, ...; NotFittedError before fit
+        return self.n_discriminants_ + (0 if self.pad_pca_ is None else int(self.pad_pca_.n_components_))
 
     def fit(self, X, y=None):
         """Fit the shrunk LDA on the labelled rows, and the within-class PCA padding when needed.

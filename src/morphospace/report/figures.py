@@ -34,6 +34,11 @@ __all__ = ["draw_flags", "draw_labels", "draw_training", "draw_cluster_sizes", "
 
 # --- the data ----------------------------------------------------------------------------
 
+def _label(text: object, n: int = 28) -> str:
+    """:func:`~morphospace.report.style.short` text as a matplotlib figure shows it ($ escaped)."""
+    return figure_text(short(text, n))
+
+
 @styled
 def draw_flags(flags: pd.DataFrame) -> Figure:
     """Horizontal bars of galaxies per quality flag.
@@ -57,7 +62,7 @@ def draw_flags(flags: pd.DataFrame) -> Figure:
     cols = [EXCLUDED if ex else KEPT for ex in flags["excluded"]]
     pos = np.arange(len(flags))
     bars = ax.barh(pos, flags["count"], color=cols, height=0.62)
-    ax.set_yticks(pos, [short(f) for f in flags["flag"]])
+    ax.set_yticks(pos, [_label(f) for f in flags["flag"]])
     ax.bar_label(bars, padding=3, fontsize=8.5, color=MUTED)
     ax.set_xlabel("galaxies")
     ax.grid(axis="y", visible=False)
@@ -91,9 +96,9 @@ def draw_labels(counts: dict[str, pd.Series]) -> Figure:
         n = sum(str(v) != "(missing)" for v in s.index)
         bars = ax.barh(pos, s.to_numpy(), color=[GREY if str(v) == "(missing)" else colour(k, n)
                                                   for k, v in enumerate(s.index)], height=0.66)
-        ax.set_yticks(pos, [short(v, 22) for v in s.index])
+        ax.set_yticks(pos, [_label(v, 22) for v in s.index])
         ax.bar_label(bars, padding=3, fontsize=8, color=MUTED)
-        ax.set_title(short(col, 30))
+        ax.set_title(_label(col, 30))
         ax.grid(axis="y", visible=False)
         ax.margins(x=0.16)
     fig.tight_layout()
@@ -165,8 +170,8 @@ def draw_training(logs: list[tuple[str, pd.DataFrame]], max_panels: int = 8) -> 
         for k, (label, x, y) in enumerate(panels[name]):
             style = "--" if label.split(": ")[-1].startswith(("val", "valid")) else "-"
             ax.plot(x, y, style, color=colour(k), lw=1.8, marker="o" if len(x) <= 30 else None, ms=3,
-                    label=short(label, 40))
-        ax.set_title(short(name, 34))
+                    label=_label(label, 40))
+        ax.set_title(_label(name, 34))
         ax.set_xlabel(xlabel)
         finite = np.concatenate([y[np.isfinite(y)] for _, _, y in panels[name]])
         if finite.size and finite.min() > 0 and finite.max() / finite.min() > 50:
@@ -202,7 +207,7 @@ def draw_cluster_sizes(names: Sequence[str], sizes: Sequence[int], colours: Sequ
     ax = fig.add_subplot()
     pos = np.arange(len(names))
     bars = ax.bar(pos, sizes, color=colours, width=0.7)
-    ax.set_xticks(pos, [short(n, 12) for n in names])
+    ax.set_xticks(pos, [_label(n, 12) for n in names])
     ax.bar_label(bars, padding=2, fontsize=8, color=MUTED)
     ax.set_ylabel("galaxies")
     ax.grid(axis="x", visible=False)
@@ -236,12 +241,12 @@ def draw_label_mix(table: pd.DataFrame, title: str) -> Figure:
     ax = fig.add_subplot()
     left = np.zeros(len(frac))
     pos = np.arange(len(frac))[::-1]
-    ax.set_yticks(pos, [short(r, 16) for r in frac.index])
+    ax.set_yticks(pos, [_label(r, 16) for r in frac.index])
     n = sum(str(c) != "(missing)" for c in frac.columns)
     for k, col in enumerate(frac.columns):
         vals = frac[col].to_numpy()
         ax.barh(pos, vals, left=left, color=GREY if str(col) == "(missing)" else colour(k, n),
-                height=0.7, label=short(col, 20))
+                height=0.7, label=_label(col, 20))
         left += vals
     ax.set_xlim(0, 1)
     ax.set_xlabel("fraction of the cluster")
@@ -277,7 +282,7 @@ def draw_anomaly_by_cluster(groups: list[tuple[str, str, np.ndarray]], what: str
         patch.set_facecolor(col)
         patch.set_alpha(0.85)
         patch.set_edgecolor("white")
-    ax.set_xticks(range(1, len(groups) + 1), [short(g[0], 12) for g in groups],
+    ax.set_xticks(range(1, len(groups) + 1), [_label(g[0], 12) for g in groups],
                   rotation=60 if len(groups) > 10 else 0)
     ax.set_ylabel(what)
     ax.grid(axis="x", visible=False)

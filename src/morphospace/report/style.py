@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from ..image.display import figure_text
 from ..run import atomic_path
 
 if TYPE_CHECKING:
@@ -206,4 +205,4 @@ def short(text: object, n: int = 28) -> str:
     str
     """
     s = str(text)
-    return figure_text(s if len(s) <= n else s[: n - 1] + "\u2026")
+    return s if len(s) <= n else s[: n - 1] + "\u2026"

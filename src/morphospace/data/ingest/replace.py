@@ -186,8 +186,8 @@ def same_galaxies(new: list[tuple[str, str]], earlier: list[tuple[str, str]]) ->
 
 
 def earlier_galaxies_kept(new: list[tuple[str, str]], earlier: list[tuple[str, str]]) -> bool:
-    """Whether every galaxy of the earlier cube is in the new one, by id and file (a survey extended,
-    or a few galaxies left out since): what names them by id (the user's anomaly tags) still does."""
+    """Whether every galaxy of the earlier cube is in the new one, by id and file (a survey extended):
+    what names them by id (the user's anomaly tags) still does."""
     by_id: dict[str, list[str]] = {}
     for gid, source in new:
         by_id.setdefault(gid, []).append(source)

@@ -113,6 +113,9 @@ def _truth_table(ctx: ReportContext, matrices: dict[str, pd.DataFrame]) -> tuple
                if len(shown) < len(best) else f"The {len(best)} clusterings") + \
         f", ranked by {key} (1 = the same partition, 0 = chance); DBSCAN and HDBSCAN noise counts as one cluster."
     held = _held_out(ctx)
+    if any(n.endswith("_lda") and n not in held for n in shown["clustering"]):  # compared by an earlier version
+        caption += (" Clusterings of an LDA map (names ending in _lda) are not unsupervised: LDA was fitted on "
+                    "these labels, so part of their agreement is by construction.")
     tuned = [n for n in shown["clustering"] if n in held]
     if tuned:
         counts = sorted({held[n] for n in tuned})

@@ -95,12 +95,13 @@
 
   /* ---------- cluster names ---------- */
   function nameable(c, k) { return c.kind === 'clustering' && c.categories[k] !== '(not clustered)'; }
-  /* where a clustering's names are kept; an entry by name alone (written before stamps) still serves */
+  /* where a clustering's names are kept; an entry by name alone (written before stamps) is not shown on a
+   * stamped clustering: which clusters it named cannot be told */
   function namesKey(c) { return c.stamp ? c.name + '@' + c.stamp : c.name; }
   function applyClusterNames() {
     colourings.forEach(function (c) {
       if (c.kind !== 'clustering') return;
-      var m = lab.clusters.get(namesKey(c)) || lab.clusters.get(c.name);
+      var m = lab.clusters.get(namesKey(c));
       c.names = {};
       if (m) c.categories.forEach(function (cat, k) { if (m.has(cat)) c.names[k] = m.get(cat); });
     });
@@ -108,10 +109,7 @@
   function setClusterName(c, k, name) {
     name = cleanName(name);
     var key = namesKey(c);
-    if (key !== c.name) {  // an entry by name alone carried over to the stamped one
-      if (!lab.clusters.has(key)) lab.clusters.set(key, new Map(lab.clusters.get(c.name) || []));
-      lab.clusters.delete(c.name);
-    }
+    if (key !== c.name) lab.clusters.delete(c.name);  // an entry by name alone: of an earlier clustering
     if (!lab.clusters.has(key)) lab.clusters.set(key, new Map());
     var m = lab.clusters.get(key);
     if (name) m.set(c.categories[k], name); else m.delete(c.categories[k]);
