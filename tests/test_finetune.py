@@ -337,3 +337,37 @@ def test_validation_scores_of_a_class_without_validation_galaxies_warn_nothing()
         warnings.simplefilter("error")
         scores = validation_scores(out, np.array([0, 1, 1, 0]), "classification", np.array(["a", "b", "c"]))
     assert scores["val_accuracy"] == 0.75 and scores["val_balanced_accuracy"] == 0.75
+
+
+def test_a_fine_tuning_killed_after_an_epoch_resumes_where_it_stopped(tmp_path, toy, monkeypatch):
+    """A study killed mid fine-tuning started over (no --resume); resumed from last.ckpt it now goes
+    on with the next epoch and ends as the uninterrupted one (weights, history, best epoch)."""
+    from morphospace.study.training import FineTuneModule
+
+    X, y, _ = toy
+    whole = FineTuner("small", epochs=3, random_state=0, checkpoint_dir=str(tmp_path / "whole"), **FAST).fit(X, y)
+    started = FineTuneModule.on_train_epoch_start
+
+    def killed(self):
+        if self.current_epoch == 2:
+            raise RuntimeError("killed")
+        started(self)
+
+    monkeypatch.setattr(FineTuneModule, "on_train_epoch_start", killed)
+    with pytest.raises(RuntimeError, match="killed"):
+        FineTuner("small", epochs=3, random_state=0, checkpoint_dir=str(tmp_path / "cut"), **FAST).fit(X, y)
+    monkeypatch.setattr(FineTuneModule, "on_train_epoch_start", started)
+    assert torch.load(tmp_path / "cut" / "last.ckpt", map_location="cpu", weights_only=False)["epoch"] == 1
+    epochs = []
+    monkeypatch.setattr(FineTuneModule, "on_train_epoch_start", lambda self: (epochs.append(self.current_epoch),
+                                                                            started(self)))
+    resumed = FineTuner("small", epochs=3, random_state=0, checkpoint_dir=str(tmp_path / "cut"), resume=True,
+                        **FAST).fit(X, y)
+    assert epochs == [2]  # the third epoch alone
+    assert [h["epoch"] for h in resumed.history_] == [1, 2, 3] and resumed.best_epoch_ == whole.best_epoch_
+    for a, b in zip(whole.history_, resumed.history_):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
+    np.testing.assert_array_equal(resumed.transform(X), whole.transform(X))  # on the CPU, to the last digit
+    with pytest.raises(UserError, match="nothing to resume"):
+        FineTuner("small", epochs=3, random_state=0, checkpoint_dir=str(tmp_path / "none"), resume=True,
+                  **FAST).fit(X, y)

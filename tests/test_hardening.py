@@ -686,6 +686,17 @@ def test_a_command_that_starts_a_run_says_which_saved_settings_it_replaces(tmp_p
 
 
 
+def test_a_study_with_nothing_to_resume_is_one_line_and_leaves_no_folder(tmp_path, capsys):
+    data = tiny_folder_survey(tmp_path / "data", n=6)
+    out = tmp_path / "new"
+    line = one_line_error(capsys, main(["study", "--data", str(data), "--out", str(out), "--labels", "morphology",
+                                        "--resume", "--quiet"]))
+    assert "nothing to resume" in line and "last.ckpt" in line and not out.exists()
+    line = one_line_error(capsys, main(["study", "--data", str(data), "--out", str(out), "--mode", "frozen",
+                                        "--resume", "--quiet"]))
+    assert "fine-tunes nothing" in line and not out.exists()
+
+
 @pytest.mark.slow
 def test_the_same_study_again_replaces_no_setting(tmp_path):
     """A study makes its labels the truth in the run's config.toml; the same command again said it had

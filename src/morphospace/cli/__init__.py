@@ -334,7 +334,7 @@ def _dispatch(args) -> int | None:
                                                study__backbone=args.backbone, study__labels=args.labels,
                                                study__mode=args.mode, study__epochs=args.epochs)
         run.acquire_lock()
-        report = pipeline.run_study(run, cfg, created)
+        report = pipeline.run_study(run, cfg, created, resume=args.resume)
         _say(replaced)
         print(f"report: {Path(report).resolve()}")
         return 0

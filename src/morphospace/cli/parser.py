@@ -122,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["finetune", "frozen"],
                    help="finetune the backbone on the labels (default) or take its features as they are")
     p.add_argument("--epochs", type=int, help="fine-tuning epochs")
+    p.add_argument("--resume", action="store_true",
+                   help="go on with an interrupted fine-tuning from its last epoch (models/<backbone>/last.ckpt)")
     common(p)
 
     p = stage(sub, "import-astrovader", "build the published AstroVaDEr model from its Keras weights",

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import Config, apply_overrides
+from ..errors import UserError
 from ..progress import Timer
 from ..run import RunDir, in_cube_order
 from .stages import (stage_anomaly, stage_cluster, stage_compare, stage_reduce, stage_report, stage_train,
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("morphospace")
 
 
-def run_study(run: RunDir, cfg: Config, created: bool = False) -> Path:
+def run_study(run: RunDir, cfg: Config, created: bool = False, resume: bool = False) -> Path:
     """The CNN feature study: ingest, fine-tune, features, reductions, clusterings, comparisons, report.
 
     ``study.backbone = "vade"`` puts the VaDE encoder's ``z_mean`` through the same study: the
@@ -30,7 +31,7 @@ def run_study(run: RunDir, cfg: Config, created: bool = False) -> Path:
     form-first VaDE's input, trained here if the run has none).
 
     A study refused up to its first training (its labels, once the survey is in) takes away a
-    folder it ``created``.
+    folder it ``created``. ``resume``: an interrupted fine-tuning goes on from its last epoch.
     """
     from ..nets.backbones import BACKBONES, check_backbone
     from ..study.finetune import check_frozen_weights
@@ -54,6 +55,8 @@ def run_study(run: RunDir, cfg: Config, created: bool = False) -> Path:
         return study_labels(run.read_catalogue(), cfg)
 
     with removed_on_failure(run, created):
+        if resume:
+            check_resumable_study(run, cfg)
         if cfg.study.backbone in BACKBONES:  # an optional package or weights file missing: before the ingest
             check_backbone(cfg.study.backbone, cfg.study.mode == "frozen" or BACKBONES[cfg.study.backbone].pretrained,
                            cfg.study.weights or None)
@@ -85,9 +88,21 @@ def run_study(run: RunDir, cfg: Config, created: bool = False) -> Path:
         from ..study.features import study_features_run
 
         with Timer(f"features of {cfg.study.backbone} ({cfg.study.mode})"):
-            study_features_run(run, cfg)
+            study_features_run(run, cfg, resume=resume)
         embedding = "features"
     stage_reduce(run, cfg, embedding=embedding)
     stage_cluster(run, cfg)
     stage_compare(run, cfg)
     return stage_report(run, cfg)
+
+
+def check_resumable_study(run: RunDir, cfg: Config) -> None:
+    """A one-line :class:`UserError` before anything is done where ``--resume`` has nothing to go on with."""
+    from ..study.training import LAST_CHECKPOINT
+
+    if cfg.study.mode != "finetune" or cfg.study.backbone in ("vade", "ssl"):
+        raise UserError(f"--resume goes on with an interrupted fine-tuning: the {cfg.study.backbone} backbone "
+                        f"({cfg.study.mode}) fine-tunes nothing")
+    last = run.model_path(cfg.study.backbone) / LAST_CHECKPOINT
+    if not last.is_file():
+        raise UserError(f"nothing to resume: no {last} (a fine-tuning writes it after each epoch); run without --resume")

@@ -16,7 +16,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler
+from torch.utils.data import BatchSampler, DataLoader
 
 from ..nets.batches import INFERENCE_BATCH
 
@@ -158,10 +158,9 @@ class FineTuneData(pl.LightningDataModule):
         DataLoader
             ``(images, targets)`` batches.
         """
-        gen = torch.Generator().manual_seed(self.seed)
         drop_last = len(self.train_index) >= self.batch_size
-        shuffled = _Take(self.train_index, RandomSampler(range(len(self.train_index)), generator=gen))
-        return self._loader(BatchSampler(shuffled, self.batch_size, drop_last=drop_last))
+        shuffled = _Take(self.train_index, EpochPermutations(len(self.train_index), self.seed))
+        return self._loader(_EpochBatches(shuffled, self.batch_size, drop_last=drop_last))
 
     def val_dataloader(self) -> DataLoader:
         """The validation rows in order.
@@ -191,11 +190,48 @@ class FineTuneData(pl.LightningDataModule):
         return self._loader(_chunks(chosen, self.eval_batch_size))
 
 
+class EpochPermutations:
+    """Row numbers ``0..n-1`` in the permutation of each epoch: the ``e``-th that a torch
+    ``RandomSampler`` with a generator seeded ``seed`` draws, computed from the epoch alone, so that
+    a resumed fine-tuning shuffles its next epoch as the uninterrupted one would have. Lightning
+    calls :meth:`set_epoch` before each epoch; without it, each pass is the next epoch."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = int(n), int(seed), None
+        self._next = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        epoch = self._next if self.epoch is None else self.epoch
+        self._next = epoch + 1
+        gen = torch.Generator().manual_seed(self.seed)
+        for _ in range(epoch):  # RandomSampler draws two permutations an epoch (the second cut to none)
+            torch.randperm(self.n, generator=gen)
+            torch.randperm(self.n, generator=gen)
+        return iter(torch.randperm(self.n, generator=gen).tolist())
+
+
+class _EpochBatches(BatchSampler):
+    """Batches of a sampler that Lightning tells the epoch (it calls the loader's sampler's ``set_epoch``)."""
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+
 class _Take:
     """``values[i]`` for each ``i`` of a sampler (a sampler of row numbers)."""
 
     def __init__(self, values: np.ndarray, sampler):
         self.values, self.sampler = values, sampler
+
+    def set_epoch(self, epoch: int) -> None:  # Lightning reaches the batch sampler's sampler only
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
 
     def __len__(self) -> int:
         return len(self.sampler)

@@ -202,7 +202,7 @@ _FINETUNE_OUTPUTS = (("comparisons", "confusion_matrix.csv"), ("figures", "confu
                      ("figures", "finetune_curves.png"))
 
 
-def study_features_run(run: RunDir, cfg: Config) -> dict:
+def study_features_run(run: RunDir, cfg: Config, resume: bool = False) -> dict:
     """Fine-tune (or freeze) ``cfg.study.backbone`` and write the ``features`` embedding.
 
     Parameters
@@ -212,6 +212,8 @@ def study_features_run(run: RunDir, cfg: Config) -> dict:
     cfg : Config
         Uses ``study`` (backbone, labels, mode, epochs, weights, input_size, batch_size, lr,
         patience) and ``train`` (seed, num_threads, accelerator, precision).
+    resume : bool
+        Go on with an interrupted fine-tuning from its ``last.ckpt`` (``models/<backbone>/``).
 
     Returns
     -------
@@ -229,7 +231,7 @@ def study_features_run(run: RunDir, cfg: Config) -> dict:
     ft = FineTuner(backbone=st.backbone, mode=st.mode, epochs=st.epochs, batch_size=st.batch_size, lr=st.lr,
                    patience=st.patience, input_size=st.input_size or None, weights=st.weights or None,
                    num_threads=cfg.train.num_threads or None, random_state=cfg.train.seed,
-                   accelerator=cfg.train.accelerator, devices=1, precision=cfg.train.precision)
+                   accelerator=cfg.train.accelerator, devices=1, precision=cfg.train.precision, resume=resume)
     ft._check_params()  # a bad backbone / mode fails before any label work
     label_info: dict = {"labels": None}
     t0 = time.perf_counter()

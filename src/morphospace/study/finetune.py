@@ -108,6 +108,10 @@ class FineTuner(FineTunedModel):
         Devices of the training; the fine-tuner trains on one.
     precision : str
         Lightning precision of the training (``32-true``, ``bf16-mixed``, ...).
+    resume : bool
+        Go on with an interrupted fine-tuning from ``last.ckpt`` in ``checkpoint_dir`` (the same
+        images, labels and settings: the split and the batches are drawn again from
+        ``random_state``).
 
     Attributes
     ----------
@@ -144,7 +148,7 @@ class FineTuner(FineTunedModel):
                  input_size: int | None = None, augment: bool = True, class_weight: str | None = "balanced",
                  weights: str | None = None, bn_samples: int = 1024, num_threads: int | None = None,
                  random_state: int = 0, verbose: bool = True, checkpoint_dir: str | None = None,
-                 accelerator: str = "cpu", devices: int = 1, precision: str = "32-true"):
+                 accelerator: str = "cpu", devices: int = 1, precision: str = "32-true", resume: bool = False):
         self.backbone = backbone
         self.mode = mode
         self.task = task
@@ -167,10 +171,12 @@ class FineTuner(FineTunedModel):
         self.accelerator = accelerator
         self.devices = devices
         self.precision = precision
+        self.resume = resume
 
     _PARAMS = ("backbone", "mode", "task", "epochs", "batch_size", "lr", "backbone_lr_scale", "weight_decay",
                "patience", "val_fraction", "input_size", "augment", "class_weight", "weights", "bn_samples",
-               "num_threads", "random_state", "verbose", "checkpoint_dir", "accelerator", "devices", "precision")
+               "num_threads", "random_state", "verbose", "checkpoint_dir", "accelerator", "devices", "precision",
+               "resume")
 
     def get_params(self, deep: bool = True) -> dict:
         """The constructor's parameters, as scikit-learn's ``get_params``.
@@ -269,7 +275,8 @@ class FineTuner(FineTunedModel):
             self.best_epoch_ = fit_classifier(
                 module, data, epochs=int(self.epochs), patience=int(self.patience),
                 checkpoint_dir=Path(self.checkpoint_dir or scratch), seed=seed, accelerator=self.accelerator,
-                devices=int(self.devices), precision=self.precision)
+                devices=int(self.devices), precision=self.precision,
+                resume=bool(self.resume) and self.checkpoint_dir is not None)
         self.history_ = module.history
         self.model_.eval()
         self.head_.eval()

@@ -30,6 +30,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
+from ..errors import UserError
 from ..nets.checkpoints import with_atomic_checkpoints
 from ..nets.spawn import spawned_workers
 from ..progress import quiet_lightning, with_bars
@@ -40,6 +41,7 @@ __all__ = ["FineTuneModule", "fit_classifier", "torch_threads", "BEST_CHECKPOINT
 log = logging.getLogger("morphospace")
 
 BEST_CHECKPOINT = "best.ckpt"
+LAST_CHECKPOINT = "last.ckpt"  # every epoch, the whole state: what a fine-tuning resumes from
 # Lightning's advice for big data loaders; our batches are read from a memmap in the main process
 _LIGHTNING_ADVICE = (r".*does not have many workers.*", r".*smaller than the logging interval.*",
                      r".*Checkpoint directory .* exists.*")
@@ -203,6 +205,22 @@ class FineTuneModule(pl.LightningModule):
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.total_steps))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
+    # resuming ----------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Keep the epochs' history and the augmentation's generator with the weights."""
+        # torch's own generator too: dropout draws from it (Lightning seeds it afresh when it resumes)
+        checkpoint["morphospace"] = {"history": list(self.history), "generator": self._gen.get_state(),
+                                     "torch_rng": torch.get_rng_state()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Take back what :meth:`on_save_checkpoint` kept (a resumed fine-tuning goes on as it was)."""
+        kept = checkpoint.get("morphospace", {})
+        self.history = list(kept.get("history", []))
+        if "generator" in kept:
+            self._gen.set_state(kept["generator"])
+        if "torch_rng" in kept:
+            torch.set_rng_state(kept["torch_rng"])
+
     # validation --------------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
         """Re-estimate the batch-norm statistics with the current weights, before validating."""
@@ -293,7 +311,8 @@ def _seeded(seed: int) -> Iterator[None]:
 
 
 def fit_classifier(module: FineTuneModule, data: FineTuneData, epochs: int, patience: int, checkpoint_dir: Path,
-                   seed: int, accelerator: str = "cpu", devices: int = 1, precision: str = "32-true") -> int:
+                   seed: int, accelerator: str = "cpu", devices: int = 1, precision: str = "32-true",
+                   resume: bool = False) -> int:
     """Train ``module`` on ``data`` with a Lightning Trainer; the best epoch's weights are loaded back.
 
     Parameters
@@ -313,6 +332,10 @@ def fit_classifier(module: FineTuneModule, data: FineTuneData, epochs: int, pati
         restored afterwards).
     accelerator, devices, precision
         As :class:`lightning.pytorch.Trainer` takes them; on the CPU the run is deterministic.
+    resume : bool
+        Go on from ``last.ckpt`` in ``checkpoint_dir`` (written after every epoch: weights,
+        optimiser, schedule, early stopping, the best epoch so far, the history); a fit that
+        does not resume removes it and ``best.ckpt`` first.
 
     Returns
     -------
@@ -321,12 +344,20 @@ def fit_classifier(module: FineTuneModule, data: FineTuneData, epochs: int, pati
     """
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    best = checkpoint_dir / BEST_CHECKPOINT
-    best.unlink(missing_ok=True)
+    best, last = checkpoint_dir / BEST_CHECKPOINT, checkpoint_dir / LAST_CHECKPOINT
+    if resume and not last.is_file():
+        raise UserError(f"nothing to resume: no {last.name} in {checkpoint_dir} (a fine-tuning writes it after "
+                        "each epoch); run without --resume")
+    if not resume:
+        best.unlink(missing_ok=True)
+        last.unlink(missing_ok=True)
     ckpt = ModelCheckpoint(dirpath=str(checkpoint_dir), filename=best.stem, monitor="val_loss", mode="min",
                            save_top_k=1, save_weights_only=True, auto_insert_metric_name=False,
                            enable_version_counter=False)
-    callbacks: list[pl.Callback] = [ckpt]
+    every = ModelCheckpoint(dirpath=str(checkpoint_dir), filename=last.stem, monitor=None, save_top_k=1,
+                            every_n_epochs=1, save_weights_only=False, auto_insert_metric_name=False,
+                            enable_version_counter=False)
+    callbacks: list[pl.Callback] = [ckpt, every]
     if patience:
         callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=int(patience), min_delta=1e-6))
     with _seeded(seed), quiet_lightning(), warnings.catch_warnings():
@@ -339,7 +370,7 @@ def fit_classifier(module: FineTuneModule, data: FineTuneData, epochs: int, pati
             num_sanity_val_steps=0, use_distributed_sampler=False, log_every_n_steps=1,
         ))))
         with spawned_workers(trainer, checkpoint_dir / "spawn"):
-            trainer.fit(module, datamodule=data)
+            trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
         early = next((c for c in callbacks if isinstance(c, EarlyStopping)), None)
         if early is not None and early.stopped_epoch:
             log.info("early stop after epoch %d: validation loss has not improved for %d epochs",
