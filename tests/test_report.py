@@ -673,3 +673,23 @@ def test_the_truth_table_says_when_no_clustering_could_be_scored(tmp_path):
     html = build_report(run, Config()).read_text()
     assert "No clustering can be scored against the truth label (shown as -)" in html
     assert "scored 0" not in html and "recover the truth label best" not in html
+
+
+def test_exemplars_of_a_saturated_soft_cluster_are_its_central_members():
+    """q(c|x) is 1.0 for half a survey's galaxies: sorted by it alone (stably), a cluster's exemplars
+    were its first members in cube order, no more typical than any."""
+    from types import SimpleNamespace
+
+    from morphospace.report.clusterings import Clustering
+    from morphospace.report.sections.clusters import exemplars
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(0, 1, (200, 4)).astype(np.float32)
+    probs = np.ones((200, 1), np.float32)
+    probs[::7] = 0.6  # a few less probable ones
+    cl = Clustering("vade", np.zeros(200, int), probs, {"representation": "emb"})
+    contents = SimpleNamespace(embeddings=["emb"], embedding=lambda name: X, n=200)
+    ctx = SimpleNamespace(contents=contents, run=None, seed=0)
+    rows, how = exemplars(ctx, cl, 0, 10)
+    central = np.argsort(np.where(probs[:, 0] == 1, np.linalg.norm(X - X.mean(0), axis=1), np.inf))[:10]
+    assert rows == central.tolist() and "most central first" in how

@@ -34,22 +34,30 @@ def exemplars(ctx: ReportContext, cl: Clustering, k: int, n: int) -> tuple[list[
     Returns
     -------
     rows : list of int
-        The most probable members (a soft clustering), else the members
-        nearest the cluster's centre in the clustering's representation, else
-        random members.
+        The most probable members (a soft clustering; the nearest the cluster's centre in the
+        clustering's representation first among those as probable to two decimals), else the
+        members nearest the centre, else random members.
     how : str
         Which of the three (empty when the cluster has no member).
     """
     members = np.flatnonzero(cl.labels == k)
     if len(members) == 0:
         return [], ""
-    if cl.probs is not None and 0 <= k < cl.probs.shape[1] and np.isfinite(cl.probs[members, k]).any():
-        p = np.nan_to_num(cl.probs[members, k], nan=-1.0)
-        return members[np.argsort(-p, kind="stable")[:n]].tolist(), "most probable members"
     X = _representation(ctx, cl)
+    d = None
     if X is not None and k >= 0:
         centre = X[members].mean(axis=0)
         d = np.linalg.norm(X[members] - centre, axis=1)
+    if cl.probs is not None and 0 <= k < cl.probs.shape[1] and np.isfinite(cl.probs[members, k]).any():
+        # q(c|x) saturates (half a survey's galaxies at 1.0 in float32, often on a cluster's outskirts,
+        # far from the other components): among members as probable to two decimals, the most central
+        # first, not the first in cube order
+        p = np.round(np.nan_to_num(cl.probs[members, k], nan=-1.0), 2)
+        if d is None:
+            return members[np.argsort(-p, kind="stable")[:n]].tolist(), "most probable members"
+        return members[np.lexsort((d, -p))[:n]].tolist(), \
+            "most probable members, the most central first among those as probable"
+    if d is not None:
         return members[np.argsort(d, kind="stable")[:n]].tolist(), "members nearest the cluster centre"
     rng = np.random.default_rng(ctx.seed + k + 1)
     return rng.choice(members, size=min(n, len(members)), replace=False).tolist(), "random members"
