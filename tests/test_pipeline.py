@@ -94,6 +94,15 @@ def test_run_with_the_form_vade_then_a_study_of_its_ssl_encoder(tmp_path, monkey
     assert main(["generate", str(run), "--component", "1", "--n", "3", "--out", str(gen), "--quiet"]) == 0
     assert len(list(gen.glob("*.png"))) == 3 and len(list(gen.glob("*.fits"))) == 3
     assert main(["generate", str(run), "--component", "7", "--n", "3", "--out", str(gen), "--quiet"]) == 2
+    # a cluster as the report numbers it: its merged components, named in each FITS header
+    from astropy.io import fits
+
+    big = max(range(k), key=lambda g: len(merged["groups"][g]))
+    assert main(["generate", str(run), "--cluster", str(big), "--n", "4", "--out", str(gen), "--quiet"]) == 0
+    made = sorted(gen.glob(f"cluster{big}_*.fits"))
+    assert len(made) == 4 and len(list(gen.glob(f"cluster{big}_*.png"))) == 4
+    assert fits.getheader(made[0])["MS_COMPS"] == ",".join(map(str, merged["groups"][big]))
+    assert main(["generate", str(run), "--cluster", str(k), "--n", "3", "--out", str(gen), "--quiet"]) == 2
     # a run it cannot write to (an archive, a read-only copy) while another process holds its lock:
     # generate and export only read it, so they serve, and leave it as it was
     import fcntl

@@ -616,6 +616,18 @@ def test_generate_with_rejection_and_write(trained, tmp_path):
     with torch.no_grad():   # far apart: the rejection keeps what it should and still returns n
         vade.prior.means[1] = vade.prior.means[0] + 1.0
         vade.prior.raw_log_vars[:2] = 0.0
+    # a cluster of components 0 and 1 (merged): a draw of 0 near 1 is a member, not a reject (it was,
+    # tested on p(0|z) alone); with the weights, each component gives its share
+    with torch.no_grad():
+        vade.prior.logits[:2] = 0.0
+    pair = vade.generate_cluster([0, 1], 40, temperature=1.0, reject_below=0.9, seed=2)
+    assert pair.shape == (40, 2, SIDE, SIDE) and np.isfinite(pair).all()
+    np.testing.assert_array_equal(pair, vade.generate_cluster([0, 1], 40, temperature=1.0, reject_below=0.9, seed=2))
+    z = vade.prior.sample(0, 64, 1.0, torch.Generator().manual_seed(4))
+    both = vade.prior.posterior(z)[:, :2].sum(1)
+    assert (vade.prior.posterior(z)[:, 0] < 0.9).any() and (both >= 0.9).all()  # what single-component rejection lost
+    with pytest.raises(ValueError, match="distinct components"):
+        vade.generate_cluster([0, 0], 4)
     imgs = generate(vade, 0, 6, temperature=1.0, reject_below=0.6, seed=1)
     assert imgs.shape == (6, 2, SIDE, SIDE)
     g = torch.Generator().manual_seed(1)

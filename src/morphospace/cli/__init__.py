@@ -413,11 +413,11 @@ def _dispatch(args) -> int | None:
             _check_generate_out(run, check_out(args.out, purpose="the galaxies"))
             try:
                 out = pipeline.stage_generate(run, cfg, args.component, args.n, Path(args.out), args.temperature,
-                                              args.reject_below, args.seed)
-            except InvalidArgument as exc:  # the notebook's parameter names, said as this command's options
+                                              args.reject_below, args.seed, cluster=args.cluster)
+            except (InvalidArgument, UserError) as exc:  # the notebook's parameter names, said as this command's options
                 text = str(exc)
                 option = text.split(" ", 1)[0]
-                if option in ("component", "n", "temperature", "reject_below", "seed"):
+                if option in ("component", "cluster", "n", "temperature", "reject_below", "seed"):
                     text = "--" + option.replace("_", "-") + text[len(option):]
                 raise UserError(text) from None
             print(f"generated galaxies: {out}")

@@ -14,15 +14,21 @@ from .survey import save_config
 log = logging.getLogger("morphospace")
 
 
-def stage_generate(run: RunDir, cfg: Config, component: int, n: int, out: Path, temperature: float = 0.5,
-                   reject_below: float | None = None, seed: int = 0) -> Path:
-    """Sample ``n`` galaxies of mixture component ``component``; write PNG + FITS into ``out``."""
-    from ..vade.embed import generate, write_generated
+def stage_generate(run: RunDir, cfg: Config, component: int | None, n: int, out: Path, temperature: float = 0.5,
+                   reject_below: float | None = None, seed: int = 0, cluster: int | None = None) -> Path:
+    """Sample ``n`` galaxies of mixture component ``component``, or of ``cluster`` of the run's own
+    clusters (its components merged, ``models/vade/clusters.json``; without a merge a cluster is a
+    component); write PNG + FITS into ``out``."""
+    from ..vade.embed import generate, generate_cluster, write_generated
 
-    images = generate(run, component, n, temperature=temperature, reject_below=reject_below, seed=seed)
-    write_generated(images, out, prefix=f"component{component}",
-                    draw={"comp": component, "temp": float(temperature), "seed": int(seed),
-                          "rej": None if reject_below is None else float(reject_below)})
+    draw = {"temp": float(temperature), "seed": int(seed), "rej": None if reject_below is None else float(reject_below)}
+    if cluster is None:
+        images = generate(run, component, n, temperature=temperature, reject_below=reject_below, seed=seed)
+        write_generated(images, out, prefix=f"component{component}", draw={"comp": component, **draw})
+        return out
+    images, members = generate_cluster(run, cluster, n, temperature=temperature, reject_below=reject_below, seed=seed)
+    write_generated(images, out, prefix=f"cluster{cluster}", draw={"clus": cluster, "comps": ",".join(map(str, members)),
+                                                                   **draw})
     return out
 
 

@@ -44,7 +44,7 @@ from ..progress import Timer
 from ..run import RunDir, read_cached_npy, write_json, write_npy, write_table
 from .figures import write_figures
 from .fitting import device_kwargs
-from .io import fingerprint, load_vade, model_dir, model_file
+from .io import cluster_groups, fingerprint, load_vade, model_dir, model_file
 
 log = logging.getLogger("morphospace")
 
@@ -253,6 +253,19 @@ def generate(run_or_model, component: int, n: int, temperature: float = 0.5, rej
                                             seed=seed, max_tries=max_tries)
 
 
+def generate_cluster(run: RunDir, cluster: int, n: int, temperature: float = 0.5,
+                     reject_below: float | None = None, seed: int = 0) -> tuple[np.ndarray, list[int]]:
+    """Synthetic galaxies of one of the run's own clusters (its components merged by the embedding,
+    :func:`~morphospace.vade.io.cluster_groups`), ``(n, C, H, W)`` float32, and the cluster's
+    components (:meth:`~morphospace.vade.generate.Generative.generate_cluster`)."""
+    model = _as_model(run)
+    groups = cluster_groups(run, model.prior.n_components)
+    if isinstance(cluster, bool) or not isinstance(cluster, (int, np.integer)) or not 0 <= cluster < len(groups):
+        raise UserError(f"cluster must be in 0..{len(groups) - 1} (the run's {len(groups)} clusters), got {cluster!r}")
+    members = groups[int(cluster)]
+    return model.generate_cluster(members, n, temperature=temperature, reject_below=reject_below, seed=seed), members
+
+
 def write_generated(images: np.ndarray, out_dir: str | Path, prefix: str = "generated",
                     draw: dict[str, Any] | None = None) -> list[Path]:
     """Write each image (N, C, H, W) as ``<prefix>_<i>.png`` (display, clipped to [0, 1]) and ``.fits`` (float values).
@@ -292,7 +305,7 @@ def _write_draw(images: np.ndarray, out: Path, prefix: str, draw: dict[str, Any]
             Image.fromarray(display_image(img)).save(stage / f"{stem}.png", format="PNG")
             hdu = fits.PrimaryHDU(img[0] if img.shape[0] == 1 else img)
             hdu.header["ORIGIN"] = "morphospace"
-            hdu.header["COMMENT"] = "VaDE synthetic galaxy (decoded sample of one mixture component)"
+            hdu.header["COMMENT"] = "VaDE synthetic galaxy: the decoder's mean image of a code drawn from the prior"
             for key, value in (draw or {}).items():
                 hdu.header[f"MS_{key.upper()}"[:8]] = "none" if value is None else value
             hdu.writeto(stage / f"{stem}.fits")

@@ -74,13 +74,8 @@ def write_generated_strips(run: RunDir, model, n: int = 8, temperature: float = 
     for old in run.sub("figures").glob("vade_generated_*.png"):
         old.unlink()  # a re-embed with another K must not leave strips of components that are gone
     groups = groups or [[c] for c in range(model.prior.n_components)]
-    weights = model.prior.log_weights.detach().exp().numpy()
     for c, members in enumerate(groups):
-        rng = np.random.default_rng(seed + c)
-        w = weights[members] / weights[members].sum()
-        counts = np.bincount(rng.choice(len(members), size=n, p=w), minlength=len(members))
-        imgs = np.concatenate([model.generate(m, int(k), temperature=temperature, seed=seed + 100 * c + m)
-                               for m, k in zip(members, counts) if k > 0])
+        imgs = model.generate_cluster(members, n, temperature=temperature, seed=seed + c)
         fig, axes = _grid(1, n)
         for j in range(n):
             _show(axes[0, j], imgs[j])

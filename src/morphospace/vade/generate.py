@@ -1,4 +1,4 @@
-"""Synthetic galaxies: decoded samples of one mixture component.
+"""Synthetic galaxies: decoded samples of one mixture component, or of one cluster of merged components.
 
 A model with a mixture ``prior`` (:class:`~morphospace.vade.model.MixturePrior`) and a
 ``decode`` generates through :class:`Generative`: the pixel :class:`~morphospace.vade.model.VaDE`
@@ -23,8 +23,8 @@ __all__ = ["Generative"]
 
 
 class Generative:
-    """Mixin for a torch module with ``prior``, ``encode`` and ``decode``: :meth:`predict_log_proba`
-    and :meth:`generate`."""
+    """Mixin for a torch module with ``prior``, ``encode`` and ``decode``: :meth:`predict_log_proba`,
+    :meth:`generate` and :meth:`generate_cluster`."""
 
     @torch.no_grad()
     def predict_log_proba(self, x: torch.Tensor) -> torch.Tensor:
@@ -66,6 +66,38 @@ class Generative:
         -------
         ndarray (n, C, H, W) float32
         """
+        self._check_draw(component, n, temperature, reject_below, seed)
+        return self._draws(component, n, temperature, reject_below, int(seed), max_tries, [component])
+
+    def generate_cluster(self, components: list[int], n: int, temperature: float = 0.5,
+                         reject_below: float | None = None, seed: int = 0, max_tries: int = 100) -> np.ndarray:
+        """Synthetic galaxies of one cluster of merged mixture components (``ComponentMerger.groups_``).
+
+        Each galaxy's component is drawn in proportion to the components' weights (the cluster's
+        part of the mixture), then as :meth:`generate`; with ``reject_below``, a draw is kept where
+        its posterior of the *cluster*, ``sum over its components of p(k | z)``, is at least that
+        (a draw between two of its own components is a member, not a reject).
+
+        Returns
+        -------
+        ndarray (n, C, H, W) float32, the components' draws shuffled together
+        """
+        k = self.prior.n_components
+        if not (isinstance(components, (list, tuple)) and components and all(
+                isinstance(c, (int, np.integer)) and not isinstance(c, bool) and 0 <= c < k for c in components)
+                and len(set(components)) == len(components)):
+            raise InvalidArgument(f"a cluster is a list of distinct components in 0..{k - 1}, got {components!r}")
+        self._check_draw(int(components[0]), n, temperature, reject_below, seed)
+        weights = self.prior.log_weights.detach().exp().numpy()[list(components)].astype(np.float64)
+        rng = np.random.default_rng(int(seed))
+        counts = rng.multinomial(n, weights / weights.sum())
+        parts = [self._draws(int(c), int(m), temperature, reject_below, (int(seed) + 1 + int(c)) % 2**63, max_tries,
+                             list(components)) for c, m in zip(components, counts) if m > 0]
+        images = np.concatenate(parts)
+        return images[rng.permutation(len(images))]
+
+    def _check_draw(self, component, n, temperature, reject_below, seed) -> None:
+        """One-line :class:`InvalidArgument` for a setting :meth:`generate` cannot draw with."""
         k = self.prior.n_components
         for name, value in (("component", component), ("n", n)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -84,21 +116,27 @@ class Generative:
                     else "[0, 1)") + f", got {value!r}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
             raise InvalidArgument(f"seed must be an integer in 0..2**63-1, got {seed!r}")  # torch overflowed
+
+    def _draws(self, component: int, n: int, temperature: float, reject_below: float | None, seed: int,
+               max_tries: int, accept_on: list[int]) -> np.ndarray:
+        """``n`` decoded draws of ``component``, kept (with ``reject_below``) where the posterior summed
+        over ``accept_on`` is at least that."""
         g = torch.Generator().manual_seed(int(seed))
         kept: list[torch.Tensor] = []
         have, drawn = 0, 0
+        what = f"component {component}" if accept_on == [component] else f"the cluster of components {accept_on}"
         self.eval()
         with torch.no_grad():
             while have < n:
                 if drawn >= max_tries * n:
-                    raise UserError(f"only {have} of {max_tries * n} draws of component {component} have "
-                                    f"p(k|z) >= {reject_below}: lower --reject-below or raise the temperature")
+                    raise UserError(f"only {have} of {max_tries * n} draws of {what} have p(k|z) >= {reject_below}: "
+                                    "lower --reject-below or raise the temperature")
                 # a batch at a time: the decoder's activations of a million draws at once fill the memory
                 m = min(max(n - have, 16) if reject_below else n - have, DECODE_BATCH)
                 z = self.prior.sample(component, m, temperature=temperature, generator=g)
                 drawn += m
                 if reject_below is not None:
-                    z = z[self.prior.posterior(z)[:, component] >= reject_below]
+                    z = z[self.prior.posterior(z)[:, accept_on].sum(1) >= reject_below]
                 z = z[: n - have]
                 if len(z):
                     kept.append(self.decode(z))

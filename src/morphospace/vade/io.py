@@ -18,7 +18,7 @@ from ..errors import MissingFile, UserError, first_line
 from ..nets.saving import written_by_torch
 from ..run import RunDir, atomic_path
 
-__all__ = ["MODEL_NAME", "MODEL_FILE", "model_dir", "model_file", "save_model", "load_vade"]
+__all__ = ["MODEL_NAME", "MODEL_FILE", "model_dir", "model_file", "save_model", "load_vade", "cluster_groups"]
 
 MODEL_NAME = "vade"  # RUN/models/vade/
 MODEL_FILE = "model.pt"  # the final model: weights + hyper-parameters, loadable without Lightning
@@ -143,3 +143,22 @@ def load_vade(path: str | Path, trusted: bool = False):
         raise UserError(f"{path} does not fit its own hyper-parameters ({what}): re-run `morphospace train`") from None
     model.eval()
     return model, hp, extra
+
+
+def cluster_groups(run: RunDir, n_components: int) -> list[list[int]]:
+    """The mixture components of each of the run's own clusters, as its embedding merged them
+    (``models/vade/clusters.json``); each component a cluster of its own where none were merged."""
+    import json
+
+    path = model_file(run).parent / "clusters.json"
+    k = int(n_components)
+    if not path.is_file():
+        return [[c] for c in range(k)]
+    try:
+        groups = json.loads(path.read_text())["groups"]
+        ok = all(isinstance(c, int) and 0 <= c < k for g in groups for c in g)
+    except (OSError, ValueError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise UserError(f"{path} is damaged or of another model: `morphospace embed {run.path}` writes it again")
+    return [list(g) for g in groups]
