@@ -371,3 +371,31 @@ def test_a_fine_tuning_killed_after_an_epoch_resumes_where_it_stopped(tmp_path, 
     with pytest.raises(UserError, match="nothing to resume"):
         FineTuner("small", epochs=3, random_state=0, checkpoint_dir=str(tmp_path / "none"), resume=True,
                   **FAST).fit(X, y)
+    with pytest.raises(UserError, match="give one"):
+        FineTuner("small", epochs=3, random_state=0, resume=True, **FAST).fit(X, y)
+    # another schedule, other labels: refused (the schedule's length and the labels came back from the
+    # checkpoint: a model no run asked for); the same settings again: nothing more to train
+    for other, why in ((dict(epochs=4), "epochs"), (dict(random_state=1), "seed"), (dict(lr=1e-3), "lr")):
+        with pytest.raises(UserError, match=f"other .*{why}"):
+            FineTuner("small", checkpoint_dir=str(tmp_path / "cut"), resume=True,
+                      **{**FAST, "epochs": 3, "random_state": 0, **other}).fit(X, y)
+    with pytest.raises(UserError, match="other labels"):
+        FineTuner("small", epochs=3, random_state=0, checkpoint_dir=str(tmp_path / "cut"), resume=True,
+                  **FAST).fit(X, y[::-1])
+
+
+def test_a_fine_tuning_that_stopped_early_is_not_trained_further_when_resumed(tmp_path, toy, monkeypatch):
+    """Lightning keeps no "stop now" in its checkpoint: resumed, a fit that had stopped early trained on."""
+    from morphospace.study.training import FineTuneModule
+
+    X, y, _ = toy
+    noise = np.random.default_rng(0).permutation(y)  # the validation loss soon rises
+    settings = dict(epochs=6, random_state=0, checkpoint_dir=str(tmp_path / "ckpt"), **{**FAST, "patience": 1})
+    stopped = FineTuner("small", **settings).fit(X, noise)
+    assert len(stopped.history_) < 6
+    started = FineTuneModule.on_train_epoch_start
+    monkeypatch.setattr(FineTuneModule, "on_train_epoch_start", lambda self: pytest.fail("trained again"))
+    again = FineTuner("small", resume=True, **settings).fit(X, noise)
+    monkeypatch.setattr(FineTuneModule, "on_train_epoch_start", started)
+    assert again.history_ == stopped.history_ and again.best_epoch_ == stopped.best_epoch_
+    np.testing.assert_array_equal(again.transform(X), stopped.transform(X))

@@ -103,6 +103,16 @@ def test_run_with_the_form_vade_then_a_study_of_its_ssl_encoder(tmp_path, monkey
     assert len(made) == 4 and len(list(gen.glob(f"cluster{big}_*.png"))) == 4
     assert fits.getheader(made[0])["MS_COMPS"] == ",".join(map(str, merged["groups"][big]))
     assert main(["generate", str(run), "--cluster", str(k), "--n", "3", "--out", str(gen), "--quiet"]) == 2
+    record = json.loads((run / "models" / "vade" / "clusters.json").read_text())
+    (run / "models" / "vade" / "clusters.json").write_text(json.dumps({**record, "model_fingerprint": "another"}))
+    assert main(["generate", str(run), "--cluster", "0", "--n", "3", "--out", str(gen), "--quiet"]) == 2  # not its merge
+    (run / "models" / "vade" / "clusters.json").write_text(json.dumps(record))
+    # embedded again without the merge: its clusters are the components, not the earlier merge's groups
+    assert main(["embed", str(run), "--set", "model.merge_components=false", "--quiet"]) == 0
+    assert not (run / "models" / "vade" / "clusters.json").exists()
+    n_comp = json.loads((run / "embeddings" / "vade.json").read_text())["n_components"]
+    assert main(["generate", str(run), "--cluster", str(n_comp - 1), "--n", "2", "--out", str(gen), "--quiet"]) == 0
+    assert fits.getheader(sorted(gen.glob(f"cluster{n_comp - 1}_*.fits"))[0])["MS_COMPS"] == str(n_comp - 1)
     # a run it cannot write to (an archive, a read-only copy) while another process holds its lock:
     # generate and export only read it, so they serve, and leave it as it was
     import fcntl

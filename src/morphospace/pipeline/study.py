@@ -55,12 +55,12 @@ def run_study(run: RunDir, cfg: Config, created: bool = False, resume: bool = Fa
         return study_labels(run.read_catalogue(), cfg)
 
     with removed_on_failure(run, created):
-        if resume:
-            check_resumable_study(run, cfg)
         if cfg.study.backbone in BACKBONES:  # an optional package or weights file missing: before the ingest
             check_backbone(cfg.study.backbone, cfg.study.mode == "frozen" or BACKBONES[cfg.study.backbone].pretrained,
                            cfg.study.weights or None)
             check_frozen_weights(cfg.study.backbone, cfg.study.mode, cfg.study.weights)
+        if resume:
+            check_resumable_study(run, cfg)
         check_data(cfg)
         cfg = ingest_checked(run, cfg, check, check_catalogue)  # also before a finished run is replaced
         mask_if_asked(run, cfg)

@@ -26,6 +26,7 @@ Examples
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 import time
 from pathlib import Path
@@ -212,6 +213,8 @@ class FineTuner(FineTunedModel):
                 raise UserError(f"class_weight must be 'balanced' or None, got {self.class_weight!r}")
             if int(self.devices) != 1:
                 raise UserError(f"the fine-tuner trains on one device, got devices = {self.devices}")
+            if self.resume and not self.checkpoint_dir:
+                raise UserError("resume goes on from the checkpoints of a checkpoint_dir: give one")
 
     # --- fitting ---------------------------------------------------------------------------------
     def fit(self, X, y=None) -> "FineTuner":
@@ -271,16 +274,34 @@ class FineTuner(FineTunedModel):
                                 weight_decay=self.weight_decay, total_steps=data.steps_per_epoch * int(self.epochs),
                                 class_weights=None if self.class_weights_ is None else torch.from_numpy(self.class_weights_),
                                 augment=self.augment, seed=seed, verbose=self.verbose)
+        module.signature = self._signature(X, targets)
         with tempfile.TemporaryDirectory(prefix="morphospace-finetune-") as scratch:
             self.best_epoch_ = fit_classifier(
                 module, data, epochs=int(self.epochs), patience=int(self.patience),
                 checkpoint_dir=Path(self.checkpoint_dir or scratch), seed=seed, accelerator=self.accelerator,
                 devices=int(self.devices), precision=self.precision,
-                resume=bool(self.resume) and self.checkpoint_dir is not None)
+                resume=bool(self.resume))
         self.history_ = module.history
         self.model_.eval()
         self.head_.eval()
         self._validation_metrics(X, targets)
+
+    def _signature(self, X, targets: np.ndarray) -> dict:
+        """What this fine-tuning starts from, kept in its checkpoints: ``resume`` goes on only with the same
+        (other labels, split, schedule or rates would have trained a model no run asked for)."""
+        def digest(*arrays) -> str:
+            h = hashlib.blake2b(digest_size=8)
+            for a in arrays:
+                h.update(np.ascontiguousarray(a).tobytes())
+            return h.hexdigest()
+
+        return {"backbone": self.backbone, "weights": str(self.weights or ""), "input_size": int(self.input_spec_.size),
+                "images": int(X.shape[0]), "labels": digest(targets, np.asarray([str(c) for c in self.classes_]
+                                                                            if self.classes_ is not None else [])),
+                "split": digest(self.train_index_, self.val_index_), "seed": int(self.random_state),
+                "epochs": int(self.epochs), "batch_size": int(self.batch_size), "lr": float(self.lr),
+                "backbone_lr_scale": float(self.backbone_lr_scale), "weight_decay": float(self.weight_decay),
+                "patience": int(self.patience), "augment": bool(self.augment), "class_weight": str(self.class_weight)}
 
     def _validation_metrics(self, X, targets: np.ndarray) -> None:
         scores = validation_scores(self._outputs(X, self.val_index_).numpy(), targets[self.val_index_], self.task_,

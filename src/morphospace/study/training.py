@@ -124,6 +124,7 @@ class FineTuneModule(pl.LightningModule):
         self.register_buffer("class_weights", class_weights, persistent=False)
         self.augment, self.seed, self.verbose = bool(augment), int(seed), bool(verbose)
         self.history: list[dict] = []
+        self.signature: dict = {}  # what the fine-tuning started from: a resume must start from the same
         self._gen = torch.Generator().manual_seed(self.seed)
         self._train_sum = self._train_n = 0.0
         self._val_out: list[torch.Tensor] = []
@@ -208,9 +209,11 @@ class FineTuneModule(pl.LightningModule):
     # resuming ----------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Keep the epochs' history and the augmentation's generator with the weights."""
-        # torch's own generator too: dropout draws from it (Lightning seeds it afresh when it resumes)
+        # torch's own generators too: dropout draws from them (Lightning seeds them afresh when it resumes)
         checkpoint["morphospace"] = {"history": list(self.history), "generator": self._gen.get_state(),
-                                     "torch_rng": torch.get_rng_state()}
+                                     "torch_rng": torch.get_rng_state(), "signature": dict(self.signature)}
+        if torch.cuda.is_available():
+            checkpoint["morphospace"]["cuda_rng"] = torch.cuda.get_rng_state_all()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Take back what :meth:`on_save_checkpoint` kept (a resumed fine-tuning goes on as it was)."""
@@ -220,6 +223,8 @@ class FineTuneModule(pl.LightningModule):
             self._gen.set_state(kept["generator"])
         if "torch_rng" in kept:
             torch.set_rng_state(kept["torch_rng"])
+        if "cuda_rng" in kept and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(kept["cuda_rng"])
 
     # validation --------------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
@@ -310,6 +315,25 @@ def _seeded(seed: int) -> Iterator[None]:
                 os.environ[k] = v
 
 
+def _resumable(last: Path, module: FineTuneModule) -> bool:
+    """Whether the fine-tuning of ``last`` had stopped early; a one-line :class:`UserError` where there is
+    none, or where it started from other images, labels, split or settings than ``module``'s."""
+    if not last.is_file():
+        raise UserError(f"nothing to resume: no {last.name} in {last.parent} (a fine-tuning writes it after "
+                        "each epoch); run without --resume")
+    try:
+        state = torch.load(last, map_location="cpu", weights_only=False)
+        kept = state.get("morphospace", {}).get("signature", {})
+    except Exception as exc:  # noqa: BLE001 - a damaged or foreign file: one line
+        raise UserError(f"{last} cannot be read ({type(exc).__name__}): run without --resume") from None
+    differ = sorted(k for k in set(kept) | set(module.signature) if kept.get(k) != module.signature.get(k))
+    if differ:
+        raise UserError(f"{last} is of a fine-tuning with other {', '.join(differ[:6])} than this one's: "
+                        "--resume goes on with the same one; run without --resume to start afresh")
+    early = [v for k, v in state.get("callbacks", {}).items() if str(k).startswith("EarlyStopping")]
+    return any(int(v.get("stopped_epoch", 0)) > 0 for v in early if isinstance(v, dict))
+
+
 def fit_classifier(module: FineTuneModule, data: FineTuneData, epochs: int, patience: int, checkpoint_dir: Path,
                    seed: int, accelerator: str = "cpu", devices: int = 1, precision: str = "32-true",
                    resume: bool = False) -> int:
@@ -345,10 +369,10 @@ def fit_classifier(module: FineTuneModule, data: FineTuneData, epochs: int, pati
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     best, last = checkpoint_dir / BEST_CHECKPOINT, checkpoint_dir / LAST_CHECKPOINT
-    if resume and not last.is_file():
-        raise UserError(f"nothing to resume: no {last.name} in {checkpoint_dir} (a fine-tuning writes it after "
-                        "each epoch); run without --resume")
-    if not resume:
+    stopped = False
+    if resume:
+        stopped = _resumable(last, module)
+    else:
         best.unlink(missing_ok=True)
         last.unlink(missing_ok=True)
     ckpt = ModelCheckpoint(dirpath=str(checkpoint_dir), filename=best.stem, monitor="val_loss", mode="min",
@@ -369,8 +393,12 @@ def fit_classifier(module: FineTuneModule, data: FineTuneData, epochs: int, pati
             deterministic=accelerator == "cpu", enable_model_summary=False,
             num_sanity_val_steps=0, use_distributed_sampler=False, log_every_n_steps=1,
         ))))
-        with spawned_workers(trainer, checkpoint_dir / "spawn"):
-            trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
+        if stopped:  # Lightning does not keep "stop now": resumed, the fit would train on
+            module.on_load_checkpoint(torch.load(last, map_location="cpu", weights_only=False))
+            log.info("the fine-tuning in %s had stopped early: nothing more to train", checkpoint_dir)
+        else:
+            with spawned_workers(trainer, checkpoint_dir / "spawn"):
+                trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
         early = next((c for c in callbacks if isinstance(c, EarlyStopping)), None)
         if early is not None and early.stopped_epoch:
             log.info("early stop after epoch %d: validation loss has not improved for %d epochs",

@@ -44,7 +44,7 @@ from ..progress import Timer
 from ..run import RunDir, read_cached_npy, write_json, write_npy, write_table
 from .figures import write_figures
 from .fitting import device_kwargs
-from .io import cluster_groups, fingerprint, load_vade, model_dir, model_file
+from .io import CLUSTERS_FILE, cluster_groups, fingerprint, load_vade, model_dir, model_file, model_fingerprint
 
 log = logging.getLogger("morphospace")
 
@@ -188,12 +188,15 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
         merger = ComponentMerger(elbow_on=cfg.model.merge_elbow_on).fit(enc["proba"])
         cluster_proba = merger.transform(enc["proba"])
         enc["groups"] = merger.groups_
-        write_json(model_dir(run) / "clusters.json",
+        write_json(model_dir(run) / CLUSTERS_FILE,
                    {"what": "mixture components merged into clusters by entropy (Baudry et al. 2010)",
                     "n_clusters": merger.n_clusters_, "groups": merger.groups_, "elbow_on": merger.elbow_on,
-                    "entropy_path": merger.entropy_path_, "merged_path": merger.merged_path_})
+                    "entropy_path": merger.entropy_path_, "merged_path": merger.merged_path_,
+                    "model_fingerprint": made_by})
         log.info("VaDE: %d mixture components merged into %d clusters by entropy: %s", enc["proba"].shape[1],
                  merger.n_clusters_, merger.groups_)
+    else:  # no merge: the clusters are the components, not an earlier embedding's merge
+        (model_dir(run) / CLUSTERS_FILE).unlink(missing_ok=True)
     table["cluster"] = cluster_proba.argmax(1).astype(np.int64)
     table["cluster_prob"] = cluster_proba.max(1).astype(np.float32)
     write_table(run.path / TABLE_NAME, table)
@@ -259,7 +262,7 @@ def generate_cluster(run: RunDir, cluster: int, n: int, temperature: float = 0.5
     :func:`~morphospace.vade.io.cluster_groups`), ``(n, C, H, W)`` float32, and the cluster's
     components (:meth:`~morphospace.vade.generate.Generative.generate_cluster`)."""
     model = _as_model(run)
-    groups = cluster_groups(run, model.prior.n_components)
+    groups = cluster_groups(run, model.prior.n_components, made_by=model_fingerprint(model_file(run)))
     if isinstance(cluster, bool) or not isinstance(cluster, (int, np.integer)) or not 0 <= cluster < len(groups):
         raise UserError(f"cluster must be in 0..{len(groups) - 1} (the run's {len(groups)} clusters), got {cluster!r}")
     members = groups[int(cluster)]

@@ -89,12 +89,21 @@ class Generative:
             raise InvalidArgument(f"a cluster is a list of distinct components in 0..{k - 1}, got {components!r}")
         self._check_draw(int(components[0]), n, temperature, reject_below, seed)
         weights = self.prior.log_weights.detach().exp().numpy()[list(components)].astype(np.float64)
-        rng = np.random.default_rng(int(seed))
+        streams = np.random.SeedSequence([int(seed), 1_000_003])  # apart from generate's streams of the seed
+        rng = np.random.default_rng(streams)
         counts = rng.multinomial(n, weights / weights.sum())
-        parts = [self._draws(int(c), int(m), temperature, reject_below, (int(seed) + 1 + int(c)) % 2**63, max_tries,
-                             list(components)) for c, m in zip(components, counts) if m > 0]
-        images = np.concatenate(parts)
-        return images[rng.permutation(len(images))]
+        places = rng.permutation(n)  # the components' draws shuffled together, filled in place (one copy)
+        images, start = None, 0
+        for c, m, child in zip(components, counts, streams.spawn(len(components))):
+            if m == 0:
+                continue
+            part = self._draws(int(c), int(m), temperature, reject_below, int(child.generate_state(1, np.uint64)[0] >> 1),
+                               max_tries, list(components))
+            if images is None:
+                images = np.empty((n, *part.shape[1:]), dtype=np.float32)
+            images[places[start:start + m]] = part
+            start += m
+        return images
 
     def _check_draw(self, component, n, temperature, reject_below, seed) -> None:
         """One-line :class:`InvalidArgument` for a setting :meth:`generate` cannot draw with."""

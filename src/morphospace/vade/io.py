@@ -22,6 +22,7 @@ __all__ = ["MODEL_NAME", "MODEL_FILE", "model_dir", "model_file", "save_model", 
 
 MODEL_NAME = "vade"  # RUN/models/vade/
 MODEL_FILE = "model.pt"  # the final model: weights + hyper-parameters, loadable without Lightning
+CLUSTERS_FILE = "clusters.json"  # beside it: which components the embedding merged into each cluster
 
 
 def model_dir(run: RunDir) -> Path:
@@ -145,18 +146,22 @@ def load_vade(path: str | Path, trusted: bool = False):
     return model, hp, extra
 
 
-def cluster_groups(run: RunDir, n_components: int) -> list[list[int]]:
+def cluster_groups(run: RunDir, n_components: int, made_by: str | None = None) -> list[list[int]]:
     """The mixture components of each of the run's own clusters, as its embedding merged them
-    (``models/vade/clusters.json``); each component a cluster of its own where none were merged."""
-    import json
-
-    path = model_file(run).parent / "clusters.json"
+    (``models/vade/clusters.json``); each component a cluster of its own where none were merged.
+    ``made_by``: the model's fingerprint, which the file must name (a later model's clusters are not
+    an earlier one's merge)."""
+    path = model_file(run).parent / CLUSTERS_FILE
     k = int(n_components)
     if not path.is_file():
         return [[c] for c in range(k)]
     try:
-        groups = json.loads(path.read_text())["groups"]
-        ok = all(isinstance(c, int) and 0 <= c < k for g in groups for c in g)
+        record = json.loads(path.read_text())
+        groups = record["groups"]
+        flat = [c for g in groups for c in g]
+        ok = (all(isinstance(g, list) and g for g in groups) and len(set(flat)) == len(flat)
+              and all(type(c) is int and 0 <= c < k for c in flat))
+        ok = ok and (made_by is None or record.get("model_fingerprint") in (None, made_by))
     except (OSError, ValueError, KeyError, TypeError):
         ok = False
     if not ok:
