@@ -192,3 +192,18 @@ def test_measure_nuisance_on_a_process_pool_is_the_same_as_on_one(tmp_path, monk
     pd.testing.assert_frame_equal(one, two)
     # an array in memory (no file to map) is measured in this process, with the same result
     pd.testing.assert_frame_equal(one, measure_nuisance(np.asarray(cube), ids=run.cube_ids(), workers=2))
+
+
+def test_the_anomaly_score_is_audited_like_a_clustering(tmp_path):
+    """Whether what reads as strange follows a nuisance (the form anomaly score grows with apparent size
+    and falls with seeing on real surveys): its tenths are a row of the audit."""
+    from morphospace.analysis.nuisance import ANOMALY_ROW
+
+    run, pa, comp = fake_run(tmp_path)
+    assert ANOMALY_ROW not in list(audit_run(run, Config())["clustering"])  # no score: no row
+    score = comp * 10.0 + np.random.default_rng(0).random(len(comp))  # strange = has a neighbour
+    score[3] = np.nan
+    write_table(run.path / "vade_galaxies.parquet", pd.DataFrame({"id": run.cube_ids(), "anomaly": score}))
+    a = audit_run(run, Config()).set_index("clustering")
+    assert list(a.index)[-1] == ANOMALY_ROW
+    assert a.loc[ANOMALY_ROW, "companion"] > 0.2 > a.loc[ANOMALY_ROW, "position_angle"]

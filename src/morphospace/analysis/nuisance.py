@@ -322,6 +322,29 @@ def nuisance_table(run: RunDir, cfg: Any, measured: pd.DataFrame) -> pd.DataFram
     return table
 
 
+ANOMALY_ROW = "anomaly score (tenths)"
+
+
+def _anomaly_deciles(run: RunDir, ids: np.ndarray) -> np.ndarray | None:
+    """The tenth of the anomaly score (the form one, else the VaDE's) each cube galaxy is in, or None."""
+    from .anomaly import read_anomaly
+
+    found = read_anomaly(run)
+    score = None
+    if found is not None and len(found[0]) == len(ids):
+        score = found[0]["form_anomaly"].to_numpy(dtype=float)
+    elif (run.path / "vade_galaxies.parquet").is_file():
+        table = read_parquet(run.path / "vade_galaxies.parquet")
+        score = table["anomaly"].to_numpy(dtype=float) if "anomaly" in table and len(table) == len(ids) else None
+    finite = np.isfinite(score) if score is not None else None
+    if score is None or not finite.any():
+        return None
+    out = np.full(len(score), None, dtype=object)  # no score: left out, as a missing nuisance is
+    ranks = pd.Series(score[finite]).rank(method="first").to_numpy() - 1
+    out[finite] = (ranks * 10 // finite.sum()).astype(int)
+    return out
+
+
 def audit_run(run: RunDir, cfg: Any, recompute: bool = False, round_threshold: float = 0.1) -> pd.DataFrame:
     """AMI of every clustering of a run with every nuisance; rows clusterings, columns nuisances.
 
@@ -332,7 +355,8 @@ def audit_run(run: RunDir, cfg: Any, recompute: bool = False, round_threshold: f
     column ``clustering``; AMI with noise as its own cluster, missing values
     dropped) and ``figures/nuisance_audit.png``. The truth label column, when
     there is one, is a last reference row (how much the human morphology
-    itself goes with each nuisance: ellipticals are round, for instance).
+    itself goes with each nuisance: ellipticals are round, for instance), and the anomaly score's
+    tenths another (:data:`ANOMALY_ROW`: whether what reads as strange follows a nuisance).
     """
     clusterings = run.clusterings()
     if not clusterings:
@@ -366,6 +390,10 @@ def audit_run(run: RunDir, cfg: Any, recompute: bool = False, round_threshold: f
         labels = labels_in_cube_order(run, truth)
         rows.append({"clustering": truth, **{nz: score_pair(labels, table[nz].to_numpy(dtype=object))["ami"]
                                             for nz in nuisances}})
+    deciles = _anomaly_deciles(run, ids)
+    if deciles is not None:  # the anomaly score's tenths: does "strange" follow a nuisance?
+        rows.append({"clustering": ANOMALY_ROW, **{nz: score_pair(deciles, table[nz].to_numpy(dtype=object))["ami"]
+                                                   for nz in nuisances}})
     audit = pd.DataFrame(rows, columns=["clustering", *nuisances])
     write_table(run.sub("comparisons") / "nuisance_audit.csv", audit)
     if nuisances:
