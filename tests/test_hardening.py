@@ -51,20 +51,29 @@ def pca_run(tmp_path_factory):
 
 # 1. nothing outside the run ----------------------------------------------------------------------
 
-@pytest.mark.slow
-def test_a_column_name_cannot_write_outside_the_run(tmp_path, capsys):
-    data = tmp_path / "data"
+def _labelled_survey(data: Path, column: str, classes: list[str]) -> Path:
+    """12 PNG galaxies and a catalogue whose ``column`` cycles through ``classes``."""
     rows = []
     for i in range(12):
         save_image(data / f"g{i}.png", galaxy_rgb(64, seed=i))
-        rows.append([f"g{i}", f"g{i}.png", ["a", "b", "c"][i % 3]])
-    write_csv(data / "catalogue.csv", ["id", "file", "x/../../../../somewhere/pwn"], rows)
-    before = files_under(tmp_path)
-    run = tmp_path / "deep" / "er" / "run"
-    code = main(["run", "--data", str(data), "--out", str(run), "--model", "pca", "--quiet",
+        rows.append([f"g{i}", f"g{i}.png", classes[i % len(classes)]])
+    write_csv(data / "catalogue.csv", ["id", "file", column], rows)
+    return data
+
+
+def _pca_run(data: Path, run: Path) -> int:
+    """The whole pipeline with the pixel-PCA model, one PCA map, K-Means(3)."""
+    return main(["run", "--data", str(data), "--out", str(run), "--model", "pca", "--quiet",
                  "--set", "cluster.reductions=['pca']", "--set", "cluster.kmeans_k=[3]",
                  "--set", "cluster.methods=['kmeans']"])
-    assert code == 0, capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_column_name_cannot_write_outside_the_run(tmp_path, capsys):
+    data = _labelled_survey(tmp_path / "data", "x/../../../../somewhere/pwn", ["a", "b", "c"])
+    before = files_under(tmp_path)
+    run = tmp_path / "deep" / "er" / "run"
+    assert _pca_run(data, run) == 0, capsys.readouterr().err
     new = files_under(tmp_path) - before
     outside = [p for p in new if not p.resolve().is_relative_to(run.resolve())]
     assert not outside, outside
@@ -75,23 +84,16 @@ def test_a_column_name_cannot_write_outside_the_run(tmp_path, capsys):
 def test_dollar_signs_in_labels_reach_every_figure_as_text(tmp_path, capsys):
     """matplotlib reads text between two $ as mathematics: a class 'a$^$b' failed the compare
     stage's maps and the report's label figure (a traceback, no report)."""
-    data = tmp_path / "data"
-    rows = []
-    for i in range(12):
-        save_image(data / f"g{i}.png", galaxy_rgb(64, seed=i))
-        rows.append([f"g{i}", f"g{i}.png", ["a$^$b", "$x", "c $\\frac{$"][i % 3]])
-    write_csv(data / "catalogue.csv", ["id", "file", "morphology"], rows)
+    classes = ["a$^$b", "$x", "c $\\frac{$"]
+    data = _labelled_survey(tmp_path / "data", "morphology", classes)
     run = tmp_path / "run"
-    code = main(["run", "--data", str(data), "--out", str(run), "--model", "pca", "--quiet",
-                 "--set", "cluster.reductions=['pca']", "--set", "cluster.kmeans_k=[3]",
-                 "--set", "cluster.methods=['kmeans']"])
-    assert code == 0, capsys.readouterr().err
+    assert _pca_run(data, run) == 0, capsys.readouterr().err
     assert (run / "report.html").is_file() and "a$^$b" in (run / "report.html").read_text()
     import io
 
     import morphospace as ms
 
-    fig = ms.plot.latent_map(np.random.default_rng(0).random((12, 2)), [r[2] for r in rows])
+    fig = ms.plot.latent_map(np.random.default_rng(0).random((12, 2)), [classes[i % 3] for i in range(12)])
     fig.savefig(io.BytesIO(), format="png")  # the notebook's figure too
     assert "a$^$b (4)" in [t.get_text().replace("\\$", "$") for t in fig.axes[0].get_legend().get_texts()]
 
