@@ -322,7 +322,7 @@ def _resumable(last: Path, module: FineTuneModule) -> bool:
         raise UserError(f"nothing to resume: no {last.name} in {last.parent} (a fine-tuning writes it after "
                         "each epoch); run without --resume")
     try:
-        state = torch.load(last, map_location="cpu", weights_only=False)
+        state = torch.load(last, map_location="cpu", weights_only=True)
         kept = state.get("morphospace", {}).get("signature", {})
     except Exception as exc:  # noqa: BLE001 - a damaged or foreign file: one line
         raise UserError(f"{last} cannot be read ({type(exc).__name__}): run without --resume") from None
@@ -394,7 +394,7 @@ def fit_classifier(module: FineTuneModule, data: FineTuneData, epochs: int, pati
             num_sanity_val_steps=0, use_distributed_sampler=False, log_every_n_steps=1,
         ))))
         if stopped:  # Lightning does not keep "stop now": resumed, the fit would train on
-            module.on_load_checkpoint(torch.load(last, map_location="cpu", weights_only=False))
+            module.on_load_checkpoint(torch.load(last, map_location="cpu", weights_only=True))
             log.info("the fine-tuning in %s had stopped early: nothing more to train", checkpoint_dir)
         else:
             with spawned_workers(trainer, checkpoint_dir / "spawn"):
