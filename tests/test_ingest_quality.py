@@ -600,3 +600,27 @@ def test_a_multi_page_tiff_says_only_its_first_page_is_read(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="morphospace"):
         ingest_to(folder, tmp_path / "run", preprocess__size=16)
     assert any("holds 3 pages" in r.getMessage() and "the first is read" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_galaxy_listed_again_after_an_unusable_first_listing_is_ingested(tmp_path, workers):
+    """The first row of an id named a damaged file: the id was then held by that row, the next row of
+    the id flagged a duplicate, and the galaxy was in the cube under neither."""
+    root = tmp_path / "survey"
+    (root / "images").mkdir(parents=True)
+    for i in range(4):
+        save_image(root / "images" / f"g{i}.png", galaxy_rgb(64, seed=i))
+    (root / "images" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    write_csv(root / "catalogue.csv", ["id", "file"],
+              [["g0", "g0.png"], ["x", "broken.png"], ["g1", "g1.png"], ["x", "g2.png"], ["x", "g3.png"]])
+    summary, cat, cube, run = ingest_to(root, tmp_path / "run", ingest__workers=workers, ingest__chunk_size=2)
+    x = cat[cat["id"] == "x"]
+    assert list(x["cube_index"] >= 0) == [False, True, False]  # the second listing, not the third too
+    assert list(x["flag_duplicate_id"]) == [False, False, True] and x["flag_duplicate_id"].iloc[2]
+    assert bool(x.iloc[0][[c for c in cat if c.startswith("flag_")]].any())  # the damaged one says why
+    assert cube.shape[0] == 3 and sorted(run.cube_ids()) == ["g0", "g1", "x"]
+    alone = tmp_path / "alone"  # the second listing's file, ingested by itself: the same pixels
+    (alone / "images").mkdir(parents=True)
+    (alone / "images" / "g2.png").write_bytes((root / "images" / "g2.png").read_bytes())
+    write_csv(alone / "catalogue.csv", ["id", "file"], [["x", "g2.png"]])
+    np.testing.assert_array_equal(cube[list(run.cube_ids()).index("x")], ingest_to(alone, tmp_path / "r2")[2][0])

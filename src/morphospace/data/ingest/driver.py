@@ -12,6 +12,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +28,7 @@ from .catalogue import N_EXAMPLES, build_catalogue, flag_counts_line, log_summar
 from .cube import CubeWriter
 from .layouts import Survey, read_survey
 from .positions import set_positions
+from .records import second_chances
 from .preprocess import PreprocessSpec
 from .replace import (SUPERSEDING, earlier_cube, galaxies_of, recipe_of, recover_left_aside, restore_earlier_outputs,
                       set_aside_results, set_earlier_outputs_aside, take_back_results)
@@ -168,25 +170,36 @@ def _write_outputs(survey, spec: PreprocessSpec, run: RunDir, data, cfg: Config,
     outputs: list | None = None  # the earlier outputs set aside, once they are
     set_aside: tuple[Path, str] | None = None  # where the earlier results went, and the line saying so
     published = False
+    def take(rows: list[int] | range, block, results) -> None:
+        """A decoded chunk of the records ``rows`` into the cube, the catalogue's columns and the flags."""
+        first = writer.append_rows(block.to_array(out=buffer))
+        k = 0
+        for i, (in_cube, flags, detail, sky) in zip(rows, results):
+            rec = survey.records[i]
+            if sky is not None:
+                skies[i] = sky
+            if in_cube:
+                cube_index[i] = first + k
+                crops[i] = block.crops[k]
+                k += 1
+            for flag in flags:
+                rec.flag(flag)
+                ex = details.setdefault(flag, {})
+                if len(ex) < N_EXAMPLES:
+                    ex[rec.id] = detail
+
     try:
         for start, block, results in progress(chunks, total=(len(survey) + chunk - 1) // chunk,
                                               desc="ingest", unit="chunk"):
-            first = writer.append_rows(block.to_array(out=buffer))
-            k = 0
-            for j, (in_cube, flags, detail, sky) in enumerate(results):
-                rec = survey.records[start + j]
-                if sky is not None:
-                    skies[start + j] = sky
-                if in_cube:
-                    cube_index[start + j] = first + k
-                    crops[start + j] = block.crops[k]
-                    k += 1
-                for flag in flags:
-                    rec.flag(flag)
-                    ex = details.setdefault(flag, {})
-                    if len(ex) < N_EXAMPLES:
-                        ex[rec.id] = detail
+            take(range(start, start + len(results)), block, results)
         chunks.close()
+        # a galaxy listed twice whose first file was unusable: its next listing is decoded now
+        while rescue := second_chances(survey.records, cube_index):
+            picked = SimpleNamespace(records=[survey.records[i] for i in rescue])
+            for start, block, results in run_chunks(picked, spec, chunk, pool, procs):
+                take(rescue[start:start + len(results)], block, results)
+            log.info("%d galaxies listed again after an unusable first listing: the next listing ingested",
+                     len(rescue))
         if pool is not None:  # the workers are gone before the outputs are written
             pool.shutdown(wait=True)
         fits_positions(survey, skies)

@@ -31,7 +31,7 @@ FLAG_DESCRIPTIONS = {
     "colour_reduced": "a colour frame in a survey whose sampled frames are grey: read as grey like them (its colour "
                       "lost; set preprocess.colour = 'grey' to say so, or make the survey's frames alike)",
     "depth_reduced": "16-bit colour image read at 8 bits per band (Pillow's limit): save as FITS to keep the depth",
-    "duplicate_id": "id seen before (first occurrence kept)",
+    "duplicate_id": "id seen before (the first usable occurrence kept)",
     "missing_id": "catalogue row with an empty id",
     "duplicate_file": "image named by an earlier catalogue row too (first row kept)",
     "missing_image": "catalogue row without an image",
@@ -168,3 +168,34 @@ class Survey:
     def label_columns(self) -> list[str]:
         """The names of the label columns, as strings."""
         return [str(c) for c in self.labels.columns]
+
+
+def second_chances(records: list[Record], cube_index) -> list[int]:
+    """Records whose id none of its records holds in the cube (its first occurrence turned out
+    unreadable, blank, too small...) and that were kept out only as a later occurrence of that id:
+    the first such record of each id, ``duplicate_id`` taken back so that it is decoded. Without
+    it, a galaxy listed twice, whose first file was damaged, was lost.
+
+    Parameters
+    ----------
+    records : list of Record
+    cube_index : array of int
+        Per record, its cube row (-1: not in the cube).
+
+    Returns
+    -------
+    list of int
+        The records to decode now, in record order.
+    """
+    def key(rec: Record) -> bytes:  # as flag_duplicates compares them
+        return str(rec.id).encode("utf-8", "replace")
+
+    held = {key(rec) for rec, row in zip(records, cube_index) if row >= 0}
+    out: list[int] = []
+    for i, rec in enumerate(records):
+        k = key(rec)
+        if cube_index[i] < 0 and rec.flags & EXCLUDING == {"duplicate_id"} and k not in held:
+            rec.flags = rec.flags - {"duplicate_id"}
+            held.add(k)  # one record of the id a round; a later one if this one fails too
+            out.append(i)
+    return out
