@@ -624,3 +624,24 @@ def test_a_galaxy_listed_again_after_an_unusable_first_listing_is_ingested(tmp_p
     (alone / "images" / "g2.png").write_bytes((root / "images" / "g2.png").read_bytes())
     write_csv(alone / "catalogue.csv", ["id", "file"], [["x", "g2.png"]])
     np.testing.assert_array_equal(cube[list(run.cube_ids()).index("x")], ingest_to(alone, tmp_path / "r2")[2][0])
+
+
+def test_a_listing_given_a_second_chance_is_not_another_galaxys_image_nor_an_unlisted_file(tmp_path):
+    """The rescue of a galaxy listed twice must not put one image in the cube under two ids, nor read
+    the galaxy from a file no row names (without the row's labels)."""
+    root = tmp_path / "survey"
+    (root / "images").mkdir(parents=True)
+    for i in range(3):
+        save_image(root / "images" / f"g{i}.png", galaxy_rgb(64, seed=i))
+    save_image(root / "images" / "z.png", galaxy_rgb(64, seed=7))  # named by no row, stem z
+    for name in ("broken.png", "broken2.png"):
+        (root / "images" / name).write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    write_csv(root / "catalogue.csv", ["id", "file", "morph"],
+              [["x", "broken.png", "spiral"], ["y", "g2.png", "disk"], ["g0", "g0.png", "e"], ["x", "g2.png", "s"],
+               ["g1", "g1.png", "e"], ["z", "broken2.png", "spiral"]])
+    _, cat, cube, run = ingest_to(root, tmp_path / "run")
+    assert sorted(run.cube_ids()) == ["g0", "g1", "y"] and cube.shape[0] == 3
+    x = cat[cat["id"] == "x"]
+    assert list(x["cube_index"] >= 0) == [False, False] and bool(x["flag_duplicate_file"].iloc[1])
+    z = cat[cat["id"] == "z"]
+    assert not (z["cube_index"] >= 0).any()  # z.png, unlisted, does not stand in for the damaged row

@@ -207,3 +207,18 @@ def test_the_anomaly_score_is_audited_like_a_clustering(tmp_path):
     a = audit_run(run, Config()).set_index("clustering")
     assert list(a.index)[-1] == ANOMALY_ROW
     assert a.loc[ANOMALY_ROW, "companion"] > 0.2 > a.loc[ANOMALY_ROW, "position_angle"]
+
+
+def test_a_damaged_anomaly_score_leaves_its_row_out_not_the_audit(tmp_path, caplog):
+    from morphospace.analysis.nuisance import ANOMALY_ROW
+
+    run, pa, comp = fake_run(tmp_path)
+    (run.path / "anomaly.parquet").write_bytes(b"not a table")
+    with caplog.at_level("WARNING", logger="morphospace"):
+        audit = audit_run(run, Config())
+    assert ANOMALY_ROW not in list(audit["clustering"]) and "kmeans4_pa" in list(audit["clustering"])
+    assert "leaves out the anomaly score" in caplog.text
+    (run.path / "anomaly.parquet").unlink()
+    other = pd.DataFrame({"id": [f"other{i}" for i in range(len(comp))], "anomaly": np.arange(len(comp), dtype=float)})
+    write_table(run.path / "vade_galaxies.parquet", other)  # of other galaxies: not this cube's score
+    assert ANOMALY_ROW not in list(audit_run(run, Config())["clustering"])

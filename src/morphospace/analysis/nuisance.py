@@ -329,18 +329,24 @@ def _anomaly_deciles(run: RunDir, ids: np.ndarray) -> np.ndarray | None:
     """The tenth of the anomaly score (the form one, else the VaDE's) each cube galaxy is in, or None."""
     from .anomaly import read_anomaly
 
-    found = read_anomaly(run)
-    score = None
-    if found is not None and len(found[0]) == len(ids):
-        score = found[0]["form_anomaly"].to_numpy(dtype=float)
-    elif (run.path / "vade_galaxies.parquet").is_file():
-        table = read_parquet(run.path / "vade_galaxies.parquet")
-        score = table["anomaly"].to_numpy(dtype=float) if "anomaly" in table and len(table) == len(ids) else None
+    def of_cube(table: pd.DataFrame, column: str) -> np.ndarray | None:
+        same = column in table and len(table) == len(ids) and (
+            "id" not in table or np.array_equal(table["id"].astype(str).to_numpy(), ids.astype(str)))
+        return table[column].to_numpy(dtype=float) if same else None
+
+    try:  # a reference row: an unreadable score leaves it out, not the audit
+        found = read_anomaly(run)
+        score = of_cube(found[0], "form_anomaly") if found is not None else None
+        if score is None and (run.path / "vade_galaxies.parquet").is_file():
+            score = of_cube(read_parquet(run.path / "vade_galaxies.parquet"), "anomaly")
+    except (UserError, OSError, ValueError) as exc:
+        log.warning("the nuisance audit leaves out the anomaly score: %s", exc)
+        return None
     finite = np.isfinite(score) if score is not None else None
     if score is None or not finite.any():
         return None
     out = np.full(len(score), None, dtype=object)  # no score: left out, as a missing nuisance is
-    ranks = pd.Series(score[finite]).rank(method="first").to_numpy() - 1
+    ranks = pd.Series(score[finite]).rank(method="min").to_numpy() - 1  # tied scores share a tenth
     out[finite] = (ranks * 10 // finite.sum()).astype(int)
     return out
 

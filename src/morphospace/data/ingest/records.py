@@ -191,11 +191,20 @@ def second_chances(records: list[Record], cube_index) -> list[int]:
         return str(rec.id).encode("utf-8", "replace")
 
     held = {key(rec) for rec, row in zip(records, cube_index) if row >= 0}
+    stats: dict[str, object] = {}
+    files = {_file_identity(rec, stats) for rec, row in zip(records, cube_index) if row >= 0 and rec.source}
     out: list[int] = []
     for i, rec in enumerate(records):
         k = key(rec)
-        if cube_index[i] < 0 and rec.flags & EXCLUDING == {"duplicate_id"} and k not in held:
-            rec.flags = rec.flags - {"duplicate_id"}
-            held.add(k)  # one record of the id a round; a later one if this one fails too
-            out.append(i)
+        # an image no catalogue row names has none of the row's labels: not the galaxy the row meant
+        if cube_index[i] >= 0 or rec.flags & EXCLUDING != {"duplicate_id"} or k in held or "no_catalogue_row" in rec.flags:
+            continue
+        where = _file_identity(rec, stats) if rec.source else None
+        if where is not None and where in files:  # its image is in the cube already, under another id
+            rec.flag("duplicate_file")
+            continue
+        rec.flags = rec.flags - {"duplicate_id"}
+        held.add(k)  # one record of the id a round; a later one if this one fails too
+        files.add(where)
+        out.append(i)
     return out
