@@ -665,3 +665,24 @@ def test_a_galaxy10_file_beside_a_folder_survey_s_images_is_said(tmp_path, caplo
         survey = read_survey(root, DataConfig())
     assert survey.layout == "folder" and len(survey.records) == 2
     assert "Galaxy10.h5 is left out of this folder survey" in caplog.text
+
+
+def test_a_five_band_fits_cube_with_the_bands_last_is_read_as_five_bands(tmp_path):
+    """(64, 64, 5), a grizy cube saved bands last, was read as 64 bands of 5 x 64 pixels: every file
+    flagged too_small and the survey lost. Read as five bands, it is the bands-first cube's survey."""
+    from astropy.io import fits
+
+    from morphospace.data.ingest.fits_frames import bands_last
+
+    yy, xx = np.mgrid[:64, :64] - 31.5
+    bands = np.stack([np.exp(-(xx**2 + yy**2) / (40 + 10 * b)) for b in range(5)])
+    first, last = tmp_path / "first", tmp_path / "last"
+    for folder, data in ((first, bands), (last, np.moveaxis(bands, 0, -1))):
+        folder.mkdir()
+        for i in range(2):
+            fits.PrimaryHDU(data.astype(np.float32)).writeto(folder / f"g{i}.fits")
+    _, _, cube_first, _ = ingest_to(first, tmp_path / "r_first")
+    summary, _, cube_last, _ = ingest_to(last, tmp_path / "r_last")
+    assert cube_last.shape == cube_first.shape == (2, 3, 64, 64) and not summary["flags"]
+    np.testing.assert_allclose(np.asarray(cube_last, np.float32), np.asarray(cube_first, np.float32), atol=1e-3)
+    assert not bands_last((5, 64, 64)) and not bands_last((64, 64, 64)) and not bands_last((3, 8, 8))

@@ -11,11 +11,15 @@ from ...errors import first_line
 from .frames import BadImage, Frame, truncation
 
 
+MAX_BANDS_LAST = 16  # a last axis of at most this many, beside two longer ones, holds bands (ugrizy: 6)
+
+
 def bands_last(shape) -> bool:
     """Whether a 3-D FITS array (numpy order) holds its bands last: (H, W, 3), as an RGB array saved
-    as it is, rather than the standard (bands, H, W). A few bands on the last axis and more than a
-    few pixels on the others: read bands first, (64, 64, 3) was 64 bands of 3 x 64 pixels."""
-    return len(shape) == 3 and shape[-1] <= 4 < min(shape[0], shape[1])
+    as it is, rather than the standard (bands, H, W). A few bands on the last axis (up to
+    :data:`MAX_BANDS_LAST`: a grizy cube's 5 were 64 bands of 5 x 64 pixels) and more pixels than
+    that on the others: read bands first, (64, 64, 3) was 64 bands of 3 x 64 pixels."""
+    return len(shape) == 3 and shape[-1] <= MAX_BANDS_LAST < min(shape[0], shape[1])
 
 
 def decode_fits(path: str) -> Frame:
