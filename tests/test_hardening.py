@@ -548,6 +548,13 @@ def test_generate_rejects_a_nan_temperature(pca_run, tmp_path, capsys):
     assert "--temperature" in one_line_error(capsys, code)
 
 
+def test_generate_on_a_pixel_pca_run_says_what_would_generate(pca_run, tmp_path, capsys):
+    """It said "run `morphospace train` first", which trains nothing on a pca run: a circle."""
+    line = one_line_error(capsys, main(["generate", str(pca_run), "--cluster", "0", "--out", str(tmp_path / "g"),
+                                        "--quiet"]))
+    assert "pixel-PCA run (model.kind = pca)" in line and "--set model.kind=vade" in line
+
+
 def test_generate_keeps_out_of_the_run_s_own_files(pca_run, tmp_path, capsys):
     """`generate --out RUN` wrote its PNG and FITS files into the run's root beside the cube."""
     for out in (pca_run, pca_run / "models" / "g", pca_run / "cube.npy" / ".." / "embeddings"):
