@@ -106,7 +106,7 @@ def test_a_latent_dim_above_the_galaxies_is_refused_before_training():
     from morphospace.vade.hparams import check_against_cube
 
     cfg = apply_overrides(load_config(None), {"model.latent_dim": 16})
-    with pytest.raises(UserError, match=r"latent_dim .16. must not exceed min.galaxies trained on - 1, form.dim. = 9"):
+    with pytest.raises(UserError, match=r"latent_dim .16. must not exceed min.galaxies trained on - 1, form.dim. = 9 .*--set model.latent_dim=9$"):
         check_against_cube(cfg, np.zeros((10, 3, 16, 16), np.float32))
     # ten galaxies centred span nine axes: a tenth had no variance, and the core's noise was NaN
     with pytest.raises(UserError, match="= 9"):

@@ -239,5 +239,6 @@ def check_against_cube(cfg: Config, cube: np.ndarray, announce: bool = True) -> 
         # galaxies span (one fewer than they are) or than the embedding has numbers
         what = "form.dim x form.heads" if form.get("heads", 1) > 1 else "form.dim"
         raise UserError(f"model.latent_dim ({hp['latent_dim']}) must not exceed min(galaxies trained on - 1, {what}) "
-                        f"= {min(trained_on - 1, width)} with form.core = 'linear'")
+                        f"= {min(trained_on - 1, width)} with form.core = 'linear': "
+                        f"--set model.latent_dim={min(trained_on - 1, width)}")
     return hp
