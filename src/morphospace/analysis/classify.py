@@ -120,6 +120,12 @@ def _temperature(logits: np.ndarray, codes: np.ndarray) -> float:
     return float(np.exp(res.x))
 
 
+def _known_labels(values: np.ndarray) -> np.ndarray:
+    """Labels without missing ones as a plain array (ints, floats or text); mixed types as text."""
+    out = np.array(list(values))
+    return out.astype(str) if out.dtype == object else out
+
+
 class FewLabelClassifier(ClassifierMixin, BaseEstimator):
     """A calibrated linear classifier from a few labels, with suggestions of what to label next.
 
@@ -205,9 +211,7 @@ class FewLabelClassifier(ClassifierMixin, BaseEstimator):
             self.cv_confusion_matrix_ = np.zeros((0, 0), dtype=int)
             self.oof_proba_ = np.zeros((0, 0))
             return self
-        yl = np.array(list(y[self.labelled_]))  # a plain dtype once the missing are out
-        if yl.dtype == object:
-            yl = yl.astype(str)  # mixed types: compared as text
+        yl = _known_labels(y[self.labelled_])
         self.classes_, counts = check_labels(yl)
         codes = np.searchsorted(self.classes_, yl)
         xl = X[self.labelled_]
@@ -269,9 +273,9 @@ class FewLabelClassifier(ClassifierMixin, BaseEstimator):
         known = ~missing_mask(y)
         if not known.any():
             raise InvalidArgument("no labelled row to score: every label is missing")
-        truth = np.array(list(y[known]))  # a plain dtype once the missing are out, as fit reads labels
+        truth = _known_labels(y[known])  # as fit reads labels
         pred = self.predict(X[known])
-        if "O" in (truth.dtype.kind, pred.dtype.kind) or (truth.dtype.kind in "US") != (pred.dtype.kind in "US"):
+        if (truth.dtype.kind in "US") != (pred.dtype.kind in "US"):
             truth, pred = truth.astype(str), pred.astype(str)  # mixed types: compared as text, as fit does
         weight = None
         if sample_weight is not None:

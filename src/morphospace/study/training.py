@@ -315,9 +315,10 @@ def _seeded(seed: int) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _resumable(last: Path, module: FineTuneModule) -> bool:
-    """Whether the fine-tuning of ``last`` had stopped early; a one-line :class:`UserError` where there is
-    none, or where it started from other images, labels, split or settings than ``module``'s."""
+def _resumable(last: Path, module: FineTuneModule) -> dict | None:
+    """The checkpoint ``last`` where its fine-tuning had stopped early (None where it goes on); a
+    one-line :class:`UserError` where there is none, or where it started from other images, labels,
+    split or settings than ``module``'s."""
     if not last.is_file():
         raise UserError(f"nothing to resume: no {last.name} in {last.parent} (a fine-tuning writes it after "
                         "each epoch); run without --resume")
@@ -331,7 +332,7 @@ def _resumable(last: Path, module: FineTuneModule) -> bool:
         raise UserError(f"{last} is of a fine-tuning with other {', '.join(differ[:6])} than this one's: "
                         "--resume goes on with the same one; run without --resume to start afresh")
     early = [v for k, v in state.get("callbacks", {}).items() if str(k).startswith("EarlyStopping")]
-    return any(int(v.get("stopped_epoch", 0)) > 0 for v in early if isinstance(v, dict))
+    return state if any(int(v.get("stopped_epoch", 0)) > 0 for v in early if isinstance(v, dict)) else None
 
 
 def fit_classifier(module: FineTuneModule, data: FineTuneData, epochs: int, patience: int, checkpoint_dir: Path,
@@ -369,7 +370,7 @@ def fit_classifier(module: FineTuneModule, data: FineTuneData, epochs: int, pati
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     best, last = checkpoint_dir / BEST_CHECKPOINT, checkpoint_dir / LAST_CHECKPOINT
-    stopped = False
+    stopped = None  # the checkpoint of a fine-tuning that had stopped early
     if resume:
         stopped = _resumable(last, module)
     else:
@@ -393,8 +394,8 @@ def fit_classifier(module: FineTuneModule, data: FineTuneData, epochs: int, pati
             deterministic=accelerator == "cpu", enable_model_summary=False,
             num_sanity_val_steps=0, use_distributed_sampler=False, log_every_n_steps=1,
         ))))
-        if stopped:  # Lightning does not keep "stop now": resumed, the fit would train on
-            module.on_load_checkpoint(torch.load(last, map_location="cpu", weights_only=True))
+        if stopped is not None:  # Lightning does not keep "stop now": resumed, the fit would train on
+            module.on_load_checkpoint(stopped)
             log.info("the fine-tuning in %s had stopped early: nothing more to train", checkpoint_dir)
         else:
             with spawned_workers(trainer, checkpoint_dir / "spawn"):

@@ -44,7 +44,7 @@ from ..progress import Timer
 from ..run import RunDir, read_cached_npy, write_json, write_npy, write_table
 from .figures import write_figures
 from .fitting import device_kwargs
-from .io import CLUSTERS_FILE, cluster_groups, fingerprint, load_vade, model_dir, model_file, model_fingerprint
+from .io import CLUSTERS_FILE, cluster_groups, fingerprint, load_vade, model_dir, model_file
 
 log = logging.getLogger("morphospace")
 
@@ -261,8 +261,8 @@ def generate_cluster(run: RunDir, cluster: int, n: int, temperature: float = 0.5
     """Synthetic galaxies of one of the run's own clusters (its components merged by the embedding,
     :func:`~morphospace.vade.io.cluster_groups`), ``(n, C, H, W)`` float32, and the cluster's
     components (:meth:`~morphospace.vade.generate.Generative.generate_cluster`)."""
-    model = _as_model(run)
-    groups = cluster_groups(run, model.prior.n_components, made_by=model_fingerprint(model_file(run)))
+    model, hp, _ = load_vade(model_file(run))  # read once: the model and its fingerprint
+    groups = cluster_groups(run, model.prior.n_components, made_by=fingerprint(hp, model.state_dict()))
     if isinstance(cluster, bool) or not isinstance(cluster, (int, np.integer)) or not 0 <= cluster < len(groups):
         raise UserError(f"cluster must be in 0..{len(groups) - 1} (the run's {len(groups)} clusters), got {cluster!r}")
     members = groups[int(cluster)]

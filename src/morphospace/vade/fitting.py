@@ -32,7 +32,7 @@ from ..nets.spawn import spawned_workers
 from ..progress import quiet_lightning, with_bars
 from ..run import RunDir, launched_as_later_rank, write_json
 from .data import CubeDataModule
-from .io import model_dir
+from .io import CLUSTERS_FILE, model_dir
 from .module import VaDEModule
 
 __all__ = ["TrainResult", "check_resumable", "fit_vade", "prepare_model_dir", "resume_checkpoint", "training_rows",
@@ -59,7 +59,7 @@ def _clear_previous(run: RunDir, mdir: Path) -> None:
     # clusters, shares of a killed job): none of it may outlive a new training cut short. The trained
     # model itself, and what says what it is, is set aside rather than deleted: a new training
     # stopped half way (Ctrl-C during its view bank) left neither model
-    kept = [mdir / name for name in ("model.pt", "hparams.json", "clusters.json", "training.json", "imported.json")
+    kept = [mdir / name for name in ("model.pt", "hparams.json", CLUSTERS_FILE, "training.json", "imported.json")
             if (mdir / name).is_file()]
     if any(p.name == "model.pt" for p in kept):
         dest = run.new_superseded_folder() / mdir.relative_to(run.path)
