@@ -103,9 +103,7 @@ def flag_duplicates(records: list[Record]) -> None:
     sources: set = set()
     stats: dict[str, object] = {}  # one stat per file (an HDF5 set holds many rows)
     for rec in records:
-        # compared as they will be written: file names that are not UTF-8 decode to lone
-        # surrogates, which the catalogue stores as U+FFFD, so two such ids can become one
-        key = str(rec.id).encode("utf-8", "replace")
+        key = _id_key(rec)  # as it will be written
         if not key.strip():
             rec.flag("missing_id")
         elif key in seen:
@@ -120,6 +118,12 @@ def flag_duplicates(records: list[Record]) -> None:
         # "first kept" though none was)
         if rec.decodable:
             seen.add(key)
+
+
+def _id_key(rec: Record) -> bytes:
+    """An id as it will be written: file names that are not UTF-8 decode to lone surrogates, which
+    the catalogue stores as U+FFFD, so two such ids can become one."""
+    return str(rec.id).encode("utf-8", "replace")
 
 
 def _file_identity(rec: Record, stats: dict):
@@ -187,17 +191,19 @@ def second_chances(records: list[Record], cube_index) -> list[int]:
     list of int
         The records to decode now, in record order.
     """
-    def key(rec: Record) -> bytes:  # as flag_duplicates compares them
-        return str(rec.id).encode("utf-8", "replace")
-
-    held = {key(rec) for rec, row in zip(records, cube_index) if row >= 0}
+    # an image no catalogue row names has none of the row's labels: not the galaxy the row meant
+    candidates = [i for i, rec in enumerate(records) if cube_index[i] < 0
+                  and rec.flags & EXCLUDING == {"duplicate_id"} and "no_catalogue_row" not in rec.flags]
+    if not candidates:  # the common case: no file looked at again
+        return []
+    held = {_id_key(rec) for rec, row in zip(records, cube_index) if row >= 0}
     stats: dict[str, object] = {}
     files = {_file_identity(rec, stats) for rec, row in zip(records, cube_index) if row >= 0 and rec.source}
     out: list[int] = []
-    for i, rec in enumerate(records):
-        k = key(rec)
-        # an image no catalogue row names has none of the row's labels: not the galaxy the row meant
-        if cube_index[i] >= 0 or rec.flags & EXCLUDING != {"duplicate_id"} or k in held or "no_catalogue_row" in rec.flags:
+    for i in candidates:
+        rec = records[i]
+        k = _id_key(rec)
+        if k in held:
             continue
         where = _file_identity(rec, stats) if rec.source else None
         if where is not None and where in files:  # its image is in the cube already, under another id
