@@ -182,6 +182,32 @@ def test_label_columns_skip_duplicates_nuisances_and_continuous_columns():
         truth_column(cat, cfg)
 
 
+def test_whole_number_floats_are_classes_and_an_empty_column_is_no_truth():
+    """T-types written 1.0 / -5.0 (a table with a missing cell stores them as floats) were not a label
+    column; an all-empty morph3 was still announced as the truth, and named as data.truth_label it
+    passed the checks to score nothing."""
+    from morphospace.analysis.labels import check_label_columns, labels_in_cube_order
+
+    cat = gz1_like_catalogue()
+    n = len(cat)
+    ttype = np.where(np.arange(n) % 7 == 0, np.nan, (np.arange(n) % 4) * 2.0 - 5.0)
+    cat = cat.assign(ttype=ttype, crop=np.where(np.arange(n) % 2, 1.0, 2.0))
+    assert label_columns(cat) == ["morph3", "gz1_name", "ttype"]  # crop is the ingest's framing, not a class
+    assert "ttype" not in label_columns(cat.assign(ttype=ttype + 0.5))  # fractions stay measurements
+    empty = cat.assign(morph3=pd.array([None] * n, dtype="string"))
+    assert truth_column(empty) == "gz1_name"
+    assert "morph3" not in label_columns(empty)
+    cfg = Config()
+    cfg.data.truth_label = "morph3"
+    with pytest.raises(UserError, match="'morph3' holds no label for any galaxy of the cube"):
+        check_label_columns(empty, cfg)
+    cfg.data.truth_label = "ttype"
+    check_label_columns(cat, cfg)  # whole numbers are classes
+    shown = labels_in_cube_order(None, "ttype", catalogue=cat)  # the catalogue given, no run read
+    assert {v for v in shown if v is not None} == {-5, -3, -1, 1} and all(
+        isinstance(v, (int, np.integer)) for v in shown if v is not None)
+
+
 def test_heatmap_stays_readable_with_many_rows(tmp_path):
     names = [f"kmeans{k}_representation{i}" for i in range(6) for k in range(3, 7)]
     rng = np.random.default_rng(0)

@@ -44,7 +44,7 @@ NUISANCE_PREFIXES = ("position_angle", "pa_", "winding", "handed", "chirality", 
 # per-companion truth of the synthetic survey (comp0_x, comp1_kind, ...): nuisance detail, not labels
 _COMPANION_DETAIL = re.compile(r"comp\d+_")
 # catalogue columns that are bookkeeping, never labels
-RESERVED = {"id", "source", "cube_index", "file", "path", "filename", "objid",
+RESERVED = {"id", "source", "cube_index", "crop", "file", "path", "filename", "objid",
             # a survey's own bookkeeping (SDSS's imaging run, camera column and field, its spectra's
             # plate, night and fibre; the Legacy Surveys' brick and release): no morphology in them
             "run", "rerun", "camcol", "field", "specobjid", "dr7objid", "dr8objid", "thing_id", "plate", "mjd",
@@ -137,7 +137,7 @@ def is_label_column(catalogue: pd.DataFrame, col: str) -> bool:
     if low in RESERVED or low.startswith("flag_") or is_nuisance_column(col):
         return False
     s = catalogue[col]
-    if pd.api.types.is_float_dtype(s) or pd.api.types.is_bool_dtype(s):
+    if pd.api.types.is_bool_dtype(s) or pd.api.types.is_float_dtype(s) and not _whole_numbers(s):
         return False
     enc = encode(s)
     known = enc.codes[~enc.missing]
@@ -147,19 +147,32 @@ def is_label_column(catalogue: pd.DataFrame, col: str) -> bool:
     return 2 <= n_unique <= MAX_LABEL_CLASSES and n_unique <= len(known) / 2
 
 
+def _whole_numbers(s: pd.Series) -> bool:
+    """Whether a float column holds only whole numbers (T-types written 1.0, -5.0 by a table
+    with a missing cell): classes stored as floats, not a measurement."""
+    present = s.dropna().to_numpy(dtype=float)
+    return bool(present.size) and bool(np.isfinite(present).all()) and bool((present == np.round(present)).all())
+
+
+def _holds_labels(s: pd.Series) -> bool:
+    """Whether a column holds a label for any galaxy at all."""
+    return bool((~missing_mask(s)).any())
+
+
 def label_columns(catalogue: pd.DataFrame, cfg: Any = None) -> list[str]:
     """Categorical label columns of a catalogue, the truth label first.
 
     A label column is any column but bookkeeping (id, source, cube_index, ...),
     ``flag_*`` and nuisance columns, that is not floating point (vote fractions
-    and measurements are continuous), holding 2 to 50 distinct values with on average
+    and measurements are continuous) unless it holds whole numbers only (T-types written
+    1.0, -5.0), holding 2 to 50 distinct values with on average
     at least two galaxies each (free text is one value per galaxy). Columns
     that split the galaxies exactly like an earlier one (``gz1_class`` and
     ``gz1_name``) are kept once, the text one preferred.
     """
     cands = [col for col in catalogue.columns if is_label_column(catalogue, col)]
     # text columns before their integer twins, then drop duplicated partitions
-    cands.sort(key=lambda c: 0 if not pd.api.types.is_integer_dtype(catalogue[c]) else 1)
+    cands.sort(key=lambda c: 1 if pd.api.types.is_numeric_dtype(catalogue[c]) else 0)
     kept: list[str] = []
     for col in cands:
         if not any(_same_partition(catalogue[col], catalogue[k]) for k in kept):
@@ -181,8 +194,9 @@ def _same_partition(a: pd.Series, b: pd.Series) -> bool:
 
 
 def truth_column(catalogue: pd.DataFrame, cfg: Any = None, candidates: Sequence[str] | None = None) -> str | None:
-    """The label column treated as the truth: ``data.truth_label``, else morph3, morphology,
-    else the first categorical label column, else None."""
+    """The label column treated as the truth: ``data.truth_label``, else morph3, morphology
+    (where they hold a label at all: an empty column is no truth), else the first categorical
+    label column, else None."""
     wanted = cfg.data.truth_label if cfg is not None else ""
     if wanted:
         if wanted not in catalogue.columns:
@@ -190,7 +204,7 @@ def truth_column(catalogue: pd.DataFrame, cfg: Any = None, candidates: Sequence[
                             f"(columns: {', '.join(map(str, catalogue.columns))})")
         return wanted
     for name in ("morph3", "morphology"):
-        if name in catalogue.columns:
+        if name in catalogue.columns and _holds_labels(catalogue[name]):
             return name
     if candidates is None:
         candidates = label_columns(catalogue, None)
@@ -202,7 +216,10 @@ def labels_in_cube_order(run: RunDir, column: str, catalogue: pd.DataFrame | Non
     inside = run.cube_catalogue() if catalogue is None else in_cube_order(catalogue)
     if column not in inside.columns:
         raise UserError(f"label column '{column}' is not in the catalogue")
-    values = np.array(inside[column].to_numpy(dtype=object), dtype=object)  # a copy: pyarrow's null column is read-only
+    column_values = inside[column]
+    if pd.api.types.is_float_dtype(column_values) and _whole_numbers(column_values):
+        column_values = column_values.astype("Int64")  # T-type classes shown as 1, not 1.0
+    values = np.array(column_values.to_numpy(dtype=object), dtype=object)  # a copy: pyarrow's null column is read-only
     values[missing_mask(values)] = None
     return values
 
@@ -253,6 +270,10 @@ def check_label_columns(catalogue: pd.DataFrame, cfg: Any) -> None:
     truth = cfg.data.truth_label
     if truth:
         values = catalogue[truth]
+        inside = values[catalogue["cube_index"] >= 0] if "cube_index" in catalogue else values
+        if len(inside) and not _holds_labels(inside):
+            raise UserError(f"data.truth_label: '{truth}' holds no label for any galaxy of the cube: name a column "
+                            f"of classes (label columns: {', '.join(label_columns(catalogue)) or 'none'})")
         if pd.api.types.is_float_dtype(values):  # whole numbers stored as floats (T-types 1.0, 2.0) are classes
             present = values.dropna().to_numpy(dtype=float)
             fraction = present[np.isfinite(present) & (present != np.round(present))]
@@ -260,5 +281,4 @@ def check_label_columns(catalogue: pd.DataFrame, cfg: Any) -> None:
                 raise UserError(f"data.truth_label: '{truth}' holds continuous values (e.g. {float(fraction[0])!r}), not "
                                 f"classes: name a column of classes (label columns: "
                                 f"{', '.join(label_columns(catalogue)) or 'none'})")
-        refuse_identifier(values[catalogue["cube_index"] >= 0] if "cube_index" in catalogue else values,
-                          f"data.truth_label: '{truth}'")
+        refuse_identifier(inside, f"data.truth_label: '{truth}'")
