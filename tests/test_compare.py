@@ -203,6 +203,12 @@ def test_whole_number_floats_are_classes_and_an_empty_column_is_no_truth():
         check_label_columns(empty, cfg)
     cfg.data.truth_label = "ttype"
     check_label_columns(cat, cfg)  # whole numbers are classes
+    # labels only of galaxies outside the cube are no truth either; one class is nothing to score against
+    outside = cat.assign(cube_index=np.where(cat["morph3"].notna(), -1, cat["cube_index"]))
+    assert truth_column(outside) == "gz1_name"
+    cfg.data.truth_label = "kind"
+    with pytest.raises(UserError, match="'kind' holds one class \\('spiral'\\) for the galaxies of the cube"):
+        check_label_columns(cat.assign(kind="spiral"), cfg)
     shown = labels_in_cube_order(None, "ttype", catalogue=cat)  # the catalogue given, no run read
     assert {v for v in shown if v is not None} == {-5, -3, -1, 1} and all(
         isinstance(v, (int, np.integer)) for v in shown if v is not None)

@@ -582,6 +582,11 @@ def test_out_naming_a_file_or_nothing(tmp_path, capsys):
     assert "empty path" in one_line_error(capsys, code)
     code = main(["ingest", str(data), "--out", str(afile / "sub"), "--quiet"])  # a folder inside a file
     assert "cannot use" in one_line_error(capsys, code)
+    # an empty DATA rendered and ingested the built-in synthetic survey (37 s, exit 0)
+    for cmd in (["ingest", ""], ["run", "--data", " "], ["study", "--data", ""]):
+        code = main([*cmd, "--out", str(tmp_path / "new"), "--quiet"])
+        assert "the data must name a survey" in one_line_error(capsys, code), cmd
+        assert not (tmp_path / "new").exists()
 
 
 def test_a_refused_start_writes_nothing_and_a_run_keeps_its_configuration(tmp_path, capsys):
@@ -677,6 +682,7 @@ def test_an_option_and_a_set_that_disagree_are_refused(tmp_path, capsys):
         line = one_line_error(capsys, main([*cmd, "--out", str(out), "--quiet"]))
         assert "is given twice" in line and "give it once" in line and not out.exists(), (cmd, line)
     assert main(["ingest", str(data), "--size", "16", "--set", "preprocess.size=16", "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()  # the ingest's own warnings (its frames are of two sizes)
     code = main(["train", str(out), "--epochs", "2", "--set", "train.epochs=3", "--quiet"])
     assert "train.epochs is given twice" in one_line_error(capsys, code)
 

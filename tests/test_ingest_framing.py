@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from fixtures import galaxy_light, ingest_to, save_image, tiny_galaxy10
 
@@ -172,3 +173,31 @@ def test_auto_measures_its_sample_on_the_ingest_workers_with_the_same_result(tmp
                     ingest__workers=2, ingest__chunk_size=4)
     assert two[0]["preprocess"]["size_spread"] == one[0]["preprocess"]["size_spread"]
     assert two[0]["preprocess"]["framing"] == "galaxy" and np.array_equal(two[2], one[2])
+
+
+def test_frames_of_several_sizes_are_recorded_said_and_audited(tmp_path, caplog):
+    """Frames of several pixel sizes in one survey were resampled to one size without a word, so
+    clusters that followed the frame size (its resolution, its noise) could not be told."""
+    from astropy.io import fits
+
+    from morphospace.analysis.nuisance import nuisance_table
+    from morphospace.config import Config
+
+    data = tmp_path / "survey"
+    for k, side in enumerate((64, 96, 96, 128)):
+        save_image(data / f"g{k}.png", np.repeat(frame(side / 16, size=side, seed=k)[..., None], 3, axis=2))
+    fits.PrimaryHDU(frame(5.0, size=80, seed=9).astype(np.float32)).writeto(data / "g4.fits")  # the float path too
+    with caplog.at_level("INFO", logger="morphospace"):
+        summary, cat, _, run = ingest_to(data, tmp_path / "run", preprocess__size=32)
+    sides = cat.set_index("id").loc[["g0", "g1", "g2", "g3", "g4"], "frame_px"].tolist()
+    assert sides == [64, 96, 96, 128, 80]
+    assert summary["frame_sizes"] == {"min": 64, "max": 128, "distinct": 4}
+    assert "frames of 4 sizes (64 to 128 px on the shorter side) resampled to 32 px" in caplog.text
+    measured = pd.DataFrame({"id": cat["id"], "pa_bin": None, "companion": None, "companion_quadrant": None})
+    assert nuisance_table(run, Config(), measured)["frame_px"].tolist() == [64, 96, 96, 128, 80]
+    for k in (1, 2):
+        save_image(tmp_path / "alike" / f"g{k}.png", np.repeat(frame(6.0, size=96, seed=k)[..., None], 3, axis=2))
+    caplog.clear()
+    with caplog.at_level("INFO", logger="morphospace"):
+        same = ingest_to(tmp_path / "alike", tmp_path / "one", preprocess__size=32)[0]
+    assert same["frame_sizes"] is None and "resampled to" not in caplog.text

@@ -40,11 +40,12 @@ __all__ = [
 # catalogue columns that describe how a galaxy is seen, not what it is: audited by
 # morphospace.analysis.nuisance, never treated as a label (matched on the lower-cased name's start)
 NUISANCE_PREFIXES = ("position_angle", "pa_", "winding", "handed", "chirality", "n_compan", "companion",
-                     "n_field", "psf", "seeing", "size", "r_half", "half_light", "hlr", "sky", "noise", "snr")
+                     "n_field", "psf", "seeing", "size", "r_half", "half_light", "hlr", "sky", "noise", "snr",
+                     "frame_px")
 # per-companion truth of the synthetic survey (comp0_x, comp1_kind, ...): nuisance detail, not labels
 _COMPANION_DETAIL = re.compile(r"comp\d+_")
 # catalogue columns that are bookkeeping, never labels
-RESERVED = {"id", "source", "cube_index", "crop", "file", "path", "filename", "objid",
+RESERVED = {"id", "source", "cube_index", "crop", "frame_px", "file", "path", "filename", "objid",
             # a survey's own bookkeeping (SDSS's imaging run, camera column and field, its spectra's
             # plate, night and fibre; the Legacy Surveys' brick and release): no morphology in them
             "run", "rerun", "camcol", "field", "specobjid", "dr7objid", "dr8objid", "thing_id", "plate", "mjd",
@@ -195,7 +196,7 @@ def _same_partition(a: pd.Series, b: pd.Series) -> bool:
 
 def truth_column(catalogue: pd.DataFrame, cfg: Any = None, candidates: Sequence[str] | None = None) -> str | None:
     """The label column treated as the truth: ``data.truth_label``, else morph3, morphology
-    (where they hold a label at all: an empty column is no truth), else the first categorical
+    (where they label a galaxy of the cube: an empty column is no truth), else the first categorical
     label column, else None."""
     wanted = cfg.data.truth_label if cfg is not None else ""
     if wanted:
@@ -203,8 +204,9 @@ def truth_column(catalogue: pd.DataFrame, cfg: Any = None, candidates: Sequence[
             raise UserError(f"data.truth_label '{wanted}' is not a catalogue column "
                             f"(columns: {', '.join(map(str, catalogue.columns))})")
         return wanted
+    inside = catalogue[catalogue["cube_index"] >= 0] if "cube_index" in catalogue else catalogue
     for name in ("morph3", "morphology"):
-        if name in catalogue.columns and _holds_labels(catalogue[name]):
+        if name in catalogue.columns and _holds_labels(inside[name]):
             return name
     if candidates is None:
         candidates = label_columns(catalogue, None)
@@ -265,7 +267,7 @@ def check_label_columns(catalogue: pd.DataFrame, cfg: Any) -> None:
         if column not in columns:
             # the ingest's own bookkeeping (flags, cube rows, source files) left out of the list
             shown = sorted(c for c in columns if not str(c).startswith("flag_")
-                           and c not in ("id", "source", "cube_index", "crop"))
+                           and c not in ("id", "source", "cube_index", "crop", "frame_px"))
             raise UserError(f"{key}: '{column}' is not a catalogue column (columns: {', '.join(shown) or 'none'})")
     truth = cfg.data.truth_label
     if truth:
@@ -274,6 +276,12 @@ def check_label_columns(catalogue: pd.DataFrame, cfg: Any) -> None:
         if len(inside) and not _holds_labels(inside):
             raise UserError(f"data.truth_label: '{truth}' holds no label for any galaxy of the cube: name a column "
                             f"of classes (label columns: {', '.join(label_columns(catalogue)) or 'none'})")
+        enc = encode(inside, noise=False)
+        classes = enc.uniques[np.unique(enc.codes[~enc.missing])]
+        if len(classes) == 1:  # every agreement score against it is 0 by construction
+            raise UserError(f"data.truth_label: '{truth}' holds one class ({classes[0]!r}) for the galaxies of the "
+                            f"cube, so nothing to score against: name a column of two classes or more (label columns: "
+                            f"{', '.join(label_columns(catalogue)) or 'none'})")
         if pd.api.types.is_float_dtype(values):  # whole numbers stored as floats (T-types 1.0, 2.0) are classes
             present = values.dropna().to_numpy(dtype=float)
             fraction = present[np.isfinite(present) & (present != np.round(present))]

@@ -286,7 +286,7 @@ def nuisance_table(run: RunDir, cfg: Any, measured: pd.DataFrame) -> pd.DataFram
     """
     inside = run.cube_catalogue()
     m = measured.set_index(measured["id"].astype(str)).reindex(inside["id"].astype(str))
-    pa_bin = m["pa_bin"].to_numpy(dtype=object)
+    pa_bin = np.array(m["pa_bin"].to_numpy(dtype=object), dtype=object)  # a copy: an all-null column reads only
     # a round galaxy has no position angle: orientation is audited among elongated galaxies alone,
     # since roundness is form (ellipticals are round) and a bin of its own made every clustering
     # that follows morphology read as following the position angle

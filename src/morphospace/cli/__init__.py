@@ -283,6 +283,10 @@ def _new_run(args, out: str, trains: bool = False, **options) -> tuple[RunDir, C
     from .. import pipeline
 
     check_out(out)
+    data = options.get("data__path")
+    if data is not None and not str(data).strip():  # an empty DATA is no survey, not the synthetic one
+        raise UserError("the data must name a survey (a folder or a file), got an empty path; "
+                        "leave it out for the built-in synthetic survey")
     cfg = _set(_config_for(args, None, training=args.command == "run"), args, **options)
     pipeline.check_data(cfg, out)
     if trains:

@@ -14,11 +14,12 @@ from .records import EXCLUDING, FLAG_DESCRIPTIONS
 
 log = logging.getLogger("morphospace")
 
-RESERVED = ("id", "source", "cube_index", "crop")  # our columns: a catalogue column of that name is renamed
+RESERVED = ("id", "source", "cube_index", "crop", "frame_px")  # our columns: a catalogue column of that name is renamed
 N_EXAMPLES = 5  # example ids kept per flag in the summary
 
 
-def build_catalogue(survey: Survey, cube_index: np.ndarray, crops: np.ndarray | None = None) -> pd.DataFrame:
+def build_catalogue(survey: Survey, cube_index: np.ndarray, crops: np.ndarray | None = None,
+                    sides: np.ndarray | None = None) -> pd.DataFrame:
     """The run's catalogue: one row per record, in survey order.
 
     Parameters
@@ -30,6 +31,8 @@ def build_catalogue(survey: Survey, cube_index: np.ndarray, crops: np.ndarray | 
     crops : ndarray of float, optional
         Per record the crop its row was cut with (a fraction of its frame's shorter side;
         NaN when it is not in the cube).
+    sides : ndarray of int, optional
+        Per record its frame's shorter side in pixels as decoded (0 when it is not in the cube).
 
     Returns
     -------
@@ -37,7 +40,9 @@ def build_catalogue(survey: Survey, cube_index: np.ndarray, crops: np.ndarray | 
         ``id``, ``source``, the label columns (one named like ours gets a ``catalogue_``
         prefix), one boolean ``flag_<name>`` per entry of ``FLAG_DESCRIPTIONS``, ``cube_index``
         and, given ``crops``, ``crop``: with ``framing = "galaxy"`` it measures each galaxy's
-        apparent size (its R90 is ``crop / galaxy_r90s`` of the frame's shorter side).
+        apparent size (its R90 is ``crop / galaxy_r90s`` of the frame's shorter side);
+        given ``sides``, ``frame_px`` (missing when it is not in the cube): frames of several
+        sizes are resampled to one, and the nuisance audit asks whether clusters follow it.
     """
     recs = survey.records
     table = pd.DataFrame({"id": pd.array(_storable([r.id for r in recs]), dtype=object),
@@ -56,6 +61,10 @@ def build_catalogue(survey: Survey, cube_index: np.ndarray, crops: np.ndarray | 
     table["cube_index"] = cube_index
     if crops is not None:
         table["crop"] = np.asarray(crops, dtype=np.float32)
+    if sides is not None:
+        sides = np.asarray(sides)
+        table["frame_px"] = pd.array(np.where(cube_index >= 0, sides, 0), dtype="Int32")
+        table.loc[cube_index < 0, "frame_px"] = pd.NA
     return table
 
 
@@ -125,9 +134,22 @@ def summarise(survey: Survey, catalogue: pd.DataFrame, spec: PreprocessSpec, det
                        "normalise": spec.normalise, "softening": spec.softening, "resample": spec.resample,
                        "exact": spec.exact, "jpeg_draft": spec.draft, "level_top": spec.level_top},
         "flags": flags,
+        "frame_sizes": _frame_sizes(catalogue),
         "workers": workers,
         "seconds": round(seconds, 3),
     }
+
+
+def _frame_sizes(catalogue: pd.DataFrame) -> dict | None:
+    """The native frame sizes of the cube's galaxies where they differ (min, max and how many
+    distinct shorter sides), else None."""
+    if "frame_px" not in catalogue:
+        return None
+    sides = catalogue["frame_px"].dropna().to_numpy(dtype=np.int64)
+    distinct = np.unique(sides)
+    if len(distinct) < 2:
+        return None
+    return {"min": int(distinct[0]), "max": int(distinct[-1]), "distinct": int(len(distinct))}
 
 
 def log_summary(summary: dict) -> None:
@@ -141,6 +163,11 @@ def log_summary(summary: dict) -> None:
     log.info("ingest: %d of %d galaxies in the cube %s %s (%.1f s)%s", summary["n_in_cube"], summary["n_records"],
              "x".join(map(str, summary["cube_shape"])), summary["cube_dtype"], summary["seconds"],
              f"; {summary['n_positions']} with a sky position (ra, dec)" if summary.get("n_positions") else "")
+    if sizes := summary.get("frame_sizes"):
+        side = summary["cube_shape"][-1]
+        log.warning("  frames of %d sizes (%d to %d px on the shorter side) resampled to %d px: a galaxy's "
+                    "resolution follows its frame's size; the nuisance audit shows whether clusters follow it "
+                    "(frame_px)", sizes["distinct"], sizes["min"], sizes["max"], side)
     for flag, info in summary["flags"].items():
         kept = info.get("n_in_cube", info["count"])
         fate = ("excluded" if info["excluded"] else "kept" if kept == info["count"]

@@ -163,6 +163,7 @@ def _write_outputs(survey, spec: PreprocessSpec, run: RunDir, data, cfg: Config,
         raise UserError(f"cannot write in {run.path}: {exc.strerror or exc}") from None
     cube_index = np.full(len(survey), -1, dtype=np.int64)
     crops = np.full(len(survey), np.nan, dtype=np.float32)  # per record, the crop its row was cut with
+    sides = np.zeros(len(survey), dtype=np.int32)  # per record, its frame's shorter side (0: not in the cube)
     details: dict[str, dict[str, str]] = {f: dict(list(d.items())[:N_EXAMPLES]) for f, d in survey.notes.items()}
     skies: dict[int, object] = {}  # record -> the position its FITS header gave
     chunks = run_chunks(survey, spec, chunk, pool, procs)
@@ -181,6 +182,7 @@ def _write_outputs(survey, spec: PreprocessSpec, run: RunDir, data, cfg: Config,
             if in_cube:
                 cube_index[i] = first + k
                 crops[i] = block.crops[k]
+                sides[i] = block.sides[k]
                 k += 1
             for flag in flags:
                 rec.flag(flag)
@@ -211,7 +213,7 @@ def _write_outputs(survey, spec: PreprocessSpec, run: RunDir, data, cfg: Config,
             raise UserError(f"no usable galaxy in {data}: all {len(survey)} were flagged "
                             f"({flag_counts_line(survey)})")
         writer.finish(background=True)  # synced while the catalogue is built; published once synced
-        catalogue = build_catalogue(survey, cube_index, crops)
+        catalogue = build_catalogue(survey, cube_index, crops, sides)
         if check is not None:  # before the earlier results are set aside: a refusal changes nothing
             check(catalogue, (writer.rows, *writer.row_shape))
         summary = summarise(survey, catalogue, spec, details, time.perf_counter() - t0, workers, writer.dtype.name)

@@ -64,6 +64,9 @@ class RowBlock:
     crops : numpy.ndarray
         float32 per row: the crop it was cut with, as a fraction of its frame's shorter side
         (``spec.crop``, or its galaxy's own with ``framing = "galaxy"``).
+    sides : numpy.ndarray
+        int32 per row: its frame's shorter side in pixels, as decoded (frames of several sizes are
+        resampled to one: the catalogue keeps this as ``frame_px`` so that the audit can tell).
     """
 
     shape: tuple
@@ -72,6 +75,7 @@ class RowBlock:
     luts: np.ndarray
     floats: np.ndarray
     crops: np.ndarray
+    sides: np.ndarray
 
     @classmethod
     def empty(cls, shape: tuple) -> "RowBlock":
@@ -89,7 +93,7 @@ class RowBlock:
         c, s = shape[0], shape[1]
         return cls(tuple(shape), np.zeros(0, dtype=bool), np.empty((0, c, s, s), dtype=np.uint8),
                    np.empty((0, c, 256), dtype=np.float32), np.empty((0, *shape), dtype=np.float32),
-                   np.empty(0, dtype=np.float32))
+                   np.empty(0, dtype=np.float32), np.empty(0, dtype=np.int32))
 
     def __len__(self) -> int:
         return len(self.lookup)
@@ -142,7 +146,7 @@ class RowBlock:
         if len(blocks) == 1:
             return blocks[0]
         return cls(tuple(shape), *(np.concatenate([getattr(b, f) for b in blocks])
-                                   for f in ("lookup", "levels", "luts", "floats", "crops")))
+                                   for f in ("lookup", "levels", "luts", "floats", "crops", "sides")))
 
 
 def preprocess(frame: Frame | np.ndarray, spec: PreprocessSpec) -> tuple[np.ndarray, set[str]]:
@@ -238,9 +242,11 @@ def preprocess_block(frames, spec: PreprocessSpec) -> tuple[RowBlock, list]:
     fast: dict[int, bytes] = {}  # its resized 8-bit levels (fast path), or
     floats: dict[int, np.ndarray] = {}  # its float32 row (other paths, and frames that are not 8-bit)
     crops: list[float] = []  # per frame, the crop it was cut with
+    sides: list[int] = []  # per frame, its shorter side as decoded
     for i, f in enumerate(frames):
         if isinstance(f, np.ndarray):
             f = Frame(f.astype(np.float32, copy=False), display=False)
+        sides.append(min(f.shape))
         results.append(set(f.flags))
         decoded.append(set(f.flags))
         if isinstance(f.pixels, Image.Image):
@@ -288,7 +294,8 @@ def preprocess_block(frames, spec: PreprocessSpec) -> tuple[RowBlock, list]:
     block = RowBlock(shape, np.array([i in fast for i in good], dtype=bool), levels, luts,
                      np.stack(list(floats.values())) if floats  # in frame order: filled in that order
                      else np.empty((0, *shape), dtype=np.float32),
-                     np.array([crops[i] for i in good], dtype=np.float32))
+                     np.array([crops[i] for i in good], dtype=np.float32),
+                     np.array([sides[i] for i in good], dtype=np.int32))
     return block, results
 
 
