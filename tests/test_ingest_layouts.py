@@ -341,17 +341,42 @@ def test_galaxy10_hdf5(tmp_path, kind, side):
     np.testing.assert_array_equal(single, cube)
 
 
-def test_galaxy10_answers_that_are_no_class_are_missing(tmp_path):
-    """A float 'ans' with NaN gaps (or 2.5, or 12) gives no class: not int64's minimum as a class."""
+def test_galaxy10_answers_that_are_no_class_are_missing_or_refused(tmp_path, caplog):
+    """A float 'ans' with NaN gaps gives no class (not int64's minimum as a class), and says so; 2.5 or
+    12 were left without a class without a word: a one-line error naming the image."""
     import h5py
 
     h5 = tiny_galaxy10(tmp_path / "Galaxy10.h5", n=4)
     with h5py.File(h5, "r+") as f:
         del f["ans"]
-        f.create_dataset("ans", data=np.array([1.0, np.nan, 2.5, 12.0]))
-    survey = read_survey(h5, DataConfig())
-    assert survey.labels["galaxy10_class"].isna().tolist() == [False, True, True, True]
-    assert survey.labels["galaxy10_class"].iloc[0] == 1 and survey.labels["galaxy10_name"].isna().sum() == 3
+        f.create_dataset("ans", data=np.array([1.0, np.nan, 3.0, np.nan]))
+    with caplog.at_level("INFO", logger="morphospace"):
+        survey = read_survey(h5, DataConfig())
+    assert survey.labels["galaxy10_class"].isna().tolist() == [False, True, False, True]
+    assert survey.labels["galaxy10_class"].iloc[0] == 1 and survey.labels["galaxy10_name"].isna().sum() == 2
+    assert "2 images without a class ('ans' NaN): kept, unlabelled" in caplog.text
+    assert "Galaxy10 SDSS class names" in caplog.text
+    for bad, shown in ((2.5, "2.5"), (12.0, "12"), (-1.0, "-1")):
+        with h5py.File(h5, "r+") as f:
+            f["ans"][2] = bad
+        with pytest.raises(UserError, match=f"'ans' of image 2 is {shown}: Galaxy10 classes are the numbers 0 to 9"):
+            read_survey(h5, DataConfig())
+
+
+def test_a_gz1_class_that_is_no_class_is_refused(tiny_sdss_gz1):
+    """One text cell in gz1_class made the column text, so that every galaxy's morph3 was missing and
+    the truth silently became another column."""
+    data = tiny_sdss_gz1
+    table = pd.read_csv(data / "labels.csv", dtype=str)
+    assert read_survey(data, DataConfig()).labels["morph3"].notna().any()
+    for bad in ("S", "7", "-1"):
+        table.loc[1, "gz1_class"] = bad
+        table.to_csv(data / "labels.csv", index=False)
+        with pytest.raises(UserError, match=f"gz1_class of objid {table['objid'][1]} is '{bad}': Galaxy Zoo 1 classes"):
+            read_survey(data, DataConfig())
+    table.loc[1, "gz1_class"] = ""  # an empty cell is a missing class
+    table.to_csv(data / "labels.csv", index=False)
+    assert read_survey(data, DataConfig()).labels["morph3"].notna().sum() >= 1
 
 
 def test_galaxy10_datasets_left_out_are_named(tmp_path, caplog):

@@ -89,6 +89,23 @@ def derive_gz2_class(votes: pd.DataFrame, t: VoteThresholds) -> pd.Series:
     return pd.Series(out, index=votes.index, dtype="string")
 
 
+def gz1_classes(table: pd.DataFrame, source: str) -> pd.Series:
+    """The ``gz1_class`` column of an sdss-gz1 ``labels.csv`` as Int64 codes 0-5 (empty cells, and
+    nan / NA / null / None, missing); anything else a one-line error naming the first such row (one
+    bad cell made the whole column text, and every galaxy's morph3 silently missing)."""
+    raw = table["gz1_class"]
+    text = raw.astype("string").str.strip()
+    missing = raw.isna() | (text == "") | text.str.lower().isin(MISSING_MARKERS).fillna(False)
+    codes = pd.to_numeric(text.where(~missing), errors="coerce")
+    bad = ~missing & ~codes.isin(range(6))
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise UserError(f"{source}: gz1_class of objid {str(table['objid'].iloc[row])[:40]} is "
+                        f"{str(raw.iloc[row])[:40]!r}: Galaxy Zoo 1 classes are the numbers 0 to 5 "
+                        f"({int(bad.sum())} such cell(s) in the column)")
+    return codes.astype("Int64")
+
+
 def vote_fractions(table: pd.DataFrame, column: str, source: str) -> pd.Series:
     """A Kaggle vote column as numbers in [0, 1] (empty cells, and nan / NA / null / None as in every
     label column, missing); anything else a one-line error."""

@@ -16,7 +16,8 @@ from ...config import DataConfig
 from ...errors import UserError, first_line
 from .files import (HDF5_EXTENSIONS, SYNTH_MARKER, file_kind, image_bands, images_in_subfolders, is_fits, list_files,
                     say_unread_beside, subfolder_images, survey_bands)
-from .labels import GALAXY10_MORPH3, GALAXY10_NAMES, GZ1_MORPH3, GZ2_MORPH3, derive_gz2_class, vote_fractions
+from .labels import (GALAXY10_MORPH3, GALAXY10_NAMES, GZ1_MORPH3, GZ2_MORPH3, derive_gz2_class, gz1_classes,
+                     vote_fractions)
 from .positions import find_position_columns
 from .records import Record, Survey
 from .tables import find_catalogue, join_files, pick_column, read_table, typed
@@ -120,7 +121,8 @@ def read_sdss_gz1(path: Path, cfg: DataConfig) -> Survey:
         raise UserError(f"{path / 'labels.csv'} has no 'objid' column (sdss-gz1 layout: objid,gz1_class,gz1_name)")
     files = list_files(path / "images", skip_companions=False)
     label_cols = [c for c in table.columns if c != "objid"]
-    labels = pd.DataFrame({c: typed(table[c]) for c in label_cols})
+    labels = pd.DataFrame({c: gz1_classes(table, "labels.csv") if c == "gz1_class" else typed(table[c])
+                           for c in label_cols})
     if "gz1_class" in labels:
         labels["morph3"] = labels["gz1_class"].map(GZ1_MORPH3, na_action="ignore").astype("string")
     ids = table["objid"].astype(str).str.strip().tolist()
@@ -198,6 +200,17 @@ def read_galaxy10(path: Path, cfg: DataConfig) -> Survey:
         raise UserError(f"{path.name}: 'images' must be N x H x W x 3 (bands last), got {shape}{hint}")
     survey_kind = "decals" if shape[1] >= 128 else "sdss"
     names = GALAXY10_NAMES[survey_kind]
+    # a class is an integer of the vocabulary: 12 or 2.5 was left without a class, without a word
+    bad = np.isfinite(answers) & ((ans < 0) | (ans >= len(names)) | ~known)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise UserError(f"{path.name}: 'ans' of image {row} is {answers[row]:g}: Galaxy10 classes are the numbers "
+                        f"0 to {len(names) - 1} ({int(bad.sum())} such answer(s))")
+    if not np.isfinite(answers).all():
+        log.info("%s: %d images without a class ('ans' NaN): kept, unlabelled", path.name,
+                 int((~np.isfinite(answers)).sum()))
+    log.info("%s: Galaxy10 %s class names (images %d px wide; the DECaLS set's are 256 px, the SDSS set's 69)",
+             path.name, "DECaLS" if survey_kind == "decals" else "SDSS", shape[2] if len(shape) > 2 else shape[1])
     width = len(str(max(shape[0] - 1, 0)))
     records = [Record(id=f"{i:0{width}d}", source=str(path), kind="hdf5", index=i) for i in range(len(ans))]
     classes = pd.array(ans, dtype="Int64")
