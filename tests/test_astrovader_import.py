@@ -95,6 +95,28 @@ def test_missing_or_bad_file_is_a_user_error(tmp_path):
         build_astrovader(bad)
 
 
+@needs_peer
+def test_weights_holding_nan_are_refused(tmp_path):
+    """A damaged copy of the weights (a NaN bias) was imported, exit 0: every galaxy's code NaN."""
+    import shutil
+
+    import h5py
+
+    from morphospace.vade.keras_import import ENCODER_LAYERS
+
+    bad = tmp_path / "nan.h5"
+    shutil.copy(WEIGHTS, bad)
+    layer = next(iter(ENCODER_LAYERS))
+    with h5py.File(bad, "r+") as f:
+        group = f[layer][layer] if layer in f[layer] else f[layer]
+        bias = group["bias:0"]
+        values = bias[()]
+        values[0] = np.nan
+        bias[...] = values
+    with pytest.raises(UserError, match=f"layer '{layer}' weight 'bias:0' holds 1 NaN or infinite value"):
+        load_astrovader_h5(bad)
+
+
 def test_importing_into_a_run_with_a_trained_model_is_refused(tmp_path, capsys):
     """A trained model and all that was derived from it are not replaced unasked (the import
     overwrote model.pt and left the old model's files beside it)."""

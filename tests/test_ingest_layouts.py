@@ -496,6 +496,24 @@ def test_spreadsheet_catalogue_and_odd_file_names(tmp_path):
     assert cat.loc[1, "id"].startswith("gal") and cat.loc[1, "flag_no_catalogue_row"]
 
 
+def test_a_header_named_twice_is_refused_and_renamed_columns_are_named_as_stored(tmp_path, caplog):
+    """`id,klass,klass` became klass and klass.1 without a word; a column named like ours (crop, source,
+    flag_*) was stored as catalogue_<name> while the summary listed it by the name it no longer has."""
+    root = tmp_path / "survey"
+    for k in range(2):
+        save_image(root / f"g{k}.png", galaxy_rgb(48, seed=k))
+    (root / "cat.csv").write_text("id,klass,klass\ng0,a,b\ng1,b,a\n")
+    with pytest.raises(UserError, match="names a column twice: klass"):
+        ingest_to(root, tmp_path / "run")
+    (root / "cat.csv").write_text("id,source,crop,klass\ng0,x,1,a\ng1,y,2,b\n")
+    with caplog.at_level("INFO", logger="morphospace"):
+        summary, cat, _, _ = ingest_to(root, tmp_path / "run")
+    assert summary["label_columns"] == ["catalogue_source", "catalogue_crop", "klass"]
+    assert set(summary["label_columns"]) <= set(cat.columns)
+    assert "catalogue column(s) source, crop named like the ingest's own: kept as catalogue_source, catalogue_crop" \
+        in caplog.text
+
+
 def test_a_catalogue_that_matches_no_image_is_a_user_error(tmp_path):
     root = tmp_path / "mismatch"
     for i in range(2):

@@ -63,7 +63,11 @@ def _dataset(group: Any, layer: str, weight: str, path: Path) -> np.ndarray:
     # Keras 2.3 nests the weights as <layer>/<layer>/<weight>; accept the flat form too
     for key in (f"{layer}/{weight}", weight):
         if key in g and isinstance(g[key], h5py.Dataset):
-            return np.asarray(g[key][()], dtype=np.float32)
+            values = np.asarray(g[key][()], dtype=np.float32)
+            if not np.isfinite(values).all():  # a damaged file: the model would give NaN for every galaxy
+                raise UserError(f"{path}: layer {layer!r} weight {weight!r} holds "
+                                f"{int((~np.isfinite(values)).sum())} NaN or infinite value(s); a damaged file")
+            return values
     raise UserError(f"{path}: layer {layer!r} has no weight {weight!r}")
 
 
@@ -235,6 +239,7 @@ def import_astrovader(run: RunDir, weights: str | Path, built: tuple[torch.nn.Mo
 
     model, hp = built if built is not None else astrovader_model(weights)
     path = model_file(run)
-    save_model(model, hp, path, extra={"imported_from": str(weights)})
-    write_json(path.parent / IMPORTED_MARKER, {"imported_from": str(weights)})  # read by ingest, without torch
+    source = str(Path(weights).resolve())  # a relative path names nothing once the shell has moved on
+    save_model(model, hp, path, extra={"imported_from": source})
+    write_json(path.parent / IMPORTED_MARKER, {"imported_from": source})  # read by ingest, without torch
     return path

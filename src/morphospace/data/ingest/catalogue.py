@@ -49,10 +49,11 @@ def build_catalogue(survey: Survey, cube_index: np.ndarray, crops: np.ndarray | 
                           "source": pd.array(_storable([r.where for r in recs]), dtype=object)})
     labels = survey.labels.reset_index(drop=True)
     for col in labels.columns:
-        name = str(col)
-        if name in RESERVED or name.startswith("flag_"):
-            name = f"catalogue_{name}"  # a catalogue column named like ours is kept, renamed
-        table[name] = labels[col].array
+        table[stored_name(col)] = labels[col].array
+    renamed = [str(c) for c in labels.columns if stored_name(c) != str(c)]
+    if renamed:
+        log.info("catalogue column(s) %s named like the ingest's own: kept as %s", ", ".join(renamed),
+                 ", ".join(stored_name(c) for c in renamed))
     flagged = [(i, r.flags) for i, r in enumerate(recs) if r.flags]  # one pass: most records have none
     for flag in FLAG_DESCRIPTIONS:
         column = np.zeros(len(recs), dtype=bool)
@@ -66,6 +67,13 @@ def build_catalogue(survey: Survey, cube_index: np.ndarray, crops: np.ndarray | 
         table["frame_px"] = pd.array(np.where(cube_index >= 0, sides, 0), dtype="Int32")
         table.loc[cube_index < 0, "frame_px"] = pd.NA
     return table
+
+
+def stored_name(column) -> str:
+    """The name a catalogue's column is stored under: its own, or with a ``catalogue_`` prefix where
+    it is named like one of ours (kept, renamed)."""
+    name = str(column)
+    return f"catalogue_{name}" if name in RESERVED or name.startswith("flag_") else name
 
 
 def _storable(texts: list[str]) -> list[str]:
@@ -125,7 +133,7 @@ def summarise(survey: Survey, catalogue: pd.DataFrame, spec: PreprocessSpec, det
         "n_flagged": int(catalogue[[f"flag_{f}" for f in FLAG_DESCRIPTIONS]].any(axis=1).sum()),
         "cube_shape": [n_in, spec.channels, spec.size, spec.size],
         "cube_dtype": cube_dtype,
-        "label_columns": survey.label_columns,
+        "label_columns": [stored_name(c) for c in survey.label_columns],
         "n_positions": int(catalogue[["ra", "dec"]].notna().all(axis=1).sum())
         if {"ra", "dec"} <= set(catalogue) else 0,
         "preprocess": {"crop": spec.crop, "framing": spec.framing, "galaxy_r90s": spec.galaxy_r90s,

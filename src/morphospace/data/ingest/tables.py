@@ -77,9 +77,19 @@ def read_table(path: Path) -> pd.DataFrame:
             return table.astype(str).where(table.notna(), "")
         # utf-8-sig: a spreadsheet's byte-order mark must not become part of the first column name
         table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
+        # pandas renames a header named twice (klass, klass.1): which one holds the labels is the user's to say
+        if len(table.columns) > 1:
+            header = pd.read_csv(path, dtype=str, header=None, nrows=1, keep_default_na=False, skipinitialspace=True,
+                                 encoding="utf-8-sig").iloc[0].str.strip()
+            named = header[header != ""]
+            if named.duplicated().any():
+                raise UserError(f"catalogue {path} names a column twice: "
+                                f"{', '.join(dict.fromkeys(named[named.duplicated()]))}")
         # a header ending in a comma (spreadsheets write one) gives an empty column named "Unnamed: N"
         blank = [c for c in table.columns if str(c).startswith("Unnamed: ") and not table[c].str.strip().any()]
         return table.drop(columns=blank)
+    except UserError:
+        raise
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError, ValueError, OSError) as exc:
         raise UserError(f"cannot read catalogue {path}: {first_line(exc)}") from None
     except Exception as exc:  # noqa: BLE001 - pyarrow raises its own types
