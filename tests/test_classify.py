@@ -541,6 +541,18 @@ def test_conflicting_duplicates_are_left_out_and_reported(tmp_path):
     assert any("1 repeated row" in n for n in notes)
 
 
+def test_numeric_classes_written_as_floats_are_one_class_with_their_integers(tmp_path):
+    """T-types typed 1 by hand and saved 1.0 by a spreadsheet were the classes 1 and 1.0, and a
+    galaxy labelled 1 and 1.0 was labelled twice with different labels; codes with leading zeros
+    and text vocabularies stay as written."""
+    path = _csv(tmp_path / "t.csv", "id,ttype\na,1\nb,1.0\nc,-5.00\nd,-5\ne,1\ne,1.0\nf,01\n")
+    pairs, notes = read_labels(path, "ttype")
+    assert pairs.to_dict("list") == {"id": ["a", "b", "c", "d", "e", "f"], "label": ["1", "1", "-5", "-5", "1", "01"]}
+    assert not any("different labels" in n for n in notes)
+    text = _csv(tmp_path / "k.csv", "id,kind\na,1.0\nb,spiral\n")
+    assert read_labels(text, "kind")[0]["label"].tolist() == ["1.0", "spiral"]
+
+
 def test_column_names_are_safe_and_distinct():
     names = column_names(["a b", "a/b", "élan", 'say "hi"', "", "../x", "a_b"])
     assert names == ["a_b", "a_b_2", "elan", "say_hi", "x", "x_2", "a_b_3"]

@@ -88,7 +88,7 @@ def read_labels(paths, column: str, id_column: str = "id") -> tuple[pd.DataFrame
     if no_label.any():
         notes.append(f"{_count(int(no_label.sum()), 'row', 'rows')}{where} without a label in '{column}': ignored "
                      f"(ids {_example(ids[no_label])})")
-    pairs = pd.DataFrame({"id": ids, "label": labels})[~no_id & ~no_label]
+    pairs = pd.DataFrame({"id": ids, "label": _whole_numbers_as_integers(labels)})[~no_id & ~no_label]
     n_rows = len(pairs)
     pairs = pairs.drop_duplicates()
     if n_rows > len(pairs):
@@ -99,6 +99,17 @@ def read_labels(paths, column: str, id_column: str = "id") -> tuple[pd.DataFrame
         notes.append(f"{_count(len(bad), 'id', 'ids')} labelled twice with different labels: ignored (ids {_example(bad)})")
         pairs = pairs[~repeated]
     return pairs.reset_index(drop=True), notes
+
+
+def _whole_numbers_as_integers(labels: pd.Series) -> pd.Series:
+    """Numeric classes written 1.0 as 1, where every label given is a number: a T-type column saved
+    by a spreadsheet or pandas (1.0, -5.0) beside one typed by hand (1, -5) named one class twice,
+    and a catalogue column of them reads as whole numbers. Codes with leading zeros stay as written."""
+    present = labels[~missing_mask(labels.to_numpy(dtype=object))]
+    if present.empty or not present.str.fullmatch(r"[+-]?\d+(\.\d*)?").all():
+        return labels
+    whole = labels.str.fullmatch(r"[+-]?\d+\.0*")
+    return labels.where(~whole, labels.str.replace(r"\.0*$", "", regex=True))
 
 
 def _label_columns(path: Path, column: str, id_column: str) -> tuple[pd.Series, pd.Series]:
