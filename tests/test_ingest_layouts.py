@@ -512,6 +512,13 @@ def test_a_header_named_twice_is_refused_and_renamed_columns_are_named_as_stored
     assert set(summary["label_columns"]) <= set(cat.columns)
     assert "catalogue column(s) source, crop named like the ingest's own: kept as catalogue_source, catalogue_crop" \
         in caplog.text
+    # classes that differ only in case are kept apart, and said (the comparisons count them as two)
+    (root / "cat.csv").write_text("id,klass\ng0,Spiral\ng1,spiral\n")
+    caplog.clear()
+    with caplog.at_level("INFO", logger="morphospace"):
+        cat = ingest_to(root, tmp_path / "run")[1]
+    assert sorted(cat["klass"]) == ["Spiral", "spiral"]
+    assert "catalogue column klass: classes differ only in case (Spiral, spiral): kept apart" in caplog.text
 
 
 def test_a_catalogue_that_matches_no_image_is_a_user_error(tmp_path):

@@ -50,6 +50,7 @@ def build_catalogue(survey: Survey, cube_index: np.ndarray, crops: np.ndarray | 
     labels = survey.labels.reset_index(drop=True)
     for col in labels.columns:
         table[stored_name(col)] = labels[col].array
+    _say_classes_alike(labels)
     renamed = [str(c) for c in labels.columns if stored_name(c) != str(c)]
     if renamed:
         log.info("catalogue column(s) %s named like the ingest's own: kept as %s", ", ".join(renamed),
@@ -67,6 +68,22 @@ def build_catalogue(survey: Survey, cube_index: np.ndarray, crops: np.ndarray | 
         table["frame_px"] = pd.array(np.where(cube_index >= 0, sides, 0), dtype="Int32")
         table.loc[cube_index < 0, "frame_px"] = pd.NA
     return table
+
+
+def _say_classes_alike(labels: pd.DataFrame) -> None:
+    """A warning for each text column whose classes differ only in case (Spiral, spiral): kept apart,
+    as written, but the user should know that the comparisons will count them as two."""
+    for col in labels.columns:
+        if not (pd.api.types.is_string_dtype(labels[col]) or labels[col].dtype == object):
+            continue
+        values = pd.Series(labels[col].dropna().astype(str).unique())
+        if len(values) > 200:  # free text, not classes
+            continue
+        folded = values.str.strip().str.casefold()
+        alike = values[folded.duplicated(keep=False)]
+        if len(alike):
+            log.warning("  catalogue column %s: classes differ only in case (%s): kept apart, as written",
+                        col, ", ".join(sorted(alike)[:6]))
 
 
 def stored_name(column) -> str:
