@@ -587,6 +587,14 @@ def test_a_colour_frame_in_a_survey_sampled_as_grey_is_flagged(tmp_path):
     assert summary["flags"]["colour_reduced"]["count"] == 2 and not summary["flags"]["colour_reduced"]["excluded"]
     _, asked, _, _ = ingest_to(folder, tmp_path / "grey", preprocess__size=16, preprocess__colour="grey")
     assert flagged(asked, "colour_reduced") == []
+    # a two-band FITS frame among grey ones is averaged too: its colour is as lost
+    from astropy.io import fits
+
+    two = np.stack([galaxy_rgb(64, seed=7)[..., b].astype(np.float32) for b in (0, 1)])
+    fits.PrimaryHDU(two).writeto(folder / "g005.fits")
+    (folder / "g005.png").unlink()
+    _, cat, cube, _ = ingest_to(folder, tmp_path / "run2", preprocess__size=16)
+    assert cube.shape[1] == 1 and flagged(cat, "colour_reduced") == ["g001", "g003", "g005"]
 
 
 def test_a_multi_page_tiff_says_only_its_first_page_is_read(tmp_path, caplog):

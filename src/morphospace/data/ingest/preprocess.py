@@ -368,7 +368,7 @@ def _row_float(arr: np.ndarray, display: bool, spec: PreprocessSpec) -> tuple[np
     """Checks, NaN repair, sky, crop, resize and normalisation of a float frame: (row, flags, crop)."""
     arr = spec.on_level_scale(arr, display)
     flags: set[str] = {"fewer_bands"} if arr.shape[-1] < spec.channels else set()
-    if spec.grey_by_sample and arr.shape[-1] >= 3:
+    if spec.grey_by_sample and arr.shape[-1] >= 2:  # two bands averaged lose their colour too
         flags.add("colour_reduced")
     bad = ~np.isfinite(arr)
     if bad.any():
