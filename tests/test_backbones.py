@@ -112,6 +112,8 @@ def test_weights_file_round_trip_and_mismatch(tmp_path):
         make_backbone("small", weights=efficientnet_lite0_weights_path())
     with pytest.raises(UserError, match="weights file not found"):
         make_backbone("small", weights=tmp_path / "nope.pt")
+    with pytest.raises(UserError, match="is a folder: give the weights file itself"):  # it said "not found"
+        make_backbone("small", weights=tmp_path)
 
 
 def test_hub_hash_check_catches_a_corrupt_file(tmp_path):

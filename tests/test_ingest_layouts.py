@@ -356,6 +356,16 @@ def test_galaxy10_answers_that_are_no_class_are_missing_or_refused(tmp_path, cap
     assert survey.labels["galaxy10_class"].iloc[0] == 1 and survey.labels["galaxy10_name"].isna().sum() == 2
     assert "2 images without a class ('ans' NaN): kept, unlabelled" in caplog.text
     assert "Galaxy10 SDSS class names" in caplog.text
+    for key in ("images", "ans"):  # a group, or text classes: the words of h5py and numpy
+        broken = tiny_galaxy10(tmp_path / f"broken_{key}.h5", n=2)
+        with h5py.File(broken, "r+") as f:
+            del f[key]
+            if key == "images":
+                f.create_group("images").create_dataset("x", data=np.zeros(2))
+            else:
+                f.create_dataset("ans", data=np.array([b"spiral", b"round"]))
+        with pytest.raises(UserError, match="'images' must be a dataset" if key == "images" else "'ans' must hold class numbers"):
+            read_survey(broken, DataConfig())
     for bad, shown in ((2.5, "2.5"), (12.0, "12"), (-1.0, "-1")):
         with h5py.File(h5, "r+") as f:
             f["ans"][2] = bad

@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file-column", help="catalogue file column")
     p.add_argument("--workers", type=int, help="worker processes")
     p.add_argument("--preset", choices=["default", "astrovader"], help="preprocessing preset")
-    p.add_argument("--size", type=int, help="output image side (64 or 128)")
+    p.add_argument("--size", type=int, help="output image side in pixels, 16 to 1024 (default 64; 128 for the "
+                                            "astrovader preset)")
     p.add_argument("--colour", choices=["rgb", "grey"], help="3-band colour or grey")
     p.add_argument("--strict", action="store_true", help="turn every quality flag into an error")
     p.add_argument("--mask-neighbours", action="store_true",

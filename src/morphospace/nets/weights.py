@@ -21,6 +21,8 @@ __all__ = ["_read_state_dict", "_load_into", "efficientnet_lite_weights_path", "
 def existing_weights_file(path: str | Path) -> Path:
     """``path`` as a Path, or the one-line UserError every command gives for a weights file that is not there."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"weights file {path} is a folder: give the weights file itself")
     if not path.is_file():
         raise UserError(f"weights file not found: {path}")
     return path

@@ -169,6 +169,11 @@ def read_galaxy10(path: Path, cfg: DataConfig) -> Survey:
             if "images" not in f or "ans" not in f:
                 raise UserError(f"{path.name} is not a Galaxy10 file (needs datasets 'images' and 'ans'; "
                                 f"has {', '.join(f.keys()) or 'none'})")
+            for key in ("images", "ans"):
+                if not isinstance(f[key], h5py.Dataset):  # a group: "'Group' object has no attribute 'shape'"
+                    raise UserError(f"{path.name}: '{key}' must be a dataset (an array), not a group of them")
+            if f["ans"].dtype.kind not in "biuf":
+                raise UserError(f"{path.name}: 'ans' must hold class numbers, got {f['ans'].dtype}")
             shape, kind = f["images"].shape, f["images"].dtype.kind
             if kind not in "biuf":  # text or complex pixels: a traceback from the decode, or the imaginary part lost
                 raise UserError(f"{path.name}: 'images' must hold numbers (integers or floats), got "
