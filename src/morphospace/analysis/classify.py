@@ -69,10 +69,12 @@ def check_labels(y_labelled) -> tuple[np.ndarray, np.ndarray]:
     if len(classes) == 1:
         raise InvalidArgument(f"only one class ('{classes[0]}', {counts[0]} labels): "
                               "a classifier needs at least two classes")
-    few = [f"'{c}' ({n})" for c, n in zip(classes, counts) if n < 2]
+    few = [f"'{c}'" for c, n in zip(classes, counts) if n < 2]
     if few:
-        raise InvalidArgument(f"every class needs at least 2 labels, these have 1: {', '.join(few)} "
-                              "(label more of them, or leave them out)")
+        shown = ", ".join(few[:5]) + (f" and {len(few) - 5} more" if len(few) > 5 else "")
+        hint = " (is the column of classes, not of names or ids?)" if len(few) > len(classes) / 2 else ""
+        raise InvalidArgument(f"every class needs at least 2 labels; {len(few)} of the {len(classes)} classes have 1: "
+                              f"{shown}{hint} (label more of them, or leave them out)")
     return classes, counts
 
 
