@@ -96,10 +96,10 @@ def test_text_fits_cannot_hold_is_one_line_before_any_file(run, tmp_path, capsys
     cat["morph3"] = cat["morph3"].astype(object)
     cat.loc[1, "morph3"] = "elliptique à bulbe"  # a label (or an id) with non-ASCII text
     write_table(run.catalogue, cat)
-    assert main(["export", str(run.path), "--out", str(tmp_path / "r.fits")]) == 2
+    assert main(["export", str(run.path), "--out", str(tmp_path / "new" / "folder" / "r.fits")]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "column 'morph3'" in err and ".csv or .parquet" in err
-    assert not (tmp_path / "r.fits").exists() and not list(tmp_path.glob(".r.fits*"))
+    assert not (tmp_path / "new").exists()  # refused before the folders were made
     assert main(["export", str(run.path), "--out", str(tmp_path / "r.csv")]) == 0
     assert "elliptique à bulbe" in pd.read_csv(tmp_path / "r.csv")["morph3"].tolist()
 
@@ -126,6 +126,26 @@ def test_fits_keeps_column_names_types_and_missing_values(run, tmp_path):
     assert back["flag_duplicate_id"].tolist() == [False, False, False, True, False]
     np.testing.assert_allclose(np.ma.filled(back["prob_vade_1"], np.nan)[:3], [0.9, 0.2, 0.7], rtol=1e-6)
     assert np.isnan(np.ma.filled(back["prob_vade_1"], np.nan)[3:]).all()
+
+
+def test_fits_null_markers_are_values_no_column_holds_and_names_differ_beyond_case(run, tmp_path, capsys):
+    """astropy marks a missing integer with TNULL = 999999 whatever the column holds: a galaxy with
+    999999 votes read back as missing. Columns whose names differ only in case (prob_label_Spiral,
+    prob_label_spiral) were written, and a FITS reader finds either under both."""
+    cat = pd.read_parquet(run.catalogue)
+    cat["nvotes"] = pd.array([999999, None, 0, -9223372036854775808, 12], dtype="Int64")
+    write_table(run.catalogue, cat)
+    back = Table.read(export(run, tmp_path / "r.fits"))
+    assert back["nvotes"].mask.tolist() == [False, True, False, False, False]
+    assert back["nvotes"].data[[0, 2, 3, 4]].tolist() == [999999, 0, -9223372036854775808, 12]
+    assert back["cluster_kmeans3_pca"].mask.tolist() == [False, False, False, True, True]
+    cat["Morph3"] = "x"
+    write_table(run.catalogue, cat)
+    assert main(["export", str(run.path), "--out", str(tmp_path / "case.fits")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "'morph3' and 'Morph3' to FITS: FITS column names ignore case" in err
+    assert not (tmp_path / "case.fits").exists()
+    assert main(["export", str(run.path), "--out", str(tmp_path / "case.csv")]) == 0
 
 
 @pytest.mark.parametrize("ext", [".csv", ".parquet", ".fits"])

@@ -194,6 +194,7 @@ def export(run: RunDir, out: str | Path) -> Path:
     if suffix not in FORMATS:
         raise UserError(f"cannot export to '{out.name}': use one of {', '.join(FORMATS)}")
     table = results_table(run)
+    fits = fits_table(table) if suffix == ".fits" else None  # refused before any folder or file is made
     try:
         with atomic_path(out) as tmp:
             if suffix == ".csv":
@@ -201,7 +202,7 @@ def export(run: RunDir, out: str | Path) -> Path:
             elif suffix == ".parquet":
                 to_parquet(table, tmp)
             else:
-                fits_table(table).write(tmp, format="fits", overwrite=True)
+                fits.write(tmp, format="fits", overwrite=True)
     except OSError as exc:  # said of the temporary file beside it: of the user's path instead
         name = Path(str(exc.filename or "")).name
         if exc.errno is None or exc.filename2 is not None or not (name.startswith(f".{out.name}.")
@@ -231,9 +232,14 @@ def fits_table(table: pd.DataFrame) -> "Table":
     from astropy.table import Table
 
     ready = {}
+    folded: dict[str, str] = {}
     for col in table.columns:
         s = table[col]
         name = str(col)
+        twin = folded.setdefault(name.upper(), name)
+        if twin != name:  # FITS names compare without case: a reader would find either under both
+            raise UserError(f"cannot write the columns '{twin}' and '{name}' to FITS: FITS column names ignore case; "
+                            "rename one in the catalogue (or the labels), or export to .csv or .parquet instead")
         if not (name.isascii() and name.isprintable()) or len(name) > FITS_NAME_MAX:
             # a FITS column name is a header card's value: printable ASCII, at most 68 characters
             raise UserError(f"cannot write the column {ascii(name)[:80]} to FITS: its name must be printable ASCII "
@@ -251,6 +257,13 @@ def fits_table(table: pd.DataFrame) -> "Table":
                                 f"{ascii(odd)[:60]} is not; export to .csv or .parquet instead")
             ready[col] = pd.Series(values, index=s.index, dtype=object)
     out = Table.from_pandas(pd.DataFrame(ready, index=table.index))
+    for col in out.colnames:  # astropy's null marker is 999999, a value a column may hold: one it does not
+        column = out[col]
+        if getattr(column, "mask", None) is not None and column.dtype.kind in "iu" and column.mask.any():
+            present = set(np.asarray(column.data[~column.mask]).tolist())
+            info = np.iinfo(column.dtype)
+            column.fill_value = next(v for v in (info.min, info.max, *range(info.min + 1, info.min + 1 + len(present) + 1))
+                                     if v not in present)
     for col in ("ra", "dec"):  # the sky positions of the ingest (data.ingest.positions)
         if col in out.colnames:
             out[col].unit = "deg"
