@@ -6,6 +6,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+from astropy.table import Table
 from sklearn.metrics import balanced_accuracy_score
 
 from morphospace.analysis.classes import column_names, read_labels
@@ -185,6 +186,7 @@ def test_active_learning_beats_random_choice_on_a_toy_problem():
 # --- the run: `morphospace classify` and the export -------------------------------------------------
 
 HOSTILE = {"round": 'round "E0"', "disk": "disk/spiral arms", "edge": "édge on"}
+HOSTILE_BY_SAFE = {"round_E0": 'round "E0"', "disk_spiral_arms": "disk/spiral arms", "edge_on": "édge on"}
 
 
 @pytest.fixture
@@ -240,14 +242,18 @@ def test_classify_end_to_end_writes_classes_suggestions_and_export_columns(tiny_
     inside = res[res["id"] != "flagged"].set_index("id")
     safe = {"round": "round_E0", "disk": "disk_spiral_arms", "edge": "edge_on"}  # as in the prob_ columns
     expected = pd.Series([safe[v] for v in y], index=run.cube_ids())
-    back = {c["column"]: c["name"] for c in meta["classes"]}
-    assert (inside["class_kind"].map(back) == table.set_index("id")["class"].reindex(inside.index)).all()
-    assert (inside["class_kind"] == expected.reindex(inside.index)).mean() > 0.95
+    # the classes as the labels named them (they were the column-safe names: 'a b' and 'a_b' alike)
+    assert (inside["class_kind"] == table.set_index("id")["class"].reindex(inside.index)).all()
+    assert (inside["class_kind"] == expected.map(HOSTILE_BY_SAFE).reindex(inside.index)).mean() > 0.95
     assert pd.isna(res.loc[res["id"] == "flagged", "class_kind"]).all()
     probs = inside[[c for c in res.columns if c.startswith("prob_kind_")]].to_numpy()
     assert np.allclose(probs.sum(axis=1), 1, atol=1e-5)
     for ext in ("fits", "csv"):
         assert main(["export", str(run.path), "--out", str(tmp_path / f"r.{ext}"), "--quiet"]) == 0
+    # FITS text is ASCII: there, and there only, the classes go by their column-safe names
+    assert set(Table.read(tmp_path / "r.fits")["class_kind"].filled("")) - {""} <= set(safe.values())
+    assert set(pd.read_csv(tmp_path / "r.csv")["class_kind"].dropna()) <= set(HOSTILE.values())
+    assert "its classes written by their ASCII names" in run.log.read_text()
     meta["classes"][0]["column"] = "other"  # a json that is not the table's (an interrupted classify)
     (run.path / "classes" / "kind.json").write_text(json.dumps(meta))
     with pytest.raises(UserError, match="do not belong together"):
@@ -558,6 +564,6 @@ def test_numeric_classes_written_as_floats_are_one_class_with_their_integers(tmp
 
 
 def test_column_names_are_safe_and_distinct():
-    names = column_names(["a b", "a/b", "élan", 'say "hi"', "", "../x", "a_b"])
-    assert names == ["a_b", "a_b_2", "elan", "say_hi", "x", "x_2", "a_b_3"]
+    names = column_names(["a b", "a/b", "élan", 'say "hi"', "", "../x", "a_b", "Elan", "ELAN"])
+    assert names == ["a_b", "a_b_2", "elan", "say_hi", "x", "x_2", "a_b_3", "Elan_2", "ELAN_3"]
     assert all(n.replace("_", "").isalnum() for n in names)

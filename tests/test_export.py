@@ -193,7 +193,7 @@ def test_a_classification_named_like_a_clustering_is_refused_in_one_line(run, mo
     import morphospace.analysis.classes as classes
 
     probs = np.array([0.5, 0.4, 0.6], dtype=np.float32)
-    monkeypatch.setattr(classes, "class_columns", lambda r: {
+    monkeypatch.setattr(classes, "class_columns", lambda r, ascii_text=False: {
         "class_vade": ("class", np.array(["x", "y", "x"], dtype=object)), "prob_vade_0": ("prob", probs)})
     with pytest.raises(UserError, match=r"both write the column 'prob_vade_0': remove the classification's files from .*classes and run"):
         results_table(run)

@@ -41,7 +41,7 @@ __all__ = ["FORMATS", "results_table", "export", "fits_table"]
 FORMATS = (".csv", ".parquet", ".fits")
 
 
-def results_table(run: RunDir) -> pd.DataFrame:
+def results_table(run: RunDir, ascii_text: bool = False) -> pd.DataFrame:
     """Build the results catalogue of ``run``: one row per input galaxy.
 
     Parameters
@@ -49,6 +49,9 @@ def results_table(run: RunDir) -> pd.DataFrame:
     run : RunDir
         A run with a catalogue and a cube; every clustering of the run must
         cover exactly the cube's galaxies.
+    ascii_text : bool
+        For FITS, whose text is ASCII: classes named otherwise are given by their column-safe
+        names (:func:`~morphospace.analysis.classes.class_columns`).
 
     Returns
     -------
@@ -58,10 +61,10 @@ def results_table(run: RunDir) -> pd.DataFrame:
         outside the cube, -1 for noise), ``prob_<name>_<k>`` (float32) for soft
         clusterings and ``vade_<score>`` (float32) where the VaDE wrote
         per-galaxy scores. Per classification of ``morphospace classify``
-        (``RUN/classes/``): ``class_<name>`` (text: the predicted class, missing
-        outside the cube) and ``prob_<name>_<class>`` (float32, calibrated), names
-        and classes sanitised to letters, digits and ``_`` (the originals are in
-        ``RUN/classes/<name>.json``). Where the run has a form anomaly score
+        (``RUN/classes/``): ``class_<name>`` (text: the predicted class as the labels
+        named it, missing outside the cube) and ``prob_<name>_<class>`` (float32,
+        calibrated), the column names sanitised to letters, digits and ``_`` (the
+        originals are in ``RUN/classes/<name>.json``). Where the run has a form anomaly score
         (``RUN/anomaly.parquet``): ``form_anomaly`` (raw), ``form_anomaly_rank``
         ([0, 1]), ``form_anomaly_score`` (re-ranked by the user's tags) and ``anomaly_tag``.
 
@@ -110,7 +113,7 @@ def results_table(run: RunDir) -> pd.DataFrame:
     # --- few-label classes (`morphospace classify`, RUN/classes/): class_<name>, prob_<name>_<class> ---
     from .analysis.classes import class_columns
 
-    for col, (kind, values) in class_columns(run).items():
+    for col, (kind, values) in class_columns(run, ascii_text).items():
         if kind == "class":
             column = pd.array(np.full(len(cat), None, dtype=object), dtype="string")
         else:
@@ -193,7 +196,7 @@ def export(run: RunDir, out: str | Path) -> Path:
     suffix = out.suffix.lower()
     if suffix not in FORMATS:
         raise UserError(f"cannot export to '{out.name}': use one of {', '.join(FORMATS)}")
-    table = results_table(run)
+    table = results_table(run, ascii_text=suffix == ".fits")
     fits = fits_table(table) if suffix == ".fits" else None  # refused before any folder or file is made
     try:
         with atomic_path(out) as tmp:

@@ -47,13 +47,14 @@ FOLDER = "classes"
 
 def column_names(names) -> list[str]:
     """Names safe in any table column: accents dropped (NFKD), anything but letters, digits and
-    ``_`` replaced by ``_``, never empty, and distinct (``_2``, ``_3``, ... on a clash)."""
+    ``_`` replaced by ``_``, never empty, and distinct whatever their case (``_2``, ``_3``, ... on a
+    clash: FITS column names ignore case)."""
     out: list[str] = []
     for name in names:
         ascii_ = unicodedata.normalize("NFKD", str(name)).encode("ascii", "ignore").decode("ascii")
         base = re.sub(r"_+", "_", re.sub(r"[^0-9A-Za-z_]", "_", ascii_)).strip("_")[:60] or "x"
         cand, i = base, 2
-        while cand in out:
+        while cand.casefold() in {o.casefold() for o in out}:
             cand, i = f"{base}_{i}", i + 1
         out.append(cand)
     return out
@@ -265,20 +266,23 @@ def _suggestion_table(clf: FewLabelClassifier, X: np.ndarray, rows: np.ndarray, 
     return table
 
 
-def class_columns(run: RunDir) -> dict[str, tuple[str, np.ndarray]]:
+def class_columns(run: RunDir, ascii_text: bool = False) -> dict[str, tuple[str, np.ndarray]]:
     """The export's class columns, in cube order: ``class_<name>`` and ``prob_<name>_<class>``.
 
     Parameters
     ----------
     run : RunDir
+    ascii_text : bool
+        For a format whose text is ASCII (FITS): a classification whose classes are not all
+        printable ASCII gives its classes by their column-safe names (said in the log).
 
     Returns
     -------
     dict
-        Column name -> (kind, values), kind ``"class"`` (text, one per cube row) or ``"prob"``
-        (float32), for every classification in ``RUN/classes/``. The classes are given by
-        their column-safe names, the ``<class>`` of ``prob_<name>_<class>`` (ASCII, so that
-        every export format holds them); ``RUN/classes/<name>.json`` maps them to the originals.
+        Column name -> (kind, values), kind ``"class"`` (text, one per cube row: the class as the
+        labels named it) or ``"prob"`` (float32), for every classification in ``RUN/classes/``;
+        the ``<class>`` of ``prob_<name>_<class>`` is the class's column-safe name
+        (``RUN/classes/<name>.json`` maps them to the originals).
 
     Raises
     ------
@@ -317,8 +321,13 @@ def class_columns(run: RunDir) -> dict[str, tuple[str, np.ndarray]]:
             log.warning("classification '%s' was made on the '%s' embedding before it was written again (a new "
                         "training?): its classes are the earlier embedding's; run `morphospace classify` again to "
                         "refresh them", name, meta["embedding"])
+        classes = table["class"].astype(str)
         safe = {c["name"]: c["column"] for c in meta.get("classes", [])}
-        out[f"class_{name}"] = ("class", table["class"].astype(str).map(safe).to_numpy(dtype=object))
+        if ascii_text and not all(c.isascii() and c.isprintable() for c in safe):
+            log.info("classification '%s': its classes written by their ASCII names (%s)", name,
+                     ", ".join(f"{k!r} as {v!r}" for k, v in list(safe.items())[:4] if k != v))
+            classes = classes.map(safe)
+        out[f"class_{name}"] = ("class", classes.to_numpy(dtype=object))
         for c in meta.get("classes", []):
             out[f"prob_{name}_{c['column']}"] = ("prob", table[f"prob_{c['column']}"].to_numpy(dtype=np.float32))
     return out
