@@ -190,6 +190,13 @@ def test_the_run_gets_the_score_and_tags_persist_across_calls(form_run, capsys):
     assert dict(zip(*read_tags(run).values.T)) == {"g12": "interesting", "g45": "interesting"}
     stage_anomaly(run, Config())
     assert set(read_anomaly(run)[0].query("tag == 'interesting'")["id"]) == {"g12", "g45"}
+    capsys.readouterr()
+    assert main(["anomalies", str(run.path), "--untag", "g46", "--quiet"]) == 0
+    assert "not tagged, so nothing to untag: g46" in capsys.readouterr().out
+    # every galaxy tagged: one line, not a pandas dump of an empty table
+    assert main(["anomalies", str(run.path), "--boring", *[i for i in ids if i not in ("g12", "g45")], "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "no untagged galaxy left to rank" in printed and "Empty DataFrame" not in printed
 
 
 def test_a_reader_that_goes_away_ends_the_command_quietly(form_run):

@@ -553,6 +553,17 @@ def test_generate_on_a_pixel_pca_run_says_what_would_generate(pca_run, tmp_path,
     line = one_line_error(capsys, main(["generate", str(pca_run), "--cluster", "0", "--out", str(tmp_path / "g"),
                                         "--quiet"]))
     assert "pixel-PCA run (model.kind = pca)" in line and "--set model.kind=vade" in line
+    # the same advice wherever a pca run is asked for its network: similar, classify, anomalies, the notebook
+    for cmd in (["similar", str(pca_run), "--id", "g0", "--embedding", "form"],
+                ["classify", str(pca_run), "--column", "kind", "--embedding", "vade", "--suggest", "3"],
+                ["anomalies", str(pca_run)]):
+        line = one_line_error(capsys, main([*cmd, "--quiet"]))
+        assert "pixel-PCA run (model.kind = pca)" in line and "--set model.kind=vade" in line, cmd
+        assert "run `morphospace embed` first" not in line and "then `morphospace train`" not in line, cmd
+    import morphospace as ms
+
+    with pytest.raises(FileNotFoundError, match=r"pixel-PCA run \(model.kind = pca\)"):
+        ms.load_model(pca_run)
 
 
 def test_generate_keeps_out_of_the_run_s_own_files(pca_run, tmp_path, capsys):

@@ -415,9 +415,8 @@ def _dispatch(args) -> int | None:
             if not (math.isfinite(args.temperature) and args.temperature > 0):
                 raise UserError(f"--temperature must be a positive number, got {args.temperature}")
             _check_generate_out(run, check_out(args.out, purpose="the galaxies"))
-            if cfg.model.kind == "pca" and not (run.path / "models" / "vade" / "model.pt").is_file():
-                raise UserError(f"{run.path} is a pixel-PCA run (model.kind = pca), which generates no galaxies: "
-                                f"`morphospace train {run.path} --set model.kind=vade` trains a VaDE to draw from")
+            if cfg.model.kind == "pca" and (note := run.pixel_pca_note()):
+                raise UserError(f"{note}, to draw galaxies from")
             try:
                 out = pipeline.stage_generate(run, cfg, args.component, args.n, Path(args.out), args.temperature,
                                               args.reject_below, args.seed, cluster=args.cluster)

@@ -42,7 +42,8 @@ def run(args, run) -> int:
         raise UserError(f"--top must be at least 1, got {args.top}")
     if "form" not in run.embeddings():
         raise UserError(f"no form embedding in {run.path}: the anomaly score needs the form-first model "
-                        "(model.preset = form, then `morphospace train` and `morphospace embed`)")
+                        + (f"({run.pixel_pca_note()})" if run.pixel_pca_note() else
+                           "(model.preset = form, then `morphospace train` and `morphospace embed`)"))
     checked_request(run, args.interesting, args.boring, args.untag)  # a mistake changes nothing
     seed = saved_random_state(run)
     before = anomaly_run(run, random_state=seed)  # refreshed: a re-embedded run or tags edited by hand
@@ -61,6 +62,9 @@ def run(args, run) -> int:
         removed = [i for i in old_tags if i not in new_tags]
         if removed:
             print(f"untagged: {_ids(removed)}")
+        untouched = [str(i) for i in args.untag or () if str(i) not in old_tags]
+        if untouched:  # said: an untag of a galaxy without a tag did nothing without a word
+            print(f"not tagged, so nothing to untag: {_ids(untouched)}")
         n_int = sum(t == "interesting" for t in new_tags.values())
         print(f"{len(new_tags)} tags in force ({n_int} interesting, {len(new_tags) - n_int} boring) in "
               f"{run.path / TAGS_FILE}")
@@ -73,6 +77,9 @@ def run(args, run) -> int:
         else:
             print(f"top {args.top} untagged: unchanged")
     order = _top(table, args.top)
+    if not order:  # a pandas "Empty DataFrame" dump said nothing
+        print(f"every galaxy of {run.path} is tagged: no untagged galaxy left to rank (--untag ID frees one)")
+        return 0
     by_id = table.set_index(table["id"].astype(str))
     shown = by_id.loc[order, ["score", "form_anomaly_rank", "form_anomaly", "relevance"]].reset_index()
     shown.insert(0, "rank", range(1, len(shown) + 1))

@@ -317,9 +317,25 @@ class RunDir:
         """
         known = self.embeddings()
         if name not in known:
+            note = self.pixel_pca_note() if name in ("form", "vade") else ""
             raise UserError(f"no embedding '{name}' in {self.path} (it has: {', '.join(known) or 'none'}): "
-                            f"run `morphospace embed` first, or name one of those")
+                            + (f"{note}, or name one of those" if note else "run `morphospace embed` first, or name one of those"))
         return self.load_npy(self.embedding_path(name), "embed", mmap=False)
+
+    def pixel_pca_note(self) -> str:
+        """For a pixel-PCA run (``model.kind = "pca"`` in its ``config.toml``) without a trained
+        VaDE, the line that says so and how to train one; ``""`` otherwise. (`morphospace train`
+        and `embed` alone would retrain the PCA: the advice they gave such a run was wrong.)"""
+        import tomllib
+
+        if (self.path / "models" / "vade" / "model.pt").is_file():
+            return ""
+        try:
+            kind = tomllib.loads(self.config.read_text()).get("model", {}).get("kind")
+        except (OSError, ValueError, AttributeError):
+            return ""
+        return (f"{self.path} is a pixel-PCA run (model.kind = pca), which has no network: "
+                f"`morphospace train {self.path} --set model.kind=vade` trains the form-first model") if kind == "pca" else ""
 
     def embeddings(self) -> list[str]:
         """Names of the run's embeddings (``embeddings/*.npy``), sorted."""

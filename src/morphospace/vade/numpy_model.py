@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, MissingFile
 from ..nets.batches import INFERENCE_BATCH, forward_in_batches
 from ..run import RunDir
 from .io import load_vade, model_file
@@ -138,7 +138,10 @@ def trained_model_file(run) -> Path:
         return path
     if not path.is_dir():  # an OSError: a FileNotFoundError in a notebook, one line on the command line
         raise FileNotFoundError(errno.ENOENT, "no run or model file here", str(path))
-    return model_file(RunDir(path))
+    run = RunDir(path)
+    if note := run.pixel_pca_note():  # "run `morphospace train` first" would retrain the PCA
+        raise MissingFile(note)
+    return model_file(run)
 
 
 def load_model(run) -> VaDEModel:
