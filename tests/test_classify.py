@@ -509,6 +509,7 @@ def test_suggestions_filled_in_are_never_written_over(tiny_run, capsys):
     ("id,kind\ng00,\ng01,\n", [], "no usable label"),
     ("id,kind\ng00,disk\n", ["--suggest", "-1"], "--suggest must be 0 or more"),
     ("id,kind\ng00,disk\n", ["--embedding", "nothing"], "no embedding 'nothing'"),
+    ("id,kind\ng00,disk\n", ["--labels", ""], "a labels file must be named, got an empty path"),  # "'.' is a folder"
 ])
 def test_hostile_labels_exit_2_with_one_line(tiny_run, tmp_path, capsys, content, args, message):
     run, _, _ = tiny_run

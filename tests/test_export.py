@@ -146,6 +146,9 @@ def test_fits_null_markers_are_values_no_column_holds_and_names_differ_beyond_ca
     assert len(err.splitlines()) == 1 and "'morph3' and 'Morph3' to FITS: FITS column names ignore case" in err
     assert not (tmp_path / "case.fits").exists()
     assert main(["export", str(run.path), "--out", str(tmp_path / "case.csv")]) == 0
+    # a trailing slash means a folder: it wrote a file named new.csv
+    assert main(["export", str(run.path), "--out", f"{tmp_path / 'new.csv'}/"]) == 2
+    assert "is a folder: name a file" in capsys.readouterr().err and not (tmp_path / "new.csv").exists()
 
 
 @pytest.mark.parametrize("ext", [".csv", ".parquet", ".fits"])

@@ -184,6 +184,7 @@ def export(run: RunDir, out: str | Path) -> Path:
     """
     if not str(out).strip():
         raise UserError("--out must name a file, got an empty path")
+    folder_meant = str(out).endswith(("/", "\\"))  # Path("new.csv/") forgets the slash: a file named so
     out = Path(out)
     run_root = run.path.resolve()
     target = out.resolve()
@@ -191,7 +192,7 @@ def export(run: RunDir, out: str | Path) -> Path:
                                             or target.name.startswith(".")):
         raise UserError(f"--out {out} would overwrite the run's own files: write the results catalogue "
                         f"outside {run.path}, or beside them under a new name")
-    if out.is_dir():
+    if out.is_dir() or folder_meant:
         raise UserError(f"--out {out} is a folder: name a file (.csv, .parquet or .fits)")
     suffix = out.suffix.lower()
     if suffix not in FORMATS:

@@ -37,7 +37,10 @@ def label_paths(paths) -> list[Path]:
     """One labels file or several (a path, or a sequence of them) as a list of paths; None: none."""
     if paths is None:
         return []
-    return [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if any(not str(p).strip() for p in paths):  # Path("") is ".", the current folder
+        raise UserError("a labels file must be named, got an empty path")
+    return [Path(p) for p in paths]
 
 
 def check_label_and_id_columns(column: str, id_column: str) -> None:
