@@ -299,6 +299,32 @@ def test_features_fine_tuned_on_labels_are_probed_on_the_galaxies_they_held_out(
     assert probe.probe_run(run, "shape")["rows"].tolist() == ["all labelled"]
 
 
+def test_a_study_run_interrupted_mid_fine_tuning_resumes(tmp_path, toy, monkeypatch):
+    """`study --resume` after an interrupt always failed ("resume goes on from the checkpoints of a
+    checkpoint_dir: give one"): the run's checkpoint folder was named after the check that needs it."""
+    from morphospace.study.training import FineTuneModule
+
+    run = _tiny_run(tmp_path, toy)
+    cfg = apply_overrides(Config(), ["study.backbone=small", "study.labels=shape", "study.epochs=3",
+                                     "study.input_size=32", "study.batch_size=8", "study.patience=0",
+                                     "train.num_threads=1"])
+    started = FineTuneModule.on_train_epoch_start
+
+    def killed(self):
+        if self.current_epoch == 2:
+            raise RuntimeError("killed")
+        started(self)
+
+    monkeypatch.setattr(FineTuneModule, "on_train_epoch_start", killed)
+    with pytest.raises(RuntimeError, match="killed"):
+        study_features_run(run, cfg)
+    epochs = []
+    monkeypatch.setattr(FineTuneModule, "on_train_epoch_start", lambda self: (epochs.append(self.current_epoch),
+                                                                            started(self)))
+    metrics = study_features_run(run, cfg, resume=True)
+    assert epochs == [2] and len(metrics["history"]) == 3  # the third epoch alone, the history whole
+
+
 def test_study_features_run_label_errors(tmp_path, toy):
     run = _tiny_run(tmp_path, toy)
     cfg = apply_overrides(Config(), ["study.backbone=small", "study.labels=colour", "study.input_size=32"])

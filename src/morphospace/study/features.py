@@ -231,7 +231,10 @@ def study_features_run(run: RunDir, cfg: Config, resume: bool = False) -> dict:
     ft = FineTuner(backbone=st.backbone, mode=st.mode, epochs=st.epochs, batch_size=st.batch_size, lr=st.lr,
                    patience=st.patience, input_size=st.input_size or None, weights=st.weights or None,
                    num_threads=cfg.train.num_threads or None, random_state=cfg.train.seed,
-                   accelerator=cfg.train.accelerator, devices=1, precision=cfg.train.precision, resume=resume)
+                   accelerator=cfg.train.accelerator, devices=1, precision=cfg.train.precision, resume=resume,
+                   # Lightning's last.ckpt and best.ckpt, beside model.pt: named before the checks, which
+                   # refuse a resume without them
+                   checkpoint_dir=str(run.model_dir(st.backbone)) if st.mode == "finetune" else None)
     ft._check_params()  # a bad backbone / mode fails before any label work
     label_info: dict = {"labels": None}
     t0 = time.perf_counter()
@@ -249,7 +252,6 @@ def study_features_run(run: RunDir, cfg: Config, resume: bool = False) -> dict:
             log.info("fine-tuning on %d labelled galaxies (%d without '%s' get features only)",
                      len(rows), len(inside) - len(rows), spec)
         images = cube if len(rows) == len(inside) else RowView(cube, rows)
-        ft.checkpoint_dir = str(run.model_dir(st.backbone))  # Lightning's best.ckpt, beside model.pt
         with Timer(f"fine-tuning {st.backbone} on '{spec}' ({task}, {len(rows)} galaxies)"):
             ft.fit(images, y)
         ft.train_index_, ft.val_index_ = rows[ft.train_index_], rows[ft.val_index_]  # as cube rows
