@@ -339,6 +339,14 @@ def test_an_ingest_of_other_galaxies_sets_the_earlier_results_aside(tmp_path):
     assert (moved / "models" / "vade" / "model.pt").read_bytes() == b"trained on x0..x2"
     assert np.load(moved / "embeddings" / "form.npy").shape == (3, 4) and (run.path / "my_galaxies").is_dir()
     assert not (run.path / ".superseding").exists()  # published: nothing left for a next ingest to take back
+    # a trained model alone (ingest, train, nothing else yet) is set aside too: it stayed, and `embed`
+    # then coded the new galaxies with a model of the earlier ones
+    shutil.rmtree(run.path / "superseded")
+    (run.path / "models" / "vade").mkdir(parents=True)
+    (run.path / "models" / "vade" / "model.pt").write_bytes(b"trained on the second survey")
+    ingest_to(first, tmp_path / "run")
+    assert not (run.path / "models").exists()
+    assert (next((run.path / "superseded").iterdir()) / "models" / "vade" / "model.pt").is_file()
 
 
 def test_the_galaxies_are_told_by_their_files_not_by_the_path_as_typed(tmp_path, monkeypatch):

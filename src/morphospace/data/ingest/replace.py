@@ -251,8 +251,12 @@ def set_aside_results(run: RunDir, earlier: tuple | None, ids: list,
         present.append(run.path / TAGS_FILE)  # the user's, but about the earlier galaxies by id
     if not present or (same and earlier[1] in (None, recipe)):
         return None
-    if [p.name for p in present] == ["models"] and not (run.cube.exists() or run.catalogue.exists()):
-        return None  # a model imported into a new run before imports were marked: made from no galaxies
+    # a model imported into a new run before imports were marked: made from no galaxies (the earlier
+    # cube and catalogue, set aside under hidden names by now, count as there: a model trained on them
+    # stayed, and embedded the new galaxies without a word)
+    if [p.name for p in present] == ["models"] and not any(
+            path.exists() or _aside(path).exists() for path in (run.cube, run.catalogue)):
+        return None
     dest = run.new_superseded_folder()
     # where they go, for the next ingest to take them back should this one be killed before it publishes
     (run.path / SUPERSEDING).write_text(str(dest.relative_to(run.path)))
