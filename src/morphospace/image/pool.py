@@ -11,9 +11,11 @@ so a parent that has loaded torch (and its threads) cannot deadlock them.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, Callable
 
+from ..orphans import exit_with_parent
 from ..progress import progress
 
 __all__ = ["map_chunks", "chunk_ranges"]
@@ -53,7 +55,8 @@ def map_chunks(fn: Callable[..., Any], n: int, *args: Any, chunk: int = 512, wor
         it = progress(ranges, total=len(ranges), desc=desc, unit="chunk") if desc else ranges
         return [fn(s, e, *args) for s, e in it]
     results: list[Any] = [None] * len(ranges)
-    with ProcessPoolExecutor(max_workers=min(workers, len(ranges)), mp_context=mp.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=min(workers, len(ranges)), mp_context=mp.get_context("spawn"),
+                             initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:  # no orphans
         futures = {pool.submit(fn, s, e, *args): i for i, (s, e) in enumerate(ranges)}
         done = as_completed(futures)
         for fut in progress(done, total=len(futures), desc=desc, unit="chunk") if desc else done:

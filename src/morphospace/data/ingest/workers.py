@@ -11,8 +11,6 @@ from __future__ import annotations
 import gc
 import os
 import signal
-import threading
-import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from typing import Generator, Iterator
@@ -20,6 +18,7 @@ from typing import Generator, Iterator
 import numpy as np
 
 from ...errors import NotAvailableError, UserError, missing_package
+from ...orphans import exit_with_parent
 from .decode import MIN_SIDE, BadImage, decode, frame_from_array, read_hdf5_rows
 from .files import file_kind
 from .layouts import Survey
@@ -40,25 +39,7 @@ def _worker_init(parent_pid: int) -> None:
     """
     gc.freeze()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    start_ppid = os.getppid()
-
-    def watch() -> None:
-        while True:
-            time.sleep(0.5)
-            if os.getppid() != start_ppid or not _alive(parent_pid):
-                os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="parent-watchdog").start()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    exit_with_parent(parent_pid)
 
 
 def _read_hdf5(items: list) -> dict:

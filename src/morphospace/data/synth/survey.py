@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ...errors import UserError
+from ...orphans import exit_with_parent
 from ...progress import progress as _progress_bar
 from ...run import write_json, write_table
 from .files import (CATALOGUE_NAME, IMAGE_DIR, MARKER_NAME, image_id, is_synth_survey, looks_like_partial_survey,
@@ -141,7 +143,8 @@ def make_survey(out_dir: str | Path, n: int = 2000, seed: int = 0, size: int = 1
         ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
         chunk = max(1, min(32, n // (8 * workers)))
         try:
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=exit_with_parent,
+                                     initargs=(os.getpid(),)) as pool:  # no orphans rendering on after a kill -9
                 results = pool.map(_work, jobs, chunksize=chunk)
                 rows = list(_progress_bar(results, total=n, desc="synth", unit="gal") if show else results)
         except BrokenProcessPool:
