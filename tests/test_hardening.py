@@ -709,6 +709,14 @@ def test_a_command_that_starts_a_run_says_which_saved_settings_it_replaces(tmp_p
     assert "it replaced 1 (form.ssl_epochs 2 -> 60)" in log and f"--config {run / 'config.toml'} would have" in log
     assert main(["ingest", str(data), "--out", str(run), "--size", "16", "--quiet"]) == 0  # the same: nothing said
     assert (run / "log.txt").read_text().count("it replaced") == 1
+    # with --config the settings its file does not give are replaced as well: said too (they went silently)
+    fast = tmp_path / "fast.toml"
+    fast.write_text("[preprocess]\nsize = 16\n")
+    assert main(["ingest", str(data), "--out", str(run), "--config", str(fast), "--set", "cluster.seed=5", "--quiet"]) == 0
+    assert main(["ingest", str(data), "--out", str(run), "--config", str(fast), "--quiet"]) == 0
+    assert "it replaced 1 (cluster.seed 5 -> 0)" in (run / "log.txt").read_text()
+    assert main(["ingest", str(data), "--out", str(run), "--config", str(run / "config.toml"), "--quiet"]) == 0
+    assert (run / "log.txt").read_text().count("it replaced") == 2  # its own saved settings: nothing replaced
 
 
 

@@ -296,7 +296,7 @@ def _new_run(args, out: str, trains: bool = False, **options) -> tuple[RunDir, C
     created = not Path(out).exists()
     run = RunDir(out, create=True)
     _setup_logging(args.quiet, run)
-    replaced = "" if created or getattr(args, "config", None) else _settings_replaced(args, run, cfg, options)
+    replaced = "" if created else _settings_replaced(args, run, cfg, options)
     return run, cfg, created, replaced
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from pathlib import Path
 
 from ..config import Config, apply_overrides, load_config, overrides_on_saved
 from ..errors import UserError
@@ -118,16 +119,18 @@ def _settings_replaced(args, run: RunDir, cfg: Config, options: dict) -> str:
         return ""
     if saved is None:
         return ""
-    given = set(_set_keys(args)) | {k.replace("__", ".") for k, v in options.items() if v is not None}
-    # a preset given fills its section's keys: those changes are what was asked for
-    sections = {key.partition(".")[0] for key in given if key.endswith(".preset")}
-    sections |= {"model", "train"} if "model.preset" in given else set()
-
     def flat(table: dict, prefix: str = "") -> dict:  # dotted key -> value
         out: dict = {}
         for key, value in table.items():
             out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
         return out
+
+    given = set(_set_keys(args)) | {k.replace("__", ".") for k, v in options.items() if v is not None}
+    if getattr(args, "config", None):  # the keys its file sets are given too (it was read: it parses)
+        given |= set(flat(tomllib.loads(Path(args.config).read_text(encoding="utf-8"))))
+    # a preset given fills its section's keys: those changes are what was asked for
+    sections = {key.partition(".")[0] for key in given if key.endswith(".preset")}
+    sections |= {"model", "train"} if "model.preset" in given else set()
 
     # what the command will save: an imported model keeps the [model] settings that describe it
     # as config.toml says them (presets resolved)
