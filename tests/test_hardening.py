@@ -593,6 +593,12 @@ def test_out_naming_a_file_or_nothing(tmp_path, capsys):
     assert "empty path" in one_line_error(capsys, code)
     code = main(["ingest", str(data), "--out", str(afile / "sub"), "--quiet"])  # a folder inside a file
     assert "cannot use" in one_line_error(capsys, code)
+    # a run inside another run's folders: that run's next stage would delete it (train clears models/)
+    assert main(["ingest", str(data), "--out", str(tmp_path / "r"), "--size", "16", "--quiet"]) == 0
+    capsys.readouterr()  # its warnings
+    for inside in (tmp_path / "r" / "models" / "vade", tmp_path / "r" / "figures" / "x"):
+        code = main(["ingest", str(data), "--out", str(inside), "--quiet"])
+        assert "is inside the run" in one_line_error(capsys, code) and not inside.exists()
     # an empty DATA rendered and ingested the built-in synthetic survey (37 s, exit 0)
     for cmd in (["ingest", ""], ["run", "--data", " "], ["study", "--data", ""]):
         code = main([*cmd, "--out", str(tmp_path / "new"), "--quiet"])

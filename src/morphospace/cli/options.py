@@ -54,6 +54,10 @@ def printable(text: str) -> str:
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
+# what makes a folder with a config.toml a run's (its cube and catalogue, or a model imported into it)
+RUN_MARKS = ("catalogue.parquet", "cube.npy", "models")
+
+
 def check_out(out: str | None, what: str = "--out", purpose: str = "the run") -> Path:
     """``out`` as a folder path; a one-line error when it is empty or names a file."""
     if out is None or not str(out).strip():
@@ -61,4 +65,10 @@ def check_out(out: str | None, what: str = "--out", purpose: str = "the run") ->
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise UserError(f"{what} {printable(str(path))} is a file, not a folder: choose a folder for {purpose}")
+    if purpose == "the run":
+        for above in path.resolve().parents:
+            # a new run inside another (in its models/ or figures/) is deleted by that run's next stage
+            if (above / "config.toml").is_file() and any((above / name).exists() for name in RUN_MARKS):
+                raise UserError(f"{what} {printable(str(path))} is inside the run {printable(str(above))}, whose "
+                                f"stages rewrite their folders: choose a folder outside it for {purpose}")
     return path
