@@ -608,8 +608,11 @@ def test_an_mlp_core_killed_before_it_started_resumes_from_the_head(tmp_path, ca
     for p in [kdir / "model.pt", kdir / "training.json", *kdir.glob("*.ckpt")]:
         p.unlink()  # as at a kill between the head's last epoch and the core's first
     assert (kdir / "ssl" / "last.ckpt").is_file()
-    with pytest.raises(UserError, match="configuration changed .*sample"):
+    with pytest.raises(UserError, match="settings changed since the training began .*sample"):
         train_run(killed, apply_overrides(cfg, ["train.sample=10"]), resume=True)
+    # the form model's settings named one by one, with their values (it said "(form)")
+    with pytest.raises(UserError, match=r"\(form\.ssl_epochs \d+ -> 99\): set them back to resume"):
+        train_run(killed, apply_overrides(cfg, ["form.ssl_epochs=99"]), resume=True)
     # 0 (every galaxy) and the default 20,000 draw the same 24 galaxies: not a change
     train_run(killed, apply_overrides(cfg, ["train.sample=0"]), resume=True)
     a = torch.load(mdir / "model.pt", weights_only=False)["state_dict"]

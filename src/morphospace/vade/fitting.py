@@ -80,6 +80,15 @@ def _comparable(hp: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in hp.items() if k not in ("epochs", "processes")}
 
 
+def _changes(key: str, before: Any, now: Any) -> list[str]:
+    """``"key before -> now"`` per changed setting, a section's (the form model's) by its own keys
+    (it said "(form)" for any of them)."""
+    if isinstance(before, dict) and isinstance(now, dict):
+        return [c for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)
+                for c in _changes(f"{key}.{k}", before.get(k), now.get(k))]
+    return [f"{key} {before!r} -> {now!r}"]
+
+
 def resume_checkpoint(hp: dict[str, Any]) -> str:
     """The checkpoint (relative to the model folder) a resume of a training with ``hp`` continues:
     the form model's first stage's, its SSL head's (a linear core has none of its own, it is
@@ -117,7 +126,10 @@ def check_resumable(run: RunDir, hp: dict[str, Any], checkpoint: str | None = No
         # a setting a run saved before it was recorded (train.sample) cannot be told apart: not a change
         diff = sorted(k for k in set(old) | set(now) if old.get(k, now.get(k)) != now.get(k))
         if diff:
-            raise UserError(f"cannot resume: the configuration changed ({', '.join(diff)})")
+            changes = [change for k in diff for change in _changes(k, old.get(k), now.get(k))]
+            raise UserError(f"cannot resume: settings changed since the training began ({'; '.join(changes[:4])}"
+                            f"{'; ...' if len(changes) > 4 else ''}): set them back to resume, or train again "
+                            "without --resume")
         before, now = saved.get("processes"), hp.get("processes")
         if say and before is not None and now is not None and before != now:
             log.warning("resuming on %d processes a training begun on %d: it continues from its checkpoint, but "
