@@ -1417,6 +1417,23 @@ def test_a_lock_file_that_is_a_link_is_refused_and_its_target_untouched(pca_run,
     assert victim.read_text() == "precious\n"
 
 
+def test_the_run_s_writer_removes_the_partial_files_a_killed_command_left(pca_run, tmp_path, capsys):
+    """A kill -9 mid-write left `.cube_masked.npy.<random>.partial` (the cube's size) and
+    `figures/.report_labels.png.<random>.partial`; no later command removed them."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(pca_run, run)
+    stale = [run / ".cube_masked.npy.asxh8htw.partial", run / "figures" / ".report_labels.png.k2j4.partial",
+             run / "embeddings" / ".pixels_pca.npy.x1.partial"]
+    mine = [run / ".results.csv.abc.partial", run / "my_galaxies" / ".g.png.q.partial"]  # not the run's to remove
+    for p in stale + mine:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"half")
+    assert main(["compare", str(run), "--quiet"]) == 0
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in mine)
+
+
 def test_two_runs_of_the_built_in_survey_render_it_once(tmp_path, monkeypatch):
     """Two `morphospace run` without data at once: the second took the first's half-rendered survey
     for an interrupted one and rendered it again, deleting images the first then read as missing

@@ -35,8 +35,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import MissingFile, UserError, first_line
-from .lock import hold_lock
-from .writes import read_parquet, write_table
+from .lock import hold_lock, launched_as_later_rank
+from .writes import read_parquet, remove_partials, write_table
 
 
 # text that means "no value" in a catalogue's cell, written by pandas, astropy, databases and people
@@ -134,6 +134,9 @@ class RunDir:
         writer gets a one-line :class:`UserError`; ``distributed``: the later processes of one job
         share their first process's lock)."""
         hold_lock(self.path, distributed)
+        if not launched_as_later_rank():  # the first process alone: a later rank's sweep could take its partials
+            # the one writer now: a partial file left is a killed command's, and nothing else removes it
+            remove_partials(self.path, RUN_FILES, RUN_FOLDERS - {SUPERSEDED})
 
     # paths ----------------------------------------------------------------------------
     @property

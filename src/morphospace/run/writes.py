@@ -48,6 +48,19 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def remove_partials(root: Path, files, folders) -> None:
+    """Remove the temporary files :func:`atomic_path` left behind a killed writer: those of ``files``
+    at the top of ``root``, and every one under its ``folders``. Only for the run's one writer
+    (it holds the lock: no other command is writing them)."""
+    stale = [p for name in files for p in root.glob(f".{name}.*.partial")]
+    stale += [p for folder in folders if (root / folder).is_dir() for p in (root / folder).rglob(".*.partial")]
+    for p in stale:
+        try:
+            p.unlink()
+        except OSError:  # gone already, or not ours to remove: the command goes on
+            pass
+
+
 def write_text(path: str | Path, text: str, errors: str = "strict") -> None:
     """Write ``text`` to ``path`` atomically (:func:`atomic_path`), as UTF-8.
 
