@@ -96,6 +96,28 @@ def _save_changed_config(run: RunDir, cfg: Config) -> bool:
     return not same
 
 
+def _check_cube_recipe_kept(run: RunDir, cfg: Config, command: str) -> None:
+    """A one-line :class:`UserError` where a stage after the ingest is given ``preprocess`` settings other
+    than the run's: only an ingest remakes the cube, and saved, they described a cube the run does
+    not have (`compare --set preprocess.size=128` on a 64 px cube)."""
+    import tomllib
+
+    from ..config import dumps_config
+
+    try:
+        saved = load_config(run.config) if run.config.is_file() else None
+    except UserError:  # a damaged file: the stage's own reading of it says so
+        return
+    if saved is None:
+        return
+    before, now = (tomllib.loads(dumps_config(c)).get("preprocess", {}) for c in (saved, cfg))
+    changed = [f"preprocess.{k} {before.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(before) | set(now))
+               if before.get(k) != now.get(k)]
+    if changed:
+        raise UserError(f"`morphospace {command}` does not remake the cube, so it cannot take {', '.join(changed[:3])}: "
+                        f"give them to `morphospace ingest` (or `run`), which remakes it")
+
+
 def _say(replaced: str) -> None:
     if replaced:
         log.warning("%s", replaced)
