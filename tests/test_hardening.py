@@ -789,6 +789,11 @@ def test_user_strings_are_printed_escaped(tmp_path, capsys):
     line = one_line_error(capsys, code)
     assert "\x1b" not in line and "\\x1b" in line and "\\n" in line
     assert printable("a\tb\x07") == "a\\tb\\x07"
+    # a success line names the run as escaped as an error line does (it printed the escape code raw)
+    data = tiny_folder_survey(tmp_path / "data", n=3)
+    assert main(["ingest", str(data), "--out", str(tmp_path / "bad\x1b[31mname"), "--size", "16", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "bad\\x1b[31mname" in out
 
 
 # 7. label columns -------------------------------------------------------------------------------------

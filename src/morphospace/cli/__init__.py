@@ -310,7 +310,7 @@ def _dispatch(args) -> int | None:
         if args.n < 1:
             raise UserError("--n must be at least 1")
         out = pipeline.stage_synth(Path(args.out), args.n, args.seed, args.workers, args.size)
-        print(f"synthetic survey: {out}")
+        print(f"synthetic survey: {printable(str(out))}")
         return 0
     if cmd == "run":
         run, cfg, created, replaced = _new_run(args, args.out, True, data__path=args.data, model__kind=args.model,
@@ -320,7 +320,7 @@ def _dispatch(args) -> int | None:
         _say_unused_epochs(args, cfg)
         report = pipeline.run_all(run, cfg, created)
         _say(replaced)
-        print(f"report: {Path(report).resolve()}")
+        print(f"report: {printable(str(Path(report).resolve()))}")
         return 0
     if cmd == "ingest":
         run, cfg, created, replaced = _new_run(args, args.out, data__path=str(args.data), data__layout=args.layout,
@@ -332,7 +332,7 @@ def _dispatch(args) -> int | None:
         run.acquire_lock()
         summary = pipeline.ingest_run(run, cfg, created)
         _say(replaced)
-        print(f"ingested {summary['n_in_cube']} of {summary['n_records']} galaxies into {run.path}")
+        print(f"ingested {summary['n_in_cube']} of {summary['n_records']} galaxies into {printable(str(run.path))}")
         return 0
     if cmd == "study":
         run, cfg, created, replaced = _new_run(args, args.out, True, data__path=args.data,
@@ -341,7 +341,7 @@ def _dispatch(args) -> int | None:
         run.acquire_lock()
         report = pipeline.run_study(run, cfg, created, resume=args.resume)
         _say(replaced)
-        print(f"report: {Path(report).resolve()}")
+        print(f"report: {printable(str(Path(report).resolve()))}")
         return 0
     if cmd == "import-astrovader":
         from ..nets.weights import existing_weights_file
@@ -351,7 +351,7 @@ def _dispatch(args) -> int | None:
         run.acquire_lock()
         with pipeline.removed_on_failure(run, created):  # weights it cannot read: no folder left behind
             pipeline.stage_import_astrovader(run, cfg, Path(args.weights))
-        print(f"imported the published AstroVaDEr model into {run.path}")
+        print(f"imported the published AstroVaDEr model into {printable(str(run.path))}")
         return 0
 
     run = RunDir(args.run)
@@ -372,7 +372,7 @@ def _dispatch(args) -> int | None:
         from ..export import export
 
         out = export(run, args.out)
-        print(f"results catalogue: {out}")
+        print(f"results catalogue: {printable(str(out))}")
         return 0
     cfg = _config_for(args, run, training=cmd == "train")
     if cmd in ("train", "embed"):
@@ -429,10 +429,10 @@ def _dispatch(args) -> int | None:
                 if option in ("component", "cluster", "n", "temperature", "reject_below", "seed"):
                     text = "--" + option.replace("_", "-") + text[len(option):]
                 raise UserError(text) from None
-            print(f"generated galaxies: {out}")
+            print(f"generated galaxies: {printable(str(out))}")
         elif cmd == "report":
             report = pipeline.stage_report(run, cfg)
-            print(f"report: {Path(report).resolve()}")
+            print(f"report: {printable(str(Path(report).resolve()))}")
     if saved:  # said once the stage has kept them
         log.info("settings saved to %s", run.config)
     return 0
