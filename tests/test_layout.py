@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("ssl",),
     ("data", "image", "nets"),
     ("config", "run"),
-    ("errors", "progress", "caches"),
+    ("errors", "progress", "caches", "orphans"),
 ]
 LAYER_OF = {unit: i for i, units in enumerate(LAYERS) for unit in units}
 

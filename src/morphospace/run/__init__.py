@@ -6,7 +6,8 @@ Every stage reads and writes a run through :class:`RunDir` and the atomic writer
 """
 
 from .lock import LOCK_FILE, built_by_one, job_size, launched_as_later_rank, release_locks
-from .rundir import MISSING_MARKERS, RUN_FILES, RunDir, in_cube_order, keeps_cube_order, mark_cube_order, safe_name
+from .cube_order import in_cube_order, keeps_cube_order, mark_cube_order
+from .rundir import MISSING_MARKERS, RUN_FILES, RunDir, safe_name
 from .writes import (atomic_path, content_stamp, file_stamp, new_npy_map, read_cached_npy, read_parquet,
                      read_stamped_pickle, stamp_is_current, write_json, write_npy, write_stamped_pickle, write_table, write_text)
 

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import MissingFile, UserError, first_line
+from .cube_order import in_cube_order
 from .lock import hold_lock, launched_as_later_rank
 from .writes import read_parquet, remove_partials, write_table
 
@@ -75,38 +76,6 @@ def safe_name(name: Any) -> str:
     (column names of a user's catalogue become clustering and comparison file names)."""
     text = _UNSAFE.sub("_", str(name)).lstrip(".")
     return text[:120] or "_"
-
-
-def in_cube_order(catalogue: pd.DataFrame) -> pd.DataFrame:
-    """The catalogue rows of the galaxies in the cube, in cube order: row ``i`` describes cube row
-    ``i`` (``cube_index == i``); rows left out of the cube (``cube_index`` -1) are dropped and the
-    index is reset. The one place that aligns a catalogue with the cube."""
-    return catalogue[catalogue["cube_index"] >= 0].sort_values("cube_index").reset_index(drop=True)
-
-
-# a Series indexed by galaxy id in cube order (a run's clustering) carries the key of that order in
-# ``attrs``: pandas copies attrs through a sort, the index changes, and the two no longer match
-CUBE_ORDER = "morphospace_cube_order"
-
-
-def _order_key(index: pd.Index) -> str:
-    """A short key of an index's values in their order."""
-    import hashlib
-
-    hashed = pd.util.hash_array(np.asarray(index, dtype=object))
-    return hashlib.blake2b(hashed.tobytes(), digest_size=16).hexdigest()
-
-
-def mark_cube_order(series: pd.Series) -> pd.Series:
-    """Mark a Series indexed by the cube's galaxy ids, in cube order, as such (in place; returned)."""
-    series.attrs[CUBE_ORDER] = _order_key(series.index)
-    return series
-
-
-def keeps_cube_order(series: pd.Series) -> bool:
-    """Whether a Series marked by :func:`mark_cube_order` still has its galaxies in cube order."""
-    key = series.attrs.get(CUBE_ORDER)
-    return isinstance(key, str) and key == _order_key(series.index)
 
 
 class RunDir:
