@@ -545,6 +545,27 @@ def test_a_later_stage_refuses_a_cube_recipe_it_would_not_make(pca_run, capsys):
     assert (pca_run / "config.toml").read_text() == saved
 
 
+def test_a_partial_config_keeps_the_run_s_cube_recipe(pca_run, tmp_path, capsys):
+    """A --config that names no [preprocess] (or another run's) brings the defaults: a later stage
+    keeps the run's own recipe (said) instead of refusing values the user never gave."""
+    import shutil
+    import tomllib
+
+    run = tmp_path / "run"
+    shutil.copytree(pca_run, run)
+    text = (run / "config.toml").read_text().replace("crop = 0.5", "crop = 0.6")
+    (run / "config.toml").write_text(text)
+    mini = tmp_path / "mini.toml"
+    mini.write_bytes("\ufeff[cluster]\nseed = 3\n".encode("utf-8"))  # a byte-order mark, as load_config allows
+    assert main(["cluster", str(run), "--config", str(mini), "--quiet"]) == 0
+    saved = tomllib.loads((run / "config.toml").read_text())
+    assert saved["preprocess"]["crop"] == 0.6 and saved["cluster"]["seed"] == 3
+    assert "the run's preprocess settings kept" in (run / "log.txt").read_text()
+    # the same file given to a command that starts a run reads it too (a byte-order mark was a traceback)
+    assert main(["ingest", str(pca_run.parent / "data"), "--out", str(run), "--config", str(mini), "--quiet"]) == 0
+    assert "started from --config" in (run / "log.txt").read_text()
+
+
 def test_more_components_than_galaxies_is_rejected_before_it_is_saved(pca_run, capsys):
     saved = (pca_run / "config.toml").read_text()
     code = main(["train", str(pca_run), "--quiet", "--set", "model.kind=vade", "--set", "model.n_components=500",

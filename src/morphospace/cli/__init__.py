@@ -20,7 +20,7 @@ from ..progress import set_quiet
 from ..run import RunDir, job_size, launched_as_later_rank, release_locks
 from .options import check_out, printable
 from .parser import COMMANDS, build_parser
-from .settings import (_check_cube_recipe_kept, _config_for, _save_changed_config, _say, _say_unused_epochs, _set,
+from .settings import (_config_for, _cube_recipe_kept, _save_changed_config, _say, _say_unused_epochs, _set,
                        _settings_replaced)
 
 log = logging.getLogger("morphospace")
@@ -387,7 +387,7 @@ def _dispatch(args) -> int | None:
         check_label_settings(run, cfg)  # a misspelt truth label: one line before any work, not after it
     saves = cmd in ("embed", "reduce", "cluster", "compare", "report")  # train saves its own, once checked
     if saves or cmd == "train":
-        _check_cube_recipe_kept(run, cfg, cmd)
+        cfg = _cube_recipe_kept(run, cfg, args)
     # a setting the stage then refuses (a representation the run lacks...) does not stay in the run
     saved = False
     with pipeline.config_restored_on_failure(run) if saves else nullcontext():

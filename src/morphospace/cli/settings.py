@@ -55,6 +55,31 @@ def _set_keys(args) -> dict[str, str]:
     return given
 
 
+def _given_keys(args) -> set[str]:
+    """The dotted keys a command gives: its ``--set`` keys, and those its ``--config`` file sets (read
+    as :func:`~morphospace.config.load_config` reads it, byte-order mark and all; a file it cannot
+    parse gives none here: the command's own reading of it says so)."""
+    import tomllib
+
+    given = set(_set_keys(args))
+    path = getattr(args, "config", None)
+    if path:
+        try:
+            table = tomllib.loads(Path(path).read_text(encoding="utf-8-sig"))
+        except (OSError, ValueError):
+            table = {}
+        given |= set(_flat(table))
+    return given
+
+
+def _flat(table: dict, prefix: str = "") -> dict:
+    """A TOML table as dotted key -> value."""
+    out: dict = {}
+    for key, value in table.items():
+        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
 def _given_once(args, options: dict) -> None:
     """A one-line error where an option and a ``--set`` give one setting different values (the
     option won without a word: ``--epochs 1 --set train.epochs=2`` trained 1 epoch)."""
@@ -96,10 +121,11 @@ def _save_changed_config(run: RunDir, cfg: Config) -> bool:
     return not same
 
 
-def _check_cube_recipe_kept(run: RunDir, cfg: Config, command: str) -> None:
-    """A one-line :class:`UserError` where a stage after the ingest is given ``preprocess`` settings other
-    than the run's: only an ingest remakes the cube, and saved, they described a cube the run does
-    not have (`compare --set preprocess.size=128` on a 64 px cube)."""
+def _cube_recipe_kept(run: RunDir, cfg: Config, args) -> Config:
+    """``cfg`` with the run's own ``preprocess`` settings (the recipe of its cube) for a stage after the
+    ingest, which does not remake the cube: a one-line :class:`UserError` where the command gives
+    others (`compare --set preprocess.size=128` saved a size the 64 px cube does not have); those a
+    ``--config`` file brought without naming them (its defaults) give way to the run's, said."""
     import tomllib
 
     from ..config import dumps_config
@@ -107,15 +133,21 @@ def _check_cube_recipe_kept(run: RunDir, cfg: Config, command: str) -> None:
     try:
         saved = load_config(run.config) if run.config.is_file() else None
     except UserError:  # a damaged file: the stage's own reading of it says so
-        return
+        return cfg
     if saved is None:
-        return
+        return cfg
     before, now = (tomllib.loads(dumps_config(c)).get("preprocess", {}) for c in (saved, cfg))
-    changed = [f"preprocess.{k} {before.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(before) | set(now))
-               if before.get(k) != now.get(k)]
-    if changed:
-        raise UserError(f"`morphospace {command}` does not remake the cube, so it cannot take {', '.join(changed[:3])}: "
+    changed = [k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
+    given = _given_keys(args)
+    asked = [k for k in changed if f"preprocess.{k}" in given or "preprocess.preset" in given]
+    if asked:
+        shown = ", ".join(f"preprocess.{k} {before.get(k)!r} -> {now.get(k)!r}" for k in asked[:3])
+        raise UserError(f"`morphospace {args.command}` does not remake the cube, so it cannot take {shown}: "
                         f"give them to `morphospace ingest` (or `run`), which remakes it")
+    if changed:
+        log.info("the run's preprocess settings kept (the recipe of its cube), not those of --config %s", args.config)
+        cfg = cfg.model_copy(update={"preprocess": saved.preprocess})
+    return cfg
 
 
 def _say(replaced: str) -> None:
@@ -141,22 +173,14 @@ def _settings_replaced(args, run: RunDir, cfg: Config, options: dict) -> str:
         return ""
     if saved is None:
         return ""
-    def flat(table: dict, prefix: str = "") -> dict:  # dotted key -> value
-        out: dict = {}
-        for key, value in table.items():
-            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
-        return out
-
-    given = set(_set_keys(args)) | {k.replace("__", ".") for k, v in options.items() if v is not None}
-    if getattr(args, "config", None):  # the keys its file sets are given too (it was read: it parses)
-        given |= set(flat(tomllib.loads(Path(args.config).read_text(encoding="utf-8"))))
+    given = _given_keys(args) | {k.replace("__", ".") for k, v in options.items() if v is not None}
     # a preset given fills its section's keys: those changes are what was asked for
     sections = {key.partition(".")[0] for key in given if key.endswith(".preset")}
     sections |= {"model", "train"} if "model.preset" in given else set()
 
     # what the command will save: an imported model keeps the [model] settings that describe it
     # as config.toml says them (presets resolved)
-    before, now = (flat(tomllib.loads(dumps_config(c))) for c in (saved, with_imported_model(run, cfg)))
+    before, now = (_flat(tomllib.loads(dumps_config(c))) for c in (saved, with_imported_model(run, cfg)))
     if args.command == "study" and not now.get("data.truth_label") and now.get("study.labels") \
             and before.get("data.truth_label") == now.get("study.labels"):
         now["data.truth_label"] = before["data.truth_label"]  # the study makes its labels the truth again
@@ -165,6 +189,7 @@ def _settings_replaced(args, run: RunDir, cfg: Config, options: dict) -> str:
     if not changed:
         return ""
     shown = ", ".join(f"{k} {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:6])
-    return (f"`morphospace {args.command}` started from the defaults and the settings given, not from the run's "
+    start = (f"--config {args.config}" if getattr(args, "config", None) else "the defaults")
+    return (f"`morphospace {args.command}` started from {start} and the settings given, not from the run's "
             f"saved ones, of which it replaced {len(changed)} ({shown}{', ...' if len(changed) > 6 else ''}); "
             f"--config {run.config} would have kept them")
