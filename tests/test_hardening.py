@@ -630,7 +630,13 @@ def test_out_naming_a_file_or_nothing(tmp_path, capsys):
     capsys.readouterr()  # its warnings
     for inside in (tmp_path / "r" / "models" / "vade", tmp_path / "r" / "figures" / "x"):
         code = main(["ingest", str(data), "--out", str(inside), "--quiet"])
-        assert "is inside the run" in one_line_error(capsys, code) and not inside.exists()
+        assert "of the run" in one_line_error(capsys, code) and not inside.exists()
+    # a folder of the user's own inside a run, and a project folder with a config.toml and models/: theirs
+    (tmp_path / "proj" / "models").mkdir(parents=True)
+    (tmp_path / "proj" / "config.toml").write_text("x = 1\n")
+    for mine in (tmp_path / "r" / "variants" / "v1", tmp_path / "proj" / "runs" / "gz1"):
+        assert main(["ingest", str(data), "--out", str(mine), "--size", "16", "--quiet"]) == 0, mine
+    capsys.readouterr()  # their warnings
     # an empty DATA rendered and ingested the built-in synthetic survey (37 s, exit 0)
     for cmd in (["ingest", ""], ["run", "--data", " "], ["study", "--data", ""]):
         code = main([*cmd, "--out", str(tmp_path / "new"), "--quiet"])

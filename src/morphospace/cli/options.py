@@ -55,7 +55,7 @@ def printable(text: str) -> str:
 
 
 # what makes a folder with a config.toml a run's (its cube and catalogue, or a model imported into it)
-RUN_MARKS = ("catalogue.parquet", "cube.npy", "models")
+RUN_MARKS = ("catalogue.parquet", "cube.npy", "models/vade/imported.json")
 
 
 def check_out(out: str | None, what: str = "--out", purpose: str = "the run") -> Path:
@@ -66,9 +66,15 @@ def check_out(out: str | None, what: str = "--out", purpose: str = "the run") ->
     if path.exists() and not path.is_dir():
         raise UserError(f"{what} {printable(str(path))} is a file, not a folder: choose a folder for {purpose}")
     if purpose == "the run":
-        for above in path.resolve().parents:
-            # a new run inside another (in its models/ or figures/) is deleted by that run's next stage
-            if (above / "config.toml").is_file() and any((above / name).exists() for name in RUN_MARKS):
-                raise UserError(f"{what} {printable(str(path))} is inside the run {printable(str(above))}, whose "
-                                f"stages rewrite their folders: choose a folder outside it for {purpose}")
+        from ..run.rundir import RUN_FOLDERS
+
+        here = path.resolve()
+        for above in here.parents:
+            # a new run in another run's stage folders (its models/ or figures/) is deleted by that run's
+            # next stage; a folder of the user's own beside them is theirs
+            if here.relative_to(above).parts[0] in RUN_FOLDERS and (above / "config.toml").is_file() \
+                    and any((above / name).exists() for name in RUN_MARKS):
+                raise UserError(f"{what} {printable(str(path))} is inside the folder "
+                                f"{here.relative_to(above).parts[0]}/ of the run {printable(str(above))}, which its "
+                                f"stages rewrite: choose a folder outside it for {purpose}")
     return path
