@@ -1467,9 +1467,17 @@ def test_the_run_s_writer_removes_the_partial_files_a_killed_command_left(pca_ru
 
     run = tmp_path / "run"
     shutil.copytree(pca_run, run)
-    stale = [run / ".cube_masked.npy.asxh8htw.partial", run / "figures" / ".report_labels.png.k2j4.partial",
-             run / "embeddings" / ".pixels_pca.npy.x1.partial"]
-    mine = [run / ".results.csv.abc.partial", run / "my_galaxies" / ".g.png.q.partial"]  # not the run's to remove
+    from morphospace.run import atomic_path
+
+    with pytest.raises(KeyError):  # the shape of the names atomic_path gives, as a killed writer leaves them
+        with atomic_path(run / "figures" / "x.png") as tmp:
+            shape = tmp.name.replace("x.png", "{}")
+            raise KeyError
+    stale = [run / shape.format("cube_masked.npy"), run / "figures" / shape.format("report_labels.png"),
+             run / "embeddings" / shape.format("pixels_pca.npy")]
+    # not the run's to remove: an export's beside the run's files, the user's own folder's
+    mine = [run / shape.format("results.csv"), run / shape.format("catalogue.parquet.csv"),
+            run / "my_galaxies" / shape.format("g.png")]
     for p in stale + mine:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b"half")

@@ -77,8 +77,8 @@ def release_locks() -> None:
         fh.close()
 
 
-def hold_lock(run_path: Path, distributed: bool = False) -> None:
-    """Hold ``run_path/.lock`` (an exclusive ``flock``) until this process ends.
+def hold_lock(run_path: Path, distributed: bool = False) -> bool:
+    """Hold ``run_path/.lock`` (an exclusive ``flock``) until this process ends; whether this call took it.
 
     Released by :func:`release_locks`, or by the operating system when the holder exits, killed
     or not, so a stale lock never blocks.
@@ -91,6 +91,12 @@ def hold_lock(run_path: Path, distributed: bool = False) -> None:
         The command may run as several processes of one job: only its first process takes the
         lock, the others (:func:`launched_as_later_rank`) go on without it.
 
+    Returns
+    -------
+    bool
+        True where this call took the lock; False where this process held it already, a later
+        process of a job goes on without it, or the file system has no locks.
+
     Raises
     ------
     UserError
@@ -100,7 +106,7 @@ def hold_lock(run_path: Path, distributed: bool = False) -> None:
 
     key = Path(run_path).resolve()
     if key in _HELD_LOCKS or (distributed and launched_as_later_rank()):
-        return
+        return False
     fh = _open_lock_file(Path(run_path) / LOCK_FILE)
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -110,6 +116,8 @@ def hold_lock(run_path: Path, distributed: bool = False) -> None:
             # holder for ever: the command goes on, one writer no longer enforced, and says so
             log.warning("cannot lock %s (%s): one writer at a time is not enforced on this file system",
                         Path(run_path) / LOCK_FILE, exc.strerror or exc)
+            fh.close()
+            return False
         else:
             fh.seek(0)
             holder = fh.read().strip() or "another process"
@@ -121,6 +129,7 @@ def hold_lock(run_path: Path, distributed: bool = False) -> None:
     fh.write(f"morphospace process {os.getpid()}")
     fh.flush()
     _HELD_LOCKS[key] = fh
+    return True
 
 
 @contextmanager

@@ -36,7 +36,7 @@ import pandas as pd
 
 from ..errors import MissingFile, UserError, first_line
 from .cube_order import in_cube_order
-from .lock import hold_lock, launched_as_later_rank
+from .lock import hold_lock, job_size
 from .writes import read_parquet, remove_partials, write_table
 
 
@@ -102,9 +102,9 @@ class RunDir:
         """Hold ``RUN/.lock`` until this process ends (:func:`~morphospace.run.lock.hold_lock`: a second
         writer gets a one-line :class:`UserError`; ``distributed``: the later processes of one job
         share their first process's lock)."""
-        hold_lock(self.path, distributed)
-        if not launched_as_later_rank():  # the first process alone: a later rank's sweep could take its partials
-            # the one writer now: a partial file left is a killed command's, and nothing else removes it
+        # the one writer now, of a job of one process (a later rank, which takes no lock, may be building
+        # the masked cube already): a partial file left is a killed command's, and nothing else removes it
+        if hold_lock(self.path, distributed) and job_size() < 2:
             remove_partials(self.path, RUN_FILES, RUN_FOLDERS - {SUPERSEDED})
 
     # paths ----------------------------------------------------------------------------

@@ -52,8 +52,14 @@ def remove_partials(root: Path, files, folders) -> None:
     """Remove the temporary files :func:`atomic_path` left behind a killed writer: those of ``files``
     at the top of ``root``, and every one under its ``folders``. Only for the run's one writer
     (it holds the lock: no other command is writing them)."""
-    stale = [p for name in files for p in root.glob(f".{name}.*.partial")]
-    stale += [p for folder in folders if (root / folder).is_dir() for p in (root / folder).rglob(".*.partial")]
+    import re
+
+    # the shape of atomic_path's names exactly: `.results.csv.x1.partial`, an export's beside
+    # `results.csv`, is not the run's file's, nor is `.catalogue.parquet.csv.<8>.partial`
+    shape = re.compile(r"\.(.+)\.[a-z0-9_]{8}\.partial")
+    stale = [p for p in root.glob(".*.partial") if (m := shape.fullmatch(p.name)) and m.group(1) in files]
+    stale += [p for folder in folders if (root / folder).is_dir() for p in (root / folder).rglob(".*.partial")
+              if shape.fullmatch(p.name)]
     for p in stale:
         try:
             p.unlink()
