@@ -195,9 +195,12 @@ def test_frames_of_several_sizes_are_recorded_said_and_audited(tmp_path, caplog)
     assert "frames of 4 sizes (64 to 128 px on the shorter side) resampled to 32 px" in caplog.text
     measured = pd.DataFrame({"id": cat["id"], "pa_bin": None, "companion": None, "companion_quadrant": None})
     assert nuisance_table(run, Config(), measured)["frame_px"].tolist() == [64, 96, 96, 128, 80]
-    for k in (1, 2):
-        save_image(tmp_path / "alike" / f"g{k}.png", np.repeat(frame(6.0, size=96, seed=k)[..., None], 3, axis=2))
+    # a JPEG is decoded at a draft scale (a 424 px frame at 53 px for a 32 px cube): its size as stored is
+    # recorded, so that a JPEG and a PNG of one size are one size (the draft's was a spurious second)
+    for k, ext in ((1, "png"), (2, "jpg")):
+        save_image(tmp_path / "alike" / f"g{k}.{ext}", np.repeat(frame(26.0, size=424, seed=k)[..., None], 3, axis=2))
     caplog.clear()
     with caplog.at_level("INFO", logger="morphospace"):
         same = ingest_to(tmp_path / "alike", tmp_path / "one", preprocess__size=32)[0]
     assert same["frame_sizes"] is None and "resampled to" not in caplog.text
+    assert ingest_to(tmp_path / "alike", tmp_path / "two", preprocess__size=32)[1]["frame_px"].tolist() == [424, 424]

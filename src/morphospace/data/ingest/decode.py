@@ -185,7 +185,7 @@ def _decode_turbo(path: str, min_side: int) -> "Frame | None":
         return None
     if arr.shape[:2] != (-(-h // s), -(-w // s)):
         return None
-    return Frame(Image.frombytes(mode, (arr.shape[1], arr.shape[0]), arr, "raw", raw), display=True)
+    return Frame(Image.frombytes(mode, (arr.shape[1], arr.shape[0]), arr, "raw", raw), display=True, native=(h, w))
 
 
 def _raise_if_corrupt(message: str) -> None:
@@ -220,6 +220,7 @@ def _decode_pillow(path: str, min_side: int) -> "Frame | None":
         with Image.open(path) as img:
             if img.format == "FITS":
                 return None
+            stored = (img.size[1], img.size[0])  # before the draft: the frame's size as the file holds it
             if img.format == "JPEG" and min_side > 0:
                 # DCT-domain downscaling: far less work than decoding the full frame.
                 img.draft("RGB" if img.mode != "L" else "L", (min_side, min_side))
@@ -232,10 +233,10 @@ def _decode_pillow(path: str, min_side: int) -> "Frame | None":
                 img = ImageOps.exif_transpose(img)
             if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
                 arr = np.asarray(img, dtype=np.float32) / 65535.0
-                return Frame(arr[..., None], display=True)
+                return Frame(arr[..., None], display=True, native=stored)
             if img.mode in ("I", "F"):
                 arr = np.asarray(img, dtype=np.float32)
-                return Frame(arr[..., None], display=False)
+                return Frame(arr[..., None], display=False, native=stored)
             if img.mode in ("LA", "La", "1"):
                 # grey with alpha, or 1-bit: one band (alpha dropped), so that a colour survey flags
                 # it fewer_bands as it flags a plain grey frame
@@ -243,7 +244,7 @@ def _decode_pillow(path: str, min_side: int) -> "Frame | None":
             elif img.mode not in ("RGB", "L"):
                 # Palette, alpha, CMYK...: shown as RGB (alpha dropped).
                 img = img.convert("RGB")
-            return Frame(img, display=True, flags=warn)
+            return Frame(img, display=True, flags=warn, native=stored)
     except BadImage:
         raise
     except UnidentifiedImageError:

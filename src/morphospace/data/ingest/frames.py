@@ -46,12 +46,16 @@ class Frame:
         (:func:`~morphospace.data.ingest.positions.wcs_centre`).
     flags : tuple of str
         Warning flags the decoding raised (``depth_reduced``); the frame is usable.
+    native : tuple of int, optional
+        (height, width) as stored in the file, where the decoding reduced it (a JPEG's draft
+        scale); None: the pixels are the file's own.
     """
 
     pixels: "Image.Image | np.ndarray"
     display: bool
     sky: "tuple[float, float] | str | None" = None
     flags: tuple = ()
+    native: "tuple[int, int] | None" = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -59,6 +63,11 @@ class Frame:
         if isinstance(self.pixels, Image.Image):
             return self.pixels.size[1], self.pixels.size[0]
         return self.pixels.shape[0], self.pixels.shape[1]
+
+    @property
+    def native_side(self) -> int:
+        """The shorter side in pixels as stored in the file (before any draft reduction)."""
+        return min(self.native or self.shape)
 
 
 def truncation(msg: str) -> bool:

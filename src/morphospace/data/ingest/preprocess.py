@@ -65,7 +65,7 @@ class RowBlock:
         float32 per row: the crop it was cut with, as a fraction of its frame's shorter side
         (``spec.crop``, or its galaxy's own with ``framing = "galaxy"``).
     sides : numpy.ndarray
-        int32 per row: its frame's shorter side in pixels, as decoded (frames of several sizes are
+        int32 per row: its frame's shorter side in pixels, as stored (frames of several sizes are
         resampled to one: the catalogue keeps this as ``frame_px`` so that the audit can tell).
     """
 
@@ -246,7 +246,7 @@ def preprocess_block(frames, spec: PreprocessSpec) -> tuple[RowBlock, list]:
     for i, f in enumerate(frames):
         if isinstance(f, np.ndarray):
             f = Frame(f.astype(np.float32, copy=False), display=False)
-        sides.append(min(f.shape))
+        sides.append(f.native_side)  # as the file holds it: a JPEG is decoded at a draft scale
         results.append(set(f.flags))
         decoded.append(set(f.flags))
         if isinstance(f.pixels, Image.Image):
