@@ -507,14 +507,17 @@ def test_spreadsheet_catalogue_and_odd_file_names(tmp_path):
 
 
 def test_a_header_named_twice_is_refused_and_renamed_columns_are_named_as_stored(tmp_path, caplog):
-    """`id,klass,klass` became klass and klass.1 without a word; a column named like ours (crop, source,
-    flag_*) was stored as catalogue_<name> while the summary listed it by the name it no longer has."""
+    """`id,klass,klass` became klass and klass.1 without a word (a join of two tables repeats such
+    columns): the first kept, said; a column named like ours (crop, source, flag_*) was stored as
+    catalogue_<name> while the summary listed it by the name it no longer has."""
     root = tmp_path / "survey"
     for k in range(2):
         save_image(root / f"g{k}.png", galaxy_rgb(48, seed=k))
-    (root / "cat.csv").write_text("id,klass,klass\ng0,a,b\ng1,b,a\n")
-    with pytest.raises(UserError, match="names a column twice: klass"):
-        ingest_to(root, tmp_path / "run")
+    (root / "cat.csv").write_text("id,klass,ra,klass\ng0,a,1,b\ng1,b,2,a\n")
+    with caplog.at_level("INFO", logger="morphospace"):
+        cat = ingest_to(root, tmp_path / "run")[1]
+    assert cat.set_index("id")["klass"].to_dict() == {"g0": "a", "g1": "b"} and "klass.1" not in cat.columns
+    assert "names a column twice (klass): the first of each kept, the others left out" in caplog.text
     (root / "cat.csv").write_text("id,source,crop,klass\ng0,x,1,a\ng1,y,2,b\n")
     with caplog.at_level("INFO", logger="morphospace"):
         summary, cat, _, _ = ingest_to(root, tmp_path / "run")

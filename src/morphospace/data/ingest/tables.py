@@ -7,6 +7,7 @@ strings), so an 18-digit id stays exact and an empty cell is missing rather than
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import unicodedata
 from pathlib import Path
@@ -20,6 +21,8 @@ from ...run import MISSING_MARKERS
 from ...run.writes import read_parquet
 from .files import file_kind, in_dir
 from .records import Record
+
+log = logging.getLogger("morphospace")
 
 
 def find_catalogue(path: Path, cfg: DataConfig) -> Path | None:
@@ -77,14 +80,16 @@ def read_table(path: Path) -> pd.DataFrame:
             return table.astype(str).where(table.notna(), "")
         # utf-8-sig: a spreadsheet's byte-order mark must not become part of the first column name
         table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
-        # pandas renames a header named twice (klass, klass.1): which one holds the labels is the user's to say
+        # pandas renames a header named twice (ra, ra.1: a join of two tables repeats such columns): the
+        # first of each name is kept, under its name, and the others left out, said (they were kept as ra.1)
         if len(table.columns) > 1:
             header = pd.read_csv(path, dtype=str, header=None, nrows=1, keep_default_na=False, skipinitialspace=True,
                                  encoding="utf-8-sig").iloc[0].str.strip()
-            named = header[header != ""]
-            if named.duplicated().any():
-                raise UserError(f"catalogue {path} names a column twice: "
-                                f"{', '.join(dict.fromkeys(named[named.duplicated()]))}")
+            again = (header != "") & header.duplicated()
+            if again.any() and len(header) == len(table.columns):
+                log.warning("catalogue %s names a column twice (%s): the first of each kept, the others left out",
+                            path, ", ".join(dict.fromkeys(header[again])))
+                table = table.drop(columns=table.columns[np.flatnonzero(again.to_numpy())])
         # a header ending in a comma (spreadsheets write one) gives an empty column named "Unnamed: N"
         blank = [c for c in table.columns if str(c).startswith("Unnamed: ") and not table[c].str.strip().any()]
         return table.drop(columns=blank)
