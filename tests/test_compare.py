@@ -194,6 +194,7 @@ def test_whole_number_floats_are_classes_and_an_empty_column_is_no_truth():
     cat = cat.assign(ttype=ttype, crop=np.where(np.arange(n) % 2, 1.0, 2.0))
     assert label_columns(cat) == ["morph3", "gz1_name", "ttype"]  # crop is the ingest's framing, not a class
     assert "ttype" not in label_columns(cat.assign(ttype=ttype + 0.5))  # fractions stay measurements
+    assert "ttype" not in label_columns(cat.assign(ttype=ttype * 1e19))  # beyond what a float holds whole
     empty = cat.assign(morph3=pd.array([None] * n, dtype="string"))
     assert truth_column(empty) == "gz1_name"
     assert "morph3" not in label_columns(empty)

@@ -139,6 +139,11 @@ def test_fits_null_markers_are_values_no_column_holds_and_names_differ_beyond_ca
     assert back["nvotes"].mask.tolist() == [False, True, False, False, False]
     assert back["nvotes"].data[[0, 2, 3, 4]].tolist() == [999999, 0, -9223372036854775808, 12]
     assert back["cluster_kmeans3_pca"].mask.tolist() == [False, False, False, True, True]
+    from morphospace.export import fits_table  # unsigned 64-bit: a marker FITS's signed K column holds
+
+    unsigned = fits_table(pd.DataFrame({"u": pd.array([0, None, 2**63 - 1], dtype="UInt64")}))
+    unsigned.write(tmp_path / "u.fits")
+    assert Table.read(tmp_path / "u.fits")["u"].tolist() == [0, None, 2**63 - 1]
     cat["Morph3"] = "x"
     write_table(run.catalogue, cat)
     assert main(["export", str(run.path), "--out", str(tmp_path / "case.fits")]) == 2

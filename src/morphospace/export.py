@@ -266,7 +266,8 @@ def fits_table(table: pd.DataFrame) -> "Table":
         if getattr(column, "mask", None) is not None and column.dtype.kind in "iu" and column.mask.any():
             present = set(np.asarray(column.data[~column.mask]).tolist())
             info = np.iinfo(column.dtype)
-            column.fill_value = next(v for v in (info.min, info.max, *range(info.min + 1, info.min + 1 + len(present) + 1))
+            top = min(int(info.max), 2**63 - 1)  # a FITS K column is signed: astropy refuses a uint64 above
+            column.fill_value = next(v for v in (int(info.min), top, *range(top - 1, top - 2 - len(present), -1))
                                      if v not in present)
     for col in ("ra", "dec"):  # the sky positions of the ingest (data.ingest.positions)
         if col in out.colnames:

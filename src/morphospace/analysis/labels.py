@@ -152,7 +152,8 @@ def _whole_numbers(s: pd.Series) -> bool:
     """Whether a float column holds only whole numbers (T-types written 1.0, -5.0 by a table
     with a missing cell): classes stored as floats, not a measurement."""
     present = s.dropna().to_numpy(dtype=float)
-    return bool(present.size) and bool(np.isfinite(present).all()) and bool((present == np.round(present)).all())
+    return (bool(present.size) and bool(np.isfinite(present).all()) and bool((present == np.round(present)).all())
+            and bool((np.abs(present) < 2**53).all()))  # beyond, not whole numbers a float holds exactly
 
 
 def _holds_labels(s: pd.Series) -> bool:
