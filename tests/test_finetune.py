@@ -299,7 +299,7 @@ def test_features_fine_tuned_on_labels_are_probed_on_the_galaxies_they_held_out(
     assert probe.probe_run(run, "shape")["rows"].tolist() == ["all labelled"]
 
 
-def test_a_study_run_interrupted_mid_fine_tuning_resumes(tmp_path, toy, monkeypatch):
+def test_a_study_run_interrupted_mid_fine_tuning_resumes(tmp_path, toy, monkeypatch, caplog):
     """`study --resume` after an interrupt always failed ("resume goes on from the checkpoints of a
     checkpoint_dir: give one"): the run's checkpoint folder was named after the check that needs it."""
     from morphospace.study.training import FineTuneModule
@@ -321,8 +321,10 @@ def test_a_study_run_interrupted_mid_fine_tuning_resumes(tmp_path, toy, monkeypa
     epochs = []
     monkeypatch.setattr(FineTuneModule, "on_train_epoch_start", lambda self: (epochs.append(self.current_epoch),
                                                                             started(self)))
-    metrics = study_features_run(run, cfg, resume=True)
+    with caplog.at_level("INFO", logger="morphospace"):
+        metrics = study_features_run(run, cfg, resume=True)
     assert epochs == [2] and len(metrics["history"]) == 3  # the third epoch alone, the history whole
+    assert "resuming the fine-tuning from" in caplog.text and "2 of 3 epochs done" in caplog.text  # it said nothing
 
 
 def test_study_features_run_label_errors(tmp_path, toy):

@@ -11,6 +11,8 @@ Here the checkpoint is written beside its target under a temporary name and rena
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,7 +21,9 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from ..run import atomic_path
 from .saving import written_by_torch
 
-__all__ = ["AtomicCheckpointIO", "with_atomic_checkpoints"]
+log = logging.getLogger("morphospace")
+
+__all__ = ["AtomicCheckpointIO", "with_atomic_checkpoints", "resumed_from"]
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -35,3 +39,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 def with_atomic_checkpoints(trainer_kwargs: dict) -> dict:
     """``pl.Trainer`` keyword arguments whose checkpoints :class:`AtomicCheckpointIO` writes."""
     return dict(trainer_kwargs, plugins=[*(trainer_kwargs.get("plugins") or []), AtomicCheckpointIO()])
+
+
+def resumed_from(last: Path, what: str, epochs: int) -> str | None:
+    """``str(last)`` for ``trainer.fit(ckpt_path=...)`` where it is there, with a log line saying from
+    which epoch ``what`` resumes (a resume said nothing of where it went on from); None otherwise."""
+    if not last.is_file():
+        return None
+    try:
+        done = int(torch.load(last, map_location="cpu", weights_only=True, mmap=True)["epoch"]) + 1
+    except Exception:  # noqa: BLE001 - Lightning's own reading of it says what is wrong
+        return str(last)
+    log.info("resuming %s from %s: %d of %d epochs done", what, last, done, epochs)
+    return str(last)

@@ -36,7 +36,7 @@ from torch import nn
 from torch.utils.data import DistributedSampler, default_collate
 
 from ..nets.batches import forward_in_batches, read_rows
-from ..nets.checkpoints import with_atomic_checkpoints
+from ..nets.checkpoints import resumed_from, with_atomic_checkpoints
 from ..nets.predict import accelerated, barrier, world_size
 from ..nets.shards import ShardedData
 from ..nets.spawn import spawned_workers
@@ -346,7 +346,8 @@ def _fit_head(module: SSLModule, data: ViewBankDataModule, ckpt_dir: Path, epoch
     with quiet_lightning():
         trainer = pl.Trainer(**with_bars(with_atomic_checkpoints(kw)))
         with spawned_workers(trainer, ckpt_dir / "spawn"):
-            trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None)
+            trainer.fit(module, datamodule=data,
+                        ckpt_path=resumed_from(last, "the SSL head", epochs) if resume else None)
     # the trainer's, not the module's: after a spawned fit the module here is no longer attached to it
     loss = trainer.callback_metrics.get("ssl_loss")  # none when no epoch ran (a resume of a finished head):
     if loss is None and resume and last.is_file():  # the loss the checkpoint ended at

@@ -31,7 +31,7 @@ from torch import nn
 from torch.optim.swa_utils import update_bn
 
 from ..errors import UserError
-from ..nets.checkpoints import with_atomic_checkpoints
+from ..nets.checkpoints import resumed_from, with_atomic_checkpoints
 from ..nets.spawn import spawned_workers
 from ..progress import quiet_lightning, with_bars
 from .datamodule import FineTuneData, augment
@@ -399,7 +399,8 @@ def fit_classifier(module: FineTuneModule, data: FineTuneData, epochs: int, pati
             log.info("the fine-tuning in %s had stopped early: nothing more to train", checkpoint_dir)
         else:
             with spawned_workers(trainer, checkpoint_dir / "spawn"):
-                trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
+                trainer.fit(module, datamodule=data, ckpt_path=resumed_from(last, "the fine-tuning", epochs) if resume
+                            else None)
         early = next((c for c in callbacks if isinstance(c, EarlyStopping)), None)
         if early is not None and early.stopped_epoch:
             log.info("early stop after epoch %d: validation loss has not improved for %d epochs",

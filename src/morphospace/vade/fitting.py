@@ -27,7 +27,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from ..config import Config, apply_overrides
 from ..data.sample import sample_rows
 from ..errors import UserError, first_line
-from ..nets.checkpoints import with_atomic_checkpoints
+from ..nets.checkpoints import resumed_from, with_atomic_checkpoints
 from ..nets.spawn import spawned_workers
 from ..progress import quiet_lightning, with_bars
 from ..run import RunDir, launched_as_later_rank, write_json
@@ -262,5 +262,6 @@ def fit_vade(hp: dict[str, Any], input_path: Path, mdir: Path, cfg: Config, resu
         ))))
         with spawned_workers(trainer, mdir / "spawn"):
             # a form model killed before its MLP core started resumes the core from its start
-            trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None)
+            trainer.fit(module, datamodule=data,
+                        ckpt_path=resumed_from(last, "the training", hp["epochs"]) if resume else None)
     return module, trainer, time.perf_counter() - t0
