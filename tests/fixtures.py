@@ -476,3 +476,76 @@ def crop(img: np.ndarray, ax) -> np.ndarray:
     box = ax.get_window_extent()
     h = img.shape[0]
     return img[int(h - box.y1) + 1:int(h - box.y0) - 1, int(box.x0) + 1:int(box.x1) - 1]
+
+
+def parents_of_processes() -> dict[int, int]:
+    """pid -> parent pid of every process, from Linux's /proc."""
+    import os
+
+    parents = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as fh:
+                    parents[int(d)] = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+    return parents
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``."""
+    return [p for p, parent in parents_of_processes().items() if parent == pid]
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, their children...)."""
+    parents = parents_of_processes()
+    out, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        kids = [p for p, pp in parents.items() if pp == parent]
+        out += kids
+        todo += kids
+    return out
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie no one has reaped yet counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def all_end(pids: list[int], seconds: float) -> bool:
+    """Whether every process of ``pids`` has ended within ``seconds`` (polled)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while any(running(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not any(running(p) for p in pids)
+
+
+def in_own_group(args: list[str], **kwargs):
+    """A context manager: ``subprocess.Popen(args)`` in a session of its own, whose whole process
+    group is killed on the way out (no stray process, whatever the test asserted)."""
+    import contextlib
+    import os
+    import signal
+    import subprocess
+
+    @contextlib.contextmanager
+    def started():
+        proc = subprocess.Popen(args, start_new_session=True, **kwargs)
+        try:
+            yield proc
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    return started()

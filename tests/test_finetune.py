@@ -299,6 +299,22 @@ def test_features_fine_tuned_on_labels_are_probed_on_the_galaxies_they_held_out(
     assert probe.probe_run(run, "shape")["rows"].tolist() == ["all labelled"]
 
 
+def _killed_at_the_third_epoch(monkeypatch):
+    """Fine-tunings raise RuntimeError("killed") as their third epoch starts (two done and
+    checkpointed); returns the hook as it was, to put back."""
+    from morphospace.study.training import FineTuneModule
+
+    started = FineTuneModule.on_train_epoch_start
+
+    def killed(self):
+        if self.current_epoch == 2:
+            raise RuntimeError("killed")
+        started(self)
+
+    monkeypatch.setattr(FineTuneModule, "on_train_epoch_start", killed)
+    return started
+
+
 def test_a_study_run_interrupted_mid_fine_tuning_resumes(tmp_path, toy, monkeypatch, caplog):
     """`study --resume` after an interrupt always failed ("resume goes on from the checkpoints of a
     checkpoint_dir: give one"): the run's checkpoint folder was named after the check that needs it."""
@@ -308,14 +324,7 @@ def test_a_study_run_interrupted_mid_fine_tuning_resumes(tmp_path, toy, monkeypa
     cfg = apply_overrides(Config(), ["study.backbone=small", "study.labels=shape", "study.epochs=3",
                                      "study.input_size=32", "study.batch_size=8", "study.patience=0",
                                      "train.num_threads=1"])
-    started = FineTuneModule.on_train_epoch_start
-
-    def killed(self):
-        if self.current_epoch == 2:
-            raise RuntimeError("killed")
-        started(self)
-
-    monkeypatch.setattr(FineTuneModule, "on_train_epoch_start", killed)
+    started = _killed_at_the_third_epoch(monkeypatch)
     with pytest.raises(RuntimeError, match="killed"):
         study_features_run(run, cfg)
     epochs = []
@@ -374,14 +383,7 @@ def test_a_fine_tuning_killed_after_an_epoch_resumes_where_it_stopped(tmp_path, 
 
     X, y, _ = toy
     whole = FineTuner("small", epochs=3, random_state=0, checkpoint_dir=str(tmp_path / "whole"), **FAST).fit(X, y)
-    started = FineTuneModule.on_train_epoch_start
-
-    def killed(self):
-        if self.current_epoch == 2:
-            raise RuntimeError("killed")
-        started(self)
-
-    monkeypatch.setattr(FineTuneModule, "on_train_epoch_start", killed)
+    started = _killed_at_the_third_epoch(monkeypatch)
     with pytest.raises(RuntimeError, match="killed"):
         FineTuner("small", epochs=3, random_state=0, checkpoint_dir=str(tmp_path / "cut"), **FAST).fit(X, y)
     monkeypatch.setattr(FineTuneModule, "on_train_epoch_start", started)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures import galaxy_rgb, ingest_to, many_jpegs, save_image
+from fixtures import all_end, children, galaxy_rgb, ingest_to, many_jpegs, save_image
 
 import morphospace.data.ingest.workers as ingest_workers
 from morphospace.data.ingest.cube import CubeWriter
@@ -29,27 +29,6 @@ set_quiet(True)
 cfg = apply_overrides(Config(), {"ingest.workers": 2, "ingest.chunk_size": 8})
 ingest(sys.argv[1], RunDir(sys.argv[2], create=True), cfg)
 """
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as fh:
-                    if int(fh.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        out.append(int(d))
-            except (OSError, ValueError, IndexError):
-                pass
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_sigkill_mid_ingest_leaves_only_a_partial_and_a_rerun_completes(tmp_path):
@@ -68,7 +47,7 @@ def test_sigkill_mid_ingest_leaves_only_a_partial_and_a_rerun_completes(tmp_path
             if proc.poll() is not None:
                 pytest.fail("the ingest finished before it could be killed")
             time.sleep(0.002)
-        workers = _children(proc.pid)
+        workers = children(proc.pid)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         written = partial.stat().st_size
@@ -77,10 +56,7 @@ def test_sigkill_mid_ingest_leaves_only_a_partial_and_a_rerun_completes(tmp_path
             assert not (run / name).exists(), name
         assert partial.exists()
         # the orphaned workers notice and exit by themselves (no stray processes)
-        deadline = time.monotonic() + 10
-        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert workers and not any(_alive(w) for w in workers)
+        assert workers and all_end(workers, 10)
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)

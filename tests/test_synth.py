@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from fixtures import all_end, descendants, in_own_group
 from PIL import Image
 
 from morphospace.data import synth
@@ -303,42 +304,12 @@ def test_a_script_without_the_main_guard_is_told_to_add_it(tmp_path):
     assert 'put the morphospace calls under `if __name__ == "__main__":`' in lines[-1], done.stderr
 
 
-def _descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (children, their children...), from /proc."""
-    import os
-
-    parents = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as fh:
-                    parents[int(d)] = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                pass
-    out, todo = [], [pid]
-    while todo:
-        parent = todo.pop()
-        kids = [p for p, pp in parents.items() if pp == parent]
-        out += kids
-        todo += kids
-    return out
-
-
-def _running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 @pytest.mark.skipif(not __import__("os").path.isdir("/proc"), reason="reads the process table from /proc")
 def test_the_rendering_workers_exit_when_the_survey_s_maker_is_killed(tmp_path):
     """`kill -9` of `morphospace synth` (or `run`) left its forkserver workers rendering on into the
     folder (51 images, then 192) and then waiting forever, 185 MB each."""
     import os
     import signal
-    import subprocess
     import sys
     import time
 
@@ -346,22 +317,13 @@ def test_the_rendering_workers_exit_when_the_survey_s_maker_is_killed(tmp_path):
     out = tmp_path / "out"
     script.write_text("from morphospace.data import synth\nif __name__ == '__main__':\n"
                       f"    synth.make_survey({str(out)!r}, n=2000, seed=3, size=64, workers=2, progress=False)\n")
-    proc = subprocess.Popen([sys.executable, str(script)], start_new_session=True, cwd=tmp_path,
-                            env={**os.environ, "MORPHOSPACE_CACHE": str(tmp_path / "cache")})
-    try:
+    with in_own_group([sys.executable, str(script)], cwd=tmp_path,
+                      env={**os.environ, "MORPHOSPACE_CACHE": str(tmp_path / "cache")}) as proc:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and len(list((out / synth.IMAGE_DIR).glob("*"))) < 10:
             assert proc.poll() is None, "the survey was made before it could be killed"
             time.sleep(0.05)
-        below = _descendants(proc.pid)
+        below = descendants(proc.pid)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
-        deadline = time.monotonic() + 15
-        while any(_running(p) for p in below) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert below and not any(_running(p) for p in below)
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        assert below and all_end(below, 15)
