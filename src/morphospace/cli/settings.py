@@ -145,7 +145,8 @@ def _cube_recipe_kept(run: RunDir, cfg: Config, args) -> Config:
         raise UserError(f"`morphospace {args.command}` does not remake the cube, so it cannot take {shown}: "
                         f"give them to `morphospace ingest` (or `run`), which remakes it")
     if changed:
-        log.info("the run's preprocess settings kept (the recipe of its cube), not those of --config %s", args.config)
+        log.info("the run's preprocess settings kept (the recipe of its cube), not those %s",
+                 f"of --config {args.config}" if getattr(args, "config", None) else "the settings given implied")
         cfg = cfg.model_copy(update={"preprocess": saved.preprocess})
     return cfg
 
