@@ -32,7 +32,7 @@ def build_catalogue(survey: Survey, cube_index: np.ndarray, crops: np.ndarray | 
         Per record the crop its row was cut with (a fraction of its frame's shorter side;
         NaN when it is not in the cube).
     sides : ndarray of int, optional
-        Per record its frame's shorter side in pixels as decoded (0 when it is not in the cube).
+        Per record its frame's shorter side in pixels as the file stores it (0 when it is not in the cube).
 
     Returns
     -------

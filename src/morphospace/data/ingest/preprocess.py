@@ -242,7 +242,7 @@ def preprocess_block(frames, spec: PreprocessSpec) -> tuple[RowBlock, list]:
     fast: dict[int, bytes] = {}  # its resized 8-bit levels (fast path), or
     floats: dict[int, np.ndarray] = {}  # its float32 row (other paths, and frames that are not 8-bit)
     crops: list[float] = []  # per frame, the crop it was cut with
-    sides: list[int] = []  # per frame, its shorter side as decoded
+    sides: list[int] = []  # per frame, its shorter side as the file stores it
     for i, f in enumerate(frames):
         if isinstance(f, np.ndarray):
             f = Frame(f.astype(np.float32, copy=False), display=False)
