@@ -18,6 +18,7 @@ from ..config import Config
 from ..errors import InvalidArgument, RunInUse, UserError, missing_package
 from ..progress import set_quiet
 from ..run import RunDir, job_size, launched_as_later_rank, release_locks
+from .logs import _close_run_log, _in_run_log, _quiet_warnings, _setup_logging
 from .options import check_out, printable
 from .parser import COMMANDS, build_parser
 from .settings import (_config_for, _cube_recipe_kept, _save_changed_config, _say, _say_unused_epochs, _set,
@@ -30,55 +31,6 @@ __all__ = ["main", "build_parser", "printable"]
 # commands that only read the run (writing elsewhere, if at all): no lock, and a run they cannot write to
 # (an archive, a colleague's read-only copy) serves them, logged to the console alone
 READ_ONLY_COMMANDS = ("export", "generate")
-
-
-class _RunLog(logging.FileHandler):
-    """The run's ``log.txt``; where it cannot be written (a full disk), one line says so and the
-    command goes on logging to the console alone. Logging's own handler printed a "--- Logging
-    error ---" traceback for every line it could not write, and its close failed the command."""
-
-    def handleError(self, record: logging.LogRecord) -> None:
-        exc = sys.exc_info()[1]
-        if not isinstance(exc, OSError):
-            return super().handleError(record)
-        logging.getLogger("morphospace").removeHandler(self)
-        try:
-            super().close()
-        except OSError:
-            pass
-        print(f"morphospace: warning: cannot write {printable(str(self.baseFilename))} "
-              f"({printable(exc.strerror or str(exc))}): logging to the console alone", file=sys.stderr)
-
-    def close(self) -> None:
-        try:
-            super().close()
-        except OSError:  # its last lines could not be flushed: said by handleError where they were written
-            pass
-
-
-def _setup_logging(quiet: bool, run: RunDir | None, later_rank: bool = False, reads_only: bool = False) -> None:
-    """Log to stderr and to the run's log.txt; a distributed job's later processes (``later_rank``)
-    only warn on stderr, so the run's log is its first process's, each line once. A command that
-    ``reads_only`` logs to stderr alone where the run's log cannot be written."""
-    root = logging.getLogger("morphospace")
-    root.setLevel(logging.INFO)
-    for h in list(root.handlers):
-        root.removeHandler(h)
-    console = logging.StreamHandler(sys.stderr)
-    console.setLevel(logging.WARNING if quiet or later_rank else logging.INFO)
-    console.setFormatter(logging.Formatter("%(message)s"))
-    console.addFilter(lambda record: not getattr(record, "banner", False))
-    root.addHandler(console)
-    if run is not None and not later_rank:
-        try:
-            fh = _RunLog(run.log)
-        except OSError:
-            if not reads_only:
-                raise
-        else:
-            fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-            root.addHandler(fh)
-    root.propagate = False
 
 
 def _reuse_freed_memory() -> None:
@@ -203,16 +155,6 @@ def _first_rank_when_alone() -> None:
     rank_zero_only.rank = fabric_rank.rank = utils_rank.rank = 0
 
 
-def _close_run_log() -> None:
-    """The run's log.txt closed when a command returns: a later command of the same process (a
-    notebook, a test) writes its own run's log, never this one's."""
-    root = logging.getLogger("morphospace")
-    for h in list(root.handlers):
-        if isinstance(h, logging.FileHandler):
-            root.removeHandler(h)
-            h.close()
-
-
 def _leave_process_group(succeeded: bool) -> None:
     """A process of a job started from outside (``srun``, ``torchrun``) leaves its process group
     before it exits (after the others, unless it stops on an error): left to the interpreter's exit,
@@ -222,55 +164,6 @@ def _leave_process_group(succeeded: bool) -> None:
         from ..nets.spawn import leave_process_group
 
         leave_process_group(wait=succeeded)
-
-
-def _in_run_log(message: str) -> None:
-    """What ended a command, in the run's log.txt too (the console has had it): the log says why
-    a stage stopped, not only how far it got."""
-    record = logging.makeLogRecord({"name": "morphospace", "levelno": logging.ERROR, "levelname": "ERROR",
-                                    "msg": "%s", "args": (printable(message),)})
-    try:
-        _ToRunLog().handle(record)
-    except Exception:  # noqa: BLE001 - the log itself unwritable: the console has said it
-        pass
-
-
-class _ToRunLog(logging.Handler):
-    """Hands a record to the file handlers the ``morphospace`` logger has when it is emitted."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        for h in logging.getLogger("morphospace").handlers:
-            if isinstance(h, logging.FileHandler):
-                h.handle(record)
-
-
-class _quiet_warnings:
-    """Under --quiet, Python warnings from libraries (e.g. Pillow's DecompressionBombWarning) stay
-    off stderr; they are still written to the run's log."""
-
-    def __init__(self, quiet: bool):
-        self.quiet = quiet
-
-    def __enter__(self):
-        import warnings
-
-        self.catch = warnings.catch_warnings()
-        self.catch.__enter__()
-        self.saved = None
-        if self.quiet:
-            logging.captureWarnings(True)  # to the `py.warnings` logger, which writes the run's log only
-            pw = logging.getLogger("py.warnings")
-            self.saved = (pw.handlers[:], pw.propagate)
-            pw.handlers = [_ToRunLog()]  # the run's log is opened later, once the command knows its run
-            pw.propagate = False
-        return self
-
-    def __exit__(self, *exc):
-        logging.captureWarnings(False)
-        if self.saved is not None:
-            pw = logging.getLogger("py.warnings")
-            pw.handlers, pw.propagate = self.saved
-        self.catch.__exit__(*exc)
 
 
 def _new_run(args, out: str, trains: bool = False, **options) -> tuple[RunDir, Config, bool, str]:
