@@ -195,6 +195,19 @@ def test_frames_of_several_sizes_are_recorded_said_and_audited(tmp_path, caplog)
     assert "frames of 4 sizes (64 to 128 px on the shorter side) resampled to 32 px" in caplog.text
     measured = pd.DataFrame({"id": cat["id"], "pa_bin": None, "companion": None, "companion_quadrant": None})
     assert nuisance_table(run, Config(), measured)["frame_px"].tolist() == [64, 96, 96, 128, 80]
+    # audited when the user names the nuisance columns too (as the flags: the ingest's own), never a truth
+    from morphospace.analysis.labels import check_label_columns, is_label_column, is_nuisance_column
+    from morphospace.config import apply_overrides
+    from morphospace.errors import UserError
+
+    named = apply_overrides(Config(), ['cluster.nuisance_columns=["crop"]'])
+    assert "frame_px" in nuisance_table(run, named, measured).columns
+    with pytest.raises(UserError, match="'frame_px' is the ingest's own column"):
+        check_label_columns(cat, apply_overrides(Config(), ["data.truth_label=frame_px"]))
+    # an earlier export read back as the catalogue: its frame_px (renamed catalogue_frame_px) is no label
+    again = cat.assign(catalogue_frame_px=cat["frame_px"], catalogue_crop=[0.5, 0.6] * 2 + [0.5])
+    assert not is_label_column(again, "catalogue_frame_px") and not is_label_column(again, "catalogue_crop")
+    assert is_nuisance_column("catalogue_frame_px")
     # a JPEG is decoded at a draft scale (a 424 px frame at 53 px for a 32 px cube): its size as stored is
     # recorded, so that a JPEG and a PNG of one size are one size (the draft's was a spurious second)
     for k, ext in ((1, "png"), (2, "jpg")):

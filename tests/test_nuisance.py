@@ -80,6 +80,11 @@ def test_binning_of_catalogue_nuisance_columns():
     assert _bin_column("winding", pd.Series(["cw"] * 4)) is None  # one value: nothing to audit
     # winding 0 (no arms) is not a hand: missing, so only spirals are scored
     assert _bin_column("winding", pd.Series([1, -1, 0, 1])).tolist() == [1, -1, None, 1]
+    # frames of one size and a few smaller (21 sizes): quartiles collapsed into one bin, so that every
+    # clustering read AMI 0 against it (and a one-cluster clustering 1.0); the few keep a bin of their own
+    sides = pd.Series(pd.array([423] * 61 + list(range(100, 120)), dtype="Int32"))
+    binned = _bin_column("frame_px", sides)
+    assert binned is not None and binned.nunique() >= 2 and binned[61] != binned[0] and binned[:61].nunique() == 1
 
 
 def fake_run(tmp_path, n=40, seed=0):

@@ -51,6 +51,8 @@ RESERVED = {"id", "source", "cube_index", "crop", "frame_px", "file", "path", "f
             "run", "rerun", "camcol", "field", "specobjid", "dr7objid", "dr8objid", "thing_id", "plate", "mjd",
             "fiberid", "brickid", "brickname", "release", "objid_dr7"}
 MAX_LABEL_CLASSES = 50
+# what the ingest itself writes beside a catalogue's columns: never a truth
+INGEST_COLUMNS = ("id", "source", "cube_index", "crop", "frame_px")
 
 
 class Encoded(NamedTuple):
@@ -127,14 +129,15 @@ def contingency_counts(ca: np.ndarray, cb: np.ndarray, ka: int | None = None, kb
 
 
 def is_nuisance_column(name: str) -> bool:
-    """Whether a catalogue column describes viewing conditions (audited, not compared)."""
-    low = name.lower()
+    """Whether a catalogue column describes viewing conditions (audited, not compared); one the ingest
+    renamed ``catalogue_<name>`` (an earlier export read back as the catalogue) as its name says."""
+    low = name.lower().removeprefix("catalogue_")
     return low in ("pa", "pa_deg") or low.startswith(NUISANCE_PREFIXES) or bool(_COMPANION_DETAIL.match(low))
 
 
 def is_label_column(catalogue: pd.DataFrame, col: str) -> bool:
     """Whether ``col`` holds categorical labels (see :func:`label_columns`)."""
-    low = col.lower()
+    low = col.lower().removeprefix("catalogue_")  # an earlier export's crop, frame_px... read back, renamed
     if low in RESERVED or low.startswith("flag_") or is_nuisance_column(col):
         return False
     s = catalogue[col]
@@ -268,9 +271,12 @@ def check_label_columns(catalogue: pd.DataFrame, cfg: Any) -> None:
         if column not in columns:
             # the ingest's own bookkeeping (flags, cube rows, source files) left out of the list
             shown = sorted(c for c in columns if not str(c).startswith("flag_")
-                           and c not in ("id", "source", "cube_index", "crop", "frame_px"))
+                           and c not in INGEST_COLUMNS)
             raise UserError(f"{key}: '{column}' is not a catalogue column (columns: {', '.join(shown) or 'none'})")
     truth = cfg.data.truth_label
+    if truth in INGEST_COLUMNS:
+        raise UserError(f"data.truth_label: '{truth}' is the ingest's own column, not classes of galaxies: name a "
+                        f"column of classes (label columns: {', '.join(label_columns(catalogue)) or 'none'})")
     if truth:
         values = catalogue[truth]
         inside = values[catalogue["cube_index"] >= 0] if "cube_index" in catalogue else values

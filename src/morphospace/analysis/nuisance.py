@@ -264,9 +264,13 @@ def _bin_column(name: str, s: pd.Series) -> pd.Series | None:
     if n_unique < 2:
         return None
     if pd.api.types.is_float_dtype(s) and n_unique > 10 or pd.api.types.is_integer_dtype(s) and n_unique > MAX_CATEGORIES:
-        q = pd.qcut(present.astype(float), 4, duplicates="drop")
+        values = present.astype(float)
+        q = pd.qcut(values, 4, duplicates="drop")
+        if q.cat.categories.size < 2:  # one value holds most galaxies (frames of 423 px, a few smaller):
+            # quartiles collapse into one bin; four equal steps of the (log) range keep the few apart
+            q = pd.cut(np.log(values) if (values > 0).all() else values, 4).cat.remove_unused_categories()
         out[~miss] = [f"Q{c + 1}" for c in q.cat.codes]
-        return out
+        return out if q.cat.categories.size >= 2 else None
     if n_unique > MAX_CATEGORIES:
         return None
     out[~miss] = present.to_numpy(dtype=object)
@@ -312,6 +316,8 @@ def nuisance_table(run: RunDir, cfg: Any, measured: pd.DataFrame) -> pd.DataFram
             raise UserError(f"cluster.nuisance_columns: '{col}' is not a catalogue column")
     cols = wanted or [c for c in inside.columns if is_nuisance_column(c) and not c.startswith("flag_")
                       and not re.match(r"comp\d+_", c.lower())]  # per-companion positions: too fine to bin
+    if "frame_px" in inside.columns and "frame_px" not in cols:  # the ingest's own, as the flags: always audited
+        cols = [*cols, "frame_px"]
     for col in cols:
         binned = _bin_column(col, inside[col])
         if binned is None:
