@@ -469,6 +469,11 @@ def test_same_seed_same_labels_and_resume_equals_uninterrupted(tmp_path, trained
     train_run(run_d, cfg_for(), resume=True)
     sd = final_state(run_d)
     assert all(torch.equal(sa[k], sd[k]) for k in sa), "resumed run differs from the uninterrupted one"
+    # fewer epochs than the finished training has done: Lightning's traceback, after the settings were saved
+    done = json.loads((run_d.path / "models/vade/hparams.json").read_text())["epochs"]
+    assert main(["train", str(run_d.path), "--resume", "--epochs", str(done - 1), "--quiet"]) == 2
+    assert f"the training has done {done} epochs, more than the {done - 1} asked for" in capsys.readouterr().err
+    assert run_d.config.read_text() == saved
     assert np.array_equal(labels(run_a), labels(run_d))
 
 

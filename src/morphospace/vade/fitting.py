@@ -111,9 +111,13 @@ def check_resumable(run: RunDir, hp: dict[str, Any], checkpoint: str | None = No
         if ckpt != last and not ckpt.is_file():
             continue
         try:
-            torch.load(ckpt, map_location="cpu", weights_only=True)  # plain tensors and lists (on_save_checkpoint)
+            state = torch.load(ckpt, map_location="cpu", weights_only=True)  # plain tensors and lists (on_save_checkpoint)
         except Exception as exc:  # a checkpoint cut short by a full disk or a kill mid-write
             raise UserError(f"{ckpt} is damaged ({first_line(exc)[:160]}): train again without --resume") from None
+        done = int(state.get("epoch", -1)) + 1 if isinstance(state, dict) else 0
+        if ckpt == mdir / LAST_CHECKPOINT and done > int(hp["epochs"]):  # Lightning's traceback, the settings saved
+            raise UserError(f"cannot resume: the training has done {done} epochs, more than the {hp['epochs']} asked "
+                            f"for: give at least {done} (train.epochs), or train again without --resume")
     try:
         saved = json.loads((mdir / "hparams.json").read_text()) if (mdir / "hparams.json").is_file() else None
         if saved is not None and not isinstance(saved, dict):
