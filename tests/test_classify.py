@@ -251,9 +251,11 @@ def test_classify_end_to_end_writes_classes_suggestions_and_export_columns(tiny_
     for ext in ("fits", "csv"):
         assert main(["export", str(run.path), "--out", str(tmp_path / f"r.{ext}"), "--quiet"]) == 0
     # FITS text is ASCII: there, and there only, the classes go by their column-safe names
-    assert set(Table.read(tmp_path / "r.fits")["class_kind"].filled("")) - {""} <= set(safe.values())
+    # (a non-ASCII class by its nearest ASCII text, the ASCII ones as they are: one renamed all of them)
+    assert set(Table.read(tmp_path / "r.fits")["class_kind"].filled("")) - {""} == {'round "E0"', "disk/spiral arms",
+                                                                                   "edge on"}
     assert set(pd.read_csv(tmp_path / "r.csv")["class_kind"].dropna()) <= set(HOSTILE.values())
-    assert "its classes written by their ASCII names" in run.log.read_text()
+    assert "1 class(es) not in ASCII written for FITS as 'édge on' -> 'edge on'" in run.log.read_text()
     meta["classes"][0]["column"] = "other"  # a json that is not the table's (an interrupted classify)
     (run.path / "classes" / "kind.json").write_text(json.dumps(meta))
     with pytest.raises(UserError, match="do not belong together"):
@@ -562,6 +564,14 @@ def test_numeric_classes_written_as_floats_are_one_class_with_their_integers(tmp
     assert not any("different labels" in n for n in notes)
     text = _csv(tmp_path / "k.csv", "id,kind\na,1.0\nb,spiral\n")
     assert read_labels(text, "kind")[0]["label"].tolist() == ["1.0", "spiral"]
+
+
+def test_fits_classes_rename_only_those_not_in_ascii_and_never_onto_another():
+    from morphospace.analysis.classes import _ascii_classes
+
+    names = ["a_b", "á_b", "spiral", "Spiral", "elíptica"]
+    out = _ascii_classes("m", pd.Series(names + ["a_b"]), names)
+    assert out.tolist() == ["a_b", "a_b_2", "spiral", "Spiral", "eliptica", "a_b"]
 
 
 def test_column_names_are_safe_and_distinct():

@@ -266,6 +266,28 @@ def _suggestion_table(clf: FewLabelClassifier, X: np.ndarray, rows: np.ndarray, 
     return table
 
 
+def _ascii_classes(name: str, classes: pd.Series, names: list[str]) -> pd.Series:
+    """``classes`` with each class that is not printable ASCII written as its nearest ASCII text
+    (accents dropped; ``_2``... where that is another class's name), the others as they are; every
+    change said in the log (FITS text is ASCII)."""
+    taken = set(names)
+    renamed: dict[str, str] = {}
+    for original in names:
+        if original.isascii() and original.isprintable():
+            continue
+        base = unicodedata.normalize("NFKD", original).encode("ascii", "ignore").decode("ascii")
+        base = "".join(ch if ch.isprintable() else "_" for ch in base) or "x"
+        cand, i = base, 2
+        while cand in taken:
+            cand, i = f"{base}_{i}", i + 1
+        taken.add(cand)
+        renamed[original] = cand
+    if renamed:
+        log.info("classification '%s': %d class(es) not in ASCII written for FITS as %s", name, len(renamed),
+                 ", ".join(f"{k!r} -> {v!r}" for k, v in renamed.items()))
+    return classes.map(lambda c: renamed.get(c, c))
+
+
 def class_columns(run: RunDir, ascii_text: bool = False) -> dict[str, tuple[str, np.ndarray]]:
     """The export's class columns, in cube order: ``class_<name>`` and ``prob_<name>_<class>``.
 
@@ -273,8 +295,8 @@ def class_columns(run: RunDir, ascii_text: bool = False) -> dict[str, tuple[str,
     ----------
     run : RunDir
     ascii_text : bool
-        For a format whose text is ASCII (FITS): a classification whose classes are not all
-        printable ASCII gives its classes by their column-safe names (said in the log).
+        For a format whose text is ASCII (FITS): the classes that are not printable ASCII are
+        given as their nearest ASCII text (said in the log), the others as they are.
 
     Returns
     -------
@@ -322,11 +344,8 @@ def class_columns(run: RunDir, ascii_text: bool = False) -> dict[str, tuple[str,
                         "training?): its classes are the earlier embedding's; run `morphospace classify` again to "
                         "refresh them", name, meta["embedding"])
         classes = table["class"].astype(str)
-        safe = {c["name"]: c["column"] for c in meta.get("classes", [])}
-        if ascii_text and not all(c.isascii() and c.isprintable() for c in safe):
-            log.info("classification '%s': its classes written by their ASCII names (%s)", name,
-                     ", ".join(f"{k!r} as {v!r}" for k, v in list(safe.items())[:4] if k != v))
-            classes = classes.map(safe)
+        if ascii_text:
+            classes = _ascii_classes(name, classes, [c["name"] for c in meta.get("classes", [])])
         out[f"class_{name}"] = ("class", classes.to_numpy(dtype=object))
         for c in meta.get("classes", []):
             out[f"prob_{name}_{c['column']}"] = ("prob", table[f"prob_{c['column']}"].to_numpy(dtype=np.float32))
