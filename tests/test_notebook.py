@@ -63,6 +63,13 @@ def test_ingest_refuses_bad_settings_and_missing_data(tmp_path, survey):
     with pytest.raises(ValueError, match="is the data folder"):
         ms.ingest(survey, run=survey)
     assert sorted(p.name for p in survey.iterdir()) == before
+    # the command line's refusals of a run's place: "" (the notebook's folder), another run's models/
+    with pytest.raises(ValueError, match="run must name a folder, got an empty path"):
+        ms.ingest(survey, run="")
+    first = ms.ingest(survey, run=tmp_path / "first")
+    with pytest.raises(ValueError, match="is inside the folder models/ of the run"):
+        ms.ingest(survey, run=first.path / "models" / "sub")
+    assert not (first.path / "models" / "sub").exists()
 
 
 def test_run_reads_what_the_cli_wrote(run, fitted):

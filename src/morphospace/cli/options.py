@@ -54,10 +54,6 @@ def printable(text: str) -> str:
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
-# what makes a folder with a config.toml a run's (its cube and catalogue, or a model imported into it)
-RUN_MARKS = ("catalogue.parquet", "cube.npy", "models/vade/imported.json")
-
-
 def check_out(out: str | None, what: str = "--out", purpose: str = "the run") -> Path:
     """``out`` as a folder path; a one-line error when it is empty or names a file."""
     if out is None or not str(out).strip():
@@ -66,15 +62,7 @@ def check_out(out: str | None, what: str = "--out", purpose: str = "the run") ->
     if path.exists() and not path.is_dir():
         raise UserError(f"{what} {printable(str(path))} is a file, not a folder: choose a folder for {purpose}")
     if purpose == "the run":
-        from ..run.rundir import RUN_FOLDERS
+        from ..run.places import check_run_place
 
-        here = path.resolve()
-        for above in here.parents:
-            # a new run in another run's stage folders (its models/ or figures/) is deleted by that run's
-            # next stage; a folder of the user's own beside them is theirs
-            if here.relative_to(above).parts[0] in RUN_FOLDERS and (above / "config.toml").is_file() \
-                    and any((above / name).exists() for name in RUN_MARKS):
-                raise UserError(f"{what} {printable(str(path))} is inside the folder "
-                                f"{here.relative_to(above).parts[0]}/ of the run {printable(str(above))}, which its "
-                                f"stages rewrite: choose a folder outside it for {purpose}")
+        check_run_place(path, what)
     return path
