@@ -564,6 +564,11 @@ def test_numeric_classes_written_as_floats_are_one_class_with_their_integers(tmp
     assert not any("different labels" in n for n in notes)
     text = _csv(tmp_path / "k.csv", "id,kind\na,1.0\nb,spiral\n")
     assert read_labels(text, "kind")[0]["label"].tolist() == ["1.0", "spiral"]
+    # the estimator alike: T-types as floats beside the same as text are two classes, not four
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    X[::2] += 3
+    mixed = np.array([1.0, -5.0, "1", "-5"] * 10, dtype=object)
+    assert FewLabelClassifier().fit(X, mixed).classes_.tolist() == ["-5", "1"]
 
 
 def test_fits_classes_rename_only_those_not_in_ascii_and_never_onto_another():

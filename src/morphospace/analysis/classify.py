@@ -123,9 +123,15 @@ def _temperature(logits: np.ndarray, codes: np.ndarray) -> float:
 
 
 def _known_labels(values: np.ndarray) -> np.ndarray:
-    """Labels without missing ones as a plain array (ints, floats or text); mixed types as text."""
-    out = np.array(list(values))
-    return out.astype(str) if out.dtype == object else out
+    """Labels without missing ones as a plain array (ints, floats or text); mixed types as text, a
+    whole-number float as its integer (1.0 and '1' are one class, as the command line reads them)."""
+    items = list(values)
+    if len({isinstance(v, str) for v in items}) < 2:  # one kind: numbers, or text
+        out = np.array(items)
+        if out.dtype != object:
+            return out
+    return np.array([str(int(v)) if isinstance(v, (float, np.floating)) and float(v).is_integer() else str(v)
+                     for v in items])
 
 
 class FewLabelClassifier(ClassifierMixin, BaseEstimator):
