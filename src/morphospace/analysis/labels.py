@@ -274,7 +274,7 @@ def check_label_columns(catalogue: pd.DataFrame, cfg: Any) -> None:
                            and c not in INGEST_COLUMNS)
             raise UserError(f"{key}: '{column}' is not a catalogue column (columns: {', '.join(shown) or 'none'})")
     truth = cfg.data.truth_label
-    if truth in INGEST_COLUMNS:
+    if truth in INGEST_COLUMNS and truth != "id":  # the id: refused below, as an identifier
         raise UserError(f"data.truth_label: '{truth}' is the ingest's own column, not classes of galaxies: name a "
                         f"column of classes (label columns: {', '.join(label_columns(catalogue)) or 'none'})")
     if truth:
