@@ -513,6 +513,18 @@ def test_a_share_that_is_not_the_whole_never_reads_100_percent():
     assert pct(5, 5) == "100.0%" and pct(0, 5) == "0.0%" and pct(1, 3) == "33.3%" and pct(1, 0) == "-"
 
 
+def test_the_data_section_says_frames_of_several_sizes_were_resampled(tmp_path):
+    """The ingest's log and the nuisance audit said it; the report, which a person reads, did not."""
+    import json
+
+    run = make_fake_run(tmp_path / "run", n=24, size=32)
+    summary = json.loads(run.ingest_summary.read_text()) if run.ingest_summary.exists() else {}
+    summary["frame_sizes"] = {"min": 100, "max": 423, "distinct": 7}
+    run.ingest_summary.write_text(json.dumps(summary))
+    html = build_report(run, Config()).read_text()
+    assert "100–423 px" in html and "7 sizes resampled to 32 px: see frame_px in the nuisance audit" in html
+
+
 def test_comparisons_made_before_a_clustering_changed_are_left_out_saying_so(tmp_path):
     """`cluster` re-run alone: the report showed the old contingency tables and AMI beside the new
     clusters, and tables of clusterings that no longer existed."""

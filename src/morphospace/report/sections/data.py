@@ -110,6 +110,10 @@ def data_section(ctx: ReportContext) -> Section:
              ("in the cube", f"{c.n:,}", pct(c.n, n_records) + " of those listed"),
              ("left out", f"{n_records - c.n:,}", "quality flags"),
              ("image", f"{shape[2]}\u00d7{shape[3]} px", f"{shape[1]} channel{'s' if shape[1] > 1 else ''}")]
+    sizes = summary.get("frame_sizes")
+    if isinstance(sizes, dict) and {"min", "max", "distinct"} <= set(sizes):  # said by the ingest's log alone
+        stats.append(("frames", f"{sizes['min']}–{sizes['max']} px",
+                      f"{sizes['distinct']} sizes resampled to {shape[3]} px: see frame_px in the nuisance audit"))
     if summary.get("layout"):
         stats.append(("layout", summary["layout"]))
 
