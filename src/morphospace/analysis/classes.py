@@ -50,14 +50,25 @@ def column_names(names) -> list[str]:
     ``_`` replaced by ``_``, never empty, and distinct whatever their case (``_2``, ``_3``, ... on a
     clash: FITS column names ignore case)."""
     out: list[str] = []
+    folded: set[str] = set()
     for name in names:
-        ascii_ = unicodedata.normalize("NFKD", str(name)).encode("ascii", "ignore").decode("ascii")
-        base = re.sub(r"_+", "_", re.sub(r"[^0-9A-Za-z_]", "_", ascii_)).strip("_")[:60] or "x"
-        cand, i = base, 2
-        while cand.casefold() in {o.casefold() for o in out}:
-            cand, i = f"{base}_{i}", i + 1
-        out.append(cand)
+        base = re.sub(r"_+", "_", re.sub(r"[^0-9A-Za-z_]", "_", _ascii(str(name)))).strip("_")[:60] or "x"
+        out.append(_unused(base, folded, str.casefold))
     return out
+
+
+def _ascii(text: str) -> str:
+    """``text`` with its accents dropped (NFKD) and whatever else is not ASCII left out."""
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+
+
+def _unused(base: str, taken: set[str], key=lambda text: text) -> str:
+    """``base``, else ``base_2``, ``base_3``... : the first whose ``key`` is not in ``taken`` (added to it)."""
+    cand, i = base, 2
+    while key(cand) in taken:
+        cand, i = f"{base}_{i}", i + 1
+    taken.add(key(cand))
+    return cand
 
 
 def _check_not_another_columns(run: RunDir, name: str, column: str) -> None:
@@ -275,13 +286,8 @@ def _ascii_classes(name: str, classes: pd.Series, names: list[str]) -> pd.Series
     for original in names:
         if original.isascii() and original.isprintable():
             continue
-        base = unicodedata.normalize("NFKD", original).encode("ascii", "ignore").decode("ascii")
-        base = "".join(ch if ch.isprintable() else "_" for ch in base) or "x"
-        cand, i = base, 2
-        while cand in taken:
-            cand, i = f"{base}_{i}", i + 1
-        taken.add(cand)
-        renamed[original] = cand
+        base = "".join(ch if ch.isprintable() else "_" for ch in _ascii(original)) or "x"
+        renamed[original] = _unused(base, taken)
     if renamed:
         log.info("classification '%s': %d class(es) not in ASCII written for FITS as %s", name, len(renamed),
                  ", ".join(f"{k!r} -> {v!r}" for k, v in renamed.items()))

@@ -41,9 +41,8 @@ def run(args, run) -> int:
     if args.top < 1:
         raise UserError(f"--top must be at least 1, got {args.top}")
     if "form" not in run.embeddings():
-        raise UserError(f"no form embedding in {run.path}: the anomaly score needs the form-first model "
-                        + (f"({run.pixel_pca_note()})" if run.pixel_pca_note() else
-                           "(model.preset = form, then `morphospace train` and `morphospace embed`)"))
+        note = run.pixel_pca_note() or "model.preset = form, then `morphospace train` and `morphospace embed`"
+        raise UserError(f"no form embedding in {run.path}: the anomaly score needs the form-first model ({note})")
     checked_request(run, args.interesting, args.boring, args.untag)  # a mistake changes nothing
     seed = saved_random_state(run)
     before = anomaly_run(run, random_state=seed)  # refreshed: a re-embedded run or tags edited by hand

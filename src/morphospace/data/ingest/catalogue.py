@@ -64,9 +64,9 @@ def build_catalogue(survey: Survey, cube_index: np.ndarray, crops: np.ndarray | 
     if crops is not None:
         table["crop"] = np.asarray(crops, dtype=np.float32)
     if sides is not None:
-        sides = np.asarray(sides)
-        table["frame_px"] = pd.array(np.where(cube_index >= 0, sides, 0), dtype="Int32")
-        table.loc[cube_index < 0, "frame_px"] = pd.NA
+        frame_px = pd.array(np.asarray(sides), dtype="Int32")
+        frame_px[np.asarray(cube_index) < 0] = pd.NA  # not in the cube: no frame read
+        table["frame_px"] = frame_px
     return table
 
 
