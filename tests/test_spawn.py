@@ -222,3 +222,108 @@ def test_a_spawned_worker_killed_is_one_line_saying_what_to_do():
     assert "\n" not in message and "process 1 terminated with signal SIGKILL" in message
     assert "morphospace train RUN --resume" in message and info.value.exit_code == 2
     assert torch_log.level == before
+
+
+def _failing_task(rank: int, port: int, run: str, when: str):
+    """One task of `srun morphospace train RUN --strategy ddp` whose second task stops on a user error:
+    ``early``, before it joins the job's process group; ``training``, in its first training step."""
+    import sys
+
+    from morphospace.errors import UserError
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
+                      LOCAL_RANK=str(rank), NODE_RANK="0")
+    sys.stderr = open(f"{run}/../err_{rank}", "w", buffering=1)
+    if rank == 1 and when == "early":
+        from morphospace.run import RunDir
+
+        def unreadable(*args, **kwargs):
+            raise UserError("the cube of task 1 is unreadable")
+
+        RunDir.read_cube = unreadable
+    elif rank == 1:
+        import morphospace.ssl.training as ssl_training
+
+        def failing(*args, **kwargs):
+            raise UserError("task 1 stopped in its training step")
+
+        ssl_training.SSLModule.training_step = failing
+    from morphospace.cli import main
+
+    code = main(["train", run, "--devices", "2", "--strategy", "ddp", "--accelerator", "cpu", *TINY_FORM])
+    with open(f"{run}/../code_{rank}", "w") as fh:
+        fh.write(str(code))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("when", ["early", "training"])
+def test_a_task_that_stops_on_an_error_stops_the_job(tmp_path, when):
+    """The other task waited for it in torch's rendezvous until the group's timeout, half an hour
+    (``early``), or failed on the closed connection with torch's traceback (``training``): now it
+    stops within seconds, with one line naming the task and its reason, and the same status."""
+    import socket
+    import time
+
+    import torch.multiprocessing as mp
+
+    from morphospace.cli import main
+
+    survey, run = tmp_path / "survey", tmp_path / "run"
+    assert main(["synth", "--n", "16", "--seed", "5", "--out", str(survey), "--size", "64", "--quiet"]) == 0
+    assert main(["ingest", str(survey), "--out", str(run), "--mask-neighbours", "--quiet"]) == 0
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    context = mp.start_processes(_failing_task, args=(port, str(run), when), nprocs=2, join=False)
+    deadline = time.monotonic() + 120
+    try:
+        while not all(p.exitcode is not None for p in context.processes) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        codes = [p.exitcode for p in context.processes]
+    finally:
+        for p in context.processes:
+            if p.is_alive():
+                p.kill()
+    assert None not in codes, "a task still waited for the one that stopped"
+    assert (tmp_path / "code_1").read_text() == "2"
+    assert "task 1" in (tmp_path / "err_1").read_text()
+    said = (tmp_path / "err_0").read_text()
+    assert "another process of this job (rank 1) stopped:" in said and "task 1" in said, said
+    assert "Traceback" not in said
+    assert codes[0] == 2 or (tmp_path / "code_0").read_text() == "2"
+    assert "another process of this job (rank 1) stopped" in (run / "log.txt").read_text()
+
+
+def test_a_stop_note_counts_for_its_own_job_and_launch_only(tmp_path, monkeypatch):
+    """An earlier job's note, or an earlier launch's of the same job (a requeue, the same port),
+    is not read as a stop of this one; a task does not stop on its own note."""
+    import json
+    import time
+
+    import morphospace.run.job as job
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    for name in ("SLURM_JOB_ID", "TORCHELASTIC_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    task = job.JobTask.of_this_process(tmp_path)
+    note = tmp_path / job.STOPPED_NOTE
+
+    def written(**fields):
+        base = {"job": task.key, "rank": "1", "pid": os.getpid() + 1, "time": time.time(), "message": "m", "code": 2}
+        note.write_text(json.dumps({**base, **fields}))
+
+    written()
+    assert task.peer_stop()["message"] == "m"
+    written(job=task.key.replace("29500", "29501"))
+    assert task.peer_stop() is None
+    written(time=time.time() - 3600)
+    assert task.peer_stop() is None
+    task.forget_earlier_stops()
+    assert not note.exists()
+    task.tell_peers("mine", 2)
+    assert json.loads(note.read_text())["message"] == "mine" and task.peer_stop() is None
+    monkeypatch.delenv("WORLD_SIZE")
+    assert job.JobTask.of_this_process(tmp_path) is None  # a lone process is no job

@@ -15,9 +15,10 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from ..config import Config
-from ..errors import InvalidArgument, RunInUse, UserError, missing_package
+from ..errors import InvalidArgument, RunInUse, UserError, first_line, missing_package
 from ..progress import set_quiet
 from ..run import RunDir, job_size, launched_as_later_rank, release_locks
+from . import peers
 from .logs import _close_run_log, _in_run_log, _quiet_warnings, _setup_logging
 from .options import check_out, printable
 from .parser import COMMANDS, build_parser
@@ -102,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"morphospace: error: {printable(str(exc))}", file=sys.stderr)
         if not isinstance(exc, RunInUse):  # that run's log is its writer's
             _in_run_log(f"error: {exc}")
+        peers.stopping(str(exc), exc.exit_code)
         return exc.exit_code
     except BrokenPipeError:  # the reader of the output went away (`| head`): done, as other tools are, quietly
         try:
@@ -114,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"morphospace: error: cannot use{printable(where)}: {printable(exc.strerror or str(exc))}",
               file=sys.stderr)
         _in_run_log(f"error: cannot use{where}: {exc.strerror or exc}")
+        peers.stopping(f"cannot use{where}: {exc.strerror or exc}", 2)
         return 2
     except ModuleNotFoundError as exc:  # a dependency not installed (e.g. astropy, read lazily for FITS)
         error = missing_package(exc)
@@ -121,24 +124,38 @@ def main(argv: list[str] | None = None) -> int:
             raise  # our own module missing: a bug, with its traceback
         print(f"morphospace: error: {printable(str(error))}", file=sys.stderr)
         _in_run_log(f"error: {error}")
+        peers.stopping(str(error), error.exit_code)
         return error.exit_code
     except KeyboardInterrupt:
         print("morphospace: interrupted", file=sys.stderr)
         _in_run_log("interrupted")
+        peers.stopping("interrupted", 130)
         return 130
     except SystemExit as exc:
         if type(exc).__name__ == "SIGTERMException":  # Lightning's, with no exit code: status 0 before
             # a SIGTERM (a scheduler's preemption, `kill`) during a fit is no success, however quietly it stops
             print("morphospace: terminated (SIGTERM)", file=sys.stderr)
             _in_run_log("terminated (SIGTERM)")
+            peers.stopping("terminated (SIGTERM)", 128 + int(signal.SIGTERM))
             return 128 + int(signal.SIGTERM)
         if not isinstance(exc.__context__, KeyboardInterrupt):
             raise
         # Lightning turns Ctrl-C during a fit into sys.exit(1), once it has stopped its processes
         print("morphospace: interrupted", file=sys.stderr)
         _in_run_log("interrupted")
+        peers.stopping("interrupted", 130)
         return 130
+    except Exception as exc:  # a bug, with its traceback; or the closed connection of a task that stopped
+        by_peer = peers.stopped_by_peer()
+        if by_peer is not None:
+            line, code = by_peer
+            print(f"morphospace: error: {printable(line)}", file=sys.stderr)
+            _in_run_log(f"error: {line}")
+            return code
+        peers.stopping(f"{type(exc).__name__}: {first_line(exc)}", 1)
+        raise
     finally:
+        peers.command_ended(succeeded)
         _leave_process_group(succeeded)
         release_locks()
         _close_run_log()
@@ -254,6 +271,8 @@ def _dispatch(args) -> int | None:
     distributed = cmd in ("train", "embed")  # may run as several processes of one job (srun, DDP)
     if distributed and job_size() < 2:
         _first_rank_when_alone()
+    if distributed:
+        peers.watch_peers(run.path)  # a task of a job stops when another does
     reads_only = cmd in READ_ONLY_COMMANDS
     if not reads_only:
         run.acquire_lock(distributed=distributed)

@@ -2,7 +2,8 @@
 
 Every stage reads and writes a run through :class:`RunDir` and the atomic writers (:mod:`.writes`);
 :func:`in_cube_order` is the one alignment of the catalogue with the cube's rows; one process
-(or one distributed job) writes a run at a time (:mod:`.lock`).
+(or one distributed job) writes a run at a time (:mod:`.lock`), and the tasks of such a job stop
+together (:mod:`.job`).
 """
 
 from .lock import LOCK_FILE, built_by_one, job_size, launched_as_later_rank, release_locks

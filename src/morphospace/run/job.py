@@ -1,0 +1,134 @@
+"""The tasks of a distributed job started from outside (``srun``, ``torchrun``) stop together.
+
+Each task of such a job runs the whole command. One that stops on an error exits, and the others
+waited for it in the collective they were in (the process group's rendezvous, a barrier) until
+torch's timeout, half an hour, holding their GPUs: where a peer's exit closes the connection
+(gloo, once the group is up) they stopped at once, but with a traceback that hid the reason.
+
+A task that stops on an error leaves a note in the run (:data:`STOPPED_NOTE`: its rank, its
+one-line message, its exit status); every other task of the job watches for it
+(:meth:`JobTask.watching_peers`) and stops too, with one line naming the task and its reason. A note
+belongs to the job that wrote it (the launcher's ids, :func:`job_key`) and to this launch of it
+(written after this process started, less a margin for tasks started a little apart): an
+earlier job's note is not read as this one's.
+
+This is the fallback. A launcher that ends every task when one fails does it first and also
+when a task is killed outright (``srun --kill-on-bad-exit=1``, ``torchrun``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from .lock import _RANK_VARIABLES, job_size
+from .writes import write_json
+
+__all__ = ["STOPPED_NOTE", "JobTask", "job_key"]
+
+STOPPED_NOTE = ".job_stopped.json"
+_STARTED = time.time()
+# how much earlier than this process another task of its job may have started and failed
+_START_SPREAD_S = 30.0
+# The launcher's ids of a job: SLURM's job, step and requeue count; torchrun's run and restart;
+# the rendezvous address that every task of one job is given
+_KEY_VARIABLES = ("SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_RESTART_COUNT", "TORCHELASTIC_RUN_ID",
+                  "TORCHELASTIC_RESTART_COUNT")
+_ADDRESS_VARIABLES = ("MASTER_ADDR", "MASTER_PORT")
+
+
+def job_key() -> str:
+    """The job this process is a task of, as its launcher names it.
+
+    SLURM's ids when there are some (Lightning sets ``MASTER_PORT`` inside a SLURM task later,
+    so the address is left out of a SLURM job's key); otherwise torchrun's and the rendezvous
+    address (Lightning's own launcher, a job started by hand).
+    """
+    names = _KEY_VARIABLES if os.environ.get("SLURM_JOB_ID") else _KEY_VARIABLES + _ADDRESS_VARIABLES
+    return "|".join(f"{name}={os.environ.get(name, '')}" for name in names)
+
+
+def _rank() -> str:
+    for name in _RANK_VARIABLES:
+        value = os.environ.get(name, "").strip()
+        if value.isdigit():
+            return value
+    return "0"
+
+
+@dataclass(frozen=True)
+class JobTask:
+    """This process as one task of a distributed job, and the run the job writes.
+
+    Taken when the command starts (:meth:`of_this_process`): Lightning removes ``WORLD_SIZE``
+    from the environment when its trainer is torn down, before an error reaches the command.
+    """
+
+    run_path: Path
+    key: str
+    rank: str
+
+    @classmethod
+    def of_this_process(cls, run_path: str | Path) -> "JobTask | None":
+        """None for a lone process."""
+        return cls(Path(run_path), job_key(), _rank()) if job_size() >= 2 else None
+
+    def tell_peers(self, message: str, code: int) -> None:
+        """Leave this task's stop in the run for the others. Best effort: a run that cannot be
+        written to leaves them to their launcher."""
+        note = {"job": self.key, "rank": self.rank, "pid": os.getpid(), "time": time.time(),
+                "message": message, "code": int(code)}
+        try:
+            write_json(self.run_path / STOPPED_NOTE, note)
+        except OSError:
+            pass
+
+    def peer_stop(self) -> dict | None:
+        """The note of another task of this job that stopped on an error, or None."""
+        try:
+            note = json.loads((self.run_path / STOPPED_NOTE).read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(note, dict) or note.get("job") != self.key or note.get("pid") == os.getpid():
+            return None
+        written = note.get("time")
+        if not isinstance(written, (int, float)) or written < _STARTED - _START_SPREAD_S:
+            return None  # an earlier launch's
+        return note
+
+    def forget_earlier_stops(self) -> None:
+        """Remove an earlier launch's note (the job's first task, done without error)."""
+        path = self.run_path / STOPPED_NOTE
+        if path.exists() and self.peer_stop() is None:
+            try:
+                path.unlink()
+            except OSError:
+                pass
+
+    @contextmanager
+    def watching_peers(self, stop: Callable[[dict], None], every_s: float = 1.0) -> Iterator[None]:
+        """While in the block, call ``stop(note)`` (from a thread of its own) once another task
+        of this job has left a stop note in the run. ``stop`` must end the process: the main
+        thread may be waiting for the stopped task inside torch, where no Python exception
+        reaches it."""
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.wait(every_s):
+                note = self.peer_stop()
+                if note is not None:
+                    stop(note)
+                    return
+
+        thread = threading.Thread(target=watch, name="morphospace-peers", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
