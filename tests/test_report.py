@@ -289,6 +289,20 @@ def test_subsample_and_sprite_sheets_beside_the_page(tmp_path):
     assert not (run.path / "report_files").exists()
 
 
+@pytest.mark.slow
+def test_a_report_of_fewer_galaxies_than_inline_points_is_one_file(tmp_path):
+    """12,000 galaxies of noise (the least compressible thumbnails: about 10 MB of sheets) under the
+    default settings: the README promises one self-contained page up to ``report.inline_points``;
+    the sheets went beside it above 8 MB (real sdss-gz1 galaxies from about 12,700)."""
+    run = make_fake_run(tmp_path / "run", n=12_000, size=16)
+    html = build_report(run, Config()).read_text()
+    assert not (run.path / "report_files").exists()
+    sheets = payload(html)["sprites"]["sheets"]
+    assert sum(len(s["url"]) for s in sheets) > 8e6 * 4 / 3  # more than the earlier limit, base64
+    assert all(s["url"].startswith("data:image/webp;base64,") for s in sheets)
+    assert not payload(html)["explorer"].get("lazy")
+
+
 def test_sprite_tiles_hold_their_thumbnails():
     rng = np.random.default_rng(0)
     colours = rng.integers(0, 256, (11, 3)).astype(np.uint8)

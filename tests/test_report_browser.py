@@ -158,6 +158,12 @@ def test_page_loads_offline_with_every_point(report, browser, tmp_path):
     page = b.open(report)
     assert page.evaluate("morphospaceExplorer.renderer()") == "webgl", "WebGL should work with SwiftShader"
     assert page.evaluate("morphospaceExplorer.pointCount()") == N
+    # the canvases draw at their own size, which the pointer is read against: sized from the stage
+    # around them, whose border they sit inside, the map was drawn up to 2 px off where hover picked
+    sizes = page.evaluate("[...document.querySelectorAll('.ex-stage canvas')].map(c => [c.width, c.height,"
+                          " Math.round(c.getBoundingClientRect().width * Math.min(devicePixelRatio || 1, 2)),"
+                          " Math.round(c.getBoundingClientRect().height * Math.min(devicePixelRatio || 1, 2))])")
+    assert len(sizes) == 2 and all(w == cw and h == ch for w, h, cw, ch in sizes), sizes
     assert page.get_attribute("#explorer-root", "data-points") == str(N)
     b.shot(tmp_path, "report_explorer")
     b.shot(tmp_path, "report_full_page", full_page=True)
@@ -328,6 +334,14 @@ def test_sprites_beside_the_page(tmp_path, browser):
     assert sheet in b.requests
     assert b.failed == [] and b.errors == []
     assert only_local(b.requests, run.path) == []
+    assert not page.is_visible(".hero .notice")
+    # the page moved without its folder: blank thumbnails, and now a line saying why
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(report, alone / "report.html")
+    page = browser().open(alone / "report.html")
+    wait_js(page, "document.querySelector('.hero .notice') !== null")
+    assert "report_files/thumbs_0.webp" in page.text_content(".hero .notice")
 
 
 def test_time_to_interactive_is_short(report, browser):

@@ -141,7 +141,9 @@ class ReportConfig(Section):
     thumb_quality : int
         1 to 100.
     inline_limit_mb : float
-        Sprite sheets up to this size go inside ``report.html``, larger ones beside it.
+        Sprite sheets up to this size go inside ``report.html``, larger ones beside it
+        (64: the galleries' and map's thumbnails of up to ``inline_points`` galaxies at 48 px
+        take 30-45 MB, so that page stays one file, as the README says).
     neighbours : int
         "More like this": nearest neighbours in the latent space.
     seed : int
@@ -163,7 +165,7 @@ class ReportConfig(Section):
     gallery_size: Annotated[int, Field(ge=1, le=1000)] = 16
     thumb_format: Literal["webp", "jpeg"] = "webp"
     thumb_quality: Annotated[int, Field(ge=1, le=100)] = 80
-    inline_limit_mb: Annotated[float, Field(ge=0.0, le=10_000.0)] = 8.0
+    inline_limit_mb: Annotated[float, Field(ge=0.0, le=10_000.0)] = 64.0
     neighbours: Annotated[int, Field(ge=1, le=1000)] = 8
     seed: Seed = 0
     inline_points: Annotated[int, Field(ge=1, le=100_000_000)] = 50_000

@@ -17,6 +17,24 @@
   }
   style.textContent = rules.join('\n');
   document.head.appendChild(style);
+  // sheets beside the page (report.inline_limit_mb): a CSS background that fails says nothing, so each
+  // is fetched once here too, and one missing is said at the top of the page
+  var missingSaid = false;
+  SP.sheets.forEach(function (info) {
+    if (/^data:/.test(String(info.url))) return;
+    var probe = new Image();
+    probe.onerror = function () {
+      if (missingSaid) return;
+      missingSaid = true;
+      var p = document.createElement('p');
+      p.className = 'notice';
+      p.setAttribute('role', 'alert');
+      p.textContent = 'Could not load the thumbnails\u2019 sprite sheet ' + String(info.url) +
+        ': is the report_files folder beside the page?';
+      (document.querySelector('.hero') || document.body).appendChild(p);
+    };
+    probe.src = String(info.url);
+  });
 
   function applySprite(el, s) {
     s = s | 0;

@@ -282,7 +282,8 @@
     });
   }
   function resize() {
-    var rect = stage.getBoundingClientRect();
+    // the canvases' own box, inside the stage's border: the pointer is read against it too
+    var rect = overlay.getBoundingClientRect();
     state.W = Math.max(1, rect.width); state.H = Math.max(1, rect.height);
     state.dpr = Math.min(window.devicePixelRatio || 1, 2);
     [canvas, overlay].forEach(function (c) {
