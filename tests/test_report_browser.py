@@ -283,8 +283,13 @@ def test_box_selection_downloads_ids(report, browser, tmp_path):
 def test_lasso_selection(report, browser):
     b = browser()
     page = b.open(report)
-    page.click(".ex-modes button[data-mode=lasso]")
     box = page.locator("#ex-overlay").bounding_box()
+    # the mode keys work with the pointer over the map, nothing clicked (they waited for a click)
+    page.keyboard.press("b")  # the pointer elsewhere: a key is the page's, not the explorer's
+    assert not page.evaluate("document.querySelector('.ex-modes button[data-mode=box]').classList.contains('on')")
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.keyboard.press("l")
+    assert page.evaluate("document.querySelector('.ex-modes button[data-mode=lasso]').classList.contains('on')")
     # a triangle: top-left corner, top-right corner, bottom-left corner
     x0, y0, x1, y1 = box["x"] + 12, box["y"] + 12, box["x"] + box["width"] - 12, box["y"] + box["height"] - 12
     page.mouse.move(x0, y0)

@@ -104,8 +104,14 @@
     requestDraw();
   }, { passive: false });
   overlay.addEventListener('dblclick', function () { state.view = homeView(); requestDraw(); });
-  root.addEventListener('keydown', function (ev) {
-    if (ev.target && /^(INPUT|TEXTAREA|SELECT)$/.test(ev.target.tagName)) return;
+  // the mode keys, like the tag keys, work with the pointer over the map: nothing has the focus at
+  // first, and the Box button's "(B)" did nothing until the explorer had been clicked
+  var overMap = false;
+  overlay.addEventListener('pointerenter', function () { overMap = true; });
+  overlay.addEventListener('pointerleave', function () { overMap = false; });
+  document.addEventListener('keydown', function (ev) {
+    if (!(overMap || root.contains(ev.target)) || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    if (ev.target && (ev.target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(ev.target.tagName))) return;
     if (ev.key === 'Escape') { setSelection([], false); focus(-1); }
     else if (ev.key === 'p' || ev.key === 'P') setMode('pan');
     else if (ev.key === 'b' || ev.key === 'B') setMode('box');
