@@ -243,3 +243,15 @@ def test_a_fits_file_under_an_image_name_is_read_as_fits_not_upside_down(tmp_pat
     as_png = decode(Record(id="g", source=str(tmp_path / "g.png"), kind="image"))
     assert isinstance(as_png.pixels, np.ndarray) and not as_png.display
     np.testing.assert_array_equal(as_png.pixels, as_fits.pixels)
+
+
+@pytest.mark.parametrize("size, refused", [(17, True), (32, False)])
+def test_an_ingest_says_when_the_model_cannot_take_its_cube(tmp_path, tiny_folder_survey, capsys, size, refused):
+    """A 17 px cube was ingested without a word, and only `train` refused it (a multiple of 16)."""
+    from morphospace.cli import main
+
+    assert main(["ingest", str(tiny_folder_survey), "--out", str(tmp_path / "run"), "--size", str(size)]) == 0
+    err = capsys.readouterr().err
+    said = "must be a multiple of 16 px for model.preset 'form': `morphospace train` refuses this cube" in err
+    assert said == refused, err
+    assert (tmp_path / "run" / "cube.npy").is_file()

@@ -260,5 +260,12 @@ def ingest_run(run: RunDir, cfg: Config, created: bool) -> dict:
     except UserError as exc:
         log.warning("%s: every later stage (train, embed, reduce, ...) refuses it until it is set right "
                     "(--set data.truth_label=...)", exc)
+    if cfg.model.kind == "vade":  # a cube the model cannot take (17 px) was said only at `train`
+        from ..vade.hparams import check_against_cube
+
+        try:
+            check_against_cube(cfg, run.read_cube(), announce=False)
+        except UserError as exc:
+            log.warning("%s: `morphospace train` refuses this cube with these settings", exc)
     mask_if_asked(run, cfg)
     return summary
