@@ -746,3 +746,22 @@ def test_generate_names_its_own_options_in_its_errors(fitted, tmp_path, capsys):
         argv = ["generate", str(run), "--component", "0", "--out", str(tmp_path / "g"), "--quiet", option, value]
         assert main(argv) == 2
         assert said in capsys.readouterr().err, option
+
+
+def test_misread_arguments_are_named_plainly(tmp_path):
+    """Each of these was a message about something else: `names=None` a TypeError about len(), a
+    labelling of None "shapes () and (60,)", two label columns "y has 120 labels", a query of None
+    "array=nan", and a file given as a run "run directory not found"."""
+    X = np.random.default_rng(0).normal(size=(60, 5))
+    labels = np.arange(60) % 3
+    assert ms.compare(labels, labels, names=None).columns.tolist() == ["a vs b"]
+    with pytest.raises(ValueError, match="got None for b"):
+        ms.compare(labels, None)
+    with pytest.raises(ValueError, match=r"one label per row \(1-D\), got shape \(60, 2\)"):
+        ms.FewLabelClassifier().fit(X, np.stack([labels, labels], axis=1))
+    assert ms.FewLabelClassifier().fit(X, labels.reshape(-1, 1)).classes_.tolist() == [0, 1, 2]  # a column: fine
+    with pytest.raises(ValueError, match="X must be the rows to search for"):
+        ms.SimilarityIndex().fit(X).kneighbors(None)
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(NotADirectoryError, match="is a file, not a run directory"):
+        ms.Run(tmp_path / "a_file")

@@ -421,8 +421,13 @@ def compare(a, b, names: tuple[str, str] = ("a", "b")):
 
     from .analysis.agreement import score_pair
 
-    if isinstance(names, str) or len(names) != 2:  # a string was taken letter by letter ('k vs m')
+    if names is None:
+        names = ("a", "b")
+    if isinstance(names, str) or not hasattr(names, "__len__") or len(names) != 2:  # a string: letter by letter
         raise ValueError(f"names must be two names, one per labelling, got {names!r}")
+    for name, labels in zip(names, (a, b)):
+        if labels is None:
+            raise ValueError(f"a labelling is one value per galaxy, got None for {name}")
     a, b = _paired_by_index(a, b)
     a, b = np.asarray(a, dtype=object), np.asarray(b, dtype=object)
     if a.ndim != 1 or b.ndim != 1:

@@ -115,6 +115,8 @@ class Run:
         from .run import RunDir
 
         self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise NotADirectoryError(f"{self.path} is a file, not a run directory")
         if not self.path.is_dir():
             raise FileNotFoundError(f"run directory not found: {self.path}")
         self._dir = RunDir(self.path)

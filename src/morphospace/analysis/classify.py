@@ -134,6 +134,15 @@ def _known_labels(values: np.ndarray) -> np.ndarray:
                      for v in items])
 
 
+
+def _one_label_per_row(y) -> np.ndarray:
+    """``y`` as a 1-D object array; a column (n, 1) is one label per row too. Two columns were
+    read row after row as twice as many labels ("X has 60 rows but y has 120 labels")."""
+    y = np.asarray(y, dtype=object)
+    if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
+        raise InvalidArgument(f"y must hold one label per row (1-D), got shape {y.shape}")
+    return y.ravel()
+
 class FewLabelClassifier(ClassifierMixin, BaseEstimator):
     """A calibrated linear classifier from a few labels, with suggestions of what to label next.
 
@@ -204,7 +213,7 @@ class FewLabelClassifier(ClassifierMixin, BaseEstimator):
         if not isinstance(self.calibrate, (bool, np.bool_)):  # "no" is truthy: it calibrated
             raise InvalidArgument(f"calibrate must be True or False, got {self.calibrate!r}")
         X = fit_input(self, X, min_samples=1)
-        y = np.asarray(y, dtype=object).ravel()
+        y = _one_label_per_row(y)
         if len(y) != len(X):
             raise InvalidArgument(f"X has {len(X)} rows but y has {len(y)} labels")
         self.labelled_ = ~missing_mask(y)
@@ -275,7 +284,7 @@ class FewLabelClassifier(ClassifierMixin, BaseEstimator):
         """
         self._check_model()
         X = new_input(self, X)
-        y = np.asarray(y, dtype=object).ravel()
+        y = _one_label_per_row(y)
         if len(y) != len(X):
             raise InvalidArgument(f"X has {len(X)} rows but y has {len(y)} labels")
         known = ~missing_mask(y)

@@ -86,6 +86,9 @@ class SimilarityIndex(BaseEstimator):
     def kneighbors(self, X, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """``(distances, indices)``, each (n_queries, k'), nearest first; k' = min(k, N); float64 and
         int64 whether the search is exact or not."""
+        if X is None:  # scikit-learn's "the fitted rows, each without itself": not offered here
+            raise InvalidArgument("X must be the rows to search for (n, d), got None; for the fitted galaxies' "
+                                  "own neighbours pass the embedding again and drop each row's first hit (itself)")
         X = new_input(self, X)
         # 2.5 is not quietly 2, nor "3" a TypeError; 3.0 is 3
         if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, float, np.integer, np.floating)) \
