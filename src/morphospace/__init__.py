@@ -11,7 +11,7 @@ that there is no import cycle). From the top:
 2. this ``__init__``: the notebook API, names re-exported from the layers below;
 3. ``runs.py``: a run directory as Python objects (:class:`Run`) and :func:`ingest`;
 4. ``pipeline/``: the stages of a run, in order;
-5. ``api.py`` (the VaDE as a scikit-learn estimator, ``compare``),
+5. ``api.py`` (the VaDE as a scikit-learn estimator),
    ``plot.py`` (figures for a notebook), ``export.py`` (the results catalogue),
    ``study/`` (the CNN feature study), ``report/`` (the HTML report);
 6. ``vade/`` (the generative clustering model: training, embedding, generation, its file,
@@ -42,7 +42,7 @@ _EXPORTS = {
     "ingest": ("runs", "ingest"), "Run": ("runs", "Run"),
     "VaDE": ("api", "VaDE"), "VaDEModel": ("vade.numpy_model", "VaDEModel"),
     "load_model": ("vade.numpy_model", "load_model"),
-    "compare": ("api", "compare"),
+    "compare": ("analysis.agreement", "compare"),
     "PCA": ("analysis.reduce", "PCAReducer"), "LDA": ("analysis.reduce", "LDAReducer"),
     "TSNE": ("analysis.reduce", "TSNEReducer"), "UMAP": ("analysis.reduce", "UMAPReducer"),
     "KMeansSelect": ("analysis.cluster", "KMeansSelect"), "GMMSelect": ("analysis.cluster", "GMMSelect"),

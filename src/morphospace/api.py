@@ -1,6 +1,7 @@
 """The notebook API of the model: the VaDE as a scikit-learn estimator (:class:`VaDE`), a run's
 trained VaDE behind numpy methods (:func:`load_model`, :class:`VaDEModel`, from
-:mod:`morphospace.vade.numpy_model`), :func:`compare` and :func:`import_astrovader`.
+:mod:`morphospace.vade.numpy_model`) and :func:`import_astrovader` (``ms.compare``, the agreement
+of two labellings, is :func:`morphospace.analysis.agreement.compare`).
 
 Examples
 --------
@@ -36,7 +37,7 @@ from .vade.numpy_model import VaDEModel, load_model
 
 log = logging.getLogger("morphospace")
 
-__all__ = ["VaDE", "VaDEModel", "compare", "load_model", "import_astrovader", "save_model", "load_vade", "model_dir",
+__all__ = ["VaDE", "VaDEModel", "load_model", "import_astrovader", "save_model", "load_vade", "model_dir",
            "MODEL_NAME", "MODEL_FILE"]
 
 
@@ -363,76 +364,3 @@ def _params_of(hp: dict[str, Any]) -> dict[str, Any]:
                        and k not in ("preset", "latent_dim", "n_components")})
     params["config"] = config or None
     return params
-
-
-def _paired_by_index(a, b):
-    """Two pandas Series indexed by the same galaxies in another order (a run's clustering by
-    galaxy id, a table indexed by id or sorted) paired by their index, not by position; Series
-    indexed by other galaxies are a ``ValueError`` (paired by position, they scored the wrong
-    galaxies against each other), unless one has a plain 0..N-1 index (a column of
-    ``run.catalogue``, in cube order) and the other is a run's clustering still in cube order,
-    which pair by position."""
-    import pandas as pd
-
-    from .run import keeps_cube_order
-
-    if not (isinstance(a, pd.Series) and isinstance(b, pd.Series)) or a.index.equals(b.index):
-        return a, b
-    unique = a.index.is_unique and b.index.is_unique
-    if unique and len(a) == len(b) and a.index.isin(b.index).all():
-        return a, b.reindex(a.index)
-    plain = [isinstance(s.index, pd.RangeIndex) and s.index.start == 0 and s.index.step == 1 for s in (a, b)]
-    if any(plain) and len(a) == len(b):
-        other = b if plain[0] else a
-        if all(plain) or keeps_cube_order(other):
-            return a, b
-        raise ValueError("one Series is in plain 0..N-1 order (a column of run.catalogue, in cube order) and the "
-                         "other is indexed by galaxy but not known to be in cube order (sorted, or made "
-                         "elsewhere): index both by galaxy id (catalogue.set_index('id')[column]) to pair them "
-                         "by galaxy, or pass arrays in the same order")
-    if not unique:
-        raise ValueError("a Series is indexed with repeated labels, and the two are in another order: "
-                         "pass arrays in the same order")
-    raise ValueError("the two Series are indexed by different galaxies: align them first "
-                     "(a, b = a.align(b, join='inner')) or pass arrays in the same order")
-
-
-def compare(a, b, names: tuple[str, str] = ("a", "b")):
-    """How well two labellings of the same galaxies agree: ARI, AMI, ... as a one-column table.
-
-    Parameters
-    ----------
-    a, b : array-like (N,)
-        Cluster labels, classes or any categorical values; missing values (None, NaN, "") are
-        left out pairwise. Two pandas Series indexed by galaxy (e.g. ``run.clusterings``) are
-        paired by their index, in any order; arrays by position, and so a Series with a plain
-        0..N-1 index (a column of ``run.catalogue``, in cube order) with an array or with a run's
-        clustering still in cube order. A plain Series with one indexed by galaxy in another
-        order (sorted) is a ``ValueError``: index both by id to pair them by galaxy.
-    names : (str, str)
-        Names of the two labellings, for the column header.
-
-    Returns
-    -------
-    DataFrame
-        One row per measure (ARI, AMI, NMI, V-measure, Fowlkes-Mallows, ...), one column.
-    """
-    import pandas as pd
-
-    from .analysis.agreement import score_pair
-
-    if names is None:
-        names = ("a", "b")
-    if isinstance(names, str) or not hasattr(names, "__len__") or len(names) != 2:  # a string: letter by letter
-        raise ValueError(f"names must be two names, one per labelling, got {names!r}")
-    for name, labels in zip(names, (a, b)):
-        if labels is None:
-            raise ValueError(f"a labelling is one value per galaxy, got None for {name}")
-    a, b = _paired_by_index(a, b)
-    a, b = np.asarray(a, dtype=object), np.asarray(b, dtype=object)
-    if a.ndim != 1 or b.ndim != 1:
-        raise ValueError(f"a labelling is one value per galaxy, got shapes {a.shape} and {b.shape}")
-    if len(a) != len(b):
-        raise ValueError(f"the two labellings differ in length ({len(a)} and {len(b)})")
-    scores = score_pair(a, b)
-    return pd.DataFrame({f"{names[0]} vs {names[1]}": pd.Series(scores, dtype=float)})
