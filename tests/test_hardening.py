@@ -1137,6 +1137,18 @@ def test_a_folder_that_is_not_a_run_is_refused_before_anything_is_written(tmp_pa
     assert sorted(p.relative_to(data) for p in data.rglob("*")) == before and not (tmp_path / "out").exists()
 
 
+def test_the_advice_s_command_quotes_a_path_with_a_space(tmp_path, capsys):
+    """The command a message suggests can be pasted: a run folder with a space was two arguments."""
+    import shlex
+
+    folder = tmp_path / "my runs" / "gz1"
+    folder.mkdir(parents=True)
+    line = one_line_error(capsys, main(["report", str(folder), "--quiet"]))
+    assert f"--out {shlex.quote(str(folder))})" in line and shlex.quote(str(folder)).startswith("'")
+    (folder / "config.toml").write_text('[model]\nkind = "pca"\n')
+    assert f"`morphospace train {shlex.quote(str(folder))} --set" in RunDir(folder).pixel_pca_note()
+
+
 def test_generate_reads_a_run_without_making_its_model_folder(tmp_path, capsys):
     from fixtures import tiny_folder_survey
 

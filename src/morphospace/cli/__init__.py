@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shlex
 import signal
 import sys
 from contextlib import nullcontext
@@ -267,7 +268,7 @@ def _dispatch(args) -> int | None:
     run = RunDir(args.run)
     if not (run.catalogue.exists() or run.config.exists()):  # before a log or a lock is left in it
         raise UserError(f"{run.path} is not a morphospace run (no catalogue.parquet or config.toml): ingest a "
-                         f"survey into it first (morphospace ingest DATA --out {run.path})")
+                         f"survey into it first (morphospace ingest DATA --out {shlex.quote(str(run.path))})")
     distributed = cmd in ("train", "embed")  # may run as several processes of one job (srun, DDP)
     if distributed and job_size() < 2:
         _first_rank_when_alone()

@@ -306,8 +306,11 @@ class RunDir:
             kind = tomllib.loads(self.config.read_text()).get("model", {}).get("kind")
         except (OSError, ValueError, AttributeError):
             return ""
+        import shlex  # a path with a space, pasted from the advice, was two arguments
+
         return (f"{self.path} is a pixel-PCA run (model.kind = pca), which has no network: "
-                f"`morphospace train {self.path} --set model.kind=vade` trains the form-first model") if kind == "pca" else ""
+                f"`morphospace train {shlex.quote(str(self.path))} --set model.kind=vade` trains the form-first "
+                f"model") if kind == "pca" else ""
 
     def embeddings(self) -> list[str]:
         """Names of the run's embeddings (``embeddings/*.npy``), sorted."""
