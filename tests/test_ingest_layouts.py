@@ -29,6 +29,10 @@ def test_detects_every_layout(tmp_path, tiny_folder_survey, tiny_sdss_gz1, tiny_
     save_image(other / "images" / "a.png", galaxy_rgb(32))
     write_csv(other / "labels.csv", ["id", "kind"], [["a", "x"]])
     assert detect_layout(other) == "folder"
+    # FITS cutouts beside ordinary images: read alike, but not named a FITS survey in the report
+    mixed = tiny_fits_folder(tmp_path / "mixed")
+    save_image(mixed / "z.png", galaxy_rgb(32))
+    assert detect_layout(mixed) == "folder"
 
 
 def test_unknown_layout_is_one_line_listing_the_known_ones(tmp_path):

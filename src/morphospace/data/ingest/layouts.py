@@ -100,7 +100,8 @@ def detect_layout(path: str | Path) -> str:
     if (path / KAGGLE_IMAGES).is_dir() and (path / KAGGLE_CSV).is_file():
         return "kaggle-gz2"
     inner = os.listdir(path / "images") if (path / "images").is_dir() else []
-    if any(is_fits(n) for n in names + inner):
+    # FITS cutouts alone: "fits"; beside ordinary images, a folder of both (read alike, named as it is)
+    if any(is_fits(n) for n in names + inner) and not any(is_image(n) and not is_fits(n) for n in names + inner):
         return "fits"
     if any(is_image(n) for n in names) or (path / "images").is_dir():
         return "folder"
