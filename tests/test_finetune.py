@@ -429,3 +429,33 @@ def test_a_fine_tuning_that_stopped_early_is_not_trained_further_when_resumed(tm
     monkeypatch.setattr(FineTuneModule, "on_train_epoch_start", started)
     assert again.history_ == stopped.history_ and again.best_epoch_ == stopped.best_epoch_
     np.testing.assert_array_equal(again.transform(X), stopped.transform(X))
+
+
+def test_a_refused_resume_leaves_the_study_resumable(tmp_path, monkeypatch, capsys):
+    """`study --resume` with another cube size (or other galaxies) re-ingested first, set the model
+    folder aside with the rest of the run, then found "nothing to resume", and the right command
+    afterwards too; now it refuses at once, naming what differs, and the run is as it was."""
+    from morphospace.cli import main
+    from morphospace.study.training import FineTuneModule
+
+    survey, run = tmp_path / "survey", tmp_path / "run"
+    assert main(["synth", "--n", "24", "--seed", "3", "--out", str(survey), "--size", "48", "--quiet"]) == 0
+    command = ["study", "--data", str(survey), "--out", str(run), "--labels", "morphology", "--backbone", "small",
+               "--epochs", "3", "--quiet", "--set", "preprocess.size=32", "--set", "study.input_size=32",
+               "--set", "study.batch_size=8", "--set", "study.patience=0", "--set", "cluster.kmeans_k=[3]",
+               "--set", "cluster.reductions=['pca']"]
+    started = _killed_at_the_third_epoch(monkeypatch)
+    with pytest.raises(RuntimeError, match="killed"):
+        main(command)
+    last = run / "models" / "small" / "last.ckpt"
+    kept = {p: p.read_bytes() for p in (last, run / "config.toml", run / "cube.npy")}
+    capsys.readouterr()
+    assert main([*command, "--resume", "--set", "preprocess.size=48"]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "preprocess.size: 32 -> 48" in line and "\n" not in line, line
+    assert all(p.read_bytes() == data for p, data in kept.items()) and not (run / "superseded").exists()
+    epochs = []
+    monkeypatch.setattr(FineTuneModule, "on_train_epoch_start", lambda self: (epochs.append(self.current_epoch),
+                                                                            started(self)))
+    assert main([*command, "--resume"]) == 0
+    assert epochs == [2]

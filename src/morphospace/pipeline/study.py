@@ -13,7 +13,7 @@ from ..progress import Timer
 from ..run import RunDir, in_cube_order
 from .stages import (stage_anomaly, stage_cluster, stage_compare, stage_reduce, stage_report, stage_train,
                      trained_preset)
-from .survey import check_data, ingest_checked, mask_if_asked, removed_on_failure
+from .survey import check_data, ingest_checked, mask_if_asked, removed_on_failure, save_config, saved_config
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -62,7 +62,13 @@ def run_study(run: RunDir, cfg: Config, created: bool = False, resume: bool = Fa
         if resume:
             check_resumable_study(run, cfg)
         check_data(cfg)
-        cfg = ingest_checked(run, cfg, check, check_catalogue)  # also before a finished run is replaced
+        if resume and run.cube.is_file():
+            # the interrupted fine-tuning's own cube: ingested again, a changed survey or setting set its
+            # checkpoint aside with the rest of the run before the checkpoint could refuse it
+            cfg = check(cfg)
+            save_config(run, cfg)
+        else:
+            cfg = ingest_checked(run, cfg, check, check_catalogue)  # also before a finished run is replaced
         mask_if_asked(run, cfg)
     if cfg.study.backbone in ("vade", "ssl"):
         from ..config.outputs import StudyConfig
@@ -106,3 +112,33 @@ def check_resumable_study(run: RunDir, cfg: Config) -> None:
     last = run.model_path(cfg.study.backbone) / LAST_CHECKPOINT
     if not last.is_file():
         raise UserError(f"nothing to resume: no {last} (a fine-tuning writes it after each epoch); run without --resume")
+    earlier = saved_config(run)
+    changed = _what_made_the_features_changed(earlier, cfg) if earlier is not None else []
+    if changed:
+        raise UserError(f"--resume goes on with the interrupted study's own survey and settings, and these differ "
+                        f"from its: {'; '.join(changed[:6])}: give the same ones, or run without --resume to start "
+                        f"afresh")
+
+
+# what the fine-tuned features are made of; the truth label aside (the study makes its labels the truth)
+_FEATURE_SECTIONS = ("data", "preprocess", "study")
+_NOT_COMPARED = {"data.truth_label"}
+
+
+def _what_made_the_features_changed(earlier: Config, cfg: Config) -> list[str]:
+    """``key: before -> now`` for every setting of the survey, its preprocessing and the study that
+    ``cfg`` changes from the run's ``earlier`` ones (the survey's path compared as a folder)."""
+    def flat(c: Config) -> dict:
+        return {f"{section}.{key}": value for section in _FEATURE_SECTIONS
+                for key, value in getattr(c, section).model_dump().items()}
+
+    before, now = flat(earlier), flat(cfg)
+    changed = []
+    for key in sorted(set(before) | set(now)):
+        a, b = before.get(key), now.get(key)
+        if key in _NOT_COMPARED or a == b:
+            continue
+        if key == "data.path" and a and b and Path(str(a)).resolve() == Path(str(b)).resolve():
+            continue
+        changed.append(f"{key}: {a!r} -> {b!r}")
+    return changed
