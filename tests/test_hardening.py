@@ -611,6 +611,18 @@ def test_generate_keeps_out_of_the_run_s_own_files(pca_run, tmp_path, capsys):
     afile.write_text("x")
     line = one_line_error(capsys, main(["generate", str(pca_run), "--component", "0", "--out", str(afile), "--quiet"]))
     assert "is a file, not a folder: choose a folder for the galaxies" in line
+    # the run's survey took the galaxies in at its next ingest; another run's root or stage folders took them
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(pca_run, other, ignore=shutil.ignore_patterns("*.npy", "figures", "report*"))
+    (other / "cube.npy").write_bytes(b"")
+    for out, said in ((pca_run.parent / "data", "is inside the run's survey"),
+                      (pca_run.parent / "data" / "fakes", "is inside the run's survey"),
+                      (other, "is another run's folder"), (other / "models" / "x", "inside the folder models/ of the run")):
+        line = one_line_error(capsys, main(["generate", str(pca_run), "--component", "0", "--out", str(out), "--quiet"]))
+        assert said in line, (out, line)
+    assert not (pca_run.parent / "data" / "fakes").exists() and not (other / "models" / "x").exists()
 
 
 # 5. file-system mistakes -----------------------------------------------------------------------------

@@ -113,6 +113,14 @@ def test_run_with_the_form_vade_then_a_study_of_its_ssl_encoder(tmp_path, monkey
     n_comp = json.loads((run / "embeddings" / "vade.json").read_text())["n_components"]
     assert main(["generate", str(run), "--cluster", str(n_comp - 1), "--n", "2", "--out", str(gen), "--quiet"]) == 0
     assert fits.getheader(sorted(gen.glob(f"cluster{n_comp - 1}_*.fits"))[0])["MS_COMPS"] == str(n_comp - 1)
+    # trained again, not embedded yet: its clusters are not known (cluster g was component g, which the
+    # merge at `embed` then put elsewhere); its components are
+    note = run / "embeddings" / "vade.json"
+    embedded = note.read_text()
+    note.write_text(json.dumps({**json.loads(embedded), "model_fingerprint": "of the model before"}))
+    assert main(["generate", str(run), "--cluster", "0", "--n", "2", "--out", str(gen), "--quiet"]) == 2
+    assert main(["generate", str(run), "--component", "0", "--n", "2", "--out", str(gen), "--quiet"]) == 0
+    note.write_text(embedded)
     # a run it cannot write to (an archive, a read-only copy) while another process holds its lock:
     # generate and export only read it, so they serve, and leave it as it was
     import fcntl

@@ -58,15 +58,35 @@ def _reuse_freed_memory() -> None:
         pass  # musl and others: their allocator, their defaults
 
 
-def _check_generate_out(run: RunDir, out: Path) -> None:
+def _check_generate_out(run: RunDir, out: Path, cfg: Config) -> None:
     """A one-line error for a ``generate --out`` among the run's own files (its root, or a folder or
-    file a stage writes): the galaxies went into the run's root beside its cube."""
+    file a stage writes): the galaxies went into the run's root beside its cube; in another run's
+    (its root or stage folders); or in the run's survey, whose next ingest took them in as galaxies."""
+    from ..run.places import check_run_place, is_run
     from ..run.rundir import RUN_FILES, RUN_FOLDERS
 
     root, target = run.path.resolve(), out.resolve()
+    instead = f"write the galaxies to a folder of their own (e.g. {printable(str(run.path / 'generated'))})"
     if target == root or (target.is_relative_to(root) and target.relative_to(root).parts[0] in RUN_FOLDERS | RUN_FILES):
-        raise UserError(f"--out {printable(str(out))} is among the run's own files: write the galaxies to a folder of "
-                        f"their own (e.g. {printable(str(run.path / 'generated'))})")
+        raise UserError(f"--out {printable(str(out))} is among the run's own files: {instead}")
+    if is_run(target):
+        raise UserError(f"--out {printable(str(out))} is another run's folder: {instead}")
+    check_run_place(out)
+    survey = _survey_of(run) or str(cfg.data.path or "").strip()
+    if survey and (target == Path(survey).resolve() or target.is_relative_to(Path(survey).resolve())):
+        raise UserError(f"--out {printable(str(out))} is inside the run's survey ({printable(survey)}), whose next "
+                        f"ingest would read the galaxies as observed ones: {instead}")
+
+
+def _survey_of(run: RunDir) -> str:
+    """The survey the run's cube was read from, as its ingest resolved it ("" where it says none)."""
+    import json
+
+    try:
+        source = json.loads(run.ingest_summary.read_text()).get("source")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return source if isinstance(source, str) else ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -330,7 +350,7 @@ def _dispatch(args) -> int | None:
         elif cmd == "generate":
             if not (math.isfinite(args.temperature) and args.temperature > 0):
                 raise UserError(f"--temperature must be a positive number, got {args.temperature}")
-            _check_generate_out(run, check_out(args.out, purpose="the galaxies"))
+            _check_generate_out(run, check_out(args.out, purpose="the galaxies"), cfg)
             if cfg.model.kind == "pca" and (note := run.pixel_pca_note()):
                 raise UserError(f"{note}, to draw galaxies from")
             try:

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..errors import UserError
 from .rundir import RUN_FOLDERS
 
-__all__ = ["check_run_place"]
+__all__ = ["check_run_place", "is_run"]
 
 # what makes a folder with a config.toml a run's (its cube and catalogue, or a model imported into it)
 RUN_MARKS = ("catalogue.parquet", "cube.npy", "models/vade/imported.json")
@@ -24,7 +24,12 @@ def check_run_place(path: str | Path, what: str = "--out") -> None:
     here = Path(path).resolve()
     for above in here.parents:
         folder = here.relative_to(above).parts[0]
-        if folder in RUN_FOLDERS and (above / "config.toml").is_file() \
-                and any((above / name).exists() for name in RUN_MARKS):
+        if folder in RUN_FOLDERS and is_run(above):
             raise UserError(f"{what} {path} is inside the folder {folder}/ of the run {above}, which its stages "
                             f"rewrite: choose a folder outside it")
+
+
+def is_run(folder: str | Path) -> bool:
+    """Whether ``folder`` is a run's root (a ``config.toml`` beside its cube, catalogue or imported model)."""
+    folder = Path(folder)
+    return (folder / "config.toml").is_file() and any((folder / name).exists() for name in RUN_MARKS)

@@ -8,6 +8,7 @@ hyper-parameters (any preset: ``default``, ``astrovader`` or the form-first ``fo
 from __future__ import annotations
 
 import json
+import shlex
 import pickle
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,14 @@ def load_vade(path: str | Path, trusted: bool = False):
     return model, hp, extra
 
 
+def _embedded_by(run: RunDir) -> str | None:
+    """The fingerprint of the model the run's embedding came from (``embeddings/vade.json``), or None."""
+    try:
+        return json.loads(run.embedding_path("vade").with_suffix(".json").read_text()).get("model_fingerprint")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def cluster_groups(run: RunDir, n_components: int, made_by: str | None = None) -> list[list[int]]:
     """The mixture components of each of the run's own clusters, as its embedding merged them
     (``models/vade/clusters.json``); each component a cluster of its own where none were merged.
@@ -154,6 +163,13 @@ def cluster_groups(run: RunDir, n_components: int, made_by: str | None = None) -
     path = model_file(run).parent / CLUSTERS_FILE
     k = int(n_components)
     if not path.is_file():
+        if made_by is not None and _embedded_by(run) != made_by:
+            # a model trained but not embedded yet: its clusters are not its components (the merge
+            # comes with `embed`), and cluster 3 was drawn from component 3, which the merge then
+            # put in cluster 2
+            raise UserError(f"the run's clusters are made when `morphospace embed` merges the model's mixture "
+                            f"components, and this model has not been embedded: run `morphospace embed "
+                            f"{shlex.quote(str(run.path))}` first, or draw from a component (--component)")
         return [[c] for c in range(k)]
     try:
         record = json.loads(path.read_text())
