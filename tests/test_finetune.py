@@ -231,6 +231,14 @@ def test_the_study_scores_against_the_classes_it_fine_tunes_on(tmp_path, toy):
     write_table(run.catalogue, cat)
     ttype = study_truth(run.read_catalogue(), apply_overrides(Config(), ["study.labels=ttype"]))
     assert ttype.data.truth_label == "ttype"
+    # a study that fine-tunes nothing reads its labels as the truth alone: vote fractions or a pattern
+    # were dropped without a word, and it scored against the guessed morph3
+    for labels in ("frac", "fr*", "frac,ttype"):
+        for setting in ("study.mode=frozen", "study.backbone=ssl"):
+            with pytest.raises(UserError, match="reads --labels only as the one class column"):
+                study_truth(run.read_catalogue(), apply_overrides(Config(), [f"study.labels={labels}", setting]))
+    frozen = study_truth(run.read_catalogue(), apply_overrides(Config(), ["study.labels=shape", "study.mode=frozen"]))
+    assert frozen.data.truth_label == "shape"
 
 
 def test_study_features_run_writes_features_metrics_and_figures(tmp_path, toy):

@@ -343,7 +343,15 @@ def study_truth(catalogue: pd.DataFrame, cfg: Config, announce: bool = True) -> 
         if cfg.study.mode == "frozen" or cfg.study.backbone in ("vade", "ssl"):
             raise  # nothing else reads them (no fine-tuning): a typo would score against another column
         return cfg  # a column the fine-tuning itself refuses, in its own words
-    if cfg.data.truth_label or any(ch in spec for ch in "*?[,") or task != "classification":
+    several = any(ch in spec for ch in "*?[,")
+    if (several or task != "classification") and (cfg.study.mode == "frozen" or cfg.study.backbone in ("vade", "ssl")):
+        # nothing fine-tunes on them and the truth is one class column: they were dropped without a word
+        # and the study scored against the guessed truth (morph3)
+        what = "several columns" if several else "continuous values (vote fractions or a measurement)"
+        raise UserError(f"--labels {spec!r} are {what}: a study that fine-tunes nothing ({cfg.study.backbone}, "
+                        f"{cfg.study.mode}) reads --labels only as the one class column its comparisons score "
+                        f"against; name one (e.g. morph3), or fine-tune on them (--mode finetune)")
+    if cfg.data.truth_label or several or task != "classification":
         return cfg  # another truth named, or vote fractions (regression)
     if announce:
         log.info("the study's labels '%s' are the truth its comparisons score against", spec)
