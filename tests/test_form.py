@@ -872,3 +872,16 @@ def test_each_process_fits_the_image_decoder_on_its_own_shard():
             assert seen == [list(range(n))]
         else:  # 11 and 11: DistributedSampler pads the odd one out with a repeat
             assert set(seen[0]) | set(seen[1]) == set(range(n)) and len(seen[0]) == len(seen[1]) == 11
+
+
+def test_the_form_model_logs_its_losses_per_epoch(form_run):
+    """The README's "loss terms per epoch go to RUN/models/vade/logs/" held for the pixel VaDE alone:
+    the form model's SSL heads and image decoder trained with no logger."""
+    run, cfg, _, _ = form_run
+    logs = run.path / "models" / "vade" / "logs"
+    for part, column, epochs in (("ssl", "ssl_loss", cfg.form.ssl_epochs), ("ssl_head1", "ssl_loss", cfg.form.ssl_epochs),
+                                 ("decoder", "decoder_mse", cfg.form.decoder_epochs)):
+        metrics = pd.read_csv(logs / "csv" / f"{part}_v0" / "metrics.csv")
+        assert metrics.dropna(subset=[column])["epoch"].tolist() == list(range(epochs)), part
+        assert np.isfinite(metrics[column].dropna()).all()
+        assert list((logs / "tensorboard" / f"{part}_v0").glob("events.out.tfevents*")), part

@@ -662,7 +662,9 @@ def test_a_refused_start_writes_nothing_and_a_run_keeps_its_configuration(tmp_pa
     data = tiny_folder_survey(tmp_path / "data", n=3)
     for cmd in (["ingest", str(data), "--set", "preprocess.size=7"], ["ingest", str(tmp_path / "nope")],
                 ["run", "--data", str(tmp_path / "nope")], ["study", "--data", str(tmp_path / "nope")],
-                ["import-astrovader", str(tmp_path / "none.h5")]):
+                ["import-astrovader", str(tmp_path / "none.h5")],
+                ["run", "--data", str(data), "--set", "train.num_nodes=2"],  # left the folder with its log
+                ["run", "--data", str(data), "--set", "train.devices=2", "--set", "train.strategy=ddp"]):
         code = main([*cmd, "--out", str(tmp_path / "new"), "--quiet"])
         one_line_error(capsys, code)
         assert not (tmp_path / "new").exists(), cmd
@@ -684,6 +686,7 @@ def test_a_refused_start_writes_nothing_and_a_run_keeps_its_configuration(tmp_pa
         assert "is the survey images folder" in line, line
     assert sorted(p.name for p in (nested / "images").iterdir()) == ["g0.png", "g1.jpg", "g2.tif"]
     assert main(["ingest", str(data), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    capsys.readouterr()  # its warning: 3 galaxies are too few for the model's settings
     saved = (tmp_path / "run" / "config.toml").read_text()
     code = main(["ingest", str(tmp_path / "nope"), "--out", str(tmp_path / "run"), "--size", "128", "--quiet"])
     assert "data not found" in one_line_error(capsys, code)

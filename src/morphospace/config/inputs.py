@@ -96,7 +96,7 @@ class PreprocessConfig(Section):
     galaxy_r90s : float
         The crop's side in units of the galaxy's R90 when ``framing = "galaxy"``.
     size : int
-        Output side in pixels (64 or 128).
+        Output side in pixels, 16 to 1024 (64; 128 under the astrovader preset).
     colour : {'rgb', 'grey'}
     normalise : {'asinh', 'minmax'}
     asinh_softening : float

@@ -188,8 +188,10 @@ def run_all(run: RunDir, cfg: Config, created: bool = False) -> Path:
     from ..vade.fitting import one_process_devices
     from ..vade.hparams import check_against_cube, check_form_settings
 
-    cfg = one_process_devices(cfg, "`morphospace run`")
-    check_data(cfg)
+    with removed_on_failure(run, created):  # refused, a run it made leaves no folder behind
+        cfg = one_process_devices(cfg, "`morphospace run`")
+        check_data(cfg)
+
     def check(cfg: Config) -> Config:
         check_label_settings(run, cfg)
         if cfg.model.kind == "vade":

@@ -37,6 +37,7 @@ from torch.utils.data import DistributedSampler, default_collate
 
 from ..nets.batches import forward_in_batches, read_rows
 from ..nets.checkpoints import resumed_from, with_atomic_checkpoints
+from ..nets.loss_logs import loss_loggers
 from ..nets.predict import accelerated, barrier, world_size
 from ..nets.shards import ShardedData
 from ..nets.spawn import spawned_workers
@@ -302,7 +303,8 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
                 else ViewBankDataModule(bank, batch_size, head_seed(seed, i), of="bank"))
         module = SSLModule(head, trunk if train_trunk else None, loss=loss, temperature=temperature, lr=lr,
                            epochs=epochs, seed=head_seed(seed, i), trunk_lr_scale=trunk_lr_scale)
-        losses.append(_fit_head(module, data, out_dir / f"head{i}" if i else out_dir, epochs, resume, trainer_kwargs))
+        losses.append(_fit_head(module, data, out_dir / f"head{i}" if i else out_dir, epochs, resume, trainer_kwargs,
+                                log_to=(Path(out_dir).parent, f"ssl_head{i}" if i else "ssl")))
         trained.append(head.eval())
     head = trained[0] if heads == 1 else HeadEnsemble(trained)
     embedder = FormEmbedder(trunk, head, views=views).eval()
@@ -333,13 +335,15 @@ def global_batch_norm(trainer_kwargs: dict | None) -> bool:
 
 
 def _fit_head(module: SSLModule, data: ViewBankDataModule, ckpt_dir: Path, epochs: int, resume: bool,
-              trainer_kwargs: dict | None) -> float:
+              trainer_kwargs: dict | None, log_to: tuple[Path, str] | None = None) -> float:
     """Train ``module`` with Lightning, checkpointing into ``ckpt_dir`` every epoch (resumed from its
-    ``last.ckpt`` with ``resume``); returns the last epoch's loss (None when no epoch ran)."""
+    ``last.ckpt`` with ``resume``; its loss per epoch logged, with ``log_to`` = (the model's folder,
+    a name), beside the model's other logs); returns the last epoch's loss (None when no epoch ran)."""
     ckpt = ModelCheckpoint(dirpath=str(ckpt_dir), filename="ssl", save_last=True, every_n_epochs=1,
                            save_on_train_epoch_end=True, enable_version_counter=False)
     last = ckpt_dir / "last.ckpt"
-    kw = dict(max_epochs=epochs, logger=False, callbacks=[ckpt], enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False,
+    kw = dict(max_epochs=epochs, logger=loss_loggers(*log_to) if log_to else False, callbacks=[ckpt],
+              enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False, log_every_n_steps=1,
               default_root_dir=str(ckpt_dir), deterministic=True)
     kw.update(trainer_kwargs or {})
     kw.update(sync_batchnorm=global_batch_norm(trainer_kwargs))

@@ -22,12 +22,12 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from ..config import Config, apply_overrides
 from ..data.sample import sample_rows
 from ..errors import UserError, first_line
 from ..nets.checkpoints import resumed_from, with_atomic_checkpoints
+from ..nets.loss_logs import loss_loggers
 from ..nets.spawn import spawned_workers
 from ..progress import quiet_lightning, with_bars
 from ..run import RunDir, launched_as_later_rank, write_json
@@ -247,10 +247,7 @@ def fit_vade(hp: dict[str, Any], input_path: Path, mdir: Path, cfg: Config, resu
     last = mdir / LAST_CHECKPOINT
     module = VaDEModule(**hp)
     data = CubeDataModule(input_path, hp["batch_size"], hp["seed"], rows=rows, workers=cfg.train.loader_processes())
-    logs = mdir / "logs"
-    version = f"v{len(list((logs / 'csv').glob('v*')))}" if (logs / "csv").is_dir() else "v0"
-    loggers = [CSVLogger(str(logs), name="csv", version=version),
-               TensorBoardLogger(str(logs), name="tensorboard", version=version, default_hp_metric=False)]
+    loggers = loss_loggers(mdir)
     # keep the newest epoch's checkpoint (monitor=None, top-1) and last.ckpt linking to it
     ckpt = ModelCheckpoint(dirpath=str(mdir), filename="epoch{epoch:03d}", auto_insert_metric_name=False,
                            save_top_k=1, save_last="link", every_n_epochs=1, save_on_train_epoch_end=True,

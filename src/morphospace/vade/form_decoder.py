@@ -18,6 +18,7 @@ import torch
 
 from ..image.geometry import canonical_frame, radial_weight
 from ..nets.batches import read_rows
+from ..nets.loss_logs import loss_loggers
 from ..nets.checkpoints import with_atomic_checkpoints
 from ..nets.shards import ShardedData
 from ..nets.spawn import spawned_workers
@@ -94,8 +95,8 @@ def fit_image_decoder(mu: np.ndarray, log_var: np.ndarray, cube, *, widths=(32, 
     data = CodesAndImages(mu, log_var, cube)
     module = ImageDecoderModule(cube.shape[1], cube.shape[2], mu.shape[1], widths, lr=lr, epochs=epochs, seed=seed,
                                 radial_inner=radial_inner, radial_width=radial_width)
-    kw = dict(max_epochs=epochs, logger=False, enable_checkpointing=False,
-              enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False,
+    kw = dict(max_epochs=epochs, logger=loss_loggers(out_dir, "decoder") if out_dir else False, enable_checkpointing=False,
+              enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False, log_every_n_steps=1,
               default_root_dir=str(out_dir) if out_dir else None, deterministic=True)
     kw.update(trainer_kwargs or {})
     with quiet_lightning():
