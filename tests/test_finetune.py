@@ -347,11 +347,21 @@ def test_a_study_run_interrupted_mid_fine_tuning_resumes(tmp_path, toy, monkeypa
 def test_study_features_run_label_errors(tmp_path, toy):
     run = _tiny_run(tmp_path, toy)
     cfg = apply_overrides(Config(), ["study.backbone=small", "study.labels=colour", "study.input_size=32"])
-    with pytest.raises(UserError, match="no column 'colour'.*shape"):
+    with pytest.raises(UserError, match="'colour' is no column.*shape"):
         study_features_run(run, cfg)
     cfg = apply_overrides(cfg, ["study.labels=Class*"])
     with pytest.raises(UserError, match="matches no catalogue column"):
         study_features_run(run, cfg)
+    # a typo in a list was dropped without a word; the quality flags and the framing were learnt as labels
+    cat = run.read_catalogue()
+    cat["Class1.1"], cat["Class1.2"] = np.linspace(0, 1, 40), np.linspace(1, 0, 40)
+    cat["crop"] = np.linspace(0.4, 0.6, 40)
+    write_table(run.catalogue, cat)
+    for labels, said in (("Class1.1,nosuch", "'nosuch' matches no label column"),
+                         ("flag_b*", "matches no catalogue column"),
+                         ("crop", "'crop' is a bookkeeping column")):
+        with pytest.raises(UserError, match=said):
+            study_features_run(run, apply_overrides(cfg, [f"study.labels={labels}"]))
 
 
 def test_a_class_of_one_galaxy_trains_and_the_others_stay_stratified():

@@ -261,10 +261,11 @@ def ingest_run(run: RunDir, cfg: Config, created: bool) -> dict:
         log.warning("%s: every later stage (train, embed, reduce, ...) refuses it until it is set right "
                     "(--set data.truth_label=...)", exc)
     if cfg.model.kind == "vade":  # a cube the model cannot take (17 px) was said only at `train`
-        from ..vade.hparams import check_against_cube
+        from ..vade.hparams import resolve_hparams
 
+        shape = run.read_cube().shape  # its images, not its number of galaxies: `train` takes settings for that
         try:
-            check_against_cube(cfg, run.read_cube(), announce=False)
+            resolve_hparams(cfg, shape[1], shape[2], announce=False)
         except UserError as exc:
             log.warning("%s: `morphospace train` refuses this cube with these settings", exc)
     mask_if_asked(run, cfg)

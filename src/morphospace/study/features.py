@@ -41,7 +41,7 @@ EMBEDDING = "features"
 # --- labels ------------------------------------------------------------------------------------
 
 def _label_like(cat: pd.DataFrame) -> list[str]:
-    skip = set(RESERVED) | {"file", "path"}  # the ingest's own columns (id, source, crop...) are no labels
+    skip = set(RESERVED) | {"file", "path", "ra", "dec"}  # the ingest's own columns (id, source, crop...) are no labels
     return [c for c in cat.columns if c not in skip and not c.startswith("flag_")]
 
 
@@ -65,13 +65,17 @@ def resolve_labels(cat: pd.DataFrame, spec: str) -> tuple[np.ndarray, np.ndarray
     task : {"classification", "regression"}
     columns : list of str
     """
-    known = list(cat.columns)
+    known = _label_like(cat)  # the ingest's own columns (flags, crop, positions...) are no labels to learn
     if any(ch in spec for ch in "*?[") or "," in spec:
         patterns = [p.strip() for p in spec.split(",") if p.strip()]
         columns = [c for c in known if any(fnmatch.fnmatchcase(c, p) for p in patterns)]
         if not columns:
             raise UserError(f"study.labels = '{spec}' matches no catalogue column "
-                            f"(label columns: {', '.join(_label_like(cat)) or 'none'})")
+                            f"(label columns: {', '.join(known) or 'none'})")
+        unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(c, p) for c in known)]
+        if unmatched:  # a typo in a list was dropped without a word
+            raise UserError(f"study.labels = '{spec}': {', '.join(repr(p) for p in unmatched)} matches no label "
+                            f"column (label columns: {', '.join(known) or 'none'})")
         table = cat[columns]
         if not all(pd.api.types.is_numeric_dtype(table[c]) for c in columns):
             raise UserError(f"study.labels = '{spec}': several columns are vote fractions and must be numeric")
@@ -79,8 +83,10 @@ def resolve_labels(cat: pd.DataFrame, spec: str) -> tuple[np.ndarray, np.ndarray
         labelled = np.isfinite(values).all(axis=1)
         return values[labelled].astype(np.float32), labelled, "regression", columns
     if spec not in known:
-        raise UserError(f"study.labels: no column '{spec}' in the catalogue "
-                        f"(label columns: {', '.join(_label_like(cat)) or 'none'})")
+        what = "a bookkeeping column (ids, files, flags, framing, positions), not a label" if spec in cat.columns \
+            else "no column"
+        raise UserError(f"study.labels: '{spec}' is {what} in the catalogue "
+                        f"(label columns: {', '.join(known) or 'none'})")
     col = cat[spec]
     labelled = ~col.isna().to_numpy()
     values = col[labelled]
