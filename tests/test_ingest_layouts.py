@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -753,3 +755,18 @@ def test_a_five_band_fits_cube_with_the_bands_last_is_read_as_five_bands(tmp_pat
     assert cube_last.shape == cube_first.shape == (2, 3, 64, 64) and not summary["flags"]
     np.testing.assert_allclose(np.asarray(cube_last, np.float32), np.asarray(cube_first, np.float32), atol=1e-3)
     assert not bands_last((5, 64, 64)) and not bands_last((64, 64, 64)) and not bands_last((3, 8, 8))
+
+
+def test_the_band_sample_does_not_alias_with_a_pattern_in_the_file_list():
+    """58 files of which every third is grey: an even spacing opened every third file, all grey, and a
+    colour survey (38 of 58) became a grey cube; each sampled file is now drawn from its own stretch."""
+    from morphospace.data.ingest.files import spread_sample
+
+    paths = [Path(f"f{i:03d}_{'grey' if i % 3 == 0 else 'rgb'}.fits") for i in range(58)]
+    picked = spread_sample(paths, 20)
+    assert len(picked) == 20 and len(set(picked)) == 20
+    grey = sum("grey" in p.name for p in picked)
+    assert 2 <= grey < 10, grey  # about a third, as in the list
+    assert picked == spread_sample(paths, 20)  # the same every time
+    assert picked[0] in paths[:3] and picked[-1] in paths[-3:]  # spread over the whole list
+    assert spread_sample(paths[:5], 20) == paths[:5] and spread_sample([], 20) == []

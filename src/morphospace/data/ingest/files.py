@@ -195,10 +195,15 @@ def in_dir(folder: Path) -> Callable[[str], str]:
 
 
 def spread_sample(paths: list[Path], sample: int) -> list[Path]:
-    """At most ``sample`` of ``paths``, spread evenly over the list (first and last included)."""
-    if not paths:
-        return []
-    return [paths[i] for i in sorted({int(i) for i in np.linspace(0, len(paths) - 1, min(sample, len(paths)))})]
+    """At most ``sample`` of ``paths``: one drawn (with a fixed seed) from each of ``sample`` equal
+    stretches of the list, so spread over it as an even spacing is, without its aliasing: of files
+    where every third is grey, every third file was sampled, all grey, and the colour survey read grey."""
+    n, k = len(paths), min(sample, len(paths))
+    if k == n:
+        return list(paths)
+    edges = np.linspace(0, n, k + 1).astype(int)
+    rng = np.random.default_rng(0)
+    return [paths[int(rng.integers(a, b))] for a, b in zip(edges[:-1], edges[1:])]
 
 
 def fits_bands(paths: list[Path], sample: int = 20) -> dict[int, int]:
