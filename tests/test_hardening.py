@@ -390,8 +390,14 @@ def test_a_weights_file_that_cannot_serve_is_refused_before_the_run_changes(pca_
     (tmp_path / "g.pth").write_text("garbage")
     saved, files = (run / "config.toml").read_text(), sorted(run.rglob("*"))
     code = main(["train", str(run), "--quiet", "--set", "model.kind=vade", "--set", f"form.weights={tmp_path / 'g.pth'}"])
-    assert "cannot read weights file" in one_line_error(capsys, code)
+    line = one_line_error(capsys, code)
+    assert "cannot read weights file" in line and "weights_only" not in line  # not torch's page of advice
     assert (run / "config.toml").read_text() == saved and sorted(run.rglob("*")) == files
+    # a frozen study read the file only once its survey was in, and left the new run's folder behind
+    code = main(["study", "--data", str(pca_run.parent / "data"), "--out", str(tmp_path / "new"), "--mode", "frozen",
+                 "--quiet", "--set", f"study.weights={tmp_path / 'g.pth'}"])
+    line = one_line_error(capsys, code)
+    assert "cannot read weights file" in line and "weights_only" not in line and not (tmp_path / "new").exists()
 
 
 @pytest.mark.parametrize("options, message", [

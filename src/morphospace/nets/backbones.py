@@ -313,8 +313,8 @@ BACKBONES: dict[str, BackboneInfo] = {
 
 def check_backbone(name: str, pretrained: bool = True, weights: str | Path | None = None) -> None:
     """Raise what :func:`make_backbone` would for a missing optional package or weights file (the
-    user's own, or the hub's ImageNet one), without building it: a command checks this before it
-    ingests or writes anything.
+    user's own, or the hub's ImageNet one; the user's read, not loaded into the network), without
+    building it: a command checks this before it ingests or writes anything.
 
     Parameters
     ----------
@@ -329,7 +329,7 @@ def check_backbone(name: str, pretrained: bool = True, weights: str | Path | Non
         Its :class:`~morphospace.errors.NotAvailableError` for a missing package or hub weights.
     """
     if weights:
-        existing_weights_file(weights)
+        _read_state_dict(weights)  # a file torch cannot read as weights: said before the ingest, not after it
     info = BACKBONES[name]
     if info.ready is not None:
         info.ready(pretrained, str(weights) if weights else None)

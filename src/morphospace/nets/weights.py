@@ -6,12 +6,13 @@ loaded into a network with a one-line error when it does not fit. Nothing is dow
 from __future__ import annotations
 
 import hashlib
+import pickle
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..errors import NotAvailableError, UserError
+from ..errors import NotAvailableError, UserError, first_line
 
 
 __all__ = ["_read_state_dict", "_load_into", "efficientnet_lite_weights_path", "efficientnet_lite0_weights_path",
@@ -34,7 +35,11 @@ def _read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, truncated files, non-torch files
-        raise UserError(f"cannot read weights file {path}: {exc}") from None
+        # torch's own text is a page of advice to load with weights_only=False, which would run any
+        # code the file holds: one line instead
+        why = "not a PyTorch weights file, or one that holds code as well as tensors (not loaded)" \
+            if isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" in str(exc) else first_line(exc)
+        raise UserError(f"cannot read weights file {path}: {why}") from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
