@@ -578,12 +578,22 @@ def test_a_colour_frame_in_a_survey_sampled_as_grey_is_flagged(tmp_path):
     """The survey's band count comes from a sample of its files: two colour PNGs among 38 grey ones,
     outside the sample, were read as grey without a word. They still are (the cube follows the
     sample) but flagged colour_reduced and counted in the summary; a grey cube asked for is not."""
+    from morphospace.data.ingest.files import spread_sample
+
     folder = tmp_path / "s"
-    for k in range(40):
+    names = [f"g{k:03d}.png" for k in range(40)]
+    # two colour frames the sample does not open, here and once g005 is a FITS file (listed or not)
+    later = [n for n in names if n != "g005.png"]
+    sampled = {p.name for files in (names, later, [*later[:5], "g005.fits", *later[5:]])
+               for p in spread_sample([folder / n for n in files], 20)}
+    colour = [n for n in names if n not in sampled][:2]
+    assert len(colour) == 2 and "g005.png" not in colour
+    for k, name in enumerate(names):
         rgb = galaxy_rgb(64, seed=k)
-        save_image(folder / f"g{k:03d}.png", rgb if k in (1, 3) else rgb.mean(axis=-1).astype(np.uint8))
+        save_image(folder / name, rgb if name in colour else rgb.mean(axis=-1).astype(np.uint8))
     summary, cat, cube, _ = ingest_to(folder, tmp_path / "run", preprocess__size=16)
-    assert cube.shape[1] == 1 and flagged(cat, "colour_reduced") == ["g001", "g003"]
+    want = [n[:-4] for n in colour]
+    assert cube.shape[1] == 1 and flagged(cat, "colour_reduced") == want
     assert summary["flags"]["colour_reduced"]["count"] == 2 and not summary["flags"]["colour_reduced"]["excluded"]
     _, asked, _, _ = ingest_to(folder, tmp_path / "grey", preprocess__size=16, preprocess__colour="grey")
     assert flagged(asked, "colour_reduced") == []
@@ -594,7 +604,7 @@ def test_a_colour_frame_in_a_survey_sampled_as_grey_is_flagged(tmp_path):
     fits.PrimaryHDU(two).writeto(folder / "g005.fits")
     (folder / "g005.png").unlink()
     _, cat, cube, _ = ingest_to(folder, tmp_path / "run2", preprocess__size=16)
-    assert cube.shape[1] == 1 and flagged(cat, "colour_reduced") == ["g001", "g003", "g005"]
+    assert cube.shape[1] == 1 and flagged(cat, "colour_reduced") == sorted(want + ["g005"])
 
 
 def test_a_multi_page_tiff_says_only_its_first_page_is_read(tmp_path, caplog):

@@ -295,35 +295,76 @@ def test_a_task_that_stops_on_an_error_stops_the_job(tmp_path, when):
 
 
 def test_a_stop_note_counts_for_its_own_job_and_launch_only(tmp_path, monkeypatch):
-    """An earlier job's note, or an earlier launch's of the same job (a requeue, the same port),
-    is not read as a stop of this one; a task does not stop on its own note."""
+    """An earlier job's note, or an earlier launch's of the same job (a requeue, the same port), or
+    another command's, is not read as a stop of this one; a task does not stop on its own note; the
+    first task to stop is the job's reason (a later one, stopped by the launcher, did not replace it)."""
     import json
     import time
 
     import morphospace.run.job as job
 
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("RANK", "0")
-    for name in ("SLURM_JOB_ID", "TORCHELASTIC_RUN_ID"):
+    for name in ("SLURM_JOB_ID", "TORCHELASTIC_RUN_ID", "RANK", "SLURM_PROCID", "LOCAL_WORLD_SIZE"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("NODE_RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "1")  # Lightning's own launcher tells its children no RANK
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     monkeypatch.setenv("MASTER_PORT", "29500")
-    task = job.JobTask.of_this_process(tmp_path)
+    task = job.JobTask.of_this_process(tmp_path, "train")
+    assert task.rank == "1"  # it read NODE_RANK first and named every child rank 0
     note = tmp_path / job.STOPPED_NOTE
 
     def written(**fields):
-        base = {"job": task.key, "rank": "1", "pid": os.getpid() + 1, "time": time.time(), "message": "m", "code": 2}
+        base = {"job": task.key, "rank": "0", "task": "another", "time": time.time(), "message": "m", "code": 2}
         note.write_text(json.dumps({**base, **fields}))
 
     written()
     assert task.peer_stop()["message"] == "m"
-    written(job=task.key.replace("29500", "29501"))
-    assert task.peer_stop() is None
-    written(time=time.time() - 3600)
-    assert task.peer_stop() is None
+    for other in (dict(job=task.key.replace("29500", "29501")), dict(job=job.job_key("embed")),
+                  dict(time=time.time() - 3600)):
+        written(**other)
+        assert task.peer_stop() is None, other
     task.forget_earlier_stops()
     assert not note.exists()
     task.tell_peers("mine", 2)
     assert json.loads(note.read_text())["message"] == "mine" and task.peer_stop() is None
+    written(message="the first")  # another task's, first: this one's stop does not replace it
+    task.tell_peers("stopped by the launcher", 143)
+    assert json.loads(note.read_text())["message"] == "the first"
+    written(time=time.time() - 3600)  # an earlier launch's is replaced
+    task.tell_peers("now", 2)
+    assert json.loads(note.read_text())["message"] == "now"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [job.STOPPED_NOTE]  # no partial file left
     monkeypatch.delenv("WORLD_SIZE")
     assert job.JobTask.of_this_process(tmp_path) is None  # a lone process is no job
+
+
+def test_a_task_s_own_error_is_said_at_once_and_a_peer_s_closed_connection_waits_for_its_note(tmp_path, monkeypatch):
+    """Every task waited 10 s for a note after any error: the task whose bug stopped the job waited
+    too, and took the note of a peer whose closed connection it had caused (its own traceback lost)."""
+    import json
+    import threading
+    import time
+
+    import morphospace.cli.peers as peers
+    from morphospace.run.job import STOPPED_NOTE, JobTask
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("MASTER_PORT", "29511")
+    task = JobTask.of_this_process(tmp_path, "train")
+    monkeypatch.setattr(peers, "_TASK", task)  # as watch_peers sets it, without its watcher thread
+    try:
+        started = time.monotonic()
+        assert peers.stopped_by_peer(RuntimeError("THE REAL BUG")) is None
+        assert time.monotonic() - started < 1.0
+        note = {"job": task.key, "rank": "0", "task": "the peer's", "time": time.time(),
+                "message": "RuntimeError: THE REAL BUG", "code": 1}
+        later = threading.Timer(0.5, lambda: (tmp_path / STOPPED_NOTE).write_text(json.dumps(note)))
+        later.start()
+        said = peers.stopped_by_peer(RuntimeError("[pair.cc:553] Connection closed by peer [127.0.0.1]:4999"))
+        later.join()
+        assert said is not None and "(rank 0) stopped: RuntimeError: THE REAL BUG" in said[0] and said[1] == 1
+    finally:
+        if peers._STOPPING.locked():
+            peers._STOPPING.release()

@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         peers.stopping("interrupted", 130)
         return 130
     except Exception as exc:  # a bug, with its traceback; or the closed connection of a task that stopped
-        by_peer = peers.stopped_by_peer()
+        by_peer = peers.stopped_by_peer(exc)
         if by_peer is not None:
             line, code = by_peer
             print(f"morphospace: error: {printable(line)}", file=sys.stderr)
@@ -293,7 +293,7 @@ def _dispatch(args) -> int | None:
     if distributed and job_size() < 2:
         _first_rank_when_alone()
     if distributed:
-        peers.watch_peers(run.path)  # a task of a job stops when another does
+        peers.watch_peers(run.path, cmd)  # a task of a job stops when another does
     reads_only = cmd in READ_ONLY_COMMANDS
     if not reads_only:
         run.acquire_lock(distributed=distributed)

@@ -23,10 +23,10 @@ _WATCH = ExitStack()
 _STOPPING = threading.Lock()  # one stop said per process: the watcher's or the command's own
 
 
-def watch_peers(run_path: Path) -> None:
+def watch_peers(run_path: Path, command: str) -> None:
     """From here to :func:`command_ended`, stop when another task of this job stops on an error."""
     global _TASK
-    _TASK = JobTask.of_this_process(run_path)
+    _TASK = JobTask.of_this_process(run_path, command)
     if _TASK is not None:
         _WATCH.enter_context(_TASK.watching_peers(_stop_with_peer))
 
@@ -58,16 +58,23 @@ def stopping(message: str, code: int) -> None:
         _TASK.tell_peers(message, code)
 
 
-def stopped_by_peer(wait_s: float = 10.0) -> tuple[str, int] | None:
-    """Where an unexpected error follows another task's stop (its connection closed), that
-    task's reason and status, to say in its place; None otherwise.
+# what torch raises in a task whose peer has gone (gloo's closed connection; NCCL's and the store's errors)
+_PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "DistBackendError",
+              "DistNetworkError", "DistStoreError", "NCCL")
 
-    The error can come before the note: the stopped task closes its connections while Lightning
-    tears its trainer down, then reaches the command's end, which writes the note. So a task of
-    a job waits ``wait_s`` for one before its error is taken for its own."""
+
+def stopped_by_peer(exc: BaseException, wait_s: float = 10.0) -> tuple[str, int] | None:
+    """Where an unexpected error follows another task's stop, that task's reason and status, to
+    say in its place; None where the error is this task's own.
+
+    The error a peer's stop causes (its connection closed) can come before its note: the stopped
+    task closes its connections while Lightning tears its trainer down, then reaches the command's
+    end, which writes the note. So for such an error a task waits ``wait_s`` for one; any other
+    error is its own, said at once (and its note the job's)."""
     if _TASK is None:
         return None
-    deadline = time.monotonic() + wait_s
+    text = f"{type(exc).__name__}: {exc}"
+    deadline = time.monotonic() + (wait_s if any(word in text for word in _PEER_GONE) else 0.0)
     while (note := _TASK.peer_stop()) is None and time.monotonic() < deadline:
         time.sleep(0.2)
     if note is None or not _STOPPING.acquire(blocking=False):

@@ -22,44 +22,55 @@ import json
 import os
 import threading
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .lock import _RANK_VARIABLES, job_size
-from .writes import write_json
+from .lock import job_size
 
 __all__ = ["STOPPED_NOTE", "JobTask", "job_key"]
 
 STOPPED_NOTE = ".job_stopped.json"
 _STARTED = time.time()
-# how much earlier than this process another task of its job may have started and failed
-_START_SPREAD_S = 30.0
-# The launcher's ids of a job: SLURM's job, step and requeue count; torchrun's run and restart;
-# the rendezvous address that every task of one job is given
+_TOKEN = uuid.uuid4().hex  # this process, in a note: pids repeat across nodes and containers
+# how much earlier than this process another task of its launch may have started and failed
+_START_SPREAD_S = 15.0
+# The launcher's ids of a job: SLURM's job, step and requeue count (a new step for each srun); torchrun's
+# run and restart; the rendezvous address that every task of one launch is given
 _KEY_VARIABLES = ("SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_RESTART_COUNT", "TORCHELASTIC_RUN_ID",
                   "TORCHELASTIC_RESTART_COUNT")
 _ADDRESS_VARIABLES = ("MASTER_ADDR", "MASTER_PORT")
 
 
-def job_key() -> str:
-    """The job this process is a task of, as its launcher names it.
+def job_key(command: str = "") -> str:
+    """The launch of a job this process is a task of, as its launcher names it, and its ``command``.
 
     SLURM's ids when there are some (Lightning sets ``MASTER_PORT`` inside a SLURM task later,
     so the address is left out of a SLURM job's key); otherwise torchrun's and the rendezvous
-    address (Lightning's own launcher, a job started by hand).
+    address (Lightning's own launcher, a job started by hand). A single-node torchrun names every
+    launch alike (run id "none", port 29500): its agent, the tasks' parent, tells launches apart.
     """
     names = _KEY_VARIABLES if os.environ.get("SLURM_JOB_ID") else _KEY_VARIABLES + _ADDRESS_VARIABLES
-    return "|".join(f"{name}={os.environ.get(name, '')}" for name in names)
+    parts = [f"{name}={os.environ.get(name, '')}" for name in names]
+    if os.environ.get("TORCHELASTIC_RUN_ID", "none") == "none" and os.environ.get("LOCAL_WORLD_SIZE") \
+            and os.environ.get("LOCAL_WORLD_SIZE") == os.environ.get("WORLD_SIZE"):
+        parts.append(f"agent={os.getppid()}")
+    return "|".join(parts + [f"command={command}"])
 
 
 def _rank() -> str:
-    for name in _RANK_VARIABLES:
+    """This task's rank as the job numbers it: RANK (torchrun), SLURM_PROCID (srun); Lightning's
+    own launcher gives its children their node's and local rank only."""
+    for name in ("RANK", "SLURM_PROCID"):
         value = os.environ.get(name, "").strip()
         if value.isdigit():
             return value
-    return "0"
+    node, local = (os.environ.get(n, "").strip() for n in ("NODE_RANK", "LOCAL_RANK"))
+    if node in ("", "0"):
+        return local if local.isdigit() else "0"
+    return f"{local or 0} of node {node}"
 
 
 @dataclass(frozen=True)
@@ -75,27 +86,42 @@ class JobTask:
     rank: str
 
     @classmethod
-    def of_this_process(cls, run_path: str | Path) -> "JobTask | None":
+    def of_this_process(cls, run_path: str | Path, command: str = "") -> "JobTask | None":
         """None for a lone process."""
-        return cls(Path(run_path), job_key(), _rank()) if job_size() >= 2 else None
+        return cls(Path(run_path), job_key(command), _rank()) if job_size() >= 2 else None
 
     def tell_peers(self, message: str, code: int) -> None:
-        """Leave this task's stop in the run for the others. Best effort: a run that cannot be
-        written to leaves them to their launcher."""
-        note = {"job": self.key, "rank": self.rank, "pid": os.getpid(), "time": time.time(),
+        """Leave this task's stop in the run for the others, unless one of them has left its own
+        first: the first stop is the job's reason (the others then stop on it, or are ended by the
+        launcher, and say so). Best effort: a run that cannot be written to leaves them to their
+        launcher."""
+        path = self.run_path / STOPPED_NOTE
+        note = {"job": self.key, "rank": self.rank, "task": _TOKEN, "time": time.time(),
                 "message": message, "code": int(code)}
+        tmp = path.with_name(f"{path.name}.{_TOKEN}.partial")
         try:
-            write_json(self.run_path / STOPPED_NOTE, note)
+            tmp.write_text(json.dumps(note))  # whole before it is seen under its name
+            try:
+                os.link(tmp, path)  # only where there is none: never over a note of this launch
+            except FileExistsError:
+                if self._note(path, own=True) is None:  # an earlier launch's: replaced
+                    os.replace(tmp, path)
         except OSError:
             pass
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def peer_stop(self) -> dict | None:
-        """The note of another task of this job that stopped on an error, or None."""
+        """The note of another task of this launch of the job that stopped on an error, or None."""
+        return self._note(self.run_path / STOPPED_NOTE)
+
+    def _note(self, path: Path, own: bool = False) -> dict | None:
+        """The note at ``path`` where it is of this launch (``own``: this task's too), or None."""
         try:
-            note = json.loads((self.run_path / STOPPED_NOTE).read_text())
+            note = json.loads(path.read_text())
         except (OSError, ValueError):
             return None
-        if not isinstance(note, dict) or note.get("job") != self.key or note.get("pid") == os.getpid():
+        if not isinstance(note, dict) or note.get("job") != self.key or (note.get("task") == _TOKEN and not own):
             return None
         written = note.get("time")
         if not isinstance(written, (int, float)) or written < _STARTED - _START_SPREAD_S:
@@ -132,3 +158,4 @@ class JobTask:
             yield
         finally:
             done.set()
+            thread.join(timeout=5.0)  # not stopping this process once its command is over
