@@ -458,10 +458,11 @@ def test_a_refused_resume_leaves_the_study_resumable(tmp_path, monkeypatch, caps
 
     survey, run = tmp_path / "survey", tmp_path / "run"
     assert main(["synth", "--n", "24", "--seed", "3", "--out", str(survey), "--size", "48", "--quiet"]) == 0
-    command = ["study", "--data", str(survey), "--out", str(run), "--labels", "morphology", "--backbone", "small",
-               "--epochs", "3", "--quiet", "--set", "preprocess.size=32", "--set", "study.input_size=32",
-               "--set", "study.batch_size=8", "--set", "study.patience=0", "--set", "cluster.kmeans_k=[3]",
-               "--set", "cluster.reductions=['pca']"]
+    monkeypatch.chdir(tmp_path)  # the survey given relative to here, as typed: config.toml keeps it so
+    settings = ["--labels", "morphology", "--backbone", "small", "--epochs", "3", "--quiet",
+                "--set", "preprocess.size=32", "--set", "study.input_size=32", "--set", "study.batch_size=8",
+                "--set", "study.patience=0", "--set", "cluster.kmeans_k=[3]", "--set", "cluster.reductions=['pca']"]
+    command = ["study", "--data", "survey", "--out", "run", *settings]
     started = _killed_at_the_third_epoch(monkeypatch)
     with pytest.raises(RuntimeError, match="killed"):
         main(command)
@@ -475,5 +476,7 @@ def test_a_refused_resume_leaves_the_study_resumable(tmp_path, monkeypatch, caps
     epochs = []
     monkeypatch.setattr(FineTuneModule, "on_train_epoch_start", lambda self: (epochs.append(self.current_epoch),
                                                                             started(self)))
-    assert main([*command, "--resume"]) == 0
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the same survey and run, from another folder
+    assert main(["study", "--data", "../survey", "--out", "../run", *settings, "--resume"]) == 0
     assert epochs == [2]

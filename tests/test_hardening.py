@@ -623,12 +623,15 @@ def test_generate_keeps_out_of_the_run_s_own_files(pca_run, tmp_path, capsys):
     other = tmp_path / "other"
     shutil.copytree(pca_run, other, ignore=shutil.ignore_patterns("*.npy", "figures", "report*"))
     (other / "cube.npy").write_bytes(b"")
-    for out, said in ((pca_run.parent / "data", "is inside the run's survey"),
-                      (pca_run.parent / "data" / "fakes", "is inside the run's survey"),
+    for out, said in ((pca_run.parent / "data", "is where the run's survey keeps its images"),
+                      (pca_run.parent / "data" / "images", "is where the run's survey keeps its images"),
                       (other, "is another run's folder"), (other / "models" / "x", "inside the folder models/ of the run")):
         line = one_line_error(capsys, main(["generate", str(pca_run), "--component", "0", "--out", str(out), "--quiet"]))
         assert said in line, (out, line)
-    assert not (pca_run.parent / "data" / "fakes").exists() and not (other / "models" / "x").exists()
+    assert not (pca_run.parent / "data" / "images").exists() and not (other / "models" / "x").exists()
+    # a folder of its own beside the survey's images (which no ingest reads) passes these checks
+    main(["generate", str(pca_run), "--component", "0", "--out", str(pca_run.parent / "data" / "fakes"), "--quiet"])
+    assert "survey keeps its images" not in capsys.readouterr().err
 
 
 # 5. file-system mistakes -----------------------------------------------------------------------------
@@ -1631,3 +1634,27 @@ def test_another_user_s_lock_file_in_a_shared_folder_is_no_dead_end(tmp_path, mo
     with caplog.at_level("WARNING", logger="morphospace"), lock.folder_turns(tmp_path):
         ran.append(True)
     assert ran and "going on without it" in caplog.text
+
+
+def test_a_run_s_clusters_are_its_components_only_once_its_model_is_embedded(tmp_path):
+    """Without a merge on file, cluster g is component g where the model was embedded without one (or
+    before fingerprints were kept, or has no cube to embed); a model trained but not embedded is refused."""
+    import json
+
+    from morphospace.run import RunDir
+    from morphospace.vade.io import cluster_groups
+
+    run = RunDir(tmp_path / "run", create=True)
+    (run.path / "models" / "vade").mkdir(parents=True)
+    assert cluster_groups(run, 3, made_by="m1") == [[0], [1], [2]]  # an imported model: no cube to embed
+    (run.path / "cube.npy").write_bytes(b"")
+    with pytest.raises(UserError, match="has not been embedded"):
+        cluster_groups(run, 3, made_by="m1")
+    note = run.path / "embeddings" / "vade.json"
+    note.parent.mkdir()
+    note.write_text(json.dumps({"n_components": 3}))  # embedded before fingerprints were kept
+    assert cluster_groups(run, 3, made_by="m1") == [[0], [1], [2]]
+    note.write_text(json.dumps({"n_components": 3, "model_fingerprint": "m1"}))  # embedded, no merge
+    assert cluster_groups(run, 3, made_by="m1") == [[0], [1], [2]]
+    with pytest.raises(UserError, match="has not been embedded"):
+        cluster_groups(run, 3, made_by="m2")  # trained again since

@@ -58,10 +58,12 @@ def _reuse_freed_memory() -> None:
         pass  # musl and others: their allocator, their defaults
 
 
-def _check_generate_out(run: RunDir, out: Path, cfg: Config) -> None:
+def _check_generate_out(run: RunDir, out: Path) -> None:
     """A one-line error for a ``generate --out`` among the run's own files (its root, or a folder or
     file a stage writes): the galaxies went into the run's root beside its cube; in another run's
-    (its root or stage folders); or in the run's survey, whose next ingest took them in as galaxies."""
+    (its root or stage folders); or where the run's survey keeps its images (its folder, or its
+    ``images``), whose next ingest took them in as observed galaxies."""
+    from ..pipeline.survey import survey_read
     from ..run.places import check_run_place, is_run
     from ..run.rundir import RUN_FILES, RUN_FOLDERS
 
@@ -69,24 +71,15 @@ def _check_generate_out(run: RunDir, out: Path, cfg: Config) -> None:
     instead = f"write the galaxies to a folder of their own (e.g. {printable(str(run.path / 'generated'))})"
     if target == root or (target.is_relative_to(root) and target.relative_to(root).parts[0] in RUN_FOLDERS | RUN_FILES):
         raise UserError(f"--out {printable(str(out))} is among the run's own files: {instead}")
+    if target.is_relative_to(root):
+        return  # a folder of the user's own inside the run (a run may sit inside its survey's folder)
     if is_run(target):
         raise UserError(f"--out {printable(str(out))} is another run's folder: {instead}")
     check_run_place(out)
-    survey = _survey_of(run) or str(cfg.data.path or "").strip()
-    if survey and (target == Path(survey).resolve() or target.is_relative_to(Path(survey).resolve())):
-        raise UserError(f"--out {printable(str(out))} is inside the run's survey ({printable(survey)}), whose next "
-                        f"ingest would read the galaxies as observed ones: {instead}")
-
-
-def _survey_of(run: RunDir) -> str:
-    """The survey the run's cube was read from, as its ingest resolved it ("" where it says none)."""
-    import json
-
-    try:
-        source = json.loads(run.ingest_summary.read_text()).get("source")
-    except (OSError, ValueError, AttributeError):
-        return ""
-    return source if isinstance(source, str) else ""
+    survey = survey_read(run)  # resolved by the ingest: the saved data.path is relative to where it was typed
+    if survey and (target == Path(survey) or (target.parent == Path(survey) and target.name.startswith("images"))):
+        raise UserError(f"--out {printable(str(out))} is where the run's survey keeps its images "
+                        f"({printable(survey)}): its next ingest would read the galaxies as observed ones; {instead}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -350,7 +343,7 @@ def _dispatch(args) -> int | None:
         elif cmd == "generate":
             if not (math.isfinite(args.temperature) and args.temperature > 0):
                 raise UserError(f"--temperature must be a positive number, got {args.temperature}")
-            _check_generate_out(run, check_out(args.out, purpose="the galaxies"), cfg)
+            _check_generate_out(run, check_out(args.out, purpose="the galaxies"))
             if cfg.model.kind == "pca" and (note := run.pixel_pca_note()):
                 raise UserError(f"{note}, to draw galaxies from")
             try:

@@ -1,7 +1,7 @@
 """Where a training's loss terms per epoch go: ``<model folder>/logs/csv/`` and
-``logs/tensorboard/``, one version folder per training (``v0``, ``v1`` ...; ``ssl_v0`` and
-``decoder_v0`` for the two parts of the form-first model), so that a retraining keeps the
-earlier curves beside its own."""
+``logs/tensorboard/``, a version folder per fit (``v0``, ``v1`` ...; ``ssl_v0`` and ``decoder_v0``
+for the two parts of the form-first model): a resumed training's curves beside the interrupted
+one's (a new training clears the model's folder, logs included)."""
 
 from __future__ import annotations
 

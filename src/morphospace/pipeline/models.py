@@ -4,6 +4,7 @@ published AstroVaDEr imported as a run's model, one new image embedded like the 
 from __future__ import annotations
 
 import logging
+import shlex
 from pathlib import Path
 
 from ..config import Config, apply_overrides
@@ -118,7 +119,7 @@ def embed_image(run: RunDir, path: str | Path, embedding: str):
         why = embeddings_outdated(run)
         if why is not None:
             raise UserError(f"the run's '{embedding}' embedding is not its model's ({why}): a new image would be "
-                            f"compared with another model's codes; run `morphospace embed {run.path}` first")
+                            f"compared with another model's codes; run `morphospace embed {shlex.quote(str(run.path))}` first")
     row, flags = preprocess_file(path, PreprocessSpec.of_run(run.ingest_summary, run.config))
     if "fewer_bands" in flags:  # kept, as the ingest keeps such a galaxy, but said: colour is lost
         log.warning("%s has fewer bands than the run's colour cube: its band is repeated in each colour, and "

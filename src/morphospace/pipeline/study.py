@@ -13,7 +13,8 @@ from ..progress import Timer
 from ..run import RunDir, in_cube_order
 from .stages import (stage_anomaly, stage_cluster, stage_compare, stage_reduce, stage_report, stage_train,
                      trained_preset)
-from .survey import check_data, ingest_checked, mask_if_asked, removed_on_failure, save_config, saved_config
+from .survey import (check_data, ingest_checked, mask_if_asked, removed_on_failure, save_config, saved_config,
+                     survey_read)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -113,7 +114,7 @@ def check_resumable_study(run: RunDir, cfg: Config) -> None:
     if not last.is_file():
         raise UserError(f"nothing to resume: no {last} (a fine-tuning writes it after each epoch); run without --resume")
     earlier = saved_config(run)
-    changed = _what_made_the_features_changed(earlier, cfg) if earlier is not None else []
+    changed = _what_made_the_features_changed(earlier, cfg, survey_read(run)) if earlier is not None else []
     if changed:
         raise UserError(f"--resume goes on with the interrupted study's own survey and settings, and these differ "
                         f"from its: {'; '.join(changed[:6])}: give the same ones, or run without --resume to start "
@@ -123,22 +124,37 @@ def check_resumable_study(run: RunDir, cfg: Config) -> None:
 # what the fine-tuned features are made of; the truth label aside (the study makes its labels the truth)
 _FEATURE_SECTIONS = ("data", "preprocess", "study")
 _NOT_COMPARED = {"data.truth_label"}
+# settings that name files, saved as typed: a relative one names another file from another folder
+_PATHS = {"data.path", "data.catalogue", "study.weights"}
 
 
-def _what_made_the_features_changed(earlier: Config, cfg: Config) -> list[str]:
+def _what_made_the_features_changed(earlier: Config, cfg: Config, survey: str = "") -> list[str]:
     """``key: before -> now`` for every setting of the survey, its preprocessing and the study that
-    ``cfg`` changes from the run's ``earlier`` ones (the survey's path compared as a folder)."""
+    ``cfg`` changes from the run's ``earlier`` ones. The survey is compared with the one the ingest
+    read (``survey``, resolved); other files by name where they were given relative to another
+    folder than this one."""
     def flat(c: Config) -> dict:
         return {f"{section}.{key}": value for section in _FEATURE_SECTIONS
                 for key, value in getattr(c, section).model_dump().items()}
 
     before, now = flat(earlier), flat(cfg)
+    if survey:
+        before["data.path"] = survey
     changed = []
     for key in sorted(set(before) | set(now)):
         a, b = before.get(key), now.get(key)
         if key in _NOT_COMPARED or a == b:
             continue
-        if key == "data.path" and a and b and Path(str(a)).resolve() == Path(str(b)).resolve():
+        if key in _PATHS and a and b and _same_file(str(a), str(b)):
             continue
         changed.append(f"{key}: {a!r} -> {b!r}")
     return changed
+
+
+def _same_file(saved: str, given: str) -> bool:
+    """Whether ``given`` (from this folder) names the file ``saved`` names: the same resolved path,
+    or, for a relative ``saved`` from an unknown folder, a file of the same name that exists."""
+    here = Path(given).resolve()
+    if Path(saved).is_absolute():
+        return here == Path(saved).resolve()
+    return here == Path(saved).resolve() or (here.exists() and here.parts[-len(Path(saved).parts):] == Path(saved).parts)

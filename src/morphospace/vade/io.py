@@ -147,12 +147,18 @@ def load_vade(path: str | Path, trusted: bool = False):
     return model, hp, extra
 
 
-def _embedded_by(run: RunDir) -> str | None:
-    """The fingerprint of the model the run's embedding came from (``embeddings/vade.json``), or None."""
+def _not_embedded(run: RunDir, made_by: str) -> bool:
+    """Whether the model ``made_by`` names has not been embedded though it could be: the run's
+    embedding came from another model (``embeddings/vade.json``'s fingerprint), or there is none and
+    the run has a cube to embed. An embedding from before fingerprints were recorded, or a run of an
+    imported model alone, counts as embedded: its clusters are its components."""
+    note = run.embedding_path("vade").with_suffix(".json")
     try:
-        return json.loads(run.embedding_path("vade").with_suffix(".json").read_text()).get("model_fingerprint")
-    except (OSError, ValueError, AttributeError):
-        return None
+        record = json.loads(note.read_text())
+    except (OSError, ValueError):
+        return not note.exists() and run.cube.is_file()
+    fingerprint = record.get("model_fingerprint") if isinstance(record, dict) else None
+    return fingerprint is not None and fingerprint != made_by
 
 
 def cluster_groups(run: RunDir, n_components: int, made_by: str | None = None) -> list[list[int]]:
@@ -163,7 +169,7 @@ def cluster_groups(run: RunDir, n_components: int, made_by: str | None = None) -
     path = model_file(run).parent / CLUSTERS_FILE
     k = int(n_components)
     if not path.is_file():
-        if made_by is not None and _embedded_by(run) != made_by:
+        if made_by is not None and _not_embedded(run, made_by):
             # a model trained but not embedded yet: its clusters are not its components (the merge
             # comes with `embed`), and cluster 3 was drawn from component 3, which the merge then
             # put in cluster 2
@@ -181,5 +187,5 @@ def cluster_groups(run: RunDir, n_components: int, made_by: str | None = None) -
     except (OSError, ValueError, KeyError, TypeError):
         ok = False
     if not ok:
-        raise UserError(f"{path} is damaged or of another model: `morphospace embed {run.path}` writes it again")
+        raise UserError(f"{path} is damaged or of another model: `morphospace embed {shlex.quote(str(run.path))}` writes it again")
     return [list(g) for g in groups]

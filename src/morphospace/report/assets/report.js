@@ -17,24 +17,22 @@
   }
   style.textContent = rules.join('\n');
   document.head.appendChild(style);
-  // sheets beside the page (report.inline_limit_mb): a CSS background that fails says nothing, so each
-  // is fetched once here too, and one missing is said at the top of the page
-  var missingSaid = false;
-  SP.sheets.forEach(function (info) {
-    if (/^data:/.test(String(info.url))) return;
+  // sheets beside the page (report.inline_limit_mb): a CSS background that fails says nothing, so the
+  // first is fetched here too (the galleries show it at once), and if it is missing that is said at the
+  // top of the page: a page moved without its report_files folder
+  var first = SP.sheets.length ? String(SP.sheets[0].url) : '';
+  if (first && !/^data:/.test(first)) {
     var probe = new Image();
     probe.onerror = function () {
-      if (missingSaid) return;
-      missingSaid = true;
       var p = document.createElement('p');
       p.className = 'notice';
       p.setAttribute('role', 'alert');
-      p.textContent = 'Could not load the thumbnails\u2019 sprite sheet ' + String(info.url) +
+      p.textContent = 'Could not load the thumbnails\u2019 sprite sheet ' + first +
         ': is the report_files folder beside the page?';
       (document.querySelector('.hero') || document.body).appendChild(p);
     };
-    probe.src = String(info.url);
-  });
+    probe.src = first;
+  }
 
   function applySprite(el, s) {
     s = s | 0;
