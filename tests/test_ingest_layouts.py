@@ -631,12 +631,15 @@ def test_fits_of_mixed_band_counts_take_the_most_common_and_say_so(tmp_path, cap
 
     root = tiny_fits_folder(tmp_path / "mixed", n=4, bands=3)
     fits.PrimaryHDU(galaxy_flux(64, seed=9)).writeto(root / "a_grey.fits")
+    # and a five-band frame: its last two bands left without a word
+    fits.PrimaryHDU(np.stack([galaxy_flux(64, seed=8)] * 5)).writeto(root / "z_five.fits")
     with caplog.at_level(logging.WARNING, logger="morphospace"):
         summary, cat, cube, _ = ingest_to(root, tmp_path / "run")
-    assert cube.shape == (5, 3, 64, 64) and "do not all have the same number of bands" in caplog.text
+    assert cube.shape == (6, 3, 64, 64) and "do not all have the same number of bands" in caplog.text
+    assert "frames with more keep their first three" in caplog.text
     assert list(cat.loc[cat["flag_fewer_bands"], "id"]) == ["a_grey"] and summary["flags"]["fewer_bands"]["count"] == 1
     _, grey_cat, grey, _ = ingest_to(root, tmp_path / "grey", preprocess__colour="grey")
-    assert grey.shape == (5, 1, 64, 64) and not grey_cat["flag_fewer_bands"].any()  # averaged: nothing lost
+    assert grey.shape == (6, 1, 64, 64) and not grey_cat["flag_fewer_bands"].any()  # averaged: nothing lost
 
 
 def test_images_beside_an_images_folder_are_said_not_read(tmp_path, caplog):

@@ -262,7 +262,8 @@ def survey_bands(fits_paths: list[Path]) -> int:
         seen = ", ".join(f"{n} with {b} band{'s' if b > 1 else ''}" for b, n in sorted(counts.items()))
         log.warning("the FITS files do not all have the same number of bands (of %d sampled: %s): the survey is "
                     "read as %d-band; frames with fewer bands than the cube's colour channels are flagged "
-                    "fewer_bands, colour frames in a grey cube are averaged", sum(counts.values()), seen, bands)
+                    "fewer_bands, frames with more keep their first three in a colour cube, and colour frames "
+                    "in a grey cube are averaged", sum(counts.values()), seen, bands)
     return bands
 
 
