@@ -182,6 +182,44 @@ def test_page_loads_offline_with_every_point(report, browser, tmp_path):
     assert unsprited == 0
 
 
+def _contrast(a, b) -> float:
+    """WCAG contrast ratio of two sRGB colours (0-255)."""
+    def lum(rgb):
+        c = [v / 255 for v in rgb]
+        c = [v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4 for v in c]
+        return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]
+    hi, lo = sorted((lum(a), lum(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def test_the_numbers_of_coloured_tables_are_readable(report, browser):
+    """White ink on the paler half of the heat-coloured cells (agreement, linear probe) read at about 2:1."""
+    import re
+
+    page = browser().open(report)
+    cells = page.evaluate(r"""[...document.querySelectorAll('td.heat')].map(td => {
+        let e = td.parentElement, under = 'rgb(255, 255, 255)';
+        for (; e; e = e.parentElement) {
+          const c = getComputedStyle(e).backgroundColor;
+          if (c && c !== 'transparent' && !/, 0\)$/.test(c) && !/ \/ 0\)$/.test(c)) { under = c; break; }
+        }
+        const s = getComputedStyle(td);
+        return [s.color, s.backgroundColor, under]; })""")
+    assert len(cells) > 10
+
+    def rgba(text):  # "rgb(31, 36, 48)", "rgba(.., a)" or "color(srgb 0.36 0.42 1 / 0.62)"
+        v = [float(x) for x in re.findall(r"[\d.]+", text)]
+        scale = 255.0 if text.startswith("color(") else 1.0
+        return [c * scale for c in v[:3]], (v[3] if len(v) > 3 else 1.0)
+
+    def over(top, under):
+        (rgb, a), (base, _) = rgba(top), rgba(under)
+        return [a * x + (1 - a) * y for x, y in zip(rgb, base)]
+
+    worst = min(_contrast(rgba(ink)[0], over(bg, under)) for ink, bg, under in cells)
+    assert worst >= 4.5, (worst, cells[:3])
+
+
 def test_hover_shows_the_galaxy(report, browser, tmp_path):
     b = browser()
     page = b.open(report)

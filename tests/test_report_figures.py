@@ -167,3 +167,27 @@ def test_figure_modules_never_touch_pyplot_or_the_backend():
             if isinstance(node, ast.Call) and ast.unparse(node.func) in ("matplotlib.use", "use", "plt.switch_backend"):
                 bad.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
     assert bad == []
+
+
+def test_the_component_figures_name_each_row_s_cluster():
+    """`vade_clusters.png` was titled "clusters" but showed the mixture components, numbered 0..K-1
+    like the report's clusters: a row "6" read as cluster 6 was another group of galaxies."""
+    import types
+
+    from morphospace.vade.figures import fig_clusters, fig_generated
+
+    k = 4
+    model = types.SimpleNamespace(prior=types.SimpleNamespace(n_components=k), canonicalise=True,
+                                  prepare=lambda x: x,
+                                  generate=lambda c, n, temperature, seed: np.zeros((n, 1, 8, 8), np.float32))
+    proba = np.eye(k)[np.arange(12) % k]
+    enc = {"proba": proba, "groups": [[0, 3], [1], [2]]}
+    cube = np.random.default_rng(0).random((12, 1, 8, 8)).astype(np.float32)
+    for fig in (fig_clusters(model, cube, enc, per_row=3), fig_generated(model, n=2, enc=enc)):
+        labels = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
+        assert [lab.split("\n")[:2] for lab in labels] == [["comp. 0", "(cluster 0)"], ["comp. 1", "(cluster 1)"],
+                                                            ["comp. 2", "(cluster 2)"], ["comp. 3", "(cluster 0)"]]
+        assert "component" in fig._suptitle.get_text()
+    assert "canonical orientation" in fig._suptitle.get_text()
+    unmerged = fig_generated(model, n=2, enc={"proba": proba})
+    assert [ax.get_ylabel() for ax in unmerged.axes if ax.get_ylabel()] == [f"comp. {c}" for c in range(k)]

@@ -123,7 +123,8 @@ def primary_choice(clusterings: list[Clustering], comparisons: Path) -> tuple[Cl
     """
     by_name = {c.name: c for c in clusterings}
     if "vade" in by_name:
-        return by_name["vade"], "the VaDE's own clustering: each galaxy goes to the mixture component most likely to have made it"
+        return by_name["vade"], ("the VaDE's own clusters: its mixture components, merged by entropy where they "
+                                 "overlap; each galaxy goes to the cluster most likely to have made it")
     if not by_name:
         return None, ""
 

@@ -106,8 +106,16 @@ def fig_reconstructions(model, cube, enc, n: int = 8, seed: int = 0, **_):
     return fig
 
 
+def _component_label(c: int, groups: list[list[int]] | None) -> str:
+    """A row's name: the component, and the run's cluster it was merged into (the report's numbering
+    is the clusters'; a row "6" read as cluster 6 was another group of galaxies)."""
+    cluster = next((g for g, members in enumerate(groups or []) if c in members), None)
+    return f"comp. {c}" + (f"\n(cluster {cluster})" if cluster is not None else "")
+
+
 def fig_clusters(model, cube, enc, cfg=None, per_row: int | None = None, **_):
-    """A row per component: its most probable members (label = k, sorted by q(k|x))."""
+    """A row per mixture component: its most probable members (label = k, sorted by q(k|x)), named
+    with the cluster the merge put it in."""
     per_row = per_row or (min(12, cfg.report.gallery_size) if cfg is not None else 10)
     proba = enc["proba"]
     k = proba.shape[1]
@@ -123,8 +131,9 @@ def fig_clusters(model, cube, enc, cfg=None, per_row: int | None = None, **_):
             row = {m: i for i, m in enumerate(sel)}
             for j, m in enumerate(members):
                 _show(axes[c, j], shown[row[m]])
-        axes[c, 0].set_ylabel(f"{c}\n n={int((labels == c).sum())}", fontsize=8, rotation=0, ha="right", va="center")
-    fig.suptitle("VaDE clusters: most probable members", fontsize=10)
+        axes[c, 0].set_ylabel(f"{_component_label(c, enc.get('groups'))}\nn={int((labels == c).sum())}", fontsize=8,
+                              rotation=0, ha="right", va="center")
+    fig.suptitle("VaDE mixture components: most probable members", fontsize=10)
     return fig
 
 
@@ -145,16 +154,19 @@ def fig_component_means(model, **_):
     return fig
 
 
-def fig_generated(model, n: int = 8, temperature: float = 0.5, seed: int = 0, **_):
-    """Per component, ``n`` decoded samples of ``N(mu_k, t var_k)``."""
+def fig_generated(model, n: int = 8, temperature: float = 0.5, seed: int = 0, enc=None, **_):
+    """Per component, ``n`` decoded samples of ``N(mu_k, t var_k)``, named with its cluster."""
     k = model.prior.n_components
     fig, axes = _grid(k, n)
+    groups = (enc or {}).get("groups")
     for c in range(k):
         imgs = model.generate(c, n, temperature=temperature, seed=seed + c)
         for j in range(n):
             _show(axes[c, j], imgs[j])
-        axes[c, 0].set_ylabel(str(c), fontsize=8, rotation=0, ha="right", va="center")
-    fig.suptitle(f"generated galaxies per component (t = {temperature})", fontsize=10)
+        axes[c, 0].set_ylabel(_component_label(c, groups), fontsize=8, rotation=0, ha="right", va="center")
+    frame = ", canonical orientation" if getattr(model, "canonicalise", False) else ""
+    fig.suptitle(f"generated galaxies per mixture component (the decoder's mean image of codes drawn from the "
+                 f"component at t = {temperature} of its variance{frame})", fontsize=9)
     return fig
 
 
