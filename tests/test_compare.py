@@ -254,6 +254,19 @@ def test_heatmap_shows_each_score_in_its_colour_and_leaves_nan_blank():
         np.testing.assert_allclose(got, want, atol=0.02, err_msg=f"cell {i}, {j}")
 
 
+def test_a_tall_heatmap_keeps_readable_numbers_and_prints_chance_as_zero():
+    """61 clusterings against 11 nuisances printed their numbers at 4.5 pt (about 5 px) in cells
+    that hold 6.5, and a score a hair below chance as "-.00"."""
+    rng = np.random.default_rng(0)
+    m = pd.DataFrame(rng.uniform(0, 0.3, (61, 11)), index=[f"clustering_{i}" for i in range(61)],
+                     columns=[f"nuisance_{j}" for j in range(11)])
+    m.iloc[0, 0] = -0.001
+    ax = draw_heatmap(m, "tall", vmin=0.0).axes[0]
+    assert min(t.get_fontsize() for t in ax.texts) >= 6.5
+    assert min(t.get_fontsize() for t in ax.get_yticklabels()) >= 7.0
+    assert ax.texts[0].get_text() == ".00" and not any(t.get_text().startswith("-.") for t in ax.texts)
+
+
 def fake_run(tmp_path, n=60):
     """A run of the gz1-like catalogue with three clusterings (one perfect, one noisy, one unrelated)."""
     run = RunDir(tmp_path / "run", create=True)

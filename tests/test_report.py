@@ -719,3 +719,17 @@ def test_exemplars_of_a_saturated_soft_cluster_are_its_central_members():
     rows, how = exemplars(ctx, cl, 0, 10)
     central = np.argsort(np.where(probs[:, 0] == 1, np.linalg.norm(X - X.mean(0), axis=1), np.inf))[:10]
     assert rows == central.tolist() and "most central first" in how
+
+
+def test_the_nuisance_audit_says_what_to_conclude():
+    """The audit was a 61-row heatmap with no sentence: which nuisance the report's clusters follow,
+    against the aim and against the truth label, and which clustering follows one most."""
+    from morphospace.report.sections.comparisons import _audit_verdict
+
+    vals = pd.DataFrame({"pa_bin": [0.001, 0.30, 0.0, 0.002], "size_px": [0.048, 0.01, 0.069, 0.02]},
+                        index=["vade", "kmeans7_pixels_pca", "morphology", "anomaly score (tenths)"])
+    said = _audit_verdict(vals, "vade", "morphology")
+    assert "(vade) follow size_px most, at 0.048 (above the 0.02 aimed at)" in said
+    assert "the truth label itself follows it at 0.069" in said
+    assert "follows a nuisance most is kmeans7_pixels_pca, on pa_bin (0.300)" in said
+    assert "within the 0.02" in _audit_verdict(vals.assign(size_px=[0.01, 0.01, 0.069, 0.02]), "vade", None)

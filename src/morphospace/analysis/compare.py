@@ -159,7 +159,9 @@ def draw_heatmap(matrix: pd.DataFrame, title: str, vmin: float | None = None, vm
     lo = vmin if vmin is not None else min(0.0, float(finite.min()) if finite.size else 0.0)
     im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=lo, vmax=vmax, aspect="auto",
                    interpolation="nearest")
-    font = max(4.5, min(8.0, 150.0 / max(nr, nc)))
+    # sized to the cell, which has a fixed size in inches: tied to the count, 61 clusterings printed at
+    # 4.5 pt, about 5 px, in cells that hold 6.5 pt
+    font = 7.5 if cell > 0.4 else 6.5
     norm = im.norm
     cm = im.get_cmap()
     for i in range(nr):
@@ -169,7 +171,9 @@ def draw_heatmap(matrix: pd.DataFrame, title: str, vmin: float | None = None, vm
                 continue
             r, g, b, _ = cm(norm(v))
             ink = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
-            ax.text(j, i, f"{v:.2f}".replace("0.", ".", 1) if abs(v) < 1 else f"{v:.1f}",
+            text = f"{v:.2f}" if abs(v) < 1 else f"{v:.1f}"
+            text = "0.00" if text == "-0.00" else text  # chance, not "-.00"
+            ax.text(j, i, text.replace("0.", ".", 1) if abs(v) < 1 else text,
                     ha="center", va="center", fontsize=font, color=ink)
     ax.set_xticks(range(nc))
     ax.set_yticks(range(nr))
