@@ -387,7 +387,8 @@ def test_linear_probes_are_shown(tmp_path):
     html = build_report(run, Config()).read_text(encoding="utf-8")
     card = html[html.index("Linear probes"):]
     card = card[: card.index("</table>")]
-    assert "<code>kind</code>" in card and "10% of labels" in card
+    n = int(good.loc[good["fraction"] == 0.1, "n_train"].iloc[0])
+    assert "<code>kind</code>" in card and f"10% of labels ({n})" in card and "all labels (5-fold CV" in card
     assert card.index(">good<") < card.index(">noise<")  # best first
     assert f"{good['balanced_accuracy'].iloc[1]:.3f}" in card
 
