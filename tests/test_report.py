@@ -734,3 +734,13 @@ def test_the_nuisance_audit_says_what_to_conclude():
     assert "the truth label itself follows it at 0.069" in said
     assert "follows a nuisance most is kmeans7_pixels_pca, on pa_bin (0.300)" in said
     assert "within the 0.02" in _audit_verdict(vals.assign(size_px=[0.01, 0.01, 0.069, 0.02]), "vade", None)
+
+
+def test_an_lda_map_in_the_explorer_says_it_was_fitted_with_the_labels(tmp_path):
+    """The explorer offered `vade_lda` among the maps as if found without labels."""
+    from morphospace.run import write_npy
+
+    run = make_fake_run(tmp_path / "run", n=40, size=16, everything=False)
+    write_npy(run.reduction_path("vade_lda"), np.random.default_rng(0).normal(size=(40, 2)).astype(np.float32))
+    maps = [m["name"] for m in payload(build_report(run, Config()).read_text())["explorer"]["maps"]]
+    assert maps == ["vade_lda (fitted with the labels)"]

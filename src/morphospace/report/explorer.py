@@ -351,7 +351,9 @@ def explorer_arrays(contents: RunContents, points: np.ndarray, k: int = 8, seed:
         if not np.isfinite(xy).all():
             log.warning("report: reduction %s has non-finite coordinates: left out of the explorer", name)
             continue
-        maps.append({"name": name, "xy": normalise_xy(xy)})
+        # an LDA map is fitted with the labels: said in its name, not shown as if found without them
+        shown = f"{name} (fitted with the labels)" if name.endswith("_lda") else name
+        maps.append({"name": shown, "xy": normalise_xy(xy)})
     if not maps:
         maps.append({"name": f"PCA of {space} (computed for the report)",
                      "xy": normalise_xy(PCA(n_components=2, random_state=seed).fit_transform(X)
