@@ -744,3 +744,16 @@ def test_an_lda_map_in_the_explorer_says_it_was_fitted_with_the_labels(tmp_path)
     write_npy(run.reduction_path("vade_lda"), np.random.default_rng(0).normal(size=(40, 2)).astype(np.float32))
     maps = [m["name"] for m in payload(build_report(run, Config()).read_text())["explorer"]["maps"]]
     assert maps == ["vade_lda (fitted with the labels)"]
+
+
+def test_the_page_opens_on_what_the_run_found(full_run):
+    """The heading said only the run's name, size and date: the numbers a reader looks for first
+    (clusters, agreement with the labels, the largest nuisance) were sections further down."""
+    run, html = full_run
+    hero = html[html.index('class="hero"'):html.index('id="explorer"')]
+    tiles = re.findall(r'<div class="stat-value">([^<]+)</div><div class="stat-label">([^<]+)</div>'
+                       r'<div class="stat-hint">([^<]+)</div>', hero)
+    clusters = len(set(pd.read_parquet(run.path / "clusterings" / "vade.parquet")["label"]) - {-1})
+    assert tiles[0] == (str(clusters), "clusters", "vade")
+    assert ("0.72", "AMI with morphology") == tiles[1][:2]
+    assert tiles[2] == ("0.050", "largest nuisance AMI", "vade with pa_bin (0: chance)")

@@ -53,6 +53,7 @@ from .collect import RunContents
 from .context import PREFIX, ReportContext, Section, SpriteBook
 from .beside import GalleryBook, write_beside
 from .explorer import choose_points, explorer_arrays, inline
+from .findings import key_findings
 from .html import page, render
 from .sections import BUILDERS, other_figures
 from .sprites import SpriteSheets, thumbnails, write_sheets
@@ -179,7 +180,7 @@ def build_report(run: RunDir | str | Path, cfg: Config | None = None) -> Path:
                                                         for m in missing) + ".")
         log.warning("report: %s", notices[-1])
     text = page("Galaxy morphospace", subtitle, [(s.anchor, s.label) for s in sections], [s.html for s in sections],
-                data, frames=beside, notices=notices)
+                data, frames=beside, notices=notices, findings=key_findings(contents))
     write_text(run.report, text, errors="replace")  # a run folder named in Latin-1 is shown, not refused
     log.info("report: %s (%.1f MB) in %.1f s", run.report, len(text.encode("utf-8", "replace")) / 1e6,
              time.perf_counter() - t0)

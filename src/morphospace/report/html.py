@@ -189,7 +189,8 @@ def _sha256(text: str) -> str:
 
 
 def page(title: str, subtitle: str, nav: list[tuple[str, str]], body: Sequence[str], data: dict,
-         scripts: Sequence[str] = SCRIPTS, frames: bool = False, notices: Sequence[str] = ()) -> str:
+         scripts: Sequence[str] = SCRIPTS, frames: bool = False, notices: Sequence[str] = (),
+         findings: Sequence[tuple[str, str, str]] = ()) -> str:
     """The whole document: head (CSS, CSP), sticky nav, sections, embedded data and scripts.
 
     Parameters
@@ -213,6 +214,9 @@ def page(title: str, subtitle: str, nav: list[tuple[str, str]], body: Sequence[s
         Scripts are still only the inline ones, by hash.
     notices : sequence of str
         Plain-text warnings shown under the heading (e.g. results older than the run's model).
+    findings : sequence of (str, str, str)
+        ``(value, label, hint)`` tiles under the heading: what the run found
+        (:func:`~morphospace.report.findings.key_findings`).
 
     Returns
     -------
@@ -229,4 +233,5 @@ def page(title: str, subtitle: str, nav: list[tuple[str, str]], body: Sequence[s
         raise ValueError("report.css cannot be inlined: it holds '</style'")
     return environment().get_template("page.html").render(
         title=title, subtitle=subtitle, nav=nav, body=list(body), csp=csp, css=Markup(css), notices=list(notices),
+        findings=list(findings),
         data_json=Markup(json_for_script(data)), scripts=[Markup(s) for s in js])

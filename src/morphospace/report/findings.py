@@ -1,0 +1,55 @@
+"""The report's first lines: what the run found, in three or four numbers under the heading.
+
+The numbers come from the compare stage's files (nothing is computed here): the report's clusters
+and how many; how far they agree with the truth label (AMI), where the run has one; the best
+10% linear probe of an embedding; and what of how a galaxy is seen the clusters follow most.
+Left out where the comparisons are of an earlier run state (the page says so below them).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .collect import RunContents
+from .sections.comparisons import read_matrix
+
+__all__ = ["key_findings"]
+
+
+def key_findings(contents: RunContents) -> list[tuple[str, str, str]]:
+    """``(value, label, hint)`` tiles: the report's clusters, their agreement with the truth, the best
+    10% linear probe and the largest nuisance AMI of the clusters, whichever the run holds."""
+    tiles = []
+    primary = contents.primary
+    if primary is not None:
+        tiles.append((str(len([k for k in primary.clusters if k >= 0])), "clusters", primary.name))
+    fresh = contents.stale_comparisons is None
+    truth = contents.truth
+    ami = _matrix(contents, "ami.csv") if fresh else None
+    if primary is not None and truth and ami is not None and primary.name in ami.index and truth in ami.columns:
+        v = pd.to_numeric(ami.loc[primary.name, truth], errors="coerce")
+        if np.isfinite(v):
+            tiles.append((f"{v:.2f}", f"AMI with {truth}", f"{primary.name} against the labels (1: the same, 0: chance)"))
+    probe = contents.comparison("linear_probe.csv") if fresh else None
+    if probe is not None:
+        try:
+            t = pd.read_csv(probe)
+            tenth = t[np.isclose(t["fraction"], 0.1)].sort_values("balanced_accuracy", ascending=False)
+        except (OSError, ValueError, KeyError, pd.errors.ParserError):
+            tenth = pd.DataFrame()
+        if len(tenth):
+            best = tenth.iloc[0]
+            tiles.append((f"{best['balanced_accuracy']:.2f}", "linear probe, 10% of labels",
+                          f"balanced accuracy of {best['embedding']} (chance {best['chance']:.2f})"))
+    audit = _matrix(contents, "nuisance_audit.csv") if fresh else None
+    if primary is not None and audit is not None and primary.name in audit.index:
+        row = pd.to_numeric(audit.loc[primary.name], errors="coerce").dropna()
+        if len(row):
+            tiles.append((f"{row.max():.3f}", "largest nuisance AMI", f"{primary.name} with {row.idxmax()} (0: chance)"))
+    return tiles
+
+
+def _matrix(contents: RunContents, name: str) -> pd.DataFrame | None:
+    path = contents.comparison(name)
+    return read_matrix(path) if path is not None else None
