@@ -885,3 +885,11 @@ def test_the_form_model_logs_its_losses_per_epoch(form_run):
         assert metrics.dropna(subset=[column])["epoch"].tolist() == list(range(epochs)), part
         assert np.isfinite(metrics[column].dropna()).all()
         assert list((logs / "tensorboard" / f"{part}_v0").glob("events.out.tfevents*")), part
+    # and the model's figure of its training draws them (it drew nothing for a linear core)
+    from morphospace.vade.figures import fig_training_curves
+    from morphospace.vade.io import load_vade, model_file
+
+    fig = fig_training_curves(run, load_vade(model_file(run))[0])
+    assert [ax.get_title() for ax in fig.axes] == ["SSL head: contrastive loss (NT-Xent)",
+                                                   "image decoder: mean squared error"]
+    assert len(fig.axes[0].lines[0].get_xdata()) == cfg.form.ssl_epochs

@@ -213,10 +213,12 @@ def fig_interpolation(model, cube, enc, steps: int = 10, **_):
     return fig
 
 
-def read_curves(run: RunDir) -> pd.DataFrame:
-    """Per-epoch training metrics from every (re)start of the CSV logger, last value per epoch."""
-    files = sorted((model_dir(run) / "logs" / "csv").glob("v*/metrics.csv"),
-                   key=lambda p: int(p.parent.name[1:]))
+def read_curves(run: RunDir, part: str = "") -> pd.DataFrame:
+    """Per-epoch training metrics from every (re)start of the CSV logger, last value per epoch;
+    ``part``: of the form model's ``ssl`` head or image ``decoder``."""
+    prefix = f"{part}_v" if part else "v"
+    files = sorted((p for p in (model_dir(run) / "logs" / "csv").glob(f"{prefix}*/metrics.csv")
+                    if p.parent.name[len(prefix):].isdigit()), key=lambda p: int(p.parent.name[len(prefix):]))
     if not files:
         raise UserError("no training logs (RUN/models/vade/logs/csv): was the model trained here?")
     frames = [pd.read_csv(f) for f in files]
@@ -229,14 +231,15 @@ def read_curves(run: RunDir) -> pd.DataFrame:
 def fig_training_curves(run: RunDir, model=None, **_):
     """Per-epoch loss terms (from the CSV logs); the dashed line is the mixture initialisation.
 
-    ``None`` for a form model with a linear core: its mixture is fitted in closed form, not by epochs.
+    A form model with a linear core fits its mixture in closed form, not by epochs: its curves are
+    those of its SSL head and image decoder (:func:`_form_curves`).
     """
     from matplotlib.figure import Figure
 
     from .linear_core import LinearCore
 
     if isinstance(getattr(model, "core", None), LinearCore):
-        return None
+        return _form_curves(run)
     df = read_curves(run)
     panels = [("loss (negative ELBO as optimised)", ["loss", "neg_elbo"], True),
               ("reconstruction", ["reconstruction"], True),
@@ -261,5 +264,32 @@ def fig_training_curves(run: RunDir, model=None, **_):
         if len(cols) > 1:
             ax.legend(fontsize=6)
     fig.suptitle("VaDE training (dashed: mixture initialised, joint training from there)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _form_curves(run: RunDir):
+    """The form model's two trainings per epoch: the SSL head's contrastive loss and the image
+    decoder's error (their CSV logs); None for a model trained before they were logged."""
+    from matplotlib.figure import Figure
+
+    panels = []
+    for part, column, title in (("ssl", "ssl_loss", "SSL head: contrastive loss (NT-Xent)"),
+                                ("decoder", "decoder_mse", "image decoder: mean squared error")):
+        try:
+            df = read_curves(run, part)
+        except UserError:
+            continue
+        if column in df and df[column].notna().any():
+            panels.append((title, df["epoch"], df[column]))
+    if not panels:
+        return None
+    fig = Figure(figsize=(3.6 * len(panels), 2.9))
+    for ax, (title, epoch, values) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
+        ax.plot(epoch, values, marker=".", ms=3, lw=1)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.suptitle("training of the form model (its mixture is fitted in closed form)", fontsize=10)
     fig.tight_layout()
     return fig
