@@ -193,3 +193,10 @@ def test_more_classes_than_the_palette_each_get_their_own_colour():
     assert few["colours"] == PALETTE[:2]  # up to 20: the palette, as before
     mapping = category_colours([f"c{i}" for i in range(25)] + ["(missing)"])
     assert len(set(mapping.values())) == 26 and mapping["(missing)"] == GREY
+    # neighbouring numbers far apart on the ramp: in order along it, classes 0-6 of 36 were one blue
+    from matplotlib.colors import to_rgb
+
+    from morphospace.report.style import colour
+
+    ramp = [np.array(to_rgb(colour(k, 36))) for k in range(36)]
+    assert min(np.abs(ramp[k] - ramp[k + 1]).sum() for k in range(35)) > 0.3
