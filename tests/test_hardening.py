@@ -540,12 +540,13 @@ def test_an_out_of_range_setting_is_rejected_before_it_is_saved(pca_run, capsys,
     assert (pca_run / "config.toml").read_text() == saved
 
 
-def test_a_later_stage_refuses_a_cube_recipe_it_would_not_make(pca_run, capsys):
+def test_a_later_stage_refuses_a_cube_recipe_it_would_not_make(pca_run, capsys, tmp_path):
     """`compare --set preprocess.size=128` on a 64 px cube saved size = 128: config.toml then
-    described a cube the run does not have."""
+    described a cube the run does not have (and `generate` took it without a word)."""
     saved = (pca_run / "config.toml").read_text()
-    for cmd in ("compare", "cluster", "train"):
-        line = one_line_error(capsys, main([cmd, str(pca_run), "--quiet", "--set", "preprocess.size=128"]))
+    for cmd, extra in (("compare", []), ("cluster", []), ("train", []),
+                       ("generate", ["--component", "0", "--out", str(tmp_path / "g")])):
+        line = one_line_error(capsys, main([cmd, str(pca_run), *extra, "--quiet", "--set", "preprocess.size=128"]))
         assert f"`morphospace {cmd}` does not remake the cube" in line and "preprocess.size" in line
         assert "-> 128" in line and "`morphospace ingest`" in line
     assert (pca_run / "config.toml").read_text() == saved

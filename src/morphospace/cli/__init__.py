@@ -312,7 +312,7 @@ def _dispatch(args) -> int | None:
 
         check_label_settings(run, cfg)  # a misspelt truth label: one line before any work, not after it
     saves = cmd in ("embed", "reduce", "cluster", "compare", "report")  # train saves its own, once checked
-    if saves or cmd == "train":
+    if saves or cmd in ("train", "generate"):  # generate took `--set preprocess.size=128` without a word
         cfg = _cube_recipe_kept(run, cfg, args)
     # a setting the stage then refuses (a representation the run lacks...) does not stay in the run
     saved = False
