@@ -459,3 +459,42 @@ def test_identical_galaxies_are_said_to_be_so(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="morphospace"):
         cluster_run(run, Config(), representations=["features"], methods=["kmeans"])
     assert not [r for r in caplog.records if "differ" in r.getMessage() or "identical" in r.getMessage()]
+
+
+def test_a_cluster_stage_that_did_not_finish_is_said_until_one_does(tmp_path, monkeypatch):
+    """Killed (or stopped) on the way, the stage left some clusterings new and the rest the earlier
+    run's, which compare and the report showed as one set without a word."""
+    from morphospace.analysis import cluster as cluster_module
+    from morphospace.analysis.cluster import clustering_interrupted
+    from morphospace.config import apply_overrides
+    from morphospace.report import build_report
+
+    run = fake_run(tmp_path)
+    cfg = apply_overrides(Config(), ["cluster.kmeans_k=[3]", "cluster.methods=['kmeans']"])
+    cluster_run(run, cfg, representations=["pca", "tsne"])
+    assert not clustering_interrupted(run)
+    fit = cluster_module.KMeansSelect.fit
+    calls = []
+
+    def dies_on_the_second(self, X, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as a Ctrl-C or a kill would leave it
+        return fit(self, X, *args, **kwargs)
+
+    monkeypatch.setattr(cluster_module.KMeansSelect, "fit", dies_on_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        cluster_run(run, apply_overrides(cfg, ["cluster.seed=5"]), representations=["pca", "tsne"])
+    assert clustering_interrupted(run)
+    monkeypatch.setattr(cluster_module.KMeansSelect, "fit", fit)
+    cluster_run(run, cfg, representations=["pca", "tsne"])
+    assert not clustering_interrupted(run)
+    # the report of such a run says so at its top
+    from report_fakerun import make_fake_run
+
+    shown = make_fake_run(tmp_path / "shown", n=30, size=16, everything=False)
+    shown.sub("clusterings")  # made where missing
+    (shown.path / "clusterings" / cluster_module.UNDERWAY).write_text("{}")
+    assert "The last `morphospace cluster` did not finish" in build_report(shown, cfg).read_text()
+    (shown.path / "clusterings" / cluster_module.UNDERWAY).unlink()
+    assert "did not finish" not in build_report(shown, cfg).read_text()

@@ -29,7 +29,9 @@ rows fitted, or null) say which ran on a sample.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import time
 from typing import Any, Sequence
 
 import numpy as np
@@ -46,6 +48,7 @@ from .density import DENSITY_MAX_DIMS, DBSCANAuto, HDBSCANClusterer, k_distances
 log = logging.getLogger("morphospace")
 
 __all__ = [
+    "clustering_interrupted",
     "KMeansSelect",
     "DBSCANAuto",
     "HDBSCANClusterer",
@@ -202,6 +205,9 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
             log.warning("%d galaxies are too few for %s clusters: %s leaves them out, on every representation",
                         len(ids), ", ".join(map(str, left_out)), what)
     written: list[str] = []
+    # until the stage is done: killed on the way, it leaves some clusterings new and the rest the
+    # earlier run's, which the compare stage and the report would show as one set
+    write_json(run.sub("clusterings") / UNDERWAY, {"pid": os.getpid(), "started": time.time()})
     for rep in reps:
         X = np.asarray(read_representation(run, rep), dtype=np.float64)
         if X.ndim != 2 or X.shape[0] != len(ids):
@@ -307,4 +313,14 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
             if rep and rep.group(1) not in held:
                 _remove_clustering(run, name)
                 log.info("removed clustering %s: its representation %s is no longer in the run", name, rep.group(1))
+    (run.sub("clusterings") / UNDERWAY).unlink(missing_ok=True)
     return written
+
+
+UNDERWAY = ".underway.json"  # in clusterings/: a cluster stage began and has not finished
+
+
+def clustering_interrupted(run: RunDir) -> bool:
+    """Whether the last cluster stage of ``run`` began and did not finish (killed, or stopped on an
+    error after its first clustering): its clusterings are then partly its, partly the run's before."""
+    return (run.path / "clusterings" / UNDERWAY).is_file()

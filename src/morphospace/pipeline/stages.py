@@ -148,8 +148,13 @@ def stage_compare(run: RunDir, cfg: Config) -> None:
     run : RunDir
     cfg : Config
     """
+    from ..analysis.cluster import clustering_interrupted
     from ..analysis.compare import compare_run
     from ..analysis.nuisance import audit_run
+
+    if clustering_interrupted(run):
+        log.warning("the last `morphospace cluster` did not finish: its clusterings and the run's earlier ones are "
+                    "compared as one set; run `morphospace cluster` again for one")
 
     run.read_cube()  # a cube and catalogue that disagree: one line before any result is rewritten
     with Timer("comparisons"):

@@ -45,6 +45,7 @@ import shutil
 import time
 from pathlib import Path
 
+from ..analysis.cluster import clustering_interrupted
 from ..config import Config
 from ..errors import UserError
 from ..progress import Timer
@@ -168,6 +169,11 @@ def build_report(run: RunDir | str | Path, cfg: Config | None = None) -> Path:
         notices.append("The run has a trained model whose results are not here yet: run `morphospace embed RUN` "
                        "and the later stages (or `morphospace run`), then the report again.")
         log.info("report: %s", notices[-1])
+    if clustering_interrupted(run):
+        notices.append("The last `morphospace cluster` did not finish: some clusterings on this page are its and "
+                       "the others the run's before, compared as one set. Run `morphospace cluster RUN`, then "
+                       "`morphospace compare RUN` and the report again.")
+        log.warning("report: %s", notices[-1])
     if contents.unusable_maps:
         notices.append(f"{', '.join(contents.unusable_maps)}: NaN or infinite coordinates, so left out of the explorer "
                        "(`morphospace reduce RUN` makes the maps again).")
