@@ -227,3 +227,17 @@ def test_a_damaged_anomaly_score_leaves_its_row_out_not_the_audit(tmp_path, capl
     other = pd.DataFrame({"id": [f"other{i}" for i in range(len(comp))], "anomaly": np.arange(len(comp), dtype=float)})
     write_table(run.path / "vade_galaxies.parquet", other)  # of other galaxies: not this cube's score
     assert ANOMALY_ROW not in list(audit_run(run, Config())["clustering"])
+
+
+def test_a_nuisance_every_galaxy_shares_and_a_one_cluster_clustering_score_nothing(tmp_path):
+    """No companion anywhere: `companion` read AMI 0.000 and was named what the clusters follow most;
+    beside an all-noise clustering (one value too) it scored 1.0, the brightest cell of the audit."""
+    run, pa, comp = fake_run(tmp_path)
+    cat = run.read_catalogue()
+    cat["n_companions"] = 0  # a survey's column with one value
+    write_table(run.catalogue, cat)
+    run.write_clustering("hdbscan_all_noise", run.cube_ids(), np.full(len(pa), -1))
+    audit = audit_run(run, Config()).set_index("clustering")
+    assert "n_companions" not in audit.columns and "companion" in audit.columns  # measured: varies here
+    assert audit.loc["hdbscan_all_noise"].isna().all()
+    assert audit.loc["kmeans2_comp", "companion"] == pytest.approx(1.0)

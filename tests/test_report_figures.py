@@ -174,7 +174,9 @@ def test_the_component_figures_name_each_row_s_cluster():
     like the report's clusters: a row "6" read as cluster 6 was another group of galaxies."""
     import types
 
-    from morphospace.vade.figures import fig_clusters, fig_generated
+    import torch
+
+    from morphospace.vade.figures import fig_clusters, fig_component_means, fig_generated
 
     k = 4
     model = types.SimpleNamespace(prior=types.SimpleNamespace(n_components=k), canonicalise=True,
@@ -189,5 +191,10 @@ def test_the_component_figures_name_each_row_s_cluster():
                                                             ["comp. 2", "(cluster 2)"], ["comp. 3", "(cluster 0)"]]
         assert "component" in fig._suptitle.get_text()
     assert "canonical orientation" in fig._suptitle.get_text()
+    model.prior.means = torch.zeros(k, 2)
+    model.prior.log_weights = torch.log(torch.full((k,), 1 / k))
+    model.decode = lambda z: torch.zeros(len(z), 1, 8, 8)
+    titles = [ax.get_title() for ax in fig_component_means(model, enc=enc).axes if ax.get_title()]
+    assert titles[3] == "comp. 3\n(cluster 0)\npi=0.25"
     unmerged = fig_generated(model, n=2, enc={"proba": proba})
     assert [ax.get_ylabel() for ax in unmerged.axes if ax.get_ylabel()] == [f"comp. {c}" for c in range(k)]

@@ -357,6 +357,14 @@ def _anomaly_deciles(run: RunDir, ids: np.ndarray) -> np.ndarray | None:
     return out
 
 
+def _ami(labels, values) -> float:
+    """The AMI of a labelling with a nuisance; NaN where the labelling has one value (every galaxy
+    in one cluster, or all noise), which explains nothing and scored 1.0 beside a one-valued column."""
+    if pd.Series(np.asarray(labels, dtype=object)).dropna().nunique() < 2:
+        return float("nan")
+    return score_pair(labels, values)["ami"]
+
+
 def audit_run(run: RunDir, cfg: Any, recompute: bool = False, round_threshold: float = 0.1) -> pd.DataFrame:
     """AMI of every clustering of a run with every nuisance; rows clusterings, columns nuisances.
 
@@ -390,22 +398,23 @@ def audit_run(run: RunDir, cfg: Any, recompute: bool = False, round_threshold: f
                                         workers=cfg.ingest.workers if hasattr(cfg, "ingest") else 1)
         write_table(path, measured)
     table = nuisance_table(run, cfg, measured)
-    nuisances = [c for c in table.columns if c != "id"]
+    # a nuisance every galaxy shares (no companion found anywhere) explains nothing: it read AMI 0 and
+    # was named what the clusters follow most, or 1.0 beside a clustering of one cluster
+    constant = [c for c in table.columns if c != "id" and pd.Series(table[c]).dropna().nunique() < 2]
+    if constant:
+        log.info("nuisance audit: %s the same for every galaxy: left out", ", ".join(constant))
+    nuisances = [c for c in table.columns if c != "id" and c not in constant]
 
-    rows = []
-    for name in clusterings:
-        labels = clustering_in_cube_order(run, name, ids)
-        rows.append({"clustering": name, **{nz: score_pair(labels, table[nz].to_numpy(dtype=object))["ami"]
-                                           for nz in nuisances}})
+    def row(name: str, labels) -> dict:
+        return {"clustering": name, **{nz: _ami(labels, table[nz].to_numpy(dtype=object)) for nz in nuisances}}
+
+    rows = [row(name, clustering_in_cube_order(run, name, ids)) for name in clusterings]
     truth = truth_column(run.read_catalogue(), cfg)
     if truth is not None and truth not in clusterings:
-        labels = labels_in_cube_order(run, truth)
-        rows.append({"clustering": truth, **{nz: score_pair(labels, table[nz].to_numpy(dtype=object))["ami"]
-                                            for nz in nuisances}})
+        rows.append(row(truth, labels_in_cube_order(run, truth)))
     deciles = _anomaly_deciles(run, ids)
     if deciles is not None:  # the anomaly score's tenths: does "strange" follow a nuisance?
-        rows.append({"clustering": ANOMALY_ROW, **{nz: score_pair(deciles, table[nz].to_numpy(dtype=object))["ami"]
-                                                   for nz in nuisances}})
+        rows.append(row(ANOMALY_ROW, deciles))
     audit = pd.DataFrame(rows, columns=["clustering", *nuisances])
     write_table(run.sub("comparisons") / "nuisance_audit.csv", audit)
     if nuisances:

@@ -30,7 +30,8 @@ def key_findings(contents: RunContents) -> list[tuple[str, str, str]]:
     if primary is not None and truth and ami is not None and primary.name in ami.index and truth in ami.columns:
         v = pd.to_numeric(ami.loc[primary.name, truth], errors="coerce")
         if np.isfinite(v):
-            tiles.append((f"{v:.2f}", f"AMI with {truth}", f"{primary.name} against the labels (1: the same, 0: chance)"))
+            tiles.append((f"{v:.2f}".replace("-0.00", "0.00"), f"AMI with {truth}",
+                          f"{primary.name} against the labels (1: the same, 0: chance)"))
     probe = contents.comparison("linear_probe.csv") if fresh else None
     if probe is not None:
         try:

@@ -137,8 +137,8 @@ def fig_clusters(model, cube, enc, cfg=None, per_row: int | None = None, **_):
     return fig
 
 
-def fig_component_means(model, **_):
-    """Decoded component means ``decode(mu_k)``."""
+def fig_component_means(model, enc=None, **_):
+    """Decoded component means ``decode(mu_k)``, each titled with its weight and its cluster."""
     k = model.prior.n_components
     with torch.no_grad():
         imgs = model.decode(model.prior.means[:k]).numpy()
@@ -149,8 +149,8 @@ def fig_component_means(model, **_):
     for c in range(k):
         ax = axes[c // cols, c % cols]
         _show(ax, imgs[c])
-        ax.set_title(f"{c}: pi={w[c]:.2f}", fontsize=7)
-    fig.suptitle("decoded component means", fontsize=10)
+        ax.set_title(f"{_component_label(c, (enc or {}).get('groups'))}\npi={w[c]:.2f}", fontsize=7)
+    fig.suptitle("decoded mixture component means", fontsize=10)
     return fig
 
 

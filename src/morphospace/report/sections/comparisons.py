@@ -198,7 +198,7 @@ def _audit(ctx: ReportContext) -> dict[str, Any] | None:
     if fig is None and audit is not None and audit.shape[1] > 0:
         fig = plot_heatmap(audit.apply(pd.to_numeric, errors="coerce"), ctx.fig_path("nuisance_audit"),
                            "AMI with nuisances (lower is better)", vmin=0.0)
-    numbers, verdict, glossary = None, "", []
+    numbers, verdict, glossary, reference = None, "", [], {}
     if audit is not None:
         vals = audit.apply(pd.to_numeric, errors="coerce")
         hi = float(np.nanmax(vals.to_numpy())) if vals.size and np.isfinite(vals.to_numpy()).any() else 0.2
@@ -206,8 +206,11 @@ def _audit(ctx: ReportContext) -> dict[str, Any] | None:
         primary = ctx.contents.primary
         verdict = _audit_verdict(vals, primary.name if primary is not None else "", ctx.contents.truth)
         glossary = [(c, NUISANCE_MEANING.get(c, "a column of the catalogue")) for c in audit.columns]
+        # the rows under the clusterings, where the run has them: said only then
+        reference = {"truth": ctx.contents.truth in vals.index,
+                     "anomaly": any("anomaly" in str(r) for r in vals.index)}
     return {"figure": figure(fig, "Nuisance audit.", wide=True) if fig is not None else None, "table": numbers,
-            "verdict": verdict, "glossary": glossary}
+            "verdict": verdict, "glossary": glossary, "reference": reference}
 
 
 # what each nuisance column of the audit is (the measured ones and the synthetic survey's truths)
@@ -219,6 +222,7 @@ NUISANCE_MEANING = {
     "psf_fwhm_px": "seeing, the PSF's width (catalogue)", "sky_noise": "sky noise (catalogue)",
     "n_companions": "companions placed (catalogue)", "n_field": "other sources in the frame (catalogue)",
     "frame_px": "the frame's size as the file stores it", "crop": "the fraction of its frame the row shows",
+    "handedness": "the spiral's winding, clockwise or anticlockwise (from gz1_name's cw / acw)",
 }
 _AIM = 0.02  # the form-first issue's bound on a nuisance's AMI with the clusters
 

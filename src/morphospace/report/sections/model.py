@@ -55,6 +55,8 @@ def model_section(ctx: ReportContext) -> Section | None:
     recon = [p for p in c.figures() if re.search(r"reconstruction", p.stem)]
     generated = [p for p in c.figures() if p.stem.startswith("vade_generated") and cluster_of_figure(p) is None]
     ctx.placed.update(p.name for p in recon + generated)
+    if training:  # the report's own drawing of the same logs: not again under "Other figures"
+        ctx.placed.add("vade_training_curves.png")
     if not (training or recon or generated or sampled):
         return None
     html = render("model.html", training=training, sampled=sampled, n_galaxies=c.n,
