@@ -262,7 +262,8 @@ def reduce_run(run: RunDir, cfg: Any, embedding: str = "features",
             if labels is None:
                 label_name = truth_column(run.read_catalogue(), cfg)
                 if label_name is None:
-                    log.warning("LDA skipped: the catalogue has no label column (set data.truth_label)")
+                    log.warning("LDA skipped: the run has no column of classes to fit it to (a catalogue column "
+                                "of classes, named with data.truth_label)")
                     _drop_map(run, rid)  # not an earlier one in its place
                     continue
                 y = labels_in_cube_order(run, label_name)
