@@ -186,7 +186,7 @@ def test_measure_nuisance_ids_and_columns():
 
 
 def test_measure_nuisance_on_a_process_pool_is_the_same_as_on_one(tmp_path, monkeypatch):
-    from morphospace.analysis import nuisance
+    from morphospace.analysis import nuisance_measure as nuisance
 
     run, _, _ = fake_run(tmp_path, n=10)
     cube = run.read_cube()
