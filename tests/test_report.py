@@ -757,6 +757,7 @@ def test_the_page_opens_on_what_the_run_found(full_run):
     assert tiles[0] == (str(clusters), "clusters", "vade")
     assert ("0.72", "AMI with morphology") == tiles[1][:2]
     assert tiles[2] == ("0.050", "largest nuisance AMI", "vade with pa_bin (0: chance)")
+    assert "the adjusted Rand index (ARI:" in html  # the matrices' scores were never explained
     # its audit has no truth or anomaly row: the caption describes none ("for reference: the truth label")
     audit = html[html.index("Nuisance audit"):]
     assert "Below the clusterings, for reference" not in audit[:audit.index("</p>")]
