@@ -312,7 +312,7 @@ def test_a_stop_note_counts_for_its_own_job_and_launch_only(tmp_path, monkeypatc
     monkeypatch.setenv("MASTER_PORT", "29500")
     task = job.JobTask.of_this_process(tmp_path, "train")
     assert task.rank == "1"  # it read NODE_RANK first and named every child rank 0
-    note = tmp_path / job.STOPPED_NOTE
+    note = task.note_path
 
     def written(**fields):
         base = {"job": task.key, "rank": "0", "task": "another", "time": time.time(), "message": "m", "code": 2}
@@ -334,7 +334,13 @@ def test_a_stop_note_counts_for_its_own_job_and_launch_only(tmp_path, monkeypatc
     written(time=time.time() - 3600)  # an earlier launch's is replaced
     task.tell_peers("now", 2)
     assert json.loads(note.read_text())["message"] == "now"
-    assert sorted(p.name for p in tmp_path.iterdir()) == [job.STOPPED_NOTE]  # no partial file left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [note.name]  # no partial file left
+    # another job's note (a job refused the run while this one held it) is its own file: not over this one's
+    other = job.JobTask(tmp_path, task.key.replace("29500", "29502"), "0")
+    other.tell_peers("run in use", 2)
+    assert json.loads(note.read_text())["message"] == "now" and other.note_path.is_file()
+    task.forget_earlier_stops(older_than_s=-1)  # done: its earlier launch's and other jobs' old notes go
+    assert not other.note_path.exists()
     monkeypatch.delenv("WORLD_SIZE")
     assert job.JobTask.of_this_process(tmp_path) is None  # a lone process is no job
 
@@ -347,7 +353,7 @@ def test_a_task_s_own_error_is_said_at_once_and_a_peer_s_closed_connection_waits
     import time
 
     import morphospace.cli.peers as peers
-    from morphospace.run.job import STOPPED_NOTE, JobTask
+    from morphospace.run.job import JobTask
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
@@ -360,7 +366,7 @@ def test_a_task_s_own_error_is_said_at_once_and_a_peer_s_closed_connection_waits
         assert time.monotonic() - started < 1.0
         note = {"job": task.key, "rank": "0", "task": "the peer's", "time": time.time(),
                 "message": "RuntimeError: THE REAL BUG", "code": 1}
-        later = threading.Timer(0.5, lambda: (tmp_path / STOPPED_NOTE).write_text(json.dumps(note)))
+        later = threading.Timer(0.5, lambda: task.note_path.write_text(json.dumps(note)))
         later.start()
         said = peers.stopped_by_peer(RuntimeError("[pair.cc:553] Connection closed by peer [127.0.0.1]:4999"))
         later.join()

@@ -5,7 +5,7 @@ waited for it in the collective they were in (the process group's rendezvous, a 
 torch's timeout, half an hour, holding their GPUs: where a peer's exit closes the connection
 (gloo, once the group is up) they stopped at once, but with a traceback that hid the reason.
 
-A task that stops on an error leaves a note in the run (:data:`STOPPED_NOTE`: its rank, its
+A task that stops on an error leaves a note in the run (``.job_stopped.<job>.json``: its rank, its
 one-line message, its exit status); every other task of the job watches for it
 (:meth:`JobTask.watching_peers`) and stops too, with one line naming the task and its reason. A note
 belongs to the job that wrote it (the launcher's ids, :func:`job_key`) and to this launch of it
@@ -30,9 +30,9 @@ from typing import Callable, Iterator
 
 from .lock import job_size
 
-__all__ = ["STOPPED_NOTE", "JobTask", "job_key"]
+__all__ = ["NOTE_PREFIX", "JobTask", "job_key"]
 
-STOPPED_NOTE = ".job_stopped.json"
+NOTE_PREFIX = ".job_stopped."  # + a digest of the job's key + ".json"
 _STARTED = time.time()
 _TOKEN = uuid.uuid4().hex  # this process, in a note: pids repeat across nodes and containers
 # how much earlier than this process another task of its launch may have started and failed
@@ -85,6 +85,15 @@ class JobTask:
     key: str
     rank: str
 
+    @property
+    def note_path(self) -> Path:
+        """This job's note: one file per job, so that a job refused the run (another job holds it)
+        leaves its note beside that job's, not over it."""
+        import hashlib
+
+        digest = hashlib.blake2b(self.key.encode("utf-8"), digest_size=6).hexdigest()
+        return self.run_path / f"{NOTE_PREFIX}{digest}.json"
+
     @classmethod
     def of_this_process(cls, run_path: str | Path, command: str = "") -> "JobTask | None":
         """None for a lone process."""
@@ -95,7 +104,7 @@ class JobTask:
         first: the first stop is the job's reason (the others then stop on it, or are ended by the
         launcher, and say so). Best effort: a run that cannot be written to leaves them to their
         launcher."""
-        path = self.run_path / STOPPED_NOTE
+        path = self.note_path
         note = {"job": self.key, "rank": self.rank, "task": _TOKEN, "time": time.time(),
                 "message": message, "code": int(code)}
         tmp = path.with_name(f"{path.name}.{_TOKEN}.partial")
@@ -113,7 +122,7 @@ class JobTask:
 
     def peer_stop(self) -> dict | None:
         """The note of another task of this launch of the job that stopped on an error, or None."""
-        return self._note(self.run_path / STOPPED_NOTE)
+        return self._note(self.note_path)
 
     def _note(self, path: Path, own: bool = False) -> dict | None:
         """The note at ``path`` where it is of this launch (``own``: this task's too), or None."""
@@ -128,12 +137,15 @@ class JobTask:
             return None  # an earlier launch's
         return note
 
-    def forget_earlier_stops(self) -> None:
-        """Remove an earlier launch's note (the job's first task, done without error)."""
-        path = self.run_path / STOPPED_NOTE
-        if path.exists() and self.peer_stop() is None:
+    def forget_earlier_stops(self, older_than_s: float = 86400.0) -> None:
+        """Remove an earlier launch's note of this job, and other jobs' notes older than a day (the
+        job's first task, done without error)."""
+        for path in self.run_path.glob(f"{NOTE_PREFIX}*.json"):
             try:
-                path.unlink()
+                stale = (path == self.note_path and self.peer_stop() is None) or \
+                    time.time() - path.stat().st_mtime > older_than_s
+                if stale:
+                    path.unlink()
             except OSError:
                 pass
 
