@@ -198,3 +198,24 @@ def test_the_component_figures_name_each_row_s_cluster():
     assert titles[3] == "comp. 3\n(cluster 0)\npi=0.25"
     unmerged = fig_generated(model, n=2, enc={"proba": proba})
     assert [ax.get_ylabel() for ax in unmerged.axes if ax.get_ylabel()] == [f"comp. {c}" for c in range(k)]
+
+
+def test_the_model_s_choice_of_k_and_of_its_clusters_is_drawn(tmp_path):
+    """The report's "how training went" showed no trace of how K (the BIC) or the clusters (the merge
+    path and its elbow) were chosen, though the run keeps both."""
+    import json
+
+    from morphospace.run import RunDir
+    from morphospace.vade.figures import fig_mixture_choice
+
+    run = RunDir(tmp_path / "run", create=True)
+    mdir = run.path / "models" / "vade"
+    mdir.mkdir(parents=True)
+    assert fig_mixture_choice(run=run) is None  # nothing kept: nothing drawn
+    (mdir / "training.json").write_text(json.dumps({"init": {"linear": {"bic": {"2": 30.0, "3": 10.0, "4": 12.0}}}}))
+    (mdir / "clusters.json").write_text(json.dumps({"n_clusters": 2, "entropy_path": {"1": 0.0, "2": 1.0, "3": 9.0},
+                                                    "merged_path": {"1": 50, "2": 20, "3": 0}}))
+    fig = fig_mixture_choice(run=run)
+    assert [ax.get_title() for ax in fig.axes] == ["mixture components: BIC (lowest at K = 3)",
+                                                   "components merged into 2 clusters (the elbow)"]
+    assert list(fig.axes[1].lines[0].get_xdata()) == [50, 20, 0]

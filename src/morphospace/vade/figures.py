@@ -53,7 +53,8 @@ def write_figures(run: RunDir, model, cube: np.ndarray, enc: dict[str, np.ndarra
     """All VaDE figures of a run (each is skipped, with a warning, if it fails)."""
     for name, fn in [("vade_reconstructions", fig_reconstructions), ("vade_clusters", fig_clusters),
                      ("vade_component_means", fig_component_means), ("vade_generated", fig_generated),
-                     ("vade_interpolation", fig_interpolation), ("vade_training_curves", fig_training_curves)]:
+                     ("vade_interpolation", fig_interpolation), ("vade_training_curves", fig_training_curves),
+                     ("vade_mixture_choice", fig_mixture_choice)]:
         try:
             fig = fn(run=run, model=model, cube=cube, enc=enc, cfg=cfg)
         except UserError as exc:
@@ -291,5 +292,74 @@ def _form_curves(run: RunDir):
         ax.set_xlabel("epoch", fontsize=8)
         ax.tick_params(labelsize=7)
     fig.suptitle("training of the form model (its mixture is fitted in closed form)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _bic_by_k(info) -> dict[int, float]:
+    """The BIC of every K the training tried, wherever its record keeps it (``training.json``'s
+    ``init``: the linear core's or the MLP's)."""
+    if isinstance(info, dict):
+        bic = info.get("bic")
+        if isinstance(bic, dict):
+            try:
+                return {int(k): float(v) for k, v in bic.items()}
+            except (TypeError, ValueError):
+                return {}
+        for value in info.values():
+            found = _bic_by_k(value)
+            if found:
+                return found
+    return {}
+
+
+def fig_mixture_choice(run: RunDir, **_):
+    """How the mixture's K and the run's clusters were chosen, without labels: the BIC of every K
+    tried (the lowest taken) and the merge path of the components into clusters (the entropy of the
+    soft assignment against the galaxies merged so far, and where the elbow stopped it). None where
+    the run keeps neither."""
+    import json
+
+    from matplotlib.figure import Figure
+
+    from .io import CLUSTERS_FILE
+
+    def read(name: str) -> dict:
+        try:
+            return json.loads((model_dir(run) / name).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    bic = _bic_by_k(read("training.json").get("init"))
+    merge = read(CLUSTERS_FILE)
+    entropy, merged = merge.get("entropy_path") or {}, merge.get("merged_path") or {}
+    panels = (["bic"] if len(bic) > 1 else []) + (["merge"] if len(entropy) > 1 else [])
+    if not panels:
+        return None
+    fig = Figure(figsize=(3.8 * len(panels), 3.0))
+    axes = dict(zip(panels, fig.subplots(1, len(panels), squeeze=False)[0]))
+    if "bic" in axes:
+        ks = sorted(bic)
+        ax = axes["bic"]
+        ax.plot(ks, [bic[k] for k in ks], marker=".", lw=1)
+        best = min(ks, key=bic.get)
+        ax.axvline(best, color="grey", ls="--", lw=0.8)
+        ax.set_title(f"mixture components: BIC (lowest at K = {best})", fontsize=9)
+        ax.set_xlabel("K", fontsize=8)
+    if "merge" in axes:
+        ax = axes["merge"]
+        ks = sorted(int(k) for k in entropy)
+        x = [merged.get(str(k), np.nan) for k in ks] if merged else ks
+        ax.plot(x, [entropy[str(k)] for k in ks], marker=".", lw=1)
+        for k, xi in zip(ks, x):
+            ax.annotate(str(k), (xi, entropy[str(k)]), fontsize=6, xytext=(2, 2), textcoords="offset points")
+        chosen = merge.get("n_clusters")
+        if chosen is not None and str(chosen) in entropy:
+            ax.plot([x[ks.index(int(chosen))]], [entropy[str(chosen)]], "o", ms=8, mfc="none", color="crimson")
+        ax.set_title(f"components merged into {chosen} clusters (the elbow)", fontsize=9)
+        ax.set_xlabel("galaxies merged so far" if merged else "clusters", fontsize=8)
+        ax.set_ylabel("entropy of the soft assignment", fontsize=8)
+    for ax in axes.values():
+        ax.tick_params(labelsize=7)
     fig.tight_layout()
     return fig

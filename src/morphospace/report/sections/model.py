@@ -54,12 +54,14 @@ def model_section(ctx: ReportContext) -> Section | None:
     sampled = _trained_on_samples(ctx)
     recon = [p for p in c.figures() if re.search(r"reconstruction", p.stem)]
     generated = [p for p in c.figures() if p.stem.startswith("vade_generated") and cluster_of_figure(p) is None]
-    ctx.placed.update(p.name for p in recon + generated)
+    choice = [p for p in c.figures() if p.stem == "vade_mixture_choice"]
+    ctx.placed.update(p.name for p in recon + generated + choice)
     if training:  # the report's own drawing of the same logs: not again under "Other figures"
         ctx.placed.add("vade_training_curves.png")
-    if not (training or recon or generated or sampled):
+    if not (training or recon or generated or sampled or choice):
         return None
     html = render("model.html", training=training, sampled=sampled, n_galaxies=c.n,
+                  choice=[figure(p, "How the clusters were chosen.", wide=True) for p in choice],
                   reconstructions=[figure(p, "Reconstructions.", wide=True) for p in recon],
                   generated=[figure(p, "Generated galaxies.", wide=True) for p in generated])
     return Section("model", "Model", html)
