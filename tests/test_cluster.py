@@ -495,6 +495,8 @@ def test_a_cluster_stage_that_did_not_finish_is_said_until_one_does(tmp_path, mo
     shown = make_fake_run(tmp_path / "shown", n=30, size=16, everything=False)
     shown.sub("clusterings")  # made where missing
     (shown.path / "clusterings" / cluster_module.UNDERWAY).write_text("{}")
-    assert "The last `morphospace cluster` did not finish" in build_report(shown, cfg).read_text()
+    html = build_report(shown, cfg).read_text()
+    assert "The last `morphospace cluster` did not finish" in html
+    assert "clustering file is missing" not in html and shown.missing_clusterings() == []  # the mark is no clustering
     (shown.path / "clusterings" / cluster_module.UNDERWAY).unlink()
     assert "did not finish" not in build_report(shown, cfg).read_text()

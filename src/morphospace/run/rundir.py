@@ -336,7 +336,7 @@ class RunDir:
         record ``clusterings/<name>.json``; the model's own, ``vade``, beside ``vade_galaxies.parquet``):
         a file deleted by hand, which the later stages would otherwise leave out without a word."""
         d = self.path / "clusterings"
-        made = {p.stem for p in d.glob("*.json")} if d.is_dir() else set()
+        made = {p.stem for p in d.glob("*.json") if not p.name.startswith(".")} if d.is_dir() else set()
         if (self.path / "vade_galaxies.parquet").is_file():
             made.add("vade")
         return sorted(made - set(self.clusterings()))
