@@ -325,6 +325,10 @@ def test_lasso_selection(report, browser):
     # the mode keys work with the pointer over the map, nothing clicked (they waited for a click)
     page.keyboard.press("b")  # the pointer elsewhere: a key is the page's, not the explorer's
     assert not page.evaluate("document.querySelector('.ex-modes button[data-mode=box]').classList.contains('on')")
+    legend = page.locator("#ex-legend").bounding_box()  # over the legend beside the map: the keys still work
+    page.mouse.move(legend["x"] + legend["width"] / 2, legend["y"] + 10)
+    page.keyboard.press("b")
+    assert page.evaluate("document.querySelector('.ex-modes button[data-mode=box]').classList.contains('on')")
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.keyboard.press("l")
     assert page.evaluate("document.querySelector('.ex-modes button[data-mode=lasso]').classList.contains('on')")

@@ -106,9 +106,10 @@
   overlay.addEventListener('dblclick', function () { state.view = homeView(); requestDraw(); });
   // the mode keys, like the tag keys, work with the pointer over the map: nothing has the focus at
   // first, and the Box button's "(B)" did nothing until the explorer had been clicked
+  // anywhere over the explorer: over the map only, they stopped while the pointer crossed the tooltip or legend
   var overMap = false;
-  overlay.addEventListener('pointerenter', function () { overMap = true; });
-  overlay.addEventListener('pointerleave', function () { overMap = false; });
+  root.addEventListener('pointerenter', function () { overMap = true; });
+  root.addEventListener('pointerleave', function () { overMap = false; });
   document.addEventListener('keydown', function (ev) {
     if (!(overMap || root.contains(ev.target)) || ev.ctrlKey || ev.metaKey || ev.altKey) return;
     if (ev.target && (ev.target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(ev.target.tagName))) return;
