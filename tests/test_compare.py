@@ -569,3 +569,18 @@ def test_contingency_tables_keep_the_names_as_spelled(tmp_path):
     assert titles == [f"{c} \u00d7 GZ1 class" for c in ("kmeans6_pca", "dbscan_tsne", "kmeans2_umap")]
     (comp / "contingency.json").write_text("damaged")  # a run compared before the index: the file names
     assert [title for title, _ in _contingencies(ctx)][0] == "kmeans6_pca \u00d7 GZ1_class"
+
+
+def test_a_probe_skip_is_said_once_not_once_per_embedding(tmp_path, caplog):
+    """"linear probe: 1% of 60 labelled galaxies is too few ...; skipped" came once per embedding."""
+    from morphospace.analysis.probe import probe_run
+
+    run = fake_run(tmp_path)[0]
+    rng = np.random.default_rng(0)
+    for name in ("a", "b", "c"):
+        write_npy(run.embedding_path(name), rng.normal(size=(60, 4)).astype(np.float32))
+    with caplog.at_level("INFO", logger="morphospace"):
+        table = probe_run(run, "gz1_class", repeats=2)
+    assert set(table["embedding"]) >= {"a", "b", "c"}
+    skipped = [r.getMessage() for r in caplog.records if "too few" in r.getMessage()]
+    assert skipped and len(skipped) == len(set(skipped)), skipped  # each fraction's, once

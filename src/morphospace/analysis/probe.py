@@ -294,27 +294,48 @@ def probe_run(run, truth: str, catalogue: pd.DataFrame | None = None, repeats: i
                     ", ".join(f"{names[c]}: {n}" for c, n in zip(classes[:4], counts[:4])) or "no labels")
         return pd.DataFrame()
     tables = []
-    for name in run.embeddings():
-        x = run.read_embedding(name)
-        if len(x) != len(y):
-            log.warning("linear probe: embedding %s has %d rows, the cube %d; skipped", name, len(x), len(y))
-            continue
-        trained = fine_tuning_rows(run, name)
-        y_name = y
-        if trained is not None:  # its labels trained the features: scored on the galaxies it held out
-            y_name = y.copy()
-            y_name[trained] = None
-            log.info("linear probe: %s was fine-tuned on labels; probed on the %d labelled galaxies its "
-                     "fine-tuning held out", name, int(_labelled(y_name)[0].sum()))
-        try:
-            t = linear_probe(x, y_name, repeats=repeats, random_state=random_state, n_jobs=n_jobs)
-        except ValueError as exc:
-            if trained is None:
-                raise
-            log.warning("linear probe of %s skipped: its held-out galaxies are too few (%s)", name, exc)
-            continue
-        t.insert(0, "embedding", name)
-        t.insert(1, "label", truth)
-        t["rows"] = "all labelled" if trained is None else "held out from fine-tuning"
-        tables.append(t)
+    said: set[str] = set()
+
+    def once(record: logging.LogRecord) -> bool:  # "10% ... is too few; skipped" was said once per embedding
+        text = record.getMessage()
+        if text in said:
+            return False
+        said.add(text)
+        return True
+
+    log.addFilter(once)
+    try:
+        for name in run.embeddings():
+            t = _probe_embedding(run, name, y, truth, repeats, random_state, n_jobs)
+            if t is not None:
+                tables.append(t)
+    finally:
+        log.removeFilter(once)
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def _probe_embedding(run, name: str, y: np.ndarray, truth: str, repeats: int, random_state: int,
+                     n_jobs: int | None) -> pd.DataFrame | None:
+    """:func:`probe_run`'s probe of one embedding, or None where it is skipped (said)."""
+    x = run.read_embedding(name)
+    if len(x) != len(y):
+        log.warning("linear probe: embedding %s has %d rows, the cube %d; skipped", name, len(x), len(y))
+        return None
+    trained = fine_tuning_rows(run, name)
+    y_name = y
+    if trained is not None:  # its labels trained the features: scored on the galaxies it held out
+        y_name = y.copy()
+        y_name[trained] = None
+        log.info("linear probe: %s was fine-tuned on labels; probed on the %d labelled galaxies its "
+                 "fine-tuning held out", name, int(_labelled(y_name)[0].sum()))
+    try:
+        t = linear_probe(x, y_name, repeats=repeats, random_state=random_state, n_jobs=n_jobs)
+    except ValueError as exc:
+        if trained is None:
+            raise
+        log.warning("linear probe of %s skipped: its held-out galaxies are too few (%s)", name, exc)
+        return None
+    t.insert(0, "embedding", name)
+    t.insert(1, "label", truth)
+    t["rows"] = "all labelled" if trained is None else "held out from fine-tuning"
+    return t
