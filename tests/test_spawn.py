@@ -125,8 +125,11 @@ def _train_task(rank: int, port: int, run: str):
         return build(*args, **kwargs)
 
     masking.map_chunks = counted
-    if rank == 0:  # the second task comes first to the masked cube and builds it
-        time.sleep(0.5)
+    if rank == 0:  # the second task comes first to the masked cube and builds it (waited for, not slept:
+        # on a busy machine the second task's start lagged more than a fixed half second)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(f"{run}/../masked_by_1") and time.monotonic() < deadline:
+            time.sleep(0.05)
     code = main(["train", run, "--devices", "2", "--strategy", "ddp", "--accelerator", "cpu", *TINY_FORM])
     with open(f"{run}/../code_{rank}", "w") as fh:
         fh.write(str(code))
