@@ -7,7 +7,7 @@ import functools
 import logging
 from pathlib import Path
 
-from ..config import Config, apply_overrides, load_config, overrides_on_saved
+from ..config import Config, apply_overrides, flat_settings, flat_table, load_config, overrides_on_saved
 from ..errors import UserError
 from ..run import RunDir, launched_as_later_rank
 
@@ -68,16 +68,8 @@ def _given_keys(args) -> set[str]:
             table = tomllib.loads(Path(path).read_text(encoding="utf-8-sig"))
         except (OSError, ValueError):
             table = {}
-        given |= set(_flat(table))
+        given |= set(flat_table(table))
     return given
-
-
-def _flat(table: dict, prefix: str = "") -> dict:
-    """A TOML table as dotted key -> value."""
-    out: dict = {}
-    for key, value in table.items():
-        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
-    return out
 
 
 def _given_once(args, options: dict) -> None:
@@ -126,17 +118,14 @@ def _cube_recipe_kept(run: RunDir, cfg: Config, args) -> Config:
     ingest, which does not remake the cube: a one-line :class:`UserError` where the command gives
     others (`compare --set preprocess.size=128` saved a size the 64 px cube does not have); those a
     ``--config`` file brought without naming them (its defaults) give way to the run's, said."""
-    import tomllib
-
-    from ..config import dumps_config
-
     try:
         saved = load_config(run.config) if run.config.is_file() else None
     except UserError:  # a damaged file: the stage's own reading of it says so
         return cfg
     if saved is None:
         return cfg
-    before, now = (tomllib.loads(dumps_config(c)).get("preprocess", {}) for c in (saved, cfg))
+    before, now = ({k.partition(".")[2]: v for k, v in flat_settings(c).items() if k.startswith("preprocess.")}
+                   for c in (saved, cfg))
     changed = [k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
     given = _given_keys(args)
     asked = [k for k in changed if f"preprocess.{k}" in given or "preprocess.preset" in given]
@@ -161,9 +150,6 @@ def _settings_replaced(args, run: RunDir, cfg: Config, options: dict) -> str:
     saved settings, which they replace: the line that names those they set back to another value
     than the run's, not given in this command (a study on a finished run reset its form settings
     without a word); "" when none."""
-    import tomllib
-
-    from ..config import dumps_config
     from ..pipeline.survey import with_imported_model
 
     if not run.catalogue.is_file():  # settings that made no cube yet (an imported model's run)
@@ -181,7 +167,7 @@ def _settings_replaced(args, run: RunDir, cfg: Config, options: dict) -> str:
 
     # what the command will save: an imported model keeps the [model] settings that describe it
     # as config.toml says them (presets resolved)
-    before, now = (_flat(tomllib.loads(dumps_config(c))) for c in (saved, with_imported_model(run, cfg)))
+    before, now = (flat_settings(c) for c in (saved, with_imported_model(run, cfg)))
     if args.command == "study" and not now.get("data.truth_label") and now.get("study.labels") \
             and before.get("data.truth_label") == now.get("study.labels"):
         now["data.truth_label"] = before["data.truth_label"]  # the study makes its labels the truth again

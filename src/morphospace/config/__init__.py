@@ -21,8 +21,8 @@ Examples
 >>> cfg.train.epochs = 20                   # checked like a value in a file
 """
 
-from .loading import (apply_overrides, config_from_dict, dump_config, dumps_config, load_config, overrides_on_saved,
-                      settings_mapping, to_dict, with_presets_resolved)
+from .loading import (apply_overrides, config_from_dict, dump_config, dumps_config, flat_settings, flat_table,
+                      load_config, overrides_on_saved, settings_mapping, to_dict, with_presets_resolved)
 from .messages import ConfigError
 from .sections import (
     ClusterConfig,
@@ -41,6 +41,7 @@ from .sections import (
 __all__ = [
     "ClusterConfig", "Config", "ConfigError", "DataConfig", "FormConfig", "IngestConfig", "ModelConfig",
     "PreprocessConfig", "ReportConfig", "StudyConfig", "TrainConfig", "VoteThresholds",
-    "apply_overrides", "config_from_dict", "dump_config", "dumps_config", "load_config", "overrides_on_saved",
+    "apply_overrides", "config_from_dict", "dump_config", "dumps_config", "flat_settings", "flat_table", "load_config",
+    "overrides_on_saved",
     "settings_mapping", "to_dict", "with_presets_resolved",
 ]

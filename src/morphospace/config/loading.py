@@ -322,3 +322,16 @@ def settings_mapping(config: Any, example: str) -> dict:
     if not isinstance(config, Mapping):
         raise TypeError(f"config must be a dict of settings, e.g. {example}, got {type(config).__name__}")
     return dict(config)
+
+
+def flat_table(table: dict, prefix: str = "") -> dict[str, Any]:
+    """A TOML table as dotted key -> value."""
+    out: dict = {}
+    for key, value in table.items():
+        out.update(flat_table(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
+def flat_settings(cfg: Config) -> dict[str, Any]:
+    """``cfg`` as dotted key -> value, as ``config.toml`` saves it (to compare two configurations)."""
+    return flat_table(tomllib.loads(dumps_config(cfg)))

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..config import Config, apply_overrides
+from ..config import Config, apply_overrides, flat_settings
 from ..errors import UserError
 from ..progress import Timer
 from ..run import RunDir, in_cube_order
@@ -134,8 +134,7 @@ def _what_made_the_features_changed(earlier: Config, cfg: Config, survey: str = 
     read (``survey``, resolved); other files by name where they were given relative to another
     folder than this one."""
     def flat(c: Config) -> dict:
-        return {f"{section}.{key}": value for section in _FEATURE_SECTIONS
-                for key, value in getattr(c, section).model_dump().items()}
+        return {k: v for k, v in flat_settings(c).items() if k.partition(".")[0] in _FEATURE_SECTIONS}
 
     before, now = flat(earlier), flat(cfg)
     if survey:

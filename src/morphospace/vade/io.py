@@ -73,11 +73,7 @@ def embeddings_outdated(run: RunDir) -> str | None:
     not those of the model now in the run, or None: it was trained again after them (the fingerprint
     ``embeddings/vade.json`` records differs), or it is gone or damaged. Runs embedded before the
     fingerprint was recorded, or not embedded, read as current."""
-    note = run.embedding_path("vade").with_suffix(".json")
-    try:
-        made_by = json.loads(note.read_text()).get("model_fingerprint")
-    except (OSError, ValueError, AttributeError):
-        return None
+    made_by = _embedded_by(run)
     if made_by is None:
         return None
     try:
@@ -152,13 +148,20 @@ def _not_embedded(run: RunDir, made_by: str) -> bool:
     embedding came from another model (``embeddings/vade.json``'s fingerprint), or there is none and
     the run has a cube to embed. An embedding from before fingerprints were recorded, or a run of an
     imported model alone, counts as embedded: its clusters are its components."""
-    note = run.embedding_path("vade").with_suffix(".json")
-    try:
-        record = json.loads(note.read_text())
-    except (OSError, ValueError):
-        return not note.exists() and run.cube.is_file()
-    fingerprint = record.get("model_fingerprint") if isinstance(record, dict) else None
+    if not run.embedding_path("vade").with_suffix(".json").exists():
+        return run.cube.is_file()
+    fingerprint = _embedded_by(run)
     return fingerprint is not None and fingerprint != made_by
+
+
+def _embedded_by(run: RunDir) -> str | None:
+    """The fingerprint of the model the run's embedding came from (``embeddings/vade.json``); None
+    where it is not recorded (embedded before it was) or the note is missing or unreadable."""
+    try:
+        record = json.loads(run.embedding_path("vade").with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return None
+    return record.get("model_fingerprint") if isinstance(record, dict) else None
 
 
 def cluster_groups(run: RunDir, n_components: int, made_by: str | None = None) -> list[list[int]]:
