@@ -24,7 +24,7 @@ from morphospace.report.explorer import normalise_xy
 from morphospace.report.neighbours import nearest_neighbours
 from morphospace.report.html import EXPLORER_PARTS, asset, explorer_script, json_for_script, render_string
 from morphospace.report.sprites import SpriteSheets, to_uint8
-from morphospace.report.style import PALETTE
+from morphospace.report.style import GREY, LABEL_PALETTE, PALETTE
 from morphospace.run import RunDir, write_json, write_npy, write_table
 
 from report_fakerun import HOSTILE_FIGURE, HOSTILE_ID, HOSTILE_LABEL, make_fake_run
@@ -71,6 +71,14 @@ def test_every_section_of_a_full_run(full_run):
     for k in range(3):
         want = np.array([int(PALETTE[k][i:i + 2], 16) for i in (1, 3, 5)]) / 255
         assert (np.abs(sizes - want).max(-1) < 0.02).sum() > 100, k
+    # ... and the label mix in the classes' own deep tones: no class shares a colour with a cluster
+    mix = np.asarray(Image.open(run.figure_path("report_cluster_label_mix")).convert("RGB"), dtype=float) / 255
+    rgb = lambda h: np.array([int(h[i:i + 2], 16) for i in (1, 3, 5)]) / 255  # noqa: E731
+    assert (np.abs(mix - rgb(LABEL_PALETTE[0])).max(-1) < 0.02).sum() > 100
+    assert (np.abs(mix - rgb(PALETTE[1])).max(-1) < 0.02).sum() == 0  # cluster 1's orange
+    dots = set(re.findall(r'<span class="dot" style="background:(#[0-9a-f]{6})"', html))
+    segs = set(re.findall(r'<span class="seg" style="width:[0-9.]+%;background:(#[0-9a-f]{6})"', html))
+    assert dots and segs and not dots & segs and segs <= set(LABEL_PALETTE) | {GREY}
     # the figure no section places is shown under "other figures"
     other = html[html.index('id="other-figures"'):]
     assert "someone_elses_plot.png" in other

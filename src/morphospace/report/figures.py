@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..image.display import figure_text
-from .style import EXCLUDED, GREY, INK, KEPT, MUTED, colour, new_figure, short, styled
+from .style import EXCLUDED, GREY, INK, KEPT, MUTED, colour, label_colour, new_figure, short, styled
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -94,7 +94,7 @@ def draw_labels(counts: dict[str, pd.Series]) -> Figure:
         s = counts[col]
         pos = np.arange(len(s))[::-1]
         n = sum(str(v) != "(missing)" for v in s.index)
-        bars = ax.barh(pos, s.to_numpy(), color=[GREY if str(v) == "(missing)" else colour(k, n)
+        bars = ax.barh(pos, s.to_numpy(), color=[GREY if str(v) == "(missing)" else label_colour(k, n)
                                                   for k, v in enumerate(s.index)], height=0.66)
         ax.set_yticks(pos, [_label(v, 22) for v in s.index])
         ax.bar_label(bars, padding=3, fontsize=8, color=MUTED)
@@ -227,7 +227,7 @@ def draw_label_mix(table: pd.DataFrame, title: str) -> Figure:
     table : DataFrame
         Counts, clusters as rows and label values as columns
         (``"(missing)"`` is drawn in :data:`GREY`, the others in
-        :data:`PALETTE` order).
+        :data:`LABEL_PALETTE` order, apart from the clusters' colours).
     title : str
         The axes' title.
 
@@ -245,7 +245,7 @@ def draw_label_mix(table: pd.DataFrame, title: str) -> Figure:
     n = sum(str(c) != "(missing)" for c in frac.columns)
     for k, col in enumerate(frac.columns):
         vals = frac[col].to_numpy()
-        ax.barh(pos, vals, left=left, color=GREY if str(col) == "(missing)" else colour(k, n),
+        ax.barh(pos, vals, left=left, color=GREY if str(col) == "(missing)" else label_colour(k, n),
                 height=0.7, label=_label(col, 20))
         left += vals
     ax.set_xlim(0, 1)

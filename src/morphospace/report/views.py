@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .html import data_uri
-from .style import GREY, colour
+from .style import GREY, label_colour
 
 __all__ = ["FigureView", "figure", "png_uri", "Cell", "TableView", "table", "mix_bar", "category_colours"]
 
@@ -189,7 +189,8 @@ def mix_bar(counts: Sequence[tuple[str, int, str]]) -> dict[str, list[dict[str, 
 
 
 def category_colours(categories: Iterable[Any]) -> dict[str, str]:
-    """Palette colours of categories in order; ``"(missing)"`` is grey.
+    """Colours of a label column's classes in order (:func:`~.style.label_colour`, apart from the
+    clusters'); ``"(missing)"`` is grey.
 
     Parameters
     ----------
@@ -203,4 +204,4 @@ def category_colours(categories: Iterable[Any]) -> dict[str, str]:
     """
     categories = [str(c) for c in categories]
     n = sum(c != "(missing)" for c in categories)
-    return {c: GREY if c == "(missing)" else colour(k, n) for k, c in enumerate(categories)}
+    return {c: GREY if c == "(missing)" else label_colour(k, n) for k, c in enumerate(categories)}
