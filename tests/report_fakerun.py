@@ -165,3 +165,27 @@ def make_fake_run(path: str | Path, n: int = 60, size: int = 32, seed: int = 0, 
     Image.new("RGB", (30, 30), (80, 80, 200)).save(run.sub("figures") / f"{HOSTILE_FIGURE}.png")  # a hostile file name (put there by hand: figure_path would make it safe)
     (run.path / "models" / "vade" / "meta.json").write_text(json.dumps({"latent_dim": 16}))
     return run
+
+
+def add_many_comparisons(run: RunDir, extra: int = 12, seed: int = 1) -> list[str]:
+    """Comparisons of a feature study's size: ``extra`` more clusterings in the ARI / AMI matrices and
+    as many contingency tables (each its own counts), as when the matrices are too large to read.
+
+    Returns
+    -------
+    list of str
+        The matrices' row names in order (the fake run's three, then ``study_0`` ...).
+    """
+    rng = np.random.default_rng(seed)
+    comp = run.sub("comparisons")
+    names = ["vade", "kmeans4_vade", "morphology"] + [f"study_{i}" for i in range(extra)]
+    a = rng.uniform(0.0, 0.9, (len(names), len(names)))
+    a = (a + a.T) / 2
+    np.fill_diagonal(a, 1.0)
+    for m, mat in (("ari", a), ("ami", np.clip(a * 0.95 + 0.02, 0, 1))):
+        write_table(comp / f"{m}.csv", pd.DataFrame(mat, index=names, columns=names).rename_axis("name").reset_index())
+    for i in range(extra):
+        counts = pd.DataFrame(rng.integers(0, 30, (3, 3)), columns=["edge-on", "elliptical", "spiral"])
+        write_table(comp / f"contingency_study_{i}__morphology.csv",
+                    counts.rename_axis("cluster").reset_index())
+    return names

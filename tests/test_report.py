@@ -27,7 +27,7 @@ from morphospace.report.sprites import SpriteSheets, to_uint8
 from morphospace.report.style import GREY, LABEL_PALETTE, PALETTE
 from morphospace.run import RunDir, write_json, write_npy, write_table
 
-from report_fakerun import HOSTILE_FIGURE, HOSTILE_ID, HOSTILE_LABEL, make_fake_run
+from report_fakerun import HOSTILE_FIGURE, HOSTILE_ID, HOSTILE_LABEL, add_many_comparisons, make_fake_run
 
 
 def payload(html: str) -> dict:
@@ -84,6 +84,36 @@ def test_every_section_of_a_full_run(full_run):
     assert "someone_elses_plot.png" in other
     # the nav links exactly the sections present
     assert re.findall(r'<a href="#([^"]+)">', html) == section_ids(html)
+
+
+def test_many_clusterings_are_read_one_at_a_time(tmp_path, full_run):
+    """A feature study's 62 x 62 matrices are unreadable as figures and its 59 contingency tables a long
+    column: past 8, one clustering's row of the matrices (best agreement first) and one contingency
+    table at a time, chosen from a list. A run of a few keeps its figures and open-able tables."""
+    _, few = full_run
+    assert 'class="pickgroup"' not in few and "<details open><summary>vade" in few
+    run = make_fake_run(tmp_path / "run", n=40, size=32)
+    names = add_many_comparisons(run, extra=12)
+    html = build_report(run, Config()).read_text(encoding="utf-8")
+    comparisons = html[html.index('id="comparisons"'):html.index('id="strangest"')]
+    groups = comparisons.split('<div class="pickgroup">')[1:]
+    assert len(groups) == 2
+    pairs, conts = groups[0], groups[1][:groups[1].index("</div></div>")]
+    options = re.findall(r'<option value="(\d+)">([^<]*)</option>', pairs)
+    # every row of the matrices, the report's clusters and the truth first
+    assert [o[0] for o in options] == [str(i) for i in range(len(names))]
+    assert [o[1] for o in options][:2] == ["vade", "morphology"] and sorted(o[1] for o in options) == sorted(names)
+    shown = re.findall(r'<div class="picked"( hidden)?>', pairs)
+    assert shown[0] == "" and all(h == " hidden" for h in shown[1:]) and len(shown) == len(names)
+    # the first is vade's row: every other clustering and label, by AMI, best first
+    first = pairs.split('<div class="picked"')[1]
+    rows = re.findall(r"<tr><th>([^<]*)</th><td[^>]*>([^<]*)</td><td[^>]*>([^<]*)</td></tr>", first)
+    ami = pd.read_csv(run.path / "comparisons" / "ami.csv", index_col=0).loc["vade"].drop("vade")
+    assert [r[0] for r in rows] == list(ami.sort_values(ascending=False).index)
+    assert [float(r[2]) for r in rows] == pytest.approx(ami.sort_values(ascending=False).round(3).to_list(), abs=1e-3)
+    options = re.findall(r"<option[^>]*>([^<]*)</option>", conts)
+    assert options == ["vade \u00d7 morphology"] + [f"study_{i} \u00d7 morphology" for i in range(12)]
+    assert "<details" not in conts
 
 
 def test_explorer_payload_of_a_full_run(full_run):

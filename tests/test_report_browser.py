@@ -16,7 +16,7 @@ import pytest
 from morphospace.config import Config, apply_overrides
 from morphospace.report import build_report
 
-from report_fakerun import HOSTILE_ID, HOSTILE_LABEL, make_fake_run
+from report_fakerun import HOSTILE_ID, HOSTILE_LABEL, add_many_comparisons, make_fake_run
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
@@ -218,6 +218,29 @@ def test_the_numbers_of_coloured_tables_are_readable(report, browser):
 
     worst = min(_contrast(rgba(ink)[0], over(bg, under)) for ink, bg, under in cells)
     assert worst >= 4.5, (worst, cells[:3])
+
+
+def test_a_picker_shows_the_table_chosen(browser, tmp_path):
+    """Many clusterings: choosing one in the list shows its table, and only its."""
+    run = make_fake_run(tmp_path / "run", n=40, size=32)
+    names = add_many_comparisons(run, extra=12)
+    page = browser().open(build_report(run, Config()))
+    groups = page.locator(".pickgroup")
+    assert groups.count() == 2
+
+    def visible(g):
+        return page.evaluate(f"""[...document.querySelectorAll('.pickgroup')[{g}].querySelectorAll('.picked')]
+                                 .map(d => d.offsetParent !== null)""")
+
+    assert visible(0) == [True] + [False] * (len(names) - 1)
+    groups.nth(0).locator("select").select_option(label="study_3")
+    shown = visible(0)
+    assert sum(shown) == 1 and shown[names.index("study_3")]  # vade, morphology, kmeans4_vade, study_0 ... in order
+    heads = page.evaluate("""[...document.querySelectorAll('.pickgroup')[0].querySelectorAll('.picked')]
+                             .filter(d => d.offsetParent !== null)[0].querySelectorAll('tbody th').length""")
+    assert heads == len(names) - 1  # every other clustering and label
+    groups.nth(1).locator("select").select_option(index=5)
+    assert visible(1) == [k == 5 for k in range(13)]
 
 
 def test_hover_shows_the_galaxy(report, browser, tmp_path):

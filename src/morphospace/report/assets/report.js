@@ -97,6 +97,14 @@
     document.querySelectorAll('main > section[id]').forEach(function (s) { io.observe(s); });
   }
 
+  /* --- pickers: one of many tables shown, the one chosen --- */
+  document.querySelectorAll('.pickgroup select.pick').forEach(function (sel) {
+    var shown = sel.closest('.pickgroup').querySelectorAll(':scope > .picked');
+    sel.addEventListener('change', function () {
+      for (var j = 0; j < shown.length; j++) shown[j].hidden = j !== +sel.value;
+    });
+  });
+
   /* --- figures open full size --- */
   document.addEventListener('click', function (ev) {
     var img = ev.target.closest && ev.target.closest('.fig img');

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,33 @@ def _truth_table(ctx: ReportContext, matrices: dict[str, pd.DataFrame]) -> tuple
     return table(shown, heat=True, heat_range=(0.0, 1.0)), caption
 
 
+PICK_AT = 8  # more tables than this: one at a time, chosen from a list, not a long column of them
+
+
+def _pairs(ctx: ReportContext, matrices: dict[str, pd.DataFrame]) -> list[tuple[str, TableView]]:
+    """For each clustering (and label) of matrices too large to read as figures, its agreement with
+    every other, best first: what a row of the 62 x 62 matrices of a feature study says, legibly.
+    Empty for matrices of up to :data:`PICK_AT` rows, which their figures show well."""
+    if not matrices:
+        return []
+    first = next(iter(matrices.values()))
+    names = [str(n) for n in first.index]
+    if len(names) <= PICK_AT:
+        return []
+    lead = [n for n in (ctx.contents.primary.name if ctx.contents.primary else None, ctx.contents.truth) if n in names]
+    out = []
+    for name in lead + [n for n in names if n not in lead]:
+        cols = {m.upper(): pd.to_numeric(mat.loc[name], errors="coerce").drop(name, errors="ignore")
+                for m, mat in matrices.items() if name in mat.index}
+        frame = pd.DataFrame(cols)
+        if frame.empty:
+            continue
+        key = "AMI" if "AMI" in frame else frame.columns[0]
+        frame = frame.sort_values(key, ascending=False).rename_axis("with").reset_index()
+        out.append((name, table(frame, heat=True, heat_range=(0.0, 1.0))))
+    return out
+
+
 def _held_out(ctx: ReportContext) -> dict[str, int]:
     """Clustering -> the galaxies it was scored on against the labels, for those of fine-tuned features
     (the compare stage's ``held_out.json``); empty when there is none or the file is unreadable."""
@@ -155,7 +183,9 @@ def _contingencies(ctx: ReportContext) -> list[tuple[str, TableView]]:
     conts = sorted(folder.glob("contingency_*.csv")) if folder.is_dir() else []
     names = {p.name: _spelled(p) for p in conts} | _contingency_names(folder)
     primary = c.primary.name if c.primary else None
-    conts.sort(key=lambda p: (0 if primary and names[p.name][0] == primary else 1, p.name))
+    # the primary first, then kmeans3 before kmeans10
+    conts.sort(key=lambda p: (0 if primary and names[p.name][0] == primary else 1,
+                              [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", p.name)]))
     out = []
     for p in conts:
         t = read_matrix(p)
@@ -278,7 +308,8 @@ def comparison_section(ctx: ReportContext) -> Section | None:
             probe = None if probes_stale else probe_view(c.comparison("linear_probe.csv"))
             return Section("comparisons", "Comparisons", render("comparisons.html", matrices=[], truth=c.truth,
                                                                 truth_table=None, truth_caption=None, probe=probe,
-                                                                contingencies=[], stale_clusterings=True,
+                                                                contingencies=[], pairs=[], pick_at=PICK_AT,
+                                                                stale_clusterings=True,
                                                                 audit=None, stale=why))
     figs, matrices = [], {}
     for m, title in (("ari", "Adjusted Rand index"), ("ami", "Adjusted mutual information")):
@@ -296,7 +327,8 @@ def comparison_section(ctx: ReportContext) -> Section | None:
     view = {"matrices": figs, "truth": c.truth, "truth_table": truth_table and truth_table[0],
             "truth_caption": truth_table and truth_table[1],
             "probe": None if probes_stale else probe_view(c.comparison("linear_probe.csv")),
-            "contingencies": _contingencies(ctx), "audit": _audit(ctx), "stale": stale[0] if probes_stale else None,
+            "pairs": _pairs(ctx, matrices), "contingencies": _contingencies(ctx), "pick_at": PICK_AT,
+            "audit": _audit(ctx), "stale": stale[0] if probes_stale else None,
             "stale_clusterings": False}
     if not any(view[k] for k in ("matrices", "truth_table", "probe", "contingencies", "audit", "stale")):
         return None
