@@ -155,6 +155,9 @@ def test_gmm_select_picks_k_by_bic_and_gives_probabilities():
     np.testing.assert_allclose(P.sum(axis=1), 1.0)
     assert adjusted_rand_score(y, gm.labels_) == pytest.approx(1.0)
     assert np.array_equal(gm.predict(X), gm.labels_)
+    assert not gm.at_range_top_  # the data chose 4, inside 2..7
+    assert GMMSelect(k_range=range(2, 4), random_state=0).fit(X).at_range_top_  # the BIC still falling at 3
+    assert not GMMSelect(k_range=[3], random_state=0).fit(X).at_range_top_  # one k: nothing was chosen
     with pytest.raises(UserError, match="covariance"):
         GMMSelect(covariance_type="banana").fit(X)
 
@@ -206,6 +209,7 @@ def test_cluster_run_writes_every_method(tmp_path):
     assert set(sel["method"]) == {"kmeans", "dbscan", "hdbscan", "gmm"}
     assert sel.loc[sel["method"] == "kmeans", "k"].tolist() == [2, 3, 4]
     assert sel.loc[(sel["method"] == "kmeans") & sel["selected"], "k"].tolist() == [3]
+    assert json.loads(run.clustering_path("gmm3_pca").with_suffix(".json").read_text())["bic_at_range_top"] is False
     # a second run with fewer k removes the clusterings it no longer makes
     cfg.cluster.kmeans_k = [3]
     cfg.cluster.methods = ["kmeans"]
@@ -500,3 +504,22 @@ def test_a_cluster_stage_that_did_not_finish_is_said_until_one_does(tmp_path, mo
     assert "clustering file is missing" not in html and shown.missing_clusterings() == []  # the mark is no clustering
     (shown.path / "clusterings" / cluster_module.UNDERWAY).unlink()
     assert "did not finish" not in build_report(shown, cfg).read_text()
+
+
+def test_a_bic_falling_to_the_last_k_is_said_once(tmp_path, caplog):
+    """Six blobs searched with k of 2-3: the BIC falls to 3 on both representations. The range chose k,
+    not the data: one warning names both, and each clustering's record says so."""
+    run = fake_run(tmp_path)
+    X, _ = blobs(k=6, n_per=10, d=2, seed=1)
+    write_npy(run.reduction_path("pca"), X.astype(np.float32))
+    write_npy(run.reduction_path("tsne"), (X * 2).astype(np.float32))
+    cfg = Config()
+    cfg.cluster.methods = ["gmm"]
+    cfg.cluster.gmm_k = [2, 3]
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        assert cluster_run(run, cfg, representations=["pca", "tsne"]) == ["gmm3_pca", "gmm3_tsne"]
+    said = [r.getMessage() for r in caplog.records if "BIC" in r.getMessage()]
+    assert said == ["GMM: the BIC chose the largest k tried (3) on pca, tsne: the range chose k there, not the data; "
+                    "widen cluster.gmm_k to search further"]
+    for name in ("gmm3_pca", "gmm3_tsne"):
+        assert json.loads(run.clustering_path(name).with_suffix(".json").read_text())["bic_at_range_top"] is True

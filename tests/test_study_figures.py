@@ -107,6 +107,11 @@ def test_k_selection_has_one_panel_per_curve_and_marks_the_choice(tmp_path):
         panel = crop(img, ax)
         assert pixels_of(panel, to_rgb("#3b6ea8")) > 20  # the curve
         assert pixels_of(panel, to_rgb("#d1495b")) > 10  # the selected k, circled
+    labels = [ax.get_legend().get_texts()[0].get_text() for ax in fig.axes]
+    assert labels == ["selected"] * 3  # GMM chose 4 of 3-5
+    edge = draw_k_selection(k_table().assign(selected=[True, False, False, False, False, True]), "k")
+    assert "the largest k tried" in edge.axes[2].get_legend().get_texts()[0].get_text()
+    assert edge.axes[0].get_legend().get_texts()[0].get_text() == "selected"  # K-Means' silhouette: no BIC
     only_silhouette = k_table().drop(columns=["calinski_harabasz", "bic"])
     assert len(draw_k_selection(only_silhouette, "k").axes) == 1
     # no curve at all: no figure, and no file

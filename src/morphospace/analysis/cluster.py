@@ -208,6 +208,7 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
     # until the stage is done: killed on the way, it leaves some clusterings new and the rest the
     # earlier run's, which the compare stage and the report would show as one set
     write_json(run.sub("clusterings") / UNDERWAY, {"pid": os.getpid(), "started": time.time()})
+    bic_at_top: list[tuple[str, int]] = []  # (representation, k) where the BIC fell to the last k tried
     for rep in reps:
         X = np.asarray(read_representation(run, rep), dtype=np.float64)
         if X.ndim != 2 or X.shape[0] != len(ids):
@@ -289,8 +290,10 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
                              "predict_proba", rep, len(sample), len(X))
             name = f"gmm{gm.best_k_}_{rep}"
             run.write_clustering(name, ids, np.argmax(probs, axis=1).astype(np.int64), probs)
-            _meta(run, name, {**base, "method": "gmm", "k": gm.best_k_,
+            _meta(run, name, {**base, "method": "gmm", "k": gm.best_k_, "bic_at_range_top": gm.at_range_top_,
                               "covariance_type": c.gmm_covariance, "seconds_all_k": round(t.elapsed, 3)})
+            if gm.at_range_top_:
+                bic_at_top.append((rep, gm.best_k_))
             _drop_stale(run, rf"gmm\d+_{re.escape(rep)}", {name})
             written.append(name)
             selection.append(gm.scores_.assign(method="gmm", selected=gm.scores_["k"] == gm.best_k_))
@@ -304,6 +307,11 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
             # of cluster.methods, DBSCAN now over cluster.density_max_dims) would be compared and
             # reported beside what it makes
             _drop_stale(run, rf"(?:{STAGE_METHODS})_{re.escape(rep)}", set(written), say=True)
+    if bic_at_top:  # said once: on a wide embedding the BIC falls to the largest k nearly everywhere
+        reps = [r for r, _ in bic_at_top]
+        log.warning("GMM: the BIC chose the largest k tried (%d) on %s: the range chose k there, not the data; "
+                    "widen cluster.gmm_k to search further", max(k for _, k in bic_at_top),
+                    ", ".join(reps) if len(reps) <= 4 else f"{len(reps)} representations ({', '.join(reps[:3])}, ...)")
     if methods_asked is None and representations is None:
         # clusterings of a map or embedding the run no longer holds (a reduction taken out of
         # cluster.reductions): they would be compared and reported as this run's

@@ -178,6 +178,9 @@ class GMMSelect(ClusterMixin, BaseEstimator):
         One row per k: k, bic, aic, log_likelihood (mean per row), converged.
     best_k_ : int
         The k of lowest BIC.
+    at_range_top_ : bool
+        Whether ``best_k_`` is the largest k tried (of more than one): the BIC was
+        still falling there, so the range chose k, not the data.
     model_ : GaussianMixture
         The mixture at ``best_k_``.
     labels_ : ndarray
@@ -224,6 +227,7 @@ class GMMSelect(ClusterMixin, BaseEstimator):
         self.models_ = models
         self.scores_ = pd.DataFrame(rows)
         self.best_k_ = int(self.scores_["k"].iloc[int(np.argmin(self.scores_["bic"].to_numpy()))])
+        self.at_range_top_ = len(models) > 1 and self.best_k_ == max(models)
         self.model_ = models[self.best_k_]
         self.n_iter_ = int(self.model_.n_iter_)
         self.probabilities_ = self.model_.predict_proba(X)

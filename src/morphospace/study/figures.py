@@ -186,7 +186,10 @@ def draw_k_selection(table: pd.DataFrame, title: str) -> Figure | None:
         ax.plot(frame["k"], frame[col], "o-", color="#3b6ea8")
         chosen = frame[frame["selected"].astype(bool)] if "selected" in frame else frame.iloc[0:0]
         if len(chosen):
-            ax.plot(chosen["k"], chosen[col], "o", ms=11, mfc="none", mec="#d1495b", mew=2, label="selected")
+            # a BIC that still falls at the last k tried: the range chose, not the data (said on the panel)
+            edge = col == "bic" and len(frame) > 1 and int(chosen["k"].iloc[0]) == int(frame["k"].max())
+            ax.plot(chosen["k"], chosen[col], "o", ms=11, mfc="none", mec="#d1495b", mew=2,
+                    label="selected: the largest k tried,\nstill falling (widen the range)" if edge else "selected")
             ax.legend(fontsize=7, frameon=False)
         ax.set_xlabel("k")
         ax.set_title(name, fontsize=8)
