@@ -449,6 +449,18 @@ def test_a_fine_tuning_that_stopped_early_is_not_trained_further_when_resumed(tm
     np.testing.assert_array_equal(again.transform(X), stopped.transform(X))
 
 
+def test_resuming_a_study_of_the_built_in_survey_is_not_refused():
+    """A study of the built-in synthetic survey (no --data) read it from the cache; the resume check
+    compared that path with the empty data.path given again and refused every --resume of it."""
+    from morphospace.pipeline.study import _what_made_the_features_changed
+
+    earlier = Config()
+    assert _what_made_the_features_changed(earlier, Config(), "/cache/synth-v1.2-n2000-seed0") == []
+    given = apply_overrides(Config(), ["data.path=/data/survey"])
+    assert _what_made_the_features_changed(given, Config(), "/data/survey") == ["data.path: '/data/survey' -> ''"]
+    assert _what_made_the_features_changed(earlier, given, "/cache/synth") == ["data.path: '' -> '/data/survey'"]
+
+
 def test_a_refused_resume_leaves_the_study_resumable(tmp_path, monkeypatch, capsys):
     """`study --resume` with another cube size (or other galaxies) re-ingested first, set the model
     folder aside with the rest of the run, then found "nothing to resume", and the right command

@@ -137,7 +137,7 @@ def _what_made_the_features_changed(earlier: Config, cfg: Config, survey: str = 
         return {k: v for k, v in flat_settings(c).items() if k.partition(".")[0] in _FEATURE_SECTIONS}
 
     before, now = flat(earlier), flat(cfg)
-    if survey:
+    if survey and before.get("data.path"):  # none given (the built-in synthetic survey): nothing to resolve
         before["data.path"] = survey
     changed = []
     for key in sorted(set(before) | set(now)):
