@@ -487,6 +487,11 @@ def test_a_cluster_stage_that_did_not_finish_is_said_until_one_does(tmp_path, mo
         return fit(self, X, *args, **kwargs)
 
     monkeypatch.setattr(cluster_module.KMeansSelect, "fit", dies_on_the_second)
+    calls.append(1)  # dies on its first fit, before it changed anything: the clusterings are all one stage's
+    with pytest.raises(KeyboardInterrupt):
+        cluster_run(run, apply_overrides(cfg, ["cluster.seed=5"]), representations=["pca", "tsne"])
+    assert not clustering_interrupted(run)
+    calls.clear()
     with pytest.raises(KeyboardInterrupt):
         cluster_run(run, apply_overrides(cfg, ["cluster.seed=5"]), representations=["pca", "tsne"])
     assert clustering_interrupted(run)

@@ -125,8 +125,24 @@ def _drop_stale(run: RunDir, pattern: str, keep: set[str], say: bool = False) ->
                 log.info("removed clustering %s: the configured methods no longer make it", name)
 
 
+def _underway(run: RunDir) -> None:
+    """Mark the stage under way before its first change to the run's clusterings, until it finishes:
+    killed on the way, it leaves some clusterings new and the rest the earlier run's, which the compare
+    stage and the report would show as one set. Not before: a stage refused or killed before it
+    changed anything leaves the run's clusterings all of one stage."""
+    marker = run.sub("clusterings") / UNDERWAY
+    if not marker.is_file():
+        write_json(marker, {"pid": os.getpid(), "started": time.time()})
+
+
+def _write_clustering(run: RunDir, name: str, *args, **kwargs) -> None:
+    _underway(run)
+    run.write_clustering(name, *args, **kwargs)
+
+
 def _remove_clustering(run: RunDir, name: str) -> None:
     """A clustering's table and its record."""
+    _underway(run)
     run.clustering_path(name).unlink(missing_ok=True)
     run.clustering_path(name).with_suffix(".json").unlink(missing_ok=True)
 
@@ -205,9 +221,6 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
             log.warning("%d galaxies are too few for %s clusters: %s leaves them out, on every representation",
                         len(ids), ", ".join(map(str, left_out)), what)
     written: list[str] = []
-    # until the stage is done: killed on the way, it leaves some clusterings new and the rest the
-    # earlier run's, which the compare stage and the report would show as one set
-    write_json(run.sub("clusterings") / UNDERWAY, {"pid": os.getpid(), "started": time.time()})
     bic_at_top: list[tuple[str, int]] = []  # (representation, k) where the BIC fell to the last k tried
     for rep in reps:
         X = np.asarray(read_representation(run, rep), dtype=np.float64)
@@ -243,7 +256,7 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
             names = set()
             for k, labels in km.labels_by_k_.items():
                 name = f"kmeans{k}_{rep}"
-                run.write_clustering(name, ids, labels)
+                _write_clustering(run, name, ids, labels)
                 _meta(run, name, {**base_km, "method": "kmeans", "k": k, "best_k": km.best_k_,
                                   "seconds_all_k": round(t.elapsed, 3)})
                 names.add(name)
@@ -256,7 +269,7 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
                                             X, sample, f"DBSCAN on {rep}")
             name = f"dbscan_{rep}"
             noise = float(np.mean(labels < 0))
-            run.write_clustering(name, ids, labels)
+            _write_clustering(run, name, ids, labels)
             _meta(run, name, {**base, "method": "dbscan", "eps": db.eps_, "min_samples": db.min_samples_,
                               "n_clusters": db.n_clusters_, "noise_fraction": noise,
                               "seconds": round(t.elapsed, 3)})
@@ -271,7 +284,7 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
                 hd, labels, member = _fit_extend(clusterer, X, sample, f"HDBSCAN on {rep}")
             name = f"hdbscan_{rep}"
             noise = float(np.mean(labels < 0))
-            run.write_clustering(name, ids, labels, extra={"membership": member.astype(np.float32)})
+            _write_clustering(run, name, ids, labels, extra={"membership": member.astype(np.float32)})
             _meta(run, name, {**base, "method": "hdbscan", "min_cluster_size": hd.min_cluster_size_,
                               "n_clusters": hd.n_clusters_, "noise_fraction": noise,
                               "seconds": round(t.elapsed, 3)})
@@ -289,7 +302,7 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
                     log.info("GMM on %s fitted on a sample of %d of %d rows, extended to the rest with "
                              "predict_proba", rep, len(sample), len(X))
             name = f"gmm{gm.best_k_}_{rep}"
-            run.write_clustering(name, ids, np.argmax(probs, axis=1).astype(np.int64), probs)
+            _write_clustering(run, name, ids, np.argmax(probs, axis=1).astype(np.int64), probs)
             _meta(run, name, {**base, "method": "gmm", "k": gm.best_k_, "bic_at_range_top": gm.at_range_top_,
                               "covariance_type": c.gmm_covariance, "seconds_all_k": round(t.elapsed, 3)})
             if gm.at_range_top_:
