@@ -161,6 +161,29 @@ def test_a_file_system_without_locks_is_said_not_taken_for_a_writer(tmp_path, mo
         release_locks()
 
 
+@pytest.mark.parametrize("env, rank", [
+    ({}, "0"), ({"RANK": "0", "LOCAL_RANK": "0"}, "0"), ({"RANK": "3", "LOCAL_RANK": "1"}, "3"),  # torchrun
+    ({"SLURM_PROCID": "5"}, "5"),  # srun
+    ({"LOCAL_RANK": "1"}, "1"), ({"LOCAL_RANK": "1", "NODE_RANK": "2"}, "1 of node 2"),  # Lightning's children
+    ({"LOCAL_RANK": "0", "NODE_RANK": "1"}, "0 of node 1"),
+    # Lightning's launcher in a batch script: its child keeps the script's SLURM_PROCID=0 (named "0", it
+    # would have taken the first task's part in the job's stop notes)
+    ({"SLURM_PROCID": "0", "LOCAL_RANK": "1"}, "1")])
+def test_the_rank_a_launcher_gave_is_read_one_way(monkeypatch, env, rank):
+    """The run's lock (a later rank shares the first's) and the job's stop notes (which task stopped)
+    read one function, so they agree on which process is the job's first."""
+    from morphospace.run.lock import launch_rank, launched_as_later_rank
+
+    for name in ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK", "SLURM_NTASKS", "SLURM_NPROCS",
+                 "OMPI_COMM_WORLD_SIZE", "PMI_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert launch_rank() == rank
+    assert launched_as_later_rank() == (rank != "0")
+
+
 def test_a_distributed_job_is_one_writer(tmp_path, monkeypatch):
     """Only the first process of a distributed job (train, embed) takes the lock: the others, started
     by srun, torchrun or Lightning's own launcher, share it; any other writer is still refused."""

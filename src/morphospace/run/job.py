@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .lock import job_size
+from .lock import job_size, launch_rank
 
 __all__ = ["NOTE_PREFIX", "JobTask", "job_key"]
 
@@ -60,19 +60,6 @@ def job_key(command: str = "") -> str:
     return "|".join(parts + [f"command={command}"])
 
 
-def _rank() -> str:
-    """This task's rank as the job numbers it: RANK (torchrun), SLURM_PROCID (srun); Lightning's
-    own launcher gives its children their node's and local rank only."""
-    for name in ("RANK", "SLURM_PROCID"):
-        value = os.environ.get(name, "").strip()
-        if value.isdigit():
-            return value
-    node, local = (os.environ.get(n, "").strip() for n in ("NODE_RANK", "LOCAL_RANK"))
-    if node in ("", "0"):
-        return local if local.isdigit() else "0"
-    return f"{local or 0} of node {node}"
-
-
 @dataclass(frozen=True)
 class JobTask:
     """This process as one task of a distributed job, and the run the job writes.
@@ -97,7 +84,7 @@ class JobTask:
     @classmethod
     def of_this_process(cls, run_path: str | Path, command: str = "") -> "JobTask | None":
         """None for a lone process."""
-        return cls(Path(run_path), job_key(command), _rank()) if job_size() >= 2 else None
+        return cls(Path(run_path), job_key(command), launch_rank()) if job_size() >= 2 else None
 
     def tell_peers(self, message: str, code: int) -> None:
         """Leave this task's stop in the run for the others, unless one of them has left its own

@@ -19,7 +19,7 @@ from ..errors import RunInUse, UserError
 
 log = logging.getLogger("morphospace")
 
-__all__ = ["LOCK_FILE", "built_by_one", "folder_turns", "hold_lock", "job_size", "launched_as_later_rank",
+__all__ = ["LOCK_FILE", "built_by_one", "folder_turns", "hold_lock", "job_size", "launch_rank", "launched_as_later_rank",
            "release_locks"]
 
 LOCK_FILE = ".lock"
@@ -42,13 +42,27 @@ def launched_as_later_rank() -> bool:
         positive integer in a job of more than one process (``WORLD_SIZE``, ``SLURM_NTASKS``, ...):
         a stray ``SLURM_PROCID=1`` in a lone process skipped the run's lock and half its work.
     """
-    if job_size() < 2:
-        return False
-    for name in _RANK_VARIABLES:
-        value = os.environ.get(name, "").strip()
-        if value.isdigit() and int(value) > 0:
-            return True
-    return False
+    return job_size() >= 2 and launch_rank() != "0"
+
+
+def launch_rank() -> str:
+    """This process's rank as its launcher numbers it, as text: ``"0"`` for the job's first process
+    (and a lone one), else the global rank (``RANK``: torchrun; ``SLURM_PROCID``: srun) where one is
+    positive, else the local rank Lightning's own launcher gives its children, with the node's
+    (``"1 of node 2"``) past the first node. A child of Lightning's launcher in a batch script keeps
+    the script's ``SLURM_PROCID=0``: it is its ``LOCAL_RANK`` that tells it from the first.
+
+    Returns
+    -------
+    str
+        ``"0"`` exactly when no rank variable holds a positive integer.
+    """
+    ranks = {n: int(v) for n in _RANK_VARIABLES if (v := os.environ.get(n, "").strip()).isdigit()}
+    for name in ("RANK", "SLURM_PROCID"):
+        if ranks.get(name, 0) > 0:
+            return str(ranks[name])
+    local, node = ranks.get("LOCAL_RANK", 0), ranks.get("NODE_RANK", 0)
+    return f"{local} of node {node}" if node else str(local)
 
 
 def _open_lock_file(path: Path):
