@@ -779,9 +779,13 @@ def test_an_lda_map_in_the_explorer_says_it_was_fitted_with_the_labels(tmp_path)
     from morphospace.run import write_npy
 
     run = make_fake_run(tmp_path / "run", n=40, size=16, everything=False)
-    write_npy(run.reduction_path("vade_lda"), np.random.default_rng(0).normal(size=(40, 2)).astype(np.float32))
+    rng = np.random.default_rng(0)
+    write_npy(run.reduction_path("vade_lda"), rng.normal(size=(40, 2)).astype(np.float32))
+    # a study's LDA map is "lda", and one of 5 discriminants (6 classes) shows its first two
+    write_npy(run.reduction_path("lda"), rng.normal(size=(40, 5)).astype(np.float32))
+    write_npy(run.reduction_path("glda"), rng.normal(size=(40, 2)).astype(np.float32))  # no LDA
     maps = [m["name"] for m in payload(build_report(run, Config()).read_text())["explorer"]["maps"]]
-    assert maps == ["vade_lda (fitted with the labels)"]
+    assert sorted(maps) == ["glda", "lda (1, 2) (fitted with the labels)", "vade_lda (fitted with the labels)"]
 
 
 def test_the_page_opens_on_what_the_run_found(full_run):

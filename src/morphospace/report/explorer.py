@@ -31,6 +31,7 @@ import base64
 import hashlib
 import logging
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -352,7 +353,8 @@ def explorer_arrays(contents: RunContents, points: np.ndarray, k: int = 8, seed:
             log.warning("report: reduction %s has non-finite coordinates: left out of the explorer", name)
             continue
         # an LDA map is fitted with the labels: said in its name, not shown as if found without them
-        shown = f"{name} (fitted with the labels)" if name.endswith("_lda") else name
+        # (a study's is "lda", a run's "<embedding>_lda"; one of more than 2 discriminants "... (1, 2)")
+        shown = f"{name} (fitted with the labels)" if re.match(r"(?:.*_)?lda(?: \(1, 2\))?$", name) else name
         maps.append({"name": shown, "xy": normalise_xy(xy)})
     if not maps:
         maps.append({"name": f"PCA of {space} (computed for the report)",
