@@ -642,6 +642,7 @@ def test_generate_keeps_out_of_the_run_s_own_files(pca_run, tmp_path, capsys):
     line = one_line_error(capsys, main(["generate", str(pca_run), "--component", "0", "--out", str(afile), "--quiet"]))
     assert "is a file, not a folder: choose a folder for the galaxies" in line
     # the run's survey took the galaxies in at its next ingest; another run's root or stage folders took them
+    import json
     import shutil
 
     other = tmp_path / "other"
@@ -653,9 +654,21 @@ def test_generate_keeps_out_of_the_run_s_own_files(pca_run, tmp_path, capsys):
         line = one_line_error(capsys, main(["generate", str(pca_run), "--component", "0", "--out", str(out), "--quiet"]))
         assert said in line, (out, line)
     assert not (pca_run.parent / "data" / "images").exists() and not (other / "models" / "x").exists()
-    # a folder of its own beside the survey's images (which no ingest reads) passes these checks
-    main(["generate", str(pca_run), "--component", "0", "--out", str(pca_run.parent / "data" / "fakes"), "--quiet"])
-    assert "survey keeps its images" not in capsys.readouterr().err
+    # a folder of its own beside the survey's images (which no ingest reads) passes these checks, whatever
+    # its name begins with
+    for name in ("fakes", "images2"):
+        main(["generate", str(pca_run), "--component", "0", "--out", str(pca_run.parent / "data" / name), "--quiet"])
+        assert "survey keeps its images" not in capsys.readouterr().err
+    # a survey inside its run's folder: its images folder is refused there too, not taken for a folder of
+    # the user's own inside the run
+    inside = tmp_path / "inside"
+    shutil.copytree(pca_run, inside)
+    (inside / "mydata" / "images").mkdir(parents=True)
+    summary = json.loads((inside / "ingest_summary.json").read_text())
+    (inside / "ingest_summary.json").write_text(json.dumps({**summary, "source": str(inside / "mydata")}))
+    for out in (inside / "mydata", inside / "mydata" / "images"):
+        line = one_line_error(capsys, main(["generate", str(inside), "--component", "0", "--out", str(out), "--quiet"]))
+        assert "is where the run's survey keeps its images" in line, line
 
 
 # 5. file-system mistakes -----------------------------------------------------------------------------

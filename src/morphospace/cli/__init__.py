@@ -63,6 +63,7 @@ def _check_generate_out(run: RunDir, out: Path) -> None:
     file a stage writes): the galaxies went into the run's root beside its cube; in another run's
     (its root or stage folders); or where the run's survey keeps its images (its folder, or its
     ``images``), whose next ingest took them in as observed galaxies."""
+    from ..data.ingest.readers import KAGGLE_IMAGES
     from ..pipeline.survey import survey_read
     from ..run.places import check_run_place, is_run
     from ..run.rundir import RUN_FILES, RUN_FOLDERS
@@ -71,15 +72,16 @@ def _check_generate_out(run: RunDir, out: Path) -> None:
     instead = f"write the galaxies to a folder of their own (e.g. {printable(str(run.path / 'generated'))})"
     if target == root or (target.is_relative_to(root) and target.relative_to(root).parts[0] in RUN_FOLDERS | RUN_FILES):
         raise UserError(f"--out {printable(str(out))} is among the run's own files: {instead}")
+    survey = survey_read(run)  # resolved by the ingest: the saved data.path is relative to where it was typed
+    # the folders an ingest reads images from: the survey's own, its images/ and Kaggle's images_training_rev1
+    if survey and (target == Path(survey) or (target.parent == Path(survey) and target.name in ("images", KAGGLE_IMAGES))):
+        raise UserError(f"--out {printable(str(out))} is where the run's survey keeps its images "
+                        f"({printable(survey)}): its next ingest would read the galaxies as observed ones; {instead}")
     if target.is_relative_to(root):
         return  # a folder of the user's own inside the run (a run may sit inside its survey's folder)
     if is_run(target):
         raise UserError(f"--out {printable(str(out))} is another run's folder: {instead}")
     check_run_place(out)
-    survey = survey_read(run)  # resolved by the ingest: the saved data.path is relative to where it was typed
-    if survey and (target == Path(survey) or (target.parent == Path(survey) and target.name.startswith("images"))):
-        raise UserError(f"--out {printable(str(out))} is where the run's survey keeps its images "
-                        f"({printable(survey)}): its next ingest would read the galaxies as observed ones; {instead}")
 
 
 def main(argv: list[str] | None = None) -> int:
