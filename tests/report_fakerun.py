@@ -150,7 +150,8 @@ def make_fake_run(path: str | Path, n: int = 60, size: int = 32, seed: int = 0, 
     write_table(comp / "contingency_vade__morphology.csv",
                 cont.rename_axis(index="cluster", columns=None).reset_index())
     write_table(comp / "nuisance_audit.csv", pd.DataFrame({"clustering": ["vade", "kmeans4_vade"],
-                                                           "pa_bin": [0.05, 0.12], "companion": [0.01, 0.02]}))
+                                                           "pa_bin": [0.05, 0.12], "companion": [0.01, 0.02],
+                                                           "flag_nonfinite": [0.0, 0.001]}))
     logs = run.model_dir("vade") / "logs" / "train" / "version_0"
     logs.mkdir(parents=True, exist_ok=True)
     epochs = np.arange(6)

@@ -800,6 +800,18 @@ def test_the_page_opens_on_what_the_run_found(full_run):
     assert ("0.72", "AMI with morphology") == tiles[1][:2]
     assert tiles[2] == ("0.050", "largest nuisance AMI", "vade with pa_bin (0: chance)")
     assert "the adjusted Rand index (ARI:" in html  # the matrices' scores were never explained
+    # the audit's columns explained, an ingest flag by what the ingest says it means
+    assert "<li><code>flag_nonfinite</code>: the ingest&#39;s quality flag: NaN or inf pixels</li>" in html
+    # one cluster is "cluster"; a nuisance AMI a hair below 0 is 0.000, not -0.000
+    from morphospace.report.collect import RunContents
+    from morphospace.report.findings import key_findings
+
+    one = make_fake_run(run.path.parent / "one", n=30, size=16)
+    one.write_clustering("vade", one.cube_ids(), np.zeros(30, dtype=np.int64))
+    write_table(one.path / "comparisons" / "nuisance_audit.csv",
+                pd.DataFrame({"clustering": ["vade"], "pa_bin": [-0.0002]}))
+    got = key_findings(RunContents(one))
+    assert got[0] == ("1", "cluster", "vade") and got[-1][:2] == ("0.000", "largest nuisance AMI")
     # its audit has no truth or anomaly row: the caption describes none ("for reference: the truth label")
     audit = html[html.index("Nuisance audit"):]
     assert "Below the clusterings, for reference" not in audit[:audit.index("</p>")]

@@ -23,7 +23,8 @@ def key_findings(contents: RunContents) -> list[tuple[str, str, str]]:
     tiles = []
     primary = contents.primary
     if primary is not None:
-        tiles.append((str(len([k for k in primary.clusters if k >= 0])), "clusters", primary.name))
+        held = len([k for k in primary.clusters if k >= 0])
+        tiles.append((str(held), "cluster" if held == 1 else "clusters", primary.name))
     fresh = contents.stale_comparisons is None
     truth = contents.truth
     ami = _matrix(contents, "ami.csv") if fresh else None
@@ -47,7 +48,8 @@ def key_findings(contents: RunContents) -> list[tuple[str, str, str]]:
     if primary is not None and audit is not None and primary.name in audit.index:
         row = pd.to_numeric(audit.loc[primary.name], errors="coerce").dropna()
         if len(row):
-            tiles.append((f"{row.max():.3f}", "largest nuisance AMI", f"{primary.name} with {row.idxmax()} (0: chance)"))
+            tiles.append((f"{row.max():.3f}".replace("-0.000", "0.000"), "largest nuisance AMI",
+                          f"{primary.name} with {row.idxmax()} (0: chance)"))
     return tiles
 
 

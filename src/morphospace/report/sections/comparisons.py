@@ -235,7 +235,8 @@ def _audit(ctx: ReportContext) -> dict[str, Any] | None:
         numbers = table(audit.reset_index(), heat=True, heat_range=(0.0, max(0.2, hi)))
         primary = ctx.contents.primary
         verdict = _audit_verdict(vals, primary.name if primary is not None else "", ctx.contents.truth)
-        glossary = [(c, NUISANCE_MEANING.get(c, "a column of the catalogue")) for c in audit.columns]
+        glossary = [(c, NUISANCE_MEANING.get(c) or _flag_meaning(ctx, str(c)) or "a column of the catalogue")
+                    for c in audit.columns]
         # the rows under the clusterings, where the run has them: said only then
         reference = {"truth": ctx.contents.truth in vals.index,
                      "anomaly": any("anomaly" in str(r) for r in vals.index)}
@@ -254,6 +255,17 @@ NUISANCE_MEANING = {
     "frame_px": "the frame's size as the file stores it", "crop": "the fraction of its frame the row shows",
     "handedness": "the spiral's winding, clockwise or anticlockwise (from gz1_name's cw / acw)",
 }
+def _flag_meaning(ctx: ReportContext, column: str) -> str:
+    """What an ingest quality flag column (``flag_<name>``) means, as the ingest summary says; ``""``
+    for any other column."""
+    if not column.startswith("flag_"):
+        return ""
+    flags = (ctx.contents.summary or {}).get("flags")
+    info = flags.get(column[5:]) if isinstance(flags, dict) else None
+    meaning = str(info.get("meaning", "")) if isinstance(info, dict) else ""
+    return f"the ingest's quality flag: {meaning}" if meaning else "a quality flag of the ingest"
+
+
 _AIM = 0.02  # the form-first issue's bound on a nuisance's AMI with the clusters
 
 
