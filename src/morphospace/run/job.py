@@ -9,8 +9,9 @@ A task that stops on an error leaves a note in the run (``.job_stopped.<job>.jso
 one-line message, its exit status); every other task of the job watches for it
 (:meth:`JobTask.watching_peers`) and stops too, with one line naming the task and its reason. A note
 belongs to the job that wrote it (the launcher's ids, :func:`job_key`) and to this launch of it
-(written after this process started, less a margin for tasks started a little apart): an
-earlier job's note is not read as this one's.
+(written by a task that started when this one did, give or take a margin for tasks started a
+little apart): an earlier job's note is not read as this one's, nor that of an earlier launch with
+the same ids that ran a while and stopped just before this one was started.
 
 This is the fallback. A launcher that ends every task when one fails does it first and also
 when a task is killed outright (``srun --kill-on-bad-exit=1``, ``torchrun``).
@@ -92,7 +93,7 @@ class JobTask:
         launcher, and say so). Best effort: a run that cannot be written to leaves them to their
         launcher."""
         path = self.note_path
-        note = {"job": self.key, "rank": self.rank, "task": _TOKEN, "time": time.time(),
+        note = {"job": self.key, "rank": self.rank, "task": _TOKEN, "time": time.time(), "started": _STARTED,
                 "message": message, "code": int(code)}
         tmp = path.with_name(f"{path.name}.{_TOKEN}.partial")
         try:
@@ -119,8 +120,11 @@ class JobTask:
             return None
         if not isinstance(note, dict) or note.get("job") != self.key or (note.get("task") == _TOKEN and not own):
             return None
-        written = note.get("time")
-        if not isinstance(written, (int, float)) or written < _STARTED - _START_SPREAD_S:
+        # when its task started (an older note without it: when it was written, no earlier): the tasks
+        # of one launch start together, so a launch of the same ids that ran a while and stopped just
+        # before this one was relaunched is not read as this launch
+        started = note.get("started", note.get("time"))
+        if not isinstance(started, (int, float)) or started < _STARTED - _START_SPREAD_S:
             return None  # an earlier launch's
         return note
 
