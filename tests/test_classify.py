@@ -109,6 +109,31 @@ def test_temperature_scaling_recovers_a_known_temperature_and_keeps_the_predicti
     assert (_softmax(logits / t).argmax(1) == logits.argmax(1)).all()
 
 
+def test_few_labels_do_not_make_overconfident_probabilities():
+    """Four labels a class: each fold's model chose a penalty 30-300x stronger than the final model's,
+    a temperature of 0.05 was fitted to those small logits and applied to the final model's large
+    ones: 0.95 confidence for 60% accuracy, most galaxies above 0.99 (sdss-gz1: 96%, right for 72%).
+    Scored on the galaxies whose labels it never saw, over six draws of the labels."""
+    gaps, sure = [], []
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        y = rng.integers(0, 3, 600)
+        X = (rng.normal(0, 1.0, (3, 32)) * 0.35)[y] + rng.normal(0, 1, (600, 32))
+        chosen = np.concatenate([rng.choice(np.flatnonzero(y == c), 4, replace=False) for c in range(3)])
+        labels = np.full(600, None, dtype=object)
+        labels[chosen] = np.array(["a", "b", "c"])[y[chosen]]
+        clf = FewLabelClassifier(random_state=0).fit(X, labels)
+        rest = np.setdiff1d(np.arange(600), chosen)
+        proba = clf.predict_proba(X[rest])
+        gaps.append(abs(proba.max(1).mean() - (proba.argmax(1) == y[rest]).mean()))
+        sure.append((proba.max(1) > 0.99).mean())
+        # what it reports of itself is of held-out folds, and says when it left the probabilities as they were
+        cal = clf.calibration_
+        assert {"before", "after", "method"} <= set(cal)
+        assert (clf.temperature_ == 1.0) == cal["method"].startswith("none"), cal
+    assert np.mean(gaps) < 0.15 and np.mean(sure) < 0.05, (gaps, sure)
+
+
 def test_margin_uncertainty_and_calibration_scores_by_hand():
     p = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.6, 0.3, 0.1]])
     assert np.allclose(margin_uncertainty(p), [0.0, 1.0, 0.7])

@@ -50,9 +50,13 @@ def run(args, run) -> int:
         for n, row in zip(names, cv["confusion_matrix"]):
             print(f"{n:>{width}}  " + "  ".join(f"{v:>{max(len(c), 5)}d}" for v, c in zip(row, names)))
         cal = m["calibration"]
-        if cal.get("after"):
-            print(f"calibration (out of fold): temperature {cal['temperature']:.2f}, Brier {cal['before']['brier']:.3f}"
+        if cal.get("after") and cal.get("temperature", 1.0) != 1.0:
+            print(f"calibration (held-out folds): temperature {cal['temperature']:.2f}, Brier {cal['before']['brier']:.3f}"
                   f" -> {cal['after']['brier']:.3f}, ECE {cal['before']['ece']:.3f} -> {cal['after']['ece']:.3f}")
+        elif cal.get("after"):  # tried, and not used
+            print(f"calibration: none, temperature scaling did not lower the log loss of held-out folds (Brier "
+                  f"{cal['before']['brier']:.3f}, ECE {cal['before']['ece']:.3f}; scaled: {cal['after']['brier']:.3f}, "
+                  f"{cal['after']['ece']:.3f})")
     else:
         shown = 0 if out["suggestions"] is None else len(out["suggestions"])
         print(f"no labels yet: {shown} diverse galaxies to label first")
