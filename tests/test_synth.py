@@ -117,8 +117,14 @@ def test_reuse_overwrite_and_refusals(tmp_path):
     stamp = (out / synth.MARKER_NAME).stat().st_mtime_ns
     assert synth.make_survey(out, n=6, seed=1, size=64, workers=1, progress=False) == out
     assert (out / synth.MARKER_NAME).stat().st_mtime_ns == stamp  # reused, not re-rendered
-    with pytest.raises(UserError, match="different synthetic survey"):
+    with pytest.raises(UserError, match=r"holds another synthetic survey \(n 6 there\): choose another folder, or "
+                                        "delete that one first"):
         synth.make_survey(out, n=7, seed=1, size=64, workers=1, progress=False)
+    with pytest.raises(UserError, match=r"\(size 64 there\)"):  # named what differs, not the n and seed asked for
+        synth.make_survey(out, n=6, seed=1, size=32, workers=1, progress=False)
+    (out / "images" / "synth_000002.png").unlink()  # deleted by hand: rendered again, not reused a galaxy short
+    synth.make_survey(out, n=6, seed=1, size=64, workers=1, progress=False)
+    assert len(list((out / "images").glob("*.png"))) == 6
     synth.make_survey(out, n=7, seed=1, size=64, workers=1, progress=False, overwrite=True)
     assert len(list((out / "images").glob("*.png"))) == 7 and synth.read_marker(out)["n"] == 7
     # an interrupted run (images, no marker) is rendered again without asking
@@ -133,9 +139,29 @@ def test_reuse_overwrite_and_refusals(tmp_path):
     with pytest.raises(UserError, match="not empty"):
         synth.make_survey(other, n=6, progress=False, workers=1, overwrite=True)
     assert (other / "notes.txt").read_text() == "mine"
-    for bad in ({"n": 0}, {"seed": -1}, {"size": 8}, {"workers": 0}, {"morphologies": ["blob"]}):
+    # a catalogue of the user's own (with or without an images folder) is no interrupted survey: it was
+    # taken for one and replaced
+    for mine in ("cat_only", "cat_and_images"):
+        folder = tmp_path / mine
+        (folder / "images").mkdir(parents=True, exist_ok=mine == "cat_and_images")
+        if mine == "cat_only":
+            (folder / "images").rmdir()
+        (folder / "catalogue.csv").write_text("id,notes\nmy_gal,precious\n")
+        with pytest.raises(UserError, match="not empty and is not a synthetic survey"):
+            synth.make_survey(folder, n=2, size=32, progress=False, workers=1)
+        assert (folder / "catalogue.csv").read_text() == "id,notes\nmy_gal,precious\n"
+    # a damaged marker: one line, not a traceback
+    for damage in ("{garbage", "[1, 2]"):
+        (out / synth.MARKER_NAME).write_text(damage)
+        with pytest.raises(UserError, match="is damaged"):
+            synth.make_survey(out, n=6, seed=1, size=64, workers=1, progress=False)
+    for bad in ({"n": 0}, {"seed": -1}, {"size": 8}, {"workers": 0}, {"morphologies": ["blob"]},
+                {"size": 100_000}, {"n": 10**10}, {"seed": 2**40}):
         with pytest.raises(UserError):
             synth.make_survey(tmp_path / "bad", progress=False, **{"n": 6, **bad})
+    assert not (tmp_path / "bad").exists()  # refused before anything was made
+    with pytest.raises(UserError, match="empty text"):
+        synth.make_survey("", n=2, size=32, progress=False, workers=1)
 
 
 def test_subset_of_morphologies(tmp_path):

@@ -121,7 +121,14 @@ def read_marker(path: str | Path) -> dict[str, Any]:
     marker_path = Path(path) / MARKER_NAME
     if not marker_path.is_file():
         raise UserError(f"{path} is not a synthetic survey (no {MARKER_NAME})")
-    return json.loads(marker_path.read_text())
+    try:
+        got = json.loads(marker_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"{marker_path} is damaged ({exc.__class__.__name__}): delete the survey folder and render "
+                        f"it again") from None
+    if not isinstance(got, dict):
+        raise UserError(f"{marker_path} is damaged (not a JSON object): delete the survey folder and render it again")
+    return got
 
 
 def is_synth_survey(path: str | Path) -> bool:
@@ -152,10 +159,19 @@ def looks_like_partial_survey(out: Path) -> bool:
     bool
     """
     names = {p.name for p in out.iterdir()}
-    if not names <= {IMAGE_DIR, CATALOGUE_NAME}:
-        return False
     imgs = out / IMAGE_DIR
-    return not imgs.exists() or all(f.name.startswith(("synth_", ".synth_")) for f in imgs.iterdir())
+    if not names <= {IMAGE_DIR, CATALOGUE_NAME} or not imgs.is_dir():
+        return False  # a catalogue alone is the user's: the images are rendered before it
+    files = [f.name for f in imgs.iterdir()]
+    if not all(f.startswith(("synth_", ".synth_")) for f in files):
+        return False
+    if CATALOGUE_NAME in names:  # written after every image: there are some, and it is the generator's
+        try:
+            header = (out / CATALOGUE_NAME).open(encoding="utf-8").readline().strip().split(",")
+        except (OSError, UnicodeDecodeError):
+            return False
+        return bool(files) and header[:1] == ["id"] and "morphology" in header
+    return True
 
 
 def remove_survey(out: Path) -> None:

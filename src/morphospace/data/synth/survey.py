@@ -71,13 +71,27 @@ def _work(job: tuple[int, int, int, int, tuple[str, ...], str]) -> dict[str, Any
     return {"id": gid, "file": rel, **row}
 
 
+# a survey's bounds: ten million galaxies (the largest surveys of today), frames up to 2048 px (a frame
+# of 100,000 px asked for 149 GB and stopped in a traceback, its folder left behind)
+MAX_N, MAX_SIZE = 10_000_000, 2048
+
+
 def _check_args(n: Any, seed: Any, size: Any, workers: Any, morphologies: Sequence[str]) -> None:
-    for name, value, low in (("n", n, 1), ("seed", seed, 0), ("size", size, 32), ("workers", workers, 1)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise UserError(f"synth: {name} must be an integer >= {low}, got {value!r}")
+    for name, value, low, high in (("n", n, 1, MAX_N), ("seed", seed, 0, 2**32 - 1), ("size", size, 32, MAX_SIZE),
+                                   ("workers", workers, 1, 1024)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+            raise UserError(f"synth: {name} must be an integer from {low} to {high:,}, got {value!r}")
     bad = [m for m in morphologies if m not in MORPHOLOGIES]
     if bad or not morphologies or len(set(morphologies)) != len(morphologies):
         raise UserError(f"synth: morphologies must be distinct names among {', '.join(MORPHOLOGIES)}, got {list(morphologies)}")
+
+
+def _all_there(out: Path, n: int) -> bool:
+    """Whether a finished survey's n images and its catalogue are all in ``out`` (a file deleted by
+    hand made the survey reused with a galaxy short)."""
+    images = out / IMAGE_DIR
+    return (out / CATALOGUE_NAME).is_file() and images.is_dir() and \
+        all((images / f"{image_id(i, n)}.png").is_file() for i in range(n))
 
 
 def make_survey(out_dir: str | Path, n: int = 2000, seed: int = 0, size: int = 128, workers: int = 2,
@@ -113,6 +127,8 @@ def make_survey(out_dir: str | Path, n: int = 2000, seed: int = 0, size: int = 1
     morphologies = tuple(morphologies) if morphologies is not None else MORPHOLOGIES
     _check_args(n, seed, size, workers, morphologies)
     n, seed, size, workers = int(n), int(seed), int(size), int(workers)
+    if not str(out_dir).strip():  # Path("") is the current folder: the survey went there
+        raise UserError("synth: the output folder is empty text: name a folder (--out DIR)")
     out = Path(out_dir)
     want = marker(seed, n, size, morphologies)
     if out.exists() and not out.is_dir():
@@ -120,12 +136,17 @@ def make_survey(out_dir: str | Path, n: int = 2000, seed: int = 0, size: int = 1
     if out.is_dir() and any(out.iterdir()):
         if is_synth_survey(out):
             have = read_marker(out)
-            if have == want and not overwrite:
+            whole = _all_there(out, n)
+            if have == want and not overwrite and whole:
                 log.info("synthetic survey already in %s (n=%d, seed=%d): reused", out, n, seed)
                 return out
-            if not overwrite:
-                raise UserError(f"synth: {out} holds a different synthetic survey (n={have.get('n')}, "
-                                f"seed={have.get('seed')}): choose another folder or overwrite it")
+            if have == want:
+                log.warning("%s holds this synthetic survey with images or its catalogue missing: rendering it again", out)
+            elif not overwrite:
+                differs = [f"{k} {have.get(k)!r}" for k in ("version", "n", "seed", "size", "morphologies")
+                           if have.get(k) != want.get(k)]
+                raise UserError(f"synth: {out} holds another synthetic survey ({', '.join(differs) or 'other settings'}"
+                                f" there): choose another folder, or delete that one first")
             remove_survey(out)
         elif looks_like_partial_survey(out):
             log.info("%s holds an interrupted synthetic survey (no marker): rendering it again", out)
