@@ -237,6 +237,19 @@ def _labels(run, y, rows):
     return "\n".join(["id,kind"] + [f'{ids[r]},"{HOSTILE[y[r]].replace(chr(34), chr(34) * 2)}"' for r in rows]) + "\n"
 
 
+def test_a_class_named_like_no_label_is_refused_not_dropped(tmp_path):
+    """bar: none / weak / strong: 'none' was read as no label, and its galaxies left out of training with
+    only a count said (no galaxy could ever be classed 'none'). Blank cells are still no label."""
+    from morphospace.analysis.label_files import read_labels
+
+    path = _csv(tmp_path / "bar.csv", "id,bar\na,none\nb,weak\nc,strong\nd,\ne,None\n")
+    with pytest.raises(UserError, match=r"'bar' holds 'None', 'none' \(2 rows\): text that reads as no label; "
+                                        r"leave a cell blank for no label, or name such a class otherwise \(e.g. 'no_bar'\)"):
+        read_labels(path, "bar")
+    pairs, notes = read_labels(_csv(tmp_path / "ok.csv", "id,bar\na,no_bar\nb,weak\nd,\n"), "bar")
+    assert pairs["label"].tolist() == ["no_bar", "weak"] and "1 row without a label in 'bar'" in notes[0]
+
+
 def test_classify_end_to_end_writes_classes_suggestions_and_export_columns(tiny_run, tmp_path, capsys):
     run, X, y = tiny_run
     rows = [0, 1, 2, 3, 20, 21, 22, 23, 40, 41, 42, 43]
