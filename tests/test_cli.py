@@ -59,6 +59,19 @@ def test_bad_option_is_one_line_exit_2():
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("argv", [["similar", "R", "--id", "a", "--id", "b"], ["synth", "--n", "2", "--n", "3"],
+                                  ["train", "R", "--devices", "1", "--devices", "2"]])
+def test_an_option_of_one_value_given_twice_is_refused(argv, capsys):
+    """argparse kept the last of them silently: `similar --id a --id b` answered for b alone."""
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args(argv)
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and "given twice: give it once" in err and len(err.splitlines()) == 1
+    # the options that gather keep gathering
+    assert build_parser().parse_args(["anomalies", "R", "--boring", "a", "--boring", "b"]).boring == ["a", "b"]
+    assert build_parser().parse_args(["run", "--set", "x=1", "--set", "y=2"]).overrides == ["x=1", "y=2"]
+
+
 def test_stage_on_missing_run_is_a_clear_error(tmp_path, capsys):
     assert main(["report", str(tmp_path / "missing"), "--quiet"]) == 2
     assert "run directory not found" in capsys.readouterr().err

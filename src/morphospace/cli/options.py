@@ -12,8 +12,27 @@ __all__ = ["Parser", "common", "stage", "printable", "check_out", "seed"]
 MAX_SEED = 2**31 - 1  # as the configuration's seeds (config.base.Seed)
 
 
+class _StoreOnce(argparse._StoreAction):
+    """An option of one value given twice is a usage error: argparse kept the last silently, so
+    `similar RUN --id a --id b` answered for b alone (options that gather, --set, --labels, are
+    ``append`` / ``extend`` actions and repeat as they always did)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = namespace.__dict__.setdefault("_options_given", set())
+        if option_string is not None and self.dest in given:
+            parser.error(f"{'/'.join(self.option_strings)} given twice: give it once")
+        given.add(self.dest)
+        super().__call__(parser, namespace, values, option_string)
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors in one line with exit status 2."""
+    """argparse that reports usage errors in one line with exit status 2, and refuses an option of
+    one value given twice."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("action", None, _StoreOnce)
+        self.register("action", "store", _StoreOnce)
 
     def error(self, message: str) -> None:  # noqa: D401 - argparse API
         self.exit(2, f"morphospace: error: {message} (see --help)\n")
