@@ -237,6 +237,23 @@ def _labels(run, y, rows):
     return "\n".join(["id,kind"] + [f'{ids[r]},"{HOSTILE[y[r]].replace(chr(34), chr(34) * 2)}"' for r in rows]) + "\n"
 
 
+def test_the_suggestions_file_runs_no_formula_in_a_spreadsheet(tiny_run, tmp_path, capsys):
+    """The suggestions file is opened in a spreadsheet to fill in: classes named '=1+1' or '+cmd' were
+    written as they were, and ran there as formulas. Now as text; the ids as they are."""
+    run, X, y = tiny_run
+    ids = run.cube_ids()
+    names = {"round": "=1+1", "disk": "+cmd", "edge": "edge"}
+    rows = [0, 1, 2, 3, 20, 21, 22, 23, 40, 41, 42, 43]
+    path = _csv(tmp_path / "labels.csv", "id,kind\n" + "".join(f"{ids[r]},{names[y[r]]}\n" for r in rows))
+    assert main(["classify", str(run.path), "--labels", str(path), "--column", "kind", "--suggest", "6",
+                 "--quiet"]) == 0
+    sugg = pd.read_csv(run.path / "classes" / "kind_suggest.csv", dtype=str, keep_default_na=False)
+    shown = set(sugg["first"]) | set(sugg["second"])
+    assert shown and shown <= {"'=1+1", "'+cmd", "edge"} and set(sugg["id"]) <= set(ids)
+    meta = json.loads((run.path / "classes" / "kind.json").read_text())
+    assert {c["name"] for c in meta["classes"]} == set(names.values())  # the classes themselves as named
+
+
 def test_a_class_named_like_no_label_is_refused_not_dropped(tmp_path):
     """bar: none / weak / strong: 'none' was read as no label, and its galaxies left out of training with
     only a count said (no galaxy could ever be classed 'none'). Blank cells are still no label."""

@@ -234,3 +234,22 @@ def test_a_refused_write_names_the_file_asked_for_not_its_temporary_name(run, tm
     assert main(["export", str(run.path), "--out", str(tmp_path / "afile" / "x.csv"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert str(tmp_path / "afile") in err and "x.csv" not in err
+
+
+def test_a_csv_export_runs_no_formula_in_a_spreadsheet(tmp_path):
+    """A catalogue's text (a label, a name) beginning with =, +, -, @ was written as it was: a spreadsheet
+    opening the CSV ran it as a formula. Such text gets a leading apostrophe, as the explorer's
+    downloads do; ids stay as they are (they must match the catalogue), and so do numbers."""
+    from morphospace.run import spreadsheet_safe
+
+    run = RunDir(tmp_path / "run", create=True)
+    cat = pd.DataFrame({"id": ["=a", "-5", "c"], "kind": pd.array(["=1+1", "-2.5", "@SUM(A1)"], dtype="string"),
+                        "note": ["+cmd", "-x", "plain"], "cube_index": [0, 1, 2]})
+    write_table(run.catalogue, cat)
+    write_npy(run.cube, np.zeros((3, 1, 4, 4), np.float32))
+    back = pd.read_csv(export(run, tmp_path / "out.csv"), dtype=str, keep_default_na=False)
+    assert back["id"].tolist() == ["=a", "-5", "c"]
+    assert back["kind"].tolist() == ["'=1+1", "-2.5", "'@SUM(A1)"] and back["note"].tolist() == ["'+cmd", "'-x", "plain"]
+    assert pd.read_parquet(export(run, tmp_path / "out.parquet"))["kind"].tolist() == ["=1+1", "-2.5", "@SUM(A1)"]
+    numbers = pd.DataFrame({"x": [-1.5, 2.0]})
+    assert spreadsheet_safe(numbers) is numbers  # nothing to change: the table itself

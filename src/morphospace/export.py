@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import UserError
-from .run import RUN_FILES, RunDir, atomic_path
+from .run import RUN_FILES, RunDir, atomic_path, spreadsheet_safe
 from .run.writes import to_parquet
 
 log = logging.getLogger("morphospace")
@@ -201,8 +201,8 @@ def export(run: RunDir, out: str | Path) -> Path:
     fits = fits_table(table) if suffix == ".fits" else None  # refused before any folder or file is made
     try:
         with atomic_path(out) as tmp:
-            if suffix == ".csv":
-                table.to_csv(tmp, index=False)
+            if suffix == ".csv":  # opened in spreadsheets: no text of the catalogue's runs as a formula there
+                spreadsheet_safe(table).to_csv(tmp, index=False)
             elif suffix == ".parquet":
                 to_parquet(table, tmp)
             else:

@@ -32,7 +32,7 @@ import pandas as pd
 
 from ..errors import InvalidArgument, UserError, first_line
 from ..progress import Timer
-from ..run import RunDir, content_stamp, stamp_is_current, write_json, write_table
+from ..run import RunDir, content_stamp, spreadsheet_safe, stamp_is_current, write_json, write_table
 from ..run.writes import read_parquet
 from .classify import FewLabelClassifier
 from .label_files import align_labels, check_label_and_id_columns, label_paths, read_labels
@@ -246,7 +246,8 @@ def classify_run(run: RunDir, labels_path, column: str, embedding: str, id_colum
     if len(rows):
         suggestions = _suggestion_table(clf, X, rows, cube_ids, id_column)
         suggestions.insert(2, column, "")  # left blank to fill in: the file goes back as --labels
-        write_table(suggest_path, suggestions)
+        # filled in in a spreadsheet: no class name runs as a formula there (the ids stay as they are)
+        write_table(suggest_path, spreadsheet_safe(suggestions, keep=(id_column,)))
         files.append(suggest_path)
     else:  # an earlier model's suggestions (galaxies labelled since, perhaps) would read as this one's
         suggest_path.unlink(missing_ok=True)

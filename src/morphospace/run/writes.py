@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["atomic_path", "content_stamp", "file_stamp", "new_npy_map", "read_cached_npy", "read_parquet",
-           "read_stamped_pickle", "stamp_is_current", "to_parquet", "write_json", "write_npy", "write_stamped_pickle",
-           "write_table", "write_text"]
+           "read_stamped_pickle", "spreadsheet_safe", "stamp_is_current", "to_parquet", "write_json", "write_npy",
+           "write_stamped_pickle", "write_table", "write_text"]
 
 
 def _umask() -> int:
@@ -296,6 +296,39 @@ def to_parquet(table: pd.DataFrame, path: str | Path) -> None:
     """``table.to_parquet(path, index=False)`` through a Python file, as :func:`read_parquet` reads."""
     with open(path, "wb") as fh:
         table.to_parquet(fh, index=False)
+
+
+_FORMULA = r"^[=+\-@\t\r]"  # what a spreadsheet opening a CSV runs as a formula ...
+_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"  # ... unless it is a plain number
+
+
+def spreadsheet_safe(table: pd.DataFrame, keep: tuple[str, ...] = ("id",)) -> pd.DataFrame:
+    """``table`` for a CSV a person opens in a spreadsheet: text that would run as a formula (``=``,
+    ``+``, ``-``, ``@``, tab or CR first, not a plain number) gets a leading apostrophe, as the
+    explorer's downloads do. The ``keep`` columns (ids: they must match the catalogue's) and numbers
+    are written as they are.
+
+    Parameters
+    ----------
+    table : DataFrame
+    keep : tuple of str
+        Columns left exactly as they are.
+
+    Returns
+    -------
+    DataFrame
+        A copy where anything changed, else ``table`` itself.
+    """
+    out = table
+    for col in table.columns:
+        if col in keep or not (pd.api.types.is_object_dtype(table[col]) or pd.api.types.is_string_dtype(table[col])):
+            continue
+        text = table[col].astype("string")
+        risky = (text.str.contains(_FORMULA, regex=True) & ~text.str.contains(_NUMBER, regex=True)).fillna(False)
+        if risky.any():
+            out = out.copy() if out is table else out
+            out[col] = table[col].where(~risky.to_numpy(), "'" + text)
+    return out
 
 
 def write_table(path: str | Path, table: pd.DataFrame) -> None:
