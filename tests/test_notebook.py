@@ -66,6 +66,10 @@ def test_ingest_refuses_bad_settings_and_missing_data(tmp_path, survey):
     # the command line's refusals of a run's place: "" (the notebook's folder), another run's models/
     with pytest.raises(ValueError, match="run must name a folder, got an empty path"):
         ms.ingest(survey, run="")
+    for empty in ("", "  "):  # the built-in synthetic survey was ingested (rendered first if not cached)
+        with pytest.raises(ValueError, match="data must name a survey .* got an empty path"):
+            ms.ingest(empty, run=tmp_path / "r3")
+    assert not (tmp_path / "r3").exists()
     first = ms.ingest(survey, run=tmp_path / "first")
     with pytest.raises(ValueError, match="is inside the folder models/ of the run"):
         ms.ingest(survey, run=first.path / "models" / "sub")

@@ -225,6 +225,9 @@ def ingest(data: str | Path | None = None, run: str | Path = "runs/notebook", co
     overrides = settings_mapping(config, "{'preprocess.size': 64}")
     overrides.update({k.replace("__", "."): v for k, v in settings.items()})
     if data is not None:
+        if not str(data).strip():  # as the command line: an empty path is no survey, not the synthetic one
+            raise ValueError("data must name a survey (a folder or a file), got an empty path; leave it out "
+                             "(None) for the built-in synthetic survey")
         overrides["data.path"] = str(data)
     with python_errors():  # the command line's checks, as the exceptions a Python user catches
         cfg = apply_overrides(load_config(None), overrides)
