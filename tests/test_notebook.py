@@ -437,7 +437,10 @@ def test_vade_estimator_rejects_misuse(run, fitted):
     # a setting given as a parameter and in config: refused, where config's silently won
     for est, param in ((ms.VaDE(n_components=2, config={"model.n_components": 4}), "n_components"),
                        (ms.VaDE(random_state=1, config={"train.seed": 0}), "random_state"),
-                       (ms.VaDE(batch_size=0, config={"train.batch_size": 12}), "batch_size")):
+                       (ms.VaDE(batch_size=0, config={"train.batch_size": 12}), "batch_size"),
+                       # nested, as a TOML table: it trained 2 epochs where get_params said 1
+                       (ms.VaDE(epochs=1, config={"train": {"epochs": 2}}), "epochs"),
+                       (ms.VaDE(n_components=3, config={"model": {"n_components": 9}}), "n_components")):
         with pytest.raises(ValueError, match=f"config sets .* the {param}= parameter of VaDE"):
             est.fit(run.cube)
     # settings the images cannot carry: a ValueError too, before any training

@@ -315,13 +315,15 @@ def _holds_text(annotation: Any) -> bool:
 
 
 def settings_mapping(config: Any, example: str) -> dict:
-    """``config`` (a notebook's ``{"section.key": value}`` settings, or None) as a dict; a
-    ``TypeError`` saying so for anything else (a string or a list made dict() fail obscurely)."""
+    """``config`` (a notebook's ``{"section.key": value}`` settings, or None) as a dict of dotted
+    keys (a nested ``{"train": {"epochs": 2}}`` as ``{"train.epochs": 2}``, so that the checks of a
+    key read it either way: nested, it trained 2 epochs beside ``epochs=1``); a ``TypeError`` saying
+    so for anything else (a string or a list made dict() fail obscurely)."""
     if config is None:
         return {}
     if not isinstance(config, Mapping):
         raise TypeError(f"config must be a dict of settings, e.g. {example}, got {type(config).__name__}")
-    return dict(config)
+    return flat_table({str(k): (dict(v) if isinstance(v, Mapping) else v) for k, v in config.items()})
 
 
 def flat_table(table: dict, prefix: str = "") -> dict[str, Any]:
