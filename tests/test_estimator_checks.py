@@ -125,6 +125,18 @@ def test_settings_that_were_taken_for_others_are_refused():
         ms.FormAnomaly().fit(X).relevance(X, interesting=[3], boring=[3])
     with pytest.raises(ValueError, match="positive integer"):
         ms.FewLabelClassifier().fit(X, y).suggest(True)
+    # a seed numpy cannot take was refused deep inside numpy, PCA, KMeans or train_test_split, in a
+    # message naming a function the user did not call: now by the estimator, naming its parameter
+    for make in (lambda r: ms.UMAP(random_state=r), lambda r: ms.TSNE(random_state=r),
+                 lambda r: ms.KMeansSelect(random_state=r), lambda r: ms.FewLabelClassifier(random_state=r),
+                 lambda r: ms.SimilarityIndex(random_state=r, exact_below=0)):
+        for bad in (-1, "x", 2**33, True):
+            with pytest.raises(ValueError, match=r"^random_state must be None, an integer from 0 to 2\*\*32 - 1 or a "
+                                                 r"numpy RandomState, got"):
+                make(bad).fit(X, y) if isinstance(make(0), ms.FewLabelClassifier) else make(bad).fit(X)
+    with pytest.raises(ValueError, match="random_state must be an integer from 0"):
+        ms.linear_probe(X, y, fractions=[0.5], random_state=-1)
+    assert ms.KMeansSelect(k_range=[2], random_state=np.random.RandomState(0)).fit(X).best_k_ == 2
 
 
 def test_every_reducer_names_its_output_columns_and_can_give_pandas():

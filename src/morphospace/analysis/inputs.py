@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..errors import InvalidArgument
 
-__all__ = ["fit_input", "new_input", "whole_number", "positive_number"]
+__all__ = ["fit_input", "new_input", "whole_number", "positive_number", "check_random_state_param"]
 
 
 def _one_line(exc: Exception) -> InvalidArgument:
@@ -25,11 +25,25 @@ def _one_line(exc: Exception) -> InvalidArgument:
 
 
 def fit_input(estimator: Any, X: Any, min_samples: int = 2) -> np.ndarray:
-    """``X`` as a finite float64 (n_samples, n_features) array; sets ``estimator.n_features_in_``."""
+    """``X`` as a finite float64 (n_samples, n_features) array; sets ``estimator.n_features_in_``.
+    An estimator's ``random_state`` is checked first (:func:`check_random_state_param`)."""
+    if "random_state" in getattr(estimator, "__dict__", {}):
+        check_random_state_param(estimator.random_state)
     try:
         return validate_data(estimator, X, reset=True, dtype=np.float64, ensure_min_samples=min_samples)
     except ValueError as exc:
         raise _one_line(exc) from None
+
+
+def check_random_state_param(value: Any, name: str = "random_state") -> None:
+    """A one-line :class:`InvalidArgument` for a ``random_state`` that is not None, an integer from 0 to
+    2**32 - 1 or a numpy ``RandomState`` (scikit-learn's three): -1 or "x" reached numpy, PCA, KMeans
+    or train_test_split and were refused there, in a message naming a function the user did not call."""
+    if value is None or isinstance(value, np.random.RandomState):
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= 2**32 - 1:
+        raise InvalidArgument(f"{name} must be None, an integer from 0 to 2**32 - 1 or a numpy RandomState, "
+                              f"got {value!r}")
 
 
 def new_input(estimator: Any, X: Any) -> np.ndarray:
