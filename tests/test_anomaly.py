@@ -193,6 +193,13 @@ def test_the_run_gets_the_score_and_tags_persist_across_calls(form_run, capsys):
     capsys.readouterr()
     assert main(["anomalies", str(run.path), "--untag", "g46", "--quiet"]) == 0
     assert "not tagged, so nothing to untag: g46" in capsys.readouterr().out
+    # a tag of a galaxy not in the cube (re-ingested without it) is kept, not used, and can be untagged:
+    # "no galaxy with id 'ghost' in the cube" left editing the file by hand the only way out
+    (run.path / "anomaly_tags.csv").write_text((run.path / "anomaly_tags.csv").read_text() + "ghost,boring\n")
+    assert main(["anomalies", str(run.path), "--untag", "ghost", "--quiet"]) == 0
+    assert "ghost" not in set(read_tags(run)["id"]) and "untagged: ghost" in capsys.readouterr().out
+    assert main(["anomalies", str(run.path), "--untag", "ghost2", "--quiet"]) == 2  # never tagged, not in the cube
+    assert "no galaxy with id 'ghost2' in the cube" in capsys.readouterr().err
     # every galaxy tagged: one line, not a pandas dump of an empty table
     assert main(["anomalies", str(run.path), "--boring", *[i for i in ids if i not in ("g12", "g45")], "--quiet"]) == 0
     printed = capsys.readouterr().out

@@ -63,12 +63,15 @@ def checked_request(run: RunDir, interesting=(), boring=(), untag=()) -> dict[st
     Raises
     ------
     UserError
-        An id not in the run's cube, or one id given two different instructions.
+        An id not in the run's cube (but for an untag of a tag the file holds), or one id given two
+        different instructions.
     """
     wanted = {"interesting": [str(i) for i in interesting], "boring": [str(i) for i in boring],
               "untag": [str(i) for i in untag]}
     known = set(run.cube_ids().astype(str))
-    unknown = [i for ids in wanted.values() for i in ids if i not in known]
+    # a tag of a galaxy no longer in the cube (re-ingested without it) is kept and not used: it can be untagged
+    tagged = set(read_tags(run)["id"]) if wanted["untag"] and any(i not in known for i in wanted["untag"]) else set()
+    unknown = [i for what, ids in wanted.items() for i in ids if i not in known and not (what == "untag" and i in tagged)]
     if unknown:
         more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
         raise UserError(f"no galaxy with id {', '.join(repr(i) for i in unknown[:3])}{more} in the cube of {run.path}")
