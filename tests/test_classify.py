@@ -551,6 +551,20 @@ def test_suggestions_filled_in_are_never_written_over(tiny_run, capsys):
     assert "kind_suggest.csv had labels filled in; kept as kind_suggest_filled1.csv" in capsys.readouterr().err
     assert pd.read_csv(run.path / "classes" / "kind_suggest_filled1.csv", keep_default_na=False).equals(filled)
     assert len(pd.read_csv(path)) == 4 and len(blank) == 6
+    # the command that read the filled file, given again: it read the fresh blank one in its place and
+    # trained quietly on fewer labels, over the classes the filled one made
+    mine = run.path.parent / "mine.csv"
+    mine.write_text("id,kind\n" + "".join(f"{ids[r]},{y[r]}\n" for r in (0, 1, 20, 21, 40, 41)))
+    command = ["classify", str(run.path), "--labels", str(mine), "--labels", str(path), "--column", "kind", "--suggest", "4"]
+    path.write_bytes((run.path / "classes" / "kind_suggest_filled1.csv").read_bytes())
+    assert main(command) == 0
+    made = (run.path / "classes" / "kind.parquet").read_bytes()
+    capsys.readouterr()
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert "kind_suggest.csv is a fresh suggestions file, none of it filled in; the one filled in before is kept as " \
+           "kind_suggest_filled2.csv: give that with --labels" in err
+    assert (run.path / "classes" / "kind.parquet").read_bytes() == made
 
 
 @pytest.mark.parametrize("content, args, message", [

@@ -134,19 +134,37 @@ def _check_columns(column: str, id_column: str, n_suggest: int) -> None:
                             "rename it in your labels file to use --suggest")
 
 
-def _keep_filled_in(path: Path, column: str, id_column: str) -> Path | None:
-    """Set a suggestions file aside, before it is replaced or removed, if someone has filled in a
-    label: the labels are theirs (the README's workflow fills the file in place). Renamed to
-    ``<name>_suggest_filled<k>.csv``, the first free k, and said; returns the new path."""
-    if not path.is_file():
-        return None
-    # judged by its label column alone: its ids may be under another name (an earlier --id-column)
+def _check_not_a_fresh_suggestions_file(suggest_path: Path, labels_path, column: str) -> None:
+    """A one-line error where a labels file given is the run's suggestions file, none of it filled in,
+    and one filled in before was set aside (``_filled<k>.csv``): the command that read the filled one,
+    given again, read the fresh blank one in its place and trained quietly on fewer labels."""
+    if not suggest_path.is_file():
+        return
+    given = [p for p in label_paths(labels_path) if p.is_file() and p.resolve() == suggest_path.resolve()]
+    filled = sorted(suggest_path.parent.glob(f"{suggest_path.stem}_filled*.csv"))
+    if not given or not filled or _filled_in(suggest_path, column):
+        return
+    raise UserError(f"{suggest_path.name} is a fresh suggestions file, none of it filled in; the one filled in "
+                    f"before is kept as {filled[-1].name}: give that with --labels (and fill this one in first, "
+                    f"or leave it out)")
+
+
+def _filled_in(path: Path, column: str) -> bool:
+    """Whether a suggestions file holds a label (judged by its label column alone: its ids may be under
+    another name, an earlier --id-column); a file unreadable as a table counts as filled in."""
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
         labels = table[column] if column in table.columns else pd.Series(["?"])  # someone's file all the same
     except Exception:  # noqa: BLE001 - unreadable as a table: not ours to drop
         labels = pd.Series(["?"])
-    if missing_mask(labels.to_numpy(dtype=object)).all():
+    return not missing_mask(labels.to_numpy(dtype=object)).all()
+
+
+def _keep_filled_in(path: Path, column: str, id_column: str) -> Path | None:
+    """Set a suggestions file aside, before it is replaced or removed, if someone has filled in a
+    label: the labels are theirs (the README's workflow fills the file in place). Renamed to
+    ``<name>_suggest_filled<k>.csv``, the first free k, and said; returns the new path."""
+    if not path.is_file() or not _filled_in(path, column):
         return None
     k = 1
     while (kept := path.with_name(f"{path.stem}_filled{k}.csv")).exists():
@@ -194,6 +212,7 @@ def classify_run(run: RunDir, labels_path, column: str, embedding: str, id_colum
     notes: list[str] = []
     y = np.full(len(cube_ids), None, dtype=object)
     if labels_path is not None:
+        _check_not_a_fresh_suggestions_file(run.path / FOLDER / f"{name}_suggest.csv", labels_path, column)
         pairs, notes = read_labels(labels_path, column, id_column)
         y, more = align_labels(run, pairs)
         notes += more
