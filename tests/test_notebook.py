@@ -295,10 +295,20 @@ def test_a_garbage_model_file_is_called_damaged_not_a_pickle_to_trust(tmp_path):
     advice to load it trusted: wrong, and unsafe advice. Only a file naming Python objects is that."""
     garbage = tmp_path / "model.pt"
     garbage.write_bytes(b"not a model at all\n" * 20)
+    picture = tmp_path / "rec.png"  # an image given for a model: "damaged", with torch's advice cut off
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(picture)
     for load in (ms.load_model, ms.VaDE.load):
-        with pytest.raises(ValueError, match=r"model.pt is damaged") as err:
-            load(garbage)
-        assert "trusted" not in str(err.value)
+        for path in (garbage, picture):
+            with pytest.raises(ValueError, match=rf"{path.name} is not a model file \(a model morphospace saves is a "
+                                                 r"torch archive") as err:
+                load(path)
+            assert "trusted" not in str(err.value) and "PyTorch" not in str(err.value)
+        cut = tmp_path / "cut.pt"  # a torch archive cut short is damaged
+        cut.write_bytes(b"PK\x03\x04 not really a model")
+        with pytest.raises(ValueError, match="cut.pt is damaged"):
+            load(cut)
     torch.save({"hparams": {"n": np.zeros(2)}, "state_dict": {}}, tmp_path / "objects.pt")
     with pytest.raises(ValueError, match="holds Python objects besides weights and settings.*trusted=True"):
         ms.VaDE.load(tmp_path / "objects.pt")

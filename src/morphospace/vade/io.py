@@ -65,7 +65,7 @@ def model_fingerprint(path: str | Path) -> str:
     except OSError:
         raise
     except Exception as exc:  # noqa: BLE001 - truncated or not a model: pickle, zip and key errors
-        raise UserError(f"{path} is damaged ({first_line(exc)[:160]}): re-run `morphospace train`") from None
+        raise _unreadable(path, exc) from None
 
 
 def embeddings_outdated(run: RunDir) -> str | None:
@@ -118,13 +118,13 @@ def load_vade(path: str | Path, trusted: bool = False):
         # garbage fails on an opcode ("Unsupported operand")
         if "Weights only load failed" not in str(exc) or not any(
                 what in str(exc) for what in ("Unsupported global", "Unsupported class")):
-            raise UserError(f"{path} is damaged ({first_line(exc)[:160]}): re-run `morphospace train`") from None
+            raise _unreadable(path, exc) from None
         raise UserError(f"{path} holds Python objects besides weights and settings (an estimator saved by an "
                         "earlier version, or a file not written by morphospace): not loaded, as unpickling them "
                         "could run code; if you wrote it yourself, load it with VaDE.load(path, trusted=True) "
                         "and save it again") from None
     except Exception as exc:  # truncated or not a model: zip and key errors
-        raise UserError(f"{path} is damaged ({first_line(exc)[:160]}): re-run `morphospace train`") from None
+        raise _unreadable(path, exc) from None
     try:
         if hp["preset"] == "form":
             from .form_model import build_form_vade  # the form-first VaDE: embedder + core + image decoder
@@ -141,6 +141,21 @@ def load_vade(path: str | Path, trusted: bool = False):
         raise UserError(f"{path} does not fit its own hyper-parameters ({what}): re-run `morphospace train`") from None
     model.eval()
     return model, hp, extra
+
+
+def _unreadable(path, exc: Exception) -> UserError:
+    """The one line for a model file torch cannot load: not a torch archive at all (an image given
+    for a model: it was called damaged, with torch's advice cut off mid-sentence), or a damaged one."""
+    try:
+        with open(path, "rb") as fh:
+            archive = fh.read(4) == b"PK\x03\x04"  # a torch archive's first bytes, even cut short
+    except OSError:
+        archive = True
+    if not archive:
+        return UserError(f"{path} is not a model file (a model morphospace saves is a torch archive, as a run's "
+                         f"models/vade/model.pt)")
+    why = "it does not unpickle as weights" if "Weights only load failed" in str(exc) else first_line(exc)[:160]
+    return UserError(f"{path} is damaged ({why}): re-run `morphospace train`")
 
 
 def _not_embedded(run: RunDir, made_by: str) -> bool:
