@@ -453,6 +453,17 @@ def test_vade_estimator_rejects_misuse(run, fitted):
                        (ms.VaDE(n_components=3, config={"model": {"n_components": 9}}), "n_components")):
         with pytest.raises(ValueError, match=f"config sets .* the {param}= parameter of VaDE"):
             est.fit(run.cube)
+    # one colour image was read as 3 grey ones and refused for the latent size
+    with pytest.raises(ValueError, match=r"got one image of shape \(3, 32, 32\): a VaDE trains on many"):
+        ms.VaDE().fit(np.zeros((3, 32, 32), np.float32))
+    # images on another scale (0-255 pixels) were encoded without a word, to one-hot cluster probabilities
+    with pytest.warns(UserWarning, match="the images span .* far from a run's cube"):
+        fitted.transform(np.asarray(run.cube[:4], np.float32) * 255)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fitted.transform(run.cube[:4])  # a run's own cube: no word
     # settings the images cannot carry: a ValueError too, before any training
     with pytest.raises(ValueError, match=r"latent_dim \(16\) must not exceed"):
         ms.VaDE().fit(np.random.default_rng(0).random((8, 3, 16, 16)))

@@ -12,7 +12,7 @@ from ..errors import InvalidArgument
 from ..run import RunDir
 from ..run.pages import PageReleaser
 
-__all__ = ["check_images", "place_cube", "CHUNK_ROWS"]
+__all__ = ["check_images", "place_cube", "warn_scale", "CHUNK_ROWS"]
 
 CHUNK_ROWS = 1024  # rows checked or copied at a time (50 MB of 3 x 64 x 64 float32): memory flat in N
 
@@ -31,11 +31,31 @@ def check_images(X) -> np.ndarray:
     """``X`` as N x C x H x W float rows (a stack of H x W images gets one channel), checked
     ``CHUNK_ROWS`` at a time and not copied: a memory-mapped cube stays on disk."""
     x = float_images(X)
+    if x.ndim == 3 and x.shape[0] in (1, 3, 4) and x.shape[0] < x.shape[1] == x.shape[2]:
+        # one colour image (C x H x W) was read as C grey ones and refused for the latent size
+        raise ValueError(f"got one image of shape {x.shape}: a VaDE trains on many, N x C x H x W (N x H x W "
+                         f"for grey ones)")
     if x.ndim == 3:
         x = x[:, None]
     if x.ndim != 4 or x.shape[2] != x.shape[3] or len(x) < 2:
         raise ValueError(f"expected at least 2 square images, N x C x H x W (or N x H x W), got shape {x.shape}")
-    return _finite(x)
+    x = _finite(x)
+    warn_scale(x)
+    return x
+
+
+def warn_scale(x: np.ndarray) -> None:
+    """A warning where images are far from a run's cube's scale (about -0.2 to 1.5: sky at 0, the
+    galaxy's core near 1): pixels of 0-255, or shifted, trained and encoded without a word, to codes
+    of +-16 and one-hot cluster probabilities. Read from the first rows only."""
+    import warnings
+
+    rows = np.asarray(x[:CHUNK_ROWS])
+    lo, hi = float(rows.min()), float(rows.max())
+    if hi > 20 or lo < -2:
+        warnings.warn(f"the images span {lo:.3g} to {hi:.3g}, far from a run's cube (about -0.2 to 1.5: sky at 0, "
+                      f"the galaxy's core near 1): preprocess them as `ms.ingest` does (or divide 0-255 pixels by "
+                      f"255); the model will read them as they are", UserWarning, stacklevel=4)
 
 
 def _finite(x: np.ndarray) -> np.ndarray:
