@@ -528,3 +528,15 @@ def test_a_bic_falling_to_the_last_k_is_said_once(tmp_path, caplog):
                     "widen cluster.gmm_k to search further"]
     for name in ("gmm3_pca", "gmm3_tsne"):
         assert json.loads(run.clustering_path(name).with_suffix(".json").read_text())["bic_at_range_top"] is True
+
+
+def test_dbscan_is_skipped_where_its_min_samples_exceed_the_rows(tmp_path, caplog):
+    """cluster.dbscan_min_samples above the galaxies made every row a core row: one cluster of all."""
+    run = fake_run(tmp_path)
+    cfg = Config()
+    cfg.cluster.methods = ["kmeans", "dbscan"]
+    cfg.cluster.kmeans_k = [3]
+    cfg.cluster.dbscan_min_samples = 500
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        assert cluster_run(run, cfg, representations=["pca"]) == ["kmeans3_pca"]
+    assert "DBSCAN on pca skipped: cluster.dbscan_min_samples (500) exceeds its 60 rows" in caplog.text

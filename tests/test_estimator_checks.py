@@ -137,6 +137,12 @@ def test_settings_that_were_taken_for_others_are_refused():
     with pytest.raises(ValueError, match="random_state must be an integer from 0"):
         ms.linear_probe(X, y, fractions=[0.5], random_state=-1)
     assert ms.KMeansSelect(k_range=[2], random_state=np.random.RandomState(0)).fit(X).best_k_ == 2
+    # more than the data holds: DBSCAN's min_samples was clipped to the rows (every row a core row, all one
+    # cluster), PCA's components to the features (fewer columns without a word)
+    with pytest.raises(ValueError, match=r"min_samples \(1000000\) exceeds the 40 rows"):
+        ms.DBSCAN(min_samples=10**6).fit(X)
+    with pytest.warns(UserWarning, match="PCA: 10 components asked of 40 rows of 3 features: 3 kept"):
+        assert ms.PCA(n_components=10).fit(X).n_components_ == 3
 
 
 def test_every_reducer_names_its_output_columns_and_can_give_pandas():

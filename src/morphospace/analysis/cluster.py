@@ -263,7 +263,11 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
             _drop_stale(run, rf"kmeans\d+_{re.escape(rep)}", names)
             written += sorted(names, key=lambda s: int(re.match(r"kmeans(\d+)", s).group(1)))
             selection.append(km.scores_.assign(method="kmeans", selected=km.scores_["k"] == km.best_k_))
-        if "dbscan" in methods and density:
+        fitted_rows = X.shape[0] if sample is None else len(sample)
+        if "dbscan" in methods and density and (c.dbscan_min_samples or 0) > fitted_rows:
+            log.warning("DBSCAN on %s skipped: cluster.dbscan_min_samples (%d) exceeds its %d rows, so no row could "
+                        "be a core row", rep, c.dbscan_min_samples, fitted_rows)
+        elif "dbscan" in methods and density:
             with Timer(f"DBSCAN on {rep}") as t:
                 db, labels, _ = _fit_extend(DBSCANAuto(min_samples=c.dbscan_min_samples or None, n_jobs=c.n_jobs),
                                             X, sample, f"DBSCAN on {rep}")

@@ -20,6 +20,7 @@ from scipy.sparse.csgraph import connected_components
 from sklearn.cluster import HDBSCAN
 from sklearn.neighbors import NearestNeighbors
 
+from ..errors import InvalidArgument
 from .inputs import fit_input, new_input, positive_number, whole_number
 
 log = logging.getLogger("morphospace")
@@ -196,6 +197,10 @@ class DBSCANAuto(ClusterMixin, BaseEstimator):
             log.warning("DBSCAN on %d dimensions: density clustering is unreliable above %d "
                         "(distances concentrate); cluster a 2-D reduction instead",
                         X.shape[1], DENSITY_MAX_DIMS)
+        if self.min_samples is not None and self.min_samples > X.shape[0]:
+            # clipped to the rows, every row was a core row and all of them one cluster
+            raise InvalidArgument(f"min_samples ({self.min_samples}) exceeds the {X.shape[0]} rows: no row could be a "
+                                  "core row; give at most as many, or None to choose it from the data")
         ms = self.min_samples or int(np.clip(2 * X.shape[1], 4, 100))
         ms = int(min(ms, X.shape[0]))
         self.min_samples_ = ms

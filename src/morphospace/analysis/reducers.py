@@ -66,6 +66,9 @@ class PCAReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
                                       f"(0, 1), got {self.n_components!r}") from None
         X = fit_input(self, X)
         n_comp = float(self.n_components) if fraction else min(self.n_components, *X.shape)
+        if not fraction and n_comp < self.n_components:  # said: the result had fewer columns without a word
+            warnings.warn(f"PCA: {self.n_components} components asked of {X.shape[0]} rows of {X.shape[1]} "
+                          f"features: {n_comp} kept (no more axes exist)", UserWarning, stacklevel=2)
         self.pca_ = PCA(n_components=n_comp, random_state=self.random_state).fit(X)
         self.n_components_ = int(self.pca_.n_components_)  # the axes kept (a fraction: as many as it takes)
         self.explained_variance_ratio_ = self.pca_.explained_variance_ratio_
