@@ -134,6 +134,20 @@ def test_few_labels_do_not_make_overconfident_probabilities():
     assert np.mean(gaps) < 0.15 and np.mean(sure) < 0.05, (gaps, sure)
 
 
+def test_labels_that_are_no_labels_are_said_so():
+    """fit(X, None) said "X has 40 rows but y has 1 labels"; an infinite label was a class named "inf"."""
+    X, y = _groups(30)
+    with pytest.raises(InvalidArgument, match="y must hold one label per row .*got None"):
+        FewLabelClassifier().fit(X, None)
+    bad = y.astype(object)
+    bad[4] = float("inf")
+    with pytest.raises(InvalidArgument, match="y holds 1 infinite label"):
+        FewLabelClassifier().fit(X, bad)
+    nan = y.astype(object)
+    nan[4] = float("nan")  # NaN is no label, as always
+    assert FewLabelClassifier().fit(X, nan).labelled_.sum() == 29
+
+
 def test_margin_uncertainty_and_calibration_scores_by_hand():
     p = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.6, 0.3, 0.1]])
     assert np.allclose(margin_uncertainty(p), [0.0, 1.0, 0.7])

@@ -140,10 +140,19 @@ def _known_labels(values: np.ndarray) -> np.ndarray:
 def _one_label_per_row(y) -> np.ndarray:
     """``y`` as a 1-D object array; a column (n, 1) is one label per row too. Two columns were
     read row after row as twice as many labels ("X has 60 rows but y has 120 labels")."""
+    if y is None:  # read as one label, "X has 40 rows but y has 1 labels"
+        raise InvalidArgument("y must hold one label per row (None where a row has none), got None; to ask "
+                              "what to label first, give y with every label None")
     y = np.asarray(y, dtype=object)
     if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
         raise InvalidArgument(f"y must hold one label per row (1-D), got shape {y.shape}")
-    return y.ravel()
+    y = y.ravel()
+    infinite = [v for v in y if isinstance(v, (float, np.floating)) and np.isinf(v)]
+    if infinite:  # taken for a class named "inf"
+        raise InvalidArgument(f"y holds {len(infinite)} infinite label(s): a label is a class (text or a whole "
+                              "number), None or NaN where a row has none")
+    return y
+
 
 class FewLabelClassifier(ClassifierMixin, BaseEstimator):
     """A calibrated linear classifier from a few labels, with suggestions of what to label next.
