@@ -85,6 +85,8 @@ def test_fixed_number_of_clusters_and_bad_input():
         ComponentMerger(elbow_on="galaxies").fit(proba)
     with pytest.raises(ValueError, match="finite"):
         ComponentMerger().fit(np.full((4, 3), np.nan))
+    with pytest.raises(ValueError, match=r"must sum to 1: 4 of 4 do not \(row 0 sums to 3\)"):
+        ComponentMerger().fit(np.ones((4, 3)))  # scores, not probabilities: merged as if they were
     with pytest.raises(NotFittedError):
         ComponentMerger().predict(proba)
     with pytest.raises(ValueError, match=r"\(N, 6\)"):

@@ -84,14 +84,21 @@ def elbow(n_clusters: np.ndarray, values: np.ndarray, min_k: int = 2, x: np.ndar
     return best
 
 
-def _probabilities(proba) -> np.ndarray:
+def _probabilities(proba, k: int | None = None) -> np.ndarray:
     """``proba`` as a float64 (N, K) matrix; a ValueError unless it is one, finite and non-negative (what
     ``fit`` refuses, ``transform`` and ``predict`` refuse alike: a NaN row would be put in cluster 0)."""
     p = np.asarray(proba, dtype=np.float64)
     if p.ndim != 2:
         raise ValueError(f"expected an (N, K) matrix of cluster probabilities, got shape {p.shape}")
+    if k is not None and p.shape[1] != k:
+        raise ValueError(f"expected (N, {k}) probabilities, got shape {p.shape}")
     if not np.isfinite(p).all() or (p < 0).any():
         raise ValueError("cluster probabilities must be finite and non-negative")
+    sums = p.sum(axis=1)
+    off = np.flatnonzero(np.abs(sums - 1.0) > 1e-3)
+    if off.size:  # scores, counts or log-probabilities: the entropies and merges would be of something else
+        raise ValueError(f"each row of cluster probabilities must sum to 1: {off.size} of {len(p)} do not (row "
+                         f"{off[0]} sums to {sums[off[0]]:.4g})")
     return p
 
 
@@ -234,10 +241,7 @@ class ComponentMerger(BaseEstimator):
             from sklearn.exceptions import NotFittedError
 
             raise NotFittedError("this ComponentMerger is not fitted yet: call fit first")
-        p = _probabilities(proba)
-        if p.shape[1] != self.n_components_in_:
-            raise ValueError(f"expected (N, {self.n_components_in_}) probabilities, got shape {p.shape}")
-        return p
+        return _probabilities(proba, self.n_components_in_)
 
     def transform(self, proba: np.ndarray) -> np.ndarray:
         """Cluster probabilities (N, n_clusters_): each cluster's component probabilities summed."""
