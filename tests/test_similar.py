@@ -172,6 +172,12 @@ def test_similar_refuses_an_unknown_id_in_one_line(tiny_run, capsys):
     assert main(["similar", str(tiny_run.path), "--id", "nope", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "nope" in err
+    # a galaxy flagged at ingest is in the catalogue, not the cube: said so, with its flags, as classify says
+    cat = tiny_run.read_catalogue()
+    extra = pd.DataFrame({"id": ["blank1"], "morph": ["disk"], "cube_index": [-1], "flag_blank": [True]})
+    write_table(tiny_run.catalogue, pd.concat([cat.assign(flag_blank=False), extra], ignore_index=True))
+    with pytest.raises(UserError, match=r"'blank1' was flagged at ingest \(blank\): not in the cube of"):
+        similar_run(tiny_run, "blank1", "form")
     assert main(["similar", str(tiny_run.path), "--id", "g01", "--embedding", "nothing", "--quiet"]) == 2
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 from ..errors import UserError, first_line
 from ..run import RunDir, write_table
 from ..run.rundir import TAGS_FILE
+from ..run.cube_order import not_in_cube
 
 __all__ = ["TAGS", "TAGS_FILE", "read_tags", "update_tags"]
 
@@ -73,8 +74,7 @@ def checked_request(run: RunDir, interesting=(), boring=(), untag=()) -> dict[st
     tagged = set(read_tags(run)["id"]) if wanted["untag"] and any(i not in known for i in wanted["untag"]) else set()
     unknown = [i for what, ids in wanted.items() for i in ids if i not in known and not (what == "untag" and i in tagged)]
     if unknown:
-        more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
-        raise UserError(f"no galaxy with id {', '.join(repr(i) for i in unknown[:3])}{more} in the cube of {run.path}")
+        raise UserError(not_in_cube(run.read_catalogue(), unknown, str(run.path)))
     seen: dict[str, str] = {}
     for what, ids in wanted.items():
         for i in ids:

@@ -21,6 +21,7 @@ import pandas as pd
 from ..errors import UserError
 from ..image.display import display_image, figure_text
 from ..run import RunDir, atomic_path, file_stamp, read_stamped_pickle, safe_name, write_stamped_pickle, write_table
+from ..run.cube_order import not_in_cube
 from .labels import label_columns, missing_mask
 from .neighbour_index import EXACT_BELOW, SimilarityIndex, searches_exactly  # noqa: F401 - re-exported
 
@@ -70,7 +71,7 @@ def similar_run(run: RunDir, galaxy_id: str, embedding: str, k: int = 10) -> tup
     ids = cat["id"].astype(str).to_numpy()
     where = np.where(ids == str(galaxy_id))[0]
     if not len(where):
-        raise UserError(f"no galaxy with id '{galaxy_id}' in the cube of {run.path}")
+        raise UserError(not_in_cube(run.read_catalogue(), [galaxy_id], str(run.path)))
     X = run.embedding_of_cube(embedding)  # an earlier cube's gave others' neighbours
     index = _index_for(run, embedding, X)
     q = int(where[0])
