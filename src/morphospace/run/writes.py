@@ -299,7 +299,7 @@ def to_parquet(table: pd.DataFrame, path: str | Path) -> None:
 
 
 _FORMULA = r"^[=+\-@\t\r]"  # what a spreadsheet opening a CSV runs as a formula ...
-_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"  # ... unless it is a plain number
+_NUMBER = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"  # ... unless it is a plain number
 
 
 def spreadsheet_safe(table: pd.DataFrame, keep: tuple[str, ...] = ("id",)) -> pd.DataFrame:
