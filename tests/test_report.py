@@ -556,6 +556,13 @@ def test_the_probe_table_gives_each_chance_level_it_holds(tmp_path):
     assert "features (galaxies its fine-tuning held out)" in str(view["table"])
     pd.read_csv(path).drop(columns=["rows"]).iloc[2:].to_csv(path, index=False)
     assert probe_view(path)["chance"] == "0.333"
+    # the headings' counts: the fine-tuned one trained on fewer (its held-out half), so "up to"
+    both = pd.DataFrame({"embedding": ["features", "form"], "label": "morph3", "fraction": [0.1, 0.1],
+                         "balanced_accuracy": [0.6, 0.78], "chance": [1 / 3] * 2, "n_train": [160, 320]})
+    both.to_csv(path, index=False)
+    assert probe_view(path)["table"].head[1] == "10% of labels (up to 320)"
+    both.assign(n_train=320).to_csv(path, index=False)
+    assert probe_view(path)["table"].head[1] == "10% of labels (320)"
 
 
 def test_a_share_that_is_not_the_whole_never_reads_100_percent():

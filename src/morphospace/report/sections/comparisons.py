@@ -78,8 +78,12 @@ def probe_view(path: Path | None) -> dict[str, Any] | None:
         return None
     # how many galaxies each fraction trained on, and that "100%" is a cross-validation over them all
     n_train = t.groupby("fraction")["n_train"].max() if "n_train" in t else pd.Series(dtype=float)
-    wide.columns = [(f"all labels (5-fold CV, {int(n_train[f]):,} a fold)" if f >= 1 else
-                     f"{100 * f:g}% of labels ({int(n_train[f]):,})") if f in n_train.index and np.isfinite(n_train[f])
+    # an embedding fine-tuned on labels is probed on the galaxies its fine-tuning held out: fewer
+    varies = t.groupby("fraction")["n_train"].nunique() > 1 if "n_train" in t else pd.Series(dtype=bool)
+    upto = {f: "up to " if bool(varies.get(f, False)) else "" for f in wide.columns}
+    wide.columns = [(f"all labels (5-fold CV, {upto[f]}{int(n_train[f]):,} a fold)" if f >= 1 else
+                     f"{100 * f:g}% of labels ({upto[f]}{int(n_train[f]):,})")
+                    if f in n_train.index and np.isfinite(n_train[f])
                     else (f"{100 * f:g}% of labels" if f < 1 else "all labels (5-fold CV)") for f in wide.columns]
     wide = wide.sort_values(wide.columns[min(1, len(wide.columns) - 1)], ascending=False).reset_index()
     # one chance level per embedding: a fine-tuned one, probed on its held-out galaxies, may lack a class
