@@ -274,11 +274,13 @@ def test_a_class_named_like_no_label_is_refused_not_dropped(tmp_path):
     from morphospace.analysis.label_files import read_labels
 
     path = _csv(tmp_path / "bar.csv", "id,bar\na,none\nb,weak\nc,strong\nd,\ne,None\n")
-    with pytest.raises(UserError, match=r"'bar' holds 'None', 'none' \(2 rows\): text that reads as no label; "
-                                        r"leave a cell blank for no label, or name such a class otherwise \(e.g. 'no_bar'\)"):
+    with pytest.raises(UserError, match=r"'bar' holds 'None', 'none' \(2 rows\): read as no label, it would drop a "
+                                        r"class of that name; leave a cell blank for no label, or name such a class "
+                                        r"otherwise \(e.g. 'no_bar'\)"):
         read_labels(path, "bar")
-    pairs, notes = read_labels(_csv(tmp_path / "ok.csv", "id,bar\na,no_bar\nb,weak\nd,\n"), "bar")
-    assert pairs["label"].tolist() == ["no_bar", "weak"] and "1 row without a label in 'bar'" in notes[0]
+    # blank cells and the machine markers (R's write.csv writes NA) stay no label, said with a count
+    pairs, notes = read_labels(_csv(tmp_path / "ok.csv", "id,bar\na,no_bar\nb,weak\nd,\ne,NA\nf,N/A\n"), "bar")
+    assert pairs["label"].tolist() == ["no_bar", "weak"] and "3 rows without a label in 'bar'" in notes[0]
 
 
 def test_classify_end_to_end_writes_classes_suggestions_and_export_columns(tiny_run, tmp_path, capsys):
@@ -579,6 +581,17 @@ def test_suggestions_filled_in_are_never_written_over(tiny_run, capsys):
     assert "kind_suggest.csv is a fresh suggestions file, none of it filled in; the one filled in before is kept as " \
            "kind_suggest_filled2.csv: give that with --labels" in err
     assert (run.path / "classes" / "kind.parquet").read_bytes() == made
+    # the next round, as the README gives it: the kept file beside the fresh one (not yet filled in)
+    kept2 = run.path / "classes" / "kind_suggest_filled2.csv"
+    assert main([*command[:4], "--labels", str(kept2), *command[4:]]) == 0
+    # the kept file named is the last: _filled10 after _filled9
+    from morphospace.analysis.classes import _check_not_a_fresh_suggestions_file
+
+    for k in (9, 10):
+        (run.path / "classes" / f"kind_suggest_filled{k}.csv").write_bytes(kept2.read_bytes())
+    path.write_text("rank,id,kind\n1,g00,\n")
+    with pytest.raises(UserError, match="kept as kind_suggest_filled10.csv"):
+        _check_not_a_fresh_suggestions_file(path, [mine, path], "kind")
 
 
 @pytest.mark.parametrize("content, args, message", [

@@ -136,6 +136,7 @@ def test_settings_that_were_taken_for_others_are_refused():
                 make(bad).fit(X, y) if isinstance(make(0), ms.FewLabelClassifier) else make(bad).fit(X)
     with pytest.raises(ValueError, match="random_state must be an integer from 0"):
         ms.linear_probe(X, y, fractions=[0.5], random_state=-1)
+    assert len(ms.linear_probe(X, y, fractions=[0.5], repeats=2, random_state=2**32 - 2)) == 1  # the last seeds
     assert ms.KMeansSelect(k_range=[2], random_state=np.random.RandomState(0)).fit(X).best_k_ == 2
     # more than the data holds: DBSCAN's min_samples was clipped to the rows (every row a core row, all one
     # cluster), PCA's components to the features (fewer columns without a word)

@@ -168,7 +168,9 @@ def test_a_file_system_without_locks_is_said_not_taken_for_a_writer(tmp_path, mo
     ({"LOCAL_RANK": "0", "NODE_RANK": "1"}, "0 of node 1"),
     # Lightning's launcher in a batch script: its child keeps the script's SLURM_PROCID=0 (named "0", it
     # would have taken the first task's part in the job's stop notes)
-    ({"SLURM_PROCID": "0", "LOCAL_RANK": "1"}, "1")])
+    ({"SLURM_PROCID": "0", "LOCAL_RANK": "1"}, "1"),
+    # torchrun inside srun: its c10d rendezvous numbers by arrival, so RANK is the group's, not SLURM_PROCID
+    ({"RANK": "0", "SLURM_PROCID": "2"}, "0"), ({"RANK": "2", "SLURM_PROCID": "0"}, "2")])
 def test_the_rank_a_launcher_gave_is_read_one_way(monkeypatch, env, rank):
     """The run's lock (a later rank shares the first's) and the job's stop notes (which task stopped)
     read one function, so they agree on which process is the job's first."""

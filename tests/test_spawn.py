@@ -325,10 +325,14 @@ def test_a_stop_note_counts_for_its_own_job_and_launch_only(tmp_path, monkeypatc
     assert task.peer_stop()["message"] == "m"
     written(started=job._STARTED + 5)  # a peer of this launch started a little later
     assert task.peer_stop()["message"] == "m"
+    written(started=job._STARTED - 600)  # ... or a minute earlier (another node), and stopped since this one started
+    assert task.peer_stop()["message"] == "m"
+    written(time=job._STARTED - 5, started=job._STARTED - 10)  # a peer that failed at once, before this one started
+    assert task.peer_stop()["message"] == "m"
     for other in (dict(job=task.key.replace("29500", "29501")), dict(job=job.job_key("embed")),
                   dict(time=time.time() - 3600),
-                  # a launch of the same ids that ran ten minutes and stopped a moment ago (relaunched at once)
-                  dict(time=time.time() - 1, started=job._STARTED - 600)):
+                  # a launch of the same ids that ran ten minutes and stopped just before this task started
+                  dict(time=job._STARTED - 1, started=job._STARTED - 600)):
         written(**other)
         assert task.peer_stop() is None, other
     task.forget_earlier_stops()

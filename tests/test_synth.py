@@ -112,7 +112,7 @@ def test_prefix_of_a_larger_survey_is_the_same(tmp_path):
         assert (small / name).read_bytes() == (large / name).read_bytes()
 
 
-def test_reuse_overwrite_and_refusals(tmp_path):
+def test_reuse_overwrite_and_refusals(tmp_path, caplog):
     out = synth.make_survey(tmp_path / "s", n=6, seed=1, size=64, workers=1, progress=False)
     stamp = (out / synth.MARKER_NAME).stat().st_mtime_ns
     assert synth.make_survey(out, n=6, seed=1, size=64, workers=1, progress=False) == out
@@ -127,6 +127,12 @@ def test_reuse_overwrite_and_refusals(tmp_path):
     assert len(list((out / "images").glob("*.png"))) == 6
     synth.make_survey(out, n=7, seed=1, size=64, workers=1, progress=False, overwrite=True)
     assert len(list((out / "images").glob("*.png"))) == 7 and synth.read_marker(out)["n"] == 7
+    import logging
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="morphospace"):  # the same survey, whole: nothing is missing
+        synth.make_survey(out, n=7, seed=1, size=64, workers=1, progress=False, overwrite=True)
+    assert "missing" not in caplog.text
     # an interrupted run (images, no marker) is rendered again without asking
     (out / synth.MARKER_NAME).unlink()
     (out / "images" / "synth_000003.png").write_bytes(b"half a file")

@@ -140,10 +140,13 @@ def _check_not_a_fresh_suggestions_file(suggest_path: Path, labels_path, column:
     given again, read the fresh blank one in its place and trained quietly on fewer labels."""
     if not suggest_path.is_file():
         return
-    given = [p for p in label_paths(labels_path) if p.is_file() and p.resolve() == suggest_path.resolve()]
-    filled = sorted(suggest_path.parent.glob(f"{suggest_path.stem}_filled*.csv"))
-    if not given or not filled or _filled_in(suggest_path, column):
-        return
+    paths = [p.resolve() for p in label_paths(labels_path) if p.is_file()]
+    kept = re.compile(rf"{re.escape(suggest_path.stem)}_filled(\d+)\.csv")
+    filled = sorted((p for p in suggest_path.parent.iterdir() if kept.fullmatch(p.name)),
+                    key=lambda p: int(kept.fullmatch(p.name).group(1)))  # _filled10 after _filled9
+    if suggest_path.resolve() not in paths or not filled or any(p in paths for p in map(Path.resolve, filled)) \
+            or _filled_in(suggest_path, column):
+        return  # not given, nothing kept, a kept one given beside it (the next round), or filled in
     raise UserError(f"{suggest_path.name} is a fresh suggestions file, none of it filled in; the one filled in "
                     f"before is kept as {filled[-1].name}: give that with --labels (and fill this one in first, "
                     f"or leave it out)")

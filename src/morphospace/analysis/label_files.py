@@ -73,8 +73,8 @@ def read_labels(paths, column: str, id_column: str = "id") -> tuple[pd.DataFrame
     Raises
     ------
     UserError
-        A file is missing, not UTF-8, not a CSV, or lacks either column; a label is text that
-        reads as no label ("none", "NA", "null", "NaN", ...: a blank cell is the way to say none).
+        A file is missing, not UTF-8, not a CSV, or lacks either column; a label is "none" (a
+        class of that name would be dropped as no label: a blank cell is the way to say none).
     """
     check_label_and_id_columns(column, id_column)
     paths = label_paths(paths)
@@ -89,14 +89,14 @@ def read_labels(paths, column: str, id_column: str = "id") -> tuple[pd.DataFrame
     if no_id.any():
         notes.append(f"{_count(int(no_id.sum()), 'row', 'rows')}{where} without an id: ignored")
     no_label = missing_mask(labels.to_numpy(dtype=object)) & ~no_id
-    # a blank cell is no label; "none", "NA", "null" typed in one were taken for none too, and a class
-    # named so (bar: none) vanished from the labels with only a count said
-    typed = no_label & (labels != "").to_numpy()
-    if typed.any():
-        words = sorted(set(labels[typed]))
-        raise UserError(f"'{column}' holds {_example(words)} ({_count(int(typed.sum()), 'row', 'rows')}): text that "
-                        f"reads as no label; leave a cell blank for no label, or name such a class otherwise "
-                        f"(e.g. 'no_{column}')")
+    # "none" is a word a class may be named by (bar: none / weak / strong), and it was read as no label:
+    # the class vanished with only a count said. The machine markers (NA, NaN, N/A: R's write.csv, a
+    # spreadsheet's "can't tell") stay no label, as in a catalogue
+    named = no_label & labels.str.lower().eq("none").to_numpy()
+    if named.any():
+        raise UserError(f"'{column}' holds {_example(sorted(set(labels[named])))} ({_count(int(named.sum()), 'row', 'rows')})"
+                        f": read as no label, it would drop a class of that name; leave a cell blank for no label, "
+                        f"or name such a class otherwise (e.g. 'no_{column}')")
     if no_label.any():
         notes.append(f"{_count(int(no_label.sum()), 'row', 'rows')}{where} without a label in '{column}': ignored "
                      f"(ids {_example(ids[no_label])})")

@@ -177,8 +177,8 @@ def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int
     if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
         raise ValueError(f"repeats must be a whole number of at least 1, got {repeats!r}")
     if isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer)) or \
-            not 0 <= random_state <= 2**32 - 1 - repeats:  # numpy's seeds end at 2**32 - 1
-        raise ValueError(f"random_state must be an integer from 0 to 2**32 - 1 - repeats (the probe's draws are "
+            not 0 <= random_state <= 2**32 - repeats:  # the last draw's seed, + repeats - 1, is numpy's last
+        raise ValueError(f"random_state must be an integer from 0 to 2**32 - repeats (the probe's draws are "
                          f"random_state + repeat), got {random_state!r}")
     if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, (int, np.integer))
                                  or max_rows < 4):

@@ -120,11 +120,14 @@ class JobTask:
             return None
         if not isinstance(note, dict) or note.get("job") != self.key or (note.get("task") == _TOKEN and not own):
             return None
-        # when its task started (an older note without it: when it was written, no earlier): the tasks
-        # of one launch start together, so a launch of the same ids that ran a while and stopped just
-        # before this one was relaunched is not read as this launch
-        started = note.get("started", note.get("time"))
-        if not isinstance(started, (int, float)) or started < _STARTED - _START_SPREAD_S:
+        # this launch's: written after this task started (an earlier launch's was written before it),
+        # or, written before, by a task that started with this one, give or take the spread (a peer
+        # that failed at once); a launch of the same ids that ran a while and stopped just before this
+        # one was relaunched is neither
+        written, started = note.get("time"), note.get("started", note.get("time"))
+        if not all(isinstance(t, (int, float)) for t in (written, started)):
+            return None
+        if written < _STARTED and started < _STARTED - _START_SPREAD_S:
             return None  # an earlier launch's
         return note
 

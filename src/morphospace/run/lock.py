@@ -47,20 +47,21 @@ def launched_as_later_rank() -> bool:
 
 def launch_rank() -> str:
     """This process's rank as its launcher numbers it, as text: ``"0"`` for the job's first process
-    (and a lone one), else the global rank (``RANK``: torchrun; ``SLURM_PROCID``: srun) where one is
-    positive, else the local rank Lightning's own launcher gives its children, with the node's
+    (and a lone one): torchrun's ``RANK`` where it is set (inside srun too, where it need not be
+    ``SLURM_PROCID``), else srun's ``SLURM_PROCID`` where positive, else the local rank Lightning's own launcher gives its children, with the node's
     (``"1 of node 2"``) past the first node. A child of Lightning's launcher in a batch script keeps
     the script's ``SLURM_PROCID=0``: it is its ``LOCAL_RANK`` that tells it from the first.
 
     Returns
     -------
     str
-        ``"0"`` exactly when no rank variable holds a positive integer.
+        ``"0"`` for the job's first process.
     """
     ranks = {n: int(v) for n in _RANK_VARIABLES if (v := os.environ.get(n, "").strip()).isdigit()}
-    for name in ("RANK", "SLURM_PROCID"):
-        if ranks.get(name, 0) > 0:
-            return str(ranks[name])
+    if "RANK" in ranks:  # torchrun's, the group's own: inside srun, its c10d rendezvous numbers by arrival
+        return str(ranks["RANK"])
+    if ranks.get("SLURM_PROCID", 0) > 0:
+        return str(ranks["SLURM_PROCID"])
     local, node = ranks.get("LOCAL_RANK", 0), ranks.get("NODE_RANK", 0)
     return f"{local} of node {node}" if node else str(local)
 

@@ -31,10 +31,13 @@ def check_images(X) -> np.ndarray:
     """``X`` as N x C x H x W float rows (a stack of H x W images gets one channel), checked
     ``CHUNK_ROWS`` at a time and not copied: a memory-mapped cube stays on disk."""
     x = float_images(X)
-    if x.ndim == 3 and x.shape[0] in (1, 3, 4) and x.shape[0] < x.shape[1] == x.shape[2]:
-        # one colour image (C x H x W) was read as C grey ones and refused for the latent size
-        raise ValueError(f"got one image of shape {x.shape}: a VaDE trains on many, N x C x H x W (N x H x W "
-                         f"for grey ones)")
+    if x.ndim == 3 and x.shape[0] in (3, 4) and x.shape[0] < x.shape[1] == x.shape[2]:
+        # one colour image (C x H x W) read as C grey ones was refused for the latent size, in other words
+        import warnings
+
+        warnings.warn(f"images of shape {x.shape} are read as {x.shape[0]} grey images of {x.shape[1]} x "
+                      f"{x.shape[2]}; one colour image would be X[None] (a VaDE trains on many)", UserWarning,
+                      stacklevel=3)
     if x.ndim == 3:
         x = x[:, None]
     if x.ndim != 4 or x.shape[2] != x.shape[3] or len(x) < 2:

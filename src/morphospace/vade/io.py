@@ -148,7 +148,8 @@ def _unreadable(path, exc: Exception) -> UserError:
     for a model: it was called damaged, with torch's advice cut off mid-sentence), or a damaged one."""
     try:
         with open(path, "rb") as fh:
-            archive = fh.read(4) == b"PK\x03\x04"  # a torch archive's first bytes, even cut short
+            head = fh.read(4)
+        archive = len(head) < 4 or head == b"PK\x03\x04"  # a torch archive's first bytes, even cut short
     except OSError:
         archive = True
     if not archive:

@@ -140,9 +140,9 @@ def make_survey(out_dir: str | Path, n: int = 2000, seed: int = 0, size: int = 1
             if have == want and not overwrite and whole:
                 log.info("synthetic survey already in %s (n=%d, seed=%d): reused", out, n, seed)
                 return out
-            if have == want:
+            if have == want and not whole:
                 log.warning("%s holds this synthetic survey with images or its catalogue missing: rendering it again", out)
-            elif not overwrite:
+            elif have != want and not overwrite:
                 differs = [f"{k} {have.get(k)!r}" for k in ("version", "n", "seed", "size", "morphologies")
                            if have.get(k) != want.get(k)]
                 raise UserError(f"synth: {out} holds another synthetic survey ({', '.join(differs) or 'other settings'}"
