@@ -540,3 +540,48 @@ def test_dbscan_is_skipped_where_its_min_samples_exceed_the_rows(tmp_path, caplo
     with caplog.at_level(logging.WARNING, logger="morphospace"):
         assert cluster_run(run, cfg, representations=["pca"]) == ["kmeans3_pca"]
     assert "DBSCAN on pca skipped: cluster.dbscan_min_samples (500) exceeds its 60 rows" in caplog.text
+
+
+def test_maps_and_clusterings_of_an_earlier_embedding_are_left_out(tmp_path, caplog):
+    """`train` + `embed` rewrote the embedding (or `reduce` remade a map), and the clusterings and maps
+    made from the earlier one were compared and reported beside the new ones, without a word. Each
+    now records what it was made from; compare and the report leave out what the run no longer holds."""
+    from morphospace.analysis.compare import compare_run
+    from morphospace.analysis.reduce import reduce_run
+    from morphospace.report import build_report
+    from morphospace.run.provenance import stale_results
+
+    run = fake_run(tmp_path)
+    cfg = Config()
+    cfg.cluster.methods = ["kmeans"]
+    cfg.cluster.kmeans_k = [3]
+    reduce_run(run, cfg, embedding="features", reductions=["pca"])
+    cluster_run(run, cfg, representations=["features", "pca", "tsne"])  # the features' PCA is named "pca"
+    assert stale_results(run) == {}
+    features = run.read_embedding("features")
+    write_npy(run.embedding_path("features"), (features[::-1] * 2).astype(np.float32))  # embedded again
+    assert stale_results(run) == {
+        "reductions/pca": "made from an earlier features embedding",
+        "clusterings/kmeans3_features": "made from an earlier features",
+        "clusterings/kmeans3_pca": "made from the map pca of an earlier features embedding"}
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        compare_run(run, cfg)
+    assert "clustering kmeans3_features left out of the comparisons: made from an earlier features" in caplog.text
+    assert pd.read_csv(run.path / "comparisons" / "ami.csv", index_col=0).index.tolist() == ["kmeans3_tsne", "morphology"]
+    write_npy(run.cube, np.random.default_rng(0).random((60, 3, 8, 8)).astype(np.float32))  # for the report
+    html = build_report(run, cfg).read_text()
+    assert "Made from an earlier embedding or map, and so left out of this page (3)" in html
+    assert payload_maps(html) == ["tsne"]  # the features' PCA map of the earlier embedding is not offered
+    # made again: current, and back
+    reduce_run(run, cfg, embedding="features", reductions=["pca"])
+    cluster_run(run, cfg, representations=["features", "pca"])
+    assert stale_results(run) == {}
+
+
+def payload_maps(html: str) -> list[str]:
+    """The names of the maps the report's explorer offers."""
+    import json
+    import re
+
+    data = json.loads(re.search(r'<script type="application/json" id="morphospace-data">(.*?)</script>', html, re.S).group(1))
+    return [m["name"] for m in data["explorer"]["maps"]]

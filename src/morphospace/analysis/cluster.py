@@ -41,6 +41,7 @@ from ..data.sample import sample_rows
 from ..errors import UserError
 from ..progress import Timer
 from ..run import RunDir, write_json, write_table
+from ..run.provenance import input_stamp
 # the stage's estimators, re-exported for their users
 from .clusterers import GMMSelect, KMeansSelect, internal_scores  # noqa: F401
 from .density import DENSITY_MAX_DIMS, DBSCANAuto, HDBSCANClusterer, k_distances, knee_index  # noqa: F401
@@ -240,7 +241,8 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
                         rep, spread, scale)
         sample = sample_rows(X.shape[0], getattr(c, "fit_sample", 0), fit_sample_seed(c.seed))
         fitted = None if sample is None else len(sample)
-        base = {"representation": rep, "shape": list(X.shape), "fit_sample": fitted}
+        base = {"representation": rep, "input_stamp": input_stamp(run, rep), "shape": list(X.shape),
+                "fit_sample": fitted}  # the stamp: compare and the report know a clustering of an earlier rep
         selection: list[pd.DataFrame] = []
         max_dims = getattr(c, "density_max_dims", DENSITY_MAX_DIMS)
         density = not max_dims or X.shape[1] <= max_dims

@@ -29,6 +29,7 @@ from ..errors import UserError
 from ..image.display import figure_text
 from ..progress import Timer, progress
 from ..run import RunDir, atomic_path, safe_name, write_json, write_table
+from ..run.provenance import stale_results
 from .agreement import METRICS, NOISE_MODES, contingency_table, hungarian_accuracy, purity, score_pair
 from .labels import Encoded, clustering_in_cube_order, encode, label_columns, labels_in_cube_order, truth_column
 from .probe import fine_tuning_rows, probe_run
@@ -247,7 +248,11 @@ def compare_run(run: RunDir, cfg: Any) -> dict[str, Path]:
     UserError
         When the run has no clustering.
     """
-    clusterings = run.clusterings()
+    stale = stale_results(run)
+    clusterings = [c for c in run.clusterings() if f"clusterings/{c}" not in stale]
+    for name in sorted(set(run.clusterings()) - set(clusterings)):  # beside the new, as if of the same
+        log.warning("clustering %s left out of the comparisons: %s (`morphospace %s` makes it again)", name,
+                    stale[f"clusterings/{name}"], run.stage_making_clustering(name))
     for name in run.missing_clusterings():
         log.warning("clusterings/%s.parquet is missing: left out of the comparisons (`morphospace %s` makes it "
                     "again)", name, run.stage_making_clustering(name))

@@ -35,6 +35,7 @@ from ..data.sample import sample_rows
 from ..errors import InvalidArgument, UserError
 from ..progress import Timer, progress
 from ..run import RunDir, write_json, write_npy
+from ..run.provenance import input_stamp
 from .labels import labels_in_cube_order, missing_mask, truth_column
 from .neighbour_index import SimilarityIndex
 from .probe import fine_tuning_rows
@@ -245,6 +246,7 @@ def reduce_run(run: RunDir, cfg: Any, embedding: str = "features",
     X = np.asarray(run.embedding_of_cube(embedding, "re-run the stage that made it (`morphospace embed` for "
                                                     "the model's)"), dtype=np.float64)
     n = X.shape[0]
+    made_from = input_stamp(run, embedding)  # recorded in each map: compare and the report know a map of an earlier one
     options = dict(
         n_components=2,
         random_state=ccfg.seed,
@@ -319,6 +321,7 @@ def reduce_run(run: RunDir, cfg: Any, embedding: str = "features",
         meta: dict[str, Any] = {
             "representation": rid,
             "embedding": embedding,
+            "input_stamp": made_from,
             "reduction": name,
             "params": reducer.get_params(),
             "input_shape": list(X.shape),

@@ -174,6 +174,13 @@ def build_report(run: RunDir | str | Path, cfg: Config | None = None) -> Path:
                        "the others the run's before, compared as one set. Run `morphospace cluster RUN`, then "
                        "`morphospace compare RUN` and the report again.")
         log.warning("report: %s", notices[-1])
+    if contents.stale_results:
+        stale = contents.stale_results
+        shown = "; ".join(f"{k} ({v})" for k, v in list(stale.items())[:4]) + ("; ..." if len(stale) > 4 else "")
+        notices.append(f"Made from an earlier embedding or map, and so left out of this page ({len(stale)}): {shown}. "
+                       "Run `morphospace reduce RUN` and `morphospace cluster RUN`, then `morphospace compare RUN` "
+                       "(or `morphospace run`) and the report again.")
+        log.warning("report: %s", notices[-1])
     if contents.unusable_maps:
         notices.append(f"{', '.join(contents.unusable_maps)}: NaN or infinite coordinates, so left out of the explorer "
                        "(`morphospace reduce RUN` makes the maps again).")

@@ -21,6 +21,7 @@ import pandas as pd
 from ..analysis.labels import label_columns, labels_in_cube_order, truth_column  # one definition of "a label"
 from ..errors import UserError
 from ..run import RunDir, in_cube_order
+from ..run.provenance import stale_results
 from .anomaly_scores import AnomalyScores
 from .clusterings import Clustering, aligned_clustering, primary_choice
 
@@ -239,9 +240,17 @@ class RunContents(AnomalyScores):
         return self._maps[1]
 
     @cached_property
+    def stale_results(self) -> dict[str, str]:
+        """Maps and clusterings made from an earlier version of their embedding or map (left out of
+        the page, said at its top): :func:`~morphospace.run.provenance.stale_results`."""
+        return stale_results(self.run)
+
+    @cached_property
     def _maps(self) -> tuple[list[tuple[str, np.ndarray]], list[str]]:
         out, unusable = [], []
         for name in self.run.reductions():
+            if f"reductions/{name}" in self.stale_results:  # said at the page's top
+                continue
             arr = self._array(self.run.reduction_path(name), "reduce")
             if arr is None or arr.ndim != 2 or len(arr) != self.n or arr.shape[1] < 2:
                 continue
@@ -264,6 +273,8 @@ class RunContents(AnomalyScores):
         """Every readable clustering of the run, aligned to the cube (unreadable ones skipped, logged)."""
         out = []
         for name in self.run.clusterings():
+            if f"clusterings/{name}" in self.stale_results:  # said at the page's top
+                continue
             try:
                 table = self.run.read_clustering(name)
             except Exception as exc:  # a half-written or foreign file must not sink the report

@@ -1,0 +1,75 @@
+"""What each map and clustering of a run was made from, and whether that is still what the run holds.
+
+A map (``reductions/<name>.json``) and a clustering (``clusterings/<name>.json``) record the content
+stamp of the representation they were computed from (``input_stamp``: size, modification time and
+sha256, :func:`~morphospace.run.writes.content_stamp`). After ``train`` + ``embed`` rewrite an
+embedding, or ``reduce`` remakes a map with other settings, the maps and clusterings made from the
+earlier one were compared and reported beside the new ones, without a word. :func:`stale_results`
+names them, so that ``compare`` and the report leave them out and say so. Records written before
+the stamp existed are taken as current (nothing to tell).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .rundir import RunDir
+from .writes import content_stamp, stamp_is_current
+
+__all__ = ["input_stamp", "stale_results"]
+
+
+def _representation_path(run: RunDir, rep: str) -> Path:
+    """An embedding's file where the run has one by that name, else the map's."""
+    return run.embedding_path(rep) if run.embedding_path(rep).is_file() else run.reduction_path(rep)
+
+
+def input_stamp(run: RunDir, rep: str) -> dict | None:
+    """The content stamp of representation ``rep`` (an embedding or a map), to record in what is made
+    from it; None where it has no file."""
+    path = _representation_path(run, rep)
+    return content_stamp(path) if path.is_file() else None
+
+
+def _record(path: Path) -> dict:
+    try:
+        got = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return got if isinstance(got, dict) else {}
+
+
+def _made_from_earlier(run: RunDir, record: dict, rep: str) -> bool:
+    stamp = record.get("input_stamp")
+    if not isinstance(stamp, dict) or not rep:
+        return False  # recorded before stamps, or by hand: nothing to tell
+    path = _representation_path(run, rep)
+    return path.is_file() and not stamp_is_current(stamp, path)
+
+
+def stale_results(run: RunDir) -> dict[str, str]:
+    """Maps and clusterings made from an earlier version of what they were made from.
+
+    Returns
+    -------
+    dict of str to str
+        ``"reductions/<name>"`` or ``"clusterings/<name>"`` -> what it was made from ("made from an
+        earlier form embedding"; a clustering of a stale map is stale too).
+    """
+    out: dict[str, str] = {}
+    stale_maps: dict[str, str] = {}
+    for rid in run.reductions():
+        record = _record(run.reduction_path(rid).with_suffix(".json"))
+        source = str(record.get("embedding", ""))
+        if _made_from_earlier(run, record, source):
+            out[f"reductions/{rid}"] = f"made from an earlier {source} embedding"
+            stale_maps[rid] = source
+    for name in run.clusterings():
+        record = _record(run.clustering_path(name).with_suffix(".json"))
+        rep = str(record.get("representation", ""))
+        if rep in stale_maps:
+            out[f"clusterings/{name}"] = f"made from the map {rep} of an earlier {stale_maps[rep]} embedding"
+        elif _made_from_earlier(run, record, rep):
+            out[f"clusterings/{name}"] = f"made from an earlier {rep}"
+    return out
