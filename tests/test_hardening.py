@@ -675,6 +675,30 @@ def test_generate_keeps_out_of_the_run_s_own_files(pca_run, tmp_path, capsys):
 
 # 5. file-system mistakes -----------------------------------------------------------------------------
 
+def test_a_folder_of_someone_s_results_is_no_new_run(tmp_path, capsys):
+    """A first ingest into a project folder holding figures/ and models/ of the user's own set them
+    aside into superseded/ as 'made from the galaxies of the earlier ingest'. Refused; a folder of
+    other files is fine, and so is a run (one whose first ingest did not finish too)."""
+    import morphospace as ms
+
+    data = tiny_folder_survey(tmp_path / "data", n=3)
+    proj = tmp_path / "proj"
+    (proj / "figures").mkdir(parents=True)
+    (proj / "figures" / "mine.png").write_bytes(b"x")
+    (proj / "report.html").write_text("mine")
+    line = one_line_error(capsys, main(["ingest", str(data), "--out", str(proj), "--size", "16", "--quiet"]))
+    assert "is not a run, but holds figures/, report.html, which a run's stages write and would set aside" in line
+    with pytest.raises(ValueError, match="is not a run, but holds figures/"):
+        ms.ingest(data, run=proj)
+    assert sorted(p.name for p in proj.iterdir()) == ["figures", "report.html"]
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("mine")
+    assert main(["ingest", str(data), "--out", str(notes), "--size", "16", "--quiet"]) == 0
+    (proj / "config.toml").write_text("")  # a run whose first ingest stopped: its own files, not someone's
+    assert main(["ingest", str(data), "--out", str(proj), "--size", "16", "--quiet"]) == 0
+
+
 def test_out_naming_a_file_or_nothing(tmp_path, capsys):
     data = tiny_folder_survey(tmp_path / "data", n=3)
     afile = tmp_path / "afile"

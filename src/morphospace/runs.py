@@ -218,10 +218,11 @@ def ingest(data: str | Path | None = None, run: str | Path = "runs/notebook", co
 
     if Path(run).exists() and not Path(run).is_dir():
         raise NotADirectoryError(errno.ENOTDIR, "a file, not a folder: choose a folder for the run", str(run))
-    from .run.places import check_run_place
+    from .run.places import check_not_a_folder_of_results, check_run_place
 
     with python_errors():  # "" (the notebook's own folder) or another run's models/: as the command line refuses
         check_run_place(run, "run")
+        check_not_a_folder_of_results(run, "run")
     overrides = settings_mapping(config, "{'preprocess.size': 64}")
     overrides.update({k.replace("__", "."): v for k, v in settings.items()})
     if data is not None:

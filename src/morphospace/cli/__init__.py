@@ -208,8 +208,10 @@ def _new_run(args, out: str, trains: bool = False, **options) -> tuple[RunDir, C
     takes it away: :func:`~morphospace.pipeline.removed_on_failure`) and what of an existing run's
     saved settings it replaces (:func:`_settings_replaced`, said once the command has done its work)."""
     from .. import pipeline
+    from ..run.places import check_not_a_folder_of_results
 
     check_out(out)
+    check_not_a_folder_of_results(out)
     data = options.get("data__path")
     if data is not None and not str(data).strip():  # an empty DATA is no survey, not the synthetic one
         raise UserError("the data must name a survey (a folder or a file), got an empty path; "

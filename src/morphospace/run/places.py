@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UserError
-from .rundir import RUN_FOLDERS
+from .rundir import RUN_FILES, RUN_FOLDERS
 
-__all__ = ["check_run_place", "is_run"]
+__all__ = ["check_not_a_folder_of_results", "check_run_place", "is_run"]
 
 # what makes a folder with a config.toml a run's (its cube and catalogue, or a model imported into it)
 RUN_MARKS = ("catalogue.parquet", "cube.npy", "models/vade/imported.json")
@@ -27,6 +27,21 @@ def check_run_place(path: str | Path, what: str = "--out") -> None:
         if folder in RUN_FOLDERS and is_run(above):
             raise UserError(f"{what} {path} is inside the folder {folder}/ of the run {above}, which its stages "
                             f"rewrite: choose a folder outside it")
+
+
+def check_not_a_folder_of_results(path: str | Path, what: str = "--out") -> None:
+    """A one-line :class:`UserError` where ``path`` is a folder that is no run (no ``config.toml``)
+    yet holds what a run's stages write (``figures/``, ``models/``, ``report.html``...): a first
+    ingest there set the user's files aside into ``superseded/`` as "the earlier ingest's" results.
+    A folder holding other files only is fine (the run is written beside them)."""
+    folder = Path(path)
+    if not folder.is_dir() or (folder / "config.toml").is_file():
+        return  # new, or a run (one whose first ingest did not finish too)
+    clash = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir() if p.name in RUN_FOLDERS | RUN_FILES)
+    if clash:
+        more = ", ..." if len(clash) > 4 else ""
+        raise UserError(f"{what} {path} is not a run, but holds {', '.join(clash[:4])}{more}, which a run's stages "
+                        f"write and would set aside: choose a new or empty folder for the run")
 
 
 def is_run(folder: str | Path) -> bool:
