@@ -592,7 +592,16 @@ def test_a_partial_config_keeps_the_run_s_cube_recipe(pca_run, tmp_path, capsys)
     assert main(["cluster", str(run), "--config", str(mini), "--quiet"]) == 0
     saved = tomllib.loads((run / "config.toml").read_text())
     assert saved["preprocess"]["crop"] == 0.6 and saved["cluster"]["seed"] == 3
-    assert "the run's preprocess settings kept" in (run / "log.txt").read_text()
+    log_text = (run / "log.txt").read_text()
+    assert "the run's preprocess settings kept" in log_text
+    # the run's other settings the file set back to its defaults (the model's kind, the clusterings) are
+    # named, where the stage saved them without a word
+    assert "`morphospace cluster` started from --config" in log_text and "model.kind 'pca' -> 'vade'" in log_text
+    assert "without --config it reads them" in log_text
+    # an emptied config.toml is read as every default: said, as a missing one is
+    (run / "config.toml").write_text("")
+    assert main(["cluster", str(run), "--quiet"]) in (0, 2)
+    assert "config.toml is empty: this stage uses the built-in defaults" in (run / "log.txt").read_text()
     # the same file given to a command that starts a run reads it too (a byte-order mark was a traceback)
     assert main(["ingest", str(pca_run.parent / "data"), "--out", str(run), "--config", str(mini), "--quiet"]) == 0
     assert "started from --config" in (run / "log.txt").read_text()

@@ -322,6 +322,8 @@ def _dispatch(args) -> int | None:
     saved = False
     with pipeline.config_restored_on_failure(run) if saves else nullcontext():
         if saves:
+            if getattr(args, "config", None):  # a file in place of the run's settings: what it set back, said
+                _say(_settings_replaced(args, run, cfg, {}))
             saved = _save_changed_config(run, cfg)
         if cmd == "train":
             cfg = _set(cfg, args, train__epochs=args.epochs, train__seed=args.seed)

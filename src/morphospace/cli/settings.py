@@ -24,6 +24,10 @@ def _config_for(args, run: RunDir | None, training: bool = False) -> Config:
         cfg, saved = load_config(path), True
     elif run is not None and run.config.exists():
         cfg, saved = load_config(run.config), True
+        if run.config.is_file() and not run.config.read_text(errors="replace").strip():
+            # emptied by hand (or a failed copy): read as every default, and saved back so, without a word
+            log.warning("%s is empty: this stage uses the built-in defaults, not the run's own settings (give "
+                        "them with --config FILE)", run.config)
     else:
         if run is not None and run.catalogue.exists():  # an ingested run without its settings: said
             log.warning("%s is missing: this stage uses the built-in defaults, not the run's own settings (give "
@@ -179,4 +183,5 @@ def _settings_replaced(args, run: RunDir, cfg: Config, options: dict) -> str:
     start = (f"--config {args.config}" if getattr(args, "config", None) else "the defaults")
     return (f"`morphospace {args.command}` started from {start} and the settings given, not from the run's "
             f"saved ones, of which it replaced {len(changed)} ({shown}{', ...' if len(changed) > 6 else ''}); "
-            f"--config {run.config} would have kept them")
+            + (f"--config {run.config} would have kept them" if args.command in ("run", "study", "ingest")
+               else "without --config it reads them"))
