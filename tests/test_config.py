@@ -1,5 +1,6 @@
 """The TOML configuration: validation, overrides, round trip, old files, one-line errors."""
 
+import re
 import tomllib
 
 import pytest
@@ -408,3 +409,16 @@ def test_loader_workers_auto_reads_from_the_main_process_on_a_cpu_and_feeds_an_a
     assert on(accelerator="auto") == 0
     assert load_text(tmp_path, '[train]\nloader_workers = "auto"\n').train.loader_processes() == 0
     assert "loader_workers" in error_of(tmp_path, '[train]\nloader_workers = "many"\n')
+
+
+def test_an_inline_table_in_set_is_refused_not_a_reset_of_the_table():
+    """`--set "train={epochs=3}"` replaced the whole [train] table: its learning rate and the rest went
+    back to their defaults without a word (so did `data.vote_thresholds={smooth=0.7}` to spiral's)."""
+    cfg = apply_overrides(Config(), ["train.lr=0.005", "data.vote_thresholds.spiral=0.8"])
+    for text, table in (("train={epochs=3}", "train"), ("data.vote_thresholds={smooth=0.7}", "data.vote_thresholds")):
+        with pytest.raises(ConfigError, match=rf"sets the whole table {re.escape(table)}, which would set its other "
+                                              rf"keys back to their defaults: give its keys one by one"):
+            apply_overrides(cfg, [text])
+    kept = apply_overrides(cfg, ["train.epochs=3", "data.vote_thresholds.smooth=0.7"])
+    assert (kept.train.lr, kept.train.epochs) == (0.005, 3)
+    assert kept.data.vote_thresholds.spiral == 0.8 and kept.data.vote_thresholds.smooth == 0.7

@@ -178,6 +178,11 @@ def apply_overrides(cfg: Config, overrides: Sequence[str] | Mapping[str, Any]) -
             model = model.model_fields[part].annotation  # type: ignore[assignment]
         if parts[-1] not in full:
             raise ConfigError(unknown_key(dotted, model))
+        if parse and isinstance(full[parts[-1]], dict):
+            # an inline table (--set "train={epochs=3}") replaced the whole table: its other keys went back
+            # to their defaults without a word
+            raise ConfigError(f"--set {dotted}=... sets the whole table {dotted}, which would set its other keys back "
+                              f"to their defaults: give its keys one by one (--set {dotted}.KEY=VALUE)")
         node[parts[-1]] = _parse_value(value, model.model_fields[parts[-1]]) if parse else _plain(value)
     return config_from_dict(table)
 
