@@ -127,6 +127,7 @@ def test_importing_into_a_run_with_a_trained_model_is_refused(tmp_path, capsys):
     model = tmp_path / "run" / "models" / "vade" / "model.pt"
     model.parent.mkdir(parents=True)
     model.write_bytes(b"trained")
+    (tmp_path / "run" / "config.toml").write_text("")  # a run's (a folder of models/ alone is no run: refused so)
     assert main(["import-astrovader", str(weights), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "already holds a trained model" in err

@@ -256,6 +256,9 @@ def compare_run(run: RunDir, cfg: Any) -> dict[str, Path]:
     for name in run.missing_clusterings():
         log.warning("clusterings/%s.parquet is missing: left out of the comparisons (`morphospace %s` makes it "
                     "again)", name, run.stage_making_clustering(name))
+    if not clusterings and stale:
+        raise UserError(f"no current clusterings in {run.path}: they were made from an earlier embedding or map "
+                        f"(run `morphospace cluster` again)")
     if not clusterings:
         raise UserError(f"no clusterings in {run.path}: run `morphospace cluster` first")
     inputs = run.comparison_inputs()

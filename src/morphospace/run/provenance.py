@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from .rundir import RunDir
 from .writes import content_stamp, stamp_is_current
 
@@ -45,7 +47,13 @@ def _made_from_earlier(run: RunDir, record: dict, rep: str) -> bool:
     if not isinstance(stamp, dict) or not rep:
         return False  # recorded before stamps, or by hand: nothing to tell
     path = _representation_path(run, rep)
-    return path.is_file() and not stamp_is_current(stamp, path)
+    if not path.is_file():
+        return False
+    try:
+        np.load(path, mmap_mode="r")  # the header and the length only
+    except Exception:  # noqa: BLE001 - damaged (cut short, not an array): the stages that read it say so
+        return False
+    return not stamp_is_current(stamp, path)
 
 
 def stale_results(run: RunDir) -> dict[str, str]:
