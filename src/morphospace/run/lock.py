@@ -38,9 +38,10 @@ def launched_as_later_rank() -> bool:
     Returns
     -------
     bool
-        True when one of ``RANK``, ``SLURM_PROCID``, ``NODE_RANK`` or ``LOCAL_RANK`` holds a
-        positive integer in a job of more than one process (``WORLD_SIZE``, ``SLURM_NTASKS``, ...):
-        a stray ``SLURM_PROCID=1`` in a lone process skipped the run's lock and half its work.
+        True when :func:`launch_rank` is not the first's (``RANK``, else ``SLURM_PROCID``, else
+        ``LOCAL_RANK`` / ``NODE_RANK`` positive) in a job of more than one process (``WORLD_SIZE``,
+        ``SLURM_NTASKS``, ...): a stray ``SLURM_PROCID=1`` in a lone process skipped the run's lock
+        and half its work.
     """
     return job_size() >= 2 and launch_rank() != "0"
 
@@ -48,9 +49,10 @@ def launched_as_later_rank() -> bool:
 def launch_rank() -> str:
     """This process's rank as its launcher numbers it, as text: ``"0"`` for the job's first process
     (and a lone one): torchrun's ``RANK`` where it is set (inside srun too, where it need not be
-    ``SLURM_PROCID``), else srun's ``SLURM_PROCID`` where positive, else the local rank Lightning's own launcher gives its children, with the node's
-    (``"1 of node 2"``) past the first node. A child of Lightning's launcher in a batch script keeps
-    the script's ``SLURM_PROCID=0``: it is its ``LOCAL_RANK`` that tells it from the first.
+    ``SLURM_PROCID``), else srun's ``SLURM_PROCID`` where positive, else the local rank Lightning's
+    own launcher gives its children, with the node's (``"1 of node 2"``) past the first node. A
+    child of Lightning's launcher in a batch script keeps the script's ``SLURM_PROCID=0``: it is
+    its ``LOCAL_RANK`` that tells it from the first.
 
     Returns
     -------
