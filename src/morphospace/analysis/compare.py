@@ -29,7 +29,7 @@ from ..errors import UserError
 from ..image.display import figure_text
 from ..progress import Timer, progress
 from ..run import RunDir, atomic_path, safe_name, write_json, write_table
-from ..run.provenance import stale_results
+from ..run.provenance import read_record, stale_results
 from .agreement import METRICS, NOISE_MODES, contingency_table, hungarian_accuracy, purity, score_pair
 from .labels import Encoded, clustering_in_cube_order, encode, label_columns, labels_in_cube_order, truth_column
 from .probe import fine_tuning_rows, probe_run
@@ -69,16 +69,9 @@ def trained_rows(run: RunDir, clusterings: list[str]) -> dict[str, np.ndarray]:
     """The cube rows whose labels may have trained what each clustering clusters (a study's
     fine-tuned features, or a map of them: :func:`~morphospace.analysis.probe.fine_tuning_rows`;
     an LDA map: the labelled rows it was fitted on), for the clusterings of such a representation only."""
-    import json
-
     from .reduce import unpack_rows
 
-    def meta(path: Path) -> dict:
-        try:
-            got = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return got if isinstance(got, dict) else {}
+    meta = read_record
 
     embeddings, by_embedding, out = set(run.embeddings()), {}, {}
     n, old_maps = len(run.cube_ids()), set()

@@ -19,7 +19,7 @@ import numpy as np
 from .rundir import RunDir
 from .writes import content_stamp, stamp_is_current
 
-__all__ = ["input_stamp", "stale_results"]
+__all__ = ["input_stamp", "read_record", "stale_results"]
 
 
 def _representation_path(run: RunDir, rep: str) -> Path:
@@ -34,7 +34,8 @@ def input_stamp(run: RunDir, rep: str) -> dict | None:
     return content_stamp(path) if path.is_file() else None
 
 
-def _record(path: Path) -> dict:
+def read_record(path: Path) -> dict:
+    """A stage's JSON record of a map or clustering as a dict; empty where it is missing or damaged."""
     try:
         got = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -68,13 +69,13 @@ def stale_results(run: RunDir) -> dict[str, str]:
     out: dict[str, str] = {}
     stale_maps: dict[str, str] = {}
     for rid in run.reductions():
-        record = _record(run.reduction_path(rid).with_suffix(".json"))
+        record = read_record(run.reduction_path(rid).with_suffix(".json"))
         source = str(record.get("embedding", ""))
         if _made_from_earlier(run, record, source):
             out[f"reductions/{rid}"] = f"made from an earlier {source} embedding"
             stale_maps[rid] = source
     for name in run.clusterings():
-        record = _record(run.clustering_path(name).with_suffix(".json"))
+        record = read_record(run.clustering_path(name).with_suffix(".json"))
         rep = str(record.get("representation", ""))
         if rep in stale_maps:
             out[f"clusterings/{name}"] = f"made from the map {rep} of an earlier {stale_maps[rep]} embedding"
