@@ -132,6 +132,17 @@ def test_importing_into_a_run_with_a_trained_model_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "already holds a trained model" in err
     assert model.read_bytes() == b"trained"
+    # the notebook's import_astrovader (morphospace.api) overwrote it, and took no folder or ms.Run
+    from morphospace.api import import_astrovader
+    from morphospace.run import RunDir
+
+    for run in (RunDir(tmp_path / "run"), str(tmp_path / "run"), tmp_path / "run"):
+        with pytest.raises(UserError, match="already holds a trained model"):
+            import_astrovader(run, weights)
+    assert model.read_bytes() == b"trained"
+    with pytest.raises(UserError):  # bad weights into a new folder: refused before the folder is made
+        import_astrovader(tmp_path / "new", weights)
+    assert not (tmp_path / "new").exists()
 
 
 @needs_peer

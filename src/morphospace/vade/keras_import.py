@@ -231,13 +231,21 @@ def import_astrovader(run: RunDir, weights: str | Path, built: tuple[torch.nn.Mo
 
     The result lives where ``morphospace train`` puts a trained model, so ``embed``,
     ``generate`` and :func:`load_model` work on it unchanged. ``built`` is
-    :func:`astrovader_model`'s result when the caller has already read the weights.
+    :func:`astrovader_model`'s result when the caller has already read the weights. ``run`` is a
+    :class:`RunDir`, an ``ms.Run`` or a folder (made); one that already holds a model is refused, as the command line
+    refuses it (called from a notebook, it overwrote a trained model and left its embedding and
+    clusters beside the imported one).
     """
     from ..run.writes import write_json
     from ..run.rundir import IMPORTED_MARKER
     from .io import model_file, save_model
 
-    model, hp = built if built is not None else astrovader_model(weights)
+    folder = Path(getattr(run, "path", run))  # a RunDir, an ms.Run or a folder
+    if folder.is_dir() and model_file(RunDir(folder)).is_file():
+        raise UserError(f"{folder} already holds a trained model ({model_file(RunDir(folder))}): import into a new "
+                        "run, then ingest your galaxies into it with --preset astrovader")
+    model, hp = built if built is not None else astrovader_model(weights)  # bad weights: no folder made
+    run = run if isinstance(run, RunDir) else RunDir(folder, create=True)
     path = model_file(run)
     source = str(Path(weights).resolve())  # a relative path names nothing once the shell has moved on
     save_model(model, hp, path, extra={"imported_from": source})
