@@ -43,10 +43,20 @@ def read_record(path: Path) -> dict:
     return got if isinstance(got, dict) else {}
 
 
-def _made_from_earlier(run: RunDir, record: dict, rep: str) -> bool:
+def _made_from_earlier(run: RunDir, record: dict, rep: str, seen: dict) -> bool:
+    """Whether ``record`` was made from another version of ``rep`` than the run's; ``seen`` holds the
+    answers so far (one per representation and stamp: a study's 59 clusterings share a dozen, and a
+    copied run's new modification times make each check hash the file)."""
     stamp = record.get("input_stamp")
     if not isinstance(stamp, dict) or not rep:
         return False  # recorded before stamps, or by hand: nothing to tell
+    key = (rep, tuple(sorted(stamp.items())))
+    if key not in seen:
+        seen[key] = _differs(run, rep, stamp)
+    return seen[key]
+
+
+def _differs(run: RunDir, rep: str, stamp: dict) -> bool:
     path = _representation_path(run, rep)
     if not path.is_file():
         return False
@@ -68,10 +78,11 @@ def stale_results(run: RunDir) -> dict[str, str]:
     """
     out: dict[str, str] = {}
     stale_maps: dict[str, str] = {}
+    seen: dict = {}
     for rid in run.reductions():
         record = read_record(run.reduction_path(rid).with_suffix(".json"))
         source = str(record.get("embedding", ""))
-        if _made_from_earlier(run, record, source):
+        if _made_from_earlier(run, record, source, seen):
             out[f"reductions/{rid}"] = f"made from an earlier {source} embedding"
             stale_maps[rid] = source
     for name in run.clusterings():
@@ -79,6 +90,6 @@ def stale_results(run: RunDir) -> dict[str, str]:
         rep = str(record.get("representation", ""))
         if rep in stale_maps:
             out[f"clusterings/{name}"] = f"made from the map {rep} of an earlier {stale_maps[rep]} embedding"
-        elif _made_from_earlier(run, record, rep):
+        elif _made_from_earlier(run, record, rep, seen):
             out[f"clusterings/{name}"] = f"made from an earlier {rep}"
     return out
