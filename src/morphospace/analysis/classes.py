@@ -163,7 +163,7 @@ def _filled_in(path: Path, column: str) -> bool:
     return not missing_mask(labels.to_numpy(dtype=object)).all()
 
 
-def _keep_filled_in(path: Path, column: str, id_column: str) -> Path | None:
+def _keep_filled_in(path: Path, column: str) -> Path | None:
     """Set a suggestions file aside, before it is replaced or removed, if someone has filled in a
     label: the labels are theirs (the README's workflow fills the file in place). Renamed to
     ``<name>_suggest_filled<k>.csv``, the first free k, and said; returns the new path."""
@@ -233,7 +233,7 @@ def classify_run(run: RunDir, labels_path, column: str, embedding: str, id_colum
         log.warning("classify: %s", note)
     folder = run.sub(FOLDER)
     suggest_path = folder / f"{name}_suggest.csv"
-    kept = _keep_filled_in(suggest_path, column, id_column)  # the file is replaced or removed below, either way
+    kept = _keep_filled_in(suggest_path, column)  # the file is replaced or removed below, either way
     given = label_paths(labels_path)
     labels_files = [str((kept if kept is not None and p.resolve() == suggest_path.resolve() else p).resolve())
                     for p in given]  # where each file is now
