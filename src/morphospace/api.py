@@ -30,7 +30,7 @@ from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 
 from .errors import python_errors
 from .run import RunDir
-from .vade.fit_cube import CHUNK_ROWS, check_images, float_images, place_cube, warn_scale
+from .vade.fit_cube import check_images, float_images, place_cube, warn_scale
 from .vade.io import MODEL_FILE, MODEL_NAME, load_vade, model_dir, model_file, save_model
 from .vade.keras_import import import_astrovader
 from .vade.numpy_model import VaDEModel, load_model
@@ -207,8 +207,7 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
             raise ValueError(f"expected images N x {' x '.join(map(str, self.image_shape_))}, got shape {x.shape}")
         if len(x) == 0:
             raise ValueError("no images: X has 0 rows")
-        if np.isfinite(x[:CHUNK_ROWS]).all():  # a NaN is the model's to refuse, in its words
-            warn_scale(x)
+        warn_scale(x)
         return x  # the model checks each batch finite as it reads it (a memory-mapped cube is read once)
 
     def transform(self, X) -> np.ndarray:

@@ -4,6 +4,7 @@ time, and placed in the fit's temporary run without a copy where they map a whol
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +34,6 @@ def check_images(X) -> np.ndarray:
     x = float_images(X)
     if x.ndim == 3 and x.shape[0] in (3, 4) and x.shape[0] < x.shape[1] == x.shape[2]:
         # one colour image (C x H x W) read as C grey ones was refused for the latent size, in other words
-        import warnings
-
         warnings.warn(f"images of shape {x.shape} are read as {x.shape[0]} grey images of {x.shape[1]} x "
                       f"{x.shape[2]}; one colour image would be X[None] (a VaDE trains on many)", UserWarning,
                       stacklevel=3)
@@ -50,10 +49,11 @@ def check_images(X) -> np.ndarray:
 def warn_scale(x: np.ndarray) -> None:
     """A warning where images are far from a run's cube's scale (about -0.2 to 1.5: sky at 0, the
     galaxy's core near 1): pixels of 0-255, or shifted, trained and encoded without a word, to codes
-    of +-16 and one-hot cluster probabilities. Read from the first rows only."""
-    import warnings
-
+    of +-16 and one-hot cluster probabilities. Read from the first rows only; rows that are not
+    finite are the model's to refuse, in its words."""
     rows = np.asarray(x[:CHUNK_ROWS])
+    if not np.isfinite(rows).all():
+        return
     lo, hi = float(rows.min()), float(rows.max())
     if hi > 20 or lo < -2:
         warnings.warn(f"the images span {lo:.3g} to {hi:.3g}, far from a run's cube (about -0.2 to 1.5: sky at 0, "
