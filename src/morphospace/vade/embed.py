@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -276,7 +275,9 @@ def write_generated(images: np.ndarray, out_dir: str | Path, prefix: str = "gene
     ``draw`` (e.g. component, temperature, seed) goes into each FITS header, as ``MS_<KEY>`` cards.
     The files are written into a hidden folder inside ``out_dir`` and moved into place once all
     are written, after the files of an earlier draw with the same prefix are removed: a folder
-    never mixes two draws, and one interrupted (Ctrl-C) keeps the earlier draw whole. Returns the
+    never mixes two draws: one interrupted (Ctrl-C) while it draws keeps the earlier draw whole,
+    Ctrl-C while the files move acts once they have moved, and a draw killed outright while they
+    move is undone by the next one (:mod:`morphospace.run.file_set`). Returns the
     written paths. Draws into one folder take turns (a hidden lock file in it).
     """
     from ..run.lock import folder_turns
@@ -297,6 +298,14 @@ def _write_draw(images: np.ndarray, out: Path, prefix: str, draw: dict[str, Any]
     from astropy.io import fits
     from PIL import Image
 
+    from ..run.file_set import replace_file_set, restore_unfinished
+
+    member = re.compile(rf"{re.escape(prefix)}_\d+\.(png|fits)")
+
+    def is_member(name: str) -> bool:  # this prefix's draw: not `cluster10_0000.png` for cluster1
+        return member.fullmatch(name) is not None
+
+    restore_unfinished(out, prefix, is_member)  # a draw killed in its swap: the draw before it, whole
     for stale in out.glob(f".{prefix}.*.partial"):  # of a draw killed outright (a live one holds the lock)
         shutil.rmtree(stale, ignore_errors=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{prefix}.", suffix=".partial", dir=out))
@@ -313,13 +322,7 @@ def _write_draw(images: np.ndarray, out: Path, prefix: str, draw: dict[str, Any]
                 hdu.header[f"MS_{key.upper()}"[:8]] = "none" if value is None else value
             hdu.writeto(stage / f"{stem}.fits")
             names += [f"{stem}.png", f"{stem}.fits"]
-        for old in [*out.glob(f"{prefix}_*.png"), *out.glob(f"{prefix}_*.fits")]:
-            if re.fullmatch(rf"{re.escape(prefix)}_\d+\.(png|fits)", old.name):
-                old.unlink(missing_ok=True)
-        paths = []
-        for name in names:
-            os.replace(stage / name, out / name)
-            paths.append(out / name)
+        paths = replace_file_set(stage, names, out, prefix, is_member)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return paths

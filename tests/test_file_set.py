@@ -1,0 +1,110 @@
+"""A draw of synthetic galaxies replaces the earlier one in its folder as one set: Ctrl-C, a
+failed rename or a process killed outright in the middle never leaves half of each."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import morphospace.vade.embed as embed_module
+from morphospace.run import file_set
+
+
+def _images(n, seed):
+    return np.random.default_rng(seed).random((n, 1, 8, 8)).astype(np.float32)
+
+
+def _folder(path):
+    return {p.name: p.read_bytes() if p.is_file() else "a folder" for p in path.iterdir()
+            if p.name != ".morphospace.lock"}
+
+
+def _draw_names(n):
+    return {f"component0_{i:04d}.{e}" for i in range(n) for e in ("png", "fits")}
+
+
+def _replace_then(monkeypatch, at, act):
+    """``os.replace`` does ``act`` at its ``at``-th call (the swap's renames: the journal's name
+    list, then the old files out, then the new ones in)."""
+    real, calls = os.replace, {"n": 0}
+
+    def replace(src, dst):
+        calls["n"] += 1
+        if calls["n"] == at:
+            act()
+        return real(src, dst)
+
+    monkeypatch.setattr(file_set.os, "replace", replace)
+
+
+def test_ctrl_c_while_the_files_move_acts_once_the_new_draw_is_whole(tmp_path, monkeypatch):
+    # before: the old files were removed and the new ones moved one by one; Ctrl-C between two
+    # moves left a folder with part of the new draw and nothing of the earlier one
+    embed_module.write_generated(_images(3, 0), tmp_path / "gen", prefix="component0")
+    _replace_then(monkeypatch, 6, lambda: os.kill(os.getpid(), signal.SIGINT))
+    with pytest.raises(KeyboardInterrupt):
+        embed_module.write_generated(_images(5, 1), tmp_path / "gen", prefix="component0")
+    assert set(_folder(tmp_path / "gen")) == _draw_names(5)
+
+
+def test_a_failed_rename_in_the_swap_puts_the_earlier_draw_back(tmp_path, monkeypatch):
+    embed_module.write_generated(_images(3, 0), tmp_path / "gen", prefix="component0")
+    before = _folder(tmp_path / "gen")
+
+    def full():
+        raise OSError(28, "No space left on device")
+
+    _replace_then(monkeypatch, 9, full)  # after the 6 old files left and 1 new one came in
+    with pytest.raises(OSError, match="No space"):
+        embed_module.write_generated(_images(5, 1), tmp_path / "gen", prefix="component0")
+    assert _folder(tmp_path / "gen") == before
+
+
+def test_a_draw_killed_outright_in_its_swap_is_undone_by_the_next_one(tmp_path):
+    embed_module.write_generated(_images(3, 0), tmp_path / "gen", prefix="component0")
+    embed_module.write_generated(_images(2, 5), tmp_path / "gen", prefix="component1")  # another prefix, untouched
+    before = _folder(tmp_path / "gen")
+    script = textwrap.dedent(f"""
+        import os, signal
+        import numpy as np
+        import morphospace.vade.embed as embed_module
+        from morphospace.run import file_set
+        real, calls = os.replace, {{"n": 0}}
+        def replace(src, dst):
+            calls["n"] += 1
+            if calls["n"] == 9:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(src, dst)
+        file_set.os.replace = replace
+        images = np.random.default_rng(1).random((5, 1, 8, 8)).astype(np.float32)
+        embed_module.write_generated(images, {str(tmp_path / "gen")!r}, prefix="component0")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert done.returncode == -signal.SIGKILL
+    assert set(_folder(tmp_path / "gen")) != set(before)  # killed half way: the folder mixes the two
+
+    def fails(_img):
+        raise ValueError("the next draw fails while it renders")
+
+    embed_module.display_image, real = fails, embed_module.display_image
+    try:
+        with pytest.raises(ValueError):
+            embed_module.write_generated(_images(4, 2), tmp_path / "gen", prefix="component0")
+    finally:
+        embed_module.display_image = real
+    assert _folder(tmp_path / "gen") == before
+
+
+def test_a_draw_of_one_prefix_leaves_a_longer_prefix_s_files(tmp_path):
+    embed_module.write_generated(_images(2, 0), tmp_path / "gen", prefix="cluster10")
+    kept = _folder(tmp_path / "gen")
+    embed_module.write_generated(_images(1, 1), tmp_path / "gen", prefix="cluster1")
+    embed_module.write_generated(_images(2, 2), tmp_path / "gen", prefix="cluster1")
+    now = _folder(tmp_path / "gen")
+    assert {k: v for k, v in now.items() if k.startswith("cluster10_")} == kept
+    assert {k for k in now if k.startswith("cluster1_")} == {f"cluster1_{i:04d}.{e}" for i in range(2)
+                                                            for e in ("png", "fits")}
