@@ -61,7 +61,7 @@ TINY_VADE = ["--set", "train.epochs=2", "--set", "train.pretrain_epochs=1", "--s
 
 
 @pytest.mark.slow
-def test_run_with_the_form_vade_then_a_study_of_its_ssl_encoder(tmp_path, monkeypatch):
+def test_run_with_the_form_vade_then_a_study_of_its_ssl_encoder(tmp_path, monkeypatch, capsys):
     """`morphospace run` with the default (form-first) VaDE on tiny data, then `study --backbone ssl`
     on the same run: it re-uses the trained form model instead of training a second one."""
     survey = tmp_path / "survey"
@@ -106,6 +106,11 @@ def test_run_with_the_form_vade_then_a_study_of_its_ssl_encoder(tmp_path, monkey
     record = json.loads((run / "models" / "vade" / "clusters.json").read_text())
     (run / "models" / "vade" / "clusters.json").write_text(json.dumps({**record, "model_fingerprint": "another"}))
     assert main(["generate", str(run), "--cluster", "0", "--n", "3", "--out", str(gen), "--quiet"]) == 2  # not its merge
+    # the merge's record gone: cluster g is not component g (before, drawn from component g, and a
+    # cluster the run does not have was drawn from a component)
+    (run / "models" / "vade" / "clusters.json").unlink()
+    assert main(["generate", str(run), "--cluster", str(k), "--n", "3", "--out", str(gen)]) == 2
+    assert "clusters.json is missing" in capsys.readouterr().err
     (run / "models" / "vade" / "clusters.json").write_text(json.dumps(record))
     # embedded again without the merge: its clusters are the components, not the earlier merge's groups
     assert main(["embed", str(run), "--set", "model.merge_components=false", "--quiet"]) == 0

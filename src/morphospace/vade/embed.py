@@ -203,7 +203,8 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
     write_json(run.embedding_path("vade").with_suffix(".json"),
                {"name": "vade", "what": "VaDE z_mean (mean of q(z|x))", "preset": hp["preset"],
                 "latent_dim": hp["latent_dim"], "n_components": int(enc["proba"].shape[1]),
-                "model": str(model_file(run)), "model_fingerprint": made_by})
+                "model": str(model_file(run)), "model_fingerprint": made_by,
+                "components_merged": "groups" in enc})  # whether the run's clusters are in clusters.json
     if embedding is None:  # a form model's embedding, left by the model this one replaced: not this model's
         for path in (run.embedding_path("form"), run.embedding_path("form").with_suffix(".json")):
             if path.exists():

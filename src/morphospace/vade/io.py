@@ -170,14 +170,19 @@ def _not_embedded(run: RunDir, made_by: str) -> bool:
     return fingerprint is not None and fingerprint != made_by
 
 
-def _embedded_by(run: RunDir) -> str | None:
-    """The fingerprint of the model the run's embedding came from (``embeddings/vade.json``); None
-    where it is not recorded (embedded before it was) or the note is missing or unreadable."""
+def _embedding_note(run: RunDir) -> dict:
+    """``embeddings/vade.json``, or {} where it is missing or unreadable."""
     try:
         record = json.loads(run.embedding_path("vade").with_suffix(".json").read_text())
     except (OSError, ValueError):
-        return None
-    return record.get("model_fingerprint") if isinstance(record, dict) else None
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _embedded_by(run: RunDir) -> str | None:
+    """The fingerprint of the model the run's embedding came from (``embeddings/vade.json``); None
+    where it is not recorded (embedded before it was) or the note is missing or unreadable."""
+    return _embedding_note(run).get("model_fingerprint")
 
 
 def cluster_groups(run: RunDir, n_components: int, made_by: str | None = None) -> list[list[int]]:
@@ -195,6 +200,12 @@ def cluster_groups(run: RunDir, n_components: int, made_by: str | None = None) -
             raise UserError(f"the run's clusters are made when `morphospace embed` merges the model's mixture "
                             f"components, and this model has not been embedded: run `morphospace embed "
                             f"{shlex.quote(str(run.path))}` first, or draw from a component (--component)")
+        if made_by is not None and _embedding_note(run).get("components_merged") is True:
+            # the embedding merged components, and its record of which went where is gone: cluster 5
+            # drawn from component 5 is not the report's cluster 5 (and may not exist)
+            raise UserError(f"{path} is missing, and the run's clusters are components merged by "
+                            f"`morphospace embed`: run `morphospace embed {shlex.quote(str(run.path))}` to write "
+                            "it again, or draw from a component (--component)")
         return [[c] for c in range(k)]
     try:
         record = json.loads(path.read_text())
