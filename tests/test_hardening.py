@@ -591,6 +591,32 @@ def test_a_later_stage_refuses_a_cube_recipe_it_would_not_make(pca_run, capsys, 
     assert (pca_run / "config.toml").read_text() == saved
 
 
+@pytest.mark.parametrize("cmd, setting, stage", [
+    ("report", "data.layout=fits", "ingest"), ("compare", "data.path=elsewhere", "ingest"),
+    ("train", "ingest.workers=1", "ingest"), ("compare", "form.backbone=efficientnet-lite2", "train"),
+    ("cluster", "model.latent_dim=3", "train"), ("reduce", "train.lr=0.5", "train"),
+    ("report", "model.preset=astrovader", "train"), ("cluster", "model.merge_components=false", "embed")])
+def test_a_later_stage_refuses_the_settings_of_an_earlier_one(pca_run, capsys, cmd, setting, stage):
+    """`report --set data.layout=fits` and `compare --set form.backbone=...` were saved as the run's
+    settings, which then described a survey reading and a model the run never had."""
+    saved = (pca_run / "config.toml").read_text()
+    line = one_line_error(capsys, main([cmd, str(pca_run), "--quiet", "--set", setting]))
+    assert f"`morphospace {cmd}` does not" in line and setting.split("=")[0] in line
+    assert f"`morphospace {stage}` (or `run`)" in line
+    assert (pca_run / "config.toml").read_text() == saved
+
+
+def test_a_later_stage_takes_the_machine_s_settings_and_its_own(pca_run, tmp_path):
+    import shutil
+    import tomllib
+
+    run = tmp_path / "run"
+    shutil.copytree(pca_run, run)
+    assert main(["reduce", str(run), "--quiet", "--set", "train.num_threads=1", "--set", "cluster.reductions=['pca']"]) == 0
+    saved = tomllib.loads((run / "config.toml").read_text())
+    assert saved["train"]["num_threads"] == 1 and saved["cluster"]["reductions"] == ["pca"]
+
+
 def test_a_partial_config_keeps_the_run_s_cube_recipe(pca_run, tmp_path, capsys):
     """A --config that names no [preprocess] (or another run's) brings the defaults: a later stage
     keeps the run's own recipe (said) instead of refusing values the user never gave."""
@@ -607,10 +633,12 @@ def test_a_partial_config_keeps_the_run_s_cube_recipe(pca_run, tmp_path, capsys)
     saved = tomllib.loads((run / "config.toml").read_text())
     assert saved["preprocess"]["crop"] == 0.6 and saved["cluster"]["seed"] == 3
     log_text = (run / "log.txt").read_text()
-    assert "the run's preprocess settings kept" in log_text
-    # the run's other settings the file set back to its defaults (the model's kind, the clusterings) are
-    # named, where the stage saved them without a word
-    assert "`morphospace cluster` started from --config" in log_text and "model.kind 'pca' -> 'vade'" in log_text
+    # the settings of the stages before it, which the file set back to their defaults (the cube's
+    # recipe, the model's kind), stay the run's; before, the model's kind was saved as 'vade' in a
+    # run whose model is a pixel PCA
+    assert "the run's own [data], [model] and [preprocess] settings kept" in log_text and saved["model"]["kind"] == "pca"
+    # the run's other settings the file set back to its defaults (the clusterings) are named
+    assert "`morphospace cluster` started from --config" in log_text and "cluster.kmeans_k" in log_text
     assert "without --config it reads them" in log_text
     # an emptied config.toml is read as every default: said, as a missing one is
     (run / "config.toml").write_text("")

@@ -23,7 +23,7 @@ from . import peers
 from .logs import _close_run_log, _in_run_log, _quiet_warnings, _setup_logging
 from .options import check_out, printable
 from .parser import COMMANDS, build_parser
-from .settings import (_config_for, _cube_recipe_kept, _save_changed_config, _say, _say_unused_epochs, _set,
+from .settings import (_config_for, _earlier_settings_kept, _save_changed_config, _say, _say_unused_epochs, _set,
                        _settings_replaced)
 
 log = logging.getLogger("morphospace")
@@ -317,7 +317,7 @@ def _dispatch(args) -> int | None:
         check_label_settings(run, cfg)  # a misspelt truth label: one line before any work, not after it
     saves = cmd in ("embed", "reduce", "cluster", "compare", "report")  # train saves its own, once checked
     if saves or cmd in ("train", "generate"):  # generate took `--set preprocess.size=128` without a word
-        cfg = _cube_recipe_kept(run, cfg, args)
+        cfg = _earlier_settings_kept(run, cfg, args)
     # a setting the stage then refuses (a representation the run lacks...) does not stay in the run
     saved = False
     with pipeline.config_restored_on_failure(run) if saves else nullcontext():

@@ -117,30 +117,65 @@ def _save_changed_config(run: RunDir, cfg: Config) -> bool:
     return not same
 
 
-def _cube_recipe_kept(run: RunDir, cfg: Config, args) -> Config:
-    """``cfg`` with the run's own ``preprocess`` settings (the recipe of its cube) for a stage after the
-    ingest, which does not remake the cube: a one-line :class:`UserError` where the command gives
-    others (`compare --set preprocess.size=128` saved a size the 64 px cube does not have); those a
-    ``--config`` file brought without naming them (its defaults) give way to the run's, said."""
+# settings a stage after the ingest does not act on: the survey's reading and the cube's recipe
+# (made by `ingest`), and the model's (made by `train`; its merge by `embed`); the machine's
+# (devices, threads, loader processes) any stage may take
+_INGEST_KEYS = ("data.path", "data.layout", "data.catalogue", "data.id_column", "data.file_column",
+                "data.label_columns", "data.synth_n", "data.synth_seed", "data.vote_thresholds.", "preprocess.",
+                "ingest.")
+_MODEL_KEYS = ("model.", "form.", "train.")
+_MACHINE_KEYS = ("train.accelerator", "train.devices", "train.num_nodes", "train.strategy", "train.precision",
+                 "train.num_threads", "train.loader_workers")
+_MERGE_KEYS = ("model.merge_components", "model.merge_elbow_on")
+
+
+def _made_before(command: str, key: str) -> str | None:
+    """The stage that acts on setting ``key`` where ``command``, a stage after the ingest, does not
+    (``ingest`` or ``train``, each with ``run`` doing all), else None."""
+    def among(keys):
+        return any(key == k or (k.endswith(".") and key.startswith(k)) for k in keys)
+
+    if among(_INGEST_KEYS):
+        return "ingest"
+    if command == "train" or among(_MACHINE_KEYS) or (command == "embed" and among(_MERGE_KEYS)):
+        return None
+    if among(_MERGE_KEYS):
+        return "embed"
+    return "train" if among(_MODEL_KEYS) else None
+
+
+def _earlier_settings_kept(run: RunDir, cfg: Config, args) -> Config:
+    """``cfg`` with the run's own settings of the stages before this one (the survey's reading and the
+    cube's recipe; after ``train``, the model's), which this stage does not remake: a one-line
+    :class:`UserError` where the command gives others (`compare --set preprocess.size=128` saved a
+    size the 64 px cube does not have, `report --set form.backbone=...` a trunk the model never had);
+    those a ``--config`` file or a preset brought without naming them give way to the run's, said."""
     try:
         saved = load_config(run.config) if run.config.is_file() else None
     except UserError:  # a damaged file: the stage's own reading of it says so
         return cfg
     if saved is None:
         return cfg
-    before, now = ({k.partition(".")[2]: v for k, v in flat_settings(c).items() if k.startswith("preprocess.")}
-                   for c in (saved, cfg))
-    changed = [k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
+    before, now = flat_settings(saved), flat_settings(cfg)
+    changed = {k: stage for k in sorted(set(before) | set(now))
+               if before.get(k) != now.get(k) and (stage := _made_before(args.command, k))}
     given = _given_keys(args)
-    asked = [k for k in changed if f"preprocess.{k}" in given or "preprocess.preset" in given]
+    presets = {k.rpartition(".")[0] for k in given if k.endswith(".preset")}
+    asked = [k for k in changed if k in given or k.partition(".")[0] in presets
+             or (k.split(".")[0] in ("model", "train") and "model" in presets)]
     if asked:
-        shown = ", ".join(f"preprocess.{k} {before.get(k)!r} -> {now.get(k)!r}" for k in asked[:3])
-        raise UserError(f"`morphospace {args.command}` does not remake the cube, so it cannot take {shown}: "
-                        f"give them to `morphospace ingest` (or `run`), which remakes it")
+        stage = changed[asked[0]]
+        asked = sorted((k for k in asked if changed[k] == stage), key=lambda k: k not in given)  # the given first
+        shown = ", ".join(f"{k} {before.get(k)!r} -> {now.get(k)!r}" for k in asked[:3])
+        does = {"ingest": "remake the cube", "train": "train the model", "embed": "merge the model's components"}[stage]
+        raise UserError(f"`morphospace {args.command}` does not {does}, so it cannot take {shown}: give "
+                        f"{'it' if len(asked) == 1 else 'them'} to `morphospace {stage}` (or `run`), which does")
     if changed:
-        log.info("the run's preprocess settings kept (the recipe of its cube), not those %s",
+        sections = [f"[{name}]" for name in sorted({k.partition(".")[0] for k in changed})]
+        log.info("the run's own %s settings kept, not those %s",
+                 " and ".join([", ".join(sections[:-1]), sections[-1]] if len(sections) > 1 else sections),
                  f"of --config {args.config}" if getattr(args, "config", None) else "the settings given implied")
-        cfg = cfg.model_copy(update={"preprocess": saved.preprocess})
+        cfg = apply_overrides(cfg, {k: before.get(k) for k in changed})  # absent from the file: None
     return cfg
 
 
