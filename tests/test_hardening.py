@@ -617,6 +617,25 @@ def test_a_later_stage_takes_the_machine_s_settings_and_its_own(pca_run, tmp_pat
     assert saved["train"]["num_threads"] == 1 and saved["cluster"]["reductions"] == ["pca"]
 
 
+def test_a_run_s_config_reads_its_relative_survey_path_from_anywhere(tmp_path, monkeypatch, capsys):
+    """`ingest data --out run` saves data.path = "data" as typed; `--config run/config.toml` given
+    from another folder read that folder's own `data` (here another survey) without a word."""
+    import json
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    tiny_folder_survey(first / "data", n=12)
+    tiny_folder_survey(second / "data", n=5)  # a survey of the same name beside the second command
+    monkeypatch.chdir(first)
+    assert main(["ingest", "data", "--out", "run", "--quiet"]) == 0
+    monkeypatch.chdir(second)
+    assert main(["run", "--config", str(first / "run" / "config.toml"), "--out", "run2", "--model", "pca",
+                 "--set", "cluster.reductions=['pca']", "--set", "cluster.kmeans_k=[3]",
+                 "--set", "cluster.methods=['kmeans']"]) == 0
+    assert "relative to where that run was started" in capsys.readouterr().err
+    summary = json.loads((second / "run2" / "ingest_summary.json").read_text())
+    assert summary["n_in_cube"] == 12 and summary["source"] == str((first / "data").resolve())
+
+
 def test_a_partial_config_keeps_the_run_s_cube_recipe(pca_run, tmp_path, capsys):
     """A --config that names no [preprocess] (or another run's) brings the defaults: a later stage
     keeps the run's own recipe (said) instead of refusing values the user never gave."""

@@ -21,7 +21,7 @@ def _config_for(args, run: RunDir | None, training: bool = False) -> Config:
     path = getattr(args, "config", None)
     saved = False
     if path:  # often another run's config.toml, which names every key: read as a run's own
-        cfg, saved = load_config(path), True
+        cfg, saved = _survey_of_a_run(Path(path), load_config(path)), True
     elif run is not None and run.config.exists():
         cfg, saved = load_config(run.config), True
         if run.config.is_file() and not run.config.read_text(errors="replace").strip():
@@ -38,6 +38,26 @@ def _config_for(args, run: RunDir | None, training: bool = False) -> Config:
     _given_once(args, extra)
     overrides = [*(getattr(args, "overrides", []) or []), *(f"{k}={v}" for k, v in extra.items())]
     return overrides_on_saved(cfg, overrides) if saved else apply_overrides(cfg, overrides)
+
+
+def _survey_of_a_run(path: Path, cfg: Config) -> Config:
+    """``cfg``, read from ``path``, with the survey its run read where ``path`` is a run's config.toml
+    whose ``data.path`` is relative: saved as typed, relative to where that run was started, it named
+    another folder (or none) from anywhere else (the run's ``ingest_summary.json`` says which it read)."""
+    import json
+
+    typed = cfg.data.path
+    if not typed or Path(typed).is_absolute():
+        return cfg
+    try:
+        source = json.loads((path.parent / "ingest_summary.json").read_text()).get("source")
+    except (OSError, ValueError, AttributeError):
+        return cfg
+    if not isinstance(source, str) or not Path(source).is_absolute() or Path(typed).resolve() == Path(source):
+        return cfg
+    log.warning("data.path %r in %s is relative to where that run was started: read as the survey it read, %s",
+                typed, path, source)
+    return apply_overrides(cfg, {"data.path": source})
 
 
 def _set(cfg: Config, args=None, **dotted) -> Config:
