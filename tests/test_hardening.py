@@ -132,7 +132,10 @@ def test_a_second_writer_gets_one_line(pca_run, capsys):
         assert (pca_run / "log.txt").read_text() == log  # the writer's log, not the refused command's
         code = main(["ingest", str(pca_run.parent / "data"), "--out", str(pca_run), "--quiet"])
         assert "in use by" in one_line_error(capsys, code) and (pca_run / "log.txt").read_text() == log
-        assert main(["export", str(pca_run), "--out", str(pca_run.parent / "r.csv"), "--quiet"]) == 0  # readers may
+        assert main(["export", str(pca_run), "--out", str(pca_run.parent / "r.csv")]) == 0  # readers may
+        # and log to the console alone: the run's log is the writer's record (export's lines went into it)
+        assert (pca_run / "log.txt").read_text() == log
+        assert f"is being written by morphospace process {holder.pid}" in capsys.readouterr().err
     finally:
         holder.kill()
         holder.wait()

@@ -18,7 +18,7 @@ from pathlib import Path
 from ..config import Config
 from ..errors import InvalidArgument, RunInUse, UserError, first_line, missing_package
 from ..progress import set_quiet
-from ..run import RunDir, job_size, launched_as_later_rank, release_locks
+from ..run import RunDir, job_size, launched_as_later_rank, release_locks, writer_of
 from . import peers
 from .logs import _close_run_log, _in_run_log, _quiet_warnings, _setup_logging
 from .options import check_out, printable
@@ -294,7 +294,12 @@ def _dispatch(args) -> int | None:
     reads_only = cmd in READ_ONLY_COMMANDS
     if not reads_only:
         run.acquire_lock(distributed=distributed)
-    _setup_logging(args.quiet, run, later_rank=distributed and launched_as_later_rank(), reads_only=reads_only)
+    # a reader logs beside a writer's lines only where none is writing (its log is that stage's record)
+    writer = writer_of(run.path) if reads_only else None
+    _setup_logging(args.quiet, None if writer else run, later_rank=distributed and launched_as_later_rank(),
+                   reads_only=reads_only)
+    if writer:
+        log.info("%s is being written by %s: this command logs to the console alone", run.path, writer)
     command = next((c for c in COMMANDS if c.NAME == cmd), None)
     if command is not None:
         return command.run(args, run)

@@ -6,7 +6,7 @@ Every stage reads and writes a run through :class:`RunDir` and the atomic writer
 together (:mod:`.job`).
 """
 
-from .lock import LOCK_FILE, built_by_one, job_size, launched_as_later_rank, release_locks
+from .lock import LOCK_FILE, built_by_one, job_size, launched_as_later_rank, release_locks, writer_of
 from .cube_order import in_cube_order, keeps_cube_order, mark_cube_order
 from .rundir import MISSING_MARKERS, RUN_FILES, RunDir, safe_name
 from .writes import (atomic_path, content_stamp, file_stamp, new_npy_map, read_cached_npy, read_parquet, spreadsheet_safe,
@@ -15,5 +15,5 @@ from .writes import (atomic_path, content_stamp, file_stamp, new_npy_map, read_c
 __all__ = ["RunDir", "MISSING_MARKERS", "RUN_FILES", "LOCK_FILE", "atomic_path", "built_by_one", "content_stamp",
            "file_stamp", "in_cube_order", "keeps_cube_order", "mark_cube_order", "launched_as_later_rank", "new_npy_map", "read_cached_npy",
            "job_size", "read_parquet", "read_stamped_pickle", "release_locks", "safe_name", "spreadsheet_safe",
-           "stamp_is_current", "write_json",
+           "stamp_is_current", "write_json", "writer_of",
            "write_npy", "write_stamped_pickle", "write_table", "write_text"]

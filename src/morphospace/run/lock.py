@@ -19,7 +19,7 @@ from ..errors import RunInUse, UserError
 
 log = logging.getLogger("morphospace")
 
-__all__ = ["LOCK_FILE", "built_by_one", "folder_turns", "hold_lock", "job_size", "launch_rank", "launched_as_later_rank",
+__all__ = ["LOCK_FILE", "built_by_one", "folder_turns", "hold_lock", "writer_of", "job_size", "launch_rank", "launched_as_later_rank",
            "release_locks"]
 
 LOCK_FILE = ".lock"
@@ -147,6 +147,24 @@ def hold_lock(run_path: Path, distributed: bool = False) -> bool:
     fh.flush()
     _HELD_LOCKS[key] = fh
     return True
+
+
+def writer_of(run_path: Path) -> str | None:
+    """Who holds ``run_path``'s lock (a command writing the run), or None: a reader's look, which takes
+    nothing (a lock file that is missing, unreadable or not lockable counts as none)."""
+    import fcntl
+
+    try:
+        fd = os.open(Path(run_path) / LOCK_FILE, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "r") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                return fh.read().strip() or "another process"
+        return None  # closing the file releases the shared lock
 
 
 @contextmanager
