@@ -584,6 +584,13 @@ def test_plots_are_figures_that_show_what_they_say_and_leave_the_backend(run, fi
     many = np.arange(100) % 25  # more classes than tab20 has colours: none drawn alike
     drawn = [tuple(c.get_facecolor()[0]) for c in ms.plot.latent_map(xy, many).axes[0].collections]
     assert len(drawn) == 25 == len(set(drawn))
+    # an id column as labels: a scatter call and a legend entry per class took minutes; now one
+    # scatter, the largest classes named
+    ids = np.r_[np.zeros(50, int), np.arange(1, 51)]
+    axes = ms.plot.latent_map(xy, ids).axes[0]
+    texts = [t.get_text() for t in axes.get_legend().get_texts()]
+    assert texts[0] == "0 (50)" and len(texts) == 30 and texts[-1] == "... 22 classes more"
+    assert len([c for c in axes.collections if len(c.get_offsets())]) == 1
     assert matplotlib.get_backend() == backend
     with pytest.raises(ValueError, match="N x 2"):
         ms.plot.latent_map(np.zeros((3, 3)))
@@ -631,10 +638,19 @@ def test_gallery_figures_prepare_only_the_rows_they_draw_once(run, fitted, monke
     assert shown == list(counts)
     for call in (lambda: ms.plot.reconstructions(fitted, run.cube, n=0), lambda: ms.plot.generated(fitted, n=0),
                  lambda: ms.plot.clusters(fitted, run.cube, per_row=0)):
-        with pytest.raises(ValueError, match="must be a whole number >= 1"):
+        with pytest.raises(ValueError, match="must be a whole number in 1..100"):
             call()
-    with pytest.raises(ValueError, match="seed must be a whole number >= 0"):  # 1.5 was taken
+    with pytest.raises(ValueError, match="seed must be a whole number in 0..9,223,372,036,854,775,807"):  # 1.5 was taken
         ms.plot.generated(fitted, n=1, seed=1.5)
+    # a million panels a row built a million axes (minutes, gigabytes) before anything was said
+    for call in (lambda: ms.plot.generated(fitted, n=10**6), lambda: ms.plot.clusters(fitted, run.cube, per_row=10**6),
+                 lambda: ms.plot.reconstructions(fitted, run.cube, n=101)):
+        with pytest.raises(ValueError, match="in 1..100"):
+            call()
+    # component k is drawn with seed + k: near 2**63 it overflowed torch's seed; a None temperature was a TypeError
+    assert len(ms.plot.generated(fitted, n=1, seed=2**63 - 1).axes) == fitted.n_components_
+    with pytest.raises(ValueError, match="temperature must be a number"):
+        ms.plot.generated(fitted, n=1, temperature=None)
 
 
 def _readme_python() -> str:

@@ -22,6 +22,11 @@ from .image.display import figure_text
 
 __all__ = ["reconstructions", "generated", "component_means", "clusters", "latent_map"]
 
+# panels in a row: more are too small to see, and each is a matplotlib axes (a million of them
+# took minutes and gigabytes before the figure failed)
+MAX_PER_ROW = 100
+MAX_LEGEND = 30  # classes a map names; beyond, the largest are named
+
 
 def _resolve(model: Any):
     """``(api_model, torch_module)`` of a fitted estimator or a loaded model."""
@@ -73,16 +78,18 @@ def reconstructions(model: Any, images: Any, n: int = 8, seed: int = 0):
 
     api, module = _resolve(model)
     # the model's own input transform (e.g. neighbours masked), as in `morphospace embed`
-    return fig_reconstructions(module, _AsSeen(api, images), None, n=whole_number(n, "n"),
-                               seed=whole_number(seed, "seed", 0))
+    return fig_reconstructions(module, _AsSeen(api, images), None, n=whole_number(n, "n", 1, MAX_PER_ROW),
+                               seed=whole_number(seed, "seed", 0, 2**63 - 1))
 
 
 def generated(model: Any, n: int = 8, temperature: float = 0.5, seed: int = 0):
-    """``n`` synthetic galaxies of every mixture component, one row per component."""
+    """``n`` synthetic galaxies of every mixture component, one row per component (component ``k``
+    drawn with seed ``seed + k``)."""
     from .vade.figures import fig_generated
 
     _, module = _resolve(model)
-    return fig_generated(module, n=whole_number(n, "n"), temperature=temperature, seed=whole_number(seed, "seed", 0))
+    return fig_generated(module, n=whole_number(n, "n", 1, MAX_PER_ROW), temperature=temperature,
+                         seed=whole_number(seed, "seed", 0, 2**63 - 1))
 
 
 def component_means(model: Any):
@@ -100,7 +107,7 @@ def clusters(model: Any, images: Any, per_row: int = 10):
 
     api, module = _resolve(model)
     seen = _AsSeen(api, images)
-    per_row = whole_number(per_row, "per_row")
+    per_row = whole_number(per_row, "per_row", 1, MAX_PER_ROW)
     return fig_clusters(module, seen, {"proba": api.predict_proba(seen.rows)}, per_row=per_row)
 
 
@@ -148,9 +155,20 @@ def latent_map(xy: Any, labels: Any = None, title: str = "", size: float = 4.0):
                 ax.scatter(xy[mask, 0], xy[mask, 1], s=3, c=colour, lw=0, label=figure_text(f"{name} ({int(mask.sum())})"))
         shown = sorted((i for i in range(len(values)) if i not in noise), key=lambda i: str(values[i]))
         cmap = _colours(len(shown))
-        for colour, i in zip(cmap, shown):
-            sel = codes == i
-            ax.scatter(xy[sel, 0], xy[sel, 1], s=4, color=colour, lw=0, label=figure_text(f"{values[i]} ({int(sel.sum())})"))
+        counts = np.bincount(codes[codes >= 0], minlength=len(values))
+        if len(shown) <= MAX_LEGEND:
+            for colour, i in zip(cmap, shown):
+                sel = codes == i
+                ax.scatter(xy[sel, 0], xy[sel, 1], s=4, color=colour, lw=0,
+                           label=figure_text(f"{values[i]} ({int(counts[i])})"))
+        else:  # thousands of classes (an id column): one scatter, the largest named (a call each took minutes)
+            colour_of = np.zeros((len(values), 4))
+            colour_of[shown] = cmap
+            sel = (codes >= 0) & ~np.isin(codes, noise)
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=4, c=colour_of[codes[sel]], lw=0)
+            for i in sorted(shown, key=lambda i: -counts[i])[:MAX_LEGEND - 1]:
+                ax.scatter([], [], s=4, color=colour_of[i], label=figure_text(f"{values[i]} ({int(counts[i])})"))
+            ax.scatter([], [], s=0, label=f"... {len(shown) - MAX_LEGEND + 1:,} classes more")
         ax.legend(fontsize=7, markerscale=3, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     ax.set_xticks([])
     ax.set_yticks([])

@@ -55,12 +55,14 @@ def new_input(estimator: Any, X: Any) -> np.ndarray:
         raise _one_line(exc) from None
 
 
-def whole_number(value: Any, name: str, minimum: int = 1) -> int:
+def whole_number(value: Any, name: str, minimum: int = 1, maximum: int | None = None) -> int:
     """``value`` as an int, or a one-line :class:`InvalidArgument` naming the parameter: not a
-    whole number (2.5, "3", True), or below ``minimum``. An estimator checks its parameters in
-    ``fit``, as scikit-learn's do, rather than quietly using another value."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InvalidArgument(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    whole number (2.5, "3", True), below ``minimum`` or above ``maximum``. An estimator checks its
+    parameters in ``fit``, as scikit-learn's do, rather than quietly using another value."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum \
+            or (maximum is not None and value > maximum):
+        span = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum:,}"
+        raise InvalidArgument(f"{name} must be a whole number {span}, got {value!r}")
     return int(value)
 
 

@@ -161,7 +161,7 @@ def fig_generated(model, n: int = 8, temperature: float = 0.5, seed: int = 0, en
     fig, axes = _grid(k, n)
     groups = (enc or {}).get("groups")
     for c in range(k):
-        imgs = model.generate(c, n, temperature=temperature, seed=seed + c)
+        imgs = model.generate(c, n, temperature=temperature, seed=(seed + c) % 2**63)  # a seed near 2**63 wraps
         for j in range(n):
             _show(axes[c, j], imgs[j])
         axes[c, 0].set_ylabel(_component_label(c, groups), fontsize=8, rotation=0, ha="right", va="center")

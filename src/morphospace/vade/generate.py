@@ -117,7 +117,7 @@ class Generative:
             raise InvalidArgument(f"n must be in 1..{MAX_GENERATED:,} (every galaxy is held in memory), got {n}")
         for name, value, ok in (("temperature", temperature, lambda t: math.isfinite(t) and 0 < t <= MAX_TEMPERATURE),
                                 ("reject_below", reject_below, lambda r: r is None or 0 <= r < 1)):
-            number = value is None or (not isinstance(value, bool) and isinstance(value, (int, float, np.integer,
+            number = (value is None and name == "reject_below") or (not isinstance(value, bool) and isinstance(value, (int, float, np.integer,
                                                                                          np.floating)))
             if not (number and ok(value)):  # a string was a TypeError from a comparison
                 raise InvalidArgument(f"{name} must be a number in " + (
