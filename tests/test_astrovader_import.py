@@ -115,6 +115,16 @@ def test_weights_holding_nan_are_refused(tmp_path):
         bias[...] = values
     with pytest.raises(UserError, match=f"layer '{layer}' weight 'bias:0' holds 1 NaN or infinite value"):
         load_astrovader_h5(bad)
+    # the same numbers stored as text (b"0.5"): numpy read them as numbers, and the file was imported
+    text = tmp_path / "text.h5"
+    shutil.copy(WEIGHTS, text)
+    with h5py.File(text, "r+") as f:
+        group = f[layer][layer] if layer in f[layer] else f[layer]
+        values = group["bias:0"][()]
+        del group["bias:0"]
+        group["bias:0"] = np.array([str(v).encode() for v in values.ravel()]).reshape(values.shape)
+    with pytest.raises(UserError, match=f"layer '{layer}' weight 'bias:0' holds .S.* values, not numbers"):
+        load_astrovader_h5(text)
 
 
 def test_importing_into_a_run_with_a_trained_model_is_refused(tmp_path, capsys):
@@ -136,12 +146,18 @@ def test_importing_into_a_run_with_a_trained_model_is_refused(tmp_path, capsys):
     from morphospace.api import import_astrovader
     from morphospace.run import RunDir
 
+    import morphospace as ms
+
+    assert ms.import_astrovader is import_astrovader  # in the notebook's namespace, with ms.load_model
     for run in (RunDir(tmp_path / "run"), str(tmp_path / "run"), tmp_path / "run"):
-        with pytest.raises(UserError, match="already holds a trained model"):
+        # a ValueError, as the notebook API's other refusals (a UserError is no standard exception)
+        with pytest.raises(ValueError, match="already holds a trained model"):
             import_astrovader(run, weights)
     assert model.read_bytes() == b"trained"
-    with pytest.raises(UserError):  # bad weights into a new folder: refused before the folder is made
+    with pytest.raises(ValueError):  # bad weights into a new folder: refused before the folder is made
         import_astrovader(tmp_path / "new", weights)
+    with pytest.raises(FileNotFoundError):
+        import_astrovader(tmp_path / "new", tmp_path / "none.h5")
     assert not (tmp_path / "new").exists()
 
 

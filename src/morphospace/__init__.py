@@ -41,7 +41,7 @@ route_library_caches()  # numba's compiled functions not into the installed pack
 _EXPORTS = {
     "ingest": ("runs", "ingest"), "Run": ("runs", "Run"),
     "VaDE": ("api", "VaDE"), "VaDEModel": ("vade.numpy_model", "VaDEModel"),
-    "load_model": ("vade.numpy_model", "load_model"),
+    "load_model": ("vade.numpy_model", "load_model"), "import_astrovader": ("api", "import_astrovader"),
     "compare": ("analysis.agreement", "compare"),
     "PCA": ("analysis.reduce", "PCAReducer"), "LDA": ("analysis.reduce", "LDAReducer"),
     "TSNE": ("analysis.reduce", "TSNEReducer"), "UMAP": ("analysis.reduce", "UMAPReducer"),

@@ -32,13 +32,36 @@ from .errors import python_errors
 from .run import RunDir
 from .vade.fit_cube import check_images, float_images, place_cube, warn_scale
 from .vade.io import MODEL_FILE, MODEL_NAME, load_vade, model_dir, model_file, save_model
-from .vade.keras_import import import_astrovader
+from .vade import keras_import
 from .vade.numpy_model import VaDEModel, load_model
 
 log = logging.getLogger("morphospace")
 
 __all__ = ["VaDE", "VaDEModel", "load_model", "import_astrovader", "save_model", "load_vade", "model_dir",
            "MODEL_NAME", "MODEL_FILE"]
+
+
+def import_astrovader(run: Any, weights: str | Path) -> Path:
+    """The published AstroVaDEr (its Keras ``saved_weights.h5``) as a run's model, where
+    ``morphospace train`` puts one; returns the model file.
+
+    Parameters
+    ----------
+    run : ms.Run, RunDir or path
+        A folder (made where missing); one that holds a trained model already is refused.
+    weights : path
+        The Keras weights file.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``weights`` is not there.
+    ValueError
+        Not the published weights (a missing layer, NaN values, text in place of numbers), or a
+        run with a model of its own.
+    """
+    with python_errors():
+        return keras_import.import_astrovader(run, weights)
 
 
 # --- the VaDE as a scikit-learn estimator ----------------------------------------------------

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import UserError
+from ..errors import MissingFile, UserError
 from ..run import RunDir
 from .astrovader_net import AstroVaDErDecoder, AstroVaDErEncoder
 
@@ -63,6 +63,9 @@ def _dataset(group: Any, layer: str, weight: str, path: Path) -> np.ndarray:
     # Keras 2.3 nests the weights as <layer>/<layer>/<weight>; accept the flat form too
     for key in (f"{layer}/{weight}", weight):
         if key in g and isinstance(g[key], h5py.Dataset):
+            if g[key].dtype.kind not in "fiu":  # numpy reads text such as b"0.5" as numbers without a word
+                raise UserError(f"{path}: layer {layer!r} weight {weight!r} holds {g[key].dtype} values, not "
+                                "numbers; not the published AstroVaDEr weights")
             values = np.asarray(g[key][()], dtype=np.float32)
             if not np.isfinite(values).all():  # a damaged file: the model would give NaN for every galaxy
                 raise UserError(f"{path}: layer {layer!r} weight {weight!r} holds "
@@ -110,7 +113,7 @@ def load_astrovader_h5(path: str | Path) -> dict[str, Any]:
 
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"no such weights file: {path}")
+        raise MissingFile(f"no such weights file: {path}")
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
