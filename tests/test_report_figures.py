@@ -220,3 +220,39 @@ def test_the_model_s_choice_of_k_and_of_its_clusters_is_drawn(tmp_path):
     assert [ax.get_title() for ax in fig.axes] == ["mixture components: BIC (lowest at K = 3)",
                                                    "components merged into 2 clusters (the elbow)"]
     assert list(fig.axes[1].lines[0].get_xdata()) == [50, 20, 0]
+
+
+def test_the_report_says_how_k_was_chosen_as_the_run_s_records_say(tmp_path):
+    """The card said "K by the BIC" and "merged" for every model, an imported AstroVaDEr (K as
+    published, no merge) and a K set by hand included."""
+    import json
+
+    from morphospace.report.html import render
+    from morphospace.run import RunDir
+    from morphospace.vade.figures import mixture_choice
+
+    run = RunDir(tmp_path / "run", create=True)
+    mdir = run.path / "models" / "vade"
+    mdir.mkdir(parents=True)
+    (mdir / "imported.json").write_text("{}")
+
+    from PIL import Image
+
+    from morphospace.report.views import figure
+
+    Image.new("RGB", (4, 4)).save(tmp_path / "choice.png")
+
+    def card(how):
+        html = render("model.html", training=[], sampled=[], n_galaxies=10, how=how,
+                      choice=[figure(tmp_path / "choice.png", "How the clusters were chosen.", wide=True)],
+                      reconstructions=[], generated=[])
+        return " ".join(html.split())
+
+    imported = card(mixture_choice(run))
+    assert "K as the imported model has it; each component is a cluster." in imported and "BIC" not in imported
+    (mdir / "imported.json").unlink()
+    assert "K as set (<code>model.n_components</code>); each component" in card(mixture_choice(run))
+    (mdir / "training.json").write_text(json.dumps({"init": {"linear": {"bic": {"2": 30.0, "3": 10.0}}}}))
+    (mdir / "clusters.json").write_text("{}")
+    chosen = card(mixture_choice(run))
+    assert "K by the BIC (the lowest), then the components merged into clusters" in chosen

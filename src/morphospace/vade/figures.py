@@ -313,6 +313,23 @@ def _bic_by_k(info) -> dict[int, float]:
     return {}
 
 
+def mixture_choice(run: RunDir) -> dict:
+    """How the run's model came to its clusters, as its records say: ``bic`` (K chosen by the BIC
+    over several), ``imported`` (the published weights: K as they have it), ``merged`` (components
+    merged into clusters, ``clusters.json``)."""
+    import json
+
+    from ..run.rundir import IMPORTED_MARKER
+    from .io import CLUSTERS_FILE
+
+    try:
+        init = json.loads((model_dir(run) / "training.json").read_text()).get("init")
+    except (OSError, ValueError, AttributeError):
+        init = None
+    return {"bic": len(_bic_by_k(init)) > 1, "imported": (model_dir(run) / IMPORTED_MARKER).is_file(),
+            "merged": (model_dir(run) / CLUSTERS_FILE).is_file()}
+
+
 def fig_mixture_choice(run: RunDir, **_):
     """How the mixture's K and the run's clusters were chosen, without labels: the BIC of every K
     tried (the lowest taken) and the merge path of the components into clusters (the entropy of the

@@ -60,7 +60,12 @@ def model_section(ctx: ReportContext) -> Section | None:
         ctx.placed.add("vade_training_curves.png")
     if not (training or recon or generated or sampled or choice):
         return None
-    html = render("model.html", training=training, sampled=sampled, n_galaxies=c.n,
+    how = {}
+    if choice:
+        from ...vade.figures import mixture_choice
+
+        how = mixture_choice(ctx.run)
+    html = render("model.html", training=training, sampled=sampled, n_galaxies=c.n, how=how,
                   choice=[figure(p, "How the clusters were chosen.", wide=True) for p in choice],
                   reconstructions=[figure(p, "Reconstructions.", wide=True) for p in recon],
                   generated=[figure(p, "Generated galaxies.", wide=True) for p in generated])
