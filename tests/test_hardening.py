@@ -620,6 +620,30 @@ def test_a_later_stage_takes_the_machine_s_settings_and_its_own(pca_run, tmp_pat
     assert saved["train"]["num_threads"] == 1 and saved["cluster"]["reductions"] == ["pca"]
 
 
+def test_the_file_system_root_or_the_home_folder_is_no_run_s_folder(pca_run, tmp_path, monkeypatch, capsys):
+    """`ingest DATA --out /` wrote config.toml, cube.npy, log.txt... into the file system's root."""
+    import stat
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    root = sorted(p.name for p in Path("/").iterdir())
+    for out, said in (("/", "is the file system root"), (str(home), "is your home folder"),
+                      ("~", "is your home folder")):
+        out = str(Path(out).expanduser())
+        line = one_line_error(capsys, main(["ingest", str(pca_run.parent / "data"), "--out", out, "--quiet"]))
+        assert said in line
+    line = one_line_error(capsys, main(["generate", str(pca_run), "--component", "0", "--out", "/", "--quiet"]))
+    assert "is the file system root" in line
+    assert sorted(p.name for p in Path("/").iterdir()) == root and list(home.iterdir()) == []
+    # a settings file that is a pipe is read twice (its keys, then its values): said, not "not found"
+    fifo = tmp_path / "settings"
+    os.mkfifo(fifo)
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    line = one_line_error(capsys, main(["cluster", str(pca_run), "--config", str(fifo), "--quiet"]))
+    assert "is not a regular file (a pipe or a device" in line
+
+
 def test_a_run_s_config_reads_its_relative_survey_path_from_anywhere(tmp_path, monkeypatch, capsys):
     """`ingest data --out run` saves data.path = "data" as typed; `--config run/config.toml` given
     from another folder read that folder's own `data` (here another survey) without a word."""

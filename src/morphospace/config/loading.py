@@ -86,6 +86,9 @@ def load_config(path: str | Path | None) -> Config:
     path = Path(path)
     if path.is_dir():
         raise UserError(f"config: {path} is a folder: give a TOML file")
+    if path.exists() and not path.is_file():  # read more than once (its keys, then its values): a file
+        raise UserError(f"config: {path} is not a regular file (a pipe or a device such as /dev/stdin): save the "
+                        "settings to a TOML file and give its path")
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
     try:

@@ -22,6 +22,11 @@ def check_run_place(path: str | Path, what: str = "--out") -> None:
     if not str(path).strip():
         raise UserError(f"{what} must name a folder, got an empty path")
     here = Path(path).resolve()
+    if here == Path(here.anchor) or here == Path.home().resolve():
+        # a run's files and folders (config.toml, cube.npy, figures/, models/...) among the system's or
+        # the home folder's own, which a later ingest would set aside as an earlier run's
+        raise UserError(f"{what} {path} is {'the file system root' if here == Path(here.anchor) else 'your home folder'}"
+                        ": choose a folder of its own inside it")
     for above in here.parents:
         folder = here.relative_to(above).parts[0]
         if folder in RUN_FOLDERS and is_run(above):
