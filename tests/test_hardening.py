@@ -644,6 +644,14 @@ def test_the_file_system_root_or_the_home_folder_is_no_run_s_folder(pca_run, tmp
     assert "is not a regular file (a pipe or a device" in line
 
 
+def test_a_fit_sample_too_small_for_the_clusters_is_one_line(pca_run, capsys):
+    """`cluster --set cluster.fit_sample=1` was scikit-learn's "Found array with 1 sample(s) ... GMMSelect"."""
+    for sample in (1, 3):
+        line = one_line_error(capsys, main(["cluster", str(pca_run), "--quiet", "--set", f"cluster.fit_sample={sample}",
+                                            "--set", "cluster.methods=['gmm', 'kmeans']"]))
+        assert f"cluster.fit_sample = {sample} galaxies is too few to fit up to 3 clusters" in line
+
+
 def test_a_run_s_config_reads_its_relative_survey_path_from_anywhere(tmp_path, monkeypatch, capsys):
     """`ingest data --out run` saves data.path = "data" as typed; `--config run/config.toml` given
     from another folder read that folder's own `data` (here another survey) without a word."""

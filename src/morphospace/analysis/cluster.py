@@ -241,6 +241,10 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
                         rep, spread, scale)
         sample = sample_rows(X.shape[0], getattr(c, "fit_sample", 0), fit_sample_seed(c.seed))
         fitted = None if sample is None else len(sample)
+        most = max([*kmeans_k, *gmm_k, 2])
+        if fitted is not None and fitted <= most:  # sklearn's "Found array with 1 sample(s)", or a split of 3 rows
+            raise UserError(f"cluster.fit_sample = {fitted} galaxies is too few to fit up to {most} clusters on: "
+                            "give 0 (fit on every galaxy) or a sample of thousands")
         base = {"representation": rep, "input_stamp": input_stamp(run, rep), "shape": list(X.shape),
                 "fit_sample": fitted}  # the stamp: compare and the report know a clustering of an earlier rep
         selection: list[pd.DataFrame] = []
