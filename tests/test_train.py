@@ -898,3 +898,10 @@ def test_a_new_training_stopped_half_way_leaves_the_previous_model_at_hand(tmp_p
     aside = list((run.path / "superseded").glob("*/models/vade/model.pt"))
     assert len(aside) == 1 and aside[0].read_bytes() == before
     assert (aside[0].parent / "hparams.json").is_file()
+    # and the next stage that needs a model says where it is (it said "run `morphospace train`" alone)
+    from morphospace.errors import MissingFile
+    from morphospace.vade.io import load_vade, model_file
+
+    with pytest.raises(MissingFile, match=f"or put back the model set aside when a training started, "
+                                          f"{re.escape(str(aside[0].parent))}"):
+        load_vade(model_file(run))

@@ -96,6 +96,20 @@ def fingerprint(hp: dict[str, Any], state: dict) -> str:
     return digest.hexdigest()
 
 
+def _set_aside(path: Path) -> str:
+    """Where a run's model file is missing: the words that point to the model a training set aside
+    when it started (``superseded/<time>/models/vade/``; a training stopped before it finished leaves
+    none in its place), or ""."""
+    parts = path.parts
+    if len(parts) < 4 or parts[-3:] != ("models", MODEL_NAME, MODEL_FILE):
+        return ""
+    kept = sorted(Path(*parts[:-3]).glob(f"superseded/*/models/{MODEL_NAME}/{MODEL_FILE}"))
+    if not kept:
+        return ""
+    return (f", or put back the model set aside when a training started, {kept[-1].parent} (move its files into "
+            f"{path.parent})")
+
+
 def load_vade(path: str | Path, trusted: bool = False):
     """``(vade, hparams, extra)`` from a file written by :func:`save_model` (CPU, eval mode).
 
@@ -106,7 +120,7 @@ def load_vade(path: str | Path, trusted: bool = False):
 
     path = Path(path)
     if not path.is_file():
-        raise MissingFile(f"no trained VaDE at {path}: run `morphospace train` first")
+        raise MissingFile(f"no trained VaDE at {path}: run `morphospace train` first{_set_aside(path)}")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=not trusted)
         hp, state = blob["hparams"], blob["state_dict"]
