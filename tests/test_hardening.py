@@ -671,6 +671,17 @@ def test_a_run_s_config_reads_its_relative_survey_path_from_anywhere(tmp_path, m
     assert summary["n_in_cube"] == 12 and summary["source"] == str((first / "data").resolve())
 
 
+def test_an_ingest_over_a_damaged_config_says_it_replaced_it(pca_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(pca_run, run)
+    (run / "config.toml").write_text("[cluster\nseed = 3\n")  # a hand edit gone wrong
+    assert main(["ingest", str(pca_run.parent / "data"), "--out", str(run), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert f"`morphospace ingest` replaced {run / 'config.toml'}, which could not be read" in err
+
+
 def test_a_partial_config_keeps_the_run_s_cube_recipe(pca_run, tmp_path, capsys):
     """A --config that names no [preprocess] (or another run's) brings the defaults: a later stage
     keeps the run's own recipe (said) instead of refusing values the user never gave."""

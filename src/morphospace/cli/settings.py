@@ -215,8 +215,9 @@ def _settings_replaced(args, run: RunDir, cfg: Config, options: dict) -> str:
         return ""
     try:
         saved = load_config(run.config) if run.config.is_file() else None
-    except UserError:  # a damaged file: the stage replaces it anyway
-        return ""
+    except UserError as exc:  # a damaged file: the stage replaces it, said (its settings are lost)
+        return (f"`morphospace {args.command}` replaced {run.config}, which could not be read ({exc}), with "
+                "the defaults and the settings given")
     if saved is None:
         return ""
     given = _given_keys(args) | {k.replace("__", ".") for k, v in options.items() if v is not None}
