@@ -1000,6 +1000,8 @@ def test_a_binary_config_file(tmp_path, capsys):
 
 
 def test_export_refuses_the_runs_own_files(pca_run, capsys):
+    import shutil
+
     before = (pca_run / "catalogue.parquet").read_bytes()
     for target in ("catalogue.parquet", "report.html", "clusterings/x.csv", "models/m.csv", ".lock",
                    "anomaly.parquet", "anomaly_tags.csv", "nuisance.parquet", "classes/x.parquet"):
@@ -1007,6 +1009,20 @@ def test_export_refuses_the_runs_own_files(pca_run, capsys):
         assert "run's own files" in one_line_error(capsys, code)
     assert (pca_run / "catalogue.parquet").read_bytes() == before
     assert main(["export", str(pca_run), "--out", str(pca_run / "results.csv"), "--quiet"]) == 0
+    # another run's files: its catalogue was replaced by this run's results, the run unusable after
+    other = pca_run.parent / "other"
+    shutil.copytree(pca_run, other, ignore=shutil.ignore_patterns(".lock"))
+    theirs = (other / "catalogue.parquet").read_bytes()
+    for target in ("catalogue.parquet", "clusterings/vade.parquet"):
+        line = one_line_error(capsys, main(["export", str(pca_run), "--out", str(other / target), "--quiet"]))
+        assert f"would overwrite the files of the run {other.resolve()}" in line
+    link = pca_run.parent / "link.parquet"
+    link.symlink_to(other / "catalogue.parquet")  # through a link too
+    assert "files of the run" in one_line_error(capsys, main(["export", str(pca_run), "--out", str(link), "--quiet"]))
+    assert (other / "catalogue.parquet").read_bytes() == theirs
+    assert main(["export", str(pca_run), "--out", str(other / "mine" / "r.csv"), "--quiet"]) == 0  # a folder of one's own
+    shutil.rmtree(other)
+    link.unlink()
     code = main(["export", str(pca_run), "--out", "", "--quiet"])
     assert "empty path" in one_line_error(capsys, code)
 

@@ -275,6 +275,12 @@ def test_vade_estimator_saves_and_loads(run, fitted, tmp_path):
     assert not differ, differ  # every setting the model was trained with, but the K the BIC chose
     again = ms.VaDE.load(from_run.save(tmp_path / "again.pt"))
     assert np.allclose(again.transform(run.cube[:2]), from_run.transform(run.cube[:2]), atol=1e-5)
+    # onto a run's own files: its catalogue or cube replaced by a model file, the run unusable after
+    before = (run.path / "catalogue.parquet").read_bytes()
+    for target in ("catalogue.parquet", "cube.npy", "models/vade/model.pt"):
+        with pytest.raises(ValueError, match="is a file of the run"):
+            from_run.save(run.path / target)
+    assert (run.path / "catalogue.parquet").read_bytes() == before and not (run.path / "models").exists()
     with pytest.raises(FileNotFoundError):
         ms.VaDE.load(tmp_path / "missing.pt")
     with pytest.raises(FileNotFoundError):

@@ -274,6 +274,11 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         path = Path(path)
         if path.is_dir():
             raise IsADirectoryError(errno.EISDIR, "a folder: give the file to write, e.g. vade.pt", str(path))
+        from .run.places import run_owning
+
+        if (owner := run_owning(path)) is not None:  # its catalogue or cube replaced: the run unusable
+            raise ValueError(f"{path} is a file of the run {owner} (its own, or in a folder its stages write): "
+                             "save the estimator elsewhere, e.g. beside the run as vade.pt")
         import torch
 
         # an estimator loaded from a run's model.pt has no training labels to keep; tensors and plain

@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import UserError
-from .run import RUN_FILES, RunDir, atomic_path, spreadsheet_safe
+from .run import RunDir, atomic_path, spreadsheet_safe
+from .run.places import run_owning
 from .run.writes import to_parquet
 
 log = logging.getLogger("morphospace")
@@ -186,12 +187,11 @@ def export(run: RunDir, out: str | Path) -> Path:
         raise UserError("--out must name a file, got an empty path")
     folder_meant = str(out).endswith(("/", "\\"))  # Path("new.csv/") forgets the slash: a file named so
     out = Path(out)
-    run_root = run.path.resolve()
-    target = out.resolve()
-    if target.is_relative_to(run_root) and (target.parent != run_root or target.name in RUN_FILES
-                                            or target.name.startswith(".")):
-        raise UserError(f"--out {out} would overwrite the run's own files: write the results catalogue "
-                        f"outside {run.path}, or beside them under a new name")
+    owner = run_owning(out)
+    if owner is not None:  # this run's files, or another run's (its catalogue replaced, the run unusable)
+        whose = "the run's own files" if owner == run.path.resolve() else f"the files of the run {owner}"
+        raise UserError(f"--out {out} would overwrite {whose}: write the results catalogue outside it, or beside "
+                        "its files under a new name")
     if out.is_dir() or folder_meant:
         raise UserError(f"--out {out} is a folder: name a file (.csv, .parquet or .fits)")
     suffix = out.suffix.lower()

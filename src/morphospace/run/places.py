@@ -9,7 +9,7 @@ from pathlib import Path
 from ..errors import UserError
 from .rundir import RUN_FILES, RUN_FOLDERS
 
-__all__ = ["check_not_a_folder_of_results", "check_run_place", "is_run"]
+__all__ = ["check_not_a_folder_of_results", "check_run_place", "is_run", "run_owning"]
 
 # what makes a folder with a config.toml a run's (its cube and catalogue, or a model imported into it)
 RUN_MARKS = ("catalogue.parquet", "cube.npy", "models/vade/imported.json")
@@ -53,3 +53,19 @@ def is_run(folder: str | Path) -> bool:
     """Whether ``folder`` is a run's root (a ``config.toml`` beside its cube, catalogue or imported model)."""
     folder = Path(folder)
     return (folder / "config.toml").is_file() and any((folder / name).exists() for name in RUN_MARKS)
+
+
+def run_owning(path: str | Path) -> Path | None:
+    """The run (its root) whose own file ``path`` is or would be: one of the files it keeps at its top
+    level (``RUN_FILES``), a hidden file there (its lock, a write under way), or anything in its stage
+    folders (``RUN_FOLDERS``); None for any other path, a folder of the user's own inside a run
+    included. Links are followed: a link into a run is the run's file."""
+    target = Path(path).resolve()
+    for above in target.parents:
+        if not is_run(above):
+            continue
+        parts = target.relative_to(above).parts
+        if (len(parts) == 1 and (parts[0] in RUN_FILES or parts[0].startswith("."))) or \
+                (len(parts) > 1 and parts[0] in RUN_FOLDERS):
+            return above
+    return None
