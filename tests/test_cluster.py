@@ -572,6 +572,14 @@ def test_maps_and_clusterings_of_an_earlier_embedding_are_left_out(tmp_path, cap
     html = build_report(run, cfg).read_text()
     assert "Made from an earlier embedding or map, and so left out of this page (3)" in html
     assert payload_maps(html) == ["tsne"]  # the features' PCA map of the earlier embedding is not offered
+    # and the exported catalogue, which carried them beside the current ones without a word
+    from morphospace.export import results_table
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        columns = set(results_table(run).columns)
+    assert "cluster_kmeans3_tsne" in columns and not {"cluster_kmeans3_features", "cluster_kmeans3_pca"} & columns
+    assert "export: 2 clustering(s) left out, made from an earlier embedding or map" in caplog.text
     # made again: current, and back
     reduce_run(run, cfg, embedding="features", reductions=["pca"])
     cluster_run(run, cfg, representations=["features", "pca"])

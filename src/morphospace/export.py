@@ -88,7 +88,18 @@ def results_table(run: RunDir, ascii_text: bool = False) -> pd.DataFrame:
         results[name], owner[name] = values, what
     in_cube = cat["cube_index"].to_numpy()
     ids_in_cube = run.cube_ids()
-    for name in run.clusterings():
+    from .analysis.cluster import clustering_interrupted
+    from .run.provenance import stale_results
+
+    if clustering_interrupted(run):  # as compare and the report say it
+        log.warning("export: the last `morphospace cluster` did not finish: some of the exported clusterings are its "
+                    "and the others the run's before (run `morphospace cluster %s` again for one set)", run.path)
+    stale = {k.partition("/")[2]: why for k, why in stale_results(run).items() if k.startswith("clusterings/")}
+    if stale:  # left out, as compare and the report leave them out: they describe another version of the galaxies
+        shown = "; ".join(f"{k} ({v})" for k, v in list(stale.items())[:3]) + ("; ..." if len(stale) > 3 else "")
+        log.warning("export: %d clustering(s) left out, made from an earlier embedding or map: %s (run `morphospace "
+                    "reduce` and `morphospace cluster` again to export them)", len(stale), shown)
+    for name in [n for n in run.clusterings() if n not in stale]:
         clus = run.read_clustering(name)
         if len(clus) != len(ids_in_cube) or not np.array_equal(clus["id"].astype(str).to_numpy(), ids_in_cube.astype(str)):
             raise UserError(f"clustering '{name}' does not match the run's cube (re-run `morphospace cluster`)")
