@@ -586,11 +586,15 @@ def test_a_later_stage_refuses_a_cube_recipe_it_would_not_make(pca_run, capsys, 
     """`compare --set preprocess.size=128` on a 64 px cube saved size = 128: config.toml then
     described a cube the run does not have (and `generate` took it without a word)."""
     saved = (pca_run / "config.toml").read_text()
-    for cmd, extra in (("compare", []), ("cluster", []), ("train", []),
-                       ("generate", ["--component", "0", "--out", str(tmp_path / "g")])):
-        line = one_line_error(capsys, main([cmd, str(pca_run), *extra, "--quiet", "--set", "preprocess.size=128"]))
+    for cmd in ("compare", "cluster", "train"):
+        line = one_line_error(capsys, main([cmd, str(pca_run), "--quiet", "--set", "preprocess.size=128"]))
         assert f"`morphospace {cmd}` does not remake the cube" in line and "preprocess.size" in line
         assert "-> 128" in line and "`morphospace ingest`" in line
+    # generate acts on no setting (`--set train.seed=7` drew what --seed 0 draws, without a word)
+    for setting in (["--set", "preprocess.size=128"], ["--set", "train.seed=7"], ["--config", str(pca_run / "config.toml")]):
+        line = one_line_error(capsys, main(["generate", str(pca_run), "--component", "0", "--out", str(tmp_path / "g"),
+                                            "--quiet", *setting]))
+        assert "`morphospace generate` takes no settings (--set, --config)" in line
     assert (pca_run / "config.toml").read_text() == saved
 
 

@@ -309,6 +309,10 @@ def _dispatch(args) -> int | None:
         out = export(run, args.out)
         print(f"results catalogue: {printable(str(out))}")
         return 0
+    if cmd == "generate" and (getattr(args, "overrides", None) or getattr(args, "config", None)):
+        # none would act: `--set train.seed=7` drew what --seed 0 draws, without a word
+        raise UserError("`morphospace generate` takes no settings (--set, --config): the run's trained model and "
+                        "the options --n, --seed, --temperature and --reject-below make the draw")
     cfg = _config_for(args, run, training=cmd == "train")
     if cmd in ("train", "embed"):
         cfg = _set(cfg, args, train__devices=args.devices, train__num_nodes=args.num_nodes, train__strategy=args.strategy,
