@@ -648,6 +648,22 @@ def test_the_file_system_root_or_the_home_folder_is_no_run_s_folder(pca_run, tmp
     assert "is not a regular file (a pipe or a device" in line
 
 
+def test_an_embedding_holding_nan_is_said_damaged_naming_its_file(pca_run, tmp_path, capsys):
+    """A NaN in embeddings/*.npy was scikit-learn's "Input X contains NaN ... HistGradientBoostingClassifier"."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(pca_run, run, ignore=shutil.ignore_patterns(".lock"))
+    path = run / "embeddings" / "pixels_pca.npy"
+    x = np.load(path)
+    x[5, 3], x[7, 0] = np.nan, np.inf
+    np.save(path, x)
+    ids = pd.read_parquet(run / "catalogue.parquet")["id"]
+    for argv in (["cluster", str(run)], ["similar", str(run), "--id", str(ids.iloc[0]), "--embedding", "pixels_pca"]):
+        line = one_line_error(capsys, main([*argv, "--quiet"]))
+        assert f"{path} is damaged (2 row(s) hold NaN or infinite values): re-run `morphospace embed`" in line
+
+
 def test_a_fit_sample_too_small_for_the_clusters_is_one_line(pca_run, capsys):
     """`cluster --set cluster.fit_sample=1` was scikit-learn's "Found array with 1 sample(s) ... GMMSelect"."""
     for sample in (1, 3):

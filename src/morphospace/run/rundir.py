@@ -292,7 +292,11 @@ class RunDir:
             note = self.pixel_pca_note() if name in ("form", "vade") else ""
             raise UserError(f"no embedding '{name}' in {self.path} (it has: {', '.join(known) or 'none'}): "
                             + (f"{note}, or name one of those" if note else "run `morphospace embed` first, or name one of those"))
-        return self.load_npy(self.embedding_path(name), "embed", mmap=False)
+        X = self.load_npy(self.embedding_path(name), "embed", mmap=False)
+        if X.dtype.kind == "f" and not np.isfinite(X).all():  # scikit-learn's "Input X contains NaN" named no file
+            bad = int((~np.isfinite(X.reshape(len(X), -1))).any(axis=1).sum()) if X.ndim else 1
+            raise self.damaged(self.embedding_path(name), "embed", f"{bad} row(s) hold NaN or infinite values")
+        return X
 
     def pixel_pca_note(self) -> str:
         """For a pixel-PCA run (``model.kind = "pca"`` in its ``config.toml``) without a trained
