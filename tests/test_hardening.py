@@ -136,6 +136,10 @@ def test_a_second_writer_gets_one_line(pca_run, capsys):
         # and log to the console alone: the run's log is the writer's record (export's lines went into it)
         assert (pca_run / "log.txt").read_text() == log
         assert f"is being written by morphospace process {holder.pid}" in capsys.readouterr().err
+        import morphospace as ms  # the notebook's ingest: a ValueError, as its other refusals (was a RunInUse)
+
+        with pytest.raises(ValueError, match=f"in use by morphospace process {holder.pid}"):
+            ms.ingest(pca_run.parent / "data", run=pca_run)
     finally:
         holder.kill()
         holder.wait()

@@ -235,7 +235,8 @@ def ingest(data: str | Path | None = None, run: str | Path = "runs/notebook", co
         check_data(cfg, run)
     created = not Path(run).exists()
     rd = RunDir(run, create=True)
-    rd.acquire_lock()  # one writer: a CLI stage on the same run waits its turn
+    with python_errors():  # one writer: a run another process writes is a ValueError naming it, not a RunInUse
+        rd.acquire_lock()  # (and a command on this run is refused until the ingest is done)
     try:
         with python_errors():  # a layout or column the ingest refuses: a ValueError, as the checks above
             ingest_run(rd, cfg, created)
