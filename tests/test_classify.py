@@ -146,6 +146,11 @@ def test_labels_that_are_no_labels_are_said_so():
     nan = y.astype(object)
     nan[4] = float("nan")  # NaN is no label, as always
     assert FewLabelClassifier().fit(X, nan).labelled_.sum() == 29
+    # a class named "none" (bar: none / weak / strong) went into the unlabelled pool without a word, as
+    # the command line's labels file no longer lets it
+    named = np.array(["none"] * 10 + ["weak"] * 10 + [" None "] + [None] * 9, dtype=object)
+    with pytest.raises(InvalidArgument, match=r"y holds \[' None ', 'none'\] \(11 labels\): read as no label"):
+        FewLabelClassifier().fit(X, named)
 
 
 def test_margin_uncertainty_and_calibration_scores_by_hand():

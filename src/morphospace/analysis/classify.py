@@ -40,7 +40,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..errors import InvalidArgument
 from .inputs import fit_input, new_input, whole_number
-from .labels import missing_mask
+from .labels import missing_mask, named_none
 from .probe import probe_classifier
 
 __all__ = ["FewLabelClassifier", "check_labels", "margin_uncertainty", "calibration_scores"]
@@ -230,6 +230,10 @@ class FewLabelClassifier(ClassifierMixin, BaseEstimator):
         y = _one_label_per_row(y)
         if len(y) != len(X):
             raise InvalidArgument(f"X has {len(X)} rows but y has {len(y)} labels")
+        if (named := named_none(y)).any():  # the class vanished into the unlabelled pool without a word
+            raise InvalidArgument(f"y holds {sorted(set(y[named]))!r} ({int(named.sum())} labels): read as no label, "
+                                  "it would drop a class of that name; give None or NaN for no label, or name such a "
+                                  "class otherwise (e.g. 'no_bar')")
         self.labelled_ = ~missing_mask(y)
         self.X_ = X
         self.temperature_ = 1.0

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..errors import UserError, first_line
 from ..run import RunDir
-from .labels import missing_mask
+from .labels import missing_mask, named_none
 
 __all__ = ["read_labels", "align_labels", "check_label_and_id_columns", "label_paths"]
 
@@ -92,7 +92,7 @@ def read_labels(paths, column: str, id_column: str = "id") -> tuple[pd.DataFrame
     # "none" is a word a class may be named by (bar: none / weak / strong), and it was read as no label:
     # the class vanished with only a count said. The machine markers (NA, NaN, N/A: R's write.csv, a
     # spreadsheet's "can't tell") stay no label, as in a catalogue
-    named = no_label & labels.str.lower().eq("none").to_numpy()
+    named = no_label & named_none(labels.to_numpy(dtype=object))
     if named.any():
         raise UserError(f"'{column}' holds {_example(sorted(set(labels[named])))} ({_count(int(named.sum()), 'row', 'rows')})"
                         f": read as no label, it would drop a class of that name; leave a cell blank for no label, "

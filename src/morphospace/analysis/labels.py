@@ -104,6 +104,14 @@ def missing_mask(values: Any) -> np.ndarray:
     return encode(values).missing
 
 
+def named_none(values: Any) -> np.ndarray:
+    """True where a label is the text "none" (any case): a word a class may be named by (bar: none /
+    weak / strong), which :func:`missing_mask` reads as no label; where labels are given to learn
+    from, it is refused rather than its class dropped."""
+    text = np.array([isinstance(v, str) and v.strip().lower() == "none" for v in np.asarray(values, dtype=object).ravel()])
+    return text.reshape(np.shape(values)) if text.size else np.zeros(np.shape(values), bool)
+
+
 
 
 def _is_missing(v: Any) -> bool:
