@@ -132,6 +132,16 @@ def test_duplicate_file_stems_without_a_catalogue_are_both_kept(tmp_path):
     assert cube.shape[0] == 2 and summary["flags"]["duplicate_id"]["count"] == 1
 
 
+def test_file_stem_ids_are_stripped_as_catalogue_ids_are(tmp_path):
+    """A folder survey's " lead.png" was id " lead": the tags and labels files, whose ids are stripped
+    as they are read, could not name it ("not in the cube")."""
+    save_image(tmp_path / "d" / " lead.png", galaxy_rgb(48, seed=1))
+    save_image(tmp_path / "d" / "b .png", galaxy_rgb(48, seed=2))
+    save_image(tmp_path / "d" / "c.png", galaxy_rgb(48, seed=3))
+    _, cat, cube, _ = ingest_to(tmp_path / "d", tmp_path / "run")
+    assert sorted(cat["id"]) == ["b", "c", "lead"] and cube.shape[0] == 3
+
+
 def test_a_catalogue_row_without_id_or_naming_a_used_image_is_flagged(tmp_path):
     """An empty id cannot be looked up, and two rows naming one image would put one galaxy in the
     cube twice (its own nearest neighbour at distance 0): both flagged and left out, not silent."""

@@ -156,7 +156,10 @@ def list_files(folder: Path, skip_companions: bool) -> list[tuple[str, str]]:
                 log.info("%s is left out of this folder survey (its images are the survey): to ingest the "
                          "HDF5 file, give its path", name)
             continue
-        out.append((stem(name), name))
+        # the id stripped as a catalogue's ids are (" lead.png" was id " lead", which the tags and labels
+        # files, stripped as they are read, could never name); a name of spaces alone keeps them
+        gid = stem(name)
+        out.append((gid.strip() or gid, name))
     return out
 
 
