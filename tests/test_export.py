@@ -253,3 +253,13 @@ def test_a_csv_export_runs_no_formula_in_a_spreadsheet(tmp_path):
     assert pd.read_parquet(export(run, tmp_path / "out.parquet"))["kind"].tolist() == ["=1+1", "-2.5", "@SUM(A1)"]
     numbers = pd.DataFrame({"x": [-1.5, 2.0]})
     assert spreadsheet_safe(numbers) is numbers  # nothing to change: the table itself
+
+
+def test_a_long_legal_file_name_is_written(run, tmp_path):
+    """A 250-byte name is legal, but its temporary name beside it (`.<name>.<8>.partial`) was not:
+    "File name too long"."""
+    out = tmp_path / ("y" * 246 + ".csv")
+    assert export(run, out) == out and len(pd.read_csv(out)) == 5
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    wide = tmp_path / ("é" * 123 + ".csv")  # 250 bytes of two-byte letters
+    assert export(run, wide) == wide and wide.is_file()

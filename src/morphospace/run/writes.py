@@ -36,7 +36,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{_fitting(path.name)}.", suffix=".partial", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600: give the file the user's usual mode
@@ -46,6 +46,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _fitting(name: str) -> str:
+    """``name`` cut short enough that its temporary name (``.<name>.<8 random>.partial``) stays within
+    the 255 bytes a file name may have: a legal 250-byte name was refused, "File name too long"."""
+    room = 255 - len(".") - len(".12345678.partial")
+    while len(os.fsencode(name)) > room:
+        name = name[:-1]
+    return name
 
 
 def remove_partials(root: Path, files, folders) -> None:
