@@ -263,3 +263,23 @@ def test_a_long_legal_file_name_is_written(run, tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     wide = tmp_path / ("é" * 123 + ".csv")  # 250 bytes of two-byte letters
     assert export(run, wide) == wide and wide.is_file()
+
+
+def test_pipes_and_files_in_the_way_are_said_so(run, tmp_path):
+    """`export --out lab.csv/r.csv` said "cannot use lab.csv: File exists"; a labels file or an image
+    given as a pipe (`<(cat lab.csv)`) was "not found"."""
+    import os
+
+    (tmp_path / "lab.csv").write_text("id,kind\n")
+    with pytest.raises(UserError, match=r"lab.csv is a file, not a folder"):
+        export(run, tmp_path / "lab.csv" / "r.csv")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    from morphospace.analysis.label_files import read_labels
+
+    with pytest.raises(UserError, match="is not a regular file \\(a pipe or a device\\)"):
+        read_labels(fifo, "kind")
+    from morphospace.data.ingest.workers import preprocess_file
+
+    with pytest.raises(UserError, match="pipe: not a regular file \\(a pipe or a device\\): save the image"):
+        preprocess_file(fifo, None)  # refused before the recipe is read

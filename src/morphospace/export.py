@@ -208,6 +208,9 @@ def export(run: RunDir, out: str | Path) -> Path:
     suffix = out.suffix.lower()
     if suffix not in FORMATS:
         raise UserError(f"cannot export to '{out.name}': use one of {', '.join(FORMATS)}")
+    blocked = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocked is not None:  # said "cannot use lab.csv: File exists"
+        raise UserError(f"--out {out}: {blocked} is a file, not a folder")
     table = results_table(run, ascii_text=suffix == ".fits")
     fits = fits_table(table) if suffix == ".fits" else None  # refused before any folder or file is made
     try:

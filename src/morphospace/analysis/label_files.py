@@ -129,7 +129,8 @@ def _label_columns(path: Path, column: str, id_column: str) -> tuple[pd.Series, 
     if path.is_dir():
         raise UserError(f"labels file {path} is a folder: give the CSV file of labels")
     if not path.is_file():
-        raise UserError(f"labels file not found: {path}")
+        raise UserError(f"labels file {path} is not a regular file (a pipe or a device): save the labels to a CSV "
+                        "file and give its path" if path.exists() else f"labels file not found: {path}")
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -169,7 +169,10 @@ def preprocess_file(path, spec: PreprocessSpec) -> tuple[np.ndarray, tuple[str, 
     """
     name = os.fspath(path)
     if not os.path.isfile(name):
-        raise UserError(f"{name}: {'a folder, not an image file' if os.path.isdir(name) else 'no such file'}")
+        what = ("a folder, not an image file" if os.path.isdir(name) else
+                "not a regular file (a pipe or a device): save the image to a file" if os.path.exists(name)
+                else "no such file")
+        raise UserError(f"{name}: {what}")
     _, block, results = _process_chunk(0, [(name, file_kind(os.path.basename(name)), -1)], spec)
     in_cube, flags, detail, _ = results[0]
     if not in_cube or len(block) != 1:
