@@ -151,6 +151,8 @@ def test_labels_that_are_no_labels_are_said_so():
     named = np.array(["none"] * 10 + ["weak"] * 10 + [" None "] + [None] * 9, dtype=object)
     with pytest.raises(InvalidArgument, match=r"y holds \[' None ', 'none'\] \(11 labels\): read as no label"):
         FewLabelClassifier().fit(X, named)
+    with pytest.raises(InvalidArgument, match=r"X holds values up to [0-9.]+e\+300, too large"):  # was "X contains NaN"
+        FewLabelClassifier().fit(X * 1e300, y)
 
 
 def test_margin_uncertainty_and_calibration_scores_by_hand():
