@@ -604,7 +604,7 @@ def test_a_later_stage_refuses_a_cube_recipe_it_would_not_make(pca_run, capsys, 
 
 @pytest.mark.parametrize("cmd, setting, stage", [
     ("report", "data.layout=fits", "ingest"), ("compare", "data.path=elsewhere", "ingest"),
-    ("train", "ingest.workers=1", "ingest"), ("compare", "form.backbone=efficientnet-lite2", "train"),
+    ("train", "data.synth_n=50", "ingest"), ("compare", "form.backbone=efficientnet-lite2", "train"),
     ("cluster", "model.latent_dim=3", "train"), ("reduce", "train.lr=0.5", "train"),
     ("report", "model.preset=astrovader", "train"), ("cluster", "model.merge_components=false", "embed")])
 def test_a_later_stage_refuses_the_settings_of_an_earlier_one(pca_run, capsys, cmd, setting, stage):
@@ -617,16 +617,51 @@ def test_a_later_stage_refuses_the_settings_of_an_earlier_one(pca_run, capsys, c
     assert (pca_run / "config.toml").read_text() == saved
 
 
-def test_a_later_stage_takes_the_machine_s_settings_and_its_own(pca_run, tmp_path):
+def test_a_later_stage_takes_the_machine_s_settings_and_its_own(pca_run, tmp_path, capsys):
     import shutil
     import tomllib
 
     run = tmp_path / "run"
-    shutil.copytree(pca_run, run)
+    shutil.copytree(pca_run, run, ignore=shutil.ignore_patterns(".lock"))
     assert main(["reduce", str(run), "--quiet", "--set", "train.num_threads=1", "--set", "cluster.reductions=['pca']"]) == 0
     saved = tomllib.loads((run / "config.toml").read_text())
     assert saved["train"]["num_threads"] == 1 and saved["cluster"]["reductions"] == ["pca"]
+    # the worker processes (the probe's, the audit's) and the pixel-PCA baseline `embed` fits
+    assert main(["compare", str(run), "--quiet", "--set", "ingest.workers=1"]) == 0
+    assert main(["embed", str(run), "--quiet", "--set", "model.pca_components=5", "--set", "train.sample=10"]) == 0
+    assert np.load(run / "embeddings" / "pixels_pca.npy").shape[1] == 5
+    # a run's whole config.toml as --config: its own, or another run's (its survey, its workers): the
+    # stage takes what it acts on, and keeps the run's earlier settings, said (both were refused)
+    assert main(["cluster", str(run), "--config", str(run / "config.toml"), "--quiet"]) == 0
+    other = tmp_path / "other.toml"
+    other.write_text((run / "config.toml").read_text().replace("workers = 1", "workers = 8")
+                     .replace("crop = 0.5", "crop = 0.6"))
+    before = tomllib.loads((run / "config.toml").read_text())
+    assert main(["report", str(run), "--config", str(other)]) == 0
+    assert "preprocess.crop 0.6, which `morphospace report` does not act on: the run's own kept" in capsys.readouterr().err
+    after = tomllib.loads((run / "config.toml").read_text())
+    assert after["preprocess"] == before["preprocess"] and after["ingest"]["workers"] == 8
 
+
+def test_settings_kept_under_a_preset_are_the_run_s_exactly(pca_run, tmp_path):
+    """A run's `latent_dim = 16` and `epochs = 16` under the astrovader preset became the preset's 20
+    and 350 when a `--config` naming only [cluster] was given, while the log said they were kept."""
+    import tomllib
+
+    run = tmp_path / "run"
+    assert main(["run", "--data", str(pca_run.parent / "data"), "--out", str(run), "--model", "pca", "--quiet",
+                 "--set", "model.preset=astrovader", "--set", "model.latent_dim=16", "--epochs", "16",
+                 "--set", "cluster.reductions=['pca']", "--set", "cluster.kmeans_k=[3]",
+                 "--set", "cluster.methods=['kmeans']"]) == 0
+    before = tomllib.loads((run / "config.toml").read_text())
+    assert (before["model"]["preset"], before["model"]["latent_dim"], before["train"]["epochs"]) == ("astrovader", 16, 16)
+    mini = tmp_path / "mini.toml"
+    mini.write_text("[cluster]\nseed = 3\nmethods = ['kmeans']\n")
+    assert main(["cluster", str(run), "--config", str(mini), "--quiet"]) == 0
+    after = tomllib.loads((run / "config.toml").read_text())
+    for section in ("data", "preprocess", "ingest", "model", "form", "train"):
+        assert after[section] == before[section], section
+    assert after["cluster"]["seed"] == 3
 
 def test_the_file_system_root_or_the_home_folder_is_no_run_s_folder(pca_run, tmp_path, monkeypatch, capsys):
     """`ingest DATA --out /` wrote config.toml, cube.npy, log.txt... into the file system's root."""

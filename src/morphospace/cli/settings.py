@@ -21,7 +21,9 @@ def _config_for(args, run: RunDir | None, training: bool = False) -> Config:
     path = getattr(args, "config", None)
     saved = False
     if path:  # often another run's config.toml, which names every key: read as a run's own
-        cfg, saved = _survey_of_a_run(Path(path), load_config(path)), True
+        cfg, saved = load_config(path), True
+        if not getattr(args, "data", None):  # DATA given names the survey itself
+            cfg = _survey_of_a_run(Path(path), cfg)
     elif run is not None and run.config.exists():
         cfg, saved = load_config(run.config), True
         if run.config.is_file() and not run.config.read_text(errors="replace").strip():
@@ -145,8 +147,11 @@ _INGEST_KEYS = ("data.path", "data.layout", "data.catalogue", "data.id_column", 
                 "ingest.")
 _MODEL_KEYS = ("model.", "form.", "train.")
 _MACHINE_KEYS = ("train.accelerator", "train.devices", "train.num_nodes", "train.strategy", "train.precision",
-                 "train.num_threads", "train.loader_workers")
-_MERGE_KEYS = ("model.merge_components", "model.merge_elbow_on")
+                 "train.num_threads", "train.loader_workers", "ingest.workers")
+# what `embed` acts on besides the machine: the merge of the model's components, and the pixel-PCA
+# baseline it fits (its components, on a sample of train.sample drawn with train.seed)
+_EMBED_KEYS = ("model.merge_components", "model.merge_elbow_on", "model.pca_components", "train.sample",
+               "train.seed")
 
 
 def _made_before(command: str, key: str) -> str | None:
@@ -155,11 +160,13 @@ def _made_before(command: str, key: str) -> str | None:
     def among(keys):
         return any(key == k or (k.endswith(".") and key.startswith(k)) for k in keys)
 
+    if among(_MACHINE_KEYS):
+        return None
     if among(_INGEST_KEYS):
         return "ingest"
-    if command == "train" or among(_MACHINE_KEYS) or (command == "embed" and among(_MERGE_KEYS)):
+    if command == "train" or (command == "embed" and among(_EMBED_KEYS)):
         return None
-    if among(_MERGE_KEYS):
+    if among(_EMBED_KEYS[:2]):  # the merge: its own stage; the PCA baseline's keys are train's too
         return "embed"
     return "train" if among(_MODEL_KEYS) else None
 
@@ -179,7 +186,9 @@ def _earlier_settings_kept(run: RunDir, cfg: Config, args) -> Config:
     before, now = flat_settings(saved), flat_settings(cfg)
     changed = {k: stage for k in sorted(set(before) | set(now))
                if before.get(k) != now.get(k) and (stage := _made_before(args.command, k))}
-    given = _given_keys(args)
+    # asked for: a --set of the key, or of its section's preset; a --config file is a bundle (often a
+    # run's whole config.toml) of which the stage takes what it acts on, the rest kept as the run's, said
+    given = set(_set_keys(args))
     presets = {k.rpartition(".")[0] for k in given if k.endswith(".preset")}
     asked = [k for k in changed if k in given or k.partition(".")[0] in presets
              or (k.split(".")[0] in ("model", "train") and "model" in presets)]
@@ -190,13 +199,22 @@ def _earlier_settings_kept(run: RunDir, cfg: Config, args) -> Config:
         does = {"ingest": "remake the cube", "train": "train the model", "embed": "merge the model's components"}[stage]
         raise UserError(f"`morphospace {args.command}` does not {does}, so it cannot take {shown}: give "
                         f"{'it' if len(asked) == 1 else 'them'} to `morphospace {stage}` (or `run`), which does")
-    if changed:
+    if not changed:
+        return cfg
+    config = getattr(args, "config", None)
+    named = [k for k in changed if k in _given_keys(args)] if config else []
+    if named and Path(config).resolve() != run.config.resolve():  # a file that says otherwise: said
+        shown = ", ".join(f"{k} {now.get(k)!r}" for k in named[:3]) + (", ..." if len(named) > 3 else "")
+        log.warning("--config %s sets %s, which `morphospace %s` does not act on: the run's own kept", config, shown,
+                    args.command)
+    else:
         sections = [f"[{name}]" for name in sorted({k.partition(".")[0] for k in changed})]
         log.info("the run's own %s settings kept, not those %s",
                  " and ".join([", ".join(sections[:-1]), sections[-1]] if len(sections) > 1 else sections),
-                 f"of --config {args.config}" if getattr(args, "config", None) else "the settings given implied")
-        cfg = apply_overrides(cfg, {k: before.get(k) for k in changed})  # absent from the file: None
-    return cfg
+                 f"of --config {config}" if config else "the settings given implied")
+    # every key of the earlier stages set, not only those that differ: one left unset is filled by its
+    # section's preset (a run's latent_dim = 16 became the astrovader preset's 20, "kept")
+    return apply_overrides(cfg, {k: v for k, v in before.items() if _made_before(args.command, k)})
 
 
 def _say(replaced: str) -> None:
