@@ -1080,6 +1080,10 @@ def test_export_refuses_the_runs_own_files(pca_run, capsys):
     assert "files of the run" in one_line_error(capsys, main(["export", str(pca_run), "--out", str(link), "--quiet"]))
     assert (other / "catalogue.parquet").read_bytes() == theirs
     assert main(["export", str(pca_run), "--out", str(other / "mine" / "r.csv"), "--quiet"]) == 0  # a folder of one's own
+    # this run without its config.toml (a stage goes on with the defaults): still its own files
+    (other / "config.toml").unlink()
+    line = one_line_error(capsys, main(["export", str(other), "--out", str(other / "catalogue.parquet"), "--quiet"]))
+    assert "would overwrite the run's own files" in line and (other / "catalogue.parquet").read_bytes() == theirs
     shutil.rmtree(other)
     link.unlink()
     code = main(["export", str(pca_run), "--out", "", "--quiet"])

@@ -198,7 +198,7 @@ def export(run: RunDir, out: str | Path) -> Path:
         raise UserError("--out must name a file, got an empty path")
     folder_meant = str(out).endswith(("/", "\\"))  # Path("new.csv/") forgets the slash: a file named so
     out = Path(out)
-    owner = run_owning(out)
+    owner = run_owning(out, also=run.path)  # this run even without its config.toml
     if owner is not None:  # this run's files, or another run's (its catalogue replaced, the run unusable)
         whose = "the run's own files" if owner == run.path.resolve() else f"the files of the run {owner}"
         raise UserError(f"--out {out} would overwrite {whose}: write the results catalogue outside it, or beside "

@@ -55,14 +55,16 @@ def is_run(folder: str | Path) -> bool:
     return (folder / "config.toml").is_file() and any((folder / name).exists() for name in RUN_MARKS)
 
 
-def run_owning(path: str | Path) -> Path | None:
+def run_owning(path: str | Path, also: str | Path | None = None) -> Path | None:
     """The run (its root) whose own file ``path`` is or would be: one of the files it keeps at its top
     level (``RUN_FILES``), a hidden file there (its lock, a write under way), or anything in its stage
     folders (``RUN_FOLDERS``); None for any other path, a folder of the user's own inside a run
-    included. Links are followed: a link into a run is the run's file."""
+    included. Links are followed: a link into a run is the run's file. ``also``: a folder taken for a
+    run whatever it holds (the run at hand, whose ``config.toml`` may be missing)."""
     target = Path(path).resolve()
+    extra = Path(also).resolve() if also is not None else None
     for above in target.parents:
-        if not is_run(above):
+        if above != extra and not is_run(above):
             continue
         parts = target.relative_to(above).parts
         if (len(parts) == 1 and (parts[0] in RUN_FILES or parts[0].startswith("."))) or \
