@@ -108,3 +108,36 @@ def test_a_draw_of_one_prefix_leaves_a_longer_prefix_s_files(tmp_path):
     assert {k: v for k, v in now.items() if k.startswith("cluster10_")} == kept
     assert {k for k in now if k.startswith("cluster1_")} == {f"cluster1_{i:04d}.{e}" for i in range(2)
                                                             for e in ("png", "fits")}
+
+
+def test_a_sigterm_after_a_ctrl_c_in_the_swap_is_not_lost(tmp_path):
+    """Only the first signal caught was raised again: a SIGTERM after a Ctrl-C was dropped (with
+    SIGINT ignored, the process went on as if never asked to stop)."""
+    class Terminated(Exception):
+        pass
+
+    def terminated(_signum, _frame):
+        raise Terminated
+
+    old_term = signal.signal(signal.SIGTERM, terminated)
+    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        stage = tmp_path / "stage"
+        stage.mkdir()
+        (stage / "a_0.txt").write_text("new")
+        sent = []
+
+        def member(name):
+            if not sent:
+                sent.append(1)
+                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGTERM)
+            return name.startswith("a_")
+
+        with pytest.raises(Terminated):
+            file_set.replace_file_set(stage, ["a_0.txt"], tmp_path, "a", member)
+        assert (tmp_path / "a_0.txt").read_text() == "new"  # the swap done first
+        assert signal.getsignal(signal.SIGTERM) is terminated and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGINT, old_int)

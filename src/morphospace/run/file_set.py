@@ -36,16 +36,17 @@ def _signals_held() -> Iterator[None]:
         return
     caught: list[int] = []
     before = {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        if signal.getsignal(signum) is not None:  # None: a handler not set from Python, left alone
-            before[signum] = signal.signal(signum, lambda got, _frame: caught.append(got))
-    try:
+    try:  # installed inside the try: a handler that raises while they are set still gets them restored
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) is not None:  # None: a handler not set from Python, left alone
+                before[signum] = signal.signal(signum, lambda got, _frame: caught.append(got))
         yield
     finally:
         for signum, handler in before.items():
             signal.signal(signum, handler)
-        if caught:
-            signal.raise_signal(caught[0])
+        # each signal that came, SIGTERM first: a SIGTERM after a Ctrl-C is not lost to it
+        for signum in sorted(set(caught), key=lambda s: s != signal.SIGTERM):
+            signal.raise_signal(signum)
 
 
 def restore_unfinished(folder: Path, prefix: str, is_member: Callable[[str], bool]) -> bool:
