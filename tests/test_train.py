@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -905,3 +906,8 @@ def test_a_new_training_stopped_half_way_leaves_the_previous_model_at_hand(tmp_p
     with pytest.raises(MissingFile, match=f"or put back the model set aside when a training started, "
                                           f"{re.escape(str(aside[0].parent))}"):
         load_vade(model_file(run))
+    # not for another cube: a model an ingest of other galaxies set aside, or one trained before it
+    os.utime(run.cube, ns=(0, 0))
+    with pytest.raises(MissingFile) as missing:
+        load_vade(model_file(run))
+    assert "put back" not in str(missing.value)

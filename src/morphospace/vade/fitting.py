@@ -30,9 +30,9 @@ from ..nets.checkpoints import resumed_from, with_atomic_checkpoints
 from ..nets.loss_logs import loss_loggers
 from ..nets.spawn import spawned_workers
 from ..progress import quiet_lightning, with_bars
-from ..run import RunDir, launched_as_later_rank, write_json
+from ..run import RunDir, file_stamp, launched_as_later_rank, write_json
 from .data import CubeDataModule
-from .io import CLUSTERS_FILE, model_dir
+from .io import CLUSTERS_FILE, SET_ASIDE_NOTE, model_dir
 from .module import VaDEModule
 
 __all__ = ["TrainResult", "check_resumable", "fit_vade", "prepare_model_dir", "resume_checkpoint", "training_rows",
@@ -66,6 +66,9 @@ def _clear_previous(run: RunDir, mdir: Path) -> None:
         dest.mkdir(parents=True)
         for p in kept:
             p.rename(dest / p.name)
+        # which cube it was trained for: a run left without a model points to it only for that cube
+        # (an ingest of other galaxies sets models aside into superseded/ too)
+        write_json(dest / SET_ASIDE_NOTE, {"by": "train", "cube": file_stamp(run.cube) if run.cube.is_file() else None})
         log.info("the previous model (%s) is set aside in %s while a new one trains (delete it when you no "
                  "longer need it)", ", ".join(p.name for p in kept), dest.relative_to(run.path))
     for p in mdir.iterdir():

@@ -23,6 +23,7 @@ __all__ = ["MODEL_NAME", "MODEL_FILE", "model_dir", "model_file", "save_model", 
 
 MODEL_NAME = "vade"  # RUN/models/vade/
 MODEL_FILE = "model.pt"  # the final model: weights + hyper-parameters, loadable without Lightning
+SET_ASIDE_NOTE = "set_aside.json"  # beside a model a new training set aside: which cube it was for
 CLUSTERS_FILE = "clusters.json"  # beside it: which components the embedding merged into each cluster
 
 
@@ -98,16 +99,24 @@ def fingerprint(hp: dict[str, Any], state: dict) -> str:
 
 def _set_aside(path: Path) -> str:
     """Where a run's model file is missing: the words that point to the model a training set aside
-    when it started (``superseded/<time>/models/vade/``; a training stopped before it finished leaves
-    none in its place), or ""."""
+    when it started (``superseded/<time>/models/vade/``, its note saying it was for the cube the run
+    holds; a training stopped before it finished leaves none in its place), or ""."""
+    from ..run.writes import stamp_is_current
+
     parts = path.parts
     if len(parts) < 4 or parts[-3:] != ("models", MODEL_NAME, MODEL_FILE):
         return ""
-    kept = sorted(Path(*parts[:-3]).glob(f"superseded/*/models/{MODEL_NAME}/{MODEL_FILE}"))
-    if not kept:
-        return ""
-    return (f", or put back the model set aside when a training started, {kept[-1].parent} (move its files into "
-            f"{path.parent})")
+    root = Path(*parts[:-3])
+    for kept in sorted(root.glob(f"superseded/*/models/{MODEL_NAME}/{MODEL_FILE}"), reverse=True):
+        try:
+            note = json.loads((kept.parent / SET_ASIDE_NOTE).read_text())
+        except (OSError, ValueError):
+            continue  # set aside by an ingest of other galaxies, or before notes were written
+        if isinstance(note, dict) and note.get("by") == "train" and note.get("cube") is not None \
+                and stamp_is_current(note["cube"], root / "cube.npy"):
+            return (f", or put back the model set aside when a training started, {kept.parent} (move its files "
+                    f"into {path.parent})")
+    return ""
 
 
 def load_vade(path: str | Path, trusted: bool = False):
