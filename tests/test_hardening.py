@@ -146,6 +146,25 @@ def test_a_second_writer_gets_one_line(pca_run, capsys):
     assert main(["cluster", str(pca_run), "--quiet"]) == 0  # the lock dies with its holder
 
 
+def test_a_reader_s_look_at_the_lock_does_not_refuse_a_writer(pca_run):
+    """A reader (export, generate) looks whether a writer holds the run's lock by taking a shared
+    lock for an instant: a writer starting in that instant was refused as "in use"."""
+    import fcntl
+    import threading
+
+    from morphospace.run import RunDir, release_locks, writer_of
+
+    assert writer_of(pca_run) is None
+    look = open(pca_run / ".lock")
+    fcntl.flock(look, fcntl.LOCK_SH)  # the reader's instant, drawn out to 30 ms
+    threading.Timer(0.03, look.close).start()
+    try:
+        RunDir(pca_run).acquire_lock()
+        assert writer_of(pca_run) is not None  # and the writer is seen by the next reader
+    finally:
+        release_locks()
+
+
 def test_a_file_system_without_locks_is_said_not_taken_for_a_writer(tmp_path, monkeypatch, caplog):
     """flock failing for want of locks (ENOLCK: some NFS, Lustre) read as "in use by" the last holder,
     for ever: the run could not be written at all. The command now goes on, saying one writer is not

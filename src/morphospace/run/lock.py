@@ -119,14 +119,12 @@ def hold_lock(run_path: Path, distributed: bool = False) -> bool:
     UserError
         When another process holds it.
     """
-    import fcntl
-
     key = Path(run_path).resolve()
     if key in _HELD_LOCKS or (distributed and launched_as_later_rank()):
         return False
     fh = _open_lock_file(Path(run_path) / LOCK_FILE)
     try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _lock_now(fh)
     except OSError as exc:
         if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             # a file system without locks (ENOLCK: some NFS and Lustre mounts) was "in use by" its last
@@ -149,9 +147,26 @@ def hold_lock(run_path: Path, distributed: bool = False) -> bool:
     return True
 
 
+def _lock_now(fh) -> None:
+    """An exclusive ``flock`` on ``fh`` without waiting for a writer; a reader's look
+    (:func:`writer_of`, a shared lock for an instant) is waited out: tried again twice, 50 ms apart."""
+    import fcntl
+    import time
+
+    for wait in (0.05, 0.05, None):
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError as exc:
+            if wait is None or exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            time.sleep(wait)
+
+
 def writer_of(run_path: Path) -> str | None:
-    """Who holds ``run_path``'s lock (a command writing the run), or None: a reader's look, which takes
-    nothing (a lock file that is missing, unreadable or not lockable counts as none)."""
+    """Who holds ``run_path``'s lock (a command writing the run), or None: a reader's look, a shared
+    lock taken and released at once (a writer starting in that instant tries again, :func:`_lock_now`);
+    a lock file that is missing, unreadable or not lockable counts as none."""
     import fcntl
 
     try:
