@@ -728,6 +728,9 @@ def test_a_fit_sample_too_small_for_the_clusters_is_one_line(pca_run, capsys):
         line = one_line_error(capsys, main(["cluster", str(pca_run), "--quiet", "--set", f"cluster.fit_sample={sample}",
                                             "--set", "cluster.methods=['gmm', 'kmeans']"]))
         assert f"cluster.fit_sample = {sample} galaxies is too few to fit up to 3 clusters" in line
+    # the K of a method not asked for does not count (HDBSCAN alone, K-Means' default K up to 8 aside)
+    assert main(["cluster", str(pca_run), "--quiet", "--set", "cluster.fit_sample=8", "--set", "cluster.kmeans_k=[3, 8]",
+                 "--set", "cluster.methods=['hdbscan']"]) == 0
 
 
 def test_a_run_s_config_reads_its_relative_survey_path_from_anywhere(tmp_path, monkeypatch, capsys):

@@ -180,7 +180,7 @@ def latent_map(xy: Any, labels: Any = None, title: str = "", size: float = 4.0):
 def _colours(n: int) -> list:
     from matplotlib import colormaps
 
-    if n > 20:  # more classes than a qualitative map has colours: as many hues, none repeated
-        return [colormaps["turbo"](i / (n - 1)) for i in range(n)]
+    if n > 20:  # more classes than a qualitative map has colours: as many hues, none repeated (one call)
+        return [tuple(c) for c in colormaps["turbo"](np.linspace(0.0, 1.0, n))]
     cmap = colormaps["tab10" if n <= 10 else "tab20"]
     return [cmap(i) for i in range(max(n, 1))]

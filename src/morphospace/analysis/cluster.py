@@ -241,7 +241,7 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
                         rep, spread, scale)
         sample = sample_rows(X.shape[0], getattr(c, "fit_sample", 0), fit_sample_seed(c.seed))
         fitted = None if sample is None else len(sample)
-        most = max([*kmeans_k, *gmm_k, 2])
+        most = max([*(kmeans_k if "kmeans" in methods else []), *(gmm_k if "gmm" in methods else []), 2])
         if fitted is not None and fitted <= most:  # sklearn's "Found array with 1 sample(s)", or a split of 3 rows
             raise UserError(f"cluster.fit_sample = {fitted} galaxies is too few to fit up to {most} clusters on: "
                             "give 0 (fit on every galaxy) or a sample of thousands")

@@ -33,7 +33,7 @@ def fit_input(estimator: Any, X: Any, min_samples: int = 2) -> np.ndarray:
         X = validate_data(estimator, X, reset=True, dtype=np.float64, ensure_min_samples=min_samples)
     except ValueError as exc:
         raise _one_line(exc) from None
-    biggest = float(np.abs(X).max()) if X.size else 0.0
+    biggest = max(float(X.max()), -float(X.min())) if X.size else 0.0  # no copy of X
     if biggest > 1e150:  # their squares overflow: a scaler's variance was inf, and scikit-learn said "X contains NaN"
         raise InvalidArgument(f"X holds values up to {biggest:.3g}, too large to work with (squared, they overflow): "
                               "rescale it")
