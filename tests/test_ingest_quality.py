@@ -140,6 +140,12 @@ def test_file_stem_ids_are_stripped_as_catalogue_ids_are(tmp_path):
     save_image(tmp_path / "d" / "c.png", galaxy_rgb(48, seed=3))
     _, cat, cube, _ = ingest_to(tmp_path / "d", tmp_path / "run")
     assert sorted(cat["id"]) == ["b", "c", "lead"] and cube.shape[0] == 3
+    # two files that strip to one id: the one already named so keeps it, the other is the duplicate
+    save_image(tmp_path / "e" / " g1.png", galaxy_rgb(48, seed=4))
+    save_image(tmp_path / "e" / "g1.png", galaxy_rgb(48, seed=5))
+    _, cat, _, _ = ingest_to(tmp_path / "e", tmp_path / "run2")
+    kept = cat.loc[~cat["flag_duplicate_id"], "source"].tolist()
+    assert len(cat) == 2 and [Path(p).name for p in kept] == ["g1.png"]
 
 
 def test_a_catalogue_row_without_id_or_naming_a_used_image_is_flagged(tmp_path):
