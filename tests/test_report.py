@@ -822,3 +822,14 @@ def test_the_page_opens_on_what_the_run_found(full_run):
     # its audit has no truth or anomaly row: the caption describes none ("for reference: the truth label")
     audit = html[html.index("Nuisance audit"):]
     assert "Below the clusterings, for reference" not in audit[:audit.index("</p>")]
+
+
+def test_an_audit_of_no_nuisance_is_said_not_a_traceback(tmp_path):
+    """Where no nuisance varied (round identical galaxies, no catalogue columns) compare wrote an audit
+    of no column, and the report stopped on a jinja2 UndefinedError ('truth'), with no report.html."""
+    run = make_fake_run(tmp_path / "run", n=30, size=16)
+    write_table(run.path / "comparisons" / "nuisance_audit.csv", pd.DataFrame({"clustering": ["vade"]}))
+    (run.path / "figures" / "nuisance_audit.png").unlink(missing_ok=True)
+    html = build_report(run, Config()).read_text()
+    audit = html[html.index("Nuisance audit"):]
+    assert "No nuisance the audit measures varies among these galaxies" in audit[:2000]

@@ -232,8 +232,11 @@ def _audit(ctx: ReportContext) -> dict[str, Any] | None:
     if fig is None and audit is not None and audit.shape[1] > 0:
         fig = plot_heatmap(audit.apply(pd.to_numeric, errors="coerce"), ctx.fig_path("nuisance_audit"),
                            "AMI with nuisances (lower is better)", vmin=0.0)
-    numbers, verdict, glossary, reference = None, "", [], {}
-    if audit is not None:
+    numbers, verdict, glossary, reference = None, "", [], {"truth": False, "anomaly": False}
+    if audit is None or audit.shape[1] == 0:  # every nuisance the same for every galaxy: left out by compare
+        verdict = ("No nuisance the audit measures varies among these galaxies (position angle, companions, "
+                   "the catalogue's nuisance columns): nothing to audit.") if fig is None else ""
+    else:
         vals = audit.apply(pd.to_numeric, errors="coerce")
         hi = float(np.nanmax(vals.to_numpy())) if vals.size and np.isfinite(vals.to_numpy()).any() else 0.2
         numbers = table(audit.reset_index(), heat=True, heat_range=(0.0, max(0.2, hi)))
