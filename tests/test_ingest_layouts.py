@@ -531,6 +531,14 @@ def test_a_header_named_twice_is_refused_and_renamed_columns_are_named_as_stored
     assert set(summary["label_columns"]) <= set(cat.columns)
     assert "catalogue column(s) source, crop named like the ingest's own: kept as catalogue_source, catalogue_crop" \
         in caplog.text
+    # a renamed column meets the catalogue's own of that name (an exported results table ingested
+    # again): one overwrote the other, the log saying both were kept
+    (root / "cat.csv").write_text("id,crop,catalogue_crop,cube_index,catalogue_cube_index\ng0,m0,o0,0,0\ng1,m1,o1,1,10\n")
+    summary, cat, _, _ = ingest_to(root, tmp_path / "run")
+    by_id = cat.set_index("id")
+    assert by_id.loc["g1", ["catalogue_crop", "catalogue_catalogue_crop"]].tolist() == ["o1", "m1"]
+    assert by_id.loc["g1", "catalogue_cube_index"] == 10 and by_id.loc["g1", "catalogue_catalogue_cube_index"] == 1
+    assert set(summary["label_columns"]) <= set(cat.columns)
     # classes that differ only in case are kept apart, and said (the comparisons count them as two)
     (root / "cat.csv").write_text("id,klass\ng0,Spiral\ng1,spiral\n")
     caplog.clear()

@@ -48,13 +48,14 @@ def build_catalogue(survey: Survey, cube_index: np.ndarray, crops: np.ndarray | 
     table = pd.DataFrame({"id": pd.array(_storable([r.id for r in recs]), dtype=object),
                           "source": pd.array(_storable([r.where for r in recs]), dtype=object)})
     labels = survey.labels.reset_index(drop=True)
+    names = stored_names(labels.columns)
     for col in labels.columns:
-        table[stored_name(col)] = labels[col].array
+        table[names[str(col)]] = labels[col].array
     _say_classes_alike(labels)
-    renamed = [str(c) for c in labels.columns if stored_name(c) != str(c)]
+    renamed = [str(c) for c in labels.columns if names[str(c)] != str(c)]
     if renamed:
         log.info("catalogue column(s) %s named like the ingest's own: kept as %s", ", ".join(renamed),
-                 ", ".join(stored_name(c) for c in renamed))
+                 ", ".join(names[c] for c in renamed))
     flagged = [(i, r.flags) for i, r in enumerate(recs) if r.flags]  # one pass: most records have none
     for flag in FLAG_DESCRIPTIONS:
         column = np.zeros(len(recs), dtype=bool)
@@ -91,6 +92,23 @@ def stored_name(column) -> str:
     it is named like one of ours (kept, renamed)."""
     name = str(column)
     return f"catalogue_{name}" if name in RESERVED or name.startswith("flag_") else name
+
+
+def stored_names(columns) -> dict[str, str]:
+    """Each catalogue column's stored name (:func:`stored_name`), none the same as another's: a
+    renamed ``crop`` met the catalogue's own ``catalogue_crop`` (an exported results table ingested
+    again), and one overwrote the other. A clash takes one more ``catalogue_`` prefix."""
+    own = [str(c) for c in columns]
+    taken = {c for c in own if stored_name(c) == c}  # the columns kept under their own names
+    out = {}
+    for name in own:
+        stored = stored_name(name)
+        if stored != name:
+            while stored in taken:
+                stored = f"catalogue_{stored}"
+            taken.add(stored)
+        out[name] = stored
+    return out
 
 
 def _storable(texts: list[str]) -> list[str]:
@@ -150,7 +168,7 @@ def summarise(survey: Survey, catalogue: pd.DataFrame, spec: PreprocessSpec, det
         "n_flagged": int(catalogue[[f"flag_{f}" for f in FLAG_DESCRIPTIONS]].any(axis=1).sum()),
         "cube_shape": [n_in, spec.channels, spec.size, spec.size],
         "cube_dtype": cube_dtype,
-        "label_columns": [stored_name(c) for c in survey.label_columns],
+        "label_columns": [stored_names(survey.labels.columns).get(str(c), stored_name(c)) for c in survey.label_columns],
         "n_positions": int(catalogue[["ra", "dec"]].notna().all(axis=1).sum())
         if {"ra", "dec"} <= set(catalogue) else 0,
         "preprocess": {"crop": spec.crop, "framing": spec.framing, "galaxy_r90s": spec.galaxy_r90s,
