@@ -207,6 +207,16 @@ def test_sdss_gz1_layout_and_morph3(tiny_sdss_gz1, tmp_path):
     assert list(cat["gz1_name"]) == ["elliptical", "spiral_cw", "spiral_acw", "edge_on", "dont_know", "merger"]
     morph3 = cat["morph3"].astype(object).where(cat["morph3"].notna(), None).tolist()
     assert morph3 == ["elliptical", "spiral", "spiral", "edge_on", None, None]
+    # a labels.csv with a morph3 of its own: kept as catalogue_morph3 (it was replaced by the derived one)
+    import shutil
+
+    own = tmp_path / "own"
+    shutil.copytree(tiny_sdss_gz1, own)
+    lines = (own / "labels.csv").read_text().splitlines()
+    (own / "labels.csv").write_text("\n".join([lines[0] + ",morph3"] + [f"{row},mine{i}" for i, row in
+                                                                        enumerate(lines[1:])]) + "\n")
+    _, cat, _, _ = ingest_to(own, tmp_path / "run2")
+    assert cat["catalogue_morph3"].tolist()[:2] == ["mine0", "mine1"] and cat["morph3"].iloc[0] == "elliptical"
 
 
 def test_label_columns_hold_for_every_layout(tiny_sdss_gz1, tmp_path):

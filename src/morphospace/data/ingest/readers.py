@@ -121,9 +121,14 @@ def read_sdss_gz1(path: Path, cfg: DataConfig) -> Survey:
         raise UserError(f"{path / 'labels.csv'} has no 'objid' column (sdss-gz1 layout: objid,gz1_class,gz1_name)")
     files = list_files(path / "images", skip_companions=False)
     label_cols = [c for c in table.columns if c != "objid"]
-    labels = pd.DataFrame({c: gz1_classes(table, "labels.csv") if c == "gz1_class" else typed(table[c])
-                           for c in label_cols})
-    if "gz1_class" in labels:
+    # a column of the user's named like the one derived here is kept, renamed, as the other layouts keep
+    # theirs (a labels.csv's own morph3 was replaced by the derived one without a word)
+    derives = "gz1_class" in label_cols
+    labels = pd.DataFrame({(f"catalogue_{c}" if derives and c == "morph3" else c):
+                           gz1_classes(table, "labels.csv") if c == "gz1_class" else typed(table[c]) for c in label_cols})
+    if derives:
+        if "morph3" in label_cols:
+            log.info("labels.csv's own column morph3 is kept as catalogue_morph3: morph3 is derived from gz1_class")
         labels["morph3"] = labels["gz1_class"].map(GZ1_MORPH3, na_action="ignore").astype("string")
     ids = table["objid"].astype(str).str.strip().tolist()
     records, labels = join_files(path / "images", path, ids, None, files, labels)
