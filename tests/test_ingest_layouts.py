@@ -791,3 +791,16 @@ def test_the_band_sample_does_not_alias_with_a_pattern_in_the_file_list():
     assert picked == spread_sample(paths, 20)  # the same every time
     assert picked[0] in paths[:3] and picked[-1] in paths[-3:]  # spread over the whole list
     assert spread_sample(paths[:5], 20) == paths[:5] and spread_sample([], 20) == []
+
+
+def test_a_parquet_catalogue_s_whole_number_floats_are_read_as_integers(tmp_path):
+    """An integer id column with one missing id is stored as floats: ids became "1.0", "2.0", which the
+    files (1.png) and any later labels file naming 1 never matched."""
+    root = tmp_path / "pq"
+    for k in range(1, 4):
+        save_image(root / "images" / f"{k}.png", galaxy_rgb(48, seed=k))
+    pd.DataFrame({"id": [1.0, 2.0, np.nan], "file": ["images/1.png", "images/2.png", "images/3.png"],
+                  "ttype": [1.0, -2.0, 3.0], "z": [0.1, 0.25, np.nan]}).to_parquet(root / "cat.parquet")
+    _, cat, cube, _ = ingest_to(root, tmp_path / "run", data__catalogue=str(root / "cat.parquet"))
+    assert cat["id"].tolist()[:2] == ["1", "2"] and cube.shape[0] == 2  # the row without an id: flagged
+    assert cat["ttype"].tolist() == [1, -2, 3] and cat["z"].tolist()[:2] == [0.1, 0.25]

@@ -77,6 +77,11 @@ def read_table(path: Path) -> pd.DataFrame:
     try:
         if path.suffix.lower() == ".parquet":
             table = read_parquet(path)
+            for col in table.columns:  # an integer column with a missing value is stored as floats: 1.0, 2.0
+                values = table[col]
+                if values.dtype.kind == "f" and values.notna().any() and bool((values.dropna() % 1 == 0).all()) \
+                        and bool((values.dropna().abs() < 2**53).all()):
+                    table[col] = values.astype("Int64")  # as text "1", the name of 1.png, not "1.0"
             return table.astype(str).where(table.notna(), "")
         # utf-8-sig: a spreadsheet's byte-order mark must not become part of the first column name
         table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
