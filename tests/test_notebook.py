@@ -59,6 +59,12 @@ def test_ingest_refuses_bad_settings_and_missing_data(tmp_path, survey):
         ms.ingest(survey, run=tmp_path / "r", preprocess__size=-3)
     with pytest.raises(FileNotFoundError):
         ms.ingest(tmp_path / "nothing", run=tmp_path / "r2")
+    # one setting given two ways: one won without a word (a 48 px cube for config's 32; data__path ignored)
+    with pytest.raises(ValueError, match=r"preprocess.size is given twice, 32 in config and 48 as preprocess__size"):
+        ms.ingest(survey, run=tmp_path / "r2", config={"preprocess.size": 32}, preprocess__size=48)
+    with pytest.raises(ValueError, match="the survey is given twice"):
+        ms.ingest(survey, run=tmp_path / "r2", data__path=str(tmp_path / "odd"))
+    assert not (tmp_path / "r2").exists()
     before = sorted(p.name for p in survey.iterdir())
     with pytest.raises(ValueError, match="is the data folder"):
         ms.ingest(survey, run=survey)

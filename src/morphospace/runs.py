@@ -224,12 +224,22 @@ def ingest(data: str | Path | None = None, run: str | Path = "runs/notebook", co
         check_run_place(run, "run")
         check_not_a_folder_of_results(run, "run")
     overrides = settings_mapping(config, "{'preprocess.size': 64}")
-    overrides.update({k.replace("__", "."): v for k, v in settings.items()})
+    given = {k.replace("__", "."): v for k, v in settings.items()}
     if data is not None:
         if not str(data).strip():  # as the command line: an empty path is no survey, not the synthetic one
             raise ValueError("data must name a survey (a folder or a file), got an empty path; leave it out "
                              "(None) for the built-in synthetic survey")
-        overrides["data.path"] = str(data)
+        given = {**given, "data.path": str(data)} if "data.path" not in given else given
+        if given["data.path"] != str(data):
+            raise ValueError(f"the survey is given twice, {str(data)!r} as data and {given['data.path']!r} as "
+                             "data__path: give it once")
+    # one setting given two ways, as the command line refuses an option and a --set that disagree (one
+    # won without a word: config={'preprocess.size': 32} with preprocess__size=48 made 48 px)
+    for key in sorted(set(overrides) & set(given)):
+        if overrides[key] != given[key]:
+            raise ValueError(f"{key} is given twice, {overrides[key]!r} in config and {given[key]!r} as "
+                             f"{key.replace('.', '__')}: give it once")
+    overrides.update(given)
     with python_errors():  # the command line's checks, as the exceptions a Python user catches
         cfg = apply_overrides(load_config(None), overrides)
         check_data(cfg, run)
