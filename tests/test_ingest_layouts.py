@@ -416,10 +416,21 @@ def test_galaxy10_datasets_left_out_are_named(tmp_path, caplog):
         f.create_dataset("zoo_votes", data=np.zeros((4, 3)))
         f.create_dataset("names", data=np.array([b"a", b"b", b"c", b"d"]))
         f.create_dataset("sersic_n", data=np.arange(4.0))
+        f.create_dataset("is_merger", data=np.array([True, False, False, True]))  # one per image: was left out
     with caplog.at_level(logging.INFO, logger="morphospace"):
         survey = read_survey(h5, DataConfig())
     assert "sersic_n" in survey.labels and "zoo_votes" not in survey.labels
-    assert "Galaxy10.h5: names, zoo_votes left out of the catalogue (not one number per image)" in caplog.text
+    assert list(survey.labels["is_merger"]) == [True, False, False, True]
+    assert "Galaxy10.h5: names, zoo_votes left out of the catalogue (not one number or true/false per image)" \
+        in caplog.text
+
+
+def test_a_catalogue_not_separated_by_commas_is_said_so(tmp_path):
+    """A semicolon catalogue was read as one column: "has no id column: name it with --id-column"."""
+    save_image(tmp_path / "s" / "a.png", galaxy_rgb(48, seed=1))
+    (tmp_path / "s" / "catalogue.csv").write_text("id;morph\na;x\n")
+    with pytest.raises(UserError, match=r"is not comma-separated \(its header reads 'id;morph', separated by ';'\)"):
+        ingest_to(tmp_path / "s", tmp_path / "run")
 
 
 def test_galaxy10_text_pixels_small_rows_and_datasets_named_like_ours(tmp_path, capsys):

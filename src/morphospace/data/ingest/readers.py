@@ -191,7 +191,7 @@ def read_galaxy10(path: Path, cfg: DataConfig) -> Survey:
                 ds = f[key]
                 if key in ("images", "ans"):
                     continue
-                if isinstance(ds, h5py.Dataset) and ds.shape == (len(ans),) and ds.dtype.kind in "iuf":
+                if isinstance(ds, h5py.Dataset) and ds.shape == (len(ans),) and ds.dtype.kind in "biuf":  # bool too
                     extra[key] = np.asarray(ds[:])
                 else:
                     skipped.append(key)
@@ -200,7 +200,7 @@ def read_galaxy10(path: Path, cfg: DataConfig) -> Survey:
     except Exception as exc:  # noqa: BLE001 - h5py raises OSError, KeyError, ... for damaged files
         raise UserError(f"cannot read HDF5 file {path}: {first_line(exc)}") from None
     if skipped:  # said, not dropped without a word
-        log.info("%s: %s left out of the catalogue (not one number per image)", path.name, ", ".join(skipped))
+        log.info("%s: %s left out of the catalogue (not one number or true/false per image)", path.name, ", ".join(skipped))
     if len(shape) not in (3, 4) or shape[0] != len(ans):
         raise UserError(f"{path.name}: 'images' must be N x H x W x 3 with one 'ans' per image "
                         f"(got {shape}, {len(ans)} answers)")

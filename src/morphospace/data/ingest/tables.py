@@ -95,6 +95,10 @@ def read_table(path: Path) -> pd.DataFrame:
                 log.warning("catalogue %s names a column twice (%s): the first of each kept, the others left out",
                             path, ", ".join(dict.fromkeys(header[again])))
                 table = table.drop(columns=table.columns[np.flatnonzero(again.to_numpy())])
+        if len(table.columns) == 1 and (sep := next((s for s in ";\t|" if s in str(table.columns[0])), None)):
+            # read as one column, whose name then held every column's: "has no id column (columns: id;morph)"
+            raise UserError(f"catalogue {path} is not comma-separated (its header reads {str(table.columns[0])[:60]!r}, "
+                            f"separated by {'a tab' if sep == chr(9) else repr(sep)}): save it as a CSV with commas")
         # a header ending in a comma (spreadsheets write one) gives an empty column named "Unnamed: N"
         blank = [c for c in table.columns if str(c).startswith("Unnamed: ") and not table[c].str.strip().any()]
         return table.drop(columns=blank)
