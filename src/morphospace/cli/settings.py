@@ -174,9 +174,9 @@ def _made_before(command: str, key: str) -> str | None:
 def _earlier_settings_kept(run: RunDir, cfg: Config, args) -> Config:
     """``cfg`` with the run's own settings of the stages before this one (the survey's reading and the
     cube's recipe; after ``train``, the model's), which this stage does not remake: a one-line
-    :class:`UserError` where the command gives others (`compare --set preprocess.size=128` saved a
+    :class:`UserError` where a ``--set`` gives others (`compare --set preprocess.size=128` saved a
     size the 64 px cube does not have, `report --set form.backbone=...` a trunk the model never had);
-    those a ``--config`` file or a preset brought without naming them give way to the run's, said."""
+    those a ``--config`` file brings, named in it or not, give way to the run's, said."""
     try:
         saved = load_config(run.config) if run.config.is_file() else None
     except UserError:  # a damaged file: the stage's own reading of it says so
