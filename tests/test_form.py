@@ -509,6 +509,17 @@ def test_a_new_cube_is_embedded_afresh_not_from_the_training_cache(form_run, tmp
     np.testing.assert_allclose(copy.read_embedding("form"), cached[::-1], rtol=1e-4, atol=1e-4)
     original = pd.read_parquet(run.path / "vade_galaxies.parquet")
     np.testing.assert_allclose(table["z_mean_0"].to_numpy(), original["z_mean_0"].to_numpy()[::-1], atol=1e-3)
+    # the embedding of another training (one killed after writing it, the model before it put back):
+    # the model was embedded with it without a word; now only its own training's is reused
+    import json
+
+    other = RunDir(shutil.copytree(run.path, tmp_path / "other"))
+    record = json.loads((other.model_dir("vade") / "form_embedding.json").read_text())
+    assert record["training"] and "cube" in record
+    write_npy(other.model_dir("vade") / "form_embedding.npy", np.full_like(cached, 7.0))
+    (other.model_dir("vade") / "form_embedding.json").write_text(json.dumps({**record, "training": "another"}))
+    embed_run(other, cfg)
+    np.testing.assert_allclose(other.read_embedding("form"), cached, rtol=1e-4, atol=1e-4)
 
 
 def test_form_model_trains_embeds_and_generates(form_run):

@@ -157,7 +157,11 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
     if hp["preset"] == "form" and cached.is_file():
         source = model_dir(run) / FORM_EMBEDDING_SOURCE
         try:
-            same_cube = source.is_file() and json.loads(source.read_text()) == cube_signature(run)
+            record = json.loads(source.read_text()) if source.is_file() else None
+            if isinstance(record, dict) and "cube" not in record:
+                record = {"cube": record}  # recorded before the training's mark was
+            same_cube = isinstance(record, dict) and record["cube"] == cube_signature(run) \
+                and record.get("training") == extra.get("training")  # this model's training's, not another's
         except (OSError, ValueError):
             same_cube = False  # a damaged record: computed again
         if same_cube:

@@ -23,6 +23,7 @@ trained embedder then embeds the other galaxies and the core encodes every one.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -117,9 +118,13 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
     t_embed = time.perf_counter() - t0
     mean, std = emb.mean(0), emb.std(0) + 1e-6
     standardised = ((emb - mean) / std).astype(np.float32)
+    # this training's mark, in the embedding's record and in the model: embed reuses the embedding only for
+    # the model trained with it (a training killed after writing it, its predecessor's model.pt put back
+    # by hand, had the old model embedded with the new training's embedding, without a word)
+    training = os.urandom(8).hex()
     if rank_zero_only.rank == 0:  # one writer; an MLP core's later processes read the input file
         write_npy(mdir / FORM_EMBEDDING, emb)
-        write_json(mdir / FORM_EMBEDDING_SOURCE, cube_signature(run))  # embed reuses it for this cube only
+        write_json(mdir / FORM_EMBEDDING_SOURCE, {"cube": cube_signature(run), "training": training})
         write_npy(mdir / FORM_INPUT, standardised)
     barrier()
 
@@ -161,7 +166,8 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
     result = TrainResult(model_path=mdir / MODEL_FILE, global_rank=rank, epochs=hp["epochs"],
                          n_components=k, events=events, seconds=seconds)
     if rank == 0:
-        save_model(model, hp, mdir / MODEL_FILE, extra={"init": init, "events": events, "form": info})
+        save_model(model, hp, mdir / MODEL_FILE, extra={"init": init, "events": events, "form": info,
+                                                        "training": training})
         parts = {"embedding": t_embed, "vade": t_core, "image_decoder": t_dec}
         if module is not None:
             write_training_summary(mdir, module, hp, seconds, len(train_cube), form=info, seconds_by_part=parts,
