@@ -142,6 +142,15 @@ def test_importing_into_a_run_with_a_trained_model_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "already holds a trained model" in err
     assert model.read_bytes() == b"trained"
+    # a training stopped half way (its checkpoint and settings, no model.pt): the import went in, and a
+    # `train --resume` then overwrote it, the run still marked "imported" (kept by an ingest of others)
+    stopped = tmp_path / "stopped"
+    (stopped / "models" / "vade").mkdir(parents=True)
+    (stopped / "models" / "vade" / "last.ckpt").write_bytes(b"ckpt")
+    (stopped / "config.toml").write_text("")
+    assert main(["import-astrovader", str(weights), "--out", str(stopped)]) == 2
+    assert "holds a training stopped before it finished" in capsys.readouterr().err
+    assert not (stopped / "models" / "vade" / "model.pt").exists()
     # the notebook's import_astrovader (morphospace.api) overwrote it, and took no folder or ms.Run
     from morphospace.api import import_astrovader
     from morphospace.run import RunDir

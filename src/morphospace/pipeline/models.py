@@ -37,13 +37,10 @@ def stage_import_astrovader(run: RunDir, cfg: Config, weights: Path) -> Path:
     """Build the published AstroVaDEr as this run's model (use with the ``astrovader`` preset)."""
     from ..config import ModelConfig
     from ..nets.weights import existing_weights_file
-    from ..vade.io import model_file
-    from ..vade.keras_import import astrovader_model, import_astrovader
+    from ..vade.keras_import import astrovader_model, check_no_model, import_astrovader
 
     existing_weights_file(weights)
-    if model_file(run).is_file():  # a trained model and what was derived from it: not replaced unasked
-        raise UserError(f"{run.path} already holds a trained model ({model_file(run)}): import into a "
-                        "new run, then ingest your galaxies into it with --preset astrovader")
+    check_no_model(run)  # a trained model and what was derived from it, or a training's files: not replaced
     built = astrovader_model(weights)
     hp = built[1]
     # the run's configuration says what its model is: the weights decide, and a setting they

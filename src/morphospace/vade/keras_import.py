@@ -229,6 +229,22 @@ def astrovader_model(weights: str | Path) -> tuple[torch.nn.Module, dict]:
     return model, hp
 
 
+def check_no_model(run: RunDir) -> None:
+    """A one-line :class:`UserError` where ``run`` holds a trained model, or a training's files (its
+    checkpoints, its settings: one stopped half way, which ``train --resume`` would finish over the
+    imported model, keeping it marked imported)."""
+    from .io import model_file
+
+    path = model_file(run)
+    if path.is_file():
+        raise UserError(f"{run.path} already holds a trained model ({path}): import into a new run, then ingest "
+                        "your galaxies into it with --preset astrovader")
+    left = sorted(p.name for p in path.parent.iterdir()) if path.parent.is_dir() else []
+    if left:
+        raise UserError(f"{run.path} holds a training stopped before it finished ({path.parent}: "
+                        f"{', '.join(left[:3])}{', ...' if len(left) > 3 else ''}): import into a new run")
+
+
 def import_astrovader(run: RunDir, weights: str | Path, built: tuple[torch.nn.Module, dict] | None = None) -> Path:
     """Write the published AstroVaDEr (Keras ``saved_weights.h5``) as the run's VaDE.
 
@@ -244,9 +260,8 @@ def import_astrovader(run: RunDir, weights: str | Path, built: tuple[torch.nn.Mo
     from .io import model_file, save_model
 
     folder = Path(getattr(run, "path", run))  # a RunDir, an ms.Run or a folder
-    if folder.is_dir() and model_file(RunDir(folder)).is_file():
-        raise UserError(f"{folder} already holds a trained model ({model_file(RunDir(folder))}): import into a new "
-                        "run, then ingest your galaxies into it with --preset astrovader")
+    if folder.is_dir():
+        check_no_model(RunDir(folder))
     model, hp = built if built is not None else astrovader_model(weights)  # bad weights: no folder made
     run = run if isinstance(run, RunDir) else RunDir(folder, create=True)
     path = model_file(run)
