@@ -470,16 +470,31 @@ def test_a_weights_file_that_cannot_serve_is_refused_before_the_run_changes(pca_
     (["train", "--strategy", "dpp"], "train.strategy must be one of"),
     (["train", "--accelerator", "gpu"], "train.accelerator = 'gpu', but this machine has no such device"),
     (["embed", "--accelerator", "gpu"], "train.accelerator = 'gpu', but this machine has no such device"),
+    # Lightning took them, then failed once the fit began (a traceback, the earlier model set aside)
+    (["train", "--strategy", "fsdp"], "train.strategy = 'fsdp' needs GPUs"),
+    (["train", "--precision", "16-true"], "train.precision = '16-true' is not one the models take"),
+    (["train", "--precision", "64-true"], "train.precision = '64-true' is not one the models take"),
+    (["train", "--strategy", "deepspeed"], "needs the deepspeed package"),
+    # it waited for ever for nodes no launcher started, and the saved setting hung every later embed
+    (["embed", "--num-nodes", "2"], "no launcher started this process on several nodes"),
+    (["train", "--num-nodes", "2"], "no launcher started this process on several nodes"),
 ])
 def test_a_trainer_setting_lightning_would_refuse_is_refused_before_the_run_changes(pca_run, tmp_path, capsys,
-                                                                                   options, message):
+                                                                                   monkeypatch, options, message):
     """It was Lightning's traceback, after the setting was saved and the run's trained model cleared."""
     import shutil
 
     import torch
 
-    if "gpu" in options and torch.cuda.is_available():
+    if ("gpu" in options or "fsdp" in options) and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
+    if "deepspeed" in options:
+        import importlib.util
+
+        if importlib.util.find_spec("deepspeed") is not None:
+            pytest.skip("deepspeed is installed")
+    for name in ("SLURM_JOB_ID", "MASTER_ADDR", "TORCHELASTIC_RUN_ID", "NODE_RANK", "LSB_JOBID", "OMPI_COMM_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
     run = tmp_path / "run"
     shutil.copytree(pca_run, run)
     saved, files = (run / "config.toml").read_text(), sorted(run.rglob("*"))

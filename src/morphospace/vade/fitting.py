@@ -215,15 +215,38 @@ def check_accelerator(cfg: Config, trains_a_network: bool | None = None) -> None
     always fine-tunes or embeds with one): whether the command will use it at all."""
     name = cfg.train.accelerator
     uses = cfg.model.kind == "vade" if trains_a_network is None else trains_a_network
-    if name in ("auto", "cpu") or not uses:
+    if not uses:
         return
+    import importlib.util
+    import os
+
     from lightning.pytorch.accelerators import AcceleratorRegistry, CUDAAccelerator, MPSAccelerator
 
-    found = (CUDAAccelerator.is_available() or MPSAccelerator.is_available() if name == "gpu"
-             else AcceleratorRegistry[name]["accelerator"].is_available())
-    if not found:
-        raise UserError(f"train.accelerator = '{name}', but this machine has no such device that PyTorch can use: "
-                        "give 'cpu', or 'auto' to take what there is")
+    if name not in ("auto", "cpu"):
+        found = (CUDAAccelerator.is_available() or MPSAccelerator.is_available() if name == "gpu"
+                 else AcceleratorRegistry[name]["accelerator"].is_available())
+        if not found:
+            raise UserError(f"train.accelerator = '{name}', but this machine has no such device that PyTorch can use: "
+                            "give 'cpu', or 'auto' to take what there is")
+    # what Lightning refused only once the fit began, a traceback after the earlier model was set aside
+    gpu = name not in ("cpu",) and CUDAAccelerator.is_available()
+    strategy, precision = cfg.train.strategy, cfg.train.precision
+    if precision in ("16-true", "64-true", "64", "transformer-engine", "transformer-engine-float16"):
+        raise UserError(f"train.precision = '{precision}' is not one the models take (they are fed float32 images): "
+                        "give '32-true', or 'bf16-mixed' / '16-mixed' for mixed precision")
+    if precision in ("16-mixed", "16") and not gpu:
+        raise UserError(f"train.precision = '{precision}' needs a GPU: give '32-true', or 'bf16-mixed' on a CPU")
+    if strategy.startswith("fsdp") and not gpu:
+        raise UserError(f"train.strategy = '{strategy}' needs GPUs: give 'auto' or 'ddp' on a CPU")
+    if strategy.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
+        raise UserError(f"train.strategy = '{strategy}' needs the deepspeed package, which is not installed: give "
+                        "'auto' or 'ddp'")
+    launcher = ("SLURM_JOB_ID", "MASTER_ADDR", "TORCHELASTIC_RUN_ID", "NODE_RANK", "LSB_JOBID", "OMPI_COMM_WORLD_SIZE")
+    if cfg.train.num_nodes > 1 and not any(os.environ.get(v) for v in launcher):
+        # it waited for ever for nodes no launcher started, and a later stage read the saved setting
+        raise UserError(f"train.num_nodes = {cfg.train.num_nodes}, but no launcher started this process on several "
+                        "nodes (no SLURM job, torchrun or MASTER_ADDR): start it with srun or torchrun (the "
+                        "README's SLURM recipe), or give --num-nodes 1")
 
 
 def training_rows(n: int, cfg: Config) -> np.ndarray | None:
