@@ -478,6 +478,7 @@ def test_a_weights_file_that_cannot_serve_is_refused_before_the_run_changes(pca_
     # it waited for ever for nodes no launcher started, and the saved setting hung every later embed
     (["embed", "--num-nodes", "2"], "no launcher started this process on several nodes"),
     (["train", "--num-nodes", "2"], "no launcher started this process on several nodes"),
+    (["train", "--set", "train.sample=1"], "train.sample = 1 galaxies is too few to train on"),  # numpy's LinAlgError
 ])
 def test_a_trainer_setting_lightning_would_refuse_is_refused_before_the_run_changes(pca_run, tmp_path, capsys,
                                                                                    monkeypatch, options, message):

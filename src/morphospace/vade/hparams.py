@@ -234,6 +234,12 @@ def check_against_cube(cfg: Config, cube: np.ndarray, announce: bool = True) -> 
     sample = cfg.train.sample
     hp["sample"] = sample if 0 < sample < len(cube) else 0  # what is drawn: 0 and 20,000 of 5,000 are alike
     trained_on = hp["sample"] or len(cube)
+    fewest = max(2, hp["n_components"] or hp["k_min"])
+    if hp["sample"] and trained_on < fewest:
+        # fewer galaxies than the mixture's components (one galaxy: numpy's "Eigenvalues did not
+        # converge", after the earlier model was set aside)
+        raise UserError(f"train.sample = {trained_on} galaxies is too few to train on (the mixture needs at least "
+                        f"{fewest}): give 0 (every galaxy) or a larger sample")
     if width and hp["latent_dim"] > min(trained_on - 1, width):
         # the linear core projects on principal axes: no more of them than the centred training
         # galaxies span (one fewer than they are) or than the embedding has numbers
