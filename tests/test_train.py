@@ -911,3 +911,40 @@ def test_a_new_training_stopped_half_way_leaves_the_previous_model_at_hand(tmp_p
     with pytest.raises(MissingFile) as missing:
         load_vade(model_file(run))
     assert "put back" not in str(missing.value)
+
+
+def test_a_checkpoint_left_without_its_last_link_is_resumed_from(tmp_path):
+    """Lightning removes last.ckpt (a link) and the previous epoch's file before it links the new one:
+    killed in between, a whole epochNNN.ckpt was left and `--resume` said "nothing to resume"."""
+    from morphospace.vade.fitting import relink_last
+
+    mdir = tmp_path / "vade"
+    mdir.mkdir()
+    for epoch in (2, 10):
+        (mdir / f"epoch{epoch:03d}.ckpt").write_bytes(b"checkpoint %d" % epoch)
+    (mdir / "last.ckpt").symlink_to("epoch001.ckpt")  # removed already
+    relink_last(mdir)
+    assert (mdir / "last.ckpt").read_bytes() == b"checkpoint 10"
+    (mdir / "last.ckpt").unlink()
+    relink_last(mdir)
+    assert (mdir / "last.ckpt").read_bytes() == b"checkpoint 10"
+    empty = tmp_path / "none"
+    empty.mkdir()
+    relink_last(empty)
+    assert not (empty / "last.ckpt").exists()
+
+
+def test_a_run_without_its_model_says_how_to_finish_a_stopped_training(tmp_path):
+    """After a training stopped half way, `embed` said "run `morphospace train` first", and a plain
+    train deletes the checkpoints that `--resume` would have finished from."""
+    from morphospace.errors import MissingFile
+    from morphospace.vade.io import load_vade
+
+    mdir = tmp_path / "run" / "models" / "vade"
+    (mdir / "ssl").mkdir(parents=True)
+    with pytest.raises(MissingFile, match="run `morphospace train` first"):
+        load_vade(mdir / "model.pt")
+    (mdir / "ssl" / "last.ckpt").write_bytes(b"ckpt")
+    with pytest.raises(MissingFile, match=f"a training stopped before it finished: `morphospace train "
+                                          f"{re.escape(str(tmp_path / 'run'))} --resume` finishes it"):
+        load_vade(mdir / "model.pt")

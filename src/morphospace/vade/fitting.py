@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import sys
 import time
@@ -106,6 +107,7 @@ def check_resumable(run: RunDir, hp: dict[str, Any], checkpoint: str | None = No
     calls it before it saves the configuration, so that a refused value never reaches it (``say``
     False: the training's own check, which follows, says what it accepts but warns of)."""
     mdir = model_dir(run)
+    relink_last(mdir)
     last = mdir / (checkpoint or resume_checkpoint(hp))
     if not last.is_file():
         raise UserError(f"nothing to resume: {last} not found (train without --resume first)")
@@ -265,12 +267,27 @@ def write_training_summary(mdir: Path, module: VaDEModule, hp: dict[str, Any], s
     log.info("VaDE trained: %d epochs, K = %d, %.1f s; model in %s", hp["epochs"], k, seconds, mdir)
 
 
+def relink_last(mdir: Path) -> None:
+    """``last.ckpt`` put back as the link to the newest ``epochNNN.ckpt`` where it is missing or points
+    at nothing: Lightning removes the link and the previous epoch's file before it links the new one,
+    and a training killed in between left a whole checkpoint that ``--resume`` said was not there."""
+    last = mdir / LAST_CHECKPOINT
+    if last.is_file() or not mdir.is_dir():
+        return
+    epochs = sorted(mdir.glob("epoch[0-9][0-9][0-9]*.ckpt"), key=lambda p: int(re.sub(r"\D", "", p.stem) or 0))
+    if epochs:
+        last.unlink(missing_ok=True)  # a link to a file no longer there
+        last.symlink_to(epochs[-1].name)
+
+
 def fit_vade(hp: dict[str, Any], input_path: Path, mdir: Path, cfg: Config, resume: bool = False,
              callbacks: list | None = None, rows: np.ndarray | None = None) -> tuple[VaDEModule, pl.Trainer, float]:
     """Fit a :class:`VaDEModule` to the rows of ``input_path`` (an .npy; only ``rows`` of it when
     given): checkpoints and logs in ``mdir``."""
     pl.seed_everything(hp["seed"], workers=True, verbose=False)
     last = mdir / LAST_CHECKPOINT
+    if resume:
+        relink_last(mdir)
     module = VaDEModule(**hp)
     data = CubeDataModule(input_path, hp["batch_size"], hp["seed"], rows=rows, workers=cfg.train.loader_processes())
     loggers = loss_loggers(mdir)

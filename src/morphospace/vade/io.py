@@ -129,7 +129,12 @@ def load_vade(path: str | Path, trusted: bool = False):
 
     path = Path(path)
     if not path.is_file():
-        raise MissingFile(f"no trained VaDE at {path}: run `morphospace train` first{_set_aside(path)}")
+        # a training stopped half way left its checkpoints: a plain `train` (the advice alone) deleted them
+        stopped = any((path.parent / where).exists() for where in ("last.ckpt", "ssl/last.ckpt"))
+        run = shlex.quote(str(path.parent.parent.parent))
+        first = (f"a training stopped before it finished: `morphospace train {run} --resume` finishes it"
+                 if stopped else "run `morphospace train` first")
+        raise MissingFile(f"no trained VaDE at {path}: {first}{_set_aside(path)}")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=not trusted)
         hp, state = blob["hparams"], blob["state_dict"]
