@@ -624,6 +624,16 @@ def test_an_mlp_core_killed_before_it_started_resumes_from_the_head(tmp_path, ca
     # the form model's settings named one by one, with their values (it said "(form)")
     with pytest.raises(UserError, match=r"\(form\.ssl_epochs \d+ -> 99\): set them back to resume"):
         train_run(killed, apply_overrides(cfg, ["form.ssl_epochs=99"]), resume=True)
+    # the image decoder's reconstruction weight: resumed with another, it trained another decoder while
+    # the model recorded the first (0.0: the form preset did not record it)
+    with pytest.raises(UserError, match=r"form\.image_radial_inner [\d.]+ -> 0\.1"):
+        train_run(killed, apply_overrides(cfg, ["model.radial_inner=0.1"]), resume=True)
+    # a key a training recorded before this version did not: not a change
+    import json
+
+    began = json.loads((kdir / "hparams.json").read_text())
+    began["form"].pop("core_merge")
+    (kdir / "hparams.json").write_text(json.dumps(began))
     # 0 (every galaxy) and the default 20,000 draw the same 24 galaxies: not a change
     train_run(killed, apply_overrides(cfg, ["train.sample=0"]), resume=True)
     a = torch.load(mdir / "model.pt", weights_only=False)["state_dict"]

@@ -130,7 +130,7 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
 
     if f["core"] == "linear":
         t1 = time.perf_counter()
-        merger = ComponentMerger(elbow_on=cfg.model.merge_elbow_on) if cfg.model.merge_components else None
+        merger = ComponentMerger(elbow_on=f["core_merge"]) if f["core_merge"] != "none" else None
         core, core_info = fit_linear_core(standardised if rows is None else standardised[rows], hp["latent_dim"],
                                           hp["k_min"], hp["k_max"], hp["seed"], n_components=hp["n_components"],
                                           fits=f.get("core_fits", 1), merger=merger)
@@ -151,14 +151,14 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
     t1 = time.perf_counter()
     mu, log_var = (mu.numpy(), log_var.numpy()) if rows is None else (mu.numpy()[rows], log_var.numpy()[rows])
     decoder = fit_image_decoder(mu, log_var, train_cube, widths=tuple(hp["widths"]),
-                                epochs=f["decoder_epochs"], seed=hp["seed"], radial_inner=cfg.model.radial_inner,
-                                radial_width=cfg.model.radial_width,
+                                epochs=f["decoder_epochs"], seed=hp["seed"], radial_inner=f["image_radial_inner"],
+                                radial_width=f["image_radial_width"],
                                 trainer_kwargs=decoder_trainer_kwargs(cfg, f["precision"]),
                                 loader_workers=cfg.train.loader_processes(), out_dir=mdir)
     rank = rank_zero_only.rank  # set by Lightning's strategy: only rank 0 writes
     t_dec = time.perf_counter() - t1
     model = FormVaDE(embedder, core, decoder, hp["image_size"], recon_sigma=f["image_recon_sigma"],
-                     radial_inner=cfg.model.radial_inner, radial_width=cfg.model.radial_width)
+                     radial_inner=f["image_radial_inner"], radial_width=f["image_radial_width"])
     model.emb_mean.copy_(torch.from_numpy(mean))
     model.emb_std.copy_(torch.from_numpy(std))
     seconds = time.perf_counter() - t0

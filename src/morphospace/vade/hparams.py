@@ -180,7 +180,11 @@ def _form_hparams(cfg: Config) -> dict[str, Any]:
             "trunk_lr_scale": (1.0 if f.backbone == "small" else 0.1) if f.trunk_lr_scale == "auto"
             else float(f.trunk_lr_scale),
             "core": f.core, "core_fits": f.core_fits,
-            "decoder_epochs": f.decoder_epochs, "image_recon_sigma": cfg.model.recon_sigma}
+            "decoder_epochs": f.decoder_epochs, "image_recon_sigma": cfg.model.recon_sigma,
+            # the image decoder's reconstruction weight, and the merge that picks the core's EM fit: what
+            # the model was trained with, recorded (a resume that changed them trained another decoder)
+            "image_radial_inner": cfg.model.radial_inner, "image_radial_width": cfg.model.radial_width,
+            "core_merge": cfg.model.merge_elbow_on if cfg.model.merge_components else "none"}
 
 
 def embedding_dim(form: dict[str, Any]) -> int:
