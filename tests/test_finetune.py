@@ -485,6 +485,10 @@ def test_a_refused_resume_leaves_the_study_resumable(tmp_path, monkeypatch, caps
     line = capsys.readouterr().err.strip()
     assert "preprocess.size: 32 -> 48" in line and "\n" not in line, line
     assert all(p.read_bytes() == data for p, data in kept.items()) and not (run / "superseded").exists()
+    # another seed (the fine-tuning's split): refused by the checkpoint only after it was saved as the run's
+    assert main([*command, "--resume", "--set", "train.seed=3"]) == 2
+    assert "train.seed: 0 -> 3" in capsys.readouterr().err
+    assert all(p.read_bytes() == data for p, data in kept.items())
     epochs = []
     monkeypatch.setattr(FineTuneModule, "on_train_epoch_start", lambda self: (epochs.append(self.current_epoch),
                                                                             started(self)))

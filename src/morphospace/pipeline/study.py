@@ -121,8 +121,11 @@ def check_resumable_study(run: RunDir, cfg: Config) -> None:
                         f"afresh")
 
 
-# what the fine-tuned features are made of; the truth label aside (the study makes its labels the truth)
+# what the fine-tuned features are made of; the truth label aside (the study makes its labels the truth);
+# the seed draws the fine-tuning's split and order (a resume with another was refused by its checkpoint,
+# after the new seed was saved as the run's)
 _FEATURE_SECTIONS = ("data", "preprocess", "study")
+_FEATURE_KEYS = ("train.seed",)
 _NOT_COMPARED = {"data.truth_label"}
 # settings that name files, saved as typed: a relative one names another file from another folder
 _PATHS = {"data.path", "data.catalogue", "study.weights"}
@@ -134,7 +137,8 @@ def _what_made_the_features_changed(earlier: Config, cfg: Config, survey: str = 
     read (``survey``, resolved); other files by name where they were given relative to another
     folder than this one."""
     def flat(c: Config) -> dict:
-        return {k: v for k, v in flat_settings(c).items() if k.partition(".")[0] in _FEATURE_SECTIONS}
+        return {k: v for k, v in flat_settings(c).items()
+                if k.partition(".")[0] in _FEATURE_SECTIONS or k in _FEATURE_KEYS}
 
     before, now = flat(earlier), flat(cfg)
     if survey and before.get("data.path"):  # none given (the built-in synthetic survey): nothing to resolve
