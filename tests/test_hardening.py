@@ -678,6 +678,25 @@ def test_a_later_stage_takes_the_machine_s_settings_and_its_own(pca_run, tmp_pat
     assert after["preprocess"] == before["preprocess"] and after["ingest"]["workers"] == 8
 
 
+def test_a_vade_run_made_a_pixel_pca_run_sets_the_model_s_results_aside(pca_run, tmp_path):
+    """`run --model pca` on a run holding a trained VaDE reduced, clustered and reported the VaDE's
+    results as the run's, its config.toml saying pca."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(pca_run, run, ignore=shutil.ignore_patterns(".lock"))
+    (run / "models" / "vade").mkdir(parents=True)
+    (run / "models" / "vade" / "model.pt").write_bytes(b"a trained VaDE")
+    np.save(run / "embeddings" / "vade.npy", np.zeros((12, 4), np.float32))
+    assert main(["train", str(run), "--quiet"]) == 0
+    aside = list((run / "superseded").glob("*/models/vade/model.pt"))
+    assert len(aside) == 1 and (aside[0].parents[2] / "embeddings" / "vade.npy").is_file()
+    assert not (run / "models").exists() and not (run / "embeddings").exists()
+    assert main(["embed", str(run), "--quiet"]) == 0 and sorted(p.name for p in (run / "embeddings").iterdir()) == [
+        "pixels_pca.json", "pixels_pca.npy"]
+    assert main(["train", str(run), "--quiet"]) == 0 and len(list((run / "superseded").iterdir())) == 1  # nothing more
+
+
 def test_settings_kept_under_a_preset_are_the_run_s_exactly(pca_run, tmp_path):
     """A run's `latent_dim = 16` and `epochs = 16` under the astrovader preset became the preset's 20
     and 350 when a `--config` naming only [cluster] was given, while the log said they were kept."""

@@ -28,10 +28,29 @@ def stage_train(run: RunDir, cfg: Config, resume: bool = False) -> None:
     """
     if cfg.model.kind == "pca":
         log.info("model.kind = pca: no network to train (the pixel-PCA baseline is the embedding)")
+        _set_aside_the_model_s_results(run)
         return
     from ..vade.train import train_run
 
     train_run(run, cfg, resume=resume)
+
+
+def _set_aside_the_model_s_results(run: RunDir) -> None:
+    """A run that holds a trained VaDE, made a pixel-PCA run: the model and every result derived from
+    the galaxies (made with it) go to ``superseded/<time>/``, as a new training sets its predecessor
+    aside (`run --model pca` on such a run reduced, clustered and reported the VaDE's results as the
+    run's, its config saying pca)."""
+    from ..run.rundir import DERIVED
+    from ..vade.io import model_file
+
+    if not model_file(run).is_file():
+        return
+    present = [run.path / name for name in DERIVED if (run.path / name).exists()]
+    dest = run.new_superseded_folder()
+    for path in present:
+        path.rename(dest / path.name)
+    log.warning("model.kind = pca: the run's trained VaDE and what was made with it (%s) moved to %s (delete it "
+                "when you no longer need it)", ", ".join(p.name for p in present), dest.relative_to(run.path))
 
 
 def stage_embed(run: RunDir, cfg: Config) -> None:
