@@ -160,6 +160,10 @@ def test_run_with_the_form_vade_then_a_study_of_its_ssl_encoder(tmp_path, monkey
                  "--set", "cluster.reductions=['pca', 'lda']", "--set", "cluster.kmeans_k=[3]"])
     assert code == 0
     assert model.read_bytes() == trained  # not trained again
+    # the settings given that the model was not trained with are said (they were used without a word)
+    said = (run / "log.txt").read_text()
+    assert "the study uses the run's trained model, trained otherwise than these settings say" in said
+    assert "n_components 4 -> 3" in said
     ami = pd.read_csv(run / "comparisons" / "ami.csv")
     assert {"vade", "kmeans3_form", "kmeans3_form_pca", "kmeans3_form_lda"} <= set(ami["name"])
     hp = json.loads((run / "models" / "vade" / "hparams.json").read_text())

@@ -84,6 +84,7 @@ def run_study(run: RunDir, cfg: Config, created: bool = False, resume: bool = Fa
         trained = model_file(run)
         if trained.is_file() and (cfg.study.backbone == "vade" or trained_preset(trained) == "form"):
             log.info("study of the %s encoder: using the trained model in %s", cfg.study.backbone, model_dir(run))
+            _say_model_settings_unused(run, cfg)
         else:
             stage_train(run, apply_overrides(cfg, {"model.kind": "vade"}))
         from ..vade.embed import embed_run
@@ -101,6 +102,30 @@ def run_study(run: RunDir, cfg: Config, created: bool = False, resume: bool = Fa
     stage_cluster(run, cfg)
     stage_compare(run, cfg)
     return stage_report(run, cfg)
+
+
+def _say_model_settings_unused(run: RunDir, cfg: Config) -> None:
+    """Where the study uses the run's trained model: the model settings given that it was not trained
+    with, said (`study --backbone vade --set model.latent_dim=8` used a 16-d model without a word)."""
+    import json
+
+    from ..vade.fitting import comparable_hparams, hparam_changes
+    from ..vade.io import model_dir
+    from ..vade.hparams import resolve_hparams
+
+    try:
+        began = json.loads((model_dir(run) / "hparams.json").read_text())
+        cube = run.read_cube()
+        now = resolve_hparams(cfg, cube.shape[1], cube.shape[2], announce=False)
+    except (OSError, ValueError, UserError):
+        return  # an imported model, or a record that cannot be read: nothing to compare
+    old, new = comparable_hparams(began), comparable_hparams(now)
+    changes = [c for k in sorted(set(old) & set(new)) if k not in ("seed", "sample") and old[k] != new[k]
+               for c in hparam_changes(k, old[k], new[k])]
+    if changes:
+        log.warning("the study uses the run's trained model, trained otherwise than these settings say (%s%s): "
+                    "`morphospace train` first to study a model trained with them", "; ".join(changes[:3]),
+                    "; ..." if len(changes) > 3 else "")
 
 
 def check_resumable_study(run: RunDir, cfg: Config) -> None:

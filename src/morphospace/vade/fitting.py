@@ -79,17 +79,17 @@ def _clear_previous(run: RunDir, mdir: Path) -> None:
             p.unlink(missing_ok=True)
 
 
-def _comparable(hp: dict[str, Any]) -> dict[str, Any]:
+def comparable_hparams(hp: dict[str, Any]) -> dict[str, Any]:
     # fields that may change on resume: more epochs; other devices (said: the steps then differ)
     return {k: v for k, v in hp.items() if k not in ("epochs", "processes")}
 
 
-def _changes(key: str, before: Any, now: Any) -> list[str]:
+def hparam_changes(key: str, before: Any, now: Any) -> list[str]:
     """``"key before -> now"`` per changed setting, a section's (the form model's) by its own keys
     (it said "(form)" for any of them)."""
     if isinstance(before, dict) and isinstance(now, dict):  # a key new since the training began: no change
         return [c for k in sorted(set(before) | set(now)) if k in before and before.get(k) != now.get(k)
-                for c in _changes(f"{key}.{k}", before.get(k), now.get(k))]
+                for c in hparam_changes(f"{key}.{k}", before.get(k), now.get(k))]
     return [f"{key} {before!r} -> {now!r}"]
 
 
@@ -131,10 +131,10 @@ def check_resumable(run: RunDir, hp: dict[str, Any], checkpoint: str | None = No
         raise UserError(f"{mdir / 'hparams.json'} is damaged ({first_line(exc)[:160]}): the settings the training "
                         "began with are unknown; train again without --resume") from None
     if saved is not None:
-        old, now = _comparable(saved), _comparable(hp)
+        old, now = comparable_hparams(saved), comparable_hparams(hp)
         # a setting a run saved before it was recorded (train.sample) cannot be told apart: not a change
         diff = sorted(k for k in set(old) | set(now) if old.get(k, now.get(k)) != now.get(k))
-        changes = [change for k in diff for change in _changes(k, old.get(k), now.get(k))]
+        changes = [change for k in diff for change in hparam_changes(k, old.get(k), now.get(k))]
         if changes:
             raise UserError(f"cannot resume: settings changed since the training began ({'; '.join(changes[:4])}"
                             f"{'; ...' if len(changes) > 4 else ''}): set them back to resume, or train again "
