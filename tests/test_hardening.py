@@ -474,6 +474,7 @@ def test_a_weights_file_that_cannot_serve_is_refused_before_the_run_changes(pca_
     (["train", "--strategy", "fsdp"], "train.strategy = 'fsdp' needs GPUs"),
     (["train", "--precision", "16-true"], "train.precision = '16-true' is not one the models take"),
     (["train", "--precision", "64-true"], "train.precision = '64-true' is not one the models take"),
+    (["train", "--precision", "bf16-true"], "train.precision = 'bf16-true' is not one the models take"),
     (["train", "--strategy", "deepspeed"], "needs the deepspeed package"),
     # it waited for ever for nodes no launcher started, and the saved setting hung every later embed
     (["embed", "--num-nodes", "2"], "no launcher started this process on several nodes"),
@@ -494,7 +495,8 @@ def test_a_trainer_setting_lightning_would_refuse_is_refused_before_the_run_chan
 
         if importlib.util.find_spec("deepspeed") is not None:
             pytest.skip("deepspeed is installed")
-    for name in ("SLURM_JOB_ID", "MASTER_ADDR", "TORCHELASTIC_RUN_ID", "NODE_RANK", "LSB_JOBID", "OMPI_COMM_WORLD_SIZE"):
+    for name in ("SLURM_PROCID", "MASTER_ADDR", "TORCHELASTIC_RUN_ID", "NODE_RANK", "LSB_JOBID", "OMPI_COMM_WORLD_SIZE",
+                 "PMI_SIZE"):
         monkeypatch.delenv(name, raising=False)
     run = tmp_path / "run"
     shutil.copytree(pca_run, run)

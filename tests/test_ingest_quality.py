@@ -146,6 +146,13 @@ def test_file_stem_ids_are_stripped_as_catalogue_ids_are(tmp_path):
     _, cat, _, _ = ingest_to(tmp_path / "e", tmp_path / "run2")
     kept = cat.loc[~cat["flag_duplicate_id"], "source"].tolist()
     assert len(cat) == 2 and [Path(p).name for p in kept] == ["g1.png"]
+    # no clash from stripping: the names' order, whatever else repeats (a.fits beside a.png)
+    from morphospace.data.ingest.files import list_files
+
+    for name in ("a.png", "a-1.png", "a_b.png", "a.fits"):
+        (tmp_path / "f").mkdir(exist_ok=True)
+        (tmp_path / "f" / name).write_bytes(b"")
+    assert [name for _, name in list_files(tmp_path / "f", skip_companions=False)] == sorted(["a.png", "a-1.png", "a_b.png", "a.fits"])
 
 
 def test_a_catalogue_row_without_id_or_naming_a_used_image_is_flagged(tmp_path):

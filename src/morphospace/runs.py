@@ -230,7 +230,7 @@ def ingest(data: str | Path | None = None, run: str | Path = "runs/notebook", co
             raise ValueError("data must name a survey (a folder or a file), got an empty path; leave it out "
                              "(None) for the built-in synthetic survey")
         given = {**given, "data.path": str(data)} if "data.path" not in given else given
-        if given["data.path"] != str(data):
+        if Path(str(given["data.path"])).resolve() != Path(str(data)).resolve():  # "sv/" and Path("sv") are one
             raise ValueError(f"the survey is given twice, {str(data)!r} as data and {given['data.path']!r} as "
                              "data__path: give it once")
     # one setting given two ways, as the command line refuses an option and a --set that disagree (one

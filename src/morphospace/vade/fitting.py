@@ -233,17 +233,17 @@ def check_accelerator(cfg: Config, trains_a_network: bool | None = None) -> None
     # what Lightning refused only once the fit began, a traceback after the earlier model was set aside
     gpu = name not in ("cpu",) and CUDAAccelerator.is_available()
     strategy, precision = cfg.train.strategy, cfg.train.precision
-    if precision in ("16-true", "64-true", "64", "transformer-engine", "transformer-engine-float16"):
+    if precision in ("16-true", "bf16-true", "64-true", "64", "transformer-engine", "transformer-engine-float16"):
         raise UserError(f"train.precision = '{precision}' is not one the models take (they are fed float32 images): "
                         "give '32-true', or 'bf16-mixed' / '16-mixed' for mixed precision")
-    if precision in ("16-mixed", "16") and not gpu:
-        raise UserError(f"train.precision = '{precision}' needs a GPU: give '32-true', or 'bf16-mixed' on a CPU")
     if strategy.startswith("fsdp") and not gpu:
         raise UserError(f"train.strategy = '{strategy}' needs GPUs: give 'auto' or 'ddp' on a CPU")
     if strategy.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
         raise UserError(f"train.strategy = '{strategy}' needs the deepspeed package, which is not installed: give "
                         "'auto' or 'ddp'")
-    launcher = ("SLURM_JOB_ID", "MASTER_ADDR", "TORCHELASTIC_RUN_ID", "NODE_RANK", "LSB_JOBID", "OMPI_COMM_WORLD_SIZE")
+    # a task of a launcher (srun's, torchrun's, MPI's), not merely a batch job's shell (SLURM_JOB_ID)
+    launcher = ("SLURM_PROCID", "MASTER_ADDR", "TORCHELASTIC_RUN_ID", "NODE_RANK", "LSB_JOBID", "OMPI_COMM_WORLD_SIZE",
+                "PMI_SIZE")
     if cfg.train.num_nodes > 1 and not any(os.environ.get(v) for v in launcher):
         # it waited for ever for nodes no launcher started, and a later stage read the saved setting
         raise UserError(f"train.num_nodes = {cfg.train.num_nodes}, but no launcher started this process on several "
@@ -277,7 +277,10 @@ def relink_last(mdir: Path) -> None:
     epochs = sorted(mdir.glob("epoch[0-9][0-9][0-9]*.ckpt"), key=lambda p: int(re.sub(r"\D", "", p.stem) or 0))
     if epochs:
         last.unlink(missing_ok=True)  # a link to a file no longer there
-        last.symlink_to(epochs[-1].name)
+        try:
+            last.symlink_to(epochs[-1].name)
+        except FileExistsError:  # another task of the job relinked it meanwhile
+            pass
 
 
 def fit_vade(hp: dict[str, Any], input_path: Path, mdir: Path, cfg: Config, resume: bool = False,

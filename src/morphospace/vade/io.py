@@ -130,7 +130,8 @@ def load_vade(path: str | Path, trusted: bool = False):
     path = Path(path)
     if not path.is_file():
         # a training stopped half way left its checkpoints: a plain `train` (the advice alone) deleted them
-        stopped = any((path.parent / where).exists() for where in ("last.ckpt", "ssl/last.ckpt"))
+        stopped = any((path.parent / where).exists() for where in ("last.ckpt", "ssl/last.ckpt")) or \
+            any(path.parent.glob("epoch[0-9][0-9][0-9]*.ckpt"))  # one whose last.ckpt link a kill removed
         run = shlex.quote(str(path.parent.parent.parent))
         first = (f"a training stopped before it finished: `morphospace train {run} --resume` finishes it"
                  if stopped else "run `morphospace train` first")

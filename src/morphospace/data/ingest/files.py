@@ -160,10 +160,12 @@ def list_files(folder: Path, skip_companions: bool) -> list[tuple[str, str]]:
         # files, stripped as they are read, could never name); a name of spaces alone keeps them
         gid = stem(name)
         out.append((gid.strip() or gid, name))
-    # where stripping makes two ids one (" g1.png" and "g1.png"), the file already named so comes
-    # first and keeps the id (the later one is flagged a duplicate); the order is the names' otherwise
+    # where stripping makes two ids one (" g1.png" and "g1.png"), the file already named so keeps the id
+    # (the later of two alike is flagged a duplicate): the stripped one of such a pair goes last; the
+    # order is the names' otherwise (a re-ingest compares the ids in order)
     clean = {gid for gid, name in out if stem(name) == gid}
-    return sorted(out, key=lambda item: (item[0], stem(item[1]) != item[0])) if len(clean) < len(out) else out
+    clash = {gid for gid, name in out if stem(name) != gid} & clean
+    return sorted(out, key=lambda item: item[0] in clash and stem(item[1]) != item[0]) if clash else out
 
 
 def subfolder_images(folder: Path) -> Iterator[str]:

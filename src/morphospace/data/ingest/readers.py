@@ -124,11 +124,14 @@ def read_sdss_gz1(path: Path, cfg: DataConfig) -> Survey:
     # a column of the user's named like the one derived here is kept, renamed, as the other layouts keep
     # theirs (a labels.csv's own morph3 was replaced by the derived one without a word)
     derives = "gz1_class" in label_cols
-    labels = pd.DataFrame({(f"catalogue_{c}" if derives and c == "morph3" else c):
+    kept_as = "catalogue_morph3"
+    while kept_as in label_cols:  # a catalogue_morph3 of its own too: neither overwritten
+        kept_as = f"catalogue_{kept_as}"
+    labels = pd.DataFrame({(kept_as if derives and c == "morph3" else c):
                            gz1_classes(table, "labels.csv") if c == "gz1_class" else typed(table[c]) for c in label_cols})
     if derives:
         if "morph3" in label_cols:
-            log.info("labels.csv's own column morph3 is kept as catalogue_morph3: morph3 is derived from gz1_class")
+            log.info("labels.csv's own column morph3 is kept as %s: morph3 is derived from gz1_class", kept_as)
         labels["morph3"] = labels["gz1_class"].map(GZ1_MORPH3, na_action="ignore").astype("string")
     ids = table["objid"].astype(str).str.strip().tolist()
     records, labels = join_files(path / "images", path, ids, None, files, labels)
