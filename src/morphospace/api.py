@@ -386,6 +386,13 @@ def _params_of(hp: dict[str, Any]) -> dict[str, Any]:
             config["form.recon_sigma"] = hp["recon_sigma"]
         if "image_recon_sigma" in form:
             config["model.recon_sigma"] = form["image_recon_sigma"]
+        for key in ("radial_inner", "radial_width"):  # the image decoder's reconstruction weight
+            if f"image_{key}" in form:
+                config[f"model.{key}"] = form[f"image_{key}"]
+        if form.get("core_merge") not in (None, "none"):  # the merge that picked the core's EM fit
+            config["model.merge_components"], config["model.merge_elbow_on"] = True, form["core_merge"]
+        elif form.get("core_merge") == "none" and form.get("core") == "linear":
+            config["model.merge_components"] = False
     elif params["preset"] == "default":
         if "augment" in hp:
             config["train.augment"] = hp["augment"]

@@ -105,23 +105,32 @@ def run_study(run: RunDir, cfg: Config, created: bool = False, resume: bool = Fa
 
 
 def _say_model_settings_unused(run: RunDir, cfg: Config) -> None:
-    """Where the study uses the run's trained model: the model settings given that it was not trained
-    with, said (`study --backbone vade --set model.latent_dim=8` used a 16-d model without a word)."""
+    """Where the study uses the run's trained model: the model settings given (those other than the
+    defaults a study starts from) that it was not trained with, said (`study --backbone vade --set
+    model.latent_dim=8` used a 16-d model without a word)."""
     import json
 
-    from ..vade.fitting import comparable_hparams, hparam_changes
-    from ..vade.io import model_dir
+    from ..vade.fitting import comparable_hparams
     from ..vade.hparams import resolve_hparams
+    from ..vade.io import model_dir
+
+    def flat(hp: dict, prefix: str = "") -> dict:
+        out = {}
+        for key, value in hp.items():
+            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+        return out
 
     try:
         began = json.loads((model_dir(run) / "hparams.json").read_text())
         cube = run.read_cube()
-        now = resolve_hparams(cfg, cube.shape[1], cube.shape[2], announce=False)
-    except (OSError, ValueError, UserError):
+        shape = (cube.shape[1], cube.shape[2])
+        now = resolve_hparams(cfg, *shape, announce=False)
+        usual = resolve_hparams(apply_overrides(Config(), {"model.preset": cfg.model.preset}), *shape, announce=False)
+    except (OSError, ValueError, AttributeError, UserError):
         return  # an imported model, or a record that cannot be read: nothing to compare
-    old, new = comparable_hparams(began), comparable_hparams(now)
-    changes = [c for k in sorted(set(old) & set(new)) if k not in ("seed", "sample") and old[k] != new[k]
-               for c in hparam_changes(k, old[k], new[k])]
+    old, new, default = (flat(comparable_hparams(hp)) for hp in (began, now, usual))
+    changes = [f"{k} {old[k]!r} -> {v!r}" for k, v in sorted(new.items())
+               if k in old and v != default.get(k) and v != old[k] and k not in ("seed", "sample")]
     if changes:
         log.warning("the study uses the run's trained model, trained otherwise than these settings say (%s%s): "
                     "`morphospace train` first to study a model trained with them", "; ".join(changes[:3]),

@@ -184,7 +184,7 @@ def _form_hparams(cfg: Config) -> dict[str, Any]:
             # the image decoder's reconstruction weight, and the merge that picks the core's EM fit: what
             # the model was trained with, recorded (a resume that changed them trained another decoder)
             "image_radial_inner": cfg.model.radial_inner, "image_radial_width": cfg.model.radial_width,
-            "core_merge": cfg.model.merge_elbow_on if cfg.model.merge_components else "none"}
+            "core_merge": cfg.model.merge_elbow_on if cfg.model.merge_components and f.core == "linear" else "none"}
 
 
 def embedding_dim(form: dict[str, Any]) -> int:
