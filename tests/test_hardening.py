@@ -689,13 +689,19 @@ def test_a_vade_run_made_a_pixel_pca_run_sets_the_model_s_results_aside(pca_run,
     shutil.copytree(pca_run, run, ignore=shutil.ignore_patterns(".lock"))
     (run / "models" / "vade").mkdir(parents=True)
     (run / "models" / "vade" / "model.pt").write_bytes(b"a trained VaDE")
+    (run / "models" / "small").mkdir()
+    (run / "models" / "small" / "model.pt").write_bytes(b"a study's fine-tuned CNN")
     np.save(run / "embeddings" / "vade.npy", np.zeros((12, 4), np.float32))
+    (run / "clusterings" / "vade.parquet").write_bytes(b"the model's clusters")
+    (run / "anomaly_tags.csv").write_text("id,tag\n")
     assert main(["train", str(run), "--quiet"]) == 0
     aside = list((run / "superseded").glob("*/models/vade/model.pt"))
     assert len(aside) == 1 and (aside[0].parents[2] / "embeddings" / "vade.npy").is_file()
-    assert not (run / "models").exists() and not (run / "embeddings").exists()
-    assert main(["embed", str(run), "--quiet"]) == 0 and sorted(p.name for p in (run / "embeddings").iterdir()) == [
-        "pixels_pca.json", "pixels_pca.npy"]
+    assert (aside[0].parents[2] / "clusterings" / "vade.parquet").is_file()
+    assert not (run / "models" / "vade").exists() and not (run / "embeddings" / "vade.npy").exists()
+    # what was not made with it stays: the pixel PCA's results, a study's CNN, the user's tags
+    assert (run / "embeddings" / "pixels_pca.npy").is_file() and (run / "models" / "small" / "model.pt").is_file()
+    assert (run / "anomaly_tags.csv").is_file() and any((run / "clusterings").glob("kmeans3_pixels_pca*"))
     assert main(["train", str(run), "--quiet"]) == 0 and len(list((run / "superseded").iterdir())) == 1  # nothing more
 
 

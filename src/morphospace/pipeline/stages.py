@@ -36,21 +36,45 @@ def stage_train(run: RunDir, cfg: Config, resume: bool = False) -> None:
 
 
 def _set_aside_the_model_s_results(run: RunDir) -> None:
-    """A run that holds a trained VaDE, made a pixel-PCA run: the model and every result derived from
-    the galaxies (made with it) go to ``superseded/<time>/``, as a new training sets its predecessor
-    aside (`run --model pca` on such a run reduced, clustered and reported the VaDE's results as the
-    run's, its config saying pca)."""
-    from ..run.rundir import DERIVED
-    from ..vade.io import model_file
+    """A run that holds a trained VaDE, made a pixel-PCA run: the model and what was made with it
+    (its embeddings, table, clusterings, figures, anomaly score, and the maps and clusterings of its
+    embeddings) go to ``superseded/<time>/``, as a new training sets its predecessor aside (`run
+    --model pca` on such a run reduced, clustered and reported the VaDE's results as the run's, its
+    config saying pca). A study's CNN, the classes, the pixel PCA's own results and the user's files
+    stay; a rename that fails puts back what moved."""
+    from ..run.provenance import read_record
+    from ..vade.io import model_dir, model_file
 
     if not model_file(run).is_file():
         return
-    present = [run.path / name for name in DERIVED if (run.path / name).exists()]
+    mine = ("vade", "form")  # the model's embeddings
+    paths = [model_dir(run), run.path / "vade_galaxies.parquet", run.path / "anomaly.parquet", run.path / "anomaly.json"]
+    paths += [p for name in mine for p in run.path.glob(f"embeddings/{name}.*")]
+    maps = [rid for rid in run.reductions()
+            if read_record(run.reduction_path(rid).with_suffix(".json")).get("embedding") in mine]
+    paths += [p for rid in maps for p in run.path.glob(f"reductions/{rid}.*")]
+    for name in run.clusterings() + run.missing_clusterings():
+        made_from = read_record(run.clustering_path(name).with_suffix(".json")).get("representation")
+        if name.startswith("vade") or made_from in (*mine, *maps):
+            paths += list(run.path.glob(f"clusterings/{name}.*"))
+    paths += list(run.path.glob("figures/vade_*"))
+    present = list(dict.fromkeys(p for p in paths if p.exists() or p.is_symlink()))
     dest = run.new_superseded_folder()
-    for path in present:
-        path.rename(dest / path.name)
-    log.warning("model.kind = pca: the run's trained VaDE and what was made with it (%s) moved to %s (delete it "
-                "when you no longer need it)", ", ".join(p.name for p in present), dest.relative_to(run.path))
+    moved = []
+    try:
+        for path in present:
+            target = dest / path.relative_to(run.path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            path.rename(target)
+            moved.append((path, target))
+    except BaseException:
+        for path, target in reversed(moved):
+            target.rename(path)
+        raise
+    log.warning("model.kind = pca: the run's trained VaDE and what was made with it (%d files and folders: %s%s) "
+                "moved to %s (delete it when you no longer need it)", len(present),
+                ", ".join(str(p.relative_to(run.path)) for p in present[:4]), ", ..." if len(present) > 4 else "",
+                dest.relative_to(run.path))
 
 
 def stage_embed(run: RunDir, cfg: Config) -> None:
