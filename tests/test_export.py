@@ -283,3 +283,18 @@ def test_pipes_and_files_in_the_way_are_said_so(run, tmp_path):
 
     with pytest.raises(UserError, match="pipe: not a regular file \\(a pipe or a device\\): save the image"):
         preprocess_file(fifo, None)  # refused before the recipe is read
+
+
+def test_export_says_when_the_model_behind_its_clusters_is_gone(run, caplog):
+    """A new training set the model aside (or stopped half way): the report said the model's clusters
+    were no longer its model's, the export said nothing."""
+    import json
+    import logging
+
+    note = run.embedding_path("vade").with_suffix(".json")
+    note.parent.mkdir(parents=True, exist_ok=True)
+    note.write_text(json.dumps({"name": "vade", "model_fingerprint": "of the model embedded"}))
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        assert "cluster_vade" in results_table(run).columns
+    assert "the model's own clusters and scores (vade, vade_*) are not those of the run's model: the model they " \
+           "came from is no longer in the run" in caplog.text
