@@ -90,12 +90,11 @@ def results_table(run: RunDir, ascii_text: bool = False) -> pd.DataFrame:
     ids_in_cube = run.cube_ids()
     from .analysis.cluster import clustering_interrupted
     from .run.provenance import stale_results
+    from .vade.io import embeddings_outdated
 
     if clustering_interrupted(run):  # as compare and the report say it
         log.warning("export: the last `morphospace cluster` did not finish: some of the exported clusterings are its "
                     "and the others the run's before (run `morphospace cluster %s` again for one set)", run.path)
-    from .vade.io import embeddings_outdated
-
     if (why := embeddings_outdated(run)) is not None:  # as the report says it
         log.warning("export: the model's own clusters and scores (vade, vade_*) are not those of the run's model: "
                     "%s (run `morphospace embed %s` to make them again)", why, run.path)

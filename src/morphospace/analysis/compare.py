@@ -71,15 +71,13 @@ def trained_rows(run: RunDir, clusterings: list[str]) -> dict[str, np.ndarray]:
     an LDA map: the labelled rows it was fitted on), for the clusterings of such a representation only."""
     from .reduce import unpack_rows
 
-    meta = read_record
-
     embeddings, by_embedding, out = set(run.embeddings()), {}, {}
     n, old_maps = len(run.cube_ids()), set()
     for name in clusterings:
-        embedding = str(meta(run.clustering_path(name).with_suffix(".json")).get("representation", ""))
+        embedding = str(read_record(run.clustering_path(name).with_suffix(".json")).get("representation", ""))
         fitted = None  # the rows whose labels a map learnt (an LDA's)
         if embedding and embedding not in embeddings:  # a map: the embedding it was made from
-            made = meta(run.reduction_path(embedding).with_suffix(".json"))
+            made = read_record(run.reduction_path(embedding).with_suffix(".json"))
             if made.get("reduction") == "lda":
                 fitted = unpack_rows(made.get("fitted_rows", ""), n)
                 if fitted is None:  # written before LDA maps held labels out: it learnt from all of them

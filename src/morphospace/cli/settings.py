@@ -46,16 +46,13 @@ def _survey_of_a_run(path: Path, cfg: Config) -> Config:
     """``cfg``, read from ``path``, with the survey its run read where ``path`` is a run's config.toml
     whose ``data.path`` is relative: saved as typed, relative to where that run was started, it named
     another folder (or none) from anywhere else (the run's ``ingest_summary.json`` says which it read)."""
-    import json
+    from ..pipeline.survey import survey_read
 
     typed = cfg.data.path
     if not typed or Path(typed).is_absolute():
         return cfg
-    try:
-        source = json.loads((path.parent / "ingest_summary.json").read_text()).get("source")
-    except (OSError, ValueError, AttributeError):
-        return cfg
-    if not isinstance(source, str) or not Path(source).is_absolute() or Path(typed).resolve() == Path(source):
+    source = survey_read(RunDir(path.parent))
+    if not source or not Path(source).is_absolute() or Path(typed).resolve() == Path(source):
         return cfg
     log.warning("data.path %r in %s is relative to where that run was started: read as the survey it read, %s",
                 typed, path, source)
@@ -202,7 +199,8 @@ def _earlier_settings_kept(run: RunDir, cfg: Config, args) -> Config:
     if not changed:
         return cfg
     config = getattr(args, "config", None)
-    named = [k for k in changed if k in _given_keys(args)] if config else []
+    in_file = _given_keys(args) if config else set()
+    named = [k for k in changed if k in in_file]
     if named and Path(config).resolve() != run.config.resolve():  # a file that says otherwise: said
         shown = ", ".join(f"{k} {now.get(k)!r}" for k in named[:3]) + (", ..." if len(named) > 3 else "")
         log.warning("--config %s sets %s, which `morphospace %s` does not act on: the run's own kept", config, shown,

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..config import Config, apply_overrides, flat_settings
+from ..config import Config, apply_overrides, flat_settings, flat_table
 from ..errors import UserError
 from ..progress import Timer
 from ..run import RunDir, in_cube_order
@@ -114,12 +114,6 @@ def _say_model_settings_unused(run: RunDir, cfg: Config) -> None:
     from ..vade.hparams import resolve_hparams
     from ..vade.io import model_dir
 
-    def flat(hp: dict, prefix: str = "") -> dict:
-        out = {}
-        for key, value in hp.items():
-            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
-        return out
-
     try:
         began = json.loads((model_dir(run) / "hparams.json").read_text())
         cube = run.read_cube()
@@ -128,7 +122,7 @@ def _say_model_settings_unused(run: RunDir, cfg: Config) -> None:
         usual = resolve_hparams(apply_overrides(Config(), {"model.preset": cfg.model.preset}), *shape, announce=False)
     except (OSError, ValueError, AttributeError, UserError):
         return  # an imported model, or a record that cannot be read: nothing to compare
-    old, new, default = (flat(comparable_hparams(hp)) for hp in (began, now, usual))
+    old, new, default = (flat_table(comparable_hparams(hp)) for hp in (began, now, usual))
     changes = [f"{k} {old[k]!r} -> {v!r}" for k, v in sorted(new.items())
                if k in old and v != default.get(k) and v != old[k] and k not in ("seed", "sample")]
     if changes:

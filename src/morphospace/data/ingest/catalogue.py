@@ -160,6 +160,7 @@ def summarise(survey: Survey, catalogue: pd.DataFrame, spec: PreprocessSpec, det
                            "examples": examples,
                            "details": {gid: known[gid] for gid in examples if known.get(gid)}}
     n_in = int((catalogue["cube_index"] >= 0).sum())
+    names = stored_names(survey.labels.columns)
     return {
         "layout": survey.layout,
         "source": str(survey.root),
@@ -168,7 +169,7 @@ def summarise(survey: Survey, catalogue: pd.DataFrame, spec: PreprocessSpec, det
         "n_flagged": int(catalogue[[f"flag_{f}" for f in FLAG_DESCRIPTIONS]].any(axis=1).sum()),
         "cube_shape": [n_in, spec.channels, spec.size, spec.size],
         "cube_dtype": cube_dtype,
-        "label_columns": [stored_names(survey.labels.columns).get(str(c), stored_name(c)) for c in survey.label_columns],
+        "label_columns": [names.get(str(c), stored_name(c)) for c in survey.label_columns],
         "n_positions": int(catalogue[["ra", "dec"]].notna().all(axis=1).sum())
         if {"ra", "dec"} <= set(catalogue) else 0,
         "preprocess": {"crop": spec.crop, "framing": spec.framing, "galaxy_r90s": spec.galaxy_r90s,
