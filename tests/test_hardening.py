@@ -705,6 +705,41 @@ def test_a_vade_run_made_a_pixel_pca_run_sets_the_model_s_results_aside(pca_run,
     assert main(["train", str(run), "--quiet"]) == 0 and len(list((run / "superseded").iterdir())) == 1  # nothing more
 
 
+def test_a_linked_model_folder_set_aside_still_points_where_it_did(pca_run, tmp_path):
+    """A model folder linked by a relative path (to a larger disk, say) was moved two folders
+    deeper into superseded/ by `run --model pca`, its link then pointing nowhere (a re-ingest
+    made such links absolute; this set-aside did not)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(pca_run, run, ignore=shutil.ignore_patterns(".lock"))
+    (tmp_path / "disk" / "vade").mkdir(parents=True)
+    (tmp_path / "disk" / "vade" / "model.pt").write_bytes(b"a trained VaDE")
+    (run / "models").mkdir()
+    (run / "models" / "vade").symlink_to(Path("..") / ".." / "disk" / "vade")
+    assert main(["train", str(run), "--quiet"]) == 0
+    aside = list((run / "superseded").glob("*/models/vade"))
+    assert len(aside) == 1 and aside[0].is_symlink() and (aside[0] / "model.pt").read_bytes() == b"a trained VaDE"
+
+
+def test_a_failed_move_puts_back_what_moved(tmp_path):
+    from morphospace.run.set_aside import move_into
+
+    root = tmp_path / "run"
+    (root / "embeddings").mkdir(parents=True)
+    (root / "embeddings" / "vade.npy").write_bytes(b"e")
+    (root / "anomaly.json").write_text("{}")
+    dest = root / "superseded" / "t"
+    dest.mkdir(parents=True)
+    with pytest.raises(FileNotFoundError):  # the second is not there: the first goes back
+        move_into(root, [root / "embeddings" / "vade.npy", root / "gone.parquet", root / "anomaly.json"], dest)
+    assert (root / "embeddings" / "vade.npy").read_bytes() == b"e" and (root / "anomaly.json").is_file()
+    assert not (root / "superseded").exists()  # nothing left set aside: no empty folders either
+    dest.mkdir(parents=True)
+    move_into(root, [root / "embeddings" / "vade.npy", root / "anomaly.json"], dest)
+    assert (dest / "embeddings" / "vade.npy").is_file() and (dest / "anomaly.json").is_file()
+
+
 def test_settings_kept_under_a_preset_are_the_run_s_exactly(pca_run, tmp_path):
     """A run's `latent_dim = 16` and `epochs = 16` under the astrovader preset became the preset's 20
     and 350 when a `--config` naming only [cluster] was given, while the log said they were kept."""

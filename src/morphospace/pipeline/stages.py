@@ -43,6 +43,7 @@ def _set_aside_the_model_s_results(run: RunDir) -> None:
     config saying pca). A study's CNN, the classes, the pixel PCA's own results and the user's files
     stay; a rename that fails puts back what moved."""
     from ..run.provenance import read_record
+    from ..run.set_aside import move_into
     from ..vade.io import model_dir, model_file
 
     if not model_file(run).is_file():
@@ -60,17 +61,7 @@ def _set_aside_the_model_s_results(run: RunDir) -> None:
     paths += list(run.path.glob("figures/vade_*"))
     present = list(dict.fromkeys(p for p in paths if p.exists() or p.is_symlink()))
     dest = run.new_superseded_folder()
-    moved = []
-    try:
-        for path in present:
-            target = dest / path.relative_to(run.path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            path.rename(target)
-            moved.append((path, target))
-    except BaseException:
-        for path, target in reversed(moved):
-            target.rename(path)
-        raise
+    move_into(run.path, present, dest)
     log.warning("model.kind = pca: the run's trained VaDE and what was made with it (%d files and folders: %s%s) "
                 "moved to %s (delete it when you no longer need it)", len(present),
                 ", ".join(str(p.relative_to(run.path)) for p in present[:4]), ", ..." if len(present) > 4 else "",

@@ -32,6 +32,7 @@ from ..nets.loss_logs import loss_loggers
 from ..nets.spawn import spawned_workers
 from ..progress import quiet_lightning, with_bars
 from ..run import RunDir, file_stamp, launched_as_later_rank, write_json
+from ..run.set_aside import move_into
 from .data import CubeDataModule
 from .io import CLUSTERS_FILE, SET_ASIDE_NOTE, model_dir
 from .module import VaDEModule
@@ -63,10 +64,9 @@ def _clear_previous(run: RunDir, mdir: Path) -> None:
     kept = [mdir / name for name in ("model.pt", "hparams.json", CLUSTERS_FILE, "training.json", "imported.json")
             if (mdir / name).is_file()]
     if any(p.name == "model.pt" for p in kept):
-        dest = run.new_superseded_folder() / mdir.relative_to(run.path)
-        dest.mkdir(parents=True)
-        for p in kept:
-            p.rename(dest / p.name)
+        dest = run.new_superseded_folder()
+        move_into(run.path, kept, dest)
+        dest = dest / mdir.relative_to(run.path)
         # which cube it was trained for: a run left without a model points to it only for that cube
         # (an ingest of other galaxies sets models aside into superseded/ too)
         write_json(dest / SET_ASIDE_NOTE, {"by": "train", "cube": file_stamp(run.cube) if run.cube.is_file() else None})

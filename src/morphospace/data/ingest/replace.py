@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ...run import RunDir
 from ...run.rundir import DERIVED, IMPORTED_MARKER, TAGS_FILE
+from ...run.set_aside import move_into
 from .cube import partial_path
 
 log = logging.getLogger("morphospace")
@@ -261,34 +262,12 @@ def set_aside_results(run: RunDir, earlier: tuple | None, ids: list,
     # where they go, for the next ingest to take them back should this one be killed before it publishes
     (run.path / SUPERSEDING).write_text(str(dest.relative_to(run.path)))
     try:
-        for path in present:
-            _absolute_links(path, present)
-            target = dest / path.relative_to(run.path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            path.rename(target)
+        move_into(run.path, present, dest)
     except BaseException:
-        take_back_results(run, dest)
+        (run.path / SUPERSEDING).unlink(missing_ok=True)  # what moved is back
         raise
     changed = [f"{k} {earlier[1][k]} -> {recipe[k]}" for k in RECIPE if same and earlier[1] and earlier[1][k] != recipe[k]]
     return dest, (f"the run's results ({', '.join(str(p.relative_to(run.path)) for p in present)}) were made from "
                   + (f"the same galaxies made otherwise ({', '.join(changed)})" if changed else
                      "the galaxies of the earlier ingest")
                   + f": moved to {dest.relative_to(run.path)} (delete it when you no longer need them)")
-
-
-def _absolute_links(path: Path, moved: list[Path]) -> None:
-    """Make ``path`` (a link) and the links under it absolute where they point outside what is
-    ``moved`` with it, so that they still point where they did once moved two folders deeper (a
-    models/ folder linked to a larger disk, say); links among the moved entries move with them."""
-    links = [path] if path.is_symlink() else [Path(root) / name for root, dirs, files in os.walk(path)
-                                              for name in dirs + files if (Path(root) / name).is_symlink()]
-    for link in links:
-        target = os.readlink(link)
-        if os.path.isabs(target):
-            continue
-        where = os.path.normpath(os.path.join(link.parent, target))
-        if any(Path(where).is_relative_to(m) and Path(where) != link for m in moved):
-            continue
-        tmp = link.with_name(f".{link.name}.relink")
-        os.symlink(where, tmp)
-        os.replace(tmp, link)
