@@ -469,3 +469,34 @@ def test_results_set_aside_keep_their_links_and_a_failed_move_publishes_no_cube(
     assert link.read_bytes() == b"trained on x0..x2"
     among = next(m / "reductions" / "among.pt" for m in moved if (m / "reductions").is_dir())
     assert os.readlink(among) == "../embeddings/link.pt" and among.read_bytes() == b"trained on x0..x2"
+
+
+def test_a_fits_survey_ingested_mirrored_before_has_its_results_set_aside(tmp_path):
+    """FITS frames are now read top row first; a cube an earlier version made of them was mirrored.
+    Its re-ingest sets the results made from the mirrored cube aside; a JPEG survey's keeps them."""
+    import json
+
+    from astropy.io import fits
+
+    from morphospace.run import write_npy
+
+    data = tmp_path / "fits"
+    data.mkdir()
+    for i in range(3):
+        fits.PrimaryHDU(galaxy_rgb(48, seed=i).astype(np.float32).mean(axis=2)).writeto(data / f"x{i}.fits")
+    _, _, _, run = ingest_to(data, tmp_path / "run")
+    summary = json.loads(run.ingest_summary.read_text())
+    assert summary["preprocess"]["fits_rows"].startswith("top row first")
+    summary["preprocess"].pop("fits_rows")  # as an earlier version wrote it
+    run.ingest_summary.write_text(json.dumps(summary))
+    write_npy(run.embedding_path("form"), np.ones((3, 4), np.float32))
+    ingest_to(data, tmp_path / "run")
+    assert not run.embedding_path("form").exists() and len(list((run.path / "superseded").iterdir())) == 1
+    write_npy(run.embedding_path("form"), np.ones((3, 4), np.float32))
+    ingest_to(data, tmp_path / "run")  # made the same way now: kept
+    assert run.embedding_path("form").is_file()
+    jpegs = tmp_path / "jpegs"
+    for i in range(3):
+        save_image(jpegs / f"x{i}.png", galaxy_rgb(48, seed=i))
+    _, _, _, other = ingest_to(jpegs, tmp_path / "other")
+    assert "fits_rows" not in json.loads(other.ingest_summary.read_text())["preprocess"]

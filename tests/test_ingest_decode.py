@@ -185,3 +185,36 @@ def test_an_image_under_a_fits_name_is_read_as_what_it_is(tmp_path):
     with pytest.raises(BadImage) as err:
         decode(Record(id="text", source=str(tmp_path / "text.fits"), kind="fits"))
     assert err.value.flag == "not_image"
+
+
+@pytest.mark.parametrize("bands", [0, 3])
+def test_a_fits_frame_is_read_top_row_first_as_a_viewer_and_pillow_show_it(tmp_path, bands):
+    """FITS stores its first row at the bottom (pixel y = 1); the cube holds a frame's top row first,
+    as a JPEG does. Read in file order a FITS galaxy was mirrored against the JPEG of it (its
+    spiral's winding reversed) and in every figure."""
+    from astropy.io import fits
+
+    shown = galaxy_rgb(40, seed=5).astype(np.float32).mean(axis=2)  # as a viewer shows it, top row first
+    shown[:6] += 50.0  # a bright top edge: where it ends up says which way is up
+    stored = shown[::-1]  # what a FITS writer stores: the bottom row first
+    data = stored if not bands else np.stack([stored * (1 + b) for b in range(bands)])
+    fits.PrimaryHDU(data).writeto(tmp_path / "g.fits")
+    frame = decode(Record(id="g", source=str(tmp_path / "g.fits"), kind="fits")).pixels
+    np.testing.assert_allclose(frame[..., -1], shown, rtol=1e-6)  # of a band cube the file's first band is blue
+    if not bands:  # Pillow's own FITS reader shows it so too
+        with Image.open(tmp_path / "g.fits") as img:
+            np.testing.assert_allclose(np.asarray(img, dtype=np.float32), shown, rtol=1e-6)
+
+
+def test_a_fits_band_cube_shows_its_reddest_of_three_bands_as_red(tmp_path):
+    """A survey's band cube holds its bands bluest first (g, r, i; grizy): its first three became
+    red, green and blue in that order, the g band shown red, the colours of a JPEG of the same
+    galaxy reversed."""
+    from astropy.io import fits
+
+    rgb = galaxy_rgb(40, seed=7).astype(np.float32)  # as a JPEG shows it: R from i, G from r, B from g
+    g, r, i = rgb[..., 2], rgb[..., 1], rgb[..., 0]
+    fits.PrimaryHDU(np.stack([g, r, i, i * 2])[:, ::-1]).writeto(tmp_path / "griz.fits")  # bottom row first
+    frame = decode(Record(id="g", source=str(tmp_path / "griz.fits"), kind="fits")).pixels
+    np.testing.assert_allclose(frame[..., :3], rgb, rtol=1e-6)
+    np.testing.assert_allclose(frame[..., 3], i * 2, rtol=1e-6)  # bands beyond the third keep their order

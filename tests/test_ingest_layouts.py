@@ -499,7 +499,7 @@ def test_fits_2d_and_band_cubes(tmp_path, caplog):
     assert cube5.shape == (2, 1, 32, 32) and cube5c.shape == (2, 3, 32, 32)
     # which bands the cube keeps is said (it was silent)
     assert "5 bands: the cube's grey channel is their mean" in caplog.text
-    assert "5 bands: the cube's colour channels are its first three" in caplog.text
+    assert "5 bands: the cube's colour channels are the file's first three, the third as red" in caplog.text
     # the galaxy is in the middle: the centre is the brightest part of the row
     row = cube[0, 0]
     assert row[28:36, 28:36].mean() > row[:8].mean() + 0.5

@@ -230,9 +230,9 @@ def test_the_command_line_names_a_missing_package_in_one_line(tmp_path, monkeypa
     assert err.count("\n") == 0 and "package 'astropy' is not installed" in err and "Traceback" not in err
 
 
-def test_a_fits_file_under_an_image_name_is_read_as_fits_not_upside_down(tmp_path):
-    """Pillow opens FITS too but keeps its rows bottom-up (flipped, handedness included): under a
-    .png name the file is read by astropy like any FITS cutout."""
+def test_a_fits_file_under_an_image_name_is_read_as_fits(tmp_path):
+    """Pillow opens FITS too, but keeps neither its bands nor its header's sky: under a .png name
+    the file is read by astropy like any FITS cutout."""
     from astropy.io import fits
 
     data = galaxy_flux(48, seed=3)

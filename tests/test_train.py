@@ -657,8 +657,12 @@ def test_generate_with_rejection_and_write(trained, tmp_path):
     np.testing.assert_array_equal(many, generate(vade, 0, DECODE_BATCH + 3, seed=5))
     paths = write_generated(imgs, tmp_path / "gen")
     assert len(paths) == 12
-    with fits.open(tmp_path / "gen" / "generated_0000.fits") as hdul:
-        np.testing.assert_allclose(hdul[0].data, imgs[0], rtol=1e-6)
+    with fits.open(tmp_path / "gen" / "generated_0000.fits") as hdul:  # bottom row first, as FITS stores it
+        np.testing.assert_allclose(hdul[0].data, imgs[0][:, ::-1], rtol=1e-6)
+    from morphospace.data.ingest.fits_frames import decode_fits  # read back the right way up, as the PNG shows it
+
+    back = decode_fits(str(tmp_path / "gen" / "generated_0000.fits")).pixels
+    np.testing.assert_allclose(np.moveaxis(back, -1, 0), imgs[0], rtol=1e-6)
     assert Image.open(tmp_path / "gen" / "generated_0005.png").size == (SIDE, SIDE)
     # a second, smaller draw into the same folder: no file of the first is left beside it, and the
     # header says how each was drawn

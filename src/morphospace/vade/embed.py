@@ -320,7 +320,8 @@ def _write_draw(images: np.ndarray, out: Path, prefix: str, draw: dict[str, Any]
         for i, img in enumerate(np.asarray(images, dtype=np.float32)):
             stem = f"{prefix}_{i:0{width}d}"
             Image.fromarray(display_image(img)).save(stage / f"{stem}.png", format="PNG")
-            hdu = fits.PrimaryHDU(img[0] if img.shape[0] == 1 else img)
+            # bottom row first, as FITS stores it: a viewer shows the galaxy as the PNG does
+            hdu = fits.PrimaryHDU(img[0, ::-1] if img.shape[0] == 1 else img[:, ::-1])
             hdu.header["ORIGIN"] = "morphospace"
             hdu.header["COMMENT"] = "VaDE synthetic galaxy: the decoder's mean image of a code drawn from the prior"
             for key, value in (draw or {}).items():

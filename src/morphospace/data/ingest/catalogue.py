@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ...errors import UserError
+from .fits_frames import FITS_ROWS
 from .layouts import Survey
 from .preprocess import PreprocessSpec
 from .records import EXCLUDING, FLAG_DESCRIPTIONS
@@ -176,7 +177,10 @@ def summarise(survey: Survey, catalogue: pd.DataFrame, spec: PreprocessSpec, det
                        "size_spread": spec.size_spread,
                        "size": spec.size, "channels": spec.channels,
                        "normalise": spec.normalise, "softening": spec.softening, "resample": spec.resample,
-                       "exact": spec.exact, "jpeg_draft": spec.draft, "level_top": spec.level_top},
+                       "exact": spec.exact, "jpeg_draft": spec.draft, "level_top": spec.level_top,
+                       # FITS frames read top row first (a cube of them before was mirrored): said only
+                       # where the survey has some, so a re-ingest of the same JPEGs keeps its results
+                       **({"fits_rows": FITS_ROWS} if any(r.kind == "fits" for r in survey.records) else {})},
         "flags": flags,
         "frame_sizes": _frame_sizes(catalogue),
         "workers": workers,

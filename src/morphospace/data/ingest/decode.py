@@ -76,7 +76,7 @@ def decode(rec: Record, min_side: int = 0, h5_cache: dict | None = None) -> Fram
         frame = _decode_turbo(rec.source, min_side) if _jpeg_name(rec.source) else None
         if frame is None:  # not a plain JPEG, or damaged: Pillow decodes or flags it
             frame = _decode_pillow(rec.source, min_side)
-            if frame is None:  # FITS under an image's name: Pillow's reader would turn it upside down
+            if frame is None:  # FITS under an image's name: read as any FITS file (its header's sky too)
                 frame = decode_fits(rec.source)
     h, w = frame.shape
     if min(h, w) < MIN_SIDE:
@@ -214,8 +214,8 @@ def _check_jpeg_data(path: str) -> None:
 
 
 def _decode_pillow(path: str, min_side: int) -> "Frame | None":
-    """The frame Pillow decodes (or the BadImage it raises); None for a FITS file, whose rows
-    Pillow keeps in file order, bottom-up, where astropy (and every FITS viewer) shows them."""
+    """The frame Pillow decodes (or the BadImage it raises); None for a FITS file, which
+    :func:`decode_fits` reads (its bands, units and header's sky, which Pillow does not keep)."""
     try:
         with Image.open(path) as img:
             if img.format == "FITS":

@@ -137,9 +137,9 @@ def ingest(data: str | Path, run: RunDir, cfg: Config, strict: bool | None = Non
                      f"; each galaxy framed by its size ({spec.galaxy_r90s:g} R90 a side)"
                      if spec.framing == "galaxy" else "")
             if survey.n_bands > spec.channels and survey.n_bands != 3:  # said, not dropped silently
-                log.warning("the survey's frames have %d bands: the cube's %s %s (in the order of the file)",
-                            survey.n_bands, "colour channels are" if spec.channels == 3 else "grey channel is",
-                            "its first three" if spec.channels == 3 else "their mean")
+                log.warning("the survey's frames have %d bands: the cube's %s %s", survey.n_bands,
+                            "colour channels are" if spec.channels == 3 else "grey channel is",
+                            "the file's first three, the third as red" if spec.channels == 3 else "their mean")
             if strict:
                 raise_if_flagged(survey, "catalogue")
             summary = _write_outputs(survey, spec, run, data, cfg, strict, procs, pool, t0, check)

@@ -1,5 +1,11 @@
 """FITS cutouts decoded: the first HDU with an image (2-D, or a band cube), in flux units, and the
-frame centre's sky position by the header's WCS."""
+frame centre's sky position by the header's WCS.
+
+A FITS file stores its first row at the bottom (pixel y = 1, where ds9 shows it) and a survey's
+band cube its bands bluest first (g, r, z); the cube holds a frame's top row first and its colour
+channels as red, green, blue, as a JPEG of the same galaxy does: the rows are turned over and the
+first three bands shown with the third as red. Every FITS file is read so, an RGB picture saved into
+one as an array too (save pictures as PNG)."""
 
 from __future__ import annotations
 
@@ -11,6 +17,8 @@ from ...errors import first_line
 from .frames import BadImage, Frame, truncation
 
 
+# how the cube holds a FITS frame (the ingest summary says so where a survey has FITS files)
+FITS_ROWS = "top row first, as a viewer shows it; of a band cube the first three bands, the third as red"
 MAX_BANDS_LAST = 16  # a last axis of at most this many, beside two longer ones, holds bands (ugrizy: 6)
 
 
@@ -51,10 +59,16 @@ def decode_fits(path: str) -> Frame:
         raise BadImage("not_image", "FITS file without an image HDU")
     while data.ndim > 3 and data.shape[0] == 1:  # (1, 1, H, W) and the like
         data = data[0]
+    # FITS stores its first row at the bottom (pixel y = 1, as ds9 and every viewer show it); the cube,
+    # like a JPEG, holds its top row first: read as stored, a FITS galaxy was mirrored (its spiral's
+    # winding reversed) against the JPEG of it and in every figure
     if data.ndim == 2:
-        return Frame(data[..., None], display=False, sky=_sky(header, data.shape))
-    if data.ndim == 3:  # a band cube: bands first in FITS (numpy) order, or last as an RGB array is written
-        bands = data if bands_last(data.shape) else np.moveaxis(data, 0, -1)
+        return Frame(np.ascontiguousarray(data[::-1, :, None]), display=False, sky=_sky(header, data.shape))
+    if data.ndim == 3:
+        # a band cube, its bands (first in numpy order, or last) as surveys write them: bluest first
+        bands = (data if bands_last(data.shape) else np.moveaxis(data, 0, -1))[::-1]
+        if bands.shape[-1] >= 3:  # the first three as red, green, blue: the third (of g, r, z: z) shown red
+            bands = bands[..., [2, 1, 0, *range(3, bands.shape[-1])]]
         return Frame(np.ascontiguousarray(bands), display=False, sky=_sky(header, bands.shape[:2]))
     raise BadImage("not_image", f"{data.ndim}-d FITS data")
 

@@ -27,7 +27,7 @@ __all__ = ["RECIPE", "SUPERSEDING", "earlier_cube", "earlier_galaxies_kept", "ga
 
 # what a cube's pixels are made with, beside its galaxies: results derived from a cube made
 # otherwise (a model trained at 32 px, an embedding of grey images) do not describe the new one
-RECIPE = ("crop", "framing", "galaxy_r90s", "size", "channels", "normalise", "softening", "resample")
+RECIPE = ("crop", "framing", "galaxy_r90s", "size", "channels", "normalise", "softening", "resample", "fits_rows")
 SUPERSEDING = ".superseding"  # names the folder an ingest sets results aside in until it publishes
 
 
