@@ -421,8 +421,25 @@ def test_galaxy10_datasets_left_out_are_named(tmp_path, caplog):
         survey = read_survey(h5, DataConfig())
     assert "sersic_n" in survey.labels and "zoo_votes" not in survey.labels
     assert list(survey.labels["is_merger"]) == [True, False, False, True]
-    assert "Galaxy10.h5: names, zoo_votes left out of the catalogue (not one number or true/false per image)" \
+    assert list(survey.labels["names"]) == ["a", "b", "c", "d"]  # text, as a user's own ids: was left out
+    assert "Galaxy10.h5: zoo_votes left out of the catalogue (not one number, text or true/false per image)" \
         in caplog.text
+
+
+def test_a_galaxy10_decals_set_made_smaller_keeps_its_class_names(tmp_path, caplog):
+    """The DECaLS set's 256 px images shrunk to 64 px (a common first step) were given the SDSS
+    set's class names by their size: its barred spirals called edge-on disks."""
+    import logging
+
+    import h5py
+
+    h5 = tiny_galaxy10(tmp_path / "Galaxy10_DECals_64.h5", n=6)
+    with h5py.File(h5, "r+") as f:
+        f.create_dataset("pxscale", data=np.full(6, 0.262 * 4))
+    with caplog.at_level(logging.INFO, logger="morphospace"):
+        survey = read_survey(h5, DataConfig())
+    assert survey.labels["galaxy10_name"].iloc[1] == "merging" and "Galaxy10 DECaLS class names (it has pxscale" in caplog.text
+    assert survey.labels["galaxy10_name"].iloc[5] == "barred_spiral"
 
 
 def test_a_catalogue_not_separated_by_commas_is_said_so(tmp_path):

@@ -196,6 +196,9 @@ def read_galaxy10(path: Path, cfg: DataConfig) -> Survey:
                     continue
                 if isinstance(ds, h5py.Dataset) and ds.shape == (len(ans),) and ds.dtype.kind in "biuf":  # bool too
                     extra[key] = np.asarray(ds[:])
+                elif isinstance(ds, h5py.Dataset) and ds.shape == (len(ans),) and h5py.check_string_dtype(ds.dtype):
+                    # text, as a user's own ids or names: dropped, no result could be matched back to them
+                    extra[key] = pd.array(ds.asstr(errors="replace")[:], dtype="string")
                 else:
                     skipped.append(key)
     except UserError:
@@ -203,7 +206,8 @@ def read_galaxy10(path: Path, cfg: DataConfig) -> Survey:
     except Exception as exc:  # noqa: BLE001 - h5py raises OSError, KeyError, ... for damaged files
         raise UserError(f"cannot read HDF5 file {path}: {first_line(exc)}") from None
     if skipped:  # said, not dropped without a word
-        log.info("%s: %s left out of the catalogue (not one number or true/false per image)", path.name, ", ".join(skipped))
+        log.info("%s: %s left out of the catalogue (not one number, text or true/false per image)", path.name,
+                 ", ".join(skipped))
     if len(shape) not in (3, 4) or shape[0] != len(ans):
         raise UserError(f"{path.name}: 'images' must be N x H x W x 3 with one 'ans' per image "
                         f"(got {shape}, {len(ans)} answers)")
@@ -211,7 +215,9 @@ def read_galaxy10(path: Path, cfg: DataConfig) -> Survey:
         # bands first (N x 3 x H x W) would be read as H x W images of 69 bands: stripes, silently
         hint = ": the bands come first; store them last" if shape[1] in (1, 3) else ""
         raise UserError(f"{path.name}: 'images' must be N x H x W x 3 (bands last), got {shape}{hint}")
-    survey_kind = "decals" if shape[1] >= 128 else "sdss"
+    # the DECaLS set's own pxscale says which it is once its 256 px images are made smaller (a common
+    # first step): by the size alone its classes were given the SDSS set's names
+    survey_kind = "decals" if "pxscale" in extra or shape[1] >= 128 else "sdss"
     names = GALAXY10_NAMES[survey_kind]
     # a class is an integer of the vocabulary: 12 or 2.5 was left without a class, without a word
     bad = np.isfinite(answers) & ((ans < 0) | (ans >= len(names)) | ~known)
@@ -222,8 +228,9 @@ def read_galaxy10(path: Path, cfg: DataConfig) -> Survey:
     if not np.isfinite(answers).all():
         log.info("%s: %d images without a class ('ans' NaN): kept, unlabelled", path.name,
                  int((~np.isfinite(answers)).sum()))
-    log.info("%s: Galaxy10 %s class names (images %d px wide; the DECaLS set's are 256 px, the SDSS set's 69)",
-             path.name, "DECaLS" if survey_kind == "decals" else "SDSS", shape[2] if len(shape) > 2 else shape[1])
+    log.info("%s: Galaxy10 %s class names (%s; the DECaLS set has pxscale and images 256 px wide, the SDSS "
+             "set's are 69 px)", path.name, "DECaLS" if survey_kind == "decals" else "SDSS",
+             "it has pxscale" if "pxscale" in extra else f"images {shape[2] if len(shape) > 2 else shape[1]} px wide")
     width = len(str(max(shape[0] - 1, 0)))
     records = [Record(id=f"{i:0{width}d}", source=str(path), kind="hdf5", index=i) for i in range(len(ans))]
     classes = pd.array(ans, dtype="Int64")
