@@ -173,6 +173,33 @@ def test_sigterm_during_a_lightning_fit_is_a_failure_with_status_143(monkeypatch
     assert err[-1] == "morphospace: terminated (SIGTERM)"
 
 
+def test_sigterm_during_a_first_ingest_takes_away_the_folder_it_made(monkeypatch, capsys, tmp_path):
+    """SIGTERM (`timeout`, a scheduler's limit) ended a first ingest where it stood, leaving a folder
+    with a log and a partial cube that every later ingest refused as 'not a run'. Now it is taken
+    away as on Ctrl-C, status 143; an existing run is left to the ingest's own recovery."""
+    import os
+    import signal
+
+    import morphospace.data.ingest as ingest_module
+    from fixtures import galaxy_rgb, save_image
+
+    for i in range(3):
+        save_image(tmp_path / "data" / f"g{i}.png", galaxy_rgb(48, seed=i))
+
+    def killed(data, run, cfg, **kwargs):
+        (run.path / "cube.npy.partial").write_bytes(b"half a cube")
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not stop the ingest")
+
+    monkeypatch.setattr(ingest_module, "ingest", killed)
+    out = tmp_path / "run"
+    assert main(["ingest", str(tmp_path / "data"), "--out", str(out), "--quiet"]) == 143
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "morphospace: terminated (SIGTERM)"
+    assert not out.exists() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    monkeypatch.undo()
+    assert main(["ingest", str(tmp_path / "data"), "--out", str(out), "--quiet"]) == 0
+
+
 def test_epochs_the_default_model_does_not_use_are_said_so():
     """`--epochs` sets train.epochs; the form model's linear core has none: a warning names what trains."""
     import argparse

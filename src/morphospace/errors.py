@@ -35,6 +35,37 @@ class InvalidArgument(UserError, ValueError):
     """
 
 
+class Terminated(SystemExit):
+    """SIGTERM (``timeout``, ``kill``, a scheduler's time limit) raised as an exception where a command
+    must clean up first (:func:`sigterm_raises`); the command line exits with status 143."""
+
+    def __init__(self) -> None:
+        super().__init__(143)
+
+
+@contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Within the block SIGTERM raises :class:`Terminated`, so that its ``except`` and ``finally``
+    clauses run as on Ctrl-C (left alone, it ended the process where it stood). Only where SIGTERM
+    has the default handler, in the main thread: a handler of the user's or a framework's is kept."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def handler(_signum, _frame):
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 class MissingFile(UserError):
     """A file a run should hold is not there (an earlier stage not run yet)."""
 

@@ -16,7 +16,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from ..config import Config
-from ..errors import InvalidArgument, RunInUse, UserError, first_line, missing_package
+from ..errors import InvalidArgument, RunInUse, Terminated, UserError, first_line, missing_package
 from ..progress import set_quiet
 from ..run import RunDir, job_size, launched_as_later_rank, release_locks, writer_of
 from . import peers
@@ -148,8 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         peers.stopping("interrupted", 130)
         return 130
     except SystemExit as exc:
-        if type(exc).__name__ == "SIGTERMException":  # Lightning's, with no exit code: status 0 before
-            # a SIGTERM (a scheduler's preemption, `kill`) during a fit is no success, however quietly it stops
+        # ours, or Lightning's (no exit code: status 0 before): a SIGTERM (a scheduler's preemption,
+        # `kill`) is no success, however quietly it stops
+        if isinstance(exc, Terminated) or type(exc).__name__ == "SIGTERMException":
             print("morphospace: terminated (SIGTERM)", file=sys.stderr)
             _in_run_log("terminated (SIGTERM)")
             peers.stopping("terminated (SIGTERM)", 128 + int(signal.SIGTERM))

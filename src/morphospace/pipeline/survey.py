@@ -6,13 +6,13 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..caches import cache_root
 from ..config import Config, dumps_config, load_config
-from ..errors import MissingFile, UserError
+from ..errors import MissingFile, UserError, sigterm_raises
 from ..progress import Timer
 from ..run import RunDir, atomic_path, launched_as_later_rank, write_text
 
@@ -246,13 +246,15 @@ def mask_if_asked(run: RunDir, cfg: Config) -> None:
 
 @contextmanager
 def removed_on_failure(run: RunDir, created: bool) -> Iterator[None]:
-    """Whatever stops the block (an error, Ctrl-C) takes away the run's folder if this command ``created`` it."""
-    try:
-        yield
-    except BaseException:
-        if created:
-            shutil.rmtree(run.path, ignore_errors=True)
-        raise
+    """Whatever stops the block (an error, Ctrl-C, SIGTERM) takes away the run's folder if this command
+    ``created`` it (killed by `timeout` a first ingest left a folder every later one refused)."""
+    with sigterm_raises() if created else nullcontext():
+        try:
+            yield
+        except BaseException:
+            if created:
+                shutil.rmtree(run.path, ignore_errors=True)
+            raise
 
 
 def ingest_run(run: RunDir, cfg: Config, created: bool) -> dict:
