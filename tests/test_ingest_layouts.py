@@ -612,6 +612,30 @@ def test_images_in_sub_folders_of_a_folder_survey_are_said_not_read(tmp_path, ca
     assert "2 image file(s) in sub-folders" in caplog.text
 
 
+def test_linked_sub_folders_are_read_as_sub_folders(tmp_path, caplog):
+    """A sub-folder that is a link (a batch of cutouts on another disk) was left out without a word,
+    and a catalogue naming its images was refused: "no known survey layout"."""
+    import logging
+
+    batch = tmp_path / "elsewhere" / "batch"
+    for i in range(3):
+        save_image(batch / f"g{i}.png", galaxy_rgb(32, seed=i))
+    root = tmp_path / "survey"
+    save_image(root / "top.png", galaxy_rgb(32, seed=9))
+    (root / "batch").symlink_to(batch, target_is_directory=True)
+    (batch / "loop").symlink_to(root, target_is_directory=True)  # a link to a folder above: no endless walk
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        assert [r.id for r in read_survey(root, DataConfig()).records] == ["top"]
+    assert "3 image file(s) in sub-folders" in caplog.text
+    (root / "top.png").unlink()
+    write_csv(root / "catalogue.csv", ["id", "file"], [[f"g{i}", f"batch/g{i}.png"] for i in range(2)])
+    assert detect_layout(root) == "folder"
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        assert [r.id for r in read_survey(root, DataConfig()).records] == ["g0", "g1"]
+    assert "1 image file(s) in sub-folders of" in caplog.text and "g2.png" in caplog.text
+
+
 def test_a_catalogue_of_images_in_a_sub_folder_is_found_and_what_it_does_not_name_said(tmp_path, caplog):
     """Images in img/ named by a top-level CSV: "no known survey layout" (and with --layout folder,
     the images of img/ that no row named were dropped without a word)."""

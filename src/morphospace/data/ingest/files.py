@@ -171,8 +171,15 @@ def list_files(folder: Path, skip_companions: bool) -> list[tuple[str, str]]:
 def subfolder_images(folder: Path) -> Iterator[str]:
     """The image or FITS files (paths) the (non-hidden) sub-folders of ``folder`` hold, at any depth, as
     they are found: what a folder survey, which reads its top level, leaves out unless a catalogue
-    row names them."""
-    for root, dirs, names in os.walk(folder):
+    row names them. Linked sub-folders are followed (a batch linked in was left out without a word),
+    each real folder once (a link to a folder above would loop)."""
+    seen: set[str] = set()
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         if Path(root) != Path(folder):
             yield from (os.path.join(root, n) for n in names if not n.startswith(".") and (is_image(n) or is_fits(n)))
