@@ -856,3 +856,27 @@ def test_a_parquet_catalogue_s_whole_number_floats_are_read_as_integers(tmp_path
     _, cat, cube, _ = ingest_to(root, tmp_path / "run", data__catalogue=str(root / "cat.parquet"))
     assert cat["id"].tolist()[:2] == ["1", "2"] and cube.shape[0] == 2  # the row without an id: flagged
     assert cat["ttype"].tolist() == [1, -2, 3] and cat["z"].tolist()[:2] == [0.1, 0.25]
+
+
+def test_ids_with_dots_and_compressed_fits_names(tmp_path):
+    """Galaxies named by position with no extension (J150.12+02.51, J150.12+02.98) were both read
+    as J150.12+02, the second flagged a duplicate; SDSS's bzip2 frames (.fits.bz2) were flagged
+    not_image, and a .fit.fz file got the id 'c.fit'."""
+    import bz2
+
+    from astropy.io import fits
+
+    from morphospace.data.ingest.files import stem
+
+    assert [stem(n) for n in ("J150.12+02.51", "x.jfif", "g.JPG", "1237.5", "c.fit.fz", "f.fits.bz2")] == [
+        "J150.12+02.51", "x", "g", "1237.5", "c", "f"]
+    root = tmp_path / "survey"
+    root.mkdir()
+    for name, seed in (("J150.12+02.51", 1), ("J150.12+02.98", 2)):  # PNGs without an extension
+        Image.fromarray(galaxy_rgb(48, seed=seed)).save(root / name, format="PNG")
+    frame = np.asarray(galaxy_rgb(48, seed=3), np.float32).mean(axis=2)
+    fits.PrimaryHDU(frame).writeto(tmp_path / "f.fits")
+    (root / "frame-r-000094.fits.bz2").write_bytes(bz2.compress((tmp_path / "f.fits").read_bytes()))
+    summary, cat, cube, _ = ingest_to(root, tmp_path / "run", preprocess__colour="grey")
+    assert sorted(cat["id"]) == ["J150.12+02.51", "J150.12+02.98", "frame-r-000094"]
+    assert cube.shape[0] == 3 and not summary["flags"]

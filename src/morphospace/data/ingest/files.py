@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Callable, Iterator
@@ -20,7 +21,8 @@ from ...errors import UserError
 log = logging.getLogger("morphospace")
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".gif", ".bmp", ".webp")
-FITS_EXTENSIONS = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fits.fz")
+# compressed as astropy reads them: gzip, bzip2 (SDSS's frames) and fpack's tiles
+FITS_EXTENSIONS = tuple(base + packed for base in (".fits", ".fit", ".fts") for packed in ("", ".gz", ".bz2", ".fz"))
 HDF5_EXTENSIONS = (".h5", ".hdf5", ".hdf")
 # Files beside the images that are documentation or tables, not galaxies (top-level folders only).
 COMPANION_EXTENSIONS = (".csv", ".tsv", ".json", ".txt", ".md", ".rst", ".toml", ".yaml", ".yml", ".parquet",
@@ -29,6 +31,7 @@ SYNTH_MARKER = "morphospace_synth.json"  # written by morphospace.data.synth; ne
 
 # longest first, so "x.fits.gz" loses ".fits.gz" rather than ".gz"
 _EXTENSIONS_LONGEST_FIRST = tuple(sorted(IMAGE_EXTENSIONS + FITS_EXTENSIONS, key=len, reverse=True))
+_OTHER_EXTENSION = re.compile(r"\.(?=[0-9]*[A-Za-z])[A-Za-z0-9]{1,5}")  # a letter in it: not a name's digits
 # one-dot extensions: where the last dot starts one of these, no longer extension can match
 _SIMPLE_EXTENSIONS = frozenset(e for e in IMAGE_EXTENSIONS + FITS_EXTENSIONS if e.count(".") == 1)
 
@@ -97,7 +100,10 @@ def stem(name: str) -> str:
     for ext in _EXTENSIONS_LONGEST_FIRST:
         if lower.endswith(ext):
             return name[: -len(ext)]
-    return os.path.splitext(name)[0]
+    # another extension (".jfif"), but not the digits of a name with dots in it: J150.12+02.51 and
+    # J150.12+02.98 were both read as the galaxy J150.12+02, the second flagged a duplicate
+    base, ext = os.path.splitext(name)
+    return base if _OTHER_EXTENSION.fullmatch(ext) else name
 
 
 def csv_header(path: Path) -> list[str]:
