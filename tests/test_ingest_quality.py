@@ -686,3 +686,22 @@ def test_a_listing_given_a_second_chance_is_not_another_galaxys_image_nor_an_unl
     assert list(x["cube_index"] >= 0) == [False, False] and bool(x["flag_duplicate_file"].iloc[1])
     z = cat[cat["id"] == "z"]
     assert not (z["cube_index"] >= 0).any()  # z.png, unlisted, does not stand in for the damaged row
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this system")
+def test_a_pipe_among_the_images_is_flagged_not_waited_on(tmp_path):
+    """A named pipe in the folder (`mkfifo`) hung the ingest for ever: its band sample and decode
+    opened it and waited for a writer."""
+    data = tmp_path / "data"
+    for i in range(2):
+        save_image(data / f"g{i}.png", galaxy_rgb(48, seed=i))
+    os.mkfifo(data / "pipe.png")
+    os.mkfifo(data / "pipe.fits")
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "morphospace", "ingest", str(data), "--out", str(out), "--quiet"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    import json
+
+    flags = json.loads((out / "ingest_summary.json").read_text())["flags"]
+    assert flags["not_image"]["count"] == 2 and "not a regular file" in str(flags["not_image"]["details"])

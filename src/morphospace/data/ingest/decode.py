@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -65,9 +66,12 @@ def decode(rec: Record, min_side: int = 0, h5_cache: dict | None = None) -> Fram
     if rec.kind == "hdf5":
         return frame_from_array(read_hdf5_rows(rec.source, [rec.index], h5_cache if h5_cache is not None else {})[0])
     try:
-        size = os.path.getsize(rec.source)
+        status = os.stat(rec.source)
     except OSError as exc:
         raise BadImage("unreadable", first_line(exc)) from None
+    if not stat.S_ISREG(status.st_mode):  # a pipe: reading it waited for a writer, the ingest hung
+        raise BadImage("not_image", "not a regular file (a pipe, socket or device)")
+    size = status.st_size
     if size == 0:
         raise BadImage("empty_file")
     if (rec.kind == "fits" and not _has_image_magic(rec.source)) or _has_fits_magic(rec.source):

@@ -249,6 +249,8 @@ def fits_bands(paths: list[Path], sample: int = 20) -> dict[int, int]:
 
     counts: dict[int, int] = {}
     for p in spread_sample(paths, sample):
+        if not os.path.isfile(p):  # a pipe waits for a writer that never comes: flagged when decoded
+            continue
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # a damaged file's warnings: it is flagged when decoded
@@ -299,6 +301,8 @@ def image_bands(paths: list[Path], sample: int = 20) -> int:
 
     modes, pages = [], None
     for p in spread_sample(paths, sample):
+        if not os.path.isfile(p):  # a pipe waits for a writer that never comes: flagged when decoded
+            continue
         try:
             with Image.open(p) as img:
                 modes.append(img.mode)
