@@ -405,6 +405,51 @@ def test_a_class_exported_as_a_clustering_s_column_is_refused_before_it_is_writt
         run.clustering_path("gmm3_form_pca").unlink()
 
 
+def test_classifications_whose_export_columns_meet_or_differ_in_case_only_are_refused(tiny_run, tmp_path, capsys):
+    """Classification 'a' with class 'b_c' and classification 'a_b' with class 'c' were both exported
+    as prob_a_b_c, the second's silently replacing the first's; 'label' and 'Label' were both taken
+    and then blocked every FITS export. Refused at classify, in one line, nothing written."""
+    run, X, y = tiny_run
+    ids = run.cube_ids()
+    rows = [0, 1, 2, 20, 21, 22, 40, 41, 42]
+    first = _csv(tmp_path / "a.csv", "id,a\n" + "".join(f"{ids[r]},{dict(round='b_c', disk='d', edge='e')[y[r]]}\n" for r in rows))
+    second = _csv(tmp_path / "ab.csv", "id,a_b\n" + "".join(f"{ids[r]},{dict(round='c', disk='f', edge='g')[y[r]]}\n" for r in rows))
+    assert main(["classify", str(run.path), "--labels", str(first), "--column", "a", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["classify", str(run.path), "--labels", str(second), "--column", "a_b", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "its class 'c' would be exported as 'prob_a_b_c', the column of the " \
+        "run's classification 'a'" in err
+    assert not (run.path / "classes" / "a_b.json").exists()
+    upper = _csv(tmp_path / "A.csv", "id,A\n" + "".join(f"{ids[r]},{dict(round='x', disk='y', edge='z')[y[r]]}\n" for r in rows))
+    assert main(["classify", str(run.path), "--labels", str(upper), "--column", "A", "--quiet"]) == 2
+    assert "beside the classes of 'a', a name that differs only in case" in capsys.readouterr().err
+    assert sorted(p.name for p in (run.path / "classes").iterdir()) == ["a.json", "a.parquet"]
+    assert main(["export", str(run.path), "--out", str(tmp_path / "r.fits"), "--quiet"]) == 0
+
+
+def test_a_refused_classify_leaves_the_filled_in_suggestions_where_they_were(tiny_run, capsys):
+    """A classify refused (a class exported as a clustering's column) had already renamed the user's
+    filled-in suggestions file to _filled1; the same command again said the file was not found."""
+    run, X, y = tiny_run
+    ids = run.cube_ids()
+    run.write_clustering("gmm3_form_pca", ids, np.arange(len(ids)) % 3, np.full((len(ids), 3), 1 / 3))
+    try:
+        assert main(["classify", str(run.path), "--column", "gmm3", "--suggest", "6", "--quiet"]) == 0
+        path = run.path / "classes" / "gmm3_suggest.csv"
+        seeds = pd.read_csv(path, keep_default_na=False)
+        seeds["gmm3"] = ["form_pca_0", "edge"] * 3
+        seeds.to_csv(path, index=False)
+        filled = path.read_bytes()
+        for _ in range(2):
+            code = main(["classify", str(run.path), "--labels", str(path), "--column", "gmm3", "--suggest", "3",
+                         "--quiet"])
+            assert code == 2 and "would be exported as 'prob_gmm3_form_pca_0'" in capsys.readouterr().err
+            assert path.read_bytes() == filled and not (run.path / "classes" / "gmm3_suggest_filled1.csv").exists()
+    finally:
+        run.clustering_path("gmm3_form_pca").unlink()
+
+
 def test_a_damaged_classification_record_is_named_itself(tiny_run, tmp_path, capsys):
     """A damaged classes/<name>.json was reported as its .parquet being damaged, and a JSON list as the
     record ended the export with a traceback (AttributeError)."""

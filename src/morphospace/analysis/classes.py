@@ -84,6 +84,13 @@ def _check_not_another_columns(run: RunDir, name: str, column: str) -> None:
     if other is not None and other != column:
         raise UserError(f"--column '{column}' would be filed as '{name}', where the classes of the column '{other}' "
                         "are: rename one of the two columns in your labels file")
+    folder = run.path / FOLDER
+    alike = sorted(p.stem for p in folder.glob("*.json") if p.stem != name and p.stem.lower() == name.lower()) \
+        if folder.is_dir() else []
+    if alike:  # FITS column names and some file systems ignore case: one would overwrite or block the other
+        raise UserError(f"--column '{column}' would be filed as '{name}', beside the classes of '{alike[0]}', a name "
+                        "that differs only in case (FITS exports and some file systems ignore case): rename the "
+                        "column in your labels file")
     if name in run.clusterings():  # its prob_<name>_<class> columns would be the clustering's in the export
         raise UserError(f"--column '{column}' would be filed as '{name}', the name of the run's clustering "
                         f"'{name}': rename the column in your labels file")
@@ -96,6 +103,17 @@ def _check_export_columns(run: RunDir, name: str, column: str, classes, cols: li
     import pyarrow.parquet as pq
 
     ours = {f"prob_{name}_{col}": str(c) for c, col in zip(classes, cols)}
+    for meta_path in sorted((run.path / FOLDER).glob("*.json")):  # another classification's (a's b_c, a_b's c)
+        try:
+            meta = json.loads(meta_path.read_text())
+            theirs = [f"prob_{meta_path.stem}_{c['column']}" for c in meta.get("classes", [])]
+        except (OSError, ValueError, AttributeError, KeyError, TypeError):
+            continue  # unreadable: the export says so
+        taken = next((col for col in theirs if col in ours), None)
+        if meta_path.stem != name and taken is not None:
+            raise UserError(f"--column '{column}': its class '{ours[taken]}' would be exported as '{taken}', the "
+                            f"column of the run's classification '{meta.get('column', meta_path.stem)}': rename "
+                            "the class or the column in your labels file")
     for other in run.clusterings():
         try:
             names = pq.read_schema(run.clustering_path(other)).names
@@ -231,6 +249,9 @@ def classify_run(run: RunDir, labels_path, column: str, embedding: str, id_colum
         raise UserError(f"{first_line(exc)}{why}") from None
     for note in notes:
         log.warning("classify: %s", note)
+    if clf.model_ is not None:  # refused before any file of the user's is touched
+        cols = column_names(clf.classes_)
+        _check_export_columns(run, name, column, clf.classes_, cols)
     folder = run.sub(FOLDER)
     suggest_path = folder / f"{name}_suggest.csv"
     kept = _keep_filled_in(suggest_path, column)  # the file is replaced or removed below, either way
@@ -239,8 +260,6 @@ def classify_run(run: RunDir, labels_path, column: str, embedding: str, id_colum
                     for p in given]  # where each file is now
     files, metrics = [], None
     if clf.model_ is not None:
-        cols = column_names(clf.classes_)
-        _check_export_columns(run, name, column, clf.classes_, cols)
         proba = clf.predict_proba(X)
         table = pd.DataFrame({"id": cube_ids, "label": pd.array(y, dtype="string"),
                               "class": clf.classes_[proba.argmax(axis=1)].astype(str)})
@@ -377,5 +396,9 @@ def class_columns(run: RunDir, ascii_text: bool = False) -> dict[str, tuple[str,
             classes = _ascii_classes(name, classes, [c["name"] for c in meta.get("classes", [])])
         out[f"class_{name}"] = ("class", classes.to_numpy(dtype=object))
         for c in meta.get("classes", []):
-            out[f"prob_{name}_{c['column']}"] = ("prob", table[f"prob_{c['column']}"].to_numpy(dtype=np.float32))
+            col = f"prob_{name}_{c['column']}"
+            if col in out:  # a classification made before classify refused it: one would replace the other
+                raise UserError(f"two classifications would both be exported as '{col}' (one of them is '{name}'): "
+                                "delete one of them from RUN/classes/, rename its column and classify again")
+            out[col] = ("prob", table[f"prob_{c['column']}"].to_numpy(dtype=np.float32))
     return out
