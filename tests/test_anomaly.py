@@ -130,6 +130,8 @@ def test_tags_move_their_neighbours_and_leave_the_far_alone():
     order_after = np.argsort(-new)
     j = near_int[0]
     assert np.where(order_after == j)[0][0] < np.where(order_before == j)[0][0]
+    # a row tagged twice is one tag: it weighed twice and moved its neighbours further
+    np.testing.assert_array_equal(m.rerank(X, [interesting, interesting], [boring, boring]), new)
 
 
 def test_a_tag_on_an_anomaly_reaches_its_neighbours_not_the_whole_survey():

@@ -233,7 +233,8 @@ class FormAnomaly(BaseEstimator):
         X = np.asarray(X, dtype=np.float64)
         if len(X) != len(self.scores_):
             raise InvalidArgument(f"relevance needs the {len(self.scores_)} rows of the fit, got {len(X)}")
-        good, bad = _row_numbers(interesting, "interesting"), _row_numbers(boring, "boring")
+        # a row tagged twice is one tag (it weighed twice, moving its neighbours' relevance)
+        good, bad = (np.unique(_row_numbers(t, w)) for t, w in ((interesting, "interesting"), (boring, "boring")))
         rows = np.r_[good, bad]
         if rows.size and (rows.min() < 0 or rows.max() >= len(X)):
             raise InvalidArgument(f"tagged rows must lie in 0..{len(X) - 1}")
