@@ -78,6 +78,16 @@ def test_similar_run_gives_the_galaxy_then_its_group(tiny_run, capsys):
     assert "g29" in out and "gallery:" in out
 
 
+def test_the_table_keeps_the_catalogue_s_column_types(tiny_run):
+    """A whole-number column with a gap (Int64) came out as floats: 2.0, 0.0, NaN."""
+    cat = tiny_run.read_catalogue()
+    cat["n_arms"] = pd.array([2, None] + [0] * 28, dtype="Int64")
+    write_table(tiny_run.catalogue, cat)
+    table, _ = similar_run(tiny_run, "g29", "form", k=29)
+    assert table["n_arms"].dtype == "Int64" and table["n_arms"].isna().sum() == 1
+    assert set(table["n_arms"].dropna()) == {0, 2}
+
+
 def test_the_galaxy_comes_first_before_its_twins(tmp_path):
     """Galaxies at distance 0 of the query (a copy of its image: the same embedding) came in the
     search's order, so a twin could take rank 0, "the galaxy itself", and the galaxy fall among its

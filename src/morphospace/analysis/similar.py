@@ -149,8 +149,8 @@ def _table(cat: pd.DataFrame, rows: np.ndarray, dist: np.ndarray) -> pd.DataFram
     """Rank, id, distance and label columns of cube rows ``rows``."""
     table = pd.DataFrame({"rank": np.arange(len(rows)), "id": cat["id"].astype(str).to_numpy()[rows],
                           "distance": np.asarray(dist, dtype=float).round(4)})
-    for col in label_columns(cat):
-        table[col] = cat[col].to_numpy()[rows]
+    for col in label_columns(cat):  # with their dtypes: an Int64 column with a gap became floats (2.0, NaN)
+        table[col] = cat[col].iloc[rows].reset_index(drop=True)
     return table
 
 
