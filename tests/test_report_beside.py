@@ -200,3 +200,31 @@ def test_more_classes_than_the_palette_each_get_their_own_colour():
 
     ramp = [np.array(to_rgb(colour(k, 36))) for k in range(36)]
     assert min(np.abs(ramp[k] - ramp[k + 1]).sum() for k in range(35)) > 0.3
+
+
+def test_a_report_that_fails_half_way_leaves_the_earlier_page_with_its_files(tmp_path, monkeypatch):
+    """The files beside the page were removed first and written in place: a report killed or failed
+    half way (another shard size, say) left the earlier page without its data ("is the report_files
+    folder beside the page?"). They are made apart and swapped in with the page."""
+    import morphospace.report as report_module
+
+    run = make_fake_run(tmp_path / "run", n=N, size=16)
+    cfg = apply_overrides(Config(), ["report.inline_points=100", f"report.shard_points={SHARD}"])
+    page = build_report(run, cfg)
+    folder = run.path / "report_files"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    html = page.read_bytes()
+
+    def failing(ctx):
+        raise RuntimeError("a builder failed half way")
+
+    with monkeypatch.context() as m:
+        m.setattr(report_module, "BUILDERS", [failing])
+        with pytest.raises(RuntimeError):
+            build_report(run, apply_overrides(cfg, [f"report.shard_points={SHARD + 7}"]))
+    assert page.read_bytes() == html and {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert not any(p.name.startswith(".report") for p in run.path.iterdir())  # what it made went with it
+    build_report(run, apply_overrides(cfg, [f"report.shard_points={SHARD + 7}"]))
+    assert not any(p.name.startswith(".report") for p in run.path.iterdir())
+    lazy = payload(page.read_text())["explorer"]["lazy"]
+    assert lazy["shard"] == SHARD + 7 and all((run.path / f["url"]).is_file() for f in lazy["files"].values())

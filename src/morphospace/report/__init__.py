@@ -105,60 +105,76 @@ def build_report(run: RunDir | str | Path, cfg: Config | None = None) -> Path:
     beside = len(points) > rc.inline_points  # the explorer's data and map thumbnails go beside the page
     book = GalleryBook(points) if beside else SpriteBook(points)
     ctx = ReportContext(run=run, contents=contents, book=book, cfg=cfg, seed=rc.seed)
-    asset_dir = run.path / ASSET_DIR
-    if asset_dir.exists():
-        shutil.rmtree(asset_dir)  # a previous report's files
-
-    with Timer("report: explorer data"):
-        arrays = explorer_arrays(contents, points, k=rc.neighbours, seed=rc.seed)
+    # the files beside the page are made in a folder of their own and swapped in with the page: made in
+    # place, a report killed or failed half way left the earlier page without its files
+    asset_dir = run.path / f".{ASSET_DIR}.partial"
+    for left in (asset_dir, run.path / f".{ASSET_DIR}.previous"):  # of a report killed on the way
+        shutil.rmtree(left, ignore_errors=True)
+    try:
+        with Timer("report: explorer data"):
+            arrays = explorer_arrays(contents, points, k=rc.neighbours, seed=rc.seed)
+            if beside:
+                explorer = write_beside(arrays, asset_dir, ASSET_DIR, shard=rc.shard_points)
+            else:
+                explorer = inline(arrays)
+            del arrays
         if beside:
-            explorer = write_beside(arrays, asset_dir, ASSET_DIR, shard=rc.shard_points)
+            tile = min(rc.thumb_size, rc.large_thumb_size)
+            with Timer(f"report: {len(points)} map thumbnails beside the page"):
+                desc = write_sheets(contents.cube, points, asset_dir, tile, rc.thumb_format, rc.thumb_quality)
+            for s in desc["sheets"]:
+                s["url"] = f"{ASSET_DIR}/{s['url']}"
+            explorer["thumbs"] = desc
+            log.info("report: explorer data (%.1f MB) and %d map sprite sheets (%.1f MB) beside the page in %s",
+                     sum(f["bytes"] for f in explorer["lazy"]["files"].values()) / 1e6, len(desc["sheets"]),
+                     desc["bytes"] / 1e6, run.path / ASSET_DIR)
+        built: list[Section] = []
+        for builder in BUILDERS:
+            with Timer(f"report: {builder.__name__.replace('_section', '')}"):
+                out = builder(ctx)
+            if out is not None:
+                built.append(out)
+        other = other_figures(ctx)
+        if other is not None:
+            built.append(other)
+
+        with Timer(f"report: {len(book.rows)} thumbnails"):
+            thumbs = thumbnails(contents.cube, book.rows, rc.thumb_size)
+            sheets = SpriteSheets(tile=rc.thumb_size, fmt=rc.thumb_format, quality=rc.thumb_quality).fit(thumbs)
+        if sheets.nbytes <= rc.inline_limit_mb * 1e6:
+            urls = [s.data_uri() for s in sheets.sheets_]
         else:
-            explorer = inline(arrays)
-        del arrays
-    if beside:
-        tile = min(rc.thumb_size, rc.large_thumb_size)
-        with Timer(f"report: {len(points)} map thumbnails beside the page"):
-            desc = write_sheets(contents.cube, points, asset_dir, tile, rc.thumb_format, rc.thumb_quality)
-        for s in desc["sheets"]:
-            s["url"] = f"{ASSET_DIR}/{s['url']}"
-        explorer["thumbs"] = desc
-        log.info("report: explorer data (%.1f MB) and %d map sprite sheets (%.1f MB) beside the page in %s",
-                 sum(f["bytes"] for f in explorer["lazy"]["files"].values()) / 1e6, len(desc["sheets"]),
-                 desc["bytes"] / 1e6, asset_dir)
-    built: list[Section] = []
-    for builder in BUILDERS:
-        with Timer(f"report: {builder.__name__.replace('_section', '')}"):
-            out = builder(ctx)
-        if out is not None:
-            built.append(out)
-    other = other_figures(ctx)
-    if other is not None:
-        built.append(other)
+            paths = sheets.write(asset_dir)
+            urls = [f"{ASSET_DIR}/{p.name}" for p in paths]
+            log.info("report: %d sprite sheets (%.1f MB) written beside the page in %s", len(paths),
+                     sheets.nbytes / 1e6, run.path / ASSET_DIR)
 
-    with Timer(f"report: {len(book.rows)} thumbnails"):
-        thumbs = thumbnails(contents.cube, book.rows, rc.thumb_size)
-        sheets = SpriteSheets(tile=rc.thumb_size, fmt=rc.thumb_format, quality=rc.thumb_quality).fit(thumbs)
-    if sheets.nbytes <= rc.inline_limit_mb * 1e6:
-        urls = [s.data_uri() for s in sheets.sheets_]
-    else:
-        paths = sheets.write(asset_dir)
-        urls = [f"{ASSET_DIR}/{p.name}" for p in paths]
-        log.info("report: %d sprite sheets (%.1f MB) written beside the page in %s", len(paths),
-                 sheets.nbytes / 1e6, asset_dir)
+        _remove_stale_figures(run, ctx.made)
+        sections = [explorer_section(explorer, sampled_maps(run))] + built
+        data = {"explorer": explorer, "sprites": sheets.describe(urls)}
+        summary = contents.summary or {}
+        primary = contents.primary
+        subtitle = " · ".join(filter(None, [
+            f"run {run.path.resolve().name}",
+            f"{contents.n:,} galaxies",
+            summary.get("layout") and f"{summary['layout']} survey",
+            primary and (primary.clusters or primary.empty) and f"{primary.count_text()} ({primary.name})",
+            time.strftime("%Y-%m-%d %H:%M"),
+        ]))
+        notices = _notices(run, contents)
+        text = page("Galaxy morphospace", subtitle, [(s.anchor, s.label) for s in sections], [s.html for s in sections],
+                    data, frames=beside, notices=notices, findings=key_findings(contents))
+        _publish(run, text, asset_dir)
+    except BaseException:  # what it made beside the page goes with it
+        shutil.rmtree(asset_dir, ignore_errors=True)
+        raise
+    log.info("report: %s (%.1f MB) in %.1f s", run.report, len(text.encode("utf-8", "replace")) / 1e6,
+             time.perf_counter() - t0)
+    return run.report
 
-    _remove_stale_figures(run, ctx.made)
-    sections = [explorer_section(explorer, sampled_maps(run))] + built
-    data = {"explorer": explorer, "sprites": sheets.describe(urls)}
-    summary = contents.summary or {}
-    primary = contents.primary
-    subtitle = " · ".join(filter(None, [
-        f"run {run.path.resolve().name}",
-        f"{contents.n:,} galaxies",
-        summary.get("layout") and f"{summary['layout']} survey",
-        primary and (primary.clusters or primary.empty) and f"{primary.count_text()} ({primary.name})",
-        time.strftime("%Y-%m-%d %H:%M"),
-    ]))
+
+def _notices(run: RunDir, contents: RunContents) -> list[str]:
+    """The lines at the page's top on what it leaves out or shows out of date, each logged too."""
     notices = []
     if contents.stale_model:  # the clusters, embeddings and figures below are an earlier model's
         notices.append(f"The model's clusters, embeddings and figures on this page are out of date: "
@@ -192,12 +208,30 @@ def build_report(run: RunDir | str | Path, cfg: Config | None = None) -> Path:
                                                         f"{run.stage_making_clustering(m)} RUN` makes it again)"
                                                         for m in missing) + ".")
         log.warning("report: %s", notices[-1])
-    text = page("Galaxy morphospace", subtitle, [(s.anchor, s.label) for s in sections], [s.html for s in sections],
-                data, frames=beside, notices=notices, findings=key_findings(contents))
-    write_text(run.report, text, errors="replace")  # a run folder named in Latin-1 is shown, not refused
-    log.info("report: %s (%.1f MB) in %.1f s", run.report, len(text.encode("utf-8", "replace")) / 1e6,
-             time.perf_counter() - t0)
-    return run.report
+    return notices
+
+
+def _publish(run: RunDir, text: str, made: Path) -> None:
+    """The new page and the files ``made`` beside it replace the earlier ones as one: the earlier
+    folder is put back where the page cannot be written; Ctrl-C and SIGTERM wait for the swap."""
+    from ..run.file_set import signals_held
+
+    files, previous = run.path / ASSET_DIR, run.path / f".{ASSET_DIR}.previous"
+    with signals_held():
+        if files.exists():
+            files.rename(previous)
+        try:
+            if made.exists():
+                made.rename(files)
+            write_text(run.report, text, errors="replace")  # a run folder named in Latin-1 is shown, not refused
+        except BaseException:
+            if previous.exists():
+                if files.exists():
+                    files.rename(made)
+                previous.rename(files)
+            raise
+    shutil.rmtree(previous, ignore_errors=True)
+    shutil.rmtree(made, ignore_errors=True)
 
 
 def _remove_stale_figures(run: RunDir, made: set[str]) -> None:

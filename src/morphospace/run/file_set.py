@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-__all__ = ["replace_file_set", "restore_unfinished"]
+__all__ = ["replace_file_set", "restore_unfinished", "signals_held"]
 
 _NAMES = ".names"  # inside the journal: the old set's names, written before any of them moves
 
@@ -27,7 +27,7 @@ def _journal(folder: Path, prefix: str) -> Path:
 
 
 @contextmanager
-def _signals_held() -> Iterator[None]:
+def signals_held() -> Iterator[None]:
     """Ctrl-C and SIGTERM wait until the block ends, then act as they would have. A handler, not a
     signal mask: a signal sent to the process goes to any thread that does not block it (torch's
     among them), and Python acts on it in the main thread all the same."""
@@ -79,7 +79,7 @@ def replace_file_set(stage: Path, names: list[str], folder: Path, prefix: str,
     restore_unfinished(folder, prefix, is_member)
     journal, done = _journal(folder, prefix), folder / f".{prefix}.replaced"
     shutil.rmtree(done, ignore_errors=True)  # of a swap killed after it was complete
-    with _signals_held():
+    with signals_held():
         try:
             old = sorted(p.name for p in folder.iterdir() if is_member(p.name) and p.is_file())
             journal.mkdir()
