@@ -629,6 +629,34 @@ def test_comparisons_made_before_a_clustering_changed_are_left_out_saying_so(tmp
     assert not (run.path / "comparisons" / "linear_probe.csv").exists()
 
 
+def test_comparisons_of_clusterings_left_out_or_removed_are_not_shown(tmp_path):
+    """A clustering made from an earlier embedding or map is left out of the page (said at its top),
+    but the Comparisons section still showed its tables, matrices and audit rows; with comparisons/
+    removed, its matrices and audit figures were still shown as the run's."""
+    from PIL import Image
+
+    from morphospace.analysis.compare import compare_run
+    from morphospace.run.provenance import input_stamp
+
+    run = make_fake_run(tmp_path / "run", n=40, size=32)
+    record = run.clustering_path("kmeans4_vade").with_suffix(".json")
+    write_json(record, {**json.loads(record.read_text()), "input_stamp": input_stamp(run, "vade")})
+    compare_run(run, Config())
+    html = build_report(run, Config()).read_text()
+    assert "Contingency tables" in html and "Made before the run changed" not in html
+    write_npy(run.embedding_path("vade"), np.load(run.embedding_path("vade")) + 1)  # the model's embedding again
+    html = build_report(run, Config()).read_text()
+    assert "clusterings compared were made from an earlier embedding or map (kmeans4_vade)" in html
+    assert "Contingency tables" not in html and "ami_matrix.png" not in html
+    shutil.rmtree(run.path / "comparisons")
+    for name in ("ari_matrix", "ami_matrix", "nuisance_audit"):
+        Image.new("RGB", (8, 8)).save(run.figure_path(name))
+    html = build_report(run, Config()).read_text()
+    assert "the compare stage&#39;s results are not in the run" in html or \
+        "the compare stage's results are not in the run" in html
+    assert not any(f"{name}.png" in html for name in ("ari_matrix", "ami_matrix", "nuisance_audit"))
+
+
 def test_clusters_that_hold_no_galaxy_are_counted_and_shown_as_such(tmp_path):
     """A collapsed mixture: the log and the files said 5 clusters (sizes [40, 0, ...]) while the
     page said "1 clusters", and the strips generated for the empty ones sat under "Other figures"

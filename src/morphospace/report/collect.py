@@ -342,12 +342,19 @@ class RunContents(AnomalyScores):
         """
         path = self.path / "comparisons" / "inputs.json"
         if not path.is_file():
-            return None
+            if not any((self.path / "comparisons").glob("*.csv")) and any(
+                    (self.path / "figures" / f"{name}.png").is_file() for name in ("ari_matrix", "ami_matrix",
+                                                                                    "nuisance_audit")):
+                # its figures outlived its results (comparisons/ removed): shown as the run's before
+                return "the compare stage's results are not in the run", True, True
+            return None  # none made, or made before what was compared was recorded
         try:
             was = json.loads(path.read_text())
             if was.get("incomplete"):
                 return "the last `morphospace compare` did not finish", True, True
             changed = self.run.comparison_inputs_changed(was)
+            # compared, then made stale by a new map or embedding: left out of the page, so out of its comparisons
+            left_out = sorted(n for n in was["clusterings"] if f"clusterings/{n}" in self.stale_results)
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return "their record of what was compared is damaged", True, True
         if changed["catalogue"]:
@@ -356,6 +363,9 @@ class RunContents(AnomalyScores):
         clusterings = changed["clusterings"]
         if clusterings:
             reasons.append(f"clusterings have changed since ({_few(clusterings)})")
+        if left_out:
+            reasons.append(f"clusterings compared were made from an earlier embedding or map ({_few(left_out)})")
+            clusterings = clusterings + left_out
         embeddings = changed["embeddings"] or []
         if embeddings:
             reasons.append(f"embeddings have changed since ({_few(embeddings)})")
