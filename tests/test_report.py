@@ -682,6 +682,23 @@ def test_clusters_that_hold_no_galaxy_are_counted_and_shown_as_such(tmp_path):
     assert one.count_text() == "1 cluster" and one.empty == []
 
 
+def test_the_model_s_generated_galaxies_are_shown_on_its_own_clusters_only(tmp_path):
+    """With the model's own clustering gone, the cards of K-Means's cluster k showed the model's
+    galaxies generated for its cluster k (other galaxies) as "generated for this cluster"."""
+    run = make_fake_run(tmp_path / "run", n=40, size=32)
+    figures = run.sub("figures")
+    for k in range(4):
+        Image.new("RGB", (80, 10), (10 * k, 0, 0)).save(figures / f"vade_generated_{k}.png")
+    html = build_report(run, Config()).read_text()
+    clusters = html.split('id="clusters"')[1].split("</section>")[0]
+    assert "vade_generated_1" in clusters
+    for suffix in (".parquet", ".json"):
+        run.clustering_path("vade").with_suffix(suffix).unlink(missing_ok=True)
+    html = build_report(run, Config()).read_text()
+    clusters = html.split('id="clusters"')[1].split("</section>")[0]
+    assert "kmeans4_vade" in clusters and "vade_generated_" not in clusters
+
+
 def test_a_copied_or_touched_run_keeps_its_comparisons(tmp_path):
     """The record of what was compared held sizes and modification times: `cp -r` (new times, the
     same bytes) or a `touch` of the catalogue made the report drop every comparison saying "the

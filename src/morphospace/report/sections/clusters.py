@@ -145,7 +145,9 @@ def cluster_section(ctx: ReportContext) -> Section | None:
         figs.append(figure(save_figure(draw_anomaly_by_cluster(groups, anomaly[0]), ctx.fig_path("cluster_anomaly")),
                            "Anomaly score by cluster."))
 
-    per_cluster_generated = {k: p for p in c.figures() if (k := cluster_of_figure(p)) is not None}
+    # the model's own clusters' strips (vade_generated_<k>): another clustering's cluster k is other galaxies
+    per_cluster_generated = {k: p for p in c.figures() if (k := cluster_of_figure(p)) is not None} \
+        if cl.name == "vade" else {}
     n_ex = max(1, int(getattr(ctx.cfg.report, "gallery_size", 16)))
     cards, gallery_rows = [], []
     how_chosen = ""
