@@ -467,6 +467,13 @@ def test_the_report_says_when_the_model_trained_on_a_sample(tmp_path):
     assert "trained on a random sample of 30 of the 40 galaxies" in html
     summary.write_text(json.dumps({"seconds": 1.0, "train_sample": None}))
     assert "trained on a random sample" not in build_report(run, Config()).read_text()
+    # damaged by hand: the report builds and says nothing it cannot read (a traceback before)
+    summary.write_text(json.dumps({"seconds": 1.0, "train_sample": "all"}))
+    assert "trained on a random sample" not in build_report(run, Config()).read_text()
+    map_record = run.reduction_path("vade_tsne").with_suffix(".json")
+    for damaged in ("[]", '{"fit_sample": "many"}'):
+        map_record.write_text(damaged)
+        assert "fitted on" not in build_report(run, Config()).read_text()
 
 
 def test_results_of_an_earlier_model_are_said_out_of_date(tmp_path, caplog):

@@ -39,7 +39,6 @@ PosixPath('runs/demo/report.html')
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -50,6 +49,7 @@ from ..config import Config
 from ..errors import UserError
 from ..progress import Timer
 from ..run import RunDir, write_text
+from ..run.provenance import read_record
 from .collect import RunContents
 from .context import PREFIX, ReportContext, Section, SpriteBook
 from .beside import GalleryBook, write_beside
@@ -246,11 +246,11 @@ def sampled_maps(run: RunDir) -> list[tuple[str, int]]:
     out = []
     for name in run.reductions():
         try:
-            n = json.loads(run.reduction_path(name).with_suffix(".json").read_text()).get("fit_sample")
-        except (OSError, ValueError):
+            n = int(read_record(run.reduction_path(name).with_suffix(".json")).get("fit_sample") or 0)
+        except (ValueError, TypeError):  # damaged by hand: nothing to say of its sample
             continue
         if n:
-            out.append((name, int(n)))
+            out.append((name, n))
     return out
 
 

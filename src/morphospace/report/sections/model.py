@@ -77,9 +77,9 @@ def _trained_on_samples(ctx: ReportContext) -> list[dict]:
     out = []
     for path in sorted((ctx.run.path / "models").glob("*/training.json")):
         try:
-            n = json.loads(path.read_text()).get("train_sample")
-        except (OSError, ValueError, AttributeError):
+            n = int(json.loads(path.read_text()).get("train_sample") or 0)
+        except (OSError, ValueError, AttributeError, TypeError):
             continue  # an unreadable summary says nothing about sampling
         if n:
-            out.append({"model": path.parent.name, "n": int(n)})
+            out.append({"model": path.parent.name, "n": n})
     return out
