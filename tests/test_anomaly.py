@@ -375,5 +375,6 @@ def test_the_report_shows_the_form_score_when_present(tmp_path, capsys):
     later = time.time() + 5
     os.utime(tags, (later, later))
     capsys.readouterr()
-    build_report(run, Config())
+    html = build_report(run, Config()).read_text(encoding="utf-8")
     assert "anomaly_tags.csv changed after the scores in anomaly.parquet" in capsys.readouterr().err
+    assert "anomaly_tags.csv, changed after these scores" in _strangest(html)  # on the page too, not the log alone

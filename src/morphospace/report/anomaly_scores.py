@@ -73,6 +73,12 @@ class AnomalyScores:
         return found[2] if found else {"interesting": 0, "boring": 0}
 
     @property
+    def anomaly_tags_changed(self) -> bool:
+        """Whether the user's tags file changed after the form score was re-ranked by it (said on the page)."""
+        found = self._form_anomaly_found
+        return bool(found and found[4])
+
+    @property
     def anomaly_description(self) -> str:
         """How the form anomaly score is made ("" for the VaDE's)."""
         found = self._form_anomaly_found
@@ -84,9 +90,9 @@ class AnomalyScores:
         return found[:2] if found else None
 
     @cached_property
-    def _form_anomaly_found(self) -> tuple[str, np.ndarray, dict[str, int], str] | None:
-        """(what, current score, tag counts, description) from ``anomaly.parquet`` (``analysis.anomaly``), or None
-        when absent or stale."""
+    def _form_anomaly_found(self) -> tuple[str, np.ndarray, dict[str, int], str, bool] | None:
+        """(what, current score, tag counts, description, tags changed since) from ``anomaly.parquet``
+        (``analysis.anomaly``), or None when absent or stale."""
         from ..analysis.anomaly import ANOMALY_FILE, read_anomaly, tags_current
         from ..analysis.anomaly_tags import TAGS_FILE
 
@@ -98,7 +104,8 @@ class AnomalyScores:
         if found is None:
             return None
         table, meta = found
-        if "tags_stamp" in meta and not tags_current(self.run, meta["tags_stamp"]):  # scores of earlier runs: no stamp
+        changed = "tags_stamp" in meta and not tags_current(self.run, meta["tags_stamp"])  # earlier runs': no stamp
+        if changed:
             log.warning("report: %s changed after the scores in %s: the report shows the scores of the last "
                         "`morphospace anomalies` call (run it to apply the file)", TAGS_FILE, ANOMALY_FILE)
         rows = self.rows_of(table["id"])
@@ -113,4 +120,4 @@ class AnomalyScores:
         column = "score" if sum(counts.values()) else "form_anomaly"
         score = np.full(self.n, np.nan)
         score[rows] = table[column].to_numpy(np.float64)
-        return str(meta.get("what") or "form anomaly"), score, counts, str(meta.get("description") or "")
+        return str(meta.get("what") or "form anomaly"), score, counts, str(meta.get("description") or ""), changed

@@ -59,6 +59,7 @@ def strangest_section(ctx: ReportContext, n: int = 24) -> Section | None:
         galaxies.append(ctx.thumb(row, caption=" \u00b7 ".join(bits), size="big"))
     html = render("strangest.html", histogram=figure(hist, "Where the strangest sit in the distribution."),
                   what=what, source=c.anomaly_source, tags=c.anomaly_tags, how=c.anomaly_description,
+                  tags_changed=c.anomaly_tags_changed,
                   galaxies=galaxies, prefix=PREFIX)
     return Section("strangest", "Strangest", html)
 
