@@ -261,6 +261,21 @@ def test_tags_keys_reload_and_csv(sky_report, browser, tmp_path):
 
 
 @browser_test
+def test_a_label_classify_would_read_as_no_label_is_refused(sky_report, browser):
+    """A label named "none" (or "NA", "N/A", "NaN") was taken, and its downloaded CSV then refused by
+    `classify` ("none") or its galaxies read as unlabelled (the others)."""
+    b = browser()
+    page = b.open(sky_report)
+    before = page.evaluate("morphospaceExplorer.labels()")
+    for name in ("none", "NA", " n/a ", "NaN", "Null"):
+        assert page.evaluate("n => morphospaceExplorer.addLabel(n)", name) is False, name
+        assert "reads as no label in morphospace classify" in page.inner_text("#ex-label-note")
+    assert page.evaluate("morphospaceExplorer.labels()") == before
+    assert page.evaluate("n => morphospaceExplorer.addLabel(n)", "nonesuch") is True  # a name that only begins so
+    assert b.errors == []
+
+
+@browser_test
 def test_cluster_names_persist_and_hostile_names_are_text(sky_report, browser, tmp_path):
     b = browser()
     page = b.open(sky_report)

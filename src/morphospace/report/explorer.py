@@ -40,6 +40,7 @@ from sklearn.decomposition import PCA
 
 from ..analysis.neighbour_index import searches_exactly
 from ..progress import Timer
+from ..run import MISSING_MARKERS
 from .clusterings import MISSING, Clustering
 from .collect import RunContents
 from .neighbours import latent_space, nearest_neighbours
@@ -390,6 +391,8 @@ def explorer_arrays(contents: RunContents, points: np.ndarray, k: int = 8, seed:
         "columns": tooltip_columns(contents, points, sky=sky is not None),
         "sky": sky,
         "storageKey": storage_key(contents),
+        # names classify reads as no label ("none" refused), which a label of the explorer may not take
+        "noLabelNames": sorted(MISSING_MARKERS - {""}),
     }
 
 

@@ -192,9 +192,16 @@
       note(name === null ? 'Tag removed from ' + what + '.' : 'Tagged ' + what + ' \u201c' + name + '\u201d.');
     });
   }
+  /* a name `morphospace classify` reads as no label ("none", "NA"...): the file downloaded was refused */
+  function noLabel(name) {
+    if ((E.noLabelNames || []).indexOf(name.toLowerCase()) < 0) return false;
+    note('\u201c' + name + '\u201d reads as no label in morphospace classify: choose another name.', true);
+    return true;
+  }
   function addLabel(name) {
     name = cleanName(name);
     if (!name) { note('A label needs a name.', true); return false; }
+    if (noLabel(name)) return false;
     if (lab.labels.indexOf(name) >= 0) { note('There is already a label \u201c' + name + '\u201d.', true); return false; }
     if (lab.labels.length >= MAX_LABELS) { note('At most ' + MAX_LABELS + ' labels.', true); return false; }
     lab.labels.push(name);
@@ -205,7 +212,7 @@
   }
   function renameLabel(old, name) {
     name = cleanName(name);
-    if (!name || name === old) return;
+    if (!name || name === old || noLabel(name)) return;
     if (lab.labels.indexOf(name) >= 0) { note('There is already a label \u201c' + name + '\u201d.', true); return; }
     lab.labels[lab.labels.indexOf(old)] = name;
     lab.tags.forEach(function (v, id) { if (v === old) lab.tags.set(id, name); });
