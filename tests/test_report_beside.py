@@ -228,3 +228,23 @@ def test_a_report_that_fails_half_way_leaves_the_earlier_page_with_its_files(tmp
     assert not any(p.name.startswith(".report") for p in run.path.iterdir())
     lazy = payload(page.read_text())["explorer"]["lazy"]
     assert lazy["shard"] == SHARD + 7 and all((run.path / f["url"]).is_file() for f in lazy["files"].values())
+
+
+def test_a_label_s_classes_take_the_page_s_colours_in_the_explorer(tmp_path):
+    """The explorer coloured a label's classes with the clusters' palette (morph3's edge_on the blue of
+    cluster 0) where the page's figures give them their own; and in the order of the points shown, so
+    a class absent from a sample shifted the others' colours."""
+    from morphospace.report.explorer import label_colouring
+    from morphospace.report.style import PALETTE
+    from morphospace.report.views import category_colours
+
+    run = make_fake_run(tmp_path / "run", n=60, size=16)
+    contents = RunContents(run)
+    values = np.asarray(contents.labels("morphology"), dtype=object)
+    every = label_colouring(contents, "morphology", np.arange(60))
+    classes = every["categories"]
+    assert every["colours"] == [category_colours(classes)[c] for c in classes]
+    assert not set(every["colours"]) & set(PALETTE[:len(classes)])
+    rest = np.flatnonzero(values != classes[0])  # a sample without the first class
+    some = label_colouring(contents, "morphology", rest)
+    assert some["categories"] == classes and some["colours"] == every["colours"] and some["counts"][0] == 0

@@ -43,9 +43,11 @@ from ..progress import Timer
 from ..run import MISSING_MARKERS
 from .clusterings import MISSING, Clustering
 from .collect import RunContents
+from .context import natural
 from .neighbours import latent_space, nearest_neighbours
 from .sky import SKY_COLUMNS, sky_map, sky_positions
 from .style import GREY, colormap_lut, colour
+from .views import category_colours
 
 log = logging.getLogger("morphospace")
 
@@ -108,7 +110,7 @@ def _categorical(name: str, kind: str, values: np.ndarray, order: list | None = 
     blank = np.array([isinstance(v, str) and v.strip() == "" for v in uniq], dtype=bool)
     present = [v for v, b in zip(uniq, blank) if not b]  # in order of first appearance, like Series.unique
     if order is None:
-        order = _natural_order(present)
+        order = natural(present)
     cats = [str(c) for c in order]
     index = {str(c): k for k, c in enumerate(order)}
     table = np.array([-1 if b else index.get(str(v), -1) for v, b in zip(uniq, blank)] + [-1], dtype=np.int16)
@@ -123,14 +125,14 @@ def _categorical(name: str, kind: str, values: np.ndarray, order: list | None = 
             "counts": counts, "codes": codes}
 
 
-def _natural_order(values) -> list:
-    def key(v):
-        try:
-            return (0, float(v), "")
-        except (TypeError, ValueError):
-            return (1, 0.0, str(v))
-
-    return sorted(values, key=key)
+def label_colouring(contents: RunContents, column: str, points: np.ndarray) -> dict:
+    """The explorer's colouring by a label column: its classes in the order and colours the page's
+    figures give them (:func:`~.views.category_colours`, apart from the clusters'), taken from every
+    galaxy, not the points shown (a class absent from a sample shifted the others' colours)."""
+    values = contents.labels(column)
+    present = pd.Series(values, dtype=object).dropna().astype(str)
+    order = natural(present[present.str.strip() != ""].unique())
+    return _categorical(column, "label", values[points], order=order, colours=category_colours(order))
 
 
 def clustering_colouring(c: Clustering, points: np.ndarray) -> dict:
@@ -373,7 +375,7 @@ def explorer_arrays(contents: RunContents, points: np.ndarray, k: int = 8, seed:
     primary = contents.primary
     ordered = ([primary] if primary else []) + [c for c in contents.clusterings if c is not primary]
     cl = [clustering_colouring(c, points) for c in ordered]
-    labs = [_categorical(col, "label", contents.labels(col)[points]) for col in contents.label_columns]
+    labs = [label_colouring(contents, col, points) for col in contents.label_columns]
     anomaly = contents.anomaly
     an = [anomaly_colouring(anomaly[0], anomaly[1], points)] if anomaly else []
     # the primary clustering, the truth, the anomaly score, then the rest
