@@ -261,6 +261,20 @@ def test_tags_keys_reload_and_csv(sky_report, browser, tmp_path):
 
 
 @browser_test
+def test_an_ra_just_below_360_degrees_wraps_to_0_as_its_hours_do(browser, tmp_path):
+    """RA 359.9999999 read "360.00000°" beside "00:00:00.00" in the tooltip."""
+    rng = np.random.default_rng(4)
+    run = with_sky(make_fake_run(tmp_path / "run", n=30, size=16), np.full(30, 359.9999999), rng.uniform(2, 2.4, 30))
+    b = browser()
+    page = b.open(build_report(run, Config()))
+    i, _ = visible_point(page, range(30))
+    hover(page, i)
+    text = page.inner_text("#ex-tooltip")
+    assert "0.00000\u00b0" in text and "360.00000" not in text and "00:00:00.00" in text
+    assert b.errors == []
+
+
+@browser_test
 def test_a_label_classify_would_read_as_no_label_is_refused(sky_report, browser):
     """A label named "none" (or "NA", "N/A", "NaN") was taken, and its downloaded CSV then refused by
     `classify` ("none") or its galaxies read as unlabelled (the others)."""

@@ -115,7 +115,9 @@
     var ra = SKY.ra[i], dec = SKY.dec[i];
     var raH = sexagesimal(ra, 15, 2, false);
     if (raH.indexOf('24:') === 0) raH = '00' + raH.slice(2);
-    return [ra.toFixed(5) + '\u00b0, ' + (dec < 0 ? '' : '+') + dec.toFixed(5) + '\u00b0',
+    var raD = ra.toFixed(5);
+    if (raD === '360.00000') raD = '0.00000';   // 359.999999 rounds up: the circle wraps, as the hours do
+    return [raD + '\u00b0, ' + (dec < 0 ? '' : '+') + dec.toFixed(5) + '\u00b0',
             raH + ', ' + sexagesimal(dec, 1, 1, true)];
   }
   function lutIndex(c, v) {
