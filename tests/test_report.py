@@ -689,6 +689,23 @@ def test_clusters_that_hold_no_galaxy_are_counted_and_shown_as_such(tmp_path):
     assert one.count_text() == "1 cluster" and one.empty == []
 
 
+def test_a_report_of_another_truth_than_the_comparisons_says_so(tmp_path):
+    """`report --set data.truth_label=kind` said the truth was kind above contingency tables, a
+    linear probe and an audit scored against morphology."""
+    from morphospace.analysis.compare import compare_run
+
+    run = make_fake_run(tmp_path / "run", n=40, size=32)
+    cat = run.read_catalogue()
+    cat["kind"] = pd.array(["a", "b"] * (len(cat) // 2) + ["a"] * (len(cat) % 2), dtype="string")
+    write_table(run.catalogue, cat)
+    compare_run(run, apply_overrides(Config(), ["data.truth_label=morphology"]))
+    html = html_lib.unescape(build_report(run, apply_overrides(Config(), ["data.truth_label=morphology"])).read_text())
+    assert "Contingency tables" in html and "Made before the run changed" not in html
+    html = html_lib.unescape(build_report(run, apply_overrides(Config(), ["data.truth_label=kind"])).read_text())
+    assert "they score the clusterings against morphology, and this page's truth label is kind" in html
+    assert "Contingency tables" not in html
+
+
 def test_the_model_s_generated_galaxies_are_shown_on_its_own_clusters_only(tmp_path):
     """With the model's own clustering gone, the cards of K-Means's cluster k showed the model's
     galaxies generated for its cluster k (other galaxies) as "generated for this cluster"."""

@@ -342,6 +342,6 @@ def compare_run(run: RunDir, cfg: Any) -> dict[str, Path]:
             (comp / "linear_probe.csv").unlink(missing_ok=True)  # a previous run's would be read as this one's
     else:  # no truth or no embedding: no probe, and none of an earlier compare left to read as this one's
         (comp / "linear_probe.csv").unlink(missing_ok=True)
-    write_json(comp / INPUTS, inputs)
+    write_json(comp / INPUTS, {**inputs, "truth": truth})  # the truth scored against: a report of another says so
     out["inputs"] = comp / INPUTS
     return out

@@ -359,6 +359,10 @@ class RunContents(AnomalyScores):
             return "their record of what was compared is damaged", True, True
         if changed["catalogue"]:
             return "the catalogue has changed since", True, True
+        if "truth" in was and was["truth"] != self.truth:  # `report --set data.truth_label=...` alone
+            return (f"they score the clusterings against {was['truth'] or 'no truth label'}, and this page's truth "
+                    f"label is {self.truth or 'none'} (`morphospace compare RUN --set data.truth_label=...` "
+                    "scores them against it)", True, True)
         reasons = []
         clusterings = changed["clusterings"]
         if clusterings:
