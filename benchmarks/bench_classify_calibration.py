@@ -31,7 +31,7 @@ def held_out_scores(proba: np.ndarray, codes: np.ndarray) -> dict:
     """Balanced accuracy, confidence, Brier, ECE and log loss of ``proba`` for true ``codes``."""
     from sklearn.metrics import balanced_accuracy_score
 
-    from morphospace.analysis.classify import calibration_scores
+    from morphospace.analysis.calibration import calibration_scores
 
     top = proba.max(axis=1)
     return {"bacc": balanced_accuracy_score(codes, proba.argmax(1)), "acc": float((proba.argmax(1) == codes).mean()),

@@ -10,8 +10,9 @@ from astropy.table import Table
 from sklearn.metrics import balanced_accuracy_score
 
 from morphospace.analysis.classes import column_names, read_labels
-from morphospace.analysis.classify import (FewLabelClassifier, _softmax, _temperature, calibration_scores,
-                                           margin_uncertainty)
+from morphospace.analysis.calibration import _temperature, calibration_scores
+from morphospace.analysis.calibration import softmax as _softmax
+from morphospace.analysis.classify import FewLabelClassifier, margin_uncertainty
 from morphospace.cli import main
 from morphospace.errors import InvalidArgument, UserError
 from morphospace.export import results_table

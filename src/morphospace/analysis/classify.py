@@ -9,7 +9,7 @@ unlabelled pool. From a handful to thousands of labels:
 * **Cross-validated scores.** Stratified k-fold, k = min(``cv``, labels of the smallest class):
   balanced accuracy (the mean recall over classes) and the confusion matrix of the out-of-fold
   predictions. A class with fewer than 2 labels, or a single class, is a one-line error.
-* **Calibrated probabilities.** The logits are divided by one temperature T, fitted by
+* **Calibrated probabilities** (:mod:`.calibration`). The logits are divided by one temperature T, fitted by
   minimising the log loss of out-of-fold logits (temperature scaling, Guo et al. 2017) made at
   the final model's L2 strength, so that they are on its scale: one parameter, and it never
   changes which class is predicted. T is used only where it lowers the log loss of held-out
@@ -39,11 +39,12 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ..errors import InvalidArgument
+from .calibration import fit_temperature, softmax
 from .inputs import fit_input, new_input, whole_number
 from .labels import missing_mask, named_none
 from .probe import probe_classifier
 
-__all__ = ["FewLabelClassifier", "check_labels", "margin_uncertainty", "calibration_scores"]
+__all__ = ["FewLabelClassifier", "check_labels", "margin_uncertainty"]
 
 KMEANS_EXACT_MAX = 20_000  # above this many rows the seeds come from a mini-batch k-means
 
@@ -86,44 +87,6 @@ def margin_uncertainty(proba: np.ndarray) -> np.ndarray:
     return 1.0 - (top[:, -1] - top[:, -2])
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def calibration_scores(proba: np.ndarray, codes: np.ndarray, bins: int = 10) -> dict:
-    """Brier score (multi-class: mean squared distance to the one-hot truth) and expected
-    calibration error of probabilities ``proba`` (N, K) for true class indices ``codes``.
-
-    Returns
-    -------
-    dict
-        ``brier``, ``ece`` (|accuracy - confidence| averaged over ``bins`` equal-width bins of
-        the top probability, weighted by the rows in each).
-    """
-    proba = np.asarray(proba, dtype=np.float64)
-    onehot = np.eye(proba.shape[1])[codes]
-    brier = float(((proba - onehot) ** 2).sum(axis=1).mean())
-    conf, hit = proba.max(axis=1), (proba.argmax(axis=1) == codes).astype(float)
-    which = np.minimum((conf * bins).astype(int), bins - 1)
-    ece = sum(abs(hit[which == b].mean() - conf[which == b].mean()) * (which == b).mean()
-              for b in range(bins) if (which == b).any())
-    return {"brier": brier, "ece": float(ece)}
-
-
-def _temperature(logits: np.ndarray, codes: np.ndarray) -> float:
-    """The temperature T minimising the log loss of softmax(logits / T) (T in [0.05, 20])."""
-    from scipy.optimize import minimize_scalar
-
-    def nll(log_t):
-        p = _softmax(logits / np.exp(log_t))
-        return -np.log(np.clip(p[np.arange(len(codes)), codes], 1e-12, None)).mean()
-
-    res = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
-    return float(np.exp(res.x))
-
-
 def _known_labels(values: np.ndarray) -> np.ndarray:
     """Labels without missing ones as a plain array (ints, floats or text); mixed types as text, a
     whole-number float as its integer (1.0 and '1' are one class, as the command line reads them)."""
@@ -134,7 +97,6 @@ def _known_labels(values: np.ndarray) -> np.ndarray:
             return out
     return np.array([str(int(v)) if isinstance(v, (float, np.floating)) and float(v).is_integer() else str(v)
                      for v in items])
-
 
 
 def _one_label_per_row(y) -> np.ndarray:
@@ -186,8 +148,8 @@ class FewLabelClassifier(ClassifierMixin, BaseEstimator):
         by ``temperature_``).
     calibration_ : dict
         ``method`` (how, or why not), ``temperature``, ``before`` and (where calibrating)
-        ``after``: :func:`calibration_scores` of the out-of-fold probabilities, each held-out
-        fold scaled by the temperature fitted on the others.
+        ``after``: :func:`~morphospace.analysis.calibration.calibration_scores` of the out-of-fold
+        probabilities, each held-out fold scaled by the temperature fitted on the others.
     labelled_ : ndarray of bool (N,)
         Which rows of the fitted ``X`` had a label.
     X_ : ndarray (N, D)
@@ -271,8 +233,8 @@ class FewLabelClassifier(ClassifierMixin, BaseEstimator):
         scaled = np.zeros_like(logits)
         for tr, te in split:
             scaled[te] = _logits(_fit(xl[tr], codes[tr], penalty), xl[te])
-        self.temperature_, self.calibration_ = _calibrate(scaled, codes, split, self.calibrate)
-        self.oof_proba_ = _softmax(scaled / self.temperature_)
+        self.temperature_, self.calibration_ = fit_temperature(scaled, codes, split, self.calibrate)
+        self.oof_proba_ = softmax(scaled / self.temperature_)
         return self
 
     # --- prediction ----------------------------------------------------------------------------
@@ -285,7 +247,7 @@ class FewLabelClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X) -> np.ndarray:
         """Calibrated class probabilities (N, K), columns in the order of ``classes_``."""
         self._check_model()
-        return _softmax(_logits(self.model_, new_input(self, X)) / self.temperature_)
+        return softmax(_logits(self.model_, new_input(self, X)) / self.temperature_)
 
     def predict(self, X) -> np.ndarray:
         """The most probable class of each row."""
@@ -400,32 +362,6 @@ def _chosen_c(clf) -> float:
     """The L2 strength C the fitted probe uses (chosen by its cross-validation, or its fixed one)."""
     lr = clf.steps[-1][1]
     return float(np.ravel(lr.C_)[0]) if hasattr(lr, "C_") else float(lr.C)
-
-
-def _log_loss(proba: np.ndarray, codes: np.ndarray) -> float:
-    return float(-np.log(np.clip(proba[np.arange(len(codes)), codes], 1e-12, None)).mean())
-
-
-def _calibrate(logits: np.ndarray, codes: np.ndarray, split, calibrate: bool) -> tuple[float, dict]:
-    """The temperature to use and the calibration's record, from out-of-fold ``logits``.
-
-    Judged on held-out folds: each fold's probabilities are scaled by the temperature fitted on
-    the other folds, so the "after" figures are of labels the temperature did not see. The
-    temperature (fitted on all folds) is used only where that lowers the held-out log loss: on a
-    handful of labels it is noise, and scaled by it the probabilities were worse than without.
-    """
-    before = _softmax(logits)
-    record = {"temperature": 1.0, "before": calibration_scores(before, codes)}
-    if not calibrate:
-        return 1.0, {**record, "method": "none"}
-    after = np.zeros_like(before)
-    for tr, te in split:
-        after[te] = _softmax(logits[te] / _temperature(logits[tr], codes[tr]))
-    record["after"] = calibration_scores(after, codes)
-    if _log_loss(after, codes) >= _log_loss(before, codes):
-        return 1.0, {**record, "method": "none: temperature scaling did not lower the log loss of held-out folds"}
-    t = _temperature(logits, codes)
-    return t, {**record, "temperature": t, "method": "temperature scaling on out-of-fold logits"}
 
 
 def _logits(clf, x) -> np.ndarray:
