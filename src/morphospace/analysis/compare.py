@@ -29,7 +29,7 @@ from ..errors import UserError
 from ..image.display import figure_text
 from ..progress import Timer, progress
 from ..run import RunDir, atomic_path, safe_name, write_json, write_table
-from ..run.provenance import read_record, stale_results
+from ..run.provenance import comparison_inputs, read_record, stale_results
 from .agreement import METRICS, NOISE_MODES, contingency_table, hungarian_accuracy, purity, score_pair
 from .labels import Encoded, clustering_in_cube_order, encode, label_columns, labels_in_cube_order, truth_column
 from .probe import fine_tuning_rows, probe_run
@@ -58,7 +58,7 @@ CONTINGENCY_INDEX = "contingency.json"  # each contingency file's clustering and
 # the clusterings of features fine-tuned on labels or of an LDA map, scored against labels on the labelled
 # galaxies held out of that training (how many, per clustering)
 HELD_OUT = "held_out.json"
-# what was compared (RunDir.comparison_inputs: clusterings, embeddings, catalogue), written last; marked
+# what was compared (run.provenance.comparison_inputs: clusterings, embeddings, catalogue), written last; marked
 # incomplete while the stage runs
 INPUTS = "inputs.json"
 
@@ -252,7 +252,7 @@ def compare_run(run: RunDir, cfg: Any) -> dict[str, Path]:
                         f"(run `morphospace cluster` again)")
     if not clusterings:
         raise UserError(f"no clusterings in {run.path}: run `morphospace cluster` first")
-    inputs = run.comparison_inputs()
+    inputs = comparison_inputs(run)
     write_json(run.sub("comparisons") / INPUTS, {"incomplete": True})  # results half rewritten are no one's
     catalogue = run.read_catalogue()
     ids = run.cube_ids()

@@ -21,7 +21,7 @@ import pandas as pd
 from ..analysis.labels import label_columns, labels_in_cube_order, truth_column  # one definition of "a label"
 from ..errors import UserError
 from ..run import RunDir, in_cube_order
-from ..run.provenance import stale_results
+from ..run.provenance import comparison_inputs_changed, stale_results
 from .anomaly_scores import AnomalyScores
 from .clusterings import Clustering, aligned_clustering, primary_choice
 
@@ -333,7 +333,7 @@ class RunContents(AnomalyScores):
         probes; None when they are this run's (or the run predates the record of what was compared).
 
         Their ``inputs.json`` records the clusterings, embeddings and catalogue compared
-        (:meth:`~morphospace.run.RunDir.comparison_inputs`), or that the last compare did not finish.
+        (:func:`~morphospace.run.provenance.comparison_inputs`), or that the last compare did not finish.
 
         Returns
         -------
@@ -352,7 +352,7 @@ class RunContents(AnomalyScores):
             was = json.loads(path.read_text())
             if was.get("incomplete"):
                 return "the last `morphospace compare` did not finish", True, True
-            changed = self.run.comparison_inputs_changed(was)
+            changed = comparison_inputs_changed(self.run, was)
             # compared, then made stale by a new map or embedding: left out of the page, so out of its comparisons
             left_out = sorted(n for n in was["clusterings"] if f"clusterings/{n}" in self.stale_results)
         except (OSError, ValueError, KeyError, TypeError, AttributeError):

@@ -19,7 +19,7 @@ import numpy as np
 from .rundir import RunDir
 from .writes import content_stamp, stamp_is_current
 
-__all__ = ["input_stamp", "read_record", "stale_results"]
+__all__ = ["comparison_inputs", "comparison_inputs_changed", "input_stamp", "read_record", "stale_results"]
 
 
 def _representation_path(run: RunDir, rep: str) -> Path:
@@ -93,3 +93,56 @@ def stale_results(run: RunDir) -> dict[str, str]:
         elif _made_from_earlier(run, record, rep, seen):
             out[f"clusterings/{name}"] = f"made from an earlier {rep}"
     return out
+
+
+def comparison_inputs(run: RunDir) -> dict:
+    """What the compare stage's results depend on: the :func:`~morphospace.run.writes.content_stamp`
+    of each clustering, each embedding (the linear probes) and the catalogue (its labels). The
+    stage writes it beside its results (``comparisons/inputs.json``); a report leaves out what
+    the run no longer holds the same of (:func:`comparison_inputs_changed`).
+
+    Parameters
+    ----------
+    run : RunDir
+
+    Returns
+    -------
+    dict
+    """
+    def stamp(path: Path):
+        try:
+            return content_stamp(path)
+        except OSError:
+            return None
+
+    return {"clusterings": {name: stamp(run.clustering_path(name)) for name in run.clusterings()},
+            "embeddings": {name: stamp(run.embedding_path(name)) for name in run.embeddings()},
+            "catalogue": stamp(run.catalogue)}
+
+
+def comparison_inputs_changed(run: RunDir, was: dict) -> dict:
+    """What differs between the run and a record of :func:`comparison_inputs`: a file is the same
+    while :func:`~morphospace.run.writes.stamp_is_current` (a copied run's, with new modification
+    times, is).
+
+    Parameters
+    ----------
+    run : RunDir
+    was : dict
+        The record; its ``embeddings`` may be missing (written before they were recorded).
+
+    Returns
+    -------
+    dict
+        ``catalogue`` (bool) and the sorted names of the ``clusterings`` and ``embeddings``
+        added, removed or rewritten since (``embeddings`` None where not recorded).
+    """
+    def changed(stamps: dict, names: list[str], path) -> list[str]:
+        return sorted(set(stamps) ^ set(names)
+                      | {n for n in set(stamps) & set(names) if not stamp_is_current(stamps[n], path(n))})
+
+    embeddings = was.get("embeddings")
+    return {"catalogue": not stamp_is_current(was["catalogue"], run.catalogue),
+            "clusterings": changed(dict(was["clusterings"]), run.clusterings(), run.clustering_path),
+            "embeddings": None if embeddings is None
+            else changed(dict(embeddings), run.embeddings(), run.embedding_path)}

@@ -351,56 +351,6 @@ class RunDir:
         ``cluster`` the rest."""
         return "embed" if name == "vade" else "cluster"
 
-    def comparison_inputs(self) -> dict:
-        """What the compare stage's results depend on: the :func:`~morphospace.run.writes.content_stamp`
-        of each clustering, each embedding (the linear probes) and the catalogue (its labels). The
-        stage writes it beside its results (``comparisons/inputs.json``); a report leaves out what
-        the run no longer holds the same of (:meth:`comparison_inputs_changed`).
-
-        Returns
-        -------
-        dict
-        """
-        from .writes import content_stamp
-
-        def stamp(path: Path):
-            try:
-                return content_stamp(path)
-            except OSError:
-                return None
-
-        return {"clusterings": {name: stamp(self.clustering_path(name)) for name in self.clusterings()},
-                "embeddings": {name: stamp(self.embedding_path(name)) for name in self.embeddings()},
-                "catalogue": stamp(self.catalogue)}
-
-    def comparison_inputs_changed(self, was: dict) -> dict:
-        """What differs between the run and a record of :meth:`comparison_inputs`: a file is the same
-        while :func:`~morphospace.run.writes.stamp_is_current` (a copied run's, with new modification
-        times, is).
-
-        Parameters
-        ----------
-        was : dict
-            The record; its ``embeddings`` may be missing (written before they were recorded).
-
-        Returns
-        -------
-        dict
-            ``catalogue`` (bool) and the sorted names of the ``clusterings`` and ``embeddings``
-            added, removed or rewritten since (``embeddings`` None where not recorded).
-        """
-        from .writes import stamp_is_current
-
-        def changed(stamps: dict, names: list[str], path) -> list[str]:
-            return sorted(set(stamps) ^ set(names)
-                          | {n for n in set(stamps) & set(names) if not stamp_is_current(stamps[n], path(n))})
-
-        embeddings = was.get("embeddings")
-        return {"catalogue": not stamp_is_current(was["catalogue"], self.catalogue),
-                "clusterings": changed(dict(was["clusterings"]), self.clusterings(), self.clustering_path),
-                "embeddings": None if embeddings is None
-                else changed(dict(embeddings), self.embeddings(), self.embedding_path)}
-
     def read_clustering(self, name: str) -> pd.DataFrame:
         """Clustering ``name``: columns id, label (-1 = noise) and, when soft, prob_<k>.
 
