@@ -21,7 +21,8 @@ from morphospace.config import Config, apply_overrides
 from morphospace.report import build_report
 from morphospace.report.beside import CHUNK_SCRIPT
 from morphospace.report.collect import RunContents
-from morphospace.report.explorer import _categorical, encode_column, explorer_arrays
+from morphospace.report.colourings import categorical_colouring as _categorical
+from morphospace.report.explorer import encode_column, explorer_arrays
 
 from report_fakerun import make_fake_run
 
@@ -234,7 +235,7 @@ def test_a_label_s_classes_take_the_page_s_colours_in_the_explorer(tmp_path):
     """The explorer coloured a label's classes with the clusters' palette (morph3's edge_on the blue of
     cluster 0) where the page's figures give them their own; and in the order of the points shown, so
     a class absent from a sample shifted the others' colours."""
-    from morphospace.report.explorer import label_colouring
+    from morphospace.report.colourings import label_colouring
     from morphospace.report.style import PALETTE
     from morphospace.report.views import category_colours
 
