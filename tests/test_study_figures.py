@@ -159,3 +159,28 @@ def test_a_large_map_draws_a_random_subset_and_says_so(monkeypatch):
     assert drawn == 50
     small = figures.draw_map(xy[:40], [("k", np.zeros(40))], "t-SNE")
     assert small._suptitle.get_text() == "t-SNE" and len(small.axes[0].collections[0].get_offsets()) == 40
+
+
+def test_a_map_shows_the_clusterings_made_on_it_by_their_record(tmp_path, monkeypatch):
+    """By the name's end, the VaDE's PCA map's kmeans3_vade_pca (and the pixels' kmeans8_pixels_pca)
+    were drawn on the features' map_pca, on other points, pushing its own clusterings out."""
+    import morphospace.study.figures as figures
+    from morphospace.run import write_json
+
+    run = fake_run(tmp_path / "run")
+    ids = run.cube_ids()
+    write_npy(run.reduction_path("vade_pca"), np.zeros((len(ids), 2), np.float32))
+    for name, rep in (("kmeans3_vade_pca", "vade_pca"), ("kmeans8_pixels_pca", "pixels_pca"), ("kmeans3_pca", "pca")):
+        run.write_clustering(name, ids, np.arange(len(ids)) % 3)
+        write_json(run.clustering_path(name).with_suffix(".json"), {"method": "kmeans", "representation": rep})
+    drawn = {}
+
+    def record(xy, panels, path, title):
+        drawn[path.name] = [name for name, _ in panels]
+        return path
+
+    monkeypatch.setattr(figures, "map_figure", record)
+    write_study_figures(run)
+    # kmeans8_pca has no record (made before records): its name still places it
+    assert drawn["map_pca.png"] == ["true distribution (morph3)", "kmeans3_pca", "kmeans8_pca"]
+    assert drawn["map_vade_pca.png"] == ["true distribution (morph3)", "kmeans3_vade_pca"]

@@ -36,6 +36,7 @@ import pandas as pd
 from ..analysis.labels import missing_mask, truth_column
 from ..image.display import display_image, figure_text
 from ..run import RunDir, atomic_path, in_cube_order
+from ..run.provenance import read_record
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -316,6 +317,12 @@ def write_study_figures(run: RunDir, cfg=None) -> list[Path]:
         return written
     ids = run.cube_ids().astype(str)
     read: dict[str, np.ndarray] = {}  # a clustering drawn on its map and in a gallery is read once
+    made_from: dict[str, str | None] = {}
+
+    def representation_of(name: str) -> str | None:
+        if name not in made_from:
+            made_from[name] = read_record(run.clustering_path(name).with_suffix(".json")).get("representation")
+        return made_from[name]
 
     def labels_of(name: str) -> np.ndarray:
         if name not in read:
@@ -332,7 +339,10 @@ def write_study_figures(run: RunDir, cfg=None) -> list[Path]:
         xy = run.read_reduction(red)
         if xy.ndim != 2 or xy.shape[1] < 2 or len(xy) != len(ids):
             continue
-        on_map = [c for c in clusterings if c.endswith("_" + red)]
+        # by each clustering's record of what it clustered: by the name's end, the VaDE's PCA map's
+        # kmeans3_vade_pca (or the pixels' kmeans8_pixels_pca) was drawn on the features' map_pca
+        on_map = [c for c in clusterings if representation_of(c) == red
+                  or (representation_of(c) is None and c.endswith("_" + red))]  # recorded before records
         panels = ([(f"true distribution ({truth})", truth_values)] if truth_values is not None else [])
         panels += [(c, labels_of(c)) for c in on_map]
         if panels:
