@@ -489,6 +489,9 @@ def test_a_refused_resume_leaves_the_study_resumable(tmp_path, monkeypatch, caps
     assert main([*command, "--resume", "--set", "train.seed=3"]) == 2
     assert "train.seed: 0 -> 3" in capsys.readouterr().err
     assert all(p.read_bytes() == data for p, data in kept.items())
+    assert main([*command, "--resume", "--set", "train.precision=bf16-mixed"]) == 2  # taken without a word
+    assert "train.precision: '32-true' -> 'bf16-mixed'" in capsys.readouterr().err
+    assert all(p.read_bytes() == data for p, data in kept.items())
     epochs = []
     monkeypatch.setattr(FineTuneModule, "on_train_epoch_start", lambda self: (epochs.append(self.current_epoch),
                                                                             started(self)))

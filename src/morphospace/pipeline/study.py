@@ -151,9 +151,10 @@ def check_resumable_study(run: RunDir, cfg: Config) -> None:
 
 # what the fine-tuned features are made of; the truth label aside (the study makes its labels the truth);
 # the seed draws the fine-tuning's split and order (a resume with another was refused by its checkpoint,
-# after the new seed was saved as the run's)
+# after the new seed was saved as the run's); the precision its arithmetic (resumed in another, the
+# features differed from an uninterrupted run's without a word)
 _FEATURE_SECTIONS = ("data", "preprocess", "study")
-_FEATURE_KEYS = ("train.seed",)
+_FEATURE_KEYS = ("train.seed", "train.precision")
 _NOT_COMPARED = {"data.truth_label"}
 # settings that name files, saved as typed: a relative one names another file from another folder
 _PATHS = {"data.path", "data.catalogue", "study.weights"}
