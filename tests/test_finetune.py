@@ -499,3 +499,22 @@ def test_a_refused_resume_leaves_the_study_resumable(tmp_path, monkeypatch, caps
     monkeypatch.chdir(tmp_path / "elsewhere")  # the same survey and run, from another folder
     assert main(["study", "--data", "../survey", "--out", "../run", *settings, "--resume"]) == 0
     assert epochs == [2]
+
+
+def test_study_settings_a_study_does_not_use_are_said(caplog):
+    """A frozen study's study.lr, .patience and .epochs, and a vade or ssl study's study.weights,
+    .input_size and .lr, were dropped without a word (only vade's mode and epochs were said)."""
+    import logging
+
+    from morphospace.pipeline.study import _say_study_settings_unused
+
+    cases = {("study.mode=frozen", "study.lr=0.5", "study.patience=7", "study.input_size=64"):
+             "study.lr = 0.5, study.patience = 7: not used by a frozen backbone",
+             ("study.backbone=vade", "study.weights=/x.pt", "study.input_size=64"):
+             "study.weights = '/x.pt', study.input_size = 64: not used by the vade backbone",
+             ("study.lr=0.5", "study.patience=7"): None}
+    for settings, said in cases.items():
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="morphospace"):
+            _say_study_settings_unused(apply_overrides(Config(), list(settings)))
+        assert (said in caplog.text) if said else caplog.text == "", settings

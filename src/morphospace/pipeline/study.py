@@ -71,14 +71,8 @@ def run_study(run: RunDir, cfg: Config, created: bool = False, resume: bool = Fa
         else:
             cfg = ingest_checked(run, cfg, check, check_catalogue)  # also before a finished run is replaced
         mask_if_asked(run, cfg)
+    _say_study_settings_unused(cfg)
     if cfg.study.backbone in ("vade", "ssl"):
-        from ..config.outputs import StudyConfig
-
-        unused = [f"study.{k} = {getattr(cfg.study, k)!r}" for k in ("mode", "epochs")
-                  if getattr(cfg.study, k) != getattr(StudyConfig(), k)]
-        if unused:  # said, not dropped in silence: the encoder is the model's, trained by its own settings
-            log.warning("%s: not used by the %s backbone, which fine-tunes nothing", ", ".join(unused),
-                        cfg.study.backbone)
         if cfg.study.backbone == "ssl":  # the self-supervised encoder is the form-first VaDE's
             cfg = apply_overrides(cfg, {"model.preset": "form"})
         trained = model_file(run)
@@ -102,6 +96,24 @@ def run_study(run: RunDir, cfg: Config, created: bool = False, resume: bool = Fa
     stage_cluster(run, cfg)
     stage_compare(run, cfg)
     return stage_report(run, cfg)
+
+
+def _say_study_settings_unused(cfg: Config) -> None:
+    """The study settings given (other than their defaults) that this study does not use, said, not
+    dropped in silence: a frozen backbone trains nothing (epochs, lr, patience), and the vade and ssl
+    backbones are the run's model, trained by its own settings."""
+    from ..config.outputs import StudyConfig
+
+    if cfg.study.backbone in ("vade", "ssl"):
+        keys, why = ("mode", "epochs", "weights", "input_size", "batch_size", "lr", "patience"), \
+            f"the {cfg.study.backbone} backbone, the run's own model, which the study fine-tunes nothing of"
+    elif cfg.study.mode == "frozen":
+        keys, why = ("epochs", "lr", "patience"), "a frozen backbone, which trains nothing"
+    else:
+        return
+    unused = [f"study.{k} = {getattr(cfg.study, k)!r}" for k in keys if getattr(cfg.study, k) != getattr(StudyConfig(), k)]
+    if unused:
+        log.warning("%s: not used by %s", ", ".join(unused), why)
 
 
 def _say_model_settings_unused(run: RunDir, cfg: Config) -> None:
