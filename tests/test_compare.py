@@ -388,6 +388,34 @@ def test_features_from_fine_tuned_weights_loaded_frozen_meet_the_labels_on_untra
     assert ari.loc[("kmeans6_features", "gz1_name"), "n"] == held.sum()
 
 
+def test_galaxies_of_another_survey_with_the_ids_trained_on_are_not_counted_as_trained_on(tmp_path, caplog):
+    """Ids recur across surveys (synth_000000): a frozen study of another survey with a fine-tuned
+    model.pt counted its galaxies of those ids as trained on, and scored only the rest, 'held out'.
+    The split keeps each galaxy's file; a galaxy is the one trained on where its file is too."""
+    from morphospace.analysis.probe import fine_tuning_rows
+    from morphospace.run import write_json
+
+    run, cat = fake_run(tmp_path)
+    inside = run.cube_catalogue()
+    ids = inside["id"].astype(str).to_numpy()
+    assert "source" in inside
+    held = np.arange(len(ids)) % 5 == 0
+    elsewhere = tmp_path / "earlier" / "models" / "efficientnet-lite0"
+    sources = inside["source"].astype(str).to_numpy().copy()
+    sources[: len(ids) // 2] = "/another/survey/" + ids[: len(ids) // 2]  # half of them: other files, same ids
+    write_table(elsewhere / "split.parquet", pd.DataFrame({"id": ids, "split": np.where(held, "validation", "train"),
+                                                           "source": sources}))
+    (elsewhere / "model.pt").write_bytes(b"weights")
+    write_npy(run.embedding_path("features"), np.zeros((len(ids), 4), np.float32))
+    write_json(run.embedding_path("features").with_suffix(".json"),
+               {"mode": "frozen", "model_dir": None, "weights_file": str(elsewhere / "model.pt")})
+    with caplog.at_level("WARNING", logger="morphospace"):
+        trained = fine_tuning_rows(run, "features")
+    other = np.arange(len(ids)) < len(ids) // 2
+    np.testing.assert_array_equal(trained, ~held & ~other)
+    assert f"{int((~held & other).sum())} galaxies have the ids of galaxies features was trained on" in caplog.text
+
+
 def test_clusterings_of_an_lda_map_meet_the_labels_on_the_galaxies_it_did_not_learn_from(tmp_path, caplog):
     """An LDA map is fitted on labels: its clusterings were scored against them over every galaxy,
     in-sample (K-Means(3) of it read AMI 0.90 where the features themselves give 0.13)."""

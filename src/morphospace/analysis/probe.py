@@ -262,12 +262,23 @@ def fine_tuning_rows(run, name: str, who: str = "linear probe") -> np.ndarray | 
             return None
         try:
             split = read_parquet(beside)
-            trained = set(split["id"].astype(str)[split["split"].astype(str) == "train"])
+            train = split[split["split"].astype(str) == "train"]
         except (OSError, ValueError, KeyError):
             log.warning("%s: %s comes from fine-tuned weights whose split (%s) is unreadable: every galaxy counted "
                         "as trained on", who, name, beside)
             return np.ones(len(ids), dtype=bool)
-        return np.isin(ids, list(trained))
+        by_id = np.isin(ids, train["id"].astype(str).to_numpy())
+        cat = run.cube_catalogue()
+        if "source" not in train or "source" not in cat:  # a split of an earlier version: by id alone
+            return by_id
+        # ids recur across surveys (synth_000000): a galaxy is the one trained on where its file is too
+        trained = set(zip(train["id"].astype(str), train["source"].astype(str)))
+        mask = np.array([pair in trained for pair in zip(ids, cat["source"].astype(str))], dtype=bool)
+        if by_id.sum() > mask.sum():
+            log.warning("%s: %d galaxies have the ids of galaxies %s was trained on (%s) but other files: another "
+                        "survey (or the same moved), counted as not trained on", who, int(by_id.sum() - mask.sum()),
+                        name, beside)
+        return mask
     split_path = run.path / str(meta["model_dir"]) / "split.parquet"
     try:
         split = read_parquet(split_path)

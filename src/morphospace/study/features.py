@@ -276,7 +276,11 @@ def study_features_run(run: RunDir, cfg: Config, resume: bool = False) -> dict:
         split = np.full(len(inside), "", dtype=object)
         split[ft.train_index_] = "train"
         split[ft.val_index_] = "validation"
-        write_table(model_dir / "split.parquet", pd.DataFrame({"id": inside["id"].astype(str), "split": split}))
+        # the files too: ids recur across surveys (every synthetic survey's synth_000000), and a frozen study
+        # of another survey with this model.pt took its galaxies of those ids for trained on
+        write_table(model_dir / "split.parquet", pd.DataFrame({"id": inside["id"].astype(str), "split": split,
+                                                               **({"source": inside["source"].astype(str)}
+                                                                  if "source" in inside else {})}))
     write_json(run.embedding_path(EMBEDDING).with_suffix(".json"), {
         "name": EMBEDDING, "kind": "cnn_features", "backbone": st.backbone, "mode": st.mode,
         "input_size": ft.input_spec_.size, "input_spec": ft.input_spec_.to_dict(), "feature_dim": ft.feature_dim_,
