@@ -1272,9 +1272,11 @@ def test_a_fine_tuning_study_refuses_labels_it_cannot_train_on_before_any_work(t
     data = tiny_folder_survey(tmp_path / "data", n=6)
     cat = pd.read_csv(data / "catalogue.csv")
     cat["one"], cat["blank"] = "spiral", np.nan
+    cat["few"] = ["p", "q", "q"] + [np.nan] * (len(cat) - 3)  # refused only at the split, once ingested and saved
     cat.to_csv(data / "catalogue.csv", index=False)
     out = tmp_path / "s"
-    for column, message in (("one", "at least 2 classes, got 1"), ("blank", "labelled images, got none")):
+    for column, message in (("one", "at least 2 classes, got 1"), ("blank", "labelled images, got none"),
+                            ("few", "at least 4 labelled images, got 3")):
         code = main(["study", "--data", str(data), "--out", str(out), "--backbone", "small", "--epochs", "1",
                      "--labels", column, "--quiet"])
         line = one_line_error(capsys, code)

@@ -24,6 +24,7 @@ __all__ = ["TASKS", "resolve_task", "encode_targets", "split_rows", "balanced_cl
 log = logging.getLogger("morphospace")
 
 TASKS = ("auto", "classification", "regression")
+MIN_LABELLED = 4  # the fewest the split into training and validation takes
 
 
 def resolve_task(y: np.ndarray, task: str = "auto") -> str:
@@ -77,6 +78,8 @@ def encode_targets(y, task: str = "auto") -> tuple[np.ndarray, np.ndarray | None
     y = np.asarray(y)
     if len(y) == 0:
         raise UserError("fine-tuning needs labelled images, got none")
+    if len(y) < MIN_LABELLED:  # said here, before any work: at the split, a study had ingested and saved them
+        raise UserError(f"fine-tuning needs at least {MIN_LABELLED} labelled images, got {len(y)}")
     task = resolve_task(y, task)
     if task == "classification":
         if y.ndim != 1:
@@ -115,8 +118,8 @@ def split_rows(targets: np.ndarray, task: str, val_fraction: float, seed: int) -
     from sklearn.model_selection import train_test_split
 
     n = len(targets)
-    if n < 4:
-        raise UserError(f"fine-tuning needs at least 4 labelled images, got {n}")
+    if n < MIN_LABELLED:
+        raise UserError(f"fine-tuning needs at least {MIN_LABELLED} labelled images, got {n}")
     strata = targets if task == "classification" else (targets.argmax(1) if targets.shape[1] > 1 else None)
     rows, alone = np.arange(n), np.zeros(0, dtype=int)
     if strata is not None:
