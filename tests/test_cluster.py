@@ -593,3 +593,30 @@ def payload_maps(html: str) -> list[str]:
 
     data = json.loads(re.search(r'<script type="application/json" id="morphospace-data">(.*?)</script>', html, re.S).group(1))
     return [m["name"] for m in data["explorer"]["maps"]]
+
+
+def test_what_was_made_from_an_embedding_the_run_no_longer_holds_is_left_out_and_not_clustered(tmp_path, caplog):
+    """A form run made a pixel-VaDE run: embed removed the form embedding, but its maps stayed, were
+    clustered again, compared, reported and exported as the run's (a missing source read as current)."""
+    from morphospace.analysis.reduce import reduce_run
+    from morphospace.run.provenance import made_from, stale_results
+
+    run = fake_run(tmp_path)
+    cfg = Config()
+    cfg.cluster.methods = ["kmeans"]
+    cfg.cluster.kmeans_k = [3]
+    reduce_run(run, cfg, embedding="features", reductions=["pca"])
+    cluster_run(run, cfg, representations=["features", "pca"])
+    made = sorted(str(p.relative_to(run.path)) for p in made_from(run, ["features"]))
+    assert made == ["clusterings/kmeans3_features.json", "clusterings/kmeans3_features.parquet",
+                    "clusterings/kmeans3_pca.json", "clusterings/kmeans3_pca.parquet",
+                    "comparisons/k_selection_features.csv", "comparisons/k_selection_pca.csv",
+                    "reductions/pca.json", "reductions/pca.npy"]
+    for suffix in (".npy", ".json"):
+        run.embedding_path("features").with_suffix(suffix).unlink(missing_ok=True)
+    assert stale_results(run)["reductions/pca"] == "made from the features embedding, which the run no longer holds"
+    assert stale_results(run)["clusterings/kmeans3_pca"] == "made from the map pca of an earlier features embedding"
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        written = cluster_run(run, cfg)
+    assert not any("_pca" in name for name in written)
+    assert "not clustered: pca (made from the features embedding, which the run no longer holds)" in caplog.text

@@ -693,11 +693,13 @@ def test_a_vade_run_made_a_pixel_pca_run_sets_the_model_s_results_aside(pca_run,
     (run / "models" / "small" / "model.pt").write_bytes(b"a study's fine-tuned CNN")
     np.save(run / "embeddings" / "vade.npy", np.zeros((12, 4), np.float32))
     (run / "clusterings" / "vade.parquet").write_bytes(b"the model's clusters")
+    (run / "comparisons" / "k_selection_form.csv").write_text("method,k\n")  # drawn as current before
     (run / "anomaly_tags.csv").write_text("id,tag\n")
     assert main(["train", str(run), "--quiet"]) == 0
     aside = list((run / "superseded").glob("*/models/vade/model.pt"))
     assert len(aside) == 1 and (aside[0].parents[2] / "embeddings" / "vade.npy").is_file()
     assert (aside[0].parents[2] / "clusterings" / "vade.parquet").is_file()
+    assert (aside[0].parents[2] / "comparisons" / "k_selection_form.csv").is_file()
     assert not (run / "models" / "vade").exists() and not (run / "embeddings" / "vade.npy").exists()
     # what was not made with it stays: the pixel PCA's results, a study's CNN, the user's tags
     assert (run / "embeddings" / "pixels_pca.npy").is_file() and (run / "models" / "small" / "model.pt").is_file()

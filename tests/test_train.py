@@ -547,8 +547,19 @@ def test_embed_run_writes_table_embedding_clustering_figures(trained):
 
     stale = run.embedding_path("form")  # left by a form model this pixel VaDE replaced
     write_npy(stale, np.ones((N_GAL, 4), np.float32))
+    # with a map of it, a clustering of that map and its k-selection table: clustered, compared, reported and
+    # exported again as the run's before
+    from morphospace.run import write_json
+
+    write_npy(run.reduction_path("form_pca"), np.ones((N_GAL, 2), np.float32))
+    write_json(run.reduction_path("form_pca").with_suffix(".json"), {"embedding": "form", "reduction": "pca"})
+    run.write_clustering("kmeans3_form_pca", run.cube_ids(), np.arange(N_GAL) % 3)
+    write_json(run.clustering_path("kmeans3_form_pca").with_suffix(".json"), {"representation": "form_pca"})
+    (run.sub("comparisons") / "k_selection_form_pca.csv").write_text("method,k\n")
     table = embed_run(run, cfg_for())
     assert not stale.exists()  # the run's primary embedding is then the model's own, not the old one
+    assert "form_pca" not in run.reductions() and "kmeans3_form_pca" not in run.clusterings()
+    assert not (run.path / "comparisons" / "k_selection_form_pca.csv").exists()
     saved = pd.read_parquet(run.path / TABLE_NAME)
     assert list(saved["id"]) == list(run.cube_ids())
     for col in ["z_mean_0", "z_mean_2", "z_log_var_2", "prob_0", "prob_1", "label", "label_prob", "recon_error",

@@ -76,7 +76,17 @@ def resolve_representations(run: RunDir, wanted: Sequence[str]) -> list[str]:
     ``embedding``: every embedding) and ``reductions`` (every reduction). An
     explicit id that the run does not have is an error.
     """
+    from ..run.provenance import stale_results
+
     embeddings, reductions = run.embeddings(), run.reductions()
+    # a map made from an earlier embedding, or one the run no longer holds: its clusterings would be
+    # left out of every comparison, the report and the export, so it is not clustered (reduce remakes it)
+    why = stale_results(run)
+    stale = sorted(r for r in reductions if f"reductions/{r}" in why)
+    if stale and any(w.strip() in ("all", "reduction", "reductions") for w in wanted):
+        log.warning("not clustered: %s (%s); `morphospace reduce RUN` makes them again", ", ".join(stale),
+                    why[f"reductions/{stale[0]}"])
+        reductions = [r for r in reductions if r not in stale]
     available = embeddings + [r for r in reductions if r not in embeddings]
     out: list[str] = []
     for w in wanted:

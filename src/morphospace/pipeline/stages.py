@@ -42,7 +42,7 @@ def _set_aside_the_model_s_results(run: RunDir) -> None:
     --model pca` on such a run reduced, clustered and reported the VaDE's results as the run's, its
     config saying pca). A study's CNN, the classes, the pixel PCA's own results and the user's files
     stay; a rename that fails puts back what moved."""
-    from ..run.provenance import read_record
+    from ..run.provenance import made_from
     from ..run.set_aside import move_into
     from ..vade.io import model_dir, model_file
 
@@ -51,13 +51,7 @@ def _set_aside_the_model_s_results(run: RunDir) -> None:
     mine = ("vade", "form")  # the model's embeddings
     paths = [model_dir(run), run.path / "vade_galaxies.parquet", run.path / "anomaly.parquet", run.path / "anomaly.json"]
     paths += [p for name in mine for p in run.path.glob(f"embeddings/{name}.*")]
-    maps = [rid for rid in run.reductions()
-            if read_record(run.reduction_path(rid).with_suffix(".json")).get("embedding") in mine]
-    paths += [p for rid in maps for p in run.path.glob(f"reductions/{rid}.*")]
-    for name in run.clusterings() + run.missing_clusterings():
-        made_from = read_record(run.clustering_path(name).with_suffix(".json")).get("representation")
-        if name.startswith("vade") or made_from in (*mine, *maps):
-            paths += list(run.path.glob(f"clusterings/{name}.*"))
+    paths += made_from(run, mine)  # their maps, clusterings and k-selection tables (drawn as current before)
     paths += list(run.path.glob("figures/vade_*"))
     present = list(dict.fromkeys(p for p in paths if p.exists() or p.is_symlink()))
     dest = run.new_superseded_folder()

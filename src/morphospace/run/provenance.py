@@ -19,7 +19,7 @@ import numpy as np
 from .rundir import RunDir
 from .writes import content_stamp, stamp_is_current
 
-__all__ = ["comparison_inputs", "comparison_inputs_changed", "input_stamp", "read_record", "stale_results"]
+__all__ = ["comparison_inputs", "comparison_inputs_changed", "input_stamp", "made_from", "read_record", "stale_results"]
 
 
 def _representation_path(run: RunDir, rep: str) -> Path:
@@ -58,8 +58,8 @@ def _made_from_earlier(run: RunDir, record: dict, rep: str, seen: dict) -> bool:
 
 def _differs(run: RunDir, rep: str, stamp: dict) -> bool:
     path = _representation_path(run, rep)
-    if not path.is_file():
-        return False
+    if not path.is_file():  # made from what the run no longer holds (a model replaced by another kind)
+        return True
     try:
         np.load(path, mmap_mode="r")  # the header and the length only
     except Exception:  # noqa: BLE001 - damaged (cut short, not an array): the stages that read it say so
@@ -83,7 +83,8 @@ def stale_results(run: RunDir) -> dict[str, str]:
         record = read_record(run.reduction_path(rid).with_suffix(".json"))
         source = str(record.get("embedding", ""))
         if _made_from_earlier(run, record, source, seen):
-            out[f"reductions/{rid}"] = f"made from an earlier {source} embedding"
+            out[f"reductions/{rid}"] = (f"made from an earlier {source} embedding" if _held(run, source)
+                                        else f"made from the {source} embedding, which the run no longer holds")
             stale_maps[rid] = source
     for name in run.clusterings():
         record = read_record(run.clustering_path(name).with_suffix(".json"))
@@ -91,8 +92,29 @@ def stale_results(run: RunDir) -> dict[str, str]:
         if rep in stale_maps:
             out[f"clusterings/{name}"] = f"made from the map {rep} of an earlier {stale_maps[rep]} embedding"
         elif _made_from_earlier(run, record, rep, seen):
-            out[f"clusterings/{name}"] = f"made from an earlier {rep}"
+            out[f"clusterings/{name}"] = (f"made from an earlier {rep}" if _held(run, rep)
+                                          else f"made from {rep}, which the run no longer holds")
     return out
+
+
+def _held(run: RunDir, rep: str) -> bool:
+    return _representation_path(run, rep).is_file()
+
+
+def made_from(run: RunDir, embeddings) -> list[Path]:
+    """The files of what was made from ``embeddings`` (names): their maps, the clusterings of them or of
+    their maps (and those named after the model, ``vade*``, where ``vade`` is one of them), and the
+    cluster stage's tables choosing k on them; the files that exist."""
+    mine = set(embeddings)
+    maps = {rid for rid in run.reductions()
+            if read_record(run.reduction_path(rid).with_suffix(".json")).get("embedding") in mine}
+    paths = [p for rid in sorted(maps) for p in run.path.glob(f"reductions/{rid}.*")]
+    for name in run.clusterings() + run.missing_clusterings():
+        rep = read_record(run.clustering_path(name).with_suffix(".json")).get("representation")
+        if rep in mine | maps or ("vade" in mine and name.startswith("vade")):
+            paths += list(run.path.glob(f"clusterings/{name}.*"))
+    paths += [run.path / "comparisons" / f"k_selection_{rep}.csv" for rep in sorted(mine | maps)]
+    return [p for p in dict.fromkeys(paths) if p.exists() or p.is_symlink()]
 
 
 def comparison_inputs(run: RunDir) -> dict:

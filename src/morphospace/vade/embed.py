@@ -210,10 +210,17 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
                 "model": str(model_file(run)), "model_fingerprint": made_by,
                 "components_merged": "groups" in enc})  # whether the run's clusters are in clusters.json
     if embedding is None:  # a form model's embedding, left by the model this one replaced: not this model's
-        for path in (run.embedding_path("form"), run.embedding_path("form").with_suffix(".json")):
-            if path.exists():
-                path.unlink()
-                log.info("removed %s: the form embedding of a model no longer the run's", path.name)
+        from ..run.provenance import made_from
+
+        # with its maps, their clusterings and k-selection tables: left, they were clustered, compared,
+        # reported and exported again as the run's
+        gone = [p for p in (run.embedding_path("form"), run.embedding_path("form").with_suffix(".json"))
+                if p.exists()] + made_from(run, ["form"])
+        for path in gone:
+            path.unlink()
+        if gone:
+            log.info("removed the form embedding of a model no longer the run's and what was made from it (%s)",
+                     ", ".join(str(p.relative_to(run.path)) for p in gone[:6]) + (", ..." if len(gone) > 6 else ""))
     if embedding is not None:
         views = int(hp["form"].get("embed_views") or 8)  # as the saved model resolved it (auto: 8, or 4 on a sample)
         write_npy(run.embedding_path("form"), np.asarray(embedding, dtype=np.float32))
