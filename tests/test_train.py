@@ -963,3 +963,31 @@ def test_a_run_without_its_model_says_how_to_finish_a_stopped_training(tmp_path)
     with pytest.raises(MissingFile, match=f"a training stopped before it finished: `morphospace train "
                                           f"{re.escape(str(tmp_path / 'run'))} --resume` finishes it"):
         load_vade(mdir / "model.pt")
+
+
+def test_an_embed_stopped_half_way_reads_as_not_current(trained, tmp_path, monkeypatch):
+    """The model's fingerprint was written before its clusters, form embedding and figures: an embed
+    killed in between left the earlier model's clusters beside this one's table, both read (and
+    exported) as this model's."""
+    import shutil
+
+    from morphospace.vade.embed import embed_run
+    from morphospace.vade.io import embeddings_outdated
+
+    run = RunDir(shutil.copytree(trained[0].path, tmp_path / "run"))
+    embed_run(run, cfg_for())
+    assert embeddings_outdated(run) is None
+    real = RunDir.write_clustering
+
+    def killed(self, name, *args, **kwargs):
+        if name == "vade":
+            raise KeyboardInterrupt
+        return real(self, name, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(RunDir, "write_clustering", killed)
+        with pytest.raises(KeyboardInterrupt):
+            embed_run(run, cfg_for())
+    assert embeddings_outdated(run) == "the last `morphospace embed` did not finish"
+    embed_run(run, cfg_for())
+    assert embeddings_outdated(run) is None

@@ -43,7 +43,7 @@ from ..progress import Timer
 from ..run import RunDir, read_cached_npy, write_json, write_npy, write_table
 from .figures import write_figures
 from .fitting import device_kwargs
-from .io import CLUSTERS_FILE, cluster_groups, fingerprint, load_vade, model_dir, model_file
+from .io import CLUSTERS_FILE, EMBED_UNDERWAY, cluster_groups, fingerprint, load_vade, model_dir, model_file
 
 log = logging.getLogger("morphospace")
 
@@ -183,6 +183,10 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
                           work_dir=model_dir(run) / "predict_shares", loader_workers=cfg.train.loader_processes())
     if enc is None:
         return None  # several processes embedded the cube; only the first gathers and writes
+    # until its last file is written the run's embedding is marked unfinished: killed half way, an
+    # embed left the earlier model's clusters beside this one's table, both read as this model's
+    note = run.embedding_path("vade").with_suffix(".json")
+    write_json(note, {"name": "vade", "model_fingerprint": None, EMBED_UNDERWAY: True})
     table = galaxy_table(ids, enc)
     cluster_proba = enc["proba"]
     if cfg.model.merge_components and enc["proba"].shape[1] > 2:
@@ -204,11 +208,6 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
     table["cluster_prob"] = cluster_proba.max(1).astype(np.float32)
     write_table(run.path / TABLE_NAME, table)
     write_npy(run.embedding_path("vade"), enc["z_mean"].astype(np.float32))
-    write_json(run.embedding_path("vade").with_suffix(".json"),
-               {"name": "vade", "what": "VaDE z_mean (mean of q(z|x))", "preset": hp["preset"],
-                "latent_dim": hp["latent_dim"], "n_components": int(enc["proba"].shape[1]),
-                "model": str(model_file(run)), "model_fingerprint": made_by,
-                "components_merged": "groups" in enc})  # whether the run's clusters are in clusters.json
     if embedding is None:  # a form model's embedding, left by the model this one replaced: not this model's
         from ..run.provenance import made_from
 
@@ -234,6 +233,10 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
         run.write_clustering("vade_components", ids, table["label"].to_numpy(), enc["proba"])
     else:
         (run.path / "clusterings" / "vade_components.parquet").unlink(missing_ok=True)
+    write_json(note, {"name": "vade", "what": "VaDE z_mean (mean of q(z|x))", "preset": hp["preset"],
+                      "latent_dim": hp["latent_dim"], "n_components": int(enc["proba"].shape[1]),
+                      "model": str(model_file(run)), "model_fingerprint": made_by,
+                      "components_merged": "groups" in enc})  # whether the run's clusters are in clusters.json
     counts = np.bincount(table["cluster"], minlength=cluster_proba.shape[1])
     log.info("VaDE clusters (%d, from K = %d components): sizes %s", cluster_proba.shape[1], enc["proba"].shape[1],
              counts.tolist())

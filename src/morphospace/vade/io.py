@@ -25,6 +25,7 @@ MODEL_NAME = "vade"  # RUN/models/vade/
 MODEL_FILE = "model.pt"  # the final model: weights + hyper-parameters, loadable without Lightning
 SET_ASIDE_NOTE = "set_aside.json"  # beside a model a new training set aside: which cube it was for
 CLUSTERS_FILE = "clusters.json"  # beside it: which components the embedding merged into each cluster
+EMBED_UNDERWAY = "underway"  # in embeddings/vade.json while embed writes: a killed embed is not current
 
 
 def model_dir(run: RunDir) -> Path:
@@ -74,6 +75,8 @@ def embeddings_outdated(run: RunDir) -> str | None:
     not those of the model now in the run, or None: it was trained again after them (the fingerprint
     ``embeddings/vade.json`` records differs), or it is gone or damaged. Runs embedded before the
     fingerprint was recorded, or not embedded, read as current."""
+    if _embedding_note(run).get(EMBED_UNDERWAY):
+        return "the last `morphospace embed` did not finish"
     made_by = _embedded_by(run)
     if made_by is None:
         return None
@@ -195,6 +198,8 @@ def _not_embedded(run: RunDir, made_by: str) -> bool:
     imported model alone, counts as embedded: its clusters are its components."""
     if not run.embedding_path("vade").with_suffix(".json").exists():
         return run.cube.is_file()
+    if _embedding_note(run).get(EMBED_UNDERWAY):  # an embed killed half way
+        return True
     fingerprint = _embedded_by(run)
     return fingerprint is not None and fingerprint != made_by
 
