@@ -217,9 +217,17 @@ def test_epochs_the_default_model_does_not_use_are_said_so():
         _say_unused_epochs(argparse.Namespace(epochs=50), Config())
         _say_unused_epochs(argparse.Namespace(epochs=None), Config())
         _say_unused_epochs(argparse.Namespace(epochs=50), apply_overrides(Config(), ["form.core=mlp"]))
+        assert len(seen) == 1 and "--epochs 50 is not used by the form model's linear core" in seen[0]
+        # nor the training settings given by --set (recorded as the model's, used by nothing)
+        given = ["train.batch_size=1", "train.lr=0.5", "train.seed=3"]
+        _say_unused_epochs(argparse.Namespace(epochs=None, overrides=given), apply_overrides(Config(), given))
+        assert len(seen) == 2 and seen[1].startswith("train.batch_size = 1, train.lr = 0.5: not used by the form "
+                                                     "model's linear core")
+        mlp = [*given, "form.core=mlp"]
+        _say_unused_epochs(argparse.Namespace(epochs=None, overrides=mlp), apply_overrides(Config(), mlp))
+        assert len(seen) == 2  # the MLP core trains by them
     finally:
         logger.removeHandler(handler)
-    assert len(seen) == 1 and "--epochs 50 is not used by the form model's linear core" in seen[0]
 
 
 def test_epochs_and_seed_are_checked_with_the_settings_they_go_with():

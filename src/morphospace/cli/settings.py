@@ -109,12 +109,28 @@ def _given_once(args, options: dict) -> None:
                             "give it once")
 
 
+# what trains the pixel VaDE and the form model's MLP core; the linear core is fitted in closed form,
+# and its SSL head and image decoder train by their own form.* settings
+_CORE_TRAINING = ("epochs", "pretrain_epochs", "batch_size", "lr", "final_lr_fraction", "weight_decay", "grad_clip",
+                  "augment")
+
+
 def _say_unused_epochs(args, cfg: Config) -> None:
-    """``--epochs`` sets ``train.epochs``, which the form model's linear core does not have."""
-    if getattr(args, "epochs", None) is not None and cfg.model.kind == "vade" and cfg.linear_core:
+    """``--epochs`` sets ``train.epochs``, which the form model's linear core does not have; nor any of
+    the training settings given (``--set train.lr=...``: recorded as the model's, used by nothing)."""
+    if cfg.model.kind != "vade" or not cfg.linear_core:
+        return
+    if getattr(args, "epochs", None) is not None:
         log.warning("--epochs %d is not used by the form model's linear core (fitted in closed form): its SSL "
                     "head trains form.ssl_epochs (%d), its image decoder form.decoder_epochs (%d)", args.epochs,
                     cfg.form.ssl_epochs, cfg.form.decoder_epochs)
+    given = _given_keys(args)
+    unused = [f"train.{k} = {getattr(cfg.train, k)!r}" for k in _CORE_TRAINING
+              if f"train.{k}" in given and not (k == "epochs" and getattr(args, "epochs", None) is not None)]
+    if unused:
+        log.warning("%s: not used by the form model's linear core (fitted in closed form); its SSL head and image "
+                    "decoder train by form.ssl_epochs and form.decoder_epochs (model.preset = default, or "
+                    "form.core = mlp, trains by them)", ", ".join(unused))
 
 
 def _save_changed_config(run: RunDir, cfg: Config) -> bool:
