@@ -280,7 +280,7 @@ def test_a_new_training_leaves_nothing_of_the_previous_model(tmp_path):
         (mdir / name).write_text("the previous model's")
     cfg = cfg_for()
     prepare_model_dir(run, cfg, resolve_hparams(cfg, 2, SIDE), resume=False)
-    assert sorted(p.name for p in mdir.iterdir()) == ["hparams.json"]
+    assert sorted(p.name for p in mdir.iterdir()) == ["hparams.json", "training_began.json"]
 
 
 # --- training ----------------------------------------------------------------------------------
@@ -991,3 +991,28 @@ def test_an_embed_stopped_half_way_reads_as_not_current(trained, tmp_path, monke
     assert embeddings_outdated(run) == "the last `morphospace embed` did not finish"
     embed_run(run, cfg_for())
     assert embeddings_outdated(run) is None
+
+
+def test_a_model_put_back_by_hand_beside_a_stopped_training_is_told_apart(trained, tmp_path):
+    """A model moved back from superseded/ (as the missing-model message says) beside a stopped
+    training's checkpoints: `--resume` then compared with the model's settings, refusing the stopped
+    training's own and accepting the model's (going on from the other training's checkpoint), and
+    overwrote the model put back when it ended."""
+    import json
+    import shutil
+
+    from morphospace.vade.fitting import TRAINING_BEGAN, check_resumable, prepare_model_dir
+
+    run = RunDir(shutil.copytree(trained[0].path, tmp_path / "run"))
+    mdir = run.path / "models" / "vade"
+    model = json.loads((mdir / "hparams.json").read_text())  # the model put back: seed 0
+    stopped = {**model, "seed": model["seed"] + 1}  # the training it stopped beside
+    (mdir / TRAINING_BEGAN).write_text(json.dumps(stopped))
+    check_resumable(run, stopped)  # the stopped training's own settings: accepted
+    with pytest.raises(UserError, match=f"seed {model['seed'] + 1} -> {model['seed']}"):
+        check_resumable(run, model)
+    made = (mdir / "model.pt").read_bytes()
+    prepare_model_dir(run, cfg_for(), stopped, resume=True)
+    aside = list((run.path / "superseded").glob("*/models/vade/model.pt"))
+    assert len(aside) == 1 and aside[0].read_bytes() == made and not (mdir / "model.pt").exists()
+    assert json.loads((mdir / "hparams.json").read_text())["seed"] == stopped["seed"]

@@ -43,6 +43,7 @@ __all__ = ["TrainResult", "check_resumable", "fit_vade", "prepare_model_dir", "r
 log = logging.getLogger("morphospace")
 
 LAST_CHECKPOINT = "last.ckpt"
+TRAINING_BEGAN = "training_began.json"  # the settings a training began with, which a resume goes on with
 # per-epoch means written to the logs (the first five in every phase, the others when joint)
 @dataclass
 class TrainResult:
@@ -61,15 +62,8 @@ def _clear_previous(run: RunDir, mdir: Path) -> None:
     # clusters, shares of a killed job): none of it may outlive a new training cut short. The trained
     # model itself, and what says what it is, is set aside rather than deleted: a new training
     # stopped half way (Ctrl-C during its view bank) left neither model
-    kept = [mdir / name for name in ("model.pt", "hparams.json", CLUSTERS_FILE, "training.json", "imported.json")
-            if (mdir / name).is_file()]
-    if any(p.name == "model.pt" for p in kept):
-        dest = run.new_superseded_folder()
-        move_into(run.path, kept, dest)
-        dest = dest / mdir.relative_to(run.path)
-        # which cube it was trained for: a run left without a model points to it only for that cube
-        # (an ingest of other galaxies sets models aside into superseded/ too)
-        write_json(dest / SET_ASIDE_NOTE, {"by": "train", "cube": file_stamp(run.cube) if run.cube.is_file() else None})
+    if (mdir / "model.pt").is_file():
+        kept, dest = _model_set_aside(run, mdir, "train")
         log.info("the previous model (%s) is set aside in %s while a new one trains (delete it when you no "
                  "longer need it)", ", ".join(p.name for p in kept), dest.relative_to(run.path))
     for p in mdir.iterdir():
@@ -77,6 +71,20 @@ def _clear_previous(run: RunDir, mdir: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
         else:
             p.unlink(missing_ok=True)
+
+
+def _model_set_aside(run: RunDir, mdir: Path, by: str) -> tuple[list[Path], Path]:
+    """The trained model in ``mdir`` and what says what it is, moved to ``superseded/<time>/``; returns
+    the files moved and the folder they went to."""
+    kept = [mdir / name for name in ("model.pt", "hparams.json", CLUSTERS_FILE, "training.json", "imported.json")
+            if (mdir / name).is_file()]
+    dest = run.new_superseded_folder()
+    move_into(run.path, kept, dest)
+    dest = dest / mdir.relative_to(run.path)
+    # which cube it was trained for: a run left without a model points to it only for that cube
+    # (an ingest of other galaxies sets models aside into superseded/ too)
+    write_json(dest / SET_ASIDE_NOTE, {"by": by, "cube": file_stamp(run.cube) if run.cube.is_file() else None})
+    return kept, dest
 
 
 def comparable_hparams(hp: dict[str, Any]) -> dict[str, Any]:
@@ -123,12 +131,15 @@ def check_resumable(run: RunDir, hp: dict[str, Any], checkpoint: str | None = No
         if ckpt == mdir / LAST_CHECKPOINT and done > int(hp["epochs"]):  # Lightning's traceback, the settings saved
             raise UserError(f"cannot resume: the training has done {done} epochs, more than the {hp['epochs']} asked "
                             f"for: give at least {done} (train.epochs), or train again without --resume")
+    # the stopped training's own record of its settings: hparams.json is the model's, and a model put back
+    # by hand from superseded/ (as the missing-model message says) brought another training's
+    record = mdir / TRAINING_BEGAN if (mdir / TRAINING_BEGAN).is_file() else mdir / "hparams.json"
     try:
-        saved = json.loads((mdir / "hparams.json").read_text()) if (mdir / "hparams.json").is_file() else None
+        saved = json.loads(record.read_text()) if record.is_file() else None
         if saved is not None and not isinstance(saved, dict):
             raise ValueError("not a table of settings")
     except (OSError, ValueError) as exc:  # what the training began with cannot be told: no resume on it
-        raise UserError(f"{mdir / 'hparams.json'} is damaged ({first_line(exc)[:160]}): the settings the training "
+        raise UserError(f"{record} is damaged ({first_line(exc)[:160]}): the settings the training "
                         "began with are unknown; train again without --resume") from None
     if saved is not None:
         old, now = comparable_hparams(saved), comparable_hparams(hp)
@@ -163,8 +174,28 @@ def prepare_model_dir(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool
     if not launched_as_later_rank():
         if not resume:
             _clear_previous(run, mdir)
+            write_json(mdir / TRAINING_BEGAN, hp)
+        else:
+            _set_aside_another_training_s_model(run, mdir)
         write_json(mdir / "hparams.json", hp)
     return mdir
+
+
+def _set_aside_another_training_s_model(run: RunDir, mdir: Path) -> None:
+    """A resume goes on with the stopped training; a finished model beside its checkpoints that another
+    training made (put back by hand from superseded/) is set aside again, not overwritten when this
+    one ends (it was lost)."""
+    try:
+        began = json.loads((mdir / TRAINING_BEGAN).read_text())
+        model = json.loads((mdir / "hparams.json").read_text())
+    except (OSError, ValueError):
+        return  # a training begun before its record was kept, or no model: nothing to tell apart
+    if not (mdir / "model.pt").is_file() or not isinstance(model, dict) or not isinstance(began, dict) \
+            or not hparam_changes("settings", comparable_hparams(began), comparable_hparams(model)):
+        return
+    _, dest = _model_set_aside(run, mdir, "train --resume")
+    log.warning("the model in %s is not the stopped training's (other settings): set aside in %s while the training "
+                "goes on (delete it when you no longer need it)", mdir.relative_to(run.path), dest.relative_to(run.path))
 
 
 def device_kwargs(cfg: Config) -> dict[str, Any]:
