@@ -222,6 +222,34 @@ def test_the_run_s_configuration_says_what_the_imported_model_is(tmp_path, capsy
 
 
 @needs_peer
+def test_an_import_into_a_run_of_galaxies_keeps_its_settings_and_a_survey_folder_is_refused(tmp_path, capsys):
+    """Imported into a run that held galaxies, the run's saved survey and preprocessing were reset to
+    the defaults and the astrovader preset's (128 px grey) beside its 3 x 32 x 32 cube, without a word;
+    imported into a survey's own folder, the data folder became a run."""
+    import tomllib
+
+    from fixtures import galaxy_rgb, save_image
+    from morphospace.cli import main
+
+    data = tmp_path / "data"
+    for i in range(4):
+        save_image(data / f"g{i}.png", galaxy_rgb(48, seed=i))
+    run = tmp_path / "run"
+    assert main(["ingest", str(data), "--out", str(run), "--size", "32", "--quiet"]) == 0
+    before = tomllib.loads((run / "config.toml").read_text())
+    assert main(["import-astrovader", str(WEIGHTS), "--out", str(run)]) == 0
+    after = tomllib.loads((run / "config.toml").read_text())
+    assert after["data"] == before["data"] and after["preprocess"] == before["preprocess"]
+    assert after["model"]["preset"] == "astrovader" and after["model"]["latent_dim"] == 20
+    assert "the run's cube holds 3 x 32 x 32 images and the imported model takes 1 x 128 x 128" in capsys.readouterr().err
+    listed = sorted(p.name for p in data.iterdir())
+    code = main(["import-astrovader", str(WEIGHTS), "--out", str(data), "--quiet"])
+    line = capsys.readouterr().err.strip()
+    assert code == 2 and "holds a survey (folder layout)" in line and "\n" not in line
+    assert sorted(p.name for p in data.iterdir()) == listed
+
+
+@needs_peer
 def test_the_documented_order_import_then_ingest_keeps_the_imported_model(tmp_path, capsys):
     """README: import into a new run, then ingest the galaxies into it. The ingest took the imported
     model for a result of an earlier ingest (there was none), moved it to superseded/, and embed

@@ -276,7 +276,12 @@ def _dispatch(args) -> int | None:
         from ..nets.weights import existing_weights_file
 
         existing_weights_file(args.weights)  # before the run's folder is made
+        pipeline.check_not_a_survey(args.out)
         run, cfg, created, _ = _new_run(args, args.out)
+        if not created and run.cube.is_file():
+            # into a run that holds galaxies: its own settings (which made its cube) with those given, not
+            # the defaults, which reset its survey and preprocessing without a word
+            cfg = _config_for(args, run)
         run.acquire_lock()
         with pipeline.removed_on_failure(run, created):  # weights it cannot read: no folder left behind
             pipeline.stage_import_astrovader(run, cfg, Path(args.weights))

@@ -50,8 +50,11 @@ def stage_import_astrovader(run: RunDir, cfg: Config, weights: Path) -> Path:
         if had != hp[key] and had != getattr(ModelConfig(), key):
             log.warning("model.%s = %s in the settings, but the imported model has %s: saved as %s",
                         key, had, hp[key], hp[key])
-    cfg = apply_overrides(cfg, {"preprocess.preset": "astrovader", "model.preset": "astrovader",
-                                "model.latent_dim": int(hp["latent_dim"]), "model.n_components": int(hp["n_components"])})
+    model = {"model.preset": "astrovader", "model.latent_dim": int(hp["latent_dim"]),
+             "model.n_components": int(hp["n_components"])}
+    # a run without galaxies yet gets the preprocessing the model takes, for its ingest; one that holds
+    # them keeps the settings its cube was made with (said below where the model cannot take it)
+    cfg = apply_overrides(cfg, model if run.cube.is_file() else {"preprocess.preset": "astrovader", **model})
     save_config(run, cfg)
     path = import_astrovader(run, weights, built)
     log.info("import-astrovader: the published AstroVaDEr from %s (latent %d, %d components) as the run's model %s",

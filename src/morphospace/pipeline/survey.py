@@ -284,3 +284,23 @@ def ingest_run(run: RunDir, cfg: Config, created: bool) -> dict:
             log.warning("%s: `morphospace train` refuses this cube with these settings", exc)
     mask_if_asked(run, cfg)
     return summary
+
+
+def check_not_a_survey(out: str) -> None:
+    """A one-line :class:`UserError` where ``out`` (no run yet) holds a survey: a model imported there
+    made the data folder a run, which `ingest DATA --out DATA` then refused."""
+    import shlex
+
+    from ..data.ingest import detect_layout
+    from ..run.places import is_run
+
+    folder = Path(out)
+    if not folder.is_dir() or is_run(folder):
+        return
+    try:
+        layout = detect_layout(folder)
+    except UserError:  # no survey here
+        return
+    raise UserError(f"--out {out} holds a survey ({layout} layout): import the model into a folder of its own, "
+                    f"then ingest the survey into it (morphospace ingest {shlex.quote(out)} --out RUN "
+                    "--preset astrovader)")
