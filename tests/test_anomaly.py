@@ -378,3 +378,16 @@ def test_the_report_shows_the_form_score_when_present(tmp_path, capsys):
     html = build_report(run, Config()).read_text(encoding="utf-8")
     assert "anomaly_tags.csv changed after the scores in anomaly.parquet" in capsys.readouterr().err
     assert "anomaly_tags.csv, changed after these scores" in _strangest(html)  # on the page too, not the log alone
+
+
+def test_anomalies_say_when_the_form_embedding_is_not_the_run_s_model_s(form_run, capsys):
+    """Trained again and not embedded: `anomalies` ranked the previous model's form embedding without
+    a word (export said only that the vade columns were out of date)."""
+    import json
+
+    run = form_run[0]
+    note = run.embedding_path("vade").with_suffix(".json")
+    note.write_text(json.dumps({"name": "vade", "model_fingerprint": "of a model since replaced"}))
+    assert main(["anomalies", str(run.path), "--top", "3"]) == 0
+    assert "the form embedding scored is not that of the run's model: the model they came from is no longer " \
+           "in the run" in capsys.readouterr().err

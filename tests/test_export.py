@@ -296,5 +296,5 @@ def test_export_says_when_the_model_behind_its_clusters_is_gone(run, caplog):
     note.write_text(json.dumps({"name": "vade", "model_fingerprint": "of the model embedded"}))
     with caplog.at_level(logging.WARNING, logger="morphospace"):
         assert "cluster_vade" in results_table(run).columns
-    assert "the model's own clusters and scores (vade, vade_*) are not those of the run's model: the model they " \
-           "came from is no longer in the run" in caplog.text
+    assert "the model's own clusters and scores (vade, vade_*, and the form anomaly score made from its form " \
+           "embedding) are not those of the run's model: the model they came from is no longer in the run" in caplog.text

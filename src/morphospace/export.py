@@ -96,8 +96,9 @@ def results_table(run: RunDir, ascii_text: bool = False) -> pd.DataFrame:
         log.warning("export: the last `morphospace cluster` did not finish: some of the exported clusterings are its "
                     "and the others the run's before (run `morphospace cluster %s` again for one set)", run.path)
     if (why := embeddings_outdated(run)) is not None:  # as the report says it
-        log.warning("export: the model's own clusters and scores (vade, vade_*) are not those of the run's model: "
-                    "%s (run `morphospace embed %s` to make them again)", why, run.path)
+        log.warning("export: the model's own clusters and scores (vade, vade_*, and the form anomaly score made from "
+                    "its form embedding) are not those of the run's model: %s (run `morphospace embed %s` to make "
+                    "them again)", why, run.path)
     stale = {k.partition("/")[2]: why for k, why in stale_results(run).items() if k.startswith("clusterings/")}
     if stale:  # left out, as compare and the report leave them out: they describe another version of the galaxies
         shown = "; ".join(f"{k} ({v})" for k, v in list(stale.items())[:3]) + ("; ..." if len(stale) > 3 else "")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 from ..errors import UserError
 from .options import common, printable, stage
+
+log = logging.getLogger("morphospace")
 
 NAME = "anomalies"
 
@@ -44,6 +48,11 @@ def run(args, run) -> int:
         note = run.pixel_pca_note() or "model.preset = form, then `morphospace train` and `morphospace embed`"
         raise UserError(f"no form embedding in {run.path}: the anomaly score needs the form-first model ({note})")
     checked_request(run, args.interesting, args.boring, args.untag)  # a mistake changes nothing
+    from ..vade.io import embeddings_outdated
+
+    if (why := embeddings_outdated(run)) is not None:  # the form embedding is the model's: scored, said
+        log.warning("the form embedding scored is not that of the run's model: %s (run `morphospace embed %s`, "
+                    "then this again)", why, run.path)
     seed = saved_random_state(run)
     before = anomaly_run(run, random_state=seed)  # refreshed: a re-embedded run or tags edited by hand
     old = read_tags(run)
