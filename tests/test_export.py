@@ -298,3 +298,27 @@ def test_export_says_when_the_model_behind_its_clusters_is_gone(run, caplog):
         assert "cluster_vade" in results_table(run).columns
     assert "the model's own clusters and scores (vade, vade_*, and the form anomaly score made from its form " \
            "embedding) are not those of the run's model: the model they came from is no longer in the run" in caplog.text
+
+
+def test_export_refuses_to_overwrite_a_file_of_the_survey_the_run_read(run, tmp_path, capsys):
+    """`export RUN --out survey/catalogue.csv` replaced the survey's own catalogue with the results
+    table (no file column), and the survey could not be ingested again; an earlier export there is
+    written again."""
+    import json
+
+    from morphospace.cli import main
+
+    survey = tmp_path / "survey"
+    survey.mkdir()
+    (survey / "catalogue.csv").write_text("id,file,morph\na,a.png,spiral\n")
+    (survey / "a.png").write_bytes(b"an image")
+    run.ingest_summary.write_text(json.dumps({"source": str(survey)}))
+    for name in ("catalogue.csv", "a.png"):
+        before = (survey / name).read_bytes()
+        code = main(["export", str(run.path), "--out", str(survey / name), "--quiet"])
+        line = capsys.readouterr().err.strip()
+        assert code == 2 and "is a file of the survey the run read" in line and "\n" not in line
+        assert (survey / name).read_bytes() == before
+    for name in ("results.csv", "results.parquet", "results.fits"):  # new, then written again
+        assert main(["export", str(run.path), "--out", str(survey / name), "--quiet"]) == 0
+        assert main(["export", str(run.path), "--out", str(survey / name), "--quiet"]) == 0, capsys.readouterr().err

@@ -168,6 +168,41 @@ def results_table(run: RunDir, ascii_text: bool = False) -> pd.DataFrame:
     return pd.concat([table, pd.DataFrame(results, index=table.index)], axis=1)
 
 
+def _check_not_the_survey_s(run: RunDir, out: Path) -> None:
+    """A one-line :class:`UserError` where ``out`` is a file of the survey the run read (its catalogue,
+    an image, its HDF5 file): replaced by the results, the survey could not be ingested again."""
+    from .pipeline.survey import survey_read
+
+    survey = survey_read(run)
+    if not survey or not out.is_file():
+        return
+    target, root = out.resolve(), Path(survey).resolve()
+    if (target == root or (root.is_dir() and target.is_relative_to(root))) and not _an_export(target):
+        raise UserError(f"--out {out} is a file of the survey the run read ({survey}): write the results catalogue "
+                        "under a new name")
+
+
+def _an_export(path: Path) -> bool:
+    """Whether ``path`` holds a results catalogue an export wrote (its ``flag_<reason>`` columns, which
+    no survey's catalogue has): writing it again is fine."""
+    try:
+        if path.suffix.lower() == ".csv":
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                names = fh.readline().split(",")
+        elif path.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+
+            names = pq.read_schema(path).names
+        else:
+            from astropy.io import fits
+
+            with fits.open(path) as hdul:
+                names = list(getattr(hdul[1], "columns", None).names) if len(hdul) > 1 else []
+    except Exception:  # noqa: BLE001 - unreadable as a table: not an export of ours
+        return False
+    return any(str(n).strip().lower().startswith("flag_") for n in names)
+
+
 def export(run: RunDir, out: str | Path) -> Path:
     """Write the results catalogue of ``run`` to a file, atomically.
 
@@ -210,6 +245,7 @@ def export(run: RunDir, out: str | Path) -> Path:
                         "its files under a new name")
     if out.is_dir() or folder_meant:
         raise UserError(f"--out {out} is a folder: name a file (.csv, .parquet or .fits)")
+    _check_not_the_survey_s(run, out)
     suffix = out.suffix.lower()
     if suffix not in FORMATS:
         raise UserError(f"cannot export to '{out.name}': use one of {', '.join(FORMATS)}")
