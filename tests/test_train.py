@@ -1016,3 +1016,16 @@ def test_a_model_put_back_by_hand_beside_a_stopped_training_is_told_apart(traine
     aside = list((run.path / "superseded").glob("*/models/vade/model.pt"))
     assert len(aside) == 1 and aside[0].read_bytes() == made and not (mdir / "model.pt").exists()
     assert json.loads((mdir / "hparams.json").read_text())["seed"] == stopped["seed"]
+
+
+def test_generated_galaxies_go_to_a_folder_named_with_a_tilde_as_named(tmp_path, monkeypatch):
+    """`generate --out "~/gg"` (quoted: no shell expands it) staged the PNGs in ./~/gg while astropy
+    wrote the FITS under the home folder: "No such file or directory", an empty ./~/gg left."""
+    from morphospace.vade.embed import write_generated
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    paths = write_generated(np.random.default_rng(0).random((2, 1, 8, 8)).astype(np.float32), "~/gg")
+    assert sorted(p.name for p in (tmp_path / "~" / "gg").iterdir() if not p.name.startswith(".")) == [
+        "generated_0000.fits", "generated_0000.png", "generated_0001.fits", "generated_0001.png"]
+    assert all(p.is_file() for p in paths) and not (tmp_path / "home").exists()

@@ -297,7 +297,9 @@ def write_generated(images: np.ndarray, out_dir: str | Path, prefix: str = "gene
     """
     from ..run.lock import folder_turns
 
-    out = Path(out_dir)
+    # absolute: a folder named "~/gg" is such a folder here, and astropy took it for the home folder's
+    # gg, where the staging folder was not (a failure half way)
+    out = Path(out_dir).absolute()
     out.mkdir(parents=True, exist_ok=True)
     # draws into one folder take turns: two at once each removed the other's staging folder as a
     # stale one, and its files, and the folder ended empty while one reported success
