@@ -173,6 +173,25 @@ def test_control_characters_are_rejected_and_shown_escaped(tmp_path):
                        "got 'a\\nb\\x1b[31m'")
 
 
+def test_names_of_bytes_that_are_not_utf8_are_one_line(tmp_path, capsys):
+    """A survey folder or a --set text of bytes that are not UTF-8 (Python keeps them as surrogates)
+    ended in a traceback writing config.toml, exit 1, a half-made run left behind."""
+    import os
+
+    from fixtures import galaxy_rgb, save_image
+    from morphospace.cli import main
+
+    for i in range(3):
+        save_image(tmp_path / "data" / f"g{i}.png", galaxy_rgb(48, seed=i))
+    odd = os.fsdecode(bytes(tmp_path) + b"/\xffsurvey")
+    os.symlink(tmp_path / "data", odd)
+    for args in (["ingest", odd], ["ingest", str(tmp_path / "data"), "--set", "data.truth_label=" + os.fsdecode(b"\xff")]):
+        out = tmp_path / "run"
+        code = main([*args, "--out", str(out), "--quiet"])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and "must be UTF-8 text" in err and "\n" not in err and not out.exists(), err
+
+
 def test_rules_across_keys(tmp_path):
     assert error_of(tmp_path, "[model]\nk_min = 13\n") == "config: model.k_min (13) must not exceed model.k_max (12)"
     for model in ("preset = 'default'", "preset = 'form'\n[form]\ncore = 'mlp'"):

@@ -25,6 +25,9 @@ _PREFIX: dict[type, str] = {}
 def _no_control_characters(text: str) -> str:
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
         raise PydanticCustomError("control_characters", "must not contain control characters (newline, tab, escape)")
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in text):  # bytes of a name that are not UTF-8, as Python keeps them
+        raise PydanticCustomError("not_utf8", "must be UTF-8 text (a name of bytes that are not UTF-8: rename it, or "
+                                  "link to it under a UTF-8 name); the run's config.toml could not hold it")
     return text
 
 
