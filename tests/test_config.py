@@ -1,5 +1,6 @@
 """The TOML configuration: validation, overrides, round trip, old files, one-line errors."""
 
+import os
 import re
 import tomllib
 
@@ -173,6 +174,25 @@ def test_control_characters_are_rejected_and_shown_escaped(tmp_path):
                        "got 'a\\nb\\x1b[31m'")
 
 
+def test_files_settings_name_are_saved_absolute(tmp_path, monkeypatch):
+    """data.catalogue, form.weights and study.weights given relative were saved so in the run's
+    config.toml, and a later command run from another folder read another file, or none (the
+    survey itself, data.path, is saved as typed and read as the survey the run read)."""
+    from morphospace.config import Config, apply_overrides, dumps_config, load_config
+
+    monkeypatch.chdir(tmp_path)
+    cfg = apply_overrides(Config(), ["data.catalogue=cat.csv", "form.weights=~/w.pt", "study.weights=sub/s.pt",
+                                     "data.path=survey"])
+    assert cfg.data.catalogue == str(tmp_path / "cat.csv") and cfg.study.weights == str(tmp_path / "sub" / "s.pt")
+    assert cfg.form.weights == os.path.expanduser("~/w.pt") and cfg.data.path == "survey"
+    (tmp_path / "config.toml").write_text(dumps_config(cfg))
+    monkeypatch.chdir(tmp_path.parent)
+    again = load_config(tmp_path / "config.toml")
+    assert (again.data.catalogue, again.form.weights, again.study.weights) == (
+        cfg.data.catalogue, cfg.form.weights, cfg.study.weights)
+    assert Config().data.catalogue == ""  # none given: none
+
+
 def test_names_of_bytes_that_are_not_utf8_are_one_line(tmp_path, capsys):
     """A survey folder or a --set text of bytes that are not UTF-8 (Python keeps them as surrogates)
     ended in a traceback writing config.toml, exit 1, a half-made run left behind."""
@@ -264,7 +284,7 @@ def test_override_values_are_read_as_toml():
         "train.precision=16-mixed",
     ])
     assert (cfg.train.epochs, cfg.train.lr, cfg.model.canonicalise) == (20, 3e-4, False)
-    assert (cfg.study.labels, cfg.data.catalogue) == ("Class*", "my file.csv")
+    assert (cfg.study.labels, cfg.data.catalogue) == ("Class*", os.path.abspath("my file.csv"))  # a file: absolute
     assert cfg.cluster.methods == ["kmeans", "gmm"] and cfg.cluster.gmm_k == [2, 3]
     assert cfg.report.inline_limit_mb == 2.0 and isinstance(cfg.report.inline_limit_mb, float)
     assert (cfg.form.precision, cfg.train.precision) == ("32", "16-mixed")

@@ -31,8 +31,18 @@ def _no_control_characters(text: str) -> str:
     return text
 
 
+def _absolute(text: str) -> str:
+    """A file named relative to the folder the command runs in, as an absolute path: saved relative
+    in a run's config.toml, a later command run from another folder read another file, or none."""
+    import os
+
+    return os.path.abspath(os.path.expanduser(text)) if text.strip() else text
+
+
 # value types shared by several keys
 Text = Annotated[str, AfterValidator(_no_control_characters)]
+# a file a setting names (not the survey, data.path, saved as typed and read as the survey the run read)
+FilePath = Annotated[str, AfterValidator(_no_control_characters), AfterValidator(_absolute)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 Scale = Annotated[float, Field(ge=1e-6, le=1e6)]  # a positive noise level or weight
 Epochs = Annotated[int, Field(ge=1, le=100_000)]

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from .base import Fraction, Section, Seed, Text
+from .base import FilePath, Fraction, Section, Seed, Text
 
 
 class VoteThresholds(Section):
@@ -56,7 +56,7 @@ class DataConfig(Section):
 
     path: Text = ""
     layout: Literal["auto", "folder", "sdss-gz1", "kaggle-gz2", "galaxy10", "fits", "synthetic"] = "auto"
-    catalogue: Text = ""
+    catalogue: FilePath = ""
     id_column: Text = ""
     file_column: Text = ""
     label_columns: list[Text] = []

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from .base import K, Backbone, BatchSize, Epochs, Fraction, LearningRate, Scale, Section, Seed, Text
+from .base import K, Backbone, BatchSize, Epochs, FilePath, Fraction, LearningRate, Scale, Section, Seed, Text
 
 
 # The published AstroVaDEr recipe (Spindler et al. 2021, MNRAS 502, 985) as settings: under
@@ -176,7 +176,7 @@ class FormConfig(Section):
     """
 
     backbone: Backbone = "efficientnet-lite0"
-    weights: Text = ""
+    weights: FilePath = ""
     input_size: Annotated[int, Field(ge=32, le=1024)] = 112
     sharpen: Annotated[float, Field(ge=0.0, le=16.0)] = 0.0
     precision: Literal["auto", "32", "bf16"] = "auto"

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from .base import Epochs, LearningRate, Section, Seed, StudyBackbone, Text
+from .base import Epochs, FilePath, LearningRate, Section, Seed, StudyBackbone, Text
 
 
 # a number of clusters to fit: one cluster is no clustering
@@ -109,7 +109,7 @@ class StudyConfig(Section):
     labels: Text = ""
     mode: Literal["finetune", "frozen"] = "finetune"
     epochs: Epochs = 5
-    weights: Text = ""
+    weights: FilePath = ""
     input_size: Annotated[int, Field(ge=0, le=1024)] = 0
     batch_size: Annotated[int, Field(ge=2, le=1_000_000)] = 64  # a batch norm needs two images
     lr: LearningRate = 1e-3
