@@ -174,6 +174,13 @@ def test_control_characters_are_rejected_and_shown_escaped(tmp_path):
                        "got 'a\\nb\\x1b[31m'")
 
 
+@pytest.mark.parametrize("value", ["true", "false", "4.0"])
+def test_embed_views_takes_whole_numbers_only(tmp_path, value):
+    """A strict literal still matched true as 1 and 4.0 as 4: `form.embed_views = true` made one view."""
+    assert error_of(tmp_path, f"[form]\nembed_views = {value}\n").startswith(
+        "config: form.embed_views must be one of 0 (auto), 1, 2, 4 or 8, a whole number, got ")
+
+
 def test_files_settings_name_are_saved_absolute(tmp_path, monkeypatch):
     """data.catalogue, form.weights and study.weights given relative were saved so in the run's
     config.toml, and a later command run from another folder read another file, or none (the

@@ -195,6 +195,15 @@ class FormConfig(Section):
     decoder_epochs: Epochs = 8
     decoder_widths: Annotated[list[Annotated[int, Field(ge=1, le=4096)]], Field(min_length=1)] = [16, 32, 64, 128]
 
+    @field_validator("embed_views", mode="before")
+    @classmethod
+    def _whole_views(cls, value):
+        # a strict literal still matched true as 1 and 4.0 as 4: `true` made one view, no invariance
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise PydanticCustomError("config", "form.embed_views must be one of 0 (auto), 1, 2, 4 or 8, a whole "
+                                      "number, got {value}", {"value": repr(value)})
+        return value
+
 
 class TrainConfig(Section):
     """Optimisation and hardware (``[train]``).
