@@ -1911,6 +1911,19 @@ def test_two_runs_of_the_built_in_survey_render_it_once(tmp_path, monkeypatch):
         t.join()
     assert len(calls) == 1 and len(set(got)) == 1
     assert len(list((got[0] / "images").iterdir())) == 6 and (got[0] / "catalogue.csv").is_file()
+    # an image deleted by hand: the cached survey was used as is, a galaxy short; it is rendered again
+    image = next((got[0] / "images").iterdir())
+    made = image.read_bytes()
+    image.unlink()
+    assert survey.ensure_survey(cfg) == got[0] and image.read_bytes() == made and len(calls) == 2
+    assert survey.ensure_survey(cfg) == got[0] and len(calls) == 2  # whole: reused
+
+
+def test_synth_refuses_an_empty_out(tmp_path, monkeypatch, capsys):
+    """`synth --out ""` wrote the survey into the current folder (Path("") is ".")."""
+    monkeypatch.chdir(tmp_path)
+    code = main(["synth", "--n", "2", "--out", "", "--quiet"])
+    assert "--out is empty text" in one_line_error(capsys, code) and not any(tmp_path.iterdir())
 
 
 def test_a_full_disk_under_the_log_and_the_model_file_is_one_line(tmp_path, capsys, monkeypatch):

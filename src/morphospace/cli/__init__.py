@@ -238,6 +238,8 @@ def _dispatch(args) -> int | None:
         _setup_logging(args.quiet, None)
         if args.n < 1:
             raise UserError("--n must be at least 1")
+        if not str(args.out).strip():  # Path("") is the current folder: the survey went there
+            raise UserError("synth: --out is empty text: name a folder")
         out = pipeline.stage_synth(Path(args.out), args.n, args.seed, args.workers, args.size)
         print(f"synthetic survey: {printable(str(out))}")
         return 0

@@ -61,16 +61,18 @@ def ensure_survey(cfg: Config) -> Path:
     """The data path of a run: the user's, or the built-in synthetic survey (made once)."""
     if cfg.data.path:
         return Path(cfg.data.path)
+    from ..data.synth.survey import survey_whole
     from ..run import built_by_one
 
     out = default_survey_dir(cfg)
-    if (out / "catalogue.csv").is_file():
+    n = cfg.data.synth_n
+    if survey_whole(out, n):  # an image deleted by hand, or a render killed after its catalogue: made again
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     # two runs at once take turns: the second took the first's half-rendered survey for an interrupted
     # one and rendered it again, deleting images the first then read as missing (195 of 300)
     with built_by_one(out.parent / f".{out.name}.lock"):
-        if not (out / "catalogue.csv").is_file():
+        if not survey_whole(out, n):
             log.info("no data given: using the built-in synthetic survey (%d galaxies, seed %d) in %s",
                      cfg.data.synth_n, cfg.data.synth_seed, out)
             stage_synth(out, cfg.data.synth_n, cfg.data.synth_seed, cfg.ingest.workers)

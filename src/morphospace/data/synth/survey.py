@@ -86,6 +86,12 @@ def _check_args(n: Any, seed: Any, size: Any, workers: Any, morphologies: Sequen
         raise UserError(f"synth: morphologies must be distinct names among {', '.join(MORPHOLOGIES)}, got {list(morphologies)}")
 
 
+def survey_whole(out: Path, n: int) -> bool:
+    """Whether ``out`` holds a finished synthetic survey (its marker written) of ``n`` galaxies with every
+    image and its catalogue there: one a user or a kill left short is rendered again, not read as is."""
+    return is_synth_survey(out) and read_marker(out).get("n") == n and _all_there(out, n)
+
+
 def _all_there(out: Path, n: int) -> bool:
     """Whether a finished survey's n images and its catalogue are all in ``out`` (a file deleted by
     hand made the survey reused with a galaxy short)."""
