@@ -637,6 +637,10 @@ def test_a_later_stage_refuses_a_cube_recipe_it_would_not_make(pca_run, capsys, 
                                             "--quiet", *setting]))
         assert "`morphospace generate` takes no settings (--set, --config)" in line
     assert (pca_run / "config.toml").read_text() == saved
+    with pytest.raises(SystemExit):  # nor are they offered in its help
+        main(["generate", "--help"])
+    shown = capsys.readouterr().out
+    assert "--component" in shown and "--set" not in shown and "--config" not in shown
 
 
 @pytest.mark.parametrize("cmd, setting, stage", [
@@ -1917,6 +1921,19 @@ def test_two_runs_of_the_built_in_survey_render_it_once(tmp_path, monkeypatch):
     image.unlink()
     assert survey.ensure_survey(cfg) == got[0] and image.read_bytes() == made and len(calls) == 2
     assert survey.ensure_survey(cfg) == got[0] and len(calls) == 2  # whole: reused
+
+
+def test_a_pixel_pca_fitted_on_one_image_is_refused(pca_run, tmp_path, capsys):
+    """`embed --set train.sample=1` on a pixel-PCA run fitted a PCA on one image: NaN explained
+    variance written into its record (not JSON), library warnings; a VaDE run refused it."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(pca_run, run, ignore=shutil.ignore_patterns(".lock"))
+    before = (run / "embeddings" / "pixels_pca.json").read_bytes()
+    line = one_line_error(capsys, main(["embed", str(run), "--quiet", "--set", "train.sample=1"]))
+    assert "train.sample = 1 image is too few to fit the pixel PCA on" in line
+    assert (run / "embeddings" / "pixels_pca.json").read_bytes() == before
 
 
 def test_synth_refuses_an_empty_out(tmp_path, monkeypatch, capsys):

@@ -12,6 +12,7 @@ import numpy as np
 from sklearn.decomposition import IncrementalPCA
 
 from ..data.sample import sample_rows
+from ..errors import UserError
 from ..progress import Timer, progress
 from ..run import RunDir, write_json, write_npy
 from ..run.pages import PageReleaser
@@ -141,6 +142,9 @@ def pixel_pca_run(run: RunDir, n_components: int = 32, fit_sample: int = 0, seed
     """
     cube = run.read_cube()
     rows = sample_rows(len(cube), fit_sample, seed)
+    if rows is not None and len(rows) < 2:  # one image has no axes: NaN explained variance, warnings
+        raise UserError(f"train.sample = {fit_sample} image is too few to fit the pixel PCA on (at least 2; "
+                        "0 fits on every image)")
     with Timer(f"pixel PCA ({len(cube)} images, {n_components} components)"):
         model = PixelPCA(n_components=n_components)
         if rows is None:

@@ -49,12 +49,15 @@ def seed(text: str) -> int:
     return value
 
 
-def common(p: argparse.ArgumentParser, config: bool = True) -> None:
-    """Add ``--config``/``--set`` (when ``config``) and ``--quiet`` to a sub-command."""
+def common(p: argparse.ArgumentParser, config: bool | str = True) -> None:
+    """Add ``--config``/``--set`` (when ``config``; ``"refused"``: taken, to be refused in one line
+    by the command, and left out of its help) and ``--quiet`` to a sub-command."""
     if config:
-        p.add_argument("--config", metavar="FILE", help="TOML configuration file")
+        shown = config != "refused"
+        p.add_argument("--config", metavar="FILE", help="TOML configuration file" if shown else argparse.SUPPRESS)
         p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
-                       help="override one configuration key, e.g. --set train.epochs=5 (repeatable)")
+                       help="override one configuration key, e.g. --set train.epochs=5 (repeatable)" if shown
+                       else argparse.SUPPRESS)
     p.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
 
 

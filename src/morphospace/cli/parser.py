@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reject-below", type=float, help="keep only samples whose posterior of the component (or of "
                    "the cluster: its components' summed) is at least this")
     p.add_argument("--seed", type=seed, default=0)
-    common(p)
+    common(p, config="refused")  # no setting acts on a draw: said in one line, not listed
     p = stage(sub, "report", "write RUN/report.html (self-contained, with the explorer)", "morphospace report runs/gz1")
     common(p)
     p = stage(sub, "export", "write the results catalogue (.csv, .parquet or .fits)", "morphospace export runs/gz1 --out results.fits")
