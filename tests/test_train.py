@@ -674,6 +674,10 @@ def test_generate_with_rejection_and_write(trained, tmp_path):
 
     back = decode_fits(str(tmp_path / "gen" / "generated_0000.fits")).pixels
     np.testing.assert_allclose(np.moveaxis(back, -1, 0), imgs[0], rtol=1e-6)
+    colour = np.random.default_rng(1).random((1, 3, SIDE, SIDE)).astype(np.float32)  # a colour cube's galaxy:
+    write_generated(colour, tmp_path / "colour")  # its red read back as red (it came back blue)
+    back = decode_fits(str(tmp_path / "colour" / "generated_0000.fits")).pixels
+    np.testing.assert_allclose(np.moveaxis(back, -1, 0), colour[0], rtol=1e-6)
     assert Image.open(tmp_path / "gen" / "generated_0005.png").size == (SIDE, SIDE)
     # a second, smaller draw into the same folder: no file of the first is left beside it, and the
     # header says how each was drawn

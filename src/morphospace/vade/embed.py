@@ -332,8 +332,10 @@ def _write_draw(images: np.ndarray, out: Path, prefix: str, draw: dict[str, Any]
         for i, img in enumerate(np.asarray(images, dtype=np.float32)):
             stem = f"{prefix}_{i:0{width}d}"
             Image.fromarray(display_image(img)).save(stage / f"{stem}.png", format="PNG")
-            # bottom row first, as FITS stores it: a viewer shows the galaxy as the PNG does
-            hdu = fits.PrimaryHDU(img[0, ::-1] if img.shape[0] == 1 else img[:, ::-1])
+            # as surveys store a FITS frame: the bottom row first, and of three bands the bluest first (the
+            # cube's red, green, blue reversed): a viewer, and the ingest, read the galaxy as the PNG shows it
+            bands = img[[2, 1, 0, *range(3, len(img))]] if len(img) >= 3 else img
+            hdu = fits.PrimaryHDU(bands[0, ::-1] if len(bands) == 1 else bands[:, ::-1])
             hdu.header["ORIGIN"] = "morphospace"
             hdu.header["COMMENT"] = "VaDE synthetic galaxy: the decoder's mean image of a code drawn from the prior"
             for key, value in (draw or {}).items():
