@@ -322,3 +322,14 @@ def test_export_refuses_to_overwrite_a_file_of_the_survey_the_run_read(run, tmp_
     for name in ("results.csv", "results.parquet", "results.fits"):  # new, then written again
         assert main(["export", str(run.path), "--out", str(survey / name), "--quiet"]) == 0
         assert main(["export", str(run.path), "--out", str(survey / name), "--quiet"]) == 0, capsys.readouterr().err
+    # a catalogue given apart from the survey (ingest --catalogue), even one an earlier export wrote
+    from morphospace.config import Config, apply_overrides, dumps_config
+
+    apart = tmp_path / "elsewhere" / "labels.csv"
+    apart.parent.mkdir()
+    apart.write_bytes((survey / "results.csv").read_bytes())
+    run.config.write_text(dumps_config(apply_overrides(Config(), [f"data.catalogue={apart}"])))
+    before = apart.read_bytes()
+    code = main(["export", str(run.path), "--out", str(apart), "--quiet"])
+    assert "is the catalogue the run's survey was read with" in capsys.readouterr().err and code == 2
+    assert apart.read_bytes() == before

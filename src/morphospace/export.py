@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .config import load_config
 from .errors import UserError
 from .run import RunDir, atomic_path, spreadsheet_safe
 from .run.places import run_owning
@@ -173,12 +174,20 @@ def _check_not_the_survey_s(run: RunDir, out: Path) -> None:
     an image, its HDF5 file): replaced by the results, the survey could not be ingested again."""
     from .pipeline.survey import survey_read
 
-    survey = survey_read(run)
-    if not survey or not out.is_file():
+    if not out.is_file():
         return
-    target, root = out.resolve(), Path(survey).resolve()
-    if (target == root or (root.is_dir() and target.is_relative_to(root))) and not _an_export(target):
+    target, survey = out.resolve(), survey_read(run)
+    root = Path(survey).resolve() if survey else None
+    if root is not None and (target == root or (root.is_dir() and target.is_relative_to(root))) \
+            and not _an_export(target):
         raise UserError(f"--out {out} is a file of the survey the run read ({survey}): write the results catalogue "
+                        "under a new name")
+    try:  # a catalogue given apart from the survey's folder (`ingest --catalogue`)
+        catalogue = load_config(run.config).data.catalogue if run.config.is_file() else ""
+    except UserError:
+        catalogue = ""
+    if catalogue and Path(catalogue).resolve() == target:
+        raise UserError(f"--out {out} is the catalogue the run's survey was read with: write the results catalogue "
                         "under a new name")
 
 
