@@ -414,6 +414,24 @@ def test_galaxies_of_another_survey_with_the_ids_trained_on_are_not_counted_as_t
     other = np.arange(len(ids)) < len(ids) // 2
     np.testing.assert_array_equal(trained, ~held & ~other)
     assert f"{int((~held & other).sum())} galaxies have the ids of galaxies features was trained on" in caplog.text
+    # every file another (the same survey moved, or another of the same ids): counted as trained on, as by
+    # id alone, never scored as held out when they may have trained it
+    moved = pd.DataFrame({"id": ids, "split": np.where(held, "validation", "train"),
+                          "source": ["/moved/" + i for i in ids]})
+    write_table(elsewhere / "split.parquet", moved)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="morphospace"):
+        np.testing.assert_array_equal(fine_tuning_rows(run, "features"), ~held)
+    assert "another survey, or the same moved: counted as trained on" in caplog.text
+    # the same files through a link: matched (by the path as typed, every one read as another survey's)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "linked").symlink_to(tmp_path / "images")
+    cat = run.read_catalogue()
+    cat["source"] = [str(tmp_path / "images" / f"{i}.png") for i in cat["id"].astype(str)]
+    write_table(run.catalogue, cat)
+    half = moved.assign(source=[str(tmp_path / ("linked" if k % 2 else "other") / f"{i}.png") for k, i in enumerate(ids)])
+    write_table(elsewhere / "split.parquet", half)
+    np.testing.assert_array_equal(fine_tuning_rows(run, "features"), ~held & (np.arange(len(ids)) % 2 == 1))
 
 
 def test_clusterings_of_an_lda_map_meet_the_labels_on_the_galaxies_it_did_not_learn_from(tmp_path, caplog):

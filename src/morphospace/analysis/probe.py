@@ -15,6 +15,7 @@ upstream.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -272,13 +273,16 @@ def fine_tuning_rows(run, name: str, who: str = "linear probe") -> np.ndarray | 
         if "source" not in train or "source" not in cat:  # a split of an earlier version: by id alone
             return by_id
         # ids recur across surveys (synth_000000): a galaxy is the one trained on where its file is too
-        trained = set(zip(train["id"].astype(str), train["source"].astype(str)))
-        mask = np.array([pair in trained for pair in zip(ids, cat["source"].astype(str))], dtype=bool)
+        # (resolved: the same survey through a link); where no file matches, the survey may be the same
+        # one moved, and its galaxies count as trained on, as by id alone (scores held out or none)
+        trained = set(zip(train["id"].astype(str), (os.path.realpath(p) for p in train["source"].astype(str))))
+        mask = np.array([(i, os.path.realpath(p)) in trained for i, p in zip(ids, cat["source"].astype(str))])
         if by_id.sum() > mask.sum():
-            log.warning("%s: %d galaxies have the ids of galaxies %s was trained on (%s) but other files: another "
-                        "survey (or the same moved), counted as not trained on", who, int(by_id.sum() - mask.sum()),
-                        name, beside)
-        return mask
+            log.warning("%s: %d galaxies have the ids of galaxies %s was trained on (%s) but other files: %s",
+                        who, int(by_id.sum() - mask.sum()), name, beside,
+                        "another survey, or the same moved: counted as trained on, their scores left out" if not
+                        mask.any() else "another survey's, counted as not trained on")
+        return mask if mask.any() else by_id
     split_path = run.path / str(meta["model_dir"]) / "split.parquet"
     try:
         split = read_parquet(split_path)
