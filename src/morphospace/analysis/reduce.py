@@ -209,6 +209,23 @@ def _drop_map(run: RunDir, rid: str) -> None:
     run.reduction_path(rid).with_suffix(".json").unlink(missing_ok=True)
 
 
+def _drop_maps_of_embeddings_gone(run: RunDir) -> None:
+    """Maps whose embedding the run no longer holds (deleted by hand, say), with their clusterings and
+    k-selection tables: stale everywhere, and no reduce would make them again."""
+    from ..run.provenance import made_from, read_record
+
+    held = set(run.embeddings())
+    gone = {str(e) for rid in run.reductions()
+            if (e := read_record(run.reduction_path(rid).with_suffix(".json")).get("embedding")) and str(e) not in held}
+    if not gone:
+        return
+    paths = made_from(run, sorted(gone))
+    for path in paths:
+        path.unlink(missing_ok=True)
+    log.info("removed what was made from the embeddings the run no longer holds (%s): %s", ", ".join(sorted(gone)),
+             ", ".join(str(p.relative_to(run.path)) for p in paths[:6]) + (", ..." if len(paths) > 6 else ""))
+
+
 def reduce_run(run: RunDir, cfg: Any, embedding: str = "features",
                reductions: Sequence[str] | None = None,
                labels: Any = None) -> dict[str, Path]:
@@ -247,6 +264,7 @@ def reduce_run(run: RunDir, cfg: Any, embedding: str = "features",
                                                     "the model's)"), dtype=np.float64)
     n = X.shape[0]
     made_from = input_stamp(run, embedding)  # recorded in each map: compare and the report know a map of an earlier one
+    _drop_maps_of_embeddings_gone(run)
     options = dict(
         n_components=2,
         random_state=ccfg.seed,
