@@ -619,7 +619,7 @@ def test_what_was_made_from_an_embedding_the_run_no_longer_holds_is_left_out_and
     with caplog.at_level(logging.WARNING, logger="morphospace"):
         written = cluster_run(run, cfg)
     assert not any("_pca" in name for name in written)
-    assert "not clustered: pca (made from the features embedding, which the run no longer holds)" in caplog.text
+    assert "not clustered: pca (made from the features embedding, which the run no longer holds); `morphospace reduce RUN`" in caplog.text
     # the next reduce (of any embedding) takes them away: no reduce would make them again
     write_npy(run.embedding_path("other"), np.random.default_rng(1).normal(size=(60, 4)).astype(np.float32))
     reduce_run(run, cfg, embedding="other", reductions=["pca"])

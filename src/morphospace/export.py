@@ -172,7 +172,7 @@ def results_table(run: RunDir, ascii_text: bool = False) -> pd.DataFrame:
 def _check_not_the_survey_s(run: RunDir, out: Path) -> None:
     """A one-line :class:`UserError` where ``out`` is a file of the survey the run read (its catalogue,
     an image, its HDF5 file): replaced by the results, the survey could not be ingested again."""
-    from .pipeline.survey import survey_read
+    from .run.provenance import survey_read
 
     if not out.is_file():
         return

@@ -69,24 +69,16 @@ METHODS = ("kmeans", "dbscan", "hdbscan", "gmm")
 
 # --- the run stage ----------------------------------------------------------------------
 
-def resolve_representations(run: RunDir, wanted: Sequence[str]) -> list[str]:
+def resolve_representations(run: RunDir, wanted: Sequence[str], leave_out: Sequence[str] = ()) -> list[str]:
     """Representation ids to cluster: embeddings and reductions of the run, filtered.
 
     ``wanted`` holds ids and the keywords ``all``, ``embeddings`` (or
-    ``embedding``: every embedding) and ``reductions`` (every reduction). An
-    explicit id that the run does not have is an error.
+    ``embedding``: every embedding) and ``reductions`` (every reduction), which
+    pass over the maps in ``leave_out``. An explicit id that the run does not have
+    is an error.
     """
-    from ..run.provenance import stale_results
-
-    embeddings, reductions = run.embeddings(), run.reductions()
-    # a map made from an earlier embedding, or one the run no longer holds: its clusterings would be
-    # left out of every comparison, the report and the export, so it is not clustered (reduce remakes it)
-    why = stale_results(run)
-    stale = sorted(r for r in reductions if f"reductions/{r}" in why)
-    if stale and any(w.strip() in ("all", "reduction", "reductions") for w in wanted):
-        log.warning("not clustered: %s (%s); `morphospace reduce RUN` makes them again", ", ".join(stale),
-                    why[f"reductions/{stale[0]}"])
-        reductions = [r for r in reductions if r not in stale]
+    embeddings = run.embeddings()
+    reductions = [r for r in run.reductions() if r not in leave_out]
     available = embeddings + [r for r in reductions if r not in embeddings]
     out: list[str] = []
     for w in wanted:
@@ -218,7 +210,15 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
     if not wanted:
         raise UserError("no representation asked for (cluster.representations is empty; 'all': every "
                         "embedding and reduction of the run)")
-    reps = resolve_representations(run, wanted)
+    from ..run.provenance import stale_results
+
+    # a map made from an earlier embedding, or one the run no longer holds: its clusterings would be
+    # left out of every comparison, the report and the export, so it is not clustered (said at the end)
+    why = stale_results(run)
+    stale = {r: why[f"reductions/{r}"] for r in run.reductions() if f"reductions/{r}" in why}
+    reps = resolve_representations(run, wanted, leave_out=list(stale))
+    passed_over = [r for r in stale if r not in reps and any(w.strip() in ("all", "reduction", "reductions")
+                                                              for w in wanted)]
     if not reps:
         raise UserError(f"nothing to cluster in {run.path}: run `morphospace embed` or `reduce` first")
     ids = run.cube_ids()
@@ -340,6 +340,9 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
             # of cluster.methods, DBSCAN now over cluster.density_max_dims) would be compared and
             # reported beside what it makes
             _drop_stale(run, rf"(?:{STAGE_METHODS})_{re.escape(rep)}", set(written), say=True)
+    if passed_over:
+        log.warning("not clustered: %s (%s); `morphospace reduce RUN` makes them again, or takes them away with "
+                    "an embedding the run no longer holds", ", ".join(passed_over), stale[passed_over[0]])
     if bic_at_top:  # said once: on a wide embedding the BIC falls to the largest k nearly everywhere
         reps = [r for r, _ in bic_at_top]
         log.warning("GMM: the BIC chose the largest k tried (%d) on %s: the range chose k there, not the data; "

@@ -64,7 +64,7 @@ def _check_generate_out(run: RunDir, out: Path) -> None:
     (its root or stage folders); or where the run's survey keeps its images (its folder, or its
     ``images``), whose next ingest took them in as observed galaxies."""
     from ..data.ingest.readers import KAGGLE_IMAGES
-    from ..pipeline.survey import survey_read
+    from ..run.provenance import survey_read
     from ..run.places import check_run_place, is_run
     from ..run.rundir import RUN_FILES, RUN_FOLDERS
 

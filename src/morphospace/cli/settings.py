@@ -46,7 +46,7 @@ def _survey_of_a_run(path: Path, cfg: Config) -> Config:
     """``cfg``, read from ``path``, with the survey its run read where ``path`` is a run's config.toml
     whose ``data.path`` is relative: saved as typed, relative to where that run was started, it named
     another folder (or none) from anywhere else (the run's ``ingest_summary.json`` says which it read)."""
-    from ..pipeline.survey import survey_read
+    from ..run.provenance import survey_read
 
     typed = cfg.data.path
     if not typed or Path(typed).is_absolute():

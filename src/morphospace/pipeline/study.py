@@ -11,10 +11,10 @@ from ..config import Config, apply_overrides, flat_settings, flat_table
 from ..errors import UserError
 from ..progress import Timer
 from ..run import RunDir, in_cube_order
+from ..run.provenance import survey_read
 from .stages import (stage_anomaly, stage_cluster, stage_compare, stage_reduce, stage_report, stage_train,
                      trained_preset)
-from .survey import (check_data, ingest_checked, mask_if_asked, removed_on_failure, save_config, saved_config,
-                     survey_read)
+from .survey import check_data, ingest_checked, mask_if_asked, removed_on_failure, save_config, saved_config
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -151,18 +151,6 @@ def saved_config(run: RunDir) -> Config | None:
         return None
 
 
-def survey_read(run: RunDir) -> str:
-    """The survey the run's cube was read from, as its ingest resolved it (``ingest_summary.json``;
-    ``""`` where it says none): its ``data.path`` is saved as typed, relative to where that was."""
-    import json
-
-    try:
-        source = json.loads(run.ingest_summary.read_text()).get("source")
-    except (OSError, ValueError, AttributeError):
-        return ""
-    return source if isinstance(source, str) else ""
-
-
 def cube_settings(earlier: Config | None, cfg: Config, columns) -> Config:
     """``cfg``'s ``data``, ``preprocess`` and ``ingest`` (what made the run's cube; the truth label
     aside) over the run's ``earlier`` settings (the defaults for a new run): what a run keeps when

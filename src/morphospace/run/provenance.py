@@ -19,7 +19,8 @@ import numpy as np
 from .rundir import RunDir
 from .writes import content_stamp, stamp_is_current
 
-__all__ = ["comparison_inputs", "comparison_inputs_changed", "input_stamp", "made_from", "read_record", "stale_results"]
+__all__ = ["comparison_inputs", "comparison_inputs_changed", "input_stamp", "made_from", "read_record", "stale_results",
+           "survey_read"]
 
 
 def _representation_path(run: RunDir, rep: str) -> Path:
@@ -168,3 +169,15 @@ def comparison_inputs_changed(run: RunDir, was: dict) -> dict:
             "clusterings": changed(dict(was["clusterings"]), run.clusterings(), run.clustering_path),
             "embeddings": None if embeddings is None
             else changed(dict(embeddings), run.embeddings(), run.embedding_path)}
+
+
+def survey_read(run: RunDir) -> str:
+    """The survey the run's cube was read from, as its ingest resolved it (``ingest_summary.json``;
+    ``""`` where it says none): its ``data.path`` is saved as typed, relative to where that was."""
+    import json
+
+    try:
+        source = json.loads(run.ingest_summary.read_text()).get("source")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return source if isinstance(source, str) else ""
