@@ -120,14 +120,14 @@ def fake_run(tmp_path, n=40, seed=0):
 def test_audit_run_flags_clusterings_that_follow_nuisances(tmp_path):
     run, pa, comp = fake_run(tmp_path)
     audit = audit_run(run, Config())
-    assert list(audit.columns) == ["clustering", "pa_bin", "companion", "companion_quadrant",
+    # every companion sits in one quadrant: among the galaxies with one, the quadrant tells nothing apart
+    assert list(audit.columns) == ["clustering", "pa_bin", "companion",
                                    "flag_low_snr", "position_angle", "n_companions"]
     assert list(audit["clustering"]) == ["kmeans2_comp", "kmeans4_pa", "morphology"]
     a = audit.set_index("clustering")
     assert a.loc["kmeans4_pa", "position_angle"] == pytest.approx(1.0)
     assert a.loc["kmeans4_pa", "pa_bin"] > 0.8
     assert a.loc["kmeans2_comp", "companion"] == pytest.approx(1.0)
-    assert a.loc["kmeans2_comp", "companion_quadrant"] == pytest.approx(1.0)
     assert a.loc["kmeans4_pa", "companion"] < 0.2
     measured = pd.read_parquet(run.path / "nuisance.parquet")
     assert list(measured["id"]) == list(run.cube_ids())
@@ -241,3 +241,53 @@ def test_a_nuisance_every_galaxy_shares_and_a_one_cluster_clustering_score_nothi
     assert "n_companions" not in audit.columns and "companion" in audit.columns  # measured: varies here
     assert audit.loc["hdbscan_all_noise"].isna().all()
     assert audit.loc["kmeans2_comp", "companion"] == pytest.approx(1.0)
+
+
+def test_a_sky_clipped_at_zero_keeps_its_noise_level_and_no_noise_is_masked():
+    """Half the border at zero (a sky clipped there): its MAD fell to 0.015 of the noise, and noise
+    was detected as sources, masked (a fifth of the frame) and counted as companions."""
+    from morphospace.image.masking import MaskParams, _masked
+    from morphospace.image.sources import border_stats
+
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:64, :64].astype(float)
+    galaxy = 20 * np.exp(-1.678 * (np.hypot(xx - 31.5, (yy - 31.5) / 0.5) / 5 - 1))
+    img = np.clip(galaxy[None] + rng.normal(0, 1, (1, 64, 64)), 0, None).astype(np.float32)
+    assert (img == 0).mean() > 0.4
+    level, sigma = border_stats(img[0])
+    assert level == 0 and 0.6 < sigma < 1.6  # the noise's own scale, from the half above zero
+    out, n_masked, fraction, _ = _masked(img, MaskParams())
+    assert n_masked == 0 and fraction < 0.01
+    plain = (galaxy[None] + rng.normal(5, 1, (1, 64, 64))).astype(np.float32)  # an ordinary sky: unchanged
+    assert abs(border_stats(plain[0])[1] - 1) < 0.15
+
+
+def test_the_companion_quadrant_is_audited_among_galaxies_with_a_companion_by_design():
+    """Its "none" was left out of the AMI only because the text reads as a missing label: now on
+    purpose, said in the table (whether a companion is there is the `companion` row)."""
+    from morphospace.analysis.nuisance import nuisance_table
+    from morphospace.analysis.nuisance_measure import NO_COMPANION
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        run = RunDir(folder, create=True)
+        ids = [f"g{i}" for i in range(6)]
+        write_table(run.catalogue, pd.DataFrame({"id": ids, "cube_index": range(6)}))
+        measured = pd.DataFrame({"id": ids, "pa_bin": ["0-45"] * 6, "companion": [True, False] * 3,
+                                 "companion_quadrant": ["TL", NO_COMPANION, "BR", NO_COMPANION, "TR", NO_COMPANION]})
+        table = nuisance_table(run, Config(), measured)
+    assert [None if pd.isna(v) else v for v in table["companion_quadrant"]] == ["TL", None, "BR", None, "TR", None]
+    assert table["companion"].tolist() == [True, False] * 3
+
+
+def test_a_round_threshold_given_rebins_the_cached_measurements(tmp_path):
+    """Once nuisance.parquet existed, audit_run(round_threshold=x) kept the bins of the threshold it
+    was measured with."""
+    run, pa, comp = fake_run(tmp_path)
+    audit_run(run, Config())
+    cached = pd.read_parquet(run.path / "nuisance.parquet")
+    assert (cached["pa_bin"] != "round").all()  # elongated (q = 0.4): none round at 0.1
+    audit_run(run, Config(), round_threshold=0.99)
+    assert (pd.read_parquet(run.path / "nuisance.parquet")["pa_bin"] == cached["pa_bin"]).all()  # the cache kept
+    assert "pa_bin" not in audit_run(run, Config(), round_threshold=0.99).columns  # every galaxy round: none binned

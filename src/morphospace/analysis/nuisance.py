@@ -24,8 +24,8 @@ from ..run import RunDir, write_table
 from ..run.writes import read_parquet
 from .compare import plot_heatmap, score_pair
 # the measurements on the images, re-exported for their users
-from .nuisance_measure import (PA_BINS, QUADRANTS, ROUND, brightest_companion,  # noqa: F401
-                               measure_nuisance, position_angle, to_grey)
+from .nuisance_measure import (NO_COMPANION, PA_BINS, QUADRANTS, ROUND, brightest_companion,  # noqa: F401
+                               measure_nuisance, pa_bin, position_angle, to_grey)
 from .labels import clustering_in_cube_order, is_nuisance_column, labels_in_cube_order, missing_mask, truth_column
 
 log = logging.getLogger("morphospace")
@@ -91,7 +91,7 @@ def nuisance_table(run: RunDir, cfg: Any, measured: pd.DataFrame) -> pd.DataFram
     """The nuisance categories of every galaxy of the cube (cube order), one column each.
 
     Columns: ``pa_bin`` (measured; missing for round galaxies, which have no position angle),
-    ``companion``, ``companion_quadrant`` (measured),
+    ``companion``, ``companion_quadrant`` (measured; missing for galaxies without a companion),
     ``flag_*`` (catalogue quality flags with both values among the cube's
     galaxies), ``handedness`` (cw / acw for sdss-gz1 spirals, from ``gz1_name``)
     and the catalogue's nuisance columns (``cluster.nuisance_columns``, or
@@ -100,15 +100,19 @@ def nuisance_table(run: RunDir, cfg: Any, measured: pd.DataFrame) -> pd.DataFram
     """
     inside = run.cube_catalogue()
     m = measured.set_index(measured["id"].astype(str)).reindex(inside["id"].astype(str))
-    pa_bin = np.array(m["pa_bin"].to_numpy(dtype=object), dtype=object)  # a copy: an all-null column reads only
+    bins = np.array(m["pa_bin"].to_numpy(dtype=object), dtype=object)  # a copy: an all-null column reads only
     # a round galaxy has no position angle: orientation is audited among elongated galaxies alone,
     # since roundness is form (ellipticals are round) and a bin of its own made every clustering
     # that follows morphology read as following the position angle
-    pa_bin[pa_bin == ROUND] = None
+    bins[bins == ROUND] = None
+    # where a companion sits is audited among the galaxies that have one: whether one is there is the
+    # `companion` row (its value "none" was left out only because the text reads as a missing label)
+    quadrant = np.array(m["companion_quadrant"].to_numpy(dtype=object), dtype=object)
+    quadrant[quadrant == NO_COMPANION] = None
     table = pd.DataFrame({
-        "pa_bin": pa_bin,
+        "pa_bin": bins,
         "companion": m["companion"].to_numpy(dtype=object),
-        "companion_quadrant": m["companion_quadrant"].to_numpy(dtype=object),
+        "companion_quadrant": quadrant,
     })
     for col in inside.columns:
         if col.startswith("flag_"):
@@ -201,6 +205,9 @@ def audit_run(run: RunDir, cfg: Any, recompute: bool = False, round_threshold: f
         cached = read_parquet(path)
         if len(cached) == len(ids) and np.array_equal(cached["id"].astype(str).to_numpy(), ids.astype(str)):
             measured = cached
+            if {"pa_deg", "ellipticity"} <= set(cached.columns):  # binned by this round_threshold, not the cache's
+                measured = cached.assign(pa_bin=[pa_bin(p, e, round_threshold) for p, e in
+                                                 zip(cached["pa_deg"].to_numpy(float), cached["ellipticity"].to_numpy(float))])
     if measured is None:
         cube = run.read_cube()
         with Timer(f"measuring position angles and companions of {len(ids)} galaxies"):

@@ -27,7 +27,7 @@ from ..image.sources import detect as _detect
 from ..progress import progress
 from ..run.pages import PageReleaser
 
-__all__ = ["PA_BINS", "QUADRANTS", "ROUND", "NO_COMPANION", "to_grey", "position_angle", "brightest_companion",
+__all__ = ["PA_BINS", "QUADRANTS", "ROUND", "NO_COMPANION", "to_grey", "position_angle", "pa_bin", "brightest_companion",
            "measure_nuisance"]
 
 PA_BINS = ("0-45", "45-90", "90-135", "135-180")
@@ -70,7 +70,8 @@ def _moments(data: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
     return float(pa), float(ellipticity)
 
 
-def _pa_bin(pa: float, ellipticity: float, round_threshold: float) -> str | None:
+def pa_bin(pa: float, ellipticity: float, round_threshold: float) -> str | None:
+    """The position-angle bin of a galaxy (``ROUND`` below ``round_threshold`` of ellipticity; None unmeasured)."""
     if not np.isfinite(pa) or not np.isfinite(ellipticity):
         return None
     if ellipticity < round_threshold:
@@ -94,7 +95,7 @@ def _measure_one(img: np.ndarray, round_threshold: float, thresh: float, minarea
                            "companion_flux_ratio": float("nan"), "n_sources": int(len(objects))}
     if central is not None:
         pa, e = _moments(data, seg == central + 1)
-        row.update(pa_deg=pa, ellipticity=e, pa_bin=_pa_bin(pa, e, round_threshold))
+        row.update(pa_deg=pa, ellipticity=e, pa_bin=pa_bin(pa, e, round_threshold))
     cflux = float(objects["flux"][central]) if central is not None else float("nan")
     others = [i for i in range(len(objects)) if i != central]
     if central is not None and cflux > 0:

@@ -40,7 +40,15 @@ def border_stats(img: np.ndarray) -> tuple[float, float]:
     bw = max(2, min(h, w) // 10)
     border = np.concatenate([img[:bw].ravel(), img[-bw:].ravel(), img[:, :bw].ravel(), img[:, -bw:].ravel()])
     level = float(np.median(border))
-    return level, 1.4826 * float(np.median(np.abs(border - level)))
+    sigma = 1.4826 * float(np.median(np.abs(border - level)))
+    if np.mean(border == level) > 0.2:
+        # a sky clipped at zero, or 8-bit counts below one level of noise: half the border at one value
+        # made the MAD collapse (to 0.015 of the noise), and noise was detected and masked as companions;
+        # the pixels above that value are the noise's upper half, whose median deviation gives it back
+        above = border[border > level] - level
+        if len(above) >= 10:
+            sigma = max(sigma, 1.4826 * float(np.median(above)))
+    return level, sigma
 
 
 def background(img: np.ndarray) -> tuple[float, float]:
