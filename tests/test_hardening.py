@@ -1936,6 +1936,25 @@ def test_a_pixel_pca_fitted_on_one_image_is_refused(pca_run, tmp_path, capsys):
     assert (run / "embeddings" / "pixels_pca.json").read_bytes() == before
 
 
+def test_a_later_task_of_a_training_job_leaves_the_run_s_settings_to_the_first(pca_run, tmp_path, monkeypatch):
+    """`train` saved config.toml on every task of a job: a second job's later task, refused the run,
+    had already written its settings over those of the job training."""
+    import shutil
+
+    import morphospace.cli as cli
+    import morphospace.cli.settings as settings
+    from morphospace import pipeline
+
+    run = tmp_path / "run"
+    shutil.copytree(pca_run, run, ignore=shutil.ignore_patterns(".lock"))
+    before = (run / "config.toml").read_bytes()
+    for module in (cli, settings):
+        monkeypatch.setattr(module, "launched_as_later_rank", lambda: True)
+    monkeypatch.setattr(pipeline, "stage_train", lambda *args, **kwargs: None)
+    assert main(["train", str(run), "--quiet", "--set", "model.n_components=5"]) == 0
+    assert (run / "config.toml").read_bytes() == before
+
+
 def test_synth_refuses_an_empty_out(tmp_path, monkeypatch, capsys):
     """`synth --out ""` wrote the survey into the current folder (Path("") is ".")."""
     monkeypatch.chdir(tmp_path)

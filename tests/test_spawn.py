@@ -352,6 +352,18 @@ def test_a_stop_note_counts_for_its_own_job_and_launch_only(tmp_path, monkeypatc
     assert json.loads(note.read_text())["message"] == "now" and other.note_path.is_file()
     task.forget_earlier_stops(older_than_s=-1)  # done: its earlier launch's and other jobs' old notes go
     assert not other.note_path.exists()
+    # a run that cannot be written to (read-only): best effort, no OSError (it turned the task's one-line
+    # error into a traceback, status 1)
+    import errno
+    from pathlib import Path
+
+    def read_only(self, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    with monkeypatch.context() as m:
+        m.setattr(Path, "write_text", read_only)
+        m.setattr(Path, "unlink", read_only)
+        task.tell_peers("cannot use .lock", 2)
     monkeypatch.delenv("WORLD_SIZE")
     assert job.JobTask.of_this_process(tmp_path) is None  # a lone process is no job
 

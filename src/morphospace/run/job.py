@@ -106,7 +106,10 @@ class JobTask:
         except OSError:
             pass
         finally:
-            tmp.unlink(missing_ok=True)
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:  # a read-only run: best effort, as the rest (it ended a one-line error in a traceback)
+                pass
 
     def peer_stop(self) -> dict | None:
         """The note of another task of this launch of the job that stopped on an error, or None."""
