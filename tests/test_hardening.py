@@ -1941,14 +1941,14 @@ def test_a_later_task_of_a_training_job_leaves_the_run_s_settings_to_the_first(p
     had already written its settings over those of the job training."""
     import shutil
 
-    import morphospace.cli as cli
     import morphospace.cli.settings as settings
+    import morphospace.pipeline.survey as survey
     from morphospace import pipeline
 
     run = tmp_path / "run"
     shutil.copytree(pca_run, run, ignore=shutil.ignore_patterns(".lock"))
     before = (run / "config.toml").read_bytes()
-    for module in (cli, settings):
+    for module in (survey, settings):
         monkeypatch.setattr(module, "launched_as_later_rank", lambda: True)
     monkeypatch.setattr(pipeline, "stage_train", lambda *args, **kwargs: None)
     assert main(["train", str(run), "--quiet", "--set", "model.n_components=5"]) == 0

@@ -353,8 +353,7 @@ def _dispatch(args) -> int | None:
                     from ..vade.fitting import check_resumable
 
                     check_resumable(run, hp, say=False)
-            if not launched_as_later_rank():  # one writer: a later task of a job (refused or not) wrote it too
-                pipeline.save_config(run, cfg)
+            pipeline.save_config(run, cfg)
             pipeline.stage_train(run, cfg, resume=args.resume)
         elif cmd == "embed":
             pipeline.stage_embed(run, cfg)

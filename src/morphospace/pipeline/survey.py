@@ -97,13 +97,16 @@ def check_data(cfg: Config, out: str | Path | None = None) -> None:
 
 
 def save_config(run: RunDir, cfg: Config) -> None:
-    """Write the resolved ``cfg`` to ``RUN/config.toml``, where later stages read it back.
+    """Write the resolved ``cfg`` to ``RUN/config.toml``, where later stages read it back; only the first
+    process of a distributed job writes it.
 
     Parameters
     ----------
     run : RunDir
     cfg : Config
     """
+    if launched_as_later_rank():  # one writer: a later task of a job (refused the run or not) wrote it too
+        return
     write_text(run.config, dumps_config(cfg))
 
 

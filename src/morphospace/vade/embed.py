@@ -315,6 +315,7 @@ def _write_draw(images: np.ndarray, out: Path, prefix: str, draw: dict[str, Any]
     from astropy.io import fits
     from PIL import Image
 
+    from ..data.ingest.fits_frames import band_order
     from ..run.file_set import replace_file_set, restore_unfinished
 
     member = re.compile(rf"{re.escape(prefix)}_\d+\.(png|fits)")
@@ -334,7 +335,7 @@ def _write_draw(images: np.ndarray, out: Path, prefix: str, draw: dict[str, Any]
             Image.fromarray(display_image(img)).save(stage / f"{stem}.png", format="PNG")
             # as surveys store a FITS frame: the bottom row first, and of three bands the bluest first (the
             # cube's red, green, blue reversed): a viewer, and the ingest, read the galaxy as the PNG shows it
-            bands = img[[2, 1, 0, *range(3, len(img))]] if len(img) >= 3 else img
+            bands = img[band_order(len(img))]
             hdu = fits.PrimaryHDU(bands[0, ::-1] if len(bands) == 1 else bands[:, ::-1])
             hdu.header["ORIGIN"] = "morphospace"
             hdu.header["COMMENT"] = "VaDE synthetic galaxy: the decoder's mean image of a code drawn from the prior"

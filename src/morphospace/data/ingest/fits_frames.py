@@ -22,6 +22,13 @@ FITS_ROWS = "top row first, as a viewer shows it; of a band cube the first three
 MAX_BANDS_LAST = 16  # a last axis of at most this many, beside two longer ones, holds bands (ugrizy: 6)
 
 
+def band_order(n: int) -> list[int]:
+    """The order that turns a survey's ``n`` bands (bluest first: g, r, z) into the cube's channels, red
+    first (the third band shown red, the first blue), and back: its own inverse. Fewer than three keep
+    theirs."""
+    return [2, 1, 0, *range(3, n)] if n >= 3 else list(range(n))
+
+
 def bands_last(shape) -> bool:
     """Whether a 3-D FITS array (numpy order) holds its bands last: (H, W, 3), as an RGB array saved
     as it is, rather than the standard (bands, H, W). A few bands on the last axis (up to
@@ -67,8 +74,7 @@ def decode_fits(path: str) -> Frame:
     if data.ndim == 3:
         # a band cube, its bands (first in numpy order, or last) as surveys write them: bluest first
         bands = (data if bands_last(data.shape) else np.moveaxis(data, 0, -1))[::-1]
-        if bands.shape[-1] >= 3:  # the first three as red, green, blue: the third (of g, r, z: z) shown red
-            bands = bands[..., [2, 1, 0, *range(3, bands.shape[-1])]]
+        bands = bands[..., band_order(bands.shape[-1])]
         return Frame(np.ascontiguousarray(bands), display=False, sky=_sky(header, bands.shape[:2]))
     raise BadImage("not_image", f"{data.ndim}-d FITS data")
 
