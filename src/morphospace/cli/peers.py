@@ -14,7 +14,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from ..run.job import JobTask
+from ..run.job import JobTask, follow_launcher, forget_launcher, is_launcher, mark_launcher, watching_once_launched
 from .logs import _close_run_log, _in_run_log
 from .options import printable
 
@@ -24,11 +24,24 @@ _STOPPING = threading.Lock()  # one stop said per process: the watcher's or the 
 
 
 def watch_peers(run_path: Path, command: str) -> None:
-    """From here to :func:`command_ended`, stop when another task of this job stops on an error."""
+    """From here to :func:`command_ended`, stop when another task of this job stops on an error.
+
+    A process Lightning's launcher started from a command ends with that command's process; the
+    command's own process, from which the launcher may start others, takes its task of the job
+    once it has."""
     global _TASK
+    follow_launcher()
+    mark_launcher()
     _TASK = JobTask.of_this_process(run_path, command)
     if _TASK is not None:
         _WATCH.enter_context(_TASK.watching_peers(_stop_with_peer))
+    elif is_launcher():
+        _WATCH.enter_context(watching_once_launched(run_path, command, _take, _stop_with_peer))
+
+
+def _take(task: JobTask) -> None:
+    global _TASK
+    _TASK = task
 
 
 def _peer_line(note: dict) -> str:
@@ -86,6 +99,7 @@ def command_ended(succeeded: bool) -> None:
     """Stop watching; the job's first task, done, removes an earlier launch's note."""
     global _TASK
     _WATCH.close()
+    forget_launcher()
     if _TASK is not None and succeeded and _TASK.rank == "0":
         _TASK.forget_earlier_stops()
     _TASK = None

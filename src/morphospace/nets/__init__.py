@@ -5,5 +5,6 @@
                feature study (:mod:`morphospace.study`); ``trunks`` the networks behind them;
 ``batches``    a network over a whole (memory-mapped) cube in batches, without gradients;
 ``spawn``      what several processes need around a fit: a spawning strategy's weights pass
-               through the run, and every process leaves its group before it exits.
+               through the run, and every process leaves its group before it exits;
+``launched``   SIGTERM in a trainer of several processes that each run the whole command.
 """

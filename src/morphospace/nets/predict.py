@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..progress import quiet_lightning, with_bars
 from ..run.pages import PageReleaser
 from ..run import write_json
+from .launched import with_job_signals
 from .batches import INFERENCE_BATCH, forward_in_batches, loader_options, read_rows
 from .spawn import spawned_workers
 
@@ -243,7 +244,7 @@ def predict_rows(net: nn.Module, x, batch_size: int = INFERENCE_BATCH, *, extra=
     loader = DataLoader(_IndexedRows(x, extra, length=world), batch_size=batch_size, shuffle=False,
                         **loader_options(loader_workers, persistent=False))
     with quiet_lightning():
-        trainer = pl.Trainer(**with_bars(dict(kw, callbacks=[_ShareWriter(folder)])))
+        trainer = pl.Trainer(**with_bars(with_job_signals(dict(kw, callbacks=[_ShareWriter(folder)]))))
         with spawned_workers(trainer):
             trainer.predict(_Predictor(net.eval()), dataloaders=loader, return_predictions=False)
     trainer.strategy.barrier("predict_rows")  # every share is on disk before anyone reads them

@@ -36,8 +36,9 @@ import lightning.pytorch as pl
 from torch.multiprocessing.spawn import ProcessExitedException
 
 from ..errors import UserError, first_line
+from ..orphans import die_with
 
-__all__ = ["LeaveProcessGroup", "die_with_parent", "leave_process_group", "spawned_workers"]
+__all__ = ["LeaveProcessGroup", "die_with_parent", "leave_process_group", "spawned_workers", "spawns"]
 
 
 def leave_process_group(wait: bool = True) -> None:
@@ -62,22 +63,12 @@ PARENT_ENV = "MORPHOSPACE_SPAWNING_PID"  # the process that spawned the workers,
 
 
 def die_with_parent() -> None:
-    """In a spawned worker: end when the process that started it ends (Linux's parent-death
-    signal). Killed, the parent frees the run's lock; its workers went on writing checkpoints into
-    the run for half a minute, beside any writer let in meanwhile. A worker whose parent is
-    already gone ends at once."""
-    parent = os.environ.get(PARENT_ENV)
-    if not sys.platform.startswith("linux") or not parent:
-        return
-    import ctypes
-    import signal
-
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # no prctl here: the worker ends with its trainer, as before
-        return
-    if os.getppid() != int(parent):  # the parent died before the signal was asked for
-        os._exit(1)
+    """In a spawned worker: end when the process that started it ends. Killed, the parent frees the
+    run's lock; its workers went on writing checkpoints into the run for half a minute, beside any
+    writer let in meanwhile. A worker whose parent is already gone ends at once."""
+    parent = os.environ.get(PARENT_ENV, "")
+    if parent.isdigit():
+        die_with(int(parent))
 
 
 class LeaveProcessGroup(pl.Callback):
@@ -86,15 +77,16 @@ class LeaveProcessGroup(pl.Callback):
     group, so that none is torn down by the interpreter's exit."""
 
     def setup(self, trainer, pl_module, stage) -> None:
-        if _spawns(trainer) and os.getpid() != int(os.environ.get(PARENT_ENV, "0") or 0):
+        if spawns(trainer) and os.getpid() != int(os.environ.get(PARENT_ENV, "0") or 0):
             die_with_parent()
 
     def teardown(self, trainer, pl_module, stage) -> None:
-        if _spawns(trainer):
+        if spawns(trainer):
             leave_process_group()
 
 
-def _spawns(trainer) -> bool:
+def spawns(trainer) -> bool:
+    """Whether ``trainer`` starts its processes by spawning or forking them (``ddp_spawn``, ``ddp_notebook``)."""
     from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 
     return isinstance(getattr(trainer.strategy, "launcher", None), _MultiProcessingLauncher)
@@ -109,7 +101,7 @@ def spawned_workers(trainer, weights_in: str | Path | None = None) -> Iterator[N
     process, or ``ddp`` under ``srun`` or ``torchrun``, whose processes stay in their group for
     what the command does next and pass no weights back).
     """
-    if not _spawns(trainer):
+    if not spawns(trainer):
         yield
         return
     if not any(isinstance(c, LeaveProcessGroup) for c in trainer.callbacks):

@@ -15,6 +15,12 @@ the same ids that ran a while and stopped just before this one was started.
 
 This is the fallback. A launcher that ends every task when one fails does it first and also
 when a task is killed outright (``srun --kill-on-bad-exit=1``, ``torchrun``).
+
+Lightning's own launcher (``morphospace train RUN --devices 2``) starts the command again as the
+job's other processes from inside the first fit, and sets the job's size and address only then:
+the command's first process (:func:`mark_launcher`) takes its task of the job once they are set
+(:func:`watching_once_launched`), and the processes it started end with it (:func:`follow_launcher`):
+killed outright, it left them waiting for it in torch's rendezvous for half an hour.
 """
 
 from __future__ import annotations
@@ -29,9 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+from ..orphans import die_with
 from .lock import job_size, launch_rank
 
-__all__ = ["NOTE_PREFIX", "JobTask", "job_key"]
+__all__ = ["NOTE_PREFIX", "JobTask", "follow_launcher", "forget_launcher", "is_launcher", "job_key", "mark_launcher",
+           "watching_once_launched"]
 
 NOTE_PREFIX = ".job_stopped."  # + a digest of the job's key + ".json"
 _STARTED = time.time()
@@ -43,6 +51,7 @@ _START_SPREAD_S = 15.0
 _KEY_VARIABLES = ("SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_RESTART_COUNT", "TORCHELASTIC_RUN_ID",
                   "TORCHELASTIC_RESTART_COUNT")
 _ADDRESS_VARIABLES = ("MASTER_ADDR", "MASTER_PORT")
+LAUNCHER_ENV = "MORPHOSPACE_LAUNCHER_PID"  # a command's first process, for those Lightning starts from it
 
 
 def job_key(command: str = "") -> str:
@@ -168,3 +177,65 @@ class JobTask:
         finally:
             done.set()
             thread.join(timeout=5.0)  # not stopping this process once its command is over
+
+
+def mark_launcher() -> None:
+    """In a command's process that is no task of a job: name it the launcher of the processes
+    Lightning may start from it (they inherit its environment), until :func:`forget_launcher`."""
+    if job_size() < 2:
+        os.environ[LAUNCHER_ENV] = str(os.getpid())
+
+
+def forget_launcher() -> None:
+    """At the command's end: a process started later from this one (a notebook's ``srun``) is none
+    of its job's."""
+    if is_launcher():
+        del os.environ[LAUNCHER_ENV]
+
+
+def is_launcher() -> bool:
+    """Whether this process is a command's first, from which Lightning's launcher may start others."""
+    return os.environ.get(LAUNCHER_ENV) == str(os.getpid())
+
+
+def follow_launcher() -> None:
+    """In a process Lightning's launcher started from a command (the command's process named in the
+    environment, a local rank past the first): end when that command's process ends, at once where it
+    already has. Nothing in any other process (a lone command; a task of srun or torchrun, whose
+    launcher ends its tasks itself)."""
+    launcher = os.environ.get(LAUNCHER_ENV, "")
+    if launcher.isdigit() and int(launcher) != os.getpid() and job_size() >= 2 \
+            and os.environ.get("LOCAL_RANK", "0").strip() not in ("", "0"):
+        die_with(int(launcher))
+
+
+@contextmanager
+def watching_once_launched(run_path: str | Path, command: str, taken: Callable[[JobTask], None],
+                           stop: Callable[[dict], None], every_s: float = 1.0) -> Iterator[None]:
+    """In a command's first process, while in the block: once Lightning's launcher has made it the
+    first of several (the job's size set), take its task of the job (``taken(task)``) and call
+    ``stop(note)`` once another process of the job has left a stop note, as
+    :meth:`JobTask.watching_peers` does."""
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(every_s):
+            task = JobTask.of_this_process(run_path, command)
+            if task is not None:
+                taken(task)
+                break
+        else:
+            return
+        while not done.wait(every_s):
+            note = task.peer_stop()
+            if note is not None:
+                stop(note)
+                return
+
+    thread = threading.Thread(target=watch, name="morphospace-launched", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=5.0)
