@@ -625,3 +625,30 @@ def test_what_was_made_from_an_embedding_the_run_no_longer_holds_is_left_out_and
     reduce_run(run, cfg, embedding="other", reductions=["pca"])
     assert "pca" not in run.reductions() and "kmeans3_pca" not in run.clusterings() and "other_pca" in run.reductions()
     assert not (run.path / "comparisons" / "k_selection_pca.csv").exists()
+
+
+def test_hdbscan_is_skipped_where_its_cluster_size_exceeds_the_rows(tmp_path, caplog):
+    """Clipped to the rows, a minimum cluster size above them made every galaxy noise, unsaid."""
+    run = fake_run(tmp_path)
+    cfg = Config()
+    cfg.cluster.methods = ["kmeans", "hdbscan"]
+    cfg.cluster.kmeans_k = [3]
+    cfg.cluster.hdbscan_min_cluster_size = 500
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        assert cluster_run(run, cfg, representations=["pca"]) == ["kmeans3_pca"]
+    assert "HDBSCAN on pca skipped: cluster.hdbscan_min_cluster_size (500) exceeds its 60 rows" in caplog.text
+
+
+@pytest.mark.parametrize("setting", ["min_cluster_size", "min_samples"])
+def test_hdbscan_refuses_a_size_above_its_rows(setting):
+    X, _ = blobs(k=2, n_per=30)
+    with pytest.raises(ValueError, match=f"{setting} \\(1000\\) exceeds the 60 rows"):
+        HDBSCANClusterer(**{setting: 1000}).fit(X)
+    assert HDBSCANClusterer(**{setting: 60}).fit(X).labels_.shape == (60,)
+
+
+@pytest.mark.parametrize("estimator", [DBSCANAuto, HDBSCANClusterer])
+def test_density_clusterers_refuse_zero_threads_in_one_line(estimator):
+    """n_jobs = 0 failed inside joblib ("n_jobs == 0 in Parallel has no meaning")."""
+    with pytest.raises(ValueError, match="n_jobs must be a whole number other than 0"):
+        estimator(n_jobs=0).fit(blobs(k=2, n_per=30)[0])

@@ -630,3 +630,17 @@ def test_a_probe_skip_is_said_once_not_once_per_embedding(tmp_path, caplog):
     assert set(table["embedding"]) >= {"a", "b", "c"}
     skipped = [r.getMessage() for r in caplog.records if "too few" in r.getMessage()]
     assert skipped and len(skipped) == len(set(skipped)), skipped  # each fraction's, once
+
+
+def test_a_clustering_that_does_not_cover_the_cube_is_refused_not_scored_on_fewer_galaxies(tmp_path):
+    """A clustering cut short, or one whose ids were changed, was aligned by id: the galaxies it
+    missed dropped out of its scores without a word (export refused the same file)."""
+    run, cat = fake_run(tmp_path)
+    table = run.read_clustering("kmeans2_umap")
+    write_table(run.path / "clusterings" / "kmeans2_umap.parquet", table.iloc[:50])
+    with pytest.raises(UserError, match="clustering 'kmeans2_umap' does not match the run's cube"):
+        compare_run(run, Config())
+    table.loc[0, "id"] = "NOPE"
+    write_table(run.path / "clusterings" / "kmeans2_umap.parquet", table)
+    with pytest.raises(UserError, match="clustering 'kmeans2_umap' does not match the run's cube"):
+        compare_run(run, Config())

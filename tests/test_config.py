@@ -153,6 +153,10 @@ def test_bad_choice_lists_the_allowed_values(tmp_path):
     ("[cluster]\ngmm_k = [1]\n", "config: cluster.gmm_k[0] must be in [2, 1000]; got 1"),
     ("[cluster]\nkmeans_k = []\n", "config: cluster.kmeans_k must have at least 1 item(s); got []"),
     ("[cluster]\nn_jobs = 0\n", "config: cluster.n_jobs must be -1 (every core) or at least 1, got 0"),
+    # refused mid-stage before, after the maps, and saved into the run's config.toml
+    ("[cluster]\nhdbscan_min_cluster_size = 1\n",
+     "config: cluster.hdbscan_min_cluster_size must be 0 (chosen from the data) or at least 2, got 1"),
+    ("[cluster]\nmap_sample = 2\n", "config: cluster.map_sample must be 0 (every galaxy) or at least 5, got 2"),
     ("[cluster]\nmethods = []\n", "config: cluster.methods must have at least 1 item(s); got []"),
     ("[cluster]\nrepresentations = []\n", "config: cluster.representations must have at least 1 item(s); got []"),
     ("[study]\nbatch_size = 1\n", "config: study.batch_size must be in [2, 1000000]; got 1"),

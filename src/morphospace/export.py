@@ -90,6 +90,7 @@ def results_table(run: RunDir, ascii_text: bool = False) -> pd.DataFrame:
     in_cube = cat["cube_index"].to_numpy()
     ids_in_cube = run.cube_ids()
     from .analysis.cluster import clustering_interrupted
+    from .analysis.labels import clustering_of_cube
     from .run.provenance import stale_results
     from .vade.io import embeddings_outdated
 
@@ -106,9 +107,7 @@ def results_table(run: RunDir, ascii_text: bool = False) -> pd.DataFrame:
         log.warning("export: %d clustering(s) left out, made from an earlier embedding or map: %s (run `morphospace "
                     "reduce` and `morphospace cluster` again to export them)", len(stale), shown)
     for name in [n for n in run.clusterings() if n not in stale]:
-        clus = run.read_clustering(name)
-        if len(clus) != len(ids_in_cube) or not np.array_equal(clus["id"].astype(str).to_numpy(), ids_in_cube.astype(str)):
-            raise UserError(f"clustering '{name}' does not match the run's cube (re-run `morphospace cluster`)")
+        clus = clustering_of_cube(run, name, ids_in_cube)
         # Join by cube position, not id: ids may repeat among flagged rows.
         labels = pd.array(np.full(len(cat), pd.NA), dtype="Int64")
         labels[in_cube >= 0] = clus["label"].to_numpy()[in_cube[in_cube >= 0]]

@@ -298,7 +298,10 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
                 "method": "dbscan", "k": db.n_clusters_, "eps": db.eps_, "min_samples": db.min_samples_,
                 "noise_fraction": noise, "selected": True,
                 **internal_scores(X, labels, c.silhouette_sample, c.seed)}]))
-        if "hdbscan" in methods and density:
+        if "hdbscan" in methods and density and (c.hdbscan_min_cluster_size or 0) > fitted_rows:
+            log.warning("HDBSCAN on %s skipped: cluster.hdbscan_min_cluster_size (%d) exceeds its %d rows, so no "
+                        "cluster could form", rep, c.hdbscan_min_cluster_size, fitted_rows)
+        elif "hdbscan" in methods and density:
             with Timer(f"HDBSCAN on {rep}") as t:
                 clusterer = HDBSCANClusterer(min_cluster_size=c.hdbscan_min_cluster_size or None, n_jobs=c.n_jobs)
                 hd, labels, member = _fit_extend(clusterer, X, sample, f"HDBSCAN on {rep}")

@@ -21,7 +21,7 @@ from sklearn.cluster import HDBSCAN
 from sklearn.neighbors import NearestNeighbors
 
 from ..errors import InvalidArgument
-from .inputs import fit_input, new_input, positive_number, whole_number
+from .inputs import fit_input, job_count, new_input, positive_number, whole_number
 
 log = logging.getLogger("morphospace")
 
@@ -192,6 +192,7 @@ class DBSCANAuto(ClusterMixin, BaseEstimator):
             whole_number(self.min_samples, "min_samples")
         if self.eps is not None:
             positive_number(self.eps, "eps")
+        job_count(self.n_jobs)
         X = fit_input(self, X)
         if X.shape[1] > DENSITY_MAX_DIMS:
             log.warning("DBSCAN on %d dimensions: density clustering is unreliable above %d "
@@ -318,10 +319,16 @@ class HDBSCANClusterer(ClusterMixin, BaseEstimator):
             whole_number(self.min_cluster_size, "min_cluster_size", 2)
         if self.min_samples is not None:
             whole_number(self.min_samples, "min_samples")
+        job_count(self.n_jobs)
         X = fit_input(self, X)
         if X.shape[1] > DENSITY_MAX_DIMS:
             log.warning("HDBSCAN on %d dimensions: slow and unreliable above %d; "
                         "cluster a 2-D reduction instead", X.shape[1], DENSITY_MAX_DIMS)
+        for name in ("min_cluster_size", "min_samples"):
+            # clipped to the rows, every row came out noise without a word
+            if (given := getattr(self, name)) is not None and given > X.shape[0]:
+                raise InvalidArgument(f"{name} ({given}) exceeds the {X.shape[0]} rows: no cluster could form; give at "
+                                      "most as many, or None to choose it from the data")
         mcs = self.min_cluster_size or max(5, X.shape[0] // 100)
         mcs = int(max(2, min(mcs, X.shape[0])))
         self.min_cluster_size_ = mcs

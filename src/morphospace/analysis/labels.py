@@ -35,6 +35,7 @@ __all__ = [
     "check_label_settings",
     "labels_in_cube_order",
     "clustering_in_cube_order",
+    "clustering_of_cube",
 ]
 
 # catalogue columns that describe how a galaxy is seen, not what it is: audited by
@@ -238,13 +239,19 @@ def labels_in_cube_order(run: RunDir, column: str, catalogue: pd.DataFrame | Non
     return values
 
 
-def clustering_in_cube_order(run: RunDir, name: str, ids: np.ndarray) -> np.ndarray:
-    """A clustering's labels aligned to ``ids`` as floats (galaxies it does not cover -> NaN)."""
+def clustering_of_cube(run: RunDir, name: str, ids: np.ndarray) -> pd.DataFrame:
+    """A clustering's table, row for row the cube's galaxies ``ids``; a ``UserError`` for one that is not
+    (cut short, ids changed by hand: aligned by id, the galaxies it missed dropped out of the scores
+    without a word)."""
     table = run.read_clustering(name)
-    s = pd.Series(table["label"].to_numpy(), index=table["id"].astype(str).to_numpy())
-    s = s[~s.index.duplicated()]
-    aligned = s.reindex(pd.Index(np.asarray(ids).astype(str)))
-    return aligned.to_numpy(dtype=np.float64, na_value=np.nan)
+    if len(table) != len(ids) or not np.array_equal(table["id"].astype(str).to_numpy(), np.asarray(ids).astype(str)):
+        raise UserError(f"clustering '{name}' does not match the run's cube (re-run `morphospace cluster`)")
+    return table
+
+
+def clustering_in_cube_order(run: RunDir, name: str, ids: np.ndarray) -> np.ndarray:
+    """A clustering's labels in the order of the cube's galaxies ``ids``, as floats (:func:`clustering_of_cube`)."""
+    return clustering_of_cube(run, name, ids)["label"].to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 def refuse_identifier(values: pd.Series, what: str) -> None:

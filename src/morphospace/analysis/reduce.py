@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
+from ..config.outputs import MIN_MAP_ROWS
 from ..data.sample import sample_rows
 from ..errors import InvalidArgument, UserError
 from ..progress import Timer, progress
@@ -200,7 +201,6 @@ def _lda_unfittable(y: np.ndarray, n_features: int) -> str | None:
     return None
 
 
-MIN_MAP_ROWS = 5  # t-SNE and UMAP need a few neighbours a galaxy
 
 
 def _drop_map(run: RunDir, rid: str) -> None:

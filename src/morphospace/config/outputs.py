@@ -14,6 +14,9 @@ from .base import Epochs, FilePath, LearningRate, Section, Seed, StudyBackbone, 
 ClusterCount = Annotated[int, Field(ge=2, le=1000)]
 
 
+MIN_MAP_ROWS = 5  # t-SNE and UMAP need a few neighbours a galaxy
+
+
 class ClusterConfig(Section):
     """The analysis layer: reductions, clusterings, comparisons, nuisance audit (``[cluster]``).
 
@@ -80,6 +83,22 @@ class ClusterConfig(Section):
     def _threads(cls, value: int) -> int:
         if value == 0:  # the libraries' n_jobs: -1 all cores, else a count
             raise PydanticCustomError("config", "cluster.n_jobs must be -1 (every core) or at least 1, got 0")
+        return value
+
+    @field_validator("hdbscan_min_cluster_size")
+    @classmethod
+    def _cluster_size(cls, value: int) -> int:
+        if value == 1:  # HDBSCAN's clusters have two members at least: refused mid-stage, after the maps
+            raise PydanticCustomError("config", "cluster.hdbscan_min_cluster_size must be 0 (chosen from the data) "
+                                                "or at least 2, got 1")
+        return value
+
+    @field_validator("map_sample")
+    @classmethod
+    def _map_sample(cls, value: int) -> int:
+        if 0 < value < MIN_MAP_ROWS:  # t-SNE and UMAP refused a sample of 2 mid-stage; 5 rows placed 55 more
+            raise PydanticCustomError("config", f"cluster.map_sample must be 0 (every galaxy) or at least {MIN_MAP_ROWS}, "
+                                                f"got {value}")
         return value
 
 
