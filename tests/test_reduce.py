@@ -420,3 +420,37 @@ def test_rows_placed_in_a_tsne_map_land_where_the_map_put_them():
     placed = tsne.transform(X[:40])
     width = np.ptp(xy, axis=0).max()
     assert np.median(np.linalg.norm(placed - xy[:40], axis=1)) < 0.02 * width
+
+
+def test_a_tsne_map_does_not_depend_on_how_the_rows_lie_in_memory():
+    """openTSNE's map of the same rows differed when they came column-major (a DataFrame's values),
+    by 8 on a map 21 wide."""
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(0, 1, (60, 5)), rng.normal(6, 1, (60, 5))])
+    a = TSNEReducer(n_iter=50, n_jobs=1, random_state=0).fit_transform(X)
+    for same in (np.asfortranarray(X), pd.DataFrame(X)):
+        np.testing.assert_array_equal(TSNEReducer(n_iter=50, n_jobs=1, random_state=0).fit_transform(same), a)
+
+
+def test_a_deep_copy_of_a_fitted_tsne_places_new_rows_as_the_original():
+    """openTSNE keeps what its transform needs through pickling alone: a deep copy raised AttributeError."""
+    import copy
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(80, 5))
+    tsne = TSNEReducer(n_iter=50, n_jobs=1, random_state=0).fit(X)
+    np.testing.assert_allclose(copy.deepcopy(tsne).transform(X[:3]), tsne.transform(X[:3]))
+
+
+def test_lda_reads_labels_as_the_classifier_does():
+    """LDA took the class "none" for no label (a class dropped unsaid), infinity for a class "inf",
+    and 1 and 1.0 for two classes; the few-label classifier refuses the first two and merges the last."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4))
+    with pytest.raises(ValueError, match="read as no label, it would drop a class of that name"):
+        LDAReducer(2).fit(X, ["none"] * 20 + ["weak"] * 20 + ["strong"] * 20)
+    with pytest.raises(ValueError, match="infinite label"):
+        LDAReducer(2).fit(X, [1.0] * 20 + [np.inf] * 20 + [2.0] * 20)
+    y = np.array([1] * 10 + [1.0] * 10 + [2] * 20 + [3] * 20, dtype=object)
+    assert list(LDAReducer(2).fit(X, y).classes_) == ["1", "2", "3"]
+    assert list(LDAReducer(2).fit(X, ["a"] * 20 + [None] * 20 + ["b"] * 20).classes_) == ["a", "b"]

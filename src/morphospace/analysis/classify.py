@@ -41,7 +41,7 @@ from sklearn.utils.validation import check_is_fitted
 from ..errors import InvalidArgument
 from .calibration import fit_temperature, softmax
 from .inputs import fit_input, new_input, whole_number
-from .labels import missing_mask, named_none
+from .labels import labels_to_learn
 from .probe import probe_classifier
 
 __all__ = ["FewLabelClassifier", "check_labels", "margin_uncertainty"]
@@ -87,18 +87,6 @@ def margin_uncertainty(proba: np.ndarray) -> np.ndarray:
     return 1.0 - (top[:, -1] - top[:, -2])
 
 
-def _known_labels(values: np.ndarray) -> np.ndarray:
-    """Labels without missing ones as a plain array (ints, floats or text); mixed types as text, a
-    whole-number float as its integer (1.0 and '1' are one class, as the command line reads them)."""
-    items = list(values)
-    if len({isinstance(v, str) for v in items}) < 2:  # one kind: numbers, or text
-        out = np.array(items)
-        if out.dtype != object:
-            return out
-    return np.array([str(int(v)) if isinstance(v, (float, np.floating)) and float(v).is_integer() else str(v)
-                     for v in items])
-
-
 def _one_label_per_row(y) -> np.ndarray:
     """``y`` as a 1-D object array; a column (n, 1) is one label per row too. Two columns were
     read row after row as twice as many labels ("X has 60 rows but y has 120 labels")."""
@@ -108,12 +96,7 @@ def _one_label_per_row(y) -> np.ndarray:
     y = np.asarray(y, dtype=object)
     if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
         raise InvalidArgument(f"y must hold one label per row (1-D), got shape {y.shape}")
-    y = y.ravel()
-    infinite = [v for v in y if isinstance(v, (float, np.floating)) and np.isinf(v)]
-    if infinite:  # taken for a class named "inf"
-        raise InvalidArgument(f"y holds {len(infinite)} infinite label(s): a label is a class (text or a whole "
-                              "number), None or NaN where a row has none")
-    return y
+    return y.ravel()
 
 
 class FewLabelClassifier(ClassifierMixin, BaseEstimator):
@@ -192,11 +175,7 @@ class FewLabelClassifier(ClassifierMixin, BaseEstimator):
         y = _one_label_per_row(y)
         if len(y) != len(X):
             raise InvalidArgument(f"X has {len(X)} rows but y has {len(y)} labels")
-        if (named := named_none(y)).any():  # the class vanished into the unlabelled pool without a word
-            raise InvalidArgument(f"y holds {sorted(set(y[named]))!r} ({int(named.sum())} labels): read as no label, "
-                                  "it would drop a class of that name; give None or NaN for no label, or name such a "
-                                  "class otherwise (e.g. 'no_bar')")
-        self.labelled_ = ~missing_mask(y)
+        self.labelled_, yl = labels_to_learn(y)  # "none" refused: its class vanished into the unlabelled pool
         self.X_ = X
         self.temperature_ = 1.0
         self.model_ = None
@@ -208,7 +187,6 @@ class FewLabelClassifier(ClassifierMixin, BaseEstimator):
             self.cv_confusion_matrix_ = np.zeros((0, 0), dtype=int)
             self.oof_proba_ = np.zeros((0, 0))
             return self
-        yl = _known_labels(y[self.labelled_])
         self.classes_, counts = check_labels(yl)
         codes = np.searchsorted(self.classes_, yl)
         xl = X[self.labelled_]
@@ -274,10 +252,9 @@ class FewLabelClassifier(ClassifierMixin, BaseEstimator):
         y = _one_label_per_row(y)
         if len(y) != len(X):
             raise InvalidArgument(f"X has {len(X)} rows but y has {len(y)} labels")
-        known = ~missing_mask(y)
+        known, truth = labels_to_learn(y)  # as fit reads labels
         if not known.any():
             raise InvalidArgument("no labelled row to score: every label is missing")
-        truth = _known_labels(y[known])  # as fit reads labels
         pred = self.predict(X[known])
         if (truth.dtype.kind in "US") != (pred.dtype.kind in "US"):
             truth, pred = truth.astype(str), pred.astype(str)  # mixed types: compared as text, as fit does

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import UserError
+from ..errors import InvalidArgument, UserError
 from ..run import MISSING_MARKERS, RunDir, in_cube_order
 
 __all__ = [
@@ -113,6 +113,40 @@ def named_none(values: Any) -> np.ndarray:
     return text.reshape(np.shape(values)) if text.size else np.zeros(np.shape(values), bool)
 
 
+def labels_to_learn(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Labels given to learn from (a classifier's, an LDA's; 1-D), read one way: which rows hold one,
+    and those labels as a plain array (numbers, or text where kinds mix; a whole-number float as its
+    integer, so 1, 1.0 and '1' are one class, as the command line reads them).
+
+    Raises
+    ------
+    InvalidArgument
+        For an infinite label (taken for a class "inf") and for the text "none" (read as no label,
+        it would drop a class of that name without a word).
+    """
+    y = np.asarray(y, dtype=object)
+    infinite = [v for v in y if isinstance(v, (float, np.floating)) and np.isinf(v)]
+    if infinite:
+        raise InvalidArgument(f"y holds {len(infinite)} infinite label(s): a label is a class (text or a whole "
+                              "number), None or NaN where a row has none")
+    if (named := named_none(y)).any():
+        raise InvalidArgument(f"y holds {sorted(set(y[named]))!r} ({int(named.sum())} labels): read as no label, "
+                              "it would drop a class of that name; give None or NaN for no label, or name such a "
+                              "class otherwise (e.g. 'no_bar')")
+    known = ~missing_mask(y)
+    return known, known_labels(y[known])
+
+
+def known_labels(values: np.ndarray) -> np.ndarray:
+    """Labels without missing ones as a plain array (ints, floats or text); mixed types as text, a
+    whole-number float as its integer (1.0 and '1' are one class, as the command line reads them)."""
+    items = list(values)
+    if len({isinstance(v, str) for v in items}) < 2:  # one kind: numbers, or text
+        out = np.array(items)
+        if out.dtype != object:
+            return out
+    return np.array([str(int(v)) if isinstance(v, (float, np.floating)) and float(v).is_integer() else str(v)
+                     for v in items])
 
 
 def _is_missing(v: Any) -> bool:

@@ -46,7 +46,9 @@ class _MapAfterPCA:
         return int(self.embedding_.shape[1])
 
     def _pre(self, X: np.ndarray) -> np.ndarray:
-        return self.pca_.transform(X) if self.pca_ is not None else X
+        # row-major: openTSNE's map of the same rows differed with their layout in memory (a
+        # DataFrame's values are column-major), by 8 on a map 21 wide
+        return np.ascontiguousarray(self.pca_.transform(X) if self.pca_ is not None else X)
 
     def map_space(self, X) -> np.ndarray:
         """Rows in the space the map was fitted in (after the PCA to ``pca_dims``), float64.
@@ -143,6 +145,13 @@ class TSNEReducer(_MapAfterPCA, ClassNamePrefixFeaturesOutMixin, TransformerMixi
                                   "of the map are not finite (the rows barely differ: identical galaxies?)")
         self.embedding_ = embedding
         return self
+
+    def __deepcopy__(self, memo):
+        # openTSNE's fitted map keeps what ``transform`` needs (its affinities) through pickling alone:
+        # a deep copy (numpy's, of the array it is) could not place new rows
+        import pickle
+
+        return pickle.loads(pickle.dumps(self))
 
     def fit_transform(self, X, y=None, **kw):
         """Fit, and return the training map itself (not the training rows re-projected into it).

@@ -16,7 +16,7 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
 from ..errors import InvalidArgument
 from .inputs import fit_input, new_input, whole_number
-from .labels import missing_mask
+from .labels import labels_to_learn
 from .maps import TSNEReducer, UMAPReducer
 
 __all__ = ["PCAReducer", "LDAReducer", "TSNEReducer", "UMAPReducer", "REDUCERS"]
@@ -156,8 +156,10 @@ class LDAReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         y = np.asarray(y, dtype=object)
         if y.shape[0] != X.shape[0]:
             raise InvalidArgument(f"LDA: {y.shape[0]} labels for {X.shape[0]} rows")
-        keep = ~missing_mask(y)
-        yk = np.array([str(v) for v in y[keep]])
+        keep, yk = labels_to_learn(y)  # as a classifier reads them: "none" and infinite labels refused, 1 and 1.0 one class
+        if yk.dtype.kind == "f" and np.all(np.mod(yk, 1) == 0):
+            yk = yk.astype(np.int64)  # the classes named 1, 2, 3, not 1.0 ...
+        yk = yk.astype(str)
         classes = np.unique(yk)
         if classes.size < 2:
             raise InvalidArgument(f"LDA needs at least 2 label classes, found {classes.size}")
