@@ -652,3 +652,13 @@ def test_density_clusterers_refuse_zero_threads_in_one_line(estimator):
     """n_jobs = 0 failed inside joblib ("n_jobs == 0 in Parallel has no meaning")."""
     with pytest.raises(ValueError, match="n_jobs must be a whole number other than 0"):
         estimator(n_jobs=0).fit(blobs(k=2, n_per=30)[0])
+
+
+@pytest.mark.parametrize("estimator,setting,value", [
+    (KMeansSelect, "n_init", 0), (KMeansSelect, "minibatch_above", "x"), (GMMSelect, "n_init", 0),
+    (GMMSelect, "max_iter", 0), (GMMSelect, "reg_covar", -1.0), (GMMSelect, "reg_covar", float("nan"))])
+def test_the_selecting_clusterers_name_their_own_bad_settings(estimator, setting, value):
+    """scikit-learn's refusal named KMeans or GaussianMixture, text failed comparing (a TypeError),
+    and max_iter = 0 gave a mixture that never ran an EM step, unsaid."""
+    with pytest.raises(ValueError, match=f"^{setting} must be"):
+        estimator(k_range=[2, 3], **{setting: value}).fit(blobs(k=2, n_per=30)[0])

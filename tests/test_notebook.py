@@ -493,6 +493,21 @@ def test_settings_are_checked_before_the_images_are_copied(monkeypatch):
         ms.VaDE(preset="default", n_components=9).fit(np.random.default_rng(0).random((8, 3, 16, 16)))
 
 
+def test_a_verbose_that_is_not_a_bool_is_refused_before_any_work(monkeypatch):
+    """verbose="no" is truthy: the fit showed its progress bars."""
+    import morphospace.api as api
+
+    monkeypatch.setattr(api, "place_cube", lambda *_: pytest.fail("the images were copied"))
+    with pytest.raises(ValueError, match="verbose must be True or False, got 'no'"):
+        ms.VaDE(verbose="no").fit(np.random.default_rng(0).random((8, 3, 16, 16)))
+
+
+def test_a_map_draws_empty_and_na_labels_as_no_label():
+    """"" was a class of its own in the legend (pandas reads only None and NaN as missing)."""
+    fig = ms.plot.latent_map(np.random.default_rng(0).random((5, 2)), ["a", "", "a", None, "NA"])
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["no label (3)", "a (2)"]
+
+
 def test_wrong_types_in_a_notebook_are_one_clear_exception(run, fitted, tmp_path):
     """A config that is not a dict, a model saved onto a folder, a run that is a file, a temperature
     that is not a number, NaN features in a probe: each one exception saying what was wrong (they

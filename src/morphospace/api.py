@@ -137,9 +137,10 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
     def _overrides(self) -> dict[str, Any]:
         """The settings this estimator's parameters make (checked when the config is built)."""
         from .config import settings_mapping
-
         from .errors import InvalidArgument
 
+        if not isinstance(self.verbose, (bool, np.bool_)):  # "no" is truthy: it showed the bars
+            raise InvalidArgument(f"verbose must be True or False, got {self.verbose!r}")
         config = settings_mapping(self.config, "{'train.epochs': 10}")
         o: dict[str, Any] = {"model.preset": self.preset, "train.seed": _seed(self.random_state)}
         # None leaves the setting to the configuration, and so to the preset (the astrovader preset's

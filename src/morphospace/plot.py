@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .analysis.inputs import whole_number
+from .analysis.labels import missing_mask
 from .image.display import figure_text
 
 __all__ = ["reconstructions", "generated", "component_means", "clusters", "latent_map"]
@@ -147,7 +148,9 @@ def latent_map(xy: Any, labels: Any = None, title: str = "", size: float = 4.0):
             labels = labels[:, 0]
         if labels.ndim != 1 or len(labels) != len(xy):
             raise ValueError(f"expected one label per point ({len(xy)}), got shape {labels.shape}")
-        # a catalogue column with missing values (pandas' NA, NaN, None): those galaxies have no label
+        # a catalogue column with missing values (pandas' NA, NaN, None, "" or "NA", as the package reads
+        # them): those galaxies have no label ("" was a class of its own)
+        labels = np.where(missing_mask(labels), None, labels)
         codes, values = pd.factorize(labels, use_na_sentinel=True)
         noise = [i for i, v in enumerate(values) if not isinstance(v, (bool, str)) and v == -1]
         for mask, colour, name in ((codes == -1, "0.85", "no label"), (np.isin(codes, noise), "0.75", "noise")):

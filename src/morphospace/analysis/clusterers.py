@@ -127,6 +127,9 @@ class KMeansSelect(ClusterMixin, BaseEstimator):
         InvalidArgument
             ``X`` is invalid, ``k_range`` holds a k below 2, or no k is below ``n_samples``.
         """
+        whole_number(self.n_init, "n_init")  # scikit-learn's refusal named KMeans, not this estimator
+        if self.minibatch_above is not None:  # text failed comparing, a TypeError
+            whole_number(self.minibatch_above, "minibatch_above", 0)
         X = fit_input(self, X)
         if self.silhouette_sample is not None:  # a negative one left rows out of the silhouette
             whole_number(self.silhouette_sample, "silhouette_sample", 2)
@@ -213,6 +216,11 @@ class GMMSelect(ClusterMixin, BaseEstimator):
         InvalidArgument
             ``X`` is invalid, ``covariance_type`` unknown, or no usable k (as in :class:`KMeansSelect`).
         """
+        whole_number(self.n_init, "n_init")
+        whole_number(self.max_iter, "max_iter")  # 0: a mixture that never ran an EM step, unsaid
+        if isinstance(self.reg_covar, (bool, np.bool_)) or not isinstance(self.reg_covar, (int, float, np.number)) \
+                or not np.isfinite(self.reg_covar) or self.reg_covar < 0:
+            raise InvalidArgument(f"reg_covar must be a finite number >= 0, got {self.reg_covar!r}")
         X = fit_input(self, X)
         if self.covariance_type not in ("diag", "full", "spherical", "tied"):
             raise InvalidArgument(f"unknown GMM covariance type '{self.covariance_type}'")
