@@ -76,6 +76,8 @@ def test_bad_parameters_are_one_line_value_errors():
         FormAnomaly().fit(np.full((5, 2), np.nan))
     with pytest.raises(InvalidArgument):
         FormAnomaly().fit(X).relevance(X[:10], [0])
+    with pytest.raises(InvalidArgument, match="rows of the fit, in its order"):  # tags looked up among other rows
+        FormAnomaly().fit(X).relevance(X[::-1], [1])
     with pytest.raises(InvalidArgument, match="interesting rows must be a whole number"):
         FormAnomaly().fit(X).relevance(X, [0.7])  # was quietly row 0
 

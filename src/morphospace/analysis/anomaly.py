@@ -89,6 +89,11 @@ def _drop_self(dist: np.ndarray, idx: np.ndarray, k: int) -> np.ndarray:
 TAG_REACH = 2  # a tag reaches its galaxy's TAG_REACH x k nearest galaxies (the scorer's k)
 
 
+
+def _checked_rows(n: int) -> np.ndarray:
+    """The rows of a fit kept to recognise it again: 64 spread over it (a reorder moves some)."""
+    return np.unique(np.linspace(0, n - 1, min(n, 64)).astype(np.int64))
+
 class FormAnomaly(BaseEstimator):
     """Anomaly score on an embedding: higher = rarer form.
 
@@ -175,6 +180,7 @@ class FormAnomaly(BaseEstimator):
             self.scores_ = -self.search_.score_samples(X)
         self.ranks_ = rank_normalise(self.scores_)
         self.sorted_scores_ = np.sort(self.scores_)
+        self.fit_rows_ = X[_checked_rows(len(X))]  # relevance() checks it is given the fit's rows, in order
         return self
 
     def anomaly_score(self, X) -> np.ndarray:
@@ -231,8 +237,10 @@ class FormAnomaly(BaseEstimator):
         """
         check_is_fitted(self)
         X = np.asarray(X, dtype=np.float64)
-        if len(X) != len(self.scores_):
-            raise InvalidArgument(f"relevance needs the {len(self.scores_)} rows of the fit, got {len(X)}")
+        kept = getattr(self, "fit_rows_", None)  # none in a scorer cached by an earlier version
+        if len(X) != len(self.scores_) or (kept is not None and not np.allclose(X[_checked_rows(len(X))], kept)):
+            # other rows, or the fit's reordered: each tag's neighbours were looked up among the wrong rows
+            raise InvalidArgument(f"relevance needs the {len(self.scores_)} rows of the fit, in its order")
         # a row tagged twice is one tag (it weighed twice, moving its neighbours' relevance)
         good, bad = (np.unique(_row_numbers(t, w)) for t, w in ((interesting, "interesting"), (boring, "boring")))
         rows = np.r_[good, bad]
