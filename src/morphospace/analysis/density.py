@@ -233,7 +233,9 @@ class DBSCANAuto(ClusterMixin, BaseEstimator):
         were it fitted, would be a core row beside (``min_samples_ - 1`` fitted rows within
         ``eps_``); else noise (-1). With the first rule alone, rows outside a fitting sample came
         out noise more often than rows in it (0.073 against 0.058 on two Gaussian blobs), since a
-        fitted row counts towards its neighbours' density and a new one did not.
+        fitted row counts towards its neighbours' density and a new one did not. For new rows: a
+        fitted row given again counts twice (itself and its copy), so a border or noise row of
+        ``labels_`` may be given a cluster here.
 
         Parameters
         ----------
