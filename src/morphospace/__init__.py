@@ -23,7 +23,8 @@ that there is no import cycle). From the top:
    masking, geometry, display), ``nets/`` (CNN backbones, a network over a cube in batches);
 9. ``config/`` (the configuration), ``run/`` (the run directory);
 10. ``errors.py`` (one-line errors), ``progress.py`` (progress bars, timers, quiet mode),
-    ``caches.py`` (where the synthetic survey and the libraries' caches go).
+    ``caches.py`` (where the synthetic survey and the libraries' caches go), ``orphans.py``
+    (worker processes that end with their parent).
 """
 
 from .caches import route_library_caches
