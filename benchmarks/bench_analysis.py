@@ -148,4 +148,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from _entry import run
+
+    run(main)

@@ -21,7 +21,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import sys
 import warnings
 
 import numpy as np
@@ -62,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     print("| labels a class | classifier | temperature | balanced acc. | accuracy | mean confidence | share > 0.99 "
           "| Brier | ECE | log loss | its own report: Brier, ECE before -> after |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
+    smallest = min(int((truth[known] == c).sum()) for c in classes)
+    if max(args.sizes) >= smallest:  # n drawn from a class of fewer: numpy's error, a traceback
+        raise SystemExit(f"bench_classify_calibration.py: error: --sizes must stay below the smallest class's "
+                         f"{smallest} labelled galaxies (the rest are scored)")
     for n in args.sizes:
         rows = {"calibrated": [], "uncalibrated": []}
         temps, own = [], []
@@ -90,4 +93,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _entry import run
+
+    run(main)

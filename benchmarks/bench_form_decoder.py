@@ -29,10 +29,24 @@ import numpy as np
 import torch
 
 
+def _config(text: str) -> tuple[tuple[int, ...], int, list[str]]:
+    """WIDTHS:EPOCHS[:PRECISION] read, or argparse's one-line error."""
+    widths, _, rest = text.partition(":")
+    epochs, _, precision = rest.partition(":")
+    try:
+        parsed = tuple(int(w) for w in widths.split(",")), int(epochs), [precision] if precision else []
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHS:EPOCHS[:PRECISION], e.g. 16,32,64,128:8") from None
+    if min(parsed[0]) < 1 or parsed[1] < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: widths of at least 1, and at least 1 epoch")
+    return parsed
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", help="a run trained with model.preset = form")
-    ap.add_argument("configs", nargs="+", help="WIDTHS:EPOCHS[:PRECISION], e.g. 16,32,64,128:8:bf16-mixed")
+    ap.add_argument("configs", nargs="+", type=_config,
+                    help="WIDTHS:EPOCHS[:PRECISION], e.g. 16,32,64,128:8:bf16-mixed")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -68,11 +82,9 @@ def main() -> None:
         mean = canonical_frame(torch.from_numpy(np.asarray(cube[train], dtype=np.float32))).mean(0, keepdim=True)
     print(json.dumps({"decoder": "the mean canonical image", "held_out_error": held_out_error(mean.expand_as(target))}))
     train_cube = np.asarray(cube[train])
-    for config in args.configs:
-        widths, epochs, *precision = config.split(":")
-        widths = tuple(int(w) for w in widths.split(","))
+    for widths, epochs, precision in args.configs:
         t0 = time.perf_counter()
-        decoder = fit_image_decoder(mu[train], log_var[train], train_cube, widths=widths, epochs=int(epochs),
+        decoder = fit_image_decoder(mu[train], log_var[train], train_cube, widths=widths, epochs=epochs,
                                     seed=args.seed, radial_inner=m.radial_inner, radial_width=m.radial_width,
                                     trainer_kwargs={"precision": precision[0]} if precision else None)
         seconds = time.perf_counter() - t0
@@ -85,4 +97,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from _entry import run
+
+    run(main)

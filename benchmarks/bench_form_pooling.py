@@ -369,4 +369,6 @@ def to_markdown(results: dict) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _entry import run
+
+    run(main)

@@ -51,8 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         print("the folders hold different cubes", file=sys.stderr)
         return 2
     print("components per seed:", [p.shape[1] for p in probas])
+    fewest = min(p.shape[1] for p in probas)
+    if skipped := [k for k in args.k if k > fewest]:  # a merge cannot make more clusters than components
+        print(f"K = {', '.join(map(str, skipped))} skipped: a seed has {fewest} components")
     rules = [("elbow on observations", {}), ("elbow on clusters", {"elbow_on": "clusters"}),
-             *((f"K = {k}", {"n_clusters": k}) for k in args.k)]
+             *((f"K = {k}", {"n_clusters": k}) for k in args.k if k <= fewest)]
     for name, kwargs in rules:
         labels = [ComponentMerger(**kwargs).fit_predict(p) for p in probas]
         aris = [adjusted_rand_score(a, b) for a, b in itertools.combinations(labels, 2)]
@@ -62,4 +65,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from _entry import run
+
+    run(main)

@@ -4,11 +4,12 @@ from one table made by ``np.bincount``), at 3,359 and 1,000,000 galaxies, in the
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_pair_scores.py
+    .venv/bin/python benchmarks/bench_pair_scores.py [--sizes 3359 1000000]
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import numpy as np
@@ -18,9 +19,14 @@ from morphospace.analysis.agreement import score_pair
 from morphospace.analysis.labels import encode
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[3_359, 1_000_000], help="galaxies a labelling")
+    args = ap.parse_args(argv)
+    if min(args.sizes) < 1:
+        ap.error("--sizes must be at least 1")
     rng = np.random.default_rng(0)
-    for n in (3_359, 1_000_000):
+    for n in args.sizes:
         a, b = rng.integers(0, 6, n), rng.integers(0, 8, n)
         reps = 50 if n < 100_000 else 3
         t = time.perf_counter()
@@ -43,4 +49,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from _entry import run
+
+    run(main)

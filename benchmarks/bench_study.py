@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -119,9 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--probe-sizes", default="", help="comma-separated input sides for the frozen sweep")
     ap.add_argument("--probe-n", type=int, default=1000)
     args = ap.parse_args(argv)
-    if not (args.data / "labels.csv").is_file():
-        print(f"skipped: {args.data} not found (the sdss-gz1 sample)")
-        return 0
+    if not (args.data / "labels.csv").is_file():  # a status of 0 read as a measurement made
+        raise FileNotFoundError(f"{args.data}/labels.csv not found (the sdss-gz1 sample: give --data)")
     _threads(args.threads)
 
     import numpy as np
@@ -214,4 +212,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _entry import run
+
+    run(main)

@@ -296,7 +296,8 @@ def probe10(x: np.ndarray, truth: np.ndarray, keep: np.ndarray) -> float:
     from morphospace.analysis.probe import linear_probe
 
     t = linear_probe(x[keep], truth[keep], fractions=(0.1,), repeats=5)
-    return float(t["balanced_accuracy"].iloc[0])
+    # none where 10% cannot hold two galaxies of every class (a small survey): no score, not a crash
+    return float(t["balanced_accuracy"].iloc[0]) if len(t) else float("nan")
 
 
 def baseline(cube: np.ndarray, ks: list[int], seeds: list[int], truth, keep, pa_bins, elongated) -> dict:
@@ -471,4 +472,6 @@ def to_markdown(results: dict) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _entry import run
+
+    run(main)
