@@ -210,6 +210,13 @@ def test_whole_number_floats_are_classes_and_an_empty_column_is_no_truth():
     cfg.data.truth_label = "kind"
     with pytest.raises(UserError, match="'kind' holds one class \\('spiral'\\) for the galaxies of the cube"):
         check_label_columns(cat.assign(kind="spiral"), cfg)
+    # the refused column is not offered as one to name instead
+    one_inside = cat.assign(kind=["elliptical"] * 5 + ["spiral"] * (len(cat) - 5),
+                            cube_index=np.r_[[-1] * 5, cat["cube_index"].to_numpy()[5:]])
+    assert "kind" in label_columns(one_inside)
+    with pytest.raises(UserError, match="holds one class") as refused:
+        check_label_columns(one_inside, cfg)
+    assert "label columns: morph3, gz1_name, ttype)" in str(refused.value)
     shown = labels_in_cube_order(None, "ttype", catalogue=cat)  # the catalogue given, no run read
     assert {v for v in shown if v is not None} == {-5, -3, -1, 1} and all(
         isinstance(v, (int, np.integer)) for v in shown if v is not None)

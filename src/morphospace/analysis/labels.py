@@ -231,6 +231,11 @@ def label_columns(catalogue: pd.DataFrame, cfg: Any = None) -> list[str]:
     return kept
 
 
+def _other_label_columns(catalogue: pd.DataFrame, refused: str) -> str:
+    """The label columns to name in place of a refused truth label (not the refused one itself)."""
+    return ", ".join(c for c in label_columns(catalogue) if c != refused) or "none"
+
+
 def _same_partition(a: pd.Series, b: pd.Series) -> bool:
     ea, eb = encode(a), encode(b)
     if not np.array_equal(ea.missing, eb.missing):
@@ -325,24 +330,24 @@ def check_label_columns(catalogue: pd.DataFrame, cfg: Any) -> None:
     truth = cfg.data.truth_label
     if truth in INGEST_COLUMNS and truth != "id":  # the id: refused below, as an identifier
         raise UserError(f"data.truth_label: '{truth}' is the ingest's own column, not classes of galaxies: name a "
-                        f"column of classes (label columns: {', '.join(label_columns(catalogue)) or 'none'})")
+                        f"column of classes (label columns: {_other_label_columns(catalogue, truth)})")
     if truth:
         values = catalogue[truth]
         inside = values[catalogue["cube_index"] >= 0] if "cube_index" in catalogue else values
         if len(inside) and not _holds_labels(inside):
             raise UserError(f"data.truth_label: '{truth}' holds no label for any galaxy of the cube: name a column "
-                            f"of classes (label columns: {', '.join(label_columns(catalogue)) or 'none'})")
+                            f"of classes (label columns: {_other_label_columns(catalogue, truth)})")
         enc = encode(inside, noise=False)
         classes = enc.uniques[np.unique(enc.codes[~enc.missing])]
         if len(classes) == 1:  # every agreement score against it is 0 by construction
             raise UserError(f"data.truth_label: '{truth}' holds one class ({classes[0]!r}) for the galaxies of the "
                             f"cube, so nothing to score against: name a column of two classes or more (label columns: "
-                            f"{', '.join(label_columns(catalogue)) or 'none'})")
+                            f"{_other_label_columns(catalogue, truth)})")
         if pd.api.types.is_float_dtype(values):  # whole numbers stored as floats (T-types 1.0, 2.0) are classes
             present = values.dropna().to_numpy(dtype=float)
             fraction = present[np.isfinite(present) & (present != np.round(present))]
             if len(fraction):  # every distinct value would be a class of its own
                 raise UserError(f"data.truth_label: '{truth}' holds continuous values (e.g. {float(fraction[0])!r}), not "
                                 f"classes: name a column of classes (label columns: "
-                                f"{', '.join(label_columns(catalogue)) or 'none'})")
+                                f"{_other_label_columns(catalogue, truth)})")
         refuse_identifier(inside, f"data.truth_label: '{truth}'")
