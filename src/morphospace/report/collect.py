@@ -21,8 +21,9 @@ import pandas as pd
 from ..analysis.labels import label_columns, labels_in_cube_order, truth_column  # one definition of "a label"
 from ..errors import UserError
 from ..run import RunDir, in_cube_order
-from ..run.provenance import comparison_inputs_changed, stale_results
+from ..run.provenance import stale_results
 from .anomaly_scores import AnomalyScores
+from .comparison_files import ComparisonFiles
 from .clusterings import Clustering, aligned_clustering, primary_choice
 
 log = logging.getLogger("morphospace")
@@ -39,11 +40,7 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def _few(names: list[str]) -> str:
-    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-
-
-class RunContents(AnomalyScores):
+class RunContents(AnomalyScores, ComparisonFiles):
     """Lazy, cached readers of everything the report can show.
 
     Parameters
@@ -325,70 +322,6 @@ class RunContents(AnomalyScores):
         from ..vade.io import embeddings_outdated
 
         return embeddings_outdated(self.run)
-
-    @cached_property
-    def stale_comparisons(self) -> tuple[str, bool, bool] | None:
-        """Why the compare stage's results are not this run's any more, whether that touches its
-        comparisons of the clusterings (matrices, contingency tables, audit) and whether its linear
-        probes; None when they are this run's (or the run predates the record of what was compared).
-
-        Their ``inputs.json`` records the clusterings, embeddings and catalogue compared
-        (:func:`~morphospace.run.provenance.comparison_inputs`), or that the last compare did not finish.
-
-        Returns
-        -------
-        (str, bool, bool) or None
-            (why, clusterings stale, probes stale).
-        """
-        path = self.path / "comparisons" / "inputs.json"
-        if not path.is_file():
-            if not any((self.path / "comparisons").glob("*.csv")) and any(
-                    (self.path / "figures" / f"{name}.png").is_file() for name in ("ari_matrix", "ami_matrix",
-                                                                                    "nuisance_audit")):
-                # its figures outlived its results (comparisons/ removed): shown as the run's before
-                return "the compare stage's results are not in the run", True, True
-            return None  # none made, or made before what was compared was recorded
-        try:
-            was = json.loads(path.read_text())
-            if was.get("incomplete"):
-                return "the last `morphospace compare` did not finish", True, True
-            changed = comparison_inputs_changed(self.run, was)
-            # compared, then made stale by a new map or embedding: left out of the page, so out of its comparisons
-            left_out = sorted(n for n in was["clusterings"] if f"clusterings/{n}" in self.stale_results)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            return "their record of what was compared is damaged", True, True
-        if changed["catalogue"]:
-            return "the catalogue has changed since", True, True
-        if "truth" in was and was["truth"] != self.truth:  # `report --set data.truth_label=...` alone
-            return (f"they score the clusterings against {was['truth'] or 'no truth label'}, and this page's truth "
-                    f"label is {self.truth or 'none'} (`morphospace compare RUN --set data.truth_label=...` "
-                    "scores them against it)", True, True)
-        reasons = []
-        clusterings = changed["clusterings"]
-        if clusterings:
-            reasons.append(f"clusterings have changed since ({_few(clusterings)})")
-        if left_out:
-            reasons.append(f"clusterings compared were made from an earlier embedding or map ({_few(left_out)})")
-            clusterings = clusterings + left_out
-        embeddings = changed["embeddings"] or []
-        if embeddings:
-            reasons.append(f"embeddings have changed since ({_few(embeddings)})")
-        return ("; ".join(reasons), bool(clusterings), bool(embeddings)) if reasons else None
-
-    def comparison(self, name: str) -> Path | None:
-        """A file of ``RUN/comparisons/``, if it exists.
-
-        Parameters
-        ----------
-        name : str
-            Its file name (e.g. ``"ari.csv"``).
-
-        Returns
-        -------
-        Path or None
-        """
-        p = self.path / "comparisons" / name
-        return p if p.exists() else None
 
     def metrics_files(self) -> dict[str, list[Path]]:
         """Lightning CSV logs per model: ``models/<model>/logs/**/metrics.csv``, newest version per run name.
