@@ -350,8 +350,14 @@ def test_a_stop_note_counts_for_its_own_job_and_launch_only(tmp_path, monkeypatc
     other = job.JobTask(tmp_path, task.key.replace("29500", "29502"), "0")
     other.tell_peers("run in use", 2)
     assert json.loads(note.read_text())["message"] == "now" and other.note_path.is_file()
-    task.forget_earlier_stops(older_than_s=-1)  # done: its earlier launch's and other jobs' old notes go
-    assert not other.note_path.exists()
+    # done: an earlier launch's note at another port goes (Lightning's own launcher picks a port afresh each
+    # time: its stopped launches' notes piled up), another command's stays for a day
+    embed = job.JobTask(tmp_path, job.job_key("embed"), "0")
+    embed.tell_peers("another command", 2)
+    task.forget_earlier_stops()
+    assert not other.note_path.exists() and embed.note_path.is_file()
+    task.forget_earlier_stops(older_than_s=-1)  # and other jobs' old notes
+    assert not embed.note_path.exists()
     # a run that cannot be written to (read-only): best effort, no OSError (it turned the task's one-line
     # error into a traceback, status 1)
     import errno

@@ -4,14 +4,16 @@ starts from it (``morphospace train RUN --devices 2``: the command again, as ran
 
 - **SIGTERM** (``kill``, a scheduler's time limit): Lightning's handler forwards the signal to the
   processes it started, then broadcasts from inside the handler, a collective that the others,
-  elsewhere in their step, never join. A two-process training on a CPU sent one ``kill`` was still
-  running ten minutes later, both processes waiting. Once a trainer of several processes has
-  installed its handler, :class:`StopOnSigterm` puts one without collectives in its place: each
-  process raises :class:`~morphospace.errors.Terminated` (status 143; the last epoch's checkpoint is
-  on disk for ``--resume``), the trainer that started the others first ends them (SIGKILL: one
-  waiting inside a collective would not see a softer signal; those a command's first trainer
-  started end with the command's process). The others learn of a stop from its note in the run
-  (:mod:`morphospace.run.job`) or from their closed connection.
+  elsewhere in their step (or in the barrier with which a trainer starts its stage), never join. A
+  two-process training on a CPU sent one ``kill`` was still running ten minutes later, both
+  processes waiting. In a trainer of several processes, :class:`StopOnSigterm` takes that handler's
+  place from the trainer's setup on, before Lightning installs it: each process raises
+  :class:`~morphospace.errors.Terminated` (status 143, one line; the last epoch's checkpoint is on
+  disk for ``--resume``), the command's first process having ended the processes Lightning started
+  from it (SIGKILL: one waiting inside a collective would not see a softer signal; Lightning's watch
+  of them told first, or it SIGKILLed the first process too on seeing them killed). The others of
+  a job started from outside learn of the stop from its note in the run (:mod:`morphospace.run.job`)
+  or from their closed connection.
 - **the first process killed outright** (``kill -9``, the out-of-memory killer): the processes it
   had started waited for it in torch's rendezvous until its timeout, half an hour. They now end
   with it (:func:`morphospace.run.job.follow_launcher`; Linux's parent-death signal).
@@ -31,26 +33,37 @@ from .spawn import spawns
 __all__ = ["StopOnSigterm", "with_job_signals"]
 
 
+# the lists of processes Lightning's launcher started from this one (its first trainer's; those of
+# later trainers are empty), the very lists its watch of them reads
+_LAUNCHED: list[list] = []
+
+
 class StopOnSigterm(pl.Callback):
     """In a trainer of several processes started otherwise than by spawning: SIGTERM ends the
-    processes this trainer started, if any, and raises :class:`Terminated`, with no collective in
-    the handler.
+    processes Lightning started from this one, if any, and raises :class:`Terminated`, with no
+    collective in the handler.
 
-    Lightning installs its own handler when the trainer starts its stage (after ``on_fit_start``)
-    and puts the earlier one back at teardown; this replaces it at the first hook after that."""
+    Lightning installs its handler when the trainer starts its stage (after ``setup`` and
+    ``on_fit_start``), composed of its own notifier and the handler found; at ``setup`` the notifier
+    is replaced by this handler for the trainer, and the handler itself at the stage's start (where a
+    later Lightning builds its handler otherwise)."""
+
+    def _applies(self, trainer) -> bool:
+        return trainer.world_size >= 2 and not spawns(trainer) and threading.current_thread() is threading.main_thread()
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        if not self._applies(trainer):
+            return  # one process: Lightning's own ends the epoch cleanly; spawned workers end with their parent
+        procs = getattr(trainer.strategy.launcher, "procs", None)
+        if isinstance(procs, list) and procs and not any(procs is known for known in _LAUNCHED):
+            _LAUNCHED.append(procs)
+        connector = getattr(trainer, "_signal_connector", None)
+        if connector is not None and hasattr(connector, "_sigterm_notifier_fn"):
+            connector._sigterm_notifier_fn = _stop  # its broadcast from inside the handler hung both processes
 
     def _take_over(self, trainer) -> None:
-        if trainer.world_size < 2 or spawns(trainer) or threading.current_thread() is not threading.main_thread():
-            return  # one process: Lightning's own ends the epoch cleanly; spawned workers end with their parent
-        started = list(getattr(trainer.strategy.launcher, "procs", None) or [])
-
-        def stop(_signum, _frame):
-            for proc in started:
-                with suppress(OSError):
-                    proc.kill()
-            raise Terminated()
-
-        signal.signal(signal.SIGTERM, stop)
+        if self._applies(trainer):
+            signal.signal(signal.SIGTERM, _stop)
 
     def on_sanity_check_start(self, trainer, pl_module) -> None:
         self._take_over(trainer)
@@ -64,6 +77,18 @@ class StopOnSigterm(pl.Callback):
     def on_validation_start(self, trainer, pl_module) -> None:
         if not trainer.training:  # within a fit, the train start took over already
             self._take_over(trainer)
+
+
+def _stop(_signum, _frame) -> None:
+    """SIGTERM in a process of a job: the processes Lightning started from this one end (taken out of
+    its watch first: it SIGKILLed this process on seeing them killed), then :class:`Terminated`."""
+    for procs in _LAUNCHED:
+        started = list(procs)
+        procs.clear()
+        for proc in started:
+            with suppress(OSError):
+                proc.kill()
+    raise Terminated()
 
 
 def with_job_signals(trainer_kwargs: dict) -> dict:

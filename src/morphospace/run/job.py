@@ -70,6 +70,11 @@ def job_key(command: str = "") -> str:
     return "|".join(parts + [f"command={command}"])
 
 
+def _without_address(key: str) -> str:
+    """A job's key without its rendezvous address: the same for every launch of one command."""
+    return "|".join(part for part in key.split("|") if part.partition("=")[0] not in _ADDRESS_VARIABLES)
+
+
 @dataclass(frozen=True)
 class JobTask:
     """This process as one task of a distributed job, and the run the job writes.
@@ -144,15 +149,21 @@ class JobTask:
         return note
 
     def forget_earlier_stops(self, older_than_s: float = 86400.0) -> None:
-        """Remove an earlier launch's note of this job, and other jobs' notes older than a day (the
-        job's first task, done without error)."""
+        """Remove the notes of earlier launches of this job (the same ids and command at any rendezvous
+        address: Lightning's own launcher picks a port afresh each time, and its stopped launches'
+        notes piled up in the run), and other jobs' notes older than a day (the job's first task,
+        done without error)."""
+        mine = _without_address(self.key)
         for path in self.run_path.glob(f"{NOTE_PREFIX}*.json"):
             try:
-                stale = (path == self.note_path and self.peer_stop() is None) or \
-                    time.time() - path.stat().st_mtime > older_than_s
+                if path == self.note_path:
+                    stale = self.peer_stop() is None
+                else:
+                    stale = time.time() - path.stat().st_mtime > older_than_s or \
+                        _without_address(str(json.loads(path.read_text()).get("job", ""))) == mine
                 if stale:
                     path.unlink()
-            except OSError:
+            except (OSError, ValueError, AttributeError):
                 pass
 
     @contextmanager
