@@ -173,6 +173,39 @@ def test_sigterm_during_a_lightning_fit_is_a_failure_with_status_143(monkeypatch
     assert err[-1] == "morphospace: terminated (SIGTERM)"
 
 
+def test_sigterm_outside_a_fit_stops_a_stage_in_one_line_and_in_its_log(tmp_path):
+    """Left to its default, SIGTERM ended every stage but a training's fit where it stood: status 143,
+    no line, nothing in the run's log. (In a process of its own: unfixed, the signal ends it.)"""
+    import subprocess
+    import sys
+    import textwrap
+
+    run = tmp_path / "run"
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        import morphospace.cli as cli
+        from morphospace.cli.logs import _setup_logging
+        from morphospace.run import RunDir
+
+        run = RunDir({str(run)!r}, create=True)
+        run.config.write_text("")
+
+        def clustering(args):
+            _setup_logging(False, run)
+            os.kill(os.getpid(), signal.SIGTERM)  # as `kill` or a scheduler's limit sends it
+            raise AssertionError("SIGTERM did not stop the stage")
+
+        cli._dispatch = clustering
+        status = cli.main(["cluster", {str(run)!r}])
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the process's own again
+        sys.exit(status)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 143, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == "morphospace: terminated (SIGTERM)"
+    assert (run / "log.txt").read_text().rstrip().endswith("terminated (SIGTERM)")
+
+
 def test_sigterm_during_a_first_ingest_takes_away_the_folder_it_made(monkeypatch, capsys, tmp_path):
     """SIGTERM (`timeout`, a scheduler's limit) ended a first ingest where it stood, leaving a folder
     with a log and a partial cube that every later ingest refused as 'not a run'. Now it is taken

@@ -16,7 +16,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from ..config import Config
-from ..errors import InvalidArgument, RunInUse, Terminated, UserError, first_line, missing_package
+from ..errors import InvalidArgument, RunInUse, Terminated, UserError, first_line, missing_package, sigterm_raises
 from ..progress import set_quiet
 from ..run import RunDir, job_size, launched_as_later_rank, release_locks, writer_of
 from . import peers
@@ -109,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     set_quiet(args.quiet)
     succeeded = False
     try:
-        with _quiet_warnings(args.quiet):
+        # SIGTERM (`kill`, a scheduler's limit) stops a command as Ctrl-C does, in one line and in the log:
+        # left to its default, it ended every stage but a training's fit without a word, status 143
+        with _quiet_warnings(args.quiet), sigterm_raises():
             status = _dispatch(args) or 0
         if sys.stdout is not None:  # None when started with stdout closed (`>&-`): print() writes nothing then
             sys.stdout.flush()  # here, where a reader gone away is caught below, not at the interpreter's exit
