@@ -1876,8 +1876,15 @@ def test_the_run_s_writer_removes_the_partial_files_a_killed_command_left(pca_ru
         with atomic_path(run / "figures" / "x.png") as tmp:
             shape = tmp.name.replace("x.png", "{}")
             raise KeyError
+    from morphospace.run.writes import partial_path
+
     stale = [run / shape.format("cube_masked.npy"), run / "figures" / shape.format("report_labels.png"),
-             run / "embeddings" / shape.format("pixels_pca.npy")]
+             run / "embeddings" / shape.format("pixels_pca.npy"),
+             # a training killed while it filled its view bank (it stayed: 14 GB at 3 x 10^5 galaxies), and the
+             # shares of a killed distributed prediction
+             partial_path(run / "models" / "vade" / "ssl" / "view_bank.npy"),
+             run / "models" / "vade" / "ssl" / "bank_shares" / "rank0.out0",
+             run / "models" / "vade" / "predict_shares" / "rank1.index"]
     # not the run's to remove: an export's beside the run's files, the user's own folder's
     mine = [run / shape.format("results.csv"), run / shape.format("catalogue.parquet.csv"),
             run / "my_galaxies" / shape.format("g.png")]
@@ -1886,6 +1893,7 @@ def test_the_run_s_writer_removes_the_partial_files_a_killed_command_left(pca_ru
         p.write_bytes(b"half")
     assert main(["compare", str(run), "--quiet"]) == 0
     assert not any(p.exists() for p in stale) and all(p.exists() for p in mine)
+    assert not (run / "models" / "vade" / "ssl" / "bank_shares").exists()
 
 
 def test_two_runs_of_the_built_in_survey_render_it_once(tmp_path, monkeypatch):

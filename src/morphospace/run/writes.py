@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
-__all__ = ["atomic_path", "content_stamp", "file_stamp", "new_npy_map", "read_cached_npy", "read_parquet",
+__all__ = ["SHARE_FOLDERS", "atomic_path", "content_stamp", "file_stamp", "new_npy_map", "partial_path", "read_cached_npy", "read_parquet",
            "read_stamped_pickle", "spreadsheet_safe", "stamp_is_current", "to_parquet", "write_json", "write_npy",
            "write_stamped_pickle", "write_table", "write_text"]
 
@@ -57,11 +57,29 @@ def _fitting(name: str) -> str:
     return name
 
 
+def partial_path(path: str | Path) -> Path:
+    """A temporary name beside ``path`` of :func:`atomic_path`'s shape, for a file written otherwise
+    (a memory-mapped one) and renamed onto ``path`` when whole: left behind a killed writer, the run's
+    next writer removes it (:func:`remove_partials`)."""
+    import secrets
+
+    path = Path(path)
+    return path.with_name(f".{_fitting(path.name)}.{secrets.token_hex(4)}.partial")
+
+
+# the folders where the processes of a distributed prediction leave their shares of the rows, as large as
+# its result (a view bank's): removed by its first process once gathered, and by the run's next writer
+# where the job was killed
+SHARE_FOLDERS = frozenset({"predict_shares", "bank_shares"})
+
+
 def remove_partials(root: Path, files, folders) -> None:
-    """Remove the temporary files :func:`atomic_path` left behind a killed writer: those of ``files``
-    at the top of ``root``, and every one under its ``folders``. Only for the run's one writer
-    (it holds the lock: no other command is writing them)."""
+    """Remove the temporary files :func:`atomic_path` (or :func:`partial_path`) left behind a killed
+    writer: those of ``files`` at the top of ``root``, and every one under its ``folders``, and the
+    :data:`SHARE_FOLDERS` under them. Only for the run's one writer (it holds the lock: no other
+    command is writing them)."""
     import re
+    import shutil
 
     # the shape of atomic_path's names exactly: `.results.csv.x1.partial`, an export's beside
     # `results.csv`, is not the run's file's, nor is `.catalogue.parquet.csv.<8>.partial`
@@ -74,6 +92,10 @@ def remove_partials(root: Path, files, folders) -> None:
             p.unlink()
         except OSError:  # gone already, or not ours to remove: the command goes on
             pass
+    for folder in folders:
+        if (root / folder).is_dir():
+            for shares in [d for d in (root / folder).rglob("*_shares") if d.name in SHARE_FOLDERS and d.is_dir()]:
+                shutil.rmtree(shares, ignore_errors=True)
 
 
 def write_text(path: str | Path, text: str, errors: str = "strict") -> None:

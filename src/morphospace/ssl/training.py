@@ -43,7 +43,7 @@ from ..nets.predict import accelerated, barrier, world_size
 from ..nets.shards import ShardedData
 from ..nets.spawn import spawned_workers
 from ..progress import quiet_lightning, with_bars
-from ..run import new_npy_map, read_cached_npy
+from ..run.writes import new_npy_map, partial_path, read_cached_npy
 from ..run.pages import PageReleaser
 from .augment import NuisanceAugment
 from .bank import N_DIHEDRAL, view_bank, view_seed
@@ -274,7 +274,7 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
             # one writer: the first process fills the file from every process's share, creating it
             # only once all have passed the shared prediction, and so once the first has cleared
             # the model folder (srun starts the tasks at once; only the first clears)
-            tmp = bank_path.with_suffix(".partial.npy")
+            tmp = partial_path(bank_path)  # killed, the next writer of the run removes it (it stayed, 14 GB at 3 x 10^5)
             try:
                 mm = view_bank(trunk, cube, aug_views, seed, trainer_kwargs=trainer_kwargs,
                                work_dir=out_dir / "bank_shares", loader_workers=loader_workers, first_only=True,
