@@ -359,3 +359,25 @@ def test_the_rendering_workers_exit_when_the_survey_s_maker_is_killed(tmp_path):
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         assert below and all_end(below, 15)
+
+
+def test_a_survey_whose_rendering_did_not_finish_is_refused_by_the_ingest(tmp_path, capsys):
+    """`synth` stopped half way (SIGTERM: 24 of 300 images, no catalogue, no marker): its images were
+    ingested as the whole survey, 'ingested 24 of 24 galaxies', without a word."""
+    import shutil
+
+    from morphospace.cli import main
+
+    out = tmp_path / "survey"
+    assert main(["synth", "--n", "6", "--seed", "0", "--out", str(out), "--size", "48", "--quiet"]) == 0
+    (out / synth.MARKER_NAME).unlink()
+    (out / "catalogue.csv").unlink()  # the state a stop during the images leaves
+    assert main(["ingest", str(out), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert "a synthetic survey whose rendering did not finish" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    assert main(["synth", "--n", "6", "--seed", "0", "--out", str(out), "--size", "48", "--quiet"]) == 0  # finished
+    assert main(["ingest", str(out), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    shutil.rmtree(tmp_path / "run")
+    mine = tmp_path / "mine"  # a folder of the user's own images is no survey of ours
+    shutil.copytree(out / "images", mine)
+    assert main(["ingest", str(mine), "--out", str(tmp_path / "run"), "--quiet"]) == 0

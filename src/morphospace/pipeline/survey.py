@@ -87,6 +87,13 @@ def check_data(cfg: Config, out: str | Path | None = None) -> None:
         return
     if not Path(cfg.data.path).exists():
         raise MissingFile(f"data not found: {cfg.data.path}")
+    from ..data.synth.files import MARKER_NAME, looks_like_partial_survey
+
+    data = Path(cfg.data.path)
+    if data.is_dir() and not (data / MARKER_NAME).is_file() and looks_like_partial_survey(data):
+        # a `synth` stopped half way: its first images were ingested as the whole survey, unsaid
+        raise UserError(f"{data} is a synthetic survey whose rendering did not finish (no {MARKER_NAME}): run "
+                        f"`morphospace synth` with the same --n, --seed and --out again to finish it")
     if out is None:
         return
     data, run = Path(cfg.data.path).resolve(), Path(out).resolve()
