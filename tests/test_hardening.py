@@ -2040,6 +2040,24 @@ def test_a_failed_stage_s_own_error_is_the_one_said(tmp_path, monkeypatch, caplo
     assert "could not put" in caplog.text
 
 
+def test_a_refused_rename_names_the_file_not_its_temporary_name(tmp_path, monkeypatch):
+    """A file that could not be put in place (an immutable folder or file) was said as
+    'cannot use RUN/.report.html.vc8v2q0i.partial', a name already gone."""
+    import os
+
+    from morphospace.run import atomic_path
+
+    def refused(src, dst):
+        raise PermissionError(1, "Operation not permitted", str(src), None, str(dst))
+
+    monkeypatch.setattr(os, "replace", refused)
+    with pytest.raises(PermissionError) as error:
+        with atomic_path(tmp_path / "report.html") as tmp:
+            tmp.write_text("page")
+    assert error.value.filename == str(tmp_path / "report.html") and error.value.strerror == "Operation not permitted"
+    assert list(tmp_path.iterdir()) == []  # the temporary file went
+
+
 def test_another_user_s_lock_file_in_a_shared_folder_is_no_dead_end(tmp_path, monkeypatch, caplog):
     """Draws into a group's shared folder: the lock file another user made (mode 0644) could not be
     opened for writing, and `generate` failed on it. The draw goes on without the turn, saying so."""

@@ -42,7 +42,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600: give the file the user's usual mode
     try:
         yield tmp_path
-        os.replace(tmp_path, path)
+        try:
+            os.replace(tmp_path, path)
+        except OSError as exc:  # it names the temporary file, gone by the time the error is said
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from None
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
