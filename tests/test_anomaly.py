@@ -393,3 +393,19 @@ def test_anomalies_say_when_the_form_embedding_is_not_the_run_s_model_s(form_run
     assert main(["anomalies", str(run.path), "--top", "3"]) == 0
     assert "the form embedding scored is not that of the run's model: the model they came from is no longer " \
            "in the run" in capsys.readouterr().err
+
+
+def test_a_run_whose_model_is_of_another_preset_is_refused_though_an_earlier_form_embedding_stays(form_run, capsys):
+    """Trained again with the astrovader (or default) preset and not yet embedded, the run still holds
+    the earlier form model's embedding: `anomalies` listed its scores as the run's, with a warning."""
+    import json
+
+    run = form_run[0]
+    folder = run.path / "models" / "vade"
+    folder.mkdir(parents=True)
+    (folder / "model.pt").write_bytes(b"a model")
+    (folder / "hparams.json").write_text(json.dumps({"preset": "astrovader"}))
+    assert main(["anomalies", str(run.path), "--top", "3"]) == 2
+    assert "the run's model is of the astrovader preset, which has no form embedding" in capsys.readouterr().err
+    (folder / "hparams.json").write_text(json.dumps({"preset": "form"}))
+    assert main(["anomalies", str(run.path), "--top", "3", "--quiet"]) == 0

@@ -47,6 +47,14 @@ def run(args, run) -> int:
     if "form" not in run.embeddings():
         note = run.pixel_pca_note() or "model.preset = form, then `morphospace train` and `morphospace embed`"
         raise UserError(f"no form embedding in {run.path}: the anomaly score needs the form-first model ({note})")
+    from ..pipeline.stages import trained_preset
+    from ..vade.io import model_file
+
+    preset = trained_preset(model_file(run)) if model_file(run).is_file() else ""
+    if preset and preset != "form":  # the form embedding is an earlier model's: its scores were listed as the run's
+        raise UserError(f"the run's model is of the {preset} preset, which has no form embedding (the one in "
+                        f"{run.path} is an earlier model's): the anomaly score needs the form-first model "
+                        "(model.preset = form, then `morphospace train` and `morphospace embed`)")
     checked_request(run, args.interesting, args.boring, args.untag)  # a mistake changes nothing
     from ..vade.io import embeddings_outdated
 
