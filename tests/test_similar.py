@@ -439,3 +439,23 @@ def test_a_new_image_is_not_searched_among_an_earlier_model_s_codes(image_run, t
     embed_image(copy, data / "g4.png", "pixels_pca")  # no model involved: searched as before
     note.write_text(json.dumps(meta))
     assert embed_image(copy, data / "g4.png", "form")[1].shape == (copy.read_embedding("form").shape[1],)
+
+
+def test_the_neighbours_of_an_earlier_model_are_said_so_and_another_preset_s_run_skips_its_form_embedding(
+        tiny_run, capsys):
+    """After `train` and before `embed`, `similar --id` gave the model before's neighbours as the run's
+    without a word; on a run now of the astrovader or default preset it searched the earlier form
+    model's embedding, the only one it found."""
+    import json
+
+    note = tiny_run.embedding_path("vade").with_suffix(".json")
+    note.write_text(json.dumps({"name": "vade", "model_fingerprint": "of a model since replaced"}))
+    assert main(["similar", str(tiny_run.path), "--id", "g29", "--k", "3"]) == 0
+    assert "the 'form' embedding searched is not that of the run's model" in capsys.readouterr().err
+    folder = tiny_run.path / "models" / "vade"
+    folder.mkdir(parents=True)
+    (folder / "model.pt").write_bytes(b"a model")
+    (folder / "hparams.json").write_text(json.dumps({"preset": "default"}))
+    assert main(["similar", str(tiny_run.path), "--id", "g29", "--k", "3"]) == 2
+    assert "no embedding in" in capsys.readouterr().err  # not the earlier form model's: embed first
+    assert main(["similar", str(tiny_run.path), "--id", "g29", "--k", "3", "--embedding", "form", "--quiet"]) == 0

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from ..errors import UserError
 from .options import common, printable, stage
+
+log = logging.getLogger("morphospace")
 
 NAME = "similar"
 
@@ -34,6 +37,12 @@ def run(args, run) -> int:
     if args.k < 1:
         raise UserError(f"--k must be at least 1, got {args.k}")
     embedding = args.embedding or primary_embedding(run, None)
+    if embedding in ("form", "vade"):
+        from ..vade.io import embeddings_outdated
+
+        if (why := embeddings_outdated(run)) is not None:  # the neighbours of the model before, given as the run's
+            log.warning("the '%s' embedding searched is not that of the run's model: %s (run `morphospace embed %s`, "
+                        "then this again)", embedding, why, run.path)
     if args.image is not None:
         if not str(args.image).strip():
             raise UserError("--image must name an image file, got an empty path")

@@ -119,10 +119,13 @@ def primary_embedding(run: RunDir, cfg: Config) -> str:
 
     available = run.embeddings()
     try:  # the run's trained model is the form model: its embedding is the one to use
-        expected = model_file(run).is_file() and trained_preset(model_file(run)) == "form"
+        preset = trained_preset(model_file(run)) if model_file(run).is_file() else ""
     except (OSError, ValueError, AttributeError):
-        expected = False
+        preset = ""
+    expected = preset == "form"
     for name in ("features", "form", "vade", "pixels_pca"):
+        if name == "form" and preset not in ("", "form"):
+            continue  # an earlier form model's, the run's model being of another preset (it was searched as the run's)
         if name in available:
             if expected and name in ("vade", "pixels_pca") and "form" not in available:  # deleted, or a killed embed
                 log.warning("embeddings/form.npy is missing from %s: this stage uses '%s' instead; run `morphospace "
