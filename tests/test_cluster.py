@@ -595,6 +595,24 @@ def payload_maps(html: str) -> list[str]:
     return [m["name"] for m in data["explorer"]["maps"]]
 
 
+def test_the_maps_of_an_embedding_other_than_the_primary_are_said_to_need_their_own_reduce(tmp_path, caplog):
+    """`morphospace reduce RUN` maps the run's primary embedding alone: the advice it gave for the stale
+    maps of another one (vade_pca after the model changed) made nothing again, call after call."""
+    from morphospace.analysis.reduce import reduce_run
+
+    run = fake_run(tmp_path)
+    cfg = Config()
+    cfg.cluster.methods = ["kmeans"]
+    cfg.cluster.kmeans_k = [3]
+    write_npy(run.embedding_path("vade"), np.random.default_rng(2).normal(size=(60, 4)).astype(np.float32))
+    reduce_run(run, cfg, embedding="vade", reductions=["pca"])
+    write_npy(run.embedding_path("vade"), np.random.default_rng(3).normal(size=(60, 4)).astype(np.float32))
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        cluster_run(run, cfg)
+    assert "not clustered: vade_pca (" in caplog.text
+    assert "`morphospace reduce RUN --embedding vade` makes them again" in caplog.text
+
+
 def test_what_was_made_from_an_embedding_the_run_no_longer_holds_is_left_out_and_not_clustered(tmp_path, caplog):
     """A form run made a pixel-VaDE run: embed removed the form embedding, but its maps stayed, were
     clustered again, compared, reported and exported as the run's (a missing source read as current)."""
@@ -662,3 +680,23 @@ def test_the_selecting_clusterers_name_their_own_bad_settings(estimator, setting
     and max_iter = 0 gave a mixture that never ran an EM step, unsaid."""
     with pytest.raises(ValueError, match=f"^{setting} must be"):
         estimator(k_range=[2, 3], **{setting: value}).fit(blobs(k=2, n_per=30)[0])
+
+
+def test_the_cluster_stage_says_when_the_model_s_embeddings_are_an_earlier_model_s(tmp_path, caplog):
+    """Trained again and not embedded: the earlier model's vade embedding was clustered (and compared)
+    as the run's without a word, where export and the report said it was out of date."""
+    import json
+
+    from morphospace.pipeline.stages import stage_cluster
+
+    run = fake_run(tmp_path)
+    cfg = Config()
+    cfg.cluster.methods = ["kmeans"]
+    cfg.cluster.kmeans_k = [3]
+    cfg.cluster.representations = ["vade"]
+    write_npy(run.embedding_path("vade"), np.random.default_rng(2).normal(size=(60, 4)).astype(np.float32))
+    run.embedding_path("vade").with_suffix(".json").write_text(json.dumps({"model_fingerprint": "an earlier model"}))
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        stage_cluster(run, cfg)
+    assert "the model's embeddings clustered here (vade, form, and their maps) are not those of the run's model: " \
+           "the model they came from is no longer in the run" in caplog.text

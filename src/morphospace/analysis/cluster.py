@@ -344,8 +344,14 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
             # reported beside what it makes
             _drop_stale(run, rf"(?:{STAGE_METHODS})_{re.escape(rep)}", set(written), say=True)
     if passed_over:
-        log.warning("not clustered: %s (%s); `morphospace reduce RUN` makes them again, or takes them away with "
-                    "an embedding the run no longer holds", ", ".join(passed_over), stale[passed_over[0]])
+        from ..run.provenance import read_record
+
+        # `reduce RUN` maps the run's primary embedding alone: the advice names each embedding they came from
+        made_of = sorted({str(read_record(run.reduction_path(r).with_suffix(".json")).get("embedding") or "")
+                          for r in passed_over} & set(run.embeddings()))  # those gone: any reduce takes their maps away
+        remake = " and ".join(f"`morphospace reduce RUN --embedding {e}`" for e in made_of) or "`morphospace reduce RUN`"
+        log.warning("not clustered: %s (%s); %s makes them again, or takes them away with an embedding the run no "
+                    "longer holds", ", ".join(passed_over), stale[passed_over[0]], remake)
     if bic_at_top:  # said once: on a wide embedding the BIC falls to the largest k nearly everywhere
         reps = [r for r, _ in bic_at_top]
         log.warning("GMM: the BIC chose the largest k tried (%d) on %s: the range chose k there, not the data; "

@@ -166,8 +166,19 @@ def stage_cluster(run: RunDir, cfg: Config) -> None:
     """
     from ..analysis.cluster import cluster_run
 
+    _say_model_embeddings_outdated(run, "clustered")
     with Timer("clusterings"):
         cluster_run(run, cfg)
+
+
+def _say_model_embeddings_outdated(run: RunDir, done: str) -> None:
+    """A warning where the model's embeddings (``vade``, ``form``) are an earlier model's (trained again,
+    not embedded): clustered and compared as the run's without a word, as export and the report say."""
+    from ..vade.io import embeddings_outdated
+
+    if {"vade", "form"} & set(run.embeddings()) and (why := embeddings_outdated(run)) is not None:
+        log.warning("the model's embeddings %s here (vade, form, and their maps) are not those of the run's model: "
+                    "%s (run `morphospace embed %s` to make them again)", done, why, run.path)
 
 
 def stage_compare(run: RunDir, cfg: Config) -> None:
@@ -188,6 +199,7 @@ def stage_compare(run: RunDir, cfg: Config) -> None:
                     "compared as one set; run `morphospace cluster` again for one")
 
     run.read_cube()  # a cube and catalogue that disagree: one line before any result is rewritten
+    _say_model_embeddings_outdated(run, "compared")
     with Timer("comparisons"):
         compare_run(run, cfg)
     with Timer("nuisance audit"):
