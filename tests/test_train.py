@@ -113,6 +113,12 @@ def test_astrovader_settings_given_are_kept_even_at_default_values(tmp_path, cap
         hp = resolve_hparams(apply_overrides(cfg, ["train.augment=rotate"]), 1, 128)
     assert hp["augment"] == "flips"
     assert "train.augment = 'rotate' not used (trained with train.augment = 'flips')" in caplog.text
+    assert "published network read 128 x 128 grey" not in caplog.text
+    # a cube that is not the published input (a default ingest's 64 px colour) trained it without a word
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        resolve_hparams(cfg, 3, 64)
+    assert ("the published network read 128 x 128 grey images, and this cube holds 64 x 64 images of 3 band(s) "
+            "(`morphospace ingest DATA --out RUN --preset astrovader`") in caplog.text
     # the notebook estimator leaves its parameters at their defaults to the preset
     tree = apply_overrides(load_config(None), VaDE(preset="astrovader", epochs=3, pretrain_epochs=1)._overrides())
     assert (tree.model.latent_dim, tree.model.n_components, tree.train.epochs) == (20, 12, 3)

@@ -88,6 +88,10 @@ def resolve_hparams(cfg: Config, channels: int, image_size: int, announce: bool 
         if ignored and announce:
             log.warning("model.preset = astrovader trains the published network, loss and schedule: %s not used "
                         "(trained with %s)", ", ".join(ignored), ", ".join(used))
+        if announce and (int(channels), int(image_size)) != (1, 128):  # the cube is the ingest's: said, not refused
+            log.warning("model.preset = astrovader: the published network read 128 x 128 grey images, and this cube "
+                        "holds %d x %d images of %d band(s) (`morphospace ingest DATA --out RUN --preset astrovader` "
+                        "makes the published input)", image_size, image_size, channels)
         hp.update({key: ASTROVADER_RECIPE[key] for key in ASTROVADER_FIXED})
         hp["schedule"] = "astrovader"
         hp["widths"] = []
