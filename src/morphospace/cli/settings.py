@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from ..config import Config, apply_overrides, flat_settings, flat_table, load_config, overrides_on_saved
+from ..config.stage_keys import EMBED_KEYS, MACHINE_KEYS, MODEL_KEYS
 from ..errors import UserError
 from ..run import RunDir, launched_as_later_rank
 
@@ -158,13 +159,6 @@ def _save_changed_config(run: RunDir, cfg: Config) -> bool:
 _INGEST_KEYS = ("data.path", "data.layout", "data.catalogue", "data.id_column", "data.file_column",
                 "data.label_columns", "data.synth_n", "data.synth_seed", "data.vote_thresholds.", "preprocess.",
                 "ingest.")
-_MODEL_KEYS = ("model.", "form.", "train.")
-_MACHINE_KEYS = ("train.accelerator", "train.devices", "train.num_nodes", "train.strategy", "train.precision",
-                 "train.num_threads", "train.loader_workers", "ingest.workers")
-# what `embed` acts on besides the machine: the merge of the model's components, and the pixel-PCA
-# baseline it fits (its components, on a sample of train.sample drawn with train.seed)
-_EMBED_KEYS = ("model.merge_components", "model.merge_elbow_on", "model.pca_components", "train.sample",
-               "train.seed")
 
 
 def _made_before(command: str, key: str) -> str | None:
@@ -173,15 +167,15 @@ def _made_before(command: str, key: str) -> str | None:
     def among(keys):
         return any(key == k or (k.endswith(".") and key.startswith(k)) for k in keys)
 
-    if among(_MACHINE_KEYS):
+    if among(MACHINE_KEYS):
         return None
     if among(_INGEST_KEYS):
         return "ingest"
-    if command == "train" or (command == "embed" and among(_EMBED_KEYS)):
+    if command == "train" or (command == "embed" and among(EMBED_KEYS)):
         return None
-    if among(_EMBED_KEYS[:2]):  # the merge: its own stage; the PCA baseline's keys are train's too
+    if among(EMBED_KEYS[:2]):  # the merge: its own stage; the PCA baseline's keys are train's too
         return "embed"
-    return "train" if among(_MODEL_KEYS) else None
+    return "train" if among(MODEL_KEYS) else None
 
 
 def _earlier_settings_kept(run: RunDir, cfg: Config, args) -> Config:
