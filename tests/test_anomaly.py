@@ -78,6 +78,8 @@ def test_bad_parameters_are_one_line_value_errors():
         FormAnomaly().fit(X).relevance(X[:10], [0])
     with pytest.raises(InvalidArgument, match="rows of the fit, in its order"):  # tags looked up among other rows
         FormAnomaly().fit(X).relevance(X[::-1], [1])
+    with pytest.raises(InvalidArgument, match="rows of the fit, in its order"):  # not numpy's broadcasting error
+        FormAnomaly().fit(X).relevance(np.c_[X, X[:, :1]], [1])
     with pytest.raises(InvalidArgument, match="interesting rows must be a whole number"):
         FormAnomaly().fit(X).relevance(X, [0.7])  # was quietly row 0
 
@@ -408,4 +410,6 @@ def test_a_run_whose_model_is_of_another_preset_is_refused_though_an_earlier_for
     assert main(["anomalies", str(run.path), "--top", "3"]) == 2
     assert "the run's model is of the astrovader preset, which has no form embedding" in capsys.readouterr().err
     (folder / "hparams.json").write_text(json.dumps({"preset": "form"}))
+    assert main(["anomalies", str(run.path), "--top", "3", "--quiet"]) == 0
+    (folder / "hparams.json").write_text("{damaged")  # read by no one else here: not a traceback
     assert main(["anomalies", str(run.path), "--top", "3", "--quiet"]) == 0

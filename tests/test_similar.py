@@ -457,5 +457,6 @@ def test_the_neighbours_of_an_earlier_model_are_said_so_and_another_preset_s_run
     (folder / "model.pt").write_bytes(b"a model")
     (folder / "hparams.json").write_text(json.dumps({"preset": "default"}))
     assert main(["similar", str(tiny_run.path), "--id", "g29", "--k", "3"]) == 2
-    assert "no embedding in" in capsys.readouterr().err  # not the earlier form model's: embed first
+    err = capsys.readouterr().err  # not the earlier form model's: embed first
+    assert "is an earlier model's (the run's model is of the default preset): run `morphospace embed`" in err
     assert main(["similar", str(tiny_run.path), "--id", "g29", "--k", "3", "--embedding", "form", "--quiet"]) == 0

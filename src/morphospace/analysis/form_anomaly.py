@@ -220,7 +220,8 @@ class FormAnomaly(BaseEstimator):
         check_is_fitted(self)
         X = np.asarray(X, dtype=np.float64)
         kept = getattr(self, "fit_rows_", None)  # none in a scorer cached by an earlier version
-        if len(X) != len(self.scores_) or (kept is not None and not np.allclose(X[_checked_rows(len(X))], kept)):
+        if len(X) != len(self.scores_) or X.ndim != 2 or (kept is not None and (
+                X.shape[1] != kept.shape[1] or not np.allclose(X[_checked_rows(len(X))], kept))):
             # other rows, or the fit's reordered: each tag's neighbours were looked up among the wrong rows
             raise InvalidArgument(f"relevance needs the {len(self.scores_)} rows of the fit, in its order")
         # a row tagged twice is one tag (it weighed twice, moving its neighbours' relevance)

@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     int
         Exit status: 0 on success; 2 without a sub-command (the help is printed), on a
         :class:`UserError` or when the file system refuses (each printed as one line);
-        130 on Ctrl-C; 141, silently, when the reader of the output went away (``| head``).
+        130 on Ctrl-C; 143 on SIGTERM; 141, silently, when the reader of the output went away (``| head``).
         Usage errors exit with status 2 from the parser itself.
     """
     parser = build_parser()

@@ -106,11 +106,15 @@ def stage_anomaly(run: RunDir, cfg: Config) -> None:
 
 
 def trained_preset(path: Path) -> str:
-    """The ``model.preset`` a trained model at ``path`` was made with ("" without its hparams.json)."""
+    """The ``model.preset`` a trained model at ``path`` was made with ("" without its hparams.json, or
+    with one that cannot be read: the model's own loading says what is wrong with it)."""
     import json
 
-    hp = path.parent / "hparams.json"
-    return json.loads(hp.read_text()).get("preset", "") if hp.is_file() else ""
+    try:
+        preset = json.loads((path.parent / "hparams.json").read_text()).get("preset", "")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return preset if isinstance(preset, str) else ""
 
 
 def primary_embedding(run: RunDir, cfg: Config) -> str:
@@ -118,10 +122,8 @@ def primary_embedding(run: RunDir, cfg: Config) -> str:
     from ..vade.io import model_file
 
     available = run.embeddings()
-    try:  # the run's trained model is the form model: its embedding is the one to use
-        preset = trained_preset(model_file(run)) if model_file(run).is_file() else ""
-    except (OSError, ValueError, AttributeError):
-        preset = ""
+    # the run's trained model is the form model: its embedding is the one to use
+    preset = trained_preset(model_file(run)) if model_file(run).is_file() else ""
     expected = preset == "form"
     for name in ("features", "form", "vade", "pixels_pca"):
         if name == "form" and preset not in ("", "form"):
@@ -131,6 +133,9 @@ def primary_embedding(run: RunDir, cfg: Config) -> str:
                 log.warning("embeddings/form.npy is missing from %s: this stage uses '%s' instead; run `morphospace "
                             "embed` to make it", run.path, name)
             return name
+    if "form" in available:  # only the earlier model's left
+        raise UserError(f"the form embedding in {run.path} is an earlier model's (the run's model is of the {preset} "
+                        f"preset): run `morphospace embed` for the model's, or give --embedding form to use it")
     raise UserError(f"no embedding in {run.path}: run `morphospace embed` (or `study`) first")
 
 
