@@ -210,6 +210,10 @@ def test_whole_number_floats_are_classes_and_an_empty_column_is_no_truth():
     cfg.data.truth_label = "kind"
     with pytest.raises(UserError, match="'kind' holds one class \\('spiral'\\) for the galaxies of the cube"):
         check_label_columns(cat.assign(kind="spiral"), cfg)
+    cfg.data.truth_label = "ttype"
+    with pytest.raises(UserError, match="'ttype' holds 1 infinite value"):  # a class "inf" to compare, the LDA refused it
+        check_label_columns(cat.assign(ttype=np.r_[np.inf, ttype[1:]]), cfg)
+    cfg.data.truth_label = "kind"
     # the refused column is not offered as one to name instead
     one_inside = cat.assign(kind=["elliptical"] * 5 + ["spiral"] * (len(cat) - 5),
                             cube_index=np.r_[[-1] * 5, cat["cube_index"].to_numpy()[5:]])
