@@ -847,6 +847,21 @@ def test_an_ingest_over_a_damaged_config_says_it_replaced_it(pca_run, tmp_path, 
     assert f"`morphospace ingest` replaced {run / 'config.toml'}, which could not be read" in err
 
 
+def test_a_saved_setting_no_longer_allowed_is_named_with_its_file(pca_run, tmp_path, capsys):
+    """A run saved with a value a later check refuses (cluster.map_sample = 3 passed before) failed every
+    command with 'config: cluster.map_sample must be ...', which a --set could not mend, the file unnamed."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(pca_run, run)
+    text = (run / "config.toml").read_text()
+    assert "map_sample = 100000" in text
+    (run / "config.toml").write_text(text.replace("map_sample = 100000", "map_sample = 3"))
+    assert main(["report", str(run), "--quiet", "--set", "cluster.map_sample=100"]) == 2
+    assert capsys.readouterr().err.strip() == (f"morphospace: error: {run / 'config.toml'}: cluster.map_sample must be 0 "
+                                               "(every galaxy) or at least 5, got 3: mend it in that file")
+
+
 def test_a_partial_config_keeps_the_run_s_cube_recipe(pca_run, tmp_path, capsys):
     """A --config that names no [preprocess] (or another run's) brings the defaults: a later stage
     keeps the run's own recipe (said) instead of refusing values the user never gave."""

@@ -7,12 +7,21 @@ import functools
 import logging
 from pathlib import Path
 
-from ..config import Config, apply_overrides, flat_settings, flat_table, load_config, overrides_on_saved
+from ..config import Config, ConfigError, apply_overrides, flat_settings, flat_table, load_config, overrides_on_saved
 from ..config.stage_keys import EMBED_KEYS, MACHINE_KEYS, MODEL_KEYS
 from ..errors import UserError
 from ..run import RunDir, launched_as_later_rank
 
 log = logging.getLogger("morphospace")
+
+
+def _run_s_own(run: RunDir) -> Config:
+    """The run's saved settings; one it holds that is no longer allowed (saved before a check of it
+    was added) is named with the file, which alone can mend it (a --set given is applied after)."""
+    try:
+        return load_config(run.config)
+    except ConfigError as exc:
+        raise ConfigError(f"{run.config}: {str(exc).removeprefix('config: ')}: mend it in that file") from None
 
 
 def _config_for(args, run: RunDir | None, training: bool = False) -> Config:
@@ -26,7 +35,7 @@ def _config_for(args, run: RunDir | None, training: bool = False) -> Config:
         if not getattr(args, "data", None):  # DATA given names the survey itself
             cfg = _survey_of_a_run(Path(path), cfg)
     elif run is not None and run.config.exists():
-        cfg, saved = load_config(run.config), True
+        cfg, saved = _run_s_own(run), True
         if run.config.is_file() and not run.config.read_text(errors="replace").strip():
             # emptied by hand (or a failed copy): read as every default, and saved back so, without a word
             log.warning("%s is empty: this stage uses the built-in defaults, not the run's own settings (give "
