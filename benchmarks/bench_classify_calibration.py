@@ -52,19 +52,26 @@ def main(argv: list[str] | None = None) -> int:
     from morphospace.analysis.classify import FewLabelClassifier
     from morphospace.run import RunDir
 
+    from morphospace.errors import UserError
+
     run = RunDir(args.run)
     X = np.asarray(run.read_embedding(args.embedding), dtype=np.float64)
-    truth = run.cube_catalogue()[args.label].astype("string").fillna("").to_numpy()
+    catalogue = run.cube_catalogue()
+    if args.label not in catalogue.columns:
+        raise UserError(f"--label {args.label!r} is not a column of {args.run}'s catalogue")
+    truth = catalogue[args.label].astype("string").fillna("").to_numpy()
     known = np.flatnonzero(truth != "")
     classes = np.unique(truth[known])
+    if len(classes) < 2:
+        raise UserError(f"--label {args.label!r} holds {len(classes)} class(es): two at least")
+    smallest = min(int((truth[known] == c).sum()) for c in classes)
+    if max(args.sizes) >= smallest:  # n drawn from a class of fewer: numpy's error, a traceback
+        raise UserError(f"--sizes must stay below the smallest class's {smallest} labelled galaxies (the rest are "
+                        "scored)")
     print(f"{args.run}: {args.embedding} {X.shape}, {len(known)} labelled ({', '.join(classes)})")
     print("| labels a class | classifier | temperature | balanced acc. | accuracy | mean confidence | share > 0.99 "
           "| Brier | ECE | log loss | its own report: Brier, ECE before -> after |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    smallest = min(int((truth[known] == c).sum()) for c in classes)
-    if max(args.sizes) >= smallest:  # n drawn from a class of fewer: numpy's error, a traceback
-        raise SystemExit(f"bench_classify_calibration.py: error: --sizes must stay below the smallest class's "
-                         f"{smallest} labelled galaxies (the rest are scored)")
     for n in args.sizes:
         rows = {"calibrated": [], "uncalibrated": []}
         temps, own = [], []

@@ -68,7 +68,8 @@ def score(run: Path, truth_col: str, nuisance_csv: Path | None, seeds=(0, 1, 2))
     x = StandardScaler().fit_transform(emb)
     km = [kmeans3(emb, s, k) for s in seeds]  # standardises as x is
     out["kmeans"] = {"ami": [float(ami(truth[keep], lab[keep])) for lab in km]}
-    out["probe10"] = probe10(emb, truth, keep)
+    score = probe10(emb, truth, keep)
+    out["probe10"] = None if np.isnan(score) else score  # null in the JSON: a survey too small for 10%
     if "crop" in cat:
         out["crop_median"] = float(np.nanmedian(cat["crop"]))
     if nuisance_csv is not None:
