@@ -166,28 +166,34 @@ class JobTask:
             except (OSError, ValueError, AttributeError):
                 pass
 
-    @contextmanager
-    def watching_peers(self, stop: Callable[[dict], None], every_s: float = 1.0) -> Iterator[None]:
-        """While in the block, call ``stop(note)`` (from a thread of its own) once another task
-        of this job has left a stop note in the run. ``stop`` must end the process: the main
-        thread may be waiting for the stopped task inside torch, where no Python exception
+    def watching_peers(self, stop: Callable[[dict], None], every_s: float = 1.0):
+        """A context manager: while in its block, call ``stop(note)`` (from a thread of its own) once
+        another task of this job has left a stop note in the run. ``stop`` must end the process: the
+        main thread may be waiting for the stopped task inside torch, where no Python exception
         reaches it."""
-        done = threading.Event()
+        return _watching(self.peer_stop, stop, every_s, "morphospace-peers")
 
-        def watch() -> None:
-            while not done.wait(every_s):
-                note = self.peer_stop()
-                if note is not None:
-                    stop(note)
-                    return
 
-        thread = threading.Thread(target=watch, name="morphospace-peers", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            done.set()
-            thread.join(timeout=5.0)  # not stopping this process once its command is over
+@contextmanager
+def _watching(stop_note: Callable[[], dict | None], stop: Callable[[dict], None], every_s: float,
+              name: str) -> Iterator[None]:
+    """While in the block, a thread calls ``stop(note)`` once ``stop_note()`` gives a note."""
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(every_s):
+            note = stop_note()
+            if note is not None:
+                stop(note)
+                return
+
+    thread = threading.Thread(target=watch, name=name, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=5.0)  # not stopping this process once its command is over
 
 
 def mark_launcher() -> None:
@@ -220,33 +226,20 @@ def follow_launcher() -> None:
         die_with(int(launcher))
 
 
-@contextmanager
 def watching_once_launched(run_path: str | Path, command: str, taken: Callable[[JobTask], None],
-                           stop: Callable[[dict], None], every_s: float = 1.0) -> Iterator[None]:
-    """In a command's first process, while in the block: once Lightning's launcher has made it the
-    first of several (the job's size set), take its task of the job (``taken(task)``) and call
-    ``stop(note)`` once another process of the job has left a stop note, as
+                           stop: Callable[[dict], None], every_s: float = 1.0):
+    """In a command's first process, a context manager: while in its block, once Lightning's launcher
+    has made it the first of several (the job's size set), take its task of the job (``taken(task)``)
+    and call ``stop(note)`` once another process of the job has left a stop note, as
     :meth:`JobTask.watching_peers` does."""
-    done = threading.Event()
+    task: list[JobTask] = []
 
-    def watch() -> None:
-        while not done.wait(every_s):
-            task = JobTask.of_this_process(run_path, command)
-            if task is not None:
-                taken(task)
-                break
-        else:
-            return
-        while not done.wait(every_s):
-            note = task.peer_stop()
-            if note is not None:
-                stop(note)
-                return
+    def stop_note() -> dict | None:
+        if not task:
+            if (mine := JobTask.of_this_process(run_path, command)) is None:
+                return None
+            task.append(mine)
+            taken(mine)
+        return task[0].peer_stop()
 
-    thread = threading.Thread(target=watch, name="morphospace-launched", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
-        thread.join(timeout=5.0)
+    return _watching(stop_note, stop, every_s, "morphospace-launched")
