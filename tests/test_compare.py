@@ -587,7 +587,7 @@ def test_linear_probe_counts_classes_as_compare_does_and_keeps_its_columns():
     assert linear_probe(x, text_and_number, fractions=(1.0,))["chance"].item() == 0.5
     skipped = linear_probe(x, np.repeat(list("abcd"), 10), fractions=(0.05,))
     assert skipped.empty and list(skipped.columns) == ["fraction", "n_train", "balanced_accuracy", "std",
-                                                       "repeats", "chance"]
+                                                       "repeats", "chance", "labelled", "labelled_of"]
 
 
 def test_linear_probe_fits_without_a_library_warning():

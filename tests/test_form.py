@@ -834,6 +834,33 @@ def test_linear_probe_runs_on_a_stratified_sample_above_max_rows(caplog):
     assert (t["balanced_accuracy"] > 0.9).all()
     full = linear_probe(x, y, fractions=(0.1,), repeats=2, max_rows=None)
     assert full["n_train"].item() == 40
+    # what was probed is in the table and the report's headings (the report said "all labels")
+    assert (t["labelled"] == 200).all() and (t["labelled_of"] == 400).all() and (full["labelled"] == 400).all()
+    import tempfile
+    from pathlib import Path
+
+    from morphospace.report.sections.comparisons import probe_view
+
+    with tempfile.TemporaryDirectory() as folder:
+        csv = Path(folder) / "linear_probe.csv"
+        t.assign(embedding="form", label="morph").to_csv(csv, index=False)
+        assert "10% of labels (a sample of 200 of 400) (20)" in probe_view(csv)["table"].head
+        full.assign(embedding="form", label="morph").to_csv(csv, index=False)
+        assert "10% of labels (40)" in probe_view(csv)["table"].head
+
+
+def test_the_probe_s_sample_holds_no_more_rows_than_asked():
+    """Each class's share rounded, and two of every class, went past the size: 20,005 rows for
+    20,000 with six classes of three beside one of 50,000."""
+    from morphospace.analysis.probe import _stratified_sample
+
+    for counts, size in (([50000, 3, 3, 3, 3, 3, 3], 20000), ([50000, 3, 3, 3, 3, 3, 3], 100),
+                         ([6000, 4000, 15, 15, 15, 15], 100)):
+        counts = np.array(counts)
+        y = np.repeat(np.arange(len(counts)), counts)
+        rows = _stratified_sample(y, np.arange(len(counts)), counts, size, 0)
+        assert len(rows) == size and len(np.unique(rows)) == size
+        assert (np.bincount(y[rows], minlength=len(counts)) >= 2).all()  # two of every class still
 
 
 def test_image_decoder_trains_in_bfloat16_only_on_a_bfloat16_cpu_unless_told(monkeypatch):

@@ -470,6 +470,13 @@ def test_the_report_says_when_the_model_trained_on_a_sample(tmp_path):
     # damaged by hand: the report builds and says nothing it cannot read (a traceback before)
     summary.write_text(json.dumps({"seconds": 1.0, "train_sample": "all"}))
     assert "trained on a random sample" not in build_report(run, Config()).read_text()
+    # the pixel-PCA baseline fitted on the same sample: said too (its record alone said it)
+    pca = run.embedding_path("pixels_pca")
+    if not pca.is_file():
+        write_npy(pca, np.random.default_rng(0).normal(size=(40, 4)).astype(np.float32))
+    pca.with_suffix(".json").write_text(json.dumps({"name": "pixels_pca", "fit_sample": 30}))
+    html = html_lib.unescape(build_report(run, Config()).read_text())
+    assert "pixels_pca (the pixel-PCA baseline)</code> trained on a random sample of 30 of the 40 galaxies" in html
     map_record = run.reduction_path("vade_tsne").with_suffix(".json")
     for damaged in ("[]", '{"fit_sample": "many"}'):
         map_record.write_text(damaged)

@@ -126,6 +126,11 @@ def _stratified_sample(y: np.ndarray, classes: np.ndarray, counts: np.ndarray, s
     rng = np.random.default_rng(random_state)
     order = np.argsort(y, kind="stable")  # rows grouped by class, classes in ``classes`` order
     take = np.minimum(counts, np.maximum(2, np.round(size * counts / counts.sum()).astype(int)))
+    for i in np.argsort(-take, kind="stable"):  # rounding and the two of each went past size: the largest give back
+        excess = int(take.sum()) - size
+        if excess <= 0:
+            break
+        take[i] -= min(excess, max(0, int(take[i]) - 2))
     groups = np.split(order, np.cumsum(counts)[:-1])
     return np.sort(np.concatenate([rng.choice(g, k, replace=False) for g, k in zip(groups, take)]))
 
@@ -203,6 +208,7 @@ def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int
         classes, counts = classes[counts >= 2], counts[counts >= 2]
     if len(classes) < 2:
         raise ValueError("a linear probe needs at least two classes among the labelled rows")
+    labelled_of = len(y)
     if max_rows is not None and len(y) > max_rows:
         sample = _stratified_sample(y, classes, counts, max_rows, random_state)
         log.info("linear probe on a stratified sample of %d of the %d labelled galaxies", len(sample), len(y))
@@ -237,9 +243,12 @@ def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int
     for frac, pairs in splits.items():
         got = [sc for (f, _, _), sc in zip(jobs, scores) if f == frac]
         rows.append({"fraction": frac, "n_train": len(pairs[-1][0]), "balanced_accuracy": float(np.mean(got)),
-                     "std": float(np.std(got)), "repeats": len(got), "chance": 1.0 / len(classes)})
+                     "std": float(np.std(got)), "repeats": len(got), "chance": 1.0 / len(classes),
+                     # the labelled galaxies probed, and of how many (a sample above max_rows: said in the report)
+                     "labelled": len(y), "labelled_of": labelled_of})
     # every fraction skipped: still the table's columns, for code that reads them
-    return pd.DataFrame(rows, columns=["fraction", "n_train", "balanced_accuracy", "std", "repeats", "chance"])
+    return pd.DataFrame(rows, columns=["fraction", "n_train", "balanced_accuracy", "std", "repeats", "chance",
+                                       "labelled", "labelled_of"])
 
 
 def fine_tuning_rows(run, name: str, who: str = "linear probe") -> np.ndarray | None:

@@ -82,4 +82,10 @@ def _trained_on_samples(ctx: ReportContext) -> list[dict]:
             continue  # an unreadable summary says nothing about sampling
         if n:
             out.append({"model": path.parent.name, "n": n})
+    try:  # the pixel-PCA baseline fits on the same sample (its record alone said so)
+        n = int(json.loads(ctx.run.embedding_path("pixels_pca").with_suffix(".json").read_text()).get("fit_sample") or 0)
+    except (OSError, ValueError, AttributeError, TypeError):
+        n = 0
+    if n:
+        out.append({"model": "pixels_pca (the pixel-PCA baseline)", "n": n})
     return out
