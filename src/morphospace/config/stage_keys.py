@@ -1,13 +1,12 @@
 """Which settings describe what: a trained model, the machine a command runs on, the embed stage.
 
 The command line refuses a stage's ``--set`` of an earlier stage's setting by these
-(:mod:`morphospace.cli.settings`), and a study that uses the run's trained model keeps the model's
-settings in ``config.toml`` by them (:mod:`morphospace.pipeline.study`).
+(:mod:`morphospace.cli.settings`).
 """
 
 from __future__ import annotations
 
-__all__ = ["EMBED_KEYS", "MACHINE_KEYS", "MODEL_KEYS", "is_model_setting"]
+__all__ = ["EMBED_KEYS", "MACHINE_KEYS", "MODEL_KEYS"]
 
 MODEL_KEYS = ("model.", "form.", "train.")  # prefixes: the trained model's settings
 MACHINE_KEYS = ("train.accelerator", "train.devices", "train.num_nodes", "train.strategy", "train.precision",
@@ -17,8 +16,3 @@ MACHINE_KEYS = ("train.accelerator", "train.devices", "train.num_nodes", "train.
 EMBED_KEYS = ("model.merge_components", "model.merge_elbow_on", "model.pca_components", "train.sample",
               "train.seed")
 
-
-def is_model_setting(key: str) -> bool:
-    """Whether the flat setting ``key`` is one a trained model was made with (not the machine's, nor
-    one the embed stage acts on)."""
-    return key.startswith(MODEL_KEYS) and key not in MACHINE_KEYS and key not in EMBED_KEYS

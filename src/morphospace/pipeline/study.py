@@ -55,7 +55,6 @@ def run_study(run: RunDir, cfg: Config, created: bool = False, resume: bool = Fa
         check_label_settings(run, cfg)
         return study_labels(run.read_catalogue(), cfg)
 
-    earlier = saved_config(run)  # what trained the run's model, if it has one (the ingest saves the settings given)
     with removed_on_failure(run, created):
         if cfg.study.backbone in BACKBONES:  # an optional package or weights file missing: before the ingest
             check_backbone(cfg.study.backbone, cfg.study.mode == "frozen" or BACKBONES[cfg.study.backbone].pretrained,
@@ -80,9 +79,6 @@ def run_study(run: RunDir, cfg: Config, created: bool = False, resume: bool = Fa
         if trained.is_file() and (cfg.study.backbone == "vade" or trained_preset(trained) == "form"):
             log.info("study of the %s encoder: using the trained model in %s", cfg.study.backbone, model_dir(run))
             _say_model_settings_unused(run, cfg)
-            if earlier is not None:  # config.toml says what the model was trained with, not the settings given
-                cfg = _model_settings_of(cfg, earlier)
-                save_config(run, cfg)
         else:
             stage_train(run, apply_overrides(cfg, {"model.kind": "vade"}))
         from ..vade.embed import embed_run
@@ -145,16 +141,6 @@ def _say_model_settings_unused(run: RunDir, cfg: Config) -> None:
         log.warning("the study uses the run's trained model, trained otherwise than these settings say (%s%s): "
                     "`morphospace train` first to study a model trained with them", "; ".join(changes[:3]),
                     "; ..." if len(changes) > 3 else "")
-
-
-def _model_settings_of(cfg: Config, earlier: Config) -> Config:
-    """``cfg`` with the trained model's settings as the run's ``earlier`` configuration holds them (a
-    study of the run's model saved the settings given, which the model was not trained with)."""
-    from ..config.stage_keys import is_model_setting
-
-    before, now = flat_settings(earlier), flat_settings(cfg)
-    kept = {k: v for k, v in before.items() if is_model_setting(k) and now.get(k) != v}
-    return apply_overrides(cfg, kept) if kept else cfg
 
 
 def check_resumable_study(run: RunDir, cfg: Config) -> None:
