@@ -213,6 +213,11 @@ def test_whole_number_floats_are_classes_and_an_empty_column_is_no_truth():
     cfg.data.truth_label = "ttype"
     with pytest.raises(UserError, match="'ttype' holds 1 infinite value"):  # a class "inf" to compare, the LDA refused it
         check_label_columns(cat.assign(ttype=np.r_[np.inf, ttype[1:]]), cfg)
+    with pytest.raises(UserError, match="'ttype' holds 60 infinite value"):  # not "one class (inf)"
+        check_label_columns(cat.assign(ttype=np.full(len(cat), np.inf)), cfg)
+    outside = cat["cube_index"].to_numpy() < 0
+    if outside.any():  # a galaxy outside the cube is never compared: its value is not refused
+        check_label_columns(cat.assign(ttype=np.where(outside, np.inf, ttype)), cfg)
     cfg.data.truth_label = "kind"
     # the refused column is not offered as one to name instead
     one_inside = cat.assign(kind=["elliptical"] * 5 + ["spiral"] * (len(cat) - 5),

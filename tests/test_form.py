@@ -844,7 +844,9 @@ def test_linear_probe_runs_on_a_stratified_sample_above_max_rows(caplog):
     with tempfile.TemporaryDirectory() as folder:
         csv = Path(folder) / "linear_probe.csv"
         t.assign(embedding="form", label="morph").to_csv(csv, index=False)
-        assert "10% of labels (a sample of 200 of 400) (20)" in probe_view(csv)["table"].head
+        head = probe_view(csv)["table"].head
+        assert "10% of labels (a sample of 200 of 400) (20)" in head
+        assert any(h.startswith("a sample of 200 of 400 labels (5-fold CV") for h in head)
         full.assign(embedding="form", label="morph").to_csv(csv, index=False)
         assert "10% of labels (40)" in probe_view(csv)["table"].head
 
@@ -861,6 +863,8 @@ def test_the_probe_s_sample_holds_no_more_rows_than_asked():
         rows = _stratified_sample(y, np.arange(len(counts)), counts, size, 0)
         assert len(rows) == size and len(np.unique(rows)) == size
         assert (np.bincount(y[rows], minlength=len(counts)) >= 2).all()  # two of every class still
+    with pytest.raises(ValueError, match="must hold two galaxies of each of the 3 classes"):  # it returned 6 for 4
+        linear_probe(np.random.default_rng(0).normal(size=(30, 2)), np.repeat(list("abc"), 10), max_rows=4)
 
 
 def test_image_decoder_trains_in_bfloat16_only_on_a_bfloat16_cpu_unless_told(monkeypatch):

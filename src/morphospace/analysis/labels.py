@@ -337,6 +337,12 @@ def check_label_columns(catalogue: pd.DataFrame, cfg: Any) -> None:
         if len(inside) and not _holds_labels(inside):
             raise UserError(f"data.truth_label: '{truth}' holds no label for any galaxy of the cube: name a column "
                             f"of classes (label columns: {_other_label_columns(catalogue, truth)})")
+        if pd.api.types.is_float_dtype(inside) and np.isinf(inside.dropna().to_numpy(dtype=float)).any():
+            # compared as a class "inf", refused by the LDA mid-stage; only the cube's galaxies are compared
+            raise UserError(f"data.truth_label: '{truth}' holds {int(np.isinf(inside.dropna().to_numpy(float)).sum())} "
+                            f"infinite value(s) for the galaxies of the cube, not classes: mend them (empty where a "
+                            f"galaxy has no label) or name a column of classes (label columns: "
+                            f"{_other_label_columns(catalogue, truth)})")
         enc = encode(inside, noise=False)
         classes = enc.uniques[np.unique(enc.codes[~enc.missing])]
         if len(classes) == 1:  # every agreement score against it is 0 by construction
@@ -345,10 +351,6 @@ def check_label_columns(catalogue: pd.DataFrame, cfg: Any) -> None:
                             f"{_other_label_columns(catalogue, truth)})")
         if pd.api.types.is_float_dtype(values):  # whole numbers stored as floats (T-types 1.0, 2.0) are classes
             present = values.dropna().to_numpy(dtype=float)
-            if np.isinf(present).any():  # compared as a class "inf", refused by the LDA mid-stage
-                raise UserError(f"data.truth_label: '{truth}' holds {int(np.isinf(present).sum())} infinite value(s), "
-                                f"not classes: mend them (empty where a galaxy has no label) or name a column of "
-                                f"classes (label columns: {_other_label_columns(catalogue, truth)})")
             fraction = present[np.isfinite(present) & (present != np.round(present))]
             if len(fraction):  # every distinct value would be a class of its own
                 raise UserError(f"data.truth_label: '{truth}' holds continuous values (e.g. {float(fraction[0])!r}), not "

@@ -209,6 +209,8 @@ def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int
     if len(classes) < 2:
         raise ValueError("a linear probe needs at least two classes among the labelled rows")
     labelled_of = len(y)
+    if max_rows is not None and max_rows < 2 * len(classes):  # two of every class: the sample would exceed it
+        raise ValueError(f"max_rows ({max_rows}) must hold two galaxies of each of the {len(classes)} classes")
     if max_rows is not None and len(y) > max_rows:
         sample = _stratified_sample(y, classes, counts, max_rows, random_state)
         log.info("linear probe on a stratified sample of %d of the %d labelled galaxies", len(sample), len(y))

@@ -81,13 +81,14 @@ def probe_view(path: Path | None) -> dict[str, Any] | None:
     # an embedding fine-tuned on labels is probed on the galaxies its fine-tuning held out: fewer
     varies = t.groupby("fraction")["n_train"].nunique() > 1 if "n_train" in t else pd.Series(dtype=bool)
     upto = {f: "up to " if bool(varies.get(f, False)) else "" for f in wide.columns}
-    labels = "labels"  # above the probe's size, a stratified sample of them: said (it read "all labels")
+    labels, all_labels = "labels", "all labels"  # above the probe's size, a stratified sample: said (it read "all labels")
     if {"labelled", "labelled_of"} <= set(t.columns) and (t["labelled"] < t["labelled_of"]).any():
+        all_labels = f"a sample of {int(t['labelled'].max()):,} of {int(t['labelled_of'].max()):,} labels"
         labels = f"labels (a sample of {int(t['labelled'].max()):,} of {int(t['labelled_of'].max()):,})"
-    wide.columns = [(f"all {labels} (5-fold CV, {upto[f]}{int(n_train[f]):,} a fold)" if f >= 1 else
+    wide.columns = [(f"{all_labels} (5-fold CV, {upto[f]}{int(n_train[f]):,} a fold)" if f >= 1 else
                      f"{100 * f:g}% of {labels} ({upto[f]}{int(n_train[f]):,})")
                     if f in n_train.index and np.isfinite(n_train[f])
-                    else (f"{100 * f:g}% of {labels}" if f < 1 else f"all {labels} (5-fold CV)") for f in wide.columns]
+                    else (f"{100 * f:g}% of {labels}" if f < 1 else f"{all_labels} (5-fold CV)") for f in wide.columns]
     wide = wide.sort_values(wide.columns[min(1, len(wide.columns) - 1)], ascending=False).reset_index()
     # one chance level per embedding: a fine-tuned one, probed on its held-out galaxies, may lack a class
     chances = pd.to_numeric(t["chance"], errors="coerce").dropna().unique() if "chance" in t else np.array([])
