@@ -638,11 +638,16 @@ def test_what_was_made_from_an_embedding_the_run_no_longer_holds_is_left_out_and
         written = cluster_run(run, cfg)
     assert not any("_pca" in name for name in written)
     assert "not clustered: pca (made from the features embedding, which the run no longer holds); `morphospace reduce RUN`" in caplog.text
-    # the next reduce (of any embedding) takes them away: no reduce would make them again
+    # the next reduce (of any embedding) sets them aside (no reduce would make them again), not deletes them:
+    # an embedding deleted by mistake took its results with it
     write_npy(run.embedding_path("other"), np.random.default_rng(1).normal(size=(60, 4)).astype(np.float32))
-    reduce_run(run, cfg, embedding="other", reductions=["pca"])
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        reduce_run(run, cfg, embedding="other", reductions=["pca"])
     assert "pca" not in run.reductions() and "kmeans3_pca" not in run.clusterings() and "other_pca" in run.reductions()
     assert not (run.path / "comparisons" / "k_selection_pca.csv").exists()
+    aside = list((run.path / "superseded").glob("*/clusterings/kmeans3_pca.parquet"))
+    assert len(aside) == 1 and (aside[0].parents[1] / "reductions" / "pca.npy").is_file()
+    assert "what was made from the embeddings the run no longer holds (features) moved to superseded/" in caplog.text
 
 
 def test_hdbscan_is_skipped_where_its_cluster_size_exceeds_the_rows(tmp_path, caplog):

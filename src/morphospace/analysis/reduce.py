@@ -211,8 +211,10 @@ def _drop_map(run: RunDir, rid: str) -> None:
 
 def _drop_maps_of_embeddings_gone(run: RunDir) -> None:
     """Maps whose embedding the run no longer holds (deleted by hand, say), with their clusterings and
-    k-selection tables: stale everywhere, and no reduce would make them again."""
+    k-selection tables: stale everywhere, and no reduce would make them again. Set aside in
+    ``superseded/<time>/``, not deleted (an embedding deleted by mistake took its results with it)."""
     from ..run.provenance import made_from, read_record
+    from ..run.set_aside import move_into
 
     held = set(run.embeddings())
     gone = {str(e) for rid in run.reductions()
@@ -220,10 +222,13 @@ def _drop_maps_of_embeddings_gone(run: RunDir) -> None:
     if not gone:
         return
     paths = made_from(run, sorted(gone))
-    for path in paths:
-        path.unlink(missing_ok=True)
-    log.info("removed what was made from the embeddings the run no longer holds (%s): %s", ", ".join(sorted(gone)),
-             ", ".join(str(p.relative_to(run.path)) for p in paths[:6]) + (", ..." if len(paths) > 6 else ""))
+    if not paths:
+        return
+    dest = run.new_superseded_folder()
+    move_into(run.path, paths, dest)
+    log.warning("what was made from the embeddings the run no longer holds (%s) moved to %s: %s (delete it when you "
+                "no longer need it)", ", ".join(sorted(gone)), dest.relative_to(run.path),
+                ", ".join(str(p.relative_to(run.path)) for p in paths[:6]) + (", ..." if len(paths) > 6 else ""))
 
 
 def reduce_run(run: RunDir, cfg: Any, embedding: str = "features",
