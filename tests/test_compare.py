@@ -660,3 +660,21 @@ def test_a_clustering_that_does_not_cover_the_cube_is_refused_not_scored_on_fewe
     write_table(run.path / "clusterings" / "kmeans2_umap.parquet", table)
     with pytest.raises(UserError, match="clustering 'kmeans2_umap' does not match the run's cube"):
         compare_run(run, Config())
+
+
+def test_a_notebook_reading_comparisons_made_before_the_clusterings_changed_is_warned(tmp_path):
+    """`ms.Run(...).comparisons` served tables of clusterings a later `cluster` had replaced, with no
+    word, where the report said to compare again."""
+    import warnings
+
+    import morphospace as ms
+
+    run, cat = fake_run(tmp_path)
+    compare_run(run, Config())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # current: read without a warning
+        assert "kmeans6_pca" in set(ms.Run(run.path).comparisons["ami"]["name"])
+    ids = run.read_clustering("kmeans2_umap")["id"].to_numpy()
+    run.write_clustering("kmeans2_umap", ids, np.arange(len(ids)) % 3)  # clustered again since
+    with pytest.warns(UserWarning, match=r"comparison 'ami' is out of date: clusterings changed since \(kmeans2_umap\)"):
+        ms.Run(run.path).comparisons["ami"]

@@ -180,9 +180,34 @@ class Run:
     def _comparison(self, name: str) -> pd.DataFrame:
         path = self.path / "comparisons" / f"{name}.csv"
         try:
-            return pd.read_csv(path)
+            table = pd.read_csv(path)
         except (ValueError, UnicodeDecodeError) as exc:  # pandas' parser errors are ValueErrors
             raise UserError(f"{path} is damaged ({first_line(exc)[:120]}): re-run `morphospace compare`") from None
+        if (why := self._comparisons_outdated()) is not None:  # served as current while the report said otherwise
+            import warnings
+
+            warnings.warn(f"comparison '{name}' is out of date: {why} (run `morphospace compare` again)", stacklevel=3)
+        return table
+
+    def _comparisons_outdated(self) -> str | None:
+        """Why the compare stage's tables are not this run's any more (its record of what it compared
+        differs from the run), or None (current, or no record)."""
+        import json
+
+        from .run.provenance import comparison_inputs_changed
+
+        try:
+            was = json.loads((self.path / "comparisons" / "inputs.json").read_text())
+            if was.get("incomplete"):
+                return "the last `morphospace compare` did not finish"
+            changed = comparison_inputs_changed(self._dir, was)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None  # no record (an earlier version's) or a damaged one: the report says which
+        reasons = [f"the {what} changed since" for what in ("catalogue",) if changed["catalogue"]]
+        reasons += [f"{what} changed since ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+                    for what, names in (("clusterings", changed["clusterings"]), ("embeddings", changed["embeddings"]))
+                    if names]
+        return "; ".join(reasons) or None
 
 
 def ingest(data: str | Path | None = None, run: str | Path = "runs/notebook", config: dict | None = None,
