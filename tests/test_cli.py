@@ -281,3 +281,34 @@ def test_epochs_and_seed_are_checked_with_the_settings_they_go_with():
         _config_for(args, None, training=True)
     with pytest.raises(ConfigError, match="must exceed"):
         _config_for(args, None)
+
+
+def test_after_sigterm_a_pool_broken_by_the_same_signal_adds_no_traceback(tmp_path):
+    """`timeout` signals the whole group: the pool's workers died too, and Python 3.11's pool thread
+    failed on the futures already cancelled (InvalidStateError), a traceback beside the one line.
+    (`morphospace synth --n 3000` stopped by `timeout -s TERM 1.5`, 3 times in 4.)"""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import os, signal, sys, threading
+        from concurrent.futures import InvalidStateError
+        from morphospace.errors import Terminated, sigterm_raises
+
+        class _ExecutorManagerThread(threading.Thread):  # as concurrent.futures.process names its thread
+            def run(self):
+                raise InvalidStateError("CANCELLED: <Future state=cancelled>")
+
+        try:
+            with sigterm_raises():
+                os.kill(os.getpid(), signal.SIGTERM)
+                raise AssertionError("SIGTERM did not stop the block")
+        except Terminated:
+            pass
+        pool = _ExecutorManagerThread(); pool.start(); pool.join()
+        other = threading.Thread(target=lambda: 1 / 0); other.start(); other.join()  # still shown
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "InvalidStateError" not in done.stderr and "ZeroDivisionError" in done.stderr

@@ -57,6 +57,7 @@ def sigterm_raises() -> Iterator[None]:
         return
 
     def handler(_signum, _frame):
+        _quiet_broken_pools()
         raise Terminated()
 
     signal.signal(signal.SIGTERM, handler)
@@ -64,6 +65,26 @@ def sigterm_raises() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _quiet_broken_pools() -> None:
+    """After SIGTERM: a process pool whose workers the same signal ended (sent to the whole group by
+    `timeout` or a scheduler) breaks while it shuts down, and Python 3.11's pool thread then fails on
+    the futures already cancelled (InvalidStateError), a traceback beside the command's one line.
+    That thread's failure is not shown; any other thread's still is."""
+    import threading
+
+    shown = threading.excepthook
+    if getattr(shown, "quiet_broken_pools", False):
+        return
+
+    def hook(args) -> None:
+        pool_thread = type(args.thread).__name__ == "_ExecutorManagerThread"
+        if not (pool_thread and type(args.exc_value).__name__ == "InvalidStateError"):
+            shown(args)
+
+    hook.quiet_broken_pools = True
+    threading.excepthook = hook
 
 
 class MissingFile(UserError):
