@@ -49,11 +49,12 @@ class StopOnSigterm(pl.Callback):
     later Lightning builds its handler otherwise)."""
 
     def _applies(self, trainer) -> bool:
-        return trainer.world_size >= 2 and not spawns(trainer) and threading.current_thread() is threading.main_thread()
+        main_thread = threading.current_thread() is threading.main_thread()
+        return trainer.world_size >= 2 and not spawns(trainer) and main_thread
 
     def setup(self, trainer, pl_module, stage) -> None:
         if not self._applies(trainer):
-            return  # one process: Lightning's own ends the epoch cleanly; spawned workers end with their parent
+            return  # one process: no collective in Lightning's handler; spawned workers end with their parent
         procs = getattr(trainer.strategy.launcher, "procs", None)
         if isinstance(procs, list) and procs and not any(procs is known for known in _LAUNCHED):
             _LAUNCHED.append(procs)
