@@ -30,7 +30,7 @@ import lightning.pytorch as pl
 from ..errors import Terminated
 from .spawn import spawns
 
-__all__ = ["StopOnSigterm", "with_job_signals"]
+__all__ = ["StopOnSigterm", "fit_kwargs", "with_job_signals"]
 
 
 # the lists of processes Lightning's launcher started from this one (its first trainer's; those of
@@ -95,3 +95,12 @@ def _stop(_signum, _frame) -> None:
 def with_job_signals(trainer_kwargs: dict) -> dict:
     """``pl.Trainer`` keyword arguments with :class:`StopOnSigterm` among the callbacks."""
     return dict(trainer_kwargs, callbacks=[*(trainer_kwargs.get("callbacks") or []), StopOnSigterm()])
+
+
+def fit_kwargs(trainer_kwargs: dict) -> dict:
+    """``pl.Trainer`` keyword arguments of a fit: its checkpoints written atomically inside the run
+    (:func:`~morphospace.nets.checkpoints.with_atomic_checkpoints`) and SIGTERM without collectives
+    (:func:`with_job_signals`)."""
+    from .checkpoints import with_atomic_checkpoints
+
+    return with_job_signals(with_atomic_checkpoints(trainer_kwargs))

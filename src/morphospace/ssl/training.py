@@ -36,8 +36,8 @@ from torch import nn
 from torch.utils.data import DistributedSampler, default_collate
 
 from ..nets.batches import forward_in_batches, read_rows
-from ..nets.checkpoints import resumed_from, with_atomic_checkpoints
-from ..nets.launched import with_job_signals
+from ..nets.checkpoints import resumed_from
+from ..nets.launched import fit_kwargs
 from ..nets.loss_logs import loss_loggers
 from ..nets.predict import accelerated, barrier, world_size
 from ..nets.shards import ShardedData
@@ -349,7 +349,7 @@ def _fit_head(module: SSLModule, data: ViewBankDataModule, ckpt_dir: Path, epoch
     kw.update(trainer_kwargs or {})
     kw.update(sync_batchnorm=global_batch_norm(trainer_kwargs))
     with quiet_lightning():
-        trainer = pl.Trainer(**with_bars(with_job_signals(with_atomic_checkpoints(kw))))
+        trainer = pl.Trainer(**with_bars(fit_kwargs(kw)))
         with spawned_workers(trainer, ckpt_dir / "spawn"):
             trainer.fit(module, datamodule=data,
                         ckpt_path=resumed_from(last, "the SSL head", epochs) if resume else None)

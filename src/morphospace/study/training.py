@@ -31,8 +31,8 @@ from torch import nn
 from torch.optim.swa_utils import update_bn
 
 from ..errors import UserError
-from ..nets.checkpoints import resumed_from, with_atomic_checkpoints
-from ..nets.launched import with_job_signals
+from ..nets.checkpoints import resumed_from
+from ..nets.launched import fit_kwargs
 from ..nets.spawn import spawned_workers
 from ..progress import quiet_lightning, with_bars
 from .datamodule import FineTuneData, augment
@@ -389,12 +389,12 @@ def fit_classifier(module: FineTuneModule, data: FineTuneData, epochs: int, pati
     with _seeded(seed), quiet_lightning(), warnings.catch_warnings():
         for message in _LIGHTNING_ADVICE:
             warnings.filterwarnings("ignore", message=message)
-        trainer = pl.Trainer(**with_bars(with_job_signals(with_atomic_checkpoints(dict(
+        trainer = pl.Trainer(**with_bars(fit_kwargs(dict(
             max_epochs=int(epochs), accelerator=accelerator, devices=devices, precision=precision,
             logger=False, callbacks=callbacks, default_root_dir=str(checkpoint_dir),
             deterministic=accelerator == "cpu", enable_model_summary=False,
             num_sanity_val_steps=0, use_distributed_sampler=False, log_every_n_steps=1,
-        )))))
+        ))))
         if stopped is not None:  # Lightning does not keep "stop now": resumed, the fit would train on
             module.on_load_checkpoint(stopped)
             log.info("the fine-tuning in %s had stopped early: nothing more to train", checkpoint_dir)

@@ -27,8 +27,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from ..config import Config, apply_overrides
 from ..data.sample import sample_rows
 from ..errors import UserError, first_line
-from ..nets.checkpoints import resumed_from, with_atomic_checkpoints
-from ..nets.launched import with_job_signals
+from ..nets.checkpoints import resumed_from
+from ..nets.launched import fit_kwargs
 from ..nets.loss_logs import loss_loggers
 from ..nets.spawn import spawned_workers
 from ..progress import quiet_lightning, with_bars
@@ -332,13 +332,13 @@ def fit_vade(hp: dict[str, Any], input_path: Path, mdir: Path, cfg: Config, resu
                            enable_version_counter=False)
     t0 = time.perf_counter()
     with quiet_lightning():
-        trainer = pl.Trainer(**with_bars(with_job_signals(with_atomic_checkpoints(dict(
+        trainer = pl.Trainer(**with_bars(fit_kwargs(dict(
             max_epochs=hp["epochs"], **device_kwargs(cfg),
             logger=loggers, callbacks=[ckpt] + list(callbacks or []), default_root_dir=str(mdir),
             gradient_clip_val=hp["grad_clip"] or None, deterministic=cfg.train.accelerator == "cpu",
             use_distributed_sampler=False, enable_model_summary=False,
             log_every_n_steps=1, num_sanity_val_steps=0,
-        )))))
+        ))))
         with spawned_workers(trainer, mdir / "spawn"):
             # a form model killed before its MLP core started resumes the core from its start
             trainer.fit(module, datamodule=data,
