@@ -545,7 +545,9 @@ def test_embed_refuses_a_cube_of_another_size_before_masking_it(trained, tmp_pat
     assert (masked.read_bytes() if masked.exists() else None) == before
 
 
-def test_embed_run_writes_table_embedding_clustering_figures(trained):
+def test_embed_run_writes_table_embedding_clustering_figures(trained, caplog):
+    import shutil
+
     from morphospace.vade.embed import TABLE_NAME, embed_run
 
     run, result = trained
@@ -562,10 +564,19 @@ def test_embed_run_writes_table_embedding_clustering_figures(trained):
     run.write_clustering("kmeans3_form_pca", run.cube_ids(), np.arange(N_GAL) % 3)
     write_json(run.clustering_path("kmeans3_form_pca").with_suffix(".json"), {"representation": "form_pca"})
     (run.sub("comparisons") / "k_selection_form_pca.csv").write_text("method,k\n")
-    table = embed_run(run, cfg_for())
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        table = embed_run(run, cfg_for())
     assert not stale.exists()  # the run's primary embedding is then the model's own, not the old one
     assert "form_pca" not in run.reductions() and "kmeans3_form_pca" not in run.clusterings()
     assert not (run.path / "comparisons" / "k_selection_form_pca.csv").exists()
+    # set aside, as reduce sets aside what was made from an embedding gone, not deleted
+    aside = list((run.path / "superseded").glob("*/embeddings/form.npy"))
+    assert len(aside) == 1 and (aside[0].parents[1] / "clusterings" / "kmeans3_form_pca.parquet").is_file()
+    assert "the form embedding of a model no longer the run's and what was made from it moved to superseded/" \
+        in caplog.text
+    shutil.rmtree(aside[0].parents[1])  # the shared run as the other tests know it
+    if not any((run.path / "superseded").iterdir()):
+        (run.path / "superseded").rmdir()
     saved = pd.read_parquet(run.path / TABLE_NAME)
     assert list(saved["id"]) == list(run.cube_ids())
     for col in ["z_mean_0", "z_mean_2", "z_log_var_2", "prob_0", "prob_1", "label", "label_prob", "recon_error",

@@ -214,21 +214,14 @@ def _drop_maps_of_embeddings_gone(run: RunDir) -> None:
     k-selection tables: stale everywhere, and no reduce would make them again. Set aside in
     ``superseded/<time>/``, not deleted (an embedding deleted by mistake took its results with it)."""
     from ..run.provenance import made_from, read_record
-    from ..run.set_aside import move_into
+    from ..run.set_aside import set_aside
 
     held = set(run.embeddings())
     gone = {str(e) for rid in run.reductions()
             if (e := read_record(run.reduction_path(rid).with_suffix(".json")).get("embedding")) and str(e) not in held}
-    if not gone:
-        return
-    paths = made_from(run, sorted(gone))
-    if not paths:
-        return
-    dest = run.new_superseded_folder()
-    move_into(run.path, paths, dest)
-    log.warning("what was made from the embeddings the run no longer holds (%s) moved to %s: %s (delete it when you "
-                "no longer need it)", ", ".join(sorted(gone)), dest.relative_to(run.path),
-                ", ".join(str(p.relative_to(run.path)) for p in paths[:6]) + (", ..." if len(paths) > 6 else ""))
+    if gone:
+        set_aside(run, made_from(run, sorted(gone)),
+                  f"what was made from the embeddings the run no longer holds ({', '.join(sorted(gone))})", log)
 
 
 def reduce_run(run: RunDir, cfg: Any, embedding: str = "features",

@@ -11,7 +11,23 @@ import os
 import shutil
 from pathlib import Path
 
-__all__ = ["move_into"]
+__all__ = ["move_into", "set_aside"]
+
+
+def set_aside(run, paths: list[Path], what: str, log) -> Path | None:
+    """Move ``paths`` (inside ``run``'s folder) to a new ``superseded/<time>/`` and warn on ``log``
+    what moved, ``what`` saying whose results they were. Nothing present: nothing moved, None.
+    Returns the folder they went to. The one policy for results no longer a run's: set aside,
+    never deleted (an embedding deleted by mistake, or a model replaced, took them with it)."""
+    present = list(dict.fromkeys(p for p in paths if p.exists() or p.is_symlink()))
+    if not present:
+        return None
+    dest = run.new_superseded_folder()
+    move_into(run.path, present, dest)
+    names = [str(p.relative_to(run.path)) for p in present]
+    log.warning("%s moved to %s: %s (delete it when you no longer need it)", what, dest.relative_to(run.path),
+                ", ".join(names[:6]) + (", ..." if len(names) > 6 else ""))
+    return dest
 
 
 def move_into(root: Path, paths: list[Path], dest: Path) -> None:

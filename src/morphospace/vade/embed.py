@@ -210,16 +210,14 @@ def embed_run(run: RunDir, cfg) -> pd.DataFrame:
     write_npy(run.embedding_path("vade"), enc["z_mean"].astype(np.float32))
     if embedding is None:  # a form model's embedding, left by the model this one replaced: not this model's
         from ..run.provenance import made_from
+        from ..run.set_aside import set_aside
 
         # with its maps, their clusterings and k-selection tables: left, they were clustered, compared,
-        # reported and exported again as the run's
-        gone = [p for p in (run.embedding_path("form"), run.embedding_path("form").with_suffix(".json"))
-                if p.exists()] + made_from(run, ["form"])
-        for path in gone:
-            path.unlink()
-        if gone:
-            log.info("removed the form embedding of a model no longer the run's and what was made from it (%s)",
-                     ", ".join(str(p.relative_to(run.path)) for p in gone[:6]) + (", ..." if len(gone) > 6 else ""))
+        # reported and exported again as the run's. Set aside, as reduce sets aside what was made from
+        # an embedding gone, not deleted
+        set_aside(run, [run.embedding_path("form"), run.embedding_path("form").with_suffix(".json")]
+                  + made_from(run, ["form"]), "the form embedding of a model no longer the run's and what was made "
+                  "from it", log)
     if embedding is not None:
         views = int(hp["form"].get("embed_views") or 8)  # as the saved model resolved it (auto: 8, or 4 on a sample)
         write_npy(run.embedding_path("form"), np.asarray(embedding, dtype=np.float32))
