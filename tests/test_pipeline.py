@@ -164,6 +164,7 @@ def test_run_with_the_form_vade_then_a_study_of_its_ssl_encoder(tmp_path, monkey
     said = (run / "log.txt").read_text()
     assert "the study uses the run's trained model, trained otherwise than these settings say" in said
     assert "n_components 4 -> 3" in said
+    assert 'n_components = 4' in (run / "config.toml").read_text()  # the model's, not the 3 given
     ami = pd.read_csv(run / "comparisons" / "ami.csv")
     assert {"vade", "kmeans3_form", "kmeans3_form_pca", "kmeans3_form_lda"} <= set(ami["name"])
     hp = json.loads((run / "models" / "vade" / "hparams.json").read_text())
@@ -284,3 +285,48 @@ def test_train_and_embed_on_two_processes_from_the_command_line(tmp_path):
     log = (run / "log.txt").read_text()
     assert log.count("form embedding:") == 1 and log.count("===> VaDE embedding") == 1
     assert log.count("neighbours masked in") == 1  # by the ingest
+
+
+@pytest.mark.parametrize("over", [
+    {},
+    {"model.preset": "default", "model.latent_dim": 8, "train.lr": 3e-3, "train.final_lr_fraction": 0.05,
+     "model.widths": [8, 16], "model.flip_invariant": False},
+    {"model.preset": "form", "form.dim": 32, "form.recon_sigma": 0.3, "model.recon_sigma": 0.2,
+     "form.decoder_widths": [8, 16], "form.core": "mlp", "train.epochs": 30},
+    {"model.preset": "astrovader", "model.latent_dim": 12, "train.epochs": 7},
+])
+def test_the_settings_of_a_models_hyper_parameters_train_that_model(over):
+    """settings_of inverts resolve_hparams: the settings it gives resolve to the same model."""
+    from morphospace.config import Config, apply_overrides
+    from morphospace.vade.hparams import resolve_hparams, settings_of
+
+    hp = resolve_hparams(apply_overrides(Config(), over), 3, 64, announce=False)
+    assert resolve_hparams(apply_overrides(Config(), settings_of(hp)), 3, 64, announce=False) == hp
+
+
+def test_a_study_using_the_trained_model_saves_the_models_settings_not_those_given(tmp_path, caplog):
+    """`study --backbone vade --set model.latent_dim=8` on a run with a 16-d model used the model, said
+    so, but saved latent_dim = 8 in config.toml, which then described another model."""
+    import logging
+
+    from morphospace.config import Config, apply_overrides
+    from morphospace.pipeline.study import _model_settings
+    from morphospace.run import RunDir, write_json, write_npy
+    from morphospace.vade.hparams import resolve_hparams
+    from morphospace.vade.io import model_dir
+
+    (tmp_path / "run").mkdir()
+    run = RunDir(tmp_path / "run")
+    write_npy(run.cube, np.zeros((4, 3, 32, 32), np.float32))
+    trained = apply_overrides(Config(), {"model.preset": "default", "model.latent_dim": 16, "model.n_components": 4})
+    write_json(model_dir(run) / "hparams.json", resolve_hparams(trained, 3, 32, announce=False))
+    given = apply_overrides(Config(), {"model.preset": "default", "model.latent_dim": 8, "model.n_components": 4,
+                                       "cluster.kmeans_k": [3]})
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        used = _model_settings(run, given)
+    assert used.model.latent_dim == 16 and used.cluster.kmeans_k == [3]  # the study's own settings stay
+    assert "latent_dim 16 -> 8" in caplog.text and "the run's config.toml says the model's" in caplog.text
+    # nothing given otherwise: nothing said, the settings as given
+    caplog.clear()
+    same = apply_overrides(Config(), {"model.preset": "default", "model.latent_dim": 16, "model.n_components": 4})
+    assert _model_settings(run, same) is same and "trained otherwise" not in caplog.text

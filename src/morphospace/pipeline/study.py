@@ -78,7 +78,8 @@ def run_study(run: RunDir, cfg: Config, created: bool = False, resume: bool = Fa
         trained = model_file(run)
         if trained.is_file() and (cfg.study.backbone == "vade" or trained_preset(trained) == "form"):
             log.info("study of the %s encoder: using the trained model in %s", cfg.study.backbone, model_dir(run))
-            _say_model_settings_unused(run, cfg)
+            cfg = _model_settings(run, cfg)
+            save_config(run, cfg)
         else:
             stage_train(run, apply_overrides(cfg, {"model.kind": "vade"}))
         from ..vade.embed import embed_run
@@ -116,14 +117,15 @@ def _say_study_settings_unused(cfg: Config) -> None:
         log.warning("%s: not used by %s", ", ".join(unused), why)
 
 
-def _say_model_settings_unused(run: RunDir, cfg: Config) -> None:
+def _model_settings(run: RunDir, cfg: Config) -> Config:
     """Where the study uses the run's trained model: the model settings given (those other than the
     defaults a study starts from) that it was not trained with, said (`study --backbone vade --set
-    model.latent_dim=8` used a 16-d model without a word)."""
+    model.latent_dim=8` used a 16-d model without a word), and ``cfg`` with the model's own values
+    for them, which the run's ``config.toml`` then says (it said 8 of a 16-d model)."""
     import json
 
     from ..vade.fitting import comparable_hparams
-    from ..vade.hparams import resolve_hparams
+    from ..vade.hparams import resolve_hparams, settings_of
     from ..vade.io import model_dir
 
     try:
@@ -132,15 +134,25 @@ def _say_model_settings_unused(run: RunDir, cfg: Config) -> None:
         shape = (cube.shape[1], cube.shape[2])
         now = resolve_hparams(cfg, *shape, announce=False)
         usual = resolve_hparams(apply_overrides(Config(), {"model.preset": cfg.model.preset}), *shape, announce=False)
-    except (OSError, ValueError, AttributeError, UserError):
-        return  # an imported model, or a record that cannot be read: nothing to compare
+        model_says = settings_of(began)
+    except (OSError, ValueError, AttributeError, KeyError, TypeError, UserError):
+        return cfg  # an imported model, or a record that cannot be read: nothing to compare
     old, new, default = (flat_table(comparable_hparams(hp)) for hp in (began, now, usual))
     changes = [f"{k} {old[k]!r} -> {v!r}" for k, v in sorted(new.items())
                if k in old and v != default.get(k) and v != old[k] and k not in ("seed", "sample")]
-    if changes:
-        log.warning("the study uses the run's trained model, trained otherwise than these settings say (%s%s): "
-                    "`morphospace train` first to study a model trained with them", "; ".join(changes[:3]),
-                    "; ..." if len(changes) > 3 else "")
+    if not changes:
+        return cfg
+    given, usual_says = settings_of(now), settings_of(usual)
+    back = {k: v for k, v in model_says.items() if k in given and given[k] != v and given[k] != usual_says.get(k)
+            and k not in ("train.seed", "train.sample", "train.epochs")}
+    try:
+        cfg = apply_overrides(cfg, back)
+    except UserError:  # a value the settings no longer accept: the given ones stay, said
+        back = {}
+    log.warning("the study uses the run's trained model, trained otherwise than these settings say (%s%s): "
+                "`morphospace train` first to study a model trained with them%s", "; ".join(changes[:3]),
+                "; ..." if len(changes) > 3 else "", "; the run's config.toml says the model's" if back else "")
+    return cfg
 
 
 def check_resumable_study(run: RunDir, cfg: Config) -> None:

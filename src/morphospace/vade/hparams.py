@@ -191,6 +191,42 @@ def _form_hparams(cfg: Config) -> dict[str, Any]:
             "core_merge": cfg.model.merge_elbow_on if cfg.model.merge_components and f.core == "linear" else "none"}
 
 
+# hp keys -> the setting that gives them, where one setting does (the rest are derived or fixed)
+_MODEL_KEYS = ("latent_dim", "n_components", "k_min", "k_max", "min_weight", "canonicalise", "flip_invariant",
+               "align_latent", "mask_neighbours", "colour_weight", "recon_sigma", "radial_inner", "radial_width",
+               "widths")
+_TRAIN_KEYS = ("epochs", "pretrain_epochs", "batch_size", "lr", "weight_decay", "grad_clip", "augment", "seed", "sample")
+_FORM_KEYS = ("backbone", "weights", "input_size", "sharpen", "dim", "heads", "precision", "aug_views", "ssl_epochs",
+              "loss", "embed_views", "temperature", "train_trunk", "trunk_lr_scale", "core", "core_fits",
+              "decoder_epochs")
+
+
+def settings_of(hp: dict[str, Any]) -> dict[str, Any]:
+    """The settings (dotted keys) that :func:`resolve_hparams` turns into ``hp``, where one setting gives
+    a value: what a run's ``config.toml`` says of a model trained with ``hp`` (a study that uses the
+    run's trained model saves these, not the settings it was given and did not train with)."""
+    preset = hp["preset"]
+    out: dict[str, Any] = {"model.preset": preset}
+    # a form model's augment is the preset's ("none": the core reads vectors), not the setting's
+    out.update({f"train.{k}": hp[k] for k in _TRAIN_KEYS if k in hp and not (preset == "form" and k == "augment")})
+    if hp.get("lr"):
+        out["train.final_lr_fraction"] = hp["final_lr"] / hp["lr"]
+    if preset == "form":  # the core's own sigma and decoder; the image decoder's weight from the model section
+        form = hp.get("form") or {}
+        out.update({f"model.{k}": hp[k] for k in ("latent_dim", "n_components", "k_min", "k_max", "min_weight",
+                                                  "align_latent") if k in hp})
+        out.update({f"form.{k}": form[k] for k in _FORM_KEYS if k in form})
+        out.update({"form.recon_sigma": hp["recon_sigma"], "form.decoder_widths": list(hp["widths"])})
+        out.update({f"model.{k}": form[f"image_{k}"] for k in ("recon_sigma", "radial_inner", "radial_width")
+                    if f"image_{k}" in form})
+    else:
+        out.update({f"model.{k}": hp[k] for k in _MODEL_KEYS if k in hp})
+    if preset == "astrovader":  # the published network, loss and schedule, whatever a setting said
+        fixed = set(ASTROVADER_FIXED) | {"widths", "final_lr"}
+        out = {k: v for k, v in out.items() if k.split(".")[1] not in fixed and k != "train.final_lr_fraction"}
+    return out
+
+
 def embedding_dim(form: dict[str, Any]) -> int:
     """Length of the form embedding: ``dim`` numbers from each of ``heads`` SSL heads."""
     return int(form["dim"]) * int(form.get("heads", 1))  # models saved before form.heads had one
