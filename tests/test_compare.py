@@ -578,6 +578,24 @@ def test_linear_probe_leaves_out_a_class_of_one_galaxy_even_when_sampling(caplog
     assert (t["chance"] == 0.5).all()
 
 
+def test_linear_probe_draws_two_of_every_class_at_1_percent_of_imbalanced_labels(monkeypatch):
+    """A proportional split gave the 5% class one galaxy in a 1% draw of 2,000, and the whole 1%
+    fraction was skipped as "too few to train on two of each", with room for 20 galaxies."""
+    from morphospace.analysis import probe
+
+    rng = np.random.default_rng(0)
+    y = rng.choice(np.array(["E", "S", "M"], dtype=object), 2000, p=[0.7, 0.25, 0.05])
+    x = rng.normal(size=(2000, 4)) + (y == "S")[:, None] * 2.0
+    fits = []
+    real = probe._fit_score
+    monkeypatch.setattr(probe, "_fit_score", lambda xt, yt, xs, ys: fits.append((yt, ys, xt)) or real(xt, yt, xs, ys))
+    t = probe.linear_probe(x, y, fractions=(0.01, 0.1), repeats=3, n_jobs=1)
+    assert list(t["fraction"]) == [0.01, 0.1] and t["n_train"].tolist() == [20, 200]
+    for y_train, y_test, _ in fits:  # two of every class to train on, every class left to score
+        assert len(set(y_test)) == 3 and min(np.unique(y_train, return_counts=True)[1]) >= 2
+    assert len(fits) == 6 and not np.array_equal(fits[0][2], fits[1][2])  # each repeat its own draw
+
+
 def test_linear_probe_counts_classes_as_compare_does_and_keeps_its_columns():
     """Labels were made text: 1 and 1.0 were two classes, 1 and "1" one; and with every fraction
     skipped the table had no columns at all."""

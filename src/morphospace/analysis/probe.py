@@ -119,13 +119,14 @@ def _labelled(y) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _stratified_sample(y: np.ndarray, classes: np.ndarray, counts: np.ndarray, size: int,
-                       random_state: int) -> np.ndarray:
+                       random_state: int, leave: int = 0) -> np.ndarray:
     """Sorted rows: each class's share of ``size``, drawn with ``random_state``, and at least two
     rows of every class (all of a class of one): a class sampled down to one galaxy could be neither
-    split nor scored, and left the probe with no fraction at all."""
+    split nor scored, and left the probe with no fraction at all. ``leave``: rows of every class
+    not drawn (a training draw leaves galaxies of each class to score on)."""
     rng = np.random.default_rng(random_state)
     order = np.argsort(y, kind="stable")  # rows grouped by class, classes in ``classes`` order
-    take = np.minimum(counts, np.maximum(2, np.round(size * counts / counts.sum()).astype(int)))
+    take = np.minimum(counts - leave, np.maximum(2, np.round(size * counts / counts.sum()).astype(int)))
     for i in np.argsort(-take, kind="stable"):  # rounding and the two of each went past size: the largest give back
         excess = int(take.sum()) - size
         if excess <= 0:
@@ -172,7 +173,7 @@ def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int
         two galaxies of every class is skipped, with a log line saying so.
     """
     from joblib import Parallel, delayed
-    from sklearn.model_selection import StratifiedKFold, train_test_split
+    from sklearn.model_selection import StratifiedKFold
 
     fractions = [fractions] if np.isscalar(fractions) else list(fractions)
     if not fractions or not all(isinstance(f, (int, float, np.integer, np.floating)) and not isinstance(f, bool)
@@ -230,10 +231,14 @@ def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int
             n_train = int(round(frac * len(y)))
             draws = []
             if n_train >= 2 * len(classes) and len(y) - n_train >= len(classes):
-                draws = [train_test_split(np.arange(len(y)), train_size=n_train, stratify=y,
-                                          random_state=random_state + r) for r in range(repeats)]
-            # every class twice in every training draw: a class a draw lacks caps its balanced accuracy
-            # at (K - 1) / K whatever the features
+                # every class twice in every training draw, the rest by its share (a proportional split
+                # gave a class of 5% one galaxy in a 1% draw of 2,000, and the fraction was skipped), and
+                # one at least left to score: a class a draw lacks caps its balanced accuracy at
+                # (K - 1) / K whatever the features
+                every = np.arange(len(y))
+                draws = [(tr, np.setdiff1d(every, tr)) for tr in
+                         (_stratified_sample(y, classes, counts, n_train, random_state + r, leave=1)
+                          for r in range(repeats))]
             if not draws or any(_too_few_of_a_class(y[tr], len(classes)) for tr, _ in draws):
                 log.info("linear probe: %.0f%% of %d labelled galaxies is too few to train on two of each of "
                          "%d classes; skipped", 100 * frac, len(y), len(classes))
