@@ -237,3 +237,19 @@ def test_colour_weight_scales_only_the_colour_part_of_the_error():
     one = build_vade("default", 1, 16, 3, 2, widths=(4, 8), recon_sigma=2 ** -0.5, colour_weight=2.0)
     x = torch.rand(2, 1, 16, 16)
     torch.testing.assert_close(one.reconstruction_error(x, x - 0.1), torch.full((2,), 0.01 * 256))
+
+
+@pytest.mark.parametrize("weights", [[0.0, 1.0], [-0.5, 1.5], [np.nan, 1.0], [np.inf, 1.0]])
+def test_a_mixture_of_a_weight_not_positive_is_refused_by_both_priors(weights):
+    """A weight of 0 was clipped to 1e-12: a narrow component then took 99.99% of the responsibility
+    of galaxies it should never have had (and a negative weight was loaded as 1e-12 unsaid)."""
+    from morphospace.vade.linear_core import FullMixturePrior
+
+    means, variances = np.zeros((2, 8)), np.array([[1e-4] * 8, [1.0] * 8])
+    with pytest.raises(ValueError, match="finite and positive"):
+        MixturePrior(2, 8).set_parameters(np.array(weights), means, variances)
+    with pytest.raises(ValueError, match="finite and positive"):
+        FullMixturePrior(2, 8).set_parameters(np.array(weights), means, np.stack([np.diag(v) for v in variances]))
+    p = MixturePrior(2, 8)  # positive weights: loaded, normalised
+    p.set_parameters(np.array([1.0, 3.0]), means, variances)
+    assert torch.allclose(p.log_weights[:2].exp(), torch.tensor([0.25, 0.75]))

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..errors import InvalidArgument
 from .mixture import MIN_PER_COMPONENT, REG_COVAR
-from .prior import LOG_2PI, MixtureDensity
+from .prior import LOG_2PI, MixtureDensity, check_mixture_weights
 
 __all__ = ["FullMixturePrior", "LinearCore", "core_clusters", "fit_linear_core", "most_typical"]
 
@@ -74,6 +74,7 @@ class FullMixturePrior(MixtureDensity):
         w = np.asarray(weights, dtype=np.float64)
         if w.shape != (self.n_components,) or np.shape(covariances) != tuple(self.covariances.shape):
             raise ValueError(f"expected {self.n_components} components of dimension {self.latent_dim}")
+        check_mixture_weights(w)
         self.weights.copy_(torch.as_tensor(w / w.sum()))
         self.means.copy_(torch.as_tensor(np.asarray(means)))
         self.covariances.copy_(torch.as_tensor(np.asarray(covariances)))

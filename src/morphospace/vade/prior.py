@@ -87,6 +87,16 @@ class MixtureDensity(nn.Module):
             raise ValueError(f"component must be in [0, {self.n_components}), got {component}")
 
 
+def check_mixture_weights(weights: np.ndarray) -> None:
+    """A :class:`ValueError` unless every weight is finite and positive: a weight of 0 was clipped to
+    1e-12 (log -27.6), which a narrow component outweighs, and it took nearly all the responsibility
+    of galaxies it should never have (leave such a component out instead)."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 1 or not np.isfinite(w).all() or (w <= 0).any():
+        raise ValueError(f"mixture weights must be finite and positive (leave a component of weight 0 out), "
+                         f"got {np.array2string(w, precision=3, threshold=8)}")
+
+
 class MixturePrior(MixtureDensity):
     """A mixture of K diagonal Gaussians in D dimensions with learned weights.
 
@@ -156,11 +166,11 @@ class MixturePrior(MixtureDensity):
         k = len(weights)
         if not 1 <= k <= self.max_components:
             raise ValueError(f"{k} components do not fit in {self.max_components} slots")
+        check_mixture_weights(weights)
         dev = self.logits.device
         self.n_active.fill_(k)
         self.logits.zero_()
-        self.logits[:k] = torch.as_tensor(np.log(np.clip(weights / weights.sum(), 1e-12, None)),
-                                          dtype=self.logits.dtype, device=dev)
+        self.logits[:k] = torch.as_tensor(np.log(weights / weights.sum()), dtype=self.logits.dtype, device=dev)
         self.means.zero_()
         self.means[:k] = torch.as_tensor(means, dtype=self.means.dtype, device=dev)
         lo, hi = PRIOR_LOG_VAR_RANGE
