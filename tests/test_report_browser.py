@@ -555,3 +555,22 @@ def test_beside_the_page_without_its_folder_says_so_at_once(beside_report, brows
     notice = page.text_content("#ex-notice")
     assert "report_files/ex_" in notice and "is the report_files folder beside the page?" in notice
     assert not page.evaluate("window.morphospaceReady === true")
+
+
+def test_a_long_class_name_wraps_in_its_card_and_the_page_keeps_its_width(browser, tmp_path):
+    """A class name of 500 letters without a space ran out of the Clusters card and made the whole
+    page 5,145 px wide in a 1,400 px window (it scrolled sideways)."""
+    import pandas as pd
+
+    from morphospace.run import write_table
+
+    run = make_fake_run(tmp_path / "run", n=60, size=32)
+    cat = pd.read_parquet(run.catalogue)
+    cat.loc[cat["morphology"] == "spiral", "morphology"] = "C" * 500
+    write_table(run.catalogue, cat)
+    b = browser()
+    page = b.open(build_report(run, Config()))
+    assert "C" * 500 in page.inner_text("body")  # shown whole, wrapped
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1400
+    b.shot(tmp_path, "report_long_class", full_page=True)
+    assert b.errors == []
