@@ -696,3 +696,22 @@ def test_a_notebook_reading_comparisons_made_before_the_clusterings_changed_is_w
     run.write_clustering("kmeans2_umap", ids, np.arange(len(ids)) % 3)  # clustered again since
     with pytest.warns(UserWarning, match=r"comparison 'ami' is out of date: clusterings changed since \(kmeans2_umap\)"):
         ms.Run(run.path).comparisons["ami"]
+
+
+def test_only_the_test_rows_of_a_fine_tuning_count_as_held_out_where_it_kept_some(caplog):
+    """The validation rows chose the epoch kept: scores made there are a little optimistic. Where a
+    split has test rows only they are held out; an earlier split's validation rows still are, said."""
+    import logging
+
+    from morphospace.analysis.probe import _chose_the_model
+
+    now = pd.Series(["train", "validation", "test", "", "train", "test"])
+    assert _chose_the_model(now, "compare", "features").tolist() == [True, True, False, False, True, False]
+    earlier = pd.Series(["train", "validation", "", "train"])
+    with caplog.at_level(logging.INFO, logger="morphospace"):
+        assert _chose_the_model(earlier, "compare", "features").tolist() == [True, False, False, True]
+    assert "kept no test rows: scored on its validation rows, which chose the epoch kept" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="morphospace"):  # nothing held out of an unlabelled sample: unsaid
+        assert _chose_the_model(pd.Series(["train", ""]), "compare", "features").tolist() == [True, False]
+    assert "kept no test rows" not in caplog.text

@@ -251,13 +251,18 @@ def test_study_features_run_writes_features_metrics_and_figures(tmp_path, toy):
     info = json.loads(run.embedding_path("features").with_suffix(".json").read_text())
     assert info["backbone"] == "small" and info["mode"] == "finetune" and info["input_size"] == 32
     assert metrics["n_labelled"] == 38 and metrics["n_unlabelled"] == 2
-    assert metrics["n_train"] + metrics["n_val"] == 38
+    # 70% train, 10% validate (choose the epoch), 20% held out for testing (choose nothing)
+    assert (metrics["n_train"], metrics["n_val"], metrics["n_test"]) == (26, 4, 8)
     split = pd.read_parquet(run.path / "models" / "small" / "split.parquet")
     assert split.set_index("id").loc[["g3", "g17"], "split"].tolist() == ["", ""]
+    assert split["split"].value_counts().to_dict() == {"train": 26, "test": 8, "validation": 4, "": 2}
+    assert 0 <= metrics["test_balanced_accuracy"] <= 1 and metrics["test_rmse"] is None
     saved = json.loads((run.path / "comparisons" / "finetune_metrics.json").read_text())
     assert saved["val_accuracy"] == metrics["val_accuracy"] and len(saved["history"]) == 2
     cm = pd.read_csv(run.path / "comparisons" / "confusion_matrix.csv")
+    # on the test galaxies, which chose nothing
     assert list(cm.columns) == ["true", "compact", "extended"] and cm[["compact", "extended"]].to_numpy().sum() == 8
+    assert np.array_equal(cm[["compact", "extended"]].to_numpy(), np.asarray(metrics["test_confusion_matrix"]))
     for fig in ("confusion_matrix", "finetune_curves"):
         assert run.figure_path(fig).stat().st_size > 1000
     assert (run.path / "models" / "small" / "model.pt").is_file()
@@ -285,7 +290,8 @@ def test_features_fine_tuned_on_labels_are_probed_on_the_galaxies_they_held_out(
     study_features_run(run, cfg)
     split = pd.read_parquet(run.path / "models" / "small" / "split.parquet").set_index("id")["split"]
     trained = probe.fine_tuning_rows(run, "features")
-    assert trained.tolist() == [split[i] == "train" for i in run.cube_ids()] and trained.sum() == 30
+    # trained on: the training rows, and the validation rows, which chose the epoch kept
+    assert trained.tolist() == [split[i] in ("train", "validation") for i in run.cube_ids()] and trained.sum() == 30
     seen = []
 
     def spy(x, y, **kw):
@@ -295,7 +301,7 @@ def test_features_fine_tuned_on_labels_are_probed_on_the_galaxies_they_held_out(
     monkeypatch.setattr(probe, "linear_probe", spy)
     table = probe.probe_run(run, "shape")
     probed = np.array([v is not None for v in seen[0]])
-    assert not (probed & trained).any() and probed.sum() == 8  # the validation galaxies, labelled
+    assert not (probed & trained).any() and probed.sum() == 8  # the test galaxies, labelled
     assert table["rows"].tolist() == ["held out from fine-tuning"]
     # a split that does not name some galaxies: they may have trained it, so they are not probed
     path = run.path / "models" / "small" / "split.parquet"
@@ -371,15 +377,30 @@ def test_a_class_of_one_galaxy_trains_and_the_others_stay_stratified():
 
     targets = np.r_[np.zeros(50, int), np.ones(8, int), np.full(30, 2), [3]]
     for seed in range(5):
-        train, val = split_rows(targets, "classification", 0.2, seed)
-        assert len(val) == 18 and 88 in train and not set(train) & set(val)
+        train, val, test = split_rows(targets, "classification", 0.2, seed)
+        assert len(val) == 18 and 88 in train and not set(train) & set(val) and len(test) == 0
         assert np.bincount(targets[val], minlength=4).tolist() == [10, 2, 6, 0]
     plain = np.r_[np.zeros(50, int), np.ones(8, int), np.full(30, 2)]  # no single: the split as before
     from sklearn.model_selection import train_test_split
 
     want = train_test_split(np.arange(88), test_size=0.2, stratify=plain, random_state=3, shuffle=True)
     got = split_rows(plain, "classification", 0.2, 3)
-    assert all(np.array_equal(np.sort(w), g) for w, g in zip(want, got))
+    assert all(np.array_equal(np.sort(w), g) for w, g in zip(want, got[:2])) and len(got[2]) == 0
+
+
+def test_a_test_split_is_drawn_apart_from_training_and_validation_stratified():
+    """The rows held out of a fine-tuning chose its epoch too (they were its validation rows): the
+    scores made there were a little optimistic. A test split takes no part at all."""
+    from morphospace.study.targets import split_rows
+
+    targets = np.r_[np.zeros(60, int), np.ones(30, int), np.full(10, 2)]
+    train, val, test = split_rows(targets, "classification", 0.1, 0, test_fraction=0.2)
+    assert (len(train), len(val), len(test)) == (70, 10, 20)
+    assert not (set(train) & set(val) or set(train) & set(test) or set(val) & set(test))
+    assert np.bincount(targets[test]).tolist() == [12, 6, 2]  # stratified
+    assert sorted(np.r_[train, val, test].tolist()) == list(range(100))
+    with pytest.raises(UserError, match="cannot give"):  # nothing left to train on
+        split_rows(targets[:5], "classification", 0.5, 0, test_fraction=0.4)
 
 
 def test_validation_scores_of_a_class_without_validation_galaxies_warn_nothing():

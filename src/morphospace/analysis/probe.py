@@ -258,9 +258,22 @@ def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int
                                        "labelled", "labelled_of"])
 
 
+def _chose_the_model(split: pd.Series, who: str, name: str) -> np.ndarray:
+    """Which rows of a fine-tuning's split trained it or chose it: all but its test rows (and the
+    unlabelled, named ""); a split without test rows (made before there were) has only its training
+    rows counted, its validation rows, which chose the epoch kept, then scoring it, as said."""
+    split = split.astype(str).to_numpy()
+    if (split == "test").any():
+        return (split != "test") & (split != "")
+    if ((split != "train") & (split != "")).any():
+        log.info("%s: %s's fine-tuning kept no test rows: scored on its validation rows, which chose the epoch kept "
+                 "(a little optimistic; `morphospace study` again holds 20%% out)", who, name)
+    return split == "train"
+
+
 def fine_tuning_rows(run, name: str, who: str = "linear probe") -> np.ndarray | None:
     """The cube rows whose labels may have trained embedding ``name`` (a study's fine-tuned
-    features: every galaxy but those its split, kept in its model folder, held out), as a boolean
+    features: every galaxy but those its split, kept in its model folder, held out for testing), as a boolean
     mask; None for an embedding no label trained. ``who`` begins the warnings (the stage asking)."""
     import json
 
@@ -279,7 +292,7 @@ def fine_tuning_rows(run, name: str, who: str = "linear probe") -> np.ndarray | 
             return None
         try:
             split = read_parquet(beside)
-            train = split[split["split"].astype(str) == "train"]
+            train = split[_chose_the_model(split["split"], who, name)]
         except (OSError, ValueError, KeyError):
             log.warning("%s: %s comes from fine-tuned weights whose split (%s) is unreadable: every galaxy counted "
                         "as trained on", who, name, beside)
@@ -303,7 +316,7 @@ def fine_tuning_rows(run, name: str, who: str = "linear probe") -> np.ndarray | 
     try:
         split = read_parquet(split_path)
         listed = split["id"].astype(str)
-        held_out = set(listed[split["split"].astype(str) != "train"])
+        held_out = set(listed[~_chose_the_model(split["split"], who, name)])
         unlisted = int((~np.isin(ids, listed.to_numpy())).sum())
     except (OSError, ValueError, KeyError):  # no split kept: every labelled galaxy may have trained it
         log.warning("%s: %s was fine-tuned, but its split (%s) is unreadable: every galaxy counted as "

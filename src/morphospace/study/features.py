@@ -36,6 +36,10 @@ from .finetune import FineTuner
 log = logging.getLogger("morphospace")
 
 EMBEDDING = "features"
+# a study's labelled galaxies: 20% held out of its fine-tuning (they choose nothing: the scores against
+# the labels are made there, on as many galaxies as the published study's 80/20 split), 10% validate
+# (choose the epoch kept and stop early), 70% train
+TEST_FRACTION, VAL_FRACTION = 0.2, 0.1
 
 
 # --- labels ------------------------------------------------------------------------------------
@@ -129,7 +133,7 @@ def default_label_column(cat: pd.DataFrame, cfg: Config) -> str:
 
 # --- figures -----------------------------------------------------------------------------------
 
-def plot_confusion_matrix(matrix: np.ndarray, classes: list, path) -> None:
+def plot_confusion_matrix(matrix: np.ndarray, classes: list, path, split: str = "validation") -> None:
     """Row-normalised confusion matrix (colour) with the counts written in each cell.
 
     Parameters
@@ -159,7 +163,7 @@ def plot_confusion_matrix(matrix: np.ndarray, classes: list, path) -> None:
     ax.set_xticks(range(k), [figure_text(n) for n in names], rotation=30, ha="right")
     ax.set_yticks(range(k), [figure_text(n) for n in names])
     ax.set_xlabel("predicted")
-    ax.set_ylabel("true (validation split)")
+    ax.set_ylabel(f"true ({split} split)")
     ax.set_title("fine-tuned CNN: confusion matrix")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
     fig.tight_layout()
@@ -236,6 +240,8 @@ def study_features_run(run: RunDir, cfg: Config, resume: bool = False) -> dict:
         log.info("fine-tuning on one device (train.devices = %d is for the VaDE)", cfg.train.devices)
     ft = FineTuner(backbone=st.backbone, mode=st.mode, epochs=st.epochs, batch_size=st.batch_size, lr=st.lr,
                    patience=st.patience, input_size=st.input_size or None, weights=st.weights or None,
+                   # rows that choose nothing: the scores against the labels made later are held out
+                   test_fraction=TEST_FRACTION, val_fraction=VAL_FRACTION,
                    num_threads=cfg.train.num_threads or None, random_state=cfg.train.seed,
                    accelerator=cfg.train.accelerator, devices=1, precision=cfg.train.precision, resume=resume,
                    # Lightning's last.ckpt and best.ckpt, beside model.pt: named before the checks, which
@@ -260,7 +266,8 @@ def study_features_run(run: RunDir, cfg: Config, resume: bool = False) -> dict:
         images = cube if len(rows) == len(inside) else RowView(cube, rows)
         with Timer(f"fine-tuning {st.backbone} on '{spec}' ({task}, {len(rows)} galaxies)"):
             ft.fit(images, y)
-        ft.train_index_, ft.val_index_ = rows[ft.train_index_], rows[ft.val_index_]  # as cube rows
+        ft.train_index_, ft.val_index_, ft.test_index_ = (rows[ft.train_index_], rows[ft.val_index_],
+                                                          rows[ft.test_index_])  # as cube rows
     fit_seconds = time.perf_counter() - t0
     with Timer(f"features of {cube.shape[0]} galaxies") as timer:
         features = ft.transform(cube)
@@ -275,7 +282,8 @@ def study_features_run(run: RunDir, cfg: Config, resume: bool = False) -> dict:
         model_dir = ft.save(run.model_dir(st.backbone))
         split = np.full(len(inside), "", dtype=object)
         split[ft.train_index_] = "train"
-        split[ft.val_index_] = "validation"
+        split[ft.val_index_] = "validation"  # chose the epoch kept
+        split[ft.test_index_] = "test"  # chose nothing: where the held-out scores are made
         # the files too: ids recur across surveys (every synthetic survey's synth_000000), and a frozen study
         # of another survey with this model.pt took its galaxies of those ids for trained on
         write_table(model_dir / "split.parquet", pd.DataFrame({"id": inside["id"].astype(str), "split": split,
@@ -298,21 +306,25 @@ def study_features_run(run: RunDir, cfg: Config, resume: bool = False) -> dict:
 
     for sub, name in _FINETUNE_OUTPUTS:  # never leave a previous fine-tune's figures beside frozen features
         (run.path / sub / name).unlink(missing_ok=True)
-    if getattr(ft, "confusion_matrix_", None) is not None:
+    # on the test rows, which chose nothing; the validation rows' where there are none
+    tested = getattr(ft, "test_confusion_matrix_", None) is not None
+    matrix = ft.test_confusion_matrix_ if tested else getattr(ft, "confusion_matrix_", None)
+    if matrix is not None:
         classes = [str(c) for c in ft.classes_]
-        table = pd.DataFrame(ft.confusion_matrix_, columns=classes)
+        table = pd.DataFrame(matrix, columns=classes)
         table.insert(0, "true", classes)
         write_table(run.sub("comparisons") / "confusion_matrix.csv", table)
-        plot_confusion_matrix(ft.confusion_matrix_, classes, run.figure_path("confusion_matrix"))
+        plot_confusion_matrix(matrix, classes, run.figure_path("confusion_matrix"), "test" if tested else "validation")
     if ft.history_:
         plot_curves(ft.history_, ft.best_epoch_, run.figure_path("finetune_curves"))
     if st.mode == "finetune":
         if ft.task_ == "classification":
-            log.info("fine-tuned %s: validation accuracy %.3f (balanced %.3f) on %d galaxies",
-                     st.backbone, ft.val_accuracy_, ft.val_balanced_accuracy_, len(ft.val_index_))
+            log.info("fine-tuned %s: validation accuracy %.3f (balanced %.3f) on %d galaxies; held-out test "
+                     "accuracy %.3f (balanced %.3f) on %d", st.backbone, ft.val_accuracy_, ft.val_balanced_accuracy_,
+                     len(ft.val_index_), ft.test_accuracy_, ft.test_balanced_accuracy_, len(ft.test_index_))
         else:
-            log.info("fine-tuned %s: validation RMSE %.4f on %d galaxies", st.backbone, ft.val_rmse_,
-                     len(ft.val_index_))
+            log.info("fine-tuned %s: validation RMSE %.4f on %d galaxies; held-out test RMSE %.4f on %d",
+                     st.backbone, ft.val_rmse_, len(ft.val_index_), ft.test_rmse_, len(ft.test_index_))
     return metrics
 
 

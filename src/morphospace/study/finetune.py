@@ -79,7 +79,12 @@ class FineTuner(FineTunedModel):
     patience : int
         Epochs without a lower validation loss before stopping (0: never stop early).
     val_fraction : float
-        Share of the labelled rows held out for validation (stratified by class).
+        Share of the labelled rows for validation (stratified by class): they choose the epoch
+        kept and stop the training early.
+    test_fraction : float
+        Share of the labelled rows held out for testing (stratified by class), in [0, 1): they
+        take no part in the fine-tuning, and the held-out scores (``test_*_``) are made on them.
+        0: none (``morphospace study`` holds out 20%, and validates on 10%).
     input_size : int, optional
         Side images are resized to; default: the backbone's default (see the registry).
     augment : bool
@@ -138,15 +143,17 @@ class FineTuner(FineTunedModel):
         Rows: true class, columns: predicted class, in ``classes_`` order.
     val_rmse_ : float
         Root mean squared error of the vote fractions on the validation split (regression).
-    train_index_, val_index_ : ndarray
-        Row indices of ``X`` used for training and validation.
+    train_index_, val_index_, test_index_ : ndarray
+        Row indices of ``X`` used for training, validation and testing.
+    test_accuracy_, test_balanced_accuracy_, test_rmse_, test_confusion_matrix_ : float, ndarray or None
+        The validation scores' like on the test rows (None without test rows, or of the other task).
     fit_seconds_ : float
     """
 
     def __init__(self, backbone: str = "efficientnet-lite0", mode: str = "finetune", task: str = "auto",
                  epochs: int = 5, batch_size: int = 64, lr: float = 1e-3, backbone_lr_scale: float = 0.3,
                  weight_decay: float = 1e-4, patience: int = 2, val_fraction: float = 0.2,
-                 input_size: int | None = None, augment: bool = True, class_weight: str | None = "balanced",
+                 test_fraction: float = 0.0, input_size: int | None = None, augment: bool = True, class_weight: str | None = "balanced",
                  weights: str | None = None, bn_samples: int = 1024, num_threads: int | None = None,
                  random_state: int = 0, verbose: bool = True, checkpoint_dir: str | None = None,
                  accelerator: str = "cpu", devices: int = 1, precision: str = "32-true", resume: bool = False):
@@ -160,6 +167,7 @@ class FineTuner(FineTunedModel):
         self.weight_decay = weight_decay
         self.patience = patience
         self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
         self.input_size = input_size
         self.augment = augment
         self.class_weight = class_weight
@@ -175,7 +183,7 @@ class FineTuner(FineTunedModel):
         self.resume = resume
 
     _PARAMS = ("backbone", "mode", "task", "epochs", "batch_size", "lr", "backbone_lr_scale", "weight_decay",
-               "patience", "val_fraction", "input_size", "augment", "class_weight", "weights", "bn_samples",
+               "patience", "val_fraction", "test_fraction", "input_size", "augment", "class_weight", "weights", "bn_samples",
                "num_threads", "random_state", "verbose", "checkpoint_dir", "accelerator", "devices", "precision",
                "resume")
 
@@ -207,6 +215,9 @@ class FineTuner(FineTunedModel):
                 raise UserError(f"study.epochs must be at least 1, got {self.epochs}")
             if not 0.0 < float(self.val_fraction) < 1.0:
                 raise UserError(f"the validation fraction must be in (0, 1), got {self.val_fraction}")
+            if not 0.0 <= float(self.test_fraction) < 1.0 or float(self.val_fraction) + float(self.test_fraction) >= 1:
+                raise UserError(f"the test fraction must be in [0, 1) and leave rows to train on beside the "
+                                f"validation's {self.val_fraction}, got {self.test_fraction}")
             if int(self.batch_size) < 2:
                 raise UserError(f"study.batch_size must be at least 2, got {self.batch_size}")
             if self.class_weight not in ("balanced", None):
@@ -257,7 +268,8 @@ class FineTuner(FineTunedModel):
         targets, self.classes_, self.task_ = encode_targets(y, self.task)
         if len(targets) != X.shape[0]:
             raise UserError(f"{X.shape[0]} images but {len(targets)} labels")
-        self.train_index_, self.val_index_ = split_rows(targets, self.task_, self.val_fraction, self.random_state)
+        self.train_index_, self.val_index_, self.test_index_ = split_rows(
+            targets, self.task_, self.val_fraction, self.random_state, test_fraction=float(self.test_fraction))
         n_out = len(self.classes_) if self.task_ == "classification" else targets.shape[1]
         self.head_ = nn.Linear(self.feature_dim_, n_out)
         self.class_weights_ = None
@@ -298,7 +310,7 @@ class FineTuner(FineTunedModel):
         return {"backbone": self.backbone, "weights": str(self.weights or ""), "input_size": int(self.input_spec_.size),
                 "images": int(X.shape[0]), "labels": digest(targets, np.asarray([str(c) for c in self.classes_]
                                                                             if self.classes_ is not None else [])),
-                "split": digest(self.train_index_, self.val_index_), "seed": int(self.random_state),
+                "split": digest(self.train_index_, self.val_index_, self.test_index_), "seed": int(self.random_state),
                 "epochs": int(self.epochs), "batch_size": int(self.batch_size), "lr": float(self.lr),
                 "backbone_lr_scale": float(self.backbone_lr_scale), "weight_decay": float(self.weight_decay),
                 "patience": int(self.patience), "augment": bool(self.augment), "class_weight": str(self.class_weight)}
@@ -308,6 +320,11 @@ class FineTuner(FineTunedModel):
                                    self.classes_)
         for name, value in scores.items():
             setattr(self, name + "_", value)
+        # the same on the test rows, which chose nothing: the held-out scores
+        tested = validation_scores(self._outputs(X, self.test_index_).numpy(), targets[self.test_index_],
+                                   self.task_, self.classes_) if len(self.test_index_) else {}
+        for name in ("val_accuracy", "val_balanced_accuracy", "val_rmse", "confusion_matrix"):
+            setattr(self, "test_" + name.removeprefix("val_") + "_", tested.get(name))
 
     def fit_transform(self, X, y=None) -> np.ndarray:
         """:meth:`fit`, then :meth:`transform` of the same images.

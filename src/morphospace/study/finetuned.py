@@ -145,6 +145,11 @@ class FineTunedModel:
             "fit_seconds": self.fit_seconds_, "history": self.history_, "best_epoch": self.best_epoch_,
         }
         if self.head_ is not None:
+            test = len(getattr(self, "test_index_", ()))  # a model saved before test splits has none
+            out.update({"n_test": test, "test_accuracy": getattr(self, "test_accuracy_", None),
+                        "test_balanced_accuracy": getattr(self, "test_balanced_accuracy_", None),
+                        "test_rmse": getattr(self, "test_rmse_", None),
+                        "test_confusion_matrix": getattr(self, "test_confusion_matrix_", None)})
             out.update({"n_train": len(self.train_index_), "n_val": len(self.val_index_),
                         "classes": None if self.classes_ is None else [_py(c) for c in self.classes_],
                         "class_weights": self.class_weights_,

@@ -98,8 +98,13 @@ def encode_targets(y, task: str = "auto") -> tuple[np.ndarray, np.ndarray | None
     return y, None, task
 
 
-def split_rows(targets: np.ndarray, task: str, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded train / validation split of the rows, stratified by class where it can be.
+def split_rows(targets: np.ndarray, task: str, val_fraction: float, seed: int,
+               test_fraction: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A seeded train / validation / test split of the rows, stratified by class where it can be.
+
+    The validation rows choose the epoch kept (and stop the training early); the test rows take
+    no part in the fine-tuning at all: scores against the labels made there are held out (those
+    made on the validation rows are a little optimistic: they chose the model).
 
     Parameters
     ----------
@@ -107,36 +112,52 @@ def split_rows(targets: np.ndarray, task: str, val_fraction: float, seed: int) -
         From :func:`encode_targets`; regression is stratified by the largest fraction.
     task : {"classification", "regression"}
     val_fraction : float
-        Share of the rows held out, in (0, 1).
+        Share of the rows for validation, in (0, 1).
     seed : int
+    test_fraction : float
+        Share of the rows held out for testing, in [0, 1); 0: no test rows (the split as before).
 
     Returns
     -------
-    train, val : ndarray of int
+    train, val, test : ndarray of int
         Sorted row numbers.
     """
-    from sklearn.model_selection import train_test_split
-
     n = len(targets)
     if n < MIN_LABELLED:
         raise UserError(f"fine-tuning needs at least {MIN_LABELLED} labelled images, got {n}")
     strata = targets if task == "classification" else (targets.argmax(1) if targets.shape[1] > 1 else None)
-    rows, alone = np.arange(n), np.zeros(0, dtype=int)
+    rows, test = np.arange(n), np.zeros(0, dtype=int)
+    if test_fraction > 0:
+        rows, test = _hold_out(rows, strata, int(math.ceil(n * float(test_fraction))), seed, "test")
+    rows, val = _hold_out(rows, strata, int(math.ceil(n * float(val_fraction))), seed, "validation")
+    return rows, val, test
+
+
+def _hold_out(rows: np.ndarray, strata: np.ndarray | None, n_out: int, seed: int,
+              what: str) -> tuple[np.ndarray, np.ndarray]:
+    """``n_out`` of ``rows`` drawn out, stratified by ``strata`` (of every row) where it can be: the
+    rest and those drawn, sorted."""
+    from sklearn.model_selection import train_test_split
+
+    if not 1 <= n_out < len(rows):
+        raise UserError(f"{len(rows)} labelled images cannot give {n_out} to the {what} split and keep some to train "
+                        f"on: label more galaxies")
+    alone = np.zeros(0, dtype=int)
+    strata = None if strata is None else strata[rows]
     if strata is not None:
         classes, inverse, counts = np.unique(strata, return_inverse=True, return_counts=True)
         single = counts[inverse.ravel()] < 2
         # a class of one galaxy trains (it cannot be on both sides); the others stay stratified
-        rows, alone, strata = rows[~single], rows[single], strata[~single]
-        n_val = int(math.ceil(n * float(val_fraction)))
         kept = int((counts >= 2).sum())
-        if kept < 1 or n_val < kept or len(rows) - n_val < kept:
-            log.warning("too few rows per class for a stratified split: splitting at random")
-            rows, alone, strata = np.arange(n), np.zeros(0, dtype=int), None
-        elif len(alone):
-            log.info("%d class(es) of a single galaxy: in the training split", len(alone))
-    test_size = float(val_fraction) if strata is None else int(math.ceil(n * float(val_fraction)))
-    train, val = train_test_split(rows, test_size=test_size, stratify=strata, random_state=int(seed), shuffle=True)
-    return np.sort(np.concatenate([train, alone])), np.sort(val)
+        if kept < 1 or n_out < kept or len(rows) - int(single.sum()) - n_out < kept:
+            log.warning("too few rows per class for a stratified %s split: splitting at random", what)
+            strata = None
+        else:
+            if single.any() and what == "validation":  # said once, by the last split drawn
+                log.info("%d galaxies of classes too small to split kept for training", int(single.sum()))
+            rows, alone, strata = rows[~single], rows[single], strata[~single]
+    rest, out = train_test_split(rows, test_size=n_out, stratify=strata, random_state=int(seed), shuffle=True)
+    return np.sort(np.concatenate([rest, alone])), np.sort(out)
 
 
 def balanced_class_weights(codes: np.ndarray, n_classes: int) -> np.ndarray:
