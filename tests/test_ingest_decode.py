@@ -173,6 +173,23 @@ def test_a_fits_file_cut_short_is_truncated_and_its_warning_stays_off_the_consol
     assert "truncated" in out + errs and "WARNING" not in out + errs
 
 
+def test_a_fits_file_that_cannot_be_read_is_unreadable_not_a_non_image(tmp_path, monkeypatch):
+    """A FITS file without read permission was flagged "not an image file" (a PermissionError is an
+    OSError, which fits.open raises for a text file too); a PNG's is "unreadable"."""
+    from astropy.io import fits
+
+    path = tmp_path / "locked.fits"
+    fits.PrimaryHDU(np.ones((32, 32), np.float32)).writeto(path)
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(fits, "open", denied)  # chmod 000 does not bite a test run as root
+    with pytest.raises(BadImage) as err:
+        decode(Record(id="locked", source=str(path), kind="fits"))
+    assert err.value.flag == "unreadable" and "Permission denied" in str(err.value)
+
+
 def test_an_image_under_a_fits_name_is_read_as_what_it_is(tmp_path):
     """A PNG or JPEG named .fits was flagged not_image ("No SIMPLE card found"); a FITS file
     named .png was already read as FITS."""

@@ -149,7 +149,7 @@ LDA_HELD_OUT = 0.2
 
 def lda_fit_rows(y: np.ndarray, trained: np.ndarray | None, seed: int) -> np.ndarray:
     """The rows whose labels an LDA map is fitted on: the labelled rows that trained the embedding
-    (a fine-tuning's training split) where they can fit one, else all labelled rows but
+    (a fine-tuning's training and validation splits) where they can fit one, else all labelled rows but
     :data:`LDA_HELD_OUT` of each class among those no label trained (at random, seeded; a class of
     one galaxy is fitted on, not held out)."""
     known = ~missing_mask(y)

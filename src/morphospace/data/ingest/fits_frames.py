@@ -52,6 +52,8 @@ def decode_fits(path: str) -> Frame:
                     if d is not None and np.ndim(d) >= 2:
                         data, header = np.asarray(d, dtype=np.float32), hdu.header
                         break
+    except PermissionError as exc:  # an OSError too: it was said "not an image file", as a text file is
+        raise BadImage("unreadable", first_line(exc)) from None
     except OSError as exc:
         msg = str(exc).lower()
         flag = "truncated" if truncation(msg) or "empty or corrupt" in msg or _said_truncated(caught) else "not_image"
