@@ -426,6 +426,26 @@ def test_galaxy10_datasets_left_out_are_named(tmp_path, caplog):
         in caplog.text
 
 
+def test_galaxy10_text_in_byte_strings_reads_as_utf8_and_column_vectors_are_kept(tmp_path, caplog):
+    """numpy's byte strings, which h5py tags ASCII, were read as ASCII: "NGC é0" came out as
+    "NGC \ufffd\ufffd0" without a word; a dataset of shape (N, 1), one number per image, was left out."""
+    import logging
+
+    import h5py
+
+    h5 = tiny_galaxy10(tmp_path / "Galaxy10.h5", n=4)
+    with h5py.File(h5, "r+") as f:
+        f.create_dataset("name", data=np.array([f"NGC é{i}".encode() for i in range(4)]))
+        f.create_dataset("latin", data=np.array([b"ok", "caf\xe9".encode("latin-1"), b"x", b"y"]))
+        f.create_dataset("redshift", data=np.arange(4.0).reshape(4, 1) / 10)
+    with caplog.at_level(logging.INFO, logger="morphospace"):
+        survey = read_survey(h5, DataConfig())
+    assert list(survey.labels["name"]) == ["NGC é0", "NGC é1", "NGC é2", "NGC é3"]
+    assert list(survey.labels["redshift"]) == [0.0, 0.1, 0.2, 0.3]
+    assert survey.labels["latin"][1] == "caf\ufffd"  # not UTF-8: said, not garbled silently
+    assert "1 values of 'latin' are not UTF-8 text" in caplog.text and "'name'" not in caplog.text
+
+
 def test_a_galaxy10_decals_set_made_smaller_keeps_its_class_names(tmp_path, caplog):
     """The DECaLS set's 256 px images shrunk to 64 px (a common first step) were given the SDSS
     set's class names by their size: its barred spirals called edge-on disks."""

@@ -194,11 +194,20 @@ def read_galaxy10(path: Path, cfg: DataConfig) -> Survey:
                 ds = f[key]
                 if key in ("images", "ans"):
                     continue
-                if isinstance(ds, h5py.Dataset) and ds.shape == (len(ans),) and ds.dtype.kind in "biuf":  # bool too
-                    extra[key] = np.asarray(ds[:])
-                elif isinstance(ds, h5py.Dataset) and ds.shape == (len(ans),) and h5py.check_string_dtype(ds.dtype):
-                    # text, as a user's own ids or names: dropped, no result could be matched back to them
-                    extra[key] = pd.array(ds.asstr(errors="replace")[:], dtype="string")
+                # one value per image: (N,), or (N, 1) as a column vector is often stored
+                per_image = isinstance(ds, h5py.Dataset) and ds.shape in ((len(ans),), (len(ans), 1))
+                if per_image and ds.dtype.kind in "biuf":  # bool too
+                    extra[key] = np.asarray(ds[:]).reshape(len(ans))
+                elif per_image and h5py.check_string_dtype(ds.dtype):
+                    # text, as a user's own ids or names: dropped, no result could be matched back to them.
+                    # As UTF-8 whatever the dataset declares: h5py tags numpy's byte strings ASCII, and
+                    # read so, an accented name came out as two replacement characters without a word
+                    text = ds.asstr(encoding="utf-8", errors="replace")[:].reshape(len(ans))
+                    bad = sum("\ufffd" in str(t) for t in text)
+                    if bad:
+                        log.warning("%s: %d values of '%s' are not UTF-8 text: their undecodable bytes read as "
+                                    "\ufffd", path.name, bad, key)
+                    extra[key] = pd.array(text, dtype="string")
                 else:
                     skipped.append(key)
     except UserError:
