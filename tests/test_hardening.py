@@ -993,6 +993,20 @@ def test_a_folder_of_someone_s_results_is_no_new_run(tmp_path, capsys):
     assert main(["ingest", str(data), "--out", str(notes), "--size", "16", "--quiet"]) == 0
     (proj / "config.toml").write_text("")  # a run whose first ingest stopped: its own files, not someone's
     assert main(["ingest", str(data), "--out", str(proj), "--size", "16", "--quiet"]) == 0
+    # a run still being made by another process (its log.txt written, its config.toml not yet): in use, not
+    # "not a run, but holds log.txt"
+    import fcntl
+
+    capsys.readouterr()
+    making = tmp_path / "making"
+    making.mkdir()
+    (making / "log.txt").write_text("")
+    with open(making / ".lock", "a+") as held:
+        held.write("morphospace process 4242")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        line = one_line_error(capsys, main(["ingest", str(data), "--out", str(making), "--size", "16", "--quiet"]))
+    assert f"run {making} is in use by morphospace process 4242: wait for it to finish" in line
 
 
 def test_out_naming_a_file_or_nothing(tmp_path, capsys):

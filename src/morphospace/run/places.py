@@ -39,9 +39,16 @@ def check_not_a_folder_of_results(path: str | Path, what: str = "--out") -> None
     yet holds what a run's stages write (``figures/``, ``models/``, ``report.html``...): a first
     ingest there set the user's files aside into ``superseded/`` as "the earlier ingest's" results.
     A folder holding other files only is fine (the run is written beside them)."""
+    from ..errors import RunInUse
+    from .lock import writer_of
+
     folder = Path(path)
     if not folder.is_dir() or (folder / "config.toml").is_file():
         return  # new, or a run (one whose first ingest did not finish too)
+    holder = writer_of(folder)
+    if holder:  # a run being made, before its config.toml: it was called "not a run" holding log.txt
+        raise RunInUse(f"run {path} is in use by {holder}: wait for it to finish (one morphospace process "
+                       f"writes a run at a time)")
     clash = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir() if p.name in RUN_FOLDERS | RUN_FILES)
     if clash:
         more = ", ..." if len(clash) > 4 else ""
