@@ -40,7 +40,8 @@ from ..nets.backbones import BACKBONES, make_backbone
 from .datamodule import FineTuneData, augment
 from .finetuned import FineTunedModel
 from .targets import TASKS, balanced_class_weights, encode_targets, split_rows, validation_scores
-from .training import FineTuneModule, fit_classifier, torch_threads
+from ..nets.scoped import torch_threads
+from .training import FineTuneModule, fit_classifier
 
 __all__ = ["FineTuner", "augment", "MODES", "TASKS"]
 

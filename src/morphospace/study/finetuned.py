@@ -21,7 +21,7 @@ from ..nets.batches import INFERENCE_BATCH, RowView, extract_features, forward_i
 from ..nets.saving import written_by_torch
 from ..run import atomic_path, write_json
 from .targets import rmse
-from .training import torch_threads
+from ..nets.scoped import torch_threads
 
 __all__ = ["FineTunedModel", "MODEL_FILE"]
 

@@ -14,16 +14,11 @@ epoch's weights in the model directory, which are loaded back at the end.
 from __future__ import annotations
 
 import logging
-import os
-import random
 import time
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
@@ -33,11 +28,12 @@ from torch.optim.swa_utils import update_bn
 from ..errors import UserError
 from ..nets.checkpoints import resumed_from
 from ..nets.launched import fit_kwargs
+from ..nets.scoped import seeded
 from ..nets.spawn import spawned_workers
 from ..progress import quiet_lightning, with_bars
 from .datamodule import FineTuneData, augment
 
-__all__ = ["FineTuneModule", "fit_classifier", "torch_threads", "BEST_CHECKPOINT"]
+__all__ = ["FineTuneModule", "fit_classifier", "BEST_CHECKPOINT"]
 
 log = logging.getLogger("morphospace")
 
@@ -274,48 +270,6 @@ class FineTuneModule(pl.LightningModule):
 
 # --- running ------------------------------------------------------------------------------------
 
-@contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """torch's CPU thread count set to ``n`` for a block, then restored.
-
-    Parameters
-    ----------
-    n : int or None
-        Threads; None or 0 leaves the count as it is.
-    """
-    n = int(n) if n else 0
-    before = torch.get_num_threads()
-    if n > 0:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if n > 0:
-            torch.set_num_threads(before)
-
-
-@contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    """:func:`lightning.pytorch.seed_everything` for a block; every global random state, the
-    deterministic-algorithms switch and the variables Lightning sets are restored afterwards."""
-    np_state, py_state = np.random.get_state(), random.getstate()
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    env = {k: os.environ.get(k) for k in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS", "CUBLAS_WORKSPACE_CONFIG")}
-    try:
-        with torch.random.fork_rng(devices=[]):
-            pl.seed_everything(int(seed), workers=True, verbose=False)
-            yield
-    finally:
-        np.random.set_state(np_state)
-        random.setstate(py_state)
-        torch.use_deterministic_algorithms(deterministic)
-        for k, v in env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def _resumable(last: Path, module: FineTuneModule) -> dict | None:
     """The checkpoint ``last`` where its fine-tuning had stopped early (None where it goes on); a
     one-line :class:`UserError` where there is none, or where it started from other images, labels,
@@ -386,7 +340,7 @@ def fit_classifier(module: FineTuneModule, data: FineTuneData, epochs: int, pati
     callbacks: list[pl.Callback] = [ckpt, every]
     if patience:
         callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=int(patience), min_delta=1e-6))
-    with _seeded(seed), quiet_lightning(), warnings.catch_warnings():
+    with seeded(seed), quiet_lightning(), warnings.catch_warnings():
         for message in _LIGHTNING_ADVICE:
             warnings.filterwarnings("ignore", message=message)
         trainer = pl.Trainer(**with_bars(fit_kwargs(dict(
