@@ -51,7 +51,7 @@ def _load() -> str:
 
 
 def cluster_scores(features, truth, labelled, seed: int = 0) -> dict:
-    """AMI of K-Means (k = 3) on the 2-D PCA map and on 50 PCA components."""
+    """AMI of K-Means (k = 3) on the 2-D PCA map and on 50 PCA components (fewer on a small sample)."""
     import numpy as np
     from sklearn.cluster import KMeans
     from sklearn.decomposition import PCA
@@ -61,7 +61,8 @@ def cluster_scores(features, truth, labelled, seed: int = 0) -> dict:
 
     out = {}
     for name, reduced in (("pca2", PCAReducer(n_components=2, random_state=seed).fit_transform(features)),
-                          ("pca50", PCA(n_components=50, random_state=seed).fit_transform(features))):
+                          ("pca50", PCA(n_components=min(50, *features.shape),
+                                        random_state=seed).fit_transform(features))):
         labels = KMeans(3, n_init=10, random_state=seed).fit_predict(np.asarray(reduced, dtype=np.float64))
         out[name] = {"ami": float(adjusted_mutual_info_score(truth[labelled], labels[labelled])),
                      "ari": float(adjusted_rand_score(truth[labelled], labels[labelled]))}
@@ -162,15 +163,21 @@ def main(argv: list[str] | None = None) -> int:
         m = study_features_run(run, cfg)
         wall, cpu = time.perf_counter() - t, time.process_time() - c
         feats = run.read_embedding("features")
-        rep = m["classification_report"]
+        # the held-out test rows' scores where the fine-tuning kept some (they chose nothing), else the
+        # validation rows' (which chose the epoch kept)
+        split = "test" if m.get("n_test") else "validation"
+        rep = m["test_classification_report"] if split == "test" else m["classification_report"]
         summary["finetune"] = {
             "input_size": m["input_size"], "wall_seconds": wall, "cpu_seconds": cpu,
             "fit_seconds": m["fit_seconds"], "extract_seconds": m["extract_seconds"],
             "epochs_run": len(m["history"]), "best_epoch": m["best_epoch"],
             "val_accuracy": m["val_accuracy"], "val_balanced_accuracy": m["val_balanced_accuracy"],
+            "test_accuracy": m.get("test_accuracy"), "test_balanced_accuracy": m.get("test_balanced_accuracy"),
+            "scored_on": split, "n_scored": m["n_test"] if split == "test" else m["n_val"],
             "per_class": {c: {"precision": rep[c]["precision"], "recall": rep[c]["recall"], "n": rep[c]["support"]}
                           for c in m["classes"]},
-            "classes": m["classes"], "confusion_matrix": np.asarray(m["confusion_matrix"]).tolist(),
+            "classes": m["classes"],
+            "confusion_matrix": np.asarray(m["test_confusion_matrix" if split == "test" else "confusion_matrix"]).tolist(),
             "history": m["history"], "clustering": cluster_scores(feats, truth, labelled, args.seed),
         }
         f = summary["finetune"]
@@ -178,7 +185,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{wall:.0f} s wall, {cpu:.0f} s CPU ({_load()}); fit {f['fit_seconds']:.0f} s, "
               f"features {f['extract_seconds']:.0f} s")
         print(f"  validation accuracy {f['val_accuracy']:.3f}, balanced {f['val_balanced_accuracy']:.3f} "
-              f"on {m['n_val']} galaxies")
+              f"on {m['n_val']} galaxies (they chose the epoch kept)")
+        if split == "test":
+            print(f"  held-out test accuracy {f['test_accuracy']:.3f}, balanced {f['test_balanced_accuracy']:.3f} "
+                  f"on {m['n_test']} galaxies; per class and confusion matrix below on those")
         for c, r in f["per_class"].items():
             print(f"  {c:11s} precision {r['precision']:.3f} recall {r['recall']:.3f} (n = {r['n']})")
         print(f"  confusion matrix (rows true, columns predicted, order {f['classes']}): {f['confusion_matrix']}")

@@ -539,3 +539,32 @@ def test_study_settings_a_study_does_not_use_are_said(caplog):
         with caplog.at_level(logging.WARNING, logger="morphospace"):
             _say_study_settings_unused(apply_overrides(Config(), list(settings)))
         assert (said in caplog.text) if said else caplog.text == "", settings
+
+
+def test_resuming_a_fine_tuning_begun_before_test_splits_says_why_it_cannot(tmp_path):
+    """Its split (train / validation) never matches a split with test rows: the resume was refused as
+    "of a fine-tuning with other split, ... than this one's", which blamed settings the user never changed."""
+    from types import SimpleNamespace
+
+    from morphospace.study.training import _resumable
+
+    before = {"backbone": "small", "split": "aa", "seed": 0}
+    torch.save({"morphospace": {"signature": before}}, tmp_path / "last.ckpt")
+    now = SimpleNamespace(signature={**before, "split": "bb", "val_fraction": 0.1, "test_fraction": 0.2})
+    with pytest.raises(UserError, match="begun before fine-tunings held out a test split"):
+        _resumable(tmp_path / "last.ckpt", now)
+    torch.save({"morphospace": {"signature": now.signature}}, tmp_path / "last.ckpt")
+    assert _resumable(tmp_path / "last.ckpt", now) is None  # the same fine-tuning: goes on
+
+
+def test_a_small_studys_validation_split_holds_every_class_it_can():
+    """10% of 40 galaxies of 6 classes is 4: fewer than the classes, so the split was drawn at random
+    and the classes it missed chose no epoch. One of each now, up to twice the share asked."""
+    from morphospace.study.targets import split_rows
+
+    targets = np.repeat(np.arange(6), [12, 10, 8, 5, 3, 2])
+    for seed in range(10):
+        train, val, test = split_rows(targets, "classification", 0.1, seed, test_fraction=0.2)
+        assert len(set(train) | set(val) | set(test)) == 40 == len(train) + len(val) + len(test)
+        left = np.bincount(targets[np.r_[train, val]], minlength=6)  # what the test split left to split
+        assert set(targets[val]) == set(np.flatnonzero(left >= 2)) and len(val) <= 8

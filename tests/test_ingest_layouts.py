@@ -438,12 +438,14 @@ def test_galaxy10_text_in_byte_strings_reads_as_utf8_and_column_vectors_are_kept
         f.create_dataset("name", data=np.array([f"NGC é{i}".encode() for i in range(4)]))
         f.create_dataset("latin", data=np.array([b"ok", "caf\xe9".encode("latin-1"), b"x", b"y"]))
         f.create_dataset("redshift", data=np.arange(4.0).reshape(4, 1) / 10)
+        f.create_dataset("legit", data=np.array([f"x\ufffd{i}".encode() for i in range(4)]))  # a real U+FFFD
     with caplog.at_level(logging.INFO, logger="morphospace"):
         survey = read_survey(h5, DataConfig())
     assert list(survey.labels["name"]) == ["NGC é0", "NGC é1", "NGC é2", "NGC é3"]
     assert list(survey.labels["redshift"]) == [0.0, 0.1, 0.2, 0.3]
     assert survey.labels["latin"][1] == "caf\ufffd"  # not UTF-8: said, not garbled silently
     assert "1 values of 'latin' are not UTF-8 text" in caplog.text and "'name'" not in caplog.text
+    assert survey.labels["legit"][0] == "x\ufffd0" and "'legit'" not in caplog.text
 
 
 def test_a_galaxy10_decals_set_made_smaller_keeps_its_class_names(tmp_path, caplog):

@@ -293,6 +293,8 @@ def test_train_and_embed_on_two_processes_from_the_command_line(tmp_path):
      "model.widths": [8, 16], "model.flip_invariant": False},
     {"model.preset": "form", "form.dim": 32, "form.recon_sigma": 0.3, "model.recon_sigma": 0.2,
      "form.decoder_widths": [8, 16], "form.core": "mlp", "train.epochs": 30},
+    {"model.preset": "form", "form.core": "linear", "model.merge_components": False},
+    {"model.preset": "form", "form.core": "linear", "model.merge_elbow_on": "clusters"},
     {"model.preset": "astrovader", "model.latent_dim": 12, "train.epochs": 7},
 ])
 def test_the_settings_of_a_models_hyper_parameters_train_that_model(over):
@@ -330,3 +332,9 @@ def test_a_study_using_the_trained_model_saves_the_models_settings_not_those_giv
     caplog.clear()
     same = apply_overrides(Config(), {"model.preset": "default", "model.latent_dim": 16, "model.n_components": 4})
     assert _model_settings(run, same) is same and "trained otherwise" not in caplog.text
+    # the model's settings not given again (a study starts from the defaults): its own, unsaid
+    assert _model_settings(run, Config()).model.n_components == 4 and "trained otherwise" not in caplog.text
+    # another preset given: said, and the model's saved
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        other = _model_settings(run, apply_overrides(Config(), {"model.preset": "astrovader"}))
+    assert other.model.preset == "default" and "preset 'default' -> 'astrovader'" in caplog.text

@@ -138,21 +138,25 @@ def _model_settings(run: RunDir, cfg: Config) -> Config:
     except (OSError, ValueError, AttributeError, KeyError, TypeError, UserError):
         return cfg  # an imported model, or a record that cannot be read: nothing to compare
     old, new, default = (flat_table(comparable_hparams(hp)) for hp in (began, now, usual))
+    # the settings given otherwise than the model was trained, said; a preset other than the default too
+    # (`usual` is the given preset's)
+    given_preset = cfg.model.preset != Config().model.preset
     changes = [f"{k} {old[k]!r} -> {v!r}" for k, v in sorted(new.items())
-               if k in old and v != default.get(k) and v != old[k] and k not in ("seed", "sample")]
-    if not changes:
+               if k in old and (v != default.get(k) or (k == "preset" and given_preset)) and v != old[k]
+               and k not in ("seed", "sample")]
+    if changes:
+        log.warning("the study uses the run's trained model, trained otherwise than these settings say (%s%s): "
+                    "`morphospace train` first to study a model trained with them; the run's config.toml says the "
+                    "model's", "; ".join(changes[:3]), "; ..." if len(changes) > 3 else "")
+    # every setting of the model, given or not: a study starts from the defaults, not the run's settings
+    given = settings_of(now)
+    back = {k: v for k, v in model_says.items() if given.get(k) != v}
+    if not back:
         return cfg
-    given, usual_says = settings_of(now), settings_of(usual)
-    back = {k: v for k, v in model_says.items() if k in given and given[k] != v and given[k] != usual_says.get(k)
-            and k not in ("train.seed", "train.sample", "train.epochs")}
     try:
-        cfg = apply_overrides(cfg, back)
-    except UserError:  # a value the settings no longer accept: the given ones stay, said
-        back = {}
-    log.warning("the study uses the run's trained model, trained otherwise than these settings say (%s%s): "
-                "`morphospace train` first to study a model trained with them%s", "; ".join(changes[:3]),
-                "; ..." if len(changes) > 3 else "", "; the run's config.toml says the model's" if back else "")
-    return cfg
+        return apply_overrides(cfg, back)
+    except UserError:  # a value the settings no longer accept (a model of an earlier version): as given
+        return cfg
 
 
 def check_resumable_study(run: RunDir, cfg: Config) -> None:

@@ -146,7 +146,7 @@ class FineTuner(FineTunedModel):
         Root mean squared error of the vote fractions on the validation split (regression).
     train_index_, val_index_, test_index_ : ndarray
         Row indices of ``X`` used for training, validation and testing.
-    test_accuracy_, test_balanced_accuracy_, test_rmse_, test_confusion_matrix_ : float, ndarray or None
+    test_accuracy_, test_balanced_accuracy_, test_rmse_, test_confusion_matrix_, test_classification_report_
         The validation scores' like on the test rows (None without test rows, or of the other task).
     fit_seconds_ : float
     """
@@ -311,7 +311,8 @@ class FineTuner(FineTunedModel):
         return {"backbone": self.backbone, "weights": str(self.weights or ""), "input_size": int(self.input_spec_.size),
                 "images": int(X.shape[0]), "labels": digest(targets, np.asarray([str(c) for c in self.classes_]
                                                                             if self.classes_ is not None else [])),
-                "split": digest(self.train_index_, self.val_index_, self.test_index_), "seed": int(self.random_state),
+                "split": digest(self.train_index_, self.val_index_, self.test_index_),
+                "val_fraction": float(self.val_fraction), "test_fraction": float(self.test_fraction), "seed": int(self.random_state),
                 "epochs": int(self.epochs), "batch_size": int(self.batch_size), "lr": float(self.lr),
                 "backbone_lr_scale": float(self.backbone_lr_scale), "weight_decay": float(self.weight_decay),
                 "patience": int(self.patience), "augment": bool(self.augment), "class_weight": str(self.class_weight)}
@@ -324,7 +325,7 @@ class FineTuner(FineTunedModel):
         # the same on the test rows, which chose nothing: the held-out scores
         tested = validation_scores(self._outputs(X, self.test_index_).numpy(), targets[self.test_index_],
                                    self.task_, self.classes_) if len(self.test_index_) else {}
-        for name in ("val_accuracy", "val_balanced_accuracy", "val_rmse", "confusion_matrix"):
+        for name in ("val_accuracy", "val_balanced_accuracy", "val_rmse", "confusion_matrix", "classification_report"):
             setattr(self, "test_" + name.removeprefix("val_") + "_", tested.get(name))
 
     def fit_transform(self, X, y=None) -> np.ndarray:

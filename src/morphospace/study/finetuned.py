@@ -135,7 +135,9 @@ class FineTunedModel:
         -------
         dict
             ``backbone``, ``mode``, ``task``, ``params``, ``history``, ``best_epoch``, ...; after
-            fine-tuning also the split sizes, classes and validation metrics.
+            fine-tuning also the split sizes, classes, and the validation rows' metrics (``val_*``,
+            ``confusion_matrix``, ``classification_report``: those rows chose the epoch kept) and the
+            test rows' (``test_*``: held out, they chose nothing; None without test rows).
         """
         self._check_fitted()
         out = {
@@ -149,7 +151,8 @@ class FineTunedModel:
             out.update({"n_test": test, "test_accuracy": getattr(self, "test_accuracy_", None),
                         "test_balanced_accuracy": getattr(self, "test_balanced_accuracy_", None),
                         "test_rmse": getattr(self, "test_rmse_", None),
-                        "test_confusion_matrix": getattr(self, "test_confusion_matrix_", None)})
+                        "test_confusion_matrix": getattr(self, "test_confusion_matrix_", None),
+                        "test_classification_report": getattr(self, "test_classification_report_", None)})
             out.update({"n_train": len(self.train_index_), "n_val": len(self.val_index_),
                         "classes": None if self.classes_ is None else [_py(c) for c in self.classes_],
                         "class_weights": self.class_weights_,

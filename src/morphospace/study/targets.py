@@ -149,6 +149,10 @@ def _hold_out(rows: np.ndarray, strata: np.ndarray | None, n_out: int, seed: int
         single = counts[inverse.ravel()] < 2
         # a class of one galaxy trains (it cannot be on both sides); the others stay stratified
         kept = int((counts >= 2).sum())
+        if n_out < kept <= min(2 * n_out, len(rows) - int(single.sum()) - kept):
+            # one of every class, up to twice the share asked: a small study's 10% validation (4 of 40
+            # galaxies, 6 classes) was drawn at random, and the classes it missed chose no epoch
+            n_out = kept
         if kept < 1 or n_out < kept or len(rows) - int(single.sum()) - n_out < kept:
             log.warning("too few rows per class for a stratified %s split: splitting at random", what)
             strata = None
@@ -157,7 +161,28 @@ def _hold_out(rows: np.ndarray, strata: np.ndarray | None, n_out: int, seed: int
                 log.info("%d galaxies of classes too small to split kept for training", int(single.sum()))
             rows, alone, strata = rows[~single], rows[single], strata[~single]
     rest, out = train_test_split(rows, test_size=n_out, stratify=strata, random_state=int(seed), shuffle=True)
+    if strata is not None and len(np.unique(strata[np.isin(rows, out)])) < min(n_out, len(np.unique(strata))):
+        out = _one_of_each_first(rows, strata, n_out, seed)  # scikit-learn's rounding left a class out
+        rest = np.setdiff1d(rows, out)
     return np.sort(np.concatenate([rest, alone])), np.sort(out)
+
+
+def _one_of_each_first(rows: np.ndarray, strata: np.ndarray, n_out: int, seed: int) -> np.ndarray:
+    """``n_out`` of ``rows`` (``n_out`` at least the classes of ``strata``, each of two rows or more):
+    one of every class, the rest by each class's share, never all of a class (seeded)."""
+    rng = np.random.default_rng(int(seed))
+    classes, inverse, counts = np.unique(strata, return_inverse=True, return_counts=True)
+    inverse = inverse.ravel()
+    take = np.minimum(counts - 1, np.maximum(1, np.floor(n_out * counts / counts.sum()).astype(int)))
+    for i in np.argsort(-(counts - take), kind="stable"):  # the rest to the classes with most left
+        if take.sum() >= n_out:
+            break
+        take[i] += min(n_out - int(take.sum()), int(counts[i] - 1 - take[i]))
+    for i in np.argsort(-take, kind="stable"):  # the ones of each went past n_out: the largest give back
+        if take.sum() <= n_out:
+            break
+        take[i] -= min(int(take.sum()) - n_out, int(take[i]) - 1)
+    return np.concatenate([rng.choice(rows[inverse == c], k, replace=False) for c, k in enumerate(take)])
 
 
 def balanced_class_weights(codes: np.ndarray, n_classes: int) -> np.ndarray:

@@ -283,6 +283,9 @@ def _resumable(last: Path, module: FineTuneModule) -> dict | None:
     except Exception as exc:  # noqa: BLE001 - a damaged or foreign file: one line
         raise UserError(f"{last} cannot be read ({type(exc).__name__}): run without --resume") from None
     differ = sorted(k for k in set(kept) | set(module.signature) if kept.get(k) != module.signature.get(k))
+    if kept and "test_fraction" not in kept and module.signature.get("test_fraction"):
+        raise UserError(f"{last} is of a fine-tuning begun before fine-tunings held out a test split, and cannot go "
+                        "on as one: run without --resume to start afresh")
     if differ:
         raise UserError(f"{last} is of a fine-tuning with other {', '.join(differ[:6])} than this one's: "
                         "--resume goes on with the same one; run without --resume to start afresh")

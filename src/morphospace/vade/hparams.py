@@ -219,6 +219,10 @@ def settings_of(hp: dict[str, Any]) -> dict[str, Any]:
         out.update({"form.recon_sigma": hp["recon_sigma"], "form.decoder_widths": list(hp["widths"])})
         out.update({f"model.{k}": form[f"image_{k}"] for k in ("recon_sigma", "radial_inner", "radial_width")
                     if f"image_{k}" in form})
+        if form.get("core") == "linear" and "core_merge" in form:  # the merge that picked the core's EM fit
+            merge = form["core_merge"]
+            out.update({"model.merge_components": merge != "none"} | ({} if merge == "none" else
+                                                                      {"model.merge_elbow_on": merge}))
     else:
         out.update({f"model.{k}": hp[k] for k in _MODEL_KEYS if k in hp})
     if preset == "astrovader":  # the published network, loss and schedule, whatever a setting said

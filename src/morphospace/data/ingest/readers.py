@@ -203,7 +203,7 @@ def read_galaxy10(path: Path, cfg: DataConfig) -> Survey:
                     # As UTF-8 whatever the dataset declares: h5py tags numpy's byte strings ASCII, and
                     # read so, an accented name came out as two replacement characters without a word
                     text = ds.asstr(encoding="utf-8", errors="replace")[:].reshape(len(ans))
-                    bad = sum("\ufffd" in str(t) for t in text)
+                    bad = sum(not _utf8(b) for b in np.asarray(ds[:]).reshape(len(ans)))  # a real U+FFFD is fine
                     if bad:
                         log.warning("%s: %d values of '%s' are not UTF-8 text: their undecodable bytes read as "
                                     "\ufffd", path.name, bad, key)
@@ -263,3 +263,14 @@ READERS = {
     "kaggle-gz2": read_kaggle,
     "galaxy10": read_galaxy10,
 }
+
+
+def _utf8(value) -> bool:
+    """Whether ``value`` (bytes, as h5py reads a string dataset, or text) is UTF-8 text."""
+    if not isinstance(value, bytes):
+        return True
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
