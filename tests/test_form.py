@@ -749,8 +749,10 @@ def test_linear_probe_keeps_two_of_a_small_class_when_sampling_and_skips_draws_t
     x2 = rng.normal(size=(1000, 3)) + np.select([y2 == 1, y2 == 0], [0.0, 3.0], 6.0)[:, None]
     with caplog.at_level(logging.INFO, logger="morphospace"):
         t2 = linear_probe(x2, y2, fractions=(0.01, 0.5, 1.0), repeats=3)
-    assert list(t2["fraction"]) == [0.5, 1.0] and (t2["balanced_accuracy"] > 0.9).all()
-    assert "1% of 1000 labelled galaxies is too few to train on two of each of 3 classes" in caplog.text
+    # every 1% draw now holds two of the class of 6 (a proportional split gave it none or one, and the
+    # fraction was skipped): scored, as high as the others
+    assert list(t2["fraction"]) == [0.01, 0.5, 1.0] and (t2["balanced_accuracy"] > 0.9).all()
+    assert t2["n_train"].iloc[0] == 10 and "1% of 1000 labelled galaxies is too few" not in caplog.text
 
 
 def test_linear_probe_reads_text_missing_markers_as_missing():
