@@ -42,6 +42,16 @@ def test_separable_classes_are_learnt_and_scored_high():
     assert {"temperature", "before", "after"} <= set(clf.calibration_)
 
 
+def test_a_column_vector_of_labels_is_taken_and_said_as_scikit_learn_says_it():
+    """y of shape (n, 1) was taken without a word; scikit-learn's estimators warn DataConversionWarning."""
+    from sklearn.exceptions import DataConversionWarning
+
+    X, y = _groups(45)
+    with pytest.warns(DataConversionWarning, match="column-vector y"):
+        column = FewLabelClassifier(random_state=0).fit(X, y[:, None])
+    assert np.array_equal(column.predict(X), FewLabelClassifier(random_state=0).fit(X, y).predict(X))
+
+
 def test_classes_named_by_digits_are_learnt_like_any_others():
     """Galaxy Zoo's class columns are numbers (gz1_class 0-5), read as text; scikit-learn's
     class-balanced LogisticRegressionCV refuses such labels unless they are coded first."""

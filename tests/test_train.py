@@ -624,6 +624,9 @@ def test_api_numpy_in_numpy_out(trained):
     np.testing.assert_allclose(model.predict_proba(x[2:3])[0], p[2], rtol=1e-5)
     s = model.sample(4, component=1, temperature=0.5)
     assert s.shape == (4, 2, SIDE, SIDE)
+    # the same call as ms.VaDE.sample: random_state (it was seed=, and random_state= a TypeError)
+    assert np.array_equal(model.sample(2, component=1, random_state=3), model.sample(2, component=1, seed=3))
+    assert not np.array_equal(model.sample(2, component=1, random_state=3), model.sample(2, component=1))
     with pytest.raises(UserError):
         model.encode(np.zeros((2, 3, SIDE, SIDE)))
     with pytest.raises(UserError):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import errno
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 import torch
@@ -65,6 +65,9 @@ def import_astrovader(run: Any, weights: str | Path) -> Path:
 
 
 # --- the VaDE as a scikit-learn estimator ----------------------------------------------------
+
+# what random_state takes, as scikit-learn's estimators: a seed, a RandomState or Generator, or None
+Seed = Union[int, np.random.RandomState, np.random.Generator, None]
 
 class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
     """The VaDE as a scikit-learn estimator: images in; latent codes, clusters and galaxies out.
@@ -123,7 +126,7 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def __init__(self, preset: str = "form", n_components: int | None = None, latent_dim: int | None = None,
                  epochs: int | None = None, pretrain_epochs: int | None = None, batch_size: int | None = None,
-                 config: dict | None = None, random_state: int = 0, verbose: bool = False):
+                 config: dict | None = None, random_state: Seed = 0, verbose: bool = False):
         self.preset = preset
         self.n_components = n_components
         self.latent_dim = latent_dim
@@ -258,8 +261,18 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         return model.log_likelihood(self._images(X))
 
     def sample(self, n: int = 16, *, component: int = 0, temperature: float = 0.5,
-               random_state: int | None = 0) -> np.ndarray:
-        """``n`` synthetic galaxies (N, C, H, W) drawn from one mixture component."""
+               random_state: Seed = 0) -> np.ndarray:
+        """``n`` synthetic galaxies (N, C, H, W) drawn from one mixture component.
+
+        Parameters
+        ----------
+        n : int
+        component : int
+        temperature : float
+            Scales the component's variance (``N(mu_k, t var_k)``): below 1, typical galaxies.
+        random_state : int, RandomState, Generator or None
+            None: a fresh draw every call.
+        """
         model = self._model()
         random_state = _seed(random_state)  # None: a fresh draw every call; a RandomState or Generator: its next number
         for name, value in (("n", n), ("component", component), ("random_state", random_state)):
@@ -267,7 +280,8 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
                 raise ValueError(f"{name} must be an integer, got {value!r}")
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.integer, np.floating)):
             raise ValueError(f"temperature must be a number, got {temperature!r}")
-        return model.sample(int(n), component=int(component), temperature=temperature, seed=int(random_state))
+        return model.sample(int(n), component=int(component), temperature=temperature,
+                            random_state=int(random_state))
 
     def save(self, path: str | Path) -> Path:
         """Write the fitted model (and these parameters) to ``path``; :meth:`load` reads it back."""
@@ -362,42 +376,17 @@ def _params_of(hp: dict[str, Any]) -> dict[str, Any]:
     """The estimator's parameters that train the model ``hp`` describes (a run's ``model.pt``,
     trained by the command line): ``clone(VaDE.load(path)).fit(X)`` trains the same kind of model,
     not the defaults' (K by BIC, the ImageNet trunk where the run had its own)."""
-    from .config.learning import FormConfig, ModelConfig
+    from .vade.hparams import settings_of
 
-    params: dict[str, Any] = {"preset": hp.get("preset", "form"), "latent_dim": hp.get("latent_dim", 16),
-                              "n_components": hp.get("n_components", 0), "epochs": hp.get("epochs"),
-                              "pretrain_epochs": hp.get("pretrain_epochs"), "batch_size": hp.get("batch_size"),
-                              "random_state": hp.get("seed", 0)}
-    config: dict[str, Any] = {f"model.{k}": hp[k] for k in ("k_min", "k_max", "min_weight") if k in hp}
-    config.update({f"train.{k}": hp[k] for k in ("lr", "weight_decay", "grad_clip", "sample") if k in hp})
-    if hp.get("lr") and "final_lr" in hp:
-        config["train.final_lr_fraction"] = hp["final_lr"] / hp["lr"]
-    form = hp.get("form")
-    if params["preset"] == "form" and isinstance(form, dict):
-        config.update({f"form.{k}": v for k, v in form.items() if k in FormConfig.model_fields and k != "weights"})
-        if form.get("weights"):
-            if Path(form["weights"]).is_file():
-                config["form.weights"] = form["weights"]
-            else:  # the model keeps the trunk it trained from; a refit would start from ImageNet's
-                log.warning("the trunk weights this model started from (%s) are not there: a refit of these "
-                            "parameters starts from the packaged ImageNet weights", form["weights"])
-        if "widths" in hp:
-            config["form.decoder_widths"] = list(hp["widths"])
-        if "recon_sigma" in hp:
-            config["form.recon_sigma"] = hp["recon_sigma"]
-        if "image_recon_sigma" in form:
-            config["model.recon_sigma"] = form["image_recon_sigma"]
-        for key in ("radial_inner", "radial_width"):  # the image decoder's reconstruction weight
-            if f"image_{key}" in form:
-                config[f"model.{key}"] = form[f"image_{key}"]
-        if form.get("core_merge") not in (None, "none"):  # the merge that picked the core's EM fit
-            config["model.merge_components"], config["model.merge_elbow_on"] = True, form["core_merge"]
-        elif form.get("core_merge") == "none" and form.get("core") == "linear":
-            config["model.merge_components"] = False
-    elif params["preset"] == "default":
-        if "augment" in hp:
-            config["train.augment"] = hp["augment"]
-        config.update({f"model.{k}": hp[k] for k in ModelConfig.model_fields if k in hp and f"model.{k}" not in config
-                       and k not in ("preset", "latent_dim", "n_components")})
+    config = settings_of(hp)
+    params: dict[str, Any] = {"preset": "form", "latent_dim": 16, "n_components": 0, "epochs": None,
+                              "pretrain_epochs": None, "batch_size": None, "random_state": 0}
+    params.update({name: config.pop(key) for key, name in _NAMED_SETTINGS.items() if key in config})
+    weights = config.pop("form.weights", "")
+    if weights and Path(weights).is_file():
+        config["form.weights"] = weights
+    elif weights:  # the model keeps the trunk it trained from; a refit would start from ImageNet's
+        log.warning("the trunk weights this model started from (%s) are not there: a refit of these "
+                    "parameters starts from the packaged ImageNet weights", weights)
     params["config"] = config or None
     return params

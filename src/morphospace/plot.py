@@ -85,7 +85,7 @@ def reconstructions(model: Any, images: Any, n: int = 8, seed: int = 0):
 
 def generated(model: Any, n: int = 8, temperature: float = 0.5, seed: int = 0):
     """``n`` synthetic galaxies of every mixture component, one row per component (component ``k``
-    drawn with seed ``seed + k``)."""
+    drawn with seed ``seed + k``), at ``temperature`` (the scale of each component's variance)."""
     from .vade.figures import fig_generated
 
     _, module = _resolve(model)
@@ -102,8 +102,8 @@ def component_means(model: Any):
 
 
 def clusters(model: Any, images: Any, per_row: int = 10):
-    """One row per component: the images most probably in it, most probable first; the counts are
-    ``model.predict(images)``'s."""
+    """One row per component: its ``per_row`` images most probably in it, most probable first; the
+    counts are ``model.predict(images)``'s."""
     from .vade.figures import fig_clusters
 
     api, module = _resolve(model)

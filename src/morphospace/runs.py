@@ -109,6 +109,8 @@ class Run:
         Cluster label per galaxy, indexed by galaxy id in cube order (-1: noise); each read a copy.
     comparisons : Mapping[str, DataFrame]
         The compare stage's tables (``comparisons/*.csv``); each read a copy.
+    model : VaDEModel
+        The run's trained model, read when asked for.
     """
 
     def __init__(self, path: str | Path):

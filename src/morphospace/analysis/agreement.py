@@ -339,7 +339,8 @@ def compare(a, b, names: tuple[str, str] = ("a", "b")):
     Returns
     -------
     DataFrame
-        One row per measure (ARI, AMI, NMI, V-measure, Fowlkes-Mallows, ...), one column.
+        One column; its first row ``n``, the rows scored, then one row per measure (ARI, AMI,
+        NMI, V-measure, Fowlkes-Mallows, ...).
     """
     if names is None:
         names = ("a", "b")

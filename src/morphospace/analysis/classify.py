@@ -96,6 +96,13 @@ def _one_label_per_row(y) -> np.ndarray:
     y = np.asarray(y, dtype=object)
     if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
         raise InvalidArgument(f"y must hold one label per row (1-D), got shape {y.shape}")
+    if y.ndim == 2:  # taken, and said as scikit-learn's estimators say it
+        import warnings
+
+        from sklearn.exceptions import DataConversionWarning
+
+        warnings.warn("a column-vector y was passed when a 1d array was expected: read as one label per row",
+                      DataConversionWarning, stacklevel=3)
     return y.ravel()
 
 

@@ -102,7 +102,7 @@ class KMeansSelect(ClusterMixin, BaseEstimator):
         Labels at ``best_k_``.
     """
 
-    def __init__(self, k_range: Iterable[int] = (3, 4, 5, 6, 7, 8), random_state: Any = 0, n_init: int = 3,
+    def __init__(self, k_range: Iterable[int] | int = (3, 4, 5, 6, 7, 8), random_state: Any = 0, n_init: int = 3,
                  silhouette_sample: int | None = 5000, minibatch_above: int | None = None):
         self.k_range = k_range
         self.random_state = random_state
@@ -190,7 +190,7 @@ class GMMSelect(ClusterMixin, BaseEstimator):
     probabilities_ : ndarray of shape (n_samples, best_k_)
     """
 
-    def __init__(self, k_range: Iterable[int] = (3, 4, 5, 6, 7, 8), covariance_type: str = "diag",
+    def __init__(self, k_range: Iterable[int] | int = (3, 4, 5, 6, 7, 8), covariance_type: str = "diag",
                  random_state: Any = 0, n_init: int = 1, reg_covar: float = 1e-6, max_iter: int = 200):
         self.k_range = k_range
         self.covariance_type = covariance_type

@@ -152,7 +152,8 @@ def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int
     y : array (N,)
         Class labels; missing values (None, NaN, empty, "N/A", "null"...) are left out.
     fractions : sequence of float
-        Fractions of the labelled rows to train on; 1.0 means 5-fold cross-validation.
+        Fractions of the labelled rows to train on; 1.0 means a stratified cross-validation of 5
+        folds (fewer where the smallest class has fewer than 5 rows).
     repeats : int
         Random stratified draws per fraction below 1.
     random_state : int
@@ -169,8 +170,10 @@ def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int
     -------
     DataFrame
         One row per fraction: ``fraction``, ``n_train`` (per draw), ``balanced_accuracy``
-        (mean), ``std``, ``repeats``, ``chance`` (1 / classes). A fraction too small to hold
-        two galaxies of every class is skipped, with a log line saying so.
+        (mean), ``std``, ``repeats``, ``chance`` (1 / classes), ``labelled`` (the labelled rows
+        probed) and ``labelled_of`` (of how many: fewer above ``max_rows``). A fraction too small to
+        hold two galaxies of every class (and one of each to score) is skipped, with a log line
+        saying so.
     """
     from joblib import Parallel, delayed
     from sklearn.model_selection import StratifiedKFold

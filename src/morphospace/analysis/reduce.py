@@ -234,7 +234,7 @@ def reduce_run(run: RunDir, cfg: Any, embedding: str = "features",
     run : RunDir
     cfg : Config
         Uses ``cluster.seed``, ``cluster.n_jobs``, ``cluster.tsne_perplexity``,
-        ``cluster.umap_n_neighbors`` and ``data.truth_label``.
+        ``cluster.umap_n_neighbors``, ``cluster.map_sample`` and ``data.truth_label``.
     embedding : str
         Name of ``embeddings/<name>.npy``.
     reductions : sequence of str or None

@@ -41,7 +41,7 @@ class PCAReducer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         The axes kept.
     """
 
-    def __init__(self, n_components: int = 2, random_state: Any = 0):
+    def __init__(self, n_components: int | float = 2, random_state: Any = 0):
         self.n_components = n_components
         self.random_state = random_state
 

@@ -159,7 +159,8 @@ class ComponentMerger(BaseEstimator):
         Parameters
         ----------
         proba : ndarray of shape (N, K)
-            Component probabilities of each row (finite, non-negative).
+            Component probabilities of each row (finite, non-negative, each row summing to 1
+            within 1e-3).
         y : None
             Ignored (scikit-learn's signature, for pipelines).
 
@@ -170,7 +171,8 @@ class ComponentMerger(BaseEstimator):
         Raises
         ------
         ValueError
-            ``proba`` is not a finite non-negative (N, K) matrix, or ``n_clusters`` is not in 1..K.
+            ``proba`` is not a finite non-negative (N, K) matrix whose rows sum to 1, or
+            ``n_clusters`` is not in 1..K.
         """
         p = _probabilities(proba)
         if p.shape[1] < 1 or len(p) < 1:

@@ -25,6 +25,15 @@ __all__ = ["VaDEModel", "load_model"]
 class VaDEModel:
     """A trained VaDE behind numpy methods.
 
+    Parameters
+    ----------
+    vade : morphospace.vade.model.VaDE
+        The torch module (moved to the CPU, eval mode).
+    hparams : dict
+        How it was built and trained (the run's ``hparams.json``).
+    batch_size : int
+        Images per forward pass of :meth:`encode` and the methods built on it.
+
     Attributes
     ----------
     vade : morphospace.vade.model.VaDE
@@ -118,15 +127,31 @@ class VaDEModel:
             return self.vade.prior.log_prob(torch.from_numpy(mu)).numpy()
 
     def sample(self, n: int = 16, *, component: int = 0, temperature: float = 0.5,
-               reject_below: float | None = None, seed: int = 0) -> np.ndarray:
-        """``n`` synthetic galaxies of one component (see :meth:`morphospace.vade.generate.Generative.generate`).
+               reject_below: float | None = None, random_state: int = 0, seed: int | None = None) -> np.ndarray:
+        """``n`` synthetic galaxies of one component, ``(n, C, H, W)``.
 
         The same call as :meth:`morphospace.VaDE.sample`: ``n`` first, the component by name
         (``model.sample(16, component=2)``), so that an older ``sample(component, n)`` fails
         loudly instead of drawing another component.
+
+        Parameters
+        ----------
+        n : int
+        component : int
+            The mixture component drawn from.
+        temperature : float
+            Scales the component's variance (``N(mu_k, t var_k)``): below 1, typical galaxies.
+        reject_below : float, optional
+            Draws whose log-density under the mixture is below this are drawn again.
+        random_state : int
+        seed : int, optional
+            The former name of ``random_state``, taken where given.
+
+        See :meth:`morphospace.vade.generate.Generative.generate`.
         """
         from ..errors import python_errors
 
+        seed = random_state if seed is None else seed
         with python_errors():  # too few draws above reject_below: a ValueError here
             return self.vade.generate(component, n, temperature=temperature, reject_below=reject_below, seed=seed)
 
