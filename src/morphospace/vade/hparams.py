@@ -205,18 +205,19 @@ def settings_of(hp: dict[str, Any]) -> dict[str, Any]:
     """The settings (dotted keys) that :func:`resolve_hparams` turns into ``hp``, where one setting gives
     a value: what a run's ``config.toml`` says of a model trained with ``hp`` (a study that uses the
     run's trained model saves these, not the settings it was given and did not train with)."""
-    preset = hp["preset"]
+    preset = hp.get("preset", "form")
     out: dict[str, Any] = {"model.preset": preset}
     # a form model's augment is the preset's ("none": the core reads vectors), not the setting's
     out.update({f"train.{k}": hp[k] for k in _TRAIN_KEYS if k in hp and not (preset == "form" and k == "augment")})
-    if hp.get("lr"):
+    if hp.get("lr") and "final_lr" in hp:  # keys a model saved by an earlier version may lack: left out
         out["train.final_lr_fraction"] = hp["final_lr"] / hp["lr"]
     if preset == "form":  # the core's own sigma and decoder; the image decoder's weight from the model section
         form = hp.get("form") or {}
         out.update({f"model.{k}": hp[k] for k in ("latent_dim", "n_components", "k_min", "k_max", "min_weight",
                                                   "align_latent") if k in hp})
         out.update({f"form.{k}": form[k] for k in _FORM_KEYS if k in form})
-        out.update({"form.recon_sigma": hp["recon_sigma"], "form.decoder_widths": list(hp["widths"])})
+        out.update({"form.recon_sigma": hp["recon_sigma"]} if "recon_sigma" in hp else {})
+        out.update({"form.decoder_widths": list(hp["widths"])} if "widths" in hp else {})
         out.update({f"model.{k}": form[f"image_{k}"] for k in ("recon_sigma", "radial_inner", "radial_width")
                     if f"image_{k}" in form})
         if form.get("core") == "linear" and "core_merge" in form:  # the merge that picked the core's EM fit
