@@ -909,3 +909,25 @@ def test_an_audit_of_no_nuisance_is_said_not_a_traceback(tmp_path):
     html = build_report(run, Config()).read_text()
     audit = html[html.index("Nuisance audit"):]
     assert "No nuisance the audit measures varies among these galaxies" in audit[:2000]
+
+
+def test_frames_without_a_source_at_the_centre_are_shown_and_marked_among_the_strangest(tmp_path):
+    """The report said a frame artefact alone does not make a galaxy strange, beside strangest lists
+    whose top held frames without a galaxy at the centre (8 of 3,359 sdss-gz1 frames; 4 in the top 24),
+    and its data section said nothing of them."""
+    run = make_fake_run(tmp_path / "run", n=40, size=32)
+    anomaly = pd.read_parquet(run.path / "vade_galaxies.parquet")["anomaly"].to_numpy()
+    top = int(np.argmax(anomaly))
+    central = np.ones(40, bool)
+    central[[top, 5 if top != 5 else 6]] = False
+    pd.DataFrame({"id": run.cube_ids(), "n_masked": 0, "masked_fraction": 0.0,
+                  "central_found": central}).to_parquet(run.path / "cube_masked.parquet")
+    html = build_report(run, Config()).read_text()
+    data = html[html.index('id="data"'):html.index('id="model"')]
+    assert "Frames without a source at the centre" in data and "2 frames of the cube have no source" in data
+    strangest = html_lib.unescape(html[html.index('id="strangest"'):])
+    assert "#1 \u00b7 score" in strangest and "no source at the centre" in strangest.split("#2 \u00b7")[0]
+    # a list of another cube's frames marks nothing
+    pd.DataFrame({"id": [f"x{i}" for i in range(40)], "n_masked": 0, "masked_fraction": 0.0,
+                  "central_found": central}).to_parquet(run.path / "cube_masked.parquet")
+    assert "no source at the centre" not in build_report(run, Config()).read_text()

@@ -66,6 +66,21 @@ class RunContents(AnomalyScores, ComparisonFiles):
         return cat
 
     @cached_property
+    def centreless(self) -> np.ndarray:
+        """The cube rows whose frame has no source at its centre (the neighbour masking's
+        ``central_found``): a frame artefact, or a galaxy off centre; none where the run has no such list."""
+        from ..image.masking import MASKED_TABLE
+
+        try:
+            table = pd.read_parquet(self.run.path / MASKED_TABLE, columns=["id", "central_found"])
+        except (OSError, ValueError, KeyError, ImportError):
+            return np.zeros(0, dtype=int)
+        ids = self.run.cube_ids().astype(str)
+        if len(table) != len(ids) or not (table["id"].astype(str).to_numpy() == ids).all():
+            return np.zeros(0, dtype=int)  # of another cube: not these galaxies
+        return np.flatnonzero(~table["central_found"].astype(bool).to_numpy())
+
+    @cached_property
     def summary(self) -> dict | None:
         """``ingest_summary.json`` (counts, flags, layout), or None when absent or unreadable."""
         if not self.run.ingest_summary.exists():

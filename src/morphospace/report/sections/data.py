@@ -142,7 +142,10 @@ def data_section(ctx: ReportContext) -> Section:
     k = min(48, c.n)
     rows = np.sort(rng.choice(c.n, size=k, replace=False))
     mosaic = save_image(mosaic_image(to_uint8(np.asarray(c.cube[rows])), cols=12), ctx.fig_path("mosaic"))
+    centreless = c.centreless
     html = render("data.html", stats=stats, source=summary.get("source") or "", flags=flag_views,
                   flags_figure=flags_figure, labels_figure=labels_figure, truth=c.truth,
+                  centreless=len(centreless), centreless_examples=[ctx.thumb(int(r))
+                                                                    for r in centreless[:8]],
                   mosaic=figure(mosaic, f"{k} random galaxies.", wide=True))
     return Section("data", "Data", html)

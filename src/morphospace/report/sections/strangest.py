@@ -49,11 +49,14 @@ def strangest_section(ctx: ReportContext, n: int = 24) -> Section | None:
     truth = c.truth
     truth_vals = c.labels(truth) if truth else None
     primary = c.primary
+    centreless = set(c.centreless.tolist())
     galaxies = []
     for rank, row in enumerate(top, 1):
         bits = [f"#{rank}", f"score {fmt(float(score[row]))}"]
-        if truth_vals is not None and truth_vals[row] is not None:
-            bits.append(str(truth_vals[row]))
+        if row in centreless:  # a frame, not a galaxy, is what is strange here
+            bits.append("no source at the centre")
+        if truth_vals is not None:  # an unlabelled galaxy said so: the strangest are often mergers or don't-knows
+            bits.append(str(truth_vals[row]) if truth_vals[row] is not None else f"no {truth} label")
         if primary is not None and primary.labels[row] != MISSING:
             bits.append("noise" if primary.labels[row] < 0 else f"cluster {primary.labels[row]}")
         galaxies.append(ctx.thumb(row, caption=" \u00b7 ".join(bits), size="big"))
