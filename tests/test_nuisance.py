@@ -293,11 +293,9 @@ def test_a_round_threshold_given_rebins_the_cached_measurements(tmp_path):
     assert "pa_bin" not in audit_run(run, Config(), round_threshold=0.99).columns  # every galaxy round: none binned
 
 
-def test_apparent_size_and_brightness_are_measured_and_audited(tmp_path, caplog):
+def test_apparent_size_and_brightness_are_measured_and_audited(tmp_path):
     """The report said its audit covered size (and seeing), but no column measured either: the form
     clusters of sdss-gz1 follow apparent size at AMI 0.058 (the labels at 0.026), unsaid."""
-    import logging
-
     from morphospace.analysis.nuisance import tenths
 
     rng = np.random.default_rng(0)
