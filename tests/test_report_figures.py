@@ -220,6 +220,9 @@ def test_the_model_s_choice_of_k_and_of_its_clusters_is_drawn(tmp_path):
     assert [ax.get_title() for ax in fig.axes] == ["mixture components: BIC (lowest at K = 3)",
                                                    "components merged into 2 clusters (the elbow)"]
     assert list(fig.axes[1].lines[0].get_xdata()) == [50, 20, 0]
+    (mdir / "training.json").write_text(json.dumps({"init": {"linear": {"bic": {"2": 30.0, "3": 10.0}}}}))
+    title = fig_mixture_choice(run=run).axes[0].get_title()
+    assert title.startswith("mixture components: BIC (lowest at K = 3, the largest tried") and "k_max" in title
 
 
 def test_the_report_says_how_k_was_chosen_as_the_run_s_records_say(tmp_path):
@@ -252,7 +255,10 @@ def test_the_report_says_how_k_was_chosen_as_the_run_s_records_say(tmp_path):
     assert "K as the imported model has it; each component is a cluster." in imported and "BIC" not in imported
     (mdir / "imported.json").unlink()
     assert "K as set (<code>model.n_components</code>); each component" in card(mixture_choice(run))
-    (mdir / "training.json").write_text(json.dumps({"init": {"linear": {"bic": {"2": 30.0, "3": 10.0}}}}))
+    (mdir / "training.json").write_text(json.dumps({"init": {"linear": {"bic": {"2": 30.0, "3": 10.0, "4": 12.0}}}}))
     (mdir / "clusters.json").write_text("{}")
     chosen = card(mixture_choice(run))
     assert "K by the BIC (the lowest), then the components merged into clusters" in chosen
+    # the BIC still falling at the largest K tried: the range chose K (sdss-gz1: K = 12 of 2..12), said
+    (mdir / "training.json").write_text(json.dumps({"init": {"linear": {"bic": {"2": 30.0, "3": 10.0}}}}))
+    assert "the largest K tried, the BIC still falling</b>, so the range chose K" in card(mixture_choice(run))

@@ -315,8 +315,9 @@ def _bic_by_k(info) -> dict[int, float]:
 
 def mixture_choice(run: RunDir) -> dict:
     """How the run's model came to its clusters, as its records say: ``bic`` (K chosen by the BIC
-    over several), ``imported`` (the published weights: K as they have it), ``merged`` (components
-    merged into clusters, ``clusters.json``)."""
+    over several), ``bic_at_edge`` (the largest K tried, the BIC still falling: the range chose it),
+    ``imported`` (the published weights: K as they have it), ``merged`` (components merged into
+    clusters, ``clusters.json``)."""
     import json
 
     from ..run.rundir import IMPORTED_MARKER
@@ -326,7 +327,9 @@ def mixture_choice(run: RunDir) -> dict:
         init = json.loads((model_dir(run) / "training.json").read_text()).get("init")
     except (OSError, ValueError, AttributeError):
         init = None
-    return {"bic": len(_bic_by_k(init)) > 1, "imported": (model_dir(run) / IMPORTED_MARKER).is_file(),
+    bic = _bic_by_k(init)
+    return {"bic": len(bic) > 1, "bic_at_edge": len(bic) > 1 and min(bic, key=bic.get) == max(bic),
+            "imported": (model_dir(run) / IMPORTED_MARKER).is_file(),
             "merged": (model_dir(run) / CLUSTERS_FILE).is_file()}
 
 
@@ -361,8 +364,12 @@ def fig_mixture_choice(run: RunDir, **_):
         ax.plot(ks, [bic[k] for k in ks], marker=".", lw=1)
         best = min(ks, key=bic.get)
         ax.axvline(best, color="grey", ls="--", lw=0.8)
-        ax.set_title(f"mixture components: BIC (lowest at K = {best})", fontsize=9)
+        # still falling at the largest K tried: the range chose K, not the data (said, as the log says it)
+        edge = best == ks[-1]
+        ax.set_title(f"mixture components: BIC (lowest at K = {best}" + (", the largest tried:\nstill falling, "
+                     "raise model.k_max)" if edge else ")"), fontsize=9, color="crimson" if edge else "black")
         ax.set_xlabel("K", fontsize=8)
+        ax.set_ylabel("BIC (lower is better)", fontsize=8)
     if "merge" in axes:
         ax = axes["merge"]
         ks = sorted(int(k) for k in entropy)
@@ -374,7 +381,8 @@ def fig_mixture_choice(run: RunDir, **_):
         if chosen is not None and str(chosen) in entropy:
             ax.plot([x[ks.index(int(chosen))]], [entropy[str(chosen)]], "o", ms=8, mfc="none", color="crimson")
         ax.set_title(f"components merged into {chosen} clusters (the elbow)", fontsize=9)
-        ax.set_xlabel("galaxies merged so far" if merged else "clusters", fontsize=8)
+        # merged_path counts a galaxy again at each merge it takes part in: its sum can exceed the survey
+        ax.set_xlabel("galaxies in the merges so far (counted at each merge)" if merged else "clusters", fontsize=8)
         ax.set_ylabel("entropy of the soft assignment", fontsize=8)
     for ax in axes.values():
         ax.tick_params(labelsize=7)
