@@ -931,3 +931,23 @@ def test_frames_without_a_source_at_the_centre_are_shown_and_marked_among_the_st
     pd.DataFrame({"id": [f"x{i}" for i in range(40)], "n_masked": 0, "masked_fraction": 0.0,
                   "central_found": central}).to_parquet(run.path / "cube_masked.parquet")
     assert "no source at the centre" not in build_report(run, Config()).read_text()
+
+
+def test_the_headline_numbers_say_where_they_stand(tmp_path):
+    """The AMI tile gave a number with nothing to judge it by (sdss-gz1's 0.26 is 15th of 50 label-free
+    clusterings), and the probe tile named a winner 0.004 ahead with draws spread by 0.006."""
+    from morphospace.report.collect import RunContents
+    from morphospace.report.findings import key_findings
+
+    run = make_fake_run(tmp_path / "run", n=30, size=16)
+    names = ["vade", "kmeans3_vade", "kmeans3_vade_lda", "morphology"]
+    ami = pd.DataFrame([[1, .5, .4, .30], [.5, 1, .4, .45], [.4, .4, 1, .9], [.30, .45, .9, 1]], index=names, columns=names)
+    ami.rename_axis("name").reset_index().to_csv(run.path / "comparisons" / "ami.csv", index=False)
+    (run.path / "comparisons" / "held_out.json").write_text(json.dumps({"held_out": {"kmeans3_vade_lda": 6}}))
+    pd.DataFrame({"embedding": ["vade", "form", "pixels_pca"], "label": "morphology", "fraction": 0.1, "n_train": 3,
+                  "balanced_accuracy": [0.789, 0.785, 0.6], "std": [0.006, 0.007, 0.01], "repeats": 5,
+                  "chance": 1 / 3}).to_csv(run.path / "comparisons" / "linear_probe.csv", index=False)
+    tiles = {label: hint for _, label, hint in key_findings(RunContents(run))}
+    # the LDA clustering (the labels made its map) and the label column are not ranked
+    assert tiles["AMI with morphology"].endswith("; 2 of the run's 2 label-free clusterings, the best kmeans3_vade at 0.45")
+    assert tiles["linear probe, 10% of labels"].endswith("; as good within the draws' spread (0.006): form")

@@ -31,8 +31,18 @@ def key_findings(contents: RunContents) -> list[tuple[str, str, str]]:
     if primary is not None and truth and ami is not None and primary.name in ami.index and truth in ami.columns:
         v = pd.to_numeric(ami.loc[primary.name, truth], errors="coerce")
         if np.isfinite(v):
+            # where it stands among the run's clusterings: a number alone says nothing of good or bad
+            # among the clusterings no label made: not the label columns beside them, nor those of a map or
+            # features the labels trained (held_out.json: LDA maps, fine-tuned features)
+            labels = [truth, *contents.label_columns, *_label_made(contents)]
+            others = pd.to_numeric(ami[truth].drop(index=labels, errors="ignore"), errors="coerce").dropna()
+            rank = int((others > v).sum()) + 1
+            best = others.idxmax() if len(others) else primary.name
+            standing = (f"; the best of the run's {len(others)} label-free clusterings" if rank == 1 else
+                        f"; {rank} of the run's {len(others)} label-free clusterings, the best {best} at "
+                        f"{others[best]:.2f}") if len(others) > 1 else ""
             tiles.append((f"{v:.2f}".replace("-0.00", "0.00"), f"AMI with {truth}",
-                          f"{primary.name} against the labels (1: the same, 0: chance)"))
+                          f"{primary.name} against the labels (1: the same, 0: chance){standing}"))
     probe = contents.comparison("linear_probe.csv") if fresh else None
     if probe is not None:
         try:
@@ -42,8 +52,14 @@ def key_findings(contents: RunContents) -> list[tuple[str, str, str]]:
             tenth = pd.DataFrame()
         if len(tenth):
             best = tenth.iloc[0]
+            # the embeddings as good within the draws' spread: the first of them is no winner
+            spread = float(best["std"]) if "std" in tenth and np.isfinite(best["std"]) else 0.0
+            tied = [str(e) for e, b in zip(tenth["embedding"].iloc[1:], tenth["balanced_accuracy"].iloc[1:])
+                    if b >= best["balanced_accuracy"] - spread]
             tiles.append((f"{best['balanced_accuracy']:.2f}", "linear probe, 10% of labels",
-                          f"balanced accuracy of {best['embedding']} (chance {best['chance']:.2f})"))
+                          f"balanced accuracy of {best['embedding']} (chance {best['chance']:.2f})"
+                          + (f"; as good within the draws' spread ({spread:.3f}): {', '.join(tied[:3])}"
+                             + (", ..." if len(tied) > 3 else "") if tied else "")))
     audit = _matrix(contents, "nuisance_audit.csv") if fresh else None
     if primary is not None and audit is not None and primary.name in audit.index:
         row = pd.to_numeric(audit.loc[primary.name], errors="coerce").dropna()
@@ -51,6 +67,18 @@ def key_findings(contents: RunContents) -> list[tuple[str, str, str]]:
             tiles.append((f"{row.max():.3f}".replace("-0.000", "0.000"), "largest nuisance AMI",
                           f"{primary.name} with {row.idxmax()} (0: chance)"))
     return tiles
+
+
+def _label_made(contents: RunContents) -> list[str]:
+    """The clusterings whose representation the labels made (the compare stage's ``held_out.json``)."""
+    import json
+
+    path = contents.comparison("held_out.json")
+    try:
+        held = json.loads(path.read_text()).get("held_out", {}) if path else {}
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [str(k) for k in held] if isinstance(held, dict) else []
 
 
 def _matrix(contents: RunContents, name: str) -> pd.DataFrame | None:
