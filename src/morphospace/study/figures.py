@@ -76,17 +76,27 @@ def _scatter(ax, xy: np.ndarray, labels: np.ndarray, title: str, size: float) ->
     grey = missing | noise
     if grey.any():
         ax.scatter(xy[grey, 0], xy[grey, 1], s=size, c=NOISE_GREY, linewidths=0, rasterized=True)
+    text = labels.astype(str)
     cats = sorted({str(v) for v in labels[~grey]}, key=lambda s: (len(s), s))
-    colours = _palette(len(cats))
-    for i, c in enumerate(cats):
-        sel = ~grey & (labels.astype(str) == c)
-        ax.scatter(xy[sel, 0], xy[sel, 1], s=size, color=colours[i], linewidths=0, rasterized=True,
-                   label=figure_text(c) if len(cats) <= 12 else None)
+    colours = dict(zip(cats, _palette(len(cats))))
+    # the largest class first, the smaller over it: drawn in name order, 2,345 ellipticals hid 405 spirals
+    sizes = {c: int((~grey & (text == c)).sum()) for c in cats}
+    for c in sorted(cats, key=lambda c: -sizes[c]):
+        sel = ~grey & (text == c)
+        ax.scatter(xy[sel, 0], xy[sel, 1], s=size, color=colours[c], linewidths=0, rasterized=True)
     ax.set_title(figure_text(title), fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
-    if 0 < len(cats) <= 12:
-        ax.legend(fontsize=6, markerscale=3, loc="best", frameon=False, handletextpad=0.2)
+    if 0 < len(cats) <= 12:  # in name order, beside the panel: inside ("best") it lay over the points
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], ls="", marker="o", ms=4, color=colours[c], label=figure_text(c)) for c in cats]
+        if grey.any():
+            handles.append(Line2D([], [], ls="", marker="o", ms=4, color=NOISE_GREY,
+                                  label="noise or no label" if noise.any() and missing.any()
+                                  else "noise" if noise.any() else "no label"))
+        ax.legend(handles=handles, fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,
+                  handletextpad=0.2, borderaxespad=0.2)
 
 
 MAX_DRAWN = 100_000  # points per map panel: beyond, a fixed random subset (a static figure cannot show more)
@@ -121,7 +131,9 @@ def draw_map(xy: np.ndarray, panels: list[tuple[str, np.ndarray]], title: str, s
     n = len(panels)
     cols = min(4, n)
     rows = -(-n // cols)
-    fig = Figure(figsize=(3.2 * cols, 3.1 * rows))
+    # room beside each panel for its legend (drawn outside the points)
+    fig = Figure(figsize=(4.4 * cols, 3.1 * rows))
+    fig.subplots_adjust(wspace=0.55, right=0.88)
     size = 4.0 if len(xy) < 2000 else (1.5 if len(xy) < 10000 else 0.6)
     shown = slice(None)
     if len(xy) > MAX_DRAWN:
