@@ -262,3 +262,15 @@ def test_the_report_says_how_k_was_chosen_as_the_run_s_records_say(tmp_path):
     # the BIC still falling at the largest K tried: the range chose K (sdss-gz1: K = 12 of 2..12), said
     (mdir / "training.json").write_text(json.dumps({"init": {"linear": {"bic": {"2": 30.0, "3": 10.0}}}}))
     assert "the largest K tried, the BIC still falling</b>, so the range chose K" in card(mixture_choice(run))
+
+
+def test_the_anomaly_box_plot_shows_each_cluster_s_strangest():
+    """Drawn without its outliers, cluster 3's box stopped at 13.2 though its galaxy of 15.8 tops the
+    strangest list: the plot hid the galaxies it is there to place."""
+    from morphospace.report.figures import draw_anomaly_by_cluster
+
+    rng = np.random.default_rng(0)
+    scores = np.r_[rng.normal(5, 1, 200), 15.8]
+    fig = draw_anomaly_by_cluster([("0", "#4e9df5", rng.normal(4, 1, 200)), ("3", "#e5484d", scores)], "anomaly")
+    shown = np.concatenate([line.get_ydata() for line in fig.axes[0].lines if line.get_marker() == "."])
+    assert 15.8 in shown and fig.axes[0].get_xlabel() == "cluster"

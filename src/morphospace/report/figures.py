@@ -276,8 +276,11 @@ def draw_anomaly_by_cluster(groups: list[tuple[str, str, np.ndarray]], what: str
     fig = new_figure(max(5.0, 0.55 * len(groups) + 1.5), 3.0)
     ax = fig.add_subplot()
     data = [g[2][np.isfinite(g[2])] for g in groups]
-    bp = ax.boxplot(data, patch_artist=True, showfliers=False, widths=0.6,
-                    medianprops={"color": INK, "lw": 1.2})
+    # the galaxies beyond the whiskers as small dots: left out, a cluster's strangest (the top of the
+    # strangest list) did not show at all
+    bp = ax.boxplot(data, patch_artist=True, showfliers=True, widths=0.6, medianprops={"color": INK, "lw": 1.2},
+                    flierprops={"marker": ".", "markersize": 2.5, "markeredgewidth": 0, "markerfacecolor": MUTED,
+                                "alpha": 0.6})
     for patch, (_, col, _) in zip(bp["boxes"], groups):
         patch.set_facecolor(col)
         patch.set_alpha(0.85)
@@ -287,6 +290,7 @@ def draw_anomaly_by_cluster(groups: list[tuple[str, str, np.ndarray]], what: str
     ax.set_ylabel(what)
     ax.grid(axis="x", visible=False)
     ax.set_title("Anomaly score by cluster")
+    ax.set_xlabel("cluster")
     return fig
 
 

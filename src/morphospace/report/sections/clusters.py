@@ -158,7 +158,7 @@ def cluster_section(ctx: ReportContext) -> Section | None:
         if anomaly is not None:
             vals = anomaly[1][cl.labels == k]
             if np.isfinite(vals).any():
-                meta.append(f"mean anomaly {fmt(float(np.nanmean(vals)))}")
+                meta.append(f"mean anomaly {float(np.nanmean(vals)):.2f}")  # fmt's 3 figures read 6.9995 as "7"
         view = {"name": name, "noise": k < 0, "colour": col, "meta": " \u00b7 ".join(meta),
                 "thumbs": [ctx.thumb(r) for r in rows], "mix": None, "generated": None}
         if truth:
