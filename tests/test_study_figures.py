@@ -6,17 +6,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib import colormaps
 from matplotlib.colors import to_rgb
 from PIL import Image
 
+from morphospace.image.palettes import colour, label_colour
 from morphospace.run import RunDir, write_npy, write_table
 from morphospace.study.figures import (GALLERY_COLUMNS, NOISE_GREY, draw_gallery, draw_k_selection, draw_map,
                                        k_selection_figure, write_study_figures)
 
 from fixtures import crop, rendered
 
-TAB10 = [colormaps["tab10"](i)[:3] for i in range(10)]
+# the report's colours: clusters by number, the classes of a label column in natural order
+CLUSTER_RGB = [to_rgb(colour(k)) for k in range(10)]
+CLASS_RGB = [to_rgb(label_colour(k)) for k in range(10)]
 
 
 
@@ -62,9 +64,9 @@ def test_maps_k_selection_and_galleries_are_written(tmp_path):
         img = np.asarray(Image.open(run.path / "figures" / name).convert("RGB")) / 255.0
         assert img.std() > 0.05, name  # something is drawn on the white page
     # the map of the PCA shows the truth (3 classes) and both clusterings on it (8 and 3 clusters):
-    # the ten tab10 colours of K-Means 8 are there
+    # the eight cluster colours of K-Means 8 are there, as the report and the explorer colour them
     pca = np.asarray(Image.open(run.path / "figures" / "map_pca.png").convert("RGB")) / 255.0
-    assert sum(pixels_of(pca, c, tol=0.05) > 0 for c in TAB10[:8]) == 8
+    assert sum(pixels_of(pca, c, tol=0.05) > 0 for c in CLUSTER_RGB[:8]) == 8
     # a clustering that is not the seed study's gets no gallery
     assert not (run.path / "figures" / "gallery_kmeans3_pca.png").exists()
     # a clustering gone (re-clustered with other settings): its gallery goes too, the report shows every figure
@@ -87,14 +89,14 @@ def test_map_shows_each_category_in_its_colour_and_missing_in_grey():
     assert len(fig.axes) == 3  # one panel per labelling
     img = rendered(fig)
     truth, clus, nothing = (crop(img, ax) for ax in fig.axes)
-    for panel in (truth, clus):
-        for colour in TAB10[:3]:  # three categories, three colours
-            assert pixels_of(panel, colour) > 30
-        assert pixels_of(panel, TAB10[3]) == 0  # and no fourth
+    for panel, rgb in ((truth, CLASS_RGB), (clus, CLUSTER_RGB)):  # the report's: a class deep, a cluster bright
+        for shade in rgb[:3]:  # three categories, three colours
+            assert pixels_of(panel, shade) > 30
+        assert pixels_of(panel, rgb[3]) == 0  # and no fourth
         assert pixels_of(panel, to_rgb(NOISE_GREY)) > 5  # the unlabelled / noise galaxies
     # a labelling with nothing in it: every galaxy in grey, no category colour
     assert pixels_of(nothing, to_rgb(NOISE_GREY)) > 100
-    assert all(pixels_of(nothing, c) == 0 for c in TAB10[:3])
+    assert all(pixels_of(nothing, c) == 0 for c in CLASS_RGB[:3] + CLUSTER_RGB[:3])
 
 
 def test_a_map_draws_its_largest_class_first_and_its_legend_beside_the_points():
@@ -108,7 +110,7 @@ def test_a_map_draws_its_largest_class_first_and_its_legend_beside_the_points():
     drawn = [len(c.get_offsets()) for c in ax.collections]
     assert drawn == [10, 290, 40, 30]  # grey, then the largest class, the smaller over it
     legend = ax.get_legend()
-    assert [t.get_text() for t in legend.get_texts()] == ["spiral", "edge_on", "elliptical", "no label"]
+    assert [t.get_text() for t in legend.get_texts()] == ["edge_on", "elliptical", "spiral", "no label"]
     assert legend.get_bbox_to_anchor().x0 >= ax.get_window_extent().x1 - 1  # beside the panel, not over it
 
 
@@ -191,7 +193,7 @@ def test_a_map_shows_the_clusterings_made_on_it_by_their_record(tmp_path, monkey
     drawn = {}
 
     def record(xy, panels, path, title):
-        drawn[path.name] = [name for name, _ in panels]
+        drawn[path.name] = [name for name, *_ in panels]
         return path
 
     monkeypatch.setattr(figures, "map_figure", record)

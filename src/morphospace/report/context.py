@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from markupsafe import Markup
 
+from ..image.palettes import natural
 from ..run import RunDir
 from .collect import RunContents
 
@@ -245,26 +246,6 @@ def fmt(v: float) -> str:
     if not np.isfinite(v):
         return "-"
     return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.3e}"
-
-
-def natural(values) -> list:
-    """Values in natural order: numbers (as numbers) first, then text.
-
-    Parameters
-    ----------
-    values : iterable
-
-    Returns
-    -------
-    list
-    """
-    def key(v):
-        try:
-            return (0, float(v), "")
-        except (TypeError, ValueError):
-            return (1, 0.0, str(v))
-
-    return sorted(values, key=key)
 
 
 def slug(text: str) -> str:

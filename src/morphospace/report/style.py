@@ -1,7 +1,8 @@
 """The look shared by every figure of the report: palette, matplotlib style, saving.
 
-:data:`PALETTE` is the categorical palette the explorer uses too, so a cluster
-has the same colour everywhere in the report; :data:`STYLE` is a quiet
+:data:`PALETTE` is the categorical palette the explorer and the study's maps use too
+(:mod:`morphospace.image.palettes`, where it is kept), so a cluster has the same colour
+everywhere in the report; :data:`STYLE` is a quiet
 matplotlib style applied while a figure is drawn (:func:`styled`), so a figure
 keeps it wherever it is shown later (a notebook, a file); :func:`save_figure`
 writes a figure as the report's PNG, atomically. Nothing here changes
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from ..image.palettes import GREY, LABEL_PALETTE, PALETTE, colour, label_colour
 from ..run import atomic_path
 
 if TYPE_CHECKING:
@@ -29,16 +31,6 @@ if TYPE_CHECKING:
 __all__ = ["PALETTE", "LABEL_PALETTE", "GREY", "INK", "MUTED", "EXCLUDED", "KEPT", "STYLE", "SAVE", "colour", "label_colour", "colormap_lut", "styled", "new_figure",
            "save_figure"]
 
-PALETTE = ["#4e9df5", "#f5a623", "#e5484d", "#30c48d", "#a07cf0", "#ff7fbf", "#38c5d8", "#c7d93a",
-           "#f07a3a", "#7a8cff", "#2fb37a", "#d65db1", "#8fd0ff", "#ffcf70", "#b5e48c", "#ff9f9f",
-           "#9aa7ff", "#66d9c2", "#e0a3ff", "#c9a27e"]
-# Classes of a label column (Galaxy Zoo's elliptical / spiral / ...) in deep tones, clusters in the
-# bright ones above, so a cluster card's label-mix bar beside its cluster's swatch never shows a
-# class and a cluster in one colour (cluster 1 and the second class were both orange). The
-# explorer keeps the bright ones for labels too: its map is dark, and it shows one colouring at a time.
-LABEL_PALETTE = ["#1d3557", "#9b2226", "#2d6a4f", "#bb3e03", "#5a189a", "#005f73", "#7f4f24", "#6c6f00",
-                 "#8e3b6e", "#3a0ca3"]
-GREY = "#8b93a1"  # noise, missing, "not in this clustering"
 INK = "#1f2430"
 MUTED = "#5c6577"
 EXCLUDED, KEPT = "#e5484d", "#f5a623"  # quality flags: kept out of the cube / kept
@@ -65,63 +57,6 @@ STYLE = {
     "figure.facecolor": "white",
 }
 SAVE = {"facecolor": "white", "bbox_inches": "tight", "pad_inches": 0.12}  # how every report PNG is saved
-
-
-def colour(k: int, n: int | None = None) -> str:
-    """Palette colour of category ``k`` of ``n``.
-
-    Parameters
-    ----------
-    k : int
-        A category (cluster) number; negative numbers are noise.
-    n : int, optional
-        How many categories there are (the largest number + 1 for clusters): beyond the
-        palette's 20, each gets its own colour of a continuous colormap (turbo), where the
-        palette would give two categories of a map the same colour.
-
-    Returns
-    -------
-    str
-        A hex colour of :data:`PALETTE` (or turbo's), or :data:`GREY` for ``k < 0``.
-    """
-    if k < 0:
-        return GREY
-    if n is not None and n > len(PALETTE):
-        return _turbo(n)[k % n]
-    return PALETTE[k % len(PALETTE)]
-
-
-def label_colour(k: int, n: int | None = None) -> str:
-    """Colour of class ``k`` of ``n`` of a label column: :data:`LABEL_PALETTE`'s deep tones, apart from
-    the clusters' :func:`colour`; beyond its 10, turbo darkened to the same depth.
-
-    Parameters
-    ----------
-    k : int
-        The class's place in the column's order.
-    n : int, optional
-        How many classes there are.
-
-    Returns
-    -------
-    str
-        A hex colour.
-    """
-    if n is not None and n > len(LABEL_PALETTE):
-        return _turbo(n, shade=0.6)[k % n]
-    return LABEL_PALETTE[k % len(LABEL_PALETTE)]
-
-
-@functools.lru_cache(maxsize=32)
-def _turbo(n: int, shade: float = 1.0) -> tuple[str, ...]:
-    """``n`` colours spread over turbo, its darkest and palest ends left out (they vanish on the map),
-    taken in golden-ratio steps: in order along the ramp, clusters 0-6 of 36 were near the same blue."""
-    from matplotlib import colormaps
-    from matplotlib.colors import to_hex
-
-    cmap = colormaps["turbo"]
-    step = (5 ** 0.5 - 1) / 2
-    return tuple(to_hex(np.asarray(cmap(0.08 + 0.84 * ((i * step) % 1.0))[:3]) * shade) for i in range(n))
 
 
 def colormap_lut(name: str = "magma", n: int = 256, lo: float = 0.12, hi: float = 1.0) -> list[list[int]]:

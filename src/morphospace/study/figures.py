@@ -35,6 +35,7 @@ import pandas as pd
 
 from ..analysis.labels import missing_mask, truth_column
 from ..image.display import display_image, figure_text
+from ..image.palettes import colour, label_colour, natural
 from ..run import RunDir, atomic_path, in_cube_order
 from ..run.provenance import read_record
 
@@ -55,20 +56,31 @@ GALLERY_ROWS = 12
 NOISE_GREY = "#c8c8c8"  # noise (label -1) and galaxies without a label, on every map
 
 
-def _palette(n: int) -> np.ndarray:
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab20" if n > 10 else "tab10"]
-    return np.array([cmap(i % cmap.N) for i in range(max(n, 1))])
-
-
 def _save(fig: Figure, path: Path, dpi: int = 100) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
     return path
 
 
-def _scatter(ax, xy: np.ndarray, labels: np.ndarray, title: str, size: float) -> None:
+def _category_colours(cats: list[str], kind: str) -> dict[str, str]:
+    """The colour of each category, as the report and the explorer give it: a cluster by its number
+    (:func:`~morphospace.image.palettes.colour`), a class of a label column by its place in the
+    column's natural order (:func:`~morphospace.image.palettes.label_colour`). ``kind``: ``labels``,
+    ``clusters``, or ``auto`` (clusters where every category is a whole number)."""
+    def whole(c: str) -> bool:
+        try:
+            return float(c) == int(float(c))
+        except (ValueError, OverflowError):
+            return False
+
+    if kind == "clusters" or (kind == "auto" and all(whole(c) for c in cats)):
+        n = max((int(float(c)) for c in cats), default=-1) + 1
+        return {c: colour(int(float(c)), n) for c in cats}
+    order = natural(cats)
+    return {c: label_colour(order.index(c), len(order)) for c in cats}
+
+
+def _scatter(ax, xy: np.ndarray, labels: np.ndarray, title: str, size: float, kind: str = "auto") -> None:
     """Categorical scatter; label -1 (noise) and missing (None) in light grey, drawn first."""
     labels = np.asarray(labels, dtype=object)
     missing = missing_mask(labels)
@@ -77,8 +89,8 @@ def _scatter(ax, xy: np.ndarray, labels: np.ndarray, title: str, size: float) ->
     if grey.any():
         ax.scatter(xy[grey, 0], xy[grey, 1], s=size, c=NOISE_GREY, linewidths=0, rasterized=True)
     text = labels.astype(str)
-    cats = sorted({str(v) for v in labels[~grey]}, key=lambda s: (len(s), s))
-    colours = dict(zip(cats, _palette(len(cats))))
+    cats = natural({str(v) for v in labels[~grey]})
+    colours = _category_colours(cats, kind)
     # the largest class first, the smaller over it: drawn in name order, 2,345 ellipticals hid 405 spirals
     sizes = {c: int((~grey & (text == c)).sum()) for c in cats}
     for c in sorted(cats, key=lambda c: -sizes[c]):
@@ -87,7 +99,7 @@ def _scatter(ax, xy: np.ndarray, labels: np.ndarray, title: str, size: float) ->
     ax.set_title(figure_text(title), fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
-    if 0 < len(cats) <= 12:  # in name order, beside the panel: inside ("best") it lay over the points
+    if 0 < len(cats) <= 12:  # in natural order, beside the panel: inside ("best") it lay over the points
         from matplotlib.lines import Line2D
 
         handles = [Line2D([], [], ls="", marker="o", ms=4, color=colours[c], label=figure_text(c)) for c in cats]
@@ -109,12 +121,15 @@ def draw_map(xy: np.ndarray, panels: list[tuple[str, np.ndarray]], title: str, s
     ----------
     xy : ndarray, shape (n, 2)
         The map (e.g. a t-SNE of an embedding).
-    panels : list of (str, array-like)
-        ``(panel title, n labels)``: the truth label, a clustering, ... Labels
-        are categorical; each category gets a colour of ``tab10`` (``tab20``
-        beyond 10 categories), sorted by name. Noise (-1) and missing labels
-        (None, NaN, "") are drawn first in :data:`NOISE_GREY`, so a panel
-        whose labels are all missing shows every galaxy in grey.
+    panels : list of (str, array-like) or (str, array-like, str)
+        ``(panel title, n labels)``, or with a third item saying what the labels are
+        (``"labels"``, ``"clusters"``; default ``"auto"``: clusters where every value is a whole
+        number): the truth label, a clustering, ... Labels are categorical; each category gets
+        the colour the report gives it (:mod:`morphospace.image.palettes`: a cluster by its
+        number, a class by its place in the column's natural order). The largest category is
+        drawn first, the smaller over it. Noise (-1) and missing labels (None, NaN, "") are drawn
+        first of all in :data:`NOISE_GREY`, so a panel whose labels are all missing shows every
+        galaxy in grey.
     title : str
         The figure's title.
     seed : int
@@ -139,8 +154,9 @@ def draw_map(xy: np.ndarray, panels: list[tuple[str, np.ndarray]], title: str, s
     if len(xy) > MAX_DRAWN:
         shown = np.sort(np.random.default_rng(seed).choice(len(xy), MAX_DRAWN, replace=False))
         title = f"{title} (a random {MAX_DRAWN:,} of {len(xy):,} galaxies drawn)"
-    for i, (name, labels) in enumerate(panels):
-        _scatter(fig.add_subplot(rows, cols, i + 1), xy[shown], np.asarray(labels, dtype=object)[shown], name, size)
+    for i, (name, labels, *kind) in enumerate(panels):
+        _scatter(fig.add_subplot(rows, cols, i + 1), xy[shown], np.asarray(labels, dtype=object)[shown], name, size,
+                 *kind)
     fig.suptitle(figure_text(title), fontsize=11)
     return fig
 
@@ -355,7 +371,7 @@ def write_study_figures(run: RunDir, cfg=None) -> list[Path]:
         # kmeans3_vade_pca (or the pixels' kmeans8_pixels_pca) was drawn on the features' map_pca
         on_map = [c for c in clusterings if representation_of(c) == red
                   or (representation_of(c) is None and c.endswith("_" + red))]  # recorded before records
-        panels = ([(f"true distribution ({truth})", truth_values)] if truth_values is not None else [])
+        panels = ([(f"true distribution ({truth})", truth_values, "labels")] if truth_values is not None else [])
         panels += [(c, labels_of(c)) for c in on_map]
         if panels:
             written.append(map_figure(xy[:, :2], panels[:MAX_PANELS], run.figure_path(f"map_{red}"),
