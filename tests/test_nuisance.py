@@ -121,7 +121,7 @@ def test_audit_run_flags_clusterings_that_follow_nuisances(tmp_path):
     run, pa, comp = fake_run(tmp_path)
     audit = audit_run(run, Config())
     # every companion sits in one quadrant: among the galaxies with one, the quadrant tells nothing apart
-    assert list(audit.columns) == ["clustering", "pa_bin", "companion", "apparent_size", "brightness",
+    assert list(audit.columns) == ["clustering", "pa_bin", "companion",
                                    "flag_low_snr", "position_angle", "n_companions"]
     assert list(audit["clustering"]) == ["kmeans2_comp", "kmeans4_pa", "morphology"]
     a = audit.set_index("clustering")
@@ -291,32 +291,3 @@ def test_a_round_threshold_given_rebins_the_cached_measurements(tmp_path):
     audit_run(run, Config(), round_threshold=0.99)
     assert (pd.read_parquet(run.path / "nuisance.parquet")["pa_bin"] == cached["pa_bin"]).all()  # the cache kept
     assert "pa_bin" not in audit_run(run, Config(), round_threshold=0.99).columns  # every galaxy round: none binned
-
-
-def test_apparent_size_and_brightness_are_measured_and_audited(tmp_path):
-    """The report said its audit covered size (and seeing), but no column measured either: the form
-    clusters of sdss-gz1 follow apparent size at AMI 0.058 (the labels at 0.026), unsaid."""
-    from morphospace.analysis.nuisance import tenths
-
-    rng = np.random.default_rng(0)
-    sigmas, amps = np.tile([2.0, 3.0, 4.5, 6.0], 10), np.repeat([0.5, 1.0, 2.0, 4.0], 10)
-    cube = np.stack([gaussian(sigma=s, amp=a) + rng.normal(scale=0.005, size=(SIZE, SIZE))
-                     for s, a in zip(sigmas, amps)])[:, None].astype(np.float32)
-    t = measure_nuisance(cube)
-    # a round Gaussian holds half its light within 1.18 sigma (its segment cuts the wings a little)
-    assert np.allclose(t["r50_px"], 1.177 * sigmas, rtol=0.2)
-    assert np.corrcoef(t["flux"], amps * sigmas**2)[0, 1] > 0.99
-    run = RunDir(tmp_path / "run", create=True)
-    ids = [f"g{i:02d}" for i in range(len(cube))]
-    write_table(run.catalogue, pd.DataFrame({"id": ids, "source": "x", "cube_index": np.arange(len(cube))}))
-    write_npy(run.cube, cube)
-    run.write_clustering("kmeans4_size", ids, np.searchsorted([2.0, 3.0, 4.5, 6.0], sigmas))
-    run.write_clustering("kmeans4_brightness", ids, np.searchsorted([0.5, 1.0, 2.0, 4.0], amps))
-    a = audit_run(run, Config()).set_index("clustering")
-    assert a.loc["kmeans4_size", "apparent_size"] > 0.5 and a.loc["kmeans4_brightness", "apparent_size"] < 0.1
-    assert a.loc["kmeans4_brightness", "brightness"] > a.loc["kmeans4_size", "brightness"]
-    # a measurement of an earlier version (no size, no brightness) is measured again
-    write_table(run.path / "nuisance.parquet", t.drop(columns=["r50_px", "flux"]).assign(id=ids))
-    assert "apparent_size" in audit_run(run, Config()).columns
-    assert {"r50_px", "flux"} <= set(pd.read_parquet(run.path / "nuisance.parquet").columns)
-    assert tenths(np.array([3.0, np.nan, 1.0, 2.0])).tolist() == [6, None, 0, 3]

@@ -951,3 +951,8 @@ def test_the_headline_numbers_say_where_they_stand(tmp_path):
     # the LDA clustering (the labels made its map) and the label column are not ranked
     assert tiles["AMI with morphology"].endswith("; 2 of the run's 2 label-free clusterings, the best kmeans3_vade at 0.45")
     assert tiles["linear probe, 10% of labels"].endswith("; as good within the draws' spread (0.006): form")
+    # a primary the labels made is not ranked with the label-free clusterings
+    (run.path / "comparisons" / "held_out.json").write_text(json.dumps({"held_out": {"kmeans3_vade_lda": 6, "vade": 6}}))
+    tiles = {label: hint for _, label, hint in key_findings(RunContents(run))}
+    assert tiles["AMI with morphology"].endswith("; made with the labels (scored on the galaxies held out), not ranked "
+                                                 "with the label-free")

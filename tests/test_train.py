@@ -627,6 +627,12 @@ def test_api_numpy_in_numpy_out(trained):
     # the same call as ms.VaDE.sample: random_state (it was seed=, and random_state= a TypeError)
     assert np.array_equal(model.sample(2, component=1, random_state=3), model.sample(2, component=1, seed=3))
     assert not np.array_equal(model.sample(2, component=1, random_state=3), model.sample(2, component=1))
+    # what VaDE.sample's random_state takes: None (a fresh draw), a Generator; not both names at once
+    assert model.sample(2, component=1, random_state=None).shape == (2, 2, SIDE, SIDE)
+    assert np.array_equal(model.sample(2, component=1, random_state=np.random.default_rng(5)),
+                          model.sample(2, component=1, random_state=np.random.default_rng(5)))
+    with pytest.raises(ValueError, match="not both"):
+        model.sample(2, component=1, random_state=3, seed=3)
     with pytest.raises(UserError):
         model.encode(np.zeros((2, 3, SIDE, SIDE)))
     with pytest.raises(UserError):

@@ -33,7 +33,7 @@ from .run import RunDir
 from .vade.fit_cube import check_images, float_images, place_cube, warn_scale
 from .vade.io import MODEL_FILE, MODEL_NAME, load_vade, model_dir, model_file, save_model
 from .vade import keras_import
-from .vade.numpy_model import VaDEModel, load_model
+from .vade.numpy_model import VaDEModel, load_model, seed_of as _seed
 
 log = logging.getLogger("morphospace")
 
@@ -358,18 +358,6 @@ def _plain(value):
 _NAMED_SETTINGS = {"model.preset": "preset", "model.n_components": "n_components", "model.latent_dim": "latent_dim",
                    "train.seed": "random_state", "train.epochs": "epochs", "train.pretrain_epochs": "pretrain_epochs",
                    "train.batch_size": "batch_size"}
-
-
-def _seed(random_state) -> int:
-    """``random_state`` as the run's seed, as scikit-learn reads it: an int as it is, None a fresh
-    seed each fit, a ``RandomState`` or ``Generator`` the next number it draws."""
-    if random_state is None:
-        return int(np.random.SeedSequence().generate_state(1)[0] >> 1)
-    if isinstance(random_state, np.random.RandomState):
-        return int(random_state.randint(0, 2**31 - 1))
-    if isinstance(random_state, np.random.Generator):
-        return int(random_state.integers(0, 2**31 - 1))
-    return random_state  # an int, or what the config refuses in one line
 
 
 def _params_of(hp: dict[str, Any]) -> dict[str, Any]:

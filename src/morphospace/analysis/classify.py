@@ -87,7 +87,7 @@ def margin_uncertainty(proba: np.ndarray) -> np.ndarray:
     return 1.0 - (top[:, -1] - top[:, -2])
 
 
-def _one_label_per_row(y) -> np.ndarray:
+def _one_label_per_row(y, warn: bool = True) -> np.ndarray:
     """``y`` as a 1-D object array; a column (n, 1) is one label per row too. Two columns were
     read row after row as twice as many labels ("X has 60 rows but y has 120 labels")."""
     if y is None:  # read as one label, "X has 40 rows but y has 1 labels"
@@ -96,7 +96,7 @@ def _one_label_per_row(y) -> np.ndarray:
     y = np.asarray(y, dtype=object)
     if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
         raise InvalidArgument(f"y must hold one label per row (1-D), got shape {y.shape}")
-    if y.ndim == 2:  # taken, and said as scikit-learn's estimators say it
+    if y.ndim == 2 and warn:  # taken, and said as scikit-learn's fit says it (its score does not)
         import warnings
 
         from sklearn.exceptions import DataConversionWarning
@@ -256,7 +256,7 @@ class FewLabelClassifier(ClassifierMixin, BaseEstimator):
         """
         self._check_model()
         X = new_input(self, X)
-        y = _one_label_per_row(y)
+        y = _one_label_per_row(y, warn=False)
         if len(y) != len(X):
             raise InvalidArgument(f"X has {len(X)} rows but y has {len(y)} labels")
         known, truth = labels_to_learn(y)  # as fit reads labels

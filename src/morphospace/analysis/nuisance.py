@@ -92,8 +92,6 @@ def nuisance_table(run: RunDir, cfg: Any, measured: pd.DataFrame) -> pd.DataFram
 
     Columns: ``pa_bin`` (measured; missing for round galaxies, which have no position angle),
     ``companion``, ``companion_quadrant`` (measured; missing for galaxies without a companion),
-    ``apparent_size`` and ``brightness`` (measured: the tenth of the cube's galaxies each is in by
-    its half-light radius and its light),
     ``flag_*`` (catalogue quality flags with both values among the cube's
     galaxies), ``handedness`` (cw / acw for sdss-gz1 spirals, from ``gz1_name``)
     and the catalogue's nuisance columns (``cluster.nuisance_columns``, or
@@ -116,9 +114,6 @@ def nuisance_table(run: RunDir, cfg: Any, measured: pd.DataFrame) -> pd.DataFram
         "companion": m["companion"].to_numpy(dtype=object),
         "companion_quadrant": quadrant,
     })
-    for name, column in (("apparent_size", "r50_px"), ("brightness", "flux")):
-        if column in m:  # a table measured by an earlier version has neither
-            table[name] = tenths(m[column].to_numpy(dtype=float))
     for col in inside.columns:
         if col.startswith("flag_"):
             flags = inside[col].fillna(False).astype(bool)
@@ -150,16 +145,6 @@ def nuisance_table(run: RunDir, cfg: Any, measured: pd.DataFrame) -> pd.DataFram
 ANOMALY_ROW = "anomaly score (tenths)"
 
 
-def tenths(values: np.ndarray) -> np.ndarray:
-    """The tenth (0-9) of the finite ``values`` each is in, None where not finite; tied values share one."""
-    finite = np.isfinite(values)
-    out = np.full(len(values), None, dtype=object)  # no value: left out, as a missing nuisance is
-    if finite.any():
-        ranks = pd.Series(values[finite]).rank(method="min").to_numpy() - 1
-        out[finite] = (ranks * 10 // finite.sum()).astype(int)
-    return out
-
-
 def _anomaly_deciles(run: RunDir, ids: np.ndarray) -> np.ndarray | None:
     """The tenth of the anomaly score (the form one, else the VaDE's) each cube galaxy is in, or None."""
     from .anomaly import read_anomaly
@@ -177,9 +162,13 @@ def _anomaly_deciles(run: RunDir, ids: np.ndarray) -> np.ndarray | None:
     except (UserError, OSError, ValueError) as exc:
         log.warning("the nuisance audit leaves out the anomaly score: %s", exc)
         return None
-    if score is None or not np.isfinite(score).any():
+    finite = np.isfinite(score) if score is not None else None
+    if score is None or not finite.any():
         return None
-    return tenths(score)
+    out = np.full(len(score), None, dtype=object)  # no score: left out, as a missing nuisance is
+    ranks = pd.Series(score[finite]).rank(method="min").to_numpy() - 1  # tied scores share a tenth
+    out[finite] = (ranks * 10 // finite.sum()).astype(int)
+    return out
 
 
 def _ami(labels, values) -> float:
@@ -214,16 +203,14 @@ def audit_run(run: RunDir, cfg: Any, recompute: bool = False, round_threshold: f
     measured = None
     if path.exists() and not recompute:
         cached = read_parquet(path)
-        # measured by an earlier version, without the apparent size and brightness: measured again
-        if len(cached) == len(ids) and np.array_equal(cached["id"].astype(str).to_numpy(), ids.astype(str)) \
-                and {"r50_px", "flux"} <= set(cached.columns):
+        if len(cached) == len(ids) and np.array_equal(cached["id"].astype(str).to_numpy(), ids.astype(str)):
             measured = cached
             if {"pa_deg", "ellipticity"} <= set(cached.columns):  # binned by this round_threshold, not the cache's
                 measured = cached.assign(pa_bin=[pa_bin(p, e, round_threshold) for p, e in
                                                  zip(cached["pa_deg"].to_numpy(float), cached["ellipticity"].to_numpy(float))])
     if measured is None:
         cube = run.read_cube()
-        with Timer(f"measuring position angles, sizes, brightness and companions of {len(ids)} galaxies"):
+        with Timer(f"measuring position angles and companions of {len(ids)} galaxies"):
             measured = measure_nuisance(cube, ids=ids, round_threshold=round_threshold,
                                         workers=cfg.ingest.workers if hasattr(cfg, "ingest") else 1)
         write_table(path, measured)

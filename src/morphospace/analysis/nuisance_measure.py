@@ -1,5 +1,5 @@
-"""How a galaxy is seen, measured on its image: the position angle, apparent size and brightness
-of the central galaxy and its brightest companion, for the nuisance audit (:mod:`.nuisance`).
+"""How a galaxy is seen, measured on its image: the position angle of the central galaxy and its
+brightest companion, for the nuisance audit (:mod:`.nuisance`).
 
 - its **position angle** from the second moments of the central galaxy's light
   (:func:`position_angle`), binned into 0-45, 45-90, 90-135 and 135-180 degrees,
@@ -7,10 +7,7 @@ of the central galaxy and its brightest companion, for the nuisance audit (:mod:
   of a near-round galaxy is noise, so it gets its own category);
 - its **brightest companion** (:func:`brightest_companion`): whether a source
   other than the central galaxy is detected (``sep``) and in which quadrant of
-  the stamp (TL, TR, BL, BR as displayed, row 0 at the top; ``none``);
-- its **apparent size** ``r50_px``, the radius holding half the light of its segment (pixels of
-  the cube), and its **brightness** ``flux``, that light (the cube's units): what the model sees of
-  a galaxy's distance and luminosity, which its clusters should not follow.
+  the stamp (TL, TR, BL, BR as displayed, row 0 at the top; ``none``).
 
 Angle convention: degrees in [0, 180), counter-clockwise from the +x axis
 (image columns, to the right) with y pointing *up* the displayed image.
@@ -73,20 +70,6 @@ def _moments(data: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
     return float(pa), float(ellipticity)
 
 
-def _half_light(data: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
-    """The radius (pixels) about the light's centre holding half the light inside ``mask``, and that light."""
-    w = np.clip(data[mask], 0.0, None).astype(np.float64)
-    total = float(w.sum())
-    if total <= 0:
-        return float("nan"), float("nan")
-    rows, cols = np.nonzero(mask)
-    cy, cx = (w * rows).sum() / total, (w * cols).sum() / total
-    r = np.hypot(rows - cy, cols - cx)
-    order = np.argsort(r, kind="stable")
-    inside = np.searchsorted(np.cumsum(w[order]), 0.5 * total)
-    return float(r[order][min(inside, len(r) - 1)]), total
-
-
 def pa_bin(pa: float, ellipticity: float, round_threshold: float) -> str | None:
     """The position-angle bin of a galaxy (``ROUND`` below ``round_threshold`` of ellipticity; None unmeasured)."""
     if not np.isfinite(pa) or not np.isfinite(ellipticity):
@@ -109,12 +92,10 @@ def _measure_one(img: np.ndarray, round_threshold: float, thresh: float, minarea
     row: dict[str, Any] = {"pa_deg": float("nan"), "ellipticity": float("nan"), "pa_bin": None,
                            "companion": False, "companion_quadrant": NO_COMPANION,
                            "companion_x": float("nan"), "companion_y": float("nan"),
-                           "companion_flux_ratio": float("nan"), "n_sources": int(len(objects)),
-                           "r50_px": float("nan"), "flux": float("nan")}
+                           "companion_flux_ratio": float("nan"), "n_sources": int(len(objects))}
     if central is not None:
         pa, e = _moments(data, seg == central + 1)
-        r50, light = _half_light(data, seg == central + 1)
-        row.update(pa_deg=pa, ellipticity=e, pa_bin=pa_bin(pa, e, round_threshold), r50_px=r50, flux=light)
+        row.update(pa_deg=pa, ellipticity=e, pa_bin=pa_bin(pa, e, round_threshold))
     cflux = float(objects["flux"][central]) if central is not None else float("nan")
     others = [i for i in range(len(objects)) if i != central]
     if central is not None and cflux > 0:
@@ -165,7 +146,7 @@ def measure_nuisance(images: Any, ids: Any = None, round_threshold: float = 0.1,
     DataFrame
         id, pa_deg, pa_bin (None where no central galaxy was found), ellipticity,
         companion, companion_quadrant, companion_x, companion_y,
-        companion_flux_ratio, n_sources, r50_px, flux (NaN where no central galaxy was found).
+        companion_flux_ratio, n_sources.
     """
     arr = images if hasattr(images, "shape") else np.asarray(images)
     if arr.ndim == 2:
@@ -185,7 +166,7 @@ def measure_nuisance(images: Any, ids: Any = None, round_threshold: float = 0.1,
     table = pd.DataFrame(rows)
     table.insert(0, "id", np.arange(n) if ids is None else np.asarray(ids))
     cols = ["id", "pa_deg", "pa_bin", "ellipticity", "companion", "companion_quadrant",
-            "companion_x", "companion_y", "companion_flux_ratio", "n_sources", "r50_px", "flux"]
+            "companion_x", "companion_y", "companion_flux_ratio", "n_sources"]
     return table[cols] if n else pd.DataFrame(columns=cols)
 
 

@@ -34,13 +34,16 @@ def key_findings(contents: RunContents) -> list[tuple[str, str, str]]:
             # where it stands among the run's clusterings: a number alone says nothing of good or bad
             # among the clusterings no label made: not the label columns beside them, nor those of a map or
             # features the labels trained (held_out.json: LDA maps, fine-tuned features)
-            labels = [truth, *contents.label_columns, *_label_made(contents)]
+            made = _label_made(contents)
+            labels = [truth, *contents.label_columns, *made]
             others = pd.to_numeric(ami[truth].drop(index=labels, errors="ignore"), errors="coerce").dropna()
             rank = int((others > v).sum()) + 1
             best = others.idxmax() if len(others) else primary.name
             standing = (f"; the best of the run's {len(others)} label-free clusterings" if rank == 1 else
                         f"; {rank} of the run's {len(others)} label-free clusterings, the best {best} at "
                         f"{others[best]:.2f}") if len(others) > 1 else ""
+            if primary.name in made:  # not one of them: the labels made its map or features
+                standing = "; made with the labels (scored on the galaxies held out), not ranked with the label-free"
             tiles.append((f"{v:.2f}".replace("-0.00", "0.00"), f"AMI with {truth}",
                           f"{primary.name} against the labels (1: the same, 0: chance){standing}"))
     probe = contents.comparison("linear_probe.csv") if fresh else None

@@ -20,7 +20,19 @@ from ..nets.batches import INFERENCE_BATCH, forward_in_batches
 from ..run import RunDir
 from .io import load_vade, model_file
 
-__all__ = ["VaDEModel", "load_model"]
+__all__ = ["VaDEModel", "load_model", "seed_of"]
+
+def seed_of(random_state) -> int:
+    """``random_state`` as a seed, as scikit-learn reads it: an int as it is, None a fresh seed each
+    call, a ``RandomState`` or ``Generator`` the next number it draws."""
+    if random_state is None:
+        return int(np.random.SeedSequence().generate_state(1)[0] >> 1)
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(0, 2**31 - 1))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(0, 2**31 - 1))
+    return random_state  # an int, or what the checks refuse in one line
+
 
 class VaDEModel:
     """A trained VaDE behind numpy methods.
@@ -143,15 +155,18 @@ class VaDEModel:
             Scales the component's variance (``N(mu_k, t var_k)``): below 1, typical galaxies.
         reject_below : float, optional
             Draws whose log-density under the mixture is below this are drawn again.
-        random_state : int
+        random_state : int, RandomState, Generator or None
+            None: a fresh draw every call.
         seed : int, optional
-            The former name of ``random_state``, taken where given.
+            The former name of ``random_state``; not both.
 
         See :meth:`morphospace.vade.generate.Generative.generate`.
         """
         from ..errors import python_errors
 
-        seed = random_state if seed is None else seed
+        if seed is not None and random_state != 0:
+            raise ValueError("give random_state (seed is its former name), not both")
+        seed = seed_of(random_state) if seed is None else seed
         with python_errors():  # too few draws above reject_below: a ValueError here
             return self.vade.generate(component, n, temperature=temperature, reject_below=reject_below, seed=seed)
 

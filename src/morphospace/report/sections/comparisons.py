@@ -259,8 +259,6 @@ def _audit(ctx: ReportContext) -> dict[str, Any] | None:
 NUISANCE_MEANING = {
     "pa_bin": "position angle of the elongated galaxies, measured on the image (round ones have none)",
     "companion": "whether a second source sits beside the galaxy, measured", "companion_quadrant": "where it sits",
-    "apparent_size": "apparent size, measured: the tenth of the galaxies it is in by half-light radius",
-    "brightness": "brightness, measured: the tenth of the galaxies it is in by the light of its segment",
     "position_angle": "position angle (catalogue)", "winding": "the arms' handedness (catalogue)",
     "inclination": "inclination (catalogue)", "size_px": "apparent size in pixels (catalogue)",
     "psf_fwhm_px": "seeing, the PSF's width (catalogue)", "sky_noise": "sky noise (catalogue)",

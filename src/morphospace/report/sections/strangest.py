@@ -53,7 +53,7 @@ def strangest_section(ctx: ReportContext, n: int = 24) -> Section | None:
     galaxies = []
     for rank, row in enumerate(top, 1):
         bits = [f"#{rank}", f"score {fmt(float(score[row]))}"]
-        if row in centreless:  # a frame, not a galaxy, is what is strange here
+        if row in centreless:  # an artefact, a galaxy off centre, or a merger's nuclei either side of it
             bits.append("no source at the centre")
         if truth_vals is not None:  # an unlabelled galaxy said so: the strangest are often mergers or don't-knows
             bits.append(str(truth_vals[row]) if truth_vals[row] is not None else f"no {truth} label")
