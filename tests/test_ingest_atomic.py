@@ -47,7 +47,13 @@ def test_sigkill_mid_ingest_leaves_only_a_partial_and_a_rerun_completes(tmp_path
             if proc.poll() is not None:
                 pytest.fail("the ingest finished before it could be killed")
             time.sleep(0.002)
-        workers = children(proc.pid)
+        # the pool's processes, as /proc lists them (read again: on a loaded machine a first read of
+        # /proc found none, once, though chunks had been written by them)
+        for _ in range(100):
+            workers = children(proc.pid)
+            if workers:
+                break
+            time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         written = partial.stat().st_size
