@@ -440,6 +440,20 @@ def test_a_run_with_fewer_galaxies_than_clusters_still_clusters(tmp_path, caplog
     assert any(x.startswith(("dbscan", "hdbscan")) for x in names)
 
 
+def test_a_k_no_method_can_fit_is_refused_before_the_clusterings_change(tmp_path):
+    """K-Means alone at K = 100 on 40 galaxies: the stage removed every earlier clustering as "no
+    longer made", wrote none and exited 0; the next compare found nothing to compare."""
+    from morphospace.config import apply_overrides
+
+    run = fake_run(tmp_path, n=12)
+    before = cluster_run(run, Config(), methods=["kmeans"])
+    cfg = apply_overrides(Config(), ["cluster.kmeans_k=[100]", "cluster.methods=['kmeans']"])
+    with pytest.raises(UserError, match=r"12 galaxies are too few for every K asked \(cluster.kmeans_k \[100\]\)"):
+        cluster_run(run, cfg)
+    assert sorted(run.clusterings()) == sorted(before)  # left as they were
+    assert cluster_run(run, apply_overrides(cfg, ["cluster.methods=['kmeans', 'dbscan']"]))  # DBSCAN still can
+
+
 def test_identical_galaxies_are_said_to_be_so(tmp_path, caplog):
     """Ten copies of one image embed to rows 1e-8 apart: K-Means splits them with a 'perfect'
     silhouette; the stage says that the split is of rounding noise."""

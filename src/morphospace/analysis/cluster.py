@@ -231,6 +231,13 @@ def cluster_run(run: RunDir, cfg: Any, representations: Sequence[str] | None = N
         if method in methods and left_out:
             log.warning("%d galaxies are too few for %s clusters: %s leaves them out, on every representation",
                         len(ids), ", ".join(map(str, left_out)), what)
+    if not ({"dbscan", "hdbscan"} & set(methods) or ("kmeans" in methods and kmeans_k)
+            or ("gmm" in methods and gmm_k)):
+        # nothing would be made: refused before the run's clusterings change (the stage went on, removed
+        # every earlier clustering as no longer made, and exited 0 with none)
+        raise UserError(f"{len(ids)} galaxies are too few for every K asked (cluster.kmeans_k "
+                        f"{list(c.kmeans_k)}" + (f", cluster.gmm_k {list(c.gmm_k)}" if "gmm" in methods else "")
+                        + f"): give K below {len(ids)}, or a density method (dbscan, hdbscan)")
     written: list[str] = []
     bic_at_top: list[tuple[str, int]] = []  # (representation, k) where the BIC fell to the last k tried
     for rep in reps:
