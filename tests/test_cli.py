@@ -14,6 +14,20 @@ STAGES = ["synth", "ingest", "train", "embed", "reduce", "cluster", "compare", "
           "run", "export", "study", "import-astrovader"]
 
 
+@pytest.mark.parametrize("argv, said", [
+    (["cluster", "RUN", "--config", ""], "--config must not be empty"),
+    (["reduce", "RUN", "--embedding", " "], "--embedding must not be empty"),
+    (["train", ""], "RUN must not be empty"),
+    (["study", "--labels", ""], "--labels must not be empty"),
+])
+def test_an_empty_value_is_refused_not_read_as_not_given(argv, said, capsys):
+    """`--config ""` ran on the defaults and `--embedding ""` on the primary embedding (exit 0), and a RUN
+    of "" was the folder the command was typed in."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and said in err and len(err.strip().splitlines()) == 1
+
 def test_every_stage_has_help_with_an_example(capsys):
     for stage in STAGES:
         with pytest.raises(SystemExit) as exc:

@@ -1015,8 +1015,9 @@ def test_out_naming_a_file_or_nothing(tmp_path, capsys):
     afile.write_text("x")
     code = main(["ingest", str(data), "--out", str(afile), "--quiet"])
     assert "is a file" in one_line_error(capsys, code)
-    code = main(["ingest", str(data), "--out", "", "--quiet"])
-    assert "empty path" in one_line_error(capsys, code)
+    with pytest.raises(SystemExit) as refused:  # a usage error: the parser's one line
+        main(["ingest", str(data), "--out", "", "--quiet"])
+    assert refused.value.code == 2 and "--out must not be empty" in one_line_error(capsys, 2)
     code = main(["ingest", str(data), "--out", str(afile / "sub"), "--quiet"])  # a folder inside a file
     assert "cannot use" in one_line_error(capsys, code)
     # a run inside another run's folders: that run's next stage would delete it (train clears models/)
@@ -1221,8 +1222,9 @@ def test_export_refuses_the_runs_own_files(pca_run, capsys):
     assert "would overwrite the run's own files" in line and (other / "catalogue.parquet").read_bytes() == theirs
     shutil.rmtree(other)
     link.unlink()
-    code = main(["export", str(pca_run), "--out", "", "--quiet"])
-    assert "empty path" in one_line_error(capsys, code)
+    with pytest.raises(SystemExit) as refused:  # a usage error: the parser's one line
+        main(["export", str(pca_run), "--out", "", "--quiet"])
+    assert refused.value.code == 2 and "--out must not be empty" in one_line_error(capsys, 2)
 
 
 # 6. control characters ---------------------------------------------------------------------------------
@@ -1995,8 +1997,9 @@ def test_a_later_task_of_a_training_job_leaves_the_run_s_settings_to_the_first(p
 def test_synth_refuses_an_empty_out(tmp_path, monkeypatch, capsys):
     """`synth --out ""` wrote the survey into the current folder (Path("") is ".")."""
     monkeypatch.chdir(tmp_path)
-    code = main(["synth", "--n", "2", "--out", "", "--quiet"])
-    assert "--out is empty text" in one_line_error(capsys, code) and not any(tmp_path.iterdir())
+    with pytest.raises(SystemExit) as refused:  # a usage error: the parser's one line
+        main(["synth", "--n", "2", "--out", "", "--quiet"])
+    assert refused.value.code == 2 and "--out must not be empty" in one_line_error(capsys, 2) and not any(tmp_path.iterdir())
 
 
 def test_a_full_disk_under_the_log_and_the_model_file_is_one_line(tmp_path, capsys, monkeypatch):

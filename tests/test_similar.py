@@ -370,7 +370,9 @@ def test_a_hostile_image_is_one_line_and_exit_2(image_run, capsys, tmp_path):
         assert main(["similar", str(run.path), "--image", str(tmp_path / "bad" / name), "--quiet"]) == 2, name
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and words in err and "Traceback" not in err, (name, err)
-    assert main(["similar", str(run.path), "--image", "", "--quiet"]) == 2
+    with pytest.raises(SystemExit) as refused:  # a usage error: the parser's one line
+        main(["similar", str(run.path), "--image", "", "--quiet"])
+    assert refused.value.code == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
     for argv in (["--id", "g1", "--image", "x.png"], []):  # one of the two, not both, not neither
         with pytest.raises(SystemExit) as exc:

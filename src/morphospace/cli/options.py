@@ -21,6 +21,11 @@ class _StoreOnce(argparse._StoreAction):
         given = namespace.__dict__.setdefault("_options_given", set())
         if option_string is not None and self.dest in given:
             parser.error(f"{'/'.join(self.option_strings)} given twice: give it once")
+        if isinstance(values, str) and not values.strip():
+            # read as not given: `--config ""` ran on the defaults, `--embedding ""` on the primary one,
+            # and a RUN of "" was the folder in which the command was typed
+            name = option_string or self.dest.upper()
+            parser.error(f"{name} must not be empty")
         given.add(self.dest)
         super().__call__(parser, namespace, values, option_string)
 
