@@ -89,6 +89,9 @@ def test_an_option_of_one_value_given_twice_is_refused(argv, capsys):
 def test_stage_on_missing_run_is_a_clear_error(tmp_path, capsys):
     assert main(["report", str(tmp_path / "missing"), "--quiet"]) == 2
     assert "run directory not found" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("")  # a file given as the run: said so, not "not found"
+    assert main(["reduce", str(tmp_path / "afile"), "--quiet"]) == 2
+    assert f"{tmp_path / 'afile'} is a file, not a run directory" in capsys.readouterr().err
 
 
 def test_wrong_data_format_lists_known_layouts(tmp_path, capsys):

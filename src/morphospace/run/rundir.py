@@ -92,7 +92,8 @@ class RunDir:
         if create:
             self.path.mkdir(parents=True, exist_ok=True)
         elif not self.path.is_dir():
-            raise UserError(f"run directory not found: {self.path}")
+            raise UserError(f"{self.path} is a file, not a run directory" if self.path.exists() else
+                            f"run directory not found: {self.path}")
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
