@@ -329,3 +329,13 @@ def test_after_sigterm_a_pool_broken_by_the_same_signal_adds_no_traceback(tmp_pa
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "InvalidStateError" not in done.stderr and "ZeroDivisionError" in done.stderr
+
+
+def test_a_set_key_given_twice_is_refused(tmp_path, capsys):
+    """`--set cluster.seed=1 --set cluster.seed=2` kept 2 without a word (an option beside a --set of
+    the same key was refused already)."""
+    assert main(["run", "--out", str(tmp_path / "r"), "--quiet", "--set", "cluster.seed=1",
+                 "--set", "cluster.seed=2"]) == 2
+    err = capsys.readouterr().err
+    assert "cluster.seed is given twice by --set (cluster.seed=1, cluster.seed=2): give it once" in err
+    assert not (tmp_path / "r").exists()  # refused before anything was written
