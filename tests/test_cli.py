@@ -1,5 +1,6 @@
 """The command line: help with examples, one-line errors with exit status 2."""
 
+import re
 import subprocess
 import sys
 
@@ -339,3 +340,17 @@ def test_a_set_key_given_twice_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "cluster.seed is given twice by --set (cluster.seed=1, cluster.seed=2): give it once" in err
     assert not (tmp_path / "r").exists()  # refused before anything was written
+
+
+def test_each_stage_s_help_shows_a_setting_it_takes():
+    """reduce, cluster, compare, report and embed showed `--set train.epochs=5`, which each refuses."""
+    import argparse
+
+    from morphospace.cli.settings import _made_before
+    from morphospace.config import Config, apply_overrides
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name in ("embed", "reduce", "cluster", "compare", "report", "ingest"):
+        example = re.search(r"e\.g\. --set (\S+)", " ".join(sub.choices[name].format_help().split())).group(1)
+        apply_overrides(Config(), [example])  # a setting there is
+        assert name == "ingest" or _made_before(name, example.partition("=")[0]) is None, (name, example)

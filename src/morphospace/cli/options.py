@@ -54,14 +54,16 @@ def seed(text: str) -> int:
     return value
 
 
-def common(p: argparse.ArgumentParser, config: bool | str = True) -> None:
+def common(p: argparse.ArgumentParser, config: bool | str = True, example: str = "train.epochs=5") -> None:
     """Add ``--config``/``--set`` (when ``config``; ``"refused"``: taken, to be refused in one line
-    by the command, and left out of its help) and ``--quiet`` to a sub-command."""
+    by the command, and left out of its help) and ``--quiet`` to a sub-command; ``example``: a
+    setting the command acts on, shown in the help (``train.epochs`` was shown to stages that
+    refuse it)."""
     if config:
         shown = config != "refused"
         p.add_argument("--config", metavar="FILE", help="TOML configuration file" if shown else argparse.SUPPRESS)
         p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
-                       help="override one configuration key, e.g. --set train.epochs=5 (repeatable)" if shown
+                       help=f"override one configuration key, e.g. --set {example} (repeatable)" if shown
                        else argparse.SUPPRESS)
     p.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
 

@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="turn every quality flag into an error")
     p.add_argument("--mask-neighbours", action="store_true",
                    help="also build the neighbour-masked cube the model reads (before a distributed train)")
-    common(p)
+    common(p, example="ingest.workers=4")
 
     p = stage(sub, "train", "train the representation model (VaDE) of a run", "morphospace train runs/gz1 --epochs 30")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
@@ -89,14 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = stage(sub, "embed", "per-galaxy embeddings (pixel PCA baseline + the model's latent space)",
               "morphospace embed runs/gz1 --accelerator gpu --devices 4 --strategy ddp")
     _devices(p)
-    common(p)
+    common(p, example="model.pca_components=16")
     p = stage(sub, "reduce", "PCA / LDA / t-SNE / UMAP of an embedding", "morphospace reduce runs/gz1 --embedding vade")
     p.add_argument("--embedding", help="embedding to reduce (default: the run's primary one)")
-    common(p)
+    common(p, example="cluster.tsne_perplexity=50")
     p = stage(sub, "cluster", "K-Means / DBSCAN / HDBSCAN / GMM on every representation", "morphospace cluster runs/gz1")
-    common(p)
+    common(p, example="cluster.kmeans_k=[3,4]")
     p = stage(sub, "compare", "ARI / AMI / ... of every clustering against every other and the labels, and the nuisance audit", "morphospace compare runs/gz1")
-    common(p)
+    common(p, example="cluster.seed=1")
     p = stage(sub, "generate", "sample synthetic galaxies from one of the run's clusters or mixture components",
               "morphospace generate runs/gz1 --cluster 2 --n 64 --out gen")
     which = p.add_mutually_exclusive_group(required=True)
@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=seed, default=0)
     common(p, config="refused")  # no setting acts on a draw: said in one line, not listed
     p = stage(sub, "report", "write RUN/report.html (self-contained, with the explorer)", "morphospace report runs/gz1")
-    common(p)
+    common(p, example="report.thumb_size=96")
     p = stage(sub, "export", "write the results catalogue (.csv, .parquet or .fits)", "morphospace export runs/gz1 --out results.fits")
     p.add_argument("--out", metavar="FILE", required=True)
     common(p, config=False)
