@@ -116,7 +116,7 @@ def test_set_is_repeatable_and_options_have_their_documented_defaults():
 def test_stage_options_and_set_reach_the_saved_config_and_the_stage(tiny_folder_survey, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["ingest", str(tiny_folder_survey), "--out", str(run), "--colour", "grey", "--size", "64",
-                 "--set", "cluster.seed=7", "--set", "cluster.seed=8", "--quiet"]) == 0
+                 "--set", "cluster.seed=8", "--quiet"]) == 0
     assert "ingested 6 of 6 galaxies" in capsys.readouterr().out
     cfg = load_config(run / "config.toml")
     assert (cfg.preprocess.colour, cfg.preprocess.size, cfg.cluster.seed) == ("grey", 64, 8)
@@ -354,3 +354,10 @@ def test_each_stage_s_help_shows_a_setting_it_takes():
         example = re.search(r"e\.g\. --set (\S+)", " ".join(sub.choices[name].format_help().split())).group(1)
         apply_overrides(Config(), [example])  # a setting there is
         assert name == "ingest" or _made_before(name, example.partition("=")[0]) is None, (name, example)
+
+
+def test_an_option_s_prefix_is_not_taken_for_it(capsys):
+    """argparse took `--inter` for --interesting and `--q` for --quiet, and `--c` named a hidden option."""
+    with pytest.raises(SystemExit) as exc:
+        main(["anomalies", "RUN", "--inter", "g1", "--q"])
+    assert exc.value.code == 2 and "unrecognized arguments: --inter g1 --q" in capsys.readouterr().err

@@ -35,6 +35,9 @@ class Parser(argparse.ArgumentParser):
     one value given twice."""
 
     def __init__(self, *args, **kwargs):
+        # no prefixes of options: `--inter` was taken for --interesting, `--q` for --quiet, and `--c`
+        # named a hidden option among those it could mean
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
         self.register("action", None, _StoreOnce)
         self.register("action", "store", _StoreOnce)
