@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=2000, help="number of galaxies (default 2000)")
     p.add_argument("--seed", type=seed, default=0, help="random seed (same seed, same bytes)")
     p.add_argument("--out", metavar="DIR", required=True, help="output folder (images/ + catalogue.csv)")
-    p.add_argument("--size", type=int, help="frame side in pixels")
+    p.add_argument("--size", type=int, help="frame side in pixels, 32 to 2048 (default 128)")
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     common(p, config=False)
 
@@ -65,15 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
                "morphospace ingest ../shared/data/sdss-gz1 --out runs/gz1 --workers 2", run_arg=False)
     p.add_argument("data", metavar="DATA", help="survey folder or Galaxy10 .h5 file")
     p.add_argument("--out", metavar="RUN", required=True, help="run directory")
-    p.add_argument("--layout", help="force a layout: folder, sdss-gz1, kaggle-gz2, galaxy10, fits, synthetic")
+    p.add_argument("--layout", help="force a layout: folder, sdss-gz1, kaggle-gz2, galaxy10, fits, synthetic "
+                   "(default auto: recognised from the files)")
     p.add_argument("--catalogue", metavar="CSV", help="catalogue CSV for a folder of images")
     p.add_argument("--id-column", help="catalogue id column")
     p.add_argument("--file-column", help="catalogue file column")
-    p.add_argument("--workers", type=int, help="worker processes")
+    p.add_argument("--workers", type=int, help="worker processes (default 2: ingest.workers)")
     p.add_argument("--preset", choices=["default", "astrovader"], help="preprocessing preset")
     p.add_argument("--size", type=int, help="output image side in pixels, 16 to 1024 (default 64; 128 for the "
                                             "astrovader preset)")
-    p.add_argument("--colour", choices=["rgb", "grey"], help="3-band colour or grey")
+    p.add_argument("--colour", choices=["rgb", "grey"], help="3-band colour or grey (default rgb; grey for the "
+                   "astrovader preset)")
     p.add_argument("--strict", action="store_true", help="turn every quality flag into an error")
     p.add_argument("--mask-neighbours", action="store_true",
                    help="also build the neighbour-masked cube the model reads (before a distributed train)")
@@ -81,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = stage(sub, "train", "train the representation model (VaDE) of a run", "morphospace train runs/gz1 --epochs 30")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--seed", type=seed)
+    p.add_argument("--epochs", type=int, help="training epochs (train.epochs)")
+    p.add_argument("--seed", type=seed, help="random seed of the training (train.seed)")
     _devices(p)
     common(p)
 
@@ -103,17 +105,17 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--cluster", type=int, help="one of the run's own clusters, as the report and export number "
                        "them (its mixture components merged; drawn in proportion to their weights)")
     which.add_argument("--component", type=int, help="one mixture component k")
-    p.add_argument("--n", type=int, default=64, help="number of galaxies (default 64)")
+    p.add_argument("--n", type=int, default=64, help="number of galaxies, 1 to 100,000 (default 64)")
     p.add_argument("--out", metavar="DIR", required=True, help="output folder (PNG and FITS)")
     p.add_argument("--temperature", type=float, default=0.5, help="variance scale t of N(mu_k, t var_k) (default 0.5)")
     p.add_argument("--reject-below", type=float, help="keep only samples whose posterior of the component (or of "
                    "the cluster: its components' summed) is at least this")
-    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--seed", type=seed, default=0, help="random seed of the draw (default 0)")
     common(p, config="refused")  # no setting acts on a draw: said in one line, not listed
     p = stage(sub, "report", "write RUN/report.html (self-contained, with the explorer)", "morphospace report runs/gz1")
     common(p, example="report.thumb_size=96")
     p = stage(sub, "export", "write the results catalogue (.csv, .parquet or .fits)", "morphospace export runs/gz1 --out results.fits")
-    p.add_argument("--out", metavar="FILE", required=True)
+    p.add_argument("--out", metavar="FILE", required=True, help="the file to write: .csv, .parquet or .fits")
     common(p, config=False)
 
     p = stage(sub, "study", "the CNN feature study: fine-tune, features, reductions, clusterings, comparisons, report",
@@ -135,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = stage(sub, "import-astrovader", "build the published AstroVaDEr model from its Keras weights",
                "morphospace import-astrovader ../shared/peers/astrovader/saved_weights.h5 --out runs/astrovader", run_arg=False)
     p.add_argument("weights", metavar="H5", help="the published saved_weights.h5")
-    p.add_argument("--out", metavar="RUN", required=True)
+    p.add_argument("--out", metavar="RUN", required=True, help="run directory the model is built in")
     common(p)
     for command in COMMANDS:
         command.add_parser(sub)
@@ -147,5 +149,5 @@ def _devices(p: argparse.ArgumentParser) -> None:
     p.add_argument("--devices", type=int, help="devices per node (e.g. GPUs)")
     p.add_argument("--num-nodes", type=int, help="nodes (multi-node DDP, e.g. under SLURM)")
     p.add_argument("--strategy", help="Lightning strategy, e.g. ddp")
-    p.add_argument("--accelerator", help="cpu, gpu or auto")
+    p.add_argument("--accelerator", help="Lightning accelerator: cpu, gpu, cuda, mps, tpu or auto")
     p.add_argument("--precision", help="e.g. 32-true, bf16-mixed, 16-mixed")
