@@ -151,6 +151,8 @@ def _model_settings(run: RunDir, cfg: Config) -> Config:
     # every setting of the model, given or not: a study starts from the defaults, not the run's settings
     given = settings_of(now)
     back = {k: v for k, v in model_says.items() if given.get(k) != v}
+    if back.get("form.weights") and not Path(back["form.weights"]).is_file():  # gone since: refused, as given
+        back.pop("form.weights")
     if not back:
         return cfg
     try:
