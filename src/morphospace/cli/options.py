@@ -66,7 +66,8 @@ def common(p: argparse.ArgumentParser, config: bool | str = True, example: str =
         shown = config != "refused"
         p.add_argument("--config", metavar="FILE", help="TOML configuration file" if shown else argparse.SUPPRESS)
         p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
-                       help=f"override one configuration key, e.g. --set {example} (repeatable)" if shown
+                       help=f"override one configuration key, e.g. --set {example} (repeatable; a key given twice takes the "
+                            "last value)" if shown
                        else argparse.SUPPRESS)
     p.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
 
