@@ -107,15 +107,8 @@ def _given_keys(args) -> set[str]:
 
 def _given_once(args, options: dict) -> None:
     """A one-line error where an option and a ``--set`` give one setting different values (the
-    option won without a word: ``--epochs 1 --set train.epochs=2`` trained 1 epoch), or two ``--set``
-    give one key."""
+    option won without a word: ``--epochs 1 --set train.epochs=2`` trained 1 epoch)."""
     given = _set_keys(args)
-    seen: dict[str, str] = {}
-    for text in getattr(args, "overrides", None) or []:  # one key given twice by --set: the last won unsaid
-        key = str(text).partition("=")[0].strip()
-        if key in seen and "=" in str(text):
-            raise UserError(f"{key} is given twice by --set ({seen[key]}, {text}): give it once")
-        seen[key] = str(text)
     for key, value in options.items():
         if key not in given:
             continue
