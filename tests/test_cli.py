@@ -361,3 +361,10 @@ def test_a_set_key_given_twice_takes_the_last_value_as_the_help_says(tiny_folder
     assert main(["ingest", str(tiny_folder_survey), "--out", str(tmp_path / "r"), "--quiet",
                  "--set", "cluster.seed=7", "--set", "cluster.seed=8"]) == 0
     assert load_config(tmp_path / "r" / "config.toml").cluster.seed == 8
+
+
+def test_no_command_prints_the_help_on_stderr_and_exits_2(capsys):
+    """Bare `morphospace` exited 2 with its 47-line help on stdout, where a pipe took it for output."""
+    assert main([]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "usage: morphospace" in err

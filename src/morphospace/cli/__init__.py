@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     Returns
     -------
     int
-        Exit status: 0 on success; 2 without a sub-command (the help is printed), on a
+        Exit status: 0 on success; 2 without a sub-command (the help is printed on stderr), on a
         :class:`UserError` or when the file system refuses (each printed as one line);
         130 on Ctrl-C; 143 on SIGTERM; 141, silently, when the reader of the output went away (``| head``).
         Usage errors exit with status 2 from the parser itself.
@@ -103,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _reuse_freed_memory()
-    if not args.command:
-        parser.print_help()
+    if not args.command:  # a usage error, exit 2: its help on stderr, where the errors go, not in a pipe's data
+        parser.print_help(sys.stderr)
         return 2
     set_quiet(args.quiet)
     succeeded = False
