@@ -215,10 +215,6 @@ def _new_run(args, out: str, trains: bool = False, **options) -> tuple[RunDir, C
 
     check_out(out)
     check_not_a_folder_of_results(out)
-    data = options.get("data__path")
-    if data is not None and not str(data).strip():  # an empty DATA is no survey, not the synthetic one
-        raise UserError("the data must name a survey (a folder or a file), got an empty path; "
-                        "leave it out for the built-in synthetic survey")
     cfg = _set(_config_for(args, None, training=args.command == "run"), args, **options)
     pipeline.check_data(cfg, out)
     if trains:
@@ -240,8 +236,6 @@ def _dispatch(args) -> int | None:
         _setup_logging(args.quiet, None)
         if args.n < 1:
             raise UserError("--n must be at least 1")
-        if not str(args.out).strip():  # Path("") is the current folder: the survey went there
-            raise UserError("synth: --out is empty text: name a folder")
         out = pipeline.stage_synth(Path(args.out), args.n, args.seed, args.workers, args.size)
         print(f"synthetic survey: {printable(str(out))}")
         return 0

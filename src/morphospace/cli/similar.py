@@ -44,8 +44,6 @@ def run(args, run) -> int:
             log.warning("the '%s' embedding searched is not that of the run's model: %s (run `morphospace embed %s`, "
                         "then this again)", embedding, why, run.path)
     if args.image is not None:
-        if not str(args.image).strip():
-            raise UserError("--image must name an image file, got an empty path")
         row, vector = embed_image(run, Path(args.image), embedding)
         table, gallery = similar_to_image(run, vector, row, embedding, args.k, query=printable(Path(args.image).name),
                                           source=str(Path(args.image).resolve()))

@@ -43,7 +43,7 @@ def _set_aside_the_model_s_results(run: RunDir) -> None:
     config saying pca). A study's CNN, the classes, the pixel PCA's own results and the user's files
     stay; a rename that fails puts back what moved."""
     from ..run.provenance import made_from
-    from ..run.set_aside import move_into
+    from ..run.set_aside import set_aside
     from ..vade.io import model_dir, model_file
 
     if not model_file(run).is_file():
@@ -53,13 +53,7 @@ def _set_aside_the_model_s_results(run: RunDir) -> None:
     paths += [p for name in mine for p in run.path.glob(f"embeddings/{name}.*")]
     paths += made_from(run, mine)  # their maps, clusterings and k-selection tables (drawn as current before)
     paths += list(run.path.glob("figures/vade_*"))
-    present = list(dict.fromkeys(p for p in paths if p.exists() or p.is_symlink()))
-    dest = run.new_superseded_folder()
-    move_into(run.path, present, dest)
-    log.warning("model.kind = pca: the run's trained VaDE and what was made with it (%d files and folders: %s%s) "
-                "moved to %s (delete it when you no longer need it)", len(present),
-                ", ".join(str(p.relative_to(run.path)) for p in present[:4]), ", ..." if len(present) > 4 else "",
-                dest.relative_to(run.path))
+    set_aside(run, paths, "model.kind = pca: the run's trained VaDE and what was made with it", log)
 
 
 def stage_embed(run: RunDir, cfg: Config) -> None:

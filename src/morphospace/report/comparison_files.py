@@ -85,3 +85,17 @@ class ComparisonFiles:
         """
         p = self.path / "comparisons" / name
         return p if p.exists() else None
+
+    @cached_property
+    def held_out(self) -> dict[str, int]:
+        """Clustering -> the galaxies it was scored on against the labels, for those whose representation
+        the labels made (an LDA map, fine-tuned features: the compare stage's ``held_out.json``); empty
+        where there is none or it cannot be read."""
+        from ..analysis.compare import HELD_OUT
+
+        path = self.comparison(HELD_OUT)
+        try:
+            held = json.loads(path.read_text()).get("held_out", {}) if path else {}
+        except (OSError, ValueError, AttributeError):
+            return {}
+        return {str(k): int(v) for k, v in held.items() if isinstance(v, int)} if isinstance(held, dict) else {}

@@ -34,7 +34,7 @@ def key_findings(contents: RunContents) -> list[tuple[str, str, str]]:
             # where it stands among the run's clusterings: a number alone says nothing of good or bad
             # among the clusterings no label made: not the label columns beside them, nor those of a map or
             # features the labels trained (held_out.json: LDA maps, fine-tuned features)
-            made = _label_made(contents)
+            made = list(contents.held_out)  # the clusterings whose representation the labels made
             labels = [truth, *contents.label_columns, *made]
             others = pd.to_numeric(ami[truth].drop(index=labels, errors="ignore"), errors="coerce").dropna()
             rank = int((others > v).sum()) + 1
@@ -70,18 +70,6 @@ def key_findings(contents: RunContents) -> list[tuple[str, str, str]]:
             tiles.append((f"{row.max():.3f}".replace("-0.000", "0.000"), "largest nuisance AMI",
                           f"{primary.name} with {row.idxmax()} (0: chance)"))
     return tiles
-
-
-def _label_made(contents: RunContents) -> list[str]:
-    """The clusterings whose representation the labels made (the compare stage's ``held_out.json``)."""
-    import json
-
-    path = contents.comparison("held_out.json")
-    try:
-        held = json.loads(path.read_text()).get("held_out", {}) if path else {}
-    except (OSError, ValueError, AttributeError):
-        return []
-    return [str(k) for k in held] if isinstance(held, dict) else []
 
 
 def _matrix(contents: RunContents, name: str) -> pd.DataFrame | None:

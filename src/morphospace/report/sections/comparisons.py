@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ...analysis.compare import CONTINGENCY_INDEX, HELD_OUT, plot_heatmap
+from ...analysis.compare import CONTINGENCY_INDEX, plot_heatmap
 from ...analysis.labels import missing_mask
 from ..context import ReportContext, Section, fmt
 from ..html import render
@@ -125,7 +125,7 @@ def _truth_table(ctx: ReportContext, matrices: dict[str, pd.DataFrame]) -> tuple
     caption = (f"The {len(shown)} of {len(best)} clusterings that recover the truth label best"
                if len(shown) < len(best) else f"The {len(best)} clusterings") + \
         f", ranked by {key} (1 = the same partition, 0 = chance); DBSCAN and HDBSCAN noise counts as one cluster."
-    held = _held_out(ctx)
+    held = ctx.contents.held_out
     if any(n.endswith("_lda") and n not in held for n in shown["clustering"]):  # compared by an earlier version
         caption += (" Clusterings of an LDA map (names ending in _lda) are not unsupervised: LDA was fitted on "
                     "these labels, so part of their agreement is by construction.")
@@ -171,17 +171,6 @@ def _pairs(ctx: ReportContext, matrices: dict[str, pd.DataFrame]) -> list[tuple[
         frame = frame.sort_values(key, ascending=False).rename_axis("with").reset_index()
         out.append((name, table(frame, heat=True, heat_range=(0.0, 1.0))))
     return out
-
-
-def _held_out(ctx: ReportContext) -> dict[str, int]:
-    """Clustering -> the galaxies it was scored on against the labels, for those of fine-tuned features
-    (the compare stage's ``held_out.json``); empty when there is none or the file is unreadable."""
-    path = ctx.contents.comparison(HELD_OUT)
-    try:
-        held = json.loads(path.read_text()).get("held_out", {}) if path else {}
-    except (OSError, ValueError, AttributeError):
-        return {}
-    return {str(k): int(v) for k, v in held.items() if isinstance(v, int)} if isinstance(held, dict) else {}
 
 
 def _contingencies(ctx: ReportContext) -> list[tuple[str, TableView]]:
