@@ -74,6 +74,33 @@ def test_bad_option_is_one_line_exit_2():
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("argv, typed, meant", [(["studdy"], "studdy", "study"), (["clustr", "RUN"], "clustr", "cluster"),
+                                                (["ingest", "D", "--out", "R", "--colour", "gray"], "gray", "grey")])
+def test_a_mistyped_command_or_choice_names_the_closest(argv, typed, meant, capsys):
+    """`morphospace studdy` listed every command without saying which was meant."""
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and len(err.splitlines()) == 1
+    assert err.startswith("morphospace: error: argument ") and f"invalid choice: {typed!r} (did you mean " \
+        f"'{meant}'? choose from " in err and err.endswith("(see --help)"), err
+
+
+def test_an_unknown_command_with_none_close_keeps_the_list_alone(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["xyzzy"])
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and "did you mean" not in err
+    assert err.startswith("morphospace: error: argument STAGE: invalid choice: 'xyzzy' (choose from 'run', ")
+
+
+def test_a_mistyped_command_is_one_line_and_status_2_from_the_entry_point():
+    r = _run("studdy")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "did you mean 'study'?" in lines[0]
+
+
 @pytest.mark.parametrize("argv", [["similar", "R", "--id", "a", "--id", "b"], ["synth", "--n", "2", "--n", "3"],
                                   ["train", "R", "--devices", "1", "--devices", "2"]])
 def test_an_option_of_one_value_given_twice_is_refused(argv, capsys):

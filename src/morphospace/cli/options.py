@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 from pathlib import Path
 
 from ..errors import UserError
@@ -31,8 +32,8 @@ class _StoreOnce(argparse._StoreAction):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors in one line with exit status 2, and refuses an option of
-    one value given twice."""
+    """argparse that reports usage errors in one line with exit status 2, names the closest of the
+    choices to one mistyped, and refuses an option of one value given twice."""
 
     def __init__(self, *args, **kwargs):
         # no prefixes of options: `--inter` was taken for --interesting, `--q` for --quiet, and `--c`
@@ -41,6 +42,24 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self.register("action", None, _StoreOnce)
         self.register("action", "store", _StoreOnce)
+
+    def _check_value(self, action, value):
+        """argparse's check of a value against its choices, with the closest choice named (a
+        mistyped command, ``studdy``: "did you mean 'study'?"); none close: argparse's message."""
+        try:
+            super()._check_value(action, value)
+        except argparse.ArgumentError as exc:
+            known = [c for c in action.choices if isinstance(c, str)] if isinstance(value, str) else []
+            close = difflib.get_close_matches(value, known, n=1)
+            if not close:
+                raise
+            hint = f"did you mean '{close[0]}'? "
+            message = exc.message
+            if "(choose from " in message:  # as the config's unknown key: the hint, then the list
+                message = message.replace("(choose from ", f"({hint}choose from ", 1)
+            else:
+                message = f"{message} ({hint.strip()})"
+            raise argparse.ArgumentError(action, message) from None
 
     def error(self, message: str) -> None:  # noqa: D401 - argparse API
         self.exit(2, f"morphospace: error: {message} (see --help)\n")
