@@ -151,6 +151,39 @@ def test_stage_options_and_set_reach_the_saved_config_and_the_stage(tiny_folder_
     assert np.load(run / "cube.npy", mmap_mode="r").shape == (6, 1, 64, 64)  # grey: one channel
 
 
+def test_study_seed_and_workers_are_the_settings_run_gives_them(tiny_folder_survey, tmp_path, monkeypatch, capsys):
+    """`study` had no --seed or --workers (`run` has both): `study --seed 3 --workers 1` is now
+    `--set train.seed=3 --set cluster.seed=3 --set ingest.workers=1`, as `run --seed 3 --workers 1` is."""
+    from morphospace import pipeline
+    from morphospace.config import dumps_config
+
+    given = []
+
+    def study(run, cfg, created=False, resume=False):  # the settings the study is given, not its hours
+        given.append(cfg)
+        return tmp_path / "report.html"
+
+    monkeypatch.setattr(pipeline, "run_study", study)
+    base = ["study", "--data", str(tiny_folder_survey), "--backbone", "small", "--quiet"]
+    assert main([*base, "--out", str(tmp_path / "a"), "--seed", "3", "--workers", "1"]) == 0
+    assert main([*base, "--out", str(tmp_path / "b"), "--set", "train.seed=3", "--set", "cluster.seed=3",
+                 "--set", "ingest.workers=1"]) == 0
+    assert main([*base, "--out", str(tmp_path / "c")]) == 0
+    by_options, by_set, neither = given
+    assert (by_options.train.seed, by_options.cluster.seed, by_options.ingest.workers) == (3, 3, 1)
+    assert dumps_config(by_options) == dumps_config(by_set) != dumps_config(neither)
+    assert (neither.train.seed, neither.cluster.seed, neither.ingest.workers) == (0, 0, 2)
+    # an option and a --set that disagree: one line, as for the other stages
+    capsys.readouterr()
+    assert main([*base, "--out", str(tmp_path / "d"), "--seed", "3", "--set", "cluster.seed=7"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cluster.seed is given twice" in err and len(err.splitlines()) == 1 and not (tmp_path / "d").exists()
+    for bad in (["--seed", "-1"], ["--workers", "x"]):
+        with pytest.raises(SystemExit) as stop:
+            main([*base, *bad])
+        assert stop.value.code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
 def test_version_is_the_package_version(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--version"])

@@ -264,7 +264,9 @@ def _dispatch(args) -> int | None:
     if cmd == "study":
         run, cfg, created, replaced = _new_run(args, args.out, True, data__path=args.data,
                                                study__backbone=args.backbone, study__labels=args.labels,
-                                               study__mode=args.mode, study__epochs=args.epochs)
+                                               study__mode=args.mode, study__epochs=args.epochs,
+                                               train__seed=args.seed, cluster__seed=args.seed,
+                                               ingest__workers=args.workers)
         run.acquire_lock()
         report = pipeline.run_study(run, cfg, created, resume=args.resume)
         _say(replaced)

@@ -130,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["finetune", "frozen"],
                    help="finetune the backbone on the labels (default) or take its features as they are")
     p.add_argument("--epochs", type=int, help="fine-tuning epochs")
+    p.add_argument("--seed", type=seed, help="random seed of the fine-tuning and clustering (train.seed, cluster.seed)")
+    p.add_argument("--workers", type=int, help="ingest worker processes (ingest.workers)")
     p.add_argument("--resume", action="store_true",
                    help="go on with an interrupted fine-tuning from its last epoch (models/<backbone>/last.ckpt)")
     common(p)
