@@ -95,7 +95,7 @@ def main() -> None:
     from morphospace.vade.train import train_run
 
     set_quiet(True)
-    cfg = apply_overrides(load_config(None), list(args.set))
+    cfg = apply_overrides(load_config(None), ["train.keep_view_bank=true", *args.set])  # its width is read below
     path = args.work / "run"
     if not (path / "cube.npy").is_file():
         ingest(args.data, RunDir(path, create=True), cfg)

@@ -9,7 +9,7 @@ AMI of K-Means(3) against them is printed beside it, for information only.
 
 Usage::
 
-    .venv/bin/morphospace run --data ../shared/data/sdss-gz1 --out RUN --quiet
+    .venv/bin/morphospace run --data ../shared/data/sdss-gz1 --out RUN --quiet --set train.keep_view_bank=true
     .venv/bin/python benchmarks/bench_form_views.py RUN
 """
 
@@ -40,6 +40,8 @@ def main() -> None:
     args = ap.parse_args()
     run = RunDir(args.run)
     ssl = run.path / "models" / "vade" / "ssl"
+    if not (ssl / "view_bank.npy").is_file():
+        raise SystemExit("the run kept no view bank: train it with --set train.keep_view_bank=true")
     bank = np.load(ssl / "view_bank.npy", mmap_mode="r")
     if bank.shape[1] != len(run.read_cube(mmap=True)):
         raise SystemExit("the view bank covers a training sample only: train the run with train.sample=0")

@@ -1,7 +1,7 @@
 """Where the own clusters' seed-to-seed variance comes from, and what an ensemble of heads takes away.
 
-Given one trained form run of sdss-gz1 (its view bank, ``models/vade/ssl/view_bank.npy``, is
-kept for ``--resume``), this trains ``--heads`` SSL heads on that bank from seeds of their own
+Given one trained form run of sdss-gz1 trained with ``train.keep_view_bank = true`` (its view
+bank, ``models/vade/ssl/view_bank.npy``, is otherwise removed once the model is saved), this trains ``--heads`` SSL heads on that bank from seeds of their own
 (the run's own settings, :func:`morphospace.ssl.training.fit_embedder`), then fits the linear
 core and merges its components (the run's defaults) on:
 
@@ -21,7 +21,8 @@ its nuisance draws is not in these figures (compare ``bench_vade.py --seeds``, w
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_vade.py --out OUT --variants default --seeds 0 --no-peers
+    .venv/bin/python benchmarks/bench_vade.py --out OUT --variants default --seeds 0 --no-peers \
+        --set train.keep_view_bank=true
     .venv/bin/python benchmarks/bench_seed_variance.py OUT/default_s0 --work W --heads 6
     .venv/bin/python benchmarks/bench_seed_variance.py OUT/default_s0 --work W --heads 6 --core-fits 4 8 16
 """
@@ -102,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     bank = args.work / "view_bank.npy"
     if not bank.exists():
+        if not (model_dir(run) / "ssl" / "view_bank.npy").is_file():
+            print(f"{run.path} kept no view bank: train it with --set train.keep_view_bank=true", file=sys.stderr)
+            return 2
         os.link(model_dir(run) / "ssl" / "view_bank.npy", bank)
     cube = masked_cube(run, workers=cfg.ingest.workers)
     t0 = time.perf_counter()

@@ -591,6 +591,30 @@ def test_form_training_resumes(form_run, tmp_path):
     assert result.epochs == 4 and (copy / "models/vade/model.pt").is_file()
 
 
+def test_a_saved_model_keeps_no_view_bank_unless_asked(form_run, tmp_path, caplog):
+    """The view bank (77 kB a galaxy; 1.5 GB at train.sample's 20,000) is removed once the model is
+    saved, and said; a resume of the finished training makes it again and removes it again;
+    train.keep_view_bank keeps it."""
+    import logging
+    import shutil
+
+    from morphospace.config import apply_overrides
+    from morphospace.run import RunDir
+    from morphospace.vade.train import train_run
+
+    run, cfg, _, _ = form_run
+    bank = "models/vade/ssl/view_bank.npy"
+    assert (run.path / "models/vade/model.pt").is_file() and not (run.path / bank).exists()
+    copy = tmp_path / "copy"
+    shutil.copytree(run.path, copy)
+    with caplog.at_level(logging.INFO, logger="morphospace"):
+        train_run(RunDir(copy), cfg, resume=True)
+    assert not (copy / bank).exists() and "view bank removed" in caplog.text
+    kept = apply_overrides(cfg, ["train.keep_view_bank=true"])
+    train_run(RunDir(copy), kept, resume=True)
+    assert np.load(copy / bank, mmap_mode="r").shape[:2] == (8 + cfg.form.aug_views, 40)
+
+
 def test_an_mlp_core_killed_before_it_started_resumes_from_the_head(tmp_path, caplog):
     """form.core = "mlp": a run killed once the SSL head was trained, before the core wrote its
     first checkpoint, resumes (it was refused: the core's checkpoint was the one looked for) and
@@ -658,7 +682,7 @@ def test_form_model_trains_on_a_sample_and_embeds_every_galaxy(tmp_path):
     from morphospace.vade.train import train_run
 
     run = make_run(tmp_path / "run", n=40, side=32, channels=3)
-    cfg = apply_overrides(load_config(None), FORM_TINY + ["train.sample=24"])
+    cfg = apply_overrides(load_config(None), FORM_TINY + ["train.sample=24", "train.keep_view_bank=true"])
     train_run(run, cfg)
     summary = json.loads((run.path / "models/vade/training.json").read_text())
     assert summary["train_sample"] == 24 and summary["n_images"] == 24

@@ -239,6 +239,12 @@ class TrainConfig(Section):
         ``DataLoader`` workers). 0: the main process reads, right on a CPU whose cores are
         computing; on a GPU a few keep it fed. ``auto`` (:meth:`loader_processes`): 0 on the CPU,
         up to 8 per device on an accelerator.
+    keep_view_bank : bool
+        Keep the form model's view bank (``models/vade/ssl/view_bank.npy``, the frozen trunk's
+        features of every trained galaxy's views: 77 kB a galaxy, 1.5 GB at the default
+        ``sample``) once the model is saved. It serves only a ``--resume`` of an interrupted
+        training, which keeps it until the model is saved, and benchmarks that retrain heads on it;
+        a finished training removes it.
     """
 
     seed: Seed = 0
@@ -258,6 +264,7 @@ class TrainConfig(Section):
     augment: Literal["none", "flips", "dihedral", "rotate"] = "flips"
     sample: Annotated[int, Field(ge=0, le=10_000_000_000)] = 20_000
     loader_workers: Annotated[int, Field(ge=0, le=256)] | Literal["auto"] = "auto"
+    keep_view_bank: bool = False
 
     def loader_processes(self) -> int:
         """``loader_workers`` resolved: ``auto`` is 0 on the CPU (its cores are computing) and, on an

@@ -242,7 +242,7 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
     """Train a form embedder on a cube; returns it, the embedding of every galaxy and a summary.
 
     With a frozen trunk the view bank is kept as ``out_dir/view_bank.npy`` (a memmap) so a
-    resumed run does not recompute it; Lightning writes ``out_dir/last.ckpt`` after every epoch.
+    resumed run does not recompute it (the run's training removes it once its model is saved); Lightning writes ``out_dir/last.ckpt`` after every epoch.
     ``loader_workers`` read the cube when the trunk trains (``train.loader_workers``); ``views``
     dihedral views are averaged into the embedding (:class:`FormEmbedder`); a trained trunk
     learns at ``lr * trunk_lr_scale``. ``heads`` > 1 (frozen trunk only) trains that many heads

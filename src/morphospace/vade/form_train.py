@@ -14,7 +14,8 @@ The three are saved together as one :class:`~morphospace.vade.form_model.FormVaD
 ``RUN/models/vade/model.pt``; ``form_embedding.npy`` beside it holds every galaxy's
 embedding so that ``morphospace embed`` does not put the cube through the CNN again.
 ``--resume`` continues the head (and an MLP core) from their last checkpoints (the view bank
-is kept) and refits the linear core and the decoder.
+is kept until the model is saved, then removed unless ``train.keep_view_bank``) and refits the
+linear core and the decoder.
 
 Above ``train.sample`` galaxies, all three train on a reproducible sample of that many; the
 trained embedder then embeds the other galaxies and the core encodes every one.
@@ -182,7 +183,23 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
                                                 "train_sample": info.get("train_sample"), "form": info,
                                                 "seconds_by_part": parts})
             log.info("form VaDE trained (linear core): K = %d, %.1f s; model in %s", k, seconds, mdir)
+        if not cfg.train.keep_view_bank:
+            _remove_view_bank(mdir / "ssl" / "view_bank.npy")
     return result
+
+
+def _remove_view_bank(path) -> None:
+    """The view bank of a saved model removed: it served the heads' training and a resume of it, and
+    holds 77 kB a galaxy (``train.keep_view_bank`` keeps it)."""
+    try:
+        size = path.stat().st_size
+        path.unlink()
+    except FileNotFoundError:
+        return
+    except OSError as exc:  # a bank that cannot go costs disk, not the model
+        log.warning("the view bank %s could not be removed (%s); it may be deleted by hand", path, exc)
+        return
+    log.info("view bank removed (%.0f MB; train.keep_view_bank = true keeps it)", size / 1e6)
 
 
 def _embed_the_rest(embedder, cube, rows: np.ndarray, emb_rows: np.ndarray, batch_size: int,
