@@ -68,8 +68,10 @@ def test_run_with_the_form_vade_then_a_study_of_its_ssl_encoder(tmp_path, monkey
     assert main(["synth", "--n", "24", "--seed", "2", "--out", str(survey), "--size", "64", "--quiet"]) == 0
     run = tmp_path / "run"
     code = main(["run", "--out", str(run), "--data", str(survey), "--quiet", *TINY_VADE,
-                 "--set", "model.n_components=4", "--set", "cluster.reductions=['pca']", "--set", "cluster.kmeans_k=[3]"])
+                 "--set", "model.n_components=4", "--set", "cluster.reductions=['pca']", "--set", "cluster.kmeans_k=[3]",
+                 "--set", "cluster.invariance_sample=4"])  # the intervention test, on 4 galaxies: its cost is the trunk's
     assert code == 0
+    assert (pd.read_csv(run / "comparisons" / "invariance.csv")["n"] == 4).all()
     # the default model is the form-first VaDE: its 4 components, merged into the run's clusters
     comps = pd.read_parquet(run / "clusterings" / "vade_components.parquet")
     assert len(comps) == 24 and {"prob_0", "prob_1", "prob_2", "prob_3"} <= set(comps.columns)

@@ -57,6 +57,10 @@ class ClusterConfig(Section):
         rows (openTSNE's "median" placement of new points). 0: always fit on all rows.
     nuisance_columns : list of str
         Catalogue columns to audit; empty: chosen automatically.
+    invariance_sample : int
+        Galaxies of the intervention test (:mod:`morphospace.vade.invariance`: the run's own
+        clusters of a sample shown again smaller, larger, turned, blurred, fainter, through the
+        model: about 0.2 s a galaxy on 2 cores); 0: no test.
     """
 
     kmeans_k: Annotated[list[ClusterCount], Field(min_length=1)] = [3, 4, 5, 6, 7, 8]
@@ -77,6 +81,7 @@ class ClusterConfig(Section):
     fit_sample: Annotated[int, Field(ge=0, le=100_000_000)] = 50_000
     map_sample: Annotated[int, Field(ge=0, le=100_000_000)] = 100_000
     nuisance_columns: list[Text] = []
+    invariance_sample: Annotated[int, Field(ge=0, le=1_000_000)] = 128
 
     @field_validator("n_jobs")
     @classmethod

@@ -203,10 +203,24 @@ def stage_compare(run: RunDir, cfg: Config) -> None:
         compare_run(run, cfg)
     with Timer("nuisance audit"):
         audit_run(run, cfg)
+    _intervention_test(run, cfg)
     from ..study.figures import write_study_figures
 
     with Timer("maps, k-selection curves and cluster galleries"):
         write_study_figures(run, cfg)
+
+
+def _intervention_test(run: RunDir, cfg: Config) -> None:
+    """The intervention test of the run's own clusters (``comparisons/invariance.csv``), where the run
+    has a trained, embedded VaDE whose embeddings are its own; an earlier test's table goes first."""
+    from ..vade.invariance import INVARIANCE_FILE, invariance_audit
+    from ..vade.io import embeddings_outdated, model_file
+
+    path = run.path / "comparisons" / INVARIANCE_FILE
+    path.unlink(missing_ok=True)  # an earlier model's test is not this one's
+    n = cfg.cluster.invariance_sample
+    if n and model_file(run).is_file() and "vade" in run.clusterings() and embeddings_outdated(run) is None:
+        invariance_audit(run, n=n, seed=cfg.cluster.seed)
 
 
 def stage_report(run: RunDir, cfg: Config) -> Path:

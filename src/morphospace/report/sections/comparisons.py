@@ -17,6 +17,7 @@ from ...analysis.labels import missing_mask
 from ..context import ReportContext, Section, fmt
 from ..html import render
 from ..views import TableView, figure, table
+from .invariance import invariance_view
 
 __all__ = ["comparison_section", "probe_view", "read_matrix"]
 
@@ -322,7 +323,7 @@ def comparison_section(ctx: ReportContext) -> Section | None:
                                                                 truth_table=None, truth_caption=None, probe=probe,
                                                                 contingencies=[], pairs=[], pick_at=PICK_AT,
                                                                 stale_clusterings=True,
-                                                                audit=None, stale=why))
+                                                                audit=None, invariance=None, stale=why))
     figs, matrices = [], {}
     for m, title in (("ari", "Adjusted Rand index"), ("ami", "Adjusted mutual information")):
         csv = c.comparison(f"{m}.csv")
@@ -340,8 +341,8 @@ def comparison_section(ctx: ReportContext) -> Section | None:
             "truth_caption": truth_table and truth_table[1],
             "probe": None if probes_stale else probe_view(c.comparison("linear_probe.csv")),
             "pairs": _pairs(ctx, matrices), "contingencies": _contingencies(ctx), "pick_at": PICK_AT,
-            "audit": _audit(ctx), "stale": stale[0] if probes_stale else None,
+            "audit": _audit(ctx), "invariance": invariance_view(ctx), "stale": stale[0] if probes_stale else None,
             "stale_clusterings": False}
-    if not any(view[k] for k in ("matrices", "truth_table", "probe", "contingencies", "audit", "stale")):
+    if not any(view[k] for k in ("matrices", "truth_table", "probe", "contingencies", "audit", "invariance", "stale")):
         return None
     return Section("comparisons", "Comparisons", render("comparisons.html", **view))

@@ -1,0 +1,229 @@
+"""Do the run's own clusters stay put when only how a galaxy is seen changes? An intervention test.
+
+The nuisance audit (:mod:`morphospace.analysis.nuisance`) correlates the clusters with what is
+measured on the images. A size measured on an image is also a measure of form (the light
+profile: README, *the nuisance audit*), so a correlation cannot tell a cluster that follows
+size from one that follows concentration. This test intervenes instead. A reproducible sample of
+the run's galaxies is shown again with one thing changed at a time:
+
+``smaller`` / ``larger``
+    shrunk to 0.7 or grown to 1.4 times its apparent size about the frame's centre;
+``turned 45 deg``
+    turned by 45 degrees (the model averages the eight quarter turns and flips, so these
+    would show nothing);
+``wider PSF``
+    blurred by a Gaussian of 1 pixel (of the cube), as worse seeing does;
+``fainter``
+    its signal-to-noise halved (the sky's noise doubled), as a galaxy 2x fainter shows (the
+    ingest scales each galaxy by its own peak, so brightness alone changes nothing).
+
+Each change is made on the cube row's light (the ingest's stretch undone), the sky's noise that
+resampling or blurring smooths away is given back, and the row is normalised again as the ingest
+normalises (:func:`morphospace.data.ingest.normalise.normalise`). It is then embedded as a new
+image is (``morphospace similar --image``: neighbours masked, the model's encoder) and assigned to
+the run's clusters (its mixture's responsibilities, components merged as the run's are). A
+control, ``moved 1/2 px`` (half a pixel along the diagonal), goes through the same resampling and
+noise alone: what it changes is the test's own floor, the galaxies at a cluster's edge. Scored
+against the same galaxies unchanged, through the same path: the share whose cluster changes, and
+the ARI of the clusters before and after (1: the clusters ignore the change; 0: as if drawn anew).
+The chance share, what two unrelated draws of the clusters' sizes would change, is beside them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import ndimage
+from sklearn.metrics import adjusted_rand_score
+
+from ..data.ingest.normalise import normalise
+from ..data.ingest.spec import PreprocessSpec
+from ..data.sample import sample_rows
+from ..image.masking import mask_images
+from ..progress import Timer
+from ..run import RunDir, write_table
+from .io import cluster_groups, fingerprint, load_vade, model_file
+
+log = logging.getLogger("morphospace")
+
+__all__ = ["CHANGES", "INVARIANCE_FILE", "change_rows", "invariance_audit"]
+
+INVARIANCE_FILE = "invariance.csv"  # in comparisons/
+BATCH = 64
+
+# what each change does, in the words of the report
+CHANGES = {
+    "moved 1/2 px": "moved by half a pixel (a control: the resampling and the noise given back alone)",
+    "smaller": "shrunk to 0.7 of its apparent size",
+    "larger": "grown to 1.4 times its apparent size",
+    "turned 45 deg": "turned by 45 degrees",
+    "wider PSF": "blurred by a Gaussian of 1 pixel (worse seeing)",
+    "fainter": "signal-to-noise halved (2x fainter)",
+}
+
+
+def _affine(img: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Each band of ``img`` (C, S, S) resampled about the centre by ``matrix`` (output to input
+    coordinates, bilinear); NaN where the input has no pixel."""
+    centre = (np.array(img.shape[1:]) - 1) / 2.0
+    offset = centre - matrix @ centre
+    return np.stack([ndimage.affine_transform(band, matrix, offset=offset, order=1, cval=np.nan) for band in img])
+
+
+def _zoom(factor: float) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda img: _affine(img, np.eye(2) / factor)
+
+
+def _turn(degrees: float) -> Callable[[np.ndarray], np.ndarray]:
+    a = np.radians(degrees)
+    rotation = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    return lambda img: _affine(img, rotation)
+
+
+def _shift(pixels: float) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda img: np.stack([ndimage.shift(band, (pixels, pixels), order=1, cval=np.nan) for band in img])
+
+
+def _blur(sigma: float) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda img: np.stack([ndimage.gaussian_filter(band, sigma, mode="nearest") for band in img])
+
+
+OPERATIONS = {"moved 1/2 px": _shift(0.5 / np.sqrt(2.0)), "smaller": _zoom(0.7), "larger": _zoom(1.4), "turned 45 deg": _turn(45.0), "wider PSF": _blur(1.0)}
+
+
+def _noise_left(op: Callable[[np.ndarray], np.ndarray], shape: tuple) -> float:
+    """How much of a unit white noise ``op`` leaves (its standard deviation after), measured."""
+    field = np.random.default_rng(0).standard_normal((1, *shape[1:]))
+    out = op(field)
+    return float(np.nanstd(out[:, 4:-4, 4:-4]))
+
+
+def _sky_sigma(lin: np.ndarray) -> np.ndarray:
+    """Per band, the robust sigma (1.4826 x MAD) of the row's border, a tenth of its side wide."""
+    s = lin.shape[-1]
+    w = max(2, s // 10)
+    border = np.concatenate([lin[:, :w].reshape(len(lin), -1), lin[:, -w:].reshape(len(lin), -1),
+                             lin[:, w:-w, :w].reshape(len(lin), -1), lin[:, w:-w, -w:].reshape(len(lin), -1)], axis=1)
+    med = np.median(border, axis=1, keepdims=True)
+    return 1.4826 * np.median(np.abs(border - med), axis=1)
+
+
+def _linear(rows: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Cube rows (n, C, S, S) with the ingest's stretch undone (in units of each row's peak)."""
+    y = np.asarray(rows, dtype=np.float64)
+    if spec.normalise != "asinh":
+        return y
+    s = spec.softening
+    return s * np.sinh(y * np.arcsinh(1.0 / s))
+
+
+def change_rows(rows: np.ndarray, change: str, spec: PreprocessSpec, seed: int = 0) -> np.ndarray:
+    """Cube rows as they would read with one thing about how they are seen changed (see the module
+    docstring).
+
+    Parameters
+    ----------
+    rows : ndarray, shape (n, C, S, S)
+        Rows of a cube made with ``spec``.
+    change : str
+        One of :data:`CHANGES`.
+    spec : PreprocessSpec
+        The recipe the cube was made with (its normalisation).
+    seed : int
+        Seeds the sky noise given back or added.
+
+    Returns
+    -------
+    ndarray, shape (n, C, S, S), float32
+    """
+    if change not in CHANGES:
+        raise ValueError(f"change must be one of {', '.join(CHANGES)}; got {change!r}")
+    rng = np.random.default_rng(seed)
+    out = np.empty(np.shape(rows), dtype=np.float32)
+    op = OPERATIONS.get(change)
+    left = _noise_left(op, out.shape[1:]) if op is not None else 1.0
+    for i, lin in enumerate(_linear(rows, spec)):
+        sigma = _sky_sigma(lin)[:, None, None]
+        if op is None:  # fainter: the sky's noise doubled
+            new = lin + rng.standard_normal(lin.shape) * np.sqrt(3.0) * sigma
+        else:
+            new = op(lin)
+            empty = np.isnan(new)  # beyond the frame: sky
+            new = np.where(empty, 0.0, new) + rng.standard_normal(lin.shape) * sigma * np.where(
+                empty, 1.0, np.sqrt(max(0.0, 1.0 - left**2)))
+        out[i] = normalise(new.transpose(1, 2, 0).astype(np.float32), spec,
+                           sky=np.zeros(len(lin), dtype=np.float32)).transpose(2, 0, 1)
+    return out
+
+
+def _clusters(model, hp: dict, groups: list[list[int]], rows: np.ndarray) -> np.ndarray:
+    """The run's cluster of each row, as a new image is embedded (neighbours masked where the model
+    reads masked images)."""
+    if hp["preset"] == "form" or hp.get("mask_neighbours", False):
+        rows, _ = mask_images(rows, desc="")
+    labels = []
+    with torch.no_grad():
+        for start in range(0, len(rows), BATCH):
+            _, mu, log_var = model.encode_with_target(torch.from_numpy(np.ascontiguousarray(rows[start:start + BATCH])))
+            proba = model.prior.log_responsibilities(mu, log_var).exp().numpy()
+            merged = np.stack([proba[:, g].sum(1) for g in groups], axis=1)
+            labels.append(merged.argmax(1))
+    return np.concatenate(labels)
+
+
+def _spec_of(run: RunDir) -> PreprocessSpec:
+    """The recipe the run's cube was made with; the ingest's default stretch, said, for a cube
+    that no ingest made (written from arrays)."""
+    if run.ingest_summary.is_file():
+        return PreprocessSpec.of_run(run.ingest_summary, run.config)
+    log.info("intervention test: %s has no ingest summary; its cube is taken as the ingest's default "
+             "stretch made it (asinh, softening 0.1)", run.path)
+    return PreprocessSpec()
+
+
+def invariance_audit(run: RunDir, n: int = 256, seed: int = 0) -> pd.DataFrame:
+    """How often the run's own clusters change under each of :data:`CHANGES`; written to
+    ``comparisons/invariance.csv``.
+
+    Parameters
+    ----------
+    run : RunDir
+        A run with a trained and embedded VaDE.
+    n : int
+        Galaxies in the sample (all of them when the cube has fewer).
+    seed : int
+        Draws the sample and the noise.
+
+    Returns
+    -------
+    DataFrame
+        One row per change: ``change``, ``what``, ``changed`` (share of the sample whose cluster
+        changes), ``ari`` (before against after), ``chance`` (the share two unrelated draws of the
+        clusters' sizes would change), ``n``.
+    """
+    model, hp, _ = load_vade(model_file(run))
+    model.eval()
+    groups = cluster_groups(run, model.prior.n_components, made_by=fingerprint(hp, model.state_dict()))
+    spec = _spec_of(run)
+    cube = run.read_cube()
+    drawn = sample_rows(len(cube), n, seed)
+    rows = np.arange(len(cube)) if drawn is None else drawn  # sorted: the memory map read in order
+    images = np.asarray(cube[rows], dtype=np.float32)
+    records = []
+    with Timer(f"intervention test: {len(rows)} galaxies, each seen {len(CHANGES)} ways"):
+        before = _clusters(model, hp, groups, images)
+        sizes = np.bincount(before) / len(before)
+        chance = float(1.0 - (sizes**2).sum())
+        for i, (change, what) in enumerate(CHANGES.items()):
+            after = _clusters(model, hp, groups, change_rows(images, change, spec, seed=seed + 1 + i))
+            records.append({"change": change, "what": what, "changed": float(np.mean(after != before)),
+                            "ari": float(adjusted_rand_score(before, after)), "chance": chance, "n": len(rows)})
+    table = pd.DataFrame(records)
+    write_table(run.sub("comparisons") / INVARIANCE_FILE, table)
+    log.info("intervention test (%d galaxies): share whose cluster changes %s (chance %.2f)", len(rows),
+             ", ".join(f"{r['change']} {r['changed']:.2f}" for r in records), chance)
+    return table

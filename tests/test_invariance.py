@@ -1,0 +1,138 @@
+"""The intervention test (morphospace.vade.invariance): each change does what it says to a galaxy's
+light and nothing else, the test scores the run's own clusters through the run's own path, and the
+report says what the clusters follow."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from morphospace.data.ingest.normalise import normalise
+from morphospace.data.ingest.spec import PreprocessSpec
+from morphospace.vade.invariance import CHANGES, _linear, _sky_sigma, change_rows
+
+from test_form import form_run  # noqa: F401 (a fixture: a tiny trained and embedded form run)
+
+SPEC = PreprocessSpec()  # asinh, softening 0.1, as the ingest makes a cube
+S = 48
+
+
+def _galaxy(sigma_x: float, sigma_y: float, angle: float = 0.0, noise: float = 0.01, seed: int = 0,
+            centre: tuple[float, float] = ((S - 1) / 2, (S - 1) / 2)) -> np.ndarray:
+    """A cube row (3, S, S) of an elliptical Gaussian galaxy in sky noise, normalised as the ingest does."""
+    rows, cols = np.indices((S, S), dtype=np.float64)
+    dy, dx = rows - centre[0], cols - centre[1]
+    c, s = np.cos(angle), np.sin(angle)
+    u, v = c * dx + s * dy, -s * dx + c * dy
+    light = np.exp(-0.5 * ((u / sigma_x) ** 2 + (v / sigma_y) ** 2))
+    rng = np.random.default_rng(seed)
+    img = np.stack([light * w for w in (0.6, 0.8, 1.0)]) + rng.normal(0.0, noise, (3, S, S))
+    return normalise(img.transpose(1, 2, 0).astype(np.float32), SPEC, sky=np.zeros(3, np.float32)).transpose(2, 0, 1)
+
+
+def _moments(row: np.ndarray) -> tuple[float, float, float, float]:
+    """Centroid (y, x), size (sqrt of the trace of the second moments) and position angle (degrees,
+    of the major axis from +x, y down) of the light above 5% of its peak."""
+    lin = _linear(row[None], SPEC)[0].mean(0)
+    w = np.where(lin > 0.05 * lin.max(), lin, 0.0)
+    rows, cols = np.indices(w.shape)
+    t = w.sum()
+    cy, cx = (w * rows).sum() / t, (w * cols).sum() / t
+    iyy, ixx = (w * (rows - cy) ** 2).sum() / t, (w * (cols - cx) ** 2).sum() / t
+    ixy = (w * (rows - cy) * (cols - cx)).sum() / t
+    return cy, cx, float(np.sqrt(ixx + iyy)), float(np.degrees(0.5 * np.arctan2(2 * ixy, ixx - iyy)))
+
+
+def test_each_change_does_what_it_says_and_keeps_the_sky_noise():
+    row = _galaxy(4.0, 2.0, angle=0.0)[None]
+    cy, cx, size, pa = _moments(row[0])
+    noise = _sky_sigma(_linear(row, SPEC))[0]
+    out = {c: change_rows(row, c, SPEC, seed=1)[0] for c in CHANGES}
+    m = {c: _moments(r) for c, r in out.items()}
+    assert m["smaller"][2] / size == pytest.approx(0.7, rel=0.08)
+    assert m["larger"][2] / size == pytest.approx(1.4, rel=0.08)
+    assert abs(abs(m["turned 45 deg"][3] - pa) - 45.0) < 4.0  # turned, the size kept
+    assert m["turned 45 deg"][2] == pytest.approx(size, rel=0.05)
+    assert m["wider PSF"][2] > 1.04 * size and m["wider PSF"][3] == pytest.approx(pa, abs=2.0)
+    # moved half a pixel along the diagonal, and nothing else
+    assert m["moved 1/2 px"][0] - cy == pytest.approx(0.5 / np.sqrt(2), abs=0.08)
+    assert m["moved 1/2 px"][1] - cx == pytest.approx(0.5 / np.sqrt(2), abs=0.08)
+    assert m["moved 1/2 px"][2] == pytest.approx(size, rel=0.03)
+    # the sky's noise: given back where resampling or blurring smoothed it, doubled where fainter
+    for change, factor in (("moved 1/2 px", 1.0), ("smaller", 1.0), ("larger", 1.0), ("turned 45 deg", 1.0),
+                           ("wider PSF", 1.0), ("fainter", 2.0)):
+        ratio = _sky_sigma(_linear(out[change][None], SPEC))[0] / noise
+        assert ratio == pytest.approx(np.full(3, factor), rel=0.2), change
+    assert m["fainter"][2] == pytest.approx(size, rel=0.1)  # the galaxy itself as it was
+    # as the ingest normalises: the central galaxy's robust peak maps to 1 again
+    for change, r in out.items():
+        assert np.percentile(r[:, S // 4: 3 * S // 4, S // 4: 3 * S // 4], 99) == pytest.approx(1.0, abs=0.1), change
+
+
+def test_changes_are_seeded_and_an_unknown_one_is_refused():
+    row = _galaxy(3.0, 3.0)[None]
+    np.testing.assert_array_equal(change_rows(row, "fainter", SPEC, seed=4), change_rows(row, "fainter", SPEC, seed=4))
+    assert not np.array_equal(change_rows(row, "fainter", SPEC, seed=4), change_rows(row, "fainter", SPEC, seed=5))
+    with pytest.raises(ValueError, match="change must be one of"):
+        change_rows(row, "bluer", SPEC)
+
+
+def test_the_test_scores_the_run_s_own_clusters_reproducibly(form_run, tmp_path):  # noqa: F811
+    import shutil
+
+    from morphospace.analysis.labels import clustering_in_cube_order
+    from morphospace.config import apply_overrides
+    from morphospace.data.sample import sample_rows
+    from morphospace.pipeline.stages import _intervention_test
+    from morphospace.run import RunDir
+    from morphospace.vade.invariance import _clusters, invariance_audit
+    from morphospace.vade.io import cluster_groups, fingerprint, load_vade, model_file
+
+    source, cfg, _, _ = form_run
+    run = RunDir(shutil.copytree(source.path, tmp_path / "run"))
+    table = invariance_audit(run, n=24, seed=3)
+    assert list(table["change"]) == list(CHANGES) and (table["n"] == 24).all()
+    assert table["changed"].between(0, 1).all() and (table["ari"] <= 1).all()
+    saved = pd.read_csv(run.path / "comparisons" / "invariance.csv")
+    pd.testing.assert_frame_equal(saved, table, check_dtype=False)
+    pd.testing.assert_frame_equal(invariance_audit(run, n=24, seed=3), table)
+    # the unchanged galaxies take the path of the run's own: their clusters are the run's
+    model, hp, _ = load_vade(model_file(run))
+    model.eval()
+    groups = cluster_groups(run, model.prior.n_components, made_by=fingerprint(hp, model.state_dict()))
+    rows = sample_rows(40, 24, 3)
+    before = _clusters(model, hp, groups, np.asarray(run.read_cube()[rows], dtype=np.float32))
+    own = clustering_in_cube_order(run, "vade", run.cube_ids())[rows].astype(int)
+    np.testing.assert_array_equal(before, own)
+    sizes = np.bincount(own) / len(own)
+    assert table["chance"].iloc[0] == pytest.approx(1 - (sizes**2).sum())
+    # the compare stage's part: none asked, none kept (an earlier test's table is not left)
+    _intervention_test(run, apply_overrides(cfg, ["cluster.invariance_sample=0"]))
+    assert not (run.path / "comparisons" / "invariance.csv").exists()
+    _intervention_test(run, apply_overrides(cfg, ["cluster.invariance_sample=8"]))
+    every = pd.read_csv(run.path / "comparisons" / "invariance.csv")
+    assert len(every) == len(CHANGES) and (every["n"] == 8).all()
+    _intervention_test(run, apply_overrides(cfg, ["cluster.invariance_sample=128"]))  # more than there are: all
+    assert (pd.read_csv(run.path / "comparisons" / "invariance.csv")["n"] == 40).all()
+
+
+def _view(tmp_path, changed: dict[str, float]):
+    from morphospace.report.sections.invariance import invariance_view
+
+    path = tmp_path / "invariance.csv"
+    pd.DataFrame([{"change": c, "what": CHANGES[c], "changed": v, "ari": 1 - v, "chance": 0.6, "n": 100}
+                  for c, v in changed.items()]).to_csv(path, index=False)
+    return invariance_view(SimpleNamespace(contents=SimpleNamespace(comparison=lambda name: path)))
+
+
+def test_the_report_names_what_the_clusters_follow(tmp_path):
+    follows = _view(tmp_path, {"moved 1/2 px": 0.1, "smaller": 0.35, "turned 45 deg": 0.12, "fainter": 0.25})
+    assert "follow how a galaxy is seen" in follows["verdict"]
+    assert "35% when shrunk to 0.7" in follows["verdict"] and "25% when signal-to-noise" in follows["verdict"]
+    assert "turned" not in follows["verdict"] and "10% when they are only moved" in follows["verdict"]
+    assert follows["n"] == 100 and follows["chance"] == 0.6
+    ignores = _view(tmp_path, {"moved 1/2 px": 0.1, "smaller": 0.15, "turned 45 deg": 0.12})
+    assert ignores["verdict"].startswith("No change moves the clusters much more than the control")
