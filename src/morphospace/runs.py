@@ -242,6 +242,7 @@ def ingest(data: str | Path | None = None, run: str | Path = "runs/notebook", co
     from .config import apply_overrides, load_config, settings_mapping
     from .pipeline import check_data, ingest_run
     from .run import RunDir, release_locks
+    from .run.runlog import logged_to_run
 
     if Path(run).exists() and not Path(run).is_dir():
         raise NotADirectoryError(errno.ENOTDIR, "a file, not a folder: choose a folder for the run", str(run))
@@ -275,7 +276,8 @@ def ingest(data: str | Path | None = None, run: str | Path = "runs/notebook", co
     with python_errors():  # one writer: a run another process writes is a ValueError naming it, not a RunInUse
         rd.acquire_lock()  # (and a command on this run is refused until the ingest is done)
     try:
-        with python_errors():  # a layout or column the ingest refuses: a ValueError, as the checks above
+        # the run's log.txt, as `morphospace ingest` writes it (its lines, and the error that stops it)
+        with logged_to_run(rd.log), python_errors():  # a layout or column refused: a ValueError, as above
             ingest_run(rd, cfg, created)
     finally:
         release_locks()
