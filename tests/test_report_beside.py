@@ -91,9 +91,10 @@ def test_the_files_beside_the_page_hold_the_run_in_cube_order(beside):
     pa = np.concatenate([part(*chunks[f"r{s}"], f"c{j}") for s in range(3)])
     assert pa.dtype == np.float32 and np.allclose(pa, cat["pa_deg"].to_numpy(), atol=1e-3)
     j = names.index("source")
-    assert E["columns"][j]["prefix"] == "/data/survey/images/"
+    assert E["columns"][j]["prefix"] == ""  # the survey's folder (the user's machine's) is not on the page
     src = sum((chunks[f"r{s}"][1][f"s{j}"] for s in range(3)), [])
-    assert ["/data/survey/images/" + v for v in src] == list(cat["source"])
+    assert ["/data/survey/" + v for v in src] == list(cat["source"])  # relative to the survey
+    assert not any("/data/survey" in p.read_text() for p in (run.path / "report_files").glob("*.html"))
     j = names.index("morphology")
     codes = np.concatenate([part(*chunks[f"r{s}"], f"c{j}") for s in range(3)])
     cats = E["columns"][j]["categories"]
@@ -158,6 +159,33 @@ def test_vectorised_column_encoding_matches_the_row_by_row_one(values):
     elif want["type"] == "str":
         full = [None if v is None else got["prefix"] + v for v in got["values"]]
         assert full == want["values"] and got["prefix"] == "/a/b/"
+
+
+def test_the_tooltip_shows_paths_relative_to_the_survey_or_file_names():
+    """Absolute paths reached the page (the shared folder in the payload once, or every full path of a
+    column of few values): a report is shared, the user's folders are not."""
+    from morphospace.report.explorer import shareable_paths
+
+    values = pd.Series(["/home/ann/sv/a/g0.png", "/home/ann/sv/g1.jpg", None, "/elsewhere/x/g2.tif",
+                        "C:\\Users\\ann\\g3.fits", "\\\\server\\share\\g4.png", "~/cut/g5.png", "notes/w 1", 3],
+                       dtype=object)
+    got = shareable_paths(values, "/home/ann/sv")
+    assert got.tolist()[:8] == ["a/g0.png", "g1.jpg", None, "g2.tif", "g3.fits", "g4.png", "g5.png", "notes/w 1"]
+    assert got.tolist()[8] == 3
+    assert shareable_paths(values, "").tolist()[:2] == ["g0.png", "g1.jpg"]  # no survey folder: file names
+    plain = pd.Series(["2021/03/01", "w/ companion"])
+    assert shareable_paths(plain, "/home/ann/sv") is plain
+    floats = pd.Series([1.0, np.nan])
+    assert shareable_paths(floats, "/x") is floats
+
+
+def test_a_report_holds_no_absolute_path_of_the_survey_s_images(tmp_path):
+    run = make_fake_run(tmp_path / "run", n=40, size=16, everything=False)
+    html = build_report(run, Config()).read_text()
+    E = payload(html)["explorer"]
+    source = next(c for c in E["columns"] if c["name"] == "source")
+    assert source["type"] == "cat" and all(c.startswith("images/") for c in source["categories"])
+    assert "/data/survey/images" not in html
 
 
 def test_vectorised_categorical_keeps_order_blanks_and_missing():

@@ -178,9 +178,45 @@ def tooltip_columns(contents: RunContents, points: np.ndarray, sky: bool = False
         text = pd.Series(np.array(lines + [None], dtype=object)[np.ravel(inv)], dtype=object)
         if text.notna().any():
             out.append({"name": "flags", **encode_column(text)})
+    root = str((contents.summary or {}).get("source") or "")
     for c in cols[:MAX_TOOLTIP_COLUMNS]:
-        out.append({"name": str(c), **encode_column(inside[c])})
+        out.append({"name": str(c), **encode_column(shareable_paths(inside[c], root))})
     return out
+
+
+_ABSOLUTE = r"^(?:/|~/|\\\\|[A-Za-z]:[/\\])"  # /..., ~/..., \\server\..., C:\... or C:/...
+
+
+def shareable_paths(values: pd.Series, survey: str = "") -> pd.Series:
+    """A text column with every absolute path (``/``, ``~/``, ``C:\\``, ``\\\\server``) made shareable: relative
+    to the ``survey`` folder where it lies inside it, else its file name. A report is shared; the
+    folders of the user's machine are not (the ingest's ``source`` column holds absolute paths).
+
+    Parameters
+    ----------
+    values : Series
+    survey : str
+        The survey's folder (the ingest summary's ``source``); empty: file names alone.
+
+    Returns
+    -------
+    Series
+        ``values`` itself when it holds no absolute path.
+    """
+    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return values
+    obj = pd.Series(values.to_numpy(dtype=object), dtype=object)
+    text = obj[obj.notna()].astype(str)  # in C; only the paths found are replaced
+    hit = text.str.contains(_ABSOLUTE, regex=True)
+    if not hit.any():
+        return values
+    paths = text[hit]
+    folder = survey.rstrip("/\\")
+    inside = paths.str.startswith(folder + "/") | paths.str.startswith(folder + "\\") if folder \
+        else pd.Series(False, index=paths.index)
+    obj[paths.index] = paths.str.split(r"[/\\]", regex=True).str[-1]  # the file name
+    obj[paths.index[inside.to_numpy()]] = paths[inside].str.slice(len(folder) + 1)
+    return obj
 
 
 def explorer_payload(contents: RunContents, points: np.ndarray, k: int = 8, seed: int = 0) -> dict[str, Any]:
