@@ -499,6 +499,8 @@ def test_results_of_an_earlier_model_are_said_out_of_date(tmp_path, caplog):
     save_model(net, hp, model)
     note = run.embedding_path("vade").with_suffix(".json")
     note.write_text(json.dumps({"name": "vade", "model_fingerprint": model_fingerprint(model)}))
+    for name in ("vade_reconstructions", "vade_clusters", "vade_component_means", "vade_generated", "vade_generated_0"):
+        Image.new("RGB", (20, 10)).save(run.figure_path(name))  # what `embed` draws (a page without: said missing)
     assert 'class="notice"' not in build_report(run, Config()).read_text()
     save_model(net, hp, model, extra={"events": [], "seconds": 9.0})  # written again: other notes, other time
     assert 'class="notice"' not in build_report(run, Config()).read_text()

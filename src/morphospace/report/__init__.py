@@ -56,6 +56,7 @@ from .beside import GalleryBook, write_beside
 from .explorer import choose_points, explorer_arrays, inline
 from .findings import key_findings
 from .html import page, render
+from .missing import missing_notice
 from .sections import BUILDERS, other_figures
 from .sprites import SpriteSheets, thumbnails, write_sheets
 
@@ -185,6 +186,10 @@ def _notices(run: RunDir, contents: RunContents) -> list[str]:
         notices.append("The run has a trained model whose results are not here yet: run `morphospace embed RUN` "
                        "and the later stages (or `morphospace run`), then the report again.")
         log.info("report: %s", notices[-1])
+    missing = missing_notice(run, contents)
+    if missing:  # figures/ (or some of it) deleted by hand: what is gone and the stage that makes it again
+        notices.append(missing)
+        log.warning("report: %s", missing)
     if clustering_interrupted(run):
         notices.append("The last `morphospace cluster` did not finish: some clusterings on this page are its and "
                        "the others the run's before, compared as one set. Run `morphospace cluster RUN`, then "
