@@ -971,3 +971,31 @@ def test_the_form_model_logs_its_losses_per_epoch(form_run):
     assert [ax.get_title() for ax in fig.axes] == ["SSL head: contrastive loss (NT-Xent)",
                                                    "image decoder: mean squared error"]
     assert len(fig.axes[0].lines[0].get_xdata()) == cfg.form.ssl_epochs
+
+
+def test_the_size_range_of_the_nuisance_views_reaches_the_view_bank(tmp_path, monkeypatch):
+    """form.aug_scale is the apparent-size range the view bank's nuisance views draw from; it is in
+    the model's settings (a resume with another range is refused like any other change)."""
+    from test_train import make_run
+
+    import morphospace.ssl.training as training
+    from morphospace.config import ConfigError, apply_overrides, load_config
+    from morphospace.vade.hparams import settings_of
+    from morphospace.vade.io import load_vade, model_file
+    from morphospace.vade.train import train_run
+
+    seen = []
+    real = training.view_bank
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["augment"].scale)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "view_bank", spy)
+    run = make_run(tmp_path / "run", n=16, side=32, channels=3)
+    train_run(run, apply_overrides(load_config(None), FORM_TINY + ["form.aug_scale=[0.7, 1.43]"]))
+    assert seen == [(0.7, 1.43)]
+    _, hp, _ = load_vade(model_file(run))
+    assert settings_of(hp)["form.aug_scale"] == [0.7, 1.43]
+    with pytest.raises(ConfigError, match="low <= 1 <= high"):
+        apply_overrides(load_config(None), ["form.aug_scale=[1.1, 1.3]"])

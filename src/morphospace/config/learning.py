@@ -139,6 +139,10 @@ class FormConfig(Section):
         (README, *Components and clusters*), so the default is one. 1 with ``train_trunk``.
     aug_views : int
         Nuisance views per galaxy in the view bank (besides the 8 dihedral views).
+    aug_scale : [float, float]
+        The range of apparent-size factors those views draw from (uniformly, as kornia draws), low
+        to high, holding 1. The intervention test shows how much a run's clusters still follow
+        apparent size (README, *The aim*).
     ssl_epochs : int
         Epochs of the self-supervised head over the view bank.
     embed_views : int
@@ -183,6 +187,7 @@ class FormConfig(Section):
     dim: Annotated[int, Field(ge=2, le=4096)] = 64
     heads: Annotated[int, Field(ge=1, le=16)] = 1
     aug_views: Annotated[int, Field(ge=0, le=64)] = 4
+    aug_scale: Annotated[list[Annotated[float, Field(ge=0.25, le=4.0)]], Field(min_length=2, max_length=2)] = [0.9, 1.1]
     ssl_epochs: Epochs = 60
     embed_views: Literal[0, 1, 2, 4, 8] = 0
     loss: Literal["nt_xent", "vicreg"] = "nt_xent"
@@ -194,6 +199,13 @@ class FormConfig(Section):
     recon_sigma: Scale = 0.3
     decoder_epochs: Epochs = 8
     decoder_widths: Annotated[list[Annotated[int, Field(ge=1, le=4096)]], Field(min_length=1)] = [16, 32, 64, 128]
+
+    @field_validator("aug_scale")
+    @classmethod
+    def _scale_range(cls, value: list[float]) -> list[float]:
+        if not value[0] <= 1.0 <= value[1]:
+            raise PydanticCustomError("config", f"form.aug_scale must be [low, high] with low <= 1 <= high, got {value}")
+        return value
 
     @field_validator("embed_views", mode="before")
     @classmethod

@@ -238,7 +238,8 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
                  batch_size: int = 256, loss: str = "nt_xent", temperature: float = 0.2, lr: float = 1e-3,
                  seed: int = 0, train_trunk: bool = False, trainer_kwargs: dict | None = None,
                  resume: bool = False, loader_workers: int = 0, views: int = N_DIHEDRAL,
-                 trunk_lr_scale: float = 1.0, heads: int = 1) -> tuple[FormEmbedder, np.ndarray, dict]:
+                 trunk_lr_scale: float = 1.0, heads: int = 1,
+                 augment: NuisanceAugment = NuisanceAugment()) -> tuple[FormEmbedder, np.ndarray, dict]:
     """Train a form embedder on a cube; returns it, the embedding of every galaxy and a summary.
 
     With a frozen trunk the view bank is kept as ``out_dir/view_bank.npy`` (a memmap) so a
@@ -247,7 +248,8 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
     dihedral views are averaged into the embedding (:class:`FormEmbedder`); a trained trunk
     learns at ``lr * trunk_lr_scale``. ``heads`` > 1 (frozen trunk only) trains that many heads
     on the same view bank from different seeds (:func:`head_seed`; checkpoints in
-    ``out_dir/head{i}/`` beyond the first) and embeds with their :class:`HeadEnsemble`.
+    ``out_dir/head{i}/`` beyond the first) and embeds with their :class:`HeadEnsemble`. ``augment``
+    draws the nuisance views.
     """
     if heads < 1 or (heads > 1 and train_trunk):
         raise ValueError(f"heads must be >= 1, and 1 when the trunk trains; got {heads}")
@@ -276,7 +278,7 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
             # the model folder (srun starts the tasks at once; only the first clears)
             tmp = partial_path(bank_path)  # killed, the next writer of the run removes it (it stayed, 14 GB at 3 x 10^5)
             try:
-                mm = view_bank(trunk, cube, aug_views, seed, trainer_kwargs=trainer_kwargs,
+                mm = view_bank(trunk, cube, aug_views, seed, augment=augment, trainer_kwargs=trainer_kwargs,
                                work_dir=out_dir / "bank_shares", loader_workers=loader_workers, first_only=True,
                                out=lambda: new_npy_map(tmp, np.float32, shape))
             except BaseException:  # a full disk, Ctrl-C: the partial bank does not stay to fill the disk
@@ -303,7 +305,7 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
         data = (ViewBankDataModule(cube, batch_size, seed, of="cube", workers=loader_workers) if train_trunk
                 else ViewBankDataModule(bank, batch_size, head_seed(seed, i), of="bank"))
         module = SSLModule(head, trunk if train_trunk else None, loss=loss, temperature=temperature, lr=lr,
-                           epochs=epochs, seed=head_seed(seed, i), trunk_lr_scale=trunk_lr_scale)
+                           epochs=epochs, seed=head_seed(seed, i), trunk_lr_scale=trunk_lr_scale, augment=augment)
         losses.append(_fit_head(module, data, out_dir / f"head{i}" if i else out_dir, epochs, resume, trainer_kwargs,
                                 log_to=(Path(out_dir).parent, f"ssl_head{i}" if i else "ssl")))
         trained.append(head.eval())

@@ -37,6 +37,7 @@ from ..image.masking import masked_cube
 from ..nets.batches import INFERENCE_BATCH, RowView
 from ..nets.predict import barrier, predict_rows
 from ..run import RunDir, write_json, write_npy
+from ..ssl.augment import NuisanceAugment
 from ..ssl.embedder import build_trunk
 from ..ssl.training import fit_embedder
 from .embed import FORM_EMBEDDING, FORM_EMBEDDING_SOURCE, cube_signature
@@ -111,7 +112,8 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
         trunk, train_cube, mdir / "ssl", dim=f["dim"], aug_views=f["aug_views"], epochs=f["ssl_epochs"],
         loss=f["loss"], temperature=f["temperature"], seed=hp["seed"], train_trunk=f["train_trunk"],
         trainer_kwargs=device_kwargs(cfg), resume=resume, loader_workers=cfg.train.loader_processes(), views=views,
-        trunk_lr_scale=f.get("trunk_lr_scale", 1.0), heads=heads)
+        trunk_lr_scale=f.get("trunk_lr_scale", 1.0), heads=heads,
+        augment=NuisanceAugment(scale=tuple(f.get("aug_scale", NuisanceAugment.scale))))
     if rows is not None:
         emb = _embed_the_rest(embedder, cube, rows, emb, INFERENCE_BATCH, device_kwargs(cfg), mdir / "predict_shares",
                               loader_workers=cfg.train.loader_processes())

@@ -179,7 +179,7 @@ def _form_hparams(cfg: Config) -> dict[str, Any]:
     return {"backbone": f.backbone, "weights": os.path.abspath(f.weights) if f.weights else "",
             "input_size": f.input_size, "sharpen": f.sharpen, "dim": f.dim, "heads": f.heads,
             "precision": resolve_precision(f.precision),
-            "aug_views": f.aug_views, "ssl_epochs": f.ssl_epochs, "loss": f.loss, "embed_views": f.embed_views,
+            "aug_views": f.aug_views, "aug_scale": [float(v) for v in f.aug_scale], "ssl_epochs": f.ssl_epochs, "loss": f.loss, "embed_views": f.embed_views,
             "temperature": f.temperature, "train_trunk": f.train_trunk,
             "trunk_lr_scale": (1.0 if f.backbone == "small" else 0.1) if f.trunk_lr_scale == "auto"
             else float(f.trunk_lr_scale),
@@ -196,7 +196,8 @@ _MODEL_KEYS = ("latent_dim", "n_components", "k_min", "k_max", "min_weight", "ca
                "align_latent", "mask_neighbours", "colour_weight", "recon_sigma", "radial_inner", "radial_width",
                "widths")
 _TRAIN_KEYS = ("epochs", "pretrain_epochs", "batch_size", "lr", "weight_decay", "grad_clip", "augment", "seed", "sample")
-_FORM_KEYS = ("backbone", "weights", "input_size", "sharpen", "dim", "heads", "precision", "aug_views", "ssl_epochs",
+_FORM_KEYS = ("backbone", "weights", "input_size", "sharpen", "dim", "heads", "precision", "aug_views", "aug_scale",
+              "ssl_epochs",
               "loss", "embed_views", "temperature", "train_trunk", "trunk_lr_scale", "core", "core_fits",
               "decoder_epochs")
 
