@@ -55,3 +55,24 @@ def test_figures_deleted_by_hand_are_named_with_the_stage_that_makes_them(tmp_pa
     for name in EMBEDS[:4]:
         assert f"{name}.png" in notice
     assert "vade_generated_<k>.png (one per cluster)" in notice and "morphospace embed RUN" in notice
+
+
+def test_a_k_selection_table_without_a_curve_expects_no_figure(tmp_path):
+    """compare draws no k-selection figure of a table without a K-Means or GMM curve (DBSCAN or
+    HDBSCAN alone, or fewer galaxies than every k): such a table expects no figure, one with a curve
+    does (a fresh run of HDBSCAN alone was told its figure was deleted)."""
+    import pandas as pd
+
+    from morphospace.report.missing import _has_a_curve
+    from morphospace.study.figures import draw_k_selection
+
+    tables = {"density": pd.DataFrame({"method": ["hdbscan"], "k": [4], "selected": [True], "silhouette": [0.2]}),
+              "too_few": pd.DataFrame({"method": ["kmeans"], "k": [3], "selected": [False], "silhouette": [None]}),
+              "curves": pd.DataFrame({"method": ["kmeans", "kmeans"], "k": [3, 4], "selected": [True, False],
+                                      "silhouette": [0.3, 0.2]}),
+              "bic": pd.DataFrame({"method": ["gmm"], "k": [3], "selected": [True], "bic": [10.0]})}
+    for name, table in tables.items():
+        table.to_csv(tmp_path / f"k_selection_{name}.csv", index=False)
+        drawn = draw_k_selection(table, name) is not None  # what compare does with the table
+        assert _has_a_curve(tmp_path / f"k_selection_{name}.csv") is drawn, name
+        assert drawn is (name in ("curves", "bic")), name

@@ -41,10 +41,26 @@ def _compare_figures(run: RunDir, contents: RunContents, have: set[str]) -> list
 
     if contents.stale_comparisons is not None or not (comparisons / INPUTS).is_file():
         return []  # not compared, or compared before the run's clusterings changed: said otherwise
-    wanted = [f"k_selection_{p.stem[len('k_selection_'):]}.png" for p in sorted(comparisons.glob("k_selection_*.csv"))]
+    wanted = [f"{p.stem}.png" for p in sorted(comparisons.glob("k_selection_*.csv")) if _has_a_curve(p)]
     if "vade" in run.clusterings():
         wanted.append("gallery_vade.png")
     return [name for name in wanted if name not in have]
+
+
+def _has_a_curve(path) -> bool:
+    """Whether compare draws a figure of this k-selection table: a K-Means silhouette or
+    Calinski-Harabasz curve, or a GMM BIC one (as ``study.figures.draw_k_selection``; a run of
+    DBSCAN / HDBSCAN alone, or of fewer galaxies than every k, has none and no figure)."""
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(path)
+    except (OSError, ValueError):
+        return False
+    if "method" not in table:
+        return False
+    wanted = (("kmeans", "silhouette"), ("kmeans", "calinski_harabasz"), ("gmm", "bic"))
+    return any(col in table and table.loc[table["method"] == method, col].notna().any() for method, col in wanted)
 
 
 def missing_figures(run: RunDir, contents: RunContents) -> list[tuple[str, list[str]]]:
@@ -77,5 +93,5 @@ def missing_notice(run: RunDir, contents: RunContents) -> str | None:
         return None
     gone = "; ".join(f"{', '.join(names)} (made by `morphospace {stage}`)" for stage, names in missing)
     rerun = " and ".join(f"`morphospace {stage} RUN`" for stage, _ in missing)
-    return (f"Figures missing from figures/ (deleted since they were made), so not on this page: {gone}. "
-            f"Run {rerun} to make them again, then the report.")
+    return (f"Figures missing from figures/ (deleted since they were made, or not drawn: the run's log.txt says "
+            f"why), so not on this page: {gone}. Run {rerun} to make them again, then the report.")
