@@ -58,7 +58,6 @@ def _moments(row: np.ndarray) -> tuple[float, float, float, float]:
 def test_each_change_does_what_it_says_and_keeps_the_sky_noise(grain):
     row = _galaxy(4.0, 2.0, angle=0.0, grain=grain)[None]
     cy, cx, size, pa = _moments(row[0])
-    noise = _sky_sigma(_linear(row, SPEC)[0])
     out = {c: change_rows(row, c, SPEC, seed=1)[0] for c in CHANGES}
     m = {c: _moments(r) for c, r in out.items()}
     assert m["smaller"][2] / size == pytest.approx(0.7, rel=0.08)
