@@ -175,8 +175,8 @@ def test_the_report_names_what_the_clusters_are_not_invariant_to(tmp_path):
     follows = _view(tmp_path, {"moved 1/2 px": (0.1, 0, 0), "smaller": (0.35, 0.17, 0.33), "turned 45 deg": (0.12, -0.05, 0.09),
                                "fainter": (0.25, 0.04, 0.26)})
     assert "not invariant to how a galaxy is shown" in follows["verdict"]
-    assert "35% when shrunk to 0.7" in follows["verdict"] and "+25% over the control" in follows["verdict"]
-    assert "25% when signal-to-noise" in follows["verdict"] and "95% interval +4% to +26%" in follows["verdict"]
+    assert "35% when shrunk to 0.7" in follows["verdict"] and "+25 points over the control" in follows["verdict"]
+    assert "25% when made 2x fainter" in follows["verdict"] and "95% interval +4 to +26" in follows["verdict"]
     assert "turned" not in follows["verdict"] and "10% when they are only moved" in follows["verdict"]
     assert follows["n"] == 100 and follows["chance"] == 0.6
     # a share twice the control's, but within the sample's noise: not named

@@ -958,3 +958,21 @@ def test_the_headline_numbers_say_where_they_stand(tmp_path):
     tiles = {label: hint for _, label, hint in key_findings(RunContents(run))}
     assert tiles["AMI with morphology"].endswith("; made with the labels (scored on the galaxies held out), not ranked "
                                                  "with the label-free")
+
+
+def test_the_headline_names_the_change_that_moves_the_clusters_most(tmp_path):
+    """The intervention test's largest excess over its control is a headline tile, with its interval."""
+    from morphospace.report.collect import RunContents
+    from morphospace.report.findings import key_findings
+    from morphospace.vade.invariance import CHANGES
+
+    run = make_fake_run(tmp_path / "run", n=30, size=16)
+    assert "most moved by how a galaxy is shown" not in {label for _, label, _ in key_findings(RunContents(run))}
+    rows = [("moved 1/2 px", 0.09, 0, 0, 0), ("larger", 0.30, 0.21, 0.15, 0.27), ("fainter", 0.12, 0.03, -0.01, 0.07)]
+    pd.DataFrame([{"change": c, "what": CHANGES[c], "changed": v, "ari": 1 - v, "excess": e, "excess_low": lo,
+                   "excess_high": hi, "chance": 0.7, "n": 256} for c, v, e, lo, hi in rows]).to_csv(
+        run.path / "comparisons" / "invariance.csv", index=False)
+    tiles = {label: (value, hint) for value, label, hint in key_findings(RunContents(run))}
+    value, hint = tiles["most moved by how a galaxy is shown"]
+    assert value == "+0.21" and hint.startswith("30% of the galaxies tested change cluster when grown to 1.4")
+    assert "against 9% for the control (95% interval +0.15 to +0.27)" in hint

@@ -2,7 +2,8 @@
 
 The numbers come from the compare stage's files (nothing is computed here): the report's clusters
 and how many; how far they agree with the truth label (AMI), where the run has one; the best
-10% linear probe of an embedding; and what of how a galaxy is seen the clusters follow most.
+10% linear probe of an embedding; what of how a galaxy is seen the clusters follow most; and the
+intervention test's change that moves them most.
 Left out where the comparisons are of an earlier run state (the page says so below them).
 """
 
@@ -69,7 +70,30 @@ def key_findings(contents: RunContents) -> list[tuple[str, str, str]]:
         if len(row):
             tiles.append((f"{row.max():.3f}".replace("-0.000", "0.000"), "largest nuisance AMI",
                           f"{primary.name} with {row.idxmax()} (0: chance)"))
+    moved = _most_moved(contents) if fresh else None
+    if moved is not None:
+        tiles.append(moved)
     return tiles
+
+
+def _most_moved(contents: RunContents) -> tuple[str, str, str] | None:
+    """The intervention test's change that sends the most galaxies to another cluster beyond the
+    control (``comparisons/invariance.csv``), or None where the run has no test."""
+    from .sections.invariance import COLUMNS, CONTROL
+
+    path = contents.comparison("invariance.csv")
+    try:
+        t = pd.read_csv(path)[COLUMNS] if path is not None else None
+        others = t[t["change"] != CONTROL] if t is not None else None
+        floor = float(t.loc[t["change"] == CONTROL, "changed"].iloc[0]) if t is not None else None
+    except (OSError, ValueError, KeyError, IndexError, pd.errors.ParserError):
+        return None
+    if others is None or others.empty:
+        return None
+    top = others.loc[pd.to_numeric(others["excess"], errors="coerce").idxmax()]
+    return (f"{float(top['excess']):+.2f}", "most moved by how a galaxy is shown",
+            f"{float(top['changed']):.0%} of the galaxies tested change cluster when {top['what']}, against {floor:.0%} for "
+            f"the control (95% interval {float(top['excess_low']):+.2f} to {float(top['excess_high']):+.2f})")
 
 
 def _matrix(contents: RunContents, name: str) -> pd.DataFrame | None:

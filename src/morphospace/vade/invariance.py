@@ -72,7 +72,7 @@ CHANGES = {
     "larger": "grown to 1.4 times its apparent size",
     "turned 45 deg": "turned by 45 degrees",
     "wider PSF": "blurred by a Gaussian of 1 pixel (worse seeing)",
-    "fainter": "signal-to-noise halved (2x fainter)",
+    "fainter": "made 2x fainter (its signal-to-noise halved)",
 }
 
 

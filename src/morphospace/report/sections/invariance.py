@@ -33,8 +33,8 @@ def _verdict(frame: pd.DataFrame) -> str:
     if followed.empty:
         return (f"No change sends more of the {n} galaxies to another cluster than the control does ({floor:.0%}), "
                 "beyond the sample's noise: the clusters are invariant to these changes, as far as the test can tell.")
-    named = "; ".join(f"{r.changed:.0%} when {r.what} ({r.excess:+.0%} over the control, 95% interval "
-                      f"{r.excess_low:+.0%} to {r.excess_high:+.0%})" for r in followed.itertuples())
+    named = "; ".join(f"{r.changed:.0%} when {r.what} ({100 * r.excess:+.0f} points over the control, 95% "
+                      f"interval {100 * r.excess_low:+.0f} to {100 * r.excess_high:+.0f})" for r in followed.itertuples())
     return (f"The clusters are not invariant to how a galaxy is shown. Of the same {n} galaxies, another cluster "
             f"takes {named}; against {floor:.0%} when they are only moved by half a pixel (the control).")
 
