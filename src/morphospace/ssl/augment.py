@@ -2,7 +2,8 @@
 
 A self-supervised encoder learns to give two views of one galaxy the same code, so the
 views must differ only in nuisances: position angle (full 0-360 degree rotation), handedness
-(flips), a few pixels of centring error, +-10% in apparent size, the seeing (PSF blur), the
+(flips), a few pixels of centring error, 0.7-1.43x in apparent size (``form.aug_scale``: chosen by
+the intervention test, :mod:`morphospace.vade.invariance`), the seeing (PSF blur), the
 sky noise and the overall brightness. Nothing that alters form is drawn: no hue jitter (a
 galaxy's colour is physics), no aggressive crops (a crop can cut the arms off a spiral).
 
@@ -43,7 +44,7 @@ class NuisanceAugment:
 
     rotation: float = 180.0
     shift: float = 0.05
-    scale: tuple[float, float] = (0.9, 1.1)
+    scale: tuple[float, float] = (0.7, 1.43)
     blur_sigma: tuple[float, float] = (0.1, 1.2)
     p_blur: float = 0.5
     noise: float = 0.03
