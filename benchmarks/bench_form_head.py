@@ -39,7 +39,8 @@ and what the trunk sees (its own bank; the head as ``base``):
 
 and the nuisance views (their own bank; the head as ``base``):
 
-``aug_scale``    apparent size drawn in 0.75-1.33 instead of 0.9-1.1;
+``aug_scale``    apparent size drawn in 0.75-1.33 (the default is 0.7-1.43 now; the README's numbers of
+                 this script were measured with 0.9-1.1, before ``form.aug_scale`` widened it);
 ``aug_degrade``  more and stronger seeing and noise: blur sigma 0.1-2.5 px with probability 0.8
                  (0.1-1.2, 0.5), noise up to 0.06 with probability 0.8 (0.03, 0.5);
 ``aug_bright``   brightness factor 0.6-1.4 (0.8-1.2);

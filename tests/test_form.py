@@ -162,9 +162,11 @@ def test_nuisance_augment_is_a_function_of_its_seed():
 def test_nuisance_augment_keeps_the_galaxy_and_moves_its_angle():
     """Rotation changes the position angle; flux stays within the brightness range."""
     x = _blob(n=64)
-    y = NuisanceAugment(noise=0.0, p_blur=0.0)(x, 3)
+    augment = NuisanceAugment(noise=0.0, p_blur=0.0)
+    y = augment(x, 3)
     ratio = (y.sum((1, 2, 3)) / x.sum((1, 2, 3))).numpy()
-    assert ratio.min() > 0.8 * 0.9**2 * 0.95 and ratio.max() < 1.2 * 1.1**2 * 1.05
+    lo, hi = augment.scale  # the light scales with the area
+    assert ratio.min() > 0.8 * lo**2 * 0.95 and ratio.max() < 1.2 * hi**2 * 1.05
     from morphospace.image.geometry import canonical_angle
 
     angles = canonical_angle(y).numpy()
@@ -993,9 +995,18 @@ def test_the_size_range_of_the_nuisance_views_reaches_the_view_bank(tmp_path, mo
 
     monkeypatch.setattr(training, "view_bank", spy)
     run = make_run(tmp_path / "run", n=16, side=32, channels=3)
-    train_run(run, apply_overrides(load_config(None), FORM_TINY + ["form.aug_scale=[0.7, 1.43]"]))
-    assert seen == [(0.7, 1.43)]
+    train_run(run, apply_overrides(load_config(None), FORM_TINY + ["form.aug_scale=[0.8, 1.25]"]))  # not the default
+    assert seen == [(0.8, 1.25)]
     _, hp, _ = load_vade(model_file(run))
-    assert settings_of(hp)["form.aug_scale"] == [0.7, 1.43]
+    assert settings_of(hp)["form.aug_scale"] == [0.8, 1.25]
+    # a model saved before the setting existed was trained with 0.9-1.1, and says so
+    old = {**hp, "form": {k: v for k, v in hp["form"].items() if k != "aug_scale"}}
+    assert settings_of(old)["form.aug_scale"] == [0.9, 1.1]
+    # and a resume of its training with today's default is a change of settings (its views were drawn otherwise)
+    from morphospace.vade.fitting import comparable_hparams, hparam_changes
+
+    now = {**hp, "form": {**hp["form"], "aug_scale": [0.7, 1.43]}}
+    assert hparam_changes("settings", comparable_hparams(old), comparable_hparams(now)) == [
+        "settings.form.aug_scale [0.9, 1.1] -> [0.7, 1.43]"]
     with pytest.raises(ConfigError, match="low <= 1 <= high"):
         apply_overrides(load_config(None), ["form.aug_scale=[1.1, 1.3]"])

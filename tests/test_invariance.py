@@ -181,7 +181,23 @@ def test_the_report_names_what_the_clusters_are_not_invariant_to(tmp_path):
     assert follows["n"] == 100 and follows["chance"] == 0.6
     # a share twice the control's, but within the sample's noise: not named
     noisy = _view(tmp_path, {"moved 1/2 px": (0.02, 0, 0), "larger": (0.05, -0.01, 0.07)})
-    assert noisy["verdict"].startswith("No change sends more of the 100 galaxies to another cluster")
+    assert noisy["verdict"].startswith("No change is shown to send more of the 100 galaxies to another cluster")
+    assert "the highest reaching +7 points" in noisy["verdict"]  # not a claim of invariance
+    # one cluster: nothing to change to, nothing said
+    assert _view(tmp_path, {"moved 1/2 px": (0.0, 0, 0), "smaller": (0.0, 0, 0)}, chance=0.0)["verdict"] == ""
     # a control that moves as much as half of chance: nothing can be told
     scrambled = _view(tmp_path, {"moved 1/2 px": (0.45, 0, 0), "smaller": (0.7, 0.15, 0.35)}, chance=0.75)
     assert scrambled["verdict"].startswith("Inconclusive: even the control")
+
+
+def test_the_sky_s_grain_is_not_taken_from_a_neighbour_in_the_border():
+    """The grain is read from the border's sky; a star there made it 2 px (noise then under-restored)."""
+    from morphospace.vade.invariance import _grain
+
+    for grain in (0.0, 0.9):
+        lin = _linear(_galaxy(4.0, 2.0, grain=grain, seed=3)[None], SPEC)[0]
+        alone = _grain(lin)
+        rows, cols = np.indices((S, S))
+        star = 0.5 * np.exp(-0.5 * ((rows - 2) ** 2 + (cols - 10) ** 2) / 1.2**2)  # in the top strip
+        assert _grain(lin + star) == pytest.approx(alone, abs=0.15), grain
+        assert alone == pytest.approx(grain, abs=0.2)

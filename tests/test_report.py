@@ -976,3 +976,15 @@ def test_the_headline_names_the_change_that_moves_the_clusters_most(tmp_path):
     value, hint = tiles["most moved by how a galaxy is shown"]
     assert value == "+0.21" and hint.startswith("30% of the galaxies tested change cluster when grown to 1.4")
     assert "against 9% for the control (95% interval +0.15 to +0.27)" in hint
+
+    def tile(rows, chance=0.7):
+        pd.DataFrame([{"change": c, "what": CHANGES[c], "changed": v, "ari": 1 - v, "excess": e, "excess_low": lo,
+                       "excess_high": hi, "chance": chance, "n": 256} for c, v, e, lo, hi in rows]).to_csv(
+            run.path / "comparisons" / "invariance.csv", index=False)
+        return [t for t in key_findings(RunContents(run)) if t[1] == "most moved by how a galaxy is shown"]
+
+    # nothing shown to move beyond the control (an interval holding zero, a negative excess), a control that
+    # alone moves half of chance, or numbers that are not: no tile, and no failed report
+    assert not tile([("moved 1/2 px", 0.09, 0, 0, 0), ("larger", 0.12, 0.03, -0.01, 0.07), ("fainter", 0.07, -0.02, -0.06, 0.02)])
+    assert not tile([("moved 1/2 px", 0.40, 0, 0, 0), ("larger", 0.60, 0.20, 0.12, 0.28)])
+    assert not tile([("moved 1/2 px", float("nan"), 0, 0, 0), ("larger", 0.3, float("nan"), float("nan"), float("nan"))])

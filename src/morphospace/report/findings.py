@@ -77,23 +77,20 @@ def key_findings(contents: RunContents) -> list[tuple[str, str, str]]:
 
 
 def _most_moved(contents: RunContents) -> tuple[str, str, str] | None:
-    """The intervention test's change that sends the most galaxies to another cluster beyond the
-    control (``comparisons/invariance.csv``), or None where the run has no test."""
-    from .sections.invariance import COLUMNS, CONTROL
+    """The intervention test's change shown to send the most galaxies to another cluster beyond the
+    control (``comparisons/invariance.csv``); None where the run has no test, the test cannot tell,
+    or no change is shown to move more than the control."""
+    from .sections.invariance import FILE, moved_by, read_invariance
 
-    path = contents.comparison("invariance.csv")
-    try:
-        t = pd.read_csv(path)[COLUMNS] if path is not None else None
-        others = t[t["change"] != CONTROL] if t is not None else None
-        floor = float(t.loc[t["change"] == CONTROL, "changed"].iloc[0]) if t is not None else None
-    except (OSError, ValueError, KeyError, IndexError, pd.errors.ParserError):
+    frame = read_invariance(contents.comparison(FILE))
+    found = moved_by(frame) if frame is not None else None
+    if found is None or found[0].empty:
         return None
-    if others is None or others.empty:
-        return None
-    top = others.loc[pd.to_numeric(others["excess"], errors="coerce").idxmax()]
-    return (f"{float(top['excess']):+.2f}", "most moved by how a galaxy is shown",
-            f"{float(top['changed']):.0%} of the galaxies tested change cluster when {top['what']}, against {floor:.0%} for "
-            f"the control (95% interval {float(top['excess_low']):+.2f} to {float(top['excess_high']):+.2f})")
+    shown, floor = found
+    top = shown.loc[shown["excess"].idxmax()]
+    return (f"{top['excess']:+.2f}", "most moved by how a galaxy is shown",
+            f"{top['changed']:.0%} of the galaxies tested change cluster when {top['what']}, against {floor:.0%} for "
+            f"the control (95% interval {top['excess_low']:+.2f} to {top['excess_high']:+.2f})")
 
 
 def _matrix(contents: RunContents, name: str) -> pd.DataFrame | None:

@@ -89,8 +89,15 @@ def _model_set_aside(run: RunDir, mdir: Path, by: str) -> tuple[list[Path], Path
 
 
 def comparable_hparams(hp: dict[str, Any]) -> dict[str, Any]:
-    # fields that may change on resume: more epochs; other devices (said: the steps then differ)
-    return {k: v for k, v in hp.items() if k not in ("epochs", "processes")}
+    """``hp`` without what may change on resume (more epochs; other devices, said: the steps then
+    differ), a form model's size range as it trained with it (one saved before the setting was
+    recorded drew 0.9-1.1: resumed now, its views would be drawn otherwise)."""
+    from .hparams import aug_scale_of
+
+    out = {k: v for k, v in hp.items() if k not in ("epochs", "processes")}
+    if isinstance(out.get("form"), dict):
+        out["form"] = {**out["form"], "aug_scale": aug_scale_of(out["form"])}
+    return out
 
 
 def hparam_changes(key: str, before: Any, now: Any) -> list[str]:

@@ -45,6 +45,7 @@ from .fitting import (TrainResult, device_kwargs, fit_vade, prepare_model_dir, r
                       write_training_summary)
 from .form_decoder import fit_image_decoder
 from .form_model import FormVaDE, core_hparams
+from .hparams import aug_scale_of
 from .io import MODEL_FILE, save_model
 from .linear_core import fit_linear_core
 from .merge import ComponentMerger
@@ -113,7 +114,7 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
         loss=f["loss"], temperature=f["temperature"], seed=hp["seed"], train_trunk=f["train_trunk"],
         trainer_kwargs=device_kwargs(cfg), resume=resume, loader_workers=cfg.train.loader_processes(), views=views,
         trunk_lr_scale=f.get("trunk_lr_scale", 1.0), heads=heads,
-        augment=NuisanceAugment(scale=tuple(f.get("aug_scale", NuisanceAugment.scale))))
+        augment=NuisanceAugment(scale=tuple(aug_scale_of(f))))  # an earlier model resumed: its own range
     if rows is not None:
         emb = _embed_the_rest(embedder, cube, rows, emb, INFERENCE_BATCH, device_kwargs(cfg), mdir / "predict_shares",
                               loader_workers=cfg.train.loader_processes())

@@ -202,6 +202,15 @@ _FORM_KEYS = ("backbone", "weights", "input_size", "sharpen", "dim", "heads", "p
               "decoder_epochs")
 
 
+EARLIER_AUG_SCALE = [0.9, 1.1]  # the nuisance views' size range before form.aug_scale was recorded
+
+
+def aug_scale_of(form: dict[str, Any]) -> list[float]:
+    """The apparent-size range a form model's nuisance views were drawn from: its recorded
+    ``aug_scale``, or :data:`EARLIER_AUG_SCALE` for a model saved before the setting existed."""
+    return [float(v) for v in form.get("aug_scale", EARLIER_AUG_SCALE)]
+
+
 def settings_of(hp: dict[str, Any]) -> dict[str, Any]:
     """The settings (dotted keys) that :func:`resolve_hparams` turns into ``hp``, where one setting gives
     a value: what a run's ``config.toml`` says of a model trained with ``hp`` (a study that uses the
@@ -217,6 +226,8 @@ def settings_of(hp: dict[str, Any]) -> dict[str, Any]:
         out.update({f"model.{k}": hp[k] for k in ("latent_dim", "n_components", "k_min", "k_max", "min_weight",
                                                   "align_latent") if k in hp})
         out.update({f"form.{k}": form[k] for k in _FORM_KEYS if k in form})
+        if form:
+            out["form.aug_scale"] = aug_scale_of(form)
         out.update({"form.recon_sigma": hp["recon_sigma"]} if "recon_sigma" in hp else {})
         out.update({"form.decoder_widths": list(hp["widths"])} if "widths" in hp else {})
         out.update({f"model.{k}": form[f"image_{k}"] for k in ("recon_sigma", "radial_inner", "radial_width")
