@@ -22,15 +22,16 @@ the row's sky, and the sky's noise that resampling or blurring smooths away is g
 with the grain the row's own sky shows (neighbouring pixels of a resampled, compressed cutout are
 correlated); the row is then normalised again as the ingest normalises
 (:func:`morphospace.data.ingest.normalise.normalise`; a min-max cube keeps each row's scale, since
-the new noise's extremes would lift its sky). A JPEG's sky clipped at black is not clipped again. It is then embedded as a new
-image is (``morphospace similar --image``: neighbours masked, the model's encoder) and assigned to
+the new noise's extremes would lift its sky). A JPEG's sky clipped at black is not clipped again.
+It is then embedded as a new image is (``morphospace similar --image``: neighbours masked, the
+model's encoder) and assigned to
 the run's clusters (its mixture's responsibilities, components merged as the run's are). A
 control, ``moved 1/2 px`` (half a pixel along the diagonal), goes through the same resampling and
 noise alone: what it changes is the test's own floor, the galaxies at a cluster's edge. Scored
 against the same galaxies unchanged, through the same path: the share whose cluster changes, and
 the ARI of the clusters before and after (1: the clusters ignore the change; 0: as if drawn anew),
 and the share's excess over the control's, galaxy by galaxy, with a 95% interval from resampling
-the galaxies (a sample of 128 leaves a share uncertain by about 0.04). The chance share, what two
+the galaxies (a sample of 256 leaves a share uncertain by about 0.03). The chance share, what two
 unrelated draws of the clusters' sizes would change, is beside them. Size and seeing change with
 the galaxy's pixels: shrunk, its PSF and its noise's grain shrink with it, which a galaxy farther
 away would not show; the test asks whether the model's clusters are invariant to these changes of
@@ -102,7 +103,9 @@ def _blur(sigma: float) -> Callable[[np.ndarray], np.ndarray]:
     return lambda img: np.stack([ndimage.gaussian_filter(band, sigma, mode="nearest") for band in img])
 
 
-OPERATIONS = {"moved 1/2 px": _shift(0.5 / np.sqrt(2.0)), "smaller": _zoom(0.7), "larger": _zoom(1.4), "turned 45 deg": _turn(45.0), "wider PSF": _blur(1.0)}
+# the changes made by resampling or blurring (``fainter`` adds noise alone)
+OPERATIONS = {"moved 1/2 px": _shift(0.5 / np.sqrt(2.0)), "smaller": _zoom(0.7), "larger": _zoom(1.4),
+              "turned 45 deg": _turn(45.0), "wider PSF": _blur(1.0)}
 
 
 def _border(lin: np.ndarray) -> np.ndarray:
