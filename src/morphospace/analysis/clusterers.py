@@ -20,7 +20,19 @@ from sklearn.utils import check_random_state
 from ..errors import InvalidArgument
 from .inputs import fit_input, new_input, whole_number
 
-__all__ = ["internal_scores", "KMeansSelect", "GMMSelect"]
+__all__ = ["internal_scores", "k_selection_curves", "KMeansSelect", "GMMSelect"]
+
+# the curves a k-selection table (``comparisons/k_selection_<rep>.csv``) can hold: (method, score)
+K_CURVES = (("kmeans", "silhouette"), ("kmeans", "calinski_harabasz"), ("gmm", "bic"))
+
+
+def k_selection_curves(table) -> list[tuple[str, str]]:
+    """The curves of :data:`K_CURVES` a k-selection table holds a value of: what its figure draws
+    (none for a run of DBSCAN or HDBSCAN alone, or of fewer galaxies than every k)."""
+    if "method" not in table:
+        return []
+    return [(method, col) for method, col in K_CURVES
+            if col in table and table.loc[table["method"] == method, col].notna().any()]
 
 log = logging.getLogger("morphospace")
 

@@ -8,31 +8,19 @@ import logging
 import sys
 
 from ..run import RunDir
+from ..run.runlog import FORMAT, RunLogFile
 from .options import printable
 
 
-class _RunLog(logging.FileHandler):
+class _RunLog(RunLogFile):
     """The run's ``log.txt``; where it cannot be written (a full disk), one line says so and the
-    command goes on logging to the console alone. Logging's own handler printed a "--- Logging
-    error ---" traceback for every line it could not write, and its close failed the command."""
+    command goes on logging to the console alone."""
 
-    def handleError(self, record: logging.LogRecord) -> None:
-        exc = sys.exc_info()[1]
-        if not isinstance(exc, OSError):
-            return super().handleError(record)
+    def cannot_write(self, exc: OSError) -> None:
         logging.getLogger("morphospace").removeHandler(self)
-        try:
-            super().close()
-        except OSError:
-            pass
+        self.close()
         print(f"morphospace: warning: cannot write {printable(str(self.baseFilename))} "
               f"({printable(exc.strerror or str(exc))}): logging to the console alone", file=sys.stderr)
-
-    def close(self) -> None:
-        try:
-            super().close()
-        except OSError:  # its last lines could not be flushed: said by handleError where they were written
-            pass
 
 
 def _setup_logging(quiet: bool, run: RunDir | None, later_rank: bool = False, reads_only: bool = False) -> None:
@@ -55,7 +43,7 @@ def _setup_logging(quiet: bool, run: RunDir | None, later_rank: bool = False, re
             if not reads_only:
                 raise
         else:
-            fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            fh.setFormatter(logging.Formatter(FORMAT))
             root.addHandler(fh)
     root.propagate = False
 

@@ -48,19 +48,16 @@ def _compare_figures(run: RunDir, contents: RunContents, have: set[str]) -> list
 
 
 def _has_a_curve(path) -> bool:
-    """Whether compare draws a figure of this k-selection table: a K-Means silhouette or
-    Calinski-Harabasz curve, or a GMM BIC one (as ``study.figures.draw_k_selection``; a run of
-    DBSCAN / HDBSCAN alone, or of fewer galaxies than every k, has none and no figure)."""
+    """Whether compare draws a figure of this k-selection table (a curve of
+    :func:`~morphospace.analysis.clusterers.k_selection_curves`)."""
     import pandas as pd
 
+    from ..analysis.clusterers import k_selection_curves
+
     try:
-        table = pd.read_csv(path)
+        return bool(k_selection_curves(pd.read_csv(path)))
     except (OSError, ValueError):
         return False
-    if "method" not in table:
-        return False
-    wanted = (("kmeans", "silhouette"), ("kmeans", "calinski_harabasz"), ("gmm", "bic"))
-    return any(col in table and table.loc[table["method"] == method, col].notna().any() for method, col in wanted)
 
 
 def missing_figures(run: RunDir, contents: RunContents) -> list[tuple[str, list[str]]]:

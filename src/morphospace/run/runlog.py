@@ -7,6 +7,7 @@ logger's level, handlers and propagation are as they were, so a notebook shows w
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,34 +15,45 @@ from typing import Iterator
 
 from ..errors import first_line
 
-__all__ = ["logged_to_run"]
+__all__ = ["FORMAT", "RunLogFile", "logged_to_run"]
 
 FORMAT = "%(asctime)s %(levelname)s %(message)s"  # the command line's log.txt lines
 
 
-class _LogFile(logging.FileHandler):
-    """``log.txt``; where it cannot be written (a full disk), one warning says so and the stage goes
-    on without it (logging's own handler printed a traceback for every line it could not write)."""
+class RunLogFile(logging.FileHandler):
+    """A run's ``log.txt`` that a full disk cannot turn into tracebacks (logging's own handler printed
+    one for every line it could not write, and its close failed the command): the first line it
+    cannot write goes to :meth:`cannot_write`, which says so once; its close never fails."""
 
     def handleError(self, record: logging.LogRecord) -> None:
-        import sys
-
         exc = sys.exc_info()[1]
         if not isinstance(exc, OSError):
             return super().handleError(record)
-        self.broken = True
-        warnings.warn(f"cannot write {self.baseFilename} ({exc.strerror or exc}): this run's log is left incomplete",
-                      RuntimeWarning, stacklevel=2)
+        self.cannot_write(exc)
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if not getattr(self, "broken", False):
-            super().emit(record)
+    def cannot_write(self, exc: OSError) -> None:
+        """What the stage does once its log cannot be written (here: nothing more is written)."""
+        raise NotImplementedError
 
     def close(self) -> None:
         try:
             super().close()
-        except OSError:  # its last lines could not be flushed: said by handleError
+        except OSError:  # its last lines could not be flushed: said where they were written
             pass
+
+
+class _LogFile(RunLogFile):
+    """``log.txt`` of a stage started from Python: where it cannot be written, one warning says so
+    and the stage goes on without it."""
+
+    def cannot_write(self, exc: OSError) -> None:
+        self.broken = True
+        warnings.warn(f"cannot write {self.baseFilename} ({exc.strerror or exc}): this run's log is left incomplete",
+                      RuntimeWarning, stacklevel=3)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not getattr(self, "broken", False):
+            super().emit(record)
 
 
 class _AsBefore(logging.Handler):

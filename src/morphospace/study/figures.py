@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from ..analysis.clusterers import k_selection_curves
 from ..analysis.labels import missing_mask, truth_column
 from ..image.display import display_image, figure_text
 from ..image.palettes import colour, label_colour, natural
@@ -199,14 +200,10 @@ def draw_k_selection(table: pd.DataFrame, title: str) -> Figure | None:
     """
     from matplotlib.figure import Figure
 
-    curves = []
-    km = table[table["method"] == "kmeans"].sort_values("k") if "method" in table else table.iloc[0:0]
-    gm = table[table["method"] == "gmm"].sort_values("k") if "method" in table else table.iloc[0:0]
-    for frame, col, name in ((km, "silhouette", "K-Means: silhouette (higher is better)"),
-                             (km, "calinski_harabasz", "K-Means: Calinski-Harabasz (higher is better)"),
-                             (gm, "bic", "GMM: BIC (lower is better)")):
-        if len(frame) and col in frame and frame[col].notna().any():
-            curves.append((frame, col, name))
+    names = {"silhouette": "K-Means: silhouette (higher is better)",
+             "calinski_harabasz": "K-Means: Calinski-Harabasz (higher is better)", "bic": "GMM: BIC (lower is better)"}
+    curves = [(table[table["method"] == method].sort_values("k"), col, names[col])
+              for method, col in k_selection_curves(table)]
     if not curves:
         return None
     fig = Figure(figsize=(3.6 * len(curves), 2.9))

@@ -49,13 +49,14 @@ import torch
 from scipy import ndimage
 from sklearn.metrics import adjusted_rand_score
 
+from ..data.ingest.framing import border_sky
 from ..data.ingest.normalise import normalise
 from ..data.ingest.spec import PreprocessSpec
 from ..data.sample import sample_rows
-from ..image.masking import mask_images
 from ..progress import Timer
 from ..run import RunDir, write_table
 from .io import cluster_groups, fingerprint, load_vade, model_file
+from .query import as_the_model_reads
 
 log = logging.getLogger("morphospace")
 
@@ -108,18 +109,11 @@ OPERATIONS = {"moved 1/2 px": _shift(0.5 / np.sqrt(2.0)), "smaller": _zoom(0.7),
               "turned 45 deg": _turn(45.0), "wider PSF": _blur(1.0)}
 
 
-def _border(lin: np.ndarray) -> np.ndarray:
-    """Per band, the row's border pixels (C, M), a tenth of its side wide: the sky."""
-    w = max(2, lin.shape[-1] // 10)
-    return np.concatenate([lin[:, :w].reshape(len(lin), -1), lin[:, -w:].reshape(len(lin), -1),
-                           lin[:, w:-w, :w].reshape(len(lin), -1), lin[:, w:-w, -w:].reshape(len(lin), -1)], axis=1)
-
-
 def _sky(lin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per band, the sky's level (the border's median) and noise (its robust sigma, 1.4826 x MAD)."""
-    border = _border(lin)
-    med = np.median(border, axis=1)
-    return med, 1.4826 * np.median(np.abs(border - med[:, None]), axis=1)
+    """Per band, the sky's level and noise: the median and robust sigma of the row's border, a tenth
+    of its side wide (:func:`~morphospace.data.ingest.framing.border_sky`, as the framing reads it)."""
+    level, sigma = np.array([border_sky(band) for band in lin]).T
+    return level, sigma
 
 
 def _sky_sigma(lin: np.ndarray) -> np.ndarray:
@@ -223,8 +217,7 @@ def _changed_light(lin: np.ndarray, change: str, rng: np.random.Generator) -> np
 def _clusters(model, hp: dict, groups: list[list[int]], rows: np.ndarray) -> np.ndarray:
     """The run's cluster of each row, as a new image is embedded (neighbours masked where the model
     reads masked images)."""
-    if hp["preset"] == "form" or hp.get("mask_neighbours", False):
-        rows, _ = mask_images(rows, desc="")
+    rows = as_the_model_reads(rows, hp)
     labels = []
     with torch.no_grad():
         for start in range(0, len(rows), BATCH):

@@ -24,10 +24,18 @@ from ..image.masking import mask_images
 from ..run import RunDir
 from .io import load_vade, model_file
 
-__all__ = ["MODEL_EMBEDDINGS", "embed_rows"]
+__all__ = ["MODEL_EMBEDDINGS", "as_the_model_reads", "embed_rows"]
 
 MODEL_EMBEDDINGS = ("form", "vade")  # the embeddings this module computes for new images
 SMALL_BATCH = 8  # up to this many images are embedded on one thread
+
+
+def as_the_model_reads(rows: np.ndarray, hp: dict) -> np.ndarray:
+    """New cube rows as a model with hyper-parameters ``hp`` reads its galaxies: neighbours masked
+    for the form model (always) and for a pixel VaDE trained so."""
+    if hp["preset"] == "form" or hp.get("mask_neighbours", False):
+        return mask_images(rows, desc="")[0]
+    return rows
 
 
 def embed_rows(run: RunDir, rows: np.ndarray, embedding: str) -> np.ndarray:
@@ -63,8 +71,7 @@ def embed_rows(run: RunDir, rows: np.ndarray, embedding: str) -> np.ndarray:
     if embedding == "form" and not form:
         raise UserError(f"the model of {run.path} is a '{hp['preset']}' VaDE, which has no form embedding: "
                         "query the 'vade' embedding (or train with model.preset=form)")
-    if form or hp.get("mask_neighbours", False):
-        x, _ = mask_images(x, desc="")
+    x = as_the_model_reads(x, hp)
     model.eval()
     threads = torch.get_num_threads()
     if len(x) <= SMALL_BATCH:

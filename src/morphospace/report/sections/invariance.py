@@ -18,26 +18,32 @@ CONTROL = "moved 1/2 px"  # the test's own floor (vade.invariance.CONTROL)
 COLUMNS = ["change", "what", "changed", "ari", "excess", "excess_low", "excess_high", "chance", "n"]
 
 
-def moved_by(frame: pd.DataFrame) -> tuple[pd.DataFrame, float] | None:
-    """The changes shown to move more galaxies to another cluster than the control (the 95% interval
-    of the excess above zero), and the control's share; None where the test cannot tell: no control,
-    one cluster (nothing to change to), or a control that alone moves half of what chance would."""
+def _floor(frame: pd.DataFrame) -> tuple[float, float] | None:
+    """The control's share and chance's, or None: no control to compare with, or one cluster
+    (nothing to change to)."""
     control = frame[frame["change"] == CONTROL]
     if control.empty or not np.isfinite(control["changed"].iloc[0]) or not frame["chance"].iloc[0] > 0:
         return None
-    floor, chance = float(control["changed"].iloc[0]), float(frame["chance"].iloc[0])
-    if floor >= 0.5 * chance:
+    return float(control["changed"].iloc[0]), float(frame["chance"].iloc[0])
+
+
+def moved_by(frame: pd.DataFrame) -> tuple[pd.DataFrame, float] | None:
+    """The changes shown to move more galaxies to another cluster than the control (the 95% interval
+    of the excess above zero), and the control's share; None where the test cannot tell (see
+    :func:`_floor`), or where the control alone moves half of what chance would."""
+    found = _floor(frame)
+    if found is None or found[0] >= 0.5 * found[1]:
         return None
     others = frame[frame["change"] != CONTROL]
-    return others[others["excess_low"] > 0], floor
+    return others[others["excess_low"] > 0], found[0]
 
 
 def _verdict(frame: pd.DataFrame) -> str:
     """What the clusters are not invariant to (:func:`moved_by`), or why the test cannot tell."""
-    control = frame[frame["change"] == CONTROL]
-    if control.empty or not np.isfinite(control["changed"].iloc[0]) or not frame["chance"].iloc[0] > 0:
-        return ""  # no control to compare with, or one cluster: nothing to say
-    floor, chance, n = float(control["changed"].iloc[0]), float(frame["chance"].iloc[0]), int(frame["n"].iloc[0])
+    found = _floor(frame)
+    if found is None:
+        return ""
+    (floor, chance), n = found, int(frame["n"].iloc[0])
     if floor >= 0.5 * chance:
         return (f"Inconclusive: even the control, a move of half a pixel, sends {floor:.0%} of the {n} galaxies to "
                 f"another cluster (chance {chance:.0%}); the clusters' edges hold too many galaxies for the test "
