@@ -162,7 +162,7 @@ def test_nuisance_augment_is_a_function_of_its_seed():
 def test_nuisance_augment_keeps_the_galaxy_and_moves_its_angle():
     """Rotation changes the position angle; flux stays within the brightness range."""
     x = _blob(n=64)
-    augment = NuisanceAugment(noise=0.0, p_blur=0.0)
+    augment = NuisanceAugment(noise=0.0, p_blur=0.0, light=False)  # the pixel views (tests/test_light_views.py)
     y = augment(x, 3)
     ratio = (y.sum((1, 2, 3)) / x.sum((1, 2, 3))).numpy()
     lo, hi = augment.scale  # the light scales with the area
@@ -975,9 +975,13 @@ def test_the_form_model_logs_its_losses_per_epoch(form_run):
     assert len(fig.axes[0].lines[0].get_xdata()) == cfg.form.ssl_epochs
 
 
-def test_the_size_range_of_the_nuisance_views_reaches_the_view_bank(tmp_path, monkeypatch):
-    """form.aug_scale is the apparent-size range the view bank's nuisance views draw from; it is in
-    the model's settings (a resume with another range is refused like any other change)."""
+def test_the_size_range_of_the_nuisance_views_reaches_the_view_bank(tmp_path, monkeypatch, caplog):
+    """form.aug_scale is the apparent-size range the view bank's nuisance views draw from, and
+    form.aug_light whether they are made on the galaxy's light, with the cube's own stretch; both are in
+    the model's settings (a resume with another is refused like any other change). A cube no ingest
+    made (no summary says how it was stretched) gets the pixel views, and its model says so."""
+    import json
+
     from test_train import make_run
 
     import morphospace.ssl.training as training
@@ -990,23 +994,36 @@ def test_the_size_range_of_the_nuisance_views_reaches_the_view_bank(tmp_path, mo
     real = training.view_bank
 
     def spy(*args, **kwargs):
-        seen.append(kwargs["augment"].scale)
+        a = kwargs["augment"]
+        seen.append((a.scale, a.light, a.normalise, a.softening))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(training, "view_bank", spy)
+    cfg = apply_overrides(load_config(None), FORM_TINY + ["form.aug_scale=[0.8, 1.25]"])  # not the default
     run = make_run(tmp_path / "run", n=16, side=32, channels=3)
-    train_run(run, apply_overrides(load_config(None), FORM_TINY + ["form.aug_scale=[0.8, 1.25]"]))  # not the default
-    assert seen == [(0.8, 1.25)]
+    with caplog.at_level("INFO", logger="morphospace"):
+        train_run(run, cfg)
+    assert seen == [((0.8, 1.25), False, "asinh", 0.1)]
+    assert "no ingest summary that says how its cube was stretched" in caplog.text
     _, hp, _ = load_vade(model_file(run))
-    assert settings_of(hp)["form.aug_scale"] == [0.8, 1.25]
-    # a model saved before the setting existed was trained with 0.9-1.1, and says so
-    old = {**hp, "form": {k: v for k, v in hp["form"].items() if k != "aug_scale"}}
-    assert settings_of(old)["form.aug_scale"] == [0.9, 1.1]
-    # and a resume of its training with today's default is a change of settings (its views were drawn otherwise)
+    assert settings_of(hp)["form.aug_scale"] == [0.8, 1.25] and settings_of(hp)["form.aug_light"] is False
+    # a cube the ingest made: the views on its light, undone with its own softening
+    ingested = make_run(tmp_path / "ingested", n=16, side=32, channels=3)
+    ingested.ingest_summary.write_text(json.dumps({"preprocess": {
+        "crop": 0.5, "size": 32, "channels": 3, "normalise": "asinh", "softening": 0.25, "resample": "box",
+        "exact": False, "jpeg_draft": True}}))
+    train_run(ingested, cfg)
+    assert seen[1] == ((0.8, 1.25), True, "asinh", 0.25)
+    _, hp, _ = load_vade(model_file(ingested))
+    assert settings_of(hp)["form.aug_light"] is True
+    # a model saved before the settings existed was trained with 0.9-1.1 on the pixels, and says so
+    old = {**hp, "form": {k: v for k, v in hp["form"].items() if k not in ("aug_scale", "aug_light")}}
+    assert settings_of(old)["form.aug_scale"] == [0.9, 1.1] and settings_of(old)["form.aug_light"] is False
+    # and a resume of its training with today's defaults is a change of settings (its views were drawn otherwise)
     from morphospace.vade.fitting import comparable_hparams, hparam_changes
 
     now = {**hp, "form": {**hp["form"], "aug_scale": [0.7, 1.43]}}
-    assert hparam_changes("settings", comparable_hparams(old), comparable_hparams(now)) == [
-        "settings.form.aug_scale [0.9, 1.1] -> [0.7, 1.43]"]
+    assert sorted(hparam_changes("settings", comparable_hparams(old), comparable_hparams(now))) == [
+        "settings.form.aug_light False -> True", "settings.form.aug_scale [0.9, 1.1] -> [0.7, 1.43]"]
     with pytest.raises(ConfigError, match="low <= 1 <= high"):
         apply_overrides(load_config(None), ["form.aug_scale=[1.1, 1.3]"])

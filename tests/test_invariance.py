@@ -12,7 +12,8 @@ import pytest
 
 from morphospace.data.ingest.normalise import normalise
 from morphospace.data.ingest.spec import PreprocessSpec
-from morphospace.vade.invariance import CHANGES, _changed_light, _linear, _sky_sigma, change_rows
+from morphospace.data.ingest.sky_noise import sky_of, unstretch
+from morphospace.vade.invariance import CHANGES, _changed_light, change_rows
 
 from test_form import form_run  # noqa: F401 (a fixture: a tiny trained and embedded form run)
 
@@ -44,7 +45,7 @@ def _galaxy(sigma_x: float, sigma_y: float, angle: float = 0.0, noise: float = 0
 def _moments(row: np.ndarray) -> tuple[float, float, float, float]:
     """Centroid (y, x), size (sqrt of the trace of the second moments) and position angle (degrees,
     of the major axis from +x, y down) of the light above 5% of its peak."""
-    lin = _linear(row[None], SPEC)[0].mean(0)
+    lin = unstretch(row[None], SPEC)[0].mean(0)
     w = np.where(lin > 0.05 * lin.max(), lin, 0.0)
     rows, cols = np.indices(w.shape)
     t = w.sum()
@@ -73,14 +74,14 @@ def test_each_change_does_what_it_says_and_keeps_the_sky_noise(grain):
     # galaxy by a lower peak, as the ingest would): given back where resampling or blurring smoothed
     # it, doubled where fainter; the sky's level kept
     # (the mean over 3 bands and 4 draws: one band's border, its noise correlated, varies by 20%)
-    lights = [_linear(_galaxy(4.0, 2.0, grain=grain, seed=s)[None], SPEC)[0] for s in range(4)]
+    lights = [unstretch(_galaxy(4.0, 2.0, grain=grain, seed=s)[None], SPEC)[0] for s in range(4)]
     for change, factor in (("moved 1/2 px", 1.0), ("smaller", 1.0), ("larger", 1.0), ("turned 45 deg", 1.0),
                            ("wider PSF", 1.0), ("fainter", 2.0)):
         ratios, levels = [], []
         for s, lin in enumerate(lights):
             new = _changed_light(lin, change, np.random.default_rng(s + 10))
-            ratios.append(_sky_sigma(new) / _sky_sigma(lin))
-            levels.append(np.median(new[:, :4], axis=(1, 2)) / (factor * _sky_sigma(lin)))
+            ratios.append(sky_of(new)[1] / sky_of(lin)[1])
+            levels.append(np.median(new[:, :4], axis=(1, 2)) / (factor * sky_of(lin)[1]))
         assert np.mean(ratios) == pytest.approx(factor, rel=0.08), change
         assert abs(np.mean(levels)) < 0.1, change  # the sky's level kept (0 here): no offset beyond the draws' noise
     assert m["fainter"][2] == pytest.approx(size, rel=0.1)  # the galaxy itself as it was
@@ -95,7 +96,7 @@ def test_a_min_max_cube_keeps_its_sky_level():
     sigma)."""
     spec = PreprocessSpec(normalise="minmax")
     row = _galaxy(4.0, 2.0, grain=0.9, spec=spec)[None]
-    level, noise = np.median(row[0, :, :4], axis=(1, 2)), _sky_sigma(row[0])
+    level, noise = np.median(row[0, :, :4], axis=(1, 2)), sky_of(row[0])[1]
     for change in CHANGES:
         new = change_rows(row, change, spec, seed=2)[0]
         assert new.min() >= 0 and new.max() <= 1
@@ -192,12 +193,12 @@ def test_the_report_names_what_the_clusters_are_not_invariant_to(tmp_path):
 
 def test_the_sky_s_grain_is_not_taken_from_a_neighbour_in_the_border():
     """The grain is read from the border's sky; a star there made it 2 px (noise then under-restored)."""
-    from morphospace.vade.invariance import _grain
+    from morphospace.data.ingest.sky_noise import sky_grain
 
     for grain in (0.0, 0.9):
-        lin = _linear(_galaxy(4.0, 2.0, grain=grain, seed=3)[None], SPEC)[0]
-        alone = _grain(lin)
+        lin = unstretch(_galaxy(4.0, 2.0, grain=grain, seed=3)[None], SPEC)[0]
+        alone = sky_grain(lin)
         rows, cols = np.indices((S, S))
         star = 0.5 * np.exp(-0.5 * ((rows - 2) ** 2 + (cols - 10) ** 2) / 1.2**2)  # in the top strip
-        assert _grain(lin + star) == pytest.approx(alone, abs=0.15), grain
+        assert sky_grain(lin + star) == pytest.approx(alone, abs=0.15), grain
         assert alone == pytest.approx(grain, abs=0.2)

@@ -7,6 +7,16 @@ the intervention test, :mod:`morphospace.vade.invariance`), the seeing (PSF blur
 sky noise and the overall brightness. Nothing that alters form is drawn: no hue jitter (a
 galaxy's colour is physics), no aggressive crops (a crop can cut the arms off a spiral).
 
+By default (``light``, ``form.aug_light``) a view is made as a survey would show the galaxy
+otherwise, the way the intervention test changes it: on the row's light (the ingest's stretch
+undone), with sky beyond the frame where a turn or a shrink uncovers it, the sky's noise that
+resampling and blurring smooth away given back with the grain the row's own sky shows, added
+noise in units of that sky's noise (up to ``sky_noise`` = sqrt 3 of it: the signal-to-noise
+halved), and the row normalised again as the ingest normalises it (its peak found anew, so the
+overall brightness needs no draw of its own). Before (``light = False``, a model saved before the
+setting): on the stretched pixels, zeros beyond the frame, noise of at most ``noise`` in the
+cube's units (a tenth to a third of sdss-gz1's sky noise), a brightness factor.
+
 Batched on tensors with ``kornia`` (one affine warp for rotation, shift and scale). The
 random state comes from an explicit seed, so a training step is a pure function of
 ``(seed, step, rank)`` and ``--resume`` reproduces an uninterrupted run.
@@ -16,14 +26,19 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
+
+from ..data.ingest.normalise import normalise
+from ..data.ingest.sky_noise import grained_noise, sky_grain, sky_of, unstretch
+from ..data.ingest.spec import PreprocessSpec
 
 __all__ = ["NuisanceAugment"]
 
 
 @dataclass(frozen=True)
 class NuisanceAugment:
-    """A random nuisance transform of a batch of images ``(N, C, H, W)``.
+    """A random nuisance transform of a batch of cube rows ``(N, C, H, W)``.
 
     Parameters
     ----------
@@ -36,10 +51,17 @@ class NuisanceAugment:
     blur_sigma : tuple of float
         Range of the extra PSF blur (Gaussian sigma, pixels), applied with probability ``p_blur``.
     noise : float
-        Largest standard deviation of added Gaussian sky noise (in the cube's units), applied
-        with probability ``p_noise``.
+        Without ``light``: largest standard deviation of added Gaussian noise in the cube's units,
+        applied with probability ``p_noise``.
     brightness : tuple of float
-        Range of the overall brightness factor.
+        Without ``light``: range of the overall brightness factor.
+    light : bool
+        Make each view on the row's light (see the module docstring).
+    normalise, softening : str, float
+        With ``light``: how the cube's rows were normalised (``PreprocessSpec``'s fields).
+    sky_noise : float
+        With ``light``: largest standard deviation of added noise, in units of the row's sky noise
+        (drawn uniformly below it, with probability ``p_noise``; sqrt 3 halves the signal-to-noise).
     """
 
     rotation: float = 180.0
@@ -50,6 +72,10 @@ class NuisanceAugment:
     noise: float = 0.03
     p_noise: float = 0.5
     brightness: tuple[float, float] = (0.8, 1.2)
+    light: bool = True
+    normalise: str = "asinh"
+    softening: float = 0.1
+    sky_noise: float = float(np.sqrt(3.0))
 
     def to_dict(self) -> dict:
         """The parameters as a plain dict (``dataclasses.asdict``)."""
@@ -57,17 +83,13 @@ class NuisanceAugment:
 
     def __call__(self, x: torch.Tensor, seed: int) -> torch.Tensor:
         """Apply one random draw to every image; the draw depends only on ``seed``."""
-        import kornia.augmentation as K
-
         if x.ndim != 4:
             raise ValueError(f"expected N x C x H x W images, got shape {tuple(x.shape)}")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
-            x = K.RandomHorizontalFlip(p=0.5)(x)
-            x = K.RandomAffine(degrees=self.rotation, translate=(self.shift, self.shift), scale=self.scale,
-                               padding_mode="zeros", p=1.0)(x)
-            if self.p_blur > 0:
-                x = K.RandomGaussianBlur((5, 5), self.blur_sigma, p=self.p_blur)(x)
+            if self.light:
+                return self._on_light(x, np.random.default_rng(int(seed)))
+            x = self._seen_otherwise(x)
             # drawn on the CPU, then moved: the same numbers on any device (and a CUDA batch
             # cannot be multiplied by a CPU tensor of several elements)
             n = x.shape[0]
@@ -77,3 +99,46 @@ class NuisanceAugment:
                 sigma = self.noise * torch.rand(n, 1, 1, 1, dtype=x.dtype) * (torch.rand(n, 1, 1, 1) < self.p_noise)
                 x = x + (sigma * torch.randn(x.shape, dtype=x.dtype)).to(x.device)
         return x
+
+    def _seen_otherwise(self, x: torch.Tensor) -> torch.Tensor:
+        """The geometry and the seeing: a flip, a turn, shift and change of size, a blur (zeros
+        beyond the frame)."""
+        import kornia.augmentation as K
+
+        x = K.RandomHorizontalFlip(p=0.5)(x)
+        x = K.RandomAffine(degrees=self.rotation, translate=(self.shift, self.shift), scale=self.scale,
+                           padding_mode="zeros", p=1.0)(x)
+        if self.p_blur > 0:
+            x = K.RandomGaussianBlur((5, 5), self.blur_sigma, p=self.p_blur)(x)
+        return x
+
+    def _on_light(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """The views made on the rows' light (see the module docstring); on the CPU, then moved."""
+        spec = PreprocessSpec(normalise=self.normalise, softening=self.softening)
+        light = unstretch(x.detach().float().cpu().numpy(), spec)
+        n, c, h, w = light.shape
+        skies = [sky_of(row) for row in light]
+        level = np.stack([lv for lv, _ in skies])[:, :, None, None]
+        sigma = np.stack([sg for _, sg in skies])[:, :, None, None]
+        grains = np.array([sky_grain(row) for row in light])
+        # the galaxy above its sky, a unit noise of the row's grain that goes through the same warp
+        # and blur (what is left of it says how much noise to give back) and the frame (1 inside)
+        probe = grained_noise((n, 1, h, w), grains, rng)
+        stack = torch.from_numpy(np.concatenate([light - level, probe, np.ones((n, 1, h, w))], axis=1)).float()
+        stack = self._seen_otherwise(stack).numpy()
+        seen, probe, inside = stack[:, :c], stack[:, c:c + 1], np.clip(stack[:, c + 1:], 0.0, 1.0)
+        full = inside > 0.999
+        left2 = (probe**2 * full).sum((2, 3), keepdims=True) / np.maximum(full.sum((2, 3), keepdims=True), 1)
+        added = self.sky_noise * rng.random((n, 1, 1, 1)) * (rng.random((n, 1, 1, 1)) < self.p_noise)
+        # one draw of new noise in units of the sky's: what the warp and blur smoothed away inside the
+        # frame, the whole sky beyond it, and the added noise (independent, so their variances add)
+        weight = np.sqrt(inside**2 * np.clip(1.0 - left2, 0.0, 1.0) + (1.0 - inside) ** 2 + added**2)
+        out = level + seen + sigma * weight * grained_noise((n, c, h, w), grains, rng)
+        views = np.empty((n, c, h, w), dtype=np.float32)
+        for i, row in enumerate(out):  # normalised again as the ingest does (its peak found anew)
+            if spec.normalise == "asinh":
+                views[i] = normalise(row.transpose(1, 2, 0).astype(np.float32), spec,
+                                     sky=np.zeros(c, dtype=np.float32)).transpose(2, 0, 1)
+            else:  # min-max rows keep their own scale: the new noise's extremes would lift the sky
+                views[i] = np.clip(row, 0.0, 1.0)
+        return torch.from_numpy(views).to(device=x.device, dtype=x.dtype)

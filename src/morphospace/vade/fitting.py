@@ -35,7 +35,7 @@ from ..progress import quiet_lightning, with_bars
 from ..run import RunDir, file_stamp, launched_as_later_rank, write_json
 from ..run.set_aside import move_into
 from .data import CubeDataModule
-from .hparams import aug_scale_of
+from .hparams import with_earlier_form
 from .io import CLUSTERS_FILE, SET_ASIDE_NOTE, model_dir
 from .module import VaDEModule
 
@@ -91,11 +91,12 @@ def _model_set_aside(run: RunDir, mdir: Path, by: str) -> tuple[list[Path], Path
 
 def comparable_hparams(hp: dict[str, Any]) -> dict[str, Any]:
     """``hp`` without what may change on resume (more epochs; other devices, said: the steps then
-    differ), a form model's size range as it trained with it (one saved before the setting was
-    recorded drew 0.9-1.1: resumed now, its views would be drawn otherwise)."""
+    differ), a form model's nuisance views as it trained with them (one saved before their settings
+    were recorded drew 0.9-1.1 on the stretched pixels: resumed now, its views would be drawn
+    otherwise; :data:`~morphospace.vade.hparams.EARLIER_FORM`)."""
     out = {k: v for k, v in hp.items() if k not in ("epochs", "processes")}
     if isinstance(out.get("form"), dict):
-        out["form"] = {**out["form"], "aug_scale": aug_scale_of(out["form"])}
+        out["form"] = with_earlier_form(out["form"])
     return out
 
 

@@ -33,6 +33,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 
 from ..config import Config
+from ..errors import UserError
+from ..data.ingest.spec import PreprocessSpec
 from ..image.masking import masked_cube
 from ..nets.batches import INFERENCE_BATCH, RowView
 from ..nets.predict import barrier, predict_rows
@@ -45,7 +47,7 @@ from .fitting import (TrainResult, device_kwargs, fit_vade, prepare_model_dir, r
                       write_training_summary)
 from .form_decoder import fit_image_decoder
 from .form_model import FormVaDE, core_hparams
-from .hparams import aug_scale_of
+from .hparams import with_earlier_form
 from .io import MODEL_FILE, save_model
 from .linear_core import fit_linear_core
 from .merge import ComponentMerger
@@ -84,9 +86,24 @@ def decoder_trainer_kwargs(cfg: Config, precision: str) -> dict:
     return kw
 
 
+def _cube_spec(run: RunDir) -> PreprocessSpec | None:
+    """How the run's cube was made, or None for a cube no ingest made (written from arrays)."""
+    if not run.ingest_summary.is_file():
+        return None
+    try:
+        return PreprocessSpec.of_run(run.ingest_summary, run.config)
+    except UserError:  # a summary that does not describe a preprocessing
+        return None
+
+
 def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = False, callbacks: list | None = None):
     """Train the form-first VaDE of ``run`` with hyper-parameters ``hp`` (``resolve_hparams``)."""
-    f = hp["form"]
+    spec = _cube_spec(run)
+    if spec is None and hp["form"].get("aug_light"):
+        log.info("form.aug_light: %s has no ingest summary that says how its cube was stretched: the "
+                 "nuisance views are made on its pixels (as with form.aug_light = false)", run.path)
+        hp = {**hp, "form": {**hp["form"], "aug_light": False}}
+    f = with_earlier_form(hp["form"])  # an earlier model resumed: its own views
     # a linear core has no checkpoint of its own (it is refitted): a resume continues the SSL head
     mdir = prepare_model_dir(run, cfg, hp, resume, checkpoint=resume_checkpoint(hp))
     cube = masked_cube(run, workers=cfg.ingest.workers)  # the form model always reads neighbour-masked cutouts
@@ -114,7 +131,8 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
         loss=f["loss"], temperature=f["temperature"], seed=hp["seed"], train_trunk=f["train_trunk"],
         trainer_kwargs=device_kwargs(cfg), resume=resume, loader_workers=cfg.train.loader_processes(), views=views,
         trunk_lr_scale=f.get("trunk_lr_scale", 1.0), heads=heads,
-        augment=NuisanceAugment(scale=tuple(aug_scale_of(f))))  # an earlier model resumed: its own range
+        augment=NuisanceAugment(scale=tuple(f["aug_scale"]), light=f["aug_light"],
+                                **({"normalise": spec.normalise, "softening": spec.softening} if spec else {})))
     if rows is not None:
         emb = _embed_the_rest(embedder, cube, rows, emb, INFERENCE_BATCH, device_kwargs(cfg), mdir / "predict_shares",
                               loader_workers=cfg.train.loader_processes())

@@ -179,7 +179,8 @@ def _form_hparams(cfg: Config) -> dict[str, Any]:
     return {"backbone": f.backbone, "weights": os.path.abspath(f.weights) if f.weights else "",
             "input_size": f.input_size, "sharpen": f.sharpen, "dim": f.dim, "heads": f.heads,
             "precision": resolve_precision(f.precision),
-            "aug_views": f.aug_views, "aug_scale": [float(v) for v in f.aug_scale], "ssl_epochs": f.ssl_epochs, "loss": f.loss, "embed_views": f.embed_views,
+            "aug_views": f.aug_views, "aug_scale": [float(v) for v in f.aug_scale], "aug_light": f.aug_light,
+            "ssl_epochs": f.ssl_epochs, "loss": f.loss, "embed_views": f.embed_views,
             "temperature": f.temperature, "train_trunk": f.train_trunk,
             "trunk_lr_scale": (1.0 if f.backbone == "small" else 0.1) if f.trunk_lr_scale == "auto"
             else float(f.trunk_lr_scale),
@@ -197,18 +198,20 @@ _MODEL_KEYS = ("latent_dim", "n_components", "k_min", "k_max", "min_weight", "ca
                "widths")
 _TRAIN_KEYS = ("epochs", "pretrain_epochs", "batch_size", "lr", "weight_decay", "grad_clip", "augment", "seed", "sample")
 _FORM_KEYS = ("backbone", "weights", "input_size", "sharpen", "dim", "heads", "precision", "aug_views", "aug_scale",
-              "ssl_epochs",
+              "aug_light", "ssl_epochs",
               "loss", "embed_views", "temperature", "train_trunk", "trunk_lr_scale", "core", "core_fits",
               "decoder_epochs")
 
 
-EARLIER_AUG_SCALE = [0.9, 1.1]  # the nuisance views' size range before form.aug_scale was recorded
+# how a form model saved before a setting was recorded trained: the nuisance views' size range, and
+# views made on the stretched pixels (zeros beyond the frame) rather than on the galaxy's light
+EARLIER_FORM = {"aug_scale": [0.9, 1.1], "aug_light": False}
 
 
-def aug_scale_of(form: dict[str, Any]) -> list[float]:
-    """The apparent-size range a form model's nuisance views were drawn from: its recorded
-    ``aug_scale``, or :data:`EARLIER_AUG_SCALE` for a model saved before the setting existed."""
-    return [float(v) for v in form.get("aug_scale", EARLIER_AUG_SCALE)]
+def with_earlier_form(form: dict[str, Any]) -> dict[str, Any]:
+    """A form model's settings (``hp["form"]``) with what it trained with where a setting was not yet
+    recorded when it was saved (:data:`EARLIER_FORM`)."""
+    return {**EARLIER_FORM, **form, "aug_scale": [float(v) for v in form.get("aug_scale", EARLIER_FORM["aug_scale"])]}
 
 
 def settings_of(hp: dict[str, Any]) -> dict[str, Any]:
@@ -227,7 +230,7 @@ def settings_of(hp: dict[str, Any]) -> dict[str, Any]:
                                                   "align_latent") if k in hp})
         out.update({f"form.{k}": form[k] for k in _FORM_KEYS if k in form})
         if form:
-            out["form.aug_scale"] = aug_scale_of(form)
+            out.update({f"form.{k}": with_earlier_form(form)[k] for k in EARLIER_FORM})
         out.update({"form.recon_sigma": hp["recon_sigma"]} if "recon_sigma" in hp else {})
         out.update({"form.decoder_widths": list(hp["widths"])} if "widths" in hp else {})
         out.update({f"model.{k}": form[f"image_{k}"] for k in ("recon_sigma", "radial_inner", "radial_width")

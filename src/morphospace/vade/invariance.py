@@ -49,8 +49,8 @@ import torch
 from scipy import ndimage
 from sklearn.metrics import adjusted_rand_score
 
-from ..data.ingest.framing import border_sky
 from ..data.ingest.normalise import normalise
+from ..data.ingest.sky_noise import grained_noise, sky_grain, sky_of, unstretch
 from ..data.ingest.spec import PreprocessSpec
 from ..data.sample import sample_rows
 from ..progress import Timer
@@ -109,60 +109,10 @@ OPERATIONS = {"moved 1/2 px": _shift(0.5 / np.sqrt(2.0)), "smaller": _zoom(0.7),
               "turned 45 deg": _turn(45.0), "wider PSF": _blur(1.0)}
 
 
-def _sky(lin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per band, the sky's level and noise: the median and robust sigma of the row's border, a tenth
-    of its side wide (:func:`~morphospace.data.ingest.framing.border_sky`, as the framing reads it)."""
-    level, sigma = np.array([border_sky(band) for band in lin]).T
-    return level, sigma
-
-
-def _sky_sigma(lin: np.ndarray) -> np.ndarray:
-    """Per band, the robust sigma of the row's border (see :func:`_sky`)."""
-    return _sky(lin)[1]
-
-
-def _grain(lin: np.ndarray) -> float:
-    """The width (sigma, pixels) of the Gaussian that gives white noise the correlation between
-    neighbouring sky pixels that the row's border shows (resampled and compressed cutouts have
-    correlated noise: about 0.7 between neighbours on sdss-gz1); 0 for white noise."""
-    w = max(2, lin.shape[-1] // 10)
-    strips = np.concatenate([lin[:, :w], lin[:, -w:]], axis=1)  # (C, 2w, S): rows of sky
-    med = np.median(strips, axis=(1, 2), keepdims=True)
-    sigma = 1.4826 * np.median(np.abs(strips - med), axis=(1, 2), keepdims=True)
-    strips = strips - med
-    # a neighbour in the strips is no part of the sky's grain (one star made it 2 px): its pixels and
-    # theirs beside them are left out of the pairs
-    source = ndimage.binary_dilation(np.abs(strips) > 3.0 * np.maximum(sigma, 1e-12), structure=np.ones((1, 3, 3)))
-    keep = ~(source[..., :-1] | source[..., 1:])
-    a, b = strips[..., :-1][keep], strips[..., 1:][keep]
-    rho = float(np.sum(a * b) / np.sqrt(np.sum(a * a) * np.sum(b * b))) if np.any(a) and np.any(b) else 0.0
-    if not rho > 0.05:
-        return 0.0
-    return float(np.sqrt(-1.0 / (4.0 * np.log(min(rho, 0.95)))))  # neighbours' correlation exp(-1 / 4 s^2)
-
-
-def _noise(shape: tuple, grain: float, rng: np.random.Generator) -> np.ndarray:
-    """Unit-variance Gaussian noise (C, S, S) of the given grain (see :func:`_grain`)."""
-    field = rng.standard_normal(shape)
-    if grain > 0:
-        field = np.stack([ndimage.gaussian_filter(band, grain, mode="wrap") for band in field])
-        field /= field.std(axis=(1, 2), keepdims=True)
-    return field
-
-
 def _noise_left(op: Callable[[np.ndarray], np.ndarray], shape: tuple, grain: float) -> float:
     """How much of a unit noise of this grain ``op`` leaves (its standard deviation after), measured."""
-    out = op(_noise((1, *shape[1:]), grain, np.random.default_rng(0)))
+    out = op(grained_noise((1, *shape[1:]), grain, np.random.default_rng(0)))
     return float(np.nanstd(out[:, 4:-4, 4:-4]))
-
-
-def _linear(rows: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """Cube rows (n, C, S, S) with the ingest's stretch undone (in units of each row's peak)."""
-    y = np.asarray(rows, dtype=np.float64)
-    if spec.normalise != "asinh":
-        return y
-    s = spec.softening
-    return s * np.sinh(y * np.arcsinh(1.0 / s))
 
 
 def change_rows(rows: np.ndarray, change: str, spec: PreprocessSpec, seed: int = 0) -> np.ndarray:
@@ -188,7 +138,7 @@ def change_rows(rows: np.ndarray, change: str, spec: PreprocessSpec, seed: int =
         raise ValueError(f"change must be one of {', '.join(CHANGES)}; got {change!r}")
     rng = np.random.default_rng(seed)
     out = np.empty(np.shape(rows), dtype=np.float32)
-    for i, lin in enumerate(_linear(rows, spec)):
+    for i, lin in enumerate(unstretch(rows, spec)):
         new = _changed_light(lin, change, rng)
         if spec.normalise == "asinh":
             out[i] = normalise(new.transpose(1, 2, 0).astype(np.float32), spec,
@@ -201,9 +151,9 @@ def change_rows(rows: np.ndarray, change: str, spec: PreprocessSpec, seed: int =
 def _changed_light(lin: np.ndarray, change: str, rng: np.random.Generator) -> np.ndarray:
     """One row's light (C, S, S) with ``change`` made, the sky's noise kept (or doubled: ``fainter``),
     before the ingest's normalisation."""
-    level, sigma = (v[:, None, None] for v in _sky(lin))
-    grain = _grain(lin)
-    noise = _noise(lin.shape, grain, rng) * sigma  # the sky's own noise, its grain included
+    level, sigma = (v[:, None, None] for v in sky_of(lin))
+    grain = sky_grain(lin)
+    noise = grained_noise(lin.shape, grain, rng) * sigma  # the sky's own noise, its grain included
     op = OPERATIONS.get(change)
     if op is None:  # fainter: the sky's noise doubled
         return lin + np.sqrt(3.0) * noise

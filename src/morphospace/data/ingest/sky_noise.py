@@ -1,0 +1,89 @@
+"""The sky of a cube row as its light shows it: level, noise, the noise's grain, and new noise like it.
+
+Two places change a galaxy's image the way a survey would show it otherwise, and both need the
+sky's noise to stay what the row's own sky shows: the SSL head's nuisance views
+(:mod:`morphospace.ssl.augment`: beyond a shrunk or turned frame is sky, and the noise that
+resampling smooths away is given back) and the intervention test of a run's clusters
+(:mod:`morphospace.vade.invariance`). Resampled, compressed cutouts have correlated noise (about 0.7
+between neighbouring pixels on sdss-gz1): white noise added to them would read as a new texture.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from .framing import border_sky
+from .spec import PreprocessSpec
+
+__all__ = ["unstretch", "sky_of", "sky_grain", "grained_noise"]
+
+
+def unstretch(rows: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Cube rows (..., C, S, S) with the ingest's stretch undone: light in units of each row's peak
+    (``asinh``; a ``minmax`` row is its own light). float64."""
+    y = np.asarray(rows, dtype=np.float64)
+    if spec.normalise != "asinh":
+        return y
+    s = spec.softening
+    return s * np.sinh(y * np.arcsinh(1.0 / s))
+
+
+def sky_of(light: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per band, the sky's level and noise of one row's light (C, S, S): the median and robust sigma
+    of its border, a tenth of its side wide (:func:`~morphospace.data.ingest.framing.border_sky`, as
+    the framing reads it). Two arrays of shape (C,)."""
+    level, sigma = np.array([border_sky(band) for band in light]).T
+    return level, sigma
+
+
+def sky_grain(light: np.ndarray) -> float:
+    """The width (sigma, pixels) of the Gaussian that gives white noise the correlation between
+    neighbouring sky pixels that the row's border shows; 0 for white noise.
+
+    Parameters
+    ----------
+    light : ndarray, shape (C, S, S)
+        One row's light (:func:`unstretch`).
+    """
+    w = max(2, light.shape[-1] // 10)
+    strips = np.concatenate([light[:, :w], light[:, -w:]], axis=1)  # (C, 2w, S): rows of sky
+    med = np.median(strips, axis=(1, 2), keepdims=True)
+    sigma = 1.4826 * np.median(np.abs(strips - med), axis=(1, 2), keepdims=True)
+    strips = strips - med
+    # a neighbour in the strips is no part of the sky's grain (one star made it 2 px): its pixels and
+    # theirs beside them are left out of the pairs
+    source = ndimage.binary_dilation(np.abs(strips) > 3.0 * np.maximum(sigma, 1e-12), structure=np.ones((1, 3, 3)))
+    keep = ~(source[..., :-1] | source[..., 1:])
+    a, b = strips[..., :-1][keep], strips[..., 1:][keep]
+    rho = float(np.sum(a * b) / np.sqrt(np.sum(a * a) * np.sum(b * b))) if np.any(a) and np.any(b) else 0.0
+    if not rho > 0.05:
+        return 0.0
+    return float(np.sqrt(-1.0 / (4.0 * np.log(min(rho, 0.95)))))  # neighbours' correlation exp(-1 / 4 s^2)
+
+
+def grained_noise(shape: tuple, grain, rng: np.random.Generator) -> np.ndarray:
+    """Gaussian noise of unit variance in each image, of the given grain (see :func:`sky_grain`).
+
+    Parameters
+    ----------
+    shape : tuple
+        ``(..., S, S)``: images in the last two axes.
+    grain : float or array
+        The Gaussian's width (pixels); an array over the leading axes (e.g. one per row) broadcasts.
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    ndarray of ``shape``, float64
+        The white noise smoothed by that Gaussian, wrapping at the edges (by FFT: a whole batch at
+        once), rescaled to unit standard deviation; white where the grain is 0.
+    """
+    field = rng.standard_normal(shape)
+    g = np.asarray(grain, dtype=np.float64)
+    g = g.reshape(g.shape + (1,) * (len(shape) - g.ndim))
+    if not np.any(g > 0):
+        return field
+    fy, fx = np.fft.fftfreq(shape[-2])[:, None], np.fft.rfftfreq(shape[-1])[None, :]
+    smooth = np.fft.irfft2(np.fft.rfft2(field) * np.exp(-2.0 * np.pi**2 * g**2 * (fy**2 + fx**2)), s=shape[-2:])
+    return np.where(g > 0, smooth / smooth.std(axis=(-2, -1), keepdims=True), field)

@@ -1,0 +1,108 @@
+"""The SSL head's nuisance views made on the galaxy's light (``form.aug_light``, the default): sky
+beyond the frame, the sky's noise kept through the warp, noise added in units of the row's own sky,
+the row normalised again as the ingest does; and the setting reaches the view bank and the model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from morphospace.data.ingest.sky_noise import grained_noise, sky_grain
+from morphospace.data.ingest.spec import PreprocessSpec
+from morphospace.ssl.augment import NuisanceAugment
+
+from test_invariance import S, SPEC, _galaxy
+
+STILL = dict(rotation=0.0, shift=0.0, scale=(1.0, 1.0), p_blur=0.0, p_noise=0.0)  # no change but a flip
+
+
+def _rows(n: int = 6, grain: float = 0.7) -> torch.Tensor:
+    return torch.from_numpy(np.stack([_galaxy(3.0, 1.5, angle=0.3 * i, grain=grain, seed=i) for i in range(n)]))
+
+
+def _border(x: np.ndarray, w: int = 5) -> np.ndarray:
+    """The top and bottom strips of each row (n, C, 2w, S)."""
+    return np.concatenate([x[..., :w, :], x[..., -w:, :]], axis=-2)
+
+
+def _neighbours(x: np.ndarray) -> float:
+    """The correlation of horizontally neighbouring pixels."""
+    x = x - x.mean(axis=(-2, -1), keepdims=True)
+    return float((x[..., :-1] * x[..., 1:]).sum() / np.sqrt((x[..., :-1] ** 2).sum() * (x[..., 1:] ** 2).sum()))
+
+
+def test_unchanged_but_for_a_flip_a_light_view_is_the_row():
+    """Undoing the stretch, putting nothing through the warp and normalising again gives the row back:
+    the light path adds nothing of its own."""
+    x = _rows()
+    y = NuisanceAugment(**STILL)(x, 3).numpy()
+    for row, view in zip(x.numpy(), y):
+        assert min(np.abs(view - row).max(), np.abs(view - row[..., ::-1]).max()) < 2e-3
+
+
+def test_beyond_a_shrunk_frame_is_the_row_s_sky_not_zeros():
+    x = _rows(grain=0.7)
+    shrink = {**STILL, "scale": (0.6, 0.6)}  # the frame covers the central 29 of 48 px (rows 10-38)
+    view = NuisanceAugment(**shrink)(x, 1).numpy()
+    pixels = _border(NuisanceAugment(**shrink, light=False)(x, 1).numpy())
+    assert np.all(pixels == 0.0)  # the earlier views: black beyond the frame
+    # the sky beyond the frame against the sky within it, both normalised with the view (a smaller
+    # galaxy's peak is lower, so the ingest's normalisation makes its noise larger in either)
+    beyond, within = _border(view), np.concatenate([view[..., 11:15, 11:37], view[..., 33:37, 11:37]], axis=-2)
+    ratio = beyond.std(axis=(-2, -1)) / within.std(axis=(-2, -1))
+    assert 0.85 < ratio.mean() < 1.2 and np.all((ratio > 0.65) & (ratio < 1.5)), ratio
+    assert np.abs(np.median(beyond) - np.median(within)) < 0.2 * within.std()
+    # and the grain of the sky it was given is the row's own (neighbours correlated as in the row)
+    assert _neighbours(beyond) == pytest.approx(_neighbours(_border(x.numpy())), abs=0.12)
+
+
+def test_a_turn_keeps_the_sky_s_noise_that_resampling_smooths_away():
+    """Bilinear resampling at an angle averages neighbouring pixels: the sky inside the frame would be
+    smoother than the row's. The light views give that noise back; the pixel views do not."""
+    x = _rows(n=12, grain=0.0)
+    r = np.hypot(*np.indices((S, S)) - (S - 1) / 2)
+    ring = (r > 14) & (r < 22)  # inside the frame at any angle, outside the galaxy
+    turn = {**STILL, "rotation": 180.0}
+    before = x.numpy()[..., ring].std()
+    light = NuisanceAugment(**turn)(x, 5).numpy()[..., ring].std()
+    pixels = NuisanceAugment(**turn, light=False)(x, 5).numpy()[..., ring].std()
+    assert 0.9 < light / before < 1.1, light / before
+    assert pixels / before < 0.9, pixels / before
+
+
+def test_the_added_noise_is_up_to_twice_the_sky_s():
+    """``sky_noise`` = sqrt 3 adds at most three times the sky's variance: its noise at most doubled."""
+    x = _rows(n=24)
+    y = NuisanceAugment(**{**STILL, "p_noise": 1.0})(x, 2).numpy()
+    ratio = _border(y).std(axis=(-3, -2, -1)) / _border(x.numpy()).std(axis=(-3, -2, -1))
+    assert np.all((ratio > 0.9) & (ratio < 2.15)), ratio
+    assert 1.2 < ratio.mean() < 1.7  # sqrt(1 + 3 u^2) for u uniform in [0, 1]: 1.42 on average
+    quiet = NuisanceAugment(**{**STILL, "p_noise": 1.0, "sky_noise": 0.0})(x, 2).numpy()
+    assert np.allclose(_border(quiet).std(axis=(-3, -2, -1)), _border(x.numpy()).std(axis=(-3, -2, -1)), rtol=0.02)
+
+
+def test_light_views_of_a_min_max_cube_stay_in_its_range():
+    spec = PreprocessSpec(normalise="minmax")
+    x = _rows(n=4, grain=0.0).numpy()
+    x = (x - x.min(axis=(1, 2, 3), keepdims=True)) / np.ptp(x, axis=(1, 2, 3), keepdims=True)
+    y = NuisanceAugment(**{**STILL, "scale": (0.6, 0.6)}, normalise=spec.normalise)(torch.from_numpy(x), 0).numpy()
+    assert y.min() >= 0.0 and y.max() <= 1.0
+    assert np.all(_border(y).std(axis=(-2, -1)) > 0.5 * _border(x).std(axis=(-2, -1)))  # sky, not a flat fill
+
+
+def test_a_light_view_is_a_function_of_its_seed():
+    x = _rows(n=3)
+    aug = NuisanceAugment()
+    assert torch.equal(aug(x, 7), aug(x, 7)) and not torch.allclose(aug(x, 7), aug(x, 8))
+    assert aug(x, 7).dtype == x.dtype and aug(x, 7).shape == x.shape
+
+
+def test_grained_noise_has_the_grain_asked_for_row_by_row():
+    """One batch, a grain per row: each row's neighbours correlate as exp(-1 / 4 g^2), which is what
+    :func:`sky_grain` reads back."""
+    field = grained_noise((3, 2, 64, 64), np.array([0.0, 0.6, 1.0]), np.random.default_rng(0))
+    assert np.allclose(field[1:].std(axis=(-2, -1)), 1.0) and np.allclose(field[0].std(axis=(-2, -1)), 1.0, atol=0.03)
+    for row, g in zip(field, (0.0, 0.6, 1.0)):
+        assert _neighbours(row) == pytest.approx(np.exp(-1 / (4 * g * g)) if g else 0.0, abs=0.05)
+        assert sky_grain(row) == pytest.approx(g, abs=0.1)
