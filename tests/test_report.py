@@ -228,7 +228,7 @@ def test_hostile_column_names_values_and_meta_are_escaped(tmp_path):
     cfg = apply_overrides(Config(), [f"data.truth_label={json.dumps(HOSTILE_COLUMN)}"])
     html = build_report(run, cfg).read_text(encoding="utf-8")
     parsed = assert_inert(html, HOSTILE_COLUMN, HOSTILE_VALUE, "blank <u>&amp; 'empty'</u>",
-                          "/data/<survey> & \"friends\"")
+                          "<survey> & \"friends\"")  # the source folder shown by its name
     text = "".join(parsed.text)
     assert f"Agreement with {HOSTILE_COLUMN}" in text  # the truth column, in a card title
     assert f"the label bar shows {HOSTILE_COLUMN}" in text

@@ -188,6 +188,21 @@ def test_a_report_holds_no_absolute_path_of_the_survey_s_images(tmp_path):
     assert "/data/survey/images" not in html
 
 
+def test_the_data_section_names_the_survey_s_folder_as_the_tooltips_do(tmp_path):
+    """The data section said "Source: /data/survey", the user's folder, in a page that is shared: it
+    shows the folder relative to the run where it lies inside it, else the folder's name."""
+    import json
+
+    run = make_fake_run(tmp_path / "run", n=40, size=16, everything=False)
+    html = build_report(run, Config()).read_text()
+    assert "Source: <code>survey</code>" in html and "/data/survey" not in html
+    summary = json.loads(run.ingest_summary.read_text())
+    summary["source"] = str(run.path / "images" / "cutouts") + "/"
+    run.ingest_summary.write_text(json.dumps(summary))
+    html = build_report(run, Config()).read_text()
+    assert "Source: <code>images/cutouts</code>" in html and str(run.path) not in html
+
+
 def test_vectorised_categorical_keeps_order_blanks_and_missing():
     c = _categorical("x", "label", np.array(["b", " ", None, "a", "10", "9", "b"], dtype=object))
     assert c["categories"] == ["9", "10", "a", "b", "(missing)"]  # natural order, then the missing

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..context import ReportContext, Section, Thumb, natural, pct
+from ..explorer import shareable_paths
 from ..figures import draw_flags, draw_labels
 from ..grids import mosaic_image, save_image
 from ..html import data_uri, render
@@ -87,6 +88,29 @@ def _flag_example(ctx: ReportContext, gid: str, thumb_path: str | None, flag: st
     return Thumb(gid)
 
 
+def _shareable_source(ctx: ReportContext, source: object) -> str:
+    """The survey's folder as the report shows it: relative to the run where it lies inside it, else
+    its name (a report is shared, the user's folders are not; as the explorer's tooltips, :func:`shareable_paths`).
+
+    Parameters
+    ----------
+    ctx : ReportContext
+    source : object
+        The ingest summary's ``source``; None or empty: nothing shown.
+
+    Returns
+    -------
+    str
+    """
+    text = str(source or "").rstrip("/\\")  # "/data/survey/" named "survey", not ""
+    if not text:
+        return ""
+    # a folder named in another encoding (its bytes kept by Python as surrogates, which pyarrow's text refuses)
+    # as the catalogue stores such names: the bytes UTF-8 cannot read as U+FFFD
+    survey, run = (t.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for t in (text, str(ctx.run.path)))
+    return str(shareable_paths(pd.Series([survey], dtype=object), run).iloc[0])
+
+
 def data_section(ctx: ReportContext) -> Section:
     """What went in: counts, the quality flags with example galaxies, the labels, a random sample.
 
@@ -143,7 +167,7 @@ def data_section(ctx: ReportContext) -> Section:
     rows = np.sort(rng.choice(c.n, size=k, replace=False))
     mosaic = save_image(mosaic_image(to_uint8(np.asarray(c.cube[rows])), cols=12), ctx.fig_path("mosaic"))
     centreless = c.centreless
-    html = render("data.html", stats=stats, source=summary.get("source") or "", flags=flag_views,
+    html = render("data.html", stats=stats, source=_shareable_source(ctx, summary.get("source")), flags=flag_views,
                   flags_figure=flags_figure, labels_figure=labels_figure, truth=c.truth,
                   centreless=len(centreless), centreless_examples=[ctx.thumb(int(r))
                                                                     for r in centreless[:8]],
