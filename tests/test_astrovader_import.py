@@ -222,6 +222,26 @@ def test_the_run_s_configuration_says_what_the_imported_model_is(tmp_path, capsy
 
 
 @needs_peer
+def test_the_notebook_s_import_writes_the_run_s_log_as_the_command_line_does(tmp_path, capsys):
+    """ms.import_astrovader wrote no log.txt in the run it made (ms.ingest and the command line write
+    one); the line is the command line's, and nothing stays attached to the logger afterwards."""
+    import logging
+
+    import morphospace as ms
+    from morphospace.cli import main
+
+    logger = logging.getLogger("morphospace")
+    before = (logger.handlers[:], logger.level, logger.propagate)
+    path = ms.import_astrovader(tmp_path / "nb", WEIGHTS)
+    assert path.is_file() and (logger.handlers, logger.level, logger.propagate) == before
+    lines = (tmp_path / "nb" / "log.txt").read_text().splitlines()
+    said = f"INFO import-astrovader: the published AstroVaDEr from {WEIGHTS} (latent 20, 12 components) as the run's model"
+    assert len(lines) == 1 and said in lines[0]
+    assert main(["import-astrovader", str(WEIGHTS), "--out", str(tmp_path / "cli")]) == 0
+    assert sum(said in line for line in (tmp_path / "cli" / "log.txt").read_text().splitlines()) == 1
+
+
+@needs_peer
 def test_an_import_into_a_run_of_galaxies_keeps_its_settings_and_a_survey_folder_is_refused(tmp_path, capsys):
     """Imported into a run that held galaxies, the run's saved survey and preprocessing were reset to
     the defaults and the astrovader preset's (128 px grey) beside its 3 x 32 x 32 cube, without a word;

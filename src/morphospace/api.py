@@ -43,7 +43,8 @@ __all__ = ["VaDE", "VaDEModel", "load_model", "import_astrovader", "save_model",
 
 def import_astrovader(run: Any, weights: str | Path) -> Path:
     """The published AstroVaDEr (its Keras ``saved_weights.h5``) as a run's model, where
-    ``morphospace train`` puts one; returns the model file.
+    ``morphospace train`` puts one; returns the model file. The run's ``log.txt`` says what was
+    imported, as the command line's does.
 
     Parameters
     ----------
@@ -60,8 +61,17 @@ def import_astrovader(run: Any, weights: str | Path) -> Path:
         Not the published weights (a missing layer, NaN values, text in place of numbers), or a
         run with a model of its own.
     """
+    from .run.runlog import logged_to_run
+
+    folder = Path(getattr(run, "path", run))  # a RunDir, an ms.Run or a folder
     with python_errors():
-        return keras_import.import_astrovader(run, weights)
+        if folder.is_dir():  # a trained model is refused before the weights are read
+            keras_import.check_no_model(RunDir(folder))
+        built = keras_import.astrovader_model(weights)  # bad weights: no folder made, no log written
+        rd = RunDir(folder, create=True)
+        # the run's log.txt, as `morphospace import-astrovader` writes it (its lines, and the error that stops it)
+        with logged_to_run(rd.log):
+            return keras_import.import_astrovader(rd, weights, built)
 
 
 # --- the VaDE as a scikit-learn estimator ----------------------------------------------------

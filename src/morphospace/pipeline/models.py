@@ -56,9 +56,7 @@ def stage_import_astrovader(run: RunDir, cfg: Config, weights: Path) -> Path:
     # them keeps the settings its cube was made with (said below where the model cannot take it)
     cfg = apply_overrides(cfg, model if run.cube.is_file() else {"preprocess.preset": "astrovader", **model})
     save_config(run, cfg)
-    path = import_astrovader(run, weights, built)
-    log.info("import-astrovader: the published AstroVaDEr from %s (latent %d, %d components) as the run's model %s",
-             weights, hp["latent_dim"], hp["n_components"], path)
+    path = import_astrovader(run, weights, built)  # which logs what it imported
     takes = (int(hp["channels"]), int(hp["image_size"]), int(hp["image_size"]))
     if run.cube.is_file():  # a run that already holds galaxies: its cube may not be what the model takes
         try:

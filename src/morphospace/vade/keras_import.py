@@ -18,6 +18,7 @@ each); our prior is normalised, so ``logits = log(theta / sum(theta))``. The raw
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ import torch
 from ..errors import MissingFile, UserError
 from ..run import RunDir
 from .astrovader_net import AstroVaDErDecoder, AstroVaDErEncoder
+
+log = logging.getLogger("morphospace")
 
 __all__ = ["ENCODER_LAYERS", "DECODER_LAYERS", "GMM_LAYER", "load_astrovader_h5", "build_astrovader", "astrovader_model", "import_astrovader"]
 
@@ -268,4 +271,7 @@ def import_astrovader(run: RunDir, weights: str | Path, built: tuple[torch.nn.Mo
     source = str(Path(weights).resolve())  # a relative path names nothing once the shell has moved on
     save_model(model, hp, path, extra={"imported_from": source})
     write_json(path.parent / IMPORTED_MARKER, {"imported_from": source})  # read by ingest, without torch
+    # said here, for the command line and the notebook alike (each writes it to the run's log.txt)
+    log.info("import-astrovader: the published AstroVaDEr from %s (latent %d, %d components) as the run's model %s",
+             weights, hp["latent_dim"], hp["n_components"], path)
     return path
