@@ -186,6 +186,16 @@ def test_no_import_cycles():
     assert not cycles, "import cycles:\n  " + "\n  ".join(_describe(graph, c) for c in cycles)
 
 
+MAX_LINES = 400  # a module that outgrows it is split where a concept of its own begins
+
+
+def test_no_module_is_longer_than_the_limit():
+    """analysis/density.py (408 lines) and analysis/classes.py (404) had grown past it."""
+    long = {name: n for name, (path, _) in package_modules().items()
+            if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
 def test_the_graph_sees_lazy_and_relative_imports():
     graph = import_graph()
     # imported inside functions, two levels up (``from ..vade.train import``)
