@@ -66,3 +66,27 @@ def test_the_log_says_why_a_notebook_ingest_stopped_and_the_console_is_as_before
     assert lines == ["INFO reading the survey", "WARNING an odd image", "ERROR error: the survey holds no galaxy"]
     # the notebook's console: the warning, as before; no INFO line that it did not show before
     assert [r.getMessage() for r in seen] == ["an odd image"]
+
+
+def test_a_path_of_another_encoding_is_written_to_the_run_s_log(tmp_path, capsys):
+    """A path with a byte UTF-8 cannot read (kept by Python as a surrogate, e.g. weights named in
+    Latin-1) printed '--- Logging error ---' and left its line out of log.txt, the command line's and
+    a notebook's alike; now the line is there, the byte escaped (``\\udcff``)."""
+    import morphospace.cli as cli
+    from morphospace.run import RunDir
+    from morphospace.run.runlog import logged_to_run
+
+    odd = b"/data/caf\xff/weights.h5".decode("utf-8", "surrogateescape")
+    logger = logging.getLogger("morphospace")
+    with logged_to_run(tmp_path / "notebook.txt"):
+        logger.info("importing %s", odd)
+    run = RunDir(tmp_path / "run", create=True)
+    before = logger.handlers[:], logger.level, logger.propagate
+    try:
+        cli._setup_logging(True, run)
+        logger.info("importing %s", odd)
+    finally:
+        cli._restore_logger(before)
+    assert "Logging error" not in capsys.readouterr().err
+    for log in (tmp_path / "notebook.txt", run.log):
+        assert log.read_text(encoding="utf-8").rstrip().endswith("INFO importing /data/caf\\udcff/weights.h5")

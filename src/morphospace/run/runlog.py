@@ -23,7 +23,13 @@ FORMAT = "%(asctime)s %(levelname)s %(message)s"  # the command line's log.txt l
 class RunLogFile(logging.FileHandler):
     """A run's ``log.txt`` that a full disk cannot turn into tracebacks (logging's own handler printed
     one for every line it could not write, and its close failed the command): the first line it
-    cannot write goes to :meth:`cannot_write`, which says so once; its close never fails."""
+    cannot write goes to :meth:`cannot_write`, which says so once; its close never fails. A path of
+    another encoding (its bytes kept by Python as surrogates) is written escaped (byte ``\\xff`` as ``\\udcff``):
+    strict UTF-8 printed '--- Logging error ---' and left its line out of the log."""
+
+    def __init__(self, filename: str | Path, mode: str = "a", encoding: str | None = None, delay: bool = False,
+                 errors: str | None = "backslashreplace"):
+        super().__init__(filename, mode, encoding, delay, errors)
 
     def handleError(self, record: logging.LogRecord) -> None:
         exc = sys.exc_info()[1]
