@@ -203,6 +203,28 @@ def test_the_data_section_names_the_survey_s_folder_as_the_tooltips_do(tmp_path)
     assert "Source: <code>images/cutouts</code>" in html and str(run.path) not in html
 
 
+def test_the_data_section_reads_a_relative_run_or_survey_from_the_working_folder(tmp_path, monkeypatch):
+    """A run named relative to the working folder showed a survey inside it by its name alone (its path
+    was compared unresolved), and a relative source ("../../home/alice/survey") was shown as it was, a
+    way out of the run to the user's folders. Both are read from the working folder, as Python reads
+    them: inside the run, relative to it; else the folder's name."""
+    import json
+
+    from morphospace.run import RunDir
+
+    make_fake_run(tmp_path / "run", n=40, size=16, everything=False)
+    monkeypatch.chdir(tmp_path)
+    run = RunDir("run")
+    summary = json.loads(run.ingest_summary.read_text())
+    for source, shown in ((str(tmp_path / "run" / "images" / "cutouts"), "images/cutouts"),
+                          ("run/images/cutouts", "images/cutouts"), ("../../home/alice/survey", "survey")):
+        summary["source"] = source
+        run.ingest_summary.write_text(json.dumps(summary))
+        html = build_report(run, Config()).read_text()
+        assert f"Source: <code>{shown}</code>" in html, source
+        assert "alice" not in html and "../" not in html and str(tmp_path) not in html
+
+
 def test_vectorised_categorical_keeps_order_blanks_and_missing():
     c = _categorical("x", "label", np.array(["b", " ", None, "a", "10", "9", "b"], dtype=object))
     assert c["categories"] == ["9", "10", "a", "b", "(missing)"]  # natural order, then the missing

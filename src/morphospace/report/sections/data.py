@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..context import ReportContext, Section, Thumb, natural, pct
-from ..explorer import shareable_paths
+from ..explorer import _ABSOLUTE, shareable_paths
 from ..figures import draw_flags, draw_labels
 from ..grids import mosaic_image, save_image
 from ..html import data_uri, render
@@ -105,9 +106,13 @@ def _shareable_source(ctx: ReportContext, source: object) -> str:
     text = str(source or "").rstrip("/\\")  # "/data/survey/" named "survey", not ""
     if not text:
         return ""
+    if not re.match(_ABSOLUTE, text):  # a relative one ("../../home/alice/survey"), read as Python reads it: shown
+        text = str(Path(text).resolve())  # relative to the run inside it, else by its name, never a way out of it
+    # the run's folder resolved: one named relative to the working folder ("run") holds a survey named absolute
     # a folder named in another encoding (its bytes kept by Python as surrogates, which pyarrow's text refuses)
     # as the catalogue stores such names: the bytes UTF-8 cannot read as U+FFFD
-    survey, run = (t.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for t in (text, str(ctx.run.path)))
+    survey, run = (t.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                   for t in (text, str(ctx.run.path.resolve())))
     return str(shareable_paths(pd.Series([survey], dtype=object), run).iloc[0])
 
 
