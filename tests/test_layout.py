@@ -196,6 +196,14 @@ def test_no_module_is_longer_than_the_limit():
     assert not long, f"modules over {MAX_LINES} lines: {long}"
 
 
+def test_the_readme_states_the_limit_and_the_test_that_checks_it():
+    """The README said "No module is much over 400 lines (the largest, study/training.py, 414)" once
+    the limit held for every module; it states the limit and names the test that checks it."""
+    readme = " ".join((PKG.parents[1] / "README.md").read_text(encoding="utf-8").split())
+    assert (f"No module is over {MAX_LINES} lines, checked by `tests/test_layout.py`'s "
+            f"`{test_no_module_is_longer_than_the_limit.__name__}`.") in readme
+
+
 def test_the_graph_sees_lazy_and_relative_imports():
     graph = import_graph()
     # imported inside functions, two levels up (``from ..vade.train import``)
