@@ -237,8 +237,11 @@ def test_the_notebook_s_import_writes_the_run_s_log_as_the_command_line_does(tmp
     lines = (tmp_path / "nb" / "log.txt").read_text().splitlines()
     said = f"INFO import-astrovader: the published AstroVaDEr from {WEIGHTS} (latent 20, 12 components) as the run's model"
     assert len(lines) == 1 and said in lines[0]
+    shown = said.removeprefix("INFO ")
+    assert capsys.readouterr().err.count(shown) <= 1  # the notebook's console: once at most, where it shows INFO
     assert main(["import-astrovader", str(WEIGHTS), "--out", str(tmp_path / "cli")]) == 0
     assert sum(said in line for line in (tmp_path / "cli" / "log.txt").read_text().splitlines()) == 1
+    assert capsys.readouterr().err.count(shown) == 1  # the command's console: said by the import, not again
 
 
 @needs_peer

@@ -43,8 +43,10 @@ __all__ = ["VaDE", "VaDEModel", "load_model", "import_astrovader", "save_model",
 
 def import_astrovader(run: Any, weights: str | Path) -> Path:
     """The published AstroVaDEr (its Keras ``saved_weights.h5``) as a run's model, where
-    ``morphospace train`` puts one; returns the model file. The run's ``log.txt`` says what was
-    imported, as the command line's does.
+    ``morphospace train`` puts one; returns the model file. The run's ``log.txt`` gets the import's
+    line, the one the command line writes, and the error of an import that stops once the run's folder
+    is made; a run with a model of its own and weights that are not the published ones are refused
+    before the log is opened: the exception says why, the log says nothing.
 
     Parameters
     ----------
