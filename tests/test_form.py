@@ -1019,6 +1019,21 @@ def test_the_size_range_of_the_nuisance_views_reaches_the_view_bank(tmp_path, mo
         "exact": False, "jpeg_draft": True}}))
     train_run(ingested, cfg)
     assert seen[1] == ((0.8, 1.25), True, "asinh", 0.25)
+    # and the trained trunk's views (drawn at every step) are the same light views
+    stepped = []
+
+    class Spy(training.SSLModule):
+        def __init__(self, *args, **kwargs):
+            stepped.append(kwargs["augment"])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(training, "SSLModule", Spy)
+    train_run(make_run(tmp_path / "trunk", n=16, side=32, channels=3), apply_overrides(cfg, ["form.train_trunk=true"]))
+    assert not stepped[0].light  # no summary: the pixel views
+    trunk = make_run(tmp_path / "trunk_ingested", n=16, side=32, channels=3)
+    trunk.ingest_summary.write_text(ingested.ingest_summary.read_text())
+    train_run(trunk, apply_overrides(cfg, ["form.train_trunk=true"]))
+    assert stepped[1].light and stepped[1].softening == 0.25
     _, hp, _ = load_vade(model_file(ingested))
     assert settings_of(hp)["form.aug_light"] is True
     # a model saved before the settings existed was trained with 0.9-1.1 on the pixels, and says so
