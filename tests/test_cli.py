@@ -283,47 +283,6 @@ def test_main_takes_its_logging_handlers_off_when_it_returns(tmp_path, capsys, m
     assert (tmp_path / "bad" / "log.txt").read_text().rstrip().endswith("ERROR error: no embedding")
 
 
-def test_main_gives_the_caller_s_own_handlers_back_open_with_the_logger_s_level(tmp_path, capsys, monkeypatch):
-    """main() took every handler off the ``morphospace`` logger (a notebook's own console and file among
-    them) and left them off, the logger at INFO without propagation; a command that failed before it
-    knew its run (``cluster /not/a/run``) wrote its error into the caller's file and closed it. Now the
-    caller's handlers are back and open, the logger's level and propagation as they were, after a
-    command that succeeds and after one that fails, and the caller's file has none of their lines."""
-    import io
-    import logging
-
-    import morphospace.cli as cli
-    from morphospace.run import RunDir
-
-    logger = logging.getLogger("morphospace")
-    console = logging.StreamHandler(io.StringIO())
-    file = logging.FileHandler(tmp_path / "notebook.log", encoding="utf-8")
-    monkeypatch.setattr(logger, "handlers", [console, file])
-    monkeypatch.setattr(logger, "propagate", True)
-    monkeypatch.setattr(logger, "level", logger.level)
-    logger.setLevel(logging.WARNING)  # a notebook's: its warnings, no INFO lines
-    before = (logger.handlers[:], logger.level, logger.propagate)
-    real = cli._dispatch
-
-    def stage(args):
-        run = RunDir(args.run, create=True)
-        cli._setup_logging(False, run)  # as a stage does, once it knows its run
-        logging.getLogger("morphospace").info("clustering %s", run.path.name)
-        return 0
-
-    for dispatch, run, status in ((stage, tmp_path / "good", 0), (real, tmp_path / "not-a-run", 2)):
-        monkeypatch.setattr(cli, "_dispatch", dispatch)
-        assert main(["cluster", str(run)]) == status
-        assert (logger.handlers, logger.level, logger.propagate) == before
-        assert file.stream is not None and not file.stream.closed
-    capsys.readouterr()
-    logger.warning("after the commands")
-    file.flush()
-    assert console.stream.getvalue() == "after the commands\n"
-    assert (tmp_path / "notebook.log").read_text() == "after the commands\n"
-    file.close()
-
-
 def test_sigterm_outside_a_fit_stops_a_stage_in_one_line_and_in_its_log(tmp_path):
     """Left to its default, SIGTERM ended every stage but a training's fit where it stood: status 143,
     no line, nothing in the run's log. (In a process of its own: unfixed, the signal ends it.)"""

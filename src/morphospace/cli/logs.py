@@ -48,37 +48,23 @@ def _setup_logging(quiet: bool, run: RunDir | None, later_rank: bool = False, re
     root.propagate = False
 
 
-def _logger_as_it_was() -> tuple[list[logging.Handler], int, bool]:
-    """The ``morphospace`` logger's handlers, level and propagation before a command, for
-    :func:`_restore_logger` when it returns."""
-    root = logging.getLogger("morphospace")
-    return root.handlers[:], root.level, root.propagate
-
-
-def _restore_logger(before: tuple[list[logging.Handler], int, bool]) -> None:
-    """The ``morphospace`` logger as it was before the command (:func:`_logger_as_it_was`): the handlers
-    the command added (its console, its run's log) taken off and closed, the caller's own put back (its
-    setup took them off: each line printed once), open, with the level and propagation they had. Left on,
-    a command's console outlived it in the process (a notebook, a test), and printed what was logged
-    after, INFO lines too; a notebook's own handler was gone for good."""
-    handlers, level, propagate = before
+def _remove_added_handlers(before: list[logging.Handler]) -> None:
+    """The handlers of the ``morphospace`` logger that are not in ``before`` (those a command added: its
+    console, its run's log) taken off and closed when the command returns. Left on, a command's console
+    outlived it in the process (a notebook, a test), and printed what was logged after, INFO lines too."""
     root = logging.getLogger("morphospace")
     for h in list(root.handlers):
-        if h not in handlers:
+        if h not in before:
             root.removeHandler(h)
             h.close()
-    root.handlers = handlers
-    root.setLevel(level)
-    root.propagate = propagate
 
 
 def _close_run_log() -> None:
     """The run's log.txt closed when a command returns: a later command of the same process (a
-    notebook, a test) writes its own run's log, never this one's. A file handler of the caller's
-    own is not the command's to close."""
+    notebook, a test) writes its own run's log, never this one's."""
     root = logging.getLogger("morphospace")
     for h in list(root.handlers):
-        if isinstance(h, _RunLog):
+        if isinstance(h, logging.FileHandler):
             root.removeHandler(h)
             h.close()
 
@@ -95,12 +81,11 @@ def _in_run_log(message: str) -> None:
 
 
 class _ToRunLog(logging.Handler):
-    """Hands a record to the run's log the ``morphospace`` logger has when it is emitted (the command's,
-    not a file handler of its caller's)."""
+    """Hands a record to the file handlers the ``morphospace`` logger has when it is emitted."""
 
     def emit(self, record: logging.LogRecord) -> None:
         for h in logging.getLogger("morphospace").handlers:
-            if isinstance(h, _RunLog):
+            if isinstance(h, logging.FileHandler):
                 h.handle(record)
 
 
