@@ -251,38 +251,6 @@ def test_sigterm_during_a_lightning_fit_is_a_failure_with_status_143(monkeypatch
     assert err[-1] == "morphospace: terminated (SIGTERM)"
 
 
-def test_main_takes_its_logging_handlers_off_when_it_returns(tmp_path, capsys, monkeypatch):
-    """The console handler stayed on the ``morphospace`` logger once main() returned, in a notebook or a
-    test that calls it, and printed what was logged after (INFO lines too). Now the handlers main() adds
-    are gone when it returns, after a command that succeeds and one that fails; each command's lines are
-    printed once, and logged in its run."""
-    import logging
-
-    import morphospace.cli as cli
-    from morphospace.errors import UserError
-    from morphospace.run import RunDir
-
-    def stage(args):
-        run = RunDir(args.run, create=True)
-        cli._setup_logging(False, run)  # as a stage does, once it knows its run
-        logging.getLogger("morphospace").info("clustering %s", run.path.name)
-        if run.path.name == "bad":
-            raise UserError("no embedding")
-        return 0
-
-    monkeypatch.setattr(cli, "_dispatch", stage)
-    logger = logging.getLogger("morphospace")
-    monkeypatch.setattr(logger, "handlers", [])  # as in a fresh process
-    for name, status in (("good", 0), ("bad", 2), ("good", 0)):
-        assert main(["cluster", str(tmp_path / name)]) == status
-        assert logger.handlers == []
-        logger.info("after the command")  # no console of the command's left to print it
-        err = capsys.readouterr().err
-        assert err.count(f"clustering {name}") == 1 and "after the command" not in err
-    assert (tmp_path / "good" / "log.txt").read_text().count("INFO clustering good") == 2
-    assert (tmp_path / "bad" / "log.txt").read_text().rstrip().endswith("ERROR error: no embedding")
-
-
 def test_sigterm_outside_a_fit_stops_a_stage_in_one_line_and_in_its_log(tmp_path):
     """Left to its default, SIGTERM ended every stage but a training's fit where it stood: status 143,
     no line, nothing in the run's log. (In a process of its own: unfixed, the signal ends it.)"""

@@ -20,7 +20,7 @@ from ..errors import InvalidArgument, RunInUse, Terminated, UserError, first_lin
 from ..progress import set_quiet
 from ..run import RunDir, job_size, launched_as_later_rank, release_locks, writer_of
 from . import peers
-from .logs import _close_run_log, _in_run_log, _quiet_warnings, _remove_added_handlers, _setup_logging
+from .logs import _close_run_log, _in_run_log, _quiet_warnings, _setup_logging
 from .options import check_out, printable
 from .parser import COMMANDS, build_parser
 from .settings import (_config_for, _earlier_settings_kept, _save_changed_config, _say, _say_unused_epochs, _set,
@@ -108,7 +108,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     set_quiet(args.quiet)
     succeeded = False
-    handlers_before = log.handlers[:]  # those the command adds are taken off when it returns
     try:
         # SIGTERM (`kill`, a scheduler's limit) stops a command as Ctrl-C does, in one line and in the log:
         # left to its default, it ended every stage but a training's fit without a word, status 143
@@ -179,7 +178,6 @@ def main(argv: list[str] | None = None) -> int:
         _leave_process_group(succeeded)
         release_locks()
         _close_run_log()
-        _remove_added_handlers(handlers_before)  # its console too: a later call prints each line once
 
 
 def _first_rank_when_alone() -> None:

@@ -48,17 +48,6 @@ def _setup_logging(quiet: bool, run: RunDir | None, later_rank: bool = False, re
     root.propagate = False
 
 
-def _remove_added_handlers(before: list[logging.Handler]) -> None:
-    """The handlers of the ``morphospace`` logger that are not in ``before`` (those a command added: its
-    console, its run's log) taken off and closed when the command returns. Left on, a command's console
-    outlived it in the process (a notebook, a test), and printed what was logged after, INFO lines too."""
-    root = logging.getLogger("morphospace")
-    for h in list(root.handlers):
-        if h not in before:
-            root.removeHandler(h)
-            h.close()
-
-
 def _close_run_log() -> None:
     """The run's log.txt closed when a command returns: a later command of the same process (a
     notebook, a test) writes its own run's log, never this one's."""
