@@ -33,8 +33,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 
 from ..config import Config
-from ..errors import UserError
 from ..data.ingest.spec import PreprocessSpec
+from ..errors import UserError
 from ..image.masking import masked_cube
 from ..nets.batches import INFERENCE_BATCH, RowView
 from ..nets.predict import barrier, predict_rows
