@@ -1005,6 +1005,7 @@ def test_the_size_range_of_the_nuisance_views_reaches_the_view_bank(tmp_path, mo
         train_run(run, cfg)
     assert seen == [((0.8, 1.25), False, "asinh", 0.1)]
     assert "no ingest summary that says how its cube was stretched" in caplog.text
+    assert "1 nuisance views (made on the stretched pixels)" in caplog.text
     _, hp, _ = load_vade(model_file(run))
     assert settings_of(hp)["form.aug_scale"] == [0.8, 1.25]
     # the settings stay as given (the log says what the views were), so its training resumes
@@ -1017,8 +1018,10 @@ def test_the_size_range_of_the_nuisance_views_reaches_the_view_bank(tmp_path, mo
     ingested.ingest_summary.write_text(json.dumps({"preprocess": {
         "crop": 0.5, "size": 32, "channels": 3, "normalise": "asinh", "softening": 0.25, "resample": "box",
         "exact": False, "jpeg_draft": True}}))
-    train_run(ingested, cfg)
+    with caplog.at_level("INFO", logger="morphospace"):
+        train_run(ingested, cfg)
     assert seen[1] == ((0.8, 1.25), True, "asinh", 0.25)
+    assert "1 nuisance views (made on the galaxy's light)" in caplog.text
     # and the trained trunk's views (drawn at every step) are the same light views
     stepped = []
 

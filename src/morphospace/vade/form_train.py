@@ -118,10 +118,10 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
     f = hp["form"]
     t0 = time.perf_counter()
     heads = f.get("heads", 1)
-    log.info("form embedding: %s trunk at %d px%s, %d dihedral + %d nuisance views, %d SSL epochs (%s)%s, "
-             "embedding averaged over %d dihedral views%s",
+    log.info("form embedding: %s trunk at %d px%s, %d dihedral + %d nuisance views (made on the %s), %d SSL epochs "
+             "(%s)%s, embedding averaged over %d dihedral views%s",
              f["backbone"], f["input_size"], f", images sharpened (a = {f['sharpen']:g})" if f.get("sharpen") else "",
-             8, f["aug_views"], f["ssl_epochs"], f["loss"], f" of {heads} heads" if heads > 1 else "", views,
+             8, f["aug_views"], "galaxy's light" if light else "stretched pixels", f["ssl_epochs"], f["loss"], f" of {heads} heads" if heads > 1 else "", views,
              "" if rows is None else f"; trained on a random sample of {len(rows)} of the {len(cube)} galaxies (train.sample)")
     if f["backbone"] == "small" and not f["train_trunk"] and not f.get("weights"):
         log.warning("form.backbone = 'small' has no pretrained weights and form.train_trunk is false: the "
