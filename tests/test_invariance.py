@@ -12,7 +12,8 @@ import pytest
 
 from morphospace.data.ingest.normalise import normalise
 from morphospace.data.ingest.spec import PreprocessSpec
-from morphospace.data.ingest.sky_noise import sky_of, unstretch
+from morphospace.data.ingest.framing import border_sky
+from morphospace.data.ingest.sky_noise import unstretch
 from morphospace.vade.invariance import CHANGES, _changed_light, change_rows
 
 from test_form import form_run  # noqa: F401 (a fixture: a tiny trained and embedded form run)
@@ -80,8 +81,8 @@ def test_each_change_does_what_it_says_and_keeps_the_sky_noise(grain):
         ratios, levels = [], []
         for s, lin in enumerate(lights):
             new = _changed_light(lin, change, np.random.default_rng(s + 10))
-            ratios.append(sky_of(new)[1] / sky_of(lin)[1])
-            levels.append(np.median(new[:, :4], axis=(1, 2)) / (factor * sky_of(lin)[1]))
+            ratios.append(border_sky(new)[1] / border_sky(lin)[1])
+            levels.append(np.median(new[:, :4], axis=(1, 2)) / (factor * border_sky(lin)[1]))
         assert np.mean(ratios) == pytest.approx(factor, rel=0.08), change
         assert abs(np.mean(levels)) < 0.1, change  # the sky's level kept (0 here): no offset beyond the draws' noise
     assert m["fainter"][2] == pytest.approx(size, rel=0.1)  # the galaxy itself as it was
@@ -96,7 +97,7 @@ def test_a_min_max_cube_keeps_its_sky_level():
     sigma)."""
     spec = PreprocessSpec(normalise="minmax")
     row = _galaxy(4.0, 2.0, grain=0.9, spec=spec)[None]
-    level, noise = np.median(row[0, :, :4], axis=(1, 2)), sky_of(row[0])[1]
+    level, noise = np.median(row[0, :, :4], axis=(1, 2)), border_sky(row[0])[1]
     for change in CHANGES:
         new = change_rows(row, change, spec, seed=2)[0]
         assert new.min() >= 0 and new.max() <= 1

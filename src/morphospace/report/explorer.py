@@ -39,6 +39,7 @@ import pandas as pd
 from sklearn.decomposition import PCA
 
 from ..analysis.neighbour_index import searches_exactly
+from ..data.ingest.catalogue import storable_texts
 from ..progress import Timer
 from ..run import MISSING_MARKERS
 from .collect import RunContents
@@ -211,7 +212,7 @@ def shareable_paths(values: pd.Series, survey: str = "") -> pd.Series:
     if not hit.any():
         return values
     paths = text[hit]
-    folder = survey.rstrip("/\\")
+    folder = storable_texts([survey])[0].rstrip("/\\")  # as the catalogue stores a folder of another encoding
     inside = paths.str.startswith(folder + "/") | paths.str.startswith(folder + "\\") if folder \
         else pd.Series(False, index=paths.index)
     obj[paths.index] = paths.str.split(r"[/\\]", regex=True).str[-1]  # the file name

@@ -29,8 +29,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from ..data.ingest.normalise import normalise
-from ..data.ingest.sky_noise import grained_noise, sky_grain, sky_of, unstretch
+from ..data.ingest.framing import border_sky
+from ..data.ingest.sky_noise import grained_noise, restretch, sky_grain, unstretch
 from ..data.ingest.spec import PreprocessSpec
 
 __all__ = ["NuisanceAugment"]
@@ -119,7 +119,7 @@ class NuisanceAugment:
         spec = PreprocessSpec(normalise=self.normalise, softening=self.softening)
         light = unstretch(x.detach().float().cpu().numpy(), spec).astype(np.float32)
         n, c, h, w = light.shape
-        level, sigma = sky_of(light)
+        level, sigma = border_sky(light)  # per row and band
         # a sky of few levels (a faint 8-bit sky) has a MAD of 0: its plain spread instead, not no noise
         spread = np.concatenate([light[..., :h // 10 + 1, :], light[..., -(h // 10 + 1):, :]], axis=-2).std((-2, -1))
         level, sigma = level[..., None, None], np.where(sigma > 0, sigma, spread)[..., None, None]
@@ -138,10 +138,4 @@ class NuisanceAugment:
         # part), the rest new; and the added noise on top (independent: the variances add)
         weight = np.sqrt(np.clip(1.0 - inside**2 * left2, 0.0, 1.0) + added**2)
         out = level + seen + sigma * weight * grained_noise((n, c, h, w), grains, rng, dtype=np.float32)
-        views = np.empty((n, c, h, w), dtype=np.float32)
-        for i, row in enumerate(out):  # normalised again as the ingest does (its peak found anew)
-            if spec.normalise == "asinh":
-                views[i] = normalise(row.transpose(1, 2, 0), spec, sky=np.zeros(c, dtype=np.float32)).transpose(2, 0, 1)
-            else:  # min-max rows keep their own scale: the new noise's extremes would lift the sky
-                views[i] = np.clip(row, 0.0, 1.0)
-        return torch.from_numpy(views).to(device=x.device, dtype=x.dtype)
+        return torch.from_numpy(restretch(out, spec)).to(device=x.device, dtype=x.dtype)

@@ -49,8 +49,8 @@ import torch
 from scipy import ndimage
 from sklearn.metrics import adjusted_rand_score
 
-from ..data.ingest.normalise import normalise
-from ..data.ingest.sky_noise import grained_noise, sky_grain, sky_of, unstretch
+from ..data.ingest.framing import border_sky
+from ..data.ingest.sky_noise import grained_noise, restretch, sky_grain, unstretch
 from ..data.ingest.spec import PreprocessSpec
 from ..data.sample import sample_rows
 from ..progress import Timer
@@ -137,21 +137,14 @@ def change_rows(rows: np.ndarray, change: str, spec: PreprocessSpec, seed: int =
     if change not in CHANGES:
         raise ValueError(f"change must be one of {', '.join(CHANGES)}; got {change!r}")
     rng = np.random.default_rng(seed)
-    out = np.empty(np.shape(rows), dtype=np.float32)
-    for i, lin in enumerate(unstretch(rows, spec)):
-        new = _changed_light(lin, change, rng)
-        if spec.normalise == "asinh":
-            out[i] = normalise(new.transpose(1, 2, 0).astype(np.float32), spec,
-                               sky=np.zeros(len(lin), dtype=np.float32)).transpose(2, 0, 1)
-        else:  # min-max rows keep their own scale: new extremes of the noise would lift the sky
-            out[i] = np.clip(new, 0.0, 1.0)
-    return out
+    light = unstretch(rows, spec)
+    return restretch(np.array([_changed_light(lin, change, rng) for lin in light]).reshape(light.shape), spec)
 
 
 def _changed_light(lin: np.ndarray, change: str, rng: np.random.Generator) -> np.ndarray:
     """One row's light (C, S, S) with ``change`` made, the sky's noise kept (or doubled: ``fainter``),
     before the ingest's normalisation."""
-    level, sigma = (v[:, None, None] for v in sky_of(lin))
+    level, sigma = (v[:, None, None] for v in border_sky(lin))  # per band
     grain = sky_grain(lin)
     noise = grained_noise(lin.shape, grain, rng) * sigma  # the sky's own noise, its grain included
     op = OPERATIONS.get(change)

@@ -46,8 +46,8 @@ def build_catalogue(survey: Survey, cube_index: np.ndarray, crops: np.ndarray | 
         sizes are resampled to one, and the nuisance audit asks whether clusters follow it.
     """
     recs = survey.records
-    table = pd.DataFrame({"id": pd.array(_storable([r.id for r in recs]), dtype=object),
-                          "source": pd.array(_storable([r.where for r in recs]), dtype=object)})
+    table = pd.DataFrame({"id": pd.array(storable_texts([r.id for r in recs]), dtype=object),
+                          "source": pd.array(storable_texts([r.where for r in recs]), dtype=object)})
     labels = survey.labels.reset_index(drop=True)
     names = stored_names(labels.columns)
     for col in labels.columns:
@@ -112,8 +112,9 @@ def stored_names(columns) -> dict[str, str]:
     return out
 
 
-def _storable(texts: list[str]) -> list[str]:
-    """File names that are not valid UTF-8 (kept by Python as surrogates) made writable to Parquet."""
+def storable_texts(texts: list[str]) -> list[str]:
+    """File names that are not valid UTF-8 (kept by Python as surrogates) made writable to Parquet
+    (the bytes UTF-8 cannot read as U+FFFD); the texts themselves where all are valid."""
     try:
         "\n".join(texts).encode("utf-8")
         return texts

@@ -4,7 +4,8 @@ Two places change a galaxy's image the way a survey would show it otherwise, and
 sky's noise to stay what the row's own sky shows: the SSL head's nuisance views
 (:mod:`morphospace.ssl.augment`: beyond a shrunk or turned frame is sky, and the noise that
 resampling smooths away is given back) and the intervention test of a run's clusters
-(:mod:`morphospace.vade.invariance`). Resampled, compressed cutouts have correlated noise (about 0.7
+(:mod:`morphospace.vade.invariance`). The sky's level and noise are the framing's
+(:func:`~morphospace.data.ingest.framing.border_sky`). Resampled, compressed cutouts have correlated noise (about 0.7
 between neighbouring pixels on sdss-gz1): white noise added to them would read as a new texture.
 """
 
@@ -13,10 +14,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .framing import border_sky
+from .normalise import normalise
 from .spec import PreprocessSpec
 
-__all__ = ["unstretch", "sky_of", "sky_grain", "grained_noise"]
+__all__ = ["unstretch", "restretch", "sky_grain", "grained_noise"]
 
 
 def unstretch(rows: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
@@ -29,12 +30,18 @@ def unstretch(rows: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     return s * np.sinh(y * np.arcsinh(1.0 / s))
 
 
-def sky_of(light: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per band, the sky's level and noise of a row's light (C, S, S), or of rows (n, C, S, S): the
-    median and robust sigma of its border, a tenth of its side wide
-    (:func:`~morphospace.data.ingest.framing.border_sky`, as the framing reads it). Two arrays of
-    shape (C,) or (n, C)."""
-    return border_sky(np.asarray(light))
+def restretch(light: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Rows' light (n, C, S, S) normalised again as the ingest normalises (:func:`normalise`: the
+    asinh stretch with each row's peak found anew); a ``minmax`` row keeps its own scale, clipped to
+    [0, 1] (the new noise's extremes would lift its sky). float32."""
+    out = np.empty(np.shape(light), dtype=np.float32)
+    for i, row in enumerate(light):
+        if spec.normalise == "asinh":
+            out[i] = normalise(np.asarray(row, dtype=np.float32).transpose(1, 2, 0), spec,
+                               sky=np.zeros(len(row), dtype=np.float32)).transpose(2, 0, 1)
+        else:
+            out[i] = np.clip(row, 0.0, 1.0)
+    return out
 
 
 def sky_grain(light: np.ndarray):

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ...data.ingest.catalogue import storable_texts
 from ..context import ReportContext, Section, Thumb, natural, pct
 from ..explorer import _ABSOLUTE, shareable_paths
 from ..figures import draw_flags, draw_labels
@@ -106,14 +107,12 @@ def _shareable_source(ctx: ReportContext, source: object) -> str:
     text = str(source or "").rstrip("/\\")  # "/data/survey/" named "survey", not ""
     if not text:
         return ""
-    if not re.match(_ABSOLUTE, text):  # a relative one ("../../home/alice/survey"), read as Python reads it: shown
-        text = str(Path(text).resolve())  # relative to the run inside it, else by its name, never a way out of it
-    # the run's folder resolved: one named relative to the working folder ("run") holds a survey named absolute
-    # a folder named in another encoding (its bytes kept by Python as surrogates, which pyarrow's text refuses)
-    # as the catalogue stores such names: the bytes UTF-8 cannot read as U+FFFD
-    survey, run = (t.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-                   for t in (text, str(ctx.run.path.resolve())))
-    return str(shareable_paths(pd.Series([survey], dtype=object), run).iloc[0])
+    if not re.match(_ABSOLUTE, text):  # relative ("../../home/alice/survey"): from the working folder, as Python reads it
+        text = str(Path(text).resolve())
+    # against the run's folder resolved (a run named "run" holds a survey named absolute); a folder of
+    # another encoding as the catalogue stores it
+    shown = shareable_paths(pd.Series(storable_texts([text]), dtype=object), str(ctx.run.path.resolve()))
+    return str(shown.iloc[0])
 
 
 def data_section(ctx: ReportContext) -> Section:
