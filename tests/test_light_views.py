@@ -131,3 +131,17 @@ def test_a_sky_of_few_levels_still_gets_noise():
     x = np.where(sky, np.where(x > 0.04, 0.08, 0.0), x).astype(np.float32)  # most of the sky at 0
     view = NuisanceAugment(**{**STILL, "scale": (0.6, 0.6)})(torch.from_numpy(x), 0).numpy()
     assert np.all(_border(view).std(axis=(-2, -1)) > 0.3 * _border(x).std(axis=(-2, -1)))
+
+
+@pytest.mark.parametrize("light", [True, False])
+def test_views_of_several_seeds_are_each_seed_s_own_view(light):
+    # the view bank makes a block's views in one call, the rows' light measured once: each view
+    # must still be the one a call with its seed alone gives, bit for bit
+    x = _rows()
+    augment = NuisanceAugment(light=light)
+    seeds = [3, 99, 12345]
+    together = list(augment.views(x, seeds))
+    assert len(together) == len(seeds)
+    for seed, view in zip(seeds, together):
+        assert torch.equal(view, augment(x, seed=seed))
+    assert not torch.equal(together[0], together[1])

@@ -25,6 +25,7 @@ random state comes from an explicit seed, so a training step is a pure function 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Iterator, NamedTuple
 
 import numpy as np
 import torch
@@ -34,6 +35,16 @@ from ..data.ingest.sky_noise import grained_noise, restretch, sky_grain, unstret
 from ..data.ingest.spec import PreprocessSpec
 
 __all__ = ["NuisanceAugment"]
+
+
+class _RowsLight(NamedTuple):
+    """Rows' light (N, C, H, W), sky level and noise (N, C, 1, 1) and the sky's grain: what every
+    light view of the rows starts from."""
+
+    light: np.ndarray
+    level: np.ndarray
+    sigma: np.ndarray
+    grains: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -85,12 +96,25 @@ class NuisanceAugment:
 
     def __call__(self, x: torch.Tensor, seed: int) -> torch.Tensor:
         """Apply one random draw to every image; the draw depends only on ``seed``."""
+        return next(self.views(x, [seed]))
+
+    def views(self, x: torch.Tensor, seeds) -> Iterator[torch.Tensor]:
+        """One view of every image per seed in ``seeds``, each as ``self(x, seed)`` gives it, in turn.
+
+        With ``light``, what the views share (the rows' light, sky and its grain: about a third of
+        a view's time) is measured once.
+        """
         if x.ndim != 4:
             raise ValueError(f"expected N x C x H x W images, got shape {tuple(x.shape)}")
+        rows = self._rows_light(x) if self.light else None
+        for seed in seeds:
+            yield self._view(x, int(seed), rows)
+
+    def _view(self, x: torch.Tensor, seed: int, rows: _RowsLight | None) -> torch.Tensor:
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(seed))
-            if self.light:
-                return self._on_light(x, np.random.default_rng(int(seed)))
+            torch.manual_seed(seed)
+            if rows is not None:
+                return self._on_light(x, rows, np.random.default_rng(seed))
             x = self._seen_otherwise(x)
             # drawn on the CPU, then moved: the same numbers on any device (and a CUDA batch
             # cannot be multiplied by a CPU tensor of several elements)
@@ -114,16 +138,23 @@ class NuisanceAugment:
             x = K.RandomGaussianBlur((5, 5), self.blur_sigma, p=self.p_blur)(x)
         return x
 
-    def _on_light(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        """The views made on the rows' light (see the module docstring); on the CPU, then moved."""
-        spec = PreprocessSpec(normalise=self.normalise, softening=self.softening)
-        light = unstretch(x.detach().float().cpu().numpy(), spec).astype(np.float32)
-        n, c, h, w = light.shape
+    def _spec(self) -> PreprocessSpec:
+        return PreprocessSpec(normalise=self.normalise, softening=self.softening)
+
+    def _rows_light(self, x: torch.Tensor) -> _RowsLight:
+        """What every light view of the rows ``x`` starts from."""
+        light = unstretch(x.detach().float().cpu().numpy(), self._spec()).astype(np.float32)
+        h = light.shape[-2]
         level, sigma = border_sky(light)  # per row and band
         # a sky of few levels (a faint 8-bit sky) has a MAD of 0: its plain spread instead, not no noise
         spread = np.concatenate([light[..., :h // 10 + 1, :], light[..., -(h // 10 + 1):, :]], axis=-2).std((-2, -1))
         level, sigma = level[..., None, None], np.where(sigma > 0, sigma, spread)[..., None, None]
-        grains = sky_grain(light)
+        return _RowsLight(light, level, sigma, sky_grain(light))
+
+    def _on_light(self, x: torch.Tensor, rows: _RowsLight, rng: np.random.Generator) -> torch.Tensor:
+        """The views made on the rows' light (see the module docstring); on the CPU, then moved."""
+        light, level, sigma, grains = rows
+        n, c, h, w = light.shape
         # the galaxy above its sky, a unit noise of the row's grain that goes through the same warp
         # and blur (what is left of it says how much noise to give back) and the frame (1 inside)
         probe = grained_noise((n, 1, h, w), grains, rng, dtype=np.float32)
@@ -138,4 +169,4 @@ class NuisanceAugment:
         # part), the rest new; and the added noise on top (independent: the variances add)
         weight = np.sqrt(np.clip(1.0 - inside**2 * left2, 0.0, 1.0) + added**2)
         out = level + seen + sigma * weight * grained_noise((n, c, h, w), grains, rng, dtype=np.float32)
-        return torch.from_numpy(restretch(out, spec)).to(device=x.device, dtype=x.dtype)
+        return torch.from_numpy(restretch(out, self._spec())).to(device=x.device, dtype=x.dtype)

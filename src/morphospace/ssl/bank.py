@@ -39,8 +39,9 @@ def view_seed(*parts: int) -> int:
 def _block_views(trunk: TrunkTaps, x: torch.Tensor, start: int, aug_views: int, seed: int,
                  augment: NuisanceAugment) -> torch.Tensor:
     """(8 + aug_views, n, F) trunk features of the views of rows ``start ...`` (the block ``x``)."""
-    return torch.stack([trunk(dihedral(x, v)) if v < N_DIHEDRAL else trunk(augment(x, seed=view_seed(seed, v, start)))
-                        for v in range(N_DIHEDRAL + aug_views)])
+    seeds = [view_seed(seed, v, start) for v in range(N_DIHEDRAL, N_DIHEDRAL + aug_views)]
+    return torch.stack([trunk(dihedral(x, v)) for v in range(N_DIHEDRAL)]
+                       + [trunk(view) for view in augment.views(x, seeds)])
 
 
 class _Blocks:

@@ -190,7 +190,8 @@ class SSLModule(pl.LightningModule):
             raise ValueError("image batches need a trunk")
         g = torch.Generator().manual_seed(view_seed(self.seed, self.global_step, self.global_rank))
         s1, s2 = torch.randint(0, 2**62, (2,), generator=g).tolist()
-        return self.trunk(self.augment(batch, s1)), self.trunk(self.augment(batch, s2))
+        first, second = self.augment.views(batch, (s1, s2))  # the rows' light measured once for both
+        return self.trunk(first), self.trunk(second)
 
     def training_step(self, batch, batch_idx):
         """NT-Xent or VICReg loss between the projected head outputs of two views of each galaxy;
