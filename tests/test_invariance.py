@@ -43,6 +43,20 @@ def _galaxy(sigma_x: float, sigma_y: float, angle: float = 0.0, noise: float = 0
     return normalise(img.transpose(1, 2, 0).astype(np.float32), spec, sky=np.zeros(3, np.float32)).transpose(2, 0, 1)
 
 
+def _few_levels(rows: np.ndarray) -> np.ndarray:
+    """Rows (n, C, S, S) with their sky put on two levels, most of it at 0: a faint 8-bit sky, whose
+    border has a MAD of 0."""
+    sky = np.abs(rows) < 0.15
+    return np.where(sky, np.where(rows > 0.04, 0.08, 0.0), rows).astype(np.float32)
+
+
+def _ring(x: np.ndarray, w: int = S // 10) -> np.ndarray:
+    """The pixels of each frame's border ring (..., n), ``w`` wide: those border_sky measures."""
+    lead = x.shape[:-2]
+    return np.concatenate([x[..., :w, :].reshape(*lead, -1), x[..., -w:, :].reshape(*lead, -1),
+                           x[..., w:-w, :w].reshape(*lead, -1), x[..., w:-w, -w:].reshape(*lead, -1)], axis=-1)
+
+
 def _moments(row: np.ndarray) -> tuple[float, float, float, float]:
     """Centroid (y, x), size (sqrt of the trace of the second moments) and position angle (degrees,
     of the major axis from +x, y down) of the light above 5% of its peak."""
@@ -103,6 +117,19 @@ def test_a_min_max_cube_keeps_its_sky_level():
         assert new.min() >= 0 and new.max() <= 1
         loud = 2.0 if change == "fainter" else 1.0  # its noise doubled
         assert (np.abs(np.median(new[:, :4], axis=(1, 2)) - level) < 0.5 * loud * noise).all(), change
+
+
+def test_a_sky_of_few_levels_gets_noise_as_the_light_views_give_it():
+    """A faint 8-bit sky (MAD 0) is measured as the light views measure it (its border's plain spread):
+    made fainter, its noise grows; beyond a shrunk frame is sky with noise, not a flat fill."""
+    rows = _few_levels(np.stack([_galaxy(3.0, 1.5, angle=0.3 * i, seed=i) for i in range(4)]))
+    for i, lin in enumerate(unstretch(rows, SPEC)):
+        assert np.all(border_sky(lin)[1] == 0)
+        spread = _ring(lin).std(axis=-1)
+        added = _ring(_changed_light(lin, "fainter", np.random.default_rng(i)) - lin).std(axis=-1)
+        assert np.all((added > 1.4 * spread) & (added < 2.1 * spread)), added / spread  # sqrt 3 of it
+        beyond = _changed_light(lin, "smaller", np.random.default_rng(i))[:, :4].std(axis=(-2, -1))
+        assert np.all(beyond > 0.7 * spread), beyond / spread
 
 
 def test_changes_are_seeded_and_an_unknown_one_is_refused():

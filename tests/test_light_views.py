@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from morphospace.data.ingest.framing import border_sky
 from morphospace.data.ingest.sky_noise import grained_noise, sky_grain
 from morphospace.data.ingest.spec import PreprocessSpec
 from morphospace.ssl.augment import NuisanceAugment
 
-from test_invariance import S, _galaxy
+from test_invariance import S, _few_levels, _galaxy
 
 STILL = dict(rotation=0.0, shift=0.0, scale=(1.0, 1.0), p_blur=0.0, p_noise=0.0, light=True)  # no change but a flip
 
@@ -126,11 +127,31 @@ def test_the_sky_s_noise_is_whole_across_the_frame_s_edge():
 def test_a_sky_of_few_levels_still_gets_noise():
     """A faint 8-bit sky can hold one level in most of its border: a MAD of 0. Its spread is used,
     not no noise at all."""
-    x = _rows(n=4, grain=0.0).numpy()
-    sky = np.abs(x) < 0.15
-    x = np.where(sky, np.where(x > 0.04, 0.08, 0.0), x).astype(np.float32)  # most of the sky at 0
+    x = _few_levels(_rows(n=4, grain=0.0).numpy())  # most of the sky at 0
     view = NuisanceAugment(**{**STILL, "scale": (0.6, 0.6)})(torch.from_numpy(x), 0).numpy()
     assert np.all(_border(view).std(axis=(-2, -1)) > 0.3 * _border(x).std(axis=(-2, -1)))
+
+
+def test_the_light_views_measure_the_sky_as_the_intervention_test_does():
+    """One measurement of the sky's level and noise for both (with the floor of a sky of few levels,
+    on the same border): the views and the test's changes start from the same sky."""
+    from morphospace.data.ingest.sky_noise import unstretch
+    from test_invariance import SPEC, _ring
+
+    few = _few_levels(_rows(n=4, grain=0.0).numpy())
+    lin = unstretch(few, SPEC).astype(np.float32)
+    assert np.all(border_sky(lin)[1] == 0)
+    # the floor: the spread of border_sky's own ring
+    sigma = NuisanceAugment(light=True)._rows_light(torch.from_numpy(few)).sigma[..., 0, 0]
+    np.testing.assert_allclose(sigma, _ring(lin).std(axis=-1), rtol=1e-6)
+    from morphospace.data.ingest.sky_noise import sky_level_noise
+
+    for x in (_rows(n=4).numpy(), few):
+        rows = NuisanceAugment(light=True)._rows_light(torch.from_numpy(x))
+        level, sigma = sky_level_noise(unstretch(x, SPEC).astype(np.float32))
+        np.testing.assert_array_equal(rows.level[..., 0, 0], level)
+        np.testing.assert_array_equal(rows.sigma[..., 0, 0], sigma)
+        assert np.all(sigma > 0)
 
 
 @pytest.mark.parametrize("light", [True, False])

@@ -30,8 +30,7 @@ from typing import Iterator, NamedTuple
 import numpy as np
 import torch
 
-from ..data.ingest.framing import border_sky
-from ..data.ingest.sky_noise import grained_noise, restretch, sky_grain, unstretch
+from ..data.ingest.sky_noise import grained_noise, restretch, sky_grain, sky_level_noise, unstretch
 from ..data.ingest.spec import PreprocessSpec
 
 __all__ = ["NuisanceAugment"]
@@ -144,12 +143,8 @@ class NuisanceAugment:
     def _rows_light(self, x: torch.Tensor) -> _RowsLight:
         """What every light view of the rows ``x`` starts from."""
         light = unstretch(x.detach().float().cpu().numpy(), self._spec()).astype(np.float32)
-        h = light.shape[-2]
-        level, sigma = border_sky(light)  # per row and band
-        # a sky of few levels (a faint 8-bit sky) has a MAD of 0: its plain spread instead, not no noise
-        spread = np.concatenate([light[..., :h // 10 + 1, :], light[..., -(h // 10 + 1):, :]], axis=-2).std((-2, -1))
-        level, sigma = level[..., None, None], np.where(sigma > 0, sigma, spread)[..., None, None]
-        return _RowsLight(light, level, sigma, sky_grain(light))
+        level, sigma = sky_level_noise(light)  # per row and band, as the intervention test measures it
+        return _RowsLight(light, level[..., None, None], sigma[..., None, None], sky_grain(light))
 
     def _on_light(self, x: torch.Tensor, rows: _RowsLight, rng: np.random.Generator) -> torch.Tensor:
         """The views made on the rows' light (see the module docstring); on the CPU, then moved."""

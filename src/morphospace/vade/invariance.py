@@ -49,8 +49,7 @@ import torch
 from scipy import ndimage
 from sklearn.metrics import adjusted_rand_score
 
-from ..data.ingest.framing import border_sky
-from ..data.ingest.sky_noise import grained_noise, restretch, sky_grain, unstretch
+from ..data.ingest.sky_noise import grained_noise, restretch, sky_grain, sky_level_noise, unstretch
 from ..data.ingest.spec import PreprocessSpec
 from ..data.sample import sample_rows
 from ..progress import Timer
@@ -144,7 +143,7 @@ def change_rows(rows: np.ndarray, change: str, spec: PreprocessSpec, seed: int =
 def _changed_light(lin: np.ndarray, change: str, rng: np.random.Generator) -> np.ndarray:
     """One row's light (C, S, S) with ``change`` made, the sky's noise kept (or doubled: ``fainter``),
     before the ingest's normalisation."""
-    level, sigma = (v[:, None, None] for v in border_sky(lin))  # per band
+    level, sigma = (v[:, None, None] for v in sky_level_noise(lin))  # per band, as the light views measure it
     grain = sky_grain(lin)
     noise = grained_noise(lin.shape, grain, rng) * sigma  # the sky's own noise, its grain included
     op = OPERATIONS.get(change)

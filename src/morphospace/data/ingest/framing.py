@@ -38,6 +38,26 @@ AUTO_SAMPLE = 200  # frames whose sizes decide ``framing = "auto"``
 AUTO_SPREAD = 2.2
 
 
+def border_pixels(grey: np.ndarray) -> np.ndarray:
+    """The pixels of a frame's border, a tenth of its side wide, that :func:`border_sky` measures.
+
+    Parameters
+    ----------
+    grey : ndarray, shape (..., H, W)
+        A frame, or frames in the leading axes.
+
+    Returns
+    -------
+    ndarray, shape (..., n)
+    """
+    h, w = grey.shape[-2:]
+    bw = max(2, min(h, w) // 10)
+    lead = grey.shape[:-2]
+    return np.concatenate([grey[..., :bw, :].reshape(*lead, -1), grey[..., -bw:, :].reshape(*lead, -1),
+                           grey[..., bw:-bw, :bw].reshape(*lead, -1), grey[..., bw:-bw, -bw:].reshape(*lead, -1)],
+                          axis=-1)
+
+
 def border_sky(grey: np.ndarray):
     """The sky of a frame and its noise: the median and the robust sigma (1.4826 x MAD) of its
     border, a tenth of its side wide (where a galaxy that fills most of the frame still leaves sky).
@@ -51,15 +71,10 @@ def border_sky(grey: np.ndarray):
     -------
     (float, float), or two arrays of the leading shape
     """
-    h, w = grey.shape[-2:]
-    bw = max(2, min(h, w) // 10)
-    lead = grey.shape[:-2]
-    border = np.concatenate([grey[..., :bw, :].reshape(*lead, -1), grey[..., -bw:, :].reshape(*lead, -1),
-                             grey[..., bw:-bw, :bw].reshape(*lead, -1), grey[..., bw:-bw, -bw:].reshape(*lead, -1)],
-                            axis=-1)
+    border = border_pixels(grey)
     sky = np.median(border, axis=-1)
     sigma = 1.4826 * np.median(np.abs(border - sky[..., None]), axis=-1)
-    if not lead:
+    if not grey.shape[:-2]:
         return float(sky), float(sigma)
     return sky, sigma
 

@@ -4,8 +4,9 @@ Two places change a galaxy's image the way a survey would show it otherwise, and
 sky's noise to stay what the row's own sky shows: the SSL head's nuisance views
 (:mod:`morphospace.ssl.augment`: beyond a shrunk or turned frame is sky, and the noise that
 resampling smooths away is given back) and the intervention test of a run's clusters
-(:mod:`morphospace.vade.invariance`). The sky's level and noise are the framing's
-(:func:`~morphospace.data.ingest.framing.border_sky`). Resampled, compressed cutouts have correlated noise (about 0.7
+(:mod:`morphospace.vade.invariance`). Both measure the sky's level and noise with :func:`sky_level_noise`
+(the framing's :func:`~morphospace.data.ingest.framing.border_sky`, with a floor where the
+border's MAD is 0). Resampled, compressed cutouts have correlated noise (about 0.7
 between neighbouring pixels on sdss-gz1): white noise added to them would read as a new texture.
 """
 
@@ -14,10 +15,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .framing import border_pixels, border_sky
 from .normalise import normalise
 from .spec import PreprocessSpec
 
-__all__ = ["unstretch", "restretch", "sky_grain", "grained_noise"]
+__all__ = ["unstretch", "restretch", "sky_level_noise", "sky_grain", "grained_noise"]
 
 
 def unstretch(rows: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
@@ -42,6 +44,31 @@ def restretch(light: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
         else:
             out[i] = np.clip(row, 0.0, 1.0)
     return out
+
+
+def sky_level_noise(light: np.ndarray):
+    """The sky's level and noise of each frame: the median and robust sigma of its border
+    (:func:`~morphospace.data.ingest.framing.border_sky`), where that sigma is 0 the border's plain
+    standard deviation instead.
+
+    A sky of few levels (a faint 8-bit sky) can hold one level in most of its border: its MAD is 0,
+    and a noise of 0 would give back no noise where resampling smooths it away or a frame uncovers sky.
+
+    Parameters
+    ----------
+    light : ndarray, shape (..., H, W)
+        A frame, or frames in the leading axes (a row's bands, or rows x bands).
+
+    Returns
+    -------
+    (float, float), or two arrays of the leading shape
+    """
+    level, sigma = border_sky(light)
+    if np.any(np.asarray(sigma) <= 0):
+        spread = border_pixels(np.asarray(light)).std(axis=-1)
+        sigma = np.where(np.asarray(sigma) > 0, sigma, spread)
+        sigma = float(sigma) if np.ndim(light) == 2 else sigma
+    return level, sigma
 
 
 def sky_grain(light: np.ndarray):
