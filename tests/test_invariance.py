@@ -132,6 +132,17 @@ def test_a_sky_of_few_levels_gets_noise_as_the_light_views_give_it():
         assert np.all(beyond > 0.7 * spread), beyond / spread
 
 
+@pytest.mark.parametrize("spec", [SPEC, PreprocessSpec(normalise="minmax")])
+def test_a_grey_row_stays_grey_under_every_change(spec):
+    """A grey frame in a colour cube (its band repeated, as the ingest writes it): the noise given back
+    or added is one in every band, so the changed row is grey too."""
+    grey = np.repeat(_galaxy(4.0, 2.0, grain=0.9, spec=spec)[2:], 3, axis=0)
+    for change in CHANGES:
+        new = change_rows(grey[None], change, spec, seed=3)[0]
+        np.testing.assert_array_equal(new, np.broadcast_to(new[:1], new.shape), err_msg=change)
+        assert not np.array_equal(new, grey), change
+
+
 def test_changes_are_seeded_and_an_unknown_one_is_refused():
     row = _galaxy(3.0, 3.0)[None]
     np.testing.assert_array_equal(change_rows(row, "fainter", SPEC, seed=4), change_rows(row, "fainter", SPEC, seed=4))

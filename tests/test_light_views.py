@@ -154,6 +154,19 @@ def test_the_light_views_measure_the_sky_as_the_intervention_test_does():
         assert np.all(sigma > 0)
 
 
+def test_a_grey_row_s_light_views_stay_grey():
+    """A grey frame in a colour cube (its band repeated, as the ingest writes it) gets the same noise in
+    every band, so its views are grey; a colour row's bands get their own."""
+    x = _rows(n=4).numpy()
+    x[1] = x[1, 2:]  # grey
+    aug = NuisanceAugment(light=True, p_noise=1.0)
+    for seed in (0, 1, 2):
+        view = aug(torch.from_numpy(x), seed).numpy()
+        np.testing.assert_array_equal(view[1], np.broadcast_to(view[1, :1], view[1].shape))
+        colour = view[[0, 2, 3]]
+        assert np.all(np.abs(colour[:, 1] - colour[:, 0]).max(axis=(-2, -1)) > 0.01)
+
+
 @pytest.mark.parametrize("light", [True, False])
 def test_views_of_several_seeds_are_each_seed_s_own_view(light):
     # the view bank makes a block's views in one call, the rows' light measured once: each view

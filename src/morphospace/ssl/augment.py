@@ -13,7 +13,8 @@ undone), with sky beyond the frame where a turn or a shrink uncovers it, the sky
 resampling and blurring smooth away given back with the grain the row's own sky shows, added
 noise in units of that sky's noise (up to ``sky_noise`` = sqrt 3 of it: the signal-to-noise
 halved), and the row normalised again as the ingest normalises it (its peak found anew, so the
-overall brightness needs no draw of its own). Before (``light = False``, a model saved before the
+overall brightness needs no draw of its own); a grey row (a grey frame in a colour cube) gets the same
+noise in every band, so its views stay grey. Before (``light = False``, a model saved before the
 setting): on the stretched pixels, zeros beyond the frame, noise of at most ``noise`` in the
 cube's units (a tenth to a third of sdss-gz1's sky noise), a brightness factor.
 
@@ -30,20 +31,22 @@ from typing import Iterator, NamedTuple
 import numpy as np
 import torch
 
-from ..data.ingest.sky_noise import grained_noise, restretch, sky_grain, sky_level_noise, unstretch
+from ..data.ingest.sky_noise import (grained_noise, grey_as_one, grey_rows, restretch, sky_grain, sky_level_noise,
+                                    unstretch)
 from ..data.ingest.spec import PreprocessSpec
 
 __all__ = ["NuisanceAugment"]
 
 
 class _RowsLight(NamedTuple):
-    """Rows' light (N, C, H, W), sky level and noise (N, C, 1, 1) and the sky's grain: what every
-    light view of the rows starts from."""
+    """Rows' light (N, C, H, W), sky level and noise (N, C, 1, 1), the sky's grain and which rows are
+    grey (N,): what every light view of the rows starts from."""
 
     light: np.ndarray
     level: np.ndarray
     sigma: np.ndarray
     grains: np.ndarray
+    grey: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -144,11 +147,11 @@ class NuisanceAugment:
         """What every light view of the rows ``x`` starts from."""
         light = unstretch(x.detach().float().cpu().numpy(), self._spec()).astype(np.float32)
         level, sigma = sky_level_noise(light)  # per row and band, as the intervention test measures it
-        return _RowsLight(light, level[..., None, None], sigma[..., None, None], sky_grain(light))
+        return _RowsLight(light, level[..., None, None], sigma[..., None, None], sky_grain(light), grey_rows(light))
 
     def _on_light(self, x: torch.Tensor, rows: _RowsLight, rng: np.random.Generator) -> torch.Tensor:
         """The views made on the rows' light (see the module docstring); on the CPU, then moved."""
-        light, level, sigma, grains = rows
+        light, level, sigma, grains, grey = rows
         n, c, h, w = light.shape
         # the galaxy above its sky, a unit noise of the row's grain that goes through the same warp
         # and blur (what is left of it says how much noise to give back) and the frame (1 inside)
@@ -163,5 +166,7 @@ class NuisanceAugment:
         # own: what the warp and blur left of it is inside^2 left2 (inside the frame, at its edge a
         # part), the rest new; and the added noise on top (independent: the variances add)
         weight = np.sqrt(np.clip(1.0 - inside**2 * left2, 0.0, 1.0) + added**2)
-        out = level + seen + sigma * weight * grained_noise((n, c, h, w), grains, rng, dtype=np.float32)
+        # a grey row (a grey frame in a colour cube) gets one noise in every band: its view stays grey
+        noise = grey_as_one(grained_noise((n, c, h, w), grains, rng, dtype=np.float32), grey)
+        out = level + seen + sigma * weight * noise
         return torch.from_numpy(restretch(out, self._spec())).to(device=x.device, dtype=x.dtype)

@@ -22,7 +22,8 @@ the row's sky, and the sky's noise that resampling or blurring smooths away is g
 with the grain the row's own sky shows (neighbouring pixels of a resampled, compressed cutout are
 correlated); the row is then normalised again as the ingest normalises
 (:func:`morphospace.data.ingest.normalise.normalise`; a min-max cube keeps each row's scale, since
-the new noise's extremes would lift its sky). A JPEG's sky clipped at black is not clipped again.
+the new noise's extremes would lift its sky). A JPEG's sky clipped at black is not clipped again. A grey
+row (a grey frame in a colour cube) gets the same noise in every band, so it stays grey.
 It is then embedded as a new image is (``morphospace similar --image``: neighbours masked, the
 model's encoder) and assigned to
 the run's clusters (its mixture's responsibilities, components merged as the run's are). A
@@ -49,7 +50,8 @@ import torch
 from scipy import ndimage
 from sklearn.metrics import adjusted_rand_score
 
-from ..data.ingest.sky_noise import grained_noise, restretch, sky_grain, sky_level_noise, unstretch
+from ..data.ingest.sky_noise import (grained_noise, grey_as_one, grey_rows, restretch, sky_grain, sky_level_noise,
+                                    unstretch)
 from ..data.ingest.spec import PreprocessSpec
 from ..data.sample import sample_rows
 from ..progress import Timer
@@ -145,7 +147,8 @@ def _changed_light(lin: np.ndarray, change: str, rng: np.random.Generator) -> np
     before the ingest's normalisation."""
     level, sigma = (v[:, None, None] for v in sky_level_noise(lin))  # per band, as the light views measure it
     grain = sky_grain(lin)
-    noise = grained_noise(lin.shape, grain, rng) * sigma  # the sky's own noise, its grain included
+    # the sky's own noise, its grain included; one in every band of a grey row, which stays grey
+    noise = grey_as_one(grained_noise(lin.shape, grain, rng), grey_rows(lin)) * sigma
     op = OPERATIONS.get(change)
     if op is None:  # fainter: the sky's noise doubled
         return lin + np.sqrt(3.0) * noise

@@ -19,7 +19,7 @@ from .framing import border_pixels, border_sky
 from .normalise import normalise
 from .spec import PreprocessSpec
 
-__all__ = ["unstretch", "restretch", "sky_level_noise", "sky_grain", "grained_noise"]
+__all__ = ["unstretch", "restretch", "sky_level_noise", "sky_grain", "grained_noise", "grey_rows", "grey_as_one"]
 
 
 def unstretch(rows: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
@@ -133,3 +133,27 @@ def grained_noise(shape: tuple, grain, rng: np.random.Generator, dtype=np.float6
     transfer = np.exp(-2.0 * np.pi**2 * g**2 * (fy**2 + fx**2)).astype(dtype)
     smooth = np.fft.irfft2(np.fft.rfft2(field) * transfer, s=shape[-2:])
     return np.where(g > 0, smooth / smooth.std(axis=(-2, -1), keepdims=True), field)
+
+
+def grey_rows(rows: np.ndarray) -> np.ndarray:
+    """Which rows are grey: every band the same, pixel for pixel (the ingest repeats a grey frame's
+    one band in a colour cube, and a colour frame with equal bands gives equal bands too).
+
+    Parameters
+    ----------
+    rows : ndarray, shape (..., C, S, S)
+        Cube rows or their light (:func:`unstretch` keeps equal bands equal).
+
+    Returns
+    -------
+    ndarray of bool, the leading shape
+    """
+    rows = np.asarray(rows)
+    return np.all(rows == rows[..., :1, :, :], axis=(-3, -2, -1))
+
+
+def grey_as_one(noise: np.ndarray, grey) -> np.ndarray:
+    """``noise`` (..., C, S, S) with each grey row's first band repeated in every band, so that new noise
+    leaves a grey row grey; the other rows as they are (the draw itself unchanged)."""
+    grey = np.asarray(grey)
+    return np.where(grey.reshape(grey.shape + (1, 1, 1)), noise[..., :1, :, :], noise)
