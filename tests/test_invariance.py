@@ -184,9 +184,7 @@ def test_the_test_scores_the_run_s_own_clusters_reproducibly(form_run, tmp_path,
     np.testing.assert_array_equal(before, own)
     sizes = np.bincount(own) / len(own)
     assert table["chance"].iloc[0] == pytest.approx(1 - (sizes**2).sum())
-    # the compare stage's part: none asked, none kept (an earlier test's table is not left)
-    _intervention_test(run, apply_overrides(cfg, ["cluster.invariance_sample=0"]))
-    assert not (run.path / "comparisons" / "invariance.csv").exists()
+    # the compare stage's part
     _intervention_test(run, apply_overrides(cfg, ["cluster.invariance_sample=8"]))
     every = pd.read_csv(run.path / "comparisons" / "invariance.csv")
     assert len(every) == len(CHANGES) and (every["n"] == 8).all()
@@ -197,7 +195,42 @@ def test_the_test_scores_the_run_s_own_clusters_reproducibly(form_run, tmp_path,
     with caplog.at_level(logging.WARNING, logger="morphospace"):
         _intervention_test(run, cfg)
     assert "intervention test skipped" in caplog.text
-    assert not (run.path / "comparisons" / "invariance.csv").exists()
+
+
+def test_an_earlier_intervention_table_goes_in_one_place_the_compare_stage(form_run, tmp_path, monkeypatch):  # noqa: F811
+    """The compare stage and its test part each removed an earlier table; the stage alone does now,
+    before anything it writes. A stale table is gone however the test ends (not asked, failed), and
+    one this compare made stays, the test part deleting none it did not make."""
+    import shutil
+
+    from morphospace.config import apply_overrides
+    from morphospace.pipeline.stages import _intervention_test, stage_compare
+    from morphospace.run import RunDir
+    from morphospace.vade import invariance
+
+    source, cfg, _, _ = form_run
+    run = RunDir(shutil.copytree(source.path, tmp_path / "run"))
+    path = run.path / "comparisons" / "invariance.csv"
+    sample = {n: apply_overrides(cfg, [f"cluster.invariance_sample={n}"]) for n in (0, 8)}
+
+    def stale() -> None:  # an earlier model's table: 999 galaxies, none of this run's
+        path.parent.mkdir(exist_ok=True)
+        pd.DataFrame([{"change": c, "what": w, "changed": 0.5, "ari": 0.5, "excess": 0.0, "excess_low": -0.1,
+                       "excess_high": 0.1, "chance": 0.6, "n": 999} for c, w in CHANGES.items()]).to_csv(path, index=False)
+
+    stale()
+    stage_compare(run, sample[0])  # no test asked
+    assert not path.exists()
+    stale()
+    with monkeypatch.context() as m:  # a test that fails
+        m.setattr(invariance, "invariance_audit", lambda *a, **k: 1 / 0)
+        stage_compare(run, sample[8])
+    assert not path.exists()
+    stale()
+    stage_compare(run, sample[8])
+    assert (pd.read_csv(path)["n"] == 8).all()  # this compare's, kept
+    _intervention_test(run, sample[0])  # the test part only writes: the rule is the stage's
+    assert (pd.read_csv(path)["n"] == 8).all()
 
 
 def _view(tmp_path, changed: dict[str, tuple[float, float, float]], chance: float = 0.6):

@@ -201,7 +201,9 @@ def stage_compare(run: RunDir, cfg: Config) -> None:
     _say_model_embeddings_outdated(run, "compared")
     from ..vade.invariance import INVARIANCE_FILE
 
-    # an earlier model's intervention test goes first: a compare stopped half way must not leave it as this one's
+    # the one place an earlier intervention test's table goes, and first: compare_run records its inputs
+    # as complete before the test runs, so the report cannot tell an earlier model's table from this
+    # one's; removed here, a compare stopped half way, a test skipped and a test failed leave none
     (run.path / "comparisons" / INVARIANCE_FILE).unlink(missing_ok=True)
     with Timer("comparisons"):
         compare_run(run, cfg)
@@ -216,13 +218,12 @@ def stage_compare(run: RunDir, cfg: Config) -> None:
 
 def _intervention_test(run: RunDir, cfg: Config) -> None:
     """The intervention test of the run's own clusters (``comparisons/invariance.csv``), where the run
-    has a trained, embedded VaDE whose embeddings are its own; an earlier test's table goes first. A
-    test that fails is a warning: the comparisons and the figures still stand."""
-    from ..vade.invariance import INVARIANCE_FILE, invariance_audit
+    has a trained, embedded VaDE whose embeddings are its own. It only writes the table (atomically, at
+    its end): :func:`stage_compare` has removed an earlier one. A test that fails is a warning: the
+    comparisons and the figures still stand."""
+    from ..vade.invariance import invariance_audit
     from ..vade.io import embeddings_outdated, model_file
 
-    path = run.path / "comparisons" / INVARIANCE_FILE
-    path.unlink(missing_ok=True)  # an earlier model's test is not this one's
     n = cfg.cluster.invariance_sample
     if not n or not model_file(run).is_file() or "vade" not in run.clusterings():
         return  # asked for none, or no model of the run's own to test
@@ -233,7 +234,6 @@ def _intervention_test(run: RunDir, cfg: Config) -> None:
         with Timer("intervention test"):
             invariance_audit(run, n=n, seed=cfg.cluster.seed)
     except Exception as exc:  # noqa: BLE001 - a check beside the results: whatever stops it, they stand
-        path.unlink(missing_ok=True)
         log.warning("intervention test skipped: %s", first_line(exc))
 
 
