@@ -314,3 +314,75 @@ def test_a_label_s_classes_take_the_page_s_colours_in_the_explorer(tmp_path):
     rest = np.flatnonzero(values != classes[0])  # a sample without the first class
     some = label_colouring(contents, "morphology", rest)
     assert some["categories"] == classes and some["colours"] == every["colours"] and some["counts"][0] == 0
+
+
+def test_a_class_has_one_colour_whichever_label_column_or_view_shows_it(tmp_path, monkeypatch):
+    """A class took the colour of its place in its own column: with gz1_class (elliptical, spiral,
+    uncertain) and morph3 (edge-on, elliptical, spiral), spiral was #9b2226 in the explorer coloured
+    by gz1_class and #2d6a4f coloured by morph3, in the Data section's panels and in the cluster
+    cards' mix of morph3 (the truth); elliptical #1d3557 and #9b2226. Each class now has its
+    value's one colour in the explorer, the Data section, the cluster cards and the study's maps."""
+    from matplotlib.colors import to_hex
+
+    from morphospace.report.sections import clusters, data
+    from morphospace.run import write_table
+    from morphospace.study import figures as study
+
+    run = make_fake_run(tmp_path / "run", n=60, size=16)
+    cat = pd.read_parquet(run.catalogue)
+    rng = np.random.default_rng(0)
+    cat["gz1_class"] = pd.Series(rng.choice(["elliptical", "spiral", "uncertain"], len(cat)), dtype="string")
+    cat["morph3"] = pd.Series(rng.choice(["edge-on", "elliptical", "spiral"], len(cat)), dtype="string")
+    write_table(run.catalogue, cat)
+    seen: dict[tuple[str, str], set] = {}  # (where, class) -> colours drawn
+
+    def saw(where: str, cls, col) -> None:
+        seen.setdefault((where, str(cls)), set()).add(to_hex(col))
+
+    def drawn_labels(counts, *args):
+        fig = draw_labels(counts, *args)
+        for ax, s in zip(fig.axes, counts.values()):
+            for cls, bar in zip(s.index, ax.patches):
+                saw(f"data:{ax.get_title(loc='left')}", cls, bar.get_facecolor())
+        return fig
+
+    def drawn_mix(table, *args):
+        fig = draw_label_mix(table, *args)
+        for bars in fig.axes[0].containers:
+            saw("cluster mix figure", bars.get_label(), bars[0].get_facecolor())
+        return fig
+
+    def cards_mix(counts):
+        for cls, _, col in counts:
+            saw("cluster card", cls, col)
+        return mix_bar(counts)
+
+    def maps(xy, panels, path, title, palette=None):
+        for name, labels, *kind in panels:
+            if kind == ["labels"]:  # the truth's panel (the others: clusters)
+                cats = sorted({str(v) for v in labels if v is not None})
+                given = [] if palette is None else [palette]  # the stage's palette, where it passes one
+                for cls, col in study._category_colours(cats, "labels", *given).items():
+                    saw(f"map:{name}", cls, col)
+        return path
+
+    draw_labels, draw_label_mix, mix_bar = data.draw_labels, clusters.draw_label_mix, clusters.mix_bar
+    monkeypatch.setattr(data, "draw_labels", drawn_labels)
+    monkeypatch.setattr(clusters, "draw_label_mix", drawn_mix)
+    monkeypatch.setattr(clusters, "mix_bar", cards_mix)
+    monkeypatch.setattr(study, "map_figure", maps)
+    study.write_study_figures(run)
+    page = build_report(run, Config())
+    for c in payload(page.read_text())["explorer"]["colourings"]:
+        if c["kind"] == "label":
+            for cls, col in zip(c["categories"], c["colours"]):
+                saw(f"explorer:{c['name']}", cls, col)
+    by_class: dict[str, set] = {}
+    for (where, cls), cols in seen.items():
+        if cls not in ("(missing)", "noise"):
+            by_class.setdefault(cls, set()).update(cols)
+    wheres = {where for where, cls in seen if cls == "spiral"}
+    assert {"explorer:gz1_class", "explorer:morph3", "data:gz1_class", "data:morph3", "cluster card",
+            "cluster mix figure", "map:true distribution (morph3)"} <= wheres
+    assert {cls: cols for cls, cols in by_class.items() if len(cols) > 1} == {}
+    assert len({next(iter(cols)) for cols in by_class.values()}) == len(by_class)  # two classes, two colours

@@ -67,7 +67,9 @@ def test_labels_have_one_panel_per_column_and_missing_in_grey():
     assert [ax.get_title(loc="left") for ax in fig.axes] == ["morphology", "bar"]
     img = rendered(fig)
     morph, bar = crop(img, fig.axes[0]), crop(img, fig.axes[1])
-    assert pixels_of(morph, label_colour(0)) > 0 and pixels_of(morph, label_colour(1)) > 0
+    # one palette keyed by value over both panels (elliptical, no, spiral, yes): a value's colour is its own
+    assert pixels_of(morph, label_colour(0)) > 0 and pixels_of(morph, label_colour(2)) > 0
+    assert pixels_of(bar, label_colour(1)) > 0 and pixels_of(bar, label_colour(3)) > 0
     assert pixels_of(morph, colour(0)) == 0  # classes in their own tones, not the clusters'
     # galaxies without the label: a bar in the placeholder grey (elsewhere only the edges of grey text)
     assert pixels_of(morph, GREY) > 1000 and pixels_of(bar, GREY) < 50
@@ -78,7 +80,8 @@ def test_label_mix_fills_each_cluster_with_its_label_fractions():
     table = pd.DataFrame([[9, 1], [0, 10]], index=["0", "1"], columns=["spiral", "elliptical"])
     fig = draw_label_mix(table, "mix")
     panel = crop(rendered(fig), fig.axes[0])
-    a, b = pixels_of(panel, label_colour(0)), pixels_of(panel, label_colour(1))
+    # colours by value: elliptical first in natural order, spiral second, whatever the columns' order
+    a, b = pixels_of(panel, label_colour(1)), pixels_of(panel, label_colour(0))
     assert a / b == pytest.approx(9 / 11, rel=0.1)  # 9 of 20 galaxies are spirals, 11 ellipticals
 
 

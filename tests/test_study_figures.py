@@ -192,7 +192,7 @@ def test_a_map_shows_the_clusterings_made_on_it_by_their_record(tmp_path, monkey
         write_json(run.clustering_path(name).with_suffix(".json"), {"method": "kmeans", "representation": rep})
     drawn = {}
 
-    def record(xy, panels, path, title):
+    def record(xy, panels, path, title, palette=None):
         drawn[path.name] = [name for name, *_ in panels]
         return path
 

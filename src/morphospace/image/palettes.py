@@ -1,7 +1,7 @@
 """The colours of categories in every figure and the explorer: clusters in :data:`PALETTE`'s bright
-tones (by cluster number), the classes of a label column in :data:`LABEL_PALETTE`'s deep ones (in
-the column's natural order, :func:`natural`), noise and missing in :data:`GREY`. The study's maps
-and the report's charts take them from here, so a class or a cluster has one colour in every figure.
+tones (by cluster number), the classes of a run's label columns in :data:`LABEL_PALETTE`'s deep ones
+(keyed by the class's value, :func:`class_colours`), noise and missing in :data:`GREY`. The study's
+maps and the report's charts take them from here, so a class or a cluster has one colour in every figure.
 
 Examples
 --------
@@ -15,7 +15,7 @@ import functools
 
 import numpy as np
 
-__all__ = ["PALETTE", "LABEL_PALETTE", "GREY", "colour", "label_colour", "natural"]
+__all__ = ["PALETTE", "LABEL_PALETTE", "GREY", "class_colours", "colour", "label_colour", "natural"]
 
 PALETTE = ["#4e9df5", "#f5a623", "#e5484d", "#30c48d", "#a07cf0", "#ff7fbf", "#38c5d8", "#c7d93a",
            "#f07a3a", "#7a8cff", "#2fb37a", "#d65db1", "#8fd0ff", "#ffcf70", "#b5e48c", "#ff9f9f",
@@ -72,6 +72,34 @@ def label_colour(k: int, n: int | None = None) -> str:
     if n is not None and n > len(LABEL_PALETTE):
         return _turbo(n, shade=0.6)[k % n]
     return LABEL_PALETTE[k % len(LABEL_PALETTE)]
+
+
+def class_colours(columns) -> dict[str, str]:
+    """One colour per class of a run's label columns, keyed by its value (as text): the values of
+    every column together in natural order, each :func:`label_colour` of its place. Keyed by the
+    value, not by its place in one column, so a class has one colour whichever column, figure or
+    view shows it (by place, ``spiral`` was the second colour beside ``elliptical`` and
+    ``uncertain``, the third beside ``edge-on`` and ``elliptical``).
+
+    Parameters
+    ----------
+    columns : iterable of array-like
+        The values of each label column; missing (None, NaN), blank and ``"(missing)"`` ones
+        are left out.
+
+    Returns
+    -------
+    dict of str to str
+        Class -> hex colour.
+    """
+    import pandas as pd
+
+    seen: set[str] = set()
+    for values in columns:
+        text = pd.Series(values, dtype=object).dropna().astype(str).unique()
+        seen.update(v for v in text if v.strip() and v != "(missing)")
+    order = natural(sorted(seen))  # sorted first: "1" and "1.0" tie in natural order, and a set has no order
+    return {c: label_colour(k, len(order)) for k, c in enumerate(order)}
 
 
 @functools.lru_cache(maxsize=32)

@@ -20,6 +20,7 @@ import pandas as pd
 
 from ..analysis.labels import label_columns, labels_in_cube_order, truth_column  # one definition of "a label"
 from ..errors import UserError
+from ..image.palettes import class_colours
 from ..run import RunDir, in_cube_order
 from ..run.provenance import stale_results
 from .anomaly_scores import AnomalyScores
@@ -184,6 +185,13 @@ class RunContents(AnomalyScores, ComparisonFiles):
             One value per cube row; missing values are None.
         """
         return labels_in_cube_order(self.run, column, self.catalogue)
+
+    @cached_property
+    def class_colours(self) -> dict[str, str]:
+        """The page's one colour per class, keyed by its value over every label column
+        (:func:`~morphospace.image.palettes.class_colours`): the same in every chart, cluster card
+        and explorer colouring, whichever column shows it."""
+        return class_colours(self.labels(col) for col in self.label_columns)
 
     @cached_property
     def flag_columns(self) -> list[str]:

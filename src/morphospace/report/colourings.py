@@ -44,13 +44,15 @@ def categorical_colouring(name: str, kind: str, values: np.ndarray, order: list 
 
 
 def label_colouring(contents: RunContents, column: str, points: np.ndarray) -> dict:
-    """The explorer's colouring by a label column: its classes in the order and colours the page's
-    figures give them (:func:`~.views.category_colours`, apart from the clusters'), taken from every
-    galaxy, not the points shown (a class absent from a sample shifted the others' colours)."""
+    """The explorer's colouring by a label column: its classes in natural order, taken from every
+    galaxy, not the points shown (a class absent from a sample was left out of the legend), each in
+    the page's colour of its value (:attr:`~.collect.RunContents.class_colours`, as every figure
+    gives it, whichever column shows it)."""
     values = contents.labels(column)
     present = pd.Series(values, dtype=object).dropna().astype(str)
     order = natural(present[present.str.strip() != ""].unique())
-    return categorical_colouring(column, "label", values[points], order=order, colours=category_colours(order))
+    return categorical_colouring(column, "label", values[points], order=order,
+                                 colours=category_colours(order, contents.class_colours))
 
 
 def clustering_colouring(c: Clustering, points: np.ndarray) -> dict:

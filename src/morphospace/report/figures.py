@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from ..image.display import figure_text
-from .style import EXCLUDED, GREY, INK, KEPT, MUTED, colour, label_colour, new_figure, short, styled
+from ..image.palettes import class_colours
+from .style import EXCLUDED, GREY, INK, KEPT, MUTED, colour, new_figure, short, styled
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -72,7 +73,7 @@ def draw_flags(flags: pd.DataFrame) -> Figure:
 
 
 @styled
-def draw_labels(counts: dict[str, pd.Series]) -> Figure:
+def draw_labels(counts: dict[str, pd.Series], colours: dict[str, str] | None = None) -> Figure:
     """One bar panel per label column.
 
     Parameters
@@ -80,6 +81,11 @@ def draw_labels(counts: dict[str, pd.Series]) -> Figure:
     counts : dict of str to Series
         Label column -> galaxies per value (index: the values, in the order
         drawn from the top; ``"(missing)"`` is drawn in :data:`GREY`).
+    colours : dict of str to str, optional
+        Class -> colour, keyed by value (the page's,
+        :attr:`~morphospace.report.collect.RunContents.class_colours`); by default
+        :func:`~morphospace.image.palettes.class_colours` of every panel's values, so a value has
+        one colour in every panel.
 
     Returns
     -------
@@ -87,15 +93,14 @@ def draw_labels(counts: dict[str, pd.Series]) -> Figure:
         One axes per label column, side by side.
     """
     cols = list(counts)
+    colours = class_colours(counts[c].index for c in cols) if colours is None else colours
     height = max(len(counts[c]) for c in cols)
     fig = new_figure(3.6 * len(cols) + 0.6, 0.9 + 0.3 * max(height, 3))
     for j, col in enumerate(cols):
         ax = fig.add_subplot(1, len(cols), j + 1)
         s = counts[col]
         pos = np.arange(len(s))[::-1]
-        n = sum(str(v) != "(missing)" for v in s.index)
-        bars = ax.barh(pos, s.to_numpy(), color=[GREY if str(v) == "(missing)" else label_colour(k, n)
-                                                  for k, v in enumerate(s.index)], height=0.66)
+        bars = ax.barh(pos, s.to_numpy(), color=[colours.get(str(v), GREY) for v in s.index], height=0.66)
         ax.set_yticks(pos, [_label(v, 22) for v in s.index])
         ax.bar_label(bars, padding=3, fontsize=8, color=MUTED)
         ax.set_title(_label(col, 30))
@@ -219,17 +224,19 @@ def draw_cluster_sizes(names: Sequence[str], sizes: Sequence[int], colours: Sequ
 
 
 @styled
-def draw_label_mix(table: pd.DataFrame, title: str) -> Figure:
+def draw_label_mix(table: pd.DataFrame, title: str, colours: dict[str, str] | None = None) -> Figure:
     """Stacked horizontal bars: for each cluster, the fraction of each label.
 
     Parameters
     ----------
     table : DataFrame
         Counts, clusters as rows and label values as columns
-        (``"(missing)"`` is drawn in :data:`GREY`, the others in
-        :data:`LABEL_PALETTE` order, apart from the clusters' colours).
+        (``"(missing)"`` is drawn in :data:`GREY`).
     title : str
         The axes' title.
+    colours : dict of str to str, optional
+        Label value -> colour (the page's, apart from the clusters'); by default
+        :func:`~morphospace.image.palettes.class_colours` of the columns.
 
     Returns
     -------
@@ -242,10 +249,10 @@ def draw_label_mix(table: pd.DataFrame, title: str) -> Figure:
     left = np.zeros(len(frac))
     pos = np.arange(len(frac))[::-1]
     ax.set_yticks(pos, [_label(r, 16) for r in frac.index])
-    n = sum(str(c) != "(missing)" for c in frac.columns)
-    for k, col in enumerate(frac.columns):
+    colours = class_colours([frac.columns]) if colours is None else colours
+    for col in frac.columns:
         vals = frac[col].to_numpy()
-        ax.barh(pos, vals, left=left, color=GREY if str(col) == "(missing)" else label_colour(k, n),
+        ax.barh(pos, vals, left=left, color=colours.get(str(col), GREY),
                 height=0.7, label=_label(col, 20))
         left += vals
     ax.set_xlim(0, 1)

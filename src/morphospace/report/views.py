@@ -20,8 +20,9 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from ..image.palettes import class_colours
 from .html import data_uri
-from .style import GREY, label_colour
+from .style import GREY
 
 __all__ = ["FigureView", "figure", "png_uri", "Cell", "TableView", "table", "mix_bar", "category_colours"]
 
@@ -188,14 +189,18 @@ def mix_bar(counts: Sequence[tuple[str, int, str]]) -> dict[str, list[dict[str, 
     return {"segments": segments, "legend": keys}
 
 
-def category_colours(categories: Iterable[Any]) -> dict[str, str]:
-    """Colours of a label column's classes in order (:func:`~.style.label_colour`, apart from the
-    clusters'); ``"(missing)"`` is grey.
+def category_colours(categories: Iterable[Any], palette: dict[str, str] | None = None) -> dict[str, str]:
+    """Colours of a label column's classes, each by its value in ``palette`` (the page's,
+    :attr:`~morphospace.report.collect.RunContents.class_colours`, apart from the clusters'); ``"(missing)"``
+    and a class the palette lacks (a blank one) are grey.
 
     Parameters
     ----------
     categories : iterable
-        Category values (as text, in order).
+        Category values (as text).
+    palette : dict of str to str, optional
+        Class -> colour; by default :func:`~morphospace.image.palettes.class_colours` of these
+        categories alone.
 
     Returns
     -------
@@ -203,5 +208,5 @@ def category_colours(categories: Iterable[Any]) -> dict[str, str]:
         Category -> hex colour.
     """
     categories = [str(c) for c in categories]
-    n = sum(c != "(missing)" for c in categories)
-    return {c: GREY if c == "(missing)" else label_colour(k, n) for k, c in enumerate(categories)}
+    palette = class_colours([categories]) if palette is None else palette
+    return {c: palette.get(c, GREY) for c in categories}

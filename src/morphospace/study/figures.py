@@ -34,10 +34,10 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.clusterers import k_selection_curves
-from ..analysis.labels import missing_mask, truth_column
+from ..analysis.labels import label_columns, labels_in_cube_order, missing_mask, truth_column
 from ..image.display import display_image, figure_text
-from ..image.palettes import colour, label_colour, natural
-from ..run import RunDir, atomic_path, in_cube_order
+from ..image.palettes import class_colours, colour, natural
+from ..run import RunDir, atomic_path
 from ..run.provenance import read_record
 
 if TYPE_CHECKING:
@@ -63,11 +63,11 @@ def _save(fig: Figure, path: Path, dpi: int = 100) -> Path:
     return path
 
 
-def _category_colours(cats: list[str], kind: str) -> dict[str, str]:
+def _category_colours(cats: list[str], kind: str, palette: dict[str, str] | None = None) -> dict[str, str]:
     """The colour of each category, as the report and the explorer give it: a cluster by its number
-    (:func:`~morphospace.image.palettes.colour`), a class of a label column by its place in the
-    column's natural order (:func:`~morphospace.image.palettes.label_colour`). ``kind``: ``labels``,
-    ``clusters``, or ``auto`` (clusters where every category is a whole number)."""
+    (:func:`~morphospace.image.palettes.colour`), a class by its value in ``palette`` (the run's,
+    :func:`~morphospace.image.palettes.class_colours`; by default of ``cats`` alone). ``kind``:
+    ``labels``, ``clusters``, or ``auto`` (clusters where every category is a whole number)."""
     def whole(c: str) -> bool:
         try:
             return float(c) == int(float(c))
@@ -77,11 +77,11 @@ def _category_colours(cats: list[str], kind: str) -> dict[str, str]:
     if kind == "clusters" or (kind == "auto" and all(whole(c) for c in cats)):
         n = max((int(float(c)) for c in cats), default=-1) + 1
         return {c: colour(int(float(c)), n) for c in cats}
-    order = natural(cats)
-    return {c: label_colour(order.index(c), len(order)) for c in cats}
+    palette = class_colours([cats]) if palette is None else palette
+    return {c: palette.get(c, NOISE_GREY) for c in cats}
 
 
-def _scatter(ax, xy: np.ndarray, labels: np.ndarray, title: str, size: float, kind: str = "auto") -> None:
+def _scatter(ax, xy: np.ndarray, labels: np.ndarray, title: str, size: float, kind: str = "auto", palette=None) -> None:
     """Categorical scatter; label -1 (noise) and missing (None) in light grey, drawn first."""
     labels = np.asarray(labels, dtype=object)
     missing = missing_mask(labels)
@@ -91,7 +91,7 @@ def _scatter(ax, xy: np.ndarray, labels: np.ndarray, title: str, size: float, ki
         ax.scatter(xy[grey, 0], xy[grey, 1], s=size, c=NOISE_GREY, linewidths=0, rasterized=True)
     text = labels.astype(str)
     cats = natural({str(v) for v in labels[~grey]})
-    colours = _category_colours(cats, kind)
+    colours = _category_colours(cats, kind, palette)
     # the largest class first, the smaller over it: drawn in name order, 2,345 ellipticals hid 405 spirals
     sizes = {c: int((~grey & (text == c)).sum()) for c in cats}
     for c in sorted(cats, key=lambda c: -sizes[c]):
@@ -115,7 +115,7 @@ def _scatter(ax, xy: np.ndarray, labels: np.ndarray, title: str, size: float, ki
 MAX_DRAWN = 100_000  # points per map panel: beyond, a fixed random subset (a static figure cannot show more)
 
 
-def draw_map(xy: np.ndarray, panels: list[tuple[str, np.ndarray]], title: str, seed: int = 0) -> Figure:
+def draw_map(xy: np.ndarray, panels: list[tuple[str, np.ndarray]], title: str, seed: int = 0, palette=None) -> Figure:
     """One scatter panel per labelling of the same 2-D map.
 
     Parameters
@@ -127,7 +127,7 @@ def draw_map(xy: np.ndarray, panels: list[tuple[str, np.ndarray]], title: str, s
         (``"labels"``, ``"clusters"``; default ``"auto"``: clusters where every value is a whole
         number): the truth label, a clustering, ... Labels are categorical; each category gets
         the colour the report gives it (:mod:`morphospace.image.palettes`: a cluster by its
-        number, a class by its place in the column's natural order). The largest category is
+        number, a class by its value in ``palette``). The largest category is
         drawn first, the smaller over it. Noise (-1) and missing labels (None, NaN, "") are drawn
         first of all in :data:`NOISE_GREY`, so a panel whose labels are all missing shows every
         galaxy in grey.
@@ -135,6 +135,8 @@ def draw_map(xy: np.ndarray, panels: list[tuple[str, np.ndarray]], title: str, s
         The figure's title.
     seed : int
         Of the random :data:`MAX_DRAWN` rows drawn when the map has more (said in the title).
+    palette : dict of str to str, optional
+        Class -> colour (:func:`~morphospace.image.palettes.class_colours` of the run's label columns).
 
     Returns
     -------
@@ -157,17 +159,17 @@ def draw_map(xy: np.ndarray, panels: list[tuple[str, np.ndarray]], title: str, s
         title = f"{title} (a random {MAX_DRAWN:,} of {len(xy):,} galaxies drawn)"
     for i, (name, labels, *kind) in enumerate(panels):
         _scatter(fig.add_subplot(rows, cols, i + 1), xy[shown], np.asarray(labels, dtype=object)[shown], name, size,
-                 *kind)
+                 *kind, palette=palette)
     fig.suptitle(figure_text(title), fontsize=11)
     return fig
 
 
-def map_figure(xy: np.ndarray, panels: list[tuple[str, np.ndarray]], path: Path, title: str) -> Path:
+def map_figure(xy: np.ndarray, panels: list[tuple[str, np.ndarray]], path: Path, title: str, palette=None) -> Path:
     """Save :func:`draw_map` as a PNG (80 dpi), atomically; return ``path``.
 
     Parameters
     ----------
-    xy, panels, title
+    xy, panels, title, palette
         As for :func:`draw_map`.
     path : Path
         The PNG to write.
@@ -177,7 +179,7 @@ def map_figure(xy: np.ndarray, panels: list[tuple[str, np.ndarray]], path: Path,
     Path
         ``path``.
     """
-    return _save(draw_map(xy, panels, title), path, dpi=80)
+    return _save(draw_map(xy, panels, title, palette=palette), path, dpi=80)
 
 
 def draw_k_selection(table: pd.DataFrame, title: str) -> Figure | None:
@@ -356,10 +358,9 @@ def write_study_figures(run: RunDir, cfg=None) -> list[Path]:
 
     cat = run.read_catalogue()
     truth = truth_column(cat, cfg)
-    truth_values = None
-    if truth is not None:
-        inside = in_cube_order(cat)
-        truth_values = inside[truth].astype(object).where(inside[truth].notna(), None).to_numpy()
+    # the truth as the report shows it (T-types 1, not 1.0), its classes in the report's colours
+    truth_values = labels_in_cube_order(run, truth, cat) if truth is not None else None
+    palette = class_colours(labels_in_cube_order(run, col, cat) for col in label_columns(cat, cfg))
     for red in reductions:
         xy = run.read_reduction(red)
         if xy.ndim != 2 or xy.shape[1] < 2 or len(xy) != len(ids):
@@ -372,7 +373,7 @@ def write_study_figures(run: RunDir, cfg=None) -> list[Path]:
         panels += [(c, labels_of(c)) for c in on_map]
         if panels:
             written.append(map_figure(xy[:, :2], panels[:MAX_PANELS], run.figure_path(f"map_{red}"),
-                                      f"{red}: coloured by the labels and by each clustering on it"))
+                                      f"{red}: coloured by the labels and by each clustering on it", palette=palette))
     comp = run.path / "comparisons"
     for csv in sorted(comp.glob("k_selection_*.csv")) if comp.is_dir() else []:
         rep = csv.stem[len("k_selection_"):]

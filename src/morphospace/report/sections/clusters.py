@@ -131,14 +131,14 @@ def cluster_section(ctx: ReportContext) -> Section | None:
     truth_order = ([str(v) for v in natural(truth_vals.unique()) if v != "(missing)"]
                    + (["(missing)"] if truth_vals is not None and (truth_vals == "(missing)").any() else [])
                    ) if truth else []
-    truth_colours = category_colours(truth_order)
+    truth_colours = category_colours(truth_order, c.class_colours)  # by value: as the explorer and the Data section
 
     figs = [figure(save_figure(draw_cluster_sizes(names, sizes, cols, f"Galaxies per cluster of {cl.name}"),
                                ctx.fig_path("cluster_sizes")), "Cluster sizes.")]
     if truth:
         mix = pd.crosstab(pd.Series(cl.labels[covered]).map(lambda v: "noise" if v < 0 else str(v)),
                           truth_vals[covered].to_numpy()).reindex(index=names, columns=truth_order, fill_value=0)
-        figs.append(figure(save_figure(draw_label_mix(mix, f"{truth} within each cluster"),
+        figs.append(figure(save_figure(draw_label_mix(mix, f"{truth} within each cluster", truth_colours),
                                        ctx.fig_path("cluster_label_mix")), f"Label mix ({truth})."))
     if anomaly is not None:
         groups = [(nm, col, anomaly[1][cl.labels == k]) for nm, col, k in zip(names, cols, clusters)]

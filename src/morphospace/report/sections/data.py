@@ -164,7 +164,7 @@ def data_section(ctx: ReportContext) -> Section:
             vc = vals.astype(str).value_counts()
             order = [str(k) for k in natural(vc.index) if k != "(missing)"] + (["(missing)"] if "(missing)" in vc else [])
             counts[col] = vc.reindex(order)
-        labels_figure = figure(save_figure(draw_labels(counts), ctx.fig_path("labels")), "Label distribution.")
+        labels_figure = figure(save_figure(draw_labels(counts, c.class_colours), ctx.fig_path("labels")), "Label distribution.")
 
     rng = np.random.default_rng(ctx.seed)
     k = min(48, c.n)
