@@ -201,3 +201,14 @@ def test_a_map_shows_the_clusterings_made_on_it_by_their_record(tmp_path, monkey
     # kmeans8_pca has no record (made before records): its name still places it
     assert drawn["map_pca.png"] == ["true distribution (morph3)", "kmeans3_pca", "kmeans8_pca"]
     assert drawn["map_vade_pca.png"] == ["true distribution (morph3)", "kmeans3_vade_pca"]
+
+
+def test_a_label_column_s_minus_one_is_a_class_not_noise():
+    # a T-type of -1 (S0+) is a class of the truth panel, coloured and in its legend, as the report
+    # shows it; a clustering's -1 is noise, grey
+    xy = np.random.default_rng(2).normal(size=(90, 2))
+    values = np.repeat(np.array([-5, -1, 3], dtype=object), 30)
+    fig = draw_map(xy, [("T-type", values, "labels"), ("clusters", np.repeat([0, -1, 1], 30))], "map")
+    truth, clusters = ([t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes)
+    assert "-1" in truth and not any("noise" in t for t in truth)
+    assert "-1" not in clusters and "noise" in clusters

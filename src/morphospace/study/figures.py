@@ -82,10 +82,10 @@ def _category_colours(cats: list[str], kind: str, palette: dict[str, str] | None
 
 
 def _scatter(ax, xy: np.ndarray, labels: np.ndarray, title: str, size: float, kind: str = "auto", palette=None) -> None:
-    """Categorical scatter; label -1 (noise) and missing (None) in light grey, drawn first."""
+    """Categorical scatter; a clustering's -1 (noise; of labels, a class) and missing in grey, drawn first."""
     labels = np.asarray(labels, dtype=object)
     missing = missing_mask(labels)
-    noise = np.array([not m and str(v) == "-1" for v, m in zip(labels, missing)])
+    noise = np.array([kind != "labels" and not m and str(v) == "-1" for v, m in zip(labels, missing)], dtype=bool)
     grey = missing | noise
     if grey.any():
         ax.scatter(xy[grey, 0], xy[grey, 1], s=size, c=NOISE_GREY, linewidths=0, rasterized=True)
