@@ -75,11 +75,15 @@ def label_colour(k: int, n: int | None = None) -> str:
 
 
 def class_colours(columns) -> dict[str, str]:
-    """One colour per class of a run's label columns, keyed by its value (as text): the values of
-    every column together in natural order, each :func:`label_colour` of its place. Keyed by the
-    value, not by its place in one column, so a class has one colour whichever column, figure or
-    view shows it (by place, ``spiral`` was the second colour beside ``elliptical`` and
-    ``uncertain``, the third beside ``edge-on`` and ``elliptical``).
+    """One colour per class of a run's label columns, keyed by its value (as text), so a class has one
+    colour whichever column, figure or view shows it; the classes of any one column all differ.
+
+    Each class, in natural order of all of them, takes the first of :data:`LABEL_PALETTE`'s places
+    that no class sharing a column with it holds: a column alone keeps its classes' places in its
+    order, and a column of up to 10 classes keeps the deep colours whatever the others hold (one
+    palette over the union turned a yes / no column into two greens once 13 classes were known). By
+    place in each column, ``spiral`` was the second colour beside ``elliptical`` and ``uncertain``,
+    the third beside ``edge-on`` and ``elliptical``.
 
     Parameters
     ----------
@@ -91,15 +95,30 @@ def class_colours(columns) -> dict[str, str]:
     -------
     dict of str to str
         Class -> hex colour.
+
+    Examples
+    --------
+    >>> c = class_colours([["elliptical", "spiral", "uncertain"], ["edge-on", "elliptical", "spiral"]])
+    >>> len({c["edge-on"], c["elliptical"], c["spiral"]}), c["uncertain"] == c["edge-on"]
+    (3, True)
     """
     import pandas as pd
 
-    seen: set[str] = set()
+    in_columns = []
     for values in columns:
         text = pd.Series(values, dtype=object).dropna().astype(str).unique()
-        seen.update(v for v in text if v.strip() and v != "(missing)")
-    order = natural(sorted(seen))  # sorted first: "1" and "1.0" tie in natural order, and a set has no order
-    return {c: label_colour(k, len(order)) for k, c in enumerate(order)}
+        in_columns.append({v for v in text if v.strip() and v != "(missing)"})
+    order = natural(sorted(set().union(*in_columns)))  # sorted first: "1" and "1.0" tie in natural order
+    beside: dict[str, set[str]] = {c: set() for c in order}  # the classes sharing a column with each
+    for classes in in_columns:
+        for c in classes:
+            beside[c] |= classes
+    place: dict[str, int] = {}
+    for c in order:
+        held = {place[b] for b in beside[c] if b in place}
+        place[c] = next(k for k in range(len(order)) if k not in held)
+    n = max(place.values(), default=-1) + 1
+    return {c: label_colour(place[c], n) for c in order}
 
 
 @functools.lru_cache(maxsize=32)
