@@ -13,7 +13,7 @@ import pytest
 from morphospace.data.ingest.normalise import normalise
 from morphospace.data.ingest.spec import PreprocessSpec
 from morphospace.data.ingest.framing import border_sky
-from morphospace.data.ingest.sky_noise import unstretch
+from morphospace.data.ingest.sky_noise import sky_level_noise, unstretch
 from morphospace.vade.invariance import CHANGES, _changed_light, change_rows
 
 from test_form import form_run  # noqa: F401 (a fixture: a tiny trained and embedded form run)
@@ -130,6 +130,16 @@ def test_a_sky_of_few_levels_gets_noise_as_the_light_views_give_it():
         assert np.all((added > 1.4 * spread) & (added < 2.1 * spread)), added / spread  # sqrt 3 of it
         beyond = _changed_light(lin, "smaller", np.random.default_rng(i))[:, :4].std(axis=(-2, -1))
         assert np.all(beyond > 0.7 * spread), beyond / spread
+
+
+def test_a_neighbour_in_a_sky_of_few_levels_does_not_set_its_noise():
+    """The floor for a MAD-0 sky is the spread of the border's middle 90%: a bright neighbour of 20
+    pixels in the ring (3% of it) made the plain spread 23 times the sky's noise (found by review)."""
+    lin = unstretch(_few_levels(_galaxy(3.0, 1.5)[None]), SPEC)[0]
+    clean = sky_level_noise(lin)[1]
+    lin[:, 1:3, 20:30] = lin.max()  # a neighbour in the top of the ring
+    assert np.all(border_sky(lin)[1] == 0)
+    assert np.all(sky_level_noise(lin)[1] < 1.5 * clean), sky_level_noise(lin)[1] / clean
 
 
 @pytest.mark.parametrize("spec", [SPEC, PreprocessSpec(normalise="minmax")])

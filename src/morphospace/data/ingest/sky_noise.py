@@ -51,8 +51,8 @@ def restretch(light: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
 
 def sky_level_noise(light: np.ndarray):
     """The sky's level and noise of each frame: the median and robust sigma of its border
-    (:func:`~morphospace.data.ingest.framing.border_sky`), where that sigma is 0 the border's plain
-    standard deviation instead.
+    (:func:`~morphospace.data.ingest.framing.border_sky`), where that sigma is 0 the standard
+    deviation of the border's middle 90% instead (98%, then all of it, where that is 0 too).
 
     A sky of few levels (a faint 8-bit sky) can hold one level in most of its border: its MAD is 0,
     and a noise of 0 would give back no noise where resampling smooths it away or a frame uncovers sky.
@@ -68,7 +68,15 @@ def sky_level_noise(light: np.ndarray):
     """
     level, sigma = border_sky(light)
     if np.any(np.asarray(sigma) <= 0):
-        spread = border_pixels(np.asarray(light)).std(axis=-1)
+        # the spread of the ring's middle 90%: a neighbour's pixels in the ring would make its plain
+        # standard deviation tens of times the sky's noise; where a level above the sky's holds under
+        # 5% of the ring, that spread is 0 too, and the middle 98%, then all of it, decide
+        ring = border_pixels(np.asarray(light, dtype=np.float64))
+        spread = np.zeros(ring.shape[:-1])
+        for cut in (5.0, 1.0, 0.0):
+            low, high = np.percentile(ring, [cut, 100.0 - cut], axis=-1, keepdims=True)
+            trimmed = np.nanstd(np.where((ring >= low) & (ring <= high), ring, np.nan), axis=-1)
+            spread = np.where(spread > 0, spread, trimmed)
         sigma = np.where(np.asarray(sigma) > 0, sigma, spread)
         sigma = float(sigma) if np.ndim(light) == 2 else sigma
     return level, sigma
