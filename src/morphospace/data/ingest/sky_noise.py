@@ -77,7 +77,7 @@ def sky_level_noise(light: np.ndarray):
             low, high = np.percentile(ring, [cut, 100.0 - cut], axis=-1, keepdims=True)
             trimmed = np.nanstd(np.where((ring >= low) & (ring <= high), ring, np.nan), axis=-1)
             spread = np.where(spread > 0, spread, trimmed)
-        sigma = np.where(np.asarray(sigma) > 0, sigma, spread)
+        sigma = np.where(np.asarray(sigma) > 0, sigma, spread.astype(np.asarray(sigma).dtype))  # the light's precision
         sigma = float(sigma) if np.ndim(light) == 2 else sigma
     return level, sigma
 
