@@ -338,8 +338,7 @@ def write_study_figures(run: RunDir, cfg=None) -> list[Path]:
         reductions nor clusterings.
     """
     written: list[Path] = []
-    reductions = run.reductions()
-    clusterings = run.clusterings()
+    reductions, clusterings = run.reductions(), run.clusterings()
     if not reductions and not clusterings:
         return written
     ids = run.cube_ids().astype(str)
@@ -358,9 +357,10 @@ def write_study_figures(run: RunDir, cfg=None) -> list[Path]:
 
     cat = run.read_catalogue()
     truth = truth_column(cat, cfg)
-    # the truth as the report shows it (T-types 1, not 1.0), its classes in the report's colours
-    truth_values = labels_in_cube_order(run, truth, cat) if truth is not None else None
-    palette = class_colours(labels_in_cube_order(run, col, cat) for col in label_columns(cat, cfg))
+    # the truth as the report shows it (T-types 1, not 1.0), its panel in the report's class colours
+    truth_values = labels_in_cube_order(run, truth, cat) if truth is not None and reductions else None
+    palette = None if truth_values is None else class_colours(
+        labels_in_cube_order(run, c, cat) for c in label_columns(cat, cfg))
     for red in reductions:
         xy = run.read_reduction(red)
         if xy.ndim != 2 or xy.shape[1] < 2 or len(xy) != len(ids):
