@@ -251,6 +251,94 @@ def test_sigterm_during_a_lightning_fit_is_a_failure_with_status_143(monkeypatch
     assert err[-1] == "morphospace: terminated (SIGTERM)"
 
 
+def test_main_leaves_its_caller_s_logging_as_it_found_it(tmp_path, monkeypatch, capsys):
+    """main() called from Python (a notebook, a test) left its console handler on the ``morphospace``
+    logger, bound to the stderr of that moment, with propagation off and the level at INFO: the
+    caller's own logging never saw morphospace's lines again and INFO lines went on reaching that
+    stderr. Now the logger (handlers, level, propagation), ``py.warnings`` and the capture of warnings
+    are as the caller had them however the command ends, while during the command its console and
+    its run's log.txt are as before."""
+    import logging
+    import warnings
+
+    import morphospace.cli as cli
+    from morphospace.errors import UserError
+    from morphospace.run import RunDir
+
+    logger, pw = logging.getLogger("morphospace"), logging.getLogger("py.warnings")
+    seen: list[str] = []
+    mine = logging.Handler()  # the caller's own handler, e.g. a notebook's
+    mine.emit = lambda record: seen.append(record.getMessage())
+    monkeypatch.setattr(logger, "handlers", [mine])
+    monkeypatch.setattr(logger, "propagate", True)
+    monkeypatch.setattr(pw, "handlers", [])
+    monkeypatch.setattr(pw, "propagate", True)
+    level, captured = logger.level, logging._warnings_showwarning is not None
+
+    def state():
+        return (logger.handlers[:], logger.level, logger.propagate, pw.handlers[:], pw.level, pw.propagate,
+                logging._warnings_showwarning, warnings.showwarning)  # the capture: what it gives back when off
+
+    def stage(args):
+        run = RunDir(args.run, create=True)
+        cli._setup_logging(args.quiet, run)  # as a stage does, once it knows its run
+        logger.info("clustering %s", run.path.name)
+        if args.quiet:  # kept off the console, in the run's log
+            warnings.warn(f"a library's warning in {run.path.name}")
+        how = run.path.name
+        if how == "usererror":
+            raise UserError("no embedding")
+        if how == "ctrlc":
+            raise KeyboardInterrupt
+        if how == "exit":
+            sys.exit(3)
+        if how == "bug":
+            raise RuntimeError("a bug")
+        return 0
+
+    dispatch = cli._dispatch
+    monkeypatch.setattr(cli, "_dispatch", stage)
+    ends = {"ok": 0, "usererror": 2, "ctrlc": 130, "exit": SystemExit, "bug": RuntimeError}
+    try:
+        for capture in (False, True):
+            logging.captureWarnings(capture)
+            for logged in (logging.WARNING, logging.NOTSET):
+                logger.setLevel(logged)
+                for quiet in (False, True):
+                    for name, status in ends.items():
+                        before = state()
+                        argv = ["cluster", str(tmp_path / name)] + ["--quiet"] * quiet
+                        if isinstance(status, int):
+                            assert main(argv) == status
+                        else:
+                            with pytest.raises(status):
+                                main(argv)
+                        assert state() == before, (name, quiet, capture, logged)
+                        err = capsys.readouterr().err  # the command's console and log, as before
+                        log = (tmp_path / name / "log.txt").read_text()
+                        assert err.count(f"clustering {name}") == (0 if quiet else 1)
+                        assert log.count(f"INFO clustering {name}") == 1
+                        if quiet:  # a library's warning in the run's log alone
+                            assert f"a library's warning in {name}" in log
+                            assert f"a library's warning in {name}" not in err
+                        # afterwards morphospace's lines reach the caller's handler, and no console of the command
+                        seen.clear()
+                        logger.info("an info line after the command")
+                        logger.warning("a warning after the command")
+                        assert seen == ["a warning after the command"]
+                        assert "after the command" not in capsys.readouterr().err
+                        (tmp_path / name / "log.txt").unlink()
+        # a real command that sets its logging up, then stops on the user's mistake
+        monkeypatch.setattr(cli, "_dispatch", dispatch)
+        before = state()
+        assert main(["synth", "--out", str(tmp_path / "mock"), "--n", "0"]) == 2
+        assert state() == before
+        assert "--n must be at least 1" in capsys.readouterr().err
+    finally:
+        logging.captureWarnings(captured)
+        logger.setLevel(level)
+
+
 def test_sigterm_outside_a_fit_stops_a_stage_in_one_line_and_in_its_log(tmp_path):
     """Left to its default, SIGTERM ended every stage but a training's fit where it stood: status 143,
     no line, nothing in the run's log. (In a process of its own: unfixed, the signal ends it.)"""

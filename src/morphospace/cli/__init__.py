@@ -20,7 +20,7 @@ from ..errors import InvalidArgument, RunInUse, Terminated, UserError, first_lin
 from ..progress import set_quiet
 from ..run import RunDir, job_size, launched_as_later_rank, release_locks, writer_of
 from . import peers
-from .logs import _close_run_log, _in_run_log, _quiet_warnings, _setup_logging
+from .logs import _close_run_log, _in_run_log, _logging_as_found, _quiet_warnings, _setup_logging
 from .options import check_out, printable
 from .parser import COMMANDS, build_parser
 from .settings import (_config_for, _earlier_settings_kept, _save_changed_config, _say, _say_unused_epochs, _set,
@@ -99,7 +99,17 @@ def main(argv: list[str] | None = None) -> int:
         :class:`UserError` or when the file system refuses (each printed as one line);
         130 on Ctrl-C; 143 on SIGTERM; 141, silently, when the reader of the output went away (``| head``).
         Usage errors exit with status 2 from the parser itself.
+
+    Called from Python (a notebook, a test), it leaves the ``morphospace`` and ``py.warnings`` loggers
+    and the capture of warnings as it found them, however the command ends: its console and its
+    run's log are the command's alone.
     """
+    with _logging_as_found():
+        return _command(argv)
+
+
+def _command(argv: list[str] | None) -> int:
+    """:func:`main`'s command, which sets up its own logging (taken off again by :func:`main`)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     _reuse_freed_memory()

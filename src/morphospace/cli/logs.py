@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import contextmanager
+from typing import Iterator
 
 from ..run import RunDir
 from ..run.runlog import FORMAT, RunLogFile
@@ -46,6 +48,37 @@ def _setup_logging(quiet: bool, run: RunDir | None, later_rank: bool = False, re
             fh.setFormatter(logging.Formatter(FORMAT))
             root.addHandler(fh)
     root.propagate = False
+
+
+def _warnings_captured() -> bool:
+    """Whether :func:`logging.captureWarnings` is on (logging keeps the ``showwarning`` it replaced)."""
+    return getattr(logging, "_warnings_showwarning", None) is not None
+
+
+@contextmanager
+def _logging_as_found() -> Iterator[None]:
+    """The ``morphospace`` and ``py.warnings`` loggers (handlers, level, propagation) and the capture of
+    Python's warnings as they were when the block began, whichever way it ends. Within it a command
+    logs as it does in its own process (:func:`_setup_logging` takes the caller's handlers off, adds
+    its console and the run's log, stops propagation); called from Python (a notebook, a test) it
+    left its console on, bound to the stderr of that moment and propagating nothing: the caller's
+    own logging never saw morphospace's lines again, and INFO lines went on reaching that stderr."""
+    loggers = [logging.getLogger(name) for name in ("morphospace", "py.warnings")]
+    saved = [(lg, lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
+    captured = _warnings_captured()
+    try:
+        yield
+    finally:
+        for lg, handlers, level, propagate in saved:
+            for h in lg.handlers[:]:
+                if h not in handlers:  # the command's own (its console; its run's log, closed already)
+                    lg.removeHandler(h)
+                    h.close()
+            lg.handlers[:] = handlers  # the caller's, in their order (the setup took them off, unclosed)
+            lg.propagate = propagate
+            lg.setLevel(level)
+        if _warnings_captured() != captured:
+            logging.captureWarnings(captured)
 
 
 def _close_run_log() -> None:
@@ -91,6 +124,7 @@ class _quiet_warnings:
         self.catch = warnings.catch_warnings()
         self.catch.__enter__()
         self.saved = None
+        self.captured = _warnings_captured()  # a caller's capture (a notebook's) stays on after the command
         if self.quiet:
             logging.captureWarnings(True)  # to the `py.warnings` logger, which writes the run's log only
             pw = logging.getLogger("py.warnings")
@@ -100,7 +134,8 @@ class _quiet_warnings:
         return self
 
     def __exit__(self, *exc):
-        logging.captureWarnings(False)
+        if not self.captured:
+            logging.captureWarnings(False)
         if self.saved is not None:
             pw = logging.getLogger("py.warnings")
             pw.handlers, pw.propagate = self.saved
