@@ -2017,8 +2017,6 @@ def test_a_full_disk_under_the_log_and_the_model_file_is_one_line(tmp_path, caps
     from morphospace.vade.io import save_model
 
     run = RunDir(tmp_path / "run", create=True)
-    cli._setup_logging(False, run)
-    handler = next(h for h in logging.getLogger("morphospace").handlers if isinstance(h, logging.FileHandler))
 
     class Full:
         def write(self, text):
@@ -2030,10 +2028,13 @@ def test_a_full_disk_under_the_log_and_the_model_file_is_one_line(tmp_path, caps
         def close(self):
             pass
 
-    handler.stream = Full()
-    logging.getLogger("morphospace").info("one line")
-    logging.getLogger("morphospace").info("another line")
-    cli._close_run_log()
+    with cli._logging_as_found():  # as main() sets it up, and takes it off again
+        cli._setup_logging(False, run)
+        handler = next(h for h in logging.getLogger("morphospace").handlers if isinstance(h, logging.FileHandler))
+        handler.stream = Full()
+        logging.getLogger("morphospace").info("one line")
+        logging.getLogger("morphospace").info("another line")
+        cli._close_run_log()
     err = capsys.readouterr().err
     assert "Logging error" not in err and "Traceback" not in err
     assert err.count("cannot write") == 1 and "No space left on device" in err and "another line" in err

@@ -81,16 +81,9 @@ def test_a_path_of_another_encoding_is_written_to_the_run_s_log(tmp_path, capsys
     with logged_to_run(tmp_path / "notebook.txt"):
         logger.info("importing %s", odd)
     run = RunDir(tmp_path / "run", create=True)
-    before = logger.handlers[:], logger.level, logger.propagate
-    try:
+    with cli._logging_as_found():  # as main() sets it up, and takes it off again
         cli._setup_logging(True, run)
         logger.info("importing %s", odd)
-    finally:  # the logger as it was (the command line's setup leaves its handlers on)
-        for handler in logger.handlers:
-            if handler not in before[0]:
-                handler.close()
-        logger.handlers[:], logger.propagate = before[0], before[2]
-        logger.setLevel(before[1])
     assert "Logging error" not in capsys.readouterr().err
     for log in (tmp_path / "notebook.txt", run.log):
         assert log.read_text(encoding="utf-8").rstrip().endswith("INFO importing /data/caf\\udcff/weights.h5")
