@@ -828,9 +828,19 @@ def test_a_run_s_config_reads_its_relative_survey_path_from_anywhere(tmp_path, m
     monkeypatch.chdir(first)
     assert main(["ingest", "data", "--out", "run", "--quiet"]) == 0
     monkeypatch.chdir(second)
-    assert main(["run", "--config", str(first / "run" / "config.toml"), "--out", "run2", "--model", "pca",
-                 "--set", "cluster.reductions=['pca']", "--set", "cluster.kmeans_k=[3]",
-                 "--set", "cluster.methods=['kmeans']"]) == 0
+    # said as the command reads its settings, before it sets up its console: in a shell, logging's last
+    # resort prints it on stderr. The root logger as a fresh process has it (no handler: pytest's capture
+    # took it; before, the console an earlier main() left on printed it)
+    import logging
+
+    root = logging.getLogger()
+    handlers, root.handlers[:] = root.handlers[:], []
+    try:
+        assert main(["run", "--config", str(first / "run" / "config.toml"), "--out", "run2", "--model", "pca",
+                     "--set", "cluster.reductions=['pca']", "--set", "cluster.kmeans_k=[3]",
+                     "--set", "cluster.methods=['kmeans']"]) == 0
+    finally:
+        root.handlers[:] = handlers
     assert "relative to where that run was started" in capsys.readouterr().err
     summary = json.loads((second / "run2" / "ingest_summary.json").read_text())
     assert summary["n_in_cube"] == 12 and summary["source"] == str((first / "data").resolve())
