@@ -263,6 +263,7 @@ def test_main_leaves_its_caller_s_logging_as_it_found_it(tmp_path, monkeypatch, 
 
     import morphospace.cli as cli
     from morphospace.errors import UserError
+    from morphospace.progress import is_quiet
     from morphospace.run import RunDir
 
     logger, pw = logging.getLogger("morphospace"), logging.getLogger("py.warnings")
@@ -277,7 +278,8 @@ def test_main_leaves_its_caller_s_logging_as_it_found_it(tmp_path, monkeypatch, 
 
     def state():
         return (logger.handlers[:], logger.level, logger.propagate, pw.handlers[:], pw.level, pw.propagate,
-                logging._warnings_showwarning, warnings.showwarning)  # the capture: what it gives back when off
+                logging._warnings_showwarning, warnings.showwarning,  # the capture: what it gives back when off
+                is_quiet())  # progress bars: --quiet is the command's alone
 
     def stage(args):
         run = RunDir(args.run, create=True)

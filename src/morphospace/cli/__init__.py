@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import InvalidArgument, RunInUse, Terminated, UserError, first_line, missing_package, sigterm_raises
-from ..progress import set_quiet
+from ..progress import is_quiet, set_quiet
 from ..run import RunDir, job_size, launched_as_later_rank, release_locks, writer_of
 from . import peers
 from .logs import _close_run_log, _in_run_log, _logging_as_found, _quiet_warnings, _setup_logging
@@ -101,11 +101,15 @@ def main(argv: list[str] | None = None) -> int:
         Usage errors exit with status 2 from the parser itself.
 
     Called from Python (a notebook, a test), it leaves the ``morphospace`` and ``py.warnings`` loggers
-    and the capture of warnings as it found them, however the command ends: its console and its
-    run's log are the command's alone.
+    and the capture of warnings as it found them, and whether progress is shown, however the command
+    ends: its console, its run's log and ``--quiet`` are the command's alone.
     """
-    with _logging_as_found():
-        return _command(argv)
+    was_quiet = is_quiet()
+    try:
+        with _logging_as_found():
+            return _command(argv)
+    finally:
+        set_quiet(was_quiet)  # a --quiet command leaves its caller's progress bars on
 
 
 def _command(argv: list[str] | None) -> int:
