@@ -518,3 +518,22 @@ def test_no_command_prints_the_help_on_stderr_and_exits_2(capsys):
     assert main([]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "usage: morphospace" in err
+
+
+def test_a_command_that_stops_early_leaves_a_caller_s_log_file_alone(tmp_path):
+    """A command that stops before it opens its run's log (no such run) wrote its error line into the
+    caller's own file handler and closed it, which the logger then held closed (found by review)."""
+    import logging
+
+    logger = logging.getLogger("morphospace")
+    mine = logging.FileHandler(tmp_path / "mine.log", mode="w")
+    logger.addHandler(mine)
+    try:
+        assert main(["report", str(tmp_path / "not-a-run")]) == 2
+        assert mine in logger.handlers and mine.stream is not None
+        logger.warning("after the command")
+        mine.flush()
+        assert (tmp_path / "mine.log").read_text() == "after the command\n"
+    finally:
+        logger.removeHandler(mine)
+        mine.close()

@@ -86,7 +86,7 @@ def _close_run_log() -> None:
     notebook, a test) writes its own run's log, never this one's."""
     root = logging.getLogger("morphospace")
     for h in list(root.handlers):
-        if isinstance(h, logging.FileHandler):
+        if isinstance(h, _RunLog):  # the command's own: a caller's file handler stays open
             root.removeHandler(h)
             h.close()
 
@@ -103,11 +103,12 @@ def _in_run_log(message: str) -> None:
 
 
 class _ToRunLog(logging.Handler):
-    """Hands a record to the file handlers the ``morphospace`` logger has when it is emitted."""
+    """Hands a record to the run's log the command has opened on the ``morphospace`` logger, if any (a
+    caller's own file handlers are not the run's)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         for h in logging.getLogger("morphospace").handlers:
-            if isinstance(h, logging.FileHandler):
+            if isinstance(h, _RunLog):
                 h.handle(record)
 
 
