@@ -22,8 +22,8 @@ PALETTE = ["#4e9df5", "#f5a623", "#e5484d", "#30c48d", "#a07cf0", "#ff7fbf", "#3
            "#9aa7ff", "#66d9c2", "#e0a3ff", "#c9a27e"]
 # Classes of a label column (Galaxy Zoo's elliptical / spiral / ...) in deep tones, clusters in the
 # bright ones above, so a cluster card's label-mix bar beside its cluster's swatch never shows a
-# class and a cluster in one colour (cluster 1 and the second class were both orange). The
-# explorer keeps the bright ones for labels too: its map is dark, and it shows one colouring at a time.
+# class and a cluster in one colour (cluster 1 and the second class were both orange); the explorer
+# takes them too.
 LABEL_PALETTE = ["#1d3557", "#9b2226", "#2d6a4f", "#bb3e03", "#5a189a", "#005f73", "#7f4f24", "#6c6f00",
                  "#8e3b6e", "#3a0ca3"]
 GREY = "#8b93a1"  # noise, missing, "not in this clustering"
@@ -78,10 +78,12 @@ def class_colours(columns) -> dict[str, str]:
     """One colour per class of a run's label columns, keyed by its value (as text), so a class has one
     colour whichever column, figure or view shows it; the classes of any one column all differ.
 
-    Each class, in natural order of all of them, takes the first of :data:`LABEL_PALETTE`'s places
-    that no class sharing a column with it holds: a column alone keeps its classes' places in its
-    order, and a column of up to 10 classes keeps the deep colours whatever the others hold (one
-    palette over the union turned a yes / no column into two greens once 13 classes were known). By
+    Each class, in natural order of all of them, takes the first place that no class sharing a column
+    with it holds: a column alone keeps its classes' places in its order. The first 10 places are
+    :data:`LABEL_PALETTE`'s deep colours, the rest darkened turbo, so the classes that take the first
+    10 keep the deep colours whatever the others hold (one palette over the union turned a yes / no
+    column into two greens once 13 classes were known; a column of more than 10 classes, such as
+    T-types, has its first 10 in deep colours and the rest in turbo's). By
     place in each column, ``spiral`` was the second colour beside ``elliptical`` and ``uncertain``,
     the third beside ``edge-on`` and ``elliptical``.
 
@@ -117,8 +119,9 @@ def class_colours(columns) -> dict[str, str]:
     for c in order:
         held = {place[b] for b in beside[c] if b in place}
         place[c] = next(k for k in range(len(order)) if k not in held)
-    n = max(place.values(), default=-1) + 1
-    return {c: label_colour(place[c], n) for c in order}
+    beyond = max(place.values(), default=-1) + 1 - len(LABEL_PALETTE)  # places past the deep palette
+    return {c: LABEL_PALETTE[place[c]] if place[c] < len(LABEL_PALETTE)
+            else _turbo(beyond, shade=0.6)[place[c] - len(LABEL_PALETTE)] for c in order}
 
 
 @functools.lru_cache(maxsize=32)
