@@ -132,14 +132,27 @@ def test_a_sky_of_few_levels_gets_noise_as_the_light_views_give_it():
         assert np.all(beyond > 0.7 * spread), beyond / spread
 
 
-def test_a_neighbour_in_a_sky_of_few_levels_does_not_set_its_noise():
-    """The floor for a MAD-0 sky is the spread of the border's middle 90%: a bright neighbour of 20
-    pixels in the ring (3% of it) made the plain spread 23 times the sky's noise (found by review)."""
-    lin = unstretch(_few_levels(_galaxy(3.0, 1.5)[None]), SPEC)[0]
+@pytest.mark.parametrize("upper", [0.04, 0.1, 0.12])  # the sky's upper level: about 21%, 2% and 0.3% of the ring
+def test_a_neighbour_in_a_sky_of_few_levels_does_not_set_its_noise(upper):
+    """The floor for a MAD-0 sky is the spread of the ring's pixels near the sky's level: a bright
+    neighbour of 20 pixels in the ring (3% of it) made the plain spread 23 times the sky's noise, and
+    the spread of its middle 90% 60-80 times where the sky's upper level is rare (found by review)."""
+    rows = _galaxy(3.0, 1.5)[None]
+    few = np.where(np.abs(rows) < 0.15, np.where(rows > upper, 0.08, 0.0), rows).astype(np.float32)
+    lin = unstretch(few, SPEC)[0]
     clean = sky_level_noise(lin)[1]
+    assert np.all(clean > 0)
     lin[:, 1:3, 20:30] = lin.max()  # a neighbour in the top of the ring
     assert np.all(border_sky(lin)[1] == 0)
     assert np.all(sky_level_noise(lin)[1] < 1.5 * clean), sky_level_noise(lin)[1] / clean
+
+
+def test_a_frame_half_of_zeros_keeps_most_of_its_sky_s_noise_as_its_floor():
+    # a cutout at a survey's edge: more than half its border 0 (MAD 0), the rest a sky of smooth noise
+    frame = np.random.default_rng(0).normal(0.0, 1.0, (64, 64))
+    frame[:, :40] = 0.0
+    assert border_sky(frame)[1] == 0
+    assert 0.4 < sky_level_noise(frame)[1] < 1.0
 
 
 @pytest.mark.parametrize("spec", [SPEC, PreprocessSpec(normalise="minmax")])

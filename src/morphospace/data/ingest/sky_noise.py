@@ -51,8 +51,8 @@ def restretch(light: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
 
 def sky_level_noise(light: np.ndarray):
     """The sky's level and noise of each frame: the median and robust sigma of its border
-    (:func:`~morphospace.data.ingest.framing.border_sky`), where that sigma is 0 the standard
-    deviation of the border's middle 90% instead (98%, then all of it, where that is 0 too).
+    (:func:`~morphospace.data.ingest.framing.border_sky`), where that sigma is 0 the spread
+    about that level of the border's pixels near it instead (see the comment in the code).
 
     A sky of few levels (a faint 8-bit sky) can hold one level in most of its border: its MAD is 0,
     and a noise of 0 would give back no noise where resampling smooths it away or a frame uncovers sky.
@@ -68,15 +68,17 @@ def sky_level_noise(light: np.ndarray):
     """
     level, sigma = border_sky(light)
     if np.any(np.asarray(sigma) <= 0):
-        # the spread of the ring's middle 90%: a neighbour's pixels in the ring would make its plain
-        # standard deviation tens of times the sky's noise; where a level above the sky's holds under
-        # 5% of the ring, that spread is 0 too, and the middle 98%, then all of it, decide
+        # the spread about the sky's level of the ring's pixels near it: within 4 of the larger of its
+        # levels' step (a faint 8-bit sky: most pixels on one level, a few a step away) and the spread
+        # of its middle 90% (a frame half of zeros beside a sky of smooth noise); a neighbour's pixels
+        # in the ring, far above, would make the plain spread tens of times the sky's noise
         ring = border_pixels(np.asarray(light, dtype=np.float64))
-        spread = np.zeros(ring.shape[:-1])
-        for cut in (5.0, 1.0, 0.0):
-            low, high = np.percentile(ring, [cut, 100.0 - cut], axis=-1, keepdims=True)
-            trimmed = np.nanstd(np.where((ring >= low) & (ring <= high), ring, np.nan), axis=-1)
-            spread = np.where(spread > 0, spread, trimmed)
+        off = np.abs(ring - np.median(ring, axis=-1, keepdims=True))
+        step = np.min(np.where(off > 0, off, np.inf), axis=-1, keepdims=True)
+        low, high = np.percentile(ring, [5.0, 95.0], axis=-1, keepdims=True)
+        middle = np.nanstd(np.where((ring >= low) & (ring <= high), ring, np.nan), axis=-1, keepdims=True)
+        near = off <= 4.0 * np.maximum(np.where(np.isfinite(step), step, 0.0), middle)
+        spread = np.sqrt((np.where(near, off, 0.0) ** 2).sum(-1) / np.maximum(near.sum(-1), 1))
         sigma = np.where(np.asarray(sigma) > 0, sigma, spread.astype(np.asarray(sigma).dtype))  # the light's precision
         sigma = float(sigma) if np.ndim(light) == 2 else sigma
     return level, sigma
