@@ -485,6 +485,8 @@ def test_same_seed_same_labels_and_resume_equals_uninterrupted(tmp_path, trained
 
 
 @pytest.mark.slow
+# a float32 cube's rows went to torch as the memory map's own read-only rows (torch warned of it)
+@pytest.mark.filterwarnings("error:The given NumPy array is not writable")
 def test_astrovader_preset_runs_one_tiny_epoch(tmp_path):
     pytest.importorskip("morphospace.vade.astrovader_net")
     from morphospace.api import load_model

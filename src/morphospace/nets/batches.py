@@ -127,7 +127,9 @@ def forward_in_batches(fn: Callable, x, batch_size: int = INFERENCE_BATCH, desc:
     outs = []
     pages = PageReleaser(x, extra)  # a memory-mapped cube is read once: its pages need not stay resident
     for s in batches:
-        xb = _rows(x, s, batch_size) if prepare is None else torch.from_numpy(prepare(x[s:s + batch_size]))
+        # what prepare gives back may be the memory map's own read-only rows (nothing to change): copied then
+        xb = _rows(x, s, batch_size) if prepare is None else torch.from_numpy(
+            np.require(prepare(x[s:s + batch_size]), dtype=np.float32, requirements="W"))
         eb = None if extra is None else _rows(extra, s, batch_size)
         pages.read(xb.nbytes + (0 if eb is None else eb.nbytes))
         y = fn(xb) if eb is None else fn(xb, eb)
