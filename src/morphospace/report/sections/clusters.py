@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..clusterings import MISSING, Clustering
-from ..context import PREFIX, ReportContext, Section, cluster_of_figure, fmt, natural, pct
+from ..context import PREFIX, ReportContext, Section, cluster_of_figure, natural, pct
 from ..figures import draw_anomaly_by_cluster, draw_cluster_sizes, draw_label_mix
 from ..grids import gallery_image, save_image
 from ..html import render
