@@ -179,3 +179,15 @@ def test_views_of_several_seeds_are_each_seed_s_own_view(light):
     for seed, view in zip(seeds, together):
         assert torch.equal(view, augment(x, seed=seed))
     assert not torch.equal(together[0], together[1])
+
+
+def test_a_sky_of_few_levels_keeps_its_grain():
+    # a grained sky quantised so that most of it sits on one level (MAD 0): every pixel off that level
+    # read as a source, and the grain as white noise (0)
+    from morphospace.data.ingest.sky_noise import sky_grain
+
+    rng = np.random.default_rng(0)
+    sky = grained_noise((2, 3, 64, 64), np.full(2, 1.0), rng)
+    few = np.round(sky / 2.2).astype(np.float32)  # about 2/3 of the pixels on level 0
+    assert np.all(border_sky(few)[1] == 0)
+    assert np.all(sky_grain(few) > 0.5), sky_grain(few)

@@ -103,6 +103,8 @@ def sky_grain(light: np.ndarray):
     strips = np.concatenate([rows[..., :w, :], rows[..., -w:, :]], axis=-2)  # (n, C, 2w, S): rows of sky
     med = np.median(strips, axis=(-2, -1), keepdims=True)
     sigma = 1.4826 * np.median(np.abs(strips - med), axis=(-2, -1), keepdims=True)
+    if np.any(sigma <= 0):  # a sky of few levels: its floor (else every pixel off its level reads as a source)
+        sigma = np.where(sigma > 0, sigma, sky_level_noise(rows)[1][..., None, None].astype(sigma.dtype))
     strips = strips - med
     # a neighbour in the strips is no part of the sky's grain (one star made it 2 px): its pixels and
     # theirs beside them are left out of the pairs
