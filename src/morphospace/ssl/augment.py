@@ -31,8 +31,7 @@ from typing import Iterator, NamedTuple
 import numpy as np
 import torch
 
-from ..data.ingest.sky_noise import (grained_noise, grey_as_one, grey_rows, restretch, sky_grain, sky_level_noise,
-                                    unstretch)
+from ..data.ingest.sky_noise import grained_noise, grey_as_one, restretch, row_sky, unstretch
 from ..data.ingest.spec import PreprocessSpec
 
 __all__ = ["NuisanceAugment"]
@@ -146,8 +145,8 @@ class NuisanceAugment:
     def _rows_light(self, x: torch.Tensor) -> _RowsLight:
         """What every light view of the rows ``x`` starts from."""
         light = unstretch(x.detach().float().cpu().numpy(), self._spec()).astype(np.float32)
-        level, sigma = sky_level_noise(light)  # per row and band, as the intervention test measures it
-        return _RowsLight(light, level[..., None, None], sigma[..., None, None], sky_grain(light), grey_rows(light))
+        sky = row_sky(light)  # as the intervention test measures it
+        return _RowsLight(light, sky.level[..., None, None], sky.sigma[..., None, None], sky.grain, sky.grey)
 
     def _on_light(self, x: torch.Tensor, rows: _RowsLight, rng: np.random.Generator) -> torch.Tensor:
         """The views made on the rows' light (see the module docstring); on the CPU, then moved."""

@@ -50,8 +50,7 @@ import torch
 from scipy import ndimage
 from sklearn.metrics import adjusted_rand_score
 
-from ..data.ingest.sky_noise import (grained_noise, grey_as_one, grey_rows, restretch, sky_grain, sky_level_noise,
-                                    unstretch)
+from ..data.ingest.sky_noise import RowSky, grained_noise, grey_as_one, restretch, row_sky, unstretch
 from ..data.ingest.spec import PreprocessSpec
 from ..data.sample import sample_rows
 from ..progress import Timer
@@ -116,7 +115,8 @@ def _noise_left(op: Callable[[np.ndarray], np.ndarray], shape: tuple, grain: flo
     return float(np.nanstd(out[:, 4:-4, 4:-4]))
 
 
-def change_rows(rows: np.ndarray, change: str, spec: PreprocessSpec, seed: int = 0) -> np.ndarray:
+def change_rows(rows: np.ndarray, change: str, spec: PreprocessSpec, seed: int = 0,
+                sky: RowSky | None = None) -> np.ndarray:
     """Cube rows as they would read with one thing about how they are seen changed (see the module
     docstring).
 
@@ -130,6 +130,10 @@ def change_rows(rows: np.ndarray, change: str, spec: PreprocessSpec, seed: int =
         The recipe the cube was made with (its normalisation).
     seed : int
         Seeds the sky noise given back or added.
+    sky : RowSky, optional
+        The sky of the rows' light (:func:`~morphospace.data.ingest.sky_noise.row_sky` of
+        :func:`~morphospace.data.ingest.sky_noise.unstretch` of ``rows``), measured here if not given:
+        the test changes the same rows six ways.
 
     Returns
     -------
@@ -139,16 +143,18 @@ def change_rows(rows: np.ndarray, change: str, spec: PreprocessSpec, seed: int =
         raise ValueError(f"change must be one of {', '.join(CHANGES)}; got {change!r}")
     rng = np.random.default_rng(seed)
     light = unstretch(rows, spec)
-    return restretch(np.array([_changed_light(lin, change, rng) for lin in light]).reshape(light.shape), spec)
+    sky = row_sky(light) if sky is None else sky
+    return restretch(np.array([_changed_light(lin, change, rng, RowSky(*(v[i] for v in sky)))
+                               for i, lin in enumerate(light)]).reshape(light.shape), spec)
 
 
-def _changed_light(lin: np.ndarray, change: str, rng: np.random.Generator) -> np.ndarray:
+def _changed_light(lin: np.ndarray, change: str, rng: np.random.Generator, sky: RowSky | None = None) -> np.ndarray:
     """One row's light (C, S, S) with ``change`` made, the sky's noise kept (or doubled: ``fainter``),
-    before the ingest's normalisation."""
-    level, sigma = (v[:, None, None] for v in sky_level_noise(lin))  # per band, as the light views measure it
-    grain = sky_grain(lin)
+    before the ingest's normalisation; ``sky``: the row's (:func:`row_sky`), measured here if not given."""
+    level, sigma, grain, grey = row_sky(lin) if sky is None else sky  # as the light views measure it
+    level, sigma = level[:, None, None], sigma[:, None, None]  # per band
     # the sky's own noise, its grain included; one in every band of a grey row, which stays grey
-    noise = grey_as_one(grained_noise(lin.shape, grain, rng), grey_rows(lin)) * sigma
+    noise = grey_as_one(grained_noise(lin.shape, grain, rng), grey) * sigma
     op = OPERATIONS.get(change)
     if op is None:  # fainter: the sky's noise doubled
         return lin + np.sqrt(3.0) * noise
@@ -215,11 +221,12 @@ def invariance_audit(run: RunDir, n: int = 256, seed: int = 0) -> pd.DataFrame:
     images = np.asarray(cube[rows], dtype=np.float32)
     records, moved = [], {}
     with Timer(f"intervention test: {len(rows)} galaxies, each seen {len(CHANGES)} ways"):
+        sky = row_sky(unstretch(images, spec))  # the same for every change
         before = _clusters(model, hp, groups, images)
         sizes = np.bincount(before) / len(before)
         chance = float(1.0 - (sizes**2).sum())
         for i, (change, what) in enumerate(CHANGES.items()):
-            after = _clusters(model, hp, groups, change_rows(images, change, spec, seed=seed + 1 + i))
+            after = _clusters(model, hp, groups, change_rows(images, change, spec, seed=seed + 1 + i, sky=sky))
             moved[change] = (after != before).astype(np.float64)
             records.append({"change": change, "what": what, "changed": float(moved[change].mean()),
                             "ari": float(adjusted_rand_score(before, after)), "chance": chance, "n": len(rows)})

@@ -12,6 +12,8 @@ between neighbouring pixels on sdss-gz1): white noise added to them would read a
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy import ndimage
 
@@ -19,7 +21,8 @@ from .framing import border_pixels, border_sky
 from .normalise import normalise
 from .spec import PreprocessSpec
 
-__all__ = ["unstretch", "restretch", "sky_level_noise", "sky_grain", "grained_noise", "grey_rows", "grey_as_one"]
+__all__ = ["RowSky", "row_sky", "unstretch", "restretch", "sky_level_noise", "sky_grain", "grained_noise", "grey_rows",
+           "grey_as_one"]
 
 
 def unstretch(rows: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
@@ -172,3 +175,22 @@ def grey_as_one(noise: np.ndarray, grey) -> np.ndarray:
     leaves a grey row grey; the other rows as they are (the draw itself unchanged)."""
     grey = np.asarray(grey)
     return np.where(grey.reshape(grey.shape + (1, 1, 1)), noise[..., :1, :, :], noise)
+
+
+class RowSky(NamedTuple):
+    """What changing a row as a survey would show it otherwise starts from (:func:`row_sky`): per band
+    the sky's ``level`` and noise ``sigma`` (..., C), per row the noise's ``grain`` and whether it is
+    ``grey`` (...)."""
+
+    level: np.ndarray
+    sigma: np.ndarray
+    grain: np.ndarray
+    grey: np.ndarray
+
+
+def row_sky(light: np.ndarray) -> RowSky:
+    """The sky of rows' light (n, C, S, S), or of one row (C, S, S): :func:`sky_level_noise`,
+    :func:`sky_grain` and :func:`grey_rows`, measured once for every view or change of the rows."""
+    level, sigma = sky_level_noise(light)
+    return RowSky(level, sigma, sky_grain(light), grey_rows(light))
+
