@@ -179,6 +179,17 @@ def test_the_tooltip_shows_paths_relative_to_the_survey_or_file_names():
     assert shareable_paths(floats, "/x") is floats
 
 
+def test_absolute_paths_of_every_system_are_told_from_relative_ones():
+    """The report's data section and the tooltip's paths read one rule: a survey folder given as
+    C:\\... or \\\\server\\... on POSIX is absolute, not a folder under the working one."""
+    from morphospace.report.explorer import is_absolute_text
+
+    for text in ["/data/sv", "~/sv", "C:\\sv", "c:/sv", "\\\\server\\share"]:
+        assert is_absolute_text(text), text
+    for text in ["sv", "../sv", "./sv", "2021/03/01", "C:sv", "w/ companion", ""]:
+        assert not is_absolute_text(text), text
+
+
 def test_a_report_holds_no_absolute_path_of_the_survey_s_images(tmp_path):
     run = make_fake_run(tmp_path / "run", n=40, size=16, everything=False)
     html = build_report(run, Config()).read_text()

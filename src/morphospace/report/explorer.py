@@ -185,7 +185,13 @@ def tooltip_columns(contents: RunContents, points: np.ndarray, sky: bool = False
     return out
 
 
-_ABSOLUTE = r"^(?:/|~/|\\\\|[A-Za-z]:[/\\])"  # /..., ~/..., \\server\..., C:\... or C:/...
+ABSOLUTE_PATH = r"^(?:/|~/|\\\\|[A-Za-z]:[/\\])"  # /..., ~/..., \\server\..., C:\... or C:/...
+
+
+def is_absolute_text(text: str) -> bool:
+    """Whether ``text`` reads as an absolute path on any system (POSIX, home, UNC or drive letter),
+    whichever system reads it: a report made on one machine is opened on another."""
+    return re.match(ABSOLUTE_PATH, text) is not None
 
 
 def shareable_paths(values: pd.Series, survey: str = "") -> pd.Series:
@@ -208,7 +214,7 @@ def shareable_paths(values: pd.Series, survey: str = "") -> pd.Series:
         return values
     obj = pd.Series(values.to_numpy(dtype=object), dtype=object)
     text = obj[obj.notna()].astype(str)  # in C; only the paths found are replaced
-    hit = text.str.contains(_ABSOLUTE, regex=True)
+    hit = text.str.contains(ABSOLUTE_PATH, regex=True)
     if not hit.any():
         return values
     paths = text[hit]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +9,7 @@ import pandas as pd
 
 from ...data.ingest.catalogue import storable_texts
 from ..context import ReportContext, Section, Thumb, natural, pct
-from ..explorer import _ABSOLUTE, shareable_paths
+from ..explorer import is_absolute_text, shareable_paths
 from ..figures import draw_flags, draw_labels
 from ..grids import mosaic_image, save_image
 from ..html import data_uri, render
@@ -107,7 +106,7 @@ def _shareable_source(ctx: ReportContext, source: object) -> str:
     text = str(source or "").rstrip("/\\")  # "/data/survey/" named "survey", not ""
     if not text:
         return ""
-    if not re.match(_ABSOLUTE, text):  # relative ("../../home/alice/survey"): from the working folder, as Python reads it
+    if not is_absolute_text(text):  # relative ("../../home/alice/survey"): from the working folder, as Python reads it
         text = str(Path(text).resolve())
     # against the run's folder resolved (a run named "run" holds a survey named absolute); a folder of
     # another encoding as the catalogue stores it
