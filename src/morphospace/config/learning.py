@@ -112,7 +112,7 @@ class FormConfig(Section):
     backbone : str
         ``efficientnet-lite0`` (ImageNet start), ``efficientnet-lite1`` / ``efficientnet-lite2``
         (larger ImageNet trunks: K-Means(3) AMI higher, linear probe lower, ~1.3x the time on
-        sdss-gz1; README) or ``small`` (from scratch).
+        sdss-gz1; docs/measurements/form-first.md) or ``small`` (from scratch).
     weights : str
         A weights file for the trunk instead of the packaged ImageNet weights: a state dict of
         the backbone (e.g. one trained on galaxies) or a morphospace ``model.pt`` of the same
@@ -123,7 +123,7 @@ class FormConfig(Section):
         Unsharp masking of the images before the trunk, ``x + a (x - G * x)`` (G a Gaussian of
         1.5 px); 0: off. On sdss-gz1, a = 4 raises the 10% probe by about 0.013 (0.801 against
         0.788 in the same run, seed 0) and moves K-Means(3) by -0.006 to +0.004, but its
-        clusters follow the companion's quadrant more (README): for runs meant for few-label
+        clusters follow the companion's quadrant more (docs/measurements/form-first.md): for runs meant for few-label
         classification.
     precision : {'auto', '32', 'bf16'}
         Of the frozen trunk's inference; ``auto``: bfloat16 where the CPU has it natively. Under
@@ -136,7 +136,7 @@ class FormConfig(Section):
         their outputs side by side (``dim`` x ``heads`` numbers). Each head costs one more
         training over the bank (about 40 s on sdss-gz1 on 2 cores), not one more trunk pass.
         Meant to make two trainings' clusters agree more; on sdss-gz1 three heads did not
-        (README, *Components and clusters*), so the default is one. 1 with ``train_trunk``.
+        (docs/measurements/form-first.md), so the default is one. 1 with ``train_trunk``.
     aug_views : int
         Nuisance views per galaxy in the view bank (besides the 8 dihedral views).
     aug_scale : [float, float]
@@ -145,14 +145,15 @@ class FormConfig(Section):
         the intervention test (label-free) and the synthetic survey's true nuisances: on sdss-gz1
         (seeds 0-2) a galaxy grown 1.4x changes cluster 0.07 more often than the control instead
         of 0.17; shrunk to 0.7, 0.23 instead of 0.25, so the clusters still follow apparent size
-        (README, *The aim*).
+        (docs/measurements/invariance.md).
     aug_light : bool
         Make those views as a survey would show the galaxy otherwise, the way the intervention test
         changes a galaxy: on its light (the ingest's stretch undone), sky beyond the frame where a
         turn or a shrink uncovers it, the sky's noise kept with its grain, up to twice the noise
         added, the row normalised again. Chosen by the intervention test (label-free): on sdss-gz1
-        a galaxy shrunk to 0.7 or made 2x fainter changes cluster far less often (README, *The
-        aim*). False: on the stretched pixels, zeros beyond the frame, weak white noise (before).
+        a galaxy shrunk to 0.7 or made 2x fainter changes cluster far less often
+        (docs/measurements/invariance.md). False: on the stretched pixels, zeros beyond the frame,
+        weak white noise (before).
     ssl_epochs : int
         Epochs of the self-supervised head over the view bank.
     embed_views : int
@@ -177,7 +178,7 @@ class FormConfig(Section):
         Linear core only: EM fits of the mixture (of the K the BIC chose, each from its own
         seed), of which the most typical is kept: the fit whose clusters agree best with the
         others' (the medoid by ARI). Two trainings of a survey then share their clusters more
-        often (README, *Components and clusters*); 1: the BIC's own fit.
+        often (docs/measurements/form-first.md); 1: the BIC's own fit.
     recon_sigma : float
         Noise of the VaDE's Gaussian likelihood of the standardised embedding.
     decoder_epochs : int
@@ -185,7 +186,7 @@ class FormConfig(Section):
     decoder_widths : list of int
         Widths of the image decoder's transposed convolutions, smallest map last (one stride-2
         layer each). Half the ``default`` preset's: on sdss-gz1 it trains in half the time
-        and reconstructs held-out galaxies better in the same 8 epochs (README,
+        and reconstructs held-out galaxies better in the same 8 epochs (docs/measurements/form-first.md,
         ``benchmarks/bench_form_decoder.py``).
     """
 

@@ -225,7 +225,7 @@ class HeadEnsemble(nn.Module):
 
     Each head's numbers carry the same galaxies' form up to a rotation and the noise of its
     training; the mixture core projects the concatenation on its principal axes, where what the
-    heads share dominates (``form.heads``; measured in the README: on sdss-gz1 it does not make
+    heads share dominates (``form.heads``; docs/measurements/form-first.md: on sdss-gz1 it does not make
     two trainings' clusters agree more).
     """
 

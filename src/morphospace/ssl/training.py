@@ -14,7 +14,7 @@ Two regimes, one :class:`SSLModule`:
     augmentations per galaxy), at ``trunk_lr_scale`` of the head's learning rate: in-domain
     adaptation of the ImageNet weights, or a ``small`` CNN from scratch. Needs a GPU for
     surveys of any size (10^5 galaxies); on two CPU cores it is a smoke test (and on 3,359
-    galaxies adaptation lowers every score: README).
+    galaxies adaptation lowers every score: docs/measurements/form-first.md).
 
 The objective is NT-Xent (SimCLR) at temperature ``form.temperature`` or VICReg
 (:mod:`morphospace.ssl.losses`). All randomness of a step comes from the seed, the epoch (the

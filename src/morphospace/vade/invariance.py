@@ -2,7 +2,7 @@
 
 The nuisance audit (:mod:`morphospace.analysis.nuisance`) correlates the clusters with what is
 measured on the images. A size measured on an image is also a measure of form (the light
-profile: README, *the nuisance audit*), so a correlation cannot tell a cluster that follows
+profile: docs/measurements/invariance.md), so a correlation cannot tell a cluster that follows
 size from one that follows concentration. This test intervenes instead. A reproducible sample of
 the run's galaxies is shown again with one thing changed at a time:
 

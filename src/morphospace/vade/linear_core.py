@@ -156,8 +156,8 @@ def fit_linear_core(x: np.ndarray, latent_dim: int, k_min: int, k_max: int, seed
     components, or the components themselves), and the most typical fit is kept: the one whose
     clusters agree best with the others' (highest summed adjusted Rand index, the medoid).
     Near-equal EM optima of a mixture placed on a continuum of forms merge differently; the
-    medoid is the one that two trainings of the same survey are likeliest to share (README,
-    *Components and clusters*).
+    medoid is the one that two trainings of the same survey are likeliest to share
+    (docs/measurements/form-first.md, *The most typical of several EM fits*).
 
     Parameters
     ----------
