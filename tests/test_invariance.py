@@ -13,7 +13,7 @@ import pytest
 from morphospace.data.ingest.normalise import normalise
 from morphospace.data.ingest.spec import PreprocessSpec
 from morphospace.data.ingest.framing import border_sky
-from morphospace.data.ingest.sky_noise import sky_level_noise, unstretch
+from morphospace.data.ingest.sky_noise import row_sky, sky_level_noise, unstretch
 from morphospace.vade.invariance import CHANGES, _changed_light, change_rows
 
 from test_form import form_run  # noqa: F401 (a fixture: a tiny trained and embedded form run)
@@ -24,9 +24,11 @@ S = 48
 
 def _galaxy(sigma_x: float, sigma_y: float, angle: float = 0.0, noise: float = 0.01, seed: int = 0,
             centre: tuple[float, float] = ((S - 1) / 2, (S - 1) / 2), grain: float = 0.0,
-            spec: PreprocessSpec = SPEC) -> np.ndarray:
+            spec: PreprocessSpec = SPEC, clip: float | None = None) -> np.ndarray:
     """A cube row (3, S, S) of an elliptical Gaussian galaxy in sky noise (white, or of the given
-    grain: correlated between neighbours as a resampled cutout's), normalised as the ingest does."""
+    grain: correlated between neighbours as a resampled cutout's), normalised as the ingest does;
+    ``clip``: the first band's sky clipped this many of its sigmas off its level (0), as an 8-bit sky
+    near black is."""
     rows, cols = np.indices((S, S), dtype=np.float64)
     dy, dx = rows - centre[0], cols - centre[1]
     c, s = np.cos(angle), np.sin(angle)
@@ -40,6 +42,8 @@ def _galaxy(sigma_x: float, sigma_y: float, angle: float = 0.0, noise: float = 0
         sky = np.stack([ndimage.gaussian_filter(b, grain, mode="wrap") for b in sky])
         sky /= sky.std()
     img = np.stack([light * w for w in (0.6, 0.8, 1.0)]) + noise * sky
+    if clip is not None:
+        img[0] = np.maximum(img[0], clip * noise)
     return normalise(img.transpose(1, 2, 0).astype(np.float32), spec, sky=np.zeros(3, np.float32)).transpose(2, 0, 1)
 
 
@@ -297,3 +301,70 @@ def test_the_sky_s_grain_is_not_taken_from_a_neighbour_in_the_border():
         star = 0.5 * np.exp(-0.5 * ((rows - 2) ** 2 + (cols - 10) ** 2) / 1.2**2)  # in the top strip
         assert sky_grain(lin + star) == pytest.approx(alone, abs=0.15), grain
         assert alone == pytest.approx(grain, abs=0.2)
+
+
+def _on_floor(light: np.ndarray) -> np.ndarray:
+    """The share of each band's border ring (..., C) at the band's lowest light."""
+    low = light.min(axis=(-2, -1))[..., None]
+    return (_ring(light) <= low + 2.0**-9 * np.abs(low)).mean(-1)
+
+
+def test_a_sky_clipped_at_black_is_clipped_again_by_every_change():
+    """An 8-bit sky near black is clipped there (on sdss-gz1 nearly every row, in some band): the noise
+    a change adds or gives back about the sky's level went below that floor, light no frame of the
+    survey shows (it would clip it again). Its other bands, unclipped, are as without a floor."""
+    row = _galaxy(4.0, 2.0, grain=0.9, clip=-1.0).astype(np.float16)[None]  # the cube is float16
+    lin = unstretch(row, SPEC)[0]
+    assert _on_floor(lin)[0] > 0.1  # a sixth of the sky's pixels
+    for i, change in enumerate(CHANGES):
+        new = _changed_light(lin, change, np.random.default_rng(i))
+        assert new[0].min() == lin[0].min(), change  # the floor reached, never crossed
+        # normalised again, the changed row reads as a sky clipped in its first band and only there
+        again = unstretch(change_rows(row, change, SPEC, seed=i), SPEC)[0]
+        assert _on_floor(again)[0] > 0.05 and np.all(_on_floor(again)[1:] < 0.01), change
+        assert np.isfinite(row_sky(again).floor[0]), change
+    sky = row_sky(lin)
+    assert sky.floor[0] == lin[0].min() and np.all(np.isinf(sky.floor[1:]))
+    for i, change in enumerate(CHANGES):  # the bands without a floor as they came, the one with clipped
+        new = _changed_light(lin, change, np.random.default_rng(i))
+        unfloored = _changed_light(lin, change, np.random.default_rng(i), sky._replace(floor=np.full(3, -np.inf)))
+        assert unfloored[0].min() < sky.floor[0], change
+        np.testing.assert_array_equal(new[1:], unfloored[1:], err_msg=change)
+        np.testing.assert_array_equal(new[0], np.maximum(unfloored[0], sky.floor[0]), err_msg=change)
+    grey = np.repeat(row[:, :1], 3, axis=1)  # a grey row keeps one floor in every band: it stays grey
+    for change in CHANGES:
+        new = change_rows(grey, change, SPEC, seed=3)[0]
+        np.testing.assert_array_equal(new, np.broadcast_to(new[:1], new.shape), err_msg=change)
+
+
+def test_an_unclipped_sky_has_no_floor_and_its_noise_doubled_goes_below_its_lowest_pixel():
+    for grain in (0.0, 0.9):
+        lin = unstretch(_galaxy(4.0, 2.0, grain=grain).astype(np.float16)[None], SPEC)[0]
+        assert np.all(_on_floor(lin) < 0.01) and np.all(np.isinf(row_sky(lin).floor))
+        new = _changed_light(lin, "fainter", np.random.default_rng(0))  # its noise doubled, as it comes
+        assert np.all(new.min(axis=(-2, -1)) < lin.min(axis=(-2, -1)))
+
+
+def test_odd_low_pixels_a_neighbour_or_a_sky_at_its_lowest_level_set_no_floor():
+    """Only the sky's own noise, clipped, is a floor: a few galaxy pixels at an odd low value (the
+    band's lowest, but none of its ring), a bright neighbour in the ring all at one value, a dark patch
+    of the ring far below the sky, and a sky of few levels whose level is its lowest value (no side
+    below it) are not."""
+    row = _galaxy(4.0, 2.0, grain=0.9)
+    lin = unstretch(row[None], SPEC)[0]
+    sigma = sky_level_noise(lin)[1][:, None, None]
+    odd = lin.copy()
+    odd[:, S // 2:S // 2 + 1, S // 2 - 2:S // 2 + 2] = -5.0 * sigma  # in the galaxy, below any sky pixel
+    star = lin.copy()
+    star[:, 1:3, 10:25] = lin.max()  # 30 pixels, 4% of the ring, at one value
+    dark = lin.copy()
+    dark[:, 1:3, 10:25] = -6.0 * sigma  # the same patch far below the sky
+    for name, light in (("odd", odd), ("star", star), ("dark", dark)):
+        assert np.all(np.isinf(row_sky(light).floor)), name
+    assert _on_floor(dark).min() > 0.01  # the dark patch has the share: its depth rules it out
+    # a bright neighbour in the ring of a clipped sky leaves it its floor
+    clipped = unstretch(_galaxy(4.0, 2.0, grain=0.9, clip=-1.0)[None], SPEC)[0]
+    clipped[:, 1:3, 10:25] = clipped.max()
+    assert np.isfinite(row_sky(clipped).floor[0])
+    few = unstretch(_few_levels(row[None]), SPEC)[0]
+    assert np.all((_ring(few) == 0).mean(-1) > 0.5) and np.all(np.isinf(row_sky(few).floor))

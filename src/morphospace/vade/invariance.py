@@ -20,9 +20,11 @@ the run's galaxies is shown again with one thing changed at a time:
 Each change is made on the cube row's light (the ingest's stretch undone); beyond the frame is
 the row's sky, and the sky's noise that resampling or blurring smooths away is given back, drawn
 with the grain the row's own sky shows (neighbouring pixels of a resampled, compressed cutout are
-correlated); the row is then normalised again as the ingest normalises
-(:func:`morphospace.data.ingest.normalise.normalise`; a min-max cube keeps each row's scale, since
-the new noise's extremes would lift its sky). A JPEG's sky clipped at black is not clipped again. A grey
+correlated); a band whose sky the survey clipped (an 8-bit sky near black:
+:func:`~morphospace.data.ingest.sky_noise.sky_floor`) is clipped again at that floor, as the survey
+would (noise added about the sky's level would show light below black); the row is then normalised
+again as the ingest normalises (:func:`morphospace.data.ingest.normalise.normalise`; a min-max cube
+keeps each row's scale, since the new noise's extremes would lift its sky). A grey
 row (a grey frame in a colour cube) gets the same noise in every band, so it stays grey.
 It is then embedded as a new image is (``morphospace similar --image``: neighbours masked, the
 model's encoder) and assigned to
@@ -150,19 +152,23 @@ def change_rows(rows: np.ndarray, change: str, spec: PreprocessSpec, seed: int =
 
 def _changed_light(lin: np.ndarray, change: str, rng: np.random.Generator, sky: RowSky | None = None) -> np.ndarray:
     """One row's light (C, S, S) with ``change`` made, the sky's noise kept (or doubled: ``fainter``),
-    before the ingest's normalisation; ``sky``: the row's (:func:`row_sky`), measured here if not given."""
-    level, sigma, grain, grey = row_sky(lin) if sky is None else sky  # as the light views measure it
+    clipped at its sky's floor where the survey clipped it, before the ingest's normalisation; ``sky``:
+    the row's (:func:`row_sky`), measured here if not given."""
+    level, sigma, grain, grey, floor = row_sky(lin) if sky is None else sky  # as the light views measure it
     level, sigma = level[:, None, None], sigma[:, None, None]  # per band
     # the sky's own noise, its grain included; one in every band of a grey row, which stays grey
     noise = grey_as_one(grained_noise(lin.shape, grain, rng), grey) * sigma
     op = OPERATIONS.get(change)
     if op is None:  # fainter: the sky's noise doubled
-        return lin + np.sqrt(3.0) * noise
-    new = op(lin)
-    empty = np.isnan(new)  # beyond the frame: sky
-    # what resampling or blurring smoothed away of the sky's noise, given back
-    keep = np.sqrt(max(0.0, 1.0 - _noise_left(op, lin.shape, grain) ** 2))
-    return np.where(empty, level + noise, new + keep * noise)
+        new = lin + np.sqrt(3.0) * noise
+    else:
+        moved = op(lin)
+        empty = np.isnan(moved)  # beyond the frame: sky
+        # what resampling or blurring smoothed away of the sky's noise, given back
+        keep = np.sqrt(max(0.0, 1.0 - _noise_left(op, lin.shape, grain) ** 2))
+        new = np.where(empty, level + noise, moved + keep * noise)
+    # the survey clips again what the new noise takes below its sky's floor (-inf: none, no change)
+    return np.maximum(new, np.asarray(floor, dtype=new.dtype)[:, None, None])
 
 
 def _clusters(model, hp: dict, groups: list[list[int]], rows: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""The sky of a cube row as its light shows it: level, noise, the noise's grain, and new noise like it.
+"""The sky of a cube row as its light shows it: level, noise, the noise's grain, its clip floor, and new
+noise like it.
 
 Two places change a galaxy's image the way a survey would show it otherwise, and both need the
 sky's noise to stay what the row's own sky shows: the SSL head's nuisance views
@@ -8,6 +9,9 @@ resampling smooths away is given back) and the intervention test of a run's clus
 (the framing's :func:`~morphospace.data.ingest.framing.border_sky`, with a floor where the
 border's MAD is 0). Resampled, compressed cutouts have correlated noise (about 0.7
 between neighbouring pixels on sdss-gz1): white noise added to them would read as a new texture.
+An 8-bit sky near black is clipped there (:func:`sky_floor`: on sdss-gz1 nearly every row, in some band):
+noise added about the sky's level would go below that floor, which the survey would clip again, so
+both clip what they make at it.
 """
 
 from __future__ import annotations
@@ -21,8 +25,24 @@ from .framing import border_pixels, border_sky
 from .normalise import normalise
 from .spec import PreprocessSpec
 
-__all__ = ["RowSky", "row_sky", "unstretch", "restretch", "sky_level_noise", "sky_grain", "grained_noise", "grey_rows",
-           "grey_as_one"]
+__all__ = ["RowSky", "row_sky", "unstretch", "restretch", "sky_level_noise", "sky_floor", "sky_grain", "grained_noise",
+           "grey_rows", "grey_as_one", "FLOOR_SHARE"]
+
+# A band's lowest light is a clip floor when at least this share of its border ring sits at it. An
+# unclipped sky's lowest pixels are its noise's far tail: an 8-bit level one sigma wide at -3 sigma holds
+# 0.6% of a Gaussian sky, the levels below fewer. A clipped sky piles its whole tail below the clip on
+# one value: 1% or more wherever the clip is within 2.3 sigma of the level, where noise added or given
+# back would cross it most (on sdss-gz1's cube the floors hold 1-20% of their ring).
+FLOOR_SHARE = 0.01
+# ... and lies below the sky's level by at most this many of its sigmas: a floor holding 1% of a
+# Gaussian sky is 2.3 of them below, the rest is margin for the noise of a sky of few levels; a patch
+# of the ring far below the sky (a dark defect, a filled mask) is no clip of the sky's noise
+FLOOR_SIGMAS = 4.0
+# the pixels at a floor hold one stored value; float16 keeps 11 significant bits (a neighbouring value
+# is 2^-10 of it away) and undoing the stretch at most 1.12 times a relative change (at -0.2, the
+# stretch's clip), so light within 2^-9 of the floor, relative, is on it: well below the next 8-bit
+# level up (on sdss-gz1 a third of the floor's light in the median, 1% at the least)
+FLOAT16_STEP = 2.0**-9
 
 
 def unstretch(rows: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
@@ -85,6 +105,36 @@ def sky_level_noise(light: np.ndarray):
         sigma = np.where(np.asarray(sigma) > 0, sigma, spread.astype(np.asarray(sigma).dtype))  # the light's precision
         sigma = float(sigma) if np.ndim(light) == 2 else sigma
     return level, sigma
+
+
+def sky_floor(light: np.ndarray, level, sigma):
+    """The floor at which each frame's sky is clipped (an 8-bit sky near black), or -inf.
+
+    The frame's lowest light is a floor where at least :data:`FLOOR_SHARE` of its border ring (the
+    pixels :func:`sky_level_noise` measures) sits at it, to float16 precision of the cube, and it lies
+    below the sky's level, by at most ``FLOOR_SIGMAS`` of its noise: the sky's own noise clipped, not a
+    few odd pixels (taken as the lowest, they leave the ring no share), a neighbour (above the sky), a
+    sky whose level is its lowest value (a sky of few levels, no side below it) or a dark patch far
+    below. Being the frame's lowest, a floor clips none of the row's own pixels.
+
+    Parameters
+    ----------
+    light : ndarray, shape (..., H, W)
+        A frame, or frames in the leading axes (a row's bands, or rows x bands).
+    level, sigma : float or ndarray of the leading shape
+        The sky's level and noise (:func:`sky_level_noise`).
+
+    Returns
+    -------
+    float, or ndarray of the leading shape
+        The floor, in the light's units; -inf where the frame has none.
+    """
+    light = np.asarray(light)
+    low = light.min(axis=(-2, -1))
+    on = border_pixels(light) <= (low + FLOAT16_STEP * np.abs(low))[..., None]
+    below = (low < level) & (np.asarray(level) - low <= FLOOR_SIGMAS * np.asarray(sigma))
+    floor = np.where((on.mean(axis=-1) >= FLOOR_SHARE) & below, low, -np.inf).astype(low.dtype)
+    return float(floor) if light.ndim == 2 else floor
 
 
 def sky_grain(light: np.ndarray):
@@ -180,17 +230,19 @@ def grey_as_one(noise: np.ndarray, grey) -> np.ndarray:
 class RowSky(NamedTuple):
     """What changing a row as a survey would show it otherwise starts from (:func:`row_sky`): per band
     the sky's ``level`` and noise ``sigma`` (..., C), per row the noise's ``grain`` and whether it is
-    ``grey`` (...)."""
+    ``grey`` (...), per band the ``floor`` its sky is clipped at (..., C; -inf where none)."""
 
     level: np.ndarray
     sigma: np.ndarray
     grain: np.ndarray
     grey: np.ndarray
+    floor: np.ndarray
 
 
 def row_sky(light: np.ndarray) -> RowSky:
     """The sky of rows' light (n, C, S, S), or of one row (C, S, S): :func:`sky_level_noise`,
-    :func:`sky_grain` and :func:`grey_rows`, measured once for every view or change of the rows."""
+    :func:`sky_grain`, :func:`grey_rows` and :func:`sky_floor`, measured once for every view or change
+    of the rows."""
     level, sigma = sky_level_noise(light)
-    return RowSky(level, sigma, sky_grain(light), grey_rows(light))
+    return RowSky(level, sigma, sky_grain(light), grey_rows(light), sky_floor(light, level, sigma))
 
