@@ -368,3 +368,26 @@ def test_odd_low_pixels_a_neighbour_or_a_sky_at_its_lowest_level_set_no_floor():
     assert np.isfinite(row_sky(clipped).floor[0])
     few = unstretch(_few_levels(row[None]), SPEC)[0]
     assert np.all((_ring(few) == 0).mean(-1) > 0.5) and np.all(np.isinf(row_sky(few).floor))
+
+
+def test_the_stretch_s_own_clip_is_no_floor_and_filled_pixels_below_a_floor_do_not_hide_it():
+    """Two ways the floor was misread. A faint, noisy row piles its sky on the ingest's own clip of the
+    stretch (-0.2): normalising again clips there anew, so a floor there would pile the changed sky at
+    the old clip's light instead. And a neighbour's mask filled with unclipped sky put a few pixels
+    below black inside the frame: taken as the band's lowest, they hid the floor."""
+    from morphospace.data.ingest.normalise import STRETCH_LOW
+
+    noisy = _galaxy(4.0, 2.0, noise=0.05).astype(np.float16)[None]
+    assert np.all((_ring(noisy[0]) == np.float16(STRETCH_LOW)).mean(-1) > 0.05)  # its sky on the clip
+    lin = unstretch(noisy, SPEC)[0]
+    assert np.all(np.isfinite(row_sky(lin).floor))  # read as a floor, the clip unknown...
+    assert np.all(np.isinf(row_sky(lin, SPEC).floor))  # ...but not with the cube's normalisation
+    for change in ("larger", "fainter"):
+        again = change_rows(noisy, change, SPEC, seed=1)[0]
+        assert np.all(_on_floor(again) > 0.05) and np.all(again.min(axis=(-2, -1)) == np.float32(STRETCH_LOW))
+    row = unstretch(_galaxy(4.0, 2.0, grain=0.9, clip=-1.0).astype(np.float16)[None], SPEC)[0]
+    floor = row_sky(row, SPEC).floor[0]
+    filled = row.copy()
+    filled[0, S // 2 - 12:S // 2 - 10, S // 2:S // 2 + 3] = floor - 0.5 * np.abs(floor)  # inside the frame
+    assert row_sky(filled, SPEC).floor[0] == floor
+    assert _changed_light(filled, "larger", np.random.default_rng(0), row_sky(filled, SPEC))[0].min() == floor

@@ -145,7 +145,7 @@ def change_rows(rows: np.ndarray, change: str, spec: PreprocessSpec, seed: int =
         raise ValueError(f"change must be one of {', '.join(CHANGES)}; got {change!r}")
     rng = np.random.default_rng(seed)
     light = unstretch(rows, spec)
-    sky = row_sky(light) if sky is None else sky
+    sky = row_sky(light, spec) if sky is None else sky
     return restretch(np.array([_changed_light(lin, change, rng, RowSky(*(v[i] for v in sky)))
                                for i, lin in enumerate(light)]).reshape(light.shape), spec)
 
@@ -227,7 +227,7 @@ def invariance_audit(run: RunDir, n: int = 256, seed: int = 0) -> pd.DataFrame:
     images = np.asarray(cube[rows], dtype=np.float32)
     records, moved = [], {}
     with Timer(f"intervention test: {len(rows)} galaxies, each seen {len(CHANGES)} ways"):
-        sky = row_sky(unstretch(images, spec))  # the same for every change
+        sky = row_sky(unstretch(images, spec), spec)  # the same for every change
         before = _clusters(model, hp, groups, images)
         sizes = np.bincount(before) / len(before)
         chance = float(1.0 - (sizes**2).sum())

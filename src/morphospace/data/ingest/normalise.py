@@ -30,6 +30,10 @@ import numpy as np
 from .pixels import border_ring
 from .spec import PreprocessSpec
 
+# the asinh stretch's range: sky noise far below zero carries no information, nor a saturated core
+# far above the peak
+STRETCH_LOW, STRETCH_HIGH = -0.2, 1.5
+
 
 def percentile_rows(v: np.ndarray, q: float) -> np.ndarray:
     """``np.percentile(row, q)`` (linear interpolation) of each row of ``v``, by one partition.
@@ -99,7 +103,7 @@ def normalise(arr: np.ndarray, spec: PreprocessSpec, sky: np.ndarray | None = No
     out = np.arcsinh(x, out=x)
     out *= np.float32(1.0 / np.arcsinh(1.0 / spec.softening))
     # Sky noise far below zero carries no information; clip it so it cannot dominate a loss.
-    return np.clip(out, -0.2, 1.5, out=out)
+    return np.clip(out, STRETCH_LOW, STRETCH_HIGH, out=out)
 
 
 _LEVELS = np.arange(256, dtype=np.float32) * np.float32(1 / 255)
@@ -148,7 +152,7 @@ def level_luts(levels: np.ndarray, skies: np.ndarray, spec: PreprocessSpec) -> n
     luts *= inv[:, None, None]
     np.arcsinh(luts, out=luts)
     luts *= np.float32(1.0 / np.arcsinh(1.0 / spec.softening))
-    return np.clip(luts, -0.2, 1.5, out=luts)
+    return np.clip(luts, STRETCH_LOW, STRETCH_HIGH, out=luts)
 
 
 def normalise_levels(a: np.ndarray, spec: PreprocessSpec, sky: np.ndarray, channels: int) -> np.ndarray:

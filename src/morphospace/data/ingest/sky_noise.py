@@ -22,7 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from .framing import border_pixels, border_sky
-from .normalise import normalise
+from .normalise import STRETCH_LOW, normalise
 from .spec import PreprocessSpec
 
 __all__ = ["RowSky", "row_sky", "unstretch", "restretch", "sky_level_noise", "sky_floor", "sky_grain", "grained_noise",
@@ -107,15 +107,19 @@ def sky_level_noise(light: np.ndarray):
     return level, sigma
 
 
-def sky_floor(light: np.ndarray, level, sigma):
+def sky_floor(light: np.ndarray, level, sigma, clip: float = -np.inf):
     """The floor at which each frame's sky is clipped (an 8-bit sky near black), or -inf.
 
-    The frame's lowest light is a floor where at least :data:`FLOOR_SHARE` of its border ring (the
-    pixels :func:`sky_level_noise` measures) sits at it, to float16 precision of the cube, and it lies
-    below the sky's level, by at most ``FLOOR_SIGMAS`` of its noise: the sky's own noise clipped, not a
-    few odd pixels (taken as the lowest, they leave the ring no share), a neighbour (above the sky), a
-    sky whose level is its lowest value (a sky of few levels, no side below it) or a dark patch far
-    below. Being the frame's lowest, a floor clips none of the row's own pixels.
+    The floor is the lowest light of the frame's border ring (the pixels :func:`sky_level_noise`
+    measures) where at least :data:`FLOOR_SHARE` of the ring sits at it, to float16 precision of the
+    cube, and it lies below the sky's level by at most ``FLOOR_SIGMAS`` of its noise and above
+    ``clip``: the sky's own noise clipped, not a neighbour (above the sky), a dark patch far below
+    it, or the ingest's own clip of the stretch (:data:`~.normalise.STRETCH_LOW`, which normalising
+    again makes anew). Pixels inside the frame below it (a neighbour's mask filled with unclipped
+    sky, odd pixels) do not hide it; the changes clip them with the new noise. Not found (limits): a
+    sky whose level is its lowest value (half its ring or more at black: no side below the level tells
+    it from a sky of few levels); and the lowest level of an unclipped 8-bit sky whose noise is under
+    about a level, where no resampling smoothed it, is taken for one.
 
     Parameters
     ----------
@@ -123,6 +127,8 @@ def sky_floor(light: np.ndarray, level, sigma):
         A frame, or frames in the leading axes (a row's bands, or rows x bands).
     level, sigma : float or ndarray of the leading shape
         The sky's level and noise (:func:`sky_level_noise`).
+    clip : float
+        The light at which the ingest clips the stretch (``-inf``: none).
 
     Returns
     -------
@@ -130,10 +136,19 @@ def sky_floor(light: np.ndarray, level, sigma):
         The floor, in the light's units; -inf where the frame has none.
     """
     light = np.asarray(light)
-    low = light.min(axis=(-2, -1))
-    on = border_pixels(light) <= (low + FLOAT16_STEP * np.abs(low))[..., None]
-    below = (low < level) & (np.asarray(level) - low <= FLOOR_SIGMAS * np.asarray(sigma))
-    floor = np.where((on.mean(axis=-1) >= FLOOR_SHARE) & below, low, -np.inf).astype(low.dtype)
+    ring = border_pixels(light)
+    low = ring.min(axis=-1)
+    # the ring's lowest light holding the share is a pile: the sky's tail clipped (an unclipped tail's
+    # lowest pixels are few and apart); the frame's pixels below it (a neighbour's mask filled with
+    # unclipped sky) are clipped with the new noise
+    on = (ring <= (low + FLOAT16_STEP * np.abs(low))[..., None]).mean(axis=-1)
+    low = np.where(on >= FLOOR_SHARE, low, np.nan)
+    level, sigma = np.asarray(level), np.asarray(sigma)
+    with np.errstate(invalid="ignore"):
+        good = (low < level) & (level - low <= FLOOR_SIGMAS * sigma)
+    if np.isfinite(clip):  # black at or below the stretch's clip: normalising again clips there anew
+        good &= low > clip + FLOAT16_STEP * abs(clip)
+    floor = np.where(good, low, -np.inf).astype(light.dtype)
     return float(floor) if light.ndim == 2 else floor
 
 
@@ -239,10 +254,16 @@ class RowSky(NamedTuple):
     floor: np.ndarray
 
 
-def row_sky(light: np.ndarray) -> RowSky:
+def row_sky(light: np.ndarray, spec: PreprocessSpec | None = None) -> RowSky:
     """The sky of rows' light (n, C, S, S), or of one row (C, S, S): :func:`sky_level_noise`,
     :func:`sky_grain`, :func:`grey_rows` and :func:`sky_floor`, measured once for every view or change
-    of the rows."""
+    of the rows. ``spec``: the cube's normalisation, whose own clip is no floor (a ``minmax`` row has
+    none: :func:`restretch` clips it at 0, its lowest); None: no clip known."""
     level, sigma = sky_level_noise(light)
-    return RowSky(level, sigma, sky_grain(light), grey_rows(light), sky_floor(light, level, sigma))
+    if spec is not None and spec.normalise != "asinh":
+        floor = np.full(np.shape(level), -np.inf, dtype=np.asarray(light).dtype)
+    else:
+        clip = -np.inf if spec is None else float(unstretch(np.float64(STRETCH_LOW), spec))
+        floor = sky_floor(light, level, sigma, clip)
+    return RowSky(level, sigma, sky_grain(light), grey_rows(light), floor)
 
