@@ -56,5 +56,6 @@ browser: $(STAMP)
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
+# the demo's run only: runs/ also holds the runs a user made there (the README's --out runs/...)
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(RUN) .pytest_cache
