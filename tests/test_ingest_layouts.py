@@ -622,6 +622,52 @@ def test_a_catalogue_that_matches_no_image_is_a_user_error(tmp_path):
         read_survey(root, DataConfig())
 
 
+def test_catalogue_ids_written_as_file_names_are_read_as_the_file_column(tmp_path, caplog):
+    """A catalogue ``id,morph`` whose ids are the images' file names (587722952767439450.jpeg) matched no
+    image by stem, and the error quoted the same name twice ("its first row: id '587722952767439450.jpeg';
+    the folder's first image: '587722952767439450.jpeg'"): they are the file column, and each id its stem."""
+    import logging
+
+    root = tmp_path / "named"
+    for i in range(3):
+        save_image(root / f"58772295276743945{i}.jpeg", galaxy_rgb(48, seed=i))
+    write_csv(tmp_path / "ext.csv", ["id", "morph"], [[f"58772295276743945{i}.jpeg", m]
+                                                      for i, m in enumerate(("spiral", "elliptical", "spiral"))])
+    with caplog.at_level(logging.INFO, logger="morphospace"):
+        survey = read_survey(root, DataConfig(catalogue=str(tmp_path / "ext.csv")))
+    assert [r.id for r in survey.records] == [f"58772295276743945{i}" for i in range(3)]
+    assert [Path(r.source).name for r in survey.records] == [f"58772295276743945{i}.jpeg" for i in range(3)]
+    assert not any(r.flags for r in survey.records) and list(survey.labels["morph"]) == ["spiral", "elliptical", "spiral"]
+    assert "column id holds the images' file names" in caplog.text
+    # the same ids beside a folder without catalogue: the galaxies are the same ones
+    bare = read_survey(root, DataConfig())
+    assert [r.id for r in bare.records] == [r.id for r in survey.records]
+    # ids that are stems stay ids, even where one is also a file's whole name
+    write_csv(tmp_path / "ext.csv", ["id", "morph"], [[f"58772295276743945{i}", "x"] for i in range(3)])
+    survey = read_survey(root, DataConfig(catalogue=str(tmp_path / "ext.csv")))
+    assert [r.id for r in survey.records] == [f"58772295276743945{i}" for i in range(3)]
+
+
+def test_a_catalogue_with_a_file_column_alone_takes_ids_from_the_file_names(tmp_path):
+    """A catalogue ``file,morph`` was refused: "has no id column: name it with --id-column". Each id is
+    the file's name stem, the id that image gets in a folder without catalogue."""
+    root = tmp_path / "files"
+    for name in ("a.png", "b.tif", "sub/c.jpg"):
+        save_image(root / name, galaxy_rgb(48, seed=1))
+    write_csv(root / "cat.csv", ["file", "morph"], [["a.png", "spiral"], ["b.tif", "elliptical"],
+                                                   ["sub/c.jpg", "spiral"]])
+    survey = read_survey(root, DataConfig())
+    assert [r.id for r in survey.records] == ["a", "b", "c"]
+    assert [Path(r.source).name for r in survey.records] == ["a.png", "b.tif", "c.jpg"]
+    assert not any(r.flags for r in survey.records)
+    assert list(survey.labels.columns) == ["morph"] and list(survey.labels["morph"]) == ["spiral", "elliptical", "spiral"]
+    # neither an id nor a file column: both options named
+    write_csv(root / "cat.csv", ["morph"], [["spiral"]])
+    with pytest.raises(UserError, match="neither an id column nor a file column: name one with --id-column or "
+                                        "--file-column"):
+        read_survey(root, DataConfig())
+
+
 def test_images_in_sub_folders_of_a_folder_survey_are_said_not_read(tmp_path, caplog):
     import logging
 

@@ -15,7 +15,7 @@ import pandas as pd
 from ...config import DataConfig
 from ...errors import UserError, first_line
 from .files import (HDF5_EXTENSIONS, SYNTH_MARKER, file_kind, image_bands, images_in_subfolders, is_fits, list_files,
-                    say_unread_beside, subfolder_images, survey_bands)
+                    say_unread_beside, stem, subfolder_images, survey_bands)
 from .labels import (GALAXY10_MORPH3, GALAXY10_NAMES, GZ1_MORPH3, GZ2_MORPH3, derive_gz2_class, gz1_classes,
                      vote_fractions)
 from .positions import find_position_columns
@@ -29,6 +29,12 @@ __all__ = ["LAYOUTS", "READERS", "known_layouts", "KAGGLE_IMAGES", "KAGGLE_CSV"]
 LAYOUTS = ("folder", "sdss-gz1", "kaggle-gz2", "galaxy10", "fits", "synthetic")
 KAGGLE_IMAGES = "images_training_rev1"
 KAGGLE_CSV = "training_solutions_rev1.csv"
+
+
+# the column names a folder's catalogue is read by (case-insensitive, the first present), unless named by
+# data.id_column and data.file_column (--id-column, --file-column); the README's "Data it reads" lists them
+ID_COLUMNS = ("id", "objid", "galaxyid", "galaxy_id", "name", "dr7objid")
+FILE_COLUMNS = ("file", "filename", "file_name", "path", "image", "location")
 
 
 def known_layouts() -> str:
@@ -54,25 +60,52 @@ def read_folder(path: Path, cfg: DataConfig, cat_path: Path | None = None) -> Su
         return Survey("folder", path, records, pd.DataFrame(index=range(len(records))), _bands(records))
     table = read_table(cat_path)
     cols = [str(c) for c in table.columns]
-    id_col = pick_column(cols, cfg.id_column, ("id", "objid", "galaxyid", "galaxy_id", "name", "dr7objid"), "id", cat_path)
-    if id_col is None:
-        raise UserError(f"catalogue {cat_path.name} has no id column: name it with --id-column "
-                        f"(columns: {', '.join(cols)})")
-    file_col = pick_column(cols, cfg.file_column, ("file", "filename", "file_name", "path", "image", "location"),
-                     "file", cat_path)
+    id_col = pick_column(cols, cfg.id_column, ID_COLUMNS, "id", cat_path)
+    file_col = pick_column(cols, cfg.file_column, FILE_COLUMNS, "file", cat_path)
+    if id_col is None and file_col is None:
+        raise UserError(f"catalogue {cat_path.name} has neither an id column nor a file column: name one with "
+                        f"--id-column or --file-column (columns: {', '.join(cols)})")
     label_cols = list(cfg.label_columns) or [c for c in cols if c not in (id_col, file_col)]
     label_cols += [c for c in find_position_columns(cols) or () if c not in label_cols]  # RA/Dec always read
     missing = [c for c in label_cols if c not in cols]
     if missing:
         raise UserError(f"catalogue {cat_path.name} has no label column(s) {', '.join(missing)} "
                         f"(columns: {', '.join(cols)})")
-    ids = table[id_col].astype(str).str.strip().tolist()
     file_values = table[file_col].astype(str).str.strip().tolist() if file_col else None
+    if id_col is None:  # a file column alone: each galaxy's id is its file's name stem, as without a catalogue
+        ids = [_file_id(v) for v in file_values]
+        log.info("catalogue %s has no id column: each galaxy's id is its file name without extension (column %s)",
+                 cat_path.name, file_col)
+    else:
+        ids = table[id_col].astype(str).str.strip().tolist()
+        if file_col is None and _are_file_names(ids, files):
+            # ids written as the folder's file names (587722952767439450.jpeg): matched by stem, none found its
+            # image, and the error quoted the row's id and the folder's file, the same name twice
+            file_values, ids = ids, [_file_id(v) for v in ids]
+            log.info("catalogue %s: column %s holds the images' file names (e.g. %s): read as the file column, "
+                     "each galaxy's id is its file name without extension (%s), as without a catalogue",
+                     cat_path.name, id_col, file_values[0], ids[0])
     labels = pd.DataFrame({c: typed(table[c]) for c in label_cols})
     records, labels = join_files(image_dir, path, ids, file_values, files, labels)
     _say_unnamed_in_subfolders(image_dir, records, cat_path.name)
     say_unread_beside(path, image_dir, {r.source for r in records if r.source})
     return Survey("folder", path, records, labels, _bands(records))
+
+
+def _file_id(value: str) -> str:
+    """The id a catalogue's file cell gives a galaxy: its file name's stem (``sub/a.fits.gz`` -> ``a``), the
+    id an image of a folder without catalogue gets (:func:`~morphospace.data.ingest.files.list_files`)."""
+    gid = stem(os.path.basename(value))
+    return gid.strip() or gid
+
+
+def _are_file_names(ids: list[str], files: list[tuple[str, str]]) -> bool:
+    """Whether a catalogue's ids are its images' file names, extension included: more of them name a
+    file of the folder than match a file's name stem (the ids a folder's images have)."""
+    names = {name for _, name in files}
+    stems = {s for s, _ in files}
+    as_names = sum(1 for i in ids if i in names and i not in stems)
+    return as_names > 0 and as_names > sum(1 for i in ids if i in stems)
 
 
 def _bands(records: list[Record]) -> int:
