@@ -739,6 +739,36 @@ def test_generate_with_rejection_and_write(trained, tmp_path):
 
 
 @pytest.mark.slow
+def test_drawing_from_a_cluster_that_holds_no_galaxy_is_said(trained, tmp_path, capsys):
+    """An imported AstroVaDEr's merged clusters may hold none of a survey's galaxies ("sizes [25, 11, 143,
+    29, 34, 0, 23, 35]"): `generate --cluster 5` drew from it and exited 0 without a word. The draw is
+    made (the model's prior holds it), and a line on the console and in the run's log says so."""
+    import shutil
+
+    from morphospace.cli import main
+    from morphospace.pipeline import save_config
+    from morphospace.vade.embed import embed_run
+
+    run, _ = trained
+    copy = RunDir(shutil.copytree(run.path, tmp_path / "run"))
+    save_config(copy, cfg_for())
+    embed_run(copy, cfg_for())
+    clus = copy.read_clustering("vade")
+    clus["label"] = 0  # every galaxy most likely in cluster 0: cluster (and component) 1 holds none
+    clus.to_parquet(copy.clustering_path("vade"))
+    gen = tmp_path / "gen"
+    capsys.readouterr()
+    assert main(["generate", str(copy.path), "--cluster", "1", "--n", "2", "--out", str(gen)]) == 0
+    err = capsys.readouterr().err
+    line = f"cluster 1 holds none of the run's {N_GAL} galaxies (none is most likely in it): the 2 drawn show what"
+    assert line in err and line in (copy.path / "log.txt").read_text()
+    assert len(list(gen.glob("cluster1_*.fits"))) == 2
+    assert main(["generate", str(copy.path), "--component", "1", "--n", "2", "--out", str(gen)]) == 0
+    assert "component 1 holds none of the run's" in capsys.readouterr().err
+    assert main(["generate", str(copy.path), "--cluster", "0", "--n", "2", "--out", str(gen)]) == 0
+    assert "holds none" not in capsys.readouterr().err
+
+
 def test_resume_after_a_real_sigkill_equals_uninterrupted(tmp_path, trained):
     """The process is killed with SIGKILL at the start of epoch 2 (after epoch 1's checkpoint)."""
     import signal

@@ -264,8 +264,40 @@ def generate(run_or_model, component: int, n: int, temperature: float = 0.5, rej
     FormVaDE, or the object of :func:`morphospace.load_model`. The other parameters are those
     of :meth:`~morphospace.vade.generate.Generative.generate`.
     """
+    if isinstance(run_or_model, (RunDir, str, Path)):  # a run's model: an empty component said
+        run = run_or_model if isinstance(run_or_model, RunDir) else RunDir(run_or_model)
+        model, hp, _ = load_vade(model_file(run))
+        images = model.generate(component, n, temperature=temperature, reject_below=reject_below, seed=seed,
+                                max_tries=max_tries)
+        _say_if_no_galaxy(run, fingerprint(hp, model.state_dict()), "component", int(component), len(images))
+        return images
     return _as_model(run_or_model).generate(component, n, temperature=temperature, reject_below=reject_below,
                                             seed=seed, max_tries=max_tries)
+
+
+def _say_if_no_galaxy(run: RunDir, made_by: str, what: str, index: int, n: int,
+                      members: list[int] | None = None) -> None:
+    """A warning where the run's embedding put none of its galaxies in the ``what`` ("cluster" or
+    "component") drawn from: a merged cluster of an imported model may hold none of a survey's (an
+    AstroVaDEr embed said "sizes [25, 11, 143, 29, 34, 0, 23, 35]"), and its draw was written without a
+    word. Said only where the embedding is this model's; nothing where the run has none."""
+    try:
+        note = json.loads(run.embedding_path("vade").with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(note, dict) or note.get(EMBED_UNDERWAY) or note.get("model_fingerprint") != made_by:
+        return
+    # the components' own labels where the embedding merged them into clusters
+    name = "vade_components" if what == "component" and note.get("components_merged") else "vade"
+    try:
+        labels = run.read_clustering(name)["label"].to_numpy()
+    except UserError:
+        return
+    if len(labels) and not (labels == index).any():
+        parts = f" (components {', '.join(map(str, members))})" if members and len(members) > 1 else ""
+        log.warning("%s %d%s holds none of the run's %d galaxies (none is most likely in it): the %d drawn show "
+                    "what the model's prior holds there, not galaxies of this survey", what, index, parts,
+                    len(labels), n)
 
 
 def generate_cluster(run: RunDir, cluster: int, n: int, temperature: float = 0.5,
@@ -274,11 +306,14 @@ def generate_cluster(run: RunDir, cluster: int, n: int, temperature: float = 0.5
     :func:`~morphospace.vade.io.cluster_groups`), ``(n, C, H, W)`` float32, and the cluster's
     components (:meth:`~morphospace.vade.generate.Generative.generate_cluster`)."""
     model, hp, _ = load_vade(model_file(run))  # read once: the model and its fingerprint
-    groups = cluster_groups(run, model.prior.n_components, made_by=fingerprint(hp, model.state_dict()))
+    made_by = fingerprint(hp, model.state_dict())
+    groups = cluster_groups(run, model.prior.n_components, made_by=made_by)
     if isinstance(cluster, bool) or not isinstance(cluster, (int, np.integer)) or not 0 <= cluster < len(groups):
         raise UserError(f"cluster must be in 0..{len(groups) - 1} (the run's {len(groups)} clusters), got {cluster!r}")
     members = groups[int(cluster)]
-    return model.generate_cluster(members, n, temperature=temperature, reject_below=reject_below, seed=seed), members
+    images = model.generate_cluster(members, n, temperature=temperature, reject_below=reject_below, seed=seed)
+    _say_if_no_galaxy(run, made_by, "cluster", int(cluster), len(images), members)
+    return images, members
 
 
 def write_generated(images: np.ndarray, out_dir: str | Path, prefix: str = "generated",
