@@ -1664,7 +1664,8 @@ def test_training_bars_go_to_stderr_not_stdout(capsys):
     set_quiet(False)
     shown = fit()
     assert shown.out == ""
-    assert "Epoch 0" in shown.err and "decoder_mse" in shown.err
+    assert "Epoch 1/1" in shown.err and "decoder_mse" in shown.err  # the epoch out of how many, counted from 1
+    assert "Training" not in shown.err and "0/?" not in shown.err  # opened with its epoch and its batches
     set_quiet(True)
     try:
         quiet = fit()

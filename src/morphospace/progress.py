@@ -94,7 +94,8 @@ _STDERR_BAR = None
 
 
 def _stderr_bar_class():
-    """Lightning's TQDM bar with each of its bars opened while stdout points at stderr.
+    """Lightning's TQDM bar with each of its bars opened while stdout points at stderr, the
+    training bar naming the epoch out of how many (``Epoch 38/60``, counted from 1).
 
     Built on first use: importing Lightning costs a second that commands without training
     should not pay.
@@ -104,6 +105,7 @@ def _stderr_bar_class():
         from contextlib import redirect_stdout
 
         from lightning.pytorch.callbacks import TQDMProgressBar
+        from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm, convert_inf
 
         def on_stderr(name):
             def init(self):
@@ -111,8 +113,32 @@ def _stderr_bar_class():
                     return getattr(TQDMProgressBar, name)(self)
             return init
 
-        names = ("init_sanity_tqdm", "init_train_tqdm", "init_validation_tqdm", "init_predict_tqdm", "init_test_tqdm")
-        _STDERR_BAR = type("StderrProgressBar", (TQDMProgressBar,), {n: on_stderr(n) for n in names})
+        def epoch_of(trainer) -> str:
+            # "Epoch 38/60", counted from 1 (Lightning's own read "Epoch 37", no total)
+            total = trainer.max_epochs
+            return f"Epoch {trainer.current_epoch + 1}" + (f"/{total}" if total is not None and total > 0 else "")
+
+        def init_train_tqdm(self):
+            # Lightning's own bar, opened with the epoch and its number of batches (Lightning's first
+            # read "Training: 0/?" until the epoch began)
+            return Tqdm(desc=self.train_description, total=convert_inf(self.total_train_batches),
+                        position=2 * self.process_position, disable=self.is_disabled, leave=True,
+                        dynamic_ncols=True, file=sys.stderr, smoothing=0, bar_format=self.BAR_FORMAT)
+
+        def on_train_epoch_start(self, trainer, *_):
+            # as Lightning's, with the epoch named before the bar is drawn again
+            if self._leave:
+                self.train_progress_bar = self.init_train_tqdm()
+            bar = self.train_progress_bar
+            bar.set_description(epoch_of(trainer), refresh=False)
+            bar.initial = 0
+            bar.reset(total=convert_inf(self.total_train_batches))
+
+        names = ("init_sanity_tqdm", "init_validation_tqdm", "init_predict_tqdm", "init_test_tqdm")
+        methods = {n: on_stderr(n) for n in names}
+        methods.update(init_train_tqdm=init_train_tqdm, on_train_epoch_start=on_train_epoch_start,
+                       train_description=property(lambda self: epoch_of(self.trainer)))
+        _STDERR_BAR = type("StderrProgressBar", (TQDMProgressBar,), methods)
         _STDERR_BAR.__module__ = __name__  # pickled by name (a spawned process's trainer): see __getattr__
     return _STDERR_BAR
 
