@@ -111,7 +111,8 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         Seed of everything random in training (None: a fresh one each fit, as in scikit-learn;
         the model keeps the seed it used).
     verbose : bool
-        Progress bars and log lines while fitting.
+        Progress bars while fitting (the default), one per stage of the training, as ``ms.ingest``
+        shows them: none under ``morphospace.progress.set_quiet(True)``; ``False`` shows none.
 
     Attributes
     ----------
@@ -138,7 +139,7 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def __init__(self, preset: str = "form", n_components: int | None = None, latent_dim: int | None = None,
                  epochs: int | None = None, pretrain_epochs: int | None = None, batch_size: int | None = None,
-                 config: dict | None = None, random_state: Seed = 0, verbose: bool = False):
+                 config: dict | None = None, random_state: Seed = 0, verbose: bool = True):
         self.preset = preset
         self.n_components = n_components
         self.latent_dim = latent_dim
@@ -197,7 +198,7 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
             check_against_cube(cfg, x, announce=False)  # settings too large for so few images: before any copy
         tmp = Path(tempfile.mkdtemp(prefix="morphospace-vade-"))
         was_quiet = is_quiet()
-        set_quiet(not self.verbose)
+        set_quiet(was_quiet or not self.verbose)  # bars as ms.ingest shows them; none where asked for none
         try:
             run = RunDir(tmp, create=True)
             place_cube(run, x)
