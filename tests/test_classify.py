@@ -375,6 +375,11 @@ def test_every_galaxy_labelled_leaves_nothing_to_suggest_and_no_stale_suggestion
     assert main(["classify", str(run.path), "--labels", str(every), "--column", "kind", "--suggest", "3"]) == 0
     out, err = capsys.readouterr()
     assert "only 0 unlabelled galaxies left to suggest" in err and "cross-validated balanced accuracy" in out
+    # the summary once, saying it all (it came twice, in the log's words on stderr and the command's on stdout)
+    said = [line for line in (out + err).splitlines() if "balanced accuracy" in line]
+    assert len(said) == 1 and re.fullmatch(r"classify 'kind' on '[^']+': 60 labels, 3 classes, cross-validated "
+                                           r"balanced accuracy \d\.\d{3} \(\d-fold\)", said[0]), said
+    assert said[0] in run.log.read_text()  # and in the run's log
     assert json.loads((run.path / "classes" / "kind.json").read_text())["n_labelled"] == 60
     assert not (run.path / "classes" / "kind_suggest.csv").exists()
     assert main(["classify", str(run.path), "--labels", str(few), "--column", "kind", "--quiet"]) == 0

@@ -146,8 +146,9 @@ def classify_run(run: RunDir, labels_path, column: str, embedding: str, id_colum
     Returns
     -------
     dict
-        ``name``, ``metrics`` (the json written, or None without labels), ``suggestions``
-        (DataFrame or None) and ``files`` (paths written).
+        ``name``, ``metrics`` (the json written, or None without labels), ``summary`` (one line:
+        labels, classes, cross-validated balanced accuracy, folds), ``suggestions`` (DataFrame or
+        None) and ``files`` (paths written).
 
     Raises
     ------
@@ -224,9 +225,13 @@ def classify_run(run: RunDir, labels_path, column: str, embedding: str, id_colum
         suggest_path.unlink(missing_ok=True)
     if len(rows) < n_suggest:
         log.warning("classify: only %d unlabelled galaxies left to suggest (asked for %d)", len(rows), n_suggest)
-    log.info("classify '%s' on '%s': %d labelled galaxies%s", column, embedding, n_labelled,
-             "" if metrics is None else f", cross-validated balanced accuracy {clf.cv_balanced_accuracy_:.3f}")
-    return {"name": name, "metrics": metrics, "suggestions": suggestions, "files": files,
+    summary = f"classify '{column}' on '{embedding}': " + (
+        f"{n_labelled} labelled galaxies" if metrics is None else
+        f"{n_labelled} labels, {len(metrics['classes'])} classes, cross-validated balanced accuracy "
+        f"{metrics['cv']['balanced_accuracy']:.3f} ({metrics['cv']['n_splits']}-fold)")
+    # the run's log.txt only (a banner): the command prints this line itself, where its results go
+    log.info("%s", summary, extra={"banner": True})
+    return {"name": name, "metrics": metrics, "summary": summary, "suggestions": suggestions, "files": files,
             "classes": None if clf.model_ is None else [str(c) for c in clf.classes_],
             "confusion_matrix": None if clf.model_ is None else clf.cv_confusion_matrix_}
 

@@ -41,8 +41,7 @@ def run(args, run) -> int:
     m = out["metrics"]
     if m is not None:
         cv = m["cv"]
-        print(f"{printable(args.column)} on '{embedding}': {m['n_labelled']} labels, {len(m['classes'])} classes; "
-              f"cross-validated balanced accuracy {cv['balanced_accuracy']:.3f} ({cv['n_splits']}-fold)")
+        print(printable(out["summary"]))  # labels, classes, balanced accuracy, folds: once (the log's line too)
         names = [printable(c["name"]) for c in m["classes"]]
         width = max(len(n) for n in names + ["true \\ predicted"])
         print("confusion matrix (rows: true, columns: predicted):")
