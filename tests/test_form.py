@@ -589,45 +589,13 @@ def test_form_training_resumes(form_run, tmp_path):
     from morphospace.config import apply_overrides
     from morphospace.run import RunDir
 
-    (copy / "models/vade/model.pt").unlink()  # as at a kill while the image decoder trained
     result = train_run(RunDir(copy), apply_overrides(cfg, ["train.epochs=4"]), resume=True)
     assert result.epochs == 4 and (copy / "models/vade/model.pt").is_file()
 
 
-def test_a_resume_of_a_finished_training_says_so_and_does_nothing(form_run, tmp_path, capsys, caplog):
-    """`train RUN --resume` on a training that had finished said "2 of 2 epochs done", then made the
-    form embedding again and retrained the image decoder (85 s on a small run) to end with the same
-    model: it says in one line that the training is complete, and exits 0 without work."""
-    import logging
-    import shutil
-
-    from morphospace.cli import main
-    from morphospace.pipeline import save_config
-    from morphospace.run import RunDir
-    from morphospace.vade.train import train_run
-
-    run, cfg, _, _ = form_run
-    copy = tmp_path / "copy"
-    shutil.copytree(run.path, copy)
-    model = copy / "models/vade/model.pt"
-    before = (model.stat().st_mtime_ns, model.read_bytes())
-    with caplog.at_level(logging.INFO, logger="morphospace"):
-        result = train_run(RunDir(copy), cfg, resume=True)
-    assert "the training is complete (2 of 2 SSL epochs done, model in models/vade/model.pt): nothing to resume" \
-        in caplog.text and "resuming" not in caplog.text
-    assert (model.stat().st_mtime_ns, model.read_bytes()) == before and result.model_path == model
-    assert not (copy / "models/vade/ssl/view_bank.npy").exists()  # no view bank made again
-    save_config(RunDir(copy), cfg)  # the command line reads the run's settings
-    capsys.readouterr()
-    assert main(["train", str(copy), "--resume"]) == 0
-    err = capsys.readouterr().err
-    assert "the training is complete" in err and "resuming" not in err
-    assert model.stat().st_mtime_ns == before[0]
-
-
 def test_a_saved_model_keeps_no_view_bank_unless_asked(form_run, tmp_path, caplog):
     """The view bank (77 kB a galaxy; 1.5 GB at train.sample's 20,000) is removed once the model is
-    saved, and said; a resume of a training stopped after its head makes it again and removes it again;
+    saved, and said; a resume of the finished training makes it again and removes it again;
     train.keep_view_bank keeps it."""
     import logging
     import shutil
@@ -641,12 +609,10 @@ def test_a_saved_model_keeps_no_view_bank_unless_asked(form_run, tmp_path, caplo
     assert (run.path / "models/vade/model.pt").is_file() and not (run.path / bank).exists()
     copy = tmp_path / "copy"
     shutil.copytree(run.path, copy)
-    (copy / "models/vade/model.pt").unlink()  # stopped while the image decoder trained: a finished one is not resumed
     with caplog.at_level(logging.INFO, logger="morphospace"):
         train_run(RunDir(copy), cfg, resume=True)
     assert not (copy / bank).exists() and "view bank removed" in caplog.text
     kept = apply_overrides(cfg, ["train.keep_view_bank=true"])
-    (copy / "models/vade/model.pt").unlink()
     train_run(RunDir(copy), kept, resume=True)
     assert np.load(copy / bank, mmap_mode="r").shape[:2] == (8 + cfg.form.aug_views, 40)
 

@@ -598,7 +598,7 @@ def test_embed_run_writes_table_embedding_clustering_figures(trained, caplog):
     from morphospace.report.collect import RunContents
     from morphospace.vade.train import train_run
 
-    train_run(run, cfg_for(), resume=True)  # nothing left to train (a requeued job): said, the model left as it was
+    train_run(run, cfg_for(), resume=True)  # nothing left to train: the same model written again (a requeued job)
     assert RunContents(run).stale_model is None
     clus = run.read_clustering("vade")
     assert np.array_equal(clus["label"], saved["label"])

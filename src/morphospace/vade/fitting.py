@@ -36,10 +36,10 @@ from ..run import RunDir, file_stamp, launched_as_later_rank, write_json
 from ..run.set_aside import move_into
 from .data import CubeDataModule
 from .hparams import with_earlier_form
-from .io import CLUSTERS_FILE, MODEL_FILE, SET_ASIDE_NOTE, model_dir
+from .io import CLUSTERS_FILE, SET_ASIDE_NOTE, model_dir
 from .module import VaDEModule
 
-__all__ = ["TrainResult", "check_resumable", "finished_training", "fit_vade", "prepare_model_dir", "resume_checkpoint", "training_rows",
+__all__ = ["TrainResult", "check_resumable", "fit_vade", "prepare_model_dir", "resume_checkpoint", "training_rows",
            "one_process_devices", "write_training_summary", "LAST_CHECKPOINT"]
 
 log = logging.getLogger("morphospace")
@@ -163,40 +163,6 @@ def check_resumable(run: RunDir, hp: dict[str, Any], checkpoint: str | None = No
             log.warning("resuming on %d processes a training begun on %d: it continues from its checkpoint, but "
                         "with another global batch and split of the galaxies it will not end where an "
                         "uninterrupted run would", now, before)
-
-
-def finished_training(run: RunDir, hp: dict[str, Any]) -> str | None:
-    """A line saying the run's training is complete, where a resume with ``hp`` has nothing to go on with:
-    every checkpoint it would continue from has done all its epochs, and the model saved after the last of
-    them is there; None otherwise. A resume of a finished form model said "60 of 60 epochs done", then
-    rebuilt the form embedding and retrained the image decoder, to end with the same model.
-
-    Call it after :func:`check_resumable` (which refuses changed settings); the checkpoints are read as
-    that reads them."""
-    mdir = model_dir(run)
-    model = mdir / MODEL_FILE
-    if hp.get("preset") == "form":
-        form = with_earlier_form(hp["form"])
-        stages = [("ssl/last.ckpt", int(form["ssl_epochs"]))]
-        if form.get("core") == "mlp":
-            stages.append((LAST_CHECKPOINT, int(hp["epochs"])))
-    else:
-        stages = [(LAST_CHECKPOINT, int(hp["epochs"]))]
-    try:
-        saved = model.stat().st_mtime_ns
-        for name, epochs in stages:
-            ckpt = mdir / name
-            # saved before the checkpoint: the model of an earlier end (a resume with more epochs stopped later)
-            if ckpt.stat().st_mtime_ns > saved:
-                return None
-            state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
-            if not isinstance(state, dict) or int(state.get("epoch", -1)) + 1 < epochs:
-                return None
-    except (OSError, ValueError, TypeError, RuntimeError):  # no model, or a checkpoint check_resumable let by
-        return None
-    what = f"{stages[-1][1]} of {stages[-1][1]} {'SSL ' if stages[-1][0].startswith('ssl/') else ''}epochs"
-    return (f"the training is complete ({what} done, model in {model.relative_to(run.path)}): nothing to resume "
-            "(give more epochs to go on, or train again without --resume)")
 
 
 def prepare_model_dir(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool,

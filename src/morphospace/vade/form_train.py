@@ -15,8 +15,7 @@ The three are saved together as one :class:`~morphospace.vade.form_model.FormVaD
 embedding so that ``morphospace embed`` does not put the cube through the CNN again.
 ``--resume`` continues the head (and an MLP core) from their last checkpoints (the view bank
 is kept until the model is saved, then removed unless ``train.keep_view_bank``) and refits the
-linear core and the decoder; a training that finished (its model saved after its last checkpoint) is
-not resumed: :func:`~morphospace.vade.train.train_run` says so and returns its model.
+linear core and the decoder.
 
 Above ``train.sample`` galaxies, all three train on a reproducible sample of that many; the
 trained embedder then embeds the other galaxies and the core encodes every one.
