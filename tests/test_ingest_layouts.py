@@ -668,6 +668,32 @@ def test_a_catalogue_with_a_file_column_alone_takes_ids_from_the_file_names(tmp_
         read_survey(root, DataConfig())
 
 
+def test_ids_from_file_names_that_two_files_share_are_refused_and_a_mixed_catalogue_keeps_its_ids(tmp_path):
+    """A folder per class with the same file names (spiral/000.png, elliptical/000.png), or a.jpg beside
+    a.png, would give two galaxies one id from the file names, and the second was dropped as a duplicate
+    with a flag: refused in one line, naming both files. A catalogue whose ids are partly file names
+    and partly stems keeps its ids as written: each row matched as before."""
+    root = tmp_path / "classes"
+    for name in ("spiral/000.png", "elliptical/000.png"):
+        save_image(root / name, galaxy_rgb(48, seed=2))
+    write_csv(root / "cat.csv", ["file", "morph"], [["spiral/000.png", "spiral"], ["elliptical/000.png", "elliptical"]])
+    with pytest.raises(UserError, match="'spiral/000.png' and 'elliptical/000.png' would both be galaxy '000'"):
+        read_survey(root, DataConfig())
+    twins = tmp_path / "twins"
+    for name in ("a.jpg", "a.png", "b.png"):
+        save_image(twins / name, galaxy_rgb(48, seed=3))
+    write_csv(tmp_path / "ids.csv", ["id", "morph"], [["a.jpg", "x"], ["a.png", "y"], ["b.png", "z"]])
+    with pytest.raises(UserError, match="would both be galaxy 'a'"):
+        read_survey(twins, DataConfig(catalogue=str(tmp_path / "ids.csv")))
+    mixed = tmp_path / "mixed"
+    for name in ("a.png", "b.png", "c.png"):
+        save_image(mixed / name, galaxy_rgb(48, seed=4))
+    write_csv(tmp_path / "mixed.csv", ["id", "morph"], [["a.png", "x"], ["b.png", "y"], ["c", "z"]])
+    survey = read_survey(mixed, DataConfig(catalogue=str(tmp_path / "mixed.csv")))
+    by_id = {r.id: r for r in survey.records}
+    assert "c" in by_id and not by_id["c"].flags  # matched by its stem, as before
+
+
 def test_images_in_sub_folders_of_a_folder_survey_are_said_not_read(tmp_path, caplog):
     import logging
 

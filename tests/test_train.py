@@ -738,7 +738,6 @@ def test_generate_with_rejection_and_write(trained, tmp_path):
     assert {p.name: p.read_bytes() for p in (tmp_path / "gen").iterdir()} == before
 
 
-@pytest.mark.slow
 def test_drawing_from_a_cluster_that_holds_no_galaxy_is_said(trained, tmp_path, capsys):
     """An imported AstroVaDEr's merged clusters may hold none of a survey's galaxies ("sizes [25, 11, 143,
     29, 34, 0, 23, 35]"): `generate --cluster 5` drew from it and exited 0 without a word. The draw is
@@ -769,6 +768,7 @@ def test_drawing_from_a_cluster_that_holds_no_galaxy_is_said(trained, tmp_path, 
     assert "holds none" not in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_resume_after_a_real_sigkill_equals_uninterrupted(tmp_path, trained):
     """The process is killed with SIGKILL at the start of epoch 2 (after epoch 1's checkpoint)."""
     import signal

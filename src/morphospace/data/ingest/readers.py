@@ -72,19 +72,20 @@ def read_folder(path: Path, cfg: DataConfig, cat_path: Path | None = None) -> Su
         raise UserError(f"catalogue {cat_path.name} has no label column(s) {', '.join(missing)} "
                         f"(columns: {', '.join(cols)})")
     file_values = table[file_col].astype(str).str.strip().tolist() if file_col else None
-    if id_col is None:  # a file column alone: each galaxy's id is its file's name stem, as without a catalogue
+    ids = table[id_col].astype(str).str.strip().tolist() if id_col else None
+    if ids is None:  # a file column alone: each galaxy's id is its file's name stem, as without a catalogue
         ids = [_file_id(v) for v in file_values]
         log.info("catalogue %s has no id column: each galaxy's id is its file name without extension (column %s)",
                  cat_path.name, file_col)
-    else:
-        ids = table[id_col].astype(str).str.strip().tolist()
-        if file_col is None and _are_file_names(ids, files):
-            # ids written as the folder's file names (587722952767439450.jpeg): matched by stem, none found its
-            # image, and the error quoted the row's id and the folder's file, the same name twice
-            file_values, ids = ids, [_file_id(v) for v in ids]
-            log.info("catalogue %s: column %s holds the images' file names (e.g. %s): read as the file column, "
-                     "each galaxy's id is its file name without extension (%s), as without a catalogue",
-                     cat_path.name, id_col, file_values[0], ids[0])
+        _refuse_ids_shared(ids, file_values, cat_path.name)
+    elif file_col is None and _are_file_names(ids, files):
+        # ids written as the folder's file names (587722952767439450.jpeg): matched by stem, none found its
+        # image, and the error quoted the row's id and the folder's file, the same name twice
+        file_values, ids = ids, [_file_id(v) for v in ids]
+        log.info("catalogue %s: column %s holds the images' file names (e.g. %s): read as the file column, "
+                 "each galaxy's id is its file name without extension (%s), as without a catalogue",
+                 cat_path.name, id_col, file_values[0], ids[0])
+        _refuse_ids_shared(ids, file_values, cat_path.name)
     labels = pd.DataFrame({c: typed(table[c]) for c in label_cols})
     records, labels = join_files(image_dir, path, ids, file_values, files, labels)
     _say_unnamed_in_subfolders(image_dir, records, cat_path.name)
@@ -100,12 +101,28 @@ def _file_id(value: str) -> str:
 
 
 def _are_file_names(ids: list[str], files: list[tuple[str, str]]) -> bool:
-    """Whether a catalogue's ids are its images' file names, extension included: more of them name a
-    file of the folder than match a file's name stem (the ids a folder's images have)."""
+    """Whether a catalogue's ids are its images' file names, extension included: every id given names a
+    file of the folder and none is a file's name stem (the ids a folder's images have). A catalogue that
+    mixes the two keeps its ids as they are, each matched as before."""
     names = {name for _, name in files}
     stems = {s for s, _ in files}
-    as_names = sum(1 for i in ids if i in names and i not in stems)
-    return as_names > 0 and as_names > sum(1 for i in ids if i in stems)
+    given = [i for i in ids if i]
+    return bool(given) and all(i in names and i not in stems for i in given)
+
+
+def _refuse_ids_shared(ids: list[str], file_values: list[str], catalogue: str) -> None:
+    """Refuse, in one line, ids taken from file names where two different files would give one id
+    (``spiral/000.png`` and ``elliptical/000.png``; ``a.jpg`` and ``a.png``): the second would be
+    dropped as a duplicate. An id column tells them apart."""
+    first: dict[str, str] = {}
+    for gid, value in zip(ids, file_values):
+        if not gid:
+            continue
+        seen = first.setdefault(gid, value)
+        if seen != value:
+            raise UserError(f"catalogue {catalogue}: the files {seen!r} and {value!r} would both be galaxy "
+                            f"{gid!r} (an id is a file's name without extension): give the catalogue an id "
+                            f"column (--id-column)")
 
 
 def _bands(records: list[Record]) -> int:
