@@ -486,12 +486,16 @@ def test_each_stage_s_help_shows_a_setting_it_takes():
 
     from morphospace.cli.settings import _made_before
     from morphospace.config import Config, apply_overrides
+    from morphospace.config.stage_keys import ANALYSIS_READERS
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     for name in ("embed", "reduce", "cluster", "compare", "report", "ingest"):
         example = re.search(r"e\.g\. --set (\S+)", " ".join(sub.choices[name].format_help().split())).group(1)
         apply_overrides(Config(), [example])  # a setting there is
         assert name == "ingest" or _made_before(name, example.partition("=")[0]) is None, (name, example)
+        # and the stage's own, not one it shares with the stage it belongs to: compare showed
+        # `cluster.seed=1`, whose clusterings `cluster` makes (compare reads it for its probe alone)
+        assert ANALYSIS_READERS.get(example.partition("=")[0], (name,))[0] == name, (name, example)
 
 
 def test_an_option_s_prefix_is_not_taken_for_it(capsys):

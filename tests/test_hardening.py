@@ -658,17 +658,52 @@ def test_a_later_stage_refuses_the_settings_of_an_earlier_one(pca_run, capsys, c
     assert (pca_run / "config.toml").read_text() == saved
 
 
+@pytest.mark.parametrize("cmd, setting, stage", [
+    ("compare", "cluster.kmeans_k=[3,4]", "cluster"), ("compare", "cluster.methods=['gmm']", "cluster"),
+    ("report", "cluster.seed=1", "cluster"), ("report", "cluster.kmeans_k=[3,4]", "cluster"),
+    ("compare", "cluster.n_jobs=1", "cluster"), ("cluster", "cluster.tsne_perplexity=50", "reduce"),
+    ("compare", "cluster.reductions=['pca', 'lda']", "reduce"), ("report", "cluster.map_sample=50", "reduce"),
+    ("report", "cluster.invariance_sample=10", "compare"),
+    ("report", "cluster.nuisance_columns=['redshift']", "compare")])
+def test_a_later_stage_refuses_the_maps_and_clusterings_settings(pca_run, capsys, cmd, setting, stage):
+    """`compare --set cluster.kmeans_k=[3,4]` exited 0, "settings saved": config.toml then said K 3 and 4
+    beside clusterings of K 3 to 8, which a later `cluster` dropped without a word; `report --set
+    cluster.seed=1` described clusterings the seed never made. Refused in one line, config.toml as it was."""
+    saved = (pca_run / "config.toml").read_text()
+    line = one_line_error(capsys, main([cmd, str(pca_run), "--quiet", "--set", setting]))
+    assert f"`morphospace {cmd}` does not" in line and setting.split("=")[0] in line, line
+    assert f"give it to `morphospace {stage}` (or `run`), which does" in line, line
+    assert (pca_run / "config.toml").read_text() == saved
+
+
+@pytest.mark.parametrize("cmd", ["train", "embed", "reduce", "cluster", "compare", "report"])
+def test_a_stage_refuses_the_study_s_settings(pca_run, capsys, cmd):
+    """No stage but `study` reads [study]: `reduce --set study.epochs=3` was saved as the run's, and a
+    `study --resume` then found its settings changed."""
+    saved = (pca_run / "config.toml").read_text()
+    line = one_line_error(capsys, main([cmd, str(pca_run), "--quiet", "--set", "study.epochs=3"]))
+    assert f"`morphospace {cmd}` does not make the CNN features" in line and "study.epochs 5 -> 3" in line, line
+    assert line.endswith("give it to `morphospace study`, which does")
+    assert (pca_run / "config.toml").read_text() == saved
+
+
 def test_a_later_stage_takes_the_machine_s_settings_and_its_own(pca_run, tmp_path, capsys):
     import shutil
     import tomllib
 
     run = tmp_path / "run"
     shutil.copytree(pca_run, run, ignore=shutil.ignore_patterns(".lock"))
-    assert main(["reduce", str(run), "--quiet", "--set", "train.num_threads=1", "--set", "cluster.reductions=['pca']"]) == 0
+    assert main(["reduce", str(run), "--quiet", "--set", "train.num_threads=1", "--set", "cluster.reductions=['pca']",
+                 "--set", "cluster.kmeans_k=[3, 4]"]) == 0  # and a later stage's: `cluster` makes them next
     saved = tomllib.loads((run / "config.toml").read_text())
     assert saved["train"]["num_threads"] == 1 and saved["cluster"]["reductions"] == ["pca"]
-    # the worker processes (the probe's, the audit's) and the pixel-PCA baseline `embed` fits
-    assert main(["compare", str(run), "--quiet", "--set", "ingest.workers=1"]) == 0
+    assert saved["cluster"]["kmeans_k"] == [3, 4]
+    # the worker processes (the probe's, the audit's) and the pixel-PCA baseline `embed` fits; compare's
+    # own [cluster] keys (the probe's seed, the intervention test's sample)
+    assert main(["compare", str(run), "--quiet", "--set", "ingest.workers=1", "--set", "cluster.seed=2",
+                 "--set", "cluster.invariance_sample=0"]) == 0
+    saved = tomllib.loads((run / "config.toml").read_text())
+    assert saved["cluster"]["seed"] == 2 and saved["cluster"]["invariance_sample"] == 0
     assert main(["embed", str(run), "--quiet", "--set", "model.pca_components=5", "--set", "train.sample=10"]) == 0
     assert np.load(run / "embeddings" / "pixels_pca.npy").shape[1] == 5
     # a run's whole config.toml as --config: its own, or another run's (its survey, its workers): the

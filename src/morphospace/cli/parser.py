@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = stage(sub, "cluster", "K-Means / DBSCAN / HDBSCAN / GMM on every representation", "morphospace cluster runs/gz1")
     common(p, example="cluster.kmeans_k=[3,4]")
     p = stage(sub, "compare", "ARI / AMI / ... of every clustering against every other and the labels, and the nuisance audit", "morphospace compare runs/gz1")
-    common(p, example="cluster.seed=1")
+    common(p, example="cluster.invariance_sample=512")
     p = stage(sub, "generate", "sample synthetic galaxies from one of the run's clusters or mixture components",
               "morphospace generate runs/gz1 --cluster 2 --n 64 --out gen")
     which = p.add_mutually_exclusive_group(required=True)

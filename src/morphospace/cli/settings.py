@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from ..config import Config, ConfigError, apply_overrides, flat_settings, flat_table, load_config, overrides_on_saved
-from ..config.stage_keys import EMBED_KEYS, MACHINE_KEYS, MODEL_KEYS
+from ..config.stage_keys import ANALYSIS_READERS, EMBED_KEYS, MACHINE_KEYS, MODEL_KEYS, STAGE_ORDER
 from ..errors import UserError
 from ..run import RunDir, launched_as_later_rank
 
@@ -163,16 +163,18 @@ def _save_changed_config(run: RunDir, cfg: Config) -> bool:
 
 
 # settings a stage after the ingest does not act on: the survey's reading and the cube's recipe
-# (made by `ingest`), and the model's (made by `train`; its merge by `embed`); the machine's
-# (devices, threads, loader processes) any stage may take
+# (made by `ingest`), and the model's (made by `train`; its merge by `embed`), and the [cluster] and
+# [study] settings that only earlier stages read (ANALYSIS_READERS: the maps' by `reduce`, the
+# clusterings' by `cluster`); the machine's (devices, threads, loader processes) any stage may take
 _INGEST_KEYS = ("data.path", "data.layout", "data.catalogue", "data.id_column", "data.file_column",
                 "data.label_columns", "data.synth_n", "data.synth_seed", "data.vote_thresholds.", "preprocess.",
                 "ingest.")
 
 
 def _made_before(command: str, key: str) -> str | None:
-    """The stage that acts on setting ``key`` where ``command``, a stage after the ingest, does not
-    (``ingest`` or ``train``, each with ``run`` doing all), else None."""
+    """The stage that acts on setting ``key`` where ``command``, a stage after the ingest, does not,
+    and no stage after it does (``ingest``, ``train``, ``embed``, ``reduce``, ``cluster`` or ``compare``,
+    each with ``run`` doing all; ``study`` for its own), else None."""
     def among(keys):
         return any(key == k or (k.endswith(".") and key.startswith(k)) for k in keys)
 
@@ -180,6 +182,13 @@ def _made_before(command: str, key: str) -> str | None:
         return None
     if among(_INGEST_KEYS):
         return "ingest"
+    readers = next((stages for k, stages in ANALYSIS_READERS.items() if among((k,))), None)
+    if readers is not None:  # [cluster] and [study]: refused where only stages before this one read them
+        if command not in STAGE_ORDER:
+            return None
+        here = STAGE_ORDER.index(command)
+        earlier = all(stage not in STAGE_ORDER or STAGE_ORDER.index(stage) < here for stage in readers)
+        return readers[0] if earlier else None
     if command == "train" or (command == "embed" and among(EMBED_KEYS)):
         return None
     if among(EMBED_KEYS[:2]):  # the merge: its own stage; the PCA baseline's keys are train's too
@@ -187,11 +196,16 @@ def _made_before(command: str, key: str) -> str | None:
     return "train" if among(MODEL_KEYS) else None
 
 
+_BY_KEY = ("cluster", "study")  # sections of which an earlier stage's keys are named one by one when kept
+
+
 def _earlier_settings_kept(run: RunDir, cfg: Config, args) -> Config:
     """``cfg`` with the run's own settings of the stages before this one (the survey's reading and the
-    cube's recipe; after ``train``, the model's), which this stage does not remake: a one-line
-    :class:`UserError` where a ``--set`` gives others (`compare --set preprocess.size=128` saved a
-    size the 64 px cube does not have, `report --set form.backbone=...` a trunk the model never had);
+    cube's recipe; after ``train``, the model's; the maps' and clusterings' where no later stage reads
+    them), which this stage does not remake: a one-line :class:`UserError` where a ``--set`` gives
+    others (`compare --set preprocess.size=128` saved a size the 64 px cube does not have, `report
+    --set form.backbone=...` a trunk the model never had, `compare --set cluster.kmeans_k=[3,4]` a K the
+    clusterings on disk (3 to 8) were not made with, which a later `cluster` then dropped);
     those a ``--config`` file brings, named in it or not, give way to the run's, said."""
     try:
         saved = load_config(run.config) if run.config.is_file() else None
@@ -212,9 +226,12 @@ def _earlier_settings_kept(run: RunDir, cfg: Config, args) -> Config:
         stage = changed[asked[0]]
         asked = sorted((k for k in asked if changed[k] == stage), key=lambda k: k not in given)  # the given first
         shown = ", ".join(f"{k} {before.get(k)!r} -> {now.get(k)!r}" for k in asked[:3])
-        does = {"ingest": "remake the cube", "train": "train the model", "embed": "merge the model's components"}[stage]
+        does = {"ingest": "remake the cube", "train": "train the model", "embed": "merge the model's components",
+                "reduce": "make the maps", "cluster": "cluster the galaxies", "compare": "compare the clusterings",
+                "study": "make the CNN features"}[stage]
         raise UserError(f"`morphospace {args.command}` does not {does}, so it cannot take {shown}: give "
-                        f"{'it' if len(asked) == 1 else 'them'} to `morphospace {stage}` (or `run`), which does")
+                        f"{'it' if len(asked) == 1 else 'them'} to `morphospace {stage}`"
+                        f"{'' if stage == 'study' else ' (or `run`)'}, which does")
     if not changed:
         return cfg
     config = getattr(args, "config", None)
@@ -225,9 +242,16 @@ def _earlier_settings_kept(run: RunDir, cfg: Config, args) -> Config:
         log.warning("--config %s sets %s, which `morphospace %s` does not act on: the run's own kept", config, shown,
                     args.command)
     else:
-        sections = [f"[{name}]" for name in sorted({k.partition(".")[0] for k in changed})]
-        log.info("the run's own %s settings kept, not those %s",
-                 " and ".join([", ".join(sections[:-1]), sections[-1]] if len(sections) > 1 else sections),
+        def listed(names):
+            return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+
+        # [cluster] and [study] key by key: the stage takes the rest of [cluster] from the file
+        keys = [k for k in changed if k.partition(".")[0] in _BY_KEY]
+        sections = [f"[{name}]" for name in sorted({k.partition(".")[0] for k in changed} - set(_BY_KEY))]
+        named = listed(keys[:4]) + (", ..." if len(keys) > 4 else "")
+        kept = (f"{listed(sections)} settings kept" + (f", and its {named}" if keys else "")) if sections \
+            else f"{named} kept"
+        log.info("the run's own %s, not those %s", kept,
                  f"of --config {config}" if config else "the settings given implied")
     # every key of the earlier stages set, not only those that differ: one left unset is filled by its
     # section's preset (a run's latent_dim = 16 became the astrovader preset's 20, "kept")
