@@ -498,6 +498,24 @@ def test_each_stage_s_help_shows_a_setting_it_takes():
         assert ANALYSIS_READERS.get(example.partition("=")[0], (name,))[0] == name, (name, example)
 
 
+@pytest.mark.parametrize("setting, fix", [
+    ("cluster.methods=[kmeans]", """write it as --set 'cluster.methods=["kmeans"]' (TOML: strings in quotes)"""),
+    ("cluster.reductions=[pca, umap]", """write it as --set 'cluster.reductions=["pca", "umap"]'"""),
+    ("data.label_columns={a}", "not read as TOML: write strings in quotes"),
+    ('cluster.methods=["kmeans"', "not read as TOML: write strings in quotes")])
+def test_a_list_of_bare_words_is_told_to_quote_them(tmp_path, capsys, setting, fix):
+    """`--set cluster.methods=[kmeans]` said "must be a list; got str '[kmeans]'", which looks like a
+    list: what is wrong is TOML's quotes, which the strings in it need."""
+    assert main(["run", "--out", str(tmp_path / "r"), "--quiet", "--set", setting]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "must be a list; got str" in lines[0] and fix in lines[0], lines
+    assert not (tmp_path / "r").exists()
+    # a list of numbers, or a key that takes text, is not told so: quotes would not mend it
+    for other in ("cluster.kmeans_k=[3, a]", "cluster.seed=[1"):
+        assert main(["run", "--out", str(tmp_path / "r"), "--quiet", "--set", other]) == 2
+        assert "TOML" not in capsys.readouterr().err
+
+
 def test_an_option_s_prefix_is_not_taken_for_it(capsys):
     """argparse took `--inter` for --interesting and `--q` for --quiet, and `--c` named a hidden option."""
     with pytest.raises(SystemExit) as exc:

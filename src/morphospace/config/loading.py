@@ -167,6 +167,7 @@ def apply_overrides(cfg: Config, overrides: Sequence[str] | Mapping[str, Any]) -
     table = cfg.model_dump(exclude_unset=True)
     parse = not isinstance(overrides, Mapping)
     items = [_split(o) for o in overrides] if parse else list(overrides.items())
+    unread: dict[str, str] = {}  # key -> a list or table as typed that is not TOML (`[kmeans]`), taken as text
     for dotted, value in items:
         parts = str(dotted).split(".")
         node: dict[str, Any] = table
@@ -187,7 +188,50 @@ def apply_overrides(cfg: Config, overrides: Sequence[str] | Mapping[str, Any]) -
             raise ConfigError(f"--set {dotted}=... sets the whole table {dotted}, which would set its other keys back "
                               f"to their defaults: give its keys one by one (--set {dotted}.KEY=VALUE)")
         node[parts[-1]] = _parse_value(value, model.model_fields[parts[-1]]) if parse else _plain(value)
-    return config_from_dict(table)
+        if parse and isinstance(value, str) and value.lstrip()[:1] in ("[", "{") and not _is_toml(value) \
+                and _takes_texts(model.model_fields[parts[-1]].annotation):
+            unread[str(dotted)] = value
+        else:
+            unread.pop(str(dotted), None)
+    try:
+        return config_from_dict(table)
+    except ConfigError as exc:
+        # `--set cluster.methods=[kmeans]` said "must be a list; got str '[kmeans]'", which looks like a
+        # list: the strings in it need TOML's quotes
+        key = next((k for k in unread if str(exc).startswith((f"config: {k} ", f"config: {k}["))), None)
+        if key is None:
+            raise
+        raise ConfigError(f"{exc}: {_toml_fix(key, unread[key])}") from None
+
+
+def _takes_texts(annotation: Any) -> bool:
+    """Whether a key takes a list of strings (``list[str]``, ``list[Literal["kmeans", ...]]``, also
+    inside ``Annotated``)."""
+    def bare(a: Any) -> Any:
+        return typing.get_args(a)[0] if typing.get_origin(a) is typing.Annotated else a
+
+    annotation = bare(annotation)
+    return typing.get_origin(annotation) is list and _holds_text(bare(typing.get_args(annotation)[0]))
+
+
+def _is_toml(text: str) -> bool:
+    """Whether ``text`` is one TOML value."""
+    try:
+        return set(tomllib.loads(f"v = {text}")) == {"v"}
+    except tomllib.TOMLDecodeError:
+        return False
+
+
+def _toml_fix(key: str, text: str) -> str:
+    """How to write ``text``, a list or table typed after ``--set key=`` that is not TOML, so that it
+    is: its bare words in quotes (``[kmeans, gmm]``: ``["kmeans", "gmm"]``), where that is enough."""
+    inner = text.strip()
+    if inner.startswith("[") and inner.endswith("]"):
+        items = [item.strip() for item in inner[1:-1].split(",") if item.strip()]
+        fixed = "[" + ", ".join(item if _is_toml(item) else '"' + item.strip("'\"") + '"' for item in items) + "]"
+        if _is_toml(fixed) and "'" not in fixed:
+            return f"write it as --set '{key}={fixed}' (TOML: strings in quotes)"
+    return f"not read as TOML: write strings in quotes, e.g. --set '{key}=[\"a\", \"b\"]'"
 
 
 def overrides_on_saved(saved: Config, overrides: Sequence[str] | Mapping[str, Any]) -> Config:
