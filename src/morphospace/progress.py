@@ -127,7 +127,7 @@ def _stderr_bar_class():
 
         def on_train_epoch_start(self, trainer, *_):
             # as Lightning's, with the epoch named before the bar is drawn again
-            if self._leave:
+            if getattr(self, "_leave", False):  # Lightning >= 2.4 has the option
                 self.train_progress_bar = self.init_train_tqdm()
             bar = self.train_progress_bar
             bar.set_description(epoch_of(trainer), refresh=False)
