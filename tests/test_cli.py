@@ -501,6 +501,8 @@ def test_each_stage_s_help_shows_a_setting_it_takes():
 @pytest.mark.parametrize("setting, fix", [
     ("cluster.methods=[kmeans]", """write it as --set 'cluster.methods=["kmeans"]' (TOML: strings in quotes)"""),
     ("cluster.reductions=[pca, umap]", """write it as --set 'cluster.reductions=["pca", "umap"]'"""),
+    # a number among the words is a column's name too: quoted, or the fix fails again ("must be str")
+    ("cluster.nuisance_columns=[g_r, 2]", """write it as --set 'cluster.nuisance_columns=["g_r", "2"]'"""),
     ("data.label_columns={a}", "not read as TOML: write strings in quotes"),
     ('cluster.methods=["kmeans"', "not read as TOML: write strings in quotes")])
 def test_a_list_of_bare_words_is_told_to_quote_them(tmp_path, capsys, setting, fix):

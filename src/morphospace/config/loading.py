@@ -222,13 +222,19 @@ def _is_toml(text: str) -> bool:
         return False
 
 
+def _is_toml_string(text: str) -> bool:
+    """Whether ``text`` is one TOML string (quoted)."""
+    return _is_toml(text) and isinstance(tomllib.loads(f"v = {text}")["v"], str)
+
+
 def _toml_fix(key: str, text: str) -> str:
     """How to write ``text``, a list or table typed after ``--set key=`` that is not TOML, so that it
     is: its bare words in quotes (``[kmeans, gmm]``: ``["kmeans", "gmm"]``), where that is enough."""
     inner = text.strip()
     if inner.startswith("[") and inner.endswith("]"):
         items = [item.strip() for item in inner[1:-1].split(",") if item.strip()]
-        fixed = "[" + ", ".join(item if _is_toml(item) else '"' + item.strip("'\"") + '"' for item in items) + "]"
+        # every item a string (the keys this is said for take lists of strings): 2 as "2" too
+        fixed = "[" + ", ".join(item if _is_toml_string(item) else '"' + item.strip("'\"") + '"' for item in items) + "]"
         if _is_toml(fixed) and "'" not in fixed:
             return f"write it as --set '{key}={fixed}' (TOML: strings in quotes)"
     return f"not read as TOML: write strings in quotes, e.g. --set '{key}=[\"a\", \"b\"]'"
