@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from morphospace.data.ingest.framing import border_sky
-from morphospace.data.ingest.sky_noise import grained_noise, restretch, sky_grain
+from morphospace.data.ingest.sky_noise import grained_noise, sky_grain
 from morphospace.data.ingest.spec import PreprocessSpec
 from morphospace.ssl.augment import NuisanceAugment
 
@@ -192,44 +192,3 @@ def test_a_sky_of_few_levels_keeps_its_grain():
     assert np.all(border_sky(few)[1] == 0)
     assert np.all(sky_grain(few) > 0.5), sky_grain(few)
 
-
-def test_a_sky_clipped_at_black_stays_at_its_floor_in_the_light_views(monkeypatch):
-    """An 8-bit sky near black is clipped there: the noise a view adds, gives back or puts beyond the
-    frame went below that floor, light the survey would have clipped again. The views keep each band at
-    or above its own floor, and a band without one (the other two here) as it was."""
-    import morphospace.ssl.augment as augment
-    from morphospace.data.ingest.sky_noise import unstretch
-    from test_invariance import SPEC, _on_floor
-
-    x = np.stack([_galaxy(3.0, 1.5, angle=0.3 * i, grain=0.7, seed=i, clip=-1.0) for i in range(4)])
-    x = torch.from_numpy(x.astype(np.float16).astype(np.float32))  # the cube is float16
-    low = unstretch(x.numpy(), SPEC).astype(np.float32).min(axis=(-2, -1))  # band 0's: its floor
-    made = []  # each view's light, before it is normalised again
-    monkeypatch.setattr(augment, "restretch", lambda light, spec: made.append(light) or restretch(light, spec))
-    for aug in (NuisanceAugment(**{**STILL, "scale": (0.6, 0.6), "p_noise": 1.0}), NuisanceAugment(light=True)):
-        view = unstretch(aug(x, 1).numpy(), SPEC)
-        np.testing.assert_array_equal(made[-1][:, 0].min(axis=(-2, -1)), low[:, 0])  # reached, never crossed
-        assert np.all(_on_floor(view)[:, 0] > 0.05)  # normalised again, still a clipped sky
-        rows = aug._rows_light(x)
-        assert np.all(rows.floor[:, 0, 0, 0] == low[:, 0]) and np.all(np.isinf(rows.floor[:, 1:]))
-        aug._view(x, 1, rows._replace(floor=np.full_like(rows.floor, -np.inf)))  # the same draw, no floor
-        light, unclipped = made[-2:]
-        assert np.all(unclipped[:, 0].min(axis=(-2, -1)) < low[:, 0])  # where the noise went
-        np.testing.assert_array_equal(light[:, 1:], unclipped[:, 1:])
-        np.testing.assert_array_equal(light[:, 0], np.maximum(unclipped[:, 0], low[:, :1, None]))
-
-
-def test_the_views_of_an_unclipped_sky_are_not_clipped(monkeypatch):
-    """Rows whose sky is not clipped have no floor: the noise of their views goes below their lowest
-    light, as it comes."""
-    import morphospace.ssl.augment as augment
-    from morphospace.data.ingest.sky_noise import unstretch
-    from test_invariance import SPEC
-
-    x = _rows(n=4)
-    aug = NuisanceAugment(**{**STILL, "p_noise": 1.0, "sky_noise": 1.5})
-    assert np.all(np.isinf(aug._rows_light(x).floor))
-    made = []
-    monkeypatch.setattr(augment, "restretch", lambda light, spec: made.append(light) or restretch(light, spec))
-    aug(x, 0)
-    assert np.all(made[0].min(axis=(-2, -1)) < unstretch(x.numpy(), SPEC).min(axis=(-2, -1)))

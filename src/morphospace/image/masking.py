@@ -27,8 +27,7 @@ How, per image (framework-free: numpy, scipy and sep):
    galaxy's light is roughly point-symmetric, so a companion overlapping the galaxy's halo
    is replaced by the halo on the other side), unless that twin is masked too, in which
    case it takes sky: the border's median plus Gaussian noise of the border's robust
-   sigma, per channel, not below the channel's lowest value (a sky the survey clipped at black
-   stays clipped), drawn from a generator seeded by the image's own bytes (the same
+   sigma, per channel, drawn from a generator seeded by the image's own bytes (the same
    image gets the same fill wherever it sits in a batch or a cube).
 
 The raw cube is left untouched (galleries and the feature study show the real cutouts);
@@ -172,8 +171,7 @@ def _masked(image: np.ndarray, params: MaskParams) -> tuple[np.ndarray, int, flo
     for c in range(img.shape[0]):
         ch = img[c]
         level, sigma = border_stats(ch)
-        # never below the band's own lowest light: a sky the survey clipped at black stays clipped
-        sky = np.maximum(level + sigma * rng.standard_normal((h, w)).astype(np.float32), ch.min())
+        sky = level + sigma * rng.standard_normal((h, w)).astype(np.float32)
         fill = np.where(twin_masked, sky, ch[::-1, ::-1])
         out[c][mask] = fill[mask]
     n_masked = len(np.setdiff1d(np.unique(seg[others]), [0]))
@@ -220,9 +218,8 @@ def _cube_signature(cube_path: Path, params: MaskParams) -> dict:
     # a setting added since (keep_companions) enters only when set: at its default the pixels are what
     # an earlier version masked, and its masked cubes (25-49 GB at 10^6 galaxies) stay good
     settings = {k: v for k, v in asdict(params).items() if k != "keep_companions" or v}
-    # rule 2: a frame without a central source is left as it is (rule 1 masked every source in it);
-    # rule 3: the sky filled in is not below the band's lowest light (a sky clipped at black)
-    return {"cube_size": st.st_size, "cube_mtime_ns": st.st_mtime_ns, "params": settings, "rule": 3}
+    # rule 2: a frame without a central source is left as it is (rule 1 masked every source in it)
+    return {"cube_size": st.st_size, "cube_mtime_ns": st.st_mtime_ns, "params": settings, "rule": 2}
 
 
 def _mask_chunk(start: int, stop: int, cube_path: str, out_path: str, params: MaskParams) -> pd.DataFrame:

@@ -10,8 +10,8 @@ resampling smooths away is given back) and the intervention test of a run's clus
 border's MAD is 0). Resampled, compressed cutouts have correlated noise (about 0.7
 between neighbouring pixels on sdss-gz1): white noise added to them would read as a new texture.
 An 8-bit sky near black is clipped there (:func:`sky_floor`: on sdss-gz1 nearly every row, in some band):
-noise added about the sky's level would go below that floor, which the survey would clip again, so
-both clip what they make at it.
+noise added about the sky's level would go below that floor, which the survey would clip again: the
+intervention test clips its changes there (the views do not: docs/measurements/invariance.md).
 """
 
 from __future__ import annotations
