@@ -502,19 +502,19 @@ def test_a_verbose_that_is_not_a_bool_is_refused_before_any_work(monkeypatch):
         ms.VaDE(verbose="no").fit(np.random.default_rng(0).random((8, 3, 16, 16)))
 
 
-def test_a_fit_shows_its_progress_by_default_as_ingest_does(run, capsys):
+def test_a_fit_shows_its_progress_by_default_as_ingest_does(run, capsys, monkeypatch):
     """`ms.VaDE().fit(...)` was silent unless verbose=True (50 s of nothing on 300 galaxies): its
     training bars show by default, each naming its epoch out of how many, on stderr."""
-    from morphospace.progress import is_quiet
+    import morphospace.progress as progress
 
-    assert not is_quiet()
+    monkeypatch.setattr(progress, "_QUIET", False)  # as a notebook starts (a test before may have left it on)
     capsys.readouterr()
     ms.VaDE(n_components=3, epochs=2, pretrain_epochs=1, config=TINY, random_state=0).fit(run.cube)
     shown = capsys.readouterr()
     assert shown.out == ""
     assert "form features" in shown.err and "Epoch 2/2" in shown.err and "Epoch 1/1" in shown.err  # SSL head, decoder
     assert "Training" not in shown.err and "0/?" not in shown.err
-    assert not is_quiet()  # as it was
+    assert not progress.is_quiet()  # as it was
 
 
 @pytest.mark.parametrize("verbose, quiet, bars", [(True, False, True), (False, False, False), (True, True, False)])
@@ -529,6 +529,7 @@ def test_verbose_false_and_the_package_s_quiet_setting_silence_a_fit(monkeypatch
         raise Seen(not is_quiet())
 
     monkeypatch.setattr(train, "train_run", train_run)  # the fit's training: what it would show
+    before = is_quiet()
     set_quiet(quiet)
     try:
         with pytest.raises(Seen) as seen:
@@ -536,7 +537,7 @@ def test_verbose_false_and_the_package_s_quiet_setting_silence_a_fit(monkeypatch
                 np.random.default_rng(0).random((8, 1, 16, 16)))
         assert seen.value.args == (bars,) and is_quiet() == quiet  # the setting as it was, after the fit
     finally:
-        set_quiet(False)
+        set_quiet(before)
     assert ms.VaDE().verbose is True
 
 
