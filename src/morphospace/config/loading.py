@@ -224,7 +224,10 @@ def _is_toml(text: str) -> bool:
 
 def _is_toml_string(text: str) -> bool:
     """Whether ``text`` is one TOML string (quoted)."""
-    return _is_toml(text) and isinstance(tomllib.loads(f"v = {text}")["v"], str)
+    try:
+        return isinstance(tomllib.loads(f"v = {text}").get("v"), str)
+    except tomllib.TOMLDecodeError:
+        return False
 
 
 def _toml_fix(key: str, text: str) -> str:

@@ -145,7 +145,7 @@ class NuisanceAugment:
     def _rows_light(self, x: torch.Tensor) -> _RowsLight:
         """What every light view of the rows ``x`` starts from."""
         light = unstretch(x.detach().float().cpu().numpy(), self._spec()).astype(np.float32)
-        sky = row_sky(light, self._spec())  # as the intervention test measures it
+        sky = row_sky(light)  # as the intervention test measures it (its floor unused here: below)
         return _RowsLight(light, sky.level[..., None, None], sky.sigma[..., None, None], sky.grain, sky.grey)
 
     def _on_light(self, x: torch.Tensor, rows: _RowsLight, rng: np.random.Generator) -> torch.Tensor:

@@ -264,15 +264,17 @@ def generate(run_or_model, component: int, n: int, temperature: float = 0.5, rej
     FormVaDE, or the object of :func:`morphospace.load_model`. The other parameters are those
     of :meth:`~morphospace.vade.generate.Generative.generate`.
     """
-    if isinstance(run_or_model, (RunDir, str, Path)):  # a run's model: an empty component said
+    run = None
+    if isinstance(run_or_model, (RunDir, str, Path)):  # a run's model: an empty component is said
         run = run_or_model if isinstance(run_or_model, RunDir) else RunDir(run_or_model)
         model, hp, _ = load_vade(model_file(run))
-        images = model.generate(component, n, temperature=temperature, reject_below=reject_below, seed=seed,
-                                max_tries=max_tries)
+    else:
+        model = _as_model(run_or_model)
+    images = model.generate(component, n, temperature=temperature, reject_below=reject_below, seed=seed,
+                            max_tries=max_tries)
+    if run is not None:
         _say_if_no_galaxy(run, fingerprint(hp, model.state_dict()), "component", int(component), len(images))
-        return images
-    return _as_model(run_or_model).generate(component, n, temperature=temperature, reject_below=reject_below,
-                                            seed=seed, max_tries=max_tries)
+    return images
 
 
 def _say_if_no_galaxy(run: RunDir, made_by: str, what: str, index: int, n: int,
