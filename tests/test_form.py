@@ -589,14 +589,58 @@ def test_form_training_resumes(form_run, tmp_path):
     from morphospace.config import apply_overrides
     from morphospace.run import RunDir
 
+    (copy / "models/vade/model.pt").unlink()  # as at a kill while the image decoder trained
     result = train_run(RunDir(copy), apply_overrides(cfg, ["train.epochs=4"]), resume=True)
-    assert result.epochs == 4 and (copy / "models/vade/model.pt").is_file()
+    assert result.epochs == 4 and result.seconds > 0 and (copy / "models/vade/model.pt").is_file()
+
+
+def test_a_finished_training_resumed_says_so_and_does_nothing(form_run, tmp_path, caplog, capsys):
+    """A requeued `train --resume` of a training that finished said "60 of 60 epochs done", then made
+    the form embedding again and retrained the image decoder (~85 s on sdss-gz1) to end with the same
+    model. Complete is read from the model's record of the checkpoints it was trained from: a copy
+    with new file times is still complete; a model whose record is not of the checkpoints there
+    (another training's, put back by hand) goes on (more epochs: test_train)."""
+    import logging
+    import shutil
+
+    from morphospace.cli import main
+    from morphospace.config import apply_overrides
+    from morphospace.run import RunDir
+    from morphospace.vade.train import train_run
+
+    run, cfg, result, _ = form_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run.path, copy, copy_function=shutil.copy)  # `cp -r`: every file a new time
+    model = copy / "models/vade/model.pt"
+    before = model.read_bytes()
+    with caplog.at_level(logging.INFO, logger="morphospace"):
+        again = train_run(RunDir(copy), cfg, resume=True)
+    assert "the training is complete" in caplog.text and "nothing to resume" in caplog.text
+    assert model.read_bytes() == before and again.seconds == 0.0
+    assert again.n_components == result.n_components and again.model_path == model
+    assert not (copy / "models/vade/ssl/view_bank.npy").exists()  # not made again
+    from morphospace.pipeline import save_config
+
+    save_config(RunDir(copy), cfg)  # the fixture trained with settings it did not save
+    assert main(["train", str(copy), "--resume", "--quiet"]) == 0
+    assert model.read_bytes() == before
+
+    # another training's model put back: its record names other checkpoint bytes
+    blob = torch.load(model, map_location="cpu", weights_only=True)
+    blob["extra"]["checkpoints"] = {name: "0" * 64 for name in blob["extra"]["checkpoints"]}
+    torch.save(blob, model)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="morphospace"):
+        redone = train_run(RunDir(copy), cfg, resume=True)
+    assert "the training is complete" not in caplog.text and redone.seconds > 0
+    assert torch.load(model, map_location="cpu", weights_only=True)["extra"]["checkpoints"] != \
+        blob["extra"]["checkpoints"]  # the model made again records the checkpoints it came from
 
 
 def test_a_saved_model_keeps_no_view_bank_unless_asked(form_run, tmp_path, caplog):
     """The view bank (77 kB a galaxy; 1.5 GB at train.sample's 20,000) is removed once the model is
-    saved, and said; a resume of the finished training makes it again and removes it again;
-    train.keep_view_bank keeps it."""
+    saved, and said; a resume (killed while the image decoder trained) makes it again and removes it
+    again; train.keep_view_bank keeps it."""
     import logging
     import shutil
 
@@ -609,10 +653,12 @@ def test_a_saved_model_keeps_no_view_bank_unless_asked(form_run, tmp_path, caplo
     assert (run.path / "models/vade/model.pt").is_file() and not (run.path / bank).exists()
     copy = tmp_path / "copy"
     shutil.copytree(run.path, copy)
+    (copy / "models/vade/model.pt").unlink()  # a finished training's resume does nothing
     with caplog.at_level(logging.INFO, logger="morphospace"):
         train_run(RunDir(copy), cfg, resume=True)
     assert not (copy / bank).exists() and "view bank removed" in caplog.text
     kept = apply_overrides(cfg, ["train.keep_view_bank=true"])
+    (copy / "models/vade/model.pt").unlink()
     train_run(RunDir(copy), kept, resume=True)
     assert np.load(copy / bank, mmap_mode="r").shape[:2] == (8 + cfg.form.aug_views, 40)
 

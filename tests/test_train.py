@@ -48,6 +48,32 @@ def make_run(path: Path, n: int = N_GAL, side: int = SIDE, channels: int = 2, se
     return run
 
 
+def test_a_finished_training_resumed_does_nothing_unless_given_more_epochs(trained, tmp_path, caplog):
+    """A requeued `train --resume` of a finished training says so and leaves its model; with more
+    epochs it goes on from the checkpoint (test_form: the form model, a copy, another model)."""
+    import logging
+    import shutil
+
+    from morphospace.vade.train import train_run
+
+    run, _ = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(run.path, copy, copy_function=shutil.copy)
+    model = copy / "models/vade/model.pt"
+    before = model.read_bytes()
+    with caplog.at_level(logging.INFO, logger="morphospace"):
+        again = train_run(RunDir(copy), cfg_for(), resume=True)
+    done = json.loads((copy / "models/vade/hparams.json").read_text())["epochs"]
+    assert f"the training is complete ({done} of {done} epochs done" in caplog.text
+    assert model.read_bytes() == before and again.seconds == 0.0
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="morphospace"):
+        more = train_run(RunDir(copy), cfg_for(f"train.epochs={done + 2}"), resume=True)
+    assert "the training is complete" not in caplog.text and more.epochs == done + 2
+    assert torch.load(copy / "models/vade/last.ckpt", weights_only=False)["epoch"] + 1 == done + 2
+    assert model.read_bytes() != before
+
+
 def cfg_for(*extra: str):
     return apply_overrides(load_config(None), TINY + list(extra))
 

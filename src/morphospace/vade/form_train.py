@@ -15,7 +15,9 @@ The three are saved together as one :class:`~morphospace.vade.form_model.FormVaD
 embedding so that ``morphospace embed`` does not put the cube through the CNN again.
 ``--resume`` continues the head (and an MLP core) from their last checkpoints (the view bank
 is kept until the model is saved, then removed unless ``train.keep_view_bank``) and refits the
-linear core and the decoder.
+linear core and the decoder; a training that finished (its model records the checkpoints as they
+are: :mod:`morphospace.vade.completion`) is not resumed: :func:`~morphospace.vade.train.train_run`
+says so and returns its model.
 
 Above ``train.sample`` galaxies, all three train on a reproducible sample of that many; the
 trained embedder then embeds the other galaxies and the core encodes every one.
@@ -48,6 +50,7 @@ from .fitting import (TrainResult, device_kwargs, fit_vade, prepare_model_dir, r
 from .form_decoder import fit_image_decoder
 from .form_model import FormVaDE, core_hparams
 from .hparams import with_earlier_form
+from .completion import checkpoint_marks
 from .io import MODEL_FILE, save_model
 from .linear_core import fit_linear_core
 from .merge import ComponentMerger
@@ -191,7 +194,7 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
                          n_components=k, events=events, seconds=seconds)
     if rank == 0:
         save_model(model, hp, mdir / MODEL_FILE, extra={"init": init, "events": events, "form": info,
-                                                        "training": training})
+                                                        "training": training, "checkpoints": checkpoint_marks(mdir, hp)})
         parts = {"embedding": t_embed, "vade": t_core, "image_decoder": t_dec}
         if module is not None:
             write_training_summary(mdir, module, hp, seconds, len(train_cube), form=info, seconds_by_part=parts,

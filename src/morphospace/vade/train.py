@@ -68,7 +68,9 @@ import logging
 from ..config import Config
 from ..image.masking import model_input_path
 from ..run import RunDir
-from .fitting import TrainResult, fit_vade, prepare_model_dir, training_rows, write_training_summary
+from .completion import checkpoint_marks, finished_training
+from .fitting import (TrainResult, check_resumable, fit_vade, prepare_model_dir, resume_checkpoint, training_rows,
+                      write_training_summary)
 from .hparams import check_against_cube
 from .io import MODEL_FILE, save_model
 
@@ -98,6 +100,11 @@ def train_run(run: RunDir, cfg: Config, resume: bool = False, callbacks: list | 
     """
     cube = run.read_cube()
     hp = check_against_cube(cfg, cube)
+    if resume:
+        check_resumable(run, hp, resume_checkpoint(hp), say=False)  # refused before the line below says done
+        if (done := finished_training(run, hp)) is not None:
+            log.info("%s", done)
+            return _finished_result(run, hp)
     if hp["preset"] == "form":
         from .form_train import train_form_run  # the form-first VaDE wraps fit_vade (imported when used)
 
@@ -113,6 +120,25 @@ def train_run(run: RunDir, cfg: Config, resume: bool = False, callbacks: list | 
     result = TrainResult(model_path=mdir / MODEL_FILE, global_rank=trainer.global_rank, epochs=hp["epochs"],
                          n_components=module.model.prior.n_components, events=module.events, seconds=seconds)
     if trainer.is_global_zero:
-        save_model(module.model, hp, mdir / MODEL_FILE, extra={"init": module.init_info, "events": module.events})
+        save_model(module.model, hp, mdir / MODEL_FILE, extra={"init": module.init_info, "events": module.events,
+                                                               "checkpoints": checkpoint_marks(mdir, hp)})
         write_training_summary(mdir, module, hp, seconds, n_train, train_sample=None if rows is None else n_train)
     return result
+
+
+def _finished_result(run: RunDir, hp: dict) -> TrainResult:
+    """What a resume of a complete training returns: its saved model, as its summary describes it."""
+    import json
+
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from .io import model_dir
+
+    try:
+        summary = json.loads((model_dir(run) / "training.json").read_text())
+    except (OSError, ValueError):  # the summary is a description only
+        summary = {}
+    summary = summary if isinstance(summary, dict) else {}
+    return TrainResult(model_path=model_dir(run) / MODEL_FILE, global_rank=rank_zero_only.rank, epochs=hp["epochs"],
+                       n_components=int(summary.get("n_components") or hp.get("n_components") or 0),
+                       events=list(summary.get("events") or []), seconds=0.0)
