@@ -604,7 +604,6 @@ def test_a_finished_training_resumed_says_so_and_does_nothing(form_run, tmp_path
     import shutil
 
     from morphospace.cli import main
-    from morphospace.config import apply_overrides
     from morphospace.run import RunDir
     from morphospace.vade.train import train_run
 
