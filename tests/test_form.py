@@ -597,43 +597,59 @@ def test_form_training_resumes(form_run, tmp_path):
 def test_a_finished_training_resumed_says_so_and_does_nothing(form_run, tmp_path, caplog, capsys):
     """A requeued `train --resume` of a training that finished said "60 of 60 epochs done", then made
     the form embedding again and retrained the image decoder (~85 s on sdss-gz1) to end with the same
-    model. Complete is read from the model's record of the checkpoints it was trained from: a copy
-    with new file times is still complete; a model whose record is not of the checkpoints there
-    (another training's, put back by hand) goes on (more epochs: test_train)."""
+    model. Complete is read from the model's record of the files it was trained from: a copy with
+    new file times is still complete; a model of another training (other settings, put back by hand)
+    or a head's checkpoint not the one the model came from goes on (more epochs: test_train)."""
+    import hashlib
     import logging
     import shutil
 
     from morphospace.cli import main
+    from morphospace.pipeline import save_config
     from morphospace.run import RunDir
     from morphospace.vade.train import train_run
 
     run, cfg, result, _ = form_run
     copy = tmp_path / "copy"
     shutil.copytree(run.path, copy, copy_function=shutil.copy)  # `cp -r`: every file a new time
-    model = copy / "models/vade/model.pt"
+    mdir = copy / "models/vade"
+    model = mdir / "model.pt"
     before = model.read_bytes()
-    with caplog.at_level(logging.INFO, logger="morphospace"):
-        again = train_run(RunDir(copy), cfg, resume=True)
-    assert "the training is complete" in caplog.text and "nothing to resume" in caplog.text
+
+    def resumed(settings=cfg):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="morphospace"):
+            return train_run(RunDir(copy), settings, resume=True), "the training is complete" in caplog.text
+
+    again, complete = resumed()
+    assert complete and "train again without --resume to train anew" in caplog.text  # a linear core: no epochs to add
     assert model.read_bytes() == before and again.seconds == 0.0
     assert again.n_components == result.n_components and again.model_path == model
-    assert not (copy / "models/vade/ssl/view_bank.npy").exists()  # not made again
-    from morphospace.pipeline import save_config
-
+    assert not (mdir / "ssl/view_bank.npy").exists()  # not made again
+    np.save(mdir / "ssl/view_bank.npy", np.zeros(3))  # as at a kill between the model's save and the bank's removal
+    assert resumed()[1] and not (mdir / "ssl/view_bank.npy").exists()
     save_config(RunDir(copy), cfg)  # the fixture trained with settings it did not save
     assert main(["train", str(copy), "--resume", "--quiet"]) == 0
     assert model.read_bytes() == before
 
-    # another training's model put back: its record names other checkpoint bytes
+    # another training's model put back (its SSL head alike, the core's latent_dim not): the settings it
+    # began with, which its record names, are not those beside the checkpoints
     blob = torch.load(model, map_location="cpu", weights_only=True)
-    blob["extra"]["checkpoints"] = {name: "0" * 64 for name in blob["extra"]["checkpoints"]}
+    other = json.loads((mdir / "training_began.json").read_text())
+    other["latent_dim"] += 1
+    blob["extra"]["checkpoints"]["training_began.json"] = hashlib.sha256(json.dumps(other).encode()).hexdigest()
     torch.save(blob, model)
-    caplog.clear()
-    with caplog.at_level(logging.INFO, logger="morphospace"):
-        redone = train_run(RunDir(copy), cfg, resume=True)
-    assert "the training is complete" not in caplog.text and redone.seconds > 0
-    assert torch.load(model, map_location="cpu", weights_only=True)["extra"]["checkpoints"] != \
-        blob["extra"]["checkpoints"]  # the model made again records the checkpoints it came from
+    redone, complete = resumed()
+    assert not complete and redone.seconds > 0
+    assert torch.load(model, map_location="cpu", weights_only=True)["extra"]["checkpoints"]["training_began.json"] \
+        == hashlib.sha256((mdir / "training_began.json").read_bytes()).hexdigest()  # the model made again
+    assert resumed()[1]
+
+    # the ensemble's second head: its checkpoint another than the model came from
+    head = mdir / "ssl/head1/last.ckpt"
+    state = torch.load(head, map_location="cpu", weights_only=False)
+    torch.save({**state, "note": "another"}, head)
+    assert not resumed()[1] and resumed()[1]
 
 
 def test_a_saved_model_keeps_no_view_bank_unless_asked(form_run, tmp_path, caplog):
@@ -711,6 +727,16 @@ def test_an_mlp_core_killed_before_it_started_resumes_from_the_head(tmp_path, ca
     b = torch.load(kdir / "model.pt", weights_only=False)["state_dict"]
     assert a.keys() == b.keys()
     assert not [(k, float((a[k] - b[k]).abs().max())) for k in a if not torch.equal(a[k], b[k])]
+    # finished, an MLP core's resume does nothing, unless given more epochs, which its core goes on with
+    caplog.clear()
+    with caplog.at_level("INFO", logger="morphospace"):
+        train_run(killed, cfg, resume=True)
+    assert "the training is complete" in caplog.text and "give more epochs (train.epochs)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="morphospace"):
+        train_run(killed, apply_overrides(cfg, [f"train.epochs={cfg.train.epochs + 1}"]), resume=True)
+    assert "the training is complete" not in caplog.text
+    assert torch.load(kdir / "last.ckpt", weights_only=False)["epoch"] + 1 == cfg.train.epochs + 1
     core = kdir / "last.ckpt"
     core.unlink()
     core.write_bytes(b"PK\x03\x04 cut short")

@@ -65,6 +65,7 @@ def test_a_finished_training_resumed_does_nothing_unless_given_more_epochs(train
         again = train_run(RunDir(copy), cfg_for(), resume=True)
     done = json.loads((copy / "models/vade/hparams.json").read_text())["epochs"]
     assert f"the training is complete ({done} of {done} epochs done" in caplog.text
+    assert "give more epochs (train.epochs) to go on" in caplog.text
     assert model.read_bytes() == before and again.seconds == 0.0
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="morphospace"):
@@ -624,8 +625,9 @@ def test_embed_run_writes_table_embedding_clustering_figures(trained, caplog):
     from morphospace.report.collect import RunContents
     from morphospace.vade.train import train_run
 
-    train_run(run, cfg_for(), resume=True)  # nothing left to train: the same model written again (a requeued job)
-    assert RunContents(run).stale_model is None
+    model = (run.path / "models/vade/model.pt").read_bytes()
+    train_run(run, cfg_for(), resume=True)  # nothing left to train (a requeued job): the model left as it is
+    assert RunContents(run).stale_model is None and (run.path / "models/vade/model.pt").read_bytes() == model
     clus = run.read_clustering("vade")
     assert np.array_equal(clus["label"], saved["label"])
     for name in ["vade_reconstructions", "vade_clusters", "vade_component_means", "vade_generated",

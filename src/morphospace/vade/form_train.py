@@ -193,8 +193,7 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
     result = TrainResult(model_path=mdir / MODEL_FILE, global_rank=rank, epochs=hp["epochs"],
                          n_components=k, events=events, seconds=seconds)
     if rank == 0:
-        save_model(model, hp, mdir / MODEL_FILE, extra={"init": init, "events": events, "form": info,
-                                                        "training": training, "checkpoints": checkpoint_marks(mdir, hp)})
+        # the summary first: a model saved is a training complete (completion.py), its summary written
         parts = {"embedding": t_embed, "vade": t_core, "image_decoder": t_dec}
         if module is not None:
             write_training_summary(mdir, module, hp, seconds, len(train_cube), form=info, seconds_by_part=parts,
@@ -209,12 +208,14 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
                                                 "train_sample": info.get("train_sample"), "form": info,
                                                 "seconds_by_part": parts})
             log.info("form VaDE trained (linear core): K = %d, %.1f s; model in %s", k, seconds, mdir)
+        save_model(model, hp, mdir / MODEL_FILE, extra={"init": init, "events": events, "form": info,
+                                                        "training": training, "checkpoints": checkpoint_marks(mdir, hp)})
         if not cfg.train.keep_view_bank:
-            _remove_view_bank(mdir / "ssl" / "view_bank.npy")
+            remove_view_bank(mdir / "ssl" / "view_bank.npy")
     return result
 
 
-def _remove_view_bank(path) -> None:
+def remove_view_bank(path) -> None:
     """The view bank of a saved model removed: it served the heads' training and a resume of it, and
     holds 77 kB a galaxy (``train.keep_view_bank`` keeps it)."""
     try:

@@ -103,8 +103,8 @@ def train_run(run: RunDir, cfg: Config, resume: bool = False, callbacks: list | 
     if resume:
         check_resumable(run, hp, resume_checkpoint(hp), say=False)  # refused before the line below says done
         if (done := finished_training(run, hp)) is not None:
-            log.info("%s", done)
-            return _finished_result(run, hp)
+            log.info("%s", done.line)
+            return _finished_result(run, cfg, done)
     if hp["preset"] == "form":
         from .form_train import train_form_run  # the form-first VaDE wraps fit_vade (imported when used)
 
@@ -120,25 +120,32 @@ def train_run(run: RunDir, cfg: Config, resume: bool = False, callbacks: list | 
     result = TrainResult(model_path=mdir / MODEL_FILE, global_rank=trainer.global_rank, epochs=hp["epochs"],
                          n_components=module.model.prior.n_components, events=module.events, seconds=seconds)
     if trainer.is_global_zero:
+        # the summary first: a model saved is a training complete (completion.py), its summary written
+        write_training_summary(mdir, module, hp, seconds, n_train, train_sample=None if rows is None else n_train)
         save_model(module.model, hp, mdir / MODEL_FILE, extra={"init": module.init_info, "events": module.events,
                                                                "checkpoints": checkpoint_marks(mdir, hp)})
-        write_training_summary(mdir, module, hp, seconds, n_train, train_sample=None if rows is None else n_train)
     return result
 
 
-def _finished_result(run: RunDir, hp: dict) -> TrainResult:
-    """What a resume of a complete training returns: its saved model, as its summary describes it."""
+def _finished_result(run: RunDir, cfg: Config, done) -> TrainResult:
+    """What a resume of a complete training returns: its saved model, as its summary describes it. A
+    form model's view bank, where a kill came between the model's save and its removal, is removed."""
     import json
 
     from lightning.pytorch.utilities import rank_zero_only
 
     from .io import model_dir
 
+    mdir = model_dir(run)
+    if done.hparams.get("preset") == "form" and not cfg.train.keep_view_bank and rank_zero_only.rank == 0:
+        from .form_train import remove_view_bank
+
+        remove_view_bank(mdir / "ssl" / "view_bank.npy")
     try:
-        summary = json.loads((model_dir(run) / "training.json").read_text())
+        summary = json.loads((mdir / "training.json").read_text())
     except (OSError, ValueError):  # the summary is a description only
         summary = {}
     summary = summary if isinstance(summary, dict) else {}
-    return TrainResult(model_path=model_dir(run) / MODEL_FILE, global_rank=rank_zero_only.rank, epochs=hp["epochs"],
-                       n_components=int(summary.get("n_components") or hp.get("n_components") or 0),
-                       events=list(summary.get("events") or []), seconds=0.0)
+    return TrainResult(model_path=mdir / MODEL_FILE, global_rank=rank_zero_only.rank, epochs=done.hparams["epochs"],
+                       n_components=int(summary.get("n_components") or 0), events=list(summary.get("events") or []),
+                       seconds=0.0)
