@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -73,6 +74,30 @@ def test_a_finished_training_resumed_does_nothing_unless_given_more_epochs(train
     assert "the training is complete" not in caplog.text and more.epochs == done + 2
     assert torch.load(copy / "models/vade/last.ckpt", weights_only=False)["epoch"] + 1 == done + 2
     assert model.read_bytes() != before
+
+
+@pytest.mark.parametrize("hook", ["setup", "on_train_epoch_start"])
+def test_ctrl_c_in_a_fit_raises_keyboard_interrupt_and_leaves_ctrl_c_working(tmp_path, hook):
+    """Lightning turns Ctrl-C in a fit into sys.exit(1): a notebook's `VaDE.fit` showed `SystemExit: 1`
+    and a script ended with status 1 without a word. It also ignores Ctrl-C from then on and, where it
+    stopped before its own handlers were installed (while it set up the data, restored a checkpoint),
+    nothing put the handler back: the next Ctrl-C in the notebook was lost."""
+    import lightning.pytorch as pl
+
+    from morphospace.vade.train import train_run
+
+    class CtrlC(pl.Callback):
+        pass
+
+    setattr(CtrlC, hook, lambda self, *args, **kwargs: signal.raise_signal(signal.SIGINT))
+    run = make_run(tmp_path / "run")
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train_run(run, cfg_for(), callbacks=[CtrlC()])
+        assert signal.getsignal(signal.SIGINT) is before
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def cfg_for(*extra: str):

@@ -23,14 +23,15 @@ from __future__ import annotations
 
 import signal
 import threading
-from contextlib import suppress
+from contextlib import contextmanager, suppress
+from typing import Iterator
 
 import lightning.pytorch as pl
 
 from ..errors import Terminated
 from .spawn import spawns
 
-__all__ = ["StopOnSigterm", "fit_kwargs", "with_job_signals"]
+__all__ = ["StopOnSigterm", "ctrl_c_raised", "fit_kwargs", "with_job_signals"]
 
 
 # the lists of processes Lightning's launcher started from this one (its first trainer's; those of
@@ -104,3 +105,25 @@ def fit_kwargs(trainer_kwargs: dict) -> dict:
     from .checkpoints import with_atomic_checkpoints
 
     return with_job_signals(with_atomic_checkpoints(trainer_kwargs))
+
+
+@contextmanager
+def ctrl_c_raised() -> Iterator[None]:
+    """Around ``trainer.fit`` or ``trainer.predict``: Ctrl-C raises :class:`KeyboardInterrupt`, as it
+    does anywhere else, and Ctrl-C works after it.
+
+    Lightning turns Ctrl-C in a fit into ``sys.exit(1)`` once it has stopped (a notebook's
+    ``VaDE.fit`` showed ``SystemExit: 1``; a script ended with status 1 without a word) and ignores
+    Ctrl-C from then on; where the Ctrl-C came before its own handlers were installed (while it set
+    up the data or restored a checkpoint) it left SIGINT ignored for the rest of the process."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGINT) if main_thread else None
+    try:
+        yield
+    except SystemExit as exc:
+        if type(exc) is SystemExit and isinstance(exc.__context__, KeyboardInterrupt):
+            raise exc.__context__ from None
+        raise
+    finally:
+        if before is not None and before is not signal.SIG_IGN and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, before)

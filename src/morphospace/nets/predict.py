@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..progress import quiet_lightning, with_bars
 from ..run.pages import PageReleaser
 from ..run import write_json
-from .launched import with_job_signals
+from .launched import ctrl_c_raised, with_job_signals
 from .batches import INFERENCE_BATCH, forward_in_batches, loader_options, read_rows
 from .spawn import spawned_workers
 
@@ -245,7 +245,7 @@ def predict_rows(net: nn.Module, x, batch_size: int = INFERENCE_BATCH, *, extra=
                         **loader_options(loader_workers, persistent=False))
     with quiet_lightning():
         trainer = pl.Trainer(**with_bars(with_job_signals(dict(kw, callbacks=[_ShareWriter(folder)]))))
-        with spawned_workers(trainer):
+        with spawned_workers(trainer), ctrl_c_raised():
             trainer.predict(_Predictor(net.eval()), dataloaders=loader, return_predictions=False)
     trainer.strategy.barrier("predict_rows")  # every share is on disk before anyone reads them
     out = _gather(folder, len(x), world, into) if trainer.global_rank == 0 or not first_only else None

@@ -37,7 +37,7 @@ from torch.utils.data import DistributedSampler, default_collate
 
 from ..nets.batches import forward_in_batches, read_rows
 from ..nets.checkpoints import resumed_from
-from ..nets.launched import fit_kwargs
+from ..nets.launched import ctrl_c_raised, fit_kwargs
 from ..nets.loss_logs import loss_loggers
 from ..nets.predict import accelerated, barrier, world_size
 from ..nets.shards import ShardedData
@@ -353,7 +353,7 @@ def _fit_head(module: SSLModule, data: ViewBankDataModule, ckpt_dir: Path, epoch
     kw.update(sync_batchnorm=global_batch_norm(trainer_kwargs))
     with quiet_lightning():
         trainer = pl.Trainer(**with_bars(fit_kwargs(kw)))
-        with spawned_workers(trainer, ckpt_dir / "spawn"):
+        with spawned_workers(trainer, ckpt_dir / "spawn"), ctrl_c_raised():
             trainer.fit(module, datamodule=data,
                         ckpt_path=resumed_from(last, "the SSL head", epochs) if resume else None)
     # the trainer's, not the module's: after a spawned fit the module here is no longer attached to it

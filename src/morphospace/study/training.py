@@ -27,7 +27,7 @@ from torch.optim.swa_utils import update_bn
 
 from ..errors import UserError
 from ..nets.checkpoints import resumed_from
-from ..nets.launched import fit_kwargs
+from ..nets.launched import ctrl_c_raised, fit_kwargs
 from ..nets.scoped import seeded
 from ..nets.spawn import spawned_workers
 from ..progress import quiet_lightning, with_bars
@@ -356,7 +356,7 @@ def fit_classifier(module: FineTuneModule, data: FineTuneData, epochs: int, pati
             module.on_load_checkpoint(stopped)
             log.info("the fine-tuning in %s had stopped early: nothing more to train", checkpoint_dir)
         else:
-            with spawned_workers(trainer, checkpoint_dir / "spawn"):
+            with spawned_workers(trainer, checkpoint_dir / "spawn"), ctrl_c_raised():
                 trainer.fit(module, datamodule=data, ckpt_path=resumed_from(last, "the fine-tuning", epochs) if resume
                             else None)
         early = next((c for c in callbacks if isinstance(c, EarlyStopping)), None)

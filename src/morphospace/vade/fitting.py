@@ -28,7 +28,7 @@ from ..config import Config, apply_overrides
 from ..data.sample import sample_rows
 from ..errors import UserError, first_line
 from ..nets.checkpoints import resumed_from
-from ..nets.launched import fit_kwargs
+from ..nets.launched import ctrl_c_raised, fit_kwargs
 from ..nets.loss_logs import loss_loggers
 from ..nets.spawn import spawned_workers
 from ..progress import quiet_lightning, with_bars
@@ -346,7 +346,7 @@ def fit_vade(hp: dict[str, Any], input_path: Path, mdir: Path, cfg: Config, resu
             use_distributed_sampler=False, enable_model_summary=False,
             log_every_n_steps=1, num_sanity_val_steps=0,
         ))))
-        with spawned_workers(trainer, mdir / "spawn"):
+        with spawned_workers(trainer, mdir / "spawn"), ctrl_c_raised():
             # a form model killed before its MLP core started resumes the core from its start
             trainer.fit(module, datamodule=data,
                         ckpt_path=resumed_from(last, "the training", hp["epochs"]) if resume else None)

@@ -19,7 +19,7 @@ import torch
 from ..image.geometry import canonical_frame, radial_weight
 from ..nets.batches import read_rows
 from ..nets.loss_logs import loss_loggers
-from ..nets.launched import fit_kwargs
+from ..nets.launched import ctrl_c_raised, fit_kwargs
 from ..nets.shards import ShardedData
 from ..nets.spawn import spawned_workers
 from ..progress import quiet_lightning, with_bars
@@ -101,7 +101,7 @@ def fit_image_decoder(mu: np.ndarray, log_var: np.ndarray, cube, *, widths=(32, 
     kw.update(trainer_kwargs or {})
     with quiet_lightning():
         trainer = pl.Trainer(**with_bars(fit_kwargs(kw)))
-        with spawned_workers(trainer, Path(out_dir) / "spawn" if out_dir else None):
+        with spawned_workers(trainer, Path(out_dir) / "spawn" if out_dir else None), ctrl_c_raised():
             trainer.fit(module, datamodule=ShardedData(data, batch_size, seed, workers=loader_workers))
     return module.decoder.eval()
 
