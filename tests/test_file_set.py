@@ -6,6 +6,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -27,30 +29,47 @@ def _draw_names(n):
     return {f"component0_{i:04d}.{e}" for i in range(n) for e in ("png", "fits")}
 
 
-def _replace_then(monkeypatch, at, act):
-    """``os.replace`` does ``act`` at its ``at``-th call (the swap's renames: the journal's name
-    list, then the old files out, then the new ones in)."""
-    real, calls = os.replace, {"n": 0}
+def _replace_then(monkeypatch, at, act, folder):
+    """``os.replace`` does ``act`` at its ``at``-th call on ``folder``'s files in the main thread (the
+    swap's renames: the journal's name list, then the old files out, then the new ones in). Calls on
+    other paths or from other threads (an earlier test's thread, a finalizer the garbage collector
+    runs meanwhile) are not counted but listed in the returned list: one of them, counted, fired
+    ``act`` where the swap could not see it."""
+    real, calls, foreign = os.replace, {"n": 0}, []
+    inside = os.path.join(str(folder), "")
 
     def replace(src, dst):
-        calls["n"] += 1
-        if calls["n"] == at:
-            act()
+        if threading.current_thread() is threading.main_thread() and os.fspath(src).startswith(inside):
+            calls["n"] += 1
+            if calls["n"] == at:
+                act()
+        else:
+            foreign.append((threading.current_thread().name, os.fspath(src)))
         return real(src, dst)
 
     monkeypatch.setattr(file_set.os, "replace", replace)
+    return foreign
 
 
-@pytest.mark.xfail(strict=False, reason="in the whole suite (make test) the Ctrl-C is lost (DID NOT RAISE) since "
-                   "session 51's changes, in four whole-suite runs of six; alone, after the 700 tests before it, or with -s "
-                   "it passes: the cause is not found yet (the SIGINT handler is the default and unmasked there)")
+@pytest.mark.xfail(strict=False, reason="in the whole suite the Ctrl-C was lost (DID NOT RAISE) in four runs of six "
+                   "in session 51, none of four since (alone, after the 700 tests before it, or with -s it never "
+                   "was); the cause is not found: a failure warns what it saw")
 def test_ctrl_c_while_the_files_move_acts_once_the_new_draw_is_whole(tmp_path, monkeypatch):
     # before: the old files were removed and the new ones moved one by one; Ctrl-C between two
     # moves left a folder with part of the new draw and nothing of the earlier one
     embed_module.write_generated(_images(3, 0), tmp_path / "gen", prefix="component0")
-    _replace_then(monkeypatch, 6, lambda: signal.raise_signal(signal.SIGINT))
-    with pytest.raises(KeyboardInterrupt):
+    foreign = _replace_then(monkeypatch, 6, lambda: signal.raise_signal(signal.SIGINT), tmp_path / "gen")
+    handler = signal.getsignal(signal.SIGINT)
+    try:
         embed_module.write_generated(_images(5, 1), tmp_path / "gen", prefix="component0")
+    except KeyboardInterrupt:
+        pass
+    else:  # what it saw, in the warnings summary (shown for an expected failure too)
+        seen = (f"the Ctrl-C was lost: SIGINT handler {handler!r} before, {signal.getsignal(signal.SIGINT)!r} "
+                f"after; mask {sorted(signal.pthread_sigmask(signal.SIG_BLOCK, []))}; other os.replace calls "
+                f"{foreign[:5]}; threads {[t.name for t in threading.enumerate()]}")
+        warnings.warn(seen)
+        pytest.fail(seen)
     assert set(_folder(tmp_path / "gen")) == _draw_names(5)
 
 
@@ -61,7 +80,7 @@ def test_a_failed_rename_in_the_swap_puts_the_earlier_draw_back(tmp_path, monkey
     def full():
         raise OSError(28, "No space left on device")
 
-    _replace_then(monkeypatch, 9, full)  # after the 6 old files left and 1 new one came in
+    _replace_then(monkeypatch, 9, full, tmp_path / "gen")  # after the 6 old files left and 1 new one came in
     with pytest.raises(OSError, match="No space"):
         embed_module.write_generated(_images(5, 1), tmp_path / "gen", prefix="component0")
     assert _folder(tmp_path / "gen") == before
