@@ -301,6 +301,23 @@ def test_a_class_named_like_no_label_is_refused_not_dropped(tmp_path):
     assert pairs["label"].tolist() == ["no_bar", "weak"] and "3 rows without a label in 'bar'" in notes[0]
 
 
+def test_a_class_guarded_against_spreadsheet_formulas_is_read_as_its_name(tmp_path):
+    """The explorer's "Download labels CSV" and the suggestions file write a class a spreadsheet would
+    run as a formula with a leading apostrophe ('=E for =E); read back, the apostrophe was kept and
+    the class renamed without a word ('=E in the classes and the export, prob_..._E beside it)."""
+    from morphospace.analysis.label_files import read_labels
+    from morphospace.run import spreadsheet_guard_removed, spreadsheet_safe
+
+    path = _csv(tmp_path / "expl.csv", "id,'=flag\na,'=E\nb,S\nc,'-x\nd,'5\ne,'@home\nf,'it\n")
+    pairs, _ = read_labels(path, "=flag")  # the colouring's name is guarded in the header too
+    assert pairs["label"].tolist() == ["=E", "S", "-x", "'5", "@home", "'it"]  # '5, 'it: no guard wrote those
+    names = pd.DataFrame({"id": ["=1", "-2"], "kind": ["=E", "-3"], "more": ["+x", "\tt"]})
+    safe = spreadsheet_safe(names, keep=("id",))
+    assert safe["kind"].tolist() == ["'=E", "-3"]  # a plain number is no formula
+    assert all(spreadsheet_guard_removed(safe[c].astype("string")).tolist() == names[c].tolist()
+               for c in ("kind", "more"))
+
+
 def test_classify_end_to_end_writes_classes_suggestions_and_export_columns(tiny_run, tmp_path, capsys):
     run, X, y = tiny_run
     rows = [0, 1, 2, 3, 20, 21, 22, 23, 40, 41, 42, 43]

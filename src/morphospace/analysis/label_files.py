@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError, first_line
-from ..run import RunDir
+from ..run import RunDir, spreadsheet_guard_removed
 from .labels import missing_mask, named_none
 
 __all__ = ["read_labels", "align_labels", "check_label_and_id_columns", "label_paths"]
@@ -151,11 +151,17 @@ def _label_columns(path: Path, column: str, id_column: str) -> tuple[pd.Series, 
     table = pd.DataFrame([r + [""] * (len(header) - len(r)) for r in rows[1:]], columns=header, dtype=str)
     if table.columns.duplicated().any():
         raise UserError(f"labels file {path} names a column twice: {_example(table.columns[table.columns.duplicated()])}")
+    # the explorer's download guards a colouring's name as it does its classes ('=x for =x): read as named
+    header_read = spreadsheet_guard_removed(pd.Series(table.columns, dtype="string"))
+    if column not in table.columns and column in set(header_read) and header_read.duplicated().sum() == 0:
+        table.columns = list(header_read)
     for want, option in ((id_column, "--id-column"), (column, "--column")):
         if want not in table.columns:
             raise UserError(f"labels file {path} has no column '{want}' ({option}); its columns: "
                             f"{', '.join(map(str, table.columns)) or 'none'}")
-    return table[id_column].str.strip(), table[column].str.strip()
+    # a class the explorer's download or a suggestions file guarded against running as a formula ('=E):
+    # read as its name (=E), as the classes named elsewhere (the explorer, a catalogue) are
+    return table[id_column].str.strip(), spreadsheet_guard_removed(table[column].str.strip()).str.strip()
 
 
 def align_labels(run: RunDir, pairs: pd.DataFrame) -> tuple[np.ndarray, list[str]]:

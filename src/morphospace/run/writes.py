@@ -365,6 +365,17 @@ def spreadsheet_safe(table: pd.DataFrame, keep: tuple[str, ...] = ("id",)) -> pd
     return out
 
 
+def spreadsheet_guard_removed(text: pd.Series) -> pd.Series:
+    """One text column of a CSV read back as it was before :func:`spreadsheet_safe` (or the explorer's
+    download) guarded it: the apostrophe put before text a spreadsheet would run as a formula is taken
+    off, so that a class named ``=E`` written out and read back is ``=E``, not ``'=E``. An apostrophe
+    that guard would not have written (before a plain number or a letter) stays."""
+    rest = text.str.slice(1)
+    guarded = (text.str.startswith("'") & rest.str.contains(_FORMULA, regex=True)
+               & ~rest.str.contains(_NUMBER, regex=True)).fillna(False)
+    return text.where(~guarded.to_numpy(), rest)
+
+
 def write_table(path: str | Path, table: pd.DataFrame) -> None:
     """Write a DataFrame by extension (.parquet or .csv), atomically."""
     path = Path(path)
