@@ -371,6 +371,8 @@ def test_every_misuse_of_a_fitted_model_is_a_value_error(run, fitted):
         (lambda: fitted.sample(2, component=99), "component must be in"),
         (lambda: fitted.sample(2, temperature=0), "temperature must be a number in"),
         (lambda: fitted.inverse_transform(np.zeros((2, 999))), "expected latent codes"),
+        # one code refused as one image is by transform (it was decoded as a batch of one)
+        (lambda: fitted.inverse_transform(fitted.latent_[0]), r"got one code: pass it as a batch of one, Z\[None\]"),
         (lambda: ms.compare(np.zeros((3, 2)), [0, 1, 1]), "one value per galaxy"),
         (lambda: ms.linear_probe(np.zeros((30, 2)), ["a", "b"] * 5), "one label per row"),
         (lambda: ms.linear_probe(np.zeros((30, 2)), ["a", "b"] * 15, repeats=0), "repeats must be"),
@@ -465,6 +467,13 @@ def test_vade_estimator_rejects_misuse(run, fitted):
                        (ms.VaDE(n_components=3, config={"model": {"n_components": 9}}), "n_components")):
         with pytest.raises(ValueError, match=f"config sets .* the {param}= parameter of VaDE"):
             est.fit(run.cube)
+    # advice said as the estimator's parameters, not the command line's --set, which means nothing here
+    with pytest.raises(ValueError, match=r"must not exceed .* = 4 with form.core = 'linear': VaDE\(latent_dim=4\)$"):
+        ms.VaDE(latent_dim=8).fit(np.zeros((5, 1, 16, 16), np.float32))
+    from morphospace.api import _SET_ADVICE, _as_parameter
+
+    assert _SET_ADVICE.sub(_as_parameter, "x (--set form.dim=64, or --set model.preset=form; --set train.x=true)") \
+        == "x (VaDE(config={'form.dim': 64}), or VaDE(preset='form'); VaDE(config={'train.x': True}))"
     # one colour image was read as 3 grey ones and refused for the latent size
     with pytest.warns(UserWarning, match=r"images of shape \(3, 32, 32\) are read as 3 grey images of 32 x 32; "
                                          r"one colour image would be X\[None\]"), pytest.raises(ValueError):

@@ -21,14 +21,16 @@ from __future__ import annotations
 
 import errno
 import logging
+import re
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Iterator, Union
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 
-from .errors import python_errors
+from .errors import UserError, python_errors
 from .run import RunDir
 from .vade.fit_cube import check_images, float_images, place_cube, warn_scale
 from .vade.io import MODEL_FILE, MODEL_NAME, load_vade, model_dir, model_file, save_model
@@ -192,7 +194,7 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         from .vade.train import train_run
 
         x = check_images(X)
-        with python_errors():
+        with python_errors(), _said_as_parameters():
             cfg = one_process_devices(apply_overrides(load_config(None), self._overrides()), "`VaDE.fit`")
             check_accelerator(cfg)
             check_against_cube(cfg, x, announce=False)  # settings too large for so few images: before any copy
@@ -204,7 +206,7 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
             place_cube(run, x)
             write_table(run.catalogue, pd.DataFrame({"id": [str(i) for i in range(len(x))],
                                                      "cube_index": np.arange(len(x))}))
-            with python_errors():
+            with python_errors(), _said_as_parameters():
                 train_run(run, cfg)
             vade, hp, _ = load_vade(model_file(run))
             self.model_ = VaDEModel(vade, hp)
@@ -257,7 +259,11 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def inverse_transform(self, Z) -> np.ndarray:
         """Images (N, C, H, W) decoded from latent codes ``Z`` (N, D)."""
-        return self._model().decode(Z)
+        model = self._model()
+        if np.ndim(Z) == 1:  # scikit-learn's rule, as transform's: rows, never one sample
+            raise ValueError(f"expected latent codes N x {model.latent_dim}, got one code: pass it as a batch "
+                             "of one, Z[None]")
+        return model.decode(Z)
 
     def predict_proba(self, X) -> np.ndarray:
         """Cluster probabilities q(c | x), (N, K)."""
@@ -368,6 +374,35 @@ def _plain(value):
 
 
 # the settings VaDE's own parameters hold (config may not set them too, unless the parameter is None)
+_SET_ADVICE = re.compile(r"--set ([A-Za-z_]\w*(?:\.\w+)+)=([^\s,;)]+)")
+
+
+def _as_parameter(match: re.Match) -> str:
+    key, text = match.group(1), match.group(2)
+    try:
+        value = repr(int(text))
+    except ValueError:
+        try:
+            value = repr(float(text))
+        except ValueError:
+            value = {"true": "True", "false": "False"}.get(text.lower(), repr(text))
+    param = _NAMED_SETTINGS.get(key)
+    return f"VaDE({param}={value})" if param else f"VaDE(config={{{key!r}: {value}}})"
+
+
+@contextmanager
+def _said_as_parameters() -> Iterator[None]:
+    """A setting's advice said in this estimator's terms: ``--set model.latent_dim=4`` (a command's
+    option, which means nothing in a notebook) as ``VaDE(latent_dim=4)``, another setting as
+    ``VaDE(config={'form.dim': 64})``."""
+    try:
+        yield
+    except UserError as exc:
+        if exc.args and isinstance(exc.args[0], str):
+            exc.args = (_SET_ADVICE.sub(_as_parameter, exc.args[0]), *exc.args[1:])
+        raise
+
+
 _NAMED_SETTINGS = {"model.preset": "preset", "model.n_components": "n_components", "model.latent_dim": "latent_dim",
                    "train.seed": "random_state", "train.epochs": "epochs", "train.pretrain_epochs": "pretrain_epochs",
                    "train.batch_size": "batch_size"}
