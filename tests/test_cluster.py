@@ -51,6 +51,10 @@ def test_kmeans_select_skips_impossible_k_and_rejects_k_below_2(caplog):
         km = KMeansSelect(k_range=[2, 3, 10]).fit(X)
     assert list(km.scores_["k"]) == [2, 3]
     assert "6 samples are too few for 10 clusters: skipped" in caplog.text  # said, not silent
+    from morphospace.analysis.clusterers import _listed
+
+    assert _listed(list(range(300, 400))) == "300-399"  # a range, not every k (KMeansSelect(range(3, 400)))
+    assert _listed([6, 7, 9, 10, 11, 20]) == "6, 7, 9-11, 20"
     with pytest.raises(UserError, match=">= 2"):
         KMeansSelect(k_range=[1, 2]).fit(X)
 

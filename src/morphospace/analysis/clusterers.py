@@ -54,8 +54,19 @@ def _valid_ks(k_range: Iterable[int] | int, n: int) -> list[int]:
     if not ok:
         raise InvalidArgument(f"{n} samples are too few for {ks[0]} clusters")
     if len(ok) < len(ks):  # said, not dropped silently
-        log.warning("%d samples are too few for %s clusters: skipped", n, ", ".join(str(k) for k in ks if k >= n))
+        log.warning("%d samples are too few for %s clusters: skipped", n, _listed([k for k in ks if k >= n]))
     return ok
+
+
+def _listed(ks: list[int]) -> str:
+    """Sorted whole numbers said briefly: runs of three or more as a range (``300-399``, not 100 numbers)."""
+    parts, start = [], 0
+    for i in range(1, len(ks) + 1):
+        if i == len(ks) or ks[i] != ks[i - 1] + 1:
+            run = ks[start:i]
+            parts.append(f"{run[0]}-{run[-1]}" if len(run) >= 3 else ", ".join(map(str, run)))
+            start = i
+    return ", ".join(parts)
 
 
 def internal_scores(X: np.ndarray, labels: np.ndarray, sample_size: int | None = 5000,
