@@ -692,6 +692,17 @@ def test_ids_from_file_names_that_two_files_share_are_refused_and_a_mixed_catalo
     survey = read_survey(mixed, DataConfig(catalogue=str(tmp_path / "mixed.csv")))
     by_id = {r.id: r for r in survey.records}
     assert "c" in by_id and not by_id["c"].flags  # matched by its stem, as before
+    # one file named twice by two spellings of its path is no clash (it stopped the ingest, "the files
+    # 'spiral/000.png' and './spiral/000.png' would both be galaxy '000'"): the second row is flagged and
+    # kept out, as when the same spelling comes twice
+    from morphospace.data.ingest.records import flag_duplicates
+
+    for second in ("./spiral/000.png", str(root / "spiral/000.png"), "spiral/../spiral/000.png"):
+        write_csv(root / "cat.csv", ["file", "morph"], [["spiral/000.png", "spiral"], [second, "again"]])
+        records = read_survey(root, DataConfig()).records
+        flag_duplicates(records)
+        assert [r.id for r in records[:2]] == ["000", "000"] and not records[0].flags
+        assert records[1].flags & {"duplicate_id", "duplicate_file"} and not records[1].decodable, second
 
 
 def test_images_in_sub_folders_of_a_folder_survey_are_said_not_read(tmp_path, caplog):

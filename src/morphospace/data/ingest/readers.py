@@ -73,11 +73,11 @@ def read_folder(path: Path, cfg: DataConfig, cat_path: Path | None = None) -> Su
                         f"(columns: {', '.join(cols)})")
     file_values = table[file_col].astype(str).str.strip().tolist() if file_col else None
     ids = table[id_col].astype(str).str.strip().tolist() if id_col else None
+    ids_of_files = ids is None
     if ids is None:  # a file column alone: each galaxy's id is its file's name stem, as without a catalogue
         ids = [_file_id(v) for v in file_values]
         log.info("catalogue %s has no id column: each galaxy's id is its file name without extension (column %s)",
                  cat_path.name, file_col)
-        _refuse_ids_shared(ids, file_values, cat_path.name)
     elif file_col is None and _are_file_names(ids, files):
         # ids written as the folder's file names (587722952767439450.jpeg): matched by stem, none found its
         # image, and the error quoted the row's id and the folder's file, the same name twice
@@ -85,9 +85,11 @@ def read_folder(path: Path, cfg: DataConfig, cat_path: Path | None = None) -> Su
         log.info("catalogue %s: column %s holds the images' file names (e.g. %s): read as the file column, "
                  "each galaxy's id is its file name without extension (%s), as without a catalogue",
                  cat_path.name, id_col, file_values[0], ids[0])
-        _refuse_ids_shared(ids, file_values, cat_path.name)
+        ids_of_files = True
     labels = pd.DataFrame({c: typed(table[c]) for c in label_cols})
     records, labels = join_files(image_dir, path, ids, file_values, files, labels)
+    if ids_of_files:  # the rows' files as found (join_files: one record per row first)
+        _refuse_ids_shared(ids, file_values, [r.source for r in records[:len(ids)]], cat_path.name)
     _say_unnamed_in_subfolders(image_dir, records, cat_path.name)
     say_unread_beside(path, image_dir, {r.source for r in records if r.source})
     return Survey("folder", path, records, labels, _bands(records))
@@ -110,16 +112,18 @@ def _are_file_names(ids: list[str], files: list[tuple[str, str]]) -> bool:
     return bool(given) and all(i in names and i not in stems for i in given)
 
 
-def _refuse_ids_shared(ids: list[str], file_values: list[str], catalogue: str) -> None:
+def _refuse_ids_shared(ids: list[str], file_values: list[str], sources: list[str], catalogue: str) -> None:
     """Refuse, in one line, ids taken from file names where two different files would give one id
     (``spiral/000.png`` and ``elliptical/000.png``; ``a.jpg`` and ``a.png``): the second would be
-    dropped as a duplicate. An id column tells them apart."""
-    first: dict[str, str] = {}
-    for gid, value in zip(ids, file_values):
+    dropped as a duplicate. An id column tells them apart. One file named twice, however its path is
+    written (``sub/a.jpg``, ``./sub/a.jpg``, absolute, through ``../`` or a link), is no clash: the
+    second row is flagged as the same file, as with an id column (it stopped the ingest)."""
+    first: dict[str, tuple[str, str]] = {}
+    for gid, value, source in zip(ids, file_values, sources):
         if not gid:
             continue
-        seen = first.setdefault(gid, value)
-        if seen != value:
+        seen, seen_file = first.setdefault(gid, (value, os.path.realpath(source)))
+        if seen_file != os.path.realpath(source):
             raise UserError(f"catalogue {catalogue}: the files {seen!r} and {value!r} would both be galaxy "
                             f"{gid!r} (an id is a file's name without extension): give the catalogue an id "
                             f"column (--id-column)")
