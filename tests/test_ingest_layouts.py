@@ -382,6 +382,17 @@ def test_galaxy10_answers_that_are_no_class_are_missing_or_refused(tmp_path, cap
                 f.create_dataset("ans", data=np.array([b"spiral", b"round"]))
         with pytest.raises(UserError, match="'images' must be a dataset" if key == "images" else "'ans' must hold class numbers"):
             read_survey(broken, DataConfig())
+    table = tiny_galaxy10(tmp_path / "table.h5", n=3)  # two numbers an image: said with its shape (was "6 answers")
+    with h5py.File(table, "r+") as f:
+        del f["ans"]
+        f.create_dataset("ans", data=np.zeros((3, 2)))
+    with pytest.raises(UserError, match=r"'ans' must hold one class number per image \(shape N\), got shape \(3, 2\)"):
+        read_survey(table, DataConfig())
+    column = tiny_galaxy10(tmp_path / "column.h5", n=3)  # a column vector is one class an image: read
+    with h5py.File(column, "r+") as f:
+        del f["ans"]
+        f.create_dataset("ans", data=np.array([[1], [2], [3]]))
+    assert read_survey(column, DataConfig()).labels["galaxy10_class"].tolist() == [1, 2, 3]
     for bad, shown in ((2.5, "2.5"), (12.0, "12"), (-1.0, "-1")):
         with h5py.File(h5, "r+") as f:
             f["ans"][2] = bad
@@ -715,6 +726,15 @@ def test_images_in_sub_folders_of_a_folder_survey_are_said_not_read(tmp_path, ca
         survey = read_survey(root, DataConfig())
     assert [r.id for r in survey.records] == ["a", "b"]
     assert "2 image file(s) in sub-folders" in caplog.text
+    # a folder of class sub-folders alone was told "no images" (--layout folder) or "no known survey
+    # layout", though it held them: now both say what its sub-folders hold and how to read them
+    classes = tmp_path / "classes"
+    for name in ("spiral/000.png", "elliptical/000.png", "elliptical/001.png"):
+        save_image(classes / name, galaxy_rgb(32))
+    for cfg in (DataConfig(), DataConfig(layout="folder")):
+        with pytest.raises(UserError, match=r"its sub-folders hold 3 image file\(s\) \(e.g. \w+/00\d.png\), which a "
+                                            r"folder survey does not read: give a catalogue CSV whose file column"):
+            read_survey(classes, cfg)
 
 
 def test_linked_sub_folders_are_read_as_sub_folders(tmp_path, caplog):

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import tomllib
-import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 from pydantic import BaseModel, ValidationError
-from pydantic.fields import FieldInfo
 
 from ..errors import UserError
 from .messages import ConfigError, describe, not_a_table, unknown_key
 from .learning import MODEL_PRESETS, PRESET_SETTABLE, ModelConfig, TrainConfig
 from .sections import Config, pretraining_share
+from .set_values import is_toml, list_advice, parse_value
 
 
 def config_from_dict(table: Mapping[str, Any]) -> Config:
@@ -187,9 +186,8 @@ def apply_overrides(cfg: Config, overrides: Sequence[str] | Mapping[str, Any]) -
             # to their defaults without a word
             raise ConfigError(f"--set {dotted}=... sets the whole table {dotted}, which would set its other keys back "
                               f"to their defaults: give its keys one by one (--set {dotted}.KEY=VALUE)")
-        node[parts[-1]] = _parse_value(value, model.model_fields[parts[-1]]) if parse else _plain(value)
-        if parse and isinstance(value, str) and value.lstrip()[:1] in ("[", "{") and not _is_toml(value) \
-                and _takes_texts(model.model_fields[parts[-1]].annotation):
+        node[parts[-1]] = parse_value(value, model.model_fields[parts[-1]]) if parse else _plain(value)
+        if parse and isinstance(value, str) and value.lstrip()[:1] in ("[", "{") and not is_toml(value):
             unread[str(dotted)] = value
         else:
             unread.pop(str(dotted), None)
@@ -201,46 +199,10 @@ def apply_overrides(cfg: Config, overrides: Sequence[str] | Mapping[str, Any]) -
         key = next((k for k in unread if str(exc).startswith((f"config: {k} ", f"config: {k}["))), None)
         if key is None:
             raise
-        raise ConfigError(f"{exc}: {_toml_fix(key, unread[key])}") from None
-
-
-def _takes_texts(annotation: Any) -> bool:
-    """Whether a key takes a list of strings (``list[str]``, ``list[Literal["kmeans", ...]]``, also
-    inside ``Annotated``)."""
-    def bare(a: Any) -> Any:
-        return typing.get_args(a)[0] if typing.get_origin(a) is typing.Annotated else a
-
-    annotation = bare(annotation)
-    return typing.get_origin(annotation) is list and _holds_text(bare(typing.get_args(annotation)[0]))
-
-
-def _is_toml(text: str) -> bool:
-    """Whether ``text`` is one TOML value."""
-    try:
-        return set(tomllib.loads(f"v = {text}")) == {"v"}
-    except tomllib.TOMLDecodeError:
-        return False
-
-
-def _is_toml_string(text: str) -> bool:
-    """Whether ``text`` is one TOML string (quoted)."""
-    try:
-        return isinstance(tomllib.loads(f"v = {text}").get("v"), str)
-    except tomllib.TOMLDecodeError:
-        return False
-
-
-def _toml_fix(key: str, text: str) -> str:
-    """How to write ``text``, a list or table typed after ``--set key=`` that is not TOML, so that it
-    is: its bare words in quotes (``[kmeans, gmm]``: ``["kmeans", "gmm"]``), where that is enough."""
-    inner = text.strip()
-    if inner.startswith("[") and inner.endswith("]"):
-        items = [item.strip() for item in inner[1:-1].split(",") if item.strip()]
-        # every item a string (the keys this is said for take lists of strings): 2 as "2" too
-        fixed = "[" + ", ".join(item if _is_toml_string(item) else '"' + item.strip("'\"") + '"' for item in items) + "]"
-        if _is_toml(fixed) and "'" not in fixed:
-            return f"write it as --set '{key}={fixed}' (TOML: strings in quotes)"
-    return f"not read as TOML: write strings in quotes, e.g. --set '{key}=[\"a\", \"b\"]'"
+        advice = list_advice(key, unread[key])
+        if advice is None:
+            raise
+        raise ConfigError(f"{exc}: {advice}") from None
 
 
 def overrides_on_saved(saved: Config, overrides: Sequence[str] | Mapping[str, Any]) -> Config:
@@ -352,27 +314,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic) and value.dtype.kind in "biufU":
         return value.item()
     return value
-
-
-def _parse_value(text: Any, field: FieldInfo) -> Any:
-    """The right-hand side of ``key=value``: a TOML value, else the text itself."""
-    if not isinstance(text, str):
-        return text
-    try:
-        document = tomllib.loads(f"v = {text}")
-    except tomllib.TOMLDecodeError:
-        return text
-    if set(document) != {"v"}:  # "3\nstudy.epochs = 4": more than a value, whose rest was dropped; the
-        return text             # text then fails the key's check, in one line
-    value = document["v"]
-    return text if not isinstance(value, str) and _holds_text(field.annotation) else value
-
-
-def _holds_text(annotation: Any) -> bool:
-    """Whether a key takes a string (``str`` or a ``Literal`` of strings)."""
-    if typing.get_origin(annotation) is typing.Literal:
-        return all(isinstance(a, str) for a in typing.get_args(annotation))
-    return annotation is str
 
 
 def settings_mapping(config: Any, example: str) -> dict:

@@ -51,7 +51,7 @@ from pathlib import Path
 
 from ...config import DataConfig
 from ...errors import UserError
-from .files import HDF5_EXTENSIONS, SYNTH_MARKER, csv_header, is_fits, is_image, subfolder_images
+from .files import HDF5_EXTENSIONS, SYNTH_MARKER, csv_header, is_fits, is_image, subfolder_images, unread_subfolders
 from .labels import derive_gz2_class
 from .positions import POSITION_COLUMNS, find_position_columns, parse_positions, set_positions
 from .readers import KAGGLE_CSV, KAGGLE_IMAGES, LAYOUTS, READERS, known_layouts
@@ -115,7 +115,7 @@ def detect_layout(path: str | Path) -> str:
                         "give the Galaxy10 .h5 file itself")
     raise UserError(
         f"no known survey layout in {path} ({known_layouts()}: a folder of JPEG/PNG/TIFF or FITS files, "
-        "optionally with a catalogue CSV, or a Galaxy10 .h5 file)"
+        f"optionally with a catalogue CSV, or a Galaxy10 .h5 file){unread_subfolders(path)}"
     )
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 from ...config import DataConfig
 from ...errors import UserError, first_line
 from .files import (HDF5_EXTENSIONS, SYNTH_MARKER, file_kind, image_bands, images_in_subfolders, is_fits, list_files,
-                    say_unread_beside, stem, subfolder_images, survey_bands)
+                    say_unread_beside, stem, subfolder_images, survey_bands, unread_subfolders)
 from .labels import (GALAXY10_MORPH3, GALAXY10_NAMES, GZ1_MORPH3, GZ2_MORPH3, derive_gz2_class, gz1_classes,
                      vote_fractions)
 from .positions import find_position_columns
@@ -49,7 +49,7 @@ def read_folder(path: Path, cfg: DataConfig, cat_path: Path | None = None) -> Su
 
     if cat_path is None:
         if not files:
-            raise UserError(f"no images in {image_dir} ({known_layouts()})")
+            raise UserError(f"no images in {image_dir} ({known_layouts()}){unread_subfolders(image_dir)}")
         records = [Record(id=stem, source=str(image_dir / name), kind=file_kind(name)) for stem, name in files]
         nested = images_in_subfolders(image_dir)
         if nested:  # said, not lost silently
@@ -240,6 +240,10 @@ def read_galaxy10(path: Path, cfg: DataConfig) -> Survey:
             if kind not in "biuf":  # text or complex pixels: a traceback from the decode, or the imaginary part lost
                 raise UserError(f"{path.name}: 'images' must hold numbers (integers or floats), got "
                                 f"{f['images'].dtype}")
+            ans_shape = f["ans"].shape
+            if len(ans_shape) > 1 and int(np.prod(ans_shape[1:])) != 1:  # one class per image, not a table of them
+                raise UserError(f"{path.name}: 'ans' must hold one class number per image (shape N), got shape "
+                                f"{ans_shape}")
             answers = np.asarray(f["ans"][:], dtype=np.float64).ravel()
             # a class is an integer: NaN (a float 'ans' with gaps) or 2.5 is no class, not int64's minimum
             known = np.isfinite(answers) & (answers == np.round(answers))
