@@ -169,6 +169,7 @@ def test_a_catalogue_row_without_id_or_naming_a_used_image_is_flagged(tmp_path):
     assert list(cat["flag_duplicate_file"]) == [False, False, False, True]
     assert cube.shape[0] == 2 and list(cat.loc[cat["cube_index"] >= 0, "id"]) == ["a", "b"]
     assert summary["flags"]["missing_id"]["count"] == 1 and summary["flags"]["duplicate_file"]["excluded"]
+    assert summary["flags"]["missing_id"]["examples"] == ["(no id: row 2)"]  # an empty example before
 
 
 def test_a_file_named_by_an_absolute_path_or_a_link_is_one_galaxy(tmp_path):

@@ -154,7 +154,8 @@ def summarise(survey: Survey, catalogue: pd.DataFrame, spec: PreprocessSpec, det
     for flag, words in FLAG_DESCRIPTIONS.items():
         hit = catalogue.loc[catalogue[f"flag_{flag}"], "id"]
         if len(hit):
-            examples = [str(x) for x in hit.head(N_EXAMPLES)]
+            # a row without an id is named by its place among the records (the catalogue's rows come first)
+            examples = [str(x) if str(x).strip() else f"(no id: row {i + 1})" for i, x in hit.head(N_EXAMPLES).items()]
             known = details.get(flag, {})
             flags[flag] = {"count": int(len(hit)), "meaning": words, "excluded": flag in EXCLUDING,
                            # a flag that keeps its galaxies may share them with one that does not
