@@ -311,6 +311,8 @@ def test_a_class_guarded_against_spreadsheet_formulas_is_read_as_its_name(tmp_pa
     path = _csv(tmp_path / "expl.csv", "id,'=flag\na,'=E\nb,S\nc,'-x\nd,'5\ne,'@home\nf,'it\n")
     pairs, _ = read_labels(path, "=flag")  # the colouring's name is guarded in the header too
     assert pairs["label"].tolist() == ["=E", "S", "-x", "'5", "@home", "'it"]  # '5, 'it: no guard wrote those
+    other = _csv(tmp_path / "ids.csv", "'-id,'=flag\na,'=E\n")  # only the column asked for is read unguarded
+    assert read_labels(other, "=flag", id_column="'-id")[0]["id"].tolist() == ["a"]
     names = pd.DataFrame({"id": ["=1", "-2"], "kind": ["=E", "-3"], "more": ["+x", "\tt"]})
     safe = spreadsheet_safe(names, keep=("id",))
     assert safe["kind"].tolist() == ["'=E", "-3"]  # a plain number is no formula

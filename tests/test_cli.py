@@ -517,7 +517,9 @@ def test_a_list_of_bare_words_is_told_to_quote_them(tmp_path, capsys, setting, f
     assert main(["run", "--out", str(tmp_path / "r"), "--quiet", "--set", "cluster.kmeans_k=[3, a]"]) == 2
     err = capsys.readouterr().err
     assert "'[3, a]' is not read as a TOML list: write it as one, its numbers bare (e.g. --set " \
-           "'cluster.kmeans_k=[3, 4, 5]')" in err and "quotes" not in err
+           "'cluster.kmeans_k=[3, 4, 5, 6, 7, 8]')" in err and "quotes" not in err  # its default
+    assert main(["run", "--out", str(tmp_path / "r"), "--quiet", "--set", "form.aug_scale=[0.7,x]"]) == 2
+    assert "(e.g. --set 'form.aug_scale=[0.7, 1.43]')" in capsys.readouterr().err  # one its checks take
     assert main(["run", "--out", str(tmp_path / "r"), "--quiet", "--set", "cluster.seed=[1"]) == 2
     assert "TOML" not in capsys.readouterr().err
 

@@ -393,6 +393,10 @@ def test_galaxy10_answers_that_are_no_class_are_missing_or_refused(tmp_path, cap
         del f["ans"]
         f.create_dataset("ans", data=np.array([[1], [2], [3]]))
     assert read_survey(column, DataConfig()).labels["galaxy10_class"].tolist() == [1, 2, 3]
+    with h5py.File(column, "r+") as f:  # a row vector (a column-major writer's): read too
+        del f["ans"]
+        f.create_dataset("ans", data=np.array([[1, 2, 3]]))
+    assert read_survey(column, DataConfig()).labels["galaxy10_class"].tolist() == [1, 2, 3]
     for bad, shown in ((2.5, "2.5"), (12.0, "12"), (-1.0, "-1")):
         with h5py.File(h5, "r+") as f:
             f["ans"][2] = bad

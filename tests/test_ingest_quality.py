@@ -155,7 +155,7 @@ def test_file_stem_ids_are_stripped_as_catalogue_ids_are(tmp_path):
     assert [name for _, name in list_files(tmp_path / "f", skip_companions=False)] == sorted(["a.png", "a-1.png", "a_b.png", "a.fits"])
 
 
-def test_a_catalogue_row_without_id_or_naming_a_used_image_is_flagged(tmp_path):
+def test_a_catalogue_row_without_id_or_naming_a_used_image_is_flagged(tmp_path, caplog):
     """An empty id cannot be looked up, and two rows naming one image would put one galaxy in the
     cube twice (its own nearest neighbour at distance 0): both flagged and left out, not silent."""
     root = tmp_path / "c"
@@ -169,7 +169,14 @@ def test_a_catalogue_row_without_id_or_naming_a_used_image_is_flagged(tmp_path):
     assert list(cat["flag_duplicate_file"]) == [False, False, False, True]
     assert cube.shape[0] == 2 and list(cat.loc[cat["cube_index"] >= 0, "id"]) == ["a", "b"]
     assert summary["flags"]["missing_id"]["count"] == 1 and summary["flags"]["duplicate_file"]["excluded"]
-    assert summary["flags"]["missing_id"]["examples"] == ["(no id: row 2)"]  # an empty example before
+    assert summary["flags"]["missing_id"]["examples"] == [""]  # the report finds the row by it
+    import logging
+
+    from morphospace.data.ingest.catalogue import log_summary
+
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        log_summary(summary)
+    assert "e.g. (a row without an id)" in caplog.text  # an empty example before
 
 
 def test_a_file_named_by_an_absolute_path_or_a_link_is_one_galaxy(tmp_path):

@@ -374,7 +374,8 @@ def _plain(value):
 
 
 # the settings VaDE's own parameters hold (config may not set them too, unless the parameter is None)
-_SET_ADVICE = re.compile(r"--set ([A-Za-z_]\w*(?:\.\w+)+)=([^\s,;)]+)")
+# a plain value (a number, true/false, a word): a list or quoted text is left as the command line says it
+_SET_ADVICE = re.compile(r"--set ([A-Za-z_]\w*(?:\.\w+)+)=([\w.+-]+?)(?=$|[\s,;)]|\.(?:\s|$))")
 
 
 def _as_parameter(match: re.Match) -> str:

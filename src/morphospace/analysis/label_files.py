@@ -152,9 +152,9 @@ def _label_columns(path: Path, column: str, id_column: str) -> tuple[pd.Series, 
     if table.columns.duplicated().any():
         raise UserError(f"labels file {path} names a column twice: {_example(table.columns[table.columns.duplicated()])}")
     # the explorer's download guards a colouring's name as it does its classes ('=x for =x): read as named
-    header_read = spreadsheet_guard_removed(pd.Series(table.columns, dtype="string"))
-    if column not in table.columns and column in set(header_read) and header_read.duplicated().sum() == 0:
-        table.columns = list(header_read)
+    header_read = spreadsheet_guard_removed(pd.Series(table.columns, dtype="string")).tolist()
+    if column not in table.columns and header_read.count(column) == 1:
+        table = table.rename(columns={table.columns[header_read.index(column)]: column})
     for want, option in ((id_column, "--id-column"), (column, "--column")):
         if want not in table.columns:
             raise UserError(f"labels file {path} has no column '{want}' ({option}); its columns: "

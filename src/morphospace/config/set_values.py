@@ -72,8 +72,13 @@ def _takes_list(annotation: Any) -> bool:
 
 def _not_toml(key: str, text: str) -> str:
     """Said of a list typed after ``--set key=`` that is not TOML, for a key that takes a list of numbers:
-    it read as the text itself ("must be a list; got str '[3,x]'", which looks like one)."""
-    return f"{text!r} is not read as a TOML list: write it as one, its numbers bare (e.g. --set '{key}=[3, 4, 5]')"
+    it read as the text itself ("must be a list; got str '[3,x]'", which looks like one). The example is
+    the key's default, which its checks take (form.aug_scale: two numbers about 1)."""
+    default: Any = Config()
+    for part in key.split("."):
+        default = getattr(default, part)
+    example = "[" + ", ".join(map(str, default)) + "]" if isinstance(default, (list, tuple)) else "[3, 4, 5]"
+    return f"{text!r} is not read as a TOML list: write it as one, its numbers bare (e.g. --set '{key}={example}')"
 
 
 def _toml_fix(key: str, text: str) -> str:

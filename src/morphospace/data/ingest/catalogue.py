@@ -154,8 +154,7 @@ def summarise(survey: Survey, catalogue: pd.DataFrame, spec: PreprocessSpec, det
     for flag, words in FLAG_DESCRIPTIONS.items():
         hit = catalogue.loc[catalogue[f"flag_{flag}"], "id"]
         if len(hit):
-            # a row without an id is named by its place among the records (the catalogue's rows come first)
-            examples = [str(x) if str(x).strip() else f"(no id: row {i + 1})" for i, x in hit.head(N_EXAMPLES).items()]
+            examples = [str(x) for x in hit.head(N_EXAMPLES)]
             known = details.get(flag, {})
             flags[flag] = {"count": int(len(hit)), "meaning": words, "excluded": flag in EXCLUDING,
                            # a flag that keeps its galaxies may share them with one that does not
@@ -222,8 +221,9 @@ def log_summary(summary: dict) -> None:
         kept = info.get("n_in_cube", info["count"])
         fate = ("excluded" if info["excluded"] else "kept" if kept == info["count"]
                 else f"{kept} kept, {info['count'] - kept} excluded by another flag")
+        # a row without an id was an empty example ("e.g. "); the report finds the row by its empty id
         log.warning("  flagged %-17s %6d  (%s; %s) e.g. %s", flag, info["count"], info["meaning"], fate,
-                    ", ".join(map(str, info["examples"][:3])))
+                    ", ".join(str(x) if str(x).strip() else "(a row without an id)" for x in info["examples"][:3]))
 
 
 def flag_counts_line(survey: Survey) -> str:

@@ -241,7 +241,7 @@ def read_galaxy10(path: Path, cfg: DataConfig) -> Survey:
                 raise UserError(f"{path.name}: 'images' must hold numbers (integers or floats), got "
                                 f"{f['images'].dtype}")
             ans_shape = f["ans"].shape
-            if len(ans_shape) > 1 and int(np.prod(ans_shape[1:])) != 1:  # one class per image, not a table of them
+            if sum(d > 1 for d in ans_shape) > 1:  # one class per image (a row or column vector too), not a table
                 raise UserError(f"{path.name}: 'ans' must hold one class number per image (shape N), got shape "
                                 f"{ans_shape}")
             answers = np.asarray(f["ans"][:], dtype=np.float64).ravel()
