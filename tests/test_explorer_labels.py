@@ -250,11 +250,12 @@ def test_tags_keys_reload_and_csv(sky_report, browser, tmp_path):
     assert got == guarded
     assert got[ODD_IDS[6]] == "interesting" and ODD_IDS[5] in got and ODD_IDS[8] in got  # ids exactly
     assert "'=cmd|' /C calc'!A0" in got.values()  # a formula is defused
-    # and `morphospace classify --labels FILE --column "my class"` reads it (its reader strips edge spaces)
+    # and `morphospace classify --labels FILE --column "my class"` reads it (its reader strips edge spaces),
+    # each class as typed: the formula's guard taken off again
     from morphospace.analysis.classes import read_labels
 
     pairs, notes = read_labels(path, "my class")
-    assert notes == [] and dict(zip(pairs["id"], pairs["label"])) == {k.strip(): v for k, v in guarded.items()}
+    assert notes == [] and dict(zip(pairs["id"], pairs["label"])) == {k.strip(): v for k, v in want.items()}
     b.shot(tmp_path, "explorer_tags")
     page.wait_for_timeout(100)
     assert b.dialogs == [] and b.errors == []

@@ -470,13 +470,17 @@ def test_vade_estimator_rejects_misuse(run, fitted):
     # advice said as the estimator's parameters, not the command line's --set, which means nothing here
     with pytest.raises(ValueError, match=r"must not exceed .* = 4 with form.core = 'linear': VaDE\(latent_dim=4\)$"):
         ms.VaDE(latent_dim=8).fit(np.zeros((5, 1, 16, 16), np.float32))
-    from morphospace.api import _SET_ADVICE, _as_parameter
+    from morphospace.api import _NAMED_SETTINGS
+    from morphospace.config.set_values import as_arguments
 
-    assert _SET_ADVICE.sub(_as_parameter, "x (--set form.dim=64, or --set model.preset=form; --set train.x=true)") \
+    def said(text):
+        return as_arguments(text, _NAMED_SETTINGS, "VaDE")
+
+    assert said("x (--set form.dim=64, or --set model.preset=form; --set train.x=true)") \
         == "x (VaDE(config={'form.dim': 64}), or VaDE(preset='form'); VaDE(config={'train.x': True}))"
-    assert _SET_ADVICE.sub(_as_parameter, "give --set model.latent_dim=4.") == "give VaDE(latent_dim=4)."
+    assert said("give --set model.latent_dim=4.") == "give VaDE(latent_dim=4)."
     for kept in ("--set cluster.kmeans_k=[3, 4]", "--set 'cluster.methods=[\"a\"]'", "--set train.x='a b'"):
-        assert _SET_ADVICE.sub(_as_parameter, kept) == kept  # a list or quoted text: not taken apart
+        assert said(kept) == kept  # a list or quoted text: not taken apart
     # one colour image was read as 3 grey ones and refused for the latent size
     with pytest.warns(UserWarning, match=r"images of shape \(3, 32, 32\) are read as 3 grey images of 32 x 32; "
                                          r"one colour image would be X\[None\]"), pytest.raises(ValueError):

@@ -21,19 +21,18 @@ from __future__ import annotations
 
 import errno
 import logging
-import re
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, Union
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 
-from .errors import UserError, python_errors
+from .config.set_values import said_as_arguments
+from .errors import python_errors
 from .run import RunDir
 from .vade.fit_cube import check_images, float_images, place_cube, warn_scale
-from .vade.io import MODEL_FILE, MODEL_NAME, load_vade, model_dir, model_file, save_model
+from .vade.io import MODEL_FILE, MODEL_NAME, load_vade, model_dir, model_file, plain_values, save_model
 from .vade import keras_import
 from .vade.numpy_model import VaDEModel, load_model, seed_of as _seed
 
@@ -194,7 +193,7 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         from .vade.train import train_run
 
         x = check_images(X)
-        with python_errors(), _said_as_parameters():
+        with python_errors(), said_as_arguments(_NAMED_SETTINGS, "VaDE"):
             cfg = one_process_devices(apply_overrides(load_config(None), self._overrides()), "`VaDE.fit`")
             check_accelerator(cfg)
             check_against_cube(cfg, x, announce=False)  # settings too large for so few images: before any copy
@@ -206,7 +205,7 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
             place_cube(run, x)
             write_table(run.catalogue, pd.DataFrame({"id": [str(i) for i in range(len(x))],
                                                      "cube_index": np.arange(len(x))}))
-            with python_errors(), _said_as_parameters():
+            with python_errors(), said_as_arguments(_NAMED_SETTINGS, "VaDE"):
                 train_run(run, cfg)
             vade, hp, _ = load_vade(model_file(run))
             self.model_ = VaDEModel(vade, hp)
@@ -322,7 +321,7 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         params = self.get_params()
         if not (params["random_state"] is None or isinstance(params["random_state"], (int, np.integer))):
             params["random_state"] = int(model.hparams.get("seed", 0))  # a generator's draw: the seed it gave
-        save_model(model.vade, model.hparams, path, extra={"estimator": _plain(params), **trained})
+        save_model(model.vade, model.hparams, path, extra={"estimator": plain_values(params), **trained})
         return path
 
     @classmethod
@@ -361,49 +360,7 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         return est
 
 
-def _plain(value):
-    """``value`` with NumPy scalars and arrays as Python numbers and lists (``torch.load`` with
-    ``weights_only`` reads nothing else back)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_plain(v) for v in value)
-    if isinstance(value, (np.generic, np.ndarray)):
-        return value.tolist()
-    return value
-
-
 # the settings VaDE's own parameters hold (config may not set them too, unless the parameter is None)
-# a plain value (a number, true/false, a word): a list or quoted text is left as the command line says it
-_SET_ADVICE = re.compile(r"--set ([A-Za-z_]\w*(?:\.\w+)+)=([\w.+-]+?)(?=$|[\s,;)]|\.(?:\s|$))")
-
-
-def _as_parameter(match: re.Match) -> str:
-    key, text = match.group(1), match.group(2)
-    try:
-        value = repr(int(text))
-    except ValueError:
-        try:
-            value = repr(float(text))
-        except ValueError:
-            value = {"true": "True", "false": "False"}.get(text.lower(), repr(text))
-    param = _NAMED_SETTINGS.get(key)
-    return f"VaDE({param}={value})" if param else f"VaDE(config={{{key!r}: {value}}})"
-
-
-@contextmanager
-def _said_as_parameters() -> Iterator[None]:
-    """A setting's advice said in this estimator's terms: ``--set model.latent_dim=4`` (a command's
-    option, which means nothing in a notebook) as ``VaDE(latent_dim=4)``, another setting as
-    ``VaDE(config={'form.dim': 64})``."""
-    try:
-        yield
-    except UserError as exc:
-        if exc.args and isinstance(exc.args[0], str):
-            exc.args = (_SET_ADVICE.sub(_as_parameter, exc.args[0]), *exc.args[1:])
-        raise
-
-
 _NAMED_SETTINGS = {"model.preset": "preset", "model.n_components": "n_components", "model.latent_dim": "latent_dim",
                    "train.seed": "random_state", "train.epochs": "epochs", "train.pretrain_epochs": "pretrain_epochs",
                    "train.batch_size": "batch_size"}

@@ -4,15 +4,19 @@ one that was not read: a list typed without TOML's quotes or brackets said "must
 
 from __future__ import annotations
 
+import re
 import tomllib
 import typing
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from pydantic.fields import FieldInfo
 
+from ..errors import UserError
 from .sections import Config
 
-__all__ = ["list_advice", "parse_value", "is_toml"]
+__all__ = ["list_advice", "parse_value", "is_toml", "said_as_arguments"]
 
 
 def list_advice(key: str, text: str) -> str | None:
@@ -113,3 +117,38 @@ def _holds_text(annotation: Any) -> bool:
     if typing.get_origin(annotation) is typing.Literal:
         return all(isinstance(a, str) for a in typing.get_args(annotation))
     return annotation is str
+
+
+# a plain value (a number, true/false, a word): a list or quoted text is left as the command line says it
+_SET_ADVICE = re.compile(r"--set ([A-Za-z_]\w*(?:\.\w+)+)=([\w.+-]+?)(?=$|[\s,;)]|\.(?:\s|$))")
+
+
+def _as_argument(match: re.Match, named: Mapping[str, str], estimator: str) -> str:
+    key, text = match.group(1), match.group(2)
+    try:
+        value = repr(int(text))
+    except ValueError:
+        try:
+            value = repr(float(text))
+        except ValueError:
+            value = {"true": "True", "false": "False"}.get(text.lower(), repr(text))
+    param = named.get(key)
+    return f"{estimator}({param}={value})" if param else f"{estimator}(config={{{key!r}: {value}}})"
+
+
+def as_arguments(text: str, named: Mapping[str, str], estimator: str) -> str:
+    """``text`` with each ``--set key=value`` advice (a command's option, which means nothing in a
+    notebook) said as the estimator's arguments: ``VaDE(latent_dim=4)`` for a key one of its
+    parameters holds (``named``: key -> parameter), else ``VaDE(config={'form.dim': 64})``."""
+    return _SET_ADVICE.sub(lambda m: _as_argument(m, named, estimator), text)
+
+
+@contextmanager
+def said_as_arguments(named: Mapping[str, str], estimator: str) -> Iterator[None]:
+    """Around a notebook estimator's work: a :class:`UserError`'s advice said by :func:`as_arguments`."""
+    try:
+        yield
+    except UserError as exc:
+        if exc.args and isinstance(exc.args[0], str):
+            exc.args = (as_arguments(exc.args[0], named, estimator), *exc.args[1:])
+        raise

@@ -13,13 +13,14 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..errors import MissingFile, UserError, first_line
 from ..nets.saving import written_by_torch
 from ..run import RunDir, atomic_path
 
-__all__ = ["MODEL_NAME", "MODEL_FILE", "model_dir", "model_file", "save_model", "load_vade", "cluster_groups"]
+__all__ = ["MODEL_NAME", "MODEL_FILE", "model_dir", "model_file", "plain_values", "save_model", "load_vade", "cluster_groups"]
 
 MODEL_NAME = "vade"  # RUN/models/vade/
 MODEL_FILE = "model.pt"  # the final model: weights + hyper-parameters, loadable without Lightning
@@ -47,6 +48,18 @@ def save_model(model, hp: dict[str, Any], path: Path, extra: dict | None = None)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp, written_by_torch(path):
         torch.save({"hparams": hp, "state_dict": state, "extra": extra or {}}, tmp)
+
+
+def plain_values(value):
+    """``value`` with NumPy scalars and arrays as Python numbers and lists (``torch.load`` with
+    ``weights_only`` reads nothing else back)."""
+    if isinstance(value, dict):
+        return {k: plain_values(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain_values(v) for v in value)
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    return value
 
 
 def model_fingerprint(path: str | Path) -> str:
