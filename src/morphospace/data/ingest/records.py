@@ -104,14 +104,16 @@ def flag_duplicates(records: list[Record]) -> None:
     stats: dict[str, object] = {}  # one stat per file (an HDF5 set holds many rows)
     for rec in records:
         key = _id_key(rec)  # as it will be written
+        # the same file (or HDF5 row) an earlier kept record holds: one galaxy twice, under two ids or
+        # under one (a row repeated: it was flagged duplicate_id alone, where the README says duplicate_file)
+        where = _file_identity(rec, stats) if rec.source and rec.decodable else None
         if not key.strip():
             rec.flag("missing_id")
         elif key in seen:
             rec.flag("duplicate_id")
-        if rec.source and rec.decodable:  # the same file (or HDF5 row) under two ids: one galaxy twice
-            where = _file_identity(rec, stats)
-            if where in sources:
-                rec.flag("duplicate_file")
+        if where is not None and where in sources:
+            rec.flag("duplicate_file")
+        elif where is not None and rec.decodable:  # a record kept out holds no file for the ones after it
             sources.add(where)
         # a record kept out (a row whose image is missing, or names an earlier row's image) does
         # not hold its id: the record after it is the first occurrence, and kept (it was dropped:
