@@ -50,7 +50,7 @@ from .bank import N_DIHEDRAL, view_bank, view_seed
 from .embedder import FormEmbedder, FormHead, HeadEnsemble, TrunkTaps
 from .losses import LOSSES, global_batch
 
-__all__ = ["view_bank", "SSLModule", "ViewBankDataModule", "fit_embedder", "head_seed", "N_DIHEDRAL"]
+__all__ = ["view_bank", "SSLModule", "ViewBankDataModule", "fit_embedder", "head_folder", "head_seed", "N_DIHEDRAL"]
 
 log = logging.getLogger("morphospace")
 CKPT_LOSS = "morphospace_ssl_loss"  # the last epoch's loss, in every checkpoint of an SSL head
@@ -307,7 +307,7 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
                 else ViewBankDataModule(bank, batch_size, head_seed(seed, i), of="bank"))
         module = SSLModule(head, trunk if train_trunk else None, loss=loss, temperature=temperature, lr=lr,
                            epochs=epochs, seed=head_seed(seed, i), trunk_lr_scale=trunk_lr_scale, augment=augment)
-        losses.append(_fit_head(module, data, out_dir / f"head{i}" if i else out_dir, epochs, resume, trainer_kwargs,
+        losses.append(_fit_head(module, data, head_folder(out_dir, i), epochs, resume, trainer_kwargs,
                                 log_to=(Path(out_dir).parent, f"ssl_head{i}" if i else "ssl")))
         trained.append(head.eval())
     head = trained[0] if heads == 1 else HeadEnsemble(trained)
@@ -323,6 +323,12 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
         p.requires_grad_(True)
     info["final_loss"] = losses[0] if heads == 1 else losses
     return embedder, emb.astype(np.float32), info
+
+
+def head_folder(out_dir: str | Path, i: int) -> Path:
+    """Where head ``i`` of an ensemble keeps its checkpoints: ``out_dir`` for the first (as a single
+    head), ``out_dir/head{i}`` beyond it."""
+    return Path(out_dir) / f"head{i}" if i else Path(out_dir)
 
 
 def head_seed(seed: int, i: int) -> int:

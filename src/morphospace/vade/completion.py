@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import torch
 
 from ..run import RunDir
-from .fitting import TRAINING_BEGAN
+from .fitting import LAST_CHECKPOINT, TRAINING_BEGAN, resume_checkpoint
 from .hparams import with_earlier_form
 from .io import MODEL_FILE, model_dir
 
@@ -36,13 +36,15 @@ def _resumed_checkpoints(hp: dict[str, Any]) -> list[tuple[str, int]]:
     """(checkpoint relative to the model folder, the epochs it must have done), for each a resume of a
     training with ``hp`` continues from."""
     if hp.get("preset") != "form":
-        return [("last.ckpt", int(hp["epochs"]))]
+        return [(LAST_CHECKPOINT, int(hp["epochs"]))]
+    from ..ssl.training import head_folder  # the form model's SSL side, imported when used
+
     form = with_earlier_form(hp["form"])
-    # an ensemble's heads past the first checkpoint in folders of their own (ssl.training.fit_embedder)
-    stages = [("ssl/last.ckpt" if i == 0 else f"ssl/head{i}/last.ckpt", int(form["ssl_epochs"]))
+    ssl_dir = Path(resume_checkpoint(hp)).parent
+    stages = [((head_folder(ssl_dir, i) / LAST_CHECKPOINT).as_posix(), int(form["ssl_epochs"]))
               for i in range(int(form.get("heads") or 1))]
     if form.get("core") == "mlp":
-        stages.append(("last.ckpt", int(hp["epochs"])))
+        stages.append((LAST_CHECKPOINT, int(hp["epochs"])))
     return stages
 
 
@@ -104,7 +106,7 @@ def finished_training(run: RunDir, hp: dict[str, Any]) -> Finished | None:
     name, epochs = stages[-1]
     what = f"{epochs} of {epochs} {'SSL ' if name.startswith('ssl/') else ''}epochs"
     # a linear core is refitted, not trained by epochs: its SSL head's epochs cannot be raised on a resume
-    onward = ("give more epochs (train.epochs) to go on, or train again without --resume" if name == "last.ckpt"
+    onward = ("give more epochs (train.epochs) to go on, or train again without --resume" if name == LAST_CHECKPOINT
               else "train again without --resume to train anew")
     return Finished(f"the training is complete ({what} done, model in {model.relative_to(run.path)}): "
                     f"nothing to resume ({onward})", hparams)

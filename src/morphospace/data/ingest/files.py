@@ -7,7 +7,6 @@ companions such as CSV, JSON or Markdown), so a stray non-image file is flagged
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import re
@@ -201,11 +200,12 @@ def unread_subfolders(folder: Path) -> str:
     """For an error that found no survey in ``folder``: what its sub-folders hold that a folder survey
     does not read, and how to read it ("" where they hold no image). A folder of class sub-folders
     (spiral/, elliptical/) was told "no images" though it held hundreds."""
-    found = list(itertools.islice(subfolder_images(folder), 2))
-    if not found:
+    first, n = None, 0
+    for n, path in enumerate(subfolder_images(folder), start=1):
+        first = first or path
+    if first is None:
         return ""
-    n = images_in_subfolders(folder)
-    example = os.path.relpath(found[0], folder)
+    example = os.path.relpath(first, folder)
     return (f"; its sub-folders hold {n} image file(s) (e.g. {example}), which a folder survey does not read: "
             f"give a catalogue CSV whose file column names them (a row '{example}'; with an id column where "
             "file names repeat across folders)")
