@@ -552,6 +552,29 @@ def test_the_id_column_as_the_label_column_is_one_short_line(tiny_run, tmp_path,
     assert "the label column and the id column are both 'id'" in err
 
 
+def test_a_catalogue_column_given_as_labels_says_how_to_classify_from_it(tiny_run, tmp_path, capsys, monkeypatch):
+    """`study --labels morph` takes a catalogue column; `classify --labels morph` said only "labels file not
+    found: morph". It now says how, and the way it says works: export, blank the classes to predict, classify."""
+    run, X, y = tiny_run
+    monkeypatch.chdir(tmp_path)
+    code = main(["classify", str(run.path), "--labels", "morph", "--column", "morph", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "'morph' is a column of the run's catalogue" in err and "morphospace export" in err
+    assert main(["classify", str(run.path), "--labels", "nothing", "--column", "morph", "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == "morphospace: error: labels file not found: nothing"  # no such column
+    assert main(["export", str(run.path), "--out", "labels.csv", "--quiet"]) == 0
+    table = pd.read_csv("labels.csv", dtype=str, keep_default_na=False)
+    table.loc[table.index % 4 != 0, "morph"] = ""  # a quarter kept: the rest to predict
+    table.to_csv("labels.csv", index=False)
+    capsys.readouterr()
+    assert main(["classify", str(run.path), "--labels", "labels.csv", "--column", "morph", "--quiet"]) == 0
+    meta = json.loads((run.path / "classes" / "morph.json").read_text())
+    kept = set(table.loc[table["morph"] != "", "id"]) & set(run.cube_ids())
+    assert meta["n_labelled"] == len(kept) >= 12 and {c["name"] for c in meta["classes"]} == set(CENTRES)
+    assert meta["cv"]["balanced_accuracy"] > 0.8
+
+
 def test_the_suggestions_go_back_as_labels_and_name_their_column(tiny_run, capsys):
     """The suggestions file holds the label column, blank, to fill in: filled, it is the next
     --labels file as it is. Suggestions alone name their column too: another column filed alike

@@ -353,8 +353,13 @@ def test_a_study_run_interrupted_mid_fine_tuning_resumes(tmp_path, toy, monkeypa
 def test_study_features_run_label_errors(tmp_path, toy):
     run = _tiny_run(tmp_path, toy)
     cfg = apply_overrides(Config(), ["study.backbone=small", "study.labels=colour", "study.input_size=32"])
-    with pytest.raises(UserError, match="'colour' is no column.*shape"):
+    with pytest.raises(UserError, match="'colour' is no column.*shape") as raised:
         study_features_run(run, cfg)
+    assert "not a file" not in str(raised.value)
+    # classify's --labels is a CSV file: given to a study, the error says where a labels file goes
+    with pytest.raises(UserError, match="'my_labels.csv' is no column in the catalogue; --labels names a column "
+                                        "of the survey's catalogue, not a file: join .* at ingest .*shape"):
+        study_features_run(run, apply_overrides(cfg, ["study.labels=my_labels.csv"]))
     cfg = apply_overrides(cfg, ["study.labels=Class*"])
     with pytest.raises(UserError, match="matches no catalogue column"):
         study_features_run(run, cfg)

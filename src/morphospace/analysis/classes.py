@@ -95,6 +95,20 @@ def _check_not_another_columns(run: RunDir, name: str, column: str) -> None:
                         f"'{name}': rename the column in your labels file")
 
 
+def _check_not_a_catalogue_column(run: RunDir, labels_path) -> None:
+    """A ``--labels`` that names no file but a column of the run's catalogue (``study --labels`` takes a
+    column): one line saying how to classify from it, where "labels file not found" left the user stuck."""
+    missing = [p for p in label_paths(labels_path) if not p.exists()]
+    if not missing:
+        return
+    columns = set(map(str, run.read_catalogue().columns))
+    named = next((str(p) for p in missing if str(p) in columns), None)
+    if named is not None:
+        raise UserError(f"labels file not found: {named}; '{named}' is a column of the run's catalogue, and classify "
+                        f"reads labels from a CSV: write one with `morphospace export {run.path} --out labels.csv`, "
+                        f"blank any classes to hold out, then give --labels labels.csv --column {named}")
+
+
 def _check_export_columns(run: RunDir, name: str, column: str, classes, cols: list[str]) -> None:
     """A class whose export column ``prob_<name>_<class>`` another result of the run writes too (the
     clustering ``gmm3_form_pca``'s ``prob_gmm3_form_pca_0`` is classification ``gmm3``'s class
@@ -164,6 +178,7 @@ def classify_run(run: RunDir, labels_path, column: str, embedding: str, id_colum
     notes: list[str] = []
     y = np.full(len(cube_ids), None, dtype=object)
     if labels_path is not None:
+        _check_not_a_catalogue_column(run, labels_path)
         _check_not_a_fresh_suggestions_file(run.path / FOLDER / f"{name}_suggest.csv", labels_path, column)
         pairs, notes = read_labels(labels_path, column, id_column)
         y, more = align_labels(run, pairs)

@@ -89,7 +89,12 @@ def resolve_labels(cat: pd.DataFrame, spec: str) -> tuple[np.ndarray, np.ndarray
     if spec not in known:
         what = "a bookkeeping column (ids, files, flags, framing, positions), not a label" if spec in cat.columns \
             else "no column"
-        raise UserError(f"study.labels: '{spec}' is {what} in the catalogue "
+        # `classify --labels` takes a CSV file: given here, it was only "no column in the catalogue"
+        a_file = spec not in cat.columns and (Path(spec).is_file() or Path(spec).suffix.lower() in (".csv", ".parquet"))
+        how = ("; --labels names a column of the survey's catalogue, not a file: join a labels file to the images at "
+               "ingest (`--catalogue FILE` with its id column, for a folder of images), then name its column"
+               if a_file else "")
+        raise UserError(f"study.labels: '{spec}' is {what} in the catalogue{how} "
                         f"(label columns: {', '.join(known) or 'none'})")
     col = cat[spec]
     labelled = ~col.isna().to_numpy()
