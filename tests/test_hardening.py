@@ -2175,3 +2175,21 @@ def test_a_run_s_clusters_are_its_components_only_once_its_model_is_embedded(tmp
     assert cluster_groups(run, 3, made_by="m1") == [[0], [1], [2]]
     with pytest.raises(UserError, match="has not been embedded"):
         cluster_groups(run, 3, made_by="m2")  # trained again since
+
+
+def test_a_write_the_file_system_refuses_names_the_file(tmp_path):
+    """A full disk (or a quota, a file-size limit) refuses the write() itself, whose OSError names no
+    file: every stage said 'cannot use: No space left on device', not which file, nor so which disk.
+    A real refusal here: a file-size limit (RLIMIT_FSIZE: EFBIG, as ENOSPC, from write())."""
+    code = textwrap.dedent(f"""
+        import resource, sys
+        from morphospace.run import write_text
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
+        try:
+            write_text({str(tmp_path / 'report.html')!r}, "x" * 100000)
+        except OSError as exc:
+            print(exc.filename)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == str(tmp_path / "report.html"), out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # the temporary file went

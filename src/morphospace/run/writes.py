@@ -41,7 +41,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600: give the file the user's usual mode
     try:
-        yield tmp_path
+        try:
+            yield tmp_path
+        except OSError as exc:
+            # a write the file system refused (a full disk, a quota) names no file: "cannot use: No
+            # space left on device", not where; it is the file being written
+            if exc.filename is None and exc.errno in _WRITE_ERRNOS:
+                raise type(exc)(exc.errno, exc.strerror, str(path)) from None
+            raise
         try:
             os.replace(tmp_path, path)
         except OSError as exc:  # it names the temporary file, gone by the time the error is said
@@ -49,6 +56,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+# what a write refuses where the file system, not the caller, is at fault
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
 
 
 def _fitting(name: str) -> str:
