@@ -231,6 +231,18 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(form_run):
         os.close(write)
     err = proc.stderr.decode()
     assert proc.returncode == 141 and "rror" not in err, err
+    # the run's log says why it stopped (it ended without a word); and where stderr's reader is gone too
+    # (a `2>&1 | tee` a scheduler killed), an error still reaches the log, with its status
+    assert run.log.read_text().rstrip().endswith("stopped: the reader of its output went away (a closed pipe)")
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "morphospace", "anomalies", str(run.path), "--untag", "ghost9",
+                               "--quiet"], stdout=write, stderr=write, timeout=120)
+    finally:
+        os.close(write)
+    assert proc.returncode == 2
+    assert "error: no galaxy with id 'ghost9'" in run.log.read_text().splitlines()[-1]
 
 
 def test_export_has_the_form_anomaly_columns(form_run):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import shlex
 import signal
 import sys
@@ -20,7 +19,8 @@ from ..errors import InvalidArgument, RunInUse, Terminated, UserError, first_lin
 from ..progress import is_quiet, set_quiet
 from ..run import RunDir, job_size, launched_as_later_rank, release_locks, writer_of
 from . import peers
-from .logs import _close_run_log, _in_run_log, _logging_as_found, _quiet_warnings, _setup_logging
+from .logs import (_close_run_log, _in_run_log, _logging_as_found, _on_stderr, _quiet_warnings, _reader_gone,
+                   _setup_logging)
 from .options import check_out, printable
 from .parser import COMMANDS, build_parser
 from .settings import (_config_for, _earlier_settings_kept, _save_changed_config, _say, _say_unused_epochs, _set,
@@ -132,21 +132,17 @@ def _command(argv: list[str] | None) -> int:
         succeeded = status == 0
         return status
     except UserError as exc:
-        print(f"morphospace: error: {printable(str(exc))}", file=sys.stderr)
+        _on_stderr(f"morphospace: error: {printable(str(exc))}")
         if not isinstance(exc, RunInUse):  # that run's log is its writer's
             _in_run_log(f"error: {exc}")
         peers.stopping(str(exc), exc.exit_code)
         return exc.exit_code
     except BrokenPipeError:  # the reader of the output went away (`| head`): done, as other tools are, quietly
-        try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
-        except (OSError, ValueError):
-            pass
-        return 128 + int(getattr(signal, "SIGPIPE", 13))  # as a shell reports a tool that SIGPIPE ended
+        peers.stopping("stopped: the reader of its output went away", code := _reader_gone())
+        return code
     except OSError as exc:  # the file system said no: a full disk, a read-only folder, a path that is a file
         where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
-        print(f"morphospace: error: cannot use{printable(where)}: {printable(exc.strerror or str(exc))}",
-              file=sys.stderr)
+        _on_stderr(f"morphospace: error: cannot use{printable(where)}: {printable(exc.strerror or str(exc))}")
         _in_run_log(f"error: cannot use{where}: {exc.strerror or exc}")
         peers.stopping(f"cannot use{where}: {exc.strerror or exc}", 2)
         return 2
@@ -154,12 +150,12 @@ def _command(argv: list[str] | None) -> int:
         error = missing_package(exc)
         if error is None:
             raise  # our own module missing: a bug, with its traceback
-        print(f"morphospace: error: {printable(str(error))}", file=sys.stderr)
+        _on_stderr(f"morphospace: error: {printable(str(error))}")
         _in_run_log(f"error: {error}")
         peers.stopping(str(error), error.exit_code)
         return error.exit_code
     except KeyboardInterrupt:
-        print("morphospace: interrupted", file=sys.stderr)
+        _on_stderr("morphospace: interrupted")
         _in_run_log("interrupted")
         peers.stopping("interrupted", 130)
         return 130
@@ -167,14 +163,14 @@ def _command(argv: list[str] | None) -> int:
         # ours, or Lightning's (no exit code: status 0 before): a SIGTERM (a scheduler's preemption,
         # `kill`) is no success, however quietly it stops
         if isinstance(exc, Terminated) or type(exc).__name__ == "SIGTERMException":
-            print("morphospace: terminated (SIGTERM)", file=sys.stderr)
+            _on_stderr("morphospace: terminated (SIGTERM)")
             _in_run_log("terminated (SIGTERM)")
             peers.stopping("terminated (SIGTERM)", 128 + int(signal.SIGTERM))
             return 128 + int(signal.SIGTERM)
         if not isinstance(exc.__context__, KeyboardInterrupt):
             raise
         # Lightning turns Ctrl-C during a fit into sys.exit(1), once it has stopped its processes
-        print("morphospace: interrupted", file=sys.stderr)
+        _on_stderr("morphospace: interrupted")
         _in_run_log("interrupted")
         peers.stopping("interrupted", 130)
         return 130
@@ -182,7 +178,7 @@ def _command(argv: list[str] | None) -> int:
         by_peer = peers.stopped_by_peer(exc)
         if by_peer is not None:
             line, code = by_peer
-            print(f"morphospace: error: {printable(line)}", file=sys.stderr)
+            _on_stderr(f"morphospace: error: {printable(line)}")
             _in_run_log(f"error: {line}")
             return code
         peers.stopping(f"{type(exc).__name__}: {first_line(exc)}", 1)

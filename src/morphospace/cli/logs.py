@@ -5,6 +5,8 @@ under ``--quiet``; what ended a command written to the run's log too."""
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 from contextlib import contextmanager
 from typing import Iterator
@@ -141,3 +143,24 @@ class _quiet_warnings:
             pw = logging.getLogger("py.warnings")
             pw.handlers, pw.propagate = self.saved
         self.catch.__exit__(*exc)
+
+
+def _on_stderr(line: str) -> None:
+    """``line`` on stderr, where a reader gone away (a `| tee` a scheduler killed too) is no second error:
+    it stopped the line in the run's log that follows it."""
+    try:
+        print(line, file=sys.stderr)
+    except (OSError, ValueError):  # a closed pipe or stream
+        pass
+
+
+def _reader_gone() -> int:
+    """A command whose reader went away (`| head`, a `| tee` a scheduler killed): said in the run's log
+    (it ended there without a word), stdout sent to /dev/null (no second error when Python flushes);
+    the status a shell gives a tool that SIGPIPE ended."""
+    _in_run_log("stopped: the reader of its output went away (a closed pipe)")
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 128 + int(getattr(signal, "SIGPIPE", 13))
