@@ -296,6 +296,9 @@ def test_the_documented_order_import_then_ingest_keeps_the_imported_model(tmp_pa
     assert model.read_bytes() == made and not (run / "superseded").exists()
     assert main(["embed", str(run), "--quiet"]) == 0
     assert (run / "embeddings" / "vade.npy").is_file() and "import-astrovader: the published AstroVaDEr" in (run / "log.txt").read_text()
+    # an imported model has no training of its own to draw: no warning asking whether it was trained here
+    assert "was the model trained here" not in (run / "log.txt").read_text()
+    assert not (run / "figures" / "vade_training_curves.png").exists()
     assert main(["ingest", str(folder), "--out", str(run), "--preset", "astrovader", "--quiet"]) == 0  # the same galaxies
     assert model.read_bytes() == made and not (run / "superseded").exists()
     # the [model] settings that describe the imported model are kept: not said to be replaced

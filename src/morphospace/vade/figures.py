@@ -18,6 +18,7 @@ import torch
 from ..errors import UserError
 from ..image.display import display_image
 from ..run import RunDir, atomic_path
+from ..run.rundir import IMPORTED_MARKER
 from .io import model_dir
 
 log = logging.getLogger("morphospace")
@@ -241,6 +242,8 @@ def fig_training_curves(run: RunDir, model=None, **_):
 
     if isinstance(getattr(model, "core", None), LinearCore):
         return _form_curves(run)
+    if (model_dir(run) / IMPORTED_MARKER).is_file():  # trained elsewhere (the published AstroVaDEr): no curves
+        return None
     df = read_curves(run)
     panels = [("loss (negative ELBO as optimised)", ["loss", "neg_elbo"], True),
               ("reconstruction", ["reconstruction"], True),
