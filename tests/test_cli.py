@@ -567,3 +567,28 @@ def test_a_command_that_stops_early_leaves_a_caller_s_log_file_alone(tmp_path):
     finally:
         logger.removeHandler(mine)
         mine.close()
+
+
+def test_make_demo_gives_no_setting_the_default_model_ignores(caplog):
+    """`make demo` passed `--set train.epochs=12 --set train.pretrain_epochs=4` (the pixel VaDE's schedule):
+    the default form model's linear core uses neither, so the README's first command opened with the warning
+    "train.epochs = 12, train.pretrain_epochs = 4: not used by the form model's linear core" and trained
+    the full schedule its Makefile comment said it shortened."""
+    import logging
+    import re
+    import shlex
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from morphospace.cli import _config_for
+    from morphospace.cli.settings import _say_unused_epochs
+
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    opts = re.search(r"^DEMO_OPTS\s*\?=(.*)$", makefile, re.M).group(1)
+    words = shlex.split(opts)
+    overrides = [words[i + 1] for i, w in enumerate(words) if w == "--set"]
+    args = SimpleNamespace(command="run", config=None, overrides=overrides, epochs=None, seed=None)
+    cfg = _config_for(args, None, training=True)
+    with caplog.at_level(logging.WARNING, logger="morphospace"):
+        _say_unused_epochs(args, cfg)
+    assert not [r for r in caplog.records if "not used" in r.getMessage()], caplog.text
