@@ -678,6 +678,78 @@ def test_a_saved_model_keeps_no_view_bank_unless_asked(form_run, tmp_path, caplo
     assert np.load(copy / bank, mmap_mode="r").shape[:2] == (8 + cfg.form.aug_views, 40)
 
 
+def test_a_training_stopped_while_it_filled_its_view_bank_resumes_the_bank(form_run, tmp_path, monkeypatch, caplog):
+    """The view bank is most of a form training's time; a training stopped while it filled it (a Ctrl-C,
+    a requeued job's SIGTERM, a kill) left a temporary file the next writer removed, and `train --resume`
+    said "nothing to resume". The blocks done are now kept with a note, and a resume computes only the
+    rest: the same bank and head as an uninterrupted training. A plain train, or a note of other
+    settings, starts the bank afresh."""
+    import logging
+    import shutil
+
+    from morphospace.config import apply_overrides
+    from morphospace.run import RunDir
+    from morphospace.ssl import bank as bank_module
+    from morphospace.ssl import bank_file
+    from morphospace.vade.train import train_run
+
+    run, cfg, _, _ = form_run
+    cfg = apply_overrides(cfg, ["train.keep_view_bank=true"])
+    monkeypatch.setattr(bank_file, "NOTE_EVERY", 0.0)  # a note after every block (else every 10 s)
+    real, computed = bank_module._block_views, []
+
+    def views(trunk, x, start, *args, **kwargs):
+        if stop_at is not None and start == stop_at:
+            raise KeyboardInterrupt
+        computed.append(start)
+        return real(trunk, x, start, *args, **kwargs)
+
+    monkeypatch.setattr(bank_module, "_block_views", views)
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    for path in (whole, stopped):
+        shutil.copytree(run.path, path)
+    stop_at = None
+    train_run(RunDir(whole), cfg)
+    ssl = "models/vade/ssl"
+    reference = np.load(whole / ssl / "view_bank.npy")
+    assert computed == [0, 32] and not (whole / ssl / bank_file.FILLING).exists()
+
+    stop_at, computed[:] = 32, []
+    with caplog.at_level(logging.INFO, logger="morphospace"), pytest.raises(KeyboardInterrupt):
+        train_run(RunDir(stopped), cfg)
+    assert "view bank kept: 1 of 2 blocks done" in caplog.text
+    assert json.loads((stopped / ssl / bank_file.FILLING_NOTE).read_text())["blocks"] == 1
+    assert not (stopped / ssl / "last.ckpt").exists()
+    left = [p.read_bytes() for p in (stopped / ssl / bank_file.FILLING, stopped / ssl / bank_file.FILLING_NOTE)]
+
+    stop_at, computed[:] = None, []
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="morphospace"):
+        train_run(RunDir(stopped), cfg, resume=True)
+    assert "resuming the view bank: 1 of 2 blocks done" in caplog.text and computed == [32]
+    assert np.array_equal(np.load(stopped / ssl / "view_bank.npy"), reference)
+    heads = [torch.load(p / ssl / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"] for p in (whole, stopped)]
+    assert heads[0].keys() == heads[1].keys() and all(torch.equal(heads[0][k], heads[1][k]) for k in heads[0])
+    assert not (stopped / ssl / bank_file.FILLING).exists() and not (stopped / ssl / bank_file.FILLING_NOTE).exists()
+
+    # the bank of another training's settings is not gone on with; a plain train removes a bank left
+    (stopped / "models/vade/model.pt").unlink()
+    for path, data in zip((stopped / ssl / bank_file.FILLING, stopped / ssl / bank_file.FILLING_NOTE), left):
+        path.write_bytes(data)
+    note = json.loads(data)
+    note["key"]["began"] = "another"
+    (stopped / ssl / bank_file.FILLING_NOTE).write_text(json.dumps(note))
+    (stopped / ssl / "last.ckpt").unlink()
+    (stopped / ssl / "view_bank.npy").unlink()  # kept by train.keep_view_bank: a resume would read it
+    computed[:] = []
+    train_run(RunDir(stopped), cfg, resume=True)
+    assert computed == [0, 32] and np.array_equal(np.load(stopped / ssl / "view_bank.npy"), reference)
+    (stopped / ssl / bank_file.FILLING_NOTE).write_bytes(left[1])
+    computed[:] = []
+    train_run(RunDir(stopped), cfg)
+    assert computed == [0, 32] and not (stopped / ssl / bank_file.FILLING_NOTE).exists()
+
+
 def test_an_mlp_core_killed_before_it_started_resumes_from_the_head(tmp_path, caplog):
     """form.core = "mlp": a run killed once the SSL head was trained, before the core wrote its
     first checkpoint, resumes (it was refused: the core's checkpoint was the one looked for) and
@@ -1055,6 +1127,7 @@ def test_the_size_range_of_the_nuisance_views_reaches_the_view_bank(tmp_path, mo
 
     from test_train import make_run
 
+    import morphospace.ssl.bank_file as bank_file
     import morphospace.ssl.training as training
     from morphospace.config import ConfigError, apply_overrides, load_config
     from morphospace.vade.hparams import settings_of
@@ -1069,7 +1142,8 @@ def test_the_size_range_of_the_nuisance_views_reaches_the_view_bank(tmp_path, mo
         seen.append((a.scale, a.light, a.normalise, a.softening))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(training, "view_bank", spy)
+    monkeypatch.setattr(training, "view_bank", spy)  # through Lightning
+    monkeypatch.setattr(bank_file, "view_bank", spy)  # on one CPU process (kept across a kill: bank_file)
     cfg = apply_overrides(load_config(None), FORM_TINY + ["form.aug_scale=[0.8, 1.25]"])  # not the default
     run = make_run(tmp_path / "run", n=16, side=32, channels=3)
     with caplog.at_level("INFO", logger="morphospace"):

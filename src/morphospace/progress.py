@@ -33,12 +33,14 @@ def is_quiet() -> bool:
     return _QUIET
 
 
-def progress(iterable: Iterable[T], *, total: int | None = None, desc: str = "", unit: str = "it") -> Iterator[T]:
-    """Wrap ``iterable`` in a progress bar on stderr unless quiet."""
+def progress(iterable: Iterable[T], *, total: int | None = None, desc: str = "", unit: str = "it",
+             initial: int = 0) -> Iterator[T]:
+    """Wrap ``iterable`` in a progress bar on stderr unless quiet (``initial``: steps done before it, of ``total``)."""
     return iter(
         tqdm(
             iterable,
             total=total,
+            initial=initial,
             desc=desc,
             unit=unit,
             disable=_QUIET,

@@ -88,7 +88,8 @@ class _BlockViews(nn.Module):
 @torch.no_grad()
 def view_bank(trunk: TrunkTaps, cube, aug_views: int, seed: int, augment: NuisanceAugment = NuisanceAugment(),
               out: np.ndarray | Callable[[], np.ndarray] | None = None, trainer_kwargs: dict | None = None,
-              work_dir: str | Path | None = None, loader_workers: int = 0, first_only: bool = False) -> np.ndarray | None:
+              work_dir: str | Path | None = None, loader_workers: int = 0, first_only: bool = False,
+              first_block: int = 0, on_block: Callable[[int], None] | None = None) -> np.ndarray | None:
     """Trunk features of every galaxy's 8 dihedral views, then ``aug_views`` nuisance views.
 
     Parameters
@@ -116,6 +117,11 @@ def view_bank(trunk: TrunkTaps, cube, aug_views: int, seed: int, augment: Nuisan
     first_only : bool
         Through Lightning, only the first process fills ``out`` (one writer); the others
         compute their share and return None.
+    first_block : int
+        On the CPU, the blocks of :data:`BLOCK` rows before it are in ``out`` already (a bank a
+        killed training left): only the later ones are computed.
+    on_block : callable, optional
+        On the CPU, called with the number of blocks done after each block.
 
     Returns
     -------
@@ -150,13 +156,15 @@ def view_bank(trunk: TrunkTaps, cube, aug_views: int, seed: int, augment: Nuisan
             return filled.get("bank")  # None on a process that did not collect
         if callable(out):
             out = out()
-        starts = range(0, n, BLOCK)
+        starts = range(int(first_block) * BLOCK, n, BLOCK)
         pages = PageReleaser(cube, out)  # a memory-mapped cube and bank need not stay resident
-        for s in progress(starts, total=len(starts), desc="form features", unit="batch"):
+        for s in progress(starts, total=-(-n // BLOCK), initial=int(first_block), desc="form features", unit="batch"):
             x = torch.from_numpy(np.array(cube[s:s + BLOCK], dtype=np.float32))
             views = _block_views(trunk, x, s, aug_views, seed, augment).numpy()
             out[:, s:s + len(x)] = views
             pages.read(x.numel() * 4 + views.nbytes)
+            if on_block is not None:
+                on_block(s // BLOCK + 1)
     finally:
         trunk.train(was)
     return out

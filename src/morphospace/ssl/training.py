@@ -39,7 +39,7 @@ from ..nets.batches import forward_in_batches, read_rows
 from ..nets.checkpoints import resumed_from
 from ..nets.launched import ctrl_c_raised, fit_kwargs
 from ..nets.loss_logs import loss_loggers
-from ..nets.predict import accelerated, barrier, world_size
+from ..nets.predict import accelerated, barrier, uses_trainer, world_size
 from ..nets.shards import ShardedData
 from ..nets.spawn import spawned_workers
 from ..progress import quiet_lightning, with_bars
@@ -47,6 +47,7 @@ from ..run.writes import new_npy_map, partial_path, read_cached_npy
 from ..run.pages import PageReleaser
 from .augment import NuisanceAugment
 from .bank import N_DIHEDRAL, view_bank, view_seed
+from .bank_file import filled_bank
 from .embedder import FormEmbedder, FormHead, HeadEnsemble, TrunkTaps
 from .losses import LOSSES, global_batch
 
@@ -239,8 +240,8 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
                  batch_size: int = 256, loss: str = "nt_xent", temperature: float = 0.2, lr: float = 1e-3,
                  seed: int = 0, train_trunk: bool = False, trainer_kwargs: dict | None = None,
                  resume: bool = False, loader_workers: int = 0, views: int = N_DIHEDRAL,
-                 trunk_lr_scale: float = 1.0, heads: int = 1,
-                 augment: NuisanceAugment = NuisanceAugment()) -> tuple[FormEmbedder, np.ndarray, dict]:
+                 trunk_lr_scale: float = 1.0, heads: int = 1, augment: NuisanceAugment = NuisanceAugment(),
+                 bank_key: dict | None = None) -> tuple[FormEmbedder, np.ndarray, dict]:
     """Train a form embedder on a cube; returns it, the embedding of every galaxy and a summary.
 
     With a frozen trunk the view bank is kept as ``out_dir/view_bank.npy`` (a memmap) so a
@@ -250,7 +251,10 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
     learns at ``lr * trunk_lr_scale``. ``heads`` > 1 (frozen trunk only) trains that many heads
     on the same view bank from different seeds (:func:`head_seed`; checkpoints in
     ``out_dir/head{i}/`` beyond the first) and embeds with their :class:`HeadEnsemble`. ``augment``
-    draws the nuisance views.
+    draws the nuisance views. On one CPU process the bank fills block by block, and a training
+    killed meanwhile leaves it for ``resume`` to go on with (:class:`~morphospace.ssl.bank_file.FillingBank`),
+    where ``bank_key`` (what the bank is made from beyond this function's settings, e.g. the
+    training's) is the same.
     """
     if heads < 1 or (heads > 1 and train_trunk):
         raise ValueError(f"heads must be >= 1, and 1 when the trunk trains; got {heads}")
@@ -273,6 +277,10 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
         bank_path = out_dir / "view_bank.npy"
         shape = (N_DIHEDRAL + aug_views, len(cube), trunk.dim)
         bank = read_cached_npy(bank_path, shape) if resume else None  # a damaged one is made again
+        if bank is None and not uses_trainer(trainer_kwargs):
+            key = {"trunk": trunk.backbone, "input_size": trunk.spec.size, "seed": seed, "augment": repr(augment),
+                   **(bank_key or {})}
+            bank = filled_bank(trunk, cube, out_dir, shape, key, aug_views, seed, augment, resume)
         if bank is None:
             # one writer: the first process fills the file from every process's share, creating it
             # only once all have passed the shared prediction, and so once the first has cleared

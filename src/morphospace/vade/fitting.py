@@ -9,6 +9,7 @@ in a seeded order, sharded under DDP. :func:`fit_vade` fits one to the rows of a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -34,6 +35,7 @@ from ..nets.spawn import spawned_workers
 from ..progress import quiet_lightning, with_bars
 from ..run import RunDir, file_stamp, launched_as_later_rank, write_json
 from ..run.set_aside import move_into
+from ..ssl.bank_file import FILLING_NOTE
 from .data import CubeDataModule
 from .hparams import with_earlier_form
 from .io import CLUSTERS_FILE, SET_ASIDE_NOTE, model_dir
@@ -125,10 +127,14 @@ def check_resumable(run: RunDir, hp: dict[str, Any], checkpoint: str | None = No
     mdir = model_dir(run)
     relink_last(mdir)
     last = mdir / (checkpoint or resume_checkpoint(hp))
-    if not last.is_file():
+    # killed while it filled its view bank (before any checkpoint), a form training goes on with the bank
+    bank_left = hp.get("preset") == "form" and (mdir / "ssl" / FILLING_NOTE).is_file()
+    if not last.is_file() and not bank_left:
         raise UserError(f"nothing to resume: {last} not found (train without --resume first)")
     # a later stage's checkpoint (an MLP core's) is resumed from too where the run got that far
     for ckpt in dict.fromkeys([last, mdir / LAST_CHECKPOINT]):
+        if not ckpt.is_file() and bank_left:
+            continue
         if ckpt != last and not ckpt.is_file():
             continue
         try:
@@ -163,6 +169,15 @@ def check_resumable(run: RunDir, hp: dict[str, Any], checkpoint: str | None = No
             log.warning("resuming on %d processes a training begun on %d: it continues from its checkpoint, but "
                         "with another global batch and split of the galaxies it will not end where an "
                         "uninterrupted run would", now, before)
+
+
+def began_mark(mdir: Path) -> str | None:
+    """The sha256 of the settings the training in ``mdir`` began with (its ``training_began.json``),
+    or None where there is none: what tells this training's leftovers from another's."""
+    try:
+        return hashlib.sha256((mdir / TRAINING_BEGAN).read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def prepare_model_dir(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool,

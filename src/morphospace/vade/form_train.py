@@ -45,8 +45,8 @@ from ..ssl.augment import NuisanceAugment
 from ..ssl.embedder import build_trunk
 from ..ssl.training import fit_embedder
 from .embed import FORM_EMBEDDING, FORM_EMBEDDING_SOURCE, cube_signature
-from .fitting import (TrainResult, device_kwargs, fit_vade, prepare_model_dir, resume_checkpoint, training_rows,
-                      write_training_summary)
+from .fitting import (TrainResult, began_mark, device_kwargs, fit_vade, prepare_model_dir, resume_checkpoint,
+                      training_rows, write_training_summary)
 from .form_decoder import fit_image_decoder
 from .form_model import FormVaDE, core_hparams
 from .hparams import with_earlier_form
@@ -137,7 +137,8 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
         trainer_kwargs=device_kwargs(cfg), resume=resume, loader_workers=cfg.train.loader_processes(), views=views,
         trunk_lr_scale=f.get("trunk_lr_scale", 1.0), heads=heads,
         augment=NuisanceAugment(scale=tuple(f["aug_scale"]), light=light,
-                                **({"normalise": spec.normalise, "softening": spec.softening} if spec else {})))
+                                **({"normalise": spec.normalise, "softening": spec.softening} if spec else {})),
+        bank_key={"began": began_mark(mdir)})  # a bank a kill left is gone on with for this training only
     if rows is not None:
         emb = _embed_the_rest(embedder, cube, rows, emb, INFERENCE_BATCH, device_kwargs(cfg), mdir / "predict_shares",
                               loader_workers=cfg.train.loader_processes())
