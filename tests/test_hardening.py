@@ -1207,6 +1207,29 @@ def test_a_command_that_starts_a_run_says_which_saved_settings_it_replaces(tmp_p
 
 
 
+def test_a_reingest_that_keeps_the_run_s_results_keeps_the_settings_that_made_them(tmp_path):
+    """A re-ingest of the same galaxies keeps the model and results, but config.toml took the defaults:
+    it said `ssl_epochs = 60` beside a model trained for 4, for every later stage to read. Their
+    settings are now kept with them (those the command sets itself aside); an ingest of other galaxies,
+    which sets the results aside, starts from the defaults and says which it replaced."""
+    from morphospace.config import load_config
+
+    data = tiny_folder_survey(tmp_path / "data", n=12)
+    run = tmp_path / "run"
+    assert main(["run", "--data", str(data), "--out", str(run), "--model", "pca", "--set", "preprocess.size=16",
+                 "--set", "cluster.seed=5", "--set", "cluster.kmeans_k=[2, 3]", "--quiet"]) == 0
+    made = load_config(run / "config.toml")
+    assert main(["ingest", str(data), "--out", str(run), "--size", "16", "--set", "cluster.kmeans_k=[3]", "--quiet"]) == 0
+    kept = load_config(run / "config.toml")
+    assert (kept.model.kind, kept.cluster.seed, kept.cluster.kmeans_k) == (made.model.kind, 5, [3])  # given: taken
+    assert (run / "clusterings").is_dir() and "it replaced" not in (run / "log.txt").read_text()
+    other = tiny_folder_survey(tmp_path / "other", n=8)
+    assert main(["ingest", str(other), "--out", str(run), "--size", "16", "--quiet"]) == 0
+    fresh = load_config(run / "config.toml")
+    assert (fresh.model.kind, fresh.cluster.seed) == (load_config(None).model.kind, 0)
+    assert "(cluster.kmeans_k [3] -> " in (run / "log.txt").read_text()
+
+
 def test_a_study_with_nothing_to_resume_is_one_line_and_leaves_no_folder(tmp_path, capsys):
     data = tiny_folder_survey(tmp_path / "data", n=6)
     out = tmp_path / "new"

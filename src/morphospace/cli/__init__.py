@@ -260,14 +260,17 @@ def _dispatch(args) -> int | None:
         print(f"report: {printable(str(Path(report).resolve()))}")
         return 0
     if cmd == "ingest":
-        run, cfg, created, replaced = _new_run(args, args.out, data__path=str(args.data), data__layout=args.layout,
-                            data__catalogue=args.catalogue, data__id_column=args.id_column,
-                            data__file_column=args.file_column, ingest__workers=args.workers,
-                            preprocess__preset=args.preset, preprocess__size=args.size, preprocess__colour=args.colour,
-                            ingest__strict=True if args.strict else None,
-                            ingest__mask_neighbours=True if args.mask_neighbours else None)
+        options = dict(data__path=str(args.data), data__layout=args.layout, data__catalogue=args.catalogue,
+                       data__id_column=args.id_column, data__file_column=args.file_column, ingest__workers=args.workers,
+                       preprocess__preset=args.preset, preprocess__size=args.size, preprocess__colour=args.colour,
+                       ingest__strict=True if args.strict else None,
+                       ingest__mask_neighbours=True if args.mask_neighbours else None)
+        run, cfg, created, replaced = _new_run(args, args.out, **options)
         run.acquire_lock()
+        earlier = None if created else pipeline.saved_config(run)  # None: none, or damaged (said as replaced)
         summary = pipeline.ingest_run(run, cfg, created)
+        if earlier is not None:  # said once known: an ingest that kept the run's results kept their settings
+            replaced = _settings_replaced(args, run, pipeline.saved_config(run) or cfg, options, saved=earlier)
         _say(replaced)
         print(f"ingested {summary['n_in_cube']} of {summary['n_records']} galaxies into {printable(str(run.path))}")
         return 0

@@ -263,17 +263,19 @@ def _say(replaced: str) -> None:
         log.warning("%s", replaced)
 
 
-def _settings_replaced(args, run: RunDir, cfg: Config, options: dict) -> str:
+def _settings_replaced(args, run: RunDir, cfg: Config, options: dict, saved: Config | None = None) -> str:
     """``run``, ``study`` and ``ingest`` start from the defaults and what is given, not from the run's
     saved settings, which they replace: the line that names those they set back to another value
     than the run's, not given in this command (a study on a finished run reset its form settings
-    without a word); "" when none."""
+    without a word); "" when none. ``saved``: the run's settings as they were, read before the
+    command (else its ``config.toml`` now)."""
     from ..pipeline.survey import with_imported_model
 
     if not run.catalogue.is_file():  # settings that made no cube yet (an imported model's run)
         return ""
     try:
-        saved = load_config(run.config) if run.config.is_file() else None
+        if saved is None:
+            saved = load_config(run.config) if run.config.is_file() else None
     except UserError as exc:  # a damaged file: the stage replaces it, said (its settings are lost)
         return (f"`morphospace {args.command}` replaced {run.config}, which could not be read ({exc}), with "
                 "the defaults and the settings given")

@@ -17,10 +17,10 @@ from .stages import (primary_embedding, run_all, stage_anomaly, stage_cluster, s
                      stage_reduce, stage_report, stage_train, trained_preset)
 from .study import run_study
 from .survey import (check_data, check_not_a_survey, config_restored_on_failure, default_survey_dir, ensure_survey,
-                     ingest_run, removed_on_failure, save_config, stage_ingest, stage_synth)
+                     ingest_run, removed_on_failure, save_config, saved_config, stage_ingest, stage_synth)
 
 __all__ = ["check_data", "check_not_a_survey", "config_restored_on_failure", "default_survey_dir", "embed_image", "ensure_survey",
-           "ingest_run", "primary_embedding", "removed_on_failure", "run_all", "run_study", "save_config",
+           "ingest_run", "primary_embedding", "removed_on_failure", "run_all", "run_study", "save_config", "saved_config",
            "stage_anomaly", "stage_cluster", "stage_compare", "stage_embed", "stage_generate",
            "stage_import_astrovader", "stage_ingest", "stage_reduce", "stage_report", "stage_synth", "stage_train",
            "trained_preset"]

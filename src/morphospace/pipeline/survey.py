@@ -4,6 +4,7 @@ the neighbour masking) run, and a folder made for a run that fails early taken a
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -15,6 +16,7 @@ from ..config import Config, dumps_config, load_config
 from ..errors import MissingFile, UserError, sigterm_raises
 from ..progress import Timer
 from ..run import RunDir, atomic_path, launched_as_later_rank, write_text
+from ..run.rundir import DERIVED
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -257,6 +259,33 @@ def removed_on_failure(run: RunDir, created: bool) -> Iterator[None]:
             raise
 
 
+# the ingest's own settings (what made the cube); the other sections say what the later stages made
+INGEST_SECTIONS = ("data", "preprocess", "ingest")
+
+
+def run_results(run: RunDir) -> list[str]:
+    """The results a run holds (:data:`DERIVED`): what an ingest keeps or sets aside."""
+    return [name for name in DERIVED if os.path.lexists(run.path / name)]
+
+
+def with_kept_results(run: RunDir, cfg: Config, earlier: Config | None, before: list[str]) -> Config:
+    """``cfg`` after an ingest: where it kept the run's results (``before``: :func:`run_results` ahead of
+    it; the same galaxies made the same way), the run's ``earlier`` settings of every later stage
+    (``[model]``, ``[form]``, ``[train]``, ``[cluster]``...) but for the keys this command sets, so that
+    ``config.toml`` still says what trained the kept model (it said the defaults: a re-ingest of the same
+    survey rewrote ``form.ssl_epochs = 4`` as 60 beside a model trained for 4)."""
+    if earlier is None or not before or run_results(run) != before:
+        return cfg
+    kept = cube_settings(earlier, cfg, run.read_catalogue().columns)
+    given = {}  # a later stage's key this command sets: taken, over the run's section
+    for name in type(cfg).model_fields:
+        section = getattr(cfg, name)
+        if name not in INGEST_SECTIONS and section.model_fields_set:
+            given[name] = getattr(kept, name).model_copy(
+                update={key: getattr(section, key) for key in section.model_fields_set})
+    return kept.model_copy(update=given)
+
+
 def ingest_run(run: RunDir, cfg: Config, created: bool) -> dict:
     """The ingest a user asks for by name (``morphospace ingest``, ``ms.ingest``): the survey is
     read first and the settings saved as soon as it is in, so that an ingest refused or stopped on
@@ -264,8 +293,10 @@ def ingest_run(run: RunDir, cfg: Config, created: bool) -> dict:
     run's settings as they were and takes away a folder it ``created`` itself. The neighbour
     masking comes after: a failure there keeps the ingest, whose cube the training masks anyway."""
     cfg = with_imported_model(run, cfg)
+    earlier, before = saved_config(run), run_results(run)
     with removed_on_failure(run, created):
         summary = ingest_survey(run, cfg)
+    cfg = with_kept_results(run, cfg, earlier, before)
     save_config(run, cfg)
     from ..analysis.labels import check_label_settings
 
