@@ -1219,9 +1219,11 @@ def test_a_reingest_that_keeps_the_run_s_results_keeps_the_settings_that_made_th
     assert main(["run", "--data", str(data), "--out", str(run), "--model", "pca", "--set", "preprocess.size=16",
                  "--set", "cluster.seed=5", "--set", "cluster.kmeans_k=[2, 3]", "--quiet"]) == 0
     made = load_config(run / "config.toml")
-    assert main(["ingest", str(data), "--out", str(run), "--size", "16", "--set", "cluster.kmeans_k=[3]", "--quiet"]) == 0
+    assert main(["ingest", str(data), "--out", str(run), "--size", "16", "--set", "cluster.kmeans_k=[3]",
+                 "--set", "data.truth_label=morphology", "--quiet"]) == 0
     kept = load_config(run / "config.toml")
     assert (kept.model.kind, kept.cluster.seed, kept.cluster.kmeans_k) == (made.model.kind, 5, [3])  # given: taken
+    assert kept.data.truth_label == "morphology" != made.data.truth_label
     assert (run / "clusterings").is_dir() and "it replaced" not in (run / "log.txt").read_text()
     other = tiny_folder_survey(tmp_path / "other", n=8)
     assert main(["ingest", str(other), "--out", str(run), "--size", "16", "--quiet"]) == 0

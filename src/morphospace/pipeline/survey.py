@@ -278,6 +278,8 @@ def with_kept_results(run: RunDir, cfg: Config, earlier: Config | None, before: 
         return cfg
     kept = cube_settings(earlier, cfg, run.read_catalogue().columns)
     given = {}  # a later stage's key this command sets: taken, over the run's section
+    if "truth_label" in cfg.data.model_fields_set:  # given, not the run's earlier one (cube_settings keeps that)
+        given["data"] = kept.data.model_copy(update={"truth_label": cfg.data.truth_label})
     for name in type(cfg).model_fields:
         section = getattr(cfg, name)
         if name not in INGEST_SECTIONS and section.model_fields_set:
