@@ -185,6 +185,7 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         import pandas as pd
 
         from .config import apply_overrides, load_config
+        from .nets.scoped import seeded, torch_threads
         from .progress import is_quiet, set_quiet
         from .run import write_table
         from .vade.embed import FORM_EMBEDDING
@@ -205,19 +206,24 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
             place_cube(run, x)
             write_table(run.catalogue, pd.DataFrame({"id": [str(i) for i in range(len(x))],
                                                      "cube_index": np.arange(len(x))}))
-            with python_errors(), said_as_arguments(_NAMED_SETTINGS, "VaDE"):
-                train_run(run, cfg)
-            vade, hp, _ = load_vade(model_file(run))
-            self.model_ = VaDEModel(vade, hp)
-            emb = run.model_path(MODEL_NAME) / FORM_EMBEDDING
-            if emb.is_file():  # the form model: codes from the embedding training computed, not a second CNN pass
-                with torch.no_grad():
-                    mu, log_var = vade.encode_embedding(torch.from_numpy(np.load(emb)))
-                    proba = vade.prior.log_responsibilities(mu, log_var).exp().numpy()
-                self.latent_ = mu.numpy()
-            else:
-                self.latent_ = self.model_.encode(x)[0]
-                proba = self.model_.predict_proba(x)
+            # Lightning's seed_everything and Trainer set process-wide state (numpy's, Python's and torch's
+            # global generators, the deterministic-algorithms switch, PL_GLOBAL_SEED...), train.num_threads
+            # torch's thread count, and the encoding's loader draws from torch's generator: all put back
+            # afterwards, as a scikit-learn fit leaves the caller's process
+            with torch_threads(cfg.train.num_threads), seeded(cfg.train.seed):
+                with python_errors(), said_as_arguments(_NAMED_SETTINGS, "VaDE"):
+                    train_run(run, cfg)
+                vade, hp, _ = load_vade(model_file(run))
+                self.model_ = VaDEModel(vade, hp)
+                emb = run.model_path(MODEL_NAME) / FORM_EMBEDDING
+                if emb.is_file():  # the form model: codes from the embedding training computed, not a second CNN pass
+                    with torch.no_grad():
+                        mu, log_var = vade.encode_embedding(torch.from_numpy(np.load(emb)))
+                        proba = vade.prior.log_responsibilities(mu, log_var).exp().numpy()
+                    self.latent_ = mu.numpy()
+                else:
+                    self.latent_ = self.model_.encode(x)[0]
+                    proba = self.model_.predict_proba(x)
         finally:
             set_quiet(was_quiet)
             shutil.rmtree(tmp, ignore_errors=True)
