@@ -451,7 +451,7 @@ def test_vade_estimator_rejects_misuse(run, fitted):
     for call in (ms.VaDE().fit, fitted.transform):  # 0-255 levels: refused alike, not trained on
         with pytest.raises(ValueError, match="floating point on the run's cube scale, got uint8"):
             call(levels)
-    with pytest.raises(ValueError, match="model.preset"):
+    with pytest.raises(ValueError, match="^VaDE: preset must be one of .*; got 'fomr'"):  # its parameter's name
         ms.VaDE(preset="fomr").fit(np.zeros((4, 1, 8, 8)))
     with pytest.raises(ValueError, match="expected images"):
         fitted.transform(np.zeros((2, 3, 32, 32)))
@@ -479,6 +479,13 @@ def test_vade_estimator_rejects_misuse(run, fitted):
     assert said("x (--set form.dim=64, or --set model.preset=form; --set train.x=true)") \
         == "x (VaDE(config={'form.dim': 64}), or VaDE(preset='form'); VaDE(config={'train.x': True}))"
     assert said("give --set model.latent_dim=4.") == "give VaDE(latent_dim=4)."
+    # a setting a parameter holds is named as that parameter: "config: train.seed must be ..." named a key
+    # the user never wrote
+    assert said("config: train.epochs (1) must exceed train.pretrain_epochs (1)") \
+        == "VaDE: epochs (1) must exceed pretrain_epochs (1)"
+    assert said("config: form.dim must be >= 2; train.seeds") == "config: form.dim must be >= 2; train.seeds"
+    with pytest.raises(ValueError, match=r"^VaDE: random_state must be in \[0, "):
+        ms.VaDE(random_state=-1).fit(np.zeros((5, 1, 16, 16), np.float32))
     for kept in ("--set cluster.kmeans_k=[3, 4]", "--set 'cluster.methods=[\"a\"]'", "--set train.x='a b'"):
         assert said(kept) == kept  # a list or quoted text: not taken apart
     # one colour image was read as 3 grey ones and refused for the latent size

@@ -139,8 +139,16 @@ def _as_argument(match: re.Match, named: Mapping[str, str], estimator: str) -> s
 def as_arguments(text: str, named: Mapping[str, str], estimator: str) -> str:
     """``text`` with each ``--set key=value`` advice (a command's option, which means nothing in a
     notebook) said as the estimator's arguments: ``VaDE(latent_dim=4)`` for a key one of its
-    parameters holds (``named``: key -> parameter), else ``VaDE(config={'form.dim': 64})``."""
-    return _SET_ADVICE.sub(lambda m: _as_argument(m, named, estimator), text)
+    parameters holds (``named``: key -> parameter), else ``VaDE(config={'form.dim': 64})``; and a key one
+    of its parameters holds named as that parameter ("config: train.seed must be in [0, ...]" said
+    "VaDE: random_state must be ...", where the user never wrote train.seed)."""
+    text = _SET_ADVICE.sub(lambda m: _as_argument(m, named, estimator), text)
+    if not named:
+        return text
+    keys = re.compile(r"(?<![\w.'])(" + "|".join(map(re.escape, sorted(named, key=len, reverse=True))) + r")(?![\w'])")
+    if text.startswith("config: ") and keys.match(text, len("config: ")):
+        text = f"{estimator}: " + text[len("config: "):]
+    return keys.sub(lambda m: named[m.group(1)], text)
 
 
 @contextmanager
