@@ -750,6 +750,52 @@ def test_a_training_stopped_while_it_filled_its_view_bank_resumes_the_bank(form_
     assert computed == [0, 32] and not (stopped / ssl / bank_file.FILLING_NOTE).exists()
 
 
+def test_a_view_bank_stopped_by_a_closed_pipe_or_killed_at_once_is_resumed(form_run, tmp_path, monkeypatch):
+    """Only a full disk removes the blocks done: a closed output pipe (a `| tee` a scheduler killed: the
+    progress bar's BrokenPipeError, an OSError) removed them as if the disk were full, and `--resume`
+    said "nothing to resume". A kill before the first timed note (10 s) left a file as large as the
+    bank with no note: `--resume` said "nothing to resume" and nothing removed the file."""
+    import shutil
+
+    from morphospace.run import RunDir
+    from morphospace.ssl import bank as bank_module
+    from morphospace.ssl import bank_file
+    from morphospace.vade.train import train_run
+
+    run, cfg, _, _ = form_run
+    ssl = "models/vade/ssl"
+    real, stop = bank_module._block_views, {}
+
+    def views(trunk, x, start, *args, **kwargs):
+        if start == stop.get("at"):
+            raise stop["error"]
+        return real(trunk, x, start, *args, **kwargs)
+
+    monkeypatch.setattr(bank_module, "_block_views", views)
+    monkeypatch.setattr(bank_file, "NOTE_EVERY", 0.0)
+    piped = tmp_path / "piped"
+    shutil.copytree(run.path, piped)
+    stop.update(at=32, error=BrokenPipeError(32, "Broken pipe"))
+    with pytest.raises(BrokenPipeError):
+        train_run(RunDir(piped), cfg)
+    assert json.loads((piped / ssl / bank_file.FILLING_NOTE).read_text())["blocks"] == 1
+    assert (piped / ssl / bank_file.FILLING).is_file()
+
+    # killed (SIGKILL: no keep) before the first timed note
+    monkeypatch.setattr(bank_file, "NOTE_EVERY", 3600.0)
+    monkeypatch.setattr(bank_file.FillingBank, "keep", lambda self, blocks: None)
+    killed = tmp_path / "killed"
+    shutil.copytree(run.path, killed)
+    stop.update(at=0, error=KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        train_run(RunDir(killed), cfg)
+    assert (killed / ssl / bank_file.FILLING).is_file()
+    stop.clear()
+    train_run(RunDir(killed), cfg, resume=True)  # was: "nothing to resume"
+    assert not (killed / ssl / bank_file.FILLING).exists() and not (killed / ssl / bank_file.FILLING_NOTE).exists()
+    assert (killed / "models/vade/model.pt").is_file()
+
+
 def test_an_mlp_core_killed_before_it_started_resumes_from_the_head(tmp_path, caplog):
     """form.core = "mlp": a run killed once the SSL head was trained, before the core wrote its
     first checkpoint, resumes (it was refused: the core's checkpoint was the one looked for) and

@@ -13,6 +13,7 @@ with it.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import time
@@ -32,6 +33,10 @@ log = logging.getLogger("morphospace")
 FILLING = "view_bank.filling.npy"
 FILLING_NOTE = "view_bank.filling.json"
 NOTE_EVERY = 10.0  # seconds between notes: a kill loses at most this much of the bank's work
+# the errors of a file system that refuses to hold more (a full disk, a quota, a file-size limit): a
+# bank kept would only fill it more; any other OSError (a closed output pipe: a `| tee` a scheduler
+# killed, EPIPE from the progress bar; a read error of the cube) keeps the blocks done
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 class FillingBank:
@@ -80,6 +85,9 @@ class FillingBank:
             self.bank = np.load(self.path, mmap_mode="r+")
         else:
             self.bank = new_npy_map(self.path, np.float32, self.shape)
+            # noted at once: a kill before the first timed note leaves a bank a resume knows (and goes on
+            # with, from its first block), not a file as large as the bank that nothing removes
+            self.done(0, now=True)
         return self.bank
 
     def done(self, blocks: int, now: bool = False) -> None:
@@ -137,8 +145,11 @@ def filled_bank(trunk: TrunkTaps, cube, out_dir: Path, shape: tuple, key: dict, 
         view_bank(trunk, cube, aug_views, seed, augment=augment, out=bank, first_block=filling.blocks_done,
                   on_block=noted)
         del bank
-    except OSError:  # a full disk: the bank would only fill it more
-        filling.discard()
+    except OSError as exc:  # a full disk: the bank would only fill it more
+        if exc.errno in DISK_FULL or filling.bank is None:  # refused its reservation, or the note unwritten
+            filling.discard()
+        else:  # a closed output pipe, a read error: the work done stays for --resume
+            filling.keep(done[0])
         raise
     except BaseException:  # Ctrl-C, SIGTERM (a requeued job), an error: the work done stays for --resume
         filling.keep(done[0])
