@@ -744,10 +744,21 @@ def test_a_training_stopped_while_it_filled_its_view_bank_resumes_the_bank(form_
     computed[:] = []
     train_run(RunDir(stopped), cfg, resume=True)
     assert computed == [0, 32] and np.array_equal(np.load(stopped / ssl / "view_bank.npy"), reference)
+    # a resume that reads the whole bank kept (or makes it through Lightning) leaves no leftover behind
+    (stopped / "models/vade/model.pt").unlink()
+    for path, data in zip((stopped / ssl / bank_file.FILLING, stopped / ssl / bank_file.FILLING_NOTE), left):
+        path.write_bytes(data)
+    computed[:] = []
+    train_run(RunDir(stopped), cfg, resume=True)
+    assert computed == [] and not (stopped / ssl / bank_file.FILLING).exists()
+    assert not (stopped / ssl / bank_file.FILLING_NOTE).exists()
     (stopped / ssl / bank_file.FILLING_NOTE).write_bytes(left[1])
     computed[:] = []
-    train_run(RunDir(stopped), cfg)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="morphospace"):
+        train_run(RunDir(stopped), cfg)
     assert computed == [0, 32] and not (stopped / ssl / bank_file.FILLING_NOTE).exists()
+    assert "the view bank a stopped training left is removed" in caplog.text  # said, not lost without a word
 
 
 def test_a_view_bank_stopped_by_a_closed_pipe_or_killed_at_once_is_resumed(form_run, tmp_path, monkeypatch):

@@ -26,7 +26,7 @@ from .augment import NuisanceAugment
 from .bank import BLOCK, view_bank
 from .embedder import TrunkTaps
 
-__all__ = ["filled_bank", "FillingBank", "FILLING", "FILLING_NOTE", "NOTE_EVERY"]
+__all__ = ["filled_bank", "discard_left", "FillingBank", "FILLING", "FILLING_NOTE", "NOTE_EVERY"]
 
 log = logging.getLogger("morphospace")
 
@@ -115,15 +115,23 @@ class FillingBank:
         except OSError:  # the note cannot be written: nothing to go on from
             self.discard()
             return
-        log.warning("view bank kept: %d of %d blocks done (%.1f GB, %s); `morphospace train RUN --resume` goes "
-                    "on from there, a plain `train` removes it", blocks, self.n_blocks,
-                    self.path.stat().st_size / 1e9, self.path)
+        size = self.path.stat().st_size
+        log.warning("view bank kept: %d of %d blocks done (%s, %s); `morphospace train RUN --resume` goes on from "
+                    "there, a plain `train` (or `run`) removes it", blocks, self.n_blocks,
+                    f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB", self.path)
 
     def discard(self) -> None:
         """The bank and its note removed (a full disk: a kept bank would only fill it more)."""
         self.bank = None
         self.path.unlink(missing_ok=True)
         self.note.unlink(missing_ok=True)
+
+
+def discard_left(folder: Path) -> None:
+    """A bank a stopped training left in ``folder`` removed: the bank was made otherwise (through
+    Lightning, which starts it afresh) or read whole, and nothing else would remove it."""
+    (Path(folder) / FILLING).unlink(missing_ok=True)
+    (Path(folder) / FILLING_NOTE).unlink(missing_ok=True)
 
 
 def filled_bank(trunk: TrunkTaps, cube, out_dir: Path, shape: tuple, key: dict, aug_views: int, seed: int,

@@ -43,11 +43,12 @@ from ..nets.predict import accelerated, barrier, uses_trainer, world_size
 from ..nets.shards import ShardedData
 from ..nets.spawn import spawned_workers
 from ..progress import quiet_lightning, with_bars
+from ..run import launched_as_later_rank
 from ..run.writes import new_npy_map, partial_path, read_cached_npy
 from ..run.pages import PageReleaser
 from .augment import NuisanceAugment
 from .bank import N_DIHEDRAL, view_bank, view_seed
-from .bank_file import filled_bank
+from .bank_file import discard_left, filled_bank
 from .embedder import FormEmbedder, FormHead, HeadEnsemble, TrunkTaps
 from .losses import LOSSES, global_batch
 
@@ -299,6 +300,8 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
                 tmp.replace(bank_path)
             barrier()  # the bank is in place before any process reads it
             bank = np.load(bank_path, mmap_mode="r")
+        if not launched_as_later_rank():  # made through Lightning or read whole: a bank left is not gone on with
+            discard_left(out_dir)
         head.set_scaling(bank)  # streamed: the bank stays on disk
     losses = []
     trained = []

@@ -70,6 +70,9 @@ def _clear_previous(run: RunDir, mdir: Path) -> None:
         kept, dest = _model_set_aside(run, mdir, "train")
         log.info("the previous model (%s) is set aside in %s while a new one trains (delete it when you no "
                  "longer need it)", ", ".join(p.name for p in kept), dest.relative_to(run.path))
+    if (mdir / "ssl" / FILLING_NOTE).is_file():  # `run` as well as `train`: the work kept is not lost without a word
+        log.info("the view bank a stopped training left is removed: this training starts afresh "
+                 "(`morphospace train RUN --resume` goes on with it)")
     for p in mdir.iterdir():
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p, ignore_errors=True)
