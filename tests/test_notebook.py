@@ -225,9 +225,10 @@ def test_a_memory_mapped_cube_is_read_a_chunk_at_a_time_and_never_copied(run, fi
     whole = fitted.transform(run.cube)
     p = fitted.predict_proba(run.cube)
     monkeypatch.setattr(fitted.model_, "batch_size", 5)  # 24 rows: five batches, the last of 4
-    # the same to float32's rounding of codes up to ~6 (batches of another size round otherwise: 2e-6)
-    assert np.allclose(fitted.transform(run.cube), whole, atol=1e-5)
-    assert np.allclose(fitted.predict_proba(run.cube), p, atol=1e-6)
+    # the same to float32's rounding of codes up to ~7 (batches of another size round otherwise: 2e-6 on an
+    # AVX-512 CPU, more on an AVX2 one, where a whole suite's run failed atol=1e-5)
+    np.testing.assert_allclose(fitted.transform(run.cube), whole, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(fitted.predict_proba(run.cube), p, rtol=1e-5, atol=1e-5)
     # fit's temporary run links a whole memory-mapped cube (and its fresh masked cube), and copies
     # anything else in chunks
     from morphospace.image.masking import masked_cube

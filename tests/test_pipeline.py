@@ -281,9 +281,9 @@ def test_train_and_embed_on_two_processes_from_the_command_line(tmp_path):
     done = subprocess.run([*cli, "embed", str(run), *two], capture_output=True, text=True, timeout=400, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert main(["embed", str(tmp_path / "one"), "--devices", "1", "--quiet"]) == 0  # train saved devices = 2
-    for name in ("form", "vade"):
+    for name in ("form", "vade"):  # float32 sums split by the thread count: 7.4e-6 apart on an AVX2 CPU
         np.testing.assert_allclose(np.load(run / "embeddings" / f"{name}.npy"),
-                                   np.load(tmp_path / "one" / "embeddings" / f"{name}.npy"), rtol=1e-5, atol=1e-6)
+                                   np.load(tmp_path / "one" / "embeddings" / f"{name}.npy"), rtol=1e-4, atol=2e-5)
     log = (run / "log.txt").read_text()
     assert log.count("form embedding:") == 1 and log.count("===> VaDE embedding") == 1
     assert log.count("neighbours masked in") == 1  # by the ingest

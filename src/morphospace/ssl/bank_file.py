@@ -123,8 +123,7 @@ class FillingBank:
     def discard(self) -> None:
         """The bank and its note removed (a full disk: a kept bank would only fill it more)."""
         self.bank = None
-        self.path.unlink(missing_ok=True)
-        self.note.unlink(missing_ok=True)
+        discard_left(self.path.parent)
 
 
 def discard_left(folder: Path) -> None:
