@@ -4,7 +4,6 @@ the neighbour masking) run, and a folder made for a run that fails early taken a
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -16,7 +15,7 @@ from ..config import Config, dumps_config, load_config
 from ..errors import MissingFile, UserError, sigterm_raises
 from ..progress import Timer
 from ..run import RunDir, atomic_path, launched_as_later_rank, write_text
-from ..run.rundir import DERIVED
+from ..data.ingest.replace import results_present
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -263,18 +262,13 @@ def removed_on_failure(run: RunDir, created: bool) -> Iterator[None]:
 INGEST_SECTIONS = ("data", "preprocess", "ingest")
 
 
-def run_results(run: RunDir) -> list[str]:
-    """The results a run holds (:data:`DERIVED`): what an ingest keeps or sets aside."""
-    return [name for name in DERIVED if os.path.lexists(run.path / name)]
-
-
-def with_kept_results(run: RunDir, cfg: Config, earlier: Config | None, before: list[str]) -> Config:
-    """``cfg`` after an ingest: where it kept the run's results (``before``: :func:`run_results` ahead of
+def with_kept_results(run: RunDir, cfg: Config, earlier: Config | None, before: list[Path]) -> Config:
+    """``cfg`` after an ingest: where it kept the run's results (``before``: :func:`results_present` ahead of
     it; the same galaxies made the same way), the run's ``earlier`` settings of every later stage
     (``[model]``, ``[form]``, ``[train]``, ``[cluster]``...) but for the keys this command sets, so that
     ``config.toml`` still says what trained the kept model (it said the defaults: a re-ingest of the same
     survey rewrote ``form.ssl_epochs = 4`` as 60 beside a model trained for 4)."""
-    if earlier is None or not before or run_results(run) != before:
+    if earlier is None or not before or results_present(run) != before:
         return cfg
     kept = cube_settings(earlier, cfg, run.read_catalogue().columns)
     given = {}  # a later stage's key this command sets: taken, over the run's section
@@ -295,7 +289,7 @@ def ingest_run(run: RunDir, cfg: Config, created: bool) -> dict:
     run's settings as they were and takes away a folder it ``created`` itself. The neighbour
     masking comes after: a failure there keeps the ingest, whose cube the training masks anyway."""
     cfg = with_imported_model(run, cfg)
-    earlier, before = saved_config(run), run_results(run)
+    earlier, before = saved_config(run), results_present(run)
     with removed_on_failure(run, created):
         summary = ingest_survey(run, cfg)
     cfg = with_kept_results(run, cfg, earlier, before)

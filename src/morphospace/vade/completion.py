@@ -56,6 +56,15 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def began_mark(mdir: Path) -> str | None:
+    """The sha256 of the settings the training in ``mdir`` began with (its ``training_began.json``),
+    or None where there is none: what tells this training's leftovers (a view bank) from another's."""
+    try:
+        return _sha256(mdir / TRAINING_BEGAN)
+    except OSError:
+        return None
+
+
 def _marked(mdir: Path, hp: dict[str, Any]) -> list[str]:
     """The files a model saved now in ``mdir`` marks: the checkpoints a resume of ``hp``'s training
     continues from that are there, and the settings it began with."""

@@ -9,7 +9,6 @@ in a seeded order, sharded under DDP. :func:`fit_vade` fits one to the rows of a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -172,15 +171,6 @@ def check_resumable(run: RunDir, hp: dict[str, Any], checkpoint: str | None = No
             log.warning("resuming on %d processes a training begun on %d: it continues from its checkpoint, but "
                         "with another global batch and split of the galaxies it will not end where an "
                         "uninterrupted run would", now, before)
-
-
-def began_mark(mdir: Path) -> str | None:
-    """The sha256 of the settings the training in ``mdir`` began with (its ``training_began.json``),
-    or None where there is none: what tells this training's leftovers from another's."""
-    try:
-        return hashlib.sha256((mdir / TRAINING_BEGAN).read_bytes()).hexdigest()
-    except OSError:
-        return None
 
 
 def prepare_model_dir(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool,

@@ -45,12 +45,12 @@ from ..ssl.augment import NuisanceAugment
 from ..ssl.embedder import build_trunk
 from ..ssl.training import fit_embedder
 from .embed import FORM_EMBEDDING, FORM_EMBEDDING_SOURCE, cube_signature
-from .fitting import (TrainResult, began_mark, device_kwargs, fit_vade, prepare_model_dir, resume_checkpoint,
-                      training_rows, write_training_summary)
+from .fitting import (TrainResult, device_kwargs, fit_vade, prepare_model_dir, resume_checkpoint, training_rows,
+                      write_training_summary)
 from .form_decoder import fit_image_decoder
 from .form_model import FormVaDE, core_hparams
 from .hparams import with_earlier_form
-from .completion import checkpoint_marks
+from .completion import began_mark, checkpoint_marks
 from .io import MODEL_FILE, save_model
 from .linear_core import fit_linear_core
 from .merge import ComponentMerger

@@ -22,13 +22,18 @@ from .cube import partial_path
 
 log = logging.getLogger("morphospace")
 
-__all__ = ["RECIPE", "SUPERSEDING", "earlier_cube", "earlier_galaxies_kept", "galaxies_of", "put_back", "recipe_of", "recover_left_aside",
+__all__ = ["RECIPE", "SUPERSEDING", "earlier_cube", "results_present", "earlier_galaxies_kept", "galaxies_of", "put_back", "recipe_of", "recover_left_aside",
            "restore_earlier_outputs", "same_galaxies", "set_aside_results", "set_earlier_outputs_aside", "take_back_results"]
 
 # what a cube's pixels are made with, beside its galaxies: results derived from a cube made
 # otherwise (a model trained at 32 px, an embedding of grey images) do not describe the new one
 RECIPE = ("crop", "framing", "galaxy_r90s", "size", "channels", "normalise", "softening", "resample", "fits_rows")
 SUPERSEDING = ".superseding"  # names the folder an ingest sets results aside in until it publishes
+
+
+def results_present(run: RunDir) -> list[Path]:
+    """The results a run holds (:data:`DERIVED`): what an ingest keeps or sets aside."""
+    return [run.path / name for name in DERIVED if os.path.lexists(run.path / name)]
 
 
 def recipe_of(preprocess: dict) -> dict:
@@ -43,7 +48,7 @@ def earlier_cube(run: RunDir) -> tuple[list, dict | None] | None:
     are ready (:func:`set_earlier_outputs_aside`): a re-ingest that fails (nothing usable, ``--strict``,
     a full disk) leaves the run as it was."""
     earlier = None
-    if any(os.path.lexists(run.path / name) for name in DERIVED):
+    if results_present(run):
         try:
             galaxies = galaxies_of(run.cube_catalogue())
         except Exception:  # noqa: BLE001 - a damaged earlier run: its results are set aside below
@@ -240,7 +245,7 @@ def set_aside_results(run: RunDir, earlier: tuple | None, ids: list,
     filled in are not lost; a link among them is kept pointing where it pointed. Where a move fails
     (or Ctrl-C comes) what was moved goes back, and the error is raised: the new cube is then not
     published. Returns the folder and the line to log once the new cube is published."""
-    present = [run.path / name for name in DERIVED if os.path.lexists(run.path / name)]
+    present = results_present(run)
     imported = run.imported_model()
     if imported is not None:  # made from no galaxies of the run, it stays; what embed wrote beside it goes
         present = ([p for p in present if p.name != "models"]
