@@ -247,3 +247,7 @@ def test_the_merger_is_a_clusterer_in_a_pipeline():
     merger = ComponentMerger().fit(p)
     np.testing.assert_array_equal(merger.labels_, merger.predict(p))
     np.testing.assert_array_equal(make_pipeline(ComponentMerger()).fit_predict(p), merger.labels_)
+    # and a transformer: fit_transform is fit then transform of the same rows, n_features_in_ the K seen
+    probs = make_pipeline(ComponentMerger()).fit_transform(p)
+    np.testing.assert_allclose(probs, merger.transform(p))
+    assert probs.shape == (100, merger.n_clusters_) and merger.n_features_in_ == 5

@@ -25,7 +25,7 @@ rescaled plot at 7, 7 and 8 (0.57). No label is involved at any point.
 :class:`ComponentMerger` follows scikit-learn: ``fit`` on the (N, K) responsibilities,
 fitted state in ``groups_``, ``n_clusters_``, ``entropy_path_``, ``merged_path_``;
 ``transform`` sums a new (N, K) matrix into (N, n_clusters_) cluster probabilities and
-``predict`` takes the argmax.
+``predict`` takes the argmax; ``fit_transform`` and ``fit_predict`` do both on the same rows.
 """
 
 from __future__ import annotations
@@ -230,6 +230,7 @@ class ComponentMerger(BaseEstimator):
         self.entropy_path_ = {int(kk): float(path[kk][1]) for kk in ks}
         self.merged_path_ = {int(kk): int(path[kk][2]) for kk in ks}
         self.n_components_in_ = k
+        self.n_features_in_ = k  # scikit-learn's name for the columns fit saw
         # component -> cluster
         self.cluster_of_component_ = np.empty(k, dtype=np.int64)
         for g, members in enumerate(self.groups_):
@@ -284,3 +285,18 @@ class ComponentMerger(BaseEstimator):
         ndarray of shape (N,)
         """
         return self.fit(proba).labels_
+
+    def fit_transform(self, proba: np.ndarray, y=None) -> np.ndarray:
+        """:meth:`fit` on ``proba``, then its cluster probabilities (:meth:`transform` of the same rows).
+
+        Parameters
+        ----------
+        proba : ndarray of shape (N, K)
+        y : None
+            Ignored (scikit-learn's signature, for pipelines).
+
+        Returns
+        -------
+        ndarray of shape (N, n_clusters_)
+        """
+        return self.fit(proba).transform(proba)
