@@ -44,3 +44,28 @@ def test_a_fit_leaves_the_global_random_state_threads_and_switches_as_they_were(
     assert torch.are_deterministic_algorithms_enabled() == deterministic
     assert {k: os.environ.get(k) for k in ENV} == env
     assert torch.get_num_threads() == threads
+
+
+def test_the_gpus_generators_are_forked_where_cuda_is_up_and_cuda_is_not_started(monkeypatch):
+    """seeded() forked the CPU generator alone: on a GPU the fit reseeded every device's generator and
+    left it so. It forks each device's where CUDA is initialised, and starts no CUDA where it is not."""
+    from contextlib import nullcontext
+
+    from morphospace.nets import scoped
+
+    seen = []
+
+    def fork(devices=None, **kw):
+        seen.append(list(devices))
+        return nullcontext()
+
+    monkeypatch.setattr(torch.random, "fork_rng", fork)
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: None)  # seed_everything's GPU call
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with scoped.seeded(1):
+        pass
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    with scoped.seeded(1):
+        pass
+    assert seen == [[0, 1], []]

@@ -42,8 +42,11 @@ def seeded(seed: int) -> Iterator[None]:
     np_state, py_state = np.random.get_state(), random.getstate()
     deterministic = torch.are_deterministic_algorithms_enabled()
     env = {k: os.environ.get(k) for k in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS", "CUBLAS_WORKSPACE_CONFIG")}
+    # the GPUs' generators too where CUDA is up (forking them would start CUDA in a process that
+    # has not: a DDP launcher forks its workers before they touch the GPU)
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=devices):
             pl.seed_everything(int(seed), workers=True, verbose=False)
             yield
     finally:
