@@ -35,12 +35,12 @@ demo: $(STAMP)
 ## It first tries to get the headless browser of the report's browser tests (`browser`
 ## below); where that cannot be installed those tests skip, saying so.
 test: $(STAMP) browser
-	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 ## test-fast: the suite without the tests marked `slow` (whole pipelines on tiny data, DDP,
 ## a killed-and-resumed training): minutes quicker, for iterating. Run `make test` before pushing.
 test-fast: $(STAMP)
-	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n $(TEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
 ## browser: best effort, never fails the build. The browser tests drive Debian's chromium
 ## (/usr/bin/chromium) through the playwright package of the test extra; where it is missing

@@ -107,7 +107,6 @@ def test_scikit_learn_estimator_checks():
     assert failed == []
 
 
-@pytest.mark.xdist_group("pynndescent")  # one worker compiles pynndescent (1-3 min of numba), not each
 @pytest.mark.slow
 def test_the_approximate_index_gives_the_exact_scores_on_small_data():
     X, _ = _blobs()

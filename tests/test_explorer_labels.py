@@ -49,7 +49,6 @@ def decode(s: str, dtype: str) -> np.ndarray:
 
 # ---------------------------------------------------------------- the payload, in Python
 
-@pytest.mark.xdist_group("pynndescent")  # one worker compiles pynndescent (1-3 min of numba), not each
 @pytest.mark.parametrize("exact_below", [neighbours_mod.EXACT_BELOW, 0], ids=["exact", "pynndescent"])
 def test_neighbours_come_from_the_similarity_index(monkeypatch, exact_below):
     fitted = []

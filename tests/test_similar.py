@@ -24,7 +24,6 @@ def _groups(n=60, seed=0):
     return np.array([[centres[v], 0, 0, 0] for v in y]) + rng.normal(0, 1, (n, 4)), y
 
 
-@pytest.mark.xdist_group("pynndescent")  # one worker compiles pynndescent (1-3 min of numba), not each
 @pytest.mark.parametrize("exact_below", [20_000, 0], ids=["exact", "approximate"])
 def test_the_index_finds_true_neighbours(exact_below):
     X, _ = _groups()
