@@ -212,16 +212,14 @@ def _leave_process_group(succeeded: bool) -> None:
         leave_process_group(wait=succeeded)
 
 
-def _new_run(args, out: str, trains: bool = False, says_replaced: bool = True,
-             **options) -> tuple[RunDir, Config, bool, str]:
+def _new_run(args, out: str, trains: bool = False, says_replaced: bool = True, **options) -> tuple[RunDir, Config, bool, str]:
     """Create the run directory of a stage that starts a run, with its log, and its config (``--config``,
     ``--set``, then the command's ``options``, dotted keys spelt with ``__``). Settings that are
     refused and data that is not there are one line before anything is written: no new folder, and
     an existing run keeps its configuration (a command that ``trains``: its accelerator too).
     Returns the run, its config, whether this command created the folder (a start refused later
     takes it away: :func:`~morphospace.pipeline.removed_on_failure`) and what of an existing run's
-    saved settings it replaces (:func:`_settings_replaced`, said once the command has done its work;
-    "" where not ``says_replaced``: a command that knows it only afterwards)."""
+    saved settings it replaces (:func:`_settings_replaced`, said once the command has done its work; "" if not ``says_replaced``)."""
     from .. import pipeline
     from ..run.places import check_not_a_folder_of_results
 
@@ -267,14 +265,12 @@ def _dispatch(args) -> int | None:
                        preprocess__preset=args.preset, preprocess__size=args.size, preprocess__colour=args.colour,
                        ingest__strict=True if args.strict else None,
                        ingest__mask_neighbours=True if args.mask_neighbours else None)
-        # what it replaces is known once it ran: an ingest that kept the run's results kept their settings
         run, cfg, created, _ = _new_run(args, args.out, says_replaced=False, **options)
         run.acquire_lock()
-        earlier = None if created else pipeline.saved_config(run)
-        # a run's settings file that is damaged is said as replaced from the file as it is, before the ingest
+        earlier = None if created else pipeline.saved_config(run)  # None: none, or damaged (said from it now)
         replaced = _settings_replaced(args, run, cfg, options) if not created and earlier is None else ""
         summary = pipeline.ingest_run(run, cfg, created)
-        if earlier is not None:
+        if earlier is not None:  # said once known: an ingest that kept the run's results kept their settings
             replaced = _settings_replaced(args, run, pipeline.saved_config(run) or cfg, options, saved=earlier)
         _say(replaced)
         print(f"ingested {summary['n_in_cube']} of {summary['n_records']} galaxies into {printable(str(run.path))}")
