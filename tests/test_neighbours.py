@@ -196,3 +196,24 @@ def test_a_merging_partner_can_be_kept_as_part_of_the_galaxy_and_a_minor_or_deta
     out, n, _ = mask_neighbours(apart.astype(np.float32), keep)
     assert n == 1 and out[0, 6, 42] < 0.1
 
+
+
+def test_sky_filled_in_takes_the_border_s_own_values_on_a_sky_clipped_at_black():
+    """An 8-bit JPEG's sky clipped at black: the fill was the border's median plus Gaussian noise of its
+    sigma, and much of it fell below black (no real sky pixel is): a mark of where a neighbour was.
+    Two companions on opposite sides (each the other's twin, so both take sky) are filled with values
+    the border holds, in its proportions."""
+    rng = np.random.default_rng(3)
+    img = blob(23.5, 23.5, 4.0, 0.8) + blob(8, 40, 1.5, 0.8) + blob(39, 7, 1.5, 0.8)
+    img = np.round(np.clip(img[None] + rng.normal(0.01, 0.02, (3, SIDE, SIDE)), 0, 1) * 255) / 255
+    img = img.astype(np.float32)
+    out, n, _ = mask_neighbours(img)
+    assert n == 2
+    changed = out != img
+    from morphospace.image.sources import border_pixels
+
+    for c in range(3):
+        border, fill = border_pixels(img[c]), out[c][changed[c]]
+        assert len(fill) > 30 and fill.min() >= border.min() == 0  # nothing below black
+        assert set(np.unique(fill)) <= set(np.unique(border))  # the sky's own 8-bit levels
+        assert abs((fill == 0).mean() - (border == 0).mean()) < 0.15  # black as often as on the border

@@ -26,9 +26,12 @@ How, per image (framework-free: numpy, scipy and sep):
 3. a masked pixel takes the value of its 180-degree twin about the frame centre (the
    galaxy's light is roughly point-symmetric, so a companion overlapping the galaxy's halo
    is replaced by the halo on the other side), unless that twin is masked too, in which
-   case it takes sky: the border's median plus Gaussian noise of the border's robust
-   sigma, per channel, drawn from a generator seeded by the image's own bytes (the same
-   image gets the same fill wherever it sits in a batch or a cube).
+   case it takes sky: the border's own pixels, drawn at random per channel from those within
+   3 robust sigma of the border's median (so a neighbour on the border is not copied), from a
+   generator seeded by the image's own bytes (the same image gets the same fill wherever it
+   sits in a batch or a cube). The sky's own values, not Gaussian noise of its level and
+   sigma: on SDSS JPEGs, whose sky is clipped at black, a median 13% of such noise fell
+   below the darkest border pixel, a mark of where a neighbour had been.
 
 The raw cube is left untouched (galleries and the feature study show the real cutouts);
 :func:`masked_cube` writes the masked copy beside it, ``cube_masked.npy``, with
@@ -54,7 +57,7 @@ from ..progress import progress
 from ..run import RunDir, atomic_path, built_by_one, new_npy_map, read_cached_npy, write_json, write_table
 from ..run.writes import read_parquet
 from .pool import map_chunks
-from .sources import border_stats, central_index, detect
+from .sources import border_pixels, border_stats, central_index, detect
 
 log = logging.getLogger("morphospace")
 
@@ -148,6 +151,13 @@ def mask_neighbours(image: np.ndarray, params: MaskParams = MaskParams()) -> tup
     return _masked(image, params)[:3]
 
 
+def _sky_pixels(channel: np.ndarray) -> np.ndarray:
+    """The border's pixels within 3 robust sigma of its median (its one value where the border is flat)."""
+    border = border_pixels(channel)
+    level, sigma = border_stats(channel)
+    return border[np.abs(border - level) <= 3 * sigma]
+
+
 def _masked(image: np.ndarray, params: MaskParams) -> tuple[np.ndarray, int, float, bool]:
     """:func:`mask_neighbours`, and whether a central source was found (nothing masked if not)."""
     from scipy.ndimage import binary_dilation
@@ -170,8 +180,7 @@ def _masked(image: np.ndarray, params: MaskParams) -> tuple[np.ndarray, int, flo
     h, w = seg.shape
     for c in range(img.shape[0]):
         ch = img[c]
-        level, sigma = border_stats(ch)
-        sky = level + sigma * rng.standard_normal((h, w)).astype(np.float32)
+        sky = rng.choice(_sky_pixels(ch), size=(h, w))
         fill = np.where(twin_masked, sky, ch[::-1, ::-1])
         out[c][mask] = fill[mask]
     n_masked = len(np.setdiff1d(np.unique(seg[others]), [0]))
@@ -218,8 +227,9 @@ def _cube_signature(cube_path: Path, params: MaskParams) -> dict:
     # a setting added since (keep_companions) enters only when set: at its default the pixels are what
     # an earlier version masked, and its masked cubes (25-49 GB at 10^6 galaxies) stay good
     settings = {k: v for k, v in asdict(params).items() if k != "keep_companions" or v}
-    # rule 2: a frame without a central source is left as it is (rule 1 masked every source in it)
-    return {"cube_size": st.st_size, "cube_mtime_ns": st.st_mtime_ns, "params": settings, "rule": 2}
+    # rule 2: a frame without a central source is left as it is (rule 1 masked every source in it);
+    # rule 3: sky is filled with the border's own pixels (rule 2: Gaussian noise, below black on a clipped sky)
+    return {"cube_size": st.st_size, "cube_mtime_ns": st.st_mtime_ns, "params": settings, "rule": 3}
 
 
 def _mask_chunk(start: int, stop: int, cube_path: str, out_path: str, params: MaskParams) -> pd.DataFrame:

@@ -18,7 +18,14 @@ import numpy as np
 
 log = logging.getLogger("morphospace")
 
-__all__ = ["border_stats", "background", "detect", "central_index"]
+__all__ = ["border_pixels", "border_stats", "background", "detect", "central_index"]
+
+
+def border_pixels(img: np.ndarray) -> np.ndarray:
+    """The pixels of a stamp's border, a tenth of its side wide (corners twice), flat."""
+    h, w = img.shape
+    bw = max(2, min(h, w) // 10)
+    return np.concatenate([img[:bw].ravel(), img[-bw:].ravel(), img[:, :bw].ravel(), img[:, -bw:].ravel()])
 
 
 def border_stats(img: np.ndarray) -> tuple[float, float]:
@@ -36,9 +43,7 @@ def border_stats(img: np.ndarray) -> tuple[float, float]:
     sigma : float
         Their robust standard deviation (0 for a flat border).
     """
-    h, w = img.shape
-    bw = max(2, min(h, w) // 10)
-    border = np.concatenate([img[:bw].ravel(), img[-bw:].ravel(), img[:, :bw].ravel(), img[:, -bw:].ravel()])
+    border = border_pixels(img)
     level = float(np.median(border))
     sigma = 1.4826 * float(np.median(np.abs(border - level)))
     if np.mean(border == level) > 0.2:
