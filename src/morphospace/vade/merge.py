@@ -287,16 +287,6 @@ class ComponentMerger(BaseEstimator):
         return self.fit(proba).labels_
 
     def fit_transform(self, proba: np.ndarray, y=None) -> np.ndarray:
-        """:meth:`fit` on ``proba``, then its cluster probabilities (:meth:`transform` of the same rows).
-
-        Parameters
-        ----------
-        proba : ndarray of shape (N, K)
-        y : None
-            Ignored (scikit-learn's signature, for pipelines).
-
-        Returns
-        -------
-        ndarray of shape (N, n_clusters_)
-        """
+        """:meth:`fit` on ``proba`` (N, K), then the (N, n_clusters_) cluster probabilities of the same rows
+        (:meth:`transform`); ``y`` is ignored, as in :meth:`fit_predict`."""
         return self.fit(proba).transform(proba)
