@@ -57,7 +57,7 @@ from ..progress import progress
 from ..run import RunDir, atomic_path, built_by_one, new_npy_map, read_cached_npy, write_json, write_table
 from ..run.writes import read_parquet
 from .pool import map_chunks
-from .sources import border_pixels, border_stats, central_index, detect
+from .sources import central_index, detect, sky_pixels
 
 log = logging.getLogger("morphospace")
 
@@ -151,13 +151,6 @@ def mask_neighbours(image: np.ndarray, params: MaskParams = MaskParams()) -> tup
     return _masked(image, params)[:3]
 
 
-def _sky_pixels(channel: np.ndarray) -> np.ndarray:
-    """The border's pixels within 3 robust sigma of its median (its one value where the border is flat)."""
-    border = border_pixels(channel)
-    level, sigma = border_stats(channel)
-    return border[np.abs(border - level) <= 3 * sigma]
-
-
 def _masked(image: np.ndarray, params: MaskParams) -> tuple[np.ndarray, int, float, bool]:
     """:func:`mask_neighbours`, and whether a central source was found (nothing masked if not)."""
     from scipy.ndimage import binary_dilation
@@ -180,7 +173,7 @@ def _masked(image: np.ndarray, params: MaskParams) -> tuple[np.ndarray, int, flo
     h, w = seg.shape
     for c in range(img.shape[0]):
         ch = img[c]
-        sky = rng.choice(_sky_pixels(ch), size=(h, w))
+        sky = rng.choice(sky_pixels(ch), size=(h, w))
         fill = np.where(twin_masked, sky, ch[::-1, ::-1])
         out[c][mask] = fill[mask]
     n_masked = len(np.setdiff1d(np.unique(seg[others]), [0]))

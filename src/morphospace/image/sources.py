@@ -18,7 +18,7 @@ import numpy as np
 
 log = logging.getLogger("morphospace")
 
-__all__ = ["border_pixels", "border_stats", "background", "detect", "central_index"]
+__all__ = ["border_pixels", "border_stats", "sky_pixels", "background", "detect", "central_index"]
 
 
 def border_pixels(img: np.ndarray) -> np.ndarray:
@@ -43,7 +43,18 @@ def border_stats(img: np.ndarray) -> tuple[float, float]:
     sigma : float
         Their robust standard deviation (0 for a flat border).
     """
+    return _level_and_sigma(border_pixels(img))
+
+
+def sky_pixels(img: np.ndarray) -> np.ndarray:
+    """The border's pixels within 3 robust sigma of its median (its one value where the border is
+    flat): the sky's own values, without a neighbour that reaches the border."""
     border = border_pixels(img)
+    level, sigma = _level_and_sigma(border)
+    return border[np.abs(border - level) <= 3 * sigma]
+
+
+def _level_and_sigma(border: np.ndarray) -> tuple[float, float]:
     level = float(np.median(border))
     sigma = 1.4826 * float(np.median(np.abs(border - level)))
     if np.mean(border == level) > 0.2:

@@ -22,8 +22,8 @@ from .cube import partial_path
 
 log = logging.getLogger("morphospace")
 
-__all__ = ["RECIPE", "SUPERSEDING", "earlier_cube", "results_present", "earlier_galaxies_kept", "galaxies_of", "put_back", "recipe_of", "recover_left_aside",
-           "restore_earlier_outputs", "same_galaxies", "set_aside_results", "set_earlier_outputs_aside", "take_back_results"]
+__all__ = ["RECIPE", "SUPERSEDING", "earlier_cube", "earlier_galaxies_kept", "galaxies_of", "put_back", "recipe_of", "recover_left_aside",
+           "restore_earlier_outputs", "results_present", "same_galaxies", "set_aside_results", "set_earlier_outputs_aside", "take_back_results"]
 
 # what a cube's pixels are made with, beside its galaxies: results derived from a cube made
 # otherwise (a model trained at 32 px, an embedding of grey images) do not describe the new one
