@@ -56,12 +56,14 @@ def test_knn_score_is_the_mean_distance_to_the_k_nearest_others():
 
 
 def test_a_small_sample_averages_over_every_other_row_whatever_the_algorithm():
-    """nndescent's graph of 8 rows holds 7 columns, the row itself among them: the score averaged
-    6 others where k_ = 7 (the exact search's and scikit-learn's 7)."""
+    """Over 8 rows k = 10 is each row's 7 others, with the approximate index as with the exact
+    search (pynndescent's graph of 8 rows held 7 columns, the row itself among them, and the score
+    averaged 6)."""
     from sklearn.neighbors import NearestNeighbors
 
     X = np.random.default_rng(0).normal(size=(8, 3))
-    approx = FormAnomaly(n_neighbors=10, algorithm="nndescent").fit(X)
+    approx = FormAnomaly(n_neighbors=10, algorithm="approximate").fit(X)
+    assert not approx.neighbours_.exact_
     dist, _ = NearestNeighbors(n_neighbors=8).fit(X).kneighbors(X)
     assert approx.k_ == 7
     np.testing.assert_allclose(approx.scores_, dist[:, 1:].mean(1), rtol=1e-5)
@@ -111,7 +113,8 @@ def test_scikit_learn_estimator_checks():
 def test_the_approximate_index_gives_the_exact_scores_on_small_data():
     X, _ = _blobs()
     exact = FormAnomaly(algorithm="exact").fit(X)
-    approx = FormAnomaly(algorithm="nndescent").fit(X)
+    approx = FormAnomaly(algorithm="nndescent").fit(X)  # the former name of "approximate"
+    assert not approx.neighbours_.exact_
     np.testing.assert_allclose(approx.scores_, exact.scores_, rtol=1e-4)
     np.testing.assert_allclose(approx.anomaly_score(X[:5] + 0.1), exact.anomaly_score(X[:5] + 0.1), rtol=1e-4)
 

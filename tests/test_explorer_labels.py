@@ -49,7 +49,7 @@ def decode(s: str, dtype: str) -> np.ndarray:
 
 # ---------------------------------------------------------------- the payload, in Python
 
-@pytest.mark.parametrize("exact_below", [neighbours_mod.EXACT_BELOW, 0], ids=["exact", "pynndescent"])
+@pytest.mark.parametrize("exact_below", [neighbours_mod.EXACT_BELOW, 0], ids=["exact", "approximate"])
 def test_neighbours_come_from_the_similarity_index(monkeypatch, exact_below):
     fitted = []
 
@@ -62,8 +62,8 @@ def test_neighbours_come_from_the_similarity_index(monkeypatch, exact_below):
     monkeypatch.setattr(neighbours_mod, "SimilarityIndex", Spy)
     X = np.random.default_rng(0).normal(size=(400, 12)).astype(np.float32)
     nn = nearest_neighbours(X, k=8, exact_below=exact_below)
-    # a small map is searched exactly (no numba compilation); pynndescent from EXACT_BELOW up
-    assert fitted == [(400, "NearestNeighbors" if exact_below else "NNDescent")]
+    # a small map is searched exactly; faiss's inverted file from EXACT_BELOW up
+    assert fitted == [(400, "NearestNeighbors" if exact_below else "IndexIVFFlat")]
     assert nn.shape == (400, 8) and (nn != np.arange(400)[:, None]).all() and (nn >= 0).all()
     # nearly the exact neighbours, nearest first
     d = ((X[:, None] - X[None]) ** 2).sum(-1)

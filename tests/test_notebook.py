@@ -387,8 +387,8 @@ def test_every_misuse_of_a_fitted_model_is_a_value_error(run, fitted):
          "k must be a whole number of at least 1"),
         (lambda: ms.SimilarityIndex().fit(np.random.default_rng(0).random((10, 3))).kneighbors(np.zeros((1, 3)), 2.5),
          "k must be a whole number"),
-        # a graph of degree 0 built, then missed most neighbours
-        (lambda: ms.SimilarityIndex(n_neighbors=0).fit(np.zeros((10, 3))), "n_neighbors must be an integer of at least 2"),
+        # no cell visited would find nothing
+        (lambda: ms.SimilarityIndex(probe_fraction=0).fit(np.zeros((10, 3))), r"probe_fraction must be a number in \(0, 1\]"),
         # fitted without labels it only suggests: a ValueError (it was a UserError, which a notebook's
         # `except ValueError` does not catch)
         (lambda: ms.FewLabelClassifier().fit(np.random.default_rng(0).random((10, 3)), [None] * 10).predict(

@@ -148,6 +148,31 @@ def test_a_small_umap_precomputes_the_distances_umap_learn_would_have_computed()
                                                                  np.concatenate([y, y[::10]])) == 1.0
 
 
+def test_a_large_umap_takes_its_neighbours_from_the_approximate_index(monkeypatch):
+    """From EXACT_BELOW rows up the neighbour graph comes from faiss's inverted file, handed to
+    umap-learn with its search for ``transform`` (umap-learn would build pynndescent's, which
+    compiles for 30-150 s); here the line is moved below a mid-sized set."""
+    import pickle
+
+    from sklearn.neighbors import NearestNeighbors
+
+    from morphospace.analysis import maps
+
+    monkeypatch.setattr(maps, "searches_exactly", lambda n: False)
+    X, y = blobs(n_per=1400, d=8)
+    reducer = UMAPReducer(n_neighbors=10, random_state=0).fit(X)
+    assert reducer.neighbours_ == "approximate" and not reducer.umap_._knn_search_index.index.exact_
+    edges = reducer.umap_.graph_.tocsr(copy=True)
+    edges.data[:] = 1.0
+    nearest = NearestNeighbors(n_neighbors=10).fit(X).kneighbors(X, return_distance=False)[:, 1:]
+    found = np.asarray(edges[np.repeat(np.arange(len(X)), 9), nearest.ravel()]).ravel()
+    assert found.mean() > 0.95  # nearly every true neighbour is an edge (8 of 107 cells visited)
+    placed = reducer.transform(X[::100] + 0.01)
+    assert nearest_centroid_accuracy(np.vstack([reducer.embedding_, placed]), np.concatenate([y, y[::100]])) == 1.0
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(reducer)).transform(X[::100] + 0.01), placed)
+    np.testing.assert_array_equal(UMAPReducer(n_neighbors=10, random_state=0).fit(X).embedding_, reducer.embedding_)
+
+
 def test_a_mid_sized_umap_finds_its_neighbours_exactly_and_places_new_rows_with_them():
     """From UMAP_EXACT_BELOW rows up to EXACT_BELOW every row's neighbours are searched exactly
     and handed to umap-learn (no pynndescent index to compile); ``transform`` searches the same way."""

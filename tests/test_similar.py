@@ -28,17 +28,62 @@ def _groups(n=60, seed=0):
 def test_the_index_finds_true_neighbours(exact_below):
     X, _ = _groups()
     # exact below EXACT_BELOW by default, as the command line searches (a notebook's index over 600
-    # galaxies took 31 s through pynndescent, 1 s exactly)
+    # galaxies took 31 s through pynndescent, the approximate index then, 1 s exactly)
     assert SimilarityIndex().exact_below == EXACT_BELOW and SimilarityIndex().fit(X).exact_
     index = SimilarityIndex(exact_below=exact_below).fit(X)
     assert index.exact_ == (exact_below > 0)
-    assert type(index.index_).__name__ == ("NearestNeighbors" if exact_below else "NNDescent")
+    assert type(index.index_).__name__ == ("NearestNeighbors" if exact_below else "IndexIVFFlat")
     dist, idx = index.kneighbors(X[:5], k=4)
     assert (idx[:, 0] == np.arange(5)).all() and np.allclose(dist[:, 0], 0, atol=1e-5)
     # the exact neighbours (brute force) are found
     exact = np.argsort(((X[:5, None] - X[None]) ** 2).sum(-1), axis=1)[:, :4]
     assert all(set(a) == set(b) for a, b in zip(idx, exact))
     assert (np.diff(dist, axis=1) >= -1e-6).all()
+
+
+def test_the_approximate_index_is_the_same_for_the_same_seed_and_survives_pickling():
+    """faiss's k-means is seeded from ``random_state``: a seed gives one set of cells and one result,
+    another seed other cells; nearly every true neighbour is found in grouped rows."""
+    import faiss
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(20, 16))[rng.integers(0, 20, 6000)] * 3 + rng.normal(size=(6000, 16))
+    a, b = (SimilarityIndex(exact_below=0, random_state=7).fit(X) for _ in range(2))
+    c = SimilarityIndex(exact_below=0, random_state=8).fit(X)
+    cells = lambda index: faiss.downcast_index(index.index_.quantizer).reconstruct_n(0, index.index_.nlist)  # noqa: E731
+    assert a.index_.nlist == 153 and a.n_probes_ == 8  # 4 sqrt(N) cells, 1/56 of them (at least 8) visited
+    assert np.array_equal(cells(a), cells(b)) and not np.array_equal(cells(a), cells(c))
+    d_a, i_a = a.kneighbors(X[:300], k=10)
+    np.testing.assert_array_equal(b.kneighbors(X[:300], k=10)[1], i_a)
+    true = np.argsort(((X[:300, None] - X[None]) ** 2).sum(-1), axis=1)[:, :10]
+    assert np.mean([len(set(u) & set(v)) / 10 for u, v in zip(i_a, true)]) > 0.95
+    again = pickle.loads(pickle.dumps(a))
+    d_b, i_b = again.kneighbors(X[:300], k=10)
+    np.testing.assert_array_equal(i_b, i_a)
+    np.testing.assert_array_equal(d_b, d_a)
+    # every cell visited: the exact neighbours
+    full = SimilarityIndex(exact_below=0, probe_fraction=1).fit(X)
+    np.testing.assert_array_equal(full.kneighbors(X[:300], k=10)[1], true)
+
+
+def test_a_row_whose_cells_hold_too_few_rows_is_searched_in_every_cell():
+    """faiss marks the neighbours a search of a few cells did not find with -1: those rows are
+    searched again in every cell rather than returned with holes."""
+    from morphospace.analysis import neighbour_index
+
+    rng = np.random.default_rng(2)
+    X = np.r_[rng.normal(size=(400, 6)), rng.normal(size=(3, 6)) + 40]  # 3 rows far from the rest
+    index = SimilarityIndex(exact_below=0).fit(X)
+    assert index.n_probes_ == 8 < index.index_.nlist
+    import faiss
+
+    far = np.ascontiguousarray(X[-3:], dtype=np.float32)
+    assert (index.index_.search(far, 5, params=faiss.SearchParametersIVF(nprobe=1))[1] < 0).any()  # faiss's holes
+    dist, idx = neighbour_index._search(index.index_, X[-3:], 5, probes=1)
+    true = np.argsort(((X[-3:, None] - X[None]) ** 2).sum(-1), axis=1)[:, :5]
+    np.testing.assert_array_equal(idx, true)
+    np.testing.assert_allclose(dist, np.sqrt(np.sort(((X[-3:, None] - X[None]) ** 2).sum(-1), axis=1)[:, :5]),
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_precision_at_k_tracks_the_labels():
@@ -69,7 +114,7 @@ def test_similar_run_gives_the_galaxy_then_its_group(tiny_run, capsys):
     assert (tiny_run.path / "similar" / "g29__form.parquet").is_file()
     stamp = tiny_run.path / "models" / "similar" / "form.pkl"
     built = stamp.stat().st_mtime_ns
-    with open(stamp, "rb") as fh:  # a small run's index is exact (no numba compilation), a large one's pynndescent
+    with open(stamp, "rb") as fh:  # a small run's index is exact, a large one's faiss's inverted file
         assert pickle.load(fh).exact_ is True and 30 < EXACT_BELOW
     similar_run(tiny_run, "g28", "form", k=3)
     assert stamp.stat().st_mtime_ns == built  # the index is built once

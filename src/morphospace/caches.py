@@ -1,7 +1,7 @@
 """Where morphospace keeps what it may reuse across runs: the built-in synthetic survey, and the
 caches of the libraries it drives.
 
-numba (through umap-learn and pynndescent) caches its compiled functions beside their source by
+numba (through umap-learn and the pynndescent it imports) caches its compiled functions beside their source by
 default, in the installed packages, and torch's inductor makes a folder in the temporary
 directory on import: neither belongs there. :func:`route_library_caches`, called when
 ``morphospace`` is imported, sends both to :func:`cache_root` unless the user has set where

@@ -21,7 +21,7 @@ from ..run import (RunDir, content_stamp, file_stamp, read_stamped_pickle, stamp
                    write_stamped_pickle, write_table)
 from .anomaly_tags import TAGS_FILE, read_tags
 from .form_anomaly import TAG_REACH, FormAnomaly, rank_normalise
-from .neighbour_index import EXACT_BELOW
+from .neighbour_index import EXACT_BELOW, INDEX_KIND
 
 log = logging.getLogger("morphospace")
 
@@ -34,14 +34,14 @@ EMBEDDING = "form"
 
 def _scorer_for(run: RunDir, X: np.ndarray, params: dict) -> FormAnomaly:
     """The run's fitted scorer over the form embedding: loaded when fitted on the same file and settings, else fitted."""
-    stamp = {"embedding": EMBEDDING, **file_stamp(run.embedding_path(EMBEDDING)), **params}
+    stamp = {"embedding": EMBEDDING, **file_stamp(run.embedding_path(EMBEDDING)), **params, "index": INDEX_KIND}
     folder = run.model_dir("anomaly")
     path, note = folder / "scorer.pkl", folder / "scorer.json"
     scorer = read_stamped_pickle(path, note, stamp)
     if isinstance(scorer, FormAnomaly) and len(scorer.scores_) == len(X):
         return scorer
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # numba's and pynndescent's notices
+        warnings.simplefilter("ignore")  # the libraries' notices
         scorer = FormAnomaly(**params).fit(X)
     write_stamped_pickle(path, note, stamp, scorer)
     return scorer

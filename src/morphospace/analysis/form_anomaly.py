@@ -9,7 +9,7 @@ galaxies are irregular or mergers, the k-NN distance puts more of them in its to
 ``benchmarks/bench_anomaly.py``.) The embedding is used as it is, as the similarity search uses
 it: standardising or whitening its axes gives the weak, noisy ones the weight of the informative
 ones. The neighbours are exact below :data:`~morphospace.analysis.neighbour_index.EXACT_BELOW` galaxies
-(100,000) and come from pynndescent's index above, as for the similarity search.
+(100,000) and come from an approximate index (faiss's inverted file) above, as for the similarity search.
 
 Each score comes raw (a distance) and as a rank in [0, 1] (0 = the most ordinary, 1 = the
 strangest). A user's tags re-rank it: every galaxy gets a *relevance* in [0, 1], a kernel
@@ -39,7 +39,7 @@ from .neighbour_index import SimilarityIndex, searches_exactly
 __all__ = ["FormAnomaly", "TAG_REACH", "rank_normalise"]
 
 METHODS = ("knn", "isolation_forest")
-ALGORITHMS = ("auto", "exact", "nndescent")
+ALGORITHMS = ("auto", "exact", "approximate", "nndescent")  # "nndescent": the former name of "approximate"
 
 
 def rank_normalise(scores) -> np.ndarray:
@@ -87,13 +87,14 @@ class FormAnomaly(BaseEstimator):
         ``score_samples``).
     n_neighbors : int
         k of the k-NN distance, and of the neighbour distance that sets a tag's reach.
-    algorithm : {"auto", "exact", "nndescent"}
-        How neighbours are found: exact (scikit-learn), pynndescent's approximate index, or
-        exact below :data:`EXACT_BELOW` rows and approximate from there on.
+    algorithm : {"auto", "exact", "approximate"}
+        How neighbours are found: exact (scikit-learn), an approximate index (faiss's inverted file;
+        ``"nndescent"``, its former name, is read as it), or exact below :data:`EXACT_BELOW` rows
+        and approximate from there on.
     n_estimators : int
         Trees of the isolation forest.
     random_state : int
-        Seed of the index's random projections and of the forest.
+        Seed of the approximate index's k-means and of the forest.
 
     Attributes
     ----------
@@ -142,15 +143,9 @@ class FormAnomaly(BaseEstimator):
         X = fit_input(self, X, min_samples=2)
         n = len(X)
         self.k_ = int(min(self.n_neighbors, n - 1))
-        # a graph of n rows holds each row's n - 1 nearest, itself among them: too few for k_ others when
-        # k_ = n - 1, so so few rows are searched exactly whatever the algorithm
-        exact = self.algorithm == "exact" or (self.algorithm == "auto" and searches_exactly(n)) or n <= self.k_ + 1
-        self.neighbours_ = SimilarityIndex(n_neighbors=max(30, self.k_ + 1), random_state=self.random_state,
-                                           exact_below=n + 1 if exact else 0).fit(X)
-        if exact:
-            dist, idx = self.neighbours_.kneighbors(X, k=self.k_ + 1)
-        else:
-            idx, dist = self.neighbours_.index_.neighbor_graph  # the index's own k-NN graph: no extra query
+        exact = self.algorithm == "exact" or (self.algorithm == "auto" and searches_exactly(n))
+        self.neighbours_ = SimilarityIndex(random_state=self.random_state, exact_below=n + 1 if exact else 0).fit(X)
+        dist, idx = self.neighbours_.kneighbors(X, k=self.k_ + 1)  # each row's own first, or missed
         self.neighbour_distance_ = _drop_self(np.asarray(dist, np.float64), np.asarray(idx), self.k_).mean(1)
         if self.method == "knn":
             self.search_ = self.neighbours_

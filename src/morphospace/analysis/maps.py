@@ -195,15 +195,15 @@ class TSNEReducer(_MapAfterPCA, ClassNamePrefixFeaturesOutMixin, TransformerMixi
 UMAP_EXACT_BELOW = 4096  # umap-learn's own line: below it, every pairwise distance, no approximate search
 
 
-class _ExactSearch:
+class _Search:
     """What umap-learn's ``transform`` asks of the search index it keeps (``query`` and
-    ``_angular_trees``), answered by an exact search: the fit's neighbours were exact, so a new
-    row meets the neighbours a training row would."""
+    ``_angular_trees``), answered by the :class:`SimilarityIndex` that found the fit's neighbours,
+    so a new row meets the neighbours a training row would."""
 
     _angular_trees = False  # umap-learn reads it to choose pynndescent's search tolerance
 
-    def __init__(self, rows: np.ndarray):
-        self.index = SimilarityIndex(exact_below=len(rows) + 1).fit(rows)  # exact at any size
+    def __init__(self, rows: np.ndarray, exact: bool, random_state: Any):
+        self.index = SimilarityIndex(random_state=random_state, exact_below=len(rows) + 1 if exact else 0).fit(rows)
 
     def query(self, X, k: int, epsilon: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         dist, idx = self.index.kneighbors(X, k=k)
@@ -227,11 +227,11 @@ class UMAPReducer(_MapAfterPCA, ClassNamePrefixFeaturesOutMixin, TransformerMixi
     its distance function from Python once per pair (16 s for 3,359 rows, most of a run's
     UMAP); here scipy computes the same Euclidean matrix and umap-learn takes it as
     ``metric="precomputed"``, the same neighbour graph in a fraction of a second. From there
-    up to :data:`~morphospace.analysis.neighbour_index.EXACT_BELOW` rows the neighbours are
-    searched exactly (scikit-learn) and handed to umap-learn as ``precomputed_knn``, with the
-    exact search for ``transform``: umap-learn's own search, pynndescent, spends about 30 s
-    compiling in each process that first uses it, more than the exact search costs there
-    (20,000 rows of 64 numbers: the whole fit 17-19 s against 49-51 s). Above, pynndescent.
+    up, the neighbours come from :class:`SimilarityIndex` (exact below
+    :data:`~morphospace.analysis.neighbour_index.EXACT_BELOW` rows, faiss's inverted file above)
+    and are handed to umap-learn as ``precomputed_knn``, with the same search for ``transform``:
+    umap-learn's own search, pynndescent, spends 30-150 s compiling in each process that first
+    uses it (20,000 rows of 64 numbers: the whole fit 17-19 s against 49-51 s).
 
     Parameters
     ----------
@@ -295,12 +295,11 @@ class UMAPReducer(_MapAfterPCA, ClassNamePrefixFeaturesOutMixin, TransformerMixi
             precomputed_knn: tuple = (None, None, None)
             if self.train_rows_ is not None:
                 self.neighbours_ = "all pairs"
-            elif searches_exactly(len(Xp)):
-                self.neighbours_ = "exact"
-                search = _ExactSearch(Xp)
-                precomputed_knn = (*search.query(Xp, k), search)
             else:
-                self.neighbours_ = "approximate"
+                exact = searches_exactly(len(Xp))
+                self.neighbours_ = "exact" if exact else "approximate"
+                search = _Search(Xp, exact, self.random_state)
+                precomputed_knn = (*search.query(Xp, k), search)
             self.umap_ = umap.UMAP(
                 n_components=self.n_components,
                 n_neighbors=k,

@@ -345,7 +345,7 @@ def reduce_run(run: RunDir, cfg: Any, embedding: str = "features",
             "fit_sample": None if rows is None else len(rows),
         }
         if name == "umap":
-            meta["neighbours"] = reducer.neighbours_  # all pairs, exact or approximate (pynndescent)
+            meta["neighbours"] = reducer.neighbours_  # all pairs, exact or approximate (faiss's inverted file)
             meta["n_neighbors_used"] = int(reducer.n_neighbors_)
         if name == "tsne":
             meta["perplexity_used"] = float(reducer.perplexity_)

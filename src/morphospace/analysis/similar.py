@@ -23,7 +23,7 @@ from ..image.display import display_image, figure_text
 from ..run import RunDir, atomic_path, file_stamp, read_stamped_pickle, safe_name, write_stamped_pickle, write_table
 from ..run.cube_order import not_in_cube
 from .labels import label_columns, missing_mask
-from .neighbour_index import EXACT_BELOW, SimilarityIndex, searches_exactly  # noqa: F401 - re-exported
+from .neighbour_index import EXACT_BELOW, INDEX_KIND, SimilarityIndex, searches_exactly  # noqa: F401 - re-exported
 
 log = logging.getLogger("morphospace")
 
@@ -47,7 +47,7 @@ def precision_at_k(X: np.ndarray, labels: Any, k: int = 10, random_state: int = 
 
 def _index_for(run: RunDir, embedding: str, X: np.ndarray) -> SimilarityIndex:
     """The run's index over ``embedding`` (rows ``X``): loaded when built from the same file, else built."""
-    stamp = {"embedding": embedding, **file_stamp(run.embedding_path(embedding))}
+    stamp = {"embedding": embedding, **file_stamp(run.embedding_path(embedding)), "index": INDEX_KIND}
     folder = run.model_dir("similar")
     path, note = folder / f"{safe_name(embedding)}.pkl", folder / f"{safe_name(embedding)}.json"
     index = read_stamped_pickle(path, note, stamp)

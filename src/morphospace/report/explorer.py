@@ -338,7 +338,7 @@ def explorer_arrays(contents: RunContents, points: np.ndarray, k: int = 8, seed:
         "maps": maps,
         "colourings": colourings,
         "primary": primary.name if primary else None,
-        "neighbours": {"k": k, "space": space, "index": "exact" if searches_exactly(len(X)) else "pynndescent", "idx": np.asarray(neighbours, dtype=np.int32)},
+        "neighbours": {"k": k, "space": space, "index": "exact" if searches_exactly(len(X)) else "approximate", "idx": np.asarray(neighbours, dtype=np.int32)},
         "columns": tooltip_columns(contents, points, sky=sky is not None),
         "sky": sky,
         "storageKey": storage_key(contents),

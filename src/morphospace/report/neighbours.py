@@ -4,9 +4,9 @@ The space is the run's preferred embedding (:attr:`RunContents.neighbour_embeddi
 else the form embedding, pixel PCA, any), or a PCA of block-averaged pixels when the run has
 no embedding yet, so the explorer always has neighbours. They are found through the same
 nearest-neighbour index as ``morphospace similar``
-(:class:`morphospace.analysis.neighbour_index.SimilarityIndex`): pynndescent, which scales to millions
-of galaxies, from :data:`~morphospace.analysis.neighbour_index.EXACT_BELOW` (100,000) points up; an
-exact search below, where pynndescent's numba compilation would cost more than the search.
+(:class:`morphospace.analysis.neighbour_index.SimilarityIndex`): faiss's inverted file, which scales to
+millions of galaxies, from :data:`~morphospace.analysis.neighbour_index.EXACT_BELOW` (100,000) points
+up; an exact search below.
 """
 
 from __future__ import annotations
@@ -103,13 +103,8 @@ def nearest_neighbours(X: np.ndarray, k: int = 8, random_state: int = 0, exact_b
     out = np.full((n, k), -1, dtype=np.int32)
     if n < 2 or k < 1:
         return out
-    index = SimilarityIndex(n_neighbors=max(30, k + 1), random_state=random_state, exact_below=exact_below).fit(X)
-    graph = None if index.exact_ else getattr(index.index_, "neighbor_graph", None)
-    if graph is not None and graph[0].shape[1] >= k + 1:
-        # the approximate index's own k-NN graph of its rows, nearest first: no second search over every row
-        idx = np.asarray(graph[0][:, :k + 1])
-    else:
-        _, idx = index.kneighbors(X, k=k + 1)
+    index = SimilarityIndex(random_state=random_state, exact_below=exact_below).fit(X)
+    _, idx = index.kneighbors(X, k=k + 1)
     drop = (idx == np.arange(n)[:, None]) | (idx < 0)  # itself, and the index's "none"
     order = np.argsort(drop, axis=1, kind="stable")[:, :k]  # the others first, nearest first
     kept = np.take_along_axis(idx, order, axis=1)
