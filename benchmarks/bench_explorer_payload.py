@@ -3,9 +3,10 @@
 For a fake run (``tests/report_fakerun.py``) of N galaxies, with and without ``ra``/``dec`` in its
 catalogue, it prints the size of the explorer's embedded JSON by part (the parts this feature added:
 ``sky``, the sky map, ``storageKey``), in bytes per galaxy, and the time of the explorer's
-neighbour search (:func:`morphospace.report.neighbours.nearest_neighbours`, a pynndescent
-index) at N and at 20,000 galaxies, beside scikit-learn's exact search for comparison. The
-first index build of a process includes numba's compilation, so it is timed twice.
+neighbour search (:func:`morphospace.report.neighbours.nearest_neighbours`, the approximate
+index, faiss's inverted file; pynndescent's before) at N and at 20,000 galaxies, beside
+scikit-learn's exact search for comparison, each timed twice (pynndescent's first build of a
+process included numba's compilation).
 
 Usage::
 
@@ -59,7 +60,7 @@ def main() -> None:
         sky = explorer_payload(c, np.arange(c.n))
         t_sky = time.perf_counter() - t
     total_plain, total_sky = size(plain), size(sky)
-    added_plain = size(plain["storageKey"]) + len('"storageKey":,"sky":null,"index":"pynndescent",')
+    added_plain = size(plain["storageKey"]) + len('"storageKey":,"sky":null,"index":"approximate",')
     sky_map = next(m for m in sky["maps"] if m.get("kind") == "sky")
     print(f"explorer payload of {n:,} galaxies (JSON as embedded)")
     print(f"  without ra/dec: {total_plain:,} B = {total_plain / n:.1f} B/galaxy; added by this feature: "
