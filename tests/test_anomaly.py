@@ -109,8 +109,7 @@ def test_scikit_learn_estimator_checks():
     assert failed == []
 
 
-@pytest.mark.slow
-def test_the_approximate_index_gives_the_exact_scores_on_small_data():
+def test_the_approximate_index_gives_the_exact_scores_on_small_data():  # no longer slow: no numba to compile
     X, _ = _blobs()
     exact = FormAnomaly(algorithm="exact").fit(X)
     approx = FormAnomaly(algorithm="nndescent").fit(X)  # the former name of "approximate"
