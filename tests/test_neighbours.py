@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from morphospace.image.masking import MASKED_CUBE, MASKED_TABLE, mask_images, mask_neighbours, masked_cube
+from morphospace.image.sources import border_pixels
 from morphospace.run import RunDir, write_npy, write_table
 
 SIDE = 48
@@ -197,7 +198,6 @@ def test_a_merging_partner_can_be_kept_as_part_of_the_galaxy_and_a_minor_or_deta
     assert n == 1 and out[0, 6, 42] < 0.1
 
 
-
 def test_sky_filled_in_takes_the_border_s_own_values_on_a_sky_clipped_at_black():
     """An 8-bit JPEG's sky clipped at black: the fill was the border's median plus Gaussian noise of its
     sigma, and much of it fell below black (no real sky pixel is): a mark of where a neighbour was.
@@ -210,8 +210,6 @@ def test_sky_filled_in_takes_the_border_s_own_values_on_a_sky_clipped_at_black()
     out, n, _ = mask_neighbours(img)
     assert n == 2
     changed = out != img
-    from morphospace.image.sources import border_pixels
-
     for c in range(3):
         border, fill = border_pixels(img[c]), out[c][changed[c]]
         assert len(fill) > 30 and fill.min() >= border.min() == 0  # nothing below black
