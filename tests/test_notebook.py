@@ -388,7 +388,7 @@ def test_every_misuse_of_a_fitted_model_is_a_value_error(run, fitted):
         (lambda: ms.SimilarityIndex().fit(np.random.default_rng(0).random((10, 3))).kneighbors(np.zeros((1, 3)), 2.5),
          "k must be a whole number"),
         # no cell visited would find nothing
-        (lambda: ms.SimilarityIndex(probe_fraction=0).fit(np.zeros((10, 3))), r"probe_fraction must be a number in \(0, 1\]"),
+        (lambda: ms.SimilarityIndex(probe_fraction=0).fit(np.zeros((10, 3))), r"probe_fraction must be None or a number in \(0, 1\]"),
         # fitted without labels it only suggests: a ValueError (it was a UserError, which a notebook's
         # `except ValueError` does not catch)
         (lambda: ms.FewLabelClassifier().fit(np.random.default_rng(0).random((10, 3)), [None] * 10).predict(

@@ -52,6 +52,7 @@ def test_the_approximate_index_is_the_same_for_the_same_seed_and_survives_pickli
     c = SimilarityIndex(exact_below=0, random_state=8).fit(X)
     cells = lambda index: faiss.downcast_index(index.index_.quantizer).reconstruct_n(0, index.index_.nlist)  # noqa: E731
     assert a.index_.nlist == 153 and a.n_probes_ == 8  # 4 sqrt(N) cells, 1/56 of them (at least 8) visited
+    assert a.recall_ > 0.95 and a.recall_ == b.recall_  # measured on its own rows as it was built
     assert np.array_equal(cells(a), cells(b)) and not np.array_equal(cells(a), cells(c))
     d_a, i_a = a.kneighbors(X[:300], k=10)
     np.testing.assert_array_equal(b.kneighbors(X[:300], k=10)[1], i_a)
@@ -84,6 +85,48 @@ def test_a_row_whose_cells_hold_too_few_rows_is_searched_in_every_cell():
     np.testing.assert_array_equal(idx, true)
     np.testing.assert_allclose(dist, np.sqrt(np.sort(((X[-3:, None] - X[None]) ** 2).sum(-1), axis=1)[:, :5]),
                                rtol=1e-5, atol=1e-5)
+
+
+def _recall(index, X, rows=1000, k=10):
+    from sklearn.neighbors import NearestNeighbors
+
+    true = NearestNeighbors().fit(X).kneighbors(X[:rows], k + 1)[1][:, 1:]
+    got = index.kneighbors(X[:rows], k + 1)[1][:, 1:]
+    return np.mean([len(set(a) & set(b)) / k for a, b in zip(got, true)])
+
+
+def test_the_index_measures_its_recall_and_visits_the_fewest_cells_that_meet_the_target():
+    """Rows in no groups need more cells visited than grouped rows: the index finds how many on
+    its own rows as it is built (no label), and its estimate matches the recall on other rows."""
+    X = np.random.default_rng(3).normal(size=(6000, 12))  # one 12-d Gaussian: the hard case
+    fixed = SimilarityIndex(exact_below=0, probe_fraction=1 / 56).fit(X)  # a fraction as it is: 8 of 153 cells
+    assert fixed.n_probes_ == 8 and fixed.recall_ < 0.85
+    assert abs(fixed.recall_ - _recall(fixed, X)) < 0.04  # an honest estimate
+    index = SimilarityIndex(exact_below=0).fit(X)
+    assert not index.exact_ and 16 <= index.n_probes_ <= 32 and index.recall_ >= 0.95
+    assert _recall(index, X) > 0.93
+    again = SimilarityIndex(exact_below=0).fit(X)  # the same rows measured, the same choice
+    assert again.n_probes_ == index.n_probes_ and again.recall_ == index.recall_
+    grouped, _ = _groups(3000)
+    assert SimilarityIndex(exact_below=0).fit(grouped).n_probes_ == 8  # groups: the fewest cells are enough
+
+
+def test_where_the_inverted_file_would_gain_nothing_the_index_searches_exactly():
+    """In 32 dimensions with no groups the target needs more than a quarter of the cells: the index
+    is faiss's flat one, exact, and survives pickling."""
+    from sklearn.neighbors import NearestNeighbors
+
+    X = np.random.default_rng(4).normal(size=(6000, 32))
+    index = SimilarityIndex(exact_below=0).fit(X)
+    assert index.exact_ and index.recall_ == 1.0 and not hasattr(index, "n_probes_")
+    dist, idx = index.kneighbors(X[:200], k=5)
+    d_true, i_true = NearestNeighbors().fit(X).kneighbors(X[:200], 5)
+    np.testing.assert_array_equal(idx, i_true)
+    np.testing.assert_allclose(dist, d_true, rtol=1e-4, atol=1e-5)
+    again = pickle.loads(pickle.dumps(index))
+    np.testing.assert_array_equal(again.kneighbors(X[:200], k=5)[1], idx)
+    with pytest.raises(UserError, match=r"target_recall must be a number in \[0, 1\]"):
+        SimilarityIndex(target_recall=1.5).fit(X)
 
 
 def test_precision_at_k_tracks_the_labels():

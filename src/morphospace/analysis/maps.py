@@ -296,9 +296,9 @@ class UMAPReducer(_MapAfterPCA, ClassNamePrefixFeaturesOutMixin, TransformerMixi
             if self.train_rows_ is not None:
                 self.neighbours_ = "all pairs"
             else:
-                exact = searches_exactly(len(Xp))
-                self.neighbours_ = "exact" if exact else "approximate"
-                search = _Search(Xp, exact, self.random_state)
+                search = _Search(Xp, searches_exactly(len(Xp)), self.random_state)
+                # the index may search exactly above the line too, where an approximate search would gain nothing
+                self.neighbours_ = "exact" if search.index.exact_ else "approximate"
                 precomputed_knn = (*search.query(Xp, k), search)
             self.umap_ = umap.UMAP(
                 n_components=self.n_components,

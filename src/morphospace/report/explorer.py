@@ -38,13 +38,12 @@ import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA
 
-from ..analysis.neighbour_index import searches_exactly
 from ..data.ingest.catalogue import storable_texts
 from ..progress import Timer
 from ..run import MISSING_MARKERS
 from .collect import RunContents
 from .colourings import anomaly_colouring, categorical_colouring, clustering_colouring, label_colouring
-from .neighbours import latent_space, nearest_neighbours
+from .neighbours import latent_space, neighbour_search
 from .sky import SKY_COLUMNS, sky_map, sky_positions
 
 log = logging.getLogger("morphospace")
@@ -297,7 +296,7 @@ def explorer_arrays(contents: RunContents, points: np.ndarray, k: int = 8, seed:
     n = len(points)
     with Timer(f"explorer: neighbours of {n} galaxies"):
         space, X = latent_space(contents, points, seed)
-        neighbours = nearest_neighbours(X, k, random_state=seed)
+        neighbours, index = neighbour_search(X, k, random_state=seed)
     maps = []
     for name, xy in contents.maps:
         xy = xy[points]
@@ -338,7 +337,8 @@ def explorer_arrays(contents: RunContents, points: np.ndarray, k: int = 8, seed:
         "maps": maps,
         "colourings": colourings,
         "primary": primary.name if primary else None,
-        "neighbours": {"k": k, "space": space, "index": "exact" if searches_exactly(len(X)) else "approximate", "idx": np.asarray(neighbours, dtype=np.int32)},
+        "neighbours": {"k": k, "space": space, "index": "exact" if index is None or index.exact_ else "approximate",
+                       "recall": 1.0 if index is None else index.recall_, "idx": np.asarray(neighbours, dtype=np.int32)},
         "columns": tooltip_columns(contents, points, sky=sky is not None),
         "sky": sky,
         "storageKey": storage_key(contents),

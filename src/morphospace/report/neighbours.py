@@ -17,7 +17,7 @@ from sklearn.decomposition import PCA
 from ..analysis.neighbour_index import EXACT_BELOW, SimilarityIndex
 from .collect import RunContents
 
-__all__ = ["pixel_features", "latent_space", "nearest_neighbours"]
+__all__ = ["pixel_features", "latent_space", "nearest_neighbours", "neighbour_search"]
 
 
 def pixel_features(cube: np.ndarray, rows: np.ndarray, side: int = 16, chunk: int = 1024) -> np.ndarray:
@@ -98,11 +98,18 @@ def nearest_neighbours(X: np.ndarray, k: int = 8, random_state: int = 0, exact_b
         A row is never its own neighbour, even when exact duplicates tie with
         it. With fewer than k + 1 rows the missing neighbours are -1.
     """
+    return neighbour_search(X, k, random_state, exact_below)[0]
+
+
+def neighbour_search(X: np.ndarray, k: int = 8, random_state: int = 0,
+                     exact_below: int = EXACT_BELOW) -> tuple[np.ndarray, SimilarityIndex | None]:
+    """:func:`nearest_neighbours`, and the :class:`SimilarityIndex` that found them (its ``exact_``
+    and ``recall_`` say how they were found; None with fewer than 2 rows or ``k`` < 1)."""
     X = np.ascontiguousarray(X, dtype=np.float32)
     n = len(X)
     out = np.full((n, k), -1, dtype=np.int32)
     if n < 2 or k < 1:
-        return out
+        return out, None
     index = SimilarityIndex(random_state=random_state, exact_below=exact_below).fit(X)
     _, idx = index.kneighbors(X, k=k + 1)
     drop = (idx == np.arange(n)[:, None]) | (idx < 0)  # itself, and the index's "none"
@@ -110,4 +117,4 @@ def nearest_neighbours(X: np.ndarray, k: int = 8, random_state: int = 0, exact_b
     kept = np.take_along_axis(idx, order, axis=1)
     kept[np.take_along_axis(drop, order, axis=1)] = -1
     out[:, :kept.shape[1]] = kept
-    return out
+    return out, index
