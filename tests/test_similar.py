@@ -129,6 +129,26 @@ def test_where_the_inverted_file_would_gain_nothing_the_index_searches_exactly()
         SimilarityIndex(target_recall=1.5).fit(X)
 
 
+def test_faiss_leaves_scikit_learns_threads_alone():
+    """faiss's OpenBLAS is the OpenMP build: once scikit-learn limited BLAS to one thread around its
+    exact search, OpenMP ran on one thread too, in a process that had used faiss first. In a fresh
+    process: an index built, then scikit-learn's limit keeps OpenMP's thread count."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np\n"
+            "from morphospace.analysis.neighbour_index import SimilarityIndex\n"
+            "SimilarityIndex(exact_below=0).fit(np.random.default_rng(0).normal(size=(2000, 8)))\n"
+            "from sklearn.utils._openmp_helpers import _openmp_effective_n_threads as n\n"
+            "from sklearn.utils.parallel import _get_threadpool_controller as c\n"
+            "outside = n()\n"
+            "with c().limit(limits=1, user_api='blas'):\n"
+            "    print(outside, n())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "2"}).stdout.split()
+    assert out == ["2", "2"]
+
+
 def test_precision_at_k_tracks_the_labels():
     X, y = _groups()
     assert precision_at_k(X, y, k=5) > 0.95
