@@ -84,6 +84,21 @@ def test_payload_without_ra_dec_has_no_sky(tmp_path):
     assert p["storageKey"].startswith("morphospace:")
 
 
+def test_an_approximate_search_is_said_with_its_measured_recall(tmp_path, monkeypatch):
+    """Above EXACT_BELOW points the explorer's neighbours come from the inverted file, and its data
+    carry the recall the index measured (the panel says it); here the line is moved below 60 points."""
+    from morphospace.report import explorer
+
+    monkeypatch.setattr(explorer, "neighbour_search",
+                        lambda X, k, random_state: neighbours_mod.neighbour_search(X, k, random_state, exact_below=0))
+    run = make_fake_run(tmp_path / "run", n=60, size=16)
+    c = RunContents(run)
+    nb = explorer_payload(c, np.arange(c.n))["neighbours"]
+    assert nb["index"] == "approximate" and 0.95 <= nb["recall"] <= 1.0
+    monkeypatch.undo()  # 60 points: exact, recall 1
+    assert explorer_payload(c, np.arange(c.n))["neighbours"] | {"idx": None} == nb | {"index": "exact", "recall": 1.0, "idx": None}
+
+
 def test_payload_with_ra_dec(tmp_path):
     rng = np.random.default_rng(1)
     ra, dec = rng.uniform(150, 151, 40), rng.uniform(1.5, 2.5, 40)

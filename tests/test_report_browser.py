@@ -276,10 +276,29 @@ def test_click_shows_eight_neighbours(report, browser, tmp_path):
     want = page.evaluate(f"morphospaceExplorer.neighbours({i})")
     assert [thumbs.nth(k).get_attribute("title") for k in range(8)] == [ids[j] for j in want]
     assert page.text_content("#ex-focus .tt-id") == ids[i]
+    assert page.text_content("#ex-nn-text").startswith("8 nearest neighbours in ")  # exact: no recall said
+    assert "approximate" not in page.text_content("#ex-nn-text")
     b.shot(tmp_path, "report_neighbours")
     # clicking a neighbour walks to it
     thumbs.nth(0).click()
     wait_js(page, f"morphospaceExplorer.focused() === {want[0]}", 10)
+    assert b.errors == []
+
+
+def test_an_approximate_search_says_its_recall_beside_the_neighbours(browser, tmp_path, monkeypatch):
+    """Where the explorer's neighbours come from the inverted file (here from 0 points up), the
+    panel says so, with the share of the true nearest its index measured it finds."""
+    from morphospace.report import explorer, neighbours
+
+    monkeypatch.setattr(explorer, "neighbour_search",
+                        lambda X, k, random_state: neighbours.neighbour_search(X, k, random_state, exact_below=0))
+    page = (b := browser()).open(build_report(make_fake_run(tmp_path / "run", n=60, size=16), Config()))
+    i, pos = visible_point(page, range(60))
+    page.mouse.click(pos["x"], pos["y"])
+    wait_js(page, f"morphospaceExplorer.focused() === {i}", 10)
+    text = page.text_content("#ex-nn-text")
+    assert text.startswith("8 nearest neighbours in ") and "(approximate search: about " in text, text
+    assert 95 <= int(text.split("about ")[1].split("%")[0]) <= 100
     assert b.errors == []
 
 

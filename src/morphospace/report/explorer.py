@@ -289,7 +289,8 @@ def explorer_arrays(contents: RunContents, points: np.ndarray, k: int = 8, seed:
     dict
         ``n``, ``nTotal``, ``ids`` (object array), ``maps`` (``xy``: float32,
         n x 2), ``colourings``, ``primary``, ``neighbours`` (``k``,
-        ``space``, ``index``, ``idx``: int32, n x k), ``columns``, ``sky``
+        ``space``, ``index``: exact or approximate, ``recall``: the share of the true nearest the
+        search finds, as its index measured it, ``idx``: int32, n x k), ``columns``, ``sky``
         (``{"unit": "deg", "ra", "dec"}``, float64, NaN where unknown; None
         without ``ra``/``dec``) and ``storageKey``.
     """

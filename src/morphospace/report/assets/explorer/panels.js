@@ -101,7 +101,10 @@
       nnBox.appendChild(t);
       count++;
     }
-    nnText.textContent = count + ' nearest neighbours in ' + E.neighbours.space + ':';
+    // an approximate search says how many of the true nearest it finds (measured as its index was built)
+    var how = E.neighbours.index === 'approximate' && typeof E.neighbours.recall === 'number'
+      ? ' (approximate search: about ' + Math.round(100 * E.neighbours.recall) + '% of the true nearest found)' : '';
+    nnText.textContent = count + ' nearest neighbours in ' + E.neighbours.space + how + ':';
     var moved = false;
     if (opts.centre) {
       var xy = maps[state.map].xy, p = toScreen(xy[2 * i], xy[2 * i + 1]);
