@@ -186,6 +186,17 @@ def test_similar_run_gives_the_galaxy_then_its_group(tiny_run, capsys):
     assert "g29" in out and "gallery:" in out
 
 
+def test_an_approximate_search_says_its_recall_each_time(tiny_run, monkeypatch, caplog):
+    from morphospace.analysis import similar
+
+    monkeypatch.setattr(similar, "EXACT_BELOW", 0)  # the inverted file from 0 rows up
+    for _ in range(2):  # built, then loaded: said both times
+        caplog.clear()
+        with caplog.at_level("INFO", logger="morphospace"):
+            similar_run(tiny_run, "g29", "form", k=3)
+        assert any("approximate search, about 100% of the true nearest found" in r.getMessage() for r in caplog.records)
+
+
 def test_the_table_keeps_the_catalogue_s_column_types(tiny_run):
     """A whole-number column with a gap (Int64) came out as floats: 2.0, 0.0, NaN."""
     cat = tiny_run.read_catalogue()
