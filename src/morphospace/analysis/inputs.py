@@ -88,3 +88,14 @@ def positive_number(value: Any, name: str) -> float:
         raise InvalidArgument(f"{name} must be a finite number > 0, got {value!r}")
     return float(value)
 
+
+def fraction(value: Any, name: str, open_low: bool = False, optional: bool = False) -> float | None:
+    """``value`` as a float in [0, 1] ((0, 1] with ``open_low``; None passes with ``optional``), or a
+    one-line :class:`InvalidArgument` naming the parameter."""
+    if optional and value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not (0 < value <= 1 if open_low else 0 <= value <= 1):
+        raise InvalidArgument(f"{name} must be {'None or ' if optional else ''}a number in "
+                              f"{'(' if open_low else '['}0, 1], got {value!r}")
+    return float(value)

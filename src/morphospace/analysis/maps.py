@@ -15,7 +15,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.decomposition import PCA
 
 from ..errors import InvalidArgument
-from .inputs import fit_input, job_count, new_input, positive_number, whole_number
+from .inputs import fit_input, fraction, job_count, new_input, positive_number, whole_number
 from .neighbour_index import SimilarityIndex, searches_exactly
 
 __all__ = ["TSNEReducer", "UMAPReducer", "UMAP_EXACT_BELOW"]
@@ -278,9 +278,7 @@ class UMAPReducer(_MapAfterPCA, ClassNamePrefixFeaturesOutMixin, TransformerMixi
         """
         whole_number(self.n_neighbors, "n_neighbors", 2)
         _check_map_settings(self)
-        if isinstance(self.min_dist, (bool, np.bool_)) or not isinstance(self.min_dist, (int, float, np.number)) \
-                or not 0 <= self.min_dist <= 1:  # at most UMAP's spread (1)
-            raise InvalidArgument(f"min_dist must be a number in [0, 1], got {self.min_dist!r}")
+        fraction(self.min_dist, "min_dist")  # at most UMAP's spread (1)
         X = fit_input(self, X, min_samples=4)  # UMAP's neighbour graph needs a few neighbours
         with warnings.catch_warnings():
             # umap-learn imports numba/pynndescent, which warn about things we do not control

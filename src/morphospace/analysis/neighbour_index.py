@@ -34,7 +34,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
 from ..errors import InvalidArgument
-from .inputs import fit_input, new_input, whole_number
+from .inputs import fit_input, fraction, new_input, whole_number
 
 __all__ = ["SimilarityIndex", "EXACT_BELOW", "INDEX_KIND", "searches_exactly"]
 
@@ -102,14 +102,8 @@ class SimilarityIndex(BaseEstimator):
 
     def fit(self, X, y=None) -> "SimilarityIndex":
         """Build the index over the rows of ``X`` (N, D); ``y`` is ignored."""
-        f = self.probe_fraction
-        if f is not None and (isinstance(f, (bool, np.bool_)) or not isinstance(f, (int, float, np.integer, np.floating))
-                              or not 0 < f <= 1):
-            raise InvalidArgument(f"probe_fraction must be None or a number in (0, 1], got {f!r}")
-        target = self.target_recall
-        if isinstance(target, (bool, np.bool_)) or not isinstance(target, (int, float, np.integer, np.floating)) \
-                or not 0 <= target <= 1:
-            raise InvalidArgument(f"target_recall must be a number in [0, 1], got {target!r}")
+        f = fraction(self.probe_fraction, "probe_fraction", open_low=True, optional=True)
+        target = fraction(self.target_recall, "target_recall")
         exact_below = whole_number(self.exact_below, "exact_below", minimum=0)
         X = fit_input(self, X)
         self.n_samples_ = len(X)
@@ -124,7 +118,7 @@ class SimilarityIndex(BaseEstimator):
         self.index_ = _inverted_file(X, rng)
         rows, reach = _truth(self.index_, X, rng)
         if f is None:
-            probes, self.recall_ = _fewest_probes(self.index_, rows, reach, float(target))
+            probes, self.recall_ = _fewest_probes(self.index_, rows, reach, target)
         else:
             probes = int(min(self.index_.nlist, max(MIN_PROBES, np.ceil(f * self.index_.nlist))))
             self.recall_ = _recall(self.index_, rows, reach, probes)
@@ -241,7 +235,7 @@ def _fewest_probes(index, rows: np.ndarray, reach: np.ndarray, target: float) ->
         mid = (lo + hi) // 2
         found = _recall(index, rows, reach, mid)
         lo, hi, recall = (lo, mid, found) if found >= target else (mid, hi, recall)
-    log.info("neighbour index: %d rows in %d cells, %d visited a search: %.3f of the true 10 nearest of %d "
+    log.info("neighbour index: %d rows in %d cells, %d visited a search: %.3f of the true nearest of %d "
              "rows found", index.ntotal, nlist, hi, recall, len(rows))
     return hi, recall
 
