@@ -7,7 +7,6 @@ bars; every stage run on a run directory appends to its ``log.txt``.
 from __future__ import annotations
 
 import logging
-import math
 import shlex
 import signal
 import sys
@@ -15,10 +14,10 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from ..config import Config
-from ..errors import InvalidArgument, RunInUse, Terminated, UserError, first_line, missing_package, sigterm_raises
+from ..errors import RunInUse, Terminated, UserError, first_line, missing_package, sigterm_raises
 from ..progress import is_quiet, set_quiet
 from ..run import RunDir, job_size, launched_as_later_rank, release_locks, writer_of
-from . import peers
+from . import generate, peers
 from .logs import (_close_run_log, _in_run_log, _logging_as_found, _on_stderr, _quiet_warnings, _reader_gone,
                    _setup_logging)
 from .options import check_out, printable
@@ -56,32 +55,6 @@ def _reuse_freed_memory() -> None:
         libc.mallopt(m_trim_threshold, 1 << 30)
     except (OSError, AttributeError):
         pass  # musl and others: their allocator, their defaults
-
-
-def _check_generate_out(run: RunDir, out: Path) -> None:
-    """A one-line error for a ``generate --out`` among the run's own files (its root, or a folder or
-    file a stage writes): the galaxies went into the run's root beside its cube; in another run's
-    (its root or stage folders); or where the run's survey keeps its images (its folder, or its
-    ``images``), whose next ingest took them in as observed galaxies."""
-    from ..data.ingest.readers import KAGGLE_IMAGES
-    from ..run.provenance import survey_read
-    from ..run.places import check_run_place, is_run
-    from ..run.rundir import RUN_FILES, RUN_FOLDERS
-
-    root, target = run.path.resolve(), out.resolve()
-    instead = f"write the galaxies to a folder of their own (e.g. {printable(str(run.path / 'generated'))})"
-    if target == root or (target.is_relative_to(root) and target.relative_to(root).parts[0] in RUN_FOLDERS | RUN_FILES):
-        raise UserError(f"--out {printable(str(out))} is among the run's own files: {instead}")
-    survey = survey_read(run)  # resolved by the ingest: the saved data.path is relative to where it was typed
-    # the folders an ingest reads images from: the survey's own, its images/ and Kaggle's images_training_rev1
-    if survey and (target == Path(survey) or (target.parent == Path(survey) and target.name in ("images", KAGGLE_IMAGES))):
-        raise UserError(f"--out {printable(str(out))} is where the run's survey keeps its images "
-                        f"({printable(survey)}): its next ingest would read the galaxies as observed ones; {instead}")
-    if target.is_relative_to(root):
-        return  # a folder of the user's own inside the run (a run may sit inside its survey's folder)
-    if is_run(target):
-        raise UserError(f"--out {printable(str(out))} is another run's folder: {instead}")
-    check_run_place(out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -329,10 +302,8 @@ def _dispatch(args) -> int | None:
         out = export(run, args.out)
         print(f"results catalogue: {printable(str(out))}")
         return 0
-    if cmd == "generate" and (getattr(args, "overrides", None) or getattr(args, "config", None)):
-        # none would act: `--set train.seed=7` drew what --seed 0 draws, without a word
-        raise UserError("`morphospace generate` takes no settings (--set, --config): the run's trained model and "
-                        "the options --n, --seed, --temperature and --reject-below make the draw")
+    if cmd == "generate":
+        generate.refuse_settings(args)
     cfg = _config_for(args, run, training=cmd == "train")
     if cmd in ("train", "embed"):
         cfg = _set(cfg, args, train__devices=args.devices, train__num_nodes=args.num_nodes, train__strategy=args.strategy,
@@ -376,21 +347,7 @@ def _dispatch(args) -> int | None:
         elif cmd == "compare":
             pipeline.stage_compare(run, cfg)
         elif cmd == "generate":
-            if not (math.isfinite(args.temperature) and args.temperature > 0):
-                raise UserError(f"--temperature must be a positive number, got {args.temperature}")
-            _check_generate_out(run, check_out(args.out, purpose="the galaxies"))
-            if cfg.model.kind == "pca" and (note := run.pixel_pca_note()):
-                raise UserError(f"{note}, to draw galaxies from")
-            try:
-                out = pipeline.stage_generate(run, cfg, args.component, args.n, Path(args.out), args.temperature,
-                                              args.reject_below, args.seed, cluster=args.cluster)
-            except (InvalidArgument, UserError) as exc:  # the notebook's parameter names, said as this command's options
-                text = str(exc)
-                option = text.split(" ", 1)[0]
-                if option in ("component", "cluster", "n", "temperature", "reject_below", "seed"):
-                    text = "--" + option.replace("_", "-") + text[len(option):]
-                raise UserError(text) from None
-            print(f"generated galaxies: {printable(str(out))}")
+            generate.run(args, run, cfg)
         elif cmd == "report":
             report = pipeline.stage_report(run, cfg)
             print(f"report: {printable(str(Path(report).resolve()))}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from .. import __version__
-from . import anomalies, classify, similar
+from . import anomalies, classify, generate, similar
 from .options import Parser, common, seed, stage
 
 __all__ = ["build_parser", "COMMANDS", "EPILOG"]
@@ -99,19 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(p, example="cluster.kmeans_k=[3,4]")
     p = stage(sub, "compare", "ARI / AMI / ... of every clustering against every other and the labels, and the nuisance audit", "morphospace compare runs/gz1")
     common(p, example="cluster.invariance_sample=512")
-    p = stage(sub, "generate", "sample synthetic galaxies from one of the run's clusters or mixture components",
-              "morphospace generate runs/gz1 --cluster 2 --n 64 --out gen")
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--cluster", type=int, help="one of the run's own clusters, as the report and export number "
-                       "them (its mixture components merged; drawn in proportion to their weights)")
-    which.add_argument("--component", type=int, help="one mixture component k")
-    p.add_argument("--n", type=int, default=64, help="number of galaxies, 1 to 100,000 (default 64)")
-    p.add_argument("--out", metavar="DIR", required=True, help="output folder (PNG and FITS)")
-    p.add_argument("--temperature", type=float, default=0.5, help="variance scale t of N(mu_k, t var_k) (default 0.5)")
-    p.add_argument("--reject-below", type=float, help="keep only samples whose posterior of the component (or of "
-                   "the cluster: its components' summed) is at least this")
-    p.add_argument("--seed", type=seed, default=0, help="random seed of the draw (default 0)")
-    common(p, config="refused")  # no setting acts on a draw: said in one line, not listed
+    generate.add_parser(sub)  # among the stages, in the order they come
     p = stage(sub, "report", "write RUN/report.html (self-contained, with the explorer)", "morphospace report runs/gz1")
     common(p, example="report.thumb_size=96")
     p = stage(sub, "export", "write the results catalogue (.csv, .parquet or .fits)", "morphospace export runs/gz1 --out results.fits")
