@@ -549,3 +549,18 @@ def in_own_group(args: list[str], **kwargs):
                 pass
 
     return started()
+
+
+def sigint_state() -> str:
+    """What decides whether a Ctrl-C raised now acts, for a test's failure message: Python's SIGINT
+    handler, the C-level handler the kernel calls (Python's own unless a C library replaced it
+    behind ``signal.getsignal``), the signals blocked in this thread, the threads running."""
+    import ctypes
+    import signal
+    import threading
+
+    action = ctypes.create_string_buffer(256)  # a struct sigaction: the handler's address first
+    ctypes.CDLL(None).sigaction(int(signal.SIGINT), None, action)
+    return (f"handler {signal.getsignal(signal.SIGINT)!r}, C handler {int.from_bytes(action.raw[:8], 'little'):#x}, "
+            f"blocked {sorted(signal.pthread_sigmask(signal.SIG_BLOCK, []))}, "
+            f"threads {[t.name for t in threading.enumerate()]}")

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import morphospace.vade.embed as embed_module
+from fixtures import sigint_state
 from morphospace.run import file_set
 
 
@@ -58,16 +59,17 @@ def test_ctrl_c_while_the_files_move_acts_once_the_new_draw_is_whole(tmp_path, m
     # before: the old files were removed and the new ones moved one by one; Ctrl-C between two
     # moves left a folder with part of the new draw and nothing of the earlier one
     embed_module.write_generated(_images(3, 0), tmp_path / "gen", prefix="component0")
-    foreign = _replace_then(monkeypatch, 6, lambda: signal.raise_signal(signal.SIGINT), tmp_path / "gen")
-    handler = signal.getsignal(signal.SIGINT)
+    at_ctrl_c = []
+    foreign = _replace_then(monkeypatch, 6, lambda: (at_ctrl_c.append(sigint_state()), signal.raise_signal(signal.SIGINT)),
+                            tmp_path / "gen")
+    start = sigint_state()
     try:
         embed_module.write_generated(_images(5, 1), tmp_path / "gen", prefix="component0")
     except KeyboardInterrupt:
         pass
     else:  # what it saw, in the warnings summary (shown for an expected failure too)
-        seen = (f"the Ctrl-C was lost: SIGINT handler {handler!r} before, {signal.getsignal(signal.SIGINT)!r} "
-                f"after; mask {sorted(signal.pthread_sigmask(signal.SIG_BLOCK, []))}; other os.replace calls "
-                f"{foreign[:5]}; threads {[t.name for t in threading.enumerate()]}")
+        seen = (f"the Ctrl-C was lost: before {start}; when raised {at_ctrl_c}; after {sigint_state()}; "
+                f"other os.replace calls {foreign[:5]}")
         warnings.warn(seen)
         pytest.fail(seen)
     assert set(_folder(tmp_path / "gen")) == _draw_names(5)

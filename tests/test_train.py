@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,8 @@ import torch
 from morphospace.config import apply_overrides, load_config
 from morphospace.errors import UserError
 from morphospace.run import RunDir, write_npy, write_table
+
+from fixtures import sigint_state
 
 N_GAL = 48
 SIDE = 16
@@ -91,9 +92,7 @@ def test_ctrl_c_in_a_fit_raises_keyboard_interrupt_and_leaves_ctrl_c_working(tmp
     # Ctrl-C was lost here, DID NOT RAISE, never alone or in a single-process suite; cause not found)
 
     def ctrl_c(self, *args, **kwargs):
-        seen.append(f"handler {signal.getsignal(signal.SIGINT)!r}, mask "
-                    f"{sorted(signal.pthread_sigmask(signal.SIG_BLOCK, []))}, threads "
-                    f"{[t.name for t in threading.enumerate()]}")
+        seen.append(sigint_state())
         signal.raise_signal(signal.SIGINT)
 
     class CtrlC(pl.Callback):
@@ -102,6 +101,7 @@ def test_ctrl_c_in_a_fit_raises_keyboard_interrupt_and_leaves_ctrl_c_working(tmp
     setattr(CtrlC, hook, ctrl_c)
     run = make_run(tmp_path / "run")
     before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as a fresh interpreter has it
+    start = sigint_state()
     try:
         with pytest.raises(KeyboardInterrupt):  # the control: Ctrl-C acts in this process at all
             signal.raise_signal(signal.SIGINT)
@@ -110,7 +110,8 @@ def test_ctrl_c_in_a_fit_raises_keyboard_interrupt_and_leaves_ctrl_c_working(tmp
         except KeyboardInterrupt:
             pass
         else:
-            pytest.fail(f"DID NOT RAISE KeyboardInterrupt; the hook ran {len(seen)} time(s): {seen}")
+            pytest.fail(f"DID NOT RAISE KeyboardInterrupt; at the start: {start}; the hook ran {len(seen)} "
+                        f"time(s): {seen}")
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGINT, before)
@@ -951,6 +952,8 @@ def test_two_draws_into_one_folder_take_turns(tmp_path, monkeypatch):
     """Two `generate` into one folder at once: each removed the other's staging folder as a stale
     one, one failed half way and the folder ended empty while the other reported success. They
     now take turns: the folder holds one whole draw, the one written last."""
+    import threading
+
     import morphospace.vade.embed as embed_module
 
     real, started = embed_module.display_image, threading.Event()
