@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 import morphospace.vade.embed as embed_module
-from fixtures import sigint_state
 from morphospace.run import file_set
+
+from fixtures import sigint_state
 
 
 def _images(n, seed):

@@ -88,8 +88,8 @@ def test_ctrl_c_in_a_fit_raises_keyboard_interrupt_and_leaves_ctrl_c_working(tmp
 
     from morphospace.vade.train import train_run
 
-    seen: list[str] = []  # what the hook found, for a failure to say (in 2 whole-suite runs of ~10 the
-    # Ctrl-C was lost here, DID NOT RAISE, never alone or in a single-process suite; cause not found)
+    seen: list[str] = []  # what the hook found, for a failure to say (in one whole suite of session 56
+    # the Ctrl-C was lost here, DID NOT RAISE, in both cases; never alone or since; cause not found)
 
     def ctrl_c(self, *args, **kwargs):
         seen.append(sigint_state())
