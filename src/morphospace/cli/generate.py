@@ -31,7 +31,8 @@ def add_parser(sub) -> None:
 
 
 def refuse_settings(args) -> None:
-    """None would act: `--set train.seed=7` drew what --seed 0 draws, without a word."""
+    """A one-line error for ``--set`` or ``--config``: no setting acts on a draw (``--set
+    train.seed=7`` drew what ``--seed 0`` draws, without a word)."""
     if getattr(args, "overrides", None) or getattr(args, "config", None):
         raise UserError("`morphospace generate` takes no settings (--set, --config): the run's trained model and "
                         "the options --n, --seed, --temperature and --reject-below make the draw")
