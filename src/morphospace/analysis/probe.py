@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import InvalidArgument
 from ..run.writes import read_parquet
-from .inputs import job_count
+from .inputs import fraction, job_count
 from .labels import labels_in_cube_order, missing_mask
 
 __all__ = ["linear_probe", "probe_run", "probe_classifier", "FRACTIONS", "CS"]
@@ -179,10 +180,9 @@ def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int
     from sklearn.model_selection import StratifiedKFold
 
     fractions = [fractions] if np.isscalar(fractions) else list(fractions)
-    if not fractions or not all(isinstance(f, (int, float, np.integer, np.floating)) and not isinstance(f, bool)
-                                and 0 < f <= 1 for f in fractions):
-        raise ValueError(f"fractions must be numbers in (0, 1], got {fractions!r}")
-    fractions = [float(f) for f in fractions]
+    if not fractions:
+        raise InvalidArgument("fractions must hold at least one number in (0, 1], got none")
+    fractions = [fraction(f, "fractions", open_low=True) for f in fractions]
     job_count(n_jobs)
     if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
         raise ValueError(f"repeats must be a whole number of at least 1, got {repeats!r}")
@@ -222,8 +222,6 @@ def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int
         classes, counts = np.unique(y, return_counts=True)
     splits: dict[float, list] = {}  # every draw and fold first, then all fitted side by side
     for frac in fractions:
-        if not 0 < frac <= 1:
-            raise ValueError(f"fractions must be in (0, 1], got {frac}")
         if frac >= 1.0:
             folds = min(5, int(counts.min()))
             if folds < 2:
