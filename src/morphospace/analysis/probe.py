@@ -181,7 +181,7 @@ def linear_probe(x: np.ndarray, y: np.ndarray, fractions=FRACTIONS, repeats: int
 
     fractions = [fractions] if np.isscalar(fractions) else list(fractions)
     if not fractions:
-        raise InvalidArgument("fractions must hold at least one number in (0, 1], got none")
+        raise InvalidArgument("fractions must be one or more numbers in (0, 1], got none")
     fractions = [fraction(f, "fractions", open_low=True) for f in fractions]
     job_count(n_jobs)
     if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
