@@ -36,6 +36,10 @@ and what the trunk sees (its own bank; the head as ``base``):
 ``catpolar`` the plain bank and the ``polar`` bank concatenated (two trunk passes per view);
 ``grey``    the three bands averaged into one, given to the trunk in each of its channels: form
             without colour (the nuisance views' brightness and noise then act on the grey image);
+``adabn``   the trunk's batch-norm statistics re-estimated on the survey's own masked galaxies
+            (AdaBN, Li et al. 2016, arXiv 1603.04779: the weights stay ImageNet's, every layer's
+            mean and variance become the galaxies'; one pass over every galaxy, no label);
+``catadabn`` the plain bank and the ``adabn`` bank concatenated (two trunk passes per view);
 
 and the nuisance views (their own bank; the head as ``base``):
 
@@ -85,7 +89,7 @@ VARIANTS = {"base": {}, "t01": {"t": 0.1}, "t03": {"t": 0.3}, "t05": {"t": 0.5},
             "avg12": {"post": "avg12"}, "rot45": {"post": "rot45"}, "cat160": {}, "usm2": {}, "usm4": {},
             "sqrt": {}, "catusm2": {}, "canon": {}, "catlite2": {}, "aug_scale": {}, "aug_degrade": {},
             "aug_bright": {}, "aug_all": {},
-            "aug8": {}, "polar": {}, "catpolar": {}, "grey": {}}
+            "aug8": {}, "polar": {}, "catpolar": {}, "grey": {}, "adabn": {}, "catadabn": {}}
 # the nuisance views' augmentation of the ``aug_*`` variants (NuisanceAugment's fields changed)
 AUGMENTS = {"aug_scale": {"scale": (0.75, 1.33)},
             "aug_degrade": {"blur_sigma": (0.1, 2.5), "p_blur": 0.8, "noise": 0.06, "p_noise": 0.8},
@@ -188,6 +192,9 @@ def bank(run, work: Path, size: int, aug_views: int = 4, view: str = "",
         cube = masked_cube(run, workers=2)
         t0 = time.perf_counter()
         trunk = build_trunk(backbone, size, precision="auto")
+        if view == "adabn":
+            adapt_batchnorm(trunk, cube)
+            view = ""
         if view == "polar":  # resampled after the dihedral and nuisance views are drawn, inside the trunk
             trunk, view = _PolarTrunk(trunk, size, cube.shape[-1]), ""
         b = view_bank(trunk, _Seen(cube, view) if view else cube,
@@ -195,6 +202,31 @@ def bank(run, work: Path, size: int, aug_views: int = 4, view: str = "",
         print(f"  {path.name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         np.save(path, b)
     return np.load(path)
+
+
+def adapt_batchnorm(trunk, cube, batch: int = 64) -> None:
+    """Re-estimate every batch norm's running mean and variance of ``trunk`` on all of ``cube``'s
+    galaxies (each a random dihedral view), the rest of the net in eval mode (no drop-connect)."""
+    import torch
+
+    from morphospace.image.geometry import dihedral
+
+    norms = [m for m in trunk.net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over every batch
+    trunk.eval()
+    for m in norms:
+        m.train()
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for i in range(0, len(cube) - batch + 1, batch):  # whole batches: a batch's variance over few images is noise
+            x = torch.from_numpy(np.array(cube[i:i + batch], dtype=np.float32))
+            trunk._forward(trunk.net, dihedral(x, int(rng.integers(8))))
+    trunk.eval()
+    print(f"  AdaBN: {len(norms)} batch norms on {len(cube) // batch * batch} galaxies, "
+          f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
 
 
 def head_embedding(views: np.ndarray, seed: int, t: float = 0.2, dim: int = 64, hidden: int = 512,
@@ -249,6 +281,10 @@ def main() -> None:
             v = bank(run, work, 112, view=name, backbone=args.backbone)
         elif name == "catusm2":
             v = np.concatenate([views, bank(run, work, 112, view="usm2", backbone=args.backbone)], -1)
+        elif name == "adabn":
+            v = bank(run, work, 112, view="adabn", backbone=args.backbone)
+        elif name == "catadabn":
+            v = np.concatenate([views, bank(run, work, 112, view="adabn", backbone=args.backbone)], -1)
         elif name == "polar":
             v = bank(run, work, 112, view="polar", backbone=args.backbone)
         elif name == "catpolar":
