@@ -59,6 +59,37 @@ def test_two_cpu_processes_build_the_one_process_bank(tmp_path):
     np.testing.assert_allclose(np.asarray(lazy), one, atol=1e-5)
 
 
+def test_the_loader_makes_each_blocks_nuisance_views_as_one_process_does():
+    """Through Lightning a block is read with its nuisance views made (by the loader's processes, not
+    the step that runs the trunk on the GPU): the same views as the one-process bank draws."""
+    from morphospace.ssl.bank import _Blocks
+
+    n = BLOCK + 5
+    cube = _cube(n)
+    for augment in (NuisanceAugment(), NuisanceAugment(light=True)):
+        blocks = _Blocks(cube, BLOCK, 2, 7, augment)
+        assert len(blocks) == 2 and blocks.shape == (2, 3, BLOCK, 3, 16, 16)
+        last = blocks[1]
+        x = torch.from_numpy(cube[BLOCK:])
+        np.testing.assert_array_equal(last[0, :5], cube[BLOCK:])
+        for v in (1, 2):
+            made = augment(x, seed=view_seed(7, N_DIHEDRAL + v - 1, BLOCK)).numpy()
+            np.testing.assert_allclose(last[v, :5], made, atol=1e-6)
+        assert not last[:, 5:].any()  # the padding stays zero
+        np.testing.assert_array_equal(blocks[np.array([1, 0])][0], last)  # a batched fetch
+
+
+def test_two_processes_with_loader_workers_build_the_one_process_bank_of_light_views(tmp_path):
+    n = BLOCK + 5
+    cube = _cube(n)
+    augment = NuisanceAugment(light=True)
+    one = view_bank(_trunk(), cube, aug_views=2, seed=3, augment=augment)
+    two = view_bank(_trunk(), cube, aug_views=2, seed=3, augment=augment, work_dir=tmp_path / "shares",
+                    loader_workers=1, trainer_kwargs={"accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn"})
+    np.testing.assert_allclose(two, one, atol=1e-5)
+    assert not np.allclose(one[N_DIHEDRAL], one[N_DIHEDRAL + 1])
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_nuisance_views_are_the_same_on_a_gpu():
     x = torch.from_numpy(_cube(8))
