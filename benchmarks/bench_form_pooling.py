@@ -240,7 +240,7 @@ def fit_head(bank: np.ndarray, seed: int, epochs: int = 60, dim: int = 64, hidde
     pl.seed_everything(seed, workers=True, verbose=False)
     head = FormHead(bank.shape[-1], dim=dim, hidden=hidden)
     head.set_scaling(bank)
-    module = SSLModule(head, None, temperature=temperature, epochs=epochs, seed=seed)
+    module = SSLModule(head, None, temperature=temperature, epochs=epochs)
     with quiet_lightning():
         pl.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                    enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False,

@@ -1224,15 +1224,15 @@ def test_the_size_range_of_the_nuisance_views_reaches_the_view_bank(tmp_path, mo
         train_run(ingested, cfg)
     assert seen[1] == ((0.8, 1.25), True, "asinh", 0.25)
     assert "1 nuisance views (made on the galaxy's light)" in caplog.text
-    # and the trained trunk's views (drawn at every step) are the same light views
+    # and the trained trunk's views (drawn for every batch, by its loader) are the same light views
     stepped = []
 
-    class Spy(training.SSLModule):
+    class Spy(training.ViewBankDataModule):
         def __init__(self, *args, **kwargs):
             stepped.append(kwargs["augment"])
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(training, "SSLModule", Spy)
+    monkeypatch.setattr(training, "ViewBankDataModule", Spy)
     train_run(make_run(tmp_path / "trunk", n=16, side=32, channels=3), apply_overrides(cfg, ["form.train_trunk=true"]))
     assert not stepped[0].light  # no summary: the pixel views
     trunk = make_run(tmp_path / "trunk_ingested", n=16, side=32, channels=3)

@@ -55,7 +55,7 @@ def test_a_batch_is_read_at_once_in_the_order_asked(tmp_path):
 def test_batched_fetch_gives_the_rows_one_by_one_would(tmp_path):
     from torch.utils.data import default_collate
 
-    from morphospace.ssl.training import _Images, _stacked, _ViewPairs
+    from morphospace.ssl.training import _stacked, _ViewPairs
     from morphospace.vade.data import CubeDataset
 
     cube = np.random.default_rng(3).normal(size=(12, 2, 3, 3)).astype(np.float32)
@@ -63,8 +63,7 @@ def test_batched_fetch_gives_the_rows_one_by_one_would(tmp_path):
     index = [5, 1, 11, 1]
     pairs = [(5, 0, 2), (1, 2, 1), (11, 1, 0), (1, 0, 2)]  # (galaxy, view a, view b)
     # each with its loader's collate: the SSL loaders' batches come stacked and pass through
-    for ds, collate, items in ((CubeDataset(cube), default_collate, index), (_Images(cube), _stacked, index),
-                               (_ViewPairs(bank), _stacked, pairs)):
+    for ds, collate, items in ((CubeDataset(cube), default_collate, index), (_ViewPairs(bank), _stacked, pairs)):
         batch = collate(ds.__getitems__(items))
         one_by_one = torch.stack([ds[i] for i in items])
         assert torch.equal(batch, one_by_one)

@@ -177,7 +177,7 @@ def test_a_head_fit_resumed_at_an_epoch_end_equals_the_uninterrupted_fit(tmp_pat
         torch.manual_seed(0)
         head = FormHead(12, dim=4, hidden=16)
         head.set_scaling(bank)
-        module = SSLModule(head, epochs=3, seed=7, proj_dim=8)  # the schedule of a 3-epoch fit
+        module = SSLModule(head, epochs=3, proj_dim=8)  # the schedule of a 3-epoch fit
         _fit_head(module, ViewBankDataModule(bank, 16, seed=7), tmp_path / name, max_epochs, resume, quiet)
         return {k: v.clone() for k, v in module.state_dict().items()}
 

@@ -11,21 +11,23 @@ Two regimes, one :class:`SSLModule`:
     V trunk passes.
 ``train_trunk``
     The trunk is trained too, on views drawn afresh every step from the images (two
-    augmentations per galaxy), at ``trunk_lr_scale`` of the head's learning rate: in-domain
+    augmentations per galaxy, made by the loader's processes: :mod:`~morphospace.ssl.image_pairs`),
+    at ``trunk_lr_scale`` of the head's learning rate: in-domain
     adaptation of the ImageNet weights, or a ``small`` CNN from scratch. Needs a GPU for
     surveys of any size (10^5 galaxies); on two CPU cores it is a smoke test (and on 3,359
     galaxies adaptation lowers every score: docs/measurements/form-first.md).
 
 The objective is NT-Xent (SimCLR) at temperature ``form.temperature`` or VICReg
 (:mod:`morphospace.ssl.losses`). All randomness of a step comes from the seed, the epoch (the
-shuffle, the bank's view pairs) and the global step (the image regime's augmentations), and the
-rank, so ``--resume`` continues a killed run exactly.
+shuffle, the bank's view pairs), the batch's number in its epoch (the image regime's
+augmentations) and the rank, so ``--resume`` continues a killed run exactly.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from functools import partial
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -35,7 +37,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 from torch.utils.data import DistributedSampler, default_collate
 
-from ..nets.batches import forward_in_batches, read_rows
+from ..nets.batches import forward_in_batches
 from ..nets.checkpoints import resumed_from
 from ..nets.launched import ctrl_c_raised, fit_kwargs
 from ..nets.loss_logs import loss_loggers
@@ -49,6 +51,7 @@ from ..run.pages import PageReleaser
 from .augment import NuisanceAugment
 from .bank import N_DIHEDRAL, view_bank, view_seed
 from .bank_file import discard_left, filled_bank
+from .image_pairs import BatchSeedSampler, ImagePairs
 from .embedder import FormEmbedder, FormHead, HeadEnsemble, TrunkTaps
 from .losses import LOSSES, global_batch
 
@@ -56,24 +59,6 @@ __all__ = ["view_bank", "SSLModule", "ViewBankDataModule", "fit_embedder", "head
 
 log = logging.getLogger("morphospace")
 CKPT_LOSS = "morphospace_ssl_loss"  # the last epoch's loss, in every checkpoint of an SSL head
-
-
-class _Images:
-    """Image i of a cube (the trunk-training regime's dataset)."""
-
-    def __init__(self, cube: np.ndarray):
-        self.cube = cube
-        self.pages = PageReleaser.scattered(cube)  # read every epoch, shuffled: need not stay resident
-
-    def __len__(self) -> int:
-        return len(self.cube)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return torch.from_numpy(np.array(self.cube[i], dtype=np.float32))
-
-    def __getitems__(self, index: list[int]) -> torch.Tensor:
-        """A batch's images in one read (the DataLoader's batched fetch), already stacked (:func:`_stacked`)."""
-        return torch.from_numpy(read_rows(self.cube, index, pages=self.pages))
 
 
 class _ViewPairs:
@@ -125,19 +110,21 @@ def _stacked(batch):
 
 class ViewBankDataModule(ShardedData):
     """Pairs of views of the galaxies of a V x N x F view bank (``of="bank"``: (B, 2, F) batches) or
-    images of a cube (``of="cube"``, for a trunk that trains), each process on its shard, in whole
-    batches (a batch of one has no negatives and no batch statistics), or one short batch where the
-    shard is no larger."""
+    two nuisance views, drawn by ``augment``, of the images of a cube (``of="cube"``, for a trunk
+    that trains: (B, 2, C, H, W) batches, :class:`~morphospace.ssl.image_pairs.ImagePairs`), each
+    process on its shard, in whole batches (a batch of one has no negatives and no batch
+    statistics), or one short batch where the shard is no larger."""
 
-    def __init__(self, data: np.ndarray, batch_size: int, seed: int, of: str = "bank", workers: int = 0):
+    def __init__(self, data: np.ndarray, batch_size: int, seed: int, of: str = "bank", workers: int = 0,
+                 augment: NuisanceAugment = NuisanceAugment()):
         if of not in ("bank", "cube"):
             raise ValueError(f"of must be 'bank' or 'cube', got {of!r}")
         if of == "bank":
             super().__init__(_ViewPairs(data), batch_size, seed, whole_batches=True, workers=workers,
                              collate_fn=_stacked, sampler=ViewPairSampler)
         else:
-            super().__init__(_Images(data), batch_size, seed, whole_batches=True, workers=workers,
-                             collate_fn=_stacked)
+            super().__init__(ImagePairs(data, augment), batch_size, seed, whole_batches=True, workers=workers,
+                             collate_fn=_stacked, sampler=partial(BatchSeedSampler, batch_size=batch_size))
 
 
 class SSLModule(pl.LightningModule):
@@ -153,19 +140,16 @@ class SSLModule(pl.LightningModule):
         NT-Xent's temperature.
     lr, weight_decay : float
         AdamW, cosine-decayed over ``epochs``.
-    epochs, seed : int
+    epochs : int
     proj_dim : int
         Width of the projector the loss is computed on (discarded after training).
-    augment : NuisanceAugment
-        The nuisance views drawn afresh each step when the trunk trains on images.
     trunk_lr_scale : float
         The trunk's learning rate as a fraction of ``lr`` (a pretrained trunk adapts gently).
     """
 
     def __init__(self, head: FormHead, trunk: TrunkTaps | None = None, loss: str = "nt_xent",
                  temperature: float = 0.2, lr: float = 1e-3, weight_decay: float = 1e-4, epochs: int = 60,
-                 seed: int = 0, proj_dim: int = 256, augment: NuisanceAugment = NuisanceAugment(),
-                 trunk_lr_scale: float = 1.0):
+                 proj_dim: int = 256, trunk_lr_scale: float = 1.0):
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r} (known: {', '.join(LOSSES)})")
@@ -173,8 +157,7 @@ class SSLModule(pl.LightningModule):
         self.projector = nn.Sequential(nn.BatchNorm1d(head.dim), nn.ReLU(), nn.Linear(head.dim, proj_dim),
                                        nn.BatchNorm1d(proj_dim), nn.ReLU(), nn.Linear(proj_dim, proj_dim))
         self.loss_name, self.temperature = loss, float(temperature)
-        self.lr, self.weight_decay, self.epochs, self.seed = float(lr), float(weight_decay), int(epochs), int(seed)
-        self.augment = augment
+        self.lr, self.weight_decay, self.epochs = float(lr), float(weight_decay), int(epochs)
         self.trunk_lr_scale = float(trunk_lr_scale)
 
     def _loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
@@ -184,16 +167,16 @@ class SSLModule(pl.LightningModule):
 
     def two_views(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Trunk features of two different views of each galaxy in the batch: the bank's pairs
-        (B, 2, F) as they come (:class:`ViewPairSampler` drew them), or two augmentations of
-        each image, drawn from ``(seed, global step, rank)``."""
+        (B, 2, F) as they come (:class:`ViewPairSampler` drew them), or the trunk's features of
+        the two augmentations of each image (B, 2, C, H, W) the loader made
+        (:class:`~morphospace.ssl.image_pairs.ImagePairs`)."""
         if batch.ndim == 3:  # pairs of views from a view bank
             return batch[:, 0], batch[:, 1]
+        if batch.ndim != 5:
+            raise ValueError(f"expected (B, 2, F) view pairs or (B, 2, C, H, W) image pairs, got {tuple(batch.shape)}")
         if self.trunk is None:
             raise ValueError("image batches need a trunk")
-        g = torch.Generator().manual_seed(view_seed(self.seed, self.global_step, self.global_rank))
-        s1, s2 = torch.randint(0, 2**62, (2,), generator=g).tolist()
-        first, second = self.augment.views(batch, (s1, s2))  # the rows' light measured once for both
-        return self.trunk(first), self.trunk(second)
+        return self.trunk(batch[:, 0]), self.trunk(batch[:, 1])
 
     def training_step(self, batch, batch_idx):
         """NT-Xent or VICReg loss between the projected head outputs of two views of each galaxy;
@@ -314,10 +297,10 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
             with torch.no_grad():  # the same standardisation of the trunk's features
                 for name in ("mean", "std", "low", "high"):
                     getattr(head, name).copy_(getattr(trained[0], name))
-        data = (ViewBankDataModule(cube, batch_size, seed, of="cube", workers=loader_workers) if train_trunk
-                else ViewBankDataModule(bank, batch_size, head_seed(seed, i), of="bank"))
+        data = (ViewBankDataModule(cube, batch_size, seed, of="cube", workers=loader_workers, augment=augment)
+                if train_trunk else ViewBankDataModule(bank, batch_size, head_seed(seed, i), of="bank"))
         module = SSLModule(head, trunk if train_trunk else None, loss=loss, temperature=temperature, lr=lr,
-                           epochs=epochs, seed=head_seed(seed, i), trunk_lr_scale=trunk_lr_scale, augment=augment)
+                           epochs=epochs, trunk_lr_scale=trunk_lr_scale)
         losses.append(_fit_head(module, data, head_folder(out_dir, i), epochs, resume, trainer_kwargs,
                                 log_to=(Path(out_dir).parent, f"ssl_head{i}" if i else "ssl")))
         trained.append(head.eval())
