@@ -731,15 +731,39 @@ def test_images_in_sub_folders_of_a_folder_survey_are_said_not_read(tmp_path, ca
         survey = read_survey(root, DataConfig())
     assert [r.id for r in survey.records] == ["a", "b"]
     assert "2 image file(s) in sub-folders" in caplog.text
-    # a folder of class sub-folders alone was told "no images" (--layout folder) or "no known survey
-    # layout", though it held them: now both say what its sub-folders hold and how to read them
+
+
+def test_a_folder_of_class_or_batch_sub_folders_alone_is_read_with_its_sub_folder_as_a_label(tmp_path, caplog):
+    """A folder of class sub-folders (spiral/, elliptical/), the layout of many labelled cutout sets, was
+    refused ("no known survey layout"; "no images" with --layout folder), though it held them: every image
+    is read, its id its file name, its sub-folder the label column 'folder'."""
+    import logging
+
     classes = tmp_path / "classes"
-    for name in ("spiral/000.png", "elliptical/000.png", "elliptical/001.png"):
+    for name in ("spiral/s1.png", "elliptical/e1.png", "elliptical/e2.png", "odd/deeper/x1.png", ".hidden/h.png"):
         save_image(classes / name, galaxy_rgb(32))
+    (classes / "spiral" / "notes.txt").write_text("not a galaxy")
+    assert detect_layout(classes) == "folder"
     for cfg in (DataConfig(), DataConfig(layout="folder")):
-        with pytest.raises(UserError, match=r"its sub-folders hold 3 image file\(s\) \(e.g. \w+/00\d.png\), which a "
-                                            r"folder survey does not read: give a catalogue CSV whose file column"):
-            read_survey(classes, cfg)
+        with caplog.at_level(logging.INFO, logger="morphospace"):
+            survey = read_survey(classes, cfg)
+        assert [r.id for r in survey.records] == ["e1", "e2", "x1", "s1"]
+        assert survey.labels["folder"].tolist() == ["elliptical", "elliptical", "odd/deeper", "spiral"]
+        assert all(r.decodable and not r.flags for r in survey.records)
+    assert "4 image file(s) in 3 sub-folder(s), none at the top" in caplog.text
+    # two files that would be one galaxy are refused, in one line naming both
+    save_image(classes / "spiral" / "e1.png", galaxy_rgb(32, seed=3))
+    with pytest.raises(UserError, match=r"the images 'elliptical/e1.png' and 'spiral/e1.png' of its sub-folders "
+                                        r"would both be galaxy 'e1'.*give a catalogue CSV with an id column"):
+        read_survey(classes, DataConfig())
+    # sub-folders of FITS cutouts alone: the fits layout, read the same way
+    batches = tmp_path / "batches"
+    for b in ("000", "001"):
+        for f in tiny_fits_folder(batches / b, n=2).glob("*.fits"):
+            f.rename(f.with_name(f"b{b}_{f.name}"))  # file names unique across the batches
+    assert detect_layout(batches) == "fits"
+    survey = read_survey(batches, DataConfig())
+    assert set(survey.labels["folder"]) == {"000", "001"} and all(r.kind == "fits" for r in survey.records)
 
 
 def test_linked_sub_folders_are_read_as_sub_folders(tmp_path, caplog):

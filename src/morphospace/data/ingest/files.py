@@ -176,8 +176,8 @@ def list_files(folder: Path, skip_companions: bool) -> list[tuple[str, str]]:
 
 def subfolder_images(folder: Path) -> Iterator[str]:
     """The image or FITS files (paths) the (non-hidden) sub-folders of ``folder`` hold, at any depth, as
-    they are found: what a folder survey, which reads its top level, leaves out unless a catalogue
-    row names them. Linked sub-folders are followed (a batch linked in was left out without a word),
+    they are found: what a folder survey with images at its top level leaves out unless a catalogue
+    row names them, and the whole survey of a folder without (its classes' or batches' folders). Linked sub-folders are followed (a batch linked in was left out without a word),
     each real folder once (a link to a folder above would loop)."""
     seen: set[str] = set()
     for root, dirs, names in os.walk(folder, followlinks=True):
@@ -194,21 +194,6 @@ def subfolder_images(folder: Path) -> Iterator[str]:
 def images_in_subfolders(folder: Path) -> int:
     """How many files :func:`subfolder_images` finds."""
     return sum(1 for _ in subfolder_images(folder))
-
-
-def unread_subfolders(folder: Path) -> str:
-    """For an error that found no survey in ``folder``: what its sub-folders hold that a folder survey
-    does not read, and how to read it ("" where they hold no image). A folder of class sub-folders
-    (spiral/, elliptical/) was told "no images" though it held hundreds."""
-    first, n = None, 0
-    for n, path in enumerate(subfolder_images(folder), start=1):
-        first = first or path
-    if first is None:
-        return ""
-    example = os.path.relpath(first, folder)
-    return (f"; its sub-folders hold {n} image file(s) (e.g. {example}), which a folder survey does not read: "
-            f"give a catalogue CSV whose file column names them (a row '{example}'; with an id column where "
-            "file names repeat across folders)")
 
 
 def in_dir(folder: Path) -> Callable[[str], str]:

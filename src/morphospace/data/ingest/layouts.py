@@ -45,13 +45,14 @@ files) and :mod:`~morphospace.data.ingest.labels` (label vocabularies, derived c
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from pathlib import Path
 
 from ...config import DataConfig
 from ...errors import UserError
-from .files import HDF5_EXTENSIONS, SYNTH_MARKER, csv_header, is_fits, is_image, subfolder_images, unread_subfolders
+from .files import HDF5_EXTENSIONS, SYNTH_MARKER, csv_header, is_fits, is_image, subfolder_images
 from .labels import derive_gz2_class
 from .positions import POSITION_COLUMNS, find_position_columns, parse_positions, set_positions
 from .readers import KAGGLE_CSV, KAGGLE_IMAGES, LAYOUTS, READERS, known_layouts
@@ -108,14 +109,15 @@ def detect_layout(path: str | Path) -> str:
     h5 = sorted(n for n in names if n.lower().endswith(HDF5_EXTENSIONS))
     if len(h5) == 1:
         return "galaxy10"
-    if any(n.lower().endswith(".csv") for n in names) and next(subfolder_images(path), None) is not None:
-        return "folder"  # a catalogue whose file column names images in sub-folders
+    nested = list(itertools.islice(subfolder_images(path), 20))
+    if nested:  # a catalogue whose file column names images in sub-folders, or those images alone (classes, batches)
+        return "fits" if all(is_fits(p) for p in nested) else "folder"
     if h5:  # said as what it is: which of them is the survey cannot be guessed
         raise UserError(f"{path} holds {len(h5)} HDF5 files ({', '.join(h5[:3])}{', ...' if len(h5) > 3 else ''}): "
                         "give the Galaxy10 .h5 file itself")
     raise UserError(
         f"no known survey layout in {path} ({known_layouts()}: a folder of JPEG/PNG/TIFF or FITS files, "
-        f"optionally with a catalogue CSV, or a Galaxy10 .h5 file){unread_subfolders(path)}"
+        f"optionally with a catalogue CSV, or a Galaxy10 .h5 file)"
     )
 
 

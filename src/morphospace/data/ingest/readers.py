@@ -15,7 +15,7 @@ import pandas as pd
 from ...config import DataConfig
 from ...errors import UserError, first_line
 from .files import (HDF5_EXTENSIONS, SYNTH_MARKER, file_kind, image_bands, images_in_subfolders, is_fits, list_files,
-                    say_unread_beside, stem, subfolder_images, survey_bands, unread_subfolders)
+                    say_unread_beside, stem, subfolder_images, survey_bands)
 from .labels import (GALAXY10_MORPH3, GALAXY10_NAMES, GZ1_MORPH3, GZ2_MORPH3, derive_gz2_class, gz1_classes,
                      vote_fractions)
 from .positions import find_position_columns
@@ -49,7 +49,10 @@ def read_folder(path: Path, cfg: DataConfig, cat_path: Path | None = None) -> Su
 
     if cat_path is None:
         if not files:
-            raise UserError(f"no images in {image_dir} ({known_layouts()}){unread_subfolders(image_dir)}")
+            nested = sorted(os.path.relpath(p, image_dir) for p in subfolder_images(image_dir))
+            if not nested:
+                raise UserError(f"no images in {image_dir} ({known_layouts()})")
+            return _read_sub_folders(path, image_dir, nested)
         records = [Record(id=stem, source=str(image_dir / name), kind=file_kind(name)) for stem, name in files]
         nested = images_in_subfolders(image_dir)
         if nested:  # said, not lost silently
@@ -93,6 +96,27 @@ def read_folder(path: Path, cfg: DataConfig, cat_path: Path | None = None) -> Su
     _say_unnamed_in_subfolders(image_dir, records, cat_path.name)
     say_unread_beside(path, image_dir, {r.source for r in records if r.source})
     return Survey("folder", path, records, labels, _bands(records))
+
+
+def _read_sub_folders(path: Path, image_dir: Path, nested: list[str]) -> Survey:
+    """A folder whose images all sit in sub-folders (classes: ``spiral/``, ``elliptical/``; or batches:
+    ``000/``, ``001/``), at any depth: every image is read, its id its file name without extension,
+    as at the top level, and its sub-folder (``spiral``; ``a/b`` deeper down) is the label column
+    ``folder``. Two files that would be one galaxy (``spiral/000.png``, ``elliptical/000.png``) are
+    refused in one line: a catalogue with an id column tells them apart."""
+    ids = [_file_id(rel) for rel in nested]
+    first: dict[str, str] = {}
+    for gid, rel in zip(ids, nested):
+        seen = first.setdefault(gid, rel)
+        if seen != rel:
+            raise UserError(f"{image_dir}: the images {seen!r} and {rel!r} of its sub-folders would both be galaxy "
+                            f"{gid!r} (an id is a file's name without extension): give a catalogue CSV with an id "
+                            f"column and a file column naming them (a row '{rel}')")
+    records = [Record(id=gid, source=str(image_dir / rel), kind=file_kind(rel)) for gid, rel in zip(ids, nested)]
+    folders = [os.path.dirname(rel).replace(os.sep, "/") for rel in nested]
+    log.info("%s: %d image file(s) in %d sub-folder(s), none at the top: each read, its sub-folder the label "
+             "column 'folder'", image_dir, len(records), len(set(folders)))
+    return Survey("folder", path, records, pd.DataFrame({"folder": folders}), _bands(records))
 
 
 def _file_id(value: str) -> str:
