@@ -1034,3 +1034,23 @@ def test_ids_with_dots_and_compressed_fits_names(tmp_path):
     summary, cat, cube, _ = ingest_to(root, tmp_path / "run", preprocess__colour="grey")
     assert sorted(cat["id"]) == ["J150.12+02.51", "J150.12+02.98", "frame-r-000094"]
     assert cube.shape[0] == 3 and not summary["flags"]
+
+
+def test_zoobot_and_galaxy_zoo_desi_catalogues_are_read_by_their_own_columns(tmp_path):
+    """Zoobot's catalogue names each galaxy by id_str and its image by file_loc (an absolute path); a Galaxy
+    Zoo DESI one by dr8_id, beside an objid that numbers galaxies within a brick only: reading objid as the
+    id flagged every galaxy sharing one a duplicate and left it out."""
+    root = tmp_path / "desi"
+    for i in range(3):
+        save_image(root / "images" / f"100_{i}.png", galaxy_rgb(32, seed=i))
+        save_image(root / "images" / f"200_{i}.png", galaxy_rgb(32, seed=10 + i))
+    rows = [[f"{b}_{i}", str(i), str(root / "images" / f"{b}_{i}.png"), f"{0.1 * i:.1f}"] for b in (100, 200)
+            for i in range(3)]
+    write_csv(root / "zoobot.csv", ["id_str", "objid", "file_loc", "smooth-or-featured_smooth_fraction"], rows)
+    survey = read_survey(root, DataConfig())
+    assert [r.id for r in survey.records] == [r[0] for r in rows] and not any(r.flags for r in survey.records)
+    assert [Path(r.source).name for r in survey.records] == [f"{r[0]}.png" for r in rows]
+    (root / "zoobot.csv").unlink()
+    write_csv(root / "desi.csv", ["dr8_id", "objid", "ra", "dec"], [[r[0], r[1], "150.1", "2.2"] for r in rows])
+    survey = read_survey(root, DataConfig())
+    assert [r.id for r in survey.records] == [r[0] for r in rows] and not any(r.flags for r in survey.records)

@@ -33,8 +33,10 @@ KAGGLE_CSV = "training_solutions_rev1.csv"
 
 # the column names a folder's catalogue is read by (case-insensitive, the first present), unless named by
 # data.id_column and data.file_column (--id-column, --file-column); the README's "Data it reads" lists them
-ID_COLUMNS = ("id", "objid", "galaxyid", "galaxy_id", "name", "dr7objid")
-FILE_COLUMNS = ("file", "filename", "file_name", "path", "image", "location")
+# Zoobot's and Galaxy Zoo DESI's own (id_str, file_loc; dr8_id, iauname) before objid, which in DESI
+# catalogues numbers a galaxy within its brick only
+ID_COLUMNS = ("id", "id_str", "dr8_id", "iauname", "objid", "galaxyid", "galaxy_id", "name", "dr7objid")
+FILE_COLUMNS = ("file", "file_loc", "filename", "file_name", "path", "image", "location")
 
 
 def known_layouts() -> str:
