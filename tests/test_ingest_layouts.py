@@ -1054,3 +1054,38 @@ def test_zoobot_and_galaxy_zoo_desi_catalogues_are_read_by_their_own_columns(tmp
     write_csv(root / "desi.csv", ["dr8_id", "objid", "ra", "dec"], [[r[0], r[1], "150.1", "2.2"] for r in rows])
     survey = read_survey(root, DataConfig())
     assert [r.id for r in survey.records] == [r[0] for r in rows] and not any(r.flags for r in survey.records)
+
+
+@pytest.mark.parametrize("suffix", ["", "-dr8"])
+def test_galaxy_zoo_decals_vote_fractions_give_gz_class_and_morph3(tmp_path, suffix):
+    """A Galaxy Zoo DECaLS / DESI catalogue's fractions are of the volunteers who answered each question:
+    the classes are those of the Kaggle rules once each is multiplied by the share who reached it."""
+    root = tmp_path / "decals"
+    q = {k: f"{k}{suffix}" for k in ("smooth-or-featured", "disk-edge-on", "has-spiral-arms", "bar", "merging")}
+    header = ["iauname", f"{q['smooth-or-featured']}_smooth_fraction", f"{q['smooth-or-featured']}_featured-or-disk_fraction",
+              f"{q['smooth-or-featured']}_artifact_fraction", f"{q['disk-edge-on']}_yes_fraction",
+              f"{q['has-spiral-arms']}_yes_fraction", f"{q['bar']}_strong_fraction", f"{q['bar']}_weak_fraction",
+              f"{q['merging']}_merger_fraction"]
+    rows = {  # smooth, featured, artifact, edge-on yes, arms yes, bar strong, bar weak, merger -> class
+        "J1": ([0.8, 0.2, 0.0, None, None, None, None, 0.1], "smooth", "elliptical"),  # deeper questions unreached
+        "J2": ([0.1, 0.9, 0.0, 0.9, 0.0, 0.0, 0.0, 0.0], "edge_on", "edge_on"),
+        "J3": ([0.1, 0.9, 0.0, 0.0, 0.9, 0.5, 0.3, 0.0], "barred_spiral", "spiral"),
+        "J4": ([0.1, 0.9, 0.0, 0.1, 0.8, 0.1, 0.1, 0.0], "spiral", "spiral"),
+        # arms said yes by 0.8 of those asked, but only 0.55 x 0.5 of all reached the question: not a spiral
+        "J5": ([0.45, 0.55, 0.0, 0.5, 0.8, 0.0, 0.0, 0.0], "uncertain", None),
+        "J6": ([0.2, 0.2, 0.6, None, None, None, None, None], "artifact", None),
+        "J7": ([0.3, 0.7, 0.0, 0.0, 0.2, 0.0, 0.0, 0.6], "merger", None),
+        "J8": ([None, None, None, None, None, None, None, None], None, None),  # no votes at all: no class
+    }
+    for gid in rows:
+        save_image(root / f"{gid}.png", galaxy_rgb(32))
+    write_csv(root / "gz.csv", header, [[gid, *values] for gid, (values, _, _) in rows.items()])
+    survey = read_survey(root, DataConfig())
+    got = survey.labels.set_index(pd.Index([r.id for r in survey.records]))
+    for gid, (_, gz, m3) in rows.items():
+        assert (None if pd.isna(got.loc[gid, "gz_class"]) else got.loc[gid, "gz_class"]) == gz, gid
+        assert (None if pd.isna(got.loc[gid, "morph3"]) else got.loc[gid, "morph3"]) == m3, gid
+    # a catalogue's own morph3 is its own: nothing derived
+    write_csv(root / "gz.csv", header + ["morph3"], [[gid, *values, "mine"] for gid, (values, _, _) in rows.items()])
+    labels = read_survey(root, DataConfig()).labels
+    assert "gz_class" not in labels and set(labels["morph3"]) == {"mine"}

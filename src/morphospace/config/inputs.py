@@ -10,7 +10,9 @@ from .base import FilePath, Fraction, Section, Seed, Text
 
 
 class VoteThresholds(Section):
-    """Cuts on Kaggle Galaxy Zoo 2 vote fractions (``[data.vote_thresholds]``, layout ``kaggle-gz2``).
+    """Cuts on Galaxy Zoo vote fractions (``[data.vote_thresholds]``: layout ``kaggle-gz2``, and a folder
+    catalogue's Galaxy Zoo DECaLS / DESI fractions, each first multiplied by the share of volunteers
+    who reached its question: ``morphospace.data.ingest.labels.derive_gz_decals_class``).
 
     The cuts apply to the fractions as the Kaggle file gives them (later answers already
     multiplied by the fraction of volunteers who reached the question). The first passing

@@ -89,6 +89,62 @@ def derive_gz2_class(votes: pd.DataFrame, t: VoteThresholds) -> pd.Series:
     return pd.Series(out, index=votes.index, dtype="string")
 
 
+# the survey suffixes of Galaxy Zoo DECaLS / DESI question names (none in the published "friendly"
+# catalogues; -dr5, -dr8, -dr12 in Zoobot's schemas), tried in this order
+GZ_DECALS_SUFFIXES = ("", "-dr8", "-dr5", "-dr12")
+
+
+def gz_decals_columns(columns) -> dict[str, list[str]] | None:
+    """The vote-fraction columns of a Galaxy Zoo DECaLS / DESI catalogue (Walmsley et al. 2022, 2023) that
+    :func:`derive_gz_decals_class` reads: ``smooth``, ``featured``, ``artifact``, ``edge_on`` (yes),
+    ``spiral`` (yes), ``bar`` (strong and weak, or yes) and ``merger`` (the last four may be missing), each
+    a list of column names; None where the catalogue lacks the first question's smooth or featured answer."""
+    have = set(columns)
+    for s in GZ_DECALS_SUFFIXES:
+        def col(question: str, *answers: str) -> list[str]:
+            return [c for a in answers if (c := f"{question}{s}_{a}_fraction") in have]
+        found = {"smooth": col("smooth-or-featured", "smooth"), "featured": col("smooth-or-featured", "featured-or-disk"),
+                 "artifact": col("smooth-or-featured", "artifact"), "edge_on": col("disk-edge-on", "yes"),
+                 "spiral": col("has-spiral-arms", "yes"), "bar": col("bar", "strong", "weak") or col("bar", "yes"),
+                 "merger": col("merging", "merger")}
+        if found["smooth"] and found["featured"]:
+            return found
+    return None
+
+
+def derive_gz_decals_class(table: pd.DataFrame, columns: dict[str, list[str]], t: VoteThresholds) -> pd.Series:
+    """Morphology class of each galaxy from Galaxy Zoo DECaLS / DESI vote fractions
+    (:func:`gz_decals_columns`), by the rules and cuts of :func:`derive_gz2_class`.
+
+    Unlike the Kaggle file's, these fractions are each of the volunteers who answered that question,
+    so each is first multiplied by the share who reached it (as the Kaggle columns are): edge-on is
+    ``featured x edge_on``, a bar ``featured x (1 - edge_on) x (strong + weak)``, arms
+    ``featured x (1 - edge_on) x spiral``. A question nobody reached (an empty fraction) counts as
+    no vote for it; a galaxy without the first question's fractions gets no class.
+
+    Returns
+    -------
+    pandas.Series
+        The class of each row (artifact, merger, smooth, edge_on, barred_spiral, spiral, uncertain),
+        dtype ``string``.
+    """
+    def frac(key: str, empty: float = 0.0) -> np.ndarray:
+        cols = columns.get(key) or []
+        if not cols:
+            return np.zeros(len(table))
+        parts = [pd.to_numeric(table[c], errors="coerce").to_numpy(dtype=float) for c in cols]
+        return np.nan_to_num(np.sum(parts, axis=0), nan=empty)
+
+    smooth = pd.to_numeric(table[columns["smooth"][0]], errors="coerce").to_numpy(dtype=float)
+    featured = pd.to_numeric(table[columns["featured"][0]], errors="coerce").to_numpy(dtype=float)
+    edge = frac("edge_on")
+    face_on = featured * (1.0 - edge)
+    votes = pd.DataFrame({"Class1.3": frac("artifact"), "Class8.6": frac("merger"), "Class1.1": smooth,
+                          "Class2.1": featured * edge, "Class3.1": face_on * frac("bar"),
+                          "Class4.1": face_on * frac("spiral")}, index=table.index)
+    return derive_gz2_class(votes, t)  # a missing smooth or featured fraction: no class
+
+
 def gz1_classes(table: pd.DataFrame, source: str) -> pd.Series:
     """The ``gz1_class`` column of an sdss-gz1 ``labels.csv`` as Int64 codes 0-5 (empty cells, and
     nan / NA / null / None, missing); anything else a one-line error naming the first such row (one
