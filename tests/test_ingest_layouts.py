@@ -1089,3 +1089,18 @@ def test_galaxy_zoo_decals_vote_fractions_give_gz_class_and_morph3(tmp_path, suf
     write_csv(root / "gz.csv", header + ["morph3"], [[gid, *values, "mine"] for gid, (values, _, _) in rows.items()])
     labels = read_survey(root, DataConfig()).labels
     assert "gz_class" not in labels and set(labels["morph3"]) == {"mine"}
+
+
+def test_galaxy_zoo_2_class_strings_give_morph3(tmp_path):
+    """Hart et al. 2016's gz2_class ("Ei", "SBc2m", "Ser", "A") is the label most SDSS samples come with."""
+    root = tmp_path / "gz2"
+    classes = {"1": "Ei", "2": "Er", "3": "Sc2m", "4": "SBb?t", "5": "Ser", "6": "Seb", "7": "A", "8": ""}
+    for gid in classes:
+        save_image(root / f"{gid}.png", galaxy_rgb(32))
+    write_csv(root / "gz2.csv", ["dr7objid", "gz2_class"], [[gid, c] for gid, c in classes.items()])
+    labels = read_survey(root, DataConfig()).labels
+    got = [None if pd.isna(v) else v for v in labels["morph3"]]
+    assert got == ["elliptical", "elliptical", "spiral", "spiral", "edge_on", "edge_on", None, None]
+    # a gz2_class column of other words is someone else's: no morph3 made up from it
+    write_csv(root / "gz2.csv", ["dr7objid", "gz2_class"], [[gid, "Sunny"] for gid in classes])
+    assert "morph3" not in read_survey(root, DataConfig()).labels

@@ -145,6 +145,27 @@ def derive_gz_decals_class(table: pd.DataFrame, columns: dict[str, list[str]], t
     return derive_gz2_class(votes, t)  # a missing smooth or featured fraction: no class
 
 
+# Galaxy Zoo 2's own class strings (Hart et al. 2016, ``gz2_class``: "Ei", "Sc2m", "SBb?t", "Ser", "A"):
+# smooth, disk or feature (edge-on: "Se"; barred: "SB"), or artifact
+GZ2_CLASS_STRING = r"^(A$|E[ric]|Se[rbn]|SB?[abcd])"
+
+
+def gz2_strings_morph3(values: pd.Series) -> pd.Series | None:
+    """morph3 from Galaxy Zoo 2 class strings (:data:`GZ2_CLASS_STRING`): elliptical for "E...", edge_on
+    for "Se...", spiral for the other "S..." (barred or not, with arms or not: a disk seen face-on),
+    missing for an artifact "A"; None where not every value given is such a string."""
+    text = values.astype("string").str.strip()
+    given = text.dropna()
+    given = given[given != ""]
+    if given.empty or not given.str.match(GZ2_CLASS_STRING).all():
+        return None
+    out = pd.Series(pd.NA, index=values.index, dtype="string")
+    out[text.str.startswith("E").fillna(False)] = "elliptical"
+    out[text.str.startswith("S").fillna(False)] = "spiral"
+    out[text.str.startswith("Se").fillna(False)] = "edge_on"
+    return out
+
+
 def gz1_classes(table: pd.DataFrame, source: str) -> pd.Series:
     """The ``gz1_class`` column of an sdss-gz1 ``labels.csv`` as Int64 codes 0-5 (empty cells, and
     nan / NA / null / None, missing); anything else a one-line error naming the first such row (one

@@ -17,7 +17,7 @@ from ...errors import UserError, first_line
 from .files import (HDF5_EXTENSIONS, SYNTH_MARKER, file_kind, image_bands, images_in_subfolders, is_fits, list_files,
                     say_unread_beside, stem, subfolder_images, survey_bands)
 from .labels import (GALAXY10_MORPH3, GALAXY10_NAMES, GZ1_MORPH3, GZ2_MORPH3, derive_gz2_class, derive_gz_decals_class,
-                     gz1_classes, gz_decals_columns, vote_fractions)
+                     gz1_classes, gz2_strings_morph3, gz_decals_columns, vote_fractions)
 from .positions import find_position_columns
 from .records import Record, Survey
 from .tables import find_catalogue, join_files, pick_column, read_table, typed
@@ -101,9 +101,17 @@ def read_folder(path: Path, cfg: DataConfig, cat_path: Path | None = None) -> Su
 
 
 def with_gz_classes(labels: pd.DataFrame, cfg: DataConfig, catalogue: str) -> pd.DataFrame:
-    """``labels`` with ``gz_class`` and ``morph3`` derived from Galaxy Zoo DECaLS / DESI vote fractions
-    where the catalogue has them (:func:`~morphospace.data.ingest.labels.derive_gz_decals_class`, the
-    cuts of ``data.vote_thresholds``) and no columns of those names of its own."""
+    """``labels`` with ``morph3`` derived from Galaxy Zoo 2 class strings (a ``gz2_class`` column of
+    Hart et al. 2016's "Ei", "SBc2m", "Ser": :func:`~morphospace.data.ingest.labels.gz2_strings_morph3`),
+    or with ``gz_class`` and ``morph3`` from Galaxy Zoo DECaLS / DESI vote fractions
+    (:func:`~morphospace.data.ingest.labels.derive_gz_decals_class`, the cuts of
+    ``data.vote_thresholds``), where the catalogue has them and no columns of those names of its own."""
+    if "gz2_class" in labels.columns and "morph3" not in labels.columns:
+        morph3 = gz2_strings_morph3(labels["gz2_class"])
+        if morph3 is not None:
+            log.info("catalogue %s: morph3 derived from its Galaxy Zoo 2 classes (gz2_class: E... elliptical, "
+                     "Se... edge_on, other S... spiral, A none)", catalogue)
+            return labels.assign(morph3=morph3)
     columns = gz_decals_columns(labels.columns)
     if columns is None or {"gz_class", "morph3"} & set(labels.columns):
         return labels
