@@ -62,7 +62,7 @@ def _block_views(trunk: TrunkTaps, x: torch.Tensor, start: int, aug_views: int, 
 
 
 class _Blocks:
-    """Block ``i`` of a cube of ``n`` rows, with its nuisance views: (1 + aug_views, block, C, H, W),
+    """Block ``i`` of a cube with its nuisance views: (1 + aug_views, block, C, H, W),
     the rows ``[i * block, (i + 1) * block)`` first, then each view of them, every one zero-padded
     to ``block`` rows. Read by the loader's processes, which so make the views (module docstring)."""
 

@@ -177,8 +177,9 @@ def list_files(folder: Path, skip_companions: bool) -> list[tuple[str, str]]:
 def subfolder_images(folder: Path) -> Iterator[str]:
     """The image or FITS files (paths) the (non-hidden) sub-folders of ``folder`` hold, at any depth, as
     they are found: what a folder survey with images at its top level leaves out unless a catalogue
-    row names them, and the whole survey of a folder without (its classes' or batches' folders). Linked sub-folders are followed (a batch linked in was left out without a word),
-    each real folder once (a link to a folder above would loop)."""
+    row names them, and the whole survey of a folder without (its classes' or batches' folders).
+    Linked sub-folders are followed (a batch linked in was left out without a word), each real
+    folder once (a link to a folder above would loop)."""
     seen: set[str] = set()
     for root, dirs, names in os.walk(folder, followlinks=True):
         real = os.path.realpath(root)

@@ -128,12 +128,9 @@ def derive_gz_decals_class(table: pd.DataFrame, columns: dict[str, list[str]], t
         The class of each row (artifact, merger, smooth, edge_on, barred_spiral, spiral, uncertain),
         dtype ``string``.
     """
-    def frac(key: str, empty: float = 0.0) -> np.ndarray:
-        cols = columns.get(key) or []
-        if not cols:
-            return np.zeros(len(table))
-        parts = [pd.to_numeric(table[c], errors="coerce").to_numpy(dtype=float) for c in cols]
-        return np.nan_to_num(np.sum(parts, axis=0), nan=empty)
+    def frac(key: str) -> np.ndarray:  # an empty fraction (a question nobody reached) reads 0
+        parts = [pd.to_numeric(table[c], errors="coerce").to_numpy(dtype=float) for c in columns.get(key) or []]
+        return np.nan_to_num(np.sum(parts, axis=0), nan=0.0) if parts else np.zeros(len(table))
 
     smooth = pd.to_numeric(table[columns["smooth"][0]], errors="coerce").to_numpy(dtype=float)
     featured = pd.to_numeric(table[columns["featured"][0]], errors="coerce").to_numpy(dtype=float)
