@@ -1104,3 +1104,18 @@ def test_galaxy_zoo_2_class_strings_give_morph3(tmp_path):
     # a gz2_class column of other words is someone else's: no morph3 made up from it
     write_csv(root / "gz2.csv", ["dr7objid", "gz2_class"], [[gid, "Sunny"] for gid in classes])
     assert "morph3" not in read_survey(root, DataConfig()).labels
+
+
+def test_galaxy_zoo_1_vote_fractions_give_gz1_name_and_morph3(tmp_path):
+    """Lintott et al. 2011's table gives each answer's vote fraction: the largest names the class, as
+    sdss-gz1's gz1_name does, and morph3 follows (either winding a spiral)."""
+    root = tmp_path / "gz1"
+    votes = {"1": [0.8, 0.1, 0.0, 0.1, 0.0, 0.0], "2": [0.1, 0.2, 0.6, 0.1, 0.0, 0.0],
+             "3": [0.2, 0.1, 0.1, 0.6, 0.0, 0.0], "4": [0.1, 0.1, 0.1, 0.1, 0.1, 0.5], "5": [None] * 6}
+    for gid in votes:
+        save_image(root / f"{gid}.png", galaxy_rgb(32))
+    write_csv(root / "gz1.csv", ["OBJID", "P_EL", "P_CW", "P_ACW", "P_EDGE", "P_DK", "P_MG"],
+              [[gid, *v] for gid, v in votes.items()])
+    labels = read_survey(root, DataConfig()).labels
+    assert [None if pd.isna(v) else v for v in labels["gz1_name"]] == ["elliptical", "spiral_acw", "edge_on", "merger", None]
+    assert [None if pd.isna(v) else v for v in labels["morph3"]] == ["elliptical", "spiral", "edge_on", None, None]

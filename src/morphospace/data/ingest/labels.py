@@ -142,6 +142,27 @@ def derive_gz_decals_class(table: pd.DataFrame, columns: dict[str, list[str]], t
     return derive_gz2_class(votes, t)  # a missing smooth or featured fraction: no class
 
 
+# Galaxy Zoo 1's vote fractions (Lintott et al. 2011: P_EL, P_CW, P_ACW, P_EDGE, P_DK, P_MG), in the order
+# of the sdss-gz1 layout's gz1_class codes 0-5
+GZ1_VOTES = ("p_el", "p_cw", "p_acw", "p_edge", "p_dk", "p_mg")
+GZ1_NAMES = ("elliptical", "spiral_cw", "spiral_acw", "edge_on", "dont_know", "merger")
+
+
+def gz1_votes_class(table: pd.DataFrame) -> pd.Series | None:
+    """The Galaxy Zoo 1 class of each galaxy, the answer with the largest vote fraction (the first on a
+    tie), from the columns of Lintott et al. 2011's table (:data:`GZ1_VOTES`, any case); as the
+    sdss-gz1 layout's ``gz1_name``. None where the table lacks one of them; missing where a row's
+    fractions are."""
+    lower = {str(c).lower(): c for c in table.columns}
+    if not all(v in lower for v in GZ1_VOTES):
+        return None
+    votes = np.column_stack([pd.to_numeric(table[lower[v]], errors="coerce").to_numpy(dtype=float) for v in GZ1_VOTES])
+    known = ~np.isnan(votes).any(axis=1)
+    out = pd.Series(pd.NA, index=table.index, dtype="string")
+    out[known] = np.asarray(GZ1_NAMES, dtype=object)[np.argmax(votes[known], axis=1)]
+    return out
+
+
 # Galaxy Zoo 2's own class strings (Hart et al. 2016, ``gz2_class``: "Ei", "Sc2m", "SBb?t", "Ser", "A"):
 # smooth, disk or feature (edge-on: "Se"; barred: "SB"), or artifact
 GZ2_CLASS_STRING = r"^(A$|E[ric]|Se[rbn]|SB?[abcd])"

@@ -16,8 +16,9 @@ from ...config import DataConfig
 from ...errors import UserError, first_line
 from .files import (HDF5_EXTENSIONS, SYNTH_MARKER, file_kind, image_bands, images_in_subfolders, is_fits, list_files,
                     say_unread_beside, stem, subfolder_images, survey_bands)
-from .labels import (GALAXY10_MORPH3, GALAXY10_NAMES, GZ1_MORPH3, GZ2_MORPH3, derive_gz2_class, derive_gz_decals_class,
-                     gz1_classes, gz2_strings_morph3, gz_decals_columns, vote_fractions)
+from .labels import (GALAXY10_MORPH3, GALAXY10_NAMES, GZ1_MORPH3, GZ1_NAMES, GZ2_MORPH3, derive_gz2_class,
+                     derive_gz_decals_class, gz1_classes, gz1_votes_class, gz2_strings_morph3, gz_decals_columns,
+                     vote_fractions)
 from .positions import find_position_columns
 from .records import Record, Survey
 from .tables import find_catalogue, join_files, pick_column, read_table, typed
@@ -101,11 +102,19 @@ def read_folder(path: Path, cfg: DataConfig, cat_path: Path | None = None) -> Su
 
 
 def with_gz_classes(labels: pd.DataFrame, cfg: DataConfig, catalogue: str) -> pd.DataFrame:
-    """``labels`` with ``morph3`` derived from Galaxy Zoo 2 class strings (a ``gz2_class`` column of
-    Hart et al. 2016's "Ei", "SBc2m", "Ser": :func:`~morphospace.data.ingest.labels.gz2_strings_morph3`),
-    or with ``gz_class`` and ``morph3`` from Galaxy Zoo DECaLS / DESI vote fractions
+    """``labels`` with ``gz1_name`` and ``morph3`` derived from Galaxy Zoo 1 vote fractions
+    (:func:`~morphospace.data.ingest.labels.gz1_votes_class`), or ``morph3`` from Galaxy Zoo 2 class
+    strings (a ``gz2_class`` column of Hart et al. 2016's "Ei", "SBc2m", "Ser":
+    :func:`~morphospace.data.ingest.labels.gz2_strings_morph3`), or ``gz_class`` and ``morph3`` from
+    Galaxy Zoo DECaLS / DESI vote fractions
     (:func:`~morphospace.data.ingest.labels.derive_gz_decals_class`, the cuts of
     ``data.vote_thresholds``), where the catalogue has them and no columns of those names of its own."""
+    gz1 = gz1_votes_class(labels) if not {"gz1_name", "morph3"} & set(labels.columns) else None
+    if gz1 is not None:
+        log.info("catalogue %s holds Galaxy Zoo 1 vote fractions (P_EL ... P_MG): gz1_name (the answer with the "
+                 "largest fraction) and morph3 derived from them", catalogue)
+        morph3 = {GZ1_NAMES[code]: m for code, m in GZ1_MORPH3.items()}
+        return labels.assign(gz1_name=gz1, morph3=gz1.map(morph3).astype("string"))
     if "gz2_class" in labels.columns and "morph3" not in labels.columns:
         morph3 = gz2_strings_morph3(labels["gz2_class"])
         if morph3 is not None:
