@@ -1,10 +1,13 @@
 """The label vocabularies of the known surveys, and the classes derived from them.
 
 The Galaxy Zoo and Galaxy10 layouts also get a ``morph3`` column (elliptical, spiral,
-edge_on; missing otherwise), so runs on different surveys can be compared on three classes.
+edge_on; missing otherwise), so runs on different surveys can be compared on three classes;
+so does a folder catalogue with Galaxy Zoo 1, 2 or DECaLS / DESI columns (:func:`with_gz_classes`).
 """
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import pandas as pd
@@ -12,6 +15,8 @@ import pandas as pd
 from ...config import VoteThresholds
 from ...errors import UserError
 from ...run import MISSING_MARKERS
+
+log = logging.getLogger("morphospace")
 
 # Galaxy Zoo 1 class (0-3 of the sdss-gz1 labels.csv) -> morph3
 GZ1_MORPH3 = {0: "elliptical", 1: "spiral", 2: "spiral", 3: "edge_on"}
@@ -215,3 +220,31 @@ def vote_fractions(table: pd.DataFrame, column: str, source: str) -> pd.Series:
                         f"{str(raw.iloc[row])[:40]!r}: vote fractions are numbers in [0, 1] "
                         f"({int(bad.sum())} such cell(s) in the column)")
     return values
+
+
+def with_gz_classes(labels: pd.DataFrame, thresholds: VoteThresholds, catalogue: str) -> pd.DataFrame:
+    """A folder catalogue's ``labels`` with the classes its Galaxy Zoo columns give, where it has them
+    and no columns of those names of its own (logged, naming ``catalogue``): ``gz1_name`` and
+    ``morph3`` from Galaxy Zoo 1 vote fractions (:func:`gz1_votes_class`); else ``morph3`` from Galaxy
+    Zoo 2 class strings (:func:`gz2_strings_morph3`); else ``gz_class`` and ``morph3`` from Galaxy Zoo
+    DECaLS / DESI vote fractions (:func:`derive_gz_decals_class`, with ``thresholds``, the cuts of
+    ``data.vote_thresholds``)."""
+    gz1 = gz1_votes_class(labels) if not {"gz1_name", "morph3"} & set(labels.columns) else None
+    if gz1 is not None:
+        log.info("catalogue %s holds Galaxy Zoo 1 vote fractions (P_EL ... P_MG): gz1_name (the answer with the "
+                 "largest fraction) and morph3 derived from them", catalogue)
+        morph3 = {GZ1_NAMES[code]: m for code, m in GZ1_MORPH3.items()}
+        return labels.assign(gz1_name=gz1, morph3=gz1.map(morph3).astype("string"))
+    if "gz2_class" in labels.columns and "morph3" not in labels.columns:
+        morph3 = gz2_strings_morph3(labels["gz2_class"])
+        if morph3 is not None:
+            log.info("catalogue %s: morph3 derived from its Galaxy Zoo 2 classes (gz2_class: E... elliptical, "
+                     "Se... edge_on, other S... spiral, A none)", catalogue)
+            return labels.assign(morph3=morph3)
+    columns = gz_decals_columns(labels.columns)
+    if columns is None or {"gz_class", "morph3"} & set(labels.columns):
+        return labels
+    gz = derive_gz_decals_class(labels, columns, thresholds)
+    log.info("catalogue %s holds Galaxy Zoo DECaLS / DESI vote fractions (%s...): gz_class and morph3 derived "
+             "from them", catalogue, columns["smooth"][0])
+    return labels.assign(gz_class=gz, morph3=gz.map(GZ2_MORPH3).astype("string"))

@@ -16,9 +16,8 @@ from ...config import DataConfig
 from ...errors import UserError, first_line
 from .files import (HDF5_EXTENSIONS, SYNTH_MARKER, file_kind, image_bands, images_in_subfolders, is_fits, list_files,
                     say_unread_beside, stem, subfolder_images, survey_bands)
-from .labels import (GALAXY10_MORPH3, GALAXY10_NAMES, GZ1_MORPH3, GZ1_NAMES, GZ2_MORPH3, derive_gz2_class,
-                     derive_gz_decals_class, gz1_classes, gz1_votes_class, gz2_strings_morph3, gz_decals_columns,
-                     vote_fractions)
+from .labels import (GALAXY10_MORPH3, GALAXY10_NAMES, GZ1_MORPH3, GZ2_MORPH3, derive_gz2_class, gz1_classes,
+                     vote_fractions, with_gz_classes)
 from .positions import find_position_columns
 from .records import Record, Survey
 from .tables import find_catalogue, join_files, pick_column, read_table, typed
@@ -92,42 +91,13 @@ def read_folder(path: Path, cfg: DataConfig, cat_path: Path | None = None) -> Su
                  "each galaxy's id is its file name without extension (%s), as without a catalogue",
                  cat_path.name, id_col, file_values[0], ids[0])
         ids_of_files = True
-    labels = with_gz_classes(pd.DataFrame({c: typed(table[c]) for c in label_cols}), cfg, cat_path.name)
+    labels = with_gz_classes(pd.DataFrame({c: typed(table[c]) for c in label_cols}), cfg.vote_thresholds, cat_path.name)
     records, labels = join_files(image_dir, path, ids, file_values, files, labels)
     if ids_of_files:  # the rows' files as found (join_files: one record per row first)
         _refuse_ids_shared(ids, file_values, [r.source for r in records[:len(ids)]], cat_path.name)
     _say_unnamed_in_subfolders(image_dir, records, cat_path.name)
     say_unread_beside(path, image_dir, {r.source for r in records if r.source})
     return Survey("folder", path, records, labels, _bands(records))
-
-
-def with_gz_classes(labels: pd.DataFrame, cfg: DataConfig, catalogue: str) -> pd.DataFrame:
-    """``labels`` with ``gz1_name`` and ``morph3`` derived from Galaxy Zoo 1 vote fractions
-    (:func:`~morphospace.data.ingest.labels.gz1_votes_class`), or ``morph3`` from Galaxy Zoo 2 class
-    strings (a ``gz2_class`` column of Hart et al. 2016's "Ei", "SBc2m", "Ser":
-    :func:`~morphospace.data.ingest.labels.gz2_strings_morph3`), or ``gz_class`` and ``morph3`` from
-    Galaxy Zoo DECaLS / DESI vote fractions
-    (:func:`~morphospace.data.ingest.labels.derive_gz_decals_class`, the cuts of
-    ``data.vote_thresholds``), where the catalogue has them and no columns of those names of its own."""
-    gz1 = gz1_votes_class(labels) if not {"gz1_name", "morph3"} & set(labels.columns) else None
-    if gz1 is not None:
-        log.info("catalogue %s holds Galaxy Zoo 1 vote fractions (P_EL ... P_MG): gz1_name (the answer with the "
-                 "largest fraction) and morph3 derived from them", catalogue)
-        morph3 = {GZ1_NAMES[code]: m for code, m in GZ1_MORPH3.items()}
-        return labels.assign(gz1_name=gz1, morph3=gz1.map(morph3).astype("string"))
-    if "gz2_class" in labels.columns and "morph3" not in labels.columns:
-        morph3 = gz2_strings_morph3(labels["gz2_class"])
-        if morph3 is not None:
-            log.info("catalogue %s: morph3 derived from its Galaxy Zoo 2 classes (gz2_class: E... elliptical, "
-                     "Se... edge_on, other S... spiral, A none)", catalogue)
-            return labels.assign(morph3=morph3)
-    columns = gz_decals_columns(labels.columns)
-    if columns is None or {"gz_class", "morph3"} & set(labels.columns):
-        return labels
-    gz = derive_gz_decals_class(labels, columns, cfg.vote_thresholds)
-    log.info("catalogue %s holds Galaxy Zoo DECaLS / DESI vote fractions (%s...): gz_class and morph3 derived "
-             "from them", catalogue, columns["smooth"][0])
-    return labels.assign(gz_class=gz, morph3=gz.map(GZ2_MORPH3).astype("string"))
 
 
 def _read_sub_folders(path: Path, image_dir: Path, nested: list[str]) -> Survey:
