@@ -94,7 +94,12 @@ def read_folder(path: Path, cfg: DataConfig, cat_path: Path | None = None) -> Su
     labels = with_gz_classes(pd.DataFrame({c: typed(table[c]) for c in label_cols}), cfg.vote_thresholds, cat_path.name)
     records, labels = join_files(image_dir, path, ids, file_values, files, labels)
     if ids_of_files:  # the rows' files as found (join_files: one record per row first)
-        _refuse_ids_shared(ids, file_values, [r.source for r in records[:len(ids)]], cat_path.name)
+        clash = _id_shared(ids, file_values, [r.source for r in records[:len(ids)]])
+        if clash:
+            gid, seen, value = clash
+            raise UserError(f"catalogue {cat_path.name}: the files {seen!r} and {value!r} would both be galaxy "
+                            f"{gid!r} (an id is a file's name without extension): give the catalogue an id "
+                            f"column (--id-column)")
     _say_unnamed_in_subfolders(image_dir, records, cat_path.name)
     say_unread_beside(path, image_dir, {r.source for r in records if r.source})
     return Survey("folder", path, records, labels, _bands(records))
@@ -107,15 +112,15 @@ def _read_sub_folders(path: Path, image_dir: Path, nested: list[str]) -> Survey:
     ``folder``. Two files that would be one galaxy (``spiral/000.png``, ``elliptical/000.png``) are
     refused in one line: a catalogue with an id column tells them apart."""
     ids = [_file_id(rel) for rel in nested]
-    first: dict[str, str] = {}
-    for gid, rel in zip(ids, nested):
-        seen = first.setdefault(gid, rel)
-        if seen != rel:
-            raise UserError(f"{image_dir}: the images {seen!r} and {rel!r} of its sub-folders would both be galaxy "
-                            f"{gid!r} (an id is a file's name without extension): give a catalogue CSV with an id "
-                            f"column and a file column naming them (a row '{rel}')")
     top = str(image_dir)  # joined as strings: a Path per file costs seconds at 10^6 files
-    records = [Record(id=gid, source=os.path.join(top, rel), kind=file_kind(rel)) for gid, rel in zip(ids, nested)]
+    sources = [os.path.join(top, rel) for rel in nested]
+    clash = _id_shared(ids, nested, sources)
+    if clash:
+        gid, seen, rel = clash
+        raise UserError(f"{image_dir}: the images {seen!r} and {rel!r} of its sub-folders would both be galaxy "
+                        f"{gid!r} (an id is a file's name without extension): give a catalogue CSV with an id "
+                        f"column and a file column naming them (a row '{rel}')")
+    records = [Record(id=gid, source=src, kind=file_kind(rel)) for gid, rel, src in zip(ids, nested, sources)]
     folders = [os.path.dirname(rel).replace(os.sep, "/") for rel in nested]
     log.info("%s: %d image file(s) in %d sub-folder(s), none at the top: each read, its sub-folder the label "
              "column 'folder'", image_dir, len(records), len(set(folders)))
@@ -139,12 +144,13 @@ def _are_file_names(ids: list[str], files: list[tuple[str, str]]) -> bool:
     return bool(given) and all(i in names and i not in stems for i in given)
 
 
-def _refuse_ids_shared(ids: list[str], file_values: list[str], sources: list[str], catalogue: str) -> None:
-    """Refuse, in one line, ids taken from file names where two different files would give one id
-    (``spiral/000.png`` and ``elliptical/000.png``; ``a.jpg`` and ``a.png``): the second would be
-    dropped as a duplicate. An id column tells them apart. One file named twice, however its path is
-    written (``sub/a.jpg``, ``./sub/a.jpg``, absolute, through ``../`` or a link), is no clash: the
-    second row is flagged as the same file, as with an id column (it stopped the ingest)."""
+def _id_shared(ids: list[str], file_values: list[str], sources: list[str]) -> tuple[str, str, str] | None:
+    """The first id taken from file names that two different files would give, as ``(id, the first
+    file, the second)`` (``spiral/000.png`` and ``elliptical/000.png``; ``a.jpg`` and ``a.png``), or
+    None: the second would be dropped as a duplicate, so the callers refuse it in one line. One file
+    named twice, however its path is written (``sub/a.jpg``, ``./sub/a.jpg``, absolute, through
+    ``../`` or a link), is no clash: the second row is flagged as the same file, as with an id column
+    (it stopped the ingest)."""
     first: dict[str, tuple[str, str]] = {}
     for gid, value, source in zip(ids, file_values, sources):
         if not gid:
@@ -152,9 +158,8 @@ def _refuse_ids_shared(ids: list[str], file_values: list[str], sources: list[str
         seen, seen_source = first.setdefault(gid, (value, source))
         # resolved only where two rows share an id: a path per row resolved cost seconds at 10^6 rows
         if seen != value and os.path.realpath(seen_source) != os.path.realpath(source):
-            raise UserError(f"catalogue {catalogue}: the files {seen!r} and {value!r} would both be galaxy "
-                            f"{gid!r} (an id is a file's name without extension): give the catalogue an id "
-                            f"column (--id-column)")
+            return gid, seen, value
+    return None
 
 
 def _bands(records: list[Record]) -> int:
