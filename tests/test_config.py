@@ -144,7 +144,8 @@ def test_bad_choice_lists_the_allowed_values(tmp_path):
 
 
 @pytest.mark.parametrize("text,message", [
-    ("[preprocess]\ncrop = 2.0\n", "config: preprocess.crop must be in [0.05, 1.0]; got 2.0"),
+    ("[preprocess]\ncrop = 2.0\n", "config: preprocess.crop must be in [0.05, 1.0], or 'auto'; got 2.0"),
+    ("[form]\ntrunk_lr_scale = 0\n", "config: form.trunk_lr_scale must be greater than 0, or 'auto'; got 0"),
     ("[preprocess]\nsize = 8\n", "config: preprocess.size must be in [16, 1024]; got 8"),
     ("[train]\nepochs = 0\n", "config: train.epochs must be in [1, 1000000]; got 0"),
     ("[data.vote_thresholds]\nsmooth = 1.5\n", "config: data.vote_thresholds.smooth must be in [0.0, 1.0]; got 1.5"),

@@ -13,6 +13,7 @@ line prints that line and exits with status 2, without a traceback.
 from __future__ import annotations
 
 import difflib
+import types
 import typing
 from collections.abc import Sequence
 from typing import Any
@@ -167,6 +168,11 @@ def _constraints(model: type[BaseModel], loc: Sequence[Any]) -> list[Any]:
         elif isinstance(annotation, type) and issubclass(annotation, BaseModel) and part in annotation.model_fields:
             info = annotation.model_fields[part]
             annotation, metadata = info.annotation, list(info.metadata)
+            if not metadata and typing.get_origin(annotation) in (typing.Union, types.UnionType):
+                # ``Annotated[float, Field(ge=..)] | Literal["auto"]``: the bounds live in the member
+                metadata = [m for member in typing.get_args(annotation)
+                            if typing.get_origin(member) is typing.Annotated
+                            for extra in typing.get_args(member)[1:] for m in getattr(extra, "metadata", [extra])]
         else:
             return []
     return metadata
