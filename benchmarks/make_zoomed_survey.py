@@ -17,6 +17,8 @@ Usage::
 
     .venv/bin/python benchmarks/make_zoomed_survey.py --out /tmp/gz1zoom
     .venv/bin/python benchmarks/make_zoomed_survey.py --source mock --out /tmp/synthzoom   # synthetic
+    .venv/bin/python benchmarks/make_zoomed_survey.py --min-zoom 2 --max-zoom 2 --out /tmp/gz1pad  # all at half size
+    .venv/bin/python benchmarks/make_zoomed_survey.py --min-zoom 0.5 --max-zoom 0.5 --out /tmp/gz1fill  # cut tighter
     .venv/bin/python benchmarks/bench_vade.py --data /tmp/gz1zoom --nuisance-csv /tmp/gz1zoom_zoom.csv \\
         --out W --variants default --seeds 0 [--set preprocess.framing=galaxy]
 
@@ -72,11 +74,33 @@ def zoom_out(image: np.ndarray, factor: float, rng: np.random.Generator) -> np.n
     return out.round().clip(0, 255).astype(np.uint8)
 
 
+def zoom_in(image: np.ndarray, factor: float) -> np.ndarray:
+    """The frame's central ``factor`` of its side, at its own pixel scale: a survey cut out tighter
+    about each galaxy, which then fills more of its frame (``factor`` < 1).
+
+    Parameters
+    ----------
+    image : ndarray, shape (N, N, 3), uint8
+    factor : float
+        In (0, 1].
+
+    Returns
+    -------
+    ndarray, shape (M, M, 3), uint8, M = round(N x factor)
+    """
+    n = image.shape[0]
+    m = max(8, int(round(n * factor)))
+    o = (n - m) // 2
+    return np.ascontiguousarray(image[o:o + m, o:o + m])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="the new survey's folder (sdss-gz1's layout)")
     ap.add_argument("--source", type=Path, default=SOURCE)
     ap.add_argument("--max-zoom", type=float, default=3.0, help="the largest shrinking factor")
+    ap.add_argument("--min-zoom", type=float, default=1.0,
+                    help="the smallest factor; one below 1 cuts the frame tighter instead (zoom_in)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     synthetic = (args.source / SYNTH_MARKER).is_file()
@@ -94,10 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     rows = []
     for path, gid in zip(files, key):
-        factor = float(np.exp(rng.uniform(0, np.log(args.max_zoom))))
+        factor = float(np.exp(rng.uniform(np.log(args.min_zoom), np.log(args.max_zoom))))
         with Image.open(path) as img:
             image = np.asarray(img.convert("RGB"))
-        shrunk = Image.fromarray(zoom_out(image, factor, rng))
+        shrunk = Image.fromarray(zoom_out(image, factor, rng) if factor >= 1 else zoom_in(image, factor))
         shrunk.save(args.out / "images" / path.name, **({} if synthetic else {"quality": 92}))
         rows.append((gid, factor))
     # the table and (synthetic) the marker last: a survey with them is complete
@@ -108,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         table.to_csv(args.out / "labels.csv", index=False)
     zoom = args.out.parent / f"{args.out.name}_zoom.csv"
     pd.DataFrame(rows, columns=["id" if synthetic else "objid", "zoom"]).to_csv(zoom, index=False)
-    print(f"{len(rows)} galaxies shrunk by 1-{args.max_zoom:g} into {args.out}; factors in {zoom}")
+    print(f"{len(rows)} galaxies shrunk by {args.min_zoom:g}-{args.max_zoom:g} into {args.out}; factors in {zoom}")
     return 0
 
 

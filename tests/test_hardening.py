@@ -711,7 +711,7 @@ def test_a_later_stage_takes_the_machine_s_settings_and_its_own(pca_run, tmp_pat
     assert main(["cluster", str(run), "--config", str(run / "config.toml"), "--quiet"]) == 0
     other = tmp_path / "other.toml"
     other.write_text((run / "config.toml").read_text().replace("workers = 1", "workers = 8")
-                     .replace("crop = 0.5", "crop = 0.6"))
+                     .replace('crop = "auto"', "crop = 0.6"))
     before = tomllib.loads((run / "config.toml").read_text())
     assert main(["report", str(run), "--config", str(other)]) == 0
     assert "preprocess.crop 0.6, which `morphospace report` does not act on: the run's own kept" in capsys.readouterr().err
@@ -915,7 +915,7 @@ def test_a_partial_config_keeps_the_run_s_cube_recipe(pca_run, tmp_path, capsys)
 
     run = tmp_path / "run"
     shutil.copytree(pca_run, run)
-    text = (run / "config.toml").read_text().replace("crop = 0.5", "crop = 0.6")
+    text = (run / "config.toml").read_text().replace('crop = "auto"', "crop = 0.6")
     (run / "config.toml").write_text(text)
     mini = tmp_path / "mini.toml"
     mini.write_bytes("\ufeff[cluster]\nseed = 3\n".encode("utf-8"))  # a byte-order mark, as load_config allows

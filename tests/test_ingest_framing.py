@@ -9,7 +9,7 @@ from fixtures import galaxy_light, ingest_to, save_image, tiny_galaxy10
 
 from morphospace.config import PreprocessConfig
 from morphospace.data.ingest import PreprocessSpec
-from morphospace.data.ingest.framing import framing_for, galaxy_crop, galaxy_r90, size_spread
+from morphospace.data.ingest.framing import framing_for, galaxy_crop, galaxy_r90, size_spread, survey_crop
 from morphospace.data.ingest.preprocess import preprocess
 from morphospace.errors import UserError
 
@@ -133,6 +133,40 @@ def test_auto_needs_twenty_galaxies_to_leave_the_fixed_crop():
     assert size_spread([0.1, 0.5] * 9) is None and framing_for(None) == "fixed"
     assert framing_for(size_spread([0.1, 0.5] * 10)) == "galaxy"
     assert framing_for(size_spread([0.2] * 20 + [None] * 5)) == "fixed"
+
+
+def test_auto_crop_frames_the_median_galaxy_on_a_ladder_through_one_half():
+    # sdss-gz1's medians over samples of 200 (0.50-0.52) keep the crop its measurements were made with
+    assert survey_crop([0.504] * 20) == survey_crop([0.523] * 20 + [None] * 3) == 0.5
+    assert survey_crop([0.45, 0.55, 0.52] * 7) == 0.5
+    # a survey cut out tighter (the galaxy fills its frame) or wider gets the step nearest its median
+    assert survey_crop([0.95] * 20) == 1.0 and survey_crop([1.0] * 20) == 1.0
+    assert survey_crop([0.27] * 20) == 0.25 and survey_crop([0.2, 0.3, 0.25, 0.26] * 5) == 0.25
+    assert survey_crop([0.66] * 20) == 0.63 and survey_crop([0.36] * 20) == 0.397
+    assert survey_crop([0.01] * 20) == 0.05  # never below the smallest crop
+    assert survey_crop([0.5] * 19 + [None] * 10) is None  # too few galaxies: the caller keeps 0.5
+
+
+def test_auto_crop_shows_a_survey_cut_tight_about_its_galaxies_whole(tmp_path, caplog):
+    """The fixed 0.5 crop cut away the outer half of every galaxy of a survey whose cutouts a galaxy
+    fills; ``crop = "auto"`` (the default) measures that on a sample and widens the crop."""
+    survey_of_sizes(tmp_path / "tight", np.full(24, 11.0) * np.linspace(0.9, 1.1, 24))  # R90 a fifth of the side
+    with caplog.at_level("INFO", logger="morphospace"):
+        summary, cat, cube, run = ingest_to(tmp_path / "tight", tmp_path / "auto")
+    pre = summary["preprocess"]
+    assert pre["framing"] == "fixed" and pre["crop"] == 0.794 and (cat["crop"] == 0.794).all()
+    assert "crop auto: 0.794 (frames the median of 24 sampled galaxies at 4.3 R90)" in caplog.text
+    assert PreprocessSpec.of_run(run.ingest_summary).crop == 0.794  # a new image is cut alike
+    # the galaxy's light now fades into the row's border instead of running off it
+    border = np.concatenate([cube[:, :, :3].ravel(), cube[:, :, -3:].ravel()])
+    half = ingest_to(tmp_path / "tight", tmp_path / "half", preprocess__crop=0.5)
+    assert half[0]["preprocess"]["crop"] == 0.5  # a crop set is kept
+    half_border = np.concatenate([half[2][:, :, :3].ravel(), half[2][:, :, -3:].ravel()])
+    assert np.mean(border) < 0.5 * np.mean(half_border)
+    # a survey whose galaxies fill sdss-gz1's share of the frame keeps 0.5; so does one too small to measure
+    survey_of_sizes(tmp_path / "like_gz1", np.full(24, 7.0) * np.linspace(0.9, 1.1, 24))
+    assert ingest_to(tmp_path / "like_gz1", tmp_path / "gz1")[0]["preprocess"]["crop"] == 0.5
+    assert ingest_to(tiny_galaxy10(tmp_path / "tiny.h5"), tmp_path / "tiny")[0]["preprocess"]["crop"] == 0.5
 
 
 def test_auto_reads_an_hdf5_survey_row_by_row(tmp_path):

@@ -86,9 +86,13 @@ class PreprocessConfig(Section):
         ``colour``, ``normalise`` and ``framing`` their published values, except those the
         configuration sets itself (in its file, ``--set`` or an option such as ``--size``),
         even to their default values; the saved configuration holds the values used.
-    crop : float
+    crop : float or 'auto'
         Centre-crop fraction of the frame side, in [0.05, 1] (with ``framing = "galaxy"``: for
-        the frames where no central galaxy is found).
+        the frames where no central galaxy is found). ``auto``: the crop that frames the
+        median galaxy of a sample of the survey at ``galaxy_r90s`` R90s, on a ladder of
+        steps of 2**(1/3) through 0.5 (sdss-gz1's and the synthetic survey's 0.5), so that a
+        survey cut out tighter or wider about its galaxies shows them at the same share of the
+        row; 0.5 when too few sampled frames hold a galaxy.
     framing : {'auto', 'fixed', 'galaxy'}
         ``fixed``: every frame cropped to ``crop``. ``galaxy``: each frame cropped to a square
         of ``galaxy_r90s`` times its central galaxy's R90, so that apparent size (distance)
@@ -106,7 +110,7 @@ class PreprocessConfig(Section):
     """
 
     preset: Literal["default", "astrovader"] = "default"
-    crop: Annotated[float, Field(ge=0.05, le=1.0)] = 0.5
+    crop: Annotated[float, Field(ge=0.05, le=1.0)] | Literal["auto"] = "auto"
     framing: Literal["auto", "fixed", "galaxy"] = "auto"
     galaxy_r90s: Annotated[float, Field(ge=1.0, le=50.0)] = 4.3
     size: Annotated[int, Field(ge=16, le=1024)] = 64

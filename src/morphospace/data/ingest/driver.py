@@ -44,24 +44,36 @@ LEVEL_SAMPLE = 64  # frames whose highest levels set the scale frames beyond 8 b
 
 def _resolve_framing(survey, spec: PreprocessSpec, pool=None, workers: int = 1) -> tuple[PreprocessSpec, str]:
     """``framing = "auto"`` made "fixed" or "galaxy" by the spread of a sample's apparent sizes
-    (:func:`~morphospace.data.ingest.framing.framing_for`), measured on the ingest's ``pool`` of
-    ``workers`` where it has one; the spec unchanged otherwise, and a log line saying what was
-    measured and chosen."""
-    if spec.framing != "auto":
+    (:func:`~morphospace.data.ingest.framing.framing_for`), and ``crop = "auto"`` made the crop
+    that frames the sample's median galaxy (:func:`~morphospace.data.ingest.framing.survey_crop`),
+    measured on the ingest's ``pool`` of ``workers`` where it has one; the spec unchanged where
+    neither is asked, and a log line saying what was measured and chosen."""
+    if spec.framing != "auto" and not spec.crop_auto:
         return spec, ""
     from dataclasses import replace
 
-    from .framing import AUTO_SAMPLE, AUTO_SPREAD, framing_for, size_spread
+    from .framing import AUTO_SAMPLE, AUTO_SPREAD, framing_for, size_spread, survey_crop
     from .workers import sampled_crops
 
     crops = sampled_crops(survey, spec, AUTO_SAMPLE, pool=pool, parts=workers)
-    spread = size_spread(crops)
-    chosen = framing_for(spread)
     measured = sum(c is not None for c in crops)
-    why = (f"apparent sizes of {measured} sampled galaxies span {spread:.2f}x (10-90%), "
-           f"{'at or above' if chosen == 'galaxy' else 'below'} {AUTO_SPREAD:g}x"
-           if spread is not None else f"only {measured} sampled galaxies measured")
-    return replace(spec, framing=chosen, size_spread=spread), f"framing auto: {chosen} ({why})"
+    notes = []
+    if spec.framing == "auto":
+        spread = size_spread(crops)
+        chosen = framing_for(spread)
+        why = (f"apparent sizes of {measured} sampled galaxies span {spread:.2f}x (10-90%), "
+               f"{'at or above' if chosen == 'galaxy' else 'below'} {AUTO_SPREAD:g}x"
+               if spread is not None else f"only {measured} sampled galaxies measured")
+        spec = replace(spec, framing=chosen, size_spread=spread)
+        notes.append(f"framing auto: {chosen} ({why})")
+    if spec.crop_auto:
+        crop = survey_crop(crops)
+        why = (f"frames the median of {measured} sampled galaxies at {spec.galaxy_r90s:g} R90"
+               if crop is not None else f"only {measured} sampled galaxies measured")
+        spec = replace(spec, crop=spec.crop if crop is None else crop, crop_auto=False)
+        notes.append(f"crop auto: {spec.crop:g}{' where no galaxy is found' if spec.framing == 'galaxy' else ''} "
+                     f"({why})")
+    return spec, "; ".join(notes)
 
 
 def _resolve_levels(survey, spec: PreprocessSpec, pool=None, workers: int = 1) -> tuple[PreprocessSpec, str]:

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["galaxy_r90", "galaxy_crop", "size_spread", "framing_for", "MIN_CROP", "DECODE_CROP", "SIGMA",
-           "AUTO_SAMPLE", "AUTO_SPREAD"]
+__all__ = ["galaxy_r90", "galaxy_crop", "size_spread", "framing_for", "survey_crop", "MIN_CROP", "DECODE_CROP",
+           "SIGMA", "AUTO_SAMPLE", "AUTO_SPREAD", "CROP_ANCHOR", "CROP_STEP"]
 
 SIGMA = 3.0  # detection threshold above the sky, in units of its robust sigma
 MIN_CROP = 0.05  # the smallest crop, as a fraction of the frame (a galaxy of a few pixels)
@@ -36,6 +36,12 @@ AUTO_SAMPLE = 200  # frames whose sizes decide ``framing = "auto"``
 # over samples of 200; the synthetic survey 1.54) and what the mildest fixed-angle survey we made
 # shows (sdss-gz1 shrunk by 1-3: 2.67-3.03 over five samples of 200).
 AUTO_SPREAD = 2.2
+# ``crop = "auto"`` snaps the sample's median crop to the ladder CROP_ANCHOR x CROP_STEP**k, which holds
+# 0.25, 0.5 and 1 exactly: sdss-gz1's medians over samples of 200 (0.50-0.52) and the synthetic
+# survey's (0.52-0.53) both give 0.5, the crop these were measured with, and a survey that differs
+# from another by a few galaxies gets the same crop, not one moved by the sample's scatter.
+CROP_ANCHOR = 0.5
+CROP_STEP = 2 ** (1 / 3)
 
 
 def border_pixels(grey: np.ndarray) -> np.ndarray:
@@ -184,3 +190,29 @@ def framing_for(spread: float | None) -> str:
         else ``"fixed"`` (cutouts already scaled to each galaxy, or too few galaxies to tell).
     """
     return "galaxy" if spread is not None and spread >= AUTO_SPREAD else "fixed"
+
+
+def survey_crop(crops) -> float | None:
+    """The fixed crop of ``crop = "auto"``: the one that frames a survey's median galaxy.
+
+    The median of the sampled frames' :func:`galaxy_crop` snapped, in log, to the nearest step
+    of the ladder ``CROP_ANCHOR x CROP_STEP**k`` (..., 0.315, 0.397, 0.5, 0.63, 0.794, 1), within
+    [``MIN_CROP``, 1]. A survey cut out tighter about its galaxies (a galaxy filling its frame)
+    gets a wider crop, one cut out wider a tighter crop, so that the galaxies fill the same
+    share of their cube rows as sdss-gz1's do at its 0.5.
+
+    Parameters
+    ----------
+    crops : sequence of float or None
+        Per sampled frame, :func:`galaxy_crop`; None where no galaxy was found.
+
+    Returns
+    -------
+    float or None
+        None when fewer than 20 frames had a galaxy.
+    """
+    sizes = np.array([c for c in crops if c is not None], dtype=np.float64)
+    if len(sizes) < 20:
+        return None
+    steps = round(float(np.log(np.median(sizes) / CROP_ANCHOR) / np.log(CROP_STEP)))
+    return float(np.clip(round(CROP_ANCHOR * CROP_STEP ** steps, 3), MIN_CROP, 1.0))

@@ -33,6 +33,10 @@ class PreprocessSpec:
         of them from a sample of the survey.
     galaxy_r90s : float
         The crop's side in R90s when ``framing`` is ``"galaxy"``.
+    crop_auto : bool
+        ``crop`` is to be measured on a sample of the survey (``crop = "auto"``;
+        :func:`~morphospace.data.ingest.framing.survey_crop`); ``crop`` holds
+        :data:`~morphospace.data.ingest.framing.CROP_ANCHOR` until the ingest has.
     size_spread : float or None
         With ``framing = "auto"``: the 10-90% spread of the sampled apparent sizes that chose
         the framing (recorded in the ingest summary).
@@ -66,6 +70,7 @@ class PreprocessSpec:
     crop: float = 0.5
     framing: str = "fixed"
     galaxy_r90s: float = 4.3
+    crop_auto: bool = False
     size_spread: float | None = None
     size: int = 64
     channels: int = 3
@@ -114,6 +119,11 @@ class PreprocessSpec:
                 raise UserError(f"unknown preprocess preset '{cfg.preset}' (known: default, {', '.join(PRESETS)})")
             extra = _PRESET_SPEC[cfg.preset]
         crop, size, colour, norm = values["crop"], values["size"], values["colour"], values["normalise"]
+        crop_auto = crop == "auto"
+        if crop_auto:
+            from .framing import CROP_ANCHOR
+
+            crop = CROP_ANCHOR
         if not 0 < crop <= 1:
             raise UserError(f"preprocess.crop must be in (0, 1], got {crop}")
         if size < 8:
@@ -129,7 +139,7 @@ class PreprocessSpec:
         q = {} if quality is None else {"blank_std": quality.blank_std, "blank_contrast": quality.blank_contrast,
                                          "flat_fraction": quality.flat_fraction}
         channels = 3 if (colour == "rgb" and n_bands >= 3) else 1
-        return cls(crop=float(crop), framing=cfg.framing, galaxy_r90s=float(cfg.galaxy_r90s),
+        return cls(crop=float(crop), crop_auto=crop_auto, framing=cfg.framing, galaxy_r90s=float(cfg.galaxy_r90s),
                    size=int(size), channels=channels, grey_by_sample=colour == "rgb" and n_bands == 1, normalise=norm,
                    softening=float(cfg.asinh_softening), **extra, **q)
 

@@ -214,7 +214,7 @@ def sampled_crops(survey: Survey, spec: PreprocessSpec, sample: int, seed: int =
     ----------
     survey : Survey
     spec : PreprocessSpec
-        Its ``crop``, ``galaxy_r90s``, ``draft`` and ``level_top`` are used.
+        Its ``galaxy_r90s``, ``draft`` and ``level_top`` are used.
     sample : int
         Frames measured at most.
     seed : int
