@@ -589,7 +589,7 @@ def test_a_share_that_is_not_the_whole_never_reads_100_percent():
     assert pct(5, 5) == "100.0%" and pct(0, 5) == "0.0%" and pct(1, 3) == "33.3%" and pct(1, 0) == "-"
 
 
-def test_the_data_section_says_frames_of_several_sizes_were_resampled(tmp_path):
+def test_the_data_section_says_frames_of_several_sizes_were_resampled_and_how_they_were_cut(tmp_path):
     """The ingest's log and the nuisance audit said it; the report, which a person reads, did not."""
     import json
 
@@ -599,6 +599,15 @@ def test_the_data_section_says_frames_of_several_sizes_were_resampled(tmp_path):
     run.ingest_summary.write_text(json.dumps(summary))
     html = build_report(run, Config()).read_text()
     assert "100–423 px" in html and "7 sizes resampled to 32 px: see frame_px in the nuisance audit" in html
+    # and how the frames were cut: the reader of a run whose galaxies look small or clipped asks first
+    summary["preprocess"] = {"crop": 0.794, "framing": "fixed", "size_spread": 1.31}
+    run.ingest_summary.write_text(json.dumps(summary))
+    html = build_report(run, Config()).read_text()
+    assert "0.794 of the frame" in html and "sampled sizes spread 1.31x (10-90%)" in html
+    summary["preprocess"] = {"crop": 0.5, "framing": "galaxy", "galaxy_r90s": 4.3, "size_spread": 2.71}
+    run.ingest_summary.write_text(json.dumps(summary))
+    html = build_report(run, Config()).read_text()
+    assert "by each galaxy" in html and "a square of 4.3 R90 about it; sampled sizes spread 2.71x" in html
 
 
 def test_comparisons_made_before_a_clustering_changed_are_left_out_saying_so(tmp_path):

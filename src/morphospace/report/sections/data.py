@@ -114,6 +114,23 @@ def _shareable_source(ctx: ReportContext, source: object) -> str:
     return str(shown.iloc[0])
 
 
+def _framing_stat(pre: object) -> tuple[str, str, str] | None:
+    """How the frames were cut, from the ingest summary's ``preprocess``: by each galaxy's size, or one
+    crop for all, with the spread of the sampled sizes that chose it; None where the summary says
+    neither (an ingest from before the framing)."""
+    if not isinstance(pre, dict):
+        return None
+    spread = pre.get("size_spread")
+    sizes = f"sampled sizes spread {spread:.2f}x (10-90%)" if isinstance(spread, (int, float)) else ""
+    if pre.get("framing") == "galaxy":
+        return ("framing", "by each galaxy", f"a square of {pre.get('galaxy_r90s', 4.3):g} R90 about it"
+                + (f"; {sizes}" if sizes else ""))
+    crop = pre.get("crop")
+    if isinstance(crop, (int, float)):
+        return ("crop", f"{crop:g} of the frame", sizes or "the same for every frame")
+    return None
+
+
 def data_section(ctx: ReportContext) -> Section:
     """What went in: counts, the quality flags with example galaxies, the labels, a random sample.
 
@@ -143,6 +160,9 @@ def data_section(ctx: ReportContext) -> Section:
                       f"{sizes['distinct']} sizes resampled to {shape[3]} px: see frame_px in the nuisance audit"))
     if summary.get("layout"):
         stats.append(("layout", summary["layout"]))
+    framing = _framing_stat(summary.get("preprocess"))
+    if framing:
+        stats.append(framing)
 
     flags = flag_rows(ctx)
     flags_figure, flag_views = None, []
