@@ -154,6 +154,13 @@ def galaxy_crop(grey: np.ndarray, r90s: float, unit: float = 1.0) -> float | Non
     return float(np.clip(side / min(grey.shape), MIN_CROP, 1.0))
 
 
+def _measured(crops) -> np.ndarray | None:
+    """The sizes measured among ``crops`` (None: no galaxy found), or None where fewer than 20 were:
+    too few for a survey's spread or median."""
+    sizes = np.array([c for c in crops if c is not None], dtype=np.float64)
+    return sizes if len(sizes) >= 20 else None
+
+
 def size_spread(crops) -> float | None:
     """How widely a survey's apparent sizes spread: the ratio of the 90th to the 10th percentile.
 
@@ -168,8 +175,8 @@ def size_spread(crops) -> float | None:
     float or None
         None when fewer than 20 frames had a galaxy.
     """
-    sizes = np.array([c for c in crops if c is not None], dtype=np.float64)
-    if len(sizes) < 20:
+    sizes = _measured(crops)
+    if sizes is None:
         return None
     lo, hi = np.percentile(np.log(sizes), [10, 90])
     return float(np.exp(hi - lo))
@@ -204,15 +211,15 @@ def survey_crop(crops) -> float | None:
     Parameters
     ----------
     crops : sequence of float or None
-        Per sampled frame, :func:`galaxy_crop`; None where no galaxy was found.
+        As for :func:`size_spread`: the sample that chose the framing chooses the crop too.
 
     Returns
     -------
     float or None
-        None when fewer than 20 frames had a galaxy.
+        A step of the ladder; None where :func:`size_spread` is (too few galaxies found).
     """
-    sizes = np.array([c for c in crops if c is not None], dtype=np.float64)
-    if len(sizes) < 20:
+    sizes = _measured(crops)
+    if sizes is None:
         return None
     steps = round(float(np.log(np.median(sizes) / CROP_ANCHOR) / np.log(CROP_STEP)))
     return float(np.clip(round(CROP_ANCHOR * CROP_STEP ** steps, 3), MIN_CROP, 1.0))
