@@ -90,6 +90,53 @@ def test_two_processes_with_loader_workers_build_the_one_process_bank_of_light_v
     assert not np.allclose(one[N_DIHEDRAL], one[N_DIHEDRAL + 1])
 
 
+def test_a_bank_made_by_two_processes_and_stopped_goes_on_from_its_last_round(tmp_path, monkeypatch, caplog):
+    """Through Lightning (GPUs, several processes) a training stopped while it made its view bank left
+    nothing to go on with: a requeued job on 10^6 galaxies made the whole bank again. The blocks now go
+    in rounds, each gathered into the bank's file and noted, and a resume goes on after the last."""
+    import json
+
+    from morphospace.ssl import bank as bank_module
+    from morphospace.ssl import bank_file
+
+    n = 3 * BLOCK + 5  # four blocks: four rounds
+    cube = _cube(n)
+    one = view_bank(_trunk(), cube, aug_views=1, seed=2)
+    spawn = {"accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn"}
+    real, firsts, stop = bank_module.predict_rows, [], {}
+
+    def rounds(net, blocks, *args, **kwargs):
+        firsts.append(blocks.first)
+        if blocks.first == stop.get("at"):
+            raise KeyboardInterrupt  # a requeued job's SIGTERM, mid-bank
+        return real(net, blocks, *args, **kwargs)
+
+    monkeypatch.setattr(bank_module, "predict_rows", rounds)
+    monkeypatch.setattr(bank_module, "ROUNDS", 4)
+    key, shape = {"began": "now"}, one.shape
+    stop["at"] = 2
+    with caplog.at_level("WARNING", logger="morphospace"), pytest.raises(KeyboardInterrupt):
+        bank_file.filled_bank(_trunk(), cube, tmp_path, shape, key, 1, 2, NuisanceAugment(), resume=False,
+                              trainer_kwargs=spawn)
+    assert firsts == [0, 1, 2] and json.loads((tmp_path / bank_file.FILLING_NOTE).read_text())["blocks"] == 2
+    assert "view bank kept: 2 of 4 blocks done" in caplog.text
+    firsts[:], stop["at"] = [], None
+    bank = bank_file.filled_bank(_trunk(), cube, tmp_path, shape, key, 1, 2, NuisanceAugment(), resume=True,
+                                 trainer_kwargs=spawn)
+    assert firsts == [2, 3]  # only the rounds left
+    np.testing.assert_allclose(np.asarray(bank), one, atol=1e-5)
+    assert not (tmp_path / bank_file.FILLING).exists() and not (tmp_path / bank_file.FILLING_NOTE).exists()
+    # a note of other settings is not gone on with
+    stop["at"], firsts[:] = 1, []
+    with pytest.raises(KeyboardInterrupt):
+        bank_file.filled_bank(_trunk(), cube, tmp_path, shape, key, 1, 2, NuisanceAugment(), resume=False,
+                              trainer_kwargs=spawn)
+    stop["at"], firsts[:] = None, []
+    bank_file.filled_bank(_trunk(), cube, tmp_path, shape, {"began": "later"}, 1, 2, NuisanceAugment(), resume=True,
+                          trainer_kwargs=spawn)
+    assert firsts == [0, 1, 2, 3]
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_nuisance_views_are_the_same_on_a_gpu():
     x = torch.from_numpy(_cube(8))

@@ -33,6 +33,7 @@ __all__ = ["view_bank", "view_seed", "N_DIHEDRAL", "BLOCK"]
 
 N_DIHEDRAL = 8
 BLOCK = INFERENCE_BATCH  # rows per block of views (fixed: the nuisance views' seeds depend on it)
+ROUNDS = 16  # through Lightning, the bank's blocks go in this many rounds where a resume can go on from
 
 
 def view_seed(*parts: int) -> int:
@@ -62,14 +63,18 @@ def _block_views(trunk: TrunkTaps, x: torch.Tensor, start: int, aug_views: int, 
 
 
 class _Blocks:
-    """Block ``i`` of a cube with its nuisance views: (1 + aug_views, block, C, H, W),
-    the rows ``[i * block, (i + 1) * block)`` first, then each view of them, every one zero-padded
-    to ``block`` rows. Read by the loader's processes, which so make the views (module docstring)."""
+    """Item ``i`` is block ``first + i`` of a cube with its nuisance views: (1 + aug_views, block, C, H, W),
+    the block's rows first, then each view of them, every one zero-padded to ``block`` rows; the
+    blocks ``first`` to ``stop`` (all by default). Read by the loader's processes, which so make the
+    views (module docstring)."""
 
-    def __init__(self, cube, block: int, aug_views: int, seed: int, augment: NuisanceAugment):
+    def __init__(self, cube, block: int, aug_views: int, seed: int, augment: NuisanceAugment,
+                 first: int = 0, stop: int | None = None):
         self.cube, self.block = cube, int(block)
         self.aug_views, self.seed, self.augment = int(aug_views), int(seed), augment
-        self.shape = (-(-len(cube) // self.block), 1 + self.aug_views, self.block, *cube.shape[1:])
+        total = -(-len(cube) // self.block)
+        self.first, self.stop = int(first), total if stop is None else min(int(stop), total)
+        self.shape = (self.stop - self.first, 1 + self.aug_views, self.block, *cube.shape[1:])
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -77,7 +82,7 @@ class _Blocks:
     def __getitem__(self, i) -> np.ndarray:
         if np.ndim(i):  # several blocks (a batched fetch)
             return np.stack([self[int(j)] for j in i])
-        start = int(i) * self.block
+        start = (self.first + int(i)) * self.block
         rows = torch.from_numpy(np.asarray(self.cube[start:start + self.block], dtype=np.float32))
         out = np.zeros(self.shape[1:], dtype=np.float32)
         out[0, :len(rows)] = rows.numpy()
@@ -139,10 +144,12 @@ def view_bank(trunk: TrunkTaps, cube, aug_views: int, seed: int, augment: Nuisan
         Through Lightning, only the first process fills ``out`` (one writer); the others
         compute their share and return None.
     first_block : int
-        On the CPU, the blocks of :data:`BLOCK` rows before it are in ``out`` already (a bank a
-        killed training left): only the later ones are computed.
+        The blocks of :data:`BLOCK` rows before it are in ``out`` already (a bank a killed
+        training left): only the later ones are computed.
     on_block : callable, optional
-        On the CPU, called with the number of blocks done after each block.
+        Called with the number of blocks done: on the CPU after each block; through Lightning,
+        on the process that fills ``out``, after each of :data:`ROUNDS` rounds of blocks, whose
+        shares are gathered into ``out`` at its end (without it, one round).
 
     Returns
     -------
@@ -158,22 +165,30 @@ def view_bank(trunk: TrunkTaps, cube, aug_views: int, seed: int, augment: Nuisan
     trunk.eval()
     try:
         if uses_trainer(trainer_kwargs):
-            blocks = _Blocks(cube, BLOCK, aug_views, seed, augment)
-            index = np.arange(len(blocks), dtype=np.float32)[:, None]  # the predictor passes only inputs
+            total = -(-n // BLOCK)
+            # in rounds where blocks done are noted (on_block), so that a kill loses a round at most
+            step = total if on_block is None else max(1, -(-total // ROUNDS))
             filled: dict = {}  # the bank and its page releaser, once the first rows come
+            round_first = [0]  # the round's first block: the items' indices count from it
 
-            def place(block_index: np.ndarray, feats: np.ndarray) -> None:  # (b, V, BLOCK, F) -> (V, N, F)
+            def place(item: np.ndarray, feats: np.ndarray) -> None:  # (b, V, BLOCK, F) -> (V, N, F)
                 if not filled:
                     filled["bank"] = out() if callable(out) else out
                     filled["pages"] = PageReleaser(filled["bank"])  # a memory-mapped bank need not stay resident
-                for b, f in zip(block_index, feats):
-                    s = int(b) * BLOCK
+                for i, f in zip(item, feats):
+                    s = (round_first[0] + int(i)) * BLOCK
                     filled["bank"][:, s:s + BLOCK] = f[:, :min(BLOCK, n - s)]
                 filled["pages"].read(feats.nbytes)
 
-            predict_rows(_BlockViews(trunk, BLOCK, n), blocks, batch_size=1,
-                         extra=index, trainer_kwargs=trainer_kwargs, work_dir=work_dir,
-                         desc="form features", loader_workers=loader_workers, into=place, first_only=first_only)
+            for first in range(int(first_block), total, step):
+                stop = min(total, first + step)
+                round_first[0] = first
+                index = np.arange(first, stop, dtype=np.float32)[:, None]  # the predictor passes only inputs
+                predict_rows(_BlockViews(trunk, BLOCK, n), _Blocks(cube, BLOCK, aug_views, seed, augment, first, stop),
+                             batch_size=1, extra=index, trainer_kwargs=trainer_kwargs, work_dir=work_dir,
+                             desc="form features", loader_workers=loader_workers, into=place, first_only=first_only)
+                if on_block is not None and filled:  # the process that collected them
+                    on_block(stop)
             return filled.get("bank")  # None on a process that did not collect
         if callable(out):
             out = out()

@@ -7,8 +7,10 @@ temporary file that the run's next writer removed, and ``train --resume`` said "
 a requeued job started over. Now the bank fills ``view_bank.filling.npy`` beside a note of how many
 blocks are done (written atomically at most every :data:`NOTE_EVERY` seconds, after the map is
 flushed); a resume whose key (the settings the training began with, the bank's shape) matches the
-note fills only the blocks after them. A plain ``train`` clears the model's folder, and the file
-with it.
+note fills only the blocks after them. Through Lightning (GPUs, several processes) every process
+reads the note, the blocks left go in rounds (:data:`~morphospace.ssl.bank.ROUNDS`), and the first
+process alone writes the file and notes each round once it has gathered it. A plain ``train``
+clears the model's folder, and the file with it.
 """
 
 from __future__ import annotations
@@ -55,14 +57,18 @@ class FillingBank:
         with); a note of another key is not gone on with.
     resume : bool
         Go on with a bank a killed training left (else any is removed).
+    writer : bool
+        This process writes the bank and its note (one writer); another only reads how many
+        blocks are done, and leaves the files alone.
     """
 
-    def __init__(self, folder: Path, shape: tuple, block: int, key: dict, resume: bool):
+    def __init__(self, folder: Path, shape: tuple, block: int, key: dict, resume: bool, writer: bool = True):
         self.path, self.note = Path(folder) / FILLING, Path(folder) / FILLING_NOTE
         self.shape, self.block, self.key = tuple(int(s) for s in shape), int(block), key
         self.n_blocks = -(-self.shape[1] // self.block)
+        self.writer = writer
         self.blocks_done = self._left_done() if resume else 0
-        if not self.blocks_done:
+        if not self.blocks_done and writer:
             self.discard()
         self._noted = time.monotonic()
         self.bank: np.ndarray | None = None
@@ -101,7 +107,7 @@ class FillingBank:
 
     def finish(self, final: Path) -> None:
         """The whole bank renamed to ``final``; the note removed."""
-        self.bank.flush()
+        (self.bank if self.bank is not None else self.open()).flush()  # opened: every block was done before
         self.bank = None
         self.path.replace(final)
         self.note.unlink(missing_ok=True)
@@ -121,9 +127,10 @@ class FillingBank:
                     f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB", self.path)
 
     def discard(self) -> None:
-        """The bank and its note removed (a full disk: a kept bank would only fill it more)."""
+        """The bank and its note removed (a full disk: a kept bank would only fill it more), by the writer."""
         self.bank = None
-        discard_left(self.path.parent)
+        if self.writer:
+            discard_left(self.path.parent)
 
 
 def discard_left(folder: Path) -> None:
@@ -134,32 +141,46 @@ def discard_left(folder: Path) -> None:
 
 
 def filled_bank(trunk: TrunkTaps, cube, out_dir: Path, shape: tuple, key: dict, aug_views: int, seed: int,
-                 augment: NuisanceAugment, resume: bool) -> np.ndarray:
-    """The view bank filled by this process into ``out_dir/view_bank.npy`` (memory-mapped), going on
-    from the blocks a killed training left where ``resume`` and its ``key`` are this one's; stopped,
-    the blocks done are kept for a resume (a full disk: removed)."""
-    filling = FillingBank(out_dir, shape, BLOCK, key, resume)
-    if filling.blocks_done:
+                 augment: NuisanceAugment, resume: bool, trainer_kwargs: dict | None = None,
+                 loader_workers: int = 0) -> np.ndarray:
+    """The view bank filled into ``out_dir/view_bank.npy`` (memory-mapped), going on from the blocks
+    a killed training left where ``resume`` and its ``key`` are this one's; stopped, the blocks done
+    are kept for a resume (a full disk: removed). With ``trainer_kwargs`` that go through Lightning
+    (:func:`~morphospace.nets.predict.uses_trainer`) every process of the job calls it, the first
+    writes the bank, and every one returns it once it is in place."""
+    from ..nets.predict import barrier, uses_trainer
+    from ..run.lock import launched_as_later_rank
+
+    lightning = uses_trainer(trainer_kwargs)
+    writer = not (lightning and launched_as_later_rank())
+    filling = FillingBank(out_dir, shape, BLOCK, key, resume, writer=writer)
+    if filling.blocks_done and writer:
         log.info("resuming the view bank: %d of %d blocks done", filling.blocks_done, filling.n_blocks)
     done = [filling.blocks_done]
 
     def noted(blocks: int) -> None:
         done[0] = blocks
-        filling.done(blocks)
+        filling.done(blocks, now=lightning)  # a round through Lightning is long: each is noted
 
     try:
-        bank = filling.open()  # a full disk refuses its reservation: an OSError, the file removed below
-        view_bank(trunk, cube, aug_views, seed, augment=augment, out=bank, first_block=filling.blocks_done,
-                  on_block=noted)
-        del bank
+        if filling.blocks_done < filling.n_blocks:
+            # through Lightning the file is made by the first process, once every process has passed
+            # the first round's shared prediction (and so once the first has cleared the model folder)
+            out = filling.open if lightning else filling.open()  # a full disk refuses the reservation: an OSError
+            view_bank(trunk, cube, aug_views, seed, augment=augment, out=out, first_block=filling.blocks_done,
+                      on_block=noted, trainer_kwargs=trainer_kwargs, work_dir=out_dir / "bank_shares",
+                      loader_workers=loader_workers, first_only=True)  # into the filling's map (its own: finish flushes it)
     except OSError as exc:  # a full disk: the bank would only fill it more
-        if exc.errno in DISK_FULL or filling.bank is None:  # refused its reservation, or the note unwritten
-            filling.discard()
+        if exc.errno in DISK_FULL or (filling.bank is None and not filling.blocks_done):
+            filling.discard()  # a full disk, or the new bank's reservation refused
         else:  # a closed output pipe, a read error: the work done stays for --resume
             filling.keep(done[0])
         raise
     except BaseException:  # Ctrl-C, SIGTERM (a requeued job), an error: the work done stays for --resume
         filling.keep(done[0])
         raise
-    filling.finish(out_dir / "view_bank.npy")
+    if writer:
+        filling.finish(out_dir / "view_bank.npy")
+    if lightning:
+        barrier()  # the bank is in place before any process reads it
     return np.load(out_dir / "view_bank.npy", mmap_mode="r")

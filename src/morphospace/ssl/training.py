@@ -41,12 +41,12 @@ from ..nets.batches import forward_in_batches
 from ..nets.checkpoints import resumed_from
 from ..nets.launched import ctrl_c_raised, fit_kwargs
 from ..nets.loss_logs import loss_loggers
-from ..nets.predict import accelerated, barrier, uses_trainer, world_size
+from ..nets.predict import accelerated, world_size
 from ..nets.shards import ShardedData
 from ..nets.spawn import spawned_workers
 from ..progress import quiet_lightning, with_bars
 from ..run import launched_as_later_rank
-from ..run.writes import new_npy_map, partial_path, read_cached_npy
+from ..run.writes import read_cached_npy
 from ..run.pages import PageReleaser
 from .augment import NuisanceAugment
 from .bank import N_DIHEDRAL, view_bank, view_seed
@@ -261,29 +261,14 @@ def fit_embedder(trunk: TrunkTaps, cube, out_dir: Path, *, dim: int = 64, aug_vi
         bank_path = out_dir / "view_bank.npy"
         shape = (N_DIHEDRAL + aug_views, len(cube), trunk.dim)
         bank = read_cached_npy(bank_path, shape) if resume else None  # a damaged one is made again
-        if bank is None and not uses_trainer(trainer_kwargs):
+        if bank is None:
+            # one writer (through Lightning, the first process), going on from the blocks a killed
+            # training left (srun starts the tasks at once; only the first clears the model folder)
             key = {"trunk": trunk.backbone, "input_size": trunk.spec.size, "seed": seed, "augment": repr(augment),
                    **(bank_key or {})}
-            bank = filled_bank(trunk, cube, out_dir, shape, key, aug_views, seed, augment, resume)
-        if bank is None:
-            # one writer: the first process fills the file from every process's share, creating it
-            # only once all have passed the shared prediction, and so once the first has cleared
-            # the model folder (srun starts the tasks at once; only the first clears)
-            tmp = partial_path(bank_path)  # killed, the next writer of the run removes it (it stayed, 14 GB at 3 x 10^5)
-            try:
-                mm = view_bank(trunk, cube, aug_views, seed, augment=augment, trainer_kwargs=trainer_kwargs,
-                               work_dir=out_dir / "bank_shares", loader_workers=loader_workers, first_only=True,
-                               out=lambda: new_npy_map(tmp, np.float32, shape))
-            except BaseException:  # a full disk, Ctrl-C: the partial bank does not stay to fill the disk
-                tmp.unlink(missing_ok=True)
-                raise
-            if mm is not None:
-                mm.flush()
-                del mm
-                tmp.replace(bank_path)
-            barrier()  # the bank is in place before any process reads it
-            bank = np.load(bank_path, mmap_mode="r")
-        if not launched_as_later_rank():  # made through Lightning or read whole: a bank left is not gone on with
+            bank = filled_bank(trunk, cube, out_dir, shape, key, aug_views, seed, augment, resume,
+                               trainer_kwargs=trainer_kwargs, loader_workers=loader_workers)
+        elif not launched_as_later_rank():  # read whole: a bank left is not gone on with
             discard_left(out_dir)
         head.set_scaling(bank)  # streamed: the bank stays on disk
     losses = []
