@@ -113,6 +113,7 @@ def test_a_bank_made_by_two_processes_and_stopped_goes_on_from_its_last_round(tm
 
     monkeypatch.setattr(bank_module, "predict_rows", rounds)
     monkeypatch.setattr(bank_module, "ROUNDS", 4)
+    monkeypatch.setattr(bank_module, "ROUND_BLOCKS", 1)  # (128 blocks at least: 32,768 galaxies)
     key, shape = {"began": "now"}, one.shape
     stop["at"] = 2
     with caplog.at_level("WARNING", logger="morphospace"), pytest.raises(KeyboardInterrupt):

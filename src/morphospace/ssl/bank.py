@@ -33,7 +33,8 @@ __all__ = ["view_bank", "view_seed", "N_DIHEDRAL", "BLOCK"]
 
 N_DIHEDRAL = 8
 BLOCK = INFERENCE_BATCH  # rows per block of views (fixed: the nuisance views' seeds depend on it)
-ROUNDS = 16  # through Lightning, the bank's blocks go in this many rounds where a resume can go on from
+ROUNDS = 16  # through Lightning, the bank's blocks go in this many rounds where a resume can go on from,
+ROUND_BLOCKS = 128  # each of this many blocks at least (32,768 galaxies): a round costs a Trainer and its loaders
 
 
 def view_seed(*parts: int) -> int:
@@ -148,8 +149,9 @@ def view_bank(trunk: TrunkTaps, cube, aug_views: int, seed: int, augment: Nuisan
         training left): only the later ones are computed.
     on_block : callable, optional
         Called with the number of blocks done: on the CPU after each block; through Lightning,
-        on the process that fills ``out``, after each of :data:`ROUNDS` rounds of blocks, whose
-        shares are gathered into ``out`` at its end (without it, one round).
+        on the process that fills ``out``, after each of up to :data:`ROUNDS` rounds of at least
+        :data:`ROUND_BLOCKS` blocks, whose shares are gathered into ``out`` at its end (without it,
+        one round).
 
     Returns
     -------
@@ -167,7 +169,7 @@ def view_bank(trunk: TrunkTaps, cube, aug_views: int, seed: int, augment: Nuisan
         if uses_trainer(trainer_kwargs):
             total = -(-n // BLOCK)
             # in rounds where blocks done are noted (on_block), so that a kill loses a round at most
-            step = total if on_block is None else max(1, -(-total // ROUNDS))
+            step = total if on_block is None else max(ROUND_BLOCKS, -(-total // ROUNDS))
             filled: dict = {}  # the bank and its page releaser, once the first rows come
             round_first = [0]  # the round's first block: the items' indices count from it
 
