@@ -8,9 +8,10 @@ a requeued job started over. Now the bank fills ``view_bank.filling.npy`` beside
 blocks are done (written atomically at most every :data:`NOTE_EVERY` seconds, after the map is
 flushed); a resume whose key (the settings the training began with, the bank's shape) matches the
 note fills only the blocks after them. Through Lightning (GPUs, several processes) every process
-reads the note, the blocks left go in rounds (:data:`~morphospace.ssl.bank.ROUNDS`, :data:`~morphospace.ssl.bank.ROUND_BLOCKS`), and the first
-process alone writes the file and notes each round once it has gathered it. A plain ``train``
-clears the model's folder, and the file with it.
+reads the note, the blocks left go in rounds (:data:`~morphospace.ssl.bank.ROUNDS`,
+:data:`~morphospace.ssl.bank.ROUND_BLOCKS`), and the first process alone writes the file and
+notes each round once it has gathered it. A plain ``train`` clears the model's folder, and the
+file with it.
 """
 
 from __future__ import annotations
