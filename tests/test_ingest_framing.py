@@ -163,6 +163,12 @@ def test_auto_crop_shows_a_survey_cut_tight_about_its_galaxies_whole(tmp_path, c
     assert half[0]["preprocess"]["crop"] == 0.5  # a crop set is kept
     half_border = np.concatenate([half[2][:, :, :3].ravel(), half[2][:, :, -3:].ravel()])
     assert np.mean(border) < 0.5 * np.mean(half_border)
+    assert "wider than their frames" not in caplog.text
+    # galaxies wider than their frames: shown whole as far as the frame goes, and said
+    survey_of_sizes(tmp_path / "overflowing", np.full(24, 20.0) * np.linspace(0.9, 1.1, 24))
+    with caplog.at_level("WARNING", logger="morphospace"):
+        assert ingest_to(tmp_path / "overflowing", tmp_path / "over")[0]["preprocess"]["crop"] == 1.0
+    assert "24 of 24 sampled galaxies are wider than their frames (4.3 R90 a side)" in caplog.text
     # a survey whose galaxies fill sdss-gz1's share of the frame keeps 0.5; so does one too small to measure
     survey_of_sizes(tmp_path / "like_gz1", np.full(24, 7.0) * np.linspace(0.9, 1.1, 24))
     assert ingest_to(tmp_path / "like_gz1", tmp_path / "gz1")[0]["preprocess"]["crop"] == 0.5

@@ -73,6 +73,11 @@ def _resolve_framing(survey, spec: PreprocessSpec, pool=None, workers: int = 1) 
         spec = replace(spec, crop=spec.crop if crop is None else crop, crop_auto=False)
         notes.append(f"crop auto: {spec.crop:g}{' where no galaxy is found' if spec.framing == 'galaxy' else ''} "
                      f"({why})")
+        overflowing = sum(c is not None and c >= 1.0 for c in crops)
+        if crop == 1.0 and 2 * overflowing > measured:
+            log.warning("%d of %d sampled galaxies are wider than their frames (%g R90 a side): the sky, measured "
+                        "at the frame's border, holds some of their light, and their outskirts are cut; "
+                        "cutouts of a wider field would show them whole", overflowing, measured, spec.galaxy_r90s)
     return spec, "; ".join(notes)
 
 
