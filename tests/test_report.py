@@ -603,11 +603,12 @@ def test_the_data_section_says_frames_of_several_sizes_were_resampled_and_how_th
     summary["preprocess"] = {"crop": 0.794, "framing": "fixed", "size_spread": 1.31}
     run.ingest_summary.write_text(json.dumps(summary))
     html = build_report(run, Config()).read_text()
-    assert "0.794 of the frame" in html and "sampled sizes spread 1.31x (10-90%)" in html
+    assert "crop of the frame" in html and ">0.794<" in html and "sampled sizes spread 1.31x (10-90%)" in html
     summary["preprocess"] = {"crop": 0.5, "framing": "galaxy", "galaxy_r90s": 4.3, "size_spread": 2.71}
     run.ingest_summary.write_text(json.dumps(summary))
     html = build_report(run, Config()).read_text()
-    assert "by each galaxy" in html and "a square of 4.3 R90 about it; sampled sizes spread 2.71x" in html
+    assert "framed by each galaxy" in html and ">4.3 R90<" in html
+    assert "a square about each; sampled sizes spread 2.71x" in html
 
 
 def test_comparisons_made_before_a_clustering_changed_are_left_out_saying_so(tmp_path):

@@ -123,11 +123,11 @@ def _framing_stat(pre: object) -> tuple[str, str, str] | None:
     spread = pre.get("size_spread")
     sizes = f"sampled sizes spread {spread:.2f}x (10-90%)" if isinstance(spread, (int, float)) else ""
     if pre.get("framing") == "galaxy":
-        return ("framing", "by each galaxy", f"a square of {pre.get('galaxy_r90s', 4.3):g} R90 about it"
-                + (f"; {sizes}" if sizes else ""))
+        return ("framed by each galaxy", f"{pre.get('galaxy_r90s', 4.3):g} R90",
+                "a square about each" + (f"; {sizes}" if sizes else ""))
     crop = pre.get("crop")
     if isinstance(crop, (int, float)):
-        return ("crop", f"{crop:g} of the frame", sizes or "the same for every frame")
+        return ("crop of the frame", f"{crop:g}", "the same for every frame" + (f"; {sizes}" if sizes else ""))
     return None
 
 
