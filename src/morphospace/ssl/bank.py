@@ -33,8 +33,8 @@ __all__ = ["view_bank", "view_seed", "N_DIHEDRAL", "BLOCK"]
 
 N_DIHEDRAL = 8
 BLOCK = INFERENCE_BATCH  # rows per block of views (fixed: the nuisance views' seeds depend on it)
-ROUNDS = 16  # through Lightning, the bank's blocks go in this many rounds where a resume can go on from,
-ROUND_BLOCKS = 128  # each of this many blocks at least (32,768 galaxies): a round costs a Trainer and its loaders
+ROUNDS = 16  # through Lightning the blocks go in up to this many rounds, each noted for a resume,
+ROUND_BLOCKS = 128  # of this many blocks at least (32,768 galaxies): a round costs a Trainer and its loaders
 
 
 def view_seed(*parts: int) -> int:
