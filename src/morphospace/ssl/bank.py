@@ -171,20 +171,18 @@ def view_bank(trunk: TrunkTaps, cube, aug_views: int, seed: int, augment: Nuisan
             # in rounds where blocks done are noted (on_block), so that a kill loses a round at most
             step = total if on_block is None else max(ROUND_BLOCKS, -(-total // ROUNDS))
             filled: dict = {}  # the bank and its page releaser, once the first rows come
-            round_first = [0]  # the round's first block: the items' indices count from it
 
             def place(item: np.ndarray, feats: np.ndarray) -> None:  # (b, V, BLOCK, F) -> (V, N, F)
                 if not filled:
                     filled["bank"] = out() if callable(out) else out
                     filled["pages"] = PageReleaser(filled["bank"])  # a memory-mapped bank need not stay resident
-                for i, f in zip(item, feats):
-                    s = (round_first[0] + int(i)) * BLOCK
+                for i, f in zip(item, feats):  # an item counts from the round's first block
+                    s = (first + int(i)) * BLOCK
                     filled["bank"][:, s:s + BLOCK] = f[:, :min(BLOCK, n - s)]
                 filled["pages"].read(feats.nbytes)
 
             for first in range(int(first_block), total, step):
                 stop = min(total, first + step)
-                round_first[0] = first
                 index = np.arange(first, stop, dtype=np.float32)[:, None]  # the predictor passes only inputs
                 predict_rows(_BlockViews(trunk, BLOCK, n), _Blocks(cube, BLOCK, aug_views, seed, augment, first, stop),
                              batch_size=1, extra=index, trainer_kwargs=trainer_kwargs, work_dir=work_dir,
