@@ -121,21 +121,22 @@ def test_a_bank_made_by_two_processes_and_stopped_goes_on_from_its_last_round(tm
                               trainer_kwargs=spawn)
     assert firsts == [0, 1, 2] and json.loads((tmp_path / bank_file.FILLING_NOTE).read_text())["blocks"] == 2
     assert "view bank kept: 2 of 4 blocks done" in caplog.text
+    # stopped again before the first resumed round opened the bank: kept as it was, and said so
+    firsts[:] = []
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="morphospace"), pytest.raises(KeyboardInterrupt):
+        bank_file.filled_bank(_trunk(), cube, tmp_path, shape, key, 1, 2, NuisanceAugment(), resume=True,
+                              trainer_kwargs=spawn)
+    assert firsts == [2] and "view bank kept: 2 of 4 blocks done" in caplog.text
+    assert json.loads((tmp_path / bank_file.FILLING_NOTE).read_text())["blocks"] == 2
     firsts[:], stop["at"] = [], None
     bank = bank_file.filled_bank(_trunk(), cube, tmp_path, shape, key, 1, 2, NuisanceAugment(), resume=True,
                                  trainer_kwargs=spawn)
     assert firsts == [2, 3]  # only the rounds left
     np.testing.assert_allclose(np.asarray(bank), one, atol=1e-5)
     assert not (tmp_path / bank_file.FILLING).exists() and not (tmp_path / bank_file.FILLING_NOTE).exists()
-    # a note of other settings is not gone on with
-    stop["at"], firsts[:] = 1, []
-    with pytest.raises(KeyboardInterrupt):
-        bank_file.filled_bank(_trunk(), cube, tmp_path, shape, key, 1, 2, NuisanceAugment(), resume=False,
-                              trainer_kwargs=spawn)
-    stop["at"], firsts[:] = None, []
-    bank_file.filled_bank(_trunk(), cube, tmp_path, shape, {"began": "later"}, 1, 2, NuisanceAugment(), resume=True,
-                          trainer_kwargs=spawn)
-    assert firsts == [0, 1, 2, 3]
+    # (a note of other settings is not gone on with: the one-process path's test, test_form.py, checks
+    # that, and the note is read by the one process that calls this through Lightning too)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
