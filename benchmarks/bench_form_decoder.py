@@ -10,12 +10,18 @@ remaining nine tenths, and prints its training time and its error on the held-ou
 smallest over the four flips, per pixel). The mean canonical image is printed as a floor
 for comparison. No label is read: this is how ``form.decoder_widths`` was chosen, and how
 bfloat16 training was judged (a third field, ``WIDTHS:EPOCHS:PRECISION``, passes a Lightning
-precision such as ``bf16-mixed`` to the decoder's trainer).
+precision such as ``bf16-mixed`` to the decoder's trainer). ``--floors`` fits each configuration
+once per least pixel weight (``form.decoder_weight_floor``), and prints beside the error the decoder
+trains on its held-out error over the whole frame (every pixel weighted alike) and in the corners
+(beyond the circle through the middles of the edges), and how far the corners' colour departs from
+grey (the mean absolute difference of each band from the bands' mean, the target's beside it): how
+the floor was chosen.
 
 Usage::
 
     .venv/bin/python benchmarks/bench_form_decoder.py RUN 32,64,128,256:8 16,32,64,128:8 16,32,64,128:16
     .venv/bin/python benchmarks/bench_form_decoder.py RUN 16,32,64,128:8:32-true 16,32,64,128:8:bf16-mixed
+    .venv/bin/python benchmarks/bench_form_decoder.py RUN 16,32,64,128:8 --floors 0 0.2 0.5 1 --seed 1
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ def main() -> None:
     ap.add_argument("run", help="a run trained with model.preset = form")
     ap.add_argument("configs", nargs="+", type=_config,
                     help="WIDTHS:EPOCHS[:PRECISION], e.g. 16,32,64,128:8:bf16-mixed")
+    ap.add_argument("--floors", type=float, nargs="+", default=None,
+                    help="least pixel weights to fit each configuration with (default: the run's setting)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -73,27 +81,41 @@ def main() -> None:
     perm = np.random.default_rng(args.seed).permutation(len(cube))
     test, train = np.sort(perm[: len(cube) // 10]), np.sort(perm[len(cube) // 10:])
     target = canonical_frame(torch.from_numpy(np.asarray(cube[test], dtype=np.float32)))
-    weight = radial_weight(cube.shape[2], m.radial_inner, m.radial_width)
+    side = cube.shape[2]
+    weight = radial_weight(side, m.radial_inner, m.radial_width)
+    c = (side - 1) / 2.0
+    yy, xx = np.mgrid[:side, :side]
+    corners = torch.from_numpy(np.hypot(yy - c, xx - c) / (side / 2.0) > 1.0)
+    floors = args.floors if args.floors is not None else [load_config(f"{args.run}/config.toml").form.decoder_weight_floor]
 
-    def held_out_error(images: torch.Tensor) -> float:
-        return float((flip_min_sq_error(target, images, weight) / target[0].numel()).mean())
+    def held_out_error(images: torch.Tensor, w: torch.Tensor = weight) -> float:
+        """Per pixel and band; a mask ``w``: over its pixels only."""
+        per = float(w.sum()) * target.shape[1] if w.dtype == torch.bool else target[0].numel()
+        return float((flip_min_sq_error(target, images, w.float()) / per).mean())
+
+    def colour(images: torch.Tensor) -> float:
+        """How far the corners' bands depart from their mean: coloured noise where the decoder learned nothing."""
+        px = images[:, :, corners]
+        return float((px - px.mean(1, keepdim=True)).abs().mean())
 
     with torch.no_grad():
         mean = canonical_frame(torch.from_numpy(np.asarray(cube[train], dtype=np.float32))).mean(0, keepdim=True)
     print(json.dumps({"decoder": "the mean canonical image", "held_out_error": held_out_error(mean.expand_as(target))}))
     train_cube = np.asarray(cube[train])
-    for widths, epochs, precision in args.configs:
+    for (widths, epochs, precision), floor in ((config, floor) for config in args.configs for floor in floors):
         t0 = time.perf_counter()
         decoder = fit_image_decoder(mu[train], log_var[train], train_cube, widths=widths, epochs=epochs,
                                     seed=args.seed, radial_inner=m.radial_inner, radial_width=m.radial_width,
-                                    trainer_kwargs={"precision": precision[0]} if precision else None)
+                                    weight_floor=floor, trainer_kwargs={"precision": precision[0]} if precision else None)
         seconds = time.perf_counter() - t0
         with torch.no_grad():
-            err = held_out_error(decoder(torch.from_numpy(mu[test])))
+            images = decoder(torch.from_numpy(mu[test]))
         print(json.dumps({"widths": list(widths), "epochs": int(epochs),
-                          "precision": precision[0] if precision else "32-true",
-                          "train_seconds": round(seconds, 1),
-                          "held_out_error": err}), flush=True)
+                          "precision": precision[0] if precision else "32-true", "weight_floor": floor,
+                          "train_seconds": round(seconds, 1), "held_out_error": held_out_error(images),
+                          "whole_frame": held_out_error(images, torch.ones(side, side)),
+                          "corners": held_out_error(images, corners), "corner_colour": colour(images),
+                          "target_corner_colour": colour(target)}), flush=True)
 
 
 if __name__ == "__main__":

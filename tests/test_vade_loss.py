@@ -162,6 +162,8 @@ def test_canonical_rotation_and_dihedral_group():
     assert torch.equal(dihedral(dihedral(x, 6), 6), x)
     w = radial_weight(16, 0.5, 0.2)
     assert w[8, 8] == 1.0 and w[0, 0] < 0.01 and torch.all(radial_weight(16, 0, 0) == 1)
+    floored = radial_weight(16, 0.5, 0.2, floor=0.5)
+    assert floored[8, 8] == 1.0 and floored[0, 0] == 0.5 and torch.equal(floored, torch.clamp(w, min=0.5))
 
 
 def test_flip_invariant_model_code_is_exactly_invariant():

@@ -188,6 +188,13 @@ class FormConfig(Section):
         layer each). Half the ``default`` preset's: on sdss-gz1 it trains in half the time
         and reconstructs held-out galaxies better in the same 8 epochs (docs/measurements/form-first.md,
         ``benchmarks/bench_form_decoder.py``).
+    decoder_weight_floor : float
+        The least weight of a pixel in the image decoder's loss. The model's radial weight
+        (``model.radial_inner``, ``radial_width``) falls to about 1e-3 in the frame's corners,
+        where the decoder then learned nothing and drew coloured noise into every
+        reconstruction and synthetic galaxy; at 0.5 it draws the sky there, for a held-out
+        error a few percent higher where the galaxy is (docs/measurements/form-first.md). 0: no
+        floor (the models before it).
     """
 
     backbone: Backbone = "efficientnet-lite0"
@@ -211,6 +218,7 @@ class FormConfig(Section):
     recon_sigma: Scale = 0.3
     decoder_epochs: Epochs = 8
     decoder_widths: Annotated[list[Annotated[int, Field(ge=1, le=4096)]], Field(min_length=1)] = [16, 32, 64, 128]
+    decoder_weight_floor: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
 
     @field_validator("aug_scale")
     @classmethod
