@@ -345,18 +345,29 @@ def test_the_form_image_decoder_takes_its_own_widths():
     from morphospace.config import apply_overrides, load_config
     from morphospace.vade.form_model import build_form_vade
     from morphospace.vade.hparams import resolve_hparams
+    from morphospace.vade.networks import DefaultDecoder
 
     def hp(*overrides):
         return resolve_hparams(apply_overrides(load_config(None), list(overrides)), 3, 64)
 
-    assert hp()["widths"] == [16, 32, 64, 128]
-    assert hp("model.widths=[8, 16]")["widths"] == [16, 32, 64, 128]
+    assert hp()["widths"] == [12, 24, 48, 96]
+    assert hp("model.widths=[8, 16]")["widths"] == [12, 24, 48, 96]
     assert hp("model.preset=default")["widths"] == [32, 64, 128, 256]
     small = hp("form.decoder_widths=[4, 8]", "form.backbone=small", "form.input_size=32", "model.n_components=2")
     small["form"]["n_components"] = 2
     decoder = build_form_vade(small).image_decoder
-    assert [m.out_channels for m in decoder.body if isinstance(m, torch.nn.ConvTranspose2d)] == [4, 4]
+    # resize-convolutions: each stage repeats each pixel 2 x 2, then a 3 x 3 convolution
+    assert sum(isinstance(m, torch.nn.Upsample) for m in decoder.body) == 2
+    assert [m.out_channels for m in decoder.body if isinstance(m, torch.nn.Conv2d)] == [4, 4, 3]
     assert decoder.top == 8 and decoder.side == 16
+    assert decoder(torch.zeros(2, small["latent_dim"])).shape == (2, 3, 64, 64)
+    # a model saved before form.decoder_upsample was recorded is rebuilt with its transposed convolutions
+    old = {**small, "form": {k: v for k, v in small["form"].items() if k != "decoder_upsample"}}
+    old_decoder = build_form_vade(old).image_decoder
+    assert [m.out_channels for m in old_decoder.body if isinstance(m, torch.nn.ConvTranspose2d)] == [4, 4]
+    assert not any(isinstance(m, torch.nn.Upsample) for m in old_decoder.body)
+    with pytest.raises(ValueError, match="upsample must be one of"):
+        DefaultDecoder(1, 16, 2, (4, 8), upsample="bicubic")
 
 
 def test_form_trunk_starts_from_a_weights_file(tmp_path, monkeypatch):

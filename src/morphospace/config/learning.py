@@ -184,10 +184,14 @@ class FormConfig(Section):
     decoder_epochs : int
         Epochs of the image decoder (reconstructions, synthetic galaxies).
     decoder_widths : list of int
-        Widths of the image decoder's transposed convolutions, smallest map last (one stride-2
-        layer each). Half the ``default`` preset's: on sdss-gz1 it trains in half the time
-        and reconstructs held-out galaxies better in the same 8 epochs (docs/measurements/form-first.md,
-        ``benchmarks/bench_form_decoder.py``).
+        Widths of the image decoder's stages, smallest map last (each doubles the map). With
+        ``decoder_upsample = "nearest"`` [12, 24, 48, 96] train in the time [16, 32, 64, 128]
+        of transposed convolutions did, and reconstruct held-out galaxies better
+        (docs/measurements/form-first.md, ``benchmarks/bench_form_decoder.py``).
+    decoder_upsample : {"nearest", "transposed"}
+        How each stage of the image decoder doubles its map: each pixel repeated 2 x 2, then a
+        3 x 3 convolution (a resize-convolution), or a stride-2 transposed convolution (the
+        models before it), which drew a checkerboard into the brightest galaxies.
     decoder_weight_floor : float
         The least weight of a pixel in the image decoder's loss. The model's radial weight
         (``model.radial_inner``, ``radial_width``) falls to about 1e-3 in the frame's corners,
@@ -217,8 +221,9 @@ class FormConfig(Section):
     core_fits: Annotated[int, Field(ge=1, le=64)] = 8
     recon_sigma: Scale = 0.3
     decoder_epochs: Epochs = 8
-    decoder_widths: Annotated[list[Annotated[int, Field(ge=1, le=4096)]], Field(min_length=1)] = [16, 32, 64, 128]
+    decoder_widths: Annotated[list[Annotated[int, Field(ge=1, le=4096)]], Field(min_length=1)] = [12, 24, 48, 96]
     decoder_weight_floor: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    decoder_upsample: Literal["transposed", "nearest"] = "nearest"
 
     @field_validator("aug_scale")
     @classmethod

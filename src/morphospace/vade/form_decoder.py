@@ -61,9 +61,9 @@ class ImageDecoderModule(pl.LightningModule):
 
     def __init__(self, channels: int, image_size: int, latent_dim: int, widths=(32, 64, 128, 256),
                  lr: float = 1e-3, epochs: int = 12, seed: int = 0, radial_inner: float = 0.5,
-                 radial_width: float = 0.25, weight_floor: float = 0.0):
+                 radial_width: float = 0.25, weight_floor: float = 0.0, upsample: str = "transposed"):
         super().__init__()
-        self.decoder = DefaultDecoder(channels, image_size, latent_dim, tuple(widths))
+        self.decoder = DefaultDecoder(channels, image_size, latent_dim, tuple(widths), upsample)
         self.register_buffer("weight", radial_weight(image_size, radial_inner, radial_width, weight_floor))
         self.lr, self.epochs, self.seed = float(lr), int(epochs), int(seed)
 
@@ -89,15 +89,17 @@ class ImageDecoderModule(pl.LightningModule):
 
 def fit_image_decoder(mu: np.ndarray, log_var: np.ndarray, cube, *, widths=(32, 64, 128, 256), epochs: int = 12,
                       batch_size: int = 128, lr: float = 1e-3, seed: int = 0, radial_inner: float = 0.5,
-                      radial_width: float = 0.25, weight_floor: float = 0.0, out_dir=None,
-                      trainer_kwargs: dict | None = None, loader_workers: int = 0) -> DefaultDecoder:
+                      radial_width: float = 0.25, weight_floor: float = 0.0, upsample: str = "transposed",
+                      out_dir=None, trainer_kwargs: dict | None = None, loader_workers: int = 0) -> DefaultDecoder:
     """Fit the image decoder to ``(mu, log_var)`` codes of the galaxies in ``cube``; returns it (eval mode).
     ``weight_floor``: the least pixel weight (:func:`~morphospace.image.geometry.radial_weight`);
+    ``upsample``: how its stages double the map (:class:`~morphospace.vade.networks.DefaultDecoder`);
     ``loader_workers``: processes reading the cube (``train.loader_workers``)."""
     pl.seed_everything(seed, workers=True, verbose=False)
     data = CodesAndImages(mu, log_var, cube)
     module = ImageDecoderModule(cube.shape[1], cube.shape[2], mu.shape[1], widths, lr=lr, epochs=epochs, seed=seed,
-                                radial_inner=radial_inner, radial_width=radial_width, weight_floor=weight_floor)
+                                radial_inner=radial_inner, radial_width=radial_width, weight_floor=weight_floor,
+                                upsample=upsample)
     kw = dict(max_epochs=epochs, logger=loss_loggers(out_dir, "decoder") if out_dir else False, enable_checkpointing=False,
               enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False, log_every_n_steps=1,
               default_root_dir=str(out_dir) if out_dir else None, deterministic=True)

@@ -172,5 +172,6 @@ def build_form_vade(hp: dict) -> FormVaDE:
         core = LinearCore(embedding_dim(f), hp["latent_dim"], f["n_components"])
     else:
         core = build_model(core_hparams(hp))
-    decoder = DefaultDecoder(hp["channels"], hp["image_size"], hp["latent_dim"], tuple(hp["widths"]))
+    decoder = DefaultDecoder(hp["channels"], hp["image_size"], hp["latent_dim"], tuple(hp["widths"]),
+                             f.get("decoder_upsample", "transposed"))  # models saved before it: transposed
     return FormVaDE(embedder, core, decoder, hp["image_size"], recon_sigma=f["image_recon_sigma"])

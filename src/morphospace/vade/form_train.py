@@ -181,6 +181,7 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
     decoder = fit_image_decoder(mu, log_var, train_cube, widths=tuple(hp["widths"]),
                                 epochs=f["decoder_epochs"], seed=hp["seed"], radial_inner=f["image_radial_inner"],
                                 radial_width=f["image_radial_width"], weight_floor=f["decoder_weight_floor"],
+                                upsample=f["decoder_upsample"],
                                 trainer_kwargs=decoder_trainer_kwargs(cfg, f["precision"]),
                                 loader_workers=cfg.train.loader_processes(), out_dir=mdir)
     rank = rank_zero_only.rank  # set by Lightning's strategy: only rank 0 writes

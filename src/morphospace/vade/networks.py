@@ -84,29 +84,42 @@ class DefaultEncoder(nn.Module):
         return self.mean(h), self.log_var(h)
 
 
+UPSAMPLING = ("transposed", "nearest")
+
+
 class DefaultDecoder(nn.Module):
-    """Latent (N, D) -> image (N, C, S, S), mirror of :class:`DefaultEncoder`, linear output."""
+    """Latent (N, D) -> image (N, C, S, S), mirror of :class:`DefaultEncoder`, linear output.
+
+    ``upsample``: each stage doubles the map by a stride-2 transposed convolution (``transposed``),
+    or by repeating each pixel 2 x 2 before a 3 x 3 convolution (``nearest``, a resize-convolution,
+    Odena et al. 2016, which draws no checkerboard; deterministic on a GPU, as bilinear resizing's
+    gradient is not).
+    """
 
     def __init__(self, channels: int, image_size: int, latent_dim: int,
-                 widths: tuple[int, ...] = (32, 64, 128, 256)):
+                 widths: tuple[int, ...] = (32, 64, 128, 256), upsample: str = "transposed"):
         super().__init__()
         n_up = len(widths)
         if image_size % (2**n_up) or image_size < 2**n_up:
             raise ValueError(f"image_size must be a multiple of {2**n_up}, got {image_size}")
+        if upsample not in UPSAMPLING:
+            raise ValueError(f"upsample must be one of {UPSAMPLING}, got {upsample!r}")
         self.side = image_size // 2**n_up
         self.top = widths[-1]
         self.fc = nn.Linear(latent_dim, self.top * self.side * self.side)
         layers: list[nn.Module] = [nn.SiLU()]
         c = self.top
         for w in list(widths[::-1][1:]) + [widths[0]]:
-            layers += [nn.ConvTranspose2d(c, w, 4, 2, 1), nn.GroupNorm(_groups(w), w), nn.SiLU()]
+            step = ([nn.ConvTranspose2d(c, w, 4, 2, 1)] if upsample == "transposed"
+                    else [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, w, 3, 1, 1)])
+            layers += step + [nn.GroupNorm(_groups(w), w), nn.SiLU()]
             c = w
         layers += [nn.Conv2d(c, channels, 3, 1, 1)]
         self.body = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """Images (N, C, S, S) from codes ``z`` (N, D): linear to the smallest map, then the transposed
-        convolutions (linear output).
+        """Images (N, C, S, S) from codes ``z`` (N, D): linear to the smallest map, then the stages that
+        double it (linear output).
         """
         h = self.fc(z).reshape(z.shape[0], self.top, self.side, self.side)
         return self.body(h)
