@@ -345,7 +345,7 @@ def test_the_form_image_decoder_takes_its_own_widths():
     from morphospace.config import apply_overrides, load_config
     from morphospace.vade.form_model import build_form_vade
     from morphospace.vade.hparams import resolve_hparams
-    from morphospace.vade.networks import DefaultDecoder
+    from morphospace.vade.networks import DefaultDecoder, RepeatPixels
 
     def hp(*overrides):
         return resolve_hparams(apply_overrides(load_config(None), list(overrides)), 3, 64)
@@ -357,7 +357,9 @@ def test_the_form_image_decoder_takes_its_own_widths():
     small["form"]["n_components"] = 2
     decoder = build_form_vade(small).image_decoder
     # resize-convolutions: each stage repeats each pixel 2 x 2, then a 3 x 3 convolution
-    assert sum(isinstance(m, torch.nn.Upsample) for m in decoder.body) == 2
+    assert sum(isinstance(m, RepeatPixels) for m in decoder.body) == 2
+    x = torch.randn(2, 3, 4, 5)
+    assert torch.equal(RepeatPixels()(x), torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest"))
     assert [m.out_channels for m in decoder.body if isinstance(m, torch.nn.Conv2d)] == [4, 4, 3]
     assert decoder.top == 8 and decoder.side == 16
     assert decoder(torch.zeros(2, small["latent_dim"])).shape == (2, 3, 64, 64)
@@ -365,7 +367,7 @@ def test_the_form_image_decoder_takes_its_own_widths():
     old = {**small, "form": {k: v for k, v in small["form"].items() if k != "decoder_upsample"}}
     old_decoder = build_form_vade(old).image_decoder
     assert [m.out_channels for m in old_decoder.body if isinstance(m, torch.nn.ConvTranspose2d)] == [4, 4]
-    assert not any(isinstance(m, torch.nn.Upsample) for m in old_decoder.body)
+    assert not any(isinstance(m, RepeatPixels) for m in old_decoder.body)
     with pytest.raises(ValueError, match="upsample must be one of"):
         DefaultDecoder(1, 16, 2, (4, 8), upsample="bicubic")
 

@@ -33,7 +33,7 @@ from torch import nn
 
 from .model import VaDE
 
-__all__ = ["DefaultEncoder", "DefaultDecoder", "MLPEncoder", "MLPDecoder", "build_vade", "build_model",
+__all__ = ["DefaultEncoder", "DefaultDecoder", "RepeatPixels", "MLPEncoder", "MLPDecoder", "build_vade", "build_model",
            "max_components", "PRESETS"]
 
 PRESETS = ("default", "astrovader", "form")
@@ -87,13 +87,22 @@ class DefaultEncoder(nn.Module):
 UPSAMPLING = ("transposed", "nearest")
 
 
+class RepeatPixels(nn.Module):
+    """Maps (N, C, H, W) -> (N, C, 2H, 2W), each pixel repeated 2 x 2: ``nn.Upsample``'s nearest mode, as
+    a view and a copy, whose gradient (a sum over each 2 x 2 block) is deterministic on a GPU; the
+    resizing kernels' gradients there add atomically, in an order that varies between runs."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        return x[:, :, :, None, :, None].expand(n, c, h, 2, w, 2).reshape(n, c, 2 * h, 2 * w)
+
+
 class DefaultDecoder(nn.Module):
     """Latent (N, D) -> image (N, C, S, S), mirror of :class:`DefaultEncoder`, linear output.
 
     ``upsample``: each stage doubles the map by a stride-2 transposed convolution (``transposed``),
     or by repeating each pixel 2 x 2 before a 3 x 3 convolution (``nearest``, a resize-convolution,
-    Odena et al. 2016, which draws no checkerboard; deterministic on a GPU, as bilinear resizing's
-    gradient is not).
+    Odena et al. 2016, which draws no checkerboard; :class:`RepeatPixels`).
     """
 
     def __init__(self, channels: int, image_size: int, latent_dim: int,
@@ -111,7 +120,7 @@ class DefaultDecoder(nn.Module):
         c = self.top
         for w in list(widths[::-1][1:]) + [widths[0]]:
             step = ([nn.ConvTranspose2d(c, w, 4, 2, 1)] if upsample == "transposed"
-                    else [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, w, 3, 1, 1)])
+                    else [RepeatPixels(), nn.Conv2d(c, w, 3, 1, 1)])
             layers += step + [nn.GroupNorm(_groups(w), w), nn.SiLU()]
             c = w
         layers += [nn.Conv2d(c, channels, 3, 1, 1)]
