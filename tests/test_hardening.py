@@ -146,20 +146,28 @@ def test_a_second_writer_gets_one_line(pca_run, capsys):
     assert main(["cluster", str(pca_run), "--quiet"]) == 0  # the lock dies with its holder
 
 
-def test_a_reader_s_look_at_the_lock_does_not_refuse_a_writer(pca_run):
+def test_a_reader_s_look_at_the_lock_does_not_refuse_a_writer(pca_run, monkeypatch):
     """A reader (export, generate) looks whether a writer holds the run's lock by taking a shared
     lock for an instant: a writer starting in that instant was refused as "in use"."""
     import fcntl
-    import threading
+    import time
 
     from morphospace.run import RunDir, release_locks, writer_of
 
     assert writer_of(pca_run) is None
     look = open(pca_run / ".lock")
-    fcntl.flock(look, fcntl.LOCK_SH)  # the reader's instant, drawn out to 30 ms
-    threading.Timer(0.03, look.close).start()
+    fcntl.flock(look, fcntl.LOCK_SH)  # the reader's instant, drawn out until the writer has tried once
+    waits, sleep = [], time.sleep
+
+    def reader_done(seconds):  # (a timer thread closing it after 30 ms missed the writer's 100 ms on a
+        waits.append(seconds)  # loaded machine: the look ends here, while the writer waits to try again)
+        look.close()
+        sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", reader_done)
     try:
         RunDir(pca_run).acquire_lock()
+        assert waits == [0.05]  # refused once, then taken
         assert writer_of(pca_run) is not None  # and the writer is seen by the next reader
     finally:
         release_locks()
