@@ -15,13 +15,15 @@ once per least pixel weight (``form.decoder_weight_floor``), and prints beside t
 trains on its held-out error over the whole frame (every pixel weighted alike) and in the corners
 (beyond the circle through the middles of the edges), and how far the corners' colour departs from
 grey (the mean absolute difference of each band from the bands' mean, the target's beside it): how
-the floor was chosen.
+the floor was chosen. ``--upsample`` does the same for how the decoder's stages double the map
+(``form.decoder_upsample``: ``transposed``, ``nearest``).
 
 Usage::
 
     .venv/bin/python benchmarks/bench_form_decoder.py RUN 32,64,128,256:8 16,32,64,128:8 16,32,64,128:16
     .venv/bin/python benchmarks/bench_form_decoder.py RUN 16,32,64,128:8:32-true 16,32,64,128:8:bf16-mixed
     .venv/bin/python benchmarks/bench_form_decoder.py RUN 16,32,64,128:8 --floors 0 0.2 0.5 1 --seed 1
+    .venv/bin/python benchmarks/bench_form_decoder.py RUN 16,32,64,128:8 12,24,48,96:8 --floors 0.5 --upsample transposed nearest
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ def main() -> None:
                     help="WIDTHS:EPOCHS[:PRECISION], e.g. 16,32,64,128:8:bf16-mixed")
     ap.add_argument("--floors", type=float, nargs="+", default=None,
                     help="least pixel weights to fit each configuration with (default: the run's setting)")
+    ap.add_argument("--upsample", nargs="+", choices=["transposed", "nearest"], default=None,
+                    help="how the decoder's stages double the map, each tried (default: the run's setting)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -86,7 +90,9 @@ def main() -> None:
     c = (side - 1) / 2.0
     yy, xx = np.mgrid[:side, :side]
     corners = torch.from_numpy(np.hypot(yy - c, xx - c) / (side / 2.0) > 1.0)
-    floors = args.floors if args.floors is not None else [load_config(f"{args.run}/config.toml").form.decoder_weight_floor]
+    form = load_config(f"{args.run}/config.toml").form
+    floors = args.floors if args.floors is not None else [form.decoder_weight_floor]
+    upsamplings = args.upsample or [form.decoder_upsample]
 
     def held_out_error(images: torch.Tensor, w: torch.Tensor = weight) -> float:
         """Per pixel and band; a mask ``w``: over its pixels only."""
@@ -102,16 +108,18 @@ def main() -> None:
         mean = canonical_frame(torch.from_numpy(np.asarray(cube[train], dtype=np.float32))).mean(0, keepdim=True)
     print(json.dumps({"decoder": "the mean canonical image", "held_out_error": held_out_error(mean.expand_as(target))}))
     train_cube = np.asarray(cube[train])
-    for (widths, epochs, precision), floor in ((config, floor) for config in args.configs for floor in floors):
+    for (widths, epochs, precision), floor, upsample in ((config, floor, up) for config in args.configs
+                                                         for floor in floors for up in upsamplings):
         t0 = time.perf_counter()
         decoder = fit_image_decoder(mu[train], log_var[train], train_cube, widths=widths, epochs=epochs,
                                     seed=args.seed, radial_inner=m.radial_inner, radial_width=m.radial_width,
-                                    weight_floor=floor, trainer_kwargs={"precision": precision[0]} if precision else None)
+                                    weight_floor=floor, upsample=upsample, trainer_kwargs={"precision": precision[0]} if precision else None)
         seconds = time.perf_counter() - t0
         with torch.no_grad():
             images = decoder(torch.from_numpy(mu[test]))
         print(json.dumps({"widths": list(widths), "epochs": int(epochs),
                           "precision": precision[0] if precision else "32-true", "weight_floor": floor,
+                          "upsample": upsample,
                           "train_seconds": round(seconds, 1), "held_out_error": held_out_error(images),
                           "whole_frame": held_out_error(images, torch.ones(side, side)),
                           "corners": held_out_error(images, corners), "corner_colour": colour(images),

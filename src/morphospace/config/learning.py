@@ -185,9 +185,10 @@ class FormConfig(Section):
         Epochs of the image decoder (reconstructions, synthetic galaxies).
     decoder_widths : list of int
         Widths of the image decoder's stages, smallest map last (each doubles the map). With
-        ``decoder_upsample = "nearest"`` [12, 24, 48, 96] train in the time [16, 32, 64, 128]
-        of transposed convolutions did, and reconstruct held-out galaxies better
-        (docs/measurements/form-first.md, ``benchmarks/bench_form_decoder.py``).
+        ``decoder_upsample = "nearest"``, [12, 24, 48, 96] reconstruct held-out galaxies as
+        well as [16, 32, 64, 128] in less time, and a fifth better than [16, 32, 64, 128] of
+        transposed convolutions, in 1.4-1.5x their time (docs/measurements/form-first.md,
+        ``benchmarks/bench_form_decoder.py``).
     decoder_upsample : {"nearest", "transposed"}
         How each stage of the image decoder doubles its map: each pixel repeated 2 x 2, then a
         3 x 3 convolution (a resize-convolution), or a stride-2 transposed convolution (the
