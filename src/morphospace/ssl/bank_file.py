@@ -117,14 +117,11 @@ class FillingBank:
         """Stopped (a Ctrl-C, a SIGTERM, an error): the blocks done noted, for a resume to go on with."""
         if not self.writer or (self.bank is None and not self.blocks_done):
             return
-        # a resume through Lightning stopped before its first round opened the bank: the file and its
-        # note stand as the last stop left them, and are said as kept all the same
-        if self.bank is not None:
-            try:
-                self.done(blocks, now=True)
-            except OSError:  # the note cannot be written: nothing to go on from
-                self.discard()
-                return
+        try:  # (a resume through Lightning stopped before its first round opened the bank notes nothing:
+            self.done(blocks, now=True)  # its file and note stand as the last stop left them)
+        except OSError:  # the note cannot be written: nothing to go on from
+            self.discard()
+            return
         size = self.path.stat().st_size
         log.warning("view bank kept: %d of %d blocks done (%s, %s); `morphospace train RUN --resume` goes on from "
                     "there, a plain `train` (or `run`) removes it", blocks, self.n_blocks,

@@ -22,7 +22,7 @@ from torch import nn
 from ..image.geometry import best_flip, canonical_frame, flip_errors, radial_weight
 from ..ssl.embedder import FormEmbedder
 from .generate import Generative
-from .hparams import embedding_dim
+from .hparams import embedding_dim, with_earlier_form
 from .model import VaDE
 from .networks import DefaultDecoder
 
@@ -173,5 +173,5 @@ def build_form_vade(hp: dict) -> FormVaDE:
     else:
         core = build_model(core_hparams(hp))
     decoder = DefaultDecoder(hp["channels"], hp["image_size"], hp["latent_dim"], tuple(hp["widths"]),
-                             f.get("decoder_upsample", "transposed"))  # models saved before it: transposed
+                             with_earlier_form(f)["decoder_upsample"])  # as a model saved before it trained
     return FormVaDE(embedder, core, decoder, hp["image_size"], recon_sigma=f["image_recon_sigma"])
