@@ -16,7 +16,11 @@ trains on its held-out error over the whole frame (every pixel weighted alike) a
 (beyond the circle through the middles of the edges), and how far the corners' colour departs from
 grey (the mean absolute difference of each band from the bands' mean, the target's beside it): how
 the floor was chosen. ``--upsample`` does the same for how the decoder's stages double the map
-(``form.decoder_upsample``: ``transposed``, ``nearest``).
+(``form.decoder_upsample``: ``transposed``, ``nearest``), and ``--lrs`` / ``--batch-sizes`` for Adam's
+learning rate and the galaxies a step (``form.decoder_lr``, ``form.decoder_batch_size``). Each fit also
+prints the colour error where the galaxy is (each band less the bands' mean, against the target's, over
+the pixels above a quarter of its peak) and how far apart the bands' light centroids lie there: a
+decoder short of steps drew the bands shifted against each other (coloured rims on edge-on disks).
 
 Usage::
 
@@ -24,6 +28,7 @@ Usage::
     .venv/bin/python benchmarks/bench_form_decoder.py RUN 16,32,64,128:8:32-true 16,32,64,128:8:bf16-mixed
     .venv/bin/python benchmarks/bench_form_decoder.py RUN 16,32,64,128:8 --floors 0 0.2 0.5 1 --seed 1
     .venv/bin/python benchmarks/bench_form_decoder.py RUN 16,32,64,128:8 12,24,48,96:8 --floors 0.5 --upsample transposed nearest
+    .venv/bin/python benchmarks/bench_form_decoder.py RUN 12,24,48,96:8 --lrs 1e-3 2e-3 --batch-sizes 128 32 --seed 1
 """
 
 from __future__ import annotations
@@ -59,6 +64,10 @@ def main() -> None:
                     help="least pixel weights to fit each configuration with (default: the run's setting)")
     ap.add_argument("--upsample", nargs="+", choices=["transposed", "nearest"], default=None,
                     help="how the decoder's stages double the map, each tried (default: the run's setting)")
+    ap.add_argument("--lrs", type=float, nargs="+", default=None,
+                    help="Adam's learning rates to fit each configuration with (default: the run's setting)")
+    ap.add_argument("--batch-sizes", type=int, nargs="+", default=None,
+                    help="galaxies a step to fit each configuration with (default: the run's setting)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -70,7 +79,7 @@ def main() -> None:
         pass
     torch.set_num_threads(args.threads)
     from morphospace.config import load_config
-    from morphospace.image.geometry import canonical_frame, radial_weight
+    from morphospace.image.geometry import best_flip, canonical_frame, flip_errors, radial_weight
     from morphospace.progress import set_quiet
     from morphospace.vade.form_decoder import fit_image_decoder
     from morphospace.vade.form_model import flip_min_sq_error
@@ -93,6 +102,7 @@ def main() -> None:
     form = load_config(f"{args.run}/config.toml").form
     floors = args.floors if args.floors is not None else [form.decoder_weight_floor]
     upsamplings = args.upsample or [form.decoder_upsample]
+    lrs, batch_sizes = args.lrs or [form.decoder_lr], args.batch_sizes or [form.decoder_batch_size]
 
     def held_out_error(images: torch.Tensor, w: torch.Tensor = weight) -> float:
         """Per pixel and band; a mask ``w``: over its pixels only."""
@@ -104,26 +114,53 @@ def main() -> None:
         px = images[:, :, corners]
         return float((px - px.mean(1, keepdim=True)).abs().mean())
 
+    def aligned(images: torch.Tensor) -> torch.Tensor:
+        """Each held-out target in the flip its reconstruction matches best (as the loss compares them)."""
+        return best_flip(target, flip_errors(target, images, lambda t, xh: (weight * (t - xh) ** 2).sum((1, 2, 3))))
+
+    def galaxy_colour(images: torch.Tensor) -> float:
+        """The colour error where the galaxy is: each band less the bands' mean, reconstruction against target,
+        mean absolute difference over the pixels above a quarter of the galaxy's peak."""
+        t = aligned(images)
+        bright = t.mean(1) > 0.25 * t.mean(1).amax((1, 2), keepdim=True)
+        dev = lambda a: a - a.mean(1, keepdim=True)  # noqa: E731
+        return float((dev(images) - dev(t)).abs().mean(1)[bright].mean())
+
+    def band_offset(images: torch.Tensor) -> float:
+        """How far apart the bands' light centroids lie (pixels, rms over galaxies and bands) within the galaxy
+        (above a quarter of its peak): a decoder that draws one band shifted against another paints coloured
+        rims; the targets' own figure is printed beside it."""
+        t = aligned(images)
+        bright = (t.mean(1) > 0.25 * t.mean(1).amax((1, 2), keepdim=True))[:, None]
+        ys, xs = (torch.from_numpy(a).float() for a in (yy, xx))
+        w = images.clamp(min=0) * bright
+        tot = w.sum((2, 3)).clamp(min=1e-6)
+        cy, cx = (w * ys).sum((2, 3)) / tot, (w * xs).sum((2, 3)) / tot
+        return float(((cy - cy.mean(1, keepdim=True)) ** 2 + (cx - cx.mean(1, keepdim=True)) ** 2).mean().sqrt())
+
     with torch.no_grad():
         mean = canonical_frame(torch.from_numpy(np.asarray(cube[train], dtype=np.float32))).mean(0, keepdim=True)
     print(json.dumps({"decoder": "the mean canonical image", "held_out_error": held_out_error(mean.expand_as(target))}))
     train_cube = np.asarray(cube[train])
-    for (widths, epochs, precision), floor, upsample in ((config, floor, up) for config in args.configs
-                                                         for floor in floors for up in upsamplings):
+    for (widths, epochs, precision), floor, upsample, lr, batch in (
+            (config, floor, up, lr, batch) for config in args.configs for floor in floors for up in upsamplings
+            for lr in lrs for batch in batch_sizes):
         t0 = time.perf_counter()
         decoder = fit_image_decoder(mu[train], log_var[train], train_cube, widths=widths, epochs=epochs,
                                     seed=args.seed, radial_inner=m.radial_inner, radial_width=m.radial_width,
-                                    weight_floor=floor, upsample=upsample, trainer_kwargs={"precision": precision[0]} if precision else None)
+                                    weight_floor=floor, upsample=upsample, lr=lr, batch_size=batch, trainer_kwargs={"precision": precision[0]} if precision else None)
         seconds = time.perf_counter() - t0
         with torch.no_grad():
             images = decoder(torch.from_numpy(mu[test]))
         print(json.dumps({"widths": list(widths), "epochs": int(epochs),
                           "precision": precision[0] if precision else "32-true", "weight_floor": floor,
-                          "upsample": upsample,
+                          "upsample": upsample, "lr": lr, "batch_size": batch,
                           "train_seconds": round(seconds, 1), "held_out_error": held_out_error(images),
                           "whole_frame": held_out_error(images, torch.ones(side, side)),
                           "corners": held_out_error(images, corners), "corner_colour": colour(images),
-                          "target_corner_colour": colour(target)}), flush=True)
+                          "target_corner_colour": colour(target), "galaxy_colour": galaxy_colour(images),
+                          "band_offset_px": band_offset(images),
+                          "target_band_offset_px": band_offset(target)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -1178,6 +1178,12 @@ def test_the_form_model_logs_its_losses_per_epoch(form_run):
         assert metrics.dropna(subset=[column])["epoch"].tolist() == list(range(epochs)), part
         assert np.isfinite(metrics[column].dropna()).all()
         assert list((logs / "tensorboard" / f"{part}_v0").glob("events.out.tfevents*")), part
+    # the image decoder takes form.decoder_batch_size galaxies a step (at 128 a few thousand galaxies gave it
+    # too few steps: coloured rims), each epoch ceil(40 / 32) = 2 steps
+    decoder = pd.read_csv(logs / "csv" / "decoder_v0" / "metrics.csv").dropna(subset=["decoder_mse"])
+    per_epoch = -(-len(run.read_cube()) // cfg.form.decoder_batch_size)
+    assert cfg.form.decoder_batch_size == 32 and per_epoch == 2
+    assert decoder["step"].tolist() == [per_epoch * (e + 1) - 1 for e in range(cfg.form.decoder_epochs)]
     # and the model's figure of its training draws them (it drew nothing for a linear core)
     from morphospace.vade.figures import fig_training_curves
     from morphospace.vade.io import load_vade, model_file

@@ -183,6 +183,14 @@ class FormConfig(Section):
         Noise of the VaDE's Gaussian likelihood of the standardised embedding.
     decoder_epochs : int
         Epochs of the image decoder (reconstructions, synthetic galaxies).
+    decoder_batch_size : int
+        Galaxies per step of the image decoder. On a few thousand galaxies it is short of steps,
+        not of epochs: at 128 a galaxy a step it drew each band shifted against the others
+        (coloured rims) and blurred; at 32, in the same 8 epochs and about the same time, the
+        held-out error is a third lower on the synthetic survey, an eighth on sdss-gz1
+        (docs/measurements/form-first.md).
+    decoder_lr : float
+        Adam's learning rate for the image decoder (cosine-annealed to 5% of it).
     decoder_widths : list of int
         Widths of the image decoder's stages, smallest map last (each doubles the map). With
         ``decoder_upsample = "nearest"``, [12, 24, 48, 96] reconstruct held-out galaxies as
@@ -222,6 +230,8 @@ class FormConfig(Section):
     core_fits: Annotated[int, Field(ge=1, le=64)] = 8
     recon_sigma: Scale = 0.3
     decoder_epochs: Epochs = 8
+    decoder_batch_size: BatchSize = 32
+    decoder_lr: LearningRate = 2e-3
     decoder_widths: Annotated[list[Annotated[int, Field(ge=1, le=4096)]], Field(min_length=1)] = [12, 24, 48, 96]
     decoder_weight_floor: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
     decoder_upsample: Literal["transposed", "nearest"] = "nearest"

@@ -179,7 +179,8 @@ def train_form_run(run: RunDir, cfg: Config, hp: dict[str, Any], resume: bool = 
     t1 = time.perf_counter()
     mu, log_var = (mu.numpy(), log_var.numpy()) if rows is None else (mu.numpy()[rows], log_var.numpy()[rows])
     decoder = fit_image_decoder(mu, log_var, train_cube, widths=tuple(hp["widths"]),
-                                epochs=f["decoder_epochs"], seed=hp["seed"], radial_inner=f["image_radial_inner"],
+                                epochs=f["decoder_epochs"], batch_size=f["decoder_batch_size"], lr=f["decoder_lr"],
+                                seed=hp["seed"], radial_inner=f["image_radial_inner"],
                                 radial_width=f["image_radial_width"], weight_floor=f["decoder_weight_floor"],
                                 upsample=f["decoder_upsample"],
                                 trainer_kwargs=decoder_trainer_kwargs(cfg, f["precision"]),

@@ -185,7 +185,8 @@ def _form_hparams(cfg: Config) -> dict[str, Any]:
             "trunk_lr_scale": (1.0 if f.backbone == "small" else 0.1) if f.trunk_lr_scale == "auto"
             else float(f.trunk_lr_scale),
             "core": f.core, "core_fits": f.core_fits,
-            "decoder_epochs": f.decoder_epochs, "decoder_weight_floor": f.decoder_weight_floor,
+            "decoder_epochs": f.decoder_epochs, "decoder_batch_size": f.decoder_batch_size,
+            "decoder_lr": f.decoder_lr, "decoder_weight_floor": f.decoder_weight_floor,
             "decoder_upsample": f.decoder_upsample,
             "image_recon_sigma": cfg.model.recon_sigma,
             # the image decoder's reconstruction weight, and the merge that picks the core's EM fit: what
@@ -202,14 +203,15 @@ _TRAIN_KEYS = ("epochs", "pretrain_epochs", "batch_size", "lr", "weight_decay", 
 _FORM_KEYS = ("backbone", "weights", "input_size", "sharpen", "dim", "heads", "precision", "aug_views", "aug_scale",
               "aug_light", "ssl_epochs",
               "loss", "embed_views", "temperature", "train_trunk", "trunk_lr_scale", "core", "core_fits",
-              "decoder_epochs", "decoder_weight_floor", "decoder_upsample")
+              "decoder_epochs", "decoder_batch_size", "decoder_lr", "decoder_weight_floor", "decoder_upsample")
 
 
 # how a form model saved before a setting was recorded trained: the nuisance views' size range, views
 # made on the stretched pixels (zeros beyond the frame) rather than on the galaxy's light, and an image
-# decoder whose pixel weight had no floor and whose stages were transposed convolutions
+# decoder whose pixel weight had no floor, whose stages were transposed convolutions, and which took
+# 128 galaxies a step at Adam's 1e-3
 EARLIER_FORM = {"aug_scale": [0.9, 1.1], "aug_light": False, "decoder_weight_floor": 0.0,
-                "decoder_upsample": "transposed"}
+                "decoder_upsample": "transposed", "decoder_batch_size": 128, "decoder_lr": 1e-3}
 
 
 def with_earlier_form(form: dict[str, Any]) -> dict[str, Any]:
