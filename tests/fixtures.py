@@ -564,3 +564,17 @@ def sigint_state() -> str:
     return (f"handler {signal.getsignal(signal.SIGINT)!r}, C handler {int.from_bytes(action.raw[:8], 'little'):#x}, "
             f"blocked {sorted(signal.pthread_sigmask(signal.SIG_BLOCK, []))}, "
             f"threads {[t.name for t in threading.enumerate()]}")
+
+
+def chunk_pid(start: int, stop: int) -> tuple[int, int]:
+    """A chunk's start and the process that did it (``map_chunks``' workers import it by name)."""
+    import os
+
+    return start, os.getpid()
+
+
+def chunk_dies(start: int, stop: int) -> None:
+    """A chunk whose worker process dies (killed, out of memory) as ``map_chunks`` runs it."""
+    import os
+
+    os._exit(1)

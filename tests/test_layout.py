@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("data", "image", "nets"),
     ("config", "run"),
     ("errors", "progress", "caches", "orphans"),
+    ("script_guard",),
 ]
 LAYER_OF = {unit: i for i, units in enumerate(LAYERS) for unit in units}
 

@@ -24,7 +24,8 @@ that there is no import cycle). From the top:
 9. ``config/`` (the configuration), ``run/`` (the run directory);
 10. ``errors.py`` (one-line errors), ``progress.py`` (progress bars, timers, quiet mode),
     ``caches.py`` (where the synthetic survey and the libraries' caches go), ``orphans.py``
-    (worker processes that end with their parent).
+    (worker processes that end with their parent);
+11. ``script_guard.py``: spawned worker processes and the calling script, which they import again.
 """
 
 from .caches import route_library_caches

@@ -65,7 +65,9 @@ def import_astrovader(run: Any, weights: str | Path) -> Path:
         run with a model of its own.
     """
     from .run.runlog import logged_to_run
+    from .script_guard import leave_a_rerun
 
+    leave_a_rerun()  # a spawned worker importing the calling script again must not import once more
     folder = Path(getattr(run, "path", run))  # a RunDir, an ms.Run or a folder
     with python_errors():
         if folder.is_dir():  # a trained model is refused before the weights are read
@@ -191,8 +193,10 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         from .vade.embed import FORM_EMBEDDING
         from .vade.fitting import check_accelerator, one_process_devices
         from .vade.hparams import check_against_cube
+        from .script_guard import leave_a_rerun
         from .vade.train import train_run
 
+        leave_a_rerun()  # a spawned worker importing the calling script again must not train once more
         x = check_images(X)
         with python_errors(), said_as_arguments(_NAMED_SETTINGS, "VaDE"):
             cfg = one_process_devices(apply_overrides(load_config(None), self._overrides()), "`VaDE.fit`")

@@ -243,7 +243,9 @@ def ingest(data: str | Path | None = None, run: str | Path = "runs/notebook", co
     from .pipeline import check_data, ingest_run
     from .run import RunDir, release_locks
     from .run.runlog import logged_to_run
+    from .script_guard import leave_a_rerun
 
+    leave_a_rerun()  # a spawned worker importing the calling script again must not ingest the run once more
     if Path(run).exists() and not Path(run).is_dir():
         raise NotADirectoryError(errno.ENOTDIR, "a file, not a folder: choose a folder for the run", str(run))
     from .run.places import check_not_a_folder_of_results, check_run_place

@@ -17,6 +17,7 @@ from ...errors import UserError
 from ...orphans import exit_with_parent
 from ...progress import progress as _progress_bar
 from ...run import write_json, write_table
+from ...script_guard import RERUN_HINT, leave_a_rerun, pool_size
 from .files import (CATALOGUE_NAME, IMAGE_DIR, MARKER_NAME, image_id, is_synth_survey, looks_like_partial_survey,
                     marker, read_marker, remove_survey, write_png)
 from .observe import render_bands
@@ -130,6 +131,7 @@ def make_survey(out_dir: str | Path, n: int = 2000, seed: int = 0, size: int = 1
     Path
         ``out_dir``.
     """
+    leave_a_rerun()  # a spawned worker importing the calling script again must not render the survey too
     morphologies = tuple(morphologies) if morphologies is not None else MORPHOLOGIES
     _check_args(n, seed, size, workers, morphologies)
     n, seed, size, workers = int(n), int(seed), int(size), int(workers)
@@ -163,6 +165,8 @@ def make_survey(out_dir: str | Path, n: int = 2000, seed: int = 0, size: int = 1
 
     jobs = [(seed, i, n, size, morphologies, str(out)) for i in range(n)]
     show = bool(progress)
+    if workers > 1 and n >= 2 * workers:
+        workers = pool_size(workers, "synth")  # 1 for a script that calls it outside its __main__ guard
     if workers == 1 or n < 2 * workers:
         results = map(_work, jobs)
         rows = list(_progress_bar(results, total=n, desc="synth", unit="gal") if show else results)
@@ -175,11 +179,10 @@ def make_survey(out_dir: str | Path, n: int = 2000, seed: int = 0, size: int = 1
                 results = pool.map(_work, jobs, chunksize=chunk)
                 rows = list(_progress_bar(results, total=n, desc="synth", unit="gal") if show else results)
         except BrokenProcessPool:
-            # a worker of this start method imports the calling script again: without the guard, the
-            # script's own morphospace calls run in each worker and stop it (the run is in use)
-            raise UserError("synth: a worker process stopped (killed, out of memory, or it ran the calling script "
-                            "again: in a script, put the morphospace calls under `if __name__ == \"__main__\":`)"
-                            ) from None
+            # a worker of this start method imports the calling script again: one whose calls pool_size could
+            # not place (its source unreadable) runs them in each worker, which then leaves (script_guard)
+            raise UserError(f"synth: a worker process stopped (killed, out of memory, or it ran the calling script "
+                            f"again: {RERUN_HINT})") from None
     table = pd.DataFrame(rows)
     write_table(out / CATALOGUE_NAME, table)
     write_json(out / MARKER_NAME, want)  # last: its presence means the survey is complete
