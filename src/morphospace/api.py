@@ -190,10 +190,10 @@ class VaDE(ClusterMixin, TransformerMixin, BaseEstimator):
         from .nets.scoped import seeded, torch_threads
         from .progress import is_quiet, set_quiet
         from .run import write_table
+        from .script_guard import leave_a_rerun
         from .vade.embed import FORM_EMBEDDING
         from .vade.fitting import check_accelerator, one_process_devices
         from .vade.hparams import check_against_cube
-        from .script_guard import leave_a_rerun
         from .vade.train import train_run
 
         leave_a_rerun()  # a spawned worker importing the calling script again must not train once more

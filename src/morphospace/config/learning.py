@@ -187,7 +187,7 @@ class FormConfig(Section):
         Galaxies per step of the image decoder. On a few thousand galaxies it is short of steps,
         not of epochs: at 128 a galaxy a step it drew each band shifted against the others
         (coloured rims) and blurred; at 32, in the same 8 epochs and about the same time, the
-        held-out error is a third lower on the synthetic survey, an eighth on sdss-gz1
+        held-out error is a quarter to a third lower on the synthetic survey, an eighth on sdss-gz1
         (docs/measurements/form-first.md).
     decoder_lr : float
         Adam's learning rate for the image decoder (cosine-annealed to 5% of it).
