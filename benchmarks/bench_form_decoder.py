@@ -118,19 +118,17 @@ def main() -> None:
         """Each held-out target in the flip its reconstruction matches best (as the loss compares them)."""
         return best_flip(target, flip_errors(target, images, lambda t, xh: (weight * (t - xh) ** 2).sum((1, 2, 3))))
 
-    def galaxy_colour(images: torch.Tensor) -> float:
-        """The colour error where the galaxy is: each band less the bands' mean, reconstruction against target,
-        mean absolute difference over the pixels above a quarter of the galaxy's peak."""
-        t = aligned(images)
+    def galaxy_colour(images: torch.Tensor, t: torch.Tensor) -> float:
+        """The colour error where the galaxy is: each band less the bands' mean, reconstruction against its
+        target ``t`` (:func:`aligned`), mean absolute difference over the pixels above a quarter of the galaxy's peak."""
         bright = t.mean(1) > 0.25 * t.mean(1).amax((1, 2), keepdim=True)
         dev = lambda a: a - a.mean(1, keepdim=True)  # noqa: E731
         return float((dev(images) - dev(t)).abs().mean(1)[bright].mean())
 
-    def band_offset(images: torch.Tensor) -> float:
+    def band_offset(images: torch.Tensor, t: torch.Tensor) -> float:
         """How far apart the bands' light centroids lie (pixels, rms over galaxies and bands) within the galaxy
-        (above a quarter of its peak): a decoder that draws one band shifted against another paints coloured
-        rims; the targets' own figure is printed beside it."""
-        t = aligned(images)
+        (above a quarter of its peak in the target ``t``): a decoder that draws one band shifted against another
+        paints coloured rims; the targets' own figure is printed beside it."""
         bright = (t.mean(1) > 0.25 * t.mean(1).amax((1, 2), keepdim=True))[:, None]
         ys, xs = (torch.from_numpy(a).float() for a in (yy, xx))
         w = images.clamp(min=0) * bright
@@ -152,15 +150,16 @@ def main() -> None:
         seconds = time.perf_counter() - t0
         with torch.no_grad():
             images = decoder(torch.from_numpy(mu[test]))
+        matched = aligned(images)
         print(json.dumps({"widths": list(widths), "epochs": int(epochs),
                           "precision": precision[0] if precision else "32-true", "weight_floor": floor,
                           "upsample": upsample, "lr": lr, "batch_size": batch,
                           "train_seconds": round(seconds, 1), "held_out_error": held_out_error(images),
                           "whole_frame": held_out_error(images, torch.ones(side, side)),
                           "corners": held_out_error(images, corners), "corner_colour": colour(images),
-                          "target_corner_colour": colour(target), "galaxy_colour": galaxy_colour(images),
-                          "band_offset_px": band_offset(images),
-                          "target_band_offset_px": band_offset(target)}), flush=True)
+                          "target_corner_colour": colour(target), "galaxy_colour": galaxy_colour(images, matched),
+                          "band_offset_px": band_offset(images, matched),
+                          "target_band_offset_px": band_offset(target, target)}), flush=True)
 
 
 if __name__ == "__main__":
